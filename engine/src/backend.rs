@@ -1,0 +1,154 @@
+//! The op-level `Backend` trait. The forward pass (`model.rs`) is written once over it; each op
+//! has a CPU version (`cpu/<op>.rs`, the reference), a WGSL kernel (`shaders/wgsl/<op>.wgsl`)
+//! and a CUDA kernel (`cuda/kernels/<op>.cu`) with the same name and semantics.
+//!
+//! Buffers hold f32, row-major. Ops take the number of valid rows explicitly so that scratch
+//! buffers sized for the largest step are reused by smaller ones (no allocation per token).
+
+use crate::error::Result;
+use crate::tensor::HostTensor;
+
+/// Marks an unused entry of a segment's mixture (`StepPlan::mix_slots`).
+pub const NO_ADAPTER: u32 = u32::MAX;
+
+/// One run of the model over a batch of tokens (prefill chunks and decode tokens of several
+/// sequences mixed freely), as host data. Backends copy it to the device once per step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepPlan {
+    /// Token id of each of the `T` tokens.
+    pub token_ids: Vec<u32>,
+    /// Position of each token in its sequence (0-based).
+    pub positions: Vec<u32>,
+    /// KV-cache slot (sequence) of each token.
+    pub kv_slots: Vec<u32>,
+    /// Segment of each token: the routing decision that applies to it.
+    pub segment_of_token: Vec<u32>,
+    /// Entries per segment mixture (`K`): `mix_slots`/`mix_weights` hold `S * K` entries.
+    pub mix_k: usize,
+    /// Adapter slot of entry `k` of segment `s` at `s * K + k`; [`NO_ADAPTER`] when unused.
+    pub mix_slots: Vec<u32>,
+    /// Mixture weight at `s * K + k` (0 when unused).
+    pub mix_weights: Vec<f32>,
+    /// Tokens (indices into the step) whose logits are wanted, in output order.
+    pub logit_rows: Vec<u32>,
+}
+
+impl StepPlan {
+    /// Number of tokens in the step.
+    pub fn n_tokens(&self) -> usize {
+        self.token_ids.len()
+    }
+    /// Number of segments.
+    pub fn n_segments(&self) -> usize {
+        self.mix_slots.len().checked_div(self.mix_k).unwrap_or(0)
+    }
+}
+
+/// The adapters that target one linear module of one layer, stacked for the fused LoRA ops.
+///
+/// Slot `i` (the adapter's index in the loaded set) owns rows `offset[i]..offset[i]+rank[i]`
+/// of `a` and `bt`; rank 0 means it does not target this module. Ranks differ freely: nothing
+/// is padded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoraStackHost {
+    /// Input width of the module.
+    pub in_dim: usize,
+    /// Output width of the module.
+    pub out_dim: usize,
+    /// Largest rank of any slot (sizes the `u` buffer: `[T, K, max_rank]`).
+    pub max_rank: usize,
+    /// All A matrices, `[sum of ranks, in_dim]`.
+    pub a: Vec<f32>,
+    /// All B matrices transposed, `[sum of ranks, out_dim]` (row `c` is column `c` of B).
+    pub bt: Vec<f32>,
+    /// First row of each slot in `a` / `bt`.
+    pub slot_offset: Vec<u32>,
+    /// Rank of each slot here (0: the slot does not target this module).
+    pub slot_rank: Vec<u32>,
+    /// `alpha / r` (or `alpha / sqrt(r)` for rsLoRA) of each slot here.
+    pub slot_scale: Vec<f32>,
+}
+
+impl LoraStackHost {
+    /// Sum of all ranks (rows of `a`).
+    pub fn total_rank(&self) -> usize {
+        self.slot_rank.iter().map(|&r| r as usize).sum()
+    }
+}
+
+/// Shapes of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnShape {
+    /// Tokens in the step.
+    pub n_tokens: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (divides `n_heads`).
+    pub n_kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// Positions each KV slot can hold (the cache is `[slots, capacity, n_kv_heads * head_dim]`).
+    pub capacity: usize,
+}
+
+/// A compute backend: buffer management plus the engine's ops. See the module docs.
+pub trait Backend: Send + Sync + Sized {
+    /// Device buffer of f32.
+    type Buf: Send + Sync;
+    /// A 2-D matmul / embedding weight `[rows, cols]`, in whatever storage the backend prefers.
+    type Weight: Send + Sync;
+    /// A [`StepPlan`] on the device.
+    type Step: Send + Sync;
+    /// A [`LoraStackHost`] on the device.
+    type Lora: Send + Sync;
+
+    /// Short name for messages (`cpu`, `wgpu:<adapter>`, `cuda:0`).
+    fn name(&self) -> String;
+
+    /// A buffer of `len` f32 (contents unspecified).
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding `data`.
+    fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
+    /// The first `len` values of `buf`.
+    fn download(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+    /// A weight from a 2-D host tensor `[rows, cols]`.
+    fn upload_weight(&self, w: &HostTensor) -> Result<Self::Weight>;
+    /// A LoRA stack on the device.
+    fn upload_lora(&self, s: &LoraStackHost) -> Result<Self::Lora>;
+    /// The step on the device, reusing `reuse`'s allocation when it is large enough.
+    fn upload_step(&self, plan: &StepPlan, reuse: Option<Self::Step>) -> Result<Self::Step>;
+
+    /// `out[t, :] = table[token_ids[t], :]` for the step's `T` tokens; `dim` = columns of `table`.
+    fn embedding(&self, table: &Self::Weight, step: &Self::Step, n_tokens: usize, dim: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w` for `rows` rows of width `dim`.
+    fn rms_norm(&self, x: &Self::Buf, w: &Self::Buf, rows: usize, dim: usize, eps: f32, out: &mut Self::Buf) -> Result<()>;
+    /// `out[rows, n] = x[rows, k] @ W^T (+ bias[n])` where `W` is `[n, k]`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(&self, x: &Self::Buf, w: &Self::Weight, bias: Option<&Self::Buf>, rows: usize, k: usize, n: usize, out: &mut Self::Buf) -> Result<()>;
+    /// Rotary embedding in place on `x` `[T, n_heads, head_dim]`, HF rotate-half layout:
+    /// for `i < head_dim/2`, pair `(i, i + head_dim/2)` rotates by the angle at
+    /// `cos_sin[(pos * head_dim/2 + i) * 2 + {0: cos, 1: sin}]`, `pos` = the token's position.
+    fn rope(&self, x: &mut Self::Buf, cos_sin: &Self::Buf, step: &Self::Step, n_tokens: usize, n_heads: usize, head_dim: usize) -> Result<()>;
+    /// Causal GQA attention over the KV cache. First stores `k`, `v` (`[T, n_kv_heads*head_dim]`)
+    /// at each token's (kv slot, position) in `k_cache` / `v_cache`; then each token attends to
+    /// positions `0..=pos` of its slot: `out[t, h, :] = softmax(q·K^T / sqrt(head_dim)) V`, query
+    /// head `h` reading kv head `h / (n_heads / n_kv_heads)`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&self, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, k_cache: &mut Self::Buf, v_cache: &mut Self::Buf, step: &Self::Step, shape: AttnShape, out: &mut Self::Buf) -> Result<()>;
+    /// `out[i] = silu(gate[i]) * up[i]` for `n` values.
+    fn silu_mul(&self, gate: &Self::Buf, up: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `dst[i] += src[i]` for `n` values.
+    fn add(&self, dst: &mut Self::Buf, src: &Self::Buf, n: usize) -> Result<()>;
+    /// Fused LoRA, first half, for all segments at once: for token `t` in segment `s` and each
+    /// entry `k` of its mixture with slot `a` (rank `r`, scale `c`, weight `w`):
+    /// `u[t, k, j] = w * c * dot(A_a[j, :], x[t, :])` for `j < r`. `u` is `[T, K, max_rank]`;
+    /// entries past `r` are not read by `lora_expand` and may hold anything.
+    fn lora_shrink(&self, x: &Self::Buf, lora: &Self::Lora, step: &Self::Step, n_tokens: usize, u: &mut Self::Buf) -> Result<()>;
+    /// Fused LoRA, second half: `y[t, :] += sum_k sum_{j<r} u[t, k, j] * B_a[:, j]` with the
+    /// same slots as `lora_shrink`.
+    fn lora_expand(&self, u: &Self::Buf, lora: &Self::Lora, step: &Self::Step, n_tokens: usize, y: &mut Self::Buf) -> Result<()>;
+    /// Final RMSNorm + lm_head on the step's `logit_rows` only:
+    /// `out[i, :] = rms_norm(x[logit_rows[i], :]) @ W^T`, `W` `[vocab, hidden]`.
+    #[allow(clippy::too_many_arguments)]
+    fn logits(&self, x: &Self::Buf, norm: &Self::Buf, eps: f32, lm_head: &Self::Weight, step: &Self::Step, hidden: usize, vocab: usize, out: &mut Self::Buf) -> Result<()>;
+}

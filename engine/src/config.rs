@@ -1,0 +1,273 @@
+//! The model hyper-parameters the forward pass needs, read from an HF `config.json`
+//! (transformers 4 or 5 layout) or from GGUF metadata.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Which member of the Llama family: they share one forward pass and differ in biases only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 2/3, SmolLM2 (`LlamaForCausalLM`).
+    Llama,
+    /// Mistral (`MistralForCausalLM`): Llama with GQA; sliding window ignored (full attention).
+    Mistral,
+    /// Qwen2 (`Qwen2ForCausalLM`): q/k/v projections carry biases.
+    Qwen2,
+}
+
+/// Llama-3 style RoPE frequency scaling (`rope_type: llama3`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3Scaling {
+    /// `factor`
+    pub factor: f64,
+    /// `low_freq_factor`
+    pub low_freq_factor: f64,
+    /// `high_freq_factor`
+    pub high_freq_factor: f64,
+    /// `original_max_position_embeddings`
+    pub original_max_position_embeddings: f64,
+}
+
+/// Everything the forward pass needs to know about a model.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// Family member.
+    pub arch: Arch,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (GQA when fewer than `num_heads`).
+    pub num_kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// Vocabulary size (rows of the embedding table).
+    pub vocab_size: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f32,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Llama-3 frequency scaling, if any.
+    pub rope_llama3: Option<Llama3Scaling>,
+    /// Longest context the model was trained for.
+    pub max_position_embeddings: usize,
+    /// lm_head shares the embedding table.
+    pub tie_word_embeddings: bool,
+    /// q/k/v projections have biases.
+    pub qkv_bias: bool,
+    /// o_proj has a bias.
+    pub o_bias: bool,
+    /// gate/up/down projections have biases.
+    pub mlp_bias: bool,
+    /// Beginning-of-sequence id, if the model has one.
+    pub bos_token_id: Option<u32>,
+    /// Every id that ends generation.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Output width of q_proj.
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+    /// Output width of k_proj / v_proj.
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// Input and output widths of a linear module of a decoder layer.
+    pub fn module_dims(&self, m: crate::LoraModule) -> (usize, usize) {
+        use crate::LoraModule::*;
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        match m {
+            Q => (h, self.q_dim()),
+            K | V => (h, self.kv_dim()),
+            O => (self.q_dim(), h),
+            Gate | Up => (h, i),
+            Down => (i, h),
+        }
+    }
+
+    /// Reads `config.json` (and `generation_config.json` beside it for EOS ids, if present).
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
+        let mut cfg = Self::from_hf_json(&v, &path)?;
+        let gen_path = dir.join("generation_config.json");
+        if let Ok(text) = std::fs::read_to_string(&gen_path) {
+            let g: Value = serde_json::from_str(&text)
+                .map_err(|e| Error::format(&gen_path, format!("not valid JSON: {e}")))?;
+            for id in ids_of(g.get("eos_token_id")) {
+                if !cfg.eos_token_ids.contains(&id) {
+                    cfg.eos_token_ids.push(id);
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses an HF config object; `path` is used in messages only.
+    pub fn from_hf_json(v: &Value, path: &Path) -> Result<Self> {
+        let f = Fields { v, path };
+        let model_type = f.str_or("model_type", "")?;
+        let archs: Vec<String> = v
+            .get("architectures")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let arch = match model_type.as_str() {
+            "llama" => Arch::Llama,
+            "mistral" => Arch::Mistral,
+            "qwen2" => Arch::Qwen2,
+            other => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "unknown architecture: model_type `{other}` (architectures {archs:?}); \
+                         supported: llama, mistral, qwen2"
+                    ),
+                ))
+            }
+        };
+        let hidden_size = f.usize("hidden_size")?;
+        let num_heads = f.usize("num_attention_heads")?;
+        let num_kv_heads = f.usize_or("num_key_value_heads", num_heads)?;
+        let head_dim = match v.get("head_dim") {
+            Some(Value::Null) | None => hidden_size / num_heads,
+            Some(_) => f.usize("head_dim")?,
+        };
+        // transformers 5 keeps RoPE under `rope_parameters`; 4 has `rope_theta` + `rope_scaling`.
+        let rope = v.get("rope_parameters").filter(|r| r.is_object());
+        let scaling = rope.or_else(|| v.get("rope_scaling").filter(|r| r.is_object()));
+        let rope_theta = rope
+            .and_then(|r| r.get("rope_theta"))
+            .or_else(|| v.get("rope_theta"))
+            .and_then(|t| t.as_f64())
+            .unwrap_or(10000.0);
+        let rope_llama3 = match scaling {
+            None => None,
+            Some(s) => {
+                let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|t| t.as_str());
+                match kind {
+                    None | Some("default") => None,
+                    Some("llama3") => {
+                        let g = |k: &str| {
+                            s.get(k).and_then(|x| x.as_f64()).ok_or_else(|| {
+                                Error::format(path, format!("rope scaling `llama3` needs field `{k}`"))
+                            })
+                        };
+                        Some(Llama3Scaling {
+                            factor: g("factor")?,
+                            low_freq_factor: g("low_freq_factor")?,
+                            high_freq_factor: g("high_freq_factor")?,
+                            original_max_position_embeddings: g("original_max_position_embeddings")?,
+                        })
+                    }
+                    Some(other) => {
+                        return Err(Error::unsupported(format!(
+                            "{}: rope scaling type `{other}` (supported: default, llama3)",
+                            path.display()
+                        )))
+                    }
+                }
+            }
+        };
+        let act = f.str_or("hidden_act", "silu")?;
+        if act != "silu" {
+            return Err(Error::unsupported(format!(
+                "{}: hidden_act `{act}` (only silu is supported)",
+                path.display()
+            )));
+        }
+        let attention_bias = v.get("attention_bias").and_then(|b| b.as_bool()).unwrap_or(false);
+        Ok(ModelConfig {
+            arch,
+            hidden_size,
+            intermediate_size: f.usize("intermediate_size")?,
+            num_layers: f.usize("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            vocab_size: f.usize("vocab_size")?,
+            rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6) as f32,
+            rope_theta,
+            rope_llama3,
+            max_position_embeddings: f.usize_or("max_position_embeddings", 4096)?,
+            tie_word_embeddings: v.get("tie_word_embeddings").and_then(|b| b.as_bool()).unwrap_or(false),
+            qkv_bias: arch == Arch::Qwen2 || attention_bias,
+            o_bias: attention_bias,
+            mlp_bias: v.get("mlp_bias").and_then(|b| b.as_bool()).unwrap_or(false),
+            bos_token_id: ids_of(v.get("bos_token_id")).first().copied(),
+            eos_token_ids: ids_of(v.get("eos_token_id")),
+        }
+        .validated(path)?)
+    }
+
+    /// Checks the numbers fit together (heads divide, GQA groups whole).
+    pub fn validated(self, path: &Path) -> Result<Self> {
+        let bad = |m: String| Err(Error::format(path, m));
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
+            return bad("num_attention_heads, num_key_value_heads and head_dim must be > 0".into());
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return bad(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
+        }
+        if self.hidden_size == 0 || self.vocab_size == 0 || self.num_layers == 0 {
+            return bad("hidden_size, vocab_size and num_hidden_layers must be > 0".into());
+        }
+        Ok(self)
+    }
+}
+
+/// `eos_token_id` may be a number, a list or null.
+fn ids_of(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        _ => Vec::new(),
+    }
+}
+
+struct Fields<'a> {
+    v: &'a Value,
+    path: &'a Path,
+}
+
+impl Fields<'_> {
+    fn usize(&self, k: &str) -> Result<usize> {
+        match self.v.get(k) {
+            Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| {
+                Error::format(self.path, format!("field `{k}`: expected a non-negative integer, found {x}"))
+            }),
+            None => Err(Error::format(self.path, format!("missing field `{k}`"))),
+        }
+    }
+    fn usize_or(&self, k: &str, d: usize) -> Result<usize> {
+        match self.v.get(k) {
+            None | Some(Value::Null) => Ok(d),
+            Some(_) => self.usize(k),
+        }
+    }
+    fn str_or(&self, k: &str, d: &str) -> Result<String> {
+        match self.v.get(k) {
+            None | Some(Value::Null) => Ok(d.to_string()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(x) => Err(Error::format(self.path, format!("field `{k}`: expected a string, found {x}"))),
+        }
+    }
+}

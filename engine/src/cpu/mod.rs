@@ -1,0 +1,167 @@
+//! The CPU backend: plain, obviously correct f32 ops (the reference every other backend is
+//! compared with), parallel with rayon and `gemm` so that it is also reasonably fast.
+//! One file per op, named as the WGSL and CUDA kernels.
+
+mod add;
+mod attention;
+mod embedding;
+mod logits;
+mod lora;
+mod matmul;
+mod rms_norm;
+mod rope;
+mod silu_mul;
+
+use std::sync::Mutex;
+
+use crate::backend::{AttnShape, Backend, LoraStackHost, StepPlan};
+use crate::error::{Error, Result};
+use crate::tensor::HostTensor;
+
+pub use matmul::dot;
+
+/// A 2-D weight `[rows, cols]` in host memory.
+#[derive(Debug, Clone)]
+pub struct CpuWeight {
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// The reference backend. Threads come from rayon's global pool (`RAYON_NUM_THREADS`).
+#[derive(Debug, Default)]
+pub struct CpuBackend {
+    /// Scratch for the normalised rows of `logits` (reused, so decode does not allocate).
+    scratch: Mutex<Vec<f32>>,
+}
+
+impl CpuBackend {
+    /// A CPU backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Checks that a buffer holds at least `need` values; an internal-consistency guard that turns
+/// a would-be out-of-bounds panic into an error naming the op.
+pub(crate) fn check_len(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(Error::Backend {
+            backend: "cpu".into(),
+            msg: format!("{op}: buffer `{what}` holds {have} values, needs {need}"),
+        });
+    }
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Buf = Vec<f32>;
+    type Weight = CpuWeight;
+    type Step = StepPlan;
+    type Lora = LoraStackHost;
+
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
+        Ok(data.to_vec())
+    }
+
+    fn download(&self, buf: &Vec<f32>, len: usize) -> Result<Vec<f32>> {
+        check_len("download", "buf", buf.len(), len)?;
+        Ok(buf[..len].to_vec())
+    }
+
+    fn upload_weight(&self, w: &HostTensor) -> Result<CpuWeight> {
+        if w.shape.len() != 2 {
+            return Err(Error::invalid(format!("upload_weight: expected a 2-D tensor, got shape {:?}", w.shape)));
+        }
+        Ok(CpuWeight { rows: w.shape[0], cols: w.shape[1], data: w.data.clone() })
+    }
+
+    fn upload_lora(&self, s: &LoraStackHost) -> Result<LoraStackHost> {
+        Ok(s.clone())
+    }
+
+    fn upload_step(&self, plan: &StepPlan, reuse: Option<StepPlan>) -> Result<StepPlan> {
+        let mut step = reuse.unwrap_or_default();
+        step.clone_from(plan);
+        Ok(step)
+    }
+
+    fn embedding(&self, table: &CpuWeight, step: &StepPlan, n_tokens: usize, dim: usize, out: &mut Vec<f32>) -> Result<()> {
+        embedding::embedding(table, &step.token_ids[..n_tokens], dim, out)
+    }
+
+    fn rms_norm(&self, x: &Vec<f32>, w: &Vec<f32>, rows: usize, dim: usize, eps: f32, out: &mut Vec<f32>) -> Result<()> {
+        check_len("rms_norm", "x", x.len(), rows * dim)?;
+        check_len("rms_norm", "out", out.len(), rows * dim)?;
+        check_len("rms_norm", "w", w.len(), dim)?;
+        rms_norm::rms_norm(&x[..rows * dim], &w[..dim], dim, eps, &mut out[..rows * dim]);
+        Ok(())
+    }
+
+    fn matmul(&self, x: &Vec<f32>, w: &CpuWeight, bias: Option<&Vec<f32>>, rows: usize, k: usize, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        if w.cols != k || w.rows != n {
+            return Err(Error::Backend {
+                backend: "cpu".into(),
+                msg: format!("matmul: weight is [{}, {}], call expects [{n}, {k}]", w.rows, w.cols),
+            });
+        }
+        check_len("matmul", "x", x.len(), rows * k)?;
+        check_len("matmul", "out", out.len(), rows * n)?;
+        if let Some(b) = bias {
+            check_len("matmul", "bias", b.len(), n)?;
+        }
+        matmul::matmul(&x[..rows * k], w, bias.map(|b| &b[..n]), rows, &mut out[..rows * n]);
+        Ok(())
+    }
+
+    fn rope(&self, x: &mut Vec<f32>, cos_sin: &Vec<f32>, step: &StepPlan, n_tokens: usize, n_heads: usize, head_dim: usize) -> Result<()> {
+        check_len("rope", "x", x.len(), n_tokens * n_heads * head_dim)?;
+        let max_pos = step.positions[..n_tokens].iter().copied().max().unwrap_or(0) as usize;
+        check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)?;
+        rope::rope(&mut x[..n_tokens * n_heads * head_dim], cos_sin, &step.positions[..n_tokens], n_heads, head_dim);
+        Ok(())
+    }
+
+    fn attention(&self, q: &Vec<f32>, k: &Vec<f32>, v: &Vec<f32>, k_cache: &mut Vec<f32>, v_cache: &mut Vec<f32>, step: &StepPlan, shape: AttnShape, out: &mut Vec<f32>) -> Result<()> {
+        attention::attention(q, k, v, k_cache, v_cache, step, shape, out)
+    }
+
+    fn silu_mul(&self, gate: &Vec<f32>, up: &Vec<f32>, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_len("silu_mul", "gate", gate.len(), n)?;
+        check_len("silu_mul", "up", up.len(), n)?;
+        check_len("silu_mul", "out", out.len(), n)?;
+        silu_mul::silu_mul(&gate[..n], &up[..n], &mut out[..n]);
+        Ok(())
+    }
+
+    fn add(&self, dst: &mut Vec<f32>, src: &Vec<f32>, n: usize) -> Result<()> {
+        check_len("add", "dst", dst.len(), n)?;
+        check_len("add", "src", src.len(), n)?;
+        add::add(&mut dst[..n], &src[..n]);
+        Ok(())
+    }
+
+    fn lora_shrink(&self, x: &Vec<f32>, lora: &LoraStackHost, step: &StepPlan, n_tokens: usize, u: &mut Vec<f32>) -> Result<()> {
+        lora::lora_shrink(x, lora, step, n_tokens, u)
+    }
+
+    fn lora_expand(&self, u: &Vec<f32>, lora: &LoraStackHost, step: &StepPlan, n_tokens: usize, y: &mut Vec<f32>) -> Result<()> {
+        lora::lora_expand(u, lora, step, n_tokens, y)
+    }
+
+    fn logits(&self, x: &Vec<f32>, norm: &Vec<f32>, eps: f32, lm_head: &CpuWeight, step: &StepPlan, hidden: usize, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+        let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        logits::logits(x, norm, eps, lm_head, &step.logit_rows, hidden, vocab, &mut scratch, out)
+    }
+}

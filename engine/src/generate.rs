@@ -1,0 +1,321 @@
+//! Batched scoring and generation over the KV cache: many sequences, each with its own
+//! segments of mixtures, run through one forward per step (prefill chunks and decode tokens
+//! side by side).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use dlp_router::{Sampler, SamplingParams};
+
+use crate::backend::{Backend, StepPlan, NO_ADAPTER};
+use crate::error::{Error, Result};
+use crate::lora::Mixture;
+use crate::model::Model;
+
+/// Tokens per step when prompts are prefilled (longer prompts are split into chunks).
+pub const DEFAULT_STEP_TOKENS: usize = 256;
+
+/// A sequence's routing: `(first token index, mixture)` runs, sorted by start, the first at 0.
+pub type Segments = Vec<(usize, Mixture)>;
+
+/// How `score` feeds the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreMode {
+    /// All tokens of a sequence in one pass (chunked only past the step size).
+    Prefill,
+    /// One token per step through the KV cache: the generation path.
+    Decode,
+}
+
+/// Per-sequence state shared by scoring and generation.
+struct Seq {
+    tokens: Vec<u32>,
+    segments: Segments,
+    /// Tokens already in the KV cache.
+    cached: usize,
+}
+
+impl Seq {
+    fn mixture_at(&self, i: usize) -> usize {
+        self.segments.iter().rposition(|(start, _)| *start <= i).unwrap_or(0)
+    }
+}
+
+/// Builds one step from several sequences' pending tokens.
+struct PlanBuilder {
+    plan: StepPlan,
+    seg_index: HashMap<(usize, usize), u32>,
+    mixtures: Vec<Mixture>,
+}
+
+impl PlanBuilder {
+    fn new() -> Self {
+        PlanBuilder { plan: StepPlan::default(), seg_index: HashMap::new(), mixtures: Vec::new() }
+    }
+
+    /// Adds tokens `from..to` of sequence `slot`; returns the step index of the last one.
+    fn push(&mut self, slot: usize, seq: &Seq, from: usize, to: usize) -> u32 {
+        for i in from..to {
+            let mi = seq.mixture_at(i);
+            let seg = *self.seg_index.entry((slot, mi)).or_insert_with(|| {
+                self.mixtures.push(seq.segments.get(mi).map(|s| s.1.clone()).unwrap_or_default());
+                (self.mixtures.len() - 1) as u32
+            });
+            self.plan.token_ids.push(seq.tokens[i]);
+            self.plan.positions.push(i as u32);
+            self.plan.kv_slots.push(slot as u32);
+            self.plan.segment_of_token.push(seg);
+        }
+        (self.plan.token_ids.len() - 1) as u32
+    }
+
+    fn finish(mut self) -> StepPlan {
+        let k = self.mixtures.iter().map(|m| m.len()).max().unwrap_or(0).max(1);
+        self.plan.mix_k = k;
+        for m in &self.mixtures {
+            for e in 0..k {
+                let (s, w) = m.get(e).map_or((NO_ADAPTER, 0.0), |&(s, w)| (s as u32, w));
+                self.plan.mix_slots.push(s);
+                self.plan.mix_weights.push(w);
+            }
+        }
+        self.plan
+    }
+}
+
+/// A sequence to score: its ids and routing.
+#[derive(Debug, Clone)]
+pub struct ScoreInput {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Routing; empty = base model everywhere.
+    pub segments: Segments,
+}
+
+fn max_mix(segs: impl Iterator<Item = usize>) -> usize {
+    segs.max().unwrap_or(0).max(1)
+}
+
+/// Teacher-forced logits of every position of every input, `[len, vocab]` each, all inputs
+/// run side by side in the same steps.
+pub fn score_batch<B: Backend>(model: &Model<B>, inputs: &[ScoreInput], mode: ScoreMode, step_tokens: usize) -> Result<Vec<Vec<f32>>> {
+    let vocab = model.config.vocab_size;
+    let longest = inputs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+    if inputs.is_empty() || inputs.iter().any(|s| s.ids.is_empty()) {
+        return Err(Error::invalid("nothing to score: every sequence needs at least one token"));
+    }
+    if longest > model.max_context {
+        return Err(Error::invalid(format!("a sequence of {longest} tokens exceeds the context of {} positions", model.max_context)));
+    }
+    let mut seqs: Vec<Seq> = inputs
+        .iter()
+        .map(|s| Seq { tokens: s.ids.clone(), segments: if s.segments.is_empty() { vec![(0, vec![])] } else { s.segments.clone() }, cached: 0 })
+        .collect();
+    let per_step = match mode {
+        ScoreMode::Prefill => step_tokens.max(1),
+        ScoreMode::Decode => 1,
+    };
+    let ws_tokens = (per_step * seqs.len()).min(inputs.iter().map(|s| s.ids.len()).sum());
+    let mut ws = model.workspace(ws_tokens, max_mix(seqs.iter().flat_map(|s| s.segments.iter().map(|m| m.1.len()))))?;
+    let mut kv = model.kv_cache(seqs.len(), longest)?;
+    let mut out: Vec<Vec<f32>> = inputs.iter().map(|s| Vec::with_capacity(s.ids.len() * vocab)).collect();
+    while seqs.iter().any(|s| s.cached < s.tokens.len()) {
+        let mut b = PlanBuilder::new();
+        let mut owners = Vec::new();
+        for (slot, s) in seqs.iter().enumerate() {
+            let to = (s.cached + per_step).min(s.tokens.len());
+            if to > s.cached {
+                let first = b.plan.token_ids.len() as u32;
+                b.push(slot, s, s.cached, to);
+                for r in first..first + (to - s.cached) as u32 {
+                    b.plan.logit_rows.push(r);
+                    owners.push(slot);
+                }
+            }
+        }
+        let plan = b.finish();
+        let logits = model.forward(&plan, &mut kv, &mut ws)?;
+        for (row, &slot) in owners.iter().enumerate() {
+            out[slot].extend_from_slice(&logits[row * vocab..(row + 1) * vocab]);
+        }
+        for s in seqs.iter_mut() {
+            s.cached = (s.cached + per_step).min(s.tokens.len());
+        }
+    }
+    Ok(out)
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct GenRequest {
+    /// Prompt ids (at least one).
+    pub prompt: Vec<u32>,
+    /// Routing of the prompt; generated tokens continue under the last segment's mixture
+    /// until the callback remixes.
+    pub segments: Segments,
+    /// Sampling and stopping.
+    pub params: SamplingParams,
+}
+
+/// What the token callback tells the generator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// Keep going.
+    Continue,
+    /// Stop this sequence (e.g. a stop string was seen).
+    Stop,
+    /// Continue, with a new mixture from the next token on (sentence-level re-routing).
+    Remix(Mixture),
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token.
+    Eos,
+    /// `max_tokens` reached.
+    Length,
+    /// The callback stopped it (stop string).
+    Stop,
+    /// The context (KV capacity) is full.
+    Context,
+}
+
+/// The result of one request.
+#[derive(Debug, Clone)]
+pub struct GenOutput {
+    /// Generated ids (an EOS that ended generation is not included).
+    pub tokens: Vec<u32>,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// Prompt length.
+    pub prompt_tokens: usize,
+    /// Final routing, including remixes during generation.
+    pub segments: Segments,
+}
+
+/// Timings of a generate call.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GenStats {
+    /// Prompt tokens processed.
+    pub prefill_tokens: usize,
+    /// Seconds spent in steps that carried prompt tokens.
+    pub prefill_secs: f64,
+    /// Tokens decoded.
+    pub decode_tokens: usize,
+    /// Seconds spent in decode-only steps.
+    pub decode_secs: f64,
+    /// Forward passes.
+    pub steps: usize,
+}
+
+/// Runs all requests as one batch; `on_token(request index, token id)` sees every new token
+/// (EOS excluded) and may stop or remix its sequence.
+pub fn generate<B: Backend>(
+    model: &Model<B>,
+    requests: &[GenRequest],
+    eos: &[u32],
+    step_tokens: usize,
+    mut on_token: impl FnMut(usize, u32) -> Result<Control>,
+) -> Result<(Vec<GenOutput>, GenStats)> {
+    let ctx = model.max_context;
+    for (i, r) in requests.iter().enumerate() {
+        r.params.validate().map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
+        if r.prompt.is_empty() {
+            return Err(Error::invalid(format!("request {i}: the prompt is empty")));
+        }
+        if r.prompt.len() >= ctx {
+            return Err(Error::invalid(format!(
+                "request {i}: the prompt has {} tokens, the context holds {ctx} (leave room for at least one new token)",
+                r.prompt.len()
+            )));
+        }
+    }
+    let capacity = requests.iter().map(|r| r.prompt.len() + r.params.max_tokens).max().unwrap_or(1).min(ctx);
+    let mut kv = model.kv_cache(requests.len(), capacity)?;
+    let step_tokens = step_tokens.max(requests.len());
+    let mix_k = max_mix(requests.iter().flat_map(|r| r.segments.iter().map(|s| s.1.len()))).max(8);
+    let mut ws = model.workspace(step_tokens, mix_k)?;
+    let mut seqs: Vec<Seq> = requests
+        .iter()
+        .map(|r| Seq { tokens: r.prompt.clone(), segments: if r.segments.is_empty() { vec![(0, vec![])] } else { r.segments.clone() }, cached: 0 })
+        .collect();
+    let mut samplers: Vec<Sampler> = requests.iter().map(|r| Sampler::new(r.params.clone())).collect();
+    let mut finish: Vec<Option<FinishReason>> = requests.iter().map(|r| (r.params.max_tokens == 0).then_some(FinishReason::Length)).collect();
+    let mut stats = GenStats { prefill_tokens: requests.iter().map(|r| r.prompt.len()).sum(), ..Default::default() };
+    let vocab = model.config.vocab_size;
+    while finish.iter().any(|f| f.is_none()) {
+        let mut b = PlanBuilder::new();
+        let mut owners = Vec::new();
+        let mut budget = step_tokens;
+        let mut has_prompt = false;
+        for (slot, s) in seqs.iter().enumerate() {
+            if finish[slot].is_some() || budget == 0 {
+                continue;
+            }
+            let to = (s.cached + budget).min(s.tokens.len());
+            has_prompt |= s.cached < requests[slot].prompt.len();
+            let last = b.push(slot, s, s.cached, to);
+            budget -= to - s.cached;
+            if to == s.tokens.len() {
+                b.plan.logit_rows.push(last);
+                owners.push(slot);
+            }
+        }
+        let plan = b.finish();
+        let t0 = Instant::now();
+        let logits = model.forward(&plan, &mut kv, &mut ws)?;
+        let dt = t0.elapsed();
+        stats.steps += 1;
+        if has_prompt {
+            stats.prefill_secs += dt.as_secs_f64();
+        } else {
+            stats.decode_secs += dt.as_secs_f64();
+        }
+        let mut consumed: HashMap<usize, usize> = HashMap::new();
+        for &slot in plan.kv_slots.iter() {
+            *consumed.entry(slot as usize).or_default() += 1;
+        }
+        for (slot, n) in consumed {
+            seqs[slot].cached += n;
+        }
+        for (row, &slot) in owners.iter().enumerate() {
+            let s = &mut seqs[slot];
+            let id = samplers[slot].sample(&logits[row * vocab..(row + 1) * vocab], &s.tokens);
+            if !has_prompt {
+                stats.decode_tokens += 1;
+            }
+            if eos.contains(&id) {
+                finish[slot] = Some(FinishReason::Eos);
+                continue;
+            }
+            s.tokens.push(id);
+            let generated = s.tokens.len() - requests[slot].prompt.len();
+            match on_token(slot, id)? {
+                Control::Continue => {}
+                Control::Stop => finish[slot] = Some(FinishReason::Stop),
+                Control::Remix(m) => s.segments.push((s.tokens.len(), m)),
+            }
+            if finish[slot].is_none() {
+                if generated >= requests[slot].params.max_tokens {
+                    finish[slot] = Some(FinishReason::Length);
+                } else if s.tokens.len() >= capacity {
+                    finish[slot] = Some(FinishReason::Context);
+                }
+            }
+        }
+    }
+    let outputs = seqs
+        .into_iter()
+        .zip(requests)
+        .zip(finish)
+        .map(|((s, r), f)| GenOutput {
+            tokens: s.tokens[r.prompt.len()..].to_vec(),
+            finish: f.unwrap_or(FinishReason::Length),
+            prompt_tokens: r.prompt.len(),
+            segments: s.segments,
+        })
+        .collect();
+    Ok((outputs, stats))
+}

@@ -1,0 +1,38 @@
+//! The KV cache: per layer, K and V buffers `[slots, capacity, n_kv_heads * head_dim]`.
+//! A slot holds one sequence; tokens are written at their position, so nothing is copied as a
+//! sequence grows.
+
+use crate::backend::Backend;
+use crate::config::ModelConfig;
+use crate::error::Result;
+
+/// Device memory for the keys and values of `slots` sequences of up to `capacity` positions.
+pub struct KvCache<B: Backend> {
+    /// Per layer: keys.
+    pub k: Vec<B::Buf>,
+    /// Per layer: values.
+    pub v: Vec<B::Buf>,
+    /// Sequences the cache holds.
+    pub slots: usize,
+    /// Positions per sequence.
+    pub capacity: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// Allocates the cache on `backend`.
+    pub fn new(backend: &B, cfg: &ModelConfig, slots: usize, capacity: usize) -> Result<Self> {
+        let len = slots * capacity * cfg.kv_dim();
+        let mut k = Vec::with_capacity(cfg.num_layers);
+        let mut v = Vec::with_capacity(cfg.num_layers);
+        for _ in 0..cfg.num_layers {
+            k.push(backend.alloc(len)?);
+            v.push(backend.alloc(len)?);
+        }
+        Ok(KvCache { k, v, slots, capacity })
+    }
+
+    /// Bytes of device memory the cache holds.
+    pub fn bytes(&self, cfg: &ModelConfig) -> usize {
+        2 * cfg.num_layers * self.slots * self.capacity * cfg.kv_dim() * 4
+    }
+}

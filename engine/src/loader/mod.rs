@@ -1,0 +1,9 @@
+//! Model and adapter loaders. Everything is converted to f32 [`crate::HostTensor`]s under HF
+//! tensor names, so the model is built the same way whatever the file format.
+
+pub mod gguf;
+pub mod peft;
+pub mod safetensors_dir;
+pub mod source;
+
+pub use source::ModelFiles;

@@ -1,0 +1,300 @@
+//! PEFT LoRA adapters: `adapter_config.json` + `adapter_model.safetensors`, as written by
+//! `save_pretrained`. Everything PEFT can express that this engine would silently get wrong
+//! (DoRA, trained biases, `modules_to_save`, other PEFT types) is refused with a message.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::safetensors_dir::for_each_tensor;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::tensor::HostTensor;
+use crate::LoraModule;
+
+/// One (layer, module) of an adapter: `delta W = scale * B @ A`.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    /// `[r, in]`
+    pub a: HostTensor,
+    /// `[out, r]`
+    pub b: HostTensor,
+    /// `alpha / r` (rsLoRA: `alpha / sqrt(r)`), with rank/alpha patterns applied.
+    pub scale: f32,
+}
+
+impl LoraPair {
+    /// The rank of this pair.
+    pub fn rank(&self) -> usize {
+        self.a.shape[0]
+    }
+}
+
+/// A loaded PEFT LoRA adapter.
+#[derive(Debug, Clone)]
+pub struct PeftAdapter {
+    /// The name it is referred to by (in mixtures, router labels).
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// `base_model_name_or_path` from the config, for `inspect`.
+    pub base_model: Option<String>,
+    /// Default rank `r`.
+    pub r: usize,
+    /// Default `lora_alpha`.
+    pub alpha: f64,
+    /// `use_rslora`.
+    pub rslora: bool,
+    /// Targeted modules (sorted).
+    pub targets: Vec<LoraModule>,
+    /// The weights per (layer, module).
+    pub pairs: BTreeMap<(usize, LoraModule), LoraPair>,
+}
+
+/// The parsed `adapter_config.json` fields that matter.
+struct AdapterConfig {
+    r: usize,
+    alpha: f64,
+    rslora: bool,
+    targets: Vec<LoraModule>,
+    layers: Option<Vec<usize>>,
+    rank_pattern: Vec<(regex::Regex, String, usize)>,
+    alpha_pattern: Vec<(regex::Regex, String, f64)>,
+    base_model: Option<String>,
+}
+
+fn parse_config(path: &Path) -> Result<AdapterConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
+    let bad = |m: String| Error::format(path, m);
+    let peft_type = v.get("peft_type").and_then(|t| t.as_str()).unwrap_or("LORA");
+    if peft_type != "LORA" {
+        return Err(Error::unsupported(format!(
+            "{}: peft_type `{peft_type}`; only LORA adapters are supported",
+            path.display()
+        )));
+    }
+    let truthy = |k: &str| v.get(k).is_some_and(|x| x.as_bool() == Some(true));
+    if truthy("use_dora") {
+        return Err(Error::unsupported(format!("{}: use_dora = true (DoRA adapters are not supported; merge the magnitude vector or retrain as plain LoRA)", path.display())));
+    }
+    if truthy("lora_bias") {
+        return Err(Error::unsupported(format!("{}: lora_bias = true (LoRA B biases are not supported)", path.display())));
+    }
+    match v.get("bias").and_then(|b| b.as_str()) {
+        None | Some("none") => {}
+        Some(b) => {
+            return Err(Error::unsupported(format!(
+                "{}: bias = `{b}` (the adapter trains base-model biases; only bias = \"none\" is supported)",
+                path.display()
+            )))
+        }
+    }
+    match v.get("modules_to_save") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.is_empty() => {}
+        Some(m) => {
+            return Err(Error::unsupported(format!(
+                "{}: modules_to_save = {m} (fully fine-tuned modules are not supported; only LoRA deltas)",
+                path.display()
+            )))
+        }
+    }
+    for unsupported in ["use_qalora", "use_bdlora"] {
+        if truthy(unsupported) {
+            return Err(Error::unsupported(format!("{}: {unsupported} = true is not supported", path.display())));
+        }
+    }
+    let r = v.get("r").and_then(|x| x.as_u64()).filter(|&r| r > 0).ok_or_else(|| bad("field `r`: expected a positive integer".into()))? as usize;
+    let alpha = v.get("lora_alpha").and_then(|x| x.as_f64()).ok_or_else(|| bad("field `lora_alpha`: expected a number".into()))?;
+    let targets = match v.get("target_modules") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|m| {
+                let s = m.as_str().unwrap_or("");
+                LoraModule::from_peft_name(s).ok_or_else(|| {
+                    bad(format!("target_modules: `{s}` is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Some(Value::String(s)) if s == "all-linear" => LoraModule::ALL.to_vec(),
+        Some(Value::String(s)) => {
+            let re = regex::Regex::new(&format!("^(?:{s})$")).map_err(|e| bad(format!("target_modules regex `{s}`: {e}")))?;
+            LoraModule::ALL.into_iter().filter(|m| re.is_match(&format!("model.layers.0.{}", m.hf_path()))).collect()
+        }
+        other => return Err(bad(format!("field `target_modules`: expected a list of module names, found {other:?}"))),
+    };
+    let layers = match v.get("layers_to_transform") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(vec![n.as_u64().unwrap_or(0) as usize]),
+        Some(Value::Array(a)) => Some(a.iter().filter_map(|x| x.as_u64()).map(|x| x as usize).collect()),
+        Some(o) => return Err(bad(format!("field `layers_to_transform`: expected an integer or a list, found {o}"))),
+    };
+    // PEFT matches pattern keys against the module's full name with `(.*\.)?(key)$`.
+    let pattern = |k: &str| regex::Regex::new(&format!(r"^(.*\.)?(?:{k})$")).map_err(|e| bad(format!("pattern `{k}`: {e}")));
+    let mut rank_pattern = Vec::new();
+    if let Some(m) = v.get("rank_pattern").and_then(|m| m.as_object()) {
+        for (k, x) in m {
+            let rank = x.as_u64().filter(|&r| r > 0).ok_or_else(|| bad(format!("rank_pattern[`{k}`]: expected a positive integer")))?;
+            rank_pattern.push((pattern(k)?, k.clone(), rank as usize));
+        }
+    }
+    let mut alpha_pattern = Vec::new();
+    if let Some(m) = v.get("alpha_pattern").and_then(|m| m.as_object()) {
+        for (k, x) in m {
+            let a = x.as_f64().ok_or_else(|| bad(format!("alpha_pattern[`{k}`]: expected a number")))?;
+            alpha_pattern.push((pattern(k)?, k.clone(), a));
+        }
+    }
+    if truthy("fan_in_fan_out") {
+        // PEFT itself resets this to false for nn.Linear targets (all Llama projections).
+        tracing::warn!("{}: fan_in_fan_out = true is ignored for Linear layers, as PEFT does", path.display());
+    }
+    let mut targets = targets;
+    targets.sort();
+    targets.dedup();
+    Ok(AdapterConfig {
+        r,
+        alpha,
+        rslora: truthy("use_rslora"),
+        targets,
+        layers,
+        rank_pattern,
+        alpha_pattern,
+        base_model: v.get("base_model_name_or_path").and_then(|b| b.as_str()).map(String::from),
+    })
+}
+
+impl AdapterConfig {
+    /// Rank and scale of one module, after `rank_pattern` / `alpha_pattern`.
+    fn rank_scale(&self, full_name: &str) -> (usize, f32) {
+        let r = self.rank_pattern.iter().find(|(re, _, _)| re.is_match(full_name)).map_or(self.r, |p| p.2);
+        let alpha = self.alpha_pattern.iter().find(|(re, _, _)| re.is_match(full_name)).map_or(self.alpha, |p| p.2);
+        let scale = if self.rslora { alpha / (r as f64).sqrt() } else { alpha / r as f64 };
+        (r, scale as f32)
+    }
+}
+
+/// Splits `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight` into
+/// (3, Q, is_a). `None` for names that are not LoRA A/B weights of a decoder layer.
+fn parse_tensor_name(name: &str) -> Option<(usize, LoraModule, bool)> {
+    let rest = name.strip_prefix("base_model.model.").unwrap_or(name);
+    let rest = rest.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, ab) = if let Some(m) = rest.strip_suffix(".lora_A.weight") {
+        (m, true)
+    } else {
+        (rest.strip_suffix(".lora_B.weight")?, false)
+    };
+    let m = LoraModule::ALL.into_iter().find(|m| m.hf_path() == module)?;
+    Some((layer, m, ab))
+}
+
+impl PeftAdapter {
+    /// Loads the adapter in `dir` and checks it against the base model's shapes.
+    pub fn load(name: &str, dir: &Path, cfg: &ModelConfig) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::invalid(format!("adapter `{name}`: {} is not a directory", dir.display())));
+        }
+        let ac = parse_config(&dir.join("adapter_config.json"))?;
+        let file = dir.join("adapter_model.safetensors");
+        if !file.exists() {
+            if dir.join("adapter_model.bin").exists() {
+                return Err(Error::unsupported(format!(
+                    "{}: only adapter_model.bin found; convert it to safetensors (python: \
+                     `import torch, safetensors.torch as st; st.save_file(torch.load('adapter_model.bin'), 'adapter_model.safetensors')`)",
+                    dir.display()
+                )));
+            }
+            return Err(Error::format(dir, "missing adapter_model.safetensors"));
+        }
+        let mut halves: BTreeMap<(usize, LoraModule), (Option<HostTensor>, Option<HostTensor>)> = BTreeMap::new();
+        for_each_tensor(&file, |tname, t| {
+            let Some((layer, m, is_a)) = parse_tensor_name(&tname) else {
+                let why = if tname.contains("lora_magnitude") {
+                    "a DoRA magnitude vector (DoRA is not supported)"
+                } else if tname.contains("lora_embedding") {
+                    "an embedding LoRA (only linear modules are supported)"
+                } else if tname.ends_with(".bias") {
+                    "a bias (LoRA biases are not supported)"
+                } else {
+                    "not a LoRA A/B weight of a decoder layer"
+                };
+                return Err(Error::format(&file, format!("tensor `{tname}`: {why}")));
+            };
+            if let Some((i, v)) = t.first_non_finite() {
+                return Err(Error::format(&file, format!("tensor `{tname}` holds a non-finite value ({v}) at flat index {i}")));
+            }
+            if layer >= cfg.num_layers {
+                return Err(Error::format(&file, format!(
+                    "tensor `{tname}`: layer {layer}, but the base model has {} layers (an adapter for a different model?)",
+                    cfg.num_layers
+                )));
+            }
+            let e = halves.entry((layer, m)).or_default();
+            if is_a { e.0 = Some(t) } else { e.1 = Some(t) }
+            Ok(())
+        })?;
+        let mut pairs = BTreeMap::new();
+        for ((layer, m), (a, b)) in halves {
+            let stem = format!("base_model.model.model.layers.{layer}.{}", m.hf_path());
+            let (a, b) = match (a, b) {
+                (Some(a), Some(b)) => (a, b),
+                (a, _) => {
+                    let missing = if a.is_none() { "lora_A" } else { "lora_B" };
+                    return Err(Error::format(&file, format!("missing tensor `{stem}.{missing}.weight`")));
+                }
+            };
+            let (r, scale) = ac.rank_scale(&format!("model.layers.{layer}.{}", m.hf_path()));
+            let (n_in, n_out) = cfg.module_dims(m);
+            if a.shape != [r, n_in] || b.shape != [n_out, r] {
+                return Err(Error::format(&file, format!(
+                    "tensor `{stem}.lora_A.weight` has shape {:?} and `lora_B` {:?}; the base model needs [{r}, {n_in}] and [{n_out}, {r}] (rank {r} from the config; an adapter for a different model?)",
+                    a.shape, b.shape
+                )));
+            }
+            if let Some(layers) = &ac.layers {
+                if !layers.contains(&layer) {
+                    return Err(Error::format(&file, format!("tensor `{stem}.lora_A.weight`: layer {layer} is not in layers_to_transform {layers:?}")));
+                }
+            }
+            if !ac.targets.contains(&m) {
+                return Err(Error::format(&file, format!("tensor `{stem}.lora_A.weight`: module {} is not in target_modules", m.peft_name())));
+            }
+            pairs.insert((layer, m), LoraPair { a, b, scale });
+        }
+        if pairs.is_empty() {
+            return Err(Error::format(&file, "holds no LoRA weights"));
+        }
+        Ok(PeftAdapter {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            base_model: ac.base_model,
+            r: ac.r,
+            alpha: ac.alpha,
+            rslora: ac.rslora,
+            targets: ac.targets,
+            pairs,
+        })
+    }
+
+    /// A one-paragraph description for `inspect`.
+    pub fn summary(&self) -> String {
+        let params: usize = self.pairs.values().map(|p| p.a.numel() + p.b.numel()).sum();
+        let layers: std::collections::BTreeSet<usize> = self.pairs.keys().map(|k| k.0).collect();
+        format!(
+            "PEFT LoRA adapter `{}`\n  base model: {}\n  r = {}, lora_alpha = {}, rsLoRA = {}\n  targets: {}\n  layers: {} ({}..={})\n  parameters: {params}",
+            self.name,
+            self.base_model.as_deref().unwrap_or("?"),
+            self.r,
+            self.alpha,
+            self.rslora,
+            self.targets.iter().map(|m| m.peft_name()).collect::<Vec<_>>().join(", "),
+            layers.len(),
+            layers.first().unwrap_or(&0),
+            layers.last().unwrap_or(&0),
+        )
+    }
+}

@@ -1,0 +1,52 @@
+//! Opening a model path: an HF directory or a `.gguf` file, with its tokenizer.
+
+use std::path::{Path, PathBuf};
+
+use super::gguf::GgufFile;
+use super::safetensors_dir::load_hf_weights;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::tensor::WeightMap;
+use crate::tokenizer::TextTokenizer;
+
+/// What a model path holds, loaded into host memory.
+pub struct ModelFiles {
+    /// The path given.
+    pub path: PathBuf,
+    /// `hf` or `gguf`.
+    pub format: &'static str,
+    /// Hyper-parameters.
+    pub config: ModelConfig,
+    /// All weights under HF names, f32.
+    pub weights: WeightMap,
+    /// The tokenizer, when the model comes with one.
+    pub tokenizer: Option<TextTokenizer>,
+}
+
+impl ModelFiles {
+    /// Loads an HF directory (`config.json` + safetensors) or a GGUF file (then a
+    /// `tokenizer.json` beside it is preferred over the GGUF's own vocabulary).
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            if !path.join("config.json").exists() {
+                return Err(Error::format(path, "not a model directory: no config.json (expected an HF model directory or a .gguf file)"));
+            }
+            let config = ModelConfig::from_hf_dir(path)?;
+            let weights = load_hf_weights(path)?;
+            let tokenizer = TextTokenizer::from_hf_dir(path)?;
+            return Ok(ModelFiles { path: path.into(), format: "hf", config, weights, tokenizer });
+        }
+        if !path.exists() {
+            return Err(Error::invalid(format!("{}: no such file or directory (expected an HF model directory or a .gguf file)", path.display())));
+        }
+        let g = GgufFile::open(path)?;
+        let config = g.config()?;
+        let beside = path.with_file_name("tokenizer.json");
+        let mut tokenizer = if beside.exists() { TextTokenizer::from_file(&beside)? } else { TextTokenizer::from_gguf(&g)? };
+        if tokenizer.chat_template().is_none() {
+            tokenizer.set_chat_template(g.chat_template());
+        }
+        let weights = g.load_weights()?;
+        Ok(ModelFiles { path: path.into(), format: "gguf", config, weights, tokenizer: Some(tokenizer) })
+    }
+}

@@ -1,0 +1,280 @@
+//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2 and
+//! Qwen2 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings).
+
+use crate::backend::{AttnShape, Backend, StepPlan, NO_ADAPTER};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+use crate::loader::peft::PeftAdapter;
+use crate::tensor::WeightMap;
+use crate::{lora, rope_table, LoraModule};
+
+/// A linear layer `y = x W^T (+ b)`.
+pub struct Linear<B: Backend> {
+    w: B::Weight,
+    b: Option<B::Buf>,
+    n_in: usize,
+    n_out: usize,
+}
+
+struct Layer<B: Backend> {
+    attn_norm: B::Buf,
+    ffn_norm: B::Buf,
+    /// Indexed by [`LoraModule::index`].
+    linears: [Linear<B>; 7],
+    /// The fused-LoRA stack of each module; `None` where no loaded adapter targets it.
+    lora: [Option<B::Lora>; 7],
+    /// Largest rank in each stack (0 when none).
+    lora_max_rank: [usize; 7],
+}
+
+/// A loaded model on a backend, with its adapters.
+pub struct Model<B: Backend> {
+    /// The backend the weights live on.
+    pub backend: B,
+    /// Hyper-parameters.
+    pub config: ModelConfig,
+    embed: B::Weight,
+    /// `None` when tied to `embed`.
+    lm_head: Option<B::Weight>,
+    norm: B::Buf,
+    layers: Vec<Layer<B>>,
+    rope: B::Buf,
+    /// Positions covered by the RoPE table: the longest context this model instance serves.
+    pub max_context: usize,
+    adapter_names: Vec<String>,
+}
+
+/// Scratch buffers for steps of up to `tokens` tokens, reused from step to step.
+pub struct Workspace<B: Backend> {
+    tokens: usize,
+    mix_k: usize,
+    x: B::Buf,
+    h: B::Buf,
+    q: B::Buf,
+    k: B::Buf,
+    v: B::Buf,
+    att: B::Buf,
+    o: B::Buf,
+    gate: B::Buf,
+    up: B::Buf,
+    act: B::Buf,
+    u: B::Buf,
+    logits: B::Buf,
+    step: Option<B::Step>,
+}
+
+impl<B: Backend> Model<B> {
+    /// Builds the model from host weights (consumed) on `backend`; `max_context` caps the RoPE
+    /// table (and so the KV cache) below the model's `max_position_embeddings`.
+    pub fn new(backend: B, config: ModelConfig, mut w: WeightMap, max_context: usize) -> Result<Self> {
+        let c = &config;
+        let (h, v) = (c.hidden_size, c.vocab_size);
+        let embed_t = w.take("model.embed_tokens.weight", &[v, h])?;
+        let embed = backend.upload_weight(&embed_t)?;
+        let lm_head = match w.take_opt("lm_head.weight", &[v, h])? {
+            Some(t) if !c.tie_word_embeddings => Some(backend.upload_weight(&t)?),
+            Some(_) => None,
+            None if c.tie_word_embeddings => None,
+            None => return Err(Error::format(&w.origin, "missing tensor `lm_head.weight` (tie_word_embeddings is false)")),
+        };
+        drop(embed_t);
+        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.data)?;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("model.layers.{i}");
+            let mut lin = |m: LoraModule, bias: bool| -> Result<Linear<B>> {
+                let (n_in, n_out) = c.module_dims(m);
+                let wt = w.take(&format!("{p}.{}.weight", m.hf_path()), &[n_out, n_in])?;
+                let b = if bias {
+                    Some(backend.upload(&w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?.data)?)
+                } else {
+                    None
+                };
+                Ok(Linear { w: backend.upload_weight(&wt)?, b, n_in, n_out })
+            };
+            use LoraModule::*;
+            let linears = [
+                lin(Q, c.qkv_bias)?,
+                lin(K, c.qkv_bias)?,
+                lin(V, c.qkv_bias)?,
+                lin(O, c.o_bias)?,
+                lin(Gate, c.mlp_bias)?,
+                lin(Up, c.mlp_bias)?,
+                lin(Down, c.mlp_bias)?,
+            ];
+            layers.push(Layer {
+                attn_norm: backend.upload(&w.take(&format!("{p}.input_layernorm.weight"), &[h])?.data)?,
+                ffn_norm: backend.upload(&w.take(&format!("{p}.post_attention_layernorm.weight"), &[h])?.data)?,
+                linears,
+                lora: Default::default(),
+                lora_max_rank: [0; 7],
+            });
+        }
+        let leftover: Vec<&str> = w.names().filter(|n| !n.ends_with("rotary_emb.inv_freq")).collect();
+        if !leftover.is_empty() {
+            tracing::warn!("{}: {} tensors not used by the model, e.g. {}", w.origin.display(), leftover.len(), leftover[0]);
+        }
+        let max_context = max_context.min(c.max_position_embeddings).max(1);
+        let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
+        Ok(Model { backend, config, embed, lm_head, norm, layers, rope, max_context, adapter_names: Vec::new() })
+    }
+
+    /// Replaces the loaded adapters: slot `i` is `adapters[i]`. Each (layer, module) that any
+    /// adapter targets gets one stack with all of them side by side.
+    pub fn set_adapters(&mut self, adapters: &[PeftAdapter]) -> Result<()> {
+        for (i, a) in adapters.iter().enumerate() {
+            if adapters[..i].iter().any(|b| b.name == a.name) {
+                return Err(Error::invalid(format!("two adapters are named `{}`", a.name)));
+            }
+        }
+        for (li, layer) in self.layers.iter_mut().enumerate() {
+            for m in LoraModule::ALL {
+                let s = lora::stack(adapters, &self.config, li, m);
+                layer.lora_max_rank[m.index()] = s.as_ref().map_or(0, |s| s.max_rank);
+                layer.lora[m.index()] = s.map(|s| self.backend.upload_lora(&s)).transpose()?;
+            }
+        }
+        self.adapter_names = adapters.iter().map(|a| a.name.clone()).collect();
+        Ok(())
+    }
+
+    /// Names of the loaded adapters, by slot.
+    pub fn adapter_names(&self) -> &[String] {
+        &self.adapter_names
+    }
+
+    /// Largest LoRA rank of any loaded adapter in any module.
+    pub fn max_lora_rank(&self) -> usize {
+        self.layers.iter().flat_map(|l| l.lora_max_rank).max().unwrap_or(0)
+    }
+
+    /// Scratch for steps of up to `tokens` tokens, logits for up to `tokens` rows, and
+    /// mixtures of up to `mix_k` adapters.
+    pub fn workspace(&self, tokens: usize, mix_k: usize) -> Result<Workspace<B>> {
+        let c = &self.config;
+        let b = &self.backend;
+        let t = tokens.max(1);
+        let mix_k = mix_k.max(1);
+        Ok(Workspace {
+            tokens: t,
+            mix_k,
+            x: b.alloc(t * c.hidden_size)?,
+            h: b.alloc(t * c.hidden_size)?,
+            q: b.alloc(t * c.q_dim())?,
+            k: b.alloc(t * c.kv_dim())?,
+            v: b.alloc(t * c.kv_dim())?,
+            att: b.alloc(t * c.q_dim())?,
+            o: b.alloc(t * c.hidden_size)?,
+            gate: b.alloc(t * c.intermediate_size)?,
+            up: b.alloc(t * c.intermediate_size)?,
+            act: b.alloc(t * c.intermediate_size)?,
+            u: b.alloc(t * mix_k * self.max_lora_rank().max(1))?,
+            logits: b.alloc(t * c.vocab_size)?,
+            step: None,
+        })
+    }
+
+    /// A KV cache for `slots` sequences of up to `capacity` positions (at most `max_context`).
+    pub fn kv_cache(&self, slots: usize, capacity: usize) -> Result<KvCache<B>> {
+        if capacity > self.max_context {
+            return Err(Error::invalid(format!(
+                "a context of {capacity} positions exceeds this model's limit of {}",
+                self.max_context
+            )));
+        }
+        KvCache::new(&self.backend, &self.config, slots.max(1), capacity.max(1))
+    }
+
+    /// Runs one step and returns the logits of `plan.logit_rows`, `[rows, vocab]`.
+    pub fn forward(&self, plan: &StepPlan, kv: &mut KvCache<B>, ws: &mut Workspace<B>) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let b = &self.backend;
+        let t = plan.n_tokens();
+        self.check_plan(plan, kv, ws)?;
+        let step = b.upload_step(plan, ws.step.take())?;
+        let any_lora = plan.mix_slots.iter().any(|&s| s != NO_ADAPTER);
+        let hd = c.hidden_size;
+        let shape = AttnShape {
+            n_tokens: t,
+            n_heads: c.num_heads,
+            n_kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            capacity: kv.capacity,
+        };
+        let ws_u = &mut ws.u;
+        let lin = |layer: &Layer<B>, m: LoraModule, x: &B::Buf, out: &mut B::Buf, u: &mut B::Buf| -> Result<()> {
+            let l = &layer.linears[m.index()];
+            b.matmul(x, &l.w, l.b.as_ref(), t, l.n_in, l.n_out, out)?;
+            if let (true, Some(stack)) = (any_lora, &layer.lora[m.index()]) {
+                b.lora_shrink(x, stack, &step, t, u)?;
+                b.lora_expand(u, stack, &step, t, out)?;
+            }
+            Ok(())
+        };
+        b.embedding(&self.embed, &step, t, hd, &mut ws.x)?;
+        for (li, layer) in self.layers.iter().enumerate() {
+            b.rms_norm(&ws.x, &layer.attn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
+            lin(layer, LoraModule::Q, &ws.h, &mut ws.q, ws_u)?;
+            lin(layer, LoraModule::K, &ws.h, &mut ws.k, ws_u)?;
+            lin(layer, LoraModule::V, &ws.h, &mut ws.v, ws_u)?;
+            b.rope(&mut ws.q, &self.rope, &step, t, c.num_heads, c.head_dim)?;
+            b.rope(&mut ws.k, &self.rope, &step, t, c.num_kv_heads, c.head_dim)?;
+            b.attention(&ws.q, &ws.k, &ws.v, &mut kv.k[li], &mut kv.v[li], &step, shape, &mut ws.att)?;
+            lin(layer, LoraModule::O, &ws.att, &mut ws.o, ws_u)?;
+            b.add(&mut ws.x, &ws.o, t * hd)?;
+            b.rms_norm(&ws.x, &layer.ffn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
+            lin(layer, LoraModule::Gate, &ws.h, &mut ws.gate, ws_u)?;
+            lin(layer, LoraModule::Up, &ws.h, &mut ws.up, ws_u)?;
+            b.silu_mul(&ws.gate, &ws.up, t * c.intermediate_size, &mut ws.act)?;
+            lin(layer, LoraModule::Down, &ws.act, &mut ws.o, ws_u)?;
+            b.add(&mut ws.x, &ws.o, t * hd)?;
+        }
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        b.logits(&ws.x, &self.norm, c.rms_norm_eps, head, &step, hd, c.vocab_size, &mut ws.logits)?;
+        let out = b.download(&ws.logits, plan.logit_rows.len() * c.vocab_size);
+        ws.step = Some(step);
+        out
+    }
+
+    fn check_plan(&self, plan: &StepPlan, kv: &KvCache<B>, ws: &Workspace<B>) -> Result<()> {
+        let t = plan.n_tokens();
+        let n_seg = plan.n_segments();
+        let bad = |m: String| Err(Error::invalid(format!("step plan: {m}")));
+        if t == 0 {
+            return bad("no tokens".into());
+        }
+        if t > ws.tokens || plan.logit_rows.len() > ws.tokens {
+            return bad(format!("{t} tokens / {} logit rows exceed the workspace ({})", plan.logit_rows.len(), ws.tokens));
+        }
+        if plan.positions.len() != t || plan.kv_slots.len() != t || plan.segment_of_token.len() != t {
+            return bad("per-token arrays differ in length".into());
+        }
+        if plan.mix_k == 0 || plan.mix_k > ws.mix_k || plan.mix_weights.len() != plan.mix_slots.len() || plan.mix_slots.len() % plan.mix_k != 0 {
+            return bad(format!("mixture table: K = {}, workspace K = {}", plan.mix_k, ws.mix_k));
+        }
+        for i in 0..t {
+            if plan.segment_of_token[i] as usize >= n_seg {
+                return bad(format!("token {i} refers to segment {}, there are {n_seg}", plan.segment_of_token[i]));
+            }
+            if plan.kv_slots[i] as usize >= kv.slots || plan.positions[i] as usize >= kv.capacity {
+                return bad(format!("token {i} at (slot {}, position {}) is outside the KV cache", plan.kv_slots[i], plan.positions[i]));
+            }
+            if plan.token_ids[i] as usize >= self.config.vocab_size {
+                return bad(format!("token id {} is outside the vocabulary ({})", plan.token_ids[i], self.config.vocab_size));
+            }
+        }
+        for (&s, &w) in plan.mix_slots.iter().zip(&plan.mix_weights) {
+            if s != NO_ADAPTER && s as usize >= self.adapter_names.len() {
+                return bad(format!("mixture names slot {s}, {} adapters are loaded", self.adapter_names.len()));
+            }
+            if !w.is_finite() {
+                return bad(format!("mixture weight {w} is not finite"));
+            }
+        }
+        if plan.logit_rows.iter().any(|&r| r as usize >= t) {
+            return bad("a logit row is outside the step".into());
+        }
+        Ok(())
+    }
+}

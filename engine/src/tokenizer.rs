@@ -1,0 +1,320 @@
+//! Text tokenizer and chat template: from an HF `tokenizer.json` (with `tokenizer_config.json` /
+//! `chat_template.jinja` beside it) or rebuilt from a GGUF file's `tokenizer.ggml.*` metadata as
+//! the same byte-level BPE that llama.cpp runs.
+
+mod chat;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use tokenizers::decoders::byte_level::ByteLevel;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+use crate::error::{Error, Result};
+use crate::loader::gguf::{GgufFile, GgufValue};
+
+/// One chat turn, as in the OpenAI / HF `messages` list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, ...
+    pub role: String,
+    /// The text of the turn.
+    pub content: String,
+}
+
+/// A tokenizer plus what is needed to build chat prompts and detect their end.
+pub struct TextTokenizer {
+    tok: Tokenizer,
+    chat_template: Option<String>,
+    /// Where a chat template was looked for, for the error when there is none.
+    template_source: String,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+    eos_ids: Vec<u32>,
+    bos_prefix: Option<u32>,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("chat_template", &self.chat_template.is_some())
+            .finish()
+    }
+}
+
+/// Incremental detokenizer: feeds ids one at a time and returns text once it is complete UTF-8
+/// (a character split over several byte tokens comes out when its last byte arrives).
+/// Special tokens are skipped.
+pub struct StreamDecoder<'a> {
+    inner: tokenizers::DecodeStream<
+        'a,
+        tokenizers::ModelWrapper,
+        tokenizers::NormalizerWrapper,
+        PreTokenizerWrapper,
+        tokenizers::PostProcessorWrapper,
+        tokenizers::DecoderWrapper,
+    >,
+}
+
+impl StreamDecoder<'_> {
+    /// Adds one generated id; returns the newly completed text, if any.
+    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+        self.inner.step(id).map_err(|e| Error::invalid(format!("detokenizing id {id}: {e}")))
+    }
+}
+
+/// `bos_token` / `eos_token` in `tokenizer_config.json`: a string or an AddedToken object.
+fn token_string(v: Option<&Json>) -> Option<String> {
+    match v? {
+        Json::String(s) => Some(s.clone()),
+        Json::Object(o) => o.get("content")?.as_str().map(String::from),
+        _ => None,
+    }
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json`, plus `tokenizer_config.json` (chat template, bos/eos strings) and
+    /// `chat_template.jinja` (transformers 5; wins over the config's template) beside it.
+    pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
+        let p = tokenizer_json;
+        let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+        let tok = Tokenizer::from_bytes(&bytes).map_err(|e| Error::format(p, format!("not a valid tokenizer.json: {e}")))?;
+        let dir = p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let cfg_path = dir.join("tokenizer_config.json");
+        let jinja_path = dir.join("chat_template.jinja");
+        let cfg: Json = match std::fs::read_to_string(&cfg_path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| Error::format(&cfg_path, format!("not valid JSON: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Json::Null,
+            Err(e) => return Err(Error::io(&cfg_path, e)),
+        };
+        let chat_template = match std::fs::read_to_string(&jinja_path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => config_template(&cfg),
+            Err(e) => return Err(Error::io(&jinja_path, e)),
+        };
+        let bos_token = token_string(cfg.get("bos_token"));
+        let eos_token = token_string(cfg.get("eos_token"));
+        let eos_ids = eos_token.iter().filter_map(|s| tok.token_to_id(s)).collect();
+        // The id transformers' post-processor puts in front of a raw prompt (Llama 3's
+        // <|begin_of_text|>), found by comparing encodings with and without special tokens.
+        let bos_prefix = match (tok.encode("a", true), tok.encode("a", false)) {
+            (Ok(w), Ok(wo)) if w.get_ids().len() == wo.get_ids().len() + 1 && w.get_ids()[1..] == *wo.get_ids() => {
+                Some(w.get_ids()[0])
+            }
+            _ => None,
+        };
+        Ok(TextTokenizer {
+            tok,
+            chat_template,
+            template_source: format!(
+                "{} and the `chat_template` field of {}",
+                jinja_path.display(),
+                cfg_path.display()
+            ),
+            bos_token,
+            eos_token,
+            eos_ids,
+            bos_prefix,
+        })
+    }
+
+    /// The tokenizer of an HF model directory; `Ok(None)` if it has no `tokenizer.json`.
+    pub fn from_hf_dir(dir: &Path) -> Result<Option<Self>> {
+        let p = dir.join("tokenizer.json");
+        if p.is_file() {
+            Self::from_file(&p).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Rebuilds the byte-level BPE tokenizer stored in a GGUF file (`tokenizer.ggml.model` =
+    /// `gpt2`), with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, control and user-defined
+    /// tokens as special tokens, and the file's chat template.
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let p = &g.path;
+        let meta = |k: &str| g.metadata.get(k);
+        let model = meta("tokenizer.ggml.model").and_then(GgufValue::as_str).unwrap_or("");
+        if model != "gpt2" {
+            return Err(Error::unsupported(format!(
+                "{}: GGUF tokenizer model `{model}` (only `gpt2` byte-level BPE is rebuilt from GGUF); \
+                 pass the model's tokenizer.json instead",
+                p.display()
+            )));
+        }
+        let strings = |k: &str| -> Result<Vec<&str>> {
+            let a = meta(k)
+                .and_then(GgufValue::as_array)
+                .ok_or_else(|| Error::format(p, format!("missing metadata array `{k}`")))?;
+            a.iter()
+                .map(|v| v.as_str().ok_or_else(|| Error::format(p, format!("`{k}`: expected strings, found {v:?}"))))
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let mut vocab = Vocab::default();
+        for (i, t) in tokens.iter().enumerate() {
+            vocab.entry(t.to_string()).or_insert(i as u32);
+        }
+        let merges = merges
+            .iter()
+            .map(|m| {
+                // Like llama.cpp: split at the first space after the first character.
+                let pos = m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i);
+                pos.map(|i| (m[..i].to_string(), m[i + 1..].to_string()))
+                    .ok_or_else(|| Error::format(p, format!("tokenizer.ggml.merges: entry {m:?} is not \"left right\"")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pre = meta("tokenizer.ggml.pre").and_then(GgufValue::as_str).unwrap_or("default");
+        let (pre_tok, ignore_merges) = pre_tokenizer(pre)?;
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(ignore_merges)
+            .build()
+            .map_err(|e| Error::format(p, format!("cannot build the BPE tokenizer: {e}")))?;
+        let mut tok = Tokenizer::new(bpe);
+        tok.with_pre_tokenizer(Some(pre_tok));
+        tok.with_decoder(Some(ByteLevel::default()));
+        // llama.cpp token types: 3 = control, 4 = user-defined; both are matched whole in text.
+        if let Some(types) = meta("tokenizer.ggml.token_type").and_then(GgufValue::as_array) {
+            let special: Vec<AddedToken> = types
+                .iter()
+                .zip(&tokens)
+                .filter(|(ty, _)| matches!(ty.as_u64(), Some(3 | 4)))
+                .map(|(_, t)| AddedToken::from(t.to_string(), true))
+                .collect();
+            tok.add_special_tokens(&special);
+        }
+        let id = |k: &str| meta(k).and_then(GgufValue::as_u64).map(|v| v as u32);
+        let name = |i: Option<u32>| i.and_then(|i| tokens.get(i as usize)).map(|s| s.to_string());
+        let mut eos_ids = Vec::new();
+        for k in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+            if let Some(i) = id(k).filter(|i| !eos_ids.contains(i)) {
+                eos_ids.push(i);
+            }
+        }
+        let add_bos = meta("tokenizer.ggml.add_bos_token").is_some_and(|v| *v == GgufValue::Bool(true));
+        Ok(TextTokenizer {
+            tok,
+            chat_template: g.chat_template(),
+            template_source: format!("metadata `tokenizer.chat_template` of {}", p.display()),
+            bos_token: name(id("tokenizer.ggml.bos_token_id")),
+            eos_token: name(id("tokenizer.ggml.eos_token_id")),
+            eos_ids,
+            bos_prefix: if add_bos { id("tokenizer.ggml.bos_token_id") } else { None },
+        })
+    }
+
+    /// Replaces (or removes) the chat template, e.g. with one given on the command line.
+    pub fn set_chat_template(&mut self, t: Option<String>) {
+        if t.is_some() {
+            self.template_source = "the chat template that was set".into();
+        }
+        self.chat_template = t;
+    }
+
+    /// The chat template in use, if any.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// Token ids of `text`. Adds no BOS/EOS, but special tokens written in the text
+    /// (`<|im_start|>`) become their single ids.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tok.encode(text, false).map_err(|e| Error::invalid(format!("tokenizing failed: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`; `skip_special` drops special tokens.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.tok.decode(ids, skip_special).map_err(|e| Error::invalid(format!("detokenizing failed: {e}")))
+    }
+
+    /// An incremental detokenizer for streaming output.
+    pub fn stream_decoder(&self) -> StreamDecoder<'_> {
+        StreamDecoder { inner: self.tok.decode_stream(true) }
+    }
+
+    /// Id of a token string (special or not).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tok.token_to_id(token)
+    }
+
+    /// Number of ids, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.tok.get_vocab_size(true)
+    }
+
+    /// The BOS id the model expects in front of a raw (non-chat) prompt, if any: what
+    /// transformers adds with `add_special_tokens=True`, or GGUF `tokenizer.ggml.add_bos_token`.
+    pub fn bos_prefix(&self) -> Option<u32> {
+        self.bos_prefix
+    }
+
+    /// Ids that end generation: the eos token (and GGUF's eot / eom), if known.
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        self.eos_ids.clone()
+    }
+
+    /// Renders `messages` with the chat template as transformers' `apply_chat_template` does
+    /// (variables `messages`, `add_generation_prompt`, `bos_token`, `eos_token`).
+    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let t = self.chat_template.as_deref().ok_or_else(|| {
+            Error::invalid(format!(
+                "the model has no chat template (looked in {}); give one, or use a raw prompt",
+                self.template_source
+            ))
+        })?;
+        chat::render(t, messages, add_generation_prompt, self.bos_token.as_deref(), self.eos_token.as_deref())
+    }
+}
+
+/// `chat_template` of a tokenizer_config.json: a string, or a list of named templates.
+fn config_template(cfg: &Json) -> Option<String> {
+    match cfg.get("chat_template")? {
+        Json::String(s) => Some(s.clone()),
+        Json::Array(list) => {
+            let named = |n: &str| list.iter().find(|t| t.get("name").and_then(Json::as_str) == Some(n));
+            named("default").or(list.first())?.get("template")?.as_str().map(String::from)
+        }
+        _ => None,
+    }
+}
+
+const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// llama.cpp's pre-tokenizer for a `tokenizer.ggml.pre` value (llama-vocab.cpp), as HF
+/// pre-tokenizers: regex splits followed by the byte-level mapping. Also whether BPE merges are
+/// skipped for words that are whole tokens (llama.cpp does so for llama3 only).
+fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
+    let split = |re: &str| -> Result<PreTokenizerWrapper> {
+        Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
+            .map(PreTokenizerWrapper::from)
+            .map_err(|e| Error::invalid(format!("pre-tokenizer regex: {e}")))
+    };
+    let bytes = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
+    let seq = |v: Vec<PreTokenizerWrapper>| PreTokenizerWrapper::from(Sequence::new(v));
+    Ok(match pre {
+        "gpt2" | "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "trillion" => (bytes(true), false),
+        // Digits one by one, then GPT-2's regex (the SmolLM / StarCoder family).
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
+            (seq(vec![split(r"\p{N}")?, bytes(true)]), false)
+        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true),
+        "smaug-bpe" | "chatglm-bpe" => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false),
+        "qwen2" | "stablelm2" | "deepseek-r1-qwen" | "hunyuan" => (seq(vec![split(QWEN2_RE)?, bytes(false)]), false),
+        other => {
+            tracing::warn!("GGUF tokenizer.ggml.pre `{other}` is not known here: using GPT-2's pre-tokenizer");
+            (bytes(true), false)
+        }
+    })
+}

@@ -1,0 +1,541 @@
+//! GGUF reader and tokenizer tests: the SmolLM2 fixture (reference ids and chat prompts made by
+//! transformers), a synthetic GGUF written here, and corrupt / truncated copies of it.
+
+use std::path::{Path, PathBuf};
+
+use dlp_engine::loader::gguf::{GgufFile, GgufValue};
+use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use serde_json::Value;
+
+/// `$DLP_FIXTURES/<rel>` (default `../shared/fixtures` beside the workspace), or `None` with a
+/// printed reason; panics instead when `DLP_REQUIRE_FIXTURES=1`.
+fn fixture(rel: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("DLP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures")));
+    let p = root.join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    let why = format!("fixture {} not found (set DLP_FIXTURES to the fixtures folder)", p.display());
+    if std::env::var("DLP_REQUIRE_FIXTURES").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+const GGUF: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn golden() -> Option<Value> {
+    let p = fixture("smollm2/golden.json")?;
+    Some(serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+}
+
+fn ids_of(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// Checks `tok` against golden.json's tokenizer and chat template cases.
+fn check_golden_cases(tok: &TextTokenizer, g: &Value, what: &str) {
+    for case in g["tokenizer_cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(ids, ids_of(&case["ids"]), "{what}: ids of {text:?}");
+        assert_eq!(tok.decode(&ids, false).unwrap(), text, "{what}: decode of {text:?}");
+    }
+    for case in g["chat_template_cases"].as_array().unwrap() {
+        let msgs: Vec<ChatMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let out = tok.render_chat(&msgs, true).unwrap();
+        assert_eq!(out, case["rendered"].as_str().unwrap(), "{what}: chat template");
+    }
+    assert_eq!(tok.eos_token_ids(), vec![2], "{what}: eos ids");
+    assert_eq!(tok.token_id("<|im_end|>"), Some(2));
+    assert_eq!(tok.vocab_size(), 49152);
+    assert_eq!(tok.bos_prefix(), None, "{what}: SmolLM2 adds no BOS to raw prompts");
+}
+
+#[test]
+fn tokenizer_json_matches_golden() {
+    let (Some(g), Some(p)) = (golden(), fixture("smollm2/tokenizer/tokenizer.json")) else { return };
+    let tok = TextTokenizer::from_file(&p).unwrap();
+    check_golden_cases(&tok, &g, "tokenizer.json");
+    let dir = TextTokenizer::from_hf_dir(p.parent().unwrap()).unwrap().expect("tokenizer.json in dir");
+    assert_eq!(dir.encode("hello world").unwrap(), tok.encode("hello world").unwrap());
+    assert!(TextTokenizer::from_hf_dir(&std::env::temp_dir().join("dlp-no-such-dir")).unwrap().is_none());
+}
+
+#[test]
+fn gguf_tokenizer_matches_golden_and_tokenizer_json() {
+    let (Some(g), Some(gp), Some(tp), Some(st)) = (
+        golden(),
+        fixture(GGUF),
+        fixture("smollm2/tokenizer/tokenizer.json"),
+        fixture("smollm2/golden.safetensors"),
+    ) else {
+        return;
+    };
+    let gguf = TextTokenizer::from_gguf(&GgufFile::open(&gp).unwrap()).unwrap();
+    let json = TextTokenizer::from_file(&tp).unwrap();
+    check_golden_cases(&gguf, &g, "gguf");
+    let bytes = std::fs::read(st).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let text = case["prompt_text"].as_str().unwrap();
+        let n = case["prompt_len"].as_u64().unwrap() as usize;
+        let view = tensors.tensor(&format!("{name}.input_ids")).unwrap();
+        let want: Vec<u32> =
+            view.data().chunks_exact(4).take(n).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as u32).collect();
+        assert_eq!(gguf.encode(text).unwrap(), want, "gguf: prompt of {name}");
+        assert_eq!(json.encode(text).unwrap(), want, "tokenizer.json: prompt of {name}");
+    }
+    // More text where both must agree: code, whitespace runs, special tokens mid-text, bytes.
+    for text in [
+        "Hello, world! It's 'quoted' and they're here; we'll see.",
+        "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>assistant\n",
+        "fn main() {\n\tprintln!(\"{}\", 1 + 2);\n}\n\n\n   trailing   ",
+        "mixed<|endoftext|>special<file_sep>tokens  <jupyter_code>",
+        "e\u{301}\u{200b}\u{0}\u{7f}\u{10ffff} ∑∫ 한국어 עברית",
+    ] {
+        assert_eq!(gguf.encode(text).unwrap(), json.encode(text).unwrap(), "{text:?}");
+    }
+    // llama.cpp's `smollm` pre-tokenizer isolates digits before the GPT-2 split (as SmolLM2's own
+    // tokenizer does); transformers' GGUF conversion drops that step. The only visible effect is
+    // a whitespace run before a digit.
+    assert_eq!(gguf.encode("a  1").unwrap(), [81, 256, 33]);
+    assert_eq!(json.encode("a  1").unwrap(), [81, 216, 216, 33]);
+}
+
+#[test]
+fn stream_decoder_handles_split_characters() {
+    let Some(p) = fixture("smollm2/tokenizer/tokenizer.json") else { return };
+    let tok = TextTokenizer::from_file(&p).unwrap();
+    let text = "Unicode: café naïve 日本語 🤖👍<|im_end|>";
+    let ids = tok.encode(text).unwrap();
+    let mut dec = tok.stream_decoder();
+    let (mut out, mut pending) = (String::new(), 0);
+    for &id in &ids {
+        match dec.push(id).unwrap() {
+            Some(s) => out.push_str(&s),
+            None => pending += 1,
+        }
+    }
+    assert_eq!(out, text.trim_end_matches("<|im_end|>"), "special tokens are skipped");
+    assert!(pending > 0, "multi-byte characters span several tokens and must wait");
+}
+
+#[test]
+fn chat_template_errors_and_override() {
+    let Some(p) = fixture("smollm2/tokenizer/tokenizer.json") else { return };
+    let mut tok = TextTokenizer::from_file(&p).unwrap();
+    let msgs = [ChatMessage { role: "user".into(), content: "hi".into() }];
+    tok.set_chat_template(None);
+    let e = tok.render_chat(&msgs, true).unwrap_err().to_string();
+    assert!(e.contains("no chat template") && e.contains("chat_template.jinja"), "{e}");
+    tok.set_chat_template(Some("{{ bos_token }}{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}".into()));
+    assert_eq!(tok.render_chat(&msgs, false).unwrap(), "<|im_start|>[user:hi]");
+    tok.set_chat_template(Some("{% for %}".into()));
+    assert!(tok.render_chat(&msgs, false).unwrap_err().to_string().contains("chat template"));
+}
+
+#[test]
+fn gguf_smollm2_config_and_weights() {
+    let Some(p) = fixture(GGUF) else { return };
+    let g = GgufFile::open(&p).unwrap();
+    assert_eq!(g.version, 3);
+    assert_eq!(g.tensors.len(), 272);
+    let c = g.config().unwrap();
+    assert_eq!(
+        (c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim),
+        (30, 576, 1536, 9, 3, 64)
+    );
+    assert_eq!((c.vocab_size, c.max_position_embeddings), (49152, 8192));
+    assert!(c.tie_word_embeddings && !c.qkv_bias && !c.o_bias && !c.mlp_bias);
+    assert_eq!((c.rope_theta, c.rms_norm_eps), (100000.0, 1e-5));
+    assert_eq!((c.bos_token_id, c.eos_token_ids.as_slice()), (Some(1), &[2][..]));
+    assert!(g.chat_template().unwrap().contains("<|im_start|>"));
+    let s = g.summary();
+    for want in ["GGUF v3", "llama.block_count = 30", "Q4_1", "Q8_0", "tensors: 272", "(49152 elements)"] {
+        assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
+    }
+    assert!(s.lines().count() < 80, "summary must stay short:\n{s}");
+
+    let mut w = g.load_weights().unwrap();
+    assert_eq!(w.names().count(), 272);
+    let shapes: [(&str, &[usize]); 6] = [
+        ("model.embed_tokens.weight", &[49152, 576]),
+        ("model.layers.0.self_attn.q_proj.weight", &[576, 576]),
+        ("model.layers.0.self_attn.k_proj.weight", &[192, 576]),
+        ("model.layers.29.mlp.down_proj.weight", &[576, 1536]),
+        ("model.layers.29.mlp.gate_proj.weight", &[1536, 576]),
+        ("model.norm.weight", &[576]),
+    ];
+    for (name, shape) in shapes {
+        let t = w.take(name, shape).unwrap();
+        let max = t.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let mean = t.data.iter().map(|x| x.abs() as f64).sum::<f64>() / t.numel() as f64;
+        assert!(max < 100.0 && mean > 1e-3 && mean < 10.0, "{name}: max |x| {max}, mean |x| {mean}");
+    }
+    assert!(!w.contains("lm_head.weight"), "tied embeddings: no lm_head");
+}
+
+// ---------- synthetic GGUF files ----------
+
+/// Metadata values the test writer can emit.
+enum M {
+    U32(u32),
+    F32(f32),
+    Str(&'static str),
+    Strs(Vec<String>),
+    I32s(Vec<i32>),
+}
+
+struct Tensor {
+    name: String,
+    dims: Vec<u64>,
+    ty: u32,
+    data: Vec<u8>,
+}
+
+/// A minimal GGUF writer (v2/v3 layout, alignment 32).
+struct Writer {
+    version: u32,
+    kv: Vec<(String, M)>,
+    tensors: Vec<Tensor>,
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    b.extend((s.len() as u64).to_le_bytes());
+    b.extend(s.as_bytes());
+}
+
+impl Writer {
+    fn bytes(&self) -> Vec<u8> {
+        self.bytes_and_header_len().0
+    }
+
+    /// The file, and where its tensor data starts.
+    fn bytes_and_header_len(&self) -> (Vec<u8>, usize) {
+        let mut b = b"GGUF".to_vec();
+        b.extend(self.version.to_le_bytes());
+        b.extend((self.tensors.len() as u64).to_le_bytes());
+        b.extend((self.kv.len() as u64).to_le_bytes());
+        for (k, v) in &self.kv {
+            put_str(&mut b, k);
+            match v {
+                M::U32(x) => {
+                    b.extend(4u32.to_le_bytes());
+                    b.extend(x.to_le_bytes());
+                }
+                M::F32(x) => {
+                    b.extend(6u32.to_le_bytes());
+                    b.extend(x.to_le_bytes());
+                }
+                M::Str(s) => {
+                    b.extend(8u32.to_le_bytes());
+                    put_str(&mut b, s);
+                }
+                M::Strs(v) => {
+                    b.extend(9u32.to_le_bytes());
+                    b.extend(8u32.to_le_bytes());
+                    b.extend((v.len() as u64).to_le_bytes());
+                    v.iter().for_each(|s| put_str(&mut b, s));
+                }
+                M::I32s(v) => {
+                    b.extend(9u32.to_le_bytes());
+                    b.extend(5u32.to_le_bytes());
+                    b.extend((v.len() as u64).to_le_bytes());
+                    v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+                }
+            }
+        }
+        let mut offset = 0u64;
+        for t in &self.tensors {
+            put_str(&mut b, &t.name);
+            b.extend((t.dims.len() as u32).to_le_bytes());
+            t.dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+            b.extend(t.ty.to_le_bytes());
+            b.extend(offset.to_le_bytes());
+            offset = (offset + t.data.len() as u64).div_ceil(32) * 32;
+        }
+        let header_len = b.len();
+        for (i, t) in self.tensors.iter().enumerate() {
+            b.resize(b.len().div_ceil(32) * 32, 0);
+            b.extend(&t.data);
+            // The last tensor ends the file, so any truncation cuts into data.
+            if i + 1 < self.tensors.len() {
+                b.resize(b.len().div_ceil(32) * 32, 0);
+            }
+        }
+        (b, header_len)
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()
+}
+/// Q8_0 blocks with d = 1/64 and quants `q(i)`.
+fn q8_bytes(n: usize, q: impl Fn(usize) -> i8) -> Vec<u8> {
+    let mut b = Vec::new();
+    for blk in 0..n / 32 {
+        b.extend(half::f16::from_f32(1.0 / 64.0).to_le_bytes());
+        b.extend((0..32).map(|j| q(blk * 32 + j) as u8));
+    }
+    b
+}
+fn q4_bytes(n: usize, with_min: bool) -> Vec<u8> {
+    let mut b = Vec::new();
+    for blk in 0..n / 32 {
+        b.extend(half::f16::from_f32(0.5).to_le_bytes());
+        if with_min {
+            b.extend(half::f16::from_f32(-2.0).to_le_bytes());
+        }
+        b.extend((0..16).map(|j| ((j + blk) % 16) as u8 | (((15 - j) as u8) << 4)));
+    }
+    b
+}
+
+// A one-layer llama: hidden 64, 2 heads / 1 kv head (head_dim 32), ffn 96, vocab 8.
+const H: usize = 64;
+const F: usize = 96;
+const V: usize = 8;
+
+fn q_value(i: usize) -> f32 {
+    (i % 251) as f32 / 256.0 - 0.5
+}
+
+fn tiny_llama() -> Writer {
+    let tokens: Vec<String> =
+        ["<s>", "</s>", "a", "b", "Ġ", "ab", "Ġa", "<|user|>"].iter().map(|s| s.to_string()).collect();
+    let kv = vec![
+        ("general.architecture".into(), M::Str("llama")),
+        ("llama.embedding_length".into(), M::U32(H as u32)),
+        ("llama.feed_forward_length".into(), M::U32(F as u32)),
+        ("llama.block_count".into(), M::U32(1)),
+        ("llama.attention.head_count".into(), M::U32(2)),
+        ("llama.attention.head_count_kv".into(), M::U32(1)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), M::F32(1e-6)),
+        ("llama.context_length".into(), M::U32(128)),
+        ("tokenizer.ggml.model".into(), M::Str("gpt2")),
+        ("tokenizer.ggml.pre".into(), M::Str("no-such-pre")),
+        ("tokenizer.ggml.tokens".into(), M::Strs(tokens)),
+        ("tokenizer.ggml.token_type".into(), M::I32s(vec![3, 3, 1, 1, 1, 1, 1, 4])),
+        ("tokenizer.ggml.merges".into(), M::Strs(vec!["a b".into(), "Ġ a".into()])),
+        ("tokenizer.ggml.bos_token_id".into(), M::U32(0)),
+        ("tokenizer.ggml.eos_token_id".into(), M::U32(1)),
+        ("tokenizer.chat_template".into(), M::Str("{% for m in messages %}<|user|>{{ m.content }}{% endfor %}")),
+    ];
+    let t = |name: &str, dims: &[usize], ty: u32, data: Vec<u8>| Tensor {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as u64).collect(),
+        ty,
+        data,
+    };
+    let q: Vec<f32> = (0..H * H).map(q_value).collect();
+    let tensors = vec![
+        t("token_embd.weight", &[H, V], 1, f16_bytes(&(0..H * V).map(|i| i as f32 / 8.0).collect::<Vec<_>>())),
+        t("blk.0.attn_norm.weight", &[H], 0, f32_bytes(&[1.0; H])),
+        t("blk.0.attn_q.weight", &[H, H], 0, f32_bytes(&q)),
+        t("blk.0.attn_q.bias", &[H], 0, f32_bytes(&(0..H).map(|i| i as f32).collect::<Vec<_>>())),
+        t("blk.0.attn_k.weight", &[H, 32], 8, q8_bytes(H * 32, |i| ((i % 200) as i32 - 100) as i8)),
+        t("blk.0.attn_v.weight", &[H, 32], 2, q4_bytes(H * 32, false)),
+        t("blk.0.attn_output.weight", &[H, H], 3, q4_bytes(H * H, true)),
+        t("blk.0.ffn_gate.weight", &[H, F], 8, q8_bytes(H * F, |i| (i % 7) as i8)),
+        t("blk.0.ffn_up.weight", &[H, F], 8, q8_bytes(H * F, |i| -((i % 5) as i8))),
+        t("blk.0.ffn_down.weight", &[F, H], 8, q8_bytes(H * F, |i| (i % 3) as i8)),
+        t("blk.0.ffn_norm.weight", &[H], 0, f32_bytes(&[2.0; H])),
+        t("output_norm.weight", &[H], 0, f32_bytes(&[1.0; H])),
+        t("output.weight", &[H, V], 0, f32_bytes(&vec![0.25; H * V])),
+    ];
+    Writer { version: 3, kv, tensors }
+}
+
+/// A fresh scratch directory for this test.
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dlp-gguf-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn open_err(p: &Path) -> String {
+    let e = GgufFile::open(p).expect_err("open must fail").to_string();
+    assert!(e.contains(&p.display().to_string()), "error must name the file: {e}");
+    e
+}
+
+#[test]
+fn synthetic_gguf_loads() {
+    let dir = scratch("ok");
+    let p = write(&dir, "tiny.gguf", &tiny_llama().bytes());
+    let g = GgufFile::open(&p).unwrap();
+    let c = g.config().unwrap();
+    assert_eq!((c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size), (H, 2, 1, 32, V));
+    assert!(!c.tie_word_embeddings && c.qkv_bias && !c.o_bias);
+    assert_eq!((c.rope_theta, c.max_position_embeddings, c.eos_token_ids.as_slice()), (10000.0, 128, &[1][..]));
+    let mut m = g.load_weights().unwrap();
+    let emb = m.take("model.embed_tokens.weight", &[V, H]).unwrap();
+    assert_eq!(emb.data[3 * H + 5], (3 * H + 5) as f32 / 8.0, "row-major [vocab, hidden]");
+    // q_proj rows come back in HF order: HF row h*32 + j*16 + i is GGUF row h*32 + 2i + j.
+    let q = m.take("model.layers.0.self_attn.q_proj.weight", &[H, H]).unwrap();
+    for (h, i, j, col) in [(0, 0, 1, 0), (1, 5, 0, 7), (1, 15, 1, 63)] {
+        let (hf_row, gguf_row) = (h * 32 + j * 16 + i, h * 32 + 2 * i + j);
+        assert_eq!(q.data[hf_row * H + col], q_value(gguf_row * H + col));
+    }
+    let qb = m.take("model.layers.0.self_attn.q_proj.bias", &[H]).unwrap();
+    assert_eq!(&qb.data[..4], &[0.0, 2.0, 4.0, 6.0], "bias un-permuted too");
+    let k = m.take("model.layers.0.self_attn.k_proj.weight", &[32, H]).unwrap();
+    assert_eq!(k.data[H], ((2 * H) % 200) as f32 / 64.0 - 100.0 / 64.0, "k row 1 = GGUF row 2 (1 kv head)");
+    let v = m.take("model.layers.0.self_attn.v_proj.weight", &[32, H]).unwrap();
+    assert_eq!(&v.data[..2], &[-4.0, -3.5]);
+    assert_eq!(v.data[16], (15.0 - 8.0) * 0.5, "high nibbles are elements 16..32");
+    let o = m.take("model.layers.0.self_attn.o_proj.weight", &[H, H]).unwrap();
+    assert_eq!(&o.data[..2], &[-2.0, -1.5]);
+    m.take("model.layers.0.mlp.down_proj.weight", &[H, F]).unwrap();
+    m.take("model.layers.0.mlp.gate_proj.weight", &[F, H]).unwrap();
+    m.take("lm_head.weight", &[V, H]).unwrap();
+    assert!(g.summary().contains("tensors: 13"));
+
+    // The tokenizer: unknown `pre` falls back to GPT-2; control/user-defined tokens are special.
+    let tok = TextTokenizer::from_gguf(&g).unwrap();
+    assert_eq!(tok.encode("ab a<|user|>b").unwrap(), [5, 6, 7, 3]);
+    assert_eq!(tok.decode(&[0, 5, 6, 1], true).unwrap(), "ab a");
+    assert_eq!(tok.eos_token_ids(), [1]);
+    let msgs = [ChatMessage { role: "user".into(), content: "ab".into() }];
+    assert_eq!(tok.render_chat(&msgs, true).unwrap(), "<|user|>ab");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn synthetic_gguf_errors() {
+    let dir = scratch("err");
+    let (bytes, header_len) = tiny_llama().bytes_and_header_len();
+
+    let mut b = bytes.clone();
+    b[..4].copy_from_slice(b"GGML");
+    assert!(open_err(&write(&dir, "magic.gguf", &b)).contains("bad magic"));
+
+    let mut b = bytes.clone();
+    b[4..8].copy_from_slice(&1u32.to_le_bytes());
+    assert!(open_err(&write(&dir, "v1.gguf", &b)).contains("version 1"));
+    let mut b = bytes.clone();
+    b[4..8].copy_from_slice(&3u32.to_be_bytes());
+    assert!(open_err(&write(&dir, "be.gguf", &b)).contains("big-endian"));
+
+    // Every truncation is reported (never a panic): each cut in the header, some in the data.
+    for cut in (0..header_len + 64).chain((header_len..bytes.len()).step_by(997)) {
+        let e = open_err(&write(&dir, "cut.gguf", &bytes[..cut]));
+        assert!(e.contains("truncated"), "cut at {cut}: {e}");
+    }
+
+    // Absurd counts and lengths are refused before allocating.
+    let mut b = bytes.clone();
+    b[16..24].copy_from_slice(&u64::MAX.to_le_bytes()); // metadata count
+    assert!(open_err(&write(&dir, "nkv.gguf", &b)).contains("cannot fit"));
+    let mut b = bytes.clone();
+    b[24..32].copy_from_slice(&(1u64 << 60).to_le_bytes()); // length of the first key
+    assert!(open_err(&write(&dir, "keylen.gguf", &b)).contains("length 1152921504606846976"));
+    let mut w = tiny_llama();
+    w.kv.push(("x.big".into(), M::Strs(vec![])));
+    let mut b = w.bytes();
+    let at = find(&b, b"x.big") + 5 + 8; // after key and value type: element type, then count
+    b[at..at + 8].copy_from_slice(&3u32.to_le_bytes().repeat(2)); // count = huge
+    assert!(open_err(&write(&dir, "arr.gguf", &b)).contains("array of"));
+
+    // Types: Q5_K is parsed but not loaded; an unknown type number likewise.
+    let mut w = tiny_llama();
+    let down = w.tensors.iter_mut().find(|t| t.name == "blk.0.ffn_down.weight").unwrap();
+    (down.ty, down.dims, down.data) = (13, vec![256, H as u64], vec![0; H * 176]);
+    let g = GgufFile::open(&write(&dir, "q5k.gguf", &w.bytes())).unwrap();
+    let e = g.load_weights().unwrap_err().to_string();
+    assert!(e.contains("tensor blk.0.ffn_down.weight has type Q5_K, supported: F32, F16"), "{e}");
+    let mut w = tiny_llama();
+    w.tensors[1].ty = 77;
+    let e = GgufFile::open(&write(&dir, "t77.gguf", &w.bytes())).unwrap().load_weights().unwrap_err();
+    assert!(e.to_string().contains("blk.0.attn_norm.weight has type unknown"), "{e}");
+
+    // Row length not a multiple of the block size.
+    let mut w = tiny_llama();
+    w.tensors.push(Tensor { name: "blk.0.odd.weight".into(), dims: vec![48, 2], ty: 8, data: vec![0; 68] });
+    assert!(open_err(&write(&dir, "odd.gguf", &w.bytes())).contains("ne[0] = 48 is not divisible by 32"));
+
+    // Tensor data past the end of the file, and a misaligned offset.
+    let mut w = tiny_llama();
+    w.tensors.last_mut().unwrap().dims = vec![H as u64, 1000];
+    assert!(open_err(&write(&dir, "past.gguf", &w.bytes())).contains("runs past the end of the file"));
+    let mut b = bytes.clone();
+    let at = find(&b, b"token_embd.weight") + 17 + 4 + 16 + 4;
+    b[at..at + 8].copy_from_slice(&3u64.to_le_bytes());
+    assert!(open_err(&write(&dir, "align.gguf", &b)).contains("not a multiple of the alignment"));
+
+    // Metadata problems surface in config().
+    let mut w = tiny_llama();
+    w.kv[0].1 = M::Str("gpt2");
+    let e = GgufFile::open(&write(&dir, "arch.gguf", &w.bytes())).unwrap().config().unwrap_err().to_string();
+    assert!(e.contains("unknown architecture") && e.contains("general.architecture"), "{e}");
+    let mut w = tiny_llama();
+    w.tensors.push(Tensor { name: "rope_freqs.weight".into(), dims: vec![16], ty: 0, data: f32_bytes(&[1.0; 16]) });
+    let g = GgufFile::open(&write(&dir, "rope.gguf", &w.bytes())).unwrap();
+    assert!(g.config().unwrap_err().to_string().contains("rope_freqs"));
+    assert_eq!(g.load_weights().unwrap().names().count(), 13, "rope_freqs is skipped");
+    let mut w = tiny_llama();
+    w.kv.retain(|(k, _)| k != "llama.block_count");
+    let e = GgufFile::open(&write(&dir, "nolayers.gguf", &w.bytes())).unwrap().config().unwrap_err();
+    assert!(e.to_string().contains("missing metadata `llama.block_count`"), "{e}");
+    let mut w = tiny_llama();
+    w.kv.retain(|(k, _)| k != "tokenizer.ggml.merges");
+    let g = GgufFile::open(&write(&dir, "nomerges.gguf", &w.bytes())).unwrap();
+    assert!(TextTokenizer::from_gguf(&g).unwrap_err().to_string().contains("tokenizer.ggml.merges"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).expect("needle in file")
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let dir = scratch("fuzz");
+    let (bytes, header_end) = tiny_llama().bytes_and_header_len();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..1500 {
+        let mut b = bytes.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..header_end);
+            b[at] = rng.random();
+        }
+        let p = write(&dir, "fuzz.gguf", &b);
+        if let Ok(g) = GgufFile::open(&p) {
+            let _ = g.config();
+            let _ = g.load_weights();
+            let _ = g.summary();
+            let _ = TextTokenizer::from_gguf(&g);
+        } else if i % 100 == 0 {
+            // Errors are the common outcome; make sure they stay one line with the path.
+            assert!(!open_err(&p).contains('\n'));
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn gguf_v2_is_read() {
+    let dir = scratch("v2");
+    let mut w = tiny_llama();
+    w.version = 2;
+    let g = GgufFile::open(&write(&dir, "v2.gguf", &w.bytes())).unwrap();
+    assert_eq!(g.version, 2);
+    assert_eq!(g.metadata.get("llama.block_count"), Some(&GgufValue::U32(1)));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,531 @@
+//! Token sampler shared by every backend: repetition penalty, temperature, top-k, top-p, min-p
+//! (applied in that order, as Hugging Face `transformers` does), then a seeded draw; plus helpers
+//! for stop strings.
+//!
+//! Non-finite logits: NaN is treated as `-inf` (never chosen while any other token is); `+inf` is
+//! treated as the largest finite `f32` (so such tokens win, and share the mass if several). When no
+//! token has a usable logit (all NaN / `-inf`), token 0 is returned.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+
+/// Tolerance on probability comparisons (top-p cumulative mass, min-p ratio), so that a boundary
+/// given exactly (e.g. `top_p = 0.8` over probabilities `0.5, 0.3, ...`) is not lost to rounding.
+const PROB_EPS: f64 = 1e-6;
+
+/// Parameters of one generation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// Softmax temperature; `0` means greedy (argmax, ties go to the lowest token id).
+    pub temperature: f32,
+    /// Keep only the `top_k` highest logits; `0` disables.
+    pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set of most probable tokens whose cumulative
+    /// probability is `>= top_p` (always at least one); `1.0` disables.
+    pub top_p: f32,
+    /// Drop tokens whose probability is `< min_p * max_prob`; `0` disables.
+    pub min_p: f32,
+    /// HF/CTRL repetition penalty over each distinct token of the context (prompt + generated):
+    /// a positive logit is divided by it, a negative one multiplied; `1.0` disables.
+    pub repetition_penalty: f32,
+    /// Seed of the random generator (same seed + same logits => same tokens).
+    pub seed: u64,
+    /// Maximum number of tokens to generate (enforced by the caller).
+    pub max_tokens: usize,
+    /// Stop strings, matched by the caller on generated text (see [`find_stop`], [`stop_holdback`]).
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    /// Greedy, every filter off, seed 0, 128 tokens, no stop strings.
+    fn default() -> Self {
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            max_tokens: 128,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Errors of the sampler.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplerError {
+    /// A sampling parameter is out of range.
+    #[error("invalid sampling parameter `{field}` = {value}: must be {expected}")]
+    InvalidParam {
+        /// Name of the offending field.
+        field: &'static str,
+        /// The value given.
+        value: f32,
+        /// The accepted range, in words.
+        expected: &'static str,
+    },
+}
+
+impl SamplingParams {
+    /// Checks every field's range: `temperature` finite and `>= 0`, `top_p` in `(0, 1]`,
+    /// `min_p` in `[0, 1]`, `repetition_penalty` finite and `> 0`.
+    pub fn validate(&self) -> Result<(), SamplerError> {
+        let check = |field, value: f32, ok: bool, expected| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SamplerError::InvalidParam {
+                    field,
+                    value,
+                    expected,
+                })
+            }
+        };
+        let t = self.temperature;
+        check(
+            "temperature",
+            t,
+            t.is_finite() && t >= 0.0,
+            "finite and >= 0",
+        )?;
+        let p = self.top_p;
+        check("top_p", p, p > 0.0 && p <= 1.0, "in (0, 1]")?;
+        let m = self.min_p;
+        check("min_p", m, (0.0..=1.0).contains(&m), "in [0, 1]")?;
+        let r = self.repetition_penalty;
+        check(
+            "repetition_penalty",
+            r,
+            r.is_finite() && r > 0.0,
+            "finite and > 0",
+        )
+    }
+}
+
+/// Stateful sampler: parameters, a seeded RNG and scratch space reused between calls (no
+/// allocation per token once the first call has sized it for the vocabulary).
+#[derive(Debug)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: StdRng,
+    /// Penalised, sanitised logits, indexed by token id.
+    work: Vec<f32>,
+    /// Surviving candidates: (token id, logit), the logit later replaced by `exp((l - max) / T)`.
+    cand: Vec<(u32, f32)>,
+}
+
+/// HF/CTRL repetition penalty for one logit.
+fn penalize(logit: f32, penalty: f32) -> f32 {
+    if logit > 0.0 {
+        logit / penalty
+    } else {
+        logit * penalty
+    }
+}
+
+/// Replaces NaN by `-inf`, `+inf` by `f32::MAX` and `-0.0` by `0.0` in place; returns the max.
+fn sanitize_max(v: &mut [f32]) -> f32 {
+    // Not `clamp`, which keeps NaN: `max` ignores a NaN argument. `+ 0.0` turns -0.0 into +0.0.
+    #[allow(clippy::manual_clamp)]
+    let fix = |x: f32| x.max(f32::NEG_INFINITY).min(f32::MAX) + 0.0;
+    let mut lanes = [f32::NEG_INFINITY; 8]; // independent accumulators, so this vectorises
+    let mut chunks = v.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        for (x, m) in chunk.iter_mut().zip(&mut lanes) {
+            *x = fix(*x);
+            *m = if *x > *m { *x } else { *m };
+        }
+    }
+    for x in chunks.into_remainder() {
+        *x = fix(*x);
+        lanes[0] = lanes[0].max(*x);
+    }
+    lanes.into_iter().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Sort key, larger first: value (through its order-preserving bits), then lower id. A total
+/// order on integers, so selections are cheap and deterministic.
+fn rank(c: &(u32, f32)) -> Reverse<u64> {
+    let b = c.1.to_bits();
+    let ordered = if b >> 31 == 1 { !b } else { b | 1 << 31 };
+    Reverse(u64::from(ordered) << 32 | u64::from(!c.0))
+}
+
+/// Top-p by weighted quickselect (O(n) expected, no sort): reorders `cand` so its first `k`
+/// entries are the `k` best (by [`rank`]) and returns the smallest `k` whose mass reaches
+/// `target` (at least 1; all of them if rounding leaves the total short).
+fn nucleus(cand: &mut [(u32, f32)], target: f64) -> usize {
+    // Invariant: cand[..lo] outranks cand[lo..hi], which outranks cand[hi..];
+    // mass(cand[..lo]) = cum < target; the answer lies in (lo, hi].
+    let (mut lo, mut hi, mut cum) = (0, cand.len(), 0.0);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        cand[lo..hi].select_nth_unstable_by_key(mid - lo, rank);
+        let mass = cum + cand[lo..mid].iter().map(|c| f64::from(c.1)).sum::<f64>();
+        if mass >= target {
+            hi = mid;
+        } else {
+            (lo, cum) = (mid, mass);
+        }
+    }
+    hi
+}
+
+impl Sampler {
+    /// Creates a sampler whose RNG is seeded from `params.seed`. Does not validate: call
+    /// [`SamplingParams::validate`] first (out-of-range values give unspecified but safe picks;
+    /// a non-positive or NaN temperature is greedy).
+    pub fn new(params: SamplingParams) -> Self {
+        let rng = StdRng::seed_from_u64(params.seed);
+        Self {
+            params,
+            rng,
+            work: Vec::new(),
+            cand: Vec::new(),
+        }
+    }
+
+    /// The parameters this sampler was built with.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Picks the next token from `logits` (one per vocabulary entry). `context` is the prompt
+    /// plus the tokens generated so far, used by the repetition penalty (ids outside the
+    /// vocabulary are ignored). Greedy sampling does not consume randomness. Probabilities are
+    /// computed in f32 with the max subtracted and summed in f64; tokens whose probability
+    /// underflows f32 (below `e^-104` of the best) are skipped.
+    ///
+    /// # Panics
+    /// If `logits` is empty.
+    pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
+        assert!(!logits.is_empty(), "Sampler::sample: empty logits");
+        let p = &self.params;
+        let work = &mut self.work;
+        work.clear();
+        work.extend_from_slice(logits);
+        if p.repetition_penalty != 1.0 {
+            // From the raw logit, so a token repeated in the context is penalised once.
+            for &t in context {
+                if let Some(&l) = logits.get(t as usize) {
+                    work[t as usize] = penalize(l, p.repetition_penalty);
+                }
+            }
+        }
+        let max = sanitize_max(work);
+        if max == f32::NEG_INFINITY {
+            return 0; // no usable logit at all
+        }
+        if p.temperature.is_nan() || p.temperature <= 0.0 {
+            return work.iter().position(|&l| l == max).unwrap_or(0) as u32;
+        }
+
+        let temp = p.temperature;
+        let floor = max - 104.0 * temp;
+        let cand = &mut self.cand;
+        cand.clear();
+        let usable = |&(_, l): &(u32, f32)| l >= floor && l > f32::NEG_INFINITY;
+        cand.extend((0..).zip(work.iter().copied()).filter(usable));
+        if p.top_k > 0 && p.top_k < cand.len() {
+            cand.select_nth_unstable_by_key(p.top_k - 1, rank);
+            cand.truncate(p.top_k);
+        }
+        // The best token survives every filter and gets exactly exp(0) = 1.
+        let mut sum = 0.0f64;
+        for c in cand.iter_mut() {
+            c.1 = ((c.1 - max) / temp).exp();
+            sum += f64::from(c.1);
+        }
+
+        if p.top_p < 1.0 {
+            let keep = nucleus(cand, (f64::from(p.top_p) - PROB_EPS) * sum);
+            cand.truncate(keep);
+        }
+
+        if p.min_p > 0.0 {
+            // The ratio to the best probability does not depend on normalisation.
+            let threshold = (f64::from(p.min_p) - PROB_EPS).min(1.0); // never drops the best
+            cand.retain(|c| f64::from(c.1) >= threshold);
+        }
+
+        let total: f64 = cand.iter().map(|c| f64::from(c.1)).sum();
+        let r = self.rng.random::<f64>() * total;
+        let mut acc = 0.0;
+        for &(id, q) in cand.iter() {
+            acc += f64::from(q);
+            if r < acc {
+                return id;
+            }
+        }
+        cand.last().map_or(0, |c| c.0)
+    }
+}
+
+/// Finds the earliest occurrence of any (non-empty) stop string in `text`; returns the byte
+/// index where it starts (always a char boundary). Empty stop strings are ignored.
+pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+}
+
+/// Length in bytes of the longest suffix of `text` that is a proper prefix of some stop string,
+/// so a streaming caller can hold it back until it knows whether a stop string follows.
+/// `text.len() - stop_holdback(..)` is always a char boundary.
+pub fn stop_holdback(text: &str, stops: &[String]) -> usize {
+    let bytes = text.as_bytes();
+    let mut best = 0;
+    for s in stops {
+        for len in (best + 1..s.len().min(bytes.len() + 1)).rev() {
+            let start = bytes.len() - len;
+            if text.is_char_boundary(start) && s.as_bytes().starts_with(&bytes[start..]) {
+                best = len;
+                break;
+            }
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn sp(temperature: f32, edit: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+        let mut p = SamplingParams {
+            temperature,
+            ..Default::default()
+        };
+        edit(&mut p);
+        p
+    }
+
+    fn ln(probs: &[f64]) -> Vec<f32> {
+        probs.iter().map(|p| p.ln() as f32).collect()
+    }
+
+    /// Logits uniform in [-4, 4) from a fixed LCG.
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005) ^ 0x9e37_79b9;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
+        };
+        (0..n).map(|_| next()).collect()
+    }
+
+    /// Tokens seen over 300 seeds x 10 draws.
+    fn support(p: &SamplingParams, logits: &[f32]) -> BTreeSet<u32> {
+        let mut seen = BTreeSet::new();
+        for seed in 0..300 {
+            let mut s = Sampler::new(SamplingParams { seed, ..p.clone() });
+            seen.extend((0..10).map(|_| s.sample(logits, &[])));
+        }
+        seen
+    }
+
+    #[test]
+    fn seeded_determinism() {
+        let logits = noise(1000, 1);
+        let draws = |seed| {
+            let mut s = Sampler::new(sp(1.0, |p| p.seed = seed));
+            (0..500).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draws(42), draws(42));
+        assert_ne!(draws(42), draws(43));
+    }
+
+    #[test]
+    fn greedy_argmax_ties_and_no_rng() {
+        let mut s = Sampler::new(SamplingParams::default());
+        assert_eq!(s.sample(&[0.1, 3.0, -2.0, 3.0], &[]), 1);
+        assert_eq!(s.sample(&[-0.0, 0.0], &[]), 0);
+        let logits = noise(5000, 7);
+        let want = s.sample(&logits, &[]);
+        for seed in 0..20 {
+            let mut g = Sampler::new(sp(0.0, |p| p.seed = seed));
+            assert_eq!(g.sample(&logits, &[]), want);
+        }
+    }
+
+    #[test]
+    fn top_k_one_equals_greedy() {
+        let mut g = Sampler::new(SamplingParams::default());
+        for seed in 0..50 {
+            let mut logits = noise(2000, seed);
+            logits[(seed as usize * 37) % 2000] = 10.0;
+            logits[(seed as usize * 91) % 2000] = 10.0; // a tie, mostly
+            let mut k = Sampler::new(sp(1.5, |p| (p.top_k, p.seed) = (1, seed)));
+            for _ in 0..5 {
+                assert_eq!(k.sample(&logits, &[]), g.sample(&logits, &[]));
+            }
+        }
+    }
+
+    #[test]
+    fn top_p_boundaries() {
+        let logits = ln(&[0.2, 0.5, 0.3]);
+        let top_p = |v| sp(1.0, |p| p.top_p = v);
+        assert_eq!(support(&top_p(0.5), &logits), BTreeSet::from([1]));
+        assert_eq!(support(&top_p(0.8), &logits), BTreeSet::from([1, 2]));
+        assert_eq!(support(&top_p(0.80001), &logits), BTreeSet::from([0, 1, 2]));
+        assert_eq!(support(&top_p(1e-9), &logits), BTreeSet::from([1]));
+        assert_eq!(support(&top_p(0.6), &logits), BTreeSet::from([1, 2]));
+        // HF order: top_k renormalises before top_p (0.5 / 0.8 = 0.625 >= 0.6).
+        let kp = SamplingParams {
+            top_k: 2,
+            ..top_p(0.6)
+        };
+        assert_eq!(support(&kp, &logits), BTreeSet::from([1]));
+    }
+
+    #[test]
+    fn nucleus_matches_full_sort() {
+        for (n, seed, target) in [
+            (1, 0, 0.5),
+            (7, 1, 0.99),
+            (50_000, 2, 0.9),
+            (50_000, 3, 1e-3),
+        ] {
+            let probs: Vec<f32> = noise(n, seed).iter().map(|l| (l / 0.3).exp()).collect();
+            let mut cand: Vec<(u32, f32)> = probs
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| (i as u32, q))
+                .collect();
+            let sum: f64 = probs.iter().map(|&q| f64::from(q)).sum();
+            let keep = nucleus(&mut cand, target * sum);
+            let mut sorted: Vec<u32> = (0..n as u32).collect();
+            sorted.sort_by(|&a, &b| {
+                probs[b as usize]
+                    .total_cmp(&probs[a as usize])
+                    .then(a.cmp(&b))
+            });
+            let mut cum = 0.0;
+            let want = 1 + sorted
+                .iter()
+                .take_while(|&&i| {
+                    cum += f64::from(probs[i as usize]);
+                    cum < target * sum
+                })
+                .count()
+                .min(n - 1);
+            assert_eq!(keep, want);
+            let got: BTreeSet<u32> = cand[..keep].iter().map(|c| c.0).collect();
+            assert_eq!(got, sorted[..want].iter().copied().collect());
+        }
+    }
+
+    #[test]
+    fn min_p_boundary() {
+        let logits = ln(&[0.05, 0.5, 0.2, 0.25]);
+        assert_eq!(
+            support(&sp(1.0, |p| p.min_p = 0.5), &logits),
+            BTreeSet::from([1, 3])
+        );
+        assert_eq!(
+            support(&sp(1.0, |p| p.min_p = 0.0999), &logits),
+            BTreeSet::from([0, 1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn repetition_penalty_signs() {
+        let mut s = Sampler::new(sp(0.0, |p| p.repetition_penalty = 2.0));
+        assert_eq!(s.sample(&[2.0, 1.5], &[0]), 1); // 2 / 2 = 1 < 1.5
+        assert_eq!(s.sample(&[-1.0, -1.5], &[0]), 1); // -1 * 2 = -2 < -1.5
+        assert_eq!(s.sample(&[2.0, 1.5], &[1, 99]), 0); // 99 is out of vocabulary: ignored
+                                                        // Once per distinct token: 2 / 1.5 > 1.2 (twice would give 0.89).
+        let mut s = Sampler::new(sp(0.0, |p| p.repetition_penalty = 1.5));
+        assert_eq!(s.sample(&[2.0, 1.2], &[0, 0, 0]), 0);
+    }
+
+    #[test]
+    fn temperature_matches_softmax() {
+        let logits = [1.0f32, 2.0, 0.5, -1.0];
+        for t in [0.5f32, 1.0, 2.0] {
+            let e: Vec<f64> = logits.iter().map(|&l| f64::from(l / t).exp()).collect();
+            let z: f64 = e.iter().sum();
+            let mut s = Sampler::new(sp(t, |p| p.seed = 9));
+            let mut counts = [0u32; 4];
+            for _ in 0..20_000 {
+                counts[s.sample(&logits, &[]) as usize] += 1;
+            }
+            for (c, w) in counts.iter().zip(&e) {
+                let f = f64::from(*c) / 20_000.0;
+                assert!((f - w / z).abs() < 0.015, "t={t}: {counts:?} vs {}", w / z);
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_logits() {
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        let mut g = Sampler::new(SamplingParams::default());
+        assert_eq!(g.sample(&[nan, 1.0, 0.5], &[]), 1);
+        assert_eq!(g.sample(&[-1.0, nan, -3.0], &[]), 0);
+        assert_eq!(g.sample(&[nan, nan], &[]), 0);
+        assert_eq!(g.sample(&[1.0, inf, f32::MAX], &[]), 1);
+        let hot = sp(1.0, |_| ());
+        assert_eq!(support(&hot, &[nan, 1.0, nan, 0.0]), BTreeSet::from([1, 3]));
+        assert_eq!(support(&hot, &[nan, -inf]), BTreeSet::from([0]));
+        assert_eq!(support(&hot, &[0.0, inf, -inf, 3.0]), BTreeSet::from([1]));
+        assert_eq!(
+            support(&sp(1e-30, |_| ()), &[0.0, 1.0, 0.5]),
+            BTreeSet::from([1])
+        );
+    }
+
+    #[test]
+    fn validation() {
+        assert!(SamplingParams::default().validate().is_ok());
+        type Edit = fn(&mut SamplingParams);
+        let bad: [(&str, Edit); 9] = [
+            ("temperature", |p| p.temperature = -0.1),
+            ("temperature", |p| p.temperature = f32::INFINITY),
+            ("top_p", |p| p.top_p = 0.0),
+            ("top_p", |p| p.top_p = 1.5),
+            ("top_p", |p| p.top_p = f32::NAN),
+            ("min_p", |p| p.min_p = -0.5),
+            ("min_p", |p| p.min_p = 1.01),
+            ("repetition_penalty", |p| p.repetition_penalty = 0.0),
+            ("repetition_penalty", |p| p.repetition_penalty = f32::NAN),
+        ];
+        for (field, edit) in bad {
+            let msg = sp(0.0, edit).validate().unwrap_err().to_string();
+            assert!(msg.contains(&format!("`{field}`")), "{msg}");
+        }
+        let err = sp(0.0, |p| p.top_p = 1.5).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid sampling parameter `top_p` = 1.5: must be in (0, 1]"
+        );
+    }
+
+    #[test]
+    fn stop_strings() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(find_stop("hello world", &v(&["world", "lo"])), Some(3));
+        assert_eq!(find_stop("hello", &v(&["x", ""])), None);
+        assert_eq!(find_stop("naïve café", &v(&["é", "ï"])), Some(2));
+        assert_eq!(stop_holdback("hello wor", &v(&["world"])), 3);
+        assert_eq!(stop_holdback("hello world", &v(&["world"])), 0); // not a proper prefix
+        assert_eq!(stop_holdback("abc", &v(&["c", "bcd", "xyz", ""])), 2);
+        assert_eq!(stop_holdback("", &v(&["ab"])), 0);
+        assert_eq!(stop_holdback("caf\u{e9}", &v(&["\u{e9}t\u{e9}"])), 2);
+        assert_eq!(stop_holdback("x\u{e8}", &v(&["\u{e9}"])), 0); // same lead byte only
+        assert_eq!(stop_holdback("a🙂", &v(&["🙂🙃"])), 4);
+        for stop in ["語x", "本語x", "日本語x"] {
+            let h = stop_holdback("日本語", &v(&[stop]));
+            assert!("日本語".is_char_boundary(9 - h));
+            assert_eq!(h, stop.len() - 1);
+        }
+    }
+}

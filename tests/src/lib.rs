@@ -1,0 +1,223 @@
+//! Shared helpers for the golden tests: finding the fixtures, reading the reference numbers,
+//! and comparing logits with the tolerances the fixtures support.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::generate::{ScoreInput, Segments};
+use dlp_engine::loader::peft::PeftAdapter;
+use dlp_engine::loader::ModelFiles;
+use dlp_engine::lora::resolve_mixture;
+use dlp_engine::model::Model;
+use dlp_engine::{Backend, Result};
+use serde::Deserialize;
+
+/// Largest |logit - reference| allowed (float32 engine vs float64 oracle).
+pub const LOGIT_TOL: f32 = 2e-3;
+/// Greedy tokens must agree wherever the reference top-1/top-2 margin exceeds this.
+pub const MARGIN: f32 = 1e-2;
+
+/// The fixtures folder (`DLP_FIXTURES`, default `../shared/fixtures` beside the checkout), or
+/// `None` with a printed reason. With `DLP_REQUIRE_FIXTURES=1` a missing folder panics.
+pub fn fixtures(sub: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("DLP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    let dir = root.join(sub);
+    if dir.exists() {
+        return Some(dir);
+    }
+    let why = format!("fixture {} not found (set DLP_FIXTURES)", dir.display());
+    if std::env::var("DLP_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
+        panic!("{why}; DLP_REQUIRE_FIXTURES=1 makes this a failure");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// One case of `golden.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    /// `p<prompt>.<mixture>`
+    pub name: String,
+    /// Prompt length.
+    pub prompt_len: usize,
+    /// Total length.
+    pub len: usize,
+    /// `(adapter, weight)` pairs.
+    pub mixture: Vec<(String, f32)>,
+    /// SmolLM2 only: the prompt text.
+    #[serde(default)]
+    pub prompt_text: Option<String>,
+}
+
+/// `golden.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Golden {
+    /// Adapter name -> folder (relative to the fixture).
+    pub adapters: HashMap<String, String>,
+    /// The cases.
+    pub cases: Vec<Case>,
+    /// SmolLM2: the GGUF file name.
+    #[serde(default)]
+    pub gguf: Option<String>,
+    /// SmolLM2: text -> ids cases.
+    #[serde(default)]
+    pub tokenizer_cases: Vec<serde_json::Value>,
+    /// SmolLM2: chat template cases.
+    #[serde(default)]
+    pub chat_template_cases: Vec<serde_json::Value>,
+}
+
+/// A fixture model: its golden cases and reference tensors.
+pub struct Fixture {
+    /// The fixture folder.
+    pub dir: PathBuf,
+    /// `golden.json`.
+    pub golden: Golden,
+    tensors: HashMap<String, (Vec<usize>, Vec<u8>, safetensors::Dtype)>,
+}
+
+impl Fixture {
+    /// Reads `golden.json` and `golden.safetensors` of `dir`.
+    pub fn open(dir: &Path) -> Fixture {
+        let golden: Golden = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+        let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, (v.shape().to_vec(), v.data().to_vec(), v.dtype())))
+            .collect();
+        Fixture { dir: dir.to_path_buf(), golden, tensors }
+    }
+
+    /// The model path: the GGUF file when the fixture has one, else the folder.
+    pub fn model_path(&self) -> PathBuf {
+        match &self.golden.gguf {
+            Some(g) => self.dir.join(g),
+            None => self.dir.clone(),
+        }
+    }
+
+    /// Whether a reference tensor exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// A reference tensor as f32 (i32 tensors converted).
+    pub fn f32s(&self, name: &str) -> Vec<f32> {
+        let (_, b, dt) = self.tensors.get(name).unwrap_or_else(|| panic!("reference tensor {name} missing"));
+        match dt {
+            safetensors::Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            safetensors::Dtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            safetensors::Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            d => panic!("{name}: unexpected dtype {d:?}"),
+        }
+    }
+
+    /// A reference tensor as ids.
+    pub fn ids(&self, name: &str) -> Vec<u32> {
+        self.f32s(name).into_iter().map(|v| v as u32).collect()
+    }
+
+    /// Loads the model with all the fixture's adapters on `backend`.
+    pub fn load<B: Backend>(&self, backend: B) -> Result<Model<B>> {
+        let files = ModelFiles::load(&self.model_path())?;
+        let mut names: Vec<&String> = self.golden.adapters.keys().collect();
+        names.sort();
+        let adapters = names
+            .iter()
+            .map(|n| PeftAdapter::load(n, &self.dir.join(&self.golden.adapters[*n]), &files.config))
+            .collect::<Result<Vec<_>>>()?;
+        let mut model = Model::new(backend, files.config, files.weights, 4096)?;
+        model.set_adapters(&adapters)?;
+        Ok(model)
+    }
+
+    /// The score input of a case: its ids under its mixture.
+    pub fn input<B: Backend>(&self, model: &Model<B>, case: &Case) -> ScoreInput {
+        let mix = resolve_mixture(model.adapter_names(), &case.mixture).unwrap();
+        let segments: Segments = vec![(0, mix)];
+        ScoreInput { ids: self.ids(&format!("{}.input_ids", case.name)), segments }
+    }
+}
+
+/// Loads a fixture on the CPU backend.
+pub fn cpu_model(fx: &Fixture) -> Model<CpuBackend> {
+    fx.load(CpuBackend::new()).unwrap_or_else(|e| panic!("loading {}: {e}", fx.dir.display()))
+}
+
+fn logsumexp(row: &[f32]) -> f64 {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Compares the logits of one case (`[len, vocab]`) with the reference: every available
+/// reference number within [`LOGIT_TOL`], and the greedy token equal wherever the margin allows.
+/// Returns the largest absolute difference seen, or a description of the first failure.
+pub fn check_case(fx: &Fixture, case: &Case, vocab: usize, logits: &[f32]) -> std::result::Result<f32, String> {
+    let n = &case.name;
+    if logits.len() != case.len * vocab {
+        return Err(format!("{n}: got {} logits, expected {} x {vocab}", logits.len(), case.len));
+    }
+    if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
+        return Err(format!("{n}: non-finite logit at flat index {i}"));
+    }
+    let mut worst = 0f32;
+    let mut see = |what: &str, pos: usize, got: f32, want: f32| -> std::result::Result<(), String> {
+        let d = (got - want).abs();
+        worst = worst.max(d);
+        if d > LOGIT_TOL {
+            return Err(format!("{n}: {what} at position {pos}: got {got}, reference {want} (|diff| {d:.2e} > {LOGIT_TOL:.0e})"));
+        }
+        Ok(())
+    };
+    if fx.has(&format!("{n}.logits")) {
+        let r = fx.f32s(&format!("{n}.logits"));
+        for (i, (&g, &w)) in logits.iter().zip(&r).enumerate() {
+            see("logit", i / vocab, g, w)?;
+        }
+    }
+    if fx.has(&format!("{n}.last_prompt_logits")) {
+        let r = fx.f32s(&format!("{n}.last_prompt_logits"));
+        let row = &logits[(case.prompt_len - 1) * vocab..case.prompt_len * vocab];
+        for (&g, &w) in row.iter().zip(&r) {
+            see("last-prompt logit", case.prompt_len - 1, g, w)?;
+        }
+    }
+    let top_ids = fx.ids(&format!("{n}.topk_ids"));
+    let top_logits = fx.f32s(&format!("{n}.topk_logits"));
+    let lse = fx.f32s(&format!("{n}.logsumexp"));
+    let margin = fx.f32s(&format!("{n}.margin"));
+    let k = top_ids.len() / case.len;
+    let input_ids = fx.ids(&format!("{n}.input_ids"));
+    for p in 0..case.len {
+        let row = &logits[p * vocab..(p + 1) * vocab];
+        for j in 0..k {
+            see("top-k logit", p, row[top_ids[p * k + j] as usize], top_logits[p * k + j])?;
+        }
+        see("logsumexp", p, logsumexp(row) as f32, lse[p])?;
+        if margin[p] > MARGIN {
+            let a = argmax(row);
+            if a != top_ids[p * k] as usize {
+                return Err(format!("{n}: greedy token at position {p} is {a}, reference {} (margin {})", top_ids[p * k], margin[p]));
+            }
+            if p + 1 >= case.prompt_len && p + 1 < case.len && a != input_ids[p + 1] as usize {
+                return Err(format!("{n}: greedy continuation at position {p} is {a}, reference sequence has {}", input_ids[p + 1]));
+            }
+        }
+    }
+    Ok(worst)
+}
