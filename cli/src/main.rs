@@ -1,1 +1,76 @@
-fn main() {}
+//! `dlp-run`: serve many task LoRAs from one base model. See `dlp-run --help`.
+
+mod common;
+mod generate;
+mod inspect;
+mod score;
+mod tokenize;
+
+use clap::{Parser, Subcommand};
+
+/// dlp-run — DLP-LoRA inference: one base LLM, many task LoRAs, a small router that picks a
+/// weighted mixture of adapters per sentence, and one fused computation that applies it.
+///
+/// Quick start (after scripts/fetch-smollm2.sh):
+///
+///   dlp-run generate --chat --prompt "What is the capital of France?"
+///
+///   dlp-run generate --adapter a=DIR_A --adapter b=DIR_B --mix a=0.7,b=0.3 --prompt "..."
+///
+///   dlp-run score --ids 504,3575,282 --out logits.safetensors --mode decode
+///
+/// Models: an HF directory (config.json + safetensors; Llama 2/3, Mistral, Qwen2, SmolLM2) or
+/// a GGUF file (F32/F16/Q8_0/Q4_0/Q4_1). Adapters: PEFT LoRA directories.
+#[derive(Debug, Parser)]
+#[command(name = "dlp-run", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate text (streamed), from one prompt or a batch of prompts, each with its own
+    /// adapter mixture.
+    Generate(generate::GenerateArgs),
+    /// Write the teacher-forced logits of a token sequence to a safetensors file.
+    Score(score::ScoreArgs),
+    /// Print the token ids of a text, or the rendered chat prompt of a messages file.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Show what a model directory, GGUF file, adapter or safetensors file holds.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match &cli.command {
+        Command::Generate(a) => a
+            .model
+            .init_threads()
+            .and_then(|_| common::with_backend(a.model.backend, a)),
+        Command::Score(a) => a
+            .model
+            .init_threads()
+            .and_then(|_| common::with_backend(a.model.backend, a)),
+        Command::Tokenize(a) => tokenize::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -119,36 +119,108 @@ pub trait Backend: Send + Sync + Sized {
     fn upload_step(&self, plan: &StepPlan, reuse: Option<Self::Step>) -> Result<Self::Step>;
 
     /// `out[t, :] = table[token_ids[t], :]` for the step's `T` tokens; `dim` = columns of `table`.
-    fn embedding(&self, table: &Self::Weight, step: &Self::Step, n_tokens: usize, dim: usize, out: &mut Self::Buf) -> Result<()>;
+    fn embedding(
+        &self,
+        table: &Self::Weight,
+        step: &Self::Step,
+        n_tokens: usize,
+        dim: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
     /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w` for `rows` rows of width `dim`.
-    fn rms_norm(&self, x: &Self::Buf, w: &Self::Buf, rows: usize, dim: usize, eps: f32, out: &mut Self::Buf) -> Result<()>;
+    fn rms_norm(
+        &self,
+        x: &Self::Buf,
+        w: &Self::Buf,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
     /// `out[rows, n] = x[rows, k] @ W^T (+ bias[n])` where `W` is `[n, k]`.
     #[allow(clippy::too_many_arguments)]
-    fn matmul(&self, x: &Self::Buf, w: &Self::Weight, bias: Option<&Self::Buf>, rows: usize, k: usize, n: usize, out: &mut Self::Buf) -> Result<()>;
+    fn matmul(
+        &self,
+        x: &Self::Buf,
+        w: &Self::Weight,
+        bias: Option<&Self::Buf>,
+        rows: usize,
+        k: usize,
+        n: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
     /// Rotary embedding in place on `x` `[T, n_heads, head_dim]`, HF rotate-half layout:
     /// for `i < head_dim/2`, pair `(i, i + head_dim/2)` rotates by the angle at
     /// `cos_sin[(pos * head_dim/2 + i) * 2 + {0: cos, 1: sin}]`, `pos` = the token's position.
-    fn rope(&self, x: &mut Self::Buf, cos_sin: &Self::Buf, step: &Self::Step, n_tokens: usize, n_heads: usize, head_dim: usize) -> Result<()>;
+    fn rope(
+        &self,
+        x: &mut Self::Buf,
+        cos_sin: &Self::Buf,
+        step: &Self::Step,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<()>;
     /// Causal GQA attention over the KV cache. First stores `k`, `v` (`[T, n_kv_heads*head_dim]`)
     /// at each token's (kv slot, position) in `k_cache` / `v_cache`; then each token attends to
     /// positions `0..=pos` of its slot: `out[t, h, :] = softmax(q·K^T / sqrt(head_dim)) V`, query
     /// head `h` reading kv head `h / (n_heads / n_kv_heads)`.
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, q: &Self::Buf, k: &Self::Buf, v: &Self::Buf, k_cache: &mut Self::Buf, v_cache: &mut Self::Buf, step: &Self::Step, shape: AttnShape, out: &mut Self::Buf) -> Result<()>;
+    fn attention(
+        &self,
+        q: &Self::Buf,
+        k: &Self::Buf,
+        v: &Self::Buf,
+        k_cache: &mut Self::Buf,
+        v_cache: &mut Self::Buf,
+        step: &Self::Step,
+        shape: AttnShape,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
     /// `out[i] = silu(gate[i]) * up[i]` for `n` values.
-    fn silu_mul(&self, gate: &Self::Buf, up: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
+    fn silu_mul(
+        &self,
+        gate: &Self::Buf,
+        up: &Self::Buf,
+        n: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
     /// `dst[i] += src[i]` for `n` values.
     fn add(&self, dst: &mut Self::Buf, src: &Self::Buf, n: usize) -> Result<()>;
     /// Fused LoRA, first half, for all segments at once: for token `t` in segment `s` and each
     /// entry `k` of its mixture with slot `a` (rank `r`, scale `c`, weight `w`):
     /// `u[t, k, j] = w * c * dot(A_a[j, :], x[t, :])` for `j < r`. `u` is `[T, K, max_rank]`;
     /// entries past `r` are not read by `lora_expand` and may hold anything.
-    fn lora_shrink(&self, x: &Self::Buf, lora: &Self::Lora, step: &Self::Step, n_tokens: usize, u: &mut Self::Buf) -> Result<()>;
+    fn lora_shrink(
+        &self,
+        x: &Self::Buf,
+        lora: &Self::Lora,
+        step: &Self::Step,
+        n_tokens: usize,
+        u: &mut Self::Buf,
+    ) -> Result<()>;
     /// Fused LoRA, second half: `y[t, :] += sum_k sum_{j<r} u[t, k, j] * B_a[:, j]` with the
     /// same slots as `lora_shrink`.
-    fn lora_expand(&self, u: &Self::Buf, lora: &Self::Lora, step: &Self::Step, n_tokens: usize, y: &mut Self::Buf) -> Result<()>;
+    fn lora_expand(
+        &self,
+        u: &Self::Buf,
+        lora: &Self::Lora,
+        step: &Self::Step,
+        n_tokens: usize,
+        y: &mut Self::Buf,
+    ) -> Result<()>;
     /// Final RMSNorm + lm_head on the step's `logit_rows` only:
     /// `out[i, :] = rms_norm(x[logit_rows[i], :]) @ W^T`, `W` `[vocab, hidden]`.
     #[allow(clippy::too_many_arguments)]
-    fn logits(&self, x: &Self::Buf, norm: &Self::Buf, eps: f32, lm_head: &Self::Weight, step: &Self::Step, hidden: usize, vocab: usize, out: &mut Self::Buf) -> Result<()>;
+    fn logits(
+        &self,
+        x: &Self::Buf,
+        norm: &Self::Buf,
+        eps: f32,
+        lm_head: &Self::Weight,
+        step: &Self::Step,
+        hidden: usize,
+        vocab: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
 }

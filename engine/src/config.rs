@@ -122,7 +122,11 @@ impl ModelConfig {
         let archs: Vec<String> = v
             .get("architectures")
             .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let arch = match model_type.as_str() {
             "llama" => Arch::Llama,
@@ -156,20 +160,28 @@ impl ModelConfig {
         let rope_llama3 = match scaling {
             None => None,
             Some(s) => {
-                let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(|t| t.as_str());
+                let kind = s
+                    .get("rope_type")
+                    .or_else(|| s.get("type"))
+                    .and_then(|t| t.as_str());
                 match kind {
                     None | Some("default") => None,
                     Some("llama3") => {
                         let g = |k: &str| {
                             s.get(k).and_then(|x| x.as_f64()).ok_or_else(|| {
-                                Error::format(path, format!("rope scaling `llama3` needs field `{k}`"))
+                                Error::format(
+                                    path,
+                                    format!("rope scaling `llama3` needs field `{k}`"),
+                                )
                             })
                         };
                         Some(Llama3Scaling {
                             factor: g("factor")?,
                             low_freq_factor: g("low_freq_factor")?,
                             high_freq_factor: g("high_freq_factor")?,
-                            original_max_position_embeddings: g("original_max_position_embeddings")?,
+                            original_max_position_embeddings: g(
+                                "original_max_position_embeddings",
+                            )?,
                         })
                     }
                     Some(other) => {
@@ -188,8 +200,11 @@ impl ModelConfig {
                 path.display()
             )));
         }
-        let attention_bias = v.get("attention_bias").and_then(|b| b.as_bool()).unwrap_or(false);
-        Ok(ModelConfig {
+        let attention_bias = v
+            .get("attention_bias")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
+        ModelConfig {
             arch,
             hidden_size,
             intermediate_size: f.usize("intermediate_size")?,
@@ -198,18 +213,24 @@ impl ModelConfig {
             num_kv_heads,
             head_dim,
             vocab_size: f.usize("vocab_size")?,
-            rms_norm_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6) as f32,
+            rms_norm_eps: v
+                .get("rms_norm_eps")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(1e-6) as f32,
             rope_theta,
             rope_llama3,
             max_position_embeddings: f.usize_or("max_position_embeddings", 4096)?,
-            tie_word_embeddings: v.get("tie_word_embeddings").and_then(|b| b.as_bool()).unwrap_or(false),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false),
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: v.get("mlp_bias").and_then(|b| b.as_bool()).unwrap_or(false),
             bos_token_id: ids_of(v.get("bos_token_id")).first().copied(),
             eos_token_ids: ids_of(v.get("eos_token_id")),
         }
-        .validated(path)?)
+        .validated(path)
     }
 
     /// Checks the numbers fit together (heads divide, GQA groups whole).
@@ -218,13 +239,13 @@ impl ModelConfig {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("num_attention_heads, num_key_value_heads and head_dim must be > 0".into());
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
         }
         if self.hidden_size == 0 || self.vocab_size == 0 || self.num_layers == 0 {
@@ -238,7 +259,11 @@ impl ModelConfig {
 fn ids_of(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -252,7 +277,10 @@ impl Fields<'_> {
     fn usize(&self, k: &str) -> Result<usize> {
         match self.v.get(k) {
             Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| {
-                Error::format(self.path, format!("field `{k}`: expected a non-negative integer, found {x}"))
+                Error::format(
+                    self.path,
+                    format!("field `{k}`: expected a non-negative integer, found {x}"),
+                )
             }),
             None => Err(Error::format(self.path, format!("missing field `{k}`"))),
         }
@@ -267,7 +295,10 @@ impl Fields<'_> {
         match self.v.get(k) {
             None | Some(Value::Null) => Ok(d.to_string()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(x) => Err(Error::format(self.path, format!("field `{k}`: expected a string, found {x}"))),
+            Some(x) => Err(Error::format(
+                self.path,
+                format!("field `{k}`: expected a string, found {x}"),
+            )),
         }
     }
 }

@@ -44,11 +44,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A content error in `path`.
     pub fn format(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        Error::Format { path: path.as_ref().to_path_buf(), msg: msg.into() }
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
     }
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
     /// An invalid request.
     pub fn invalid(msg: impl Into<String>) -> Self {

@@ -37,7 +37,10 @@ struct Seq {
 
 impl Seq {
     fn mixture_at(&self, i: usize) -> usize {
-        self.segments.iter().rposition(|(start, _)| *start <= i).unwrap_or(0)
+        self.segments
+            .iter()
+            .rposition(|(start, _)| *start <= i)
+            .unwrap_or(0)
     }
 }
 
@@ -50,7 +53,11 @@ struct PlanBuilder {
 
 impl PlanBuilder {
     fn new() -> Self {
-        PlanBuilder { plan: StepPlan::default(), seg_index: HashMap::new(), mixtures: Vec::new() }
+        PlanBuilder {
+            plan: StepPlan::default(),
+            seg_index: HashMap::new(),
+            mixtures: Vec::new(),
+        }
     }
 
     /// Adds tokens `from..to` of sequence `slot`; returns the step index of the last one.
@@ -58,7 +65,12 @@ impl PlanBuilder {
         for i in from..to {
             let mi = seq.mixture_at(i);
             let seg = *self.seg_index.entry((slot, mi)).or_insert_with(|| {
-                self.mixtures.push(seq.segments.get(mi).map(|s| s.1.clone()).unwrap_or_default());
+                self.mixtures.push(
+                    seq.segments
+                        .get(mi)
+                        .map(|s| s.1.clone())
+                        .unwrap_or_default(),
+                );
                 (self.mixtures.len() - 1) as u32
             });
             self.plan.token_ids.push(seq.tokens[i]);
@@ -70,7 +82,13 @@ impl PlanBuilder {
     }
 
     fn finish(mut self) -> StepPlan {
-        let k = self.mixtures.iter().map(|m| m.len()).max().unwrap_or(0).max(1);
+        let k = self
+            .mixtures
+            .iter()
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
         self.plan.mix_k = k;
         for m in &self.mixtures {
             for e in 0..k {
@@ -98,27 +116,54 @@ fn max_mix(segs: impl Iterator<Item = usize>) -> usize {
 
 /// Teacher-forced logits of every position of every input, `[len, vocab]` each, all inputs
 /// run side by side in the same steps.
-pub fn score_batch<B: Backend>(model: &Model<B>, inputs: &[ScoreInput], mode: ScoreMode, step_tokens: usize) -> Result<Vec<Vec<f32>>> {
+pub fn score_batch<B: Backend>(
+    model: &Model<B>,
+    inputs: &[ScoreInput],
+    mode: ScoreMode,
+    step_tokens: usize,
+) -> Result<Vec<Vec<f32>>> {
     let vocab = model.config.vocab_size;
     let longest = inputs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
     if inputs.is_empty() || inputs.iter().any(|s| s.ids.is_empty()) {
-        return Err(Error::invalid("nothing to score: every sequence needs at least one token"));
+        return Err(Error::invalid(
+            "nothing to score: every sequence needs at least one token",
+        ));
     }
     if longest > model.max_context {
-        return Err(Error::invalid(format!("a sequence of {longest} tokens exceeds the context of {} positions", model.max_context)));
+        return Err(Error::invalid(format!(
+            "a sequence of {longest} tokens exceeds the context of {} positions",
+            model.max_context
+        )));
     }
     let mut seqs: Vec<Seq> = inputs
         .iter()
-        .map(|s| Seq { tokens: s.ids.clone(), segments: if s.segments.is_empty() { vec![(0, vec![])] } else { s.segments.clone() }, cached: 0 })
+        .map(|s| Seq {
+            tokens: s.ids.clone(),
+            segments: if s.segments.is_empty() {
+                vec![(0, vec![])]
+            } else {
+                s.segments.clone()
+            },
+            cached: 0,
+        })
         .collect();
     let per_step = match mode {
         ScoreMode::Prefill => step_tokens.max(1),
         ScoreMode::Decode => 1,
     };
     let ws_tokens = (per_step * seqs.len()).min(inputs.iter().map(|s| s.ids.len()).sum());
-    let mut ws = model.workspace(ws_tokens, max_mix(seqs.iter().flat_map(|s| s.segments.iter().map(|m| m.1.len()))))?;
+    let mut ws = model.workspace(
+        ws_tokens,
+        max_mix(
+            seqs.iter()
+                .flat_map(|s| s.segments.iter().map(|m| m.1.len())),
+        ),
+    )?;
     let mut kv = model.kv_cache(seqs.len(), longest)?;
-    let mut out: Vec<Vec<f32>> = inputs.iter().map(|s| Vec::with_capacity(s.ids.len() * vocab)).collect();
+    let mut out: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|s| Vec::with_capacity(s.ids.len() * vocab))
+        .collect();
     while seqs.iter().any(|s| s.cached < s.tokens.len()) {
         let mut b = PlanBuilder::new();
         let mut owners = Vec::new();
@@ -221,7 +266,9 @@ pub fn generate<B: Backend>(
 ) -> Result<(Vec<GenOutput>, GenStats)> {
     let ctx = model.max_context;
     for (i, r) in requests.iter().enumerate() {
-        r.params.validate().map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
+        r.params
+            .validate()
+            .map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
         if r.prompt.is_empty() {
             return Err(Error::invalid(format!("request {i}: the prompt is empty")));
         }
@@ -232,18 +279,45 @@ pub fn generate<B: Backend>(
             )));
         }
     }
-    let capacity = requests.iter().map(|r| r.prompt.len() + r.params.max_tokens).max().unwrap_or(1).min(ctx);
+    let capacity = requests
+        .iter()
+        .map(|r| r.prompt.len() + r.params.max_tokens)
+        .max()
+        .unwrap_or(1)
+        .min(ctx);
     let mut kv = model.kv_cache(requests.len(), capacity)?;
     let step_tokens = step_tokens.max(requests.len());
-    let mix_k = max_mix(requests.iter().flat_map(|r| r.segments.iter().map(|s| s.1.len()))).max(8);
+    let mix_k = max_mix(
+        requests
+            .iter()
+            .flat_map(|r| r.segments.iter().map(|s| s.1.len())),
+    )
+    .max(8);
     let mut ws = model.workspace(step_tokens, mix_k)?;
     let mut seqs: Vec<Seq> = requests
         .iter()
-        .map(|r| Seq { tokens: r.prompt.clone(), segments: if r.segments.is_empty() { vec![(0, vec![])] } else { r.segments.clone() }, cached: 0 })
+        .map(|r| Seq {
+            tokens: r.prompt.clone(),
+            segments: if r.segments.is_empty() {
+                vec![(0, vec![])]
+            } else {
+                r.segments.clone()
+            },
+            cached: 0,
+        })
         .collect();
-    let mut samplers: Vec<Sampler> = requests.iter().map(|r| Sampler::new(r.params.clone())).collect();
-    let mut finish: Vec<Option<FinishReason>> = requests.iter().map(|r| (r.params.max_tokens == 0).then_some(FinishReason::Length)).collect();
-    let mut stats = GenStats { prefill_tokens: requests.iter().map(|r| r.prompt.len()).sum(), ..Default::default() };
+    let mut samplers: Vec<Sampler> = requests
+        .iter()
+        .map(|r| Sampler::new(r.params.clone()))
+        .collect();
+    let mut finish: Vec<Option<FinishReason>> = requests
+        .iter()
+        .map(|r| (r.params.max_tokens == 0).then_some(FinishReason::Length))
+        .collect();
+    let mut stats = GenStats {
+        prefill_tokens: requests.iter().map(|r| r.prompt.len()).sum(),
+        ..Default::default()
+    };
     let vocab = model.config.vocab_size;
     while finish.iter().any(|f| f.is_none()) {
         let mut b = PlanBuilder::new();

@@ -28,7 +28,12 @@ impl<B: Backend> KvCache<B> {
             k.push(backend.alloc(len)?);
             v.push(backend.alloc(len)?);
         }
-        Ok(KvCache { k, v, slots, capacity })
+        Ok(KvCache {
+            k,
+            v,
+            slots,
+            capacity,
+        })
     }
 
     /// Bytes of device memory the cache holds.

@@ -47,7 +47,15 @@ pub enum LoraModule {
 
 impl LoraModule {
     /// All modules, in forward order.
-    pub const ALL: [LoraModule; 7] = [Self::Q, Self::K, Self::V, Self::O, Self::Gate, Self::Up, Self::Down];
+    pub const ALL: [LoraModule; 7] = [
+        Self::Q,
+        Self::K,
+        Self::V,
+        Self::O,
+        Self::Gate,
+        Self::Up,
+        Self::Down,
+    ];
 
     /// PEFT's short name (`q_proj`, ...).
     pub fn peft_name(self) -> &'static str {

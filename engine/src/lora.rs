@@ -12,9 +12,18 @@ pub type Mixture = Vec<(usize, f32)>;
 
 /// Builds the stack of `module` in `layer` from all adapters (slot = index in `adapters`), or
 /// `None` when no adapter targets it.
-pub fn stack(adapters: &[PeftAdapter], cfg: &ModelConfig, layer: usize, module: LoraModule) -> Option<LoraStackHost> {
+pub fn stack(
+    adapters: &[PeftAdapter],
+    cfg: &ModelConfig,
+    layer: usize,
+    module: LoraModule,
+) -> Option<LoraStackHost> {
     let (in_dim, out_dim) = cfg.module_dims(module);
-    let mut s = LoraStackHost { in_dim, out_dim, ..Default::default() };
+    let mut s = LoraStackHost {
+        in_dim,
+        out_dim,
+        ..Default::default()
+    };
     for ad in adapters {
         s.slot_offset.push(s.slot_rank.iter().sum::<u32>());
         match ad.pairs.get(&(layer, module)) {
@@ -46,14 +55,22 @@ pub fn resolve_mixture(names: &[String], mix: &[(String, f32)]) -> Result<Mixtur
         let slot = names.iter().position(|n| n == name).ok_or_else(|| {
             Error::invalid(format!(
                 "mixture names adapter `{name}`, which is not loaded (loaded: {})",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             ))
         })?;
         if !w.is_finite() || *w < 0.0 {
-            return Err(Error::invalid(format!("mixture weight of `{name}` is {w}; expected a finite number >= 0")));
+            return Err(Error::invalid(format!(
+                "mixture weight of `{name}` is {w}; expected a finite number >= 0"
+            )));
         }
         if out.iter().any(|&(s, _)| s == slot) {
-            return Err(Error::invalid(format!("mixture names adapter `{name}` twice")));
+            return Err(Error::invalid(format!(
+                "mixture names adapter `{name}` twice"
+            )));
         }
         out.push((slot, *w));
     }

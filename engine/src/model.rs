@@ -67,7 +67,12 @@ pub struct Workspace<B: Backend> {
 impl<B: Backend> Model<B> {
     /// Builds the model from host weights (consumed) on `backend`; `max_context` caps the RoPE
     /// table (and so the KV cache) below the model's `max_position_embeddings`.
-    pub fn new(backend: B, config: ModelConfig, mut w: WeightMap, max_context: usize) -> Result<Self> {
+    pub fn new(
+        backend: B,
+        config: ModelConfig,
+        mut w: WeightMap,
+        max_context: usize,
+    ) -> Result<Self> {
         let c = &config;
         let (h, v) = (c.hidden_size, c.vocab_size);
         let embed_t = w.take("model.embed_tokens.weight", &[v, h])?;
@@ -76,7 +81,12 @@ impl<B: Backend> Model<B> {
             Some(t) if !c.tie_word_embeddings => Some(backend.upload_weight(&t)?),
             Some(_) => None,
             None if c.tie_word_embeddings => None,
-            None => return Err(Error::format(&w.origin, "missing tensor `lm_head.weight` (tie_word_embeddings is false)")),
+            None => {
+                return Err(Error::format(
+                    &w.origin,
+                    "missing tensor `lm_head.weight` (tie_word_embeddings is false)",
+                ))
+            }
         };
         drop(embed_t);
         let norm = backend.upload(&w.take("model.norm.weight", &[h])?.data)?;
@@ -86,12 +96,20 @@ impl<B: Backend> Model<B> {
             let mut lin = |m: LoraModule, bias: bool| -> Result<Linear<B>> {
                 let (n_in, n_out) = c.module_dims(m);
                 let wt = w.take(&format!("{p}.{}.weight", m.hf_path()), &[n_out, n_in])?;
-                let b = if bias {
-                    Some(backend.upload(&w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?.data)?)
-                } else {
-                    None
-                };
-                Ok(Linear { w: backend.upload_weight(&wt)?, b, n_in, n_out })
+                let b =
+                    if bias {
+                        Some(backend.upload(
+                            &w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?.data,
+                        )?)
+                    } else {
+                        None
+                    };
+                Ok(Linear {
+                    w: backend.upload_weight(&wt)?,
+                    b,
+                    n_in,
+                    n_out,
+                })
             };
             use LoraModule::*;
             let linears = [
@@ -104,20 +122,42 @@ impl<B: Backend> Model<B> {
                 lin(Down, c.mlp_bias)?,
             ];
             layers.push(Layer {
-                attn_norm: backend.upload(&w.take(&format!("{p}.input_layernorm.weight"), &[h])?.data)?,
-                ffn_norm: backend.upload(&w.take(&format!("{p}.post_attention_layernorm.weight"), &[h])?.data)?,
+                attn_norm: backend
+                    .upload(&w.take(&format!("{p}.input_layernorm.weight"), &[h])?.data)?,
+                ffn_norm: backend.upload(
+                    &w.take(&format!("{p}.post_attention_layernorm.weight"), &[h])?
+                        .data,
+                )?,
                 linears,
                 lora: Default::default(),
                 lora_max_rank: [0; 7],
             });
         }
-        let leftover: Vec<&str> = w.names().filter(|n| !n.ends_with("rotary_emb.inv_freq")).collect();
+        let leftover: Vec<&str> = w
+            .names()
+            .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
+            .collect();
         if !leftover.is_empty() {
-            tracing::warn!("{}: {} tensors not used by the model, e.g. {}", w.origin.display(), leftover.len(), leftover[0]);
+            tracing::warn!(
+                "{}: {} tensors not used by the model, e.g. {}",
+                w.origin.display(),
+                leftover.len(),
+                leftover[0]
+            );
         }
         let max_context = max_context.min(c.max_position_embeddings).max(1);
         let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
-        Ok(Model { backend, config, embed, lm_head, norm, layers, rope, max_context, adapter_names: Vec::new() })
+        Ok(Model {
+            backend,
+            config,
+            embed,
+            lm_head,
+            norm,
+            layers,
+            rope,
+            max_context,
+            adapter_names: Vec::new(),
+        })
     }
 
     /// Replaces the loaded adapters: slot `i` is `adapters[i]`. Each (layer, module) that any
@@ -125,7 +165,10 @@ impl<B: Backend> Model<B> {
     pub fn set_adapters(&mut self, adapters: &[PeftAdapter]) -> Result<()> {
         for (i, a) in adapters.iter().enumerate() {
             if adapters[..i].iter().any(|b| b.name == a.name) {
-                return Err(Error::invalid(format!("two adapters are named `{}`", a.name)));
+                return Err(Error::invalid(format!(
+                    "two adapters are named `{}`",
+                    a.name
+                )));
             }
         }
         for (li, layer) in self.layers.iter_mut().enumerate() {
@@ -146,7 +189,11 @@ impl<B: Backend> Model<B> {
 
     /// Largest LoRA rank of any loaded adapter in any module.
     pub fn max_lora_rank(&self) -> usize {
-        self.layers.iter().flat_map(|l| l.lora_max_rank).max().unwrap_or(0)
+        self.layers
+            .iter()
+            .flat_map(|l| l.lora_max_rank)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Scratch for steps of up to `tokens` tokens, logits for up to `tokens` rows, and
@@ -187,7 +234,12 @@ impl<B: Backend> Model<B> {
     }
 
     /// Runs one step and returns the logits of `plan.logit_rows`, `[rows, vocab]`.
-    pub fn forward(&self, plan: &StepPlan, kv: &mut KvCache<B>, ws: &mut Workspace<B>) -> Result<Vec<f32>> {
+    pub fn forward(
+        &self,
+        plan: &StepPlan,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let b = &self.backend;
         let t = plan.n_tokens();
@@ -203,7 +255,12 @@ impl<B: Backend> Model<B> {
             capacity: kv.capacity,
         };
         let ws_u = &mut ws.u;
-        let lin = |layer: &Layer<B>, m: LoraModule, x: &B::Buf, out: &mut B::Buf, u: &mut B::Buf| -> Result<()> {
+        let lin = |layer: &Layer<B>,
+                   m: LoraModule,
+                   x: &B::Buf,
+                   out: &mut B::Buf,
+                   u: &mut B::Buf|
+         -> Result<()> {
             let l = &layer.linears[m.index()];
             b.matmul(x, &l.w, l.b.as_ref(), t, l.n_in, l.n_out, out)?;
             if let (true, Some(stack)) = (any_lora, &layer.lora[m.index()]) {
@@ -220,7 +277,16 @@ impl<B: Backend> Model<B> {
             lin(layer, LoraModule::V, &ws.h, &mut ws.v, ws_u)?;
             b.rope(&mut ws.q, &self.rope, &step, t, c.num_heads, c.head_dim)?;
             b.rope(&mut ws.k, &self.rope, &step, t, c.num_kv_heads, c.head_dim)?;
-            b.attention(&ws.q, &ws.k, &ws.v, &mut kv.k[li], &mut kv.v[li], &step, shape, &mut ws.att)?;
+            b.attention(
+                &ws.q,
+                &ws.k,
+                &ws.v,
+                &mut kv.k[li],
+                &mut kv.v[li],
+                &step,
+                shape,
+                &mut ws.att,
+            )?;
             lin(layer, LoraModule::O, &ws.att, &mut ws.o, ws_u)?;
             b.add(&mut ws.x, &ws.o, t * hd)?;
             b.rms_norm(&ws.x, &layer.ffn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
@@ -231,7 +297,16 @@ impl<B: Backend> Model<B> {
             b.add(&mut ws.x, &ws.o, t * hd)?;
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
-        b.logits(&ws.x, &self.norm, c.rms_norm_eps, head, &step, hd, c.vocab_size, &mut ws.logits)?;
+        b.logits(
+            &ws.x,
+            &self.norm,
+            c.rms_norm_eps,
+            head,
+            &step,
+            hd,
+            c.vocab_size,
+            &mut ws.logits,
+        )?;
         let out = b.download(&ws.logits, plan.logit_rows.len() * c.vocab_size);
         ws.step = Some(step);
         out
@@ -245,28 +320,52 @@ impl<B: Backend> Model<B> {
             return bad("no tokens".into());
         }
         if t > ws.tokens || plan.logit_rows.len() > ws.tokens {
-            return bad(format!("{t} tokens / {} logit rows exceed the workspace ({})", plan.logit_rows.len(), ws.tokens));
+            return bad(format!(
+                "{t} tokens / {} logit rows exceed the workspace ({})",
+                plan.logit_rows.len(),
+                ws.tokens
+            ));
         }
-        if plan.positions.len() != t || plan.kv_slots.len() != t || plan.segment_of_token.len() != t {
+        if plan.positions.len() != t || plan.kv_slots.len() != t || plan.segment_of_token.len() != t
+        {
             return bad("per-token arrays differ in length".into());
         }
-        if plan.mix_k == 0 || plan.mix_k > ws.mix_k || plan.mix_weights.len() != plan.mix_slots.len() || plan.mix_slots.len() % plan.mix_k != 0 {
-            return bad(format!("mixture table: K = {}, workspace K = {}", plan.mix_k, ws.mix_k));
+        if plan.mix_k == 0
+            || plan.mix_k > ws.mix_k
+            || plan.mix_weights.len() != plan.mix_slots.len()
+            || !plan.mix_slots.len().is_multiple_of(plan.mix_k)
+        {
+            return bad(format!(
+                "mixture table: K = {}, workspace K = {}",
+                plan.mix_k, ws.mix_k
+            ));
         }
         for i in 0..t {
             if plan.segment_of_token[i] as usize >= n_seg {
-                return bad(format!("token {i} refers to segment {}, there are {n_seg}", plan.segment_of_token[i]));
+                return bad(format!(
+                    "token {i} refers to segment {}, there are {n_seg}",
+                    plan.segment_of_token[i]
+                ));
             }
             if plan.kv_slots[i] as usize >= kv.slots || plan.positions[i] as usize >= kv.capacity {
-                return bad(format!("token {i} at (slot {}, position {}) is outside the KV cache", plan.kv_slots[i], plan.positions[i]));
+                return bad(format!(
+                    "token {i} at (slot {}, position {}) is outside the KV cache",
+                    plan.kv_slots[i], plan.positions[i]
+                ));
             }
             if plan.token_ids[i] as usize >= self.config.vocab_size {
-                return bad(format!("token id {} is outside the vocabulary ({})", plan.token_ids[i], self.config.vocab_size));
+                return bad(format!(
+                    "token id {} is outside the vocabulary ({})",
+                    plan.token_ids[i], self.config.vocab_size
+                ));
             }
         }
         for (&s, &w) in plan.mix_slots.iter().zip(&plan.mix_weights) {
             if s != NO_ADAPTER && s as usize >= self.adapter_names.len() {
-                return bad(format!("mixture names slot {s}, {} adapters are loaded", self.adapter_names.len()));
+                return bad(format!(
+                    "mixture names slot {s}, {} adapters are loaded",
+                    self.adapter_names.len()
+                ));
             }
             if !w.is_finite() {
                 return bad(format!("mixture weight {w} is not finite"));

@@ -9,8 +9,12 @@ use crate::config::ModelConfig;
 /// (transformers' `_compute_llama3_parameters`).
 pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
     let d = cfg.head_dim;
-    let base: Vec<f64> = (0..d / 2).map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64)).collect();
-    let Some(s) = cfg.rope_llama3 else { return base };
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
+        .collect();
+    let Some(s) = cfg.rope_llama3 else {
+        return base;
+    };
     let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
     let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
     base.into_iter()

@@ -28,7 +28,10 @@ impl HostTensor {
 
     /// Index and value of the first NaN or infinity, if any.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
-        self.data.iter().position(|v| !v.is_finite()).map(|i| (i, self.data[i]))
+        self.data
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| (i, self.data[i]))
     }
 }
 
@@ -44,7 +47,10 @@ pub struct WeightMap {
 impl WeightMap {
     /// An empty map for weights from `origin`.
     pub fn new(origin: impl AsRef<Path>) -> Self {
-        WeightMap { tensors: HashMap::new(), origin: origin.as_ref().to_path_buf() }
+        WeightMap {
+            tensors: HashMap::new(),
+            origin: origin.as_ref().to_path_buf(),
+        }
     }
 
     /// Adds a tensor read from `file`; refuses NaN/inf values, naming the tensor.
@@ -72,12 +78,18 @@ impl WeightMap {
     /// Removes and returns a tensor, checking its shape.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let (t, file) = self.tensors.remove(name).ok_or_else(|| {
-            Error::format(&self.origin, format!("missing tensor `{name}` (expected shape {shape:?})"))
+            Error::format(
+                &self.origin,
+                format!("missing tensor `{name}` (expected shape {shape:?})"),
+            )
         })?;
         if t.shape != shape {
             return Err(Error::format(
                 file,
-                format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.shape
+                ),
             ));
         }
         Ok(t)

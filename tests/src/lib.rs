@@ -1,11 +1,13 @@
 //! Shared helpers for the golden tests: finding the fixtures, reading the reference numbers,
 //! and comparing logits with the tolerances the fixtures support.
 
+pub mod parity;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use dlp_engine::cpu::CpuBackend;
-use dlp_engine::generate::{ScoreInput, Segments};
+use dlp_engine::generate::{score_batch, ScoreInput, ScoreMode, Segments, DEFAULT_STEP_TOKENS};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::resolve_mixture;
@@ -82,7 +84,9 @@ pub struct Fixture {
 impl Fixture {
     /// Reads `golden.json` and `golden.safetensors` of `dir`.
     pub fn open(dir: &Path) -> Fixture {
-        let golden: Golden = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+        let golden: Golden =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap())
+                .unwrap();
         let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let tensors = st
@@ -90,7 +94,11 @@ impl Fixture {
             .into_iter()
             .map(|(n, v)| (n, (v.shape().to_vec(), v.data().to_vec(), v.dtype())))
             .collect();
-        Fixture { dir: dir.to_path_buf(), golden, tensors }
+        Fixture {
+            dir: dir.to_path_buf(),
+            golden,
+            tensors,
+        }
     }
 
     /// The model path: the GGUF file when the fixture has one, else the folder.
@@ -108,11 +116,23 @@ impl Fixture {
 
     /// A reference tensor as f32 (i32 tensors converted).
     pub fn f32s(&self, name: &str) -> Vec<f32> {
-        let (_, b, dt) = self.tensors.get(name).unwrap_or_else(|| panic!("reference tensor {name} missing"));
+        let (_, b, dt) = self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("reference tensor {name} missing"));
         match dt {
-            safetensors::Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            safetensors::Dtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            safetensors::Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            safetensors::Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            safetensors::Dtype::I32 => b
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            safetensors::Dtype::I64 => b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
             d => panic!("{name}: unexpected dtype {d:?}"),
         }
     }
@@ -140,13 +160,17 @@ impl Fixture {
     pub fn input<B: Backend>(&self, model: &Model<B>, case: &Case) -> ScoreInput {
         let mix = resolve_mixture(model.adapter_names(), &case.mixture).unwrap();
         let segments: Segments = vec![(0, mix)];
-        ScoreInput { ids: self.ids(&format!("{}.input_ids", case.name)), segments }
+        ScoreInput {
+            ids: self.ids(&format!("{}.input_ids", case.name)),
+            segments,
+        }
     }
 }
 
 /// Loads a fixture on the CPU backend.
 pub fn cpu_model(fx: &Fixture) -> Model<CpuBackend> {
-    fx.load(CpuBackend::new()).unwrap_or_else(|e| panic!("loading {}: {e}", fx.dir.display()))
+    fx.load(CpuBackend::new())
+        .unwrap_or_else(|e| panic!("loading {}: {e}", fx.dir.display()))
 }
 
 fn logsumexp(row: &[f32]) -> f64 {
@@ -167,16 +191,29 @@ fn argmax(row: &[f32]) -> usize {
 /// Compares the logits of one case (`[len, vocab]`) with the reference: every available
 /// reference number within [`LOGIT_TOL`], and the greedy token equal wherever the margin allows.
 /// Returns the largest absolute difference seen, or a description of the first failure.
-pub fn check_case(fx: &Fixture, case: &Case, vocab: usize, logits: &[f32]) -> std::result::Result<f32, String> {
+pub fn check_case(
+    fx: &Fixture,
+    case: &Case,
+    vocab: usize,
+    logits: &[f32],
+) -> std::result::Result<f32, String> {
     let n = &case.name;
     if logits.len() != case.len * vocab {
-        return Err(format!("{n}: got {} logits, expected {} x {vocab}", logits.len(), case.len));
+        return Err(format!(
+            "{n}: got {} logits, expected {} x {vocab}",
+            logits.len(),
+            case.len
+        ));
     }
     if let Some(i) = logits.iter().position(|v| !v.is_finite()) {
         return Err(format!("{n}: non-finite logit at flat index {i}"));
     }
     let mut worst = 0f32;
-    let mut see = |what: &str, pos: usize, got: f32, want: f32| -> std::result::Result<(), String> {
+    let mut see = |what: &str,
+                   pos: usize,
+                   got: f32,
+                   want: f32|
+     -> std::result::Result<(), String> {
         let d = (got - want).abs();
         worst = worst.max(d);
         if d > LOGIT_TOL {
@@ -206,18 +243,84 @@ pub fn check_case(fx: &Fixture, case: &Case, vocab: usize, logits: &[f32]) -> st
     for p in 0..case.len {
         let row = &logits[p * vocab..(p + 1) * vocab];
         for j in 0..k {
-            see("top-k logit", p, row[top_ids[p * k + j] as usize], top_logits[p * k + j])?;
+            see(
+                "top-k logit",
+                p,
+                row[top_ids[p * k + j] as usize],
+                top_logits[p * k + j],
+            )?;
         }
         see("logsumexp", p, logsumexp(row) as f32, lse[p])?;
         if margin[p] > MARGIN {
             let a = argmax(row);
             if a != top_ids[p * k] as usize {
-                return Err(format!("{n}: greedy token at position {p} is {a}, reference {} (margin {})", top_ids[p * k], margin[p]));
+                return Err(format!(
+                    "{n}: greedy token at position {p} is {a}, reference {} (margin {})",
+                    top_ids[p * k],
+                    margin[p]
+                ));
             }
             if p + 1 >= case.prompt_len && p + 1 < case.len && a != input_ids[p + 1] as usize {
-                return Err(format!("{n}: greedy continuation at position {p} is {a}, reference sequence has {}", input_ids[p + 1]));
+                return Err(format!(
+                    "{n}: greedy continuation at position {p} is {a}, reference sequence has {}",
+                    input_ids[p + 1]
+                ));
             }
         }
     }
     Ok(worst)
+}
+
+/// Runs every case of fixture `name` on `backend`: prefill, decode, and all cases in one
+/// batch, each against the reference. Skips (with a printed reason) when the fixture is absent.
+pub fn run_golden<B: Backend>(name: &str, backend: B) {
+    let Some(dir) = fixtures(name) else { return };
+    let fx = Fixture::open(&dir);
+    let model = fx
+        .load(backend)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", fx.dir.display()));
+    let vocab = model.config.vocab_size;
+    let inputs: Vec<_> = fx
+        .golden
+        .cases
+        .iter()
+        .map(|c| fx.input(&model, c))
+        .collect();
+    let mut failures = Vec::new();
+    for mode in [ScoreMode::Prefill, ScoreMode::Decode] {
+        let mut worst = 0f32;
+        for (case, input) in fx.golden.cases.iter().zip(&inputs) {
+            let logits = score_batch(
+                &model,
+                std::slice::from_ref(input),
+                mode,
+                DEFAULT_STEP_TOKENS,
+            )
+            .unwrap()
+            .remove(0);
+            match check_case(&fx, case, vocab, &logits) {
+                Ok(w) => worst = worst.max(w),
+                Err(e) => failures.push(format!("{mode:?} {e}")),
+            }
+        }
+        // All cases at once: one batch, each sequence its own mixture.
+        let batch = score_batch(&model, &inputs, mode, DEFAULT_STEP_TOKENS).unwrap();
+        for (case, logits) in fx.golden.cases.iter().zip(&batch) {
+            match check_case(&fx, case, vocab, logits) {
+                Ok(w) => worst = worst.max(w),
+                Err(e) => failures.push(format!("{mode:?} batched {e}")),
+            }
+        }
+        println!(
+            "{name} on {} {mode:?}: {} cases, max |diff| {worst:.2e}",
+            model.backend.name(),
+            fx.golden.cases.len()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

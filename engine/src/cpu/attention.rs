@@ -44,32 +44,37 @@ pub fn attention(
     }
     let (k_cache, v_cache) = (&*k_cache, &*v_cache);
     let scale = 1.0 / (hd as f32).sqrt();
-    out[..t_n * q_dim].par_chunks_mut(hd).enumerate().for_each_init(
-        || Vec::with_capacity(s.capacity),
-        |scores: &mut Vec<f32>, (i, o)| {
-            let (t, h) = (i / s.n_heads, i % s.n_heads);
-            let (slot, pos) = (step.kv_slots[t] as usize, step.positions[t] as usize);
-            let kvh = h / group;
-            let qv = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
-            let base = slot * s.capacity;
-            scores.clear();
-            scores.extend((0..=pos).map(|p| {
-                let at = (base + p) * kv_dim + kvh * hd;
-                dot(qv, &k_cache[at..at + hd]) * scale
-            }));
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0f32;
-            scores.iter_mut().for_each(|x| {
-                *x = (*x - max).exp();
-                sum += *x;
-            });
-            o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
-                let at = (base + p) * kv_dim + kvh * hd;
-                let w = w / sum;
-                o.iter_mut().zip(&v_cache[at..at + hd]).for_each(|(o, v)| *o += w * v);
-            }
-        },
-    );
+    out[..t_n * q_dim]
+        .par_chunks_mut(hd)
+        .enumerate()
+        .for_each_init(
+            || Vec::with_capacity(s.capacity),
+            |scores: &mut Vec<f32>, (i, o)| {
+                let (t, h) = (i / s.n_heads, i % s.n_heads);
+                let (slot, pos) = (step.kv_slots[t] as usize, step.positions[t] as usize);
+                let kvh = h / group;
+                let qv = &q[t * q_dim + h * hd..t * q_dim + (h + 1) * hd];
+                let base = slot * s.capacity;
+                scores.clear();
+                scores.extend((0..=pos).map(|p| {
+                    let at = (base + p) * kv_dim + kvh * hd;
+                    dot(qv, &k_cache[at..at + hd]) * scale
+                }));
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0f32;
+                scores.iter_mut().for_each(|x| {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                });
+                o.fill(0.0);
+                for (p, &w) in scores.iter().enumerate() {
+                    let at = (base + p) * kv_dim + kvh * hd;
+                    let w = w / sum;
+                    o.iter_mut()
+                        .zip(&v_cache[at..at + hd])
+                        .for_each(|(o, v)| *o += w * v);
+                }
+            },
+        );
     Ok(())
 }

@@ -7,7 +7,10 @@ use crate::error::{Error, Result};
 pub fn embedding(table: &CpuWeight, ids: &[u32], dim: usize, out: &mut [f32]) -> Result<()> {
     check_len("embedding", "out", out.len(), ids.len() * dim)?;
     if table.cols != dim {
-        return Err(Error::invalid(format!("embedding: table has {} columns, expected {dim}", table.cols)));
+        return Err(Error::invalid(format!(
+            "embedding: table has {} columns, expected {dim}",
+            table.cols
+        )));
     }
     for (t, &id) in ids.iter().enumerate() {
         let id = id as usize;

@@ -23,7 +23,13 @@ pub fn logits(
     for (i, &r) in rows.iter().enumerate() {
         let r = r as usize;
         check_len("logits", "x", x.len(), (r + 1) * hidden)?;
-        rms_norm(&x[r * hidden..(r + 1) * hidden], norm, hidden, eps, &mut scratch[i * hidden..(i + 1) * hidden]);
+        rms_norm(
+            &x[r * hidden..(r + 1) * hidden],
+            norm,
+            hidden,
+            eps,
+            &mut scratch[i * hidden..(i + 1) * hidden],
+        );
     }
     super::matmul::matmul(&scratch[..], lm_head, None, n, &mut out[..n * vocab]);
     Ok(())

@@ -21,58 +21,88 @@ fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<(usiz
     }
     let slot = slot as usize;
     let rank = *l.slot_rank.get(slot)? as usize;
-    (rank > 0).then(|| (l.slot_offset[slot] as usize, rank, step.mix_weights[s * step.mix_k + k] * l.slot_scale[slot]))
+    (rank > 0).then(|| {
+        (
+            l.slot_offset[slot] as usize,
+            rank,
+            step.mix_weights[s * step.mix_k + k] * l.slot_scale[slot],
+        )
+    })
 }
 
 fn check(l: &LoraStackHost, step: &StepPlan, n_tokens: usize) -> Result<()> {
     for &s in &step.segment_of_token[..n_tokens] {
         if s as usize >= step.n_segments() {
-            return Err(Error::invalid(format!("lora: token refers to segment {s}, the step has {}", step.n_segments())));
+            return Err(Error::invalid(format!(
+                "lora: token refers to segment {s}, the step has {}",
+                step.n_segments()
+            )));
         }
     }
     for &slot in &step.mix_slots {
         if slot != NO_ADAPTER && slot as usize >= l.slot_rank.len() {
-            return Err(Error::invalid(format!("lora: mixture names slot {slot}, {} adapters are loaded", l.slot_rank.len())));
+            return Err(Error::invalid(format!(
+                "lora: mixture names slot {slot}, {} adapters are loaded",
+                l.slot_rank.len()
+            )));
         }
     }
     Ok(())
 }
 
 /// `u[t, k, j] = w_k * scale_k * dot(A_k[j], x[t])`; `u` is `[T, K, max_rank]`.
-pub fn lora_shrink(x: &[f32], l: &LoraStackHost, step: &StepPlan, n_tokens: usize, u: &mut [f32]) -> Result<()> {
+pub fn lora_shrink(
+    x: &[f32],
+    l: &LoraStackHost,
+    step: &StepPlan,
+    n_tokens: usize,
+    u: &mut [f32],
+) -> Result<()> {
     check(l, step, n_tokens)?;
     let (kk, mr, d) = (step.mix_k, l.max_rank, l.in_dim);
     check_len("lora_shrink", "x", x.len(), n_tokens * d)?;
     check_len("lora_shrink", "u", u.len(), n_tokens * kk * mr)?;
-    u[..n_tokens * kk * mr].par_chunks_mut(kk * mr).enumerate().for_each(|(t, ut)| {
-        let xt = &x[t * d..(t + 1) * d];
-        for k in 0..kk {
-            if let Some((off, rank, ws)) = entry(l, step, t, k) {
-                for j in 0..rank {
-                    ut[k * mr + j] = ws * dot(&l.a[(off + j) * d..(off + j + 1) * d], xt);
+    u[..n_tokens * kk * mr]
+        .par_chunks_mut(kk * mr)
+        .enumerate()
+        .for_each(|(t, ut)| {
+            let xt = &x[t * d..(t + 1) * d];
+            for k in 0..kk {
+                if let Some((off, rank, ws)) = entry(l, step, t, k) {
+                    for j in 0..rank {
+                        ut[k * mr + j] = ws * dot(&l.a[(off + j) * d..(off + j + 1) * d], xt);
+                    }
                 }
             }
-        }
-    });
+        });
     Ok(())
 }
 
 /// `y[t] += sum_k sum_{j<rank_k} u[t, k, j] * B_k[:, j]` (B stored transposed in `bt`).
-pub fn lora_expand(u: &[f32], l: &LoraStackHost, step: &StepPlan, n_tokens: usize, y: &mut [f32]) -> Result<()> {
+pub fn lora_expand(
+    u: &[f32],
+    l: &LoraStackHost,
+    step: &StepPlan,
+    n_tokens: usize,
+    y: &mut [f32],
+) -> Result<()> {
     check(l, step, n_tokens)?;
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
-    y[..n_tokens * o].par_chunks_mut(o).enumerate().for_each(|(t, yt)| {
-        for k in 0..kk {
-            if let Some((off, rank, _)) = entry(l, step, t, k) {
-                for j in 0..rank {
-                    let c = u[(t * kk + k) * mr + j];
-                    let b = &l.bt[(off + j) * o..(off + j + 1) * o];
-                    yt.iter_mut().zip(b).for_each(|(y, b)| *y += c * b);
+    y[..n_tokens * o]
+        .par_chunks_mut(o)
+        .enumerate()
+        .for_each(|(t, yt)| {
+            for k in 0..kk {
+                if let Some((off, rank, _)) = entry(l, step, t, k) {
+                    for j in 0..rank {
+                        let c = u[(t * kk + k) * mr + j];
+                        let b = &l.bt[(off + j) * o..(off + j + 1) * o];
+                        yt.iter_mut().zip(b).for_each(|(y, b)| *y += c * b);
+                    }
                 }
             }
-        }
-    });
+        });
     Ok(())
 }

@@ -7,7 +7,6 @@ use rayon::prelude::*;
 
 use super::CpuWeight;
 
-
 /// Dot product with eight independent accumulators so the compiler vectorises it.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -30,24 +29,40 @@ pub fn matmul(x: &[f32], w: &CpuWeight, bias: Option<&[f32]>, rows: usize, out: 
         gemv(x, w, out);
     } else {
         let threads = rayon::current_num_threads();
-        let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
         // SAFETY: the slices cover exactly rows*k, n*k and rows*n elements (checked by the
         // caller), and the strides below describe those row-major layouts.
         unsafe {
             gemm::gemm(
-                rows, n, k,
-                out.as_mut_ptr(), 1, n as isize,
+                rows,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
                 false,
-                x.as_ptr(), 1, k as isize,
-                w.data.as_ptr(), k as isize, 1,
-                0.0, 1.0,
-                false, false, false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w.data.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
                 par,
             );
         }
     }
     if let Some(b) = bias {
-        out.chunks_mut(n).for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
+        out.chunks_mut(n)
+            .for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
     }
 }
 

@@ -82,9 +82,16 @@ impl Backend for CpuBackend {
 
     fn upload_weight(&self, w: &HostTensor) -> Result<CpuWeight> {
         if w.shape.len() != 2 {
-            return Err(Error::invalid(format!("upload_weight: expected a 2-D tensor, got shape {:?}", w.shape)));
+            return Err(Error::invalid(format!(
+                "upload_weight: expected a 2-D tensor, got shape {:?}",
+                w.shape
+            )));
         }
-        Ok(CpuWeight { rows: w.shape[0], cols: w.shape[1], data: w.data.clone() })
+        Ok(CpuWeight {
+            rows: w.shape[0],
+            cols: w.shape[1],
+            data: w.data.clone(),
+        })
     }
 
     fn upload_lora(&self, s: &LoraStackHost) -> Result<LoraStackHost> {
@@ -97,23 +104,56 @@ impl Backend for CpuBackend {
         Ok(step)
     }
 
-    fn embedding(&self, table: &CpuWeight, step: &StepPlan, n_tokens: usize, dim: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn embedding(
+        &self,
+        table: &CpuWeight,
+        step: &StepPlan,
+        n_tokens: usize,
+        dim: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         embedding::embedding(table, &step.token_ids[..n_tokens], dim, out)
     }
 
-    fn rms_norm(&self, x: &Vec<f32>, w: &Vec<f32>, rows: usize, dim: usize, eps: f32, out: &mut Vec<f32>) -> Result<()> {
+    fn rms_norm(
+        &self,
+        x: &Vec<f32>,
+        w: &Vec<f32>,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         check_len("rms_norm", "x", x.len(), rows * dim)?;
         check_len("rms_norm", "out", out.len(), rows * dim)?;
         check_len("rms_norm", "w", w.len(), dim)?;
-        rms_norm::rms_norm(&x[..rows * dim], &w[..dim], dim, eps, &mut out[..rows * dim]);
+        rms_norm::rms_norm(
+            &x[..rows * dim],
+            &w[..dim],
+            dim,
+            eps,
+            &mut out[..rows * dim],
+        );
         Ok(())
     }
 
-    fn matmul(&self, x: &Vec<f32>, w: &CpuWeight, bias: Option<&Vec<f32>>, rows: usize, k: usize, n: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn matmul(
+        &self,
+        x: &Vec<f32>,
+        w: &CpuWeight,
+        bias: Option<&Vec<f32>>,
+        rows: usize,
+        k: usize,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         if w.cols != k || w.rows != n {
             return Err(Error::Backend {
                 backend: "cpu".into(),
-                msg: format!("matmul: weight is [{}, {}], call expects [{n}, {k}]", w.rows, w.cols),
+                msg: format!(
+                    "matmul: weight is [{}, {}], call expects [{n}, {k}]",
+                    w.rows, w.cols
+                ),
             });
         }
         check_len("matmul", "x", x.len(), rows * k)?;
@@ -121,19 +161,53 @@ impl Backend for CpuBackend {
         if let Some(b) = bias {
             check_len("matmul", "bias", b.len(), n)?;
         }
-        matmul::matmul(&x[..rows * k], w, bias.map(|b| &b[..n]), rows, &mut out[..rows * n]);
+        matmul::matmul(
+            &x[..rows * k],
+            w,
+            bias.map(|b| &b[..n]),
+            rows,
+            &mut out[..rows * n],
+        );
         Ok(())
     }
 
-    fn rope(&self, x: &mut Vec<f32>, cos_sin: &Vec<f32>, step: &StepPlan, n_tokens: usize, n_heads: usize, head_dim: usize) -> Result<()> {
+    fn rope(
+        &self,
+        x: &mut Vec<f32>,
+        cos_sin: &Vec<f32>,
+        step: &StepPlan,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<()> {
         check_len("rope", "x", x.len(), n_tokens * n_heads * head_dim)?;
-        let max_pos = step.positions[..n_tokens].iter().copied().max().unwrap_or(0) as usize;
+        let max_pos = step.positions[..n_tokens]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0) as usize;
         check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)?;
-        rope::rope(&mut x[..n_tokens * n_heads * head_dim], cos_sin, &step.positions[..n_tokens], n_heads, head_dim);
+        rope::rope(
+            &mut x[..n_tokens * n_heads * head_dim],
+            cos_sin,
+            &step.positions[..n_tokens],
+            n_heads,
+            head_dim,
+        );
         Ok(())
     }
 
-    fn attention(&self, q: &Vec<f32>, k: &Vec<f32>, v: &Vec<f32>, k_cache: &mut Vec<f32>, v_cache: &mut Vec<f32>, step: &StepPlan, shape: AttnShape, out: &mut Vec<f32>) -> Result<()> {
+    fn attention(
+        &self,
+        q: &Vec<f32>,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        k_cache: &mut Vec<f32>,
+        v_cache: &mut Vec<f32>,
+        step: &StepPlan,
+        shape: AttnShape,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         attention::attention(q, k, v, k_cache, v_cache, step, shape, out)
     }
 
@@ -152,16 +226,50 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn lora_shrink(&self, x: &Vec<f32>, lora: &LoraStackHost, step: &StepPlan, n_tokens: usize, u: &mut Vec<f32>) -> Result<()> {
+    fn lora_shrink(
+        &self,
+        x: &Vec<f32>,
+        lora: &LoraStackHost,
+        step: &StepPlan,
+        n_tokens: usize,
+        u: &mut Vec<f32>,
+    ) -> Result<()> {
         lora::lora_shrink(x, lora, step, n_tokens, u)
     }
 
-    fn lora_expand(&self, u: &Vec<f32>, lora: &LoraStackHost, step: &StepPlan, n_tokens: usize, y: &mut Vec<f32>) -> Result<()> {
+    fn lora_expand(
+        &self,
+        u: &Vec<f32>,
+        lora: &LoraStackHost,
+        step: &StepPlan,
+        n_tokens: usize,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
         lora::lora_expand(u, lora, step, n_tokens, y)
     }
 
-    fn logits(&self, x: &Vec<f32>, norm: &Vec<f32>, eps: f32, lm_head: &CpuWeight, step: &StepPlan, hidden: usize, vocab: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn logits(
+        &self,
+        x: &Vec<f32>,
+        norm: &Vec<f32>,
+        eps: f32,
+        lm_head: &CpuWeight,
+        step: &StepPlan,
+        hidden: usize,
+        vocab: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        logits::logits(x, norm, eps, lm_head, &step.logit_rows, hidden, vocab, &mut scratch, out)
+        logits::logits(
+            x,
+            norm,
+            eps,
+            lm_head,
+            &step.logit_rows,
+            hidden,
+            vocab,
+            &mut scratch,
+            out,
+        )
     }
 }

@@ -8,6 +8,8 @@ pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     if out.len() < 1 << 14 {
         out.iter_mut().zip(gate.iter().zip(up)).for_each(f);
     } else {
-        out.par_iter_mut().zip(gate.par_iter().zip(up.par_iter())).for_each(f);
+        out.par_iter_mut()
+            .zip(gate.par_iter().zip(up.par_iter()))
+            .for_each(f);
     }
 }

@@ -1,9 +1,11 @@
 //! GGUF reader (llama.cpp's model format, versions 2 and 3, little-endian): memory-maps the file,
-//! parses and bounds-checks header, metadata and tensor infos, builds a [`ModelConfig`] from the
-//! `llama.*` metadata and dequantises tensors to f32 under HF names, with attn_q / attn_k rows
-//! restored to HF's rotate-half layout.
+//! parses and bounds-checks header, metadata and tensor infos, builds a
+//! [`ModelConfig`](crate::config::ModelConfig) from the `llama.*` metadata and dequantises tensors
+//! to f32 under HF names, with attn_q / attn_k rows restored to HF's rotate-half layout.
 
+mod hparams;
 mod quant;
+mod reader;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use crate::config::{Arch, ModelConfig};
+use reader::Reader;
+
 use crate::error::{Error, Result};
 use crate::tensor::{HostTensor, WeightMap};
 
@@ -114,7 +117,8 @@ impl GgufTensorInfo {
     }
     /// Size of the data in bytes, if the type is known.
     pub fn byte_size(&self) -> Option<u64> {
-        quant::type_info(self.ggml_type).map(|(_, blck, size)| (self.n_elements() / blck).saturating_mul(size))
+        quant::type_info(self.ggml_type)
+            .map(|(_, blck, size)| (self.n_elements() / blck).saturating_mul(size))
     }
 }
 
@@ -141,119 +145,6 @@ impl std::fmt::Debug for GgufFile {
             .field("tensors", &self.tensors.len())
             .finish()
     }
-}
-
-/// Bounds-checked little-endian cursor; every failure names the file and the offset.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    path: &'a Path,
-}
-
-impl<'a> Reader<'a> {
-    fn err(&self, msg: String) -> Error {
-        Error::format(self.path, msg)
-    }
-    fn remaining(&self) -> u64 {
-        (self.buf.len() - self.pos) as u64
-    }
-    fn take(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
-        if n > self.remaining() {
-            return Err(self.err(format!(
-                "truncated file: {} needs {n} bytes at offset {}, but the file ends at {}",
-                what(),
-                self.pos,
-                self.buf.len()
-            )));
-        }
-        let s = &self.buf[self.pos..self.pos + n as usize];
-        self.pos += n as usize;
-        Ok(s)
-    }
-    fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N]> {
-        Ok(self.take(N as u64, what)?.try_into().expect("take returns N bytes"))
-    }
-    fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32> {
-        self.array(what).map(u32::from_le_bytes)
-    }
-    fn u64(&mut self, what: &dyn Fn() -> String) -> Result<u64> {
-        self.array(what).map(u64::from_le_bytes)
-    }
-    fn bytes_str(&mut self, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
-        let len = self.u64(&|| format!("length of {}", what()))?;
-        if len > self.remaining() {
-            return Err(self.err(format!(
-                "{} has length {len} at offset {}, more than the {} bytes left in the file \
-                 (corrupt or truncated)",
-                what(),
-                self.pos - 8,
-                self.remaining()
-            )));
-        }
-        self.take(len, what)
-    }
-    /// A string that must be valid UTF-8 (keys, tensor names).
-    fn strict_str(&mut self, what: &dyn Fn() -> String) -> Result<String> {
-        let b = self.bytes_str(what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| self.err(format!("{} is not valid UTF-8", what())))
-    }
-    fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<GgufValue> {
-        let w = || format!("value of metadata key `{key}`");
-        Ok(match ty {
-            0 => GgufValue::U8(self.array::<1>(&w)?[0]),
-            1 => GgufValue::I8(self.array::<1>(&w)?[0] as i8),
-            2 => GgufValue::U16(u16::from_le_bytes(self.array(&w)?)),
-            3 => GgufValue::I16(i16::from_le_bytes(self.array(&w)?)),
-            4 => GgufValue::U32(self.u32(&w)?),
-            5 => GgufValue::I32(i32::from_le_bytes(self.array(&w)?)),
-            6 => GgufValue::F32(f32::from_le_bytes(self.array(&w)?)),
-            7 => match self.array::<1>(&w)?[0] {
-                0 => GgufValue::Bool(false),
-                1 => GgufValue::Bool(true),
-                b => return Err(self.err(format!("metadata key `{key}`: bool must be 0 or 1, found {b}"))),
-            },
-            // Values (token strings) may hold arbitrary bytes in old converters: keep them.
-            8 => GgufValue::Str(String::from_utf8_lossy(self.bytes_str(&w)?).into_owned()),
-            9 => {
-                if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err(format!("metadata key `{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
-                }
-                let ety = self.u32(&|| format!("array element type of `{key}`"))?;
-                let n = self.u64(&|| format!("array length of `{key}`"))?;
-                let min = min_value_size(ety).ok_or_else(|| {
-                    self.err(format!("metadata key `{key}`: unknown array element type {ety} (expected 0..=12)"))
-                })?;
-                if n.saturating_mul(min) > self.remaining() {
-                    return Err(self.err(format!(
-                        "metadata key `{key}`: array of {n} elements cannot fit in the {} bytes left \
-                         in the file (corrupt or truncated)",
-                        self.remaining()
-                    )));
-                }
-                let mut v = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    v.push(self.value(ety, key, depth + 1)?);
-                }
-                GgufValue::Array(v)
-            }
-            10 => GgufValue::U64(self.u64(&w)?),
-            11 => GgufValue::I64(i64::from_le_bytes(self.array(&w)?)),
-            12 => GgufValue::F64(f64::from_le_bytes(self.array(&w)?)),
-            t => return Err(self.err(format!("metadata key `{key}`: unknown value type {t} (expected 0..=12)"))),
-        })
-    }
-}
-
-/// Smallest encoding of a value of type `t`, to reject absurd array lengths before allocating.
-fn min_value_size(t: u32) -> Option<u64> {
-    Some(match t {
-        0 | 1 | 7 => 1,
-        2 | 3 => 2,
-        4..=6 => 4,
-        8 | 10..=12 => 8,
-        9 => 12,
-        _ => return None,
-    })
 }
 
 /// HF name of a GGUF tensor, or `None` for tensors the model does not use (e.g. `rope_freqs`).
@@ -293,7 +184,11 @@ impl GgufFile {
         // SAFETY: the map is read-only; like every mmap-based loader we assume the file is not
         // truncated by another process while it is open.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        let mut r = Reader { buf: &mmap, pos: 0, path };
+        let mut r = Reader {
+            buf: &mmap,
+            pos: 0,
+            path,
+        };
         let magic = r.array::<4>(&|| "magic".into())?;
         if &magic != MAGIC {
             return Err(r.err(format!(
@@ -338,7 +233,11 @@ impl GgufFile {
         let alignment = match metadata.get("general.alignment") {
             None => DEFAULT_ALIGNMENT,
             Some(GgufValue::U32(a)) if a.is_power_of_two() => u64::from(*a),
-            Some(v) => return Err(r.err(format!("general.alignment must be a u32 power of two, found {v:?}"))),
+            Some(v) => {
+                return Err(r.err(format!(
+                    "general.alignment must be a u32 power of two, found {v:?}"
+                )))
+            }
         };
         let mut tensors = Vec::with_capacity(n_tensors as usize);
         let mut seen = std::collections::HashSet::new();
@@ -347,7 +246,9 @@ impl GgufFile {
             let w = || format!("info of tensor `{name}`");
             let n_dims = r.u32(&w)?;
             if n_dims > MAX_DIMS {
-                return Err(r.err(format!("tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})")));
+                return Err(r.err(format!(
+                    "tensor `{name}` has {n_dims} dimensions (at most {MAX_DIMS})"
+                )));
             }
             let dims = (0..n_dims).map(|_| r.u64(&w)).collect::<Result<Vec<_>>>()?;
             let ggml_type = r.u32(&w)?;
@@ -355,10 +256,22 @@ impl GgufFile {
             if !seen.insert(name.clone()) {
                 return Err(r.err(format!("duplicate tensor name `{name}`")));
             }
-            tensors.push(GgufTensorInfo { name, dims, ggml_type, offset });
+            tensors.push(GgufTensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+            });
         }
         let data_offset = (r.pos as u64).div_ceil(alignment) * alignment;
-        let g = GgufFile { path: path.to_path_buf(), version, metadata, tensors, mmap, data_offset };
+        let g = GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            mmap,
+            data_offset,
+        };
         for t in &g.tensors {
             g.check_tensor(t, alignment)?;
         }
@@ -366,17 +279,32 @@ impl GgufFile {
     }
 
     fn check_tensor(&self, t: &GgufTensorInfo, alignment: u64) -> Result<()> {
-        let bad = |m: String| Err(Error::format(&self.path, format!("tensor `{}`: {m}", t.name)));
-        let Some(numel) = t.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).filter(|&n| n < 1 << 62) else {
+        let bad = |m: String| {
+            Err(Error::format(
+                &self.path,
+                format!("tensor `{}`: {m}", t.name),
+            ))
+        };
+        let Some(numel) = t
+            .dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .filter(|&n| n < 1 << 62)
+        else {
             return bad(format!("dimensions {:?} are too large", t.dims));
         };
-        if t.offset % alignment != 0 {
-            return bad(format!("data offset {} is not a multiple of the alignment {alignment}", t.offset));
+        if !t.offset.is_multiple_of(alignment) {
+            return bad(format!(
+                "data offset {} is not a multiple of the alignment {alignment}",
+                t.offset
+            ));
         }
         // Unknown types cannot be sized; loading them fails later with a clear message.
-        let Some((tname, blck, bsize)) = quant::type_info(t.ggml_type) else { return Ok(()) };
+        let Some((tname, blck, bsize)) = quant::type_info(t.ggml_type) else {
+            return Ok(());
+        };
         let ne0 = t.dims.first().copied().unwrap_or(1);
-        if ne0 % blck != 0 {
+        if !ne0.is_multiple_of(blck) {
             return bad(format!("type {tname} stores blocks of {blck} values, but ne[0] = {ne0} is not divisible by {blck}"));
         }
         let Some(size) = (numel / blck).checked_mul(bsize) else {
@@ -391,123 +319,6 @@ impl GgufFile {
             ));
         }
         Ok(())
-    }
-
-    fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
-        match self.metadata.get(key) {
-            None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                Error::format(&self.path, format!("metadata `{key}`: expected a non-negative integer, found {v:?}"))
-            }),
-        }
-    }
-    fn meta_usize(&self, key: &str) -> Result<usize> {
-        self.meta_u64(key)?
-            .map(|v| v as usize)
-            .ok_or_else(|| Error::format(&self.path, format!("missing metadata `{key}`")))
-    }
-    fn meta_f64(&self, key: &str) -> Result<Option<f64>> {
-        match self.metadata.get(key) {
-            None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                Error::format(&self.path, format!("metadata `{key}`: expected a number, found {v:?}"))
-            }),
-        }
-    }
-    fn tensor(&self, name: &str) -> Option<&GgufTensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
-    }
-
-    fn check_arch(&self) -> Result<()> {
-        match self.metadata.get("general.architecture").and_then(|v| v.as_str()) {
-            Some("llama") => Ok(()),
-            other => Err(Error::format(
-                &self.path,
-                format!("unknown architecture: metadata `general.architecture` is {other:?}, expected \"llama\""),
-            )),
-        }
-    }
-
-    /// (query heads, key/value heads) from `llama.attention.*`.
-    fn head_counts(&self) -> Result<(usize, usize)> {
-        let heads = self.meta_usize("llama.attention.head_count")?;
-        let kv = self.meta_u64("llama.attention.head_count_kv")?.map_or(heads, |v| v as usize);
-        Ok((heads, kv))
-    }
-
-    /// Model hyper-parameters from the `llama.*` and `tokenizer.ggml.*` metadata.
-    pub fn config(&self) -> Result<ModelConfig> {
-        self.check_arch()?;
-        let p = &self.path;
-        if self.tensor("rope_freqs.weight").is_some() {
-            return Err(Error::unsupported(format!(
-                "{}: RoPE frequency factors (`rope_freqs.weight`, llama.cpp's form of llama3 rope \
-                 scaling): load this model from its HF safetensors directory instead",
-                p.display()
-            )));
-        }
-        if let Some(s) = self.metadata.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
-            if s != "none" {
-                return Err(Error::unsupported(format!("{}: rope scaling type `{s}` in GGUF", p.display())));
-            }
-        }
-        if self.meta_u64("llama.expert_count")?.unwrap_or(0) > 0 {
-            return Err(Error::unsupported(format!("{}: mixture-of-experts llama models", p.display())));
-        }
-        let hidden = self.meta_usize("llama.embedding_length")?;
-        let (heads, kv_heads) = self.head_counts()?;
-        if heads == 0 {
-            return Err(Error::format(p, "llama.attention.head_count must be > 0"));
-        }
-        let head_dim = self.meta_u64("llama.attention.key_length")?.map_or(hidden / heads, |v| v as usize);
-        if let Some(rot) = self.meta_u64("llama.rope.dimension_count")? {
-            if rot as usize != head_dim {
-                return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding (llama.rope.dimension_count {rot} != head_dim {head_dim})",
-                    p.display()
-                )));
-            }
-        }
-        let vocab_size = match self.meta_u64("llama.vocab_size")? {
-            Some(v) => v as usize,
-            None => match self.metadata.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
-                Some(a) => a.len(),
-                None => return Err(Error::format(p, "missing metadata `llama.vocab_size` and `tokenizer.ggml.tokens`")),
-            },
-        };
-        let id = |k: &str| -> Result<Option<u32>> { Ok(self.meta_u64(k)?.map(|v| v as u32)) };
-        let mut eos = Vec::new();
-        for k in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-            if let Some(i) = id(k)? {
-                if !eos.contains(&i) {
-                    eos.push(i);
-                }
-            }
-        }
-        ModelConfig {
-            arch: Arch::Llama,
-            hidden_size: hidden,
-            intermediate_size: self.meta_usize("llama.feed_forward_length")?,
-            num_layers: self.meta_usize("llama.block_count")?,
-            num_heads: heads,
-            num_kv_heads: kv_heads,
-            head_dim,
-            vocab_size,
-            rms_norm_eps: self
-                .meta_f64("llama.attention.layer_norm_rms_epsilon")?
-                .ok_or_else(|| Error::format(p, "missing metadata `llama.attention.layer_norm_rms_epsilon`"))?
-                as f32,
-            rope_theta: self.meta_f64("llama.rope.freq_base")?.unwrap_or(10000.0),
-            rope_llama3: None,
-            max_position_embeddings: self.meta_u64("llama.context_length")?.map_or(4096, |v| v as usize),
-            tie_word_embeddings: self.tensor("output.weight").is_none(),
-            qkv_bias: self.tensor("blk.0.attn_q.bias").is_some(),
-            o_bias: self.tensor("blk.0.attn_output.bias").is_some(),
-            mlp_bias: self.tensor("blk.0.ffn_down.bias").is_some(),
-            bos_token_id: id("tokenizer.ggml.bos_token_id")?,
-            eos_token_ids: eos,
-        }
-        .validated(p)
     }
 
     /// The raw bytes of a tensor (bounds were checked by `open` for every known type).
@@ -553,14 +364,23 @@ impl GgufFile {
             ) {
                 b.set_style(style.progress_chars("=> "));
             }
-            b.set_message(self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            b.set_message(
+                self.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
             b
         } else {
             indicatif::ProgressBar::hidden()
         };
         for t in &self.tensors {
             let Some(name) = hf_name(&t.name) else {
-                tracing::debug!("{}: skipping tensor `{}` (not used by the model)", self.path.display(), t.name);
+                tracing::debug!(
+                    "{}: skipping tensor `{}` (not used by the model)",
+                    self.path.display(),
+                    t.name
+                );
                 continue;
             };
             let mut ht = self.dequantize(t)?;
@@ -573,7 +393,7 @@ impl GgufFile {
             };
             if let Some(n) = n_head {
                 let rows = ht.shape.first().copied().unwrap_or(0);
-                if n == 0 || rows % n.saturating_mul(2) != 0 || ht.shape.len() > 2 {
+                if n == 0 || !rows.is_multiple_of(n.saturating_mul(2)) || ht.shape.len() > 2 {
                     return Err(Error::format(
                         &self.path,
                         format!("tensor `{}` has shape {:?}: rows not divisible into {n} heads of even size", t.name, ht.shape),
@@ -591,7 +411,10 @@ impl GgufFile {
 
     /// `tokenizer.chat_template`, if present.
     pub fn chat_template(&self) -> Option<String> {
-        self.metadata.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(String::from)
+        self.metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .map(String::from)
     }
 
     /// ggml's name of a tensor type (`Q4_0`, ...), `unknown` for numbers it does not know.
@@ -602,7 +425,13 @@ impl GgufFile {
     /// A human-readable dump for `dlp-run inspect`.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "GGUF v{}: {} ({} bytes)", self.version, self.path.display(), self.mmap.len());
+        let _ = writeln!(
+            s,
+            "GGUF v{}: {} ({} bytes)",
+            self.version,
+            self.path.display(),
+            self.mmap.len()
+        );
         let _ = writeln!(s, "metadata ({} keys):", self.metadata.len());
         for (k, v) in &self.metadata {
             let _ = writeln!(s, "  {k} = {}", short_value(v));
@@ -618,8 +447,15 @@ impl GgufFile {
             let _ = writeln!(s, "  {ty:<8} {n:>5} tensors, {numel} values");
         }
         const SHOWN: usize = 12;
+        let _ = writeln!(s, "first tensors (GGUF dims, ne[0] first):");
         for t in self.tensors.iter().take(SHOWN) {
-            let _ = writeln!(s, "  {:<36} {:<8} {:?}", t.name, Self::type_name(t.ggml_type), t.dims);
+            let _ = writeln!(
+                s,
+                "  {:<36} {:<8} {:?}",
+                t.name,
+                Self::type_name(t.ggml_type),
+                t.dims
+            );
         }
         if self.tensors.len() > SHOWN {
             let _ = writeln!(s, "  ... {} more", self.tensors.len() - SHOWN);
@@ -635,7 +471,11 @@ fn short_value(v: &GgufValue) -> String {
         GgufValue::Str(s) => {
             let esc: String = format!("{s:?}");
             if esc.chars().count() > MAX {
-                format!("{}...\" ({} chars)", esc.chars().take(MAX).collect::<String>(), s.chars().count())
+                format!(
+                    "{}...\" ({} chars)",
+                    esc.chars().take(MAX).collect::<String>(),
+                    s.chars().count()
+                )
             } else {
                 esc
             }
@@ -643,7 +483,12 @@ fn short_value(v: &GgufValue) -> String {
         GgufValue::Array(a) => {
             let head: Vec<String> = a.iter().take(4).map(short_value).collect();
             let more = if a.len() > 4 { ", ..." } else { "" };
-            format!("[{}{more}] ({} elements)", head.join(", "), a.len())
+            let n = a.len();
+            format!(
+                "[{}{more}] ({n} element{})",
+                head.join(", "),
+                if n == 1 { "" } else { "s" }
+            )
         }
         GgufValue::U8(x) => x.to_string(),
         GgufValue::I8(x) => x.to_string(),
@@ -665,10 +510,22 @@ mod tests {
 
     #[test]
     fn names_map_to_hf() {
-        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
-        assert_eq!(hf_name("blk.12.attn_k.bias").as_deref(), Some("model.layers.12.self_attn.k_proj.bias"));
-        assert_eq!(hf_name("blk.0.ffn_norm.weight").as_deref(), Some("model.layers.0.post_attention_layernorm.weight"));
-        assert_eq!(hf_name("blk.3.ffn_down.weight").as_deref(), Some("model.layers.3.mlp.down_proj.weight"));
+        assert_eq!(
+            hf_name("token_embd.weight").as_deref(),
+            Some("model.embed_tokens.weight")
+        );
+        assert_eq!(
+            hf_name("blk.12.attn_k.bias").as_deref(),
+            Some("model.layers.12.self_attn.k_proj.bias")
+        );
+        assert_eq!(
+            hf_name("blk.0.ffn_norm.weight").as_deref(),
+            Some("model.layers.0.post_attention_layernorm.weight")
+        );
+        assert_eq!(
+            hf_name("blk.3.ffn_down.weight").as_deref(),
+            Some("model.layers.3.mlp.down_proj.weight")
+        );
         assert_eq!(hf_name("rope_freqs.weight"), None);
         assert_eq!(hf_name("blk.x.attn_q.weight"), None);
         assert_eq!(hf_name("blk.0.attn_q.scale"), None);

@@ -66,9 +66,13 @@ struct AdapterConfig {
 
 fn parse_config(path: &Path) -> Result<AdapterConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
     let bad = |m: String| Error::format(path, m);
-    let peft_type = v.get("peft_type").and_then(|t| t.as_str()).unwrap_or("LORA");
+    let peft_type = v
+        .get("peft_type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("LORA");
     if peft_type != "LORA" {
         return Err(Error::unsupported(format!(
             "{}: peft_type `{peft_type}`; only LORA adapters are supported",
@@ -80,7 +84,10 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         return Err(Error::unsupported(format!("{}: use_dora = true (DoRA adapters are not supported; merge the magnitude vector or retrain as plain LoRA)", path.display())));
     }
     if truthy("lora_bias") {
-        return Err(Error::unsupported(format!("{}: lora_bias = true (LoRA B biases are not supported)", path.display())));
+        return Err(Error::unsupported(format!(
+            "{}: lora_bias = true (LoRA B biases are not supported)",
+            path.display()
+        )));
     }
     match v.get("bias").and_then(|b| b.as_str()) {
         None | Some("none") => {}
@@ -103,11 +110,21 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
     }
     for unsupported in ["use_qalora", "use_bdlora"] {
         if truthy(unsupported) {
-            return Err(Error::unsupported(format!("{}: {unsupported} = true is not supported", path.display())));
+            return Err(Error::unsupported(format!(
+                "{}: {unsupported} = true is not supported",
+                path.display()
+            )));
         }
     }
-    let r = v.get("r").and_then(|x| x.as_u64()).filter(|&r| r > 0).ok_or_else(|| bad("field `r`: expected a positive integer".into()))? as usize;
-    let alpha = v.get("lora_alpha").and_then(|x| x.as_f64()).ok_or_else(|| bad("field `lora_alpha`: expected a number".into()))?;
+    let r = v
+        .get("r")
+        .and_then(|x| x.as_u64())
+        .filter(|&r| r > 0)
+        .ok_or_else(|| bad("field `r`: expected a positive integer".into()))? as usize;
+    let alpha = v
+        .get("lora_alpha")
+        .and_then(|x| x.as_f64())
+        .ok_or_else(|| bad("field `lora_alpha`: expected a number".into()))?;
     let targets = match v.get("target_modules") {
         Some(Value::Array(a)) => a
             .iter()
@@ -128,28 +145,48 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
     let layers = match v.get("layers_to_transform") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(vec![n.as_u64().unwrap_or(0) as usize]),
-        Some(Value::Array(a)) => Some(a.iter().filter_map(|x| x.as_u64()).map(|x| x as usize).collect()),
-        Some(o) => return Err(bad(format!("field `layers_to_transform`: expected an integer or a list, found {o}"))),
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as usize)
+                .collect(),
+        ),
+        Some(o) => {
+            return Err(bad(format!(
+                "field `layers_to_transform`: expected an integer or a list, found {o}"
+            )))
+        }
     };
     // PEFT matches pattern keys against the module's full name with `(.*\.)?(key)$`.
-    let pattern = |k: &str| regex::Regex::new(&format!(r"^(.*\.)?(?:{k})$")).map_err(|e| bad(format!("pattern `{k}`: {e}")));
+    let pattern = |k: &str| {
+        regex::Regex::new(&format!(r"^(.*\.)?(?:{k})$"))
+            .map_err(|e| bad(format!("pattern `{k}`: {e}")))
+    };
     let mut rank_pattern = Vec::new();
     if let Some(m) = v.get("rank_pattern").and_then(|m| m.as_object()) {
         for (k, x) in m {
-            let rank = x.as_u64().filter(|&r| r > 0).ok_or_else(|| bad(format!("rank_pattern[`{k}`]: expected a positive integer")))?;
+            let rank = x
+                .as_u64()
+                .filter(|&r| r > 0)
+                .ok_or_else(|| bad(format!("rank_pattern[`{k}`]: expected a positive integer")))?;
             rank_pattern.push((pattern(k)?, k.clone(), rank as usize));
         }
     }
     let mut alpha_pattern = Vec::new();
     if let Some(m) = v.get("alpha_pattern").and_then(|m| m.as_object()) {
         for (k, x) in m {
-            let a = x.as_f64().ok_or_else(|| bad(format!("alpha_pattern[`{k}`]: expected a number")))?;
+            let a = x
+                .as_f64()
+                .ok_or_else(|| bad(format!("alpha_pattern[`{k}`]: expected a number")))?;
             alpha_pattern.push((pattern(k)?, k.clone(), a));
         }
     }
     if truthy("fan_in_fan_out") {
         // PEFT itself resets this to false for nn.Linear targets (all Llama projections).
-        tracing::warn!("{}: fan_in_fan_out = true is ignored for Linear layers, as PEFT does", path.display());
+        tracing::warn!(
+            "{}: fan_in_fan_out = true is ignored for Linear layers, as PEFT does",
+            path.display()
+        );
     }
     let mut targets = targets;
     targets.sort();
@@ -162,16 +199,31 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         layers,
         rank_pattern,
         alpha_pattern,
-        base_model: v.get("base_model_name_or_path").and_then(|b| b.as_str()).map(String::from),
+        base_model: v
+            .get("base_model_name_or_path")
+            .and_then(|b| b.as_str())
+            .map(String::from),
     })
 }
 
 impl AdapterConfig {
     /// Rank and scale of one module, after `rank_pattern` / `alpha_pattern`.
     fn rank_scale(&self, full_name: &str) -> (usize, f32) {
-        let r = self.rank_pattern.iter().find(|(re, _, _)| re.is_match(full_name)).map_or(self.r, |p| p.2);
-        let alpha = self.alpha_pattern.iter().find(|(re, _, _)| re.is_match(full_name)).map_or(self.alpha, |p| p.2);
-        let scale = if self.rslora { alpha / (r as f64).sqrt() } else { alpha / r as f64 };
+        let r = self
+            .rank_pattern
+            .iter()
+            .find(|(re, _, _)| re.is_match(full_name))
+            .map_or(self.r, |p| p.2);
+        let alpha = self
+            .alpha_pattern
+            .iter()
+            .find(|(re, _, _)| re.is_match(full_name))
+            .map_or(self.alpha, |p| p.2);
+        let scale = if self.rslora {
+            alpha / (r as f64).sqrt()
+        } else {
+            alpha / r as f64
+        };
         (r, scale as f32)
     }
 }
@@ -188,7 +240,9 @@ fn parse_tensor_name(name: &str) -> Option<(usize, LoraModule, bool)> {
     } else {
         (rest.strip_suffix(".lora_B.weight")?, false)
     };
-    let m = LoraModule::ALL.into_iter().find(|m| m.hf_path() == module)?;
+    let m = LoraModule::ALL
+        .into_iter()
+        .find(|m| m.hf_path() == module)?;
     Some((layer, m, ab))
 }
 
@@ -196,7 +250,10 @@ impl PeftAdapter {
     /// Loads the adapter in `dir` and checks it against the base model's shapes.
     pub fn load(name: &str, dir: &Path, cfg: &ModelConfig) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::invalid(format!("adapter `{name}`: {} is not a directory", dir.display())));
+            return Err(Error::invalid(format!(
+                "adapter `{name}`: {} is not a directory",
+                dir.display()
+            )));
         }
         let ac = parse_config(&dir.join("adapter_config.json"))?;
         let file = dir.join("adapter_model.safetensors");
@@ -210,7 +267,8 @@ impl PeftAdapter {
             }
             return Err(Error::format(dir, "missing adapter_model.safetensors"));
         }
-        let mut halves: BTreeMap<(usize, LoraModule), (Option<HostTensor>, Option<HostTensor>)> = BTreeMap::new();
+        let mut halves: BTreeMap<(usize, LoraModule), (Option<HostTensor>, Option<HostTensor>)> =
+            BTreeMap::new();
         for_each_tensor(&file, |tname, t| {
             let Some((layer, m, is_a)) = parse_tensor_name(&tname) else {
                 let why = if tname.contains("lora_magnitude") {
@@ -225,7 +283,10 @@ impl PeftAdapter {
                 return Err(Error::format(&file, format!("tensor `{tname}`: {why}")));
             };
             if let Some((i, v)) = t.first_non_finite() {
-                return Err(Error::format(&file, format!("tensor `{tname}` holds a non-finite value ({v}) at flat index {i}")));
+                return Err(Error::format(
+                    &file,
+                    format!("tensor `{tname}` holds a non-finite value ({v}) at flat index {i}"),
+                ));
             }
             if layer >= cfg.num_layers {
                 return Err(Error::format(&file, format!(
@@ -234,7 +295,11 @@ impl PeftAdapter {
                 )));
             }
             let e = halves.entry((layer, m)).or_default();
-            if is_a { e.0 = Some(t) } else { e.1 = Some(t) }
+            if is_a {
+                e.0 = Some(t)
+            } else {
+                e.1 = Some(t)
+            }
             Ok(())
         })?;
         let mut pairs = BTreeMap::new();
@@ -244,7 +309,10 @@ impl PeftAdapter {
                 (Some(a), Some(b)) => (a, b),
                 (a, _) => {
                     let missing = if a.is_none() { "lora_A" } else { "lora_B" };
-                    return Err(Error::format(&file, format!("missing tensor `{stem}.{missing}.weight`")));
+                    return Err(Error::format(
+                        &file,
+                        format!("missing tensor `{stem}.{missing}.weight`"),
+                    ));
                 }
             };
             let (r, scale) = ac.rank_scale(&format!("model.layers.{layer}.{}", m.hf_path()));
@@ -261,7 +329,13 @@ impl PeftAdapter {
                 }
             }
             if !ac.targets.contains(&m) {
-                return Err(Error::format(&file, format!("tensor `{stem}.lora_A.weight`: module {} is not in target_modules", m.peft_name())));
+                return Err(Error::format(
+                    &file,
+                    format!(
+                        "tensor `{stem}.lora_A.weight`: module {} is not in target_modules",
+                        m.peft_name()
+                    ),
+                ));
             }
             pairs.insert((layer, m), LoraPair { a, b, scale });
         }

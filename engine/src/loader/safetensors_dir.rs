@@ -19,16 +19,25 @@ pub fn mmap(path: &Path) -> Result<memmap2::Mmap> {
 }
 
 /// Calls `f(name, tensor)` for every tensor of a safetensors file, upcast to f32.
-pub fn for_each_tensor(path: &Path, mut f: impl FnMut(String, HostTensor) -> Result<()>) -> Result<()> {
+pub fn for_each_tensor(
+    path: &Path,
+    mut f: impl FnMut(String, HostTensor) -> Result<()>,
+) -> Result<()> {
     let map = mmap(path)?;
     let st = SafeTensors::deserialize(&map).map_err(|e| {
-        Error::format(path, format!("not a valid safetensors file (truncated or corrupt?): {e}"))
+        Error::format(
+            path,
+            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        )
     })?;
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
     names.sort();
     for name in names {
-        let view = st.tensor(&name).map_err(|e| Error::format(path, format!("tensor `{name}`: {e}")))?;
-        let data = to_f32(view.dtype(), view.data()).map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
+        let view = st
+            .tensor(&name)
+            .map_err(|e| Error::format(path, format!("tensor `{name}`: {e}")))?;
+        let data = to_f32(view.dtype(), view.data())
+            .map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
         f(name, HostTensor::new(view.shape().to_vec(), data))?;
     }
     Ok(())
@@ -38,11 +47,23 @@ pub fn for_each_tensor(path: &Path, mut f: impl FnMut(String, HostTensor) -> Res
 pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let chunks = |n: usize| bytes.chunks_exact(n);
     Ok(match dtype {
-        Dtype::F32 => chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => chunks(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => chunks(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::F64 => chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
-        other => return Err(format!("dtype {other:?} is not supported (expected F32, F16, BF16 or F64)")),
+        Dtype::F32 => chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => chunks(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => chunks(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => chunks(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        other => {
+            return Err(format!(
+                "dtype {other:?} is not supported (expected F32, F16, BF16 or F64)"
+            ))
+        }
     })
 }
 
@@ -52,22 +73,43 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&index, format!("not valid JSON (truncated or corrupt?): {e}")))?;
-        let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-            Error::format(&index, "missing object field `weight_map` (tensor name -> shard file)")
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::format(
+                &index,
+                format!("not valid JSON (truncated or corrupt?): {e}"),
+            )
         })?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| {
+                Error::format(
+                    &index,
+                    "missing object field `weight_map` (tensor name -> shard file)",
+                )
+            })?;
         let mut files = BTreeSet::new();
         for (name, f) in map {
             let f = f.as_str().ok_or_else(|| {
-                Error::format(&index, format!("weight_map[`{name}`]: expected a file name, found {f}"))
+                Error::format(
+                    &index,
+                    format!("weight_map[`{name}`]: expected a file name, found {f}"),
+                )
             })?;
             if f.contains('/') || f.contains('\\') {
-                return Err(Error::format(&index, format!("weight_map[`{name}`]: `{f}` must be a file name in the same directory")));
+                return Err(Error::format(
+                    &index,
+                    format!(
+                        "weight_map[`{name}`]: `{f}` must be a file name in the same directory"
+                    ),
+                ));
             }
             let p = dir.join(f);
             if !p.exists() {
-                return Err(Error::format(&index, format!("weight_map[`{name}`] names shard `{f}`, which does not exist")));
+                return Err(Error::format(
+                    &index,
+                    format!("weight_map[`{name}`] names shard `{f}`, which does not exist"),
+                ));
             }
             files.insert(p);
         }
@@ -84,13 +126,20 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             dir.display()
         )));
     }
-    Err(Error::format(dir, "no model.safetensors or model.safetensors.index.json in this directory"))
+    Err(Error::format(
+        dir,
+        "no model.safetensors or model.safetensors.index.json in this directory",
+    ))
 }
 
 /// All weights of an HF model directory, with a progress bar for large models.
 pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     let files = weight_files(dir)?;
-    let total: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
     for file in &files {

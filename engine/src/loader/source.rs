@@ -34,19 +34,38 @@ impl ModelFiles {
             let config = ModelConfig::from_hf_dir(path)?;
             let weights = load_hf_weights(path)?;
             let tokenizer = TextTokenizer::from_hf_dir(path)?;
-            return Ok(ModelFiles { path: path.into(), format: "hf", config, weights, tokenizer });
+            return Ok(ModelFiles {
+                path: path.into(),
+                format: "hf",
+                config,
+                weights,
+                tokenizer,
+            });
         }
         if !path.exists() {
-            return Err(Error::invalid(format!("{}: no such file or directory (expected an HF model directory or a .gguf file)", path.display())));
+            return Err(Error::invalid(format!(
+                "{}: no such file or directory (expected an HF model directory or a .gguf file)",
+                path.display()
+            )));
         }
         let g = GgufFile::open(path)?;
         let config = g.config()?;
         let beside = path.with_file_name("tokenizer.json");
-        let mut tokenizer = if beside.exists() { TextTokenizer::from_file(&beside)? } else { TextTokenizer::from_gguf(&g)? };
+        let mut tokenizer = if beside.exists() {
+            TextTokenizer::from_file(&beside)?
+        } else {
+            TextTokenizer::from_gguf(&g)?
+        };
         if tokenizer.chat_template().is_none() {
             tokenizer.set_chat_template(g.chat_template());
         }
         let weights = g.load_weights()?;
-        Ok(ModelFiles { path: path.into(), format: "gguf", config, weights, tokenizer: Some(tokenizer) })
+        Ok(ModelFiles {
+            path: path.into(),
+            format: "gguf",
+            config,
+            weights,
+            tokenizer: Some(tokenizer),
+        })
     }
 }

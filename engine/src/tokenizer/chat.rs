@@ -21,9 +21,12 @@ pub(super) fn render(
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(py_method);
     env.add_filter("tojson", tojson);
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
-        Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        },
+    );
     let fail = |e: minijinja::Error| {
         let mut msg = format!("chat template: {e}");
         let mut src = std::error::Error::source(&e);
@@ -49,7 +52,12 @@ fn unknown() -> minijinja::Error {
 }
 
 /// Python `str` / `dict` methods that minijinja lacks (`.strip()`, `.startswith()`, `.items()`...).
-fn py_method(_: &State, value: &Value, method: &str, args: &[Value]) -> std::result::Result<Value, minijinja::Error> {
+fn py_method(
+    _: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> std::result::Result<Value, minijinja::Error> {
     if let Some(s) = value.as_str() {
         return str_method(s, method, args);
     }
@@ -57,20 +65,35 @@ fn py_method(_: &State, value: &Value, method: &str, args: &[Value]) -> std::res
         return Err(unknown());
     }
     let pairs = || -> std::result::Result<Vec<(Value, Value)>, minijinja::Error> {
-        value.try_iter()?.map(|k| Ok((k.clone(), value.get_item(&k)?))).collect()
+        value
+            .try_iter()?
+            .map(|k| Ok((k.clone(), value.get_item(&k)?)))
+            .collect()
     };
     Ok(match method {
         "items" => {
             let _: () = from_args(args)?;
-            pairs()?.into_iter().map(|(k, v)| Value::from(vec![k, v])).collect::<Vec<_>>().into()
+            pairs()?
+                .into_iter()
+                .map(|(k, v)| Value::from(vec![k, v]))
+                .collect::<Vec<_>>()
+                .into()
         }
         "keys" => {
             let _: () = from_args(args)?;
-            pairs()?.into_iter().map(|(k, _)| k).collect::<Vec<_>>().into()
+            pairs()?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+                .into()
         }
         "values" => {
             let _: () = from_args(args)?;
-            pairs()?.into_iter().map(|(_, v)| v).collect::<Vec<_>>().into()
+            pairs()?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .into()
         }
         "get" => {
             let (key, default): (Value, Option<Value>) = from_args(args)?;
@@ -83,9 +106,17 @@ fn py_method(_: &State, value: &Value, method: &str, args: &[Value]) -> std::res
     })
 }
 
-fn str_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Value, minijinja::Error> {
+fn str_method(
+    s: &str,
+    method: &str,
+    args: &[Value],
+) -> std::result::Result<Value, minijinja::Error> {
     let strip = |chars: Option<String>, left: bool, right: bool| -> String {
-        let f = |c: char| chars.as_deref().map_or(c.is_whitespace(), |set| set.contains(c));
+        let f = |c: char| {
+            chars
+                .as_deref()
+                .map_or(c.is_whitespace(), |set| set.contains(c))
+        };
         let t = if left { s.trim_start_matches(f) } else { s };
         (if right { t.trim_end_matches(f) } else { t }).to_string()
     };
@@ -93,7 +124,10 @@ fn str_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Valu
     let affixes = |v: &Value| -> Vec<String> {
         match v.as_str() {
             Some(x) => vec![x.to_string()],
-            None => v.try_iter().map(|it| it.map(|x| x.to_string()).collect()).unwrap_or_default(),
+            None => v
+                .try_iter()
+                .map(|it| it.map(|x| x.to_string()).collect())
+                .unwrap_or_default(),
         }
     };
     Ok(match method {
@@ -112,7 +146,10 @@ fn str_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Valu
             let (sep, max): (Option<String>, Option<i64>) = from_args(args)?;
             let parts: Vec<Value> = match (sep, max) {
                 (None, _) => s.split_whitespace().map(Value::from).collect(),
-                (Some(sep), Some(m)) if m >= 0 => s.splitn(m as usize + 1, sep.as_str()).map(Value::from).collect(),
+                (Some(sep), Some(m)) if m >= 0 => s
+                    .splitn(m as usize + 1, sep.as_str())
+                    .map(Value::from)
+                    .collect(),
                 (Some(sep), _) => s.split(sep.as_str()).map(Value::from).collect(),
             };
             parts.into()
@@ -121,7 +158,13 @@ fn str_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Valu
         "lower" => s.to_lowercase().into(),
         "capitalize" => {
             let mut c = s.chars();
-            c.next().map_or(String::new(), |f| f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect()).into()
+            c.next()
+                .map_or(String::new(), |f| {
+                    f.to_uppercase()
+                        .chain(c.flat_map(char::to_lowercase))
+                        .collect()
+                })
+                .into()
         }
         "title" => {
             let mut out = String::with_capacity(s.len());
@@ -146,11 +189,18 @@ fn str_method(s: &str, method: &str, args: &[Value]) -> std::result::Result<Valu
         }
         "find" => {
             let (sub,): (String,) = from_args(args)?;
-            s.find(sub.as_str()).map_or(-1, |b| s[..b].chars().count() as i64).into()
+            s.find(sub.as_str())
+                .map_or(-1, |b| s[..b].chars().count() as i64)
+                .into()
         }
         "join" => {
             let (items,): (Value,) = from_args(args)?;
-            items.try_iter()?.map(|x| x.to_string()).collect::<Vec<_>>().join(s).into()
+            items
+                .try_iter()?
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(s)
+                .into()
         }
         _ => return Err(unknown()),
     })
@@ -164,7 +214,14 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja
     let sort: Option<bool> = kwargs.get("sort_keys")?;
     kwargs.assert_all_used()?;
     let mut out = String::new();
-    write_json(value, indent, 0, ascii.unwrap_or(false), sort.unwrap_or(false), &mut out)?;
+    write_json(
+        value,
+        indent,
+        0,
+        ascii.unwrap_or(false),
+        sort.unwrap_or(false),
+        &mut out,
+    )?;
     Ok(Value::from_safe_string(out))
 }
 
@@ -287,12 +344,18 @@ mod tests {
     use super::*;
 
     fn msgs(v: &[(&str, &str)]) -> Vec<ChatMessage> {
-        v.iter().map(|(r, c)| ChatMessage { role: r.to_string(), content: c.to_string() }).collect()
+        v.iter()
+            .map(|(r, c)| ChatMessage {
+                role: r.to_string(),
+                content: c.to_string(),
+            })
+            .collect()
     }
 
     #[test]
     fn python_methods_and_tojson() {
-        let t = "{% for m in messages %}{{ m.content.strip().upper() }}|{{ m.content.split(',')[1] }}|\
+        let t =
+            "{% for m in messages %}{{ m.content.strip().upper() }}|{{ m.content.split(',')[1] }}|\
                  {{ m.content.startswith((' x', ' a')) }}|{{ m | tojson }}{% endfor %}";
         let out = render(t, &msgs(&[("user", " a,b ")]), false, None, None).unwrap();
         assert_eq!(out, r#"A,B|b |True|{"role": "user", "content": " a,b "}"#);
@@ -310,7 +373,10 @@ mod tests {
         let t = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok";
         let e = render(t, &msgs(&[("assistant", "x")]), false, None, None).unwrap_err();
         assert!(e.to_string().contains("first must be user"), "{e}");
-        assert_eq!(render(t, &msgs(&[("user", "x")]), false, None, None).unwrap(), "ok");
+        assert_eq!(
+            render(t, &msgs(&[("user", "x")]), false, None, None).unwrap(),
+            "ok"
+        );
     }
 
     #[test]

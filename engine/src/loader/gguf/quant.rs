@@ -205,13 +205,20 @@ mod tests {
     #[test]
     fn float_types() {
         let mut out = vec![0.0; 2];
-        let b: Vec<u8> = [1.5f32, -3.25].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let b: Vec<u8> = [1.5f32, -3.25]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         dequantize(F32, &b, &mut out);
         assert_eq!(out, [1.5, -3.25]);
         let b: Vec<u8> = [h(1.5), h(-3.25)].concat();
         dequantize(F16, &b, &mut out);
         assert_eq!(out, [1.5, -3.25]);
-        let b: Vec<u8> = [bf16::from_f32(1.5).to_le_bytes(), bf16::from_f32(-3.25).to_le_bytes()].concat();
+        let b: Vec<u8> = [
+            bf16::from_f32(1.5).to_le_bytes(),
+            bf16::from_f32(-3.25).to_le_bytes(),
+        ]
+        .concat();
         dequantize(BF16, &b, &mut out);
         assert_eq!(out, [1.5, -3.25]);
     }

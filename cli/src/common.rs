@@ -1,0 +1,230 @@
+//! What every subcommand shares: the model/adapter/backend flags, loading, mixtures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::loader::peft::PeftAdapter;
+use dlp_engine::loader::ModelFiles;
+use dlp_engine::lora::{resolve_mixture, Mixture};
+use dlp_engine::model::Model;
+use dlp_engine::tokenizer::TextTokenizer;
+use dlp_engine::Backend;
+
+/// Where the default model is looked for, relative to the working directory: the copy that
+/// `scripts/fetch-smollm2.sh` installs, then the shared fixtures beside a checkout.
+const DEFAULT_MODELS: [&str; 2] = [
+    "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "../shared/fixtures/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+];
+
+/// Which compute backend runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The best available: cuda, then a hardware wgpu adapter, then cpu.
+    Auto,
+    /// The CPU reference backend (f32, rayon threads).
+    Cpu,
+    /// wgpu / WGSL compute shaders (Vulkan, Metal, DX12).
+    Wgpu,
+    /// NVIDIA CUDA (NVRTC kernels + cuBLAS).
+    Cuda,
+}
+
+/// Model, adapters and backend.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// The base model: an HF directory (config.json + safetensors) or a .gguf file (a
+    /// tokenizer.json beside it is used if present). Default: $DLP_MODEL, else
+    /// models/SmolLM2-135M-Instruct.Q4_1.gguf (run scripts/fetch-smollm2.sh).
+    #[arg(long, short = 'm', value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Load a PEFT LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`.
+    /// All loaded adapters sit side by side; `--mix` chooses how each request combines them.
+    #[arg(long = "adapter", value_name = "NAME=DIR")]
+    pub adapters: Vec<String>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// CPU threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Longest context to serve (RoPE table and KV cache are sized to it); capped by the
+    /// model's own limit.
+    #[arg(long, value_name = "TOKENS", default_value_t = 8192)]
+    pub max_context: usize,
+}
+
+impl ModelArgs {
+    /// The model path, resolving the default.
+    pub fn model_path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.model {
+            return Ok(p.clone());
+        }
+        if let Some(p) = std::env::var_os("DLP_MODEL") {
+            return Ok(PathBuf::from(p));
+        }
+        for p in DEFAULT_MODELS {
+            if Path::new(p).exists() {
+                return Ok(PathBuf::from(p));
+            }
+        }
+        bail!("no --model given and no default model found (looked at $DLP_MODEL, {}); run scripts/fetch-smollm2.sh or pass --model PATH", DEFAULT_MODELS.join(", "))
+    }
+
+    /// `NAME=DIR` pairs from `--adapter`.
+    pub fn adapter_specs(&self) -> Result<Vec<(String, PathBuf)>> {
+        self.adapters
+            .iter()
+            .map(|s| {
+                let (n, d) = s
+                    .split_once('=')
+                    .with_context(|| format!("--adapter `{s}`: expected NAME=DIR"))?;
+                if n.is_empty() || d.is_empty() {
+                    bail!("--adapter `{s}`: expected NAME=DIR with a non-empty name and directory");
+                }
+                Ok((n.to_string(), PathBuf::from(d)))
+            })
+            .collect()
+    }
+
+    /// Applies `--threads` to the rayon pool.
+    pub fn init_threads(&self) -> Result<()> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                bail!("--threads must be at least 1");
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .context("setting up the thread pool")?;
+        }
+        Ok(())
+    }
+}
+
+/// A model loaded on some backend, with its tokenizer.
+pub struct Loaded<B: Backend> {
+    /// The model with its adapters.
+    pub model: Model<B>,
+    /// Its tokenizer (None for bare test models without one).
+    pub tokenizer: Option<TextTokenizer>,
+}
+
+impl<B: Backend> Loaded<B> {
+    /// The tokenizer, or an error saying why there is none.
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer.as_ref().context("this model has no tokenizer (no tokenizer.json in its directory); pass token ids instead")
+    }
+
+    /// Every id that ends generation: the config's and the tokenizer's.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        let mut ids = self.model.config.eos_token_ids.clone();
+        if let Some(t) = &self.tokenizer {
+            ids.extend(t.eos_token_ids());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Loads the model and adapters of `args` on `backend`.
+pub fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>> {
+    let path = args.model_path()?;
+    let files =
+        ModelFiles::load(&path).with_context(|| format!("loading model {}", path.display()))?;
+    let adapters = args
+        .adapter_specs()?
+        .iter()
+        .map(|(n, d)| {
+            PeftAdapter::load(n, d, &files.config)
+                .with_context(|| format!("loading adapter `{n}` from {}", d.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut model = Model::new(backend, files.config, files.weights, args.max_context)?;
+    model.set_adapters(&adapters)?;
+    Ok(Loaded {
+        model,
+        tokenizer: files.tokenizer,
+    })
+}
+
+/// Parses `NAME=W[,NAME=W]...`.
+pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|part| {
+            let (n, w) = part
+                .split_once('=')
+                .with_context(|| format!("--mix `{part}`: expected NAME=WEIGHT"))?;
+            let w: f32 = w
+                .trim()
+                .parse()
+                .with_context(|| format!("--mix `{part}`: weight `{w}` is not a number"))?;
+            Ok((n.trim().to_string(), w))
+        })
+        .collect()
+}
+
+/// Resolves a named mixture against the loaded adapters.
+pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<Mixture> {
+    Ok(resolve_mixture(model.adapter_names(), named)?)
+}
+
+/// Something to run with whichever backend was chosen (a generic closure).
+pub trait WithBackend {
+    /// The result.
+    type Out;
+    /// Runs with `backend`.
+    fn run<B: Backend>(self, backend: B) -> Result<Self::Out>;
+}
+
+/// Creates the chosen backend and runs `job` on it.
+pub fn with_backend<J: WithBackend>(choice: BackendChoice, job: J) -> Result<J::Out> {
+    match choice {
+        BackendChoice::Auto => {
+            // CUDA goes first here once the `cuda` feature exists: open a device and
+            // `return job.run(cuda)` when that succeeds, falling through otherwise.
+            #[cfg(feature = "wgpu")]
+            match dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::HardwareOnly) {
+                Ok(b) => return job.run(b),
+                Err(e) => tracing::info!("auto backend: no wgpu GPU ({e}); using cpu"),
+            }
+            job.run(CpuBackend::new())
+        }
+        BackendChoice::Cpu => job.run(CpuBackend::new()),
+        BackendChoice::Wgpu => wgpu_backend(job),
+        BackendChoice::Cuda => cuda_backend(job),
+    }
+}
+
+/// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included.
+#[cfg(feature = "wgpu")]
+fn wgpu_backend<J: WithBackend>(job: J) -> Result<J::Out> {
+    let b = dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::AllowSoftware)
+        .context("--backend wgpu")?;
+    tracing::info!("backend {}", b.name());
+    job.run(b)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_backend<J: WithBackend>(_job: J) -> Result<J::Out> {
+    bail!("--backend wgpu: this build has no wgpu backend (rebuild with `--features wgpu`)")
+}
+
+/// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
+#[cfg(feature = "cuda")]
+fn cuda_backend<J: WithBackend>(job: J) -> Result<J::Out> {
+    let b = dlp_cuda::CudaBackend::new(0).context("--backend cuda")?;
+    tracing::info!("backend {} ({}, {})", b.name(), b.device_name(), b.arch());
+    job.run(b)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend<J: WithBackend>(_job: J) -> Result<J::Out> {
+    bail!("--backend cuda: this build has no CUDA backend (rebuild with `--features cuda`)")
+}

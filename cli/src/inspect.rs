@@ -1,0 +1,154 @@
+//! `dlp-run inspect`: what a model directory, GGUF file, adapter or safetensors file holds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dlp_engine::loader::gguf::GgufFile;
+use dlp_engine::loader::safetensors_dir::{mmap, weight_files};
+use dlp_engine::ModelConfig;
+
+/// Show what a model / GGUF / adapter / safetensors file holds.
+#[derive(Debug, Args, Clone)]
+pub struct InspectArgs {
+    /// An HF model directory, a .gguf file, a PEFT adapter directory or a .safetensors file.
+    #[arg(value_name = "PATH", required_unless_present = "backends")]
+    pub path: Option<PathBuf>,
+    /// List the compute backends this machine offers (and what `--backend auto` picks).
+    #[arg(long)]
+    pub backends: bool,
+}
+
+/// The backends of this build and machine, one per line.
+fn backends_text() -> String {
+    let mut s = String::from("backends:\n  cpu: always available\n");
+    let mut auto = "cpu";
+    #[cfg(feature = "wgpu")]
+    {
+        let adapters = dlp_wgpu::list_adapters();
+        if adapters.is_empty() {
+            s += "  wgpu: no adapter (no Vulkan/Metal/DX12 driver; on Linux install mesa-vulkan-drivers)\n";
+        }
+        for (info, line) in adapters.iter().zip(dlp_wgpu::describe_adapters()) {
+            s += &format!("  wgpu: {line}\n");
+            if !dlp_wgpu::is_software(info) {
+                auto = "wgpu";
+            }
+        }
+        if adapters.iter().all(dlp_wgpu::is_software) && !adapters.is_empty() {
+            s += "        (software adapters are used only with --backend wgpu)\n";
+        }
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        s += "  wgpu: not in this build (rebuild with `--features wgpu`)\n";
+    }
+    s += "  cuda: not in this build (rebuild with `--features cuda`)\n";
+    s + &format!("--backend auto picks: {auto}")
+}
+
+/// Tensor count, parameters and dtypes of safetensors files (headers only).
+fn tensor_table(files: &[PathBuf]) -> Result<String> {
+    let mut by_dtype: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for f in files {
+        let map = mmap(f)?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", f.display()))?;
+        let mut ts = st.tensors();
+        ts.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, v) in ts {
+            let n: usize = v.shape().iter().product();
+            let e = by_dtype.entry(format!("{:?}", v.dtype())).or_default();
+            e.0 += 1;
+            e.1 += n;
+            if lines.len() < 12 {
+                lines.push(format!("    {name} {:?} {:?}", v.shape(), v.dtype()));
+            }
+        }
+    }
+    let total: usize = by_dtype.values().map(|v| v.1).sum();
+    let mut s = format!("  parameters: {total} ({:.1} M)\n", total as f64 / 1e6);
+    for (d, (c, n)) in &by_dtype {
+        s += &format!("  {d}: {c} tensors, {n} values\n");
+    }
+    s += "  first tensors:\n";
+    s += &lines.join("\n");
+    Ok(s)
+}
+
+fn inspect_adapter(dir: &Path) -> Result<String> {
+    let cfg_path = dir.join("adapter_config.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)
+        .with_context(|| format!("{}: not valid JSON", cfg_path.display()))?;
+    let g = |k: &str| {
+        v.get(k)
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut s = format!("PEFT adapter {}\n", dir.display());
+    for k in [
+        "peft_type",
+        "base_model_name_or_path",
+        "r",
+        "lora_alpha",
+        "use_rslora",
+        "target_modules",
+        "rank_pattern",
+        "alpha_pattern",
+        "layers_to_transform",
+        "use_dora",
+        "bias",
+        "modules_to_save",
+    ] {
+        s += &format!("  {k}: {}\n", g(k));
+    }
+    let st = dir.join("adapter_model.safetensors");
+    if st.exists() {
+        s += &tensor_table(&[st])?;
+    } else {
+        s += "  (no adapter_model.safetensors)";
+    }
+    Ok(s)
+}
+
+/// Runs `inspect`.
+pub fn run(args: &InspectArgs) -> Result<()> {
+    if args.backends {
+        println!("{}", backends_text());
+    }
+    let Some(p) = &args.path else {
+        return Ok(());
+    };
+    let text = if p.is_dir() && p.join("adapter_config.json").exists() {
+        inspect_adapter(p)?
+    } else if p.is_dir() {
+        let cfg = ModelConfig::from_hf_dir(p)?;
+        let files = weight_files(p)?;
+        format!(
+            "HF model {}\n  {cfg:#?}\n  weight files: {}\n{}",
+            p.display(),
+            files.len(),
+            tensor_table(&files)?
+        )
+    } else if p.extension().is_some_and(|e| e == "safetensors") {
+        format!(
+            "safetensors file {}\n{}",
+            p.display(),
+            tensor_table(std::slice::from_ref(p))?
+        )
+    } else if p.exists() {
+        let g = GgufFile::open(p)?;
+        let mut s = g.summary();
+        match g.config() {
+            Ok(c) => s += &format!("\nmodel config as dlp-run reads it:\n{c:#?}"),
+            Err(e) => s += &format!("\nnot loadable as a model: {e}"),
+        }
+        s
+    } else {
+        bail!("{}: no such file or directory", p.display());
+    };
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! `dlp-run train-router` and `dlp-run eval-router`: train the DLP mini-MLP router on labelled
+//! instructions, and measure one on held-out data.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use dlp_router::data::{find_split_files, hold_out, read_all, Example, Fields};
+use dlp_router::metrics::{default_families, evaluate, truth_indices, Family};
+use dlp_router::segment::split_sentences;
+use dlp_router::train::{train, TrainConfig, TrainDevice};
+use dlp_router::{Router, SelectConfig};
+
+/// Tokenizer used when `--tokenizer` is not given, relative to the working directory: the
+/// SmolLM2 tokenizer of the shared fixtures beside a checkout.
+const DEFAULT_TOKENIZER: &str = "../shared/fixtures/smollm2/tokenizer/tokenizer.json";
+
+/// Where router training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouterDevice {
+    /// burn-ndarray on the CPU (a few minutes for 14 tasks on 2 cores).
+    Ndarray,
+    /// burn-wgpu on the default GPU (a build with the dlp-router `wgpu` feature).
+    Wgpu,
+}
+
+/// Train the router: tokenizer → token embeddings → mean pool → 4-layer MLP → one logit per
+/// label. Labels are the distinct values of `--label-field`; name them after the adapters the
+/// router will choose among (generate matches adapters to labels by name).
+///
+/// Example: dlp-run train-router --data ../shared/data/tasks --out routers/tasks
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct TrainRouterArgs {
+    /// Training data: jsonl files (one object per line), or directories holding `train.jsonl`
+    /// directly or in one level of per-task folders (`DIR/<task>/train.jsonl`). Directories
+    /// also supply their `dev.jsonl` files as the dev split.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Dev data for early stopping and calibration (files, or directories with `dev.jsonl`);
+    /// replaces the `dev.jsonl` files found under `--data`.
+    #[arg(long, num_args = 1..)]
+    pub dev: Vec<PathBuf>,
+    /// When no dev data is found: the share of each label's training examples held out as dev.
+    #[arg(long, default_value_t = 0.1)]
+    pub dev_fraction: f32,
+    /// Output directory: router.json, router.safetensors and a copy of the tokenizer.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// tokenizer.json to read text with (or a directory holding one): normally the base
+    /// model's, though any works. Default: ../shared/fixtures/smollm2/tokenizer/tokenizer.json.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// jsonl field holding the label (the adapter name).
+    #[arg(long, default_value = "task")]
+    pub label_field: String,
+    /// jsonl field holding the text the router reads.
+    #[arg(long, default_value = "instruction")]
+    pub text_field: String,
+    /// Maximum passes over the training data (early stopping usually ends sooner).
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Stop after this many epochs without a better dev loss; the best epoch's weights are kept.
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    /// Seed of initialisation, shuffling, augmentation and dropout: same seed, same router.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Examples per optimiser step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Token embedding width. Parameters ≈ vocab × this + the MLP (96 with SmolLM2's 49152-token
+    /// vocabulary: about 5M, the paper's size).
+    #[arg(long, default_value_t = 96)]
+    pub embed_dim: usize,
+    /// Hidden layer widths, comma-separated (three hidden layers = the paper's 4-layer MLP).
+    #[arg(long, value_delimiter = ',', default_value = "384,384,192")]
+    pub hidden: Vec<usize>,
+    /// Tokens read per text (the same limit applies at inference).
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Probability that a training example also contributes a random run of its sentences, with
+    /// its label, each epoch: teaches the router single sentences for `--route-by sentence`.
+    #[arg(long, default_value_t = 0.5)]
+    pub chunk_prob: f32,
+    /// Probability of dropping each token from a training text (robustness to wording).
+    #[arg(long, default_value_t = 0.1)]
+    pub token_dropout: f32,
+    /// Dropout on the pooled vector and hidden activations.
+    #[arg(long, default_value_t = 0.1)]
+    pub dropout: f64,
+    /// Skip fitting a softmax temperature on the dev split (it makes top-p sets honest).
+    #[arg(long)]
+    pub no_calibrate: bool,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = RouterDevice::Ndarray)]
+    pub device: RouterDevice,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Measure a router on labelled data: top-1, family top-1, whether the true label is inside the
+/// top-p set, mean adapters per mixture, and the confusion matrix.
+///
+/// Example: dlp-run eval-router --router routers/tasks --data ../shared/data/tasks --png confusion.png
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalRouterArgs {
+    /// Router directory (router.json + router.safetensors).
+    #[arg(long)]
+    pub router: PathBuf,
+    /// Evaluation data: jsonl files, or directories searched for `<split>.jsonl` (directly or in
+    /// per-task folders).
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Which file to look for in data directories (`dev` → dev.jsonl, `test` → test.jsonl).
+    #[arg(long, default_value = "dev")]
+    pub split: String,
+    /// jsonl field holding the true label.
+    #[arg(long, default_value = "task")]
+    pub label_field: String,
+    /// jsonl field holding the text.
+    #[arg(long, default_value = "instruction")]
+    pub text_field: String,
+    /// Top-p threshold: the selected set is the smallest prefix of labels (by probability)
+    /// whose cumulative probability reaches it.
+    #[arg(long, default_value_t = 0.9)]
+    pub p: f32,
+    /// Also cap the selected set at the k most probable labels.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Hard cap on adapters per mixture.
+    #[arg(long)]
+    pub max_adapters: Option<usize>,
+    /// `whole`: each record's text is one routing input (per-request routing). `sentence`: each
+    /// sentence of it is one, labelled with the record's label (per-sentence routing).
+    #[arg(long, value_enum, default_value_t = Granularity::Whole)]
+    pub granularity: Granularity,
+    /// Families of labels whose confusion is benign, as NAME=a,b,c (repeatable); given any,
+    /// they replace the built-in ones (the 14 benchmark tasks' families). Unlisted labels are
+    /// their own family.
+    #[arg(long = "family")]
+    pub families: Vec<String>,
+    /// Write the metrics as JSON (keys include top1, family_top1, topp_containment,
+    /// mean_adapters, per_task_top1, confusion).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the confusion matrix as a PNG heatmap.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+}
+
+/// What one routing input is, in `eval-router`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Granularity {
+    /// The whole text of a record.
+    Whole,
+    /// Each sentence of a record's text.
+    Sentence,
+}
+
+fn resolve_tokenizer(arg: Option<&Path>) -> Result<PathBuf> {
+    let p = arg.map_or_else(|| PathBuf::from(DEFAULT_TOKENIZER), Path::to_path_buf);
+    let p = if p.is_dir() { p.join("tokenizer.json") } else { p };
+    if !p.is_file() {
+        bail!("tokenizer {} not found: pass --tokenizer PATH/tokenizer.json (the base model's)", p.display());
+    }
+    Ok(p)
+}
+
+/// Runs `train-router`.
+pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
+    let fields = Fields { text: args.text_field.clone(), label: args.label_field.clone() };
+    let train_files = find_split_files(&args.data, "train")?;
+    if train_files.is_empty() {
+        bail!("no training data: --data names no jsonl file and no directory with train.jsonl");
+    }
+    let dev_inputs: Vec<PathBuf> = if args.dev.is_empty() {
+        args.data.iter().filter(|p| p.is_dir()).cloned().collect()
+    } else {
+        args.dev.clone()
+    };
+    let dev_files = find_split_files(&dev_inputs, "dev")?;
+    let mut train_set = read_all(&train_files, &fields)?;
+    let mut dev_set: Vec<Example> = read_all(&dev_files, &fields)?;
+    if dev_set.is_empty() {
+        (train_set, dev_set) = hold_out(train_set, args.dev_fraction, args.seed);
+        eprintln!("no dev files: holding out {} of the training examples as dev", dev_set.len());
+    }
+    let tokenizer_path = resolve_tokenizer(args.tokenizer.as_deref())?;
+    let tokenizer = dlp_router::model::load_tokenizer(&tokenizer_path)?;
+    eprintln!(
+        "training on {} examples from {} file(s), dev {} from {} file(s), tokenizer {}",
+        train_set.len(),
+        train_files.len(),
+        dev_set.len(),
+        dev_files.len(),
+        tokenizer_path.display()
+    );
+    let cfg = TrainConfig {
+        embed_dim: args.embed_dim,
+        hidden: args.hidden.clone(),
+        max_tokens: args.max_tokens,
+        epochs: args.epochs,
+        batch_size: args.batch_size.max(1),
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        dropout: args.dropout,
+        token_dropout: args.token_dropout,
+        chunk_prob: args.chunk_prob,
+        patience: args.patience.max(1),
+        seed: args.seed,
+        calibrate: !args.no_calibrate,
+        device: match args.device {
+            RouterDevice::Ndarray => TrainDevice::Ndarray,
+            RouterDevice::Wgpu => TrainDevice::Wgpu,
+        },
+        progress: !args.quiet,
+    };
+    let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
+    outcome.router.save_self_contained(&args.out, &tokenizer_path)?;
+    let c = outcome.router.config();
+    println!("labels ({}): {}", c.labels.len(), c.labels.join(", "));
+    println!(
+        "parameters: {} (embedding {} x {} + MLP {:?})",
+        outcome.router.num_params(),
+        c.vocab_size,
+        c.embed_dim,
+        c.widths()
+    );
+    println!(
+        "trained {} epochs (best {}) in {:.1} s; calibration temperature {:.3}",
+        outcome.history.len(),
+        outcome.best_epoch,
+        outcome.seconds,
+        c.temperature
+    );
+    if let Some(d) = &c.dev {
+        println!(
+            "dev ({} texts): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  loss {:.4}  sentence top-1 {:.2}%",
+            d.examples,
+            100.0 * d.top1,
+            100.0 * d.topp_containment,
+            d.mean_adapters,
+            d.loss,
+            100.0 * d.sentence_top1
+        );
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn parse_families(specs: &[String]) -> Result<Vec<Family>> {
+    if specs.is_empty() {
+        return Ok(default_families());
+    }
+    specs
+        .iter()
+        .map(|s| {
+            let (name, members) = s.split_once('=').with_context(|| format!("--family {s:?}: expected NAME=a,b,c"))?;
+            Ok((name.to_string(), members.split(',').map(|m| m.trim().to_string()).collect()))
+        })
+        .collect()
+}
+
+/// Runs `eval-router`.
+pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
+    let families = parse_families(&args.families)?;
+    let router = Router::load(&args.router).with_context(|| format!("loading router {}", args.router.display()))?;
+    let fields = Fields { text: args.text_field.clone(), label: args.label_field.clone() };
+    let files = find_split_files(&args.data, &args.split)?;
+    let records = read_all(&files, &fields)?;
+    if records.is_empty() {
+        bail!("no {}.jsonl records found under {:?} (choose the file with --split)", args.split, args.data);
+    }
+    let inputs: Vec<Example> = match args.granularity {
+        Granularity::Whole => records,
+        Granularity::Sentence => records
+            .iter()
+            .flat_map(|r| {
+                split_sentences(&r.text).into_iter().map(|s| Example { text: r.text[s].trim().to_string(), label: r.label.clone() })
+            })
+            .filter(|e| !e.text.is_empty())
+            .collect(),
+    };
+    let truth = truth_indices(router.labels(), &inputs)?;
+    let texts: Vec<&str> = inputs.iter().map(|e| e.text.as_str()).collect();
+    let t0 = Instant::now();
+    let probs: Vec<Vec<f32>> = texts.chunks(256).flat_map(|c| router.probs(c)).collect();
+    let secs = t0.elapsed().as_secs_f64();
+    let cfg = SelectConfig { top_p: Some(args.p), top_k: args.top_k, max_adapters: args.max_adapters, ..Default::default() };
+    let report = evaluate(router.labels(), &probs, &truth, &cfg, &families);
+    println!(
+        "router {} ({} parameters, {} labels); {} {} input(s) from {} file(s); {:.1} µs per input",
+        args.router.display(),
+        router.num_params(),
+        router.labels().len(),
+        inputs.len(),
+        match args.granularity {
+            Granularity::Whole => "whole-text",
+            Granularity::Sentence => "sentence",
+        },
+        files.len(),
+        1e6 * secs / inputs.len() as f64
+    );
+    print!("{}", report.summary());
+    for (fam, acc) in &report.per_family_top1 {
+        println!("family {fam:<12} top-1 {:.1}%", 100.0 * acc);
+    }
+    print!("{}", report.confusion_table());
+    if let Some(path) = &args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["granularity"] = serde_json::json!(format!("{:?}", args.granularity).to_lowercase());
+        v["router"] = serde_json::json!(args.router.display().to_string());
+        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.png {
+        dlp_router::heatmap::render_confusion_png(&report, path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

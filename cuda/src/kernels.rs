@@ -1,0 +1,63 @@
+//! The loaded kernels: every file of [`crate::nvrtc::SOURCES`] compiled for the device's
+//! architecture and loaded as one module each, with its entry points looked up once.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
+use cudarc::nvrtc::Ptx;
+
+use crate::nvrtc::{compile, SOURCES};
+
+/// Entry points of the kernel files (see `kernels/<op>.cu`).
+pub struct Kernels {
+    /// Keeps the modules loaded while the functions are used.
+    _modules: Vec<Arc<CudaModule>>,
+    pub(crate) embedding: CudaFunction,
+    pub(crate) rms_norm: CudaFunction,
+    pub(crate) bias_add: CudaFunction,
+    pub(crate) rope: CudaFunction,
+    pub(crate) kv_store: CudaFunction,
+    pub(crate) attention: CudaFunction,
+    pub(crate) silu_mul: CudaFunction,
+    pub(crate) add: CudaFunction,
+    pub(crate) lora_shrink: CudaFunction,
+    pub(crate) lora_expand: CudaFunction,
+    pub(crate) logits_norm: CudaFunction,
+}
+
+impl Kernels {
+    /// Compiles (or takes from the PTX cache) and loads every kernel file for `arch`.
+    pub fn load(ctx: &Arc<CudaContext>, arch: &str) -> Result<Kernels, String> {
+        let mut modules = Vec::with_capacity(SOURCES.len());
+        for k in &SOURCES {
+            let c = compile(k, arch)?;
+            let m = ctx
+                .load_module(Ptx::from_src(c.ptx))
+                .map_err(|e| format!("loading kernel {}.cu: {e}", k.name))?;
+            modules.push((k.name, m));
+        }
+        let get = |file: &str, f: &str| -> Result<CudaFunction, String> {
+            let m = modules
+                .iter()
+                .find(|(n, _)| *n == file)
+                .map(|(_, m)| m)
+                .ok_or_else(|| format!("kernel file {file}.cu is not loaded"))?;
+            m.load_function(f)
+                .map_err(|e| format!("kernel {file}.cu has no function `{f}`: {e}"))
+        };
+        Ok(Kernels {
+            embedding: get("embedding", "embedding")?,
+            rms_norm: get("rms_norm", "rms_norm")?,
+            bias_add: get("matmul", "bias_add")?,
+            rope: get("rope", "rope")?,
+            kv_store: get("attention", "kv_store")?,
+            attention: get("attention", "attention")?,
+            silu_mul: get("silu_mul", "silu_mul")?,
+            add: get("add", "add")?,
+            lora_shrink: get("lora", "lora_shrink")?,
+            lora_expand: get("lora", "lora_expand")?,
+            logits_norm: get("logits", "logits_norm")?,
+            _modules: modules.into_iter().map(|(_, m)| m).collect(),
+        })
+    }
+}

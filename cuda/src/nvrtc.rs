@@ -1,0 +1,251 @@
+//! Run-time compilation of the kernels with NVRTC: every `kernels/<op>.cu` to PTX for one GPU
+//! architecture, with `-lineinfo`, cached by a hash of (source, options) in memory and on disk.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use cudarc::nvrtc::result as nv;
+
+/// One kernel source file: its name (the CPU op's name) and its CUDA C++ source.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSource {
+    /// File stem under `kernels/`, e.g. `lora`.
+    pub name: &'static str,
+    /// The translation unit NVRTC compiles.
+    pub src: &'static str,
+}
+
+/// `logits.cu` reuses `norm_row` from `rms_norm.cu`, so it is compiled after it.
+const LOGITS_SRC: &str = concat!(
+    include_str!("../kernels/rms_norm.cu"),
+    "\n",
+    include_str!("../kernels/logits.cu")
+);
+
+/// Every kernel file, in the order the backend loads them.
+pub const SOURCES: [KernelSource; 9] = [
+    KernelSource {
+        name: "embedding",
+        src: include_str!("../kernels/embedding.cu"),
+    },
+    KernelSource {
+        name: "rms_norm",
+        src: include_str!("../kernels/rms_norm.cu"),
+    },
+    KernelSource {
+        name: "matmul",
+        src: include_str!("../kernels/matmul.cu"),
+    },
+    KernelSource {
+        name: "rope",
+        src: include_str!("../kernels/rope.cu"),
+    },
+    KernelSource {
+        name: "attention",
+        src: include_str!("../kernels/attention.cu"),
+    },
+    KernelSource {
+        name: "silu_mul",
+        src: include_str!("../kernels/silu_mul.cu"),
+    },
+    KernelSource {
+        name: "add",
+        src: include_str!("../kernels/add.cu"),
+    },
+    KernelSource {
+        name: "lora",
+        src: include_str!("../kernels/lora.cu"),
+    },
+    KernelSource {
+        name: "logits",
+        src: LOGITS_SRC,
+    },
+];
+
+/// A compiled kernel file.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// PTX text.
+    pub ptx: String,
+    /// NVRTC's log (warnings); empty when the compile was clean.
+    pub log: String,
+}
+
+/// The NVRTC options for `arch` (e.g. `sm_90`).
+pub fn options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "-lineinfo".into(),
+        "--std=c++17".into(),
+        // Parity with the CPU reference: IEEE division and square root, no flush to zero.
+        "--ftz=false".into(),
+        "--prec-div=true".into(),
+        "--prec-sqrt=true".into(),
+    ]
+}
+
+/// Makes sure libnvrtc can be loaded, without cudarc's panic when it cannot. `DLP_NVRTC_LIB`
+/// (a file, or the folder holding `libnvrtc.so.*`) is loaded first: cudarc's later `dlopen` by
+/// name then finds the already-loaded library.
+pub fn probe() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("DLP_NVRTC_LIB") {
+                let p = PathBuf::from(p);
+                let file = if p.is_dir() {
+                    std::fs::read_dir(&p)
+                        .ok()
+                        .and_then(|d| {
+                            d.filter_map(|e| e.ok().map(|e| e.path())).find(|f| {
+                                f.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(|n| n.starts_with("libnvrtc.so"))
+                            })
+                        })
+                        .ok_or_else(|| {
+                            format!("DLP_NVRTC_LIB={}: no libnvrtc.so* there", p.display())
+                        })?
+                } else {
+                    p
+                };
+                // SAFETY: loading libnvrtc runs only its (trusted) initialisers.
+                let lib = unsafe { libloading::Library::new(&file) }
+                    .map_err(|e| format!("DLP_NVRTC_LIB={}: {e}", file.display()))?;
+                std::mem::forget(lib); // stays loaded for cudarc
+            }
+            // SAFETY: only dlopen()s candidate names; no symbol is called.
+            if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+                Ok(())
+            } else {
+                Err(
+                    "no NVRTC library found (libnvrtc.so.13/.12): install the CUDA toolkit or \
+                     the nvidia-cuda-nvrtc-cu12 wheel and add its lib folder to LD_LIBRARY_PATH \
+                     (or set DLP_NVRTC_LIB)"
+                        .into(),
+                )
+            }
+        })
+        .clone()
+}
+
+/// FNV-1a: a stable hash for cache keys (std's hasher may change between Rust releases).
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0u8]) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Where PTX is cached on disk: `DLP_CUDA_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, under
+/// `dlp-run/ptx`. `DLP_CUDA_CACHE=off` disables the disk cache.
+fn cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("DLP_CUDA_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("dlp-run").join("ptx")),
+    }
+}
+
+/// Compiles one kernel file for `arch`, or returns the cached PTX. Errors name the kernel file
+/// and carry NVRTC's log.
+pub fn compile(k: &KernelSource, arch: &str) -> Result<Compiled, String> {
+    static MEM: OnceLock<Mutex<HashMap<u64, Compiled>>> = OnceLock::new();
+    probe()?;
+    let opts = options(arch);
+    let version = nvrtc_version();
+    let mut parts = vec![k.src, version.as_str()];
+    parts.extend(opts.iter().map(String::as_str));
+    let key = fnv1a(&parts);
+    let mem = MEM.get_or_init(Default::default);
+    if let Some(c) = mem.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(c.clone());
+    }
+    let file = cache_dir().map(|d| d.join(format!("{}-{arch}-{key:016x}.ptx", k.name)));
+    if let Some(ptx) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        let c = Compiled {
+            ptx,
+            log: String::new(),
+        };
+        mem.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, c.clone());
+        return Ok(c);
+    }
+    let c = compile_uncached(k, &opts)?;
+    if let Some(f) = file {
+        // A cache that cannot be written only costs a recompile next time.
+        let _ = f.parent().map(std::fs::create_dir_all);
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &c.ptx).is_ok() {
+            let _ = std::fs::rename(&tmp, &f);
+        }
+    }
+    mem.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, c.clone());
+    Ok(c)
+}
+
+/// `major.minor` of the loaded libnvrtc (part of the cache key: PTX differs between versions).
+pub fn nvrtc_version() -> String {
+    let (mut a, mut b) = (0, 0);
+    // SAFETY: two out-pointers to live ints; `probe` has loaded the library.
+    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut a, &mut b) };
+    if r == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        format!("{a}.{b}")
+    } else {
+        String::new()
+    }
+}
+
+/// Compiles without any cache (the CI compile check uses this to see every warning).
+pub fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, String> {
+    probe()?;
+    let src = CString::new(k.src).map_err(|_| format!("kernel {}: NUL in source", k.name))?;
+    let name = CString::new(format!("{}.cu", k.name)).expect("kernel names have no NUL");
+    let prog = nv::create_program(&src, Some(&name))
+        .map_err(|e| format!("kernel {}: nvrtcCreateProgram: {e:?}", k.name))?;
+    // SAFETY: `prog` is a live program until destroyed below; options are plain strings.
+    let res = unsafe { nv::compile_program(prog, opts) };
+    // SAFETY: as above.
+    let log = unsafe { nv::get_program_log(prog) }
+        .map(|l| c_chars_to_string(&l))
+        .unwrap_or_default();
+    let out = match res {
+        Err(e) => Err(format!(
+            "kernel {}.cu failed to compile for {} ({e:?}):\n{}",
+            k.name,
+            opts.first().map(String::as_str).unwrap_or(""),
+            log.trim_end()
+        )),
+        // SAFETY: as above; the compile succeeded so PTX exists.
+        Ok(()) => unsafe { nv::get_ptx(prog) }
+            .map(|p| Compiled {
+                ptx: c_chars_to_string(&p),
+                log: log.trim().to_string(),
+            })
+            .map_err(|e| format!("kernel {}: nvrtcGetPTX: {e:?}", k.name)),
+    };
+    // SAFETY: destroyed exactly once.
+    let _ = unsafe { nv::destroy_program(prog) };
+    out
+}
+
+fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = v
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}

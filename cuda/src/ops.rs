@@ -1,0 +1,539 @@
+//! `impl Backend for CudaBackend`: host-side checks (the same errors the CPU reference gives),
+//! then one launch per op (two for attention, logits and matmul with bias), all on one stream.
+
+use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
+use dlp_engine::backend::{AttnShape, Backend, LoraStackHost, StepPlan, NO_ADAPTER};
+use dlp_engine::tensor::HostTensor;
+use dlp_engine::{Error, Result};
+
+use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
+
+/// Threads per block of the element-wise and row kernels.
+const BLOCK: u32 = 256;
+/// Grid cap of the grid-stride kernels (enough blocks to fill any current GPU).
+const MAX_GRID: usize = 8192;
+/// Largest head width of the attention kernel (`ATTN_MAX_HEAD_DIM`); its block size.
+const ATTN_MAX_HEAD_DIM: usize = 256;
+const ATTN_THREADS: u32 = 128;
+
+fn check_len(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(err(format!(
+            "{op}: buffer `{what}` holds {have} values, needs {need}"
+        )));
+    }
+    Ok(())
+}
+
+fn int(op: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| err(format!("{op}: size {v} does not fit a kernel argument")))
+}
+
+fn grid_1d(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(BLOCK as usize).clamp(1, MAX_GRID) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn cfg(grid: (u32, u32, u32), block: u32, shared: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: shared,
+    }
+}
+
+impl CudaBackend {
+    fn args<'a>(&'a self, f: &'a CudaFunction) -> LaunchArgs<'a> {
+        self.stream().launch_builder(f)
+    }
+
+    /// Launches and checks the launch (and, with `DLP_CUDA_SYNC=1`, its completion).
+    fn go(&self, op: &str, mut a: LaunchArgs<'_>, c: LaunchConfig) -> Result<()> {
+        // SAFETY: each caller passes the kernel's parameters in its declared order and types,
+        // with buffers checked above to hold every element the launch touches.
+        unsafe { a.launch(c) }.map_err(|e| err(format!("{op}: launch: {e}")))?;
+        if self.sync_each {
+            self.synchronize()
+                .map_err(|e| err(format!("{op}: after the kernel: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `out[rows, n] = x[rows, k] @ W^T` through cuBLAS (column-major: out^T = W x^T).
+    fn sgemm(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (n, k) = (w.rows, w.cols);
+        let c = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: int("matmul", n)?,
+            n: int("matmul", rows)?,
+            k: int("matmul", k)?,
+            alpha: 1.0f32,
+            lda: int("matmul", k)?,
+            ldb: int("matmul", k)?,
+            beta: 0.0f32,
+            ldc: int("matmul", n)?,
+        };
+        let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: W holds n*k, x at least rows*k and out at least rows*n values (checked).
+        unsafe { blas.gemm(c, &w.data, x, out) }
+            .map_err(|e| err(format!("matmul: cublasSgemm ({rows}x{k} @ {k}x{n}): {e:?}")))
+    }
+
+    fn check_lora(&self, op: &str, l: &CudaLora, step: &CudaStep, n_tokens: usize) -> Result<()> {
+        let p = &step.plan;
+        check_len(op, "step tokens", p.segment_of_token.len(), n_tokens)?;
+        for &s in &p.segment_of_token[..n_tokens] {
+            if s as usize >= p.n_segments() {
+                return Err(Error::invalid(format!(
+                    "lora: token refers to segment {s}, the step has {}",
+                    p.n_segments()
+                )));
+            }
+        }
+        for &slot in &p.mix_slots {
+            if slot != NO_ADAPTER && slot as usize >= l.n_slots {
+                return Err(Error::invalid(format!(
+                    "lora: mixture names slot {slot}, {} adapters are loaded",
+                    l.n_slots
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buf = CudaSlice<f32>;
+    type Weight = CudaWeight;
+    type Step = CudaStep;
+    type Lora = CudaLora;
+
+    fn name(&self) -> String {
+        self.short_name()
+    }
+
+    fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
+        // SAFETY: the contents are unspecified by the trait; CUDA allocates nothing for 0.
+        unsafe { self.stream().alloc::<f32>(len.max(1)) }
+            .map_err(|e| err(format!("cuMemAlloc of {len} floats: {e}")))
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<CudaSlice<f32>> {
+        self.put(data)
+    }
+
+    fn download(&self, buf: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
+        check_len("download", "buf", buf.len(), len)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.stream()
+            .clone_dtoh(&buf.slice(0..len))
+            .map_err(|e| err(format!("download of {len} values: {e}")))
+    }
+
+    fn upload_weight(&self, w: &HostTensor) -> Result<CudaWeight> {
+        if w.shape.len() != 2 {
+            return Err(Error::invalid(format!(
+                "upload_weight: expected a 2-D tensor, got shape {:?}",
+                w.shape
+            )));
+        }
+        Ok(CudaWeight {
+            rows: w.shape[0],
+            cols: w.shape[1],
+            data: self.put(&w.data)?,
+        })
+    }
+
+    fn upload_lora(&self, s: &LoraStackHost) -> Result<CudaLora> {
+        self.upload_lora_impl(s)
+    }
+
+    fn upload_step(&self, plan: &StepPlan, reuse: Option<CudaStep>) -> Result<CudaStep> {
+        self.upload_step_impl(plan, reuse)
+    }
+
+    fn embedding(
+        &self,
+        table: &CudaWeight,
+        step: &CudaStep,
+        n_tokens: usize,
+        dim: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("embedding", "out", out.len(), n_tokens * dim)?;
+        if table.cols != dim {
+            return Err(Error::invalid(format!(
+                "embedding: table has {} columns, expected {dim}",
+                table.cols
+            )));
+        }
+        check_len(
+            "embedding",
+            "token_ids",
+            step.plan.token_ids.len(),
+            n_tokens,
+        )?;
+        if let Some(&id) = step.plan.token_ids[..n_tokens]
+            .iter()
+            .find(|&&id| id as usize >= table.rows)
+        {
+            return Err(Error::invalid(format!(
+                "token id {id} is outside the vocabulary (size {})",
+                table.rows
+            )));
+        }
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        let d = int("embedding", dim)?;
+        let mut a = self.args(&self.k.embedding);
+        a.arg(&table.data).arg(&step.token_ids).arg(&d).arg(out);
+        self.go("embedding", a, cfg((n_tokens as u32, 1, 1), BLOCK, 0))
+    }
+
+    fn rms_norm(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("rms_norm", "x", x.len(), rows * dim)?;
+        check_len("rms_norm", "out", out.len(), rows * dim)?;
+        check_len("rms_norm", "w", w.len(), dim)?;
+        if rows == 0 || dim == 0 {
+            return Ok(());
+        }
+        let d = int("rms_norm", dim)?;
+        let mut a = self.args(&self.k.rms_norm);
+        a.arg(x).arg(w).arg(&d).arg(&eps).arg(out);
+        self.go("rms_norm", a, cfg((rows as u32, 1, 1), BLOCK, 0))
+    }
+
+    fn matmul(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        k: usize,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        if w.cols != k || w.rows != n {
+            return Err(err(format!(
+                "matmul: weight is [{}, {}], call expects [{n}, {k}]",
+                w.rows, w.cols
+            )));
+        }
+        check_len("matmul", "x", x.len(), rows * k)?;
+        check_len("matmul", "out", out.len(), rows * n)?;
+        if let Some(b) = bias {
+            check_len("matmul", "bias", b.len(), n)?;
+        }
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        self.sgemm(x, w, rows, out)?;
+        if let Some(b) = bias {
+            let (r, nn) = (int("matmul", rows)?, int("matmul", n)?);
+            let mut a = self.args(&self.k.bias_add);
+            a.arg(&mut *out).arg(b).arg(&r).arg(&nn);
+            self.go("matmul bias", a, grid_1d(rows * n))?;
+        }
+        Ok(())
+    }
+
+    fn rope(
+        &self,
+        x: &mut CudaSlice<f32>,
+        cos_sin: &CudaSlice<f32>,
+        step: &CudaStep,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<()> {
+        check_len("rope", "x", x.len(), n_tokens * n_heads * head_dim)?;
+        check_len("rope", "positions", step.plan.positions.len(), n_tokens)?;
+        let max_pos = step.plan.positions[..n_tokens]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0) as usize;
+        check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)?;
+        if n_tokens == 0 || n_heads == 0 || head_dim < 2 {
+            return Ok(());
+        }
+        let (t, h, d) = (
+            int("rope", n_tokens)?,
+            int("rope", n_heads)?,
+            int("rope", head_dim)?,
+        );
+        let mut a = self.args(&self.k.rope);
+        a.arg(x)
+            .arg(cos_sin)
+            .arg(&step.positions)
+            .arg(&t)
+            .arg(&h)
+            .arg(&d);
+        self.go("rope", a, grid_1d(n_tokens * n_heads * head_dim / 2))
+    }
+
+    fn attention(
+        &self,
+        q: &CudaSlice<f32>,
+        k: &CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        k_cache: &mut CudaSlice<f32>,
+        v_cache: &mut CudaSlice<f32>,
+        step: &CudaStep,
+        s: AttnShape,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (t_n, hd) = (s.n_tokens, s.head_dim);
+        let kv_dim = s.n_kv_heads * hd;
+        let q_dim = s.n_heads * hd;
+        if s.n_kv_heads == 0 || s.n_heads / s.n_kv_heads * s.n_kv_heads != s.n_heads {
+            return Err(Error::invalid(format!(
+                "attention: {} query heads are not a multiple of {} kv heads",
+                s.n_heads, s.n_kv_heads
+            )));
+        }
+        if hd > ATTN_MAX_HEAD_DIM {
+            return Err(Error::unsupported(format!(
+                "cuda attention: head_dim {hd} > {ATTN_MAX_HEAD_DIM}"
+            )));
+        }
+        check_len("attention", "q", q.len(), t_n * q_dim)?;
+        check_len("attention", "k", k.len(), t_n * kv_dim)?;
+        check_len("attention", "v", v.len(), t_n * kv_dim)?;
+        check_len("attention", "out", out.len(), t_n * q_dim)?;
+        check_len("attention", "v_cache", v_cache.len(), k_cache.len())?;
+        let p = &step.plan;
+        check_len(
+            "attention",
+            "step tokens",
+            p.kv_slots.len().min(p.positions.len()),
+            t_n,
+        )?;
+        let slots = k_cache.len() / (s.capacity * kv_dim).max(1);
+        for t in 0..t_n {
+            let (slot, pos) = (p.kv_slots[t] as usize, p.positions[t] as usize);
+            if slot >= slots || pos >= s.capacity {
+                return Err(Error::invalid(format!(
+                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
+                    s.capacity
+                )));
+            }
+        }
+        if t_n == 0 || q_dim == 0 {
+            return Ok(());
+        }
+        let kvd = int("attention", kv_dim)?;
+        let cap = int("attention", s.capacity)?;
+        let mut a = self.args(&self.k.kv_store);
+        a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
+        a.arg(&step.kv_slots)
+            .arg(&step.positions)
+            .arg(&kvd)
+            .arg(&cap);
+        self.go("attention kv_store", a, cfg((t_n as u32, 1, 1), BLOCK, 0))?;
+        let (nh, nkv, hdi) = (
+            int("attention", s.n_heads)?,
+            int("attention", s.n_kv_heads)?,
+            int("attention", hd)?,
+        );
+        let scale = 1.0f32 / (hd as f32).sqrt();
+        let ty = u32::try_from(t_n)
+            .ok()
+            .filter(|&t| t <= 65535)
+            .ok_or_else(|| {
+                Error::unsupported(format!(
+                    "cuda attention: {t_n} tokens in one step (max 65535)"
+                ))
+            })?;
+        let mut a = self.args(&self.k.attention);
+        a.arg(q)
+            .arg(&*k_cache)
+            .arg(&*v_cache)
+            .arg(&step.kv_slots)
+            .arg(&step.positions);
+        a.arg(&nh)
+            .arg(&nkv)
+            .arg(&hdi)
+            .arg(&cap)
+            .arg(&scale)
+            .arg(out);
+        self.go(
+            "attention",
+            a,
+            cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
+        )
+    }
+
+    fn silu_mul(
+        &self,
+        gate: &CudaSlice<f32>,
+        up: &CudaSlice<f32>,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("silu_mul", "gate", gate.len(), n)?;
+        check_len("silu_mul", "up", up.len(), n)?;
+        check_len("silu_mul", "out", out.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int("silu_mul", n)?;
+        let mut a = self.args(&self.k.silu_mul);
+        a.arg(gate).arg(up).arg(&nn).arg(out);
+        self.go("silu_mul", a, grid_1d(n))
+    }
+
+    fn add(&self, dst: &mut CudaSlice<f32>, src: &CudaSlice<f32>, n: usize) -> Result<()> {
+        check_len("add", "dst", dst.len(), n)?;
+        check_len("add", "src", src.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int("add", n)?;
+        let mut a = self.args(&self.k.add);
+        a.arg(dst).arg(src).arg(&nn);
+        self.go("add", a, grid_1d(n))
+    }
+
+    fn lora_shrink(
+        &self,
+        x: &CudaSlice<f32>,
+        l: &CudaLora,
+        step: &CudaStep,
+        n_tokens: usize,
+        u: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.check_lora("lora_shrink", l, step, n_tokens)?;
+        let kk = step.plan.mix_k;
+        check_len("lora_shrink", "x", x.len(), n_tokens * l.in_dim)?;
+        check_len("lora_shrink", "u", u.len(), n_tokens * kk * l.max_rank)?;
+        if n_tokens == 0 || kk == 0 || l.max_rank == 0 {
+            return Ok(());
+        }
+        let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
+        let (d, mr) = (int("lora", l.in_dim)?, int("lora", l.max_rank)?);
+        let mut a = self.args(&self.k.lora_shrink);
+        a.arg(x)
+            .arg(&l.a)
+            .arg(&step.segment_of_token)
+            .arg(&step.mix_slots);
+        a.arg(&step.mix_weights)
+            .arg(&mk)
+            .arg(&l.slot_offset)
+            .arg(&l.slot_rank);
+        a.arg(&l.slot_scale).arg(&ns).arg(&d).arg(&mr).arg(u);
+        self.go(
+            "lora_shrink",
+            a,
+            cfg((n_tokens as u32, kk as u32, 1), BLOCK, 0),
+        )
+    }
+
+    fn lora_expand(
+        &self,
+        u: &CudaSlice<f32>,
+        l: &CudaLora,
+        step: &CudaStep,
+        n_tokens: usize,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.check_lora("lora_expand", l, step, n_tokens)?;
+        let kk = step.plan.mix_k;
+        check_len("lora_expand", "u", u.len(), n_tokens * kk * l.max_rank)?;
+        check_len("lora_expand", "y", y.len(), n_tokens * l.out_dim)?;
+        if n_tokens == 0 || kk == 0 || l.max_rank == 0 || l.out_dim == 0 {
+            return Ok(());
+        }
+        let shared = (kk * (l.max_rank + 2) * 4) as u32;
+        if shared > 48 * 1024 || kk > BLOCK as usize {
+            return Err(Error::unsupported(format!(
+                "cuda lora_expand: K {kk} x max rank {} is too large",
+                l.max_rank
+            )));
+        }
+        let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
+        let (o, mr) = (int("lora", l.out_dim)?, int("lora", l.max_rank)?);
+        let mut a = self.args(&self.k.lora_expand);
+        a.arg(u)
+            .arg(&l.bt)
+            .arg(&step.segment_of_token)
+            .arg(&step.mix_slots);
+        a.arg(&step.mix_weights)
+            .arg(&mk)
+            .arg(&l.slot_offset)
+            .arg(&l.slot_rank);
+        a.arg(&l.slot_scale).arg(&ns).arg(&o).arg(&mr).arg(y);
+        let gx = l.out_dim.div_ceil(BLOCK as usize) as u32;
+        self.go(
+            "lora_expand",
+            a,
+            cfg((gx, n_tokens as u32, 1), BLOCK, shared),
+        )
+    }
+
+    fn logits(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaSlice<f32>,
+        eps: f32,
+        lm_head: &CudaWeight,
+        step: &CudaStep,
+        hidden: usize,
+        vocab: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let rows = &step.plan.logit_rows;
+        let n = rows.len();
+        check_len("logits", "out", out.len(), n * vocab)?;
+        check_len("logits", "norm", norm.len(), hidden)?;
+        if lm_head.rows != vocab || lm_head.cols != hidden {
+            return Err(err(format!(
+                "logits: lm_head is [{}, {}], expected [{vocab}, {hidden}]",
+                lm_head.rows, lm_head.cols
+            )));
+        }
+        if let Some(&r) = rows.iter().max() {
+            check_len("logits", "x", x.len(), (r as usize + 1) * hidden)?;
+        }
+        if n == 0 || hidden == 0 {
+            return Ok(());
+        }
+        let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if scratch.as_ref().is_none_or(|s| s.len() < n * hidden) {
+            *scratch = Some(self.alloc(n * hidden)?);
+        }
+        let s = scratch.as_mut().expect("allocated above");
+        let d = int("logits", hidden)?;
+        let mut a = self.args(&self.k.logits_norm);
+        a.arg(x)
+            .arg(norm)
+            .arg(&step.logit_rows)
+            .arg(&d)
+            .arg(&eps)
+            .arg(&mut *s);
+        self.go("logits norm", a, cfg((n as u32, 1, 1), BLOCK, 0))?;
+        self.sgemm(s, lm_head, n, out)
+    }
+}

@@ -1,0 +1,147 @@
+//! The fused LoRA pair against a naive per-adapter loop: mixed ranks, a slot that does not
+//! target the module, several segments with different mixtures (and unused entries).
+
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::{Backend, LoraStackHost, StepPlan, NO_ADAPTER};
+use rand::{Rng, SeedableRng};
+
+struct Adapter {
+    rank: usize,
+    scale: f32,
+    a: Vec<f32>, // [r, in]
+    b: Vec<f32>, // [out, r]
+}
+
+fn random(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn stack(ads: &[Adapter], n_in: usize, n_out: usize) -> LoraStackHost {
+    let mut s = LoraStackHost {
+        in_dim: n_in,
+        out_dim: n_out,
+        ..Default::default()
+    };
+    for ad in ads {
+        s.slot_offset.push(s.slot_rank.iter().sum());
+        s.slot_rank.push(ad.rank as u32);
+        s.slot_scale.push(ad.scale);
+        s.max_rank = s.max_rank.max(ad.rank);
+        s.a.extend_from_slice(&ad.a);
+        for j in 0..ad.rank {
+            s.bt.extend((0..n_out).map(|o| ad.b[o * ad.rank + j]));
+        }
+    }
+    s
+}
+
+#[test]
+fn fused_pair_matches_naive_loop() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (n_in, n_out, t) = (37, 23, 11);
+    let ranks = [3usize, 8, 0, 5, 1];
+    let ads: Vec<Adapter> = ranks
+        .iter()
+        .map(|&r| Adapter {
+            rank: r,
+            scale: rng.random_range(0.5..4.0),
+            a: random(&mut rng, r * n_in),
+            b: random(&mut rng, n_out * r),
+        })
+        .collect();
+    let st = stack(&ads, n_in, n_out);
+    // Three segments: a 3-adapter mixture, a single adapter plus an unused entry, and one that
+    // names the slot with rank 0 (does not target this module) next to a real one.
+    let k = 3;
+    let mix: Vec<Vec<(u32, f32)>> = vec![
+        vec![(0, 0.5), (1, 0.3), (3, 0.2)],
+        vec![(4, 1.0), (NO_ADAPTER, 0.0)],
+        vec![(2, 0.6), (1, 0.4)],
+    ];
+    let segment_of_token: Vec<u32> = (0..t)
+        .map(|i| [0, 0, 1, 2, 2, 0, 1, 1, 2, 0, 2][i])
+        .collect();
+    let mut plan = StepPlan {
+        mix_k: k,
+        segment_of_token,
+        ..Default::default()
+    };
+    for m in &mix {
+        for e in 0..k {
+            let (s, w) = m.get(e).copied().unwrap_or((NO_ADAPTER, 0.0));
+            plan.mix_slots.push(s);
+            plan.mix_weights.push(w);
+        }
+    }
+    plan.token_ids = vec![0; t];
+    plan.positions = (0..t as u32).collect();
+    plan.kv_slots = vec![0; t];
+    let x = random(&mut rng, t * n_in);
+    let y0 = random(&mut rng, t * n_out);
+
+    let b = CpuBackend::new();
+    let lora = b.upload_lora(&st).unwrap();
+    let step = b.upload_step(&plan, None).unwrap();
+    let mut u = vec![f32::NAN; t * k * st.max_rank];
+    let mut y = y0.clone();
+    b.lora_shrink(&x, &lora, &step, t, &mut u).unwrap();
+    b.lora_expand(&u, &lora, &step, t, &mut y).unwrap();
+
+    let mut want = y0.clone();
+    for tok in 0..t {
+        for &(slot, w) in &mix[plan.segment_of_token[tok] as usize] {
+            if slot == NO_ADAPTER {
+                continue;
+            }
+            let ad = &ads[slot as usize];
+            for o in 0..n_out {
+                let mut d = 0f64;
+                for j in 0..ad.rank {
+                    let ax: f64 = (0..n_in)
+                        .map(|i| ad.a[j * n_in + i] as f64 * x[tok * n_in + i] as f64)
+                        .sum();
+                    d += ad.b[o * ad.rank + j] as f64 * ax;
+                }
+                want[tok * n_out + o] += (w as f64 * ad.scale as f64 * d) as f32;
+            }
+        }
+    }
+    let err: f64 = y
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>();
+    assert!(y.iter().all(|v| v.is_finite()), "non-finite output");
+    assert!(err < 1e-10, "NMSE {err:e}");
+}
+
+#[test]
+fn bad_slot_is_an_error_not_a_panic() {
+    let b = CpuBackend::new();
+    let st = LoraStackHost {
+        in_dim: 2,
+        out_dim: 2,
+        max_rank: 1,
+        a: vec![1.0; 2],
+        bt: vec![1.0; 2],
+        slot_offset: vec![0],
+        slot_rank: vec![1],
+        slot_scale: vec![1.0],
+    };
+    let plan = StepPlan {
+        token_ids: vec![0],
+        positions: vec![0],
+        kv_slots: vec![0],
+        segment_of_token: vec![0],
+        mix_k: 1,
+        mix_slots: vec![5],
+        mix_weights: vec![1.0],
+        logit_rows: vec![],
+    };
+    let mut u = vec![0.0; 1];
+    let err = b
+        .lora_shrink(&vec![1.0; 2], &st, &plan, 1, &mut u)
+        .unwrap_err();
+    assert!(err.to_string().contains("slot 5"), "{err}");
+}

@@ -1,0 +1,128 @@
+//! `router.json`: what a router directory says about itself.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::RouterError;
+
+/// The `format` value this crate writes and reads.
+pub const FORMAT: &str = "dlp-router/1";
+/// File names inside a router directory.
+pub const CONFIG_FILE: &str = "router.json";
+/// The weights: `embed.weight` `[vocab, embed_dim]`, then `layers.K.weight` `[out, in]`
+/// (PyTorch's `nn.Linear` layout) and `layers.K.bias` `[out]`, all f32.
+pub const WEIGHTS_FILE: &str = "router.safetensors";
+/// The tokenizer copy a trained router carries, so that its directory is self-contained.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Metrics measured on the dev split at the end of training.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DevMetrics {
+    /// Number of dev examples (whole instructions).
+    pub examples: usize,
+    /// Top-1 accuracy on whole instructions.
+    pub top1: f32,
+    /// Mean cross-entropy (nats) on whole instructions, after temperature calibration.
+    pub loss: f32,
+    /// Share of dev examples whose true label is inside the top-p (p = 0.9) set.
+    pub topp_containment: f32,
+    /// Mean number of adapters in the top-p (p = 0.9) set.
+    pub mean_adapters: f32,
+    /// Top-1 accuracy on the single sentences of the dev instructions (each labelled with its
+    /// instruction's label): what `--route-by sentence` faces.
+    pub sentence_top1: f32,
+}
+
+/// The contents of `router.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// One label per output logit, in logit order: the adapter names the router chooses among.
+    pub labels: Vec<String>,
+    /// The tokenizer.json: relative to the router directory, or absolute.
+    pub tokenizer: String,
+    /// Rows of the embedding table (the tokenizer's vocabulary, added tokens included).
+    pub vocab_size: usize,
+    /// Width of a token embedding, and of the pooled sentence vector.
+    pub embed_dim: usize,
+    /// Widths of the hidden layers (ReLU after each); the last layer maps to `labels.len()`.
+    pub hidden: Vec<usize>,
+    /// Tokens after the first `max_tokens` of a text are ignored (the same in training).
+    pub max_tokens: usize,
+    /// Total number of learned parameters.
+    pub num_params: usize,
+    /// The calibration temperature found on the dev split; already divided into the last
+    /// layer's weights and bias, recorded here only to show what calibration did.
+    #[serde(default = "one")]
+    pub temperature: f32,
+    /// Dev-split metrics from training, if any.
+    #[serde(default)]
+    pub dev: Option<DevMetrics>,
+    /// Training hyper-parameters and data summary, free-form.
+    #[serde(default)]
+    pub training: Option<serde_json::Value>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl RouterConfig {
+    /// Reads `DIR/router.json` and checks its format tag and layer sizes.
+    pub fn load(dir: &Path) -> Result<Self, RouterError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| RouterError::io(&path, e))?;
+        let cfg: RouterConfig = serde_json::from_str(&text).map_err(|e| RouterError::Json {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        if cfg.format != FORMAT {
+            return Err(RouterError::Json {
+                path: path.display().to_string(),
+                msg: format!("format is {:?}, this build reads {FORMAT:?}", cfg.format),
+            });
+        }
+        if cfg.labels.is_empty() {
+            return Err(RouterError::Json {
+                path: path.display().to_string(),
+                msg: "no labels".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Writes `DIR/router.json` (pretty-printed).
+    pub fn save(&self, dir: &Path) -> Result<(), RouterError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = serde_json::to_string_pretty(self).expect("config serialises");
+        std::fs::write(&path, text + "\n").map_err(|e| RouterError::io(&path, e))
+    }
+
+    /// The tokenizer path, resolved against the router directory when relative.
+    pub fn tokenizer_path(&self, dir: &Path) -> PathBuf {
+        let p = Path::new(&self.tokenizer);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        }
+    }
+
+    /// Layer widths from the pooled vector to the logits: `[embed_dim, hidden.., labels]`.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut w = vec![self.embed_dim];
+        w.extend(&self.hidden);
+        w.push(self.labels.len());
+        w
+    }
+}
+
+/// Parameter count of a router with these sizes (embedding table + every dense layer).
+pub fn param_count(vocab: usize, embed_dim: usize, hidden: &[usize], labels: usize) -> usize {
+    let mut widths = vec![embed_dim];
+    widths.extend(hidden);
+    widths.push(labels);
+    vocab * embed_dim + widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum::<usize>()
+}

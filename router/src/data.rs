@@ -1,0 +1,138 @@
+//! Labelled text examples from jsonl files, and finding those files in a data directory.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+
+use crate::RouterError;
+
+/// One labelled text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// What the router reads (e.g. the `instruction` field).
+    pub text: String,
+    /// The class (e.g. the `task` field): an adapter name.
+    pub label: String,
+}
+
+/// Which jsonl fields hold the text and the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    /// Name of the text field.
+    pub text: String,
+    /// Name of the label field.
+    pub label: String,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            text: "instruction".into(),
+            label: "task".into(),
+        }
+    }
+}
+
+/// Reads every line of a jsonl file as an [`Example`]; blank lines are skipped. A line without
+/// the text or label field (or with a non-string one) is an error naming the file and line.
+pub fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<Example>, RouterError> {
+    let file = std::fs::File::open(path).map_err(|e| RouterError::io(path, e))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| RouterError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| RouterError::Json {
+            path: at(),
+            msg: e.to_string(),
+        })?;
+        let field = |name: &str| {
+            v.get(name).and_then(|x| x.as_str()).map(str::to_string).ok_or_else(|| RouterError::Json {
+                path: at(),
+                msg: format!("no string field {name:?} (choose fields with --text-field / --label-field)"),
+            })
+        };
+        out.push(Example {
+            text: field(&fields.text)?,
+            label: field(&fields.label)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Finds the `<split>.jsonl` files that `inputs` name: a file is taken as given; a directory
+/// contributes `DIR/<split>.jsonl` and `DIR/*/<split>.jsonl` (one level of task folders, in
+/// name order). An input that yields nothing is not an error here; callers check the total.
+pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>, RouterError> {
+    let name = format!("{split}.jsonl");
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_file() {
+            out.push(input.clone());
+            continue;
+        }
+        if !input.is_dir() {
+            return Err(RouterError::Data(format!(
+                "{}: no such file or directory",
+                input.display()
+            )));
+        }
+        if input.join(&name).is_file() {
+            out.push(input.join(&name));
+        }
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(input)
+            .map_err(|e| RouterError::io(input, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        subdirs.sort();
+        out.extend(
+            subdirs
+                .into_iter()
+                .map(|d| d.join(&name))
+                .filter(|f| f.is_file()),
+        );
+    }
+    Ok(out)
+}
+
+/// Reads and concatenates several jsonl files.
+pub fn read_all(files: &[PathBuf], fields: &Fields) -> Result<Vec<Example>, RouterError> {
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(read_jsonl(f, fields)?);
+    }
+    Ok(out)
+}
+
+/// Moves a `fraction` of each label's examples (at least one, when the label has two or more)
+/// from `train` into a dev split, chosen by `seed`. Stratified, so small tasks keep a dev share.
+pub fn hold_out(train: Vec<Example>, fraction: f32, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    let mut by_label: BTreeMap<String, Vec<Example>> = BTreeMap::new();
+    for ex in train {
+        by_label.entry(ex.label.clone()).or_default().push(ex);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut keep, mut dev) = (Vec::new(), Vec::new());
+    for (_, mut exs) in by_label {
+        exs.shuffle(&mut rng);
+        let n = if exs.len() >= 2 {
+            ((exs.len() as f32 * fraction).round() as usize).clamp(1, exs.len() - 1)
+        } else {
+            0
+        };
+        dev.extend(exs.drain(..n));
+        keep.extend(exs);
+    }
+    (keep, dev)
+}
+
+/// The sorted distinct labels of `examples`.
+pub fn labels_of(examples: &[Example]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = examples.iter().map(|e| e.label.as_str()).collect();
+    set.into_iter().map(str::to_string).collect()
+}

@@ -1,0 +1,323 @@
+//! Plain-Rust router inference: tokenizer → embedding table → mean pool → MLP → logits.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use tokenizers::Tokenizer;
+
+use crate::config::{RouterConfig, WEIGHTS_FILE};
+use crate::select::{select, softmax, SelectConfig};
+use crate::RouterError;
+
+/// One dense layer, `y = W x + b`, with `W` row-major `[outputs, inputs]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// `outputs * inputs` weights, one row per output.
+    pub weight: Vec<f32>,
+    /// `outputs` biases.
+    pub bias: Vec<f32>,
+}
+
+/// The router's learned parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterWeights {
+    /// Rows of the embedding table.
+    pub vocab: usize,
+    /// Embedding width.
+    pub dim: usize,
+    /// `vocab * dim` token embeddings, row-major.
+    pub embed: Vec<f32>,
+    /// The MLP; ReLU follows every layer but the last.
+    pub layers: Vec<Dense>,
+}
+
+impl RouterWeights {
+    /// Number of learned parameters.
+    pub fn num_params(&self) -> usize {
+        self.embed.len()
+            + self
+                .layers
+                .iter()
+                .map(|l| l.weight.len() + l.bias.len())
+                .sum::<usize>()
+    }
+
+    /// Logits for a batch of token-id sequences. Ids outside the table are ignored; a sequence
+    /// with no usable token pools to the zero vector (the router's prior, from the biases).
+    pub fn logits(&self, batch: &[Vec<u32>]) -> Vec<Vec<f32>> {
+        let mut x: Vec<f32> = vec![0.0; batch.len() * self.dim];
+        for (row, ids) in x.chunks_mut(self.dim).zip(batch) {
+            let mut n = 0usize;
+            for &id in ids {
+                let id = id as usize;
+                if id < self.vocab {
+                    let e = &self.embed[id * self.dim..(id + 1) * self.dim];
+                    row.iter_mut().zip(e).for_each(|(r, v)| *r += v);
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                let inv = 1.0 / n as f32;
+                row.iter_mut().for_each(|r| *r *= inv);
+            }
+        }
+        for (k, layer) in self.layers.iter().enumerate() {
+            let relu = k + 1 < self.layers.len();
+            let mut y = vec![0.0f32; batch.len() * layer.outputs];
+            // Output-major loop: each weight row is read once per batch, from cache after that.
+            for (o, w) in layer.weight.chunks_exact(layer.inputs).enumerate() {
+                for (b, xb) in x.chunks_exact(layer.inputs).enumerate() {
+                    let v = dot(w, xb) + layer.bias[o];
+                    y[b * layer.outputs + o] = if relu { v.max(0.0) } else { v };
+                }
+            }
+            x = y;
+        }
+        let n_out = self.layers.last().map_or(self.dim, |l| l.outputs);
+        x.chunks_exact(n_out).map(<[f32]>::to_vec).collect()
+    }
+
+    /// Writes the weights as safetensors (see [`WEIGHTS_FILE`] for the names and layouts).
+    pub fn save(&self, path: &Path) -> Result<(), RouterError> {
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![(
+            "embed.weight".into(),
+            vec![self.vocab, self.dim],
+            bytes(&self.embed),
+        )];
+        for (k, l) in self.layers.iter().enumerate() {
+            owned.push((
+                format!("layers.{k}.weight"),
+                vec![l.outputs, l.inputs],
+                bytes(&l.weight),
+            ));
+            owned.push((format!("layers.{k}.bias"), vec![l.outputs], bytes(&l.bias)));
+        }
+        let views = owned
+            .iter()
+            .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
+            .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+            .map_err(|e| RouterError::Weights(e.to_string()))?;
+        let meta = HashMap::from([("format".to_string(), crate::config::FORMAT.to_string())]);
+        safetensors::serialize_to_file(views, Some(meta), path)
+            .map_err(|e| RouterError::Weights(e.to_string()))
+    }
+
+    /// Reads weights written by [`RouterWeights::save`], checking every shape against `widths`
+    /// (`[embed_dim, hidden.., labels]`) and `vocab`.
+    pub fn load(path: &Path, vocab: usize, widths: &[usize]) -> Result<Self, RouterError> {
+        let data = std::fs::read(path).map_err(|e| RouterError::io(path, e))?;
+        let st = SafeTensors::deserialize(&data)
+            .map_err(|e| RouterError::Weights(format!("{}: {e}", path.display())))?;
+        let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, RouterError> {
+            let t = st.tensor(name).map_err(|_| {
+                RouterError::Weights(format!("{}: no tensor {name}", path.display()))
+            })?;
+            if t.dtype() != Dtype::F32 || t.shape() != shape {
+                return Err(RouterError::Weights(format!(
+                    "{}: {name} is {:?} {:?}, router.json implies F32 {shape:?}",
+                    path.display(),
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let dim = widths[0];
+        let embed = get("embed.weight", &[vocab, dim])?;
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(k, w)| {
+                Ok(Dense {
+                    inputs: w[0],
+                    outputs: w[1],
+                    weight: get(&format!("layers.{k}.weight"), &[w[1], w[0]])?,
+                    bias: get(&format!("layers.{k}.bias"), &[w[1]])?,
+                })
+            })
+            .collect::<Result<Vec<_>, RouterError>>()?;
+        Ok(RouterWeights {
+            vocab,
+            dim,
+            embed,
+            layers,
+        })
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent partial sums let the compiler vectorise without reassociation flags.
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Loads a tokenizer.json.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, RouterError> {
+    Tokenizer::from_file(path)
+        .map_err(|e| RouterError::Tokenizer(format!("{}: {e}", path.display())))
+}
+
+/// Token ids of each text as the router sees them: surrounding whitespace trimmed, no special
+/// tokens, at most `max_tokens`. Training and inference both go through this function.
+pub fn encode(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    max_tokens: usize,
+) -> Result<Vec<Vec<u32>>, RouterError> {
+    let trimmed: Vec<&str> = texts.iter().map(|t| t.trim()).collect();
+    let enc = tokenizer
+        .encode_batch(trimmed, false)
+        .map_err(|e| RouterError::Tokenizer(e.to_string()))?;
+    Ok(enc
+        .into_iter()
+        .map(|e| {
+            let ids = e.get_ids();
+            ids[..ids.len().min(max_tokens)].to_vec()
+        })
+        .collect())
+}
+
+/// A loaded router: configuration, tokenizer and weights.
+pub struct Router {
+    config: RouterConfig,
+    tokenizer: Tokenizer,
+    weights: RouterWeights,
+}
+
+impl Router {
+    /// Loads `DIR/router.json`, `DIR/router.safetensors` and the tokenizer that the config names.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self, RouterError> {
+        let dir = dir.as_ref();
+        let config = RouterConfig::load(dir)?;
+        let tokenizer = load_tokenizer(&config.tokenizer_path(dir))?;
+        let weights =
+            RouterWeights::load(&dir.join(WEIGHTS_FILE), config.vocab_size, &config.widths())?;
+        Ok(Router {
+            config,
+            tokenizer,
+            weights,
+        })
+    }
+
+    /// Assembles a router from parts (as training does before saving).
+    pub fn from_parts(config: RouterConfig, tokenizer: Tokenizer, weights: RouterWeights) -> Self {
+        Router {
+            config,
+            tokenizer,
+            weights,
+        }
+    }
+
+    /// Writes `router.json` and `router.safetensors` into `dir` (which must exist). The
+    /// tokenizer is not copied: `config.tokenizer` must already point at it.
+    pub fn save(&self, dir: &Path) -> Result<(), RouterError> {
+        self.weights.save(&dir.join(WEIGHTS_FILE))?;
+        self.config.save(dir)
+    }
+
+    /// Creates `dir`, copies the tokenizer file `tokenizer_src` into it as
+    /// [`TOKENIZER_FILE`](crate::config::TOKENIZER_FILE), points the config at that copy and
+    /// saves: the directory then loads anywhere on its own.
+    pub fn save_self_contained(
+        &mut self,
+        dir: &Path,
+        tokenizer_src: &Path,
+    ) -> Result<(), RouterError> {
+        std::fs::create_dir_all(dir).map_err(|e| RouterError::io(dir, e))?;
+        let dst = dir.join(crate::config::TOKENIZER_FILE);
+        // Copying a file onto itself would truncate it (re-saving into the same directory).
+        let same = dst
+            .canonicalize()
+            .ok()
+            .is_some_and(|d| tokenizer_src.canonicalize().ok() == Some(d));
+        if !same {
+            std::fs::copy(tokenizer_src, &dst).map_err(|e| RouterError::io(tokenizer_src, e))?;
+        }
+        self.config.tokenizer = crate::config::TOKENIZER_FILE.into();
+        self.save(dir)
+    }
+
+    /// The adapter names, in logit order.
+    pub fn labels(&self) -> &[String] {
+        &self.config.labels
+    }
+
+    /// The configuration read from `router.json`.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The learned parameters.
+    pub fn weights(&self) -> &RouterWeights {
+        &self.weights
+    }
+
+    /// The tokenizer the router reads with.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Number of learned parameters.
+    pub fn num_params(&self) -> usize {
+        self.weights.num_params()
+    }
+
+    /// Token ids of each sentence, as the router sees them (see [`encode`]).
+    pub fn encode(&self, sentences: &[&str]) -> Result<Vec<Vec<u32>>, RouterError> {
+        encode(&self.tokenizer, sentences, self.config.max_tokens)
+    }
+
+    /// Logits, one row per sentence and one column per label.
+    pub fn logits(&self, sentences: &[&str]) -> Result<Vec<Vec<f32>>, RouterError> {
+        Ok(self.weights.logits(&self.encode(sentences)?))
+    }
+
+    /// Label probabilities, one row per sentence. A text the tokenizer rejects (which valid
+    /// UTF-8 practically never is) is routed as an empty sentence: the router's prior.
+    pub fn probs(&self, sentences: &[&str]) -> Vec<Vec<f32>> {
+        let ids = self.encode(sentences).unwrap_or_else(|_| {
+            sentences
+                .iter()
+                .map(|s| {
+                    self.encode(&[s])
+                        .map(|mut v| v.remove(0))
+                        .unwrap_or_default()
+                })
+                .collect()
+        });
+        self.weights
+            .logits(&ids)
+            .iter()
+            .map(|l| softmax(l))
+            .collect()
+    }
+
+    /// The adapter mixture for each sentence: `(label index, weight)` pairs (see [`select`]).
+    pub fn route(&self, sentences: &[&str], cfg: &SelectConfig) -> Vec<Vec<(usize, f32)>> {
+        self.probs(sentences)
+            .iter()
+            .map(|p| select(p, cfg))
+            .collect()
+    }
+}

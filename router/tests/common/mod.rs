@@ -1,0 +1,56 @@
+//! Locating shared fixtures and data for router tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate has a parent")
+        .to_path_buf()
+}
+
+/// `$DLP_FIXTURES`, else `<workspace>/../shared/fixtures`.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("DLP_FIXTURES").map_or_else(
+        || workspace_root().join("../shared/fixtures"),
+        PathBuf::from,
+    )
+}
+
+/// `$DLP_DATA`, else `<workspace>/../shared/data`.
+pub fn data() -> PathBuf {
+    std::env::var_os("DLP_DATA")
+        .map_or_else(|| workspace_root().join("../shared/data"), PathBuf::from)
+}
+
+/// `path` if it exists; otherwise says why the test is skipped and returns None — or panics
+/// when `DLP_REQUIRE_FIXTURES=1` (CI with fixtures must not skip silently).
+pub fn require(path: PathBuf, test: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!(
+        "{test}: skipped, fixture {} not found (set DLP_FIXTURES / DLP_DATA)",
+        path.display()
+    );
+    if std::env::var("DLP_REQUIRE_FIXTURES").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("{msg}");
+    None
+}
+
+/// The SmolLM2 tokenizer.json of the fixtures, if present.
+pub fn smollm2_tokenizer(test: &str) -> Option<PathBuf> {
+    require(fixtures().join("smollm2/tokenizer/tokenizer.json"), test)
+}
+
+/// A fresh, empty scratch directory under the system temp dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dlp-router-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}

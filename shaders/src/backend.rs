@@ -1,0 +1,267 @@
+//! [`WgpuBackend`]: buffers, weights (split into row blocks past the binding limit), step
+//! tables and LoRA stacks on the device. The ops themselves are in `ops.rs`.
+
+use std::sync::Mutex;
+
+use dlp_engine::{Error, HostTensor, LoraStackHost, Result, StepPlan, NO_ADAPTER};
+
+use crate::device::{AdapterPolicy, Gpu};
+
+/// A device buffer of f32.
+pub struct WgpuBuf {
+    pub(crate) buf: wgpu::Buffer,
+    /// Number of f32 it holds.
+    pub len: usize,
+}
+
+/// One row block of a weight.
+pub(crate) struct Block {
+    pub start: usize,
+    pub rows: usize,
+    pub buf: wgpu::Buffer,
+}
+
+/// A 2-D weight `[rows, cols]`, as one or more row blocks each within the binding limit.
+pub struct WgpuWeight {
+    /// Rows (output features / vocabulary).
+    pub rows: usize,
+    /// Columns (input features).
+    pub cols: usize,
+    pub(crate) blocks: Vec<Block>,
+}
+
+/// Word offsets of the step's tables inside [`WgpuStep`]'s one buffer.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StepOffsets {
+    pub ids: u32,
+    pub pos: u32,
+    pub slots: u32,
+    pub seg: u32,
+    pub mix_slots: u32,
+    pub mix_weights: u32,
+    pub logit_rows: u32,
+}
+
+/// A [`StepPlan`] on the device (one buffer of u32 tables) plus its host copy for checks.
+pub struct WgpuStep {
+    pub(crate) plan: StepPlan,
+    pub(crate) buf: wgpu::Buffer,
+    pub(crate) words: usize,
+    pub(crate) off: StepOffsets,
+}
+
+/// A LoRA stack on the device: A, B^T and the per-slot table `[offset, rank, scale bits]`.
+pub struct WgpuLora {
+    pub(crate) host: LoraStackHost,
+    pub(crate) a: wgpu::Buffer,
+    pub(crate) bt: wgpu::Buffer,
+    pub(crate) slots: wgpu::Buffer,
+}
+
+/// The wgpu backend. See the crate docs.
+pub struct WgpuBackend {
+    pub(crate) gpu: Gpu,
+    /// Bound where a shader's optional input (bias) is absent.
+    pub(crate) dummy: wgpu::Buffer,
+    /// Normalised rows of `logits`, grown as needed.
+    pub(crate) scratch: Mutex<Option<WgpuBuf>>,
+    /// Largest row block of a weight, in bytes (the binding limit, or a smaller test cap).
+    pub(crate) block_bytes: u64,
+}
+
+pub(crate) fn err(msg: impl Into<String>) -> Error {
+    Error::Backend {
+        backend: "wgpu".into(),
+        msg: msg.into(),
+    }
+}
+
+impl WgpuBackend {
+    /// Opens the best adapter `policy` allows, or says why there is none.
+    pub fn new(policy: AdapterPolicy) -> Result<Self> {
+        Self::with_binding_cap(policy, None)
+    }
+
+    /// As [`WgpuBackend::new`], with weights split into row blocks of at most `cap` bytes
+    /// (tests use a small cap to exercise the splitting that big weights need).
+    pub fn with_binding_cap(policy: AdapterPolicy, cap: Option<u64>) -> Result<Self> {
+        let gpu = Gpu::new(policy)?;
+        let dummy = gpu.storage("dummy", 16, None)?;
+        let block_bytes = cap.map_or(gpu.max_binding, |c| c.min(gpu.max_binding));
+        Ok(WgpuBackend {
+            gpu,
+            dummy,
+            scratch: Mutex::new(None),
+            block_bytes,
+        })
+    }
+
+    /// The adapter in use.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.gpu.info
+    }
+
+    /// The adapter's `max_storage_buffer_binding_size` (capped by `max_buffer_size`).
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.gpu.max_binding
+    }
+
+    /// Whether the adapter is a software rasteriser (lavapipe, llvmpipe).
+    pub fn is_software(&self) -> bool {
+        crate::is_software(&self.gpu.info)
+    }
+
+    pub(crate) fn buffer(&self, what: &str, data: &[f32]) -> Result<WgpuBuf> {
+        Ok(WgpuBuf {
+            buf: self.gpu.storage(
+                what,
+                (data.len() * 4) as u64,
+                Some(bytemuck::cast_slice(data)),
+            )?,
+            len: data.len(),
+        })
+    }
+
+    pub(crate) fn upload_weight_impl(&self, w: &HostTensor) -> Result<WgpuWeight> {
+        let [rows, cols] = w.shape[..] else {
+            return Err(Error::invalid(format!(
+                "upload_weight: expected a 2-D tensor, got shape {:?}",
+                w.shape
+            )));
+        };
+        let row_bytes = (cols.max(1) * 4) as u64;
+        let per_block = (self.block_bytes / row_bytes) as usize;
+        if per_block == 0 {
+            return Err(err(format!(
+                "weight [{rows}, {cols}]: one row ({row_bytes} bytes) exceeds the adapter's max_storage_buffer_binding_size ({} bytes)",
+                self.gpu.max_binding
+            )));
+        }
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        while start < rows.max(1) {
+            let n = per_block.min(rows - start.min(rows));
+            let data = &w.data[start * cols..(start + n) * cols];
+            let what = format!("weight [{rows}, {cols}] rows {start}..{}", start + n);
+            blocks.push(Block {
+                start,
+                rows: n,
+                buf: self.buffer(&what, data)?.buf,
+            });
+            start += n.max(1);
+        }
+        Ok(WgpuWeight { rows, cols, blocks })
+    }
+
+    pub(crate) fn upload_lora_impl(&self, s: &LoraStackHost) -> Result<WgpuLora> {
+        let slots: Vec<u32> = (0..s.slot_rank.len())
+            .flat_map(|i| [s.slot_offset[i], s.slot_rank[i], s.slot_scale[i].to_bits()])
+            .collect();
+        let what = |m: &str| format!("LoRA stack [{} x {}] {m}", s.in_dim, s.out_dim);
+        Ok(WgpuLora {
+            a: self.buffer(&what("A"), &s.a)?.buf,
+            bt: self.buffer(&what("B^T"), &s.bt)?.buf,
+            slots: self.gpu.storage(
+                &what("slot table"),
+                (slots.len() * 4) as u64,
+                Some(bytemuck::cast_slice(&slots)),
+            )?,
+            host: LoraStackHost {
+                a: Vec::new(),
+                bt: Vec::new(),
+                ..s.clone()
+            },
+        })
+    }
+
+    pub(crate) fn upload_step_impl(
+        &self,
+        plan: &StepPlan,
+        reuse: Option<WgpuStep>,
+    ) -> Result<WgpuStep> {
+        let mut words: Vec<u32> = Vec::new();
+        let mut put = |v: &[u32]| {
+            let at = words.len() as u32;
+            words.extend_from_slice(v);
+            at
+        };
+        let weights: Vec<u32> = plan.mix_weights.iter().map(|w| w.to_bits()).collect();
+        let off = StepOffsets {
+            ids: put(&plan.token_ids),
+            pos: put(&plan.positions),
+            slots: put(&plan.kv_slots),
+            seg: put(&plan.segment_of_token),
+            mix_slots: put(&plan.mix_slots),
+            mix_weights: put(&weights),
+            logit_rows: put(&plan.logit_rows),
+        };
+        let step = match reuse {
+            Some(mut s) if s.words >= words.len() => {
+                self.gpu.write(&s.buf, bytemuck::cast_slice(&words));
+                s.plan.clone_from(plan);
+                s.off = off;
+                s
+            }
+            _ => WgpuStep {
+                plan: plan.clone(),
+                buf: self.gpu.storage(
+                    "step tables",
+                    (words.len() * 4) as u64,
+                    Some(bytemuck::cast_slice(&words)),
+                )?,
+                words: words.len().max(4),
+                off,
+            },
+        };
+        Ok(step)
+    }
+
+    /// The scratch buffer for `logits`, at least `len` f32.
+    pub(crate) fn scratch(&self, len: usize) -> Result<wgpu::Buffer> {
+        let mut s = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if s.as_ref().is_none_or(|b| b.len < len) {
+            *s = Some(WgpuBuf {
+                buf: self.gpu.storage("logits scratch", (len * 4) as u64, None)?,
+                len,
+            });
+        }
+        Ok(s.as_ref().map(|b| b.buf.clone()).expect("just set"))
+    }
+}
+
+/// Checks a buffer holds at least `need` values (the CPU backend's guard, same wording).
+pub(crate) fn check_len(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(err(format!(
+            "{op}: buffer `{what}` holds {have} values, needs {need}"
+        )));
+    }
+    Ok(())
+}
+
+/// The LoRA ops' host checks (same as the CPU reference's): segments and slots in range.
+pub(crate) fn check_lora(l: &LoraStackHost, plan: &StepPlan, n_tokens: usize) -> Result<()> {
+    if plan.segment_of_token.len() < n_tokens {
+        return Err(err(format!(
+            "lora: step has {} tokens, {n_tokens} asked",
+            plan.segment_of_token.len()
+        )));
+    }
+    for &s in &plan.segment_of_token[..n_tokens] {
+        if s as usize >= plan.n_segments() {
+            return Err(Error::invalid(format!(
+                "lora: token refers to segment {s}, the step has {}",
+                plan.n_segments()
+            )));
+        }
+    }
+    for &slot in &plan.mix_slots {
+        if slot != NO_ADAPTER && slot as usize >= l.slot_rank.len() {
+            return Err(Error::invalid(format!(
+                "lora: mixture names slot {slot}, {} adapters are loaded",
+                l.slot_rank.len()
+            )));
+        }
+    }
+    Ok(())
+}

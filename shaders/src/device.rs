@@ -1,0 +1,368 @@
+//! The wgpu device: adapter choice, the pipeline cache, recording dispatches into one pending
+//! command encoder (submitted lazily, so a forward pass does not wait on the GPU), and reading
+//! buffers back.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dlp_engine::{Error, Result};
+use wgpu::util::DeviceExt;
+
+/// Uniform slots (256 bytes each) recorded before the pending work is submitted.
+const ARENA_SLOTS: usize = 1024;
+/// Bytes per uniform slot: at least every adapter's `min_uniform_buffer_offset_alignment`.
+const SLOT: usize = 256;
+
+/// Which adapters [`crate::WgpuBackend::new`] may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterPolicy {
+    /// Only real GPUs (discrete, integrated, virtual); never a CPU rasteriser.
+    HardwareOnly,
+    /// A real GPU if there is one, else a software adapter (lavapipe, llvmpipe, SwiftShader).
+    AllowSoftware,
+}
+
+/// Whether an adapter is a software rasteriser rather than a GPU.
+pub fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    let n = info.name.to_lowercase();
+    info.device_type == wgpu::DeviceType::Cpu
+        || ["llvmpipe", "lavapipe", "swiftshader"]
+            .iter()
+            .any(|s| n.contains(s))
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter this machine offers (all backends compiled in).
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
+        .iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+/// Rank of an adapter for automatic choice (lower is better).
+fn rank(info: &wgpu::AdapterInfo) -> u32 {
+    match info.device_type {
+        _ if is_software(info) => 4,
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        _ => 3,
+    }
+}
+
+fn backend_err(msg: impl Into<String>) -> Error {
+    Error::Backend {
+        backend: "wgpu".into(),
+        msg: msg.into(),
+    }
+}
+
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    uniforms: Vec<u8>,
+}
+
+type PipeKey = (&'static str, &'static str, u32);
+
+/// A device and queue with the state needed to record and run the engine's shaders.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    /// The chosen adapter.
+    pub info: wgpu::AdapterInfo,
+    /// Largest buffer that may be bound as storage.
+    pub max_binding: u64,
+    arena: wgpu::Buffer,
+    pipelines: Mutex<HashMap<PipeKey, Arc<wgpu::ComputePipeline>>>,
+    pending: Mutex<Pending>,
+    /// First uncaptured device error, reported by the next op.
+    error: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Gpu {
+    /// Opens the best adapter allowed by `policy`.
+    pub fn new(policy: AdapterPolicy) -> Result<Gpu> {
+        let inst = instance();
+        let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        let seen: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let adapter = adapters
+            .into_iter()
+            .find(|a| policy == AdapterPolicy::AllowSoftware || !is_software(&a.get_info()))
+            .ok_or_else(|| {
+                backend_err(if seen.is_empty() {
+                    "no wgpu adapter found (no Vulkan/Metal/DX12 driver; on Linux install mesa-vulkan-drivers for lavapipe)".to_string()
+                } else {
+                    format!("no hardware wgpu adapter (only software: {}); ask for it with --backend wgpu", seen.join(", "))
+                })
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("dlp-wgpu"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| backend_err(format!("{}: requesting a device: {e}", info.name)))?;
+        let error = Arc::new(Mutex::new(None));
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).get_or_insert_with(|| e.to_string());
+        }));
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform arena"),
+            size: (ARENA_SLOTS * SLOT) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            max_binding,
+            arena,
+            pipelines: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending {
+                encoder: None,
+                uniforms: Vec::new(),
+            }),
+            error,
+        })
+    }
+
+    /// The first device error since the last check, as an engine error.
+    pub fn check(&self) -> Result<()> {
+        match lock(&self.error).take() {
+            Some(e) => Err(backend_err(format!("{}: {e}", self.info.name))),
+            None => Ok(()),
+        }
+    }
+
+    /// A storage buffer of `bytes` (at least 16), refusing sizes past the binding limit.
+    pub fn storage(&self, what: &str, bytes: u64, init: Option<&[u8]>) -> Result<wgpu::Buffer> {
+        if bytes > self.max_binding {
+            return Err(backend_err(format!(
+                "{what}: {bytes} bytes exceed this adapter's max_storage_buffer_binding_size ({} bytes, {})",
+                self.max_binding, self.info.name
+            )));
+        }
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let size = bytes.max(16).next_multiple_of(4);
+        Ok(match init {
+            Some(data) if data.len() as u64 == size => {
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(what),
+                        contents: data,
+                        usage,
+                    })
+            }
+            Some(data) => {
+                let mut padded = data.to_vec();
+                padded.resize(size as usize, 0);
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(what),
+                        contents: &padded,
+                        usage,
+                    })
+            }
+            None => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size,
+                usage,
+                mapped_at_creation: false,
+            }),
+        })
+    }
+
+    /// Overwrites the start of `buf`. Pending work is submitted first: a queue write lands
+    /// before the next submission, so recorded commands must not still wait to read old data.
+    pub fn write(&self, buf: &wgpu::Buffer, data: &[u8]) {
+        self.flush();
+        self.queue.write_buffer(buf, 0, data);
+    }
+
+    fn pipeline(
+        &self,
+        op: &'static str,
+        entry: &'static str,
+        tm: u32,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = (op, entry, tm);
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return Ok(p.clone());
+        }
+        let mut src = crate::source(op).to_string();
+        if tm != 0 {
+            // The tiled matmul's rows-per-thread variant.
+            src = src.replace("const TM: u32 = 4u;", &format!("const TM: u32 = {tm}u;"));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(op),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let pipe = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(backend_err(format!(
+                "shader {op}.wgsl entry `{entry}`: {e}"
+            )));
+        }
+        let pipe = Arc::new(pipe);
+        lock(&self.pipelines).insert(key, pipe.clone());
+        Ok(pipe)
+    }
+
+    /// Records one dispatch of `op.wgsl`'s `entry` with uniform `params` at binding 0 and
+    /// `bufs` at their binding numbers; `tm` selects a matmul variant (0: as written).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        op: &'static str,
+        entry: &'static str,
+        tm: u32,
+        params: &P,
+        bufs: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let pipe = self.pipeline(op, entry, tm)?;
+        let bytes = bytemuck::bytes_of(params);
+        debug_assert!(bytes.len() <= SLOT && bytes.len() % 16 == 0);
+        let mut pend = lock(&self.pending);
+        if pend.uniforms.len() >= ARENA_SLOTS * SLOT {
+            self.flush_locked(&mut pend);
+        }
+        let off = pend.uniforms.len();
+        pend.uniforms.extend_from_slice(bytes);
+        pend.uniforms.resize(off + SLOT, 0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: off as u64,
+                size: NonZeroU64::new(bytes.len() as u64),
+            }),
+        }];
+        entries.extend(bufs.iter().map(|(i, b)| wgpu::BindGroupEntry {
+            binding: *i,
+            resource: b.as_entire_binding(),
+        }));
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipe.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let enc = pend.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipe);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        drop(pend);
+        self.check()
+    }
+
+    fn flush_locked(&self, pend: &mut Pending) {
+        if let Some(enc) = pend.encoder.take() {
+            self.queue.write_buffer(&self.arena, 0, &pend.uniforms);
+            self.queue.submit([enc.finish()]);
+        }
+        pend.uniforms.clear();
+    }
+
+    /// Submits everything recorded so far.
+    pub fn flush(&self) {
+        self.flush_locked(&mut lock(&self.pending));
+    }
+
+    /// Reads the first `len` f32 of `buf` (waits for all recorded work).
+    pub fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        if bytes > buf.size() {
+            return Err(backend_err(format!(
+                "download: {len} values asked from a buffer of {} bytes",
+                buf.size()
+            )));
+        }
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.flush();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| backend_err(format!("waiting for the GPU: {e}")))?;
+        rx.recv()
+            .map_err(|_| backend_err("download: map callback dropped"))?
+            .map_err(|e| backend_err(format!("download: mapping failed: {e}")))?;
+        self.check()?;
+        let out = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| backend_err(format!("download: {e}")))?;
+            bytemuck::cast_slice(&view[..]).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// Workgroup counts for `n` invocations of `per` threads each, folded into 2-D so that no
+/// dimension passes the 65535 limit (shaders rebuild the index from `num_workgroups`).
+pub fn groups_1d(n: usize, per: usize) -> [u32; 3] {
+    let g = n.div_ceil(per);
+    let x = g.min(65535);
+    [x as u32, g.div_ceil(x.max(1)) as u32, 1]
+}

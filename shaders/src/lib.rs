@@ -1,0 +1,50 @@
+//! dlp-run's wgpu backend: every op of [`dlp_engine::Backend`] as a WGSL compute shader
+//! (`wgsl/<op>.wgsl`, named as the CPU reference's files), f32 throughout.
+//!
+//! Dispatches are recorded into one pending command encoder and submitted when something is
+//! read back (or a reused buffer is overwritten), so a forward pass never waits on the GPU.
+//! Weights larger than the adapter's storage binding limit are split into row blocks.
+
+#![warn(missing_docs)]
+
+mod backend;
+mod device;
+mod ops;
+mod params;
+
+pub use backend::{WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight};
+pub use device::{is_software, list_adapters, AdapterPolicy};
+
+/// The WGSL source of an op family.
+pub(crate) fn source(op: &str) -> &'static str {
+    match op {
+        "embedding" => include_str!("../wgsl/embedding.wgsl"),
+        "rms_norm" => include_str!("../wgsl/rms_norm.wgsl"),
+        "matmul" => include_str!("../wgsl/matmul.wgsl"),
+        "rope" => include_str!("../wgsl/rope.wgsl"),
+        "attention" => include_str!("../wgsl/attention.wgsl"),
+        "silu_mul" => include_str!("../wgsl/silu_mul.wgsl"),
+        "add" => include_str!("../wgsl/add.wgsl"),
+        "lora" => include_str!("../wgsl/lora.wgsl"),
+        "logits" => include_str!("../wgsl/logits.wgsl"),
+        _ => unreachable!("no shader named {op}"),
+    }
+}
+
+/// One line per wgpu adapter on this machine, for `dlp-run inspect --backends`.
+pub fn describe_adapters() -> Vec<String> {
+    list_adapters()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} ({:?}, {:?}{}, driver {} {})",
+                i.name,
+                i.backend,
+                i.device_type,
+                if is_software(i) { ", software" } else { "" },
+                i.driver,
+                i.driver_info
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,419 @@
+//! `impl Backend for WgpuBackend`: host-side checks (the CPU reference's, so both backends
+//! refuse the same inputs) and one or two dispatches per op.
+
+use dlp_engine::{AttnShape, Backend, Error, HostTensor, LoraStackHost, Result, StepPlan};
+
+use crate::backend::{
+    check_len, check_lora, err, WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight,
+};
+use crate::device::groups_1d;
+use crate::params::*;
+
+/// Largest head_dim of the attention shader (its per-thread accumulators cover 4 x 64).
+const MAX_HEAD_DIM: usize = 256;
+
+impl WgpuBackend {
+    /// `out[:, n_off..] = x @ W_block^T (+ bias)` for every row block of `w`: the gemv kernel
+    /// for up to 4 rows (decode), else the tiled one (16 or 64 rows per workgroup).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_raw(
+        &self,
+        x: &wgpu::Buffer,
+        w: &WgpuWeight,
+        bias: Option<&wgpu::Buffer>,
+        rows: usize,
+        k: usize,
+        n: usize,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        for b in &w.blocks {
+            let p = MatmulP {
+                rows: rows as u32,
+                k: k as u32,
+                n: n as u32,
+                n_off: b.start as u32,
+                n_blk: b.rows as u32,
+                has_bias: bias.is_some() as u32,
+                _p: [0; 2],
+            };
+            let bufs = [
+                (1, x),
+                (2, &b.buf),
+                (3, bias.unwrap_or(&self.dummy)),
+                (4, out),
+            ];
+            if rows <= 4 {
+                self.gpu
+                    .dispatch("matmul", "gemv", 0, &p, &bufs, groups_1d(b.rows, 8))?;
+            } else {
+                let tm = if rows <= 16 { 1 } else { 4 };
+                let g = [b.rows.div_ceil(64) as u32, rows.div_ceil(16 * tm) as u32, 1];
+                self.gpu
+                    .dispatch("matmul", "tiled", tm as u32, &p, &bufs, g)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn too_many(op: &str, what: &str, n: usize) -> Result<()> {
+    if n > 65535 {
+        return Err(Error::unsupported(format!(
+            "wgpu {op}: {n} {what} in one call (at most 65535 per dispatch dimension)"
+        )));
+    }
+    Ok(())
+}
+
+impl Backend for WgpuBackend {
+    type Buf = WgpuBuf;
+    type Weight = WgpuWeight;
+    type Step = WgpuStep;
+    type Lora = WgpuLora;
+
+    fn name(&self) -> String {
+        format!("wgpu:{}", self.gpu.info.name)
+    }
+
+    fn alloc(&self, len: usize) -> Result<WgpuBuf> {
+        let what = format!("buffer of {len} f32");
+        Ok(WgpuBuf {
+            buf: self.gpu.storage(&what, (len * 4) as u64, None)?,
+            len,
+        })
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<WgpuBuf> {
+        self.buffer(&format!("buffer of {} f32", data.len()), data)
+    }
+
+    fn download(&self, buf: &WgpuBuf, len: usize) -> Result<Vec<f32>> {
+        check_len("download", "buf", buf.len, len)?;
+        self.gpu.read(&buf.buf, len)
+    }
+
+    fn upload_weight(&self, w: &HostTensor) -> Result<WgpuWeight> {
+        self.upload_weight_impl(w)
+    }
+
+    fn upload_lora(&self, s: &LoraStackHost) -> Result<WgpuLora> {
+        self.upload_lora_impl(s)
+    }
+
+    fn upload_step(&self, plan: &StepPlan, reuse: Option<WgpuStep>) -> Result<WgpuStep> {
+        self.upload_step_impl(plan, reuse)
+    }
+
+    fn embedding(
+        &self,
+        table: &WgpuWeight,
+        step: &WgpuStep,
+        n_tokens: usize,
+        dim: usize,
+        out: &mut WgpuBuf,
+    ) -> Result<()> {
+        check_len("embedding", "out", out.len, n_tokens * dim)?;
+        if table.cols != dim {
+            return Err(Error::invalid(format!(
+                "embedding: table has {} columns, expected {dim}",
+                table.cols
+            )));
+        }
+        for &id in &step.plan.token_ids[..n_tokens] {
+            if id as usize >= table.rows {
+                return Err(Error::invalid(format!(
+                    "token id {id} is outside the vocabulary (size {})",
+                    table.rows
+                )));
+            }
+        }
+        for b in &table.blocks {
+            let p = EmbeddingP {
+                n_tokens: n_tokens as u32,
+                dim: dim as u32,
+                row_start: b.start as u32,
+                block_rows: b.rows as u32,
+                ids_off: step.off.ids,
+                _p: [0; 3],
+            };
+            let bufs = [(1, &b.buf), (2, &step.buf), (3, &out.buf)];
+            let g = groups_1d(n_tokens * dim, 256);
+            self.gpu.dispatch("embedding", "main", 0, &p, &bufs, g)?;
+        }
+        Ok(())
+    }
+
+    fn rms_norm(
+        &self,
+        x: &WgpuBuf,
+        w: &WgpuBuf,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut WgpuBuf,
+    ) -> Result<()> {
+        check_len("rms_norm", "x", x.len, rows * dim)?;
+        check_len("rms_norm", "out", out.len, rows * dim)?;
+        check_len("rms_norm", "w", w.len, dim)?;
+        let p = RmsNormP {
+            rows: rows as u32,
+            dim: dim as u32,
+            eps,
+            _p: 0,
+        };
+        let bufs = [(1, &x.buf), (2, &w.buf), (3, &out.buf)];
+        self.gpu
+            .dispatch("rms_norm", "main", 0, &p, &bufs, groups_1d(rows, 1))
+    }
+
+    fn matmul(
+        &self,
+        x: &WgpuBuf,
+        w: &WgpuWeight,
+        bias: Option<&WgpuBuf>,
+        rows: usize,
+        k: usize,
+        n: usize,
+        out: &mut WgpuBuf,
+    ) -> Result<()> {
+        if w.cols != k || w.rows != n {
+            return Err(err(format!(
+                "matmul: weight is [{}, {}], call expects [{n}, {k}]",
+                w.rows, w.cols
+            )));
+        }
+        check_len("matmul", "x", x.len, rows * k)?;
+        check_len("matmul", "out", out.len, rows * n)?;
+        if let Some(b) = bias {
+            check_len("matmul", "bias", b.len, n)?;
+        }
+        too_many("matmul", "rows / 16", rows.div_ceil(16))?;
+        self.matmul_raw(&x.buf, w, bias.map(|b| &b.buf), rows, k, n, &out.buf)
+    }
+
+    fn rope(
+        &self,
+        x: &mut WgpuBuf,
+        cos_sin: &WgpuBuf,
+        step: &WgpuStep,
+        n_tokens: usize,
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<()> {
+        check_len("rope", "x", x.len, n_tokens * n_heads * head_dim)?;
+        let max_pos = step.plan.positions[..n_tokens]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0) as usize;
+        check_len("rope", "cos_sin", cos_sin.len, (max_pos + 1) * head_dim)?;
+        let p = RopeP {
+            n_tokens: n_tokens as u32,
+            n_heads: n_heads as u32,
+            head_dim: head_dim as u32,
+            pos_off: step.off.pos,
+        };
+        let bufs = [(1, &x.buf), (2, &cos_sin.buf), (3, &step.buf)];
+        let g = groups_1d(n_tokens * n_heads * (head_dim / 2), 256);
+        self.gpu.dispatch("rope", "main", 0, &p, &bufs, g)
+    }
+
+    fn attention(
+        &self,
+        q: &WgpuBuf,
+        k: &WgpuBuf,
+        v: &WgpuBuf,
+        k_cache: &mut WgpuBuf,
+        v_cache: &mut WgpuBuf,
+        step: &WgpuStep,
+        s: AttnShape,
+        out: &mut WgpuBuf,
+    ) -> Result<()> {
+        let (t_n, hd) = (s.n_tokens, s.head_dim);
+        let kv_dim = s.n_kv_heads * hd;
+        let q_dim = s.n_heads * hd;
+        check_len("attention", "q", q.len, t_n * q_dim)?;
+        check_len("attention", "k", k.len, t_n * kv_dim)?;
+        check_len("attention", "v", v.len, t_n * kv_dim)?;
+        check_len("attention", "out", out.len, t_n * q_dim)?;
+        if hd > MAX_HEAD_DIM || s.n_kv_heads == 0 || s.n_heads % s.n_kv_heads != 0 {
+            return Err(Error::unsupported(format!(
+                "wgpu attention: head_dim {hd} (at most {MAX_HEAD_DIM}), {} heads over {} kv heads",
+                s.n_heads, s.n_kv_heads
+            )));
+        }
+        too_many("attention", "tokens", t_n)?;
+        let slots = k_cache.len.min(v_cache.len) / (s.capacity * kv_dim).max(1);
+        for t in 0..t_n {
+            let (slot, pos) = (
+                step.plan.kv_slots[t] as usize,
+                step.plan.positions[t] as usize,
+            );
+            if slot >= slots || pos >= s.capacity {
+                return Err(Error::invalid(format!(
+                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
+                    s.capacity
+                )));
+            }
+        }
+        let p = AttentionP {
+            n_tokens: t_n as u32,
+            n_heads: s.n_heads as u32,
+            n_kv_heads: s.n_kv_heads as u32,
+            head_dim: hd as u32,
+            capacity: s.capacity as u32,
+            pos_off: step.off.pos,
+            slot_off: step.off.slots,
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
+        let (kc, vc, sb) = (&k_cache.buf, &v_cache.buf, &step.buf);
+        let store = [(2, &k.buf), (3, &v.buf), (4, kc), (5, vc), (6, sb)];
+        let g = groups_1d(t_n * kv_dim, 256);
+        self.gpu
+            .dispatch("attention", "store_kv", 0, &p, &store, g)?;
+        let attend = [(1, &q.buf), (4, kc), (5, vc), (6, sb), (7, &out.buf)];
+        let g = [s.n_heads as u32, t_n as u32, 1];
+        self.gpu.dispatch("attention", "attend", 0, &p, &attend, g)
+    }
+
+    fn silu_mul(&self, gate: &WgpuBuf, up: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
+        check_len("silu_mul", "gate", gate.len, n)?;
+        check_len("silu_mul", "up", up.len, n)?;
+        check_len("silu_mul", "out", out.len, n)?;
+        let p = CountP {
+            n: n as u32,
+            _p: [0; 3],
+        };
+        let bufs = [(1, &gate.buf), (2, &up.buf), (3, &out.buf)];
+        self.gpu
+            .dispatch("silu_mul", "main", 0, &p, &bufs, groups_1d(n, 256))
+    }
+
+    fn add(&self, dst: &mut WgpuBuf, src: &WgpuBuf, n: usize) -> Result<()> {
+        check_len("add", "dst", dst.len, n)?;
+        check_len("add", "src", src.len, n)?;
+        let p = CountP {
+            n: n as u32,
+            _p: [0; 3],
+        };
+        let bufs = [(1, &dst.buf), (2, &src.buf)];
+        self.gpu
+            .dispatch("add", "main", 0, &p, &bufs, groups_1d(n, 256))
+    }
+
+    fn lora_shrink(
+        &self,
+        x: &WgpuBuf,
+        lora: &WgpuLora,
+        step: &WgpuStep,
+        n_tokens: usize,
+        u: &mut WgpuBuf,
+    ) -> Result<()> {
+        let (l, plan) = (&lora.host, &step.plan);
+        check_lora(l, plan, n_tokens)?;
+        check_len("lora_shrink", "x", x.len, n_tokens * l.in_dim)?;
+        check_len(
+            "lora_shrink",
+            "u",
+            u.len,
+            n_tokens * plan.mix_k * l.max_rank,
+        )?;
+        too_many("lora_shrink", "tokens", n_tokens)?;
+        let p = lora_params(l, step, n_tokens);
+        let bufs = [
+            (1, &x.buf),
+            (2, &lora.a),
+            (4, &lora.slots),
+            (5, &step.buf),
+            (6, &u.buf),
+        ];
+        let g = [plan.mix_k as u32, n_tokens as u32, 1];
+        self.gpu.dispatch("lora", "shrink", 0, &p, &bufs, g)
+    }
+
+    fn lora_expand(
+        &self,
+        u: &WgpuBuf,
+        lora: &WgpuLora,
+        step: &WgpuStep,
+        n_tokens: usize,
+        y: &mut WgpuBuf,
+    ) -> Result<()> {
+        let (l, plan) = (&lora.host, &step.plan);
+        check_lora(l, plan, n_tokens)?;
+        check_len(
+            "lora_expand",
+            "u",
+            u.len,
+            n_tokens * plan.mix_k * l.max_rank,
+        )?;
+        check_len("lora_expand", "y", y.len, n_tokens * l.out_dim)?;
+        too_many("lora_expand", "tokens", n_tokens)?;
+        let p = lora_params(l, step, n_tokens);
+        let bufs = [
+            (3, &lora.bt),
+            (4, &lora.slots),
+            (5, &step.buf),
+            (7, &u.buf),
+            (8, &y.buf),
+        ];
+        let g = [l.out_dim.div_ceil(64) as u32, n_tokens as u32, 1];
+        self.gpu.dispatch("lora", "expand", 0, &p, &bufs, g)
+    }
+
+    fn logits(
+        &self,
+        x: &WgpuBuf,
+        norm: &WgpuBuf,
+        eps: f32,
+        lm_head: &WgpuWeight,
+        step: &WgpuStep,
+        hidden: usize,
+        vocab: usize,
+        out: &mut WgpuBuf,
+    ) -> Result<()> {
+        let rows = &step.plan.logit_rows;
+        let n = rows.len();
+        check_len("logits", "out", out.len, n * vocab)?;
+        if lm_head.rows != vocab || lm_head.cols != hidden {
+            return Err(err(format!(
+                "logits: lm_head is [{}, {}], call expects [{vocab}, {hidden}]",
+                lm_head.rows, lm_head.cols
+            )));
+        }
+        check_len("logits", "norm", norm.len, hidden)?;
+        for &r in rows {
+            check_len("logits", "x", x.len, (r as usize + 1) * hidden)?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let scratch = self.scratch(n * hidden)?;
+        let p = LogitsP {
+            n_rows: n as u32,
+            hidden: hidden as u32,
+            eps,
+            rows_off: step.off.logit_rows,
+        };
+        let bufs = [(1, &x.buf), (2, &norm.buf), (3, &step.buf), (4, &scratch)];
+        self.gpu
+            .dispatch("logits", "gather_norm", 0, &p, &bufs, groups_1d(n, 1))?;
+        self.matmul_raw(&scratch, lm_head, None, n, hidden, vocab, &out.buf)
+    }
+}
+
+fn lora_params(l: &LoraStackHost, step: &WgpuStep, n_tokens: usize) -> LoraP {
+    LoraP {
+        n_tokens: n_tokens as u32,
+        mix_k: step.plan.mix_k as u32,
+        max_rank: l.max_rank as u32,
+        in_dim: l.in_dim as u32,
+        out_dim: l.out_dim as u32,
+        n_slots: l.slot_rank.len() as u32,
+        n_segments: step.plan.n_segments() as u32,
+        seg_off: step.off.seg,
+        mslot_off: step.off.mix_slots,
+        mw_off: step.off.mix_weights,
+        _p: [0; 2],
+    }
+}

@@ -1,0 +1,98 @@
+//! The uniform block of each shader, defined once here; each `.wgsl` file declares the same
+//! fields in the same order as its `struct P` (all 4-byte scalars, padded to 16 bytes).
+
+use bytemuck::{Pod, Zeroable};
+
+/// `embedding.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct EmbeddingP {
+    pub n_tokens: u32,
+    pub dim: u32,
+    pub row_start: u32,
+    pub block_rows: u32,
+    pub ids_off: u32,
+    pub _p: [u32; 3],
+}
+
+/// `rms_norm.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct RmsNormP {
+    pub rows: u32,
+    pub dim: u32,
+    pub eps: f32,
+    pub _p: u32,
+}
+
+/// `logits.wgsl` (`gather_norm`).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct LogitsP {
+    pub n_rows: u32,
+    pub hidden: u32,
+    pub eps: f32,
+    pub rows_off: u32,
+}
+
+/// `matmul.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct MatmulP {
+    pub rows: u32,
+    pub k: u32,
+    pub n: u32,
+    pub n_off: u32,
+    pub n_blk: u32,
+    pub has_bias: u32,
+    pub _p: [u32; 2],
+}
+
+/// `rope.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct RopeP {
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub pos_off: u32,
+}
+
+/// `attention.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct AttentionP {
+    pub n_tokens: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub capacity: u32,
+    pub pos_off: u32,
+    pub slot_off: u32,
+    pub scale: f32,
+}
+
+/// `silu_mul.wgsl` and `add.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct CountP {
+    pub n: u32,
+    pub _p: [u32; 3],
+}
+
+/// `lora.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct LoraP {
+    pub n_tokens: u32,
+    pub mix_k: u32,
+    pub max_rank: u32,
+    pub in_dim: u32,
+    pub out_dim: u32,
+    pub n_slots: u32,
+    pub n_segments: u32,
+    pub seg_off: u32,
+    pub mslot_off: u32,
+    pub mw_off: u32,
+    pub _p: [u32; 2],
+}

@@ -1,0 +1,34 @@
+// embedding: out[t, :] = table[token_ids[t], :] for one row block of the table.
+// The table may be split into row blocks (binding-size limits): one dispatch per block, each
+// writing only the tokens whose id falls in its block.
+
+struct P {
+    n_tokens: u32,
+    dim: u32,
+    row_start: u32,
+    block_rows: u32,
+    ids_off: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<storage, read> plan: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n_tokens * p.dim {
+        return;
+    }
+    let t = i / p.dim;
+    let c = i % p.dim;
+    let id = plan[p.ids_off + t];
+    if id < p.row_start || id >= p.row_start + p.block_rows {
+        return;
+    }
+    dst[i] = table[(id - p.row_start) * p.dim + c];
+}

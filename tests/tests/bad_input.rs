@@ -1,0 +1,345 @@
+//! Bad input: every case gets an error that names the file / field / tensor and says what was
+//! expected, never a panic and never a silently wrong answer.
+
+use std::path::{Path, PathBuf};
+
+use dlp_engine::config::ModelConfig;
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::generate::{generate, GenRequest};
+use dlp_engine::loader::peft::PeftAdapter;
+use dlp_engine::loader::safetensors_dir::for_each_tensor;
+use dlp_engine::loader::ModelFiles;
+use dlp_engine::lora::resolve_mixture;
+use dlp_engine::model::Model;
+use dlp_router::SamplingParams;
+use dlp_tests::fixtures;
+use safetensors::tensor::TensorView;
+
+/// Copies a fixture folder (files only, one level plus `adapters/*`) into a temp dir.
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+fn tmp_copy(fixture: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    let src = fixtures(fixture)?;
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join(fixture);
+    copy_dir(&src, &d);
+    Some((t, d))
+}
+
+fn err_of<T>(r: dlp_engine::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn must_contain(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(msg.contains(p), "message {msg:?} lacks {p:?}");
+    }
+}
+
+/// Rewrites a safetensors file through `f(name, shape, data)`; returning None drops the tensor.
+fn rewrite(
+    path: &Path,
+    mut f: impl FnMut(&str, Vec<usize>, Vec<f32>) -> Option<(Vec<usize>, Vec<f32>)>,
+) {
+    let mut kept: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for_each_tensor(path, |n, t| {
+        if let Some((s, d)) = f(&n, t.shape, t.data) {
+            kept.push((n, s, d));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let views: Vec<(String, TensorView)> = kept
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn truncated_and_corrupt_model_files() {
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    let shard = d.join("model-00003-of-00014.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &["model-00003-of-00014.safetensors", "truncated or corrupt"],
+    );
+    std::fs::write(&shard, b"garbage").unwrap();
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &["model-00003-of-00014.safetensors"],
+    );
+    std::fs::write(
+        d.join("model.safetensors.index.json"),
+        b"{\"weight_map\": {\"a\": ",
+    )
+    .unwrap();
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &["model.safetensors.index.json", "not valid JSON"],
+    );
+    std::fs::write(
+        d.join("model.safetensors.index.json"),
+        b"{\"weight_map\": {\"a\": \"missing.safetensors\"}}",
+    )
+    .unwrap();
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &[
+            "model.safetensors.index.json",
+            "missing.safetensors",
+            "does not exist",
+        ],
+    );
+}
+
+#[test]
+fn missing_tensor_and_nan_weights_are_named() {
+    let Some((_t, d)) = tmp_copy("tiny-qwen2") else {
+        return;
+    };
+    let f = d.join("model.safetensors");
+    rewrite(&f, |n, s, v| {
+        (n != "model.layers.1.mlp.up_proj.weight").then_some((s, v))
+    });
+    let files = ModelFiles::load(&d).unwrap();
+    let e = err_of(Model::new(
+        CpuBackend::new(),
+        files.config,
+        files.weights,
+        64,
+    ));
+    must_contain(
+        &e,
+        &[
+            "missing tensor",
+            "model.layers.1.mlp.up_proj.weight",
+            "[160, 64]",
+        ],
+    );
+
+    let Some((_t2, d2)) = tmp_copy("tiny-qwen2") else {
+        return;
+    };
+    rewrite(&d2.join("model.safetensors"), |n, s, mut v| {
+        if n == "model.layers.0.self_attn.k_proj.weight" {
+            v[17] = f32::NAN;
+        }
+        Some((s, v))
+    });
+    must_contain(
+        &err_of(ModelFiles::load(&d2)),
+        &[
+            "model.layers.0.self_attn.k_proj.weight",
+            "non-finite",
+            "NaN",
+        ],
+    );
+
+    let Some((_t3, d3)) = tmp_copy("tiny-qwen2") else {
+        return;
+    };
+    rewrite(&d3.join("model.safetensors"), |n, s, v| {
+        if n == "model.norm.weight" {
+            return Some((vec![32], v[..32].to_vec()));
+        }
+        Some((s, v))
+    });
+    let files = ModelFiles::load(&d3).unwrap();
+    must_contain(
+        &err_of(Model::new(
+            CpuBackend::new(),
+            files.config,
+            files.weights,
+            64,
+        )),
+        &["model.norm.weight", "[32]", "expected [64]"],
+    );
+}
+
+#[test]
+fn unknown_architecture() {
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    edit_json(&d.join("config.json"), |v| {
+        v["model_type"] = "gpt_neox".into()
+    });
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &["config.json", "unknown architecture", "gpt_neox"],
+    );
+}
+
+fn cfg(fixture: &str) -> Option<(PathBuf, ModelConfig)> {
+    let d = fixtures(fixture)?;
+    let c = ModelConfig::from_hf_dir(&d).unwrap();
+    Some((d, c))
+}
+
+#[test]
+fn adapter_for_another_model() {
+    let Some((_, tiny)) = cfg("tiny-llama") else {
+        return;
+    };
+    let Some(smol) = fixtures("smollm2") else {
+        return;
+    };
+    let e = err_of(PeftAdapter::load("x", &smol.join("adapters/qv_r8"), &tiny));
+    must_contain(
+        &e,
+        &["adapter_model.safetensors", "layer", "a different model"],
+    );
+    // Same layer count, other widths: the shape message names the tensor.
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    let ad = d.join("adapters/qv_r8");
+    rewrite(&ad.join("adapter_model.safetensors"), |n, s, v| {
+        if n.contains("layers.1.self_attn.v_proj.lora_B") {
+            return Some((vec![s[0] / 2, s[1]], v[..v.len() / 2].to_vec()));
+        }
+        Some((s, v))
+    });
+    let e = err_of(PeftAdapter::load("x", &ad, &tiny));
+    must_contain(
+        &e,
+        &[
+            "base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight",
+            "shape",
+            "[16, 8]",
+        ],
+    );
+}
+
+#[test]
+fn unsupported_adapter_configs() {
+    let Some((_, c)) = cfg("tiny-llama") else {
+        return;
+    };
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("use_dora", true.into(), "use_dora"),
+        (
+            "modules_to_save",
+            serde_json::json!(["lm_head"]),
+            "modules_to_save",
+        ),
+        ("bias", "lora_only".into(), "bias"),
+        ("lora_bias", true.into(), "lora_bias"),
+        ("peft_type", "IA3".into(), "IA3"),
+        ("r", (-1).into(), "`r`"),
+    ];
+    for (field, value, needle) in cases {
+        let Some((_t, d)) = tmp_copy("tiny-llama") else {
+            return;
+        };
+        let ad = d.join("adapters/qv_r8");
+        edit_json(&ad.join("adapter_config.json"), |v| {
+            v[field] = value.clone()
+        });
+        let e = err_of(PeftAdapter::load("x", &ad, &c));
+        must_contain(&e, &["adapter_config.json", needle]);
+    }
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    let ad = d.join("adapters/qv_r8");
+    std::fs::rename(
+        ad.join("adapter_model.safetensors"),
+        ad.join("adapter_model.bin"),
+    )
+    .unwrap();
+    must_contain(
+        &err_of(PeftAdapter::load("x", &ad, &c)),
+        &["adapter_model.bin", "convert", "safetensors"],
+    );
+}
+
+#[test]
+fn bad_mixtures_and_prompts() {
+    let names = vec!["a".to_string(), "b".to_string()];
+    must_contain(
+        &resolve_mixture(&names, &[("c".into(), 1.0)])
+            .unwrap_err()
+            .to_string(),
+        &["`c`", "not loaded", "a, b"],
+    );
+    must_contain(
+        &resolve_mixture(&names, &[("a".into(), -0.5)])
+            .unwrap_err()
+            .to_string(),
+        &["`a`", "-0.5", ">= 0"],
+    );
+    must_contain(
+        &resolve_mixture(&names, &[("a".into(), f32::NAN)])
+            .unwrap_err()
+            .to_string(),
+        &["NaN", "finite"],
+    );
+    must_contain(
+        &resolve_mixture(&names, &[("a".into(), f32::INFINITY)])
+            .unwrap_err()
+            .to_string(),
+        &["inf"],
+    );
+
+    let Some(d) = fixtures("tiny-llama") else {
+        return;
+    };
+    let files = ModelFiles::load(&d).unwrap();
+    let model = Model::new(CpuBackend::new(), files.config, files.weights, 16).unwrap();
+    let req = |prompt: Vec<u32>| GenRequest {
+        prompt,
+        segments: vec![],
+        params: SamplingParams {
+            max_tokens: 4,
+            ..Default::default()
+        },
+    };
+    let e = generate(&model, &[req(vec![])], &[2], 64, |_, _| {
+        Ok(dlp_engine::generate::Control::Continue)
+    })
+    .unwrap_err();
+    must_contain(&e.to_string(), &["prompt is empty"]);
+    let e = generate(&model, &[req(vec![5; 40])], &[2], 64, |_, _| {
+        Ok(dlp_engine::generate::Control::Continue)
+    })
+    .unwrap_err();
+    must_contain(&e.to_string(), &["40 tokens", "context holds 16"]);
+    let e = generate(&model, &[req(vec![300])], &[2], 64, |_, _| {
+        Ok(dlp_engine::generate::Control::Continue)
+    })
+    .unwrap_err();
+    must_contain(&e.to_string(), &["token id 300", "vocabulary"]);
+}
