@@ -3,6 +3,7 @@
 mod common;
 mod generate;
 mod inspect;
+mod router_cmd;
 mod score;
 mod tokenize;
 
@@ -42,6 +43,10 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Show what a model directory, GGUF file, adapter or safetensors file holds.
     Inspect(inspect::InspectArgs),
+    /// Train the DLP router (the mini-MLP that picks adapters per sentence) on labelled text.
+    TrainRouter(router_cmd::TrainRouterArgs),
+    /// Evaluate a trained router: per-task and family accuracy, top-p containment, confusion.
+    EvalRouter(router_cmd::EvalRouterArgs),
 }
 
 fn main() {
@@ -68,6 +73,8 @@ fn main() {
             .and_then(|_| common::with_backend(a.model.backend, a)),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::TrainRouter(a) => router_cmd::train_router(a),
+        Command::EvalRouter(a) => router_cmd::eval_router(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -21,7 +21,7 @@ const DEFAULT_TOKENIZER: &str = "../shared/fixtures/smollm2/tokenizer/tokenizer.
 pub enum RouterDevice {
     /// burn-ndarray on the CPU (a few minutes for 14 tasks on 2 cores).
     Ndarray,
-    /// burn-wgpu on the default GPU (a build with the dlp-router `wgpu` feature).
+    /// burn-wgpu on the default GPU (needs dlp-run built with `--features router-wgpu`).
     Wgpu,
 }
 
@@ -169,16 +169,26 @@ pub enum Granularity {
 
 fn resolve_tokenizer(arg: Option<&Path>) -> Result<PathBuf> {
     let p = arg.map_or_else(|| PathBuf::from(DEFAULT_TOKENIZER), Path::to_path_buf);
-    let p = if p.is_dir() { p.join("tokenizer.json") } else { p };
+    let p = if p.is_dir() {
+        p.join("tokenizer.json")
+    } else {
+        p
+    };
     if !p.is_file() {
-        bail!("tokenizer {} not found: pass --tokenizer PATH/tokenizer.json (the base model's)", p.display());
+        bail!(
+            "tokenizer {} not found: pass --tokenizer PATH/tokenizer.json (the base model's)",
+            p.display()
+        );
     }
     Ok(p)
 }
 
 /// Runs `train-router`.
 pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
-    let fields = Fields { text: args.text_field.clone(), label: args.label_field.clone() };
+    let fields = Fields {
+        text: args.text_field.clone(),
+        label: args.label_field.clone(),
+    };
     let train_files = find_split_files(&args.data, "train")?;
     if train_files.is_empty() {
         bail!("no training data: --data names no jsonl file and no directory with train.jsonl");
@@ -193,7 +203,10 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     let mut dev_set: Vec<Example> = read_all(&dev_files, &fields)?;
     if dev_set.is_empty() {
         (train_set, dev_set) = hold_out(train_set, args.dev_fraction, args.seed);
-        eprintln!("no dev files: holding out {} of the training examples as dev", dev_set.len());
+        eprintln!(
+            "no dev files: holding out {} of the training examples as dev",
+            dev_set.len()
+        );
     }
     let tokenizer_path = resolve_tokenizer(args.tokenizer.as_deref())?;
     let tokenizer = dlp_router::model::load_tokenizer(&tokenizer_path)?;
@@ -226,7 +239,9 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         progress: !args.quiet,
     };
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
-    outcome.router.save_self_contained(&args.out, &tokenizer_path)?;
+    outcome
+        .router
+        .save_self_contained(&args.out, &tokenizer_path)?;
     let c = outcome.router.config();
     println!("labels ({}): {}", c.labels.len(), c.labels.join(", "));
     println!(
@@ -265,8 +280,13 @@ fn parse_families(specs: &[String]) -> Result<Vec<Family>> {
     specs
         .iter()
         .map(|s| {
-            let (name, members) = s.split_once('=').with_context(|| format!("--family {s:?}: expected NAME=a,b,c"))?;
-            Ok((name.to_string(), members.split(',').map(|m| m.trim().to_string()).collect()))
+            let (name, members) = s
+                .split_once('=')
+                .with_context(|| format!("--family {s:?}: expected NAME=a,b,c"))?;
+            Ok((
+                name.to_string(),
+                members.split(',').map(|m| m.trim().to_string()).collect(),
+            ))
         })
         .collect()
 }
@@ -274,32 +294,57 @@ fn parse_families(specs: &[String]) -> Result<Vec<Family>> {
 /// Runs `eval-router`.
 pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let families = parse_families(&args.families)?;
-    let router = Router::load(&args.router).with_context(|| format!("loading router {}", args.router.display()))?;
-    let fields = Fields { text: args.text_field.clone(), label: args.label_field.clone() };
+    let router = Router::load(&args.router)
+        .with_context(|| format!("loading router {}", args.router.display()))?;
+    let fields = Fields {
+        text: args.text_field.clone(),
+        label: args.label_field.clone(),
+    };
     let files = find_split_files(&args.data, &args.split)?;
     let records = read_all(&files, &fields)?;
     if records.is_empty() {
-        bail!("no {}.jsonl records found under {:?} (choose the file with --split)", args.split, args.data);
+        bail!(
+            "no {}.jsonl records found under {:?} (choose the file with --split)",
+            args.split,
+            args.data
+        );
     }
     let inputs: Vec<Example> = match args.granularity {
         Granularity::Whole => records,
         Granularity::Sentence => records
             .iter()
             .flat_map(|r| {
-                split_sentences(&r.text).into_iter().map(|s| Example { text: r.text[s].trim().to_string(), label: r.label.clone() })
+                split_sentences(&r.text).into_iter().map(|s| Example {
+                    text: r.text[s].trim().to_string(),
+                    label: r.label.clone(),
+                })
             })
             .filter(|e| !e.text.is_empty())
             .collect(),
     };
     let truth = truth_indices(router.labels(), &inputs)?;
     let texts: Vec<&str> = inputs.iter().map(|e| e.text.as_str()).collect();
+    // Timed in two parts: the tokenizer, and the router proper (pool + MLP + softmax).
     let t0 = Instant::now();
-    let probs: Vec<Vec<f32>> = texts.chunks(256).flat_map(|c| router.probs(c)).collect();
-    let secs = t0.elapsed().as_secs_f64();
-    let cfg = SelectConfig { top_p: Some(args.p), top_k: args.top_k, max_adapters: args.max_adapters, ..Default::default() };
+    let ids = router.encode(&texts)?;
+    let t1 = Instant::now();
+    let probs: Vec<Vec<f32>> = ids
+        .chunks(256)
+        .flat_map(|c| router.weights().logits(c))
+        .map(|l| dlp_router::select::softmax(&l))
+        .collect();
+    let per = |d: std::time::Duration| 1e6 * d.as_secs_f64() / inputs.len() as f64;
+    let (tok_us, mlp_us) = (per(t1 - t0), per(t1.elapsed()));
+    let cfg = SelectConfig {
+        top_p: Some(args.p),
+        top_k: args.top_k,
+        max_adapters: args.max_adapters,
+        ..Default::default()
+    };
     let report = evaluate(router.labels(), &probs, &truth, &cfg, &families);
     println!(
-        "router {} ({} parameters, {} labels); {} {} input(s) from {} file(s); {:.1} µs per input",
+        "router {} ({} parameters, {} labels); {} {} input(s) from {} file(s); \
+         per input: tokenizer {:.1} µs + router {:.1} µs",
         args.router.display(),
         router.num_params(),
         router.labels().len(),
@@ -309,7 +354,8 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
             Granularity::Sentence => "sentence",
         },
         files.len(),
-        1e6 * secs / inputs.len() as f64
+        tok_us,
+        mlp_us
     );
     print!("{}", report.summary());
     for (fam, acc) in &report.per_family_top1 {
@@ -320,7 +366,8 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         let mut v = serde_json::to_value(&report)?;
         v["granularity"] = serde_json::json!(format!("{:?}", args.granularity).to_lowercase());
         v["router"] = serde_json::json!(args.router.display().to_string());
-        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.png {

@@ -116,7 +116,7 @@ fn text(
         for (gy, bits) in glyph.iter().enumerate() {
             for gx in 0..8 {
                 if bits >> gx & 1 == 1 {
-                    let (gx, gy, k) = (gx as i32, gy as i32, k as i32);
+                    let (gy, k) = (gy as i32, k as i32);
                     let p = if vertical {
                         (x + gy, y - k * GLYPH - gx)
                     } else {

@@ -252,7 +252,15 @@ impl Router {
             .ok()
             .is_some_and(|d| tokenizer_src.canonicalize().ok() == Some(d));
         if !same {
+            // The source may be read-only (a shared fixture) and copy() keeps its mode: replace
+            // an older copy rather than write into it, and leave the new one writable.
+            let _ = std::fs::remove_file(&dst);
             std::fs::copy(tokenizer_src, &dst).map_err(|e| RouterError::io(tokenizer_src, e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644));
+            }
         }
         self.config.tokenizer = crate::config::TOKENIZER_FILE.into();
         self.save(dir)

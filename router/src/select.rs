@@ -66,7 +66,8 @@ pub fn ranked(probs: &[f32]) -> Vec<usize> {
 }
 
 /// How many of the `ranked` adapters top-p keeps: the smallest prefix whose cumulative
-/// probability reaches `p`, at least 1 (so `p <= 0` keeps exactly one).
+/// probability reaches `p`, at least 1 (so `p <= 0` keeps exactly one); all of them when the
+/// total never reaches `p` (`p > 1`, or probabilities that sum to less).
 pub fn top_p_len(probs: &[f32], ranked: &[usize], p: f32) -> usize {
     let mut cum = 0.0f32;
     for (n, &i) in ranked.iter().enumerate() {

@@ -184,7 +184,10 @@ impl Net {
                 // burn stores [in, out]; the file layout is [out, in].
                 let weight = vec(l.weight.val().transpose());
                 let bias = l.bias.as_ref().map_or(vec![0.0; outputs], |b| {
-                    b.val().into_data().try_to_vec::<f32>().expect("f32 parameters")
+                    b.val()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32 parameters")
                 });
                 Dense {
                     inputs,
@@ -211,7 +214,7 @@ fn make_device(which: TrainDevice) -> Result<Device, RouterError> {
         TrainDevice::Wgpu => Ok(Device::wgpu(Default::default()).autodiff()),
         #[cfg(not(feature = "wgpu"))]
         TrainDevice::Wgpu => Err(RouterError::Train(
-            "this build has no wgpu support: rebuild with `--features dlp-router/wgpu`".into(),
+            "this build has no wgpu training: rebuild dlp-run with `--features router-wgpu` (dlp-router's `wgpu` feature)".into(),
         )),
     }
 }

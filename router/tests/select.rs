@@ -108,8 +108,9 @@ fn softmax_weights_follow_the_reference_code() {
 
 #[test]
 fn degenerate_probabilities() {
-    // All zero: one adapter, full weight. NaN ranks last and weighs nothing.
-    assert_eq!(select(&[0.0, 0.0], &topp(0.9)), vec![(0, 1.0)]);
+    // All zero: p is never reached, so every adapter is kept, equally weighted. NaN ranks last
+    // and weighs nothing.
+    assert_eq!(select(&[0.0, 0.0], &topp(0.9)), vec![(0, 0.5), (1, 0.5)]);
     let sel = select(&[f32::NAN, 0.8, 0.2], &topp(1.0));
     assert_eq!(idx(&sel), vec![1, 2]);
     assert_sums_to_one(&sel);

@@ -20,9 +20,9 @@ fn tiny_training_run() {
     let train_set = read_jsonl(&demo.join("train.jsonl"), &fields).unwrap();
     let dev_set = read_jsonl(&demo.join("dev.jsonl"), &fields).unwrap();
     let cfg = TrainConfig {
-        embed_dim: 16,
-        hidden: vec![32, 32, 16],
-        epochs: 4,
+        embed_dim: 32,
+        hidden: vec![64, 64, 32],
+        epochs: 8,
         batch_size: 32,
         ..Default::default()
     };

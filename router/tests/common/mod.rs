@@ -32,13 +32,13 @@ pub fn require(path: PathBuf, test: &str) -> Option<PathBuf> {
         return Some(path);
     }
     let msg = format!(
-        "{test}: skipped, fixture {} not found (set DLP_FIXTURES / DLP_DATA)",
+        "{test}: fixture {} not found (set DLP_FIXTURES / DLP_DATA)",
         path.display()
     );
     if std::env::var("DLP_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-        panic!("{msg}");
+        panic!("{msg}, and DLP_REQUIRE_FIXTURES=1");
     }
-    eprintln!("{msg}");
+    eprintln!("{msg}: skipped");
     None
 }
 
