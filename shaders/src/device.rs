@@ -257,7 +257,7 @@ impl Gpu {
         }
         let pipe = self.pipeline(op, entry, tm)?;
         let bytes = bytemuck::bytes_of(params);
-        debug_assert!(bytes.len() <= SLOT && bytes.len() % 16 == 0);
+        debug_assert!(bytes.len() <= SLOT && bytes.len().is_multiple_of(16));
         let mut pend = lock(&self.pending);
         if pend.uniforms.len() >= ARENA_SLOTS * SLOT {
             self.flush_locked(&mut pend);

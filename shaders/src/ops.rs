@@ -236,7 +236,7 @@ impl Backend for WgpuBackend {
         check_len("attention", "k", k.len, t_n * kv_dim)?;
         check_len("attention", "v", v.len, t_n * kv_dim)?;
         check_len("attention", "out", out.len, t_n * q_dim)?;
-        if hd > MAX_HEAD_DIM || s.n_kv_heads == 0 || s.n_heads % s.n_kv_heads != 0 {
+        if hd > MAX_HEAD_DIM || s.n_kv_heads == 0 || !s.n_heads.is_multiple_of(s.n_kv_heads) {
             return Err(Error::unsupported(format!(
                 "wgpu attention: head_dim {hd} (at most {MAX_HEAD_DIM}), {} heads over {} kv heads",
                 s.n_heads, s.n_kv_heads
