@@ -1,0 +1,41 @@
+//! Helpers shared by the engine's integration tests.
+
+use std::path::PathBuf;
+
+/// Path of the SmolLM2 GGUF inside the fixtures.
+pub const GGUF: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// `$DLP_FIXTURES/<rel>` (default `../shared/fixtures` beside the workspace), or `None` with a
+/// printed reason; panics instead when `DLP_REQUIRE_FIXTURES=1`.
+pub fn fixture(rel: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("DLP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/fixtures"
+            ))
+        });
+    let p = root.join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    let why = format!(
+        "fixture {} not found (set DLP_FIXTURES to the fixtures folder)",
+        p.display()
+    );
+    if std::env::var("DLP_REQUIRE_FIXTURES").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// A fresh per-process scratch directory under the system temp dir.
+#[allow(dead_code)] // not every test file uses it
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dlp-gguf-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

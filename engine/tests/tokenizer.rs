@@ -1,0 +1,218 @@
+//! Tokenizer tests on the SmolLM2 fixture: reference ids and chat prompts made by transformers,
+//! from `tokenizer.json` and from the bare GGUF.
+
+mod common;
+
+use common::{fixture, scratch, GGUF};
+use dlp_engine::loader::gguf::GgufFile;
+use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use serde_json::Value;
+
+fn golden() -> Option<Value> {
+    let p = fixture("smollm2/golden.json")?;
+    Some(serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+}
+
+fn ids_of(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Checks `tok` against golden.json's tokenizer and chat template cases.
+fn check_golden_cases(tok: &TextTokenizer, g: &Value, what: &str) {
+    for case in g["tokenizer_cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(ids, ids_of(&case["ids"]), "{what}: ids of {text:?}");
+        assert_eq!(
+            tok.decode(&ids, false).unwrap(),
+            text,
+            "{what}: decode of {text:?}"
+        );
+    }
+    for case in g["chat_template_cases"].as_array().unwrap() {
+        let msgs: Vec<ChatMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let out = tok.render_chat(&msgs, true).unwrap();
+        assert_eq!(
+            out,
+            case["rendered"].as_str().unwrap(),
+            "{what}: chat template"
+        );
+    }
+    assert_eq!(tok.eos_token_ids(), vec![2], "{what}: eos ids");
+    assert_eq!(tok.token_id("<|im_end|>"), Some(2));
+    assert_eq!(tok.vocab_size(), 49152);
+    assert_eq!(
+        tok.bos_prefix(),
+        None,
+        "{what}: SmolLM2 adds no BOS to raw prompts"
+    );
+}
+
+#[test]
+fn tokenizer_json_matches_golden() {
+    let (Some(g), Some(p)) = (golden(), fixture("smollm2/tokenizer/tokenizer.json")) else {
+        return;
+    };
+    let tok = TextTokenizer::from_file(&p).unwrap();
+    check_golden_cases(&tok, &g, "tokenizer.json");
+    let dir = TextTokenizer::from_hf_dir(p.parent().unwrap())
+        .unwrap()
+        .expect("tokenizer.json in dir");
+    assert_eq!(
+        dir.encode("hello world").unwrap(),
+        tok.encode("hello world").unwrap()
+    );
+    assert!(
+        TextTokenizer::from_hf_dir(&std::env::temp_dir().join("dlp-no-such-dir"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn gguf_tokenizer_matches_golden_and_tokenizer_json() {
+    let (Some(g), Some(gp), Some(tp), Some(st)) = (
+        golden(),
+        fixture(GGUF),
+        fixture("smollm2/tokenizer/tokenizer.json"),
+        fixture("smollm2/golden.safetensors"),
+    ) else {
+        return;
+    };
+    let gguf = TextTokenizer::from_gguf(&GgufFile::open(&gp).unwrap()).unwrap();
+    let json = TextTokenizer::from_file(&tp).unwrap();
+    check_golden_cases(&gguf, &g, "gguf");
+    let bytes = std::fs::read(st).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for case in g["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let text = case["prompt_text"].as_str().unwrap();
+        let n = case["prompt_len"].as_u64().unwrap() as usize;
+        let view = tensors.tensor(&format!("{name}.input_ids")).unwrap();
+        let want: Vec<u32> = view
+            .data()
+            .chunks_exact(4)
+            .take(n)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as u32)
+            .collect();
+        assert_eq!(gguf.encode(text).unwrap(), want, "gguf: prompt of {name}");
+        assert_eq!(
+            json.encode(text).unwrap(),
+            want,
+            "tokenizer.json: prompt of {name}"
+        );
+    }
+    // More text where both must agree: code, whitespace runs, special tokens mid-text, bytes.
+    for text in [
+        "Hello, world! It's 'quoted' and they're here; we'll see.",
+        "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>assistant\n",
+        "fn main() {\n\tprintln!(\"{}\", 1 + 2);\n}\n\n\n   trailing   ",
+        "mixed<|endoftext|>special<file_sep>tokens  <jupyter_code>",
+        "e\u{301}\u{200b}\u{0}\u{7f}\u{10ffff} ∑∫ 한국어 עברית",
+    ] {
+        assert_eq!(
+            gguf.encode(text).unwrap(),
+            json.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    // llama.cpp's `smollm` pre-tokenizer would isolate digits first ([81, 256, 33]); the
+    // reference (transformers' conversion of this GGUF) does not, and we follow the reference.
+    assert_eq!(gguf.encode("a  1").unwrap(), [81, 216, 216, 33]);
+    assert_eq!(json.encode("a  1").unwrap(), [81, 216, 216, 33]);
+}
+
+#[test]
+fn stream_decoder_handles_split_characters() {
+    let Some(p) = fixture("smollm2/tokenizer/tokenizer.json") else {
+        return;
+    };
+    let tok = TextTokenizer::from_file(&p).unwrap();
+    let text = "Unicode: café naïve 日本語 🤖👍<|im_end|>";
+    let ids = tok.encode(text).unwrap();
+    let mut dec = tok.stream_decoder();
+    let (mut out, mut pending) = (String::new(), 0);
+    for &id in &ids {
+        match dec.push(id).unwrap() {
+            Some(s) => out.push_str(&s),
+            None => pending += 1,
+        }
+    }
+    assert_eq!(
+        out,
+        text.trim_end_matches("<|im_end|>"),
+        "special tokens are skipped"
+    );
+    assert!(
+        pending > 0,
+        "multi-byte characters span several tokens and must wait"
+    );
+}
+
+#[test]
+fn chat_template_errors_and_override() {
+    let Some(p) = fixture("smollm2/tokenizer/tokenizer.json") else {
+        return;
+    };
+    let mut tok = TextTokenizer::from_file(&p).unwrap();
+    let msgs = [ChatMessage {
+        role: "user".into(),
+        content: "hi".into(),
+    }];
+    tok.set_chat_template(None);
+    let e = tok.render_chat(&msgs, true).unwrap_err().to_string();
+    assert!(
+        e.contains("no chat template") && e.contains("chat_template.jinja"),
+        "{e}"
+    );
+    tok.set_chat_template(Some(
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}".into(),
+    ));
+    assert_eq!(
+        tok.render_chat(&msgs, false).unwrap(),
+        "<|im_start|>[user:hi]"
+    );
+    tok.set_chat_template(Some("{% for %}".into()));
+    assert!(tok
+        .render_chat(&msgs, false)
+        .unwrap_err()
+        .to_string()
+        .contains("chat template"));
+}
+
+#[test]
+fn transformers4_layout_and_jinja_precedence() {
+    let Some(src) = fixture("smollm2/tokenizer/tokenizer.json") else {
+        return;
+    };
+    let dir = scratch("tf4");
+    std::fs::copy(&src, dir.join("tokenizer.json")).unwrap();
+    let cfg = r#"{"bos_token": "<|im_start|>", "eos_token": {"content": "<|im_end|>", "lstrip": false},
+        "chat_template": [{"name": "tool_use", "template": "T"},
+                          {"name": "default", "template": "{{ bos_token }}D{{ eos_token }}"}]}"#;
+    std::fs::write(dir.join("tokenizer_config.json"), cfg).unwrap();
+    let tok = TextTokenizer::from_hf_dir(&dir).unwrap().unwrap();
+    assert_eq!(
+        tok.render_chat(&[], false).unwrap(),
+        "<|im_start|>D<|im_end|>"
+    );
+    assert_eq!(tok.eos_token_ids(), [2]);
+    std::fs::write(dir.join("chat_template.jinja"), "J{{ messages | length }}").unwrap();
+    let tok = TextTokenizer::from_hf_dir(&dir).unwrap().unwrap();
+    assert_eq!(
+        tok.render_chat(&[], false).unwrap(),
+        "J0",
+        "chat_template.jinja wins"
+    );
+    std::fs::write(dir.join("tokenizer_config.json"), "{not json").unwrap();
+    let e = TextTokenizer::from_hf_dir(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("tokenizer_config.json") && e.contains("not valid JSON"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
