@@ -324,7 +324,7 @@ pub fn generate<B: Backend>(
         let mut owners = Vec::new();
         let mut budget = step_tokens;
         let mut has_prompt = false;
-        for (slot, s) in seqs.iter().enumerate() {
+        for (slot, s) in seqs.iter_mut().enumerate() {
             if finish[slot].is_some() || budget == 0 {
                 continue;
             }
@@ -332,6 +332,8 @@ pub fn generate<B: Backend>(
             has_prompt |= s.cached < requests[slot].prompt.len();
             let last = b.push(slot, s, s.cached, to);
             budget -= to - s.cached;
+            // Advanced before the forward: if it fails, generation stops with the error.
+            s.cached = to;
             if to == s.tokens.len() {
                 b.plan.logit_rows.push(last);
                 owners.push(slot);
@@ -346,13 +348,6 @@ pub fn generate<B: Backend>(
             stats.prefill_secs += dt.as_secs_f64();
         } else {
             stats.decode_secs += dt.as_secs_f64();
-        }
-        let mut consumed: HashMap<usize, usize> = HashMap::new();
-        for &slot in plan.kv_slots.iter() {
-            *consumed.entry(slot as usize).or_default() += 1;
-        }
-        for (slot, n) in consumed {
-            seqs[slot].cached += n;
         }
         for (row, &slot) in owners.iter().enumerate() {
             let s = &mut seqs[slot];
