@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build dlp-run, install the default model if needed, and generate with the
-# base model and then with a fused mixture of LoRA adapters (the shared task adapters when
-# they sit beside the checkout).
+# base model, then with a fused mixture of LoRA adapters, then with the DLP router choosing
+# the mixture of every sentence (the shared task adapters and data, when they sit beside the
+# checkout; the router is trained once, about a minute, into routers/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh
@@ -18,4 +19,21 @@ if [ -d "$tasks" ]; then
   echo "== fused LoRAs: boolq 0.7 + piqa 0.3 =="
   $run generate --adapter boolq=$tasks/boolq --adapter piqa=$tasks/piqa --mix boolq=0.7,piqa=0.3 \
     --chat --prompt "$q" --max-tokens 32
+  data=../shared/data/tasks
+  if [ -d "$data" ]; then
+    names=() adapters=() dirs=()
+    for d in "$tasks"/*/; do
+      t=$(basename "$d")
+      [ -d "$data/$t" ] || continue
+      names+=("$t") adapters+=(--adapter "$t=$tasks/$t") dirs+=("$data/$t")
+    done
+    router=routers/smollm2-tasks
+    if [ ! -f "$router/router.json" ]; then
+      echo "== training the router on ${names[*]} =="
+      $run train-router --data "${dirs[@]}" --out "$router"
+    fi
+    echo "== routed by sentence: each sentence gets its own mixture (decisions on stderr) =="
+    $run generate "${adapters[@]}" --router "$router" --route-by sentence --show-routing \
+      --chat --max-tokens 64 --prompt "Please answer with true or false: do cows have to be pregnant to produce milk? Natalia sold 48 clips in April and half as many in May. How many clips did she sell in total?"
+  fi
 fi

@@ -187,8 +187,11 @@ pub trait WithBackend {
 pub fn with_backend<J: WithBackend>(choice: BackendChoice, job: J) -> Result<J::Out> {
     match choice {
         BackendChoice::Auto => {
-            // CUDA goes first here once the `cuda` feature exists: open a device and
-            // `return job.run(cuda)` when that succeeds, falling through otherwise.
+            #[cfg(feature = "cuda")]
+            match dlp_cuda::CudaBackend::new(0) {
+                Ok(b) => return job.run(b),
+                Err(e) => tracing::info!("auto backend: no CUDA ({e})"),
+            }
             #[cfg(feature = "wgpu")]
             match dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::HardwareOnly) {
                 Ok(b) => return job.run(b),

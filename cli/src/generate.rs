@@ -2,6 +2,7 @@
 //! with its own adapter mixture.
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -14,6 +15,7 @@ use dlp_router::SamplingParams;
 use serde_json::{json, Value};
 
 use crate::common::{self, load, parse_mix, Loaded, ModelArgs, WithBackend};
+use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing, SentenceTracker};
 
 /// Sampling flags shared by generating commands.
 #[derive(Debug, Args, Clone)]
@@ -91,6 +93,8 @@ pub struct GenerateArgs {
     pub prompts: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub routing: RouteArgs,
     /// Print one JSON object (texts, token counts, prefill/decode times, tokens/s, peak RSS)
     /// instead of streaming text.
     #[arg(long)]
@@ -105,6 +109,8 @@ struct Prompt {
     text: Option<String>,
     messages: Option<Vec<ChatMessage>>,
     mix: Vec<(String, f32)>,
+    /// Whether the prompt named its own mixture (a router then leaves it alone).
+    explicit_mix: bool,
 }
 
 fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
@@ -119,6 +125,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
             text: Some(p.clone()),
             messages: None,
             mix: default_mix,
+            explicit_mix: args.mix.is_some(),
         }]);
     }
     let path = args
@@ -136,6 +143,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         let at = || format!("{}:{}", path.display(), i + 1);
         let v: Value =
             serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        let explicit_mix = !matches!(v.get("mix"), None | Some(Value::Null));
         let mix = match v.get("mix") {
             None | Some(Value::Null) => default_mix.clone(),
             Some(Value::String(s)) => parse_mix(s).with_context(at)?,
@@ -166,6 +174,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
             text,
             messages,
             mix,
+            explicit_mix: explicit_mix || args.mix.is_some(),
         });
     }
     if out.is_empty() {
@@ -174,16 +183,36 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
     Ok(out)
 }
 
-/// Turns a prompt into ids, through the chat template when asked.
-pub fn prompt_ids(
+/// A prompt as the model reads it: the rendered text (through the chat template when asked)
+/// and where the user's own text lies inside it (what a router reads).
+pub struct Rendered {
+    /// The full text.
+    pub text: String,
+    /// The user's text, as given.
+    pub user: String,
+    /// Byte range of `user` in `text`, if the template kept it verbatim.
+    pub span: Option<Range<usize>>,
+}
+
+/// Renders a prompt, through the chat template when `chat` is set or `messages` are given.
+/// The routed text of a conversation is its last user message.
+pub fn render_prompt(
     tok: &TextTokenizer,
     chat: bool,
     system: Option<&str>,
     text: Option<&str>,
     messages: Option<Vec<ChatMessage>>,
-) -> Result<Vec<u32>> {
-    let rendered = match (messages, text) {
-        (Some(m), _) => tok.render_chat(&m, true)?,
+) -> Result<Rendered> {
+    let (rendered, user) = match (messages, text) {
+        (Some(m), _) => {
+            let user = m
+                .iter()
+                .rev()
+                .find(|m| m.role == "user")
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            (tok.render_chat(&m, true)?, user)
+        }
         (None, Some(t)) if chat => {
             let mut m = Vec::new();
             if let Some(s) = system {
@@ -196,21 +225,35 @@ pub fn prompt_ids(
                 role: "user".into(),
                 content: t.into(),
             });
-            tok.render_chat(&m, true)?
+            (tok.render_chat(&m, true)?, t.to_string())
         }
-        (None, Some(t)) => t.to_string(),
+        (None, Some(t)) => (t.to_string(), t.to_string()),
         (None, None) => bail!("empty prompt"),
     };
     if rendered.is_empty() {
         bail!("the prompt is empty");
     }
-    let mut ids = tok.encode(&rendered)?;
+    let span = (!user.is_empty())
+        .then(|| rendered.rfind(&user).map(|at| at..at + user.len()))
+        .flatten();
+    Ok(Rendered {
+        text: rendered,
+        user,
+        span,
+    })
+}
+
+/// Token ids of a rendered prompt (BOS first when the model wants one) and the byte offset
+/// where each token starts.
+pub fn encode_prompt(tok: &TextTokenizer, rendered: &str) -> Result<(Vec<u32>, Vec<usize>)> {
+    let (mut ids, mut starts) = tok.encode_with_offsets(rendered)?;
     if let Some(bos) = tok.bos_prefix() {
         if ids.first() != Some(&bos) {
             ids.insert(0, bos);
+            starts.insert(0, 0);
         }
     }
-    Ok(ids)
+    Ok((ids, starts))
 }
 
 /// Peak resident memory of this process in MiB (Linux), if known.
@@ -234,22 +277,47 @@ impl WithBackend for &GenerateArgs {
         let loaded: Loaded<B> = load(backend, &args.model)?;
         let tok = loaded.tokenizer()?;
         let params = args.sampling.params();
+        let names = loaded.model.adapter_names().to_vec();
+        let routing = Routing::new(&args.routing, &names)?;
         let mut requests = Vec::new();
+        let mut decisions: Vec<Vec<Decision>> = Vec::new();
         for p in &prompts {
-            let ids = prompt_ids(
+            let r = render_prompt(
                 tok,
                 args.chat,
                 args.system.as_deref(),
                 p.text.as_deref(),
                 p.messages.clone(),
             )?;
-            let mix = common::mixture(&loaded.model, &p.mix)?;
+            let (ids, starts) = encode_prompt(tok, &r.text)?;
+            let (segments, routed) = match &routing {
+                Some(routing) if !p.explicit_mix => {
+                    routing.route_prompt(&r.text, r.span, &r.user, &starts, &names)
+                }
+                _ => (
+                    vec![(0, common::mixture(&loaded.model, &p.mix)?)],
+                    Vec::new(),
+                ),
+            };
+            if routing.as_ref().is_some_and(|r| r.show) {
+                for d in &routed {
+                    eprintln!("{}", d.describe(requests.len()));
+                }
+            }
+            decisions.push(routed);
             requests.push(GenRequest {
                 prompt: ids,
-                segments: vec![(0, mix)],
+                segments,
                 params: params.clone(),
             });
         }
+        // Routing by sentence re-routes after every generated sentence.
+        let rerouter = routing.as_ref().filter(|r| r.by == RouteBy::Sentence);
+        let mut trackers: Vec<SentenceTracker> = requests
+            .iter()
+            .map(|_| SentenceTracker::default())
+            .collect();
+        let mut produced: Vec<usize> = vec![0; requests.len()];
         let stream = !args.json && requests.len() == 1;
         let mut texts: Vec<String> = vec![String::new(); requests.len()];
         let mut printed = 0usize;
@@ -262,10 +330,29 @@ impl WithBackend for &GenerateArgs {
             &loaded.eos_ids(),
             args.step_tokens,
             |i, id| {
+                produced[i] += 1;
+                let mut control = Control::Continue;
                 if let Some(piece) = decoders[i].push(id)? {
                     texts[i].push_str(&piece);
+                    if let Some(routing) = rerouter {
+                        if let Some(sentence) = trackers[i].push(&piece) {
+                            // The token just sampled opens the next sentence; it and all
+                            // after it run under the mixture routed from the finished one.
+                            let mix = routing.route(&[sentence.as_str()]).remove(0);
+                            let d = Decision {
+                                source: "generated",
+                                text: sentence,
+                                first_token: requests[i].prompt.len() + produced[i] - 1,
+                                mixture: named(&mix, &names),
+                            };
+                            if routing.show {
+                                eprintln!("{}", d.describe(i));
+                            }
+                            decisions[i].push(d);
+                            control = Control::Remix(mix);
+                        }
+                    }
                 }
-                let mut control = Control::Continue;
                 if let Some(at) = find_stop(&texts[i], stops) {
                     texts[i].truncate(at);
                     control = Control::Stop;
@@ -289,7 +376,6 @@ impl WithBackend for &GenerateArgs {
         if stream {
             let _ = writeln!(stdout, "{}", &texts[0][printed.min(texts[0].len())..]);
         }
-        let names = loaded.model.adapter_names();
         let decode_tps = if stats.decode_secs > 0.0 {
             stats.decode_tokens as f64 / stats.decode_secs
         } else {
@@ -304,13 +390,22 @@ impl WithBackend for &GenerateArgs {
             let results: Vec<Value> = outs
                 .iter()
                 .zip(&texts)
-                .zip(&requests)
-                .map(|((o, t), r)| {
-                    let mix: Vec<(String, f32)> = r.segments[0].1.iter().map(|&(s, w)| (names[s].clone(), w)).collect();
-                    json!({
+                .zip(&decisions)
+                .map(|((o, t), routed)| {
+                    let segments: Vec<Value> = o
+                        .segments
+                        .iter()
+                        .map(|(first, m)| json!({"first_token": first, "mixture": named(m, &names)}))
+                        .collect();
+                    let mut v = json!({
                         "text": t, "prompt_tokens": o.prompt_tokens, "completion_tokens": o.tokens.len(),
-                        "finish_reason": o.finish, "mixture": mix,
-                    })
+                        "finish_reason": o.finish, "mixture": named(&o.segments[0].1, &names),
+                        "segments": segments,
+                    });
+                    if routing.is_some() {
+                        v["routing"] = json!(routed);
+                    }
+                    v
                 })
                 .collect();
             let v = json!({

@@ -4,6 +4,7 @@ mod common;
 mod generate;
 mod inspect;
 mod router_cmd;
+mod routing;
 mod score;
 mod tokenize;
 

@@ -308,3 +308,92 @@ fn bad_input_exits_non_zero_with_a_message() {
         &["adapter `x`", "shape"],
     );
 }
+
+/// `--router DIR --route-by sentence`: a router trained on the demo labels (named after the
+/// SmolLM2 fixture adapters) gives each sentence of a two-topic prompt its own mixture, and
+/// routing problems are clear errors.
+#[test]
+fn routed_generation_by_sentence() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../router/demo");
+    let tmp = tempfile::tempdir().unwrap();
+    let router = tmp.path().join("router");
+    let (r, tokenizer) = (router.to_str().unwrap(), d.join("tokenizer/tokenizer.json"));
+    let out = run(&[
+        "train-router",
+        "--data",
+        demo.join("train.jsonl").to_str().unwrap(),
+        "--dev",
+        demo.join("dev.jsonl").to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        r,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let adapter = |n: &str| format!("{n}={}", d.join("adapters").join(n).display());
+    let (qv, all, mlp) = (adapter("qv_r8"), adapter("all_r4"), adapter("mlp_r16"));
+    let prompt =
+        "How long should I bake sourdough bread? Which telescope can photograph Saturn's rings?";
+    let mut args = vec![
+        "generate",
+        "--backend",
+        "cpu",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--adapter",
+        &qv,
+        "--adapter",
+        &all,
+        "--adapter",
+        &mlp,
+        "--router",
+        r,
+        "--chat",
+        "--max-tokens",
+        "4",
+        "--json",
+        "--prompt",
+        prompt,
+    ];
+    let sentence = [
+        args.clone(),
+        vec!["--route-by", "sentence", "--show-routing"],
+    ]
+    .concat();
+    let out = run(&sentence);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let res = &v["results"][0];
+    let routing = res["routing"].as_array().unwrap();
+    assert_eq!(routing.len(), 2, "{res}");
+    assert!(routing[0]["text"].as_str().unwrap().contains("sourdough"));
+    assert_eq!(routing[0]["mixture"][0][0], "qv_r8", "{res}");
+    assert_eq!(routing[1]["mixture"][0][0], "all_r4", "{res}");
+    let second = routing[1]["first_token"].as_u64().unwrap();
+    assert!(second > 0 && second < res["prompt_tokens"].as_u64().unwrap());
+    assert_eq!(res["segments"][1]["first_token"].as_u64(), Some(second));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("route [0] prompt").count(), 2, "{err}");
+    // Per request: one decision over the whole prompt.
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["routing"].as_array().unwrap().len(), 1);
+    // A router label with no loaded adapter.
+    args.drain(5..7);
+    fails_with(&args, &["qv_r8", "no loaded adapter"]);
+}

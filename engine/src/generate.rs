@@ -209,7 +209,8 @@ pub enum Control {
     Continue,
     /// Stop this sequence (e.g. a stop string was seen).
     Stop,
-    /// Continue, with a new mixture from the next token on (sentence-level re-routing).
+    /// Continue, with a new mixture from the token just sampled on (it has not been through
+    /// the model yet): sentence-level re-routing, where that token opens the next sentence.
     Remix(Mixture),
 }
 
@@ -364,7 +365,7 @@ pub fn generate<B: Backend>(
             match on_token(slot, id)? {
                 Control::Continue => {}
                 Control::Stop => finish[slot] = Some(FinishReason::Stop),
-                Control::Remix(m) => s.segments.push((s.tokens.len(), m)),
+                Control::Remix(m) => s.segments.push((s.tokens.len() - 1, m)),
             }
             if finish[slot].is_none() {
                 if generated >= requests[slot].params.max_tokens {

@@ -277,6 +277,24 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of `text` (as [`TextTokenizer::encode`]) with the byte offset in `text` where
+    /// each token starts; tokens that cover no text (added specials) take the previous token's
+    /// end, so the offsets never decrease. Used to map sentences to tokens for routing.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<usize>)> {
+        let enc = self
+            .tok
+            .encode(text, false)
+            .map_err(|e| Error::invalid(format!("tokenizing failed: {e}")))?;
+        let mut starts = Vec::with_capacity(enc.len());
+        let mut last = 0usize;
+        for &(s, e) in enc.get_offsets() {
+            let s = if e > s { s.max(last) } else { last };
+            starts.push(s);
+            last = last.max(e);
+        }
+        Ok((enc.get_ids().to_vec(), starts))
+    }
+
     /// Text of `ids`; `skip_special` drops special tokens.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.tok

@@ -3,7 +3,8 @@
 //! A sentence ends at `.`, `!` or `?` (a run of them, plus closing quotes/brackets) that is
 //! followed by whitespace or the end of the text, and at every line break. A `.` does not end a
 //! sentence inside a number (`3.14`: no whitespace follows) or after an abbreviation (`e.g.`,
-//! `Mr.`, `U.S.`, a single-capital initial like `J.`).
+//! `Mr.`, `U.S.`, a single-capital initial like `J.`), nor after a list number that opens its
+//! line (`1. Preheat the oven.`).
 //!
 //! The returned byte ranges cover the whole text, contiguously and in order. Whitespace between
 //! two sentences belongs to the **following** sentence: byte-level BPE and SentencePiece
@@ -101,6 +102,15 @@ fn is_abbreviation(prefix: &str) -> bool {
         return true;
     }
     let body = &word[..word.len() - 1];
+    // A list marker: "1." or "12." as the first word of its line ("1. Preheat the oven").
+    let line_start = prefix[..word_start].rfind('\n').map_or(0, |p| p + 1);
+    if !body.is_empty()
+        && body.len() <= 3
+        && body.chars().all(|c| c.is_ascii_digit())
+        && prefix[line_start..word_start].trim().is_empty()
+    {
+        return true;
+    }
     // An initial: "J." (one upper-case letter).
     let mut it = body.chars();
     if let (Some(c), None) = (it.next(), it.next()) {

@@ -53,6 +53,12 @@ fn keeps_decimals_and_abbreviations() {
         sentences("J. K. Rowling wrote it. Yes."),
         vec!["J. K. Rowling wrote it.", " Yes."]
     );
+    // A list number opening its line stays with its item.
+    assert_eq!(
+        sentences("Tips:\n1. Knead well.\n2. Rest it. Bake."),
+        vec!["Tips:", "\n1. Knead well.", "\n2. Rest it.", " Bake."]
+    );
+    assert_eq!(sentences("I have 3. You 4."), vec!["I have 3.", " You 4."]);
     // A number at the end of a sentence still ends it.
     assert_eq!(
         sentences("The answer is 3.5. Check it."),

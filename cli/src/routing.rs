@@ -1,0 +1,270 @@
+//! Routed generation: the DLP router picks each request's (or each sentence's) adapter
+//! mixture, and re-routes after every generated sentence when routing by sentence.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use dlp_engine::generate::Segments;
+use dlp_engine::lora::Mixture;
+use dlp_router::segment::split_sentences;
+use dlp_router::{match_labels, FusionWeights, Router, SelectConfig};
+use serde::Serialize;
+
+/// What one routing decision covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouteBy {
+    /// One mixture per request, chosen from the whole prompt (the DLP-LoRA reference).
+    Request,
+    /// One mixture per prompt sentence (each its own segment of tokens), and a new one after
+    /// every generated sentence, chosen from that sentence.
+    Sentence,
+}
+
+/// How the kept adapters' probabilities become fusion weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FusionChoice {
+    /// Kept probabilities divided by their sum (keeps the router's relative confidence).
+    Renorm,
+    /// Softmax over the kept probabilities (the reference code's choice; flatter).
+    Softmax,
+}
+
+/// Router flags of `generate`.
+#[derive(Debug, Args, Clone)]
+pub struct RouteArgs {
+    /// A router directory from `dlp-run train-router`: each request (or sentence, see
+    /// `--route-by`) gets the top-p mixture of the adapters the router picks. Its labels must
+    /// be exactly the names given to `--adapter`.
+    #[arg(long, value_name = "DIR", conflicts_with = "mix")]
+    pub router: Option<PathBuf>,
+    /// Routing granularity.
+    #[arg(long, value_enum, default_value = "request", requires = "router")]
+    pub route_by: RouteBy,
+    /// Router top-p: keep the smallest set of adapters whose probability reaches P (at least
+    /// one adapter is always kept).
+    #[arg(long, value_name = "P", default_value_t = 0.9, requires = "router")]
+    pub route_p: f32,
+    /// Keep at most this many adapters per mixture (0 = no cap).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "router")]
+    pub max_adapters: usize,
+    /// How the kept probabilities become fusion weights.
+    #[arg(long, value_enum, default_value = "renorm", requires = "router")]
+    pub fusion_weights: FusionChoice,
+    /// Print every routing decision to stderr (sentence, tokens, adapters and weights).
+    #[arg(long, requires = "router")]
+    pub show_routing: bool,
+}
+
+/// One routing decision, as `--show-routing` prints it and `--json` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// `prompt` or `generated`.
+    pub source: &'static str,
+    /// The text the router read.
+    pub text: String,
+    /// Index in the sequence (prompt + generated) of the first token under this mixture.
+    pub first_token: usize,
+    /// `(adapter, weight)` pairs, most probable first.
+    pub mixture: Vec<(String, f32)>,
+}
+
+impl Decision {
+    /// One line for `--show-routing`.
+    pub fn describe(&self, request: usize) -> String {
+        let mix: Vec<String> = self
+            .mixture
+            .iter()
+            .map(|(n, w)| format!("{n} {w:.2}"))
+            .collect();
+        let mut text: String = self.text.trim().chars().take(60).collect();
+        if text.len() < self.text.trim().len() {
+            text.push('…');
+        }
+        format!(
+            "route [{request}] {} @token {}: {text:?} -> {}",
+            self.source,
+            self.first_token,
+            mix.join(" + ")
+        )
+    }
+}
+
+/// A loaded router, matched to the loaded adapters.
+pub struct Routing {
+    router: Router,
+    select: SelectConfig,
+    /// Adapter slot of each router label.
+    slot_of_label: Vec<usize>,
+    /// Granularity.
+    pub by: RouteBy,
+    /// Whether decisions are printed as they are made.
+    pub show: bool,
+}
+
+impl Routing {
+    /// Loads `--router` (None without it) and matches its labels to `adapters` by name.
+    pub fn new(args: &RouteArgs, adapters: &[String]) -> Result<Option<Self>> {
+        let Some(dir) = &args.router else {
+            return Ok(None);
+        };
+        if !(0.0..=1.0).contains(&args.route_p) {
+            anyhow::bail!("--route-p must lie in 0..=1, got {}", args.route_p);
+        }
+        let router =
+            Router::load(dir).with_context(|| format!("loading router {}", dir.display()))?;
+        let slot_of_label = match_labels(router.labels(), adapters)
+            .with_context(|| format!("--router {}", dir.display()))?;
+        Ok(Some(Routing {
+            router,
+            select: SelectConfig {
+                top_p: Some(args.route_p),
+                top_k: None,
+                max_adapters: (args.max_adapters > 0).then_some(args.max_adapters),
+                weights: match args.fusion_weights {
+                    FusionChoice::Renorm => FusionWeights::Renormalize,
+                    FusionChoice::Softmax => FusionWeights::Softmax,
+                },
+            },
+            slot_of_label,
+            by: args.route_by,
+            show: args.show_routing,
+        }))
+    }
+
+    /// The mixture (by adapter slot) for each text, one router batch.
+    pub fn route(&self, texts: &[&str]) -> Vec<Mixture> {
+        self.router
+            .route(texts, &self.select)
+            .into_iter()
+            .map(|m| {
+                m.into_iter()
+                    .map(|(label, w)| (self.slot_of_label[label], w))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Routes a prompt whose tokens start at byte offsets `token_starts` of `rendered`, where
+    /// `span` is the user's text inside it (None: the template changed the text, so the whole
+    /// request is routed from `user_text` as one piece). Returns the segments and decisions.
+    pub fn route_prompt(
+        &self,
+        rendered: &str,
+        span: Option<Range<usize>>,
+        user_text: &str,
+        token_starts: &[usize],
+        names: &[String],
+    ) -> (Segments, Vec<Decision>) {
+        let pieces: Vec<Range<usize>> = match (&span, self.by) {
+            (Some(s), RouteBy::Sentence) => split_sentences(&rendered[s.clone()])
+                .into_iter()
+                .map(|r| s.start + r.start..s.start + r.end)
+                .collect(),
+            (Some(s), RouteBy::Request) => vec![s.clone()],
+            (None, _) => Vec::new(),
+        };
+        let (texts, firsts): (Vec<&str>, Vec<usize>) = if pieces.is_empty() {
+            (vec![user_text], vec![0])
+        } else {
+            let firsts = first_tokens(
+                &pieces.iter().map(|r| r.start).collect::<Vec<_>>(),
+                token_starts,
+            );
+            (
+                pieces.iter().map(|r| &rendered[r.clone()]).collect(),
+                firsts,
+            )
+        };
+        let mixes = self.route(&texts);
+        let mut segments: Segments = Vec::new();
+        let mut decisions = Vec::new();
+        for ((text, first), mix) in texts.iter().zip(&firsts).zip(mixes) {
+            // A sentence whose tokens all fall inside the previous sentence's last token
+            // (rare: a token spanning the boundary) has nothing of its own to route.
+            if segments.last().is_some_and(|(s, _)| s >= first) {
+                continue;
+            }
+            decisions.push(Decision {
+                source: "prompt",
+                text: text.to_string(),
+                first_token: *first,
+                mixture: named(&mix, names),
+            });
+            segments.push((*first, mix));
+        }
+        (segments, decisions)
+    }
+}
+
+/// `(adapter name, weight)` pairs of a slot mixture.
+pub fn named(mix: &Mixture, names: &[String]) -> Vec<(String, f32)> {
+    mix.iter().map(|&(s, w)| (names[s].clone(), w)).collect()
+}
+
+/// The first token of each piece of text: piece `k` starts at byte `piece_starts[k]` and owns
+/// every token whose first byte is at or after that, up to the next piece. The first piece
+/// also owns the tokens before it (BOS, the chat template's prefix), so it starts at 0; later
+/// pieces that own no token get the index of the next token that exists.
+pub fn first_tokens(piece_starts: &[usize], token_starts: &[usize]) -> Vec<usize> {
+    piece_starts
+        .iter()
+        .enumerate()
+        .map(|(k, &b)| {
+            if k == 0 {
+                0
+            } else {
+                token_starts.partition_point(|&t| t < b)
+            }
+        })
+        .collect()
+}
+
+/// Watches generated text and reports each sentence as it completes (a sentence is complete
+/// once the text of the next one has begun).
+#[derive(Debug, Default)]
+pub struct SentenceTracker {
+    pending: String,
+}
+
+impl SentenceTracker {
+    /// Adds generated text; returns the last sentence completed by it, if any.
+    pub fn push(&mut self, piece: &str) -> Option<String> {
+        self.pending.push_str(piece);
+        let ranges = split_sentences(&self.pending);
+        if ranges.len() < 2 {
+            return None;
+        }
+        let last = ranges.last().expect("two or more").start;
+        let done = self.pending[ranges[ranges.len() - 2].clone()].to_string();
+        self.pending.drain(..last);
+        Some(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_map_to_the_tokens_that_start_in_them() {
+        // "<s>" "Is" " it" "?" " Yes" "." ; pieces at bytes 0 and 6 (" Yes.").
+        let starts = [0, 0, 2, 5, 6, 10];
+        assert_eq!(first_tokens(&[0, 6], &starts), vec![0, 4]);
+        // A prefix before the first piece belongs to it.
+        assert_eq!(first_tokens(&[3, 6], &starts), vec![0, 4]);
+        // A piece past the last token starts at the end.
+        assert_eq!(first_tokens(&[0, 11], &starts), vec![0, 6]);
+    }
+
+    #[test]
+    fn tracker_reports_a_sentence_once_the_next_begins() {
+        let mut t = SentenceTracker::default();
+        assert_eq!(t.push("The sky"), None);
+        assert_eq!(t.push(" is blue."), None);
+        assert_eq!(t.push(" Water"), Some("The sky is blue.".to_string()));
+        assert_eq!(t.push(" is wet. It"), Some(" Water is wet.".to_string()));
+        assert_eq!(t.push(" rains! Yes. No"), Some(" Yes.".to_string()));
+    }
+}
