@@ -50,6 +50,11 @@ pub struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Load every weight as f32 (4 bytes per parameter; the reference path). By default the
+    /// CPU backend keeps a GGUF's compact blocks (Q4_1 0.625, Q4_0 0.5625, Q8_0 1.0625,
+    /// F16/BF16 2 bytes per parameter) and dequantises them inside its matmuls.
+    #[arg(long)]
+    pub f32_weights: bool,
     /// Longest context to serve (RoPE table and KV cache are sized to it); capped by the
     /// model's own limit.
     #[arg(long, value_name = "TOKENS", default_value_t = 8192)]
@@ -133,8 +138,9 @@ impl<B: Backend> Loaded<B> {
 /// Loads the model and adapters of `args` on `backend`.
 pub fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>> {
     let path = args.model_path()?;
-    let files =
-        ModelFiles::load(&path).with_context(|| format!("loading model {}", path.display()))?;
+    let keep_packed = backend.packed_weights() && !args.f32_weights;
+    let files = ModelFiles::load_with(&path, keep_packed)
+        .with_context(|| format!("loading model {}", path.display()))?;
     let adapters = args
         .adapter_specs()?
         .iter()

@@ -54,6 +54,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         backend: crate::common::BackendChoice::Cpu,
         threads: None,
         max_context: 0,
+        f32_weights: false,
     };
     let path = margs.model_path()?;
     let tok = load_tokenizer(&path)

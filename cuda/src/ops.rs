@@ -153,7 +153,7 @@ impl Backend for CudaBackend {
         Ok(CudaWeight {
             rows: w.shape[0],
             cols: w.shape[1],
-            data: self.put(&w.data)?,
+            data: self.put(&w.values())?,
         })
     }
 

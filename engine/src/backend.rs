@@ -111,8 +111,15 @@ pub trait Backend: Send + Sync + Sized {
     fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
     /// The first `len` values of `buf`.
     fn download(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
-    /// A weight from a 2-D host tensor `[rows, cols]`.
+    /// A weight from a 2-D host tensor `[rows, cols]` (f32, or packed when
+    /// [`Backend::packed_weights`] is true).
     fn upload_weight(&self, w: &HostTensor) -> Result<Self::Weight>;
+    /// Whether [`Backend::upload_weight`] keeps packed tensors ([`crate::tensor::Packed`])
+    /// compact and computes on them; loaders then skip dequantising. Default: false (a packed
+    /// tensor is dequantised to f32 on upload).
+    fn packed_weights(&self) -> bool {
+        false
+    }
     /// A LoRA stack on the device.
     fn upload_lora(&self, s: &LoraStackHost) -> Result<Self::Lora>;
     /// The step on the device, reusing `reuse`'s allocation when it is large enough.

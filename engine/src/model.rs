@@ -89,21 +89,23 @@ impl<B: Backend> Model<B> {
             }
         };
         drop(embed_t);
-        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.data)?;
+        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let p = format!("model.layers.{i}");
             let mut lin = |m: LoraModule, bias: bool| -> Result<Linear<B>> {
                 let (n_in, n_out) = c.module_dims(m);
                 let wt = w.take(&format!("{p}.{}.weight", m.hf_path()), &[n_out, n_in])?;
-                let b =
-                    if bias {
-                        Some(backend.upload(
-                            &w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?.data,
-                        )?)
-                    } else {
-                        None
-                    };
+                let b = if bias {
+                    Some(
+                        backend.upload(
+                            &w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?
+                                .values(),
+                        )?,
+                    )
+                } else {
+                    None
+                };
                 Ok(Linear {
                     w: backend.upload_weight(&wt)?,
                     b,
@@ -122,11 +124,13 @@ impl<B: Backend> Model<B> {
                 lin(Down, c.mlp_bias)?,
             ];
             layers.push(Layer {
-                attn_norm: backend
-                    .upload(&w.take(&format!("{p}.input_layernorm.weight"), &[h])?.data)?,
+                attn_norm: backend.upload(
+                    &w.take(&format!("{p}.input_layernorm.weight"), &[h])?
+                        .values(),
+                )?,
                 ffn_norm: backend.upload(
                     &w.take(&format!("{p}.post_attention_layernorm.weight"), &[h])?
-                        .data,
+                        .values(),
                 )?,
                 linears,
                 lora: Default::default(),

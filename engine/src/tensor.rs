@@ -1,37 +1,156 @@
-//! Host-side tensors as the loaders produce them: f32, row-major, with the HF tensor name.
+//! Host-side tensors as the loaders produce them: f32, row-major, with the HF tensor name, or
+//! (for backends that compute on compact storage) the file's packed blocks.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// A named f32 tensor in host memory, row-major.
+/// Compact weight formats a backend may compute on directly (dequantised block by block inside
+/// its matmul) instead of f32: GGUF's quantisations and half precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackedKind {
+    /// IEEE half, 2 bytes per value.
+    F16,
+    /// bfloat16, 2 bytes per value.
+    BF16,
+    /// ggml Q8_0: blocks of 32 `i8` with one f16 scale (34 bytes).
+    Q8_0,
+    /// ggml Q4_0: blocks of 32 nibbles `(q - 8) * d` (18 bytes).
+    Q4_0,
+    /// ggml Q4_1: blocks of 32 nibbles `q * d + m` (20 bytes).
+    Q4_1,
+}
+
+impl PackedKind {
+    /// The kind of a ggml type id, if it is one of these.
+    pub fn from_ggml(t: u32) -> Option<Self> {
+        use crate::loader::gguf::quant as q;
+        Some(match t {
+            q::F16 => PackedKind::F16,
+            q::BF16 => PackedKind::BF16,
+            q::Q8_0 => PackedKind::Q8_0,
+            q::Q4_0 => PackedKind::Q4_0,
+            q::Q4_1 => PackedKind::Q4_1,
+            _ => return None,
+        })
+    }
+
+    /// The ggml type id.
+    pub fn ggml_type(self) -> u32 {
+        use crate::loader::gguf::quant as q;
+        match self {
+            PackedKind::F16 => q::F16,
+            PackedKind::BF16 => q::BF16,
+            PackedKind::Q8_0 => q::Q8_0,
+            PackedKind::Q4_0 => q::Q4_0,
+            PackedKind::Q4_1 => q::Q4_1,
+        }
+    }
+
+    /// `(values per block, bytes per block)`.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            PackedKind::F16 | PackedKind::BF16 => (1, 2),
+            PackedKind::Q8_0 => (32, 34),
+            PackedKind::Q4_0 => (32, 18),
+            PackedKind::Q4_1 => (32, 20),
+        }
+    }
+
+    /// Bytes of host memory per parameter.
+    pub fn bytes_per_param(self) -> f64 {
+        let (n, b) = self.block();
+        b as f64 / n as f64
+    }
+
+    /// The name ggml gives the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            PackedKind::F16 => "F16",
+            PackedKind::BF16 => "BF16",
+            PackedKind::Q8_0 => "Q8_0",
+            PackedKind::Q4_0 => "Q4_0",
+            PackedKind::Q4_1 => "Q4_1",
+        }
+    }
+
+    /// Bytes of one row of `cols` values (`cols` must be a multiple of the block).
+    pub fn row_bytes(self, cols: usize) -> usize {
+        let (n, b) = self.block();
+        cols / n * b
+    }
+
+    /// Dequantises whole blocks: `bytes` holds exactly `out.len()` values.
+    pub fn dequantize(self, bytes: &[u8], out: &mut [f32]) {
+        crate::loader::gguf::quant::dequantize_serial(self.ggml_type(), bytes, out);
+    }
+}
+
+/// A 2-D tensor's values in a compact format: rows of blocks, row-major.
+#[derive(Debug, Clone)]
+pub struct Packed {
+    /// The format.
+    pub kind: PackedKind,
+    /// `rows * kind.row_bytes(cols)` bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A named tensor in host memory, row-major: f32 values, or packed blocks (then `data` is
+/// empty and [`HostTensor::values`] dequantises on demand).
 #[derive(Debug, Clone)]
 pub struct HostTensor {
     /// Shape, outermost first (a linear weight is `[out, in]` as in PyTorch).
     pub shape: Vec<usize>,
-    /// Row-major values.
+    /// Row-major values (empty when `packed` holds them).
     pub data: Vec<f32>,
+    /// The file's compact storage, kept for backends that compute on it.
+    pub packed: Option<Packed>,
 }
 
 impl HostTensor {
     /// A tensor from its shape and values (the product of `shape` must equal `data.len()`).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        HostTensor { shape, data }
+        HostTensor {
+            shape,
+            data,
+            packed: None,
+        }
+    }
+
+    /// A 2-D tensor kept in packed form.
+    pub fn packed(rows: usize, cols: usize, packed: Packed) -> Self {
+        debug_assert_eq!(packed.bytes.len(), rows * packed.kind.row_bytes(cols));
+        HostTensor {
+            shape: vec![rows, cols],
+            data: Vec::new(),
+            packed: Some(packed),
+        }
     }
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.data.len()
+        self.shape.iter().product()
+    }
+
+    /// The values as f32 (borrowed, or dequantised from the packed form).
+    pub fn values(&self) -> Cow<'_, [f32]> {
+        match &self.packed {
+            Some(p) => {
+                let mut out = vec![0.0f32; self.numel()];
+                p.kind.dequantize(&p.bytes, &mut out);
+                Cow::Owned(out)
+            }
+            None => Cow::Borrowed(&self.data),
+        }
     }
 
     /// Index and value of the first NaN or infinity, if any.
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
-        self.data
-            .iter()
-            .position(|v| !v.is_finite())
-            .map(|i| (i, self.data[i]))
+        let v = self.values();
+        v.iter().position(|v| !v.is_finite()).map(|i| (i, v[i]))
     }
 }
 

@@ -137,11 +137,12 @@ impl WgpuBackend {
                 self.gpu.max_binding
             )));
         }
+        let values = w.values();
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < rows.max(1) {
             let n = per_block.min(rows - start.min(rows));
-            let data = &w.data[start * cols..(start + n) * cols];
+            let data = &values[start * cols..(start + n) * cols];
             let what = format!("weight [{rows}, {cols}] rows {start}..{}", start + n);
             blocks.push(Block {
                 start,

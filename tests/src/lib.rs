@@ -142,9 +142,16 @@ impl Fixture {
         self.f32s(name).into_iter().map(|v| v as u32).collect()
     }
 
-    /// Loads the model with all the fixture's adapters on `backend`.
+    /// Loads the model with all the fixture's adapters on `backend`, keeping a GGUF's compact
+    /// blocks when the backend computes on them (as `dlp-run` does by default).
     pub fn load<B: Backend>(&self, backend: B) -> Result<Model<B>> {
-        let files = ModelFiles::load(&self.model_path())?;
+        let packed = backend.packed_weights();
+        self.load_with(backend, packed)
+    }
+
+    /// As [`Fixture::load`], choosing whether packed weights stay packed.
+    pub fn load_with<B: Backend>(&self, backend: B, keep_packed: bool) -> Result<Model<B>> {
+        let files = ModelFiles::load_with(&self.model_path(), keep_packed)?;
         let mut names: Vec<&String> = self.golden.adapters.keys().collect();
         names.sort();
         let adapters = names
@@ -281,11 +288,24 @@ pub fn run_golden<B: Backend>(name: &str, backend: B) {
 /// cases (the same decode path, one step per position instead of one per position per case),
 /// for backends too slow to do both (software GPU adapters). The omission is printed.
 pub fn run_golden_with<B: Backend>(name: &str, backend: B, per_case_decode: bool) {
+    let packed = backend.packed_weights();
+    run_golden_opts(name, backend, per_case_decode, packed);
+}
+
+/// As [`run_golden`], with every weight loaded as f32 even where the backend could keep a
+/// GGUF's packed blocks (the reference path, `--f32-weights`).
+pub fn run_golden_f32_weights<B: Backend>(name: &str, backend: B) {
+    run_golden_opts(name, backend, true, false);
+}
+
+fn run_golden_opts<B: Backend>(name: &str, backend: B, per_case_decode: bool, keep_packed: bool) {
     let Some(dir) = fixtures(name) else { return };
     let fx = Fixture::open(&dir);
     let model = fx
-        .load(backend)
+        .load_with(backend, keep_packed)
         .unwrap_or_else(|e| panic!("loading {}: {e}", fx.dir.display()));
+    let storage = if keep_packed { "packed" } else { "f32" };
+    println!("{name}: weights loaded {storage} where the file allows");
     let vocab = model.config.vocab_size;
     let inputs: Vec<_> = fx
         .golden

@@ -20,7 +20,7 @@ pub fn embedding(table: &CpuWeight, ids: &[u32], dim: usize, out: &mut [f32]) ->
                 table.rows
             )));
         }
-        out[t * dim..(t + 1) * dim].copy_from_slice(&table.data[id * dim..(id + 1) * dim]);
+        table.row_into(id, &mut out[t * dim..(t + 1) * dim]);
     }
     Ok(())
 }

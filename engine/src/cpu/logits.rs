@@ -18,7 +18,12 @@ pub fn logits(
 ) -> Result<()> {
     let n = rows.len();
     check_len("logits", "out", out.len(), n * vocab)?;
-    check_len("logits", "lm_head", lm_head.data.len(), vocab * hidden)?;
+    if lm_head.rows != vocab || lm_head.cols != hidden {
+        return Err(crate::error::Error::invalid(format!(
+            "logits: lm_head is [{}, {}], expected [{vocab}, {hidden}]",
+            lm_head.rows, lm_head.cols
+        )));
+    }
     scratch.resize(n * hidden, 0.0);
     for (i, &r) in rows.iter().enumerate() {
         let r = r as usize;

@@ -1,11 +1,17 @@
 //! `matmul`: `out = x @ W^T (+ bias)` with `W` stored `[n, k]` as in PyTorch.
 //!
 //! One row (decode) is memory-bound: a parallel dot product per output feature reads `W` once.
-//! Several rows (prefill, batches) go through the `gemm` crate's blocked kernels.
+//! Several rows (prefill, batches) go through the `gemm` crate's blocked kernels. Packed
+//! weights (Q8_0/Q4_0/Q4_1/F16/BF16) stay packed: decode dequantises in registers
+//! ([`super::packed_dot`]), several rows dequantise one tile of features at a time.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::packed_dot::{block_sums, dot_row, QK};
 use super::CpuWeight;
+use crate::tensor::Packed;
 
 /// Dot product with eight independent accumulators so the compiler vectorises it.
 #[inline]
@@ -24,41 +30,12 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `out[rows, n] = x[rows, k] @ w^T + bias`.
 pub fn matmul(x: &[f32], w: &CpuWeight, bias: Option<&[f32]>, rows: usize, out: &mut [f32]) {
-    let (n, k) = (w.rows, w.cols);
-    if rows == 1 {
-        gemv(x, w, out);
-    } else {
-        let threads = rayon::current_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the slices cover exactly rows*k, n*k and rows*n elements (checked by the
-        // caller), and the strides below describe those row-major layouts.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w.data.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
+    let n = w.rows;
+    match (&w.packed, rows) {
+        (None, 1) => gemv(x, w, out),
+        (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
+        (Some(p), 1) => gemv_packed(x, w.cols, p, out),
+        (Some(p), _) => gemm_packed(x, w, p, rows, out),
     }
     if let Some(b) = bias {
         out.chunks_mut(n)
@@ -66,16 +43,125 @@ pub fn matmul(x: &[f32], w: &CpuWeight, bias: Option<&[f32]>, rows: usize, out: 
     }
 }
 
+fn threads() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    }
+}
+
+/// `out[rows, n] = x[rows, k] @ w[n, k]^T` with `out` rows `ld_out` apart (a column block of
+/// a wider output when `ld_out > n`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_f32(
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    n: usize,
+    k: usize,
+    ld_out: usize,
+    out: &mut [f32],
+    par: gemm::Parallelism,
+) {
+    assert!(x.len() >= rows * k && w.len() >= n * k && out.len() >= (rows - 1) * ld_out + n);
+    // SAFETY: the assert above bounds every element the strides below address.
+    unsafe {
+        gemm::gemm(
+            rows,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            ld_out as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
 /// One row (decode): each output feature's weights are read once, features split over threads.
 fn gemv(x: &[f32], w: &CpuWeight, out: &mut [f32]) {
     let k = w.cols;
-    // Output features per rayon task: big enough to amortise scheduling.
-    const CHUNK: usize = 64;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let base = c * CHUNK;
-        for (j, o) in o.iter_mut().enumerate() {
-            let row = base + j;
-            *o = dot(x, &w.data[row * k..(row + 1) * k]);
-        }
+    out.par_chunks_mut(GEMV_CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let base = c * GEMV_CHUNK;
+            for (j, o) in o.iter_mut().enumerate() {
+                let row = base + j;
+                *o = dot(x, &w.data[row * k..(row + 1) * k]);
+            }
+        });
+}
+
+/// Output features per rayon task in a gemv: big enough to amortise scheduling.
+const GEMV_CHUNK: usize = 64;
+
+/// One row against packed weights: blocks dequantised in registers, never written out.
+fn gemv_packed(x: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
+    let mut xsum = Vec::with_capacity(k / QK + 1);
+    block_sums(x, &mut xsum);
+    let rb = p.kind.row_bytes(k);
+    out.par_chunks_mut(GEMV_CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| {
+            let base = c * GEMV_CHUNK;
+            for (j, o) in o.iter_mut().enumerate() {
+                let row = (base + j) * rb;
+                *o = dot_row(p.kind, x, &xsum, &p.bytes[row..row + rb]);
+            }
+        });
+}
+
+/// Output features per tile when several rows meet packed weights.
+const TILE: usize = 64;
+
+thread_local! {
+    /// Each thread's dequantised tile, reused across calls.
+    static TILE_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Several rows against packed weights: each thread dequantises a tile of `TILE` output
+/// features once and runs a blocked f32 gemm on it, writing its own columns of `out`.
+fn gemm_packed(x: &[f32], w: &CpuWeight, p: &Packed, rows: usize, out: &mut [f32]) {
+    let (n, k) = (w.rows, w.cols);
+    let rb = p.kind.row_bytes(k);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
+        let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
+        TILE_BUF.with_borrow_mut(|tile| {
+            tile.resize((c1 - c0) * k, 0.0);
+            p.kind.dequantize(&p.bytes[c0 * rb..c1 * rb], tile);
+            // SAFETY: tiles write disjoint column ranges c0..c1 of `out`; the slice starts at
+            // column c0 and `gemm_f32` addresses rows `ld_out = n` apart within `out_len`.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(c0), out_len - c0) };
+            gemm_f32(x, tile, rows, c1 - c0, k, n, dst, gemm::Parallelism::None);
+        });
     });
+}
+
+/// A raw pointer that rayon tasks may share (they write disjoint parts).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only for disjoint writes, see `gemm_packed`.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
 }

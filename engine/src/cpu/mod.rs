@@ -8,6 +8,7 @@ mod embedding;
 mod logits;
 mod lora;
 mod matmul;
+mod packed_dot;
 mod rms_norm;
 mod rope;
 mod silu_mul;
@@ -16,19 +17,41 @@ use std::sync::Mutex;
 
 use crate::backend::{AttnShape, Backend, LoraStackHost, StepPlan};
 use crate::error::{Error, Result};
-use crate::tensor::HostTensor;
+use crate::tensor::{HostTensor, Packed};
 
 pub use matmul::dot;
 
-/// A 2-D weight `[rows, cols]` in host memory.
+/// A 2-D weight `[rows, cols]` in host memory: f32, or the file's packed blocks.
 #[derive(Debug, Clone)]
 pub struct CpuWeight {
     /// Output features.
     pub rows: usize,
     /// Input features.
     pub cols: usize,
-    /// Row-major values.
+    /// Row-major values (empty when `packed` holds them).
     pub data: Vec<f32>,
+    /// Compact storage (Q8_0/Q4_0/Q4_1/F16/BF16), dequantised inside the kernels.
+    pub packed: Option<Packed>,
+}
+
+impl CpuWeight {
+    /// Bytes of host memory the values take.
+    pub fn bytes(&self) -> usize {
+        self.packed
+            .as_ref()
+            .map_or(self.data.len() * 4, |p| p.bytes.len())
+    }
+
+    /// Row `r` as f32 into `out` (`cols` values).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        match &self.packed {
+            Some(p) => {
+                let rb = p.kind.row_bytes(self.cols);
+                p.kind.dequantize(&p.bytes[r * rb..(r + 1) * rb], out);
+            }
+            None => out.copy_from_slice(&self.data[r * self.cols..(r + 1) * self.cols]),
+        }
+    }
 }
 
 /// The reference backend. Threads come from rayon's global pool (`RAYON_NUM_THREADS`).
@@ -87,11 +110,31 @@ impl Backend for CpuBackend {
                 w.shape
             )));
         }
+        let (rows, cols) = (w.shape[0], w.shape[1]);
+        if let Some(p) = &w.packed {
+            let (per, _) = p.kind.block();
+            if !cols.is_multiple_of(per) || p.bytes.len() != rows * p.kind.row_bytes(cols) {
+                return Err(Error::invalid(format!(
+                    "upload_weight: {} weight [{rows}, {cols}] holds {} bytes (rows must be whole blocks of {per})",
+                    p.kind.name(),
+                    p.bytes.len()
+                )));
+            }
+        }
         Ok(CpuWeight {
-            rows: w.shape[0],
-            cols: w.shape[1],
-            data: w.data.clone(),
+            rows,
+            cols,
+            data: if w.packed.is_some() {
+                Vec::new()
+            } else {
+                w.data.clone()
+            },
+            packed: w.packed.clone(),
         })
+    }
+
+    fn packed_weights(&self) -> bool {
+        true
     }
 
     fn upload_lora(&self, s: &LoraStackHost) -> Result<LoraStackHost> {

@@ -4,7 +4,7 @@
 //! to f32 under HF names, with attn_q / attn_k rows restored to HF's rotate-half layout.
 
 mod hparams;
-mod quant;
+pub mod quant;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use memmap2::Mmap;
 use reader::Reader;
 
 use crate::error::{Error, Result};
-use crate::tensor::{HostTensor, WeightMap};
+use crate::tensor::{HostTensor, Packed, PackedKind, WeightMap};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -353,6 +353,12 @@ impl GgufFile {
     /// Every tensor the model uses, dequantised to f32 under its HF name, with attn_q / attn_k
     /// (weights and biases) un-permuted to HF's layout. Shows a progress bar for large files.
     pub fn load_weights(&self) -> Result<WeightMap> {
+        self.load_weights_with(false)
+    }
+
+    /// As [`GgufFile::load_weights`]; with `keep_packed`, 2-D tensors stored as F16, BF16,
+    /// Q8_0, Q4_0 or Q4_1 keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
+    pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
         self.check_arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
@@ -383,7 +389,15 @@ impl GgufFile {
                 );
                 continue;
             };
-            let mut ht = self.dequantize(t)?;
+            let packed_kind = PackedKind::from_ggml(t.ggml_type).filter(|_| keep_packed);
+            let mut ht = match packed_kind {
+                Some(kind) if t.dims.len() == 2 => {
+                    let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+                    let bytes = self.tensor_bytes(t)?.to_vec();
+                    HostTensor::packed(rows, cols, Packed { kind, bytes })
+                }
+                _ => self.dequantize(t)?,
+            };
             let n_head = if t.name.contains(".attn_q.") {
                 Some(heads)
             } else if t.name.contains(".attn_k.") {
@@ -400,7 +414,13 @@ impl GgufFile {
                     ));
                 }
                 let cols = ht.shape.get(1).copied().unwrap_or(1);
-                ht.data = quant::unpermute_rows(&ht.data, rows, cols, n);
+                match &mut ht.packed {
+                    // Rows of blocks move as wholes: permute rows of `row_bytes` bytes.
+                    Some(p) => {
+                        p.bytes = quant::unpermute_rows(&p.bytes, rows, p.kind.row_bytes(cols), n)
+                    }
+                    None => ht.data = quant::unpermute_rows(&ht.data, rows, cols, n),
+                }
             }
             map.insert(name, ht, &self.path)?;
             bar.inc(t.byte_size().unwrap_or(0));

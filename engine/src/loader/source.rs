@@ -17,7 +17,7 @@ pub struct ModelFiles {
     pub format: &'static str,
     /// Hyper-parameters.
     pub config: ModelConfig,
-    /// All weights under HF names, f32.
+    /// All weights under HF names (f32, or packed blocks when asked).
     pub weights: WeightMap,
     /// The tokenizer, when the model comes with one.
     pub tokenizer: Option<TextTokenizer>,
@@ -27,6 +27,13 @@ impl ModelFiles {
     /// Loads an HF directory (`config.json` + safetensors) or a GGUF file (then a
     /// `tokenizer.json` beside it is preferred over the GGUF's own vocabulary).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, false)
+    }
+
+    /// As [`ModelFiles::load`]; with `keep_packed`, a GGUF's F16/BF16/Q8_0/Q4_0/Q4_1 matrices
+    /// stay in their compact blocks (for a backend whose [`crate::Backend::packed_weights`] is
+    /// true). HF directories always load as f32.
+    pub fn load_with(path: &Path, keep_packed: bool) -> Result<Self> {
         if path.is_dir() {
             if !path.join("config.json").exists() {
                 return Err(Error::format(path, "not a model directory: no config.json (expected an HF model directory or a .gguf file)"));
@@ -59,7 +66,7 @@ impl ModelFiles {
         if tokenizer.chat_template().is_none() {
             tokenizer.set_chat_template(g.chat_template());
         }
-        let weights = g.load_weights()?;
+        let weights = g.load_weights_with(keep_packed)?;
         Ok(ModelFiles {
             path: path.into(),
             format: "gguf",

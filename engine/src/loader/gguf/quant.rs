@@ -84,7 +84,8 @@ pub fn dequantize(t: u32, bytes: &[u8], out: &mut [f32]) {
         .for_each(|(o, b)| dequantize_serial(t, b, o));
 }
 
-fn dequantize_serial(t: u32, bytes: &[u8], out: &mut [f32]) {
+/// [`dequantize`] on the calling thread (for one row or tile at a time).
+pub fn dequantize_serial(t: u32, bytes: &[u8], out: &mut [f32]) {
     match t {
         F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
@@ -137,10 +138,15 @@ fn dequantize_serial(t: u32, bytes: &[u8], out: &mut [f32]) {
 /// the converter interleaves the two RoPE halves of each head; HF's rotate-half layout keeps
 /// them apart. GGUF row `h*hd + 2*i + j` holds HF row `h*hd + j*hd/2 + i`.
 /// The caller checks `rows % (2 * n_head) == 0`.
-pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
+pub fn unpermute_rows<T: Copy + Default>(
+    data: &[T],
+    rows: usize,
+    cols: usize,
+    n_head: usize,
+) -> Vec<T> {
     let hd = rows / n_head;
     let half = hd / 2;
-    let mut out = vec![0.0f32; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..n_head {
         for i in 0..half {
             for j in 0..2 {
