@@ -1,5 +1,7 @@
 //! `dlp-run`: serve many task LoRAs from one base model. See `dlp-run --help`.
 
+mod bench;
+mod bench_report;
 mod common;
 mod generate;
 mod inspect;
@@ -48,6 +50,9 @@ enum Command {
     TrainRouter(router_cmd::TrainRouterArgs),
     /// Evaluate a trained router: per-task and family accuracy, top-p containment, confusion.
     EvalRouter(router_cmd::EvalRouterArgs),
+    /// Measure speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs merged
+    /// weights vs batches, interleaved in one run, reported as ratios.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -65,6 +70,10 @@ fn main() {
         .init();
     let result = match &cli.command {
         Command::Generate(a) => a
+            .model
+            .init_threads()
+            .and_then(|_| common::with_backend(a.model.backend, a)),
+        Command::Bench(a) => a
             .model
             .init_threads()
             .and_then(|_| common::with_backend(a.model.backend, a)),

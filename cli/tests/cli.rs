@@ -397,3 +397,67 @@ fn routed_generation_by_sentence() {
     args.drain(5..7);
     fails_with(&args, &["qv_r8", "no loaded adapter"]);
 }
+
+/// `dlp-run bench --quick` end to end on SmolLM2 (few tokens: a smoke test of the contract,
+/// not a measurement): the table, and JSON with every scenario and the headline ratios.
+#[test]
+fn bench_quick_writes_ratios() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let plot = tmp.path().join("bench.png");
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = run(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--quick",
+        "--synthetic-adapters",
+        "4",
+        "--rank",
+        "4",
+        "--new-tokens",
+        "3",
+        "--rounds",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for row in ["base", "single", "fused3", "token_level", "batch32"] {
+        assert!(table.contains(row), "no {row} row in {table}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in [
+        "fused3_over_single",
+        "fused3_over_base",
+        "token_level_over_sentence_level",
+        "batch32_over_batch1_throughput",
+    ] {
+        let r = v["ratios"][key].as_f64().unwrap_or(f64::NAN);
+        assert!(r.is_finite() && r > 0.0, "ratio {key} = {r} in {v}");
+    }
+    assert_eq!(v["scenarios"].as_array().unwrap().len(), 5);
+    assert!(std::fs::metadata(&plot).unwrap().len() > 1000);
+    fails_with(
+        &[
+            "bench",
+            "--backend",
+            "cpu",
+            "-m",
+            gguf.to_str().unwrap(),
+            "--targets",
+            "q_proj,nope",
+        ],
+        &["--targets", "nope"],
+    );
+}

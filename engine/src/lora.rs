@@ -76,3 +76,88 @@ pub fn resolve_mixture(names: &[String], mix: &[(String, f32)]) -> Result<Mixtur
     }
     Ok(out)
 }
+
+/// A random PEFT-shaped adapter held only in memory, for scaling studies without files:
+/// rank `rank` on `targets` of every layer, `lora_alpha = 2 * rank`, A and B uniform with
+/// scales that keep the delta small but non-zero (like a trained adapter's). Same seed, same
+/// adapter.
+pub fn synthetic_adapter(
+    name: &str,
+    cfg: &ModelConfig,
+    rank: usize,
+    targets: &[LoraModule],
+    seed: u64,
+) -> PeftAdapter {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut pairs = std::collections::BTreeMap::new();
+    for layer in 0..cfg.num_layers {
+        for &m in targets {
+            let (n_in, n_out) = cfg.module_dims(m);
+            let (sa, sb) = (1.0 / (n_in as f32).sqrt(), 0.02);
+            let a: Vec<f32> = (0..rank * n_in)
+                .map(|_| rng.random_range(-sa..sa))
+                .collect();
+            let b: Vec<f32> = (0..n_out * rank)
+                .map(|_| rng.random_range(-sb..sb))
+                .collect();
+            pairs.insert(
+                (layer, m),
+                crate::loader::peft::LoraPair {
+                    a: crate::HostTensor::new(vec![rank, n_in], a),
+                    b: crate::HostTensor::new(vec![n_out, rank], b),
+                    scale: 2.0,
+                },
+            );
+        }
+    }
+    PeftAdapter {
+        name: name.to_string(),
+        dir: std::path::PathBuf::from(format!("<synthetic seed {seed}>")),
+        base_model: None,
+        r: rank,
+        alpha: 2.0 * rank as f64,
+        rslora: false,
+        targets: targets.to_vec(),
+        pairs,
+    }
+}
+
+/// Merges a mixture into f32 base weights once, `W += sum_k w_k * scale_k * B_k @ A_k` (the
+/// static-fusion floor that sentence-level fusion is measured against). Packed weights cannot
+/// be merged: load with f32 weights.
+pub fn merge_into(
+    weights: &mut crate::WeightMap,
+    adapters: &[PeftAdapter],
+    mixture: &Mixture,
+) -> Result<()> {
+    for &(slot, w) in mixture {
+        let ad = adapters
+            .get(slot)
+            .ok_or_else(|| Error::invalid(format!("merge: no adapter in slot {slot}")))?;
+        for (&(layer, m), p) in &ad.pairs {
+            let name = format!("model.layers.{layer}.{}.weight", m.hf_path());
+            let t = weights.get_mut(&name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "merge: adapter `{}` targets missing `{name}`",
+                    ad.name
+                ))
+            })?;
+            if t.packed.is_some() {
+                return Err(Error::invalid(format!(
+                    "merge: `{name}` is packed; load the model with f32 weights to merge"
+                )));
+            }
+            let (r, n_in) = (p.rank(), p.a.shape[1]);
+            let f = w * p.scale;
+            for (o, row) in t.data.chunks_exact_mut(n_in).enumerate() {
+                for j in 0..r {
+                    let c = f * p.b.data[o * r + j];
+                    let a = &p.a.data[j * n_in..(j + 1) * n_in];
+                    row.iter_mut().zip(a).for_each(|(x, a)| *x += c * a);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -184,6 +184,11 @@ impl WeightMap {
         Ok(())
     }
 
+    /// A tensor to modify in place (e.g. to merge adapters into it).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut HostTensor> {
+        self.tensors.get_mut(name).map(|(t, _)| t)
+    }
+
     /// Whether a tensor is present.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)

@@ -309,6 +309,11 @@ impl TextTokenizer {
         }
     }
 
+    /// The underlying Hugging Face tokenizer (e.g. for a router that reads with it).
+    pub fn hf_tokenizer(&self) -> &Tokenizer {
+        &self.tok
+    }
+
     /// Id of a token string (special or not).
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tok.token_to_id(token)

@@ -15,7 +15,8 @@ use crate::RouterError;
 const CELL: i32 = 40;
 const GLYPH: i32 = 8;
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+/// A PNG drawing area.
+pub type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
 /// Draws `report`'s confusion matrix to a PNG file at `path`.
 pub fn render_confusion_png(report: &EvalReport, path: &Path) -> Result<(), RouterError> {
@@ -44,12 +45,12 @@ fn draw(root: &Area, report: &EvalReport, left: i32, top: i32) -> Result<(), Str
         100.0 * report.top1,
         100.0 * report.family_top1
     );
-    text(root, 8, 8, &title, &BLACK, false)?;
+    draw_text(root, 8, 8, &title, &BLACK, false)?;
     for (i, label) in report.labels.iter().enumerate() {
         let i = i as i32;
         let name = format!("{label} {i:>2}");
         // Row names right-aligned against the grid; column names read bottom-up above it.
-        text(
+        draw_text(
             root,
             left - 6 - name.len() as i32 * GLYPH,
             top + i * CELL + (CELL - GLYPH) / 2,
@@ -58,7 +59,7 @@ fn draw(root: &Area, report: &EvalReport, left: i32, top: i32) -> Result<(), Str
             false,
         )?;
         let col = format!("{i:>2} {label}");
-        text(
+        draw_text(
             root,
             left + i * CELL + (CELL - GLYPH) / 2,
             top - 6,
@@ -90,16 +91,17 @@ fn draw(root: &Area, report: &EvalReport, left: i32, top: i32) -> Result<(), Str
                 let s = c.to_string();
                 let ink = if share > 0.5 { WHITE } else { BLACK };
                 let tx = x + (CELL - s.len() as i32 * GLYPH) / 2;
-                text(root, tx, y + (CELL - GLYPH) / 2, &s, &ink, false)?;
+                draw_text(root, tx, y + (CELL - GLYPH) / 2, &s, &ink, false)?;
             }
         }
     }
     Ok(())
 }
 
-/// Draws ASCII `s` with its top-left corner at (x, y); `vertical` rotates it a quarter turn
-/// counter-clockwise, the baseline then running upward from (x, y).
-fn text(
+/// Draws ASCII `s` (8x8 pixel glyphs, no system font needed) with its top-left corner at
+/// (x, y); `vertical` rotates it a quarter turn counter-clockwise, the baseline then running
+/// upward from (x, y). Errors are plotters' messages.
+pub fn draw_text(
     root: &Area,
     x: i32,
     y: i32,

@@ -62,18 +62,20 @@ pub fn lora_shrink(
     let (kk, mr, d) = (step.mix_k, l.max_rank, l.in_dim);
     check_len("lora_shrink", "x", x.len(), n_tokens * d)?;
     check_len("lora_shrink", "u", u.len(), n_tokens * kk * mr)?;
+    // Nested parallelism (tokens, then adapter entries) keeps the cores busy when decoding one
+    // token as well as in prefill; finer tasks cost more in scheduling than they save.
     u[..n_tokens * kk * mr]
         .par_chunks_mut(kk * mr)
         .enumerate()
         .for_each(|(t, ut)| {
             let xt = &x[t * d..(t + 1) * d];
-            for k in 0..kk {
+            ut.par_chunks_mut(mr).enumerate().for_each(|(k, uk)| {
                 if let Some((off, rank, ws)) = entry(l, step, t, k) {
-                    for j in 0..rank {
-                        ut[k * mr + j] = ws * dot(&l.a[(off + j) * d..(off + j + 1) * d], xt);
+                    for (j, u) in uk[..rank].iter_mut().enumerate() {
+                        *u = ws * dot(&l.a[(off + j) * d..(off + j + 1) * d], xt);
                     }
                 }
-            }
+            });
         });
     Ok(())
 }
@@ -90,19 +92,25 @@ pub fn lora_expand(
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
+    /// Output features per task: big enough to amortise scheduling, small enough to split
+    /// one token's row over the cores.
+    const COLS: usize = 512;
     y[..n_tokens * o]
         .par_chunks_mut(o)
         .enumerate()
         .for_each(|(t, yt)| {
-            for k in 0..kk {
-                if let Some((off, rank, _)) = entry(l, step, t, k) {
-                    for j in 0..rank {
-                        let c = u[(t * kk + k) * mr + j];
-                        let b = &l.bt[(off + j) * o..(off + j + 1) * o];
-                        yt.iter_mut().zip(b).for_each(|(y, b)| *y += c * b);
+            yt.par_chunks_mut(COLS).enumerate().for_each(|(c, yc)| {
+                let c0 = c * COLS;
+                for k in 0..kk {
+                    if let Some((off, rank, _)) = entry(l, step, t, k) {
+                        for j in 0..rank {
+                            let cu = u[(t * kk + k) * mr + j];
+                            let b = &l.bt[(off + j) * o + c0..(off + j) * o + c0 + yc.len()];
+                            yc.iter_mut().zip(b).for_each(|(y, b)| *y += cu * b);
+                        }
                     }
                 }
-            }
+            });
         });
     Ok(())
 }

@@ -9,13 +9,30 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::packed_dot::{block_sums, dot_row, QK};
+use super::packed_dot::{block_sums, dequantize, dot_row, QK};
 use super::CpuWeight;
 use crate::tensor::Packed;
 
-/// Dot product with eight independent accumulators so the compiler vectorises it.
+/// Dot product; the AVX2 build of it where the CPU has AVX2 (see [`super::packed_dot`]).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::packed_dot::has_avx2() {
+        // SAFETY: the CPU supports every feature the function was compiled with.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_generic(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_generic(a, b)
+}
+
+/// Dot product with eight independent accumulators so the compiler vectorises it.
+#[inline(always)]
+fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -35,6 +52,7 @@ pub fn matmul(x: &[f32], w: &CpuWeight, bias: Option<&[f32]>, rows: usize, out: 
         (None, 1) => gemv(x, w, out),
         (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
         (Some(p), 1) => gemv_packed(x, w.cols, p, out),
+        (Some(p), r) if r <= FEW_ROWS => rows_packed(x, w, p, rows, out),
         (Some(p), _) => gemm_packed(x, w, p, rows, out),
     }
     if let Some(b) = bias {
@@ -123,6 +141,36 @@ fn gemv_packed(x: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
         });
 }
 
+/// Up to this many rows (batched decode), packed weights are dequantised one row at a time
+/// into L1 and dotted with every input row; more rows (prefill) go through tiles and `gemm`.
+const FEW_ROWS: usize = 4;
+
+thread_local! {
+    /// Each thread's dequantised weight row.
+    static ROW_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A few rows against packed weights: each weight row is dequantised once, into L1, and
+/// dotted with every input row.
+fn rows_packed(x: &[f32], w: &CpuWeight, p: &Packed, rows: usize, out: &mut [f32]) {
+    let (n, k) = (w.rows, w.cols);
+    let rb = p.kind.row_bytes(k);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(GEMV_CHUNK)).into_par_iter().for_each(|c| {
+        ROW_BUF.with_borrow_mut(|buf| {
+            buf.resize(k, 0.0);
+            for j in c * GEMV_CHUNK..((c + 1) * GEMV_CHUNK).min(n) {
+                dequantize(p.kind, &p.bytes[j * rb..(j + 1) * rb], buf);
+                for r in 0..rows {
+                    let v = dot(&x[r * k..(r + 1) * k], buf);
+                    // SAFETY: task `c` alone writes columns of its chunk; r * n + j < rows * n.
+                    unsafe { *out_ptr.get().add(r * n + j) = v };
+                }
+            }
+        });
+    });
+}
+
 /// Output features per tile when several rows meet packed weights.
 const TILE: usize = 64;
 
@@ -142,7 +190,7 @@ fn gemm_packed(x: &[f32], w: &CpuWeight, p: &Packed, rows: usize, out: &mut [f32
         let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
         TILE_BUF.with_borrow_mut(|tile| {
             tile.resize((c1 - c0) * k, 0.0);
-            p.kind.dequantize(&p.bytes[c0 * rb..c1 * rb], tile);
+            dequantize(p.kind, &p.bytes[c0 * rb..c1 * rb], tile);
             // SAFETY: tiles write disjoint column ranges c0..c1 of `out`; the slice starts at
             // column c0 and `gemm_f32` addresses rows `ld_out = n` apart within `out_len`.
             let dst =

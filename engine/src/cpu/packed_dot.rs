@@ -96,7 +96,7 @@ unsafe fn dot_row_avx2(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) ->
 
 /// Whether the AVX2 copy can run here (checked once).
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
@@ -104,6 +104,24 @@ fn has_avx2() -> bool {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dequantize_avx2(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
+    crate::loader::gguf::quant::dequantize_serial(kind.ggml_type(), bytes, out)
+}
+
+/// Dequantises whole blocks on this thread (`bytes` holds exactly `out.len()` values), with
+/// the AVX2 build where the CPU has it: batched decode and prefill dequantise every weight
+/// once per step, so this runs at memory speed or the step waits for it.
+pub fn dequantize(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports every feature the function was compiled with.
+        return unsafe { dequantize_avx2(kind, bytes, out) };
+    }
+    kind.dequantize(bytes, out)
 }
 
 /// `dot(x, dequantise(row))`; `xsum` = [`block_sums`] of `x` (used by the 4-bit kinds).

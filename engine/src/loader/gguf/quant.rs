@@ -85,6 +85,7 @@ pub fn dequantize(t: u32, bytes: &[u8], out: &mut [f32]) {
 }
 
 /// [`dequantize`] on the calling thread (for one row or tile at a time).
+#[inline(always)]
 pub fn dequantize_serial(t: u32, bytes: &[u8], out: &mut [f32]) {
     match t {
         F32 => {

@@ -1,0 +1,491 @@
+//! `dlp-run bench`: the paper's efficiency claims measured side by side in one run — base
+//! model, one LoRA, K fused LoRAs, router-chosen mixtures, token-level routing, merged
+//! weights, batches of all-different mixtures — interleaved round by round so that a noisy,
+//! shared machine slows every scenario alike, and reported as ratios.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::generate::{generate, Control, GenRequest, Segments, DEFAULT_STEP_TOKENS};
+use dlp_engine::loader::peft::PeftAdapter;
+use dlp_engine::loader::ModelFiles;
+use dlp_engine::lora::{merge_into, synthetic_adapter, Mixture};
+use dlp_engine::model::Model;
+use dlp_engine::{Backend, LoraModule};
+use dlp_router::SamplingParams;
+
+use crate::bench_report::{self, Measured, Report, Sample};
+use crate::common::{load, Loaded, ModelArgs, WithBackend};
+use crate::generate::{encode_prompt, render_prompt};
+use crate::routing::{first_tokens, SentenceTracker};
+use dlp_router::segment::split_sentences;
+
+/// The prompt used when none is given (about 60 tokens through SmolLM2's chat template).
+const DEFAULT_PROMPT: &str = "Please answer with true or false: do cows have to be pregnant to \
+produce milk? Explain your reasoning in a few sentences, as a farmer would to a curious child.";
+
+/// Measure dlp-run's speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs
+/// merged weights vs batches, in one interleaved run, reported as ratios.
+///
+/// Example: dlp-run bench --quick
+///          dlp-run bench --synthetic-adapters 100 --rank 16 --json bench.json --plot bench.png
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Random in-memory adapters to add (named syn0, syn1, ...). Default: 8 when no
+    /// `--adapter` is given, so that K up to 8 can be fused.
+    #[arg(long, value_name = "N")]
+    pub synthetic_adapters: Option<usize>,
+    /// Rank of the synthetic adapters.
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// Modules the synthetic adapters target (PEFT names).
+    #[arg(
+        long,
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    pub targets: String,
+    /// A trained router (its labels = the adapter names) for the router-chosen and
+    /// token-level scenarios; without one, a randomly initialised router of the paper's size
+    /// (same cost) picks among the loaded adapters.
+    #[arg(long, value_name = "DIR")]
+    pub router: Option<PathBuf>,
+    /// The prompt (rendered through the chat template when the model has one).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// New tokens per request (generation never stops early: EOS is ignored).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Rounds; each runs every scenario once, interleaved; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// The reduced set (K = 1 and 3, batch 1 and 32, 24 tokens, 2 rounds): under two minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write every figure as JSON (with a top-level `ratios` object).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw per-token decode latency against the number of fused adapters (PNG).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// Also run the peers (transformers+PEFT, llama.cpp) through bench/peers/peers.py on the
+    /// same prompt and token count, and report paired ratios.
+    #[arg(long)]
+    pub peers: bool,
+    /// Python for `--peers` (default: .venv-peers/bin/python when bench/peers/setup.sh made
+    /// it, else python3).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+}
+
+/// One thing to measure.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// `batch` requests, request `i` under `mixes[i % len]`.
+    Fixed { batch: usize, mixes: Vec<Mixture> },
+    /// Each prompt sentence routed by the router, re-routed after each generated sentence.
+    Routed,
+    /// The router run at every token, every token its own segment (MeteoRA-style cost).
+    TokenLevel,
+}
+
+/// A named scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Row name.
+    pub name: String,
+    /// Adapters per mixture (0 = base).
+    pub k: usize,
+    /// Requests side by side.
+    pub batch: usize,
+    /// What runs.
+    pub plan: Plan,
+}
+
+fn equal_mix(first: usize, k: usize, n_adapters: usize) -> Mixture {
+    (0..k)
+        .map(|j| ((first + j) % n_adapters, 1.0 / k as f32))
+        .collect()
+}
+
+/// The scenarios of a run with `n` adapters loaded.
+pub fn scenarios(n: usize, quick: bool, with_router: bool) -> Vec<Scenario> {
+    let fixed = |name: String, k: usize, batch: usize, mixes: Vec<Mixture>| Scenario {
+        name,
+        k,
+        batch,
+        plan: Plan::Fixed { batch, mixes },
+    };
+    let mut v = vec![
+        fixed("base".into(), 0, 1, vec![vec![]]),
+        fixed("single".into(), 1, 1, vec![vec![(0, 1.0)]]),
+    ];
+    let ks: &[usize] = if quick { &[3] } else { &[2, 3, 5, 8] };
+    for &k in ks.iter().filter(|&&k| k <= n) {
+        v.push(fixed(format!("fused{k}"), k, 1, vec![equal_mix(0, k, n)]));
+    }
+    if with_router && !quick {
+        v.push(Scenario {
+            name: "routed".into(),
+            k: 0,
+            batch: 1,
+            plan: Plan::Routed,
+        });
+    }
+    v.push(Scenario {
+        name: "token_level".into(),
+        k: 3.min(n),
+        batch: 1,
+        plan: Plan::TokenLevel,
+    });
+    let batches: &[usize] = if quick { &[32] } else { &[4, 16, 32] };
+    let k = 3.min(n);
+    for &b in batches {
+        // Every request a different mixture (shifted adapter windows with distinct weights).
+        let mixes = (0..b)
+            .map(|i| {
+                let mut m = equal_mix(i, k, n);
+                m.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, e)| e.1 = (1 + (i + j) % 4) as f32 / 4.0);
+                m
+            })
+            .collect();
+        v.push(fixed(format!("batch{b}"), k, b, mixes));
+    }
+    v
+}
+
+/// The router the routed and token-level scenarios use.
+fn bench_router(
+    args: &BenchArgs,
+    tok: &dlp_engine::tokenizer::TextTokenizer,
+    names: &[String],
+) -> Result<dlp_router::Router> {
+    match &args.router {
+        Some(dir) => {
+            let r = dlp_router::Router::load(dir)
+                .with_context(|| format!("loading router {}", dir.display()))?;
+            dlp_router::match_labels(r.labels(), names)
+                .with_context(|| format!("--router {}", dir.display()))?;
+            Ok(r)
+        }
+        None => Ok(bench_report::random_router(
+            tok.hf_tokenizer().clone(),
+            names,
+        )),
+    }
+}
+
+impl WithBackend for &BenchArgs {
+    type Out = ();
+    fn run<B: Backend>(self, backend: B) -> Result<()> {
+        let args = self;
+        let (new_tokens, rounds) = if args.quick {
+            (args.new_tokens.min(24), args.rounds.min(2))
+        } else {
+            (args.new_tokens, args.rounds)
+        };
+        if new_tokens < 2 || rounds == 0 {
+            bail!("--new-tokens must be at least 2 and --rounds at least 1");
+        }
+        let mut loaded: Loaded<B> = load(backend, &args.model)?;
+        let synthetic = args
+            .synthetic_adapters
+            .unwrap_or(if args.model.adapters.is_empty() { 8 } else { 0 });
+        let targets: Vec<LoraModule> = args
+            .targets
+            .split(',')
+            .map(|t| {
+                LoraModule::from_peft_name(t.trim())
+                    .with_context(|| format!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"))
+            })
+            .collect::<Result<_>>()?;
+        let mut adapters: Vec<PeftAdapter> = Vec::new();
+        let path = args.model.model_path()?;
+        let cfg = loaded.model.config.clone();
+        for (n, d) in args.model.adapter_specs()? {
+            adapters.push(PeftAdapter::load(&n, &d, &cfg)?);
+        }
+        for i in 0..synthetic {
+            adapters.push(synthetic_adapter(
+                &format!("syn{i}"),
+                &cfg,
+                args.rank,
+                &targets,
+                i as u64,
+            ));
+        }
+        if adapters.is_empty() {
+            bail!("no adapters: give --adapter NAME=DIR or --synthetic-adapters N");
+        }
+        loaded.model.set_adapters(&adapters)?;
+        let names = loaded.model.adapter_names().to_vec();
+        let tok = loaded.tokenizer()?;
+        let text = args.prompt.as_deref().unwrap_or(DEFAULT_PROMPT);
+        let chat = tok.chat_template().is_some();
+        let rendered = render_prompt(tok, chat, None, Some(text), None)?;
+        let (ids, starts) = encode_prompt(tok, &rendered.text)?;
+        let router = bench_router(args, tok, &names)?;
+        let plans = scenarios(adapters.len(), args.quick, args.router.is_some());
+        // The merged-weights floor and its f32 base (merging needs f32 weights), on the CPU.
+        let merged = if args.quick || loaded.model.backend.name() != "cpu" {
+            None
+        } else {
+            let mix = equal_mix(0, 3.min(adapters.len()), adapters.len());
+            let mut models = Vec::new();
+            for merge in [false, true] {
+                let mut files = ModelFiles::load_with(&path, false)?;
+                if merge {
+                    merge_into(&mut files.weights, &adapters, &mix)?;
+                }
+                models.push(Model::new(
+                    CpuBackend::new(),
+                    cfg.clone(),
+                    files.weights,
+                    args.model.max_context,
+                )?);
+            }
+            Some(models)
+        };
+        let eprint_progress = indicatif::ProgressBar::new(
+            (rounds * (plans.len() + 2 * merged.is_some() as usize)) as u64,
+        );
+        eprint_progress.set_style(
+            indicatif::ProgressStyle::with_template("bench {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut measured: Vec<Measured> = plans
+            .iter()
+            .map(|s| Measured::new(&s.name, s.k, s.batch))
+            .collect();
+        let mut floor: Vec<Measured> = vec![
+            Measured::new("base_f32", 0, 1),
+            Measured::new(
+                &format!("merged{}_f32", 3.min(adapters.len())),
+                3.min(adapters.len()),
+                1,
+            ),
+        ];
+        let ctx = Ctx {
+            ids: &ids,
+            starts: &starts,
+            text: &rendered,
+            new_tokens,
+            tok,
+            router: &router,
+            names: &names,
+        };
+        for _ in 0..rounds {
+            for (s, m) in plans.iter().zip(measured.iter_mut()) {
+                eprint_progress.set_message(s.name.clone());
+                m.samples.push(run_once(&loaded.model, s, &ctx)?);
+                eprint_progress.inc(1);
+            }
+            if let Some(models) = &merged {
+                for (model, m) in models.iter().zip(floor.iter_mut()) {
+                    eprint_progress.set_message(m.name.clone());
+                    let s = &plans[0];
+                    m.samples.push(run_once(model, s, &ctx)?);
+                    eprint_progress.inc(1);
+                }
+            }
+        }
+        eprint_progress.finish_and_clear();
+        if merged.is_some() {
+            measured.extend(floor);
+        }
+        let peers = if args.peers {
+            Some(bench_report::run_peers(
+                args, &path, text, new_tokens, &ids,
+            )?)
+        } else {
+            None
+        };
+        let report = Report {
+            model: path.display().to_string(),
+            backend: loaded.model.backend.name(),
+            weights: if loaded.model.backend.packed_weights() && !args.model.f32_weights {
+                "packed (the file's own types)".into()
+            } else {
+                "f32".into()
+            },
+            adapters: adapters.len(),
+            rank: adapters.iter().map(|a| a.r).max().unwrap_or(0),
+            prompt_tokens: ids.len(),
+            new_tokens,
+            rounds,
+            threads: rayon::current_num_threads(),
+            measured,
+            peers,
+        };
+        report.print();
+        if let Some(p) = &args.json {
+            std::fs::write(p, serde_json::to_string_pretty(&report.to_json())? + "\n")
+                .with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        if let Some(p) = &args.plot {
+            bench_report::plot(&report, p)?;
+            eprintln!("wrote {}", p.display());
+        }
+        Ok(())
+    }
+}
+
+/// What every run shares.
+struct Ctx<'a> {
+    ids: &'a [u32],
+    starts: &'a [usize],
+    text: &'a crate::generate::Rendered,
+    new_tokens: usize,
+    tok: &'a dlp_engine::tokenizer::TextTokenizer,
+    router: &'a dlp_router::Router,
+    names: &'a [String],
+}
+
+/// How the routed scenarios select: top-p with the paper's p, or a fixed top-k.
+#[derive(Debug, Clone, Copy)]
+enum Select {
+    TopP(f32),
+    TopK(usize),
+}
+
+/// The paper's top-p threshold.
+const TOP_P: Select = Select::TopP(0.9);
+
+fn route_one(router: &dlp_router::Router, names: &[String], text: &str, sel: Select) -> Mixture {
+    let cfg = dlp_router::SelectConfig {
+        top_p: match sel {
+            Select::TopP(p) => Some(p),
+            Select::TopK(_) => None,
+        },
+        top_k: match sel {
+            Select::TopK(k) => Some(k),
+            Select::TopP(_) => None,
+        },
+        max_adapters: None,
+        weights: dlp_router::FusionWeights::Renormalize,
+    };
+    let labels = router.labels();
+    router
+        .route(&[text], &cfg)
+        .remove(0)
+        .into_iter()
+        .filter_map(|(l, w)| names.iter().position(|n| *n == labels[l]).map(|s| (s, w)))
+        .collect()
+}
+
+/// One generation of scenario `s`, timed.
+fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sample> {
+    let params = SamplingParams {
+        max_tokens: c.new_tokens,
+        ..Default::default()
+    };
+    let t_route = Instant::now();
+    let (segments_of, k_tok): (Vec<Segments>, usize) = match &s.plan {
+        Plan::Fixed { batch, mixes } => (
+            (0..*batch)
+                .map(|i| vec![(0, mixes[i % mixes.len()].clone())])
+                .collect(),
+            0,
+        ),
+        Plan::Routed => {
+            let text = &c.text.text;
+            let span = c.text.span.clone().unwrap_or(0..text.len());
+            let pieces = split_sentences(&text[span.clone()]);
+            let starts: Vec<usize> = pieces.iter().map(|r| span.start + r.start).collect();
+            let firsts = first_tokens(&starts, c.starts);
+            let segs = pieces
+                .iter()
+                .zip(firsts)
+                .map(|(r, first)| {
+                    let piece = &text[span.start + r.start..span.start + r.end];
+                    (first, route_one(c.router, c.names, piece, TOP_P))
+                })
+                .collect();
+            (vec![segs], 0)
+        }
+        Plan::TokenLevel => {
+            // Every prompt token routed from its sentence so far: one segment per token.
+            let segs = (0..c.ids.len())
+                .map(|i| {
+                    let end = c.starts.get(i + 1).copied().unwrap_or(c.text.text.len());
+                    let from = c.text.text[..end]
+                        .rfind(['.', '?', '!', '\n'])
+                        .map_or(0, |p| p + 1);
+                    (
+                        i,
+                        route_one(
+                            c.router,
+                            c.names,
+                            &c.text.text[from..end],
+                            Select::TopK(s.k),
+                        ),
+                    )
+                })
+                .collect();
+            (vec![segs], s.k)
+        }
+    };
+    let route_secs = t_route.elapsed().as_secs_f64();
+    let requests: Vec<GenRequest> = segments_of
+        .into_iter()
+        .map(|segments| GenRequest {
+            prompt: c.ids.to_vec(),
+            segments,
+            params: params.clone(),
+        })
+        .collect();
+    let mut stamps: Vec<Instant> = Vec::with_capacity(c.new_tokens);
+    let mut decoder = c.tok.stream_decoder();
+    let mut sentence = String::new();
+    let mut tracker = SentenceTracker::default();
+    let (_, stats) = generate(model, &requests, &[], DEFAULT_STEP_TOKENS, |i, id| {
+        if i != 0 {
+            return Ok(Control::Continue);
+        }
+        stamps.push(Instant::now());
+        match &s.plan {
+            Plan::TokenLevel => {
+                if let Some(p) = decoder.push(id)? {
+                    sentence.push_str(&p);
+                }
+                if sentence.ends_with(['.', '?', '!', '\n']) {
+                    sentence.clear();
+                }
+                Ok(Control::Remix(route_one(
+                    c.router,
+                    c.names,
+                    &sentence,
+                    Select::TopK(k_tok),
+                )))
+            }
+            Plan::Routed => {
+                let piece = decoder.push(id)?;
+                Ok(match piece.and_then(|p| tracker.push(&p)) {
+                    Some(done) => Control::Remix(route_one(c.router, c.names, &done, TOP_P)),
+                    None => Control::Continue,
+                })
+            }
+            Plan::Fixed { .. } => Ok(Control::Continue),
+        }
+    })?;
+    let lat: Vec<f64> = stamps
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    Ok(Sample {
+        prefill_secs: stats.prefill_secs + route_secs,
+        prefill_tokens: stats.prefill_tokens,
+        // The first token comes from the prefill step; the rest from decode steps.
+        decode_secs: stats.decode_secs,
+        decode_tokens: stats.decode_tokens,
+        token_latencies: lat,
+    })
+}

@@ -1,0 +1,486 @@
+//! `dlp-run bench` results: medians, ratios, the table, the JSON, the latency plot, and the
+//! peers (transformers+PEFT, llama.cpp) run through `bench/peers/peers.py`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+/// One timed run of a scenario.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Seconds of the steps that carried prompt tokens (plus prompt routing).
+    pub prefill_secs: f64,
+    /// Prompt tokens over all requests.
+    pub prefill_tokens: usize,
+    /// Seconds of decode-only steps.
+    pub decode_secs: f64,
+    /// Tokens sampled in decode-only steps, over all requests.
+    pub decode_tokens: usize,
+    /// Time between consecutive tokens of request 0.
+    pub token_latencies: Vec<f64>,
+}
+
+/// Every sample of one scenario.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Row name.
+    pub name: String,
+    /// Adapters per mixture.
+    pub k: usize,
+    /// Requests side by side.
+    pub batch: usize,
+    /// One per round.
+    pub samples: Vec<Sample>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+impl Measured {
+    /// An empty record.
+    pub fn new(name: &str, k: usize, batch: usize) -> Self {
+        Measured {
+            name: name.into(),
+            k,
+            batch,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Median decode throughput, tokens/s over all requests.
+    pub fn decode_tps(&self) -> f64 {
+        median(
+            self.samples
+                .iter()
+                .map(|s| s.decode_tokens as f64 / s.decode_secs)
+                .collect(),
+        )
+    }
+
+    /// Median decode seconds per step (per token of one sequence).
+    pub fn decode_step_secs(&self) -> f64 {
+        median(
+            self.samples
+                .iter()
+                .map(|s| s.decode_secs * self.batch as f64 / s.decode_tokens as f64)
+                .collect(),
+        )
+    }
+
+    /// Median prefill throughput, tokens/s.
+    pub fn prefill_tps(&self) -> f64 {
+        median(
+            self.samples
+                .iter()
+                .map(|s| s.prefill_tokens as f64 / s.prefill_secs)
+                .collect(),
+        )
+    }
+
+    /// Per-token latency of request 0 at quantile `q` over all rounds, seconds.
+    pub fn latency(&self, q: f64) -> f64 {
+        quantile(
+            self.samples
+                .iter()
+                .flat_map(|s| s.token_latencies.iter().copied())
+                .collect(),
+            q,
+        )
+    }
+}
+
+/// A whole bench run.
+#[derive(Debug)]
+pub struct Report {
+    /// Model path.
+    pub model: String,
+    /// Backend name.
+    pub backend: String,
+    /// How the weights are stored.
+    pub weights: String,
+    /// Adapters loaded.
+    pub adapters: usize,
+    /// Their largest rank.
+    pub rank: usize,
+    /// Prompt length.
+    pub prompt_tokens: usize,
+    /// New tokens per request.
+    pub new_tokens: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Every scenario.
+    pub measured: Vec<Measured>,
+    /// The peers' JSON (from peers.py), if run.
+    pub peers: Option<Value>,
+}
+
+impl Report {
+    fn get(&self, name: &str) -> Option<&Measured> {
+        self.measured.iter().find(|m| m.name == name)
+    }
+
+    fn step_ratio(&self, a: &str, b: &str) -> Option<f64> {
+        Some(self.get(a)?.decode_step_secs() / self.get(b)?.decode_step_secs())
+    }
+
+    /// The headline ratios (decode time ratios: > 1 means the first is slower).
+    pub fn ratios(&self) -> serde_json::Map<String, Value> {
+        let mut r = serde_json::Map::new();
+        let mut put = |k: &str, v: Option<f64>| {
+            if let Some(v) = v.filter(|v| v.is_finite()) {
+                r.insert(k.into(), json!(v));
+            }
+        };
+        put("fused3_over_single", self.step_ratio("fused3", "single"));
+        put("fused3_over_base", self.step_ratio("fused3", "base"));
+        put("single_over_base", self.step_ratio("single", "base"));
+        for k in [2, 5, 8] {
+            put(
+                &format!("fused{k}_over_single"),
+                self.step_ratio(&format!("fused{k}"), "single"),
+            );
+        }
+        put(
+            "token_level_over_sentence_level",
+            self.step_ratio("token_level", "fused3"),
+        );
+        put("routed_over_fused3", self.step_ratio("routed", "fused3"));
+        put(
+            "fused3_over_merged3",
+            self.step_ratio("fused3", "merged3_f32").and_then(|x| {
+                // Merged runs on f32 weights: compare like with like through the f32 base.
+                Some(x / self.step_ratio("base", "base_f32")?)
+            }),
+        );
+        put(
+            "merged3_f32_over_base_f32",
+            self.step_ratio("merged3_f32", "base_f32"),
+        );
+        if let (Some(b32), Some(b1)) = (self.get("batch32"), self.get("fused3")) {
+            put(
+                "batch32_over_batch1_throughput",
+                Some(b32.decode_tps() / b1.decode_tps()),
+            );
+        }
+        if let Some(p) = &self.peers {
+            let tps = |peer: &str| p["peers"][peer]["decode_tokens_per_s"].as_f64();
+            let ours = |n: &str| self.get(n).map(|m| m.decode_tps());
+            if let (Some(o), Some(t)) = (ours("fused3"), tps("transformers_peft")) {
+                put("dlp_fused3_over_transformers_peft_decode", Some(o / t));
+            }
+            if let (Some(o), Some(t)) = (ours("base"), tps("transformers_base")) {
+                put("dlp_base_over_transformers_base_decode", Some(o / t));
+            }
+            if let (Some(o), Some(t)) = (ours("base"), tps("llama_cpp")) {
+                put("dlp_base_over_llama_cpp_decode", Some(o / t));
+            }
+        }
+        r
+    }
+
+    /// The table on stdout.
+    pub fn print(&self) {
+        println!(
+            "dlp-run bench: {} on {} ({} weights), {} adapters (rank {}), prompt {} tokens, {} new tokens, {} rounds, {} threads",
+            self.model, self.backend, self.weights, self.adapters, self.rank, self.prompt_tokens,
+            self.new_tokens, self.rounds, self.threads
+        );
+        println!(
+            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8}",
+            "scenario",
+            "K",
+            "batch",
+            "prefill t/s",
+            "decode t/s",
+            "lat50 ms",
+            "lat90 ms",
+            "vs base"
+        );
+        let base = self.get("base").map(|b| b.decode_step_secs());
+        for m in &self.measured {
+            let rel = base.map_or(f64::NAN, |b| m.decode_step_secs() / b);
+            println!(
+                "{:<14} {:>3} {:>5} {:>11.1} {:>11.1} {:>9.2} {:>9.2} {:>8.3}",
+                m.name,
+                m.k,
+                m.batch,
+                m.prefill_tps(),
+                m.decode_tps(),
+                m.latency(0.5) * 1e3,
+                m.latency(0.9) * 1e3,
+                rel
+            );
+        }
+        if let Some(p) = &self.peers {
+            for (name, v) in p["peers"].as_object().into_iter().flatten() {
+                match v["decode_tokens_per_s"].as_f64() {
+                    Some(t) => println!(
+                        "peer {name:<20} decode {t:>8.1} t/s  prefill {:.3} s",
+                        v["prefill_secs"].as_f64().unwrap_or(f64::NAN)
+                    ),
+                    None => println!("peer {name:<20} {}", v["error"]),
+                }
+            }
+        }
+        println!("ratios (decode time; > 1 = slower):");
+        for (k, v) in self.ratios() {
+            println!("  {k:<44} {:.3}", v.as_f64().unwrap_or(f64::NAN));
+        }
+        if let Some(rss) = crate::generate::peak_rss_mib() {
+            println!("peak RSS {rss:.0} MiB (whole process, every model of the run)");
+        }
+    }
+
+    /// Everything as JSON.
+    pub fn to_json(&self) -> Value {
+        let rows: Vec<Value> = self
+            .measured
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name, "k": m.k, "batch": m.batch,
+                    "prefill_tokens_per_s": m.prefill_tps(), "decode_tokens_per_s": m.decode_tps(),
+                    "decode_step_ms": m.decode_step_secs() * 1e3,
+                    "latency_ms_median": m.latency(0.5) * 1e3, "latency_ms_p90": m.latency(0.9) * 1e3,
+                    "rounds": m.samples.len(),
+                })
+            })
+            .collect();
+        json!({
+            "model": self.model, "backend": self.backend, "weights": self.weights,
+            "adapters": self.adapters, "rank": self.rank, "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens, "rounds": self.rounds, "threads": self.threads,
+            "peak_rss_mib": crate::generate::peak_rss_mib(),
+            "scenarios": rows, "ratios": self.ratios(), "peers": self.peers,
+        })
+    }
+}
+
+/// A router of the paper's size with random weights, labels = `names`: costs what a trained
+/// one costs, for the token-level scenario when no `--router` is given.
+pub fn random_router(tok: tokenizers::Tokenizer, names: &[String]) -> dlp_router::Router {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (dim, hidden) = (96, vec![384, 384, 192]);
+    let vocab = tok.get_vocab_size(true);
+    let mut widths = vec![dim];
+    widths.extend(&hidden);
+    widths.push(names.len());
+    let mut u = |n: usize, s: f32| (0..n).map(|_| rng.random_range(-s..s)).collect::<Vec<_>>();
+    let embed = u(vocab * dim, 0.1);
+    let layers = widths
+        .windows(2)
+        .map(|w| dlp_router::model::Dense {
+            inputs: w[0],
+            outputs: w[1],
+            weight: u(w[0] * w[1], 1.0 / (w[0] as f32).sqrt()),
+            bias: u(w[1], 0.01),
+        })
+        .collect();
+    let weights = dlp_router::RouterWeights {
+        vocab,
+        dim,
+        embed,
+        layers,
+    };
+    let config = dlp_router::RouterConfig {
+        format: dlp_router::config::FORMAT.into(),
+        labels: names.to_vec(),
+        tokenizer: "(model tokenizer)".into(),
+        vocab_size: vocab,
+        embed_dim: dim,
+        num_params: weights.num_params(),
+        hidden,
+        max_tokens: 256,
+        temperature: 1.0,
+        dev: None,
+        training: None,
+    };
+    dlp_router::Router::from_parts(config, tok, weights)
+}
+
+/// Runs `bench/peers/peers.py` on the same prompt and token count; its JSON.
+pub fn run_peers(
+    args: &crate::bench::BenchArgs,
+    model: &Path,
+    prompt: &str,
+    new_tokens: usize,
+    ids: &[u32],
+) -> Result<Value> {
+    let script = Path::new("bench/peers/peers.py");
+    if !script.exists() {
+        bail!(
+            "--peers: {} not found (run dlp-run bench from the repository root)",
+            script.display()
+        );
+    }
+    if model.extension().is_none_or(|e| e != "gguf") {
+        bail!("--peers needs a .gguf model (llama.cpp and transformers both load it)");
+    }
+    let python = args.python.clone().unwrap_or_else(|| {
+        let venv = Path::new(".venv-peers/bin/python");
+        if venv.exists() {
+            venv.into()
+        } else {
+            "python3".into()
+        }
+    });
+    let tokenizer_dir = model.with_file_name("tokenizer");
+    let out = tempfile_path("dlp-peers.json");
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(script)
+        .arg("--gguf")
+        .arg(model)
+        .arg("--prompt")
+        .arg(prompt)
+        .arg("--new-tokens")
+        .arg(new_tokens.to_string())
+        .arg("--threads")
+        .arg(rayon::current_num_threads().to_string())
+        .arg("--repeats")
+        .arg(args.rounds.max(1).to_string())
+        .arg("--json")
+        .arg(&out);
+    if tokenizer_dir.is_dir() {
+        cmd.arg("--tokenizer-dir").arg(&tokenizer_dir);
+    }
+    for a in &args.model.adapters {
+        cmd.arg("--adapter").arg(a);
+    }
+    eprintln!(
+        "running the peers: {} {} (this loads torch and llama.cpp; minutes)",
+        python.display(),
+        script.display()
+    );
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", python.display()))?;
+    if !status.success() {
+        bail!(
+            "{} exited with {status}; run bench/peers/setup.sh first",
+            script.display()
+        );
+    }
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?,
+    )
+    .with_context(|| format!("parsing {}", out.display()))?;
+    if let Some(n) = v["prompt_tokens"].as_u64() {
+        if n as usize != ids.len() {
+            eprintln!(
+                "warning: the peers saw {n} prompt tokens, dlp-run {}",
+                ids.len()
+            );
+        }
+    }
+    Ok(v)
+}
+
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
+}
+
+/// Per-token decode latency (median) against the number of fused adapters, with the base
+/// and single-LoRA levels, as a PNG.
+pub fn plot(report: &Report, path: &Path) -> Result<()> {
+    use dlp_router::heatmap::draw_text;
+    use plotters::prelude::*;
+    let pts: Vec<(usize, f64)> = std::iter::once(report.get("single"))
+        .chain(
+            report
+                .measured
+                .iter()
+                .filter(|m| m.name.starts_with("fused"))
+                .map(Some),
+        )
+        .flatten()
+        .map(|m| (m.k, m.latency(0.5) * 1e3))
+        .collect();
+    if pts.is_empty() {
+        bail!("--plot: no fused scenarios were measured");
+    }
+    let base = report.get("base").map(|m| m.latency(0.5) * 1e3);
+    let (w, h, l, t, r, b) = (720i32, 440i32, 70i32, 40i32, 20i32, 50i32);
+    let kmax = pts.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
+    let ymax = pts.iter().map(|p| p.1).chain(base).fold(0.0, f64::max) * 1.15;
+    let px = |k: f64| l + ((k - 0.5) / (kmax) * (w - l - r) as f64) as i32;
+    let py = |y: f64| h - b - (y / ymax * (h - t - b) as f64) as i32;
+    let root = BitMapBackend::new(path, (w as u32, h as u32)).into_drawing_area();
+    let e = |x: String| anyhow::anyhow!("drawing {}: {x}", path.display());
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let axis = vec![(l, t), (l, h - b), (w - r, h - b)];
+    root.draw(&PathElement::new(axis, BLACK))
+        .map_err(|x| e(x.to_string()))?;
+    if let Some(bl) = base {
+        root.draw(&PathElement::new(
+            vec![(l, py(bl)), (w - r, py(bl))],
+            RGBColor(150, 150, 150),
+        ))
+        .map_err(|x| e(x.to_string()))?;
+        draw_text(
+            &root,
+            w - r - 140,
+            py(bl) - 12,
+            &format!("base {bl:.1} ms"),
+            &RGBColor(100, 100, 100),
+            false,
+        )
+        .map_err(e)?;
+    }
+    let line: Vec<(i32, i32)> = pts.iter().map(|&(k, y)| (px(k as f64), py(y))).collect();
+    root.draw(&PathElement::new(line.clone(), BLUE.stroke_width(2)))
+        .map_err(|x| e(x.to_string()))?;
+    for (&(k, y), &(x, yy)) in pts.iter().zip(&line) {
+        root.draw(&Circle::new((x, yy), 4, BLUE.filled()))
+            .map_err(|x| e(x.to_string()))?;
+        draw_text(&root, x - 12, yy - 16, &format!("{y:.1}"), &BLUE, false).map_err(e)?;
+        draw_text(&root, x - 4, h - b + 8, &k.to_string(), &BLACK, false).map_err(e)?;
+    }
+    for frac in [0.25, 0.5, 0.75, 1.0] {
+        let y = ymax / 1.15 * frac;
+        draw_text(&root, 8, py(y) - 4, &format!("{y:.1}"), &BLACK, false).map_err(e)?;
+    }
+    draw_text(
+        &root,
+        l,
+        12,
+        &format!(
+            "decode latency per token (median ms) vs fused adapters K - {}",
+            report.backend
+        ),
+        &BLACK,
+        false,
+    )
+    .map_err(e)?;
+    draw_text(
+        &root,
+        w / 2 - 80,
+        h - 20,
+        "adapters fused (K)",
+        &BLACK,
+        false,
+    )
+    .map_err(e)?;
+    root.present().map_err(|x| e(x.to_string()))
+}
