@@ -48,6 +48,10 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
 /// `out[rows, n] = x[rows, k] @ w^T + bias`.
 pub fn matmul(x: &[f32], w: &CpuWeight, bias: Option<&[f32]>, rows: usize, out: &mut [f32]) {
     let n = w.rows;
+    if rows == 0 || n == 0 {
+        // A step may want no logits at all (a prefill chunk that ends mid-prompt).
+        return;
+    }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
         (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
