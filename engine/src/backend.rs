@@ -111,6 +111,12 @@ pub trait Backend: Send + Sync + Sized {
     fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
     /// The first `len` values of `buf`.
     fn download(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>>;
+    /// The first `len` values of `buf` into `out` (replacing its contents). Backends that can
+    /// copy into host memory they are given override it, so that decode allocates nothing.
+    fn download_into(&self, buf: &Self::Buf, len: usize, out: &mut Vec<f32>) -> Result<()> {
+        *out = self.download(buf, len)?;
+        Ok(())
+    }
     /// A weight from a 2-D host tensor `[rows, cols]` (f32, or packed when
     /// [`Backend::packed_weights`] is true).
     fn upload_weight(&self, w: &HostTensor) -> Result<Self::Weight>;

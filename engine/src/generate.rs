@@ -60,6 +60,20 @@ impl PlanBuilder {
         }
     }
 
+    /// Empties the builder for the next step, keeping every allocation.
+    fn clear(&mut self) {
+        let p = &mut self.plan;
+        for v in [&mut p.token_ids, &mut p.positions, &mut p.kv_slots] {
+            v.clear();
+        }
+        p.segment_of_token.clear();
+        p.mix_slots.clear();
+        p.mix_weights.clear();
+        p.logit_rows.clear();
+        self.seg_index.clear();
+        self.mixtures.clear();
+    }
+
     /// Adds tokens `from..to` of sequence `slot`; returns the step index of the last one.
     fn push(&mut self, slot: usize, seq: &Seq, from: usize, to: usize) -> u32 {
         for i in from..to {
@@ -81,7 +95,8 @@ impl PlanBuilder {
         (self.plan.token_ids.len() - 1) as u32
     }
 
-    fn finish(mut self) -> StepPlan {
+    /// Fills the mixture table; the plan is then ready.
+    fn finish(&mut self) -> &StepPlan {
         let k = self
             .mixtures
             .iter()
@@ -97,7 +112,7 @@ impl PlanBuilder {
                 self.plan.mix_weights.push(w);
             }
         }
-        self.plan
+        &self.plan
     }
 }
 
@@ -164,9 +179,10 @@ pub fn score_batch<B: Backend>(
         .iter()
         .map(|s| Vec::with_capacity(s.ids.len() * vocab))
         .collect();
+    let (mut b, mut owners, mut logits) = (PlanBuilder::new(), Vec::new(), Vec::new());
     while seqs.iter().any(|s| s.cached < s.tokens.len()) {
-        let mut b = PlanBuilder::new();
-        let mut owners = Vec::new();
+        b.clear();
+        owners.clear();
         for (slot, s) in seqs.iter().enumerate() {
             let to = (s.cached + per_step).min(s.tokens.len());
             if to > s.cached {
@@ -179,7 +195,7 @@ pub fn score_batch<B: Backend>(
             }
         }
         let plan = b.finish();
-        let logits = model.forward(&plan, &mut kv, &mut ws)?;
+        model.forward_into(plan, &mut kv, &mut ws, &mut logits)?;
         for (row, &slot) in owners.iter().enumerate() {
             out[slot].extend_from_slice(&logits[row * vocab..(row + 1) * vocab]);
         }
@@ -320,9 +336,11 @@ pub fn generate<B: Backend>(
         ..Default::default()
     };
     let vocab = model.config.vocab_size;
+    // Reused every step: generation allocates nothing per token here.
+    let (mut b, mut owners, mut logits) = (PlanBuilder::new(), Vec::new(), Vec::new());
     while finish.iter().any(|f| f.is_none()) {
-        let mut b = PlanBuilder::new();
-        let mut owners = Vec::new();
+        b.clear();
+        owners.clear();
         let mut budget = step_tokens;
         let mut has_prompt = false;
         for (slot, s) in seqs.iter_mut().enumerate() {
@@ -342,7 +360,7 @@ pub fn generate<B: Backend>(
         }
         let plan = b.finish();
         let t0 = Instant::now();
-        let logits = model.forward(&plan, &mut kv, &mut ws)?;
+        model.forward_into(plan, &mut kv, &mut ws, &mut logits)?;
         let dt = t0.elapsed();
         stats.steps += 1;
         if has_prompt {

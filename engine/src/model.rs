@@ -244,6 +244,20 @@ impl<B: Backend> Model<B> {
         kv: &mut KvCache<B>,
         ws: &mut Workspace<B>,
     ) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.forward_into(plan, kv, ws, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`Model::forward`], writing the logits into `logits` (reused across steps, so a
+    /// decode loop allocates nothing per token on the CPU backend).
+    pub fn forward_into(
+        &self,
+        plan: &StepPlan,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
         let c = &self.config;
         let b = &self.backend;
         let t = plan.n_tokens();
@@ -311,7 +325,7 @@ impl<B: Backend> Model<B> {
             c.vocab_size,
             &mut ws.logits,
         )?;
-        let out = b.download(&ws.logits, plan.logit_rows.len() * c.vocab_size);
+        let out = b.download_into(&ws.logits, plan.logit_rows.len() * c.vocab_size, logits);
         ws.step = Some(step);
         out
     }

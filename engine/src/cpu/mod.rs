@@ -103,6 +103,13 @@ impl Backend for CpuBackend {
         Ok(buf[..len].to_vec())
     }
 
+    fn download_into(&self, buf: &Vec<f32>, len: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_len("download", "buf", buf.len(), len)?;
+        out.clear();
+        out.extend_from_slice(&buf[..len]);
+        Ok(())
+    }
+
     fn upload_weight(&self, w: &HostTensor) -> Result<CpuWeight> {
         if w.shape.len() != 2 {
             return Err(Error::invalid(format!(
