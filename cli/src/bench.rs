@@ -310,7 +310,9 @@ impl WithBackend for &BenchArgs {
         let report = Report {
             model: path.display().to_string(),
             backend: loaded.model.backend.name(),
-            weights: if loaded.model.backend.packed_weights() && !args.model.f32_weights {
+            weights: if args.model.wgpu_f16_weights {
+                "f16".into()
+            } else if loaded.model.backend.packed_weights() && !args.model.f32_weights {
                 "packed (the file's own types)".into()
             } else {
                 "f32".into()

@@ -55,6 +55,13 @@ pub struct ModelArgs {
     /// F16/BF16 2 bytes per parameter) and dequantises them inside its matmuls.
     #[arg(long)]
     pub f32_weights: bool,
+    /// With --backend wgpu: store the large weights (matmul weights, lm_head, embedding table)
+    /// as f16 on the GPU, half the memory of f32; activations, accumulation, KV cache, LoRA and
+    /// norms stay f32. Needs an adapter with shader-f16 (an error otherwise). Tolerance: logits
+    /// differ from the float64 reference by the weights' rounding, measured up to 2.5e-2 on
+    /// SmolLM2-135M (tested bound 5e-2; tiny test models 1e-2; f32 weights: 2e-3).
+    #[arg(long, conflicts_with = "f32_weights")]
+    pub wgpu_f16_weights: bool,
     /// Longest context to serve (RoPE table and KV cache are sized to it); capped by the
     /// model's own limit.
     #[arg(long, value_name = "TOKENS", default_value_t = 8192)]
@@ -189,8 +196,13 @@ pub trait WithBackend {
     fn run<B: Backend>(self, backend: B) -> Result<Self::Out>;
 }
 
-/// Creates the chosen backend and runs `job` on it.
-pub fn with_backend<J: WithBackend>(choice: BackendChoice, job: J) -> Result<J::Out> {
+/// Creates the backend that `model` asks for (`--backend`, `--wgpu-f16-weights`) and runs
+/// `job` on it.
+pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out> {
+    let (choice, f16) = (model.backend, model.wgpu_f16_weights);
+    if f16 && choice != BackendChoice::Wgpu {
+        bail!("--wgpu-f16-weights needs --backend wgpu (the backend asked for is {choice:?})");
+    }
     match choice {
         BackendChoice::Auto => {
             #[cfg(feature = "cuda")]
@@ -206,22 +218,31 @@ pub fn with_backend<J: WithBackend>(choice: BackendChoice, job: J) -> Result<J::
             job.run(CpuBackend::new())
         }
         BackendChoice::Cpu => job.run(CpuBackend::new()),
-        BackendChoice::Wgpu => wgpu_backend(job),
+        BackendChoice::Wgpu => wgpu_backend(job, f16),
         BackendChoice::Cuda => cuda_backend(job),
     }
 }
 
-/// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included.
+/// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included; with
+/// `f16`, weights stored as f16 (`--wgpu-f16-weights`).
 #[cfg(feature = "wgpu")]
-fn wgpu_backend<J: WithBackend>(job: J) -> Result<J::Out> {
-    let b = dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::AllowSoftware)
-        .context("--backend wgpu")?;
+fn wgpu_backend<J: WithBackend>(job: J, f16: bool) -> Result<J::Out> {
+    let opts = dlp_wgpu::WgpuOptions {
+        f16_weights: f16,
+        ..Default::default()
+    };
+    let b = dlp_wgpu::WgpuBackend::with_options(dlp_wgpu::AdapterPolicy::AllowSoftware, opts)
+        .context(if f16 {
+            "--backend wgpu --wgpu-f16-weights"
+        } else {
+            "--backend wgpu"
+        })?;
     tracing::info!("backend {}", b.name());
     job.run(b)
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_backend<J: WithBackend>(_job: J) -> Result<J::Out> {
+fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
     bail!("--backend wgpu: this build has no wgpu backend (rebuild with `--features wgpu`)")
 }
 

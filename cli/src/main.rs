@@ -72,15 +72,15 @@ fn main() {
         Command::Generate(a) => a
             .model
             .init_threads()
-            .and_then(|_| common::with_backend(a.model.backend, a)),
+            .and_then(|_| common::with_backend(&a.model, a)),
         Command::Bench(a) => a
             .model
             .init_threads()
-            .and_then(|_| common::with_backend(a.model.backend, a)),
+            .and_then(|_| common::with_backend(&a.model, a)),
         Command::Score(a) => a
             .model
             .init_threads()
-            .and_then(|_| common::with_backend(a.model.backend, a)),
+            .and_then(|_| common::with_backend(&a.model, a)),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::TrainRouter(a) => router_cmd::train_router(a),

@@ -55,6 +55,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         threads: None,
         max_context: 0,
         f32_weights: false,
+        wgpu_f16_weights: false,
     };
     let path = margs.model_path()?;
     let tok = load_tokenizer(&path)

@@ -3,9 +3,11 @@
 
 use std::sync::Mutex;
 
+use dlp_engine::tensor::PackedKind;
 use dlp_engine::{Error, HostTensor, LoraStackHost, Result, StepPlan, NO_ADAPTER};
 
 use crate::device::{AdapterPolicy, Gpu};
+use crate::half::f16_bits;
 
 /// A device buffer of f32.
 pub struct WgpuBuf {
@@ -21,12 +23,15 @@ pub(crate) struct Block {
     pub buf: wgpu::Buffer,
 }
 
-/// A 2-D weight `[rows, cols]`, as one or more row blocks each within the binding limit.
+/// A 2-D weight `[rows, cols]`, as one or more row blocks each within the binding limit,
+/// stored as f32 or (with [`WgpuOptions::f16_weights`]) f16.
 pub struct WgpuWeight {
     /// Rows (output features / vocabulary).
     pub rows: usize,
     /// Columns (input features).
     pub cols: usize,
+    /// Whether the values are stored as f16 (read by the shaders' f16 variants).
+    pub f16: bool,
     pub(crate) blocks: Vec<Block>,
 }
 
@@ -58,6 +63,20 @@ pub struct WgpuLora {
     pub(crate) slots: wgpu::Buffer,
 }
 
+/// How [`WgpuBackend::with_options`] sets the backend up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WgpuOptions {
+    /// Store the large weights (matmul weights, lm_head, embedding table) as f16, half the
+    /// memory and bandwidth of f32; activations, accumulation, the KV cache, LoRA and norms
+    /// stay f32. Needs the adapter's `SHADER_F16` feature (an error names the adapter when it
+    /// lacks it). Logits then differ from the f32 path by the weights' rounding: up to 2.5e-2
+    /// measured on SmolLM2-135M, tested bound 5e-2 (`tests/tests/golden_wgpu.rs`).
+    pub f16_weights: bool,
+    /// Split weights into row blocks of at most this many bytes (tests use a small cap to
+    /// exercise the splitting that big weights need); `None`: the adapter's binding limit.
+    pub binding_cap: Option<u64>,
+}
+
 /// The wgpu backend. See the crate docs.
 pub struct WgpuBackend {
     pub(crate) gpu: Gpu,
@@ -77,17 +96,30 @@ pub(crate) fn err(msg: impl Into<String>) -> Error {
 }
 
 impl WgpuBackend {
-    /// Opens the best adapter `policy` allows, or says why there is none.
+    /// Opens the best adapter `policy` allows, or says why there is none (f32 weights).
     pub fn new(policy: AdapterPolicy) -> Result<Self> {
-        Self::with_binding_cap(policy, None)
+        Self::with_options(policy, WgpuOptions::default())
     }
 
     /// As [`WgpuBackend::new`], with weights split into row blocks of at most `cap` bytes
     /// (tests use a small cap to exercise the splitting that big weights need).
     pub fn with_binding_cap(policy: AdapterPolicy, cap: Option<u64>) -> Result<Self> {
-        let gpu = Gpu::new(policy)?;
+        let opts = WgpuOptions {
+            binding_cap: cap,
+            ..WgpuOptions::default()
+        };
+        Self::with_options(policy, opts)
+    }
+
+    /// Opens the best adapter `policy` allows, set up as `opts` says. With f16 weights on an
+    /// adapter without `SHADER_F16`: an error naming both (the adapter is still chosen by
+    /// `policy` alone; there is no silent fallback to f32).
+    pub fn with_options(policy: AdapterPolicy, opts: WgpuOptions) -> Result<Self> {
+        let gpu = Gpu::new(policy, opts.f16_weights)?;
         let dummy = gpu.storage("dummy", 16, None)?;
-        let block_bytes = cap.map_or(gpu.max_binding, |c| c.min(gpu.max_binding));
+        let block_bytes = opts
+            .binding_cap
+            .map_or(gpu.max_binding, |c| c.min(gpu.max_binding));
         Ok(WgpuBackend {
             gpu,
             dummy,
@@ -104,6 +136,16 @@ impl WgpuBackend {
     /// The adapter's `max_storage_buffer_binding_size` (capped by `max_buffer_size`).
     pub fn max_binding_bytes(&self) -> u64 {
         self.gpu.max_binding
+    }
+
+    /// Whether weights are stored as f16 ([`WgpuOptions::f16_weights`]).
+    pub fn f16_weights(&self) -> bool {
+        self.gpu.f16
+    }
+
+    /// Whether the adapter offers `SHADER_F16`, i.e. whether f16 weights can be asked for.
+    pub fn adapter_supports_f16(&self) -> bool {
+        self.gpu.adapter_f16
     }
 
     /// Whether the adapter is a software rasteriser (lavapipe, llvmpipe).
@@ -129,29 +171,57 @@ impl WgpuBackend {
                 w.shape
             )));
         };
-        let row_bytes = (cols.max(1) * 4) as u64;
-        let per_block = (self.block_bytes / row_bytes) as usize;
+        let f16 = self.gpu.f16;
+        let row_bytes = (cols.max(1) * if f16 { 2 } else { 4 }) as u64;
+        // Buffers are padded to a multiple of 4 bytes (an odd count of f16): a block of whole
+        // rows within the limit rounded down to 4 bytes stays within it once padded.
+        let per_block = (self.block_bytes / 4 * 4 / row_bytes) as usize;
         if per_block == 0 {
             return Err(err(format!(
                 "weight [{rows}, {cols}]: one row ({row_bytes} bytes) exceeds the adapter's max_storage_buffer_binding_size ({} bytes)",
                 self.gpu.max_binding
             )));
         }
-        let values = w.values();
+        // f16 storage: a file's own f16 values as they are, anything else rounded to nearest.
+        let bits: Vec<u16> = match &w.packed {
+            Some(p) if f16 && p.kind == PackedKind::F16 => p
+                .bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                .collect(),
+            _ if f16 => w.values().iter().map(|&v| f16_bits(v)).collect(),
+            _ => Vec::new(),
+        };
+        let values = if f16 { Default::default() } else { w.values() };
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < rows.max(1) {
             let n = per_block.min(rows - start.min(rows));
-            let data = &values[start * cols..(start + n) * cols];
-            let what = format!("weight [{rows}, {cols}] rows {start}..{}", start + n);
+            let range = start * cols..(start + n) * cols;
+            let dtype = if f16 { "f16" } else { "f32" };
+            let what = format!(
+                "weight [{rows}, {cols}] {dtype} rows {start}..{}",
+                start + n
+            );
+            let buf = if f16 {
+                let data: &[u8] = bytemuck::cast_slice(&bits[range]);
+                self.gpu.storage(&what, data.len() as u64, Some(data))?
+            } else {
+                self.buffer(&what, &values[range])?.buf
+            };
             blocks.push(Block {
                 start,
                 rows: n,
-                buf: self.buffer(&what, data)?.buf,
+                buf,
             });
             start += n.max(1);
         }
-        Ok(WgpuWeight { rows, cols, blocks })
+        Ok(WgpuWeight {
+            rows,
+            cols,
+            f16,
+            blocks,
+        })
     }
 
     pub(crate) fn upload_lora_impl(&self, s: &LoraStackHost) -> Result<WgpuLora> {

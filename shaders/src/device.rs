@@ -67,7 +67,25 @@ struct Pending {
     uniforms: Vec<u8>,
 }
 
-type PipeKey = (&'static str, &'static str, u32);
+/// Which build of an op's shader a dispatch uses; the pipeline cache is keyed by
+/// `(op, entry, variant)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// The tiled matmul's rows per thread (0: as written).
+    pub tm: u32,
+    /// Weights stored as f16 (`alias WT = f16;` and `enable f16;`); needs `SHADER_F16`.
+    pub f16: bool,
+}
+
+impl Variant {
+    /// The shader as written: f32 weights.
+    pub const PLAIN: Variant = Variant { tm: 0, f16: false };
+}
+
+/// The line of a weight-reading shader that names its weights' storage type.
+const WT_F32: &str = "alias WT = f32;";
+
+type PipeKey = (&'static str, &'static str, Variant);
 
 /// A device and queue with the state needed to record and run the engine's shaders.
 pub struct Gpu {
@@ -77,6 +95,10 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     /// Largest buffer that may be bound as storage.
     pub max_binding: u64,
+    /// Whether the device was opened with `SHADER_F16` (f16 weight storage).
+    pub f16: bool,
+    /// Whether the adapter offers `SHADER_F16` (whether or not it was asked for).
+    pub adapter_f16: bool,
     arena: wgpu::Buffer,
     pipelines: Mutex<HashMap<PipeKey, Arc<wgpu::ComputePipeline>>>,
     pending: Mutex<Pending>,
@@ -89,8 +111,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Gpu {
-    /// Opens the best adapter allowed by `policy`.
-    pub fn new(policy: AdapterPolicy) -> Result<Gpu> {
+    /// Opens the best adapter allowed by `policy`; with `f16`, with the `SHADER_F16` feature,
+    /// or an error naming the adapter when it lacks it (no fallback to f32).
+    pub fn new(policy: AdapterPolicy, f16: bool) -> Result<Gpu> {
         let inst = instance();
         let mut adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
         adapters.sort_by_key(|a| rank(&a.get_info()));
@@ -107,9 +130,20 @@ impl Gpu {
             })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let mut features = wgpu::Features::empty();
+        let adapter_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        if f16 {
+            if !adapter_f16 {
+                return Err(backend_err(format!(
+                    "f16 weights asked, but adapter {} ({:?}) lacks the wgpu feature SHADER_F16 (WebGPU `shader-f16`); use f32 weights on it",
+                    info.name, info.backend
+                )));
+            }
+            features |= wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("dlp-wgpu"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -133,6 +167,8 @@ impl Gpu {
             queue,
             info,
             max_binding,
+            f16,
+            adapter_f16,
             arena,
             pipelines: Mutex::new(HashMap::new()),
             pending: Mutex::new(Pending {
@@ -202,16 +238,35 @@ impl Gpu {
         &self,
         op: &'static str,
         entry: &'static str,
-        tm: u32,
+        v: Variant,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let key = (op, entry, tm);
+        let key = (op, entry, v);
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
         let mut src = crate::source(op).to_string();
-        if tm != 0 {
+        if v.tm != 0 {
             // The tiled matmul's rows-per-thread variant.
-            src = src.replace("const TM: u32 = 4u;", &format!("const TM: u32 = {tm}u;"));
+            src = src.replace(
+                "const TM: u32 = 4u;",
+                &format!("const TM: u32 = {}u;", v.tm),
+            );
+        }
+        if v.f16 {
+            // The f16-weight variant: the same shader with its weight array typed f16 (each
+            // value widened to f32 where it is read; accumulation stays f32).
+            if !self.f16 {
+                return Err(backend_err(format!(
+                    "shader {op}.wgsl: f16 variant asked on a device opened without SHADER_F16 ({})",
+                    self.info.name
+                )));
+            }
+            if !src.contains(WT_F32) {
+                return Err(backend_err(format!(
+                    "shader {op}.wgsl has no f16-weight variant (no `{WT_F32}` line)"
+                )));
+            }
+            src = format!("enable f16;\n{}", src.replace(WT_F32, "alias WT = f16;"));
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
@@ -231,8 +286,9 @@ impl Gpu {
                 cache: None,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
+            let f16 = if v.f16 { " (f16 weights)" } else { "" };
             return Err(backend_err(format!(
-                "shader {op}.wgsl entry `{entry}`: {e}"
+                "shader {op}.wgsl entry `{entry}`{f16}: {e}"
             )));
         }
         let pipe = Arc::new(pipe);
@@ -241,13 +297,13 @@ impl Gpu {
     }
 
     /// Records one dispatch of `op.wgsl`'s `entry` with uniform `params` at binding 0 and
-    /// `bufs` at their binding numbers; `tm` selects a matmul variant (0: as written).
+    /// `bufs` at their binding numbers; `variant` selects a build of the shader.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch<P: bytemuck::Pod>(
         &self,
         op: &'static str,
         entry: &'static str,
-        tm: u32,
+        variant: Variant,
         params: &P,
         bufs: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
@@ -255,7 +311,7 @@ impl Gpu {
         if groups.contains(&0) {
             return Ok(());
         }
-        let pipe = self.pipeline(op, entry, tm)?;
+        let pipe = self.pipeline(op, entry, variant)?;
         let bytes = bytemuck::bytes_of(params);
         debug_assert!(bytes.len() <= SLOT && bytes.len().is_multiple_of(16));
         let mut pend = lock(&self.pending);

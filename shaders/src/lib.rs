@@ -1,5 +1,11 @@
 //! dlp-run's wgpu backend: every op of [`dlp_engine::Backend`] as a WGSL compute shader
-//! (`wgsl/<op>.wgsl`, named as the CPU reference's files), f32 throughout.
+//! (`wgsl/<op>.wgsl`, named as the CPU reference's files), f32 throughout by default.
+//!
+//! With [`WgpuOptions::f16_weights`] (adapters with `SHADER_F16`) the large weights (matmul
+//! weights, lm_head, embedding table) are stored as f16: the weight-reading shaders
+//! (`matmul.wgsl`, `embedding.wgsl`) name their weights' type once (`alias WT = f32;`) and
+//! are built a second time with `WT = f16` (and `enable f16;`), widening each value to f32
+//! where it is read. Activations, accumulation, the KV cache, LoRA and norms stay f32.
 //!
 //! Dispatches are recorded into one pending command encoder and submitted when something is
 //! read back (or a reused buffer is overwritten), so a forward pass never waits on the GPU.
@@ -9,11 +15,13 @@
 
 mod backend;
 mod device;
+mod half;
 mod ops;
 mod params;
 
-pub use backend::{WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight};
+pub use backend::{WgpuBackend, WgpuBuf, WgpuLora, WgpuOptions, WgpuStep, WgpuWeight};
 pub use device::{is_software, list_adapters, AdapterPolicy};
+pub use half::{f16_bits, f16_to_f32, round_f16};
 
 /// The WGSL source of an op family.
 pub(crate) fn source(op: &str) -> &'static str {

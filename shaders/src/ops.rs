@@ -6,7 +6,7 @@ use dlp_engine::{AttnShape, Backend, Error, HostTensor, LoraStackHost, Result, S
 use crate::backend::{
     check_len, check_lora, err, WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight,
 };
-use crate::device::groups_1d;
+use crate::device::{groups_1d, Variant};
 use crate::params::*;
 
 /// Largest head_dim of the attention shader (its per-thread accumulators cover 4 x 64).
@@ -42,14 +42,16 @@ impl WgpuBackend {
                 (3, bias.unwrap_or(&self.dummy)),
                 (4, out),
             ];
+            let f16 = w.f16;
             if rows <= 4 {
+                let v = Variant { tm: 0, f16 };
                 self.gpu
-                    .dispatch("matmul", "gemv", 0, &p, &bufs, groups_1d(b.rows, 8))?;
+                    .dispatch("matmul", "gemv", v, &p, &bufs, groups_1d(b.rows, 8))?;
             } else {
                 let tm = if rows <= 16 { 1 } else { 4 };
                 let g = [b.rows.div_ceil(64) as u32, rows.div_ceil(16 * tm) as u32, 1];
-                self.gpu
-                    .dispatch("matmul", "tiled", tm as u32, &p, &bufs, g)?;
+                let v = Variant { tm: tm as u32, f16 };
+                self.gpu.dispatch("matmul", "tiled", v, &p, &bufs, g)?;
             }
         }
         Ok(())
@@ -72,7 +74,8 @@ impl Backend for WgpuBackend {
     type Lora = WgpuLora;
 
     fn name(&self) -> String {
-        format!("wgpu:{}", self.gpu.info.name)
+        let f16 = if self.gpu.f16 { " (f16 weights)" } else { "" };
+        format!("wgpu:{}{f16}", self.gpu.info.name)
     }
 
     fn alloc(&self, len: usize) -> Result<WgpuBuf> {
@@ -138,7 +141,11 @@ impl Backend for WgpuBackend {
             };
             let bufs = [(1, &b.buf), (2, &step.buf), (3, &out.buf)];
             let g = groups_1d(n_tokens * dim, 256);
-            self.gpu.dispatch("embedding", "main", 0, &p, &bufs, g)?;
+            let v = Variant {
+                tm: 0,
+                f16: table.f16,
+            };
+            self.gpu.dispatch("embedding", "main", v, &p, &bufs, g)?;
         }
         Ok(())
     }
@@ -162,8 +169,14 @@ impl Backend for WgpuBackend {
             _p: 0,
         };
         let bufs = [(1, &x.buf), (2, &w.buf), (3, &out.buf)];
-        self.gpu
-            .dispatch("rms_norm", "main", 0, &p, &bufs, groups_1d(rows, 1))
+        self.gpu.dispatch(
+            "rms_norm",
+            "main",
+            Variant::PLAIN,
+            &p,
+            &bufs,
+            groups_1d(rows, 1),
+        )
     }
 
     fn matmul(
@@ -215,7 +228,8 @@ impl Backend for WgpuBackend {
         };
         let bufs = [(1, &x.buf), (2, &cos_sin.buf), (3, &step.buf)];
         let g = groups_1d(n_tokens * n_heads * (head_dim / 2), 256);
-        self.gpu.dispatch("rope", "main", 0, &p, &bufs, g)
+        self.gpu
+            .dispatch("rope", "main", Variant::PLAIN, &p, &bufs, g)
     }
 
     fn attention(
@@ -270,10 +284,11 @@ impl Backend for WgpuBackend {
         let store = [(2, &k.buf), (3, &v.buf), (4, kc), (5, vc), (6, sb)];
         let g = groups_1d(t_n * kv_dim, 256);
         self.gpu
-            .dispatch("attention", "store_kv", 0, &p, &store, g)?;
+            .dispatch("attention", "store_kv", Variant::PLAIN, &p, &store, g)?;
         let attend = [(1, &q.buf), (4, kc), (5, vc), (6, sb), (7, &out.buf)];
         let g = [s.n_heads as u32, t_n as u32, 1];
-        self.gpu.dispatch("attention", "attend", 0, &p, &attend, g)
+        self.gpu
+            .dispatch("attention", "attend", Variant::PLAIN, &p, &attend, g)
     }
 
     fn silu_mul(&self, gate: &WgpuBuf, up: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
@@ -285,8 +300,14 @@ impl Backend for WgpuBackend {
             _p: [0; 3],
         };
         let bufs = [(1, &gate.buf), (2, &up.buf), (3, &out.buf)];
-        self.gpu
-            .dispatch("silu_mul", "main", 0, &p, &bufs, groups_1d(n, 256))
+        self.gpu.dispatch(
+            "silu_mul",
+            "main",
+            Variant::PLAIN,
+            &p,
+            &bufs,
+            groups_1d(n, 256),
+        )
     }
 
     fn add(&self, dst: &mut WgpuBuf, src: &WgpuBuf, n: usize) -> Result<()> {
@@ -298,7 +319,7 @@ impl Backend for WgpuBackend {
         };
         let bufs = [(1, &dst.buf), (2, &src.buf)];
         self.gpu
-            .dispatch("add", "main", 0, &p, &bufs, groups_1d(n, 256))
+            .dispatch("add", "main", Variant::PLAIN, &p, &bufs, groups_1d(n, 256))
     }
 
     fn lora_shrink(
@@ -328,7 +349,8 @@ impl Backend for WgpuBackend {
             (6, &u.buf),
         ];
         let g = [plan.mix_k as u32, n_tokens as u32, 1];
-        self.gpu.dispatch("lora", "shrink", 0, &p, &bufs, g)
+        self.gpu
+            .dispatch("lora", "shrink", Variant::PLAIN, &p, &bufs, g)
     }
 
     fn lora_expand(
@@ -358,7 +380,8 @@ impl Backend for WgpuBackend {
             (8, &y.buf),
         ];
         let g = [l.out_dim.div_ceil(64) as u32, n_tokens as u32, 1];
-        self.gpu.dispatch("lora", "expand", 0, &p, &bufs, g)
+        self.gpu
+            .dispatch("lora", "expand", Variant::PLAIN, &p, &bufs, g)
     }
 
     fn logits(
@@ -396,8 +419,14 @@ impl Backend for WgpuBackend {
             rows_off: step.off.logit_rows,
         };
         let bufs = [(1, &x.buf), (2, &norm.buf), (3, &step.buf), (4, &scratch)];
-        self.gpu
-            .dispatch("logits", "gather_norm", 0, &p, &bufs, groups_1d(n, 1))?;
+        self.gpu.dispatch(
+            "logits",
+            "gather_norm",
+            Variant::PLAIN,
+            &p,
+            &bufs,
+            groups_1d(n, 1),
+        )?;
         self.matmul_raw(&scratch, lm_head, None, n, hidden, vocab, &out.buf)
     }
 }

@@ -1,6 +1,9 @@
 // embedding: out[t, :] = table[token_ids[t], :] for one row block of the table.
 // The table may be split into row blocks (binding-size limits): one dispatch per block, each
 // writing only the tokens whose id falls in its block.
+//
+// WT is the table's storage type; the host builds an f16-table variant by substituting
+// `alias WT = f16;` (and `enable f16;`). Values are widened to f32 on the way out.
 
 struct P {
     n_tokens: u32,
@@ -13,8 +16,10 @@ struct P {
     _p2: u32,
 }
 
+alias WT = f32;
+
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> table: array<WT>;
 @group(0) @binding(2) var<storage, read> plan: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
@@ -30,5 +35,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if id < p.row_start || id >= p.row_start + p.block_rows {
         return;
     }
-    dst[i] = table[(id - p.row_start) * p.dim + c];
+    dst[i] = f32(table[(id - p.row_start) * p.dim + c]);
 }

@@ -1,5 +1,6 @@
 // logits, first half: gathers the step's logit rows of x and applies the final RMSNorm into a
-// scratch [n, hidden]; the lm_head product then runs through matmul.wgsl.
+// scratch [n, hidden]; the lm_head product then runs through matmul.wgsl (whose f16-weight
+// variant serves an f16 lm_head; the final norm's weights here stay f32).
 
 struct P {
     n_rows: u32,

@@ -5,6 +5,10 @@
 // K streamed through workgroup memory in slices of 16. The host substitutes TM (rows per
 // thread) for its variants. `gemv`: few rows (decode); 32 lanes per output column reduce along
 // K, with the rows of x staged in workgroup memory.
+//
+// WT is the weights' storage type: the host builds an f16-weight variant by substituting
+// `alias WT = f16;` (and `enable f16;`). Each weight is widened to f32 where it is read;
+// everything else stays f32.
 
 struct P {
     rows: u32,
@@ -19,9 +23,11 @@ struct P {
 
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<WT>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+
+alias WT = f32;
 
 const TM: u32 = 4u;
 const TN: u32 = 4u;
@@ -67,7 +73,7 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
             let gk = k0 + idx % BK;
             var v = 0.0;
             if col0 + c < p.n_blk && gk < p.k {
-                v = w[(col0 + c) * p.k + gk];
+                v = f32(w[(col0 + c) * p.k + gk]);
             }
             ws[(idx % BK) * BN + c] = v;
         }
@@ -122,7 +128,7 @@ fn gemv(
         if col < p.n_blk {
             let kend = min(256u, p.k - k0);
             for (var kk = lane; kk < kend; kk += 32u) {
-                let wv = w[col * p.k + k0 + kk];
+                let wv = f32(w[col * p.k + k0 + kk]);
                 for (var r = 0u; r < GR; r++) {
                     acc[r] = fma(wv, xrow[r * 256u + kk], acc[r]);
                 }

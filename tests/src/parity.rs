@@ -2,6 +2,11 @@
 //! with mixed ranks, GQA, decode and prefill steps, several KV slots) run on any [`Backend`]
 //! against [`CpuBackend`] on seeded random inputs. Outputs are poisoned (NaN) before each run
 //! so unwritten elements fail; error = NMSE = sum((a-b)^2) / sum(b^2); NaN or inf fails.
+//!
+//! [`f16_weight_cases`] are for a backend that stores weights as f16 (wgpu's `f16_weights`):
+//! their weights are drawn already rounded to f16, so both sides compute on the same values and
+//! the f32 bounds hold (the rounding itself is not the kernel's error; the golden tests bound
+//! its effect on logits).
 
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::{AttnShape, Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
@@ -87,6 +92,8 @@ pub struct ParityCase {
     pub tol: f64,
     /// RNG seed of the inputs.
     pub seed: u64,
+    /// Weights (`upload_weight`'s tensors) drawn as f16 values, for f16-weight backends.
+    pub f16_weights: bool,
 }
 
 /// The result of one case on one backend.
@@ -108,7 +115,13 @@ fn case(id: String, op: Op, tol: f64) -> ParityCase {
     let seed = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     });
-    ParityCase { id, op, tol, seed }
+    ParityCase {
+        id,
+        op,
+        tol,
+        seed,
+        f16_weights: false,
+    }
 }
 
 fn attn(
@@ -289,6 +302,52 @@ pub fn cases() -> Vec<ParityCase> {
     v
 }
 
+/// The f16-weight cases: matmul (gemv and both tiled variants, odd K so rows of f16 straddle
+/// 4-byte words, odd sizes so buffers need padding), logits and embedding, weights drawn as f16.
+pub fn f16_weight_cases() -> Vec<ParityCase> {
+    let f16 = |id: String, op: Op, tol: f64| ParityCase {
+        f16_weights: true,
+        ..case(format!("f16w {id}"), op, tol)
+    };
+    let mut v = Vec::new();
+    for (vocab, dim, tokens) in [(37, 19, 5), (1001, 7, 33)] {
+        let id = format!("embedding(vocab={vocab},dim={dim},tokens={tokens})");
+        v.push(f16(
+            id,
+            Op::Embedding { vocab, dim, tokens },
+            ELEMENTWISE_TOL,
+        ));
+    }
+    for (rows, k, n, bias) in [
+        (1, 7, 11, false),
+        (4, 301, 9, true),
+        (5, 7, 11, true),
+        (17, 65, 131, false),
+        (67, 129, 70, true),
+    ] {
+        let id = format!(
+            "matmul(rows={rows},k={k},n={n}{})",
+            if bias { ",bias" } else { "" }
+        );
+        v.push(f16(id, Op::Matmul { rows, k, n, bias }, REDUCTION_TOL));
+    }
+    for (hidden, vocab, tokens, rows) in [
+        (19, 37, 5, vec![4, 0, 2]),
+        (64, 301, 3, vec![2]),
+        (576, 1001, 6, vec![0, 1, 2, 3, 4, 5]),
+    ] {
+        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
+        let op = Op::Logits {
+            hidden,
+            vocab,
+            tokens,
+            rows,
+        };
+        v.push(f16(id, op, REDUCTION_TOL));
+    }
+    v
+}
+
 /// splitmix64: a seeded generator with no dependency.
 struct Rng(u64);
 
@@ -341,8 +400,13 @@ fn plan(tokens: usize) -> StepPlan {
 /// Runs one case on `b`, inputs drawn from the case's seed.
 fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
+    let f16 = c.f16_weights;
     let w2 = |rows: usize, cols: usize, g: &mut Rng| {
-        HostTensor::new(vec![rows, cols], g.vec(rows * cols))
+        let mut v = g.vec(rows * cols);
+        if f16 {
+            v.iter_mut().for_each(|x| *x = dlp_wgpu::round_f16(*x));
+        }
+        HostTensor::new(vec![rows, cols], v)
     };
     Ok(match &c.op {
         Op::Embedding { vocab, dim, tokens } => {
@@ -569,7 +633,12 @@ pub fn run_case<B: Backend>(b: &B, case: &ParityCase) -> Outcome {
 /// Runs every case on `b`, printing a table; returns each id with its outcome.
 pub fn run_all<B: Backend>(b: &B) -> Vec<(String, Outcome)> {
     println!("op parity on {} vs cpu", b.name());
-    cases()
+    run_cases(b, cases())
+}
+
+/// Runs `cases` on `b`, printing a table; returns each id with its outcome.
+pub fn run_cases<B: Backend>(b: &B, cases: Vec<ParityCase>) -> Vec<(String, Outcome)> {
+    cases
         .into_iter()
         .map(|c| {
             let o = run_case(b, &c);
