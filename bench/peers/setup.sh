@@ -3,7 +3,8 @@
 #   transformers + PEFT on CPU torch (the DLP-LoRA reference's stack), and llama-cpp-python.
 # Idempotent: every step is skipped when its package already imports in the venv.
 # Env: PYTHON (interpreter for the venv, default python3), CMAKE_ARGS (passed to the llama.cpp
-# build, e.g. CMAKE_ARGS="-DGGML_NATIVE=OFF"), TORCH_INDEX (CPU wheel index, tried first).
+# build, e.g. CMAKE_ARGS="-DGGML_NATIVE=OFF"), REBUILD_LLAMA=1 (rebuild llama-cpp-python),
+# TORCH_INDEX (CPU wheel index, tried first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV=.venv-peers
@@ -40,7 +41,8 @@ done
 
 # llama-cpp-python ships as a source package on PyPI: it compiles llama.cpp with cmake and a
 # C++ compiler (several minutes on 2 cores). The build log goes to $VENV/llama-cpp-build.log.
-if has llama_cpp; then
+# REBUILD_LLAMA=1 rebuilds it (e.g. after changing CMAKE_ARGS).
+if has llama_cpp && [ -z "${REBUILD_LLAMA:-}" ]; then
   say "llama-cpp-python present"
 else
   if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null; then
@@ -52,9 +54,19 @@ else
     fi
   fi
   export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
-  say "building llama-cpp-python from source (CMAKE_ARGS='${CMAKE_ARGS:-}', $CMAKE_BUILD_PARALLEL_LEVEL jobs)"
-  if ! CMAKE_ARGS="${CMAKE_ARGS:-}" vpip install -v --progress-bar off llama-cpp-python \
-      >"$VENV/llama-cpp-build.log" 2>&1; then
+  # Skip the multimodal (llava/mtmd) library: text only, ~20% less to compile.
+  args="-DLLAVA_BUILD=OFF"
+  # -march=native turns on ggml's AMX kernels where the CPU lists AMX; in some VMs (this
+  # project's among them) their first `tilezero` dies with SIGILL, so compile them out.
+  if grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+    args="$args -DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+    args="$args -DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+  fi
+  args="$args ${CMAKE_ARGS:-}"  # the caller's CMAKE_ARGS come last, so they win
+  say "building llama-cpp-python from source (CMAKE_ARGS=\"$args\", $CMAKE_BUILD_PARALLEL_LEVEL jobs)"
+  # --no-cache-dir: pip would otherwise reuse a wheel built with other CMAKE_ARGS
+  vpip uninstall -q -y llama-cpp-python 2>/dev/null || true
+  if ! CMAKE_ARGS="$args" vpip install -v --progress-bar off --no-cache-dir llama-cpp-python >"$VENV/llama-cpp-build.log" 2>&1; then
     tail -n 40 "$VENV/llama-cpp-build.log"
     say "llama-cpp-python build FAILED (log: $VENV/llama-cpp-build.log); peers.py will report it as an error"
     exit 1
@@ -62,10 +74,12 @@ else
 fi
 
 "$VENV/bin/python" - <<'EOF'
-import importlib
-for m in ("torch", "transformers", "peft", "gguf", "llama_cpp"):
+import importlib, importlib.metadata as md
+for m, dist in (("torch", "torch"), ("transformers", "transformers"), ("peft", "peft"),
+                ("gguf", "gguf"), ("llama_cpp", "llama-cpp-python")):
     try:
-        print(f"  {m:13s}", getattr(importlib.import_module(m), "__version__", "?"))
+        importlib.import_module(m)
+        print(f"  {m:13s}", md.version(dist))
     except Exception as e:  # report, don't fail: peers.py marks a missing peer as an error
         print(f"  {m:13s} NOT IMPORTABLE: {e}")
 EOF
