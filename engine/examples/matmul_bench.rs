@@ -79,7 +79,12 @@ fn main() {
                 },
             ))
             .unwrap();
-        for rows in [1usize, 4, 32, 256] {
+        // `MATMUL_BENCH_ROWS=1,32` limits the row counts (e.g. to profile one case).
+        let rows_list: Vec<usize> = std::env::var("MATMUL_BENCH_ROWS")
+            .ok()
+            .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![1, 4, 32, 256]);
+        for &rows in &rows_list {
             let x = be
                 .upload(&(0..rows * k).map(|_| rnd()).collect::<Vec<_>>())
                 .unwrap();

@@ -107,7 +107,7 @@ unsafe fn dot_row_avx2(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) ->
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{half_at, QK};
+    use super::QK;
     use crate::tensor::PackedKind;
 
     #[target_feature(enable = "avx2,fma")]
@@ -137,47 +137,78 @@ mod avx2 {
     pub unsafe fn dot_blocks(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) -> f32 {
         let (_, bsize) = kind.block();
         let nb = row.len() / bsize;
+        // Checked once here so that the loops below run on raw pointers.
         assert!(
             x.len() >= nb * QK && xsum.len() >= nb,
             "dot_blocks: short input"
         );
-        let mut acc = _mm256_setzero_ps();
-        let mut tail = 0f32;
+        let (x, s, r) = (x.as_ptr(), xsum.as_ptr(), row.as_ptr());
+        // SAFETY: `nb` whole blocks lie in `row`, `nb * 32` values in `x`, `nb` sums in `xsum`.
+        unsafe {
+            match kind {
+                PackedKind::Q4_1 => dot_q4::<true>(x, s, r, nb),
+                PackedKind::Q4_0 => dot_q4::<false>(x, s, r, nb),
+                _ => dot_q8(x, r, nb),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn f16_at(p: *const u8) -> f32 {
+        // SAFETY: the caller guarantees two readable bytes.
+        let bits = unsafe { std::ptr::read_unaligned(p as *const u16) };
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// Q4_1 (`MIN`: `q * d + m`) or Q4_0 (`(q - 8) * d`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_q4<const MIN: bool>(
+        x: *const f32,
+        xs: *const f32,
+        row: *const u8,
+        nb: usize,
+    ) -> f32 {
+        let bsize = if MIN { 20 } else { 18 };
         let mask = _mm_set1_epi8(0x0f);
+        let (mut acc, mut tail) = (_mm256_setzero_ps(), 0f32);
         for i in 0..nb {
-            let b = &row[i * bsize..(i + 1) * bsize];
-            let d = half_at(b, 0);
-            let xp = x[i * QK..].as_ptr();
-            // SAFETY: `xp` has 32 readable floats (asserted above), `b` is one whole block.
-            let s = unsafe {
-                let (w0, w1, w2, w3) = if kind == PackedKind::Q8_0 {
-                    let q = b[2..].as_ptr();
-                    (i8x8(q), i8x8(q.add(8)), i8x8(q.add(16)), i8x8(q.add(24)))
-                } else {
-                    let q = _mm_loadu_si128(b[bsize - 16..].as_ptr() as *const __m128i);
-                    let lo = _mm_and_si128(q, mask);
-                    let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-                    (
-                        u8x8(lo),
-                        u8x8(_mm_srli_si128(lo, 8)),
-                        u8x8(hi),
-                        u8x8(_mm_srli_si128(hi, 8)),
-                    )
-                };
-                let mut s = _mm256_mul_ps(w0, _mm256_loadu_ps(xp));
-                s = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(8)), s);
-                s = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xp.add(16)), s);
-                _mm256_fmadd_ps(w3, _mm256_loadu_ps(xp.add(24)), s)
-            };
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
-            tail += match kind {
-                PackedKind::Q4_1 => half_at(b, 2) * xsum[i],
-                PackedKind::Q4_0 => -8.0 * d * xsum[i],
-                _ => 0.0,
-            };
+            // SAFETY: block `i` and its 32 inputs are in bounds (see `dot_blocks`).
+            unsafe {
+                let b = row.add(i * bsize);
+                let d = f16_at(b);
+                let q = _mm_loadu_si128(b.add(bsize - 16) as *const __m128i);
+                let lo = _mm_and_si128(q, mask);
+                let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+                let xp = x.add(i * QK);
+                let mut v = _mm256_mul_ps(u8x8(lo), _mm256_loadu_ps(xp));
+                v = _mm256_fmadd_ps(u8x8(_mm_srli_si128(lo, 8)), _mm256_loadu_ps(xp.add(8)), v);
+                v = _mm256_fmadd_ps(u8x8(hi), _mm256_loadu_ps(xp.add(16)), v);
+                v = _mm256_fmadd_ps(u8x8(_mm_srli_si128(hi, 8)), _mm256_loadu_ps(xp.add(24)), v);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), v, acc);
+                tail += if MIN { f16_at(b.add(2)) } else { -8.0 * d } * *xs.add(i);
+            }
         }
         // SAFETY: same CPU features as this function.
         (unsafe { hsum(acc) }) + tail
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_q8(x: *const f32, row: *const u8, nb: usize) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            // SAFETY: block `i` and its 32 inputs are in bounds (see `dot_blocks`).
+            unsafe {
+                let b = row.add(i * 34);
+                let (q, xp) = (b.add(2), x.add(i * QK));
+                let mut v = _mm256_mul_ps(i8x8(q), _mm256_loadu_ps(xp));
+                v = _mm256_fmadd_ps(i8x8(q.add(8)), _mm256_loadu_ps(xp.add(8)), v);
+                v = _mm256_fmadd_ps(i8x8(q.add(16)), _mm256_loadu_ps(xp.add(16)), v);
+                v = _mm256_fmadd_ps(i8x8(q.add(24)), _mm256_loadu_ps(xp.add(24)), v);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b)), v, acc);
+            }
+        }
+        // SAFETY: same CPU features as this function.
+        unsafe { hsum(acc) }
     }
 }
 
