@@ -365,7 +365,9 @@ pub fn run_peers(
     if tokenizer_dir.is_dir() {
         cmd.arg("--tokenizer-dir").arg(&tokenizer_dir);
     }
-    for a in &args.model.adapters {
+    // The first three adapters: the ones `fused3` mixes (equal weights), so the ratio pairs
+    // like with like.
+    for a in args.model.adapters.iter().take(3) {
         cmd.arg("--adapter").arg(a);
     }
     eprintln!(
