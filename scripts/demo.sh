@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh
 cargo build --release -q -p dlp-cli
-run=target/release/dlp-run
+run=${CARGO_TARGET_DIR:-target}/release/dlp-run
 prompt=${1:-"What is the capital of France?"}
 echo "== base model =="
 $run generate --chat --prompt "$prompt" --max-tokens 64
