@@ -44,7 +44,18 @@ fn backends_text() -> String {
     {
         s += "  wgpu: not in this build (rebuild with `--features wgpu`)\n";
     }
-    s += "  cuda: not in this build (rebuild with `--features cuda`)\n";
+    #[cfg(feature = "cuda")]
+    match dlp_cuda::CudaBackend::new(0) {
+        Ok(b) => {
+            s += &format!("  cuda: {} ({})\n", b.device_name(), b.arch());
+            auto = "cuda";
+        }
+        Err(e) => s += &format!("  cuda: unavailable ({e})\n"),
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        s += "  cuda: not in this build (rebuild with `--features cuda`)\n";
+    }
     s + &format!("--backend auto picks: {auto}")
 }
 

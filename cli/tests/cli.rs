@@ -461,3 +461,33 @@ fn bench_quick_writes_ratios() {
         &["--targets", "nope"],
     );
 }
+
+/// `dlp-run inspect --backends` lists every backend and what `auto` picks; a software wgpu
+/// adapter (lavapipe in CI) is listed but never picked by `auto`.
+#[test]
+fn inspect_backends_lists_what_auto_picks() {
+    let out = run(&["inspect", "--backends"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "cpu: always available",
+        "wgpu:",
+        "cuda:",
+        "--backend auto picks:",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in {text}");
+    }
+    let hardware_wgpu = text.lines().any(|l| {
+        l.trim_start().starts_with("wgpu:") && !l.contains("software") && !l.contains("no adapter")
+    });
+    if !hardware_wgpu {
+        assert!(
+            !text.contains("auto picks: wgpu"),
+            "auto picked a software adapter: {text}"
+        );
+    }
+}
