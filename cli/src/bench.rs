@@ -20,8 +20,8 @@ use dlp_router::SamplingParams;
 use crate::bench_report::{self, Measured, Report, Sample};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
 use crate::generate::{encode_prompt, render_prompt};
-use crate::routing::{first_tokens, SentenceTracker};
-use dlp_router::segment::split_sentences;
+use crate::routing::{RouteBy, Routing, SentenceTracker};
+use dlp_router::SelectConfig;
 
 /// The prompt used when none is given (about 60 tokens through SmolLM2's chat template).
 const DEFAULT_PROMPT: &str = "Please answer with true or false: do cows have to be pregnant to \
@@ -161,25 +161,25 @@ pub fn scenarios(n: usize, quick: bool, with_router: bool) -> Vec<Scenario> {
     v
 }
 
-/// The router the routed and token-level scenarios use.
-fn bench_router(
+/// The router of the routed and token-level scenarios, matched to the adapters; it selects
+/// with the paper's top-p (0.9) and routes by sentence.
+fn bench_routing(
     args: &BenchArgs,
     tok: &dlp_engine::tokenizer::TextTokenizer,
     names: &[String],
-) -> Result<dlp_router::Router> {
-    match &args.router {
-        Some(dir) => {
-            let r = dlp_router::Router::load(dir)
-                .with_context(|| format!("loading router {}", dir.display()))?;
-            dlp_router::match_labels(r.labels(), names)
-                .with_context(|| format!("--router {}", dir.display()))?;
-            Ok(r)
-        }
-        None => Ok(bench_report::random_router(
-            tok.hf_tokenizer().clone(),
-            names,
-        )),
-    }
+) -> Result<Routing> {
+    let router = match &args.router {
+        Some(dir) => dlp_router::Router::load(dir)
+            .with_context(|| format!("loading router {}", dir.display()))?,
+        None => bench_report::random_router(tok.hf_tokenizer().clone(), names),
+    };
+    let what = args
+        .router
+        .as_ref()
+        .map_or("the random router".into(), |d| {
+            format!("--router {}", d.display())
+        });
+    Routing::from_router(router, SelectConfig::default(), RouteBy::Sentence, names).context(what)
 }
 
 impl WithBackend for &BenchArgs {
@@ -231,7 +231,7 @@ impl WithBackend for &BenchArgs {
         let chat = tok.chat_template().is_some();
         let rendered = render_prompt(tok, chat, None, Some(text), None)?;
         let (ids, starts) = encode_prompt(tok, &rendered.text)?;
-        let router = bench_router(args, tok, &names)?;
+        let routing = bench_routing(args, tok, &names)?;
         let plans = scenarios(adapters.len(), args.quick, args.router.is_some());
         // The merged-weights floor and its f32 base (merging needs f32 weights), on the CPU.
         let merged = if args.quick || loaded.model.backend.name() != "cpu" {
@@ -278,7 +278,7 @@ impl WithBackend for &BenchArgs {
             text: &rendered,
             new_tokens,
             tok,
-            router: &router,
+            routing: &routing,
             names: &names,
         };
         for _ in 0..rounds {
@@ -347,40 +347,17 @@ struct Ctx<'a> {
     text: &'a crate::generate::Rendered,
     new_tokens: usize,
     tok: &'a dlp_engine::tokenizer::TextTokenizer,
-    router: &'a dlp_router::Router,
+    routing: &'a Routing,
     names: &'a [String],
 }
 
-/// How the routed scenarios select: top-p with the paper's p, or a fixed top-k.
-#[derive(Debug, Clone, Copy)]
-enum Select {
-    TopP(f32),
-    TopK(usize),
-}
-
-/// The paper's top-p threshold.
-const TOP_P: Select = Select::TopP(0.9);
-
-fn route_one(router: &dlp_router::Router, names: &[String], text: &str, sel: Select) -> Mixture {
-    let cfg = dlp_router::SelectConfig {
-        top_p: match sel {
-            Select::TopP(p) => Some(p),
-            Select::TopK(_) => None,
-        },
-        top_k: match sel {
-            Select::TopK(k) => Some(k),
-            Select::TopP(_) => None,
-        },
-        max_adapters: None,
-        weights: dlp_router::FusionWeights::Renormalize,
-    };
-    let labels = router.labels();
-    router
-        .route(&[text], &cfg)
-        .remove(0)
-        .into_iter()
-        .filter_map(|(l, w)| names.iter().position(|n| *n == labels[l]).map(|s| (s, w)))
-        .collect()
+/// A fixed top-k selection (the token-level scenario compares at the same K as fused K).
+fn top_k(k: usize) -> SelectConfig {
+    SelectConfig {
+        top_p: None,
+        top_k: Some(k),
+        ..SelectConfig::default()
+    }
 }
 
 /// One generation of scenario `s`, timed.
@@ -398,19 +375,10 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
             0,
         ),
         Plan::Routed => {
-            let text = &c.text.text;
-            let span = c.text.span.clone().unwrap_or(0..text.len());
-            let pieces = split_sentences(&text[span.clone()]);
-            let starts: Vec<usize> = pieces.iter().map(|r| span.start + r.start).collect();
-            let firsts = first_tokens(&starts, c.starts);
-            let segs = pieces
-                .iter()
-                .zip(firsts)
-                .map(|(r, first)| {
-                    let piece = &text[span.start + r.start..span.start + r.end];
-                    (first, route_one(c.router, c.names, piece, TOP_P))
-                })
-                .collect();
+            let t = c.text;
+            let (segs, _) =
+                c.routing
+                    .route_prompt(&t.text, t.span.clone(), &t.user, c.starts, c.names);
             (vec![segs], 0)
         }
         Plan::TokenLevel => {
@@ -421,15 +389,8 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
                     let from = c.text.text[..end]
                         .rfind(['.', '?', '!', '\n'])
                         .map_or(0, |p| p + 1);
-                    (
-                        i,
-                        route_one(
-                            c.router,
-                            c.names,
-                            &c.text.text[from..end],
-                            Select::TopK(s.k),
-                        ),
-                    )
+                    let text = &c.text.text[from..end];
+                    (i, c.routing.route_with(&[text], &top_k(s.k)).remove(0))
                 })
                 .collect();
             (vec![segs], s.k)
@@ -444,6 +405,7 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
             params: params.clone(),
         })
         .collect();
+    let tok_select = top_k(k_tok);
     let mut stamps: Vec<Instant> = Vec::with_capacity(c.new_tokens);
     let mut decoder = c.tok.stream_decoder();
     let mut sentence = String::new();
@@ -461,17 +423,16 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
                 if sentence.ends_with(['.', '?', '!', '\n']) {
                     sentence.clear();
                 }
-                Ok(Control::Remix(route_one(
-                    c.router,
-                    c.names,
-                    &sentence,
-                    Select::TopK(k_tok),
-                )))
+                Ok(Control::Remix(
+                    c.routing
+                        .route_with(&[sentence.as_str()], &tok_select)
+                        .remove(0),
+                ))
             }
             Plan::Routed => {
                 let piece = decoder.push(id)?;
                 Ok(match piece.and_then(|p| tracker.push(&p)) {
-                    Some(done) => Control::Remix(route_one(c.router, c.names, &done, TOP_P)),
+                    Some(done) => Control::Remix(c.routing.route(&[done.as_str()]).remove(0)),
                     None => Control::Continue,
                 })
             }

@@ -114,29 +114,47 @@ impl Routing {
         }
         let router =
             Router::load(dir).with_context(|| format!("loading router {}", dir.display()))?;
-        let slot_of_label = match_labels(router.labels(), adapters)
-            .with_context(|| format!("--router {}", dir.display()))?;
-        Ok(Some(Routing {
-            router,
-            select: SelectConfig {
-                top_p: Some(args.route_p),
-                top_k: None,
-                max_adapters: (args.max_adapters > 0).then_some(args.max_adapters),
-                weights: match args.fusion_weights {
-                    FusionChoice::Renorm => FusionWeights::Renormalize,
-                    FusionChoice::Softmax => FusionWeights::Softmax,
-                },
+        let select = SelectConfig {
+            top_p: Some(args.route_p),
+            top_k: None,
+            max_adapters: (args.max_adapters > 0).then_some(args.max_adapters),
+            weights: match args.fusion_weights {
+                FusionChoice::Renorm => FusionWeights::Renormalize,
+                FusionChoice::Softmax => FusionWeights::Softmax,
             },
+        };
+        let mut r = Routing::from_router(router, select, args.route_by, adapters)
+            .with_context(|| format!("--router {}", dir.display()))?;
+        r.show = args.show_routing;
+        Ok(Some(r))
+    }
+
+    /// A loaded router matched to `adapters` by name, selecting with `select`.
+    pub fn from_router(
+        router: Router,
+        select: SelectConfig,
+        by: RouteBy,
+        adapters: &[String],
+    ) -> Result<Self> {
+        let slot_of_label = match_labels(router.labels(), adapters)?;
+        Ok(Routing {
+            router,
+            select,
             slot_of_label,
-            by: args.route_by,
-            show: args.show_routing,
-        }))
+            by,
+            show: false,
+        })
     }
 
     /// The mixture (by adapter slot) for each text, one router batch.
     pub fn route(&self, texts: &[&str]) -> Vec<Mixture> {
+        self.route_with(texts, &self.select)
+    }
+
+    /// As [`Routing::route`], with another selection (e.g. a fixed top-k).
+    pub fn route_with(&self, texts: &[&str], select: &SelectConfig) -> Vec<Mixture> {
         self.router
-            .route(texts, &self.select)
+            .route(texts, select)
             .into_iter()
             .map(|m| {
                 m.into_iter()

@@ -30,12 +30,62 @@ pub fn fixtures(sub: &str) -> Option<PathBuf> {
     if dir.exists() {
         return Some(dir);
     }
-    let why = format!("fixture {} not found (set DLP_FIXTURES)", dir.display());
-    if std::env::var("DLP_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!("{why}; DLP_REQUIRE_FIXTURES=1 makes this a failure");
+    skip_unless_required(
+        &format!("fixture {} not found (set DLP_FIXTURES)", dir.display()),
+        "DLP_REQUIRE_FIXTURES",
+    );
+    None
+}
+
+/// Whether environment variable `var` is set to `1`.
+pub fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}
+
+/// Prints `SKIPPED: why`, or panics when `require_var` is `1` (CI turns skips into failures).
+pub fn skip_unless_required(why: &str, require_var: &str) {
+    if required(require_var) {
+        panic!("{why}; {require_var}=1 makes this a failure");
     }
     eprintln!("SKIPPED: {why}");
-    None
+}
+
+/// The backend `made`, or `None` after [`skip_unless_required`] when it could not be created.
+pub fn backend_or_skip<B, E: std::fmt::Display>(
+    made: std::result::Result<B, E>,
+    require_var: &str,
+) -> Option<B> {
+    match made {
+        Ok(b) => Some(b),
+        Err(e) => {
+            skip_unless_required(&format!("no backend: {e}"), require_var);
+            None
+        }
+    }
+}
+
+/// One `#[test]` per fixture model (`tiny_llama`, `tiny_qwen2`, `tiny_llama3`, `smollm2`), each
+/// calling `$run("<fixture folder>")`.
+#[macro_export]
+macro_rules! fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_llama() {
+            $run("tiny-llama");
+        }
+        #[test]
+        fn tiny_qwen2() {
+            $run("tiny-qwen2");
+        }
+        #[test]
+        fn tiny_llama3() {
+            $run("tiny-llama3");
+        }
+        #[test]
+        fn smollm2() {
+            $run("smollm2");
+        }
+    };
 }
 
 /// One case of `golden.json`.

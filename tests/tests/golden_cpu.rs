@@ -4,31 +4,13 @@
 //! blocks (Q4_1/Q8_0 dequantised inside the matmuls, the default) and fully dequantised to f32.
 
 use dlp_engine::cpu::CpuBackend;
-use dlp_tests::{run_golden, run_golden_f32_weights};
+use dlp_tests::{fixture_tests, run_golden, run_golden_f32_weights};
 
 fn run_fixture(name: &str) {
     run_golden(name, CpuBackend::new());
 }
 
-#[test]
-fn tiny_llama() {
-    run_fixture("tiny-llama");
-}
-
-#[test]
-fn tiny_qwen2() {
-    run_fixture("tiny-qwen2");
-}
-
-#[test]
-fn tiny_llama3() {
-    run_fixture("tiny-llama3");
-}
-
-#[test]
-fn smollm2() {
-    run_fixture("smollm2");
-}
+fixture_tests!(run_fixture);
 
 #[test]
 fn smollm2_f32_weights() {

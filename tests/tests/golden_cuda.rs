@@ -4,34 +4,12 @@
 #![cfg(feature = "cuda")]
 
 use dlp_cuda::CudaBackend;
-use dlp_tests::run_golden;
+use dlp_tests::{backend_or_skip, fixture_tests, run_golden};
 
 fn run_fixture(name: &str) {
-    match CudaBackend::new(0) {
-        Ok(b) => run_golden(name, b),
-        Err(e) if std::env::var("DLP_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
-            panic!("no CUDA backend: {e}; DLP_REQUIRE_CUDA=1 makes this a failure")
-        }
-        Err(e) => eprintln!("SKIPPED: no CUDA device ({e})"),
+    if let Some(b) = backend_or_skip(CudaBackend::new(0), "DLP_REQUIRE_CUDA") {
+        run_golden(name, b);
     }
 }
 
-#[test]
-fn tiny_llama() {
-    run_fixture("tiny-llama");
-}
-
-#[test]
-fn tiny_qwen2() {
-    run_fixture("tiny-qwen2");
-}
-
-#[test]
-fn tiny_llama3() {
-    run_fixture("tiny-llama3");
-}
-
-#[test]
-fn smollm2() {
-    run_fixture("smollm2");
-}
+fixture_tests!(run_fixture);

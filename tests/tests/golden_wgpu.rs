@@ -6,42 +6,27 @@
 
 use dlp_engine::generate::{score_batch, ScoreMode, DEFAULT_STEP_TOKENS};
 use dlp_engine::Backend;
-use dlp_tests::{check_case_within, fixtures, run_golden_with, Fixture};
+use dlp_tests::{
+    backend_or_skip, check_case_within, fixture_tests, fixtures, required, run_golden_with,
+    skip_unless_required, Fixture,
+};
 use dlp_wgpu::{AdapterPolicy, WgpuBackend, WgpuOptions};
 
 fn run_fixture(name: &str) {
-    match WgpuBackend::new(AdapterPolicy::AllowSoftware) {
+    let made = WgpuBackend::new(AdapterPolicy::AllowSoftware);
+    if let Some(b) = backend_or_skip(made, "DLP_REQUIRE_WGPU") {
         // On a software adapter SmolLM2 token-by-token decode of each case alone takes many
         // minutes; the all-cases batch still checks every case's decode path.
-        Ok(b) => {
-            let per_case_decode = name != "smollm2" || !b.is_software();
-            run_golden_with(name, b, per_case_decode)
-        }
-        Err(e) if std::env::var("DLP_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
-            panic!("no wgpu backend: {e}; DLP_REQUIRE_WGPU=1 makes this a failure")
-        }
-        Err(e) => eprintln!("SKIPPED: {e}"),
+        let per_case_decode = name != "smollm2" || !b.is_software();
+        run_golden_with(name, b, per_case_decode)
     }
 }
 
-#[test]
-fn tiny_llama() {
-    run_fixture("tiny-llama");
-}
+fixture_tests!(run_fixture);
 
-#[test]
-fn tiny_qwen2() {
-    run_fixture("tiny-qwen2");
-}
-
-#[test]
-fn tiny_llama3() {
-    run_fixture("tiny-llama3");
-}
-
-#[test]
-fn smollm2() {
-    run_fixture("smollm2");
+/// The same fixtures with f16 weights.
+mod f16_weights {
+    dlp_tests::fixture_tests!(super::run_fixture_f16);
 }
 
 /// f16 weights (`WgpuOptions::f16_weights`, `--wgpu-f16-weights`): largest |logit - float64
@@ -74,15 +59,12 @@ fn run_fixture_f16(name: &str) {
         Ok(b) => b,
         Err(e) if e.to_string().contains("SHADER_F16") => {
             println!("unsupported: {e}");
-            if std::env::var("DLP_REQUIRE_WGPU_F16").is_ok_and(|v| v == "1") {
+            if required("DLP_REQUIRE_WGPU_F16") {
                 panic!("DLP_REQUIRE_WGPU_F16=1 makes a missing SHADER_F16 a failure: {e}");
             }
             return;
         }
-        Err(e) if std::env::var("DLP_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
-            panic!("no wgpu backend: {e}; DLP_REQUIRE_WGPU=1 makes this a failure")
-        }
-        Err(e) => return eprintln!("SKIPPED: {e}"),
+        Err(e) => return skip_unless_required(&format!("no backend: {e}"), "DLP_REQUIRE_WGPU"),
     };
     if name == "smollm2" && b.is_software() {
         // About two minutes on lavapipe (2 cores); the tiny fixtures check the same f16 path.
@@ -120,24 +102,4 @@ fn run_fixture_f16(name: &str) {
         failures.len(),
         failures.join("\n")
     );
-}
-
-#[test]
-fn tiny_llama_f16_weights() {
-    run_fixture_f16("tiny-llama");
-}
-
-#[test]
-fn tiny_qwen2_f16_weights() {
-    run_fixture_f16("tiny-qwen2");
-}
-
-#[test]
-fn tiny_llama3_f16_weights() {
-    run_fixture_f16("tiny-llama3");
-}
-
-#[test]
-fn smollm2_f16_weights() {
-    run_fixture_f16("smollm2");
 }

@@ -3,37 +3,13 @@
 #![cfg(feature = "cuda")]
 
 use dlp_cuda::CudaBackend;
-use dlp_tests::parity::{run_all, Outcome};
-
-fn backend() -> Option<CudaBackend> {
-    match CudaBackend::new(0) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("DLP_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
-            panic!("no CUDA backend: {e}; DLP_REQUIRE_CUDA=1 makes this a failure")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no CUDA device ({e})");
-            None
-        }
-    }
-}
+use dlp_tests::backend_or_skip;
+use dlp_tests::parity::{assert_all_pass, run_all};
 
 #[test]
 fn op_parity_cuda() {
-    let Some(b) = backend() else { return };
-    let results = run_all(&b);
-    for (id, o) in &results {
-        println!("  {:<90} {o:?}", id);
-    }
-    let bad: Vec<String> = results
-        .iter()
-        .filter(|(_, o)| !matches!(o, Outcome::Pass { .. }))
-        .map(|(id, o)| format!("{id}: {o:?}"))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{} cases did not pass:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    let Some(b) = backend_or_skip(CudaBackend::new(0), "DLP_REQUIRE_CUDA") else {
+        return;
+    };
+    assert_all_pass(&run_all(&b));
 }

@@ -8,20 +8,17 @@
 //! `DLP_REQUIRE_WGPU_F16=1`.
 
 use dlp_engine::{Backend, HostTensor, StepPlan, NO_ADAPTER};
-use dlp_tests::parity::{cases, f16_weight_cases, run_all, run_case, run_cases, Op, Outcome};
+use dlp_tests::parity::{
+    assert_all_pass, cases, f16_weight_cases, run_all, run_case, run_cases, Op, Outcome,
+};
+use dlp_tests::{backend_or_skip, required};
 use dlp_wgpu::{round_f16, AdapterPolicy, WgpuBackend, WgpuOptions};
 
 fn backend(cap: Option<u64>) -> Option<WgpuBackend> {
-    match WgpuBackend::with_binding_cap(AdapterPolicy::AllowSoftware, cap) {
-        Ok(b) => Some(b),
-        Err(e) if std::env::var("DLP_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
-            panic!("no wgpu backend: {e}; DLP_REQUIRE_WGPU=1 makes this a failure")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
+    backend_or_skip(
+        WgpuBackend::with_binding_cap(AdapterPolicy::AllowSoftware, cap),
+        "DLP_REQUIRE_WGPU",
+    )
 }
 
 /// The wgpu backend with f16 weights, or `None` (printed) where there is no adapter or it
@@ -49,24 +46,10 @@ fn backend_f16(cap: Option<u64>) -> Option<WgpuBackend> {
         .to_string();
     assert!(m.contains(&info.name) && m.contains("SHADER_F16"), "{m}");
     println!("unsupported: {m}");
-    if std::env::var("DLP_REQUIRE_WGPU_F16").is_ok_and(|v| v == "1") {
+    if required("DLP_REQUIRE_WGPU_F16") {
         panic!("DLP_REQUIRE_WGPU_F16=1 makes a missing SHADER_F16 a failure: {m}");
     }
     None
-}
-
-fn assert_all_pass(results: &[(String, Outcome)]) {
-    let bad: Vec<String> = results
-        .iter()
-        .filter(|(_, o)| !matches!(o, Outcome::Pass { .. }))
-        .map(|(id, o)| format!("{id}: {o:?}"))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{} cases did not pass:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
 }
 
 #[test]

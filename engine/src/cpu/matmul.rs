@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::packed_dot::{block_sums, dequantize, dot_row, QK};
+use super::packed_dot::{block_sums, dequantize, dot_row};
 use super::CpuWeight;
 use crate::tensor::Packed;
 
@@ -131,8 +131,18 @@ const GEMV_CHUNK: usize = 64;
 
 /// One row against packed weights: blocks dequantised in registers, never written out.
 fn gemv_packed(x: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
-    let mut xsum = Vec::with_capacity(k / QK + 1);
-    block_sums(x, &mut xsum);
+    XSUM_BUF.with_borrow_mut(|xsum| {
+        block_sums(x, xsum);
+        gemv_packed_with(x, xsum, k, p, out)
+    })
+}
+
+thread_local! {
+    /// The calling thread's block sums of `x`, reused so that decode allocates nothing.
+    static XSUM_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn gemv_packed_with(x: &[f32], xsum: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
     let rb = p.kind.row_bytes(k);
     out.par_chunks_mut(GEMV_CHUNK)
         .enumerate()
@@ -140,7 +150,7 @@ fn gemv_packed(x: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
             let base = c * GEMV_CHUNK;
             for (j, o) in o.iter_mut().enumerate() {
                 let row = (base + j) * rb;
-                *o = dot_row(p.kind, x, &xsum, &p.bytes[row..row + rb]);
+                *o = dot_row(p.kind, x, xsum, &p.bytes[row..row + rb]);
             }
         });
 }

@@ -1,0 +1,327 @@
+//! The op-parity table: every op on odd shapes, mixtures with mixed ranks, GQA, decode and
+//! prefill steps, several KV slots; each case with a printable id, a seed and an NMSE bound.
+
+use dlp_engine::{AttnShape, NO_ADAPTER};
+
+/// NMSE bound for elementwise ops (embedding, rms_norm, rope, silu_mul, add).
+pub const ELEMENTWISE_TOL: f64 = 1e-7;
+/// NMSE bound for reductions (matmul, attention, LoRA, logits).
+pub const REDUCTION_TOL: f64 = 5e-5;
+
+/// What a case runs, with its shapes.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// `embedding` of `tokens` ids from a `[vocab, dim]` table.
+    Embedding {
+        vocab: usize,
+        dim: usize,
+        tokens: usize,
+    },
+    /// `rms_norm` over `rows` x `dim`.
+    RmsNorm { rows: usize, dim: usize },
+    /// `matmul` `[rows, k] @ [n, k]^T`.
+    Matmul {
+        rows: usize,
+        k: usize,
+        n: usize,
+        bias: bool,
+    },
+    /// `rope` at the given positions.
+    Rope {
+        heads: usize,
+        head_dim: usize,
+        positions: Vec<u32>,
+    },
+    /// `attention`: token `t` at `(kv_slots[t], positions[t])`; the caches start random (the
+    /// earlier positions) and are compared after the call as well.
+    Attention {
+        shape: AttnShape,
+        slots: usize,
+        kv_slots: Vec<u32>,
+        positions: Vec<u32>,
+    },
+    /// `silu_mul` of `n` values.
+    SiluMul { n: usize },
+    /// `add` of `n` values.
+    Add { n: usize },
+    /// `lora_shrink` (`expand: false`) or `lora_expand` over a mixture.
+    Lora { mix: Mixture, expand: bool },
+    /// `logits` of `rows` of a `[tokens, hidden]` x against a `[vocab, hidden]` head.
+    Logits {
+        hidden: usize,
+        vocab: usize,
+        tokens: usize,
+        rows: Vec<u32>,
+    },
+}
+
+/// A LoRA case: slot ranks (0: the slot does not target the module), the token -> segment map
+/// and `K` (slot, weight) entries per segment.
+#[derive(Debug, Clone)]
+pub struct Mixture {
+    /// Input width.
+    pub in_dim: usize,
+    /// Output width.
+    pub out_dim: usize,
+    /// Rank of each slot.
+    pub ranks: Vec<u32>,
+    /// Segment of each token.
+    pub segment_of_token: Vec<u32>,
+    /// Entries per segment.
+    pub k: usize,
+    /// `S * K` slots ([`NO_ADAPTER`] for unused entries).
+    pub slots: Vec<u32>,
+}
+
+/// One row of the parity table.
+#[derive(Debug, Clone)]
+pub struct ParityCase {
+    /// Printable id, e.g. `matmul(rows=5,k=7,n=11,bias)`.
+    pub id: String,
+    /// What to run.
+    pub op: Op,
+    /// NMSE bound.
+    pub tol: f64,
+    /// RNG seed of the inputs.
+    pub seed: u64,
+    /// Weights (`upload_weight`'s tensors) drawn as f16 values, for f16-weight backends.
+    pub f16_weights: bool,
+}
+
+fn case(id: String, op: Op, tol: f64) -> ParityCase {
+    // The seed comes from the id so that adding a case does not change the others' inputs.
+    let seed = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    ParityCase {
+        id,
+        op,
+        tol,
+        seed,
+        f16_weights: false,
+    }
+}
+
+fn attn(
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    cap: usize,
+    slots: usize,
+    at: &[(u32, u32)],
+) -> ParityCase {
+    let shape = AttnShape {
+        n_tokens: at.len(),
+        n_heads: heads,
+        n_kv_heads: kv,
+        head_dim: hd,
+        capacity: cap,
+    };
+    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?})", at.len());
+    let op = Op::Attention {
+        shape,
+        slots,
+        kv_slots: at.iter().map(|a| a.0).collect(),
+        positions: at.iter().map(|a| a.1).collect(),
+    };
+    case(id, op, REDUCTION_TOL)
+}
+
+fn lora(
+    in_dim: usize,
+    out_dim: usize,
+    ranks: &[u32],
+    seg: &[u32],
+    k: usize,
+    slots: &[u32],
+) -> Vec<ParityCase> {
+    let mix = Mixture {
+        in_dim,
+        out_dim,
+        ranks: ranks.to_vec(),
+        segment_of_token: seg.to_vec(),
+        k,
+        slots: slots.to_vec(),
+    };
+    let slots_s: Vec<String> = slots
+        .iter()
+        .map(|&s| {
+            if s == NO_ADAPTER {
+                "-".into()
+            } else {
+                s.to_string()
+            }
+        })
+        .collect();
+    [false, true]
+        .into_iter()
+        .map(|expand| {
+            let id = format!(
+                "lora_{}(tokens={},in={in_dim},out={out_dim},ranks={ranks:?},k={k},segments={},mix=[{}])",
+                if expand { "expand" } else { "shrink" },
+                seg.len(),
+                slots.len() / k,
+                slots_s.join(",")
+            );
+            case(id, Op::Lora { mix: mix.clone(), expand }, REDUCTION_TOL)
+        })
+        .collect()
+}
+
+/// Every case of the table.
+pub fn cases() -> Vec<ParityCase> {
+    let e = ELEMENTWISE_TOL;
+    let r = REDUCTION_TOL;
+    let mut v = Vec::new();
+    for (vocab, dim, tokens) in [(37, 19, 5), (300, 64, 1), (1000, 7, 33)] {
+        let id = format!("embedding(vocab={vocab},dim={dim},tokens={tokens})");
+        v.push(case(id, Op::Embedding { vocab, dim, tokens }, e));
+    }
+    for (rows, dim) in [(5, 19), (1, 576), (3, 1000), (70, 64)] {
+        v.push(case(
+            format!("rms_norm(rows={rows},dim={dim})"),
+            Op::RmsNorm { rows, dim },
+            e,
+        ));
+    }
+    for (rows, k, n, bias) in [
+        (1, 7, 11, false),
+        (3, 64, 33, true),
+        (4, 300, 9, false),
+        (5, 7, 11, true),
+        (5, 7, 11, false),
+        (16, 33, 65, false),
+        (17, 64, 130, true),
+        (67, 129, 70, false),
+        (130, 576, 200, true),
+    ] {
+        let id = format!(
+            "matmul(rows={rows},k={k},n={n}{})",
+            if bias { ",bias" } else { "" }
+        );
+        v.push(case(id, Op::Matmul { rows, k, n, bias }, r));
+    }
+    for (heads, head_dim, positions) in [
+        (3, 8, vec![0, 3, 7, 2, 9]),
+        (9, 64, vec![41]),
+        (2, 6, vec![5, 6, 7]),
+    ] {
+        let id = format!("rope(heads={heads},head_dim={head_dim},positions={positions:?})");
+        v.push(case(
+            id,
+            Op::Rope {
+                heads,
+                head_dim,
+                positions,
+            },
+            e,
+        ));
+    }
+    // Decode in two slots, GQA 4/2.
+    v.push(attn(4, 2, 16, 80, 2, &[(0, 5), (1, 70)]));
+    // Prefill from position 0, GQA 3/1, chunk longer than the shader's 64-position block.
+    let prefill: Vec<(u32, u32)> = (0..70).map(|p| (1, p)).collect();
+    v.push(attn(3, 1, 64, 96, 2, &prefill));
+    // Mixed prefill continuation + decode across three slots, SmolLM2's 9/3 heads.
+    v.push(attn(
+        9,
+        3,
+        64,
+        200,
+        3,
+        &[(0, 3), (0, 4), (0, 5), (2, 130), (1, 0)],
+    ));
+    // Plain MHA, wide heads, odd width.
+    v.push(attn(2, 2, 128, 10, 1, &[(0, 9)]));
+    v.push(attn(2, 1, 7, 8, 1, &[(0, 0), (0, 1), (0, 2)]));
+    for n in [5, 1001, 70000] {
+        v.push(case(format!("silu_mul(n={n})"), Op::SiluMul { n }, e));
+        v.push(case(format!("add(n={n})"), Op::Add { n }, e));
+    }
+    const NA: u32 = NO_ADAPTER;
+    // Mixed ranks, slot 1 does not target the module, three segments of K=3 with unused entries.
+    v.extend(lora(
+        19,
+        23,
+        &[4, 0, 8, 3],
+        &[0, 0, 1, 1, 1, 2, 0],
+        3,
+        &[0, 2, NA, 1, 3, 2, NA, NA, NA],
+    ));
+    // One decode token, K=2.
+    v.extend(lora(64, 64, &[16, 2], &[0], 2, &[1, 0]));
+    // Prefill of several sequences, ranks 1..5, K=4 per segment.
+    let seg: Vec<u32> = (0..37).map(|t| t / 10).collect();
+    v.extend(lora(
+        96,
+        40,
+        &[1, 5, 3, 0, 2],
+        &seg,
+        4,
+        &[0, 1, 2, 3, 4, 4, NA, 1, 2, NA, NA, 0, 3, 3, 3, 3],
+    ));
+    for (hidden, vocab, tokens, rows) in [
+        (19, 37, 5, vec![4, 0, 2]),
+        (64, 300, 3, vec![2]),
+        (576, 1000, 6, vec![0, 1, 2, 3, 4, 5]),
+    ] {
+        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
+        v.push(case(
+            id,
+            Op::Logits {
+                hidden,
+                vocab,
+                tokens,
+                rows,
+            },
+            r,
+        ));
+    }
+    v
+}
+
+/// The f16-weight cases: matmul (gemv and both tiled variants, odd K so rows of f16 straddle
+/// 4-byte words, odd sizes so buffers need padding), logits and embedding, weights drawn as f16.
+pub fn f16_weight_cases() -> Vec<ParityCase> {
+    let f16 = |id: String, op: Op, tol: f64| ParityCase {
+        f16_weights: true,
+        ..case(format!("f16w {id}"), op, tol)
+    };
+    let mut v = Vec::new();
+    for (vocab, dim, tokens) in [(37, 19, 5), (1001, 7, 33)] {
+        let id = format!("embedding(vocab={vocab},dim={dim},tokens={tokens})");
+        v.push(f16(
+            id,
+            Op::Embedding { vocab, dim, tokens },
+            ELEMENTWISE_TOL,
+        ));
+    }
+    for (rows, k, n, bias) in [
+        (1, 7, 11, false),
+        (4, 301, 9, true),
+        (5, 7, 11, true),
+        (17, 65, 131, false),
+        (67, 129, 70, true),
+    ] {
+        let id = format!(
+            "matmul(rows={rows},k={k},n={n}{})",
+            if bias { ",bias" } else { "" }
+        );
+        v.push(f16(id, Op::Matmul { rows, k, n, bias }, REDUCTION_TOL));
+    }
+    for (hidden, vocab, tokens, rows) in [
+        (19, 37, 5, vec![4, 0, 2]),
+        (64, 301, 3, vec![2]),
+        (576, 1001, 6, vec![0, 1, 2, 3, 4, 5]),
+    ] {
+        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
+        let op = Op::Logits {
+            hidden,
+            vocab,
+            tokens,
+            rows,
+        };
+        v.push(f16(id, op, REDUCTION_TOL));
+    }
+    v
+}
