@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// The reduced set (K = 1 and 3, batch 1 and 32, 24 tokens, 2 rounds): under two minutes.
     #[arg(long)]
     pub quick: bool,
+    /// Run only these scenarios (comma-separated names from the table: base, single, fused3,
+    /// routed, token_level, batch32, merged3_f32, ...), e.g. to profile one of them. Ratios
+    /// whose scenarios did not run are left out.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Write every figure as JSON (with a top-level `ratios` object).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -232,9 +237,29 @@ impl WithBackend for &BenchArgs {
         let rendered = render_prompt(tok, chat, None, Some(text), None)?;
         let (ids, starts) = encode_prompt(tok, &rendered.text)?;
         let routing = bench_routing(args, tok, &names)?;
-        let plans = scenarios(adapters.len(), args.quick, args.router.is_some());
+        let mut plans = scenarios(adapters.len(), args.quick, args.router.is_some());
+        let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+        if let Some(bad) = args.only.iter().find(|o| {
+            !plans.iter().any(|p| &p.name == *o)
+                && !["base_f32", "merged3_f32"].contains(&o.as_str())
+        }) {
+            let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+            bail!(
+                "--only: no scenario `{bad}` in this run (have: {}{})",
+                names.join(", "),
+                if args.quick {
+                    ""
+                } else {
+                    ", base_f32, merged3_f32"
+                }
+            );
+        }
+        plans.retain(|p| wanted(&p.name));
         // The merged-weights floor and its f32 base (merging needs f32 weights), on the CPU.
-        let merged = if args.quick || loaded.model.backend.name() != "cpu" {
+        let merged = if args.quick
+            || loaded.model.backend.name() != "cpu"
+            || !(wanted("base_f32") || wanted("merged3_f32"))
+        {
             None
         } else {
             let mix = equal_mix(0, 3.min(adapters.len()), adapters.len());
@@ -310,13 +335,17 @@ impl WithBackend for &BenchArgs {
         let report = Report {
             model: path.display().to_string(),
             backend: loaded.model.backend.name(),
-            weights: if args.model.wgpu_f16_weights {
-                "f16".into()
-            } else if loaded.model.backend.packed_weights() && !args.model.f32_weights {
-                "packed (the file's own types)".into()
-            } else {
-                "f32".into()
-            },
+            weights: format!(
+                "{}, LoRA {}",
+                if args.model.wgpu_f16_weights {
+                    "f16"
+                } else if loaded.model.backend.packed_weights() && !args.model.f32_weights {
+                    "packed (the file's own types)"
+                } else {
+                    "f32"
+                },
+                if args.model.lora_f16 { "f16" } else { "f32" }
+            ),
             adapters: adapters.len(),
             rank: adapters.iter().map(|a| a.r).max().unwrap_or(0),
             prompt_tokens: ids.len(),

@@ -56,6 +56,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         max_context: 0,
         f32_weights: false,
         wgpu_f16_weights: false,
+        lora_f16: false,
     };
     let path = margs.model_path()?;
     let tok = load_tokenizer(&path)

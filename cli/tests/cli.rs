@@ -189,6 +189,19 @@ fn bad_input_exits_non_zero_with_a_message() {
         &[
             "generate",
             "--backend",
+            "wgpu",
+            "-m",
+            m,
+            "--lora-f16",
+            "--prompt",
+            "hi",
+        ],
+        &["--lora-f16 needs --backend cpu", "Wgpu"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
             "cpu",
             "-m",
             m,

@@ -126,6 +126,13 @@ pub trait Backend: Send + Sync + Sized {
     fn packed_weights(&self) -> bool {
         false
     }
+    /// Runs `step` (one forward pass) where this backend's ops run best. Default: on the
+    /// caller's thread. The CPU backend runs it on a worker of its thread pool, so that each
+    /// op's parallel loop forks and joins among the workers instead of waking the caller's
+    /// thread once per op.
+    fn run_step<R: Send>(&self, step: impl FnOnce() -> R + Send) -> R {
+        step()
+    }
     /// A LoRA stack on the device.
     fn upload_lora(&self, s: &LoraStackHost) -> Result<Self::Lora>;
     /// The step on the device, reusing `reuse`'s allocation when it is large enough.

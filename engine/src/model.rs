@@ -258,6 +258,18 @@ impl<B: Backend> Model<B> {
         ws: &mut Workspace<B>,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
+        self.backend
+            .run_step(|| self.forward_on_backend(plan, kv, ws, logits))
+    }
+
+    /// The body of [`Model::forward_into`], run through [`Backend::run_step`].
+    fn forward_on_backend(
+        &self,
+        plan: &StepPlan,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
         let c = &self.config;
         let b = &self.backend;
         let t = plan.n_tokens();

@@ -1,7 +1,10 @@
 //! The fused LoRA pair against a naive per-adapter loop: mixed ranks, a slot that does not
-//! target the module, several segments with different mixtures (and unused entries).
+//! target the module, several segments with different mixtures (and unused entries); one
+//! token (decode, split over threads) and several, widths below and above the kernels'
+//! 64-column register chunk, with A/B in f32 and in f16 (`--lora-f16`, against the same loop
+//! on the rounded values).
 
-use dlp_engine::cpu::CpuBackend;
+use dlp_engine::cpu::{CpuBackend, CpuOptions};
 use dlp_engine::{Backend, LoraStackHost, StepPlan, NO_ADAPTER};
 use rand::{Rng, SeedableRng};
 
@@ -37,10 +40,17 @@ fn stack(ads: &[Adapter], n_in: usize, n_out: usize) -> LoraStackHost {
 
 #[test]
 fn fused_pair_matches_naive_loop() {
+    for f16 in [false, true] {
+        for (n_in, n_out, t) in [(37, 23, 11), (70, 150, 1), (64, 200, 3), (40, 64, 1)] {
+            fused_case(n_in, n_out, t, f16);
+        }
+    }
+}
+
+fn fused_case(n_in: usize, n_out: usize, t: usize, f16: bool) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let (n_in, n_out, t) = (37, 23, 11);
     let ranks = [3usize, 8, 0, 5, 1];
-    let ads: Vec<Adapter> = ranks
+    let mut ads: Vec<Adapter> = ranks
         .iter()
         .map(|&r| Adapter {
             rank: r,
@@ -50,6 +60,17 @@ fn fused_pair_matches_naive_loop() {
         })
         .collect();
     let st = stack(&ads, n_in, n_out);
+    if f16 {
+        // The reference loop runs on the values the f16 stack holds.
+        let round = |v: &mut Vec<f32>| {
+            v.iter_mut()
+                .for_each(|x| *x = half::f16::from_f32(*x).to_f32())
+        };
+        for ad in &mut ads {
+            round(&mut ad.a);
+            round(&mut ad.b);
+        }
+    }
     // Three segments: a 3-adapter mixture, a single adapter plus an unused entry, and one that
     // names the slot with rank 0 (does not target this module) next to a real one.
     let k = 3;
@@ -59,7 +80,7 @@ fn fused_pair_matches_naive_loop() {
         vec![(2, 0.6), (1, 0.4)],
     ];
     let segment_of_token: Vec<u32> = (0..t)
-        .map(|i| [0, 0, 1, 2, 2, 0, 1, 1, 2, 0, 2][i])
+        .map(|i| [0, 0, 1, 2, 2, 0, 1, 1, 2, 0, 2][i % 11])
         .collect();
     let mut plan = StepPlan {
         mix_k: k,
@@ -79,7 +100,7 @@ fn fused_pair_matches_naive_loop() {
     let x = random(&mut rng, t * n_in);
     let y0 = random(&mut rng, t * n_out);
 
-    let b = CpuBackend::new();
+    let b = CpuBackend::with_options(CpuOptions { lora_f16: f16 });
     let lora = b.upload_lora(&st).unwrap();
     let step = b.upload_step(&plan, None).unwrap();
     let mut u = vec![f32::NAN; t * k * st.max_rank];
@@ -112,8 +133,9 @@ fn fused_pair_matches_naive_loop() {
         .map(|(a, b)| ((a - b) as f64).powi(2))
         .sum::<f64>()
         / want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>();
-    assert!(y.iter().all(|v| v.is_finite()), "non-finite output");
-    assert!(err < 1e-10, "NMSE {err:e}");
+    let id = format!("in {n_in} out {n_out} tokens {t} f16 {f16}");
+    assert!(y.iter().all(|v| v.is_finite()), "{id}: non-finite output");
+    assert!(err < 1e-10, "{id}: NMSE {err:e}");
 }
 
 #[test]
@@ -140,8 +162,9 @@ fn bad_slot_is_an_error_not_a_panic() {
         logit_rows: vec![],
     };
     let mut u = vec![0.0; 1];
+    let lora = b.upload_lora(&st).unwrap();
     let err = b
-        .lora_shrink(&vec![1.0; 2], &st, &plan, 1, &mut u)
+        .lora_shrink(&vec![1.0; 2], &lora, &plan, 1, &mut u)
         .unwrap_err();
     assert!(err.to_string().contains("slot 5"), "{err}");
 }

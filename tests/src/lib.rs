@@ -352,16 +352,36 @@ pub fn run_golden<B: Backend>(name: &str, backend: B) {
 /// for backends too slow to do both (software GPU adapters). The omission is printed.
 pub fn run_golden_with<B: Backend>(name: &str, backend: B, per_case_decode: bool) {
     let packed = backend.packed_weights();
-    run_golden_opts(name, backend, per_case_decode, packed);
+    run_golden_opts(name, backend, per_case_decode, packed, LOGIT_TOL);
+}
+
+/// As [`run_golden`] with bound `tol` per reference number (greedy tokens checked where the
+/// reference margin exceeds `2 * tol`), for reduced-precision storage (`--lora-f16`).
+pub fn run_golden_within<B: Backend>(name: &str, backend: B, tol: f32) {
+    let packed = backend.packed_weights();
+    run_golden_opts(name, backend, true, packed, tol);
 }
 
 /// As [`run_golden`], with every weight loaded as f32 even where the backend could keep a
 /// GGUF's packed blocks (the reference path, `--f32-weights`).
 pub fn run_golden_f32_weights<B: Backend>(name: &str, backend: B) {
-    run_golden_opts(name, backend, true, false);
+    run_golden_opts(name, backend, true, false, LOGIT_TOL);
 }
 
-fn run_golden_opts<B: Backend>(name: &str, backend: B, per_case_decode: bool, keep_packed: bool) {
+fn run_golden_opts<B: Backend>(
+    name: &str,
+    backend: B,
+    per_case_decode: bool,
+    keep_packed: bool,
+    tol: f32,
+) {
+    let check = |fx: &Fixture, case: &Case, vocab: usize, logits: &[f32]| {
+        if tol == LOGIT_TOL {
+            check_case(fx, case, vocab, logits)
+        } else {
+            check_case_within(fx, case, vocab, logits, tol, 2.0 * tol)
+        }
+    };
     let Some(dir) = fixtures(name) else { return };
     let fx = Fixture::open(&dir);
     let model = fx
@@ -395,7 +415,7 @@ fn run_golden_opts<B: Backend>(name: &str, backend: B, per_case_decode: bool, ke
             )
             .unwrap()
             .remove(0);
-            match check_case(&fx, case, vocab, &logits) {
+            match check(&fx, case, vocab, &logits) {
                 Ok(w) => worst = worst.max(w),
                 Err(e) => failures.push(format!("{mode:?} {e}")),
             }
@@ -403,7 +423,7 @@ fn run_golden_opts<B: Backend>(name: &str, backend: B, per_case_decode: bool, ke
         // All cases at once: one batch, each sequence its own mixture.
         let batch = score_batch(&model, &inputs, mode, DEFAULT_STEP_TOKENS).unwrap();
         for (case, logits) in fx.golden.cases.iter().zip(&batch) {
-            match check_case(&fx, case, vocab, logits) {
+            match check(&fx, case, vocab, logits) {
                 Ok(w) => worst = worst.max(w),
                 Err(e) => failures.push(format!("{mode:?} batched {e}")),
             }

@@ -4,11 +4,78 @@
 //! those adapters' stacked A and B rows; adapters of different ranks sit side by side in one
 //! stack through the rank-offset table.
 
+use half::f16;
 use rayon::prelude::*;
 
 use super::{check_len, dot};
 use crate::backend::{LoraStackHost, StepPlan, NO_ADAPTER};
 use crate::error::{Error, Result};
+
+/// A LoRA stack as the CPU backend holds it: the stack's tables, with A and B^T in f32 (in
+/// `stack`), or in f16 when the backend stores LoRA in f16 (`--lora-f16`: half the bytes that
+/// decode streams per adapter; `stack.a` and `stack.bt` are then empty).
+#[derive(Debug, Clone)]
+pub struct CpuLora {
+    /// Shapes, rank-offset table, scales, and the f32 values unless `half` holds them.
+    pub stack: LoraStackHost,
+    /// A and B^T as f16 bit patterns, when stored in f16.
+    pub half: Option<HalfLora>,
+}
+
+/// A and B^T of a stack in f16 (bit patterns), laid out as [`LoraStackHost::a`] / `bt`.
+#[derive(Debug, Clone)]
+pub struct HalfLora {
+    a: Vec<u16>,
+    bt: Vec<u16>,
+}
+
+impl CpuLora {
+    /// Holds `s` in f32, or in f16 (rounded to nearest) when `f16_values`.
+    pub fn new(s: &LoraStackHost, f16_values: bool) -> Self {
+        if !f16_values {
+            return Self {
+                stack: s.clone(),
+                half: None,
+            };
+        }
+        let bits = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
+        let half = HalfLora {
+            a: bits(&s.a),
+            bt: bits(&s.bt),
+        };
+        let stack = LoraStackHost {
+            a: Vec::new(),
+            bt: Vec::new(),
+            ..s.clone()
+        };
+        Self {
+            stack,
+            half: Some(half),
+        }
+    }
+
+    /// `dot(A row `r`, x)`.
+    #[inline]
+    fn dot_a(&self, r: usize, x: &[f32]) -> f32 {
+        let d = self.stack.in_dim;
+        match &self.half {
+            None => dot(&self.stack.a[r * d..(r + 1) * d], x),
+            Some(h) => dot_f16(&h.a[r * d..(r + 1) * d], x),
+        }
+    }
+}
+
+fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F and F16C.
+        return unsafe { super::avx512::dot_f16(a, x) };
+    }
+    a.iter()
+        .zip(x)
+        .map(|(&a, x)| f16::from_bits(a).to_f32() * x)
+        .sum()
+}
 
 /// Resolves entry `k` of token `t`'s segment: `(row offset, rank, weight * scale)`, or `None`
 /// when the entry is unused or the adapter does not target this module.
@@ -53,64 +120,146 @@ fn check(l: &LoraStackHost, step: &StepPlan, n_tokens: usize) -> Result<()> {
 /// `u[t, k, j] = w_k * scale_k * dot(A_k[j], x[t])`; `u` is `[T, K, max_rank]`.
 pub fn lora_shrink(
     x: &[f32],
-    l: &LoraStackHost,
+    cl: &CpuLora,
     step: &StepPlan,
     n_tokens: usize,
     u: &mut [f32],
 ) -> Result<()> {
+    let l = &cl.stack;
     check(l, step, n_tokens)?;
     let (kk, mr, d) = (step.mix_k, l.max_rank, l.in_dim);
     check_len("lora_shrink", "x", x.len(), n_tokens * d)?;
     check_len("lora_shrink", "u", u.len(), n_tokens * kk * mr)?;
-    // Nested parallelism (tokens, then adapter entries) keeps the cores busy when decoding one
-    // token as well as in prefill; finer tasks cost more in scheduling than they save.
-    u[..n_tokens * kk * mr]
-        .par_chunks_mut(kk * mr)
-        .enumerate()
-        .for_each(|(t, ut)| {
+    let entry_of = |t: usize, k: usize, uk: &mut [f32]| {
+        if let Some((off, rank, ws)) = entry(l, step, t, k) {
             let xt = &x[t * d..(t + 1) * d];
-            ut.par_chunks_mut(mr).enumerate().for_each(|(k, uk)| {
-                if let Some((off, rank, ws)) = entry(l, step, t, k) {
-                    for (j, u) in uk[..rank].iter_mut().enumerate() {
-                        *u = ws * dot(&l.a[(off + j) * d..(off + j + 1) * d], xt);
-                    }
-                }
-            });
-        });
+            for (j, u) in uk[..rank].iter_mut().enumerate() {
+                *u = ws * cl.dot_a(off + j, xt);
+            }
+        }
+    };
+    let token_entry = |k: usize, uk: &mut [f32]| entry_of(0, k, uk);
+    let token = |t: usize, ut: &mut [f32]| {
+        for (k, uk) in ut.chunks_mut(mr).enumerate() {
+            entry_of(t, k, uk);
+        }
+    };
+    let u = &mut u[..n_tokens * kk * mr];
+    if n_tokens == 1 {
+        // Decode: the adapters' A blocks stream from memory, faster from every core at once.
+        u.par_chunks_mut(mr)
+            .enumerate()
+            .for_each(|(k, uk)| token_entry(k, uk));
+    } else {
+        u.par_chunks_mut(kk * mr)
+            .enumerate()
+            .for_each(|(t, ut)| token(t, ut));
+    }
     Ok(())
 }
 
 /// `y[t] += sum_k sum_{j<rank_k} u[t, k, j] * B_k[:, j]` (B stored transposed in `bt`).
 pub fn lora_expand(
     u: &[f32],
-    l: &LoraStackHost,
+    cl: &CpuLora,
     step: &StepPlan,
     n_tokens: usize,
     y: &mut [f32],
 ) -> Result<()> {
+    let l = &cl.stack;
     check(l, step, n_tokens)?;
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
-    /// Output features per task: big enough to amortise scheduling, small enough to split
-    /// one token's row over the cores.
-    const COLS: usize = 512;
+    // One token (decode) splits its row over the threads in whole column chunks (B streams
+    // from memory, faster from every core at once); several tokens go one per task.
+    let parts = if n_tokens == 1 {
+        rayon::current_num_threads().clamp(1, o.div_ceil(COLS))
+    } else {
+        1
+    };
+    let span = o.div_ceil(parts).div_ceil(COLS) * COLS;
     y[..n_tokens * o]
         .par_chunks_mut(o)
         .enumerate()
         .for_each(|(t, yt)| {
-            yt.par_chunks_mut(COLS).enumerate().for_each(|(c, yc)| {
-                let c0 = c * COLS;
-                for k in 0..kk {
-                    if let Some((off, rank, _)) = entry(l, step, t, k) {
-                        for j in 0..rank {
-                            let cu = u[(t * kk + k) * mr + j];
-                            let b = &l.bt[(off + j) * o + c0..(off + j) * o + c0 + yc.len()];
-                            yc.iter_mut().zip(b).for_each(|(y, b)| *y += cu * b);
-                        }
-                    }
+            yt.par_chunks_mut(span).enumerate().for_each(|(c, yc)| {
+                let c0 = c * span;
+                let rows = (0..kk).filter_map(|k| entry(l, step, t, k).map(|e| (k, e)));
+                let rows = rows.flat_map(|(k, (off, rank, _))| {
+                    (0..rank).map(move |j| (u[(t * kk + k) * mr + j], (off + j) * o + c0))
+                });
+                match &cl.half {
+                    None => add_rows(yc, &l.bt, rows),
+                    Some(h) => add_rows_f16(yc, &h.bt, rows),
                 }
             });
         });
     Ok(())
+}
+
+/// Output columns held in registers while every adapter row is added into them.
+const COLS: usize = 64;
+
+/// `y[i] += sum (coef * bt[start + i])` over `rows` = `(coef, start)`: `y` is walked in chunks
+/// of [`COLS`] kept in registers across all the rows, so it is loaded and stored once (not
+/// once per row); the AVX-512 build of it where the CPU has AVX-512.
+fn add_rows<I: Iterator<Item = (f32, usize)> + Clone>(y: &mut [f32], bt: &[f32], rows: I) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { add_rows_avx512(y, bt, rows) };
+    }
+    add_rows_generic(y, bt, rows)
+}
+
+/// [`add_rows`] with `bt` in f16.
+fn add_rows_f16<I: Iterator<Item = (f32, usize)> + Clone>(y: &mut [f32], bt: &[u16], rows: I) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        for (_, start) in rows.clone() {
+            assert!(start + y.len() <= bt.len(), "lora_expand: row out of range");
+        }
+        // SAFETY: the CPU has AVX-512F and F16C; every row lies in `bt` (checked above).
+        return unsafe { super::avx512::add_rows_f16(y, bt, rows) };
+    }
+    for (coef, start) in rows {
+        let b = &bt[start..start + y.len()];
+        y.iter_mut()
+            .zip(b)
+            .for_each(|(y, &b)| *y += coef * f16::from_bits(b).to_f32());
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn add_rows_avx512<I: Iterator<Item = (f32, usize)> + Clone>(
+    y: &mut [f32],
+    bt: &[f32],
+    rows: I,
+) {
+    add_rows_generic(y, bt, rows)
+}
+
+#[inline(always)]
+fn add_rows_generic<I: Iterator<Item = (f32, usize)> + Clone>(y: &mut [f32], bt: &[f32], rows: I) {
+    for (ci, yc) in y.chunks_mut(COLS).enumerate() {
+        let c0 = ci * COLS;
+        if yc.len() == COLS {
+            let mut acc = [0f32; COLS];
+            acc.copy_from_slice(yc);
+            for (coef, start) in rows.clone() {
+                let b: &[f32; COLS] = bt[start + c0..start + c0 + COLS].try_into().unwrap();
+                for i in 0..COLS {
+                    acc[i] += coef * b[i];
+                }
+            }
+            yc.copy_from_slice(&acc);
+        } else {
+            for (coef, start) in rows.clone() {
+                let b = &bt[start + c0..start + c0 + yc.len()];
+                yc.iter_mut().zip(b).for_each(|(y, b)| *y += coef * b);
+            }
+        }
+    }
 }

@@ -17,6 +17,11 @@ use crate::tensor::Packed;
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { super::avx512::dot(a, b) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if super::packed_dot::has_avx2() {
         // SAFETY: the CPU supports every feature the function was compiled with.
         return unsafe { dot_avx2(a, b) };
@@ -54,8 +59,18 @@ pub fn matmul(x: &[f32], w: &CpuWeight, bias: Option<&[f32]>, rows: usize, out: 
     }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
+        (None, _) if wide_kernel() => tiles(x, w, rows, out, |_, c0, c1, f| {
+            f(&w.data[c0 * w.cols..c1 * w.cols])
+        }),
         (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
         (Some(p), 1) => gemv_packed(x, w.cols, p, out),
+        (Some(p), _) if wide_kernel() => {
+            let rb = p.kind.row_bytes(w.cols);
+            tiles(x, w, rows, out, |tile, c0, c1, f| {
+                dequantize(p.kind, &p.bytes[c0 * rb..c1 * rb], tile);
+                f(tile)
+            })
+        }
         (Some(p), r) if r <= FEW_ROWS => rows_packed(x, w, p, rows, out),
         (Some(p), _) => gemm_packed(x, w, p, rows, out),
     }
@@ -131,10 +146,12 @@ const GEMV_CHUNK: usize = 64;
 
 /// One row against packed weights: blocks dequantised in registers, never written out.
 fn gemv_packed(x: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
-    XSUM_BUF.with_borrow_mut(|xsum| {
-        block_sums(x, xsum);
-        gemv_packed_with(x, xsum, k, p, out)
-    })
+    // Taken out of the cell, not borrowed: the gemv forks, and while this worker waits it may
+    // run another step's gemv, which then finds the cell empty and allocates its own.
+    let mut xsum = XSUM_BUF.take();
+    block_sums(x, &mut xsum);
+    gemv_packed_with(x, &xsum, k, p, out);
+    XSUM_BUF.set(xsum);
 }
 
 thread_local! {
@@ -150,9 +167,32 @@ fn gemv_packed_with(x: &[f32], xsum: &[f32], k: usize, p: &Packed, out: &mut [f3
             let base = c * GEMV_CHUNK;
             for (j, o) in o.iter_mut().enumerate() {
                 let row = (base + j) * rb;
+                prefetch(&p.bytes, row + PREFETCH_ROWS * rb, rb);
                 *o = dot_row(p.kind, x, xsum, &p.bytes[row..row + rb]);
             }
         });
+}
+
+/// How many rows ahead a gemv asks for its weights: the dot products are short (a few
+/// hundred bytes per row), so without a hint each row's first loads wait on memory.
+const PREFETCH_ROWS: usize = 4;
+
+/// Hints the cache lines of `bytes[at..at + len]` (clamped to the slice) into L1.
+#[inline(always)]
+fn prefetch(bytes: &[u8], at: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = (at + len).min(bytes.len());
+        let mut i = at;
+        while i < end {
+            // SAFETY: `i` is inside `bytes`; a prefetch never faults or changes memory.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(i) as *const i8) };
+            i += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at, len);
 }
 
 /// Up to this many rows (batched decode), packed weights are dequantised one row at a time
@@ -210,6 +250,57 @@ fn gemm_packed(x: &[f32], w: &CpuWeight, p: &Packed, rows: usize, out: &mut [f32
             let dst =
                 unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(c0), out_len - c0) };
             gemm_f32(x, tile, rows, c1 - c0, k, n, dst, gemm::Parallelism::None);
+        });
+    });
+}
+
+/// Whether several-row matmuls use the AVX-512 register-blocked kernel (instead of `gemm`,
+/// whose stable build stops at AVX2).
+fn wide_kernel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::avx512::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Several rows on CPUs with AVX-512: output features split in tiles of `TILE` over threads;
+/// `tile_of(buf, c0, c1, run)` hands `run` the f32 weights of features `c0..c1` (a slice of
+/// the f32 matrix, or a tile dequantised into the thread's reused `buf`), and `run` computes
+/// those columns of `out` for every row.
+fn tiles<G>(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32], tile_of: G)
+where
+    G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
+{
+    let (n, k) = (w.rows, w.cols);
+    assert!(
+        x.len() >= rows * k && out.len() >= rows * n,
+        "matmul: short buffers"
+    );
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
+        let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
+        TILE_BUF.with_borrow_mut(|buf| {
+            buf.resize((c1 - c0) * k, 0.0);
+            tile_of(buf, c0, c1, &mut |wt: &[f32]| {
+                assert!(wt.len() >= (c1 - c0) * k);
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `wide_kernel` checked AVX-512F; `x` holds `rows` rows of `k`, `wt`
+                // holds `c1 - c0` rows of `k`, and this task alone writes columns `c0..c1` of
+                // the `rows x n` output (asserted above).
+                unsafe {
+                    super::avx512::rows_by_features(
+                        x.as_ptr(),
+                        k,
+                        rows,
+                        wt.as_ptr(),
+                        k,
+                        c1 - c0,
+                        k,
+                        out_ptr.get().add(c0),
+                        n,
+                    )
+                };
+            });
         });
     });
 }

@@ -230,10 +230,21 @@ unsafe fn dequantize_avx2(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
     crate::loader::gguf::quant::dequantize_serial(kind.ggml_type(), bytes, out)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+unsafe fn dequantize_avx512(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
+    crate::loader::gguf::quant::dequantize_serial(kind.ggml_type(), bytes, out)
+}
+
 /// Dequantises whole blocks on this thread (`bytes` holds exactly `out.len()` values), with
 /// the AVX2 build where the CPU has it: batched decode and prefill dequantise every weight
 /// once per step, so this runs at memory speed or the step waits for it.
 pub fn dequantize(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F/BW, FMA and F16C.
+        return unsafe { dequantize_avx512(kind, bytes, out) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports every feature the function was compiled with.
@@ -245,6 +256,24 @@ pub fn dequantize(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
 /// `dot(x, dequantise(row))`; `xsum` = [`block_sums`] of `x` (used by the 4-bit kinds).
 /// `row` holds exactly `x.len()` values of `kind`.
 pub fn dot_row(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() && kind.block().0 == QK {
+        let nb = row.len() / kind.block().1;
+        assert!(
+            x.len() >= nb * QK && xsum.len() >= nb,
+            "dot_row: short input"
+        );
+        let (x, s, r) = (x.as_ptr(), xsum.as_ptr(), row.as_ptr());
+        // SAFETY: the CPU has AVX-512F, FMA and F16C; `nb` whole blocks lie in `row`,
+        // `nb * 32` values in `x` and `nb` sums in `xsum` (asserted above).
+        return unsafe {
+            match kind {
+                PackedKind::Q4_1 => super::avx512::dot_q4::<true>(x, s, r, nb),
+                PackedKind::Q4_0 => super::avx512::dot_q4::<false>(x, s, r, nb),
+                _ => super::avx512::dot_q8(x, r, nb),
+            }
+        };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports every feature the function was compiled with.

@@ -1,0 +1,390 @@
+//! AVX-512 kernels, picked at run time on CPUs that have AVX-512F and BW (Skylake-SP and
+//! later, Zen 4): the decode dot products of [`super::packed_dot`] sixteen lanes wide, and a
+//! register-blocked `rows x features` kernel for batches and prefill.
+//!
+//! Activations stay f32 and every product is accumulated in f32, as in the AVX2 and generic
+//! kernels; only the summation order differs. `DLP_CPU_NO_AVX512=1` turns these kernels off
+//! (for comparisons; the AVX2 ones run instead).
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::packed_dot::QK;
+
+/// Whether the AVX-512 kernels run here (checked once).
+pub fn available() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+            && std::env::var_os("DLP_CPU_NO_AVX512").is_none_or(|v| v.is_empty() || v == "0")
+    })
+}
+
+/// Loads `n < 16` floats at `p` (the rest of the lanes zero).
+#[inline(always)]
+unsafe fn load_partial(p: *const f32, n: usize) -> __m512 {
+    // SAFETY: the mask limits the load to the `n` readable values.
+    unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p) }
+}
+
+/// `dot(a, b)` over `min(len)` values.
+///
+/// # Safety
+/// The CPU must have AVX-512F ([`available`]).
+#[target_feature(enable = "avx512f,fma")]
+pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every load below reads values below `n`.
+    unsafe {
+        while i + 32 <= n {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+            s1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+                s1,
+            );
+            i += 32;
+        }
+        while i < n {
+            let m = (n - i).min(16);
+            s0 = _mm512_fmadd_ps(load_partial(pa.add(i), m), load_partial(pb.add(i), m), s0);
+            i += m;
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
+}
+
+/// Blocks per chunk: the scales of sixteen blocks are gathered and converted at once.
+const CHUNK: usize = 16;
+
+/// The f16 pairs at the start of up to sixteen blocks `bsize` bytes apart (`n` of them) as
+/// two f32 vectors: the low halves (`d`) and the high halves (Q4_1's `m`).
+#[inline(always)]
+unsafe fn gather_scales(first: *const u8, bsize: usize, n: usize) -> (__m512, __m512) {
+    let idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(bsize as i32),
+    );
+    let mask = ((1u32 << n) - 1) as u16;
+    // SAFETY: the first four bytes of each of the `n` blocks are readable (blocks are at least
+    // 18 bytes); the mask leaves the other lanes unread.
+    let raw = unsafe {
+        _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), mask, idx, first as *const i32)
+    };
+    let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+    let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16)));
+    (d, m)
+}
+
+/// Q4_1 (`MIN`: `q * d + m`) or Q4_0 (`(q - 8) * d`) row of `nb` blocks dotted with `x`;
+/// `xs` holds the per-block sums of `x` (the offset terms multiply them).
+///
+/// Per chunk of sixteen blocks the scales are gathered and converted in one go, and the
+/// offset terms (`m * sum(x)`, or `-8 d * sum(x)`) are one vector FMA; the per-block loop is
+/// then only widening, conversion and FMAs.
+///
+/// # Safety
+/// AVX-512F/BW, FMA and F16C; `nb` blocks at `row`, `nb * 32` values at `x`, `nb` at `xs`.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+pub unsafe fn dot_q4<const MIN: bool>(
+    x: *const f32,
+    xs: *const f32,
+    row: *const u8,
+    nb: usize,
+) -> f32 {
+    let bsize = if MIN { 20 } else { 18 };
+    let low = _mm512_set1_epi32(0x0f);
+    let mut dbuf = [0f32; CHUNK];
+    let (mut acc, mut offs) = ([_mm512_setzero_ps(); 2], _mm512_setzero_ps());
+    let mut c = 0;
+    while c < nb {
+        let n = (nb - c).min(CHUNK);
+        // SAFETY: blocks `c..c + n` and their inputs are in bounds (the caller's contract).
+        unsafe {
+            let (d, m) = gather_scales(row.add(c * bsize), bsize, n);
+            let sums = load_partial_or_full(xs.add(c), n);
+            offs = if MIN {
+                _mm512_fmadd_ps(m, sums, offs)
+            } else {
+                _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(-8.0)), sums, offs)
+            };
+            _mm512_storeu_ps(dbuf.as_mut_ptr(), d);
+            let one = |j: usize| {
+                let b = row.add((c + j) * bsize + bsize - 16);
+                let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b as *const __m128i));
+                let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
+                let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
+                let v = dot32(lo, hi, x.add((c + j) * QK));
+                (_mm512_set1_ps(dbuf[j]), v)
+            };
+            fma_blocks(n, one, &mut acc);
+        }
+        c += n;
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), offs))
+}
+
+/// Loads `n <= 16` floats at `p` (the rest of the lanes zero).
+#[inline(always)]
+unsafe fn load_partial_or_full(p: *const f32, n: usize) -> __m512 {
+    // SAFETY: the caller guarantees `n` readable values.
+    unsafe {
+        if n == 16 {
+            _mm512_loadu_ps(p)
+        } else {
+            load_partial(p, n)
+        }
+    }
+}
+
+/// Q8_0 row of `nb` blocks dotted with `x` (scales gathered sixteen blocks at a time, as in
+/// [`dot_q4`]).
+///
+/// # Safety
+/// AVX-512F/BW, FMA and F16C; `nb` blocks at `row`, `nb * 32` values at `x`.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+pub unsafe fn dot_q8(x: *const f32, row: *const u8, nb: usize) -> f32 {
+    let mut dbuf = [0f32; CHUNK];
+    let mut acc = [_mm512_setzero_ps(); 2];
+    let mut c = 0;
+    while c < nb {
+        let n = (nb - c).min(CHUNK);
+        // SAFETY: blocks `c..c + n` and their inputs are in bounds (the caller's contract).
+        unsafe {
+            let (d, _) = gather_scales(row.add(c * 34), 34, n);
+            _mm512_storeu_ps(dbuf.as_mut_ptr(), d);
+            let one = |j: usize| {
+                let q = row.add((c + j) * 34 + 2);
+                let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q as *const _)));
+                let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                    q.add(16) as *const _
+                )));
+                let v = dot32(lo, hi, x.add((c + j) * QK));
+                (_mm512_set1_ps(dbuf[j]), v)
+            };
+            fma_blocks(n, one, &mut acc);
+        }
+        c += n;
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+}
+
+/// `lo * x[0..16] + hi * x[16..32]` lane by lane: one block's 32 codes against its inputs.
+#[inline(always)]
+unsafe fn dot32(lo: __m512, hi: __m512, xp: *const f32) -> __m512 {
+    // SAFETY: the caller guarantees 32 readable values at `xp` and AVX-512F.
+    unsafe {
+        _mm512_fmadd_ps(
+            hi,
+            _mm512_loadu_ps(xp.add(16)),
+            _mm512_mul_ps(lo, _mm512_loadu_ps(xp)),
+        )
+    }
+}
+
+/// Adds `d_j * v_j` for the blocks `j < n` of a chunk (`one(j) = (d_j, v_j)`) into two
+/// accumulators, even and odd blocks apart so that consecutive blocks do not wait on each
+/// other.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+fn fma_blocks(n: usize, one: impl Fn(usize) -> (__m512, __m512), acc: &mut [__m512; 2]) {
+    // Fixed indices: a computed one (`j & 1`) sends the accumulators through the stack.
+    let mut j = 0;
+    while j + 2 <= n {
+        let (d, v) = one(j);
+        acc[0] = _mm512_fmadd_ps(d, v, acc[0]);
+        let (d, v) = one(j + 1);
+        acc[1] = _mm512_fmadd_ps(d, v, acc[1]);
+        j += 2;
+    }
+    if j < n {
+        let (d, v) = one(j);
+        acc[0] = _mm512_fmadd_ps(d, v, acc[0]);
+    }
+}
+
+/// Rows of `x` per register block.
+pub const BLOCK_ROWS: usize = 4;
+/// Weight rows (output features) per register block.
+pub const BLOCK_FEATURES: usize = 4;
+
+/// `out[r * ldo + f] = dot(x[r * ldx ..][..k], w[f * ldw ..][..k])` for `r < rows`,
+/// `f < features`: `rows x features` dot products, each weight vector loaded once per block
+/// of [`BLOCK_ROWS`] rows and each input vector once per [`BLOCK_FEATURES`] features, so the
+/// loop is bound by FMAs rather than loads (the f32 `x @ W^T` of batches and prefill).
+///
+/// # Safety
+/// AVX-512F and FMA; `x` holds `rows` rows of `k` values `ldx` apart, `w` holds `features`
+/// rows `ldw` apart, `out` holds `rows` rows `ldo` apart with `features` values each.
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn rows_by_features(
+    x: *const f32,
+    ldx: usize,
+    rows: usize,
+    w: *const f32,
+    ldw: usize,
+    features: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let mut r = 0;
+    while r < rows {
+        let nr = (rows - r).min(BLOCK_ROWS);
+        let mut f = 0;
+        while f < features {
+            let nf = (features - f).min(BLOCK_FEATURES);
+            // SAFETY: the block lies inside the caller's ranges.
+            unsafe {
+                let (xb, wb, ob) = (x.add(r * ldx), w.add(f * ldw), out.add(r * ldo + f));
+                match (nr, nf) {
+                    (4, 4) => block::<4, 4>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (4, 3) => block::<4, 3>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (4, 2) => block::<4, 2>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (4, _) => block::<4, 1>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (3, 4) => block::<3, 4>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (3, 3) => block::<3, 3>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (3, 2) => block::<3, 2>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (3, _) => block::<3, 1>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (2, 4) => block::<2, 4>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (2, 3) => block::<2, 3>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (2, 2) => block::<2, 2>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (2, _) => block::<2, 1>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (_, 4) => block::<1, 4>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (_, 3) => block::<1, 3>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (_, 2) => block::<1, 2>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (_, _) => block::<1, 1>(xb, ldx, wb, ldw, k, ob, ldo),
+                }
+            }
+            f += nf;
+        }
+        r += nr;
+    }
+}
+
+/// One `R x F` register block of [`rows_by_features`].
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn block<const R: usize, const F: usize>(
+    x: *const f32,
+    ldx: usize,
+    w: *const f32,
+    ldw: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); F]; R];
+    let mut i = 0;
+    // SAFETY: every load reads values below `k` of a row the caller vouched for.
+    unsafe {
+        while i + 16 <= k {
+            let mut wv = [_mm512_setzero_ps(); F];
+            for (f, wv) in wv.iter_mut().enumerate() {
+                *wv = _mm512_loadu_ps(w.add(f * ldw + i));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm512_loadu_ps(x.add(r * ldx + i));
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm512_fmadd_ps(xv, *wv, *a);
+                }
+            }
+            i += 16;
+        }
+        if i < k {
+            let m = k - i;
+            let mut wv = [_mm512_setzero_ps(); F];
+            for (f, wv) in wv.iter_mut().enumerate() {
+                *wv = load_partial(w.add(f * ldw + i), m);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = load_partial(x.add(r * ldx + i), m);
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm512_fmadd_ps(xv, *wv, *a);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (f, a) in acc.iter().enumerate() {
+                *out.add(r * ldo + f) = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+}
+
+/// `dot(a, x)` with `a` in f16 (bit patterns), over `min(len)` values.
+///
+/// # Safety
+/// The CPU must have AVX-512F and F16C ([`available`]).
+#[target_feature(enable = "avx512f,fma,f16c")]
+pub unsafe fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
+    let n = a.len().min(x.len());
+    let (pa, px) = (a.as_ptr(), x.as_ptr());
+    let mut s = _mm512_setzero_ps();
+    let mut i = 0;
+    // SAFETY: every load below reads values below `n`.
+    unsafe {
+        while i + 16 <= n {
+            let av = _mm512_cvtph_ps(_mm256_loadu_si256(pa.add(i) as *const __m256i));
+            s = _mm512_fmadd_ps(av, _mm512_loadu_ps(px.add(i)), s);
+            i += 16;
+        }
+        let mut rest = 0f32;
+        while i < n {
+            rest += half::f16::from_bits(*pa.add(i)).to_f32() * *px.add(i);
+            i += 1;
+        }
+        _mm512_reduce_add_ps(s) + rest
+    }
+}
+
+/// Columns of `y` per register chunk in [`add_rows_f16`].
+const ROW_CHUNK: usize = 64;
+
+/// `y[i] += sum (coef * bt[start + i])` over `rows` = `(coef, start)` with `bt` in f16: each
+/// chunk of 64 columns stays in four registers while every row is added into it.
+///
+/// # Safety
+/// AVX-512F and F16C; every `start + y.len()` is within `bt`.
+#[target_feature(enable = "avx512f,fma,f16c")]
+pub unsafe fn add_rows_f16<I: Iterator<Item = (f32, usize)> + Clone>(
+    y: &mut [f32],
+    bt: &[u16],
+    rows: I,
+) {
+    let (py, pb) = (y.as_mut_ptr(), bt.as_ptr());
+    let whole = y.len() / ROW_CHUNK * ROW_CHUNK;
+    let mut c0 = 0;
+    // SAFETY: loads and stores stay below `y.len()` in `y` and below `start + y.len()` in `bt`.
+    unsafe {
+        while c0 < whole {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for (q, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_loadu_ps(py.add(c0 + 16 * q));
+            }
+            for (coef, start) in rows.clone() {
+                let c = _mm512_set1_ps(coef);
+                for (q, a) in acc.iter_mut().enumerate() {
+                    let b = pb.add(start + c0 + 16 * q) as *const __m256i;
+                    *a = _mm512_fmadd_ps(c, _mm512_cvtph_ps(_mm256_loadu_si256(b)), *a);
+                }
+            }
+            for (q, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(py.add(c0 + 16 * q), *a);
+            }
+            c0 += ROW_CHUNK;
+        }
+        for (coef, start) in rows {
+            for i in whole..y.len() {
+                *py.add(i) += coef * half::f16::from_bits(*pb.add(start + i)).to_f32();
+            }
+        }
+    }
+}
