@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 fn fixtures(sub: &str) -> Option<PathBuf> {
     let root = std::env::var_os("DLP_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("../../shared/fixtures")
+        });
     let d = root.join(sub);
     if d.exists() {
         return Some(d);
@@ -328,7 +332,9 @@ fn bad_input_exits_non_zero_with_a_message() {
 #[test]
 fn routed_generation_by_sentence() {
     let Some(d) = fixtures("smollm2") else { return };
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../router/demo");
+    let demo = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../router/demo");
     let tmp = tempfile::tempdir().unwrap();
     let router = tmp.path().join("router");
     let (r, tokenizer) = (router.to_str().unwrap(), d.join("tokenizer/tokenizer.json"));

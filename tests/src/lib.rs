@@ -25,7 +25,11 @@ pub const MARGIN: f32 = 1e-2;
 pub fn fixtures(sub: &str) -> Option<PathBuf> {
     let root = std::env::var_os("DLP_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("../../shared/fixtures")
+        });
     let dir = root.join(sub);
     if dir.exists() {
         return Some(dir);

@@ -1,6 +1,7 @@
-//! The CPU backend: plain, obviously correct f32 ops (the reference every other backend is
-//! compared with), parallel with rayon and `gemm` so that it is also reasonably fast.
-//! One file per op, named as the WGSL and CUDA kernels.
+//! The CPU backend: f32 ops (the reference every other backend is compared with), parallel
+//! with rayon, with SIMD kernels picked at run time (AVX-512, AVX2, portable) and `gemm`.
+//! One file per op, named as the WGSL and CUDA kernels; `packed_dot` and `avx512` hold the
+//! shared dot-product kernels.
 
 mod add;
 mod attention;

@@ -3,9 +3,9 @@
 //! instead of 4, which is what bounds a memory-bound gemv.
 //!
 //! Activations stay f32 (unlike llama.cpp, which quantises them to Q8 for integer dot
-//! products), so results match the f32 path up to summation order. The kernels are plain
-//! Rust written so that LLVM vectorises them; on x86-64 they are compiled twice, and the
-//! AVX2+FMA copy is picked at run time when the CPU has it.
+//! products), so results match the f32 path up to summation order. On x86-64 the AVX-512
+//! kernels of [`super::avx512`] run where the CPU has AVX-512, else the AVX2+FMA ones here,
+//! else the portable code (all picked at run time).
 
 use half::{bf16, f16};
 

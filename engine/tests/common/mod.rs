@@ -11,10 +11,9 @@ pub fn fixture(rel: &str) -> Option<PathBuf> {
     let root = std::env::var_os("DLP_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/fixtures"
-            ))
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("../../shared/fixtures")
         });
     let p = root.join(rel);
     if p.exists() {
