@@ -76,6 +76,41 @@ impl LoraStackHost {
     }
 }
 
+/// One linear layer for [`Backend::linears`].
+pub struct LinearJob<'a, B: Backend> {
+    /// `W`, `[n_out, n_in]`.
+    pub w: &'a B::Weight,
+    /// Bias, `[n_out]`.
+    pub bias: Option<&'a B::Buf>,
+    /// Output features.
+    pub n_out: usize,
+    /// The module's LoRA stack, when the step applies adapters to it.
+    pub lora: Option<&'a B::Lora>,
+    /// `[n_tokens, n_out]`.
+    pub out: &'a mut B::Buf,
+}
+
+/// [`Backend::linears`] op by op: for each job, `matmul`, then `lora_shrink` and
+/// `lora_expand` when it has LoRA.
+pub fn linears_each<B: Backend>(
+    b: &B,
+    x: &B::Buf,
+    n_tokens: usize,
+    n_in: usize,
+    step: &B::Step,
+    jobs: &mut [LinearJob<'_, B>],
+    u: &mut B::Buf,
+) -> Result<()> {
+    for j in jobs.iter_mut() {
+        b.matmul(x, j.w, j.bias, n_tokens, n_in, j.n_out, j.out)?;
+        if let Some(l) = j.lora {
+            b.lora_shrink(x, l, step, n_tokens, u)?;
+            b.lora_expand(u, l, step, n_tokens, j.out)?;
+        }
+    }
+    Ok(())
+}
+
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnShape {
@@ -169,6 +204,22 @@ pub trait Backend: Send + Sync + Sized {
         n: usize,
         out: &mut Self::Buf,
     ) -> Result<()>;
+    /// Several linear layers that read the same input `x` (`[n_tokens, n_in]`): q/k/v,
+    /// gate/up, or one alone. Each job is `out = x @ W^T (+ bias)` plus, with `lora`, the
+    /// step's fused LoRA mixture; `u` is scratch for the shrink (`[T, K, max_rank]`). Default:
+    /// [`linears_each`] (matmul, lora_shrink, lora_expand per job). Backends may fuse them;
+    /// the CPU does for decode.
+    fn linears(
+        &self,
+        x: &Self::Buf,
+        n_tokens: usize,
+        n_in: usize,
+        step: &Self::Step,
+        jobs: &mut [LinearJob<'_, Self>],
+        u: &mut Self::Buf,
+    ) -> Result<()> {
+        linears_each(self, x, n_tokens, n_in, step, jobs, u)
+    }
     /// Rotary embedding in place on `x` `[T, n_heads, head_dim]`, HF rotate-half layout:
     /// for `i < head_dim/2`, pair `(i, i + head_dim/2)` rotates by the angle at
     /// `cos_sin[(pos * head_dim/2 + i) * 2 + {0: cos, 1: sin}]`, `pos` = the token's position.

@@ -1,7 +1,7 @@
 //! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2 and
 //! Qwen2 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings).
 
-use crate::backend::{AttnShape, Backend, StepPlan, NO_ADAPTER};
+use crate::backend::{AttnShape, Backend, LinearJob, StepPlan, NO_ADAPTER};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -26,6 +26,23 @@ struct Layer<B: Backend> {
     lora: [Option<B::Lora>; 7],
     /// Largest rank in each stack (0 when none).
     lora_max_rank: [usize; 7],
+}
+
+/// Module `m` of `layer` as a [`LinearJob`] writing `out`, with its LoRA stack when `lora_on`.
+fn linear_job<'a, B: Backend>(
+    layer: &'a Layer<B>,
+    m: LoraModule,
+    lora_on: bool,
+    out: &'a mut B::Buf,
+) -> LinearJob<'a, B> {
+    let l = &layer.linears[m.index()];
+    LinearJob {
+        w: &l.w,
+        bias: l.b.as_ref(),
+        n_out: l.n_out,
+        lora: layer.lora[m.index()].as_ref().filter(|_| lora_on),
+        out,
+    }
 }
 
 /// A loaded model on a backend, with its adapters.
@@ -284,27 +301,16 @@ impl<B: Backend> Model<B> {
             head_dim: c.head_dim,
             capacity: kv.capacity,
         };
-        let ws_u = &mut ws.u;
-        let lin = |layer: &Layer<B>,
-                   m: LoraModule,
-                   x: &B::Buf,
-                   out: &mut B::Buf,
-                   u: &mut B::Buf|
-         -> Result<()> {
-            let l = &layer.linears[m.index()];
-            b.matmul(x, &l.w, l.b.as_ref(), t, l.n_in, l.n_out, out)?;
-            if let (true, Some(stack)) = (any_lora, &layer.lora[m.index()]) {
-                b.lora_shrink(x, stack, &step, t, u)?;
-                b.lora_expand(u, stack, &step, t, out)?;
-            }
-            Ok(())
-        };
         b.embedding(&self.embed, &step, t, hd, &mut ws.x)?;
         for (li, layer) in self.layers.iter().enumerate() {
             b.rms_norm(&ws.x, &layer.attn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
-            lin(layer, LoraModule::Q, &ws.h, &mut ws.q, ws_u)?;
-            lin(layer, LoraModule::K, &ws.h, &mut ws.k, ws_u)?;
-            lin(layer, LoraModule::V, &ws.h, &mut ws.v, ws_u)?;
+            let n_in = |m: LoraModule| layer.linears[m.index()].n_in;
+            let mut qkv = [
+                linear_job(layer, LoraModule::Q, any_lora, &mut ws.q),
+                linear_job(layer, LoraModule::K, any_lora, &mut ws.k),
+                linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
+            ];
+            b.linears(&ws.h, t, n_in(LoraModule::Q), &step, &mut qkv, &mut ws.u)?;
             b.rope(&mut ws.q, &self.rope, &step, t, c.num_heads, c.head_dim)?;
             b.rope(&mut ws.k, &self.rope, &step, t, c.num_kv_heads, c.head_dim)?;
             b.attention(
@@ -317,13 +323,32 @@ impl<B: Backend> Model<B> {
                 shape,
                 &mut ws.att,
             )?;
-            lin(layer, LoraModule::O, &ws.att, &mut ws.o, ws_u)?;
+            let mut o = [linear_job(layer, LoraModule::O, any_lora, &mut ws.o)];
+            b.linears(&ws.att, t, n_in(LoraModule::O), &step, &mut o, &mut ws.u)?;
             b.add(&mut ws.x, &ws.o, t * hd)?;
             b.rms_norm(&ws.x, &layer.ffn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
-            lin(layer, LoraModule::Gate, &ws.h, &mut ws.gate, ws_u)?;
-            lin(layer, LoraModule::Up, &ws.h, &mut ws.up, ws_u)?;
+            let mut gate_up = [
+                linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
+                linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
+            ];
+            b.linears(
+                &ws.h,
+                t,
+                n_in(LoraModule::Gate),
+                &step,
+                &mut gate_up,
+                &mut ws.u,
+            )?;
             b.silu_mul(&ws.gate, &ws.up, t * c.intermediate_size, &mut ws.act)?;
-            lin(layer, LoraModule::Down, &ws.act, &mut ws.o, ws_u)?;
+            let mut down = [linear_job(layer, LoraModule::Down, any_lora, &mut ws.o)];
+            b.linears(
+                &ws.act,
+                t,
+                n_in(LoraModule::Down),
+                &step,
+                &mut down,
+                &mut ws.u,
+            )?;
             b.add(&mut ws.x, &ws.o, t * hd)?;
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);

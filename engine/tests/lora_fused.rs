@@ -168,3 +168,120 @@ fn bad_slot_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(err.to_string().contains("slot 5"), "{err}");
 }
+
+/// The CPU's fused decode `linears` (all shrinks in one pass, then every gemv block with its
+/// LoRA columns) against `linears_each` (op by op), on three jobs sharing one input: f32 and
+/// packed weights, a bias, LoRA on two of them, f32 and f16 LoRA storage.
+#[test]
+fn fused_decode_linears_match_op_by_op() {
+    use dlp_engine::backend::{linears_each, LinearJob};
+    use dlp_engine::tensor::{HostTensor, Packed, PackedKind};
+    for f16 in [false, true] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let n_in = 96;
+        let b = CpuBackend::with_options(CpuOptions { lora_f16: f16 });
+        let outs = [150usize, 64, 33];
+        let f32w = b
+            .upload_weight(&HostTensor::new(
+                vec![outs[0], n_in],
+                random(&mut rng, outs[0] * n_in),
+            ))
+            .unwrap();
+        // Q8_0 rows: scale 0.01, random codes.
+        let mut q8 = Vec::new();
+        for _ in 0..outs[1] * n_in / 32 {
+            q8.extend(half::f16::from_f32(0.01).to_le_bytes());
+            q8.extend((0..32).map(|_| rng.random_range(0u8..=255)));
+        }
+        let q8w = b
+            .upload_weight(&HostTensor::packed(
+                outs[1],
+                n_in,
+                Packed {
+                    kind: PackedKind::Q8_0,
+                    bytes: q8,
+                },
+            ))
+            .unwrap();
+        let f32w2 = b
+            .upload_weight(&HostTensor::new(
+                vec![outs[2], n_in],
+                random(&mut rng, outs[2] * n_in),
+            ))
+            .unwrap();
+        let bias = b.upload(&random(&mut rng, outs[0])).unwrap();
+        let stacks: Vec<_> = [outs[0], outs[2]]
+            .iter()
+            .map(|&o| {
+                let ads: Vec<Adapter> = [4usize, 8, 2]
+                    .iter()
+                    .map(|&r| Adapter {
+                        rank: r,
+                        scale: 2.0,
+                        a: random(&mut rng, r * n_in),
+                        b: random(&mut rng, o * r),
+                    })
+                    .collect();
+                b.upload_lora(&stack(&ads, n_in, o)).unwrap()
+            })
+            .collect();
+        let plan = StepPlan {
+            token_ids: vec![0],
+            positions: vec![0],
+            kv_slots: vec![0],
+            segment_of_token: vec![0],
+            mix_k: 3,
+            mix_slots: vec![2, 0, NO_ADAPTER],
+            mix_weights: vec![0.7, 0.3, 0.0],
+            logit_rows: vec![],
+        };
+        let step = b.upload_step(&plan, None).unwrap();
+        let x = random(&mut rng, n_in);
+        let run = |fused: bool| {
+            let mut o: Vec<Vec<f32>> = outs.iter().map(|&n| vec![f32::NAN; n]).collect();
+            let mut u = vec![f32::NAN; 3 * 8];
+            let [o0, o1, o2] = &mut o[..] else {
+                unreachable!()
+            };
+            let mut jobs = [
+                LinearJob::<CpuBackend> {
+                    w: &f32w,
+                    bias: Some(&bias),
+                    n_out: outs[0],
+                    lora: Some(&stacks[0]),
+                    out: o0,
+                },
+                LinearJob {
+                    w: &q8w,
+                    bias: None,
+                    n_out: outs[1],
+                    lora: None,
+                    out: o1,
+                },
+                LinearJob {
+                    w: &f32w2,
+                    bias: None,
+                    n_out: outs[2],
+                    lora: Some(&stacks[1]),
+                    out: o2,
+                },
+            ];
+            if fused {
+                b.linears(&x, 1, n_in, &step, &mut jobs, &mut u).unwrap();
+            } else {
+                linears_each(&b, &x, 1, n_in, &step, &mut jobs, &mut u).unwrap();
+            }
+            o
+        };
+        let (fused, each) = (run(true), run(false));
+        for (i, (f, e)) in fused.iter().zip(&each).enumerate() {
+            for (c, (a, w)) in f.iter().zip(e).enumerate() {
+                assert!(a.is_finite(), "f16 {f16} job {i} out[{c}] = {a}");
+                assert!(
+                    (a - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "f16 {f16} job {i} out[{c}]: fused {a}, op by op {w}"
+                );
+            }
+        }
+    }
+}

@@ -131,12 +131,7 @@ pub fn lora_shrink(
     check_len("lora_shrink", "x", x.len(), n_tokens * d)?;
     check_len("lora_shrink", "u", u.len(), n_tokens * kk * mr)?;
     let entry_of = |t: usize, k: usize, uk: &mut [f32]| {
-        if let Some((off, rank, ws)) = entry(l, step, t, k) {
-            let xt = &x[t * d..(t + 1) * d];
-            for (j, u) in uk[..rank].iter_mut().enumerate() {
-                *u = ws * cl.dot_a(off + j, xt);
-            }
-        }
+        shrink_entry(cl, step, t, k, &x[t * d..(t + 1) * d], uk)
     };
     let token_entry = |k: usize, uk: &mut [f32]| entry_of(0, k, uk);
     let token = |t: usize, ut: &mut [f32]| {
@@ -185,16 +180,66 @@ pub fn lora_expand(
         .for_each(|(t, yt)| {
             yt.par_chunks_mut(span).enumerate().for_each(|(c, yc)| {
                 let c0 = c * span;
-                let rows = (0..kk).filter_map(|k| entry(l, step, t, k).map(|e| (k, e)));
-                let rows = rows.flat_map(|(k, (off, rank, _))| {
-                    (0..rank).map(move |j| (u[(t * kk + k) * mr + j], (off + j) * o + c0))
-                });
-                match &cl.half {
-                    None => add_rows(yc, &l.bt, rows),
-                    Some(h) => add_rows_f16(yc, &h.bt, rows),
-                }
+                expand_columns(cl, step, t, &u[t * kk * mr..(t + 1) * kk * mr], c0, yc);
             });
         });
+    Ok(())
+}
+
+/// Entry `k` of token `t`'s mixture: `uk[j] = w_k * scale_k * dot(A_k[j], xt)` for
+/// `j < rank_k` (nothing when the entry is unused or does not target this module).
+pub(super) fn shrink_entry(
+    cl: &CpuLora,
+    step: &StepPlan,
+    t: usize,
+    k: usize,
+    xt: &[f32],
+    uk: &mut [f32],
+) {
+    if let Some((off, rank, ws)) = entry(&cl.stack, step, t, k) {
+        for (j, u) in uk[..rank].iter_mut().enumerate() {
+            *u = ws * cl.dot_a(off + j, xt);
+        }
+    }
+}
+
+/// Columns `c0..c0 + y.len()` of token `t`'s expand: `y += sum_k sum_j ut[k, j] * B_k[c, j]`,
+/// `ut` = the token's `[K, max_rank]` shrink output.
+pub(super) fn expand_columns(
+    cl: &CpuLora,
+    step: &StepPlan,
+    t: usize,
+    ut: &[f32],
+    c0: usize,
+    y: &mut [f32],
+) {
+    let (l, mr) = (&cl.stack, cl.stack.max_rank);
+    let o = l.out_dim;
+    let rows = (0..step.mix_k).filter_map(|k| entry(l, step, t, k).map(|e| (k, e)));
+    let rows = rows.flat_map(|(k, (off, rank, _))| {
+        (0..rank).map(move |j| (ut[k * mr + j], (off + j) * o + c0))
+    });
+    match &cl.half {
+        None => add_rows(y, &l.bt, rows),
+        Some(h) => add_rows_f16(y, &h.bt, rows),
+    }
+}
+
+/// Checks a stack against a step's plan (segments and slots in range) and widths.
+pub(super) fn check_stack(
+    cl: &CpuLora,
+    step: &StepPlan,
+    n_tokens: usize,
+    n_in: usize,
+    n_out: usize,
+) -> Result<()> {
+    check(&cl.stack, step, n_tokens)?;
+    if cl.stack.in_dim != n_in || cl.stack.out_dim != n_out {
+        return Err(Error::invalid(format!(
+            "lora: stack is {} -> {}, the layer {n_in} -> {n_out}",
+            cl.stack.in_dim, cl.stack.out_dim
+        )));
+    }
     Ok(())
 }
 

@@ -142,7 +142,7 @@ fn gemv(x: &[f32], w: &CpuWeight, out: &mut [f32]) {
 }
 
 /// Output features per rayon task in a gemv: big enough to amortise scheduling.
-const GEMV_CHUNK: usize = 64;
+pub(super) const GEMV_CHUNK: usize = 64;
 
 /// One row against packed weights: blocks dequantised in registers, never written out.
 fn gemv_packed(x: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
@@ -160,17 +160,34 @@ thread_local! {
 }
 
 fn gemv_packed_with(x: &[f32], xsum: &[f32], k: usize, p: &Packed, out: &mut [f32]) {
-    let rb = p.kind.row_bytes(k);
     out.par_chunks_mut(GEMV_CHUNK)
         .enumerate()
-        .for_each(|(c, o)| {
-            let base = c * GEMV_CHUNK;
-            for (j, o) in o.iter_mut().enumerate() {
-                let row = (base + j) * rb;
-                prefetch(&p.bytes, row + PREFETCH_ROWS * rb, rb);
-                *o = dot_row(p.kind, x, xsum, &p.bytes[row..row + rb]);
+        .for_each(|(c, o)| packed_rows(x, xsum, k, p, c * GEMV_CHUNK, o));
+}
+
+/// `out[j] = dot(x, row r0 + j)` of packed weights; `xsum` = [`block_sums`] of `x`.
+fn packed_rows(x: &[f32], xsum: &[f32], k: usize, p: &Packed, r0: usize, out: &mut [f32]) {
+    let rb = p.kind.row_bytes(k);
+    for (j, o) in out.iter_mut().enumerate() {
+        let row = (r0 + j) * rb;
+        prefetch(&p.bytes, row + PREFETCH_ROWS * rb, rb);
+        *o = dot_row(p.kind, x, xsum, &p.bytes[row..row + rb]);
+    }
+}
+
+/// `out[j] = dot(x, row r0 + j)` of `w` (packed or f32): one block of a decode gemv.
+/// `xsum` = [`block_sums`] of `x` (used by packed weights only).
+pub(super) fn gemv_rows(x: &[f32], xsum: &[f32], w: &CpuWeight, r0: usize, out: &mut [f32]) {
+    match &w.packed {
+        Some(p) => packed_rows(x, xsum, w.cols, p, r0, out),
+        None => {
+            let k = w.cols;
+            for (j, o) in out.iter_mut().enumerate() {
+                let row = r0 + j;
+                *o = dot(x, &w.data[row * k..(row + 1) * k]);
             }
-        });
+        }
+    }
 }
 
 /// How many rows ahead a gemv asks for its weights: the dot products are short (a few
@@ -307,14 +324,14 @@ where
 
 /// A raw pointer that rayon tasks may share (they write disjoint parts).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: used only for disjoint writes, see `gemm_packed`.
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }

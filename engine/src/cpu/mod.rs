@@ -8,6 +8,7 @@ mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod embedding;
+mod linears;
 mod logits;
 mod lora;
 pub use lora::CpuLora;
@@ -247,6 +248,22 @@ impl Backend for CpuBackend {
             &mut out[..rows * n],
         );
         Ok(())
+    }
+
+    fn linears(
+        &self,
+        x: &Vec<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &StepPlan,
+        jobs: &mut [crate::backend::LinearJob<'_, Self>],
+        u: &mut Vec<f32>,
+    ) -> Result<()> {
+        if n_tokens == 1 && jobs.len() <= linears::MAX_JOBS {
+            linears::decode_linears(x, n_in, step, jobs)
+        } else {
+            crate::backend::linears_each(self, x, n_tokens, n_in, step, jobs, u)
+        }
     }
 
     fn rope(
