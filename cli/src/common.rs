@@ -62,6 +62,13 @@ pub struct ModelArgs {
     /// SmolLM2-135M (tested bound 5e-2; tiny test models 1e-2; f32 weights: 2e-3).
     #[arg(long, conflicts_with = "f32_weights")]
     pub wgpu_f16_weights: bool,
+    /// With --backend cuda: store the 2-D weights (matmul weights, lm_head, embedding table) in
+    /// bf16, half the memory and bytes per token of f32; activations, accumulation, KV cache,
+    /// LoRA and norms stay f32. Tolerance: logits differ from the float64 reference by the
+    /// weights' rounding to bf16 (8 bits of mantissa), which the CPU backend measures on the
+    /// same rounded weights (see `tests/tests/golden_cpu.rs::bf16_weights`).
+    #[arg(long, conflicts_with = "f32_weights")]
+    pub cuda_bf16_weights: bool,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
     /// fused adapter adds to a decode step (the base weights are unaffected). Tolerance: the
     /// adapters' values are rounded (relative error about 2e-4 on the SmolLM2 task adapters);
@@ -210,6 +217,9 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
     if f16 && choice != BackendChoice::Wgpu {
         bail!("--wgpu-f16-weights needs --backend wgpu (the backend asked for is {choice:?})");
     }
+    if model.cuda_bf16_weights && choice != BackendChoice::Cuda {
+        bail!("--cuda-bf16-weights needs --backend cuda (the backend asked for is {choice:?})");
+    }
     if model.lora_f16 && choice != BackendChoice::Cpu {
         bail!("--lora-f16 needs --backend cpu (the backend asked for is {choice:?})");
     }
@@ -234,7 +244,7 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
         }
         BackendChoice::Cpu => job.run(cpu()),
         BackendChoice::Wgpu => wgpu_backend(job, f16),
-        BackendChoice::Cuda => cuda_backend(job),
+        BackendChoice::Cuda => cuda_backend(job, model.cuda_bf16_weights),
     }
 }
 
@@ -263,13 +273,18 @@ fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
 
 /// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
 #[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J) -> Result<J::Out> {
-    let b = dlp_cuda::CudaBackend::new(0).context("--backend cuda")?;
+fn cuda_backend<J: WithBackend>(job: J, bf16: bool) -> Result<J::Out> {
+    let opts = dlp_cuda::CudaOptions { bf16_weights: bf16 };
+    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(if bf16 {
+        "--backend cuda --cuda-bf16-weights"
+    } else {
+        "--backend cuda"
+    })?;
     tracing::info!("backend {} ({}, {})", b.name(), b.device_name(), b.arch());
     job.run(b)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend<J: WithBackend>(_job: J) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(_job: J, _bf16: bool) -> Result<J::Out> {
     bail!("--backend cuda: this build has no CUDA backend (rebuild with `--features cuda`)")
 }

@@ -209,6 +209,19 @@ fn bad_input_exits_non_zero_with_a_message() {
             "cpu",
             "-m",
             m,
+            "--cuda-bf16-weights",
+            "--prompt",
+            "hi",
+        ],
+        &["--cuda-bf16-weights needs --backend cuda", "Cpu"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
             "--adapter",
             &qv,
             "--mix",

@@ -13,6 +13,8 @@ pub struct Kernels {
     /// Keeps the modules loaded while the functions are used.
     _modules: Vec<Arc<CudaModule>>,
     pub(crate) embedding: CudaFunction,
+    pub(crate) embedding_bf16: CudaFunction,
+    pub(crate) matmul_bf16: CudaFunction,
     pub(crate) rms_norm: CudaFunction,
     pub(crate) bias_add: CudaFunction,
     pub(crate) rope: CudaFunction,
@@ -47,6 +49,8 @@ impl Kernels {
         };
         Ok(Kernels {
             embedding: get("embedding", "embedding")?,
+            embedding_bf16: get("embedding", "embedding_bf16")?,
+            matmul_bf16: get("matmul", "matmul_bf16")?,
             rms_norm: get("rms_norm", "rms_norm")?,
             bias_add: get("matmul", "bias_add")?,
             rope: get("rope", "rope")?,

@@ -18,14 +18,26 @@ use dlp_engine::{Error, Result};
 
 pub use kernels::Kernels;
 
-/// A 2-D weight `[rows, cols]` in device memory (f32).
+/// A 2-D weight `[rows, cols]` in device memory: f32, or bf16 with
+/// [`CudaOptions::bf16_weights`].
 pub struct CudaWeight {
     /// Output features.
     pub rows: usize,
     /// Input features.
     pub cols: usize,
-    /// Row-major values.
+    /// Row-major values (one unused value when `bf16` holds them).
     pub data: CudaSlice<f32>,
+    /// Row-major bf16 bit patterns, when stored in bf16.
+    pub bf16: Option<CudaSlice<u16>>,
+}
+
+/// Storage choices of the CUDA backend.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CudaOptions {
+    /// Store the 2-D weights (matmul weights, lm_head, embedding table) in bf16: half the
+    /// memory and bytes per token of f32. Activations, accumulation, KV cache, LoRA and norms
+    /// stay f32; the matmuls run in `matmul_bf16` instead of cuBLAS sgemm.
+    pub bf16_weights: bool,
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
@@ -66,6 +78,7 @@ pub struct CudaBackend {
     pub(crate) scratch: Mutex<Option<CudaSlice<f32>>>,
     /// `DLP_CUDA_SYNC=1`: synchronise after every launch so an asynchronous fault names its op.
     pub(crate) sync_each: bool,
+    pub(crate) options: CudaOptions,
 }
 
 /// An engine error from a CUDA failure.
@@ -101,7 +114,14 @@ impl CudaBackend {
     /// creates a cuBLAS handle. Fails with a clear message when there is no driver, no device,
     /// no NVRTC or no cuBLAS.
     pub fn new(ordinal: usize) -> Result<CudaBackend> {
-        Self::open(ordinal).map_err(|m| err(format!("cuda:{ordinal}: {m}")))
+        Self::with_options(ordinal, CudaOptions::default())
+    }
+
+    /// As [`CudaBackend::new`], with `options`.
+    pub fn with_options(ordinal: usize, options: CudaOptions) -> Result<CudaBackend> {
+        let mut b = Self::open(ordinal).map_err(|m| err(format!("cuda:{ordinal}: {m}")))?;
+        b.options = options;
+        Ok(b)
     }
 
     fn open(ordinal: usize) -> Result<CudaBackend, String> {
@@ -148,6 +168,7 @@ impl CudaBackend {
                 k,
                 scratch: Mutex::new(None),
                 sync_each: std::env::var("DLP_CUDA_SYNC").is_ok_and(|v| v == "1"),
+                options: CudaOptions::default(),
             })
         })
     }

@@ -90,6 +90,43 @@ impl CudaBackend {
             .map_err(|e| err(format!("matmul: cublasSgemm ({rows}x{k} @ {k}x{n}): {e:?}")))
     }
 
+    /// `out[rows, n] = x[rows, k] @ W^T (+ bias)` with `W` in bf16 (`matmul_bf16`): one warp
+    /// per output feature and eight rows, f32 accumulation. Sizes are checked by the callers.
+    fn matmul_bf16(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        const WARPS: usize = 8;
+        const ROWS: usize = 8; // MATMUL_BF16_ROWS in matmul.cu
+        let wb = w
+            .bf16
+            .as_ref()
+            .ok_or_else(|| err("matmul: weight is not bf16"))?;
+        let (k, n) = (int("matmul", w.cols)?, int("matmul", w.rows)?);
+        let r = int("matmul", rows)?;
+        let grid = (
+            int("matmul", w.rows.div_ceil(WARPS))? as u32,
+            int("matmul", rows.div_ceil(ROWS))? as u32,
+            1,
+        );
+        let has_bias = i32::from(bias.is_some());
+        let mut a = self.args(&self.k.matmul_bf16);
+        // Without a bias the kernel never reads it; `x` stands in for the pointer.
+        a.arg(x)
+            .arg(wb)
+            .arg(bias.unwrap_or(x))
+            .arg(&has_bias)
+            .arg(&r)
+            .arg(&k)
+            .arg(&n)
+            .arg(out);
+        self.go("matmul (bf16)", a, cfg(grid, (WARPS * 32) as u32, 0))
+    }
+
     fn check_lora(&self, op: &str, l: &CudaLora, step: &CudaStep, n_tokens: usize) -> Result<()> {
         let p = &step.plan;
         check_len(op, "step tokens", p.segment_of_token.len(), n_tokens)?;
@@ -150,10 +187,24 @@ impl Backend for CudaBackend {
                 w.shape
             )));
         }
+        let values = w.values();
+        if self.options.bf16_weights {
+            let bits: Vec<u16> = values
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_bits())
+                .collect();
+            return Ok(CudaWeight {
+                rows: w.shape[0],
+                cols: w.shape[1],
+                data: self.put::<f32>(&[])?,
+                bf16: Some(self.put(&bits)?),
+            });
+        }
         Ok(CudaWeight {
             rows: w.shape[0],
             cols: w.shape[1],
-            data: self.put(&w.values())?,
+            data: self.put(&values)?,
+            bf16: None,
         })
     }
 
@@ -199,9 +250,15 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let d = int("embedding", dim)?;
+        let c = cfg((n_tokens as u32, 1, 1), BLOCK, 0);
+        if let Some(t) = &table.bf16 {
+            let mut a = self.args(&self.k.embedding_bf16);
+            a.arg(t).arg(&step.token_ids).arg(&d).arg(out);
+            return self.go("embedding", a, c);
+        }
         let mut a = self.args(&self.k.embedding);
         a.arg(&table.data).arg(&step.token_ids).arg(&d).arg(out);
-        self.go("embedding", a, cfg((n_tokens as u32, 1, 1), BLOCK, 0))
+        self.go("embedding", a, c)
     }
 
     fn rms_norm(
@@ -248,6 +305,9 @@ impl Backend for CudaBackend {
         }
         if rows == 0 || n == 0 {
             return Ok(());
+        }
+        if w.bf16.is_some() {
+            return self.matmul_bf16(x, w, bias, rows, out);
         }
         self.sgemm(x, w, rows, out)?;
         if let Some(b) = bias {
@@ -534,6 +594,9 @@ impl Backend for CudaBackend {
             .arg(&eps)
             .arg(&mut *s);
         self.go("logits norm", a, cfg((n as u32, 1, 1), BLOCK, 0))?;
+        if lm_head.bf16.is_some() {
+            return self.matmul_bf16(s, lm_head, None, n, out);
+        }
         self.sgemm(s, lm_head, n, out)
     }
 }

@@ -5,7 +5,9 @@
 //! Every fixture runs again with LoRA A/B stored in f16 (`--lora-f16`), under its own bound.
 
 use dlp_engine::cpu::{CpuBackend, CpuOptions};
-use dlp_tests::{fixture_tests, run_golden, run_golden_f32_weights, run_golden_within};
+use dlp_tests::{
+    fixture_tests, run_golden, run_golden_bf16_weights, run_golden_f32_weights, run_golden_within,
+};
 
 fn run_fixture(name: &str) {
     run_golden(name, CpuBackend::new());
@@ -30,6 +32,19 @@ mod lora_f16 {
     fn run_fixture(name: &str) {
         let backend = CpuBackend::with_options(CpuOptions { lora_f16: true });
         run_golden_within(name, backend, LORA_F16_TOL);
+    }
+
+    fixture_tests!(run_fixture);
+}
+
+/// The 2-D weights rounded to bf16 (what `--cuda-bf16-weights` stores), on the CPU: the
+/// rounding's own effect, the bound the CUDA bf16 path is held to
+/// ([`dlp_tests::bf16_logit_tol`]).
+mod bf16_weights {
+    use super::*;
+
+    fn run_fixture(name: &str) {
+        run_golden_bf16_weights(name, CpuBackend::new(), dlp_tests::bf16_logit_tol(name));
     }
 
     fixture_tests!(run_fixture);

@@ -86,6 +86,8 @@ pub struct ParityCase {
     pub seed: u64,
     /// Weights (`upload_weight`'s tensors) drawn as f16 values, for f16-weight backends.
     pub f16_weights: bool,
+    /// Weights drawn as bf16 values, for bf16-weight backends.
+    pub bf16_weights: bool,
 }
 
 fn case(id: String, op: Op, tol: f64) -> ParityCase {
@@ -99,6 +101,7 @@ fn case(id: String, op: Op, tol: f64) -> ParityCase {
         tol,
         seed,
         f16_weights: false,
+        bf16_weights: false,
     }
 }
 
@@ -324,4 +327,19 @@ pub fn f16_weight_cases() -> Vec<ParityCase> {
         v.push(f16(id, op, REDUCTION_TOL));
     }
     v
+}
+
+/// [`f16_weight_cases`] with the weights drawn as bf16 values instead, for a backend that
+/// stores weights as bf16 (CUDA's `bf16_weights`): both sides compute on the same values, so
+/// the f32 bounds hold.
+pub fn bf16_weight_cases() -> Vec<ParityCase> {
+    f16_weight_cases()
+        .into_iter()
+        .map(|c| ParityCase {
+            id: c.id.replacen("f16w", "bf16w", 1),
+            f16_weights: false,
+            bf16_weights: true,
+            ..c
+        })
+        .collect()
 }

@@ -12,7 +12,10 @@ use dlp_engine::cpu::CpuBackend;
 use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
 mod cases;
 
-pub use cases::{cases, f16_weight_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
+pub use cases::{
+    bf16_weight_cases, cases, f16_weight_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
+    REDUCTION_TOL,
+};
 
 /// The result of one case on one backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,11 +83,15 @@ fn plan(tokens: usize) -> StepPlan {
 /// Runs one case on `b`, inputs drawn from the case's seed.
 fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
-    let f16 = c.f16_weights;
+    let (f16, bf16) = (c.f16_weights, c.bf16_weights);
     let w2 = |rows: usize, cols: usize, g: &mut Rng| {
         let mut v = g.vec(rows * cols);
         if f16 {
             v.iter_mut().for_each(|x| *x = dlp_wgpu::round_f16(*x));
+        }
+        if bf16 {
+            v.iter_mut()
+                .for_each(|x| *x = half::bf16::from_f32(*x).to_f32());
         }
         HostTensor::new(vec![rows, cols], v)
     };
