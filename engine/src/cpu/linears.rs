@@ -16,6 +16,9 @@ use super::{check_len, CpuBackend};
 use crate::backend::{LinearJob, StepPlan};
 use crate::error::{Error, Result};
 
+// Row blocks start where B^T's column blocks do.
+const _: () = assert!(GEMV_CHUNK.is_multiple_of(super::lora::COLS));
+
 /// Most jobs fused in one call (the model passes up to three).
 pub const MAX_JOBS: usize = 4;
 

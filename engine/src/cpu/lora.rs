@@ -11,45 +11,70 @@ use super::{check_len, dot};
 use crate::backend::{LoraStackHost, StepPlan, NO_ADAPTER};
 use crate::error::{Error, Result};
 
-/// A LoRA stack as the CPU backend holds it: the stack's tables, with A and B^T in f32 (in
-/// `stack`), or in f16 when the backend stores LoRA in f16 (`--lora-f16`: half the bytes that
-/// decode streams per adapter; `stack.a` and `stack.bt` are then empty).
+/// A LoRA stack as the CPU backend holds it: the stack's tables; A in f32 (`stack.a`) or f16;
+/// B^T re-laid in column blocks ([`column_blocks`]), in f32 (`bt`) or f16. f16 is
+/// `--lora-f16`: half the bytes that decode streams per adapter. `stack.bt` is always empty,
+/// and `stack.a` too when A is f16.
 #[derive(Debug, Clone)]
 pub struct CpuLora {
-    /// Shapes, rank-offset table, scales, and the f32 values unless `half` holds them.
+    /// Shapes, rank-offset table, scales, and A in f32 unless `half` holds it.
     pub stack: LoraStackHost,
+    /// B^T in column blocks, f32 (empty when `half` holds it).
+    bt: Vec<f32>,
+    /// Rows of B^T (the sum of the slots' ranks): the height of each column block.
+    rows: usize,
     /// A and B^T as f16 bit patterns, when stored in f16.
     pub half: Option<HalfLora>,
 }
 
-/// A and B^T of a stack in f16 (bit patterns), laid out as [`LoraStackHost::a`] / `bt`.
+/// A and B^T of a stack in f16 (bit patterns), laid out as [`LoraStackHost::a`] and the
+/// column blocks of [`column_blocks`].
 #[derive(Debug, Clone)]
 pub struct HalfLora {
     a: Vec<u16>,
     bt: Vec<u16>,
 }
 
+/// `bt` (`[rows, o]`, row-major) re-laid as `o / COLS` blocks of `[rows, COLS]` (the last
+/// zero-padded): the expand of one block of output columns then reads each adapter's rows as
+/// one contiguous run instead of `rank` pieces `o` values apart, which the prefetchers follow.
+fn column_blocks<T: Copy + Default>(bt: &[T], rows: usize, o: usize) -> Vec<T> {
+    let mut out = vec![T::default(); o.div_ceil(COLS) * rows * COLS];
+    for r in 0..rows {
+        for (c, &v) in bt[r * o..(r + 1) * o].iter().enumerate() {
+            out[((c / COLS) * rows + r) * COLS + c % COLS] = v;
+        }
+    }
+    out
+}
+
 impl CpuLora {
     /// Holds `s` in f32, or in f16 (rounded to nearest) when `f16_values`.
     pub fn new(s: &LoraStackHost, f16_values: bool) -> Self {
-        if !f16_values {
-            return Self {
-                stack: s.clone(),
-                half: None,
-            };
-        }
-        let bits = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
-        let half = HalfLora {
-            a: bits(&s.a),
-            bt: bits(&s.bt),
-        };
-        let stack = LoraStackHost {
-            a: Vec::new(),
+        let rows = s.bt.len() / s.out_dim.max(1);
+        let mut stack = LoraStackHost {
             bt: Vec::new(),
             ..s.clone()
         };
+        if !f16_values {
+            return Self {
+                stack,
+                bt: column_blocks(&s.bt, rows, s.out_dim),
+                rows,
+                half: None,
+            };
+        }
+        let bits =
+            |v: &[f32]| -> Vec<u16> { v.iter().map(|&x| f16::from_f32(x).to_bits()).collect() };
+        let half = HalfLora {
+            a: bits(&s.a),
+            bt: column_blocks(&bits(&s.bt), rows, s.out_dim),
+        };
+        stack.a = Vec::new();
         Self {
             stack,
+            bt: Vec::new(),
+            rows,
             half: Some(half),
         }
     }
@@ -214,14 +239,21 @@ pub(super) fn expand_columns(
     y: &mut [f32],
 ) {
     let (l, mr) = (&cl.stack, cl.stack.max_rank);
-    let o = l.out_dim;
+    debug_assert!(
+        c0.is_multiple_of(COLS),
+        "expand_columns: c0 {c0} is not a block start"
+    );
     let rows = (0..step.mix_k).filter_map(|k| entry(l, step, t, k).map(|e| (k, e)));
-    let rows = rows.flat_map(|(k, (off, rank, _))| {
-        (0..rank).map(move |j| (ut[k * mr + j], (off + j) * o + c0))
-    });
-    match &cl.half {
-        None => add_rows(y, &l.bt, rows),
-        Some(h) => add_rows_f16(y, &h.bt, rows),
+    let rows =
+        rows.flat_map(|(k, (off, rank, _))| (0..rank).map(move |j| (ut[k * mr + j], off + j)));
+    for (ci, yc) in y.chunks_mut(COLS).enumerate() {
+        // Row `r` of this column block starts at `(block * rows + r) * COLS`.
+        let base = (c0 / COLS + ci) * cl.rows;
+        let starts = rows.clone().map(|(coef, r)| (coef, (base + r) * COLS));
+        match &cl.half {
+            None => add_rows(yc, &cl.bt, starts),
+            Some(h) => add_rows_f16(yc, &h.bt, starts),
+        }
     }
 }
 
@@ -243,8 +275,9 @@ pub(super) fn check_stack(
     Ok(())
 }
 
-/// Output columns held in registers while every adapter row is added into them.
-const COLS: usize = 64;
+/// Output columns held in registers while every adapter row is added into them, and the width
+/// of B^T's column blocks. Callers start their column ranges on a multiple of it.
+pub(super) const COLS: usize = 64;
 
 /// `y[i] += sum (coef * bt[start + i])` over `rows` = `(coef, start)`: `y` is walked in chunks
 /// of [`COLS`] kept in registers across all the rows, so it is loaded and stored once (not
