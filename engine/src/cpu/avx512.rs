@@ -388,3 +388,63 @@ pub unsafe fn add_rows_f16<I: Iterator<Item = (f32, usize)> + Clone>(
         }
     }
 }
+
+/// Dequantises whole Q4_0 / Q4_1 / Q8_0 blocks (`bsize` 18 / 20 / 34 bytes) into `out`
+/// (`32 * blocks` values), with the same arithmetic as the portable code (`q * d + m` unfused,
+/// `(q - 8) * d`, `q * d`), so the values are identical. Batches and prefill dequantise a tile
+/// of weights per step with it.
+///
+/// # Safety
+/// AVX-512F/BW, FMA and F16C; `bytes` holds exactly `out.len() / 32` blocks of `bsize`.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+pub unsafe fn dequantize_blocks(bsize: usize, bytes: &[u8], out: &mut [f32]) {
+    let nb = out.len() / QK;
+    assert!(bytes.len() >= nb * bsize, "dequantize_blocks: short input");
+    let (row, po) = (bytes.as_ptr(), out.as_mut_ptr());
+    let (mut dbuf, mut mbuf) = ([0f32; CHUNK], [0f32; CHUNK]);
+    let low = _mm512_set1_epi32(0x0f);
+    let eight = _mm512_set1_epi32(8);
+    let mut c = 0;
+    while c < nb {
+        let n = (nb - c).min(CHUNK);
+        // SAFETY: blocks `c..c + n` lie in `bytes` and their 32 values each in `out`.
+        unsafe {
+            let (d, m) = gather_scales(row.add(c * bsize), bsize, n);
+            _mm512_storeu_ps(dbuf.as_mut_ptr(), d);
+            _mm512_storeu_ps(mbuf.as_mut_ptr(), m);
+            for j in 0..n {
+                let b = row.add((c + j) * bsize);
+                let o = po.add((c + j) * QK);
+                let d = _mm512_set1_ps(dbuf[j]);
+                let (lo, hi) = match bsize {
+                    34 => (
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(2) as *const __m128i)),
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(18) as *const __m128i)),
+                    ),
+                    _ => {
+                        let q =
+                            _mm512_cvtepu8_epi32(_mm_loadu_si128(b.add(bsize - 16) as *const _));
+                        let (lo, hi) = (_mm512_and_si512(q, low), _mm512_srli_epi32(q, 4));
+                        if bsize == 18 {
+                            (_mm512_sub_epi32(lo, eight), _mm512_sub_epi32(hi, eight))
+                        } else {
+                            (lo, hi)
+                        }
+                    }
+                };
+                let (mut vlo, mut vhi) = (
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
+                );
+                if bsize == 20 {
+                    let m = _mm512_set1_ps(mbuf[j]);
+                    vlo = _mm512_add_ps(vlo, m);
+                    vhi = _mm512_add_ps(vhi, m);
+                }
+                _mm512_storeu_ps(o, vlo);
+                _mm512_storeu_ps(o.add(16), vhi);
+            }
+        }
+        c += n;
+    }
+}

@@ -242,8 +242,15 @@ unsafe fn dequantize_avx512(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
 pub fn dequantize(kind: PackedKind, bytes: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F/BW, FMA and F16C.
-        return unsafe { dequantize_avx512(kind, bytes, out) };
+        let (per, bsize) = kind.block();
+        // SAFETY: the CPU has AVX-512F/BW, FMA and F16C; whole blocks (the caller's contract).
+        return unsafe {
+            if per == QK {
+                super::avx512::dequantize_blocks(bsize, bytes, out)
+            } else {
+                dequantize_avx512(kind, bytes, out)
+            }
+        };
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
@@ -346,6 +353,42 @@ mod tests {
                 "{kind:?}: {got} vs {want}"
             );
             assert!((generic - want).abs() <= 1e-5 * scale, "{kind:?} generic");
+        }
+    }
+
+    /// The tile dequantiser (AVX-512 where the CPU has it) gives exactly the portable values.
+    #[test]
+    fn dequantize_is_bit_identical() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for kind in [PackedKind::Q4_0, PackedKind::Q4_1, PackedKind::Q8_0] {
+            // 37 blocks: two gathered chunks of 16 and a partial one.
+            let (per, bsize) = kind.block();
+            let mut bytes: Vec<u8> = (0..37 * bsize).map(|_| rnd() as u8).collect();
+            for b in bytes.chunks_exact_mut(bsize) {
+                let d = (rnd() % 1000) as f32 / 7e4 - 0.007;
+                b[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+                if kind == PackedKind::Q4_1 {
+                    let m = (rnd() % 1000) as f32 / 1e4 - 0.05;
+                    b[2..4].copy_from_slice(&f16::from_f32(m).to_le_bytes());
+                }
+            }
+            let (mut want, mut got) = (vec![0f32; 37 * per], vec![f32::NAN; 37 * per]);
+            kind.dequantize(&bytes, &mut want);
+            dequantize(kind, &bytes, &mut got);
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{kind:?}: tile dequantiser differs from the portable one"
+            );
         }
     }
 }
