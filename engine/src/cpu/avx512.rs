@@ -1,6 +1,7 @@
 //! AVX-512 kernels, picked at run time on CPUs that have AVX-512F and BW (Skylake-SP and
-//! later, Zen 4): the decode dot products of [`super::packed_dot`] sixteen lanes wide, and a
-//! register-blocked `rows x features` kernel for batches and prefill.
+//! later, Zen 4): the decode dot products of [`super::packed_dot`] sixteen lanes wide, a
+//! register-blocked `rows x features` kernel and a tile dequantiser for batches and prefill,
+//! and the f16 LoRA kernels of `--lora-f16`.
 //!
 //! Activations stay f32 and every product is accumulated in f32, as in the AVX2 and generic
 //! kernels; only the summation order differs. `DLP_CPU_NO_AVX512=1` turns these kernels off
