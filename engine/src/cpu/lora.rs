@@ -12,7 +12,7 @@ use crate::backend::{LoraStackHost, StepPlan, NO_ADAPTER};
 use crate::error::{Error, Result};
 
 /// A LoRA stack as the CPU backend holds it: the stack's tables; A in f32 (`stack.a`) or f16;
-/// B^T re-laid in column blocks ([`column_blocks`]), in f32 (`bt`) or f16. f16 is
+/// B^T re-laid in column blocks (`column_blocks`), in f32 (`bt`) or f16. f16 is
 /// `--lora-f16`: half the bytes that decode streams per adapter. `stack.bt` is always empty,
 /// and `stack.a` too when A is f16.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct CpuLora {
 }
 
 /// A and B^T of a stack in f16 (bit patterns), laid out as [`LoraStackHost::a`] and the
-/// column blocks of [`column_blocks`].
+/// column blocks of `column_blocks`.
 #[derive(Debug, Clone)]
 pub struct HalfLora {
     a: Vec<u16>,

@@ -13,7 +13,7 @@ use super::packed_dot::{block_sums, dequantize, dot_row};
 use super::CpuWeight;
 use crate::tensor::Packed;
 
-/// Dot product; the AVX2 build of it where the CPU has AVX2 (see [`super::packed_dot`]).
+/// Dot product; the AVX-512 or AVX2 build of it where the CPU has one (checked at run time).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
