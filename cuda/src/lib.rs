@@ -6,6 +6,7 @@
 //! says which library is missing. Buffers are plain device allocations (no managed memory).
 
 mod kernels;
+mod launch;
 pub mod nvrtc;
 mod ops;
 

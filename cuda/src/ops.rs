@@ -1,154 +1,13 @@
 //! `impl Backend for CudaBackend`: host-side checks (the same errors the CPU reference gives),
 //! then one launch per op (two for attention, logits and matmul with bias), all on one stream.
 
-use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
-use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
-use dlp_engine::backend::{AttnShape, Backend, LoraStackHost, StepPlan, NO_ADAPTER};
+use cudarc::driver::{CudaSlice, PushKernelArg};
+use dlp_engine::backend::{AttnShape, Backend, LoraStackHost, StepPlan};
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
 
+use crate::launch::{cfg, check_len, grid_1d, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK};
 use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
-
-/// Threads per block of the element-wise and row kernels.
-const BLOCK: u32 = 256;
-/// Grid cap of the grid-stride kernels (enough blocks to fill any current GPU).
-const MAX_GRID: usize = 8192;
-/// Largest head width of the attention kernel (`ATTN_MAX_HEAD_DIM`); its block size.
-const ATTN_MAX_HEAD_DIM: usize = 256;
-const ATTN_THREADS: u32 = 128;
-
-fn check_len(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
-    if have < need {
-        return Err(err(format!(
-            "{op}: buffer `{what}` holds {have} values, needs {need}"
-        )));
-    }
-    Ok(())
-}
-
-fn int(op: &str, v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| err(format!("{op}: size {v} does not fit a kernel argument")))
-}
-
-fn grid_1d(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.div_ceil(BLOCK as usize).clamp(1, MAX_GRID) as u32, 1, 1),
-        block_dim: (BLOCK, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-fn cfg(grid: (u32, u32, u32), block: u32, shared: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: grid,
-        block_dim: (block, 1, 1),
-        shared_mem_bytes: shared,
-    }
-}
-
-impl CudaBackend {
-    fn args<'a>(&'a self, f: &'a CudaFunction) -> LaunchArgs<'a> {
-        self.stream().launch_builder(f)
-    }
-
-    /// Launches and checks the launch (and, with `DLP_CUDA_SYNC=1`, its completion).
-    fn go(&self, op: &str, mut a: LaunchArgs<'_>, c: LaunchConfig) -> Result<()> {
-        // SAFETY: each caller passes the kernel's parameters in its declared order and types,
-        // with buffers checked above to hold every element the launch touches.
-        unsafe { a.launch(c) }.map_err(|e| err(format!("{op}: launch: {e}")))?;
-        if self.sync_each {
-            self.synchronize()
-                .map_err(|e| err(format!("{op}: after the kernel: {e}")))?;
-        }
-        Ok(())
-    }
-
-    /// `out[rows, n] = x[rows, k] @ W^T` through cuBLAS (column-major: out^T = W x^T).
-    fn sgemm(
-        &self,
-        x: &CudaSlice<f32>,
-        w: &CudaWeight,
-        rows: usize,
-        out: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        let (n, k) = (w.rows, w.cols);
-        let c = GemmConfig {
-            transa: cublasOperation_t::CUBLAS_OP_T,
-            transb: cublasOperation_t::CUBLAS_OP_N,
-            m: int("matmul", n)?,
-            n: int("matmul", rows)?,
-            k: int("matmul", k)?,
-            alpha: 1.0f32,
-            lda: int("matmul", k)?,
-            ldb: int("matmul", k)?,
-            beta: 0.0f32,
-            ldc: int("matmul", n)?,
-        };
-        let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: W holds n*k, x at least rows*k and out at least rows*n values (checked).
-        unsafe { blas.gemm(c, &w.data, x, out) }
-            .map_err(|e| err(format!("matmul: cublasSgemm ({rows}x{k} @ {k}x{n}): {e:?}")))
-    }
-
-    /// `out[rows, n] = x[rows, k] @ W^T (+ bias)` with `W` in bf16 (`matmul_bf16`): one warp
-    /// per output feature and eight rows, f32 accumulation. Sizes are checked by the callers.
-    fn matmul_bf16(
-        &self,
-        x: &CudaSlice<f32>,
-        w: &CudaWeight,
-        bias: Option<&CudaSlice<f32>>,
-        rows: usize,
-        out: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        const WARPS: usize = 8;
-        const ROWS: usize = 8; // MATMUL_BF16_ROWS in matmul.cu
-        let wb = w
-            .bf16
-            .as_ref()
-            .ok_or_else(|| err("matmul: weight is not bf16"))?;
-        let (k, n) = (int("matmul", w.cols)?, int("matmul", w.rows)?);
-        let r = int("matmul", rows)?;
-        let grid = (
-            int("matmul", w.rows.div_ceil(WARPS))? as u32,
-            int("matmul", rows.div_ceil(ROWS))? as u32,
-            1,
-        );
-        let has_bias = i32::from(bias.is_some());
-        let mut a = self.args(&self.k.matmul_bf16);
-        // Without a bias the kernel never reads it; `x` stands in for the pointer.
-        a.arg(x)
-            .arg(wb)
-            .arg(bias.unwrap_or(x))
-            .arg(&has_bias)
-            .arg(&r)
-            .arg(&k)
-            .arg(&n)
-            .arg(out);
-        self.go("matmul (bf16)", a, cfg(grid, (WARPS * 32) as u32, 0))
-    }
-
-    fn check_lora(&self, op: &str, l: &CudaLora, step: &CudaStep, n_tokens: usize) -> Result<()> {
-        let p = &step.plan;
-        check_len(op, "step tokens", p.segment_of_token.len(), n_tokens)?;
-        for &s in &p.segment_of_token[..n_tokens] {
-            if s as usize >= p.n_segments() {
-                return Err(Error::invalid(format!(
-                    "lora: token refers to segment {s}, the step has {}",
-                    p.n_segments()
-                )));
-            }
-        }
-        for &slot in &p.mix_slots {
-            if slot != NO_ADAPTER && slot as usize >= l.n_slots {
-                return Err(Error::invalid(format!(
-                    "lora: mixture names slot {slot}, {} adapters are loaded",
-                    l.n_slots
-                )));
-            }
-        }
-        Ok(())
-    }
-}
 
 impl Backend for CudaBackend {
     type Buf = CudaSlice<f32>;
@@ -485,7 +344,7 @@ impl Backend for CudaBackend {
         n_tokens: usize,
         u: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.check_lora("lora_shrink", l, step, n_tokens)?;
+        step.plan.check_lora(n_tokens, l.n_slots)?;
         let kk = step.plan.mix_k;
         check_len("lora_shrink", "x", x.len(), n_tokens * l.in_dim)?;
         check_len("lora_shrink", "u", u.len(), n_tokens * kk * l.max_rank)?;
@@ -519,7 +378,7 @@ impl Backend for CudaBackend {
         n_tokens: usize,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.check_lora("lora_expand", l, step, n_tokens)?;
+        step.plan.check_lora(n_tokens, l.n_slots)?;
         let kk = step.plan.mix_k;
         check_len("lora_expand", "u", u.len(), n_tokens * kk * l.max_rank)?;
         check_len("lora_expand", "y", y.len(), n_tokens * l.out_dim)?;

@@ -5,7 +5,7 @@
 //! Buffers hold f32, row-major. Ops take the number of valid rows explicitly so that scratch
 //! buffers sized for the largest step are reused by smaller ones (no allocation per token).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::HostTensor;
 
 /// Marks an unused entry of a segment's mixture (`StepPlan::mix_slots`).
@@ -41,6 +41,36 @@ impl StepPlan {
     /// Number of segments.
     pub fn n_segments(&self) -> usize {
         self.mix_slots.len().checked_div(self.mix_k).unwrap_or(0)
+    }
+
+    /// The LoRA ops' checks, the same on every backend: the step has `n_tokens` tokens, each
+    /// in one of its segments, and every mixture names one of the `n_slots` loaded adapters.
+    pub fn check_lora(&self, n_tokens: usize, n_slots: usize) -> Result<()> {
+        if self.segment_of_token.len() < n_tokens {
+            return Err(Error::invalid(format!(
+                "lora: step has {} tokens, {n_tokens} asked",
+                self.segment_of_token.len()
+            )));
+        }
+        if let Some(s) = self.segment_of_token[..n_tokens]
+            .iter()
+            .find(|&&s| s as usize >= self.n_segments())
+        {
+            return Err(Error::invalid(format!(
+                "lora: token refers to segment {s}, the step has {}",
+                self.n_segments()
+            )));
+        }
+        if let Some(slot) = self
+            .mix_slots
+            .iter()
+            .find(|&&slot| slot != NO_ADAPTER && slot as usize >= n_slots)
+        {
+            return Err(Error::invalid(format!(
+                "lora: mixture names slot {slot}, {n_slots} adapters are loaded"
+            )));
+        }
+        Ok(())
     }
 }
 

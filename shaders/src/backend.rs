@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use dlp_engine::tensor::PackedKind;
-use dlp_engine::{Error, HostTensor, LoraStackHost, Result, StepPlan, NO_ADAPTER};
+use dlp_engine::{Error, HostTensor, LoraStackHost, Result, StepPlan};
 
 use crate::device::{AdapterPolicy, Gpu};
 use crate::half::f16_bits;
@@ -306,33 +306,6 @@ pub(crate) fn check_len(op: &str, what: &str, have: usize, need: usize) -> Resul
         return Err(err(format!(
             "{op}: buffer `{what}` holds {have} values, needs {need}"
         )));
-    }
-    Ok(())
-}
-
-/// The LoRA ops' host checks (same as the CPU reference's): segments and slots in range.
-pub(crate) fn check_lora(l: &LoraStackHost, plan: &StepPlan, n_tokens: usize) -> Result<()> {
-    if plan.segment_of_token.len() < n_tokens {
-        return Err(err(format!(
-            "lora: step has {} tokens, {n_tokens} asked",
-            plan.segment_of_token.len()
-        )));
-    }
-    for &s in &plan.segment_of_token[..n_tokens] {
-        if s as usize >= plan.n_segments() {
-            return Err(Error::invalid(format!(
-                "lora: token refers to segment {s}, the step has {}",
-                plan.n_segments()
-            )));
-        }
-    }
-    for &slot in &plan.mix_slots {
-        if slot != NO_ADAPTER && slot as usize >= l.slot_rank.len() {
-            return Err(Error::invalid(format!(
-                "lora: mixture names slot {slot}, {} adapters are loaded",
-                l.slot_rank.len()
-            )));
-        }
     }
     Ok(())
 }

@@ -3,9 +3,7 @@
 
 use dlp_engine::{AttnShape, Backend, Error, HostTensor, LoraStackHost, Result, StepPlan};
 
-use crate::backend::{
-    check_len, check_lora, err, WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight,
-};
+use crate::backend::{check_len, err, WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight};
 use crate::device::{groups_1d, Variant};
 use crate::params::*;
 
@@ -331,7 +329,7 @@ impl Backend for WgpuBackend {
         u: &mut WgpuBuf,
     ) -> Result<()> {
         let (l, plan) = (&lora.host, &step.plan);
-        check_lora(l, plan, n_tokens)?;
+        plan.check_lora(n_tokens, l.slot_rank.len())?;
         check_len("lora_shrink", "x", x.len, n_tokens * l.in_dim)?;
         check_len(
             "lora_shrink",
@@ -362,7 +360,7 @@ impl Backend for WgpuBackend {
         y: &mut WgpuBuf,
     ) -> Result<()> {
         let (l, plan) = (&lora.host, &step.plan);
-        check_lora(l, plan, n_tokens)?;
+        plan.check_lora(n_tokens, l.slot_rank.len())?;
         check_len(
             "lora_expand",
             "u",

@@ -206,15 +206,7 @@ impl Fixture {
     /// As [`Fixture::load`], choosing whether packed weights stay packed.
     pub fn load_with<B: Backend>(&self, backend: B, keep_packed: bool) -> Result<Model<B>> {
         let files = ModelFiles::load_with(&self.model_path(), keep_packed)?;
-        let mut names: Vec<&String> = self.golden.adapters.keys().collect();
-        names.sort();
-        let adapters = names
-            .iter()
-            .map(|n| PeftAdapter::load(n, &self.dir.join(&self.golden.adapters[*n]), &files.config))
-            .collect::<Result<Vec<_>>>()?;
-        let mut model = Model::new(backend, files.config, files.weights, 4096)?;
-        model.set_adapters(&adapters)?;
-        Ok(model)
+        self.model_from(backend, files)
     }
 
     /// As [`Fixture::load_with`] (f32 weights), with every 2-D weight (matmul weights,
@@ -230,6 +222,11 @@ impl Fixture {
                     .for_each(|v| *v = half::bf16::from_f32(*v).to_f32());
             }
         }
+        self.model_from(backend, files)
+    }
+
+    /// The model of `files` on `backend`, with all the fixture's adapters.
+    fn model_from<B: Backend>(&self, backend: B, files: ModelFiles) -> Result<Model<B>> {
         let mut names: Vec<&String> = self.golden.adapters.keys().collect();
         names.sort();
         let adapters = names
@@ -379,17 +376,33 @@ pub fn run_golden<B: Backend>(name: &str, backend: B) {
 /// cases (the same decode path, one step per position instead of one per position per case),
 /// for backends too slow to do both (software GPU adapters). The omission is printed.
 pub fn run_golden_with<B: Backend>(name: &str, backend: B, per_case_decode: bool) {
-    let packed = backend.packed_weights();
-    run_golden_opts(name, backend, per_case_decode, packed, LOGIT_TOL);
+    let storage = Storage::default_for(&backend);
+    run_golden_opts(name, backend, per_case_decode, storage, F32_BOUND);
 }
 
 /// Every case with the 2-D weights rounded to bf16 ([`Fixture::load_bf16_rounded`]), under
 /// bound `tol` (prefill, decode, batched), for bf16 weight storage (`--cuda-bf16-weights`).
 pub fn run_golden_bf16_weights<B: Backend>(name: &str, backend: B, tol: f32) {
-    run_golden_opts_with(name, backend, true, Storage::Bf16Rounded, tol);
+    run_golden_opts(name, backend, true, Storage::Bf16Rounded, (tol, 2.0 * tol));
 }
 
-/// How [`run_golden_opts_with`] loads the weights.
+/// As [`run_golden`] with bound `tol` per reference number (greedy tokens checked where the
+/// reference margin exceeds `2 * tol`), for reduced-precision storage (`--lora-f16`).
+pub fn run_golden_within<B: Backend>(name: &str, backend: B, tol: f32) {
+    let storage = Storage::default_for(&backend);
+    run_golden_opts(name, backend, true, storage, (tol, 2.0 * tol));
+}
+
+/// As [`run_golden`], with every weight loaded as f32 even where the backend could keep a
+/// GGUF's packed blocks (the reference path, `--f32-weights`).
+pub fn run_golden_f32_weights<B: Backend>(name: &str, backend: B) {
+    run_golden_opts(name, backend, true, Storage::F32, F32_BOUND);
+}
+
+/// The bound of the f32 paths: (per reference number, greedy-token margin), as [`check_case`].
+const F32_BOUND: (f32, f32) = (LOGIT_TOL, MARGIN);
+
+/// How [`run_golden_opts`] loads the weights.
 #[derive(Clone, Copy, PartialEq)]
 enum Storage {
     /// A GGUF's blocks stay packed.
@@ -400,47 +413,28 @@ enum Storage {
     Bf16Rounded,
 }
 
-/// As [`run_golden`] with bound `tol` per reference number (greedy tokens checked where the
-/// reference margin exceeds `2 * tol`), for reduced-precision storage (`--lora-f16`).
-pub fn run_golden_within<B: Backend>(name: &str, backend: B, tol: f32) {
-    let packed = backend.packed_weights();
-    run_golden_opts(name, backend, true, packed, tol);
+impl Storage {
+    /// What `dlp-run` does on `backend`: packed blocks where it computes on them.
+    fn default_for<B: Backend>(backend: &B) -> Storage {
+        if backend.packed_weights() {
+            Storage::Packed
+        } else {
+            Storage::F32
+        }
+    }
 }
 
-/// As [`run_golden`], with every weight loaded as f32 even where the backend could keep a
-/// GGUF's packed blocks (the reference path, `--f32-weights`).
-pub fn run_golden_f32_weights<B: Backend>(name: &str, backend: B) {
-    run_golden_opts(name, backend, true, false, LOGIT_TOL);
-}
-
+/// The golden run: weights loaded as `storage`, every reference number within `tol` and the
+/// greedy token equal where the reference margin exceeds `margin`.
 fn run_golden_opts<B: Backend>(
     name: &str,
     backend: B,
     per_case_decode: bool,
-    keep_packed: bool,
-    tol: f32,
-) {
-    let storage = if keep_packed {
-        Storage::Packed
-    } else {
-        Storage::F32
-    };
-    run_golden_opts_with(name, backend, per_case_decode, storage, tol)
-}
-
-fn run_golden_opts_with<B: Backend>(
-    name: &str,
-    backend: B,
-    per_case_decode: bool,
     storage: Storage,
-    tol: f32,
+    (tol, margin): (f32, f32),
 ) {
     let check = |fx: &Fixture, case: &Case, vocab: usize, logits: &[f32]| {
-        if tol == LOGIT_TOL {
-            check_case(fx, case, vocab, logits)
-        } else {
-            check_case_within(fx, case, vocab, logits, tol, 2.0 * tol)
-        }
+        check_case_within(fx, case, vocab, logits, tol, margin)
     };
     let Some(dir) = fixtures(name) else { return };
     let fx = Fixture::open(&dir);

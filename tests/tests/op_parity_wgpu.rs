@@ -9,7 +9,7 @@
 
 use dlp_engine::{Backend, HostTensor, StepPlan, NO_ADAPTER};
 use dlp_tests::parity::{
-    assert_all_pass, cases, f16_weight_cases, run_all, run_case, run_cases, Op, Outcome,
+    assert_all_pass, cases, f16_weight_cases, run_all, run_case, run_cases, Op, Outcome, ParityCase,
 };
 use dlp_tests::{backend_or_skip, required};
 use dlp_wgpu::{round_f16, AdapterPolicy, WgpuBackend, WgpuOptions};
@@ -62,21 +62,28 @@ fn op_parity_wgpu() {
 fn op_parity_wgpu_split_weights() {
     // 4 KiB per binding: every weight of these cases spans several row blocks.
     let Some(b) = backend(Some(4096)) else { return };
-    let results: Vec<(String, Outcome)> = cases()
+    let weighted = cases().into_iter().filter(|c| {
+        matches!(
+            c.op,
+            Op::Matmul { .. } | Op::Embedding { .. } | Op::Logits { .. }
+        )
+    });
+    assert_all_pass(&run_split(&b, weighted));
+}
+
+/// Runs `cases` on a backend whose weights are split into small binding blocks, printing each.
+fn run_split(
+    b: &WgpuBackend,
+    cases: impl IntoIterator<Item = ParityCase>,
+) -> Vec<(String, Outcome)> {
+    cases
         .into_iter()
-        .filter(|c| {
-            matches!(
-                c.op,
-                Op::Matmul { .. } | Op::Embedding { .. } | Op::Logits { .. }
-            )
-        })
         .map(|c| {
-            let o = run_case(&b, &c);
+            let o = run_case(b, &c);
             println!("  split {:<90} {o:?}", c.id);
             (c.id, o)
         })
-        .collect();
-    assert_all_pass(&results);
+        .collect()
 }
 
 #[test]
@@ -104,15 +111,7 @@ fn op_parity_wgpu_f16_weights_split() {
     let Some(b) = backend_f16(Some(4096)) else {
         return;
     };
-    let results: Vec<(String, Outcome)> = f16_weight_cases()
-        .into_iter()
-        .map(|c| {
-            let o = run_case(&b, &c);
-            println!("  split {:<90} {o:?}", c.id);
-            (c.id, o)
-        })
-        .collect();
-    assert_all_pass(&results);
+    assert_all_pass(&run_split(&b, f16_weight_cases()));
 }
 
 /// The f16 cases compare kernels on f16-valued weights; this checks the weights really are

@@ -51,7 +51,7 @@ fn column_blocks<T: Copy + Default>(bt: &[T], rows: usize, o: usize) -> Vec<T> {
 impl CpuLora {
     /// Holds `s` in f32, or in f16 (rounded to nearest) when `f16_values`.
     pub fn new(s: &LoraStackHost, f16_values: bool) -> Self {
-        let rows = s.bt.len() / s.out_dim.max(1);
+        let rows = s.total_rank();
         let mut stack = LoraStackHost {
             bt: Vec::new(),
             ..s.clone()
@@ -123,23 +123,7 @@ fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<(usiz
 }
 
 fn check(l: &LoraStackHost, step: &StepPlan, n_tokens: usize) -> Result<()> {
-    for &s in &step.segment_of_token[..n_tokens] {
-        if s as usize >= step.n_segments() {
-            return Err(Error::invalid(format!(
-                "lora: token refers to segment {s}, the step has {}",
-                step.n_segments()
-            )));
-        }
-    }
-    for &slot in &step.mix_slots {
-        if slot != NO_ADAPTER && slot as usize >= l.slot_rank.len() {
-            return Err(Error::invalid(format!(
-                "lora: mixture names slot {slot}, {} adapters are loaded",
-                l.slot_rank.len()
-            )));
-        }
-    }
-    Ok(())
+    step.check_lora(n_tokens, l.slot_rank.len())
 }
 
 /// `u[t, k, j] = w_k * scale_k * dot(A_k[j], x[t])`; `u` is `[T, K, max_rank]`.

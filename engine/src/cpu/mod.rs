@@ -174,6 +174,18 @@ impl Backend for CpuBackend {
     }
 
     fn upload_lora(&self, s: &LoraStackHost) -> Result<lora::CpuLora> {
+        let rows = s.total_rank();
+        if s.a.len() != rows * s.in_dim || s.bt.len() != rows * s.out_dim {
+            return Err(Error::invalid(format!(
+                "upload_lora: {rows} rank rows of {} -> {} need A {} and B^T {} values, got {} and {}",
+                s.in_dim,
+                s.out_dim,
+                rows * s.in_dim,
+                rows * s.out_dim,
+                s.a.len(),
+                s.bt.len()
+            )));
+        }
         Ok(lora::CpuLora::new(s, self.options.lora_f16))
     }
 

@@ -293,16 +293,20 @@ pub fn dot_row(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) -> f32 {
 mod tests {
     use super::*;
 
-    /// Every kind against dequantise-then-dot, on random blocks.
-    #[test]
-    fn matches_dequantised_dot() {
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        let mut rnd = || {
+    /// A xorshift64 stream from `seed` (random test blocks).
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    /// Every kind against dequantise-then-dot, on random blocks.
+    #[test]
+    fn matches_dequantised_dot() {
+        let mut rnd = xorshift(0x9e3779b97f4a7c15u64);
         let k = 96;
         let x: Vec<f32> = (0..k)
             .map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0)
@@ -359,13 +363,7 @@ mod tests {
     /// The tile dequantiser (AVX-512 where the CPU has it) gives exactly the portable values.
     #[test]
     fn dequantize_is_bit_identical() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = xorshift(0x2545_f491_4f6c_dd1du64);
         for kind in [PackedKind::Q4_0, PackedKind::Q4_1, PackedKind::Q8_0] {
             // 37 blocks: two gathered chunks of 16 and a partial one.
             let (per, bsize) = kind.block();

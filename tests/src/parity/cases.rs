@@ -105,6 +105,12 @@ fn case(id: String, op: Op, tol: f64) -> ParityCase {
     }
 }
 
+/// The printable id of a matmul case.
+fn matmul_id(rows: usize, k: usize, n: usize, bias: bool) -> String {
+    let b = if bias { ",bias" } else { "" };
+    format!("matmul(rows={rows},k={k},n={n}{b})")
+}
+
 fn attn(
     heads: usize,
     kv: usize,
@@ -198,10 +204,7 @@ pub fn cases() -> Vec<ParityCase> {
         (67, 129, 70, false),
         (130, 576, 200, true),
     ] {
-        let id = format!(
-            "matmul(rows={rows},k={k},n={n}{})",
-            if bias { ",bias" } else { "" }
-        );
+        let id = matmul_id(rows, k, n, bias);
         v.push(case(id, Op::Matmul { rows, k, n, bias }, r));
     }
     for (heads, head_dim, positions) in [
@@ -306,10 +309,7 @@ pub fn f16_weight_cases() -> Vec<ParityCase> {
         (17, 65, 131, false),
         (67, 129, 70, true),
     ] {
-        let id = format!(
-            "matmul(rows={rows},k={k},n={n}{})",
-            if bias { ",bias" } else { "" }
-        );
+        let id = matmul_id(rows, k, n, bias);
         v.push(f16(id, Op::Matmul { rows, k, n, bias }, REDUCTION_TOL));
     }
     for (hidden, vocab, tokens, rows) in [

@@ -1,0 +1,133 @@
+//! Launch plumbing of the CUDA backend: grid shapes, checked launches, and the cuBLAS sgemm
+//! and `matmul_bf16` calls.
+
+use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
+use dlp_engine::Result;
+
+use crate::{err, CudaBackend, CudaWeight};
+
+/// Threads per block of the element-wise and row kernels.
+pub(crate) const BLOCK: u32 = 256;
+/// Grid cap of the grid-stride kernels (enough blocks to fill any current GPU).
+const MAX_GRID: usize = 8192;
+/// Largest head width of the attention kernel (`ATTN_MAX_HEAD_DIM` in attention.cu).
+pub(crate) const ATTN_MAX_HEAD_DIM: usize = 256;
+/// Threads per block of the attention kernel.
+pub(crate) const ATTN_THREADS: u32 = 128;
+
+/// Checks that a buffer holds at least `need` values (an error naming the op otherwise).
+pub(crate) fn check_len(op: &str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(err(format!(
+            "{op}: buffer `{what}` holds {have} values, needs {need}"
+        )));
+    }
+    Ok(())
+}
+
+/// `v` as a kernel's `int` argument, or an error naming the op.
+pub(crate) fn int(op: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| err(format!("{op}: size {v} does not fit a kernel argument")))
+}
+
+/// A grid-stride launch over `n` elements.
+pub(crate) fn grid_1d(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(BLOCK as usize).clamp(1, MAX_GRID) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A launch of `grid` blocks of `block` threads with `shared` bytes of shared memory.
+pub(crate) fn cfg(grid: (u32, u32, u32), block: u32, shared: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: shared,
+    }
+}
+
+impl CudaBackend {
+    /// A launch of `f` on this backend's stream.
+    pub(crate) fn args<'a>(&'a self, f: &'a CudaFunction) -> LaunchArgs<'a> {
+        self.stream().launch_builder(f)
+    }
+
+    /// Launches and checks the launch (and, with `DLP_CUDA_SYNC=1`, its completion).
+    pub(crate) fn go(&self, op: &str, mut a: LaunchArgs<'_>, c: LaunchConfig) -> Result<()> {
+        // SAFETY: each caller passes the kernel's parameters in its declared order and types,
+        // with buffers checked above to hold every element the launch touches.
+        unsafe { a.launch(c) }.map_err(|e| err(format!("{op}: launch: {e}")))?;
+        if self.sync_each {
+            self.synchronize()
+                .map_err(|e| err(format!("{op}: after the kernel: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// `out[rows, n] = x[rows, k] @ W^T` through cuBLAS (column-major: out^T = W x^T).
+    pub(crate) fn sgemm(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (n, k) = (w.rows, w.cols);
+        let c = GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: int("matmul", n)?,
+            n: int("matmul", rows)?,
+            k: int("matmul", k)?,
+            alpha: 1.0f32,
+            lda: int("matmul", k)?,
+            ldb: int("matmul", k)?,
+            beta: 0.0f32,
+            ldc: int("matmul", n)?,
+        };
+        let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: W holds n*k, x at least rows*k and out at least rows*n values (checked).
+        unsafe { blas.gemm(c, &w.data, x, out) }
+            .map_err(|e| err(format!("matmul: cublasSgemm ({rows}x{k} @ {k}x{n}): {e:?}")))
+    }
+
+    /// `out[rows, n] = x[rows, k] @ W^T (+ bias)` with `W` in bf16 (`matmul_bf16`): one warp
+    /// per output feature and eight rows, f32 accumulation. Sizes are checked by the callers.
+    pub(crate) fn matmul_bf16(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        const WARPS: usize = 8;
+        const ROWS: usize = 8; // MATMUL_BF16_ROWS in matmul.cu
+        let wb = w
+            .bf16
+            .as_ref()
+            .ok_or_else(|| err("matmul: weight is not bf16"))?;
+        let (k, n) = (int("matmul", w.cols)?, int("matmul", w.rows)?);
+        let r = int("matmul", rows)?;
+        let grid = (
+            int("matmul", w.rows.div_ceil(WARPS))? as u32,
+            int("matmul", rows.div_ceil(ROWS))? as u32,
+            1,
+        );
+        let has_bias = i32::from(bias.is_some());
+        let mut a = self.args(&self.k.matmul_bf16);
+        // Without a bias the kernel never reads it; `x` stands in for the pointer.
+        a.arg(x)
+            .arg(wb)
+            .arg(bias.unwrap_or(x))
+            .arg(&has_bias)
+            .arg(&r)
+            .arg(&k)
+            .arg(&n)
+            .arg(out);
+        self.go("matmul (bf16)", a, cfg(grid, (WARPS * 32) as u32, 0))
+    }
+}
