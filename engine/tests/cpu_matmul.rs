@@ -83,7 +83,7 @@ fn matmul_matches_f64_reference() {
             };
             let bias: Vec<f32> = (0..n).map(|_| rng.f()).collect();
             let wt = be.upload_weight(&w).unwrap();
-            for rows in [1, 2, 3, 4, 5, 9, 33] {
+            for rows in [1, 2, 3, 4, 5, 9, 16, 17, 33, 70] {
                 let id = format!("{kind:?} n={n} k={k} rows={rows}");
                 let x: Vec<f32> = (0..rows * k).map(|_| rng.f()).collect();
                 let xb = be.upload(&x).unwrap();

@@ -41,7 +41,13 @@ fn stack(ads: &[Adapter], n_in: usize, n_out: usize) -> LoraStackHost {
 #[test]
 fn fused_pair_matches_naive_loop() {
     for f16 in [false, true] {
-        for (n_in, n_out, t) in [(37, 23, 11), (70, 150, 1), (64, 200, 3), (40, 64, 1)] {
+        for (n_in, n_out, t) in [
+            (37, 23, 11),
+            (70, 150, 1),
+            (64, 200, 3),
+            (40, 64, 1),
+            (96, 130, 40),
+        ] {
             fused_case(n_in, n_out, t, f16);
         }
     }
@@ -167,6 +173,14 @@ fn bad_slot_is_an_error_not_a_panic() {
         .lora_shrink(&vec![1.0; 2], &lora, &plan, 1, &mut u)
         .unwrap_err();
     assert!(err.to_string().contains("slot 5"), "{err}");
+
+    // A slot table that points past the stack's rows is refused at upload.
+    let outside = LoraStackHost {
+        slot_offset: vec![1],
+        ..st.clone()
+    };
+    let err = b.upload_lora(&outside).unwrap_err();
+    assert!(err.to_string().contains("slot 0 (offset 1, rank 1)"), "{err}");
 }
 
 /// The CPU's fused decode `linears` (all shrinks in one pass, then every gemv block with its

@@ -1,7 +1,8 @@
 //! AVX-512 kernels, picked at run time on CPUs that have AVX-512F and BW (Skylake-SP and
 //! later, Zen 4): the decode dot products of [`super::packed_dot`] sixteen lanes wide, a
-//! register-blocked `rows x features` kernel and a tile dequantiser for batches and prefill,
-//! and the f16 LoRA kernels of `--lora-f16`.
+//! register-blocked `rows x features` dot kernel (LoRA shrink of several tokens, attention
+//! scores), a tile dequantiser for batches and prefill (whose matmul kernel is in
+//! [`super::avx512_rows`]), and the LoRA expand kernels (f32 and the f16 of `--lora-f16`).
 //!
 //! Activations stay f32 and every product is accumulated in f32, as in the AVX2 and generic
 //! kernels; only the summation order differs. `DLP_CPU_NO_AVX512=1` turns these kernels off
@@ -346,46 +347,56 @@ pub unsafe fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
     }
 }
 
-/// Columns of `y` per register chunk in [`add_rows_f16`].
-const ROW_CHUNK: usize = 64;
-
-/// `y[i] += sum (coef * bt[start + i])` over `rows` = `(coef, start)` with `bt` in f16: each
-/// chunk of 64 columns stays in four registers while every row is added into it.
+/// `y[i] += sum coef * block[row * 64 + i]` over `rows` = `(coef, row)`, `y.len() <= 64`:
+/// one 64-column block of B^T (f32), `y` held in four registers while every row is added.
 ///
 /// # Safety
-/// AVX-512F and F16C; every `start + y.len()` is within `bt`.
+/// AVX-512F; `block` holds 64 readable values from every `row * 64`.
+#[target_feature(enable = "avx512f,fma")]
+pub unsafe fn add_block_rows(y: &mut [f32], block: *const f32, rows: &[(f32, usize)]) {
+    // SAFETY: as the caller vouched; every load of a row stays in its 64 values.
+    unsafe { add_block(y, rows, |at| _mm512_loadu_ps(block.add(at))) }
+}
+
+/// [`add_block_rows`] with the block in f16 (bit patterns).
+///
+/// # Safety
+/// AVX-512F and F16C; `block` holds 64 readable values from every `row * 64`.
 #[target_feature(enable = "avx512f,fma,f16c")]
-pub unsafe fn add_rows_f16<I: Iterator<Item = (f32, usize)> + Clone>(
-    y: &mut [f32],
-    bt: &[u16],
-    rows: I,
-) {
-    let (py, pb) = (y.as_mut_ptr(), bt.as_ptr());
-    let whole = y.len() / ROW_CHUNK * ROW_CHUNK;
-    let mut c0 = 0;
-    // SAFETY: loads and stores stay below `y.len()` in `y` and below `start + y.len()` in `bt`.
+pub unsafe fn add_block_rows_f16(y: &mut [f32], block: *const u16, rows: &[(f32, usize)]) {
+    // SAFETY: as the caller vouched; every load of a row stays in its 64 values.
     unsafe {
-        while c0 < whole {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for (q, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_loadu_ps(py.add(c0 + 16 * q));
-            }
-            for (coef, start) in rows.clone() {
-                let c = _mm512_set1_ps(coef);
-                for (q, a) in acc.iter_mut().enumerate() {
-                    let b = pb.add(start + c0 + 16 * q) as *const __m256i;
-                    *a = _mm512_fmadd_ps(c, _mm512_cvtph_ps(_mm256_loadu_si256(b)), *a);
-                }
-            }
-            for (q, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(py.add(c0 + 16 * q), *a);
-            }
-            c0 += ROW_CHUNK;
+        add_block(y, rows, |at| {
+            _mm512_cvtph_ps(_mm256_loadu_si256(block.add(at) as *const __m256i))
+        })
+    }
+}
+
+/// The body of the block kernels: `load(at)` reads 16 values of the block from element `at`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn add_block(y: &mut [f32], rows: &[(f32, usize)], load: impl Fn(usize) -> __m512) {
+    let n = y.len().min(64);
+    let py = y.as_mut_ptr();
+    let mask = |q: usize| -> __mmask16 {
+        let m = n.saturating_sub(16 * q).min(16);
+        ((1u32 << m) - 1) as __mmask16
+    };
+    // SAFETY: `y` is read and written only in its first `n` lanes (masks); the block loads
+    // are the caller's.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 4];
+        for (q, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_maskz_loadu_ps(mask(q), py.add(16 * q));
         }
-        for (coef, start) in rows {
-            for i in whole..y.len() {
-                *py.add(i) += coef * half::f16::from_bits(*pb.add(start + i)).to_f32();
+        for &(coef, row) in rows {
+            let c = _mm512_set1_ps(coef);
+            for (q, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(c, load(row * 64 + 16 * q), *a);
             }
+        }
+        for (q, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(py.add(16 * q), mask(q), *a);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::lora::{check_stack, expand_columns, shrink_entry};
+use super::lora::{check_stack, expand_columns, expand_rows, shrink_entry};
 use super::matmul::{gemv_rows, SendPtr, GEMV_CHUNK};
 use super::packed_dot::block_sums;
 use super::{check_len, CpuBackend};
@@ -19,12 +19,16 @@ use crate::error::{Error, Result};
 // Row blocks start where B^T's column blocks do.
 const _: () = assert!(GEMV_CHUNK.is_multiple_of(super::lora::COLS));
 
+/// Block sums, shrink outputs, expand `(coef, row)` lists.
+type Scratch = (Vec<f32>, Vec<f32>, Vec<(f32, usize)>);
+
 /// Most jobs fused in one call (the model passes up to three).
 pub const MAX_JOBS: usize = 4;
 
 thread_local! {
-    /// The calling thread's block sums of `x` and LoRA shrink outputs, reused across calls.
-    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The calling thread's block sums of `x`, LoRA shrink outputs and expand rows, reused
+    /// across calls.
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// One token through up to [`MAX_JOBS`] linears that read `x` (`n_in` values).
@@ -65,7 +69,7 @@ pub fn decode_linears(
     }
     // Taken out of the cell, not borrowed: the passes fork, and a waiting worker may run
     // another step's `linears` meanwhile.
-    let (mut xsum, mut u) = SCRATCH.take();
+    let (mut xsum, mut u, mut rows) = SCRATCH.take();
     block_sums(x, &mut xsum);
     u.clear();
     u.resize(u_at[jobs.len()], 0.0);
@@ -86,6 +90,16 @@ pub fn decode_linears(
         });
     }
 
+    // Each job's expand rows at `rows_at[i]..rows_at[i + 1]`, listed once for all its blocks.
+    rows.clear();
+    let mut rows_at = [0usize; MAX_JOBS + 1];
+    for (i, j) in jobs.iter().enumerate() {
+        if let Some(l) = j.lora {
+            expand_rows(l, step, 0, &u[u_at[i]..u_at[i + 1]], &mut rows);
+        }
+        rows_at[i + 1] = rows.len();
+    }
+
     // Row blocks of every job, numbered one after the other.
     let mut block_at = [0usize; MAX_JOBS + 1];
     let mut outs = [SendPtr(std::ptr::null_mut()); MAX_JOBS];
@@ -94,7 +108,7 @@ pub fn decode_linears(
         outs[i] = SendPtr(j.out.as_mut_ptr());
     }
     let jobs_ro: &[LinearJob<'_, CpuBackend>] = jobs;
-    let u_ro = &u[..];
+    let rows_ro = &rows[..];
     (0..block_at[jobs_ro.len()])
         .into_par_iter()
         .for_each(|blk| {
@@ -114,9 +128,9 @@ pub fn decode_linears(
                     .for_each(|(y, b)| *y += b);
             }
             if let Some(l) = j.lora {
-                expand_columns(l, step, 0, &u_ro[u_at[i]..u_at[i + 1]], r0, y);
+                expand_columns(l, &rows_ro[rows_at[i]..rows_at[i + 1]], r0, y);
             }
         });
-    SCRATCH.set((xsum, u));
+    SCRATCH.set((xsum, u, rows));
     Ok(())
 }

@@ -4,9 +4,12 @@
 //! those adapters' stacked A and B rows; adapters of different ranks sit side by side in one
 //! stack through the rank-offset table.
 
+use std::cell::RefCell;
+
 use half::f16;
 use rayon::prelude::*;
 
+use super::matmul::{rows_dot, SendPtr};
 use super::{check_len, dot};
 use crate::backend::{LoraStackHost, StepPlan, NO_ADAPTER};
 use crate::error::{Error, Result};
@@ -79,6 +82,23 @@ impl CpuLora {
         }
     }
 
+    /// Rows `off..off + n` of A in f32: a slice of the stack, or converted from f16 into `buf`.
+    fn a_rows<'a>(&'a self, off: usize, n: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let d = self.stack.in_dim;
+        match &self.half {
+            None => &self.stack.a[off * d..(off + n) * d],
+            Some(h) => {
+                buf.clear();
+                buf.extend(
+                    h.a[off * d..(off + n) * d]
+                        .iter()
+                        .map(|&b| f16::from_bits(b).to_f32()),
+                );
+                buf
+            }
+        }
+    }
+
     /// `dot(A row `r`, x)`.
     #[inline]
     fn dot_a(&self, r: usize, x: &[f32]) -> f32 {
@@ -102,10 +122,22 @@ fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
         .sum()
 }
 
-/// Resolves entry `k` of token `t`'s segment: `(row offset, rank, weight * scale)`, or `None`
-/// when the entry is unused or the adapter does not target this module.
+/// One used entry of a token's mixture.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    slot: usize,
+    /// First row of the slot's A / B^T rows in the stack.
+    off: usize,
+    rank: usize,
+    /// Mixture weight times the adapter's scale.
+    ws: f32,
+}
+
+/// Resolves entry `k` of token `t`'s segment, or `None` when the entry is unused or the
+/// adapter does not target this module. The slot tables were checked at upload
+/// (`off + rank` lies inside the stack).
 #[inline]
-fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<(usize, usize, f32)> {
+fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<Entry> {
     let s = step.segment_of_token[t] as usize;
     let slot = step.mix_slots[s * step.mix_k + k];
     if slot == NO_ADAPTER {
@@ -113,12 +145,11 @@ fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<(usiz
     }
     let slot = slot as usize;
     let rank = *l.slot_rank.get(slot)? as usize;
-    (rank > 0).then(|| {
-        (
-            l.slot_offset[slot] as usize,
-            rank,
-            step.mix_weights[s * step.mix_k + k] * l.slot_scale[slot],
-        )
+    (rank > 0).then(|| Entry {
+        slot,
+        off: l.slot_offset[slot] as usize,
+        rank,
+        ws: step.mix_weights[s * step.mix_k + k] * l.slot_scale[slot],
     })
 }
 
@@ -126,7 +157,21 @@ fn check(l: &LoraStackHost, step: &StepPlan, n_tokens: usize) -> Result<()> {
     step.check_lora(n_tokens, l.slot_rank.len())
 }
 
+thread_local! {
+    /// A task's gathered input rows, f32 A rows and shrink outputs, reused across calls.
+    static SHRINK_BUF: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Tokens per shrink task of several tokens.
+const SHRINK_TOKENS: usize = 16;
+
 /// `u[t, k, j] = w_k * scale_k * dot(A_k[j], x[t])`; `u` is `[T, K, max_rank]`.
+///
+/// One token (decode) splits its entries over the threads. Several tokens (prefill,
+/// batches) go adapter by adapter: the tokens that use an adapter are gathered and meet its
+/// A rows in one register-blocked `rows x rank` product, so each A is read once per step
+/// rather than once per token.
 pub fn lora_shrink(
     x: &[f32],
     cl: &CpuLora,
@@ -139,30 +184,57 @@ pub fn lora_shrink(
     let (kk, mr, d) = (step.mix_k, l.max_rank, l.in_dim);
     check_len("lora_shrink", "x", x.len(), n_tokens * d)?;
     check_len("lora_shrink", "u", u.len(), n_tokens * kk * mr)?;
-    let entry_of = |t: usize, k: usize, uk: &mut [f32]| {
-        shrink_entry(cl, step, t, k, &x[t * d..(t + 1) * d], uk)
-    };
-    let token_entry = |k: usize, uk: &mut [f32]| entry_of(0, k, uk);
-    let token = |t: usize, ut: &mut [f32]| {
-        for (k, uk) in ut.chunks_mut(mr).enumerate() {
-            entry_of(t, k, uk);
-        }
-    };
     let u = &mut u[..n_tokens * kk * mr];
     if n_tokens == 1 {
         // Decode: the adapters' A blocks stream from memory, faster from every core at once.
         u.par_chunks_mut(mr)
             .enumerate()
-            .for_each(|(k, uk)| token_entry(k, uk));
-    } else {
-        u.par_chunks_mut(kk * mr)
-            .enumerate()
-            .for_each(|(t, ut)| token(t, ut));
+            .for_each(|(k, uk)| shrink_entry(cl, step, 0, k, &x[..d], uk));
+        return Ok(());
     }
+    // Every used (token, entry), grouped by slot, cut in tasks of SHRINK_TOKENS.
+    let mut by_slot: Vec<Vec<(usize, Entry)>> = vec![Vec::new(); l.slot_rank.len()];
+    for t in 0..n_tokens {
+        for k in 0..kk {
+            if let Some(e) = entry(l, step, t, k) {
+                by_slot[e.slot].push((t * kk + k, e));
+            }
+        }
+    }
+    let tasks: Vec<&[(usize, Entry)]> = by_slot
+        .iter()
+        .flat_map(|v| v.chunks(SHRINK_TOKENS))
+        .collect();
+    let u_ptr = SendPtr(u.as_mut_ptr());
+    tasks.par_iter().for_each(|task| {
+        SHRINK_BUF.with_borrow_mut(|(xs, a, out)| {
+            let e = task[0].1;
+            let (n, r) = (task.len(), e.rank);
+            xs.clear();
+            for &(tk, _) in task.iter() {
+                let t = tk / kk;
+                xs.extend_from_slice(&x[t * d..(t + 1) * d]);
+            }
+            let a_rows = cl.a_rows(e.off, r, a);
+            out.resize(n * r, 0.0);
+            rows_dot(xs, n, a_rows, r, d, out);
+            for (&(tk, e), o) in task.iter().zip(out.chunks(r)) {
+                for (j, &v) in o.iter().enumerate() {
+                    // SAFETY: (token, entry) `tk` is in one task only and writes its own
+                    // `rank <= max_rank` values at `tk * mr`, inside `u`.
+                    unsafe { *u_ptr.get().add(tk * mr + j) = e.ws * v };
+                }
+            }
+        });
+    });
     Ok(())
 }
 
 /// `y[t] += sum_k sum_{j<rank_k} u[t, k, j] * B_k[:, j]` (B stored transposed in `bt`).
+///
+/// The columns are split over the threads in whole column blocks; each block of B^T stays
+/// in L1 while every token's rows are added from it (B is read once per step, not once per
+/// token).
 pub fn lora_expand(
     u: &[f32],
     cl: &CpuLora,
@@ -175,23 +247,32 @@ pub fn lora_expand(
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
-    // One token (decode) splits its row over the threads in whole column chunks (B streams
-    // from memory, faster from every core at once); several tokens go one per task.
-    let parts = if n_tokens == 1 {
-        rayon::current_num_threads().clamp(1, o.div_ceil(COLS))
-    } else {
-        1
-    };
-    let span = o.div_ceil(parts).div_ceil(COLS) * COLS;
-    y[..n_tokens * o]
-        .par_chunks_mut(o)
-        .enumerate()
-        .for_each(|(t, yt)| {
-            yt.par_chunks_mut(span).enumerate().for_each(|(c, yc)| {
-                let c0 = c * span;
-                expand_columns(cl, step, t, &u[t * kk * mr..(t + 1) * kk * mr], c0, yc);
-            });
-        });
+    // Every token's (coef, row) list, one after the other.
+    let mut rows = Vec::new();
+    let mut at = vec![0usize; n_tokens + 1];
+    for t in 0..n_tokens {
+        expand_rows(cl, step, t, &u[t * kk * mr..(t + 1) * kk * mr], &mut rows);
+        at[t + 1] = rows.len();
+    }
+    let blocks = o.div_ceil(COLS);
+    // One token (decode): as many parts as threads (B streams from memory); several: more
+    // parts, for balance.
+    let per_thread = if n_tokens == 1 { 1 } else { 4 };
+    let parts = (rayon::current_num_threads() * per_thread).clamp(1, blocks);
+    let span = blocks.div_ceil(parts);
+    let y_ptr = SendPtr(y.as_mut_ptr());
+    (0..blocks.div_ceil(span)).into_par_iter().for_each(|p| {
+        for b in p * span..((p + 1) * span).min(blocks) {
+            let (c0, len) = (b * COLS, COLS.min(o - b * COLS));
+            for t in 0..n_tokens {
+                // SAFETY: part `p` alone writes columns of its blocks; `t * o + c0 + len`
+                // is within `y` (checked above).
+                let yt =
+                    unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(t * o + c0), len) };
+                expand_columns(cl, &rows[at[t]..at[t + 1]], c0, yt);
+            }
+        }
+    });
     Ok(())
 }
 
@@ -205,38 +286,44 @@ pub(super) fn shrink_entry(
     xt: &[f32],
     uk: &mut [f32],
 ) {
-    if let Some((off, rank, ws)) = entry(&cl.stack, step, t, k) {
-        for (j, u) in uk[..rank].iter_mut().enumerate() {
-            *u = ws * cl.dot_a(off + j, xt);
+    if let Some(e) = entry(&cl.stack, step, t, k) {
+        for (j, u) in uk[..e.rank].iter_mut().enumerate() {
+            *u = e.ws * cl.dot_a(e.off + j, xt);
         }
     }
 }
 
-/// Columns `c0..c0 + y.len()` of token `t`'s expand: `y += sum_k sum_j ut[k, j] * B_k[c, j]`,
-/// `ut` = the token's `[K, max_rank]` shrink output.
-pub(super) fn expand_columns(
+/// Appends token `t`'s expand rows to `rows`: `(ut[k, j], stack row)` for every rank row of
+/// every entry it uses (`ut` = the token's `[K, max_rank]` shrink output).
+pub(super) fn expand_rows(
     cl: &CpuLora,
     step: &StepPlan,
     t: usize,
     ut: &[f32],
-    c0: usize,
-    y: &mut [f32],
+    rows: &mut Vec<(f32, usize)>,
 ) {
-    let (l, mr) = (&cl.stack, cl.stack.max_rank);
+    let mr = cl.stack.max_rank;
+    for k in 0..step.mix_k {
+        if let Some(e) = entry(&cl.stack, step, t, k) {
+            rows.extend((0..e.rank).map(|j| (ut[k * mr + j], e.off + j)));
+        }
+    }
+}
+
+/// Columns `c0..c0 + y.len()` of one token's expand: `y[c] += sum coef * B^T[row, c]` over
+/// its `rows` from [`expand_rows`]. `c0` is a multiple of [`COLS`].
+pub(super) fn expand_columns(cl: &CpuLora, rows: &[(f32, usize)], c0: usize, y: &mut [f32]) {
     debug_assert!(
         c0.is_multiple_of(COLS),
         "expand_columns: c0 {c0} is not a block start"
     );
-    let rows = (0..step.mix_k).filter_map(|k| entry(l, step, t, k).map(|e| (k, e)));
-    let rows =
-        rows.flat_map(|(k, (off, rank, _))| (0..rank).map(move |j| (ut[k * mr + j], off + j)));
+    let len = cl.rows * COLS;
     for (ci, yc) in y.chunks_mut(COLS).enumerate() {
-        // Row `r` of this column block starts at `(block * rows + r) * COLS`.
-        let base = (c0 / COLS + ci) * cl.rows;
-        let starts = rows.clone().map(|(coef, r)| (coef, (base + r) * COLS));
+        // Column block `b` holds `rows` rows of COLS values from `b * rows * COLS`.
+        let at = (c0 / COLS + ci) * len;
         match &cl.half {
-            None => add_rows(yc, &cl.bt, starts),
-            Some(h) => add_rows_f16(yc, &h.bt, starts),
+            None => add_block_rows(yc, &cl.bt[at..at + len], rows),
+            Some(h) => add_block_rows_f16(yc, &h.bt[at..at + len], rows),
         }
     }
 }
@@ -263,65 +350,34 @@ pub(super) fn check_stack(
 /// of B^T's column blocks. Callers start their column ranges on a multiple of it.
 pub(super) const COLS: usize = 64;
 
-/// `y[i] += sum (coef * bt[start + i])` over `rows` = `(coef, start)`: `y` is walked in chunks
-/// of [`COLS`] kept in registers across all the rows, so it is loaded and stored once (not
-/// once per row); the AVX-512 build of it where the CPU has AVX-512.
-fn add_rows<I: Iterator<Item = (f32, usize)> + Clone>(y: &mut [f32], bt: &[f32], rows: I) {
+/// `y[i] += sum coef * block[row * COLS + i]` over `rows` = `(coef, row)`: one column block
+/// of B^T (`y.len() <= COLS`), `y` loaded and stored once (not once per row); the AVX-512
+/// build of it where the CPU has AVX-512.
+fn add_block_rows(y: &mut [f32], block: &[f32], rows: &[(f32, usize)]) {
+    assert!(y.len() <= COLS && rows.iter().all(|&(_, r)| (r + 1) * COLS <= block.len()));
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { add_rows_avx512(y, bt, rows) };
+        // SAFETY: the CPU has AVX-512F; every row's COLS values lie in `block` (asserted).
+        return unsafe { super::avx512::add_block_rows(y, block.as_ptr(), rows) };
     }
-    add_rows_generic(y, bt, rows)
+    for &(coef, r) in rows {
+        let b = &block[r * COLS..r * COLS + y.len()];
+        y.iter_mut().zip(b).for_each(|(y, b)| *y += coef * b);
+    }
 }
 
-/// [`add_rows`] with `bt` in f16.
-fn add_rows_f16<I: Iterator<Item = (f32, usize)> + Clone>(y: &mut [f32], bt: &[u16], rows: I) {
+/// [`add_block_rows`] with the block in f16.
+fn add_block_rows_f16(y: &mut [f32], block: &[u16], rows: &[(f32, usize)]) {
+    assert!(y.len() <= COLS && rows.iter().all(|&(_, r)| (r + 1) * COLS <= block.len()));
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        for (_, start) in rows.clone() {
-            assert!(start + y.len() <= bt.len(), "lora_expand: row out of range");
-        }
-        // SAFETY: the CPU has AVX-512F and F16C; every row lies in `bt` (checked above).
-        return unsafe { super::avx512::add_rows_f16(y, bt, rows) };
+        // SAFETY: the CPU has AVX-512F and F16C; every row's COLS values lie in `block`.
+        return unsafe { super::avx512::add_block_rows_f16(y, block.as_ptr(), rows) };
     }
-    for (coef, start) in rows {
-        let b = &bt[start..start + y.len()];
+    for &(coef, r) in rows {
+        let b = &block[r * COLS..r * COLS + y.len()];
         y.iter_mut()
             .zip(b)
             .for_each(|(y, &b)| *y += coef * f16::from_bits(b).to_f32());
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn add_rows_avx512<I: Iterator<Item = (f32, usize)> + Clone>(
-    y: &mut [f32],
-    bt: &[f32],
-    rows: I,
-) {
-    add_rows_generic(y, bt, rows)
-}
-
-#[inline(always)]
-fn add_rows_generic<I: Iterator<Item = (f32, usize)> + Clone>(y: &mut [f32], bt: &[f32], rows: I) {
-    for (ci, yc) in y.chunks_mut(COLS).enumerate() {
-        let c0 = ci * COLS;
-        if yc.len() == COLS {
-            let mut acc = [0f32; COLS];
-            acc.copy_from_slice(yc);
-            for (coef, start) in rows.clone() {
-                let b: &[f32; COLS] = bt[start + c0..start + c0 + COLS].try_into().unwrap();
-                for i in 0..COLS {
-                    acc[i] += coef * b[i];
-                }
-            }
-            yc.copy_from_slice(&acc);
-        } else {
-            for (coef, start) in rows.clone() {
-                let b = &bt[start + c0..start + c0 + yc.len()];
-                yc.iter_mut().zip(b).for_each(|(y, b)| *y += coef * b);
-            }
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! `matmul`: `out = x @ W^T (+ bias)` with `W` stored `[n, k]` as in PyTorch.
 //!
 //! One row (decode) is memory-bound: a parallel dot product per output feature reads `W` once.
-//! Several rows (prefill, batches) go through the `gemm` crate's blocked kernels. Packed
+//! Several rows (prefill, batches) go through the panel kernel of [`super::avx512_rows`] on
+//! CPUs with AVX-512, else the `gemm` crate's blocked kernels. Packed
 //! weights (Q8_0/Q4_0/Q4_1/F16/BF16) stay packed: decode dequantises in registers
 //! ([`super::packed_dot`]), several rows dequantise one tile of features at a time.
 
@@ -48,6 +49,46 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
+}
+
+/// `out[r * features + f] = dot(x[r * k..][..k], w[f * k..][..k])`: a small `rows x features`
+/// product of f32 rows (the LoRA shrink of several tokens), register-blocked where the CPU
+/// has AVX-512.
+pub(super) fn rows_dot(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    features: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    assert!(
+        x.len() >= rows * k && w.len() >= features * k && out.len() >= rows * features,
+        "rows_dot: short buffers"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: AVX-512F checked; the three buffers hold what the kernel reads and writes
+        // (asserted above).
+        return unsafe {
+            super::avx512::rows_by_features(
+                x.as_ptr(),
+                k,
+                rows,
+                w.as_ptr(),
+                k,
+                features,
+                k,
+                out.as_mut_ptr(),
+                features,
+            )
+        };
+    }
+    for (r, o) in out.chunks_mut(features).take(rows).enumerate() {
+        for (f, o) in o.iter_mut().enumerate() {
+            *o = dot(&x[r * k..(r + 1) * k], &w[f * k..(f + 1) * k]);
+        }
+    }
 }
 
 /// `out[rows, n] = x[rows, k] @ w^T + bias`.
@@ -280,19 +321,30 @@ fn wide_kernel() -> bool {
     false
 }
 
-/// Several rows on CPUs with AVX-512: output features split in tiles of `TILE` over threads;
-/// `tile_of(buf, c0, c1, run)` hands `run` the f32 weights of features `c0..c1` (a slice of
-/// the f32 matrix, or a tile dequantised into the thread's reused `buf`), and `run` computes
-/// those columns of `out` for every row.
+thread_local! {
+    /// The calling thread's packed input rows, reused across calls.
+    static XP_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Several rows on CPUs with AVX-512: `x` packed once in panels, then output features split in
+/// tiles of `TILE` over threads; `tile_of(buf, c0, c1, run)` hands `run` the f32 weights of
+/// features `c0..c1` (a slice of the f32 matrix, or a tile dequantised into the thread's
+/// reused `buf`), and `run` computes those columns of `out` for every row.
+#[cfg(target_arch = "x86_64")]
 fn tiles<G>(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32], tile_of: G)
 where
     G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
 {
     let (n, k) = (w.rows, w.cols);
     assert!(
-        x.len() >= rows * k && out.len() >= rows * n,
+        x.len() >= rows * k && out.len() >= rows * n && n < (i32::MAX as usize) / 16,
         "matmul: short buffers"
     );
+    // Taken out of the cell, not borrowed: the tiles fork, and a waiting worker may run
+    // another step's matmul meanwhile.
+    let mut xp = XP_BUF.take();
+    super::avx512_rows::pack_rows(x, rows, k, &mut xp);
+    let xp_ro = &xp[..];
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
         let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
@@ -300,14 +352,12 @@ where
             buf.resize((c1 - c0) * k, 0.0);
             tile_of(buf, c0, c1, &mut |wt: &[f32]| {
                 assert!(wt.len() >= (c1 - c0) * k);
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `wide_kernel` checked AVX-512F; `x` holds `rows` rows of `k`, `wt`
-                // holds `c1 - c0` rows of `k`, and this task alone writes columns `c0..c1` of
-                // the `rows x n` output (asserted above).
+                // SAFETY: `wide_kernel` checked AVX-512F; `xp` is `x` packed by `pack_rows`,
+                // `wt` holds `c1 - c0` rows of `k`, and this task alone writes columns
+                // `c0..c1` of the `rows x n` output (asserted above, with `15 * n` < 2^31).
                 unsafe {
-                    super::avx512::rows_by_features(
-                        x.as_ptr(),
-                        k,
+                    super::avx512_rows::features_by_rows(
+                        xp_ro.as_ptr(),
                         rows,
                         wt.as_ptr(),
                         k,
@@ -320,6 +370,15 @@ where
             });
         });
     });
+    XP_BUF.set(xp);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tiles<G>(_: &[f32], _: &CpuWeight, _: usize, _: &mut [f32], _: G)
+where
+    G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
+{
+    unreachable!("wide_kernel() is false off x86_64")
 }
 
 /// A raw pointer that rayon tasks may share (they write disjoint parts).

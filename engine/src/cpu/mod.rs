@@ -7,6 +7,8 @@ mod add;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_rows;
 mod embedding;
 mod linears;
 mod logits;
@@ -184,6 +186,23 @@ impl Backend for CpuBackend {
                 rows * s.out_dim,
                 s.a.len(),
                 s.bt.len()
+            )));
+        }
+        let n = s.slot_rank.len();
+        if s.slot_offset.len() != n || s.slot_scale.len() != n {
+            return Err(Error::invalid(format!(
+                "upload_lora: {n} slot ranks, {} offsets, {} scales",
+                s.slot_offset.len(),
+                s.slot_scale.len()
+            )));
+        }
+        if let Some(slot) = (0..n).find(|&i| {
+            let (off, rank) = (s.slot_offset[i] as usize, s.slot_rank[i] as usize);
+            rank > s.max_rank || off + rank > rows
+        }) {
+            return Err(Error::invalid(format!(
+                "upload_lora: slot {slot} (offset {}, rank {}) is outside the stack's {rows} rows or above max_rank {}",
+                s.slot_offset[slot], s.slot_rank[slot], s.max_rank
             )));
         }
         Ok(lora::CpuLora::new(s, self.options.lora_f16))
