@@ -36,6 +36,9 @@ def parse_args():
     p.add_argument("--tokenizer-dir", required=True, help="dir with tokenizer.json and the chat template")
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR", help="PEFT adapter (repeatable)")
     p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt-ids", metavar="ID,ID,...",
+                   help="the prompt's token ids as dlp-run made them (skips the HF tokenizer, so "
+                        "both sides prefill the very same ids)")
     p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=True,
                    help="render the prompt as one user message through the chat template (default on)")
     p.add_argument("--new-tokens", type=int, default=64)
@@ -49,6 +52,13 @@ def parse_args():
     a = p.parse_args()
     if a.new_tokens < 2:
         p.error("--new-tokens must be >= 2 (decode speed needs a token after the first)")
+    if a.prompt_ids is not None:
+        try:
+            a.prompt_ids = [int(t) for t in a.prompt_ids.split(",") if t.strip()]
+        except ValueError:
+            p.error(f"--prompt-ids wants comma-separated integers, got {a.prompt_ids!r}")
+        if not a.prompt_ids:
+            p.error("--prompt-ids is empty")
     a.adapters = {}
     for spec in a.adapter:
         name, sep, path = spec.partition("=")
@@ -268,7 +278,7 @@ def bench_transformers(a, ids):
 def main():
     a = parse_args()
     try:
-        text, ids = prompt_text_and_ids(a)
+        text, ids = (a.prompt, a.prompt_ids) if a.prompt_ids else prompt_text_and_ids(a)
     except Exception as e:
         print(f"tokenizer failed: {e}", file=sys.stderr)
         text, ids = a.prompt, None

@@ -16,7 +16,9 @@ use dlp_engine::lora::{merge_into, synthetic_adapter, Mixture};
 use dlp_engine::model::Model;
 use dlp_engine::{Backend, LoraModule};
 use dlp_router::SamplingParams;
+use serde_json::Value;
 
+use crate::bench_peers;
 use crate::bench_report::{self, Measured, Report, Sample};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
 use crate::generate::{encode_prompt, render_prompt};
@@ -82,7 +84,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
     /// Also run the peers (transformers+PEFT, llama.cpp) through bench/peers/peers.py on the
-    /// same prompt and token count, and report paired ratios.
+    /// same prompt token ids and token count, and report paired ratios. llama.cpp runs once
+    /// after every round (interleaved with dlp-run's scenarios, like them a median over the
+    /// rounds); transformers+PEFT runs `--rounds` times after the last round.
     #[arg(long)]
     pub peers: bool,
     /// Python for `--peers` (default: .venv-peers/bin/python when bench/peers/setup.sh made
@@ -309,6 +313,14 @@ impl WithBackend for &BenchArgs {
             routing: &routing,
             names: &names,
         };
+        let peers = if args.peers {
+            Some(bench_peers::Peers::new(
+                args, &path, text, new_tokens, &ids,
+            )?)
+        } else {
+            None
+        };
+        let mut llama_rounds: Vec<Value> = Vec::new();
         for _ in 0..rounds {
             for (s, m) in plans.iter().zip(measured.iter_mut()) {
                 eprint_progress.set_message(s.name.clone());
@@ -323,18 +335,29 @@ impl WithBackend for &BenchArgs {
                     eprint_progress.inc(1);
                 }
             }
+            if let Some(p) = &peers {
+                // After a failed round, no more: it would fail the same way every round.
+                if llama_rounds
+                    .last()
+                    .is_none_or(|r| r["peers"]["llama_cpp"].get("error").is_none())
+                {
+                    eprint_progress.set_message("llama.cpp");
+                    let r = eprint_progress.suspend(|| p.run("llamacpp", 1));
+                    llama_rounds.push(r.unwrap_or_else(|e| peer_error("llama_cpp", &e)));
+                }
+            }
         }
         eprint_progress.finish_and_clear();
         if merged.is_some() {
             measured.extend(floor);
         }
-        let peers = if args.peers {
-            Some(bench_report::run_peers(
-                args, &path, text, new_tokens, &ids,
-            )?)
-        } else {
-            None
-        };
+        let peers = peers.map(|p| {
+            eprintln!("transformers+PEFT peer ({rounds} runs) ...");
+            let tf = p
+                .run("transformers", rounds)
+                .unwrap_or_else(|e| peer_error("transformers_base", &e));
+            bench_peers::merge(tf, &llama_rounds, new_tokens)
+        });
         let report = Report {
             model: path.display().to_string(),
             backend: loaded.model.backend.name(),
@@ -372,6 +395,12 @@ impl WithBackend for &BenchArgs {
         }
         Ok(())
     }
+}
+
+/// A peer that could not run, as the peers' JSON reports one.
+fn peer_error(name: &str, e: &anyhow::Error) -> Value {
+    eprintln!("warning: peer {name}: {e:#}");
+    serde_json::json!({"peers": {name: {"error": format!("{e:#}")}}})
 }
 
 /// What every run shares.

@@ -1,9 +1,8 @@
-//! `dlp-run bench` results: medians, ratios, the table, the JSON, the latency plot, and the
-//! peers (transformers+PEFT, llama.cpp) run through `bench/peers/peers.py`.
+//! `dlp-run bench` results: medians, ratios, the table, the JSON and the latency plot.
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 /// One timed run of a scenario.
@@ -318,89 +317,6 @@ pub fn random_router(tok: tokenizers::Tokenizer, names: &[String]) -> dlp_router
         training: None,
     };
     dlp_router::Router::from_parts(config, tok, weights)
-}
-
-/// Runs `bench/peers/peers.py` on the same prompt and token count; its JSON.
-pub fn run_peers(
-    args: &crate::bench::BenchArgs,
-    model: &Path,
-    prompt: &str,
-    new_tokens: usize,
-    ids: &[u32],
-) -> Result<Value> {
-    let script = Path::new("bench/peers/peers.py");
-    if !script.exists() {
-        bail!(
-            "--peers: {} not found (run dlp-run bench from the repository root)",
-            script.display()
-        );
-    }
-    if model.extension().is_none_or(|e| e != "gguf") {
-        bail!("--peers needs a .gguf model (llama.cpp and transformers both load it)");
-    }
-    let python = args.python.clone().unwrap_or_else(|| {
-        let venv = Path::new(".venv-peers/bin/python");
-        if venv.exists() {
-            venv.into()
-        } else {
-            "python3".into()
-        }
-    });
-    let tokenizer_dir = model.with_file_name("tokenizer");
-    let out = tempfile_path("dlp-peers.json");
-    let mut cmd = std::process::Command::new(&python);
-    cmd.arg(script)
-        .arg("--gguf")
-        .arg(model)
-        .arg("--prompt")
-        .arg(prompt)
-        .arg("--new-tokens")
-        .arg(new_tokens.to_string())
-        .arg("--threads")
-        .arg(rayon::current_num_threads().to_string())
-        .arg("--repeats")
-        .arg(args.rounds.max(1).to_string())
-        .arg("--json")
-        .arg(&out);
-    if tokenizer_dir.is_dir() {
-        cmd.arg("--tokenizer-dir").arg(&tokenizer_dir);
-    }
-    // The first three adapters: the ones `fused3` mixes (equal weights), so the ratio pairs
-    // like with like.
-    for a in args.model.adapters.iter().take(3) {
-        cmd.arg("--adapter").arg(a);
-    }
-    eprintln!(
-        "running the peers: {} {} (this loads torch and llama.cpp; minutes)",
-        python.display(),
-        script.display()
-    );
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {}", python.display()))?;
-    if !status.success() {
-        bail!(
-            "{} exited with {status}; run bench/peers/setup.sh first",
-            script.display()
-        );
-    }
-    let v: Value = serde_json::from_str(
-        &std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?,
-    )
-    .with_context(|| format!("parsing {}", out.display()))?;
-    if let Some(n) = v["prompt_tokens"].as_u64() {
-        if n as usize != ids.len() {
-            eprintln!(
-                "warning: the peers saw {n} prompt tokens, dlp-run {}",
-                ids.len()
-            );
-        }
-    }
-    Ok(v)
-}
-
-fn tempfile_path(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
 }
 
 /// Per-token decode latency (median) against the number of fused adapters, with the base

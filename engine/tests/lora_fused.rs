@@ -180,7 +180,10 @@ fn bad_slot_is_an_error_not_a_panic() {
         ..st.clone()
     };
     let err = b.upload_lora(&outside).unwrap_err();
-    assert!(err.to_string().contains("slot 0 (offset 1, rank 1)"), "{err}");
+    assert!(
+        err.to_string().contains("slot 0 (offset 1, rank 1)"),
+        "{err}"
+    );
 }
 
 /// The CPU's fused decode `linears` (all shrinks in one pass, then every gemv block with its
