@@ -362,7 +362,7 @@ impl WithBackend for &BenchArgs {
             model: path.display().to_string(),
             backend: loaded.model.backend.name(),
             weights: format!(
-                "{}, LoRA {}",
+                "{}, LoRA {}{}",
                 if args.model.wgpu_f16_weights {
                     "f16"
                 } else if args.model.cuda_bf16_weights {
@@ -372,7 +372,12 @@ impl WithBackend for &BenchArgs {
                 } else {
                     "f32"
                 },
-                if args.model.lora_f16 { "f16" } else { "f32" }
+                if args.model.lora_f16 { "f16" } else { "f32" },
+                if args.model.cpu_amx {
+                    "; several-row matmuls on AMX in bf16"
+                } else {
+                    ""
+                }
             ),
             adapters: adapters.len(),
             rank: adapters.iter().map(|a| a.r).max().unwrap_or(0),

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::bench_report::median;
+
 /// How to start `peers.py` for this run.
 pub struct Peers {
     python: PathBuf,
@@ -147,19 +149,6 @@ pub fn merge(transformers: Value, llama_rounds: &[Value], new_tokens: usize) -> 
     };
     report["peers"]["llama_cpp"] = llama;
     report
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 #[cfg(test)]

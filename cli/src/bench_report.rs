@@ -33,7 +33,8 @@ pub struct Measured {
     pub samples: Vec<Sample>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median (`NaN` when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -201,7 +202,7 @@ impl Report {
     /// The table on stdout.
     pub fn print(&self) {
         println!(
-            "dlp-run bench: {} on {} ({} weights), {} adapters (rank {}), prompt {} tokens, {} new tokens, {} rounds, {} threads",
+            "dlp-run bench: {} on {} (weights: {}), {} adapters (rank {}), prompt {} tokens, {} new tokens, {} rounds, {} threads",
             self.model, self.backend, self.weights, self.adapters, self.rank, self.prompt_tokens,
             self.new_tokens, self.rounds, self.threads
         );

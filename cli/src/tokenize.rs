@@ -57,6 +57,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         f32_weights: false,
         wgpu_f16_weights: false,
         lora_f16: false,
+        cpu_amx: false,
         cuda_bf16_weights: false,
     };
     let path = margs.model_path()?;

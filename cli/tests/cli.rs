@@ -206,6 +206,19 @@ fn bad_input_exits_non_zero_with_a_message() {
         &[
             "generate",
             "--backend",
+            "wgpu",
+            "-m",
+            m,
+            "--cpu-amx",
+            "--prompt",
+            "hi",
+        ],
+        &["--cpu-amx needs --backend cpu", "Wgpu"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
             "cpu",
             "-m",
             m,

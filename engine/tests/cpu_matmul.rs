@@ -3,7 +3,7 @@
 //! widths so that every register-block edge of the SIMD kernels (AVX-512 or AVX2, whichever
 //! this CPU runs) is exercised. Inputs are random; the output buffer is poisoned with NaN.
 
-use dlp_engine::cpu::CpuBackend;
+use dlp_engine::cpu::{CpuBackend, CpuOptions};
 use dlp_engine::tensor::{HostTensor, Packed, PackedKind};
 use dlp_engine::Backend;
 use half::f16;
@@ -53,7 +53,35 @@ fn random_packed(kind: PackedKind, n: usize, k: usize, rng: &mut Rng) -> Packed 
 
 #[test]
 fn matmul_matches_f64_reference() {
-    let be = CpuBackend::new();
+    let cases = run_cases(
+        &CpuBackend::new(),
+        &[1, 2, 3, 4, 5, 9, 16, 17, 33, 70],
+        |v| v,
+    );
+    println!("{cases} matmul cases within 1e-5 of the float64 reference");
+}
+
+/// `--cpu-amx`: several rows on the AMX tile unit against the float64 sum of the same values
+/// rounded to bf16 (products of bf16 are exact in f32; only the f32 sums differ), so the
+/// kernel's indexing is held to the f32 bound and only the documented rounding is allowed.
+#[test]
+fn amx_matmul_matches_bf16_reference() {
+    if !dlp_engine::cpu::amx_available() {
+        println!("skipped: this CPU or OS has no AMX-BF16 (nothing to test here)");
+        return;
+    }
+    let be = CpuBackend::with_options(CpuOptions {
+        amx: true,
+        ..Default::default()
+    });
+    let bf = |v: f32| half::bf16::from_f32(v).to_f32();
+    let cases = run_cases(&be, &[2, 3, 16, 17, 33, 70], bf);
+    println!("{cases} AMX matmul cases within 1e-5 of the float64 sum of bf16 values");
+}
+
+/// Every storage kind and shape at each of `row_counts`, against the float64 reference of
+/// `round`ed inputs and weights; returns the number of cases.
+fn run_cases(be: &CpuBackend, row_counts: &[usize], round: fn(f32) -> f32) -> usize {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let kinds = [
         None,
@@ -83,7 +111,8 @@ fn matmul_matches_f64_reference() {
             };
             let bias: Vec<f32> = (0..n).map(|_| rng.f()).collect();
             let wt = be.upload_weight(&w).unwrap();
-            for rows in [1, 2, 3, 4, 5, 9, 16, 17, 33, 70] {
+            let dense: Vec<f32> = dense.into_iter().map(round).collect();
+            for &rows in row_counts {
                 let id = format!("{kind:?} n={n} k={k} rows={rows}");
                 let x: Vec<f32> = (0..rows * k).map(|_| rng.f()).collect();
                 let xb = be.upload(&x).unwrap();
@@ -91,6 +120,7 @@ fn matmul_matches_f64_reference() {
                 be.matmul(&xb, &wt, Some(&bias), rows, k, n, &mut out)
                     .unwrap();
                 let got = be.download(&out, rows * n).unwrap();
+                let x: Vec<f32> = x.into_iter().map(round).collect();
                 for r in 0..rows {
                     for f in 0..n {
                         let (xr, wf) = (&x[r * k..(r + 1) * k], &dense[f * k..(f + 1) * k]);
@@ -116,5 +146,5 @@ fn matmul_matches_f64_reference() {
             }
         }
     }
-    println!("{cases} matmul cases within 1e-5 of the float64 reference");
+    cases
 }

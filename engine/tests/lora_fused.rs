@@ -106,7 +106,10 @@ fn fused_case(n_in: usize, n_out: usize, t: usize, f16: bool) {
     let x = random(&mut rng, t * n_in);
     let y0 = random(&mut rng, t * n_out);
 
-    let b = CpuBackend::with_options(CpuOptions { lora_f16: f16 });
+    let b = CpuBackend::with_options(CpuOptions {
+        lora_f16: f16,
+        ..Default::default()
+    });
     let lora = b.upload_lora(&st).unwrap();
     let step = b.upload_step(&plan, None).unwrap();
     let mut u = vec![f32::NAN; t * k * st.max_rank];
@@ -196,7 +199,10 @@ fn fused_decode_linears_match_op_by_op() {
     for f16 in [false, true] {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let n_in = 96;
-        let b = CpuBackend::with_options(CpuOptions { lora_f16: f16 });
+        let b = CpuBackend::with_options(CpuOptions {
+            lora_f16: f16,
+            ..Default::default()
+        });
         let outs = [150usize, 64, 33];
         let f32w = b
             .upload_weight(&HostTensor::new(

@@ -30,7 +30,10 @@ mod lora_f16 {
     use super::*;
 
     fn run_fixture(name: &str) {
-        let backend = CpuBackend::with_options(CpuOptions { lora_f16: true });
+        let backend = CpuBackend::with_options(CpuOptions {
+            lora_f16: true,
+            ..Default::default()
+        });
         run_golden_within(name, backend, LORA_F16_TOL);
     }
 
@@ -45,6 +48,26 @@ mod bf16_weights {
 
     fn run_fixture(name: &str) {
         run_golden_bf16_weights(name, CpuBackend::new(), dlp_tests::bf16_logit_tol(name));
+    }
+
+    fixture_tests!(run_fixture);
+}
+
+/// `--cpu-amx`: matmuls of several rows (prefill, the batch) on the AMX tile unit, inputs and
+/// weights rounded to bf16. Skips, saying so, where the CPU or OS has no AMX-BF16.
+mod amx {
+    use super::*;
+
+    fn run_fixture(name: &str) {
+        if !dlp_engine::cpu::amx_available() {
+            println!("skipped {name}: this CPU or OS has no AMX-BF16");
+            return;
+        }
+        let backend = CpuBackend::with_options(CpuOptions {
+            amx: true,
+            ..Default::default()
+        });
+        run_golden_within(name, backend, dlp_tests::amx_logit_tol(name));
     }
 
     fixture_tests!(run_fixture);

@@ -3,7 +3,8 @@
 use super::{check_len, rms_norm::rms_norm, CpuWeight};
 use crate::error::Result;
 
-/// `out[i, :] = rms_norm(x[rows[i]]) @ lm_head^T`; `scratch` holds the normalised rows.
+/// `out[i, :] = rms_norm(x[rows[i]]) @ lm_head^T`; `scratch` holds the normalised rows; `amx`
+/// as in [`super::CpuOptions::amx`].
 #[allow(clippy::too_many_arguments)]
 pub fn logits(
     x: &[f32],
@@ -15,6 +16,7 @@ pub fn logits(
     vocab: usize,
     scratch: &mut Vec<f32>,
     out: &mut [f32],
+    amx: bool,
 ) -> Result<()> {
     let n = rows.len();
     check_len("logits", "out", out.len(), n * vocab)?;
@@ -36,6 +38,6 @@ pub fn logits(
             &mut scratch[i * hidden..(i + 1) * hidden],
         );
     }
-    super::matmul::matmul(&scratch[..], lm_head, None, n, &mut out[..n * vocab]);
+    super::matmul::matmul(&scratch[..], lm_head, None, n, &mut out[..n * vocab], amx);
     Ok(())
 }

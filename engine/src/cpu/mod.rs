@@ -4,6 +4,8 @@
 //! shared dot-product kernels.
 
 mod add;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -75,6 +77,18 @@ pub struct CpuOptions {
     /// Store LoRA A and B in f16 instead of f32: half the bytes each adapter adds to a decode
     /// step, at the cost of rounding them (relative error about 2e-4 on trained adapters).
     pub lora_f16: bool,
+    /// Run matmuls of several rows (batches, prefill) on the AMX tile unit in bf16 where the
+    /// CPU has AMX-BF16 ([`amx_available`]): several times the f32 FLOP rate, with inputs and
+    /// weights rounded to bf16. Decode of one row stays f32.
+    pub amx: bool,
+}
+
+/// Whether this CPU and OS run the AMX-BF16 kernels of [`CpuOptions::amx`] (AVX-512 too).
+pub fn amx_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx512::available() && amx::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 impl CpuBackend {
@@ -277,6 +291,7 @@ impl Backend for CpuBackend {
             bias.map(|b| &b[..n]),
             rows,
             &mut out[..rows * n],
+            self.options.amx,
         );
         Ok(())
     }
@@ -400,6 +415,7 @@ impl Backend for CpuBackend {
             vocab,
             &mut scratch,
             out,
+            self.options.amx,
         );
         *lock() = scratch;
         r
