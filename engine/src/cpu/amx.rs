@@ -83,54 +83,95 @@ pub fn pack_weights(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
     // Every value is written below (padding included), so a buffer of the right size is
     // reused as it is.
     out.resize(groups * kp * 16, 0);
-    assert!(w.len() >= n * k && n * k < i32::MAX as usize / 2);
-    // SAFETY: AMX CPUs have AVX-512F (the caller checked `available` with AVX-512); the
-    // gathers read `w[f * k + i]` only for `f < n`, `i < k` (masks), the stores write whole
+    assert!(w.len() >= n * k);
+    // SAFETY: AMX CPUs have AVX-512F/BW (the caller checked `available` with AVX-512); the
+    // loads read `w[f * k + i]` only for `f < n`, `i < k` (masks), the stores write whole
     // pair rows inside `out` (sized above).
     unsafe { pack_weights_avx512(w.as_ptr(), n, k, out) }
 }
 
-/// One pair row (16 features x 2 values of `k`) per step: two masked gathers (even and odd
-/// `k`), rounded to bf16 and merged into 16 dwords.
-#[target_feature(enable = "avx512f")]
+/// 16 features x 32 values of `k` per step: each feature's 32 values are loaded (masked past
+/// `k` and `n`), rounded to bf16 and paired into 16 dwords, and the 16x16 dword block is
+/// transposed in registers into 16 pair rows.
+#[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pack_weights_avx512(w: *const f32, n: usize, k: usize, out: &mut [u16]) {
     use std::arch::x86_64::*;
     let kp = padded_k(k);
-    let lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let row_start = _mm512_mullo_epi32(lane, _mm512_set1_epi32(k as i32));
-    // Round to nearest even: add 0x7fff plus the lowest kept bit, keep the top 16 bits.
+    // Round to nearest even: add 0x7fff plus the lowest kept bit (the top 16 bits are bf16).
     let round = |v: __m512| -> __m512i {
         let bits = _mm512_castps_si512(v);
         let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
         _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)))
     };
-    let zero = _mm512_setzero_ps();
+    // The top halves of the 32 dwords of (a, b), in order: words 1, 3, ..., 63.
+    let mut top = [0i16; 32];
+    for (i, t) in top.iter_mut().enumerate() {
+        *t = (2 * i + 1) as i16;
+    }
+    let top = _mm512_loadu_si512(top.as_ptr() as *const __m512i);
+    let mask = |from: usize| -> __mmask16 {
+        let m = k.saturating_sub(from).min(16);
+        ((1u32 << m) - 1) as __mmask16
+    };
     for g in 0..out.len() / (kp * 16) {
-        let f0 = g * 16;
-        let real = n.saturating_sub(f0).min(16);
-        let rows = ((1u32 << real) - 1) as __mmask16;
-        let base = _mm512_add_epi32(row_start, _mm512_set1_epi32((f0 * k) as i32));
-        for p in 0..kp / 2 {
-            let i = 2 * p;
-            let even = if i < k { rows } else { 0 };
-            let odd = if i + 1 < k { rows } else { 0 };
-            let at = _mm512_add_epi32(base, _mm512_set1_epi32(i as i32));
-            // SAFETY: masked lanes read nothing; the others read `w[f * k + i (+1)]`, f < n.
-            let (lo, hi) = unsafe {
-                (
-                    _mm512_mask_i32gather_ps::<4>(zero, even, at, w),
-                    _mm512_mask_i32gather_ps::<4>(zero, odd, at, w.add(1)),
-                )
-            };
-            let merged = _mm512_or_si512(
-                _mm512_srli_epi32::<16>(round(lo)),
-                _mm512_and_si512(round(hi), _mm512_set1_epi32(0xffff_0000u32 as i32)),
-            );
-            let dst = out.as_mut_ptr().add(g * kp * 16 + p * 32);
-            // SAFETY: pair row `p` of group `g` is 32 values inside `out`.
-            unsafe { _mm512_storeu_si512(dst as *mut __m512i, merged) };
+        for kk in (0..kp).step_by(K_STEP) {
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (f, r) in r.iter_mut().enumerate() {
+                let feature = g * 16 + f;
+                if feature >= n {
+                    continue;
+                }
+                let row = w.add(feature * k + kk);
+                // SAFETY: the masks keep the loads below `k` in the feature's row.
+                let (lo, hi) = unsafe {
+                    (
+                        _mm512_maskz_loadu_ps(mask(kk), row),
+                        _mm512_maskz_loadu_ps(mask(kk + 16), row.add(16)),
+                    )
+                };
+                *r = _mm512_permutex2var_epi16(round(lo), top, round(hi));
+            }
+            let rows = transpose16(r);
+            let dst = out.as_mut_ptr().add(g * kp * 16 + (kk / 2) * 32);
+            for (p, v) in rows.iter().enumerate() {
+                // SAFETY: pair rows `kk / 2 .. kk / 2 + 16` of group `g` lie inside `out`.
+                unsafe { _mm512_storeu_si512(dst.add(p * 32) as *mut __m512i, *v) };
+            }
         }
     }
+}
+
+/// Transposes a 16x16 block of dwords (row `i` of the result = dword `i` of every input).
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
+    use std::arch::x86_64::*;
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    let mut u = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        let b = 4 * i;
+        u[b] = _mm512_unpacklo_epi64(t[b], t[b + 2]);
+        u[b + 1] = _mm512_unpackhi_epi64(t[b], t[b + 2]);
+        u[b + 2] = _mm512_unpacklo_epi64(t[b + 1], t[b + 3]);
+        u[b + 3] = _mm512_unpackhi_epi64(t[b + 1], t[b + 3]);
+    }
+    // u[4i + j] holds dword j of rows 4i..4i+4 in each 128-bit lane (lane = column quarter).
+    for h in 0..2 {
+        for j in 0..4 {
+            let (a, b) = (u[8 * h + j], u[8 * h + 4 + j]);
+            t[8 * h + j] = _mm512_shuffle_i32x4::<0x88>(a, b);
+            t[8 * h + 4 + j] = _mm512_shuffle_i32x4::<0xdd>(a, b);
+        }
+    }
+    let mut out = [_mm512_setzero_si512(); 16];
+    for j in 0..8 {
+        out[j] = _mm512_shuffle_i32x4::<0x88>(t[j], t[8 + j]);
+        out[8 + j] = _mm512_shuffle_i32x4::<0xdd>(t[j], t[8 + j]);
+    }
+    out
 }
 
 /// The tile configuration: palette 1, tiles 0-7 all 16 rows of 64 bytes.
