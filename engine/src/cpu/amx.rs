@@ -3,8 +3,8 @@
 //!
 //! Inputs and weights are rounded to bf16 (nearest even) and multiplied on the tile unit, a
 //! 32x32 block of f32 results (four 16x16 tiles) per pass over `k`, with f32 accumulation.
-//! Each weight tile is dequantised to f32 as for the AVX-512 kernel, then rounded and laid out
-//! in the tiles' pair order. On the dev machine a lone 32x32x576 block ran at 458 GFLOP/s on
+//! Q4_0/Q4_1/Q8_0 weights are dequantised in registers straight into the tiles' pair order
+//! (other storage goes through an f32 tile first). On the dev machine a lone 32x32x576 block ran at 458 GFLOP/s on
 //! one core (the f32 AVX-512 kernel: about 90); in a batch-32 decode step the packing, the
 //! dequantisation, attention and LoRA then dominate. The price is bf16's 8-bit mantissa on
 //! both operands: logits move by up to 3.4e-1 on SmolLM2 (tests: `dlp_tests::amx_logit_tol`).
@@ -78,25 +78,82 @@ pub fn pack_rows(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>) {
 /// rounded up to 32, zero-padded. Rounding to nearest even, as `half::bf16::from_f32` does for
 /// finite values.
 pub fn pack_weights(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
+    assert!(w.len() >= n * k);
+    // SAFETY: AMX CPUs have AVX-512F/BW (the caller checked `available` with AVX-512).
+    unsafe { pack_weights_avx512(w, n, k, out) }
+}
+
+/// [`pack_weights`] (its closure compiled with the features, so the loads inline).
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_weights_avx512(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
+    let p = w.as_ptr();
+    let mask = |from: usize| -> u16 {
+        let m = k.saturating_sub(from).min(16);
+        ((1u32 << m) - 1) as u16
+    };
+    // SAFETY: the masked loads read `w[f * k + i]` only for `f < n`, `i < k` (`w` holds
+    // `n * k`, asserted by the caller).
+    unsafe {
+        pack_with(n, k, out, |f, kk| {
+            use std::arch::x86_64::*;
+            let row = p.add(f * k + kk);
+            (
+                _mm512_maskz_loadu_ps(mask(kk), row),
+                _mm512_maskz_loadu_ps(mask(kk + 16), row.add(16)),
+            )
+        })
+    }
+}
+
+/// [`pack_weights`] straight from Q4_0 / Q4_1 / Q8_0 blocks (`bsize` 18 / 20 / 34 bytes; `n`
+/// rows of `k / 32` blocks, `k` a multiple of 32): each block dequantised in registers (the
+/// values of [`super::avx512::dequantize_blocks`]) and rounded, no f32 tile in between.
+pub fn pack_blocks(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
+    assert!(k.is_multiple_of(32) && bytes.len() >= n * (k / 32 * bsize));
+    // SAFETY: AMX CPUs have AVX-512F/BW, FMA and F16C (the caller checked `available` with
+    // AVX-512).
+    unsafe { pack_blocks_avx512(bsize, bytes, n, k, out) }
+}
+
+/// [`pack_blocks`] (its closure compiled with the features, so the dequantiser inlines).
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+unsafe fn pack_blocks_avx512(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
+    let row_bytes = k / 32 * bsize;
+    let p = bytes.as_ptr();
+    // The packer walks 16 rows side by side, which the hardware prefetchers follow poorly; the
+    // tile (a few tens of KiB) is asked for up front, in order.
+    for at in (0..n * row_bytes).step_by(64) {
+        // SAFETY: a prefetch of an address inside `bytes`; it reads nothing architecturally.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.add(at) as *const i8
+            )
+        };
+    }
+    // SAFETY: block `kk / 32` of row `f < n` lies in `bytes` (asserted by the caller).
+    unsafe {
+        pack_with(n, k, out, |f, kk| {
+            super::avx512::block_f32(p.add(f * row_bytes + kk / 32 * bsize), bsize)
+        })
+    }
+}
+
+/// The pair-layout packer over `load(feature, kk)`, which gives the feature's 32 values at
+/// `k` positions `kk..kk + 32` (zero past `k`): 16 features x 32 values per step, rounded to
+/// bf16 and paired in registers, then the 16x16 dword block transposed into 16 pair rows.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack_with(
+    n: usize,
+    k: usize,
+    out: &mut Vec<u16>,
+    load: impl Fn(usize, usize) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512),
+) {
+    use std::arch::x86_64::*;
     let kp = padded_k(k);
     let groups = n.div_ceil(FEATURE_BLOCK) * 2;
     // Every value is written below (padding included), so a buffer of the right size is
     // reused as it is.
     out.resize(groups * kp * 16, 0);
-    assert!(w.len() >= n * k);
-    // SAFETY: AMX CPUs have AVX-512F/BW (the caller checked `available` with AVX-512); the
-    // loads read `w[f * k + i]` only for `f < n`, `i < k` (masks), the stores write whole
-    // pair rows inside `out` (sized above).
-    unsafe { pack_weights_avx512(w.as_ptr(), n, k, out) }
-}
-
-/// 16 features x 32 values of `k` per step: each feature's 32 values are loaded (masked past
-/// `k` and `n`), rounded to bf16 and paired into 16 dwords, and the 16x16 dword block is
-/// transposed in registers into 16 pair rows.
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_weights_avx512(w: *const f32, n: usize, k: usize, out: &mut [u16]) {
-    use std::arch::x86_64::*;
-    let kp = padded_k(k);
     // Round to nearest even: add 0x7fff plus the lowest kept bit (the top 16 bits are bf16).
     let round = |v: __m512| -> __m512i {
         let bits = _mm512_castps_si512(v);
@@ -108,34 +165,22 @@ unsafe fn pack_weights_avx512(w: *const f32, n: usize, k: usize, out: &mut [u16]
     for (i, t) in top.iter_mut().enumerate() {
         *t = (2 * i + 1) as i16;
     }
-    let top = _mm512_loadu_si512(top.as_ptr() as *const __m512i);
-    let mask = |from: usize| -> __mmask16 {
-        let m = k.saturating_sub(from).min(16);
-        ((1u32 << m) - 1) as __mmask16
-    };
-    for g in 0..out.len() / (kp * 16) {
+    // SAFETY: `top` is 64 readable bytes.
+    let top = unsafe { _mm512_loadu_si512(top.as_ptr() as *const __m512i) };
+    for g in 0..groups {
         for kk in (0..kp).step_by(K_STEP) {
             let mut r = [_mm512_setzero_si512(); 16];
-            for (f, r) in r.iter_mut().enumerate() {
-                let feature = g * 16 + f;
-                if feature >= n {
-                    continue;
-                }
-                let row = w.add(feature * k + kk);
-                // SAFETY: the masks keep the loads below `k` in the feature's row.
-                let (lo, hi) = unsafe {
-                    (
-                        _mm512_maskz_loadu_ps(mask(kk), row),
-                        _mm512_maskz_loadu_ps(mask(kk + 16), row.add(16)),
-                    )
-                };
+            for (f, r) in r.iter_mut().enumerate().take(n.saturating_sub(g * 16)) {
+                let (lo, hi) = load(g * 16 + f, kk);
                 *r = _mm512_permutex2var_epi16(round(lo), top, round(hi));
             }
             let rows = transpose16(r);
-            let dst = out.as_mut_ptr().add(g * kp * 16 + (kk / 2) * 32);
-            for (p, v) in rows.iter().enumerate() {
-                // SAFETY: pair rows `kk / 2 .. kk / 2 + 16` of group `g` lie inside `out`.
-                unsafe { _mm512_storeu_si512(dst.add(p * 32) as *mut __m512i, *v) };
+            // SAFETY: pair rows `kk / 2 .. kk / 2 + 16` of group `g` lie inside `out`.
+            unsafe {
+                let dst = out.as_mut_ptr().add(g * kp * 16 + (kk / 2) * 32);
+                for (p, v) in rows.iter().enumerate() {
+                    _mm512_storeu_si512(dst.add(p * 32) as *mut __m512i, *v);
+                }
             }
         }
     }

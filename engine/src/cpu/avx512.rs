@@ -414,8 +414,6 @@ pub unsafe fn dequantize_blocks(bsize: usize, bytes: &[u8], out: &mut [f32]) {
     assert!(bytes.len() >= nb * bsize, "dequantize_blocks: short input");
     let (row, po) = (bytes.as_ptr(), out.as_mut_ptr());
     let (mut dbuf, mut mbuf) = ([0f32; CHUNK], [0f32; CHUNK]);
-    let low = _mm512_set1_epi32(0x0f);
-    let eight = _mm512_set1_epi32(8);
     let mut c = 0;
     while c < nb {
         let n = (nb - c).min(CHUNK);
@@ -427,36 +425,68 @@ pub unsafe fn dequantize_blocks(bsize: usize, bytes: &[u8], out: &mut [f32]) {
             for j in 0..n {
                 let b = row.add((c + j) * bsize);
                 let o = po.add((c + j) * QK);
-                let d = _mm512_set1_ps(dbuf[j]);
-                let (lo, hi) = match bsize {
-                    34 => (
-                        _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(2) as *const __m128i)),
-                        _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(18) as *const __m128i)),
-                    ),
-                    _ => {
-                        let q =
-                            _mm512_cvtepu8_epi32(_mm_loadu_si128(b.add(bsize - 16) as *const _));
-                        let (lo, hi) = (_mm512_and_si512(q, low), _mm512_srli_epi32(q, 4));
-                        if bsize == 18 {
-                            (_mm512_sub_epi32(lo, eight), _mm512_sub_epi32(hi, eight))
-                        } else {
-                            (lo, hi)
-                        }
-                    }
-                };
-                let (mut vlo, mut vhi) = (
-                    _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
-                    _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
-                );
-                if bsize == 20 {
-                    let m = _mm512_set1_ps(mbuf[j]);
-                    vlo = _mm512_add_ps(vlo, m);
-                    vhi = _mm512_add_ps(vhi, m);
-                }
+                let (vlo, vhi) =
+                    block_values(b, bsize, _mm512_set1_ps(dbuf[j]), _mm512_set1_ps(mbuf[j]));
                 _mm512_storeu_ps(o, vlo);
                 _mm512_storeu_ps(o.add(16), vhi);
             }
         }
         c += n;
     }
+}
+
+/// The 32 values of one Q4_0 / Q4_1 / Q8_0 block (`bsize` 18 / 20 / 34 bytes at `b`) as two
+/// vectors, with the arithmetic of [`dequantize_blocks`] (so the same values).
+///
+/// # Safety
+/// AVX-512F/BW, FMA and F16C; `b` holds one whole block.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+#[inline]
+pub unsafe fn block_f32(b: *const u8, bsize: usize) -> (__m512, __m512) {
+    // SAFETY: the scales are the block's first two or four bytes.
+    let scale = |at: usize| unsafe { half::f16::from_le_bytes([*b.add(at), *b.add(at + 1)]) };
+    let d = _mm512_set1_ps(scale(0).to_f32());
+    let m = if bsize == 20 {
+        _mm512_set1_ps(scale(2).to_f32())
+    } else {
+        _mm512_setzero_ps()
+    };
+    // SAFETY: as the caller vouched.
+    unsafe { block_values(b, bsize, d, m) }
+}
+
+/// One block's 32 values from its quants and scale `d` (and `m` for Q4_1, `bsize` 20):
+/// `q * d + m` unfused, `(q - 8) * d`, `q * d`, as the portable code.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+#[inline]
+unsafe fn block_values(b: *const u8, bsize: usize, d: __m512, m: __m512) -> (__m512, __m512) {
+    let low = _mm512_set1_epi32(0x0f);
+    let eight = _mm512_set1_epi32(8);
+    // SAFETY: the quants are the block's last 32 (Q8_0) or 16 (Q4) bytes.
+    let (lo, hi) = unsafe {
+        match bsize {
+            34 => (
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(2) as *const __m128i)),
+                _mm512_cvtepi8_epi32(_mm_loadu_si128(b.add(18) as *const __m128i)),
+            ),
+            _ => {
+                let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b.add(bsize - 16) as *const _));
+                let (lo, hi) = (_mm512_and_si512(q, low), _mm512_srli_epi32(q, 4));
+                if bsize == 18 {
+                    (_mm512_sub_epi32(lo, eight), _mm512_sub_epi32(hi, eight))
+                } else {
+                    (lo, hi)
+                }
+            }
+        }
+    };
+    let (mut vlo, mut vhi) = (
+        _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
+        _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
+    );
+    if bsize == 20 {
+        vlo = _mm512_add_ps(vlo, m);
+        vhi = _mm512_add_ps(vhi, m);
+    }
+    (vlo, vhi)
 }

@@ -337,7 +337,7 @@ where
 {
     #[cfg(target_arch = "x86_64")]
     if amx && super::amx::available() {
-        return amx_tiles(x, w, rows, out, tile_of);
+        return amx_tiles(x, w, rows, out);
     }
     let _ = amx;
     tiles(x, w, rows, out, tile_of)
@@ -351,13 +351,11 @@ thread_local! {
     static B_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
-/// [`tiles`] on the AMX tile unit: `x` rounded to bf16 once, each weight tile rounded and
-/// laid out for the tiles by the task that runs it.
+/// [`tiles`] on the AMX tile unit: `x` rounded to bf16 once; each task lays its tile of
+/// weights out for the tiles in bf16, straight from Q4_0/Q4_1/Q8_0 blocks, else from f32 (F16
+/// and BF16 blocks dequantised first).
 #[cfg(target_arch = "x86_64")]
-fn amx_tiles<G>(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32], tile_of: G)
-where
-    G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
-{
+fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
     let (n, k) = (w.rows, w.cols);
     assert!(
         x.len() >= rows * k && out.len() >= rows * n,
@@ -367,13 +365,27 @@ where
     let mut a = A_BF16.take();
     super::amx::pack_rows(x, rows, k, &mut a);
     let a_ro = &a[..];
-    over_tiles(w, out, tile_of, |wt, c0, c1, dst| {
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
+        let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
         B_BF16.with_borrow_mut(|b| {
-            super::amx::pack_weights(wt, c1 - c0, k, b);
+            match &w.packed {
+                None => super::amx::pack_weights(&w.data[c0 * k..c1 * k], c1 - c0, k, b),
+                Some(p) if p.kind.block().0 == 32 => {
+                    let (rb, bsize) = (p.kind.row_bytes(k), p.kind.block().1);
+                    super::amx::pack_blocks(bsize, &p.bytes[c0 * rb..c1 * rb], c1 - c0, k, b)
+                }
+                Some(p) => TILE_BUF.with_borrow_mut(|tile| {
+                    let rb = p.kind.row_bytes(k);
+                    tile.resize((c1 - c0) * k, 0.0);
+                    dequantize(p.kind, &p.bytes[c0 * rb..c1 * rb], tile);
+                    super::amx::pack_weights(tile, c1 - c0, k, b)
+                }),
+            }
             // SAFETY: AMX checked by the caller; `a` and `b` come from the packers for these
-            // rows, features and `k`; `dst` is column `c0` of the `rows x n` output (asserted
-            // above), whose columns `c0..c1` this task alone writes.
-            unsafe { super::amx::matmul(a_ro, rows, b, c1 - c0, k, dst, n) }
+            // rows, features and `k`; this task alone writes columns `c0..c1` of the
+            // `rows x n` output (asserted above).
+            unsafe { super::amx::matmul(a_ro, rows, b, c1 - c0, k, out_ptr.get().add(c0), n) }
         })
     });
     A_BF16.set(a);
