@@ -161,6 +161,22 @@ thread_local! {
     /// A task's gathered input rows, f32 A rows and shrink outputs, reused across calls.
     static SHRINK_BUF: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    /// The calling thread's plan of a several-token shrink or expand, reused across calls.
+    static PLAN_BUF: RefCell<PlanBuf> = RefCell::new(PlanBuf::default());
+}
+
+/// Lists a several-token call builds before it forks (kept per thread, so steps allocate
+/// nothing once warm).
+#[derive(Default)]
+struct PlanBuf {
+    /// Shrink: every used (token * K + entry, entry), sorted by slot.
+    items: Vec<(usize, Entry)>,
+    /// Shrink: tasks as ranges of `items`, one slot each, at most SHRINK_TOKENS long.
+    tasks: Vec<std::ops::Range<usize>>,
+    /// Expand: every token's (coef, row) list, one after the other.
+    rows: Vec<(f32, usize)>,
+    /// Expand: token `t`'s list is `rows[at[t]..at[t + 1]]`.
+    at: Vec<usize>,
 }
 
 /// Tokens per shrink task of several tokens.
@@ -193,20 +209,34 @@ pub fn lora_shrink(
         return Ok(());
     }
     // Every used (token, entry), grouped by slot, cut in tasks of SHRINK_TOKENS.
-    let mut by_slot: Vec<Vec<(usize, Entry)>> = vec![Vec::new(); l.slot_rank.len()];
+    // Taken out of the cell, not borrowed: the tasks fork, and a waiting worker may run
+    // another step's shrink meanwhile.
+    let mut plan = PLAN_BUF.take();
+    plan.items.clear();
     for t in 0..n_tokens {
         for k in 0..kk {
             if let Some(e) = entry(l, step, t, k) {
-                by_slot[e.slot].push((t * kk + k, e));
+                plan.items.push((t * kk + k, e));
             }
         }
     }
-    let tasks: Vec<&[(usize, Entry)]> = by_slot
-        .iter()
-        .flat_map(|v| v.chunks(SHRINK_TOKENS))
-        .collect();
+    plan.items.sort_unstable_by_key(|&(tk, e)| (e.slot, tk));
+    plan.tasks.clear();
+    let mut start = 0;
+    while start < plan.items.len() {
+        let slot = plan.items[start].1.slot;
+        let run = plan.items[start..]
+            .iter()
+            .take(SHRINK_TOKENS)
+            .take_while(|(_, e)| e.slot == slot)
+            .count();
+        plan.tasks.push(start..start + run);
+        start += run;
+    }
     let u_ptr = SendPtr(u.as_mut_ptr());
-    tasks.par_iter().for_each(|task| {
+    let (items, tasks) = (&plan.items[..], &plan.tasks[..]);
+    tasks.par_iter().for_each(|range| {
+        let task = &items[range.clone()];
         SHRINK_BUF.with_borrow_mut(|(xs, a, out)| {
             let e = task[0].1;
             let (n, r) = (task.len(), e.rank);
@@ -227,6 +257,7 @@ pub fn lora_shrink(
             }
         });
     });
+    PLAN_BUF.set(plan);
     Ok(())
 }
 
@@ -247,13 +278,23 @@ pub fn lora_expand(
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
-    // Every token's (coef, row) list, one after the other.
-    let mut rows = Vec::new();
-    let mut at = vec![0usize; n_tokens + 1];
+    // Every token's (coef, row) list, one after the other; taken out of the cell (see
+    // `lora_shrink`).
+    let mut plan = PLAN_BUF.take();
+    plan.rows.clear();
+    plan.at.clear();
+    plan.at.push(0);
     for t in 0..n_tokens {
-        expand_rows(cl, step, t, &u[t * kk * mr..(t + 1) * kk * mr], &mut rows);
-        at[t + 1] = rows.len();
+        expand_rows(
+            cl,
+            step,
+            t,
+            &u[t * kk * mr..(t + 1) * kk * mr],
+            &mut plan.rows,
+        );
+        plan.at.push(plan.rows.len());
     }
+    let (rows, at) = (&plan.rows[..], &plan.at[..]);
     let blocks = o.div_ceil(COLS);
     // One token (decode): as many parts as threads (B streams from memory); several: more
     // parts, for balance.
@@ -273,6 +314,7 @@ pub fn lora_expand(
             }
         }
     });
+    PLAN_BUF.set(plan);
     Ok(())
 }
 

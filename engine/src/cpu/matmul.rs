@@ -108,14 +108,15 @@ pub fn matmul(
     }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
-        (None, _) if wide_kernel() => several_rows(x, w, rows, out, amx, |_, c0, c1, f| {
+        (_, r) if r > 1 && amx && super::amx_available() => amx_tiles(x, w, rows, out),
+        (None, _) if wide_kernel() => tiles(x, w, rows, out, |_, c0, c1, f| {
             f(&w.data[c0 * w.cols..c1 * w.cols])
         }),
         (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
         (Some(p), 1) => gemv_packed(x, w.cols, p, out),
         (Some(p), _) if wide_kernel() => {
             let rb = p.kind.row_bytes(w.cols);
-            several_rows(x, w, rows, out, amx, |tile, c0, c1, f| {
+            tiles(x, w, rows, out, |tile, c0, c1, f| {
                 dequantize(p.kind, &p.bytes[c0 * rb..c1 * rb], tile);
                 f(tile)
             })
@@ -329,20 +330,6 @@ fn wide_kernel() -> bool {
     false
 }
 
-/// Several rows on CPUs with AVX-512: the AMX tiles when asked for and present, else the
-/// f32 panel kernel ([`tiles`]); `tile_of` as there.
-fn several_rows<G>(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32], amx: bool, tile_of: G)
-where
-    G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
-{
-    #[cfg(target_arch = "x86_64")]
-    if amx && super::amx::available() {
-        return amx_tiles(x, w, rows, out);
-    }
-    let _ = amx;
-    tiles(x, w, rows, out, tile_of)
-}
-
 #[cfg(target_arch = "x86_64")]
 thread_local! {
     /// The calling thread's bf16 input rows (AMX), reused across calls.
@@ -351,7 +338,7 @@ thread_local! {
     static B_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
-/// [`tiles`] on the AMX tile unit: `x` rounded to bf16 once; each task lays its tile of
+/// Several rows on the AMX tile unit ([`super::amx_available`]): `x` rounded to bf16 once; each task lays its tile of
 /// weights out for the tiles in bf16, straight from Q4_0/Q4_1/Q8_0 blocks, else from f32 (F16
 /// and BF16 blocks dequantised first).
 #[cfg(target_arch = "x86_64")]
@@ -382,7 +369,7 @@ fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
                     super::amx::pack_weights(tile, c1 - c0, k, b)
                 }),
             }
-            // SAFETY: AMX checked by the caller; `a` and `b` come from the packers for these
+            // SAFETY: AMX (and AVX-512) checked by the caller; `a` and `b` come from the packers for these
             // rows, features and `k`; this task alone writes columns `c0..c1` of the
             // `rows x n` output (asserted above).
             unsafe { super::amx::matmul(a_ro, rows, b, c1 - c0, k, out_ptr.get().add(c0), n) }
@@ -396,8 +383,10 @@ thread_local! {
     static XP_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Several rows on CPUs with AVX-512: `x` packed once in panels, then the f32 panel kernel
-/// over every tile of [`over_tiles`].
+/// Several rows on CPUs with AVX-512: `x` packed once in panels, then output features split in
+/// tiles of `TILE` over threads; `tile_of(buf, c0, c1, run)` hands `run` the f32 weights of
+/// features `c0..c1` (a slice of the f32 matrix, or a tile dequantised into the thread's
+/// reused `buf`), and `run` computes those columns of `out` for every row.
 #[cfg(target_arch = "x86_64")]
 fn tiles<G>(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32], tile_of: G)
 where
@@ -413,25 +402,37 @@ where
     let mut xp = XP_BUF.take();
     super::avx512_rows::pack_rows(x, rows, k, &mut xp);
     let xp_ro = &xp[..];
-    over_tiles(w, out, tile_of, |wt, c0, c1, dst| {
-        // SAFETY: `wide_kernel` checked AVX-512F; `xp` is `x` packed by `pack_rows`, `wt`
-        // holds `c1 - c0` rows of `k`, and `dst` is column `c0` of the `rows x n` output
-        // (asserted above, with `15 * n` < 2^31), whose columns `c0..c1` this task alone
-        // writes.
-        unsafe {
-            super::avx512_rows::features_by_rows(
-                xp_ro.as_ptr(),
-                rows,
-                wt.as_ptr(),
-                k,
-                c1 - c0,
-                k,
-                dst,
-                n,
-            )
-        }
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
+        let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
+        TILE_BUF.with_borrow_mut(|buf| {
+            buf.resize((c1 - c0) * k, 0.0);
+            tile_of(buf, c0, c1, &mut |wt: &[f32]| {
+                assert!(wt.len() >= (c1 - c0) * k);
+                // SAFETY: `wide_kernel` checked AVX-512F; `xp` is `x` packed by `pack_rows`,
+                // `wt` holds `c1 - c0` rows of `k`, and this task alone writes columns
+                // `c0..c1` of the `rows x n` output (asserted above, with `15 * n` < 2^31).
+                unsafe {
+                    super::avx512_rows::features_by_rows(
+                        xp_ro.as_ptr(),
+                        rows,
+                        wt.as_ptr(),
+                        k,
+                        c1 - c0,
+                        k,
+                        out_ptr.get().add(c0),
+                        n,
+                    )
+                }
+            });
+        });
     });
     XP_BUF.set(xp);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn amx_tiles(_: &[f32], _: &CpuWeight, _: usize, _: &mut [f32]) {
+    unreachable!("amx_available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -440,31 +441,6 @@ where
     G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
 {
     unreachable!("wide_kernel() is false off x86_64")
-}
-
-/// Output features split in tiles of `TILE` over threads: `tile_of(buf, c0, c1, run)` hands
-/// `run` the f32 weights of features `c0..c1` (a slice of the f32 matrix, or a tile
-/// dequantised into the thread's reused `buf`), and `kernel(wt, c0, c1, dst)` computes those
-/// columns of `out` for every row, `dst` pointing at column `c0` of row 0.
-#[cfg(target_arch = "x86_64")]
-fn over_tiles<G, K>(w: &CpuWeight, out: &mut [f32], tile_of: G, kernel: K)
-where
-    G: Fn(&mut Vec<f32>, usize, usize, &mut dyn FnMut(&[f32])) + Sync,
-    K: Fn(&[f32], usize, usize, *mut f32) + Sync,
-{
-    let (n, k) = (w.rows, w.cols);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
-        let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
-        TILE_BUF.with_borrow_mut(|buf| {
-            buf.resize((c1 - c0) * k, 0.0);
-            tile_of(buf, c0, c1, &mut |wt: &[f32]| {
-                assert!(wt.len() >= (c1 - c0) * k);
-                // SAFETY: `c0 < n`, inside `out`; the kernel's own contract covers the rest.
-                kernel(wt, c0, c1, unsafe { out_ptr.get().add(c0) })
-            });
-        });
-    });
 }
 
 /// A raw pointer that rayon tasks may share (they write disjoint parts).
