@@ -13,7 +13,6 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-use half::bf16;
 
 /// Values of `k` per tile step (16 pairs of bf16).
 pub const K_STEP: usize = 32;
@@ -22,7 +21,7 @@ pub const ROW_BLOCK: usize = 32;
 /// Features per block: two B tiles of 16.
 pub const FEATURE_BLOCK: usize = 32;
 
-/// Whether the AMX-BF16 kernels can run here: CPUID reports AMX-TILE and AMX-BF16 and the
+/// Whether the AMX-BF16 kernels can run here: CPUID reports AMX-TILE, AMX-BF16 and AVX512-BF16, and the
 /// kernel grants this process the tile state (Linux `arch_prctl`). Checked once.
 pub fn available() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
@@ -31,7 +30,10 @@ pub fn available() -> bool {
         #[allow(unused_unsafe)]
         // SAFETY: CPUID leaf 7 exists on every x86-64 CPU that reports AVX-512.
         let edx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.edx;
-        edx & (1 << 22) != 0 && edx & (1 << 24) != 0 && request_tile_state()
+        edx & (1 << 22) != 0
+            && edx & (1 << 24) != 0
+            && std::arch::is_x86_feature_detected!("avx512bf16")
+            && request_tile_state()
     })
 }
 
@@ -60,23 +62,46 @@ pub fn padded_k(k: usize) -> usize {
     k.div_ceil(K_STEP) * K_STEP
 }
 
-/// `x` (`rows` rows of `k`) as bf16 bit patterns, `[rows rounded up to 32][padded_k(k)]`,
-/// zero-padded: the A operand.
+/// `x` (`rows` rows of `k`) as bf16 in the tile unit's pair layout, the B operand: per group
+/// of 16 rows, `padded_k(k) / 2` pair rows of 16 rows x 2 consecutive `k` values; rows rounded
+/// up to 32, zero-padded. Packed once per matmul, so the weights (the A operand) need no
+/// transpose. Rounding to nearest even, as `half::bf16::from_f32` does for finite values.
 pub fn pack_rows(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>) {
-    let kp = padded_k(k);
-    out.clear();
-    out.resize(rows.div_ceil(ROW_BLOCK) * ROW_BLOCK * kp, 0);
-    for (xr, or) in x.chunks_exact(k).take(rows).zip(out.chunks_exact_mut(kp)) {
-        for (o, &v) in or.iter_mut().zip(xr) {
-            *o = bf16::from_f32(v).to_bits();
-        }
+    assert!(x.len() >= rows * k);
+    // SAFETY: AMX CPUs have AVX-512F/BW (the caller checked `available` with AVX-512).
+    unsafe { pack_rows_avx512(x, rows, k, out) }
+}
+
+/// [`pack_rows`] (its closure compiled with the features, so the loads inline).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_rows_avx512(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>) {
+    let (p, load) = (x.as_ptr(), f32_loader(k));
+    // SAFETY: the masked loads read `x[r * k + i]` only for `r < rows`, `i < k` (asserted by
+    // the caller).
+    unsafe { pack_pairs(rows, k, out, |r, kk| load(p.add(r * k), kk)) }
+}
+
+/// Loads of 32 values at `kk..kk + 32` of an f32 row of `k`, zero past `k`.
+#[target_feature(enable = "avx512f")]
+fn f32_loader(
+    k: usize,
+) -> impl Fn(*const f32, usize) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    let mask = move |from: usize| -> u16 {
+        let m = k.saturating_sub(from).min(16);
+        ((1u32 << m) - 1) as u16
+    };
+    // SAFETY: (for the closure's caller) `row` holds `k` values; lanes past `k` are masked.
+    move |row: *const f32, kk: usize| unsafe {
+        (
+            _mm512_maskz_loadu_ps(mask(kk), row.add(kk)),
+            _mm512_maskz_loadu_ps(mask(kk + 16), row.add(kk + 16)),
+        )
     }
 }
 
-/// `w` (`n` rows of `k`) as bf16 in the tile unit's pair layout, the B operand: per group of
-/// 16 features, `padded_k(k) / 2` rows of 16 features x 2 consecutive `k` values; features
-/// rounded up to 32, zero-padded. Rounding to nearest even, as `half::bf16::from_f32` does for
-/// finite values.
+/// `w` (`n` rows of `k`) as bf16 rows, the A operand: `[n rounded up to 32][padded_k(k)]`,
+/// zero-padded (a tile row is 32 consecutive `k` values of one feature, as stored).
 pub fn pack_weights(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
     assert!(w.len() >= n * k);
     // SAFETY: AMX CPUs have AVX-512F/BW (the caller checked `available` with AVX-512).
@@ -84,30 +109,22 @@ pub fn pack_weights(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
 }
 
 /// [`pack_weights`] (its closure compiled with the features, so the loads inline).
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn pack_weights_avx512(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
-    let p = w.as_ptr();
-    let mask = |from: usize| -> u16 {
-        let m = k.saturating_sub(from).min(16);
-        ((1u32 << m) - 1) as u16
-    };
-    // SAFETY: the masked loads read `w[f * k + i]` only for `f < n`, `i < k` (`w` holds
-    // `n * k`, asserted by the caller).
+    let (p, load) = (w.as_ptr(), f32_loader(k));
+    // SAFETY: the masked loads read `w[f * k + i]` only for `f < n`, `i < k` (asserted by the
+    // caller).
     unsafe {
-        pack_with(n, k, out, |f, kk| {
-            use std::arch::x86_64::*;
-            let row = p.add(f * k + kk);
-            (
-                _mm512_maskz_loadu_ps(mask(kk), row),
-                _mm512_maskz_loadu_ps(mask(kk + 16), row.add(16)),
-            )
+        pack_plain(n, k, out, |f, kk| {
+            let (lo, hi) = load(p.add(f * k), kk);
+            to_bf16(lo, hi)
         })
     }
 }
 
 /// [`pack_weights`] straight from Q4_0 / Q4_1 / Q8_0 blocks (`bsize` 18 / 20 / 34 bytes; `n`
 /// rows of `k / 32` blocks, `k` a multiple of 32): each block dequantised in registers (the
-/// values of [`super::avx512::dequantize_blocks`]) and rounded, no f32 tile in between.
+/// values of [`super::avx512::dequantize_blocks`]) and rounded into one tile row.
 pub fn pack_blocks(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
     assert!(k.is_multiple_of(32) && bytes.len() >= n * (k / 32 * bsize));
     // SAFETY: AMX CPUs have AVX-512F/BW, FMA and F16C (the caller checked `available` with
@@ -116,12 +133,12 @@ pub fn pack_blocks(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec
 }
 
 /// [`pack_blocks`] (its closure compiled with the features, so the dequantiser inlines).
-#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
 unsafe fn pack_blocks_avx512(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
     let row_bytes = k / 32 * bsize;
     let p = bytes.as_ptr();
-    // The packer walks 16 rows side by side, which the hardware prefetchers follow poorly; the
-    // tile (a few tens of KiB) is asked for up front, in order.
+    // A tile is a short run of bytes (at most 32 rows of 1536 values: 30 KiB of Q4_1) that
+    // the hardware prefetchers barely ramp up on; it is asked for up front, in order.
     for at in (0..n * row_bytes).step_by(64) {
         // SAFETY: a prefetch of an address inside `bytes`; it reads nothing architecturally.
         unsafe {
@@ -132,17 +149,97 @@ unsafe fn pack_blocks_avx512(bsize: usize, bytes: &[u8], n: usize, k: usize, out
     }
     // SAFETY: block `kk / 32` of row `f < n` lies in `bytes` (asserted by the caller).
     unsafe {
-        pack_with(n, k, out, |f, kk| {
-            super::avx512::block_f32(p.add(f * row_bytes + kk / 32 * bsize), bsize)
+        pack_plain(n, k, out, |f, kk| {
+            let b = p.add(f * row_bytes + kk / 32 * bsize);
+            if bsize == 34 {
+                let (lo, hi) = super::avx512::block_f32(b, bsize);
+                to_bf16(lo, hi)
+            } else {
+                q4_row(b, bsize)
+            }
         })
     }
 }
 
-/// The pair-layout packer over `load(feature, kk)`, which gives the feature's 32 values at
-/// `k` positions `kk..kk + 32` (zero past `k`): 16 features x 32 values per step, rounded to
-/// bf16 and paired in registers, then the 16x16 dword block transposed into 16 pair rows.
+/// 32 f32 values (two vectors) as 32 bf16 in order, rounded to nearest even (`vcvtne2ps2bf16`,
+/// as `half::bf16::from_f32` for finite values of bf16's range).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+fn to_bf16(
+    lo: std::arch::x86_64::__m512,
+    hi: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // SAFETY: 32 bf16 are 64 bytes, as __m512i.
+    unsafe { std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo)) }
+}
+
+/// One Q4_0 / Q4_1 block (`bsize` 18 / 20) as its 32 bf16 values in order: the 16 values a
+/// nibble can take (`(q - 8) * d`, `q * d + m` unfused, as the portable code) rounded once,
+/// then the nibbles looked up in them (`vpermw`): no per-value arithmetic.
+///
+/// # Safety
+/// AVX-512F/BW/BF16 and F16C; `b` holds one whole block.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+unsafe fn q4_row(b: *const u8, bsize: usize) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    // d, and m for Q4_1 (Q4_0's first quant byte comes along and is ignored).
+    // SAFETY: every block has at least 4 bytes.
+    let s = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { (b as *const i32).read_unaligned() }));
+    let d = _mm512_broadcastss_ps(s);
+    let q = _mm512_setr_ps(
+        0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.,
+    );
+    let values = if bsize == 20 {
+        let m = _mm512_broadcastss_ps(_mm_movehdup_ps(s));
+        _mm512_add_ps(_mm512_mul_ps(q, d), m)
+    } else {
+        _mm512_mul_ps(_mm512_sub_ps(q, _mm512_set1_ps(8.)), d)
+    };
+    // SAFETY: 16 bf16 are 32 bytes, as __m256i.
+    let table = unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(values)) };
+    // SAFETY: the quants are the block's last 16 bytes.
+    let quants = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(b.add(bsize - 16) as *const _) });
+    let (lo, hi) = (
+        _mm256_and_si256(quants, _mm256_set1_epi16(0x0f)),
+        _mm256_srli_epi16::<4>(quants),
+    );
+    let index = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+    _mm512_permutexvar_epi16(index, _mm512_castsi256_si512(table))
+}
+
+/// The row packer over `load(feature, kk)`, which gives the feature's 32 bf16 values at `k`
+/// positions `kk..kk + 32` (zero past `k`): one 64-byte tile row per call.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack_with(
+unsafe fn pack_plain(
+    n: usize,
+    k: usize,
+    out: &mut Vec<u16>,
+    load: impl Fn(usize, usize) -> std::arch::x86_64::__m512i,
+) {
+    use std::arch::x86_64::*;
+    let kp = padded_k(k);
+    let fp = n.div_ceil(FEATURE_BLOCK) * FEATURE_BLOCK;
+    // Every value is written below (padding included), so a buffer of the right size is
+    // reused as it is.
+    out.resize(fp * kp, 0);
+    let dst = out.as_mut_ptr();
+    for f in 0..fp {
+        for kk in (0..kp).step_by(K_STEP) {
+            let v = if f < n {
+                load(f, kk)
+            } else {
+                _mm512_setzero_si512()
+            };
+            // SAFETY: `f * kp + kk + 32 <= fp * kp`, the length of `out`.
+            unsafe { _mm512_storeu_si512(dst.add(f * kp + kk) as *mut __m512i, v) };
+        }
+    }
+}
+
+/// The pair-layout packer over `load(row, kk)` (as [`pack_plain`]'s): 16 rows x 32 values per
+/// step, rounded to bf16, then the 16x16 dword block transposed into 16 pair rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_pairs(
     n: usize,
     k: usize,
     out: &mut Vec<u16>,
@@ -150,29 +247,15 @@ unsafe fn pack_with(
 ) {
     use std::arch::x86_64::*;
     let kp = padded_k(k);
-    let groups = n.div_ceil(FEATURE_BLOCK) * 2;
-    // Every value is written below (padding included), so a buffer of the right size is
-    // reused as it is.
+    let groups = n.div_ceil(ROW_BLOCK) * 2;
+    // Every value is written below (padding included).
     out.resize(groups * kp * 16, 0);
-    // Round to nearest even: add 0x7fff plus the lowest kept bit (the top 16 bits are bf16).
-    let round = |v: __m512| -> __m512i {
-        let bits = _mm512_castps_si512(v);
-        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-        _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)))
-    };
-    // The top halves of the 32 dwords of (a, b), in order: words 1, 3, ..., 63.
-    let mut top = [0i16; 32];
-    for (i, t) in top.iter_mut().enumerate() {
-        *t = (2 * i + 1) as i16;
-    }
-    // SAFETY: `top` is 64 readable bytes.
-    let top = unsafe { _mm512_loadu_si512(top.as_ptr() as *const __m512i) };
     for g in 0..groups {
         for kk in (0..kp).step_by(K_STEP) {
             let mut r = [_mm512_setzero_si512(); 16];
             for (f, r) in r.iter_mut().enumerate().take(n.saturating_sub(g * 16)) {
                 let (lo, hi) = load(g * 16 + f, kk);
-                *r = _mm512_permutex2var_epi16(round(lo), top, round(hi));
+                *r = to_bf16(lo, hi);
             }
             let rows = transpose16(r);
             // SAFETY: pair rows `kk / 2 .. kk / 2 + 16` of group `g` lie inside `out`.
@@ -237,17 +320,19 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
-/// `out[r * ldo + f] = sum_i a[r, i] * b[f, i]` for `r < rows`, `f < features`, with `a` from
-/// [`pack_rows`] and `b` from [`pack_weights`] (both for the same `k`).
+/// `out[r * ldo + f] = sum_i x[r, i] * w[f, i]` for `r < rows`, `f < features`, with `w` from
+/// [`pack_weights`] / [`pack_blocks`] (the A operand) and `x` from [`pack_rows`] (the B
+/// operand), both for the same `k`. Each 32x32 block of results (features x rows, four 16x16
+/// tiles) is transposed into `out` in registers.
 ///
 /// # Safety
-/// [`available`] must be true; `a` and `b` hold what their packers made for `rows`,
-/// `features` and `k`; `out` holds `rows` rows `ldo` apart with `features` values each.
+/// [`available`] must be true; `w` and `x` hold what their packers made for `features`,
+/// `rows` and `k`; `out` holds `rows` rows `ldo` apart with `features` values each.
 pub unsafe fn matmul(
-    a: &[u16],
-    rows: usize,
-    b: &[u16],
+    w: &[u16],
     features: usize,
+    x: &[u16],
+    rows: usize,
     k: usize,
     out: *mut f32,
     ldo: usize,
@@ -258,17 +343,17 @@ pub unsafe fn matmul(
         features.div_ceil(FEATURE_BLOCK) * FEATURE_BLOCK,
     );
     assert!(
-        a.len() >= rp * kp && b.len() >= fp * kp,
+        x.len() >= rp * kp && w.len() >= fp * kp,
         "amx::matmul: short operands"
     );
     let mut c = [0f32; ROW_BLOCK * FEATURE_BLOCK];
     // SAFETY: AMX is available (caller); every tile load reads 16 rows of 64 bytes inside
-    // `a` (rows `r0..r0 + 32` of `kp` values) or `b` (pair rows of two feature groups), and
+    // `w` (features `f0..f0 + 32` of `kp` values) or `x` (pair rows of two row groups), and
     // the stores write the 4 KiB of `c`; `out` is written only for real rows and features.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack));
-        for r0 in (0..rp).step_by(ROW_BLOCK) {
-            for f0 in (0..fp).step_by(FEATURE_BLOCK) {
+        for f0 in (0..fp).step_by(FEATURE_BLOCK) {
+            for r0 in (0..rp).step_by(ROW_BLOCK) {
                 asm!(
                     "tilezero tmm4",
                     "tilezero tmm5",
@@ -277,9 +362,9 @@ pub unsafe fn matmul(
                     options(nostack)
                 );
                 for kk in (0..kp).step_by(K_STEP) {
-                    let a0 = a.as_ptr().add(r0 * kp + kk);
+                    let a0 = w.as_ptr().add(f0 * kp + kk);
                     let a1 = a0.add(16 * kp);
-                    let b0 = b.as_ptr().add(f0 * kp + kk * 16);
+                    let b0 = x.as_ptr().add(r0 * kp + kk * 16);
                     let b1 = b0.add(16 * kp);
                     asm!(
                         "tileloadd tmm0, [{a0} + {sa}*1]",
@@ -299,6 +384,8 @@ pub unsafe fn matmul(
                         options(nostack, readonly)
                     );
                 }
+                // `c` is features x rows: tmm4 (features 0-15, rows 0-15), tmm5 (0-15,
+                // 16-31), tmm6 (16-31, 0-15), tmm7 (16-31, 16-31).
                 let cp = c.as_mut_ptr();
                 asm!(
                     "tilestored [{c0} + {s}*1], tmm4",
@@ -307,21 +394,48 @@ pub unsafe fn matmul(
                     "tilestored [{c3} + {s}*1], tmm7",
                     c0 = in(reg) cp,
                     c1 = in(reg) cp.add(16),
-                    c2 = in(reg) cp.add(16 * FEATURE_BLOCK),
-                    c3 = in(reg) cp.add(16 * FEATURE_BLOCK + 16),
-                    s = in(reg) FEATURE_BLOCK * 4,
+                    c2 = in(reg) cp.add(16 * ROW_BLOCK),
+                    c3 = in(reg) cp.add(16 * ROW_BLOCK + 16),
+                    s = in(reg) ROW_BLOCK * 4,
                     options(nostack)
                 );
-                let (nr, nf) = (
-                    (rows - r0).min(ROW_BLOCK),
+                store_transposed(
+                    &c,
                     (features - f0).min(FEATURE_BLOCK),
+                    (rows - r0).min(ROW_BLOCK),
+                    out.add(r0 * ldo + f0),
+                    ldo,
                 );
-                for r in 0..nr {
-                    let dst = std::slice::from_raw_parts_mut(out.add((r0 + r) * ldo + f0), nf);
-                    dst.copy_from_slice(&c[r * FEATURE_BLOCK..r * FEATURE_BLOCK + nf]);
-                }
             }
         }
         asm!("tilerelease", options(nostack, nomem));
+    }
+}
+
+/// `out[r * ldo + f] = c[f * 32 + r]` for `f < nf`, `r < nr`: a 32x32 block of results
+/// (features x rows) written as rows, 16x16 at a time through registers.
+///
+/// # Safety
+/// AVX-512F; `out` holds `nr` rows `ldo` apart with `nf` values each.
+#[target_feature(enable = "avx512f")]
+unsafe fn store_transposed(c: &[f32; 1024], nf: usize, nr: usize, out: *mut f32, ldo: usize) {
+    use std::arch::x86_64::*;
+    for fh in (0..nf).step_by(16) {
+        let mask = ((1u32 << (nf - fh).min(16)) - 1) as u16;
+        for rh in (0..nr).step_by(16) {
+            let mut v = [_mm512_setzero_si512(); 16];
+            for (i, v) in v.iter_mut().enumerate() {
+                // SAFETY: `(fh + i) * 32 + rh + 16 <= 1024`.
+                *v = unsafe {
+                    _mm512_loadu_si512(c.as_ptr().add((fh + i) * ROW_BLOCK + rh) as *const _)
+                };
+            }
+            for (j, t) in transpose16(v).iter().enumerate().take(nr - rh) {
+                // SAFETY: row `rh + j < nr`, features `fh..fh + 16` masked to `nf`.
+                unsafe {
+                    _mm512_mask_storeu_epi32(out.add((rh + j) * ldo + fh) as *mut i32, mask, *t)
+                };
+            }
+        }
     }
 }

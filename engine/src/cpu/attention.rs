@@ -155,9 +155,137 @@ fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut [f32]) {
     }
 }
 
-/// [`attend`] compiled for AVX-512 (the value sums run sixteen lanes wide).
+/// [`attend`] for AVX-512: scores by the register-blocked kernel, a vectorised softmax (exp by
+/// [`super::avx512::exp16`]), and value sums kept in registers, four heads x 64 dims at a time (the portable
+/// loop would load and store the outputs once per position). Head dims that are not a
+/// multiple of 16, or groups over 64 heads, take the portable loop compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
-    attend(h, scores, o)
+    let (hd, n) = (o.len() / h.group, h.len);
+    if !hd.is_multiple_of(16) || h.group > 64 {
+        return attend(h, scores, o);
+    }
+    let last = h.first + (n - 1) * h.stride + hd;
+    assert!(last <= h.k_cache.len() && last <= h.v_cache.len() && h.q.len() == o.len());
+    scores.clear();
+    scores.resize(h.group * n, 0.0);
+    key_scores(h, hd, scores);
+    let mut inv = [0f32; 64];
+    for (row, inv) in scores.chunks_mut(n).zip(&mut inv) {
+        // SAFETY: AVX-512F and FMA (this function's features).
+        *inv = 1.0 / unsafe { softmax_row(row, h.scale) };
+    }
+    for g0 in (0..h.group).step_by(4) {
+        for c0 in (0..hd).step_by(64) {
+            let at = Block {
+                g0,
+                c0,
+                n,
+                hd,
+                inv: &inv,
+            };
+            // SAFETY: AVX-512F and FMA; the values at `first + p * stride + c0 ..` for
+            // `p < n` lie in the cache (asserted above), `scores` holds `group * n` weights,
+            // `o` holds `group * hd` outputs, and `g0 + G <= group`, `c0 + 16 * C <= hd`.
+            unsafe {
+                match ((h.group - g0).min(4), ((hd - c0) / 16).min(4)) {
+                    (1, 1) => value_sums::<1, 1>(h, scores, &at, o),
+                    (1, 2) => value_sums::<1, 2>(h, scores, &at, o),
+                    (1, 3) => value_sums::<1, 3>(h, scores, &at, o),
+                    (1, _) => value_sums::<1, 4>(h, scores, &at, o),
+                    (2, 1) => value_sums::<2, 1>(h, scores, &at, o),
+                    (2, 2) => value_sums::<2, 2>(h, scores, &at, o),
+                    (2, 3) => value_sums::<2, 3>(h, scores, &at, o),
+                    (2, _) => value_sums::<2, 4>(h, scores, &at, o),
+                    (3, 1) => value_sums::<3, 1>(h, scores, &at, o),
+                    (3, 2) => value_sums::<3, 2>(h, scores, &at, o),
+                    (3, 3) => value_sums::<3, 3>(h, scores, &at, o),
+                    (3, _) => value_sums::<3, 4>(h, scores, &at, o),
+                    (_, 1) => value_sums::<4, 1>(h, scores, &at, o),
+                    (_, 2) => value_sums::<4, 2>(h, scores, &at, o),
+                    (_, 3) => value_sums::<4, 3>(h, scores, &at, o),
+                    (_, _) => value_sums::<4, 4>(h, scores, &at, o),
+                }
+            }
+        }
+    }
+}
+
+/// Where one call of [`value_sums`] works: heads `g0..`, dims `c0..`, over `n` positions.
+#[cfg(target_arch = "x86_64")]
+struct Block<'a> {
+    g0: usize,
+    c0: usize,
+    n: usize,
+    hd: usize,
+    /// `1 / sum` of each head's exponentials (the softmax's normalisation, applied once).
+    inv: &'a [f32; 64],
+}
+
+/// `o[g][c0 .. c0 + 16 C] = inv[g] * sum_p w[g][p] * v_p[c0 ..]` for heads `g0 .. g0 + G`,
+/// the `G x C` accumulators in registers across every position.
+///
+/// # Safety
+/// AVX-512F and FMA; as [`attend_avx512`] states at its call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn value_sums<const G: usize, const C: usize>(
+    h: &Heads<'_>,
+    scores: &[f32],
+    b: &Block<'_>,
+    o: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); C]; G];
+    let base = h.v_cache.as_ptr().add(h.first + b.c0);
+    for p in 0..b.n {
+        let v = base.add(p * h.stride);
+        let mut vv = [_mm512_setzero_ps(); C];
+        for (j, vv) in vv.iter_mut().enumerate() {
+            *vv = _mm512_loadu_ps(v.add(16 * j));
+        }
+        for (g, acc) in acc.iter_mut().enumerate() {
+            let w = _mm512_set1_ps(*scores.get_unchecked((b.g0 + g) * b.n + p));
+            for (a, vv) in acc.iter_mut().zip(&vv) {
+                *a = _mm512_fmadd_ps(w, *vv, *a);
+            }
+        }
+    }
+    for (g, acc) in acc.iter().enumerate() {
+        let inv = _mm512_set1_ps(b.inv[b.g0 + g]);
+        let dst = o.as_mut_ptr().add((b.g0 + g) * b.hd + b.c0);
+        for (j, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(dst.add(16 * j), _mm512_mul_ps(*a, inv));
+        }
+    }
+}
+
+/// `row[p] = exp(row[p] * scale - max)` with `max` the row's largest scaled score (the
+/// portable loop's values up to [`super::avx512::exp16`]'s rounding); returns their sum.
+///
+/// # Safety
+/// AVX-512F and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let n = row.len();
+    let ptr = row.as_mut_ptr();
+    let mask = |i: usize| -> u16 { ((1u32 << (n - i).min(16)) - 1) as u16 };
+    let scale = _mm512_set1_ps(scale);
+    let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+    for i in (0..n).step_by(16) {
+        let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask(i), ptr.add(i)), scale);
+        max = _mm512_mask_max_ps(max, mask(i), max, x);
+    }
+    let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+    let mut sum = _mm512_setzero_ps();
+    for i in (0..n).step_by(16) {
+        let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask(i), ptr.add(i)), scale);
+        let e = super::avx512::exp16(_mm512_sub_ps(x, max));
+        _mm512_mask_storeu_ps(ptr.add(i), mask(i), e);
+        sum = _mm512_mask_add_ps(sum, mask(i), sum, e);
+    }
+    _mm512_reduce_add_ps(sum)
 }

@@ -332,9 +332,9 @@ fn wide_kernel() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 thread_local! {
-    /// The calling thread's bf16 input rows (AMX), reused across calls.
+    /// The calling thread's bf16 input rows in the AMX pair layout, reused across calls.
     static A_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-    /// Each thread's bf16 weight tile in the AMX pair layout, reused across calls.
+    /// Each thread's bf16 weight tile (rows of `k`, the AMX A operand), reused across calls.
     static B_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -353,8 +353,11 @@ fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
     super::amx::pack_rows(x, rows, k, &mut a);
     let a_ro = &a[..];
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..n.div_ceil(TILE)).into_par_iter().for_each(|t| {
-        let (c0, c1) = (t * TILE, ((t + 1) * TILE).min(n));
+    // Tiles of one 32-feature block: the packed weights (at most 32 x 1536 bf16) stay in L2,
+    // and 2 threads split the small projections (192 or 576 features) evenly.
+    const AMX_TILE: usize = super::amx::FEATURE_BLOCK;
+    (0..n.div_ceil(AMX_TILE)).into_par_iter().for_each(|t| {
+        let (c0, c1) = (t * AMX_TILE, ((t + 1) * AMX_TILE).min(n));
         B_BF16.with_borrow_mut(|b| {
             match &w.packed {
                 None => super::amx::pack_weights(&w.data[c0 * k..c1 * k], c1 - c0, k, b),
@@ -369,10 +372,10 @@ fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
                     super::amx::pack_weights(tile, c1 - c0, k, b)
                 }),
             }
-            // SAFETY: AMX (and AVX-512) checked by the caller; `a` and `b` come from the packers for these
-            // rows, features and `k`; this task alone writes columns `c0..c1` of the
-            // `rows x n` output (asserted above).
-            unsafe { super::amx::matmul(a_ro, rows, b, c1 - c0, k, out_ptr.get().add(c0), n) }
+            // SAFETY: AMX (and AVX-512) checked by the caller; `b` and `a` come from the
+            // packers for these features, rows and `k`; this task alone writes columns
+            // `c0..c1` of the `rows x n` output (asserted above).
+            unsafe { super::amx::matmul(b, c1 - c0, a_ro, rows, k, out_ptr.get().add(c0), n) }
         })
     });
     A_BF16.set(a);

@@ -2,14 +2,83 @@
 
 use rayon::prelude::*;
 
+/// Values per parallel task.
+const CHUNK: usize = 1 << 13;
+
 /// `out[i] = gate[i] * sigmoid(gate[i]) * up[i]`.
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    let f = |(o, (g, u)): (&mut f32, (&f32, &f32))| *o = g / (1.0 + (-g).exp()) * u;
-    if out.len() < 1 << 14 {
-        out.iter_mut().zip(gate.iter().zip(up)).for_each(f);
+    let n = out.len();
+    assert!(gate.len() >= n && up.len() >= n, "silu_mul: short inputs");
+    let run = |(i, o): (usize, &mut [f32])| {
+        let (g, u) = (&gate[i * CHUNK..][..o.len()], &up[i * CHUNK..][..o.len()]);
+        #[cfg(target_arch = "x86_64")]
+        if super::avx512::available() {
+            // SAFETY: AVX-512F and FMA checked; `g` and `u` are as long as `o`.
+            return unsafe { silu_mul_avx512(g, u, o) };
+        }
+        o.iter_mut()
+            .zip(g.iter().zip(u))
+            .for_each(|(o, (g, u))| *o = g / (1.0 + (-g).exp()) * u);
+    };
+    if n <= CHUNK {
+        run((0, out));
     } else {
-        out.par_iter_mut()
-            .zip(gate.par_iter().zip(up.par_iter()))
-            .for_each(f);
+        out.par_chunks_mut(CHUNK).enumerate().for_each(run);
+    }
+}
+
+/// [`silu_mul`] sixteen lanes at a time, `exp` by [`super::avx512::exp16`] (libm's scalar
+/// `expf` was 4% of a batch-32 decode step).
+///
+/// # Safety
+/// AVX-512F and FMA; `g` and `u` hold `o.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn silu_mul_avx512(g: &[f32], u: &[f32], o: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = o.len();
+    let one = _mm512_set1_ps(1.0);
+    for i in (0..n).step_by(16) {
+        let m = ((1u32 << (n - i).min(16)) - 1) as u16;
+        // SAFETY: lanes at or past `n` are masked off.
+        unsafe {
+            let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(i));
+            let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(i));
+            let e = super::avx512::exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+            let s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+            _mm512_mask_storeu_ps(o.as_mut_ptr().add(i), m, _mm512_mul_ps(s, uv));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `silu_mul` (the AVX-512 path where this CPU has it, with its vector `exp`) against
+    /// float64 over a wide range of gates, a length that is not a multiple of 16, and a
+    /// parallel length; NaN gates stay NaN.
+    #[test]
+    fn silu_mul_matches_f64() {
+        for n in [37, 3 * CHUNK + 5] {
+            let gate: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 240.0 - 120.0)
+                .collect();
+            let up: Vec<f32> = (0..n).map(|i| 1.0 + (i % 13) as f32 / 7.0).collect();
+            let mut out = vec![f32::NAN; n];
+            silu_mul(&gate, &up, &mut out);
+            for ((o, g), u) in out.iter().zip(&gate).zip(&up) {
+                let (g64, u64) = (*g as f64, *u as f64);
+                let want = g64 / (1.0 + (-g64).exp()) * u64;
+                let err = (*o as f64 - want).abs();
+                assert!(
+                    err <= 4e-7 * want.abs() + 1e-30,
+                    "silu_mul({g}) * {u} = {o}, float64 {want}"
+                );
+            }
+        }
+        let mut out = [0.0; 3];
+        silu_mul(&[f32::NAN, 1.0, -1.0], &[1.0; 3], &mut out);
+        assert!(out[0].is_nan() && out[1].is_finite() && out[2].is_finite());
     }
 }
