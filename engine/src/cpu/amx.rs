@@ -135,29 +135,83 @@ pub fn pack_blocks(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec
 /// [`pack_blocks`] (its closure compiled with the features, so the dequantiser inlines).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
 unsafe fn pack_blocks_avx512(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
-    let row_bytes = k / 32 * bsize;
-    let p = bytes.as_ptr();
-    // A tile is a short run of bytes (at most 32 rows of 1536 values: 30 KiB of Q4_1) that
-    // the hardware prefetchers barely ramp up on; it is asked for up front, in order.
-    for at in (0..n * row_bytes).step_by(64) {
-        // SAFETY: a prefetch of an address inside `bytes`; it reads nothing architecturally.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                p.add(at) as *const i8
-            )
-        };
-    }
+    prefetch(&bytes[..n * (k / 32 * bsize)]);
     // SAFETY: block `kk / 32` of row `f < n` lies in `bytes` (asserted by the caller).
-    unsafe {
-        pack_plain(n, k, out, |f, kk| {
-            let b = p.add(f * row_bytes + kk / 32 * bsize);
-            if bsize == 34 {
-                let (lo, hi) = super::avx512::block_f32(b, bsize);
-                to_bf16(lo, hi)
-            } else {
-                q4_row(b, bsize)
-            }
-        })
+    unsafe { pack_plain(n, k, out, block_rows(bytes.as_ptr(), k, bsize)) }
+}
+
+/// `out[r * ldo + f] = sum_i x[r, i] * w[f, i]` for at most 32 rows, `w` the `features`
+/// rows of Q4_0 / Q4_1 / Q8_0 blocks in `bytes` (as [`pack_blocks`]), packed as they are
+/// used ([`matmul_packing`]); `x` from [`pack_rows`].
+///
+/// # Safety
+/// [`available`] must be true; `x` holds what [`pack_rows`] made for `rows <= 32` and `k`;
+/// `out` holds `rows` rows `ldo` apart with `features` values each.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_blocks(
+    bsize: usize,
+    bytes: &[u8],
+    features: usize,
+    k: usize,
+    x: &[u16],
+    rows: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    assert!(k.is_multiple_of(32) && bytes.len() >= features * (k / 32 * bsize));
+    // SAFETY: as the caller vouched; AMX CPUs have AVX-512F/BW/BF16, FMA and F16C.
+    unsafe { matmul_blocks_avx512(bsize, bytes, features, k, x, rows, out, ldo) }
+}
+
+/// [`matmul_blocks`] (its closure compiled with the features).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_blocks_avx512(
+    bsize: usize,
+    bytes: &[u8],
+    features: usize,
+    k: usize,
+    x: &[u16],
+    rows: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    prefetch(&bytes[..features * (k / 32 * bsize)]);
+    let row = block_rows(bytes.as_ptr(), k, bsize);
+    // SAFETY: block `kk / 32` of row `f < features` lies in `bytes` (asserted by the caller).
+    unsafe { matmul_packing(features, x, rows, k, out, ldo, row) }
+}
+
+/// Asks for `bytes` in cache, in order: a weight tile is a short run (at most 32 rows of
+/// 1536 values: 30 KiB of Q4_1) that the hardware prefetchers barely ramp up on.
+#[target_feature(enable = "sse")]
+fn prefetch(bytes: &[u8]) {
+    use std::arch::x86_64::*;
+    for at in (0..bytes.len()).step_by(64) {
+        // SAFETY: a prefetch of an address inside `bytes`; it reads nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().add(at) as *const i8) };
+    }
+}
+
+/// The bf16 tile row of feature `f` at `kk` (a multiple of 32) from rows of Q4_0 / Q4_1 /
+/// Q8_0 blocks at `p` (`k / 32` blocks of `bsize` bytes each). Calls are safe only for rows
+/// and blocks inside the caller's bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
+fn block_rows(
+    p: *const u8,
+    k: usize,
+    bsize: usize,
+) -> impl Fn(usize, usize) -> std::arch::x86_64::__m512i {
+    let row_bytes = k / 32 * bsize;
+    // SAFETY: (for the closure's caller) block `kk / 32` of row `f` lies in the bytes.
+    move |f, kk| unsafe {
+        let b = p.add(f * row_bytes + kk / 32 * bsize);
+        if bsize == 34 {
+            let (lo, hi) = super::avx512::block_f32(b, bsize);
+            to_bf16(lo, hi)
+        } else {
+            q4_row(b, bsize)
+        }
     }
 }
 
@@ -349,66 +403,146 @@ pub unsafe fn matmul(
     let mut c = [0f32; ROW_BLOCK * FEATURE_BLOCK];
     // SAFETY: AMX is available (caller); every tile load reads 16 rows of 64 bytes inside
     // `w` (features `f0..f0 + 32` of `kp` values) or `x` (pair rows of two row groups), and
-    // the stores write the 4 KiB of `c`; `out` is written only for real rows and features.
+    // `out` is written only for real rows and features.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack));
         for f0 in (0..fp).step_by(FEATURE_BLOCK) {
             for r0 in (0..rp).step_by(ROW_BLOCK) {
-                asm!(
-                    "tilezero tmm4",
-                    "tilezero tmm5",
-                    "tilezero tmm6",
-                    "tilezero tmm7",
-                    options(nostack)
-                );
+                zero_accumulators();
                 for kk in (0..kp).step_by(K_STEP) {
-                    let a0 = w.as_ptr().add(f0 * kp + kk);
-                    let a1 = a0.add(16 * kp);
-                    let b0 = x.as_ptr().add(r0 * kp + kk * 16);
-                    let b1 = b0.add(16 * kp);
-                    asm!(
-                        "tileloadd tmm0, [{a0} + {sa}*1]",
-                        "tileloadd tmm1, [{a1} + {sa}*1]",
-                        "tileloadd tmm2, [{b0} + {sb}*1]",
-                        "tileloadd tmm3, [{b1} + {sb}*1]",
-                        "tdpbf16ps tmm4, tmm0, tmm2",
-                        "tdpbf16ps tmm5, tmm0, tmm3",
-                        "tdpbf16ps tmm6, tmm1, tmm2",
-                        "tdpbf16ps tmm7, tmm1, tmm3",
-                        a0 = in(reg) a0,
-                        a1 = in(reg) a1,
-                        b0 = in(reg) b0,
-                        b1 = in(reg) b1,
-                        sa = in(reg) kp * 2,
-                        sb = in(reg) 64usize,
-                        options(nostack, readonly)
-                    );
+                    let a = w.as_ptr().add(f0 * kp + kk);
+                    tile_step(a, kp * 2, x.as_ptr().add(r0 * kp + kk * 16), kp);
                 }
-                // `c` is features x rows: tmm4 (features 0-15, rows 0-15), tmm5 (0-15,
-                // 16-31), tmm6 (16-31, 0-15), tmm7 (16-31, 16-31).
-                let cp = c.as_mut_ptr();
-                asm!(
-                    "tilestored [{c0} + {s}*1], tmm4",
-                    "tilestored [{c1} + {s}*1], tmm5",
-                    "tilestored [{c2} + {s}*1], tmm6",
-                    "tilestored [{c3} + {s}*1], tmm7",
-                    c0 = in(reg) cp,
-                    c1 = in(reg) cp.add(16),
-                    c2 = in(reg) cp.add(16 * ROW_BLOCK),
-                    c3 = in(reg) cp.add(16 * ROW_BLOCK + 16),
-                    s = in(reg) ROW_BLOCK * 4,
-                    options(nostack)
-                );
-                store_transposed(
-                    &c,
-                    (features - f0).min(FEATURE_BLOCK),
-                    (rows - r0).min(ROW_BLOCK),
-                    out.add(r0 * ldo + f0),
-                    ldo,
-                );
+                let (nf, nr) = ((features - f0).min(32), (rows - r0).min(32));
+                store_accumulators(&mut c, nf, nr, out.add(r0 * ldo + f0), ldo);
             }
         }
         asm!("tilerelease", options(nostack, nomem));
+    }
+}
+
+/// [`matmul`] for at most 32 rows, with the weights packed as they are used: per step of
+/// `k`, `row(f, kk)` gives feature `f`'s 32 bf16 values at `kk..kk + 32` (zero past `k`),
+/// 32 features are laid into a 2 KiB buffer that the tile loads read from L1, then
+/// multiplied. A batch's rows use each weight tile once, so a packed copy of the whole tile
+/// would be written and read back through L2 for nothing.
+///
+/// # Safety
+/// [`available`] must be true; `rows <= 32`; `x` holds what [`pack_rows`] made for `rows`
+/// and `k`; `row` is safe to call for `f < features`, `kk < padded_k(k)`; `out` holds `rows`
+/// rows `ldo` apart with `features` values each.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
+unsafe fn matmul_packing(
+    features: usize,
+    x: &[u16],
+    rows: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+    row: impl Fn(usize, usize) -> std::arch::x86_64::__m512i,
+) {
+    use std::arch::x86_64::*;
+    let kp = padded_k(k);
+    assert!(rows <= ROW_BLOCK && x.len() >= ROW_BLOCK * kp, "amx: short rows");
+    #[repr(align(64))]
+    struct Panel([u16; FEATURE_BLOCK * K_STEP]);
+    let mut panel = Panel([0; FEATURE_BLOCK * K_STEP]);
+    let mut c = [0f32; ROW_BLOCK * FEATURE_BLOCK];
+    // SAFETY: as the caller vouched; the tile loads read the 2 KiB panel and pair rows of
+    // `x` inside its `32 * kp` values.
+    unsafe {
+        asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack));
+        for f0 in (0..features).step_by(FEATURE_BLOCK) {
+            let nf = (features - f0).min(FEATURE_BLOCK);
+            zero_accumulators();
+            for kk in (0..kp).step_by(K_STEP) {
+                let dst = panel.0.as_mut_ptr();
+                for f in 0..FEATURE_BLOCK {
+                    let v = if f < nf {
+                        row(f0 + f, kk)
+                    } else {
+                        _mm512_setzero_si512()
+                    };
+                    _mm512_store_si512(dst.add(f * K_STEP) as *mut __m512i, v);
+                }
+                tile_step(dst, 64, x.as_ptr().add(kk * 16), kp);
+            }
+            store_accumulators(&mut c, nf, rows, out.add(f0), ldo);
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    }
+}
+
+/// Zeroes the accumulator tiles 4-7.
+///
+/// # Safety
+/// The tile configuration is loaded.
+#[inline(always)]
+unsafe fn zero_accumulators() {
+    // SAFETY: as the caller vouched.
+    unsafe {
+        asm!(
+            "tilezero tmm4",
+            "tilezero tmm5",
+            "tilezero tmm6",
+            "tilezero tmm7",
+            options(nostack)
+        )
+    };
+}
+
+/// One step of `k` for a 32x32 block: weight tiles from `a` and `a + 16` rows of
+/// `a_stride` bytes, row tiles from the pair rows at `b` and `b + 16 * kp` values.
+///
+/// # Safety
+/// The tile configuration is loaded; all four tiles lie in readable memory.
+#[inline(always)]
+unsafe fn tile_step(a: *const u16, a_stride: usize, b: *const u16, kp: usize) {
+    // SAFETY: as the caller vouched.
+    unsafe {
+        asm!(
+            "tileloadd tmm0, [{a0} + {sa}*1]",
+            "tileloadd tmm1, [{a1} + {sa}*1]",
+            "tileloadd tmm2, [{b0} + {sb}*1]",
+            "tileloadd tmm3, [{b1} + {sb}*1]",
+            "tdpbf16ps tmm4, tmm0, tmm2",
+            "tdpbf16ps tmm5, tmm0, tmm3",
+            "tdpbf16ps tmm6, tmm1, tmm2",
+            "tdpbf16ps tmm7, tmm1, tmm3",
+            a0 = in(reg) a,
+            a1 = in(reg) a.add(16 * a_stride / 2),
+            b0 = in(reg) b,
+            b1 = in(reg) b.add(16 * kp),
+            sa = in(reg) a_stride,
+            sb = in(reg) 64usize,
+            options(nostack, readonly)
+        )
+    };
+}
+
+/// Stores the accumulators (features x rows: tmm4 features 0-15 x rows 0-15, tmm5 0-15 x
+/// 16-31, tmm6 16-31 x 0-15, tmm7 16-31 x 16-31) through `c` into `out` as rows.
+///
+/// # Safety
+/// The tile configuration is loaded; `out` holds `nr` rows `ldo` apart with `nf` values.
+#[inline(always)]
+unsafe fn store_accumulators(c: &mut [f32; 1024], nf: usize, nr: usize, out: *mut f32, ldo: usize) {
+    let cp = c.as_mut_ptr();
+    // SAFETY: the four tile stores write the 4 KiB of `c`; `out` as the caller vouched.
+    unsafe {
+        asm!(
+            "tilestored [{c0} + {s}*1], tmm4",
+            "tilestored [{c1} + {s}*1], tmm5",
+            "tilestored [{c2} + {s}*1], tmm6",
+            "tilestored [{c3} + {s}*1], tmm7",
+            c0 = in(reg) cp,
+            c1 = in(reg) cp.add(16),
+            c2 = in(reg) cp.add(16 * ROW_BLOCK),
+            c3 = in(reg) cp.add(16 * ROW_BLOCK + 16),
+            s = in(reg) ROW_BLOCK * 4,
+            options(nostack)
+        );
+        store_transposed(c, nf, nr, out, ldo);
     }
 }
 

@@ -385,18 +385,29 @@ unsafe fn add_block(y: &mut [f32], rows: &[(f32, usize)], load: impl Fn(usize) -
     // SAFETY: `y` is read and written only in its first `n` lanes (masks); the block loads
     // are the caller's.
     unsafe {
+        // Two sets of accumulators, rows alternating between them: one set alone is a chain
+        // of dependent FMAs (4 cycles each) per row.
         let mut acc = [_mm512_setzero_ps(); 4];
+        let mut odd = [_mm512_setzero_ps(); 4];
         for (q, a) in acc.iter_mut().enumerate() {
             *a = _mm512_maskz_loadu_ps(mask(q), py.add(16 * q));
         }
-        for &(coef, row) in rows {
+        let mut pairs = rows.chunks_exact(2);
+        for pair in &mut pairs {
+            let (c0, c1) = (_mm512_set1_ps(pair[0].0), _mm512_set1_ps(pair[1].0));
+            for q in 0..4 {
+                acc[q] = _mm512_fmadd_ps(c0, load(pair[0].1 * 64 + 16 * q), acc[q]);
+                odd[q] = _mm512_fmadd_ps(c1, load(pair[1].1 * 64 + 16 * q), odd[q]);
+            }
+        }
+        if let [(coef, row)] = *pairs.remainder() {
             let c = _mm512_set1_ps(coef);
             for (q, a) in acc.iter_mut().enumerate() {
                 *a = _mm512_fmadd_ps(c, load(row * 64 + 16 * q), *a);
             }
         }
-        for (q, a) in acc.iter().enumerate() {
-            _mm512_mask_storeu_ps(py.add(16 * q), mask(q), *a);
+        for (q, (a, o)) in acc.iter().zip(&odd).enumerate() {
+            _mm512_mask_storeu_ps(py.add(16 * q), mask(q), _mm512_add_ps(*a, *o));
         }
     }
 }

@@ -358,6 +358,23 @@ fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
     const AMX_TILE: usize = super::amx::FEATURE_BLOCK;
     (0..n.div_ceil(AMX_TILE)).into_par_iter().for_each(|t| {
         let (c0, c1) = (t * AMX_TILE, ((t + 1) * AMX_TILE).min(n));
+        if let Some(p) = w.packed.as_ref().filter(|p| rows <= 32 && p.kind.block().0 == 32) {
+            let (rb, bsize) = (p.kind.row_bytes(k), p.kind.block().1);
+            // SAFETY: AMX checked by the caller; `a` is `x` packed for these rows (at most
+            // 32) and `k`; this task alone writes columns `c0..c1` (asserted above).
+            return unsafe {
+                super::amx::matmul_blocks(
+                    bsize,
+                    &p.bytes[c0 * rb..c1 * rb],
+                    c1 - c0,
+                    k,
+                    a_ro,
+                    rows,
+                    out_ptr.get().add(c0),
+                    n,
+                )
+            };
+        }
         B_BF16.with_borrow_mut(|b| {
             match &w.packed {
                 None => super::amx::pack_weights(&w.data[c0 * k..c1 * k], c1 - c0, k, b),
