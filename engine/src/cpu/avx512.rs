@@ -237,32 +237,73 @@ pub unsafe fn rows_by_features(
     out: *mut f32,
     ldo: usize,
 ) {
+    // SAFETY: as the caller vouched.
+    unsafe { by_features(|r| x.add(r * ldx), rows, w, ldw, features, k, out, ldo) }
+}
+
+/// [`rows_by_features`] over the rows `x[i * k ..][..k]` for `i` in `which` (the tokens of a
+/// batch that use one adapter), read in place rather than gathered into a copy.
+///
+/// # Safety
+/// AVX-512F and FMA; `x` holds every row `which` names, `w` holds `features` rows `ldw`
+/// apart, `out` holds `which.len()` rows `ldo` apart with `features` values each.
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn picked_rows_by_features(
+    x: *const f32,
+    which: &[usize],
+    w: *const f32,
+    ldw: usize,
+    features: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: as the caller vouched.
+    unsafe { by_features(|r| x.add(which[r] * k), which.len(), w, ldw, features, k, out, ldo) }
+}
+
+/// The block loop of [`rows_by_features`], row `r` of `x` at `row(r)`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn by_features(
+    row: impl Fn(usize) -> *const f32,
+    rows: usize,
+    w: *const f32,
+    ldw: usize,
+    features: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
     let mut r = 0;
     while r < rows {
         let nr = (rows - r).min(BLOCK_ROWS);
+        let xr: [*const f32; BLOCK_ROWS] = std::array::from_fn(|i| row(r + i.min(nr - 1)));
         let mut f = 0;
         while f < features {
             let nf = (features - f).min(BLOCK_FEATURES);
             // SAFETY: the block lies inside the caller's ranges.
             unsafe {
-                let (xb, wb, ob) = (x.add(r * ldx), w.add(f * ldw), out.add(r * ldo + f));
+                let (wb, ob) = (w.add(f * ldw), out.add(r * ldo + f));
                 match (nr, nf) {
-                    (4, 4) => block::<4, 4>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (4, 3) => block::<4, 3>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (4, 2) => block::<4, 2>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (4, _) => block::<4, 1>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (3, 4) => block::<3, 4>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (3, 3) => block::<3, 3>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (3, 2) => block::<3, 2>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (3, _) => block::<3, 1>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (2, 4) => block::<2, 4>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (2, 3) => block::<2, 3>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (2, 2) => block::<2, 2>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (2, _) => block::<2, 1>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (_, 4) => block::<1, 4>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (_, 3) => block::<1, 3>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (_, 2) => block::<1, 2>(xb, ldx, wb, ldw, k, ob, ldo),
-                    (_, _) => block::<1, 1>(xb, ldx, wb, ldw, k, ob, ldo),
+                    (4, 4) => block::<4, 4>(&xr, wb, ldw, k, ob, ldo),
+                    (4, 3) => block::<4, 3>(&xr, wb, ldw, k, ob, ldo),
+                    (4, 2) => block::<4, 2>(&xr, wb, ldw, k, ob, ldo),
+                    (4, _) => block::<4, 1>(&xr, wb, ldw, k, ob, ldo),
+                    (3, 4) => block::<3, 4>(&xr, wb, ldw, k, ob, ldo),
+                    (3, 3) => block::<3, 3>(&xr, wb, ldw, k, ob, ldo),
+                    (3, 2) => block::<3, 2>(&xr, wb, ldw, k, ob, ldo),
+                    (3, _) => block::<3, 1>(&xr, wb, ldw, k, ob, ldo),
+                    (2, 4) => block::<2, 4>(&xr, wb, ldw, k, ob, ldo),
+                    (2, 3) => block::<2, 3>(&xr, wb, ldw, k, ob, ldo),
+                    (2, 2) => block::<2, 2>(&xr, wb, ldw, k, ob, ldo),
+                    (2, _) => block::<2, 1>(&xr, wb, ldw, k, ob, ldo),
+                    (_, 4) => block::<1, 4>(&xr, wb, ldw, k, ob, ldo),
+                    (_, 3) => block::<1, 3>(&xr, wb, ldw, k, ob, ldo),
+                    (_, 2) => block::<1, 2>(&xr, wb, ldw, k, ob, ldo),
+                    (_, _) => block::<1, 1>(&xr, wb, ldw, k, ob, ldo),
                 }
             }
             f += nf;
@@ -275,8 +316,7 @@ pub unsafe fn rows_by_features(
 #[target_feature(enable = "avx512f,fma")]
 #[inline]
 unsafe fn block<const R: usize, const F: usize>(
-    x: *const f32,
-    ldx: usize,
+    x: &[*const f32; BLOCK_ROWS],
     w: *const f32,
     ldw: usize,
     k: usize,
@@ -293,7 +333,7 @@ unsafe fn block<const R: usize, const F: usize>(
                 *wv = _mm512_loadu_ps(w.add(f * ldw + i));
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm512_loadu_ps(x.add(r * ldx + i));
+                let xv = _mm512_loadu_ps(x[r].add(i));
                 for (a, wv) in acc.iter_mut().zip(&wv) {
                     *a = _mm512_fmadd_ps(xv, *wv, *a);
                 }
@@ -307,7 +347,7 @@ unsafe fn block<const R: usize, const F: usize>(
                 *wv = load_partial(w.add(f * ldw + i), m);
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = load_partial(x.add(r * ldx + i), m);
+                let xv = load_partial(x[r].add(i), m);
                 for (a, wv) in acc.iter_mut().zip(&wv) {
                     *a = _mm512_fmadd_ps(xv, *wv, *a);
                 }

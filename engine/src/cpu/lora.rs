@@ -158,8 +158,8 @@ fn check(l: &LoraStackHost, step: &StepPlan, n_tokens: usize) -> Result<()> {
 }
 
 thread_local! {
-    /// A task's gathered input rows, f32 A rows and shrink outputs, reused across calls.
-    static SHRINK_BUF: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> =
+    /// A task's token indices, f32 A rows and shrink outputs, reused across calls.
+    static SHRINK_BUF: RefCell<(Vec<usize>, Vec<f32>, Vec<f32>)> =
         const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
     /// The calling thread's plan of a several-token shrink or expand, reused across calls.
     static PLAN_BUF: RefCell<PlanBuf> = RefCell::new(PlanBuf::default());
@@ -241,13 +241,10 @@ pub fn lora_shrink(
             let e = task[0].1;
             let (n, r) = (task.len(), e.rank);
             xs.clear();
-            for &(tk, _) in task.iter() {
-                let t = tk / kk;
-                xs.extend_from_slice(&x[t * d..(t + 1) * d]);
-            }
+            xs.extend(task.iter().map(|&(tk, _)| tk / kk));
             let a_rows = cl.a_rows(e.off, r, a);
             out.resize(n * r, 0.0);
-            rows_dot(xs, n, a_rows, r, d, out);
+            rows_dot(&x[..n_tokens * d], xs, a_rows, r, d, out);
             for (&(tk, e), o) in task.iter().zip(out.chunks(r)) {
                 for (j, &v) in o.iter().enumerate() {
                     // SAFETY: (token, entry) `tk` is in one task only and writes its own

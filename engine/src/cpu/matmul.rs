@@ -51,19 +51,23 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `out[r * features + f] = dot(x[r * k..][..k], w[f * k..][..k])`: a small `rows x features`
-/// product of f32 rows (the LoRA shrink of several tokens), register-blocked where the CPU
+/// `out[i * features + f] = dot(x[which[i] * k..][..k], w[f * k..][..k])`: a small product
+/// of some rows of `x` (the tokens of a batch that use one adapter, read in place) by
+/// `features` f32 rows (the LoRA shrink of several tokens), register-blocked where the CPU
 /// has AVX-512.
 pub(super) fn rows_dot(
     x: &[f32],
-    rows: usize,
+    which: &[usize],
     w: &[f32],
     features: usize,
     k: usize,
     out: &mut [f32],
 ) {
+    let rows = which.len();
     assert!(
-        x.len() >= rows * k && w.len() >= features * k && out.len() >= rows * features,
+        which.iter().all(|&i| (i + 1) * k <= x.len())
+            && w.len() >= features * k
+            && out.len() >= rows * features,
         "rows_dot: short buffers"
     );
     #[cfg(target_arch = "x86_64")]
@@ -71,10 +75,9 @@ pub(super) fn rows_dot(
         // SAFETY: AVX-512F checked; the three buffers hold what the kernel reads and writes
         // (asserted above).
         return unsafe {
-            super::avx512::rows_by_features(
+            super::avx512::picked_rows_by_features(
                 x.as_ptr(),
-                k,
-                rows,
+                which,
                 w.as_ptr(),
                 k,
                 features,
@@ -84,9 +87,9 @@ pub(super) fn rows_dot(
             )
         };
     }
-    for (r, o) in out.chunks_mut(features).take(rows).enumerate() {
+    for (&i, o) in which.iter().zip(out.chunks_mut(features)) {
         for (f, o) in o.iter_mut().enumerate() {
-            *o = dot(&x[r * k..(r + 1) * k], &w[f * k..(f + 1) * k]);
+            *o = dot(&x[i * k..(i + 1) * k], &w[f * k..(f + 1) * k]);
         }
     }
 }
