@@ -387,67 +387,92 @@ pub unsafe fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
     }
 }
 
-/// `y[i] += sum coef * block[row * 64 + i]` over `rows` = `(coef, row)`, `y.len() <= 64`:
-/// one 64-column block of B^T (f32), `y` held in four registers while every row is added.
+/// For each token `t < at.len() - 1`: `y[t * ldy + i] += sum coef * block[row * 64 + i]` for
+/// `i < n <= 64` over its rows `rows[at[t]..at[t + 1]]` = `(coef, row)`: one 64-column block
+/// of B^T (f32) for every token of a step, each token's columns held in registers while its
+/// rows are added.
 ///
 /// # Safety
-/// AVX-512F; `block` holds 64 readable values from every `row * 64`.
+/// AVX-512F; `block` holds 64 readable values from every `row * 64`; `at` is non-decreasing
+/// within `rows`; `y` holds `n` values at every `t * ldy`.
 #[target_feature(enable = "avx512f,fma")]
-pub unsafe fn add_block_rows(y: &mut [f32], block: *const f32, rows: &[(f32, usize)]) {
+pub unsafe fn add_block_tokens(
+    y: *mut f32,
+    ldy: usize,
+    n: usize,
+    block: *const f32,
+    rows: &[(f32, usize)],
+    at: &[usize],
+) {
     // SAFETY: as the caller vouched; every load of a row stays in its 64 values.
-    unsafe { add_block(y, rows, |at| _mm512_loadu_ps(block.add(at))) }
+    unsafe { add_block(y, ldy, n, rows, at, |i| _mm512_loadu_ps(block.add(i))) }
 }
 
-/// [`add_block_rows`] with the block in f16 (bit patterns).
+/// [`add_block_tokens`] with the block in f16 (bit patterns).
 ///
 /// # Safety
-/// AVX-512F and F16C; `block` holds 64 readable values from every `row * 64`.
+/// As [`add_block_tokens`], with F16C.
 #[target_feature(enable = "avx512f,fma,f16c")]
-pub unsafe fn add_block_rows_f16(y: &mut [f32], block: *const u16, rows: &[(f32, usize)]) {
+pub unsafe fn add_block_tokens_f16(
+    y: *mut f32,
+    ldy: usize,
+    n: usize,
+    block: *const u16,
+    rows: &[(f32, usize)],
+    at: &[usize],
+) {
     // SAFETY: as the caller vouched; every load of a row stays in its 64 values.
     unsafe {
-        add_block(y, rows, |at| {
-            _mm512_cvtph_ps(_mm256_loadu_si256(block.add(at) as *const __m256i))
+        add_block(y, ldy, n, rows, at, |i| {
+            _mm512_cvtph_ps(_mm256_loadu_si256(block.add(i) as *const __m256i))
         })
     }
 }
 
-/// The body of the block kernels: `load(at)` reads 16 values of the block from element `at`.
+/// The body of the block kernels: `load(i)` reads 16 values of the block from element `i`.
 #[target_feature(enable = "avx512f,fma")]
 #[inline]
-unsafe fn add_block(y: &mut [f32], rows: &[(f32, usize)], load: impl Fn(usize) -> __m512) {
-    let n = y.len().min(64);
-    let py = y.as_mut_ptr();
-    let mask = |q: usize| -> __mmask16 {
-        let m = n.saturating_sub(16 * q).min(16);
+unsafe fn add_block(
+    y: *mut f32,
+    ldy: usize,
+    n: usize,
+    rows: &[(f32, usize)],
+    at: &[usize],
+    load: impl Fn(usize) -> __m512,
+) {
+    let mask: [__mmask16; 4] = std::array::from_fn(|q| {
+        let m = n.min(64).saturating_sub(16 * q).min(16);
         ((1u32 << m) - 1) as __mmask16
-    };
-    // SAFETY: `y` is read and written only in its first `n` lanes (masks); the block loads
-    // are the caller's.
-    unsafe {
-        // Two sets of accumulators, rows alternating between them: one set alone is a chain
-        // of dependent FMAs (4 cycles each) per row.
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut odd = [_mm512_setzero_ps(); 4];
-        for (q, a) in acc.iter_mut().enumerate() {
-            *a = _mm512_maskz_loadu_ps(mask(q), py.add(16 * q));
-        }
-        let mut pairs = rows.chunks_exact(2);
-        for pair in &mut pairs {
-            let (c0, c1) = (_mm512_set1_ps(pair[0].0), _mm512_set1_ps(pair[1].0));
-            for q in 0..4 {
-                acc[q] = _mm512_fmadd_ps(c0, load(pair[0].1 * 64 + 16 * q), acc[q]);
-                odd[q] = _mm512_fmadd_ps(c1, load(pair[1].1 * 64 + 16 * q), odd[q]);
-            }
-        }
-        if let [(coef, row)] = *pairs.remainder() {
-            let c = _mm512_set1_ps(coef);
+    });
+    for (t, w) in at.windows(2).enumerate() {
+        let py = y.wrapping_add(t * ldy);
+        // SAFETY: `y` is read and written only in its first `n` lanes (masks); the block
+        // loads are the caller's.
+        unsafe {
+            // Two sets of accumulators, rows alternating between them: one set alone is a
+            // chain of dependent FMAs (4 cycles each) per row.
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut odd = [_mm512_setzero_ps(); 4];
             for (q, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(c, load(row * 64 + 16 * q), *a);
+                *a = _mm512_maskz_loadu_ps(mask[q], py.add(16 * q));
             }
-        }
-        for (q, (a, o)) in acc.iter().zip(&odd).enumerate() {
-            _mm512_mask_storeu_ps(py.add(16 * q), mask(q), _mm512_add_ps(*a, *o));
+            let mut pairs = rows[w[0]..w[1]].chunks_exact(2);
+            for pair in &mut pairs {
+                let (c0, c1) = (_mm512_set1_ps(pair[0].0), _mm512_set1_ps(pair[1].0));
+                for q in 0..4 {
+                    acc[q] = _mm512_fmadd_ps(c0, load(pair[0].1 * 64 + 16 * q), acc[q]);
+                    odd[q] = _mm512_fmadd_ps(c1, load(pair[1].1 * 64 + 16 * q), odd[q]);
+                }
+            }
+            if let [(coef, row)] = *pairs.remainder() {
+                let c = _mm512_set1_ps(coef);
+                for (q, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(c, load(row * 64 + 16 * q), *a);
+                }
+            }
+            for (q, (a, o)) in acc.iter().zip(&odd).enumerate() {
+                _mm512_mask_storeu_ps(py.add(16 * q), mask[q], _mm512_add_ps(*a, *o));
+            }
         }
     }
 }

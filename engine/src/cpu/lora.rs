@@ -292,6 +292,7 @@ pub fn lora_expand(
         plan.at.push(plan.rows.len());
     }
     let (rows, at) = (&plan.rows[..], &plan.at[..]);
+    assert!(rows_fit(cl, rows), "lora_expand: a row outside the stack");
     let blocks = o.div_ceil(COLS);
     // One token (decode): as many parts as threads (B streams from memory); several: more
     // parts, for balance.
@@ -302,13 +303,9 @@ pub fn lora_expand(
     (0..blocks.div_ceil(span)).into_par_iter().for_each(|p| {
         for b in p * span..((p + 1) * span).min(blocks) {
             let (c0, len) = (b * COLS, COLS.min(o - b * COLS));
-            for t in 0..n_tokens {
-                // SAFETY: part `p` alone writes columns of its blocks; `t * o + c0 + len`
-                // is within `y` (checked above).
-                let yt =
-                    unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(t * o + c0), len) };
-                expand_columns(cl, &rows[at[t]..at[t + 1]], c0, yt);
-            }
+            // SAFETY: part `p` alone writes the columns of its blocks; `t * o + c0 + len` is
+            // within `y` for every token (checked above); the rows fit (asserted above).
+            unsafe { add_block_tokens(cl, b, rows, at, y_ptr.get().add(c0), o, len) };
         }
     });
     PLAN_BUF.set(plan);
@@ -352,17 +349,89 @@ pub(super) fn expand_rows(
 /// Columns `c0..c0 + y.len()` of one token's expand: `y[c] += sum coef * B^T[row, c]` over
 /// its `rows` from [`expand_rows`]. `c0` is a multiple of [`COLS`].
 pub(super) fn expand_columns(cl: &CpuLora, rows: &[(f32, usize)], c0: usize, y: &mut [f32]) {
-    debug_assert!(
-        c0.is_multiple_of(COLS),
-        "expand_columns: c0 {c0} is not a block start"
+    assert!(
+        c0.is_multiple_of(COLS) && c0 + y.len() <= cl.stack.out_dim && rows_fit(cl, rows),
+        "expand_columns: columns {c0}.. or rows outside the stack"
     );
-    let len = cl.rows * COLS;
     for (ci, yc) in y.chunks_mut(COLS).enumerate() {
-        // Column block `b` holds `rows` rows of COLS values from `b * rows * COLS`.
-        let at = (c0 / COLS + ci) * len;
-        match &cl.half {
-            None => add_block_rows(yc, &cl.bt[at..at + len], rows),
-            Some(h) => add_block_rows_f16(yc, &h.bt[at..at + len], rows),
+        // SAFETY: the block exists (`c0 + y.len() <= out_dim`), every row is inside the
+        // stack, and `yc` holds `yc.len() <= COLS` values (one token).
+        unsafe {
+            add_block_tokens(
+                cl,
+                c0 / COLS + ci,
+                rows,
+                &[0, rows.len()],
+                yc.as_mut_ptr(),
+                0,
+                yc.len(),
+            )
+        };
+    }
+}
+
+/// Whether every `(coef, row)` names a row of the stack.
+pub(super) fn rows_fit(cl: &CpuLora, rows: &[(f32, usize)]) -> bool {
+    rows.iter().all(|&(_, r)| r < cl.rows)
+}
+
+/// Column block `b` of the expand for each token `t < at.len() - 1`: `y[t * ldy + i] +=
+/// sum coef * B^T[row, b * COLS + i]` for `i < n` over `rows[at[t]..at[t + 1]]`; the AVX-512
+/// kernel (one call for every token) where the CPU has it.
+///
+/// # Safety
+/// `b < out_dim.div_ceil(COLS)`, `n <= COLS`, every row is inside the stack ([`rows_fit`]),
+/// `at` is non-decreasing within `rows`, and `y` holds `n` values at every `t * ldy`.
+unsafe fn add_block_tokens(
+    cl: &CpuLora,
+    b: usize,
+    rows: &[(f32, usize)],
+    at: &[usize],
+    y: *mut f32,
+    ldy: usize,
+    n: usize,
+) {
+    // Column block `b` holds `cl.rows` rows of COLS values from `b * cl.rows * COLS`.
+    let off = b * cl.rows * COLS;
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: AVX-512F and F16C checked; the rest as the caller vouched.
+        return unsafe {
+            match &cl.half {
+                None => super::avx512::add_block_tokens(
+                    y,
+                    ldy,
+                    n,
+                    cl.bt.as_ptr().add(off),
+                    rows,
+                    at,
+                ),
+                Some(h) => super::avx512::add_block_tokens_f16(
+                    y,
+                    ldy,
+                    n,
+                    h.bt.as_ptr().add(off),
+                    rows,
+                    at,
+                ),
+            }
+        };
+    }
+    for (t, w) in at.windows(2).enumerate() {
+        // SAFETY: as the caller vouched.
+        let yt = unsafe { std::slice::from_raw_parts_mut(y.add(t * ldy), n) };
+        for &(coef, r) in &rows[w[0]..w[1]] {
+            let at = off + r * COLS;
+            match &cl.half {
+                None => yt
+                    .iter_mut()
+                    .zip(&cl.bt[at..at + n])
+                    .for_each(|(y, b)| *y += coef * b),
+                Some(h) => yt
+                    .iter_mut()
+                    .zip(&h.bt[at..at + n])
+                    .for_each(|(y, &b)| *y += coef * f16::from_bits(b).to_f32()),
+            }
         }
     }
 }
@@ -389,34 +458,3 @@ pub(super) fn check_stack(
 /// of B^T's column blocks. Callers start their column ranges on a multiple of it.
 pub(super) const COLS: usize = 64;
 
-/// `y[i] += sum coef * block[row * COLS + i]` over `rows` = `(coef, row)`: one column block
-/// of B^T (`y.len() <= COLS`), `y` loaded and stored once (not once per row); the AVX-512
-/// build of it where the CPU has AVX-512.
-fn add_block_rows(y: &mut [f32], block: &[f32], rows: &[(f32, usize)]) {
-    assert!(y.len() <= COLS && rows.iter().all(|&(_, r)| (r + 1) * COLS <= block.len()));
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F; every row's COLS values lie in `block` (asserted).
-        return unsafe { super::avx512::add_block_rows(y, block.as_ptr(), rows) };
-    }
-    for &(coef, r) in rows {
-        let b = &block[r * COLS..r * COLS + y.len()];
-        y.iter_mut().zip(b).for_each(|(y, b)| *y += coef * b);
-    }
-}
-
-/// [`add_block_rows`] with the block in f16.
-fn add_block_rows_f16(y: &mut [f32], block: &[u16], rows: &[(f32, usize)]) {
-    assert!(y.len() <= COLS && rows.iter().all(|&(_, r)| (r + 1) * COLS <= block.len()));
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F and F16C; every row's COLS values lie in `block`.
-        return unsafe { super::avx512::add_block_rows_f16(y, block.as_ptr(), rows) };
-    }
-    for &(coef, r) in rows {
-        let b = &block[r * COLS..r * COLS + y.len()];
-        y.iter_mut()
-            .zip(b)
-            .for_each(|(y, &b)| *y += coef * f16::from_bits(b).to_f32());
-    }
-}
