@@ -13,7 +13,6 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-
 /// Values of `k` per tile step (16 pairs of bf16).
 pub const K_STEP: usize = 32;
 /// Rows per block: two A tiles of 16.
@@ -238,7 +237,9 @@ unsafe fn q4_row(b: *const u8, bsize: usize) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
     // d, and m for Q4_1 (Q4_0's first quant byte comes along and is ignored).
     // SAFETY: every block has at least 4 bytes.
-    let s = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { (b as *const i32).read_unaligned() }));
+    let s = _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe {
+        (b as *const i32).read_unaligned()
+    }));
     let d = _mm512_broadcastss_ps(s);
     let q = _mm512_setr_ps(
         0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12., 13., 14., 15.,
@@ -377,11 +378,12 @@ const CONFIG: TileConfig = TileConfig {
 /// `out[r * ldo + f] = sum_i x[r, i] * w[f, i]` for `r < rows`, `f < features`, with `w` from
 /// [`pack_weights`] / [`pack_blocks`] (the A operand) and `x` from [`pack_rows`] (the B
 /// operand), both for the same `k`. Each 32x32 block of results (features x rows, four 16x16
-/// tiles) is transposed into `out` in registers.
+/// tiles) is transposed into `out` in registers; with `add`, added to what `out` holds.
 ///
 /// # Safety
 /// [`available`] must be true; `w` and `x` hold what their packers made for `features`,
 /// `rows` and `k`; `out` holds `rows` rows `ldo` apart with `features` values each.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn matmul(
     w: &[u16],
     features: usize,
@@ -390,6 +392,7 @@ pub unsafe fn matmul(
     k: usize,
     out: *mut f32,
     ldo: usize,
+    add: bool,
 ) {
     let kp = padded_k(k);
     let (rp, fp) = (
@@ -414,7 +417,7 @@ pub unsafe fn matmul(
                     tile_step(a, kp * 2, x.as_ptr().add(r0 * kp + kk * 16), kp);
                 }
                 let (nf, nr) = ((features - f0).min(32), (rows - r0).min(32));
-                store_accumulators(&mut c, nf, nr, out.add(r0 * ldo + f0), ldo);
+                store_accumulators(&mut c, nf, nr, out.add(r0 * ldo + f0), ldo, add);
             }
         }
         asm!("tilerelease", options(nostack, nomem));
@@ -443,7 +446,10 @@ unsafe fn matmul_packing(
 ) {
     use std::arch::x86_64::*;
     let kp = padded_k(k);
-    assert!(rows <= ROW_BLOCK && x.len() >= ROW_BLOCK * kp, "amx: short rows");
+    assert!(
+        rows <= ROW_BLOCK && x.len() >= ROW_BLOCK * kp,
+        "amx: short rows"
+    );
     #[repr(align(64))]
     struct Panel([u16; FEATURE_BLOCK * K_STEP]);
     let mut panel = Panel([0; FEATURE_BLOCK * K_STEP]);
@@ -467,7 +473,7 @@ unsafe fn matmul_packing(
                 }
                 tile_step(dst, 64, x.as_ptr().add(kk * 16), kp);
             }
-            store_accumulators(&mut c, nf, rows, out.add(f0), ldo);
+            store_accumulators(&mut c, nf, rows, out.add(f0), ldo, false);
         }
         asm!("tilerelease", options(nostack, nomem));
     }
@@ -521,12 +527,20 @@ unsafe fn tile_step(a: *const u16, a_stride: usize, b: *const u16, kp: usize) {
 }
 
 /// Stores the accumulators (features x rows: tmm4 features 0-15 x rows 0-15, tmm5 0-15 x
-/// 16-31, tmm6 16-31 x 0-15, tmm7 16-31 x 16-31) through `c` into `out` as rows.
+/// 16-31, tmm6 16-31 x 0-15, tmm7 16-31 x 16-31) through `c` into `out` as rows (added to
+/// `out` with `add`).
 ///
 /// # Safety
 /// The tile configuration is loaded; `out` holds `nr` rows `ldo` apart with `nf` values.
 #[inline(always)]
-unsafe fn store_accumulators(c: &mut [f32; 1024], nf: usize, nr: usize, out: *mut f32, ldo: usize) {
+unsafe fn store_accumulators(
+    c: &mut [f32; 1024],
+    nf: usize,
+    nr: usize,
+    out: *mut f32,
+    ldo: usize,
+    add: bool,
+) {
     let cp = c.as_mut_ptr();
     // SAFETY: the four tile stores write the 4 KiB of `c`; `out` as the caller vouched.
     unsafe {
@@ -542,17 +556,24 @@ unsafe fn store_accumulators(c: &mut [f32; 1024], nf: usize, nr: usize, out: *mu
             s = in(reg) ROW_BLOCK * 4,
             options(nostack)
         );
-        store_transposed(c, nf, nr, out, ldo);
+        store_transposed(c, nf, nr, out, ldo, add);
     }
 }
 
-/// `out[r * ldo + f] = c[f * 32 + r]` for `f < nf`, `r < nr`: a 32x32 block of results
-/// (features x rows) written as rows, 16x16 at a time through registers.
+/// `out[r * ldo + f] = c[f * 32 + r]` (`+=` with `add`) for `f < nf`, `r < nr`: a 32x32
+/// block of results (features x rows) written as rows, 16x16 at a time through registers.
 ///
 /// # Safety
 /// AVX-512F; `out` holds `nr` rows `ldo` apart with `nf` values each.
 #[target_feature(enable = "avx512f")]
-unsafe fn store_transposed(c: &[f32; 1024], nf: usize, nr: usize, out: *mut f32, ldo: usize) {
+unsafe fn store_transposed(
+    c: &[f32; 1024],
+    nf: usize,
+    nr: usize,
+    out: *mut f32,
+    ldo: usize,
+    add: bool,
+) {
     use std::arch::x86_64::*;
     for fh in (0..nf).step_by(16) {
         let mask = ((1u32 << (nf - fh).min(16)) - 1) as u16;
@@ -567,7 +588,12 @@ unsafe fn store_transposed(c: &[f32; 1024], nf: usize, nr: usize, out: *mut f32,
             for (j, t) in transpose16(v).iter().enumerate().take(nr - rh) {
                 // SAFETY: row `rh + j < nr`, features `fh..fh + 16` masked to `nf`.
                 unsafe {
-                    _mm512_mask_storeu_epi32(out.add((rh + j) * ldo + fh) as *mut i32, mask, *t)
+                    let dst = out.add((rh + j) * ldo + fh);
+                    let mut v = _mm512_castsi512_ps(*t);
+                    if add {
+                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, dst));
+                    }
+                    _mm512_mask_storeu_ps(dst, mask, v)
                 };
             }
         }

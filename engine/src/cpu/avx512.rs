@@ -260,7 +260,18 @@ pub unsafe fn picked_rows_by_features(
     ldo: usize,
 ) {
     // SAFETY: as the caller vouched.
-    unsafe { by_features(|r| x.add(which[r] * k), which.len(), w, ldw, features, k, out, ldo) }
+    unsafe {
+        by_features(
+            |r| x.add(which[r] * k),
+            which.len(),
+            w,
+            ldw,
+            features,
+            k,
+            out,
+            ldo,
+        )
+    }
 }
 
 /// The block loop of [`rows_by_features`], row `r` of `x` at `row(r)`.
@@ -629,7 +640,10 @@ mod tests {
             for (x, y) in x.iter().zip(&y) {
                 let want = (*x as f64).exp();
                 let rel = (*y as f64 - want).abs() / want;
-                assert!(rel <= 3.0 * f32::EPSILON as f64, "exp16({x}) = {y}, float64 {want}");
+                assert!(
+                    rel <= 3.0 * f32::EPSILON as f64,
+                    "exp16({x}) = {y}, float64 {want}"
+                );
                 worst = worst.max(rel);
             }
         }
@@ -640,4 +654,3 @@ mod tests {
         println!("exp16: worst relative error {worst:.2e}");
     }
 }
-

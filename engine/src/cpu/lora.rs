@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use half::f16;
 use rayon::prelude::*;
 
+use super::lora_amx::AmxLora;
 use super::matmul::{rows_dot, SendPtr};
 use super::{check_len, dot};
 use crate::backend::{LoraStackHost, StepPlan, NO_ADAPTER};
@@ -28,6 +29,8 @@ pub struct CpuLora {
     rows: usize,
     /// A and B^T as f16 bit patterns, when stored in f16.
     pub half: Option<HalfLora>,
+    /// A and B as bf16 AMX tiles, for several tokens under `CpuOptions::amx`.
+    amx: Option<AmxLora>,
 }
 
 /// A and B^T of a stack in f16 (bit patterns), laid out as [`LoraStackHost::a`] and the
@@ -52,19 +55,22 @@ fn column_blocks<T: Copy + Default>(bt: &[T], rows: usize, o: usize) -> Vec<T> {
 }
 
 impl CpuLora {
-    /// Holds `s` in f32, or in f16 (rounded to nearest) when `f16_values`.
-    pub fn new(s: &LoraStackHost, f16_values: bool) -> Self {
+    /// Holds `s` in f32, or in f16 (rounded to nearest) when `f16_values`; with `amx` (the
+    /// caller checked [`super::amx_available`]), also bf16 tiles for several tokens.
+    pub fn new(s: &LoraStackHost, f16_values: bool, amx: bool) -> Self {
         let rows = s.total_rank();
         let mut stack = LoraStackHost {
             bt: Vec::new(),
             ..s.clone()
         };
+        let amx = (amx && rows > 0).then(|| AmxLora::new(s, rows));
         if !f16_values {
             return Self {
                 stack,
                 bt: column_blocks(&s.bt, rows, s.out_dim),
                 rows,
                 half: None,
+                amx,
             };
         }
         let bits =
@@ -79,7 +85,13 @@ impl CpuLora {
             bt: Vec::new(),
             rows,
             half: Some(half),
+            amx,
         }
+    }
+
+    /// Rows of the stack (the sum of the slots' ranks).
+    pub(super) fn rows(&self) -> usize {
+        self.rows
     }
 
     /// Rows `off..off + n` of A in f32: a slice of the stack, or converted from f16 into `buf`.
@@ -124,20 +136,20 @@ fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
 
 /// One used entry of a token's mixture.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    slot: usize,
+pub(super) struct Entry {
+    pub(super) slot: usize,
     /// First row of the slot's A / B^T rows in the stack.
-    off: usize,
-    rank: usize,
+    pub(super) off: usize,
+    pub(super) rank: usize,
     /// Mixture weight times the adapter's scale.
-    ws: f32,
+    pub(super) ws: f32,
 }
 
 /// Resolves entry `k` of token `t`'s segment, or `None` when the entry is unused or the
 /// adapter does not target this module. The slot tables were checked at upload
 /// (`off + rank` lies inside the stack).
 #[inline]
-fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<Entry> {
+pub(super) fn entry(l: &LoraStackHost, step: &StepPlan, t: usize, k: usize) -> Option<Entry> {
     let s = step.segment_of_token[t] as usize;
     let slot = step.mix_slots[s * step.mix_k + k];
     if slot == NO_ADAPTER {
@@ -208,6 +220,10 @@ pub fn lora_shrink(
             .for_each(|(k, uk)| shrink_entry(cl, step, 0, k, &x[..d], uk));
         return Ok(());
     }
+    if let Some(a) = &cl.amx {
+        super::lora_amx::shrink(&x[..n_tokens * d], cl, a, step, n_tokens, u);
+        return Ok(());
+    }
     // Every used (token, entry), grouped by slot, cut in tasks of SHRINK_TOKENS.
     // Taken out of the cell, not borrowed: the tasks fork, and a waiting worker may run
     // another step's shrink meanwhile.
@@ -275,6 +291,10 @@ pub fn lora_expand(
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
+    if let (Some(a), true) = (&cl.amx, n_tokens > 1) {
+        super::lora_amx::expand(u, cl, a, step, n_tokens, &mut y[..n_tokens * o]);
+        return Ok(());
+    }
     // Every token's (coef, row) list, one after the other; taken out of the cell (see
     // `lora_shrink`).
     let mut plan = PLAN_BUF.take();
@@ -398,22 +418,12 @@ unsafe fn add_block_tokens(
         // SAFETY: AVX-512F and F16C checked; the rest as the caller vouched.
         return unsafe {
             match &cl.half {
-                None => super::avx512::add_block_tokens(
-                    y,
-                    ldy,
-                    n,
-                    cl.bt.as_ptr().add(off),
-                    rows,
-                    at,
-                ),
-                Some(h) => super::avx512::add_block_tokens_f16(
-                    y,
-                    ldy,
-                    n,
-                    h.bt.as_ptr().add(off),
-                    rows,
-                    at,
-                ),
+                None => {
+                    super::avx512::add_block_tokens(y, ldy, n, cl.bt.as_ptr().add(off), rows, at)
+                }
+                Some(h) => {
+                    super::avx512::add_block_tokens_f16(y, ldy, n, h.bt.as_ptr().add(off), rows, at)
+                }
             }
         };
     }
@@ -457,4 +467,3 @@ pub(super) fn check_stack(
 /// Output columns held in registers while every adapter row is added into them, and the width
 /// of B^T's column blocks. Callers start their column ranges on a multiple of it.
 pub(super) const COLS: usize = 64;
-

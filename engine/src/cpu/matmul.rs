@@ -361,7 +361,11 @@ fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
     const AMX_TILE: usize = super::amx::FEATURE_BLOCK;
     (0..n.div_ceil(AMX_TILE)).into_par_iter().for_each(|t| {
         let (c0, c1) = (t * AMX_TILE, ((t + 1) * AMX_TILE).min(n));
-        if let Some(p) = w.packed.as_ref().filter(|p| rows <= 32 && p.kind.block().0 == 32) {
+        if let Some(p) = w
+            .packed
+            .as_ref()
+            .filter(|p| rows <= 32 && p.kind.block().0 == 32)
+        {
             let (rb, bsize) = (p.kind.row_bytes(k), p.kind.block().1);
             // SAFETY: AMX checked by the caller; `a` is `x` packed for these rows (at most
             // 32) and `k`; this task alone writes columns `c0..c1` (asserted above).
@@ -395,7 +399,9 @@ fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
             // SAFETY: AMX (and AVX-512) checked by the caller; `b` and `a` come from the
             // packers for these features, rows and `k`; this task alone writes columns
             // `c0..c1` of the `rows x n` output (asserted above).
-            unsafe { super::amx::matmul(b, c1 - c0, a_ro, rows, k, out_ptr.get().add(c0), n) }
+            unsafe {
+                super::amx::matmul(b, c1 - c0, a_ro, rows, k, out_ptr.get().add(c0), n, false)
+            }
         })
     });
     A_BF16.set(a);

@@ -15,6 +15,7 @@ mod embedding;
 mod linears;
 mod logits;
 mod lora;
+mod lora_amx;
 pub use lora::CpuLora;
 mod matmul;
 mod packed_dot;
@@ -79,7 +80,9 @@ pub struct CpuOptions {
     pub lora_f16: bool,
     /// Run matmuls of several rows (batches, prefill) on the AMX tile unit in bf16 where the
     /// CPU has AMX-BF16 ([`amx_available`]): several times the f32 FLOP rate, with inputs and
-    /// weights rounded to bf16. Decode of one row stays f32.
+    /// weights rounded to bf16. The LoRA pair of several tokens too (A, B and the shrink
+    /// outputs rounded to bf16, from the f32 adapter values even with `lora_f16`). Decode of
+    /// one row stays f32.
     pub amx: bool,
 }
 
@@ -219,7 +222,11 @@ impl Backend for CpuBackend {
                 s.slot_offset[slot], s.slot_rank[slot], s.max_rank
             )));
         }
-        Ok(lora::CpuLora::new(s, self.options.lora_f16))
+        Ok(lora::CpuLora::new(
+            s,
+            self.options.lora_f16,
+            self.options.amx && amx_available(),
+        ))
     }
 
     fn upload_step(&self, plan: &StepPlan, reuse: Option<StepPlan>) -> Result<StepPlan> {

@@ -1,0 +1,134 @@
+//! The LoRA pair of several tokens on the AMX tile unit (`CpuOptions::amx`, `--cpu-amx`).
+//!
+//! A batch's tokens use different adapters, so the f32 path pairs each token with its own
+//! rows: short products that run far below the FMA units' rate (about 16% of a batch-32
+//! decode step). Here the shrink multiplies every token by the whole A stack (`tokens x
+//! rank rows`, most of it for adapters the token does not use, on a unit several times as
+//! fast) and keeps what each entry needs; the expand multiplies a matrix of coefficients
+//! (each token's `(coef, row)` list, zeros elsewhere) by the whole B stack and adds it into
+//! the output. Both are [`super::amx::matmul`] on bf16 copies of A and B packed at upload:
+//! the same bf16 rounding as the base matmuls under this option.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::amx;
+use super::lora::{entry, expand_rows, CpuLora};
+use super::matmul::SendPtr;
+use crate::backend::{LoraStackHost, StepPlan};
+
+/// A stack's A (`rows` features of `in_dim`) and B (`out_dim` features of `rows`) as bf16
+/// AMX weight tiles ([`amx::pack_weights`]).
+#[derive(Debug, Clone)]
+pub struct AmxLora {
+    a: Vec<u16>,
+    b: Vec<u16>,
+}
+
+impl AmxLora {
+    /// Packs `s` (A `[rows, in]`, B^T `[rows, out]`, `rows` its total rank > 0).
+    pub fn new(s: &LoraStackHost, rows: usize) -> Self {
+        let (d, o) = (s.in_dim, s.out_dim);
+        let mut a = Vec::new();
+        amx::pack_weights(&s.a, rows, d, &mut a);
+        // B row by row (`[out, rows]`): the tiles' A operand wants each output feature's
+        // values along `k` (the rank rows).
+        let mut b_rows = vec![0f32; o * rows];
+        for r in 0..rows {
+            for (c, &v) in s.bt[r * o..(r + 1) * o].iter().enumerate() {
+                b_rows[c * rows + r] = v;
+            }
+        }
+        let mut b = Vec::new();
+        amx::pack_weights(&b_rows, o, rows, &mut b);
+        Self { a, b }
+    }
+}
+
+/// Packed inputs (rows or coefficients), f32 products or coefficients, one token's expand
+/// rows.
+type Buffers = (Vec<u16>, Vec<f32>, Vec<(f32, usize)>);
+
+thread_local! {
+    /// The calling thread's buffers, reused across calls.
+    static BUF: RefCell<Buffers> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// `out[t * n + f] (+)= sum_i x[t * k + i] * w[f, i]` for `t < tokens`, `f < n`: `x` packed
+/// once, output features in tasks of [`amx::FEATURE_BLOCK`] over the threads.
+fn product(w: &[u16], n: usize, x: &[f32], tokens: usize, k: usize, out: &mut [f32], add: bool) {
+    assert!(
+        x.len() >= tokens * k && out.len() >= tokens * n,
+        "lora_amx: short buffers"
+    );
+    let mut xp = BUF.with_borrow_mut(|b| std::mem::take(&mut b.0));
+    amx::pack_rows(x, tokens, k, &mut xp);
+    let (xp_ro, kp) = (&xp[..], amx::padded_k(k));
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..n.div_ceil(amx::FEATURE_BLOCK))
+        .into_par_iter()
+        .for_each(|t| {
+            let (f0, f1) = (
+                t * amx::FEATURE_BLOCK,
+                ((t + 1) * amx::FEATURE_BLOCK).min(n),
+            );
+            // SAFETY: AMX checked when the stack was packed; `w` holds `n` features packed
+            // for `k` (features `f0..` start at `f0 * kp`), `xp` the tokens packed for `k`;
+            // this task alone writes columns `f0..f1` of the `tokens x n` output (asserted).
+            unsafe {
+                amx::matmul(
+                    &w[f0 * kp..],
+                    f1 - f0,
+                    xp_ro,
+                    tokens,
+                    k,
+                    out_ptr.get().add(f0),
+                    n,
+                    add,
+                )
+            }
+        });
+    BUF.with_borrow_mut(|b| b.0 = xp);
+}
+
+/// [`super::lora::lora_shrink`] of several tokens on AMX: every token times every A row, then
+/// `u[t, k, j] = w_k * scale_k * full[t, off_k + j]` for each used entry.
+pub fn shrink(x: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize, u: &mut [f32]) {
+    let (l, rows) = (&cl.stack, cl.rows());
+    let (kk, mr) = (step.mix_k, l.max_rank);
+    let mut full = BUF.with_borrow_mut(|b| std::mem::take(&mut b.1));
+    full.resize(n * rows, 0.0);
+    product(&amx.a, rows, x, n, l.in_dim, &mut full, false);
+    for t in 0..n {
+        for k in 0..kk {
+            if let Some(e) = entry(l, step, t, k) {
+                let src = &full[t * rows + e.off..][..e.rank];
+                for (u, &v) in u[(t * kk + k) * mr..][..e.rank].iter_mut().zip(src) {
+                    *u = e.ws * v;
+                }
+            }
+        }
+    }
+    BUF.with_borrow_mut(|b| b.1 = full);
+}
+
+/// [`super::lora::lora_expand`] of several tokens on AMX: `y[t] += coef[t] @ B^T` with
+/// `coef[t, row]` the sum of token `t`'s `(coef, row)` entries.
+pub fn expand(u: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize, y: &mut [f32]) {
+    let (l, rows) = (&cl.stack, cl.rows());
+    let (kk, mr) = (step.mix_k, l.max_rank);
+    let (mut coef, mut list) =
+        BUF.with_borrow_mut(|b| (std::mem::take(&mut b.1), std::mem::take(&mut b.2)));
+    coef.clear();
+    coef.resize(n * rows, 0.0);
+    for t in 0..n {
+        list.clear();
+        expand_rows(cl, step, t, &u[t * kk * mr..(t + 1) * kk * mr], &mut list);
+        for &(c, r) in &list {
+            coef[t * rows + r] += c;
+        }
+    }
+    product(&amx.b, l.out_dim, &coef, n, rows, y, true);
+    BUF.with_borrow_mut(|b| (b.1, b.2) = (coef, list));
+}
