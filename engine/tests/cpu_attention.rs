@@ -77,7 +77,10 @@ fn reference(c: &Case, q: &[f32], kc: &[f32], vc: &[f32], cap: usize) -> Vec<f64
             let scores: Vec<f64> = (0..=pos as usize)
                 .map(|p| {
                     let k = &kc[row(p)..][..hd];
-                    qh.iter().zip(k).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                    qh.iter()
+                        .zip(k)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
                         / (hd as f64).sqrt()
                 })
                 .collect();
