@@ -216,117 +216,155 @@ fn bad_slot_is_an_error_not_a_panic() {
 /// packed weights, a bias, LoRA on two of them, f32 and f16 LoRA storage.
 #[test]
 fn fused_decode_linears_match_op_by_op() {
+    for f16 in [false, true] {
+        linears_case(1, f16, false);
+    }
+}
+
+/// `--cpu-amx`: `linears` of several tokens (inputs packed once per call, each LoRA expand
+/// in its base matmul's tile accumulators; up to 32 rows the weights packed as used, more
+/// rows in a second pass) against the same backend op by op.
+#[test]
+fn amx_batch_linears_match_op_by_op() {
+    if !dlp_engine::cpu::amx_available() {
+        println!("skipped: this CPU or OS has no AMX-BF16 (nothing to test here)");
+        return;
+    }
+    for tokens in [2, 17, 32, 33, 70] {
+        for f16 in [false, true] {
+            linears_case(tokens, f16, true);
+        }
+    }
+}
+
+/// Four jobs reading one input of `tokens` rows: f32 weights with bias and LoRA, Q8_0
+/// without, Q4_1 with LoRA, F16 with LoRA; `Backend::linears` against `linears_each`.
+fn linears_case(tokens: usize, f16: bool, amx: bool) {
     use dlp_engine::backend::{linears_each, LinearJob};
     use dlp_engine::tensor::{HostTensor, Packed, PackedKind};
-    for f16 in [false, true] {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let n_in = 96;
-        let b = CpuBackend::with_options(CpuOptions {
-            lora_f16: f16,
-            ..Default::default()
-        });
-        let outs = [150usize, 64, 33];
-        let f32w = b
-            .upload_weight(&HostTensor::new(
-                vec![outs[0], n_in],
-                random(&mut rng, outs[0] * n_in),
-            ))
-            .unwrap();
-        // Q8_0 rows: scale 0.01, random codes.
-        let mut q8 = Vec::new();
-        for _ in 0..outs[1] * n_in / 32 {
-            q8.extend(half::f16::from_f32(0.01).to_le_bytes());
-            q8.extend((0..32).map(|_| rng.random_range(0u8..=255)));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let n_in = 96;
+    let b = CpuBackend::with_options(CpuOptions { lora_f16: f16, amx });
+    let outs = [150usize, 64, 70, 33];
+    let blocks = |rng: &mut rand::rngs::StdRng, n: usize, q4: bool| -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n * n_in / 32 {
+            out.extend(half::f16::from_f32(0.01).to_le_bytes());
+            if q4 {
+                out.extend(half::f16::from_f32(-0.05).to_le_bytes());
+            }
+            out.extend((0..if q4 { 16 } else { 32 }).map(|_| rng.random_range(0u8..=255)));
         }
-        let q8w = b
-            .upload_weight(&HostTensor::packed(
-                outs[1],
-                n_in,
-                Packed {
-                    kind: PackedKind::Q8_0,
-                    bytes: q8,
-                },
-            ))
-            .unwrap();
-        let f32w2 = b
-            .upload_weight(&HostTensor::new(
-                vec![outs[2], n_in],
-                random(&mut rng, outs[2] * n_in),
-            ))
-            .unwrap();
-        let bias = b.upload(&random(&mut rng, outs[0])).unwrap();
-        let stacks: Vec<_> = [outs[0], outs[2]]
-            .iter()
-            .map(|&o| {
-                let ads: Vec<Adapter> = [4usize, 8, 2]
-                    .iter()
-                    .map(|&r| Adapter {
-                        rank: r,
-                        scale: 2.0,
-                        a: random(&mut rng, r * n_in),
-                        b: random(&mut rng, o * r),
-                    })
-                    .collect();
-                b.upload_lora(&stack(&ads, n_in, o)).unwrap()
-            })
-            .collect();
-        let plan = StepPlan {
-            token_ids: vec![0],
-            positions: vec![0],
-            kv_slots: vec![0],
-            segment_of_token: vec![0],
-            mix_k: 3,
-            mix_slots: vec![2, 0, NO_ADAPTER],
-            mix_weights: vec![0.7, 0.3, 0.0],
-            logit_rows: vec![],
+        out
+    };
+    let packed = |kind: PackedKind, n: usize, bytes: Vec<u8>| {
+        b.upload_weight(&HostTensor::packed(n, n_in, Packed { kind, bytes }))
+            .unwrap()
+    };
+    let f32w = b
+        .upload_weight(&HostTensor::new(
+            vec![outs[0], n_in],
+            random(&mut rng, outs[0] * n_in),
+        ))
+        .unwrap();
+    let q8w = packed(PackedKind::Q8_0, outs[1], blocks(&mut rng, outs[1], false));
+    let q4w = packed(PackedKind::Q4_1, outs[2], blocks(&mut rng, outs[2], true));
+    let f16_bytes: Vec<u8> = random(&mut rng, outs[3] * n_in)
+        .iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect();
+    let f16w = packed(PackedKind::F16, outs[3], f16_bytes);
+    let bias = b.upload(&random(&mut rng, outs[0])).unwrap();
+    let stacks: Vec<_> = [outs[0], outs[2], outs[3]]
+        .iter()
+        .map(|&o| {
+            let ads: Vec<Adapter> = [4usize, 8, 2]
+                .iter()
+                .map(|&r| Adapter {
+                    rank: r,
+                    scale: 2.0,
+                    a: random(&mut rng, r * n_in),
+                    b: random(&mut rng, o * r),
+                })
+                .collect();
+            b.upload_lora(&stack(&ads, n_in, o)).unwrap()
+        })
+        .collect();
+    // Every token its own segment, the mixtures cycling through three patterns.
+    let patterns: [[(u32, f32); 3]; 3] = [
+        [(2, 0.7), (0, 0.3), (NO_ADAPTER, 0.0)],
+        [(1, 1.0), (NO_ADAPTER, 0.0), (NO_ADAPTER, 0.0)],
+        [(0, 0.5), (1, 0.25), (2, 0.25)],
+    ];
+    let mut plan = StepPlan {
+        token_ids: vec![0; tokens],
+        positions: (0..tokens as u32).collect(),
+        kv_slots: vec![0; tokens],
+        segment_of_token: (0..tokens as u32).collect(),
+        mix_k: 3,
+        ..Default::default()
+    };
+    for t in 0..tokens {
+        for &(slot, w) in &patterns[t % 3] {
+            plan.mix_slots.push(slot);
+            plan.mix_weights.push(w);
+        }
+    }
+    let step = b.upload_step(&plan, None).unwrap();
+    let x = random(&mut rng, tokens * n_in);
+    let run = |fused: bool| {
+        let mut o: Vec<Vec<f32>> = outs.iter().map(|&n| vec![f32::NAN; tokens * n]).collect();
+        let mut u = vec![f32::NAN; tokens * 3 * 8];
+        let [o0, o1, o2, o3] = &mut o[..] else {
+            unreachable!()
         };
-        let step = b.upload_step(&plan, None).unwrap();
-        let x = random(&mut rng, n_in);
-        let run = |fused: bool| {
-            let mut o: Vec<Vec<f32>> = outs.iter().map(|&n| vec![f32::NAN; n]).collect();
-            let mut u = vec![f32::NAN; 3 * 8];
-            let [o0, o1, o2] = &mut o[..] else {
-                unreachable!()
-            };
-            let mut jobs = [
-                LinearJob::<CpuBackend> {
-                    w: &f32w,
-                    bias: Some(&bias),
-                    n_out: outs[0],
-                    lora: Some(&stacks[0]),
-                    out: o0,
-                },
-                LinearJob {
-                    w: &q8w,
-                    bias: None,
-                    n_out: outs[1],
-                    lora: None,
-                    out: o1,
-                },
-                LinearJob {
-                    w: &f32w2,
-                    bias: None,
-                    n_out: outs[2],
-                    lora: Some(&stacks[1]),
-                    out: o2,
-                },
-            ];
-            if fused {
-                b.linears(&x, 1, n_in, &step, &mut jobs, &mut u).unwrap();
-            } else {
-                linears_each(&b, &x, 1, n_in, &step, &mut jobs, &mut u).unwrap();
-            }
-            o
-        };
-        let (fused, each) = (run(true), run(false));
-        for (i, (f, e)) in fused.iter().zip(&each).enumerate() {
-            for (c, (a, w)) in f.iter().zip(e).enumerate() {
-                assert!(a.is_finite(), "f16 {f16} job {i} out[{c}] = {a}");
-                assert!(
-                    (a - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                    "f16 {f16} job {i} out[{c}]: fused {a}, op by op {w}"
-                );
-            }
+        let mut jobs = [
+            LinearJob::<CpuBackend> {
+                w: &f32w,
+                bias: Some(&bias),
+                n_out: outs[0],
+                lora: Some(&stacks[0]),
+                out: o0,
+            },
+            LinearJob {
+                w: &q8w,
+                bias: None,
+                n_out: outs[1],
+                lora: None,
+                out: o1,
+            },
+            LinearJob {
+                w: &q4w,
+                bias: None,
+                n_out: outs[2],
+                lora: Some(&stacks[1]),
+                out: o2,
+            },
+            LinearJob {
+                w: &f16w,
+                bias: None,
+                n_out: outs[3],
+                lora: Some(&stacks[2]),
+                out: o3,
+            },
+        ];
+        if fused {
+            b.linears(&x, tokens, n_in, &step, &mut jobs, &mut u)
+                .unwrap();
+        } else {
+            linears_each(&b, &x, tokens, n_in, &step, &mut jobs, &mut u).unwrap();
+        }
+        o
+    };
+    let (fused, each) = (run(true), run(false));
+    let id = format!("tokens {tokens} f16 {f16} amx {amx}");
+    for (i, (f, e)) in fused.iter().zip(&each).enumerate() {
+        for (c, (a, w)) in f.iter().zip(e).enumerate() {
+            assert!(a.is_finite(), "{id} job {i} out[{c}] = {a}");
+            assert!(
+                (a - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{id} job {i} out[{c}]: fused {a}, op by op {w}"
+            );
         }
     }
 }

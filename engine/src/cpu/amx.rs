@@ -20,6 +20,32 @@ pub const ROW_BLOCK: usize = 32;
 /// Features per block: two B tiles of 16.
 pub const FEATURE_BLOCK: usize = 32;
 
+/// A second product added into the same accumulators as a matmul's own: `w` (weights packed
+/// by [`pack_weights`] for `k`, from the matmul's first feature on) times `x` (the same rows
+/// packed by [`pack_rows`] for `k`). The LoRA expand of a batch (coefficients times B) rides
+/// along with the base weights this way: no second pass over the outputs.
+#[derive(Clone, Copy)]
+pub struct Extra<'a> {
+    /// Weights, `k` values per feature (A operand).
+    pub w: &'a [u16],
+    /// Rows (B operand).
+    pub x: &'a [u16],
+    /// Inner width of this product.
+    pub k: usize,
+}
+
+impl Extra<'_> {
+    /// Panics unless the operands hold `features` features and 32 rows for `k`.
+    fn check(&self, features: usize) {
+        let kw = padded_k(self.k);
+        assert!(
+            self.w.len() >= features.div_ceil(FEATURE_BLOCK) * FEATURE_BLOCK * kw
+                && self.x.len() >= ROW_BLOCK * kw,
+            "amx: short extra operands"
+        );
+    }
+}
+
 /// Whether the AMX-BF16 kernels can run here: CPUID reports AMX-TILE, AMX-BF16 and AVX512-BF16, and the
 /// kernel grants this process the tile state (Linux `arch_prctl`). Checked once.
 pub fn available() -> bool {
@@ -156,10 +182,56 @@ pub unsafe fn matmul_blocks(
     rows: usize,
     out: *mut f32,
     ldo: usize,
+    extra: Option<&Extra<'_>>,
 ) {
     assert!(k.is_multiple_of(32) && bytes.len() >= features * (k / 32 * bsize));
+    extra.inspect(|e| e.check(features));
     // SAFETY: as the caller vouched; AMX CPUs have AVX-512F/BW/BF16, FMA and F16C.
-    unsafe { matmul_blocks_avx512(bsize, bytes, features, k, x, rows, out, ldo) }
+    unsafe { matmul_blocks_avx512(bsize, bytes, features, k, x, rows, out, ldo, extra) }
+}
+
+/// [`matmul_blocks`] with f32 weights (`features` rows of `k`), rounded as they are used.
+///
+/// # Safety
+/// As [`matmul_blocks`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_f32(
+    w: &[f32],
+    features: usize,
+    k: usize,
+    x: &[u16],
+    rows: usize,
+    out: *mut f32,
+    ldo: usize,
+    extra: Option<&Extra<'_>>,
+) {
+    assert!(w.len() >= features * k);
+    extra.inspect(|e| e.check(features));
+    // SAFETY: as the caller vouched; AMX CPUs have AVX-512F/BW/BF16, FMA and F16C.
+    unsafe { matmul_f32_avx512(w, features, k, x, rows, out, ldo, extra) }
+}
+
+/// [`matmul_f32`] (its closure compiled with the features).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_f32_avx512(
+    w: &[f32],
+    features: usize,
+    k: usize,
+    x: &[u16],
+    rows: usize,
+    out: *mut f32,
+    ldo: usize,
+    extra: Option<&Extra<'_>>,
+) {
+    let (p, load) = (w.as_ptr(), f32_loader(k));
+    // SAFETY: the masked loads read `w[f * k + i]` only for `f < features`, `i < k`.
+    unsafe {
+        matmul_packing(features, x, rows, k, out, ldo, extra, |f, kk| {
+            let (lo, hi) = load(p.add(f * k), kk);
+            to_bf16(lo, hi)
+        })
+    }
 }
 
 /// [`matmul_blocks`] (its closure compiled with the features).
@@ -174,11 +246,12 @@ unsafe fn matmul_blocks_avx512(
     rows: usize,
     out: *mut f32,
     ldo: usize,
+    extra: Option<&Extra<'_>>,
 ) {
     prefetch(&bytes[..features * (k / 32 * bsize)]);
     let row = block_rows(bytes.as_ptr(), k, bsize);
     // SAFETY: block `kk / 32` of row `f < features` lies in `bytes` (asserted by the caller).
-    unsafe { matmul_packing(features, x, rows, k, out, ldo, row) }
+    unsafe { matmul_packing(features, x, rows, k, out, ldo, extra, row) }
 }
 
 /// Asks for `bytes` in cache, in order: a weight tile is a short run (at most 32 rows of
@@ -428,13 +501,15 @@ pub unsafe fn matmul(
 /// `k`, `row(f, kk)` gives feature `f`'s 32 bf16 values at `kk..kk + 32` (zero past `k`),
 /// 32 features are laid into a 2 KiB buffer that the tile loads read from L1, then
 /// multiplied. A batch's rows use each weight tile once, so a packed copy of the whole tile
-/// would be written and read back through L2 for nothing.
+/// would be written and read back through L2 for nothing. With `extra`, its product joins
+/// the same accumulators (the LoRA expand, see [`Extra`]).
 ///
 /// # Safety
 /// [`available`] must be true; `rows <= 32`; `x` holds what [`pack_rows`] made for `rows`
 /// and `k`; `row` is safe to call for `f < features`, `kk < padded_k(k)`; `out` holds `rows`
 /// rows `ldo` apart with `features` values each.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn matmul_packing(
     features: usize,
     x: &[u16],
@@ -442,6 +517,7 @@ unsafe fn matmul_packing(
     k: usize,
     out: *mut f32,
     ldo: usize,
+    extra: Option<&Extra<'_>>,
     row: impl Fn(usize, usize) -> std::arch::x86_64::__m512i,
 ) {
     use std::arch::x86_64::*;
@@ -472,6 +548,17 @@ unsafe fn matmul_packing(
                     _mm512_store_si512(dst.add(f * K_STEP) as *mut __m512i, v);
                 }
                 tile_step(dst, 64, x.as_ptr().add(kk * 16), kp);
+            }
+            if let Some(e) = extra {
+                let kw = padded_k(e.k);
+                for kk in (0..kw).step_by(K_STEP) {
+                    tile_step(
+                        e.w.as_ptr().add(f0 * kw + kk),
+                        kw * 2,
+                        e.x.as_ptr().add(kk * 16),
+                        kw,
+                    );
+                }
             }
             store_accumulators(&mut c, nf, rows, out.add(f0), ldo, false);
         }

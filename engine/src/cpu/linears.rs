@@ -44,22 +44,7 @@ pub fn decode_linears(
             jobs.len()
         )));
     }
-    check_len("linears", "x", x.len(), n_in)?;
-    for j in jobs.iter() {
-        if j.w.cols != n_in || j.w.rows != j.n_out {
-            return Err(Error::invalid(format!(
-                "linears: weight [{}, {}], the layer is {n_in} -> {}",
-                j.w.rows, j.w.cols, j.n_out
-            )));
-        }
-        check_len("linears", "out", j.out.len(), j.n_out)?;
-        if let Some(b) = j.bias {
-            check_len("linears", "bias", b.len(), j.n_out)?;
-        }
-        if let Some(l) = j.lora {
-            check_stack(l, step, 1, n_in, j.n_out)?;
-        }
-    }
+    check_jobs(x, 1, n_in, step, jobs)?;
     let x = &x[..n_in];
     let kk = step.mix_k;
     // Each job's shrink output `[K, max_rank]` at `u_at[i]`.
@@ -132,5 +117,33 @@ pub fn decode_linears(
             }
         });
     SCRATCH.set((xsum, u, rows));
+    Ok(())
+}
+
+/// Checks `linears` of `n_tokens` tokens: `x`, every job's weight shape, output, bias and
+/// LoRA stack.
+pub(super) fn check_jobs(
+    x: &[f32],
+    n_tokens: usize,
+    n_in: usize,
+    step: &StepPlan,
+    jobs: &[LinearJob<'_, CpuBackend>],
+) -> Result<()> {
+    check_len("linears", "x", x.len(), n_tokens * n_in)?;
+    for j in jobs {
+        if j.w.cols != n_in || j.w.rows != j.n_out {
+            return Err(Error::invalid(format!(
+                "linears: weight [{}, {}], the layer is {n_in} -> {}",
+                j.w.rows, j.w.cols, j.n_out
+            )));
+        }
+        check_len("linears", "out", j.out.len(), n_tokens * j.n_out)?;
+        if let Some(b) = j.bias {
+            check_len("linears", "bias", b.len(), j.n_out)?;
+        }
+        if let Some(l) = j.lora {
+            check_stack(l, step, n_tokens, n_in, j.n_out)?;
+        }
+    }
     Ok(())
 }

@@ -9,7 +9,12 @@ use std::cell::RefCell;
 use half::f16;
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
 use super::lora_amx::AmxLora;
+/// Off x86-64 there are no AMX tiles: a type without values.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Debug, Clone)]
+enum AmxLora {}
 use super::matmul::{rows_dot, SendPtr};
 use super::{check_len, dot};
 use crate::backend::{LoraStackHost, StepPlan, NO_ADAPTER};
@@ -63,7 +68,10 @@ impl CpuLora {
             bt: Vec::new(),
             ..s.clone()
         };
+        #[cfg(target_arch = "x86_64")]
         let amx = (amx && rows > 0).then(|| AmxLora::new(s, rows));
+        #[cfg(not(target_arch = "x86_64"))]
+        let amx: Option<AmxLora> = amx.then_some(None).flatten();
         if !f16_values {
             return Self {
                 stack,
@@ -90,8 +98,15 @@ impl CpuLora {
     }
 
     /// Rows of the stack (the sum of the slots' ranks).
+    #[cfg(target_arch = "x86_64")]
     pub(super) fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The stack's bf16 AMX tiles, when packed (`CpuOptions::amx`, a non-empty stack).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn amx_tiles(&self) -> Option<&AmxLora> {
+        self.amx.as_ref()
     }
 
     /// Rows `off..off + n` of A in f32: a slice of the stack, or converted from f16 into `buf`.
@@ -220,6 +235,7 @@ pub fn lora_shrink(
             .for_each(|(k, uk)| shrink_entry(cl, step, 0, k, &x[..d], uk));
         return Ok(());
     }
+    #[cfg(target_arch = "x86_64")]
     if let Some(a) = &cl.amx {
         super::lora_amx::shrink(&x[..n_tokens * d], cl, a, step, n_tokens, u);
         return Ok(());
@@ -291,6 +307,7 @@ pub fn lora_expand(
     let (kk, mr, o) = (step.mix_k, l.max_rank, l.out_dim);
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
+    #[cfg(target_arch = "x86_64")]
     if let (Some(a), true) = (&cl.amx, n_tokens > 1) {
         super::lora_amx::expand(u, cl, a, step, n_tokens, &mut y[..n_tokens * o]);
         return Ok(());

@@ -44,6 +44,11 @@ impl AmxLora {
         amx::pack_weights(&b_rows, o, rows, &mut b);
         Self { a, b }
     }
+
+    /// B as packed weights (`out_dim` features of `rows`).
+    pub fn b(&self) -> &[u16] {
+        &self.b
+    }
 }
 
 /// Packed inputs (rows or coefficients), f32 products or coefficients, one token's expand
@@ -56,15 +61,33 @@ thread_local! {
 }
 
 /// `out[t * n + f] (+)= sum_i x[t * k + i] * w[f, i]` for `t < tokens`, `f < n`: `x` packed
-/// once, output features in tasks of [`amx::FEATURE_BLOCK`] over the threads.
+/// once, then [`product_packed`].
 fn product(w: &[u16], n: usize, x: &[f32], tokens: usize, k: usize, out: &mut [f32], add: bool) {
-    assert!(
-        x.len() >= tokens * k && out.len() >= tokens * n,
-        "lora_amx: short buffers"
-    );
+    assert!(x.len() >= tokens * k, "lora_amx: short buffers");
     let mut xp = BUF.with_borrow_mut(|b| std::mem::take(&mut b.0));
     amx::pack_rows(x, tokens, k, &mut xp);
-    let (xp_ro, kp) = (&xp[..], amx::padded_k(k));
+    product_packed(w, n, &xp, tokens, k, out, add);
+    BUF.with_borrow_mut(|b| b.0 = xp);
+}
+
+/// [`product`] of rows already packed by [`amx::pack_rows`]: output features in tasks of
+/// [`amx::FEATURE_BLOCK`] over the threads.
+fn product_packed(
+    w: &[u16],
+    n: usize,
+    xp: &[u16],
+    tokens: usize,
+    k: usize,
+    out: &mut [f32],
+    add: bool,
+) {
+    let kp = amx::padded_k(k);
+    assert!(
+        out.len() >= tokens * n
+            && xp.len() >= tokens.div_ceil(32) * 32 * kp
+            && w.len() >= n.div_ceil(32) * 32 * kp,
+        "lora_amx: short buffers"
+    );
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..n.div_ceil(amx::FEATURE_BLOCK))
         .into_par_iter()
@@ -80,7 +103,7 @@ fn product(w: &[u16], n: usize, x: &[f32], tokens: usize, k: usize, out: &mut [f
                 amx::matmul(
                     &w[f0 * kp..],
                     f1 - f0,
-                    xp_ro,
+                    xp,
                     tokens,
                     k,
                     out_ptr.get().add(f0),
@@ -89,17 +112,31 @@ fn product(w: &[u16], n: usize, x: &[f32], tokens: usize, k: usize, out: &mut [f
                 )
             }
         });
-    BUF.with_borrow_mut(|b| b.0 = xp);
 }
 
 /// [`super::lora::lora_shrink`] of several tokens on AMX: every token times every A row, then
 /// `u[t, k, j] = w_k * scale_k * full[t, off_k + j]` for each used entry.
 pub fn shrink(x: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize, u: &mut [f32]) {
+    let mut xp = BUF.with_borrow_mut(|b| std::mem::take(&mut b.0));
+    amx::pack_rows(x, n, cl.stack.in_dim, &mut xp);
+    shrink_packed(&xp, cl, amx, step, n, u);
+    BUF.with_borrow_mut(|b| b.0 = xp);
+}
+
+/// [`shrink`] of rows already packed by [`amx::pack_rows`].
+pub fn shrink_packed(
+    xp: &[u16],
+    cl: &CpuLora,
+    amx: &AmxLora,
+    step: &StepPlan,
+    n: usize,
+    u: &mut [f32],
+) {
     let (l, rows) = (&cl.stack, cl.rows());
     let (kk, mr) = (step.mix_k, l.max_rank);
     let mut full = BUF.with_borrow_mut(|b| std::mem::take(&mut b.1));
     full.resize(n * rows, 0.0);
-    product(&amx.a, rows, x, n, l.in_dim, &mut full, false);
+    product_packed(&amx.a, rows, xp, n, l.in_dim, &mut full, false);
     for t in 0..n {
         for k in 0..kk {
             if let Some(e) = entry(l, step, t, k) {
@@ -113,13 +150,11 @@ pub fn shrink(x: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize,
     BUF.with_borrow_mut(|b| b.1 = full);
 }
 
-/// [`super::lora::lora_expand`] of several tokens on AMX: `y[t] += coef[t] @ B^T` with
-/// `coef[t, row]` the sum of token `t`'s `(coef, row)` entries.
-pub fn expand(u: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize, y: &mut [f32]) {
-    let (l, rows) = (&cl.stack, cl.rows());
-    let (kk, mr) = (step.mix_k, l.max_rank);
-    let (mut coef, mut list) =
-        BUF.with_borrow_mut(|b| (std::mem::take(&mut b.1), std::mem::take(&mut b.2)));
+/// The expand's coefficients: `coef[t, row]` = the sum of token `t`'s `(coef, row)` entries
+/// ([`expand_rows`] of its shrink outputs `u`), zero for rows it does not use.
+pub fn coefficients(u: &[f32], cl: &CpuLora, step: &StepPlan, n: usize, coef: &mut Vec<f32>) {
+    let (rows, kk, mr) = (cl.rows(), step.mix_k, cl.stack.max_rank);
+    let mut list = BUF.with_borrow_mut(|b| std::mem::take(&mut b.2));
     coef.clear();
     coef.resize(n * rows, 0.0);
     for t in 0..n {
@@ -129,6 +164,13 @@ pub fn expand(u: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize,
             coef[t * rows + r] += c;
         }
     }
-    product(&amx.b, l.out_dim, &coef, n, rows, y, true);
-    BUF.with_borrow_mut(|b| (b.1, b.2) = (coef, list));
+    BUF.with_borrow_mut(|b| b.2 = list);
+}
+
+/// [`super::lora::lora_expand`] of several tokens on AMX: `y[t] += coef[t] @ B^T`.
+pub fn expand(u: &[f32], cl: &CpuLora, amx: &AmxLora, step: &StepPlan, n: usize, y: &mut [f32]) {
+    let mut coef = BUF.with_borrow_mut(|b| std::mem::take(&mut b.1));
+    coefficients(u, cl, step, n, &mut coef);
+    product(&amx.b, cl.stack.out_dim, &coef, n, cl.rows(), y, true);
+    BUF.with_borrow_mut(|b| b.1 = coef);
 }

@@ -13,8 +13,11 @@ mod avx512;
 mod avx512_rows;
 mod embedding;
 mod linears;
+#[cfg(target_arch = "x86_64")]
+mod linears_amx;
 mod logits;
 mod lora;
+#[cfg(target_arch = "x86_64")]
 mod lora_amx;
 pub use lora::CpuLora;
 mod matmul;
@@ -312,6 +315,10 @@ impl Backend for CpuBackend {
         jobs: &mut [crate::backend::LinearJob<'_, Self>],
         u: &mut Vec<f32>,
     ) -> Result<()> {
+        #[cfg(target_arch = "x86_64")]
+        if n_tokens > 1 && self.options.amx && amx_available() {
+            return linears_amx::linears(x, n_tokens, n_in, step, jobs);
+        }
         if n_tokens == 1 && jobs.len() <= linears::MAX_JOBS {
             linears::decode_linears(x, n_in, step, jobs)
         } else {
