@@ -6,9 +6,13 @@
 mod add;
 #[cfg(target_arch = "x86_64")]
 mod amx;
+#[cfg(target_arch = "x86_64")]
+mod amx_pack;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_blocks;
 #[cfg(target_arch = "x86_64")]
 mod avx512_rows;
 mod embedding;
