@@ -77,10 +77,10 @@ pub struct ModelArgs {
     #[arg(long)]
     pub lora_f16: bool,
     /// With --backend cpu on CPUs with AMX-BF16 (Intel Sapphire Rapids and later): run the
-    /// matmuls of several rows (batches, prefill) on the AMX tile unit, inputs and weights
-    /// rounded to bf16, f32 accumulation; one-row decode stays f32. Faster prefill and
-    /// batches; logits move by the bf16 rounding (up to 3.4e-1 on SmolLM2, tested bound 0.7;
-    /// f32: 2e-3).
+    /// matmuls and the LoRA pair of several rows (batches, prefill) on the AMX tile unit,
+    /// inputs, weights and adapters rounded to bf16, f32 accumulation; one-row decode stays
+    /// f32. Faster prefill and batches; logits move by the bf16 rounding (up to 3.7e-1 on
+    /// SmolLM2, tested bound 0.7; f32: 2e-3).
     #[arg(long)]
     pub cpu_amx: bool,
     /// Longest context to serve (RoPE table and KV cache are sized to it); capped by the
