@@ -103,36 +103,55 @@ pub unsafe fn dot_q4<const MIN: bool>(
     row: *const u8,
     nb: usize,
 ) -> f32 {
+    // SAFETY: as the caller vouched.
+    unsafe { dot_q4_rows::<MIN, 1>(&[x], &[xs], row, nb)[0] }
+}
+
+/// [`dot_q4`] of one weight row against `R` input rows (a small batch): each block's codes
+/// are widened and converted once for all of them.
+///
+/// # Safety
+/// As [`dot_q4`], for every `x[r]` and `xs[r]`.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+pub unsafe fn dot_q4_rows<const MIN: bool, const R: usize>(
+    x: &[*const f32; R],
+    xs: &[*const f32; R],
+    row: *const u8,
+    nb: usize,
+) -> [f32; R] {
     let bsize = if MIN { 20 } else { 18 };
     let low = _mm512_set1_epi32(0x0f);
     let mut dbuf = [0f32; CHUNK];
-    let (mut acc, mut offs) = ([_mm512_setzero_ps(); 2], _mm512_setzero_ps());
+    let (mut acc, mut offs) = ([[_mm512_setzero_ps(); 2]; R], [_mm512_setzero_ps(); R]);
     let mut c = 0;
     while c < nb {
         let n = (nb - c).min(CHUNK);
         // SAFETY: blocks `c..c + n` and their inputs are in bounds (the caller's contract).
         unsafe {
             let (d, m) = gather_scales(row.add(c * bsize), bsize, n);
-            let sums = load_partial_or_full(xs.add(c), n);
-            offs = if MIN {
-                _mm512_fmadd_ps(m, sums, offs)
-            } else {
-                _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(-8.0)), sums, offs)
-            };
+            for (o, xs) in offs.iter_mut().zip(xs) {
+                let sums = load_partial_or_full(xs.add(c), n);
+                *o = if MIN {
+                    _mm512_fmadd_ps(m, sums, *o)
+                } else {
+                    _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(-8.0)), sums, *o)
+                };
+            }
             _mm512_storeu_ps(dbuf.as_mut_ptr(), d);
-            let one = |j: usize| {
+            let codes = |j: usize| {
                 let b = row.add((c + j) * bsize + bsize - 16);
                 let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b as *const __m128i));
                 let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
                 let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
-                let v = dot32(lo, hi, x.add((c + j) * QK));
-                (_mm512_set1_ps(dbuf[j]), v)
+                (_mm512_set1_ps(dbuf[j]), lo, hi)
             };
-            fma_blocks(n, one, &mut acc);
+            fma_blocks(n, codes, |r, j| x[r].add((c + j) * QK), &mut acc);
         }
         c += n;
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), offs))
+    std::array::from_fn(|r| {
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), offs[r]))
+    })
 }
 
 /// Loads `n <= 16` floats at `p` (the rest of the lanes zero).
@@ -155,8 +174,22 @@ unsafe fn load_partial_or_full(p: *const f32, n: usize) -> __m512 {
 /// AVX-512F/BW, FMA and F16C; `nb` blocks at `row`, `nb * 32` values at `x`.
 #[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
 pub unsafe fn dot_q8(x: *const f32, row: *const u8, nb: usize) -> f32 {
+    // SAFETY: as the caller vouched.
+    unsafe { dot_q8_rows::<1>(&[x], row, nb)[0] }
+}
+
+/// [`dot_q8`] of one weight row against `R` input rows, as [`dot_q4_rows`].
+///
+/// # Safety
+/// As [`dot_q8`], for every `x[r]`.
+#[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+pub unsafe fn dot_q8_rows<const R: usize>(
+    x: &[*const f32; R],
+    row: *const u8,
+    nb: usize,
+) -> [f32; R] {
     let mut dbuf = [0f32; CHUNK];
-    let mut acc = [_mm512_setzero_ps(); 2];
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
     let mut c = 0;
     while c < nb {
         let n = (nb - c).min(CHUNK);
@@ -164,20 +197,19 @@ pub unsafe fn dot_q8(x: *const f32, row: *const u8, nb: usize) -> f32 {
         unsafe {
             let (d, _) = gather_scales(row.add(c * 34), 34, n);
             _mm512_storeu_ps(dbuf.as_mut_ptr(), d);
-            let one = |j: usize| {
+            let codes = |j: usize| {
                 let q = row.add((c + j) * 34 + 2);
                 let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q as *const _)));
                 let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
                     q.add(16) as *const _
                 )));
-                let v = dot32(lo, hi, x.add((c + j) * QK));
-                (_mm512_set1_ps(dbuf[j]), v)
+                (_mm512_set1_ps(dbuf[j]), lo, hi)
             };
-            fma_blocks(n, one, &mut acc);
+            fma_blocks(n, codes, |r, j| x[r].add((c + j) * QK), &mut acc);
         }
         c += n;
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+    std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
 }
 
 /// `lo * x[0..16] + hi * x[16..32]` lane by lane: one block's 32 codes against its inputs.
@@ -193,24 +225,37 @@ unsafe fn dot32(lo: __m512, hi: __m512, xp: *const f32) -> __m512 {
     }
 }
 
-/// Adds `d_j * v_j` for the blocks `j < n` of a chunk (`one(j) = (d_j, v_j)`) into two
-/// accumulators, even and odd blocks apart so that consecutive blocks do not wait on each
-/// other.
+/// Adds `d_j * (lo_j * x_r[j][..16] + hi_j * x_r[j][16..])` for the blocks `j < n` of a chunk
+/// (`codes(j) = (d_j, lo_j, hi_j)`, block `j` of row `r`'s inputs at `at(r, j)`) into each
+/// row's two accumulators, even and odd blocks apart so that consecutive blocks do not wait
+/// on each other.
 #[target_feature(enable = "avx512f,fma")]
 #[inline]
-fn fma_blocks(n: usize, one: impl Fn(usize) -> (__m512, __m512), acc: &mut [__m512; 2]) {
+fn fma_blocks<const R: usize>(
+    n: usize,
+    codes: impl Fn(usize) -> (__m512, __m512, __m512),
+    at: impl Fn(usize, usize) -> *const f32,
+    acc: &mut [[__m512; 2]; R],
+) {
+    // SAFETY (dot32): the caller's `at` gives 32 readable inputs per block.
     // Fixed indices: a computed one (`j & 1`) sends the accumulators through the stack.
     let mut j = 0;
     while j + 2 <= n {
-        let (d, v) = one(j);
-        acc[0] = _mm512_fmadd_ps(d, v, acc[0]);
-        let (d, v) = one(j + 1);
-        acc[1] = _mm512_fmadd_ps(d, v, acc[1]);
+        let (d, lo, hi) = codes(j);
+        for (r, a) in acc.iter_mut().enumerate() {
+            a[0] = _mm512_fmadd_ps(d, unsafe { dot32(lo, hi, at(r, j)) }, a[0]);
+        }
+        let (d, lo, hi) = codes(j + 1);
+        for (r, a) in acc.iter_mut().enumerate() {
+            a[1] = _mm512_fmadd_ps(d, unsafe { dot32(lo, hi, at(r, j + 1)) }, a[1]);
+        }
         j += 2;
     }
     if j < n {
-        let (d, v) = one(j);
-        acc[0] = _mm512_fmadd_ps(d, v, acc[0]);
+        let (d, lo, hi) = codes(j);
+        for (r, a) in acc.iter_mut().enumerate() {
+            a[0] = _mm512_fmadd_ps(d, unsafe { dot32(lo, hi, at(r, j)) }, a[0]);
+        }
     }
 }
 

@@ -236,7 +236,7 @@ pub fn lora_shrink(
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
-    if let Some(a) = &cl.amx {
+    if let (Some(a), true) = (&cl.amx, n_tokens >= super::AMX_MIN_ROWS) {
         super::lora_amx::shrink(&x[..n_tokens * d], cl, a, step, n_tokens, u);
         return Ok(());
     }
@@ -308,7 +308,7 @@ pub fn lora_expand(
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
     #[cfg(target_arch = "x86_64")]
-    if let (Some(a), true) = (&cl.amx, n_tokens > 1) {
+    if let (Some(a), true) = (&cl.amx, n_tokens >= super::AMX_MIN_ROWS) {
         super::lora_amx::expand(u, cl, a, step, n_tokens, &mut y[..n_tokens * o]);
         return Ok(());
     }

@@ -111,12 +111,17 @@ pub fn matmul(
     }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
-        (_, r) if r > 1 && amx && super::amx_available() => amx_tiles(x, w, rows, out),
+        (_, r) if r >= super::AMX_MIN_ROWS && amx && super::amx_available() => {
+            amx_tiles(x, w, rows, out)
+        }
         (None, _) if wide_kernel() => tiles(x, w, rows, out, |_, c0, c1, f| {
             f(&w.data[c0 * w.cols..c1 * w.cols])
         }),
         (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
         (Some(p), 1) => gemv_packed(x, w.cols, p, out),
+        (Some(p), r) if r <= FEW_ROWS_WIDE && wide_kernel() && p.kind.block().0 == 32 => {
+            few_rows_wide(x, w, p, rows, out)
+        }
         (Some(p), _) if wide_kernel() => {
             let rb = p.kind.row_bytes(w.cols);
             tiles(x, w, rows, out, |tile, c0, c1, f| {
@@ -263,6 +268,90 @@ fn prefetch(bytes: &[u8], at: usize, len: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (bytes, at, len);
+}
+
+/// Up to this many rows (a small batch's decode step), Q4_0/Q4_1/Q8_0 weights on AVX-512 are
+/// dotted straight from their blocks with every input row, each block's codes converted once
+/// ([`few_rows_wide`]); the panel kernel of more rows computes 32 rows at a time.
+const FEW_ROWS_WIDE: usize = 8;
+
+/// Several rows (up to [`FEW_ROWS_WIDE`]) against Q4_0/Q4_1/Q8_0 weights on AVX-512: as the
+/// decode gemv, one weight row at a time, dotted with up to four input rows per pass.
+#[cfg(target_arch = "x86_64")]
+fn few_rows_wide(x: &[f32], w: &CpuWeight, p: &Packed, rows: usize, out: &mut [f32]) {
+    use crate::tensor::PackedKind;
+    let (n, k) = (w.rows, w.cols);
+    let (nb, rb) = (k / 32, p.kind.row_bytes(k));
+    assert!(
+        k.is_multiple_of(32)
+            && x.len() >= rows * k
+            && out.len() >= rows * n
+            && p.bytes.len() >= n * rb,
+        "matmul: short buffers"
+    );
+    // Block sums of every row, one after the other (the Q4 offset terms); taken out of the
+    // cell, not borrowed (see `gemv_packed`).
+    let mut xsum = XSUM_BUF.take();
+    xsum.clear();
+    for xr in x[..rows * k].chunks_exact(k) {
+        xsum.extend(xr.chunks_exact(32).map(|c| c.iter().sum::<f32>()));
+    }
+    let (xs_ro, kind) = (&xsum[..], p.kind);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    /// Weight row `j` against rows `r0..r0 + R`.
+    #[target_feature(enable = "avx512f,avx512bw,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group<const R: usize>(
+        kind: PackedKind,
+        x: &[f32],
+        xs: &[f32],
+        (k, nb, n): (usize, usize, usize),
+        row: *const u8,
+        r0: usize,
+        j: usize,
+        out: *mut f32,
+    ) {
+        let xr: [*const f32; R] = std::array::from_fn(|i| x[(r0 + i) * k..].as_ptr());
+        let sr: [*const f32; R] = std::array::from_fn(|i| xs[(r0 + i) * nb..].as_ptr());
+        // SAFETY: AVX-512 (this function's features); `row` holds `nb` blocks, each input row
+        // `k` values and `nb` sums (sliced above); `out` holds `rows x n` values.
+        unsafe {
+            let v = match kind {
+                PackedKind::Q4_1 => super::avx512::dot_q4_rows::<true, R>(&xr, &sr, row, nb),
+                PackedKind::Q4_0 => super::avx512::dot_q4_rows::<false, R>(&xr, &sr, row, nb),
+                _ => super::avx512::dot_q8_rows::<R>(&xr, row, nb),
+            };
+            for (i, v) in v.iter().enumerate() {
+                *out.add((r0 + i) * n + j) = *v;
+            }
+        }
+    }
+    (0..n.div_ceil(GEMV_CHUNK)).into_par_iter().for_each(|c| {
+        for j in c * GEMV_CHUNK..((c + 1) * GEMV_CHUNK).min(n) {
+            prefetch(&p.bytes, (j + PREFETCH_ROWS) * rb, rb);
+            let row = p.bytes[j * rb..].as_ptr();
+            let dims = (k, nb, n);
+            for r0 in (0..rows).step_by(4) {
+                let o = out_ptr.get();
+                // SAFETY: the CPU has AVX-512 (`wide_kernel`); sizes asserted above; task
+                // `c` alone writes the columns of its chunk.
+                unsafe {
+                    match rows - r0 {
+                        1 => group::<1>(kind, x, xs_ro, dims, row, r0, j, o),
+                        2 => group::<2>(kind, x, xs_ro, dims, row, r0, j, o),
+                        3 => group::<3>(kind, x, xs_ro, dims, row, r0, j, o),
+                        _ => group::<4>(kind, x, xs_ro, dims, row, r0, j, o),
+                    }
+                }
+            }
+        }
+    });
+    XSUM_BUF.set(xsum);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn few_rows_wide(_: &[f32], _: &CpuWeight, _: &Packed, _: usize, _: &mut [f32]) {
+    unreachable!("wide_kernel() is false off x86_64")
 }
 
 /// Up to this many rows (batched decode), packed weights are dequantised one row at a time
