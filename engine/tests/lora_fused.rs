@@ -218,7 +218,7 @@ fn bad_slot_is_an_error_not_a_panic() {
 #[test]
 fn fused_decode_linears_match_op_by_op() {
     for f16 in [false, true] {
-        linears_case(1, f16, false);
+        linears_case(1, f16, false, 3);
     }
 }
 
@@ -234,14 +234,18 @@ fn amx_batch_linears_match_op_by_op() {
     // 2 tokens: below `AMX_MIN_ROWS`, the f32 kernels on both sides.
     for tokens in [2, 9, 17, 32, 33, 70] {
         for f16 in [false, true] {
-            linears_case(tokens, f16, true);
+            linears_case(tokens, f16, true, 3);
         }
     }
+    // A stack of 33 adapters of rank 8 (264 rows): too large for the AMX LoRA, so the f32
+    // LoRA kernels run beside the AMX matmuls.
+    linears_case(17, false, true, 33);
 }
 
 /// Four jobs reading one input of `tokens` rows: f32 weights with bias and LoRA, Q8_0
-/// without, Q4_1 with LoRA, F16 with LoRA; `Backend::linears` against `linears_each`.
-fn linears_case(tokens: usize, f16: bool, amx: bool) {
+/// without, Q4_1 with LoRA, F16 with LoRA (`adapters` per stack: ranks 4, 8, 2, then 8);
+/// `Backend::linears` against `linears_each`.
+fn linears_case(tokens: usize, f16: bool, amx: bool, adapters: usize) {
     use dlp_engine::backend::{linears_each, LinearJob};
     use dlp_engine::tensor::{HostTensor, Packed, PackedKind};
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -281,8 +285,10 @@ fn linears_case(tokens: usize, f16: bool, amx: bool) {
         .iter()
         .map(|&o| {
             let ads: Vec<Adapter> = [4usize, 8, 2]
-                .iter()
-                .map(|&r| Adapter {
+                .into_iter()
+                .chain(std::iter::repeat(8))
+                .take(adapters)
+                .map(|r| Adapter {
                     rank: r,
                     scale: 2.0,
                     a: random(&mut rng, r * n_in),

@@ -58,6 +58,13 @@ pub fn linears(
             out.chunks_mut(j.n_out)
                 .for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
         }
+        // A stack without AMX tiles (too large for them): the f32 LoRA kernels.
+        if let (Some(l), None) = (j.lora, lora) {
+            u.clear();
+            u.resize(n_tokens * step.mix_k * l.stack.max_rank, 0.0);
+            super::lora::lora_shrink(x, l, step, n_tokens, &mut u)?;
+            super::lora::lora_expand(&u, l, step, n_tokens, out)?;
+        }
     }
     BUF.set((xp, u, coef, cp));
     Ok(())

@@ -11,6 +11,14 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::lora_amx::AmxLora;
+/// Largest stack (sum of ranks) whose several-token LoRA runs on AMX ([`AmxLora`]): that
+/// path multiplies every token by the whole stack, so a large one costs more than it saves;
+/// larger stacks use the f32 LoRA kernels beside the AMX matmuls. Batch 32 on the dev
+/// machine, 8 adapters of rank 8 (64 rows): 512–548 tok/s before the AMX LoRA, 619 after (in
+/// separate runs); 32 adapters (256 rows): even (324–364 on AMX against 365–369 tok/s); 100
+/// (800 rows): 196 on AMX, 365 on the f32 kernels.
+#[cfg(target_arch = "x86_64")]
+const AMX_MAX_STACK_ROWS: usize = 128;
 /// Off x86-64 there are no AMX tiles: a type without values.
 #[cfg(not(target_arch = "x86_64"))]
 #[derive(Debug, Clone)]
@@ -69,7 +77,7 @@ impl CpuLora {
             ..s.clone()
         };
         #[cfg(target_arch = "x86_64")]
-        let amx = (amx && rows > 0).then(|| AmxLora::new(s, rows));
+        let amx = (amx && rows > 0 && rows <= AMX_MAX_STACK_ROWS).then(|| AmxLora::new(s, rows));
         #[cfg(not(target_arch = "x86_64"))]
         let amx: Option<AmxLora> = amx.then_some(None).flatten();
         if !f16_values {
