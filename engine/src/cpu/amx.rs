@@ -15,8 +15,8 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-use super::amx_pack::{block_rows, f32_loader, prefetch, to_bf16, transpose16};
-pub use super::amx_pack::{pack_blocks, pack_rows, pack_weights};
+pub use super::amx_pack::{pack_rows, pack_weights, Weights};
+use super::amx_pack::{transpose16, RowBody};
 
 /// Values of `k` per tile step (16 pairs of bf16).
 pub const K_STEP: usize = 32;
@@ -40,12 +40,12 @@ pub struct Extra<'a> {
 }
 
 impl Extra<'_> {
-    /// Panics unless the operands hold `features` features and 32 rows for `k`.
-    fn check(&self, features: usize) {
+    /// Panics unless the operands hold `features` features and `rows` rows for `k`.
+    pub fn check(&self, features: usize, rows: usize) {
         let kw = padded_k(self.k);
         assert!(
             self.w.len() >= features.div_ceil(FEATURE_BLOCK) * FEATURE_BLOCK * kw
-                && self.x.len() >= ROW_BLOCK * kw,
+                && self.x.len() >= rows.div_ceil(ROW_BLOCK) * ROW_BLOCK * kw,
             "amx: short extra operands"
         );
     }
@@ -92,17 +92,16 @@ pub fn padded_k(k: usize) -> usize {
     k.div_ceil(K_STEP) * K_STEP
 }
 
-/// `out[r * ldo + f] = sum_i x[r, i] * w[f, i]` for at most 32 rows, `w` the `features`
-/// rows of Q4_0 / Q4_1 / Q8_0 blocks in `bytes` (as [`pack_blocks`]), packed as they are
-/// used ([`matmul_packing`]); `x` from [`pack_rows`].
+/// `out[r * ldo + f] = sum_i x[r, i] * w[f, i]` for at most 32 rows, the weights packed as
+/// they are used ([`matmul_packing`]); `x` from [`pack_rows`]; with `extra`, its product
+/// joins the same accumulators.
 ///
 /// # Safety
 /// [`available`] must be true; `x` holds what [`pack_rows`] made for `rows <= 32` and `k`;
 /// `out` holds `rows` rows `ldo` apart with `features` values each.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_blocks(
-    bsize: usize,
-    bytes: &[u8],
+pub unsafe fn matmul_weights(
+    w: Weights<'_>,
     features: usize,
     k: usize,
     x: &[u16],
@@ -111,74 +110,38 @@ pub unsafe fn matmul_blocks(
     ldo: usize,
     extra: Option<&Extra<'_>>,
 ) {
-    assert!(k.is_multiple_of(32) && bytes.len() >= features * (k / 32 * bsize));
-    extra.inspect(|e| e.check(features));
-    // SAFETY: as the caller vouched; AMX CPUs have AVX-512F/BW/BF16, FMA and F16C.
-    unsafe { matmul_blocks_avx512(bsize, bytes, features, k, x, rows, out, ldo, extra) }
-}
-
-/// [`matmul_blocks`] with f32 weights (`features` rows of `k`), rounded as they are used.
-///
-/// # Safety
-/// As [`matmul_blocks`].
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_f32(
-    w: &[f32],
-    features: usize,
-    k: usize,
-    x: &[u16],
-    rows: usize,
-    out: *mut f32,
-    ldo: usize,
-    extra: Option<&Extra<'_>>,
-) {
-    assert!(w.len() >= features * k);
-    extra.inspect(|e| e.check(features));
-    // SAFETY: as the caller vouched; AMX CPUs have AVX-512F/BW/BF16, FMA and F16C.
-    unsafe { matmul_f32_avx512(w, features, k, x, rows, out, ldo, extra) }
-}
-
-/// [`matmul_f32`] (its closure compiled with the features).
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul_f32_avx512(
-    w: &[f32],
-    features: usize,
-    k: usize,
-    x: &[u16],
-    rows: usize,
-    out: *mut f32,
-    ldo: usize,
-    extra: Option<&Extra<'_>>,
-) {
-    let (p, load) = (w.as_ptr(), f32_loader(k));
-    // SAFETY: the masked loads read `w[f * k + i]` only for `f < features`, `i < k`.
-    unsafe {
-        matmul_packing(features, x, rows, k, out, ldo, extra, |f, kk| {
-            let (lo, hi) = load(p.add(f * k), kk);
-            to_bf16(lo, hi)
-        })
+    w.check(features, k);
+    extra.inspect(|e| e.check(features, rows));
+    struct Mul<'a> {
+        features: usize,
+        k: usize,
+        x: &'a [u16],
+        rows: usize,
+        out: *mut f32,
+        ldo: usize,
+        extra: Option<&'a Extra<'a>>,
     }
-}
-
-/// [`matmul_blocks`] (its closure compiled with the features).
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul_blocks_avx512(
-    bsize: usize,
-    bytes: &[u8],
-    features: usize,
-    k: usize,
-    x: &[u16],
-    rows: usize,
-    out: *mut f32,
-    ldo: usize,
-    extra: Option<&Extra<'_>>,
-) {
-    prefetch(&bytes[..features * (k / 32 * bsize)]);
-    let row = block_rows(bytes.as_ptr(), k, bsize);
-    // SAFETY: block `kk / 32` of row `f < features` lies in `bytes` (asserted by the caller).
-    unsafe { matmul_packing(features, x, rows, k, out, ldo, extra, row) }
+    impl RowBody for Mul<'_> {
+        type Out = ();
+        fn run(self, row: impl Fn(usize, usize) -> std::arch::x86_64::__m512i) {
+            let m = self;
+            // SAFETY: as `matmul_weights`' caller vouched (the loader exists only under
+            // `with_rows`' features, which are `matmul_packing`'s).
+            unsafe { matmul_packing(m.features, m.x, m.rows, m.k, m.out, m.ldo, m.extra, row) }
+        }
+    }
+    let body = Mul {
+        features,
+        k,
+        x,
+        rows,
+        out,
+        ldo,
+        extra,
+    };
+    // SAFETY: AMX CPUs have AVX-512F/BW/BF16, FMA and F16C; the sizes were checked;
+    // `matmul_packing` loads features `f < features` only.
+    unsafe { w.with_rows(features, k, body) }
 }
 
 /// The tile configuration: palette 1, tiles 0-7 all 16 rows of 64 bytes.
@@ -200,7 +163,7 @@ const CONFIG: TileConfig = TileConfig {
 };
 
 /// `out[r * ldo + f] = sum_i x[r, i] * w[f, i]` for `r < rows`, `f < features`, with `w` from
-/// [`pack_weights`] / [`pack_blocks`] (the A operand) and `x` from [`pack_rows`] (the B
+/// [`pack_weights`] (the A operand) and `x` from [`pack_rows`] (the B
 /// operand), both for the same `k`. Each 32x32 block of results (features x rows, four 16x16
 /// tiles) is transposed into `out` in registers; with `add`, added to what `out` holds.
 ///

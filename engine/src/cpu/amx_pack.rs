@@ -25,7 +25,7 @@ unsafe fn pack_rows_avx512(x: &[f32], rows: usize, k: usize, out: &mut Vec<u16>)
 
 /// Loads of 32 values at `kk..kk + 32` of an f32 row of `k`, zero past `k`.
 #[target_feature(enable = "avx512f")]
-pub(super) fn f32_loader(
+fn f32_loader(
     k: usize,
 ) -> impl Fn(*const f32, usize) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
     use std::arch::x86_64::*;
@@ -42,50 +42,88 @@ pub(super) fn f32_loader(
     }
 }
 
-/// `w` (`n` rows of `k`) as bf16 rows, the A operand: `[n rounded up to 32][padded_k(k)]`,
-/// zero-padded (a tile row is 32 consecutive `k` values of one feature, as stored).
-pub fn pack_weights(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
-    assert!(w.len() >= n * k);
-    // SAFETY: AMX CPUs have AVX-512F/BW (the caller checked `available` with AVX-512).
-    unsafe { pack_weights_avx512(w, n, k, out) }
+/// Weights as the AMX packers read them: `n` rows of `k` values.
+#[derive(Clone, Copy)]
+pub enum Weights<'a> {
+    /// f32 values, row-major.
+    F32(&'a [f32]),
+    /// Q4_0 / Q4_1 / Q8_0 blocks (`bsize` 18 / 20 / 34 bytes), `k / 32` per row.
+    Blocks {
+        /// Bytes per block.
+        bsize: usize,
+        /// The rows' blocks.
+        bytes: &'a [u8],
+    },
 }
 
-/// [`pack_weights`] (its closure compiled with the features, so the loads inline).
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pack_weights_avx512(w: &[f32], n: usize, k: usize, out: &mut Vec<u16>) {
-    let (p, load) = (w.as_ptr(), f32_loader(k));
-    // SAFETY: the masked loads read `w[f * k + i]` only for `f < n`, `i < k` (asserted by the
-    // caller).
-    unsafe {
-        pack_plain(n, k, out, |f, kk| {
-            let (lo, hi) = load(p.add(f * k), kk);
-            to_bf16(lo, hi)
-        })
+impl Weights<'_> {
+    /// Panics unless these weights hold `n` rows of `k`.
+    pub(super) fn check(&self, n: usize, k: usize) {
+        match *self {
+            Weights::F32(w) => assert!(w.len() >= n * k, "amx: short f32 weights"),
+            Weights::Blocks { bsize, bytes } => assert!(
+                k.is_multiple_of(32) && bytes.len() >= n * (k / 32 * bsize),
+                "amx: short weight blocks"
+            ),
+        }
+    }
+
+    /// Runs `body` with the row loader of these weights (`row(f, kk)`: feature `f`'s 32 bf16
+    /// values at `kk..kk + 32`, zero past `k`), monomorphised per storage so the loads
+    /// inline; block weights are prefetched first.
+    ///
+    /// # Safety
+    /// AVX-512F/BW/BF16, FMA and F16C; [`Weights::check`] passed for `n` and `k`; `body`
+    /// calls `row` only for `f < n`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
+    pub(super) unsafe fn with_rows<B: RowBody>(self, n: usize, k: usize, body: B) -> B::Out {
+        match self {
+            Weights::F32(w) => {
+                let (p, load) = (w.as_ptr(), f32_loader(k));
+                // SAFETY: the masked loads read `w[f * k + i]` only for `f < n`, `i < k`.
+                body.run(|f, kk| unsafe {
+                    let (lo, hi) = load(p.add(f * k), kk);
+                    to_bf16(lo, hi)
+                })
+            }
+            Weights::Blocks { bsize, bytes } => {
+                prefetch(&bytes[..n * (k / 32 * bsize)]);
+                body.run(block_rows(bytes.as_ptr(), k, bsize))
+            }
+        }
     }
 }
 
-/// [`pack_weights`] straight from Q4_0 / Q4_1 / Q8_0 blocks (`bsize` 18 / 20 / 34 bytes; `n`
-/// rows of `k / 32` blocks, `k` a multiple of 32): each block dequantised in registers (the
-/// values of [`super::avx512::dequantize_blocks`]) and rounded into one tile row.
-pub fn pack_blocks(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
-    assert!(k.is_multiple_of(32) && bytes.len() >= n * (k / 32 * bsize));
-    // SAFETY: AMX CPUs have AVX-512F/BW, FMA and F16C (the caller checked `available` with
-    // AVX-512).
-    unsafe { pack_blocks_avx512(bsize, bytes, n, k, out) }
+/// What [`Weights::with_rows`] runs: a body generic over the row loader.
+pub(super) trait RowBody {
+    /// The body's result.
+    type Out;
+    /// Runs with `row(f, kk)`.
+    fn run(self, row: impl Fn(usize, usize) -> std::arch::x86_64::__m512i) -> Self::Out;
 }
 
-/// [`pack_blocks`] (its closure compiled with the features, so the dequantiser inlines).
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
-unsafe fn pack_blocks_avx512(bsize: usize, bytes: &[u8], n: usize, k: usize, out: &mut Vec<u16>) {
-    prefetch(&bytes[..n * (k / 32 * bsize)]);
-    // SAFETY: block `kk / 32` of row `f < n` lies in `bytes` (asserted by the caller).
-    unsafe { pack_plain(n, k, out, block_rows(bytes.as_ptr(), k, bsize)) }
+/// `w` (`n` rows of `k`) as bf16 rows, the A operand: `[n rounded up to 32][padded_k(k)]`,
+/// zero-padded (a tile row is 32 consecutive `k` values of one feature, as stored); blocks
+/// dequantised in registers (the values of [`super::avx512::dequantize_blocks`]).
+pub fn pack_weights(w: Weights<'_>, n: usize, k: usize, out: &mut Vec<u16>) {
+    w.check(n, k);
+    struct Pack<'o>(usize, usize, &'o mut Vec<u16>);
+    impl RowBody for Pack<'_> {
+        type Out = ();
+        fn run(self, row: impl Fn(usize, usize) -> std::arch::x86_64::__m512i) {
+            // SAFETY: AVX-512F/BW (the loader exists only under `with_rows`' features).
+            unsafe { pack_plain(self.0, self.1, self.2, row) }
+        }
+    }
+    // SAFETY: AMX CPUs have AVX-512F/BW/BF16, FMA and F16C (the caller checked `available`);
+    // `pack_plain` loads rows `f < n` only.
+    unsafe { w.with_rows(n, k, Pack(n, k, out)) }
 }
 
 /// Asks for `bytes` in cache, in order: a weight tile is a short run (at most 32 rows of
 /// 1536 values: 30 KiB of Q4_1) that the hardware prefetchers barely ramp up on.
 #[target_feature(enable = "sse")]
-pub(super) fn prefetch(bytes: &[u8]) {
+fn prefetch(bytes: &[u8]) {
     use std::arch::x86_64::*;
     for at in (0..bytes.len()).step_by(64) {
         // SAFETY: a prefetch of an address inside `bytes`; it reads nothing architecturally.
@@ -97,7 +135,7 @@ pub(super) fn prefetch(bytes: &[u8]) {
 /// Q8_0 blocks at `p` (`k / 32` blocks of `bsize` bytes each). Calls are safe only for rows
 /// and blocks inside the caller's bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,fma,f16c")]
-pub(super) fn block_rows(
+fn block_rows(
     p: *const u8,
     k: usize,
     bsize: usize,
@@ -118,7 +156,7 @@ pub(super) fn block_rows(
 /// 32 f32 values (two vectors) as 32 bf16 in order, rounded to nearest even (`vcvtne2ps2bf16`,
 /// as `half::bf16::from_f32` for finite values of bf16's range).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-pub(super) fn to_bf16(
+fn to_bf16(
     lo: std::arch::x86_64::__m512,
     hi: std::arch::x86_64::__m512,
 ) -> std::arch::x86_64::__m512i {

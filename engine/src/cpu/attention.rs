@@ -92,15 +92,24 @@ struct Heads<'a> {
     scale: f32,
 }
 
+impl Heads<'_> {
+    /// Head width and positions for the outputs `o`; panics unless every key and value read
+    /// lies in the caches and `q` matches `o`.
+    fn dims(&self, o: &[f32]) -> (usize, usize) {
+        let (hd, n) = (o.len() / self.group, self.len);
+        let last = self.first + (n - 1) * self.stride + hd;
+        assert!(
+            last <= self.k_cache.len() && last <= self.v_cache.len() && self.q.len() == o.len()
+        );
+        (hd, n)
+    }
+}
+
 /// `o[g] = softmax(q[g] . K^T * scale) @ V` for each head `g` of the group; `scores` is
 /// scratch (`[group, len]`).
 #[inline(always)]
 fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
-    let (hd, n) = (o.len() / h.group, h.len);
-    let last = h.first + (n - 1) * h.stride + hd;
-    assert!(last <= h.k_cache.len() && last <= h.v_cache.len() && h.q.len() == o.len());
-    scores.clear();
-    scores.resize(h.group * n, 0.0);
+    let (hd, n) = h.dims(o);
     key_scores(h, hd, scores);
     for row in scores.chunks_mut(n) {
         row.iter_mut().for_each(|x| *x *= h.scale);
@@ -123,14 +132,17 @@ fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
     }
 }
 
-/// `scores[g * len + p] = dot(q[g], key p)`: the register-blocked kernel where the CPU has
-/// AVX-512 (each key loaded once for the whole group), else one dot at a time.
+/// `scores[g * len + p] = dot(q[g], key p)` (`scores` resized to `[group, len]`): the
+/// register-blocked kernel where the CPU has AVX-512 (each key loaded once for the whole
+/// group), else one dot at a time. The caller checked the ranges ([`Heads::dims`]).
 #[inline(always)]
-fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut [f32]) {
+fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
+    scores.clear();
+    scores.resize(h.group * h.len, 0.0);
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
         // SAFETY: AVX-512F checked; `q` holds `group` rows of `hd`, the keys `len` rows of
-        // `hd` values `stride` apart from `first` (asserted by `attend`), and `scores`
+        // `hd` values `stride` apart from `first` (asserted by `Heads::dims`), and `scores`
         // `group * len` values.
         return unsafe {
             super::avx512::rows_by_features(
@@ -162,12 +174,10 @@ fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
-    let (hd, n) = (o.len() / h.group, h.len);
+    let (hd, n) = h.dims(o);
     if !hd.is_multiple_of(16) || h.group > 64 {
         return attend(h, scores, o);
     }
-    let last = h.first + (n - 1) * h.stride + hd;
-    assert!(last <= h.k_cache.len() && last <= h.v_cache.len() && h.q.len() == o.len());
     // This head's keys and values are `hd`-value runs `stride` apart (the other heads' lie
     // between), a pattern the hardware prefetchers follow poorly: ask for them up front,
     // keys into L1, values into L2 for the value sums after the softmax.
@@ -175,7 +185,7 @@ unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
         let at = h.first + p * h.stride;
         for i in (0..hd).step_by(16) {
             use std::arch::x86_64::*;
-            // SAFETY: prefetches of addresses inside the caches (asserted above); they read
+            // SAFETY: prefetches of addresses inside the caches (`Heads::dims` asserted); they read
             // nothing architecturally.
             unsafe {
                 _mm_prefetch::<_MM_HINT_T0>(h.k_cache.as_ptr().add(at + i) as *const i8);
@@ -183,8 +193,6 @@ unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
             }
         }
     }
-    scores.clear();
-    scores.resize(h.group * n, 0.0);
     key_scores(h, hd, scores);
     let mut inv = [0f32; 64];
     for (row, inv) in scores.chunks_mut(n).zip(&mut inv) {
@@ -201,7 +209,7 @@ unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
                 inv: &inv,
             };
             // SAFETY: AVX-512F and FMA; the values at `first + p * stride + c0 ..` for
-            // `p < n` lie in the cache (asserted above), `scores` holds `group * n` weights,
+            // `p < n` lie in the cache (`Heads::dims` asserted), `scores` holds `group * n` weights,
             // `o` holds `group * hd` outputs, and `g0 + G <= group`, `c0 + 16 * C <= hd`.
             unsafe {
                 match ((h.group - g0).min(4), ((hd - c0) / 16).min(4)) {

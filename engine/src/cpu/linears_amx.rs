@@ -8,7 +8,8 @@ use std::cell::RefCell;
 
 use super::amx;
 use super::linears::check_jobs;
-use super::matmul::amx_tiles_packed;
+use super::matmul::add_bias;
+use super::matmul_amx::amx_tiles_packed;
 use super::CpuBackend;
 use crate::backend::{LinearJob, StepPlan};
 use crate::error::Result;
@@ -36,11 +37,15 @@ pub fn linears(
     // another step's `linears` meanwhile.
     let (mut xp, mut u, mut coef, mut cp) = BUF.take();
     amx::pack_rows(x, n_tokens, n_in, &mut xp);
-    for j in jobs.iter_mut() {
+    let mut run = |j: &mut LinearJob<'_, CpuBackend>| -> Result<()> {
+        u.clear();
+        u.resize(
+            j.lora
+                .map_or(0, |l| n_tokens * step.mix_k * l.stack.max_rank),
+            0.0,
+        );
         let lora = j.lora.and_then(|l| l.amx_tiles().map(|a| (l, a)));
         if let Some((l, a)) = lora {
-            u.clear();
-            u.resize(n_tokens * step.mix_k * l.stack.max_rank, 0.0);
             super::lora_amx::shrink_packed(&xp, l, a, step, n_tokens, &mut u);
             super::lora_amx::coefficients(&u, l, step, n_tokens, &mut coef);
             amx::pack_rows(&coef, n_tokens, l.rows(), &mut cp);
@@ -55,17 +60,16 @@ pub fn linears(
             })
         });
         if let Some(b) = j.bias {
-            out.chunks_mut(j.n_out)
-                .for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
+            add_bias(out, &b[..j.n_out]);
         }
         // A stack without AMX tiles (too large for them): the f32 LoRA kernels.
         if let (Some(l), None) = (j.lora, lora) {
-            u.clear();
-            u.resize(n_tokens * step.mix_k * l.stack.max_rank, 0.0);
             super::lora::lora_shrink(x, l, step, n_tokens, &mut u)?;
             super::lora::lora_expand(&u, l, step, n_tokens, out)?;
         }
-    }
+        Ok(())
+    };
+    let done = jobs.iter_mut().try_for_each(&mut run);
     BUF.set((xp, u, coef, cp));
-    Ok(())
+    done
 }

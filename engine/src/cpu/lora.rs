@@ -79,7 +79,10 @@ impl CpuLora {
         #[cfg(target_arch = "x86_64")]
         let amx = (amx && rows > 0 && rows <= AMX_MAX_STACK_ROWS).then(|| AmxLora::new(s, rows));
         #[cfg(not(target_arch = "x86_64"))]
-        let amx: Option<AmxLora> = amx.then_some(None).flatten();
+        let amx: Option<AmxLora> = {
+            let _ = amx;
+            None
+        };
         if !f16_values {
             return Self {
                 stack,
@@ -244,7 +247,7 @@ pub fn lora_shrink(
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
-    if let (Some(a), true) = (&cl.amx, n_tokens >= super::AMX_MIN_ROWS) {
+    if let Some(a) = cl.amx.as_ref().filter(|_| super::amx_rows(true, n_tokens)) {
         super::lora_amx::shrink(&x[..n_tokens * d], cl, a, step, n_tokens, u);
         return Ok(());
     }
@@ -316,7 +319,7 @@ pub fn lora_expand(
     check_len("lora_expand", "u", u.len(), n_tokens * kk * mr)?;
     check_len("lora_expand", "y", y.len(), n_tokens * o)?;
     #[cfg(target_arch = "x86_64")]
-    if let (Some(a), true) = (&cl.amx, n_tokens >= super::AMX_MIN_ROWS) {
+    if let Some(a) = cl.amx.as_ref().filter(|_| super::amx_rows(true, n_tokens)) {
         super::lora_amx::expand(u, cl, a, step, n_tokens, &mut y[..n_tokens * o]);
         return Ok(());
     }

@@ -31,7 +31,7 @@ impl AmxLora {
     pub fn new(s: &LoraStackHost, rows: usize) -> Self {
         let (d, o) = (s.in_dim, s.out_dim);
         let mut a = Vec::new();
-        amx::pack_weights(&s.a, rows, d, &mut a);
+        amx::pack_weights(amx::Weights::F32(&s.a), rows, d, &mut a);
         // B row by row (`[out, rows]`): the tiles' A operand wants each output feature's
         // values along `k` (the rank rows).
         let mut b_rows = vec![0f32; o * rows];
@@ -41,7 +41,7 @@ impl AmxLora {
             }
         }
         let mut b = Vec::new();
-        amx::pack_weights(&b_rows, o, rows, &mut b);
+        amx::pack_weights(amx::Weights::F32(&b_rows), o, rows, &mut b);
         Self { a, b }
     }
 

@@ -111,9 +111,7 @@ pub fn matmul(
     }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
-        (_, r) if r >= super::AMX_MIN_ROWS && amx && super::amx_available() => {
-            amx_tiles(x, w, rows, out)
-        }
+        (_, r) if super::amx_rows(amx, r) => super::matmul_amx::amx_tiles(x, w, rows, out),
         (None, _) if wide_kernel() => tiles(x, w, rows, out, |_, c0, c1, f| {
             f(&w.data[c0 * w.cols..c1 * w.cols])
         }),
@@ -133,9 +131,14 @@ pub fn matmul(
         (Some(p), _) => gemm_packed(x, w, p, rows, out),
     }
     if let Some(b) = bias {
-        out.chunks_mut(n)
-            .for_each(|o| o.iter_mut().zip(b).for_each(|(o, b)| *o += b));
+        add_bias(&mut out[..rows * n], &b[..n]);
     }
+}
+
+/// Adds `bias` to every row of `out` (rows of `bias.len()` values).
+pub(super) fn add_bias(out: &mut [f32], bias: &[f32]) {
+    out.chunks_mut(bias.len())
+        .for_each(|o| o.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
 }
 
 fn threads() -> gemm::Parallelism {
@@ -389,7 +392,7 @@ const TILE: usize = 64;
 
 thread_local! {
     /// Each thread's dequantised tile, reused across calls.
-    static TILE_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    pub(super) static TILE_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Several rows against packed weights: each thread dequantises a tile of `TILE` output
@@ -420,116 +423,6 @@ fn wide_kernel() -> bool {
     return super::avx512::available();
     #[cfg(not(target_arch = "x86_64"))]
     false
-}
-
-#[cfg(target_arch = "x86_64")]
-thread_local! {
-    /// The calling thread's bf16 input rows in the AMX pair layout, reused across calls.
-    static A_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-    /// Each thread's bf16 weight tile (rows of `k`, the AMX A operand), reused across calls.
-    static B_BF16: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Several rows on the AMX tile unit ([`super::amx_available`]): `x` rounded to bf16 once,
-/// then [`amx_tiles_packed`].
-#[cfg(target_arch = "x86_64")]
-fn amx_tiles(x: &[f32], w: &CpuWeight, rows: usize, out: &mut [f32]) {
-    assert!(x.len() >= rows * w.cols, "matmul: short buffers");
-    // Taken out of the cell, not borrowed: the tiles fork (see `tiles`).
-    let mut a = A_BF16.take();
-    super::amx::pack_rows(x, rows, w.cols, &mut a);
-    amx_tiles_packed(&a, w, rows, out, |_| None);
-    A_BF16.set(a);
-}
-
-/// `out = x @ w^T` (plus, per tile of features starting at `c0`, the product `extra(c0)`)
-/// on the AMX tile unit, `xp` = `x` packed by [`super::amx::pack_rows`]. Tasks of 32
-/// features: up to 32 rows pack each weight tile as they multiply it, straight from
-/// Q4_0/Q4_1/Q8_0 blocks or f32; more rows lay the tile out in bf16 first (F16 and BF16
-/// blocks dequantised to f32 before that) and add `extra` in a second pass.
-#[cfg(target_arch = "x86_64")]
-pub(super) fn amx_tiles_packed<'e>(
-    xp: &[u16],
-    w: &CpuWeight,
-    rows: usize,
-    out: &mut [f32],
-    extra: impl Fn(usize) -> Option<super::amx::Extra<'e>> + Sync,
-) {
-    use super::amx::{self, FEATURE_BLOCK};
-    let (n, k) = (w.rows, w.cols);
-    assert!(
-        out.len() >= rows * n && xp.len() >= rows.div_ceil(32) * 32 * amx::padded_k(k),
-        "matmul: short buffers"
-    );
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    // Tasks of one 32-feature block: the packed weights (at most 32 x 1536 bf16) stay in L2,
-    // and 2 threads split the small projections (192 or 576 features) evenly.
-    (0..n.div_ceil(FEATURE_BLOCK))
-        .into_par_iter()
-        .for_each(|t| {
-            let (c0, c1) = (t * FEATURE_BLOCK, ((t + 1) * FEATURE_BLOCK).min(n));
-            let e = extra(c0);
-            let o = out_ptr.get().wrapping_add(c0);
-            // SAFETY (all three calls): AMX checked by the caller; `xp` is `x` packed for these
-            // rows and `k`; this task alone writes columns `c0..c1` of the `rows x n` output
-            // (asserted above); the kernels check `extra`'s operands.
-            match &w.packed {
-                None if rows <= 32 => unsafe {
-                    return amx::matmul_f32(
-                        &w.data[c0 * k..c1 * k],
-                        c1 - c0,
-                        k,
-                        xp,
-                        rows,
-                        o,
-                        n,
-                        e.as_ref(),
-                    );
-                },
-                Some(p) if rows <= 32 && p.kind.block().0 == 32 => unsafe {
-                    let (rb, bsize) = (p.kind.row_bytes(k), p.kind.block().1);
-                    let bytes = &p.bytes[c0 * rb..c1 * rb];
-                    return amx::matmul_blocks(
-                        bsize,
-                        bytes,
-                        c1 - c0,
-                        k,
-                        xp,
-                        rows,
-                        o,
-                        n,
-                        e.as_ref(),
-                    );
-                },
-                _ => {}
-            }
-            B_BF16.with_borrow_mut(|b| {
-                match &w.packed {
-                    None => amx::pack_weights(&w.data[c0 * k..c1 * k], c1 - c0, k, b),
-                    Some(p) if p.kind.block().0 == 32 => {
-                        let (rb, bsize) = (p.kind.row_bytes(k), p.kind.block().1);
-                        amx::pack_blocks(bsize, &p.bytes[c0 * rb..c1 * rb], c1 - c0, k, b)
-                    }
-                    Some(p) => TILE_BUF.with_borrow_mut(|tile| {
-                        let rb = p.kind.row_bytes(k);
-                        tile.resize((c1 - c0) * k, 0.0);
-                        dequantize(p.kind, &p.bytes[c0 * rb..c1 * rb], tile);
-                        amx::pack_weights(tile, c1 - c0, k, b)
-                    }),
-                }
-                // SAFETY: as above; `b` comes from the packers for these features and `k`.
-                unsafe { amx::matmul(b, c1 - c0, xp, rows, k, o, n, false) };
-            });
-            if let Some(e) = e {
-                assert!(
-                    e.w.len() >= (c1 - c0).div_ceil(32) * 32 * amx::padded_k(e.k)
-                        && e.x.len() >= rows.div_ceil(32) * 32 * amx::padded_k(e.k),
-                    "matmul: short extra operands"
-                );
-                // SAFETY: as above, the operands checked just now.
-                unsafe { amx::matmul(e.w, c1 - c0, e.x, rows, e.k, o, n, true) };
-            }
-        });
 }
 
 thread_local! {
@@ -582,11 +475,6 @@ where
         });
     });
     XP_BUF.set(xp);
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn amx_tiles(_: &[f32], _: &CpuWeight, _: usize, _: &mut [f32]) {
-    unreachable!("amx_available() is false off x86_64")
 }
 
 #[cfg(not(target_arch = "x86_64"))]

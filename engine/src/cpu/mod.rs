@@ -25,6 +25,8 @@ mod lora;
 mod lora_amx;
 pub use lora::CpuLora;
 mod matmul;
+#[cfg(target_arch = "x86_64")]
+mod matmul_amx;
 mod packed_dot;
 mod rms_norm;
 mod rope;
@@ -97,6 +99,13 @@ pub struct CpuOptions {
 /// for the tiles serves too few rows, and the f32 kernels that dot the blocks with each row
 /// are faster (batch 4 on the dev machine: 2.2x batch 1's throughput on them, 1.7x on AMX).
 pub const AMX_MIN_ROWS: usize = 9;
+
+/// Whether a step of `rows` rows goes to the AMX tile unit when `enabled`
+/// ([`CpuOptions::amx`], or a LoRA stack packed for it): at least [`AMX_MIN_ROWS`] rows, on
+/// a CPU that has AMX.
+pub(super) fn amx_rows(enabled: bool, rows: usize) -> bool {
+    enabled && rows >= AMX_MIN_ROWS && amx_available()
+}
 
 /// Whether this CPU and OS run the AMX-BF16 kernels of [`CpuOptions::amx`] (AVX-512 too).
 pub fn amx_available() -> bool {
@@ -325,7 +334,7 @@ impl Backend for CpuBackend {
         u: &mut Vec<f32>,
     ) -> Result<()> {
         #[cfg(target_arch = "x86_64")]
-        if n_tokens >= AMX_MIN_ROWS && self.options.amx && amx_available() {
+        if amx_rows(self.options.amx, n_tokens) {
             return linears_amx::linears(x, n_tokens, n_in, step, jobs);
         }
         if n_tokens == 1 && jobs.len() <= linears::MAX_JOBS {
