@@ -32,6 +32,9 @@ produce milk? Explain your reasoning in a few sentences, as a farmer would to a 
 /// Measure dlp-run's speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs
 /// merged weights vs batches, in one interleaved run, reported as ratios.
 ///
+/// Columns: prefill and decode tokens/s over all requests; lat50/lat90: request 0's time
+/// per token (median, p90), counted once every request of the batch is decoding.
+///
 /// Example: dlp-run bench --quick
 ///          dlp-run bench --synthetic-adapters 100 --rank 16 --json bench.json --plot bench.png
 #[derive(Debug, Args)]
@@ -478,11 +481,20 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
     let mut decoder = c.tok.stream_decoder();
     let mut sentence = String::new();
     let mut tracker = SentenceTracker::default();
+    // Request 0's latencies count only steps where every request decodes: before that, a
+    // batch's steps also carry other requests' prompt chunks (prefill, reported apart).
+    let mut started = vec![false; requests.len()];
+    let mut n_started = 0;
     let (_, stats) = generate(model, &requests, &[], DEFAULT_STEP_TOKENS, |i, id| {
+        if !std::mem::replace(&mut started[i], true) {
+            n_started += 1;
+        }
         if i != 0 {
             return Ok(Control::Continue);
         }
-        stamps.push(Instant::now());
+        if n_started == started.len() {
+            stamps.push(Instant::now());
+        }
         match &s.plan {
             Plan::TokenLevel => {
                 if let Some(p) = decoder.push(id)? {

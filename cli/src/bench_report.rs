@@ -16,7 +16,8 @@ pub struct Sample {
     pub decode_secs: f64,
     /// Tokens sampled in decode-only steps, over all requests.
     pub decode_tokens: usize,
-    /// Time between consecutive tokens of request 0.
+    /// Time between consecutive tokens of request 0, once every request of the batch has its
+    /// first token (decode steps only).
     pub token_latencies: Vec<f64>,
 }
 

@@ -108,6 +108,22 @@ impl CpuLora {
         }
     }
 
+    /// Backs the stack's values with huge pages ([`super::huge_pages`]): decode reads a few
+    /// rows of many stacks per token, each run on its own pages.
+    pub(super) fn collapse_pages(&self) {
+        use super::huge_pages::collapse;
+        collapse(&self.stack.a);
+        collapse(&self.bt);
+        if let Some(h) = &self.half {
+            collapse(&h.a);
+            collapse(&h.bt);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = &self.amx {
+            t.collapse_pages();
+        }
+    }
+
     /// Rows of the stack (the sum of the slots' ranks).
     #[cfg(target_arch = "x86_64")]
     pub(super) fn rows(&self) -> usize {

@@ -45,6 +45,12 @@ impl AmxLora {
         Self { a, b }
     }
 
+    /// Backs the tiles with huge pages ([`super::huge_pages`]).
+    pub fn collapse_pages(&self) {
+        super::huge_pages::collapse(&self.a);
+        super::huge_pages::collapse(&self.b);
+    }
+
     /// B as packed weights (`out_dim` features of `rows`).
     pub fn b(&self) -> &[u16] {
         &self.b

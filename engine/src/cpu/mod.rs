@@ -16,6 +16,7 @@ mod avx512_blocks;
 #[cfg(target_arch = "x86_64")]
 mod avx512_rows;
 mod embedding;
+mod huge_pages;
 mod linears;
 #[cfg(target_arch = "x86_64")]
 mod linears_amx;
@@ -153,7 +154,10 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
-        Ok(vec![0.0; len])
+        let v = vec![0.0; len];
+        // Large buffers (the KV cache) fill lazily: huge pages as they are first written.
+        huge_pages::advise_lazy(&v);
+        Ok(v)
     }
 
     fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
@@ -190,7 +194,7 @@ impl Backend for CpuBackend {
                 )));
             }
         }
-        Ok(CpuWeight {
+        let w = CpuWeight {
             rows,
             cols,
             data: if w.packed.is_some() {
@@ -199,7 +203,12 @@ impl Backend for CpuBackend {
                 w.data.clone()
             },
             packed: w.packed.clone(),
-        })
+        };
+        huge_pages::collapse(&w.data);
+        if let Some(p) = &w.packed {
+            huge_pages::collapse(&p.bytes);
+        }
+        Ok(w)
     }
 
     fn packed_weights(&self) -> bool {
@@ -243,11 +252,13 @@ impl Backend for CpuBackend {
                 s.slot_offset[slot], s.slot_rank[slot], s.max_rank
             )));
         }
-        Ok(lora::CpuLora::new(
+        let l = lora::CpuLora::new(
             s,
             self.options.lora_f16,
             self.options.amx && amx_available(),
-        ))
+        );
+        l.collapse_pages();
+        Ok(l)
     }
 
     fn upload_step(&self, plan: &StepPlan, reuse: Option<StepPlan>) -> Result<StepPlan> {
