@@ -18,6 +18,7 @@ use dlp_engine::{Backend, LoraModule};
 use dlp_router::SamplingParams;
 use serde_json::Value;
 
+use crate::bench_memory::MemoryModel;
 use crate::bench_peers;
 use crate::bench_report::{self, Measured, Report, Sample};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
@@ -361,6 +362,22 @@ impl WithBackend for &BenchArgs {
                 .unwrap_or_else(|e| peer_error("transformers_base", &e));
             bench_peers::merge(tf, &llama_rounds, new_tokens)
         });
+        // Measured after the scenarios (the probe's buffer would count in their peak RSS).
+        let peak_rss_mib = crate::generate::peak_rss_mib();
+        // Host memory bandwidth bounds the CPU backend only.
+        let memory = match loaded.model.weight_bytes_per_token() {
+            Some(weights) if loaded.model.backend.name() == "cpu" => {
+                let lora_bpp = if args.model.lora_f16 { 2 } else { 4 };
+                let mem = MemoryModel::measure(weights, &adapters, lora_bpp);
+                for (s, m) in plans.iter().zip(measured.iter_mut()) {
+                    if let Plan::Fixed { batch: 1, mixes } = &s.plan {
+                        m.bytes_per_token = Some(mem.bytes_per_token(&mixes[0]));
+                    }
+                }
+                Some(mem)
+            }
+            _ => None,
+        };
         let report = Report {
             model: path.display().to_string(),
             backend: loaded.model.backend.name(),
@@ -390,6 +407,8 @@ impl WithBackend for &BenchArgs {
             threads: rayon::current_num_threads(),
             measured,
             peers,
+            memory,
+            peak_rss_mib,
         };
         report.print();
         if let Some(p) = &args.json {

@@ -5,6 +5,8 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
+use crate::bench_memory::MemoryModel;
+
 /// One timed run of a scenario.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -32,6 +34,9 @@ pub struct Measured {
     pub batch: usize,
     /// One per round.
     pub samples: Vec<Sample>,
+    /// Bytes one decode step reads for this sequence, where known (CPU, batch 1, a fixed
+    /// mixture: [`MemoryModel::bytes_per_token`]).
+    pub bytes_per_token: Option<u64>,
 }
 
 /// The median (`NaN` when empty).
@@ -64,7 +69,13 @@ impl Measured {
             k,
             batch,
             samples: Vec::new(),
+            bytes_per_token: None,
         }
+    }
+
+    /// Bytes per second the median decode reads, GB/s, where the bytes are known.
+    pub fn decode_gbs(&self) -> Option<f64> {
+        Some(self.bytes_per_token? as f64 * self.decode_tps() / 1e9)
     }
 
     /// Median decode throughput, tokens/s over all requests.
@@ -134,6 +145,10 @@ pub struct Report {
     pub measured: Vec<Measured>,
     /// The peers' JSON (from peers.py), if run.
     pub peers: Option<Value>,
+    /// Bytes per token and streaming bandwidth (CPU runs).
+    pub memory: Option<MemoryModel>,
+    /// Peak RSS of the scenarios (before the bandwidth probe), MiB.
+    pub peak_rss_mib: Option<f64>,
 }
 
 impl Report {
@@ -244,11 +259,25 @@ impl Report {
                 }
             }
         }
+        if let Some(mem) = &self.memory {
+            println!("{}", mem.describe());
+            for m in &self.measured {
+                if let (Some(b), Some(gbs)) = (m.bytes_per_token, m.decode_gbs()) {
+                    println!(
+                        "  {:<14} {:>7.1} MB/token {:>6.1} GB/s  {:>3.0}% of streaming read",
+                        m.name,
+                        b as f64 / 1e6,
+                        gbs,
+                        100.0 * gbs / mem.stream_read_gbs
+                    );
+                }
+            }
+        }
         println!("ratios (decode time; > 1 = slower):");
         for (k, v) in self.ratios() {
             println!("  {k:<44} {:.3}", v.as_f64().unwrap_or(f64::NAN));
         }
-        if let Some(rss) = crate::generate::peak_rss_mib() {
+        if let Some(rss) = self.peak_rss_mib {
             println!("peak RSS {rss:.0} MiB (whole process, every model of the run)");
         }
     }
@@ -265,6 +294,8 @@ impl Report {
                     "decode_step_ms": m.decode_step_secs() * 1e3,
                     "latency_ms_median": m.latency(0.5) * 1e3, "latency_ms_p90": m.latency(0.9) * 1e3,
                     "rounds": m.samples.len(),
+                    "decode_mb_per_token": m.bytes_per_token.map(|b| b as f64 / 1e6),
+                    "decode_gbs": m.decode_gbs(),
                 })
             })
             .collect();
@@ -272,7 +303,8 @@ impl Report {
             "model": self.model, "backend": self.backend, "weights": self.weights,
             "adapters": self.adapters, "rank": self.rank, "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens, "rounds": self.rounds, "threads": self.threads,
-            "peak_rss_mib": crate::generate::peak_rss_mib(),
+            "peak_rss_mib": self.peak_rss_mib,
+            "memory": self.memory.as_ref().map(MemoryModel::to_json),
             "scenarios": rows, "ratios": self.ratios(), "peers": self.peers,
         })
     }

@@ -1,6 +1,7 @@
 //! `dlp-run`: serve many task LoRAs from one base model. See `dlp-run --help`.
 
 mod bench;
+mod bench_memory;
 mod bench_peers;
 mod bench_report;
 mod common;

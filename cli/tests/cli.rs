@@ -492,6 +492,34 @@ fn bench_quick_writes_ratios() {
         assert!(r.is_finite() && r > 0.0, "ratio {key} = {r} in {v}");
     }
     assert_eq!(v["scenarios"].as_array().unwrap().len(), 5);
+    // Bytes per token: the weights as stored (the GGUF's blocks, so just under the file's
+    // size, which also holds the vocabulary), plus each adapter of the mixture.
+    let mem = &v["memory"];
+    let gbs = mem["stream_read_gbs"].as_f64().unwrap_or(f64::NAN);
+    assert!(gbs.is_finite() && gbs > 0.0, "memory: {mem}");
+    let file_mb = std::fs::metadata(&gguf).unwrap().len() as f64 / 1e6;
+    let weights = mem["weight_mb_per_token"].as_f64().unwrap();
+    assert!(
+        (0.95 * file_mb..=file_mb).contains(&weights),
+        "weights {weights} MB per token, file {file_mb} MB"
+    );
+    let adapter = mem["adapter_mb"][0].as_f64().unwrap();
+    let per_token = |name: &str| {
+        v["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["decode_mb_per_token"].as_f64())
+    };
+    assert_eq!(per_token("base"), Some(weights));
+    let fused3 = per_token("fused3").unwrap();
+    assert!(
+        (fused3 - weights - 3.0 * adapter).abs() < 1e-6,
+        "fused3 {fused3} MB"
+    );
+    assert_eq!(per_token("batch32"), None);
+    assert!(table.contains("% of streaming read"), "{table}");
     assert!(std::fs::metadata(&plot).unwrap().len() > 1000);
     fails_with(
         &[

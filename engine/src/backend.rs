@@ -185,6 +185,10 @@ pub trait Backend: Send + Sync + Sized {
     /// A weight from a 2-D host tensor `[rows, cols]` (f32, or packed when
     /// [`Backend::packed_weights`] is true).
     fn upload_weight(&self, w: &HostTensor) -> Result<Self::Weight>;
+    /// Bytes of memory weight `w` holds, where the backend can tell (`None` by default).
+    fn weight_bytes(&self, _w: &Self::Weight) -> Option<usize> {
+        None
+    }
     /// Whether [`Backend::upload_weight`] keeps packed tensors ([`crate::tensor::Packed`])
     /// compact and computes on them; loaders then skip dequantising. Default: false (a packed
     /// tensor is dequantised to f32 on upload).

@@ -203,6 +203,20 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
+    /// Bytes of weights one decode step reads, where the backend can tell
+    /// ([`Backend::weight_bytes`]): every linear of every layer and the output head (the
+    /// embedding table when tied; otherwise a lookup reads one row of it).
+    pub fn weight_bytes_per_token(&self) -> Option<u64> {
+        let b = &self.backend;
+        let mut total = b.weight_bytes(self.lm_head.as_ref().unwrap_or(&self.embed))?;
+        for layer in &self.layers {
+            for l in &layer.linears {
+                total += b.weight_bytes(&l.w)?;
+            }
+        }
+        Some(total as u64)
+    }
+
     /// Names of the loaded adapters, by slot.
     pub fn adapter_names(&self) -> &[String] {
         &self.adapter_names

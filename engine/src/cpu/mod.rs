@@ -211,6 +211,10 @@ impl Backend for CpuBackend {
         Ok(w)
     }
 
+    fn weight_bytes(&self, w: &CpuWeight) -> Option<usize> {
+        Some(w.bytes())
+    }
+
     fn packed_weights(&self) -> bool {
         true
     }

@@ -1,0 +1,174 @@
+//! `dlp-run bench` on the CPU: the bytes one sequence's decode step reads (every weight as
+//! the backend stores it, plus the adapters of its mixture) and this machine's streaming read
+//! bandwidth, measured in the same run, so that each decode figure can be read as a share of
+//! what memory allows: near 100% a scenario is bandwidth-bound, well below it the arithmetic
+//! per byte (unpacking blocks, the LoRA pair) is the limit.
+
+use std::time::Instant;
+
+use dlp_engine::loader::peft::PeftAdapter;
+use dlp_engine::lora::Mixture;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+/// Bytes of the streaming-read probe: well past the caches of the CPUs this runs on.
+const PROBE_BYTES: usize = 256 << 20;
+
+/// What a CPU decode step reads, and what memory delivers.
+#[derive(Debug, Clone)]
+pub struct MemoryModel {
+    /// Best of several passes summing [`PROBE_BYTES`] on the run's threads, GB/s.
+    pub stream_read_gbs: f64,
+    /// Weights a decode step reads, as the backend stores them.
+    pub weight_bytes: u64,
+    /// Each adapter's A and B as the CPU backend stores them.
+    pub adapter_bytes: Vec<u64>,
+    /// Bytes per LoRA parameter (4, or 2 with `--lora-f16`).
+    pub lora_bytes_per_param: u64,
+}
+
+impl MemoryModel {
+    /// `weight_bytes` from [`dlp_engine::model::Model::weight_bytes_per_token`], the
+    /// adapters at `lora_bytes_per_param`; then measures the bandwidth.
+    pub fn measure(weight_bytes: u64, adapters: &[PeftAdapter], lora_bytes_per_param: u64) -> Self {
+        let adapter_bytes = adapters
+            .iter()
+            .map(|a| {
+                let params: usize = a.pairs.values().map(|p| p.a.numel() + p.b.numel()).sum();
+                params as u64 * lora_bytes_per_param
+            })
+            .collect();
+        MemoryModel {
+            stream_read_gbs: stream_read_gbs(),
+            weight_bytes,
+            adapter_bytes,
+            lora_bytes_per_param,
+        }
+    }
+
+    /// Bytes one decode step of a sequence under `mix` reads (the KV cache aside: at the
+    /// bench's context it is under 1% of the weights).
+    pub fn bytes_per_token(&self, mix: &Mixture) -> u64 {
+        self.weight_bytes
+            + mix
+                .iter()
+                .map(|&(a, _)| self.adapter_bytes.get(a).copied().unwrap_or(0))
+                .sum::<u64>()
+    }
+
+    /// The header line of the table's memory section.
+    pub fn describe(&self) -> String {
+        let each = match self.adapter_bytes.iter().max() {
+            Some(&b) => format!(
+                ", each adapter up to {:.1} MB ({} B per LoRA parameter)",
+                b as f64 / 1e6,
+                self.lora_bytes_per_param
+            ),
+            None => String::new(),
+        };
+        format!(
+            "memory: streaming read {:.1} GB/s ({} MiB, {} threads); read per token: weights {:.1} MB{each}",
+            self.stream_read_gbs,
+            PROBE_BYTES >> 20,
+            rayon::current_num_threads(),
+            self.weight_bytes as f64 / 1e6,
+        )
+    }
+
+    /// The JSON object `memory`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "stream_read_gbs": self.stream_read_gbs,
+            "probe_mib": PROBE_BYTES >> 20,
+            "weight_mb_per_token": self.weight_bytes as f64 / 1e6,
+            "adapter_mb": self.adapter_bytes.iter().map(|&b| b as f64 / 1e6).collect::<Vec<_>>(),
+            "lora_bytes_per_param": self.lora_bytes_per_param,
+        })
+    }
+}
+
+/// Streaming read bandwidth on the current rayon threads, GB/s: the best of seven passes
+/// summing a [`PROBE_BYTES`] buffer, each thread one contiguous part.
+pub fn stream_read_gbs() -> f64 {
+    let v: Vec<f32> = (0..PROBE_BYTES / 4)
+        .into_par_iter()
+        .map(|i| (i % 1000) as f32)
+        .collect();
+    let part = v.len().div_ceil(rayon::current_num_threads());
+    let mut best = 0f64;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let s: f32 = v.par_chunks(part).map(sum).sum();
+        let secs = t.elapsed().as_secs_f64();
+        std::hint::black_box(s);
+        best = best.max(PROBE_BYTES as f64 / secs / 1e9);
+    }
+    best
+}
+
+/// A sum with independent lanes, so the loads, not one addition chain, set the pace; in the
+/// widest registers the CPU has (a load per cache line with AVX-512, as the engine's
+/// kernels).
+fn sum(c: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { sum_avx512(c) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { sum_avx2(c) };
+        }
+    }
+    sum_lanes(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sum_avx512(c: &[f32]) -> f32 {
+    sum_lanes(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_avx2(c: &[f32]) -> f32 {
+    sum_lanes(c)
+}
+
+#[inline(always)]
+fn sum_lanes(c: &[f32]) -> f32 {
+    let mut acc = [[0f32; 16]; 4];
+    let mut blocks = c.chunks_exact(64);
+    for b in &mut blocks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (i, x) in a.iter_mut().enumerate() {
+                *x += b[j * 16 + i];
+            }
+        }
+    }
+    acc.iter().flatten().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_sum_matches_a_plain_sum() {
+        let v: Vec<f32> = (0..1000).map(|i| (i % 7) as f32).collect();
+        assert_eq!(sum(&v), v.iter().sum::<f32>());
+    }
+
+    #[test]
+    fn a_token_reads_the_weights_and_its_mixture() {
+        let m = MemoryModel {
+            stream_read_gbs: 1.0,
+            weight_bytes: 1000,
+            adapter_bytes: vec![10, 20, 40],
+            lora_bytes_per_param: 4,
+        };
+        assert_eq!(m.bytes_per_token(&vec![]), 1000);
+        assert_eq!(m.bytes_per_token(&vec![(0, 0.5), (2, 0.5)]), 1050);
+    }
+}
