@@ -33,10 +33,7 @@ impl MemoryModel {
     pub fn measure(weight_bytes: u64, adapters: &[PeftAdapter], lora_bytes_per_param: u64) -> Self {
         let adapter_bytes = adapters
             .iter()
-            .map(|a| {
-                let params: usize = a.pairs.values().map(|p| p.a.numel() + p.b.numel()).sum();
-                params as u64 * lora_bytes_per_param
-            })
+            .map(|a| a.num_params() as u64 * lora_bytes_per_param)
             .collect();
         MemoryModel {
             stream_read_gbs: stream_read_gbs(),

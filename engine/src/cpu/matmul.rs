@@ -292,13 +292,11 @@ fn few_rows_wide(x: &[f32], w: &CpuWeight, p: &Packed, rows: usize, out: &mut [f
             && p.bytes.len() >= n * rb,
         "matmul: short buffers"
     );
-    // Block sums of every row, one after the other (the Q4 offset terms); taken out of the
-    // cell, not borrowed (see `gemv_packed`).
+    // Block sums of every row, one after the other (the Q4 offset terms; `k` is whole blocks,
+    // so the rows' blocks never straddle); taken out of the cell, not borrowed (see
+    // `gemv_packed`).
     let mut xsum = XSUM_BUF.take();
-    xsum.clear();
-    for xr in x[..rows * k].chunks_exact(k) {
-        xsum.extend(xr.chunks_exact(32).map(|c| c.iter().sum::<f32>()));
-    }
+    block_sums(&x[..rows * k], &mut xsum);
     let (xs_ro, kind) = (&xsum[..], p.kind);
     let out_ptr = SendPtr(out.as_mut_ptr());
     /// Weight row `j` against rows `r0..r0 + R`.

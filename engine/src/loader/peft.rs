@@ -354,9 +354,14 @@ impl PeftAdapter {
         })
     }
 
+    /// Parameters of every A and B.
+    pub fn num_params(&self) -> usize {
+        self.pairs.values().map(|p| p.a.numel() + p.b.numel()).sum()
+    }
+
     /// A one-paragraph description for `inspect`.
     pub fn summary(&self) -> String {
-        let params: usize = self.pairs.values().map(|p| p.a.numel() + p.b.numel()).sum();
+        let params = self.num_params();
         let layers: std::collections::BTreeSet<usize> = self.pairs.keys().map(|k| k.0).collect();
         format!(
             "PEFT LoRA adapter `{}`\n  base model: {}\n  r = {}, lora_alpha = {}, rsLoRA = {}\n  targets: {}\n  layers: {} ({}..={})\n  parameters: {params}",
