@@ -15,7 +15,7 @@ use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::{merge_into, synthetic_adapter, Mixture};
 use dlp_engine::model::Model;
 use dlp_engine::{Backend, LoraModule};
-use dlp_router::SamplingParams;
+use dlp_engine::SamplingParams;
 use serde_json::Value;
 
 use crate::bench_memory::MemoryModel;

@@ -10,8 +10,8 @@ use clap::Args;
 use dlp_engine::generate::{generate, Control, GenRequest, DEFAULT_STEP_TOKENS};
 use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
 use dlp_engine::Backend;
-use dlp_router::sampler::{find_stop, stop_holdback};
-use dlp_router::SamplingParams;
+use dlp_engine::sampler::{find_stop, stop_holdback};
+use dlp_engine::SamplingParams;
 use serde_json::{json, Value};
 
 use crate::common::{self, load, parse_mix, Loaded, ModelArgs, WithBackend};

@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use dlp_router::{Sampler, SamplingParams};
-
 use crate::backend::{Backend, StepPlan, NO_ADAPTER};
 use crate::error::{Error, Result};
 use crate::lora::Mixture;
 use crate::model::Model;
+use crate::sampler::{Sampler, SamplingParams};
 
 /// Tokens per step when prompts are prefilled (longer prompts are split into chunks).
 pub const DEFAULT_STEP_TOKENS: usize = 256;

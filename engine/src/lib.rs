@@ -18,11 +18,13 @@ pub mod loader;
 pub mod lora;
 pub mod model;
 pub mod rope_table;
+pub mod sampler;
 pub mod tensor;
 pub mod tokenizer;
 
 pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, NO_ADAPTER};
 pub use config::{Arch, ModelConfig};
+pub use sampler::{Sampler, SamplingParams};
 pub use error::{Error, Result};
 pub use tensor::{HostTensor, WeightMap};
 

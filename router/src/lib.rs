@@ -1,7 +1,8 @@
-//! dlp-router: everything that decides *what* to compute but never touches device memory: the
-//! token sampler shared by every backend, and the DLP mini-MLP router with its selection
-//! (top-p / top-k fusion weights), sentence segmentation, training (feature `train`, burn) and
-//! evaluation (confusion heatmap with feature `plot`).
+//! dlp-router: everything that decides *which adapters* serve a text but never touches device
+//! memory: the DLP mini-MLP router with its selection (top-p / top-k fusion weights), sentence
+//! segmentation, training (feature `train`, burn) and evaluation (confusion heatmap with
+//! feature `plot`). Its decisions reach the engine as data (mixtures); the token sampler lives
+//! in the engine (`dlp_engine::sampler`).
 //!
 //! Routing in three calls:
 //!
@@ -27,7 +28,6 @@ pub mod heatmap;
 pub mod labels;
 pub mod metrics;
 pub mod model;
-pub mod sampler;
 pub mod segment;
 pub mod select;
 #[cfg(feature = "train")]
@@ -37,5 +37,4 @@ pub use config::RouterConfig;
 pub use error::RouterError;
 pub use labels::match_labels;
 pub use model::{Router, RouterWeights};
-pub use sampler::{Sampler, SamplingParams};
 pub use select::{select, FusionWeights, SelectConfig};

@@ -11,7 +11,7 @@ use dlp_engine::loader::safetensors_dir::for_each_tensor;
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::resolve_mixture;
 use dlp_engine::model::Model;
-use dlp_router::SamplingParams;
+use dlp_engine::SamplingParams;
 use dlp_tests::fixtures;
 use safetensors::tensor::TensorView;
 

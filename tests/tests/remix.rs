@@ -4,7 +4,7 @@
 
 use dlp_engine::generate::{generate, score_batch, Control, GenRequest, ScoreInput, ScoreMode};
 use dlp_engine::lora::resolve_mixture;
-use dlp_router::SamplingParams;
+use dlp_engine::SamplingParams;
 use dlp_tests::{cpu_model, fixtures, Fixture};
 
 #[test]
