@@ -14,15 +14,15 @@ use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::{merge_into, synthetic_adapter, Mixture};
 use dlp_engine::model::Model;
-use dlp_engine::{Backend, LoraModule};
 use dlp_engine::SamplingParams;
+use dlp_engine::{Backend, LoraModule};
 use serde_json::Value;
 
 use crate::bench_memory::MemoryModel;
 use crate::bench_peers;
 use crate::bench_report::{self, Measured, Report, Sample};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
-use crate::generate::{encode_prompt, render_prompt};
+use crate::pipeline::{encode_prompt, render_prompt};
 use crate::routing::{RouteBy, Routing, SentenceTracker};
 use dlp_router::SelectConfig;
 
@@ -185,9 +185,11 @@ fn bench_routing(
     names: &[String],
 ) -> Result<Routing> {
     let router = match &args.router {
-        Some(dir) => dlp_router::Router::load(dir)
-            .with_context(|| format!("loading router {}", dir.display()))?,
-        None => bench_report::random_router(tok.hf_tokenizer().clone(), names),
+        Some(dir) => crate::routing::load_router(dir)?,
+        None => std::sync::Arc::new(bench_report::random_router(
+            tok.hf_tokenizer().clone(),
+            names,
+        )),
     };
     let what = args
         .router
@@ -363,7 +365,7 @@ impl WithBackend for &BenchArgs {
             bench_peers::merge(tf, &llama_rounds, new_tokens)
         });
         // Measured after the scenarios (the probe's buffer would count in their peak RSS).
-        let peak_rss_mib = crate::generate::peak_rss_mib();
+        let peak_rss_mib = crate::pipeline::peak_rss_mib();
         // Host memory bandwidth bounds the CPU backend only.
         let memory = match loaded.model.weight_bytes_per_token() {
             Some(weights) if loaded.model.backend.name() == "cpu" => {
@@ -434,7 +436,7 @@ fn peer_error(name: &str, e: &anyhow::Error) -> Value {
 struct Ctx<'a> {
     ids: &'a [u32],
     starts: &'a [usize],
-    text: &'a crate::generate::Rendered,
+    text: &'a crate::pipeline::Rendered,
     new_tokens: usize,
     tok: &'a dlp_engine::tokenizer::TextTokenizer,
     routing: &'a Routing,

@@ -165,6 +165,15 @@ impl<B: Backend> Loaded<B> {
 
 /// Loads the model and adapters of `args` on `backend`.
 pub fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>> {
+    Ok(load_keeping_adapters(backend, args)?.0)
+}
+
+/// As [`load`], also returning the adapters' host copies (slot order), for callers that
+/// change the adapter set later (the server's runtime loading).
+pub fn load_keeping_adapters<B: Backend>(
+    backend: B,
+    args: &ModelArgs,
+) -> Result<(Loaded<B>, Vec<PeftAdapter>)> {
     let path = args.model_path()?;
     let keep_packed = backend.packed_weights() && !args.f32_weights;
     let files = ModelFiles::load_with(&path, keep_packed)
@@ -179,10 +188,13 @@ pub fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>> {
         .collect::<Result<Vec<_>>>()?;
     let mut model = Model::new(backend, files.config, files.weights, args.max_context)?;
     model.set_adapters(&adapters)?;
-    Ok(Loaded {
-        model,
-        tokenizer: files.tokenizer,
-    })
+    Ok((
+        Loaded {
+            model,
+            tokenizer: files.tokenizer,
+        },
+        adapters,
+    ))
 }
 
 /// Parses `NAME=W[,NAME=W]...`.

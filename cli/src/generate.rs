@@ -2,20 +2,19 @@
 //! with its own adapter mixture.
 
 use std::io::Write;
-use std::ops::Range;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dlp_engine::generate::{generate, Control, GenRequest, DEFAULT_STEP_TOKENS};
-use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use dlp_engine::generate::{generate, GenRequest, DEFAULT_STEP_TOKENS};
+use dlp_engine::tokenizer::ChatMessage;
 use dlp_engine::Backend;
-use dlp_engine::sampler::{find_stop, stop_holdback};
 use dlp_engine::SamplingParams;
 use serde_json::{json, Value};
 
 use crate::common::{self, load, parse_mix, Loaded, ModelArgs, WithBackend};
-use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing, SentenceTracker};
+use crate::pipeline::{encode_prompt, peak_rss_mib, render_prompt, TextStream};
+use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing};
 
 /// Sampling flags shared by generating commands.
 #[derive(Debug, Args, Clone)]
@@ -183,92 +182,6 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
     Ok(out)
 }
 
-/// A prompt as the model reads it: the rendered text (through the chat template when asked)
-/// and where the user's own text lies inside it (what a router reads).
-pub struct Rendered {
-    /// The full text.
-    pub text: String,
-    /// The user's text, as given.
-    pub user: String,
-    /// Byte range of `user` in `text`, if the template kept it verbatim.
-    pub span: Option<Range<usize>>,
-}
-
-/// Renders a prompt, through the chat template when `chat` is set or `messages` are given.
-/// The routed text of a conversation is its last user message.
-pub fn render_prompt(
-    tok: &TextTokenizer,
-    chat: bool,
-    system: Option<&str>,
-    text: Option<&str>,
-    messages: Option<Vec<ChatMessage>>,
-) -> Result<Rendered> {
-    let (rendered, user) = match (messages, text) {
-        (Some(m), _) => {
-            let user = m
-                .iter()
-                .rev()
-                .find(|m| m.role == "user")
-                .map(|m| m.content.clone())
-                .unwrap_or_default();
-            (tok.render_chat(&m, true)?, user)
-        }
-        (None, Some(t)) if chat => {
-            let mut m = Vec::new();
-            if let Some(s) = system {
-                m.push(ChatMessage {
-                    role: "system".into(),
-                    content: s.into(),
-                });
-            }
-            m.push(ChatMessage {
-                role: "user".into(),
-                content: t.into(),
-            });
-            (tok.render_chat(&m, true)?, t.to_string())
-        }
-        (None, Some(t)) => (t.to_string(), t.to_string()),
-        (None, None) => bail!("empty prompt"),
-    };
-    if rendered.is_empty() {
-        bail!("the prompt is empty");
-    }
-    let span = (!user.is_empty())
-        .then(|| rendered.rfind(&user).map(|at| at..at + user.len()))
-        .flatten();
-    Ok(Rendered {
-        text: rendered,
-        user,
-        span,
-    })
-}
-
-/// Token ids of a rendered prompt (BOS first when the model wants one) and the byte offset
-/// where each token starts.
-pub fn encode_prompt(tok: &TextTokenizer, rendered: &str) -> Result<(Vec<u32>, Vec<usize>)> {
-    let (mut ids, mut starts) = tok.encode_with_offsets(rendered)?;
-    if let Some(bos) = tok.bos_prefix() {
-        if ids.first() != Some(&bos) {
-            ids.insert(0, bos);
-            starts.insert(0, 0);
-        }
-    }
-    Ok((ids, starts))
-}
-
-/// Peak resident memory of this process in MiB (Linux), if known.
-pub fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
 impl WithBackend for &GenerateArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
@@ -311,18 +224,12 @@ impl WithBackend for &GenerateArgs {
                 params: params.clone(),
             });
         }
-        // Routing by sentence re-routes after every generated sentence.
         let rerouter = routing.as_ref().filter(|r| r.by == RouteBy::Sentence);
-        let mut trackers: Vec<SentenceTracker> = requests
-            .iter()
-            .map(|_| SentenceTracker::default())
-            .collect();
-        let mut produced: Vec<usize> = vec![0; requests.len()];
         let stream = !args.json && requests.len() == 1;
-        let mut texts: Vec<String> = vec![String::new(); requests.len()];
-        let mut printed = 0usize;
-        let mut decoders: Vec<_> = (0..requests.len()).map(|_| tok.stream_decoder()).collect();
-        let stops = &params.stop;
+        let mut texts: Vec<TextStream> = requests
+            .iter()
+            .map(|r| TextStream::new(tok, r.prompt.len(), &params.stop, rerouter.is_some()))
+            .collect();
         let mut stdout = std::io::stdout().lock();
         let (outs, stats) = generate(
             &loaded.model,
@@ -330,51 +237,22 @@ impl WithBackend for &GenerateArgs {
             &loaded.eos_ids(),
             args.step_tokens,
             |i, id| {
-                produced[i] += 1;
-                let mut control = Control::Continue;
-                if let Some(piece) = decoders[i].push(id)? {
-                    texts[i].push_str(&piece);
-                    if let Some(routing) = rerouter {
-                        if let Some(sentence) = trackers[i].push(&piece) {
-                            // The token just sampled opens the next sentence; it and all
-                            // after it run under the mixture routed from the finished one.
-                            let mix = routing.route(&[sentence.as_str()]).remove(0);
-                            let d = Decision {
-                                source: "generated",
-                                text: sentence,
-                                first_token: requests[i].prompt.len() + produced[i] - 1,
-                                mixture: named(&mix, &names),
-                            };
-                            if routing.show {
-                                eprintln!("{}", d.describe(i));
-                            }
-                            decisions[i].push(d);
-                            control = Control::Remix(mix);
-                        }
+                let (control, decision) = texts[i].push(id, rerouter, &names)?;
+                if let Some(d) = decision {
+                    if rerouter.is_some_and(|r| r.show) {
+                        eprintln!("{}", d.describe(i));
                     }
-                }
-                if let Some(at) = find_stop(&texts[i], stops) {
-                    texts[i].truncate(at);
-                    control = Control::Stop;
+                    decisions[i].push(d);
                 }
                 if stream {
-                    let hold = if control == Control::Stop {
-                        0
-                    } else {
-                        stop_holdback(&texts[i], stops)
-                    };
-                    let upto = texts[i].len() - hold;
-                    if upto > printed {
-                        let _ = stdout.write_all(&texts[i].as_bytes()[printed..upto]);
-                        let _ = stdout.flush();
-                        printed = upto;
-                    }
+                    let _ = stdout.write_all(texts[i].take_ready(false).as_bytes());
+                    let _ = stdout.flush();
                 }
                 Ok(control)
             },
         )?;
         if stream {
-            let _ = writeln!(stdout, "{}", &texts[0][printed.min(texts[0].len())..]);
+            let _ = writeln!(stdout, "{}", texts[0].take_ready(true));
         }
         let decode_tps = if stats.decode_secs > 0.0 {
             stats.decode_tokens as f64 / stats.decode_secs
@@ -389,7 +267,7 @@ impl WithBackend for &GenerateArgs {
         if args.json {
             let results: Vec<Value> = outs
                 .iter()
-                .zip(&texts)
+                .zip(texts.iter().map(|t| &t.text))
                 .zip(&decisions)
                 .map(|((o, t), routed)| {
                     let segments: Vec<Value> = o
@@ -420,7 +298,7 @@ impl WithBackend for &GenerateArgs {
             writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?;
         } else if !stream {
             for (i, t) in texts.iter().enumerate() {
-                writeln!(stdout, "=== [{i}] ===\n{t}")?;
+                writeln!(stdout, "=== [{i}] ===\n{}", t.text)?;
             }
         }
         tracing::info!(decode_tps, prefill_tps, "done");

@@ -7,9 +7,11 @@ mod bench_report;
 mod common;
 mod generate;
 mod inspect;
+mod pipeline;
 mod router_cmd;
 mod routing;
 mod score;
+mod serve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +57,9 @@ enum Command {
     /// Measure speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs merged
     /// weights vs batches, interleaved in one run, reported as ratios.
     Bench(bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (continuous batching; every request
+    /// with its own adapter mixture, or routed by the DLP router with `"model": "auto"`).
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -83,6 +88,10 @@ fn main() {
             .init_threads()
             .and_then(|_| common::with_backend(&a.model, a)),
         Command::Bench(a) => a
+            .model
+            .init_threads()
+            .and_then(|_| common::with_backend(&a.model, a)),
+        Command::Serve(a) => a
             .model
             .init_threads()
             .and_then(|_| common::with_backend(&a.model, a)),

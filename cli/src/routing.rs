@@ -2,7 +2,8 @@
 //! mixture, and re-routes after every generated sentence when routing by sentence.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -93,7 +94,7 @@ impl Decision {
 
 /// A loaded router, matched to the loaded adapters.
 pub struct Routing {
-    router: Router,
+    router: Arc<Router>,
     select: SelectConfig,
     /// Adapter slot of each router label.
     slot_of_label: Vec<usize>,
@@ -103,35 +104,58 @@ pub struct Routing {
     pub show: bool,
 }
 
+impl RouteArgs {
+    /// The selection these flags ask for.
+    pub fn select(&self) -> Result<SelectConfig> {
+        select_config(self.route_p, self.max_adapters, self.fusion_weights)
+    }
+}
+
+/// The router's selection from the command line's `--route-p`, `--max-adapters` and
+/// `--fusion-weights`.
+pub fn select_config(
+    route_p: f32,
+    max_adapters: usize,
+    fusion: FusionChoice,
+) -> Result<SelectConfig> {
+    if !(0.0..=1.0).contains(&route_p) {
+        anyhow::bail!("--route-p must lie in 0..=1, got {route_p}");
+    }
+    Ok(SelectConfig {
+        top_p: Some(route_p),
+        top_k: None,
+        max_adapters: (max_adapters > 0).then_some(max_adapters),
+        weights: match fusion {
+            FusionChoice::Renorm => FusionWeights::Renormalize,
+            FusionChoice::Softmax => FusionWeights::Softmax,
+        },
+    })
+}
+
+/// Loads the router in `dir`.
+pub fn load_router(dir: &Path) -> Result<Arc<Router>> {
+    Ok(Arc::new(Router::load(dir).with_context(|| {
+        format!("loading router {}", dir.display())
+    })?))
+}
+
 impl Routing {
     /// Loads `--router` (None without it) and matches its labels to `adapters` by name.
     pub fn new(args: &RouteArgs, adapters: &[String]) -> Result<Option<Self>> {
         let Some(dir) = &args.router else {
             return Ok(None);
         };
-        if !(0.0..=1.0).contains(&args.route_p) {
-            anyhow::bail!("--route-p must lie in 0..=1, got {}", args.route_p);
-        }
-        let router =
-            Router::load(dir).with_context(|| format!("loading router {}", dir.display()))?;
-        let select = SelectConfig {
-            top_p: Some(args.route_p),
-            top_k: None,
-            max_adapters: (args.max_adapters > 0).then_some(args.max_adapters),
-            weights: match args.fusion_weights {
-                FusionChoice::Renorm => FusionWeights::Renormalize,
-                FusionChoice::Softmax => FusionWeights::Softmax,
-            },
-        };
+        let select = args.select()?;
+        let router = load_router(dir)?;
         let mut r = Routing::from_router(router, select, args.route_by, adapters)
             .with_context(|| format!("--router {}", dir.display()))?;
         r.show = args.show_routing;
         Ok(Some(r))
     }
 
-    /// A loaded router matched to `adapters` by name, selecting with `select`.
+    /// A loaded router matched one to one to `adapters` by name, selecting with `select`.
     pub fn from_router(
-        router: Router,
+        router: Arc<Router>,
         select: SelectConfig,
         by: RouteBy,
         adapters: &[String],
@@ -144,6 +168,54 @@ impl Routing {
             by,
             show: false,
         })
+    }
+
+    /// A router whose "slots" are its own label indices (decisions named by label), for
+    /// routing before the adapters' current slots are known.
+    pub fn by_label(router: Arc<Router>, select: SelectConfig, by: RouteBy) -> Self {
+        Routing {
+            slot_of_label: (0..router.labels().len()).collect(),
+            router,
+            select,
+            by,
+            show: false,
+        }
+    }
+
+    /// Points every label at the adapter of the same name among `adapters`, which may hold
+    /// more adapters than the router has labels (a server loads others at run time).
+    ///
+    /// # Errors
+    /// A label with no adapter of its name.
+    pub fn rematch(&mut self, adapters: &[String]) -> Result<()> {
+        let mut slots = Vec::with_capacity(self.slot_of_label.len());
+        for l in self.router.labels() {
+            match adapters.iter().position(|a| a == l) {
+                Some(s) => slots.push(s),
+                None => anyhow::bail!(
+                    "router label `{l}` has no loaded adapter (adapters: {}); load each label's adapter under its name, e.g. --adapter {l}=DIR",
+                    adapters.join(", ")
+                ),
+            }
+        }
+        self.slot_of_label = slots;
+        Ok(())
+    }
+
+    /// The router's labels.
+    pub fn labels(&self) -> &[String] {
+        self.router.labels()
+    }
+
+    /// The same router and selection with another granularity.
+    pub fn with_by(&self, by: RouteBy) -> Self {
+        Routing {
+            router: self.router.clone(),
+            select: self.select,
+            slot_of_label: self.slot_of_label.clone(),
+            by,
+            show: self.show,
+        }
     }
 
     /// The mixture (by adapter slot) for each text, one router batch.

@@ -3,13 +3,13 @@
 //! side by side).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use crate::backend::{Backend, StepPlan, NO_ADAPTER};
 use crate::error::{Error, Result};
 use crate::lora::Mixture;
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplingParams};
+use crate::sampler::SamplingParams;
+use crate::scheduler::{Event, Scheduler, SchedulerConfig};
 
 /// Tokens per step when prompts are prefilled (longer prompts are split into chunks).
 pub const DEFAULT_STEP_TOKENS: usize = 256;
@@ -27,11 +27,11 @@ pub enum ScoreMode {
 }
 
 /// Per-sequence state shared by scoring and generation.
-struct Seq {
-    tokens: Vec<u32>,
-    segments: Segments,
+pub(crate) struct Seq {
+    pub(crate) tokens: Vec<u32>,
+    pub(crate) segments: Segments,
     /// Tokens already in the KV cache.
-    cached: usize,
+    pub(crate) cached: usize,
 }
 
 impl Seq {
@@ -44,14 +44,14 @@ impl Seq {
 }
 
 /// Builds one step from several sequences' pending tokens.
-struct PlanBuilder {
-    plan: StepPlan,
+pub(crate) struct PlanBuilder {
+    pub(crate) plan: StepPlan,
     seg_index: HashMap<(usize, usize), u32>,
     mixtures: Vec<Mixture>,
 }
 
 impl PlanBuilder {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         PlanBuilder {
             plan: StepPlan::default(),
             seg_index: HashMap::new(),
@@ -60,7 +60,7 @@ impl PlanBuilder {
     }
 
     /// Empties the builder for the next step, keeping every allocation.
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         let p = &mut self.plan;
         for v in [&mut p.token_ids, &mut p.positions, &mut p.kv_slots] {
             v.clear();
@@ -74,7 +74,7 @@ impl PlanBuilder {
     }
 
     /// Adds tokens `from..to` of sequence `slot`; returns the step index of the last one.
-    fn push(&mut self, slot: usize, seq: &Seq, from: usize, to: usize) -> u32 {
+    pub(crate) fn push(&mut self, slot: usize, seq: &Seq, from: usize, to: usize) -> u32 {
         for i in from..to {
             let mi = seq.mixture_at(i);
             let seg = *self.seg_index.entry((slot, mi)).or_insert_with(|| {
@@ -95,7 +95,7 @@ impl PlanBuilder {
     }
 
     /// Fills the mixture table; the plan is then ready.
-    fn finish(&mut self) -> &StepPlan {
+    pub(crate) fn finish(&mut self) -> &StepPlan {
         let k = self
             .mixtures
             .iter()
@@ -271,8 +271,8 @@ pub struct GenStats {
     pub steps: usize,
 }
 
-/// Runs all requests as one batch; `on_token(request index, token id)` sees every new token
-/// (EOS excluded) and may stop or remix its sequence.
+/// Runs all requests as one batch on a [`Scheduler`] with a slot for each; `on_token(request
+/// index, token id)` sees every new token (EOS excluded) and may stop or remix its sequence.
 pub fn generate<B: Backend>(
     model: &Model<B>,
     requests: &[GenRequest],
@@ -281,128 +281,44 @@ pub fn generate<B: Backend>(
     mut on_token: impl FnMut(usize, u32) -> Result<Control>,
 ) -> Result<(Vec<GenOutput>, GenStats)> {
     let ctx = model.max_context;
-    for (i, r) in requests.iter().enumerate() {
-        r.params
-            .validate()
-            .map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
-        if r.prompt.is_empty() {
-            return Err(Error::invalid(format!("request {i}: the prompt is empty")));
-        }
-        if r.prompt.len() >= ctx {
-            return Err(Error::invalid(format!(
-                "request {i}: the prompt has {} tokens, the context holds {ctx} (leave room for at least one new token)",
-                r.prompt.len()
-            )));
-        }
-    }
     let capacity = requests
         .iter()
-        .map(|r| r.prompt.len() + r.params.max_tokens)
+        .map(|r| r.prompt.len() + r.params.max_tokens.max(1))
         .max()
-        .unwrap_or(1)
-        .min(ctx);
-    let mut kv = model.kv_cache(requests.len(), capacity)?;
-    let step_tokens = step_tokens.max(requests.len());
+        .unwrap_or(2)
+        .clamp(2, ctx.max(2));
     let mix_k = max_mix(
         requests
             .iter()
             .flat_map(|r| r.segments.iter().map(|s| s.1.len())),
     )
     .max(8);
-    let mut ws = model.workspace(step_tokens, mix_k)?;
-    let mut seqs: Vec<Seq> = requests
-        .iter()
-        .map(|r| Seq {
-            tokens: r.prompt.clone(),
-            segments: if r.segments.is_empty() {
-                vec![(0, vec![])]
-            } else {
-                r.segments.clone()
-            },
-            cached: 0,
-        })
-        .collect();
-    let mut samplers: Vec<Sampler> = requests
-        .iter()
-        .map(|r| Sampler::new(r.params.clone()))
-        .collect();
-    let mut finish: Vec<Option<FinishReason>> = requests
-        .iter()
-        .map(|r| (r.params.max_tokens == 0).then_some(FinishReason::Length))
-        .collect();
-    let mut stats = GenStats {
-        prefill_tokens: requests.iter().map(|r| r.prompt.len()).sum(),
-        ..Default::default()
+    let n = requests.len().max(1);
+    let cfg = SchedulerConfig {
+        max_seqs: n,
+        capacity: capacity.min(ctx),
+        step_tokens: step_tokens.max(n),
+        mix_k,
     };
-    let vocab = model.config.vocab_size;
-    // Reused every step: generation allocates nothing per token here.
-    let (mut b, mut owners, mut logits) = (PlanBuilder::new(), Vec::new(), Vec::new());
-    while finish.iter().any(|f| f.is_none()) {
-        b.clear();
-        owners.clear();
-        let mut budget = step_tokens;
-        let mut has_prompt = false;
-        for (slot, s) in seqs.iter_mut().enumerate() {
-            if finish[slot].is_some() || budget == 0 {
-                continue;
-            }
-            let to = (s.cached + budget).min(s.tokens.len());
-            has_prompt |= s.cached < requests[slot].prompt.len();
-            let last = b.push(slot, s, s.cached, to);
-            budget -= to - s.cached;
-            // Advanced before the forward: if it fails, generation stops with the error.
-            s.cached = to;
-            if to == s.tokens.len() {
-                b.plan.logit_rows.push(last);
-                owners.push(slot);
-            }
-        }
-        let plan = b.finish();
-        let t0 = Instant::now();
-        model.forward_into(plan, &mut kv, &mut ws, &mut logits)?;
-        let dt = t0.elapsed();
-        stats.steps += 1;
-        if has_prompt {
-            stats.prefill_secs += dt.as_secs_f64();
-        } else {
-            stats.decode_secs += dt.as_secs_f64();
-        }
-        for (row, &slot) in owners.iter().enumerate() {
-            let s = &mut seqs[slot];
-            let id = samplers[slot].sample(&logits[row * vocab..(row + 1) * vocab], &s.tokens);
-            if !has_prompt {
-                stats.decode_tokens += 1;
-            }
-            if eos.contains(&id) {
-                finish[slot] = Some(FinishReason::Eos);
-                continue;
-            }
-            s.tokens.push(id);
-            let generated = s.tokens.len() - requests[slot].prompt.len();
-            match on_token(slot, id)? {
-                Control::Continue => {}
-                Control::Stop => finish[slot] = Some(FinishReason::Stop),
-                Control::Remix(m) => s.segments.push((s.tokens.len() - 1, m)),
-            }
-            if finish[slot].is_none() {
-                if generated >= requests[slot].params.max_tokens {
-                    finish[slot] = Some(FinishReason::Length);
-                } else if s.tokens.len() >= capacity {
-                    finish[slot] = Some(FinishReason::Context);
-                }
-            }
+    let mut sched = Scheduler::new(model, cfg)?;
+    for (i, r) in requests.iter().enumerate() {
+        sched
+            .add(model, i as u64, r.clone(), false)
+            .map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
+    }
+    let mut outputs: Vec<Option<GenOutput>> = vec![None; requests.len()];
+    while sched.has_work() {
+        let report = sched.step(model, eos, |ev| match ev {
+            Event::Token { id, token, .. } => on_token(id as usize, token),
+            Event::PromptLogits { .. } => Ok(Control::Continue),
+        })?;
+        for (id, out) in report.finished {
+            outputs[id as usize] = Some(out);
         }
     }
-    let outputs = seqs
+    let outputs = outputs
         .into_iter()
-        .zip(requests)
-        .zip(finish)
-        .map(|((s, r), f)| GenOutput {
-            tokens: s.tokens[r.prompt.len()..].to_vec(),
-            finish: f.unwrap_or(FinishReason::Length),
-            prompt_tokens: r.prompt.len(),
-            segments: s.segments,
-        })
+        .map(|o| o.expect("every request finishes before the scheduler idles"))
         .collect();
-    Ok((outputs, stats))
+    Ok((outputs, sched.stats.clone()))
 }

@@ -19,13 +19,14 @@ pub mod lora;
 pub mod model;
 pub mod rope_table;
 pub mod sampler;
+pub mod scheduler;
 pub mod tensor;
 pub mod tokenizer;
 
 pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, NO_ADAPTER};
 pub use config::{Arch, ModelConfig};
-pub use sampler::{Sampler, SamplingParams};
 pub use error::{Error, Result};
+pub use sampler::{Sampler, SamplingParams};
 pub use tensor::{HostTensor, WeightMap};
 
 /// The linear modules of a decoder layer that a LoRA can target (PEFT's names).

@@ -23,19 +23,40 @@ pub const MARGIN: f32 = 1e-2;
 /// The fixtures folder (`DLP_FIXTURES`, default `../shared/fixtures` beside the checkout), or
 /// `None` with a printed reason. With `DLP_REQUIRE_FIXTURES=1` a missing folder panics.
 pub fn fixtures(sub: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("DLP_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_MANIFEST_DIR")
-                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-                .join("../../shared/fixtures")
-        });
-    let dir = root.join(sub);
+    let dir = fixtures_root().join(sub);
     if dir.exists() {
         return Some(dir);
     }
     skip_unless_required(
         &format!("fixture {} not found (set DLP_FIXTURES)", dir.display()),
+        "DLP_REQUIRE_FIXTURES",
+    );
+    None
+}
+
+/// `DLP_FIXTURES`, or `../shared/fixtures` beside the checkout.
+fn fixtures_root() -> PathBuf {
+    std::env::var_os("DLP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("../../shared/fixtures")
+        })
+}
+
+/// A folder of the shared material beside the fixtures (`adapters/smollm2-tasks`,
+/// `data/tasks`): `DLP_FIXTURES/../sub`. Missing: as [`fixtures`].
+pub fn shared(sub: &str) -> Option<PathBuf> {
+    let dir = fixtures_root().join("..").join(sub);
+    if dir.exists() {
+        return Some(dir);
+    }
+    skip_unless_required(
+        &format!(
+            "shared folder {} not found (set DLP_FIXTURES to the fixtures beside it)",
+            dir.display()
+        ),
         "DLP_REQUIRE_FIXTURES",
     );
     None

@@ -1,0 +1,181 @@
+//! The text side of a request, shared by `generate`, `serve` and `eval` so that all three
+//! turn prompts into tokens and tokens into text the same way: the chat template, BOS, the
+//! router's segments, incremental detokenizing, stop strings and re-routing after every
+//! generated sentence.
+
+use std::ops::Range;
+
+use anyhow::{bail, Result};
+use dlp_engine::generate::Control;
+use dlp_engine::sampler::{find_stop, stop_holdback};
+use dlp_engine::tokenizer::{ChatMessage, StreamDecoder, TextTokenizer};
+
+use crate::routing::{named, Decision, Routing, SentenceTracker};
+
+/// A prompt as the model reads it: the rendered text (through the chat template when asked)
+/// and where the user's own text lies inside it (what a router reads).
+pub struct Rendered {
+    /// The full text.
+    pub text: String,
+    /// The user's text, as given.
+    pub user: String,
+    /// Byte range of `user` in `text`, if the template kept it verbatim.
+    pub span: Option<Range<usize>>,
+}
+
+/// Renders a prompt, through the chat template when `chat` is set or `messages` are given.
+/// The routed text of a conversation is its last user message.
+pub fn render_prompt(
+    tok: &TextTokenizer,
+    chat: bool,
+    system: Option<&str>,
+    text: Option<&str>,
+    messages: Option<Vec<ChatMessage>>,
+) -> Result<Rendered> {
+    let (rendered, user) = match (messages, text) {
+        (Some(m), _) => {
+            let user = m
+                .iter()
+                .rev()
+                .find(|m| m.role == "user")
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            (tok.render_chat(&m, true)?, user)
+        }
+        (None, Some(t)) if chat => {
+            let mut m = Vec::new();
+            if let Some(s) = system {
+                m.push(ChatMessage {
+                    role: "system".into(),
+                    content: s.into(),
+                });
+            }
+            m.push(ChatMessage {
+                role: "user".into(),
+                content: t.into(),
+            });
+            (tok.render_chat(&m, true)?, t.to_string())
+        }
+        (None, Some(t)) => (t.to_string(), t.to_string()),
+        (None, None) => bail!("empty prompt"),
+    };
+    if rendered.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let span = (!user.is_empty())
+        .then(|| rendered.rfind(&user).map(|at| at..at + user.len()))
+        .flatten();
+    Ok(Rendered {
+        text: rendered,
+        user,
+        span,
+    })
+}
+
+/// Token ids of a rendered prompt (BOS first when the model wants one) and the byte offset
+/// where each token starts.
+pub fn encode_prompt(tok: &TextTokenizer, rendered: &str) -> Result<(Vec<u32>, Vec<usize>)> {
+    let (mut ids, mut starts) = tok.encode_with_offsets(rendered)?;
+    if let Some(bos) = tok.bos_prefix() {
+        if ids.first() != Some(&bos) {
+            ids.insert(0, bos);
+            starts.insert(0, 0);
+        }
+    }
+    Ok((ids, starts))
+}
+
+/// Peak resident memory of this process in MiB (Linux), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// One sequence's generated text as tokens arrive: decoded incrementally, cut at the first
+/// stop string, and (when routing by sentence) re-routed after every finished sentence.
+pub struct TextStream<'t> {
+    decoder: StreamDecoder<'t>,
+    /// Generated text so far (cut at a stop string once one is seen).
+    pub text: String,
+    stops: Vec<String>,
+    tracker: Option<SentenceTracker>,
+    /// Tokens of the prompt, then one per generated token (where the next mixture starts).
+    position: usize,
+    /// Bytes of `text` already handed out by [`TextStream::take_ready`].
+    emitted: usize,
+    stopped: bool,
+}
+
+impl<'t> TextStream<'t> {
+    /// A stream for a sequence whose prompt has `prompt_len` tokens; `reroute` when the
+    /// router re-routes after every generated sentence.
+    pub fn new(tok: &'t TextTokenizer, prompt_len: usize, stops: &[String], reroute: bool) -> Self {
+        TextStream {
+            decoder: tok.stream_decoder(),
+            text: String::new(),
+            stops: stops.to_vec(),
+            tracker: reroute.then(SentenceTracker::default),
+            position: prompt_len,
+            emitted: 0,
+            stopped: false,
+        }
+    }
+
+    /// Adds generated token `id`: extends the text, and says whether generation stops here (a
+    /// stop string appeared) or goes on under a new mixture (a sentence ended; `routing`
+    /// picks the next mixture from it, reported as a [`Decision`]).
+    pub fn push(
+        &mut self,
+        id: u32,
+        routing: Option<&Routing>,
+        names: &[String],
+    ) -> dlp_engine::Result<(Control, Option<Decision>)> {
+        self.position += 1;
+        let mut control = Control::Continue;
+        let mut decision = None;
+        if let Some(piece) = self.decoder.push(id)? {
+            self.text.push_str(&piece);
+            if let (Some(tracker), Some(routing)) = (&mut self.tracker, routing) {
+                if let Some(sentence) = tracker.push(&piece) {
+                    // The token just sampled opens the next sentence; it and all after it run
+                    // under the mixture routed from the finished one.
+                    let mix = routing.route(&[sentence.as_str()]).remove(0);
+                    decision = Some(Decision {
+                        source: "generated",
+                        text: sentence,
+                        first_token: self.position - 1,
+                        mixture: named(&mix, names),
+                    });
+                    control = Control::Remix(mix);
+                }
+            }
+        }
+        if let Some(at) = find_stop(&self.text, &self.stops) {
+            self.text.truncate(at);
+            self.stopped = true;
+            control = Control::Stop;
+        }
+        Ok((control, decision))
+    }
+
+    /// Text not handed out yet that can no longer change: everything but a tail that might be
+    /// the start of a stop string (all of it once `finished` or stopped).
+    pub fn take_ready(&mut self, finished: bool) -> &str {
+        let hold = if finished || self.stopped {
+            0
+        } else {
+            stop_holdback(&self.text, &self.stops)
+        };
+        let from = self.emitted.min(self.text.len());
+        let upto = (self.text.len() - hold).max(from);
+        self.emitted = upto;
+        &self.text[from..upto]
+    }
+}

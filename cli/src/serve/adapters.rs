@@ -1,0 +1,193 @@
+//! Runtime adapters: vLLM's `load_lora_adapter` / `unload_lora_adapter` bodies, adapter names,
+//! and paths confined to `--adapter-root` (no `..`, no symbolic link leading out).
+
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::ApiError;
+
+/// `POST /v1/load_lora_adapter`, checked.
+pub struct LoadRequest {
+    /// `lora_name`.
+    pub name: String,
+    /// `lora_path`.
+    pub path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadBody {
+    lora_name: Option<String>,
+    lora_path: Option<String>,
+    load_inplace: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnloadBody {
+    lora_name: Option<String>,
+    lora_int_id: Option<i64>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
+}
+
+/// Parses a load request.
+pub fn load_request(body: &[u8]) -> Result<LoadRequest, ApiError> {
+    let b: LoadBody = parse(body)?;
+    if b.load_inplace == Some(true) {
+        return Err(ApiError::bad_param(
+            "load_inplace",
+            "`load_inplace` is not supported: unload the adapter first",
+        ));
+    }
+    let name = b
+        .lora_name
+        .ok_or_else(|| ApiError::bad_param("lora_name", "`lora_name` is required"))?;
+    let path = b.lora_path.ok_or_else(|| {
+        ApiError::bad_param(
+            "lora_path",
+            "`lora_path` is required (a directory under --adapter-root)",
+        )
+    })?;
+    Ok(LoadRequest { name, path })
+}
+
+/// Parses an unload request; returns the name.
+pub fn unload_request(body: &[u8]) -> Result<String, ApiError> {
+    let b: UnloadBody = parse(body)?;
+    let _ = b.lora_int_id;
+    b.lora_name
+        .ok_or_else(|| ApiError::bad_param("lora_name", "`lora_name` is required"))
+}
+
+/// An adapter name must be usable as a `model` value and a metrics label: 1 to 128
+/// characters, no whitespace or control characters, and neither `auto` nor the base model's
+/// name.
+pub fn check_name(name: &str, base: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::bad_param("lora_name", format!("`lora_name` `{name}` {why}"));
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(bad("must have 1 to 128 characters"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not contain whitespace or control characters"));
+    }
+    if name == "auto" || name == base {
+        return Err(bad(
+            "is taken (`auto` is the router; the base model has its own name)",
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves `given` (relative to `root`, or absolute inside it) to a canonical adapter
+/// directory under `root` (itself canonical). 403 for a path that leads out of the root, by
+/// `..` or through a symbolic link (the directory or the adapter's files); 404 when nothing
+/// is there.
+pub fn confine(root: &Path, given: &str) -> Result<PathBuf, ApiError> {
+    let p = Path::new(given);
+    if given.is_empty() {
+        return Err(ApiError::bad_param("lora_path", "`lora_path` is empty"));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(ApiError::forbidden(format!(
+            "`lora_path` `{given}` contains `..`; adapters are loaded from under --adapter-root only"
+        ))
+        .param("lora_path"));
+    }
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    };
+    let outside = || {
+        ApiError::forbidden(format!(
+            "`lora_path` `{given}` lies outside --adapter-root; adapters are loaded from under it only"
+        ))
+        .param("lora_path")
+    };
+    if !full.starts_with(root) {
+        return Err(outside());
+    }
+    let canon = match full.canonicalize() {
+        Ok(c) => c,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "no adapter at `lora_path` `{given}` (nothing there under --adapter-root)"
+            ))
+            .param("lora_path"))
+        }
+        Err(e) => {
+            return Err(ApiError::bad_param(
+                "lora_path",
+                format!("`lora_path` `{given}`: {e}"),
+            ))
+        }
+    };
+    if !canon.starts_with(root) {
+        return Err(outside());
+    }
+    if !canon.is_dir() {
+        return Err(ApiError::bad_param(
+            "lora_path",
+            format!("`lora_path` `{given}` is not a directory (expected a PEFT adapter directory)"),
+        ));
+    }
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        if let Ok(c) = canon.join(f).canonicalize() {
+            if !c.starts_with(root) {
+                return Err(outside());
+            }
+        }
+    }
+    Ok(canon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_under_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root").canonicalize().unwrap_or_else(|_| {
+            std::fs::create_dir(tmp.path().join("root")).unwrap();
+            tmp.path().join("root").canonicalize().unwrap()
+        });
+        std::fs::create_dir(root.join("a")).unwrap();
+        std::fs::create_dir(tmp.path().join("outside")).unwrap();
+        assert_eq!(confine(&root, "a").unwrap(), root.join("a"));
+        assert_eq!(
+            confine(&root, root.join("a").to_str().unwrap()).unwrap(),
+            root.join("a")
+        );
+        assert_eq!(confine(&root, "../outside").unwrap_err().status, 403);
+        assert_eq!(confine(&root, "a/../a").unwrap_err().status, 403);
+        assert_eq!(
+            confine(&root, tmp.path().join("outside").to_str().unwrap())
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(confine(&root, "missing").unwrap_err().status, 404);
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link")).unwrap();
+            assert_eq!(confine(&root, "link").unwrap_err().status, 403);
+            std::os::unix::fs::symlink("/etc/hostname", root.join("a/adapter_config.json"))
+                .unwrap();
+            assert_eq!(confine(&root, "a").unwrap_err().status, 403);
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("math-2", "base").is_ok());
+        for bad in ["", "auto", "base", "a b", "x\n"] {
+            assert_eq!(check_name(bad, "base").unwrap_err().status, 400, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The OpenAI request bodies this server takes (`/v1/completions`, `/v1/chat/completions`),
+//! checked field by field into a [`Job`]. Unknown fields are refused (a parameter that would
+//! silently do nothing is worse than an error); fields OpenAI has but this server does not
+//! support are refused when set to anything but their neutral value.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use dlp_engine::tokenizer::ChatMessage;
+use dlp_engine::SamplingParams;
+
+use super::error::ApiError;
+use crate::routing::RouteBy;
+
+/// Most choices per request (`n`).
+pub const MAX_N: u64 = 16;
+/// Most log-probabilities per token (`logprobs`, `top_logprobs`).
+pub const MAX_LOGPROBS: u64 = 20;
+/// Most stop strings.
+pub const MAX_STOPS: usize = 16;
+
+/// Which endpoint a job came from (the response formats differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/completions`
+    Completion,
+    /// `/v1/chat/completions`
+    Chat,
+}
+
+/// Which adapters serve a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// The base model alone (`model` = the base model's name).
+    Base,
+    /// One adapter (`model` = its name).
+    Adapter(String),
+    /// The DLP router (`model` = `auto`), per request or per sentence.
+    Router(RouteBy),
+    /// An explicit weighted mixture (`lora_mixture`).
+    Mixture(Vec<(String, f32)>),
+}
+
+/// One prompt as given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromptInput {
+    /// Raw text (completions).
+    Text(String),
+    /// Token ids (completions).
+    Ids(Vec<u32>),
+    /// A conversation (chat).
+    Chat(Vec<ChatMessage>),
+}
+
+/// A checked request.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its endpoint.
+    pub endpoint: Endpoint,
+    /// The `model` field as given (echoed in responses).
+    pub model: String,
+    /// One prompt per sequence group (completions may batch several).
+    pub prompts: Vec<PromptInput>,
+    /// Choices per prompt.
+    pub n: usize,
+    /// Sampling; `max_tokens` is filled in once the prompt length is known.
+    pub params: SamplingParams,
+    /// `max_tokens` as given (None: the endpoint's default).
+    pub max_tokens: Option<u64>,
+    /// Server-sent events.
+    pub stream: bool,
+    /// A final chunk with `usage` (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// Log-probabilities of generated tokens, with this many alternatives each.
+    pub logprobs: Option<usize>,
+    /// Completions: the prompt is part of the returned text (and of its logprobs).
+    pub echo: bool,
+    /// Which adapters serve it.
+    pub selection: Selection,
+}
+
+/// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its
+/// own arguments, `;`, and the list. (serde's `flatten` cannot be combined with
+/// `deny_unknown_fields`, so each body repeats them through this.)
+macro_rules! common_fields {
+    ($m:ident $($args:tt)*) => {
+        $m! { $($args)* ;
+            model: Value,
+            temperature: f64,
+            top_p: f64,
+            n: u64,
+            stream: bool,
+            stream_options: StreamOptions,
+            stop: Value,
+            seed: i64,
+            presence_penalty: f64,
+            frequency_penalty: f64,
+            logit_bias: Map<String, Value>,
+            // Accepted and ignored: they do not change what is generated.
+            user: String,
+            metadata: Value,
+            store: bool,
+            service_tier: String,
+            // Extensions (vLLM's names).
+            top_k: i64,
+            min_p: f64,
+            repetition_penalty: f64,
+            // dlp-run's extensions.
+            lora_mixture: Value,
+            dlp_route_by: String,
+        }
+    };
+}
+
+/// `Common`: the shared fields, as sent.
+macro_rules! common_struct {
+    (; $($cf:ident : $ct:ty),* $(,)?) => {
+        /// Fields both endpoints share, as sent.
+        #[derive(Debug, Default)]
+        #[allow(dead_code)] // some are accepted and ignored
+        struct Common { $($cf: Option<$ct>),* }
+    };
+}
+
+/// A body struct: the shared fields plus its own, and `take_common` to move the shared ones
+/// out.
+macro_rules! body_struct {
+    ($(#[$doc:meta])* $name:ident { $($f:ident : $t:ty),* $(,)? } ; $($cf:ident : $ct:ty),* $(,)?) => {
+        $(#[$doc])*
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)] // some are accepted and ignored
+        struct $name { $($cf: Option<$ct>,)* $($f: Option<$t>),* }
+        impl $name {
+            fn take_common(&mut self) -> Common {
+                Common { $($cf: self.$cf.take()),* }
+            }
+        }
+    };
+}
+
+common_fields!(common_struct);
+common_fields!(body_struct
+    /// `/v1/completions` as sent.
+    CompletionBody {
+        prompt: Value,
+        max_tokens: u64,
+        logprobs: u64,
+        echo: bool,
+        best_of: u64,
+        suffix: String,
+    }
+);
+common_fields!(body_struct
+    /// `/v1/chat/completions` as sent.
+    ChatBody {
+        messages: Vec<Value>,
+        max_tokens: u64,
+        max_completion_tokens: u64,
+        logprobs: bool,
+        top_logprobs: u64,
+        response_format: Value,
+        tools: Value,
+        tool_choice: Value,
+        functions: Value,
+        parallel_tool_calls: bool,
+    }
+);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+    #[allow(dead_code)]
+    continuous_usage_stats: Option<bool>,
+}
+
+/// Parses JSON into `T`, naming the field at fault when a value has the wrong type.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad(
+            "the request body is empty; expected a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        let unknown = msg
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+            .map(str::to_string);
+        let param = unknown.or((path != "." && !path.is_empty()).then_some(path));
+        let what = if inner.is_syntax() || inner.is_eof() {
+            format!("the request body is not valid JSON: {msg}")
+        } else {
+            match &param {
+                Some(p) => format!("invalid request field `{p}`: {msg}"),
+                None => format!("invalid request: {msg}"),
+            }
+        };
+        let e = ApiError::bad(what);
+        match param {
+            Some(p) => e.param(p),
+            None => e,
+        }
+    })
+}
+
+/// A range check of a number: `ok` or a 400 naming `field` and the accepted range.
+fn check(field: &str, value: f64, ok: bool, expected: &str) -> Result<(), ApiError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_param(
+            field,
+            format!("`{field}` is {value}; it must be {expected}"),
+        ))
+    }
+}
+
+/// Sampling parameters and the routing choice of the shared fields.
+fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
+    job.model = match c.model {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        Some(Value::String(_)) | None => {
+            return Err(ApiError::bad_param(
+                "model",
+                "`model` is required: the base model's name, an adapter's name, or `auto` (see GET /v1/models)",
+            ))
+        }
+        Some(v) => {
+            return Err(ApiError::bad_param(
+                "model",
+                format!("`model` must be a string, found {v}"),
+            ))
+        }
+    };
+    let p = &mut job.params;
+    if let Some(t) = c.temperature {
+        check("temperature", t, t.is_finite() && t >= 0.0, "a number >= 0")?;
+        p.temperature = t as f32;
+    }
+    if let Some(t) = c.top_p {
+        check("top_p", t, t > 0.0 && t <= 1.0, "in (0, 1]")?;
+        p.top_p = t as f32;
+    }
+    if let Some(k) = c.top_k {
+        check(
+            "top_k",
+            k as f64,
+            k >= -1,
+            "-1 or 0 (off) or a positive count",
+        )?;
+        p.top_k = k.max(0) as usize;
+    }
+    if let Some(m) = c.min_p {
+        check("min_p", m, (0.0..=1.0).contains(&m), "in [0, 1]")?;
+        p.min_p = m as f32;
+    }
+    if let Some(r) = c.repetition_penalty {
+        check(
+            "repetition_penalty",
+            r,
+            r.is_finite() && r > 0.0,
+            "a number > 0 (1 = off)",
+        )?;
+        p.repetition_penalty = r as f32;
+    }
+    for (field, v) in [
+        ("presence_penalty", c.presence_penalty),
+        ("frequency_penalty", c.frequency_penalty),
+    ] {
+        if let Some(v) = v.filter(|&v| v != 0.0) {
+            return Err(ApiError::bad_param(
+                field,
+                format!("`{field}` = {v} is not supported by this server; use `repetition_penalty` (1 = off, > 1 penalises tokens already in the context)"),
+            ));
+        }
+    }
+    if c.logit_bias.is_some_and(|m| !m.is_empty()) {
+        return Err(ApiError::bad_param(
+            "logit_bias",
+            "`logit_bias` is not supported by this server",
+        ));
+    }
+    if let Some(n) = c.n {
+        check("n", n as f64, (1..=MAX_N).contains(&n), "from 1 to 16")?;
+        job.n = n as usize;
+    }
+    job.stream = c.stream.unwrap_or(false);
+    if let Some(o) = c.stream_options {
+        if !job.stream {
+            return Err(ApiError::bad_param(
+                "stream_options",
+                "`stream_options` is only allowed with `stream: true`",
+            ));
+        }
+        job.include_usage = o.include_usage.unwrap_or(false);
+    }
+    p.stop = stops(c.stop)?;
+    p.seed = match c.seed {
+        Some(s) => s as u64,
+        None => rand::random(),
+    };
+    job.selection = selection(&job.model, c.lora_mixture, c.dlp_route_by)?;
+    Ok(())
+}
+
+/// `stop`: a string or a list of strings.
+fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(a)) => a
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                Value::String(s) => Ok(s),
+                other => Err(ApiError::bad_param(
+                    format!("stop[{i}]"),
+                    format!("`stop[{i}]` must be a string, found {other}"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                "stop",
+                format!("`stop` must be a string or a list of strings, found {other}"),
+            ))
+        }
+    };
+    if list.len() > MAX_STOPS {
+        return Err(ApiError::bad_param(
+            "stop",
+            format!(
+                "`stop` has {} strings; at most {MAX_STOPS} are allowed",
+                list.len()
+            ),
+        ));
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(ApiError::bad_param(
+            "stop",
+            "`stop` strings must not be empty",
+        ));
+    }
+    Ok(list)
+}
+
+/// The adapters that serve the request: `lora_mixture` wins; otherwise `model` names the base
+/// model, an adapter, or `auto`. Names are checked against what is loaded later.
+fn selection(
+    model: &str,
+    mixture: Option<Value>,
+    route_by: Option<String>,
+) -> Result<Selection, ApiError> {
+    if let Some(by) = &route_by {
+        if model != "auto" || mixture.is_some() {
+            return Err(ApiError::bad_param(
+                "dlp_route_by",
+                "`dlp_route_by` applies only to `model: \"auto\"` without `lora_mixture`",
+            ));
+        }
+        return match by.as_str() {
+            "request" => Ok(Selection::Router(RouteBy::Request)),
+            "sentence" => Ok(Selection::Router(RouteBy::Sentence)),
+            other => Err(ApiError::bad_param(
+                "dlp_route_by",
+                format!("`dlp_route_by` is `{other}`; expected `request` or `sentence`"),
+            )),
+        };
+    }
+    match mixture {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            let mut out = Vec::with_capacity(m.len());
+            for (name, w) in m {
+                let param = format!("lora_mixture.{name}");
+                let w = w.as_f64().ok_or_else(|| {
+                    ApiError::bad_param(
+                        &param,
+                        format!("the weight of adapter `{name}` in `lora_mixture` must be a number, found {w}"),
+                    )
+                })?;
+                if !w.is_finite() || w < 0.0 || w > f32::MAX as f64 {
+                    return Err(ApiError::bad_param(
+                        &param,
+                        format!("the weight of adapter `{name}` in `lora_mixture` is {w}; expected a finite number >= 0"),
+                    ));
+                }
+                out.push((name, w as f32));
+            }
+            return Ok(Selection::Mixture(out));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                "lora_mixture",
+                format!("`lora_mixture` must be an object of adapter name -> weight, e.g. {{\"boolq\": 0.7, \"piqa\": 0.3}}; found {other}"),
+            ))
+        }
+    }
+    Ok(if model == "auto" {
+        Selection::Router(RouteBy::Request)
+    } else {
+        // Base or adapter: told apart against the server's names.
+        Selection::Adapter(model.to_string())
+    })
+}
+
+fn new_job(endpoint: Endpoint) -> Job {
+    Job {
+        endpoint,
+        model: String::new(),
+        prompts: Vec::new(),
+        n: 1,
+        params: SamplingParams {
+            // OpenAI's default temperature.
+            temperature: 1.0,
+            ..SamplingParams::default()
+        },
+        max_tokens: None,
+        stream: false,
+        include_usage: false,
+        logprobs: None,
+        echo: false,
+        selection: Selection::Base,
+    }
+}
+
+/// A `/v1/completions` body, checked.
+pub fn completion(body: &[u8]) -> Result<Job, ApiError> {
+    let mut b: CompletionBody = parse(body)?;
+    let mut job = new_job(Endpoint::Completion);
+    common(b.take_common(), &mut job)?;
+    job.prompts = completion_prompts(b.prompt)?;
+    job.max_tokens = b.max_tokens;
+    if let Some(l) = b.logprobs {
+        check("logprobs", l as f64, l <= MAX_LOGPROBS, "from 0 to 20")?;
+        job.logprobs = Some(l as usize);
+    }
+    job.echo = b.echo.unwrap_or(false);
+    if job.echo && job.stream && job.prompts.len() > 1 {
+        return Err(ApiError::bad_param(
+            "echo",
+            "`echo` with `stream` takes one prompt per request",
+        ));
+    }
+    if let Some(best) = b.best_of.filter(|&b| b != job.n as u64) {
+        return Err(ApiError::bad_param(
+            "best_of",
+            format!("`best_of` = {best} is not supported (only `best_of` equal to `n`)"),
+        ));
+    }
+    if b.suffix.is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_param(
+            "suffix",
+            "`suffix` (insertion) is not supported by this server",
+        ));
+    }
+    Ok(job)
+}
+
+/// `prompt`: a string, a list of strings, a list of token ids, or a list of such lists.
+fn completion_prompts(v: Option<Value>) -> Result<Vec<PromptInput>, ApiError> {
+    let bad = |what: String| ApiError::bad_param("prompt", what);
+    let ids = |a: &[Value], at: &str| -> Result<Vec<u32>, ApiError> {
+        a.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.as_u64()
+                    .filter(|&t| t <= u32::MAX as u64)
+                    .map(|t| t as u32)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "`prompt{at}[{i}]` is {t}; token ids must be integers >= 0"
+                        ))
+                    })
+            })
+            .collect()
+    };
+    let prompts = match v {
+        None | Some(Value::Null) => {
+            return Err(bad(
+                "`prompt` is required: a string, a list of strings, or token ids".into(),
+            ))
+        }
+        Some(Value::String(s)) => vec![PromptInput::Text(s)],
+        Some(Value::Array(a)) if a.is_empty() => return Err(bad("`prompt` is an empty list".into())),
+        Some(Value::Array(a)) => match &a[0] {
+            Value::Number(_) => vec![PromptInput::Ids(ids(&a, "")?)],
+            Value::String(_) => a
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s {
+                    Value::String(s) => Ok(PromptInput::Text(s.clone())),
+                    other => Err(bad(format!(
+                        "`prompt[{i}]` must be a string like the first entry, found {other}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            Value::Array(_) => a
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s {
+                    Value::Array(inner) => Ok(PromptInput::Ids(ids(inner, &format!("[{i}]"))?)),
+                    other => Err(bad(format!(
+                        "`prompt[{i}]` must be a list of token ids like the first entry, found {other}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(bad(format!(
+                    "`prompt` entries must be strings, token ids or lists of token ids, found {other}"
+                )))
+            }
+        },
+        Some(other) => {
+            return Err(bad(format!(
+                "`prompt` must be a string, a list of strings, or token ids; found {other}"
+            )))
+        }
+    };
+    Ok(prompts)
+}
+
+/// A `/v1/chat/completions` body, checked.
+pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
+    let mut b: ChatBody = parse(body)?;
+    let mut job = new_job(Endpoint::Chat);
+    common(b.take_common(), &mut job)?;
+    let messages = b.messages.ok_or_else(|| {
+        ApiError::bad_param(
+            "messages",
+            "`messages` is required: a list of {role, content}",
+        )
+    })?;
+    if messages.is_empty() {
+        return Err(ApiError::bad_param("messages", "`messages` is empty"));
+    }
+    let messages = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| chat_message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    job.prompts = vec![PromptInput::Chat(messages)];
+    job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_param(
+                "max_completion_tokens",
+                "give `max_tokens` or `max_completion_tokens`, not both",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    if job.max_tokens == Some(0) {
+        return Err(ApiError::bad_param(
+            "max_tokens",
+            "`max_tokens` must be at least 1 for a chat completion",
+        ));
+    }
+    match (b.logprobs.unwrap_or(false), b.top_logprobs) {
+        (false, Some(t)) if t > 0 => {
+            return Err(ApiError::bad_param(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`",
+            ))
+        }
+        (true, t) => {
+            let t = t.unwrap_or(0);
+            check("top_logprobs", t as f64, t <= MAX_LOGPROBS, "from 0 to 20")?;
+            job.logprobs = Some(t as usize);
+        }
+        _ => {}
+    }
+    match b.response_format {
+        None | Some(Value::Null) => {}
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
+        Some(f) => {
+            return Err(ApiError::bad_param(
+                "response_format",
+                format!("`response_format` {f} is not supported (only {{\"type\": \"text\"}})"),
+            ))
+        }
+    }
+    for (field, v) in [
+        ("tools", b.tools),
+        ("tool_choice", b.tool_choice),
+        ("functions", b.functions),
+    ] {
+        if !matches!(v, None | Some(Value::Null)) {
+            return Err(ApiError::bad_param(
+                field,
+                format!("`{field}` (tool calling) is not supported by this server"),
+            ));
+        }
+    }
+    Ok(job)
+}
+
+/// One OpenAI message: `role` and `content` (a string, or a list of text parts).
+fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
+    let at = |f: &str| format!("messages[{i}].{f}");
+    let Value::Object(mut o) = m else {
+        return Err(ApiError::bad_param(
+            format!("messages[{i}]"),
+            format!("`messages[{i}]` must be an object with `role` and `content`, found {m}"),
+        ));
+    };
+    let role = match o.remove("role") {
+        Some(Value::String(r))
+            if ["system", "developer", "user", "assistant", "tool"].contains(&r.as_str()) =>
+        {
+            r
+        }
+        Some(r) => {
+            return Err(ApiError::bad_param(
+                at("role"),
+                format!(
+                    "`{}` is {r}; expected one of system, developer, user, assistant, tool",
+                    at("role")
+                ),
+            ))
+        }
+        None => {
+            return Err(ApiError::bad_param(
+                at("role"),
+                format!("`{}` is missing", at("role")),
+            ))
+        }
+    };
+    let content = match o.remove("content") {
+        Some(Value::String(s)) => s,
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for (j, p) in parts.iter().enumerate() {
+                match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
+                    (kind, _) => {
+                        return Err(ApiError::bad_param(
+                            format!("{}[{j}]", at("content")),
+                            format!(
+                                "`{}[{j}]` is a part of type {}; this model takes text parts only ({{\"type\": \"text\", \"text\": ...}})",
+                                at("content"),
+                                kind.unwrap_or("(none)")
+                            ),
+                        ))
+                    }
+                }
+            }
+            text
+        }
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_param(
+                at("content"),
+                format!(
+                    "`{}` is missing (a string or a list of text parts)",
+                    at("content")
+                ),
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                at("content"),
+                format!(
+                    "`{}` must be a string or a list of text parts, found {other}",
+                    at("content")
+                ),
+            ))
+        }
+    };
+    if let Some(k) = o
+        .keys()
+        .find(|k| !["name", "tool_call_id"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_param(
+            at(k),
+            format!("`{}` is not supported by this server", at(k)),
+        ));
+    }
+    Ok(ChatMessage { role, content })
+}

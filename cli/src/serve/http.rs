@@ -1,0 +1,631 @@
+//! The HTTP side: axum routes, the API key, request bodies into engine submissions, and
+//! engine events into OpenAI responses (JSON, or server-sent events when streaming).
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dlp_engine::config::ModelConfig;
+use dlp_engine::tokenizer::TextTokenizer;
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::unbounded_channel;
+
+use super::adapters;
+use super::api::{self, Endpoint, Job, PromptInput, Selection};
+use super::error::ApiError;
+use super::response::{Collector, StreamState};
+use super::worker::{Cmd, NamedMix, SeqSpec, Shared, Submission};
+use crate::pipeline::{encode_prompt, render_prompt};
+use crate::routing::{named, Routing};
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// Commands to the engine thread.
+    pub tx: Sender<Cmd>,
+    /// Counters shared with the engine.
+    pub shared: Arc<Shared>,
+    /// The model's tokenizer.
+    pub tok: Arc<TextTokenizer>,
+    /// The router, deciding by label name (the engine resolves names to slots).
+    pub routing: Option<Routing>,
+    /// Where the router came from (`/v1/models`).
+    pub router_dir: Option<String>,
+    /// The base model's name (`model` field) and where it came from.
+    pub base_name: String,
+    /// The model's path.
+    pub base_path: String,
+    /// Loaded adapters as the HTTP side knows them: `(name, directory)`.
+    pub adapters: RwLock<Vec<(String, String)>>,
+    /// The model's configuration (adapters loaded at run time are checked against it).
+    pub config: ModelConfig,
+    /// Positions per sequence (prompt + completion).
+    pub context: usize,
+    /// Sequences that may be running or queued at once.
+    pub capacity: usize,
+    /// The API key, if one is required.
+    pub api_key: Option<String>,
+    /// Runtime adapter loading: the (canonical) root directory adapters must lie under.
+    pub adapter_root: Option<PathBuf>,
+    /// Set once a shutdown signal arrived.
+    pub shutting_down: AtomicBool,
+    /// Unix time of the server's start (`created` of the models).
+    pub started: u64,
+}
+
+/// The routes, with the API key check, request counting and the body size limit.
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/load_lora_adapter", post(load_adapter))
+        .route("/v1/unload_lora_adapter", post(unload_adapter))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+type AppResult = Result<Response, ApiError>;
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {} {}; this server answers /v1/models, /v1/completions, /v1/chat/completions, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Every route but `/health` needs `Authorization: Bearer KEY` when a key is set.
+async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(key) = &st.api_key {
+        if req.uri().path() != "/health" {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match given {
+                Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => {}
+                Some(_) => return ApiError::unauthorized("incorrect API key").into_response(),
+                None => {
+                    return ApiError::unauthorized(
+                        "this server needs an API key: send `Authorization: Bearer KEY`",
+                    )
+                    .into_response()
+                }
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares without an early exit, so timing says nothing about where a guess went wrong.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts every answer by route and status.
+async fn count(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    st.shared.metrics.request(&endpoint, resp.status().as_u16());
+    resp
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    if st.shutting_down.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting down"})),
+        )
+            .into_response();
+    }
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Response {
+    let model = |id: &str, root: &str, parent: Option<&str>| {
+        json!({"id": id, "object": "model", "created": st.started, "owned_by": "dlp-run",
+               "root": root, "parent": parent, "max_model_len": st.context})
+    };
+    let mut data = vec![model(&st.base_name, &st.base_path, None)];
+    for (name, dir) in st.adapters.read().expect("not poisoned").iter() {
+        data.push(model(name, dir, Some(&st.base_name)));
+    }
+    if let Some(dir) = &st.router_dir {
+        data.push(model("auto", dir, Some(&st.base_name)));
+    }
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// The body, or the reason it could not be read (413 past the size limit) as an OpenAI error.
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        ApiError::status(
+            r.status(),
+            format!("the request body could not be read: {}", r.body_text()),
+        )
+    })
+}
+
+async fn completions(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    let job = api::completion(&body(b)?)?;
+    serve_job(st, job).await
+}
+
+async fn chat_completions(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    let job = api::chat(&body(b)?)?;
+    serve_job(st, job).await
+}
+
+/// A prompt ready for the engine.
+pub struct Prepared {
+    /// Prompt ids.
+    pub ids: Vec<u32>,
+    /// The prompt as text (what `echo` returns).
+    pub text: String,
+    /// Named segments.
+    pub segments: Vec<(usize, NamedMix)>,
+    /// Routing decisions behind them.
+    pub decisions: Vec<crate::routing::Decision>,
+}
+
+/// The `(first token, mixture)` runs that `selection` gives a prompt, by name; 404 for a
+/// name that is not loaded.
+fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix>, ApiError> {
+    let loaded = st.adapters.read().expect("not poisoned");
+    let known = |n: &str| loaded.iter().any(|(a, _)| a == n);
+    let names = || {
+        let mut v = vec![st.base_name.clone()];
+        v.extend(loaded.iter().map(|(a, _)| a.clone()));
+        if st.routing.is_some() {
+            v.push("auto".into());
+        }
+        v.join(", ")
+    };
+    Ok(match selection {
+        Selection::Base => Some(vec![]),
+        Selection::Adapter(m) if *m == st.base_name => Some(vec![]),
+        Selection::Adapter(m) if known(m) => Some(vec![(m.clone(), 1.0)]),
+        Selection::Adapter(m) => {
+            return Err(ApiError::not_found(format!(
+                "the model `{m}` does not exist on this server (models: {})",
+                names()
+            ))
+            .param("model")
+            .code("model_not_found"))
+        }
+        Selection::Router(_) if st.routing.is_none() => {
+            return Err(ApiError::not_found(
+                "the model `auto` needs a router: start the server with --router DIR",
+            )
+            .param("model")
+            .code("model_not_found"))
+        }
+        Selection::Router(_) => None,
+        Selection::Mixture(mix) => {
+            for (i, (n, _)) in mix.iter().enumerate() {
+                if !known(n) {
+                    return Err(ApiError::not_found(format!(
+                        "`lora_mixture` names adapter `{n}`, which is not loaded (adapters: {})",
+                        loaded
+                            .iter()
+                            .map(|(a, _)| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .param(format!("lora_mixture.{n}"))
+                    .code("adapter_not_found"));
+                }
+                if mix[..i].iter().any(|(m, _)| m == n) {
+                    return Err(ApiError::bad_param(
+                        "lora_mixture",
+                        format!("`lora_mixture` names `{n}` twice"),
+                    ));
+                }
+            }
+            Some(mix.clone())
+        }
+    })
+}
+
+/// Renders, tokenizes and routes one prompt (CPU work: run off the async threads).
+fn prepare(
+    st: &AppState,
+    input: &PromptInput,
+    fixed: &Option<NamedMix>,
+    selection: &Selection,
+) -> Result<Prepared, ApiError> {
+    let tok = &st.tok;
+    // `text`: what the token offsets refer to (and what `echo` returns).
+    let (ids, starts, text, span, user) = match input {
+        PromptInput::Ids(ids) => {
+            let vocab = st.config.vocab_size;
+            if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
+                return Err(ApiError::bad_param(
+                    "prompt",
+                    format!("`prompt[{i}]` = {t} is outside the vocabulary (0..{vocab})"),
+                ));
+            }
+            let text = tok
+                .decode(ids, false)
+                .map_err(|e| ApiError::bad_param("prompt", e.to_string()))?;
+            // Routed as one piece: there are no character offsets to split sentences by.
+            (ids.clone(), Vec::new(), text.clone(), None, text)
+        }
+        PromptInput::Text(t) => {
+            let r = render_prompt(tok, false, None, Some(t), None)
+                .map_err(|e| ApiError::bad_param("prompt", format!("{e:#}")))?;
+            let (ids, starts) = encode_prompt(tok, &r.text)
+                .map_err(|e| ApiError::bad_param("prompt", format!("{e:#}")))?;
+            (ids, starts, r.text, r.span, r.user)
+        }
+        PromptInput::Chat(m) => {
+            let r = render_prompt(tok, true, None, None, Some(m.clone()))
+                .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
+            let (ids, starts) = encode_prompt(tok, &r.text)
+                .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
+            (ids, starts, r.text, r.span, r.user)
+        }
+    };
+    let (segments, decisions) = match (fixed, selection, &st.routing) {
+        (Some(mix), _, _) => (vec![(0, mix.clone())], Vec::new()),
+        (None, Selection::Router(by), Some(routing)) => {
+            let routing = routing.with_by(*by);
+            let labels = routing.labels();
+            let (segs, decisions) = routing.route_prompt(&text, span, &user, &starts, labels);
+            let segments = segs
+                .iter()
+                .map(|(first, mix)| (*first, named(mix, labels)))
+                .collect();
+            (segments, decisions)
+        }
+        _ => {
+            return Err(ApiError::internal(
+                "no mixture and no router for this request",
+            ))
+        }
+    };
+    Ok(Prepared {
+        ids,
+        text,
+        segments,
+        decisions,
+    })
+}
+
+/// Checks the lengths, reserves room in the queue, submits, and answers.
+async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
+    let arrived = Instant::now();
+    if st.shutting_down.load(Ordering::SeqCst) {
+        return Err(ApiError::unavailable("the server is shutting down"));
+    }
+    let fixed = fixed_mixture(&st, &job.selection)?;
+    let st2 = st.clone();
+    let job2 = job.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        job2.prompts
+            .iter()
+            .map(|p| prepare(&st2, p, &fixed, &job2.selection))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))??;
+    let field = match job.endpoint {
+        Endpoint::Chat => "messages",
+        Endpoint::Completion => "prompt",
+    };
+    let mut max_tokens = Vec::with_capacity(prepared.len());
+    for p in &prepared {
+        let n = p.ids.len();
+        if n == 0 {
+            return Err(ApiError::bad_param(field, "the prompt is empty (0 tokens)"));
+        }
+        if n >= st.context {
+            return Err(ApiError::bad_param(
+                field,
+                format!("this model's maximum context length is {} tokens; the prompt has {n} tokens (leave room for at least one new token)", st.context),
+            )
+            .code("context_length_exceeded"));
+        }
+        let room = (st.context - n) as u64;
+        let m = match (job.max_tokens, job.endpoint) {
+            (Some(m), _) if m > room => {
+                return Err(ApiError::bad_param(
+                    "max_tokens",
+                    format!("this model's maximum context length is {} tokens; you requested {} tokens ({n} in the prompt, {m} for the completion)", st.context, n as u64 + m),
+                )
+                .code("context_length_exceeded"))
+            }
+            (Some(m), _) => m,
+            // OpenAI's default for completions; a chat answer may run to the context's end.
+            (None, Endpoint::Completion) => 16.min(room),
+            (None, Endpoint::Chat) => room,
+        };
+        max_tokens.push(m as usize);
+    }
+    let seqs = prepared.len() * job.n;
+    reserve(&st, seqs)?;
+    let (tx, rx) = unbounded_channel();
+    let mut specs = Vec::with_capacity(seqs);
+    for (pi, (p, &m)) in prepared.iter().zip(&max_tokens).enumerate() {
+        for j in 0..job.n {
+            let mut params = job.params.clone();
+            params.max_tokens = m;
+            params.seed = params.seed.wrapping_add(j as u64);
+            specs.push(SeqSpec {
+                choice: pi * job.n + j,
+                prompt: p.ids.clone(),
+                segments: p.segments.clone(),
+                params,
+                prompt_logprobs: job.logprobs.filter(|_| job.echo),
+                logprobs: job.logprobs,
+                reroute: matches!(
+                    job.selection,
+                    Selection::Router(crate::routing::RouteBy::Sentence)
+                ),
+                decisions: p.decisions.clone(),
+            });
+        }
+    }
+    let submission = Submission {
+        seqs: specs,
+        events: tx,
+        arrived,
+    };
+    if st.tx.send(Cmd::Submit(submission)).is_err() {
+        st.shared.outstanding.fetch_sub(seqs, Ordering::SeqCst);
+        return Err(ApiError::unavailable("the engine has stopped"));
+    }
+    let meta = ResponseMeta::new(&st, &job, &prepared);
+    if job.stream {
+        Ok(stream(meta, rx))
+    } else {
+        let mut c = Collector::new(meta);
+        let mut rx = rx;
+        while let Some(ev) = rx.recv().await {
+            c.push(ev)?;
+        }
+        Ok(Json(c.finish()).into_response())
+    }
+}
+
+/// Reserves room for `n` sequences, or answers 429.
+fn reserve(st: &AppState, n: usize) -> Result<(), ApiError> {
+    let out = &st.shared.outstanding;
+    let mut cur = out.load(Ordering::SeqCst);
+    loop {
+        if cur + n > st.capacity {
+            return Err(ApiError::busy(
+                format!("the server is busy: {cur} sequences are running or queued and this request adds {n} (room for {} in all: --max-concurrent plus --max-queue); retry later", st.capacity),
+                1,
+            ));
+        }
+        match out.compare_exchange(cur, cur + n, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return Ok(()),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// What every response of a request repeats.
+pub struct ResponseMeta {
+    /// `cmpl-...` / `chatcmpl-...`
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The `model` field as given.
+    pub model: String,
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Choices per prompt.
+    pub n: usize,
+    /// Per prompt: its ids and text (echo).
+    pub prompts: Vec<(Vec<u32>, String)>,
+    /// Echo the prompt.
+    pub echo: bool,
+    /// Logprobs asked for (alternatives per token).
+    pub logprobs: Option<usize>,
+    /// A usage chunk at the end of a stream.
+    pub include_usage: bool,
+    /// How adapters were chosen (`base`, `adapter`, `mixture`, `router`).
+    pub selection: &'static str,
+    /// `request` / `sentence` when routed.
+    pub route_by: Option<&'static str>,
+    /// The tokenizer, for token strings.
+    pub tok: Arc<TextTokenizer>,
+}
+
+impl ResponseMeta {
+    fn new(st: &AppState, job: &Job, prepared: &[Prepared]) -> Self {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let prefix = match job.endpoint {
+            Endpoint::Chat => "chatcmpl",
+            Endpoint::Completion => "cmpl",
+        };
+        let (selection, route_by) = match &job.selection {
+            Selection::Base => ("base", None),
+            Selection::Adapter(m) if *m == st.base_name => ("base", None),
+            Selection::Adapter(_) => ("adapter", None),
+            Selection::Mixture(_) => ("mixture", None),
+            Selection::Router(crate::routing::RouteBy::Request) => ("router", Some("request")),
+            Selection::Router(crate::routing::RouteBy::Sentence) => ("router", Some("sentence")),
+        };
+        ResponseMeta {
+            id: format!(
+                "{prefix}-{:016x}{:08x}",
+                rand::random::<u64>(),
+                created as u32
+            ),
+            created,
+            model: job.model.clone(),
+            endpoint: job.endpoint,
+            n: job.n,
+            prompts: prepared
+                .iter()
+                .map(|p| (p.ids.clone(), p.text.clone()))
+                .collect(),
+            echo: job.echo,
+            logprobs: job.logprobs,
+            include_usage: job.include_usage,
+            selection,
+            route_by,
+            tok: st.tok.clone(),
+        }
+    }
+}
+
+/// Server-sent events: one chunk per event, `data: [DONE]` at the end.
+fn stream(
+    meta: ResponseMeta,
+    rx: tokio::sync::mpsc::UnboundedReceiver<super::worker::Event>,
+) -> Response {
+    let mut state = StreamState::new(meta);
+    let events = stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+    );
+    let chunks = events
+        .flat_map(move |ev| stream::iter(state.chunks(ev)))
+        .chain(stream::iter([Value::String("[DONE]".into())]))
+        .map(|v| {
+            Ok::<_, Infallible>(match v {
+                Value::String(s) => SseEvent::default().data(s),
+                v => SseEvent::default().data(v.to_string()),
+            })
+        });
+    // A comment line every second while nothing else is sent: a request waiting in the queue
+    // then notices within a second that its client has gone (the write fails).
+    Sse::new(chunks)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+        .into_response()
+}
+
+async fn load_adapter(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    let root = st.adapter_root.clone().ok_or_else(|| {
+        ApiError::forbidden("runtime adapter loading is off: start the server with --allow-runtime-adapters --adapter-root DIR")
+    })?;
+    let req = adapters::load_request(&body(b)?)?;
+    adapters::check_name(&req.name, &st.base_name)?;
+    if st
+        .adapters
+        .read()
+        .expect("not poisoned")
+        .iter()
+        .any(|(n, _)| *n == req.name)
+    {
+        return Err(ApiError::bad_param(
+            "lora_name",
+            format!("the adapter `{}` has already been loaded", req.name),
+        ));
+    }
+    let dir = adapters::confine(&root, &req.path)?;
+    let st2 = st.clone();
+    let (name, dir2) = (req.name.clone(), dir.clone());
+    let adapter = tokio::task::spawn_blocking(move || {
+        dlp_engine::loader::peft::PeftAdapter::load(&name, &dir2, &st2.config)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("loading the adapter failed: {e}")))?
+    .map_err(|e| {
+        ApiError::bad_param("lora_path", format!("invalid adapter `{}`: {e}", req.name))
+    })?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    st.tx
+        .send(Cmd::Load {
+            adapter,
+            dir: dir.clone(),
+            reply,
+        })
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))?;
+    answer
+        .await
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
+    st.adapters
+        .write()
+        .expect("not poisoned")
+        .push((req.name.clone(), dir.display().to_string()));
+    Ok(format!("Success: LoRA adapter '{}' added successfully.", req.name).into_response())
+}
+
+async fn unload_adapter(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    if st.adapter_root.is_none() {
+        return Err(ApiError::forbidden(
+            "runtime adapter unloading is off: start the server with --allow-runtime-adapters --adapter-root DIR",
+        ));
+    }
+    let name = adapters::unload_request(&body(b)?)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    st.tx
+        .send(Cmd::Unload {
+            name: name.clone(),
+            reply,
+        })
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))?;
+    let gone = answer
+        .await
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
+    st.adapters
+        .write()
+        .expect("not poisoned")
+        .retain(|(n, _)| *n != name);
+    Ok(if gone {
+        format!("Success: LoRA adapter '{name}' removed successfully.")
+    } else {
+        format!("Success: LoRA adapter '{name}' removed; requests already running with it finish first, new ones are refused.")
+    }
+    .into_response())
+}

@@ -1,0 +1,177 @@
+//! `GET /metrics`: the server's counters in the Prometheus / OpenMetrics text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of `dlp_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route (`/v1/chat/completions`, ...).
+    pub endpoint: String,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// Labels of `dlp_adapter_routed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdapterLabels {
+    /// The adapter's name.
+    pub adapter: String,
+}
+
+/// Everything `/metrics` reports. Metrics are atomics: the HTTP side and the engine thread
+/// update them without locks.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by endpoint and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Prompt tokens admitted.
+    pub prompt_tokens: Counter,
+    /// Tokens generated.
+    pub generation_tokens: Counter,
+    /// Sequences cancelled because their client went away.
+    pub cancelled: Counter,
+    /// Sequences waiting for a KV slot.
+    pub queue_length: Gauge,
+    /// Sequences in KV slots.
+    pub running: Gauge,
+    /// KV slots (sequences) the cache holds.
+    pub kv_slots_total: Gauge,
+    /// KV positions in use by running sequences.
+    pub kv_positions_used: Gauge,
+    /// Adapters loaded.
+    pub adapters_loaded: Gauge,
+    /// Seconds per engine step (one forward pass and its sampling).
+    pub step_seconds: Histogram,
+    /// Tokens per engine step.
+    pub step_tokens: Histogram,
+    /// Seconds from a request's arrival to its first generated token.
+    pub time_to_first_token: Histogram,
+    /// How often each adapter was part of a routed or requested mixture (per segment).
+    pub adapter_routed: Family<AdapterLabels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            prompt_tokens: Counter::default(),
+            generation_tokens: Counter::default(),
+            cancelled: Counter::default(),
+            queue_length: Gauge::default(),
+            running: Gauge::default(),
+            kv_slots_total: Gauge::default(),
+            kv_positions_used: Gauge::default(),
+            adapters_loaded: Gauge::default(),
+            step_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            step_tokens: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            time_to_first_token: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            adapter_routed: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "dlp_requests",
+            "HTTP requests answered, by endpoint and status",
+            m.requests.clone(),
+        );
+        r.register(
+            "dlp_prompt_tokens",
+            "Prompt tokens admitted",
+            m.prompt_tokens.clone(),
+        );
+        r.register(
+            "dlp_generation_tokens",
+            "Tokens generated",
+            m.generation_tokens.clone(),
+        );
+        r.register(
+            "dlp_cancelled_sequences",
+            "Sequences cancelled because the client disconnected",
+            m.cancelled.clone(),
+        );
+        r.register(
+            "dlp_queue_length",
+            "Sequences waiting for a KV slot",
+            m.queue_length.clone(),
+        );
+        r.register(
+            "dlp_running_sequences",
+            "Sequences in KV slots (being prefilled or decoded)",
+            m.running.clone(),
+        );
+        r.register(
+            "dlp_kv_slots_used",
+            "KV-cache slots in use (one per running sequence)",
+            m.running.clone(),
+        );
+        r.register(
+            "dlp_kv_slots",
+            "KV-cache slots in all (--max-concurrent)",
+            m.kv_slots_total.clone(),
+        );
+        r.register(
+            "dlp_kv_positions_used",
+            "KV-cache positions held by running sequences",
+            m.kv_positions_used.clone(),
+        );
+        r.register(
+            "dlp_adapters_loaded",
+            "LoRA adapters loaded",
+            m.adapters_loaded.clone(),
+        );
+        r.register(
+            "dlp_step_seconds",
+            "Seconds per engine step (one forward pass for every running sequence)",
+            m.step_seconds.clone(),
+        );
+        r.register(
+            "dlp_step_tokens",
+            "Tokens per engine step (decode tokens plus prompt chunks)",
+            m.step_tokens.clone(),
+        );
+        r.register(
+            "dlp_time_to_first_token_seconds",
+            "Seconds from a request's arrival to its first generated token",
+            m.time_to_first_token.clone(),
+        );
+        r.register(
+            "dlp_adapter_routed",
+            "Mixture segments that included each adapter (routed or requested)",
+            m.adapter_routed.clone(),
+        );
+        m
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, endpoint: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts one mixture segment that used `adapter`.
+    pub fn routed(&self, adapter: &str) {
+        self.adapter_routed
+            .get_or_create(&AdapterLabels {
+                adapter: adapter.to_string(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,374 @@
+//! Engine events into OpenAI's response bodies: whole (`Collector`) or as stream chunks
+//! (`StreamState`), for completions and chat completions, with `usage`, `logprobs` and the
+//! `dlp` extension object (the segments and mixtures actually used).
+
+use dlp_engine::generate::FinishReason;
+use serde_json::{json, Map, Value};
+
+use super::api::Endpoint;
+use super::error::ApiError;
+use super::http::ResponseMeta;
+use super::worker::{Event, SegmentInfo, TokenLogprob};
+
+/// OpenAI's `finish_reason`.
+fn finish_reason(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Eos | FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::Context => "length",
+    }
+}
+
+fn segments_json(segments: &[SegmentInfo]) -> Value {
+    segments
+        .iter()
+        .map(|s| {
+            let mixture: Vec<Value> = s
+                .mixture
+                .iter()
+                .map(|(a, w)| json!({"adapter": a, "weight": w}))
+                .collect();
+            let mut v =
+                json!({"first_token": s.first_token, "source": s.source, "mixture": mixture});
+            if let Some(t) = &s.text {
+                v["text"] = json!(t);
+            }
+            v
+        })
+        .collect()
+}
+
+/// What one choice accumulated.
+#[derive(Default)]
+struct Choice {
+    text: String,
+    prompt_lps: Vec<TokenLogprob>,
+    lps: Vec<TokenLogprob>,
+    finish: Option<FinishReason>,
+    completion_tokens: usize,
+    segments: Vec<SegmentInfo>,
+    /// Stream: the first chunk (role / echo) went out.
+    opened: bool,
+    /// Stream: characters sent so far (text offsets).
+    offset: usize,
+}
+
+impl ResponseMeta {
+    fn token_str(&self, id: u32) -> String {
+        self.tok.decode(&[id], false).unwrap_or_default()
+    }
+
+    fn n_choices(&self) -> usize {
+        self.prompts.len() * self.n
+    }
+
+    fn prompt_of(&self, choice: usize) -> &(Vec<u32>, String) {
+        &self.prompts[choice / self.n]
+    }
+
+    fn dlp(&self, choices: Vec<(usize, &[SegmentInfo])>) -> Value {
+        let choices: Vec<Value> = choices
+            .into_iter()
+            .map(|(i, s)| json!({"index": i, "segments": segments_json(s)}))
+            .collect();
+        let mut v = json!({"selection": self.selection, "choices": choices});
+        if let Some(by) = self.route_by {
+            v["route_by"] = json!(by);
+        }
+        v
+    }
+
+    fn usage(&self, completion_tokens: usize) -> Value {
+        let prompt: usize = self.prompts.iter().map(|p| p.0.len()).sum();
+        json!({"prompt_tokens": prompt, "completion_tokens": completion_tokens,
+               "total_tokens": prompt + completion_tokens})
+    }
+
+    /// Completions' `logprobs` for `tokens` (`None` entries: the first prompt token, which
+    /// has no log-probability), text offsets counted in characters from `offset`.
+    fn completion_logprobs(
+        &self,
+        tokens: &[(u32, Option<&TokenLogprob>)],
+        offset: &mut usize,
+    ) -> Value {
+        let mut strs = Vec::new();
+        let mut lps = Vec::new();
+        let mut tops = Vec::new();
+        let mut offsets = Vec::new();
+        for &(id, lp) in tokens {
+            let s = self.token_str(id);
+            offsets.push(*offset);
+            *offset += s.chars().count();
+            strs.push(s);
+            lps.push(lp.map(|l| l.logprob));
+            tops.push(lp.map(|l| {
+                let mut m = Map::new();
+                for &(t, p) in &l.top {
+                    m.entry(self.token_str(t)).or_insert(json!(p));
+                }
+                Value::Object(m)
+            }));
+        }
+        json!({"tokens": strs, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets})
+    }
+
+    /// Chat's `logprobs.content` entries for `lps`.
+    fn chat_logprobs(&self, lps: &[TokenLogprob]) -> Value {
+        let entry = |id: u32, p: f32| {
+            let s = self.token_str(id);
+            json!({"token": s, "logprob": p, "bytes": s.as_bytes()})
+        };
+        let content: Vec<Value> = lps
+            .iter()
+            .map(|l| {
+                let mut e = entry(l.token, l.logprob);
+                e["top_logprobs"] = l.top.iter().map(|&(t, p)| entry(t, p)).collect();
+                e
+            })
+            .collect();
+        json!({"content": content})
+    }
+
+    /// The prompt part of an echoed choice: its text, and its tokens for `logprobs`.
+    fn echo_tokens<'a>(
+        &self,
+        choice: usize,
+        prompt_lps: &'a [TokenLogprob],
+    ) -> Vec<(u32, Option<&'a TokenLogprob>)> {
+        let ids = &self.prompt_of(choice).0;
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| (id, if i == 0 { None } else { prompt_lps.get(i - 1) }))
+            .collect()
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.endpoint, chunk) {
+            (Endpoint::Completion, _) => "text_completion",
+            (Endpoint::Chat, false) => "chat.completion",
+            (Endpoint::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    fn envelope(&self, chunk: bool, choices: Vec<Value>) -> Value {
+        json!({"id": self.id, "object": self.object(chunk), "created": self.created,
+               "model": self.model, "choices": choices})
+    }
+}
+
+/// Gathers a whole response.
+pub struct Collector {
+    meta: ResponseMeta,
+    choices: Vec<Choice>,
+}
+
+impl Collector {
+    /// An empty response for `meta`'s choices.
+    pub fn new(meta: ResponseMeta) -> Self {
+        let choices = (0..meta.n_choices()).map(|_| Choice::default()).collect();
+        Collector { meta, choices }
+    }
+
+    /// Adds one event; an engine error ends the request with that error.
+    pub fn push(&mut self, ev: Event) -> Result<(), ApiError> {
+        match ev {
+            Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
+            Event::Token { choice, lp, text } => {
+                let c = &mut self.choices[choice];
+                c.text.push_str(&text);
+                c.lps.extend(lp);
+            }
+            Event::Text { choice, text } => self.choices[choice].text.push_str(&text),
+            Event::Done {
+                choice,
+                finish,
+                completion_tokens,
+                segments,
+                ..
+            } => {
+                let c = &mut self.choices[choice];
+                c.finish = Some(finish);
+                c.completion_tokens = completion_tokens;
+                c.segments = segments;
+            }
+            Event::Error(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The response body.
+    pub fn finish(self) -> Value {
+        let m = &self.meta;
+        if let Some(i) = self.choices.iter().position(|c| c.finish.is_none()) {
+            // The engine ended without finishing a choice: report it rather than a cut text.
+            return ApiError::internal(format!("choice {i} did not finish")).body();
+        }
+        let completion: usize = self.choices.iter().map(|c| c.completion_tokens).sum();
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let finish = c.finish.map(finish_reason);
+                match m.endpoint {
+                    Endpoint::Completion => {
+                        let mut text = String::new();
+                        let mut tokens = Vec::new();
+                        if m.echo {
+                            text.push_str(&m.prompt_of(i).1);
+                            tokens = m.echo_tokens(i, &c.prompt_lps);
+                        }
+                        text.push_str(&c.text);
+                        let logprobs = m.logprobs.map(|_| {
+                            tokens.extend(c.lps.iter().map(|l| (l.token, Some(l))));
+                            m.completion_logprobs(&tokens, &mut 0)
+                        });
+                        json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish})
+                    }
+                    Endpoint::Chat => {
+                        let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
+                        json!({"index": i, "message": {"role": "assistant", "content": c.text},
+                               "logprobs": logprobs, "finish_reason": finish})
+                    }
+                }
+            })
+            .collect();
+        let mut v = m.envelope(false, choices);
+        v["usage"] = m.usage(completion);
+        v["dlp"] = m.dlp(
+            self.choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (i, c.segments.as_slice()))
+                .collect(),
+        );
+        v
+    }
+}
+
+/// Turns events into stream chunks as they come.
+pub struct StreamState {
+    meta: ResponseMeta,
+    choices: Vec<Choice>,
+    done: usize,
+    completion_tokens: usize,
+}
+
+impl StreamState {
+    /// A stream for `meta`'s choices.
+    pub fn new(meta: ResponseMeta) -> Self {
+        let choices = (0..meta.n_choices()).map(|_| Choice::default()).collect();
+        StreamState {
+            meta,
+            choices,
+            done: 0,
+            completion_tokens: 0,
+        }
+    }
+
+    /// The opening chunk of a choice, before its first text: chat's role; completions' echoed
+    /// prompt (with its log-probabilities).
+    fn open(&mut self, i: usize, out: &mut Vec<Value>) {
+        let m = &self.meta;
+        let c = &mut self.choices[i];
+        if std::mem::replace(&mut c.opened, true) {
+            return;
+        }
+        match m.endpoint {
+            Endpoint::Chat => out.push(m.envelope(
+                true,
+                vec![
+                    json!({"index": i, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": null, "finish_reason": null}),
+                ],
+            )),
+            Endpoint::Completion if m.echo => {
+                let tokens = m.echo_tokens(i, &c.prompt_lps);
+                let logprobs = m
+                    .logprobs
+                    .map(|_| m.completion_logprobs(&tokens, &mut c.offset));
+                out.push(m.envelope(
+                    true,
+                    vec![
+                        json!({"index": i, "text": m.prompt_of(i).1, "logprobs": logprobs,
+                                "finish_reason": null}),
+                    ],
+                ));
+            }
+            Endpoint::Completion => {}
+        }
+    }
+
+    fn text_chunk(&mut self, i: usize, text: String, lp: Option<TokenLogprob>) -> Value {
+        let m = &self.meta;
+        let c = &mut self.choices[i];
+        match m.endpoint {
+            Endpoint::Completion => {
+                let logprobs = lp
+                    .as_ref()
+                    .map(|l| m.completion_logprobs(&[(l.token, Some(l))], &mut c.offset));
+                m.envelope(
+                    true,
+                    vec![json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": null})],
+                )
+            }
+            Endpoint::Chat => {
+                let logprobs = lp
+                    .as_ref()
+                    .map(|l| m.chat_logprobs(std::slice::from_ref(l)));
+                m.envelope(
+                    true,
+                    vec![
+                        json!({"index": i, "delta": {"content": text}, "logprobs": logprobs,
+                                "finish_reason": null}),
+                    ],
+                )
+            }
+        }
+    }
+
+    /// The chunks one event produces.
+    pub fn chunks(&mut self, ev: Event) -> Vec<Value> {
+        let mut out = Vec::new();
+        match ev {
+            Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
+            Event::Token { choice, lp, text } => {
+                self.open(choice, &mut out);
+                if !text.is_empty() || lp.is_some() {
+                    out.push(self.text_chunk(choice, text, lp));
+                }
+            }
+            Event::Text { choice, text } => {
+                self.open(choice, &mut out);
+                out.push(self.text_chunk(choice, text, None));
+            }
+            Event::Done {
+                choice,
+                finish,
+                completion_tokens,
+                segments,
+                ..
+            } => {
+                self.open(choice, &mut out);
+                self.done += 1;
+                self.completion_tokens += completion_tokens;
+                let m = &self.meta;
+                let last = match m.endpoint {
+                    Endpoint::Completion => json!({"index": choice, "text": "", "logprobs": null,
+                                                  "finish_reason": finish_reason(finish)}),
+                    Endpoint::Chat => json!({"index": choice, "delta": {}, "logprobs": null,
+                                            "finish_reason": finish_reason(finish)}),
+                };
+                let mut chunk = m.envelope(true, vec![last]);
+                chunk["dlp"] = m.dlp(vec![(choice, segments.as_slice())]);
+                out.push(chunk);
+                if self.done == self.choices.len() && m.include_usage {
+                    let mut u = m.envelope(true, vec![]);
+                    u["usage"] = m.usage(self.completion_tokens);
+                    out.push(u);
+                }
+            }
+            Event::Error(e) => out.push(e.body()),
+        }
+        out
+    }
+}

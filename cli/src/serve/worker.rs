@@ -1,0 +1,623 @@
+//! The engine thread: it owns the model, the KV cache and the continuous-batching scheduler,
+//! takes commands from the HTTP side through a channel, and answers each request through a
+//! channel of its own. Between steps it admits new sequences, drops those whose client went
+//! away, and applies adapter loads and unloads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dlp_engine::generate::{Control, FinishReason, GenRequest};
+use dlp_engine::loader::peft::PeftAdapter;
+use dlp_engine::model::Model;
+use dlp_engine::scheduler::{Event as StepEvent, Scheduler, SchedulerConfig};
+use dlp_engine::tokenizer::TextTokenizer;
+use dlp_engine::{Backend, SamplingParams};
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use crate::pipeline::TextStream;
+use crate::routing::{Decision, Routing};
+
+/// A named mixture: `(adapter, weight)` pairs.
+pub type NamedMix = Vec<(String, f32)>;
+
+/// One sequence of a submission.
+pub struct SeqSpec {
+    /// Index of the choice in the response.
+    pub choice: usize,
+    /// Prompt ids.
+    pub prompt: Vec<u32>,
+    /// `(first token, mixture)` runs, by adapter name.
+    pub segments: Vec<(usize, NamedMix)>,
+    /// Sampling.
+    pub params: SamplingParams,
+    /// Log-probabilities of the prompt's tokens, with this many alternatives.
+    pub prompt_logprobs: Option<usize>,
+    /// Log-probabilities of generated tokens, with this many alternatives.
+    pub logprobs: Option<usize>,
+    /// Re-route after every generated sentence.
+    pub reroute: bool,
+    /// The routing decisions behind `segments` (for the response's `dlp` object).
+    pub decisions: Vec<Decision>,
+}
+
+/// A request's sequences and where their events go.
+pub struct Submission {
+    /// The sequences (one per choice).
+    pub seqs: Vec<SeqSpec>,
+    /// Events of all of them, in order per choice.
+    pub events: UnboundedSender<Event>,
+    /// When the request arrived (time to first token).
+    pub arrived: Instant,
+}
+
+/// Log-probability of one token, with the most likely alternatives at its position.
+#[derive(Debug, Clone)]
+pub struct TokenLogprob {
+    /// The token.
+    pub token: u32,
+    /// Its log-probability under the raw model logits.
+    pub logprob: f32,
+    /// The `n` most likely tokens and their log-probabilities, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// A segment as the response's `dlp` object reports it.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// Index (prompt + generated) of its first token.
+    pub first_token: usize,
+    /// `(adapter, weight)` pairs.
+    pub mixture: NamedMix,
+    /// `request` (chosen by the request), `prompt` or `generated` (routed from that text).
+    pub source: &'static str,
+    /// The text the router read, when routed.
+    pub text: Option<String>,
+}
+
+/// What the engine tells a request.
+#[derive(Debug)]
+pub enum Event {
+    /// Log-probability of the next prompt token (positions 1, 2, ... in order) of a choice.
+    Prompt {
+        /// The choice.
+        choice: usize,
+        /// The token's log-probability.
+        lp: TokenLogprob,
+    },
+    /// A generated token and the text that became final with it (possibly empty: a stop
+    /// string may be starting, or a character is not complete yet).
+    Token {
+        /// The choice.
+        choice: usize,
+        /// Its log-probability, when asked for.
+        lp: Option<TokenLogprob>,
+        /// New final text.
+        text: String,
+    },
+    /// Text held back until the end (a possible stop-string prefix that was not one).
+    Text {
+        /// The choice.
+        choice: usize,
+        /// The text.
+        text: String,
+    },
+    /// The choice ended.
+    Done {
+        /// The choice.
+        choice: usize,
+        /// Why.
+        finish: FinishReason,
+        /// Generated tokens.
+        completion_tokens: usize,
+        /// Routing as used.
+        segments: Vec<SegmentInfo>,
+    },
+    /// The request failed.
+    Error(ApiError),
+}
+
+/// What the HTTP side sends the engine.
+pub enum Cmd {
+    /// Run a request.
+    Submit(Submission),
+    /// Add a loaded adapter (already checked against the model).
+    Load {
+        /// The adapter.
+        adapter: PeftAdapter,
+        /// Where it came from.
+        dir: PathBuf,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    /// Remove an adapter once no sequence uses it.
+    Unload {
+        /// Its name.
+        name: String,
+        /// The answer: whether it is gone already or waits for running requests.
+        reply: oneshot::Sender<Result<bool, ApiError>>,
+    },
+    /// End every running request now (the shutdown grace period is over).
+    Abort,
+    /// Stop once idle.
+    Shutdown,
+}
+
+/// State shared with the HTTP side.
+pub struct Shared {
+    /// Counters and gauges.
+    pub metrics: Metrics,
+    /// Sequences submitted and not yet finished (running or queued).
+    pub outstanding: AtomicUsize,
+}
+
+/// A sequence the engine is serving.
+struct Live<'t> {
+    events: UnboundedSender<Event>,
+    choice: usize,
+    prompt: Vec<u32>,
+    text: TextStream<'t>,
+    logprobs: Option<usize>,
+    prompt_logprobs: Option<usize>,
+    reroute: bool,
+    decisions: Vec<Decision>,
+    arrived: Instant,
+    first_token: bool,
+}
+
+/// The log-probability of `token` under `logits` and the `top` best alternatives.
+pub fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|x| !x.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits
+        .iter()
+        .filter(|x| !x.is_nan())
+        .map(|&x| f64::from(x - max).exp())
+        .sum();
+    let lse = f64::from(max) + sum.ln();
+    let lp = |x: f32| (f64::from(x) - lse) as f32;
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &x) in logits.iter().enumerate() {
+            if x.is_nan() || (best.len() == top && x <= best[top - 1].1) {
+                continue;
+            }
+            let at = best.partition_point(|&(_, b)| b >= x);
+            best.insert(at, (i as u32, x));
+            best.truncate(top);
+        }
+    }
+    TokenLogprob {
+        token,
+        logprob: logits
+            .get(token as usize)
+            .map_or(f32::NEG_INFINITY, |&x| lp(x)),
+        top: best.into_iter().map(|(i, x)| (i, lp(x))).collect(),
+    }
+}
+
+/// The engine loop; returns when told to shut down (or the HTTP side is gone).
+pub struct Worker<'t, B: Backend> {
+    /// The model with its adapters.
+    pub model: Model<B>,
+    /// Each loaded adapter (in slot order) and its directory.
+    pub adapters: Vec<(PeftAdapter, PathBuf)>,
+    /// The tokenizer.
+    pub tok: &'t TextTokenizer,
+    /// The router matched to the current adapter slots.
+    pub routing: Option<Routing>,
+    /// Ids that end generation.
+    pub eos: Vec<u32>,
+    /// Scheduler sizes.
+    pub config: SchedulerConfig,
+    /// Shared with the HTTP side.
+    pub shared: Arc<Shared>,
+}
+
+impl<'t, B: Backend> Worker<'t, B> {
+    /// Runs until [`Cmd::Shutdown`] (once idle) or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Cmd>) -> anyhow::Result<()> {
+        let mut sched = Scheduler::new(&self.model, self.config)?;
+        let mut live: HashMap<u64, Live<'t>> = HashMap::new();
+        let mut unloading: Vec<String> = Vec::new();
+        let mut next_id = 0u64;
+        let mut stopping = false;
+        let m = &self.shared.metrics;
+        m.kv_slots_total.set(self.config.max_seqs as i64);
+        m.adapters_loaded.set(self.adapters.len() as i64);
+        loop {
+            if !sched.has_work() {
+                if stopping {
+                    return Ok(());
+                }
+                // Idle: wait for work (waking now and then to finish pending unloads).
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(cmd) => self.command(
+                        cmd,
+                        &mut sched,
+                        &mut live,
+                        &mut unloading,
+                        &mut next_id,
+                        &mut stopping,
+                    ),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+            while let Ok(cmd) = rx.try_recv() {
+                self.command(
+                    cmd,
+                    &mut sched,
+                    &mut live,
+                    &mut unloading,
+                    &mut next_id,
+                    &mut stopping,
+                );
+            }
+            self.drop_disconnected(&mut sched, &mut live);
+            self.finish_unloads(&mut sched, &mut unloading);
+            self.gauges(&sched);
+            if sched.has_work() {
+                self.step(&mut sched, &mut live);
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        cmd: Cmd,
+        sched: &mut Scheduler<B>,
+        live: &mut HashMap<u64, Live<'t>>,
+        unloading: &mut Vec<String>,
+        next_id: &mut u64,
+        stopping: &mut bool,
+    ) {
+        match cmd {
+            Cmd::Submit(sub) => self.submit(sub, sched, live, unloading, next_id),
+            Cmd::Load {
+                adapter,
+                dir,
+                reply,
+            } => {
+                let _ = reply.send(self.load(adapter, dir, sched, unloading));
+            }
+            Cmd::Unload { name, reply } => {
+                let r = self.unload(&name, unloading);
+                let r = r.map(|()| {
+                    self.finish_unloads(sched, unloading);
+                    !unloading.contains(&name)
+                });
+                let _ = reply.send(r);
+            }
+            Cmd::Abort => {
+                for (id, l) in live.drain() {
+                    sched.cancel(id);
+                    let _ = l.events.send(Event::Error(ApiError::unavailable(
+                        "the server shut down before this request finished",
+                    )));
+                    self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Cmd::Shutdown => *stopping = true,
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.model.adapter_names().to_vec()
+    }
+
+    /// Resolves a named mixture against the adapters loaded now.
+    fn resolve(&self, mix: &NamedMix, unloading: &[String]) -> Result<Vec<(usize, f32)>, ApiError> {
+        let names = self.model.adapter_names();
+        mix.iter()
+            .map(|(n, w)| match names.iter().position(|a| a == n) {
+                Some(slot) if !unloading.contains(n) => Ok((slot, *w)),
+                _ => Err(ApiError::not_found(format!(
+                    "adapter `{n}` is not loaded (it may have been unloaded)"
+                ))
+                .code("adapter_not_found")),
+            })
+            .collect()
+    }
+
+    fn submit(
+        &mut self,
+        sub: Submission,
+        sched: &mut Scheduler<B>,
+        live: &mut HashMap<u64, Live<'t>>,
+        unloading: &[String],
+        next_id: &mut u64,
+    ) {
+        let n = sub.seqs.len();
+        let mut added = Vec::with_capacity(n);
+        let mut failed = None;
+        for spec in sub.seqs {
+            let segments = spec
+                .segments
+                .iter()
+                .map(|(first, mix)| Ok((*first, self.resolve(mix, unloading)?)))
+                .collect::<Result<Vec<_>, ApiError>>();
+            let segments = match segments {
+                Ok(s) => s,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let id = *next_id;
+            *next_id += 1;
+            let prompt_len = spec.prompt.len();
+            let req = GenRequest {
+                prompt: spec.prompt.clone(),
+                segments,
+                params: spec.params.clone(),
+            };
+            if let Err(e) = sched.add(&self.model, id, req, spec.prompt_logprobs.is_some()) {
+                failed = Some(ApiError::bad(e.to_string()));
+                break;
+            }
+            added.push(id);
+            for (_, mix) in &spec.segments {
+                for (a, _) in mix {
+                    self.shared.metrics.routed(a);
+                }
+            }
+            self.shared.metrics.prompt_tokens.inc_by(prompt_len as u64);
+            live.insert(
+                id,
+                Live {
+                    events: sub.events.clone(),
+                    choice: spec.choice,
+                    text: TextStream::new(self.tok, prompt_len, &spec.params.stop, spec.reroute),
+                    prompt: spec.prompt,
+                    logprobs: spec.logprobs,
+                    prompt_logprobs: spec.prompt_logprobs,
+                    reroute: spec.reroute,
+                    decisions: spec.decisions,
+                    arrived: sub.arrived,
+                    first_token: true,
+                },
+            );
+        }
+        if let Some(e) = failed {
+            for id in added {
+                sched.cancel(id);
+                live.remove(&id);
+            }
+            self.shared.outstanding.fetch_sub(n, Ordering::SeqCst);
+            let _ = sub.events.send(Event::Error(e));
+        }
+        self.gauges(sched);
+    }
+
+    fn load(
+        &mut self,
+        adapter: PeftAdapter,
+        dir: PathBuf,
+        sched: &mut Scheduler<B>,
+        unloading: &[String],
+    ) -> Result<(), ApiError> {
+        let name = adapter.name.clone();
+        if self.model.adapter_names().contains(&name) {
+            let why = if unloading.contains(&name) {
+                " (it is being unloaded; retry once its requests have finished)"
+            } else {
+                ""
+            };
+            return Err(ApiError::bad_param(
+                "lora_name",
+                format!("the adapter `{name}` has already been loaded{why}"),
+            ));
+        }
+        self.adapters.push((adapter, dir));
+        if let Err(e) = self.apply_adapters(sched) {
+            self.adapters.pop();
+            // Back to the adapters that worked.
+            let _ = self.apply_adapters(sched);
+            return Err(ApiError::bad_param(
+                "lora_path",
+                format!("adapter `{name}`: {e:#}"),
+            ));
+        }
+        tracing::info!(adapter = %name, "adapter loaded");
+        Ok(())
+    }
+
+    fn unload(&mut self, name: &str, unloading: &mut Vec<String>) -> Result<(), ApiError> {
+        let names = self.model.adapter_names();
+        if !names.iter().any(|n| n == name) || unloading.iter().any(|n| n == name) {
+            return Err(ApiError::not_found(format!(
+                "the adapter `{name}` cannot be found (loaded: {})",
+                names.join(", ")
+            ))
+            .param("lora_name")
+            .code("adapter_not_found"));
+        }
+        if let Some(r) = &self.routing {
+            if r.labels().iter().any(|l| l == name) {
+                return Err(ApiError::bad_param(
+                    "lora_name",
+                    format!("the adapter `{name}` is one of the router's labels (model `auto` routes to it); it stays loaded while the router is"),
+                ));
+            }
+        }
+        unloading.push(name.to_string());
+        Ok(())
+    }
+
+    /// Removes adapters being unloaded that no live sequence uses any more.
+    fn finish_unloads(&mut self, sched: &mut Scheduler<B>, unloading: &mut Vec<String>) {
+        let mut i = 0;
+        while i < unloading.len() {
+            let Some(slot) = self
+                .model
+                .adapter_names()
+                .iter()
+                .position(|n| *n == unloading[i])
+            else {
+                unloading.remove(i);
+                continue;
+            };
+            if sched.mixtures().any(|m| m.iter().any(|&(s, _)| s == slot)) {
+                i += 1;
+                continue;
+            }
+            let (gone, _) = self.adapters.remove(slot);
+            if let Err(e) = self.apply_adapters(sched) {
+                // Keep serving with the adapter still in place.
+                tracing::error!(adapter = %gone.name, "unloading failed: {e:#}");
+                self.adapters.insert(slot, (gone, PathBuf::new()));
+                i += 1;
+                continue;
+            }
+            sched.remap_slots(|s| if s > slot { s - 1 } else { s });
+            tracing::info!(adapter = %gone.name, "adapter unloaded");
+            unloading.remove(i);
+        }
+    }
+
+    /// Puts `self.adapters` on the model and everything that depends on their slots.
+    fn apply_adapters(&mut self, sched: &mut Scheduler<B>) -> anyhow::Result<()> {
+        let list: Vec<PeftAdapter> = self.adapters.iter().map(|(a, _)| a.clone()).collect();
+        self.model.set_adapters(&list)?;
+        sched.adapters_changed(&self.model)?;
+        let names = self.names();
+        if let Some(r) = &mut self.routing {
+            r.rematch(&names)?;
+        }
+        self.shared.metrics.adapters_loaded.set(names.len() as i64);
+        Ok(())
+    }
+
+    fn drop_disconnected(&self, sched: &mut Scheduler<B>, live: &mut HashMap<u64, Live<'t>>) {
+        let gone: Vec<u64> = live
+            .iter()
+            .filter(|(_, l)| l.events.is_closed())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            sched.cancel(id);
+            live.remove(&id);
+            self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+            self.shared.metrics.cancelled.inc();
+        }
+    }
+
+    fn step(&mut self, sched: &mut Scheduler<B>, live: &mut HashMap<u64, Live<'t>>) {
+        let names = self.names();
+        let routing = self.routing.as_ref();
+        let metrics = &self.shared.metrics;
+        let result = sched.step(&self.model, &self.eos, |ev| match ev {
+            StepEvent::PromptLogits { id, pos, logits } => {
+                if let Some(l) = live.get(&id) {
+                    if let (Some(n), Some(&next)) = (l.prompt_logprobs, l.prompt.get(pos + 1)) {
+                        let lp = token_logprob(logits, next, n);
+                        let _ = l.events.send(Event::Prompt {
+                            choice: l.choice,
+                            lp,
+                        });
+                    }
+                }
+                Ok(Control::Continue)
+            }
+            StepEvent::Token { id, token, logits } => {
+                let Some(l) = live.get_mut(&id) else {
+                    return Ok(Control::Stop);
+                };
+                metrics.generation_tokens.inc();
+                if std::mem::replace(&mut l.first_token, false) {
+                    metrics
+                        .time_to_first_token
+                        .observe(l.arrived.elapsed().as_secs_f64());
+                }
+                let lp = l.logprobs.map(|n| token_logprob(logits, token, n));
+                let (control, decision) =
+                    l.text.push(token, routing.filter(|_| l.reroute), &names)?;
+                if let Some(d) = decision {
+                    for (a, _) in &d.mixture {
+                        metrics.routed(a);
+                    }
+                    l.decisions.push(d);
+                }
+                let text = l.text.take_ready(false).to_string();
+                let sent = l.events.send(Event::Token {
+                    choice: l.choice,
+                    lp,
+                    text,
+                });
+                // A client that went away frees its slot this step.
+                if sent.is_err() {
+                    metrics.cancelled.inc();
+                    return Ok(Control::Stop);
+                }
+                Ok(control)
+            }
+        });
+        match result {
+            Ok(report) => {
+                metrics.step_seconds.observe(report.secs);
+                metrics.step_tokens.observe(report.tokens as f64);
+                for (id, out) in report.finished {
+                    let Some(mut l) = live.remove(&id) else {
+                        continue;
+                    };
+                    self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    let tail = l.text.take_ready(true).to_string();
+                    if !tail.is_empty() {
+                        let _ = l.events.send(Event::Text {
+                            choice: l.choice,
+                            text: tail,
+                        });
+                    }
+                    let segments = out
+                        .segments
+                        .iter()
+                        .map(|(first, mix)| {
+                            let d = l.decisions.iter().find(|d| d.first_token == *first);
+                            SegmentInfo {
+                                first_token: *first,
+                                mixture: mix.iter().map(|&(s, w)| (names[s].clone(), w)).collect(),
+                                source: d.map_or("request", |d| d.source),
+                                text: d.map(|d| d.text.clone()),
+                            }
+                        })
+                        .collect();
+                    let _ = l.events.send(Event::Done {
+                        choice: l.choice,
+                        finish: out.finish,
+                        completion_tokens: out.tokens.len(),
+                        segments,
+                    });
+                }
+            }
+            Err(e) => {
+                // Should not happen (requests are checked on admission): fail everything
+                // running rather than serve from a state nobody can vouch for.
+                tracing::error!("engine step failed: {e:#}");
+                for (id, l) in live.drain() {
+                    sched.cancel(id);
+                    let _ = l.events.send(Event::Error(ApiError::internal(format!(
+                        "the engine failed: {e}"
+                    ))));
+                    self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        self.gauges(sched);
+    }
+
+    fn gauges(&self, sched: &Scheduler<B>) {
+        let m = &self.shared.metrics;
+        m.queue_length.set(sched.waiting() as i64);
+        m.running.set(sched.running() as i64);
+        m.kv_positions_used.set(sched.kv_positions() as i64);
+    }
+}

@@ -1,0 +1,163 @@
+//! A catalogue of bad requests: each gets its status and an OpenAI error object that names
+//! the field, and the server keeps giving the same correct answers afterwards.
+
+use serde_json::{json, Value};
+
+use crate::harness::{assets, Server};
+
+/// What one bad request must get.
+struct Case {
+    name: &'static str,
+    path: &'static str,
+    body: Vec<u8>,
+    status: u16,
+    /// Words the error message must contain.
+    words: &'static [&'static str],
+    /// The `param` it must name, if any.
+    param: Option<&'static str>,
+}
+
+fn chat_with(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut v = json!({"model": "boolq", "max_tokens": 4,
+                       "messages": [{"role": "user", "content": "Is the sky blue?"}]});
+    edit(&mut v);
+    v.to_string().into_bytes()
+}
+
+fn case(
+    name: &'static str,
+    path: &'static str,
+    body: Vec<u8>,
+    status: u16,
+    words: &'static [&'static str],
+    param: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        path,
+        body,
+        status,
+        words,
+        param,
+    }
+}
+
+const CHAT: &str = "/v1/chat/completions";
+const COMPL: &str = "/v1/completions";
+
+fn catalogue() -> Vec<Case> {
+    let long_prompt = "word ".repeat(400);
+    vec![
+        case("malformed JSON", CHAT, b"{\"model\": \"boolq\",".to_vec(), 400, &["not valid JSON"], None),
+        case("empty body", CHAT, Vec::new(), 400, &["empty"], None),
+        case("not an object", CHAT, b"[1, 2]".to_vec(), 400, &["invalid"], None),
+        case(
+            "invalid UTF-8",
+            CHAT,
+            b"{\"model\": \"boolq\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec(),
+            400,
+            &["not valid JSON"],
+            None,
+        ),
+        case("temperature of the wrong type", CHAT, chat_with(|v| v["temperature"] = json!("hot")), 400, &["temperature"], Some("temperature")),
+        case("negative temperature", CHAT, chat_with(|v| v["temperature"] = json!(-1)), 400, &[">= 0"], Some("temperature")),
+        case("top_p 0", CHAT, chat_with(|v| v["top_p"] = json!(0)), 400, &["(0, 1]"], Some("top_p")),
+        case("top_p above 1", CHAT, chat_with(|v| v["top_p"] = json!(1.5)), 400, &["(0, 1]"], Some("top_p")),
+        case("min_p above 1", CHAT, chat_with(|v| v["min_p"] = json!(2)), 400, &["[0, 1]"], Some("min_p")),
+        case("top_k below -1", CHAT, chat_with(|v| v["top_k"] = json!(-5)), 400, &["top_k"], Some("top_k")),
+        case("repetition_penalty 0", CHAT, chat_with(|v| v["repetition_penalty"] = json!(0)), 400, &["> 0"], Some("repetition_penalty")),
+        case("n 0", CHAT, chat_with(|v| v["n"] = json!(0)), 400, &["1 to 16"], Some("n")),
+        case("n 17", CHAT, chat_with(|v| v["n"] = json!(17)), 400, &["1 to 16"], Some("n")),
+        case("unknown field", CHAT, chat_with(|v| v["frobnicate"] = json!(1)), 400, &["frobnicate"], Some("frobnicate")),
+        case("missing model", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("model");}), 400, &["required"], Some("model")),
+        case("unknown model", CHAT, chat_with(|v| v["model"] = json!("gpt-9")), 404, &["gpt-9", "does not exist"], Some("model")),
+        case("unknown routing granularity", CHAT, chat_with(|v| {v["model"] = json!("auto"); v["dlp_route_by"] = json!("word")}), 400, &["request", "sentence"], Some("dlp_route_by")),
+        case("auto without a router", CHAT, chat_with(|v| v["model"] = json!("auto")), 404, &["router"], Some("model")),
+        case("unknown adapter in lora_mixture", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": 0.5, "nope": 0.5})), 404, &["nope", "not loaded"], Some("lora_mixture.nope")),
+        case("negative mixture weight", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": -0.5})), 400, &["-0.5", ">= 0"], Some("lora_mixture.boolq")),
+        case("non-numeric mixture weight", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": "half"})), 400, &["must be a number"], Some("lora_mixture.boolq")),
+        case(
+            "non-finite mixture weight",
+            CHAT,
+            b"{\"model\": \"boolq\", \"lora_mixture\": {\"boolq\": 1e999}, \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}".to_vec(),
+            400,
+            &["not valid JSON"],
+            None,
+        ),
+        case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
+        case("missing messages", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("messages");}), 400, &["required"], Some("messages")),
+        case("empty messages", CHAT, chat_with(|v| v["messages"] = json!([])), 400, &["empty"], Some("messages")),
+        case("unknown role", CHAT, chat_with(|v| v["messages"][0]["role"] = json!("robot")), 400, &["robot"], Some("messages[0].role")),
+        case("image part", CHAT, chat_with(|v| v["messages"][0]["content"] = json!([{"type": "image_url", "image_url": {"url": "x"}}])), 400, &["text parts only"], Some("messages[0].content[0]")),
+        case("prompt past the context", CHAT, chat_with(|v| v["messages"][0]["content"] = json!(long_prompt)), 400, &["maximum context length is 256", "the prompt has"], Some("messages")),
+        case("max_tokens past the context", CHAT, chat_with(|v| v["max_tokens"] = json!(250)), 400, &["maximum context length is 256", "for the completion"], Some("max_tokens")),
+        case("huge max_tokens", COMPL, json!({"model": "boolq", "prompt": "hi", "max_tokens": 1_000_000_000_000u64}).to_string().into_bytes(), 400, &["1000000000000 for the completion"], Some("max_tokens")),
+        case("negative max_tokens", CHAT, chat_with(|v| v["max_tokens"] = json!(-1)), 400, &["max_tokens"], Some("max_tokens")),
+        case("chat max_tokens 0", CHAT, chat_with(|v| v["max_tokens"] = json!(0)), 400, &["at least 1"], Some("max_tokens")),
+        case("too many stop strings", CHAT, chat_with(|v| v["stop"] = json!(vec!["x"; 17])), 400, &["at most 16"], Some("stop")),
+        case("stop of the wrong type", CHAT, chat_with(|v| v["stop"] = json!([1])), 400, &["must be a string"], Some("stop[0]")),
+        case("presence_penalty", CHAT, chat_with(|v| v["presence_penalty"] = json!(0.5)), 400, &["not supported", "repetition_penalty"], Some("presence_penalty")),
+        case("logprobs past 20", COMPL, json!({"model": "boolq", "prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, &["0 to 20"], Some("logprobs")),
+        case("top_logprobs without logprobs", CHAT, chat_with(|v| v["top_logprobs"] = json!(3)), 400, &["logprobs: true"], Some("top_logprobs")),
+        case("token id outside the vocabulary", COMPL, json!({"model": "boolq", "prompt": [1, 99999999]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("prompt")),
+        case("negative token id", COMPL, json!({"model": "boolq", "prompt": [1, -3]}).to_string().into_bytes(), 400, &["integers >= 0"], Some("prompt")),
+        case("empty prompt", COMPL, json!({"model": "boolq", "prompt": ""}).to_string().into_bytes(), 400, &["empty"], Some("prompt")),
+        case("prompt of the wrong type", COMPL, json!({"model": "boolq", "prompt": {"a": 1}}).to_string().into_bytes(), 400, &["must be a string"], Some("prompt")),
+        case("tools", CHAT, chat_with(|v| v["tools"] = json!([{"type": "function"}])), 400, &["not supported"], Some("tools")),
+        case("seed of the wrong type", CHAT, chat_with(|v| v["seed"] = json!("abc")), 400, &["seed"], Some("seed")),
+        case("body past --max-body-mib", CHAT, vec![b' '; 2 << 20], 413, &["length limit"], None),
+        case("runtime loading off", "/v1/load_lora_adapter", json!({"lora_name": "x", "lora_path": "y"}).to_string().into_bytes(), 403, &["--allow-runtime-adapters"], None),
+        case("unknown route", "/v1/embeddings", b"{}".to_vec(), 404, &["no route"], None),
+    ]
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    let Some(a) = assets() else { return };
+    let mut args = a.model_args();
+    args.extend(["--max-context", "256", "--max-body-mib", "1"].map(String::from));
+    let s = Server::start(&args);
+    let good = json!({"model": "piqa", "temperature": 0, "max_tokens": 16,
+                      "messages": [{"role": "user", "content": "How do I keep bread fresh?"}]});
+    let before = s.ok(CHAT, &good)["choices"][0]["message"]["content"].clone();
+    let cases = catalogue();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    for c in &cases {
+        let r = if c.body.len() > 1 << 20 {
+            s.post_oversized(c.path, c.body.clone())
+        } else {
+            s.post_raw(c.path, &c.body, &[])
+        };
+        assert_eq!(r.status, c.status, "{}: {}", c.name, r.body);
+        let v = r.json();
+        let e = &v["error"];
+        let msg = e["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: {v}", c.name));
+        for w in c.words {
+            assert!(msg.contains(w), "{}: message {msg:?} lacks {w:?}", c.name);
+        }
+        assert!(
+            e["type"].is_string() && e.get("code").is_some(),
+            "{}: {v}",
+            c.name
+        );
+        if let Some(p) = c.param {
+            assert_eq!(e["param"], p, "{}: {v}", c.name);
+        }
+    }
+    // Wrong method: 405 with the same error shape.
+    let r = s.get(CHAT);
+    assert_eq!(r.status, 405);
+    assert!(r.json()["error"]["message"].is_string());
+    // Still serving, with the same answer as before.
+    assert_eq!(
+        s.ok(CHAT, &good)["choices"][0]["message"]["content"],
+        before
+    );
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+    assert_eq!(
+        s.metric("dlp_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}"),
+        2.0
+    );
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The official `openai` client against `dlp-run serve`.
+
+Checks what clients rely on: listing models, chat (plain and streamed), completions with
+`echo` + `logprobs` (lm-evaluation-harness's `local-completions` scoring), `model: "auto"`
+(the DLP router) and an explicit `lora_mixture`; greedy texts must equal `dlp-run generate`
+byte for byte, echoed log-probabilities must equal `dlp-run score`'s within 1e-4, and errors
+must surface as the client's typed exceptions.
+
+Usage: openai_client.py --base-url URL --dlp-run BIN --router DIR -- MODEL_ARGS...
+(MODEL_ARGS: the server's --model/--backend/--adapter flags, passed on to generate/score.)
+"""
+
+import argparse
+import json
+import math
+import struct
+import subprocess
+import sys
+import tempfile
+
+import openai
+
+QUESTION = ("Please answer the following question with true or false, question: "
+            "is the sun a star?\n\nAnswer format: true/false")
+TWO_TASKS = ("Which is better for cutting bread, a knife or a spoon? "
+             "Tom has 3 apples and buys 4 more. How many apples does he have?")
+MAX_TOKENS = 24
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def generate(args, extra):
+    cmd = [args.dlp_run, "generate", *args.model_args, "--json", "--max-tokens", str(MAX_TOKENS), *extra]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["results"][0]
+
+
+def score_logprobs(args, ids, mix):
+    """Log-probabilities of ids[1:] from `dlp-run score`'s logits (safetensors, read by hand)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = d + "/l.safetensors"
+        subprocess.run([args.dlp_run, "score", *args.model_args, "--ids", ",".join(map(str, ids)),
+                        "--mix", mix, "--out", path], check=True, capture_output=True)
+        raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    t = header["logits"]
+    start, end = t["data_offsets"]
+    data = raw[8 + n + start:8 + n + end]
+    vocab = t["shape"][1]
+    vals = struct.unpack(f"<{len(data) // 4}f", data)
+    out = []
+    for i in range(1, len(ids)):
+        row = vals[(i - 1) * vocab:i * vocab]
+        m = max(row)
+        lse = m + math.log(sum(math.exp(x - m) for x in row))
+        out.append(row[ids[i]] - lse)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--base-url", required=True)
+    p.add_argument("--dlp-run", required=True)
+    p.add_argument("--router", required=True)
+    p.add_argument("model_args", nargs=argparse.REMAINDER)
+    args = p.parse_args()
+    if args.model_args and args.model_args[0] == "--":
+        args.model_args = args.model_args[1:]
+    client = openai.OpenAI(base_url=args.base_url, api_key="unused", max_retries=0)
+
+    ids = [m.id for m in client.models.list().data]
+    check("auto" in ids and "boolq" in ids and "piqa" in ids, f"models listed: {ids}")
+    base = ids[0]
+    check(all(m.model_extra.get("parent") == base for m in client.models.list().data[1:]),
+          "adapters list the base model as parent")
+
+    msgs = [{"role": "user", "content": QUESTION}]
+    chat = client.chat.completions.create(model="boolq", messages=msgs, temperature=0,
+                                          max_tokens=MAX_TOKENS)
+    text = chat.choices[0].message.content
+    want = generate(args, ["--mix", "boolq=1", "--chat", "--prompt", QUESTION])
+    check(text == want["text"], f"chat equals generate: {text!r} vs {want['text']!r}")
+    check(chat.usage.completion_tokens == want["completion_tokens"], "usage.completion_tokens")
+    check(chat.model_extra["dlp"]["choices"][0]["segments"][0]["mixture"][0]["adapter"] == "boolq",
+          "dlp object names the adapter")
+
+    pieces, last = [], None
+    for chunk in client.chat.completions.create(model="boolq", messages=msgs, temperature=0,
+                                                max_tokens=MAX_TOKENS, stream=True,
+                                                stream_options={"include_usage": True}):
+        for c in chunk.choices:
+            pieces.append(c.delta.content or "")
+            if c.finish_reason:
+                last = chunk
+        if chunk.usage:
+            check(chunk.usage.completion_tokens == want["completion_tokens"], "streamed usage")
+    check("".join(pieces) == text, "streamed chat equals the plain one")
+    check(last is not None and "dlp" in last.model_extra, "last stream chunk carries dlp")
+
+    mixed = client.chat.completions.create(model=base, messages=msgs, temperature=0,
+                                           max_tokens=MAX_TOKENS,
+                                           extra_body={"lora_mixture": {"boolq": 0.7, "piqa": 0.3}})
+    want = generate(args, ["--mix", "boolq=0.7,piqa=0.3", "--chat", "--prompt", QUESTION])
+    check(mixed.choices[0].message.content == want["text"], "lora_mixture equals generate --mix")
+
+    for by in ["request", "sentence"]:
+        routed = client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": TWO_TASKS}], temperature=0,
+            max_tokens=MAX_TOKENS, extra_body={"dlp_route_by": by})
+        want = generate(args, ["--router", args.router, "--route-by", by, "--chat", "--prompt", TWO_TASKS])
+        check(routed.choices[0].message.content == want["text"], f"auto ({by}) equals generate --router")
+        segs = routed.model_extra["dlp"]["choices"][0]["segments"]
+        check(len(segs) == len(want["segments"]), f"auto ({by}): {len(segs)} segments like generate")
+
+    prompt_ids = [504, 3575, 282, 4649, 314, 253, 1345, 30]
+    comp = client.completions.create(model="boolq", prompt=prompt_ids, echo=True, max_tokens=0,
+                                     logprobs=1, temperature=0)
+    lp = comp.choices[0].logprobs
+    ref = score_logprobs(args, prompt_ids, "boolq=1")
+    check(lp.token_logprobs[0] is None and len(lp.token_logprobs) == len(prompt_ids),
+          "echo returns every prompt token")
+    worst = max(abs(a - b) for a, b in zip(lp.token_logprobs[1:], ref))
+    check(worst < 1e-4, f"echoed logprobs equal score's (max diff {worst:.2e})")
+    # lm-evaluation-harness sends a batch of token prompts with max_tokens 1.
+    batch = client.completions.create(model="boolq", prompt=[prompt_ids, prompt_ids[:4]], echo=True,
+                                      max_tokens=1, logprobs=1, temperature=0)
+    check(len(batch.choices) == 2 and len(batch.choices[1].logprobs.tokens) == 5,
+          "a batch of token prompts gives one choice each")
+
+    n2 = client.chat.completions.create(model="piqa", messages=msgs, temperature=1.0, seed=7,
+                                        max_tokens=8, n=2)
+    check(len(n2.choices) == 2, "n=2 gives two choices")
+
+    try:
+        client.chat.completions.create(model="nope", messages=msgs)
+        check(False, "unknown model raises NotFoundError")
+    except openai.NotFoundError as e:
+        check("nope" in str(e), "unknown model raises NotFoundError")
+    try:
+        client.chat.completions.create(model="boolq", messages=msgs, temperature=-1)
+        check(False, "bad temperature raises BadRequestError")
+    except openai.BadRequestError as e:
+        check(e.body.get("param") == "temperature", "bad temperature raises BadRequestError")
+
+    if failures:
+        print(f"{len(failures)} checks failed")
+        sys.exit(1)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
