@@ -10,7 +10,8 @@ the first minute and at the end.
 
   bench/serve_load.py --base-url http://127.0.0.1:8000/v1 --clients 1,8,32 --duration 60
 
-Needs the `openai` package (pip install -r tests/serve/requirements.txt).
+Python 3.8+ standard library only (a small HTTP client of its own, so that it takes little CPU
+from the server it measures).
 """
 
 import argparse
@@ -21,8 +22,7 @@ import random
 import statistics
 import sys
 import time
-
-import openai
+import urllib.parse
 
 FALLBACK_PROMPTS = [
     "Please answer with true or false: is water wet?",
@@ -64,59 +64,134 @@ def load_prompts(data_dir, limit=50):
     return prompts or FALLBACK_PROMPTS
 
 
-async def selections(client):
-    models = [m.id for m in (await client.models.list()).data]
+class Http:
+    """A minimal HTTP/1.1 client on asyncio streams: light enough that on a small machine the
+    load generator takes little CPU from the server it measures (the `openai` package parses
+    every chunk into typed objects; tests/serve/openai_client.py checks that client)."""
+
+    def __init__(self, base_url, api_key):
+        u = urllib.parse.urlsplit(base_url)
+        if u.scheme != "http":
+            raise SystemExit(f"--base-url {base_url}: only http:// is supported")
+        self.host, self.port = u.hostname, u.port or 80
+        self.prefix = u.path.rstrip("/")
+        self.key = api_key
+
+    async def request(self, method, path, body=None):
+        """Opens a connection and sends a request; returns (status, reader, writer)."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        data = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self.host}",
+                "Connection: close", "Content-Type: application/json",
+                f"Content-Length: {len(data)}"]
+        if self.key:
+            head.append(f"Authorization: Bearer {self.key}")
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
+        chunked = False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "transfer-encoding" and "chunked" in v.lower():
+                chunked = True
+        return status, _body(reader, chunked), writer
+
+    async def get_json(self, path):
+        status, body, writer = await self.request("GET", path)
+        data = b"".join([c async for c in body])
+        writer.close()
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {data[:200]!r}")
+        return json.loads(data)
+
+
+async def _body(reader, chunked):
+    if not chunked:
+        yield await reader.read()
+        return
+    while True:
+        size = int((await reader.readline()).strip() or b"0", 16)
+        if size == 0:
+            return
+        yield await reader.readexactly(size)
+        await reader.readline()
+
+
+async def selections(http):
+    models = [m["id"] for m in (await http.get_json("/models"))["data"]]
     base = models[0]
     adapters = [m for m in models[1:] if m != "auto"]
     sel = [{"model": m} for m in models]
     for a, b in zip(adapters, adapters[1:] + adapters[:1]):
         if a != b:
-            sel.append({"model": base, "extra_body": {"lora_mixture": {a: 0.6, b: 0.4}}})
+            sel.append({"model": base, "lora_mixture": {a: 0.6, b: 0.4}})
     return sel
 
 
-async def client_loop(i, client, args, prompts, sel, deadline, stats):
+async def client_loop(i, http, args, prompts, sel, deadline, stats, clients):
     rng = random.Random(args.seed * 1000 + i)
+    # Clients start spread over the ramp, as real traffic arrives: started together, requests
+    # of one length would run in lockstep, prefilling and finishing in waves.
+    await asyncio.sleep(args.ramp * i / clients)
     while time.monotonic() < deadline:
-        s = rng.choice(sel)
+        body = dict(rng.choice(sel))
+        body.update({"messages": [{"role": "user", "content": rng.choice(prompts)}],
+                     "max_tokens": args.max_tokens, "temperature": args.temperature,
+                     "stream": True, "stream_options": {"include_usage": True}})
+        if args.ignore_eos:
+            body["ignore_eos"] = True
         t0 = time.monotonic()
-        first, last, chunks, finished, usage = None, None, 0, False, None
+        first, last, chunks, finished, done, usage = None, None, 0, False, False, None
+        writer = None
         try:
-            stream = await client.chat.completions.create(
-                model=s["model"], extra_body=s.get("extra_body"),
-                messages=[{"role": "user", "content": rng.choice(prompts)}],
-                max_tokens=args.max_tokens, temperature=args.temperature, stream=True,
-                stream_options={"include_usage": True})
-            async for chunk in stream:
-                now = time.monotonic()
-                for c in chunk.choices:
-                    if c.delta.content:
-                        if first is None:
-                            first = now
-                            stats["ttft"].append(now - t0)
-                        else:
-                            stats["itl"].append(now - last)
-                        last = now
-                        chunks += 1
-                    if c.finish_reason:
-                        finished = True
-                if chunk.usage:
-                    usage = chunk.usage
+            status, stream, writer = await http.request("POST", "/chat/completions", body)
+            buf = b""
+            async for data in stream:
+                buf += data
+                while b"\n\n" in buf:
+                    event, buf = buf.split(b"\n\n", 1)
+                    if not event.startswith(b"data: "):
+                        continue  # keep-alive comments
+                    payload = event[6:]
+                    if payload == b"[DONE]":
+                        done = True
+                        continue
+                    v = json.loads(payload)
+                    if status != 200 or "error" in v:
+                        raise RuntimeError(f"{status}: {payload[:200]!r}")
+                    now = time.monotonic()
+                    for c in v.get("choices", []):
+                        if c["delta"].get("content"):
+                            if first is None:
+                                first = now
+                                stats["ttft"].append(now - t0)
+                            else:
+                                stats["itl"].append(now - last)
+                            last = now
+                            chunks += 1
+                        if c.get("finish_reason"):
+                            finished = True
+                    if v.get("usage"):
+                        usage = v["usage"]
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {buf[:200]!r}")
         except Exception as e:  # every failure counts, whatever its kind
             stats["errors"] += 1
             stats["error_samples"].append(f"{type(e).__name__}: {e}"[:200])
             continue
-        if not finished:
+        finally:
+            if writer is not None:
+                writer.close()
+        if not (finished and done):
             stats["lost"] += 1
             continue
         stats["requests"] += 1
-        stats["tokens"] += usage.completion_tokens if usage else chunks
+        stats["tokens"] += usage["completion_tokens"] if usage else chunks
 
 
 async def run(args, clients, prompts):
-    client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key or "unused",
-                                max_retries=0, timeout=600)
-    sel = await selections(client)
+    http = Http(args.base_url, args.api_key)
+    sel = await selections(http)
     stats = {"requests": 0, "tokens": 0, "errors": 0, "lost": 0, "ttft": [], "itl": [],
              "error_samples": []}
     t0 = time.monotonic()
@@ -127,7 +202,7 @@ async def run(args, clients, prompts):
             await asyncio.sleep(min(60, args.duration / 2))
             rss["after_first_minute"] = rss_mib(args.server_pid)
         sampler = asyncio.create_task(sample())
-    await asyncio.gather(*(client_loop(i, client, args, prompts, sel, deadline, stats)
+    await asyncio.gather(*(client_loop(i, http, args, prompts, sel, deadline, stats, clients)
                            for i in range(clients)))
     wall = time.monotonic() - t0
     if args.server_pid:
@@ -154,9 +229,13 @@ def main():
     p.add_argument("--duration", type=float, default=60, help="seconds per client count")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--ignore-eos", action="store_true",
+                   help="generate exactly --max-tokens per request (the server's ignore_eos extension)")
     p.add_argument("--data", help="task folder (data/tasks): prompts from its dev splits")
     p.add_argument("--server-pid", type=int, help="sample this process's resident memory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ramp", type=float, default=5.0,
+                   help="seconds over which the clients start (counted in --duration)")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args()
     prompts = load_prompts(args.data)

@@ -349,6 +349,8 @@ pub fn random_router(tok: tokenizers::Tokenizer, names: &[String]) -> dlp_router
         temperature: 1.0,
         dev: None,
         training: None,
+        trainings: Vec::new(),
+        feature_stats: None,
     };
     dlp_router::Router::from_parts(config, tok, weights)
 }

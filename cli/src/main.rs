@@ -9,6 +9,7 @@ mod generate;
 mod inspect;
 mod pipeline;
 mod router_cmd;
+mod router_extend;
 mod routing;
 mod score;
 mod serve;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dlp_router::data::{find_split_files, hold_out, read_all, Example, Fields};
+use dlp_router::extend::{FeatureStats, STATS_FILE};
 use dlp_router::metrics::{default_families, evaluate, truth_indices, Family};
 use dlp_router::segment::split_sentences;
 use dlp_router::train::{train, TrainConfig, TrainDevice};
@@ -30,9 +31,23 @@ pub enum RouterDevice {
 /// router will choose among (generate matches adapters to labels by name).
 ///
 /// Example: dlp-run train-router --data ../shared/data/tasks --out routers/tasks
+///
+/// Add tasks to a trained router in seconds, without the old tasks' data (the body stays
+/// frozen, only the new labels' output rows are fitted):
+///
+///   dlp-run train-router --extend routers/tasks --data new_task/ --out routers/tasks2
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct TrainRouterArgs {
+    /// Extend this router with the labels of `--data` instead of training from scratch: its
+    /// embedding table, hidden layers and old output rows stay as they are (byte for byte);
+    /// the new labels' rows are fitted against per-label feature statistics stored when it
+    /// was trained. The body's settings (--embed-dim, --hidden, --tokenizer, ...) come from it.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["embed_dim", "hidden", "tokenizer", "max_tokens", "device"])]
+    pub extend: Option<PathBuf>,
+    /// With --extend: full-batch optimiser steps for the new rows.
+    #[arg(long, default_value_t = 300, requires = "extend")]
+    pub extend_steps: usize,
     /// Training data: jsonl files (one object per line), or directories holding `train.jsonl`
     /// directly or in one level of per-task folders (`DIR/<task>/train.jsonl`). Directories
     /// also supply their `dev.jsonl` files as the dev split.
@@ -185,6 +200,9 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<PathBuf> {
 
 /// Runs `train-router`.
 pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
+    if let Some(dir) = &args.extend {
+        return crate::router_extend::extend_router(args, dir);
+    }
     let fields = Fields {
         text: args.text_field.clone(),
         label: args.label_field.clone(),
@@ -239,9 +257,13 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         progress: !args.quiet,
     };
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
+    // What a later `--extend` needs of this training: per-label feature statistics.
+    let stats = FeatureStats::compute(&outcome.router, &train_set)?;
+    outcome.router.set_feature_stats(STATS_FILE);
     outcome
         .router
         .save_self_contained(&args.out, &tokenizer_path)?;
+    stats.save(&args.out.join(STATS_FILE))?;
     let c = outcome.router.config();
     println!("labels ({}): {}", c.labels.len(), c.labels.join(", "));
     println!(

@@ -172,6 +172,20 @@ pub trait Backend: Send + Sync + Sized {
 
     /// A buffer of `len` f32 (contents unspecified).
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    /// A KV-cache buffer of `len` f32 (contents unspecified). `sparse`: most of it may never
+    /// be written (a server's slots each sized for the whole context), so memory should be
+    /// committed as written, in small pages; otherwise it fills up (a batch sized to its
+    /// needs). Default: [`Backend::alloc`].
+    fn alloc_kv(&self, len: usize, sparse: bool) -> Result<Self::Buf> {
+        let _ = sparse;
+        self.alloc(len)
+    }
+    /// Values `from..from + len` of a sparse KV buffer ([`Backend::alloc_kv`]) are no longer
+    /// needed (their sequence ended): the backend may give their memory back; they may then
+    /// read as anything. Default: nothing.
+    fn release_kv(&self, buf: &mut Self::Buf, from: usize, len: usize) {
+        let _ = (buf, from, len);
+    }
     /// A buffer holding `data`.
     fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
     /// The first `len` values of `buf`.

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::lora::Mixture;
 use crate::model::Model;
 use crate::sampler::SamplingParams;
-use crate::scheduler::{Event, Scheduler, SchedulerConfig};
+use crate::scheduler::{Event, Scheduler, SchedulerConfig, SeqOptions};
 
 /// Tokens per step when prompts are prefilled (longer prompts are split into chunks).
 pub const DEFAULT_STEP_TOKENS: usize = 256;
@@ -299,11 +299,12 @@ pub fn generate<B: Backend>(
         capacity: capacity.min(ctx),
         step_tokens: step_tokens.max(n),
         mix_k,
+        sparse_kv: false,
     };
     let mut sched = Scheduler::new(model, cfg)?;
     for (i, r) in requests.iter().enumerate() {
         sched
-            .add(model, i as u64, r.clone(), false)
+            .add(model, i as u64, r.clone(), SeqOptions::default())
             .map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
     }
     let mut outputs: Vec<Option<GenOutput>> = vec![None; requests.len()];

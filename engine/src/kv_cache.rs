@@ -19,14 +19,20 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: Backend> KvCache<B> {
-    /// Allocates the cache on `backend`.
-    pub fn new(backend: &B, cfg: &ModelConfig, slots: usize, capacity: usize) -> Result<Self> {
+    /// Allocates the cache on `backend`; `sparse` as in [`Backend::alloc_kv`].
+    pub fn new(
+        backend: &B,
+        cfg: &ModelConfig,
+        slots: usize,
+        capacity: usize,
+        sparse: bool,
+    ) -> Result<Self> {
         let len = slots * capacity * cfg.kv_dim();
         let mut k = Vec::with_capacity(cfg.num_layers);
         let mut v = Vec::with_capacity(cfg.num_layers);
         for _ in 0..cfg.num_layers {
-            k.push(backend.alloc(len)?);
-            v.push(backend.alloc(len)?);
+            k.push(backend.alloc_kv(len, sparse)?);
+            v.push(backend.alloc_kv(len, sparse)?);
         }
         Ok(KvCache {
             k,
@@ -34,6 +40,16 @@ impl<B: Backend> KvCache<B> {
             slots,
             capacity,
         })
+    }
+
+    /// Lets the backend reclaim the first `positions` positions of `slot` (its sequence has
+    /// ended; see [`Backend::release_kv`]).
+    pub fn release_slot(&mut self, backend: &B, cfg: &ModelConfig, slot: usize, positions: usize) {
+        let d = cfg.kv_dim();
+        let (from, len) = (slot * self.capacity * d, positions.min(self.capacity) * d);
+        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
+            backend.release_kv(buf, from, len);
+        }
     }
 
     /// Bytes of device memory the cache holds.

@@ -257,15 +257,28 @@ impl<B: Backend> Model<B> {
         })
     }
 
-    /// A KV cache for `slots` sequences of up to `capacity` positions (at most `max_context`).
+    /// A KV cache for `slots` sequences of up to `capacity` positions (at most `max_context`),
+    /// sized to what they need.
     pub fn kv_cache(&self, slots: usize, capacity: usize) -> Result<KvCache<B>> {
+        self.kv_cache_with(slots, capacity, false)
+    }
+
+    /// As [`Model::kv_cache`]; `sparse` when most positions will stay unused (see
+    /// [`Backend::alloc_kv`]).
+    pub fn kv_cache_with(&self, slots: usize, capacity: usize, sparse: bool) -> Result<KvCache<B>> {
         if capacity > self.max_context {
             return Err(Error::invalid(format!(
                 "a context of {capacity} positions exceeds this model's limit of {}",
                 self.max_context
             )));
         }
-        KvCache::new(&self.backend, &self.config, slots.max(1), capacity.max(1))
+        KvCache::new(
+            &self.backend,
+            &self.config,
+            slots.max(1),
+            capacity.max(1),
+            sparse,
+        )
     }
 
     /// Runs one step and returns the logits of `plan.logit_rows`, `[rows, vocab]`.

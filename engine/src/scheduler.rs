@@ -28,6 +28,20 @@ pub struct SchedulerConfig {
     pub step_tokens: usize,
     /// Most adapters in one mixture.
     pub mix_k: usize,
+    /// Slots are sized for far more positions than most sequences use (a server's whole
+    /// context per slot): memory is committed as written, in small pages.
+    pub sparse_kv: bool,
+}
+
+/// Per-sequence options of [`Scheduler::add`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqOptions {
+    /// Report every prompt position's logits ([`Event::PromptLogits`]); with `max_tokens` 0
+    /// the sequence ends after its prefill.
+    pub prompt_logits: bool,
+    /// Keep generating through end-of-sequence tokens (until `max_tokens`, a stop, or the
+    /// context): for load tests that need a fixed length (vLLM's `ignore_eos`).
+    pub ignore_eos: bool,
 }
 
 /// What a step reports to its callback, one event per logit row.
@@ -62,7 +76,7 @@ struct Running {
     prompt_len: usize,
     max_tokens: usize,
     sampler: Sampler,
-    prompt_logits: bool,
+    opts: SeqOptions,
     /// Admission order: prompt chunks are scheduled oldest first.
     admitted: u64,
 }
@@ -71,7 +85,7 @@ struct Running {
 struct Waiting {
     id: u64,
     req: GenRequest,
-    prompt_logits: bool,
+    opts: SeqOptions,
 }
 
 /// Whose logits a row of the step's output is.
@@ -109,6 +123,8 @@ pub struct Scheduler<B: Backend> {
     slots: Vec<Option<Running>>,
     waiting: VecDeque<Waiting>,
     admissions: u64,
+    /// Slots freed since the last step, with the positions they held (`sparse_kv` only).
+    released: Vec<(usize, usize)>,
     builder: PlanBuilder,
     rows: Vec<Row>,
     logits: Vec<f32>,
@@ -130,11 +146,12 @@ impl<B: Backend> Scheduler<B> {
             )));
         }
         Ok(Scheduler {
-            kv: model.kv_cache(cfg.max_seqs, cfg.capacity)?,
+            kv: model.kv_cache_with(cfg.max_seqs, cfg.capacity, cfg.sparse_kv)?,
             ws: model.workspace(cfg.step_tokens, cfg.mix_k)?,
             slots: (0..cfg.max_seqs).map(|_| None).collect(),
             waiting: VecDeque::new(),
             admissions: 0,
+            released: Vec::new(),
             builder: PlanBuilder::new(),
             rows: Vec::new(),
             logits: Vec::new(),
@@ -194,8 +211,7 @@ impl<B: Backend> Scheduler<B> {
     }
 
     /// Queues a request under `id` (ids are the caller's; they must be unique among live
-    /// sequences). With `prompt_logits`, every prompt position's logits are reported
-    /// ([`Event::PromptLogits`]); with `max_tokens` 0 such a request ends after its prefill.
+    /// sequences), with `opts`.
     ///
     /// # Errors
     /// What [`Scheduler::check`] finds.
@@ -204,14 +220,10 @@ impl<B: Backend> Scheduler<B> {
         model: &Model<B>,
         id: u64,
         req: GenRequest,
-        prompt_logits: bool,
+        opts: SeqOptions,
     ) -> Result<()> {
         self.check(model, &req)?;
-        self.waiting.push_back(Waiting {
-            id,
-            req,
-            prompt_logits,
-        });
+        self.waiting.push_back(Waiting { id, req, opts });
         Ok(())
     }
 
@@ -223,11 +235,14 @@ impl<B: Backend> Scheduler<B> {
         }
         match self
             .slots
-            .iter_mut()
-            .find(|s| s.as_ref().is_some_and(|r| r.id == id))
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|r| r.id == id))
         {
-            Some(s) => {
-                *s = None;
+            Some(slot) => {
+                let r = self.slots[slot].take().expect("found above");
+                if self.cfg.sparse_kv {
+                    self.released.push((slot, r.seq.tokens.len()));
+                }
                 true
             }
             None => false,
@@ -293,7 +308,7 @@ impl<B: Backend> Scheduler<B> {
             } else {
                 w.req.segments
             };
-            if w.req.params.max_tokens == 0 && !w.prompt_logits {
+            if w.req.params.max_tokens == 0 && !w.opts.prompt_logits {
                 finished.push((
                     w.id,
                     GenOutput {
@@ -317,7 +332,7 @@ impl<B: Backend> Scheduler<B> {
                 prompt_len,
                 max_tokens: w.req.params.max_tokens,
                 sampler: Sampler::new(w.req.params),
-                prompt_logits: w.prompt_logits,
+                opts: w.opts,
                 admitted: self.admissions,
             });
         }
@@ -356,7 +371,7 @@ impl<B: Backend> Scheduler<B> {
             // Advanced before the forward: if it fails, the step's error ends everything.
             s.cached = to;
             for (k, pos) in (from..to).enumerate() {
-                let prompt = r.prompt_logits && pos < r.prompt_len;
+                let prompt = r.opts.prompt_logits && pos < r.prompt_len;
                 let sample = pos + 1 == s.tokens.len();
                 if prompt || sample {
                     b.plan.logit_rows.push((first + k) as u32);
@@ -386,6 +401,10 @@ impl<B: Backend> Scheduler<B> {
         mut on_event: impl FnMut(Event<'_>) -> Result<Control>,
     ) -> Result<StepReport> {
         let mut report = StepReport::default();
+        for (slot, positions) in self.released.drain(..) {
+            self.kv
+                .release_slot(&model.backend, &model.config, slot, positions);
+        }
         self.admit(&mut report.finished);
         if self.slots.iter().all(Option::is_none) {
             return Ok(report);
@@ -429,7 +448,7 @@ impl<B: Backend> Scheduler<B> {
                 if !has_prompt {
                     self.stats.decode_tokens += 1;
                 }
-                if eos.contains(&id) {
+                if eos.contains(&id) && !r.opts.ignore_eos {
                     finish = Some(FinishReason::Eos);
                 } else {
                     r.seq.tokens.push(id);
@@ -457,6 +476,9 @@ impl<B: Backend> Scheduler<B> {
             }
             if let Some(f) = finish {
                 let r = self.slots[row.slot].take().expect("checked above");
+                if self.cfg.sparse_kv {
+                    self.released.push((row.slot, r.seq.tokens.len()));
+                }
                 report.finished.push((
                     r.id,
                     GenOutput {

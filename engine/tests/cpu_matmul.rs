@@ -67,8 +67,7 @@ fn matmul_matches_f64_reference() {
 #[test]
 fn amx_matmul_matches_bf16_reference() {
     if !dlp_engine::cpu::amx_available() {
-        println!("skipped: this CPU or OS has no AMX-BF16 (nothing to test here)");
-        return;
+        return dlp_skip::skip(dlp_skip::kind::AMX, "this CPU or OS has no AMX-BF16", None);
     }
     let be = CpuBackend::with_options(CpuOptions {
         amx: true,

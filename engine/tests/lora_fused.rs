@@ -59,8 +59,7 @@ fn fused_pair_matches_naive_loop() {
 #[test]
 fn amx_fused_pair_matches_naive_loop() {
     if !dlp_engine::cpu::amx_available() {
-        println!("skipped: this CPU or OS has no AMX-BF16 (nothing to test here)");
-        return;
+        return dlp_skip::skip(dlp_skip::kind::AMX, "this CPU or OS has no AMX-BF16", None);
     }
     for f16 in [false, true] {
         // At least `AMX_MIN_ROWS` tokens: fewer stay on the f32 kernels.
@@ -228,8 +227,7 @@ fn fused_decode_linears_match_op_by_op() {
 #[test]
 fn amx_batch_linears_match_op_by_op() {
     if !dlp_engine::cpu::amx_available() {
-        println!("skipped: this CPU or OS has no AMX-BF16 (nothing to test here)");
-        return;
+        return dlp_skip::skip(dlp_skip::kind::AMX, "this CPU or OS has no AMX-BF16", None);
     }
     // 2 tokens: below `AMX_MIN_ROWS`, the f32 kernels on both sides.
     for tokens in [2, 9, 17, 32, 33, 70] {

@@ -63,6 +63,30 @@ pub struct RouterConfig {
     /// Training hyper-parameters and data summary, free-form.
     #[serde(default)]
     pub training: Option<serde_json::Value>,
+    /// Which labels came from which training, in order: a `scratch` training, then any
+    /// `extend`s (`train-router --extend`). Empty for routers written before extension.
+    #[serde(default)]
+    pub trainings: Vec<TrainingRecord>,
+    /// The per-label feature statistics file that extension needs (relative to the router
+    /// directory); None for routers written before extension existed.
+    #[serde(default)]
+    pub feature_stats: Option<String>,
+}
+
+/// One training that gave a router labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// `scratch` (the body and the first labels) or `extend` (output rows only).
+    pub kind: String,
+    /// The labels it added, in logit order.
+    pub labels: Vec<String>,
+    /// Training examples it read.
+    pub examples: usize,
+    /// Wall-clock seconds.
+    pub seconds: f32,
+    /// Its settings, free-form.
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
 }
 
 fn one() -> f32 {

@@ -23,6 +23,8 @@
 pub mod config;
 pub mod data;
 mod error;
+#[cfg(feature = "train")]
+pub mod extend;
 #[cfg(feature = "plot")]
 pub mod heatmap;
 pub mod labels;

@@ -50,6 +50,17 @@ impl RouterWeights {
     /// Logits for a batch of token-id sequences. Ids outside the table are ignored; a sequence
     /// with no usable token pools to the zero vector (the router's prior, from the biases).
     pub fn logits(&self, batch: &[Vec<u32>]) -> Vec<Vec<f32>> {
+        let last = self.layers.last().expect("a router has at least one layer");
+        self.features(batch)
+            .iter()
+            .map(|x| dense(last, x, false))
+            .collect()
+    }
+
+    /// The last hidden layer's activations (the input of the output layer), one row per
+    /// sequence: what router extension learns new labels from. With a single layer, the
+    /// pooled embeddings.
+    pub fn features(&self, batch: &[Vec<u32>]) -> Vec<Vec<f32>> {
         let mut x: Vec<f32> = vec![0.0; batch.len() * self.dim];
         for (row, ids) in x.chunks_mut(self.dim).zip(batch) {
             let mut n = 0usize;
@@ -66,20 +77,19 @@ impl RouterWeights {
                 row.iter_mut().for_each(|r| *r *= inv);
             }
         }
-        for (k, layer) in self.layers.iter().enumerate() {
-            let relu = k + 1 < self.layers.len();
+        let mut width = self.dim;
+        for layer in &self.layers[..self.layers.len() - 1] {
             let mut y = vec![0.0f32; batch.len() * layer.outputs];
             // Output-major loop: each weight row is read once per batch, from cache after that.
             for (o, w) in layer.weight.chunks_exact(layer.inputs).enumerate() {
                 for (b, xb) in x.chunks_exact(layer.inputs).enumerate() {
-                    let v = dot(w, xb) + layer.bias[o];
-                    y[b * layer.outputs + o] = if relu { v.max(0.0) } else { v };
+                    y[b * layer.outputs + o] = (dot(w, xb) + layer.bias[o]).max(0.0);
                 }
             }
             x = y;
+            width = layer.outputs;
         }
-        let n_out = self.layers.last().map_or(self.dim, |l| l.outputs);
-        x.chunks_exact(n_out).map(<[f32]>::to_vec).collect()
+        x.chunks_exact(width).map(<[f32]>::to_vec).collect()
     }
 
     /// Writes the weights as safetensors (see [`WEIGHTS_FILE`] for the names and layouts).
@@ -154,6 +164,23 @@ impl RouterWeights {
     }
 }
 
+/// `W x + b` of one layer for one input, ReLU'd when `relu`.
+pub fn dense(layer: &Dense, x: &[f32], relu: bool) -> Vec<f32> {
+    layer
+        .weight
+        .chunks_exact(layer.inputs)
+        .zip(&layer.bias)
+        .map(|(w, b)| {
+            let v = dot(w, x) + b;
+            if relu {
+                v.max(0.0)
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent partial sums let the compiler vectorise without reassociation flags.
     let mut acc = [0.0f32; 8];
@@ -186,9 +213,18 @@ pub fn encode(
     max_tokens: usize,
 ) -> Result<Vec<Vec<u32>>, RouterError> {
     let trimmed: Vec<&str> = texts.iter().map(|t| t.trim()).collect();
-    let enc = tokenizer
-        .encode_batch(trimmed, false)
-        .map_err(|e| RouterError::Tokenizer(e.to_string()))?;
+    // A few texts (routing a request) are encoded on the caller's thread: `encode_batch` runs
+    // on rayon's global pool, which a server's forward passes keep busy, so a request would
+    // wait for a whole step. Training's thousands go in parallel.
+    let enc = if trimmed.len() < 64 {
+        trimmed
+            .into_iter()
+            .map(|t| tokenizer.encode(t, false))
+            .collect::<Result<Vec<_>, _>>()
+    } else {
+        tokenizer.encode_batch(trimmed, false)
+    }
+    .map_err(|e| RouterError::Tokenizer(e.to_string()))?;
     Ok(enc
         .into_iter()
         .map(|e| {
@@ -264,6 +300,12 @@ impl Router {
         }
         self.config.tokenizer = crate::config::TOKENIZER_FILE.into();
         self.save(dir)
+    }
+
+    /// Records that the router directory holds per-label feature statistics in `file` (see
+    /// [`crate::extend`]); saved with the config.
+    pub fn set_feature_stats(&mut self, file: &str) {
+        self.config.feature_stats = Some(file.to_string());
     }
 
     /// The adapter names, in logit order.

@@ -390,7 +390,7 @@ pub fn train(
     let config = RouterConfig {
         format: FORMAT.into(),
         num_params: param_count(vocab, cfg.embed_dim, &cfg.hidden, labels.len()),
-        labels,
+        labels: labels.clone(),
         tokenizer: TOKENIZER_FILE.into(),
         vocab_size: vocab,
         embed_dim: cfg.embed_dim,
@@ -407,6 +407,14 @@ pub fn train(
             "seconds": seconds,
             "history": history,
         })),
+        trainings: vec![crate::config::TrainingRecord {
+            kind: "scratch".into(),
+            labels: labels.clone(),
+            examples: train.len(),
+            seconds,
+            settings: None,
+        }],
+        feature_stats: None,
     };
     Ok(TrainOutcome {
         router: Router::from_parts(config, tokenizer, weights),

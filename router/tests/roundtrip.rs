@@ -75,6 +75,8 @@ fn router_dir_round_trip() {
         temperature: 1.0,
         dev: None,
         training: None,
+        trainings: Vec::new(),
+        feature_stats: None,
     };
     let mut router = Router::from_parts(config, tokenizer, weights(vocab, &[8, 16, 16, 8, 3]));
     let dir = common::scratch_dir("router");

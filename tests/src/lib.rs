@@ -62,17 +62,36 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
     None
 }
 
-/// Whether environment variable `var` is set to `1`.
-pub fn required(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| v == "1")
+pub use dlp_skip::{kind, required};
+
+/// Records a skip ([`dlp_skip::skip`]), or panics when `require_var` is `1` (CI turns skips
+/// into failures). The kind of reason follows from the variable.
+pub fn skip_unless_required(why: &str, require_var: &str) {
+    let k = match require_var {
+        "DLP_REQUIRE_FIXTURES" => kind::FIXTURES,
+        "DLP_REQUIRE_WGPU" | "DLP_REQUIRE_WGPU_F16" => kind::WGPU,
+        "DLP_REQUIRE_CUDA" => kind::CUDA,
+        "DLP_REQUIRE_NVRTC" => kind::NVRTC,
+        "DLP_REQUIRE_PYTHON" => kind::PYTHON,
+        other => other,
+    };
+    dlp_skip::skip(k, why, Some(require_var));
 }
 
-/// Prints `SKIPPED: why`, or panics when `require_var` is `1` (CI turns skips into failures).
-pub fn skip_unless_required(why: &str, require_var: &str) {
-    if required(require_var) {
-        panic!("{why}; {require_var}=1 makes this a failure");
+/// Records a check left out because the only adapter here is a software one (lavapipe) on
+/// which it would take minutes; never required.
+pub fn skip_slow_software(why: &str) {
+    dlp_skip::skip("too slow on a software GPU", why, None);
+}
+
+/// Says (as a recorded skip) that this CPU or OS has no AMX-BF16, when it has none; then the
+/// caller returns.
+pub fn no_amx() -> bool {
+    if dlp_engine::cpu::amx_available() {
+        return false;
     }
-    eprintln!("SKIPPED: {why}");
+    dlp_skip::skip(kind::AMX, "this CPU or OS has no AMX-BF16", None);
+    true
 }
 
 /// The backend `made`, or `None` after [`skip_unless_required`] when it could not be created.

@@ -59,8 +59,7 @@ mod amx {
     use super::*;
 
     fn run_fixture(name: &str) {
-        if !dlp_engine::cpu::amx_available() {
-            println!("skipped {name}: this CPU or OS has no AMX-BF16");
+        if dlp_tests::no_amx() {
             return;
         }
         let backend = CpuBackend::with_options(CpuOptions {

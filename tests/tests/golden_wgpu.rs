@@ -7,7 +7,7 @@
 use dlp_engine::generate::{score_batch, ScoreMode, DEFAULT_STEP_TOKENS};
 use dlp_engine::Backend;
 use dlp_tests::{
-    backend_or_skip, check_case_within, fixture_tests, fixtures, required, run_golden_with,
+    backend_or_skip, check_case_within, fixture_tests, fixtures, run_golden_with,
     skip_unless_required, Fixture,
 };
 use dlp_wgpu::{AdapterPolicy, WgpuBackend, WgpuOptions};
@@ -58,20 +58,16 @@ fn run_fixture_f16(name: &str) {
     let b = match WgpuBackend::with_options(AdapterPolicy::AllowSoftware, opts) {
         Ok(b) => b,
         Err(e) if e.to_string().contains("SHADER_F16") => {
-            println!("unsupported: {e}");
-            if required("DLP_REQUIRE_WGPU_F16") {
-                panic!("DLP_REQUIRE_WGPU_F16=1 makes a missing SHADER_F16 a failure: {e}");
-            }
-            return;
+            return skip_unless_required(&format!("unsupported: {e}"), "DLP_REQUIRE_WGPU_F16");
         }
         Err(e) => return skip_unless_required(&format!("no backend: {e}"), "DLP_REQUIRE_WGPU"),
     };
     if name == "smollm2" && b.is_software() {
         // About two minutes on lavapipe (2 cores); the tiny fixtures check the same f16 path.
-        return println!(
-            "SKIPPED: smollm2 with f16 weights is too slow on {}",
+        return dlp_tests::skip_slow_software(&format!(
+            "smollm2 with f16 weights is too slow on {} (the tiny fixtures check the f16 path)",
             b.name()
-        );
+        ));
     }
     assert!(b.f16_weights());
     let fx = Fixture::open(&dir);

@@ -11,7 +11,7 @@ use dlp_engine::{Backend, HostTensor, StepPlan, NO_ADAPTER};
 use dlp_tests::parity::{
     assert_all_pass, cases, f16_weight_cases, run_all, run_case, run_cases, Op, Outcome, ParityCase,
 };
-use dlp_tests::{backend_or_skip, required};
+use dlp_tests::{backend_or_skip, skip_unless_required};
 use dlp_wgpu::{round_f16, AdapterPolicy, WgpuBackend, WgpuOptions};
 
 fn backend(cap: Option<u64>) -> Option<WgpuBackend> {
@@ -45,10 +45,7 @@ fn backend_f16(cap: Option<u64>) -> Option<WgpuBackend> {
         .expect("f16 weights on an adapter without SHADER_F16")
         .to_string();
     assert!(m.contains(&info.name) && m.contains("SHADER_F16"), "{m}");
-    println!("unsupported: {m}");
-    if required("DLP_REQUIRE_WGPU_F16") {
-        panic!("DLP_REQUIRE_WGPU_F16=1 makes a missing SHADER_F16 a failure: {m}");
-    }
+    skip_unless_required(&format!("unsupported: {m}"), "DLP_REQUIRE_WGPU_F16");
     None
 }
 

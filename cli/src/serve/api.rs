@@ -77,6 +77,8 @@ pub struct Job {
     pub echo: bool,
     /// Which adapters serve it.
     pub selection: Selection,
+    /// Generate through end-of-sequence tokens (vLLM's extension, for load tests).
+    pub ignore_eos: bool,
 }
 
 /// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its
@@ -105,6 +107,7 @@ macro_rules! common_fields {
             top_k: i64,
             min_p: f64,
             repetition_penalty: f64,
+            ignore_eos: bool,
             // dlp-run's extensions.
             lora_mixture: Value,
             dlp_route_by: String,
@@ -290,6 +293,7 @@ fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         job.n = n as usize;
     }
     job.stream = c.stream.unwrap_or(false);
+    job.ignore_eos = c.ignore_eos.unwrap_or(false);
     if let Some(o) = c.stream_options {
         if !job.stream {
             return Err(ApiError::bad_param(
@@ -426,6 +430,7 @@ fn new_job(endpoint: Endpoint) -> Job {
         logprobs: None,
         echo: false,
         selection: Selection::Base,
+        ignore_eos: false,
     }
 }
 

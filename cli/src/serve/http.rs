@@ -409,6 +409,7 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
                     job.selection,
                     Selection::Router(crate::routing::RouteBy::Sentence)
                 ),
+                ignore_eos: job.ignore_eos,
                 decisions: p.decisions.clone(),
             });
         }

@@ -187,6 +187,7 @@ impl WithBackend for &ServeArgs {
             capacity: context,
             step_tokens: args.max_batch_tokens,
             mix_k: names.len().max(64),
+            sparse_kv: true,
         };
         let shared = Arc::new(worker::Shared {
             metrics: metrics::Metrics::new(),

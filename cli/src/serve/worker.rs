@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use dlp_engine::generate::{Control, FinishReason, GenRequest};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::model::Model;
-use dlp_engine::scheduler::{Event as StepEvent, Scheduler, SchedulerConfig};
+use dlp_engine::scheduler::{Event as StepEvent, Scheduler, SchedulerConfig, SeqOptions};
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::{Backend, SamplingParams};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
@@ -42,6 +42,8 @@ pub struct SeqSpec {
     pub logprobs: Option<usize>,
     /// Re-route after every generated sentence.
     pub reroute: bool,
+    /// Generate through end-of-sequence tokens (vLLM's `ignore_eos`).
+    pub ignore_eos: bool,
     /// The routing decisions behind `segments` (for the response's `dlp` object).
     pub decisions: Vec<Decision>,
 }
@@ -337,6 +339,11 @@ impl<'t, B: Backend> Worker<'t, B> {
         next_id: &mut u64,
     ) {
         let n = sub.seqs.len();
+        tracing::debug!(
+            seqs = n,
+            waited_ms = sub.arrived.elapsed().as_secs_f64() * 1e3,
+            "request reached the engine"
+        );
         let mut added = Vec::with_capacity(n);
         let mut failed = None;
         for spec in sub.seqs {
@@ -360,7 +367,11 @@ impl<'t, B: Backend> Worker<'t, B> {
                 segments,
                 params: spec.params.clone(),
             };
-            if let Err(e) = sched.add(&self.model, id, req, spec.prompt_logprobs.is_some()) {
+            let opts = SeqOptions {
+                prompt_logits: spec.prompt_logprobs.is_some(),
+                ignore_eos: spec.ignore_eos,
+            };
+            if let Err(e) = sched.add(&self.model, id, req, opts) {
                 failed = Some(ApiError::bad(e.to_string()));
                 break;
             }
@@ -534,9 +545,9 @@ impl<'t, B: Backend> Worker<'t, B> {
                 };
                 metrics.generation_tokens.inc();
                 if std::mem::replace(&mut l.first_token, false) {
-                    metrics
-                        .time_to_first_token
-                        .observe(l.arrived.elapsed().as_secs_f64());
+                    let t = l.arrived.elapsed().as_secs_f64();
+                    metrics.time_to_first_token.observe(t);
+                    tracing::debug!(id, ttft_ms = t * 1e3, "first token");
                 }
                 let lp = l.logprobs.map(|n| token_logprob(logits, token, n));
                 let (control, decision) =

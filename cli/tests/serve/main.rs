@@ -282,7 +282,10 @@ fn concurrent_mixtures_equal_alone() {
         let alone = s.ok("/v1/chat/completions", &alone_body);
         let alone_text = text_of(&alone);
         if text != alone_text {
-            let (x, y) = (chat_tokens(events), chat_tokens(std::slice::from_ref(&alone)));
+            let (x, y) = (
+                chat_tokens(events),
+                chat_tokens(std::slice::from_ref(&alone)),
+            );
             let k = x.iter().zip(&y).position(|(p, q)| p.0 != q.0).unwrap_or(0);
             let margin = y[k].1 - y[k].2;
             assert!(

@@ -420,8 +420,11 @@ mod tests {
     #[test]
     fn exp16_matches_f64() {
         if !available() {
-            println!("skipped: this CPU has no AVX-512 (exp16 is not used here)");
-            return;
+            return dlp_skip::skip(
+                dlp_skip::kind::AVX512,
+                "this CPU has no AVX-512 (exp16 is not used here)",
+                None,
+            );
         }
         let mut worst = 0f64;
         let xs: Vec<f32> = (0..200_000)

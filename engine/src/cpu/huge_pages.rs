@@ -53,6 +53,35 @@ pub fn advise_lazy<T>(v: &[T]) -> Advice {
     advise(start.next_multiple_of(HUGE), end & !(HUGE - 1), HUGEPAGE)
 }
 
+/// Gives the whole 4 KiB pages inside `v` back to the kernel (`MADV_DONTNEED`): they read as
+/// zeros afterwards and count in resident memory again only once written. For a server's KV
+/// slot whose sequence has ended, so memory follows what running sequences hold.
+pub fn discard(v: &mut [f32]) -> Advice {
+    const PAGE: usize = 4096;
+    let (start, end) = span(v);
+    let (from, to) = (start.next_multiple_of(PAGE), end & !(PAGE - 1));
+    if to <= from {
+        return Advice::TooSmall;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the range is whole pages inside `v`, which we hold mutably; they belong to
+        // this allocation alone (private anonymous memory, heap or mmap), and after the call
+        // they read as zero, a valid f32 — exactly as if we had written zeros.
+        let rc =
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
+        if rc == 0 {
+            Advice::Taken
+        } else {
+            Advice::Refused(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Advice::Refused(0)
+    }
+}
+
 fn span<T>(v: &[T]) -> (usize, usize) {
     let start = v.as_ptr() as usize;
     (start, start + std::mem::size_of_val(v))
@@ -121,18 +150,28 @@ mod tests {
         let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
             .unwrap_or_default();
         if thp.is_empty() || thp.contains("[never]") {
-            eprintln!("skipped: this kernel has no transparent huge pages ({thp:?})");
-            return;
+            return dlp_skip::skip(
+                dlp_skip::kind::HUGE_PAGES,
+                &format!("this kernel has no transparent huge pages ({thp:?})"),
+                None,
+            );
         }
         let v: Vec<u8> = (0..12 << 20).map(|i| (i % 251) as u8).collect();
         match collapse(&v) {
             Advice::Taken => {}
             Advice::Refused(e) if e == libc::EINVAL => {
-                eprintln!("skipped: this kernel has no MADV_COLLAPSE (EINVAL)");
-                return;
+                return dlp_skip::skip(
+                    dlp_skip::kind::HUGE_PAGES,
+                    "this kernel has no MADV_COLLAPSE (EINVAL)",
+                    None,
+                );
             }
             Advice::Refused(e) if e == libc::EAGAIN || e == libc::ENOMEM => {
-                eprintln!("skipped: the kernel found no free huge page just now (errno {e})");
+                dlp_skip::skip(
+                    dlp_skip::kind::HUGE_PAGES,
+                    &format!("the kernel found no free huge page just now (errno {e})"),
+                    None,
+                );
                 return;
             }
             other => panic!("collapse of a 12 MiB buffer: {other:?}"),

@@ -154,9 +154,24 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+
+    fn release_kv(&self, buf: &mut Vec<f32>, from: usize, len: usize) {
+        let end = (from + len).min(buf.len());
+        if from < end {
+            huge_pages::discard(&mut buf[from..end]);
+        }
+    }
+
+    fn alloc_kv(&self, len: usize, sparse: bool) -> Result<Vec<f32>> {
+        // Zeroed memory is committed as it is first written. A cache that fills up gets huge
+        // pages (fewer TLB misses in attention); a sparse one keeps 4 KiB pages, or every
+        // slot's first few positions would commit 2 MiB per layer (GiBs for a server).
         let v = vec![0.0; len];
-        // Large buffers (the KV cache) fill lazily: huge pages as they are first written.
-        huge_pages::advise_lazy(&v);
+        if !sparse {
+            huge_pages::advise_lazy(&v);
+        }
         Ok(v)
     }
 

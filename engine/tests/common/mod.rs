@@ -23,10 +23,7 @@ pub fn fixture(rel: &str) -> Option<PathBuf> {
         "fixture {} not found (set DLP_FIXTURES to the fixtures folder)",
         p.display()
     );
-    if std::env::var("DLP_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
+    dlp_skip::skip(dlp_skip::kind::FIXTURES, &why, Some("DLP_REQUIRE_FIXTURES"));
     None
 }
 

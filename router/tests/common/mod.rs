@@ -38,10 +38,7 @@ pub fn require(path: PathBuf, test: &str) -> Option<PathBuf> {
         "{test}: fixture {} not found (set DLP_FIXTURES / DLP_DATA)",
         path.display()
     );
-    if std::env::var("DLP_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-        panic!("{msg}, and DLP_REQUIRE_FIXTURES=1");
-    }
-    eprintln!("{msg}: skipped");
+    dlp_skip::skip(dlp_skip::kind::FIXTURES, &msg, Some("DLP_REQUIRE_FIXTURES"));
     None
 }
 

@@ -1,0 +1,110 @@
+//! `dlp-run train-router --extend DIR`: new labels on a trained router without its body or its
+//! old tasks' data ([`dlp_router::extend`]).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use dlp_router::data::{find_split_files, read_all, Fields};
+use dlp_router::extend::{extend, ExtendConfig, FeatureStats, STATS_FILE};
+use dlp_router::Router;
+
+use crate::router_cmd::TrainRouterArgs;
+
+/// Loads the router in `dir` and its feature statistics, or says why it cannot be extended.
+fn load_extendable(dir: &Path) -> Result<(Router, FeatureStats)> {
+    let router = Router::load(dir)
+        .with_context(|| format!("--extend {}: loading the router", dir.display()))?;
+    let Some(file) = router.config().feature_stats.clone() else {
+        bail!(
+            "--extend {}: this router has no feature statistics (it was trained before dlp-run could extend routers); retrain it once with `dlp-run train-router` (same data and flags), after which it can be extended",
+            dir.display()
+        );
+    };
+    let c = router.config();
+    let dim = c.hidden.last().copied().unwrap_or(c.embed_dim);
+    let stats = FeatureStats::load(&dir.join(&file), c.labels.len(), dim)
+        .with_context(|| format!("--extend {}: reading {file}", dir.display()))?;
+    Ok((router, stats))
+}
+
+/// Runs `train-router --extend DIR`.
+pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
+    let (router, stats) = load_extendable(dir)?;
+    let fields = Fields {
+        text: args.text_field.clone(),
+        label: args.label_field.clone(),
+    };
+    let files = find_split_files(&args.data, "train")?;
+    if files.is_empty() {
+        bail!("no data for the new labels: --data names no jsonl file and no directory with train.jsonl");
+    }
+    let new = read_all(&files, &fields)?;
+    if new.is_empty() {
+        bail!(
+            "no examples for the new labels in {} (empty file?)",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let dev_inputs: Vec<_> = if args.dev.is_empty() {
+        args.data.iter().filter(|p| p.is_dir()).cloned().collect()
+    } else {
+        args.dev.clone()
+    };
+    let dev = read_all(&find_split_files(&dev_inputs, "dev")?, &fields)?;
+    let cfg = ExtendConfig {
+        steps: args.extend_steps.max(1),
+        seed: args.seed,
+        progress: !args.quiet,
+        ..ExtendConfig::default()
+    };
+    eprintln!(
+        "extending {} ({} labels) with {} examples from {} file(s)",
+        dir.display(),
+        router.labels().len(),
+        new.len(),
+        files.len()
+    );
+    // Dev examples of labels the extended router will know (old labels' dev data is optional).
+    let out = extend(&router, &stats, &new, &cfg)?;
+    let known: Vec<_> = dev
+        .into_iter()
+        .filter(|e| out.router.labels().contains(&e.label))
+        .collect();
+    let dev_metrics = if known.is_empty() {
+        None
+    } else {
+        Some(dlp_router::extend::dev_metrics(&out.router, &known)?)
+    };
+    let mut extended = out.router;
+    extended.set_feature_stats(STATS_FILE);
+    let tokenizer = router.config().tokenizer_path(dir);
+    extended.save_self_contained(&args.out, &tokenizer)?;
+    out.stats.save(&args.out.join(STATS_FILE))?;
+    println!(
+        "added {} label(s): {} (now {}: {})",
+        out.new_labels.len(),
+        out.new_labels.join(", "),
+        extended.labels().len(),
+        extended.labels().join(", ")
+    );
+    println!(
+        "fitted the new output rows in {:.1} s (body and old rows unchanged)",
+        out.seconds
+    );
+    if let Some(d) = dev_metrics {
+        println!(
+            "dev ({} texts of the router's labels): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  sentence top-1 {:.2}%",
+            d.examples,
+            100.0 * d.top1,
+            100.0 * d.topp_containment,
+            d.mean_adapters,
+            100.0 * d.sentence_top1
+        );
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
