@@ -47,6 +47,11 @@ pub struct BenchArgs {
     /// `--adapter` is given, so that K up to 8 can be fused.
     #[arg(long, value_name = "N")]
     pub synthetic_adapters: Option<usize>,
+    /// The numbers of fused adapters to measure (the paper's time against number of LoRAs),
+    /// e.g. `--fused 1,5,10,20 --synthetic-adapters 20` (K = 1 is the `single` row). Default:
+    /// 2,3,5,8 (3 with --quick).
+    #[arg(long, value_delimiter = ',', value_name = "K,...")]
+    pub fused: Vec<usize>,
     /// Rank of the synthetic adapters.
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
@@ -129,8 +134,8 @@ fn equal_mix(first: usize, k: usize, n_adapters: usize) -> Mixture {
         .collect()
 }
 
-/// The scenarios of a run with `n` adapters loaded.
-pub fn scenarios(n: usize, quick: bool, with_router: bool) -> Vec<Scenario> {
+/// The scenarios of a run with `n` adapters loaded; `fused` replaces the fused-K list.
+pub fn scenarios(n: usize, quick: bool, with_router: bool, fused: &[usize]) -> Vec<Scenario> {
     let fixed = |name: String, k: usize, batch: usize, mixes: Vec<Mixture>| Scenario {
         name,
         k,
@@ -141,8 +146,12 @@ pub fn scenarios(n: usize, quick: bool, with_router: bool) -> Vec<Scenario> {
         fixed("base".into(), 0, 1, vec![vec![]]),
         fixed("single".into(), 1, 1, vec![vec![(0, 1.0)]]),
     ];
-    let ks: &[usize] = if quick { &[3] } else { &[2, 3, 5, 8] };
-    for &k in ks.iter().filter(|&&k| k <= n) {
+    let ks: &[usize] = match (fused.is_empty(), quick) {
+        (false, _) => fused,
+        (true, true) => &[3],
+        (true, false) => &[2, 3, 5, 8],
+    };
+    for &k in ks.iter().filter(|&&k| k <= n && k >= 2) {
         v.push(fixed(format!("fused{k}"), k, 1, vec![equal_mix(0, k, n)]));
     }
     if with_router && !quick {
@@ -250,7 +259,18 @@ impl WithBackend for &BenchArgs {
         let rendered = render_prompt(tok, chat, None, Some(text), None)?;
         let (ids, starts) = encode_prompt(tok, &rendered.text)?;
         let routing = bench_routing(args, tok, &names)?;
-        let mut plans = scenarios(adapters.len(), args.quick, args.router.is_some());
+        if let Some(&k) = args.fused.iter().find(|&&k| k > adapters.len() || k == 0) {
+            bail!(
+                "--fused {k}: needs {k} adapters and {} are loaded (add --synthetic-adapters {k}; K is at least 1)",
+                adapters.len()
+            );
+        }
+        let mut plans = scenarios(
+            adapters.len(),
+            args.quick,
+            args.router.is_some(),
+            &args.fused,
+        );
         let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
         if let Some(bad) = args.only.iter().find(|o| {
             !plans.iter().any(|p| &p.name == *o)

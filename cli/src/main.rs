@@ -5,6 +5,7 @@ mod bench_memory;
 mod bench_peers;
 mod bench_report;
 mod common;
+mod eval;
 mod generate;
 mod inspect;
 mod pipeline;
@@ -58,6 +59,9 @@ enum Command {
     /// Measure speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs merged
     /// weights vs batches, interleaved in one run, reported as ratios.
     Bench(bench::BenchArgs),
+    /// Evaluate adapters and routing on tasks: accuracy, BLEU/ROUGE, time per example per mode,
+    /// the router's top-p swept, mixed-task prompts.
+    Eval(eval::EvalArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (continuous batching; every request
     /// with its own adapter mixture, or routed by the DLP router with `"model": "auto"`).
     Serve(serve::ServeArgs),
@@ -89,6 +93,10 @@ fn main() {
             .init_threads()
             .and_then(|_| common::with_backend(&a.model, a)),
         Command::Bench(a) => a
+            .model
+            .init_threads()
+            .and_then(|_| common::with_backend(&a.model, a)),
+        Command::Eval(a) => a
             .model
             .init_threads()
             .and_then(|_| common::with_backend(&a.model, a)),

@@ -229,11 +229,35 @@ impl Routing {
             .route(texts, select)
             .into_iter()
             .map(|m| {
-                m.into_iter()
-                    .map(|(label, w)| (self.slot_of_label[label], w))
-                    .collect()
+                // Labels that share an adapter (a label map) add their weights.
+                let mut mix: Mixture = Vec::with_capacity(m.len());
+                for (label, w) in m {
+                    let slot = self.slot_of_label[label];
+                    match mix.iter_mut().find(|e| e.0 == slot) {
+                        Some(e) => e.1 += w,
+                        None => mix.push((slot, w)),
+                    }
+                }
+                mix
             })
             .collect()
+    }
+
+    /// A router whose labels point at adapter slots through `slot_of_label` (several labels
+    /// may share an adapter: a task without an adapter of its own routed to its family's).
+    pub fn with_slots(
+        router: Arc<Router>,
+        select: SelectConfig,
+        by: RouteBy,
+        slot_of_label: Vec<usize>,
+    ) -> Self {
+        Routing {
+            router,
+            select,
+            slot_of_label,
+            by,
+            show: false,
+        }
     }
 
     /// Routes a prompt whose tokens start at byte offsets `token_starts` of `rendered`, where

@@ -1,0 +1,210 @@
+//! Task examples for `dlp-run eval`: the jsonl files of `../shared/data/tasks`, which adapter
+//! answers which task (the oracle, and router labels without an adapter of their own), and
+//! composed prompts that ask several tasks' questions at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use dlp_router::metrics::{default_families, family_of};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use serde_json::Value;
+
+use super::metrics::Kind;
+
+/// One question: its text, the gold solution and answer, and how it is scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// The task it comes from.
+    pub task: String,
+    /// The user message.
+    pub instruction: String,
+    /// The gold solution text (BLEU / ROUGE reference; teacher-forced continuation).
+    pub output: String,
+    /// The gold answer (option label or number).
+    pub answer: String,
+    /// How it is scored.
+    pub kind: Kind,
+}
+
+/// The jsonl files named by `--data`: files as given; directories as `DIR/<split>.jsonl` or
+/// `DIR/<task>/<split>.jsonl`.
+pub fn data_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>> {
+    let files = dlp_router::data::find_split_files(inputs, split)?;
+    if files.is_empty() {
+        bail!(
+            "--data: no {split}.jsonl found in {} (give jsonl files, or directories holding <task>/{split}.jsonl)",
+            inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(files)
+}
+
+/// Reads every example of `path`, checking each line's fields.
+pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let v: Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        let field = |name: &str| -> Result<String> {
+            match v.get(name) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                // Numeric answers are sometimes stored as numbers.
+                Some(Value::Number(n)) if name == "answer" => Ok(n.to_string()),
+                Some(other) => bail!("{}: field `{name}` must be a string, found {other}", at()),
+                None => bail!(
+                    "{}: missing field `{name}` (each line needs task, instruction, output, answer, kind)",
+                    at()
+                ),
+            }
+        };
+        let kind = match field("kind")?.as_str() {
+            "mcq" => Kind::Mcq,
+            "qa" => Kind::Qa,
+            other => bail!(
+                "{}: unknown `kind` {other:?} (expected \"mcq\" or \"qa\")",
+                at()
+            ),
+        };
+        out.push(Example {
+            task: field("task")?,
+            instruction: field("instruction")?,
+            output: field("output")?,
+            answer: field("answer")?,
+            kind,
+        });
+    }
+    if out.is_empty() {
+        bail!("{}: no examples (empty file)", path.display());
+    }
+    Ok(out)
+}
+
+/// Every example of `files`, at most `limit` per task (the first ones, in file order), grouped
+/// by task in the order tasks first appear.
+pub fn load(files: &[PathBuf], limit: Option<usize>) -> Result<Vec<(String, Vec<Example>)>> {
+    let mut by_task: Vec<(String, Vec<Example>)> = Vec::new();
+    for f in files {
+        for e in read_examples(f)? {
+            let i = match by_task.iter().position(|(t, _)| *t == e.task) {
+                Some(i) => i,
+                None => {
+                    by_task.push((e.task.clone(), Vec::new()));
+                    by_task.len() - 1
+                }
+            };
+            if limit.is_none_or(|n| by_task[i].1.len() < n) {
+                by_task[i].1.push(e);
+            }
+        }
+    }
+    Ok(by_task)
+}
+
+/// Parses `--label-map task=adapter,...`.
+pub fn parse_label_map(s: Option<&str>) -> Result<BTreeMap<String, String>> {
+    let mut m = BTreeMap::new();
+    for part in s.unwrap_or("").split(',').filter(|p| !p.trim().is_empty()) {
+        let (t, a) = part
+            .split_once('=')
+            .with_context(|| format!("--label-map `{part}`: expected TASK=ADAPTER"))?;
+        m.insert(t.trim().to_string(), a.trim().to_string());
+    }
+    Ok(m)
+}
+
+/// The adapter that answers `task`: `--label-map`'s choice; the task's own adapter; the math
+/// word-problem sets (and aqua) gsm8k's; else the first adapter of the task's family.
+pub fn adapter_for(
+    task: &str,
+    adapters: &[String],
+    map: &BTreeMap<String, String>,
+) -> Result<String> {
+    if let Some(a) = map.get(task) {
+        if !adapters.contains(a) {
+            bail!(
+                "--label-map {task}={a}: no adapter `{a}` is loaded (loaded: {})",
+                adapters.join(", ")
+            );
+        }
+        return Ok(a.clone());
+    }
+    if adapters.iter().any(|a| a == task) {
+        return Ok(task.to_string());
+    }
+    let families = default_families();
+    let fam = family_of(&families, task);
+    let math = fam == "math_word" || task == "aqua";
+    if math && adapters.iter().any(|a| a == "gsm8k") {
+        return Ok("gsm8k".into());
+    }
+    if let Some((_, members)) = families.iter().find(|(n, _)| n == fam) {
+        if let Some(a) = members.iter().find(|m| adapters.contains(m)) {
+            return Ok(a.clone());
+        }
+    }
+    bail!(
+        "task `{task}` has no adapter: load one named `{task}`, or map it with --label-map {task}=ADAPTER (loaded: {})",
+        adapters.join(", ")
+    )
+}
+
+/// A prompt that asks the questions of `parts` (different tasks) one after another.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    /// The questions, in prompt order.
+    pub parts: Vec<Example>,
+    /// The user message.
+    pub instruction: String,
+}
+
+/// `n` composed prompts of `k` questions from `k` different tasks each, deterministic for
+/// `seed`; every question is used at most once.
+pub fn compose(
+    tasks: &[(String, Vec<Example>)],
+    k: usize,
+    n: usize,
+    seed: u64,
+) -> Result<Vec<Composed>> {
+    if k < 2 || k > tasks.len() {
+        bail!(
+            "--compose {k}: needs 2 to {} (the number of tasks loaded)",
+            tasks.len()
+        );
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut pools: Vec<Vec<&Example>> = tasks
+        .iter()
+        .map(|(_, ex)| {
+            let mut v: Vec<&Example> = ex.iter().collect();
+            v.shuffle(&mut rng);
+            v
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut order: Vec<usize> = (0..pools.len()).filter(|&t| !pools[t].is_empty()).collect();
+        if order.len() < k {
+            break;
+        }
+        order.shuffle(&mut rng);
+        let parts: Vec<Example> = order[..k]
+            .iter()
+            .map(|&t| pools[t].pop().expect("non-empty").clone())
+            .collect();
+        let instruction = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("Question {}: {}", i + 1, p.instruction.trim()))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        out.push(Composed { parts, instruction });
+    }
+    Ok(out)
+}

@@ -1,0 +1,160 @@
+//! `dlp-run eval`: the DLP-LoRA paper's experiments in the engine. Task accuracy (and BLEU /
+//! ROUGE for free-form answers) of generated answers under each way of choosing adapters,
+//! side by side in one run; the router's top-p swept; prompts that mix tasks; time per
+//! example. Every split runs as large batches, each example with its own mixture.
+
+mod data;
+mod metrics;
+mod modes;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use dlp_engine::Backend;
+
+use crate::common::{ModelArgs, WithBackend};
+use crate::routing::FusionChoice;
+pub use modes::Mode;
+
+/// Evaluate routed, fused adapters on tasks: accuracy (BLEU / ROUGE for `qa` tasks) and time
+/// per example under each mode, side by side.
+///
+/// Data: jsonl lines {task, instruction, output, answer, kind} (`../shared/data/tasks`).
+/// Prompts are the chat template with the instruction as the user message; greedy; at most 16
+/// new tokens for `mcq`, 200 for `qa`; answers extracted as `../shared/adapters/README.md`
+/// states (the last option/true/false match, or the last number).
+///
+/// Example:
+///
+///   dlp-run eval --data ../shared/data/tasks --adapter boolq=... --router routers/tasks
+///     --modes base,oracle,routed --limit 40 --json eval.json --plot eval.png
+#[derive(Debug, Args, Clone)]
+#[command(verbatim_doc_comment)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Task data: jsonl files, or directories holding `<task>/<split>.jsonl` (or
+    /// `<split>.jsonl`).
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE|DIR")]
+    pub data: Vec<PathBuf>,
+    /// Which file of a data directory: dev, test, train.
+    #[arg(long, default_value = "dev")]
+    pub split: String,
+    /// The DLP router (needed by routed, routed-sentence, top1, token-level). Its labels are
+    /// matched to adapters by name; labels without an adapter go to --label-map's choice, or
+    /// their family's adapter (the math sets to gsm8k).
+    #[arg(long, value_name = "DIR")]
+    pub router: Option<PathBuf>,
+    /// Modes to run, side by side (default: all that the loaded parts allow).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub modes: Vec<Mode>,
+    /// First N examples of each task.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Most new tokens (default: 16 for mcq, 200 for qa).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// Router top-p; several values (0.5,0.6,...,1.0) sweep it: the routed modes run at each,
+    /// reporting accuracy, adapters per mixture and time per example; the first is the main
+    /// one.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.9",
+        value_name = "P,..."
+    )]
+    pub route_p: Vec<f32>,
+    /// Keep at most this many adapters per routed mixture (0 = no cap).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_adapters: usize,
+    /// How kept router probabilities become fusion weights.
+    #[arg(long, value_enum, default_value = "renorm")]
+    pub fusion_weights: FusionChoice,
+    /// Adapters for tasks without one of their own, and for router labels without one:
+    /// `task=adapter,...` (e.g. addsub=gsm8k).
+    #[arg(long, value_name = "TASK=ADAPTER,...")]
+    pub label_map: Option<String>,
+    /// Mixed-task prompts: K questions of K different tasks in one user message (a list runs
+    /// each K), scored per question, under base, uniform and the routed modes.
+    #[arg(long, value_delimiter = ',', value_name = "K,...")]
+    pub compose: Vec<usize>,
+    /// Composed prompts per K.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub compose_n: usize,
+    /// Seed of the composed prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch: usize,
+    /// Write every figure (per task and mode, the sweep, the composed prompts, each example's
+    /// completion) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw accuracy per task and mode, and the top-p sweep, as a PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+}
+
+impl EvalArgs {
+    /// The modes to run: as given (each checked against what is loaded), or every one the
+    /// loaded parts allow.
+    fn modes(&self, have_router: bool) -> Result<Vec<Mode>> {
+        if self.modes.is_empty() {
+            let all = [
+                Mode::Base,
+                Mode::Oracle,
+                Mode::Routed,
+                Mode::RoutedSentence,
+                Mode::Top1,
+                Mode::Uniform,
+                Mode::TokenLevel,
+                Mode::TeacherForced,
+            ];
+            return Ok(all
+                .into_iter()
+                .filter(|m| have_router || !m.needs_router())
+                .collect());
+        }
+        if let Some(m) = self.modes.iter().find(|m| m.needs_router() && !have_router) {
+            bail!("--modes {}: needs --router DIR", m.name());
+        }
+        let mut m = self.modes.clone();
+        m.dedup();
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        if self.limit == Some(0) {
+            bail!("--limit must be at least 1");
+        }
+        if let Some(p) = self
+            .route_p
+            .iter()
+            .find(|p| !(0.0..=1.0).contains(*p) || **p == 0.0)
+        {
+            bail!("--route-p {p}: each value must lie in (0, 1]");
+        }
+        if self.route_p.is_empty() {
+            bail!("--route-p needs at least one value");
+        }
+        if self.max_tokens == Some(0) {
+            bail!("--max-tokens must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl WithBackend for &EvalArgs {
+    type Out = ();
+    fn run<B: Backend>(self, backend: B) -> Result<()> {
+        self.check()?;
+        run::run(self, backend)
+    }
+}

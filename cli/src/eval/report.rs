@@ -1,0 +1,563 @@
+//! What `dlp-run eval` reports: per task and mode accuracy (and BLEU / ROUGE for `qa` tasks),
+//! means over tasks, time per example, the top-p sweep, composed prompts — as a table, JSON
+//! (keys `per_task[task][mode].accuracy|bleu|rouge1|rougeL`, `mean[mode].accuracy`,
+//! `time_per_example_s[mode]`) and a PNG.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use serde_json::{json, Value};
+
+use super::data::Example;
+use super::metrics::{self, Kind};
+use super::modes::Mode;
+use super::EvalArgs;
+use dlp_router::segment::split_sentences;
+
+/// One example under one mode.
+pub struct Outcome {
+    pub task: String,
+    pub completion: String,
+    pub extracted: Option<String>,
+    pub correct: bool,
+    /// Tokens generated (teacher-forced: of the gold answer).
+    pub tokens: usize,
+    /// Mean adapters per mixture it ran under.
+    pub adapters: f32,
+}
+
+/// One mode (at one top-p for the swept ones) over every example.
+pub struct ModeRun {
+    pub mode: Mode,
+    /// The router's top-p, for modes that route.
+    pub p: Option<f32>,
+    pub outcomes: Vec<Outcome>,
+    pub seconds: f64,
+}
+
+/// One mode over composed prompts.
+pub struct ComposeRun {
+    pub mode: Mode,
+    pub accuracy: f64,
+    pub questions: usize,
+    pub prompts: usize,
+    pub mean_adapters: f64,
+    pub time_per_example_s: f64,
+}
+
+/// Scores of one task under one mode.
+#[derive(Default, Clone)]
+struct TaskScore {
+    n: usize,
+    accuracy: f64,
+    bleu: Option<f64>,
+    rouge1: Option<f64>,
+    rouge_l: Option<f64>,
+    mean_adapters: f64,
+}
+
+/// A mode at the main top-p: scores per task, seconds, examples, tokens generated.
+struct Row {
+    mode: Mode,
+    per: BTreeMap<String, TaskScore>,
+    seconds: f64,
+    n: usize,
+    tokens: usize,
+}
+
+/// Everything measured.
+pub struct Report {
+    tasks: Vec<(String, Kind)>,
+    /// Runs at the main top-p (the first of `--route-p`), by mode.
+    main: Vec<Row>,
+    /// Every run, for the sweep.
+    sweep: Vec<(f32, Mode, f64, f64, f64)>,
+    examples: Vec<(Mode, Vec<Value>)>,
+    composed: BTreeMap<usize, Vec<ComposeRun>>,
+    backend: String,
+    seconds: f64,
+    settings: Value,
+}
+
+/// Per question of a composed prompt, whether the completion answers it: the completion's
+/// sentences are read in order, and each question takes the first sentence after the previous
+/// question's that holds an answer of its kind (its last such match counts).
+pub fn score_composed(parts: &[Example], completion: &str) -> Vec<bool> {
+    let sentences: Vec<&str> = split_sentences(completion)
+        .into_iter()
+        .map(|r| &completion[r])
+        .collect();
+    let mut cursor = 0;
+    parts
+        .iter()
+        .map(|p| {
+            let found = (cursor..sentences.len())
+                .find(|&i| metrics::extract(p.kind, sentences[i]).is_some());
+            match found {
+                Some(i) => {
+                    cursor = i + 1;
+                    metrics::correct(p.kind, sentences[i], &p.answer)
+                }
+                None => false,
+            }
+        })
+        .collect()
+}
+
+fn score(task: &str, kind: Kind, run: &ModeRun, golds: &[Example]) -> TaskScore {
+    let mine: Vec<(&Outcome, &Example)> = run
+        .outcomes
+        .iter()
+        .filter(|o| o.task == task)
+        .zip(golds)
+        .collect();
+    let n = mine.len();
+    let mut s = TaskScore {
+        n,
+        accuracy: mine.iter().filter(|(o, _)| o.correct).count() as f64 / n.max(1) as f64,
+        mean_adapters: mine.iter().map(|(o, _)| f64::from(o.adapters)).sum::<f64>()
+            / n.max(1) as f64,
+        ..Default::default()
+    };
+    if kind == Kind::Qa {
+        let hyps: Vec<&str> = mine.iter().map(|(o, _)| o.completion.as_str()).collect();
+        let refs: Vec<&str> = mine.iter().map(|(_, g)| g.output.as_str()).collect();
+        s.bleu = Some(metrics::corpus_bleu(&hyps, &refs));
+        let avg = |f: fn(&str, &str) -> f64| {
+            hyps.iter().zip(&refs).map(|(h, r)| f(r, h)).sum::<f64>() / n.max(1) as f64
+        };
+        s.rouge1 = Some(avg(metrics::rouge1));
+        s.rouge_l = Some(avg(metrics::rouge_l));
+    }
+    s
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = v.collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+impl Report {
+    /// Scores every run.
+    pub fn new(
+        tasks: &[(String, Vec<Example>)],
+        runs: Vec<ModeRun>,
+        composed: BTreeMap<usize, Vec<ComposeRun>>,
+        args: &EvalArgs,
+        backend: String,
+        seconds: f64,
+    ) -> Self {
+        let main_p = args.route_p[0];
+        let kinds: Vec<(String, Kind)> = tasks
+            .iter()
+            .map(|(t, ex)| (t.clone(), ex[0].kind))
+            .collect();
+        let mut main = Vec::new();
+        let mut sweep = Vec::new();
+        let mut examples = Vec::new();
+        for run in &runs {
+            let per: BTreeMap<String, TaskScore> = tasks
+                .iter()
+                .map(|(t, ex)| (t.clone(), score(t, ex[0].kind, run, ex)))
+                .collect();
+            let n = run.outcomes.len();
+            let acc = mean(per.values().map(|s| s.accuracy)).unwrap_or(0.0);
+            let adapters = run
+                .outcomes
+                .iter()
+                .map(|o| f64::from(o.adapters))
+                .sum::<f64>()
+                / n.max(1) as f64;
+            if let Some(p) = run.p {
+                sweep.push((p, run.mode, acc, adapters, run.seconds / n.max(1) as f64));
+            }
+            if run.p.is_none_or(|p| p == main_p) {
+                let tokens: usize = run.outcomes.iter().map(|o| o.tokens).sum();
+                main.push(Row {
+                    mode: run.mode,
+                    per,
+                    seconds: run.seconds,
+                    n,
+                    tokens,
+                });
+                examples.push((
+                    run.mode,
+                    run.outcomes
+                        .iter()
+                        .map(|o| {
+                            json!({"task": o.task, "completion": o.completion,
+                                        "extracted": o.extracted, "correct": o.correct})
+                        })
+                        .collect(),
+                ));
+            }
+        }
+        Report {
+            tasks: kinds,
+            main,
+            sweep,
+            examples,
+            composed,
+            backend,
+            seconds,
+            settings: json!({
+                "split": args.split, "limit": args.limit, "max_tokens": args.max_tokens,
+                "route_p": args.route_p, "batch": args.batch, "label_map": args.label_map,
+                "compose_n": args.compose_n, "seed": args.seed,
+            }),
+        }
+    }
+
+    /// The JSON report.
+    pub fn json(&self) -> Value {
+        let mut per_task = serde_json::Map::new();
+        for (task, kind) in &self.tasks {
+            let mut modes = serde_json::Map::new();
+            for Row { mode, per, .. } in &self.main {
+                let s = &per[task];
+                let mut v =
+                    json!({"accuracy": s.accuracy, "n": s.n, "mean_adapters": s.mean_adapters});
+                if *kind == Kind::Qa {
+                    v["bleu"] = json!(s.bleu);
+                    v["rouge1"] = json!(s.rouge1);
+                    v["rougeL"] = json!(s.rouge_l);
+                }
+                modes.insert(mode.name().into(), v);
+            }
+            per_task.insert(task.clone(), Value::Object(modes));
+        }
+        let mut means = serde_json::Map::new();
+        let mut time = serde_json::Map::new();
+        let mut tps = serde_json::Map::new();
+        for Row {
+            mode,
+            per,
+            seconds: secs,
+            n,
+            tokens,
+        } in &self.main
+        {
+            let over = |kind: Option<Kind>, f: &dyn Fn(&TaskScore) -> Option<f64>| {
+                mean(
+                    self.tasks
+                        .iter()
+                        .filter(|(_, k)| kind.is_none_or(|kk| kk == *k))
+                        .filter_map(|(t, _)| f(&per[t])),
+                )
+            };
+            means.insert(
+                mode.name().into(),
+                json!({
+                    "accuracy": over(None, &|s| Some(s.accuracy)),
+                    "accuracy_mcq": over(Some(Kind::Mcq), &|s| Some(s.accuracy)),
+                    "accuracy_qa": over(Some(Kind::Qa), &|s| Some(s.accuracy)),
+                    "bleu": over(Some(Kind::Qa), &|s| s.bleu),
+                    "rouge1": over(Some(Kind::Qa), &|s| s.rouge1),
+                    "rougeL": over(Some(Kind::Qa), &|s| s.rouge_l),
+                    "mean_adapters": over(None, &|s| Some(s.mean_adapters)),
+                }),
+            );
+            time.insert(mode.name().into(), json!(secs / (*n).max(1) as f64));
+            tps.insert(mode.name().into(), json!(*tokens as f64 / secs.max(1e-9)));
+        }
+        let sweep: Vec<Value> = self
+            .sweep
+            .iter()
+            .map(|(p, m, a, ad, t)| json!({"p": p, "mode": m.name(), "accuracy": a, "mean_adapters": ad, "time_per_example_s": t}))
+            .collect();
+        let composed: serde_json::Map<String, Value> = self
+            .composed
+            .iter()
+            .map(|(k, runs)| {
+                let v: serde_json::Map<String, Value> = runs
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.mode.name().to_string(),
+                            json!({"accuracy": r.accuracy, "questions": r.questions,
+                            "prompts": r.prompts, "mean_adapters": r.mean_adapters,
+                            "time_per_example_s": r.time_per_example_s}),
+                        )
+                    })
+                    .collect();
+                (k.to_string(), Value::Object(v))
+            })
+            .collect();
+        let examples: serde_json::Map<String, Value> = self
+            .examples
+            .iter()
+            .map(|(m, v)| (m.name().to_string(), json!(v)))
+            .collect();
+        json!({
+            "backend": self.backend, "wall_seconds": self.seconds, "settings": self.settings,
+            "scale": "accuracy 0-1; bleu, rouge1, rougeL 0-100 (sacrebleu corpus BLEU; rouge-score F, no stemmer)",
+            "per_task": per_task, "mean": means, "time_per_example_s": time, "tokens_per_s": tps,
+            "sweep": sweep, "composed": composed, "examples": examples,
+        })
+    }
+
+    /// The table printed on stdout.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let modes: Vec<&str> = self.main.iter().map(|m| m.mode.name()).collect();
+        let w = 15;
+        let _ = write!(s, "\n{:<16}", "accuracy %");
+        modes.iter().for_each(|m| {
+            let _ = write!(s, "{m:>w$}");
+        });
+        s.push('\n');
+        for (task, _) in &self.tasks {
+            let _ = write!(s, "{task:<16}");
+            for r in &self.main {
+                let _ = write!(s, "{:>w$.1}", 100.0 * r.per[task].accuracy);
+            }
+            s.push('\n');
+        }
+        let row = |s: &mut String, name: &str, f: &dyn Fn(&Row) -> Option<f64>, digits: usize| {
+            let _ = write!(s, "{name:<16}");
+            for r in &self.main {
+                match f(r) {
+                    Some(v) => {
+                        let _ = write!(s, "{v:>w$.digits$}");
+                    }
+                    None => {
+                        let _ = write!(s, "{:>w$}", "-");
+                    }
+                }
+            }
+            s.push('\n');
+        };
+        row(
+            &mut s,
+            "mean",
+            &|r| mean(r.per.values().map(|x| 100.0 * x.accuracy)),
+            1,
+        );
+        let qa = |per: &BTreeMap<String, TaskScore>, f: fn(&TaskScore) -> Option<f64>| {
+            mean(
+                self.tasks
+                    .iter()
+                    .filter(|(_, k)| *k == Kind::Qa)
+                    .filter_map(|(t, _)| f(&per[t])),
+            )
+        };
+        if self.tasks.iter().any(|(_, k)| *k == Kind::Qa) {
+            row(&mut s, "qa BLEU", &|r| qa(&r.per, |x| x.bleu), 1);
+            row(&mut s, "qa ROUGE-1", &|r| qa(&r.per, |x| x.rouge1), 1);
+            row(&mut s, "qa ROUGE-L", &|r| qa(&r.per, |x| x.rouge_l), 1);
+        }
+        row(
+            &mut s,
+            "adapters/mix",
+            &|r| mean(r.per.values().map(|x| x.mean_adapters)),
+            2,
+        );
+        row(
+            &mut s,
+            "s/example",
+            &|r| Some(r.seconds / r.n.max(1) as f64),
+            3,
+        );
+        row(
+            &mut s,
+            "tokens/s",
+            &|r| Some(r.tokens as f64 / r.seconds.max(1e-9)),
+            1,
+        );
+        if self
+            .sweep
+            .iter()
+            .map(|x| x.0.to_bits())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1
+        {
+            let _ = writeln!(
+                s,
+                "\ntop-p sweep       mode               accuracy %  adapters/mix  s/example"
+            );
+            for (p, m, a, ad, t) in &self.sweep {
+                let _ = writeln!(
+                    s,
+                    "p = {p:<13} {:<18} {:>10.1} {:>13.2} {:>10.3}",
+                    m.name(),
+                    100.0 * a,
+                    ad,
+                    t
+                );
+            }
+        }
+        for (k, runs) in &self.composed {
+            let _ = writeln!(
+                s,
+                "\ncomposed prompts, {k} questions each (scored per question)"
+            );
+            for r in runs {
+                let _ = writeln!(
+                    s,
+                    "  {:<16} accuracy {:>5.1}%  ({} questions, {} prompts)  adapters/mix {:.2}  {:.3} s/prompt",
+                    r.mode.name(), 100.0 * r.accuracy, r.questions, r.prompts, r.mean_adapters, r.time_per_example_s
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n{} tasks on {}, {:.0} s in all",
+            self.tasks.len(),
+            self.backend,
+            self.seconds
+        );
+        s
+    }
+}
+
+/// Accuracy per task and mode (grouped bars), and the top-p sweep (accuracy and adapters per
+/// mixture against p) when there is one, as a PNG.
+pub fn plot(rep: &Report, path: &Path) -> Result<()> {
+    use dlp_router::heatmap::draw_text;
+    use plotters::prelude::*;
+    let e = |x: String| anyhow!("drawing {}: {x}", path.display());
+    let has_sweep = rep
+        .sweep
+        .iter()
+        .map(|x| x.0.to_bits())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        > 1;
+    let (w, h) = (1000i32, if has_sweep { 820 } else { 480 });
+    let root = BitMapBackend::new(path, (w as u32, h as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    let (l, t, bh) = (60i32, 50i32, 340i32);
+    let n_tasks = rep.tasks.len().max(1) as i32;
+    let group = (w - l - 20) / n_tasks;
+    let bw = (group - 6) / rep.main.len().max(1) as i32;
+    draw_text(
+        &root,
+        l,
+        14,
+        "accuracy per task and mode (%)",
+        &BLACK,
+        false,
+    )
+    .map_err(e)?;
+    root.draw(&PathElement::new(
+        vec![(l, t), (l, t + bh), (w - 20, t + bh)],
+        BLACK,
+    ))
+    .map_err(|x| e(x.to_string()))?;
+    for frac in [0.25, 0.5, 0.75, 1.0] {
+        let y = t + bh - (frac * bh as f64) as i32;
+        draw_text(
+            &root,
+            20,
+            y - 4,
+            &format!("{:.0}", frac * 100.0),
+            &BLACK,
+            false,
+        )
+        .map_err(e)?;
+    }
+    for (ti, (task, _)) in rep.tasks.iter().enumerate() {
+        let x0 = l + 3 + ti as i32 * group;
+        for (mi, r) in rep.main.iter().enumerate() {
+            let v = r.per[task].accuracy;
+            let x = x0 + mi as i32 * bw;
+            let y = t + bh - (v * bh as f64) as i32;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + bw - 1, t + bh)],
+                palette[mi % 8].filled(),
+            ))
+            .map_err(|x| e(x.to_string()))?;
+        }
+        let label: String = task.chars().take((group / 8).max(3) as usize).collect();
+        draw_text(&root, x0, t + bh + 6, &label, &BLACK, false).map_err(e)?;
+    }
+    for (mi, r) in rep.main.iter().enumerate() {
+        let m = r.mode;
+        let x = l + (mi as i32 % 4) * 220;
+        let y = t + bh + 24 + (mi as i32 / 4) * 14;
+        root.draw(&Rectangle::new(
+            [(x, y), (x + 10, y + 8)],
+            palette[mi % 8].filled(),
+        ))
+        .map_err(|x| e(x.to_string()))?;
+        draw_text(&root, x + 14, y, m.name(), &BLACK, false).map_err(e)?;
+    }
+    if has_sweep {
+        let (t2, h2) = (t + bh + 90, 260i32);
+        draw_text(
+            &root,
+            l,
+            t2 - 24,
+            "top-p sweep: accuracy % (solid) and adapters per mixture x10 (dashed) against p",
+            &BLACK,
+            false,
+        )
+        .map_err(e)?;
+        root.draw(&PathElement::new(
+            vec![(l, t2), (l, t2 + h2), (w - 20, t2 + h2)],
+            BLACK,
+        ))
+        .map_err(|x| e(x.to_string()))?;
+        let ps: Vec<f32> = rep.sweep.iter().map(|x| x.0).collect();
+        let (pmin, pmax) = ps
+            .iter()
+            .fold((f32::MAX, f32::MIN), |a, &p| (a.0.min(p), a.1.max(p)));
+        let px =
+            |p: f32| l + 10 + ((p - pmin) / (pmax - pmin).max(1e-6) * (w - l - 60) as f32) as i32;
+        let py = |v: f64| t2 + h2 - (v.clamp(0.0, 100.0) / 100.0 * h2 as f64) as i32;
+        let modes: std::collections::BTreeSet<Mode> = rep.sweep.iter().map(|x| x.1).collect();
+        for (mi, m) in modes.iter().enumerate() {
+            let pts: Vec<&(f32, Mode, f64, f64, f64)> =
+                rep.sweep.iter().filter(|x| x.1 == *m).collect();
+            let acc: Vec<(i32, i32)> = pts.iter().map(|x| (px(x.0), py(100.0 * x.2))).collect();
+            let ad: Vec<(i32, i32)> = pts.iter().map(|x| (px(x.0), py(10.0 * x.3))).collect();
+            let c = palette[mi % 8];
+            root.draw(&PathElement::new(acc.clone(), c.stroke_width(2)))
+                .map_err(|x| e(x.to_string()))?;
+            for (a, b) in ad.iter().zip(ad.iter().skip(1)).step_by(1) {
+                let mid = ((a.0 + b.0) / 2, (a.1 + b.1) / 2);
+                root.draw(&PathElement::new(vec![*a, mid], c))
+                    .map_err(|x| e(x.to_string()))?;
+            }
+            for &(x, y) in &acc {
+                root.draw(&Circle::new((x, y), 3, c.filled()))
+                    .map_err(|x| e(x.to_string()))?;
+            }
+            draw_text(
+                &root,
+                w - 200,
+                t2 + 10 + mi as i32 * 14,
+                m.name(),
+                &c,
+                false,
+            )
+            .map_err(e)?;
+        }
+        for p in &ps {
+            draw_text(
+                &root,
+                px(*p) - 8,
+                t2 + h2 + 6,
+                &format!("{p:.2}"),
+                &BLACK,
+                false,
+            )
+            .map_err(e)?;
+        }
+    }
+    root.present().map_err(|x| e(x.to_string()))?;
+    Ok(())
+}

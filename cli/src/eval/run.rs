@@ -1,0 +1,435 @@
+//! Running the evaluation: prompts prepared once, then every mode (and every top-p of the
+//! sweep) over all examples in batches, scored as they finish.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dlp_engine::generate::{generate, score_batch, GenRequest, ScoreInput, ScoreMode};
+use dlp_engine::model::Model;
+use dlp_engine::tokenizer::TextTokenizer;
+use dlp_engine::{Backend, SamplingParams};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::data::{self, Composed, Example};
+use super::metrics::{self, Kind};
+use super::modes::{Chooser, Mode, TokenRouter};
+use super::report::{self, ModeRun, Outcome, Report};
+use super::EvalArgs;
+use crate::common::{load, Loaded};
+use crate::pipeline::{encode_prompt, render_prompt, Rendered, TextStream};
+use crate::routing::{load_router, select_config, RouteBy, Routing};
+
+/// A prompt ready to run.
+pub struct Item {
+    pub rendered: Rendered,
+    pub ids: Vec<u32>,
+    pub starts: Vec<usize>,
+    pub max_tokens: usize,
+    /// The task's adapter slot (None: a composed prompt).
+    pub oracle: Option<usize>,
+}
+
+/// A completion: its text, the tokens generated, the mean adapters per mixture it ran under.
+pub struct Generated {
+    pub text: String,
+    pub tokens: usize,
+    pub adapters: f32,
+}
+
+/// What every generation of a run shares.
+pub struct Ctx<'a, B: Backend> {
+    pub model: &'a Model<B>,
+    pub tok: &'a TextTokenizer,
+    pub eos: &'a [u32],
+    pub batch: usize,
+}
+
+/// The default answer length of a kind (the adapters' accuracy was measured with these).
+fn default_max_tokens(kind: Kind) -> usize {
+    match kind {
+        Kind::Mcq => 16,
+        Kind::Qa => 200,
+    }
+}
+
+fn prepare(
+    tok: &TextTokenizer,
+    instruction: &str,
+    max_tokens: usize,
+    oracle: Option<usize>,
+) -> Result<Item> {
+    let rendered = render_prompt(tok, true, None, Some(instruction), None)?;
+    let (ids, starts) = encode_prompt(tok, &rendered.text)?;
+    Ok(Item {
+        rendered,
+        ids,
+        starts,
+        max_tokens,
+        oracle,
+    })
+}
+
+/// The router with its labels pointed at adapters: by name, else `--label-map` / the family's
+/// adapter (several labels may share one).
+fn routing(args: &EvalArgs, names: &[String], p: f32) -> Result<Option<Routing>> {
+    let Some(dir) = &args.router else {
+        return Ok(None);
+    };
+    let router = load_router(dir)?;
+    let map = data::parse_label_map(args.label_map.as_deref())?;
+    let slots = router
+        .labels()
+        .iter()
+        .map(|l| {
+            let a = data::adapter_for(l, names, &map)
+                .with_context(|| format!("--router {}: label `{l}`", dir.display()))?;
+            Ok(names
+                .iter()
+                .position(|n| *n == a)
+                .expect("adapter_for checks"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let select = select_config(p, args.max_adapters, args.fusion_weights)?;
+    Ok(Some(Routing::with_slots(
+        router,
+        select,
+        RouteBy::Request,
+        slots,
+    )))
+}
+
+fn bar(n: usize, what: String) -> ProgressBar {
+    let b = ProgressBar::new(n as u64);
+    b.set_style(
+        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_message(what);
+    b
+}
+
+/// Generates for every item under `mode` in batches of `batch`; returns each completion, its
+/// generated token count and the mean number of adapters per mixture it ran under.
+fn generate_items<B: Backend>(
+    cx: &Ctx<B>,
+    items: &[&Item],
+    mode: Mode,
+    chooser: &Chooser,
+    bar: &ProgressBar,
+) -> Result<Vec<Generated>> {
+    let (model, tok, eos, batch) = (cx.model, cx.tok, cx.eos, cx.batch);
+    let routing = chooser.routing;
+    let sentence = routing.map(|r| r.with_by(RouteBy::Sentence));
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch) {
+        let requests = chunk
+            .iter()
+            .map(|it| {
+                Ok(GenRequest {
+                    prompt: it.ids.clone(),
+                    segments: chooser.segments(mode, &it.rendered, &it.starts, it.oracle)?,
+                    params: SamplingParams {
+                        max_tokens: it.max_tokens,
+                        ..SamplingParams::default()
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rerouter = sentence.as_ref().filter(|_| mode == Mode::RoutedSentence);
+        let mut streams: Vec<TextStream> = requests
+            .iter()
+            .map(|r| TextStream::new(tok, r.prompt.len(), &[], rerouter.is_some()))
+            .collect();
+        let mut token_routers: Vec<TokenRouter> =
+            requests.iter().map(|_| TokenRouter::new()).collect();
+        let names: Vec<String> = (0..chooser.n_adapters).map(|i| i.to_string()).collect();
+        let (outs, _) = generate(
+            model,
+            &requests,
+            eos,
+            dlp_engine::generate::DEFAULT_STEP_TOKENS,
+            |i, id| {
+                let before = streams[i].text.len();
+                let (control, _) = streams[i].push(id, rerouter, &names)?;
+                if mode == Mode::TokenLevel {
+                    if let Some(r) = routing {
+                        let piece = streams[i].text[before..].to_string();
+                        return Ok(token_routers[i].next(&piece, r));
+                    }
+                }
+                Ok(control)
+            },
+        )?;
+        for (o, s) in outs.iter().zip(streams) {
+            let sizes: Vec<usize> = o.segments.iter().map(|(_, m)| m.len()).collect();
+            let mean = sizes.iter().sum::<usize>() as f32 / sizes.len().max(1) as f32;
+            out.push(Generated {
+                text: s.text,
+                tokens: o.tokens.len(),
+                adapters: mean,
+            });
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(out)
+}
+
+/// Teacher-forced: the argmax at every position of the gold answer, decoded.
+fn teacher_forced<B: Backend>(
+    cx: &Ctx<B>,
+    items: &[&Item],
+    golds: &[&Example],
+    chooser: &Chooser,
+    bar: &ProgressBar,
+) -> Result<Vec<Generated>> {
+    let (model, tok, batch) = (cx.model, cx.tok, cx.batch);
+    let mut out = Vec::with_capacity(items.len());
+    let vocab = model.config.vocab_size;
+    for (chunk, gold) in items.chunks(batch).zip(golds.chunks(batch)) {
+        let mut inputs = Vec::with_capacity(chunk.len());
+        let mut sizes = Vec::with_capacity(chunk.len());
+        for (it, g) in chunk.iter().zip(gold) {
+            let answer = tok.encode(&g.output)?;
+            let mut ids = it.ids.clone();
+            ids.extend(&answer);
+            let segments =
+                chooser.segments(Mode::TeacherForced, &it.rendered, &it.starts, it.oracle)?;
+            sizes.push(segments[0].1.len() as f32);
+            inputs.push((ScoreInput { ids, segments }, it.ids.len(), answer.len()));
+        }
+        let logits = score_batch(
+            model,
+            &inputs.iter().map(|x| x.0.clone()).collect::<Vec<_>>(),
+            ScoreMode::Prefill,
+            dlp_engine::generate::DEFAULT_STEP_TOKENS,
+        )?;
+        for ((inp, size), l) in inputs.iter().zip(&sizes).zip(&logits) {
+            let (_, p, n) = *inp;
+            let predicted: Vec<u32> = (p - 1..p - 1 + n)
+                .map(|pos| {
+                    let row = &l[pos * vocab..(pos + 1) * vocab];
+                    row.iter()
+                        .enumerate()
+                        .fold(
+                            (0, f32::NEG_INFINITY),
+                            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+                        )
+                        .0 as u32
+                })
+                .collect();
+            out.push(Generated {
+                text: tok.decode(&predicted, true)?,
+                tokens: n,
+                adapters: *size,
+            });
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    Ok(out)
+}
+
+/// One mode over `items` (scored later against `golds`), with a progress bar; the
+/// completions and the seconds it took.
+fn run_mode<B: Backend>(
+    cx: &Ctx<B>,
+    items: &[&Item],
+    golds: &[&Example],
+    mode: Mode,
+    chooser: &Chooser,
+    label: String,
+) -> Result<(Vec<Generated>, f64)> {
+    let b = bar(items.len(), label);
+    let t0 = Instant::now();
+    let outs = if mode == Mode::TeacherForced {
+        teacher_forced(cx, items, golds, chooser, &b)?
+    } else {
+        generate_items(cx, items, mode, chooser, &b)?
+    };
+    b.finish_and_clear();
+    Ok((outs, t0.elapsed().as_secs_f64()))
+}
+
+/// The whole evaluation.
+pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
+    let files = data::data_files(&args.data, &args.split)?;
+    let tasks = data::load(&files, args.limit)?;
+    let loaded: Loaded<B> = load(backend, &args.model)?;
+    let tok = loaded.tokenizer()?;
+    let eos = loaded.eos_ids();
+    let model = &loaded.model;
+    let names = model.adapter_names().to_vec();
+    let map = data::parse_label_map(args.label_map.as_deref())?;
+    let have_router = args.router.is_some();
+    let modes = args.modes(have_router)?;
+    if modes.iter().any(|m| matches!(m, Mode::Oracle)) || !have_router {
+        // Every task needs an adapter for the oracle (and teacher-forced without a router).
+        for (t, _) in &tasks {
+            data::adapter_for(t, &names, &map)?;
+        }
+    }
+    if modes.contains(&Mode::Uniform) && names.is_empty() {
+        anyhow::bail!("--modes uniform: no adapters loaded (give --adapter NAME=DIR)");
+    }
+    let routers: Vec<(f32, Option<Routing>)> = args
+        .route_p
+        .iter()
+        .map(|&p| Ok((p, routing(args, &names, p)?)))
+        .collect::<Result<_>>()?;
+
+    let mut items = Vec::new();
+    let mut golds = Vec::new();
+    for (task, ex) in &tasks {
+        let slot = data::adapter_for(task, &names, &map)
+            .ok()
+            .and_then(|a| names.iter().position(|n| *n == a));
+        for e in ex {
+            let max = args.max_tokens.unwrap_or(default_max_tokens(e.kind));
+            items.push(prepare(tok, &e.instruction, max, slot)?);
+            golds.push(e);
+        }
+    }
+    let item_refs: Vec<&Item> = items.iter().collect();
+    let cx = Ctx {
+        model,
+        tok,
+        eos: &eos,
+        batch: args.batch,
+    };
+    let started = Instant::now();
+    eprintln!(
+        "eval: {} tasks, {} examples, modes {}, top-p {:?}, batch {}, backend {}",
+        tasks.len(),
+        items.len(),
+        modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+        args.route_p,
+        args.batch,
+        model.backend.name()
+    );
+    let mut runs = Vec::new();
+    for &mode in &modes {
+        let points: Vec<&(f32, Option<Routing>)> = if mode.swept() {
+            routers.iter().collect()
+        } else {
+            routers.iter().take(1).collect()
+        };
+        for (p, routing) in points {
+            let chooser = Chooser {
+                routing: routing.as_ref(),
+                n_adapters: names.len(),
+            };
+            let label = match (
+                mode.needs_router() || mode == Mode::TeacherForced && have_router,
+                mode.swept() && routers.len() > 1,
+            ) {
+                (_, true) => format!("{} p={p}", mode.name()),
+                _ => mode.name().to_string(),
+            };
+            let (outs, secs) = run_mode(&cx, &item_refs, &golds, mode, &chooser, label)?;
+            let outcomes: Vec<Outcome> = outs
+                .into_iter()
+                .zip(&golds)
+                .map(|(g, gold)| Outcome {
+                    task: gold.task.clone(),
+                    correct: metrics::correct(gold.kind, &g.text, &gold.answer),
+                    extracted: metrics::extract(gold.kind, &g.text),
+                    completion: g.text,
+                    tokens: g.tokens,
+                    adapters: g.adapters,
+                })
+                .collect();
+            runs.push(ModeRun {
+                mode,
+                p: (mode.needs_router() || (mode == Mode::TeacherForced && have_router))
+                    .then_some(*p),
+                outcomes,
+                seconds: secs,
+            });
+        }
+    }
+    let mut composed = BTreeMap::new();
+    for &k in &args.compose {
+        let prompts = data::compose(&tasks, k, args.compose_n, args.seed)?;
+        composed.insert(k, compose_runs(args, &cx, &prompts, &routers, names.len())?);
+    }
+    let rep = Report::new(
+        &tasks,
+        runs,
+        composed,
+        args,
+        model.backend.name(),
+        started.elapsed().as_secs_f64(),
+    );
+    print!("{}", rep.table());
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&rep.json())?)
+            .with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &args.plot {
+        report::plot(&rep, p)?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Composed prompts under base, uniform and the routed modes (the first top-p), scored per
+/// question.
+fn compose_runs<B: Backend>(
+    args: &EvalArgs,
+    cx: &Ctx<B>,
+    prompts: &[Composed],
+    routers: &[(f32, Option<Routing>)],
+    n_adapters: usize,
+) -> Result<Vec<report::ComposeRun>> {
+    let items: Vec<Item> = prompts
+        .iter()
+        .map(|c| {
+            let max: usize = c
+                .parts
+                .iter()
+                .map(|p| args.max_tokens.unwrap_or(default_max_tokens(p.kind)))
+                .sum();
+            prepare(cx.tok, &c.instruction, max, None)
+        })
+        .collect::<Result<_>>()?;
+    let refs: Vec<&Item> = items.iter().collect();
+    let chooser = Chooser {
+        routing: routers[0].1.as_ref(),
+        n_adapters,
+    };
+    let mut modes = vec![Mode::Base];
+    if n_adapters > 0 {
+        modes.push(Mode::Uniform);
+    }
+    if chooser.routing.is_some() {
+        modes.extend([Mode::Routed, Mode::RoutedSentence, Mode::TokenLevel]);
+    }
+    let mut out = Vec::new();
+    for mode in modes {
+        let k = prompts.first().map_or(0, |c| c.parts.len());
+        let b = bar(refs.len(), format!("compose {k}: {}", mode.name()));
+        let t0 = Instant::now();
+        let outs = generate_items(cx, &refs, mode, &chooser, &b)?;
+        b.finish_and_clear();
+        let secs = t0.elapsed().as_secs_f64();
+        let (mut right, mut total) = (0usize, 0usize);
+        let mut adapters = 0f32;
+        for (g, c) in outs.iter().zip(prompts) {
+            let scored = report::score_composed(&c.parts, &g.text);
+            right += scored.iter().filter(|&&x| x).count();
+            total += scored.len();
+            adapters += g.adapters;
+        }
+        out.push(report::ComposeRun {
+            mode,
+            accuracy: right as f64 / total.max(1) as f64,
+            questions: total,
+            prompts: prompts.len(),
+            mean_adapters: adapters as f64 / prompts.len().max(1) as f64,
+            time_per_example_s: secs / prompts.len().max(1) as f64,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,218 @@
+//! `dlp-run eval` end to end on SmolLM2 with the shared task adapters (a reduced run: three
+//! tasks, ten examples each, three modes): the JSON keys that outside checks read, `oracle`
+//! equal to `generate` with the same prompts and adapter, BLEU/ROUGE on the `qa` task, and
+//! clear errors for bad data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_dlp-run"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked"),
+        "dlp-run {args:?} panicked: {err}"
+    );
+    out
+}
+
+struct Setup {
+    gguf: PathBuf,
+    adapters: PathBuf,
+    data: PathBuf,
+}
+
+fn setup() -> Option<Setup> {
+    let smol = dlp_tests::fixtures("smollm2")?;
+    Some(Setup {
+        gguf: smol.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        adapters: dlp_tests::shared("adapters/smollm2-tasks")?,
+        data: dlp_tests::shared("data/tasks")?,
+    })
+}
+
+impl Setup {
+    fn model_args(&self, adapters: &[&str]) -> Vec<String> {
+        let mut a = vec![
+            "--model".into(),
+            self.gguf.display().to_string(),
+            "--backend".into(),
+            "cpu".into(),
+        ];
+        for t in adapters {
+            a.push("--adapter".into());
+            a.push(format!("{t}={}", self.adapters.join(t).display()));
+        }
+        a
+    }
+}
+
+fn first_instructions(data: &Path, task: &str, n: usize) -> Vec<String> {
+    std::fs::read_to_string(data.join(task).join("dev.jsonl"))
+        .unwrap()
+        .lines()
+        .take(n)
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["instruction"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn reduced_eval_keys_and_oracle_equals_generate() {
+    let Some(s) = setup() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("eval.json");
+    let tasks = ["boolq", "piqa", "gsm8k"];
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(s.model_args(&tasks));
+    args.push("--data".into());
+    args.extend(tasks.iter().map(|t| s.data.join(t).display().to_string()));
+    args.extend(
+        [
+            "--modes",
+            "base,oracle,teacher-forced",
+            "--limit",
+            "10",
+            "--batch",
+            "10",
+            "--max-tokens",
+            "24",
+            "--json",
+        ]
+        .map(String::from),
+    );
+    args.push(json.display().to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for t in tasks {
+        assert!(table.contains(t), "{table}");
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for t in tasks {
+        for m in ["base", "oracle", "teacher-forced"] {
+            let acc = v["per_task"][t][m]["accuracy"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{t}/{m}: {v}"));
+            assert!((0.0..=1.0).contains(&acc));
+            assert_eq!(v["per_task"][t][m]["n"], 10);
+        }
+    }
+    for key in ["bleu", "rouge1", "rougeL"] {
+        let x = v["per_task"]["gsm8k"]["oracle"][key].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&x), "{key} {x}");
+        assert!(
+            v["per_task"]["boolq"]["oracle"].get(key).is_none(),
+            "no {key} for mcq"
+        );
+    }
+    for m in ["base", "oracle", "teacher-forced"] {
+        assert!(v["mean"][m]["accuracy"].is_number(), "{m}");
+        assert!(v["time_per_example_s"][m].as_f64().unwrap() > 0.0, "{m}");
+    }
+    // The oracle's completions equal `generate` with the same prompts and adapter, in the
+    // same batches (one task's ten examples each).
+    let examples = v["examples"]["oracle"].as_array().unwrap();
+    for (ti, t) in tasks.iter().enumerate() {
+        let prompts = tmp.path().join(format!("{t}.jsonl"));
+        let lines: Vec<String> = first_instructions(&s.data, t, 10)
+            .iter()
+            .map(|i| json!({"prompt": i, "mix": {*t: 1.0}}).to_string())
+            .collect();
+        std::fs::write(&prompts, lines.join("\n")).unwrap();
+        let mut g: Vec<String> = vec!["generate".into()];
+        g.extend(s.model_args(&tasks));
+        g.extend(["--chat", "--json", "--max-tokens", "24", "--prompts"].map(String::from));
+        g.push(prompts.display().to_string());
+        let gv: Vec<&str> = g.iter().map(String::as_str).collect();
+        let out = run(&gv);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let gen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for i in 0..10 {
+            assert_eq!(
+                examples[ti * 10 + i]["completion"],
+                gen["results"][i]["text"],
+                "{t} example {i}"
+            );
+            assert_eq!(examples[ti * 10 + i]["task"], *t);
+        }
+    }
+}
+
+#[test]
+fn bad_data_gets_clear_errors() {
+    let Some(s) = setup() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let good = r#"{"task": "boolq", "instruction": "Is it?", "output": "the correct answer is true", "answer": "true", "kind": "mcq"}"#;
+    let cases = [
+        (
+            write(
+                "missing.jsonl",
+                r#"{"task": "boolq", "instruction": "x", "answer": "true", "kind": "mcq"}"#,
+            ),
+            vec!["missing.jsonl:1", "missing field `output`"],
+        ),
+        (
+            write("kind.jsonl", &good.replace("\"mcq\"", "\"essay\"")),
+            vec!["kind.jsonl:1", "unknown `kind`", "essay"],
+        ),
+        (
+            write("empty.jsonl", "\n"),
+            vec!["empty.jsonl", "no examples"],
+        ),
+        (
+            write("notjson.jsonl", "{oops"),
+            vec!["notjson.jsonl:1", "not a JSON object"],
+        ),
+        (
+            write("noadapter.jsonl", &good.replace("\"boolq\"", "\"poetry\"")),
+            vec!["poetry", "has no adapter", "--label-map"],
+        ),
+    ];
+    for (file, needles) in cases {
+        let mut args: Vec<String> = vec!["eval".into()];
+        args.extend(s.model_args(&["boolq"]));
+        args.extend(["--modes", "oracle", "--data"].map(String::from));
+        args.push(file.clone());
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&argv);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} should fail");
+        for n in needles {
+            assert!(err.contains(n), "{file}: {err:?} lacks {n:?}");
+        }
+    }
+    // A mode that needs the router, without one.
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(s.model_args(&["boolq"]));
+    args.extend(["--modes", "routed", "--data"].map(String::from));
+    args.push(write("ok.jsonl", good));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --router"));
+}
