@@ -1,7 +1,8 @@
 // attention: causal grouped-query attention over the KV cache [slots, capacity, kv_dim].
 // `kv_store` first writes the step's keys and values at each token's (slot, position); then
 // `attention` (one kernel for decode and prefill) gives each (token, query head) one block.
-// Its warps split the positions 0..=pos, each keeping an online softmax (running max, sum and
+// Its warps split the positions start..=pos (start = pos + 1 - window with a sliding window,
+// else 0), each keeping an online softmax (running max, sum and
 // a head_dim accumulator in registers, lanes splitting head_dim); the warps merge at the end.
 
 #define ATTN_WARPS 4
@@ -26,7 +27,7 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attention(const float* __restrict__ q, const float* __restrict__ k_cache,
               const float* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,
               const unsigned* __restrict__ positions, int n_heads, int n_kv_heads, int head_dim,
-              int capacity, float scale, float* __restrict__ out) {
+              int capacity, float scale, int window, float* __restrict__ out) {
     __shared__ float s_m[ATTN_WARPS], s_l[ATTN_WARPS];
     __shared__ float s_acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
     const int h = blockIdx.x, t = blockIdx.y;
@@ -46,7 +47,8 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
     }
     const float neg_inf = __int_as_float(0xff800000);
     float m = neg_inf, l = 0.0f;
-    for (int p = warp; p <= pos; p += ATTN_WARPS) {
+    const int start = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
+    for (int p = start + warp; p <= pos; p += ATTN_WARPS) {
         const float* kp = k_cache + base + (size_t)p * kv_dim;
         float s = 0.0f;
 #pragma unroll

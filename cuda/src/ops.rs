@@ -278,6 +278,7 @@ impl Backend for CudaBackend {
             int("attention", hd)?,
         );
         let scale = 1.0f32 / (hd as f32).sqrt();
+        let window = int("attention", s.window)?;
         let ty = u32::try_from(t_n)
             .ok()
             .filter(|&t| t <= 65535)
@@ -297,6 +298,7 @@ impl Backend for CudaBackend {
             .arg(&hdi)
             .arg(&cap)
             .arg(&scale)
+            .arg(&window)
             .arg(out);
         self.go(
             "attention",

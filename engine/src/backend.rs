@@ -154,6 +154,9 @@ pub struct AttnShape {
     pub head_dim: usize,
     /// Positions each KV slot can hold (the cache is `[slots, capacity, n_kv_heads * head_dim]`).
     pub capacity: usize,
+    /// Sliding-window attention: a query at position `i` sees keys `j` with
+    /// `i - window < j <= i` (Mistral, Qwen2); 0 = the whole prefix.
+    pub window: usize,
 }
 
 /// A compute backend: buffer management plus the engine's ops. See the module docs.
@@ -282,7 +285,7 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()>;
     /// Causal GQA attention over the KV cache. First stores `k`, `v` (`[T, n_kv_heads*head_dim]`)
     /// at each token's (kv slot, position) in `k_cache` / `v_cache`; then each token attends to
-    /// positions `0..=pos` of its slot: `out[t, h, :] = softmax(q·K^T / sqrt(head_dim)) V`, query
+    /// positions `start..=pos` of its slot (`start = pos + 1 - window` with a window, else 0): `out[t, h, :] = softmax(q·K^T / sqrt(head_dim)) V`, query
     /// head `h` reading kv head `h / (n_heads / n_kv_heads)`.
     #[allow(clippy::too_many_arguments)]
     fn attention(

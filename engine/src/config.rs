@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 pub enum Arch {
     /// Llama 2/3, SmolLM2 (`LlamaForCausalLM`).
     Llama,
-    /// Mistral (`MistralForCausalLM`): Llama with GQA; sliding window ignored (full attention).
+    /// Mistral (`MistralForCausalLM`): Llama with GQA and, when configured, sliding-window
+    /// attention in every layer.
     Mistral,
     /// Qwen2 (`Qwen2ForCausalLM`): q/k/v projections carry biases.
     Qwen2,
@@ -70,6 +71,9 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// Every id that ends generation.
     pub eos_token_ids: Vec<u32>,
+    /// Per layer: the sliding attention window (a query sees itself and the `w - 1` positions
+    /// before it), or None for full causal attention.
+    pub attention_window: Vec<Option<usize>>,
 }
 
 impl ModelConfig {
@@ -204,11 +208,13 @@ impl ModelConfig {
             .get("attention_bias")
             .and_then(|b| b.as_bool())
             .unwrap_or(false);
+        let num_layers = f.usize("num_hidden_layers")?;
+        let attention_window = attention_windows(v, arch, num_layers, path)?;
         ModelConfig {
             arch,
             hidden_size,
             intermediate_size: f.usize("intermediate_size")?,
-            num_layers: f.usize("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -229,6 +235,7 @@ impl ModelConfig {
             mlp_bias: v.get("mlp_bias").and_then(|b| b.as_bool()).unwrap_or(false),
             bos_token_id: ids_of(v.get("bos_token_id")).first().copied(),
             eos_token_ids: ids_of(v.get("eos_token_id")),
+            attention_window,
         }
         .validated(path)
     }
@@ -253,6 +260,56 @@ impl ModelConfig {
         }
         Ok(self)
     }
+}
+
+/// Each layer's sliding window, as transformers reads the config: `layer_types`
+/// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's `use_sliding_window`
+/// from layer `max_window_layers` on, or Mistral's `sliding_window` in every layer.
+fn attention_windows(
+    v: &Value,
+    arch: Arch,
+    layers: usize,
+    path: &Path,
+) -> Result<Vec<Option<usize>>> {
+    let window = match v.get("sliding_window") {
+        None | Some(Value::Null) => None,
+        Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
+            Error::format(path, format!("field `sliding_window`: expected a positive integer or null, found {x}"))
+        })? as usize),
+    };
+    if let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) {
+        let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
+            Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
+        })?;
+        return types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t.as_str() {
+                Some("full_attention") => Ok(None),
+                Some("sliding_attention") => window.map(Some).ok_or_else(|| {
+                    Error::format(path, format!("layer_types[{i}] is sliding_attention but `sliding_window` is not set"))
+                }),
+                _ => Err(Error::unsupported(format!(
+                    "{}: layer_types[{i}] = {t} (supported: full_attention, sliding_attention)",
+                    path.display()
+                ))),
+            })
+            .collect();
+    }
+    Ok(match arch {
+        Arch::Llama => vec![None; layers],
+        Arch::Mistral => vec![window; layers],
+        Arch::Qwen2 => {
+            let on = v.get("use_sliding_window").and_then(|b| b.as_bool()).unwrap_or(false);
+            let from = v
+                .get("max_window_layers")
+                .and_then(|x| x.as_u64())
+                .map_or(layers, |x| x as usize);
+            (0..layers)
+                .map(|i| window.filter(|_| on && i >= from))
+                .collect()
+        }
+    })
 }
 
 /// `eos_token_id` may be a number, a list or null.

@@ -92,20 +92,33 @@ impl<B: Backend> Model<B> {
     ) -> Result<Self> {
         let c = &config;
         let (h, v) = (c.hidden_size, c.vocab_size);
-        let embed_t = w.take("model.embed_tokens.weight", &[v, h])?;
-        let embed = backend.upload_weight(&embed_t)?;
-        let lm_head = match w.take_opt("lm_head.weight", &[v, h])? {
-            Some(t) if !c.tie_word_embeddings => Some(backend.upload_weight(&t)?),
-            Some(_) => None,
-            None if c.tie_word_embeddings => None,
-            None => {
+        let embed_t = w.take_opt("model.embed_tokens.weight", &[v, h])?;
+        let head_t = w.take_opt("lm_head.weight", &[v, h])?;
+        // A tied checkpoint may store the shared matrix under either name (transformers
+        // loads both spellings); an untied one needs both.
+        let (embed, lm_head) = match (embed_t, head_t, c.tie_word_embeddings) {
+            (Some(e), Some(hd), false) => (backend.upload_weight(&e)?, Some(backend.upload_weight(&hd)?)),
+            (Some(e), _, true) => (backend.upload_weight(&e)?, None),
+            (None, Some(hd), true) => (backend.upload_weight(&hd)?, None),
+            (None, Some(_), false) => {
+                return Err(Error::format(
+                    &w.origin,
+                    "missing tensor `model.embed_tokens.weight` (the input embedding); `lm_head.weight` is there, but config.json says tie_word_embeddings = false, so it cannot stand in for it",
+                ))
+            }
+            (Some(_), None, false) => {
                 return Err(Error::format(
                     &w.origin,
                     "missing tensor `lm_head.weight` (tie_word_embeddings is false)",
                 ))
             }
+            (None, None, _) => {
+                return Err(Error::format(
+                    &w.origin,
+                    "missing tensor `model.embed_tokens.weight` (and no `lm_head.weight` either)",
+                ))
+            }
         };
-        drop(embed_t);
         let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
@@ -327,6 +340,7 @@ impl<B: Backend> Model<B> {
             n_kv_heads: c.num_kv_heads,
             head_dim: c.head_dim,
             capacity: kv.capacity,
+            window: 0,
         };
         b.embedding(&self.embed, &step, t, hd, &mut ws.x)?;
         for (li, layer) in self.layers.iter().enumerate() {
@@ -347,7 +361,10 @@ impl<B: Backend> Model<B> {
                 &mut kv.k[li],
                 &mut kv.v[li],
                 &step,
-                shape,
+                AttnShape {
+                    window: c.attention_window.get(li).copied().flatten().unwrap_or(0),
+                    ..shape
+                },
                 &mut ws.att,
             )?;
             let mut o = [linear_job(layer, LoraModule::O, any_lora, &mut ws.o)];

@@ -1,6 +1,7 @@
 //! The CPU attention against a float64 reference: grouped query heads (1 to 9 per KV head),
 //! head dims that are and are not multiples of 16, contexts from 1 to past 300 positions,
-//! several sequences in one step, and a prefill chunk attending to itself. Caches start
+//! several sequences in one step, a prefill chunk attending to itself, and sliding windows
+//! (shorter and longer than the context). Caches start
 //! random, the output is poisoned with NaN. Whichever kernel this CPU runs (AVX-512 or the
 //! portable loop) is held to the same bound.
 
@@ -15,13 +16,15 @@ struct Case {
     kv_heads: usize,
     head_dim: usize,
     at: Vec<(u32, u32)>,
+    /// Sliding window (0: none).
+    window: usize,
 }
 
 impl Case {
     fn id(&self) -> String {
         format!(
-            "attention(heads={},kv_heads={},head_dim={},at={:?})",
-            self.heads, self.kv_heads, self.head_dim, self.at
+            "attention(heads={},kv_heads={},head_dim={},at={:?},window={})",
+            self.heads, self.kv_heads, self.head_dim, self.at, self.window
         )
     }
 }
@@ -38,12 +41,15 @@ fn cases() -> Vec<Case> {
                 // A prefill chunk: each token sees the ones before it in this step.
                 vec![(0, 5), (0, 6), (0, 7), (0, 8)],
             ] {
-                cases.push(Case {
-                    heads,
-                    kv_heads,
-                    head_dim,
-                    at,
-                });
+                for window in [0, 1, 5, 64] {
+                    cases.push(Case {
+                        heads,
+                        kv_heads,
+                        head_dim,
+                        at: at.clone(),
+                        window,
+                    });
+                }
             }
         }
     }
@@ -59,8 +65,15 @@ fn reference(c: &Case, q: &[f32], kc: &[f32], vc: &[f32], cap: usize) -> Vec<f64
         for h in 0..c.heads {
             let kvh = h / group;
             let qh = &q[(t * c.heads + h) * hd..][..hd];
-            let row = |p: usize| (slot as usize * cap + p) * kv_dim + kvh * hd;
-            let scores: Vec<f64> = (0..=pos as usize)
+            // With a window w, position `pos` sees `pos - w < p <= pos`.
+            let first = if c.window > 0 {
+                (pos as usize + 1).saturating_sub(c.window)
+            } else {
+                0
+            };
+            let row = |p: usize| (slot as usize * cap + first + p) * kv_dim + kvh * hd;
+            let scores: Vec<f64> = (first..=pos as usize)
+                .map(|p| p - first)
                 .map(|p| {
                     let k = &kc[row(p)..][..hd];
                     qh.iter()
@@ -139,6 +152,7 @@ fn attention_matches_f64_reference() {
             n_kv_heads: c.kv_heads,
             head_dim: hd,
             capacity: cap,
+            window: c.window,
         };
         be.attention(&qb, &kb, &vb, &mut kcb, &mut vcb, &step, shape, &mut out)
             .unwrap();

@@ -277,6 +277,8 @@ impl Backend for WgpuBackend {
             pos_off: step.off.pos,
             slot_off: step.off.slots,
             scale: 1.0 / (hd as f32).sqrt(),
+            window: u32::try_from(s.window).unwrap_or(u32::MAX),
+            _p: [0; 3],
         };
         let (kc, vc, sb) = (&k_cache.buf, &v_cache.buf, &step.buf);
         let store = [(2, &k.buf), (3, &v.buf), (4, kc), (5, vc), (6, sb)];

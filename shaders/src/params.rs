@@ -70,6 +70,9 @@ pub struct AttentionP {
     pub pos_off: u32,
     pub slot_off: u32,
     pub scale: f32,
+    /// Sliding window (0: none).
+    pub window: u32,
+    pub _p: [u32; 3],
 }
 
 /// `silu_mul.wgsl` and `add.wgsl`.

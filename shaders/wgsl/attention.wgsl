@@ -1,6 +1,7 @@
 // attention: causal GQA over the KV cache ([slots, capacity, n_kv_heads * head_dim]).
 // `store_kv` writes the step's K/V at each token's (slot, position); `attend` then runs one
-// workgroup per (head, token) over positions 0..=pos in chunks of 64 with an online softmax.
+// workgroup per (head, token) over positions start..=pos (start = pos + 1 - window with a
+// sliding window, else 0) in chunks of 64 with an online softmax.
 
 struct P {
     n_tokens: u32,
@@ -11,6 +12,10 @@ struct P {
     pos_off: u32,
     slot_off: u32,
     scale: f32,
+    window: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -68,8 +73,14 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let hd = p.head_dim;
     let kv_dim = p.n_kv_heads * hd;
     let kvh = h / (p.n_heads / p.n_kv_heads);
-    let base = plan[p.slot_off + t] * p.capacity;
     let n = plan[p.pos_off + t] + 1u;
+    // A sliding window starts `start` positions in; `base` and `n` then cover only the window.
+    var start = 0u;
+    if p.window > 0u && n > p.window {
+        start = n - p.window;
+    }
+    let base = plan[p.slot_off + t] * p.capacity + start;
+    let n_win = n - start;
     let qbase = (t * p.n_heads + h) * hd;
     for (var d = lid; d < hd; d += CH) {
         qs[d] = q[qbase + d];
@@ -78,10 +89,10 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     var m = NEG;
     var l = 0.0;
     var acc: array<f32, 4>;
-    for (var p0 = 0u; p0 < n; p0 += CH) {
+    for (var p0 = 0u; p0 < n_win; p0 += CH) {
         let pp = p0 + lid;
         var s = NEG;
-        if pp < n {
+        if pp < n_win {
             let at = (base + pp) * kv_dim + kvh * hd;
             var sd = 0.0;
             for (var d = 0u; d < hd; d++) {
@@ -96,7 +107,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let corr = exp(m - m_new);
         workgroupBarrier();
         var e = 0.0;
-        if pp < n {
+        if pp < n_win {
             e = exp(s - m_new);
         }
         probs[lid] = e;
@@ -104,7 +115,7 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         workgroupBarrier();
         reduce_sum(lid);
         l = l * corr + red[0];
-        let cnt = min(CH, n - p0);
+        let cnt = min(CH, n_win - p0);
         for (var j = 0u; j < 4u; j++) {
             acc[j] *= corr;
         }

@@ -132,6 +132,31 @@ macro_rules! fixture_tests {
     };
 }
 
+/// One `#[test]` per compatibility fixture (`../shared/fixtures/compat`): sliding-window
+/// Mistral and Qwen2, every PEFT `target_modules` form, and a tied checkpoint stored as
+/// `lm_head.weight` only; each calling `$run("compat/<folder>")`.
+#[macro_export]
+macro_rules! compat_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn compat_mistral_sliding_window() {
+            $run("compat/tiny-mistral-sw");
+        }
+        #[test]
+        fn compat_qwen2_sliding_window_per_layer() {
+            $run("compat/tiny-qwen2-sw");
+        }
+        #[test]
+        fn compat_peft_target_module_forms() {
+            $run("compat/tiny-llama-peft-names");
+        }
+        #[test]
+        fn compat_tied_lm_head_only() {
+            $run("compat/tiny-llama-tied-lmhead-only");
+        }
+    };
+}
+
 /// One case of `golden.json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Case {

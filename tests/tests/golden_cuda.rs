@@ -15,6 +15,7 @@ fn run_fixture(name: &str) {
 }
 
 fixture_tests!(run_fixture);
+dlp_tests::compat_fixture_tests!(run_fixture);
 
 /// The same fixtures with the 2-D weights stored in bf16 (`--cuda-bf16-weights`, the
 /// `matmul_bf16` / `embedding_bf16` kernels), under [`bf16_logit_tol`]: the bound the CPU

@@ -54,15 +54,17 @@ pub fn attention(
             |scores: &mut Vec<f32>, (i, o)| {
                 let (t, kvh) = (i / s.n_kv_heads, i % s.n_kv_heads);
                 let (slot, pos) = (step.kv_slots[t] as usize, step.positions[t] as usize);
+                // A sliding window drops the oldest positions.
+                let start = if s.window > 0 { (pos + 1).saturating_sub(s.window) } else { 0 };
                 let q0 = t * q_dim + kvh * group * hd;
                 let heads = Heads {
                     q: &q[q0..q0 + group * hd],
                     group,
                     k_cache,
                     v_cache,
-                    first: slot * s.capacity * kv_dim + kvh * hd,
+                    first: (slot * s.capacity + start) * kv_dim + kvh * hd,
                     stride: kv_dim,
-                    len: pos + 1,
+                    len: pos + 1 - start,
                     scale,
                 };
                 #[cfg(target_arch = "x86_64")]

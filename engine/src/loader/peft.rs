@@ -46,10 +46,66 @@ pub struct PeftAdapter {
     pub alpha: f64,
     /// `use_rslora`.
     pub rslora: bool,
-    /// Targeted modules (sorted).
+    /// Modules it holds weights for in some layer (sorted).
     pub targets: Vec<LoraModule>,
     /// The weights per (layer, module).
     pub pairs: BTreeMap<(usize, LoraModule), LoraPair>,
+}
+
+/// A PEFT module selector (`target_modules`, `exclude_modules`), matched against a module's
+/// full name (`model.layers.3.self_attn.q_proj`) as PEFT's `check_target_module_exists` does.
+enum Selector {
+    /// One string: a Python regular expression, full-matched (`re.fullmatch`).
+    Regex(fancy_regex::Regex, String),
+    /// A list: each entry equal to the full name or a dotted suffix of it.
+    Names(Vec<String>),
+    /// `"all-linear"`: every linear layer of the decoder (not the output head).
+    AllLinear,
+}
+
+impl Selector {
+    fn parse(field: &str, v: &Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::String(s) if s == "all-linear" => Ok(Selector::AllLinear),
+            Value::String(s) => fancy_regex::Regex::new(&format!("^(?:{s})$"))
+                .map(|re| Selector::Regex(re, s.clone()))
+                .map_err(|e| format!("`{field}`: the regular expression `{s}` does not compile: {e}")),
+            Value::Array(a) => a
+                .iter()
+                .map(|m| {
+                    m.as_str().map(str::to_string).ok_or_else(|| {
+                        format!("`{field}`: every entry must be a module name, found {m}")
+                    })
+                })
+                .collect::<std::result::Result<_, _>>()
+                .map(Selector::Names),
+            other => Err(format!(
+                "`{field}`: expected a module-name list or a regular expression, found {other}"
+            )),
+        }
+    }
+
+    /// Whether it selects the module `key`; `Names` also says whether the match was exact
+    /// (PEFT applies `layers_to_transform` only to suffix matches).
+    fn matches(&self, key: &str) -> (bool, bool) {
+        match self {
+            Selector::Regex(re, _) => (re.is_match(key).unwrap_or(false), false),
+            Selector::Names(names) => {
+                let exact = names.iter().any(|n| n == key);
+                let suffix = names.iter().any(|n| key.ends_with(&format!(".{n}")));
+                (exact || suffix, exact)
+            }
+            Selector::AllLinear => (true, false),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Selector::Regex(_, s) => format!("the regular expression `{s}`"),
+            Selector::Names(n) => format!("{n:?}"),
+            Selector::AllLinear => "\"all-linear\"".into(),
+        }
+    }
 }
 
 /// The parsed `adapter_config.json` fields that matter.
@@ -57,10 +113,13 @@ struct AdapterConfig {
     r: usize,
     alpha: f64,
     rslora: bool,
-    targets: Vec<LoraModule>,
+    targets: Selector,
+    exclude: Option<Selector>,
     layers: Option<Vec<usize>>,
-    rank_pattern: Vec<(regex::Regex, String, usize)>,
-    alpha_pattern: Vec<(regex::Regex, String, f64)>,
+    /// `layers_pattern`: names of the layer container (`layers`); None: any.
+    layers_pattern: Option<Vec<String>>,
+    rank_pattern: Vec<(fancy_regex::Regex, String, usize)>,
+    alpha_pattern: Vec<(fancy_regex::Regex, String, f64)>,
     base_model: Option<String>,
 }
 
@@ -126,25 +185,32 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         .and_then(|x| x.as_f64())
         .ok_or_else(|| bad("field `lora_alpha`: expected a number".into()))?;
     let targets = match v.get("target_modules") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|m| {
-                let s = m.as_str().unwrap_or("");
-                LoraModule::from_peft_name(s).ok_or_else(|| {
-                    bad(format!("target_modules: `{s}` is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        Some(Value::String(s)) if s == "all-linear" => LoraModule::ALL.to_vec(),
-        Some(Value::String(s)) => {
-            let re = regex::Regex::new(&format!("^(?:{s})$")).map_err(|e| bad(format!("target_modules regex `{s}`: {e}")))?;
-            LoraModule::ALL.into_iter().filter(|m| re.is_match(&format!("model.layers.0.{}", m.hf_path()))).collect()
+        Some(t) if !t.is_null() => Selector::parse("target_modules", t).map_err(bad)?,
+        _ => {
+            return Err(bad(
+                "field `target_modules` is missing: expected a list of module names or a regular expression".into(),
+            ))
         }
-        other => return Err(bad(format!("field `target_modules`: expected a list of module names, found {other:?}"))),
+    };
+    let exclude = match v.get("exclude_modules") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(Selector::parse("exclude_modules", t).map_err(bad)?),
+    };
+    let layers_pattern = match v.get("layers_pattern") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Array(a)) => Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
+        Some(o) => {
+            return Err(bad(format!(
+                "field `layers_pattern`: expected a string or a list of strings, found {o}"
+            )))
+        }
     };
     let layers = match v.get("layers_to_transform") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => Some(vec![n.as_u64().unwrap_or(0) as usize]),
+        // PEFT treats an empty list as "every layer".
+        Some(Value::Array(a)) if a.is_empty() => None,
         Some(Value::Array(a)) => Some(
             a.iter()
                 .filter_map(|x| x.as_u64())
@@ -159,7 +225,7 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
     };
     // PEFT matches pattern keys against the module's full name with `(.*\.)?(key)$`.
     let pattern = |k: &str| {
-        regex::Regex::new(&format!(r"^(.*\.)?(?:{k})$"))
+        fancy_regex::Regex::new(&format!(r"^(.*\.)?(?:{k})$"))
             .map_err(|e| bad(format!("pattern `{k}`: {e}")))
     };
     let mut rank_pattern = Vec::new();
@@ -188,15 +254,14 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
             path.display()
         );
     }
-    let mut targets = targets;
-    targets.sort();
-    targets.dedup();
     Ok(AdapterConfig {
         r,
         alpha,
         rslora: truthy("use_rslora"),
         targets,
+        exclude,
         layers,
+        layers_pattern,
         rank_pattern,
         alpha_pattern,
         base_model: v
@@ -207,18 +272,52 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
 }
 
 impl AdapterConfig {
-    /// Rank and scale of one module, after `rank_pattern` / `alpha_pattern`.
+    /// Whether PEFT wraps module `key` (a full name such as `model.layers.3.mlp.down_proj`):
+    /// `target_modules` selects it, `exclude_modules` does not, and with `layers_to_transform`
+    /// a suffix-matched module's layer index (after `layers_pattern`, or any `NAME.<i>.`) is
+    /// listed. Otherwise the reason, in words.
+    fn selects(&self, key: &str) -> std::result::Result<(), String> {
+        let (found, exact) = self.targets.matches(key);
+        if !found {
+            return Err(format!(
+                "target_modules {} does not select it",
+                self.targets.describe()
+            ));
+        }
+        if let Some(ex) = &self.exclude {
+            if ex.matches(key).0 {
+                return Err(format!("exclude_modules {} excludes it", ex.describe()));
+            }
+        }
+        if let (Some(layers), Selector::Names(_), false) = (&self.layers, &self.targets, exact) {
+            let index = match &self.layers_pattern {
+                None => layer_index(key, None),
+                Some(pats) => pats.iter().find_map(|p| layer_index(key, Some(p))),
+            };
+            match index {
+                Some(i) if layers.contains(&i) => {}
+                Some(i) => {
+                    return Err(format!(
+                        "its layer {i} is not in layers_to_transform {layers:?}"
+                    ))
+                }
+                None => return Err("layers_to_transform is set but no layer index is in its name".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rank and scale of one module, after `rank_pattern` / `alpha_pattern` (the first key
+    /// equal to the name, else the first whose pattern matches, as PEFT's `get_pattern_key`).
     fn rank_scale(&self, full_name: &str) -> (usize, f32) {
-        let r = self
-            .rank_pattern
-            .iter()
-            .find(|(re, _, _)| re.is_match(full_name))
-            .map_or(self.r, |p| p.2);
-        let alpha = self
-            .alpha_pattern
-            .iter()
-            .find(|(re, _, _)| re.is_match(full_name))
-            .map_or(self.alpha, |p| p.2);
+        fn pick<T: Copy>(p: &[(fancy_regex::Regex, String, T)], name: &str) -> Option<T> {
+            p.iter()
+                .find(|(_, k, _)| k == name)
+                .or_else(|| p.iter().find(|(re, _, _)| re.is_match(name).unwrap_or(false)))
+                .map(|x| x.2)
+        }
+        let r = pick(&self.rank_pattern, full_name).unwrap_or(self.r);
+        let alpha = pick(&self.alpha_pattern, full_name).unwrap_or(self.alpha);
         let scale = if self.rslora {
             alpha / (r as f64).sqrt()
         } else {
@@ -226,6 +325,16 @@ impl AdapterConfig {
         };
         (r, scale as f32)
     }
+}
+
+/// The layer index in a module's full name as PEFT finds it: `.*\.<pattern>\.(\d+)\.` with
+/// `layers_pattern`, else `.*\.[^.]*\.(\d+)\.`.
+fn layer_index(key: &str, pattern: Option<&str>) -> Option<usize> {
+    let re = match pattern {
+        Some(p) => fancy_regex::Regex::new(&format!(r"^.*\.(?:{p})\.(\d+)\.")).ok()?,
+        None => fancy_regex::Regex::new(r"^.*\.[^.]*\.(\d+)\.").ok()?,
+    };
+    re.captures(key).ok()??.get(1)?.as_str().parse().ok()
 }
 
 /// Splits `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight` into
@@ -273,6 +382,12 @@ impl PeftAdapter {
             let Some((layer, m, is_a)) = parse_tensor_name(&tname) else {
                 let why = if tname.contains("lora_magnitude") {
                     "a DoRA magnitude vector (DoRA is not supported)"
+                } else if tname.contains(".lora_A.") || tname.contains(".lora_B.") {
+                    "its name has an adapter-name segment (`lora_A.<name>.weight`): that is the \
+                     layout of a model's live state dict, not of PEFT's saved files, and PEFT \
+                     itself would load such a file as a freshly initialised (random) adapter; \
+                     save it with `model.save_pretrained(...)` or rename the keys to \
+                     `...lora_A.weight` / `...lora_B.weight`"
                 } else if tname.contains("lora_embedding") {
                     "an embedding LoRA (only linear modules are supported)"
                 } else if tname.ends_with(".bias") {
@@ -323,18 +438,13 @@ impl PeftAdapter {
                     a.shape, b.shape
                 )));
             }
-            if let Some(layers) = &ac.layers {
-                if !layers.contains(&layer) {
-                    return Err(Error::format(&file, format!("tensor `{stem}.lora_A.weight`: layer {layer} is not in layers_to_transform {layers:?}")));
-                }
-            }
-            if !ac.targets.contains(&m) {
+            // The tensors say which modules the adapter touches; PEFT's rules in the config
+            // must agree (a disagreement means a config for another adapter or model).
+            let key = format!("model.layers.{layer}.{}", m.hf_path());
+            if let Err(why) = ac.selects(&key) {
                 return Err(Error::format(
-                    &file,
-                    format!(
-                        "tensor `{stem}.lora_A.weight`: module {} is not in target_modules",
-                        m.peft_name()
-                    ),
+                    dir.join("adapter_config.json"),
+                    format!("the weights hold LoRA for `{key}`, but under PEFT's rules the config does not target it: {why}"),
                 ));
             }
             pairs.insert((layer, m), LoraPair { a, b, scale });
@@ -349,7 +459,12 @@ impl PeftAdapter {
             r: ac.r,
             alpha: ac.alpha,
             rslora: ac.rslora,
-            targets: ac.targets,
+            targets: {
+                let mut t: Vec<LoraModule> = pairs.keys().map(|k| k.1).collect();
+                t.sort();
+                t.dedup();
+                t
+            },
             pairs,
         })
     }

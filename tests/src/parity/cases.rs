@@ -119,14 +119,29 @@ fn attn(
     slots: usize,
     at: &[(u32, u32)],
 ) -> ParityCase {
+    attn_window(heads, kv, hd, cap, slots, at, 0)
+}
+
+/// An attention case with a sliding window (0: none).
+fn attn_window(
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    cap: usize,
+    slots: usize,
+    at: &[(u32, u32)],
+    window: usize,
+) -> ParityCase {
     let shape = AttnShape {
         n_tokens: at.len(),
         n_heads: heads,
         n_kv_heads: kv,
         head_dim: hd,
         capacity: cap,
+        window,
     };
-    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?})", at.len());
+    let w = if window > 0 { format!(",window={window}") } else { String::new() };
+    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?}{w})", at.len());
     let op = Op::Attention {
         shape,
         slots,
@@ -240,6 +255,11 @@ pub fn cases() -> Vec<ParityCase> {
     // Plain MHA, wide heads, odd width.
     v.push(attn(2, 2, 128, 10, 1, &[(0, 9)]));
     v.push(attn(2, 1, 7, 8, 1, &[(0, 0), (0, 1), (0, 2)]));
+    // Sliding windows: inside, at and past the context; decode and a prefill chunk.
+    v.push(attn_window(4, 2, 16, 80, 2, &[(0, 5), (1, 70)], 6));
+    v.push(attn_window(3, 1, 64, 96, 2, &prefill, 5));
+    v.push(attn_window(2, 2, 128, 300, 1, &[(0, 299)], 256));
+    v.push(attn_window(2, 1, 8, 8, 1, &[(0, 0), (0, 1), (0, 2)], 1));
     for n in [5, 1001, 70000] {
         v.push(case(format!("silu_mul(n={n})"), Op::SiluMul { n }, e));
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));

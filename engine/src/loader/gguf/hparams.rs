@@ -157,6 +157,9 @@ impl GgufFile {
             mlp_bias: self.tensor("blk.0.ffn_down.bias").is_some(),
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
+            // llama.cpp's `llama` architecture has no sliding window (Mistral GGUFs run with
+            // full attention there too).
+            attention_window: vec![None; self.meta_usize("llama.block_count")?],
         }
         .validated(p)
     }
