@@ -257,7 +257,7 @@ impl WithBackend for &BenchArgs {
         let text = args.prompt.as_deref().unwrap_or(DEFAULT_PROMPT);
         let chat = tok.chat_template().is_some();
         let rendered = render_prompt(tok, chat, None, Some(text), None)?;
-        let (ids, starts) = encode_prompt(tok, &rendered.text)?;
+        let (ids, starts) = encode_prompt(tok, &rendered)?;
         let routing = bench_routing(args, tok, &names)?;
         if let Some(&k) = args.fused.iter().find(|&&k| k > adapters.len() || k == 0) {
             bail!(

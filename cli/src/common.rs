@@ -87,6 +87,10 @@ pub struct ModelArgs {
     /// model's own limit.
     #[arg(long, value_name = "TOKENS", default_value_t = 8192)]
     pub max_context: usize,
+    /// Use this chat template (a Jinja file, as in a model's `chat_template.jinja`) instead of
+    /// the model's own.
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -120,6 +124,16 @@ impl ModelArgs {
                 Ok((n.to_string(), PathBuf::from(d)))
             })
             .collect()
+    }
+
+    /// Replaces the tokenizer's chat template with `--chat-template`'s, when given.
+    pub fn apply_chat_template(&self, tok: &mut TextTokenizer) -> Result<()> {
+        if let Some(f) = &self.chat_template {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("--chat-template {}", f.display()))?;
+            tok.set_chat_template(Some(t));
+        }
+        Ok(())
     }
 
     /// Applies `--threads` to the rayon pool.
@@ -188,13 +202,11 @@ pub fn load_keeping_adapters<B: Backend>(
         .collect::<Result<Vec<_>>>()?;
     let mut model = Model::new(backend, files.config, files.weights, args.max_context)?;
     model.set_adapters(&adapters)?;
-    Ok((
-        Loaded {
-            model,
-            tokenizer: files.tokenizer,
-        },
-        adapters,
-    ))
+    let mut tokenizer = files.tokenizer;
+    if let Some(t) = &mut tokenizer {
+        args.apply_chat_template(t)?;
+    }
+    Ok((Loaded { model, tokenizer }, adapters))
 }
 
 /// Parses `NAME=W[,NAME=W]...`.

@@ -202,7 +202,7 @@ impl WithBackend for &GenerateArgs {
                 p.text.as_deref(),
                 p.messages.clone(),
             )?;
-            let (ids, starts) = encode_prompt(tok, &r.text)?;
+            let (ids, starts) = encode_prompt(tok, &r)?;
             let (segments, routed) = match &routing {
                 Some(routing) if !p.explicit_mix => {
                     routing.route_prompt(&r.text, r.span, &r.user, &starts, &names)

@@ -21,6 +21,9 @@ pub struct Rendered {
     pub user: String,
     /// Byte range of `user` in `text`, if the template kept it verbatim.
     pub span: Option<Range<usize>>,
+    /// Rendered through the chat template (BOS rules differ: see
+    /// [`TextTokenizer::bos_prefix`]).
+    pub chat: bool,
 }
 
 /// Renders a prompt, through the chat template when `chat` is set or `messages` are given.
@@ -32,28 +35,23 @@ pub fn render_prompt(
     text: Option<&str>,
     messages: Option<Vec<ChatMessage>>,
 ) -> Result<Rendered> {
+    let is_chat = messages.is_some() || chat;
     let (rendered, user) = match (messages, text) {
         (Some(m), _) => {
             let user = m
                 .iter()
                 .rev()
-                .find(|m| m.role == "user")
-                .map(|m| m.content.clone())
+                .find(|m| m.role() == "user")
+                .map(ChatMessage::text)
                 .unwrap_or_default();
             (tok.render_chat(&m, true)?, user)
         }
         (None, Some(t)) if chat => {
             let mut m = Vec::new();
             if let Some(s) = system {
-                m.push(ChatMessage {
-                    role: "system".into(),
-                    content: s.into(),
-                });
+                m.push(ChatMessage::new("system", s));
             }
-            m.push(ChatMessage {
-                role: "user".into(),
-                content: t.into(),
-            });
+            m.push(ChatMessage::new("user", t));
             (tok.render_chat(&m, true)?, t.to_string())
         }
         (None, Some(t)) => (t.to_string(), t.to_string()),
@@ -69,20 +67,14 @@ pub fn render_prompt(
         text: rendered,
         user,
         span,
+        chat: is_chat,
     })
 }
 
-/// Token ids of a rendered prompt (BOS first when the model wants one) and the byte offset
-/// where each token starts.
-pub fn encode_prompt(tok: &TextTokenizer, rendered: &str) -> Result<(Vec<u32>, Vec<usize>)> {
-    let (mut ids, mut starts) = tok.encode_with_offsets(rendered)?;
-    if let Some(bos) = tok.bos_prefix() {
-        if ids.first() != Some(&bos) {
-            ids.insert(0, bos);
-            starts.insert(0, 0);
-        }
-    }
-    Ok((ids, starts))
+/// Token ids of a rendered prompt (with the BOS the model's tokenizer puts in front of such a
+/// prompt: [`TextTokenizer::bos_prefix`]) and the byte offset where each token starts.
+pub fn encode_prompt(tok: &TextTokenizer, r: &Rendered) -> Result<(Vec<u32>, Vec<usize>)> {
+    Ok(tok.encode_prompt(&r.text, r.chat)?)
 }
 
 /// Peak resident memory of this process in MiB (Linux), if known.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use dlp_engine::loader::gguf::GgufFile;
-use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use dlp_engine::tokenizer::{ChatMessage, ChatRequest, TextTokenizer};
 use serde_json::Value;
 
 /// Print token ids (no special tokens added) as a JSON array, or render a chat.
@@ -18,10 +18,19 @@ pub struct TokenizeArgs {
     /// Text to tokenize. Special tokens written in it (e.g. `<|im_start|>`) become their ids.
     #[arg(long)]
     pub text: Option<String>,
-    /// A JSON file of chat messages (`[{"role": ..., "content": ...}]`, or an object with
-    /// `messages`): prints the prompt the chat template renders (with the generation prompt).
+    /// A JSON file of what `apply_chat_template` takes: a list of messages, or an object
+    /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true)}`; prints
+    /// the prompt the chat template renders.
     #[arg(long, value_name = "FILE")]
     pub chat_json: Option<PathBuf>,
+    /// Print the ids fed to the model for the prompt instead: the text's (or the rendered
+    /// chat's) ids with the BOS the tokenizer adds there (transformers' rules for an HF
+    /// tokenizer, llama.cpp's for a GGUF).
+    #[arg(long)]
+    pub prompt_ids: bool,
+    /// Use this chat template (a Jinja file) instead of the model's.
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
 }
 
 /// Loads only the tokenizer of a model path (no weights).
@@ -59,25 +68,85 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         lora_f16: false,
         cpu_amx: false,
         cuda_bf16_weights: false,
+        chat_template: args.chat_template.clone(),
     };
     let path = margs.model_path()?;
-    let tok = load_tokenizer(&path)
+    let mut tok = load_tokenizer(&path)
         .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
+    margs.apply_chat_template(&mut tok)?;
     if let Some(text) = &args.text {
-        println!("{}", serde_json::to_string(&tok.encode(text)?)?);
+        let ids = if args.prompt_ids {
+            tok.encode_prompt(text, false)?.0
+        } else {
+            tok.encode(text)?
+        };
+        println!("{}", serde_json::to_string(&ids)?);
     }
     if let Some(f) = &args.chat_json {
-        let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let v: Value =
-            serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", f.display()))?;
-        let m = v.get("messages").cloned().unwrap_or(v);
-        let messages: Vec<ChatMessage> = serde_json::from_value(m).with_context(|| {
-            format!(
-                "{}: expected a list of {{\"role\": ..., \"content\": ...}} messages",
-                f.display()
-            )
-        })?;
-        print!("{}", tok.render_chat(&messages, true)?);
+        let req = read_chat_request(f)?;
+        let text = tok.render_chat_request(&req)?;
+        if args.prompt_ids {
+            println!(
+                "{}",
+                serde_json::to_string(&tok.encode_prompt(&text, true)?.0)?
+            );
+        } else {
+            print!("{text}");
+        }
     }
     Ok(())
+}
+
+/// A chat-template request from a JSON file: a messages list, or an object with `messages`,
+/// `tools`, `documents` and `add_generation_prompt` (default true).
+pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
+    let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+    let v: Value =
+        serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", f.display()))?;
+    let (m, tools, documents, gen) = match v {
+        Value::Array(_) => (v, None, None, true),
+        Value::Object(mut o) => {
+            if let Some(k) = o.keys().find(|k| {
+                !["messages", "tools", "documents", "add_generation_prompt"].contains(&k.as_str())
+            }) {
+                anyhow::bail!(
+                    "{}: unknown key `{k}` (expected messages, tools, documents, add_generation_prompt)",
+                    f.display()
+                );
+            }
+            let gen = match o.remove("add_generation_prompt") {
+                None => true,
+                Some(Value::Bool(b)) => b,
+                Some(x) => anyhow::bail!(
+                    "{}: `add_generation_prompt` must be true or false, found {x}",
+                    f.display()
+                ),
+            };
+            let m = o
+                .remove("messages")
+                .with_context(|| format!("{}: no `messages`", f.display()))?;
+            (
+                m,
+                o.remove("tools").filter(|t| !t.is_null()),
+                o.remove("documents").filter(|d| !d.is_null()),
+                gen,
+            )
+        }
+        other => anyhow::bail!(
+            "{}: expected a list of messages or an object with `messages`, found {other}",
+            f.display()
+        ),
+    };
+    let messages: Vec<ChatMessage> = serde_json::from_value(m).with_context(|| {
+        format!(
+            "{}: `messages` must be a list of objects with a string `role` (and `content`)",
+            f.display()
+        )
+    })?;
+    Ok(ChatRequest {
+        messages,
+        tools,
+        documents,
+        add_generation_prompt: gen,
+    })
 }

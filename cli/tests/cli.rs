@@ -698,3 +698,101 @@ fn train_router_extend_end_to_end() {
         &["no feature statistics", "retrain it once"],
     );
 }
+
+/// One BOS rule for every path (`compat/bos`): an HF tokenizer's post-processor BOS goes in
+/// front of a raw prompt only, a rendered chat gets exactly what its template writes
+/// (transformers); a GGUF follows llama.cpp's add_bos (the llama-bpe group turns it on unless
+/// the metadata key says otherwise). Ids compared exactly; the chat text too.
+#[test]
+fn compat_bos_rules() {
+    let Some(dir) = fixtures("compat/bos") else {
+        return;
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let model = dir.join(c["model"].as_str().unwrap());
+        let m = model.to_str().unwrap();
+        let ids = |out: Output| -> Vec<u32> {
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let want: Vec<u32> = serde_json::from_value(c["expected_ids"].clone()).unwrap();
+        if c["kind"] == "chat" {
+            let f = tmp.path().join(format!("{name}.json"));
+            std::fs::write(&f, c["messages"].to_string()).unwrap();
+            let text = run(&["tokenize", "-m", m, "--chat-json", f.to_str().unwrap()]);
+            assert_eq!(
+                String::from_utf8_lossy(&text.stdout),
+                c["expected_text"].as_str().unwrap(),
+                "{name}: text"
+            );
+            let got = ids(run(&[
+                "tokenize",
+                "-m",
+                m,
+                "--chat-json",
+                f.to_str().unwrap(),
+                "--prompt-ids",
+            ]));
+            assert_eq!(got, want, "{name}: {}", c["rule"]);
+        } else {
+            let got = ids(run(&[
+                "tokenize",
+                "-m",
+                m,
+                "--text",
+                c["text"].as_str().unwrap(),
+                "--prompt-ids",
+            ]));
+            assert_eq!(got, want, "{name}: {}", c["rule"]);
+        }
+    }
+}
+
+/// `--chat-template FILE` replaces the model's template; `tokenize --chat-json` takes what
+/// `apply_chat_template` takes (an object with tools and add_generation_prompt).
+#[test]
+fn chat_template_override_and_request_object() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("t.jinja");
+    std::fs::write(&t, "{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}{% if tools %}{{ tools|length }} tools{% endif %}{% if add_generation_prompt %}>{% endif %}").unwrap();
+    let f = tmp.path().join("req.json");
+    std::fs::write(&f, r#"{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}], "add_generation_prompt": false}"#).unwrap();
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = run(&[
+        "tokenize",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--chat-template",
+        t.to_str().unwrap(),
+        "--chat-json",
+        f.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[user:hi]1 tools");
+    std::fs::write(&f, r#"{"messages": [{"content": "no role"}]}"#).unwrap();
+    fails_with(
+        &[
+            "tokenize",
+            "-m",
+            gguf.to_str().unwrap(),
+            "--chat-json",
+            f.to_str().unwrap(),
+        ],
+        &["req.json", "role"],
+    );
+}

@@ -274,7 +274,10 @@ fn attention_windows(
     let window = match v.get("sliding_window") {
         None | Some(Value::Null) => None,
         Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
-            Error::format(path, format!("field `sliding_window`: expected a positive integer or null, found {x}"))
+            Error::format(
+                path,
+                format!("field `sliding_window`: expected a positive integer or null, found {x}"),
+            )
         })? as usize),
     };
     if let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) {
@@ -287,7 +290,12 @@ fn attention_windows(
             .map(|(i, t)| match t.as_str() {
                 Some("full_attention") => Ok(None),
                 Some("sliding_attention") => window.map(Some).ok_or_else(|| {
-                    Error::format(path, format!("layer_types[{i}] is sliding_attention but `sliding_window` is not set"))
+                    Error::format(
+                        path,
+                        format!(
+                            "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
+                        ),
+                    )
                 }),
                 _ => Err(Error::unsupported(format!(
                     "{}: layer_types[{i}] = {t} (supported: full_attention, sliding_attention)",
@@ -300,7 +308,10 @@ fn attention_windows(
         Arch::Llama => vec![None; layers],
         Arch::Mistral => vec![window; layers],
         Arch::Qwen2 => {
-            let on = v.get("use_sliding_window").and_then(|b| b.as_bool()).unwrap_or(false);
+            let on = v
+                .get("use_sliding_window")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false);
             let from = v
                 .get("max_window_layers")
                 .and_then(|x| x.as_u64())

@@ -2,7 +2,7 @@
 //! `chat_template.jinja` beside it) or rebuilt from a GGUF file's `tokenizer.ggml.*` metadata as
 //! the same byte-level BPE that llama.cpp runs.
 
-mod chat;
+pub mod chat;
 
 use std::path::{Path, PathBuf};
 
@@ -17,13 +17,94 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 use crate::error::{Error, Result};
 use crate::loader::gguf::{GgufFile, GgufValue};
 
-/// One chat turn, as in the OpenAI / HF `messages` list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct ChatMessage {
-    /// `system`, `user`, `assistant`, ...
-    pub role: String,
-    /// The text of the turn.
-    pub content: String,
+/// One chat turn as transformers takes it: an object with a string `role` and whatever else
+/// the caller gives (`content` as a string or a list of parts, `tool_calls`, `name`, ...), all
+/// of it visible to the template, keys in their given order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    try_from = "serde_json::Map<String, Json>",
+    into = "serde_json::Map<String, Json>"
+)]
+pub struct ChatMessage(serde_json::Map<String, Json>);
+
+impl TryFrom<serde_json::Map<String, Json>> for ChatMessage {
+    type Error = String;
+    fn try_from(m: serde_json::Map<String, Json>) -> std::result::Result<Self, String> {
+        match m.get("role") {
+            Some(Json::String(_)) => Ok(ChatMessage(m)),
+            Some(other) => Err(format!(
+                "a message's `role` must be a string, found {other}"
+            )),
+            None => Err("every message needs a `role`".into()),
+        }
+    }
+}
+
+impl From<ChatMessage> for serde_json::Map<String, Json> {
+    fn from(m: ChatMessage) -> Self {
+        m.0
+    }
+}
+
+impl ChatMessage {
+    /// `{"role": role, "content": content}`.
+    pub fn new(role: &str, content: &str) -> Self {
+        let mut m = serde_json::Map::new();
+        m.insert("role".into(), Json::String(role.into()));
+        m.insert("content".into(), Json::String(content.into()));
+        ChatMessage(m)
+    }
+
+    /// The role.
+    pub fn role(&self) -> &str {
+        self.0.get("role").and_then(Json::as_str).unwrap_or("")
+    }
+
+    /// The text of the content: the string, or the text parts of a list joined (what a
+    /// router reads of a turn).
+    pub fn text(&self) -> String {
+        match self.0.get("content") {
+            Some(Json::String(s)) => s.clone(),
+            Some(Json::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Json::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    }
+
+    /// The whole message as given.
+    pub fn fields(&self) -> &serde_json::Map<String, Json> {
+        &self.0
+    }
+}
+
+/// What `apply_chat_template` takes: the messages, optional `tools` and `documents` (the
+/// template sees None without them), and whether to open the assistant's turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<ChatMessage>,
+    /// Tool (function) schemas.
+    pub tools: Option<Json>,
+    /// Retrieval documents.
+    pub documents: Option<Json>,
+    /// Open the assistant's turn at the end.
+    pub add_generation_prompt: bool,
+}
+
+/// The special-token strings a template may write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpecialTokens {
+    /// `bos_token`
+    pub bos: Option<String>,
+    /// `eos_token`
+    pub eos: Option<String>,
+    /// `pad_token`
+    pub pad: Option<String>,
+    /// `unk_token`
+    pub unk: Option<String>,
 }
 
 /// A tokenizer plus what is needed to build chat prompts and detect their end.
@@ -32,18 +113,21 @@ pub struct TextTokenizer {
     chat_template: Option<String>,
     /// Where a chat template was looked for, for the error when there is none.
     template_source: String,
-    bos_token: Option<String>,
-    eos_token: Option<String>,
+    special: SpecialTokens,
     eos_ids: Vec<u32>,
+    /// The BOS that goes in front of a prompt, and whether chat prompts get it too: an HF
+    /// tokenizer's post-processor BOS goes in front of raw prompts only (transformers encodes
+    /// a rendered chat with `add_special_tokens=False`); a GGUF's (llama.cpp's `add_bos`) in
+    /// front of both.
     bos_prefix: Option<u32>,
+    bos_on_chat: bool,
 }
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TextTokenizer")
             .field("vocab_size", &self.vocab_size())
-            .field("bos_token", &self.bos_token)
-            .field("eos_token", &self.eos_token)
+            .field("special", &self.special)
             .field("chat_template", &self.chat_template.is_some())
             .finish()
     }
@@ -106,9 +190,14 @@ impl TextTokenizer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => config_template(&cfg),
             Err(e) => return Err(Error::io(&jinja_path, e)),
         };
-        let bos_token = token_string(cfg.get("bos_token"));
-        let eos_token = token_string(cfg.get("eos_token"));
-        let eos_ids = eos_token
+        let special = SpecialTokens {
+            bos: token_string(cfg.get("bos_token")),
+            eos: token_string(cfg.get("eos_token")),
+            pad: token_string(cfg.get("pad_token")),
+            unk: token_string(cfg.get("unk_token")),
+        };
+        let eos_ids = special
+            .eos
             .iter()
             .filter_map(|s| tok.token_to_id(s))
             .collect();
@@ -131,10 +220,10 @@ impl TextTokenizer {
                 jinja_path.display(),
                 cfg_path.display()
             ),
-            bos_token,
-            eos_token,
+            special,
             eos_ids,
             bos_prefix,
+            bos_on_chat: false,
         })
     }
 
@@ -237,20 +326,29 @@ impl TextTokenizer {
                 eos_ids.push(i);
             }
         }
-        let add_bos =
-            meta("tokenizer.ggml.add_bos_token").is_some_and(|v| *v == GgufValue::Bool(true));
+        // llama.cpp (llama-vocab.cpp, `load`): the Llama-3 family of pre-tokenizers turns
+        // add_bos on; the metadata key, when present, decides.
+        let add_bos = match meta("tokenizer.ggml.add_bos_token") {
+            Some(v) => *v == GgufValue::Bool(true),
+            None => LLAMA_CPP_ADD_BOS_PRE.contains(&pre),
+        };
         Ok(TextTokenizer {
             tok,
             chat_template: g.chat_template(),
             template_source: format!("metadata `tokenizer.chat_template` of {}", p.display()),
-            bos_token: name(id("tokenizer.ggml.bos_token_id")),
-            eos_token: name(id("tokenizer.ggml.eos_token_id")),
+            special: SpecialTokens {
+                bos: name(id("tokenizer.ggml.bos_token_id")),
+                eos: name(id("tokenizer.ggml.eos_token_id")),
+                pad: name(id("tokenizer.ggml.padding_token_id")),
+                unk: name(id("tokenizer.ggml.unknown_token_id")),
+            },
             eos_ids,
             bos_prefix: if add_bos {
                 id("tokenizer.ggml.bos_token_id")
             } else {
                 None
             },
+            bos_on_chat: true,
         })
     }
 
@@ -324,10 +422,29 @@ impl TextTokenizer {
         self.tok.get_vocab_size(true)
     }
 
-    /// The BOS id the model expects in front of a raw (non-chat) prompt, if any: what
-    /// transformers adds with `add_special_tokens=True`, or GGUF `tokenizer.ggml.add_bos_token`.
-    pub fn bos_prefix(&self) -> Option<u32> {
-        self.bos_prefix
+    /// The BOS id that goes in front of a prompt, if any: for an HF tokenizer what
+    /// transformers adds to raw text (`add_special_tokens=True`) and nothing in front of a
+    /// rendered chat (transformers encodes it with `add_special_tokens=False`: only what the
+    /// template writes); for a GGUF what llama.cpp adds (`add_bos`) in both cases.
+    pub fn bos_prefix(&self, chat: bool) -> Option<u32> {
+        self.bos_prefix.filter(|_| !chat || self.bos_on_chat)
+    }
+
+    /// The ids fed to the model for a prompt (raw text, or a rendered chat with `chat`): the
+    /// text's ids with [`TextTokenizer::bos_prefix`] in front, and the byte offset where each
+    /// token starts (see [`TextTokenizer::encode_with_offsets`]).
+    pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<(Vec<u32>, Vec<usize>)> {
+        let (mut ids, mut starts) = self.encode_with_offsets(text)?;
+        if let Some(bos) = self.bos_prefix(chat) {
+            ids.insert(0, bos);
+            starts.insert(0, 0);
+        }
+        Ok((ids, starts))
+    }
+
+    /// The special-token strings (`bos_token`, ...).
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
     }
 
     /// Ids that end generation: the eos token (and GGUF's eot / eom), if known.
@@ -336,25 +453,29 @@ impl TextTokenizer {
     }
 
     /// Renders `messages` with the chat template as transformers' `apply_chat_template` does
-    /// (variables `messages`, `add_generation_prompt`, `bos_token`, `eos_token`).
+    /// (no tools, no documents).
     pub fn render_chat(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.render_chat_request(&ChatRequest {
+            messages: messages.to_vec(),
+            tools: None,
+            documents: None,
+            add_generation_prompt,
+        })
+    }
+
+    /// Renders a full `apply_chat_template` request (see [`chat`] for the environment).
+    pub fn render_chat_request(&self, req: &ChatRequest) -> Result<String> {
         let t = self.chat_template.as_deref().ok_or_else(|| {
             Error::invalid(format!(
-                "the model has no chat template (looked in {}); give one, or use a raw prompt",
+                "the model has no chat template (looked in {}); give one with --chat-template FILE, or use a raw prompt",
                 self.template_source
             ))
         })?;
-        chat::render(
-            t,
-            messages,
-            add_generation_prompt,
-            self.bos_token.as_deref(),
-            self.eos_token.as_deref(),
-        )
+        chat::render(t, req, &self.special)
     }
 }
 
@@ -376,6 +497,20 @@ fn config_template(cfg: &Json) -> Option<String> {
         _ => None,
     }
 }
+
+/// `tokenizer.ggml.pre` values for which llama.cpp sets `add_bos` when the file does not say.
+const LLAMA_CPP_ADD_BOS_PRE: [&str; 10] = [
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "falcon-h1",
+    "pixtral",
+    "midm-2.0",
+    "lfm2",
+    "tekken",
+    "llama4",
+];
 
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

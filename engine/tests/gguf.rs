@@ -392,10 +392,7 @@ fn synthetic_gguf_loads() {
     assert_eq!(tok.encode("ab a<|user|>b").unwrap(), [5, 6, 7, 3]);
     assert_eq!(tok.decode(&[0, 5, 6, 1], true).unwrap(), "ab a");
     assert_eq!(tok.eos_token_ids(), [1]);
-    let msgs = [ChatMessage {
-        role: "user".into(),
-        content: "ab".into(),
-    }];
+    let msgs = [ChatMessage::new("user", "ab")];
     assert_eq!(tok.render_chat(&msgs, true).unwrap(), "<|user|>ab");
     let _ = std::fs::remove_dir_all(dir);
 }

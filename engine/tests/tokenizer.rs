@@ -5,7 +5,7 @@ mod common;
 
 use common::{fixture, scratch, GGUF};
 use dlp_engine::loader::gguf::GgufFile;
-use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use dlp_engine::tokenizer::{ChatMessage, ChatRequest, TextTokenizer};
 use serde_json::Value;
 
 fn golden() -> Option<Value> {
@@ -45,11 +45,9 @@ fn check_golden_cases(tok: &TextTokenizer, g: &Value, what: &str) {
     assert_eq!(tok.eos_token_ids(), vec![2], "{what}: eos ids");
     assert_eq!(tok.token_id("<|im_end|>"), Some(2));
     assert_eq!(tok.vocab_size(), 49152);
-    assert_eq!(
-        tok.bos_prefix(),
-        None,
-        "{what}: SmolLM2 adds no BOS to raw prompts"
-    );
+    for chat in [false, true] {
+        assert_eq!(tok.bos_prefix(chat), None, "{what}: SmolLM2 adds no BOS");
+    }
 }
 
 #[test]
@@ -159,10 +157,7 @@ fn chat_template_errors_and_override() {
         return;
     };
     let mut tok = TextTokenizer::from_file(&p).unwrap();
-    let msgs = [ChatMessage {
-        role: "user".into(),
-        content: "hi".into(),
-    }];
+    let msgs = [ChatMessage::new("user", "hi")];
     tok.set_chat_template(None);
     let e = tok.render_chat(&msgs, true).unwrap_err().to_string();
     assert!(
@@ -215,4 +210,70 @@ fn transformers4_layout_and_jinja_precedence() {
         "{e}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `date +FORMAT`: today's date as `datetime.now().strftime(FORMAT)` writes it.
+fn today(format: &str) -> String {
+    let out = std::process::Command::new("date")
+        .arg(format!("+{format}"))
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// Every chat-template case of `compat/templates` (rendered by transformers): the text is
+/// byte-identical (today's date where the template calls `strftime_now`), and the cases that
+/// raise in transformers raise here with the same message.
+#[test]
+fn compat_templates_render_as_transformers() {
+    let Some(dir) = fixture("compat/templates") else {
+        return;
+    };
+    let mut tok = TextTokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let placeholder = regex::Regex::new(r"<<strftime_now:([^>]*)>>").unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        tok.set_chat_template(Some(c["template"].as_str().unwrap().to_string()));
+        let req = ChatRequest {
+            messages: serde_json::from_value(c["messages"].clone()).unwrap(),
+            tools: c.get("tools").cloned(),
+            documents: c.get("documents").cloned(),
+            add_generation_prompt: c["add_generation_prompt"].as_bool().unwrap(),
+        };
+        let got = tok.render_chat_request(&req);
+        if c["expected_error"].as_bool() == Some(true) {
+            let want = c["error_message"].as_str().unwrap();
+            match got {
+                Err(e) if e.to_string().contains(want) => {}
+                other => failures.push(format!(
+                    "{name}: expected the error {want:?}, got {other:?}"
+                )),
+            }
+            continue;
+        }
+        let want = placeholder
+            .replace_all(c["expected"].as_str().unwrap(), |m: &regex::Captures| {
+                today(&m[1])
+            })
+            .into_owned();
+        match got {
+            Ok(text) if text == want => {}
+            Ok(text) => failures.push(format!("{name}:\n  want {want:?}\n  got  {text:?}")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} template cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

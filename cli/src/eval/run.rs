@@ -60,7 +60,7 @@ fn prepare(
     oracle: Option<usize>,
 ) -> Result<Item> {
     let rendered = render_prompt(tok, true, None, Some(instruction), None)?;
-    let (ids, starts) = encode_prompt(tok, &rendered.text)?;
+    let (ids, starts) = encode_prompt(tok, &rendered)?;
     Ok(Item {
         rendered,
         ids,

@@ -607,18 +607,15 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
 /// One OpenAI message: `role` and `content` (a string, or a list of text parts).
 fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
     let at = |f: &str| format!("messages[{i}].{f}");
-    let Value::Object(mut o) = m else {
+    let Value::Object(o) = m else {
         return Err(ApiError::bad_param(
             format!("messages[{i}]"),
             format!("`messages[{i}]` must be an object with `role` and `content`, found {m}"),
         ));
     };
-    let role = match o.remove("role") {
+    match o.get("role") {
         Some(Value::String(r))
-            if ["system", "developer", "user", "assistant", "tool"].contains(&r.as_str()) =>
-        {
-            r
-        }
+            if ["system", "developer", "user", "assistant", "tool"].contains(&r.as_str()) => {}
         Some(r) => {
             return Err(ApiError::bad_param(
                 at("role"),
@@ -634,28 +631,30 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
                 format!("`{}` is missing", at("role")),
             ))
         }
-    };
-    let content = match o.remove("content") {
-        Some(Value::String(s)) => s,
+    }
+    // Content is passed to the chat template as given (a string or a list of parts, as
+    // transformers passes it); only what a text model cannot read is refused.
+    match o.get("content") {
+        Some(Value::String(_)) => {}
         Some(Value::Array(parts)) => {
-            let mut text = String::new();
             for (j, p) in parts.iter().enumerate() {
-                match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                    (Some("text"), Some(Value::String(t))) => text.push_str(t),
-                    (kind, _) => {
-                        return Err(ApiError::bad_param(
-                            format!("{}[{j}]", at("content")),
-                            format!(
-                                "`{}[{j}]` is a part of type {}; this model takes text parts only ({{\"type\": \"text\", \"text\": ...}})",
-                                at("content"),
-                                kind.unwrap_or("(none)")
-                            ),
-                        ))
-                    }
+                if !matches!(
+                    (p.get("type").and_then(Value::as_str), p.get("text")),
+                    (Some("text"), Some(Value::String(_)))
+                ) {
+                    return Err(ApiError::bad_param(
+                        format!("{}[{j}]", at("content")),
+                        format!(
+                            "`{}[{j}]` is a part of type {}; this model takes text parts only ({{\"type\": \"text\", \"text\": ...}})",
+                            at("content"),
+                            p.get("type").and_then(Value::as_str).unwrap_or("(none)")
+                        ),
+                    ));
                 }
             }
-            text
         }
+        // An assistant turn that only calls tools has no content.
+        None | Some(Value::Null) if o.contains_key("tool_calls") => {}
         None | Some(Value::Null) => {
             return Err(ApiError::bad_param(
                 at("content"),
@@ -674,15 +673,15 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
                 ),
             ))
         }
-    };
+    }
     if let Some(k) = o
         .keys()
-        .find(|k| !["name", "tool_call_id"].contains(&k.as_str()))
+        .find(|k| !["role", "content", "name", "tool_call_id", "tool_calls"].contains(&k.as_str()))
     {
         return Err(ApiError::bad_param(
             at(k),
             format!("`{}` is not supported by this server", at(k)),
         ));
     }
-    Ok(ChatMessage { role, content })
+    ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
 }

@@ -301,14 +301,14 @@ fn prepare(
         PromptInput::Text(t) => {
             let r = render_prompt(tok, false, None, Some(t), None)
                 .map_err(|e| ApiError::bad_param("prompt", format!("{e:#}")))?;
-            let (ids, starts) = encode_prompt(tok, &r.text)
+            let (ids, starts) = encode_prompt(tok, &r)
                 .map_err(|e| ApiError::bad_param("prompt", format!("{e:#}")))?;
             (ids, starts, r.text, r.span, r.user)
         }
         PromptInput::Chat(m) => {
             let r = render_prompt(tok, true, None, None, Some(m.clone()))
                 .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
-            let (ids, starts) = encode_prompt(tok, &r.text)
+            let (ids, starts) = encode_prompt(tok, &r)
                 .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
             (ids, starts, r.text, r.span, r.user)
         }

@@ -55,7 +55,11 @@ pub fn attention(
                 let (t, kvh) = (i / s.n_kv_heads, i % s.n_kv_heads);
                 let (slot, pos) = (step.kv_slots[t] as usize, step.positions[t] as usize);
                 // A sliding window drops the oldest positions.
-                let start = if s.window > 0 { (pos + 1).saturating_sub(s.window) } else { 0 };
+                let start = if s.window > 0 {
+                    (pos + 1).saturating_sub(s.window)
+                } else {
+                    0
+                };
                 let q0 = t * q_dim + kvh * group * hd;
                 let heads = Heads {
                     q: &q[q0..q0 + group * hd],

@@ -69,7 +69,9 @@ impl Selector {
             Value::String(s) if s == "all-linear" => Ok(Selector::AllLinear),
             Value::String(s) => fancy_regex::Regex::new(&format!("^(?:{s})$"))
                 .map(|re| Selector::Regex(re, s.clone()))
-                .map_err(|e| format!("`{field}`: the regular expression `{s}` does not compile: {e}")),
+                .map_err(|e| {
+                    format!("`{field}`: the regular expression `{s}` does not compile: {e}")
+                }),
             Value::Array(a) => a
                 .iter()
                 .map(|m| {
@@ -199,7 +201,11 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
     let layers_pattern = match v.get("layers_pattern") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(vec![s.clone()]),
-        Some(Value::Array(a)) => Some(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+        ),
         Some(o) => {
             return Err(bad(format!(
                 "field `layers_pattern`: expected a string or a list of strings, found {o}"
@@ -301,7 +307,11 @@ impl AdapterConfig {
                         "its layer {i} is not in layers_to_transform {layers:?}"
                     ))
                 }
-                None => return Err("layers_to_transform is set but no layer index is in its name".into()),
+                None => {
+                    return Err(
+                        "layers_to_transform is set but no layer index is in its name".into(),
+                    )
+                }
             }
         }
         Ok(())
@@ -313,7 +323,10 @@ impl AdapterConfig {
         fn pick<T: Copy>(p: &[(fancy_regex::Regex, String, T)], name: &str) -> Option<T> {
             p.iter()
                 .find(|(_, k, _)| k == name)
-                .or_else(|| p.iter().find(|(re, _, _)| re.is_match(name).unwrap_or(false)))
+                .or_else(|| {
+                    p.iter()
+                        .find(|(re, _, _)| re.is_match(name).unwrap_or(false))
+                })
                 .map(|x| x.2)
         }
         let r = pick(&self.rank_pattern, full_name).unwrap_or(self.r);

@@ -1,25 +1,120 @@
-//! Chat templates rendered with minijinja the way transformers renders them with Jinja2:
-//! `trim_blocks` + `lstrip_blocks`, `raise_exception`, a `tojson` that prints like Python's
-//! `json.dumps`, and the Python string / dict methods that HF templates call.
+//! Chat templates rendered with minijinja in transformers' Jinja2 environment: `trim_blocks` +
+//! `lstrip_blocks`, loop controls (`{% break %}`, `{% continue %}`), the `{% generation %}`
+//! block (its body rendered), `raise_exception`, `strftime_now`, a `tojson` that prints like
+//! Python's `json.dumps`, `namespace()`, Python's string / dict / list methods
+//! (minijinja-contrib's `pycompat`), `%` formatting of strings, and the variables
+//! `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, `pad_token`, `unk_token`,
+//! `tools` and `documents` (None when not given).
 
-use minijinja::value::{from_args, Kwargs, ValueKind};
-use minijinja::{context, Environment, ErrorKind, State, Value};
+use std::sync::LazyLock;
 
-use super::ChatMessage;
+use minijinja::value::{Kwargs, ValueKind};
+use minijinja::{context, Environment, ErrorKind, Value};
+
+use super::{ChatRequest, SpecialTokens};
 use crate::error::{Error, Result};
 
-/// Renders `template` for `messages`.
-pub(super) fn render(
-    template: &str,
-    messages: &[ChatMessage],
-    add_generation_prompt: bool,
-    bos_token: Option<&str>,
-    eos_token: Option<&str>,
-) -> Result<String> {
+/// `{% generation %}` / `{% endgeneration %}` (with their whitespace markers): transformers'
+/// extension marks the assistant's tokens with it and renders the body unchanged.
+static GENERATION_TAG: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"\{%(-?)\s*(end)?generation\s*(-?)%\}").expect("valid regex")
+});
+
+/// A string literal followed by `%` and its operand (a parenthesised tuple, or a name with
+/// attributes and subscripts): Jinja2's Python string formatting, which minijinja's `%` (a
+/// number operator) does not do; rewritten into a call of `__percent_format`.
+static PERCENT_FORMAT: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r#"('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\s*%\s*(\((?:[^()]|\([^()]*\))*\)|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[^\]]*\])*)"#,
+    )
+    .expect("valid regex")
+});
+
+/// The template text minijinja can compile: `{% generation %}` blocks made plain `if true`
+/// blocks (same whitespace control), string `%` formatting made function calls.
+fn prepare(template: &str) -> String {
+    let t = GENERATION_TAG.replace_all(template, |c: &regex::Captures| {
+        let (l, r) = (&c[1], &c[3]);
+        match c.get(2) {
+            Some(_) => format!("{{%{l} endif {r}%}}"),
+            None => format!("{{%{l} if true {r}%}}"),
+        }
+    });
+    PERCENT_FORMAT
+        .replace_all(&t, "__percent_format($1, $2)")
+        .into_owned()
+}
+
+/// `fmt % args` as Python formats strings (printf style; a tuple or list gives the arguments),
+/// and the remainder for numbers.
+fn percent_format(lhs: Value, rhs: Value) -> std::result::Result<Value, minijinja::Error> {
+    match lhs.as_str() {
+        Some(fmt) => {
+            let args: Vec<Value> = match rhs.kind() {
+                ValueKind::Seq | ValueKind::Iterable => rhs.try_iter()?.collect(),
+                _ => vec![rhs],
+            };
+            minijinja::format_filter(minijinja::FormatStyle::Printf, fmt, &args).map(Value::from)
+        }
+        None => {
+            let (a, b) = (f64::try_from(lhs)?, f64::try_from(rhs)?);
+            if b == 0.0 {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    "modulo by zero",
+                ));
+            }
+            // Python's sign convention: the result has the sign of the divisor.
+            let r = a - b * (a / b).floor();
+            Ok(if r.fract() == 0.0 && r.abs() < i64::MAX as f64 {
+                Value::from(r as i64)
+            } else {
+                Value::from(r)
+            })
+        }
+    }
+}
+
+/// Python's `datetime.now().strftime(format)` in local time.
+fn strftime_now(format: String) -> std::result::Result<Value, minijinja::Error> {
+    #[cfg(unix)]
+    {
+        let c_fmt = std::ffi::CString::new(format.clone()).map_err(|_| {
+            minijinja::Error::new(ErrorKind::InvalidOperation, "strftime_now: NUL in format")
+        })?;
+        let mut buf = vec![0u8; 256 + 4 * format.len()];
+        // SAFETY: `time`, `localtime_r` and `strftime` get valid pointers: a local time_t, a
+        // zeroed tm to fill, a buffer of `buf.len()` bytes and a NUL-terminated format.
+        let n = unsafe {
+            let t = libc::time(std::ptr::null_mut());
+            let mut tm: libc::tm = std::mem::zeroed();
+            if libc::localtime_r(&t, &mut tm).is_null() {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    "strftime_now: no local time",
+                ));
+            }
+            libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c_fmt.as_ptr(), &tm)
+        };
+        buf.truncate(n);
+        Ok(Value::from(String::from_utf8_lossy(&buf).into_owned()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = format;
+        Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            "strftime_now needs a Unix system",
+        ))
+    }
+}
+
+/// Renders `template` for `req`.
+pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens) -> Result<String> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    env.set_unknown_method_callback(py_method);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", tojson);
     env.add_function(
         "raise_exception",
@@ -27,6 +122,8 @@ pub(super) fn render(
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         },
     );
+    env.add_function("strftime_now", strftime_now);
+    env.add_function("__percent_format", percent_format);
     let fail = |e: minijinja::Error| {
         let mut msg = format!("chat template: {e}");
         let mut src = std::error::Error::source(&e);
@@ -36,174 +133,24 @@ pub(super) fn render(
         }
         Error::invalid(msg)
     };
-    env.add_template("chat_template", template).map_err(fail)?;
+    let source = prepare(template);
+    env.add_template("chat_template", &source).map_err(fail)?;
     let tmpl = env.get_template("chat_template").map_err(fail)?;
+    let opt = |v: &Option<serde_json::Value>| match v {
+        Some(v) => Value::from_serialize(v),
+        None => Value::from(()),
+    };
     tmpl.render(context! {
-        messages => messages,
-        add_generation_prompt => add_generation_prompt,
-        bos_token => bos_token.unwrap_or(""),
-        eos_token => eos_token.unwrap_or(""),
+        messages => Value::from_serialize(&req.messages),
+        add_generation_prompt => req.add_generation_prompt,
+        tools => opt(&req.tools),
+        documents => opt(&req.documents),
+        bos_token => special.bos.as_deref().unwrap_or(""),
+        eos_token => special.eos.as_deref().unwrap_or(""),
+        pad_token => special.pad.as_deref().unwrap_or(""),
+        unk_token => special.unk.as_deref().unwrap_or(""),
     })
     .map_err(fail)
-}
-
-fn unknown() -> minijinja::Error {
-    minijinja::Error::from(ErrorKind::UnknownMethod)
-}
-
-/// Python `str` / `dict` methods that minijinja lacks (`.strip()`, `.startswith()`, `.items()`...).
-fn py_method(
-    _: &State,
-    value: &Value,
-    method: &str,
-    args: &[Value],
-) -> std::result::Result<Value, minijinja::Error> {
-    if let Some(s) = value.as_str() {
-        return str_method(s, method, args);
-    }
-    if value.kind() != ValueKind::Map {
-        return Err(unknown());
-    }
-    let pairs = || -> std::result::Result<Vec<(Value, Value)>, minijinja::Error> {
-        value
-            .try_iter()?
-            .map(|k| Ok((k.clone(), value.get_item(&k)?)))
-            .collect()
-    };
-    Ok(match method {
-        "items" => {
-            let _: () = from_args(args)?;
-            pairs()?
-                .into_iter()
-                .map(|(k, v)| Value::from(vec![k, v]))
-                .collect::<Vec<_>>()
-                .into()
-        }
-        "keys" => {
-            let _: () = from_args(args)?;
-            pairs()?
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect::<Vec<_>>()
-                .into()
-        }
-        "values" => {
-            let _: () = from_args(args)?;
-            pairs()?
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect::<Vec<_>>()
-                .into()
-        }
-        "get" => {
-            let (key, default): (Value, Option<Value>) = from_args(args)?;
-            match value.get_item(&key)? {
-                v if v.is_undefined() => default.unwrap_or(Value::from(())),
-                v => v,
-            }
-        }
-        _ => return Err(unknown()),
-    })
-}
-
-fn str_method(
-    s: &str,
-    method: &str,
-    args: &[Value],
-) -> std::result::Result<Value, minijinja::Error> {
-    let strip = |chars: Option<String>, left: bool, right: bool| -> String {
-        let f = |c: char| {
-            chars
-                .as_deref()
-                .map_or(c.is_whitespace(), |set| set.contains(c))
-        };
-        let t = if left { s.trim_start_matches(f) } else { s };
-        (if right { t.trim_end_matches(f) } else { t }).to_string()
-    };
-    // startswith / endswith take a string or a tuple of strings.
-    let affixes = |v: &Value| -> Vec<String> {
-        match v.as_str() {
-            Some(x) => vec![x.to_string()],
-            None => v
-                .try_iter()
-                .map(|it| it.map(|x| x.to_string()).collect())
-                .unwrap_or_default(),
-        }
-    };
-    Ok(match method {
-        "strip" => strip(from_args::<(Option<String>,)>(args)?.0, true, true).into(),
-        "lstrip" => strip(from_args::<(Option<String>,)>(args)?.0, true, false).into(),
-        "rstrip" => strip(from_args::<(Option<String>,)>(args)?.0, false, true).into(),
-        "startswith" => {
-            let (p,): (Value,) = from_args(args)?;
-            affixes(&p).iter().any(|x| s.starts_with(x.as_str())).into()
-        }
-        "endswith" => {
-            let (p,): (Value,) = from_args(args)?;
-            affixes(&p).iter().any(|x| s.ends_with(x.as_str())).into()
-        }
-        "split" => {
-            let (sep, max): (Option<String>, Option<i64>) = from_args(args)?;
-            let parts: Vec<Value> = match (sep, max) {
-                (None, _) => s.split_whitespace().map(Value::from).collect(),
-                (Some(sep), Some(m)) if m >= 0 => s
-                    .splitn(m as usize + 1, sep.as_str())
-                    .map(Value::from)
-                    .collect(),
-                (Some(sep), _) => s.split(sep.as_str()).map(Value::from).collect(),
-            };
-            parts.into()
-        }
-        "upper" => s.to_uppercase().into(),
-        "lower" => s.to_lowercase().into(),
-        "capitalize" => {
-            let mut c = s.chars();
-            c.next()
-                .map_or(String::new(), |f| {
-                    f.to_uppercase()
-                        .chain(c.flat_map(char::to_lowercase))
-                        .collect()
-                })
-                .into()
-        }
-        "title" => {
-            let mut out = String::with_capacity(s.len());
-            let mut prev_alpha = false;
-            for c in s.chars() {
-                if prev_alpha {
-                    out.extend(c.to_lowercase());
-                } else {
-                    out.extend(c.to_uppercase());
-                }
-                prev_alpha = c.is_alphabetic();
-            }
-            out.into()
-        }
-        "replace" => {
-            let (old, new, count): (String, String, Option<i64>) = from_args(args)?;
-            match count {
-                Some(n) if n >= 0 => s.replacen(old.as_str(), &new, n as usize),
-                _ => s.replace(old.as_str(), &new),
-            }
-            .into()
-        }
-        "find" => {
-            let (sub,): (String,) = from_args(args)?;
-            s.find(sub.as_str())
-                .map_or(-1, |b| s[..b].chars().count() as i64)
-                .into()
-        }
-        "join" => {
-            let (items,): (Value,) = from_args(args)?;
-            items
-                .try_iter()?
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(s)
-                .into()
-        }
-        _ => return Err(unknown()),
-    })
 }
 
 /// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, sort_keys=False)`,
@@ -212,34 +159,57 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja
     let indent: Option<usize> = kwargs.get("indent")?;
     let ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     let sort: Option<bool> = kwargs.get("sort_keys")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
     kwargs.assert_all_used()?;
+    // Python's defaults: (", ", ": ") without indent, (",", ": ") with one.
+    let seps = match separators.as_deref() {
+        Some([item, key]) => (item.clone(), key.clone()),
+        Some(other) => {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "tojson: separators must be (item_separator, key_separator), got {other:?}"
+                ),
+            ))
+        }
+        None if indent.is_some() => (",".into(), ": ".into()),
+        None => (", ".into(), ": ".into()),
+    };
     let mut out = String::new();
-    write_json(
-        value,
+    let opts = JsonOpts {
         indent,
-        0,
-        ascii.unwrap_or(false),
-        sort.unwrap_or(false),
-        &mut out,
-    )?;
+        ascii: ascii.unwrap_or(false),
+        sort: sort.unwrap_or(false),
+        item_sep: &seps.0,
+        key_sep: &seps.1,
+    };
+    write_json(value, &opts, 0, &mut out)?;
     Ok(Value::from_safe_string(out))
+}
+
+/// How `tojson` prints (Python's `json.dumps` arguments).
+struct JsonOpts<'a> {
+    indent: Option<usize>,
+    ascii: bool,
+    sort: bool,
+    item_sep: &'a str,
+    key_sep: &'a str,
 }
 
 fn write_json(
     v: &Value,
-    indent: Option<usize>,
+    o: &JsonOpts,
     level: usize,
-    ascii: bool,
-    sort: bool,
     out: &mut String,
 ) -> std::result::Result<(), minijinja::Error> {
+    let (indent, ascii, sort) = (o.indent, o.ascii, o.sort);
     let newline = |out: &mut String, level: usize| {
         if let Some(n) = indent {
             out.push('\n');
             out.push_str(&" ".repeat(n * level));
         }
     };
-    let item_sep = if indent.is_some() { "," } else { ", " };
+    let item_sep = o.item_sep;
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
@@ -265,8 +235,8 @@ fn write_json(
                 }
                 newline(out, level + 1);
                 json_str(&k.to_string(), ascii, out);
-                out.push_str(": ");
-                write_json(&v.get_item(k)?, indent, level + 1, ascii, sort, out)?;
+                out.push_str(o.key_sep);
+                write_json(&v.get_item(k)?, o, level + 1, out)?;
             }
             newline(out, level);
             out.push('}');
@@ -283,7 +253,7 @@ fn write_json(
                     out.push_str(item_sep);
                 }
                 newline(out, level + 1);
-                write_json(x, indent, level + 1, ascii, sort, out)?;
+                write_json(x, o, level + 1, out)?;
             }
             newline(out, level);
             out.push(']');
@@ -343,13 +313,57 @@ fn py_float(f: f64) -> String {
 mod tests {
     use super::*;
 
+    use crate::tokenizer::ChatMessage;
+
     fn msgs(v: &[(&str, &str)]) -> Vec<ChatMessage> {
-        v.iter()
-            .map(|(r, c)| ChatMessage {
-                role: r.to_string(),
-                content: c.to_string(),
-            })
-            .collect()
+        v.iter().map(|(r, c)| ChatMessage::new(r, c)).collect()
+    }
+
+    fn special(bos: Option<&str>) -> SpecialTokens {
+        SpecialTokens {
+            bos: bos.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    fn render(
+        t: &str,
+        m: &[ChatMessage],
+        gen: bool,
+        bos: Option<&str>,
+        _eos: Option<&str>,
+    ) -> Result<String> {
+        super::render(
+            t,
+            &ChatRequest {
+                messages: m.to_vec(),
+                add_generation_prompt: gen,
+                tools: None,
+                documents: None,
+            },
+            &special(bos),
+        )
+    }
+
+    #[test]
+    fn template_rewrites() {
+        assert_eq!(
+            prepare("{%- generation -%}x{% endgeneration %}"),
+            "{%- if true -%}x{% endif %}"
+        );
+        assert_eq!(
+            prepare("{{ '%d of %s' % (a, b.c) }}"),
+            "{{ __percent_format('%d of %s', (a, b.c)) }}"
+        );
+        assert_eq!(
+            prepare("{{ \"%s!\" % name }}"),
+            "{{ __percent_format(\"%s!\", name) }}"
+        );
+        // Numbers keep minijinja's own operator.
+        assert_eq!(
+            prepare("{% if loop.index % 2 %}"),
+            "{% if loop.index % 2 %}"
+        );
     }
 
     #[test]

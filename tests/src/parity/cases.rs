@@ -140,7 +140,11 @@ fn attn_window(
         capacity: cap,
         window,
     };
-    let w = if window > 0 { format!(",window={window}") } else { String::new() };
+    let w = if window > 0 {
+        format!(",window={window}")
+    } else {
+        String::new()
+    };
     let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?}{w})", at.len());
     let op = Op::Attention {
         shape,
