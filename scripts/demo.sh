@@ -12,6 +12,15 @@ prompt=${1:-"What is the capital of France?"}
 echo "== base model =="
 $run generate --chat --prompt "$prompt" --max-tokens 64
 tasks=../shared/adapters/smollm2-tasks
+if [ ! -d "$tasks" ]; then
+  cat <<'EOF'
+
+(Skipped: the fused-adapter and router parts of this demo. They use the task adapters and
+data of ../shared (adapters/smollm2-tasks, data/tasks), which are not beside this checkout.
+Put that folder next to the checkout and run scripts/demo.sh again for the full demo; or load
+your own PEFT adapters: dlp-run generate --adapter NAME=DIR --mix NAME=1 --chat --prompt ...)
+EOF
+fi
 if [ -d "$tasks" ]; then
   q="Is the following statement true or false? Paris is the capital of France."
   echo "== base model, a yes/no question =="
@@ -20,6 +29,9 @@ if [ -d "$tasks" ]; then
   $run generate --adapter boolq=$tasks/boolq --adapter piqa=$tasks/piqa --mix boolq=0.7,piqa=0.3 \
     --chat --prompt "$q" --max-tokens 32
   data=../shared/data/tasks
+  if [ ! -d "$data" ]; then
+    echo "(Skipped: routing by sentence, which trains a router on ../shared/data/tasks; that folder is missing.)"
+  fi
   if [ -d "$data" ]; then
     names=() adapters=() dirs=()
     for d in "$tasks"/*/; do

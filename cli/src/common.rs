@@ -274,9 +274,17 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
                 Err(e) => tracing::info!("auto backend: no CUDA ({e})"),
             }
             #[cfg(feature = "wgpu")]
-            match dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::HardwareOnly) {
-                Ok(b) => return job.run(b),
-                Err(e) => tracing::info!("auto backend: no wgpu GPU ({e}); using cpu"),
+            if gpu_device_present() {
+                // Vulkan drivers print warnings of their own while probing (Mesa's
+                // `XDG_RUNTIME_DIR is invalid` on a headless machine): not ours to show.
+                match quiet_stderr(|| {
+                    dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::HardwareOnly)
+                }) {
+                    Ok(b) => return job.run(b),
+                    Err(e) => tracing::info!("auto backend: no wgpu GPU ({e}); using cpu"),
+                }
+            } else {
+                tracing::info!("auto backend: no GPU device on this machine; using cpu");
             }
             job.run(cpu())
         }
@@ -284,6 +292,50 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
         BackendChoice::Wgpu => wgpu_backend(job, f16),
         BackendChoice::Cuda => cuda_backend(job, model.cuda_bf16_weights),
     }
+}
+
+/// Whether the machine shows a GPU device to probe (Linux: a DRM render node, an NVIDIA device,
+/// WSL's GPU); elsewhere, assume it may.
+#[cfg(feature = "wgpu")]
+fn gpu_device_present() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let render_node = std::fs::read_dir("/dev/dri").is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+    });
+    render_node
+        || std::path::Path::new("/dev/nvidia0").exists()
+        || std::path::Path::new("/dev/dxg").exists()
+}
+
+/// Runs `f` with the process's standard error (file descriptor 2) pointed at /dev/null, so
+/// that C libraries it calls print nothing; restored afterwards.
+#[cfg(feature = "wgpu")]
+pub(crate) fn quiet_stderr<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+            return f();
+        };
+        // SAFETY: dup/dup2/close on descriptors this function owns or restores; fd 2 always
+        // points at a valid file (the original or /dev/null) in between.
+        let saved = unsafe { libc::dup(2) };
+        if saved < 0 {
+            return f();
+        }
+        unsafe { libc::dup2(null.as_raw_fd(), 2) };
+        let out = f();
+        unsafe {
+            libc::dup2(saved, 2);
+            libc::close(saved);
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    f()
 }
 
 /// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included; with

@@ -26,11 +26,14 @@ fn backends_text() -> String {
     let mut auto = "cpu";
     #[cfg(feature = "wgpu")]
     {
-        let adapters = dlp_wgpu::list_adapters();
+        // Quiet: Vulkan drivers print warnings of their own while being enumerated.
+        let (adapters, lines) = crate::common::quiet_stderr(|| {
+            (dlp_wgpu::list_adapters(), dlp_wgpu::describe_adapters())
+        });
         if adapters.is_empty() {
             s += "  wgpu: no adapter (no Vulkan/Metal/DX12 driver; on Linux install mesa-vulkan-drivers)\n";
         }
-        for (info, line) in adapters.iter().zip(dlp_wgpu::describe_adapters()) {
+        for (info, line) in adapters.iter().zip(lines) {
             s += &format!("  wgpu: {line}\n");
             if !dlp_wgpu::is_software(info) {
                 auto = "wgpu";
