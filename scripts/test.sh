@@ -105,6 +105,6 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 # The CUDA backend builds, lints and compiles its kernels without CUDA (it is loaded at run
 # time; its GPU tests are recorded as skipped without a GPU). Built once with the workspace so
 # features unify the same way for every step and nothing is compiled twice.
-cuda=(--workspace --features dlp-cli/cuda,dlp-tests/cuda)
+cuda=(--workspace --features dlp-cli/cuda,dlp-cli/fuzz,dlp-tests/cuda)
 cargo clippy "${cuda[@]}" --all-targets -q -- -D warnings
 cargo test "${cuda[@]}" --no-fail-fast 2>&1 | tee "$results"

@@ -104,7 +104,7 @@ pub struct GenerateArgs {
 }
 
 /// One prompt as given.
-struct Prompt {
+pub(crate) struct Prompt {
     text: Option<String>,
     messages: Option<Vec<ChatMessage>>,
     mix: Vec<(String, f32)>,
@@ -133,6 +133,18 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .context("give --prompt or --prompts")?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_prompts(&text, path, &default_mix, args.mix.is_some())
+}
+
+/// The prompts of a `--prompts` JSONL text read from `path` (named in messages): one object per
+/// line with `prompt` or `messages`, and optionally `mix`; `default_mix` (from `--mix`, which
+/// makes every mixture explicit when `cli_mix`) where a line has none.
+pub(crate) fn parse_prompts(
+    text: &str,
+    path: &std::path::Path,
+    default_mix: &[(String, f32)],
+    cli_mix: bool,
+) -> Result<Vec<Prompt>> {
     let mut out = Vec::new();
     for (i, line) in text
         .lines()
@@ -142,9 +154,12 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         let at = || format!("{}:{}", path.display(), i + 1);
         let v: Value =
             serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        if !v.is_object() {
+            bail!("{}: expected a JSON object, found {v}", at());
+        }
         let explicit_mix = !matches!(v.get("mix"), None | Some(Value::Null));
         let mix = match v.get("mix") {
-            None | Some(Value::Null) => default_mix.clone(),
+            None | Some(Value::Null) => default_mix.to_vec(),
             Some(Value::String(s)) => parse_mix(s).with_context(at)?,
             Some(Value::Object(m)) => m
                 .iter()
@@ -173,7 +188,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
             text,
             messages,
             mix,
-            explicit_mix: explicit_mix || args.mix.is_some(),
+            explicit_mix: explicit_mix || cli_mix,
         });
     }
     if out.is_empty() {

@@ -6,6 +6,8 @@ mod bench_peers;
 mod bench_report;
 mod common;
 mod eval;
+#[cfg(feature = "fuzz")]
+mod fuzz;
 mod generate;
 mod inspect;
 mod pipeline;
@@ -65,7 +67,16 @@ enum Command {
     /// Serve the model over an OpenAI-compatible HTTP API (continuous batching; every request
     /// with its own adapter mixture, or routed by the DLP router with `"model": "auto"`).
     Serve(serve::ServeArgs),
+    /// Fuzz the parsers of users' files and requests (built with `--features fuzz`).
+    #[cfg(feature = "fuzz")]
+    #[command(hide = true)]
+    Fuzz(fuzz::FuzzArgs),
 }
+
+/// With the `fuzz` feature: single allocations are capped while a fuzz target runs.
+#[cfg(feature = "fuzz")]
+#[global_allocator]
+static ALLOC: fuzz::GuardedAlloc = fuzz::GuardedAlloc;
 
 fn main() {
     // Rust ignores SIGPIPE, so printing into a closed pipe (`dlp-run eval-router ... | head`)
@@ -76,7 +87,13 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    #[cfg(feature = "fuzz")]
+    let quiet = matches!(cli.command, Command::Fuzz(_));
+    #[cfg(not(feature = "fuzz"))]
+    let quiet = false;
+    // Fuzzed inputs make libraries warn by the thousand.
     let level = match cli.verbose {
+        _ if quiet => "error",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -109,6 +126,8 @@ fn main() {
             .init_threads()
             .and_then(|_| common::with_backend(&a.model, a)),
         Command::Tokenize(a) => tokenize::run(a),
+        #[cfg(feature = "fuzz")]
+        Command::Fuzz(a) => fuzz::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::TrainRouter(a) => router_cmd::train_router(a),
         Command::EvalRouter(a) => router_cmd::eval_router(a),

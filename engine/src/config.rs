@@ -148,6 +148,9 @@ impl ModelConfig {
         };
         let hidden_size = f.usize("hidden_size")?;
         let num_heads = f.usize("num_attention_heads")?;
+        if num_heads == 0 {
+            return Err(Error::format(path, "num_attention_heads must be > 0"));
+        }
         let num_kv_heads = f.usize_or("num_key_value_heads", num_heads)?;
         let head_dim = match v.get("head_dim") {
             Some(Value::Null) | None => hidden_size / num_heads,
@@ -209,6 +212,12 @@ impl ModelConfig {
             .and_then(|b| b.as_bool())
             .unwrap_or(false);
         let num_layers = f.usize("num_hidden_layers")?;
+        if num_layers > MAX_LAYERS {
+            return Err(Error::format(
+                path,
+                format!("num_hidden_layers = {num_layers}: more than {MAX_LAYERS} layers is not a model this engine can load"),
+            ));
+        }
         let attention_window = attention_windows(v, arch, num_layers, path)?;
         ModelConfig {
             arch,
@@ -240,9 +249,30 @@ impl ModelConfig {
         .validated(path)
     }
 
-    /// Checks the numbers fit together (heads divide, GQA groups whole).
+    /// Checks the numbers fit together (heads divide, GQA groups whole) and stay within sizes a
+    /// real model has (a corrupt header must not make the loader allocate terabytes).
     pub fn validated(self, path: &Path) -> Result<Self> {
         let bad = |m: String| Err(Error::format(path, m));
+        for (name, v, max) in [
+            ("num_hidden_layers", self.num_layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, 1 << 20),
+            ("intermediate_size", self.intermediate_size, 1 << 22),
+            ("num_attention_heads", self.num_heads, 1 << 14),
+            ("num_key_value_heads", self.num_kv_heads, 1 << 14),
+            ("head_dim", self.head_dim, 1 << 14),
+            ("vocab_size", self.vocab_size, 1 << 24),
+        ] {
+            if v > max {
+                return bad(format!("{name} = {v} exceeds {max}: not a model this engine can load (a corrupt file?)"));
+            }
+        }
+        if self.attention_window.len() != self.num_layers {
+            return bad(format!(
+                "{} attention windows for {} layers",
+                self.attention_window.len(),
+                self.num_layers
+            ));
+        }
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("num_attention_heads, num_key_value_heads and head_dim must be > 0".into());
         }
@@ -322,6 +352,9 @@ fn attention_windows(
         }
     })
 }
+
+/// More layers than any model has (guards allocations sized by a corrupt header).
+const MAX_LAYERS: usize = 4096;
 
 /// `eos_token_id` may be a number, a list or null.
 fn ids_of(v: Option<&Value>) -> Vec<u32> {

@@ -156,6 +156,23 @@ impl StreamDecoder<'_> {
     }
 }
 
+/// A `tokenizer.json`, checked as JSON first and parsed with the tokenizers library, whose
+/// deserializers panic on some malformed inputs instead of erring: such a panic is caught and
+/// reported as the error it is (fuzzing found them).
+pub fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| e.to_string())?;
+    match std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes)) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(p) => Err(format!(
+            "the tokenizers library failed on it: {}",
+            p.downcast_ref::<String>()
+                .map(String::as_str)
+                .or(p.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    }
+}
+
 /// `bos_token` / `eos_token` in `tokenizer_config.json`: a string or an AddedToken object.
 fn token_string(v: Option<&Json>) -> Option<String> {
     match v? {
@@ -171,7 +188,7 @@ impl TextTokenizer {
     pub fn from_file(tokenizer_json: &Path) -> Result<Self> {
         let p = tokenizer_json;
         let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-        let tok = Tokenizer::from_bytes(&bytes)
+        let tok = parse_tokenizer_json(&bytes)
             .map_err(|e| Error::format(p, format!("not a valid tokenizer.json: {e}")))?;
         let dir = p
             .parent()

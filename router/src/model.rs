@@ -199,10 +199,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Loads a tokenizer.json.
+/// Loads a tokenizer.json: checked as JSON first, and a panic of the tokenizers library's
+/// deserializers (some malformed inputs cause one) reported as an error.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer, RouterError> {
-    Tokenizer::from_file(path)
-        .map_err(|e| RouterError::Tokenizer(format!("{}: {e}", path.display())))
+    let bytes = std::fs::read(path).map_err(|e| RouterError::io(path, e))?;
+    let fail = |e: String| RouterError::Tokenizer(format!("{}: {e}", path.display()));
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| fail(e.to_string()))?;
+    match std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes)) {
+        Ok(r) => r.map_err(|e| fail(e.to_string())),
+        Err(_) => Err(fail("the tokenizers library failed on it".into())),
+    }
 }
 
 /// Token ids of each text as the router sees them: surrounding whitespace trimmed, no special

@@ -343,3 +343,220 @@ fn bad_mixtures_and_prompts() {
     .unwrap_err();
     must_contain(&e.to_string(), &["token id 300", "vocabulary"]);
 }
+
+/// A catalogue of further bad files, each an error naming the file or field and what was
+/// expected: PEFT selectors that disagree with the tensors, configs with impossible or
+/// enormous sizes, sliding-window fields of the wrong shape, corrupt tokenizers and GGUF
+/// headers, adapter keys in a model's live state-dict spelling.
+#[test]
+fn catalogue_of_bad_files() {
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    let (_, cfg) = cfg("tiny-llama").unwrap();
+    // PEFT rules against the tensors of qv_r8 (q_proj and v_proj of both layers).
+    let qv = d.join("adapters/qv_r8");
+    let adapter_cases: Vec<(serde_json::Value, &[&str])> = vec![
+        (
+            serde_json::json!(["k_proj"]),
+            &["model.layers.0.self_attn.q_proj", "does not select it"],
+        ),
+        (
+            serde_json::json!(".*\\.layers\\.1\\..*"),
+            &["model.layers.0", "regular expression"],
+        ),
+        (
+            serde_json::json!("(unclosed"),
+            &["target_modules", "does not compile"],
+        ),
+        (
+            serde_json::json!(42),
+            &["target_modules", "expected a module-name list"],
+        ),
+        (
+            serde_json::json!(["q_proj", 7]),
+            &["target_modules", "every entry must be a module name"],
+        ),
+    ];
+    for (targets, needles) in adapter_cases {
+        eprintln!("target_modules {targets}");
+        edit_json(&qv.join("adapter_config.json"), |v| {
+            v["target_modules"] = targets.clone()
+        });
+        let e = err_of(PeftAdapter::load("qv", &qv, &cfg));
+        must_contain(&e, &["adapter_config.json"]);
+        must_contain(&e, needles);
+    }
+    edit_json(&qv.join("adapter_config.json"), |v| {
+        v["target_modules"] = serde_json::json!(["q_proj", "v_proj"]);
+        v["exclude_modules"] = serde_json::json!(["v_proj"]);
+    });
+    must_contain(
+        &err_of(PeftAdapter::load("qv", &qv, &cfg)),
+        &["v_proj", "exclude_modules", "excludes it"],
+    );
+    edit_json(&qv.join("adapter_config.json"), |v| {
+        v["exclude_modules"] = serde_json::Value::Null;
+        v["layers_to_transform"] = serde_json::json!([1]);
+    });
+    must_contain(
+        &err_of(PeftAdapter::load("qv", &qv, &cfg)),
+        &["layer 0", "layers_to_transform [1]"],
+    );
+    edit_json(&qv.join("adapter_config.json"), |v| {
+        v["layers_to_transform"] = serde_json::Value::Null;
+    });
+    // The live state dict's spelling (`lora_A.default.weight`): refused, saying why.
+    rewrite(&qv.join("adapter_model.safetensors"), |n, s, data| {
+        let _ = n;
+        Some((s, data))
+    });
+    let file = qv.join("adapter_model.safetensors");
+    let mut renamed: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for_each_tensor(&file, |n, t| {
+        renamed.push((
+            n.replace(".lora_A.weight", ".lora_A.default.weight"),
+            t.shape,
+            t.data,
+        ));
+        Ok(())
+    })
+    .unwrap();
+    let views: Vec<(String, TensorView)> = renamed
+        .iter()
+        .map(|(n, s, d)| {
+            let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
+            (n.clone(), v.unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &file).unwrap();
+    must_contain(
+        &err_of(PeftAdapter::load("qv", &qv, &cfg)),
+        &["lora_A.default.weight", "adapter-name segment", "random"],
+    );
+
+    // config.json: impossible and enormous sizes, malformed sliding-window fields.
+    let config = d.join("config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let config_cases: Vec<(&str, serde_json::Value, &[&str])> = vec![
+        (
+            "num_attention_heads",
+            serde_json::json!(0),
+            &["num_attention_heads must be > 0"],
+        ),
+        (
+            "num_hidden_layers",
+            serde_json::json!(4294967296u64),
+            &["num_hidden_layers = 4294967296"],
+        ),
+        (
+            "vocab_size",
+            serde_json::json!(1u64 << 40),
+            &["vocab_size", "exceeds"],
+        ),
+        (
+            "hidden_size",
+            serde_json::json!(-3),
+            &["hidden_size", "non-negative integer"],
+        ),
+        (
+            "sliding_window",
+            serde_json::json!(0),
+            &["sliding_window", "positive integer"],
+        ),
+        (
+            "layer_types",
+            serde_json::json!(["full_attention"]),
+            &["layer_types", "one per layer"],
+        ),
+        (
+            "layer_types",
+            serde_json::json!(["full_attention", "chunked_attention"]),
+            &["layer_types[1]", "chunked_attention"],
+        ),
+        (
+            "hidden_act",
+            serde_json::json!("gelu"),
+            &["hidden_act", "silu"],
+        ),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+            &["yarn"],
+        ),
+    ];
+    for (field, value, needles) in config_cases {
+        eprintln!("config {field} = {value}");
+        std::fs::write(&config, &original).unwrap();
+        edit_json(&config, |v| v[field] = value.clone());
+        let e = err_of(ModelConfig::from_hf_dir(&d));
+        must_contain(&e, needles);
+    }
+    std::fs::write(&config, &original).unwrap();
+
+    // tokenizer.json: not JSON, JSON of the wrong shape.
+    let tok = d.join("tokenizer.json");
+    std::fs::write(&tok, b"{\"model\": ").unwrap();
+    must_contain(
+        &err_of(dlp_engine::tokenizer::TextTokenizer::from_file(&tok)),
+        &["tokenizer.json", "not a valid tokenizer.json"],
+    );
+    std::fs::write(&tok, b"{\"model\": {\"type\": \"BPE\", \"vocab\": 5}}").unwrap();
+    must_contain(
+        &err_of(dlp_engine::tokenizer::TextTokenizer::from_file(&tok)),
+        &["tokenizer.json", "not a valid tokenizer.json"],
+    );
+}
+
+/// GGUF headers that lie: wrong magic, a tensor or metadata count past the file, a string
+/// length of gigabytes. Each an error naming the file, with no large allocation.
+#[test]
+fn corrupt_gguf_headers() {
+    let Some(smol) = fixtures("smollm2") else {
+        return;
+    };
+    let bytes = std::fs::read(smol.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.gguf");
+    let cases: Vec<(Vec<u8>, &[&str])> = vec![
+        (
+            b"NOPE".iter().chain(&bytes[4..4096]).copied().collect(),
+            &["bad.gguf", "magic"],
+        ),
+        // Tensor count (bytes 8..16) of 2^62.
+        (
+            bytes[..8]
+                .iter()
+                .chain(&(1u64 << 62).to_le_bytes())
+                .chain(&bytes[16..4096])
+                .copied()
+                .collect(),
+            &["bad.gguf"],
+        ),
+        // Metadata count (bytes 16..24) of 2^40.
+        (
+            bytes[..16]
+                .iter()
+                .chain(&(1u64 << 40).to_le_bytes())
+                .chain(&bytes[24..4096])
+                .copied()
+                .collect(),
+            &["bad.gguf"],
+        ),
+        // The first key's length (bytes 24..32) of 2^40.
+        (
+            bytes[..24]
+                .iter()
+                .chain(&(1u64 << 40).to_le_bytes())
+                .chain(&bytes[32..4096])
+                .copied()
+                .collect(),
+            &["bad.gguf"],
+        ),
+        (bytes[..100].to_vec(), &["bad.gguf"]),
+    ];
+    for (data, needles) in cases {
+        std::fs::write(&p, data).unwrap();
+        must_contain(&err_of(ModelFiles::load(&p)), needles);
+    }
+}

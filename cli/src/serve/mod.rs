@@ -7,7 +7,7 @@
 //! small tokio runtime beside it; the two talk through channels ([`worker`]).
 
 mod adapters;
-mod api;
+pub(crate) mod api;
 mod error;
 mod http;
 mod metrics;

@@ -159,7 +159,7 @@ impl GgufFile {
             eos_token_ids: eos,
             // llama.cpp's `llama` architecture has no sliding window (Mistral GGUFs run with
             // full attention there too).
-            attention_window: vec![None; self.meta_usize("llama.block_count")?],
+            attention_window: vec![None; self.meta_usize("llama.block_count")?.min(1 << 16)],
         }
         .validated(p)
     }
