@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The CUDA proof, in one run on a fresh GPU machine: the NVRTC compile check, the op-parity
-# table and every fixture case on the CUDA backend, then the fused-LoRA micro-benchmark against
-# the device copy bandwidth; one short table at the end.
+# table and every fixture case on the CUDA backend, the fused-LoRA micro-benchmark against the
+# device copy bandwidth, then `dlp-run bench --backend cuda` (f32 and bf16 weights) on random
+# models of Llama-3.2-1B's and Llama-2-7B's shapes with 8 random PEFT adapters, next to
+# transformers+PEFT on the same GPU (../shared/gpu/); short tables at the end.
 #
 #   scripts/gpu-check.sh prepare   # here (has cargo): build the binaries and copy the small
 #                                  # fixtures into .gpu/ (git-ignored via .git/info/exclude)
 #   scripts/gpu-check.sh [run]     # on the GPU machine: uses cargo when present, else .gpu/
 #
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"].
-# Logs go to $OUT (or .gpu/out) when set.
+# Logs go to $OUT (or .gpu/out) when set. SHAPES (default "1b 7b") picks the speed stage's
+# shapes; SHAPES=none skips it. Binaries travel stripped and xz-compressed (the device tool
+# carries 64 MiB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -21,6 +25,8 @@ prepare() {
   rm -rf "$G" && mkdir -p "$G/bin" "$G/fixtures"
   cargo build --release -p dlp-cuda --example lora_bench
   cp "${CARGO_TARGET_DIR:-target}/release/examples/lora_bench" "$G/bin/"
+  cargo build --release -p dlp-cli --features cuda
+  cp "${CARGO_TARGET_DIR:-target}/release/dlp-run" "$G/bin/"
   # Test executables: their paths come from cargo's JSON messages.
   cargo test --no-run "${features[@]}" -p dlp-tests --test op_parity_cuda --test golden_cuda \
       --message-format=json 2>/dev/null |
@@ -39,6 +45,11 @@ for l in sys.stdin:
   # The tiny fixtures travel (about 3 MB); smollm2 (118 MB) is over the device tool's limit.
   fx=${DLP_FIXTURES:-../shared/fixtures}
   for f in tiny-llama tiny-qwen2 tiny-llama3; do cp -r "$fx/$f" "$G/fixtures/"; done
+  # The speed stage: the model/adapter maker and the transformers+PEFT timer (not committed:
+  # they travel in .gpu), and a tokenizer for the random models.
+  mkdir -p "$G/gpu" && cp "$fx/../gpu/make_model.py" "$fx/../gpu/peer_gpu.py" "$G/gpu/"
+  cp -r "$fx/smollm2/tokenizer" "$G/tokenizer"
+  for b in "$G"/bin/*; do strip "$b" && xz -T0 -6 "$b"; done
   ls -la "$G/bin"; du -sh "$G"
 }
 
@@ -69,6 +80,7 @@ if command -v cargo >/dev/null; then
   cargo test "${features[@]}" -p dlp-tests --test golden_cuda -- --nocapture --test-threads 1 >"$out/golden.log" 2>&1; res[golden]=$?
   cargo run --release -p dlp-cuda --example lora_bench >"$out/bench.log" 2>&1; res[bench]=$?
 else
+  for z in "$G"/bin/*.xz; do [ -e "$z" ] && xz -dkf "$z" && chmod +x "${z%.xz}"; done
   [ -x "$G/bin/lora_bench" ] || { echo "no cargo and no $G/bin: run 'scripts/gpu-check.sh prepare' first and carry $G"; exit 2; }
   export DLP_FIXTURES=$PWD/$G/fixtures
   ldd "$G/bin/lora_bench" | grep -i "not found" && echo "(binaries built elsewhere miss libraries here)"
@@ -77,6 +89,31 @@ else
   "$G/bin/golden_cuda" --nocapture --test-threads 1 >"$out/golden.log" 2>&1; res[golden]=$?
   "$G/bin/lora_bench" >"$out/bench.log" 2>&1; res[bench]=$?
 fi
+
+# Speed: random models of real shapes (made here, ~14 GB of disk for 7B, outside $out), 8
+# adapters of rank 8, bench in f32 and bf16 weights, and transformers+PEFT in bf16.
+if [ -x "$G/bin/dlp-run" ]; then dlp=$PWD/$G/bin/dlp-run; else dlp=${CARGO_TARGET_DIR:-target}/release/dlp-run; fi
+work=${GPU_WORK:-/tmp/dlp-gpu-models}
+for shape in ${SHAPES:-1b 7b}; do
+  [ "$shape" = none ] && break
+  [ -x "$dlp" ] || { echo "no dlp-run binary: speed stage skipped"; res[speed]=1; break; }
+  if [ ! -d "$work/$shape/adapters/a7" ]; then
+    python3 "$G/gpu/make_model.py" --out "$work/$shape" --shape "$shape" --adapters 8 --rank 8 \
+      --tokenizer "$G/tokenizer" >"$out/make-$shape.log" 2>&1 || { res[speed]=1; continue; }
+  fi
+  adapters=()
+  for i in 0 1 2 3 4 5 6 7; do adapters+=(--adapter "a$i=$work/$shape/adapters/a$i"); done
+  for mode in f32 bf16; do
+    flag=(); [ "$mode" = bf16 ] && flag=(--cuda-bf16-weights)
+    timeout 240 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
+      --only base,single,fused3,batch32 --new-tokens 64 --rounds 3 \
+      --json "$out/bench-$shape-$mode.json" >"$out/bench-$shape-$mode.log" 2>&1 || res[speed]=1
+  done
+  paths=$(printf "$work/$shape/adapters/a%s," 0 1 2 3 4 5 6 7)
+  timeout 240 python3 "$G/gpu/peer_gpu.py" --model "$work/$shape/model" --adapters "${paths%,}" \
+    --dtype bf16 --json "$out/peer-$shape.json" >"$out/peer-$shape.log" 2>&1 || res[speed]=1
+done
+: "${res[speed]:=0}"
 
 echo; echo "== failures and skips (details in $out) =="
 grep -hE "SKIPPED|FAIL|Fail\(|panicked|error" "$out"/{nvrtc,parity,golden}.log | head -40
@@ -87,3 +124,6 @@ printf '| %-28s | %-12s |\n' "NVRTC sm_80 + sm_90" "$(status "${res[nvrtc]}")"
 printf '| %-28s | %-12s |\n' "op parity ($(grep -c 'Pass {' "$out/parity.log") pass)" "$(status "${res[parity]}")"
 printf '| %-28s | %-12s |\n' "fixtures (golden)" "$(status "${res[golden]}")"
 printf '| %-28s | %-12s |\n' "fused LoRA bench" "$(status "${res[bench]}")"
+printf '| %-28s | %-12s |\n' "speed stage (${SHAPES:-1b 7b})" "$(status "${res[speed]}")"
+echo; echo "== speed (dlp-run bench --backend cuda; transformers+PEFT bf16, same GPU) =="
+python3 scripts/gpu_speed_table.py "$out"

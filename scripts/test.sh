@@ -79,6 +79,8 @@ fi
 export DLP_SKIP_LOG=${DLP_SKIP_LOG:-$(mktemp -t dlp-skips.XXXXXX)}
 : >"$DLP_SKIP_LOG"
 results=$(mktemp -t dlp-results.XXXXXX)
+avx2_results=$(mktemp -t dlp-results-avx2.XXXXXX)
+avx2_skips=$(mktemp -t dlp-skips-avx2.XXXXXX)
 summary() {
   local status=$?
   local passed failed ignored skipped
@@ -87,7 +89,18 @@ summary() {
   ignored=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^ignored/) s += $i} END {print s + 0}' "$results")
   # A test may record several skips (one per fixture); count tests.
   skipped=$(cut -f2 "$DLP_SKIP_LOG" | sort -u | grep -c . || true)
+  local avx2_passed avx2_failed
+  avx2_passed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i} END {print s + 0}' "$avx2_results")
+  avx2_failed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i} END {print s + 0}' "$avx2_results")
+  failed=$((failed + avx2_failed))
+  [ "$avx2_failed" -gt 0 ] && [ "$status" -eq 0 ] && status=1
   echo
+  if [ -s "$avx2_results" ]; then
+    local avx2_skipped
+    avx2_skipped=$(cut -f2 "$avx2_skips" | sort -u | grep -c . || true)
+    echo "== again on the AVX2 kernels (DLP_CPU_NO_AVX512=1): $((avx2_passed - avx2_skipped)) passed, $avx2_skipped skipped, $avx2_failed failed =="
+    cut -f1 "$avx2_skips" | sort | uniq -c | sort -rn | while read -r n kind; do echo "  skipped there: $kind ($n)"; done
+  fi
   echo "== summary: $((passed - skipped)) tests passed, $skipped skipped (not counted as passed), $failed failed, $ignored ignored =="
   if [ "$skipped" -gt 0 ]; then
     echo "$skipped tests skipped:"
@@ -96,7 +109,7 @@ summary() {
       awk -F'\t' -v k="$kind" '$1 == k {print "    " $2 ": " $3}' "$DLP_SKIP_LOG" | sort -u
     done
   fi
-  rm -f "$results"
+  rm -f "$results" "$avx2_results" "$avx2_skips"
   exit $status
 }
 trap summary EXIT
@@ -108,3 +121,26 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 cuda=(--workspace --features dlp-cli/cuda,dlp-cli/fuzz,dlp-tests/cuda)
 cargo clippy "${cuda[@]}" --all-targets -q -- -D warnings
 cargo test "${cuda[@]}" --no-fail-fast 2>&1 | tee "$results"
+# On an AVX-512 CPU the run above took the AVX-512 kernels: run the CPU kernels' tests again on
+# the AVX2 ones (what most laptops have), f32 and int8 alike. The executables are the ones just
+# built (same flags, so nothing is rebuilt), each run from its package's folder as cargo does.
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  echo "== the CPU kernels' tests again with DLP_CPU_NO_AVX512=1 (AVX2 kernels) =="
+  cargo test "${cuda[@]}" --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+want = {"dlp_engine": "lib", "cpu_matmul": "test", "lora_fused": "test", "golden_cpu": "test"}
+for line in sys.stdin:
+    m = json.loads(line)
+    t = m.get("target", {})
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and want.get(t.get("name")) in t.get("kind", []):
+        print(m["manifest_path"].rsplit("/", 1)[0], m["executable"])' |
+    while read -r dir exe; do
+      rc=0
+      (cd "$dir" && DLP_CPU_NO_AVX512=1 DLP_SKIP_LOG=$avx2_skips "$exe") 2>&1 |
+        tee -a "$avx2_results" || rc=$?
+      # A crash prints no result line: count it as a failure all the same.
+      if [ "$rc" -ne 0 ] && ! tail -n 3 "$avx2_results" | grep -q "^test result: FAILED"; then
+        echo "test result: FAILED. 0 passed; 1 failed; ($exe exited with $rc)" >>"$avx2_results"
+      fi
+    done
+fi

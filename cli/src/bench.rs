@@ -386,11 +386,20 @@ impl WithBackend for &BenchArgs {
         });
         // Measured after the scenarios (the probe's buffer would count in their peak RSS).
         let peak_rss_mib = crate::pipeline::peak_rss_mib();
-        // Host memory bandwidth bounds the CPU backend only.
-        let memory = match loaded.model.weight_bytes_per_token() {
-            Some(weights) if loaded.model.backend.name() == "cpu" => {
+        // The CPU is bound by host memory, measured here; a GPU backend measures its own.
+        let backend = &loaded.model.backend;
+        let bandwidth = match loaded.model.weight_bytes_per_token() {
+            Some(w) if backend.name() == "cpu" => Some((w, None)),
+            Some(w) => backend.device_bandwidth_gbs().map(|g| (w, Some(g))),
+            None => None,
+        };
+        let memory = match bandwidth {
+            Some((weights, device)) => {
                 let lora_bpp = if args.model.lora_f16 { 2 } else { 4 };
-                let mem = MemoryModel::measure(weights, &adapters, lora_bpp);
+                let mem = match device {
+                    None => MemoryModel::measure(weights, &adapters, lora_bpp),
+                    Some(gbs) => MemoryModel::device(weights, &adapters, lora_bpp, gbs),
+                };
                 for (s, m) in plans.iter().zip(measured.iter_mut()) {
                     if let Plan::Fixed { batch: 1, mixes } = &s.plan {
                         m.bytes_per_token = Some(mem.bytes_per_token(&mixes[0]));
@@ -417,10 +426,13 @@ impl WithBackend for &BenchArgs {
                 if args.model.lora_f16 { "f16" } else { "f32" },
                 if args.model.cpu_amx {
                     "; several-row matmuls on AMX in bf16"
+                } else if args.model.cpu_int8 {
+                    "; 8-bit activations, other weights Q8_0"
                 } else {
                     ""
                 }
             ),
+            kernels: loaded.model.backend.kernels(),
             adapters: adapters.len(),
             rank: adapters.iter().map(|a| a.r).max().unwrap_or(0),
             prompt_tokens: ids.len(),

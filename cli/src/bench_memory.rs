@@ -1,8 +1,9 @@
-//! `dlp-run bench` on the CPU: the bytes one sequence's decode step reads (every weight as
-//! the backend stores it, plus the adapters of its mixture) and this machine's streaming read
-//! bandwidth, measured in the same run, so that each decode figure can be read as a share of
-//! what memory allows: near 100% a scenario is bandwidth-bound, well below it the arithmetic
-//! per byte (unpacking blocks, the LoRA pair) is the limit.
+//! `dlp-run bench`: the bytes one sequence's decode step reads (every weight as the backend
+//! stores it, plus the adapters of its mixture) and the memory bandwidth, measured in the same
+//! run (the CPU: this machine's streaming read; a GPU: its device copy, from the backend), so
+//! that each decode figure can be read as a share of what memory allows: near 100% a scenario
+//! is bandwidth-bound, well below it the arithmetic per byte (unpacking blocks, the LoRA pair)
+//! or the launches are the limit.
 
 use std::time::Instant;
 
@@ -14,11 +15,14 @@ use serde_json::{json, Value};
 /// Bytes of the streaming-read probe: well past the caches of the CPUs this runs on.
 const PROBE_BYTES: usize = 256 << 20;
 
-/// What a CPU decode step reads, and what memory delivers.
+/// What a decode step reads, and what memory delivers.
 #[derive(Debug, Clone)]
 pub struct MemoryModel {
-    /// Best of several passes summing [`PROBE_BYTES`] on the run's threads, GB/s.
+    /// The bandwidth a decode step is measured against, GB/s: on the CPU the best of several
+    /// passes summing [`PROBE_BYTES`] on the run's threads; on a GPU its device copy.
     pub stream_read_gbs: f64,
+    /// Whether `stream_read_gbs` is a GPU's device copy (bytes read plus written).
+    pub device_copy: bool,
     /// Weights a decode step reads, as the backend stores them.
     pub weight_bytes: u64,
     /// Each adapter's A and B as the CPU backend stores them.
@@ -31,15 +35,46 @@ impl MemoryModel {
     /// `weight_bytes` from [`dlp_engine::model::Model::weight_bytes_per_token`], the
     /// adapters at `lora_bytes_per_param`; then measures the bandwidth.
     pub fn measure(weight_bytes: u64, adapters: &[PeftAdapter], lora_bytes_per_param: u64) -> Self {
-        let adapter_bytes = adapters
-            .iter()
-            .map(|a| a.num_params() as u64 * lora_bytes_per_param)
-            .collect();
         MemoryModel {
             stream_read_gbs: stream_read_gbs(),
+            ..Self::sized(weight_bytes, adapters, lora_bytes_per_param)
+        }
+    }
+
+    /// As [`Self::measure`] for a GPU backend, against its device copy bandwidth
+    /// ([`dlp_engine::backend::Backend::device_bandwidth_gbs`]).
+    pub fn device(
+        weight_bytes: u64,
+        adapters: &[PeftAdapter],
+        lora_bytes_per_param: u64,
+        copy_gbs: f64,
+    ) -> Self {
+        MemoryModel {
+            stream_read_gbs: copy_gbs,
+            device_copy: true,
+            ..Self::sized(weight_bytes, adapters, lora_bytes_per_param)
+        }
+    }
+
+    fn sized(weight_bytes: u64, adapters: &[PeftAdapter], lora_bytes_per_param: u64) -> Self {
+        MemoryModel {
+            stream_read_gbs: f64::NAN,
+            device_copy: false,
             weight_bytes,
-            adapter_bytes,
+            adapter_bytes: adapters
+                .iter()
+                .map(|a| a.num_params() as u64 * lora_bytes_per_param)
+                .collect(),
             lora_bytes_per_param,
+        }
+    }
+
+    /// What the bandwidth is, for the table: `streaming read` or `device copy`.
+    pub fn probe_name(&self) -> &'static str {
+        if self.device_copy {
+            "device copy"
+        } else {
+            "streaming read"
         }
     }
 
@@ -63,20 +98,32 @@ impl MemoryModel {
             ),
             None => String::new(),
         };
+        let probe = if self.device_copy {
+            "device copy (read + write)".to_string()
+        } else {
+            format!(
+                "streaming read ({} MiB, {} threads)",
+                PROBE_BYTES >> 20,
+                rayon::current_num_threads()
+            )
+        };
         format!(
-            "memory: streaming read {:.1} GB/s ({} MiB, {} threads); read per token: weights {:.1} MB{each}",
+            "memory: {probe} {:.1} GB/s; read per token: weights {:.1} MB{each}",
             self.stream_read_gbs,
-            PROBE_BYTES >> 20,
-            rayon::current_num_threads(),
             self.weight_bytes as f64 / 1e6,
         )
     }
 
     /// The JSON object `memory`.
     pub fn to_json(&self) -> Value {
+        let (key, mib) = if self.device_copy {
+            ("device_copy_gbs", 1024)
+        } else {
+            ("stream_read_gbs", PROBE_BYTES >> 20)
+        };
         json!({
-            "stream_read_gbs": self.stream_read_gbs,
-            "probe_mib": PROBE_BYTES >> 20,
+            key: self.stream_read_gbs,
+            "probe_mib": mib,
             "weight_mb_per_token": self.weight_bytes as f64 / 1e6,
             "adapter_mb": self.adapter_bytes.iter().map(|&b| b as f64 / 1e6).collect::<Vec<_>>(),
             "lora_bytes_per_param": self.lora_bytes_per_param,
@@ -161,11 +208,25 @@ mod tests {
     fn a_token_reads_the_weights_and_its_mixture() {
         let m = MemoryModel {
             stream_read_gbs: 1.0,
+            device_copy: false,
             weight_bytes: 1000,
             adapter_bytes: vec![10, 20, 40],
             lora_bytes_per_param: 4,
         };
         assert_eq!(m.bytes_per_token(&vec![]), 1000);
         assert_eq!(m.bytes_per_token(&vec![(0, 0.5), (2, 0.5)]), 1050);
+        assert!(m.describe().contains("streaming read"), "{}", m.describe());
+        assert!(m.to_json()["stream_read_gbs"].is_number());
+    }
+
+    #[test]
+    fn a_gpu_is_measured_against_its_device_copy() {
+        let m = MemoryModel::device(1000, &[], 4, 4000.0);
+        assert_eq!(m.bytes_per_token(&vec![]), 1000);
+        assert_eq!(m.probe_name(), "device copy");
+        assert!(m.describe().contains("device copy"), "{}", m.describe());
+        let j = m.to_json();
+        assert_eq!(j["device_copy_gbs"].as_f64(), Some(4000.0));
+        assert!(j.get("stream_read_gbs").is_none(), "{j}");
     }
 }

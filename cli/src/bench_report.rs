@@ -129,6 +129,9 @@ pub struct Report {
     pub backend: String,
     /// How the weights are stored.
     pub weights: String,
+    /// The kernel set that ran ([`dlp_engine::backend::Backend::kernels`]), where the backend
+    /// picks one.
+    pub kernels: Option<String>,
     /// Adapters loaded.
     pub adapters: usize,
     /// Their largest rank.
@@ -222,6 +225,9 @@ impl Report {
             self.model, self.backend, self.weights, self.adapters, self.rank, self.prompt_tokens,
             self.new_tokens, self.rounds, self.threads
         );
+        if let Some(k) = &self.kernels {
+            println!("kernels: {k}");
+        }
         println!(
             "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8}",
             "scenario",
@@ -264,11 +270,12 @@ impl Report {
             for m in &self.measured {
                 if let (Some(b), Some(gbs)) = (m.bytes_per_token, m.decode_gbs()) {
                     println!(
-                        "  {:<14} {:>7.1} MB/token {:>6.1} GB/s  {:>3.0}% of streaming read",
+                        "  {:<14} {:>7.1} MB/token {:>6.1} GB/s  {:>3.0}% of {}",
                         m.name,
                         b as f64 / 1e6,
                         gbs,
-                        100.0 * gbs / mem.stream_read_gbs
+                        100.0 * gbs / mem.stream_read_gbs,
+                        mem.probe_name()
                     );
                 }
             }
@@ -300,7 +307,7 @@ impl Report {
             })
             .collect();
         json!({
-            "model": self.model, "backend": self.backend, "weights": self.weights,
+            "model": self.model, "backend": self.backend, "weights": self.weights, "kernels": self.kernels,
             "adapters": self.adapters, "rank": self.rank, "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens, "rounds": self.rounds, "threads": self.threads,
             "peak_rss_mib": self.peak_rss_mib,

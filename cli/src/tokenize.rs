@@ -67,6 +67,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         wgpu_f16_weights: false,
         lora_f16: false,
         cpu_amx: false,
+        cpu_int8: false,
         cuda_bf16_weights: false,
         chat_template: args.chat_template.clone(),
     };

@@ -426,6 +426,54 @@ fn routed_generation_by_sentence() {
 /// `dlp-run bench --quick` end to end on SmolLM2 (few tokens: a smoke test of the contract,
 /// not a measurement): the table, and JSON with every scenario and the headline ratios.
 #[test]
+fn bench_cpu_int8_names_its_kernels() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let args = [
+        "bench",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--quick",
+        "--only",
+        "base",
+    ];
+    let out = run(&[
+        &args[..],
+        &[
+            "--backend",
+            "cpu",
+            "--cpu-int8",
+            "--synthetic-adapters",
+            "1",
+        ],
+        &[
+            "--new-tokens",
+            "2",
+            "--rounds",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let kernels = v["kernels"].as_str().unwrap_or_default();
+    assert!(kernels.contains("int8 activations"), "kernels: {kernels}");
+    // The int8 path is the CPU's alone: another backend is refused, naming the flag.
+    let out = run(&[&args[..], &["--backend", "wgpu", "--cpu-int8"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cpu-int8"), "{err}");
+}
+
+#[test]
 fn bench_quick_writes_ratios() {
     let Some(d) = fixtures("smollm2") else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -472,6 +520,9 @@ fn bench_quick_writes_ratios() {
         assert!(r.is_finite() && r > 0.0, "ratio {key} = {r} in {v}");
     }
     assert_eq!(v["scenarios"].as_array().unwrap().len(), 5);
+    let kernels = v["kernels"].as_str().unwrap_or_default();
+    assert!(kernels.contains("f32 activations"), "kernels: {kernels}");
+    assert!(table.contains(&format!("kernels: {kernels}")), "{table}");
     // Bytes per token: the weights as stored (the GGUF's blocks, so just under the file's
     // size, which also holds the vocabulary), plus each adapter of the mixture.
     let mem = &v["memory"];

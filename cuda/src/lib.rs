@@ -9,6 +9,7 @@ mod kernels;
 mod launch;
 pub mod nvrtc;
 mod ops;
+mod probe;
 
 use std::sync::{Arc, Mutex};
 

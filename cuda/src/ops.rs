@@ -29,6 +29,18 @@ impl Backend for CudaBackend {
         self.put(data)
     }
 
+    fn weight_bytes(&self, w: &CudaWeight) -> Option<usize> {
+        Some(Self::weight_bytes_of(w))
+    }
+
+    fn device_bandwidth_gbs(&self) -> Option<f64> {
+        // A probe that fails (2 GiB not free) leaves the bench without its memory section
+        // rather than failing the run.
+        self.copy_bandwidth_gbs()
+            .map_err(|e| eprintln!("warning: device copy-bandwidth probe failed: {e}"))
+            .ok()
+    }
+
     fn download(&self, buf: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
         check_len("download", "buf", buf.len(), len)?;
         if len == 0 {

@@ -173,6 +173,12 @@ pub trait Backend: Send + Sync + Sized {
     /// Short name for messages (`cpu`, `wgpu:<adapter>`, `cuda:0`).
     fn name(&self) -> String;
 
+    /// The kernel set that runs on this machine, where the backend picks one at run time
+    /// (CPU: `AVX2+FMA, int8 activations (AVX2 maddubs)`); printed by `bench`. Default: none.
+    fn kernels(&self) -> Option<String> {
+        None
+    }
+
     /// A buffer of `len` f32 (contents unspecified).
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     /// A KV-cache buffer of `len` f32 (contents unspecified). `sparse`: most of it may never
@@ -204,6 +210,12 @@ pub trait Backend: Send + Sync + Sized {
     fn upload_weight(&self, w: &HostTensor) -> Result<Self::Weight>;
     /// Bytes of memory weight `w` holds, where the backend can tell (`None` by default).
     fn weight_bytes(&self, _w: &Self::Weight) -> Option<usize> {
+        None
+    }
+    /// The device's own memory bandwidth in GB/s, measured when called (GPU backends: a
+    /// device-to-device copy, bytes read plus written), against which `bench` reads each decode
+    /// figure. `None` by default: the CPU's bound is host memory, which `bench` measures itself.
+    fn device_bandwidth_gbs(&self) -> Option<f64> {
         None
     }
     /// Whether [`Backend::upload_weight`] keeps packed tensors ([`crate::tensor::Packed`])

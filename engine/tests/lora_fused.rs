@@ -122,7 +122,11 @@ fn fused_case(n_in: usize, n_out: usize, t: usize, f16: bool, amx: bool) {
     let x = random(&mut rng, t * n_in);
     let y0 = random(&mut rng, t * n_out);
 
-    let b = CpuBackend::with_options(CpuOptions { lora_f16: f16, amx });
+    let b = CpuBackend::with_options(CpuOptions {
+        lora_f16: f16,
+        amx,
+        ..Default::default()
+    });
     let lora = b.upload_lora(&st).unwrap();
     let step = b.upload_step(&plan, None).unwrap();
     let mut u = vec![f32::NAN; t * k * st.max_rank];
@@ -248,7 +252,11 @@ fn linears_case(tokens: usize, f16: bool, amx: bool, adapters: usize) {
     use dlp_engine::tensor::{HostTensor, Packed, PackedKind};
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let n_in = 96;
-    let b = CpuBackend::with_options(CpuOptions { lora_f16: f16, amx });
+    let b = CpuBackend::with_options(CpuOptions {
+        lora_f16: f16,
+        amx,
+        ..Default::default()
+    });
     let outs = [150usize, 64, 70, 33];
     let blocks = |rng: &mut rand::rngs::StdRng, n: usize, q4: bool| -> Vec<u8> {
         let mut out = Vec::new();

@@ -72,3 +72,22 @@ mod amx {
 
     fixture_tests!(run_fixture);
 }
+
+/// `--cpu-int8`: every matmul's input rows quantised to 8 bits per block of 32, integer dots
+/// against the weights' Q4/Q8 blocks (f32/F16 weights quantised to Q8_0 at load); LoRA,
+/// attention and norms f32. Runs the kernel set this CPU picks; `scripts/test.sh` runs it again
+/// with `DLP_CPU_NO_AVX512=1` (AVX2) where the CPU has AVX-512.
+mod int8 {
+    use super::*;
+
+    fn run_fixture(name: &str) {
+        let backend = CpuBackend::with_options(CpuOptions {
+            int8: true,
+            ..Default::default()
+        });
+        run_golden_within(name, backend, dlp_tests::int8_logit_tol(name));
+    }
+
+    fixture_tests!(run_fixture);
+    dlp_tests::compat_fixture_tests!(run_fixture);
+}

@@ -9,12 +9,14 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::int8::Q8_BUF;
 use super::lora::{check_stack, expand_columns, expand_rows, shrink_entry};
 use super::matmul::{gemv_rows, SendPtr, GEMV_CHUNK};
 use super::packed_dot::block_sums;
-use super::{check_len, CpuBackend};
+use super::{check_len, CpuBackend, CpuWeight};
 use crate::backend::{LinearJob, StepPlan};
 use crate::error::{Error, Result};
+use crate::tensor::Packed;
 
 // Row blocks start where B^T's column blocks do.
 const _: () = assert!(GEMV_CHUNK.is_multiple_of(super::lora::COLS));
@@ -31,12 +33,14 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
-/// One token through up to [`MAX_JOBS`] linears that read `x` (`n_in` values).
+/// One token through up to [`MAX_JOBS`] linears that read `x` (`n_in` values); `int8`: Q4_0 /
+/// Q4_1 / Q8_0 weights meet `x` quantised to 8 bits ([`super::CpuOptions::int8`]).
 pub fn decode_linears(
     x: &[f32],
     n_in: usize,
     step: &StepPlan,
     jobs: &mut [LinearJob<'_, CpuBackend>],
+    int8: bool,
 ) -> Result<()> {
     if jobs.len() > MAX_JOBS {
         return Err(Error::invalid(format!(
@@ -56,6 +60,15 @@ pub fn decode_linears(
     // another step's `linears` meanwhile.
     let (mut xsum, mut u, mut rows) = SCRATCH.take();
     block_sums(x, &mut xsum);
+    fn int8_of(w: &CpuWeight, int8: bool, k: usize) -> Option<&Packed> {
+        w.packed
+            .as_ref()
+            .filter(|p| int8 && super::int8::supports(p.kind, k))
+    }
+    let mut xq = Q8_BUF.take();
+    if jobs.iter().any(|j| int8_of(j.w, int8, n_in).is_some()) {
+        xq.quantize(x, 1, n_in);
+    }
     u.clear();
     u.resize(u_at[jobs.len()], 0.0);
 
@@ -93,7 +106,7 @@ pub fn decode_linears(
         outs[i] = SendPtr(j.out.as_mut_ptr());
     }
     let jobs_ro: &[LinearJob<'_, CpuBackend>] = jobs;
-    let rows_ro = &rows[..];
+    let (rows_ro, xq_ro) = (&rows[..], &xq);
     (0..block_at[jobs_ro.len()])
         .into_par_iter()
         .for_each(|blk| {
@@ -106,7 +119,10 @@ pub fn decode_linears(
             // SAFETY: block `blk` alone writes rows `r0..r0 + len` of job `i`'s output, which
             // holds `n_out` values (checked above); the job's `&mut` is not used meanwhile.
             let y = unsafe { std::slice::from_raw_parts_mut(outs[i].get().add(r0), len) };
-            gemv_rows(x, &xsum, j.w, r0, y);
+            match int8_of(j.w, int8, n_in) {
+                Some(p) => super::int8::gemv_rows(xq_ro.row(0), p, n_in, r0, y),
+                None => gemv_rows(x, &xsum, j.w, r0, y),
+            }
             if let Some(b) = j.bias {
                 y.iter_mut()
                     .zip(&b[r0..r0 + len])
@@ -117,6 +133,7 @@ pub fn decode_linears(
             }
         });
     SCRATCH.set((xsum, u, rows));
+    Q8_BUF.set(xq);
     Ok(())
 }
 

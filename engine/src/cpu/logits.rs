@@ -3,8 +3,8 @@
 use super::{check_len, rms_norm::rms_norm, CpuWeight};
 use crate::error::Result;
 
-/// `out[i, :] = rms_norm(x[rows[i]]) @ lm_head^T`; `scratch` holds the normalised rows; `amx`
-/// as in [`super::CpuOptions::amx`].
+/// `out[i, :] = rms_norm(x[rows[i]]) @ lm_head^T`; `scratch` holds the normalised rows; `opts`
+/// pick the matmul kernels ([`super::CpuOptions`]).
 #[allow(clippy::too_many_arguments)]
 pub fn logits(
     x: &[f32],
@@ -16,7 +16,7 @@ pub fn logits(
     vocab: usize,
     scratch: &mut Vec<f32>,
     out: &mut [f32],
-    amx: bool,
+    opts: super::CpuOptions,
 ) -> Result<()> {
     let n = rows.len();
     check_len("logits", "out", out.len(), n * vocab)?;
@@ -38,6 +38,6 @@ pub fn logits(
             &mut scratch[i * hidden..(i + 1) * hidden],
         );
     }
-    super::matmul::matmul(&scratch[..], lm_head, None, n, &mut out[..n * vocab], amx);
+    super::matmul::matmul(&scratch[..], lm_head, None, n, &mut out[..n * vocab], opts);
     Ok(())
 }

@@ -170,6 +170,11 @@ fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
         // SAFETY: the CPU has AVX-512F and F16C.
         return unsafe { super::avx512::dot_f16(a, x) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::packed_dot::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C.
+        return unsafe { super::avx2_blocks::dot_f16(a, x) };
+    }
     a.iter()
         .zip(x)
         .map(|(&a, x)| f16::from_bits(a).to_f32() * x)
@@ -468,6 +473,30 @@ unsafe fn add_block_tokens(
                 Some(h) => {
                     super::avx512::add_block_tokens_f16(y, ldy, n, h.bt.as_ptr().add(off), rows, at)
                 }
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::packed_dot::has_avx2() {
+        // SAFETY: AVX2, FMA and F16C checked; the rest as the caller vouched.
+        return unsafe {
+            match &cl.half {
+                None => super::avx2_blocks::add_block_tokens(
+                    y,
+                    ldy,
+                    n,
+                    cl.bt.as_ptr().add(off),
+                    rows,
+                    at,
+                ),
+                Some(h) => super::avx2_blocks::add_block_tokens_f16(
+                    y,
+                    ldy,
+                    n,
+                    h.bt.as_ptr().add(off),
+                    rows,
+                    at,
+                ),
             }
         };
     }

@@ -94,15 +94,16 @@ pub(super) fn rows_dot(
     }
 }
 
-/// `out[rows, n] = x[rows, k] @ w^T + bias`; `amx`: several rows on the AMX tile unit in bf16
-/// where the CPU has it ([`super::CpuOptions::amx`]).
+/// `out[rows, n] = x[rows, k] @ w^T + bias`; `opts.amx`: several rows on the AMX tile unit in
+/// bf16 where the CPU has it ([`super::CpuOptions::amx`]); `opts.int8`: Q4_0/Q4_1/Q8_0
+/// weights meet 8-bit activations ([`super::int8`]).
 pub fn matmul(
     x: &[f32],
     w: &CpuWeight,
     bias: Option<&[f32]>,
     rows: usize,
     out: &mut [f32],
-    amx: bool,
+    opts: super::CpuOptions,
 ) {
     let n = w.rows;
     if rows == 0 || n == 0 {
@@ -111,7 +112,10 @@ pub fn matmul(
     }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
-        (_, r) if super::amx_rows(amx, r) => super::matmul_amx::amx_tiles(x, w, rows, out),
+        (_, r) if super::amx_rows(opts.amx, r) => super::matmul_amx::amx_tiles(x, w, rows, out),
+        (Some(p), _) if opts.int8 && super::int8::supports(p.kind, w.cols) => {
+            super::int8::matmul(x, w, p, rows, out)
+        }
         (None, _) if wide_kernel() => tiles(x, w, rows, out, |_, c0, c1, f| {
             f(&w.data[c0 * w.cols..c1 * w.cols])
         }),
@@ -253,11 +257,11 @@ pub(super) fn gemv_rows(x: &[f32], xsum: &[f32], w: &CpuWeight, r0: usize, out: 
 
 /// How many rows ahead a gemv asks for its weights: the dot products are short (a few
 /// hundred bytes per row), so without a hint each row's first loads wait on memory.
-const PREFETCH_ROWS: usize = 4;
+pub(super) const PREFETCH_ROWS: usize = 4;
 
 /// Hints the cache lines of `bytes[at..at + len]` (clamped to the slice) into L1.
 #[inline(always)]
-fn prefetch(bytes: &[u8], at: usize, len: usize) {
+pub(super) fn prefetch(bytes: &[u8], at: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

@@ -10,6 +10,8 @@ mod amx;
 mod amx_pack;
 mod attention;
 #[cfg(target_arch = "x86_64")]
+mod avx2_blocks;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_blocks;
@@ -17,6 +19,7 @@ mod avx512_blocks;
 mod avx512_rows;
 mod embedding;
 mod huge_pages;
+pub mod int8;
 mod linears;
 #[cfg(target_arch = "x86_64")]
 mod linears_amx;
@@ -94,6 +97,12 @@ pub struct CpuOptions {
     /// outputs rounded to bf16, from the f32 adapter values even with `lora_f16`). Steps of
     /// fewer than [`AMX_MIN_ROWS`] rows (decode, small batches) stay f32.
     pub amx: bool,
+    /// 8-bit activations ([`int8`]): matmuls and linears quantise their input rows per block
+    /// of 32 and run integer dot products against Q4_0/Q4_1/Q8_0 weights (llama.cpp's CPU
+    /// scheme); 2-D weights stored otherwise (f32, F16, BF16) are quantised to Q8_0 at load.
+    /// LoRA, attention and norms stay f32. Faster decode and batches on CPUs without AVX-512;
+    /// logits move by the quantisation (see `--cpu-int8`'s help for the measured bound).
+    pub int8: bool,
 }
 
 /// Fewest rows that [`CpuOptions::amx`] sends to the tile unit: below it a weight tile packed
@@ -114,6 +123,32 @@ pub fn amx_available() -> bool {
     return avx512::available() && amx::available();
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// The kernels `options` run on this CPU, in words: the vector width (`DLP_CPU_NO_AVX512=1`
+/// turns AVX-512 off), f32 or int8 activations and their integer-dot instruction, AMX.
+pub fn kernel_set(options: CpuOptions) -> String {
+    #[cfg(target_arch = "x86_64")]
+    let simd = if avx512::available() {
+        "AVX-512"
+    } else if packed_dot::has_avx2() {
+        "AVX2+FMA"
+    } else {
+        "portable"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = "portable";
+    let acts = if options.int8 {
+        format!("int8 activations ({})", int8::Kernels::detect().name())
+    } else {
+        "f32 activations".to_string()
+    };
+    let amx = if options.amx && amx_available() {
+        ", AMX-BF16 for several rows"
+    } else {
+        ""
+    };
+    format!("{simd}, {acts}{amx}")
 }
 
 impl CpuBackend {
@@ -151,6 +186,10 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> String {
         "cpu".into()
+    }
+
+    fn kernels(&self) -> Option<String> {
+        Some(kernel_set(self.options))
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
@@ -199,6 +238,19 @@ impl Backend for CpuBackend {
             )));
         }
         let (rows, cols) = (w.shape[0], w.shape[1]);
+        if self.options.int8 && cols.is_multiple_of(packed_dot::QK) {
+            let unsupported = w
+                .packed
+                .as_ref()
+                .is_none_or(|p| !int8::supports(p.kind, cols));
+            if unsupported {
+                let packed = Packed {
+                    kind: crate::tensor::PackedKind::Q8_0,
+                    bytes: int8::quantize_q8_0(&w.values()),
+                };
+                return self.upload_weight(&HostTensor::packed(rows, cols, packed));
+            }
+        }
         if let Some(p) = &w.packed {
             let (per, _) = p.kind.block();
             if !cols.is_multiple_of(per) || p.bytes.len() != rows * p.kind.row_bytes(cols) {
@@ -349,7 +401,7 @@ impl Backend for CpuBackend {
             bias.map(|b| &b[..n]),
             rows,
             &mut out[..rows * n],
-            self.options.amx,
+            self.options,
         );
         Ok(())
     }
@@ -368,7 +420,7 @@ impl Backend for CpuBackend {
             return linears_amx::linears(x, n_tokens, n_in, step, jobs);
         }
         if n_tokens == 1 && jobs.len() <= linears::MAX_JOBS {
-            linears::decode_linears(x, n_in, step, jobs)
+            linears::decode_linears(x, n_in, step, jobs, self.options.int8)
         } else {
             crate::backend::linears_each(self, x, n_tokens, n_in, step, jobs, u)
         }
@@ -477,7 +529,7 @@ impl Backend for CpuBackend {
             vocab,
             &mut scratch,
             out,
-            self.options.amx,
+            self.options,
         );
         *lock() = scratch;
         r

@@ -289,19 +289,20 @@ pub fn dot_row(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) -> f32 {
     dot_row_generic(kind, x, xsum, row)
 }
 
+/// A xorshift64 stream from `seed` (random test blocks; also the int8 tests').
+#[cfg(test)]
+pub(super) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A xorshift64 stream from `seed` (random test blocks).
-    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
-        move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        }
-    }
 
     /// Every kind against dequantise-then-dot, on random blocks.
     #[test]

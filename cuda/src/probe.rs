@@ -1,0 +1,54 @@
+//! What bounds a decode step on the GPU: the bytes of each weight as stored
+//! ([`CudaBackend::weight_bytes_of`]) and the device's own memory bandwidth, measured by a
+//! device-to-device copy ([`CudaBackend::copy_bandwidth_gbs`]), so that `dlp-run bench` can
+//! print each decode figure as a share of it, as it does on the CPU.
+
+use cudarc::driver::sys::CUevent_flags;
+
+use crate::{CudaBackend, CudaWeight};
+
+/// Bytes the copy probe moves per pass (read; as many written): far past the L2 of any GPU.
+pub const COPY_PROBE_BYTES: usize = 1 << 30;
+
+impl CudaBackend {
+    /// Bytes of `w` in device memory as the matmuls read them: 2 per value in bf16
+    /// ([`crate::CudaOptions::bf16_weights`]), else 4.
+    pub fn weight_bytes_of(w: &CudaWeight) -> usize {
+        w.rows * w.cols * if w.bf16.is_some() { 2 } else { 4 }
+    }
+
+    /// Device copy bandwidth in GB/s, counting bytes read plus bytes written (the figure
+    /// `nvbandwidth` and `cuda/examples/lora_bench` report): the median of 7 timed passes of
+    /// 4 copies of [`COPY_PROBE_BYTES`], timed with CUDA events on the backend's stream after
+    /// one warm-up copy. Errors: allocation (2 GiB) or event failures, as messages.
+    pub fn copy_bandwidth_gbs(&self) -> Result<f64, String> {
+        let n = COPY_PROBE_BYTES / 4;
+        let stream = self.stream();
+        let src = stream.alloc_zeros::<f32>(n).map_err(|e| e.to_string())?;
+        let mut dst = stream.alloc_zeros::<f32>(n).map_err(|e| e.to_string())?;
+        let ev = || {
+            self.context()
+                .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(|e| e.to_string())
+        };
+        stream
+            .memcpy_dtod(&src, &mut dst)
+            .map_err(|e| e.to_string())?;
+        const ITERS: usize = 4;
+        let mut ms = Vec::with_capacity(7);
+        for _ in 0..7 {
+            let (start, end) = (ev()?, ev()?);
+            start.record(stream).map_err(|e| e.to_string())?;
+            for _ in 0..ITERS {
+                stream
+                    .memcpy_dtod(&src, &mut dst)
+                    .map_err(|e| e.to_string())?;
+            }
+            end.record(stream).map_err(|e| e.to_string())?;
+            end.synchronize().map_err(|e| e.to_string())?;
+            ms.push(start.elapsed_ms(&end).map_err(|e| e.to_string())? as f64 / ITERS as f64);
+        }
+        ms.sort_by(f64::total_cmp);
+        Ok(2.0 * COPY_PROBE_BYTES as f64 / (ms[ms.len() / 2] * 1e-3) / 1e9)
+    }
+}
