@@ -11,7 +11,9 @@
 #
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"].
 # Logs go to $OUT (or .gpu/out) when set. SHAPES (default "1b 7b") picks the speed stage's
-# shapes; SHAPES=none skips it. Binaries travel stripped and xz-compressed (the device tool
+# shapes; SHAPES=none skips it. The checks' summary prints before the speed stage and the speed
+# table after each shape, so a run cut short keeps what it measured; each bench and the peer
+# stop at 150 s (should 7B not fit the device call, run SHAPES=7b as a second call). Binaries travel stripped and xz-compressed (the device tool
 # carries 64 MiB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +73,8 @@ export DLP_REQUIRE_CUDA=1 DLP_REQUIRE_NVRTC=1 DLP_CUDA_CACHE=off
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
 
 status() { if [ "$1" -eq 0 ]; then echo pass; else echo "FAIL (rc $1)"; fi; }
+# Binaries prepared here travel xz-compressed.
+for z in "$G"/bin/*.xz; do [ -e "$z" ] && xz -dkf "$z" && chmod +x "${z%.xz}"; done
 declare -A res
 if command -v cargo >/dev/null; then
   export DLP_FIXTURES=${DLP_FIXTURES:-$PWD/../shared/fixtures}
@@ -79,8 +83,8 @@ if command -v cargo >/dev/null; then
   cargo test "${features[@]}" -p dlp-tests --test op_parity_cuda -- --nocapture >"$out/parity.log" 2>&1; res[parity]=$?
   cargo test "${features[@]}" -p dlp-tests --test golden_cuda -- --nocapture --test-threads 1 >"$out/golden.log" 2>&1; res[golden]=$?
   cargo run --release -p dlp-cuda --example lora_bench >"$out/bench.log" 2>&1; res[bench]=$?
+  [ -x "$G/bin/dlp-run" ] || cargo build --release -p dlp-cli --features cuda >"$out/build.log" 2>&1
 else
-  for z in "$G"/bin/*.xz; do [ -e "$z" ] && xz -dkf "$z" && chmod +x "${z%.xz}"; done
   [ -x "$G/bin/lora_bench" ] || { echo "no cargo and no $G/bin: run 'scripts/gpu-check.sh prepare' first and carry $G"; exit 2; }
   export DLP_FIXTURES=$PWD/$G/fixtures
   ldd "$G/bin/lora_bench" | grep -i "not found" && echo "(binaries built elsewhere miss libraries here)"
@@ -89,6 +93,16 @@ else
   "$G/bin/golden_cuda" --nocapture --test-threads 1 >"$out/golden.log" 2>&1; res[golden]=$?
   "$G/bin/lora_bench" >"$out/bench.log" 2>&1; res[bench]=$?
 fi
+
+echo; echo "== failures and skips (details in $out) =="
+grep -hE "SKIPPED|FAIL|Fail\(|panicked|error" "$out"/{nvrtc,parity,golden}.log | head -40
+echo; echo "== benchmark =="; cat "$out/bench.log"
+echo; echo "== summary =="
+printf '| %-28s | %-12s |\n' check result
+printf '| %-28s | %-12s |\n' "NVRTC sm_80 + sm_90" "$(status "${res[nvrtc]}")"
+printf '| %-28s | %-12s |\n' "op parity ($(grep -c 'Pass {' "$out/parity.log") pass)" "$(status "${res[parity]}")"
+printf '| %-28s | %-12s |\n' "fixtures (golden)" "$(status "${res[golden]}")"
+printf '| %-28s | %-12s |\n' "fused LoRA bench" "$(status "${res[bench]}")"
 
 # Speed: random models of real shapes (made here, ~14 GB of disk for 7B, outside $out), 8
 # adapters of rank 8, bench in f32 and bf16 weights, and transformers+PEFT in bf16.
@@ -105,25 +119,16 @@ for shape in ${SHAPES:-1b 7b}; do
   for i in 0 1 2 3 4 5 6 7; do adapters+=(--adapter "a$i=$work/$shape/adapters/a$i"); done
   for mode in f32 bf16; do
     flag=(); [ "$mode" = bf16 ] && flag=(--cuda-bf16-weights)
-    timeout 240 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
+    timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
       --only base,single,fused3,batch32 --new-tokens 64 --rounds 3 \
       --json "$out/bench-$shape-$mode.json" >"$out/bench-$shape-$mode.log" 2>&1 || res[speed]=1
   done
   paths=$(printf "$work/$shape/adapters/a%s," 0 1 2 3 4 5 6 7)
-  timeout 240 python3 "$G/gpu/peer_gpu.py" --model "$work/$shape/model" --adapters "${paths%,}" \
+  timeout 150 python3 "$G/gpu/peer_gpu.py" --model "$work/$shape/model" --adapters "${paths%,}" \
     --dtype bf16 --json "$out/peer-$shape.json" >"$out/peer-$shape.log" 2>&1 || res[speed]=1
+  echo; echo "== speed after $shape (dlp-run bench --backend cuda; transformers+PEFT bf16, same GPU) =="
+  python3 scripts/gpu_speed_table.py "$out"
 done
 : "${res[speed]:=0}"
+echo "speed stage (${SHAPES:-1b 7b}): $(status "${res[speed]}")"
 
-echo; echo "== failures and skips (details in $out) =="
-grep -hE "SKIPPED|FAIL|Fail\(|panicked|error" "$out"/{nvrtc,parity,golden}.log | head -40
-echo; echo "== benchmark =="; cat "$out/bench.log"
-echo; echo "== summary =="
-printf '| %-28s | %-12s |\n' check result
-printf '| %-28s | %-12s |\n' "NVRTC sm_80 + sm_90" "$(status "${res[nvrtc]}")"
-printf '| %-28s | %-12s |\n' "op parity ($(grep -c 'Pass {' "$out/parity.log") pass)" "$(status "${res[parity]}")"
-printf '| %-28s | %-12s |\n' "fixtures (golden)" "$(status "${res[golden]}")"
-printf '| %-28s | %-12s |\n' "fused LoRA bench" "$(status "${res[bench]}")"
-printf '| %-28s | %-12s |\n' "speed stage (${SHAPES:-1b 7b})" "$(status "${res[speed]}")"
-echo; echo "== speed (dlp-run bench --backend cuda; transformers+PEFT bf16, same GPU) =="
-python3 scripts/gpu_speed_table.py "$out"

@@ -43,12 +43,12 @@ for p in sorted(glob.glob(os.path.join(d, "bench-*.json"))):
     pf = (peer.get("fused3") or {}).get("decode_tok_s") if isinstance(peer.get("fused3"), dict) else None
     rows.append(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            shape, mode, f(base), f(fused3 / base if base and fused3 else None, "{:.2f}"),
+            shape, mode, f(base), f((b.get("ratios") or {}).get("fused3_over_base"), "{:.2f}"),
             f(scen(b, "base", "prefill_tokens_per_s"), "{:.0f}"), f(scen(b, "batch32"), "{:.0f}"),
             f(copy, "{:.0f}"), f(share, "{:.0f}%"),
             f(pb), f(base / pb if base and pb else None, "{:.1f}x"),
             f(fused3 / pf if fused3 and pf else None, "{:.1f}x")))
-print("| shape | mode | base decode t/s | fused3/base | prefill t/s | batch32 t/s | copy GB/s | base: % of copy | peer base t/s | vs peer base | fused3 vs peer fused3 |")
+print("| shape | mode | base decode t/s | fused3/base (step time) | prefill t/s | batch32 t/s | copy GB/s | base: % of copy | peer base t/s | vs peer base | fused3 vs peer fused3 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows) if rows else "| (no bench results) |")
 print("goals (7B, bf16): base >= 220 t/s (70% of the bound), fused3/base <= 1.05, prefill >= 8000, "

@@ -102,11 +102,14 @@ fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     let blocks = x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK));
     for ((xb, qb), (d, s)) in blocks.zip(d.iter_mut().zip(s.iter_mut())) {
         let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        // Below 1e-30 `127 / amax` could overflow to infinity (amax under 3.7e-37): such a
+        // block is zero codes, its values too small to matter beside any other block's.
+        let inv = if amax > 1e-30 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
         for (q, v) in qb.iter_mut().zip(xb) {
-            // |v * inv| <= 127 up to rounding; `as` saturates should it round past.
-            let c = (v * inv).round_ties_even() as i32;
+            // |v * inv| <= 127 up to rounding (|v| <= amax); the clamp keeps a rounding past
+            // it in range of the i8 code.
+            let c = ((v * inv).round_ties_even() as i32).clamp(-127, 127);
             *q = c as i8;
             sum += c;
         }

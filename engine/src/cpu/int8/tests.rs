@@ -243,3 +243,17 @@ fn quantize_q8_0_as_ggml() {
         assert!((a - b).abs() <= 0.51 * d, "value {i}: {a} came back as {b}");
     }
 }
+
+/// A block of values far below any other (amax under 1e-30, where `127 / amax` would overflow
+/// to infinity) quantises to zero codes instead of wrapped garbage.
+#[test]
+fn vanishing_blocks_quantise_to_zero() {
+    let mut x = vec![1e-38f32; 2 * QK];
+    x[QK..].iter_mut().for_each(|v| *v = 0.5);
+    let mut q = Q8Rows::default();
+    q.quantize(&x, 1, 2 * QK);
+    let row = q.row(0);
+    assert!(row.qs[..QK].iter().all(|&c| c == 0), "{:?}", &row.qs[..QK]);
+    assert_eq!(row.s[0], 0.0);
+    assert!(row.qs[QK..].iter().all(|&c| c == 127));
+}
