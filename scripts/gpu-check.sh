@@ -104,10 +104,10 @@ printf '| %-28s | %-12s |\n' "op parity ($(grep -c 'Pass {' "$out/parity.log") p
 printf '| %-28s | %-12s |\n' "fixtures (golden)" "$(status "${res[golden]}")"
 printf '| %-28s | %-12s |\n' "fused LoRA bench" "$(status "${res[bench]}")"
 
-# Speed: random models of real shapes (made here, ~14 GB of disk for 7B, outside $out), 8
+# Speed: random models of real shapes (made in $G/models, ~14 GB of disk for 7B, not in $out), 8
 # adapters of rank 8, bench in f32 and bf16 weights, and transformers+PEFT in bf16.
 if [ -x "$G/bin/dlp-run" ]; then dlp=$PWD/$G/bin/dlp-run; else dlp=${CARGO_TARGET_DIR:-target}/release/dlp-run; fi
-work=${GPU_WORK:-/tmp/dlp-gpu-models}
+work=${GPU_WORK:-$PWD/$G/models}
 for shape in ${SHAPES:-1b 7b}; do
   [ "$shape" = none ] && break
   [ -x "$dlp" ] || { echo "no dlp-run binary: speed stage skipped"; res[speed]=1; break; }

@@ -20,8 +20,8 @@ const PROBE_BYTES: usize = 256 << 20;
 pub struct MemoryModel {
     /// The bandwidth a decode step is measured against, GB/s: on the CPU the best of several
     /// passes summing [`PROBE_BYTES`] on the run's threads; on a GPU its device copy.
-    pub stream_read_gbs: f64,
-    /// Whether `stream_read_gbs` is a GPU's device copy (bytes read plus written).
+    pub bandwidth_gbs: f64,
+    /// Whether `bandwidth_gbs` is a GPU's device copy (bytes read plus written).
     pub device_copy: bool,
     /// Weights a decode step reads, as the backend stores them.
     pub weight_bytes: u64,
@@ -36,7 +36,7 @@ impl MemoryModel {
     /// adapters at `lora_bytes_per_param`; then measures the bandwidth.
     pub fn measure(weight_bytes: u64, adapters: &[PeftAdapter], lora_bytes_per_param: u64) -> Self {
         MemoryModel {
-            stream_read_gbs: stream_read_gbs(),
+            bandwidth_gbs: stream_read_gbs(),
             ..Self::sized(weight_bytes, adapters, lora_bytes_per_param)
         }
     }
@@ -50,7 +50,7 @@ impl MemoryModel {
         copy_gbs: f64,
     ) -> Self {
         MemoryModel {
-            stream_read_gbs: copy_gbs,
+            bandwidth_gbs: copy_gbs,
             device_copy: true,
             ..Self::sized(weight_bytes, adapters, lora_bytes_per_param)
         }
@@ -58,7 +58,7 @@ impl MemoryModel {
 
     fn sized(weight_bytes: u64, adapters: &[PeftAdapter], lora_bytes_per_param: u64) -> Self {
         MemoryModel {
-            stream_read_gbs: f64::NAN,
+            bandwidth_gbs: f64::NAN,
             device_copy: false,
             weight_bytes,
             adapter_bytes: adapters
@@ -109,7 +109,7 @@ impl MemoryModel {
         };
         format!(
             "memory: {probe} {:.1} GB/s; read per token: weights {:.1} MB{each}",
-            self.stream_read_gbs,
+            self.bandwidth_gbs,
             self.weight_bytes as f64 / 1e6,
         )
     }
@@ -122,7 +122,7 @@ impl MemoryModel {
             ("stream_read_gbs", PROBE_BYTES >> 20)
         };
         json!({
-            key: self.stream_read_gbs,
+            key: self.bandwidth_gbs,
             "probe_mib": mib,
             "weight_mb_per_token": self.weight_bytes as f64 / 1e6,
             "adapter_mb": self.adapter_bytes.iter().map(|&b| b as f64 / 1e6).collect::<Vec<_>>(),
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn a_token_reads_the_weights_and_its_mixture() {
         let m = MemoryModel {
-            stream_read_gbs: 1.0,
+            bandwidth_gbs: 1.0,
             device_copy: false,
             weight_bytes: 1000,
             adapter_bytes: vec![10, 20, 40],

@@ -274,7 +274,7 @@ impl Report {
                         m.name,
                         b as f64 / 1e6,
                         gbs,
-                        100.0 * gbs / mem.stream_read_gbs,
+                        100.0 * gbs / mem.bandwidth_gbs,
                         mem.probe_name()
                     );
                 }

@@ -5,8 +5,8 @@ Computed by the packages the DLP-LoRA evaluation names, as their defaults comput
 sacrebleu.corpus_bleu(hyps, [refs]) (13a tokenizer, exp smoothing, case-sensitive) and
 rouge_score.rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False), F-measure.
 
-    python3 -m venv /tmp/m && /tmp/m/bin/pip install sacrebleu==2.6.0 rouge-score==0.1.2
-    /tmp/m/bin/python tests/metrics/make_bleu_rouge.py > cli/tests/data/bleu_rouge.json
+    python3 -m venv .venv-metrics && .venv-metrics/bin/pip install sacrebleu==2.6.0 rouge-score==0.1.2
+    .venv-metrics/bin/python tests/metrics/make_bleu_rouge.py > cli/tests/data/bleu_rouge.json
 """
 import json
 

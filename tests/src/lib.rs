@@ -2,6 +2,8 @@
 //! and comparing logits with the tolerances the fixtures support.
 
 pub mod parity;
+mod tolerances;
+pub use tolerances::{amx_logit_tol, bf16_logit_tol, int8_logit_tol};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -565,44 +567,4 @@ fn run_golden_opts<B: Backend>(
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// Bound on |logit - float64 reference| for fixture `name` with its 2-D weights stored in bf16
-/// (`--cuda-bf16-weights`): the weights' rounding (8-bit mantissa) moves the logits far more
-/// than f32 arithmetic does, and more in larger models. Measured on the CPU with the rounded
-/// weights (`golden_cpu bf16_weights`): tiny-llama 3.0e-2, tiny-llama3 2.4e-2, tiny-qwen2
-/// 1.2e-6 (its weights are bf16 already), SmolLM2-135M 1.44e-1. Bounds: twice that.
-pub fn bf16_logit_tol(name: &str) -> f32 {
-    if name == "smollm2" {
-        0.3
-    } else {
-        6e-2
-    }
-}
-
-/// Bound on |logit - float64 reference| for fixture `name` under `--cpu-amx` (several-row
-/// matmuls and LoRA with inputs, weights and adapters rounded to bf16; the prompt goes
-/// through them, so every later logit carries the rounding). Measured (`golden_cpu amx`):
-/// tiny-llama 2.8e-2, tiny-llama3 2.9e-2, tiny-qwen2 1.9e-2, SmolLM2-135M 3.7e-1. Bounds:
-/// about twice that.
-pub fn amx_logit_tol(name: &str) -> f32 {
-    if name == "smollm2" {
-        0.7
-    } else {
-        6e-2
-    }
-}
-
-/// Bound on |logit - float64 reference| for fixture `name` under `--cpu-int8` (activations
-/// quantised per block of 32 to 8 bits, weights to Q8_0 where they are not Q4/Q8 already).
-/// Measured (`golden_cpu int8`, AVX-512 VNNI and AVX2 kernels alike): tiny fixtures and compat
-/// fixtures 9.3e-2 to 1.11e-1 (large random weights and adapters), SmolLM2-135M 1.66 (its
-/// logits span about 40; bf16 inputs under `--cpu-amx` move them by 0.37). Bounds: about twice
-/// that.
-pub fn int8_logit_tol(name: &str) -> f32 {
-    if name == "smollm2" {
-        3.3
-    } else {
-        0.22
-    }
 }

@@ -4,9 +4,17 @@
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::http::{body, AppResult, AppState};
+use super::worker::Cmd;
 
 /// `POST /v1/load_lora_adapter`, checked.
 pub struct LoadRequest {
@@ -144,6 +152,92 @@ pub fn confine(root: &Path, given: &str) -> Result<PathBuf, ApiError> {
         }
     }
     Ok(canon)
+}
+
+/// `POST /v1/load_lora_adapter`: loads a PEFT adapter from under `--adapter-root` (off the
+/// async threads) and hands it to the engine, which serves it from its next step.
+pub(super) async fn load(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    let root = st.adapter_root.clone().ok_or_else(|| {
+        ApiError::forbidden("runtime adapter loading is off: start the server with --allow-runtime-adapters --adapter-root DIR")
+    })?;
+    let req = load_request(&body(b)?)?;
+    check_name(&req.name, &st.base_name)?;
+    if st
+        .adapters
+        .read()
+        .expect("not poisoned")
+        .iter()
+        .any(|(n, _)| *n == req.name)
+    {
+        return Err(ApiError::bad_param(
+            "lora_name",
+            format!("the adapter `{}` has already been loaded", req.name),
+        ));
+    }
+    let dir = confine(&root, &req.path)?;
+    let st2 = st.clone();
+    let (name, dir2) = (req.name.clone(), dir.clone());
+    let adapter = tokio::task::spawn_blocking(move || {
+        dlp_engine::loader::peft::PeftAdapter::load(&name, &dir2, &st2.config)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("loading the adapter failed: {e}")))?
+    .map_err(|e| {
+        ApiError::bad_param("lora_path", format!("invalid adapter `{}`: {e}", req.name))
+    })?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    st.tx
+        .send(Cmd::Load {
+            adapter,
+            dir: dir.clone(),
+            reply,
+        })
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))?;
+    answer
+        .await
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
+    st.adapters
+        .write()
+        .expect("not poisoned")
+        .push((req.name.clone(), dir.display().to_string()));
+    Ok(format!("Success: LoRA adapter '{}' added successfully.", req.name).into_response())
+}
+
+/// `POST /v1/unload_lora_adapter`: the engine refuses new requests for it at once and frees
+/// its slot when the requests already running with it finish.
+pub(super) async fn unload(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    if st.adapter_root.is_none() {
+        return Err(ApiError::forbidden(
+            "runtime adapter unloading is off: start the server with --allow-runtime-adapters --adapter-root DIR",
+        ));
+    }
+    let name = unload_request(&body(b)?)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    st.tx
+        .send(Cmd::Unload {
+            name: name.clone(),
+            reply,
+        })
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))?;
+    let gone = answer
+        .await
+        .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
+    st.adapters
+        .write()
+        .expect("not poisoned")
+        .retain(|(n, _)| *n != name);
+    Ok(if gone {
+        format!("Success: LoRA adapter '{name}' removed successfully.")
+    } else {
+        format!("Success: LoRA adapter '{name}' removed; requests already running with it finish first, new ones are refused.")
+    }
+    .into_response())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use dlp_engine::tokenizer::ChatMessage;
 use dlp_engine::SamplingParams;
 
+pub use super::chat::chat;
 use super::error::ApiError;
 use crate::routing::RouteBy;
 
@@ -121,7 +122,7 @@ macro_rules! common_struct {
         /// Fields both endpoints share, as sent.
         #[derive(Debug, Default)]
         #[allow(dead_code)] // some are accepted and ignored
-        struct Common { $($cf: Option<$ct>),* }
+        pub(super) struct Common { $($cf: Option<$ct>),* }
     };
 }
 
@@ -133,9 +134,9 @@ macro_rules! body_struct {
         #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
         #[allow(dead_code)] // some are accepted and ignored
-        struct $name { $($cf: Option<$ct>,)* $($f: Option<$t>),* }
+        pub(super) struct $name { $($cf: Option<$ct>,)* $(pub(super) $f: Option<$t>),* }
         impl $name {
-            fn take_common(&mut self) -> Common {
+            pub(super) fn take_common(&mut self) -> Common {
                 Common { $($cf: self.$cf.take()),* }
             }
         }
@@ -179,7 +180,7 @@ struct StreamOptions {
 }
 
 /// Parses JSON into `T`, naming the field at fault when a value has the wrong type.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad(
             "the request body is empty; expected a JSON object",
@@ -212,7 +213,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// A range check of a number: `ok` or a 400 naming `field` and the accepted range.
-fn check(field: &str, value: f64, ok: bool, expected: &str) -> Result<(), ApiError> {
+pub(super) fn check(field: &str, value: f64, ok: bool, expected: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
@@ -224,7 +225,7 @@ fn check(field: &str, value: f64, ok: bool, expected: &str) -> Result<(), ApiErr
 }
 
 /// Sampling parameters and the routing choice of the shared fields.
-fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
+pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
     job.model = match c.model {
         Some(Value::String(s)) if !s.is_empty() => s,
         Some(Value::String(_)) | None => {
@@ -313,7 +314,7 @@ fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
 }
 
 /// `stop`: a string or a list of strings.
-fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
+pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
     let list = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::String(s)) => vec![s],
@@ -355,7 +356,7 @@ fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
 
 /// The adapters that serve the request: `lora_mixture` wins; otherwise `model` names the base
 /// model, an adapter, or `auto`. Names are checked against what is loaded later.
-fn selection(
+pub(super) fn selection(
     model: &str,
     mixture: Option<Value>,
     route_by: Option<String>,
@@ -413,7 +414,7 @@ fn selection(
     })
 }
 
-fn new_job(endpoint: Endpoint) -> Job {
+pub(super) fn new_job(endpoint: Endpoint) -> Job {
     Job {
         endpoint,
         model: String::new(),
@@ -528,160 +529,4 @@ fn completion_prompts(v: Option<Value>) -> Result<Vec<PromptInput>, ApiError> {
         }
     };
     Ok(prompts)
-}
-
-/// A `/v1/chat/completions` body, checked.
-pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
-    let mut b: ChatBody = parse(body)?;
-    let mut job = new_job(Endpoint::Chat);
-    common(b.take_common(), &mut job)?;
-    let messages = b.messages.ok_or_else(|| {
-        ApiError::bad_param(
-            "messages",
-            "`messages` is required: a list of {role, content}",
-        )
-    })?;
-    if messages.is_empty() {
-        return Err(ApiError::bad_param("messages", "`messages` is empty"));
-    }
-    let messages = messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| chat_message(i, m))
-        .collect::<Result<Vec<_>, _>>()?;
-    job.prompts = vec![PromptInput::Chat(messages)];
-    job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_param(
-                "max_completion_tokens",
-                "give `max_tokens` or `max_completion_tokens`, not both",
-            ))
-        }
-        (a, b) => a.or(b),
-    };
-    if job.max_tokens == Some(0) {
-        return Err(ApiError::bad_param(
-            "max_tokens",
-            "`max_tokens` must be at least 1 for a chat completion",
-        ));
-    }
-    match (b.logprobs.unwrap_or(false), b.top_logprobs) {
-        (false, Some(t)) if t > 0 => {
-            return Err(ApiError::bad_param(
-                "top_logprobs",
-                "`top_logprobs` needs `logprobs: true`",
-            ))
-        }
-        (true, t) => {
-            let t = t.unwrap_or(0);
-            check("top_logprobs", t as f64, t <= MAX_LOGPROBS, "from 0 to 20")?;
-            job.logprobs = Some(t as usize);
-        }
-        _ => {}
-    }
-    match b.response_format {
-        None | Some(Value::Null) => {}
-        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
-        Some(f) => {
-            return Err(ApiError::bad_param(
-                "response_format",
-                format!("`response_format` {f} is not supported (only {{\"type\": \"text\"}})"),
-            ))
-        }
-    }
-    for (field, v) in [
-        ("tools", b.tools),
-        ("tool_choice", b.tool_choice),
-        ("functions", b.functions),
-    ] {
-        if !matches!(v, None | Some(Value::Null)) {
-            return Err(ApiError::bad_param(
-                field,
-                format!("`{field}` (tool calling) is not supported by this server"),
-            ));
-        }
-    }
-    Ok(job)
-}
-
-/// One OpenAI message: `role` and `content` (a string, or a list of text parts).
-fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
-    let at = |f: &str| format!("messages[{i}].{f}");
-    let Value::Object(o) = m else {
-        return Err(ApiError::bad_param(
-            format!("messages[{i}]"),
-            format!("`messages[{i}]` must be an object with `role` and `content`, found {m}"),
-        ));
-    };
-    match o.get("role") {
-        Some(Value::String(r))
-            if ["system", "developer", "user", "assistant", "tool"].contains(&r.as_str()) => {}
-        Some(r) => {
-            return Err(ApiError::bad_param(
-                at("role"),
-                format!(
-                    "`{}` is {r}; expected one of system, developer, user, assistant, tool",
-                    at("role")
-                ),
-            ))
-        }
-        None => {
-            return Err(ApiError::bad_param(
-                at("role"),
-                format!("`{}` is missing", at("role")),
-            ))
-        }
-    }
-    // Content is passed to the chat template as given (a string or a list of parts, as
-    // transformers passes it); only what a text model cannot read is refused.
-    match o.get("content") {
-        Some(Value::String(_)) => {}
-        Some(Value::Array(parts)) => {
-            for (j, p) in parts.iter().enumerate() {
-                if !matches!(
-                    (p.get("type").and_then(Value::as_str), p.get("text")),
-                    (Some("text"), Some(Value::String(_)))
-                ) {
-                    return Err(ApiError::bad_param(
-                        format!("{}[{j}]", at("content")),
-                        format!(
-                            "`{}[{j}]` is a part of type {}; this model takes text parts only ({{\"type\": \"text\", \"text\": ...}})",
-                            at("content"),
-                            p.get("type").and_then(Value::as_str).unwrap_or("(none)")
-                        ),
-                    ));
-                }
-            }
-        }
-        // An assistant turn that only calls tools has no content.
-        None | Some(Value::Null) if o.contains_key("tool_calls") => {}
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_param(
-                at("content"),
-                format!(
-                    "`{}` is missing (a string or a list of text parts)",
-                    at("content")
-                ),
-            ))
-        }
-        Some(other) => {
-            return Err(ApiError::bad_param(
-                at("content"),
-                format!(
-                    "`{}` must be a string or a list of text parts, found {other}",
-                    at("content")
-                ),
-            ))
-        }
-    }
-    if let Some(k) = o
-        .keys()
-        .find(|k| !["role", "content", "name", "tool_call_id", "tool_calls"].contains(&k.as_str()))
-    {
-        return Err(ApiError::bad_param(
-            at(k),
-            format!("`{}` is not supported by this server", at(k)),
-        ));
-    }
-    ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
 }

@@ -73,8 +73,8 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/load_lora_adapter", post(load_adapter))
-        .route("/v1/unload_lora_adapter", post(unload_adapter))
+        .route("/v1/load_lora_adapter", post(adapters::load))
+        .route("/v1/unload_lora_adapter", post(adapters::unload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
@@ -83,7 +83,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .with_state(state)
 }
 
-type AppResult = Result<Response, ApiError>;
+pub(super) type AppResult = Result<Response, ApiError>;
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
@@ -178,7 +178,7 @@ async fn models(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// The body, or the reason it could not be read (413 past the size limit) as an OpenAI error.
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|r| {
         ApiError::status(
             r.status(),
@@ -547,86 +547,4 @@ fn stream(
     Sse::new(chunks)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
         .into_response()
-}
-
-async fn load_adapter(
-    State(st): State<Arc<AppState>>,
-    b: Result<Bytes, BytesRejection>,
-) -> AppResult {
-    let root = st.adapter_root.clone().ok_or_else(|| {
-        ApiError::forbidden("runtime adapter loading is off: start the server with --allow-runtime-adapters --adapter-root DIR")
-    })?;
-    let req = adapters::load_request(&body(b)?)?;
-    adapters::check_name(&req.name, &st.base_name)?;
-    if st
-        .adapters
-        .read()
-        .expect("not poisoned")
-        .iter()
-        .any(|(n, _)| *n == req.name)
-    {
-        return Err(ApiError::bad_param(
-            "lora_name",
-            format!("the adapter `{}` has already been loaded", req.name),
-        ));
-    }
-    let dir = adapters::confine(&root, &req.path)?;
-    let st2 = st.clone();
-    let (name, dir2) = (req.name.clone(), dir.clone());
-    let adapter = tokio::task::spawn_blocking(move || {
-        dlp_engine::loader::peft::PeftAdapter::load(&name, &dir2, &st2.config)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("loading the adapter failed: {e}")))?
-    .map_err(|e| {
-        ApiError::bad_param("lora_path", format!("invalid adapter `{}`: {e}", req.name))
-    })?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    st.tx
-        .send(Cmd::Load {
-            adapter,
-            dir: dir.clone(),
-            reply,
-        })
-        .map_err(|_| ApiError::unavailable("the engine has stopped"))?;
-    answer
-        .await
-        .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
-    st.adapters
-        .write()
-        .expect("not poisoned")
-        .push((req.name.clone(), dir.display().to_string()));
-    Ok(format!("Success: LoRA adapter '{}' added successfully.", req.name).into_response())
-}
-
-async fn unload_adapter(
-    State(st): State<Arc<AppState>>,
-    b: Result<Bytes, BytesRejection>,
-) -> AppResult {
-    if st.adapter_root.is_none() {
-        return Err(ApiError::forbidden(
-            "runtime adapter unloading is off: start the server with --allow-runtime-adapters --adapter-root DIR",
-        ));
-    }
-    let name = adapters::unload_request(&body(b)?)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    st.tx
-        .send(Cmd::Unload {
-            name: name.clone(),
-            reply,
-        })
-        .map_err(|_| ApiError::unavailable("the engine has stopped"))?;
-    let gone = answer
-        .await
-        .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
-    st.adapters
-        .write()
-        .expect("not poisoned")
-        .retain(|(n, _)| *n != name);
-    Ok(if gone {
-        format!("Success: LoRA adapter '{name}' removed successfully.")
-    } else {
-        format!("Success: LoRA adapter '{name}' removed; requests already running with it finish first, new ones are refused.")
-    }
-    .into_response())
 }

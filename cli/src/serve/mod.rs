@@ -8,9 +8,11 @@
 
 mod adapters;
 pub(crate) mod api;
+mod chat;
 mod error;
 mod http;
 mod metrics;
+mod protocol;
 mod response;
 mod worker;
 

@@ -1,0 +1,168 @@
+//! The `/v1/chat/completions` body: the fields every endpoint shares (through [`super::api`])
+//! and the messages, checked one by one into [`ChatMessage`]s as transformers takes them
+//! (content as a string or a list of text parts, assistant `tool_calls`, `tool` messages).
+
+use serde_json::Value;
+
+use dlp_engine::tokenizer::ChatMessage;
+
+use super::api::{
+    check, common, new_job, parse, ChatBody, Endpoint, Job, PromptInput, MAX_LOGPROBS,
+};
+use super::error::ApiError;
+
+/// A `/v1/chat/completions` body, checked.
+pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
+    let mut b: ChatBody = parse(body)?;
+    let mut job = new_job(Endpoint::Chat);
+    common(b.take_common(), &mut job)?;
+    let messages = b.messages.ok_or_else(|| {
+        ApiError::bad_param(
+            "messages",
+            "`messages` is required: a list of {role, content}",
+        )
+    })?;
+    if messages.is_empty() {
+        return Err(ApiError::bad_param("messages", "`messages` is empty"));
+    }
+    let messages = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| chat_message(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    job.prompts = vec![PromptInput::Chat(messages)];
+    job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_param(
+                "max_completion_tokens",
+                "give `max_tokens` or `max_completion_tokens`, not both",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    if job.max_tokens == Some(0) {
+        return Err(ApiError::bad_param(
+            "max_tokens",
+            "`max_tokens` must be at least 1 for a chat completion",
+        ));
+    }
+    match (b.logprobs.unwrap_or(false), b.top_logprobs) {
+        (false, Some(t)) if t > 0 => {
+            return Err(ApiError::bad_param(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs: true`",
+            ))
+        }
+        (true, t) => {
+            let t = t.unwrap_or(0);
+            check("top_logprobs", t as f64, t <= MAX_LOGPROBS, "from 0 to 20")?;
+            job.logprobs = Some(t as usize);
+        }
+        _ => {}
+    }
+    match b.response_format {
+        None | Some(Value::Null) => {}
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
+        Some(f) => {
+            return Err(ApiError::bad_param(
+                "response_format",
+                format!("`response_format` {f} is not supported (only {{\"type\": \"text\"}})"),
+            ))
+        }
+    }
+    for (field, v) in [
+        ("tools", b.tools),
+        ("tool_choice", b.tool_choice),
+        ("functions", b.functions),
+    ] {
+        if !matches!(v, None | Some(Value::Null)) {
+            return Err(ApiError::bad_param(
+                field,
+                format!("`{field}` (tool calling) is not supported by this server"),
+            ));
+        }
+    }
+    Ok(job)
+}
+
+/// One OpenAI message: `role` and `content` (a string, or a list of text parts).
+fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
+    let at = |f: &str| format!("messages[{i}].{f}");
+    let Value::Object(o) = m else {
+        return Err(ApiError::bad_param(
+            format!("messages[{i}]"),
+            format!("`messages[{i}]` must be an object with `role` and `content`, found {m}"),
+        ));
+    };
+    match o.get("role") {
+        Some(Value::String(r))
+            if ["system", "developer", "user", "assistant", "tool"].contains(&r.as_str()) => {}
+        Some(r) => {
+            return Err(ApiError::bad_param(
+                at("role"),
+                format!(
+                    "`{}` is {r}; expected one of system, developer, user, assistant, tool",
+                    at("role")
+                ),
+            ))
+        }
+        None => {
+            return Err(ApiError::bad_param(
+                at("role"),
+                format!("`{}` is missing", at("role")),
+            ))
+        }
+    }
+    // Content is passed to the chat template as given (a string or a list of parts, as
+    // transformers passes it); only what a text model cannot read is refused.
+    match o.get("content") {
+        Some(Value::String(_)) => {}
+        Some(Value::Array(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                if !matches!(
+                    (p.get("type").and_then(Value::as_str), p.get("text")),
+                    (Some("text"), Some(Value::String(_)))
+                ) {
+                    return Err(ApiError::bad_param(
+                        format!("{}[{j}]", at("content")),
+                        format!(
+                            "`{}[{j}]` is a part of type {}; this model takes text parts only ({{\"type\": \"text\", \"text\": ...}})",
+                            at("content"),
+                            p.get("type").and_then(Value::as_str).unwrap_or("(none)")
+                        ),
+                    ));
+                }
+            }
+        }
+        // An assistant turn that only calls tools has no content.
+        None | Some(Value::Null) if o.contains_key("tool_calls") => {}
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_param(
+                at("content"),
+                format!(
+                    "`{}` is missing (a string or a list of text parts)",
+                    at("content")
+                ),
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                at("content"),
+                format!(
+                    "`{}` must be a string or a list of text parts, found {other}",
+                    at("content")
+                ),
+            ))
+        }
+    }
+    if let Some(k) = o
+        .keys()
+        .find(|k| !["role", "content", "name", "tool_call_id", "tool_calls"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_param(
+            at(k),
+            format!("`{}` is not supported by this server", at(k)),
+        ));
+    }
+    ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
+}

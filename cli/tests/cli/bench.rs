@@ -1,0 +1,151 @@
+//! `dlp-run bench` end to end on the SmolLM2 fixture: the table, the JSON and its ratios, the
+//! memory section, the kernel set it names.
+
+use dlp_tests::fixtures;
+
+use super::{fails_with, run};
+
+/// `dlp-run bench --cpu-int8` names its kernel set in the JSON, and `--cpu-int8` with another
+/// backend than the CPU is refused, naming the flag.
+#[test]
+fn bench_cpu_int8_names_its_kernels() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let args = [
+        "bench",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--quick",
+        "--only",
+        "base",
+    ];
+    let out = run(&[
+        &args[..],
+        &[
+            "--backend",
+            "cpu",
+            "--cpu-int8",
+            "--synthetic-adapters",
+            "1",
+        ],
+        &[
+            "--new-tokens",
+            "2",
+            "--rounds",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let kernels = v["kernels"].as_str().unwrap_or_default();
+    assert!(kernels.contains("int8 activations"), "kernels: {kernels}");
+    // The int8 path is the CPU's alone: another backend is refused, naming the flag.
+    let out = run(&[&args[..], &["--backend", "wgpu", "--cpu-int8"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cpu-int8"), "{err}");
+}
+
+/// `dlp-run bench --quick` end to end on SmolLM2 (few tokens: a smoke test of the contract,
+/// not a measurement): the table, and JSON with every scenario and the headline ratios.
+#[test]
+fn bench_quick_writes_ratios() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let plot = tmp.path().join("bench.png");
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = run(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--quick",
+        "--synthetic-adapters",
+        "4",
+        "--rank",
+        "4",
+        "--new-tokens",
+        "3",
+        "--rounds",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for row in ["base", "single", "fused3", "token_level", "batch32"] {
+        assert!(table.contains(row), "no {row} row in {table}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in [
+        "fused3_over_single",
+        "fused3_over_base",
+        "token_level_over_sentence_level",
+        "batch32_over_batch1_throughput",
+    ] {
+        let r = v["ratios"][key].as_f64().unwrap_or(f64::NAN);
+        assert!(r.is_finite() && r > 0.0, "ratio {key} = {r} in {v}");
+    }
+    assert_eq!(v["scenarios"].as_array().unwrap().len(), 5);
+    let kernels = v["kernels"].as_str().unwrap_or_default();
+    assert!(kernels.contains("f32 activations"), "kernels: {kernels}");
+    assert!(table.contains(&format!("kernels: {kernels}")), "{table}");
+    // Bytes per token: the weights as stored (the GGUF's blocks, so just under the file's
+    // size, which also holds the vocabulary), plus each adapter of the mixture.
+    let mem = &v["memory"];
+    let gbs = mem["stream_read_gbs"].as_f64().unwrap_or(f64::NAN);
+    assert!(gbs.is_finite() && gbs > 0.0, "memory: {mem}");
+    let file_mb = std::fs::metadata(&gguf).unwrap().len() as f64 / 1e6;
+    let weights = mem["weight_mb_per_token"].as_f64().unwrap();
+    assert!(
+        (0.95 * file_mb..=file_mb).contains(&weights),
+        "weights {weights} MB per token, file {file_mb} MB"
+    );
+    let adapter = mem["adapter_mb"][0].as_f64().unwrap();
+    let per_token = |name: &str| {
+        v["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["decode_mb_per_token"].as_f64())
+    };
+    assert_eq!(per_token("base"), Some(weights));
+    let fused3 = per_token("fused3").unwrap();
+    assert!(
+        (fused3 - weights - 3.0 * adapter).abs() < 1e-6,
+        "fused3 {fused3} MB"
+    );
+    assert_eq!(per_token("batch32"), None);
+    assert!(table.contains("% of streaming read"), "{table}");
+    assert!(std::fs::metadata(&plot).unwrap().len() > 1000);
+    fails_with(
+        &[
+            "bench",
+            "--backend",
+            "cpu",
+            "-m",
+            gguf.to_str().unwrap(),
+            "--targets",
+            "q_proj,nope",
+        ],
+        &["--targets", "nope"],
+    );
+}

@@ -1,0 +1,157 @@
+//! `train-router --extend` end to end through the command line.
+
+use super::*;
+
+/// `train-router --extend`: a router trained on two demo labels gets the third in seconds;
+/// `eval-router` reads the extended router unchanged; a label it has, an empty file and a
+/// router without feature statistics are clear errors.
+#[test]
+fn train_router_extend_end_to_end() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let demo = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../router/demo");
+    let tmp = tempfile::tempdir().unwrap();
+    let split = |name: &str, keep: &dyn Fn(&str) -> bool| {
+        let text = std::fs::read_to_string(demo.join(name)).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+        let p = tmp.path().join(format!("{}-{name}", lines.len()));
+        std::fs::write(&p, lines.join("\n")).unwrap();
+        p
+    };
+    let is_new = |l: &str| l.contains("\"mlp_r16\"");
+    let (old_train, new_train) = (
+        split("train.jsonl", &|l| !is_new(l)),
+        split("train.jsonl", &is_new),
+    );
+    let old_dev = split("dev.jsonl", &|l| !is_new(l));
+    let tokenizer = d.join("tokenizer/tokenizer.json");
+    let (base, ext) = (tmp.path().join("base"), tmp.path().join("ext"));
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let small = [
+        "--embed-dim",
+        "32",
+        "--hidden",
+        "64,64,32",
+        "--epochs",
+        "6",
+        "--quiet",
+    ];
+    let out = run(&[
+        &[
+            "train-router",
+            "--data",
+            &s(&old_train),
+            "--dev",
+            &s(&old_dev),
+            "--tokenizer",
+            &s(&tokenizer),
+            "--out",
+            &s(&base),
+        ][..],
+        &small[..],
+    ]
+    .concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.join("router.json")).unwrap()).unwrap();
+    assert_eq!(cfg["feature_stats"], "router-stats.safetensors");
+    assert_eq!(cfg["trainings"][0]["kind"], "scratch");
+
+    let out = run(&[
+        "train-router",
+        "--extend",
+        &s(&base),
+        "--data",
+        &s(&new_train),
+        "--out",
+        &s(&ext),
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("added 1 label(s): mlp_r16"), "{text}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ext.join("router.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["labels"],
+        serde_json::json!(["all_r4", "qv_r8", "mlp_r16"])
+    );
+    assert_eq!(cfg["trainings"][1]["kind"], "extend");
+    assert_eq!(
+        cfg["trainings"][1]["labels"],
+        serde_json::json!(["mlp_r16"])
+    );
+    let json = tmp.path().join("eval.json");
+    let out = run(&[
+        "eval-router",
+        "--router",
+        &s(&ext),
+        "--data",
+        demo.join("dev.jsonl").to_str().unwrap(),
+        "--json",
+        &s(&json),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // Plumbing, not quality (a router of two labels has a thin body; the 14-task experiment
+    // measures quality): three labels, the new one reachable, every true label in the top-p set.
+    assert_eq!(m["labels"].as_array().unwrap().len(), 3, "{m}");
+    assert!(m["per_task_top1"]["mlp_r16"].as_f64().unwrap() > 0.0, "{m}");
+    assert_eq!(m["topp_containment"].as_f64().unwrap(), 1.0, "{m}");
+
+    fails_with(
+        &[
+            "train-router",
+            "--extend",
+            &s(&ext),
+            "--data",
+            &s(&new_train),
+            "--out",
+            &s(&tmp.path().join("x")),
+        ],
+        &["mlp_r16", "already one of the router's"],
+    );
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    fails_with(
+        &[
+            "train-router",
+            "--extend",
+            &s(&base),
+            "--data",
+            &s(&empty),
+            "--out",
+            &s(&tmp.path().join("x")),
+        ],
+        &["no examples", "empty.jsonl"],
+    );
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(base.join("router.json")).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("feature_stats");
+    std::fs::write(base.join("router.json"), old.to_string()).unwrap();
+    fails_with(
+        &[
+            "train-router",
+            "--extend",
+            &s(&base),
+            "--data",
+            &s(&new_train),
+            "--out",
+            &s(&tmp.path().join("x")),
+        ],
+        &["no feature statistics", "retrain it once"],
+    );
+}
