@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The CUDA proof, in one run on a fresh GPU machine: the NVRTC compile check, the op-parity
-# table and every fixture case on the CUDA backend, the fused-LoRA micro-benchmark against the
-# device copy bandwidth, then `dlp-run bench --backend cuda` (f32 and bf16 weights) on random
-# models of Llama-3.2-1B's and Llama-2-7B's shapes with 8 random PEFT adapters, next to
-# transformers+PEFT on the same GPU (../shared/gpu/); short tables at the end.
+# table and every fixture case on the CUDA backend (f32, bf16 weights, the bf16 compute mode,
+# and every `--cuda-experimental` path on), the fused-LoRA micro-benchmark against the device
+# copy bandwidth, then `dlp-run bench --backend cuda` on random models of Llama-3.2-1B's and
+# Llama-2-7B's shapes with 8 random PEFT adapters, next to transformers+PEFT on the same GPU
+# (../shared/gpu/); short tables at the end.
 #
 #   scripts/gpu-check.sh prepare   # here (has cargo): build the binaries and copy the small
 #                                  # fixtures into .gpu/ (git-ignored via .git/info/exclude)
@@ -11,7 +12,9 @@
 #
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"].
 # Logs go to $OUT (or .gpu/out) when set. SHAPES (default "1b 7b") picks the speed stage's
-# shapes; SHAPES=none skips it. The checks' summary prints before the speed stage and the speed
+# shapes; SHAPES=none skips it. MODES picks the bench modes, in order (default
+# "bf16c-exp bf16c bf16 f32": bf16 compute with every experimental path, bf16 compute, bf16
+# weights, f32); on the 1B shape the first mode also runs at ~4,000 tokens of context (ctx4k). The checks' summary prints before the speed stage and the speed
 # table after each shape, so a run cut short keeps what it measured; each bench and the peer
 # stop at 150 s (should 7B not fit the device call, run SHAPES=7b as a second call). Binaries travel stripped and xz-compressed (the device tool
 # carries 64 MiB).
@@ -117,12 +120,30 @@ for shape in ${SHAPES:-1b 7b}; do
   fi
   adapters=()
   for i in 0 1 2 3 4 5 6 7; do adapters+=(--adapter "a$i=$work/$shape/adapters/a$i"); done
-  for mode in f32 bf16; do
-    flag=(); [ "$mode" = bf16 ] && flag=(--cuda-bf16-weights)
+  modes=(${MODES:-bf16c-exp bf16c bf16 f32})
+  for mode in "${modes[@]}"; do
+    case $mode in
+      f32) flag=() ;;
+      bf16) flag=(--cuda-bf16-weights) ;;
+      bf16c) flag=(--cuda-bf16-compute) ;;
+      bf16c-exp) flag=(--cuda-bf16-compute --cuda-experimental all) ;;
+      *) echo "unknown mode $mode (f32, bf16, bf16c, bf16c-exp)"; res[speed]=1; continue ;;
+    esac
     timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
       --only base,single,fused3,batch32 --new-tokens 64 --rounds 3 \
       --json "$out/bench-$shape-$mode.json" >"$out/bench-$shape-$mode.log" 2>&1 || res[speed]=1
   done
+  if [ "$shape" = 1b ]; then
+    # Decode at long context: ~3,900 prompt tokens (7 per sentence with this tokenizer).
+    long=$(python3 -c 'print("The cat sat on the mat. " * 560)')
+    case ${modes[0]} in
+      f32) flag=() ;; bf16) flag=(--cuda-bf16-weights) ;; bf16c) flag=(--cuda-bf16-compute) ;;
+      *) flag=(--cuda-bf16-compute --cuda-experimental all) ;;
+    esac
+    timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
+      --only base,fused3 --new-tokens 64 --rounds 2 --prompt "$long" \
+      --json "$out/bench-$shape-ctx4k.json" >"$out/bench-$shape-ctx4k.log" 2>&1 || res[speed]=1
+  fi
   paths=$(printf "$work/$shape/adapters/a%s," 0 1 2 3 4 5 6 7)
   timeout 150 python3 "$G/gpu/peer_gpu.py" --model "$work/$shape/model" --adapters "${paths%,}" \
     --dtype bf16 --json "$out/peer-$shape.json" >"$out/peer-$shape.log" 2>&1 || res[speed]=1

@@ -416,6 +416,8 @@ impl WithBackend for &BenchArgs {
                 "{}, LoRA {}{}",
                 if args.model.wgpu_f16_weights {
                     "f16"
+                } else if args.model.cuda_bf16_compute {
+                    "bf16 (bf16 compute)"
                 } else if args.model.cuda_bf16_weights {
                     "bf16"
                 } else if loaded.model.backend.packed_weights() && !args.model.f32_weights {

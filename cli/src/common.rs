@@ -32,6 +32,82 @@ pub enum BackendChoice {
     Cuda,
 }
 
+/// A CUDA path not yet verified on a GPU (`--cuda-experimental`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CudaExperimental {
+    /// Decode matmuls on bf16 weights streamed with 16-byte loads; q/k/v, gate/up as one launch.
+    DecodeMatvec,
+    /// With decode-matvec: the LoRA of q/k/v (gate/up, ...) in two launches, expands in the matvec.
+    FusedLora,
+    /// Small ops of decode steps (norms, KV store) on grids that fill the GPU.
+    WideGrids,
+    /// Attention of decode steps split over positions (flash-decoding).
+    SplitAttention,
+    /// Decode steps captured as CUDA graphs and replayed.
+    Graphs,
+    /// Every path above.
+    All,
+}
+
+/// What `--cuda-*` asks of the CUDA backend (plain data: builds without the cuda feature).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CudaChoice {
+    pub bf16_weights: bool,
+    pub bf16_compute: bool,
+    pub decode_matvec: bool,
+    pub fused_lora: bool,
+    pub wide_grids: bool,
+    pub split_attention: bool,
+    pub graphs: bool,
+}
+
+impl CudaChoice {
+    /// The flags that ask for this, for messages: `--backend cuda --cuda-bf16-compute ...`.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub fn flags(&self) -> String {
+        let mut f = String::from("--backend cuda");
+        if self.bf16_compute {
+            f += " --cuda-bf16-compute";
+        } else if self.bf16_weights {
+            f += " --cuda-bf16-weights";
+        }
+        let exp: Vec<&str> = [
+            (self.decode_matvec, "decode-matvec"),
+            (self.fused_lora, "fused-lora"),
+            (self.wide_grids, "wide-grids"),
+            (self.split_attention, "split-attention"),
+            (self.graphs, "graphs"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        if !exp.is_empty() {
+            f += &format!(" --cuda-experimental {}", exp.join(","));
+        }
+        f
+    }
+}
+
+impl ModelArgs {
+    /// The CUDA options these flags ask for.
+    pub fn cuda_choice(&self) -> CudaChoice {
+        let on = |p| {
+            self.cuda_experimental
+                .iter()
+                .any(|&e| e == p || e == CudaExperimental::All)
+        };
+        CudaChoice {
+            bf16_weights: self.cuda_bf16_weights,
+            bf16_compute: self.cuda_bf16_compute,
+            decode_matvec: on(CudaExperimental::DecodeMatvec),
+            fused_lora: on(CudaExperimental::FusedLora),
+            wide_grids: on(CudaExperimental::WideGrids),
+            split_attention: on(CudaExperimental::SplitAttention),
+            graphs: on(CudaExperimental::Graphs),
+        }
+    }
+}
+
 /// Model, adapters and backend.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
@@ -69,6 +145,28 @@ pub struct ModelArgs {
     /// same rounded weights (see `tests/tests/golden_cpu.rs::bf16_weights`).
     #[arg(long, conflicts_with = "f32_weights")]
     pub cuda_bf16_weights: bool,
+    /// With --backend cuda: the bf16 compute mode, as production engines run. Weights stored
+    /// in bf16 (as --cuda-bf16-weights), and every base matmul and the lm_head round their
+    /// inputs to bf16 with f32 accumulation; products of more than 8 rows (prefill, batches)
+    /// run on tensor cores through cublasGemmEx. LoRA, attention, norms and the KV cache stay
+    /// f32. Tolerance: logits differ from the float64 reference by up to 3.7e-2 on the tiny
+    /// test models and 3.4e-1 on SmolLM2-135M, measured on the CPU with the same rounding
+    /// (tested bounds 8e-2 and 0.7; bf16 weights alone: 3.0e-2 and 1.44e-1). Not yet run on a
+    /// GPU: verify with scripts/gpu-check.sh.
+    #[arg(long, conflicts_with = "f32_weights")]
+    pub cuda_bf16_compute: bool,
+    /// With --backend cuda: turn on GPU paths written without a GPU, off by default until a
+    /// GPU run has verified them (scripts/gpu-check.sh runs every CUDA test with them on).
+    /// A comma-separated list: `decode-matvec` (decode matmuls on bf16 weights that stream
+    /// the weights with 16-byte loads, q/k/v and gate/up in one launch; needs
+    /// --cuda-bf16-weights or --cuda-bf16-compute to matter), `fused-lora` (with
+    /// decode-matvec: the LoRA of modules that read one input in two launches, all shrinks in
+    /// one and the expands inside the matvec), `wide-grids` (RMSNorm and the KV store of decode
+    /// steps on grids that fill the GPU), `split-attention` (decode
+    /// attention split over positions, flash-decoding style, for long contexts), `graphs`
+    /// (each decode step shape captured once as a CUDA graph and replayed), or `all`.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
+    pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
     /// fused adapter adds to a decode step (the base weights are unaffected). Tolerance: the
     /// adapters' values are rounded (relative error about 2e-4 on the SmolLM2 task adapters);
@@ -257,8 +355,14 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
     if f16 && choice != BackendChoice::Wgpu {
         bail!("--wgpu-f16-weights needs --backend wgpu (the backend asked for is {choice:?})");
     }
-    if model.cuda_bf16_weights && choice != BackendChoice::Cuda {
-        bail!("--cuda-bf16-weights needs --backend cuda (the backend asked for is {choice:?})");
+    for (on, flag) in [
+        (model.cuda_bf16_weights, "--cuda-bf16-weights"),
+        (model.cuda_bf16_compute, "--cuda-bf16-compute"),
+        (!model.cuda_experimental.is_empty(), "--cuda-experimental"),
+    ] {
+        if on && choice != BackendChoice::Cuda {
+            bail!("{flag} needs --backend cuda (the backend asked for is {choice:?})");
+        }
     }
     if model.lora_f16 && choice != BackendChoice::Cpu {
         bail!("--lora-f16 needs --backend cpu (the backend asked for is {choice:?})");
@@ -303,7 +407,7 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
         }
         BackendChoice::Cpu => job.run(cpu()),
         BackendChoice::Wgpu => wgpu_backend(job, f16),
-        BackendChoice::Cuda => cuda_backend(job, model.cuda_bf16_weights),
+        BackendChoice::Cuda => cuda_backend(job, model.cuda_choice()),
     }
 }
 
@@ -376,18 +480,25 @@ fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
 
 /// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
 #[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J, bf16: bool) -> Result<J::Out> {
-    let opts = dlp_cuda::CudaOptions { bf16_weights: bf16 };
-    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(if bf16 {
-        "--backend cuda --cuda-bf16-weights"
-    } else {
-        "--backend cuda"
-    })?;
-    tracing::info!("backend {} ({}, {})", b.name(), b.device_name(), b.arch());
+fn cuda_backend<J: WithBackend>(job: J, c: CudaChoice) -> Result<J::Out> {
+    let opts = dlp_cuda::CudaOptions {
+        bf16_weights: c.bf16_weights,
+        bf16_compute: c.bf16_compute,
+        experimental: dlp_cuda::Experimental {
+            decode_matvec: c.decode_matvec,
+            fused_lora: c.fused_lora,
+            wide_grids: c.wide_grids,
+            split_attention: c.split_attention,
+            graphs: c.graphs,
+        },
+    };
+    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(c.flags())?;
+    let (name, dev, arch) = (b.name(), b.device_name(), b.arch());
+    tracing::info!("backend {name} ({dev}, {arch}, {})", c.flags());
     job.run(b)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend<J: WithBackend>(_job: J, _bf16: bool) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(_job: J, _c: CudaChoice) -> Result<J::Out> {
     bail!("--backend cuda: this build has no CUDA backend (rebuild with `--features cuda`)")
 }

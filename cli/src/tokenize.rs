@@ -69,6 +69,8 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         cpu_amx: false,
         cpu_int8: false,
         cuda_bf16_weights: false,
+        cuda_bf16_compute: false,
+        cuda_experimental: vec![],
         chat_template: args.chat_template.clone(),
     };
     let path = margs.model_path()?;

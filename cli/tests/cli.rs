@@ -213,6 +213,29 @@ fn bad_input_exits_non_zero_with_a_message() {
         ],
         &["--cuda-bf16-weights needs --backend cuda", "Cpu"],
     );
+    for (flag, value) in [
+        ("--cuda-bf16-compute", None),
+        ("--cuda-experimental", Some("graphs")),
+    ] {
+        let mut a = vec!["generate", "--backend", "cpu", "-m", m, flag];
+        a.extend(value);
+        a.extend(["--prompt", "hi"]);
+        fails_with(&a, &[&format!("{flag} needs --backend cuda"), "Cpu"]);
+    }
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cuda",
+            "-m",
+            m,
+            "--cuda-experimental",
+            "decode-matvec,warp-speed",
+            "--prompt",
+            "hi",
+        ],
+        &["warp-speed", "decode-matvec, fused-lora", "graphs, all"],
+    );
     fails_with(
         &[
             "generate",

@@ -4,6 +4,7 @@
 // Its warps split the positions start..=pos (start = pos + 1 - window with a sliding window,
 // else 0), each keeping an online softmax (running max, sum and
 // a head_dim accumulator in registers, lanes splitting head_dim); the warps merge at the end.
+// `attention_split` + `attention_combine` do the same over several blocks per (token, head).
 
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
@@ -16,28 +17,28 @@ extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __
                                     int capacity) {
     const int t = blockIdx.x;
     const size_t at = ((size_t)kv_slots[t] * capacity + positions[t]) * kv_dim;
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+    // grid.y blocks share a token's row (more than one with `wide-grids`, for decode).
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < kv_dim; i += gridDim.y * blockDim.x) {
         k_cache[at + i] = k[(size_t)t * kv_dim + i];
         v_cache[at + i] = v[(size_t)t * kv_dim + i];
     }
 }
 
-// grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM.
-extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
-    attention(const float* __restrict__ q, const float* __restrict__ k_cache,
-              const float* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,
-              const unsigned* __restrict__ positions, int n_heads, int n_kv_heads, int head_dim,
-              int capacity, float scale, int window, float* __restrict__ out) {
-    __shared__ float s_m[ATTN_WARPS], s_l[ATTN_WARPS];
-    __shared__ float s_acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
-    const int h = blockIdx.x, t = blockIdx.y;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int kv_dim = n_kv_heads * head_dim;
-    const int kvh = h / (n_heads / n_kv_heads);
-    const int pos = positions[t];
-    const float* qv = q + ((size_t)t * n_heads + h) * head_dim;
-    const size_t base = (size_t)kv_slots[t] * capacity * kv_dim + (size_t)kvh * head_dim;
+// The online softmax of one block over positions [p_begin, p_end) of one (token, query head):
+// its warps split the positions; on return the block's merged state is in shared memory:
+// s_m[0] (max score), s_l[0] (sum of exp(score - max)) and s_acc[0][d] (sum of exp * v), not
+// yet divided. An empty range leaves max = -inf, sum = 0, acc = 0.
+struct AttnShared {
+    float m[ATTN_WARPS], l[ATTN_WARPS];
+    float acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
+};
 
+__device__ __forceinline__ void attend_range(const float* __restrict__ qv,
+                                             const float* __restrict__ k_cache,
+                                             const float* __restrict__ v_cache, size_t base,
+                                             int kv_dim, int head_dim, float scale, int p_begin,
+                                             int p_end, AttnShared& sh) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float qr[ATTN_PER_LANE], acc[ATTN_PER_LANE];
 #pragma unroll
     for (int i = 0; i < ATTN_PER_LANE; i++) {
@@ -47,8 +48,7 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
     }
     const float neg_inf = __int_as_float(0xff800000);
     float m = neg_inf, l = 0.0f;
-    const int start = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
-    for (int p = start + warp; p <= pos; p += ATTN_WARPS) {
+    for (int p = p_begin + warp; p < p_end; p += ATTN_WARPS) {
         const float* kp = k_cache + base + (size_t)p * kv_dim;
         float s = 0.0f;
 #pragma unroll
@@ -69,24 +69,111 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
         m = m_new;
     }
     if (lane == 0) {
-        s_m[warp] = m;
-        s_l[warp] = l;
+        sh.m[warp] = m;
+        sh.l[warp] = l;
     }
 #pragma unroll
     for (int i = 0; i < ATTN_PER_LANE; i++) {
         const int d = lane + 32 * i;
-        if (d < head_dim) s_acc[warp][d] = acc[i];
+        if (d < head_dim) sh.acc[warp][d] = acc[i];
     }
     __syncthreads();
-    // Warps that saw no position hold m = -inf and l = 0: their factor below is exp(-inf) = 0.
+    // Merge the warps into slot 0. Warps that saw no position hold m = -inf and l = 0: their
+    // factor is exp(-inf) = 0, unless every warp is empty (mx = -inf): then all stays 0.
     float mx = neg_inf;
-    for (int w = 0; w < ATTN_WARPS; w++) mx = fmaxf(mx, s_m[w]);
+    for (int w = 0; w < ATTN_WARPS; w++) mx = fmaxf(mx, sh.m[w]);
     float den = 0.0f;
-    for (int w = 0; w < ATTN_WARPS; w++) den += s_l[w] * expf(s_m[w] - mx);
+    // The expressions of the single-block kernel before the split existed, unchanged (same
+    // contraction, same results); an all-empty split keeps zeros.
+    if (mx != neg_inf) {
+        for (int w = 0; w < ATTN_WARPS; w++) den += sh.l[w] * expf(sh.m[w] - mx);
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float num = 0.0f;
+        if (mx != neg_inf) {
+            for (int w = 0; w < ATTN_WARPS; w++) num += sh.acc[w][d] * expf(sh.m[w] - mx);
+        }
+        sh.acc[0][d] = num;  // each d is read and written by the same thread only
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        sh.m[0] = mx;
+        sh.l[0] = den;
+    }
+    __syncthreads();
+}
+
+// grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM.
+extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
+    attention(const float* __restrict__ q, const float* __restrict__ k_cache,
+              const float* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,
+              const unsigned* __restrict__ positions, int n_heads, int n_kv_heads, int head_dim,
+              int capacity, float scale, int window, float* __restrict__ out) {
+    __shared__ AttnShared sh;
+    const int h = blockIdx.x, t = blockIdx.y;
+    const int kv_dim = n_kv_heads * head_dim;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int pos = positions[t];
+    const float* qv = q + ((size_t)t * n_heads + h) * head_dim;
+    const size_t base = (size_t)kv_slots[t] * capacity * kv_dim + (size_t)kvh * head_dim;
+    const int start = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
+    attend_range(qv, k_cache, v_cache, base, kv_dim, head_dim, scale, start, pos + 1, sh);
+    float* o = out + ((size_t)t * n_heads + h) * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) o[d] = sh.acc[0][d] / sh.l[0];
+}
+
+// Flash-decoding (`--cuda-experimental split-attention`): the positions of each (token, head)
+// are cut into gridDim.z splits, one block each, so a long context fills the GPU even at batch
+// 1. Split z of a token covers ceil(n / splits) of its n positions (n read on the device: the
+// launch depends on the step's shape only). Partials go to `part` [T, n_heads, splits,
+// head_dim + 2] as (acc[head_dim], max, sum); `attention_combine` merges them.
+extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
+    attention_split(const float* __restrict__ q, const float* __restrict__ k_cache,
+                    const float* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,
+                    const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,
+                    int head_dim, int capacity, float scale, int window,
+                    float* __restrict__ part) {
+    __shared__ AttnShared sh;
+    const int h = blockIdx.x, t = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
+    const int kv_dim = n_kv_heads * head_dim;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int pos = positions[t];
+    const float* qv = q + ((size_t)t * n_heads + h) * head_dim;
+    const size_t base = (size_t)kv_slots[t] * capacity * kv_dim + (size_t)kvh * head_dim;
+    const int start = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
+    const int chunk = (pos + 1 - start + splits - 1) / splits;
+    const int b = start + z * chunk, e = min(b + chunk, pos + 1);
+    attend_range(qv, k_cache, v_cache, base, kv_dim, head_dim, scale, b, max(b, e), sh);
+    float* pt = part + (((size_t)t * n_heads + h) * splits + z) * (head_dim + 2);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) pt[d] = sh.acc[0][d];
+    if (threadIdx.x == 0) {
+        pt[head_dim] = sh.m[0];
+        pt[head_dim + 1] = sh.l[0];
+    }
+}
+
+// out[t, h, :] from the splits' partials: max M = max_z m_z, weights exp(m_z - M) (0 for an
+// empty split), out = sum_z w_z acc_z / sum_z w_z l_z. grid (n_heads, n_tokens).
+extern "C" __global__ void attention_combine(const float* __restrict__ part, int n_heads,
+                                             int head_dim, int splits,
+                                             float* __restrict__ out) {
+    const int h = blockIdx.x, t = blockIdx.y;
+    const float* pt = part + ((size_t)t * n_heads + h) * splits * (head_dim + 2);
+    const float neg_inf = __int_as_float(0xff800000);
+    float mx = neg_inf;
+    for (int z = 0; z < splits; z++) mx = fmaxf(mx, pt[z * (head_dim + 2) + head_dim]);
+    float den = 0.0f;
+    for (int z = 0; z < splits; z++) {
+        const float m = pt[z * (head_dim + 2) + head_dim];
+        if (m != neg_inf) den += pt[z * (head_dim + 2) + head_dim + 1] * expf(m - mx);
+    }
     float* o = out + ((size_t)t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float num = 0.0f;
-        for (int w = 0; w < ATTN_WARPS; w++) num += s_acc[w][d] * expf(s_m[w] - mx);
+        for (int z = 0; z < splits; z++) {
+            const float m = pt[z * (head_dim + 2) + head_dim];
+            if (m != neg_inf) num += pt[z * (head_dim + 2) + d] * expf(m - mx);
+        }
         o[d] = num / den;
     }
 }

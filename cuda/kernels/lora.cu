@@ -21,17 +21,17 @@ __device__ __forceinline__ int lora_entry(const unsigned* __restrict__ seg_of_to
     return (int)slot_rank[slot];
 }
 
-// u[t, k, j] = w * scale * dot(A[off + j, :], x[t, :]) for j < rank.
-// grid (T, K), block 256: each warp takes rows j, lanes split in_dim.
-extern "C" __global__ void lora_shrink(const float* __restrict__ x, const float* __restrict__ a,
-                                       const unsigned* __restrict__ seg_of_token,
-                                       const unsigned* __restrict__ mix_slots,
-                                       const float* __restrict__ mix_weights, int mix_k,
-                                       const unsigned* __restrict__ slot_offset,
-                                       const unsigned* __restrict__ slot_rank,
-                                       const float* __restrict__ slot_scale, int n_slots,
-                                       int in_dim, int max_rank, float* __restrict__ u) {
-    const int t = blockIdx.x, k = blockIdx.y;
+// u[t, k, j] = w * scale * dot(A[off + j, :], x[t, :]) for j < rank: the block of (t, k); each
+// warp takes rows j, lanes split in_dim.
+__device__ __forceinline__ void shrink_entry(const float* __restrict__ x, const float* __restrict__ a,
+                                             const unsigned* __restrict__ seg_of_token,
+                                             const unsigned* __restrict__ mix_slots,
+                                             const float* __restrict__ mix_weights, int mix_k,
+                                             const unsigned* __restrict__ slot_offset,
+                                             const unsigned* __restrict__ slot_rank,
+                                             const float* __restrict__ slot_scale, int n_slots,
+                                             int in_dim, int max_rank, int t, int k,
+                                             float* __restrict__ u) {
     int off = 0;
     float ws = 0.0f;
     const int rank = lora_entry(seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,
@@ -56,6 +56,51 @@ extern "C" __global__ void lora_shrink(const float* __restrict__ x, const float*
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         if (lane == 0) ut[j] = ws * s;
     }
+}
+
+// grid (T, K), block 256.
+extern "C" __global__ void lora_shrink(const float* __restrict__ x, const float* __restrict__ a,
+                                       const unsigned* __restrict__ seg_of_token,
+                                       const unsigned* __restrict__ mix_slots,
+                                       const float* __restrict__ mix_weights, int mix_k,
+                                       const unsigned* __restrict__ slot_offset,
+                                       const unsigned* __restrict__ slot_rank,
+                                       const float* __restrict__ slot_scale, int n_slots,
+                                       int in_dim, int max_rank, float* __restrict__ u) {
+    shrink_entry(x, a, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset, slot_rank,
+                 slot_scale, n_slots, in_dim, max_rank, blockIdx.x, blockIdx.y, u);
+}
+
+// The stacks of up to LORA_JOBS modules that read the same x (q/k/v, gate/up), by device
+// pointers; the shrinks of all of them run as one launch (`lora_shrink_jobs`) and their
+// expands inside the decode matvec (`matvec_bf16_lora_r*` in matmul.cu).
+#define LORA_JOBS 3
+struct LoraJobs {
+    unsigned long long a[LORA_JOBS];            // const float*: stacked A [total_rank, in_dim]
+    unsigned long long bt[LORA_JOBS];           // const float*: stacked B^T [total_rank, n]
+    unsigned long long slot_offset[LORA_JOBS];  // const unsigned*
+    unsigned long long slot_rank[LORA_JOBS];    // const unsigned*
+    unsigned long long slot_scale[LORA_JOBS];   // const float*
+    unsigned long long u[LORA_JOBS];            // float*: [T, mix_k, max_rank]
+    int n_slots[LORA_JOBS];
+    int max_rank[LORA_JOBS];
+    unsigned long long seg_of_token, mix_slots, mix_weights;  // the step's tables
+    int mix_k;
+    int n_jobs;  // jobs with a stack; a job without one has a == 0
+};
+
+// grid (T, K, LORA_JOBS): block z is job z's shrink (nothing when it has no stack).
+extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
+    const int z = blockIdx.z;
+    if (z >= j.n_jobs || j.a[z] == 0) return;
+    shrink_entry(x, reinterpret_cast<const float*>(j.a[z]),
+                 reinterpret_cast<const unsigned*>(j.seg_of_token),
+                 reinterpret_cast<const unsigned*>(j.mix_slots),
+                 reinterpret_cast<const float*>(j.mix_weights), j.mix_k,
+                 reinterpret_cast<const unsigned*>(j.slot_offset[z]),
+                 reinterpret_cast<const unsigned*>(j.slot_rank[z]),
+                 reinterpret_cast<const float*>(j.slot_scale[z]), j.n_slots[z], in_dim,
+                 j.max_rank[z], blockIdx.x, blockIdx.y, reinterpret_cast<float*>(j.u[z]));
 }
 
 // y[t, :] += sum_k sum_{j < rank_k} u[t, k, j] * B^T[off_k + j, :].

@@ -1,4 +1,5 @@
-// matmul: cuBLAS computes x @ W^T for f32 weights; this adds the optional bias,
+// matmul: (compiled after lora.cu, whose `lora_entry` and `LoraJobs` the fused decode matvec
+// uses.) cuBLAS computes x @ W^T for f32 weights; this adds the optional bias,
 // out[r, c] += bias[c].
 extern "C" __global__ void bias_add(float* __restrict__ out, const float* __restrict__ bias,
                                     int rows, int n) {
@@ -45,4 +46,150 @@ extern "C" __global__ void matmul_bf16(const float* __restrict__ x,
         if (lane == 0 && r < nr)
             out[(size_t)(r0 + r) * n + c] = v + (has_bias ? bias[c] : 0.f);
     }
+}
+
+// Decode matvec on bf16 weights (few rows: decode, small batches), bound by the weights'
+// bytes. Each warp owns one output feature and streams its weight row with 16-byte loads
+// (8 bf16 per lane), MATVEC_UNROLL loads in flight per lane; the R activation rows share every
+// weight load. Up to three weights that read the same x (q/k/v, gate/up) run in one launch:
+// feature f of the concatenated outputs belongs to job 0, 1 or 2 by the running sums of n.
+// round_x: each input is rounded to bf16 first (the bf16 compute mode, as its GEMMs see it).
+// Needs k % 8 == 0 (16-byte aligned rows); the host falls back to matmul_bf16 otherwise.
+#define MATVEC_UNROLL 4
+#define MATVEC_JOBS 3
+
+struct MatvecJobs {
+    unsigned long long w[MATVEC_JOBS];     // const uint4*: [n, k / 8]
+    unsigned long long bias[MATVEC_JOBS];  // const float*: [n], 0 = none
+    unsigned long long out[MATVEC_JOBS];   // float*: [rows, n]
+    int n[MATVEC_JOBS];
+};
+
+// x rounded to the nearest bf16, ties to even (as `half::bf16::from_f32`); NaN stays NaN.
+__device__ __forceinline__ float round_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((u | 0x00400000u) & 0xffff0000u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return __uint_as_float(u & 0xffff0000u);
+}
+
+__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
+    return __uint_as_float(w.x << 16) * a.x + __uint_as_float(w.x & 0xffff0000u) * a.y +
+           __uint_as_float(w.y << 16) * a.z + __uint_as_float(w.y & 0xffff0000u) * a.w +
+           __uint_as_float(w.z << 16) * b.x + __uint_as_float(w.z & 0xffff0000u) * b.y +
+           __uint_as_float(w.w << 16) * b.z + __uint_as_float(w.w & 0xffff0000u) * b.w;
+}
+
+__device__ __forceinline__ float4 round4(float4 v, int round_x) {
+    if (round_x) {
+        v.x = round_bf16(v.x);
+        v.y = round_bf16(v.y);
+        v.z = round_bf16(v.z);
+        v.w = round_bf16(v.w);
+    }
+    return v;
+}
+
+// With LORA, job j's fused-LoRA expand joins the dot products before their reduction:
+// out[r, f] += sum_k sum_{i < rank_k} u_j[r, k, i] * B^T_j[off_k + i, f] (u from
+// lora_shrink_jobs, already scaled), lanes splitting the mix_k * max_rank terms.
+template <int R, bool LORA>
+__device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
+                                                 int round_x, const MatvecJobs& jobs,
+                                                 const LoraJobs& lj) {
+    const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
+    int f = blockIdx.x * warps + threadIdx.x / 32;
+    int j = 0;
+    while (j < MATVEC_JOBS && f >= jobs.n[j]) f -= jobs.n[j++];
+    if (j == MATVEC_JOBS) return;
+    const int k8 = k / 8;
+    const uint4* wr = reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    for (int i0 = lane; i0 < k8; i0 += 32 * MATVEC_UNROLL) {
+        uint4 wv[MATVEC_UNROLL];
+#pragma unroll
+        for (int u = 0; u < MATVEC_UNROLL; u++) {
+            const int i = i0 + u * 32;
+            // Read once: keep the weights out of L1 (__ldcs: evict-first streaming load).
+            if (i < k8) wv[u] = __ldcs(wr + i);
+        }
+#pragma unroll
+        for (int u = 0; u < MATVEC_UNROLL; u++) {
+            const int i = i0 + u * 32;
+            if (i >= k8) break;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                if (r < rows) {
+                    const size_t base = ((size_t)r * k) / 4 + (size_t)i * 2;
+                    acc[r] += dot8(wv[u], round4(x4[base], round_x), round4(x4[base + 1], round_x));
+                }
+            }
+        }
+    }
+    float* out = reinterpret_cast<float*>(jobs.out[j]);
+    const float* bias = reinterpret_cast<const float*>(jobs.bias[j]);
+    const int n = jobs.n[j];
+    if (LORA && j < lj.n_jobs && lj.bt[j] != 0) {
+        const float* bt = reinterpret_cast<const float*>(lj.bt[j]);
+        const float* u = reinterpret_cast<const float*>(lj.u[j]);
+        const int mr = lj.max_rank[j], km = lj.mix_k * mr;
+        for (int e = lane; e < km; e += 32) {
+            const int kk = e / mr, i = e - kk * mr;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                if (r < rows) {
+                    int off = 0;
+                    float ws = 0.0f;
+                    const int rank = lora_entry(
+                        reinterpret_cast<const unsigned*>(lj.seg_of_token),
+                        reinterpret_cast<const unsigned*>(lj.mix_slots),
+                        reinterpret_cast<const float*>(lj.mix_weights), lj.mix_k,
+                        reinterpret_cast<const unsigned*>(lj.slot_offset[j]),
+                        reinterpret_cast<const unsigned*>(lj.slot_rank[j]),
+                        reinterpret_cast<const float*>(lj.slot_scale[j]), lj.n_slots[j], r, kk,
+                        &off, &ws);
+                    if (i < rank)
+                        acc[r] += u[((size_t)r * lj.mix_k + kk) * mr + i] *
+                                  bt[(size_t)(off + i) * n + f];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float v = acc[r];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0 && r < rows) out[(size_t)r * n + f] = v + (bias ? bias[f] : 0.f);
+    }
+}
+
+// One entry point per row bucket (1, 2, 4, 8 rows): acc[R] stays in registers. The `_lora`
+// ones add the jobs' fused-LoRA expands.
+#define MATVEC_ENTRIES(R)                                                                     \
+    extern "C" __global__ void matvec_bf16_r##R(const float* __restrict__ x, int rows, int k, \
+                                                int round_x, MatvecJobs jobs) {               \
+        LoraJobs none;                                                                        \
+        none.n_jobs = 0;                                                                      \
+        matvec_bf16_body<R, false>(x, rows, k, round_x, jobs, none);                          \
+    }                                                                                         \
+    extern "C" __global__ void matvec_bf16_lora_r##R(const float* __restrict__ x, int rows,   \
+                                                     int k, int round_x, MatvecJobs jobs,     \
+                                                     LoraJobs lj) {                           \
+        matvec_bf16_body<R, true>(x, rows, k, round_x, jobs, lj);                             \
+    }
+MATVEC_ENTRIES(1)
+MATVEC_ENTRIES(2)
+MATVEC_ENTRIES(4)
+MATVEC_ENTRIES(8)
+
+// The bf16 compute mode's GEMM input: out[i] = bf16(x[i]) as bit patterns (round to nearest
+// even), for cublasGemmEx on tensor cores.
+extern "C" __global__ void to_bf16(const float* __restrict__ x, int n,
+                                   unsigned short* __restrict__ out) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n;
+         i += (size_t)gridDim.x * blockDim.x)
+        out[i] = (unsigned short)(__float_as_uint(round_bf16(x[i])) >> 16);
 }

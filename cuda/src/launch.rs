@@ -60,11 +60,7 @@ impl CudaBackend {
         // SAFETY: each caller passes the kernel's parameters in its declared order and types,
         // with buffers checked above to hold every element the launch touches.
         unsafe { a.launch(c) }.map_err(|e| err(format!("{op}: launch: {e}")))?;
-        if self.sync_each {
-            self.synchronize()
-                .map_err(|e| err(format!("{op}: after the kernel: {e}")))?;
-        }
-        Ok(())
+        self.sync_if_asked(op)
     }
 
     /// `out[rows, n] = x[rows, k] @ W^T` through cuBLAS (column-major: out^T = W x^T).

@@ -5,12 +5,16 @@
 //! its tests run on machines without CUDA, and [`CudaBackend::new`] then returns an error that
 //! says which library is missing. Buffers are plain device allocations (no managed memory).
 
+mod fused_linears;
+pub mod graphs;
 mod kernels;
 mod launch;
+pub mod matvec;
 pub mod nvrtc;
 mod ops;
 mod probe;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
@@ -33,13 +37,52 @@ pub struct CudaWeight {
     pub bf16: Option<CudaSlice<u16>>,
 }
 
-/// Storage choices of the CUDA backend.
-#[derive(Debug, Clone, Copy, Default)]
+/// Storage and compute choices of the CUDA backend. The default is the f32 parity path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CudaOptions {
     /// Store the 2-D weights (matmul weights, lm_head, embedding table) in bf16: half the
     /// memory and bytes per token of f32. Activations, accumulation, KV cache, LoRA and norms
     /// stay f32; the matmuls run in `matmul_bf16` instead of cuBLAS sgemm.
     pub bf16_weights: bool,
+    /// The bf16 compute mode (implies [`Self::bf16_weights`]): every base matmul and the
+    /// lm_head round their inputs to bf16 and accumulate in f32, as production engines run;
+    /// the products go through cublasGemmEx on tensor cores, except those of at most
+    /// [`matvec::MATVEC_MAX_ROWS`] rows with [`Experimental::decode_matvec`] (the matvec
+    /// rounds its inputs the same way). LoRA, attention, norms and the KV cache stay f32. Its logit bound is
+    /// measured on the CPU with the same rounding (`golden_cpu bf16_compute`).
+    pub bf16_compute: bool,
+    /// GPU paths written without a GPU: each off until a GPU run has verified it.
+    pub experimental: Experimental,
+}
+
+impl CudaOptions {
+    /// Whether the 2-D weights are stored in bf16.
+    pub fn bf16_storage(&self) -> bool {
+        self.bf16_weights || self.bf16_compute
+    }
+}
+
+/// Switches for the GPU paths not yet verified on a GPU (`--cuda-experimental`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Experimental {
+    /// Few-row (decode) matmuls on bf16 weights in `matvec_bf16_r*` (16-byte weight loads,
+    /// q/k/v and gate/up as one launch) instead of `matmul_bf16` or cuBLAS.
+    pub decode_matvec: bool,
+    /// With `decode_matvec`: the LoRA of the modules that read one input in two launches (all
+    /// shrinks in one, the expands inside the matvec) instead of two per module.
+    pub fused_lora: bool,
+    /// Grids that fill the GPU for the small ops of decode steps (at most
+    /// [`WIDE_GRID_MAX_ROWS`] rows): RMSNorm rows with 1,024 threads instead of 256, the KV
+    /// store with one block per 256 values of a token instead of one per token.
+    pub wide_grids: bool,
+    /// Attention of decode steps split over positions (flash-decoding: `attention_split` then
+    /// `attention_combine`), so that a long context fills the GPU at small batches.
+    pub split_attention: bool,
+    /// Decode steps captured once per shape as CUDA graphs and replayed ([`graphs`]); the
+    /// backend then runs on its own stream (capture needs one) with a fixed cuBLAS workspace.
+    /// While a step is captured, nothing else may use the backend (the engine runs one step at
+    /// a time; work queued from another thread would join the graph).
+    pub graphs: bool,
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
@@ -74,14 +117,48 @@ pub struct CudaBackend {
     arch: String,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    /// Recorded decode steps, with [`Experimental::graphs`]. Declared before `blas` so that
+    /// the graphs (which hold cuBLAS kernels) are destroyed before the handle.
+    pub(crate) graphs: Option<Mutex<graphs::GraphCache<graphs::Recorded>>>,
     pub(crate) blas: Mutex<CudaBlas>,
     pub(crate) k: Kernels,
     /// Normalised rows of `logits`, grown on demand and reused.
     pub(crate) scratch: Mutex<Option<CudaSlice<f32>>>,
+    /// The fused LoRA's shrink outputs, one `[T, K, max_rank]` region per module.
+    pub(crate) scratch_u: Mutex<Option<CudaSlice<f32>>>,
+    /// Split-attention partials, grown on demand and reused.
+    pub(crate) scratch_attn: Mutex<Option<CudaSlice<f32>>>,
+    /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
+    pub(crate) scratch_bf16: Mutex<Option<CudaSlice<u16>>>,
     /// `DLP_CUDA_SYNC=1`: synchronise after every launch so an asynchronous fault names its op.
     pub(crate) sync_each: bool,
     pub(crate) options: CudaOptions,
+    /// Set while a step is being captured: allocations and synchronisation are refused.
+    capturing: AtomicBool,
+    /// Bumped whenever a scratch buffer is reallocated (recorded graphs hold its address).
+    scratch_gen: AtomicU64,
+    /// cuBLAS's workspace when graphs are on (cuBLAS must not allocate during a capture).
+    _blas_workspace: Option<CudaSlice<u8>>,
 }
+
+/// Steps of more rows than this keep the narrow grids under [`Experimental::wide_grids`].
+pub const WIDE_GRID_MAX_ROWS: usize = 64;
+
+/// Steps of more tokens than this (prefill) keep one attention block per (token, head).
+pub const SPLIT_ATTENTION_MAX_TOKENS: usize = 64;
+
+/// The split rule of [`Experimental::split_attention`]: `ceil(capacity / 16)` blocks per
+/// (token, head), clamped to 1..=16, for steps of at most [`SPLIT_ATTENTION_MAX_TOKENS`].
+pub fn attention_splits(capacity: usize, n_tokens: usize) -> usize {
+    if n_tokens > SPLIT_ATTENTION_MAX_TOKENS {
+        1
+    } else {
+        capacity.div_ceil(16).clamp(1, 16)
+    }
+}
+
+/// cuBLAS workspace set with graphs on: what cuBLAS asks for on Hopper (32 MiB).
+const BLAS_WORKSPACE_BYTES: usize = 32 << 20;
 
 /// An engine error from a CUDA failure.
 pub(crate) fn err(msg: impl Into<String>) -> Error {
@@ -121,12 +198,10 @@ impl CudaBackend {
 
     /// As [`CudaBackend::new`], with `options`.
     pub fn with_options(ordinal: usize, options: CudaOptions) -> Result<CudaBackend> {
-        let mut b = Self::open(ordinal).map_err(|m| err(format!("cuda:{ordinal}: {m}")))?;
-        b.options = options;
-        Ok(b)
+        Self::open(ordinal, options).map_err(|m| err(format!("cuda:{ordinal}: {m}")))
     }
 
-    fn open(ordinal: usize) -> Result<CudaBackend, String> {
+    fn open(ordinal: usize, options: CudaOptions) -> Result<CudaBackend, String> {
         // SAFETY: only dlopen()s candidate library names; no CUDA function is called.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(
@@ -157,9 +232,40 @@ impl CudaBackend {
                 .map_err(|e| format!("reading the compute capability: {e}"))?;
             let arch = format!("sm_{maj}{min}");
             let k = Kernels::load(&ctx, &arch)?;
-            let stream = ctx.default_stream();
+            let graphs = options.experimental.graphs;
+            let stream = if graphs {
+                // Capture needs a stream of its own; one stream needs no cross-stream events
+                // (whose waits a capture would refuse). Set before any buffer exists.
+                // SAFETY: every buffer of this backend lives and is used on this one stream.
+                unsafe { ctx.disable_event_tracking() };
+                ctx.new_stream()
+                    .map_err(|e| format!("creating a stream: {e}"))?
+            } else {
+                ctx.default_stream()
+            };
             let blas =
                 CudaBlas::new(stream.clone()).map_err(|e| format!("creating cuBLAS: {e:?}"))?;
+            let blas_workspace = if graphs {
+                let ws = stream
+                    .alloc_zeros::<u8>(BLAS_WORKSPACE_BYTES)
+                    .map_err(|e| format!("allocating the cuBLAS workspace: {e}"))?;
+                let (p, _g) = cudarc::driver::DevicePtr::device_ptr(&ws, &stream);
+                // SAFETY: the workspace outlives the handle's use (both live in the backend).
+                let r = unsafe {
+                    cudarc::cublas::sys::cublasSetWorkspace_v2(
+                        *blas.handle(),
+                        p as *mut std::ffi::c_void,
+                        BLAS_WORKSPACE_BYTES,
+                    )
+                };
+                if r != cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                    return Err(format!("cublasSetWorkspace: {r:?}"));
+                }
+                drop(_g);
+                Some(ws)
+            } else {
+                None
+            };
             Ok(CudaBackend {
                 ordinal,
                 device_name,
@@ -169,8 +275,20 @@ impl CudaBackend {
                 blas: Mutex::new(blas),
                 k,
                 scratch: Mutex::new(None),
+                scratch_bf16: Mutex::new(None),
+                scratch_attn: Mutex::new(None),
+                scratch_u: Mutex::new(None),
                 sync_each: std::env::var("DLP_CUDA_SYNC").is_ok_and(|v| v == "1"),
-                options: CudaOptions::default(),
+                options,
+                graphs: graphs.then(|| {
+                    Mutex::new(graphs::GraphCache::new(
+                        graphs::GRAPH_CAPACITY,
+                        graphs::GRAPH_MAX_TOKENS,
+                    ))
+                }),
+                capturing: AtomicBool::new(false),
+                scratch_gen: AtomicU64::new(0),
+                _blas_workspace: blas_workspace,
             })
         })
     }
@@ -196,6 +314,66 @@ impl CudaBackend {
         self.stream
             .synchronize()
             .map_err(|e| err(format!("synchronize: {e}")))
+    }
+
+    /// Blocks per (token, head) of the attention: with [`Experimental::split_attention`] and
+    /// at most [`SPLIT_ATTENTION_MAX_TOKENS`] tokens, one per 16 positions of capacity, at
+    /// most 16 (a function of the step's shape, so graphs stay valid); else 1.
+    pub(crate) fn attention_splits(&self, capacity: usize, n_tokens: usize) -> usize {
+        if self.options.experimental.split_attention {
+            attention_splits(capacity, n_tokens)
+        } else {
+            1
+        }
+    }
+
+    /// Threads per row of the RMSNorm kernels for `rows` rows (see
+    /// [`Experimental::wide_grids`]).
+    pub(crate) fn row_block(&self, rows: usize) -> u32 {
+        if self.options.experimental.wide_grids && rows <= WIDE_GRID_MAX_ROWS {
+            1024
+        } else {
+            launch::BLOCK
+        }
+    }
+
+    /// Blocks per token of the KV store (see [`Experimental::wide_grids`]).
+    pub(crate) fn kv_store_chunks(&self, n_tokens: usize, kv_dim: usize) -> usize {
+        if self.options.experimental.wide_grids && n_tokens <= WIDE_GRID_MAX_ROWS {
+            kv_dim.div_ceil(launch::BLOCK as usize).clamp(1, 65535)
+        } else {
+            1
+        }
+    }
+
+    /// The scratch generation: recorded graphs made under another one are stale.
+    pub(crate) fn scratch_generation(&self) -> u64 {
+        self.scratch_gen.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_capturing(&self, on: bool) {
+        self.capturing.store(on, Ordering::Release);
+    }
+
+    /// Called before a scratch buffer is reallocated: refused during a capture (the graph
+    /// would hold memory that is then freed), else bumps the scratch generation.
+    pub(crate) fn may_regrow_scratch(&self, what: &str) -> Result<()> {
+        if self.capturing.load(Ordering::Acquire) {
+            return Err(err(format!(
+                "{what}: a scratch buffer would be reallocated during a CUDA graph capture"
+            )));
+        }
+        self.scratch_gen.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// With `DLP_CUDA_SYNC=1` (and not capturing): waits for the queued work, naming `op`.
+    pub(crate) fn sync_if_asked(&self, op: &str) -> Result<()> {
+        if self.sync_each && !self.capturing.load(Ordering::Acquire) {
+            self.synchronize()
+                .map_err(|e| err(format!("{op}: after the kernel: {e}")))?;
+        }
+        Ok(())
     }
 
     /// A device copy of `data` (at least one element: CUDA allocates nothing for zero).
@@ -305,5 +483,19 @@ impl CudaBackend {
     /// `cuda:<ordinal>`.
     pub(crate) fn short_name(&self) -> String {
         format!("cuda:{}", self.ordinal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attention_splits;
+
+    #[test]
+    fn attention_splits_follow_capacity_and_leave_prefill_alone() {
+        assert_eq!(attention_splits(8, 1), 1);
+        assert_eq!(attention_splits(80, 2), 5);
+        assert_eq!(attention_splits(4096, 1), 16);
+        assert_eq!(attention_splits(4096, 64), 16);
+        assert_eq!(attention_splits(4096, 65), 1);
     }
 }

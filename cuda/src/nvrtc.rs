@@ -24,6 +24,14 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/logits.cu")
 );
 
+/// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `lora_entry`, so it is
+/// compiled after it.
+const MATMUL_SRC: &str = concat!(
+    include_str!("../kernels/lora.cu"),
+    "\n",
+    include_str!("../kernels/matmul.cu")
+);
+
 /// Every kernel file, in the order the backend loads them.
 pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
@@ -36,7 +44,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "matmul",
-        src: include_str!("../kernels/matmul.cu"),
+        src: MATMUL_SRC,
     },
     KernelSource {
         name: "rope",

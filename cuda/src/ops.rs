@@ -2,7 +2,7 @@
 //! then one launch per op (two for attention, logits and matmul with bias), all on one stream.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
-use dlp_engine::backend::{AttnShape, Backend, LoraStackHost, StepPlan};
+use dlp_engine::backend::{AttnShape, Backend, LinearJob, LoraStackHost, StepPlan, StepShape};
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
 
@@ -17,6 +17,34 @@ impl Backend for CudaBackend {
 
     fn name(&self) -> String {
         self.short_name()
+    }
+
+    fn kernels(&self) -> Option<String> {
+        let o = &self.options;
+        let mode = if o.bf16_compute {
+            "bf16 compute (bf16 inputs, cublasGemmEx for > 8 rows)"
+        } else if o.bf16_weights {
+            "bf16 weights, f32 activations"
+        } else {
+            "f32 (cuBLAS sgemm)"
+        };
+        let x = &o.experimental;
+        let on: Vec<&str> = [
+            (x.decode_matvec, "decode-matvec"),
+            (x.fused_lora, "fused-lora"),
+            (x.wide_grids, "wide-grids"),
+            (x.split_attention, "split-attention"),
+            (x.graphs, "graphs"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect();
+        let exp = if on.is_empty() {
+            String::new()
+        } else {
+            format!("; experimental: {}", on.join(", "))
+        };
+        Some(format!("{} kernels, {mode}{exp}", self.arch()))
     }
 
     fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
@@ -59,7 +87,7 @@ impl Backend for CudaBackend {
             )));
         }
         let values = w.values();
-        if self.options.bf16_weights {
+        if self.options.bf16_storage() {
             let bits: Vec<u16> = values
                 .iter()
                 .map(|&v| half::bf16::from_f32(v).to_bits())
@@ -85,6 +113,16 @@ impl Backend for CudaBackend {
 
     fn upload_step(&self, plan: &StepPlan, reuse: Option<CudaStep>) -> Result<CudaStep> {
         self.upload_step_impl(plan, reuse)
+    }
+
+    fn run_recorded(
+        &self,
+        shape: &StepShape,
+        plan: &StepPlan,
+        reuse: Option<CudaStep>,
+        body: &mut dyn FnMut(&CudaStep) -> Result<()>,
+    ) -> Result<Option<CudaStep>> {
+        self.run_recorded_graph(shape, plan, reuse, body)
     }
 
     fn embedding(
@@ -150,7 +188,8 @@ impl Backend for CudaBackend {
         let d = int("rms_norm", dim)?;
         let mut a = self.args(&self.k.rms_norm);
         a.arg(x).arg(w).arg(&d).arg(&eps).arg(out);
-        self.go("rms_norm", a, cfg((rows as u32, 1, 1), BLOCK, 0))
+        let block = self.row_block(rows);
+        self.go("rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
     }
 
     fn matmul(
@@ -177,17 +216,19 @@ impl Backend for CudaBackend {
         if rows == 0 || n == 0 {
             return Ok(());
         }
-        if w.bf16.is_some() {
-            return self.matmul_bf16(x, w, bias, rows, out);
-        }
-        self.sgemm(x, w, rows, out)?;
-        if let Some(b) = bias {
-            let (r, nn) = (int("matmul", rows)?, int("matmul", n)?);
-            let mut a = self.args(&self.k.bias_add);
-            a.arg(&mut *out).arg(b).arg(&r).arg(&nn);
-            self.go("matmul bias", a, grid_1d(rows * n))?;
-        }
-        Ok(())
+        self.matmul_dispatch(x, w, bias, rows, out)
+    }
+
+    fn linears(
+        &self,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        jobs: &mut [LinearJob<'_, Self>],
+        u: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.linears_impl(x, n_tokens, n_in, step, jobs, u)
     }
 
     fn rope(
@@ -283,7 +324,12 @@ impl Backend for CudaBackend {
             .arg(&step.positions)
             .arg(&kvd)
             .arg(&cap);
-        self.go("attention kv_store", a, cfg((t_n as u32, 1, 1), BLOCK, 0))?;
+        let chunks = self.kv_store_chunks(t_n, kv_dim) as u32;
+        self.go(
+            "attention kv_store",
+            a,
+            cfg((t_n as u32, chunks, 1), BLOCK, 0),
+        )?;
         let (nh, nkv, hdi) = (
             int("attention", s.n_heads)?,
             int("attention", s.n_kv_heads)?,
@@ -299,7 +345,20 @@ impl Backend for CudaBackend {
                     "cuda attention: {t_n} tokens in one step (max 65535)"
                 ))
             })?;
-        let mut a = self.args(&self.k.attention);
+        let splits = self.attention_splits(s.capacity, t_n);
+        let part_len = t_n * s.n_heads * splits * (hd + 2);
+        let mut part_guard = self.scratch_attn.lock().unwrap_or_else(|p| p.into_inner());
+        let (f, target, grid) = if splits > 1 {
+            if part_guard.as_ref().is_none_or(|p| p.len() < part_len) {
+                self.may_regrow_scratch("attention (split partials)")?;
+                *part_guard = Some(self.alloc(part_len)?);
+            }
+            let part = part_guard.as_mut().expect("allocated above");
+            (&self.k.attention_split, part, splits as u32)
+        } else {
+            (&self.k.attention, &mut *out, 1)
+        };
+        let mut a = self.args(f);
         a.arg(q)
             .arg(&*k_cache)
             .arg(&*v_cache)
@@ -311,12 +370,24 @@ impl Backend for CudaBackend {
             .arg(&cap)
             .arg(&scale)
             .arg(&window)
-            .arg(out);
+            .arg(&mut *target);
         self.go(
             "attention",
             a,
-            cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
-        )
+            cfg((s.n_heads as u32, ty, grid), ATTN_THREADS, 0),
+        )?;
+        if splits > 1 {
+            let part = part_guard.as_ref().expect("allocated above");
+            let z = int("attention", splits)?;
+            let mut a = self.args(&self.k.attention_combine);
+            a.arg(part).arg(&nh).arg(&hdi).arg(&z).arg(out);
+            self.go(
+                "attention combine",
+                a,
+                cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
+            )?;
+        }
+        Ok(())
     }
 
     fn silu_mul(
@@ -455,6 +526,7 @@ impl Backend for CudaBackend {
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
         if scratch.as_ref().is_none_or(|s| s.len() < n * hidden) {
+            self.may_regrow_scratch("logits")?;
             *scratch = Some(self.alloc(n * hidden)?);
         }
         let s = scratch.as_mut().expect("allocated above");
@@ -466,10 +538,8 @@ impl Backend for CudaBackend {
             .arg(&d)
             .arg(&eps)
             .arg(&mut *s);
-        self.go("logits norm", a, cfg((n as u32, 1, 1), BLOCK, 0))?;
-        if lm_head.bf16.is_some() {
-            return self.matmul_bf16(s, lm_head, None, n, out);
-        }
-        self.sgemm(s, lm_head, n, out)
+        let block = self.row_block(n);
+        self.go("logits norm", a, cfg((n as u32, 1, 1), block, 0))?;
+        self.matmul_dispatch(s, lm_head, None, n, out)
     }
 }

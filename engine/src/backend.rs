@@ -106,6 +106,38 @@ impl LoraStackHost {
     }
 }
 
+/// A fresh id, unique in this process (never reused): what a recorded step
+/// ([`Backend::run_recorded`]) keys on to know that the buffers it baked in still exist.
+pub fn unique_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Everything a step's launches depend on besides the contents of its plan: the identities of
+/// the buffers it reads and writes (workspace, KV cache, LoRA stacks; [`unique_id`]s) and the
+/// sizes that set its grids. Two steps of one shape launch the same kernels on the same
+/// buffers, so a backend may record one and replay it for the other
+/// ([`Backend::run_recorded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepShape {
+    /// The [`crate::model::Workspace`]'s id.
+    pub workspace: u64,
+    /// The [`crate::kv_cache::KvCache`]'s id.
+    pub kv: u64,
+    /// Id of the model's current LoRA stacks (new on every `set_adapters`).
+    pub lora: u64,
+    /// Tokens in the step.
+    pub n_tokens: usize,
+    /// Segments (routing decisions) in the step.
+    pub n_segments: usize,
+    /// Entries per segment mixture (`K`).
+    pub mix_k: usize,
+    /// Rows whose logits are computed.
+    pub n_logit_rows: usize,
+    /// Whether any entry names an adapter (the LoRA launches run at all).
+    pub any_lora: bool,
+}
+
 /// One linear layer for [`Backend::linears`].
 pub struct LinearJob<'a, B: Backend> {
     /// `W`, `[n_out, n_in]`.
@@ -235,6 +267,24 @@ pub trait Backend: Send + Sync + Sized {
     fn upload_lora(&self, s: &LoraStackHost) -> Result<Self::Lora>;
     /// The step on the device, reusing `reuse`'s allocation when it is large enough.
     fn upload_step(&self, plan: &StepPlan, reuse: Option<Self::Step>) -> Result<Self::Step>;
+    /// Runs the launches of one step: uploads `plan` (into `reuse` when it fits) and calls
+    /// `body` on it; returns the step buffers for the next call's `reuse`. A backend that
+    /// records steps (CUDA graphs) may instead copy `plan` into the buffers of an earlier
+    /// recording of the same `shape` and replay it without calling `body`, so `body` must
+    /// launch the same work for every plan of one shape, and the caller checks each plan
+    /// (token ids, KV positions, adapter slots) on the host before. Default: upload and call.
+    fn run_recorded(
+        &self,
+        shape: &StepShape,
+        plan: &StepPlan,
+        reuse: Option<Self::Step>,
+        body: &mut dyn FnMut(&Self::Step) -> Result<()>,
+    ) -> Result<Option<Self::Step>> {
+        let _ = shape;
+        let step = self.upload_step(plan, reuse)?;
+        body(&step)?;
+        Ok(Some(step))
+    }
 
     /// `out[t, :] = table[token_ids[t], :]` for the step's `T` tokens; `dim` = columns of `table`.
     fn embedding(

@@ -16,6 +16,8 @@ pub struct KvCache<B: Backend> {
     pub slots: usize,
     /// Positions per sequence.
     pub capacity: usize,
+    /// A [`crate::backend::unique_id`]: recorded steps that wrote this cache key on it.
+    pub id: u64,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -39,6 +41,7 @@ impl<B: Backend> KvCache<B> {
             v,
             slots,
             capacity,
+            id: crate::backend::unique_id(),
         })
     }
 

@@ -23,7 +23,7 @@ pub mod scheduler;
 pub mod tensor;
 pub mod tokenizer;
 
-pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, NO_ADAPTER};
+pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, StepShape, NO_ADAPTER};
 pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
 pub use sampler::{Sampler, SamplingParams};

@@ -1,7 +1,7 @@
 //! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2 and
 //! Qwen2 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings).
 
-use crate::backend::{AttnShape, Backend, LinearJob, StepPlan, NO_ADAPTER};
+use crate::backend::{AttnShape, Backend, LinearJob, StepPlan, StepShape, NO_ADAPTER};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -60,10 +60,14 @@ pub struct Model<B: Backend> {
     /// Positions covered by the RoPE table: the longest context this model instance serves.
     pub max_context: usize,
     adapter_names: Vec<String>,
+    /// A [`crate::backend::unique_id`] of the current LoRA stacks (part of [`StepShape`]).
+    lora_id: u64,
 }
 
 /// Scratch buffers for steps of up to `tokens` tokens, reused from step to step.
 pub struct Workspace<B: Backend> {
+    /// A [`crate::backend::unique_id`] (part of [`StepShape`]).
+    id: u64,
     tokens: usize,
     mix_k: usize,
     x: B::Buf,
@@ -191,6 +195,7 @@ impl<B: Backend> Model<B> {
             rope,
             max_context,
             adapter_names: Vec::new(),
+            lora_id: crate::backend::unique_id(),
         })
     }
 
@@ -205,6 +210,8 @@ impl<B: Backend> Model<B> {
                 )));
             }
         }
+        // New stacks, new id (first: a failed upload below has already replaced some).
+        self.lora_id = crate::backend::unique_id();
         for (li, layer) in self.layers.iter_mut().enumerate() {
             for m in LoraModule::ALL {
                 let s = lora::stack(adapters, &self.config, li, m);
@@ -252,6 +259,7 @@ impl<B: Backend> Model<B> {
         let t = tokens.max(1);
         let mix_k = mix_k.max(1);
         Ok(Workspace {
+            id: crate::backend::unique_id(),
             tokens: t,
             mix_k,
             x: b.alloc(t * c.hidden_size)?,
@@ -331,9 +339,17 @@ impl<B: Backend> Model<B> {
         let b = &self.backend;
         let t = plan.n_tokens();
         self.check_plan(plan, kv, ws)?;
-        let step = b.upload_step(plan, ws.step.take())?;
         let any_lora = plan.mix_slots.iter().any(|&s| s != NO_ADAPTER);
-        let hd = c.hidden_size;
+        let recorded = StepShape {
+            workspace: ws.id,
+            kv: kv.id,
+            lora: self.lora_id,
+            n_tokens: t,
+            n_segments: plan.n_segments(),
+            mix_k: plan.mix_k,
+            n_logit_rows: plan.logit_rows.len(),
+            any_lora,
+        };
         let shape = AttnShape {
             n_tokens: t,
             n_heads: c.num_heads,
@@ -342,7 +358,31 @@ impl<B: Backend> Model<B> {
             capacity: kv.capacity,
             window: 0,
         };
-        b.embedding(&self.embed, &step, t, hd, &mut ws.x)?;
+        let reuse = ws.step.take();
+        let ws_step = b.run_recorded(&recorded, plan, reuse, &mut |step| {
+            self.launch_step(step, t, any_lora, shape, kv, ws)
+        })?;
+        let out = b.download_into(&ws.logits, plan.logit_rows.len() * c.vocab_size, logits);
+        ws.step = ws_step;
+        out
+    }
+
+    /// Every launch of one step, embedding to logits (the body [`Backend::run_recorded`]
+    /// runs or records): depends on the plan only through `step`'s device buffers and the
+    /// sizes in its [`StepShape`].
+    fn launch_step(
+        &self,
+        step: &B::Step,
+        t: usize,
+        any_lora: bool,
+        shape: AttnShape,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let b = &self.backend;
+        let hd = c.hidden_size;
+        b.embedding(&self.embed, step, t, hd, &mut ws.x)?;
         for (li, layer) in self.layers.iter().enumerate() {
             b.rms_norm(&ws.x, &layer.attn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
             let n_in = |m: LoraModule| layer.linears[m.index()].n_in;
@@ -351,16 +391,16 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::K, any_lora, &mut ws.k),
                 linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
             ];
-            b.linears(&ws.h, t, n_in(LoraModule::Q), &step, &mut qkv, &mut ws.u)?;
-            b.rope(&mut ws.q, &self.rope, &step, t, c.num_heads, c.head_dim)?;
-            b.rope(&mut ws.k, &self.rope, &step, t, c.num_kv_heads, c.head_dim)?;
+            b.linears(&ws.h, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
+            b.rope(&mut ws.q, &self.rope, step, t, c.num_heads, c.head_dim)?;
+            b.rope(&mut ws.k, &self.rope, step, t, c.num_kv_heads, c.head_dim)?;
             b.attention(
                 &ws.q,
                 &ws.k,
                 &ws.v,
                 &mut kv.k[li],
                 &mut kv.v[li],
-                &step,
+                step,
                 AttnShape {
                     window: c.attention_window.get(li).copied().flatten().unwrap_or(0),
                     ..shape
@@ -368,7 +408,7 @@ impl<B: Backend> Model<B> {
                 &mut ws.att,
             )?;
             let mut o = [linear_job(layer, LoraModule::O, any_lora, &mut ws.o)];
-            b.linears(&ws.att, t, n_in(LoraModule::O), &step, &mut o, &mut ws.u)?;
+            b.linears(&ws.att, t, n_in(LoraModule::O), step, &mut o, &mut ws.u)?;
             b.add(&mut ws.x, &ws.o, t * hd)?;
             b.rms_norm(&ws.x, &layer.ffn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
             let mut gate_up = [
@@ -379,7 +419,7 @@ impl<B: Backend> Model<B> {
                 &ws.h,
                 t,
                 n_in(LoraModule::Gate),
-                &step,
+                step,
                 &mut gate_up,
                 &mut ws.u,
             )?;
@@ -389,7 +429,7 @@ impl<B: Backend> Model<B> {
                 &ws.act,
                 t,
                 n_in(LoraModule::Down),
-                &step,
+                step,
                 &mut down,
                 &mut ws.u,
             )?;
@@ -401,14 +441,11 @@ impl<B: Backend> Model<B> {
             &self.norm,
             c.rms_norm_eps,
             head,
-            &step,
+            step,
             hd,
             c.vocab_size,
             &mut ws.logits,
-        )?;
-        let out = b.download_into(&ws.logits, plan.logit_rows.len() * c.vocab_size, logits);
-        ws.step = Some(step);
-        out
+        )
     }
 
     fn check_plan(&self, plan: &StepPlan, kv: &KvCache<B>, ws: &Workspace<B>) -> Result<()> {

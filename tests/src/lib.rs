@@ -1,9 +1,10 @@
 //! Shared helpers for the golden tests: finding the fixtures, reading the reference numbers,
 //! and comparing logits with the tolerances the fixtures support.
 
+pub mod cpu_probe;
 pub mod parity;
 mod tolerances;
-pub use tolerances::{amx_logit_tol, bf16_logit_tol, int8_logit_tol};
+pub use tolerances::{amx_logit_tol, bf16_compute_logit_tol, bf16_logit_tol, int8_logit_tol};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

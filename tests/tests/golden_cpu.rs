@@ -54,6 +54,22 @@ mod bf16_weights {
     fixture_tests!(run_fixture);
 }
 
+/// The CUDA bf16 compute mode (`--cuda-bf16-compute`) emulated on the CPU: weights rounded to
+/// bf16 and every base matmul's and the lm_head's input rounded to bf16
+/// ([`dlp_tests::cpu_probe::CpuProbe::bf16_inputs`]): the bound the CUDA mode is held to
+/// ([`dlp_tests::bf16_compute_logit_tol`]).
+mod bf16_compute {
+    use super::*;
+    use dlp_tests::cpu_probe::CpuProbe;
+
+    fn run_fixture(name: &str) {
+        let backend = CpuProbe::bf16_inputs();
+        run_golden_bf16_weights(name, backend, dlp_tests::bf16_compute_logit_tol(name));
+    }
+
+    fixture_tests!(run_fixture);
+}
+
 /// `--cpu-amx`: matmuls of several rows (prefill, the batch) on the AMX tile unit, inputs and
 /// weights rounded to bf16. Skips, saying so, where the CPU or OS has no AMX-BF16.
 mod amx {

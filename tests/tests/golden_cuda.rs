@@ -5,7 +5,8 @@
 
 use dlp_cuda::{CudaBackend, CudaOptions};
 use dlp_tests::{
-    backend_or_skip, bf16_logit_tol, fixture_tests, run_golden, run_golden_bf16_weights,
+    backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, run_golden,
+    run_golden_bf16_weights,
 };
 
 fn run_fixture(name: &str) {
@@ -24,9 +25,133 @@ mod bf16_weights {
     use super::*;
 
     fn run_fixture(name: &str) {
-        let opts = CudaOptions { bf16_weights: true };
+        let opts = CudaOptions {
+            bf16_weights: true,
+            ..Default::default()
+        };
         if let Some(b) = backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA") {
             run_golden_bf16_weights(name, b, bf16_logit_tol(name));
+        }
+    }
+
+    fixture_tests!(run_fixture);
+}
+
+/// `--cuda-bf16-compute` (weights in bf16, every base matmul's and the lm_head's input rounded
+/// to bf16, cublasGemmEx on tensor cores for prefill and batches), under
+/// [`bf16_compute_logit_tol`]: the bound the CPU meets with the same rounding.
+mod bf16_compute {
+    use super::*;
+
+    fn run_fixture(name: &str) {
+        let opts = CudaOptions {
+            bf16_compute: true,
+            ..Default::default()
+        };
+        if let Some(b) = backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA") {
+            run_golden_bf16_weights(name, b, bf16_compute_logit_tol(name));
+        }
+    }
+
+    fixture_tests!(run_fixture);
+}
+
+/// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode (so that a
+/// failure names its path), then all together with f32 weights under the f32 bounds, with bf16
+/// weights and in the bf16 compute mode under theirs.
+mod experimental {
+    use super::*;
+    use dlp_cuda::Experimental;
+
+    const NONE: Experimental = Experimental {
+        decode_matvec: false,
+        fused_lora: false,
+        wide_grids: false,
+        split_attention: false,
+        graphs: false,
+    };
+    const ALL: Experimental = Experimental {
+        decode_matvec: true,
+        fused_lora: true,
+        wide_grids: true,
+        split_attention: true,
+        graphs: true,
+    };
+
+    /// Each path alone (fused LoRA rides on the decode matvec).
+    const EACH: [(&str, Experimental); 5] = [
+        (
+            "decode-matvec",
+            Experimental {
+                decode_matvec: true,
+                ..NONE
+            },
+        ),
+        (
+            "decode-matvec,fused-lora",
+            Experimental {
+                decode_matvec: true,
+                fused_lora: true,
+                ..NONE
+            },
+        ),
+        (
+            "wide-grids",
+            Experimental {
+                wide_grids: true,
+                ..NONE
+            },
+        ),
+        (
+            "split-attention",
+            Experimental {
+                split_attention: true,
+                ..NONE
+            },
+        ),
+        (
+            "graphs",
+            Experimental {
+                graphs: true,
+                ..NONE
+            },
+        ),
+    ];
+
+    fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
+        backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA")
+    }
+
+    fn run_fixture(name: &str) {
+        let compute_tol = bf16_compute_logit_tol(name);
+        for (what, experimental) in EACH {
+            let opts = CudaOptions {
+                bf16_compute: true,
+                experimental,
+                ..Default::default()
+            };
+            let Some(b) = cuda(opts) else { return };
+            println!("{name}: bf16 compute, --cuda-experimental {what}");
+            run_golden_bf16_weights(name, b, compute_tol);
+        }
+        let f32_opts = CudaOptions {
+            experimental: ALL,
+            ..Default::default()
+        };
+        if let Some(b) = cuda(f32_opts) {
+            println!("{name}: f32, --cuda-experimental all");
+            run_golden(name, b);
+        }
+        for (compute, tol) in [(false, bf16_logit_tol(name)), (true, compute_tol)] {
+            let opts = CudaOptions {
+                bf16_weights: true,
+                bf16_compute: compute,
+                experimental: ALL,
+            };
+            if let Some(b) = cuda(opts) {
+                println!("{name}: bf16 weights, bf16 compute {compute}, --cuda-experimental all");
+                run_golden_bf16_weights(name, b, tol);
+            }
         }
     }
 

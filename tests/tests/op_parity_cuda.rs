@@ -1,15 +1,34 @@
 //! The op-parity table on the CUDA backend against the CPU reference (`--features cuda`).
 //! Without a GPU: `SKIPPED: no CUDA device`, unless `DLP_REQUIRE_CUDA=1`. Then the bf16-weight
-//! cases on the backend with bf16 weight storage.
+//! cases on the backend with bf16 weight storage, the decode-matvec cases with
+//! `--cuda-experimental decode-matvec` (and `fused-lora`), the whole table and long contexts
+//! with `wide-grids,split-attention`, and the bf16 compute mode against the CPU with the
+//! same input rounding.
 #![cfg(feature = "cuda")]
 
-use dlp_cuda::{CudaBackend, CudaOptions};
+use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
 use dlp_tests::backend_or_skip;
-use dlp_tests::parity::{assert_all_pass, bf16_weight_cases, run_all, run_cases};
+use dlp_tests::cpu_probe::CpuProbe;
+use dlp_tests::parity::{
+    assert_all_pass, bf16_weight_cases, decode_matvec_cases, run_all, run_cases, run_cases_against,
+    split_attention_cases,
+};
+
+fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
+    backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA")
+}
+
+const MATVEC: Experimental = Experimental {
+    decode_matvec: true,
+    fused_lora: false,
+    wide_grids: false,
+    split_attention: false,
+    graphs: false,
+};
 
 #[test]
 fn op_parity_cuda() {
-    let Some(b) = backend_or_skip(CudaBackend::new(0), "DLP_REQUIRE_CUDA") else {
+    let Some(b) = cuda(CudaOptions::default()) else {
         return;
     };
     assert_all_pass(&run_all(&b));
@@ -20,9 +39,83 @@ fn op_parity_cuda() {
 /// the same values.
 #[test]
 fn op_parity_cuda_bf16_weights() {
-    let opts = CudaOptions { bf16_weights: true };
-    let Some(b) = backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA") else {
+    let opts = CudaOptions {
+        bf16_weights: true,
+        ..Default::default()
+    };
+    let Some(b) = cuda(opts) else {
         return;
     };
     assert_all_pass(&run_cases(&b, bf16_weight_cases()));
+}
+
+/// `--cuda-experimental decode-matvec` on bf16 weights: every row bucket, grouped q/k/v and
+/// gate/up launches with and without LoRA, the lm_head; and the bf16-weight set through it.
+/// Then again with `fused-lora` (the `linears` cases with LoRA run the fused shrink/expand).
+#[test]
+fn op_parity_cuda_decode_matvec() {
+    let fused = Experimental {
+        fused_lora: true,
+        ..MATVEC
+    };
+    for experimental in [MATVEC, fused] {
+        let opts = CudaOptions {
+            bf16_weights: true,
+            experimental,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("{experimental:?}");
+        let mut cases = decode_matvec_cases();
+        cases.extend(bf16_weight_cases());
+        assert_all_pass(&run_cases(&b, cases));
+    }
+}
+
+/// `--cuda-bf16-compute` (inputs rounded to bf16, cublasGemmEx on tensor cores for many rows),
+/// with the decode matvec off and on, against the CPU with the same rounding
+/// ([`CpuProbe::bf16_inputs`]): the rounding is the same on both sides, so the f32 bounds hold.
+#[test]
+fn op_parity_cuda_bf16_compute() {
+    let fused = Experimental {
+        fused_lora: true,
+        ..MATVEC
+    };
+    for experimental in [Experimental::default(), MATVEC, fused] {
+        let opts = CudaOptions {
+            bf16_compute: true,
+            experimental,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("bf16 compute, {experimental:?}");
+        let mut cases = decode_matvec_cases();
+        cases.extend(bf16_weight_cases());
+        assert_all_pass(&run_cases_against(&b, &CpuProbe::bf16_inputs(), cases));
+    }
+}
+
+/// `--cuda-experimental wide-grids,split-attention` on f32 weights: the whole table (RMSNorm
+/// rows on 1,024 threads, the KV store on several blocks per token, logits), then the
+/// attention cases and long contexts split over positions (flash-decoding) and combined.
+#[test]
+fn op_parity_cuda_wide_grids_and_split_attention() {
+    let opts = CudaOptions {
+        experimental: Experimental {
+            wide_grids: true,
+            split_attention: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Some(b) = cuda(opts) else {
+        return;
+    };
+    let mut results = run_all(&b);
+    results.extend(run_cases(&b, split_attention_cases()));
+    assert_all_pass(&results);
 }

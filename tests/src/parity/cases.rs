@@ -46,6 +46,16 @@ pub enum Op {
     Add { n: usize },
     /// `lora_shrink` (`expand: false`) or `lora_expand` over a mixture.
     Lora { mix: Mixture, expand: bool },
+    /// `linears`: `rows` x `[rows, k]` through one weight `[n, k]` per entry of `ns` (q/k/v,
+    /// gate/up), each with a bias when `bias`, and with `mix` (its `in_dim` = `k`, its
+    /// `out_dim` ignored: each job's stack is `[n]` wide) fused when given.
+    Linears {
+        rows: usize,
+        k: usize,
+        ns: Vec<usize>,
+        bias: bool,
+        mix: Option<Mixture>,
+    },
     /// `logits` of `rows` of a `[tokens, hidden]` x against a `[vocab, hidden]` head.
     Logits {
         hidden: usize,
@@ -366,4 +376,86 @@ pub fn bf16_weight_cases() -> Vec<ParityCase> {
             ..c
         })
         .collect()
+}
+
+/// The decode matvec's shapes on bf16 weights (`--cuda-experimental decode-matvec`): every row
+/// bucket (1, 2, 3-4, 5-8 rows), widths that are multiples of 8 (its 16-byte loads), odd
+/// output counts, with and without bias; q/k/v and gate/up as one launch (`linears`), with
+/// and without a fused LoRA mixture; the lm_head. Both sides compute on the same bf16 values.
+pub fn decode_matvec_cases() -> Vec<ParityCase> {
+    let r = REDUCTION_TOL;
+    let bf16 = |id: String, op: Op| ParityCase {
+        bf16_weights: true,
+        ..case(format!("bf16w {id}"), op, r)
+    };
+    let mut v = Vec::new();
+    for (rows, k, n, bias) in [
+        (1, 8, 1, false),
+        (1, 576, 1001, true),
+        (2, 64, 33, false),
+        (3, 1536, 577, true),
+        (4, 256, 9, false),
+        (5, 64, 130, true),
+        (8, 4096, 257, false),
+    ] {
+        v.push(bf16(
+            matmul_id(rows, k, n, bias),
+            Op::Matmul { rows, k, n, bias },
+        ));
+    }
+    const NA: u32 = NO_ADAPTER;
+    for (rows, k, ns, bias, lora) in [
+        (1, 576, vec![576, 192, 192], false, false),
+        (2, 64, vec![40, 24, 24], true, true),
+        (6, 128, vec![344, 344], false, true),
+        (8, 256, vec![72, 8, 8], true, false),
+    ] {
+        let mix = lora.then(|| Mixture {
+            in_dim: k,
+            out_dim: 0,
+            ranks: vec![4, 0, 8],
+            segment_of_token: (0..rows as u32).map(|t| t % 2).collect(),
+            k: 2,
+            slots: vec![0, 2, 2, NA],
+        });
+        let id = format!(
+            "linears(rows={rows},k={k},ns={ns:?}{}{})",
+            if bias { ",bias" } else { "" },
+            if lora { ",lora" } else { "" }
+        );
+        let op = Op::Linears {
+            rows,
+            k,
+            ns,
+            bias,
+            mix,
+        };
+        v.push(bf16(id, op));
+    }
+    for (hidden, vocab, tokens, rows) in [(576, 1001, 3, vec![2]), (64, 300, 8, vec![7, 0, 5])] {
+        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
+        let op = Op::Logits {
+            hidden,
+            vocab,
+            tokens,
+            rows,
+        };
+        v.push(bf16(id, op));
+    }
+    v
+}
+
+/// The attention cases for `--cuda-experimental split-attention` (flash-decoding): every
+/// attention case of the table (capacities 8 to 300: 1 to 16 splits, windows, prefill of a
+/// few tokens) and long contexts (up to 4,001 positions in 16 splits, GQA, a batch at mixed
+/// positions, a window inside a long cache).
+pub fn split_attention_cases() -> Vec<ParityCase> {
+    let mut v: Vec<ParityCase> = cases()
+        .into_iter()
+        .filter(|c| matches!(c.op, Op::Attention { .. }))
+        .collect();
+    v.push(attn(8, 2, 128, 4096, 1, &[(0, 4000)]));
+    v.push(attn(4, 4, 64, 2048, 3, &[(0, 2047), (1, 5), (2, 1000)]));
+    v.push(attn_window(4, 2, 64, 1024, 1, &[(0, 1000)], 300));
+    v
 }

@@ -8,13 +8,14 @@
 //! the f32 bounds hold (the rounding itself is not the kernel's error; the golden tests bound
 //! its effect on logits).
 
+use dlp_engine::backend::LinearJob;
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
 mod cases;
 
 pub use cases::{
-    bf16_weight_cases, cases, f16_weight_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
-    REDUCTION_TOL,
+    bf16_weight_cases, cases, decode_matvec_cases, f16_weight_cases, split_attention_cases,
+    Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL,
 };
 
 /// The result of one case on one backend.
@@ -59,6 +60,9 @@ impl Rng {
         (self.next() % n.max(1) as u64) as u32
     }
 }
+
+/// Output names of a `linears` case, one per job.
+const OUT_NAMES: [&str; 4] = ["out0", "out1", "out2", "out3"];
 
 /// One output of a case: name, values, and which of them are defined (None: all).
 type Output = (&'static str, Vec<f32>, Option<Vec<bool>>);
@@ -188,6 +192,56 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             vec![("dst", b.download(&dst, *n)?, None)]
         }
         Op::Lora { mix, expand } => exec_lora(b, mix, *expand, &mut g)?,
+        Op::Linears {
+            rows,
+            k,
+            ns,
+            bias,
+            mix,
+        } => {
+            let x = b.upload(&g.vec(rows * k))?;
+            let mut ws = Vec::new();
+            for &n in ns {
+                let w = b.upload_weight(&w2(n, *k, &mut g))?;
+                let bias = if *bias {
+                    Some(b.upload(&g.vec(n))?)
+                } else {
+                    None
+                };
+                let lora = match mix {
+                    Some(m) => Some(b.upload_lora(&lora_host(m, n, &mut g))?),
+                    None => None,
+                };
+                ws.push((w, bias, lora, poisoned(b, rows * n)?));
+            }
+            let p = match mix {
+                Some(m) => lora_plan(m, &mut g),
+                None => plan(*rows),
+            };
+            let step = b.upload_step(&p, None)?;
+            let max_rank = mix
+                .as_ref()
+                .map_or(1, |m| *m.ranks.iter().max().unwrap_or(&1) as usize);
+            let mut u = b.alloc(rows * p.mix_k * max_rank)?;
+            let mut jobs: Vec<LinearJob<'_, B>> = ws
+                .iter_mut()
+                .zip(ns)
+                .map(|((w, bias, lora, out), &n)| LinearJob {
+                    w,
+                    bias: bias.as_ref(),
+                    n_out: n,
+                    lora: lora.as_ref(),
+                    out,
+                })
+                .collect();
+            b.linears(&x, *rows, *k, &step, &mut jobs, &mut u)?;
+            drop(jobs);
+            let mut outs = Vec::new();
+            for ((_, _, _, out), &n) in ws.iter().zip(ns) {
+                outs.push((OUT_NAMES[outs.len()], b.download(out, rows * n)?, None));
+            }
+            outs
+        }
         Op::Logits {
             hidden,
             vocab,
@@ -214,33 +268,9 @@ fn exec_lora<B: Backend>(
     g: &mut Rng,
 ) -> dlp_engine::Result<Vec<Output>> {
     let t = m.segment_of_token.len();
-    let total: usize = m.ranks.iter().map(|&r| r as usize).sum();
     let max_rank = *m.ranks.iter().max().unwrap_or(&0) as usize;
-    let mut offset = Vec::new();
-    let mut at = 0u32;
-    for &r in &m.ranks {
-        offset.push(at);
-        at += r;
-    }
-    let host = LoraStackHost {
-        in_dim: m.in_dim,
-        out_dim: m.out_dim,
-        max_rank,
-        a: g.vec(total * m.in_dim),
-        bt: g.vec(total * m.out_dim),
-        slot_offset: offset,
-        slot_rank: m.ranks.clone(),
-        slot_scale: m.ranks.iter().map(|_| 0.5 + g.f().abs()).collect(),
-    };
-    let mut p = plan(t);
-    p.segment_of_token = m.segment_of_token.clone();
-    p.mix_k = m.k;
-    p.mix_slots = m.slots.clone();
-    p.mix_weights = m
-        .slots
-        .iter()
-        .map(|&s| if s == NO_ADAPTER { 0.0 } else { g.f() })
-        .collect();
+    let host = lora_host(m, m.out_dim, g);
+    let p = lora_plan(m, g);
     let lora = b.upload_lora(&host)?;
     let step = b.upload_step(&p, None)?;
     let u_len = t * m.k * max_rank;
@@ -266,6 +296,42 @@ fn exec_lora<B: Backend>(
         }
     }
     Ok(vec![("u", b.download(&u, u_len)?, Some(mask))])
+}
+
+/// A random stack for mixture `m` with `out_dim` outputs: slot ranks as `m` says, stacked
+/// without padding.
+fn lora_host(m: &Mixture, out_dim: usize, g: &mut Rng) -> LoraStackHost {
+    let total: usize = m.ranks.iter().map(|&r| r as usize).sum();
+    let mut offset = Vec::new();
+    let mut at = 0u32;
+    for &r in &m.ranks {
+        offset.push(at);
+        at += r;
+    }
+    LoraStackHost {
+        in_dim: m.in_dim,
+        out_dim,
+        max_rank: *m.ranks.iter().max().unwrap_or(&0) as usize,
+        a: g.vec(total * m.in_dim),
+        bt: g.vec(total * out_dim),
+        slot_offset: offset,
+        slot_rank: m.ranks.clone(),
+        slot_scale: m.ranks.iter().map(|_| 0.5 + g.f().abs()).collect(),
+    }
+}
+
+/// The step plan of mixture `m`, with random weights for its used entries.
+fn lora_plan(m: &Mixture, g: &mut Rng) -> StepPlan {
+    let mut p = plan(m.segment_of_token.len());
+    p.segment_of_token = m.segment_of_token.clone();
+    p.mix_k = m.k;
+    p.mix_slots = m.slots.clone();
+    p.mix_weights = m
+        .slots
+        .iter()
+        .map(|&s| if s == NO_ADAPTER { 0.0 } else { g.f() })
+        .collect();
+    p
 }
 
 /// NMSE of `got` against `want` over the defined elements, or why it cannot be computed.
@@ -297,12 +363,22 @@ fn nmse(got: &[f32], want: &[f32], mask: Option<&[bool]>) -> Result<f64, String>
 
 /// Runs `case` on `b` and on the CPU reference and compares every output.
 pub fn run_case<B: Backend>(b: &B, case: &ParityCase) -> Outcome {
+    run_case_against(b, &CpuBackend::new(), case)
+}
+
+/// Runs `case` on `b` and on `reference` (a CPU backend that computes what `b` should, e.g.
+/// [`crate::cpu_probe::CpuProbe::bf16_inputs`]) and compares every output.
+pub fn run_case_against<B: Backend, R: Backend>(
+    b: &B,
+    reference: &R,
+    case: &ParityCase,
+) -> Outcome {
     let got = match exec(b, case) {
         Ok(o) => o,
         Err(Error::Unsupported(m)) => return Outcome::Unsupported(m),
         Err(e) => return Outcome::Fail(format!("error: {e}")),
     };
-    let want = match exec(&CpuBackend::new(), case) {
+    let want = match exec(reference, case) {
         Ok(o) => o,
         Err(e) => return Outcome::Fail(format!("CPU reference failed: {e}")),
     };
@@ -325,10 +401,19 @@ pub fn run_all<B: Backend>(b: &B) -> Vec<(String, Outcome)> {
 
 /// Runs `cases` on `b`, printing a table; returns each id with its outcome.
 pub fn run_cases<B: Backend>(b: &B, cases: Vec<ParityCase>) -> Vec<(String, Outcome)> {
+    run_cases_against(b, &CpuBackend::new(), cases)
+}
+
+/// As [`run_cases`], against `reference` instead of the plain CPU backend.
+pub fn run_cases_against<B: Backend, R: Backend>(
+    b: &B,
+    reference: &R,
+    cases: Vec<ParityCase>,
+) -> Vec<(String, Outcome)> {
     cases
         .into_iter()
         .map(|c| {
-            let o = run_case(b, &c);
+            let o = run_case_against(b, reference, &c);
             let s = match &o {
                 Outcome::Pass { nmse } => format!("ok    nmse {nmse:.2e} (<= {:.0e})", c.tol),
                 Outcome::Fail(m) => format!("FAIL  {m}"),
@@ -356,4 +441,38 @@ pub fn assert_all_pass(results: &[(String, Outcome)]) {
         bad.len(),
         bad.join("\n")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu_probe::CpuProbe;
+
+    /// The decode-matvec set (the `linears` cases included) runs on the CPU, and rounding the
+    /// matmul inputs to bf16 (what `--cuda-bf16-compute` does) moves every output measurably
+    /// but within the reduction bound that the GPU is held to against the rounded reference.
+    #[test]
+    fn decode_matvec_cases_run_and_bf16_inputs_move_them_by_rounding_only() {
+        let reference = CpuProbe::bf16_inputs();
+        let results = run_cases_against(&CpuBackend::new(), &reference, decode_matvec_cases());
+        assert_all_pass(&results);
+        for (id, o) in &results {
+            let Outcome::Pass { nmse } = o else {
+                unreachable!()
+            };
+            assert!(
+                *nmse > 1e-9,
+                "{id}: rounding the inputs changed nothing ({nmse:e})"
+            );
+        }
+    }
+
+    /// The split-attention set's long contexts (4,096 positions) are within what the harness
+    /// builds and the CPU reference runs, so a GPU run spends its time on the GPU side only.
+    #[test]
+    fn split_attention_cases_run_on_the_cpu_reference() {
+        let cases = split_attention_cases();
+        assert!(cases.len() >= 12, "{} cases", cases.len());
+        assert_all_pass(&run_cases(&CpuBackend::new(), cases));
+    }
 }

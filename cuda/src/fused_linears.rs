@@ -1,0 +1,156 @@
+//! `linears` for decode on bf16 weights: the modules that read the same input (q/k/v, gate/up,
+//! or one alone) as one grouped matvec launch ([`crate::Experimental::decode_matvec`]), and
+//! with [`crate::Experimental::fused_lora`] their LoRA in two launches in all: one
+//! `lora_shrink_jobs` for every module's shrink, then the matvec with each module's expand in
+//! its epilogue (`matvec_bf16_lora_r*`). Op by op that is 1 + 2 x modules launches, each
+//! under-filling the GPU at batch 1.
+
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
+use dlp_engine::backend::{linears_each, Backend, LinearJob};
+use dlp_engine::Result;
+
+use crate::launch::{cfg, check_len, int, BLOCK};
+use crate::matvec::{LoraJobs, MatJob, MATVEC_MAX_JOBS};
+use crate::{err, CudaBackend, CudaStep};
+
+impl CudaBackend {
+    /// [`dlp_engine::Backend::linears`] on this backend: fused as the module docs say where
+    /// the switches and shapes allow, else op by op.
+    pub(crate) fn linears_impl(
+        &self,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        jobs: &mut [LinearJob<'_, Self>],
+        u: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let matvec = !jobs.is_empty()
+            && jobs.len() <= MATVEC_MAX_JOBS
+            && jobs.iter().all(|j| {
+                self.matvec_fits(j.w, n_tokens) && j.w.cols == n_in && j.w.rows == j.n_out
+            });
+        let any_lora = jobs.iter().any(|j| j.lora.is_some());
+        let fused_lora = matvec && any_lora && self.options.experimental.fused_lora;
+        // One module without LoRA gains nothing from grouping: `matmul` does the same.
+        if !matvec || (jobs.len() == 1 && !fused_lora) {
+            return linears_each(self, x, n_tokens, n_in, step, jobs, u);
+        }
+        check_len("linears", "x", x.len(), n_tokens * n_in)?;
+        for j in jobs.iter() {
+            check_len("linears", "out", j.out.len(), n_tokens * j.n_out)?;
+            if let Some(b) = j.bias {
+                check_len("linears", "bias", b.len(), j.n_out)?;
+            }
+        }
+        if fused_lora {
+            return self.linears_fused_lora(x, n_tokens, n_in, step, jobs);
+        }
+        self.matvec_bf16(x, n_tokens, &mut mat_jobs(jobs), None)?;
+        for j in jobs.iter_mut() {
+            if let Some(l) = j.lora {
+                self.lora_shrink(x, l, step, n_tokens, u)?;
+                self.lora_expand(u, l, step, n_tokens, j.out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every module's shrink in one launch into a scratch `u` per module, then the grouped
+    /// matvec with the expands in its epilogue.
+    fn linears_fused_lora(
+        &self,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        jobs: &mut [LinearJob<'_, Self>],
+    ) -> Result<()> {
+        let kk = step.plan.mix_k;
+        let mut max_rank = 0;
+        for j in jobs.iter() {
+            if let Some(l) = j.lora {
+                step.plan.check_lora(n_tokens, l.n_slots)?;
+                if l.in_dim != n_in || l.out_dim != j.n_out {
+                    return Err(err(format!(
+                        "linears: LoRA stack is {}x{}, the module {n_in}x{}",
+                        l.in_dim, l.out_dim, j.n_out
+                    )));
+                }
+                max_rank = max_rank.max(l.max_rank);
+            }
+        }
+        let per = n_tokens * kk * max_rank;
+        let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
+        if scratch.as_ref().is_none_or(|s| s.len() < per * jobs.len()) {
+            self.may_regrow_scratch("linears (LoRA u)")?;
+            *scratch = Some(self.alloc(per * jobs.len())?);
+        }
+        let su = scratch.as_mut().expect("allocated above");
+        let stream = self.stream();
+        let mut desc = LoraJobs {
+            mix_k: int("linears", kk)?,
+            n_jobs: int("linears", jobs.len())?,
+            ..Default::default()
+        };
+        let mut guards = Vec::new();
+        let (u0, g) = su.device_ptr_mut(stream);
+        guards.push(g);
+        for (i, j) in jobs.iter().enumerate() {
+            let Some(l) = j.lora else { continue };
+            for (slot, buf) in [
+                (&mut desc.a[i], &l.a),
+                (&mut desc.bt[i], &l.bt),
+                (&mut desc.slot_scale[i], &l.slot_scale),
+            ] {
+                let (p, g) = buf.device_ptr(stream);
+                guards.push(g);
+                *slot = p;
+            }
+            for (slot, buf) in [
+                (&mut desc.slot_offset[i], &l.slot_offset),
+                (&mut desc.slot_rank[i], &l.slot_rank),
+            ] {
+                let (p, g) = buf.device_ptr(stream);
+                guards.push(g);
+                *slot = p;
+            }
+            desc.u[i] = u0 + (i * per * std::mem::size_of::<f32>()) as u64;
+            desc.n_slots[i] = int("linears", l.n_slots)?;
+            desc.max_rank[i] = int("linears", l.max_rank)?;
+        }
+        for (slot, buf) in [
+            (&mut desc.seg_of_token, &step.segment_of_token),
+            (&mut desc.mix_slots, &step.mix_slots),
+        ] {
+            let (p, g) = buf.device_ptr(stream);
+            guards.push(g);
+            *slot = p;
+        }
+        let (p, g) = step.mix_weights.device_ptr(stream);
+        guards.push(g);
+        desc.mix_weights = p;
+        if per > 0 {
+            let d = int("linears", n_in)?;
+            let mut a = self.args(&self.k.lora_shrink_jobs);
+            a.arg(x).arg(&d).arg(&desc);
+            let grid = (n_tokens as u32, kk as u32, jobs.len() as u32);
+            self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0))?;
+        } else {
+            desc.n_jobs = 0; // no entry to apply: the plain matvec
+        }
+        drop(guards);
+        self.matvec_bf16(x, n_tokens, &mut mat_jobs(jobs), Some(&desc))
+    }
+}
+
+/// The matvec's view of `linears` jobs: weight, bias and output of each.
+fn mat_jobs<'a>(jobs: &'a mut [LinearJob<'_, CudaBackend>]) -> Vec<MatJob<'a>> {
+    jobs.iter_mut()
+        .map(|j| MatJob {
+            w: j.w,
+            bias: j.bias,
+            out: &mut *j.out,
+        })
+        .collect()
+}

@@ -1,0 +1,330 @@
+//! The bf16 matmul paths: the decode matvec (`matvec_bf16_r*` in `kernels/matmul.cu`, behind
+//! [`crate::Experimental::decode_matvec`]) and the bf16 compute mode's tensor-core GEMM
+//! (`to_bf16` then cublasGemmEx), plus the dispatch that picks among them and the older
+//! `matmul_bf16` / cuBLAS sgemm paths.
+
+use std::ffi::c_void;
+
+use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use dlp_engine::Result;
+
+use crate::launch::{cfg, check_len, grid_1d, int};
+use crate::{err, CudaBackend, CudaWeight};
+
+/// Most activation rows the decode matvec takes (its largest row bucket).
+pub const MATVEC_MAX_ROWS: usize = 8;
+/// Most weights one matvec launch takes (`MATVEC_JOBS` in matmul.cu): q, k and v.
+pub const MATVEC_MAX_JOBS: usize = 3;
+/// Warps per block of the matvec: one output feature each.
+const MATVEC_WARPS: usize = 8;
+
+/// The kernel's `MatvecJobs` (same layout): device pointers and output widths of up to
+/// [`MATVEC_MAX_JOBS`] weights; unused entries have `n = 0`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatvecJobs {
+    /// `const uint4*` weight rows, `[n, k / 8]`.
+    pub w: [u64; MATVEC_MAX_JOBS],
+    /// `const float*` bias, `[n]`; 0 for none.
+    pub bias: [u64; MATVEC_MAX_JOBS],
+    /// `float*` output, `[rows, n]`.
+    pub out: [u64; MATVEC_MAX_JOBS],
+    /// Output features per job.
+    pub n: [i32; MATVEC_MAX_JOBS],
+}
+
+// SAFETY: plain old data with the C layout of `MatvecJobs` in matmul.cu.
+unsafe impl DeviceRepr for MatvecJobs {}
+
+/// The kernel's `LoraJobs` (same layout, lora.cu): the fused-LoRA stacks of up to
+/// [`MATVEC_MAX_JOBS`] modules that read the same input, and the step's mixture tables; a job
+/// without a stack has `a = bt = 0`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoraJobs {
+    /// `const float*` stacked A, `[total_rank, in_dim]`.
+    pub a: [u64; MATVEC_MAX_JOBS],
+    /// `const float*` stacked B^T, `[total_rank, n]`.
+    pub bt: [u64; MATVEC_MAX_JOBS],
+    /// `const unsigned*` first row of each slot.
+    pub slot_offset: [u64; MATVEC_MAX_JOBS],
+    /// `const unsigned*` rank of each slot.
+    pub slot_rank: [u64; MATVEC_MAX_JOBS],
+    /// `const float*` alpha / r of each slot.
+    pub slot_scale: [u64; MATVEC_MAX_JOBS],
+    /// `float*` shrink output, `[T, mix_k, max_rank]`.
+    pub u: [u64; MATVEC_MAX_JOBS],
+    /// Slots of each stack.
+    pub n_slots: [i32; MATVEC_MAX_JOBS],
+    /// Largest rank of each stack.
+    pub max_rank: [i32; MATVEC_MAX_JOBS],
+    /// `const unsigned*` segment of each token.
+    pub seg_of_token: u64,
+    /// `const unsigned*` `[S, mix_k]` slots.
+    pub mix_slots: u64,
+    /// `const float*` `[S, mix_k]` weights.
+    pub mix_weights: u64,
+    /// Entries per segment.
+    pub mix_k: i32,
+    /// Jobs described (stacked or not).
+    pub n_jobs: i32,
+}
+
+// SAFETY: plain old data with the C layout of `LoraJobs` in lora.cu.
+unsafe impl DeviceRepr for LoraJobs {}
+
+/// The row bucket (index into `Kernels::matvec_bf16`: 1, 2, 4 or 8 rows) for `rows` rows, or
+/// `None` when the matvec does not take that many.
+pub fn matvec_bucket(rows: usize) -> Option<usize> {
+    match rows {
+        1 => Some(0),
+        2 => Some(1),
+        3..=4 => Some(2),
+        5..=MATVEC_MAX_ROWS => Some(3),
+        _ => None,
+    }
+}
+
+/// The matvec's launch for jobs of `n` output features in all: one warp per feature.
+pub fn matvec_launch(total_n: usize) -> LaunchConfig {
+    cfg(
+        (total_n.div_ceil(MATVEC_WARPS) as u32, 1, 1),
+        (MATVEC_WARPS * 32) as u32,
+        0,
+    )
+}
+
+/// One weight of a grouped matvec: `out[rows, w.rows] = x @ W^T (+ bias)`.
+pub(crate) struct MatJob<'a> {
+    pub w: &'a CudaWeight,
+    pub bias: Option<&'a CudaSlice<f32>>,
+    pub out: &'a mut CudaSlice<f32>,
+}
+
+impl CudaBackend {
+    /// Whether `rows` rows of `w` go to the decode matvec: the switch is on, the weight is
+    /// bf16, `rows` fits a bucket and the rows are 16-byte aligned (`cols % 8 == 0`).
+    pub(crate) fn matvec_fits(&self, w: &CudaWeight, rows: usize) -> bool {
+        self.options.experimental.decode_matvec
+            && w.bf16.is_some()
+            && matvec_bucket(rows).is_some()
+            && w.cols.is_multiple_of(8)
+    }
+
+    /// `out = x @ W^T (+ bias)` for every job in one launch; all weights share `x`
+    /// (`[rows, k]`, `k` = each weight's columns). Callers check [`Self::matvec_fits`] and
+    /// the buffer sizes.
+    pub(crate) fn matvec_bf16(
+        &self,
+        x: &CudaSlice<f32>,
+        rows: usize,
+        jobs: &mut [MatJob<'_>],
+        lora: Option<&LoraJobs>,
+    ) -> Result<()> {
+        let bucket = matvec_bucket(rows).ok_or_else(|| err(format!("matvec: {rows} rows")))?;
+        if jobs.is_empty() || jobs.len() > MATVEC_MAX_JOBS {
+            return Err(err(format!("matvec: {} weights in one launch", jobs.len())));
+        }
+        let k = jobs[0].w.cols;
+        let stream = self.stream();
+        let mut desc = MatvecJobs::default();
+        let mut total = 0usize;
+        // The guards record the buffers' use on the stream (multi-stream contexts only); they
+        // live until the launch is queued.
+        let mut guards = Vec::with_capacity(3 * jobs.len());
+        for (i, j) in jobs.iter_mut().enumerate() {
+            if j.w.cols != k {
+                return Err(err("matvec: weights of one launch differ in columns"));
+            }
+            let wb =
+                j.w.bf16
+                    .as_ref()
+                    .ok_or_else(|| err("matvec: weight is not bf16"))?;
+            let (w, g) = wb.device_ptr(stream);
+            guards.push(g);
+            desc.w[i] = w;
+            if let Some(b) = j.bias {
+                let (p, g) = b.device_ptr(stream);
+                guards.push(g);
+                desc.bias[i] = p;
+            }
+            let (o, g) = j.out.device_ptr_mut(stream);
+            guards.push(g);
+            desc.out[i] = o;
+            desc.n[i] = int("matvec", j.w.rows)?;
+            total += j.w.rows;
+        }
+        int("matvec", total)?;
+        let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
+        let round_x = i32::from(self.options.bf16_compute);
+        let f = match lora {
+            Some(_) => &self.k.matvec_bf16_lora[bucket],
+            None => &self.k.matvec_bf16[bucket],
+        };
+        let mut a = self.args(f);
+        a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
+        if let Some(l) = lora {
+            a.arg(l);
+        }
+        let res = self.go("matmul (bf16 matvec)", a, matvec_launch(total));
+        drop(guards);
+        res
+    }
+
+    /// The bf16 compute mode's GEMM: `x` rounded to bf16 (`to_bf16`), then
+    /// `out[rows, n] = x @ W^T` by cublasGemmEx (bf16 inputs, f32 output and accumulation,
+    /// `CUBLAS_COMPUTE_32F`: tensor cores).
+    pub(crate) fn gemm_bf16(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let wb = w
+            .bf16
+            .as_ref()
+            .ok_or_else(|| err("matmul: weight is not bf16"))?;
+        let (n, k) = (w.rows, w.cols);
+        let len = rows * k;
+        let mut scratch = self.scratch_bf16.lock().unwrap_or_else(|p| p.into_inner());
+        if scratch.as_ref().is_none_or(|s| s.len() < len) {
+            self.may_regrow_scratch("matmul (bf16 input)")?;
+            // SAFETY: every value read below is written by `to_bf16` first.
+            *scratch = Some(
+                unsafe { self.stream().alloc::<u16>(len.max(1)) }
+                    .map_err(|e| err(format!("cuMemAlloc of {len} bf16 values: {e}")))?,
+            );
+        }
+        let xb = scratch.as_mut().expect("allocated above");
+        let nn = int("matmul", len)?;
+        let mut a = self.args(&self.k.to_bf16);
+        a.arg(x).arg(&nn).arg(&mut *xb);
+        self.go("matmul (to bf16)", a, grid_1d(len))?;
+        let stream = self.stream();
+        let (wp, _g1) = wb.device_ptr(stream);
+        let (xp, _g2) = xb.device_ptr(stream);
+        let (op, _g3) = out.device_ptr_mut(stream);
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: W holds n*k and xb at least rows*k bf16 values, out at least rows*n f32
+        // (checked by the callers); alpha/beta are host scalars (the default pointer mode).
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *blas.handle(),
+                cublasOperation_t::CUBLAS_OP_T,
+                cublasOperation_t::CUBLAS_OP_N,
+                int("matmul", n)?,
+                int("matmul", rows)?,
+                int("matmul", k)?,
+                (&alpha as *const f32).cast::<c_void>(),
+                wp as *const c_void,
+                cudaDataType::CUDA_R_16BF,
+                int("matmul", k)?,
+                xp as *const c_void,
+                cudaDataType::CUDA_R_16BF,
+                int("matmul", k)?,
+                (&beta as *const f32).cast::<c_void>(),
+                op as *mut c_void,
+                cudaDataType::CUDA_R_32F,
+                int("matmul", n)?,
+                cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| {
+            err(format!(
+                "matmul: cublasGemmEx bf16 ({rows}x{k} @ {k}x{n}): {e:?}"
+            ))
+        })
+    }
+
+    /// `out[rows, n] = x @ W^T (+ bias)` by whichever path the options and shape pick:
+    /// decode matvec, bf16 GEMM, `matmul_bf16`, or cuBLAS sgemm (f32, the parity path).
+    pub(crate) fn matmul_dispatch(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        bias: Option<&CudaSlice<f32>>,
+        rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("matmul", "x", x.len(), rows * w.cols)?;
+        check_len("matmul", "out", out.len(), rows * w.rows)?;
+        if self.matvec_fits(w, rows) {
+            let mut jobs = [MatJob { w, bias, out }];
+            return self.matvec_bf16(x, rows, &mut jobs, None);
+        }
+        if w.bf16.is_some() && !self.options.bf16_compute {
+            return self.matmul_bf16(x, w, bias, rows, out);
+        }
+        if w.bf16.is_some() {
+            self.gemm_bf16(x, w, rows, out)?;
+        } else {
+            self.sgemm(x, w, rows, out)?;
+        }
+        if let Some(b) = bias {
+            let (r, nn) = (int("matmul", rows)?, int("matmul", w.rows)?);
+            let mut a = self.args(&self.k.bias_add);
+            a.arg(&mut *out).arg(b).arg(&r).arg(&nn);
+            self.go("matmul bias", a, grid_1d(rows * w.rows))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_buckets_cover_one_to_eight_rows_and_nothing_else() {
+        let b: Vec<_> = (0..=10).map(matvec_bucket).collect();
+        assert_eq!(
+            b,
+            [
+                None,
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(3),
+                None,
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn jobs_descriptor_has_the_kernels_layout() {
+        // 9 pointers then 3 ints, padded to the pointers' alignment (C: 88 bytes).
+        assert_eq!(std::mem::size_of::<MatvecJobs>(), 88);
+        assert_eq!(std::mem::align_of::<MatvecJobs>(), 8);
+        assert_eq!(std::mem::offset_of!(MatvecJobs, n), 72);
+    }
+
+    #[test]
+    fn lora_jobs_descriptor_has_the_kernels_layout() {
+        // 18 pointers, 6 ints, 3 pointers, 2 ints (C: 200 bytes, no padding).
+        assert_eq!(std::mem::size_of::<LoraJobs>(), 200);
+        assert_eq!(std::mem::offset_of!(LoraJobs, n_slots), 144);
+        assert_eq!(std::mem::offset_of!(LoraJobs, seg_of_token), 168);
+        assert_eq!(std::mem::offset_of!(LoraJobs, mix_k), 192);
+        assert_eq!(std::mem::offset_of!(LoraJobs, n_jobs), 196);
+    }
+
+    #[test]
+    fn launch_gives_one_warp_per_output_feature() {
+        let c = matvec_launch(4096 * 3);
+        assert_eq!(
+            c.grid_dim.0 as usize * c.block_dim.0 as usize / 32,
+            4096 * 3
+        );
+        let c = matvec_launch(9);
+        assert_eq!((c.grid_dim.0, c.block_dim.0), (2, 256));
+    }
+}

@@ -1,0 +1,377 @@
+//! [`CpuProbe`]: the CPU backend with two test instruments for paths the GPU takes.
+//!
+//! - **bf16 inputs** ([`CpuProbe::bf16_inputs`]): the CUDA bf16 compute mode
+//!   (`--cuda-bf16-compute`) emulated, to measure what its rounding does to the logits. Every
+//!   base matmul and the lm_head see their inputs rounded to bf16 (round to nearest even, as
+//!   CUDA's `to_bf16` / `round_bf16`), with f32 accumulation; LoRA, attention and norms get the
+//!   unrounded values, as on the GPU. Used with weights rounded to bf16
+//!   ([`crate::Fixture::load_bf16_rounded`]).
+//! - **replay check** ([`CpuProbe::replay_check`]): what CUDA graphs rely on. Every step's ops
+//!   are logged with their sizes and the addresses of the buffers they touch; a step whose
+//!   [`StepShape`] was seen before must log exactly what the first one did (a graph recorded
+//!   from the first is replayed for it), else `run_recorded` returns an error naming the first
+//!   difference.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use dlp_engine::backend::{linears_each, AttnShape, Backend, LinearJob, LoraStackHost, StepShape};
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::tensor::HostTensor;
+use dlp_engine::{Error, Result, StepPlan};
+
+type Cpu = CpuBackend;
+type Buf = <Cpu as Backend>::Buf;
+type Weight = <Cpu as Backend>::Weight;
+type Step = <Cpu as Backend>::Step;
+type Lora = <Cpu as Backend>::Lora;
+
+/// The CPU backend with the instruments of the module docs.
+pub struct CpuProbe {
+    cpu: CpuBackend,
+    round_inputs: bool,
+    replay: Option<Mutex<ReplayLog>>,
+}
+
+#[derive(Default)]
+struct ReplayLog {
+    /// The ops of the step being run.
+    current: Option<Vec<String>>,
+    /// The ops of the first step of each shape.
+    first: HashMap<StepShape, Vec<String>>,
+    /// Steps checked against an earlier one of their shape.
+    compared: usize,
+}
+
+/// `x` rounded to the nearest bf16 value, ties to even.
+pub fn round_bf16(x: f32) -> f32 {
+    half::bf16::from_f32(x).to_f32()
+}
+
+fn rounded(x: &[f32], len: usize) -> Vec<f32> {
+    x[..len.min(x.len())]
+        .iter()
+        .map(|&v| round_bf16(v))
+        .collect()
+}
+
+/// A buffer's identity for the replay log.
+fn at<T>(b: &T) -> usize {
+    b as *const T as usize
+}
+
+fn buf(b: &Buf) -> usize {
+    b.as_ptr() as usize
+}
+
+/// What a recorded step's launches see of its plan: sizes only (the contents are copied into
+/// the recording's own buffers before each replay).
+fn step_sizes(s: &StepPlan) -> String {
+    format!(
+        "step(tokens={}, k={}, mix={}, logits={})",
+        s.token_ids.len(),
+        s.mix_k,
+        s.mix_slots.len(),
+        s.logit_rows.len()
+    )
+}
+
+impl CpuProbe {
+    /// Matmul and lm_head inputs rounded to bf16 (`--cuda-bf16-compute` on the CPU).
+    pub fn bf16_inputs() -> Self {
+        CpuProbe {
+            cpu: CpuBackend::new(),
+            round_inputs: true,
+            replay: None,
+        }
+    }
+
+    /// Steps of one shape checked to launch the same work (what CUDA graphs replay).
+    pub fn replay_check() -> Self {
+        CpuProbe {
+            cpu: CpuBackend::new(),
+            round_inputs: false,
+            replay: Some(Mutex::new(ReplayLog::default())),
+        }
+    }
+
+    /// Steps that were checked against an earlier step of their shape.
+    pub fn replays_checked(&self) -> usize {
+        self.replay
+            .as_ref()
+            .map_or(0, |r| r.lock().unwrap_or_else(|p| p.into_inner()).compared)
+    }
+
+    fn log(&self, op: impl FnOnce() -> String) {
+        if let Some(r) = &self.replay {
+            if let Some(cur) = r.lock().unwrap_or_else(|p| p.into_inner()).current.as_mut() {
+                cur.push(op());
+            }
+        }
+    }
+}
+
+impl Backend for CpuProbe {
+    type Buf = Buf;
+    type Weight = Weight;
+    type Step = Step;
+    type Lora = Lora;
+
+    fn name(&self) -> String {
+        let what = if self.round_inputs {
+            "bf16 matmul inputs"
+        } else {
+            "replay check"
+        };
+        format!("{} ({what})", self.cpu.name())
+    }
+    fn alloc(&self, len: usize) -> Result<Buf> {
+        self.cpu.alloc(len)
+    }
+    fn alloc_kv(&self, len: usize, sparse: bool) -> Result<Buf> {
+        self.cpu.alloc_kv(len, sparse)
+    }
+    fn upload(&self, data: &[f32]) -> Result<Buf> {
+        self.cpu.upload(data)
+    }
+    fn download(&self, b: &Buf, len: usize) -> Result<Vec<f32>> {
+        self.cpu.download(b, len)
+    }
+    fn upload_weight(&self, w: &HostTensor) -> Result<Weight> {
+        self.cpu.upload_weight(w)
+    }
+    fn packed_weights(&self) -> bool {
+        self.cpu.packed_weights()
+    }
+    fn run_step<R: Send>(&self, step: impl FnOnce() -> R + Send) -> R {
+        self.cpu.run_step(step)
+    }
+    fn upload_lora(&self, s: &LoraStackHost) -> Result<Lora> {
+        self.cpu.upload_lora(s)
+    }
+    fn upload_step(&self, plan: &StepPlan, reuse: Option<Step>) -> Result<Step> {
+        self.cpu.upload_step(plan, reuse)
+    }
+    fn run_recorded(
+        &self,
+        shape: &StepShape,
+        plan: &StepPlan,
+        reuse: Option<Step>,
+        body: &mut dyn FnMut(&Step) -> Result<()>,
+    ) -> Result<Option<Step>> {
+        let Some(r) = &self.replay else {
+            let step = self.upload_step(plan, reuse)?;
+            body(&step)?;
+            return Ok(Some(step));
+        };
+        let lock = || r.lock().unwrap_or_else(|p| p.into_inner());
+        lock().current = Some(Vec::new());
+        let step = self.upload_step(plan, reuse)?;
+        let res = body(&step);
+        let ops = lock().current.take().unwrap_or_default();
+        res?;
+        let mut g = lock();
+        match g.first.get(shape) {
+            None => {
+                g.first.insert(*shape, ops);
+            }
+            Some(first) if *first == ops => g.compared += 1,
+            Some(first) => {
+                let i = first.iter().zip(&ops).take_while(|(a, b)| a == b).count();
+                let none = "(nothing)".to_string();
+                return Err(Error::invalid(format!(
+                    "replay check: a step of {shape:?} launched other work than the first of \
+                     its shape, from op {i}: {} then, {} now",
+                    first.get(i).unwrap_or(&none),
+                    ops.get(i).unwrap_or(&none)
+                )));
+            }
+        }
+        Ok(Some(step))
+    }
+    fn embedding(&self, t: &Weight, s: &Step, n: usize, dim: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| {
+            format!(
+                "embedding {:x} {} {n} {dim} {:x}",
+                at(t),
+                step_sizes(s),
+                buf(out)
+            )
+        });
+        self.cpu.embedding(t, s, n, dim, out)
+    }
+    fn rms_norm(
+        &self,
+        x: &Buf,
+        w: &Buf,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut Buf,
+    ) -> Result<()> {
+        self.log(|| {
+            format!(
+                "rms_norm {:x} {:x} {rows} {dim} {eps} {:x}",
+                buf(x),
+                buf(w),
+                buf(out)
+            )
+        });
+        self.cpu.rms_norm(x, w, rows, dim, eps, out)
+    }
+    fn matmul(
+        &self,
+        x: &Buf,
+        w: &Weight,
+        bias: Option<&Buf>,
+        rows: usize,
+        k: usize,
+        n: usize,
+        out: &mut Buf,
+    ) -> Result<()> {
+        self.log(|| {
+            let b = bias.map(buf);
+            format!(
+                "matmul {:x} {:x} {b:?} {rows} {k} {n} {:x}",
+                buf(x),
+                at(w),
+                buf(out)
+            )
+        });
+        if self.round_inputs {
+            return self
+                .cpu
+                .matmul(&rounded(x, rows * k), w, bias, rows, k, n, out);
+        }
+        self.cpu.matmul(x, w, bias, rows, k, n, out)
+    }
+    fn linears(
+        &self,
+        x: &Buf,
+        n_tokens: usize,
+        n_in: usize,
+        step: &Step,
+        jobs: &mut [LinearJob<'_, Self>],
+        u: &mut Buf,
+    ) -> Result<()> {
+        // Op by op: each matmul rounds (and logs) its input; each LoRA shrink reads it as is.
+        linears_each(self, x, n_tokens, n_in, step, jobs, u)
+    }
+    fn rope(&self, x: &mut Buf, cs: &Buf, s: &Step, t: usize, h: usize, d: usize) -> Result<()> {
+        self.log(|| {
+            format!(
+                "rope {:x} {:x} {} {t} {h} {d}",
+                buf(x),
+                buf(cs),
+                step_sizes(s)
+            )
+        });
+        self.cpu.rope(x, cs, s, t, h, d)
+    }
+    fn attention(
+        &self,
+        q: &Buf,
+        k: &Buf,
+        v: &Buf,
+        k_cache: &mut Buf,
+        v_cache: &mut Buf,
+        step: &Step,
+        shape: AttnShape,
+        out: &mut Buf,
+    ) -> Result<()> {
+        self.log(|| {
+            let b = [buf(q), buf(k), buf(v), buf(k_cache), buf(v_cache), buf(out)];
+            format!("attention {b:x?} {} {shape:?}", step_sizes(step))
+        });
+        self.cpu
+            .attention(q, k, v, k_cache, v_cache, step, shape, out)
+    }
+    fn silu_mul(&self, gate: &Buf, up: &Buf, n: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("silu_mul {:x} {:x} {n} {:x}", buf(gate), buf(up), buf(out)));
+        self.cpu.silu_mul(gate, up, n, out)
+    }
+    fn add(&self, dst: &mut Buf, src: &Buf, n: usize) -> Result<()> {
+        self.log(|| format!("add {:x} {:x} {n}", buf(dst), buf(src)));
+        self.cpu.add(dst, src, n)
+    }
+    fn lora_shrink(&self, x: &Buf, l: &Lora, s: &Step, n: usize, u: &mut Buf) -> Result<()> {
+        self.log(|| {
+            format!(
+                "lora_shrink {:x} {:x} {} {n} {:x}",
+                buf(x),
+                at(l),
+                step_sizes(s),
+                buf(u)
+            )
+        });
+        self.cpu.lora_shrink(x, l, s, n, u)
+    }
+    fn lora_expand(&self, u: &Buf, l: &Lora, s: &Step, n: usize, y: &mut Buf) -> Result<()> {
+        self.log(|| {
+            format!(
+                "lora_expand {:x} {:x} {} {n} {:x}",
+                buf(u),
+                at(l),
+                step_sizes(s),
+                buf(y)
+            )
+        });
+        self.cpu.lora_expand(u, l, s, n, y)
+    }
+    fn logits(
+        &self,
+        x: &Buf,
+        norm: &Buf,
+        eps: f32,
+        lm_head: &Weight,
+        step: &Step,
+        hidden: usize,
+        vocab: usize,
+        out: &mut Buf,
+    ) -> Result<()> {
+        self.log(|| {
+            let b = [buf(x), buf(norm), at(lm_head), buf(out)];
+            format!("logits {b:x?} {eps} {} {hidden} {vocab}", step_sizes(step))
+        });
+        if !self.round_inputs {
+            return self
+                .cpu
+                .logits(x, norm, eps, lm_head, step, hidden, vocab, out);
+        }
+        // The CUDA order: normalise the picked rows in f32, round, then the lm_head product.
+        let rows = &step.logit_rows;
+        let mut picked = Vec::with_capacity(rows.len() * hidden);
+        for &r in rows {
+            let r = r as usize;
+            picked.extend_from_slice(&x[r * hidden..(r + 1) * hidden]);
+        }
+        let mut normed = vec![0.0; picked.len()];
+        self.cpu
+            .rms_norm(&picked, norm, rows.len(), hidden, eps, &mut normed)?;
+        self.cpu.matmul(
+            &rounded(&normed, normed.len()),
+            lm_head,
+            None,
+            rows.len(),
+            hidden,
+            vocab,
+            out,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_bf16;
+
+    #[test]
+    fn rounds_to_nearest_even_like_the_cuda_kernel() {
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+        assert_eq!(round_bf16(1.0 + 1.0 / 256.0), 1.0);
+        // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6.
+        assert_eq!(round_bf16(1.0 + 3.0 / 256.0), 1.0 + 1.0 / 64.0);
+        assert_eq!(round_bf16(-2.5), -2.5);
+        assert!(round_bf16(f32::NAN).is_nan());
+        assert_eq!(round_bf16(f32::MAX), f32::INFINITY);
+    }
+}
