@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA proof, in one run on a fresh GPU machine: the NVRTC compile check, the op-parity
 # table and every fixture case on the CUDA backend (f32, bf16 weights, the bf16 compute mode,
-# and every `--cuda-experimental` path on), the fused-LoRA micro-benchmark against the device
+# bf16 LoRA, and every `--cuda-experimental` path on), the fused-LoRA micro-benchmark against the device
 # copy bandwidth, then `dlp-run bench --backend cuda` on random models of Llama-3.2-1B's and
 # Llama-2-7B's shapes with 8 random PEFT adapters, next to transformers+PEFT on the same GPU
 # (../shared/gpu/); short tables at the end.
@@ -13,8 +13,8 @@
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"].
 # Logs go to $OUT (or .gpu/out) when set. SHAPES (default "1b 7b") picks the speed stage's
 # shapes; SHAPES=none skips it. MODES picks the bench modes, in order (default
-# "bf16c-exp bf16c bf16 f32": bf16 compute with every experimental path, bf16 compute, bf16
-# weights, f32); on the 1B shape the first mode also runs at ~4,000 tokens of context (ctx4k). The checks' summary prints before the speed stage and the speed
+# "bf16c-exp bf16c bf16 f32": bf16 compute with bf16 LoRA and every experimental path, bf16
+# compute, bf16 weights, f32); on the 1B shape the first mode also runs at ~4,000 tokens of context (ctx4k). The checks' summary prints before the speed stage and the speed
 # table after each shape, so a run cut short keeps what it measured; each bench and the peer
 # stop at 150 s (should 7B not fit the device call, run SHAPES=7b as a second call). Binaries travel stripped and xz-compressed (the device tool
 # carries 64 MiB).
@@ -126,7 +126,7 @@ for shape in ${SHAPES:-1b 7b}; do
       f32) flag=() ;;
       bf16) flag=(--cuda-bf16-weights) ;;
       bf16c) flag=(--cuda-bf16-compute) ;;
-      bf16c-exp) flag=(--cuda-bf16-compute --cuda-experimental all) ;;
+      bf16c-exp) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-experimental all) ;;
       *) echo "unknown mode $mode (f32, bf16, bf16c, bf16c-exp)"; res[speed]=1; continue ;;
     esac
     timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
@@ -138,7 +138,7 @@ for shape in ${SHAPES:-1b 7b}; do
     long=$(python3 -c 'print("The cat sat on the mat. " * 560)')
     case ${modes[0]} in
       f32) flag=() ;; bf16) flag=(--cuda-bf16-weights) ;; bf16c) flag=(--cuda-bf16-compute) ;;
-      *) flag=(--cuda-bf16-compute --cuda-experimental all) ;;
+      *) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-experimental all) ;;
     esac
     timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
       --only base,fused3 --new-tokens 64 --rounds 2 --prompt "$long" \

@@ -395,7 +395,11 @@ impl WithBackend for &BenchArgs {
         };
         let memory = match bandwidth {
             Some((weights, device)) => {
-                let lora_bpp = if args.model.lora_f16 { 2 } else { 4 };
+                let lora_bpp = if args.model.lora_f16 || args.model.cuda_lora_bf16 {
+                    2
+                } else {
+                    4
+                };
                 let mem = match device {
                     None => MemoryModel::measure(weights, &adapters, lora_bpp),
                     Some(gbs) => MemoryModel::device(weights, &adapters, lora_bpp, gbs),
@@ -425,7 +429,13 @@ impl WithBackend for &BenchArgs {
                 } else {
                     "f32"
                 },
-                if args.model.lora_f16 { "f16" } else { "f32" },
+                if args.model.lora_f16 {
+                    "f16"
+                } else if args.model.cuda_lora_bf16 {
+                    "bf16"
+                } else {
+                    "f32"
+                },
                 if args.model.cpu_amx {
                     "; several-row matmuls on AMX in bf16"
                 } else if args.model.cpu_int8 {

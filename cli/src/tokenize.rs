@@ -70,6 +70,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         cpu_int8: false,
         cuda_bf16_weights: false,
         cuda_bf16_compute: false,
+        cuda_lora_bf16: false,
         cuda_experimental: vec![],
         chat_template: args.chat_template.clone(),
     };

@@ -215,6 +215,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
     for (flag, value) in [
         ("--cuda-bf16-compute", None),
+        ("--cuda-lora-bf16", None),
         ("--cuda-experimental", Some("graphs")),
     ] {
         let mut a = vec!["generate", "--backend", "cpu", "-m", m, flag];

@@ -151,9 +151,11 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
                         reinterpret_cast<const unsigned*>(lj.slot_rank[j]),
                         reinterpret_cast<const float*>(lj.slot_scale[j]), lj.n_slots[j], r, kk,
                         &off, &ws);
+                    const size_t at = (size_t)(off + i) * n + f;
                     if (i < rank)
                         acc[r] += u[((size_t)r * lj.mix_k + kk) * mr + i] *
-                                  bt[(size_t)(off + i) * n + f];
+                                  (lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
+                                              : bt[at]);
                 }
             }
         }

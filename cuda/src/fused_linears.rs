@@ -98,15 +98,26 @@ impl CudaBackend {
         guards.push(g);
         for (i, j) in jobs.iter().enumerate() {
             let Some(l) = j.lora else { continue };
-            for (slot, buf) in [
-                (&mut desc.a[i], &l.a),
-                (&mut desc.bt[i], &l.bt),
-                (&mut desc.slot_scale[i], &l.slot_scale),
-            ] {
-                let (p, g) = buf.device_ptr(stream);
-                guards.push(g);
-                *slot = p;
+            match (&l.a16, &l.bt16) {
+                (Some(a16), Some(bt16)) => {
+                    for (slot, buf) in [(&mut desc.a[i], a16), (&mut desc.bt[i], bt16)] {
+                        let (p, g) = buf.device_ptr(stream);
+                        guards.push(g);
+                        *slot = p;
+                    }
+                    desc.ab_bf16 = 1;
+                }
+                _ => {
+                    for (slot, buf) in [(&mut desc.a[i], &l.a), (&mut desc.bt[i], &l.bt)] {
+                        let (p, g) = buf.device_ptr(stream);
+                        guards.push(g);
+                        *slot = p;
+                    }
+                }
             }
+            let (p, g) = l.slot_scale.device_ptr(stream);
+            guards.push(g);
+            desc.slot_scale[i] = p;
             for (slot, buf) in [
                 (&mut desc.slot_offset[i], &l.slot_offset),
                 (&mut desc.slot_rank[i], &l.slot_rank),

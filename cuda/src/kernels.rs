@@ -31,7 +31,9 @@ pub struct Kernels {
     pub(crate) silu_mul: CudaFunction,
     pub(crate) add: CudaFunction,
     pub(crate) lora_shrink: CudaFunction,
+    pub(crate) lora_shrink_bf16: CudaFunction,
     pub(crate) lora_expand: CudaFunction,
+    pub(crate) lora_expand_bf16: CudaFunction,
     pub(crate) logits_norm: CudaFunction,
 }
 
@@ -83,7 +85,9 @@ impl Kernels {
             silu_mul: get("silu_mul", "silu_mul")?,
             add: get("add", "add")?,
             lora_shrink: get("lora", "lora_shrink")?,
+            lora_shrink_bf16: get("lora", "lora_shrink_bf16")?,
             lora_expand: get("lora", "lora_expand")?,
+            lora_expand_bf16: get("lora", "lora_expand_bf16")?,
             logits_norm: get("logits", "logits_norm")?,
             _modules: modules.into_iter().map(|(_, m)| m).collect(),
         })

@@ -43,9 +43,9 @@ unsafe impl DeviceRepr for MatvecJobs {}
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoraJobs {
-    /// `const float*` stacked A, `[total_rank, in_dim]`.
+    /// `const float*` (bf16 bit patterns with `ab_bf16`) stacked A, `[total_rank, in_dim]`.
     pub a: [u64; MATVEC_MAX_JOBS],
-    /// `const float*` stacked B^T, `[total_rank, n]`.
+    /// `const float*` (bf16 bit patterns with `ab_bf16`) stacked B^T, `[total_rank, n]`.
     pub bt: [u64; MATVEC_MAX_JOBS],
     /// `const unsigned*` first row of each slot.
     pub slot_offset: [u64; MATVEC_MAX_JOBS],
@@ -69,6 +69,10 @@ pub struct LoraJobs {
     pub mix_k: i32,
     /// Jobs described (stacked or not).
     pub n_jobs: i32,
+    /// 1 when A and B^T hold bf16 bit patterns (`CudaOptions::lora_bf16`; all jobs alike).
+    pub ab_bf16: i32,
+    /// Explicit padding (always 0): the struct is copied whole into the kernel parameters.
+    pub pad: i32,
 }
 
 // SAFETY: plain old data with the C layout of `LoraJobs` in lora.cu.
@@ -309,8 +313,10 @@ mod tests {
 
     #[test]
     fn lora_jobs_descriptor_has_the_kernels_layout() {
-        // 18 pointers, 6 ints, 3 pointers, 2 ints (C: 200 bytes, no padding).
-        assert_eq!(std::mem::size_of::<LoraJobs>(), 200);
+        // 18 pointers, 6 ints, 3 pointers, 4 ints (C: 208 bytes, no implicit padding).
+        assert_eq!(std::mem::size_of::<LoraJobs>(), 208);
+        assert_eq!(std::mem::offset_of!(LoraJobs, ab_bf16), 200);
+        assert_eq!(std::mem::offset_of!(LoraJobs, pad), 204);
         assert_eq!(std::mem::offset_of!(LoraJobs, n_slots), 144);
         assert_eq!(std::mem::offset_of!(LoraJobs, seg_of_token), 168);
         assert_eq!(std::mem::offset_of!(LoraJobs, mix_k), 192);

@@ -29,6 +29,11 @@ impl Backend for CudaBackend {
             "f32 (cuBLAS sgemm)"
         };
         let x = &o.experimental;
+        let mode = if o.lora_bf16 {
+            format!("{mode}, LoRA bf16")
+        } else {
+            mode.to_string()
+        };
         let on: Vec<&str> = [
             (x.decode_matvec, "decode-matvec"),
             (x.fused_lora, "fused-lora"),
@@ -438,11 +443,19 @@ impl Backend for CudaBackend {
         }
         let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
         let (d, mr) = (int("lora", l.in_dim)?, int("lora", l.max_rank)?);
-        let mut a = self.args(&self.k.lora_shrink);
-        a.arg(x)
-            .arg(&l.a)
-            .arg(&step.segment_of_token)
-            .arg(&step.mix_slots);
+        let mut a = match &l.a16 {
+            Some(a16) => {
+                let mut a = self.args(&self.k.lora_shrink_bf16);
+                a.arg(x).arg(a16);
+                a
+            }
+            None => {
+                let mut a = self.args(&self.k.lora_shrink);
+                a.arg(x).arg(&l.a);
+                a
+            }
+        };
+        a.arg(&step.segment_of_token).arg(&step.mix_slots);
         a.arg(&step.mix_weights)
             .arg(&mk)
             .arg(&l.slot_offset)
@@ -479,11 +492,19 @@ impl Backend for CudaBackend {
         }
         let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
         let (o, mr) = (int("lora", l.out_dim)?, int("lora", l.max_rank)?);
-        let mut a = self.args(&self.k.lora_expand);
-        a.arg(u)
-            .arg(&l.bt)
-            .arg(&step.segment_of_token)
-            .arg(&step.mix_slots);
+        let mut a = match &l.bt16 {
+            Some(bt16) => {
+                let mut a = self.args(&self.k.lora_expand_bf16);
+                a.arg(u).arg(bt16);
+                a
+            }
+            None => {
+                let mut a = self.args(&self.k.lora_expand);
+                a.arg(u).arg(&l.bt);
+                a
+            }
+        };
+        a.arg(&step.segment_of_token).arg(&step.mix_slots);
         a.arg(&step.mix_weights)
             .arg(&mk)
             .arg(&l.slot_offset)

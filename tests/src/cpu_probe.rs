@@ -6,6 +6,8 @@
 //!   CUDA's `to_bf16` / `round_bf16`), with f32 accumulation; LoRA, attention and norms get the
 //!   unrounded values, as on the GPU. Used with weights rounded to bf16
 //!   ([`crate::Fixture::load_bf16_rounded`]).
+//! - **bf16 LoRA** ([`CpuProbe::bf16_lora`]): LoRA A and B rounded to bf16 at upload, what
+//!   `--cuda-lora-bf16` stores, to measure what that rounding does to the logits.
 //! - **replay check** ([`CpuProbe::replay_check`]): what CUDA graphs rely on. Every step's ops
 //!   are logged with their sizes and the addresses of the buffers they touch; a step whose
 //!   [`StepShape`] was seen before must log exactly what the first one did (a graph recorded
@@ -30,6 +32,7 @@ type Lora = <Cpu as Backend>::Lora;
 pub struct CpuProbe {
     cpu: CpuBackend,
     round_inputs: bool,
+    round_lora: bool,
     replay: Option<Mutex<ReplayLog>>,
 }
 
@@ -82,6 +85,17 @@ impl CpuProbe {
         CpuProbe {
             cpu: CpuBackend::new(),
             round_inputs: true,
+            round_lora: false,
+            replay: None,
+        }
+    }
+
+    /// LoRA A and B rounded to bf16 at upload (`--cuda-lora-bf16` on the CPU).
+    pub fn bf16_lora() -> Self {
+        CpuProbe {
+            cpu: CpuBackend::new(),
+            round_inputs: false,
+            round_lora: true,
             replay: None,
         }
     }
@@ -91,6 +105,7 @@ impl CpuProbe {
         CpuProbe {
             cpu: CpuBackend::new(),
             round_inputs: false,
+            round_lora: false,
             replay: Some(Mutex::new(ReplayLog::default())),
         }
     }
@@ -120,6 +135,8 @@ impl Backend for CpuProbe {
     fn name(&self) -> String {
         let what = if self.round_inputs {
             "bf16 matmul inputs"
+        } else if self.round_lora {
+            "bf16 LoRA"
         } else {
             "replay check"
         };
@@ -147,6 +164,12 @@ impl Backend for CpuProbe {
         self.cpu.run_step(step)
     }
     fn upload_lora(&self, s: &LoraStackHost) -> Result<Lora> {
+        if self.round_lora {
+            let mut r = s.clone();
+            r.a.iter_mut().for_each(|v| *v = round_bf16(*v));
+            r.bt.iter_mut().for_each(|v| *v = round_bf16(*v));
+            return self.cpu.upload_lora(&r);
+        }
         self.cpu.upload_lora(s)
     }
     fn upload_step(&self, plan: &StepPlan, reuse: Option<Step>) -> Result<Step> {

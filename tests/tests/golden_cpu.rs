@@ -70,6 +70,23 @@ mod bf16_compute {
     fixture_tests!(run_fixture);
 }
 
+/// LoRA A and B rounded to bf16 at upload (what `--cuda-lora-bf16` stores), on the CPU: the
+/// bound the CUDA path is held to ([`dlp_tests::lora_bf16_logit_tol`]).
+mod lora_bf16 {
+    use super::*;
+    use dlp_tests::cpu_probe::CpuProbe;
+
+    fn run_fixture(name: &str) {
+        run_golden_within(
+            name,
+            CpuProbe::bf16_lora(),
+            dlp_tests::lora_bf16_logit_tol(name),
+        );
+    }
+
+    fixture_tests!(run_fixture);
+}
+
 /// `--cpu-amx`: matmuls of several rows (prefill, the batch) on the AMX tile unit, inputs and
 /// weights rounded to bf16. Skips, saying so, where the CPU or OS has no AMX-BF16.
 mod amx {

@@ -5,8 +5,8 @@
 
 use dlp_cuda::{CudaBackend, CudaOptions};
 use dlp_tests::{
-    backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, run_golden,
-    run_golden_bf16_weights,
+    backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, lora_bf16_logit_tol,
+    run_golden, run_golden_bf16_weights, run_golden_within,
 };
 
 fn run_fixture(name: &str) {
@@ -56,9 +56,28 @@ mod bf16_compute {
     fixture_tests!(run_fixture);
 }
 
+/// LoRA A and B stored in bf16 (`--cuda-lora-bf16`), f32 weights, under
+/// [`lora_bf16_logit_tol`]: the bound the CPU meets with the adapters rounded the same way.
+mod lora_bf16 {
+    use super::*;
+
+    fn run_fixture(name: &str) {
+        let opts = CudaOptions {
+            lora_bf16: true,
+            ..Default::default()
+        };
+        if let Some(b) = backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA") {
+            run_golden_within(name, b, lora_bf16_logit_tol(name));
+        }
+    }
+
+    fixture_tests!(run_fixture);
+}
+
 /// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode (so that a
 /// failure names its path), then all together with f32 weights under the f32 bounds, with bf16
-/// weights and in the bf16 compute mode under theirs.
+/// weights and in the bf16 compute mode under theirs, and with bf16 LoRA as well under the sum
+/// of the two bounds (not measured together on the CPU).
 mod experimental {
     use super::*;
     use dlp_cuda::Experimental;
@@ -147,11 +166,23 @@ mod experimental {
                 bf16_weights: true,
                 bf16_compute: compute,
                 experimental: ALL,
+                ..Default::default()
             };
             if let Some(b) = cuda(opts) {
                 println!("{name}: bf16 weights, bf16 compute {compute}, --cuda-experimental all");
                 run_golden_bf16_weights(name, b, tol);
             }
+        }
+        // What gpu-check.sh benches as bf16c-exp: the two roundings' bounds add.
+        let opts = CudaOptions {
+            bf16_compute: true,
+            lora_bf16: true,
+            experimental: ALL,
+            ..Default::default()
+        };
+        if let Some(b) = cuda(opts) {
+            println!("{name}: bf16 compute, --cuda-lora-bf16, --cuda-experimental all");
+            run_golden_bf16_weights(name, b, compute_tol + lora_bf16_logit_tol(name));
         }
     }
 

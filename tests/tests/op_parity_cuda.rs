@@ -10,8 +10,8 @@ use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
 use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
-    assert_all_pass, bf16_weight_cases, decode_matvec_cases, run_all, run_cases, run_cases_against,
-    split_attention_cases,
+    assert_all_pass, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases, run_all, run_cases,
+    run_cases_against, split_attention_cases,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -118,4 +118,28 @@ fn op_parity_cuda_wide_grids_and_split_attention() {
     let mut results = run_all(&b);
     results.extend(run_cases(&b, split_attention_cases()));
     assert_all_pass(&results);
+}
+
+/// `--cuda-lora-bf16`: the table's shrink/expand cases and the grouped `linears` cases with
+/// LoRA, A and B drawn as bf16 values (both sides compute on the same numbers), with the
+/// fused LoRA path off and on.
+#[test]
+fn op_parity_cuda_lora_bf16() {
+    let fused = Experimental {
+        fused_lora: true,
+        ..MATVEC
+    };
+    for experimental in [MATVEC, fused] {
+        let opts = CudaOptions {
+            bf16_weights: true,
+            lora_bf16: true,
+            experimental,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("LoRA bf16, {experimental:?}");
+        assert_all_pass(&run_cases(&b, bf16_lora_cases()));
+    }
 }

@@ -408,6 +408,9 @@ impl<'t, B: Backend> Worker<'t, B> {
         });
         match result {
             Ok(report) => {
+                // Before any answer goes out: a client that reads /metrics after its answer
+                // sees its sequence gone.
+                self.gauges(sched);
                 metrics.step_seconds.observe(report.secs);
                 metrics.step_tokens.observe(report.tokens as f64);
                 for (id, out) in report.finished {

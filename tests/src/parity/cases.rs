@@ -98,6 +98,8 @@ pub struct ParityCase {
     pub f16_weights: bool,
     /// Weights drawn as bf16 values, for bf16-weight backends.
     pub bf16_weights: bool,
+    /// LoRA A and B drawn as bf16 values, for `--cuda-lora-bf16`.
+    pub bf16_lora: bool,
 }
 
 fn case(id: String, op: Op, tol: f64) -> ParityCase {
@@ -112,6 +114,7 @@ fn case(id: String, op: Op, tol: f64) -> ParityCase {
         seed,
         f16_weights: false,
         bf16_weights: false,
+        bf16_lora: false,
     }
 }
 
@@ -458,4 +461,24 @@ pub fn split_attention_cases() -> Vec<ParityCase> {
     v.push(attn(4, 4, 64, 2048, 3, &[(0, 2047), (1, 5), (2, 1000)]));
     v.push(attn_window(4, 2, 64, 1024, 1, &[(0, 1000)], 300));
     v
+}
+
+/// The LoRA cases for `--cuda-lora-bf16`: every `lora_shrink`/`lora_expand` case of the table
+/// and the decode-matvec `linears` cases with LoRA (for `fused-lora`), with A and B drawn as
+/// bf16 values so that both sides compute on the same numbers.
+pub fn bf16_lora_cases() -> Vec<ParityCase> {
+    cases()
+        .into_iter()
+        .chain(decode_matvec_cases())
+        .filter(|c| match &c.op {
+            Op::Lora { .. } => true,
+            Op::Linears { mix, .. } => mix.is_some(),
+            _ => false,
+        })
+        .map(|c| ParityCase {
+            id: format!("bf16 LoRA {}", c.id),
+            bf16_lora: true,
+            ..c
+        })
+        .collect()
 }

@@ -14,8 +14,8 @@ use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER
 mod cases;
 
 pub use cases::{
-    bf16_weight_cases, cases, decode_matvec_cases, f16_weight_cases, split_attention_cases,
-    Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL,
+    bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases, f16_weight_cases,
+    split_attention_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL,
 };
 
 /// The result of one case on one backend.
@@ -191,7 +191,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.add(&mut dst, &src, *n)?;
             vec![("dst", b.download(&dst, *n)?, None)]
         }
-        Op::Lora { mix, expand } => exec_lora(b, mix, *expand, &mut g)?,
+        Op::Lora { mix, expand } => exec_lora(b, mix, *expand, c.bf16_lora, &mut g)?,
         Op::Linears {
             rows,
             k,
@@ -209,7 +209,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                     None
                 };
                 let lora = match mix {
-                    Some(m) => Some(b.upload_lora(&lora_host(m, n, &mut g))?),
+                    Some(m) => Some(b.upload_lora(&lora_host(m, n, c.bf16_lora, &mut g))?),
                     None => None,
                 };
                 ws.push((w, bias, lora, poisoned(b, rows * n)?));
@@ -265,11 +265,12 @@ fn exec_lora<B: Backend>(
     b: &B,
     m: &Mixture,
     expand: bool,
+    bf16: bool,
     g: &mut Rng,
 ) -> dlp_engine::Result<Vec<Output>> {
     let t = m.segment_of_token.len();
     let max_rank = *m.ranks.iter().max().unwrap_or(&0) as usize;
-    let host = lora_host(m, m.out_dim, g);
+    let host = lora_host(m, m.out_dim, bf16, g);
     let p = lora_plan(m, g);
     let lora = b.upload_lora(&host)?;
     let step = b.upload_step(&p, None)?;
@@ -299,9 +300,18 @@ fn exec_lora<B: Backend>(
 }
 
 /// A random stack for mixture `m` with `out_dim` outputs: slot ranks as `m` says, stacked
-/// without padding.
-fn lora_host(m: &Mixture, out_dim: usize, g: &mut Rng) -> LoraStackHost {
+/// without padding; A and B drawn as bf16 values with `bf16` (for `--cuda-lora-bf16`).
+fn lora_host(m: &Mixture, out_dim: usize, bf16: bool, g: &mut Rng) -> LoraStackHost {
     let total: usize = m.ranks.iter().map(|&r| r as usize).sum();
+    let mut draw = |n: usize| {
+        let mut v = g.vec(n);
+        if bf16 {
+            v.iter_mut()
+                .for_each(|x| *x = half::bf16::from_f32(*x).to_f32());
+        }
+        v
+    };
+    let (a, bt) = (draw(total * m.in_dim), draw(total * out_dim));
     let mut offset = Vec::new();
     let mut at = 0u32;
     for &r in &m.ranks {
@@ -312,8 +322,8 @@ fn lora_host(m: &Mixture, out_dim: usize, g: &mut Rng) -> LoraStackHost {
         in_dim: m.in_dim,
         out_dim,
         max_rank: *m.ranks.iter().max().unwrap_or(&0) as usize,
-        a: g.vec(total * m.in_dim),
-        bt: g.vec(total * out_dim),
+        a,
+        bt,
         slot_offset: offset,
         slot_rank: m.ranks.clone(),
         slot_scale: m.ranks.iter().map(|_| 0.5 + g.f().abs()).collect(),
@@ -467,12 +477,19 @@ mod tests {
         }
     }
 
-    /// The split-attention set's long contexts (4,096 positions) are within what the harness
-    /// builds and the CPU reference runs, so a GPU run spends its time on the GPU side only.
+    /// The split-attention set (long contexts, 4,096 positions) and the bf16-LoRA set (A and
+    /// B drawn as bf16 values) are within what the harness builds and the CPU reference runs,
+    /// so a GPU run spends its time on the GPU side only.
     #[test]
-    fn split_attention_cases_run_on_the_cpu_reference() {
+    fn split_attention_and_bf16_lora_cases_run_on_the_cpu_reference() {
         let cases = split_attention_cases();
         assert!(cases.len() >= 12, "{} cases", cases.len());
+        assert_all_pass(&run_cases(&CpuBackend::new(), cases));
+        let cases = bf16_lora_cases();
+        assert!(
+            cases.len() >= 8 && cases.iter().all(|c| c.bf16_lora),
+            "{cases:?}"
+        );
         assert_all_pass(&run_cases(&CpuBackend::new(), cases));
     }
 }
