@@ -100,6 +100,15 @@ impl CpuProbe {
         }
     }
 
+    /// Both roundings: matmul inputs and LoRA A/B in bf16 (`--cuda-bf16-compute
+    /// --cuda-lora-bf16`, what `scripts/gpu-check.sh` benches as `bf16c-exp`).
+    pub fn bf16_inputs_and_lora() -> Self {
+        CpuProbe {
+            round_lora: true,
+            ..Self::bf16_inputs()
+        }
+    }
+
     /// Steps of one shape checked to launch the same work (what CUDA graphs replay).
     pub fn replay_check() -> Self {
         CpuProbe {
@@ -133,7 +142,9 @@ impl Backend for CpuProbe {
     type Lora = Lora;
 
     fn name(&self) -> String {
-        let what = if self.round_inputs {
+        let what = if self.round_inputs && self.round_lora {
+            "bf16 matmul inputs and LoRA"
+        } else if self.round_inputs {
             "bf16 matmul inputs"
         } else if self.round_lora {
             "bf16 LoRA"
