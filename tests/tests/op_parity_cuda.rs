@@ -26,6 +26,12 @@ const MATVEC: Experimental = Experimental {
     graphs: false,
 };
 
+/// The decode matvec with the fused LoRA pair.
+const FUSED: Experimental = Experimental {
+    fused_lora: true,
+    ..MATVEC
+};
+
 #[test]
 fn op_parity_cuda() {
     let Some(b) = cuda(CudaOptions::default()) else {
@@ -54,11 +60,7 @@ fn op_parity_cuda_bf16_weights() {
 /// Then again with `fused-lora` (the `linears` cases with LoRA run the fused shrink/expand).
 #[test]
 fn op_parity_cuda_decode_matvec() {
-    let fused = Experimental {
-        fused_lora: true,
-        ..MATVEC
-    };
-    for experimental in [MATVEC, fused] {
+    for experimental in [MATVEC, FUSED] {
         let opts = CudaOptions {
             bf16_weights: true,
             experimental,
@@ -79,11 +81,7 @@ fn op_parity_cuda_decode_matvec() {
 /// ([`CpuProbe::bf16_inputs`]): the rounding is the same on both sides, so the f32 bounds hold.
 #[test]
 fn op_parity_cuda_bf16_compute() {
-    let fused = Experimental {
-        fused_lora: true,
-        ..MATVEC
-    };
-    for experimental in [Experimental::default(), MATVEC, fused] {
+    for experimental in [Experimental::default(), MATVEC, FUSED] {
         let opts = CudaOptions {
             bf16_compute: true,
             experimental,
@@ -125,11 +123,7 @@ fn op_parity_cuda_wide_grids_and_split_attention() {
 /// fused LoRA path off and on.
 #[test]
 fn op_parity_cuda_lora_bf16() {
-    let fused = Experimental {
-        fused_lora: true,
-        ..MATVEC
-    };
-    for experimental in [MATVEC, fused] {
+    for experimental in [MATVEC, FUSED] {
         let opts = CudaOptions {
             bf16_weights: true,
             lora_bf16: true,
