@@ -76,6 +76,16 @@ export DLP_REQUIRE_CUDA=1 DLP_REQUIRE_NVRTC=1 DLP_CUDA_CACHE=off
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$out/gpu.txt"
 
 status() { if [ "$1" -eq 0 ]; then echo pass; else echo "FAIL (rc $1)"; fi; }
+# The bench flags of a speed-stage mode, into the array `flag`; fails on an unknown mode.
+mode_flags() {
+  case $1 in
+    f32) flag=() ;;
+    bf16) flag=(--cuda-bf16-weights) ;;
+    bf16c) flag=(--cuda-bf16-compute) ;;
+    bf16c-exp) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-experimental all) ;;
+    *) return 1 ;;
+  esac
+}
 # Binaries prepared here travel xz-compressed.
 for z in "$G"/bin/*.xz; do [ -e "$z" ] && xz -dkf "$z" && chmod +x "${z%.xz}"; done
 declare -A res
@@ -122,13 +132,7 @@ for shape in ${SHAPES:-1b 7b}; do
   for i in 0 1 2 3 4 5 6 7; do adapters+=(--adapter "a$i=$work/$shape/adapters/a$i"); done
   modes=(${MODES:-bf16c-exp bf16c bf16 f32})
   for mode in "${modes[@]}"; do
-    case $mode in
-      f32) flag=() ;;
-      bf16) flag=(--cuda-bf16-weights) ;;
-      bf16c) flag=(--cuda-bf16-compute) ;;
-      bf16c-exp) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-experimental all) ;;
-      *) echo "unknown mode $mode (f32, bf16, bf16c, bf16c-exp)"; res[speed]=1; continue ;;
-    esac
+    mode_flags "$mode" || { echo "unknown mode $mode (f32, bf16, bf16c, bf16c-exp)"; res[speed]=1; continue; }
     timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
       --only base,single,fused3,batch32 --new-tokens 64 --rounds 3 \
       --json "$out/bench-$shape-$mode.json" >"$out/bench-$shape-$mode.log" 2>&1 || res[speed]=1
@@ -136,10 +140,7 @@ for shape in ${SHAPES:-1b 7b}; do
   if [ "$shape" = 1b ]; then
     # Decode at long context: ~3,900 prompt tokens (7 per sentence with this tokenizer).
     long=$(python3 -c 'print("The cat sat on the mat. " * 560)')
-    case ${modes[0]} in
-      f32) flag=() ;; bf16) flag=(--cuda-bf16-weights) ;; bf16c) flag=(--cuda-bf16-compute) ;;
-      *) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-experimental all) ;;
-    esac
+    mode_flags "${modes[0]}" || mode_flags bf16c-exp
     timeout 150 "$dlp" bench --backend cuda --model "$work/$shape/model" "${adapters[@]}" "${flag[@]}" \
       --only base,fused3 --new-tokens 64 --rounds 2 --prompt "$long" \
       --json "$out/bench-$shape-ctx4k.json" >"$out/bench-$shape-ctx4k.log" 2>&1 || res[speed]=1

@@ -49,67 +49,37 @@ pub enum CudaExperimental {
     All,
 }
 
-/// What `--cuda-*` asks of the CUDA backend (plain data: builds without the cuda feature).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CudaChoice {
-    pub bf16_weights: bool,
-    pub bf16_compute: bool,
-    pub lora_bf16: bool,
-    pub decode_matvec: bool,
-    pub fused_lora: bool,
-    pub wide_grids: bool,
-    pub split_attention: bool,
-    pub graphs: bool,
-}
-
-impl CudaChoice {
-    /// The flags that ask for this, for messages: `--backend cuda --cuda-bf16-compute ...`.
+impl ModelArgs {
+    /// The `--cuda-*` flags given, for messages: `--backend cuda --cuda-bf16-compute ...`.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub fn flags(&self) -> String {
+    fn cuda_flags(&self) -> String {
         let mut f = String::from("--backend cuda");
-        if self.bf16_compute {
-            f += " --cuda-bf16-compute";
-        } else if self.bf16_weights {
-            f += " --cuda-bf16-weights";
+        for (on, flag) in [
+            (self.cuda_bf16_weights, " --cuda-bf16-weights"),
+            (self.cuda_bf16_compute, " --cuda-bf16-compute"),
+            (self.cuda_lora_bf16, " --cuda-lora-bf16"),
+        ] {
+            if on {
+                f += flag;
+            }
         }
-        if self.lora_bf16 {
-            f += " --cuda-lora-bf16";
-        }
-        let exp: Vec<&str> = [
-            (self.decode_matvec, "decode-matvec"),
-            (self.fused_lora, "fused-lora"),
-            (self.wide_grids, "wide-grids"),
-            (self.split_attention, "split-attention"),
-            (self.graphs, "graphs"),
-        ]
-        .into_iter()
-        .filter_map(|(on, n)| on.then_some(n))
-        .collect();
-        if !exp.is_empty() {
-            f += &format!(" --cuda-experimental {}", exp.join(","));
+        if !self.cuda_experimental.is_empty() {
+            let names: Vec<String> = self
+                .cuda_experimental
+                .iter()
+                .filter_map(|e| e.to_possible_value().map(|v| v.get_name().to_string()))
+                .collect();
+            f += &format!(" --cuda-experimental {}", names.join(","));
         }
         f
     }
-}
 
-impl ModelArgs {
-    /// The CUDA options these flags ask for.
-    pub fn cuda_choice(&self) -> CudaChoice {
-        let on = |p| {
-            self.cuda_experimental
-                .iter()
-                .any(|&e| e == p || e == CudaExperimental::All)
-        };
-        CudaChoice {
-            bf16_weights: self.cuda_bf16_weights,
-            bf16_compute: self.cuda_bf16_compute,
-            lora_bf16: self.cuda_lora_bf16,
-            decode_matvec: on(CudaExperimental::DecodeMatvec),
-            fused_lora: on(CudaExperimental::FusedLora),
-            wide_grids: on(CudaExperimental::WideGrids),
-            split_attention: on(CudaExperimental::SplitAttention),
-            graphs: on(CudaExperimental::Graphs),
-        }
+    /// Whether `--cuda-experimental` turns on `path` (directly or through `all`).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn cuda_experimental_on(&self, path: CudaExperimental) -> bool {
+        self.cuda_experimental
+            .iter()
+            .any(|&e| e == path || e == CudaExperimental::All)
     }
 }
 
@@ -420,7 +390,7 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
         }
         BackendChoice::Cpu => job.run(cpu()),
         BackendChoice::Wgpu => wgpu_backend(job, f16),
-        BackendChoice::Cuda => cuda_backend(job, model.cuda_choice()),
+        BackendChoice::Cuda => cuda_backend(job, model),
     }
 }
 
@@ -493,26 +463,28 @@ fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
 
 /// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
 #[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J, c: CudaChoice) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
+    let on = |p| model.cuda_experimental_on(p);
     let opts = dlp_cuda::CudaOptions {
-        bf16_weights: c.bf16_weights,
-        bf16_compute: c.bf16_compute,
-        lora_bf16: c.lora_bf16,
+        bf16_weights: model.cuda_bf16_weights,
+        bf16_compute: model.cuda_bf16_compute,
+        lora_bf16: model.cuda_lora_bf16,
         experimental: dlp_cuda::Experimental {
-            decode_matvec: c.decode_matvec,
-            fused_lora: c.fused_lora,
-            wide_grids: c.wide_grids,
-            split_attention: c.split_attention,
-            graphs: c.graphs,
+            decode_matvec: on(CudaExperimental::DecodeMatvec),
+            fused_lora: on(CudaExperimental::FusedLora),
+            wide_grids: on(CudaExperimental::WideGrids),
+            split_attention: on(CudaExperimental::SplitAttention),
+            graphs: on(CudaExperimental::Graphs),
         },
     };
-    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(c.flags())?;
+    let flags = model.cuda_flags();
+    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(flags.clone())?;
     let (name, dev, arch) = (b.name(), b.device_name(), b.arch());
-    tracing::info!("backend {name} ({dev}, {arch}, {})", c.flags());
+    tracing::info!("backend {name} ({dev}, {arch}, {flags})");
     job.run(b)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend<J: WithBackend>(_job: J, _c: CudaChoice) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(_job: J, _model: &ModelArgs) -> Result<J::Out> {
     bail!("--backend cuda: this build has no CUDA backend (rebuild with `--features cuda`)")
 }

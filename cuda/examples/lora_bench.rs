@@ -171,17 +171,9 @@ fn run() -> Result<(), String> {
         + (TOKENS * K * RANK) as f64 * f * 2.0;
     let lora_gbs = bytes / (ms * 1e-3) / 1e9;
 
-    // Device copy ceiling: 1 GiB, counting bytes read plus written.
-    let n = 1usize << 28;
-    let src = b.upload(&rand_vec(&mut r, n, 1.0)).map_err(e)?;
-    let mut dst = b.alloc(n).map_err(e)?;
-    let copy = |_: usize| {
-        b.stream().memcpy_dtod(&src, &mut dst).expect("memcpy_dtod");
-    };
-    let mut copy = copy;
-    copy(0);
-    let copy_ms = time_ms(&b, 11, 5, &mut copy)?;
-    let copy_gbs = 2.0 * (n * 4) as f64 / (copy_ms * 1e-3) / 1e9;
+    // Device copy ceiling: the backend's own probe (what `dlp-run bench` reads decode against).
+    let copy_gbs = b.copy_bandwidth_gbs()?;
+    let copy_ms = 2.0 * dlp_cuda::probe::COPY_PROBE_BYTES as f64 / (copy_gbs * 1e9) * 1e3;
 
     println!("device            {} ({})", b.device_name(), b.arch());
     println!("shape             hidden {HIDDEN}, {ADAPTERS} adapters r {RANK}, K {K}, {TOKENS} tokens / {SEGMENTS} segments, {} adapters used", used.len());

@@ -103,6 +103,30 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
     __syncthreads();
 }
 
+// What the block of (query head h, token t) attends with: its query row, the first value of
+// its kv head in the token's cache slot, and its positions start..=pos (start = pos + 1 -
+// window with a sliding window, else 0).
+struct AttnRow {
+    const float* qv;
+    size_t base;
+    int kv_dim, pos, start;
+};
+
+__device__ __forceinline__ AttnRow attn_row(const float* __restrict__ q,
+                                            const unsigned* __restrict__ kv_slots,
+                                            const unsigned* __restrict__ positions, int h, int t,
+                                            int n_heads, int n_kv_heads, int head_dim,
+                                            int capacity, int window) {
+    AttnRow r;
+    r.kv_dim = n_kv_heads * head_dim;
+    const int kvh = h / (n_heads / n_kv_heads);
+    r.pos = positions[t];
+    r.qv = q + ((size_t)t * n_heads + h) * head_dim;
+    r.base = (size_t)kv_slots[t] * capacity * r.kv_dim + (size_t)kvh * head_dim;
+    r.start = (window > 0 && r.pos + 1 > window) ? r.pos + 1 - window : 0;
+    return r;
+}
+
 // grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM.
 extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attention(const float* __restrict__ q, const float* __restrict__ k_cache,
@@ -111,13 +135,10 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
               int capacity, float scale, int window, float* __restrict__ out) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y;
-    const int kv_dim = n_kv_heads * head_dim;
-    const int kvh = h / (n_heads / n_kv_heads);
-    const int pos = positions[t];
-    const float* qv = q + ((size_t)t * n_heads + h) * head_dim;
-    const size_t base = (size_t)kv_slots[t] * capacity * kv_dim + (size_t)kvh * head_dim;
-    const int start = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
-    attend_range(qv, k_cache, v_cache, base, kv_dim, head_dim, scale, start, pos + 1, sh);
+    const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
+                               capacity, window);
+    attend_range(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, r.start, r.pos + 1,
+                 sh);
     float* o = out + ((size_t)t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) o[d] = sh.acc[0][d] / sh.l[0];
 }
@@ -135,15 +156,11 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
                     float* __restrict__ part) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
-    const int kv_dim = n_kv_heads * head_dim;
-    const int kvh = h / (n_heads / n_kv_heads);
-    const int pos = positions[t];
-    const float* qv = q + ((size_t)t * n_heads + h) * head_dim;
-    const size_t base = (size_t)kv_slots[t] * capacity * kv_dim + (size_t)kvh * head_dim;
-    const int start = (window > 0 && pos + 1 > window) ? pos + 1 - window : 0;
-    const int chunk = (pos + 1 - start + splits - 1) / splits;
-    const int b = start + z * chunk, e = min(b + chunk, pos + 1);
-    attend_range(qv, k_cache, v_cache, base, kv_dim, head_dim, scale, b, max(b, e), sh);
+    const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
+                               capacity, window);
+    const int chunk = (r.pos + 1 - r.start + splits - 1) / splits;
+    const int b = r.start + z * chunk, e = min(b + chunk, r.pos + 1);
+    attend_range(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, b, max(b, e), sh);
     float* pt = part + (((size_t)t * n_heads + h) * splits + z) * (head_dim + 2);
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) pt[d] = sh.acc[0][d];
     if (threadIdx.x == 0) {

@@ -5,12 +5,12 @@
 //! its epilogue (`matvec_bf16_lora_r*`). Op by op that is 1 + 2 x modules launches, each
 //! under-filling the GPU at batch 1.
 
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{linears_each, Backend, LinearJob};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, int, BLOCK};
-use crate::matvec::{LoraJobs, MatJob, MATVEC_MAX_JOBS};
+use crate::matvec::{LoraJobs, Ptrs, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
@@ -46,7 +46,7 @@ impl CudaBackend {
         if fused_lora {
             return self.linears_fused_lora(x, n_tokens, n_in, step, jobs);
         }
-        self.matvec_bf16(x, n_tokens, &mut mat_jobs(jobs), None)?;
+        self.matvec_bf16(x, n_tokens, jobs, None)?;
         for j in jobs.iter_mut() {
             if let Some(l) = j.lora {
                 self.lora_shrink(x, l, step, n_tokens, u)?;
@@ -93,54 +93,28 @@ impl CudaBackend {
             n_jobs: int("linears", jobs.len())?,
             ..Default::default()
         };
-        let mut guards = Vec::new();
-        let (u0, g) = su.device_ptr_mut(stream);
-        guards.push(g);
+        // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables.
+        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 }>::new(stream);
+        let u0 = ptrs.write(su);
         for (i, j) in jobs.iter().enumerate() {
             let Some(l) = j.lora else { continue };
-            match (&l.a16, &l.bt16) {
+            (desc.a[i], desc.bt[i]) = match (&l.a16, &l.bt16) {
                 (Some(a16), Some(bt16)) => {
-                    for (slot, buf) in [(&mut desc.a[i], a16), (&mut desc.bt[i], bt16)] {
-                        let (p, g) = buf.device_ptr(stream);
-                        guards.push(g);
-                        *slot = p;
-                    }
                     desc.ab_bf16 = 1;
+                    (ptrs.read(a16), ptrs.read(bt16))
                 }
-                _ => {
-                    for (slot, buf) in [(&mut desc.a[i], &l.a), (&mut desc.bt[i], &l.bt)] {
-                        let (p, g) = buf.device_ptr(stream);
-                        guards.push(g);
-                        *slot = p;
-                    }
-                }
-            }
-            let (p, g) = l.slot_scale.device_ptr(stream);
-            guards.push(g);
-            desc.slot_scale[i] = p;
-            for (slot, buf) in [
-                (&mut desc.slot_offset[i], &l.slot_offset),
-                (&mut desc.slot_rank[i], &l.slot_rank),
-            ] {
-                let (p, g) = buf.device_ptr(stream);
-                guards.push(g);
-                *slot = p;
-            }
+                _ => (ptrs.read(&l.a), ptrs.read(&l.bt)),
+            };
+            desc.slot_scale[i] = ptrs.read(&l.slot_scale);
+            desc.slot_offset[i] = ptrs.read(&l.slot_offset);
+            desc.slot_rank[i] = ptrs.read(&l.slot_rank);
             desc.u[i] = u0 + (i * per * std::mem::size_of::<f32>()) as u64;
             desc.n_slots[i] = int("linears", l.n_slots)?;
             desc.max_rank[i] = int("linears", l.max_rank)?;
         }
-        for (slot, buf) in [
-            (&mut desc.seg_of_token, &step.segment_of_token),
-            (&mut desc.mix_slots, &step.mix_slots),
-        ] {
-            let (p, g) = buf.device_ptr(stream);
-            guards.push(g);
-            *slot = p;
-        }
-        let (p, g) = step.mix_weights.device_ptr(stream);
-        guards.push(g);
-        desc.mix_weights = p;
+        desc.seg_of_token = ptrs.read(&step.segment_of_token);
+        desc.mix_slots = ptrs.read(&step.mix_slots);
+        desc.mix_weights = ptrs.read(&step.mix_weights);
         if per > 0 {
             let d = int("linears", n_in)?;
             let mut a = self.args(&self.k.lora_shrink_jobs);
@@ -150,18 +124,7 @@ impl CudaBackend {
         } else {
             desc.n_jobs = 0; // no entry to apply: the plain matvec
         }
-        drop(guards);
-        self.matvec_bf16(x, n_tokens, &mut mat_jobs(jobs), Some(&desc))
+        drop(ptrs);
+        self.matvec_bf16(x, n_tokens, jobs, Some(&desc))
     }
-}
-
-/// The matvec's view of `linears` jobs: weight, bias and output of each.
-fn mat_jobs<'a>(jobs: &'a mut [LinearJob<'_, CudaBackend>]) -> Vec<MatJob<'a>> {
-    jobs.iter_mut()
-        .map(|j| MatJob {
-            w: j.w,
-            bias: j.bias,
-            out: &mut *j.out,
-        })
-        .collect()
 }

@@ -12,7 +12,7 @@ mod launch;
 pub mod matvec;
 pub mod nvrtc;
 mod ops;
-mod probe;
+pub mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -461,36 +461,8 @@ impl CudaBackend {
     }
 
     pub(crate) fn upload_lora_impl(&self, s: &LoraStackHost) -> Result<CudaLora> {
+        s.validate()?;
         let n = s.slot_rank.len();
-        if s.slot_offset.len() != n || s.slot_scale.len() != n {
-            return Err(Error::invalid(format!(
-                "upload_lora: {n} slot ranks but {} offsets and {} scales",
-                s.slot_offset.len(),
-                s.slot_scale.len()
-            )));
-        }
-        let total = s.total_rank();
-        // As the CPU checks: every slot's rows inside the stack (the kernels index by them).
-        if let Some(slot) = (0..n).find(|&i| {
-            let (off, rank) = (s.slot_offset[i] as usize, s.slot_rank[i] as usize);
-            rank > s.max_rank || off + rank > total
-        }) {
-            return Err(Error::invalid(format!(
-                "upload_lora: slot {slot} (offset {}, rank {}) is outside the stack's {total} rows or above max_rank {}",
-                s.slot_offset[slot], s.slot_rank[slot], s.max_rank
-            )));
-        }
-        if s.a.len() < total * s.in_dim || s.bt.len() < total * s.out_dim {
-            return Err(Error::invalid(format!(
-                "upload_lora: total rank {total} needs {} A and {} B values, got {} and {}",
-                total * s.in_dim,
-                total * s.out_dim,
-                s.a.len(),
-                s.bt.len()
-            )));
-        }
-        let total_a = &s.a[..total * s.in_dim];
-        let total_bt = &s.bt[..total * s.out_dim];
         let (a, bt, a16, bt16) = if self.options.lora_bf16 {
             let bits = |v: &[f32]| -> Vec<u16> {
                 v.iter()
@@ -500,8 +472,8 @@ impl CudaBackend {
             (
                 self.put::<f32>(&[])?,
                 self.put::<f32>(&[])?,
-                Some(self.put(&bits(total_a))?),
-                Some(self.put(&bits(total_bt))?),
+                Some(self.put(&bits(&s.a))?),
+                Some(self.put(&bits(&s.bt))?),
             )
         } else {
             (self.put(&s.a)?, self.put(&s.bt)?, None, None)

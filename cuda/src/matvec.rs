@@ -6,7 +6,11 @@
 use std::ffi::c_void;
 
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
+    SyncOnDrop,
+};
+use dlp_engine::backend::LinearJob;
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, grid_1d, int};
@@ -99,11 +103,46 @@ pub fn matvec_launch(total_n: usize) -> LaunchConfig {
     )
 }
 
-/// One weight of a grouped matvec: `out[rows, w.rows] = x @ W^T (+ bias)`.
-pub(crate) struct MatJob<'a> {
-    pub w: &'a CudaWeight,
-    pub bias: Option<&'a CudaSlice<f32>>,
-    pub out: &'a mut CudaSlice<f32>,
+/// Device addresses for a launch descriptor (`MatvecJobs`, `LoraJobs`), keeping cudarc's
+/// use-tracking guards alive until the launch is queued. Fixed capacity `N`: these launches
+/// run per layer per token, so nothing is allocated.
+pub(crate) struct Ptrs<'a, const N: usize> {
+    stream: &'a CudaStream,
+    guards: [Option<SyncOnDrop<'a>>; N],
+    n: usize,
+}
+
+impl<'a, const N: usize> Ptrs<'a, N> {
+    pub(crate) fn new(stream: &'a CudaStream) -> Self {
+        Ptrs {
+            stream,
+            guards: [const { None }; N],
+            n: 0,
+        }
+    }
+
+    fn keep(&mut self, g: SyncOnDrop<'a>) {
+        assert!(
+            self.n < N,
+            "Ptrs<{N}>: more buffers than the descriptor holds"
+        );
+        self.guards[self.n] = Some(g);
+        self.n += 1;
+    }
+
+    /// The address of a buffer the launch reads.
+    pub(crate) fn read<T>(&mut self, b: &'a CudaSlice<T>) -> u64 {
+        let (p, g) = b.device_ptr(self.stream);
+        self.keep(g);
+        p
+    }
+
+    /// The address of a buffer the launch writes.
+    pub(crate) fn write<T>(&mut self, b: &'a mut CudaSlice<T>) -> u64 {
+        let (p, g) = b.device_ptr_mut(self.stream);
+        self.keep(g);
+        p
+    }
 }
 
 impl CudaBackend {
@@ -116,14 +155,14 @@ impl CudaBackend {
             && w.cols.is_multiple_of(8)
     }
 
-    /// `out = x @ W^T (+ bias)` for every job in one launch; all weights share `x`
-    /// (`[rows, k]`, `k` = each weight's columns). Callers check [`Self::matvec_fits`] and
-    /// the buffer sizes.
+    /// `out = x @ W^T (+ bias)` for every job in one launch (LoRA only through `lora`, the
+    /// fused epilogue; each job's own `lora` is not read); all weights share `x` (`[rows, k]`,
+    /// `k` = each weight's columns). Callers check [`Self::matvec_fits`] and the sizes.
     pub(crate) fn matvec_bf16(
         &self,
         x: &CudaSlice<f32>,
         rows: usize,
-        jobs: &mut [MatJob<'_>],
+        jobs: &mut [LinearJob<'_, CudaBackend>],
         lora: Option<&LoraJobs>,
     ) -> Result<()> {
         let bucket = matvec_bucket(rows).ok_or_else(|| err(format!("matvec: {rows} rows")))?;
@@ -134,9 +173,7 @@ impl CudaBackend {
         let stream = self.stream();
         let mut desc = MatvecJobs::default();
         let mut total = 0usize;
-        // The guards record the buffers' use on the stream (multi-stream contexts only); they
-        // live until the launch is queued.
-        let mut guards = Vec::with_capacity(3 * jobs.len());
+        let mut ptrs = Ptrs::<{ 3 * MATVEC_MAX_JOBS }>::new(stream);
         for (i, j) in jobs.iter_mut().enumerate() {
             if j.w.cols != k {
                 return Err(err("matvec: weights of one launch differ in columns"));
@@ -145,17 +182,11 @@ impl CudaBackend {
                 j.w.bf16
                     .as_ref()
                     .ok_or_else(|| err("matvec: weight is not bf16"))?;
-            let (w, g) = wb.device_ptr(stream);
-            guards.push(g);
-            desc.w[i] = w;
+            desc.w[i] = ptrs.read(wb);
             if let Some(b) = j.bias {
-                let (p, g) = b.device_ptr(stream);
-                guards.push(g);
-                desc.bias[i] = p;
+                desc.bias[i] = ptrs.read(b);
             }
-            let (o, g) = j.out.device_ptr_mut(stream);
-            guards.push(g);
-            desc.out[i] = o;
+            desc.out[i] = ptrs.write(j.out);
             desc.n[i] = int("matvec", j.w.rows)?;
             total += j.w.rows;
         }
@@ -172,7 +203,7 @@ impl CudaBackend {
             a.arg(l);
         }
         let res = self.go("matmul (bf16 matvec)", a, matvec_launch(total));
-        drop(guards);
+        drop(ptrs);
         res
     }
 
@@ -257,7 +288,13 @@ impl CudaBackend {
         check_len("matmul", "x", x.len(), rows * w.cols)?;
         check_len("matmul", "out", out.len(), rows * w.rows)?;
         if self.matvec_fits(w, rows) {
-            let mut jobs = [MatJob { w, bias, out }];
+            let mut jobs = [LinearJob {
+                w,
+                bias,
+                n_out: w.rows,
+                lora: None,
+                out,
+            }];
             return self.matvec_bf16(x, rows, &mut jobs, None);
         }
         if w.bf16.is_some() && !self.options.bf16_compute {

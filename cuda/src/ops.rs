@@ -63,7 +63,7 @@ impl Backend for CudaBackend {
     }
 
     fn weight_bytes(&self, w: &CudaWeight) -> Option<usize> {
-        Some(Self::weight_bytes_of(w))
+        Some(w.bytes())
     }
 
     fn device_bandwidth_gbs(&self) -> Option<f64> {

@@ -1,5 +1,5 @@
 //! What bounds a decode step on the GPU: the bytes of each weight as stored
-//! ([`CudaBackend::weight_bytes_of`]) and the device's own memory bandwidth, measured by a
+//! ([`CudaWeight::bytes`]) and the device's own memory bandwidth, measured by a
 //! device-to-device copy ([`CudaBackend::copy_bandwidth_gbs`]), so that `dlp-run bench` can
 //! print each decode figure as a share of it, as it does on the CPU.
 
@@ -7,16 +7,18 @@ use cudarc::driver::sys::CUevent_flags;
 
 use crate::{CudaBackend, CudaWeight};
 
+impl CudaWeight {
+    /// Bytes of this weight in device memory as the matmuls read them: 2 per value in bf16
+    /// ([`crate::CudaOptions::bf16_weights`]), else 4.
+    pub fn bytes(&self) -> usize {
+        self.rows * self.cols * if self.bf16.is_some() { 2 } else { 4 }
+    }
+}
+
 /// Bytes the copy probe moves per pass (read; as many written): far past the L2 of any GPU.
 pub const COPY_PROBE_BYTES: usize = 1 << 30;
 
 impl CudaBackend {
-    /// Bytes of `w` in device memory as the matmuls read them: 2 per value in bf16
-    /// ([`crate::CudaOptions::bf16_weights`]), else 4.
-    pub fn weight_bytes_of(w: &CudaWeight) -> usize {
-        w.rows * w.cols * if w.bf16.is_some() { 2 } else { 4 }
-    }
-
     /// Device copy bandwidth in GB/s, counting bytes read plus bytes written (the figure
     /// `nvbandwidth` and `cuda/examples/lora_bench` report): the median of 7 timed passes of
     /// 4 copies of [`COPY_PROBE_BYTES`], timed with CUDA events on the backend's stream after

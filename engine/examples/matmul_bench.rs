@@ -9,20 +9,6 @@ use dlp_engine::cpu::CpuBackend;
 use dlp_engine::tensor::{HostTensor, Packed, PackedKind};
 use dlp_engine::Backend;
 
-fn quantize_q8_0(v: &[f32]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for b in v.chunks(32) {
-        let amax = b.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let d = amax / 127.0;
-        out.extend(half::f16::from_f32(d).to_le_bytes());
-        out.extend(
-            b.iter()
-                .map(|x| (if d > 0.0 { (x / d).round() } else { 0.0 }) as i8 as u8),
-        );
-    }
-    out
-}
-
 fn quantize_q4_1(v: &[f32]) -> Vec<u8> {
     let mut out = Vec::new();
     for b in v.chunks(32) {
@@ -65,7 +51,7 @@ fn main() {
                 k,
                 Packed {
                     kind: PackedKind::Q8_0,
-                    bytes: quantize_q8_0(&w),
+                    bytes: dlp_engine::cpu::int8::quantize_q8_0(&w),
                 },
             ))
             .unwrap();

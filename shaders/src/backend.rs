@@ -225,6 +225,7 @@ impl WgpuBackend {
     }
 
     pub(crate) fn upload_lora_impl(&self, s: &LoraStackHost) -> Result<WgpuLora> {
+        s.validate()?;
         let slots: Vec<u32> = (0..s.slot_rank.len())
             .flat_map(|i| [s.slot_offset[i], s.slot_rank[i], s.slot_scale[i].to_bits()])
             .collect();

@@ -35,12 +35,26 @@ pub unsafe fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
     }
 }
 
+/// The sum of the 8 lanes of `v` (the AVX2 kernels' horizontal reduction, here and in
+/// `packed_dot` and `int8`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
+/// The f16 (little-endian bits) at `p` as f32, through F16C: a GGUF block's scale.
+///
+/// # Safety
+/// Two readable bytes at `p`.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees two readable bytes.
+    let bits = unsafe { std::ptr::read_unaligned(p as *const u16) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 /// For each token `t < at.len() - 1`: `y[t * ldy + i] += sum coef * block[row * 64 + i]` for
@@ -121,12 +135,21 @@ unsafe fn add_block(
                         *a = _mm256_fmadd_ps(c, load(row * 64 + half + 8 * q), *a);
                     }
                 }
-                let mut sum = [0f32; 32];
-                for q in 0..4 {
-                    _mm256_storeu_ps(sum.as_mut_ptr().add(8 * q), _mm256_add_ps(acc[q], odd[q]));
-                }
-                for (i, s) in sum.iter().take(m).enumerate() {
-                    *py.add(half + i) += s;
+                if m == 32 {
+                    for q in 0..4 {
+                        let p = py.add(half + 8 * q);
+                        let s = _mm256_add_ps(acc[q], odd[q]);
+                        _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), s));
+                    }
+                } else {
+                    let mut sum = [0f32; 32];
+                    for q in 0..4 {
+                        let s = _mm256_add_ps(acc[q], odd[q]);
+                        _mm256_storeu_ps(sum.as_mut_ptr().add(8 * q), s);
+                    }
+                    for (i, s) in sum.iter().take(m).enumerate() {
+                        *py.add(half + i) += s;
+                    }
                 }
             }
         }

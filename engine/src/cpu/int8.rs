@@ -21,7 +21,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::matmul::{prefetch, SendPtr, GEMV_CHUNK, PREFETCH_ROWS};
-use super::packed_dot::QK;
+use super::packed_dot::{half_at, QK};
 use super::CpuWeight;
 use crate::tensor::{Packed, PackedKind};
 
@@ -170,7 +170,8 @@ impl Kernels {
 }
 
 /// `dot(dequantise(row), x)` for a weight row of `kind` (`row` holds exactly `x`'s length in
-/// values; `kind` one that [`supports`] takes).
+/// values; `kind` one that [`supports`] takes): the tests' one-row reference.
+#[cfg(test)]
 pub fn dot_row(kind: PackedKind, x: Q8Row<'_>, row: &[u8]) -> f32 {
     dot_rows::<1>(Kernels::detect(), kind, &[x], row)[0]
 }
@@ -218,17 +219,13 @@ fn dot_rows<const R: usize>(
     std::array::from_fn(|r| dot_portable(kind, x[r], row, nb))
 }
 
-fn f16_le(b: &[u8]) -> f32 {
-    f16::from_le_bytes([b[0], b[1]]).to_f32()
-}
-
 /// The portable kernel (the others' definition).
 fn dot_portable(kind: PackedKind, x: Q8Row<'_>, row: &[u8], nb: usize) -> f32 {
     let bsize = kind.block().1;
     let mut acc = 0f32;
     for (i, b) in row.chunks_exact(bsize).take(nb).enumerate() {
         let xq = &x.qs[i * QK..(i + 1) * QK];
-        let wd = f16_le(b);
+        let wd = half_at(b, 0);
         let scaled = |isum: i32| wd * x.d[i] * isum as f32;
         acc += match kind {
             PackedKind::Q8_0 => scaled(
@@ -246,7 +243,7 @@ fn dot_portable(kind: PackedKind, x: Q8Row<'_>, row: &[u8], nb: usize) -> f32 {
                     })
                     .sum();
                 let wm = if kind == PackedKind::Q4_1 {
-                    f16_le(&b[2..])
+                    half_at(b, 2)
                 } else {
                     -8.0 * wd
                 };
@@ -277,29 +274,13 @@ macro_rules! int8_kernels {
             use std::arch::x86_64::*;
 
             use super::{Ptrs, QK};
+            use crate::cpu::avx2_blocks::{f16_at, hsum};
             use crate::tensor::PackedKind;
 
             #[target_feature(enable = $features)]
             #[inline]
             fn dot4($w: __m256i, $x: __m256i) -> __m256i {
                 $dot4
-            }
-
-            #[target_feature(enable = $features)]
-            #[inline]
-            fn hsum(v: __m256) -> f32 {
-                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-                _mm_cvtss_f32(s)
-            }
-
-            #[target_feature(enable = $features)]
-            #[inline]
-            unsafe fn f16_at(p: *const u8) -> f32 {
-                // SAFETY: the caller guarantees two readable bytes.
-                let bits = unsafe { std::ptr::read_unaligned(p as *const u16) };
-                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
             }
 
             /// `R` rows against one weight row of `nb` blocks.

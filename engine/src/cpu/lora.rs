@@ -446,7 +446,7 @@ pub(super) fn rows_fit(cl: &CpuLora, rows: &[(f32, usize)]) -> bool {
 
 /// Column block `b` of the expand for each token `t < at.len() - 1`: `y[t * ldy + i] +=
 /// sum coef * B^T[row, b * COLS + i]` for `i < n` over `rows[at[t]..at[t + 1]]`; the AVX-512
-/// kernel (one call for every token) where the CPU has it.
+/// or AVX2 kernel (one call for every token) where the CPU has it.
 ///
 /// # Safety
 /// `b < out_dim.div_ceil(COLS)`, `n <= COLS`, every row is inside the stack ([`rows_fit`]),

@@ -294,35 +294,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload_lora(&self, s: &LoraStackHost) -> Result<lora::CpuLora> {
-        let rows = s.total_rank();
-        if s.a.len() != rows * s.in_dim || s.bt.len() != rows * s.out_dim {
-            return Err(Error::invalid(format!(
-                "upload_lora: {rows} rank rows of {} -> {} need A {} and B^T {} values, got {} and {}",
-                s.in_dim,
-                s.out_dim,
-                rows * s.in_dim,
-                rows * s.out_dim,
-                s.a.len(),
-                s.bt.len()
-            )));
-        }
-        let n = s.slot_rank.len();
-        if s.slot_offset.len() != n || s.slot_scale.len() != n {
-            return Err(Error::invalid(format!(
-                "upload_lora: {n} slot ranks, {} offsets, {} scales",
-                s.slot_offset.len(),
-                s.slot_scale.len()
-            )));
-        }
-        if let Some(slot) = (0..n).find(|&i| {
-            let (off, rank) = (s.slot_offset[i] as usize, s.slot_rank[i] as usize);
-            rank > s.max_rank || off + rank > rows
-        }) {
-            return Err(Error::invalid(format!(
-                "upload_lora: slot {slot} (offset {}, rank {}) is outside the stack's {rows} rows or above max_rank {}",
-                s.slot_offset[slot], s.slot_rank[slot], s.max_rank
-            )));
-        }
+        s.validate()?;
         let l = lora::CpuLora::new(
             s,
             self.options.lora_f16,

@@ -14,7 +14,8 @@ use crate::tensor::PackedKind;
 /// Values per quantisation block.
 pub const QK: usize = 32;
 
-fn half_at(b: &[u8], i: usize) -> f32 {
+/// The f16 (little-endian) at byte `i` of `b` as f32.
+pub(super) fn half_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
@@ -108,15 +109,8 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::QK;
+    use crate::cpu::avx2_blocks::{f16_at, hsum};
     use crate::tensor::PackedKind;
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
 
     /// Eight unsigned / signed bytes at `p` as f32 lanes.
     #[target_feature(enable = "avx2")]
@@ -153,13 +147,6 @@ mod avx2 {
         }
     }
 
-    #[inline(always)]
-    unsafe fn f16_at(p: *const u8) -> f32 {
-        // SAFETY: the caller guarantees two readable bytes.
-        let bits = unsafe { std::ptr::read_unaligned(p as *const u16) };
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
-
     /// Q4_1 (`MIN`: `q * d + m`) or Q4_0 (`(q - 8) * d`).
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_q4<const MIN: bool>(
@@ -188,8 +175,7 @@ mod avx2 {
                 tail += if MIN { f16_at(b.add(2)) } else { -8.0 * d } * *xs.add(i);
             }
         }
-        // SAFETY: same CPU features as this function.
-        (unsafe { hsum(acc) }) + tail
+        hsum(acc) + tail
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -207,8 +193,7 @@ mod avx2 {
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b)), v, acc);
             }
         }
-        // SAFETY: same CPU features as this function.
-        unsafe { hsum(acc) }
+        hsum(acc)
     }
 }
 
