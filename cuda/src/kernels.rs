@@ -34,6 +34,10 @@ pub struct Kernels {
     pub(crate) lora_shrink_bf16: CudaFunction,
     pub(crate) lora_expand: CudaFunction,
     pub(crate) lora_expand_bf16: CudaFunction,
+    pub(crate) sgmv_shrink: CudaFunction,
+    pub(crate) sgmv_shrink_bf16: CudaFunction,
+    pub(crate) sgmv_expand: CudaFunction,
+    pub(crate) sgmv_expand_bf16: CudaFunction,
     pub(crate) logits_norm: CudaFunction,
 }
 
@@ -88,6 +92,10 @@ impl Kernels {
             lora_shrink_bf16: get("lora", "lora_shrink_bf16")?,
             lora_expand: get("lora", "lora_expand")?,
             lora_expand_bf16: get("lora", "lora_expand_bf16")?,
+            sgmv_shrink: get("lora", "sgmv_shrink")?,
+            sgmv_shrink_bf16: get("lora", "sgmv_shrink_bf16")?,
+            sgmv_expand: get("lora", "sgmv_expand")?,
+            sgmv_expand_bf16: get("lora", "sgmv_expand_bf16")?,
             logits_norm: get("logits", "logits_norm")?,
             _modules: modules.into_iter().map(|(_, m)| m).collect(),
         })

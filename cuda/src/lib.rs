@@ -13,6 +13,7 @@ pub mod matvec;
 pub mod nvrtc;
 mod ops;
 pub mod probe;
+pub mod sgmv;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,6 +90,10 @@ pub struct Experimental {
     /// While a step is captured, nothing else may use the backend (the engine runs one step at
     /// a time; work queued from another thread would join the graph).
     pub graphs: bool,
+    /// LoRA shrink/expand of steps the fused decode path does not take (batches, prefill) on
+    /// tensor cores ([`sgmv`]: tokens in tiles of 16, each adapter a tile uses one TF32 GEMM
+    /// over the tile) instead of the segment kernels' per-token products. Needs sm_80 or newer.
+    pub sgmv: bool,
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
@@ -120,6 +125,8 @@ pub struct CudaLora {
     pub(crate) slot_offset: CudaSlice<u32>,
     pub(crate) slot_rank: CudaSlice<u32>,
     pub(crate) slot_scale: CudaSlice<f32>,
+    /// The slot ranks on the host, largest first (the SGMV grids' column bound).
+    pub(crate) ranks_desc: Vec<u32>,
 }
 
 /// The CUDA backend on one device: a context, one stream, the kernels and a cuBLAS handle.
@@ -243,6 +250,12 @@ impl CudaBackend {
                 .compute_capability()
                 .map_err(|e| format!("reading the compute capability: {e}"))?;
             let arch = format!("sm_{maj}{min}");
+            if options.experimental.sgmv && maj < 8 {
+                return Err(format!(
+                    "--cuda-experimental sgmv needs TF32 tensor cores (compute capability 8.0 \
+                     or newer); this device is {arch}"
+                ));
+            }
             let k = Kernels::load(&ctx, &arch)?;
             let graphs = options.experimental.graphs;
             let stream = if graphs {
@@ -490,6 +503,11 @@ impl CudaBackend {
             slot_offset: self.put(&s.slot_offset)?,
             slot_rank: self.put(&s.slot_rank)?,
             slot_scale: self.put(&s.slot_scale)?,
+            ranks_desc: {
+                let mut r = s.slot_rank.clone();
+                r.sort_unstable_by(|a, b| b.cmp(a));
+                r
+            },
         })
     }
 

@@ -7,6 +7,7 @@ use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
 
 use crate::launch::{cfg, check_len, grid_1d, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK};
+use crate::sgmv::sgmv_cols;
 use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
 
 impl Backend for CudaBackend {
@@ -40,6 +41,7 @@ impl Backend for CudaBackend {
             (x.wide_grids, "wide-grids"),
             (x.split_attention, "split-attention"),
             (x.graphs, "graphs"),
+            (x.sgmv, "sgmv"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -441,20 +443,13 @@ impl Backend for CudaBackend {
         if n_tokens == 0 || kk == 0 || l.max_rank == 0 {
             return Ok(());
         }
+        if let Some(cols) = sgmv_cols(self.options.experimental.sgmv, l, kk) {
+            return self.sgmv_shrink(x, l, step, n_tokens, cols, u);
+        }
         let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
         let (d, mr) = (int("lora", l.in_dim)?, int("lora", l.max_rank)?);
-        let mut a = match &l.a16 {
-            Some(a16) => {
-                let mut a = self.args(&self.k.lora_shrink_bf16);
-                a.arg(x).arg(a16);
-                a
-            }
-            None => {
-                let mut a = self.args(&self.k.lora_shrink);
-                a.arg(x).arg(&l.a);
-                a
-            }
-        };
+        let kernels = (&self.k.lora_shrink, &self.k.lora_shrink_bf16);
+        let mut a = self.lora_args(kernels, x, &l.a, &l.a16);
         a.arg(&step.segment_of_token).arg(&step.mix_slots);
         a.arg(&step.mix_weights)
             .arg(&mk)
@@ -483,6 +478,9 @@ impl Backend for CudaBackend {
         if n_tokens == 0 || kk == 0 || l.max_rank == 0 || l.out_dim == 0 {
             return Ok(());
         }
+        if let Some(cols) = sgmv_cols(self.options.experimental.sgmv, l, kk) {
+            return self.sgmv_expand(u, l, step, n_tokens, cols, y);
+        }
         let shared = (kk * (l.max_rank + 2) * 4) as u32;
         if shared > 48 * 1024 || kk > BLOCK as usize {
             return Err(Error::unsupported(format!(
@@ -492,18 +490,8 @@ impl Backend for CudaBackend {
         }
         let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
         let (o, mr) = (int("lora", l.out_dim)?, int("lora", l.max_rank)?);
-        let mut a = match &l.bt16 {
-            Some(bt16) => {
-                let mut a = self.args(&self.k.lora_expand_bf16);
-                a.arg(u).arg(bt16);
-                a
-            }
-            None => {
-                let mut a = self.args(&self.k.lora_expand);
-                a.arg(u).arg(&l.bt);
-                a
-            }
-        };
+        let kernels = (&self.k.lora_expand, &self.k.lora_expand_bf16);
+        let mut a = self.lora_args(kernels, u, &l.bt, &l.bt16);
         a.arg(&step.segment_of_token).arg(&step.mix_slots);
         a.arg(&step.mix_weights)
             .arg(&mk)

@@ -34,6 +34,37 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     assert!(failures.is_empty(), "NVRTC:\n{}", failures.join("\n"));
 }
 
+/// The SGMV kernels (`--cuda-experimental sgmv`) run their products on tensor cores: the PTX
+/// of lora.cu holds TF32 `mma.sync` and `cvt.rna.tf32` for sm_80 and sm_90. Below sm_80 (no
+/// TF32 mma) the file still compiles, with the SGMV bodies trapping (the host refuses the
+/// switch there), so older GPUs keep every other LoRA kernel.
+#[test]
+fn sgmv_kernels_use_tf32_tensor_cores() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let lora = SOURCES.iter().find(|k| k.name == "lora").expect("lora.cu");
+    for arch in ["sm_80", "sm_90"] {
+        let ptx = compile_uncached(lora, &options(arch)).unwrap().ptx;
+        for want in [
+            ".entry sgmv_shrink(",
+            ".entry sgmv_shrink_bf16(",
+            ".entry sgmv_expand(",
+            ".entry sgmv_expand_bf16(",
+            "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32",
+            "cvt.rna.tf32.f32",
+        ] {
+            assert!(
+                ptx.contains(want),
+                "lora.cu for {arch}: no `{want}` in the PTX"
+            );
+        }
+    }
+    let c = compile_uncached(lora, &options("sm_75")).unwrap();
+    assert!(c.log.is_empty(), "lora.cu for sm_75: {}", c.log);
+    assert!(!c.ptx.contains("mma.sync") && c.ptx.contains(".entry lora_shrink("));
+}
+
 #[test]
 fn a_broken_kernel_reports_its_name_and_the_log() {
     if probe().is_err() {

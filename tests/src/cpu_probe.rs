@@ -8,6 +8,9 @@
 //!   ([`crate::Fixture::load_bf16_rounded`]).
 //! - **bf16 LoRA** ([`CpuProbe::bf16_lora`]): LoRA A and B rounded to bf16 at upload, what
 //!   `--cuda-lora-bf16` stores, to measure what that rounding does to the logits.
+//! - **TF32 LoRA** ([`CpuProbe::tf32_lora`]): what `--cuda-experimental sgmv` computes: the
+//!   inputs of both LoRA products (x and A, u and B^T) rounded to TF32 (10 mantissa bits,
+//!   nearest, ties away from zero, as `cvt.rna.tf32.f32`) with f32 accumulation.
 //! - **replay check** ([`CpuProbe::replay_check`]): what CUDA graphs rely on. Every step's ops
 //!   are logged with their sizes and the addresses of the buffers they touch; a step whose
 //!   [`StepShape`] was seen before must log exactly what the first one did (a graph recorded
@@ -33,6 +36,7 @@ pub struct CpuProbe {
     cpu: CpuBackend,
     round_inputs: bool,
     round_lora: bool,
+    tf32_lora: bool,
     replay: Option<Mutex<ReplayLog>>,
 }
 
@@ -44,6 +48,22 @@ struct ReplayLog {
     first: HashMap<StepShape, Vec<String>>,
     /// Steps checked against an earlier one of their shape.
     compared: usize,
+}
+
+/// `x` rounded to TF32 as `cvt.rna.tf32.f32` does: 10 mantissa bits, to nearest, ties away
+/// from zero (adding half an ulp to the magnitude and truncating). Not finite: unchanged.
+pub fn round_tf32(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
+    f32::from_bits((x.to_bits() + 0x1000) & !0x1fff)
+}
+
+fn rounded_tf32(x: &[f32], len: usize) -> Vec<f32> {
+    x[..len.min(x.len())]
+        .iter()
+        .map(|&v| round_tf32(v))
+        .collect()
 }
 
 /// `x` rounded to the nearest bf16 value, ties to even.
@@ -86,6 +106,7 @@ impl CpuProbe {
             cpu: CpuBackend::new(),
             round_inputs: true,
             round_lora: false,
+            tf32_lora: false,
             replay: None,
         }
     }
@@ -96,6 +117,18 @@ impl CpuProbe {
             cpu: CpuBackend::new(),
             round_inputs: false,
             round_lora: true,
+            tf32_lora: false,
+            replay: None,
+        }
+    }
+
+    /// Both LoRA products' inputs rounded to TF32 (`--cuda-experimental sgmv` on the CPU).
+    pub fn tf32_lora() -> Self {
+        CpuProbe {
+            cpu: CpuBackend::new(),
+            round_inputs: false,
+            round_lora: false,
+            tf32_lora: true,
             replay: None,
         }
     }
@@ -115,6 +148,7 @@ impl CpuProbe {
             cpu: CpuBackend::new(),
             round_inputs: false,
             round_lora: false,
+            tf32_lora: false,
             replay: Some(Mutex::new(ReplayLog::default())),
         }
     }
@@ -148,6 +182,8 @@ impl Backend for CpuProbe {
             "bf16 matmul inputs"
         } else if self.round_lora {
             "bf16 LoRA"
+        } else if self.tf32_lora {
+            "TF32 LoRA"
         } else {
             "replay check"
         };
@@ -179,6 +215,12 @@ impl Backend for CpuProbe {
             let mut r = s.clone();
             r.a.iter_mut().for_each(|v| *v = round_bf16(*v));
             r.bt.iter_mut().for_each(|v| *v = round_bf16(*v));
+            return self.cpu.upload_lora(&r);
+        }
+        if self.tf32_lora {
+            let mut r = s.clone();
+            r.a.iter_mut().for_each(|v| *v = round_tf32(*v));
+            r.bt.iter_mut().for_each(|v| *v = round_tf32(*v));
             return self.cpu.upload_lora(&r);
         }
         self.cpu.upload_lora(s)
@@ -338,6 +380,9 @@ impl Backend for CpuProbe {
                 buf(u)
             )
         });
+        if self.tf32_lora {
+            return self.cpu.lora_shrink(&rounded_tf32(x, x.len()), l, s, n, u);
+        }
         self.cpu.lora_shrink(x, l, s, n, u)
     }
     fn lora_expand(&self, u: &Buf, l: &Lora, s: &Step, n: usize, y: &mut Buf) -> Result<()> {
@@ -350,6 +395,9 @@ impl Backend for CpuProbe {
                 buf(y)
             )
         });
+        if self.tf32_lora {
+            return self.cpu.lora_expand(&rounded_tf32(u, u.len()), l, s, n, y);
+        }
         self.cpu.lora_expand(u, l, s, n, y)
     }
     fn logits(
@@ -397,6 +445,19 @@ impl Backend for CpuProbe {
 #[cfg(test)]
 mod tests {
     use super::round_bf16;
+
+    #[test]
+    fn tf32_rounds_to_nearest_ties_away_like_cvt_rna() {
+        use super::round_tf32;
+        // 10 mantissa bits: 1 + 2^-11 is halfway between 1 and 1 + 2^-10: away from zero.
+        assert_eq!(round_tf32(1.0 + 1.0 / 2048.0), 1.0 + 1.0 / 1024.0);
+        assert_eq!(round_tf32(-(1.0 + 1.0 / 2048.0)), -(1.0 + 1.0 / 1024.0));
+        // Just below halfway rounds down; values with 10 bits are unchanged.
+        assert_eq!(round_tf32(1.0 + 1.0 / 2048.0 - 1.0 / 8_388_608.0), 1.0);
+        assert_eq!(round_tf32(1.5 + 1.0 / 1024.0), 1.5 + 1.0 / 1024.0);
+        assert!(round_tf32(f32::NAN).is_nan());
+        assert_eq!(round_tf32(f32::NEG_INFINITY), f32::NEG_INFINITY);
+    }
 
     #[test]
     fn rounds_to_nearest_even_like_the_cuda_kernel() {

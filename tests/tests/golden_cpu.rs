@@ -103,6 +103,24 @@ mod lora_bf16 {
     fixture_tests!(run_fixture);
 }
 
+/// Both LoRA products' inputs rounded to TF32 (what `--cuda-experimental sgmv` computes on
+/// tensor cores), on the CPU: the bound `golden_cuda` holds the SGMV path to
+/// ([`dlp_tests::lora_tf32_logit_tol`], where the measured figures are).
+mod lora_tf32 {
+    use super::*;
+    use dlp_tests::cpu_probe::CpuProbe;
+
+    fn run_fixture(name: &str) {
+        run_golden_within(
+            name,
+            CpuProbe::tf32_lora(),
+            dlp_tests::lora_tf32_logit_tol(name),
+        );
+    }
+
+    fixture_tests!(run_fixture);
+}
+
 /// `--cpu-amx`: matmuls of several rows (prefill, the batch) on the AMX tile unit, inputs and
 /// weights rounded to bf16. Skips, saying so, where the CPU or OS has no AMX-BF16.
 mod amx {

@@ -6,7 +6,7 @@
 use dlp_cuda::{CudaBackend, CudaOptions};
 use dlp_tests::{
     backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, lora_bf16_logit_tol,
-    run_golden, run_golden_bf16_weights, run_golden_within,
+    lora_tf32_logit_tol, run_golden, run_golden_bf16_weights, run_golden_within,
 };
 
 fn run_fixture(name: &str) {
@@ -75,10 +75,12 @@ mod lora_bf16 {
 }
 
 /// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode (so that a
-/// failure names its path), then all together with f32 weights under the f32 bounds, with bf16
-/// weights and in the bf16 compute mode under theirs, and with bf16 LoRA as well under the sum
-/// of the two bounds (measured together on the CPU, `golden_cpu bf16_compute_and_lora`: tiny
-/// fixtures up to 3.82e-2, SmolLM2 3.86e-1).
+/// failure names its path), then all but `sgmv` with f32 weights under the f32 bounds, all
+/// under the TF32 LoRA bound, with bf16 weights and in the bf16 compute mode under theirs, and
+/// with bf16 LoRA as well under the sum of the bounds (bf16 compute with bf16 LoRA measured
+/// together on the CPU, `golden_cpu bf16_compute_and_lora`: tiny fixtures up to 3.82e-2,
+/// SmolLM2 3.86e-1). `sgmv` rounds the LoRA products' inputs to TF32: its bound
+/// ([`lora_tf32_logit_tol`]) adds to the others.
 mod experimental {
     use super::*;
     use dlp_cuda::Experimental;
@@ -89,6 +91,7 @@ mod experimental {
         wide_grids: false,
         split_attention: false,
         graphs: false,
+        sgmv: false,
     };
     const ALL: Experimental = Experimental {
         decode_matvec: true,
@@ -96,10 +99,13 @@ mod experimental {
         wide_grids: true,
         split_attention: true,
         graphs: true,
+        sgmv: true,
     };
+    /// What passed on the f32 bounds before `sgmv` existed.
+    const ALL_BUT_SGMV: Experimental = Experimental { sgmv: false, ..ALL };
 
     /// Each path alone (fused LoRA rides on the decode matvec).
-    const EACH: [(&str, Experimental); 5] = [
+    const EACH: [(&str, Experimental); 6] = [
         (
             "decode-matvec",
             Experimental {
@@ -136,6 +142,7 @@ mod experimental {
                 ..NONE
             },
         ),
+        ("sgmv", Experimental { sgmv: true, ..NONE }),
     ];
 
     fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -144,6 +151,7 @@ mod experimental {
 
     fn run_fixture(name: &str) {
         let compute_tol = bf16_compute_logit_tol(name);
+        let tf32 = lora_tf32_logit_tol(name);
         for (what, experimental) in EACH {
             let opts = CudaOptions {
                 bf16_compute: true,
@@ -152,7 +160,16 @@ mod experimental {
             };
             let Some(b) = cuda(opts) else { return };
             println!("{name}: bf16 compute, --cuda-experimental {what}");
-            run_golden_bf16_weights(name, b, compute_tol);
+            let tol = compute_tol + if experimental.sgmv { tf32 } else { 0.0 };
+            run_golden_bf16_weights(name, b, tol);
+        }
+        let f32_opts = CudaOptions {
+            experimental: ALL_BUT_SGMV,
+            ..Default::default()
+        };
+        if let Some(b) = cuda(f32_opts) {
+            println!("{name}: f32, --cuda-experimental all but sgmv");
+            run_golden(name, b);
         }
         let f32_opts = CudaOptions {
             experimental: ALL,
@@ -160,7 +177,7 @@ mod experimental {
         };
         if let Some(b) = cuda(f32_opts) {
             println!("{name}: f32, --cuda-experimental all");
-            run_golden(name, b);
+            run_golden_within(name, b, tf32);
         }
         for (compute, tol) in [(false, bf16_logit_tol(name)), (true, compute_tol)] {
             let opts = CudaOptions {
@@ -171,10 +188,10 @@ mod experimental {
             };
             if let Some(b) = cuda(opts) {
                 println!("{name}: bf16 weights, bf16 compute {compute}, --cuda-experimental all");
-                run_golden_bf16_weights(name, b, tol);
+                run_golden_bf16_weights(name, b, tol + tf32);
             }
         }
-        // What gpu-check.sh benches as bf16c-exp: the two roundings' bounds add.
+        // What gpu-check.sh benches as bf16c-exp: the roundings' bounds add.
         let opts = CudaOptions {
             bf16_compute: true,
             lora_bf16: true,
@@ -183,7 +200,8 @@ mod experimental {
         };
         if let Some(b) = cuda(opts) {
             println!("{name}: bf16 compute, --cuda-lora-bf16, --cuda-experimental all");
-            run_golden_bf16_weights(name, b, compute_tol + lora_bf16_logit_tol(name));
+            let tol = compute_tol + lora_bf16_logit_tol(name) + tf32;
+            run_golden_bf16_weights(name, b, tol);
         }
     }
 

@@ -2,8 +2,8 @@
 //! Without a GPU: `SKIPPED: no CUDA device`, unless `DLP_REQUIRE_CUDA=1`. Then the bf16-weight
 //! cases on the backend with bf16 weight storage, the decode-matvec cases with
 //! `--cuda-experimental decode-matvec` (and `fused-lora`), the whole table and long contexts
-//! with `wide-grids,split-attention`, and the bf16 compute mode against the CPU with the
-//! same input rounding.
+//! with `wide-grids,split-attention`, the bf16 compute mode against the CPU with the
+//! same input rounding, and the LoRA cases on tensor cores with `sgmv`.
 #![cfg(feature = "cuda")]
 
 use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
@@ -11,7 +11,7 @@ use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
     assert_all_pass, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases, run_all, run_cases,
-    run_cases_against, split_attention_cases,
+    run_cases_against, sgmv_cases, split_attention_cases,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -24,6 +24,7 @@ const MATVEC: Experimental = Experimental {
     wide_grids: false,
     split_attention: false,
     graphs: false,
+    sgmv: false,
 };
 
 /// The decode matvec with the fused LoRA pair.
@@ -135,5 +136,36 @@ fn op_parity_cuda_lora_bf16() {
         };
         println!("LoRA bf16, {experimental:?}");
         assert_all_pass(&run_cases(&b, bf16_lora_cases()));
+    }
+}
+
+/// `--cuda-experimental sgmv` (the LoRA pair on TF32 tensor cores, tokens in tiles of 16): the
+/// SGMV set (the table's LoRA cases, batches over three tiles, prefill, empty tiles, K up to 16
+/// and past it, a stack too wide for the tile) against the plain CPU (TF32 rounding is far
+/// inside the bound: `sgmv_cases_pass_with_tf32_rounding_on_the_cpu`), with f32 and with bf16
+/// A/B; then the grouped `linears` cases with LoRA.
+#[test]
+fn op_parity_cuda_sgmv() {
+    for lora_bf16 in [false, true] {
+        let opts = CudaOptions {
+            lora_bf16,
+            experimental: Experimental {
+                sgmv: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("sgmv, LoRA bf16 {lora_bf16}");
+        let cases = sgmv_cases()
+            .into_iter()
+            .map(|c| dlp_tests::parity::ParityCase {
+                bf16_lora: lora_bf16,
+                ..c
+            })
+            .collect();
+        assert_all_pass(&run_cases(&b, cases));
     }
 }

@@ -482,3 +482,70 @@ pub fn bf16_lora_cases() -> Vec<ParityCase> {
         })
         .collect()
 }
+
+/// The LoRA cases for `--cuda-experimental sgmv` (tiles of 16 tokens, each adapter a tile uses
+/// one TF32 GEMM): every `lora_shrink`/`lora_expand` case of the table, and steps shaped for
+/// the tiles: a batch of 37 tokens with a mixture each (three tiles, the last partial) over
+/// mixed ranks, a prefill of two sentences, a tile with no adapter at all, the largest `K` the
+/// kernels take (16) and one past it, a mixture naming one adapter twice, a single decode
+/// token, and a stack too wide for the expand's shared memory (the segment kernels then run).
+/// Widths are off the mma's multiples of 8 and the expand's 64 columns; input widths take
+/// the shrink's 16-byte path whole (4096), with a tail (100 in f32, 136), or not at all.
+pub fn sgmv_cases() -> Vec<ParityCase> {
+    const NA: u32 = NO_ADAPTER;
+    let mut v: Vec<ParityCase> = cases()
+        .into_iter()
+        .filter(|c| matches!(c.op, Op::Lora { .. }))
+        .collect();
+    // A pseudo-random mixture of `k` distinct slots out of `n`, some entries unused.
+    let mixture = |s: u32, k: usize, n: u32| -> Vec<u32> {
+        let mut m: Vec<u32> = Vec::new();
+        for i in 0..k as u32 {
+            let slot = (s * 7 + i * 3 + s * s) % n;
+            m.push(if (s + i) % 5 == 4 || m.contains(&slot) {
+                NA
+            } else {
+                slot
+            });
+        }
+        m
+    };
+    let ranks = [8, 0, 16, 4, 8, 1, 3, 8, 2, 5];
+    let batch: Vec<u32> = (0..37).flat_map(|s| mixture(s, 3, 10)).collect();
+    v.extend(lora(
+        70,
+        100,
+        &ranks,
+        &(0..37).collect::<Vec<_>>(),
+        3,
+        &batch,
+    ));
+    // Two sentences of a prefill: 30 and 20 tokens, each one mixture.
+    let seg: Vec<u32> = (0..50).map(|t| u32::from(t >= 30)).collect();
+    v.extend(lora(136, 130, &[8, 8, 4], &seg, 2, &[0, 2, 1, NA]));
+    // Tokens 16..32 use no adapter (their tile's union is empty); the rest use slot 1.
+    let seg: Vec<u32> = (0..40).map(|t| u32::from((16..32).contains(&t))).collect();
+    v.extend(lora(100, 17, &[0, 6], &seg, 1, &[1, NA]));
+    // K = 16, the most the kernels take, over 20 adapters; and K = 17 (segment kernels).
+    for k in [16, 17] {
+        let mix: Vec<u32> = (0..5).flat_map(|s| mixture(s, k, 20)).collect();
+        let seg: Vec<u32> = (0..19).map(|t| t % 5).collect();
+        v.extend(lora(33, 65, &[2; 20], &seg, k, &mix));
+    }
+    // One adapter named twice in a mixture (each entry applies, as on the CPU).
+    v.extend(lora(16, 16, &[4, 4], &[0, 0, 1], 3, &[1, 1, 0, 0, NA, 1]));
+    // One decode token.
+    v.extend(lora(4096, 64, &[8, 8, 8], &[0], 3, &[2, 0, 1]));
+    // 40 adapters of rank 64, two per token: a union bound of 2,048 columns, too wide for the
+    // expand's shared memory.
+    let mix: Vec<u32> = (0..20).flat_map(|s| [s, s + 20]).collect();
+    v.extend(lora(
+        16,
+        24,
+        &[64; 40],
+        &(0..20).collect::<Vec<_>>(),
+        2,
+        &mix,
+    ));
+    v
+}
