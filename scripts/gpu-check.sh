@@ -13,7 +13,7 @@
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"].
 # Logs go to $OUT (or .gpu/out) when set. SHAPES (default "1b 7b") picks the speed stage's
 # shapes; SHAPES=none skips it. MODES picks the bench modes, in order (default
-# "bf16c-exp bf16c bf16 f32": bf16 compute with bf16 LoRA and every experimental path, bf16
+# "bf16c-exp bf16c bf16 f32": bf16 compute with bf16 LoRA, a bf16 KV cache and every experimental path, bf16
 # compute, bf16 weights, f32); on the 1B shape the first mode also runs at ~4,000 tokens of context (ctx4k). The checks' summary prints before the speed stage and the speed
 # table after each shape, so a run cut short keeps what it measured; each bench and the peer
 # stop at 150 s (should 7B not fit the device call, run SHAPES=7b as a second call). Binaries travel stripped and xz-compressed (the device tool
@@ -82,7 +82,7 @@ mode_flags() {
     f32) flag=() ;;
     bf16) flag=(--cuda-bf16-weights) ;;
     bf16c) flag=(--cuda-bf16-compute) ;;
-    bf16c-exp) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-experimental all) ;;
+    bf16c-exp) flag=(--cuda-bf16-compute --cuda-lora-bf16 --cuda-kv-bf16 --cuda-experimental all) ;;
     *) return 1 ;;
   esac
 }

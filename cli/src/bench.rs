@@ -404,6 +404,12 @@ impl WithBackend for &BenchArgs {
                     None => MemoryModel::measure(weights, &adapters, lora_bpp),
                     Some(gbs) => MemoryModel::device(weights, &adapters, lora_bpp, gbs),
                 };
+                // Keys and values of every layer, as the backend stores them, at the mean
+                // position a decode step attends over.
+                let cfg = &loaded.model.config;
+                let per_position = 2 * cfg.num_layers * cfg.kv_dim() * backend.kv_value_bytes();
+                let mean_positions = ids.len() + new_tokens / 2;
+                let mem = mem.with_kv(per_position as u64, mean_positions as u64);
                 for (s, m) in plans.iter().zip(measured.iter_mut()) {
                     if let Plan::Fixed { batch: 1, mixes } = &s.plan {
                         m.bytes_per_token = Some(mem.bytes_per_token(&mixes[0]));

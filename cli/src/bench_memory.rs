@@ -1,5 +1,6 @@
 //! `dlp-run bench`: the bytes one sequence's decode step reads (every weight as the backend
-//! stores it, plus the adapters of its mixture) and the memory bandwidth, measured in the same
+//! stores it, the adapters of its mixture, and its KV cache at the bench's mean decode
+//! position) and the memory bandwidth, measured in the same
 //! run (the CPU: this machine's streaming read; a GPU: its device copy, from the backend), so
 //! that each decode figure can be read as a share of what memory allows: near 100% a scenario
 //! is bandwidth-bound, well below it the arithmetic per byte (unpacking blocks, the LoRA pair)
@@ -29,6 +30,11 @@ pub struct MemoryModel {
     pub adapter_bytes: Vec<u64>,
     /// Bytes per LoRA parameter (4, or 2 with `--lora-f16`).
     pub lora_bytes_per_param: u64,
+    /// KV-cache bytes a decode step of one sequence reads at the bench's mean decode
+    /// position ([`Self::with_kv`]; 0 until set).
+    pub kv_bytes: u64,
+    /// That mean position (positions attended).
+    pub kv_positions: u64,
 }
 
 impl MemoryModel {
@@ -66,6 +72,8 @@ impl MemoryModel {
                 .map(|a| a.num_params() as u64 * lora_bytes_per_param)
                 .collect(),
             lora_bytes_per_param,
+            kv_bytes: 0,
+            kv_positions: 0,
         }
     }
 
@@ -78,10 +86,22 @@ impl MemoryModel {
         }
     }
 
-    /// Bytes one decode step of a sequence under `mix` reads (the KV cache aside: at the
-    /// bench's context it is under 1% of the weights).
+    /// With the KV cache a decode step reads: keys and values of `positions` positions, each
+    /// `bytes_per_position` (2 x layers x kv_dim x bytes per value). At 4,096 positions of
+    /// Llama-2-7B in f32 that is 4.3 GB, a third of its bf16 weights.
+    pub fn with_kv(self, bytes_per_position: u64, positions: u64) -> Self {
+        MemoryModel {
+            kv_bytes: bytes_per_position * positions,
+            kv_positions: positions,
+            ..self
+        }
+    }
+
+    /// Bytes one decode step of a sequence under `mix` reads: the weights, the mixture's
+    /// adapters and the KV cache at the mean decode position.
     pub fn bytes_per_token(&self, mix: &Mixture) -> u64 {
         self.weight_bytes
+            + self.kv_bytes
             + mix
                 .iter()
                 .map(|&(a, _)| self.adapter_bytes.get(a).copied().unwrap_or(0))
@@ -108,9 +128,12 @@ impl MemoryModel {
             )
         };
         format!(
-            "memory: {probe} {:.1} GB/s; read per token: weights {:.1} MB{each}",
+            "memory: {probe} {:.1} GB/s; read per token: weights {:.1} MB{each}, KV cache {:.1} MB \
+             (mean of {} positions)",
             self.bandwidth_gbs,
             self.weight_bytes as f64 / 1e6,
+            self.kv_bytes as f64 / 1e6,
+            self.kv_positions,
         )
     }
 
@@ -127,6 +150,8 @@ impl MemoryModel {
             "weight_mb_per_token": self.weight_bytes as f64 / 1e6,
             "adapter_mb": self.adapter_bytes.iter().map(|&b| b as f64 / 1e6).collect::<Vec<_>>(),
             "lora_bytes_per_param": self.lora_bytes_per_param,
+            "kv_mb_per_token": self.kv_bytes as f64 / 1e6,
+            "kv_mean_positions": self.kv_positions,
         })
     }
 }
@@ -212,9 +237,18 @@ mod tests {
             weight_bytes: 1000,
             adapter_bytes: vec![10, 20, 40],
             lora_bytes_per_param: 4,
+            kv_bytes: 0,
+            kv_positions: 0,
         };
         assert_eq!(m.bytes_per_token(&vec![]), 1000);
         assert_eq!(m.bytes_per_token(&vec![(0, 0.5), (2, 0.5)]), 1050);
+        // The KV cache at the mean decode position counts too.
+        let m = m.with_kv(3, 100);
+        assert_eq!(m.bytes_per_token(&vec![(1, 1.0)]), 1000 + 20 + 300);
+        assert!(m
+            .describe()
+            .contains("KV cache 0.0 MB (mean of 100 positions)"));
+        assert_eq!(m.to_json()["kv_mean_positions"].as_u64(), Some(100));
         assert!(m.describe().contains("streaming read"), "{}", m.describe());
         assert!(m.to_json()["stream_read_gbs"].is_number());
     }

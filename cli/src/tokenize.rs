@@ -71,6 +71,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         cuda_bf16_weights: false,
         cuda_bf16_compute: false,
         cuda_lora_bf16: false,
+        cuda_kv_bf16: false,
         cuda_experimental: vec![],
         chat_template: args.chat_template.clone(),
     };

@@ -235,7 +235,11 @@ fn bad_input_exits_non_zero_with_a_message() {
             "--prompt",
             "hi",
         ],
-        &["warp-speed", "decode-matvec, fused-lora", "graphs, sgmv, all"],
+        &[
+            "warp-speed",
+            "decode-matvec, fused-lora",
+            "graphs, sgmv, all",
+        ],
     );
     fails_with(
         &[

@@ -10,19 +10,37 @@
 #define ATTN_MAX_HEAD_DIM 256
 #define ATTN_PER_LANE (ATTN_MAX_HEAD_DIM / 32)
 
-extern "C" __global__ void kv_store(const float* __restrict__ k, const float* __restrict__ v,
-                                    float* __restrict__ k_cache, float* __restrict__ v_cache,
-                                    const unsigned* __restrict__ kv_slots,
-                                    const unsigned* __restrict__ positions, int kv_dim,
-                                    int capacity) {
-    const int t = blockIdx.x;
-    const size_t at = ((size_t)kv_slots[t] * capacity + positions[t]) * kv_dim;
-    // grid.y blocks share a token's row (more than one with `wide-grids`, for decode).
-    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < kv_dim; i += gridDim.y * blockDim.x) {
-        k_cache[at + i] = k[(size_t)t * kv_dim + i];
-        v_cache[at + i] = v[(size_t)t * kv_dim + i];
-    }
+// The KV cache holds f32, or bf16 bit patterns with `--cuda-kv-bf16` (the `_bf16` kernels:
+// half the memory and half the bytes attention reads; values rounded to nearest even when
+// stored, read back exactly).
+typedef unsigned short kv_bf16;
+__device__ __forceinline__ float kv_load(const float* __restrict__ p, size_t i) { return p[i]; }
+__device__ __forceinline__ float kv_load(const kv_bf16* __restrict__ p, size_t i) {
+    return bf16_value(p[i]);
 }
+__device__ __forceinline__ void kv_put(float* __restrict__ p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void kv_put(kv_bf16* __restrict__ p, size_t i, float v) {
+    p[i] = bf16_bits(v);
+}
+
+// grid (T, chunks): the step's keys and values at each token's (slot, position).
+#define KV_STORE(NAME, C)                                                                     \
+    extern "C" __global__ void NAME(const float* __restrict__ k, const float* __restrict__ v, \
+                                    C* __restrict__ k_cache, C* __restrict__ v_cache,         \
+                                    const unsigned* __restrict__ kv_slots,                    \
+                                    const unsigned* __restrict__ positions, int kv_dim,       \
+                                    int capacity) {                                           \
+        const int t = blockIdx.x;                                                             \
+        const size_t at = ((size_t)kv_slots[t] * capacity + positions[t]) * kv_dim;           \
+        /* grid.y blocks share a token's row (more than one with `wide-grids`, for decode). */ \
+        for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < kv_dim;                       \
+             i += gridDim.y * blockDim.x) {                                                   \
+            kv_put(k_cache, at + i, k[(size_t)t * kv_dim + i]);                               \
+            kv_put(v_cache, at + i, v[(size_t)t * kv_dim + i]);                               \
+        }                                                                                     \
+    }
+KV_STORE(kv_store, float)
+KV_STORE(kv_store_bf16, kv_bf16)
 
 // The online softmax of one block over positions [p_begin, p_end) of one (token, query head):
 // its warps split the positions; on return the block's merged state is in shared memory:
@@ -33,9 +51,10 @@ struct AttnShared {
     float acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
 };
 
+template <typename C>
 __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
-                                             const float* __restrict__ k_cache,
-                                             const float* __restrict__ v_cache, size_t base,
+                                             const C* __restrict__ k_cache,
+                                             const C* __restrict__ v_cache, size_t base,
                                              int kv_dim, int head_dim, float scale, int p_begin,
                                              int p_end, AttnShared& sh) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -49,22 +68,22 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
     const float neg_inf = __int_as_float(0xff800000);
     float m = neg_inf, l = 0.0f;
     for (int p = p_begin + warp; p < p_end; p += ATTN_WARPS) {
-        const float* kp = k_cache + base + (size_t)p * kv_dim;
+        const C* kp = k_cache + base + (size_t)p * kv_dim;
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < ATTN_PER_LANE; i++) {
             const int d = lane + 32 * i;
-            if (d < head_dim) s += qr[i] * kp[d];
+            if (d < head_dim) s += qr[i] * kv_load(kp, d);
         }
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         const float m_new = fmaxf(m, s);
         const float corr = expf(m - m_new), e = expf(s - m_new);
         l = l * corr + e;
-        const float* vp = v_cache + base + (size_t)p * kv_dim;
+        const C* vp = v_cache + base + (size_t)p * kv_dim;
 #pragma unroll
         for (int i = 0; i < ATTN_PER_LANE; i++) {
             const int d = lane + 32 * i;
-            acc[i] = acc[i] * corr + (d < head_dim ? e * vp[d] : 0.0f);
+            acc[i] = acc[i] * corr + (d < head_dim ? e * kv_load(vp, d) : 0.0f);
         }
         m = m_new;
     }
@@ -128,11 +147,15 @@ __device__ __forceinline__ AttnRow attn_row(const float* __restrict__ q,
 }
 
 // grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM.
-extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
-    attention(const float* __restrict__ q, const float* __restrict__ k_cache,
-              const float* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,
-              const unsigned* __restrict__ positions, int n_heads, int n_kv_heads, int head_dim,
-              int capacity, float scale, int window, float* __restrict__ out) {
+template <typename C>
+__device__ __forceinline__ void attention_body(const float* __restrict__ q,
+                                               const C* __restrict__ k_cache,
+                                               const C* __restrict__ v_cache,
+                                               const unsigned* __restrict__ kv_slots,
+                                               const unsigned* __restrict__ positions,
+                                               int n_heads, int n_kv_heads, int head_dim,
+                                               int capacity, float scale, int window,
+                                               float* __restrict__ out) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
@@ -148,12 +171,12 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
 // 1. Split z of a token covers ceil(n / splits) of its n positions (n read on the device: the
 // launch depends on the step's shape only). Partials go to `part` [T, n_heads, splits,
 // head_dim + 2] as (acc[head_dim], max, sum); `attention_combine` merges them.
-extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
-    attention_split(const float* __restrict__ q, const float* __restrict__ k_cache,
-                    const float* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,
-                    const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,
-                    int head_dim, int capacity, float scale, int window,
-                    float* __restrict__ part) {
+template <typename C>
+__device__ __forceinline__ void attention_split_body(
+    const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
+    const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
+    int n_kv_heads, int head_dim, int capacity, float scale, int window,
+    float* __restrict__ part) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
@@ -168,6 +191,22 @@ extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
         pt[head_dim + 1] = sh.l[0];
     }
 }
+
+// The attention kernels on an f32 cache (`attention`, `attention_split`) and a bf16 one
+// (`_bf16`): the same bodies, `out` the output (attention) or the split partials.
+#define ATTENTION(NAME, BODY, C)                                                              \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
+        NAME(const float* __restrict__ q, const C* __restrict__ k_cache,                      \
+             const C* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,            \
+             const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,             \
+             int head_dim, int capacity, float scale, int window, float* __restrict__ out) {  \
+        BODY<C>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads, head_dim,      \
+                capacity, scale, window, out);                                                \
+    }
+ATTENTION(attention, attention_body, float)
+ATTENTION(attention_bf16, attention_body, kv_bf16)
+ATTENTION(attention_split, attention_split_body, float)
+ATTENTION(attention_split_bf16, attention_split_body, kv_bf16)
 
 // out[t, h, :] from the splits' partials: max M = max_z m_z, weights exp(m_z - M) (0 for an
 // empty split), out = sum_z w_z acc_z / sum_z w_z l_z. grid (n_heads, n_tokens).

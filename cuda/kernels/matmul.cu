@@ -65,14 +65,6 @@ struct MatvecJobs {
     int n[MATVEC_JOBS];
 };
 
-// x rounded to the nearest bf16, ties to even (as `half::bf16::from_f32`); NaN stays NaN.
-__device__ __forceinline__ float round_bf16(float f) {
-    unsigned u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((u | 0x00400000u) & 0xffff0000u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return __uint_as_float(u & 0xffff0000u);
-}
-
 __device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
     return __uint_as_float(w.x << 16) * a.x + __uint_as_float(w.x & 0xffff0000u) * a.y +
            __uint_as_float(w.y << 16) * a.z + __uint_as_float(w.y & 0xffff0000u) * a.w +
@@ -193,5 +185,5 @@ extern "C" __global__ void to_bf16(const float* __restrict__ x, int n,
                                    unsigned short* __restrict__ out) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n;
          i += (size_t)gridDim.x * blockDim.x)
-        out[i] = (unsigned short)(__float_as_uint(round_bf16(x[i])) >> 16);
+        out[i] = bf16_bits(x[i]);
 }

@@ -25,11 +25,20 @@ const LOGITS_SRC: &str = concat!(
 );
 
 /// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `lora_entry`, so it is
-/// compiled after it.
+/// compiled after it; both after the bf16 helpers.
 const MATMUL_SRC: &str = concat!(
+    include_str!("../kernels/bf16.cuh"),
+    "\n",
     include_str!("../kernels/lora.cu"),
     "\n",
     include_str!("../kernels/matmul.cu")
+);
+
+/// `attention.cu` stores and reads a bf16 KV cache with the bf16 helpers.
+const ATTENTION_SRC: &str = concat!(
+    include_str!("../kernels/bf16.cuh"),
+    "\n",
+    include_str!("../kernels/attention.cu")
 );
 
 /// Every kernel file, in the order the backend loads them.
@@ -52,7 +61,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "attention",
-        src: include_str!("../kernels/attention.cu"),
+        src: ATTENTION_SRC,
     },
     KernelSource {
         name: "silu_mul",

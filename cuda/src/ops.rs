@@ -64,6 +64,33 @@ impl Backend for CudaBackend {
         self.put(data)
     }
 
+    fn alloc_kv(&self, len: usize, _sparse: bool) -> Result<CudaSlice<f32>> {
+        self.alloc(self.kv_words(len))
+    }
+
+    fn kv_value_bytes(&self) -> usize {
+        if self.options.kv_bf16 {
+            2
+        } else {
+            4
+        }
+    }
+
+    fn upload_kv(&self, data: &[f32]) -> Result<CudaSlice<f32>> {
+        if !self.options.kv_bf16 {
+            return self.put(data);
+        }
+        self.put(&crate::kv::pack_bf16(data))
+    }
+
+    fn download_kv(&self, buf: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
+        if !self.options.kv_bf16 {
+            return self.download(buf, len);
+        }
+        let words = self.download(buf, self.kv_words(len))?;
+        Ok(crate::kv::unpack_bf16(&words, len))
+    }
+
     fn weight_bytes(&self, w: &CudaWeight) -> Option<usize> {
         Some(w.bytes())
     }
@@ -303,6 +330,8 @@ impl Backend for CudaBackend {
         check_len("attention", "v", v.len(), t_n * kv_dim)?;
         check_len("attention", "out", out.len(), t_n * q_dim)?;
         check_len("attention", "v_cache", v_cache.len(), k_cache.len())?;
+        // Values the caches hold (two per f32 element when they store bf16).
+        let cache_values = k_cache.len() * if self.options.kv_bf16 { 2 } else { 1 };
         let p = &step.plan;
         check_len(
             "attention",
@@ -310,7 +339,7 @@ impl Backend for CudaBackend {
             p.kv_slots.len().min(p.positions.len()),
             t_n,
         )?;
-        let slots = k_cache.len() / (s.capacity * kv_dim).max(1);
+        let slots = cache_values / (s.capacity * kv_dim).max(1);
         for t in 0..t_n {
             let (slot, pos) = (p.kv_slots[t] as usize, p.positions[t] as usize);
             if slot >= slots || pos >= s.capacity {
@@ -325,7 +354,12 @@ impl Backend for CudaBackend {
         }
         let kvd = int("attention", kv_dim)?;
         let cap = int("attention", s.capacity)?;
-        let mut a = self.args(&self.k.kv_store);
+        let kv_bf16 = self.options.kv_bf16;
+        let mut a = self.args(if kv_bf16 {
+            &self.k.kv_store_bf16
+        } else {
+            &self.k.kv_store
+        });
         a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
         a.arg(&step.kv_slots)
             .arg(&step.positions)
@@ -361,9 +395,19 @@ impl Backend for CudaBackend {
                 *part_guard = Some(self.alloc(part_len)?);
             }
             let part = part_guard.as_mut().expect("allocated above");
-            (&self.k.attention_split, part, splits as u32)
+            let f = if kv_bf16 {
+                &self.k.attention_split_bf16
+            } else {
+                &self.k.attention_split
+            };
+            (f, part, splits as u32)
         } else {
-            (&self.k.attention, &mut *out, 1)
+            let f = if kv_bf16 {
+                &self.k.attention_bf16
+            } else {
+                &self.k.attention
+            };
+            (f, &mut *out, 1)
         };
         let mut a = self.args(f);
         a.arg(q)

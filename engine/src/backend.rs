@@ -264,6 +264,20 @@ pub trait Backend: Send + Sync + Sized {
     fn release_kv(&self, buf: &mut Self::Buf, from: usize, len: usize) {
         let _ = (buf, from, len);
     }
+    /// Bytes of memory one KV-cache value takes (4 by default: f32; a backend that stores the
+    /// cache in bf16 says 2).
+    fn kv_value_bytes(&self) -> usize {
+        4
+    }
+    /// A KV-cache buffer holding `data` as this backend stores the cache (a test or tool
+    /// seeding a cache). Default: [`Backend::upload`].
+    fn upload_kv(&self, data: &[f32]) -> Result<Self::Buf> {
+        self.upload(data)
+    }
+    /// The first `len` values of KV-cache buffer `buf`, as f32. Default: [`Backend::download`].
+    fn download_kv(&self, buf: &Self::Buf, len: usize) -> Result<Vec<f32>> {
+        self.download(buf, len)
+    }
     /// A buffer holding `data`.
     fn upload(&self, data: &[f32]) -> Result<Self::Buf>;
     /// The first `len` values of `buf`.

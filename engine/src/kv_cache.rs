@@ -18,6 +18,8 @@ pub struct KvCache<B: Backend> {
     pub capacity: usize,
     /// A [`crate::backend::unique_id`]: recorded steps that wrote this cache key on it.
     pub id: u64,
+    /// Bytes per value on the backend ([`Backend::kv_value_bytes`]).
+    value_bytes: usize,
 }
 
 impl<B: Backend> KvCache<B> {
@@ -42,6 +44,7 @@ impl<B: Backend> KvCache<B> {
             slots,
             capacity,
             id: crate::backend::unique_id(),
+            value_bytes: backend.kv_value_bytes(),
         })
     }
 
@@ -57,6 +60,6 @@ impl<B: Backend> KvCache<B> {
 
     /// Bytes of device memory the cache holds.
     pub fn bytes(&self, cfg: &ModelConfig) -> usize {
-        2 * cfg.num_layers * self.slots * self.capacity * cfg.kv_dim() * 4
+        2 * cfg.num_layers * self.slots * self.capacity * cfg.kv_dim() * self.value_bytes
     }
 }

@@ -8,6 +8,8 @@
 //!   ([`crate::Fixture::load_bf16_rounded`]).
 //! - **bf16 LoRA** ([`CpuProbe::bf16_lora`]): LoRA A and B rounded to bf16 at upload, what
 //!   `--cuda-lora-bf16` stores, to measure what that rounding does to the logits.
+//! - **bf16 KV cache** ([`CpuProbe::bf16_kv`]): keys and values rounded to bf16 (nearest
+//!   even) as they are stored, what `--cuda-kv-bf16` keeps; attention reads them back exactly.
 //! - **TF32 LoRA** ([`CpuProbe::tf32_lora`]): what `--cuda-experimental sgmv` computes: the
 //!   inputs of both LoRA products (x and A, u and B^T) rounded to TF32 (10 mantissa bits,
 //!   nearest, ties away from zero, as `cvt.rna.tf32.f32`) with f32 accumulation.
@@ -37,6 +39,7 @@ pub struct CpuProbe {
     round_inputs: bool,
     round_lora: bool,
     tf32_lora: bool,
+    round_kv: bool,
     replay: Option<Mutex<ReplayLog>>,
 }
 
@@ -100,36 +103,31 @@ fn step_sizes(s: &StepPlan) -> String {
 }
 
 impl CpuProbe {
+    /// The plain CPU backend, no instrument on.
+    fn plain() -> Self {
+        CpuProbe {
+            cpu: CpuBackend::new(),
+            round_inputs: false,
+            round_lora: false,
+            tf32_lora: false,
+            round_kv: false,
+            replay: None,
+        }
+    }
+
     /// Matmul and lm_head inputs rounded to bf16 (`--cuda-bf16-compute` on the CPU).
     pub fn bf16_inputs() -> Self {
         CpuProbe {
-            cpu: CpuBackend::new(),
             round_inputs: true,
-            round_lora: false,
-            tf32_lora: false,
-            replay: None,
+            ..Self::plain()
         }
     }
 
     /// LoRA A and B rounded to bf16 at upload (`--cuda-lora-bf16` on the CPU).
     pub fn bf16_lora() -> Self {
         CpuProbe {
-            cpu: CpuBackend::new(),
-            round_inputs: false,
             round_lora: true,
-            tf32_lora: false,
-            replay: None,
-        }
-    }
-
-    /// Both LoRA products' inputs rounded to TF32 (`--cuda-experimental sgmv` on the CPU).
-    pub fn tf32_lora() -> Self {
-        CpuProbe {
-            cpu: CpuBackend::new(),
-            round_inputs: false,
-            round_lora: false,
-            tf32_lora: true,
-            replay: None,
+            ..Self::plain()
         }
     }
 
@@ -142,14 +140,27 @@ impl CpuProbe {
         }
     }
 
+    /// Both LoRA products' inputs rounded to TF32 (`--cuda-experimental sgmv` on the CPU).
+    pub fn tf32_lora() -> Self {
+        CpuProbe {
+            tf32_lora: true,
+            ..Self::plain()
+        }
+    }
+
+    /// Keys and values rounded to bf16 as they are stored (`--cuda-kv-bf16` on the CPU).
+    pub fn bf16_kv() -> Self {
+        CpuProbe {
+            round_kv: true,
+            ..Self::plain()
+        }
+    }
+
     /// Steps of one shape checked to launch the same work (what CUDA graphs replay).
     pub fn replay_check() -> Self {
         CpuProbe {
-            cpu: CpuBackend::new(),
-            round_inputs: false,
-            round_lora: false,
-            tf32_lora: false,
             replay: Some(Mutex::new(ReplayLog::default())),
+            ..Self::plain()
         }
     }
 
@@ -184,6 +195,8 @@ impl Backend for CpuProbe {
             "bf16 LoRA"
         } else if self.tf32_lora {
             "TF32 LoRA"
+        } else if self.round_kv {
+            "bf16 KV cache"
         } else {
             "replay check"
         };
@@ -359,6 +372,14 @@ impl Backend for CpuProbe {
             let b = [buf(q), buf(k), buf(v), buf(k_cache), buf(v_cache), buf(out)];
             format!("attention {b:x?} {} {shape:?}", step_sizes(step))
         });
+        if self.round_kv {
+            // The cache holds what is stored; the CPU attends over the cache only.
+            let n = shape.n_tokens * shape.n_kv_heads * shape.head_dim;
+            let (k, v) = (rounded(k, n), rounded(v, n));
+            return self
+                .cpu
+                .attention(q, &k, &v, k_cache, v_cache, step, shape, out);
+        }
         self.cpu
             .attention(q, k, v, k_cache, v_cache, step, shape, out)
     }

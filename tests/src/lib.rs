@@ -5,8 +5,8 @@ pub mod cpu_probe;
 pub mod parity;
 mod tolerances;
 pub use tolerances::{
-    amx_logit_tol, bf16_compute_logit_tol, bf16_logit_tol, int8_logit_tol, lora_bf16_logit_tol,
-    lora_tf32_logit_tol,
+    amx_logit_tol, bf16_compute_logit_tol, bf16_logit_tol, int8_logit_tol, kv_bf16_logit_tol,
+    lora_bf16_logit_tol, lora_tf32_logit_tol,
 };
 
 use std::collections::HashMap;

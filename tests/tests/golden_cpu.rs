@@ -121,6 +121,24 @@ mod lora_tf32 {
     fixture_tests!(run_fixture);
 }
 
+/// Keys and values rounded to bf16 as they are stored (what `--cuda-kv-bf16` keeps), on the
+/// CPU: the bound `golden_cuda` holds the bf16 KV cache to ([`dlp_tests::kv_bf16_logit_tol`],
+/// where the measured figures are).
+mod kv_bf16 {
+    use super::*;
+    use dlp_tests::cpu_probe::CpuProbe;
+
+    fn run_fixture(name: &str) {
+        run_golden_within(
+            name,
+            CpuProbe::bf16_kv(),
+            dlp_tests::kv_bf16_logit_tol(name),
+        );
+    }
+
+    fixture_tests!(run_fixture);
+}
+
 /// `--cpu-amx`: matmuls of several rows (prefill, the batch) on the AMX tile unit, inputs and
 /// weights rounded to bf16. Skips, saying so, where the CPU or OS has no AMX-BF16.
 mod amx {

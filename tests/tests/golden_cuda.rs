@@ -5,8 +5,9 @@
 
 use dlp_cuda::{CudaBackend, CudaOptions};
 use dlp_tests::{
-    backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, lora_bf16_logit_tol,
-    lora_tf32_logit_tol, run_golden, run_golden_bf16_weights, run_golden_within,
+    backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, kv_bf16_logit_tol,
+    lora_bf16_logit_tol, lora_tf32_logit_tol, run_golden, run_golden_bf16_weights,
+    run_golden_within,
 };
 
 fn run_fixture(name: &str) {
@@ -68,6 +69,35 @@ mod lora_bf16 {
         };
         if let Some(b) = backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA") {
             run_golden_within(name, b, lora_bf16_logit_tol(name));
+        }
+    }
+
+    fixture_tests!(run_fixture);
+}
+
+/// The KV cache stored in bf16 (`--cuda-kv-bf16`), f32 weights, with split attention off and
+/// on (the flash-decoding kernels read the bf16 cache too), under [`kv_bf16_logit_tol`]: the
+/// bound the CPU meets with keys and values rounded the same way.
+mod kv_bf16 {
+    use super::*;
+    use dlp_cuda::Experimental;
+
+    fn run_fixture(name: &str) {
+        for split_attention in [false, true] {
+            let opts = CudaOptions {
+                kv_bf16: true,
+                experimental: Experimental {
+                    split_attention,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let Some(b) = backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA")
+            else {
+                return;
+            };
+            println!("{name}: bf16 KV cache, split attention {split_attention}");
+            run_golden_within(name, b, kv_bf16_logit_tol(name));
         }
     }
 
@@ -195,12 +225,15 @@ mod experimental {
         let opts = CudaOptions {
             bf16_compute: true,
             lora_bf16: true,
+            kv_bf16: true,
             experimental: ALL,
             ..Default::default()
         };
         if let Some(b) = cuda(opts) {
-            println!("{name}: bf16 compute, --cuda-lora-bf16, --cuda-experimental all");
-            let tol = compute_tol + lora_bf16_logit_tol(name) + tf32;
+            println!(
+                "{name}: bf16 compute, --cuda-lora-bf16, --cuda-kv-bf16, --cuda-experimental all"
+            );
+            let tol = compute_tol + lora_bf16_logit_tol(name) + tf32 + kv_bf16_logit_tol(name);
             run_golden_bf16_weights(name, b, tol);
         }
     }

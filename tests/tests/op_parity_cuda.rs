@@ -10,8 +10,8 @@ use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
 use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
-    assert_all_pass, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases, run_all, run_cases,
-    run_cases_against, sgmv_cases, split_attention_cases,
+    assert_all_pass, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
+    run_all, run_cases, run_cases_against, sgmv_cases, split_attention_cases,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -167,5 +167,32 @@ fn op_parity_cuda_sgmv() {
             })
             .collect();
         assert_all_pass(&run_cases(&b, cases));
+    }
+}
+
+/// `--cuda-kv-bf16`: the attention cases and long contexts with the cache stored in bf16, with
+/// split attention off and on, against the CPU with keys and values rounded as they are
+/// stored ([`CpuProbe::bf16_kv`]): the caches must hold exactly the rounded values and the
+/// outputs agree to f32 accumulation.
+#[test]
+fn op_parity_cuda_kv_bf16() {
+    for split_attention in [false, true] {
+        let opts = CudaOptions {
+            kv_bf16: true,
+            experimental: Experimental {
+                split_attention,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("bf16 KV cache, split attention {split_attention}");
+        assert_all_pass(&run_cases_against(
+            &b,
+            &CpuProbe::bf16_kv(),
+            bf16_kv_cases(),
+        ));
     }
 }

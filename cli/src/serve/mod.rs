@@ -225,7 +225,7 @@ impl WithBackend for &ServeArgs {
             * args.max_concurrent
             * context
             * model.config.kv_dim()
-            * 4) as f64
+            * model.backend.kv_value_bytes()) as f64
             / (1u64 << 30) as f64;
         eprintln!("dlp-run serve: listening on http://{addr}");
         eprintln!(

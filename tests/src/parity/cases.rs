@@ -100,6 +100,9 @@ pub struct ParityCase {
     pub bf16_weights: bool,
     /// LoRA A and B drawn as bf16 values, for `--cuda-lora-bf16`.
     pub bf16_lora: bool,
+    /// The KV cache's earlier positions drawn as bf16 values, for `--cuda-kv-bf16` (the
+    /// step's keys and values stay f32: the reference rounds them as the store does).
+    pub bf16_kv: bool,
 }
 
 fn case(id: String, op: Op, tol: f64) -> ParityCase {
@@ -115,6 +118,7 @@ fn case(id: String, op: Op, tol: f64) -> ParityCase {
         f16_weights: false,
         bf16_weights: false,
         bf16_lora: false,
+        bf16_kv: false,
     }
 }
 
@@ -548,4 +552,19 @@ pub fn sgmv_cases() -> Vec<ParityCase> {
         &mix,
     ));
     v
+}
+
+/// The attention cases for `--cuda-kv-bf16`: every attention case of the table and the long
+/// contexts of [`split_attention_cases`], with the caches' earlier positions drawn as bf16
+/// values; run against the CPU with keys and values rounded as they are stored
+/// (`CpuProbe::bf16_kv`), so the caches must match exactly where written.
+pub fn bf16_kv_cases() -> Vec<ParityCase> {
+    split_attention_cases()
+        .into_iter()
+        .map(|c| ParityCase {
+            id: format!("bf16 KV {}", c.id),
+            bf16_kv: true,
+            ..c
+        })
+        .collect()
 }

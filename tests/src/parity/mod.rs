@@ -14,8 +14,9 @@ use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER
 mod cases;
 
 pub use cases::{
-    bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases, f16_weight_cases, sgmv_cases,
-    split_attention_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL,
+    bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases,
+    f16_weight_cases, sgmv_cases, split_attention_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
+    REDUCTION_TOL,
 };
 
 /// The result of one case on one backend.
@@ -87,7 +88,7 @@ fn plan(tokens: usize) -> StepPlan {
 /// Runs one case on `b`, inputs drawn from the case's seed.
 fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
-    let (f16, bf16) = (c.f16_weights, c.bf16_weights);
+    let (f16, bf16, c_bf16_kv) = (c.f16_weights, c.bf16_weights, c.bf16_kv);
     let w2 = |rows: usize, cols: usize, g: &mut Rng| {
         let mut v = g.vec(rows * cols);
         if f16 {
@@ -165,8 +166,19 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let q = b.upload(&g.vec(t * q_dim))?;
             let k = b.upload(&g.vec(t * kv_dim))?;
             let v = b.upload(&g.vec(t * kv_dim))?;
-            let mut kc = b.upload(&g.vec(cache_len))?;
-            let mut vc = b.upload(&g.vec(cache_len))?;
+            // Earlier positions drawn as bf16 values for a bf16 cache, so that both sides
+            // start from the same numbers.
+            let mut draw_cache = || {
+                let mut c = g.vec(cache_len);
+                if c_bf16_kv {
+                    c.iter_mut()
+                        .for_each(|x| *x = half::bf16::from_f32(*x).to_f32());
+                }
+                c
+            };
+            let (kc0, vc0) = (draw_cache(), draw_cache());
+            let mut kc = b.upload_kv(&kc0)?;
+            let mut vc = b.upload_kv(&vc0)?;
             let mut p = plan(t);
             p.kv_slots = kv_slots.clone();
             p.positions = positions.clone();
@@ -175,8 +187,8 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.attention(&q, &k, &v, &mut kc, &mut vc, &step, *s, &mut out)?;
             vec![
                 ("out", b.download(&out, t * q_dim)?, None),
-                ("k_cache", b.download(&kc, cache_len)?, None),
-                ("v_cache", b.download(&vc, cache_len)?, None),
+                ("k_cache", b.download_kv(&kc, cache_len)?, None),
+                ("v_cache", b.download_kv(&vc, cache_len)?, None),
             ]
         }
         Op::SiluMul { n } => {
@@ -495,6 +507,28 @@ mod tests {
             .fold(0f64, f64::max);
         println!("TF32 LoRA on the SGMV cases: worst NMSE {worst:.2e}");
         assert!(worst > 0.0 && worst < REDUCTION_TOL / 100.0, "{worst:e}");
+    }
+
+    /// The bf16-KV set runs on the CPU probe that rounds keys and values as the store does,
+    /// and that rounding shows against the plain CPU (the set would catch a GPU that stored
+    /// f32), within the attention cases' bound.
+    #[test]
+    fn bf16_kv_cases_show_the_stores_rounding() {
+        let cases = bf16_kv_cases();
+        assert!(cases.len() >= 12 && cases.iter().all(|c| c.bf16_kv));
+        let probe = crate::cpu_probe::CpuProbe::bf16_kv();
+        let results = run_cases(&probe, cases.clone());
+        assert_all_pass(&results);
+        let moved = results
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Pass { nmse } if *nmse > 1e-8))
+            .count();
+        assert!(
+            moved >= cases.len() / 2,
+            "{moved} of {} cases moved",
+            cases.len()
+        );
+        assert_all_pass(&run_cases_against(&probe, &probe, cases));
     }
 
     /// The split-attention set (long contexts, 4,096 positions) and the bf16-LoRA set (A and
