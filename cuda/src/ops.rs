@@ -30,11 +30,13 @@ impl Backend for CudaBackend {
             "f32 (cuBLAS sgemm)"
         };
         let x = &o.experimental;
-        let mode = if o.lora_bf16 {
-            format!("{mode}, LoRA bf16")
-        } else {
-            mode.to_string()
-        };
+        let mut mode = mode.to_string();
+        if o.lora_bf16 {
+            mode += ", LoRA bf16";
+        }
+        if o.kv_bf16 {
+            mode += ", KV cache bf16";
+        }
         let on: Vec<&str> = [
             (x.decode_matvec, "decode-matvec"),
             (x.fused_lora, "fused-lora"),

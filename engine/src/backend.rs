@@ -250,7 +250,9 @@ pub trait Backend: Send + Sync + Sized {
 
     /// A buffer of `len` f32 (contents unspecified).
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
-    /// A KV-cache buffer of `len` f32 (contents unspecified). `sparse`: most of it may never
+    /// A KV-cache buffer of `len` values (contents unspecified; a backend storing the cache in
+    /// a narrower type than f32 may hold them packed, so the buffer's own length can be less:
+    /// size KV buffers by values, never by their length). `sparse`: most of it may never
     /// be written (a server's slots each sized for the whole context), so memory should be
     /// committed as written, in small pages; otherwise it fills up (a batch sized to its
     /// needs). Default: [`Backend::alloc`].

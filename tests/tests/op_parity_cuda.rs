@@ -171,16 +171,17 @@ fn op_parity_cuda_sgmv() {
 }
 
 /// `--cuda-kv-bf16`: the attention cases and long contexts with the cache stored in bf16, with
-/// split attention off and on, against the CPU with keys and values rounded as they are
+/// split attention and wide grids (the KV store on several blocks per token) off and on, against the CPU with keys and values rounded as they are
 /// stored ([`CpuProbe::bf16_kv`]): the caches must hold exactly the rounded values and the
 /// outputs agree to f32 accumulation.
 #[test]
 fn op_parity_cuda_kv_bf16() {
-    for split_attention in [false, true] {
+    for split in [false, true] {
         let opts = CudaOptions {
             kv_bf16: true,
             experimental: Experimental {
-                split_attention,
+                split_attention: split,
+                wide_grids: split,
                 ..Default::default()
             },
             ..Default::default()
@@ -188,7 +189,7 @@ fn op_parity_cuda_kv_bf16() {
         let Some(b) = cuda(opts) else {
             return;
         };
-        println!("bf16 KV cache, split attention {split_attention}");
+        println!("bf16 KV cache, split attention and wide grids {split}");
         assert_all_pass(&run_cases_against(
             &b,
             &CpuProbe::bf16_kv(),

@@ -127,10 +127,25 @@ fn bench_quick_writes_ratios() {
             .find(|s| s["name"] == name)
             .and_then(|s| s["decode_mb_per_token"].as_f64())
     };
-    assert_eq!(per_token("base"), Some(weights));
+    // And the KV cache at the mean decode position: SmolLM2 keeps 2 x 30 layers x 192 f32
+    // per position.
+    let kv = mem["kv_mb_per_token"].as_f64().unwrap();
+    let positions = mem["kv_mean_positions"].as_u64().unwrap();
+    let (prompt, new) = (v["prompt_tokens"].as_u64(), v["new_tokens"].as_u64());
+    assert_eq!(
+        Some(positions),
+        prompt.zip(new).map(|(p, n)| p + n / 2),
+        "{v}"
+    );
+    assert!(
+        (kv - (2 * 30 * 192 * 4 * positions) as f64 / 1e6).abs() < 1e-9,
+        "kv {kv} MB"
+    );
+    let base = per_token("base").unwrap();
+    assert!((base - weights - kv).abs() < 1e-6, "base {base} MB");
     let fused3 = per_token("fused3").unwrap();
     assert!(
-        (fused3 - weights - 3.0 * adapter).abs() < 1e-6,
+        (fused3 - weights - kv - 3.0 * adapter).abs() < 1e-6,
         "fused3 {fused3} MB"
     );
     assert_eq!(per_token("batch32"), None);

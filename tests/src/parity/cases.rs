@@ -554,13 +554,15 @@ pub fn sgmv_cases() -> Vec<ParityCase> {
     v
 }
 
-/// The attention cases for `--cuda-kv-bf16`: every attention case of the table and the long
-/// contexts of [`split_attention_cases`], with the caches' earlier positions drawn as bf16
+/// The attention cases for `--cuda-kv-bf16`: every attention case of the table, the long
+/// contexts of [`split_attention_cases`] and a cache of an odd number of values, with the caches' earlier positions drawn as bf16
 /// values; run against the CPU with keys and values rounded as they are stored
 /// (`CpuProbe::bf16_kv`), so the caches must match exactly where written.
 pub fn bf16_kv_cases() -> Vec<ParityCase> {
-    split_attention_cases()
-        .into_iter()
+    let mut v = split_attention_cases();
+    // An odd number of cache values (1 x 9 x 7): the last packed word holds one.
+    v.push(attn(2, 1, 7, 9, 1, &[(0, 8), (0, 3)]));
+    v.into_iter()
         .map(|c| ParityCase {
             id: format!("bf16 KV {}", c.id),
             bf16_kv: true,
