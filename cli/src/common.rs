@@ -47,6 +47,8 @@ pub enum CudaExperimental {
     Graphs,
     /// LoRA of batches and prefill on tensor cores (TF32), tokens grouped in tiles by adapter.
     Sgmv,
+    /// Each residual add and the RMSNorm after it in one launch.
+    FusedNorm,
     /// Every path above.
     All,
 }
@@ -161,7 +163,9 @@ pub struct ModelArgs {
     /// of batches and prefill on TF32 tensor cores: tokens in tiles of 16, each adapter a tile
     /// uses one GEMM over the tile, so A and B are read once per tile, not once per token;
     /// sm_80 or newer; the TF32 rounding moves logits by up to 3.2e-3 on SmolLM2 with its
-    /// task adapters, 1.4e-3 on the tiny fixtures, measured on the CPU), or `all`.
+    /// task adapters, 1.4e-3 on the tiny fixtures, measured on the CPU), `fused-norm` (each
+    /// residual add and the RMSNorm after it in one launch, same values: two launches fewer
+    /// per layer), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -493,6 +497,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             split_attention: on(CudaExperimental::SplitAttention),
             graphs: on(CudaExperimental::Graphs),
             sgmv: on(CudaExperimental::Sgmv),
+            fused_norm: on(CudaExperimental::FusedNorm),
         },
     };
     let flags = model.cuda_flags();

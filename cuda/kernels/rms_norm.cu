@@ -31,3 +31,27 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __
     const size_t r = blockIdx.x;
     norm_row(x + r * dim, w, dim, eps, out + r * dim);
 }
+
+// add_rms_norm (`--cuda-experimental fused-norm`): the residual add and the RMSNorm that reads
+// its result in one launch: x[r, :] += y[r, :], then out[r, :] = rms_norm(x[r, :]) * w. One
+// block per row. Each thread adds the elements it then squares and scales (the same striding
+// as `norm_row`), with the same expressions, so on the same block size the values are those
+// of `add` then `rms_norm`. x is read back through a plain pointer: it was written in this
+// kernel, which the read-only path (const __restrict__) must not see.
+extern "C" __global__ void add_rms_norm(float* x, const float* __restrict__ y,
+                                        const float* __restrict__ w, int dim, float eps,
+                                        float* __restrict__ out) {
+    __shared__ double partial[32];
+    float* xr = x + (size_t)blockIdx.x * dim;
+    const float* yr = y + (size_t)blockIdx.x * dim;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        xr[i] += yr[i];
+        const double v = xr[i];
+        ss += v * v;
+    }
+    ss = block_sum(ss, partial);
+    const float inv = (float)(1.0 / sqrt(ss / dim + (double)eps));
+    float* o = out + (size_t)blockIdx.x * dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = xr[i] * inv * w[i];
+}

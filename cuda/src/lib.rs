@@ -103,6 +103,9 @@ pub struct Experimental {
     /// tensor cores ([`sgmv`]: tokens in tiles of 16, each adapter a tile uses one TF32 GEMM
     /// over the tile) instead of the segment kernels' per-token products. Needs sm_80 or newer.
     pub sgmv: bool,
+    /// Each residual add and the RMSNorm that reads its result in one launch (`add_rms_norm`)
+    /// instead of two: two launches fewer per layer, with the same values.
+    pub fused_norm: bool,
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.

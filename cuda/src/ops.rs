@@ -44,6 +44,7 @@ impl Backend for CudaBackend {
             (x.split_attention, "split-attention"),
             (x.graphs, "graphs"),
             (x.sgmv, "sgmv"),
+            (x.fused_norm, "fused-norm"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -460,6 +461,35 @@ impl Backend for CudaBackend {
         let mut a = self.args(&self.k.silu_mul);
         a.arg(gate).arg(up).arg(&nn).arg(out);
         self.go("silu_mul", a, grid_1d(n))
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &mut CudaSlice<f32>,
+        y: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        if !self.options.experimental.fused_norm {
+            self.add(x, y, rows * dim)?;
+            return self.rms_norm(x, w, rows, dim, eps, out);
+        }
+        check_len("add_rms_norm", "x", x.len(), rows * dim)?;
+        check_len("add_rms_norm", "y", y.len(), rows * dim)?;
+        check_len("add_rms_norm", "out", out.len(), rows * dim)?;
+        check_len("add_rms_norm", "w", w.len(), dim)?;
+        if rows == 0 || dim == 0 {
+            return Ok(());
+        }
+        let d = int("add_rms_norm", dim)?;
+        let mut a = self.args(&self.k.add_rms_norm);
+        a.arg(x).arg(y).arg(w).arg(&d).arg(&eps).arg(out);
+        // The block size of `rms_norm`: the same sums in the same order.
+        let block = self.row_block(rows);
+        self.go("add_rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
     }
 
     fn add(&self, dst: &mut CudaSlice<f32>, src: &CudaSlice<f32>, n: usize) -> Result<()> {

@@ -424,6 +424,24 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()>;
     /// `dst[i] += src[i]` for `n` values.
     fn add(&self, dst: &mut Self::Buf, src: &Self::Buf, n: usize) -> Result<()>;
+    /// The residual add and the RMSNorm that reads its result: `x[r, :] += y[r, :]`, then
+    /// `out[r, :] = rms_norm(x[r, :]) * w` for `rows` rows of `dim` (`x`, `y`, `out`:
+    /// `[rows, dim]`; `w`: `[dim]`). Default: [`Backend::add`] then [`Backend::rms_norm`];
+    /// a backend may fuse them into one pass (CUDA's `add_rms_norm`) with the same results.
+    #[allow(clippy::too_many_arguments)]
+    fn add_rms_norm(
+        &self,
+        x: &mut Self::Buf,
+        y: &Self::Buf,
+        w: &Self::Buf,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut Self::Buf,
+    ) -> Result<()> {
+        self.add(x, y, rows * dim)?;
+        self.rms_norm(x, w, rows, dim, eps, out)
+    }
     /// Fused LoRA, first half, for all segments at once: for token `t` in segment `s` and each
     /// entry `k` of its mixture with slot `a` (rank `r`, scale `c`, weight `w`):
     /// `u[t, k, j] = w * c * dot(A_a[j, :], x[t, :])` for `j < r`. `u` is `[T, K, max_rank]`;

@@ -382,9 +382,14 @@ impl<B: Backend> Model<B> {
         let c = &self.config;
         let b = &self.backend;
         let hd = c.hidden_size;
+        let eps = c.rms_norm_eps;
         b.embedding(&self.embed, step, t, hd, &mut ws.x)?;
+        if let Some(first) = self.layers.first() {
+            b.rms_norm(&ws.x, &first.attn_norm, t, hd, eps, &mut ws.h)?;
+        }
+        // Each residual add is fused with the RMSNorm that reads its result (the FFN's, then
+        // the next layer's attention norm): `ws.h` holds the normed input of every linears.
         for (li, layer) in self.layers.iter().enumerate() {
-            b.rms_norm(&ws.x, &layer.attn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
             let n_in = |m: LoraModule| layer.linears[m.index()].n_in;
             let mut qkv = [
                 linear_job(layer, LoraModule::Q, any_lora, &mut ws.q),
@@ -409,8 +414,7 @@ impl<B: Backend> Model<B> {
             )?;
             let mut o = [linear_job(layer, LoraModule::O, any_lora, &mut ws.o)];
             b.linears(&ws.att, t, n_in(LoraModule::O), step, &mut o, &mut ws.u)?;
-            b.add(&mut ws.x, &ws.o, t * hd)?;
-            b.rms_norm(&ws.x, &layer.ffn_norm, t, hd, c.rms_norm_eps, &mut ws.h)?;
+            b.add_rms_norm(&mut ws.x, &ws.o, &layer.ffn_norm, t, hd, eps, &mut ws.h)?;
             let mut gate_up = [
                 linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
                 linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
@@ -433,7 +437,12 @@ impl<B: Backend> Model<B> {
                 &mut down,
                 &mut ws.u,
             )?;
-            b.add(&mut ws.x, &ws.o, t * hd)?;
+            match self.layers.get(li + 1) {
+                Some(next) => {
+                    b.add_rms_norm(&mut ws.x, &ws.o, &next.attn_norm, t, hd, eps, &mut ws.h)?
+                }
+                None => b.add(&mut ws.x, &ws.o, t * hd)?,
+            }
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         b.logits(

@@ -122,6 +122,7 @@ mod experimental {
         split_attention: false,
         graphs: false,
         sgmv: false,
+        fused_norm: false,
     };
     const ALL: Experimental = Experimental {
         decode_matvec: true,
@@ -130,12 +131,13 @@ mod experimental {
         split_attention: true,
         graphs: true,
         sgmv: true,
+        fused_norm: true,
     };
     /// What passed on the f32 bounds before `sgmv` existed.
     const ALL_BUT_SGMV: Experimental = Experimental { sgmv: false, ..ALL };
 
     /// Each path alone (fused LoRA rides on the decode matvec).
-    const EACH: [(&str, Experimental); 6] = [
+    const EACH: [(&str, Experimental); 7] = [
         (
             "decode-matvec",
             Experimental {
@@ -173,6 +175,13 @@ mod experimental {
             },
         ),
         ("sgmv", Experimental { sgmv: true, ..NONE }),
+        (
+            "fused-norm",
+            Experimental {
+                fused_norm: true,
+                ..NONE
+            },
+        ),
     ];
 
     fn cuda(opts: CudaOptions) -> Option<CudaBackend> {

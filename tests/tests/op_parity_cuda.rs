@@ -25,6 +25,7 @@ const MATVEC: Experimental = Experimental {
     split_attention: false,
     graphs: false,
     sgmv: false,
+    fused_norm: false,
 };
 
 /// The decode matvec with the fused LoRA pair.
@@ -98,15 +99,17 @@ fn op_parity_cuda_bf16_compute() {
     }
 }
 
-/// `--cuda-experimental wide-grids,split-attention` on f32 weights: the whole table (RMSNorm
-/// rows on 1,024 threads, the KV store on several blocks per token, logits), then the
-/// attention cases and long contexts split over positions (flash-decoding) and combined.
+/// `--cuda-experimental wide-grids,split-attention,fused-norm` on f32 weights: the whole table
+/// (RMSNorm rows on 1,024 threads, the fused add and RMSNorm, the KV store on several blocks
+/// per token, logits), then the attention cases and long contexts split over positions
+/// (flash-decoding) and combined.
 #[test]
 fn op_parity_cuda_wide_grids_and_split_attention() {
     let opts = CudaOptions {
         experimental: Experimental {
             wide_grids: true,
             split_attention: true,
+            fused_norm: true,
             ..Default::default()
         },
         ..Default::default()

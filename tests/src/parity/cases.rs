@@ -19,6 +19,8 @@ pub enum Op {
     },
     /// `rms_norm` over `rows` x `dim`.
     RmsNorm { rows: usize, dim: usize },
+    /// `add_rms_norm` (the residual add and the RMSNorm after it) over `rows` x `dim`.
+    AddRmsNorm { rows: usize, dim: usize },
     /// `matmul` `[rows, k] @ [n, k]^T`.
     Matmul {
         rows: usize,
@@ -226,6 +228,13 @@ pub fn cases() -> Vec<ParityCase> {
         v.push(case(
             format!("rms_norm(rows={rows},dim={dim})"),
             Op::RmsNorm { rows, dim },
+            e,
+        ));
+    }
+    for (rows, dim) in [(5, 19), (1, 4096), (3, 1000), (70, 64)] {
+        v.push(case(
+            format!("add_rms_norm(rows={rows},dim={dim})"),
+            Op::AddRmsNorm { rows, dim },
             e,
         ));
     }

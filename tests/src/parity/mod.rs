@@ -118,6 +118,18 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.rms_norm(&x, &w, *rows, *dim, 1e-5, &mut out)?;
             vec![("out", b.download(&out, rows * dim)?, None)]
         }
+        Op::AddRmsNorm { rows, dim } => {
+            let n = rows * dim;
+            let mut x = b.upload(&g.vec(n))?;
+            let y = b.upload(&g.vec(n))?;
+            let w = b.upload(&g.vec(*dim))?;
+            let mut out = poisoned(b, n)?;
+            b.add_rms_norm(&mut x, &y, &w, *rows, *dim, 1e-5, &mut out)?;
+            vec![
+                ("x", b.download(&x, n)?, None),
+                ("out", b.download(&out, n)?, None),
+            ]
+        }
         Op::Matmul { rows, k, n, bias } => {
             let x = b.upload(&g.vec(rows * k))?;
             let w = b.upload_weight(&w2(*n, *k, &mut g))?;
