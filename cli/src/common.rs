@@ -49,6 +49,8 @@ pub enum CudaExperimental {
     Sgmv,
     /// Each residual add and the RMSNorm after it in one launch.
     FusedNorm,
+    /// The queries' and keys' rotary embedding in one launch.
+    FusedRope,
     /// Every path above.
     All,
 }
@@ -165,7 +167,8 @@ pub struct ModelArgs {
     /// sm_80 or newer; the TF32 rounding moves logits by up to 3.2e-3 on SmolLM2 with its
     /// task adapters, 1.4e-3 on the tiny fixtures, measured on the CPU), `fused-norm` (each
     /// residual add and the RMSNorm after it in one launch, same values: two launches fewer
-    /// per layer), or `all`.
+    /// per layer), `fused-rope` (the queries' and keys' rotary embedding in one launch), or
+    /// `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -498,6 +501,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             graphs: on(CudaExperimental::Graphs),
             sgmv: on(CudaExperimental::Sgmv),
             fused_norm: on(CudaExperimental::FusedNorm),
+            fused_rope: on(CudaExperimental::FusedRope),
         },
     };
     let flags = model.cuda_flags();

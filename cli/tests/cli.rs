@@ -238,7 +238,7 @@ fn bad_input_exits_non_zero_with_a_message() {
         &[
             "warp-speed",
             "decode-matvec, fused-lora",
-            "sgmv, fused-norm, all",
+            "fused-norm, fused-rope, all",
         ],
     );
     fails_with(

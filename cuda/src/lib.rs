@@ -106,6 +106,9 @@ pub struct Experimental {
     /// Each residual add and the RMSNorm that reads its result in one launch (`add_rms_norm`)
     /// instead of two: two launches fewer per layer, with the same values.
     pub fused_norm: bool,
+    /// The queries' and keys' rotary embedding of a step in one launch (`rope_qk`) instead of
+    /// two, with the same values.
+    pub fused_rope: bool,
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.

@@ -45,6 +45,7 @@ impl Backend for CudaBackend {
             (x.graphs, "graphs"),
             (x.sgmv, "sgmv"),
             (x.fused_norm, "fused-norm"),
+            (x.fused_rope, "fused-rope"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -278,13 +279,7 @@ impl Backend for CudaBackend {
         head_dim: usize,
     ) -> Result<()> {
         check_len("rope", "x", x.len(), n_tokens * n_heads * head_dim)?;
-        check_len("rope", "positions", step.plan.positions.len(), n_tokens)?;
-        let max_pos = step.plan.positions[..n_tokens]
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0) as usize;
-        check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)?;
+        check_rope_table(cos_sin, step, n_tokens, head_dim)?;
         if n_tokens == 0 || n_heads == 0 || head_dim < 2 {
             return Ok(());
         }
@@ -301,6 +296,39 @@ impl Backend for CudaBackend {
             .arg(&h)
             .arg(&d);
         self.go("rope", a, grid_1d(n_tokens * n_heads * head_dim / 2))
+    }
+
+    fn rope_qk(
+        &self,
+        q: &mut CudaSlice<f32>,
+        k: &mut CudaSlice<f32>,
+        cos_sin: &CudaSlice<f32>,
+        step: &CudaStep,
+        n_tokens: usize,
+        (n_heads, n_kv_heads): (usize, usize),
+        head_dim: usize,
+    ) -> Result<()> {
+        if !self.options.experimental.fused_rope {
+            self.rope(q, cos_sin, step, n_tokens, n_heads, head_dim)?;
+            return self.rope(k, cos_sin, step, n_tokens, n_kv_heads, head_dim);
+        }
+        check_len("rope", "q", q.len(), n_tokens * n_heads * head_dim)?;
+        check_len("rope", "k", k.len(), n_tokens * n_kv_heads * head_dim)?;
+        check_rope_table(cos_sin, step, n_tokens, head_dim)?;
+        let heads = n_heads + n_kv_heads;
+        if n_tokens == 0 || heads == 0 || head_dim < 2 {
+            return Ok(());
+        }
+        let (t, d) = (int("rope", n_tokens)?, int("rope", head_dim)?);
+        let (h, kvh) = (int("rope", n_heads)?, int("rope", n_kv_heads)?);
+        let mut a = self.args(&self.k.rope_qk);
+        a.arg(q).arg(k).arg(cos_sin).arg(&step.positions);
+        a.arg(&t).arg(&h).arg(&kvh).arg(&d);
+        self.go(
+            "rope (q and k)",
+            a,
+            grid_1d(n_tokens * heads * head_dim / 2),
+        )
     }
 
     fn attention(
@@ -627,4 +655,21 @@ impl Backend for CudaBackend {
         self.go("logits norm", a, cfg((n as u32, 1, 1), block, 0))?;
         self.matmul_dispatch(s, lm_head, None, n, out)
     }
+}
+
+/// The checks `rope` makes of the step's positions and the angle table: every token's position
+/// has its `head_dim` entries in `cos_sin`.
+fn check_rope_table(
+    cos_sin: &CudaSlice<f32>,
+    step: &CudaStep,
+    n_tokens: usize,
+    head_dim: usize,
+) -> Result<()> {
+    check_len("rope", "positions", step.plan.positions.len(), n_tokens)?;
+    let max_pos = step.plan.positions[..n_tokens]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0) as usize;
+    check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)
 }

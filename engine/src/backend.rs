@@ -398,6 +398,23 @@ pub trait Backend: Send + Sync + Sized {
         n_heads: usize,
         head_dim: usize,
     ) -> Result<()>;
+    /// [`Backend::rope`] on a step's queries `q` (`[T, n_heads, head_dim]`) and keys `k`
+    /// (`[T, n_kv_heads, head_dim]`). Default: two `rope` calls; a backend may do both in one
+    /// pass (CUDA's `rope_qk`) with the same results.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_qk(
+        &self,
+        q: &mut Self::Buf,
+        k: &mut Self::Buf,
+        cos_sin: &Self::Buf,
+        step: &Self::Step,
+        n_tokens: usize,
+        (n_heads, n_kv_heads): (usize, usize),
+        head_dim: usize,
+    ) -> Result<()> {
+        self.rope(q, cos_sin, step, n_tokens, n_heads, head_dim)?;
+        self.rope(k, cos_sin, step, n_tokens, n_kv_heads, head_dim)
+    }
     /// Causal GQA attention over the KV cache. First stores `k`, `v` (`[T, n_kv_heads*head_dim]`)
     /// at each token's (kv slot, position) in `k_cache` / `v_cache`; then each token attends to
     /// positions `start..=pos` of its slot (`start = pos + 1 - window` with a window, else 0): `out[t, h, :] = softmax(q·K^T / sqrt(head_dim)) V`, query

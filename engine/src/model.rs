@@ -397,8 +397,8 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
             ];
             b.linears(&ws.h, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
-            b.rope(&mut ws.q, &self.rope, step, t, c.num_heads, c.head_dim)?;
-            b.rope(&mut ws.k, &self.rope, step, t, c.num_kv_heads, c.head_dim)?;
+            let heads = (c.num_heads, c.num_kv_heads);
+            b.rope_qk(&mut ws.q, &mut ws.k, &self.rope, step, t, heads, c.head_dim)?;
             b.attention(
                 &ws.q,
                 &ws.k,

@@ -123,6 +123,7 @@ mod experimental {
         graphs: false,
         sgmv: false,
         fused_norm: false,
+        fused_rope: false,
     };
     const ALL: Experimental = Experimental {
         decode_matvec: true,
@@ -132,12 +133,13 @@ mod experimental {
         graphs: true,
         sgmv: true,
         fused_norm: true,
+        fused_rope: true,
     };
     /// What passed on the f32 bounds before `sgmv` existed.
     const ALL_BUT_SGMV: Experimental = Experimental { sgmv: false, ..ALL };
 
     /// Each path alone (fused LoRA rides on the decode matvec).
-    const EACH: [(&str, Experimental); 7] = [
+    const EACH: [(&str, Experimental); 8] = [
         (
             "decode-matvec",
             Experimental {
@@ -179,6 +181,13 @@ mod experimental {
             "fused-norm",
             Experimental {
                 fused_norm: true,
+                ..NONE
+            },
+        ),
+        (
+            "fused-rope",
+            Experimental {
+                fused_rope: true,
                 ..NONE
             },
         ),

@@ -26,6 +26,7 @@ const MATVEC: Experimental = Experimental {
     graphs: false,
     sgmv: false,
     fused_norm: false,
+    fused_rope: false,
 };
 
 /// The decode matvec with the fused LoRA pair.
@@ -99,8 +100,9 @@ fn op_parity_cuda_bf16_compute() {
     }
 }
 
-/// `--cuda-experimental wide-grids,split-attention,fused-norm` on f32 weights: the whole table
-/// (RMSNorm rows on 1,024 threads, the fused add and RMSNorm, the KV store on several blocks
+/// `--cuda-experimental wide-grids,split-attention,fused-norm,fused-rope` on f32 weights: the
+/// whole table (RMSNorm rows on 1,024 threads, the fused add and RMSNorm, q and k rotated in
+/// one launch, the KV store on several blocks
 /// per token, logits), then the attention cases and long contexts split over positions
 /// (flash-decoding) and combined.
 #[test]
@@ -110,6 +112,7 @@ fn op_parity_cuda_wide_grids_and_split_attention() {
             wide_grids: true,
             split_attention: true,
             fused_norm: true,
+            fused_rope: true,
             ..Default::default()
         },
         ..Default::default()

@@ -28,9 +28,11 @@ pub enum Op {
         n: usize,
         bias: bool,
     },
-    /// `rope` at the given positions.
+    /// `rope` at the given positions; with `kv_heads`, `rope_qk` on `heads` query heads and
+    /// that many key heads.
     Rope {
         heads: usize,
+        kv_heads: Option<usize>,
         head_dim: usize,
         positions: Vec<u32>,
     },
@@ -252,16 +254,24 @@ pub fn cases() -> Vec<ParityCase> {
         let id = matmul_id(rows, k, n, bias);
         v.push(case(id, Op::Matmul { rows, k, n, bias }, r));
     }
-    for (heads, head_dim, positions) in [
-        (3, 8, vec![0, 3, 7, 2, 9]),
-        (9, 64, vec![41]),
-        (2, 6, vec![5, 6, 7]),
+    for (heads, kv_heads, head_dim, positions) in [
+        (3, None, 8, vec![0, 3, 7, 2, 9]),
+        (9, None, 64, vec![41]),
+        (2, None, 6, vec![5, 6, 7]),
+        (3, Some(1), 8, vec![0, 3, 7, 2, 9]),
+        (9, Some(3), 64, vec![41, 0]),
+        (32, Some(8), 128, vec![4000]),
     ] {
-        let id = format!("rope(heads={heads},head_dim={head_dim},positions={positions:?})");
+        let (name, kv) = match kv_heads {
+            Some(k) => ("rope_qk", format!(",kv_heads={k}")),
+            None => ("rope", String::new()),
+        };
+        let id = format!("{name}(heads={heads}{kv},head_dim={head_dim},positions={positions:?})");
         v.push(case(
             id,
             Op::Rope {
                 heads,
+                kv_heads,
                 head_dim,
                 positions,
             },

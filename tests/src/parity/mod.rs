@@ -144,6 +144,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
         }
         Op::Rope {
             heads,
+            kv_heads,
             head_dim,
             positions,
         } => {
@@ -160,8 +161,20 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let mut p = plan(t);
             p.positions = positions.clone();
             let step = b.upload_step(&p, None)?;
-            b.rope(&mut x, &cs, &step, t, *heads, *head_dim)?;
-            vec![("x", b.download(&x, t * heads * head_dim)?, None)]
+            match kv_heads {
+                None => {
+                    b.rope(&mut x, &cs, &step, t, *heads, *head_dim)?;
+                    vec![("x", b.download(&x, t * heads * head_dim)?, None)]
+                }
+                Some(kvh) => {
+                    let mut k = b.upload(&g.vec(t * kvh * head_dim))?;
+                    b.rope_qk(&mut x, &mut k, &cs, &step, t, (*heads, *kvh), *head_dim)?;
+                    vec![
+                        ("q", b.download(&x, t * heads * head_dim)?, None),
+                        ("k", b.download(&k, t * kvh * head_dim)?, None),
+                    ]
+                }
+            }
         }
         Op::Attention {
             shape: s,
