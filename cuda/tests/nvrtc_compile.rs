@@ -65,6 +65,35 @@ fn sgmv_kernels_use_tf32_tensor_cores() {
     assert!(!c.ptx.contains("mma.sync") && c.ptx.contains(".entry lora_shrink("));
 }
 
+/// The entry points the backend's switches load are in their files' PTX (a misspelled one
+/// would otherwise surface only on a GPU, in `Kernels::load`).
+#[test]
+fn the_switches_entry_points_are_in_the_ptx() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    for (file, entries) in [
+        ("rms_norm", &["add_rms_norm"][..]),
+        ("rope", &["rope", "rope_qk"][..]),
+        (
+            "attention",
+            &["kv_store_bf16", "attention_bf16", "attention_split_bf16"][..],
+        ),
+    ] {
+        let k = SOURCES
+            .iter()
+            .find(|k| k.name == file)
+            .expect("kernel file");
+        let ptx = compile_uncached(k, &options("sm_90")).unwrap().ptx;
+        for e in entries {
+            assert!(
+                ptx.contains(&format!(".entry {e}(")),
+                "{file}.cu: no entry {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_broken_kernel_reports_its_name_and_the_log() {
     if probe().is_err() {

@@ -10,8 +10,8 @@ use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
 use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
-    assert_all_pass, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
-    run_all, run_cases, run_cases_against, sgmv_cases, split_attention_cases,
+    assert_all_pass, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases,
+    run_all, run_cases, run_cases_against, sgmv_cases, split_attention_cases, Op, ParityCase,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -167,7 +167,7 @@ fn op_parity_cuda_sgmv() {
         println!("sgmv, LoRA bf16 {lora_bf16}");
         let cases = sgmv_cases()
             .into_iter()
-            .map(|c| dlp_tests::parity::ParityCase {
+            .map(|c| ParityCase {
                 bf16_lora: lora_bf16,
                 ..c
             })
@@ -201,5 +201,38 @@ fn op_parity_cuda_kv_bf16() {
             &CpuProbe::bf16_kv(),
             bf16_kv_cases(),
         ));
+    }
+}
+
+/// `fused-norm` and `fused-rope` compute what the unfused ops compute, bit for bit: the
+/// table's `add_rms_norm` and `rope_qk` cases on the fused backend against the unfused one
+/// (bound 0), with narrow and wide grids (rows at 256 and 1,024 threads).
+#[test]
+fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
+    for wide_grids in [false, true] {
+        let with = |fused: bool| CudaOptions {
+            experimental: Experimental {
+                wide_grids,
+                fused_norm: fused,
+                fused_rope: fused,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (Some(fused), Some(unfused)) = (cuda(with(true)), cuda(with(false))) else {
+            return;
+        };
+        println!("fused vs unfused, wide grids {wide_grids}");
+        let cases: Vec<ParityCase> = cases()
+            .into_iter()
+            .filter(|c| match &c.op {
+                Op::AddRmsNorm { .. } => true,
+                Op::Rope { kv_heads, .. } => kv_heads.is_some(),
+                _ => false,
+            })
+            .map(|c| ParityCase { tol: 0.0, ..c })
+            .collect();
+        assert!(cases.len() >= 6);
+        assert_all_pass(&run_cases_against(&fused, &unfused, cases));
     }
 }
