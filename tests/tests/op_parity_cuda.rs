@@ -219,7 +219,11 @@ fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
             },
             ..Default::default()
         };
-        let (Some(fused), Some(unfused)) = (cuda(with(true)), cuda(with(false))) else {
+        // One at a time: without a GPU the first records the skip and the test ends.
+        let Some(fused) = cuda(with(true)) else {
+            return;
+        };
+        let Some(unfused) = cuda(with(false)) else {
             return;
         };
         println!("fused vs unfused, wide grids {wide_grids}");
