@@ -386,39 +386,20 @@ impl WithBackend for &BenchArgs {
         });
         // Measured after the scenarios (the probe's buffer would count in their peak RSS).
         let peak_rss_mib = crate::pipeline::peak_rss_mib();
-        // The CPU is bound by host memory, measured here; a GPU backend measures its own.
-        let backend = &loaded.model.backend;
-        let bandwidth = match loaded.model.weight_bytes_per_token() {
-            Some(w) if backend.name() == "cpu" => Some((w, None)),
-            Some(w) => backend.device_bandwidth_gbs().map(|g| (w, Some(g))),
-            None => None,
+        let lora_bpp = if args.model.lora_f16 || args.model.cuda_lora_bf16 {
+            2
+        } else {
+            4
         };
-        let memory = match bandwidth {
-            Some((weights, device)) => {
-                let lora_bpp = if args.model.lora_f16 || args.model.cuda_lora_bf16 {
-                    2
-                } else {
-                    4
-                };
-                let mem = match device {
-                    None => MemoryModel::measure(weights, &adapters, lora_bpp),
-                    Some(gbs) => MemoryModel::device(weights, &adapters, lora_bpp, gbs),
-                };
-                // Keys and values of every layer, as the backend stores them, at the mean
-                // position a decode step attends over.
-                let cfg = &loaded.model.config;
-                let per_position = 2 * cfg.num_layers * cfg.kv_dim() * backend.kv_value_bytes();
-                let mean_positions = ids.len() + new_tokens / 2;
-                let mem = mem.with_kv(per_position as u64, mean_positions as u64);
-                for (s, m) in plans.iter().zip(measured.iter_mut()) {
-                    if let Plan::Fixed { batch: 1, mixes } = &s.plan {
-                        m.bytes_per_token = Some(mem.bytes_per_token(&mixes[0]));
-                    }
+        let mean_positions = ids.len() + new_tokens / 2;
+        let memory = MemoryModel::for_model(&loaded.model, &adapters, lora_bpp, mean_positions);
+        if let Some(mem) = &memory {
+            for (s, m) in plans.iter().zip(measured.iter_mut()) {
+                if let Plan::Fixed { batch: 1, mixes } = &s.plan {
+                    m.bytes_per_token = Some(mem.bytes_per_token(&mixes[0]));
                 }
-                Some(mem)
             }
-            _ => None,
-        };
+        }
         let report = Report {
             model: path.display().to_string(),
             backend: loaded.model.backend.name(),

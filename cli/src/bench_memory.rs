@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::lora::Mixture;
+use dlp_engine::model::Model;
+use dlp_engine::Backend;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
@@ -75,6 +77,31 @@ impl MemoryModel {
             kv_bytes: 0,
             kv_positions: 0,
         }
+    }
+
+    /// The model of a bench run on `model`: its weights as stored, `adapters` at
+    /// `lora_bytes_per_param`, and its KV cache as the backend stores it at `mean_positions`
+    /// (the mean position a decode step attends over), against this machine's streaming read
+    /// on the CPU (measured here) or the device's own copy on a GPU. `None` where the backend
+    /// cannot tell its weights' bytes or its bandwidth.
+    pub fn for_model<B: Backend>(
+        model: &Model<B>,
+        adapters: &[PeftAdapter],
+        lora_bytes_per_param: u64,
+        mean_positions: usize,
+    ) -> Option<Self> {
+        let weights = model.weight_bytes_per_token()?;
+        let backend = &model.backend;
+        let mem = if backend.name() == "cpu" {
+            Self::measure(weights, adapters, lora_bytes_per_param)
+        } else {
+            let gbs = backend.device_bandwidth_gbs()?;
+            Self::device(weights, adapters, lora_bytes_per_param, gbs)
+        };
+        // Keys and values of every layer at each position.
+        let cfg = &model.config;
+        let per_position = 2 * cfg.num_layers * cfg.kv_dim() * backend.kv_value_bytes();
+        Some(mem.with_kv(per_position as u64, mean_positions as u64))
     }
 
     /// What the bandwidth is, for the table: `streaming read` or `device copy`.

@@ -80,15 +80,21 @@ __device__ __forceinline__ void shrink_entry(const float* __restrict__ x, const 
     }
 }
 
-// grid (T, K), block 256.
-#define LORA_SHRINK(NAME, T)                                                                  \
-    extern "C" __global__ void NAME(                                                          \
-        const float* __restrict__ x, const T* __restrict__ a,                                 \
+// The parameters every kernel of the pair starts with (segment and SGMV, shrink and expand;
+// the host pushes them in one place, `CudaBackend::lora_args`): the input IN (x or u), the
+// stack matrix MAT (A or B^T) of element type T, the step's tables, the stack's slot tables,
+// the width DIM (in_dim or out_dim) and max_rank.
+#define LORA_PAIR_PARAMS(IN, MAT, T, DIM)                                                     \
+    const float* __restrict__ IN, const T* __restrict__ MAT,                                  \
         const unsigned* __restrict__ seg_of_token, const unsigned* __restrict__ mix_slots,    \
         const float* __restrict__ mix_weights, int mix_k,                                     \
         const unsigned* __restrict__ slot_offset, const unsigned* __restrict__ slot_rank,     \
-        const float* __restrict__ slot_scale, int n_slots, int in_dim, int max_rank,          \
-        float* __restrict__ u) {                                                              \
+        const float* __restrict__ slot_scale, int n_slots, int DIM, int max_rank
+
+// grid (T, K), block 256.
+#define LORA_SHRINK(NAME, T)                                                                  \
+    extern "C" __global__ void NAME(LORA_PAIR_PARAMS(x, a, T, in_dim),                        \
+                                    float* __restrict__ u) {                                  \
         shrink_entry<T>(x, a, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,       \
                         slot_rank, slot_scale, n_slots, in_dim, max_rank, blockIdx.x,         \
                         blockIdx.y, u);                                                       \
@@ -177,13 +183,8 @@ __device__ __forceinline__ void expand_body(const float* __restrict__ u, const T
 }
 
 #define LORA_EXPAND(NAME, T)                                                                  \
-    extern "C" __global__ void NAME(                                                          \
-        const float* __restrict__ u, const T* __restrict__ bt,                                \
-        const unsigned* __restrict__ seg_of_token, const unsigned* __restrict__ mix_slots,    \
-        const float* __restrict__ mix_weights, int mix_k,                                     \
-        const unsigned* __restrict__ slot_offset, const unsigned* __restrict__ slot_rank,     \
-        const float* __restrict__ slot_scale, int n_slots, int out_dim, int max_rank,         \
-        float* __restrict__ y) {                                                              \
+    extern "C" __global__ void NAME(LORA_PAIR_PARAMS(u, bt, T, out_dim),                      \
+                                    float* __restrict__ y) {                                  \
         expand_body<T>(u, bt, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,       \
                        slot_rank, slot_scale, n_slots, out_dim, max_rank, y);                 \
     }
@@ -395,13 +396,8 @@ __device__ void sgmv_shrink_body(const float* __restrict__ x, const T* __restric
 
 // grid (ceil(T / SGMV_TILE), ceil(columns bound / 8)), block 32 * SGMV_SHRINK_WARPS.
 #define SGMV_SHRINK(NAME, T)                                                                  \
-    extern "C" __global__ void NAME(                                                          \
-        const float* __restrict__ x, const T* __restrict__ a,                                 \
-        const unsigned* __restrict__ seg_of_token, const unsigned* __restrict__ mix_slots,    \
-        const float* __restrict__ mix_weights, int mix_k,                                     \
-        const unsigned* __restrict__ slot_offset, const unsigned* __restrict__ slot_rank,     \
-        const float* __restrict__ slot_scale, int n_slots, int in_dim, int max_rank,          \
-        int n_tokens, float* __restrict__ u) {                                                \
+    extern "C" __global__ void NAME(LORA_PAIR_PARAMS(x, a, T, in_dim), int n_tokens,          \
+                                    float* __restrict__ u) {                                  \
         sgmv_shrink_body<T>(x, a, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,   \
                             slot_rank, slot_scale, n_slots, in_dim, max_rank, n_tokens, u);   \
     }
@@ -481,13 +477,10 @@ __device__ void sgmv_expand_body(const float* __restrict__ uin, const T* __restr
 }
 
 // grid (ceil(out_dim / (16 * SGMV_WARPS)), ceil(T / SGMV_TILE)), block 32 * SGMV_WARPS.
+// mix_weights and slot_scale are not read: u already holds w * scale.
 #define SGMV_EXPAND(NAME, T)                                                                  \
-    extern "C" __global__ void NAME(                                                          \
-        const float* __restrict__ u, const T* __restrict__ bt,                                \
-        const unsigned* __restrict__ seg_of_token, const unsigned* __restrict__ mix_slots,    \
-        int mix_k, const unsigned* __restrict__ slot_offset,                                  \
-        const unsigned* __restrict__ slot_rank, int n_slots, int out_dim, int max_rank,       \
-        int n_tokens, int cols_bound, float* __restrict__ y) {                                \
+    extern "C" __global__ void NAME(LORA_PAIR_PARAMS(u, bt, T, out_dim), int n_tokens,        \
+                                    int cols_bound, float* __restrict__ y) {                  \
         sgmv_expand_body<T>(u, bt, seg_of_token, mix_slots, mix_k, slot_offset, slot_rank,    \
                             n_slots, out_dim, max_rank, n_tokens, cols_bound, y);             \
     }

@@ -89,7 +89,7 @@ impl CudaBackend {
         let su = scratch.as_mut().expect("allocated above");
         let stream = self.stream();
         let mut desc = LoraJobs {
-            mix_k: int("linears", kk)?,
+            mix_k: step.mix_k_int,
             n_jobs: int("linears", jobs.len())?,
             ..Default::default()
         };
@@ -109,8 +109,8 @@ impl CudaBackend {
             desc.slot_offset[i] = ptrs.read(&l.slot_offset);
             desc.slot_rank[i] = ptrs.read(&l.slot_rank);
             desc.u[i] = u0 + (i * per * std::mem::size_of::<f32>()) as u64;
-            desc.n_slots[i] = int("linears", l.n_slots)?;
-            desc.max_rank[i] = int("linears", l.max_rank)?;
+            desc.n_slots[i] = l.ints.n_slots;
+            desc.max_rank[i] = l.ints.max_rank;
         }
         desc.seg_of_token = ptrs.read(&step.segment_of_token);
         desc.mix_slots = ptrs.read(&step.mix_slots);

@@ -55,30 +55,6 @@ impl CudaBackend {
         self.stream().launch_builder(f)
     }
 
-    /// A launch of a LoRA kernel pair's f32 or bf16 variant (`--cuda-lora-bf16`: `m16` holds
-    /// the stack's A or B^T), with its first two parameters pushed: `input` (x or u), then the
-    /// matrix.
-    pub(crate) fn lora_args<'a>(
-        &'a self,
-        (f32_kernel, bf16_kernel): (&'a CudaFunction, &'a CudaFunction),
-        input: &'a CudaSlice<f32>,
-        m: &'a CudaSlice<f32>,
-        m16: &'a Option<CudaSlice<u16>>,
-    ) -> LaunchArgs<'a> {
-        match m16 {
-            Some(m16) => {
-                let mut a = self.args(bf16_kernel);
-                a.arg(input).arg(m16);
-                a
-            }
-            None => {
-                let mut a = self.args(f32_kernel);
-                a.arg(input).arg(m);
-                a
-            }
-        }
-    }
-
     /// Launches and checks the launch (and, with `DLP_CUDA_SYNC=1`, its completion).
     pub(crate) fn go(&self, op: &str, mut a: LaunchArgs<'_>, c: LaunchConfig) -> Result<()> {
         // SAFETY: each caller passes the kernel's parameters in its declared order and types,

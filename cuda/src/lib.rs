@@ -5,11 +5,13 @@
 //! its tests run on machines without CUDA, and [`CudaBackend::new`] then returns an error that
 //! says which library is missing. Buffers are plain device allocations (no managed memory).
 
+mod attention;
 mod fused_linears;
 pub mod graphs;
 mod kernels;
 pub mod kv;
 mod launch;
+mod lora;
 pub mod matvec;
 pub mod nvrtc;
 mod ops;
@@ -21,10 +23,11 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
-use dlp_engine::backend::{LoraStackHost, StepPlan};
+use dlp_engine::backend::StepPlan;
 use dlp_engine::{Error, Result};
 
 pub use kernels::Kernels;
+pub use lora::CudaLora;
 
 /// A 2-D weight `[rows, cols]` in device memory: f32, or bf16 with
 /// [`CudaOptions::bf16_weights`].
@@ -79,7 +82,7 @@ impl CudaOptions {
 }
 
 /// Switches for the GPU paths not yet verified on a GPU (`--cuda-experimental`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Experimental {
     /// Few-row (decode) matmuls on bf16 weights in `matvec_bf16_r*` (16-byte weight loads,
     /// q/k/v and gate/up as one launch) instead of `matmul_bf16` or cuBLAS.
@@ -111,6 +114,37 @@ pub struct Experimental {
     pub fused_rope: bool,
 }
 
+impl Experimental {
+    /// Every path off (the default).
+    pub const NONE: Experimental = Experimental {
+        decode_matvec: false,
+        fused_lora: false,
+        wide_grids: false,
+        split_attention: false,
+        graphs: false,
+        sgmv: false,
+        fused_norm: false,
+        fused_rope: false,
+    };
+    /// Every path on (`--cuda-experimental all`).
+    pub const ALL: Experimental = Experimental {
+        decode_matvec: true,
+        fused_lora: true,
+        wide_grids: true,
+        split_attention: true,
+        graphs: true,
+        sgmv: true,
+        fused_norm: true,
+        fused_rope: true,
+    };
+}
+
+impl Default for Experimental {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
 pub struct CudaStep {
     pub(crate) plan: StepPlan,
@@ -118,30 +152,11 @@ pub struct CudaStep {
     pub(crate) positions: CudaSlice<u32>,
     pub(crate) kv_slots: CudaSlice<u32>,
     pub(crate) segment_of_token: CudaSlice<u32>,
+    /// `plan.mix_k` as the kernels' `int` parameter (checked at upload).
+    pub(crate) mix_k_int: i32,
     pub(crate) mix_slots: CudaSlice<u32>,
     pub(crate) mix_weights: CudaSlice<f32>,
     pub(crate) logit_rows: CudaSlice<u32>,
-}
-
-/// A [`LoraStackHost`] on the device: stacked A and B^T with the rank-offset table.
-pub struct CudaLora {
-    pub(crate) in_dim: usize,
-    pub(crate) out_dim: usize,
-    pub(crate) max_rank: usize,
-    pub(crate) n_slots: usize,
-    /// Stacked A (one unused value when `a16` holds it).
-    pub(crate) a: CudaSlice<f32>,
-    /// Stacked B^T (one unused value when `bt16` holds it).
-    pub(crate) bt: CudaSlice<f32>,
-    /// A as bf16 bit patterns, with [`CudaOptions::lora_bf16`].
-    pub(crate) a16: Option<CudaSlice<u16>>,
-    /// B^T as bf16 bit patterns, with [`CudaOptions::lora_bf16`].
-    pub(crate) bt16: Option<CudaSlice<u16>>,
-    pub(crate) slot_offset: CudaSlice<u32>,
-    pub(crate) slot_rank: CudaSlice<u32>,
-    pub(crate) slot_scale: CudaSlice<f32>,
-    /// The slot ranks on the host, largest first (the SGMV grids' column bound).
-    pub(crate) ranks_desc: Vec<u32>,
 }
 
 /// The CUDA backend on one device: a context, one stream, the kernels and a cuBLAS handle.
@@ -482,47 +497,10 @@ impl CudaBackend {
             positions: self.put_into(&p.positions, b)?,
             kv_slots: self.put_into(&p.kv_slots, c)?,
             segment_of_token: self.put_into(&p.segment_of_token, d)?,
+            mix_k_int: launch::int("upload_step", p.mix_k)?,
             mix_slots: self.put_into(&p.mix_slots, e)?,
             mix_weights: self.put_into(&p.mix_weights, f)?,
             logit_rows: self.put_into(&p.logit_rows, g)?,
-        })
-    }
-
-    pub(crate) fn upload_lora_impl(&self, s: &LoraStackHost) -> Result<CudaLora> {
-        s.validate()?;
-        let n = s.slot_rank.len();
-        let (a, bt, a16, bt16) = if self.options.lora_bf16 {
-            let bits = |v: &[f32]| -> Vec<u16> {
-                v.iter()
-                    .map(|&x| half::bf16::from_f32(x).to_bits())
-                    .collect()
-            };
-            (
-                self.put::<f32>(&[])?,
-                self.put::<f32>(&[])?,
-                Some(self.put(&bits(&s.a))?),
-                Some(self.put(&bits(&s.bt))?),
-            )
-        } else {
-            (self.put(&s.a)?, self.put(&s.bt)?, None, None)
-        };
-        Ok(CudaLora {
-            in_dim: s.in_dim,
-            out_dim: s.out_dim,
-            max_rank: s.max_rank,
-            n_slots: n,
-            a,
-            bt,
-            a16,
-            bt16,
-            slot_offset: self.put(&s.slot_offset)?,
-            slot_rank: self.put(&s.slot_rank)?,
-            slot_scale: self.put(&s.slot_scale)?,
-            ranks_desc: {
-                let mut r = s.slot_rank.clone();
-                r.sort_unstable_by(|a, b| b.cmp(a));
-                r
-            },
         })
     }
 

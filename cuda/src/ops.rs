@@ -6,8 +6,7 @@ use dlp_engine::backend::{AttnShape, Backend, LinearJob, LoraStackHost, StepPlan
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
 
-use crate::launch::{cfg, check_len, grid_1d, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK};
-use crate::sgmv::sgmv_cols;
+use crate::launch::{cfg, check_len, grid_1d, int, BLOCK};
 use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
 
 impl Backend for CudaBackend {
@@ -342,134 +341,7 @@ impl Backend for CudaBackend {
         s: AttnShape,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let (t_n, hd) = (s.n_tokens, s.head_dim);
-        let kv_dim = s.n_kv_heads * hd;
-        let q_dim = s.n_heads * hd;
-        if s.n_kv_heads == 0 || s.n_heads / s.n_kv_heads * s.n_kv_heads != s.n_heads {
-            return Err(Error::invalid(format!(
-                "attention: {} query heads are not a multiple of {} kv heads",
-                s.n_heads, s.n_kv_heads
-            )));
-        }
-        if hd > ATTN_MAX_HEAD_DIM {
-            return Err(Error::unsupported(format!(
-                "cuda attention: head_dim {hd} > {ATTN_MAX_HEAD_DIM}"
-            )));
-        }
-        check_len("attention", "q", q.len(), t_n * q_dim)?;
-        check_len("attention", "k", k.len(), t_n * kv_dim)?;
-        check_len("attention", "v", v.len(), t_n * kv_dim)?;
-        check_len("attention", "out", out.len(), t_n * q_dim)?;
-        check_len("attention", "v_cache", v_cache.len(), k_cache.len())?;
-        // Values the caches hold (two per f32 element when they store bf16).
-        let cache_values = k_cache.len() * if self.options.kv_bf16 { 2 } else { 1 };
-        let p = &step.plan;
-        check_len(
-            "attention",
-            "step tokens",
-            p.kv_slots.len().min(p.positions.len()),
-            t_n,
-        )?;
-        let slots = cache_values / (s.capacity * kv_dim).max(1);
-        for t in 0..t_n {
-            let (slot, pos) = (p.kv_slots[t] as usize, p.positions[t] as usize);
-            if slot >= slots || pos >= s.capacity {
-                return Err(Error::invalid(format!(
-                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
-                    s.capacity
-                )));
-            }
-        }
-        if t_n == 0 || q_dim == 0 {
-            return Ok(());
-        }
-        let kvd = int("attention", kv_dim)?;
-        let cap = int("attention", s.capacity)?;
-        let kv_bf16 = self.options.kv_bf16;
-        let mut a = self.args(if kv_bf16 {
-            &self.k.kv_store_bf16
-        } else {
-            &self.k.kv_store
-        });
-        a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
-        a.arg(&step.kv_slots)
-            .arg(&step.positions)
-            .arg(&kvd)
-            .arg(&cap);
-        let chunks = self.kv_store_chunks(t_n, kv_dim) as u32;
-        self.go(
-            "attention kv_store",
-            a,
-            cfg((t_n as u32, chunks, 1), BLOCK, 0),
-        )?;
-        let (nh, nkv, hdi) = (
-            int("attention", s.n_heads)?,
-            int("attention", s.n_kv_heads)?,
-            int("attention", hd)?,
-        );
-        let scale = 1.0f32 / (hd as f32).sqrt();
-        let window = int("attention", s.window)?;
-        let ty = u32::try_from(t_n)
-            .ok()
-            .filter(|&t| t <= 65535)
-            .ok_or_else(|| {
-                Error::unsupported(format!(
-                    "cuda attention: {t_n} tokens in one step (max 65535)"
-                ))
-            })?;
-        let splits = self.attention_splits(s.capacity, t_n);
-        let part_len = t_n * s.n_heads * splits * (hd + 2);
-        let mut part_guard = self.scratch_attn.lock().unwrap_or_else(|p| p.into_inner());
-        let (f, target, grid) = if splits > 1 {
-            if part_guard.as_ref().is_none_or(|p| p.len() < part_len) {
-                self.may_regrow_scratch("attention (split partials)")?;
-                *part_guard = Some(self.alloc(part_len)?);
-            }
-            let part = part_guard.as_mut().expect("allocated above");
-            let f = if kv_bf16 {
-                &self.k.attention_split_bf16
-            } else {
-                &self.k.attention_split
-            };
-            (f, part, splits as u32)
-        } else {
-            let f = if kv_bf16 {
-                &self.k.attention_bf16
-            } else {
-                &self.k.attention
-            };
-            (f, &mut *out, 1)
-        };
-        let mut a = self.args(f);
-        a.arg(q)
-            .arg(&*k_cache)
-            .arg(&*v_cache)
-            .arg(&step.kv_slots)
-            .arg(&step.positions);
-        a.arg(&nh)
-            .arg(&nkv)
-            .arg(&hdi)
-            .arg(&cap)
-            .arg(&scale)
-            .arg(&window)
-            .arg(&mut *target);
-        self.go(
-            "attention",
-            a,
-            cfg((s.n_heads as u32, ty, grid), ATTN_THREADS, 0),
-        )?;
-        if splits > 1 {
-            let part = part_guard.as_ref().expect("allocated above");
-            let z = int("attention", splits)?;
-            let mut a = self.args(&self.k.attention_combine);
-            a.arg(part).arg(&nh).arg(&hdi).arg(&z).arg(out);
-            self.go(
-                "attention combine",
-                a,
-                cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
-            )?;
-        }
-        Ok(())
+        self.attention_impl(q, k, v, k_cache, v_cache, step, s, out)
     }
 
     fn silu_mul(
@@ -540,31 +412,7 @@ impl Backend for CudaBackend {
         n_tokens: usize,
         u: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        step.plan.check_lora(n_tokens, l.n_slots)?;
-        let kk = step.plan.mix_k;
-        check_len("lora_shrink", "x", x.len(), n_tokens * l.in_dim)?;
-        check_len("lora_shrink", "u", u.len(), n_tokens * kk * l.max_rank)?;
-        if n_tokens == 0 || kk == 0 || l.max_rank == 0 {
-            return Ok(());
-        }
-        if let Some(cols) = sgmv_cols(self.options.experimental.sgmv, l, kk) {
-            return self.sgmv_shrink(x, l, step, n_tokens, cols, u);
-        }
-        let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
-        let (d, mr) = (int("lora", l.in_dim)?, int("lora", l.max_rank)?);
-        let kernels = (&self.k.lora_shrink, &self.k.lora_shrink_bf16);
-        let mut a = self.lora_args(kernels, x, &l.a, &l.a16);
-        a.arg(&step.segment_of_token).arg(&step.mix_slots);
-        a.arg(&step.mix_weights)
-            .arg(&mk)
-            .arg(&l.slot_offset)
-            .arg(&l.slot_rank);
-        a.arg(&l.slot_scale).arg(&ns).arg(&d).arg(&mr).arg(u);
-        self.go(
-            "lora_shrink",
-            a,
-            cfg((n_tokens as u32, kk as u32, 1), BLOCK, 0),
-        )
+        self.lora_shrink_impl(x, l, step, n_tokens, u)
     }
 
     fn lora_expand(
@@ -575,39 +423,7 @@ impl Backend for CudaBackend {
         n_tokens: usize,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        step.plan.check_lora(n_tokens, l.n_slots)?;
-        let kk = step.plan.mix_k;
-        check_len("lora_expand", "u", u.len(), n_tokens * kk * l.max_rank)?;
-        check_len("lora_expand", "y", y.len(), n_tokens * l.out_dim)?;
-        if n_tokens == 0 || kk == 0 || l.max_rank == 0 || l.out_dim == 0 {
-            return Ok(());
-        }
-        if let Some(cols) = sgmv_cols(self.options.experimental.sgmv, l, kk) {
-            return self.sgmv_expand(u, l, step, n_tokens, cols, y);
-        }
-        let shared = (kk * (l.max_rank + 2) * 4) as u32;
-        if shared > 48 * 1024 || kk > BLOCK as usize {
-            return Err(Error::unsupported(format!(
-                "cuda lora_expand: K {kk} x max rank {} is too large",
-                l.max_rank
-            )));
-        }
-        let (mk, ns) = (int("lora", kk)?, int("lora", l.n_slots)?);
-        let (o, mr) = (int("lora", l.out_dim)?, int("lora", l.max_rank)?);
-        let kernels = (&self.k.lora_expand, &self.k.lora_expand_bf16);
-        let mut a = self.lora_args(kernels, u, &l.bt, &l.bt16);
-        a.arg(&step.segment_of_token).arg(&step.mix_slots);
-        a.arg(&step.mix_weights)
-            .arg(&mk)
-            .arg(&l.slot_offset)
-            .arg(&l.slot_rank);
-        a.arg(&l.slot_scale).arg(&ns).arg(&o).arg(&mr).arg(y);
-        let gx = l.out_dim.div_ceil(BLOCK as usize) as u32;
-        self.go(
-            "lora_expand",
-            a,
-            cfg((gx, n_tokens as u32, 1), BLOCK, shared),
-        )
+        self.lora_expand_impl(u, l, step, n_tokens, y)
     }
 
     fn logits(

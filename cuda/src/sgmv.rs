@@ -68,16 +68,11 @@ impl CudaBackend {
         cols: usize,
         u: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let kk = step.plan.mix_k;
         let op = "lora_shrink (sgmv)";
-        let (mk, ns, d) = (int(op, kk)?, int(op, l.n_slots)?, int(op, l.in_dim)?);
-        let (mr, t) = (int(op, l.max_rank)?, int(op, n_tokens)?);
+        let t = int(op, n_tokens)?;
         let kernels = (&self.k.sgmv_shrink, &self.k.sgmv_shrink_bf16);
-        let mut a = self.lora_args(kernels, x, &l.a, &l.a16);
-        a.arg(&step.segment_of_token).arg(&step.mix_slots);
-        a.arg(&step.mix_weights).arg(&mk).arg(&l.slot_offset);
-        a.arg(&l.slot_rank).arg(&l.slot_scale).arg(&ns).arg(&d);
-        a.arg(&mr).arg(&t).arg(u);
+        let mut a = self.lora_args(kernels, x, l, step, false);
+        a.arg(&t).arg(u);
         let grid = (
             int(op, n_tokens.div_ceil(SGMV_TILE))? as u32,
             int(op, cols / 8)? as u32,
@@ -96,15 +91,11 @@ impl CudaBackend {
         cols: usize,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let kk = step.plan.mix_k;
         let op = "lora_expand (sgmv)";
-        let (mk, ns, o) = (int(op, kk)?, int(op, l.n_slots)?, int(op, l.out_dim)?);
-        let (mr, t, c) = (int(op, l.max_rank)?, int(op, n_tokens)?, int(op, cols)?);
+        let (t, c) = (int(op, n_tokens)?, int(op, cols)?);
         let kernels = (&self.k.sgmv_expand, &self.k.sgmv_expand_bf16);
-        let mut a = self.lora_args(kernels, u, &l.bt, &l.bt16);
-        a.arg(&step.segment_of_token).arg(&step.mix_slots).arg(&mk);
-        a.arg(&l.slot_offset).arg(&l.slot_rank).arg(&ns).arg(&o);
-        a.arg(&mr).arg(&t).arg(&c).arg(y);
+        let mut a = self.lora_args(kernels, u, l, step, true);
+        a.arg(&t).arg(&c).arg(y);
         let grid = (
             int(op, l.out_dim.div_ceil(16 * SGMV_WARPS))? as u32,
             int(op, n_tokens.div_ceil(SGMV_TILE))? as u32,

@@ -448,7 +448,7 @@ impl<B: Backend> Model<B> {
         b.logits(
             &ws.x,
             &self.norm,
-            c.rms_norm_eps,
+            eps,
             head,
             step,
             hd,

@@ -62,23 +62,14 @@ pub fn round_tf32(x: f32) -> f32 {
     f32::from_bits((x.to_bits() + 0x1000) & !0x1fff)
 }
 
-fn rounded_tf32(x: &[f32], len: usize) -> Vec<f32> {
-    x[..len.min(x.len())]
-        .iter()
-        .map(|&v| round_tf32(v))
-        .collect()
-}
-
 /// `x` rounded to the nearest bf16 value, ties to even.
 pub fn round_bf16(x: f32) -> f32 {
     half::bf16::from_f32(x).to_f32()
 }
 
-fn rounded(x: &[f32], len: usize) -> Vec<f32> {
-    x[..len.min(x.len())]
-        .iter()
-        .map(|&v| round_bf16(v))
-        .collect()
+/// The first `len` values of `x`, each rounded by `round` ([`round_bf16`], [`round_tf32`]).
+fn rounded(x: &[f32], len: usize, round: fn(f32) -> f32) -> Vec<f32> {
+    x[..len.min(x.len())].iter().map(|&v| round(v)).collect()
 }
 
 /// A buffer's identity for the replay log.
@@ -224,19 +215,16 @@ impl Backend for CpuProbe {
         self.cpu.run_step(step)
     }
     fn upload_lora(&self, s: &LoraStackHost) -> Result<Lora> {
-        if self.round_lora {
-            let mut r = s.clone();
-            r.a.iter_mut().for_each(|v| *v = round_bf16(*v));
-            r.bt.iter_mut().for_each(|v| *v = round_bf16(*v));
-            return self.cpu.upload_lora(&r);
-        }
-        if self.tf32_lora {
-            let mut r = s.clone();
-            r.a.iter_mut().for_each(|v| *v = round_tf32(*v));
-            r.bt.iter_mut().for_each(|v| *v = round_tf32(*v));
-            return self.cpu.upload_lora(&r);
-        }
-        self.cpu.upload_lora(s)
+        let round: fn(f32) -> f32 = match (self.round_lora, self.tf32_lora) {
+            (true, _) => round_bf16,
+            (_, true) => round_tf32,
+            _ => return self.cpu.upload_lora(s),
+        };
+        let mut r = s.clone();
+        r.a.iter_mut()
+            .chain(r.bt.iter_mut())
+            .for_each(|v| *v = round(*v));
+        self.cpu.upload_lora(&r)
     }
     fn upload_step(&self, plan: &StepPlan, reuse: Option<Step>) -> Result<Step> {
         self.cpu.upload_step(plan, reuse)
@@ -330,7 +318,7 @@ impl Backend for CpuProbe {
         if self.round_inputs {
             return self
                 .cpu
-                .matmul(&rounded(x, rows * k), w, bias, rows, k, n, out);
+                .matmul(&rounded(x, rows * k, round_bf16), w, bias, rows, k, n, out);
         }
         self.cpu.matmul(x, w, bias, rows, k, n, out)
     }
@@ -375,7 +363,7 @@ impl Backend for CpuProbe {
         if self.round_kv {
             // The cache holds what is stored; the CPU attends over the cache only.
             let n = shape.n_tokens * shape.n_kv_heads * shape.head_dim;
-            let (k, v) = (rounded(k, n), rounded(v, n));
+            let (k, v) = (rounded(k, n, round_bf16), rounded(v, n, round_bf16));
             return self
                 .cpu
                 .attention(q, &k, &v, k_cache, v_cache, step, shape, out);
@@ -402,7 +390,9 @@ impl Backend for CpuProbe {
             )
         });
         if self.tf32_lora {
-            return self.cpu.lora_shrink(&rounded_tf32(x, x.len()), l, s, n, u);
+            return self
+                .cpu
+                .lora_shrink(&rounded(x, x.len(), round_tf32), l, s, n, u);
         }
         self.cpu.lora_shrink(x, l, s, n, u)
     }
@@ -417,7 +407,9 @@ impl Backend for CpuProbe {
             )
         });
         if self.tf32_lora {
-            return self.cpu.lora_expand(&rounded_tf32(u, u.len()), l, s, n, y);
+            return self
+                .cpu
+                .lora_expand(&rounded(u, u.len(), round_tf32), l, s, n, y);
         }
         self.cpu.lora_expand(u, l, s, n, y)
     }
@@ -452,7 +444,7 @@ impl Backend for CpuProbe {
         self.cpu
             .rms_norm(&picked, norm, rows.len(), hidden, eps, &mut normed)?;
         self.cpu.matmul(
-            &rounded(&normed, normed.len()),
+            &rounded(&normed, normed.len(), round_bf16),
             lm_head,
             None,
             rows.len(),

@@ -115,26 +115,8 @@ mod experimental {
     use super::*;
     use dlp_cuda::Experimental;
 
-    const NONE: Experimental = Experimental {
-        decode_matvec: false,
-        fused_lora: false,
-        wide_grids: false,
-        split_attention: false,
-        graphs: false,
-        sgmv: false,
-        fused_norm: false,
-        fused_rope: false,
-    };
-    const ALL: Experimental = Experimental {
-        decode_matvec: true,
-        fused_lora: true,
-        wide_grids: true,
-        split_attention: true,
-        graphs: true,
-        sgmv: true,
-        fused_norm: true,
-        fused_rope: true,
-    };
+    const NONE: Experimental = Experimental::NONE;
+    const ALL: Experimental = Experimental::ALL;
     /// What passed on the f32 bounds before `sgmv` existed.
     const ALL_BUT_SGMV: Experimental = Experimental { sgmv: false, ..ALL };
 

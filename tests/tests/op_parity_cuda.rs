@@ -20,13 +20,7 @@ fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
 
 const MATVEC: Experimental = Experimental {
     decode_matvec: true,
-    fused_lora: false,
-    wide_grids: false,
-    split_attention: false,
-    graphs: false,
-    sgmv: false,
-    fused_norm: false,
-    fused_rope: false,
+    ..Experimental::NONE
 };
 
 /// The decode matvec with the fused LoRA pair.

@@ -1,0 +1,156 @@
+//! `attention` on CUDA: the KV store (`kv_store`, `kv_store_bf16` with
+//! [`crate::CudaOptions::kv_bf16`]), then one block per (token, query head) (`attention`), or
+//! with [`crate::Experimental::split_attention`] several per (token, head) and a combine
+//! (flash-decoding). Kernels in `kernels/attention.cu`.
+
+use cudarc::driver::{CudaSlice, PushKernelArg};
+use dlp_engine::backend::{AttnShape, Backend};
+use dlp_engine::{Error, Result};
+
+use crate::launch::{cfg, check_len, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK};
+use crate::{CudaBackend, CudaStep};
+
+impl CudaBackend {
+    /// [`dlp_engine::Backend::attention`] on this backend.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attention_impl(
+        &self,
+        q: &CudaSlice<f32>,
+        k: &CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        k_cache: &mut CudaSlice<f32>,
+        v_cache: &mut CudaSlice<f32>,
+        step: &CudaStep,
+        s: AttnShape,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (t_n, hd) = (s.n_tokens, s.head_dim);
+        let kv_dim = s.n_kv_heads * hd;
+        let q_dim = s.n_heads * hd;
+        if s.n_kv_heads == 0 || s.n_heads / s.n_kv_heads * s.n_kv_heads != s.n_heads {
+            return Err(Error::invalid(format!(
+                "attention: {} query heads are not a multiple of {} kv heads",
+                s.n_heads, s.n_kv_heads
+            )));
+        }
+        if hd > ATTN_MAX_HEAD_DIM {
+            return Err(Error::unsupported(format!(
+                "cuda attention: head_dim {hd} > {ATTN_MAX_HEAD_DIM}"
+            )));
+        }
+        check_len("attention", "q", q.len(), t_n * q_dim)?;
+        check_len("attention", "k", k.len(), t_n * kv_dim)?;
+        check_len("attention", "v", v.len(), t_n * kv_dim)?;
+        check_len("attention", "out", out.len(), t_n * q_dim)?;
+        check_len("attention", "v_cache", v_cache.len(), k_cache.len())?;
+        // Values the caches hold (two per f32 element when they store bf16).
+        let cache_values = k_cache.len() * if self.options.kv_bf16 { 2 } else { 1 };
+        let p = &step.plan;
+        check_len(
+            "attention",
+            "step tokens",
+            p.kv_slots.len().min(p.positions.len()),
+            t_n,
+        )?;
+        let slots = cache_values / (s.capacity * kv_dim).max(1);
+        for t in 0..t_n {
+            let (slot, pos) = (p.kv_slots[t] as usize, p.positions[t] as usize);
+            if slot >= slots || pos >= s.capacity {
+                return Err(Error::invalid(format!(
+                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
+                    s.capacity
+                )));
+            }
+        }
+        if t_n == 0 || q_dim == 0 {
+            return Ok(());
+        }
+        let kvd = int("attention", kv_dim)?;
+        let cap = int("attention", s.capacity)?;
+        let kv_bf16 = self.options.kv_bf16;
+        let mut a = self.args(if kv_bf16 {
+            &self.k.kv_store_bf16
+        } else {
+            &self.k.kv_store
+        });
+        a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
+        a.arg(&step.kv_slots)
+            .arg(&step.positions)
+            .arg(&kvd)
+            .arg(&cap);
+        let chunks = self.kv_store_chunks(t_n, kv_dim) as u32;
+        self.go(
+            "attention kv_store",
+            a,
+            cfg((t_n as u32, chunks, 1), BLOCK, 0),
+        )?;
+        let (nh, nkv, hdi) = (
+            int("attention", s.n_heads)?,
+            int("attention", s.n_kv_heads)?,
+            int("attention", hd)?,
+        );
+        let scale = 1.0f32 / (hd as f32).sqrt();
+        let window = int("attention", s.window)?;
+        let ty = u32::try_from(t_n)
+            .ok()
+            .filter(|&t| t <= 65535)
+            .ok_or_else(|| {
+                Error::unsupported(format!(
+                    "cuda attention: {t_n} tokens in one step (max 65535)"
+                ))
+            })?;
+        let splits = self.attention_splits(s.capacity, t_n);
+        let part_len = t_n * s.n_heads * splits * (hd + 2);
+        let mut part_guard = self.scratch_attn.lock().unwrap_or_else(|p| p.into_inner());
+        let (f, target, grid) = if splits > 1 {
+            if part_guard.as_ref().is_none_or(|p| p.len() < part_len) {
+                self.may_regrow_scratch("attention (split partials)")?;
+                *part_guard = Some(self.alloc(part_len)?);
+            }
+            let part = part_guard.as_mut().expect("allocated above");
+            let f = if kv_bf16 {
+                &self.k.attention_split_bf16
+            } else {
+                &self.k.attention_split
+            };
+            (f, part, splits as u32)
+        } else {
+            let f = if kv_bf16 {
+                &self.k.attention_bf16
+            } else {
+                &self.k.attention
+            };
+            (f, &mut *out, 1)
+        };
+        let mut a = self.args(f);
+        a.arg(q)
+            .arg(&*k_cache)
+            .arg(&*v_cache)
+            .arg(&step.kv_slots)
+            .arg(&step.positions);
+        a.arg(&nh)
+            .arg(&nkv)
+            .arg(&hdi)
+            .arg(&cap)
+            .arg(&scale)
+            .arg(&window)
+            .arg(&mut *target);
+        self.go(
+            "attention",
+            a,
+            cfg((s.n_heads as u32, ty, grid), ATTN_THREADS, 0),
+        )?;
+        if splits > 1 {
+            let part = part_guard.as_ref().expect("allocated above");
+            let z = int("attention", splits)?;
+            let mut a = self.args(&self.k.attention_combine);
+            a.arg(part).arg(&nh).arg(&hdi).arg(&z).arg(out);
+            self.go(
+                "attention combine",
+                a,
+                cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
+            )?;
+        }
+        Ok(())
+    }
+}
