@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The speed table of scripts/gpu-check.sh: dlp-run bench JSONs (bench-<shape>-<mode>.json; modes f32, bf16 (weights), bf16c
-(bf16 compute), bf16c-exp (bf16 compute, --cuda-lora-bf16, --cuda-experimental all), ctx4k (~3,900 prompt tokens)) and
+(bf16 compute), bf16c-exp (bf16 compute, --cuda-lora-bf16, --cuda-kv-bf16, --cuda-experimental all), bf16c-safe (bf16c with
+the pieces of bf16c-exp that passed alone, when bf16c-exp failed), ctx4k (~3,900 prompt tokens)) and
 transformers+PEFT JSONs (peer-<shape>.json, from ../shared/gpu/peer_gpu.py) in one folder,
 against the CUDA speed issue's goals. Usage: gpu_speed_table.py DIR"""
 import glob, json, os, sys

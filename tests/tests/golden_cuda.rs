@@ -104,13 +104,15 @@ mod kv_bf16 {
     fixture_tests!(run_fixture);
 }
 
-/// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode (so that a
-/// failure names its path), then all but `sgmv` with f32 weights under the f32 bounds, all
-/// under the TF32 LoRA bound, with bf16 weights and in the bf16 compute mode under theirs, and
-/// with bf16 LoRA as well under the sum of the bounds (bf16 compute with bf16 LoRA measured
-/// together on the CPU, `golden_cpu bf16_compute_and_lora`: tiny fixtures up to 3.82e-2,
-/// SmolLM2 3.86e-1). `sgmv` rounds the LoRA products' inputs to TF32: its bound
-/// ([`lora_tf32_logit_tol`]) adds to the others.
+/// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode, one test
+/// module per path (`experimental::sgmv::tiny_llama`, ...) so that a failure names its path and,
+/// run one test per process as `scripts/gpu-check.sh` does, a kernel fault that poisons the CUDA
+/// context cannot fail the other paths' tests; then, in `experimental::combined`, all but `sgmv`
+/// with f32 weights under the f32 bounds, all under the TF32 LoRA bound, with bf16 weights and in
+/// the bf16 compute mode under theirs, and with bf16 LoRA and KV cache as well under the sum of
+/// the bounds (bf16 compute with bf16 LoRA measured together on the CPU, `golden_cpu
+/// bf16_compute_and_lora`: tiny fixtures up to 3.82e-2, SmolLM2 3.86e-1). `sgmv` rounds the LoRA
+/// products' inputs to TF32: its bound ([`lora_tf32_logit_tol`]) adds to the others.
 mod experimental {
     use super::*;
     use dlp_cuda::Experimental;
@@ -120,123 +122,155 @@ mod experimental {
     /// What passed on the f32 bounds before `sgmv` existed.
     const ALL_BUT_SGMV: Experimental = Experimental { sgmv: false, ..ALL };
 
-    /// Each path alone (fused LoRA rides on the decode matvec).
-    const EACH: [(&str, Experimental); 8] = [
-        (
-            "decode-matvec",
-            Experimental {
-                decode_matvec: true,
-                ..NONE
-            },
-        ),
-        (
-            "decode-matvec,fused-lora",
-            Experimental {
-                decode_matvec: true,
-                fused_lora: true,
-                ..NONE
-            },
-        ),
-        (
-            "wide-grids",
-            Experimental {
-                wide_grids: true,
-                ..NONE
-            },
-        ),
-        (
-            "split-attention",
-            Experimental {
-                split_attention: true,
-                ..NONE
-            },
-        ),
-        (
-            "graphs",
-            Experimental {
-                graphs: true,
-                ..NONE
-            },
-        ),
-        ("sgmv", Experimental { sgmv: true, ..NONE }),
-        (
-            "fused-norm",
-            Experimental {
-                fused_norm: true,
-                ..NONE
-            },
-        ),
-        (
-            "fused-rope",
-            Experimental {
-                fused_rope: true,
-                ..NONE
-            },
-        ),
-    ];
-
     fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
         backend_or_skip(CudaBackend::with_options(0, opts), "DLP_REQUIRE_CUDA")
     }
 
-    fn run_fixture(name: &str) {
-        let compute_tol = bf16_compute_logit_tol(name);
-        let tf32 = lora_tf32_logit_tol(name);
-        for (what, experimental) in EACH {
-            let opts = CudaOptions {
-                bf16_compute: true,
-                experimental,
+    /// Fixture `name` in the bf16 compute mode with only the paths of `experimental` on, under
+    /// the mode's bound (plus the TF32 bound when `sgmv` is on).
+    fn alone(name: &str, what: &str, experimental: Experimental) {
+        let opts = CudaOptions {
+            bf16_compute: true,
+            experimental,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else { return };
+        println!("{name}: bf16 compute, --cuda-experimental {what}");
+        let tf32 = if experimental.sgmv {
+            lora_tf32_logit_tol(name)
+        } else {
+            0.0
+        };
+        run_golden_bf16_weights(name, b, bf16_compute_logit_tol(name) + tf32);
+    }
+
+    /// A test module `$module` running every fixture with the paths `$paths` (the CLI's
+    /// spelling) on alone.
+    macro_rules! alone_tests {
+        ($module:ident, $paths:literal, $experimental:expr) => {
+            mod $module {
+                use super::*;
+                fn run_fixture(name: &str) {
+                    alone(name, $paths, $experimental);
+                }
+                fixture_tests!(run_fixture);
+            }
+        };
+    }
+
+    alone_tests!(
+        decode_matvec,
+        "decode-matvec",
+        Experimental {
+            decode_matvec: true,
+            ..NONE
+        }
+    );
+    // Fused LoRA rides on the decode matvec.
+    alone_tests!(
+        fused_lora,
+        "decode-matvec,fused-lora",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            ..NONE
+        }
+    );
+    alone_tests!(
+        wide_grids,
+        "wide-grids",
+        Experimental {
+            wide_grids: true,
+            ..NONE
+        }
+    );
+    alone_tests!(
+        split_attention,
+        "split-attention",
+        Experimental {
+            split_attention: true,
+            ..NONE
+        }
+    );
+    alone_tests!(
+        graphs,
+        "graphs",
+        Experimental {
+            graphs: true,
+            ..NONE
+        }
+    );
+    alone_tests!(sgmv, "sgmv", Experimental { sgmv: true, ..NONE });
+    alone_tests!(
+        fused_norm,
+        "fused-norm",
+        Experimental {
+            fused_norm: true,
+            ..NONE
+        }
+    );
+    alone_tests!(
+        fused_rope,
+        "fused-rope",
+        Experimental {
+            fused_rope: true,
+            ..NONE
+        }
+    );
+
+    /// Every path together, in each storage and compute mode.
+    mod combined {
+        use super::*;
+
+        fn run_fixture(name: &str) {
+            let compute_tol = bf16_compute_logit_tol(name);
+            let tf32 = lora_tf32_logit_tol(name);
+            let f32_opts = CudaOptions {
+                experimental: ALL_BUT_SGMV,
                 ..Default::default()
             };
-            let Some(b) = cuda(opts) else { return };
-            println!("{name}: bf16 compute, --cuda-experimental {what}");
-            let tol = compute_tol + if experimental.sgmv { tf32 } else { 0.0 };
-            run_golden_bf16_weights(name, b, tol);
-        }
-        let f32_opts = CudaOptions {
-            experimental: ALL_BUT_SGMV,
-            ..Default::default()
-        };
-        if let Some(b) = cuda(f32_opts) {
+            let Some(b) = cuda(f32_opts) else { return };
             println!("{name}: f32, --cuda-experimental all but sgmv");
             run_golden(name, b);
-        }
-        let f32_opts = CudaOptions {
-            experimental: ALL,
-            ..Default::default()
-        };
-        if let Some(b) = cuda(f32_opts) {
-            println!("{name}: f32, --cuda-experimental all");
-            run_golden_within(name, b, tf32);
-        }
-        for (compute, tol) in [(false, bf16_logit_tol(name)), (true, compute_tol)] {
+            let f32_opts = CudaOptions {
+                experimental: ALL,
+                ..Default::default()
+            };
+            if let Some(b) = cuda(f32_opts) {
+                println!("{name}: f32, --cuda-experimental all");
+                run_golden_within(name, b, tf32);
+            }
+            for (compute, tol) in [(false, bf16_logit_tol(name)), (true, compute_tol)] {
+                let opts = CudaOptions {
+                    bf16_weights: true,
+                    bf16_compute: compute,
+                    experimental: ALL,
+                    ..Default::default()
+                };
+                if let Some(b) = cuda(opts) {
+                    println!(
+                        "{name}: bf16 weights, bf16 compute {compute}, --cuda-experimental all"
+                    );
+                    run_golden_bf16_weights(name, b, tol + tf32);
+                }
+            }
+            // What gpu-check.sh benches as bf16c-exp: the roundings' bounds add.
             let opts = CudaOptions {
-                bf16_weights: true,
-                bf16_compute: compute,
+                bf16_compute: true,
+                lora_bf16: true,
+                kv_bf16: true,
                 experimental: ALL,
                 ..Default::default()
             };
             if let Some(b) = cuda(opts) {
-                println!("{name}: bf16 weights, bf16 compute {compute}, --cuda-experimental all");
-                run_golden_bf16_weights(name, b, tol + tf32);
+                println!(
+                    "{name}: bf16 compute, --cuda-lora-bf16, --cuda-kv-bf16, --cuda-experimental all"
+                );
+                let tol = compute_tol + lora_bf16_logit_tol(name) + tf32 + kv_bf16_logit_tol(name);
+                run_golden_bf16_weights(name, b, tol);
             }
         }
-        // What gpu-check.sh benches as bf16c-exp: the roundings' bounds add.
-        let opts = CudaOptions {
-            bf16_compute: true,
-            lora_bf16: true,
-            kv_bf16: true,
-            experimental: ALL,
-            ..Default::default()
-        };
-        if let Some(b) = cuda(opts) {
-            println!(
-                "{name}: bf16 compute, --cuda-lora-bf16, --cuda-kv-bf16, --cuda-experimental all"
-            );
-            let tol = compute_tol + lora_bf16_logit_tol(name) + tf32 + kv_bf16_logit_tol(name);
-            run_golden_bf16_weights(name, b, tol);
-        }
-    }
 
-    fixture_tests!(run_fixture);
+        fixture_tests!(run_fixture);
+    }
 }
