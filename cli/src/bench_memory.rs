@@ -98,10 +98,14 @@ impl MemoryModel {
             let gbs = backend.device_bandwidth_gbs()?;
             Self::device(weights, adapters, lora_bytes_per_param, gbs)
         };
-        // Keys and values of every layer at each position.
         let cfg = &model.config;
-        let per_position = 2 * cfg.num_layers * cfg.kv_dim() * backend.kv_value_bytes();
-        Some(mem.with_kv(per_position as u64, mean_positions as u64))
+        let per_layer_position = (2 * cfg.kv_dim() * backend.kv_value_bytes()) as u64;
+        let kv_bytes = kv_bytes_read(
+            &cfg.attention_window,
+            per_layer_position,
+            mean_positions as u64,
+        );
+        Some(mem.with_kv(kv_bytes, mean_positions as u64))
     }
 
     /// What the bandwidth is, for the table: `streaming read` or `device copy`.
@@ -113,12 +117,11 @@ impl MemoryModel {
         }
     }
 
-    /// With the KV cache a decode step reads: keys and values of `positions` positions, each
-    /// `bytes_per_position` (2 x layers x kv_dim x bytes per value). At 4,096 positions of
-    /// Llama-2-7B in f32 that is 4.3 GB, a third of its bf16 weights.
-    pub fn with_kv(self, bytes_per_position: u64, positions: u64) -> Self {
+    /// With the KV cache a decode step reads at `positions` (see [`kv_bytes_read`]): `kv_bytes`.
+    /// At 4,096 positions of Llama-2-7B in f32 that is 4.3 GB, a third of its bf16 weights.
+    pub fn with_kv(self, kv_bytes: u64, positions: u64) -> Self {
         MemoryModel {
-            kv_bytes: bytes_per_position * positions,
+            kv_bytes,
             kv_positions: positions,
             ..self
         }
@@ -246,6 +249,18 @@ fn sum_lanes(c: &[f32]) -> f32 {
     acc.iter().flatten().sum::<f32>() + blocks.remainder().iter().sum::<f32>()
 }
 
+/// Bytes of the KV cache one decode step at `positions` reads: keys and values of every layer,
+/// `per_layer_position` bytes per layer and position (2 x kv_dim x bytes per value), each layer
+/// over its attention window when it has one (`windows`, one entry per layer, as
+/// `ModelConfig::attention_window`: a sliding-window layer attends over at most its last
+/// `window` positions).
+pub fn kv_bytes_read(windows: &[Option<usize>], per_layer_position: u64, positions: u64) -> u64 {
+    windows
+        .iter()
+        .map(|w| per_layer_position * w.map_or(positions, |w| positions.min(w as u64)))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +285,7 @@ mod tests {
         assert_eq!(m.bytes_per_token(&vec![]), 1000);
         assert_eq!(m.bytes_per_token(&vec![(0, 0.5), (2, 0.5)]), 1050);
         // The KV cache at the mean decode position counts too.
-        let m = m.with_kv(3, 100);
+        let m = m.with_kv(kv_bytes_read(&[None], 3, 100), 100);
         assert_eq!(m.bytes_per_token(&vec![(1, 1.0)]), 1000 + 20 + 300);
         assert!(m
             .describe()
@@ -278,6 +293,18 @@ mod tests {
         assert_eq!(m.to_json()["kv_mean_positions"].as_u64(), Some(100));
         assert!(m.describe().contains("streaming read"), "{}", m.describe());
         assert!(m.to_json()["stream_read_gbs"].is_number());
+    }
+
+    #[test]
+    fn sliding_window_layers_read_at_most_their_window() {
+        // Mistral-style: every layer windowed; Qwen2-style: the first layers full.
+        assert_eq!(kv_bytes_read(&[Some(64), Some(64)], 10, 100), 2 * 10 * 64);
+        assert_eq!(kv_bytes_read(&[Some(64), Some(64)], 10, 50), 2 * 10 * 50);
+        assert_eq!(
+            kv_bytes_read(&[None, Some(64)], 10, 100),
+            10 * 100 + 10 * 64
+        );
+        assert_eq!(kv_bytes_read(&[], 10, 100), 0);
     }
 
     #[test]
