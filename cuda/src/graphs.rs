@@ -235,7 +235,7 @@ impl CudaBackend {
                         // Nothing ran during the capture: run the step eagerly (a real input
                         // error then comes back from it) and never capture this shape again.
                         if let Err(e) = outcome {
-                            eprintln!("warning: CUDA graph capture failed, running eagerly: {e}");
+                            tracing::warn!("CUDA graph capture failed, running eagerly: {e}");
                         }
                         cache.refuse(shape);
                         eager(reuse, body)

@@ -102,7 +102,7 @@ impl Backend for CudaBackend {
         // A probe that fails (2 GiB not free) leaves the bench without its memory section
         // rather than failing the run.
         self.copy_bandwidth_gbs()
-            .map_err(|e| eprintln!("warning: device copy-bandwidth probe failed: {e}"))
+            .map_err(|e| tracing::warn!("device copy-bandwidth probe failed: {e}"))
             .ok()
     }
 
