@@ -26,9 +26,12 @@ features=(--workspace --features dlp-cli/cuda,dlp-cli/fuzz,dlp-tests/cuda)
 
 prepare() {
   set -e
+  exclude=$(git rev-parse --git-path info/exclude)
+  mkdir -p "$(dirname "$exclude")"
   for d in "$G" "$G-run"; do
-    grep -qxF "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude
+    grep -qxF "/$d/" "$exclude" 2>/dev/null || echo "/$d/" >> "$exclude"
   done
+  [ -d "$G" ] && chmod -R u+w "$G"
   rm -rf "$G" && mkdir -p "$G/bin" "$G/fixtures"
   cargo build --release -p dlp-cuda --example lora_bench
   cp "${CARGO_TARGET_DIR:-target}/release/examples/lora_bench" "$G/bin/"
@@ -37,13 +40,16 @@ prepare() {
   # Test executables (built with scripts/test.sh's features, so its build is reused): their
   # paths come from cargo's JSON messages.
   cargo test --no-run "${features[@]}" --test op_parity_cuda --test golden_cuda \
-      --test nvrtc_compile --message-format=json 2>/dev/null |
+      --test nvrtc_compile --message-format=json |
     python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])' |
     while read -r name exe; do cp "$exe" "$G/bin/$name"; done
+  for t in op_parity_cuda golden_cuda nvrtc_compile; do
+    [ -x "$G/bin/$t" ] || { echo "prepare: no test executable $t" >&2; exit 1; }
+  done
   # The tiny and compatibility fixtures travel (about 8 MB); smollm2 (118 MB) is over the
   # device tool's limit.
   fx=${DLP_FIXTURES:-../shared/fixtures}
@@ -51,9 +57,15 @@ for l in sys.stdin:
   # The speed stage: the model/adapter maker and the transformers+PEFT timer (not committed:
   # they travel in .gpu), and a tokenizer for the random models.
   mkdir -p "$G/gpu" && cp "$fx/../gpu/make_model.py" "$fx/../gpu/peer_gpu.py" "$G/gpu/"
-  cp -r "$fx/smollm2/tokenizer" "$G/tokenizer"
-  for b in "$G"/bin/*; do strip "$b" && xz -T0 -6 "$b"; done
-  ls -la "$G/bin"; du -sh "$G"
+  cp -r --no-preserve=mode "$fx/smollm2/tokenizer" "$G/tokenizer"
+  chmod -R u+w "$G/fixtures" "$G/gpu"
+  # Symbols stay (panics' backtraces name their functions); debug info goes.
+  for b in "$G"/bin/*; do strip --strip-debug "$b" && xz -T0 -6 "$b"; done
+  # Which commit the binaries are of: the run prints it and warns when it is not HEAD.
+  dirty=""
+  [ -n "$(git status --porcelain)" ] && dirty=" (with uncommitted changes)"
+  echo "$(git rev-parse HEAD)$dirty" > "$G/VERSION"
+  ls -la "$G/bin"; du -sh "$G"; cat "$G/VERSION"
 }
 
 case $mode in

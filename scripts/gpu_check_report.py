@@ -1,0 +1,147 @@
+"""What scripts/gpu_check.py hands back: the summary (printed, and summary.md) and, in $OUT,
+the three files the device tool returns (it returns at most 8, named in letters, digits, '.',
+'_' and '-'): summary.md, results.json (every bench and peer JSON, and each step's status) and
+logs.tar.xz (every log of the run). `publish` may run many times: each writes all three anew."""
+import glob
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from typing import NamedTuple, Optional
+
+# Failures shown with their message in full; the rest by name (the device tool returns the
+# output's last 12,000 characters, and summary.md comes back whole).
+SHOWN_FAILURES = 12
+
+
+class Run(NamedTuple):
+    """One step of the run: a test, a model made, a benchmark, a probe."""
+    stage: str
+    name: str
+    status: str
+    secs: float
+    log: Optional[str]
+
+    def failed(self):
+        return self.status.startswith(("FAIL", "TIMEOUT", "ERROR", "STOPPED"))
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def why(run, seen):
+    """The lines that say why `run` failed: a test's panic message (once per distinct
+    message), else the last non-empty lines of its log."""
+    text = read(run.log).splitlines() if run.log else []
+    for i, line in enumerate(text):
+        if "panicked at" in line:
+            msg = [x for x in text[i + 1:i + 4]
+                   if x.strip() and not x.startswith(("stack backtrace", "note:", "  "))][:2]
+            if tuple(msg) in seen:
+                return ["(the same panic message as above)"]
+            seen.add(tuple(msg))
+            return [line[:240]] + [x[:240] for x in msg]
+    return [x[:240] for x in [x for x in text if x.strip()][-3:]]
+
+
+def kernel_table(log, rows=20):
+    """The first `rows` rows of the per-kernel GPU time table of an nsys stats log."""
+    text = read(log).splitlines()
+    for i, line in enumerate(text):
+        if "cuda_gpu_kern_sum" in line:
+            return [x[:160] for x in text[i:i + rows + 4]]
+    return []
+
+
+def summary(runs, logs, t0, budget):
+    lines = ["== GPU ==", read(os.path.join(logs, "gpu.txt")).strip() or "(unknown)", ""]
+    tests = [r for r in runs if r.stage == "checks"]
+    skipped = [r for r in tests if r.status.startswith("skipped")]
+    bad = [r for r in tests if r.status != "pass" and r not in skipped]
+    passed = len(tests) - len(bad) - len(skipped)
+    lines.append(f"== checks: {passed} of {len(tests)} passed, {len(skipped)} skipped, "
+                 f"{len(bad)} not passed (each test in its own process) ==")
+    kinds = {}
+    for r in skipped:
+        kinds.setdefault(r.status[8:], []).append(r.name.split(" ")[-1])
+    for kind, names in sorted(kinds.items()):
+        lines.append(f"skipped {kind}: {', '.join(names)}")
+    seen = set()
+    for n, r in enumerate(bad):
+        lines.append(f"- {r.name}: {r.status} ({r.secs:.0f} s)")
+        if n < SHOWN_FAILURES:
+            lines += ["    " + x for x in why(r, seen)]
+    lines += ["", "== models, benchmarks, probes =="]
+    for r in runs:
+        if r.stage == "checks":
+            continue
+        lines.append(f"- {r.stage} {r.name}: {r.status} ({r.secs:.0f} s)")
+        if r.failed():
+            lines += ["    " + x for x in why(r, seen)]
+    for log in sorted(glob.glob(os.path.join(logs, "nsys-*.log"))):
+        lines += ["", f"== where a decode run's GPU time goes ({os.path.basename(log)}) =="]
+        lines += kernel_table(log) or ["(no kernel table in the log)"]
+    lb = read(os.path.join(logs, "lora_bench.log")).strip()
+    if lb:
+        lines += ["", "== lora_bench (the LoRA pair against the copy bandwidth) ==", lb[-2500:]]
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        t = subprocess.run([sys.executable, os.path.join(here, "gpu_speed_table.py"), logs],
+                           capture_output=True, text=True, timeout=30)
+        table = t.stdout.strip() or t.stderr.strip()
+    except Exception as e:
+        table = f"(no speed table: {e})"
+    lines += ["", "== speed (dlp-run bench --backend cuda; transformers+PEFT bf16, same GPU; "
+              "benchmarks do not check results: read them with the checks above) ==", table]
+    benches = [r for r in runs if r.stage == "speed"]
+    lines.append(f"\nverdict: checks {passed} passed, {len(bad)} not passed, {len(skipped)} "
+                 f"skipped; benchmarks {sum(r.status == 'pass' for r in benches)} of "
+                 f"{len(benches)} ran; wall {time.monotonic() - t0:.0f} s of a {budget:.0f} s "
+                 "budget")
+    return "\n".join(lines)
+
+
+def publish(runs, logs, out, t0, budget):
+    """Writes summary.md (in `logs` and `out`), and in `out` results.json and logs.tar.xz;
+    returns the summary. Never raises: a step that fails to write is noted in the summary."""
+    runs = list(runs)
+    notes = []
+    try:
+        text = summary(runs, logs, t0, budget)
+    except Exception as e:
+        text = f"(summary failed: {type(e).__name__}: {e})\n" + "\n".join(
+            f"- {r.stage} {r.name}: {r.status}" for r in runs)
+    results = {"runs": [r._asdict() for r in runs]}
+    for p in sorted(glob.glob(os.path.join(logs, "*.json"))):
+        try:
+            results[os.path.basename(p)] = json.loads(read(p))
+        except ValueError as e:
+            results[os.path.basename(p)] = {"error": str(e)}
+    try:
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    except OSError as e:
+        notes.append(f"results.json not written: {e}")
+    if os.path.abspath(out) != os.path.abspath(logs):
+        try:
+            tmp = os.path.join(out, "logs.tar.xz.tmp")
+            with tarfile.open(tmp, "w:xz") as tar:
+                tar.add(logs, arcname="logs")
+            os.replace(tmp, os.path.join(out, "logs.tar.xz"))
+        except (OSError, tarfile.TarError) as e:
+            notes.append(f"logs.tar.xz not written: {e}")
+    text += "".join(f"\n({n})" for n in notes)
+    for d in {logs, out}:
+        try:
+            with open(os.path.join(d, "summary.md"), "w") as f:
+                f.write(text + "\n")
+        except OSError:
+            pass
+    return text
