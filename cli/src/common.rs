@@ -51,6 +51,8 @@ pub enum CudaExperimental {
     FusedNorm,
     /// The queries' and keys' rotary embedding in one launch.
     FusedRope,
+    /// Decode steps store their keys and values inside the attention kernel.
+    FusedKvStore,
     /// Every path above.
     All,
 }
@@ -167,8 +169,9 @@ pub struct ModelArgs {
     /// sm_80 or newer; the TF32 rounding moves logits by up to 3.2e-3 on SmolLM2 with its
     /// task adapters, 1.4e-3 on the tiny fixtures, measured on the CPU), `fused-norm` (each
     /// residual add and the RMSNorm after it in one launch, same values: two launches fewer
-    /// per layer), `fused-rope` (the queries' and keys' rotary embedding in one launch), or
-    /// `all`.
+    /// per layer), `fused-rope` (the queries' and keys' rotary embedding in one launch),
+    /// `fused-kv-store` (decode steps store their keys and values inside the attention
+    /// kernel, same values: one launch fewer per layer), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -502,6 +505,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             sgmv: on(CudaExperimental::Sgmv),
             fused_norm: on(CudaExperimental::FusedNorm),
             fused_rope: on(CudaExperimental::FusedRope),
+            fused_kv_store: on(CudaExperimental::FusedKvStore),
         },
     };
     let flags = model.cuda_flags();

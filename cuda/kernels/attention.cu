@@ -5,6 +5,9 @@
 // else 0), each keeping an online softmax (running max, sum and
 // a head_dim accumulator in registers, lanes splitting head_dim); the warps merge at the end.
 // `attention_split` + `attention_combine` do the same over several blocks per (token, head).
+// With `--cuda-experimental fused-kv-store`, a decode step (every token alone in its cache
+// slot) skips `kv_store`: `attention_store*` read the token's own position from the step's k
+// and v (rounded as the cache would hold them), and one block per (token, kv head) stores them.
 
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
@@ -21,6 +24,11 @@ __device__ __forceinline__ float kv_load(const kv_bf16* __restrict__ p, size_t i
 __device__ __forceinline__ void kv_put(float* __restrict__ p, size_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void kv_put(kv_bf16* __restrict__ p, size_t i, float v) {
     p[i] = bf16_bits(v);
+}
+// What `v` reads back as once stored in a cache like `p` (for the fused store's own position).
+__device__ __forceinline__ float kv_round(const float*, float v) { return v; }
+__device__ __forceinline__ float kv_round(const kv_bf16*, float v) {
+    return bf16_value(bf16_bits(v));
 }
 
 // grid (T, chunks): the step's keys and values at each token's (slot, position).
@@ -45,18 +53,22 @@ KV_STORE(kv_store_bf16, kv_bf16)
 // The online softmax of one block over positions [p_begin, p_end) of one (token, query head):
 // its warps split the positions; on return the block's merged state is in shared memory:
 // s_m[0] (max score), s_l[0] (sum of exp(score - max)) and s_acc[0][d] (sum of exp * v), not
-// yet divided. An empty range leaves max = -inf, sum = 0, acc = 0.
+// yet divided. An empty range leaves max = -inf, sum = 0, acc = 0. With FRESH, position
+// `p_new` is read from `k_new`/`v_new` (the step's own key and value, not yet stored) instead
+// of the cache, rounded as the cache would round them: the same numbers either way.
 struct AttnShared {
     float m[ATTN_WARPS], l[ATTN_WARPS];
     float acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
 };
 
-template <typename C>
+template <typename C, bool FRESH>
 __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
                                              const C* __restrict__ k_cache,
                                              const C* __restrict__ v_cache, size_t base,
                                              int kv_dim, int head_dim, float scale, int p_begin,
-                                             int p_end, AttnShared& sh) {
+                                             int p_end, AttnShared& sh,
+                                             const float* __restrict__ k_new,
+                                             const float* __restrict__ v_new, int p_new) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float qr[ATTN_PER_LANE], acc[ATTN_PER_LANE];
 #pragma unroll
@@ -69,11 +81,16 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
     float m = neg_inf, l = 0.0f;
     for (int p = p_begin + warp; p < p_end; p += ATTN_WARPS) {
         const C* kp = k_cache + base + (size_t)p * kv_dim;
+        const bool fresh = FRESH && p == p_new;  // the same for the whole warp
         float s = 0.0f;
 #pragma unroll
         for (int i = 0; i < ATTN_PER_LANE; i++) {
             const int d = lane + 32 * i;
-            if (d < head_dim) s += qr[i] * kv_load(kp, d);
+            if (fresh) {
+                if (d < head_dim) s += qr[i] * kv_round(kp, k_new[d]);
+            } else {
+                if (d < head_dim) s += qr[i] * kv_load(kp, d);
+            }
         }
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         const float m_new = fmaxf(m, s);
@@ -83,7 +100,11 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
 #pragma unroll
         for (int i = 0; i < ATTN_PER_LANE; i++) {
             const int d = lane + 32 * i;
-            acc[i] = acc[i] * corr + (d < head_dim ? e * kv_load(vp, d) : 0.0f);
+            if (fresh) {
+                acc[i] = acc[i] * corr + (d < head_dim ? e * kv_round(vp, v_new[d]) : 0.0f);
+            } else {
+                acc[i] = acc[i] * corr + (d < head_dim ? e * kv_load(vp, d) : 0.0f);
+            }
         }
         m = m_new;
     }
@@ -124,11 +145,14 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
 
 // What the block of (query head h, token t) attends with: its query row, the first value of
 // its kv head in the token's cache slot, and its positions start..=pos (start = pos + 1 -
-// window with a sliding window, else 0).
+// window with a sliding window, else 0). For the fused store: where the token's key and value
+// for that kv head sit in the step's k and v (`own`), and whether this block stores them (the
+// first query head of each kv head).
 struct AttnRow {
     const float* qv;
-    size_t base;
+    size_t base, own;
     int kv_dim, pos, start;
+    bool writer;
 };
 
 __device__ __forceinline__ AttnRow attn_row(const float* __restrict__ q,
@@ -138,58 +162,78 @@ __device__ __forceinline__ AttnRow attn_row(const float* __restrict__ q,
                                             int capacity, int window) {
     AttnRow r;
     r.kv_dim = n_kv_heads * head_dim;
-    const int kvh = h / (n_heads / n_kv_heads);
+    const int group = n_heads / n_kv_heads, kvh = h / group;
     r.pos = positions[t];
     r.qv = q + ((size_t)t * n_heads + h) * head_dim;
     r.base = (size_t)kv_slots[t] * capacity * r.kv_dim + (size_t)kvh * head_dim;
     r.start = (window > 0 && r.pos + 1 > window) ? r.pos + 1 - window : 0;
+    r.own = (size_t)t * r.kv_dim + (size_t)kvh * head_dim;
+    r.writer = h % group == 0;
     return r;
 }
 
-// grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM.
+// The fused store: the token's key and value of this block's kv head at its position. No
+// block of the step reads that position from the cache (each reads its own from k/v, and no
+// other token shares the slot), so the write needs no ordering.
 template <typename C>
-__device__ __forceinline__ void attention_body(const float* __restrict__ q,
-                                               const C* __restrict__ k_cache,
-                                               const C* __restrict__ v_cache,
-                                               const unsigned* __restrict__ kv_slots,
-                                               const unsigned* __restrict__ positions,
-                                               int n_heads, int n_kv_heads, int head_dim,
-                                               int capacity, float scale, int window,
-                                               float* __restrict__ out) {
+__device__ __forceinline__ void store_own(C* k_cache, C* v_cache, const AttnRow& r,
+                                          const float* __restrict__ k,
+                                          const float* __restrict__ v, int head_dim) {
+    const size_t at = r.base + (size_t)r.pos * r.kv_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        kv_put(k_cache, at + d, k[r.own + d]);
+        kv_put(v_cache, at + d, v[r.own + d]);
+    }
+}
+
+// grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM. With STORE,
+// the step's k and v (`k`, `v`, [T, kv_dim]) are stored here (`k_w`, `v_w`: the caches).
+template <typename C, bool STORE>
+__device__ __forceinline__ void attention_body(
+    const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
+    const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
+    int n_kv_heads, int head_dim, int capacity, float scale, int window,
+    float* __restrict__ out, const float* k, const float* v, C* k_w, C* v_w) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
                                capacity, window);
-    attend_range(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, r.start, r.pos + 1,
-                 sh);
+    attend_range<C, STORE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, r.start,
+                           r.pos + 1, sh, STORE ? k + r.own : nullptr,
+                           STORE ? v + r.own : nullptr, r.pos);
     float* o = out + ((size_t)t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) o[d] = sh.acc[0][d] / sh.l[0];
+    if (STORE && r.writer) store_own(k_w, v_w, r, k, v, head_dim);
 }
 
 // Flash-decoding (`--cuda-experimental split-attention`): the positions of each (token, head)
 // are cut into gridDim.z splits, one block each, so a long context fills the GPU even at batch
 // 1. Split z of a token covers ceil(n / splits) of its n positions (n read on the device: the
 // launch depends on the step's shape only). Partials go to `part` [T, n_heads, splits,
-// head_dim + 2] as (acc[head_dim], max, sum); `attention_combine` merges them.
-template <typename C>
+// head_dim + 2] as (acc[head_dim], max, sum); `attention_combine` merges them. With STORE, the
+// split holding the token's position stores its key and value.
+template <typename C, bool STORE>
 __device__ __forceinline__ void attention_split_body(
     const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
     int n_kv_heads, int head_dim, int capacity, float scale, int window,
-    float* __restrict__ part) {
+    float* __restrict__ part, const float* k, const float* v, C* k_w, C* v_w) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
                                capacity, window);
     const int chunk = (r.pos + 1 - r.start + splits - 1) / splits;
     const int b = r.start + z * chunk, e = min(b + chunk, r.pos + 1);
-    attend_range(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, b, max(b, e), sh);
+    attend_range<C, STORE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, b,
+                           max(b, e), sh, STORE ? k + r.own : nullptr,
+                           STORE ? v + r.own : nullptr, r.pos);
     float* pt = part + (((size_t)t * n_heads + h) * splits + z) * (head_dim + 2);
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) pt[d] = sh.acc[0][d];
     if (threadIdx.x == 0) {
         pt[head_dim] = sh.m[0];
         pt[head_dim + 1] = sh.l[0];
     }
+    if (STORE && r.writer && b <= r.pos && r.pos < e) store_own(k_w, v_w, r, k, v, head_dim);
 }
 
 // The attention kernels on an f32 cache (`attention`, `attention_split`) and a bf16 one
@@ -200,13 +244,31 @@ __device__ __forceinline__ void attention_split_body(
              const C* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,            \
              const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,             \
              int head_dim, int capacity, float scale, int window, float* __restrict__ out) {  \
-        BODY<C>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads, head_dim,      \
-                capacity, scale, window, out);                                                \
+        BODY<C, false>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads,         \
+                       head_dim, capacity, scale, window, out, nullptr, nullptr, nullptr,     \
+                       nullptr);                                                              \
     }
 ATTENTION(attention, attention_body, float)
 ATTENTION(attention_bf16, attention_body, kv_bf16)
 ATTENTION(attention_split, attention_split_body, float)
 ATTENTION(attention_split_bf16, attention_split_body, kv_bf16)
+
+// The same with the fused store (`_store`): the caches are written too, and the step's k and v
+// (`k`, `v`, [T, kv_dim]) come last. Only for steps whose tokens are each alone in their slot.
+#define ATTENTION_STORE(NAME, BODY, C)                                                        \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
+        NAME(const float* __restrict__ q, C* k_cache, C* v_cache,                             \
+             const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions,   \
+             int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,            \
+             int window, float* __restrict__ out, const float* __restrict__ k,                \
+             const float* __restrict__ v) {                                                   \
+        BODY<C, true>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads,          \
+                      head_dim, capacity, scale, window, out, k, v, k_cache, v_cache);        \
+    }
+ATTENTION_STORE(attention_store, attention_body, float)
+ATTENTION_STORE(attention_store_bf16, attention_body, kv_bf16)
+ATTENTION_STORE(attention_split_store, attention_split_body, float)
+ATTENTION_STORE(attention_split_store_bf16, attention_split_body, kv_bf16)
 
 // out[t, h, :] from the splits' partials: max M = max_z m_z, weights exp(m_z - M) (0 for an
 // empty split), out = sum_z w_z acc_z / sum_z w_z l_z. grid (n_heads, n_tokens).

@@ -1,7 +1,8 @@
 //! `attention` on CUDA: the KV store (`kv_store`, `kv_store_bf16` with
 //! [`crate::CudaOptions::kv_bf16`]), then one block per (token, query head) (`attention`), or
 //! with [`crate::Experimental::split_attention`] several per (token, head) and a combine
-//! (flash-decoding). Kernels in `kernels/attention.cu`.
+//! (flash-decoding); with [`crate::Experimental::fused_kv_store`], decode steps store inside
+//! the attention kernel (`attention*_store*`). Kernels in `kernels/attention.cu`.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{AttnShape, Backend};
@@ -68,22 +69,28 @@ impl CudaBackend {
         let kvd = int("attention", kv_dim)?;
         let cap = int("attention", s.capacity)?;
         let kv_bf16 = self.options.kv_bf16;
-        let mut a = self.args(if kv_bf16 {
-            &self.k.kv_store_bf16
-        } else {
-            &self.k.kv_store
-        });
-        a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
-        a.arg(&step.kv_slots)
-            .arg(&step.positions)
-            .arg(&kvd)
-            .arg(&cap);
-        let chunks = self.kv_store_chunks(t_n, kv_dim) as u32;
-        self.go(
-            "attention kv_store",
-            a,
-            cfg((t_n as u32, chunks, 1), BLOCK, 0),
-        )?;
+        // A decode step may store its keys and values inside attention (no token reads a
+        // position another token of the step stores); `StepShape` carries the same test, so
+        // a recorded graph's replays take the same kernels.
+        let fused_store = self.options.experimental.fused_kv_store && step.tokens_alone;
+        if !fused_store {
+            let mut a = self.args(if kv_bf16 {
+                &self.k.kv_store_bf16
+            } else {
+                &self.k.kv_store
+            });
+            a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
+            a.arg(&step.kv_slots)
+                .arg(&step.positions)
+                .arg(&kvd)
+                .arg(&cap);
+            let chunks = self.kv_store_chunks(t_n, kv_dim) as u32;
+            self.go(
+                "attention kv_store",
+                a,
+                cfg((t_n as u32, chunks, 1), BLOCK, 0),
+            )?;
+        }
         let (nh, nkv, hdi) = (
             int("attention", s.n_heads)?,
             int("attention", s.n_kv_heads)?,
@@ -108,26 +115,30 @@ impl CudaBackend {
                 *part_guard = Some(self.alloc(part_len)?);
             }
             let part = part_guard.as_mut().expect("allocated above");
-            let f = if kv_bf16 {
-                &self.k.attention_split_bf16
-            } else {
-                &self.k.attention_split
+            let f = match (kv_bf16, fused_store) {
+                (false, false) => &self.k.attention_split,
+                (true, false) => &self.k.attention_split_bf16,
+                (false, true) => &self.k.attention_split_store,
+                (true, true) => &self.k.attention_split_store_bf16,
             };
             (f, part, splits as u32)
         } else {
-            let f = if kv_bf16 {
-                &self.k.attention_bf16
-            } else {
-                &self.k.attention
+            let f = match (kv_bf16, fused_store) {
+                (false, false) => &self.k.attention,
+                (true, false) => &self.k.attention_bf16,
+                (false, true) => &self.k.attention_store,
+                (true, true) => &self.k.attention_store_bf16,
             };
             (f, &mut *out, 1)
         };
         let mut a = self.args(f);
-        a.arg(q)
-            .arg(&*k_cache)
-            .arg(&*v_cache)
-            .arg(&step.kv_slots)
-            .arg(&step.positions);
+        a.arg(q);
+        if fused_store {
+            a.arg(&mut *k_cache).arg(&mut *v_cache);
+        } else {
+            a.arg(&*k_cache).arg(&*v_cache);
+        }
+        a.arg(&step.kv_slots).arg(&step.positions);
         a.arg(&nh)
             .arg(&nkv)
             .arg(&hdi)
@@ -135,6 +146,10 @@ impl CudaBackend {
             .arg(&scale)
             .arg(&window)
             .arg(&mut *target);
+        if fused_store {
+            // The `_store` kernels' last parameters: the step's keys and values.
+            a.arg(k).arg(v);
+        }
         self.go(
             "attention",
             a,

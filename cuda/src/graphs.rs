@@ -309,6 +309,7 @@ mod tests {
             mix_k: 2,
             n_logit_rows: n_tokens,
             any_lora: true,
+            tokens_alone_in_slots: true,
         }
     }
 

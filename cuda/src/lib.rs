@@ -112,6 +112,10 @@ pub struct Experimental {
     /// The queries' and keys' rotary embedding of a step in one launch (`rope_qk`) instead of
     /// two, with the same values.
     pub fused_rope: bool,
+    /// Decode steps (every token alone in its KV slot) store their keys and values inside the
+    /// attention kernel (`attention_store*`) instead of in a `kv_store` launch before it: one
+    /// launch fewer per layer, with the same values.
+    pub fused_kv_store: bool,
 }
 
 impl Experimental {
@@ -125,6 +129,7 @@ impl Experimental {
         sgmv: false,
         fused_norm: false,
         fused_rope: false,
+        fused_kv_store: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -136,6 +141,7 @@ impl Experimental {
         sgmv: true,
         fused_norm: true,
         fused_rope: true,
+        fused_kv_store: true,
     };
 }
 
@@ -154,6 +160,8 @@ pub struct CudaStep {
     pub(crate) segment_of_token: CudaSlice<u32>,
     /// `plan.mix_k` as the kernels' `int` parameter (checked at upload).
     pub(crate) mix_k_int: i32,
+    /// [`StepPlan::tokens_alone_in_slots`], found once at upload.
+    pub(crate) tokens_alone: bool,
     pub(crate) mix_slots: CudaSlice<u32>,
     pub(crate) mix_weights: CudaSlice<f32>,
     pub(crate) logit_rows: CudaSlice<u32>,
@@ -498,6 +506,7 @@ impl CudaBackend {
             kv_slots: self.put_into(&p.kv_slots, c)?,
             segment_of_token: self.put_into(&p.segment_of_token, d)?,
             mix_k_int: launch::int("upload_step", p.mix_k)?,
+            tokens_alone: p.tokens_alone_in_slots(),
             mix_slots: self.put_into(&p.mix_slots, e)?,
             mix_weights: self.put_into(&p.mix_weights, f)?,
             logit_rows: self.put_into(&p.logit_rows, g)?,

@@ -45,6 +45,7 @@ impl Backend for CudaBackend {
             (x.sgmv, "sgmv"),
             (x.fused_norm, "fused-norm"),
             (x.fused_rope, "fused-rope"),
+            (x.fused_kv_store, "fused-kv-store"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

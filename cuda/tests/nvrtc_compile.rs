@@ -77,7 +77,15 @@ fn the_switches_entry_points_are_in_the_ptx() {
         ("rope", &["rope", "rope_qk"][..]),
         (
             "attention",
-            &["kv_store_bf16", "attention_bf16", "attention_split_bf16"][..],
+            &[
+                "kv_store_bf16",
+                "attention_bf16",
+                "attention_split_bf16",
+                "attention_store",
+                "attention_store_bf16",
+                "attention_split_store",
+                "attention_split_store_bf16",
+            ][..],
         ),
     ] {
         let k = SOURCES

@@ -43,6 +43,15 @@ impl StepPlan {
         self.mix_slots.len().checked_div(self.mix_k).unwrap_or(0)
     }
 
+    /// Whether every token of the step is the only one in its KV slot, as in a decode step
+    /// (one new token per sequence): then no token's attention reads a position another token
+    /// of the step stores, and a backend may store the keys and values inside attention.
+    pub fn tokens_alone_in_slots(&self) -> bool {
+        let mut slots = self.kv_slots.clone();
+        slots.sort_unstable();
+        slots.windows(2).all(|w| w[0] != w[1])
+    }
+
     /// The LoRA ops' checks, the same on every backend: the step has `n_tokens` tokens, each
     /// in one of its segments, and every mixture names one of the `n_slots` loaded adapters.
     pub fn check_lora(&self, n_tokens: usize, n_slots: usize) -> Result<()> {
@@ -173,6 +182,8 @@ pub struct StepShape {
     pub n_logit_rows: usize,
     /// Whether any entry names an adapter (the LoRA launches run at all).
     pub any_lora: bool,
+    /// [`StepPlan::tokens_alone_in_slots`] (a backend may launch other attention kernels then).
+    pub tokens_alone_in_slots: bool,
 }
 
 /// One linear layer for [`Backend::linears`].
@@ -495,4 +506,32 @@ pub trait Backend: Send + Sync + Sized {
         vocab: usize,
         out: &mut Self::Buf,
     ) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_with_slots(kv_slots: &[u32]) -> StepPlan {
+        StepPlan {
+            token_ids: vec![0; kv_slots.len()],
+            positions: vec![0; kv_slots.len()],
+            kv_slots: kv_slots.to_vec(),
+            segment_of_token: vec![0; kv_slots.len()],
+            mix_k: 1,
+            mix_slots: vec![crate::NO_ADAPTER],
+            mix_weights: vec![0.0],
+            logit_rows: vec![],
+        }
+    }
+
+    #[test]
+    fn decode_steps_have_each_token_alone_in_its_slot() {
+        assert!(plan_with_slots(&[]).tokens_alone_in_slots());
+        assert!(plan_with_slots(&[3]).tokens_alone_in_slots());
+        assert!(plan_with_slots(&[2, 0, 5, 1]).tokens_alone_in_slots());
+        // A prefill (one slot, several positions), and a batch with one sequence's chunk.
+        assert!(!plan_with_slots(&[0, 0, 0]).tokens_alone_in_slots());
+        assert!(!plan_with_slots(&[4, 1, 2, 1]).tokens_alone_in_slots());
+    }
 }

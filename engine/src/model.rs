@@ -349,6 +349,7 @@ impl<B: Backend> Model<B> {
             mix_k: plan.mix_k,
             n_logit_rows: plan.logit_rows.len(),
             any_lora,
+            tokens_alone_in_slots: plan.tokens_alone_in_slots(),
         };
         let shape = AttnShape {
             n_tokens: t,

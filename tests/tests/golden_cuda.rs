@@ -217,6 +217,14 @@ mod experimental {
             ..NONE
         }
     );
+    alone_tests!(
+        fused_kv_store,
+        "fused-kv-store",
+        Experimental {
+            fused_kv_store: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {

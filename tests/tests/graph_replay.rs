@@ -69,6 +69,7 @@ fn the_replay_check_catches_a_step_that_launches_other_work() {
         mix_k: 1,
         n_logit_rows: 1,
         any_lora: false,
+        tokens_alone_in_slots: true,
     };
     let plan = StepPlan {
         token_ids: vec![0],

@@ -11,7 +11,8 @@ use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
     assert_all_pass, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases,
-    run_all, run_cases, run_cases_against, sgmv_cases, split_attention_cases, Op, ParityCase,
+    fused_kv_store_cases, run_all, run_cases, run_cases_against, sgmv_cases, split_attention_cases,
+    Op, ParityCase,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -94,10 +95,10 @@ fn op_parity_cuda_bf16_compute() {
     }
 }
 
-/// `--cuda-experimental wide-grids,split-attention,fused-norm,fused-rope` on f32 weights: the
-/// whole table (RMSNorm rows on 1,024 threads, the fused add and RMSNorm, q and k rotated in
-/// one launch, the KV store on several blocks
-/// per token, logits), then the attention cases and long contexts split over positions
+/// `--cuda-experimental wide-grids,split-attention,fused-norm,fused-rope,fused-kv-store` on f32
+/// weights: the whole table (RMSNorm rows on 1,024 threads, the fused add and RMSNorm, q and k
+/// rotated in one launch, the KV store on several blocks per token or, in decode steps, inside
+/// attention, logits), then the attention cases and long contexts split over positions
 /// (flash-decoding) and combined.
 #[test]
 fn op_parity_cuda_wide_grids_and_split_attention() {
@@ -107,6 +108,7 @@ fn op_parity_cuda_wide_grids_and_split_attention() {
             split_attention: true,
             fused_norm: true,
             fused_rope: true,
+            fused_kv_store: true,
             ..Default::default()
         },
         ..Default::default()
@@ -182,6 +184,7 @@ fn op_parity_cuda_kv_bf16() {
             experimental: Experimental {
                 split_attention: split,
                 wide_grids: split,
+                fused_kv_store: split,
                 ..Default::default()
             },
             ..Default::default()
@@ -189,13 +192,20 @@ fn op_parity_cuda_kv_bf16() {
         let Some(b) = cuda(opts) else {
             return;
         };
-        println!("bf16 KV cache, split attention and wide grids {split}");
+        println!("bf16 KV cache, split attention, wide grids and fused KV store {split}");
         assert_all_pass(&run_cases_against(
             &b,
             &CpuProbe::bf16_kv(),
             bf16_kv_cases(),
         ));
     }
+}
+
+/// The backends of `with(true)` and `with(false)`, made one at a time: without a GPU the first
+/// records the skip and the caller ends.
+fn fused_and_unfused(with: impl Fn(bool) -> CudaOptions) -> Option<(CudaBackend, CudaBackend)> {
+    let fused = cuda(with(true))?;
+    Some((fused, cuda(with(false))?))
 }
 
 /// `fused-norm` and `fused-rope` compute what the unfused ops compute, bit for bit: the
@@ -213,11 +223,7 @@ fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
             },
             ..Default::default()
         };
-        // One at a time: without a GPU the first records the skip and the test ends.
-        let Some(fused) = cuda(with(true)) else {
-            return;
-        };
-        let Some(unfused) = cuda(with(false)) else {
+        let Some((fused, unfused)) = fused_and_unfused(with) else {
             return;
         };
         println!("fused vs unfused, wide grids {wide_grids}");
@@ -232,5 +238,31 @@ fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
             .collect();
         assert!(cases.len() >= 6);
         assert_all_pass(&run_cases_against(&fused, &unfused, cases));
+    }
+}
+
+/// `fused-kv-store` computes what `kv_store` then `attention` compute, bit for bit, caches
+/// included: every attention case and the long contexts (decode steps take the fused kernels;
+/// prefills, several tokens in one slot, keep `kv_store`) against the unfused backend (bound
+/// 0), with f32 and bf16 caches, split attention off and on.
+#[test]
+fn op_parity_cuda_fused_kv_store_matches_the_unfused_attention_exactly() {
+    for (kv_bf16, split_attention) in [(false, false), (false, true), (true, false), (true, true)] {
+        let with = |fused_kv_store: bool| CudaOptions {
+            kv_bf16,
+            experimental: Experimental {
+                split_attention,
+                fused_kv_store,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let Some((fused, unfused)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!(
+            "fused KV store vs kv_store + attention, bf16 cache {kv_bf16}, split {split_attention}"
+        );
+        assert_all_pass(&run_cases_against(&fused, &unfused, fused_kv_store_cases()));
     }
 }

@@ -573,6 +573,27 @@ pub fn sgmv_cases() -> Vec<ParityCase> {
     v
 }
 
+/// The attention cases for `--cuda-experimental fused-kv-store`, held to bound 0 against the
+/// unfused backend: every case of [`split_attention_cases`], decode steps (each token alone in
+/// its slot: the fused kernels) and prefills (several tokens in one slot: `kv_store` as before).
+pub fn fused_kv_store_cases() -> Vec<ParityCase> {
+    let mut v = split_attention_cases();
+    // A batch of slots out of order, one at position 0 (only its own key), GQA; and a window
+    // of 1 (each token attends to its own key alone, the one the fused kernel reads fresh).
+    v.push(attn(
+        8,
+        2,
+        64,
+        512,
+        4,
+        &[(3, 0), (0, 511), (2, 100), (1, 7)],
+    ));
+    v.push(attn_window(4, 4, 32, 64, 2, &[(1, 40), (0, 3)], 1));
+    v.into_iter()
+        .map(|c| ParityCase { tol: 0.0, ..c })
+        .collect()
+}
+
 /// The attention cases for `--cuda-kv-bf16`: every attention case of the table, the long
 /// contexts of [`split_attention_cases`] and a cache of an odd number of values, with the caches' earlier positions drawn as bf16
 /// values; run against the CPU with keys and values rounded as they are stored

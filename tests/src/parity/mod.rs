@@ -15,8 +15,8 @@ mod cases;
 
 pub use cases::{
     bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases,
-    f16_weight_cases, sgmv_cases, split_attention_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
-    REDUCTION_TOL,
+    f16_weight_cases, fused_kv_store_cases, sgmv_cases, split_attention_cases, Mixture, Op,
+    ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL,
 };
 
 /// The result of one case on one backend.
@@ -504,6 +504,32 @@ pub fn assert_all_pass(results: &[(String, Outcome)]) {
 mod tests {
     use super::*;
     use crate::cpu_probe::CpuProbe;
+
+    /// The fused-KV-store set holds decode steps (the fused kernels' cases) and prefills (the
+    /// fallback's), as the backend tells them apart, and runs on the CPU reference.
+    #[test]
+    fn fused_kv_store_cases_hold_decode_steps_and_prefills() {
+        let cases = fused_kv_store_cases();
+        let decode = cases
+            .iter()
+            .filter(|c| match &c.op {
+                Op::Attention { kv_slots, .. } => {
+                    let mut p = plan(kv_slots.len());
+                    p.kv_slots = kv_slots.clone();
+                    p.tokens_alone_in_slots()
+                }
+                _ => panic!("{}: not an attention case", c.id),
+            })
+            .count();
+        assert!(decode >= 9, "{decode} decode cases");
+        assert!(
+            cases.len() - decode >= 4,
+            "{} prefills",
+            cases.len() - decode
+        );
+        assert!(cases.iter().all(|c| c.tol == 0.0));
+        assert_all_pass(&run_cases(&CpuBackend::new(), cases));
+    }
 
     /// The decode-matvec set (the `linears` cases included) runs on the CPU, and rounding the
     /// matmul inputs to bf16 (what `--cuda-bf16-compute` does) moves every output measurably
