@@ -50,17 +50,45 @@ __device__ __forceinline__ float kv_round(const kv_bf16*, float v) {
 KV_STORE(kv_store, float)
 KV_STORE(kv_store_bf16, kv_bf16)
 
-// The online softmax of one block over positions [p_begin, p_end) of one (token, query head):
-// its warps split the positions; on return the block's merged state is in shared memory:
-// s_m[0] (max score), s_l[0] (sum of exp(score - max)) and s_acc[0][d] (sum of exp * v), not
-// yet divided. An empty range leaves max = -inf, sum = 0, acc = 0. With FRESH, position
-// `p_new` is read from `k_new`/`v_new` (the step's own key and value, not yet stored) instead
-// of the cache, rounded as the cache would round them: the same numbers either way.
 struct AttnShared {
     float m[ATTN_WARPS], l[ATTN_WARPS];
     float acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
 };
 
+// One position's step of a warp's online softmax: the score q.k (lanes split head_dim, then a
+// shuffle sum), then the running max m, sum l and accumulator acc. `key(d)` and `value(d)`
+// give element d of the position's key and value.
+template <typename Key, typename Value>
+__device__ __forceinline__ void attend_position(const float (&qr)[ATTN_PER_LANE],
+                                                float (&acc)[ATTN_PER_LANE], float& m,
+                                                float& l, int lane, int head_dim, Key key,
+                                                Value value) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < ATTN_PER_LANE; i++) {
+        const int d = lane + 32 * i;
+        if (d < head_dim) s += qr[i] * key(d);
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    const float m_new = fmaxf(m, s);
+    const float corr = expf(m - m_new), e = expf(s - m_new);
+    l = l * corr + e;
+#pragma unroll
+    for (int i = 0; i < ATTN_PER_LANE; i++) {
+        const int d = lane + 32 * i;
+        acc[i] = acc[i] * corr + (d < head_dim ? e * value(d) : 0.0f);
+    }
+    m = m_new;
+}
+
+// The online softmax of one block over positions [p_begin, p_end) of one (token, query head):
+// its warps split the positions; on return the block's merged state is in shared memory:
+// s_m[0] (max score), s_l[0] (sum of exp(score - max)) and s_acc[0][d] (sum of exp * v), not
+// yet divided. An empty range leaves max = -inf, sum = 0, acc = 0. With FRESH, position
+// `p_new` is read from `k_new`/`v_new` (the step's own key and value, not yet stored) instead
+// of the cache, rounded as the cache would round them: the same numbers either way. It is
+// always the range's last position when the range holds it, so it is taken after the loop
+// (which stays the plain one), by the warp whose turn it would have been: the same order.
 template <typename C, bool FRESH>
 __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
                                              const C* __restrict__ k_cache,
@@ -79,34 +107,19 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
     }
     const float neg_inf = __int_as_float(0xff800000);
     float m = neg_inf, l = 0.0f;
-    for (int p = p_begin + warp; p < p_end; p += ATTN_WARPS) {
+    const bool has_new = FRESH && p_end > p_begin && p_end - 1 == p_new;
+    const int cache_end = has_new ? p_end - 1 : p_end;
+    for (int p = p_begin + warp; p < cache_end; p += ATTN_WARPS) {
         const C* kp = k_cache + base + (size_t)p * kv_dim;
-        const bool fresh = FRESH && p == p_new;  // the same for the whole warp
-        float s = 0.0f;
-#pragma unroll
-        for (int i = 0; i < ATTN_PER_LANE; i++) {
-            const int d = lane + 32 * i;
-            if (fresh) {
-                if (d < head_dim) s += qr[i] * kv_round(kp, k_new[d]);
-            } else {
-                if (d < head_dim) s += qr[i] * kv_load(kp, d);
-            }
-        }
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        const float m_new = fmaxf(m, s);
-        const float corr = expf(m - m_new), e = expf(s - m_new);
-        l = l * corr + e;
         const C* vp = v_cache + base + (size_t)p * kv_dim;
-#pragma unroll
-        for (int i = 0; i < ATTN_PER_LANE; i++) {
-            const int d = lane + 32 * i;
-            if (fresh) {
-                acc[i] = acc[i] * corr + (d < head_dim ? e * kv_round(vp, v_new[d]) : 0.0f);
-            } else {
-                acc[i] = acc[i] * corr + (d < head_dim ? e * kv_load(vp, d) : 0.0f);
-            }
-        }
-        m = m_new;
+        attend_position(
+            qr, acc, m, l, lane, head_dim, [&](int d) { return kv_load(kp, d); },
+            [&](int d) { return kv_load(vp, d); });
+    }
+    if (has_new && (p_new - p_begin) % ATTN_WARPS == warp) {
+        attend_position(
+            qr, acc, m, l, lane, head_dim, [&](int d) { return kv_round(k_cache, k_new[d]); },
+            [&](int d) { return kv_round(v_cache, v_new[d]); });
     }
     if (lane == 0) {
         sh.m[warp] = m;

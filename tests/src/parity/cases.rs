@@ -589,6 +589,15 @@ pub fn fused_kv_store_cases() -> Vec<ParityCase> {
         &[(3, 0), (0, 511), (2, 100), (1, 7)],
     ));
     v.push(attn_window(4, 4, 32, 64, 2, &[(1, 40), (0, 3)], 1));
+    // Wide heads (every lane's 8 elements in use; head_dim 200 leaves some idle), odd heads
+    // (a bf16 cache's words then hold halves of two writers' rows).
+    v.push(attn(4, 2, 256, 80, 2, &[(0, 5), (1, 79)]));
+    v.push(attn(2, 2, 200, 40, 1, &[(0, 39)]));
+    v.push(attn(2, 1, 7, 9, 1, &[(0, 8)]));
+    v.push(attn(4, 2, 7, 9, 2, &[(0, 8), (1, 0)]));
+    // More tokens than split attention takes (64): one per slot, unsplit.
+    let many: Vec<(u32, u32)> = (0..65).map(|i| (i, i % 8)).collect();
+    v.push(attn(2, 1, 16, 8, 65, &many));
     v.into_iter()
         .map(|c| ParityCase { tol: 0.0, ..c })
         .collect()
