@@ -14,9 +14,9 @@ Why it is shaped this way:
 - The whole run keeps to a budget (GPU_CHECK_BUDGET seconds, default 560, under the device
   tool's 600 s per call): the tests get at most CHECKS_BUDGET (default 200) of it, then the
   benchmarks run by priority (each shape's first mode and its transformers+PEFT peer, the 1B
-  shape at ~4,000 tokens of context, an Nsight Systems per-kernel profile of a decode run on
-  the first shape where `nsys` is installed, then the other modes); what no longer fits is
-  reported as not run.
+  shape at ~4,000 tokens of context, a per-kernel profile of a decode run on the first shape
+  (Nsight Systems and Nsight Compute, where installed), then the other modes); what no longer
+  fits is reported as not run.
 - When the first mode (every unverified path on) fails on a shape, bf16c is benched alone and
   then each piece on top of it, and the mode runs again with the pieces that passed
   (`bf16c-safe`).
@@ -308,20 +308,38 @@ def safe_flags(bins, shape):
     return MODE_FLAGS["bf16c"] + ok
 
 
+def find_tool(name, patterns):
+    """`name` on PATH, else the first match of the glob `patterns` (where NVIDIA installs it)."""
+    found = sorted(g for p in patterns for g in glob.glob(p))
+    return shutil.which(name) or (found[-1] if found else None)
+
+
 def profile(bins, shape, flags):
-    """Nsight Systems' per-kernel summary of a short decode run (base and fused3) in `flags`'
-    mode, when `nsys` is here: the report stays in GPU_WORK (large), its tables go to the log."""
-    nsys = shutil.which("nsys") or next(iter(sorted(glob.glob("/usr/local/cuda*/bin/nsys"))), None)
-    if not nsys:
-        return record("profile", shape, "not run (no nsys)")
+    """Where a decode run's GPU time goes, kernel by kernel, in `flags`' mode: Nsight Systems'
+    kernel summary (times; the report stays in GPU_WORK) and Nsight Compute's time and DRAM
+    throughput per launch (the first 2,000 launches: load, prefill, the first decode steps;
+    real clocks), each where installed; the tables go to the summary."""
     d = os.path.join(WORK, shape)
-    cmd = [nsys, "profile", "--stats=true", "--force-overwrite=true", "--trace=cuda",
-           "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}"),
-           bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
-    cmd += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)]
-    cmd += list(flags) + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"]
-    return run("profile", shape, cmd, os.path.join(LOGS, f"nsys-{shape}.log"), PROFILE_CAP,
-               env=RUST_ENV)
+    app = [bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
+    app += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)] + list(flags)
+    nsys = find_tool("nsys", ["/usr/local/cuda*/bin/nsys", "/opt/nvidia/nsight-systems/*/bin/nsys",
+                              "/usr/local/cuda*/nsight-systems-*/bin/nsys"])
+    ncu = find_tool("ncu", ["/usr/local/cuda*/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu",
+                            "/usr/local/cuda*/nsight-compute-*/ncu"])
+    if not nsys and not ncu:
+        return record("profile", shape, "not run (neither nsys nor ncu here)")
+    if nsys:
+        cmd = [nsys, "profile", "--stats=true", "--force-overwrite=true", "--trace=cuda",
+               "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}")]
+        cmd += app + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"]
+        run("profile", f"{shape} nsys", cmd, os.path.join(LOGS, f"nsys-{shape}.log"),
+            PROFILE_CAP, env=RUST_ENV)
+    if ncu:
+        cmd = [ncu, "--csv", "--clock-control", "none", "--launch-count", "2000", "--metrics",
+               "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"]
+        cmd += app + ["--only", "base", "--new-tokens", "8", "--rounds", "1"]
+        run("profile", f"{shape} ncu", cmd, os.path.join(LOGS, f"ncu-{shape}.log"), PROFILE_CAP,
+            env=RUST_ENV)
 
 
 def speed(bins, maker):

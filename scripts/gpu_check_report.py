@@ -2,6 +2,7 @@
 the three files the device tool returns (it returns at most 8, named in letters, digits, '.',
 '_' and '-'): summary.md, results.json (every bench and peer JSON, and each step's status) and
 logs.tar.xz (every log of the run). `publish` may run many times: each writes all three anew."""
+import csv
 import glob
 import json
 import os
@@ -60,6 +61,47 @@ def kernel_table(log, rows=20):
     return []
 
 
+def ncu_table(log, rows=20):
+    """Nsight Compute's `--csv` rows (one per launch and metric) summed per kernel: launches,
+    total and mean time, the share of the profiled time, and the mean DRAM throughput as a
+    share of its peak (how close a kernel comes to the bandwidth bound)."""
+    units = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3,
+             "second": 1e6, "s": 1e6}
+    header, agg = None, {}
+    for line in read(log).splitlines():
+        if not line.startswith('"'):
+            continue
+        row = next(csv.reader([line]))
+        if header is None:
+            if "Metric Name" in row:
+                header = row
+            continue
+        if len(row) != len(header):
+            continue
+        r = dict(zip(header, row))
+        name = r.get("Kernel Name") or r.get("Function Name") or r.get("Demangled Name") or "?"
+        name = name.split("(")[0][:60]
+        try:
+            value = float(r.get("Metric Value", "").replace(",", ""))
+        except ValueError:
+            continue
+        a = agg.setdefault(name, {"ids": set(), "us": 0.0, "dram": [], "grid": r.get("Grid Size", "")})
+        a["ids"].add(r.get("ID"))
+        if r.get("Metric Name", "").startswith("gpu__time_duration"):
+            a["us"] += value * units.get(r.get("Metric Unit", "").strip(), 1e-3)
+        elif r.get("Metric Name", "").startswith("dram__throughput"):
+            a["dram"].append(value)
+    total = sum(a["us"] for a in agg.values()) or 1.0
+    out = ["| kernel | launches | total ms | share | mean us | DRAM % of peak | grid |",
+           "|---|---|---|---|---|---|---|"]
+    for name, a in sorted(agg.items(), key=lambda kv: -kv[1]["us"])[:rows]:
+        n = len(a["ids"])
+        dram = sum(a["dram"]) / len(a["dram"]) if a["dram"] else float("nan")
+        out.append(f"| {name} | {n} | {a['us'] / 1e3:.3f} | {100 * a['us'] / total:.0f}% | "
+                   f"{a['us'] / n:.1f} | {dram:.0f} | {a['grid']} |")
+    return out if agg else []
+
+
 def summary(runs, logs, t0, budget):
     lines = ["== GPU ==", read(os.path.join(logs, "gpu.txt")).strip() or "(unknown)", ""]
     tests = [r for r in runs if r.stage == "checks"]
@@ -88,6 +130,10 @@ def summary(runs, logs, t0, budget):
     for log in sorted(glob.glob(os.path.join(logs, "nsys-*.log"))):
         lines += ["", f"== where a decode run's GPU time goes ({os.path.basename(log)}) =="]
         lines += kernel_table(log) or ["(no kernel table in the log)"]
+    for log in sorted(glob.glob(os.path.join(logs, "ncu-*.log"))):
+        lines += ["", f"== per kernel, Nsight Compute ({os.path.basename(log)}: load, prefill "
+                  "and the first decode steps) =="]
+        lines += ncu_table(log) or ["(no kernel rows in the log)"]
     lb = read(os.path.join(logs, "lora_bench.log")).strip()
     if lb:
         lines += ["", "== lora_bench (the LoRA pair against the copy bandwidth) ==", lb[-2500:]]
