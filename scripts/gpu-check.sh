@@ -31,22 +31,23 @@ prepare() {
   for d in "$G" "$G-run"; do
     grep -qxF "/$d/" "$exclude" 2>/dev/null || echo "/$d/" >> "$exclude"
   done
-  [ -d "$G" ] && chmod -R u+w "$G"
-  rm -rf "$G" && mkdir -p "$G/bin" "$G/fixtures"
+  # Everything is built first: a failed build leaves the last good .gpu in place.
   cargo build --release -p dlp-cuda --example lora_bench
-  cp "${CARGO_TARGET_DIR:-target}/release/examples/lora_bench" "$G/bin/"
   cargo build --release -p dlp-cli --features cuda
-  cp "${CARGO_TARGET_DIR:-target}/release/dlp-run" "$G/bin/"
   # Test executables (built with scripts/test.sh's features, so its build is reused): their
   # paths come from cargo's JSON messages.
-  cargo test --no-run "${features[@]}" --test op_parity_cuda --test golden_cuda \
+  tests=$(cargo test --no-run "${features[@]}" --test op_parity_cuda --test golden_cuda \
       --test nvrtc_compile --message-format=json |
     python3 -c 'import sys, json
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["target"]["name"], m["executable"])' |
-    while read -r name exe; do cp "$exe" "$G/bin/$name"; done
+        print(m["target"]["name"], m["executable"])')
+  [ -d "$G" ] && chmod -R u+w "$G"
+  rm -rf "$G" && mkdir -p "$G/bin" "$G/fixtures"
+  cp "${CARGO_TARGET_DIR:-target}/release/examples/lora_bench" "$G/bin/"
+  cp "${CARGO_TARGET_DIR:-target}/release/dlp-run" "$G/bin/"
+  while read -r name exe; do cp "$exe" "$G/bin/$name"; done <<< "$tests"
   for t in op_parity_cuda golden_cuda nvrtc_compile; do
     [ -x "$G/bin/$t" ] || { echo "prepare: no test executable $t" >&2; exit 1; }
   done
@@ -60,7 +61,10 @@ for l in sys.stdin:
   cp -r --no-preserve=mode "$fx/smollm2/tokenizer" "$G/tokenizer"
   chmod -R u+w "$G/fixtures" "$G/gpu"
   # Symbols stay (panics' backtraces name their functions); debug info goes.
-  for b in "$G"/bin/*; do strip --strip-debug "$b" && xz -T0 -6 "$b"; done
+  for b in "$G"/bin/*; do
+    strip --strip-debug "$b" || exit 1
+    xz -T0 -6 "$b" || exit 1
+  done
   # Which commit the binaries are of: the run prints it and warns when it is not HEAD.
   dirty=""
   [ -n "$(git status --porcelain)" ] && dirty=" (with uncommitted changes)"

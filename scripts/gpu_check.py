@@ -28,7 +28,8 @@ Why it is shaped this way:
 
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
 "bf16c-exp bf16c f32 bf16"), GPU_WORK (where models are made, default .gpu-run/models),
-GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests), GPU_CHECK_BACKEND (the
+GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests), GPU_CHECK_BUDGET (set it
+to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the
 bench's --backend, default cuda; `cpu` exercises this script on a machine without a GPU).
 """
 import concurrent.futures as cf
@@ -52,6 +53,7 @@ OUT = os.environ.get("OUT") or LOGS
 BUDGET = float(os.environ.get("GPU_CHECK_BUDGET", 560))
 CHECKS_BUDGET = float(os.environ.get("CHECKS_BUDGET", 200))
 TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
+PROBES_BUDGET = 180  # all the probes together, after the first figures
 SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
 MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
 WORK = os.path.abspath(os.environ.get("GPU_WORK", os.path.join(R, "models")))
@@ -79,12 +81,16 @@ SHORT = ["--only", "base,fused3,batch32", "--new-tokens", "8", "--rounds", "1"]
 
 runs = []  # report.Run records, in the order they finished
 live = set()  # the processes running now (killed when the run is stopped)
-lock = threading.Lock()
+lock = threading.RLock()
 RUST_ENV = dict(os.environ)  # the Rust binaries' environment (CUDA libraries, strict checks)
 
 
-class Stop(Exception):
-    """SIGTERM (the device call's own timeout): end the run, but write what it has."""
+class Stop(BaseException):
+    """SIGTERM (the device call's own timeout): end the run, but write what it has. Not an
+    `Exception`, so that no step's own error handling can swallow it."""
+
+
+stopping = threading.Event()  # set once the run is being stopped: start nothing more
 
 
 def left():
@@ -109,15 +115,19 @@ def run(stage, name, cmd, log, cap, env=None, test=False):
     (`SKIPPED [kind]`, tests/skip) is `skipped [kind]`."""
     limit = min(cap, left() - 5)
     t = time.monotonic()
+    if stopping.is_set():
+        return record(stage, name, "not run (stopped)")
     if limit < 10:
         return record(stage, name, "not run (budget)")
     try:
         with open(log, "w") as f:
-            # Its own process group: a timeout kills what it started too (nsys's child, a
-            # wrapper's), so nothing keeps running on the GPU beside the next step.
-            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=env)
             with lock:
+                if stopping.is_set():
+                    return record(stage, name, "not run (stopped)")
+                # Its own process group: a timeout kills what it started too (nsys's child, a
+                # wrapper's), so nothing keeps running on the GPU beside the next step.
+                p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=env)
                 live.add(p)
             try:
                 rc = p.wait(timeout=limit)
@@ -137,6 +147,8 @@ def run(stage, name, cmd, log, cap, env=None, test=False):
             finally:
                 with lock:
                     live.discard(p)
+        if stopping.is_set() and status != "pass":
+            status = "STOPPED (killed when the run was stopped)"
         if test and status == "pass":
             text = open(log, errors="replace").read()
             if " 1 passed;" not in text:
@@ -182,9 +194,10 @@ def binaries():
         exe = os.path.join(bindir, os.path.basename(z)[:-3])
         if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(z):
             continue
-        with lzma.open(z) as src, open(exe, "wb") as dst:
+        with lzma.open(z) as src, open(exe + ".tmp", "wb") as dst:
             shutil.copyfileobj(src, dst)
-        os.chmod(exe, 0o755)
+        os.chmod(exe + ".tmp", 0o755)
+        os.replace(exe + ".tmp", exe)  # a partial unpack never passes for a binary
     version = report.read(os.path.join(G, "VERSION")).strip()
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -234,8 +247,9 @@ def checks(bins):
         return run("checks", name, cmd, log, cap, env=RUST_ENV, test=bool(t))
 
     pool = cf.ThreadPoolExecutor(JOBS)
+    futures = {pool.submit(one, bt): bt for bt in todo}
     try:
-        pending = {pool.submit(one, bt) for bt in todo}
+        pending = set(futures)
         while pending:
             # What has finished goes to $OUT every 20 s: a call killed outright keeps it.
             done, pending = cf.wait(pending, timeout=20)
@@ -244,6 +258,9 @@ def checks(bins):
             report.publish(runs, LOGS, OUT, T0, BUDGET)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        for f, (b, t) in futures.items():
+            if f.cancelled():
+                record("checks", f"{b} {t}" if t else b, "not run (stopped)")
 
 
 class Maker(threading.Thread):
@@ -258,15 +275,15 @@ class Maker(threading.Thread):
     def run(self):
         for shape in sorted(SHAPES, key=lambda s: SIZE.get(s, 9)):
             d = os.path.join(WORK, shape)
-            # make_model.py saves the model, then adapters a0..a7: a7's weights come last.
-            mark = os.path.join(d, "adapters", "a7", "adapter_model.safetensors")
+            mark = os.path.join(d, "made.ok")  # written once make_model.py has succeeded
             try:
-                if not os.path.exists(mark):
+                if not os.path.exists(mark) and not stopping.is_set():
                     cmd = [sys.executable, os.path.join(G, "gpu", "make_model.py"), "--out", d,
                            "--shape", shape, "--adapters", "8", "--rank", "8", "--tokenizer",
                            os.path.join(G, "tokenizer")]
                     log = os.path.join(LOGS, f"make-{shape}.log")
-                    run("make", shape, cmd, log, CHECKS_BUDGET + 120)
+                    if run("make", shape, cmd, log, CHECKS_BUDGET + 120) == "pass":
+                        open(mark, "w").close()
                 self.made[shape] = os.path.exists(mark)
             except Exception as e:
                 record("make", shape, f"FAIL ({e})")
@@ -291,21 +308,25 @@ def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed"):
 
 
 def safe_flags(bins, shape):
-    """bf16c, then each piece of bf16c-exp alone on top of it, in a short bench on `shape`: the
-    flags of bf16c with the pieces that passed; None when bf16c itself fails."""
+    """bf16c, then each piece of bf16c-exp alone on top of it, in short benches on `shape`,
+    within PROBES_BUDGET: (flags of bf16c with the pieces that passed, whether every piece
+    passed); (None, False) when bf16c itself fails."""
+    stop = time.monotonic() + PROBES_BUDGET
     if bench(bins, shape, "probe-bf16c", MODE_FLAGS["bf16c"], SHORT, PROBE_CAP, "probe") != "pass":
-        return None
-    ok, paths = [], []
+        return None, False
+    ok, paths, passed = [], [], 0
     for name, flags in PIECES:
-        if bench(bins, shape, f"probe-{name}", MODE_FLAGS["bf16c"] + flags, SHORT, PROBE_CAP,
+        cap = min(PROBE_CAP, stop - time.monotonic())
+        if bench(bins, shape, f"probe-{name}", MODE_FLAGS["bf16c"] + flags, SHORT, cap,
                  "probe") == "pass":
+            passed += 1
             if flags[0] == "--cuda-experimental":
                 paths += flags[1].split(",")
             else:
                 ok += flags
     if paths:
         ok += ["--cuda-experimental", ",".join(dict.fromkeys(paths))]
-    return MODE_FLAGS["bf16c"] + ok
+    return MODE_FLAGS["bf16c"] + ok, passed == len(PIECES)
 
 
 def find_tool(name, patterns):
@@ -314,11 +335,12 @@ def find_tool(name, patterns):
     return shutil.which(name) or (found[-1] if found else None)
 
 
-def profile(bins, shape, flags):
-    """Where a decode run's GPU time goes, kernel by kernel, in `flags`' mode: Nsight Systems'
-    kernel summary (times; the report stays in GPU_WORK) and Nsight Compute's time and DRAM
-    throughput per launch (the first 2,000 launches: load, prefill, the first decode steps;
-    real clocks), each where installed; the tables go to the summary."""
+def profile(bins, shape, label, flags):
+    """Where a decode run's GPU time goes, kernel by kernel, in `flags`' mode (named `label`):
+    Nsight Systems' kernel summary (times; the report stays in GPU_WORK) and Nsight Compute's
+    time and DRAM throughput per launch (the first 1,000 launches: load, prefill, the first
+    decode steps; real clocks), each where installed; the tables go to the summary. A run whose
+    log holds no table does not pass."""
     d = os.path.join(WORK, shape)
     app = [bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
     app += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)] + list(flags)
@@ -327,33 +349,69 @@ def profile(bins, shape, flags):
     ncu = find_tool("ncu", ["/usr/local/cuda*/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu",
                             "/usr/local/cuda*/nsight-compute-*/ncu"])
     if not nsys and not ncu:
-        return record("profile", shape, "not run (neither nsys nor ncu here)")
-    if nsys:
-        cmd = [nsys, "profile", "--stats=true", "--force-overwrite=true", "--trace=cuda",
-               "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}")]
-        cmd += app + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"]
-        run("profile", f"{shape} nsys", cmd, os.path.join(LOGS, f"nsys-{shape}.log"),
-            PROFILE_CAP, env=RUST_ENV)
-    if ncu:
-        cmd = [ncu, "--csv", "--clock-control", "none", "--launch-count", "2000", "--metrics",
-               "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"]
-        cmd += app + ["--only", "base", "--new-tokens", "8", "--rounds", "1"]
-        run("profile", f"{shape} ncu", cmd, os.path.join(LOGS, f"ncu-{shape}.log"), PROFILE_CAP,
-            env=RUST_ENV)
+        return record("profile", f"{shape} {label}", "not run (neither nsys nor ncu here)")
+    for tool, path, cmd, table in [
+        ("nsys", nsys, ["profile", "--stats=true", "--force-overwrite=true", "--trace=cuda",
+                        "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}")]
+         + app + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"],
+         report.kernel_table),
+        ("ncu", ncu, ["--csv", "--clock-control", "none", "--launch-count", "1000", "--metrics",
+                      "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"]
+         + app + ["--only", "base", "--new-tokens", "8", "--rounds", "1"], report.ncu_table),
+    ]:
+        if not path:
+            continue
+        log = os.path.join(LOGS, f"{tool}-{shape}-{label}.log")
+        if run("profile", f"{shape} {label} {tool}", [path] + cmd, log, PROFILE_CAP,
+               env=RUST_ENV) == "pass" and not table(log):
+            with lock:
+                last = runs.pop()
+            record("profile", last.name, "FAIL (no kernel table in the log)", last.secs, log)
 
 
 def speed(bins, maker):
     """The benchmarks by priority: each shape's first mode and its peer, the 1B shape at ~4,000
-    tokens of context, the profile, then the other modes shape by shape."""
+    tokens of context, the profile, the probes where the first mode failed, then the other
+    modes shape by shape."""
     run("bench", "lora_bench", [bins["lora_bench"]], os.path.join(LOGS, "lora_bench.log"), 90,
         env=RUST_ENV)
     report.publish(runs, LOGS, OUT, T0, BUDGET)
+    if not SHAPES:
+        return
     first, rest = MODES[0], MODES[1:]
-    safe = {}  # "flags": what replaces bf16c-exp once the probes ran (None: nothing works)
+    failed = []  # shapes where the first mode (bf16c-exp) failed
+    probed = {}  # "flags"/"all": the probes' findings, once they ran
+
+    def fallback():
+        """(label, flags) for ctx4k and the profile: the first mode while it has not failed,
+        else what the probes found, else bf16c (f32 when bf16c failed too)."""
+        if not failed:
+            return first, MODE_FLAGS[first]
+        if "flags" not in probed:
+            return "bf16c", MODE_FLAGS["bf16c"]
+        if probed["flags"] is None:
+            return "f32", MODE_FLAGS["f32"]
+        return ("bf16c", MODE_FLAGS["bf16c"]) if probed["all"] else ("bf16c-safe", probed["flags"])
+
     plan = [item for s in SHAPES
             for item in [(s, first), (s, "peer")] + ([(s, "ctx4k")] if s == "1b" else [])]
-    plan += [(SHAPES[0], "profile")] + [(s, m) for m in rest for s in SHAPES]
+    plan += [(SHAPES[0], "profile"), (None, "probes")] + [(s, m) for m in rest for s in SHAPES]
     for shape, mode in plan:
+        if mode == "probes":
+            if failed and first == "bf16c-exp":
+                made = [s for s in SHAPES if maker.made.get(s)]
+                probe_shape = min(made, key=lambda s: SIZE.get(s, 9)) if made else failed[0]
+                probed["flags"], probed["all"] = safe_flags(bins, probe_shape)
+                say("bf16c-safe: " + " ".join(probed["flags"] or ["(bf16c itself fails)"]))
+                for s in failed:
+                    if probed["flags"] is None:
+                        record("speed", f"{s} bf16c-safe", "not run (bf16c itself fails)")
+                    elif probed["all"]:
+                        record("speed", f"{s} bf16c-safe",
+                               "not run (every piece passes alone: bf16c-exp fails in combination)")
+                    else:
+                        bench(bins, s, "bf16c-safe", probed["flags"], FULL)
+            continue
         if not maker.ready(shape):
             record("speed", f"{shape} {mode}", "not run (no model)")
             continue
@@ -365,43 +423,51 @@ def speed(bins, maker):
                    "--json", os.path.join(LOGS, f"peer-{shape}.json")]
             run("speed", f"{shape} peer", cmd, os.path.join(LOGS, f"peer-{shape}.log"), BENCH_CAP)
         elif mode in ("ctx4k", "profile"):
-            flags = MODE_FLAGS.get(first, EXP_ALL)
-            if "flags" in safe:
-                flags = safe["flags"] or MODE_FLAGS["bf16c"]
+            label, flags = fallback()
             if mode == "profile":
-                profile(bins, shape, flags)
+                profile(bins, shape, label, flags)
             else:
                 # ~3,900 prompt tokens (7 per sentence with this tokenizer).
-                bench(bins, shape, mode, flags, ["--only", "base,fused3", "--new-tokens", "64",
-                                                 "--rounds", "2", "--prompt",
-                                                 "The cat sat on the mat. " * 560])
-        elif mode not in MODE_FLAGS:
-            record("speed", f"{shape} {mode}", f"FAIL (unknown mode; known: {', '.join(MODE_FLAGS)})")
-        elif mode == "bf16c-exp" and "flags" in safe:
-            if safe["flags"] and safe["flags"] != EXP_ALL:
-                bench(bins, shape, "bf16c-safe", safe["flags"], FULL)
+                bench(bins, shape, f"ctx4k-{label}", flags,
+                      ["--only", "base,fused3", "--new-tokens", "64", "--rounds", "2", "--prompt",
+                       "The cat sat on the mat. " * 560])
+        elif mode == first and failed and first == "bf16c-exp":
+            record("speed", f"{shape} {mode}", f"not run (failed on {failed[0]}; the probes run "
+                   "after the first figures)")
+            failed.append(shape)
         else:
             st = bench(bins, shape, mode, MODE_FLAGS[mode], FULL)
-            if mode == "bf16c-exp" and st.startswith(("FAIL", "TIMEOUT")) and left() > 120:
-                safe["flags"] = safe_flags(bins, shape)
-                say("bf16c-safe: " + " ".join(safe["flags"] or ["(bf16c itself fails)"]))
-                if safe["flags"] and safe["flags"] != EXP_ALL:
-                    bench(bins, shape, "bf16c-safe", safe["flags"], FULL)
-                elif safe["flags"]:
-                    record("speed", f"{shape} bf16c-safe",
-                           "not run (every piece passes alone: bf16c-exp fails in combination)")
+            if mode == first and st.startswith(("FAIL", "TIMEOUT")):
+                failed.append(shape)
         report.publish(runs, LOGS, OUT, T0, BUDGET)
 
 
+def kill_live():
+    """Kills every process still running (the tests in the pool's threads, a make)."""
+    with lock:
+        for p in live:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def main():
+    # What an earlier run left (a warm machine keeps ignored folders) must not pass for this one's.
+    shutil.rmtree(LOGS, ignore_errors=True)
     os.makedirs(LOGS, exist_ok=True)
     os.makedirs(OUT, exist_ok=True)
 
     def stop(*_):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the report
+        stopping.set()
         raise Stop()
 
     signal.signal(signal.SIGTERM, stop)
     try:
+        bad = [m for m in MODES if m not in MODE_FLAGS]
+        if bad:
+            raise ValueError(f"MODES: unknown {', '.join(bad)} (known: {', '.join(MODE_FLAGS)})")
         setup_env()
         try:
             smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
@@ -419,17 +485,21 @@ def main():
             checks(bins)
         report.publish(runs, LOGS, OUT, T0, BUDGET)
         speed(bins, maker)
-    except Stop:
-        say("stopped by SIGTERM: writing what the run has")
-        with lock:
-            for p in live:  # the tests still running in the pool's threads
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    except (Stop, KeyboardInterrupt) as e:
+        stopping.set()
+        kill_live()
+        record("run", "gpu_check.py", f"STOPPED ({type(e).__name__} at "
+               f"{time.monotonic() - T0:.0f} s)")
     except Exception as e:
         record("run", "gpu_check.py", f"ERROR ({type(e).__name__}: {e})")
     finally:
+        stopping.set()
+        kill_live()
+        # The pool's threads record what was killed or never started (3 s at most).
+        until = time.monotonic() + 3
+        for t in threading.enumerate():
+            if t is not threading.current_thread() and not t.daemon:
+                t.join(max(0.0, until - time.monotonic()))
         text = report.publish(runs, LOGS, OUT, T0, BUDGET)
         print("\n" + text, flush=True)
     sys.exit(1 if any(r.failed() for r in runs) else 0)

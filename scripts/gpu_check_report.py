@@ -127,13 +127,16 @@ def summary(runs, logs, t0, budget):
         lines.append(f"- {r.stage} {r.name}: {r.status} ({r.secs:.0f} s)")
         if r.failed():
             lines += ["    " + x for x in why(r, seen)]
-    for log in sorted(glob.glob(os.path.join(logs, "nsys-*.log"))):
-        lines += ["", f"== where a decode run's GPU time goes ({os.path.basename(log)}) =="]
-        lines += kernel_table(log) or ["(no kernel table in the log)"]
-    for log in sorted(glob.glob(os.path.join(logs, "ncu-*.log"))):
-        lines += ["", f"== per kernel, Nsight Compute ({os.path.basename(log)}: load, prefill "
-                  "and the first decode steps) =="]
-        lines += ncu_table(log) or ["(no kernel rows in the log)"]
+    for pattern, title, table in [
+            ("nsys-*.log", "where a decode run's GPU time goes, Nsight Systems", kernel_table),
+            ("ncu-*.log", "per kernel, Nsight Compute (load, prefill and the first decode steps)",
+             ncu_table)]:
+        for log in sorted(glob.glob(os.path.join(logs, pattern))):
+            lines += ["", f"== {title}: {os.path.basename(log)} (shape-mode) =="]
+            try:
+                lines += table(log) or ["(no kernel table in the log)"]
+            except Exception as e:  # a format this parser does not know: the log is in the tarball
+                lines.append(f"(unreadable: {type(e).__name__}: {e})")
     lb = read(os.path.join(logs, "lora_bench.log")).strip()
     if lb:
         lines += ["", "== lora_bench (the LoRA pair against the copy bandwidth) ==", lb[-2500:]]
@@ -171,23 +174,43 @@ def publish(runs, logs, out, t0, budget):
         except ValueError as e:
             results[os.path.basename(p)] = {"error": str(e)}
     try:
-        with open(os.path.join(out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1)
-    except OSError as e:
+        write(os.path.join(out, "results.json"), json.dumps(results, indent=1))
+    except (OSError, TypeError, ValueError) as e:
         notes.append(f"results.json not written: {e}")
     if os.path.abspath(out) != os.path.abspath(logs):
+        for root, _, files in os.walk(logs):
+            for name in files:
+                p = os.path.join(root, name)
+                if os.path.getsize(p) > MAX_LOG_BYTES:
+                    notes.append(f"{os.path.relpath(p, logs)} left out of logs.tar.xz: "
+                                 f"{os.path.getsize(p) >> 20} MiB")
         try:
             tmp = os.path.join(out, "logs.tar.xz.tmp")
             with tarfile.open(tmp, "w:xz") as tar:
-                tar.add(logs, arcname="logs")
+                tar.add(logs, arcname="logs", filter=small)
             os.replace(tmp, os.path.join(out, "logs.tar.xz"))
         except (OSError, tarfile.TarError) as e:
             notes.append(f"logs.tar.xz not written: {e}")
     text += "".join(f"\n({n})" for n in notes)
     for d in {logs, out}:
         try:
-            with open(os.path.join(d, "summary.md"), "w") as f:
-                f.write(text + "\n")
+            write(os.path.join(d, "summary.md"), text + "\n")
         except OSError:
             pass
     return text
+
+
+def write(path, text):
+    """Writes `path` whole or not at all (a kill mid-write leaves the last good copy)."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+# A log over this size stays out of logs.tar.xz (the device tool returns 16 MiB per file).
+MAX_LOG_BYTES = 8 << 20
+
+
+def small(info):
+    """tarfile filter: leaves out logs over MAX_LOG_BYTES (named in the summary's notes)."""
+    return None if info.isfile() and info.size > MAX_LOG_BYTES else info

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The speed table of scripts/gpu-check.sh: dlp-run bench JSONs (bench-<shape>-<mode>.json; modes f32, bf16 (weights), bf16c
 (bf16 compute), bf16c-exp (bf16 compute, --cuda-lora-bf16, --cuda-kv-bf16, --cuda-experimental all), bf16c-safe (bf16c with
-the pieces of bf16c-exp that passed alone, when bf16c-exp failed), ctx4k (~3,900 prompt tokens)) and
+the pieces of bf16c-exp that passed alone, when bf16c-exp failed), ctx4k-<mode> (~3,900 prompt tokens, in that mode)) and
 transformers+PEFT JSONs (peer-<shape>.json, from ../shared/gpu/peer_gpu.py) in one folder,
 against the CUDA speed issue's goals. Usage: gpu_speed_table.py DIR"""
 import glob, json, os, sys
@@ -43,6 +43,8 @@ for p in sorted(glob.glob(os.path.join(d, "bench-*.json"))):
         share = 100 * scen(b, "base", "decode_gbs") / copy
     pb = (peer.get("base") or {}).get("decode_tok_s") if isinstance(peer.get("base"), dict) else None
     pf = (peer.get("fused3") or {}).get("decode_tok_s") if isinstance(peer.get("fused3"), dict) else None
+    if mode.startswith("ctx4k"):
+        pb = pf = None  # the peer decodes after a short prompt: no like-for-like ratio
     rows.append(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             shape, mode, b.get("prompt_tokens", "-"), f(base), f((b.get("ratios") or {}).get("fused3_over_base"), "{:.2f}"),
