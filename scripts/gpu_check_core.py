@@ -1,0 +1,139 @@
+"""Shared by scripts/gpu_check.py and scripts/gpu_check_speed.py: the run's settings (from the
+environment; gpu_check.py's docstring lists them), its state (the steps recorded, the processes
+running, the stop flag) and the step runner, which keeps every step inside the budget, kills a
+timed-out step's whole process group and records each step's status."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import gpu_check_report as report
+
+T0 = time.monotonic()
+G = ".gpu"  # what `prepare` packed, as it travels (binaries xz-compressed)
+R = ".gpu-run"  # what a run makes: binaries unpacked, PTX cache, models, logs (never carried)
+LOGS = os.path.join(R, "out")
+OUT = os.environ.get("OUT") or LOGS
+BUDGET = float(os.environ.get("GPU_CHECK_BUDGET", 560))
+CHECKS_BUDGET = float(os.environ.get("CHECKS_BUDGET", 200))
+TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
+PROBES_BUDGET = 180  # all the probes together, after the first figures
+SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
+MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
+WORK = os.path.abspath(os.environ.get("GPU_WORK", os.path.join(R, "models")))
+BACKEND = os.environ.get("GPU_CHECK_BACKEND", "cuda")
+JOBS = int(os.environ.get("GPU_CHECK_JOBS", min(6, max(1, (os.cpu_count() or 2) // 2))))
+EXP_ALL = ["--cuda-bf16-compute", "--cuda-lora-bf16", "--cuda-kv-bf16", "--cuda-experimental", "all"]
+MODE_FLAGS = {
+    "f32": [],
+    "bf16": ["--cuda-bf16-weights"],
+    "bf16c": ["--cuda-bf16-compute"],
+    "bf16c-exp": EXP_ALL,
+}
+# The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails
+# (fused-lora rides on decode-matvec). `cli/tests/cli.rs` lists the same paths.
+PIECES = [
+    ("lora-bf16", ["--cuda-lora-bf16"]),
+    ("kv-bf16", ["--cuda-kv-bf16"]),
+] + [(p.replace(",", "-and-"), ["--cuda-experimental", p]) for p in (
+    "decode-matvec", "decode-matvec,fused-lora", "wide-grids", "split-attention", "graphs",
+    "sgmv", "fused-norm", "fused-rope", "fused-kv-store")]
+# Model sizes, for making the small ones first.
+SIZE = {"tiny": 0, "small": 1, "1b": 2, "7b": 3, "8b": 4}
+FULL = ["--only", "base,single,fused3,batch32", "--new-tokens", "64", "--rounds", "3"]
+SHORT = ["--only", "base,fused3,batch32", "--new-tokens", "8", "--rounds", "1"]
+
+runs = []  # report.Run records, in the order they finished
+live = set()  # the processes running now (killed when the run is stopped)
+lock = threading.RLock()
+RUST_ENV = dict(os.environ)  # the Rust binaries' environment (CUDA libraries, strict checks)
+
+
+class Stop(BaseException):
+    """SIGTERM (the device call's own timeout): end the run, but write what it has. Not an
+    `Exception`, so that no step's own error handling can swallow it."""
+
+
+stopping = threading.Event()  # set once the run is being stopped: start nothing more
+
+
+def left():
+    return BUDGET - (time.monotonic() - T0)
+
+
+def say(msg):
+    print(f"[{time.monotonic() - T0:4.0f} s] {msg}", flush=True)
+
+
+def record(stage, name, status, secs=0.0, log=None):
+    with lock:
+        runs.append(report.Run(stage, name, status, secs, log))
+    say(f"{stage} {name}: {status} ({secs:.1f} s)")
+    return status
+
+
+def run(stage, name, cmd, log, cap, env=None, test=False):
+    """Runs `cmd` with stdout and stderr to `log`, under min(cap, budget left); records and
+    returns its status: pass, FAIL (...), TIMEOUT (N s) or `not run (budget)`. With `test`
+    (one libtest test), a pass must say `1 passed`, and one whose log records a skip
+    (`SKIPPED [kind]`, tests/skip) is `skipped [kind]`."""
+    limit = min(cap, left() - 5)
+    t = time.monotonic()
+    if stopping.is_set():
+        return record(stage, name, "not run (stopped)")
+    if limit < 10:
+        return record(stage, name, "not run (budget)")
+    try:
+        with open(log, "w") as f:
+            with lock:
+                if stopping.is_set():
+                    return record(stage, name, "not run (stopped)")
+                # Its own process group: a timeout kills what it started too (nsys's child, a
+                # wrapper's), so nothing keeps running on the GPU beside the next step.
+                p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=env)
+                live.add(p)
+            try:
+                rc = p.wait(timeout=limit)
+                status = "pass" if rc == 0 else f"FAIL (rc {rc})"
+            except (subprocess.TimeoutExpired, Stop) as e:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+                if isinstance(e, Stop):
+                    raise
+                status = f"TIMEOUT ({limit:.0f} s)"
+            finally:
+                with lock:
+                    live.discard(p)
+        if stopping.is_set() and status != "pass":
+            status = "STOPPED (killed when the run was stopped)"
+        if test and status == "pass":
+            text = open(log, errors="replace").read()
+            if " 1 passed;" not in text:
+                status = "FAIL (no test ran)"
+            elif "SKIPPED [" in text:
+                i = text.index("SKIPPED [") + 8
+                status = "skipped " + text[i:text.index("]", i) + 1]
+    except Stop:
+        record(stage, name, "STOPPED (device call timeout)", time.monotonic() - t, log)
+        raise
+    except Exception as e:  # an unreadable log, a missing binary: this step's failure only
+        status = f"FAIL ({type(e).__name__}: {e})"
+    return record(stage, name, status, time.monotonic() - t, log)
+
+
+def kill_live():
+    """Kills every process still running (the tests in the pool's threads, a make)."""
+    with lock:
+        for p in live:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

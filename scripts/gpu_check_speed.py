@@ -1,0 +1,158 @@
+"""The speed stage of scripts/gpu_check.py: `dlp-run bench` by priority on the random models,
+transformers+PEFT beside it, the per-kernel profile, and the probes that find which unverified
+piece breaks the every-path mode."""
+import glob
+import os
+import shutil
+import sys
+import time
+
+import gpu_check_report as report
+from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PIECES,
+                            PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT, SIZE,
+                            BUDGET, T0, WORK, lock, record, run, runs, say)
+
+def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed"):
+    d = os.path.join(WORK, shape)
+    cmd = [bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
+    cmd += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)]
+    cmd += list(flags) + list(extra)
+    if stage == "speed":
+        cmd += ["--json", os.path.join(LOGS, f"bench-{shape}-{mode}.json")]
+    log = os.path.join(LOGS, f"bench-{shape}-{mode}.log")
+    return run(stage, f"{shape} {mode}", cmd, log, cap, env=RUST_ENV)
+
+
+def safe_flags(bins, shape):
+    """bf16c, then each piece of bf16c-exp alone on top of it, in short benches on `shape`,
+    within PROBES_BUDGET: (flags of bf16c with the pieces that passed, whether every piece
+    passed); (None, False) when bf16c itself fails."""
+    stop = time.monotonic() + PROBES_BUDGET
+    if bench(bins, shape, "probe-bf16c", MODE_FLAGS["bf16c"], SHORT, PROBE_CAP, "probe") != "pass":
+        return None, False
+    ok, paths, passed = [], [], 0
+    for name, flags in PIECES:
+        cap = min(PROBE_CAP, stop - time.monotonic())
+        if bench(bins, shape, f"probe-{name}", MODE_FLAGS["bf16c"] + flags, SHORT, cap,
+                 "probe") == "pass":
+            passed += 1
+            if flags[0] == "--cuda-experimental":
+                paths += flags[1].split(",")
+            else:
+                ok += flags
+    if paths:
+        ok += ["--cuda-experimental", ",".join(dict.fromkeys(paths))]
+    return MODE_FLAGS["bf16c"] + ok, passed == len(PIECES)
+
+
+def find_tool(name, patterns):
+    """`name` on PATH, else the first match of the glob `patterns` (where NVIDIA installs it)."""
+    found = sorted(g for p in patterns for g in glob.glob(p))
+    return shutil.which(name) or (found[-1] if found else None)
+
+
+def profile(bins, shape, label, flags):
+    """Where a decode run's GPU time goes, kernel by kernel, in `flags`' mode (named `label`):
+    Nsight Systems' kernel summary (times; the report stays in GPU_WORK) and Nsight Compute's
+    time and DRAM throughput per launch (the first 1,000 launches: load, prefill, the first
+    decode steps; real clocks), each where installed; the tables go to the summary. A run whose
+    log holds no table does not pass."""
+    d = os.path.join(WORK, shape)
+    app = [bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
+    app += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)] + list(flags)
+    nsys = find_tool("nsys", ["/usr/local/cuda*/bin/nsys", "/opt/nvidia/nsight-systems/*/bin/nsys",
+                              "/usr/local/cuda*/nsight-systems-*/bin/nsys"])
+    ncu = find_tool("ncu", ["/usr/local/cuda*/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu",
+                            "/usr/local/cuda*/nsight-compute-*/ncu"])
+    if not nsys and not ncu:
+        return record("profile", f"{shape} {label}", "not run (neither nsys nor ncu here)")
+    for tool, path, cmd, table in [
+        ("nsys", nsys, ["profile", "--stats=true", "--force-overwrite=true", "--trace=cuda",
+                        "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}")]
+         + app + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"],
+         report.kernel_table),
+        ("ncu", ncu, ["--csv", "--clock-control", "none", "--launch-count", "1000", "--metrics",
+                      "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"]
+         + app + ["--only", "base", "--new-tokens", "8", "--rounds", "1"], report.ncu_table),
+    ]:
+        if not path:
+            continue
+        log = os.path.join(LOGS, f"{tool}-{shape}-{label}.log")
+        if run("profile", f"{shape} {label} {tool}", [path] + cmd, log, PROFILE_CAP,
+               env=RUST_ENV) == "pass" and not table(log):
+            with lock:
+                last = runs.pop()
+            record("profile", last.name, "FAIL (no kernel table in the log)", last.secs, log)
+
+
+def speed(bins, maker):
+    """The benchmarks by priority: each shape's first mode and its peer, the 1B shape at ~4,000
+    tokens of context, the profile, the probes where the first mode failed, then the other
+    modes shape by shape."""
+    run("bench", "lora_bench", [bins["lora_bench"]], os.path.join(LOGS, "lora_bench.log"), 90,
+        env=RUST_ENV)
+    report.publish(runs, LOGS, OUT, T0, BUDGET)
+    if not SHAPES:
+        return
+    first, rest = MODES[0], MODES[1:]
+    failed = []  # shapes where the first mode (bf16c-exp) failed
+    probed = {}  # "flags"/"all": the probes' findings, once they ran
+
+    def fallback():
+        """(label, flags) for ctx4k and the profile: the first mode while it has not failed,
+        else what the probes found, else bf16c (f32 when bf16c failed too)."""
+        if not failed:
+            return first, MODE_FLAGS[first]
+        if "flags" not in probed:
+            return "bf16c", MODE_FLAGS["bf16c"]
+        if probed["flags"] is None:
+            return "f32", MODE_FLAGS["f32"]
+        return ("bf16c", MODE_FLAGS["bf16c"]) if probed["all"] else ("bf16c-safe", probed["flags"])
+
+    plan = [item for s in SHAPES
+            for item in [(s, first), (s, "peer")] + ([(s, "ctx4k")] if s == "1b" else [])]
+    plan += [(SHAPES[0], "profile"), (None, "probes")] + [(s, m) for m in rest for s in SHAPES]
+    for shape, mode in plan:
+        if mode == "probes":
+            if failed and first == "bf16c-exp":
+                made = [s for s in SHAPES if maker.made.get(s)]
+                probe_shape = min(made, key=lambda s: SIZE.get(s, 9)) if made else failed[0]
+                probed["flags"], probed["all"] = safe_flags(bins, probe_shape)
+                say("bf16c-safe: " + " ".join(probed["flags"] or ["(bf16c itself fails)"]))
+                for s in failed:
+                    if probed["flags"] is None:
+                        record("speed", f"{s} bf16c-safe", "not run (bf16c itself fails)")
+                    elif probed["all"]:
+                        record("speed", f"{s} bf16c-safe",
+                               "not run (every piece passes alone: bf16c-exp fails in combination)")
+                    else:
+                        bench(bins, s, "bf16c-safe", probed["flags"], FULL)
+            continue
+        if not maker.ready(shape):
+            record("speed", f"{shape} {mode}", "not run (no model)")
+            continue
+        if mode == "peer":
+            d = os.path.join(WORK, shape)
+            paths = ",".join(f"{d}/adapters/a{i}" for i in range(8))
+            cmd = [sys.executable, os.path.join(G, "gpu", "peer_gpu.py"), "--model", f"{d}/model",
+                   "--adapters", paths, "--dtype", "bf16", "--repeats", "2",
+                   "--json", os.path.join(LOGS, f"peer-{shape}.json")]
+            run("speed", f"{shape} peer", cmd, os.path.join(LOGS, f"peer-{shape}.log"), BENCH_CAP)
+        elif mode in ("ctx4k", "profile"):
+            label, flags = fallback()
+            if mode == "profile":
+                profile(bins, shape, label, flags)
+            else:
+                # ~3,900 prompt tokens (7 per sentence with this tokenizer).
+                bench(bins, shape, f"ctx4k-{label}", flags,
+                      ["--only", "base,fused3", "--new-tokens", "64", "--rounds", "2", "--prompt",
+                       "The cat sat on the mat. " * 560])
+        elif mode == first and failed and first == "bf16c-exp":
+            record("speed", f"{shape} {mode}", f"not run (failed on {failed[0]}; the probes run "
+                   "after the first figures)")
+            failed.append(shape)
+        else:
+            st = bench(bins, shape, mode, MODE_FLAGS[mode], FULL)
+            if mode == first and st.startswith(("FAIL", "TIMEOUT")):
+                failed.append(shape)
+        report.publish(runs, LOGS, OUT, T0, BUDGET)
