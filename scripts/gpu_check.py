@@ -31,7 +31,8 @@ stage), gpu_check_report.py (the summary and what goes to $OUT).
 
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
 "bf16c-exp bf16c f32 bf16"), GPU_WORK (where models are made, default .gpu-run/models),
-GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests), GPU_CHECK_BUDGET (set it
+GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests), GPU_CHECK_BIN_DIR (ready
+binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run), GPU_CHECK_BUDGET (set it
 to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the
 bench's --backend, default cuda; `cpu` exercises this script on a machine without a GPU).
 """
@@ -73,7 +74,15 @@ def setup_env():
 
 def binaries():
     """The prepared binaries, unpacked into .gpu-run/bin; `prepare` runs first when they are
-    missing and cargo is here."""
+    missing and cargo is here. GPU_CHECK_BIN_DIR names a folder of ready binaries instead
+    (scripts/gpu_check_selftest.py)."""
+    need = ["dlp-run", "nvrtc_compile", "op_parity_cuda", "golden_cuda", "lora_bench"]
+    given = os.environ.get("GPU_CHECK_BIN_DIR")
+    if given:
+        missing = [b for b in need if not os.access(os.path.join(given, b), os.X_OK)]
+        if missing:
+            raise RuntimeError(f"GPU_CHECK_BIN_DIR {given} lacks {', '.join(missing)}")
+        return {b: os.path.abspath(os.path.join(given, b)) for b in need}
     if not glob.glob(os.path.join(G, "bin", "*.xz")) and shutil.which("cargo"):
         subprocess.run(["scripts/gpu-check.sh", "prepare"], check=True)
     bindir = os.path.join(R, "bin")
@@ -95,7 +104,6 @@ def binaries():
     if head and version.split(" ")[0] != head:
         say(f"warning: {G} holds binaries of {version or 'an unknown commit'}, not of HEAD "
             f"{head}: run 'scripts/gpu-check.sh prepare' again")
-    need = ["dlp-run", "nvrtc_compile", "op_parity_cuda", "golden_cuda", "lora_bench"]
     missing = [b for b in need if not os.path.exists(os.path.join(bindir, b))]
     if missing:
         raise RuntimeError(f"{G}/bin lacks {', '.join(missing)}: run 'scripts/gpu-check.sh "

@@ -12,7 +12,8 @@ import gpu_check_report as report
 
 T0 = time.monotonic()
 G = ".gpu"  # what `prepare` packed, as it travels (binaries xz-compressed)
-R = ".gpu-run"  # what a run makes: binaries unpacked, PTX cache, models, logs (never carried)
+# What a run makes: binaries unpacked, PTX cache, models, logs (never carried).
+R = os.environ.get("GPU_CHECK_RUN_DIR", ".gpu-run")
 LOGS = os.path.join(R, "out")
 OUT = os.environ.get("OUT") or LOGS
 BUDGET = float(os.environ.get("GPU_CHECK_BUDGET", 560))

@@ -8,6 +8,8 @@ use dlp_tests::fixtures;
 
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/gpu_check.rs"]
+mod gpu_check;
 #[path = "cli/router.rs"]
 mod router;
 

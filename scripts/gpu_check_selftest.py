@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""A run of scripts/gpu_check.py on the CPU, so that the GPU run's script is tested where the
+rare GPU run cannot be: `dlp-run bench --backend cpu` on a tiny model made from the tiny-llama
+fixture (its weights, a byte-level tokenizer, its three PEFT adapters as a0..a7), stand-ins for
+the test binaries, lora_bench and the profilers. Checks what the GPU run depends on: exactly the
+three files the device tool returns, the speed table's row, the probe path that a failing
+bf16c-exp takes (on the CPU every --cuda flag fails, so bf16c "itself fails"), the profile
+tables, and the exit status. Run by cli/tests/cli.rs.
+
+  scripts/gpu_check_selftest.py DLP_RUN    # from the repository root; DLP_FIXTURES as the tests
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+STUB = "#!/bin/sh\necho stand-in {name}: $@\n"
+# Tables in the profilers' formats, for the summary's parsers.
+NSYS = """echo ' ** CUDA GPU Kernel Summary (cuda_gpu_kern_sum):'
+echo ' Time (%)  Total Time (ns)  Instances  Name'
+echo '     61.0        1000000        320  matvec_bf16_r4'
+"""
+NCU = """echo '"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"'
+echo '"0","1","dlp-run","h","matvec_bf16_r4","1","7","(256, 1, 1)","(1024, 1, 1)","0","9.0","m","gpu__time_duration.sum","usecond","12.50"'
+echo '"0","1","dlp-run","h","matvec_bf16_r4","1","7","(256, 1, 1)","(1024, 1, 1)","0","9.0","m","dram__throughput.avg.pct_of_peak_sustained_elapsed","%","81.2"'
+"""
+
+
+def byte_tokenizer():
+    """A byte-level BPE tokenizer with the 256 bytes and no merges (tiny-llama's vocabulary is
+    256): GPT-2's byte-to-character table."""
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": True}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+            "normalizer": None, "pre_tokenizer": byte_level, "post_processor": None,
+            "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                      "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                      "fuse_unk": False, "byte_fallback": False,
+                      "vocab": {chr(c): b for b, c in zip(bs, cs)}, "merges": []}}
+
+
+def executable(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+
+
+def main():
+    dlp_run = os.path.abspath(sys.argv[1])
+    fx = os.path.abspath(os.environ.get("DLP_FIXTURES", "../shared/fixtures"))
+    src = os.path.join(fx, "tiny-llama")
+    tmp = tempfile.mkdtemp(prefix="gpu-check-selftest-")
+    model = os.path.join(tmp, "work", "tiny", "model")
+    os.makedirs(model)
+    for f in os.listdir(src):
+        if f == "config.json" or f.startswith("model"):
+            os.symlink(os.path.join(src, f), os.path.join(model, f))
+    with open(os.path.join(model, "tokenizer.json"), "w") as f:
+        json.dump(byte_tokenizer(), f)
+    adapters = sorted(os.listdir(os.path.join(src, "adapters")))
+    for i in range(8):
+        d = os.path.join(tmp, "work", "tiny", "adapters")
+        os.makedirs(d, exist_ok=True)
+        os.symlink(os.path.join(src, "adapters", adapters[i % len(adapters)]),
+                   os.path.join(d, f"a{i}"))
+    open(os.path.join(tmp, "work", "tiny", "made.ok"), "w").close()
+    bins, tools, out = (os.path.join(tmp, d) for d in ("bin", "tools", "out"))
+    for d in (bins, tools, out):
+        os.makedirs(d)
+    os.symlink(dlp_run, os.path.join(bins, "dlp-run"))
+    for name in ("nvrtc_compile", "op_parity_cuda", "golden_cuda", "lora_bench"):
+        executable(os.path.join(bins, name), STUB.format(name=name))
+    executable(os.path.join(tools, "nsys"), "#!/bin/sh\n" + NSYS)
+    executable(os.path.join(tools, "ncu"), "#!/bin/sh\n" + NCU)
+    env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
+               SHAPES="tiny", MODES="bf16c-exp f32", CHECKS="none", GPU_CHECK_BACKEND="cpu",
+               OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
+               PATH=tools + os.pathsep + os.environ["PATH"])
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, os.path.join(here, "gpu_check.py")], env=env,
+                       capture_output=True, text=True, timeout=280)
+    summary = open(os.path.join(out, "summary.md")).read() if os.path.exists(
+        os.path.join(out, "summary.md")) else ""
+    results = json.load(open(os.path.join(out, "results.json"))) if os.path.exists(
+        os.path.join(out, "results.json")) else {}
+    status = {f"{x['stage']} {x['name']}": x["status"] for x in results.get("runs", [])}
+    checks = [
+        ("the three files the device tool returns, and only them",
+         sorted(os.listdir(out)) == ["logs.tar.xz", "results.json", "summary.md"]),
+        ("exit status 1 (bf16c-exp cannot pass on the CPU)", r.returncode == 1),
+        ("the f32 bench passed", status.get("speed tiny f32") == "pass"),
+        ("bf16c-exp failed on the CPU", status.get("speed tiny bf16c-exp", "").startswith("FAIL")),
+        ("the probes found bf16c itself failing",
+         status.get("speed tiny bf16c-safe") == "not run (bf16c itself fails)"),
+        ("the f32 row in the speed table", "| tiny | f32 |" in summary),
+        ("the bench JSON in results.json",
+         "scenarios" in results.get("bench-tiny-f32.json", {})),
+        ("the Nsight Systems table", "matvec_bf16_r4" in summary.split("Nsight Systems")[-1]),
+        ("the Nsight Compute table", "| matvec_bf16_r4 | 1 |" in summary),
+        ("the verdict line last", summary.rstrip().splitlines()[-1:] != []
+         and summary.rstrip().splitlines()[-1].startswith("verdict:")),
+    ]
+    bad = [what for what, ok in checks if not ok]
+    for what, ok in checks:
+        print(f"{'ok  ' if ok else 'FAIL'} {what}")
+    if bad:
+        print(f"\n--- gpu_check.py rc {r.returncode} (workspace kept: {tmp}), output:\n"
+              f"{r.stdout[-6000:]}\n{r.stderr[-3000:]}")
+        sys.exit(1)
+    print(f"(workspace {tmp} removed)")
+    subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
