@@ -15,11 +15,11 @@ Why it is shaped this way:
   tool's 600 s per call): the tests get at most CHECKS_BUDGET (default 200) of it, then the
   benchmarks run by priority (each shape's first mode and its transformers+PEFT peer, the 1B
   shape at ~4,000 tokens of context, a per-kernel profile of a decode run on the first shape
-  (Nsight Systems and Nsight Compute, where installed), then the other modes); what no longer
-  fits is reported as not run.
+  (Nsight Systems and Nsight Compute, where installed), the probes below, the other shapes at
+  ~4,000 tokens, then the other modes); what no longer fits is reported as not run.
 - When the first mode (every unverified path on) fails on a shape, bf16c is benched alone and
-  then each piece on top of it, and the mode runs again with the pieces that passed
-  (`bf16c-safe`).
+  then each piece on top of it (once, after the first figures, on the smallest model), and the
+  mode runs again with the pieces that passed (`bf16c-safe`).
 - The device tool returns at most 8 files from $OUT, so everything is written to
   .gpu-run/out and $OUT gets three, rewritten after every stage (a run cut short keeps what
   it had): summary.md (the tables printed at the end), results.json (every bench and peer
