@@ -12,11 +12,15 @@ from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES
                             PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT, SIZE,
                             BUDGET, T0, WORK, lock, record, run, runs, say)
 
-def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed"):
+def bench_cmd(bins, shape, flags):
+    """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
     d = os.path.join(WORK, shape)
     cmd = [bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
-    cmd += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)]
-    cmd += list(flags) + list(extra)
+    return cmd + [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)] + list(flags)
+
+
+def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed"):
+    cmd = bench_cmd(bins, shape, flags) + list(extra)
     if stage == "speed":
         cmd += ["--json", os.path.join(LOGS, f"bench-{shape}-{mode}.json")]
     log = os.path.join(LOGS, f"bench-{shape}-{mode}.log")
@@ -57,9 +61,7 @@ def profile(bins, shape, label, flags):
     time and DRAM throughput per launch (the first 1,000 launches: load, prefill, the first
     decode steps; real clocks), each where installed; the tables go to the summary. A run whose
     log holds no table does not pass."""
-    d = os.path.join(WORK, shape)
-    app = [bins["dlp-run"], "bench", "--backend", BACKEND, "--model", os.path.join(d, "model")]
-    app += [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)] + list(flags)
+    app = bench_cmd(bins, shape, flags)
     nsys = find_tool("nsys", ["/usr/local/cuda*/bin/nsys", "/opt/nvidia/nsight-systems/*/bin/nsys",
                               "/usr/local/cuda*/nsight-systems-*/bin/nsys"])
     ncu = find_tool("ncu", ["/usr/local/cuda*/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu",

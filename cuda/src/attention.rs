@@ -46,23 +46,8 @@ impl CudaBackend {
         check_len("attention", "v_cache", v_cache.len(), k_cache.len())?;
         // Values the caches hold (two per f32 element when they store bf16).
         let cache_values = k_cache.len() * if self.options.kv_bf16 { 2 } else { 1 };
-        let p = &step.plan;
-        check_len(
-            "attention",
-            "step tokens",
-            p.kv_slots.len().min(p.positions.len()),
-            t_n,
-        )?;
         let slots = cache_values / (s.capacity * kv_dim).max(1);
-        for t in 0..t_n {
-            let (slot, pos) = (p.kv_slots[t] as usize, p.positions[t] as usize);
-            if slot >= slots || pos >= s.capacity {
-                return Err(Error::invalid(format!(
-                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
-                    s.capacity
-                )));
-            }
-        }
+        step.plan.check_kv_positions(t_n, slots, s.capacity)?;
         if t_n == 0 || q_dim == 0 {
             return Ok(());
         }

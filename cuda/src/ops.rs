@@ -2,7 +2,9 @@
 //! then one launch per op (two for attention, logits and matmul with bias), all on one stream.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
-use dlp_engine::backend::{AttnShape, Backend, LinearJob, LoraStackHost, StepPlan, StepShape};
+use dlp_engine::backend::{
+    add_then_rms_norm, rope_each, AttnShape, Backend, LinearJob, LoraStackHost, StepPlan, StepShape,
+};
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
 
@@ -309,8 +311,8 @@ impl Backend for CudaBackend {
         head_dim: usize,
     ) -> Result<()> {
         if !self.options.experimental.fused_rope {
-            self.rope(q, cos_sin, step, n_tokens, n_heads, head_dim)?;
-            return self.rope(k, cos_sin, step, n_tokens, n_kv_heads, head_dim);
+            let heads = (n_heads, n_kv_heads);
+            return rope_each(self, q, k, cos_sin, step, n_tokens, heads, head_dim);
         }
         check_len("rope", "q", q.len(), n_tokens * n_heads * head_dim)?;
         check_len("rope", "k", k.len(), n_tokens * n_kv_heads * head_dim)?;
@@ -375,8 +377,7 @@ impl Backend for CudaBackend {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         if !self.options.experimental.fused_norm {
-            self.add(x, y, rows * dim)?;
-            return self.rms_norm(x, w, rows, dim, eps, out);
+            return add_then_rms_norm(self, x, y, w, rows, dim, eps, out);
         }
         check_len("add_rms_norm", "x", x.len(), rows * dim)?;
         check_len("add_rms_norm", "y", y.len(), rows * dim)?;

@@ -135,14 +135,9 @@ mod tests {
     #[test]
     fn the_columns_bound_holds_for_every_plan() {
         // splitmix64, seeded: plans of every size against stacks of mixed ranks.
-        let mut st = 7u64;
-        let mut next = |n: u64| {
-            st = st.wrapping_add(0x9e3779b97f4a7c15);
-            let mut z = st;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-            ((z ^ (z >> 31)) % n) as u32
-        };
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut next = |n: u64| rng.random_range(0..n) as u32;
         for _ in 0..2000 {
             let n_slots = 1 + next(40) as usize;
             let ranks: Vec<u32> = (0..n_slots).map(|_| next(5) * 4).collect();

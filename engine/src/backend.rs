@@ -46,10 +46,32 @@ impl StepPlan {
     /// Whether every token of the step is the only one in its KV slot, as in a decode step
     /// (one new token per sequence): then no token's attention reads a position another token
     /// of the step stores, and a backend may store the keys and values inside attention.
+    /// No allocation (it runs every step): a prefill fails at its second token, and a step
+    /// whose tokens are all alone has at most as many tokens as the cache has slots.
     pub fn tokens_alone_in_slots(&self) -> bool {
-        let mut slots = self.kv_slots.clone();
-        slots.sort_unstable();
-        slots.windows(2).all(|w| w[0] != w[1])
+        let s = &self.kv_slots;
+        (1..s.len()).all(|i| !s[..i].contains(&s[i]))
+    }
+
+    /// Attention's checks, the same on every backend: the step places each of its first
+    /// `n_tokens` tokens at a (slot, position) inside a KV cache of `slots` slots of
+    /// `capacity` positions.
+    pub fn check_kv_positions(&self, n_tokens: usize, slots: usize, capacity: usize) -> Result<()> {
+        let placed = self.kv_slots.len().min(self.positions.len());
+        if placed < n_tokens {
+            return Err(Error::invalid(format!(
+                "attention: step places {placed} tokens, {n_tokens} asked"
+            )));
+        }
+        for t in 0..n_tokens {
+            let (slot, pos) = (self.kv_slots[t] as usize, self.positions[t] as usize);
+            if slot >= slots || pos >= capacity {
+                return Err(Error::invalid(format!(
+                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {capacity} positions)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The LoRA ops' checks, the same on every backend: the step has `n_tokens` tokens, each
@@ -198,6 +220,40 @@ pub struct LinearJob<'a, B: Backend> {
     pub lora: Option<&'a B::Lora>,
     /// `[n_tokens, n_out]`.
     pub out: &'a mut B::Buf,
+}
+
+/// [`Backend::rope_qk`] as two [`Backend::rope`] calls: the default, and a backend's path when
+/// it does not fuse them.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_each<B: Backend>(
+    b: &B,
+    q: &mut B::Buf,
+    k: &mut B::Buf,
+    cos_sin: &B::Buf,
+    step: &B::Step,
+    n_tokens: usize,
+    (n_heads, n_kv_heads): (usize, usize),
+    head_dim: usize,
+) -> Result<()> {
+    b.rope(q, cos_sin, step, n_tokens, n_heads, head_dim)?;
+    b.rope(k, cos_sin, step, n_tokens, n_kv_heads, head_dim)
+}
+
+/// [`Backend::add_rms_norm`] as [`Backend::add`] then [`Backend::rms_norm`]: the default, and a
+/// backend's path when it does not fuse them.
+#[allow(clippy::too_many_arguments)]
+pub fn add_then_rms_norm<B: Backend>(
+    b: &B,
+    x: &mut B::Buf,
+    y: &B::Buf,
+    w: &B::Buf,
+    rows: usize,
+    dim: usize,
+    eps: f32,
+    out: &mut B::Buf,
+) -> Result<()> {
+    b.add(x, y, rows * dim)?;
+    b.rms_norm(x, w, rows, dim, eps, out)
 }
 
 /// [`Backend::linears`] op by op: for each job, `matmul`, then `lora_shrink` and
@@ -423,8 +479,16 @@ pub trait Backend: Send + Sync + Sized {
         (n_heads, n_kv_heads): (usize, usize),
         head_dim: usize,
     ) -> Result<()> {
-        self.rope(q, cos_sin, step, n_tokens, n_heads, head_dim)?;
-        self.rope(k, cos_sin, step, n_tokens, n_kv_heads, head_dim)
+        rope_each(
+            self,
+            q,
+            k,
+            cos_sin,
+            step,
+            n_tokens,
+            (n_heads, n_kv_heads),
+            head_dim,
+        )
     }
     /// Causal GQA attention over the KV cache. First stores `k`, `v` (`[T, n_kv_heads*head_dim]`)
     /// at each token's (kv slot, position) in `k_cache` / `v_cache`; then each token attends to
@@ -467,8 +531,7 @@ pub trait Backend: Send + Sync + Sized {
         eps: f32,
         out: &mut Self::Buf,
     ) -> Result<()> {
-        self.add(x, y, rows * dim)?;
-        self.rms_norm(x, w, rows, dim, eps, out)
+        add_then_rms_norm(self, x, y, w, rows, dim, eps, out)
     }
     /// Fused LoRA, first half, for all segments at once: for token `t` in segment `s` and each
     /// entry `k` of its mixture with slot `a` (rank `r`, scale `c`, weight `w`):

@@ -256,18 +256,7 @@ impl Backend for WgpuBackend {
         }
         too_many("attention", "tokens", t_n)?;
         let slots = k_cache.len.min(v_cache.len) / (s.capacity * kv_dim).max(1);
-        for t in 0..t_n {
-            let (slot, pos) = (
-                step.plan.kv_slots[t] as usize,
-                step.plan.positions[t] as usize,
-            );
-            if slot >= slots || pos >= s.capacity {
-                return Err(Error::invalid(format!(
-                    "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
-                    s.capacity
-                )));
-            }
-        }
+        step.plan.check_kv_positions(t_n, slots, s.capacity)?;
         let p = AttentionP {
             n_tokens: t_n as u32,
             n_heads: s.n_heads as u32,

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::{check_len, dot};
 use crate::backend::{AttnShape, StepPlan};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// See the module docs and [`crate::Backend::attention`].
 #[allow(clippy::too_many_arguments)]
@@ -29,15 +29,13 @@ pub fn attention(
     check_len("attention", "k", k.len(), t_n * kv_dim)?;
     check_len("attention", "v", v.len(), t_n * kv_dim)?;
     check_len("attention", "out", out.len(), t_n * q_dim)?;
-    let slots = k_cache.len() / (s.capacity * kv_dim).max(1);
+    step.check_kv_positions(
+        t_n,
+        k_cache.len() / (s.capacity * kv_dim).max(1),
+        s.capacity,
+    )?;
     for t in 0..t_n {
         let (slot, pos) = (step.kv_slots[t] as usize, step.positions[t] as usize);
-        if slot >= slots || pos >= s.capacity {
-            return Err(Error::invalid(format!(
-                "attention: token {t} at (slot {slot}, position {pos}) is outside the KV cache ({slots} slots x {} positions)",
-                s.capacity
-            )));
-        }
         let at = (slot * s.capacity + pos) * kv_dim;
         k_cache[at..at + kv_dim].copy_from_slice(&k[t * kv_dim..(t + 1) * kv_dim]);
         v_cache[at..at + kv_dim].copy_from_slice(&v[t * kv_dim..(t + 1) * kv_dim]);

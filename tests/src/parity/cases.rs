@@ -109,7 +109,7 @@ pub struct ParityCase {
     pub bf16_kv: bool,
 }
 
-fn case(id: String, op: Op, tol: f64) -> ParityCase {
+pub(super) fn case(id: String, op: Op, tol: f64) -> ParityCase {
     // The seed comes from the id so that adding a case does not change the others' inputs.
     let seed = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
@@ -127,12 +127,12 @@ fn case(id: String, op: Op, tol: f64) -> ParityCase {
 }
 
 /// The printable id of a matmul case.
-fn matmul_id(rows: usize, k: usize, n: usize, bias: bool) -> String {
+pub(super) fn matmul_id(rows: usize, k: usize, n: usize, bias: bool) -> String {
     let b = if bias { ",bias" } else { "" };
     format!("matmul(rows={rows},k={k},n={n}{b})")
 }
 
-fn attn(
+pub(super) fn attn(
     heads: usize,
     kv: usize,
     hd: usize,
@@ -144,7 +144,7 @@ fn attn(
 }
 
 /// An attention case with a sliding window (0: none).
-fn attn_window(
+pub(super) fn attn_window(
     heads: usize,
     kv: usize,
     hd: usize,
@@ -176,7 +176,7 @@ fn attn_window(
     case(id, op, REDUCTION_TOL)
 }
 
-fn lora(
+pub(super) fn lora(
     in_dim: usize,
     out_dim: usize,
     ranks: &[u32],
@@ -344,278 +344,4 @@ pub fn cases() -> Vec<ParityCase> {
         ));
     }
     v
-}
-
-/// The f16-weight cases: matmul (gemv and both tiled variants, odd K so rows of f16 straddle
-/// 4-byte words, odd sizes so buffers need padding), logits and embedding, weights drawn as f16.
-pub fn f16_weight_cases() -> Vec<ParityCase> {
-    let f16 = |id: String, op: Op, tol: f64| ParityCase {
-        f16_weights: true,
-        ..case(format!("f16w {id}"), op, tol)
-    };
-    let mut v = Vec::new();
-    for (vocab, dim, tokens) in [(37, 19, 5), (1001, 7, 33)] {
-        let id = format!("embedding(vocab={vocab},dim={dim},tokens={tokens})");
-        v.push(f16(
-            id,
-            Op::Embedding { vocab, dim, tokens },
-            ELEMENTWISE_TOL,
-        ));
-    }
-    for (rows, k, n, bias) in [
-        (1, 7, 11, false),
-        (4, 301, 9, true),
-        (5, 7, 11, true),
-        (17, 65, 131, false),
-        (67, 129, 70, true),
-    ] {
-        let id = matmul_id(rows, k, n, bias);
-        v.push(f16(id, Op::Matmul { rows, k, n, bias }, REDUCTION_TOL));
-    }
-    for (hidden, vocab, tokens, rows) in [
-        (19, 37, 5, vec![4, 0, 2]),
-        (64, 301, 3, vec![2]),
-        (576, 1001, 6, vec![0, 1, 2, 3, 4, 5]),
-    ] {
-        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
-        let op = Op::Logits {
-            hidden,
-            vocab,
-            tokens,
-            rows,
-        };
-        v.push(f16(id, op, REDUCTION_TOL));
-    }
-    v
-}
-
-/// [`f16_weight_cases`] with the weights drawn as bf16 values instead, for a backend that
-/// stores weights as bf16 (CUDA's `bf16_weights`): both sides compute on the same values, so
-/// the f32 bounds hold.
-pub fn bf16_weight_cases() -> Vec<ParityCase> {
-    f16_weight_cases()
-        .into_iter()
-        .map(|c| ParityCase {
-            id: c.id.replacen("f16w", "bf16w", 1),
-            f16_weights: false,
-            bf16_weights: true,
-            ..c
-        })
-        .collect()
-}
-
-/// The decode matvec's shapes on bf16 weights (`--cuda-experimental decode-matvec`): every row
-/// bucket (1, 2, 3-4, 5-8 rows), widths that are multiples of 8 (its 16-byte loads), odd
-/// output counts, with and without bias; q/k/v and gate/up as one launch (`linears`), with
-/// and without a fused LoRA mixture; the lm_head. Both sides compute on the same bf16 values.
-pub fn decode_matvec_cases() -> Vec<ParityCase> {
-    let r = REDUCTION_TOL;
-    let bf16 = |id: String, op: Op| ParityCase {
-        bf16_weights: true,
-        ..case(format!("bf16w {id}"), op, r)
-    };
-    let mut v = Vec::new();
-    for (rows, k, n, bias) in [
-        (1, 8, 1, false),
-        (1, 576, 1001, true),
-        (2, 64, 33, false),
-        (3, 1536, 577, true),
-        (4, 256, 9, false),
-        (5, 64, 130, true),
-        (8, 4096, 257, false),
-    ] {
-        v.push(bf16(
-            matmul_id(rows, k, n, bias),
-            Op::Matmul { rows, k, n, bias },
-        ));
-    }
-    const NA: u32 = NO_ADAPTER;
-    for (rows, k, ns, bias, lora) in [
-        (1, 576, vec![576, 192, 192], false, false),
-        (2, 64, vec![40, 24, 24], true, true),
-        (6, 128, vec![344, 344], false, true),
-        (8, 256, vec![72, 8, 8], true, false),
-    ] {
-        let mix = lora.then(|| Mixture {
-            in_dim: k,
-            out_dim: 0,
-            ranks: vec![4, 0, 8],
-            segment_of_token: (0..rows as u32).map(|t| t % 2).collect(),
-            k: 2,
-            slots: vec![0, 2, 2, NA],
-        });
-        let id = format!(
-            "linears(rows={rows},k={k},ns={ns:?}{}{})",
-            if bias { ",bias" } else { "" },
-            if lora { ",lora" } else { "" }
-        );
-        let op = Op::Linears {
-            rows,
-            k,
-            ns,
-            bias,
-            mix,
-        };
-        v.push(bf16(id, op));
-    }
-    for (hidden, vocab, tokens, rows) in [(576, 1001, 3, vec![2]), (64, 300, 8, vec![7, 0, 5])] {
-        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
-        let op = Op::Logits {
-            hidden,
-            vocab,
-            tokens,
-            rows,
-        };
-        v.push(bf16(id, op));
-    }
-    v
-}
-
-/// The attention cases for `--cuda-experimental split-attention` (flash-decoding): every
-/// attention case of the table (capacities 8 to 300: 1 to 16 splits, windows, prefill of a
-/// few tokens) and long contexts (up to 4,001 positions in 16 splits, GQA, a batch at mixed
-/// positions, a window inside a long cache).
-pub fn split_attention_cases() -> Vec<ParityCase> {
-    let mut v: Vec<ParityCase> = cases()
-        .into_iter()
-        .filter(|c| matches!(c.op, Op::Attention { .. }))
-        .collect();
-    v.push(attn(8, 2, 128, 4096, 1, &[(0, 4000)]));
-    v.push(attn(4, 4, 64, 2048, 3, &[(0, 2047), (1, 5), (2, 1000)]));
-    v.push(attn_window(4, 2, 64, 1024, 1, &[(0, 1000)], 300));
-    v
-}
-
-/// The LoRA cases for `--cuda-lora-bf16`: every `lora_shrink`/`lora_expand` case of the table
-/// and the decode-matvec `linears` cases with LoRA (for `fused-lora`), with A and B drawn as
-/// bf16 values so that both sides compute on the same numbers.
-pub fn bf16_lora_cases() -> Vec<ParityCase> {
-    cases()
-        .into_iter()
-        .chain(decode_matvec_cases())
-        .filter(|c| match &c.op {
-            Op::Lora { .. } => true,
-            Op::Linears { mix, .. } => mix.is_some(),
-            _ => false,
-        })
-        .map(|c| ParityCase {
-            id: format!("bf16 LoRA {}", c.id),
-            bf16_lora: true,
-            ..c
-        })
-        .collect()
-}
-
-/// The LoRA cases for `--cuda-experimental sgmv` (tiles of 16 tokens, each adapter a tile uses
-/// one TF32 GEMM): every `lora_shrink`/`lora_expand` case of the table, and steps shaped for
-/// the tiles: a batch of 37 tokens with a mixture each (three tiles, the last partial) over
-/// mixed ranks, a prefill of two sentences, a tile with no adapter at all, the largest `K` the
-/// kernels take (16) and one past it, a mixture naming one adapter twice, a single decode
-/// token, and a stack too wide for the expand's shared memory (the segment kernels then run).
-/// Widths are off the mma's multiples of 8 and the expand's 64 columns; input widths take
-/// the shrink's 16-byte path whole (4096), with a tail (100 in f32, 136), or not at all.
-pub fn sgmv_cases() -> Vec<ParityCase> {
-    const NA: u32 = NO_ADAPTER;
-    let mut v: Vec<ParityCase> = cases()
-        .into_iter()
-        .filter(|c| matches!(c.op, Op::Lora { .. }))
-        .collect();
-    // A pseudo-random mixture of `k` distinct slots out of `n`, some entries unused.
-    let mixture = |s: u32, k: usize, n: u32| -> Vec<u32> {
-        let mut m: Vec<u32> = Vec::new();
-        for i in 0..k as u32 {
-            let slot = (s * 7 + i * 3 + s * s) % n;
-            m.push(if (s + i) % 5 == 4 || m.contains(&slot) {
-                NA
-            } else {
-                slot
-            });
-        }
-        m
-    };
-    let ranks = [8, 0, 16, 4, 8, 1, 3, 8, 2, 5];
-    let batch: Vec<u32> = (0..37).flat_map(|s| mixture(s, 3, 10)).collect();
-    v.extend(lora(
-        70,
-        100,
-        &ranks,
-        &(0..37).collect::<Vec<_>>(),
-        3,
-        &batch,
-    ));
-    // Two sentences of a prefill: 30 and 20 tokens, each one mixture.
-    let seg: Vec<u32> = (0..50).map(|t| u32::from(t >= 30)).collect();
-    v.extend(lora(136, 130, &[8, 8, 4], &seg, 2, &[0, 2, 1, NA]));
-    // Tokens 16..32 use no adapter (their tile's union is empty); the rest use slot 1.
-    let seg: Vec<u32> = (0..40).map(|t| u32::from((16..32).contains(&t))).collect();
-    v.extend(lora(100, 17, &[0, 6], &seg, 1, &[1, NA]));
-    // K = 16, the most the kernels take, over 20 adapters; and K = 17 (segment kernels).
-    for k in [16, 17] {
-        let mix: Vec<u32> = (0..5).flat_map(|s| mixture(s, k, 20)).collect();
-        let seg: Vec<u32> = (0..19).map(|t| t % 5).collect();
-        v.extend(lora(33, 65, &[2; 20], &seg, k, &mix));
-    }
-    // One adapter named twice in a mixture (each entry applies, as on the CPU).
-    v.extend(lora(16, 16, &[4, 4], &[0, 0, 1], 3, &[1, 1, 0, 0, NA, 1]));
-    // One decode token.
-    v.extend(lora(4096, 64, &[8, 8, 8], &[0], 3, &[2, 0, 1]));
-    // 40 adapters of rank 64, two per token: a union bound of 2,048 columns, too wide for the
-    // expand's shared memory.
-    let mix: Vec<u32> = (0..20).flat_map(|s| [s, s + 20]).collect();
-    v.extend(lora(
-        16,
-        24,
-        &[64; 40],
-        &(0..20).collect::<Vec<_>>(),
-        2,
-        &mix,
-    ));
-    v
-}
-
-/// The attention cases for `--cuda-experimental fused-kv-store`, held to bound 0 against the
-/// unfused backend: every case of [`split_attention_cases`], decode steps (each token alone in
-/// its slot: the fused kernels) and prefills (several tokens in one slot: `kv_store` as before).
-pub fn fused_kv_store_cases() -> Vec<ParityCase> {
-    let mut v = split_attention_cases();
-    // A batch of slots out of order, one at position 0 (only its own key), GQA; and a window
-    // of 1 (each token attends to its own key alone, the one the fused kernel reads fresh).
-    v.push(attn(
-        8,
-        2,
-        64,
-        512,
-        4,
-        &[(3, 0), (0, 511), (2, 100), (1, 7)],
-    ));
-    v.push(attn_window(4, 4, 32, 64, 2, &[(1, 40), (0, 3)], 1));
-    // Wide heads (every lane's 8 elements in use; head_dim 200 leaves some idle), odd heads
-    // (a bf16 cache's words then hold halves of two writers' rows).
-    v.push(attn(4, 2, 256, 80, 2, &[(0, 5), (1, 79)]));
-    v.push(attn(2, 2, 200, 40, 1, &[(0, 39)]));
-    v.push(attn(2, 1, 7, 9, 1, &[(0, 8)]));
-    v.push(attn(4, 2, 7, 9, 2, &[(0, 8), (1, 0)]));
-    // More tokens than split attention takes (64): one per slot, unsplit.
-    let many: Vec<(u32, u32)> = (0..65).map(|i| (i, i % 8)).collect();
-    v.push(attn(2, 1, 16, 8, 65, &many));
-    v.into_iter()
-        .map(|c| ParityCase { tol: 0.0, ..c })
-        .collect()
-}
-
-/// The attention cases for `--cuda-kv-bf16`: every attention case of the table, the long
-/// contexts of [`split_attention_cases`] and a cache of an odd number of values, with the caches' earlier positions drawn as bf16
-/// values; run against the CPU with keys and values rounded as they are stored
-/// (`CpuProbe::bf16_kv`), so the caches must match exactly where written.
-pub fn bf16_kv_cases() -> Vec<ParityCase> {
-    let mut v = split_attention_cases();
-    // An odd number of cache values (1 x 9 x 7): the last packed word holds one.
-    v.push(attn(2, 1, 7, 9, 1, &[(0, 8), (0, 3)]));
-    v.into_iter()
-        .map(|c| ParityCase {
-            id: format!("bf16 KV {}", c.id),
-            bf16_kv: true,
-            ..c
-        })
-        .collect()
 }

@@ -12,11 +12,12 @@ use dlp_engine::backend::LinearJob;
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
 mod cases;
+mod option_cases;
 
-pub use cases::{
-    bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases,
-    f16_weight_cases, fused_kv_store_cases, sgmv_cases, split_attention_cases, Mixture, Op,
-    ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL,
+pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
+pub use option_cases::{
+    bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases, f16_weight_cases,
+    fused_kv_store_cases, sgmv_cases, split_attention_cases,
 };
 
 /// The result of one case on one backend.
@@ -501,105 +502,4 @@ pub fn assert_all_pass(results: &[(String, Outcome)]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cpu_probe::CpuProbe;
-
-    /// The fused-KV-store set holds decode steps (the fused kernels' cases) and prefills (the
-    /// fallback's), as the backend tells them apart, and runs on the CPU reference.
-    #[test]
-    fn fused_kv_store_cases_hold_decode_steps_and_prefills() {
-        let cases = fused_kv_store_cases();
-        let decode = cases
-            .iter()
-            .filter(|c| match &c.op {
-                Op::Attention { kv_slots, .. } => {
-                    let mut p = plan(kv_slots.len());
-                    p.kv_slots = kv_slots.clone();
-                    p.tokens_alone_in_slots()
-                }
-                _ => panic!("{}: not an attention case", c.id),
-            })
-            .count();
-        assert!(decode >= 14, "{decode} decode cases");
-        assert!(
-            cases.len() - decode >= 4,
-            "{} prefills",
-            cases.len() - decode
-        );
-        assert!(cases.iter().all(|c| c.tol == 0.0));
-        assert_all_pass(&run_cases(&CpuBackend::new(), cases));
-    }
-
-    /// The decode-matvec set (the `linears` cases included) runs on the CPU, and rounding the
-    /// matmul inputs to bf16 (what `--cuda-bf16-compute` does) moves every output measurably
-    /// but within the reduction bound that the GPU is held to against the rounded reference.
-    #[test]
-    fn decode_matvec_cases_run_and_bf16_inputs_move_them_by_rounding_only() {
-        let reference = CpuProbe::bf16_inputs();
-        let results = run_cases_against(&CpuBackend::new(), &reference, decode_matvec_cases());
-        assert_all_pass(&results);
-        for (id, o) in &results {
-            let Outcome::Pass { nmse } = o else {
-                unreachable!()
-            };
-            assert!(
-                *nmse > 1e-9,
-                "{id}: rounding the inputs changed nothing ({nmse:e})"
-            );
-        }
-    }
-
-    /// The SGMV set runs on the CPU reference, and TF32 rounding of both LoRA products' inputs
-    /// (what the SGMV kernels compute, [`CpuProbe::tf32_lora`]) stays well inside the LoRA
-    /// cases' bound: the GPU's error is its accumulation order, not the rounding.
-    #[test]
-    fn sgmv_cases_pass_with_tf32_rounding_on_the_cpu() {
-        let cases = sgmv_cases();
-        assert!(cases.len() >= 20, "{} cases", cases.len());
-        let results = run_cases(&crate::cpu_probe::CpuProbe::tf32_lora(), cases.clone());
-        assert_all_pass(&results);
-        let worst = results
-            .iter()
-            .map(|(_, o)| match o {
-                Outcome::Pass { nmse } => *nmse,
-                _ => unreachable!(),
-            })
-            .fold(0f64, f64::max);
-        println!("TF32 LoRA on the SGMV cases: worst NMSE {worst:.2e}");
-        assert!(worst > 0.0 && worst < REDUCTION_TOL / 100.0, "{worst:e}");
-    }
-
-    /// The bf16-KV set runs on the CPU probe that rounds keys and values as the store does;
-    /// a backend that stored them unrounded (the plain CPU) fails every case on its caches,
-    /// though its outputs are within the attention bound: the caches are held bit-exact.
-    #[test]
-    fn bf16_kv_cases_hold_the_caches_bit_exact() {
-        let cases = bf16_kv_cases();
-        assert!(cases.len() >= 12 && cases.iter().all(|c| c.bf16_kv));
-        let probe = crate::cpu_probe::CpuProbe::bf16_kv();
-        assert_all_pass(&run_cases_against(&probe, &probe, cases.clone()));
-        for (id, o) in run_cases_against(&CpuBackend::new(), &probe, cases) {
-            assert!(
-                matches!(&o, Outcome::Fail(m) if m.contains("_cache[")),
-                "{id}: an f32 store passed: {o:?}"
-            );
-        }
-    }
-
-    /// The split-attention set (long contexts, 4,096 positions) and the bf16-LoRA set (A and
-    /// B drawn as bf16 values) are within what the harness builds and the CPU reference runs,
-    /// so a GPU run spends its time on the GPU side only.
-    #[test]
-    fn split_attention_and_bf16_lora_cases_run_on_the_cpu_reference() {
-        let cases = split_attention_cases();
-        assert!(cases.len() >= 12, "{} cases", cases.len());
-        assert_all_pass(&run_cases(&CpuBackend::new(), cases));
-        let cases = bf16_lora_cases();
-        assert!(
-            cases.len() >= 8 && cases.iter().all(|c| c.bf16_lora),
-            "{cases:?}"
-        );
-        assert_all_pass(&run_cases(&CpuBackend::new(), cases));
-    }
-}
+mod tests;
