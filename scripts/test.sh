@@ -76,6 +76,8 @@ if [ -z "${DLP_PYTHON:-}" ]; then
 fi
 
 # 3. The suite; skips are recorded and summarised at the end, whatever happens.
+own_skip_log=
+[ -n "${DLP_SKIP_LOG:-}" ] || own_skip_log=1
 export DLP_SKIP_LOG=${DLP_SKIP_LOG:-$(mktemp -t dlp-skips.XXXXXX)}
 : >"$DLP_SKIP_LOG"
 results=$(mktemp -t dlp-results.XXXXXX)
@@ -110,6 +112,7 @@ summary() {
     done
   fi
   rm -f "$results" "$avx2_results" "$avx2_skips"
+  [ -z "$own_skip_log" ] || rm -f "$DLP_SKIP_LOG"
   exit $status
 }
 trap summary EXIT

@@ -90,18 +90,19 @@ fn extension_keeps_the_old_router_and_learns_the_new_label() {
     assert_eq!(again.router.weights(), r.weights());
     assert_eq!(r.config().trainings.last().unwrap().kind, "extend");
     // Saved and loaded, with its statistics.
-    let dir = common::scratch_dir("extend");
+    let scratch = common::scratch_dir("extend");
+    let dir = scratch.path();
     let mut saved = Router::from_parts(
         r.config().clone(),
         r.tokenizer().clone(),
         r.weights().clone(),
     );
     saved.set_feature_stats(dlp_router::extend::STATS_FILE);
-    saved.save_self_contained(&dir, &tok_path).unwrap();
+    saved.save_self_contained(dir, &tok_path).unwrap();
     ext.stats
         .save(&dir.join(dlp_router::extend::STATS_FILE))
         .unwrap();
-    let loaded = Router::load(&dir).unwrap();
+    let loaded = Router::load(dir).unwrap();
     assert_eq!(loaded.weights(), r.weights());
     let s = FeatureStats::load(&dir.join(dlp_router::extend::STATS_FILE), 3, 32).unwrap();
     assert_eq!(s, ext.stats);

@@ -37,7 +37,8 @@ fn weights(vocab: usize, widths: &[usize]) -> RouterWeights {
 fn weights_round_trip() {
     let w = weights(50, &[8, 16, 16, 8, 3]);
     assert_eq!(w.num_params(), param_count(50, 8, &[16, 16, 8], 3));
-    let dir = common::scratch_dir("weights");
+    let scratch = common::scratch_dir("weights");
+    let dir = scratch.path();
     let path = dir.join("w.safetensors");
     w.save(&path).unwrap();
     let back = RouterWeights::load(&path, 50, &[8, 16, 16, 8, 3]).unwrap();
@@ -49,7 +50,6 @@ fn weights_round_trip() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("layers.3.weight"), "{err}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -79,9 +79,10 @@ fn router_dir_round_trip() {
         feature_stats: None,
     };
     let mut router = Router::from_parts(config, tokenizer, weights(vocab, &[8, 16, 16, 8, 3]));
-    let dir = common::scratch_dir("router");
-    router.save_self_contained(&dir, &tok_path).unwrap();
-    let loaded = Router::load(&dir).unwrap();
+    let scratch = common::scratch_dir("router");
+    let dir = scratch.path();
+    router.save_self_contained(dir, &tok_path).unwrap();
+    let loaded = Router::load(dir).unwrap();
     assert_eq!(loaded.labels(), &labels[..]);
     assert_eq!(loaded.config().tokenizer, "tokenizer.json");
     assert_eq!(loaded.num_params(), router.config().num_params);
@@ -98,5 +99,4 @@ fn router_dir_round_trip() {
     }
     // Surrounding whitespace does not change what the router sees.
     assert_eq!(loaded.probs(&["Which planet has rings?"])[0], a[1]);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -55,12 +55,12 @@ fn tiny_training_run() {
     };
     assert_eq!(top(&a.router), ["qv_r8", "all_r4"]);
 
-    let dir = common::scratch_dir("train");
-    a.router.save_self_contained(&dir, &tok_path).unwrap();
-    let loaded = Router::load(&dir).unwrap();
+    let scratch = common::scratch_dir("train");
+    let dir = scratch.path();
+    a.router.save_self_contained(dir, &tok_path).unwrap();
+    let loaded = Router::load(dir).unwrap();
     assert_eq!(
         loaded.probs(&sentences(prompt)),
         a.router.probs(&sentences(prompt))
     );
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -47,10 +47,11 @@ pub fn smollm2_tokenizer(test: &str) -> Option<PathBuf> {
     require(fixtures().join("smollm2/tokenizer/tokenizer.json"), test)
 }
 
-/// A fresh, empty scratch directory under the system temp dir.
-pub fn scratch_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dlp-router-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create scratch dir");
-    d
+/// A fresh, empty scratch directory under the system temp dir, removed when dropped (also
+/// when the test fails).
+pub fn scratch_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("dlp-router-test-{name}-"))
+        .tempdir()
+        .expect("create scratch dir")
 }
