@@ -129,7 +129,7 @@ def summary(runs, logs, t0, budget):
             lines += ["    " + x for x in why(r, seen)]
     for pattern, title, table in [
             ("nsys-*.log", "where a decode run's GPU time goes, Nsight Systems", kernel_table),
-            ("ncu-*.log", "per kernel, Nsight Compute (load, prefill and the first decode steps)",
+            ("ncu-*.log", "per kernel, Nsight Compute (the first decode steps)",
              ncu_table)]:
         for log in sorted(glob.glob(os.path.join(logs, pattern))):
             lines += ["", f"== {title}: {os.path.basename(log)} (shape-mode) =="]

@@ -25,6 +25,19 @@ NCU = """echo '"ID","Process ID","Process Name","Host Name","Kernel Name","Conte
 echo '"0","1","dlp-run","h","matvec_bf16_r4","1","7","(256, 1, 1)","(1024, 1, 1)","0","9.0","m","gpu__time_duration.sum","usecond","12.50"'
 echo '"0","1","dlp-run","h","matvec_bf16_r4","1","7","(256, 1, 1)","(1024, 1, 1)","0","9.0","m","dram__throughput.avg.pct_of_peak_sustained_elapsed","%","81.2"'
 """
+# Then the profiled command itself (from dlp-run on), without its --cuda flags (on the CPU they
+# fail by design), so that the flags the profiler's run adds are tried.
+RUN_APP = """import os, subprocess, sys
+args = sys.argv[1:]
+args = args[next(i for i, a in enumerate(args) if os.path.basename(a) == "dlp-run"):]
+cmd, skip = [], False
+for a in args:
+    if skip or a.startswith("--cuda-"):
+        skip = a == "--cuda-experimental"
+        continue
+    cmd.append(a)
+sys.exit(subprocess.run(cmd).returncode)
+"""
 
 
 def byte_tokenizer():
@@ -79,8 +92,9 @@ def main():
     os.symlink(dlp_run, os.path.join(bins, "dlp-run"))
     for name in ("nvrtc_compile", "op_parity_cuda", "golden_cuda", "lora_bench"):
         executable(os.path.join(bins, name), STUB.format(name=name))
-    executable(os.path.join(tools, "nsys"), "#!/bin/sh\n" + NSYS)
-    executable(os.path.join(tools, "ncu"), "#!/bin/sh\n" + NCU)
+    for tool, table in (("nsys", NSYS), ("ncu", NCU)):
+        executable(os.path.join(tools, tool), "#!/bin/sh\n" + table + f"exec {sys.executable}"
+                   f" -c '{RUN_APP}' \"$@\"\n")
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
                SHAPES="tiny", MODES="bf16c-exp f32", CHECKS="none", GPU_CHECK_BACKEND="cpu",
                OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
@@ -106,6 +120,8 @@ def main():
          "scenarios" in results.get("bench-tiny-f32.json", {})),
         ("the Nsight Systems table", "matvec_bf16_r4" in summary.split("Nsight Systems")[-1]),
         ("the Nsight Compute table", "| matvec_bf16_r4 | 1 |" in summary),
+        ("both profiled bench runs passed (their flags accepted)",
+         sorted(v for k, v in status.items() if k.startswith("profile tiny ")) == ["pass"] * 2),
         ("the verdict line last", summary.rstrip().splitlines()[-1:] != []
          and summary.rstrip().splitlines()[-1].startswith("verdict:")),
     ]

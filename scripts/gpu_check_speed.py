@@ -58,9 +58,9 @@ def find_tool(name, patterns):
 def profile(bins, shape, label, flags):
     """Where a decode run's GPU time goes, kernel by kernel, in `flags`' mode (named `label`):
     Nsight Systems' kernel summary (times; the report stays in GPU_WORK) and Nsight Compute's
-    time and DRAM throughput per launch (the first 1,000 launches: load, prefill, the first
-    decode steps; real clocks), each where installed; the tables go to the summary. A run whose
-    log holds no table does not pass."""
+    time and DRAM throughput per launch (the first 1,000 launches of the decode steps alone,
+    marked by `bench --profile-decode`; real clocks), each where installed; the tables go to the
+    summary. A run whose log holds no table does not pass."""
     app = bench_cmd(bins, shape, flags)
     nsys = find_tool("nsys", ["/usr/local/cuda*/bin/nsys", "/opt/nvidia/nsight-systems/*/bin/nsys",
                               "/usr/local/cuda*/nsight-systems-*/bin/nsys"])
@@ -73,9 +73,11 @@ def profile(bins, shape, label, flags):
                         "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}")]
          + app + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"],
          report.kernel_table),
-        ("ncu", ncu, ["--csv", "--clock-control", "none", "--launch-count", "1000", "--metrics",
+        ("ncu", ncu, ["--csv", "--clock-control", "none", "--profile-from-start", "off",
+                      "--launch-count", "1000", "--metrics",
                       "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"]
-         + app + ["--only", "base", "--new-tokens", "8", "--rounds", "1"], report.ncu_table),
+         + app + ["--only", "base", "--new-tokens", "8", "--rounds", "1", "--profile-decode"],
+         report.ncu_table),
     ]:
         if not path:
             continue

@@ -102,6 +102,13 @@ pub struct BenchArgs {
     /// it, else python3).
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Make request 0's decode steps (from the first step in which every request decodes) the
+    /// profiler's capture range, so that a profile holds decode kernels alone: CUDA's
+    /// cuProfilerStart/Stop, e.g. `ncu --profile-from-start off dlp-run bench --backend cuda
+    /// --profile-decode --only base`, or `nsys profile --capture-range=cudaProfilerApi`.
+    /// Nothing on the other backends.
+    #[arg(long)]
+    pub profile_decode: bool,
 }
 
 /// One thing to measure.
@@ -338,6 +345,7 @@ impl WithBackend for &BenchArgs {
             tok,
             routing: &routing,
             names: &names,
+            profile_decode: args.profile_decode,
         };
         let peers = if args.peers {
             Some(bench_peers::Peers::new(
@@ -472,6 +480,8 @@ struct Ctx<'a> {
     tok: &'a dlp_engine::tokenizer::TextTokenizer,
     routing: &'a Routing,
     names: &'a [String],
+    /// `--profile-decode`.
+    profile_decode: bool,
 }
 
 /// A fixed top-k selection (the token-level scenario compares at the same K as fused K).
@@ -537,7 +547,8 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
     // batch's steps also carry other requests' prompt chunks (prefill, reported apart).
     let mut started = vec![false; requests.len()];
     let mut n_started = 0;
-    let (_, stats) = generate(model, &requests, &[], DEFAULT_STEP_TOKENS, |i, id| {
+    let mut profiling = false;
+    let generated = generate(model, &requests, &[], DEFAULT_STEP_TOKENS, |i, id| {
         if !std::mem::replace(&mut started[i], true) {
             n_started += 1;
         }
@@ -546,6 +557,10 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
         }
         if n_started == started.len() {
             stamps.push(Instant::now());
+            if c.profile_decode && !profiling {
+                model.backend.profiler_range(true);
+                profiling = true;
+            }
         }
         match &s.plan {
             Plan::TokenLevel => {
@@ -570,7 +585,11 @@ fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sampl
             }
             Plan::Fixed { .. } => Ok(Control::Continue),
         }
-    })?;
+    });
+    if profiling {
+        model.backend.profiler_range(false);
+    }
+    let (_, stats) = generated?;
     let lat: Vec<f64> = stamps
         .windows(2)
         .map(|w| (w[1] - w[0]).as_secs_f64())

@@ -109,6 +109,12 @@ impl Backend for CudaBackend {
             .ok()
     }
 
+    fn profiler_range(&self, capture: bool) {
+        // A profiler that refuses leaves the run as it was: nothing to report but a warning.
+        self.set_profiler_range(capture)
+            .unwrap_or_else(|e| tracing::warn!("profiler range: {e}"));
+    }
+
     fn download(&self, buf: &CudaSlice<f32>, len: usize) -> Result<Vec<f32>> {
         check_len("download", "buf", buf.len(), len)?;
         if len == 0 {

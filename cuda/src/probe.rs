@@ -1,7 +1,9 @@
 //! What bounds a decode step on the GPU: the bytes of each weight as stored
 //! ([`CudaWeight::bytes`]) and the device's own memory bandwidth, measured by a
 //! device-to-device copy ([`CudaBackend::copy_bandwidth_gbs`]), so that `dlp-run bench` can
-//! print each decode figure as a share of it, as it does on the CPU.
+//! print each decode figure as a share of it, as it does on the CPU; and the profiler's
+//! capture range ([`CudaBackend::set_profiler_range`]), so that a profile can hold the decode
+//! steps alone.
 
 use cudarc::driver::sys::CUevent_flags;
 
@@ -52,5 +54,27 @@ impl CudaBackend {
         }
         ms.sort_by(f64::total_cmp);
         Ok(2.0 * COPY_PROBE_BYTES as f64 / (ms[ms.len() / 2] * 1e-3) / 1e9)
+    }
+}
+
+impl CudaBackend {
+    /// Starts (`capture`) or stops the profiler's capture range on this backend's context
+    /// (`cuProfilerStart`/`cuProfilerStop`, after the stream's queued work so that the range
+    /// holds exactly the launches made in between). Without a profiler attached both do
+    /// nothing. A stop is attempted even when waiting for the stream failed. Errors: the
+    /// driver's, as messages (the wait's first).
+    pub fn set_profiler_range(&self, capture: bool) -> Result<(), String> {
+        // The wait also makes the context current on this thread.
+        let waited = self.stream().synchronize().map_err(|e| e.to_string());
+        if capture && waited.is_err() {
+            return waited;
+        }
+        let r = if capture {
+            cudarc::driver::profiler_start()
+        } else {
+            cudarc::driver::profiler_stop()
+        }
+        .map_err(|e| format!("cuProfiler{}: {e}", if capture { "Start" } else { "Stop" }));
+        waited.and(r)
     }
 }

@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_columns_bound_holds_for_every_plan() {
-        // splitmix64, seeded: plans of every size against stacks of mixed ranks.
+        // StdRng, seeded: plans of every size against stacks of mixed ranks.
         use rand::{rngs::StdRng, Rng, SeedableRng};
         let mut rng = StdRng::seed_from_u64(7);
         let mut next = |n: u64| rng.random_range(0..n) as u32;

@@ -370,6 +370,13 @@ pub trait Backend: Send + Sync + Sized {
     fn device_bandwidth_gbs(&self) -> Option<f64> {
         None
     }
+    /// Starts (`capture`) or stops the attached profiler's capture range, so that a profile
+    /// holds only the steps in between (CUDA: `cuProfilerStart`/`cuProfilerStop`, honoured by
+    /// `ncu --profile-from-start off` and `nsys profile --capture-range=cudaProfilerApi`; with
+    /// no profiler attached it does nothing). Default: nothing.
+    fn profiler_range(&self, capture: bool) {
+        let _ = capture;
+    }
     /// Whether [`Backend::upload_weight`] keeps packed tensors ([`crate::tensor::Packed`])
     /// compact and computes on them; loaders then skip dequantising. Default: false (a packed
     /// tensor is dequantised to f32 on upload).
