@@ -4,26 +4,24 @@
 //! shared machine slows every scenario alike, and reported as ratios.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dlp_engine::cpu::CpuBackend;
-use dlp_engine::generate::{generate, Control, GenRequest, Segments, DEFAULT_STEP_TOKENS};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::{merge_into, synthetic_adapter, Mixture};
 use dlp_engine::model::Model;
-use dlp_engine::SamplingParams;
 use dlp_engine::{Backend, LoraModule};
 use serde_json::Value;
 
 use crate::bench_memory::MemoryModel;
 use crate::bench_peers;
-use crate::bench_report::{self, Measured, Report, Sample};
+use crate::bench_report::{self, Measured, Report};
+use crate::bench_run::{run_once, Ctx};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
 use crate::pipeline::{encode_prompt, render_prompt};
-use crate::routing::{RouteBy, Routing, SentenceTracker};
+use crate::routing::{RouteBy, Routing};
 use dlp_router::SelectConfig;
 
 /// The prompt used when none is given (about 60 tokens through SmolLM2's chat template).
@@ -469,137 +467,4 @@ impl WithBackend for &BenchArgs {
 fn peer_error(name: &str, e: &anyhow::Error) -> Value {
     eprintln!("warning: peer {name}: {e:#}");
     serde_json::json!({"peers": {name: {"error": format!("{e:#}")}}})
-}
-
-/// What every run shares.
-struct Ctx<'a> {
-    ids: &'a [u32],
-    starts: &'a [usize],
-    text: &'a crate::pipeline::Rendered,
-    new_tokens: usize,
-    tok: &'a dlp_engine::tokenizer::TextTokenizer,
-    routing: &'a Routing,
-    names: &'a [String],
-    /// `--profile-decode`.
-    profile_decode: bool,
-}
-
-/// A fixed top-k selection (the token-level scenario compares at the same K as fused K).
-fn top_k(k: usize) -> SelectConfig {
-    SelectConfig {
-        top_p: None,
-        top_k: Some(k),
-        ..SelectConfig::default()
-    }
-}
-
-/// One generation of scenario `s`, timed.
-fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sample> {
-    let params = SamplingParams {
-        max_tokens: c.new_tokens,
-        ..Default::default()
-    };
-    let t_route = Instant::now();
-    let (segments_of, k_tok): (Vec<Segments>, usize) = match &s.plan {
-        Plan::Fixed { batch, mixes } => (
-            (0..*batch)
-                .map(|i| vec![(0, mixes[i % mixes.len()].clone())])
-                .collect(),
-            0,
-        ),
-        Plan::Routed => {
-            let t = c.text;
-            let (segs, _) =
-                c.routing
-                    .route_prompt(&t.text, t.span.clone(), &t.user, c.starts, c.names);
-            (vec![segs], 0)
-        }
-        Plan::TokenLevel => {
-            // Every prompt token routed from its sentence so far: one segment per token.
-            let segs = (0..c.ids.len())
-                .map(|i| {
-                    let end = c.starts.get(i + 1).copied().unwrap_or(c.text.text.len());
-                    let from = c.text.text[..end]
-                        .rfind(['.', '?', '!', '\n'])
-                        .map_or(0, |p| p + 1);
-                    let text = &c.text.text[from..end];
-                    (i, c.routing.route_with(&[text], &top_k(s.k)).remove(0))
-                })
-                .collect();
-            (vec![segs], s.k)
-        }
-    };
-    let route_secs = t_route.elapsed().as_secs_f64();
-    let requests: Vec<GenRequest> = segments_of
-        .into_iter()
-        .map(|segments| GenRequest {
-            prompt: c.ids.to_vec(),
-            segments,
-            params: params.clone(),
-        })
-        .collect();
-    let tok_select = top_k(k_tok);
-    let mut stamps: Vec<Instant> = Vec::with_capacity(c.new_tokens);
-    let mut decoder = c.tok.stream_decoder();
-    let mut sentence = String::new();
-    let mut tracker = SentenceTracker::default();
-    // Request 0's latencies count only steps where every request decodes: before that, a
-    // batch's steps also carry other requests' prompt chunks (prefill, reported apart).
-    let mut started = vec![false; requests.len()];
-    let mut n_started = 0;
-    let mut profiling = false;
-    let generated = generate(model, &requests, &[], DEFAULT_STEP_TOKENS, |i, id| {
-        if !std::mem::replace(&mut started[i], true) {
-            n_started += 1;
-        }
-        if i != 0 {
-            return Ok(Control::Continue);
-        }
-        if n_started == started.len() {
-            stamps.push(Instant::now());
-            if c.profile_decode && !profiling {
-                model.backend.profiler_range(true);
-                profiling = true;
-            }
-        }
-        match &s.plan {
-            Plan::TokenLevel => {
-                if let Some(p) = decoder.push(id)? {
-                    sentence.push_str(&p);
-                }
-                if sentence.ends_with(['.', '?', '!', '\n']) {
-                    sentence.clear();
-                }
-                Ok(Control::Remix(
-                    c.routing
-                        .route_with(&[sentence.as_str()], &tok_select)
-                        .remove(0),
-                ))
-            }
-            Plan::Routed => {
-                let piece = decoder.push(id)?;
-                Ok(match piece.and_then(|p| tracker.push(&p)) {
-                    Some(done) => Control::Remix(c.routing.route(&[done.as_str()]).remove(0)),
-                    None => Control::Continue,
-                })
-            }
-            Plan::Fixed { .. } => Ok(Control::Continue),
-        }
-    });
-    if profiling {
-        model.backend.profiler_range(false);
-    }
-    let (_, stats) = generated?;
-    let lat: Vec<f64> = stamps
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
-        .collect();
-    Ok(Sample {
-        prefill_secs: stats.prefill_secs + route_secs,
-        prefill_tokens: stats.prefill_tokens,
-        // The first token comes from the prefill step; the rest from decode steps.
-        decode_secs: stats.decode_secs,
-        decode_tokens: stats.decode_tokens,
-        token_latencies: lat,
-    })
 }

@@ -4,6 +4,7 @@ mod bench;
 mod bench_memory;
 mod bench_peers;
 mod bench_report;
+mod bench_run;
 mod common;
 mod eval;
 #[cfg(feature = "fuzz")]
