@@ -32,14 +32,17 @@ MODE_FLAGS = {
     "bf16c": ["--cuda-bf16-compute"],
     "bf16c-exp": EXP_ALL,
 }
-# The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails
-# (fused-lora rides on decode-matvec). `cli/tests/cli.rs` lists the same paths.
+# Every --cuda-experimental path (`cli/tests/cli.rs` lists the same), each with the paths it
+# rides on; golden_cuda tests each alone in its module `experimental::<path, '_' for '-'>`.
+PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
+         "split-attention": [], "graphs": [], "sgmv": [], "fused-norm": [], "fused-rope": [],
+         "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"]}
+# The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails.
 PIECES = [
     ("lora-bf16", ["--cuda-lora-bf16"]),
     ("kv-bf16", ["--cuda-kv-bf16"]),
-] + [(p.replace(",", "-and-"), ["--cuda-experimental", p]) for p in (
-    "decode-matvec", "decode-matvec,fused-lora", "wide-grids", "split-attention", "graphs",
-    "sgmv", "fused-norm", "fused-rope", "fused-kv-store")]
+] + [("-and-".join(PATHS[p] + [p]), ["--cuda-experimental", ",".join(PATHS[p] + [p])])
+     for p in PATHS]
 # Model sizes, for making the small ones first.
 SIZE = {"tiny": 0, "small": 1, "1b": 2, "7b": 3, "8b": 4}
 FULL = ["--only", "base,single,fused3,batch32", "--new-tokens", "64", "--rounds", "3"]

@@ -53,6 +53,8 @@ pub enum CudaExperimental {
     FusedRope,
     /// Decode steps store their keys and values inside the attention kernel.
     FusedKvStore,
+    /// With fused-lora (sm_90): each LoRA matvec starts while its shrink runs (dependent launch).
+    FusedShrink,
     /// Every path above.
     All,
 }
@@ -171,7 +173,10 @@ pub struct ModelArgs {
     /// residual add and the RMSNorm after it in one launch, same values: two launches fewer
     /// per layer), `fused-rope` (the queries' and keys' rotary embedding in one launch),
     /// `fused-kv-store` (decode steps store their keys and values inside the attention
-    /// kernel, same values: one launch fewer per layer), or `all`.
+    /// kernel, same values: one launch fewer per layer), `fused-shrink` (with fused-lora, on sm_90 or
+    /// newer: each fused-LoRA matvec is a programmatic dependent launch of its LoRA shrink, so
+    /// it streams its weights while the shrink runs and waits for it only before the expands;
+    /// same kernels, same values), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -506,6 +511,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             fused_norm: on(CudaExperimental::FusedNorm),
             fused_rope: on(CudaExperimental::FusedRope),
             fused_kv_store: on(CudaExperimental::FusedKvStore),
+            fused_shrink: on(CudaExperimental::FusedShrink),
         },
     };
     let flags = model.cuda_flags();

@@ -112,35 +112,157 @@ struct LoraJobs {
     unsigned long long slot_offset[LORA_JOBS];  // const unsigned*
     unsigned long long slot_rank[LORA_JOBS];    // const unsigned*
     unsigned long long slot_scale[LORA_JOBS];   // const float*
-    unsigned long long u[LORA_JOBS];            // float*: [T, mix_k, max_rank]
+    unsigned long long u[LORA_JOBS];  // float*: partial sums [n_chunks][T, mix_k, max_rank]
     int n_slots[LORA_JOBS];
     int max_rank[LORA_JOBS];
     unsigned long long seg_of_token, mix_slots, mix_weights;  // the step's tables
     int mix_k;
     int n_jobs;  // jobs with a stack; a job without one has a == 0
     int ab_bf16;  // A and B^T hold bf16 bit patterns (`--cuda-lora-bf16`)
-    int pad;      // explicit: the struct is copied whole into the kernel parameters
+    int n_chunks;      // ceil(in_dim / SHRINK_CHUNK): u's partial sums per value
+    int chunk_stride;  // floats between two chunks' partial sums in u
+    int pad;           // explicit: the struct is copied whole into the kernel parameters
 };
 
-// grid (T, K, LORA_JOBS): block z is job z's shrink (nothing when it has no stack).
-extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
-    const int z = blockIdx.z;
+// Programmatic dependent launch (sm_90; `--cuda-experimental fused-shrink`): the shrink lets
+// the matvec after it start at once (launch_dependents), and the matvec streams its weights
+// while the shrink runs, waiting (griddepcontrol.wait: the shrink grid complete and its
+// writes visible) only before its expand reads u. Without that launch attribute, or below
+// sm_90, both are no-ops and the launches run one after the other.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// The shrink splits in_dim into chunks of SHRINK_CHUNK so that a decode step's few (t, k)
+// entries still fill many blocks, each lane issuing all its loads at once (4 x 16 bytes of
+// bf16 A, 8 of f32). One block per (t, k, chunk) wrote 3 blocks for a whole 4096-wide row
+// before: 11-26 us per shrink on the H200, a chain of dependent loads.
+#define SHRINK_CHUNK 1024
+
+// One lane's share of dot(row[0 .. len), xt[0 .. len)) for a chunk (len <= SHRINK_CHUNK;
+// lanes stride 32): 16-byte loads where the row and x are 16-byte aligned (len % 8 == 0 for
+// bf16, % 4 for f32; chunk starts are multiples of SHRINK_CHUNK), all of a lane's loads
+// issued before the first product (fixed-size arrays, so the compiler cannot reuse a register
+// before its load returns); else one value per load.
+__device__ __forceinline__ float chunk_dot(const lora_bf16* __restrict__ row,
+                                           const float* __restrict__ xt, int len, int aligned,
+                                           int lane) {
+    float s = 0.0f;
+    if (aligned) {
+        constexpr int PER_LANE = SHRINK_CHUNK / 8 / 32;
+        const uint4* r8 = reinterpret_cast<const uint4*>(row);
+        const float4* x4 = reinterpret_cast<const float4*>(xt);
+        const int n = len / 8;
+        uint4 w[PER_LANE];
+        float4 a[PER_LANE], b[PER_LANE];
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++) {
+            const int i = lane + 32 * u;
+            if (i < n) {
+                w[u] = r8[i];
+                a[u] = x4[2 * i];
+                b[u] = x4[2 * i + 1];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++) {
+            if (lane + 32 * u < n)
+                s += __uint_as_float(w[u].x << 16) * a[u].x +
+                     __uint_as_float(w[u].x & 0xffff0000u) * a[u].y +
+                     __uint_as_float(w[u].y << 16) * a[u].z +
+                     __uint_as_float(w[u].y & 0xffff0000u) * a[u].w +
+                     __uint_as_float(w[u].z << 16) * b[u].x +
+                     __uint_as_float(w[u].z & 0xffff0000u) * b[u].y +
+                     __uint_as_float(w[u].w << 16) * b[u].z +
+                     __uint_as_float(w[u].w & 0xffff0000u) * b[u].w;
+        }
+    } else {
+        for (int i = lane; i < len; i += 32) s += lora_val(row, i) * xt[i];
+    }
+    return s;
+}
+__device__ __forceinline__ float chunk_dot(const float* __restrict__ row,
+                                           const float* __restrict__ xt, int len, int aligned,
+                                           int lane) {
+    float s = 0.0f;
+    if (aligned) {
+        constexpr int PER_LANE = SHRINK_CHUNK / 4 / 32;
+        const float4* r4 = reinterpret_cast<const float4*>(row);
+        const float4* x4 = reinterpret_cast<const float4*>(xt);
+        const int n = len / 4;
+        float4 rv[PER_LANE], xv[PER_LANE];
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++) {
+            const int i = lane + 32 * u;
+            if (i < n) {
+                rv[u] = r4[i];
+                xv[u] = x4[i];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++) {
+            if (lane + 32 * u < n)
+                s += rv[u].x * xv[u].x + rv[u].y * xv[u].y + rv[u].z * xv[u].z + rv[u].w * xv[u].w;
+        }
+    } else {
+        for (int i = lane; i < len; i += 32) s += row[i] * xt[i];
+    }
+    return s;
+}
+
+// Chunk c of entry (t, k): u[c * chunk_stride + (t * mix_k + k) * max_rank + r] =
+// w * scale * dot(A[off + r, chunk], x[t, chunk]) for r < rank; each warp takes rows r.
+// The matvec's epilogue sums the chunks in order (deterministic, no atomics).
+template <typename T>
+__device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const T* __restrict__ a,
+                                             const LoraJobs& j, int z, int in_dim, int t, int k,
+                                             int c) {
+    int off = 0;
+    float ws = 0.0f;
+    const int rank = lora_entry(reinterpret_cast<const unsigned*>(j.seg_of_token),
+                                reinterpret_cast<const unsigned*>(j.mix_slots),
+                                reinterpret_cast<const float*>(j.mix_weights), j.mix_k,
+                                reinterpret_cast<const unsigned*>(j.slot_offset[z]),
+                                reinterpret_cast<const unsigned*>(j.slot_rank[z]),
+                                reinterpret_cast<const float*>(j.slot_scale[z]), j.n_slots[z], t,
+                                k, &off, &ws);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
+    const int lo = c * SHRINK_CHUNK, len = min(SHRINK_CHUNK, in_dim - lo);
+    const int aligned = (in_dim % (16 / (int)sizeof(T))) == 0;
+    const float* xt = x + (size_t)t * in_dim + lo;
+    float* ut = reinterpret_cast<float*>(j.u[z]) + (size_t)c * j.chunk_stride +
+                ((size_t)t * j.mix_k + k) * j.max_rank[z];
+    for (int r = warp; r < rank; r += n_warps) {
+        float s = chunk_dot(a + (size_t)(off + r) * in_dim + lo, xt, len, aligned, lane);
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) ut[r] = ws * s;
+    }
+}
+
+// Chunk c of job z's shrink for entry (t, k), on A's storage type (nothing when the job has
+// no stack).
+__device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, const LoraJobs& j,
+                                                 int z, int in_dim, int t, int k, int c) {
     if (z >= j.n_jobs || j.a[z] == 0) return;
-    const unsigned* seg = reinterpret_cast<const unsigned*>(j.seg_of_token);
-    const unsigned* slots = reinterpret_cast<const unsigned*>(j.mix_slots);
-    const float* weights = reinterpret_cast<const float*>(j.mix_weights);
-    const unsigned* off = reinterpret_cast<const unsigned*>(j.slot_offset[z]);
-    const unsigned* rank = reinterpret_cast<const unsigned*>(j.slot_rank[z]);
-    const float* scale = reinterpret_cast<const float*>(j.slot_scale[z]);
-    float* u = reinterpret_cast<float*>(j.u[z]);
     if (j.ab_bf16)
-        shrink_entry(x, reinterpret_cast<const lora_bf16*>(j.a[z]), seg, slots, weights, j.mix_k,
-                     off, rank, scale, j.n_slots[z], in_dim, j.max_rank[z], blockIdx.x,
-                     blockIdx.y, u);
+        shrink_chunk(x, reinterpret_cast<const lora_bf16*>(j.a[z]), j, z, in_dim, t, k, c);
     else
-        shrink_entry(x, reinterpret_cast<const float*>(j.a[z]), seg, slots, weights, j.mix_k,
-                     off, rank, scale, j.n_slots[z], in_dim, j.max_rank[z], blockIdx.x,
-                     blockIdx.y, u);
+        shrink_chunk(x, reinterpret_cast<const float*>(j.a[z]), j, z, in_dim, t, k, c);
+}
+
+// grid (T, K * n_chunks, LORA_JOBS), block 256: block (t, k * n_chunks + c, z) is chunk c of
+// job z's shrink for entry (t, k).
+extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
+    pdl_launch_dependents();
+    const int k = blockIdx.y / j.n_chunks, c = blockIdx.y - k * j.n_chunks;
+    shrink_job_chunk(x, j, blockIdx.z, in_dim, blockIdx.x, k, c);
 }
 
 // y[t, :] += sum_k sum_{j < rank_k} u[t, k, j] * B^T[off_k + j, :].

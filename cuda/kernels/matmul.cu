@@ -83,8 +83,8 @@ __device__ __forceinline__ float4 round4(float4 v, int round_x) {
 }
 
 // With LORA, job j's fused-LoRA expand joins the dot products before their reduction:
-// out[r, f] += sum_k sum_{i < rank_k} u_j[r, k, i] * B^T_j[off_k + i, f] (u from
-// lora_shrink_jobs, already scaled), lanes splitting the mix_k * max_rank terms.
+// out[r, f] += sum_k sum_{i < rank_k} u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of
+// lora_shrink_jobs' partial sums, already scaled), lanes splitting the mix_k * max_rank terms.
 template <int R, bool LORA>
 __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
                                                  int round_x, const MatvecJobs& jobs,
@@ -125,6 +125,9 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
     const float* bias = reinterpret_cast<const float*>(jobs.bias[j]);
     const int n = jobs.n[j];
     if (LORA && j < lj.n_jobs && lj.bt[j] != 0) {
+        // u comes from lora_shrink_jobs, which may still run (fused-shrink: programmatic
+        // dependent launch): wait for it here, after the weights have streamed.
+        pdl_wait();
         const float* bt = reinterpret_cast<const float*>(lj.bt[j]);
         const float* u = reinterpret_cast<const float*>(lj.u[j]);
         const int mr = lj.max_rank[j], km = lj.mix_k * mr;
@@ -144,10 +147,24 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
                         reinterpret_cast<const float*>(lj.slot_scale[j]), lj.n_slots[j], r, kk,
                         &off, &ws);
                     const size_t at = (size_t)(off + i) * n + f;
-                    if (i < rank)
-                        acc[r] += u[((size_t)r * lj.mix_k + kk) * mr + i] *
+                    if (i < rank) {
+                        // The shrink's partial sums over in_dim chunks, in chunk order; the
+                        // first 8 loaded at once (__ldcg: from L2, where the shrink wrote).
+                        const float* up = u + ((size_t)r * lj.mix_k + kk) * mr + i;
+                        float part[8];
+#pragma unroll
+                        for (int c = 0; c < 8; c++)
+                            part[c] = c < lj.n_chunks ? __ldcg(up + (size_t)c * lj.chunk_stride)
+                                                      : 0.0f;
+                        float uv = 0.0f;
+#pragma unroll
+                        for (int c = 0; c < 8; c++) uv += part[c];
+                        for (int c = 8; c < lj.n_chunks; c++)
+                            uv += __ldcg(up + (size_t)c * lj.chunk_stride);
+                        acc[r] += uv *
                                   (lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
                                               : bt[at]);
+                    }
                 }
             }
         }

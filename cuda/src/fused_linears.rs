@@ -1,8 +1,11 @@
 //! `linears` for decode on bf16 weights: the modules that read the same input (q/k/v, gate/up,
 //! or one alone) as one grouped matvec launch ([`crate::Experimental::decode_matvec`]), and
 //! with [`crate::Experimental::fused_lora`] their LoRA in two launches in all: one
-//! `lora_shrink_jobs` for every module's shrink, then the matvec with each module's expand in
-//! its epilogue (`matvec_bf16_lora_r*`). Op by op that is 1 + 2 x modules launches, each
+//! `lora_shrink_jobs` for every module's shrink (split over in_dim chunks, so that a decode
+//! step's few entries fill many blocks), then the matvec with each module's expand in its
+//! epilogue (`matvec_bf16_lora_r*`), which adds the chunks' partial sums. With
+//! [`crate::Experimental::fused_shrink`] (sm_90) the matvec is a programmatic dependent launch
+//! of the shrink: it streams its weights while the shrink runs. Op by op that is 1 + 2 x modules launches, each
 //! under-filling the GPU at batch 1.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
@@ -10,7 +13,7 @@ use dlp_engine::backend::{linears_each, Backend, LinearJob};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, int, BLOCK};
-use crate::matvec::{LoraJobs, Ptrs, MATVEC_MAX_JOBS};
+use crate::matvec::{shrink_chunks, LoraJobs, Ptrs, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
@@ -31,7 +34,11 @@ impl CudaBackend {
                 self.matvec_fits(j.w, n_tokens) && j.w.cols == n_in && j.w.rows == j.n_out
             });
         let any_lora = jobs.iter().any(|j| j.lora.is_some());
-        let fused_lora = matvec && any_lora && self.options.experimental.fused_lora;
+        // The shrink's grid.y is K x in_dim chunks (at most 65,535).
+        let fused_lora = matvec
+            && any_lora
+            && self.options.experimental.fused_lora
+            && step.plan.mix_k * shrink_chunks(n_in) <= 65_535;
         // One module without LoRA gains nothing from grouping: `matmul` does the same.
         if !matvec || (jobs.len() == 1 && !fused_lora) {
             return linears_each(self, x, n_tokens, n_in, step, jobs, u);
@@ -46,7 +53,7 @@ impl CudaBackend {
         if fused_lora {
             return self.linears_fused_lora(x, n_tokens, n_in, step, jobs);
         }
-        self.matvec_bf16(x, n_tokens, jobs, None)?;
+        self.matvec_bf16(x, n_tokens, jobs, None, false)?;
         for j in jobs.iter_mut() {
             if let Some(l) = j.lora {
                 self.lora_shrink(x, l, step, n_tokens, u)?;
@@ -80,17 +87,22 @@ impl CudaBackend {
                 max_rank = max_rank.max(l.max_rank);
             }
         }
+        // Each job's u holds `chunks` partial sums of `per` floats (see `lora_shrink_jobs`).
         let per = n_tokens * kk * max_rank;
+        let chunks = shrink_chunks(n_in);
+        let need = per * chunks * jobs.len();
         let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
-        if scratch.as_ref().is_none_or(|s| s.len() < per * jobs.len()) {
+        if scratch.as_ref().is_none_or(|s| s.len() < need) {
             self.may_regrow_scratch("linears (LoRA u)")?;
-            *scratch = Some(self.alloc(per * jobs.len())?);
+            *scratch = Some(self.alloc(need)?);
         }
         let su = scratch.as_mut().expect("allocated above");
         let stream = self.stream();
         let mut desc = LoraJobs {
             mix_k: step.mix_k_int,
             n_jobs: int("linears", jobs.len())?,
+            n_chunks: int("linears", chunks)?,
+            chunk_stride: int("linears", per)?,
             ..Default::default()
         };
         // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables.
@@ -108,7 +120,7 @@ impl CudaBackend {
             desc.slot_scale[i] = ptrs.read(&l.slot_scale);
             desc.slot_offset[i] = ptrs.read(&l.slot_offset);
             desc.slot_rank[i] = ptrs.read(&l.slot_rank);
-            desc.u[i] = u0 + (i * per * std::mem::size_of::<f32>()) as u64;
+            desc.u[i] = u0 + (i * per * chunks * std::mem::size_of::<f32>()) as u64;
             desc.n_slots[i] = l.ints.n_slots;
             desc.max_rank[i] = l.ints.max_rank;
         }
@@ -119,12 +131,15 @@ impl CudaBackend {
             let d = int("linears", n_in)?;
             let mut a = self.args(&self.k.lora_shrink_jobs);
             a.arg(x).arg(&d).arg(&desc);
-            let grid = (n_tokens as u32, kk as u32, jobs.len() as u32);
+            let grid = (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32);
             self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0))?;
         } else {
             desc.n_jobs = 0; // no entry to apply: the plain matvec
         }
         drop(ptrs);
-        self.matvec_bf16(x, n_tokens, jobs, Some(&desc))
+        // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands wait
+        // for it (`pdl_wait` in matmul.cu).
+        let pdl = per > 0 && self.options.experimental.fused_shrink && self.pdl;
+        self.matvec_bf16(x, n_tokens, jobs, Some(&desc), pdl)
     }
 }

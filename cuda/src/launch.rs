@@ -2,6 +2,8 @@
 //! and `matmul_bf16` calls.
 
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
+use std::ffi::c_void;
+
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
 use dlp_engine::Result;
 
@@ -60,6 +62,58 @@ impl CudaBackend {
         // SAFETY: each caller passes the kernel's parameters in its declared order and types,
         // with buffers checked above to hold every element the launch touches.
         unsafe { a.launch(c) }.map_err(|e| err(format!("{op}: launch: {e}")))?;
+        self.sync_if_asked(op)
+    }
+
+    /// Launches `f` as a programmatic dependent of the launch before it on the stream
+    /// (`CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`, sm_90): it may start once
+    /// every block of that launch has run `griddepcontrol.launch_dependents`, and reads that
+    /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in lora.cu). Whatever
+    /// came before that launch has completed, as in plain stream order.
+    ///
+    /// # Safety
+    /// `params` points at `f`'s parameters, in order, with their declared types and sizes;
+    /// device buffers among them stay alive (and their uses tracked) until the launch is queued.
+    pub(crate) unsafe fn go_dependent(
+        &self,
+        op: &str,
+        f: &CudaFunction,
+        params: &mut [*mut c_void],
+        c: LaunchConfig,
+    ) -> Result<()> {
+        use cudarc::driver::sys;
+        let stream = self.stream();
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| err(format!("{op}: binding the context: {e}")))?;
+        // SAFETY: an all-zero attribute is valid plain data; id and value are set below.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: c.grid_dim.0,
+            gridDimY: c.grid_dim.1,
+            gridDimZ: c.grid_dim.2,
+            blockDimX: c.block_dim.0,
+            blockDimY: c.block_dim.1,
+            blockDimZ: c.block_dim.2,
+            sharedMemBytes: c.shared_mem_bytes,
+            hStream: stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        // SAFETY: the caller's contract on `params`; `config` and `attr` outlive the call.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &config,
+                f.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+        .map_err(|e| err(format!("{op}: launch (programmatic dependent): {e}")))?;
         self.sync_if_asked(op)
     }
 

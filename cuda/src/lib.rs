@@ -116,6 +116,12 @@ pub struct Experimental {
     /// attention kernel (`attention_store*`) instead of in a `kv_store` launch before it: one
     /// launch fewer per layer, with the same values.
     pub fused_kv_store: bool,
+    /// With `fused_lora`, on sm_90 or newer: each fused-LoRA matvec launched as a programmatic
+    /// dependent of its LoRA shrink (CUDA's programmatic dependent launch): it streams its
+    /// weights while the shrink runs and waits for it only before the expands, so the shrink
+    /// and the launch gap hide under the weight stream. Same kernels, same values; below
+    /// sm_90 the launches run one after the other, as without it.
+    pub fused_shrink: bool,
 }
 
 impl Experimental {
@@ -130,6 +136,7 @@ impl Experimental {
         fused_norm: false,
         fused_rope: false,
         fused_kv_store: false,
+        fused_shrink: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -142,6 +149,7 @@ impl Experimental {
         fused_norm: true,
         fused_rope: true,
         fused_kv_store: true,
+        fused_shrink: true,
     };
 }
 
@@ -183,6 +191,8 @@ pub struct CudaBackend {
     pub(crate) scratch: Mutex<Option<CudaSlice<f32>>>,
     /// The fused LoRA's shrink outputs, one `[T, K, max_rank]` region per module.
     pub(crate) scratch_u: Mutex<Option<CudaSlice<f32>>>,
+    /// Programmatic dependent launches are available (sm_90 or newer).
+    pub(crate) pdl: bool,
     /// Split-attention partials, grown on demand and reused.
     pub(crate) scratch_attn: Mutex<Option<CudaSlice<f32>>>,
     /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
@@ -341,6 +351,7 @@ impl CudaBackend {
                 scratch_bf16: Mutex::new(None),
                 scratch_attn: Mutex::new(None),
                 scratch_u: Mutex::new(None),
+                pdl: maj >= 9,
                 sync_each: std::env::var("DLP_CUDA_SYNC").is_ok_and(|v| v == "1"),
                 options,
                 graphs: graphs.then(|| {

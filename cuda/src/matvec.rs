@@ -57,7 +57,8 @@ pub struct LoraJobs {
     pub slot_rank: [u64; MATVEC_MAX_JOBS],
     /// `const float*` alpha / r of each slot.
     pub slot_scale: [u64; MATVEC_MAX_JOBS],
-    /// `float*` shrink output, `[T, mix_k, max_rank]`.
+    /// `float*` shrink output as partial sums, `[n_chunks][T, mix_k, max_rank]` with
+    /// `chunk_stride` floats between chunks.
     pub u: [u64; MATVEC_MAX_JOBS],
     /// Slots of each stack.
     pub n_slots: [i32; MATVEC_MAX_JOBS],
@@ -75,8 +76,21 @@ pub struct LoraJobs {
     pub n_jobs: i32,
     /// 1 when A and B^T hold bf16 bit patterns (`CudaOptions::lora_bf16`; all jobs alike).
     pub ab_bf16: i32,
+    /// In-dim chunks of the shrink ([`shrink_chunks`]): partial sums per value of u.
+    pub n_chunks: i32,
+    /// Floats between two chunks' partial sums in each job's u.
+    pub chunk_stride: i32,
     /// Explicit padding (always 0): the struct is copied whole into the kernel parameters.
     pub pad: i32,
+}
+
+/// In-dim elements per block of the fused shrink (`SHRINK_CHUNK` in lora.cu).
+pub const SHRINK_CHUNK: usize = 1024;
+
+/// Blocks the fused shrink (`lora_shrink_jobs`) splits an `in_dim`-wide dot product into,
+/// each writing a partial sum that the matvec's epilogue adds in order (at least 1).
+pub fn shrink_chunks(in_dim: usize) -> usize {
+    in_dim.div_ceil(SHRINK_CHUNK).max(1)
 }
 
 // SAFETY: plain old data with the C layout of `LoraJobs` in lora.cu.
@@ -157,13 +171,16 @@ impl CudaBackend {
 
     /// `out = x @ W^T (+ bias)` for every job in one launch (LoRA only through `lora`, the
     /// fused epilogue; each job's own `lora` is not read); all weights share `x` (`[rows, k]`,
-    /// `k` = each weight's columns). Callers check [`Self::matvec_fits`] and the sizes.
+    /// `k` = each weight's columns). Callers check [`Self::matvec_fits`] and the sizes. With
+    /// `pdl` (fused-shrink; callers check [`CudaBackend::pdl`]), launched as a programmatic
+    /// dependent of the launch before it, the LoRA shrink whose u its expands wait for.
     pub(crate) fn matvec_bf16(
         &self,
         x: &CudaSlice<f32>,
         rows: usize,
         jobs: &mut [LinearJob<'_, CudaBackend>],
         lora: Option<&LoraJobs>,
+        pdl: bool,
     ) -> Result<()> {
         let bucket = matvec_bucket(rows).ok_or_else(|| err(format!("matvec: {rows} rows")))?;
         if jobs.is_empty() || jobs.len() > MATVEC_MAX_JOBS {
@@ -173,7 +190,8 @@ impl CudaBackend {
         let stream = self.stream();
         let mut desc = MatvecJobs::default();
         let mut total = 0usize;
-        let mut ptrs = Ptrs::<{ 3 * MATVEC_MAX_JOBS }>::new(stream);
+        // Per job W, bias, out; then x (for a launch with attributes).
+        let mut ptrs = Ptrs::<{ 3 * MATVEC_MAX_JOBS + 1 }>::new(stream);
         for (i, j) in jobs.iter_mut().enumerate() {
             if j.w.cols != k {
                 return Err(err("matvec: weights of one launch differ in columns"));
@@ -193,16 +211,43 @@ impl CudaBackend {
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
         let round_x = i32::from(self.options.bf16_compute);
-        let f = match lora {
-            Some(_) => &self.k.matvec_bf16_lora[bucket],
-            None => &self.k.matvec_bf16[bucket],
+        let op = "matmul (bf16 matvec)";
+        let res = match lora {
+            Some(l) if pdl => {
+                let mut xp = ptrs.read(x);
+                let (mut r, mut kk, mut round_x, mut desc, mut l) = (r, kk, round_x, desc, *l);
+                let mut params = [
+                    (&mut xp as *mut u64).cast::<c_void>(),
+                    (&mut r as *mut i32).cast(),
+                    (&mut kk as *mut i32).cast(),
+                    (&mut round_x as *mut i32).cast(),
+                    (&mut desc as *mut MatvecJobs).cast(),
+                    (&mut l as *mut LoraJobs).cast(),
+                ];
+                // SAFETY: the parameters of `matvec_bf16_lora_r*` in order and types (x as its
+                // device address, kept alive by `ptrs`), sizes checked as for the plain launch.
+                unsafe {
+                    self.go_dependent(
+                        op,
+                        &self.k.matvec_bf16_lora[bucket],
+                        &mut params,
+                        matvec_launch(total),
+                    )
+                }
+            }
+            _ => {
+                let f = match lora {
+                    Some(_) => &self.k.matvec_bf16_lora[bucket],
+                    None => &self.k.matvec_bf16[bucket],
+                };
+                let mut a = self.args(f);
+                a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
+                if let Some(l) = lora {
+                    a.arg(l);
+                }
+                self.go(op, a, matvec_launch(total))
+            }
         };
-        let mut a = self.args(f);
-        a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
-        if let Some(l) = lora {
-            a.arg(l);
-        }
-        let res = self.go("matmul (bf16 matvec)", a, matvec_launch(total));
         drop(ptrs);
         res
     }
@@ -295,7 +340,7 @@ impl CudaBackend {
                 lora: None,
                 out,
             }];
-            return self.matvec_bf16(x, rows, &mut jobs, None);
+            return self.matvec_bf16(x, rows, &mut jobs, None, false);
         }
         if w.bf16.is_some() && !self.options.bf16_compute {
             return self.matmul_bf16(x, w, bias, rows, out);
@@ -350,14 +395,26 @@ mod tests {
 
     #[test]
     fn lora_jobs_descriptor_has_the_kernels_layout() {
-        // 18 pointers, 6 ints, 3 pointers, 4 ints (C: 208 bytes, no implicit padding).
-        assert_eq!(std::mem::size_of::<LoraJobs>(), 208);
+        // 18 pointers, 6 ints, 3 pointers, 6 ints (C: 216 bytes, no implicit padding).
+        assert_eq!(std::mem::size_of::<LoraJobs>(), 216);
         assert_eq!(std::mem::offset_of!(LoraJobs, ab_bf16), 200);
-        assert_eq!(std::mem::offset_of!(LoraJobs, pad), 204);
+        assert_eq!(std::mem::offset_of!(LoraJobs, n_chunks), 204);
+        assert_eq!(std::mem::offset_of!(LoraJobs, chunk_stride), 208);
+        assert_eq!(std::mem::offset_of!(LoraJobs, pad), 212);
         assert_eq!(std::mem::offset_of!(LoraJobs, n_slots), 144);
         assert_eq!(std::mem::offset_of!(LoraJobs, seg_of_token), 168);
         assert_eq!(std::mem::offset_of!(LoraJobs, mix_k), 192);
         assert_eq!(std::mem::offset_of!(LoraJobs, n_jobs), 196);
+    }
+
+    #[test]
+    fn shrink_chunks_cover_in_dim_in_kernel_sized_pieces() {
+        let src = include_str!("../kernels/lora.cu");
+        assert!(src.contains(&format!("#define SHRINK_CHUNK {SHRINK_CHUNK}\n")));
+        for (in_dim, n) in [(0, 1), (1, 1), (1024, 1), (1025, 2), (4096, 4), (11008, 11)] {
+            assert_eq!(shrink_chunks(in_dim), n, "in_dim {in_dim}");
+            assert!(shrink_chunks(in_dim) * SHRINK_CHUNK >= in_dim);
+        }
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl Backend for CudaBackend {
             (x.fused_norm, "fused-norm"),
             (x.fused_rope, "fused-rope"),
             (x.fused_kv_store, "fused-kv-store"),
+            (x.fused_shrink, "fused-shrink"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

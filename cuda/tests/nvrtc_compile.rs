@@ -65,40 +65,81 @@ fn sgmv_kernels_use_tf32_tensor_cores() {
     assert!(!c.ptx.contains("mma.sync") && c.ptx.contains(".entry lora_shrink("));
 }
 
-/// The entry points the backend's switches load are in their files' PTX (a misspelled one
-/// would otherwise surface only on a GPU, in `Kernels::load`).
+/// `fused-shrink` launches each fused-LoRA matvec while its shrink still runs (programmatic
+/// dependent launch, sm_90), so on sm_90 the shrink must release its dependents and every
+/// matvec with expands must wait before reading u (without the wait it would race the
+/// shrink); below sm_90 both instructions are compiled out (the host launches plainly there).
 #[test]
-fn the_switches_entry_points_are_in_the_ptx() {
+fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    for (file, entries) in [
-        ("rms_norm", &["add_rms_norm"][..]),
-        ("rope", &["rope", "rope_qk"][..]),
-        (
-            "attention",
-            &[
-                "kv_store_bf16",
-                "attention_bf16",
-                "attention_split_bf16",
-                "attention_store",
-                "attention_store_bf16",
-                "attention_split_store",
-                "attention_split_store_bf16",
-            ][..],
-        ),
-    ] {
-        let k = SOURCES
-            .iter()
-            .find(|k| k.name == file)
-            .expect("kernel file");
-        let ptx = compile_uncached(k, &options("sm_90")).unwrap().ptx;
-        for e in entries {
-            assert!(
-                ptx.contains(&format!(".entry {e}(")),
-                "{file}.cu: no entry {e}"
-            );
-        }
+    let matmul = SOURCES
+        .iter()
+        .find(|k| k.name == "matmul")
+        .expect("matmul.cu");
+    let entry = |ptx: &str, name: &str| -> String {
+        let at = ptx
+            .find(&format!(".entry {name}("))
+            .unwrap_or_else(|| panic!("no entry {name}"));
+        let end = ptx[at..].find("\n}\n").map_or(ptx.len(), |e| at + e);
+        ptx[at..end].to_string()
+    };
+    // The backend loads the shrink from lora.cu's module.
+    let lora = SOURCES.iter().find(|k| k.name == "lora").expect("lora.cu");
+    let ptx = compile_uncached(lora, &options("sm_90")).unwrap().ptx;
+    assert!(entry(&ptx, "lora_shrink_jobs").contains("griddepcontrol.launch_dependents"));
+    let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
+    for r in [1, 2, 4, 8] {
+        let body = entry(&ptx, &format!("matvec_bf16_lora_r{r}"));
+        assert!(
+            body.contains("griddepcontrol.wait"),
+            "matvec_bf16_lora_r{r}: no wait"
+        );
+        let plain = entry(&ptx, &format!("matvec_bf16_r{r}"));
+        assert!(!plain.contains("griddepcontrol"), "matvec_bf16_r{r} waits");
+    }
+    let sm80 = compile_uncached(matmul, &options("sm_80")).unwrap();
+    assert!(sm80.log.is_empty() && !sm80.ptx.contains("griddepcontrol"));
+}
+
+/// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in
+/// `src/kernels.rs`) is in its file's PTX: a misspelled or missing one would otherwise surface
+/// only on a GPU, when the backend loads.
+#[test]
+fn every_entry_point_the_backend_loads_is_in_the_ptx() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let src = include_str!("../src/kernels.rs");
+    let wanted: Vec<(&str, &str)> = src
+        .split("get(\"")
+        .skip(1)
+        .map(|rest| {
+            // `file", "entry")?`
+            let parts: Vec<&str> = rest.splitn(4, '"').collect();
+            assert_eq!(parts.get(1), Some(&", "), "kernels.rs: get(\"{rest:.40}");
+            (parts[0], parts[2])
+        })
+        .collect();
+    assert!(
+        wanted.len() >= 40,
+        "found only {} get(...) calls",
+        wanted.len()
+    );
+    let mut ptx_of = std::collections::HashMap::new();
+    for (file, entry) in wanted {
+        let ptx = ptx_of.entry(file).or_insert_with(|| {
+            let k = SOURCES
+                .iter()
+                .find(|k| k.name == file)
+                .unwrap_or_else(|| panic!("kernels.rs loads from `{file}`, not in SOURCES"));
+            compile_uncached(k, &options("sm_90")).unwrap().ptx
+        });
+        assert!(
+            ptx.contains(&format!(".entry {entry}(")),
+            "{file}.cu: no entry {entry}"
+        );
     }
 }
 

@@ -176,6 +176,17 @@ mod experimental {
             ..NONE
         }
     );
+    // The matvec started while its shrink runs (programmatic dependent launch) rides on both.
+    alone_tests!(
+        fused_shrink,
+        "decode-matvec,fused-lora,fused-shrink",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            fused_shrink: true,
+            ..NONE
+        }
+    );
     alone_tests!(
         wide_grids,
         "wide-grids",

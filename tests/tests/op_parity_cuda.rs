@@ -30,6 +30,12 @@ const FUSED: Experimental = Experimental {
     ..MATVEC
 };
 
+/// The fused LoRA pair with each matvec a programmatic dependent launch of its shrink.
+const FUSED_SHRINK: Experimental = Experimental {
+    fused_shrink: true,
+    ..FUSED
+};
+
 #[test]
 fn op_parity_cuda() {
     let Some(b) = cuda(CudaOptions::default()) else {
@@ -71,6 +77,35 @@ fn op_parity_cuda_decode_matvec() {
         let mut cases = decode_matvec_cases();
         cases.extend(bf16_weight_cases());
         assert_all_pass(&run_cases(&b, cases));
+    }
+}
+
+/// `--cuda-experimental decode-matvec,fused-lora,fused-shrink`: each fused-LoRA matvec starts
+/// while its shrink runs (programmatic dependent launch on sm_90; its expands wait with
+/// `griddepcontrol.wait`), with f32 and bf16 A/B, on bf16 weights and in the bf16 compute
+/// mode. An expand that read u before the shrink had written it would miss the cases' bounds.
+#[test]
+fn op_parity_cuda_fused_shrink() {
+    for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
+        let opts = CudaOptions {
+            bf16_weights: true,
+            bf16_compute,
+            lora_bf16,
+            experimental: FUSED_SHRINK,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("fused-shrink, LoRA bf16 {lora_bf16}, bf16 compute {bf16_compute}");
+        let results = if lora_bf16 {
+            run_cases(&b, bf16_lora_cases())
+        } else if bf16_compute {
+            run_cases_against(&b, &CpuProbe::bf16_inputs(), decode_matvec_cases())
+        } else {
+            run_cases(&b, decode_matvec_cases())
+        };
+        assert_all_pass(&results);
     }
 }
 

@@ -95,6 +95,10 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
         (2, 64, vec![40, 24, 24], true, true),
         (6, 128, vec![344, 344], false, true),
         (8, 256, vec![72, 8, 8], true, false),
+        // Inputs wider than the fused shrink's chunk (1,024): its partial sums over 5 chunks
+        // (the last of 8 values) and over exactly 2.
+        (1, 4104, vec![96, 32, 32], false, true),
+        (3, 2048, vec![64], true, true),
     ] {
         let mix = lora.then(|| Mixture {
             in_dim: k,
