@@ -17,7 +17,11 @@ Why it is shaped this way:
   shape at ~4,000 tokens of context, a per-kernel profile of a decode run on the first shape
   (Nsight Systems and Nsight Compute, where installed), the probes below, the other shapes at
   ~4,000 tokens, then the other modes); what no longer fits is reported as not run.
-- When the first mode (every unverified path on) fails on a shape, bf16c is benched alone and
+- The first mode (bf16c-exp: every unverified path on) leaves out each --cuda-experimental
+  path whose own golden_cuda tests (`experimental::<path>::*`) failed or hung in this run, and
+  the paths that ride on it, recorded as a `plan` step: a hang there would cost the bench its
+  whole cap and the probes theirs.
+- When the first mode fails on a shape, bf16c is benched alone and
   then each piece on top of it (once, after the first figures, on the smallest model), and the
   mode runs again with the pieces that passed (`bf16c-safe`).
 - The device tool returns at most 8 files from $OUT, so everything is written to

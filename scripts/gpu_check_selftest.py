@@ -16,6 +16,17 @@ import sys
 import tempfile
 
 STUB = "#!/bin/sh\necho stand-in {name}: $@\n"
+# golden_cuda's stand-in: two experimental paths' tests, fused-shrink's failing, so that the
+# run narrows bf16c-exp to the paths whose tests passed.
+GOLDEN = """#!/bin/sh
+case "$*" in
+  *--list*) echo "experimental::fused_shrink::tiny_llama: test"
+            echo "experimental::fused_norm::tiny_llama: test" ;;
+  *experimental::fused_shrink::*) echo "thread 'main' panicked at tests/golden_cuda.rs:1:1:"
+            echo "stand-in failure"; exit 101 ;;
+  *) echo "test result: ok. 1 passed; 0 failed" ;;
+esac
+"""
 # Tables in the profilers' formats, for the summary's parsers.
 NSYS = """echo ' ** CUDA GPU Kernel Summary (cuda_gpu_kern_sum):'
 echo ' Time (%)  Total Time (ns)  Instances  Name'
@@ -90,13 +101,14 @@ def main():
     for d in (bins, tools, out):
         os.makedirs(d)
     os.symlink(dlp_run, os.path.join(bins, "dlp-run"))
-    for name in ("nvrtc_compile", "op_parity_cuda", "golden_cuda", "lora_bench"):
+    for name in ("nvrtc_compile", "op_parity_cuda", "lora_bench"):
         executable(os.path.join(bins, name), STUB.format(name=name))
+    executable(os.path.join(bins, "golden_cuda"), GOLDEN)
     for tool, table in (("nsys", NSYS), ("ncu", NCU)):
         executable(os.path.join(tools, tool), "#!/bin/sh\n" + table + f"exec {sys.executable}"
                    f" -c '{RUN_APP}' \"$@\"\n")
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
-               SHAPES="tiny", MODES="bf16c-exp f32", CHECKS="none", GPU_CHECK_BACKEND="cpu",
+               SHAPES="tiny", MODES="bf16c-exp f32", GPU_CHECK_BACKEND="cpu",
                OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
                PATH=tools + os.pathsep + os.environ["PATH"])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -107,7 +119,16 @@ def main():
     results = json.load(open(os.path.join(out, "results.json"))) if os.path.exists(
         os.path.join(out, "results.json")) else {}
     status = {f"{x['stage']} {x['name']}": x["status"] for x in results.get("runs", [])}
+    plan = status.get("plan bf16c-exp", "")
     checks = [
+        ("the failing test of a path reported",
+         status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
+         .startswith("FAIL") and "stand-in failure" in summary),
+        ("bf16c-exp narrowed to the paths whose tests passed",
+         plan.startswith("narrowed, without fused-shrink (experimental::fused_shrink")
+         and plan.endswith(",".join(["--cuda-experimental decode-matvec", "fused-lora",
+                                     "wide-grids", "split-attention", "graphs", "sgmv",
+                                     "fused-norm", "fused-rope", "fused-kv-store"]))),
         ("the three files the device tool returns, and only them",
          sorted(os.listdir(out)) == ["logs.tar.xz", "results.json", "summary.md"]),
         ("exit status 1 (bf16c-exp cannot pass on the CPU)", r.returncode == 1),

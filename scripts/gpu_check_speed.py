@@ -8,8 +8,8 @@ import sys
 import time
 
 import gpu_check_report as report
-from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PIECES,
-                            PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT, SIZE,
+from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
+                            PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT, SIZE,
                             BUDGET, T0, WORK, lock, record, run, runs, say)
 
 def bench_cmd(bins, shape, flags):
@@ -27,15 +27,48 @@ def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed"):
     return run(stage, f"{shape} {mode}", cmd, log, cap, env=RUST_ENV)
 
 
-def safe_flags(bins, shape):
-    """bf16c, then each piece of bf16c-exp alone on top of it, in short benches on `shape`,
-    within PROBES_BUDGET: (flags of bf16c with the pieces that passed, whether every piece
-    passed); (None, False) when bf16c itself fails."""
+def distrusted():
+    """The experimental paths whose own fixture tests (golden_cuda `experimental::<path>::*`)
+    did not pass, and the paths that ride on them: {path: why}."""
+    bad = {}
+    for r in runs:
+        if r.stage == "checks" and r.failed() and r.name.startswith("golden_cuda experimental::"):
+            path = r.name.split("::")[1].replace("_", "-")
+            if path in PATHS:
+                bad.setdefault(path, f"{r.name.split(' ', 1)[1]}: {r.status}")
+    for path, under in PATHS.items():
+        for p in under:
+            if p in bad:
+                bad.setdefault(path, f"rides on {p}")
+    return bad
+
+
+def narrow_first_mode():
+    """bf16c-exp without the paths whose tests failed (a hang or a fault there would cost a
+    bench its whole cap, then a probe's), recorded as a `plan` step; returns the pieces left
+    for the probes."""
+    bad = distrusted()
+    if not bad:
+        return PIECES
+    keep = [p for p in PATHS if p not in bad]
+    flags = [f for f in MODE_FLAGS["bf16c-exp"] if f not in ("--cuda-experimental", "all")]
+    MODE_FLAGS["bf16c-exp"] = flags + (["--cuda-experimental", ",".join(keep)] if keep else [])
+    record("plan", "bf16c-exp", "narrowed, without "
+           + "; ".join(f"{p} ({why})" for p, why in bad.items())
+           + ": " + " ".join(MODE_FLAGS["bf16c-exp"]))
+    return [(n, f) for n, f in PIECES
+            if f[0] != "--cuda-experimental" or not any(p in bad for p in f[1].split(","))]
+
+
+def safe_flags(bins, shape, pieces):
+    """bf16c, then each of `pieces` (of bf16c-exp) alone on top of it, in short benches on
+    `shape`, within PROBES_BUDGET: (flags of bf16c with the pieces that passed, whether every
+    piece passed); (None, False) when bf16c itself fails."""
     stop = time.monotonic() + PROBES_BUDGET
     if bench(bins, shape, "probe-bf16c", MODE_FLAGS["bf16c"], SHORT, PROBE_CAP, "probe") != "pass":
         return None, False
     ok, paths, passed = [], [], 0
-    for name, flags in PIECES:
+    for name, flags in pieces:
         cap = min(PROBE_CAP, stop - time.monotonic())
         if bench(bins, shape, f"probe-{name}", MODE_FLAGS["bf16c"] + flags, SHORT, cap,
                  "probe") == "pass":
@@ -46,7 +79,7 @@ def safe_flags(bins, shape):
                 ok += flags
     if paths:
         ok += ["--cuda-experimental", ",".join(dict.fromkeys(paths))]
-    return MODE_FLAGS["bf16c"] + ok, passed == len(PIECES)
+    return MODE_FLAGS["bf16c"] + ok, passed == len(pieces)
 
 
 def find_tool(name, patterns):
@@ -99,6 +132,7 @@ def speed(bins, maker):
     if not SHAPES:
         return
     first, rest = MODES[0], MODES[1:]
+    pieces = narrow_first_mode() if first == "bf16c-exp" else PIECES
     failed = []  # shapes where the first mode (bf16c-exp) failed
     probed = {}  # "flags"/"all": the probes' findings, once they ran
 
@@ -123,7 +157,7 @@ def speed(bins, maker):
             if failed and first == "bf16c-exp":
                 made = [s for s in SHAPES if maker.made.get(s)]
                 probe_shape = min(made, key=lambda s: SIZE.get(s, 9)) if made else failed[0]
-                probed["flags"], probed["all"] = safe_flags(bins, probe_shape)
+                probed["flags"], probed["all"] = safe_flags(bins, probe_shape, pieces)
                 say("bf16c-safe: " + " ".join(probed["flags"] or ["(bf16c itself fails)"]))
                 for s in failed:
                     if probed["flags"] is None:
