@@ -36,7 +36,8 @@ MODE_FLAGS = {
 # rides on; golden_cuda tests each alone in its module `experimental::<path, '_' for '-'>`.
 PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "split-attention": [], "graphs": [], "sgmv": [], "fused-norm": [], "fused-rope": [],
-         "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"]}
+         "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"],
+         "dependent-launch": ["decode-matvec"]}
 # The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails.
 PIECES = [
     ("lora-bf16", ["--cuda-lora-bf16"]),

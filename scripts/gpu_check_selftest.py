@@ -128,7 +128,8 @@ def main():
          plan.startswith("narrowed, without fused-shrink (experimental::fused_shrink")
          and plan.endswith(",".join(["--cuda-experimental decode-matvec", "fused-lora",
                                      "wide-grids", "split-attention", "graphs", "sgmv",
-                                     "fused-norm", "fused-rope", "fused-kv-store"]))),
+                                     "fused-norm", "fused-rope", "fused-kv-store",
+                                     "dependent-launch"]))),
         ("the three files the device tool returns, and only them",
          sorted(os.listdir(out)) == ["logs.tar.xz", "results.json", "summary.md"]),
         ("exit status 1 (bf16c-exp cannot pass on the CPU)", r.returncode == 1),

@@ -55,6 +55,8 @@ pub enum CudaExperimental {
     FusedKvStore,
     /// With fused-lora (sm_90): each LoRA matvec starts while its shrink runs (dependent launch).
     FusedShrink,
+    /// sm_90: each decode matvec starts its weight loads while the kernel before it finishes.
+    DependentLaunch,
     /// Every path above.
     All,
 }
@@ -176,7 +178,10 @@ pub struct ModelArgs {
     /// kernel, same values: one launch fewer per layer), `fused-shrink` (with fused-lora, on sm_90 or
     /// newer: each fused-LoRA matvec is a programmatic dependent launch of its LoRA shrink, so
     /// it streams its weights while the shrink runs and waits for it only before the expands;
-    /// same kernels, same values), or `all`.
+    /// same kernels, same values), `dependent-launch` (sm_90 or newer, with decode-matvec: each
+    /// decode matvec is a programmatic dependent launch of the kernel that writes its input,
+    /// so its blocks start and issue their first weight loads while that kernel finishes;
+    /// same values), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -512,7 +517,9 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             fused_rope: on(CudaExperimental::FusedRope),
             fused_kv_store: on(CudaExperimental::FusedKvStore),
             fused_shrink: on(CudaExperimental::FusedShrink),
+            dependent_launch: on(CudaExperimental::DependentLaunch),
         },
+        poison_scratch: false,
     };
     let flags = model.cuda_flags();
     let b = dlp_cuda::CudaBackend::with_options(0, opts).context(flags.clone())?;

@@ -257,6 +257,7 @@ __device__ __forceinline__ void attention_split_body(
              const C* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,            \
              const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,             \
              int head_dim, int capacity, float scale, int window, float* __restrict__ out) {  \
+        PDL_TRIGGER();                                                                        \
         BODY<C, false>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads,         \
                        head_dim, capacity, scale, window, out, nullptr, nullptr, nullptr,     \
                        nullptr);                                                              \
@@ -275,6 +276,7 @@ ATTENTION(attention_split_bf16, attention_split_body, kv_bf16)
              int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,            \
              int window, float* __restrict__ out, const float* __restrict__ k,                \
              const float* __restrict__ v) {                                                   \
+        PDL_TRIGGER();                                                                        \
         BODY<C, true>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads,          \
                       head_dim, capacity, scale, window, out, k, v, k_cache, v_cache);        \
     }
@@ -288,6 +290,7 @@ ATTENTION_STORE(attention_split_store_bf16, attention_split_body, kv_bf16)
 extern "C" __global__ void attention_combine(const float* __restrict__ part, int n_heads,
                                              int head_dim, int splits,
                                              float* __restrict__ out) {
+    PDL_TRIGGER();
     const int h = blockIdx.x, t = blockIdx.y;
     const float* pt = part + ((size_t)t * n_heads + h) * splits * (head_dim + 2);
     const float neg_inf = __int_as_float(0xff800000);

@@ -123,22 +123,9 @@ struct LoraJobs {
     int chunk_stride;  // floats between two chunks' partial sums in u
     int pad;           // explicit: the struct is copied whole into the kernel parameters
 };
+// The host's `LoraJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
+static_assert(sizeof(LoraJobs) == 216, "LoraJobs: 216 bytes");
 
-// Programmatic dependent launch (sm_90; `--cuda-experimental fused-shrink`): the shrink lets
-// the matvec after it start at once (launch_dependents), and the matvec streams its weights
-// while the shrink runs, waiting (griddepcontrol.wait: the shrink grid complete and its
-// writes visible) only before its expand reads u. Without that launch attribute, or below
-// sm_90, both are no-ops and the launches run one after the other.
-__device__ __forceinline__ void pdl_launch_dependents() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 // The shrink splits in_dim into chunks of SHRINK_CHUNK so that a decode step's few (t, k)
 // entries still fill many blocks, each lane issuing all its loads at once (4 x 16 bytes of
@@ -260,6 +247,7 @@ __device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, co
 // grid (T, K * n_chunks, LORA_JOBS), block 256: block (t, k * n_chunks + c, z) is chunk c of
 // job z's shrink for entry (t, k).
 extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
+    // `fused-shrink`: the matvec after it (a dependent launch) streams its weights meanwhile.
     pdl_launch_dependents();
     const int k = blockIdx.y / j.n_chunks, c = blockIdx.y - k * j.n_chunks;
     shrink_job_chunk(x, j, blockIdx.z, in_dim, blockIdx.x, k, c);

@@ -63,7 +63,12 @@ struct MatvecJobs {
     unsigned long long bias[MATVEC_JOBS];  // const float*: [n], 0 = none
     unsigned long long out[MATVEC_JOBS];   // float*: [rows, n]
     int n[MATVEC_JOBS];
+    // 1: launched as a dependent of the kernel that wrote x (`dependent-launch`): wait for it
+    // (pdl_wait) after issuing the first weight loads, before reading x.
+    int wait_x;
 };
+// The host's `MatvecJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
+static_assert(sizeof(MatvecJobs) == 88, "MatvecJobs: 88 bytes");
 
 __device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
     return __uint_as_float(w.x << 16) * a.x + __uint_as_float(w.x & 0xffff0000u) * a.y +
@@ -80,6 +85,17 @@ __device__ __forceinline__ float4 round4(float4 v, int round_x) {
         v.w = round_bf16(v.w);
     }
     return v;
+}
+
+// Loads the MATVEC_UNROLL 16-byte pieces of a weight row at i0, i0 + 32, ... (those < k8).
+// Read once: the weights stay out of L1 (__ldcs: evict-first streaming load).
+__device__ __forceinline__ void load_weights(uint4 (&wv)[MATVEC_UNROLL],
+                                             const uint4* __restrict__ wr, int i0, int k8) {
+#pragma unroll
+    for (int u = 0; u < MATVEC_UNROLL; u++) {
+        const int i = i0 + u * 32;
+        if (i < k8) wv[u] = __ldcs(wr + i);
+    }
 }
 
 // With LORA, job j's fused-LoRA expand joins the dot products before their reduction:
@@ -100,14 +116,13 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
+    uint4 wv[MATVEC_UNROLL];
+    // The first weight loads: no kernel writes the weights, so with wait_x they are in flight
+    // while the kernel that writes x finishes.
+    load_weights(wv, wr, lane, k8);
+    if (jobs.wait_x) pdl_wait();
     for (int i0 = lane; i0 < k8; i0 += 32 * MATVEC_UNROLL) {
-        uint4 wv[MATVEC_UNROLL];
-#pragma unroll
-        for (int u = 0; u < MATVEC_UNROLL; u++) {
-            const int i = i0 + u * 32;
-            // Read once: keep the weights out of L1 (__ldcs: evict-first streaming load).
-            if (i < k8) wv[u] = __ldcs(wr + i);
-        }
+        if (i0 != lane) load_weights(wv, wr, i0, k8);
 #pragma unroll
         for (int u = 0; u < MATVEC_UNROLL; u++) {
             const int i = i0 + u * 32;

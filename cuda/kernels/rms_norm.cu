@@ -28,6 +28,7 @@ __device__ __forceinline__ void norm_row(const float* __restrict__ x, const floa
 // Row r of x into row r of out.
 extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __restrict__ w,
                                     int dim, float eps, float* __restrict__ out) {
+    PDL_TRIGGER();
     const size_t r = blockIdx.x;
     norm_row(x + r * dim, w, dim, eps, out + r * dim);
 }
@@ -41,6 +42,7 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __
 extern "C" __global__ void add_rms_norm(float* x, const float* __restrict__ y,
                                         const float* __restrict__ w, int dim, float eps,
                                         float* __restrict__ out) {
+    PDL_TRIGGER();
     __shared__ double partial[32];
     float* xr = x + (size_t)blockIdx.x * dim;
     const float* yr = y + (size_t)blockIdx.x * dim;

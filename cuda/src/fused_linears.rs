@@ -53,7 +53,7 @@ impl CudaBackend {
         if fused_lora {
             return self.linears_fused_lora(x, n_tokens, n_in, step, jobs);
         }
-        self.matvec_bf16(x, n_tokens, jobs, None, false)?;
+        self.matvec_bf16(x, n_tokens, jobs, None, self.matvec_launch_mode(false))?;
         for j in jobs.iter_mut() {
             if let Some(l) = j.lora {
                 self.lora_shrink(x, l, step, n_tokens, u)?;
@@ -127,6 +127,14 @@ impl CudaBackend {
         desc.seg_of_token = ptrs.read(&step.segment_of_token);
         desc.mix_slots = ptrs.read(&step.mix_slots);
         desc.mix_weights = ptrs.read(&step.mix_weights);
+        if per > 0 && self.options.poison_scratch {
+            // 0xff bytes: every float of u a NaN until the shrink writes it.
+            // SAFETY: u0 addresses `need` floats (the scratch holds at least that many).
+            unsafe {
+                cudarc::driver::result::memset_d8_async(u0, 0xff, need * 4, stream.cu_stream())
+            }
+            .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
+        }
         if per > 0 {
             let d = int("linears", n_in)?;
             let mut a = self.args(&self.k.lora_shrink_jobs);
@@ -139,7 +147,7 @@ impl CudaBackend {
         drop(ptrs);
         // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands wait
         // for it (`pdl_wait` in matmul.cu).
-        let pdl = per > 0 && self.options.experimental.fused_shrink && self.pdl;
-        self.matvec_bf16(x, n_tokens, jobs, Some(&desc), pdl)
+        let launch = self.matvec_launch_mode(per > 0);
+        self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch)
     }
 }

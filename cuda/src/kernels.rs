@@ -52,11 +52,22 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles (or takes from the PTX cache) and loads every kernel file for `arch`.
-    pub fn load(ctx: &Arc<CudaContext>, arch: &str) -> Result<Kernels, String> {
+    /// Compiles (or takes from the PTX cache) and loads every kernel file for `arch`; with
+    /// `dependent_launch`, defining `DLP_PDL` (the kernels that may precede a dependent matvec
+    /// then release it at their start: `PDL_TRIGGER` in pdl.cuh).
+    pub fn load(
+        ctx: &Arc<CudaContext>,
+        arch: &str,
+        dependent_launch: bool,
+    ) -> Result<Kernels, String> {
+        let extra: &[&str] = if dependent_launch {
+            &["-DDLP_PDL"]
+        } else {
+            &[]
+        };
         let mut modules = Vec::with_capacity(SOURCES.len());
         for k in &SOURCES {
-            let c = compile(k, arch)?;
+            let c = compile(k, arch, extra)?;
             let m = ctx
                 .load_module(Ptx::from_src(c.ptx))
                 .map_err(|e| format!("loading kernel {}.cu: {e}", k.name))?;

@@ -72,6 +72,9 @@ pub struct CudaOptions {
     pub kv_bf16: bool,
     /// GPU paths written without a GPU: each off until a GPU run has verified it.
     pub experimental: Experimental,
+    /// For tests: fill the fused LoRA's shrink output (u) with NaN before each shrink, so an
+    /// expand that read u before its shrink wrote it fails every time, not by chance.
+    pub poison_scratch: bool,
 }
 
 impl CudaOptions {
@@ -122,6 +125,12 @@ pub struct Experimental {
     /// and the launch gap hide under the weight stream. Same kernels, same values; below
     /// sm_90 the launches run one after the other, as without it.
     pub fused_shrink: bool,
+    /// On sm_90 or newer: each decode matvec launched as a programmatic dependent of the
+    /// kernel that wrote its input (CUDA's programmatic dependent launch; that kernel releases
+    /// it at its start): the matvec's blocks start and issue their first weight loads while
+    /// that kernel finishes, then wait for it before reading the input. Hides the gap between
+    /// launches in front of each weight stream. Same values; below sm_90 plain launches.
+    pub dependent_launch: bool,
 }
 
 impl Experimental {
@@ -137,6 +146,7 @@ impl Experimental {
         fused_rope: false,
         fused_kv_store: false,
         fused_shrink: false,
+        dependent_launch: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -150,6 +160,7 @@ impl Experimental {
         fused_rope: true,
         fused_kv_store: true,
         fused_shrink: true,
+        dependent_launch: true,
     };
 }
 
@@ -191,8 +202,9 @@ pub struct CudaBackend {
     pub(crate) scratch: Mutex<Option<CudaSlice<f32>>>,
     /// The fused LoRA's shrink outputs, one `[T, K, max_rank]` region per module.
     pub(crate) scratch_u: Mutex<Option<CudaSlice<f32>>>,
-    /// Programmatic dependent launches are available (sm_90 or newer).
-    pub(crate) pdl: bool,
+    /// Programmatic dependent launches are available (sm_90 or newer); cleared if the driver
+    /// refuses one (the launches then run in plain stream order).
+    pub(crate) pdl: AtomicBool,
     /// Split-attention partials, grown on demand and reused.
     pub(crate) scratch_attn: Mutex<Option<CudaSlice<f32>>>,
     /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
@@ -304,7 +316,12 @@ impl CudaBackend {
                      or newer); this device is {arch}"
                 ));
             }
-            let k = Kernels::load(&ctx, &arch)?;
+            // The kernels before a dependent matvec release it early only with -DDLP_PDL.
+            let k = Kernels::load(
+                &ctx,
+                &arch,
+                options.experimental.dependent_launch && maj >= 9,
+            )?;
             let graphs = options.experimental.graphs;
             let stream = if graphs {
                 // Capture needs a stream of its own; one stream needs no cross-stream events
@@ -351,7 +368,7 @@ impl CudaBackend {
                 scratch_bf16: Mutex::new(None),
                 scratch_attn: Mutex::new(None),
                 scratch_u: Mutex::new(None),
-                pdl: maj >= 9,
+                pdl: AtomicBool::new(maj >= 9),
                 sync_each: std::env::var("DLP_CUDA_SYNC").is_ok_and(|v| v == "1"),
                 options,
                 graphs: graphs.then(|| {

@@ -4,6 +4,7 @@
 //! `matmul_bf16` / cuBLAS sgemm paths.
 
 use std::ffi::c_void;
+use std::sync::atomic::Ordering;
 
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
 use cudarc::driver::{
@@ -36,6 +37,8 @@ pub struct MatvecJobs {
     pub out: [u64; MATVEC_MAX_JOBS],
     /// Output features per job.
     pub n: [i32; MATVEC_MAX_JOBS],
+    /// 1 for a [`MatvecLaunch::AfterX`] launch: wait for the kernel before before reading x.
+    pub wait_x: i32,
 }
 
 // SAFETY: plain old data with the C layout of `MatvecJobs` in matmul.cu.
@@ -159,7 +162,38 @@ impl<'a, const N: usize> Ptrs<'a, N> {
     }
 }
 
+/// How a decode matvec is launched relative to the launch just before it on the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MatvecLaunch {
+    /// In plain stream order.
+    Plain,
+    /// A programmatic dependent of the kernel that wrote x (`dependent-launch`): its blocks
+    /// start and issue their first weight loads while that kernel finishes, then wait for it
+    /// before reading x (`wait_x`).
+    AfterX,
+    /// A programmatic dependent of the LoRA shrink of its `lora` jobs (`fused-shrink`), which
+    /// was itself launched after x was written: it reads x and streams all its weights while
+    /// the shrink runs, and waits for it only before the expands read u.
+    AfterShrink,
+}
+
 impl CudaBackend {
+    /// The launch of a decode matvec whose launch just before is its LoRA shrink
+    /// (`after_shrink`) or the kernel that wrote its x, by the switches and the device
+    /// (dependent launches need sm_90).
+    pub(crate) fn matvec_launch_mode(&self, after_shrink: bool) -> MatvecLaunch {
+        let x = &self.options.experimental;
+        if !self.pdl.load(Ordering::Relaxed) {
+            MatvecLaunch::Plain
+        } else if after_shrink && x.fused_shrink {
+            MatvecLaunch::AfterShrink
+        } else if x.dependent_launch {
+            MatvecLaunch::AfterX
+        } else {
+            MatvecLaunch::Plain
+        }
+    }
+
     /// Whether `rows` rows of `w` go to the decode matvec: the switch is on, the weight is
     /// bf16, `rows` fits a bucket and the rows are 16-byte aligned (`cols % 8 == 0`).
     pub(crate) fn matvec_fits(&self, w: &CudaWeight, rows: usize) -> bool {
@@ -171,16 +205,15 @@ impl CudaBackend {
 
     /// `out = x @ W^T (+ bias)` for every job in one launch (LoRA only through `lora`, the
     /// fused epilogue; each job's own `lora` is not read); all weights share `x` (`[rows, k]`,
-    /// `k` = each weight's columns). Callers check [`Self::matvec_fits`] and the sizes. With
-    /// `pdl` (fused-shrink; callers check [`CudaBackend::pdl`]), launched as a programmatic
-    /// dependent of the launch before it, the LoRA shrink whose u its expands wait for.
+    /// `k` = each weight's columns). Callers check [`Self::matvec_fits`] and the sizes, and
+    /// pick `launch` with [`Self::matvec_launch_mode`].
     pub(crate) fn matvec_bf16(
         &self,
         x: &CudaSlice<f32>,
         rows: usize,
         jobs: &mut [LinearJob<'_, CudaBackend>],
         lora: Option<&LoraJobs>,
-        pdl: bool,
+        launch: MatvecLaunch,
     ) -> Result<()> {
         let bucket = matvec_bucket(rows).ok_or_else(|| err(format!("matvec: {rows} rows")))?;
         if jobs.is_empty() || jobs.len() > MATVEC_MAX_JOBS {
@@ -212,41 +245,50 @@ impl CudaBackend {
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
         let round_x = i32::from(self.options.bf16_compute);
         let op = "matmul (bf16 matvec)";
-        let res = match lora {
-            Some(l) if pdl => {
-                let mut xp = ptrs.read(x);
-                let (mut r, mut kk, mut round_x, mut desc, mut l) = (r, kk, round_x, desc, *l);
-                let mut params = [
-                    (&mut xp as *mut u64).cast::<c_void>(),
-                    (&mut r as *mut i32).cast(),
-                    (&mut kk as *mut i32).cast(),
-                    (&mut round_x as *mut i32).cast(),
-                    (&mut desc as *mut MatvecJobs).cast(),
-                    (&mut l as *mut LoraJobs).cast(),
-                ];
-                // SAFETY: the parameters of `matvec_bf16_lora_r*` in order and types (x as its
-                // device address, kept alive by `ptrs`), sizes checked as for the plain launch.
-                unsafe {
-                    self.go_dependent(
-                        op,
-                        &self.k.matvec_bf16_lora[bucket],
-                        &mut params,
-                        matvec_launch(total),
-                    )
+        let f = match lora {
+            Some(_) => &self.k.matvec_bf16_lora[bucket],
+            None => &self.k.matvec_bf16[bucket],
+        };
+        desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
+        let res = if launch != MatvecLaunch::Plain && self.pdl.load(Ordering::Relaxed) {
+            let mut xp = ptrs.read(x);
+            let (mut r, mut kk, mut round_x, mut desc) = (r, kk, round_x, desc);
+            let mut l = lora.copied().unwrap_or_default();
+            let mut params = [
+                (&mut xp as *mut u64).cast::<c_void>(),
+                (&mut r as *mut i32).cast(),
+                (&mut kk as *mut i32).cast(),
+                (&mut round_x as *mut i32).cast(),
+                (&mut desc as *mut MatvecJobs).cast(),
+                (&mut l as *mut LoraJobs).cast(),
+            ];
+            let n_params = if lora.is_some() { 6 } else { 5 };
+            // SAFETY: the parameters of `matvec_bf16_r*` (the first five) or
+            // `matvec_bf16_lora_r*` (all six) in order and types (x as its device address,
+            // kept alive by `ptrs`), sizes checked as for the plain launch.
+            let res =
+                unsafe { self.go_dependent(op, f, &mut params[..n_params], matvec_launch(total)) };
+            match res {
+                Err(e) if self.pdl.swap(false, Ordering::Relaxed) => {
+                    // The same kernel in plain stream order computes the same values (its
+                    // waits then return at once).
+                    tracing::warn!("{e}; launching in plain stream order from now on");
+                    let mut a = self.args(f);
+                    a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
+                    if let Some(l) = lora {
+                        a.arg(l);
+                    }
+                    self.go(op, a, matvec_launch(total))
                 }
+                res => res,
             }
-            _ => {
-                let f = match lora {
-                    Some(_) => &self.k.matvec_bf16_lora[bucket],
-                    None => &self.k.matvec_bf16[bucket],
-                };
-                let mut a = self.args(f);
-                a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
-                if let Some(l) = lora {
-                    a.arg(l);
-                }
-                self.go(op, a, matvec_launch(total))
+        } else {
+            let mut a = self.args(f);
+            a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
+            if let Some(l) = lora {
+                a.arg(l);
             }
+            self.go(op, a, matvec_launch(total))
         };
         drop(ptrs);
         res
@@ -340,7 +382,8 @@ impl CudaBackend {
                 lora: None,
                 out,
             }];
-            return self.matvec_bf16(x, rows, &mut jobs, None, false);
+            let launch = self.matvec_launch_mode(false);
+            return self.matvec_bf16(x, rows, &mut jobs, None, launch);
         }
         if w.bf16.is_some() && !self.options.bf16_compute {
             return self.matmul_bf16(x, w, bias, rows, out);
@@ -387,10 +430,11 @@ mod tests {
 
     #[test]
     fn jobs_descriptor_has_the_kernels_layout() {
-        // 9 pointers then 3 ints, padded to the pointers' alignment (C: 88 bytes).
+        // 9 pointers then 4 ints (C: 88 bytes, no implicit padding).
         assert_eq!(std::mem::size_of::<MatvecJobs>(), 88);
         assert_eq!(std::mem::align_of::<MatvecJobs>(), 8);
         assert_eq!(std::mem::offset_of!(MatvecJobs, n), 72);
+        assert_eq!(std::mem::offset_of!(MatvecJobs, wait_x), 84);
     }
 
     #[test]

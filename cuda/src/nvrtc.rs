@@ -17,17 +17,42 @@ pub struct KernelSource {
     pub src: &'static str,
 }
 
+/// `rms_norm.cu` releases a dependent matvec early (pdl.cuh).
+const RMS_NORM_SRC: &str = concat!(
+    include_str!("../kernels/pdl.cuh"),
+    "\n",
+    include_str!("../kernels/rms_norm.cu")
+);
+
+/// `silu_mul.cu` releases a dependent matvec early (pdl.cuh).
+const SILU_MUL_SRC: &str = concat!(
+    include_str!("../kernels/pdl.cuh"),
+    "\n",
+    include_str!("../kernels/silu_mul.cu")
+);
+
+/// `lora.cu`'s fused shrink releases the matvec after it (pdl.cuh).
+const LORA_SRC: &str = concat!(
+    include_str!("../kernels/pdl.cuh"),
+    "\n",
+    include_str!("../kernels/lora.cu")
+);
+
 /// `logits.cu` reuses `norm_row` from `rms_norm.cu`, so it is compiled after it.
 const LOGITS_SRC: &str = concat!(
+    include_str!("../kernels/pdl.cuh"),
+    "\n",
     include_str!("../kernels/rms_norm.cu"),
     "\n",
     include_str!("../kernels/logits.cu")
 );
 
 /// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `lora_entry`, so it is
-/// compiled after it; both after the bf16 helpers.
+/// compiled after it; both after the bf16 and dependent-launch helpers.
 const MATMUL_SRC: &str = concat!(
     include_str!("../kernels/bf16.cuh"),
+    "\n",
+    include_str!("../kernels/pdl.cuh"),
     "\n",
     include_str!("../kernels/lora.cu"),
     "\n",
@@ -37,6 +62,8 @@ const MATMUL_SRC: &str = concat!(
 /// `attention.cu` stores and reads a bf16 KV cache with the bf16 helpers.
 const ATTENTION_SRC: &str = concat!(
     include_str!("../kernels/bf16.cuh"),
+    "\n",
+    include_str!("../kernels/pdl.cuh"),
     "\n",
     include_str!("../kernels/attention.cu")
 );
@@ -49,7 +76,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "rms_norm",
-        src: include_str!("../kernels/rms_norm.cu"),
+        src: RMS_NORM_SRC,
     },
     KernelSource {
         name: "matmul",
@@ -65,7 +92,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "silu_mul",
-        src: include_str!("../kernels/silu_mul.cu"),
+        src: SILU_MUL_SRC,
     },
     KernelSource {
         name: "add",
@@ -73,7 +100,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "lora",
-        src: include_str!("../kernels/lora.cu"),
+        src: LORA_SRC,
     },
     KernelSource {
         name: "logits",
@@ -173,12 +200,13 @@ fn cache_dir() -> Option<PathBuf> {
     }
 }
 
-/// Compiles one kernel file for `arch`, or returns the cached PTX. Errors name the kernel file
-/// and carry NVRTC's log.
-pub fn compile(k: &KernelSource, arch: &str) -> Result<Compiled, String> {
+/// Compiles one kernel file for `arch` with [`options`] and `extra` (e.g. `-DDLP_PDL`), or
+/// returns the cached PTX. Errors name the kernel file and carry NVRTC's log.
+pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled, String> {
     static MEM: OnceLock<Mutex<HashMap<u64, Compiled>>> = OnceLock::new();
     probe()?;
-    let opts = options(arch);
+    let mut opts = options(arch);
+    opts.extend(extra.iter().map(|s| s.to_string()));
     let version = nvrtc_version();
     let mut parts = vec![k.src, version.as_str()];
     parts.extend(opts.iter().map(String::as_str));

@@ -48,7 +48,22 @@ impl Backend for CudaBackend {
             (x.fused_norm, "fused-norm"),
             (x.fused_rope, "fused-rope"),
             (x.fused_kv_store, "fused-kv-store"),
-            (x.fused_shrink, "fused-shrink"),
+            (
+                x.fused_shrink,
+                if self.pdl.load(std::sync::atomic::Ordering::Relaxed) {
+                    "fused-shrink"
+                } else {
+                    "fused-shrink (inactive: no dependent launches here)"
+                },
+            ),
+            (
+                x.dependent_launch,
+                if self.pdl.load(std::sync::atomic::Ordering::Relaxed) {
+                    "dependent-launch"
+                } else {
+                    "dependent-launch (inactive: no dependent launches here)"
+                },
+            ),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

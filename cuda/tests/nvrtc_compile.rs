@@ -92,15 +92,94 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
     for r in [1, 2, 4, 8] {
         let body = entry(&ptx, &format!("matvec_bf16_lora_r{r}"));
+        // u is read through L2 (`ld.global.cg`), and only after the wait.
+        let wait = body.find("griddepcontrol.wait");
+        let first_u = body.find("ld.global.cg");
         assert!(
-            body.contains("griddepcontrol.wait"),
-            "matvec_bf16_lora_r{r}: no wait"
+            wait.is_some() && first_u.is_some() && wait < first_u,
+            "matvec_bf16_lora_r{r}: the wait ({wait:?}) is not before the first read of u \
+             ({first_u:?})"
         );
-        let plain = entry(&ptx, &format!("matvec_bf16_r{r}"));
-        assert!(!plain.contains("griddepcontrol"), "matvec_bf16_r{r} waits");
     }
     let sm80 = compile_uncached(matmul, &options("sm_80")).unwrap();
     assert!(sm80.log.is_empty() && !sm80.ptx.contains("griddepcontrol"));
+}
+
+/// `dependent-launch`: with `-DDLP_PDL` the kernels that can come just before a decode matvec
+/// release it at their start, and without it their PTX has no dependent-launch instruction
+/// (the default build is unchanged); every decode matvec waits for the kernel before it
+/// (`wait_x`) after its first weight loads and before its first read of x.
+#[test]
+fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let entry = |ptx: &str, name: &str| -> String {
+        let at = ptx
+            .find(&format!(".entry {name}("))
+            .unwrap_or_else(|| panic!("no entry {name}"));
+        let end = ptx[at..].find("\n}\n").map_or(ptx.len(), |e| at + e);
+        ptx[at..end].to_string()
+    };
+    for (file, entries) in [
+        ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
+        ("silu_mul", &["silu_mul"][..]),
+        ("logits", &["logits_norm"][..]),
+        (
+            "attention",
+            &[
+                "attention",
+                "attention_bf16",
+                "attention_split",
+                "attention_split_bf16",
+                "attention_store",
+                "attention_store_bf16",
+                "attention_split_store",
+                "attention_split_store_bf16",
+                "attention_combine",
+            ][..],
+        ),
+    ] {
+        let k = SOURCES
+            .iter()
+            .find(|k| k.name == file)
+            .expect("kernel file");
+        let mut opts = options("sm_90");
+        opts.push("-DDLP_PDL".into());
+        let with = compile_uncached(k, &opts).unwrap();
+        assert!(with.log.is_empty(), "{file}.cu with DLP_PDL: {}", with.log);
+        for e in entries {
+            assert!(
+                entry(&with.ptx, e).contains("griddepcontrol.launch_dependents"),
+                "{file}.cu: {e} does not release its dependents with DLP_PDL"
+            );
+        }
+        let without = compile_uncached(k, &options("sm_90")).unwrap().ptx;
+        assert!(
+            !without.contains("griddepcontrol"),
+            "{file}.cu without DLP_PDL"
+        );
+    }
+    let matmul = SOURCES
+        .iter()
+        .find(|k| k.name == "matmul")
+        .expect("matmul.cu");
+    let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
+    for r in [1, 2, 4, 8] {
+        for name in [
+            format!("matvec_bf16_r{r}"),
+            format!("matvec_bf16_lora_r{r}"),
+        ] {
+            let body = entry(&ptx, &name);
+            let weights = body.find("ld.global.cs.v4");
+            let wait = body.find("griddepcontrol.wait");
+            let x = body.find("ld.global.nc.v4.f32");
+            assert!(
+                weights.is_some() && wait.is_some() && x.is_some() && weights < wait && wait < x,
+                "{name}: weight loads at {weights:?}, wait at {wait:?}, first read of x at {x:?}"
+            );
+        }
+    }
 }
 
 /// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in

@@ -187,6 +187,16 @@ mod experimental {
             ..NONE
         }
     );
+    // Dependent launches matter for the decode matvec only.
+    alone_tests!(
+        dependent_launch,
+        "decode-matvec,dependent-launch",
+        Experimental {
+            decode_matvec: true,
+            dependent_launch: true,
+            ..NONE
+        }
+    );
     alone_tests!(
         wide_grids,
         "wide-grids",

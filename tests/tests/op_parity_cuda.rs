@@ -83,7 +83,8 @@ fn op_parity_cuda_decode_matvec() {
 /// `--cuda-experimental decode-matvec,fused-lora,fused-shrink`: each fused-LoRA matvec starts
 /// while its shrink runs (programmatic dependent launch on sm_90; its expands wait with
 /// `griddepcontrol.wait`), with f32 and bf16 A/B, on bf16 weights and in the bf16 compute
-/// mode. An expand that read u before the shrink had written it would miss the cases' bounds.
+/// mode. u is filled with NaN before each shrink (`poison_scratch`), so an expand that read u
+/// before its shrink wrote it fails the case every time.
 #[test]
 fn op_parity_cuda_fused_shrink() {
     for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
@@ -92,6 +93,7 @@ fn op_parity_cuda_fused_shrink() {
             bf16_compute,
             lora_bf16,
             experimental: FUSED_SHRINK,
+            poison_scratch: true,
             ..Default::default()
         };
         let Some(b) = cuda(opts) else {
@@ -106,6 +108,39 @@ fn op_parity_cuda_fused_shrink() {
             run_cases(&b, decode_matvec_cases())
         };
         assert_all_pass(&results);
+    }
+}
+
+/// `--cuda-experimental decode-matvec,dependent-launch`: each decode matvec launched as a
+/// programmatic dependent of the kernel before it (sm_90), waiting for it before reading x;
+/// the kernels that may come before it compiled with their early release (`-DDLP_PDL`). The
+/// decode-matvec set and the bf16-weight set, then both with fused-lora and fused-shrink on.
+#[test]
+fn op_parity_cuda_dependent_launch() {
+    let dependent = Experimental {
+        dependent_launch: true,
+        ..MATVEC
+    };
+    for experimental in [
+        dependent,
+        Experimental {
+            dependent_launch: true,
+            ..FUSED_SHRINK
+        },
+    ] {
+        let opts = CudaOptions {
+            bf16_weights: true,
+            experimental,
+            poison_scratch: true,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("{experimental:?}");
+        let mut cases = decode_matvec_cases();
+        cases.extend(bf16_weight_cases());
+        assert_all_pass(&run_cases(&b, cases));
     }
 }
 

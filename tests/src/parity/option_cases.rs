@@ -96,9 +96,11 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
         (6, 128, vec![344, 344], false, true),
         (8, 256, vec![72, 8, 8], true, false),
         // Inputs wider than the fused shrink's chunk (1,024): its partial sums over 5 chunks
-        // (the last of 8 values) and over exactly 2.
+        // (the last of 8 values), exactly 2, and 10 (past the 8 the expand loads at once, as a
+        // 7B down_proj's 11).
         (1, 4104, vec![96, 32, 32], false, true),
         (3, 2048, vec![64], true, true),
+        (2, 9224, vec![40, 24], false, true),
     ] {
         let mix = lora.then(|| Mixture {
             in_dim: k,
