@@ -6,6 +6,7 @@ import csv
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -102,6 +103,24 @@ def ncu_table(log, rows=20):
     return out if agg else []
 
 
+def warnings(logs, limit=10):
+    """Distinct WARN lines of the benchmark and profile logs, with the log they came from: a
+    path that quietly fell back (a graph capture refused, dependent launches turned off) runs
+    slower without failing."""
+    seen, out = set(), []
+    for log in sorted(glob.glob(os.path.join(logs, "bench-*.log"))
+                      + glob.glob(os.path.join(logs, "n*-*.log"))):
+        for line in read(log).splitlines():
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # tracing colours its levels
+            if " WARN " not in line:
+                continue
+            text = line[line.index(" WARN ") + 6:].strip()[:200]
+            if text not in seen:
+                seen.add(text)
+                out.append(f"- {os.path.basename(log)}: {text}")
+    return out[:limit] + ([f"- ... {len(out) - limit} more"] if len(out) > limit else [])
+
+
 def summary(runs, logs, t0, budget):
     lines = ["== GPU ==", read(os.path.join(logs, "gpu.txt")).strip() or "(unknown)", ""]
     tests = [r for r in runs if r.stage == "checks"]
@@ -149,6 +168,10 @@ def summary(runs, logs, t0, budget):
         table = f"(no speed table: {e})"
     lines += ["", "== speed (dlp-run bench --backend cuda; transformers+PEFT bf16, same GPU; "
               "benchmarks do not check results: read them with the checks above) ==", table]
+    warned = warnings(logs)
+    if warned:
+        lines += ["", "== warnings in the benchmark logs (a fallback runs slower, not red) =="]
+        lines += warned
     benches = [r for r in runs if r.stage == "speed"]
     lines.append(f"\nverdict: checks {passed} passed, {len(bad)} not passed, {len(skipped)} "
                  f"skipped; benchmarks {sum(r.status == 'pass' for r in benches)} of "

@@ -120,6 +120,14 @@ def main():
         os.path.join(out, "results.json")) else {}
     status = {f"{x['stage']} {x['name']}": x["status"] for x in results.get("runs", [])}
     plan = status.get("plan bf16c-exp", "")
+    # The summary's warnings section, on a log as tracing writes it (coloured level).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gpu_check_report
+    wdir = os.path.join(tmp, "warn")
+    os.makedirs(wdir)
+    with open(os.path.join(wdir, "bench-7b-bf16c-exp.log"), "w") as f:
+        f.write("t \x1b[33m WARN\x1b[0m dlp_cuda::graphs: capture failed\nt  INFO x\n" * 2)
+    warned = gpu_check_report.warnings(wdir)
     checks = [
         ("the failing test of a path reported",
          status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
@@ -130,6 +138,8 @@ def main():
                                      "wide-grids", "split-attention", "graphs", "sgmv",
                                      "fused-norm", "fused-rope", "fused-kv-store",
                                      "dependent-launch"]))),
+        ("a WARN line of a bench log listed once, uncoloured",
+         warned == ["- bench-7b-bf16c-exp.log: dlp_cuda::graphs: capture failed"]),
         ("the three files the device tool returns, and only them",
          sorted(os.listdir(out)) == ["logs.tar.xz", "results.json", "summary.md"]),
         ("exit status 1 (bf16c-exp cannot pass on the CPU)", r.returncode == 1),

@@ -71,22 +71,21 @@ impl CudaBackend {
     /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in lora.cu). Whatever
     /// came before that launch has completed, as in plain stream order.
     ///
+    /// Returns the driver's refusal of the launch itself (the caller may fall back to a plain
+    /// launch); check completion with [`Self::sync_if_asked`] after.
+    ///
     /// # Safety
     /// `params` points at `f`'s parameters, in order, with their declared types and sizes;
     /// device buffers among them stay alive (and their uses tracked) until the launch is queued.
-    pub(crate) unsafe fn go_dependent(
+    pub(crate) unsafe fn launch_dependent(
         &self,
-        op: &str,
         f: &CudaFunction,
         params: &mut [*mut c_void],
         c: LaunchConfig,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), cudarc::driver::DriverError> {
         use cudarc::driver::sys;
         let stream = self.stream();
-        stream
-            .context()
-            .bind_to_thread()
-            .map_err(|e| err(format!("{op}: binding the context: {e}")))?;
+        stream.context().bind_to_thread()?;
         // SAFETY: an all-zero attribute is valid plain data; id and value are set below.
         let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
         attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -113,8 +112,6 @@ impl CudaBackend {
             )
         }
         .result()
-        .map_err(|e| err(format!("{op}: launch (programmatic dependent): {e}")))?;
-        self.sync_if_asked(op)
     }
 
     /// `out[rows, n] = x[rows, k] @ W^T` through cuBLAS (column-major: out^T = W x^T).

@@ -37,7 +37,7 @@ pub struct MatvecJobs {
     pub out: [u64; MATVEC_MAX_JOBS],
     /// Output features per job.
     pub n: [i32; MATVEC_MAX_JOBS],
-    /// 1 for a [`MatvecLaunch::AfterX`] launch: wait for the kernel before before reading x.
+    /// 1 for a [`MatvecLaunch::AfterX`] launch: wait for the kernel before it, then read x.
     pub wait_x: i32,
 }
 
@@ -267,12 +267,20 @@ impl CudaBackend {
             // `matvec_bf16_lora_r*` (all six) in order and types (x as its device address,
             // kept alive by `ptrs`), sizes checked as for the plain launch.
             let res =
-                unsafe { self.go_dependent(op, f, &mut params[..n_params], matvec_launch(total)) };
+                unsafe { self.launch_dependent(f, &mut params[..n_params], matvec_launch(total)) };
             match res {
-                Err(e) if self.pdl.swap(false, Ordering::Relaxed) => {
-                    // The same kernel in plain stream order computes the same values (its
-                    // waits then return at once).
-                    tracing::warn!("{e}; launching in plain stream order from now on");
+                Ok(()) => self.sync_if_asked(op),
+                // Refused outside a capture (one refused inside a capture ends that capture;
+                // the step then runs eagerly and tries again): the same kernel in plain
+                // stream order computes the same values (its waits return at once).
+                Err(e)
+                    if !self.capturing.load(Ordering::Acquire)
+                        && self.pdl.swap(false, Ordering::Relaxed) =>
+                {
+                    tracing::warn!(
+                        "{op}: dependent launch refused ({e}); launching in plain stream order \
+                         from now on"
+                    );
                     let mut a = self.args(f);
                     a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
                     if let Some(l) = lora {
@@ -280,7 +288,7 @@ impl CudaBackend {
                     }
                     self.go(op, a, matvec_launch(total))
                 }
-                res => res,
+                Err(e) => Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
             }
         } else {
             let mut a = self.args(f);

@@ -5,6 +5,15 @@
 
 use dlp_cuda::nvrtc::{compile_uncached, options, probe, SOURCES};
 
+/// The PTX of one entry point, from `.entry name(` to the end of its body.
+fn entry(ptx: &str, name: &str) -> String {
+    let at = ptx
+        .find(&format!(".entry {name}("))
+        .unwrap_or_else(|| panic!("no entry {name}"));
+    let end = ptx[at..].find("\n}\n").map_or(ptx.len(), |e| at + e);
+    ptx[at..end].to_string()
+}
+
 #[test]
 fn every_kernel_compiles_for_sm80_and_sm90() {
     if let Err(why) = probe() {
@@ -78,13 +87,6 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
         .iter()
         .find(|k| k.name == "matmul")
         .expect("matmul.cu");
-    let entry = |ptx: &str, name: &str| -> String {
-        let at = ptx
-            .find(&format!(".entry {name}("))
-            .unwrap_or_else(|| panic!("no entry {name}"));
-        let end = ptx[at..].find("\n}\n").map_or(ptx.len(), |e| at + e);
-        ptx[at..end].to_string()
-    };
     // The backend loads the shrink from lora.cu's module.
     let lora = SOURCES.iter().find(|k| k.name == "lora").expect("lora.cu");
     let ptx = compile_uncached(lora, &options("sm_90")).unwrap().ptx;
@@ -92,13 +94,20 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
     for r in [1, 2, 4, 8] {
         let body = entry(&ptx, &format!("matvec_bf16_lora_r{r}"));
-        // u is read through L2 (`ld.global.cg`), and only after the wait.
-        let wait = body.find("griddepcontrol.wait");
+        // u is read through L2 (`ld.global.cg`), and only after a wait that comes after the
+        // weight stream, whose x reads (`ld.global.nc.v4.f32`) end before it: the wait before
+        // x (dependent-launch) does not count, since fused-shrink launches with wait_x = 0.
+        let last_x = body.rfind("ld.global.nc.v4.f32");
+        let wait = body.rfind("griddepcontrol.wait");
         let first_u = body.find("ld.global.cg");
         assert!(
-            wait.is_some() && first_u.is_some() && wait < first_u,
-            "matvec_bf16_lora_r{r}: the wait ({wait:?}) is not before the first read of u \
-             ({first_u:?})"
+            last_x.is_some()
+                && wait.is_some()
+                && first_u.is_some()
+                && last_x < wait
+                && wait < first_u,
+            "matvec_bf16_lora_r{r}: last read of x at {last_x:?}, last wait at {wait:?}, first \
+             read of u at {first_u:?}"
         );
     }
     let sm80 = compile_uncached(matmul, &options("sm_80")).unwrap();
@@ -114,13 +123,6 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    let entry = |ptx: &str, name: &str| -> String {
-        let at = ptx
-            .find(&format!(".entry {name}("))
-            .unwrap_or_else(|| panic!("no entry {name}"));
-        let end = ptx[at..].find("\n}\n").map_or(ptx.len(), |e| at + e);
-        ptx[at..end].to_string()
-    };
     for (file, entries) in [
         ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
         ("silu_mul", &["silu_mul"][..]),

@@ -114,7 +114,8 @@ fn op_parity_cuda_fused_shrink() {
 /// `--cuda-experimental decode-matvec,dependent-launch`: each decode matvec launched as a
 /// programmatic dependent of the kernel before it (sm_90), waiting for it before reading x;
 /// the kernels that may come before it compiled with their early release (`-DDLP_PDL`). The
-/// decode-matvec set and the bf16-weight set, then both with fused-lora and fused-shrink on.
+/// decode-matvec set and the bf16-weight set (their matmul and linears inputs written by a
+/// kernel right before, as in the model), then with fused-lora, then with fused-shrink too.
 #[test]
 fn op_parity_cuda_dependent_launch() {
     let dependent = Experimental {
@@ -123,6 +124,10 @@ fn op_parity_cuda_dependent_launch() {
     };
     for experimental in [
         dependent,
+        Experimental {
+            dependent_launch: true,
+            ..FUSED
+        },
         Experimental {
             dependent_launch: true,
             ..FUSED_SHRINK

@@ -73,6 +73,18 @@ fn poisoned<B: Backend>(b: &B, n: usize) -> dlp_engine::Result<B::Buf> {
     b.upload(&vec![f32::NAN; n])
 }
 
+/// `data` on the device, written there by a kernel (`add` onto zeros: exact) rather than by an
+/// upload. Called right before the op that reads it, so that the op's launch directly follows
+/// the kernel that wrote its input, as in the model: a matvec launched as a dependent of that
+/// kernel (`--cuda-experimental dependent-launch`) that read its input too early would read
+/// zeros.
+fn written_by_kernel<B: Backend>(b: &B, data: &[f32]) -> dlp_engine::Result<B::Buf> {
+    let src = b.upload(data)?;
+    let mut dst = b.upload(&vec![0.0; data.len()])?;
+    b.add(&mut dst, &src, data.len())?;
+    Ok(dst)
+}
+
 fn plan(tokens: usize) -> StepPlan {
     StepPlan {
         token_ids: vec![0; tokens],
@@ -132,7 +144,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             ]
         }
         Op::Matmul { rows, k, n, bias } => {
-            let x = b.upload(&g.vec(rows * k))?;
+            let x = g.vec(rows * k);
             let w = b.upload_weight(&w2(*n, *k, &mut g))?;
             let bias = if *bias {
                 Some(b.upload(&g.vec(*n))?)
@@ -140,6 +152,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                 None
             };
             let mut out = poisoned(b, rows * n)?;
+            let x = written_by_kernel(b, &x)?;
             b.matmul(&x, &w, bias.as_ref(), *rows, *k, *n, &mut out)?;
             vec![("out", b.download(&out, rows * n)?, None)]
         }
@@ -237,7 +250,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             bias,
             mix,
         } => {
-            let x = b.upload(&g.vec(rows * k))?;
+            let x = g.vec(rows * k);
             let mut ws = Vec::new();
             for &n in ns {
                 let w = b.upload_weight(&w2(n, *k, &mut g))?;
@@ -272,6 +285,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                     out,
                 })
                 .collect();
+            let x = written_by_kernel(b, &x)?;
             b.linears(&x, *rows, *k, &step, &mut jobs, &mut u)?;
             drop(jobs);
             let mut outs = Vec::new();
