@@ -26,8 +26,9 @@ Why it is shaped this way:
   mode runs again with the pieces that passed (`bf16c-safe`).
 - The device tool returns at most 8 files from $OUT, so everything is written to
   .gpu-run/out and $OUT gets three, rewritten after every stage (a run cut short keeps what
-  it had): summary.md (the tables printed at the end), results.json (every bench and peer
-  JSON) and logs.tar.xz (every log). Benchmarks do not check results: read the speed table
+  it had): summary.md (the tables printed at the end, and the WARN lines of the bench logs:
+  a fallback such as a refused graph capture runs slower, not red), results.json (every
+  bench and peer JSON) and logs.tar.xz (every log). Benchmarks do not check results: read the speed table
   next to the checks.
 
 Modules: gpu_check_core.py (settings, state, the step runner), gpu_check_speed.py (the speed

@@ -9,8 +9,8 @@ import time
 
 import gpu_check_report as report
 from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
-                            PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT, SIZE,
-                            BUDGET, T0, WORK, lock, record, run, runs, say)
+                            PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT,
+                            SIZE, BUDGET, T0, WORK, lock, record, run, runs, say)
 
 def bench_cmd(bins, shape, flags):
     """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
