@@ -126,6 +126,7 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     for (file, entries) in [
         ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
         ("silu_mul", &["silu_mul"][..]),
+        ("add", &["add"][..]),
         ("logits", &["logits_norm"][..]),
         (
             "attention",

@@ -76,8 +76,8 @@ fn poisoned<B: Backend>(b: &B, n: usize) -> dlp_engine::Result<B::Buf> {
 /// `data` on the device, written there by a kernel (`add` onto zeros: exact) rather than by an
 /// upload. Called right before the op that reads it, so that the op's launch directly follows
 /// the kernel that wrote its input, as in the model: a matvec launched as a dependent of that
-/// kernel (`--cuda-experimental dependent-launch`) that read its input too early would read
-/// zeros.
+/// kernel (`--cuda-experimental dependent-launch`; `add` releases it at its start, as the
+/// model's norms do) that read its input too early could read zeros.
 fn written_by_kernel<B: Backend>(b: &B, data: &[f32]) -> dlp_engine::Result<B::Buf> {
     let src = b.upload(data)?;
     let mut dst = b.upload(&vec![0.0; data.len()])?;
