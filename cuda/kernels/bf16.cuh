@@ -1,4 +1,4 @@
-// bf16 helpers shared by kernel files (prepended to them in nvrtc.rs; no kernels here).
+// bf16 helpers shared by kernel files (prepended to every file in nvrtc.rs; no kernels here).
 
 // x rounded to the nearest bf16, ties to even (as `half::bf16::from_f32`); NaN stays NaN.
 __device__ __forceinline__ float round_bf16(float f) {
@@ -16,4 +16,13 @@ __device__ __forceinline__ unsigned short bf16_bits(float f) {
 // The f32 value of a bf16 bit pattern (exact).
 __device__ __forceinline__ float bf16_value(unsigned short b) {
     return __uint_as_float(((unsigned)b) << 16);
+}
+
+// dot(8 bf16 weights packed in w, the 8 floats a, b), in element order: the decode matvec's
+// and the fused shrink's product of one 16-byte weight load.
+__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
+    return __uint_as_float(w.x << 16) * a.x + __uint_as_float(w.x & 0xffff0000u) * a.y +
+           __uint_as_float(w.y << 16) * a.z + __uint_as_float(w.y & 0xffff0000u) * a.w +
+           __uint_as_float(w.z << 16) * b.x + __uint_as_float(w.z & 0xffff0000u) * b.y +
+           __uint_as_float(w.w << 16) * b.z + __uint_as_float(w.w & 0xffff0000u) * b.w;
 }

@@ -134,73 +134,53 @@ static_assert(sizeof(LoraJobs) == 216, "LoraJobs: 216 bytes");
 #define SHRINK_CHUNK 1024
 
 // One lane's share of dot(row[0 .. len), xt[0 .. len)) for a chunk (len <= SHRINK_CHUNK;
-// lanes stride 32): 16-byte loads where the row and x are 16-byte aligned (len % 8 == 0 for
-// bf16, % 4 for f32; chunk starts are multiples of SHRINK_CHUNK), all of a lane's loads
-// issued before the first product (fixed-size arrays, so the compiler cannot reuse a register
-// before its load returns); else one value per load.
+// lanes stride 32) with 16-byte loads: the fused path runs only where the decode matvec does,
+// on in_dim % 8 == 0, so rows, x and chunk starts are 16-byte aligned and len % 8 == 0. All of
+// a lane's loads are issued before the first product (fixed-size arrays, so the compiler
+// cannot reuse a register before its load returns).
 __device__ __forceinline__ float chunk_dot(const lora_bf16* __restrict__ row,
-                                           const float* __restrict__ xt, int len, int aligned,
-                                           int lane) {
-    float s = 0.0f;
-    if (aligned) {
-        constexpr int PER_LANE = SHRINK_CHUNK / 8 / 32;
-        const uint4* r8 = reinterpret_cast<const uint4*>(row);
-        const float4* x4 = reinterpret_cast<const float4*>(xt);
-        const int n = len / 8;
-        uint4 w[PER_LANE];
-        float4 a[PER_LANE], b[PER_LANE];
+                                           const float* __restrict__ xt, int len, int lane) {
+    constexpr int PER_LANE = SHRINK_CHUNK / 8 / 32;
+    const uint4* r8 = reinterpret_cast<const uint4*>(row);
+    const float4* x4 = reinterpret_cast<const float4*>(xt);
+    const int n = len / 8;
+    uint4 w[PER_LANE];
+    float4 a[PER_LANE], b[PER_LANE];
 #pragma unroll
-        for (int u = 0; u < PER_LANE; u++) {
-            const int i = lane + 32 * u;
-            if (i < n) {
-                w[u] = r8[i];
-                a[u] = x4[2 * i];
-                b[u] = x4[2 * i + 1];
-            }
+    for (int u = 0; u < PER_LANE; u++) {
+        const int i = lane + 32 * u;
+        if (i < n) {
+            w[u] = r8[i];
+            a[u] = x4[2 * i];
+            b[u] = x4[2 * i + 1];
         }
-#pragma unroll
-        for (int u = 0; u < PER_LANE; u++) {
-            if (lane + 32 * u < n)
-                s += __uint_as_float(w[u].x << 16) * a[u].x +
-                     __uint_as_float(w[u].x & 0xffff0000u) * a[u].y +
-                     __uint_as_float(w[u].y << 16) * a[u].z +
-                     __uint_as_float(w[u].y & 0xffff0000u) * a[u].w +
-                     __uint_as_float(w[u].z << 16) * b[u].x +
-                     __uint_as_float(w[u].z & 0xffff0000u) * b[u].y +
-                     __uint_as_float(w[u].w << 16) * b[u].z +
-                     __uint_as_float(w[u].w & 0xffff0000u) * b[u].w;
-        }
-    } else {
-        for (int i = lane; i < len; i += 32) s += lora_val(row, i) * xt[i];
     }
+    float s = 0.0f;
+#pragma unroll
+    for (int u = 0; u < PER_LANE; u++)
+        if (lane + 32 * u < n) s += dot8(w[u], a[u], b[u]);
     return s;
 }
 __device__ __forceinline__ float chunk_dot(const float* __restrict__ row,
-                                           const float* __restrict__ xt, int len, int aligned,
-                                           int lane) {
-    float s = 0.0f;
-    if (aligned) {
-        constexpr int PER_LANE = SHRINK_CHUNK / 4 / 32;
-        const float4* r4 = reinterpret_cast<const float4*>(row);
-        const float4* x4 = reinterpret_cast<const float4*>(xt);
-        const int n = len / 4;
-        float4 rv[PER_LANE], xv[PER_LANE];
+                                           const float* __restrict__ xt, int len, int lane) {
+    constexpr int PER_LANE = SHRINK_CHUNK / 4 / 32;
+    const float4* r4 = reinterpret_cast<const float4*>(row);
+    const float4* x4 = reinterpret_cast<const float4*>(xt);
+    const int n = len / 4;
+    float4 rv[PER_LANE], xv[PER_LANE];
 #pragma unroll
-        for (int u = 0; u < PER_LANE; u++) {
-            const int i = lane + 32 * u;
-            if (i < n) {
-                rv[u] = r4[i];
-                xv[u] = x4[i];
-            }
+    for (int u = 0; u < PER_LANE; u++) {
+        const int i = lane + 32 * u;
+        if (i < n) {
+            rv[u] = r4[i];
+            xv[u] = x4[i];
         }
-#pragma unroll
-        for (int u = 0; u < PER_LANE; u++) {
-            if (lane + 32 * u < n)
-                s += rv[u].x * xv[u].x + rv[u].y * xv[u].y + rv[u].z * xv[u].z + rv[u].w * xv[u].w;
-        }
-    } else {
-        for (int i = lane; i < len; i += 32) s += row[i] * xt[i];
     }
+    float s = 0.0f;
+#pragma unroll
+    for (int u = 0; u < PER_LANE; u++)
+        if (lane + 32 * u < n)
+            s += rv[u].x * xv[u].x + rv[u].y * xv[u].y + rv[u].z * xv[u].z + rv[u].w * xv[u].w;
     return s;
 }
 
@@ -222,12 +202,11 @@ __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const 
                                 k, &off, &ws);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
     const int lo = c * SHRINK_CHUNK, len = min(SHRINK_CHUNK, in_dim - lo);
-    const int aligned = (in_dim % (16 / (int)sizeof(T))) == 0;
     const float* xt = x + (size_t)t * in_dim + lo;
     float* ut = reinterpret_cast<float*>(j.u[z]) + (size_t)c * j.chunk_stride +
                 ((size_t)t * j.mix_k + k) * j.max_rank[z];
     for (int r = warp; r < rank; r += n_warps) {
-        float s = chunk_dot(a + (size_t)(off + r) * in_dim + lo, xt, len, aligned, lane);
+        float s = chunk_dot(a + (size_t)(off + r) * in_dim + lo, xt, len, lane);
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         if (lane == 0) ut[r] = ws * s;
     }

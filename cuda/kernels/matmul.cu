@@ -70,13 +70,6 @@ struct MatvecJobs {
 // The host's `MatvecJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
 static_assert(sizeof(MatvecJobs) == 88, "MatvecJobs: 88 bytes");
 
-__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
-    return __uint_as_float(w.x << 16) * a.x + __uint_as_float(w.x & 0xffff0000u) * a.y +
-           __uint_as_float(w.y << 16) * a.z + __uint_as_float(w.y & 0xffff0000u) * a.w +
-           __uint_as_float(w.z << 16) * b.x + __uint_as_float(w.z & 0xffff0000u) * b.y +
-           __uint_as_float(w.w << 16) * b.z + __uint_as_float(w.w & 0xffff0000u) * b.w;
-}
-
 __device__ __forceinline__ float4 round4(float4 v, int round_x) {
     if (round_x) {
         v.x = round_bf16(v.x);

@@ -1,6 +1,6 @@
-// Programmatic dependent launch (sm_90, CUDA's PDL), prepended to the kernel files that use
-// it (nvrtc.rs). A launch made with the programmatic-serialization attribute
-// (`CudaBackend::go_dependent`) may start once every block of the launch before it has run
+// Programmatic dependent launch (sm_90, CUDA's PDL), prepended to every kernel file
+// (nvrtc.rs). A launch made with the programmatic-serialization attribute
+// (`CudaBackend::launch_dependent`) may start once every block of the launch before it has run
 // `launch_dependents`; it must `wait` (that launch complete, its writes visible) before it
 // reads what that launch wrote. Below sm_90 both compile to nothing, and without the
 // attribute `wait` returns at once and `launch_dependents` does nothing.
@@ -16,8 +16,8 @@ __device__ __forceinline__ void pdl_wait() {
 }
 
 // At the start of each kernel that can come just before a dependent decode matvec (the norms,
-// attention, silu_mul; add, before the op-parity tests' matvecs): lets the matvec's blocks start and issue their first weight loads
-// while this kernel finishes. Compiled in only with -DDLP_PDL (`--cuda-experimental
+// attention, silu_mul; add, before the op-parity tests' matvecs): lets the matvec's blocks
+// start and issue their first weight loads while this kernel finishes. Compiled in only with -DDLP_PDL (`--cuda-experimental
 // dependent-launch`), so the kernels' PTX is unchanged without it.
 #ifdef DLP_PDL
 #define PDL_TRIGGER() pdl_launch_dependents()

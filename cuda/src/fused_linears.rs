@@ -5,8 +5,8 @@
 //! step's few entries fill many blocks), then the matvec with each module's expand in its
 //! epilogue (`matvec_bf16_lora_r*`), which adds the chunks' partial sums. With
 //! [`crate::Experimental::fused_shrink`] (sm_90) the matvec is a programmatic dependent launch
-//! of the shrink: it streams its weights while the shrink runs. Op by op that is 1 + 2 x modules launches, each
-//! under-filling the GPU at batch 1.
+//! of the shrink: it streams its weights while the shrink runs. Op by op that is
+//! 1 + 2 x modules launches, each under-filling the GPU at batch 1.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{linears_each, Backend, LinearJob};
@@ -127,15 +127,16 @@ impl CudaBackend {
         desc.seg_of_token = ptrs.read(&step.segment_of_token);
         desc.mix_slots = ptrs.read(&step.mix_slots);
         desc.mix_weights = ptrs.read(&step.mix_weights);
-        if per > 0 && self.options.poison_scratch {
-            // 0xff bytes: every float of u a NaN until the shrink writes it.
-            // SAFETY: u0 addresses `need` floats (the scratch holds at least that many).
-            unsafe {
-                cudarc::driver::result::memset_d8_async(u0, 0xff, need * 4, stream.cu_stream())
-            }
-            .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
-        }
         if per > 0 {
+            if self.options.poison_scratch {
+                // 0xff bytes: every float of u a NaN until the shrink writes it.
+                let bytes = need * std::mem::size_of::<f32>();
+                // SAFETY: u0 addresses `need` floats (the scratch holds at least that many).
+                unsafe {
+                    cudarc::driver::result::memset_d8_async(u0, 0xff, bytes, stream.cu_stream())
+                }
+                .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
+            }
             let d = int("linears", n_in)?;
             let mut a = self.args(&self.k.lora_shrink_jobs);
             a.arg(x).arg(&d).arg(&desc);

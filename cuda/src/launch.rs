@@ -1,9 +1,9 @@
 //! Launch plumbing of the CUDA backend: grid shapes, checked launches, and the cuBLAS sgemm
 //! and `matmul_bf16` calls.
 
-use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use std::ffi::c_void;
 
+use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
 use dlp_engine::Result;
 
@@ -68,7 +68,7 @@ impl CudaBackend {
     /// Launches `f` as a programmatic dependent of the launch before it on the stream
     /// (`CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`, sm_90): it may start once
     /// every block of that launch has run `griddepcontrol.launch_dependents`, and reads that
-    /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in lora.cu). Whatever
+    /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in pdl.cuh). Whatever
     /// came before that launch has completed, as in plain stream order.
     ///
     /// Returns the driver's refusal of the launch itself (the caller may fall back to a plain

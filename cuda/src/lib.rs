@@ -200,7 +200,8 @@ pub struct CudaBackend {
     pub(crate) k: Kernels,
     /// Normalised rows of `logits`, grown on demand and reused.
     pub(crate) scratch: Mutex<Option<CudaSlice<f32>>>,
-    /// The fused LoRA's shrink outputs, one `[T, K, max_rank]` region per module.
+    /// The fused LoRA's shrink outputs: per module, one `[T, K, max_rank]` region of partial
+    /// sums per in_dim chunk.
     pub(crate) scratch_u: Mutex<Option<CudaSlice<f32>>>,
     /// Programmatic dependent launches are available (sm_90 or newer); cleared if the driver
     /// refuses one (the launches then run in plain stream order).

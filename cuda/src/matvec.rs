@@ -250,7 +250,7 @@ impl CudaBackend {
             None => &self.k.matvec_bf16[bucket],
         };
         desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
-        let res = if launch != MatvecLaunch::Plain && self.pdl.load(Ordering::Relaxed) {
+        if launch != MatvecLaunch::Plain {
             let mut xp = ptrs.read(x);
             let (mut r, mut kk, mut round_x, mut desc) = (r, kk, round_x, desc);
             let mut l = lora.copied().unwrap_or_default();
@@ -266,13 +266,12 @@ impl CudaBackend {
             // SAFETY: the parameters of `matvec_bf16_r*` (the first five) or
             // `matvec_bf16_lora_r*` (all six) in order and types (x as its device address,
             // kept alive by `ptrs`), sizes checked as for the plain launch.
-            let res =
-                unsafe { self.launch_dependent(f, &mut params[..n_params], matvec_launch(total)) };
-            match res {
-                Ok(()) => self.sync_if_asked(op),
+            match unsafe { self.launch_dependent(f, &mut params[..n_params], matvec_launch(total)) }
+            {
+                Ok(()) => return self.sync_if_asked(op),
                 // Refused outside a capture (one refused inside a capture ends that capture;
                 // the step then runs eagerly and tries again): the same kernel in plain
-                // stream order computes the same values (its waits return at once).
+                // stream order, below, computes the same values (its waits return at once).
                 Err(e)
                     if !self.capturing.load(Ordering::Acquire)
                         && self.pdl.swap(false, Ordering::Relaxed) =>
@@ -281,23 +280,16 @@ impl CudaBackend {
                         "{op}: dependent launch refused ({e}); launching in plain stream order \
                          from now on"
                     );
-                    let mut a = self.args(f);
-                    a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
-                    if let Some(l) = lora {
-                        a.arg(l);
-                    }
-                    self.go(op, a, matvec_launch(total))
                 }
-                Err(e) => Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
+                Err(e) => return Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
             }
-        } else {
-            let mut a = self.args(f);
-            a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
-            if let Some(l) = lora {
-                a.arg(l);
-            }
-            self.go(op, a, matvec_launch(total))
-        };
+        }
+        let mut a = self.args(f);
+        a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
+        if let Some(l) = lora {
+            a.arg(l);
+        }
+        let res = self.go(op, a, matvec_launch(total));
         drop(ptrs);
         res
     }

@@ -17,63 +17,29 @@ pub struct KernelSource {
     pub src: &'static str,
 }
 
-/// `rms_norm.cu` releases a dependent matvec early (pdl.cuh).
-const RMS_NORM_SRC: &str = concat!(
-    include_str!("../kernels/pdl.cuh"),
+/// Prepended to every kernel file: the bf16 helpers (`bf16.cuh`) and the dependent-launch
+/// controls (`pdl.cuh`). Device functions and macros only, so a file that uses none of them
+/// compiles to the same code.
+pub const PRELUDE: &str = concat!(
+    include_str!("../kernels/bf16.cuh"),
     "\n",
-    include_str!("../kernels/rms_norm.cu")
-);
-
-/// `silu_mul.cu` releases a dependent matvec early (pdl.cuh).
-const SILU_MUL_SRC: &str = concat!(
     include_str!("../kernels/pdl.cuh"),
-    "\n",
-    include_str!("../kernels/silu_mul.cu")
-);
-
-/// `add.cu` releases a dependent matvec early (pdl.cuh): the op-parity tests write a matvec's
-/// input with it right before the matvec.
-const ADD_SRC: &str = concat!(
-    include_str!("../kernels/pdl.cuh"),
-    "\n",
-    include_str!("../kernels/add.cu")
-);
-
-/// `lora.cu`'s fused shrink releases the matvec after it (pdl.cuh).
-const LORA_SRC: &str = concat!(
-    include_str!("../kernels/pdl.cuh"),
-    "\n",
-    include_str!("../kernels/lora.cu")
+    "\n"
 );
 
 /// `logits.cu` reuses `norm_row` from `rms_norm.cu`, so it is compiled after it.
 const LOGITS_SRC: &str = concat!(
-    include_str!("../kernels/pdl.cuh"),
-    "\n",
     include_str!("../kernels/rms_norm.cu"),
     "\n",
     include_str!("../kernels/logits.cu")
 );
 
 /// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `lora_entry`, so it is
-/// compiled after it; both after the bf16 and dependent-launch helpers.
+/// compiled after it.
 const MATMUL_SRC: &str = concat!(
-    include_str!("../kernels/bf16.cuh"),
-    "\n",
-    include_str!("../kernels/pdl.cuh"),
-    "\n",
     include_str!("../kernels/lora.cu"),
     "\n",
     include_str!("../kernels/matmul.cu")
-);
-
-/// `attention.cu` stores and reads a bf16 KV cache with the bf16 helpers.
-const ATTENTION_SRC: &str = concat!(
-    include_str!("../kernels/bf16.cuh"),
-    "\n",
-    include_str!("../kernels/pdl.cuh"),
-    "\n",
-    include_str!("../kernels/attention.cu")
 );
 
 /// Every kernel file, in the order the backend loads them.
@@ -84,7 +50,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "rms_norm",
-        src: RMS_NORM_SRC,
+        src: include_str!("../kernels/rms_norm.cu"),
     },
     KernelSource {
         name: "matmul",
@@ -96,19 +62,19 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "attention",
-        src: ATTENTION_SRC,
+        src: include_str!("../kernels/attention.cu"),
     },
     KernelSource {
         name: "silu_mul",
-        src: SILU_MUL_SRC,
+        src: include_str!("../kernels/silu_mul.cu"),
     },
     KernelSource {
         name: "add",
-        src: ADD_SRC,
+        src: include_str!("../kernels/add.cu"),
     },
     KernelSource {
         name: "lora",
-        src: LORA_SRC,
+        src: include_str!("../kernels/lora.cu"),
     },
     KernelSource {
         name: "logits",
@@ -216,7 +182,7 @@ pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled,
     let mut opts = options(arch);
     opts.extend(extra.iter().map(|s| s.to_string()));
     let version = nvrtc_version();
-    let mut parts = vec![k.src, version.as_str()];
+    let mut parts = vec![PRELUDE, k.src, version.as_str()];
     parts.extend(opts.iter().map(String::as_str));
     let key = fnv1a(&parts);
     let mem = MEM.get_or_init(Default::default);
@@ -261,10 +227,12 @@ pub fn nvrtc_version() -> String {
     }
 }
 
-/// Compiles without any cache (the CI compile check uses this to see every warning).
+/// Compiles [`PRELUDE`] and the file without any cache (the CI compile check uses this to see
+/// every warning).
 pub fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, String> {
     probe()?;
-    let src = CString::new(k.src).map_err(|_| format!("kernel {}: NUL in source", k.name))?;
+    let src = CString::new(format!("{PRELUDE}{}", k.src))
+        .map_err(|_| format!("kernel {}: NUL in source", k.name))?;
     let name = CString::new(format!("{}.cu", k.name)).expect("kernel names have no NUL");
     let prog = nv::create_program(&src, Some(&name))
         .map_err(|e| format!("kernel {}: nvrtcCreateProgram: {e:?}", k.name))?;

@@ -48,31 +48,22 @@ impl Backend for CudaBackend {
             (x.fused_norm, "fused-norm"),
             (x.fused_rope, "fused-rope"),
             (x.fused_kv_store, "fused-kv-store"),
-            (
-                x.fused_shrink,
-                if self.pdl.load(std::sync::atomic::Ordering::Relaxed) {
-                    "fused-shrink"
-                } else {
-                    "fused-shrink (inactive: no dependent launches here)"
-                },
-            ),
-            (
-                x.dependent_launch,
-                if self.pdl.load(std::sync::atomic::Ordering::Relaxed) {
-                    "dependent-launch"
-                } else {
-                    "dependent-launch (inactive: no dependent launches here)"
-                },
-            ),
+            (x.fused_shrink, "fused-shrink"),
+            (x.dependent_launch, "dependent-launch"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
         .collect();
-        let exp = if on.is_empty() {
+        let mut exp = if on.is_empty() {
             String::new()
         } else {
             format!("; experimental: {}", on.join(", "))
         };
+        if (x.fused_shrink || x.dependent_launch)
+            && !self.pdl.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
+        }
         Some(format!("{} kernels, {mode}{exp}", self.arch()))
     }
 
