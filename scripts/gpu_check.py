@@ -35,7 +35,8 @@ Modules: gpu_check_core.py (settings, state, the step runner), gpu_check_speed.p
 stage), gpu_check_report.py (the summary and what goes to $OUT).
 
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
-"bf16c-exp bf16c f32 bf16"), GPU_WORK (where models are made, default .gpu-run/models),
+"bf16c-exp bf16c f32 bf16"), PEERS=none (skip transformers+PEFT), GPU_WORK (where models are
+made, default .gpu-run/models),
 GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests), GPU_CHECK_BIN_DIR (ready
 binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run), GPU_CHECK_BUDGET (set it
 to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the

@@ -22,6 +22,8 @@ TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
 PROBES_BUDGET = 180  # all the probes together, after the first figures
 SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
 MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
+# PEERS=none: no transformers+PEFT timing (a short rerun, when the peers' figures are known).
+PEERS = os.environ.get("PEERS") != "none"
 WORK = os.path.abspath(os.environ.get("GPU_WORK", os.path.join(R, "models")))
 BACKEND = os.environ.get("GPU_CHECK_BACKEND", "cuda")
 JOBS = int(os.environ.get("GPU_CHECK_JOBS", min(6, max(1, (os.cpu_count() or 2) // 2))))

@@ -9,8 +9,8 @@ import time
 
 import gpu_check_report as report
 from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
-                            PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES, SHORT,
-                            SIZE, BUDGET, T0, WORK, lock, record, run, runs, say)
+                            PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES,
+                            SHORT, SIZE, BUDGET, T0, WORK, lock, record, run, runs, say)
 
 def bench_cmd(bins, shape, flags):
     """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
@@ -171,7 +171,9 @@ def speed(bins, maker):
         if not maker.ready(shape):
             record("speed", f"{shape} {mode}", "not run (no model)")
             continue
-        if mode == "peer":
+        if mode == "peer" and not PEERS:
+            record("speed", f"{shape} peer", "not run (PEERS=none)")
+        elif mode == "peer":
             d = os.path.join(WORK, shape)
             paths = ",".join(f"{d}/adapters/a{i}" for i in range(8))
             cmd = [sys.executable, os.path.join(G, "gpu", "peer_gpu.py"), "--model", f"{d}/model",

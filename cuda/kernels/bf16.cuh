@@ -26,3 +26,13 @@ __device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
            __uint_as_float(w.z << 16) * b.x + __uint_as_float(w.z & 0xffff0000u) * b.y +
            __uint_as_float(w.w << 16) * b.z + __uint_as_float(w.w & 0xffff0000u) * b.w;
 }
+
+// dot8 with x as 8 bf16 packed like the weights (element 2m in the low half of word m): the
+// same products and sums in the same order as dot8 on their f32 values.
+__device__ __forceinline__ float dot8_bf16(uint4 w, uint4 x) {
+    return dot8(w,
+                make_float4(__uint_as_float(x.x << 16), __uint_as_float(x.x & 0xffff0000u),
+                            __uint_as_float(x.y << 16), __uint_as_float(x.y & 0xffff0000u)),
+                make_float4(__uint_as_float(x.z << 16), __uint_as_float(x.z & 0xffff0000u),
+                            __uint_as_float(x.w << 16), __uint_as_float(x.w & 0xffff0000u)));
+}

@@ -126,6 +126,18 @@ struct LoraJobs {
 // The host's `LoraJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
 static_assert(sizeof(LoraJobs) == 216, "LoraJobs: 216 bytes");
 
+// lora_entry for job z of a LoraJobs launch.
+__device__ __forceinline__ int lora_job_entry(const LoraJobs& j, int z, int t, int k, int* off,
+                                              float* ws) {
+    return lora_entry(reinterpret_cast<const unsigned*>(j.seg_of_token),
+                      reinterpret_cast<const unsigned*>(j.mix_slots),
+                      reinterpret_cast<const float*>(j.mix_weights), j.mix_k,
+                      reinterpret_cast<const unsigned*>(j.slot_offset[z]),
+                      reinterpret_cast<const unsigned*>(j.slot_rank[z]),
+                      reinterpret_cast<const float*>(j.slot_scale[z]), j.n_slots[z], t, k, off,
+                      ws);
+}
+
 
 // The shrink splits in_dim into chunks of SHRINK_CHUNK so that a decode step's few (t, k)
 // entries still fill many blocks, each lane issuing all its loads at once (4 x 16 bytes of
@@ -193,13 +205,7 @@ __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const 
                                              int c) {
     int off = 0;
     float ws = 0.0f;
-    const int rank = lora_entry(reinterpret_cast<const unsigned*>(j.seg_of_token),
-                                reinterpret_cast<const unsigned*>(j.mix_slots),
-                                reinterpret_cast<const float*>(j.mix_weights), j.mix_k,
-                                reinterpret_cast<const unsigned*>(j.slot_offset[z]),
-                                reinterpret_cast<const unsigned*>(j.slot_rank[z]),
-                                reinterpret_cast<const float*>(j.slot_scale[z]), j.n_slots[z], t,
-                                k, &off, &ws);
+    const int rank = lora_job_entry(j, z, t, k, &off, &ws);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
     const int lo = c * SHRINK_CHUNK, len = min(SHRINK_CHUNK, in_dim - lo);
     const float* xt = x + (size_t)t * in_dim + lo;
@@ -228,6 +234,11 @@ __device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, co
 extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
     // `fused-shrink`: the matvec after it (a dependent launch) streams its weights meanwhile.
     pdl_launch_dependents();
+    // `fused-shrink` with `dependent-launch`: this launch is itself a dependent of the kernel
+    // that writes x. Every thread waits for it, reading x or not: the matvec's wait for this
+    // launch's completion must imply that kernel's completion too, as the matvec reads x.
+    // (Without the launch attribute the wait returns at once.)
+    pdl_wait();
     const int k = blockIdx.y / j.n_chunks, c = blockIdx.y - k * j.n_chunks;
     shrink_job_chunk(x, j, blockIdx.z, in_dim, blockIdx.x, k, c);
 }

@@ -50,10 +50,15 @@ extern "C" __global__ void matmul_bf16(const float* __restrict__ x,
 
 // Decode matvec on bf16 weights (few rows: decode, small batches), bound by the weights'
 // bytes. Each warp owns one output feature and streams its weight row with 16-byte loads
-// (8 bf16 per lane), MATVEC_UNROLL loads in flight per lane; the R activation rows share every
-// weight load. Up to three weights that read the same x (q/k/v, gate/up) run in one launch:
-// feature f of the concatenated outputs belongs to job 0, 1 or 2 by the running sums of n.
-// round_x: each input is rounded to bf16 first (the bf16 compute mode, as its GEMMs see it).
+// (8 bf16 per lane), MATVEC_UNROLL loads per lane per round, the next round's loads issued
+// before the current round's products; the R activation rows share every weight load. Up to
+// three weights that read the same x (q/k/v, gate/up) run in one launch: feature f of the
+// concatenated outputs belongs to job 0, 1 or 2 by the running sums of n.
+// round_x: 0 = x as f32 (from L1); 1 = each input rounded to bf16 first (the bf16 compute
+// mode, as its GEMMs see it); 2 = the same, rounded once per block into shared memory as bf16
+// (dynamic shared memory of rows * k * 2 bytes; the host picks 2 where that fits). Rounding
+// per warp and per weight load cost about 60 instructions per 16 bytes of weights, which held
+// the H200 at about half its DRAM bandwidth; 2 gives the same values.
 // Needs k % 8 == 0 (16-byte aligned rows); the host falls back to matmul_bf16 otherwise.
 #define MATVEC_UNROLL 4
 #define MATVEC_JOBS 3
@@ -91,31 +96,97 @@ __device__ __forceinline__ void load_weights(uint4 (&wv)[MATVEC_UNROLL],
     }
 }
 
+// round_x 2: x[r, 8i .. 8i + 8) rounded to bf16, packed as dot8_bf16 reads it, into
+// xs[r * k8 + i] for every r < rows, by the whole block; then a barrier.
+__device__ __forceinline__ void stage_x_bf16(uint4* __restrict__ xs, const float4* __restrict__ x4,
+                                             int rows, int k8) {
+    for (int idx = threadIdx.x; idx < rows * k8; idx += blockDim.x) {
+        const float4 a = x4[(size_t)idx * 2], b = x4[(size_t)idx * 2 + 1];
+        uint4 p;
+        p.x = (unsigned)bf16_bits(a.x) | ((unsigned)bf16_bits(a.y) << 16);
+        p.y = (unsigned)bf16_bits(a.z) | ((unsigned)bf16_bits(a.w) << 16);
+        p.z = (unsigned)bf16_bits(b.x) | ((unsigned)bf16_bits(b.y) << 16);
+        p.w = (unsigned)bf16_bits(b.z) | ((unsigned)bf16_bits(b.w) << 16);
+        xs[idx] = p;
+    }
+    __syncthreads();
+}
+
+// One fused-LoRA expand term of job j for row r and term e = kk * max_rank + i: the B^T value
+// that multiplies u[r, kk, i], or false when i is past the entry's rank (or no adapter).
+__device__ __forceinline__ bool lora_term(const LoraJobs& lj, int j, int n, int f, int r, int e,
+                                          float* btv) {
+    const int mr = lj.max_rank[j], kk = e / mr, i = e - kk * mr;
+    int off = 0;
+    float ws = 0.0f;
+    const int rank = lora_job_entry(lj, j, r, kk, &off, &ws);
+    if (i >= rank) return false;
+    const size_t at = (size_t)(off + i) * n + f;
+    *btv = lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
+                      : reinterpret_cast<const float*>(lj.bt[j])[at];
+    return true;
+}
+
+// u[r, kk, i] for term e = kk * max_rank + i of job j: the shrink's partial sums over in_dim
+// chunks, in chunk order; the first 8 loaded at once (__ldcg: from L2, where the shrink wrote).
+__device__ __forceinline__ float lora_u(const LoraJobs& lj, int j, int r, int e) {
+    const float* up =
+        reinterpret_cast<const float*>(lj.u[j]) + (size_t)r * lj.mix_k * lj.max_rank[j] + e;
+    float part[8];
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+        part[c] = c < lj.n_chunks ? __ldcg(up + (size_t)c * lj.chunk_stride) : 0.0f;
+    float uv = 0.0f;
+#pragma unroll
+    for (int c = 0; c < 8; c++) uv += part[c];
+    for (int c = 8; c < lj.n_chunks; c++) uv += __ldcg(up + (size_t)c * lj.chunk_stride);
+    return uv;
+}
+
 // With LORA, job j's fused-LoRA expand joins the dot products before their reduction:
 // out[r, f] += sum_k sum_{i < rank_k} u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of
 // lora_shrink_jobs' partial sums, already scaled), lanes splitting the mix_k * max_rank terms.
+// A lane's first term's B^T values are looked up before the weights stream, so that only
+// u's loads remain after them.
 template <int R, bool LORA>
 __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
                                                  int round_x, const MatvecJobs& jobs,
                                                  const LoraJobs& lj) {
+    extern __shared__ uint4 xs[];  // round_x 2: [rows, k / 8] packed bf16
     const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
     int f = blockIdx.x * warps + threadIdx.x / 32;
     int j = 0;
     while (j < MATVEC_JOBS && f >= jobs.n[j]) f -= jobs.n[j++];
-    if (j == MATVEC_JOBS) return;
+    const bool stage = round_x == 2;
+    // A warp past the last feature returns, unless the block stages x (it helps, then).
+    if (j == MATVEC_JOBS && !stage) return;
+    const bool active = j < MATVEC_JOBS;
     const int k8 = k / 8;
-    const uint4* wr = reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8;
+    const uint4* wr = active ? reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8 : nullptr;
     const float4* x4 = reinterpret_cast<const float4*>(x);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
     uint4 wv[MATVEC_UNROLL];
     // The first weight loads: no kernel writes the weights, so with wait_x they are in flight
-    // while the kernel that writes x finishes.
-    load_weights(wv, wr, lane, k8);
+    // while the kernel that writes x finishes (and while the block stages x).
+    if (active) load_weights(wv, wr, lane, k8);
     if (jobs.wait_x) pdl_wait();
+    if (stage) stage_x_bf16(xs, x4, rows, k8);
+    if (!active) return;
+    const int n = jobs.n[j];
+    const bool lora = LORA && j < lj.n_jobs && lj.bt[j] != 0;
+    const int km = lora ? lj.mix_k * lj.max_rank[j] : 0;
+    bool has0[R];
+    float bt0[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        bt0[r] = 0.0f;
+        has0[r] = r < rows && lane < km && lora_term(lj, j, n, f, r, lane, &bt0[r]);
+    }
     for (int i0 = lane; i0 < k8; i0 += 32 * MATVEC_UNROLL) {
-        if (i0 != lane) load_weights(wv, wr, i0, k8);
+        uint4 next[MATVEC_UNROLL];
+        load_weights(next, wr, i0 + 32 * MATVEC_UNROLL, k8);
 #pragma unroll
         for (int u = 0; u < MATVEC_UNROLL; u++) {
             const int i = i0 + u * 32;
@@ -123,57 +194,34 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 if (r < rows) {
-                    const size_t base = ((size_t)r * k) / 4 + (size_t)i * 2;
-                    acc[r] += dot8(wv[u], round4(x4[base], round_x), round4(x4[base + 1], round_x));
+                    if (stage) {
+                        acc[r] += dot8_bf16(wv[u], xs[r * k8 + i]);
+                    } else {
+                        const size_t base = ((size_t)r * k) / 4 + (size_t)i * 2;
+                        acc[r] += dot8(wv[u], round4(x4[base], round_x),
+                                       round4(x4[base + 1], round_x));
+                    }
                 }
             }
         }
+#pragma unroll
+        for (int u = 0; u < MATVEC_UNROLL; u++) wv[u] = next[u];
     }
     float* out = reinterpret_cast<float*>(jobs.out[j]);
     const float* bias = reinterpret_cast<const float*>(jobs.bias[j]);
-    const int n = jobs.n[j];
-    if (LORA && j < lj.n_jobs && lj.bt[j] != 0) {
+    if (lora) {
         // u comes from lora_shrink_jobs, which may still run (fused-shrink: programmatic
         // dependent launch): wait for it here, after the weights have streamed.
         pdl_wait();
-        const float* bt = reinterpret_cast<const float*>(lj.bt[j]);
-        const float* u = reinterpret_cast<const float*>(lj.u[j]);
-        const int mr = lj.max_rank[j], km = lj.mix_k * mr;
-        for (int e = lane; e < km; e += 32) {
-            const int kk = e / mr, i = e - kk * mr;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (has0[r]) acc[r] += lora_u(lj, j, r, lane) * bt0[r];
+        for (int e = lane + 32; e < km; e += 32) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                if (r < rows) {
-                    int off = 0;
-                    float ws = 0.0f;
-                    const int rank = lora_entry(
-                        reinterpret_cast<const unsigned*>(lj.seg_of_token),
-                        reinterpret_cast<const unsigned*>(lj.mix_slots),
-                        reinterpret_cast<const float*>(lj.mix_weights), lj.mix_k,
-                        reinterpret_cast<const unsigned*>(lj.slot_offset[j]),
-                        reinterpret_cast<const unsigned*>(lj.slot_rank[j]),
-                        reinterpret_cast<const float*>(lj.slot_scale[j]), lj.n_slots[j], r, kk,
-                        &off, &ws);
-                    const size_t at = (size_t)(off + i) * n + f;
-                    if (i < rank) {
-                        // The shrink's partial sums over in_dim chunks, in chunk order; the
-                        // first 8 loaded at once (__ldcg: from L2, where the shrink wrote).
-                        const float* up = u + ((size_t)r * lj.mix_k + kk) * mr + i;
-                        float part[8];
-#pragma unroll
-                        for (int c = 0; c < 8; c++)
-                            part[c] = c < lj.n_chunks ? __ldcg(up + (size_t)c * lj.chunk_stride)
-                                                      : 0.0f;
-                        float uv = 0.0f;
-#pragma unroll
-                        for (int c = 0; c < 8; c++) uv += part[c];
-                        for (int c = 8; c < lj.n_chunks; c++)
-                            uv += __ldcg(up + (size_t)c * lj.chunk_stride);
-                        acc[r] += uv *
-                                  (lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
-                                              : bt[at]);
-                    }
-                }
+                float btv;
+                if (r < rows && lora_term(lj, j, n, f, r, e, &btv))
+                    acc[r] += lora_u(lj, j, r, e) * btv;
             }
         }
     }

@@ -111,12 +111,31 @@ pub fn matvec_bucket(rows: usize) -> Option<usize> {
     }
 }
 
-/// The matvec's launch for jobs of `n` output features in all: one warp per feature.
-pub fn matvec_launch(total_n: usize) -> LaunchConfig {
+/// Bytes of shared memory a block may take without the opt-in attribute (48 KiB on every
+/// device since sm_20): the most the matvec stages x into.
+const MATVEC_MAX_STAGE_BYTES: usize = 48 * 1024;
+
+/// The matvec's `round_x` argument and the dynamic shared memory (bytes) of its launch, for
+/// `rows` rows of `k` inputs. Without rounding (f32 compute) x is read as f32 from L1 (0, no
+/// shared memory). The bf16 compute mode rounds x to bf16: once per block into shared memory
+/// as bf16 (2, `rows * k * 2` bytes) where that fits [`MATVEC_MAX_STAGE_BYTES`], else per
+/// warp and per weight load (1). Both give the same values; 2 is the fast one.
+pub fn matvec_round_x(bf16_compute: bool, rows: usize, k: usize) -> (i32, u32) {
+    let stage = rows * k * 2;
+    match bf16_compute {
+        false => (0, 0),
+        true if stage <= MATVEC_MAX_STAGE_BYTES => (2, stage as u32),
+        true => (1, 0),
+    }
+}
+
+/// The matvec's launch for jobs of `n` output features in all (one warp per feature), with
+/// `shared` bytes of dynamic shared memory (see [`matvec_round_x`]).
+pub fn matvec_launch(total_n: usize, shared: u32) -> LaunchConfig {
     cfg(
         (total_n.div_ceil(MATVEC_WARPS) as u32, 1, 1),
         (MATVEC_WARPS * 32) as u32,
-        0,
+        shared,
     )
 }
 
@@ -175,16 +194,24 @@ pub(crate) enum MatvecLaunch {
     /// was itself launched after x was written: it reads x and streams all its weights while
     /// the shrink runs, and waits for it only before the expands read u.
     AfterShrink,
+    /// A programmatic dependent of the LoRA shrink, which is itself a programmatic dependent
+    /// of the kernel that wrote x (`fused-shrink` and `dependent-launch`): the shrink waits
+    /// for that kernel in every block, so the matvec's wait before reading x (`wait_x`) covers
+    /// both; the shrink and the matvec's first weight loads overlap the kernel that writes x.
+    AfterDependentShrink,
 }
 
 impl CudaBackend {
     /// The launch of a decode matvec whose launch just before is its LoRA shrink
     /// (`after_shrink`) or the kernel that wrote its x, by the switches and the device
-    /// (dependent launches need sm_90).
+    /// (dependent launches need sm_90). With `after_shrink`, the shrink is itself a dependent
+    /// launch exactly when this returns [`MatvecLaunch::AfterDependentShrink`].
     pub(crate) fn matvec_launch_mode(&self, after_shrink: bool) -> MatvecLaunch {
         let x = &self.options.experimental;
         if !self.pdl.load(Ordering::Relaxed) {
             MatvecLaunch::Plain
+        } else if after_shrink && x.fused_shrink && x.dependent_launch {
+            MatvecLaunch::AfterDependentShrink
         } else if after_shrink && x.fused_shrink {
             MatvecLaunch::AfterShrink
         } else if x.dependent_launch {
@@ -243,13 +270,17 @@ impl CudaBackend {
         }
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
-        let round_x = i32::from(self.options.bf16_compute);
+        let (round_x, shared) = matvec_round_x(self.options.bf16_compute, rows, k);
+        let grid = matvec_launch(total, shared);
         let op = "matmul (bf16 matvec)";
         let f = match lora {
             Some(_) => &self.k.matvec_bf16_lora[bucket],
             None => &self.k.matvec_bf16[bucket],
         };
-        desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
+        desc.wait_x = i32::from(matches!(
+            launch,
+            MatvecLaunch::AfterX | MatvecLaunch::AfterDependentShrink
+        ));
         if launch != MatvecLaunch::Plain {
             let mut xp = ptrs.read(x);
             let (mut r, mut kk, mut round_x, mut desc) = (r, kk, round_x, desc);
@@ -266,22 +297,8 @@ impl CudaBackend {
             // SAFETY: the parameters of `matvec_bf16_r*` (the first five) or
             // `matvec_bf16_lora_r*` (all six) in order and types (x as its device address,
             // kept alive by `ptrs`), sizes checked as for the plain launch.
-            match unsafe { self.launch_dependent(f, &mut params[..n_params], matvec_launch(total)) }
-            {
-                Ok(()) => return self.sync_if_asked(op),
-                // Refused outside a capture (one refused inside a capture ends that capture;
-                // the step then runs eagerly and tries again): the same kernel in plain
-                // stream order, below, computes the same values (its waits return at once).
-                Err(e)
-                    if !self.capturing.load(Ordering::Acquire)
-                        && self.pdl.swap(false, Ordering::Relaxed) =>
-                {
-                    tracing::warn!(
-                        "{op}: dependent launch refused ({e}); launching in plain stream order \
-                         from now on"
-                    );
-                }
-                Err(e) => return Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
+            if unsafe { self.try_dependent(op, f, &mut params[..n_params], grid) }? {
+                return self.sync_if_asked(op);
             }
         }
         let mut a = self.args(f);
@@ -289,9 +306,41 @@ impl CudaBackend {
         if let Some(l) = lora {
             a.arg(l);
         }
-        let res = self.go(op, a, matvec_launch(total));
+        let res = self.go(op, a, grid);
         drop(ptrs);
         res
+    }
+
+    /// `f` as a programmatic dependent launch ([`Self::launch_dependent`]): true when queued.
+    /// False when the driver refused it outside a capture: dependent launches are then off
+    /// for this backend (a warning says so) and the caller launches `f` in plain stream order,
+    /// which computes the same values (its waits return at once). A refusal inside a capture
+    /// is an error, which ends that capture (the step then runs eagerly and tries again).
+    ///
+    /// # Safety
+    /// As [`Self::launch_dependent`].
+    pub(crate) unsafe fn try_dependent(
+        &self,
+        op: &str,
+        f: &cudarc::driver::CudaFunction,
+        params: &mut [*mut c_void],
+        grid: LaunchConfig,
+    ) -> Result<bool> {
+        // SAFETY: the caller's contract.
+        match unsafe { self.launch_dependent(f, params, grid) } {
+            Ok(()) => Ok(true),
+            Err(e)
+                if !self.capturing.load(Ordering::Acquire)
+                    && self.pdl.swap(false, Ordering::Relaxed) =>
+            {
+                tracing::warn!(
+                    "{op}: dependent launch refused ({e}); launching in plain stream order \
+                     from now on"
+                );
+                Ok(false)
+            }
+            Err(e) => Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
+        }
     }
 
     /// The bf16 compute mode's GEMM: `x` rounded to bf16 (`to_bf16`), then
@@ -463,12 +512,27 @@ mod tests {
 
     #[test]
     fn launch_gives_one_warp_per_output_feature() {
-        let c = matvec_launch(4096 * 3);
+        let c = matvec_launch(4096 * 3, 0);
         assert_eq!(
             c.grid_dim.0 as usize * c.block_dim.0 as usize / 32,
             4096 * 3
         );
-        let c = matvec_launch(9);
-        assert_eq!((c.grid_dim.0, c.block_dim.0), (2, 256));
+        let c = matvec_launch(9, 8192);
+        assert_eq!(
+            (c.grid_dim.0, c.block_dim.0, c.shared_mem_bytes),
+            (2, 256, 8192)
+        );
+    }
+
+    #[test]
+    fn bf16_compute_stages_x_in_shared_memory_where_it_fits() {
+        assert_eq!(matvec_round_x(false, 1, 11008), (0, 0));
+        // Decode of a 7B model: q/k/v (k 4096) and down_proj (k 11008) both staged.
+        assert_eq!(matvec_round_x(true, 1, 4096), (2, 8192));
+        assert_eq!(matvec_round_x(true, 1, 11008), (2, 22016));
+        assert_eq!(matvec_round_x(true, 6, 4096), (2, 49152));
+        // Past 48 KiB: rounded per warp instead (same values).
+        assert_eq!(matvec_round_x(true, 8, 4096), (1, 0));
+        assert_eq!(matvec_round_x(true, 3, 11008), (1, 0));
     }
 }

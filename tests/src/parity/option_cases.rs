@@ -90,22 +90,27 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
         ));
     }
     const NA: u32 = NO_ADAPTER;
-    for (rows, k, ns, bias, lora) in [
-        (1, 576, vec![576, 192, 192], false, false),
-        (2, 64, vec![40, 24, 24], true, true),
-        (6, 128, vec![344, 344], false, true),
-        (8, 256, vec![72, 8, 8], true, false),
+    // The LoRA ranks of the mixture's slots (none: no LoRA).
+    let some = &[4, 0, 8][..];
+    for (rows, k, ns, bias, ranks) in [
+        (1, 576, vec![576, 192, 192], false, &[][..]),
+        (2, 64, vec![40, 24, 24], true, some),
+        (6, 128, vec![344, 344], false, some),
+        (8, 256, vec![72, 8, 8], true, &[]),
         // Inputs wider than the fused shrink's chunk (1,024): its partial sums over 5 chunks
         // (the last of 8 values), exactly 2, and 10 (past the 8 the expand loads at once, as a
         // 7B down_proj's 11).
-        (1, 4104, vec![96, 32, 32], false, true),
-        (3, 2048, vec![64], true, true),
-        (2, 9224, vec![40, 24], false, true),
+        (1, 4104, vec![96, 32, 32], false, some),
+        (3, 2048, vec![64], true, some),
+        (2, 9224, vec![40, 24], false, some),
+        // More expand terms (mix_k * max_rank = 48) than a warp's lanes: a lane's second term.
+        (2, 1536, vec![48, 16], false, &[16, 0, 24]),
     ] {
+        let lora = !ranks.is_empty();
         let mix = lora.then(|| Mixture {
             in_dim: k,
             out_dim: 0,
-            ranks: vec![4, 0, 8],
+            ranks: ranks.to_vec(),
             segment_of_token: (0..rows as u32).map(|t| t % 2).collect(),
             k: 2,
             slots: vec![0, 2, 2, NA],
