@@ -234,11 +234,6 @@ __device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, co
 extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
     // `fused-shrink`: the matvec after it (a dependent launch) streams its weights meanwhile.
     pdl_launch_dependents();
-    // `fused-shrink` with `dependent-launch`: this launch is itself a dependent of the kernel
-    // that writes x. Every thread waits for it, reading x or not: the matvec's wait for this
-    // launch's completion must imply that kernel's completion too, as the matvec reads x.
-    // (Without the launch attribute the wait returns at once.)
-    pdl_wait();
     const int k = blockIdx.y / j.n_chunks, c = blockIdx.y - k * j.n_chunks;
     shrink_job_chunk(x, j, blockIdx.z, in_dim, blockIdx.x, k, c);
 }

@@ -16,10 +16,10 @@ __device__ __forceinline__ void pdl_wait() {
 }
 
 // At the start of each kernel that can come just before a dependent decode matvec (the norms,
-// attention, silu_mul; add, before the op-parity tests' matvecs), or before a dependent LoRA
-// shrink (the same kernels): lets the dependent's blocks start (the matvec's issue their first
-// weight loads) while this kernel finishes. Compiled in only with -DDLP_PDL
-// (`--cuda-experimental dependent-launch`), so the kernels' PTX is unchanged without it.
+// attention, silu_mul; add, before the op-parity tests' matvecs): lets the matvec's blocks
+// start and issue their first weight loads while this kernel finishes. Compiled in only with
+// -DDLP_PDL (`--cuda-experimental dependent-launch`), so the kernels' PTX is unchanged
+// without it.
 #ifdef DLP_PDL
 #define PDL_TRIGGER() pdl_launch_dependents()
 #else

@@ -8,14 +8,12 @@
 //! of the shrink: it streams its weights while the shrink runs. Op by op that is
 //! 1 + 2 x modules launches, each under-filling the GPU at batch 1.
 
-use std::ffi::c_void;
-
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{linears_each, Backend, LinearJob};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, int, BLOCK};
-use crate::matvec::{shrink_chunks, LoraJobs, MatvecLaunch, Ptrs, MATVEC_MAX_JOBS};
+use crate::matvec::{shrink_chunks, LoraJobs, Ptrs, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
@@ -107,8 +105,8 @@ impl CudaBackend {
             chunk_stride: int("linears", per)?,
             ..Default::default()
         };
-        // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables, then x.
-        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 + 1 }>::new(stream);
+        // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables.
+        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 }>::new(stream);
         let u0 = ptrs.write(su);
         for (i, j) in jobs.iter().enumerate() {
             let Some(l) = j.lora else { continue };
@@ -140,40 +138,16 @@ impl CudaBackend {
                 .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
             }
             let d = int("linears", n_in)?;
-            let grid = cfg(
-                (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32),
-                BLOCK,
-                0,
-            );
-            let op = "linears (LoRA shrinks)";
-            let f = &self.k.lora_shrink_jobs;
-            // With fused-shrink and dependent-launch the shrink starts while the kernel that
-            // writes x runs, and waits for it (`pdl_wait` in every block of lora.cu's
-            // `lora_shrink_jobs`).
-            let dependent = self.matvec_launch_mode(true) == MatvecLaunch::AfterDependentShrink;
-            let mut xp = ptrs.read(x);
-            let (mut dd, mut dsc) = (d, desc);
-            let mut params = [
-                (&mut xp as *mut u64).cast::<c_void>(),
-                (&mut dd as *mut i32).cast(),
-                (&mut dsc as *mut LoraJobs).cast(),
-            ];
-            // SAFETY: `lora_shrink_jobs`' parameters in order and types (x as its device
-            // address, kept alive by `ptrs`).
-            if dependent && unsafe { self.try_dependent(op, f, &mut params, grid) }? {
-                self.sync_if_asked(op)?;
-            } else {
-                let mut a = self.args(f);
-                a.arg(x).arg(&d).arg(&desc);
-                self.go(op, a, grid)?;
-            }
+            let mut a = self.args(&self.k.lora_shrink_jobs);
+            a.arg(x).arg(&d).arg(&desc);
+            let grid = (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32);
+            self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0))?;
         } else {
             desc.n_jobs = 0; // no entry to apply: the plain matvec
         }
         drop(ptrs);
         // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands wait
-        // for it (`pdl_wait` in matmul.cu). Asked again: a refused dependent shrink turns
-        // dependent launches off.
+        // for it (`pdl_wait` in matmul.cu).
         let launch = self.matvec_launch_mode(per > 0);
         self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch)
     }

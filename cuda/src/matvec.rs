@@ -194,24 +194,16 @@ pub(crate) enum MatvecLaunch {
     /// was itself launched after x was written: it reads x and streams all its weights while
     /// the shrink runs, and waits for it only before the expands read u.
     AfterShrink,
-    /// A programmatic dependent of the LoRA shrink, which is itself a programmatic dependent
-    /// of the kernel that wrote x (`fused-shrink` and `dependent-launch`): the shrink waits
-    /// for that kernel in every block, so the matvec's wait before reading x (`wait_x`) covers
-    /// both; the shrink and the matvec's first weight loads overlap the kernel that writes x.
-    AfterDependentShrink,
 }
 
 impl CudaBackend {
     /// The launch of a decode matvec whose launch just before is its LoRA shrink
     /// (`after_shrink`) or the kernel that wrote its x, by the switches and the device
-    /// (dependent launches need sm_90). With `after_shrink`, the shrink is itself a dependent
-    /// launch exactly when this returns [`MatvecLaunch::AfterDependentShrink`].
+    /// (dependent launches need sm_90).
     pub(crate) fn matvec_launch_mode(&self, after_shrink: bool) -> MatvecLaunch {
         let x = &self.options.experimental;
         if !self.pdl.load(Ordering::Relaxed) {
             MatvecLaunch::Plain
-        } else if after_shrink && x.fused_shrink && x.dependent_launch {
-            MatvecLaunch::AfterDependentShrink
         } else if after_shrink && x.fused_shrink {
             MatvecLaunch::AfterShrink
         } else if x.dependent_launch {
@@ -277,10 +269,7 @@ impl CudaBackend {
             Some(_) => &self.k.matvec_bf16_lora[bucket],
             None => &self.k.matvec_bf16[bucket],
         };
-        desc.wait_x = i32::from(matches!(
-            launch,
-            MatvecLaunch::AfterX | MatvecLaunch::AfterDependentShrink
-        ));
+        desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
         if launch != MatvecLaunch::Plain {
             let mut xp = ptrs.read(x);
             let (mut r, mut kk, mut round_x, mut desc) = (r, kk, round_x, desc);
