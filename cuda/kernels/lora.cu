@@ -112,7 +112,9 @@ struct LoraJobs {
     unsigned long long slot_offset[LORA_JOBS];  // const unsigned*
     unsigned long long slot_rank[LORA_JOBS];    // const unsigned*
     unsigned long long slot_scale[LORA_JOBS];   // const float*
-    unsigned long long u[LORA_JOBS];  // float*: partial sums [n_chunks][T, mix_k, max_rank]
+    // float*: partial sums [n_chunks][T, mix_k, max_rank], then the entry table
+    // (lora_entries): int (offset, rank) per (T, mix_k)
+    unsigned long long u[LORA_JOBS];
     int n_slots[LORA_JOBS];
     int max_rank[LORA_JOBS];
     unsigned long long seg_of_token, mix_slots, mix_weights;  // the step's tables
@@ -125,6 +127,13 @@ struct LoraJobs {
 };
 // The host's `LoraJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
 static_assert(sizeof(LoraJobs) == 216, "LoraJobs: 216 bytes");
+
+// Job z's entry table, after u's partial sums: (offset, rank) of entry (t, k) at
+// 2 * (t * mix_k + k), written by lora_shrink_jobs for the matvec's expands.
+__device__ __forceinline__ int* lora_entries(const LoraJobs& j, int z) {
+    return reinterpret_cast<int*>(reinterpret_cast<float*>(j.u[z]) +
+                                  (size_t)j.n_chunks * j.chunk_stride);
+}
 
 // lora_entry for job z of a LoraJobs launch.
 __device__ __forceinline__ int lora_job_entry(const LoraJobs& j, int z, int t, int k, int* off,
@@ -197,7 +206,8 @@ __device__ __forceinline__ float chunk_dot(const float* __restrict__ row,
 }
 
 // Chunk c of entry (t, k): u[c * chunk_stride + (t * mix_k + k) * max_rank + r] =
-// w * scale * dot(A[off + r, chunk], x[t, chunk]) for r < rank; each warp takes rows r.
+// w * scale * dot(A[off + r, chunk], x[t, chunk]) for r < rank; each warp takes rows r. Chunk
+// 0 also writes the entry's (off, rank) into the entry table.
 // The matvec's epilogue sums the chunks in order (deterministic, no atomics).
 template <typename T>
 __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const T* __restrict__ a,
@@ -206,6 +216,11 @@ __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const 
     int off = 0;
     float ws = 0.0f;
     const int rank = lora_job_entry(j, z, t, k, &off, &ws);
+    if (c == 0 && threadIdx.x == 0) {
+        int* ent = lora_entries(j, z) + 2 * ((size_t)t * j.mix_k + k);
+        ent[0] = off;
+        ent[1] = rank;
+    }
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n_warps = blockDim.x >> 5;
     const int lo = c * SHRINK_CHUNK, len = min(SHRINK_CHUNK, in_dim - lo);
     const float* xt = x + (size_t)t * in_dim + lo;

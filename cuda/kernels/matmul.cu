@@ -113,13 +113,14 @@ __device__ __forceinline__ void stage_x_bf16(uint4* __restrict__ xs, const float
 }
 
 // One fused-LoRA expand term of job j for row r and term e = kk * max_rank + i: the B^T value
-// that multiplies u[r, kk, i], or false when i is past the entry's rank (or no adapter).
+// that multiplies u[r, kk, i], or false when i is past the entry's rank (or no adapter). The
+// entry's (offset, rank) come from the table lora_shrink_jobs writes after u's partial sums:
+// one load from L2 where the lookup chain (token -> segment -> slot -> offset) took four.
 __device__ __forceinline__ bool lora_term(const LoraJobs& lj, int j, int n, int f, int r, int e,
                                           float* btv) {
     const int mr = lj.max_rank[j], kk = e / mr, i = e - kk * mr;
-    int off = 0;
-    float ws = 0.0f;
-    const int rank = lora_job_entry(lj, j, r, kk, &off, &ws);
+    const int* ent = lora_entries(lj, j) + 2 * (r * lj.mix_k + kk);
+    const int off = __ldcg(ent), rank = __ldcg(ent + 1);
     if (i >= rank) return false;
     const size_t at = (size_t)(off + i) * n + f;
     *btv = lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
@@ -146,8 +147,6 @@ __device__ __forceinline__ float lora_u(const LoraJobs& lj, int j, int r, int e)
 // With LORA, job j's fused-LoRA expand joins the dot products before their reduction:
 // out[r, f] += sum_k sum_{i < rank_k} u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of
 // lora_shrink_jobs' partial sums, already scaled), lanes splitting the mix_k * max_rank terms.
-// A lane's first term's B^T values are looked up before the weights stream, so that only
-// u's loads remain after them.
 template <int R, bool LORA>
 __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
                                                  int round_x, const MatvecJobs& jobs,
@@ -177,13 +176,6 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
     const int n = jobs.n[j];
     const bool lora = LORA && j < lj.n_jobs && lj.bt[j] != 0;
     const int km = lora ? lj.mix_k * lj.max_rank[j] : 0;
-    bool has0[R];
-    float bt0[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        bt0[r] = 0.0f;
-        has0[r] = r < rows && lane < km && lora_term(lj, j, n, f, r, lane, &bt0[r]);
-    }
     for (int i0 = lane; i0 < k8; i0 += 32 * MATVEC_UNROLL) {
         uint4 next[MATVEC_UNROLL];
         load_weights(next, wr, i0 + 32 * MATVEC_UNROLL, k8);
@@ -210,13 +202,10 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
     float* out = reinterpret_cast<float*>(jobs.out[j]);
     const float* bias = reinterpret_cast<const float*>(jobs.bias[j]);
     if (lora) {
-        // u comes from lora_shrink_jobs, which may still run (fused-shrink: programmatic
-        // dependent launch): wait for it here, after the weights have streamed.
+        // u and the entry table come from lora_shrink_jobs, which may still run (fused-shrink:
+        // programmatic dependent launch): wait for it here, after the weights have streamed.
         pdl_wait();
-#pragma unroll
-        for (int r = 0; r < R; r++)
-            if (has0[r]) acc[r] += lora_u(lj, j, r, lane) * bt0[r];
-        for (int e = lane + 32; e < km; e += 32) {
+        for (int e = lane; e < km; e += 32) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float btv;

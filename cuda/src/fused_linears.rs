@@ -5,8 +5,10 @@
 //! step's few entries fill many blocks), then the matvec with each module's expand in its
 //! epilogue (`matvec_bf16_lora_r*`), which adds the chunks' partial sums. With
 //! [`crate::Experimental::fused_shrink`] (sm_90) the matvec is a programmatic dependent launch
-//! of the shrink: it streams its weights while the shrink runs. Op by op that is
-//! 1 + 2 x modules launches, each under-filling the GPU at batch 1.
+//! of the shrink: it streams its weights while the shrink runs. The shrink also writes each
+//! entry's (offset, rank) after its partial sums, so that the expands read them with one load
+//! instead of the lookup chain. Op by op that is 1 + 2 x modules launches, each under-filling
+//! the GPU at batch 1.
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{linears_each, Backend, LinearJob};
@@ -87,10 +89,12 @@ impl CudaBackend {
                 max_rank = max_rank.max(l.max_rank);
             }
         }
-        // Each job's u holds `chunks` partial sums of `per` floats (see `lora_shrink_jobs`).
+        // Each job's u holds `chunks` partial sums of `per` floats, then the entry table of
+        // (offset, rank) per (token, entry) as i32 (see `lora_shrink_jobs`).
         let per = n_tokens * kk * max_rank;
         let chunks = shrink_chunks(n_in);
-        let need = per * chunks * jobs.len();
+        let region = fused_u_region(per, chunks, n_tokens, kk);
+        let need = region * jobs.len();
         let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
         if scratch.as_ref().is_none_or(|s| s.len() < need) {
             self.may_regrow_scratch("linears (LoRA u)")?;
@@ -120,7 +124,7 @@ impl CudaBackend {
             desc.slot_scale[i] = ptrs.read(&l.slot_scale);
             desc.slot_offset[i] = ptrs.read(&l.slot_offset);
             desc.slot_rank[i] = ptrs.read(&l.slot_rank);
-            desc.u[i] = u0 + (i * per * chunks * std::mem::size_of::<f32>()) as u64;
+            desc.u[i] = u0 + (i * region * std::mem::size_of::<f32>()) as u64;
             desc.n_slots[i] = l.ints.n_slots;
             desc.max_rank[i] = l.ints.max_rank;
         }
@@ -150,5 +154,25 @@ impl CudaBackend {
         // for it (`pdl_wait` in matmul.cu).
         let launch = self.matvec_launch_mode(per > 0);
         self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch)
+    }
+}
+
+/// Floats of the fused LoRA scratch per job: `chunks` partial sums of `per` floats each, then
+/// the entry table, two 4-byte ints (offset, rank) per token and entry (`lora_entries` in
+/// lora.cu).
+pub(crate) fn fused_u_region(per: usize, chunks: usize, n_tokens: usize, mix_k: usize) -> usize {
+    per * chunks + 2 * n_tokens * mix_k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fused_u_region;
+
+    #[test]
+    fn the_entry_table_follows_the_partial_sums() {
+        // One decode token, K = 3, max rank 8, a 7B down_proj's 11 chunks: 264 partial sums,
+        // then 3 (offset, rank) pairs.
+        assert_eq!(fused_u_region(24, 11, 1, 3), 24 * 11 + 6);
+        assert_eq!(fused_u_region(0, 1, 4, 2), 16);
     }
 }

@@ -61,7 +61,8 @@ pub struct LoraJobs {
     /// `const float*` alpha / r of each slot.
     pub slot_scale: [u64; MATVEC_MAX_JOBS],
     /// `float*` shrink output as partial sums, `[n_chunks][T, mix_k, max_rank]` with
-    /// `chunk_stride` floats between chunks.
+    /// `chunk_stride` floats between chunks, then the entry table: `i32` (offset, rank) per
+    /// `[T, mix_k]` (see `fused_u_region`).
     pub u: [u64; MATVEC_MAX_JOBS],
     /// Slots of each stack.
     pub n_slots: [i32; MATVEC_MAX_JOBS],
