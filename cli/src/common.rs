@@ -160,8 +160,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub cuda_kv_bf16: bool,
     /// With --backend cuda: turn on GPU paths written without a GPU. Each passed every CUDA
-    /// test on an H200, alone and all together (scripts/gpu-check.sh); they stay off by
-    /// default until the defaults change. With --cuda-bf16-compute and `all`, a model of
+    /// test on an H200, alone and all together (scripts/gpu-check.sh; fused-lora has changed
+    /// since); they stay off by default for now. With --cuda-bf16-compute and `all`, a model of
     /// Llama-2-7B's shape decodes at 207 tok/s there, against 143 without them.
     /// A comma-separated list: `decode-matvec` (decode matmuls on bf16 weights that stream
     /// the weights with 16-byte loads, q/k/v and gate/up in one launch; needs

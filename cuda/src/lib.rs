@@ -70,10 +70,12 @@ pub struct CudaOptions {
     /// (`golden_cpu kv_bf16`: up to 1.25e-2 on the tiny fixtures, 1.50e-1 on SmolLM2). Its tests
     /// pass on an H200.
     pub kv_bf16: bool,
-    /// GPU paths written without a GPU, off by default (each has passed its tests on an H200).
+    /// GPU paths written without a GPU, off by default (each has passed its tests on an H200;
+    /// the fused-LoRA entry table has changed since).
     pub experimental: Experimental,
-    /// For tests: fill the fused LoRA's shrink output (u) with NaN before each shrink, so an
-    /// expand that read u before its shrink wrote it fails every time, not by chance.
+    /// For tests: fill the fused LoRA's scratch (u and the entry table) with 0xff bytes, NaN
+    /// as floats and rank -1 in the table, before each shrink, so that an expand that read
+    /// either before its shrink wrote it makes the output NaN every time, not by chance.
     pub poison_scratch: bool,
 }
 
@@ -85,7 +87,8 @@ impl CudaOptions {
 }
 
 /// Switches for the GPU paths written without a GPU (`--cuda-experimental`), off by default;
-/// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`).
+/// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`), except that the fused
+/// LoRA's entry table (the expands' (offset, rank) written by the shrink) came after that run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Experimental {
     /// Few-row (decode) matmuls on bf16 weights in `matvec_bf16_r*` (16-byte weight loads,

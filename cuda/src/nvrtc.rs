@@ -34,8 +34,8 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/logits.cu")
 );
 
-/// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `lora_entry`, so it is
-/// compiled after it.
+/// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `LoraJobs` and
+/// `lora_entries`, so it is compiled after it.
 const MATMUL_SRC: &str = concat!(
     include_str!("../kernels/lora.cu"),
     "\n",

@@ -92,8 +92,8 @@ fn decode_matvec_sets_pass(opts: CudaOptions) -> bool {
 /// `--cuda-experimental decode-matvec,fused-lora,fused-shrink`: each fused-LoRA matvec starts
 /// while its shrink runs (programmatic dependent launch on sm_90; its expands wait with
 /// `griddepcontrol.wait`), with f32 and bf16 A/B, on bf16 weights and in the bf16 compute
-/// mode. u is filled with NaN before each shrink (`poison_scratch`), so an expand that read u
-/// before its shrink wrote it fails the case every time.
+/// mode. u and the entry table are poisoned before each shrink (`poison_scratch`), so an
+/// expand that read them before its shrink wrote them fails the case every time.
 #[test]
 fn op_parity_cuda_fused_shrink() {
     for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
@@ -155,14 +155,20 @@ fn op_parity_cuda_dependent_launch() {
 }
 
 /// `--cuda-bf16-compute` (inputs rounded to bf16, cublasGemmEx on tensor cores for many rows),
-/// with the decode matvec off and on, against the CPU with the same rounding
+/// with the decode matvec off and on (then with the fused LoRA, and with every launch a
+/// dependent one: the matvec stages x after its wait), against the CPU with the same rounding
 /// ([`CpuProbe::bf16_inputs`]): the rounding is the same on both sides, so the f32 bounds hold.
 #[test]
 fn op_parity_cuda_bf16_compute() {
-    for experimental in [Experimental::default(), MATVEC, FUSED] {
+    let all_launches = Experimental {
+        dependent_launch: true,
+        ..FUSED_SHRINK
+    };
+    for experimental in [Experimental::default(), MATVEC, FUSED, all_launches] {
         let opts = CudaOptions {
             bf16_compute: true,
             experimental,
+            poison_scratch: true,
             ..Default::default()
         };
         let Some(b) = cuda(opts) else {

@@ -105,6 +105,11 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
         (2, 9224, vec![40, 24], false, some),
         // More expand terms (mix_k * max_rank = 48) than a warp's lanes: a lane's second term.
         (2, 1536, vec![48, 16], false, &[16, 0, 24]),
+        // Features not a multiple of the block's 8 warps: idle warps in the LoRA matvec (they
+        // still stage x in the bf16 compute mode); and 7 rows of 4,096, past the 48 KiB the
+        // bf16 compute mode stages, so rounded per warp, with LoRA and rows < the bucket's 8.
+        (1, 576, vec![60, 13], false, some),
+        (7, 4096, vec![33, 8], true, some),
     ] {
         let lora = !ranks.is_empty();
         let mix = lora.then(|| Mixture {
