@@ -35,10 +35,11 @@ Modules: gpu_check_core.py (settings, state, the step runner), gpu_check_speed.p
 stage), gpu_check_report.py (the summary and what goes to $OUT).
 
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
-"bf16c-exp bf16c f32 bf16"), PEERS=none (skip transformers+PEFT), GPU_WORK (where models are
-made, default .gpu-run/models),
-GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests), GPU_CHECK_BIN_DIR (ready
-binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run), GPU_CHECK_BUDGET (set it
+"bf16c-exp bf16c f32 bf16"; bf16c-exp-no-batch-lora: bf16c-exp without batch-lora), PEERS=none
+(skip transformers+PEFT), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
+default base,fused3 for nsys and base for ncu), GPU_WORK (where models are made, default
+.gpu-run/models), GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests),
+GPU_CHECK_BIN_DIR (ready binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run), GPU_CHECK_BUDGET (set it
 to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the
 bench's --backend, default cuda; `cpu` exercises this script on a machine without a GPU).
 """

@@ -22,6 +22,8 @@ TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
 PROBES_BUDGET = 180  # all the probes together, after the first figures
 SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
 MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
+# The bench scenarios the profilers run (e.g. "batch32"); default: nsys base,fused3, ncu base.
+PROFILE_ONLY = os.environ.get("PROFILE_ONLY", "")
 # PEERS=none: no transformers+PEFT timing (a short rerun, when the peers' figures are known).
 PEERS = os.environ.get("PEERS") != "none"
 WORK = os.path.abspath(os.environ.get("GPU_WORK", os.path.join(R, "models")))
@@ -39,7 +41,11 @@ MODE_FLAGS = {
 PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "split-attention": [], "graphs": [], "sgmv": [], "fused-norm": [], "fused-rope": [],
          "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"],
-         "dependent-launch": ["decode-matvec"]}
+         "dependent-launch": ["decode-matvec"], "batch-lora": []}
+# bf16c-exp without batch-lora (decode batches' LoRA on sgmv, as measured before batch-lora
+# existed): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
+MODE_FLAGS["bf16c-exp-no-batch-lora"] = EXP_ALL[:-1] + [",".join(p for p in PATHS
+                                                                if p != "batch-lora")]
 # The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails.
 PIECES = [
     ("lora-bf16", ["--cuda-lora-bf16"]),

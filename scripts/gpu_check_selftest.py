@@ -137,7 +137,7 @@ def main():
          and plan.endswith(",".join(["--cuda-experimental decode-matvec", "fused-lora",
                                      "wide-grids", "split-attention", "graphs", "sgmv",
                                      "fused-norm", "fused-rope", "fused-kv-store",
-                                     "dependent-launch"]))),
+                                     "dependent-launch", "batch-lora"]))),
         ("a WARN line of a bench log listed once, uncoloured",
          warned == ["- bench-7b-bf16c-exp.log: dlp_cuda::graphs: capture failed"]),
         ("the three files the device tool returns, and only them",

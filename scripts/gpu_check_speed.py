@@ -9,8 +9,9 @@ import time
 
 import gpu_check_report as report
 from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
-                            PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, RUST_ENV, SHAPES,
-                            SHORT, SIZE, BUDGET, T0, WORK, lock, record, run, runs, say)
+                            PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, PROFILE_ONLY,
+                            RUST_ENV, SHAPES, SHORT, SIZE, BUDGET, T0, WORK, lock, record, run,
+                            runs, say)
 
 def bench_cmd(bins, shape, flags):
     """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
@@ -104,12 +105,14 @@ def profile(bins, shape, label, flags):
     for tool, path, cmd, table in [
         ("nsys", nsys, ["profile", "--stats=true", "--force-overwrite=true", "--trace=cuda",
                         "--cuda-graph-trace=node", "-o", os.path.join(WORK, f"prof-{shape}")]
-         + app + ["--only", "base,fused3", "--new-tokens", "32", "--rounds", "1"],
+         + app + ["--only", PROFILE_ONLY or "base,fused3", "--new-tokens", "32",
+                  "--rounds", "1"],
          report.kernel_table),
         ("ncu", ncu, ["--csv", "--clock-control", "none", "--profile-from-start", "off",
                       "--launch-count", "1000", "--metrics",
                       "gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"]
-         + app + ["--only", "base", "--new-tokens", "8", "--rounds", "1", "--profile-decode"],
+         + app + ["--only", PROFILE_ONLY or "base", "--new-tokens", "8", "--rounds", "1",
+                  "--profile-decode"],
          report.ncu_table),
     ]:
         if not path:

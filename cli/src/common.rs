@@ -57,6 +57,8 @@ pub enum CudaExperimental {
     FusedShrink,
     /// sm_90: each decode matvec starts its weight loads while the kernel before it finishes.
     DependentLaunch,
+    /// Decode batches past 8 tokens: each q/k/v or gate/up group's LoRA in two launches.
+    BatchLora,
     /// Every path above.
     All,
 }
@@ -184,7 +186,9 @@ pub struct ModelArgs {
     /// same kernels, same values), `dependent-launch` (sm_90 or newer, with decode-matvec: each
     /// decode matvec is a programmatic dependent launch of the kernel that writes its input,
     /// so its blocks start and issue their first weight loads while that kernel finishes;
-    /// same values), or `all`.
+    /// same values), `batch-lora` (decode batches of 9 to 64 tokens: the LoRA shrinks of a
+    /// q/k/v or gate/up group in one launch and their expands in one more after the base
+    /// products, instead of two launches per module; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -521,6 +525,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             fused_kv_store: on(CudaExperimental::FusedKvStore),
             fused_shrink: on(CudaExperimental::FusedShrink),
             dependent_launch: on(CudaExperimental::DependentLaunch),
+            batch_lora: on(CudaExperimental::BatchLora),
         },
         poison_scratch: false,
     };

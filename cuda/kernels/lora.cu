@@ -135,18 +135,38 @@ __device__ __forceinline__ int* lora_entries(const LoraJobs& j, int z) {
                                   (size_t)j.n_chunks * j.chunk_stride);
 }
 
-// lora_entry for job z of a LoraJobs launch.
-__device__ __forceinline__ int lora_job_entry(const LoraJobs& j, int z, int t, int k, int* off,
-                                              float* ws) {
-    return lora_entry(reinterpret_cast<const unsigned*>(j.seg_of_token),
-                      reinterpret_cast<const unsigned*>(j.mix_slots),
-                      reinterpret_cast<const float*>(j.mix_weights), j.mix_k,
-                      reinterpret_cast<const unsigned*>(j.slot_offset[z]),
-                      reinterpret_cast<const unsigned*>(j.slot_rank[z]),
-                      reinterpret_cast<const float*>(j.slot_scale[z]), j.n_slots[z], t, k, off,
-                      ws);
+// One fused-LoRA expand term of job j for row r and term e = kk * max_rank + i: the B^T value
+// that multiplies u[r, kk, i], or false when i is past the entry's rank (or no adapter). The
+// entry's (offset, rank) come from the table lora_shrink_jobs writes after u's partial sums:
+// two loads at once from L2 where the lookup chain (token -> segment -> slot -> offset) took
+// four in a row.
+__device__ __forceinline__ bool lora_term(const LoraJobs& lj, int j, int n, int f, int r, int e,
+                                          float* btv) {
+    const int mr = lj.max_rank[j], kk = e / mr, i = e - kk * mr;
+    const int* ent = lora_entries(lj, j) + 2 * (r * lj.mix_k + kk);
+    const int off = __ldcg(ent), rank = __ldcg(ent + 1);
+    if (i >= rank) return false;
+    const size_t at = (size_t)(off + i) * n + f;
+    *btv = lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
+                      : reinterpret_cast<const float*>(lj.bt[j])[at];
+    return true;
 }
 
+// u[r, kk, i] for term e = kk * max_rank + i of job j: the shrink's partial sums over in_dim
+// chunks, in chunk order; the first 8 loaded at once (__ldcg: from L2, where the shrink wrote).
+__device__ __forceinline__ float lora_u(const LoraJobs& lj, int j, int r, int e) {
+    const float* up =
+        reinterpret_cast<const float*>(lj.u[j]) + (size_t)r * lj.mix_k * lj.max_rank[j] + e;
+    float part[8];
+#pragma unroll
+    for (int c = 0; c < 8; c++)
+        part[c] = c < lj.n_chunks ? __ldcg(up + (size_t)c * lj.chunk_stride) : 0.0f;
+    float uv = 0.0f;
+#pragma unroll
+    for (int c = 0; c < 8; c++) uv += part[c];
+    for (int c = 8; c < lj.n_chunks; c++) uv += __ldcg(up + (size_t)c * lj.chunk_stride);
+    return uv;
+}
 
 // The shrink splits in_dim into chunks of SHRINK_CHUNK so that a decode step's few (t, k)
 // entries still fill many blocks, each lane issuing all its loads at once (4 x 16 bytes of
@@ -215,7 +235,13 @@ __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const 
                                              int c) {
     int off = 0;
     float ws = 0.0f;
-    const int rank = lora_job_entry(j, z, t, k, &off, &ws);
+    const int rank = lora_entry(reinterpret_cast<const unsigned*>(j.seg_of_token),
+                                reinterpret_cast<const unsigned*>(j.mix_slots),
+                                reinterpret_cast<const float*>(j.mix_weights), j.mix_k,
+                                reinterpret_cast<const unsigned*>(j.slot_offset[z]),
+                                reinterpret_cast<const unsigned*>(j.slot_rank[z]),
+                                reinterpret_cast<const float*>(j.slot_scale[z]), j.n_slots[z], t,
+                                k, &off, &ws);
     if (c == 0 && threadIdx.x == 0) {
         int* ent = lora_entries(j, z) + 2 * ((size_t)t * j.mix_k + k);
         ent[0] = off;
@@ -251,6 +277,50 @@ extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_
     pdl_launch_dependents();
     const int k = blockIdx.y / j.n_chunks, c = blockIdx.y - k * j.n_chunks;
     shrink_job_chunk(x, j, blockIdx.z, in_dim, blockIdx.x, k, c);
+}
+
+// Where the expands of lora_expand_jobs add: job z's output [T, n[z]] (n = 0: no job).
+struct LoraOuts {
+    unsigned long long out[LORA_JOBS];  // float*
+    int n[LORA_JOBS];
+    int pad;  // explicit: the struct is copied whole into the kernel parameters
+};
+// The host's `LoraOuts` (cuda/src/fused_linears.rs) has this size; its test checks offsets.
+static_assert(sizeof(LoraOuts) == 40, "LoraOuts: 40 bytes");
+
+// `batch-lora`: the expands of the steps the decode matvec does not take (decode batches past
+// its 8 rows), after the modules' base products: out_z[t, f] += sum_k sum_{i < rank_k}
+// u_z[t, k, i] * B^T_z[off_k + i, f], u being lora_shrink_jobs' partial sums added in chunk
+// order (already scaled) and (off_k, rank_k) its entry table. Every module of the launch in
+// one grid, each (token, entry) read from the tables once per block instead of once per term.
+// grid (ceil(max n / blockDim), T, LORA_JOBS); dynamic shared memory: mix_k * max_rank +
+// 2 * mix_k words (max_rank the largest of the jobs').
+extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
+    extern __shared__ float us[];  // [mix_k, max_rank]: u of token t; then (off, rank) pairs
+    const int z = blockIdx.z, t = blockIdx.y;
+    // Uniform over the block, so before the barrier (a narrower job's blocks past its n: k/v
+    // next to q with grouped-query attention).
+    if (z >= lj.n_jobs || lj.bt[z] == 0 || blockIdx.x * blockDim.x >= o.n[z]) return;
+    const int n = o.n[z], mr = lj.max_rank[z], km = lj.mix_k * mr;
+    int* es = reinterpret_cast<int*>(us + km);
+    for (int e = threadIdx.x; e < km; e += blockDim.x) us[e] = lora_u(lj, z, t, e);
+    const int* ent = lora_entries(lj, z) + 2 * (size_t)t * lj.mix_k;
+    for (int i = threadIdx.x; i < 2 * lj.mix_k; i += blockDim.x) es[i] = __ldcg(ent + i);
+    __syncthreads();
+    const int f = blockIdx.x * blockDim.x + threadIdx.x;
+    if (f >= n) return;
+    float acc = 0.0f;
+    for (int k = 0; k < lj.mix_k; k++) {
+        const int off = es[2 * k], rank = es[2 * k + 1];
+        const float* uk = us + k * mr;
+        for (int i = 0; i < rank; i++) {
+            const size_t at = (size_t)(off + i) * n + f;
+            const float b = lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[z]), at)
+                                       : reinterpret_cast<const float*>(lj.bt[z])[at];
+            acc += uk[i] * b;
+        }
+    }
+    reinterpret_cast<float*>(o.out[z])[(size_t)t * n + f] += acc;
 }
 
 // y[t, :] += sum_k sum_{j < rank_k} u[t, k, j] * B^T[off_k + j, :].

@@ -1,4 +1,4 @@
-// matmul: (compiled after lora.cu, whose `LoraJobs`, `lora_entries` and `lora_val` the fused
+// matmul: (compiled after lora.cu, whose `LoraJobs`, `lora_term` and `lora_u` the fused
 // decode matvec uses.) cuBLAS computes x @ W^T for f32 weights; this adds the optional bias,
 // out[r, c] += bias[c].
 extern "C" __global__ void bias_add(float* __restrict__ out, const float* __restrict__ bias,
@@ -110,46 +110,6 @@ __device__ __forceinline__ void stage_x_bf16(uint4* __restrict__ xs, const float
         xs[idx] = p;
     }
     __syncthreads();
-}
-
-// One fused-LoRA expand term of job j for row r and term e = kk * max_rank + i: the B^T value
-// that multiplies u[r, kk, i], or false when i is past the entry's rank (or no adapter). The
-// entry's (offset, rank) come from the table lora_shrink_jobs writes after u's partial sums:
-// two loads at once from L2 where the lookup chain (token -> segment -> slot -> offset) took
-// four in a row.
-__device__ __forceinline__ bool lora_term(const LoraJobs& lj, int j, int n, int f, int r, int e,
-                                          float* btv) {
-    const int mr = lj.max_rank[j], kk = e / mr, i = e - kk * mr;
-    const int* ent = lora_entries(lj, j) + 2 * (r * lj.mix_k + kk);
-    const int off = __ldcg(ent), rank = __ldcg(ent + 1);
-    if (rank < 0) {
-        // Only an unwritten table has one (tests poison the scratch with 0xff bytes): an
-        // expand that read it before its shrink wrote it turns the output NaN instead of
-        // silently dropping the term.
-        *btv = __int_as_float(0x7fffffff);
-        return true;
-    }
-    if (i >= rank) return false;
-    const size_t at = (size_t)(off + i) * n + f;
-    *btv = lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[j]), at)
-                      : reinterpret_cast<const float*>(lj.bt[j])[at];
-    return true;
-}
-
-// u[r, kk, i] for term e = kk * max_rank + i of job j: the shrink's partial sums over in_dim
-// chunks, in chunk order; the first 8 loaded at once (__ldcg: from L2, where the shrink wrote).
-__device__ __forceinline__ float lora_u(const LoraJobs& lj, int j, int r, int e) {
-    const float* up =
-        reinterpret_cast<const float*>(lj.u[j]) + (size_t)r * lj.mix_k * lj.max_rank[j] + e;
-    float part[8];
-#pragma unroll
-    for (int c = 0; c < 8; c++)
-        part[c] = c < lj.n_chunks ? __ldcg(up + (size_t)c * lj.chunk_stride) : 0.0f;
-    float uv = 0.0f;
-#pragma unroll
-    for (int c = 0; c < 8; c++) uv += part[c];
-    for (int c = 8; c < lj.n_chunks; c++) uv += __ldcg(up + (size_t)c * lj.chunk_stride);
-    return uv;
 }
 
 // With LORA, job j's fused-LoRA expand joins the dot products before their reduction:

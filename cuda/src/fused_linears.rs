@@ -1,16 +1,23 @@
-//! `linears` for decode on bf16 weights: the modules that read the same input (q/k/v, gate/up,
-//! or one alone) as one grouped matvec launch ([`crate::Experimental::decode_matvec`]), and
-//! with [`crate::Experimental::fused_lora`] their LoRA in two launches in all: one
-//! `lora_shrink_jobs` for every module's shrink (split over in_dim chunks, so that a decode
-//! step's few entries fill many blocks), then the matvec with each module's expand in its
-//! epilogue (`matvec_bf16_lora_r*`), which adds the chunks' partial sums. With
-//! [`crate::Experimental::fused_shrink`] (sm_90) the matvec is a programmatic dependent launch
-//! of the shrink: it streams its weights while the shrink runs. The shrink also writes each
-//! entry's (offset, rank) after its partial sums, so that the expands read them with one load
-//! instead of the lookup chain. Op by op that is 1 + 2 x modules launches, each under-filling
-//! the GPU at batch 1.
+//! `linears` for decode steps: the modules that read the same input (q/k/v, gate/up, or one
+//! alone) with their LoRA in few launches.
+//!
+//! On bf16 weights, up to 8 rows: one grouped matvec launch
+//! ([`crate::Experimental::decode_matvec`]), and with [`crate::Experimental::fused_lora`] their
+//! LoRA in two launches in all: one `lora_shrink_jobs` for every module's shrink (split over
+//! in_dim chunks, so that a decode step's few entries fill many blocks), then the matvec with
+//! each module's expand in its epilogue (`matvec_bf16_lora_r*`), which adds the chunks' partial
+//! sums. With [`crate::Experimental::fused_shrink`] (sm_90) the matvec is a programmatic
+//! dependent launch of the shrink: it streams its weights while the shrink runs. The shrink
+//! also writes each entry's (offset, rank) after its partial sums, so that the expands read
+//! them with one load instead of the lookup chain. Op by op that is 1 + 2 x modules launches,
+//! each under-filling the GPU at batch 1.
+//!
+//! Decode batches the matvec does not take (up to [`BATCH_LORA_MAX_ROWS`] tokens, every token
+//! with its own mixture), with [`crate::Experimental::batch_lora`]: the same shrink launch,
+//! the base products as `matmul` computes them, then every module's expand in one
+//! `lora_expand_jobs` launch: 2 LoRA launches per group instead of 2 per module.
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
 use dlp_engine::backend::{linears_each, Backend, LinearJob};
 use dlp_engine::Result;
 
@@ -41,19 +48,17 @@ impl CudaBackend {
             && any_lora
             && self.options.experimental.fused_lora
             && step.plan.mix_k * shrink_chunks(n_in) <= 65_535;
+        if !matvec && any_lora && self.batch_lora_fits(n_tokens, n_in, step, jobs) {
+            check_linears(x, n_tokens, n_in, jobs)?;
+            return self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, false);
+        }
         // One module without LoRA gains nothing from grouping: `matmul` does the same.
         if !matvec || (jobs.len() == 1 && !fused_lora) {
             return linears_each(self, x, n_tokens, n_in, step, jobs, u);
         }
-        check_len("linears", "x", x.len(), n_tokens * n_in)?;
-        for j in jobs.iter() {
-            check_len("linears", "out", j.out.len(), n_tokens * j.n_out)?;
-            if let Some(b) = j.bias {
-                check_len("linears", "bias", b.len(), j.n_out)?;
-            }
-        }
+        check_linears(x, n_tokens, n_in, jobs)?;
         if fused_lora {
-            return self.linears_fused_lora(x, n_tokens, n_in, step, jobs);
+            return self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, true);
         }
         self.matvec_bf16(x, n_tokens, jobs, None, self.matvec_launch_mode(false))?;
         for j in jobs.iter_mut() {
@@ -65,16 +70,96 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Every module's shrink in one launch into a scratch `u` per module, then the grouped
-    /// matvec with the expands in its epilogue.
-    fn linears_fused_lora(
+    /// Whether a step the decode matvec does not take runs its modules' LoRA as `batch-lora`
+    /// ([`crate::Experimental::batch_lora`]): the switch is on, the step is a decode step of at
+    /// most [`BATCH_LORA_MAX_ROWS`] tokens (each alone in its KV slot), the shrink's 16-byte
+    /// loads fit the input (`n_in % 8 == 0`), the grids fit and the expand's shared memory
+    /// does. Prefills keep the segment (or SGMV) kernels, which read each adapter once per
+    /// segment, not once per token.
+    fn batch_lora_fits(
+        &self,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        jobs: &[LinearJob<'_, Self>],
+    ) -> bool {
+        let max_rank = jobs.iter().filter_map(|j| j.lora).map(|l| l.max_rank).max();
+        self.options.experimental.batch_lora
+            && (1..=MATVEC_MAX_JOBS).contains(&jobs.len())
+            && jobs.iter().all(|j| j.w.cols == n_in && j.w.rows == j.n_out)
+            && batch_lora_shape_fits(step.tokens_alone, n_tokens, n_in, step.plan.mix_k, max_rank)
+    }
+
+    /// Every module's shrink in one launch (`lora_shrink_jobs`) into a scratch `u` per module,
+    /// then either (`matvec`, `fused-lora`) the grouped matvec with the expands in its
+    /// epilogue, or (`batch-lora`) the base products as `matmul` computes them and every
+    /// module's expand in one launch (`lora_expand_jobs`), adding into the products.
+    fn linears_grouped_lora(
         &self,
         x: &CudaSlice<f32>,
         n_tokens: usize,
         n_in: usize,
         step: &CudaStep,
         jobs: &mut [LinearJob<'_, Self>],
+        matvec: bool,
     ) -> Result<()> {
+        let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
+        let desc = self.shrink_jobs(x, n_tokens, n_in, step, jobs, &mut scratch)?;
+        if matvec {
+            // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands
+            // wait for it (`pdl_wait` in matmul.cu).
+            let launch = self.matvec_launch_mode(desc.n_jobs > 0);
+            return self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch);
+        }
+        // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
+        if self.options.bf16_compute && jobs.iter().all(|j| j.w.bf16.is_some()) {
+            self.gemm_bf16_each(x, n_tokens, n_in, jobs)?;
+        } else {
+            for j in jobs.iter_mut() {
+                self.matmul(x, j.w, j.bias, n_tokens, n_in, j.n_out, j.out)?;
+            }
+        }
+        if desc.n_jobs == 0 {
+            return Ok(());
+        }
+        let op = "linears (LoRA expands)";
+        let (n_jobs, widest) = (jobs.len(), jobs.iter().map(|j| j.n_out).max().unwrap_or(0));
+        let mut outs = LoraOuts::default();
+        let mut ptrs = Ptrs::<MATVEC_MAX_JOBS>::new(self.stream());
+        let mut max_rank = 0;
+        for (i, j) in jobs.iter_mut().enumerate() {
+            if let Some(l) = j.lora {
+                max_rank = max_rank.max(l.max_rank);
+            }
+            outs.out[i] = ptrs.write(j.out);
+            outs.n[i] = int(op, j.n_out)?;
+        }
+        let shared = expand_jobs_shared(step.plan.mix_k, max_rank);
+        let grid = (
+            widest.div_ceil(BLOCK as usize) as u32,
+            int(op, n_tokens)? as u32,
+            n_jobs as u32,
+        );
+        let mut a = self.args(&self.k.lora_expand_jobs);
+        a.arg(&desc).arg(&outs);
+        let res = self.go(op, a, cfg(grid, BLOCK, shared as u32));
+        drop(ptrs);
+        res
+    }
+
+    /// Every module's shrink in one launch (`lora_shrink_jobs`) into `scratch` (grown as
+    /// needed): per module, its partial sums over the in_dim chunks and its entry table
+    /// ([`fused_u_region`]). Returns the launch descriptor, with `n_jobs` 0 when no entry of
+    /// the step has an adapter (then nothing was launched).
+    fn shrink_jobs(
+        &self,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        jobs: &[LinearJob<'_, Self>],
+        scratch: &mut Option<CudaSlice<f32>>,
+    ) -> Result<LoraJobs> {
         let kk = step.plan.mix_k;
         let mut max_rank = 0;
         for j in jobs.iter() {
@@ -95,13 +180,11 @@ impl CudaBackend {
         let chunks = shrink_chunks(n_in);
         let region = fused_u_region(per, chunks, n_tokens, kk);
         let need = region * jobs.len();
-        let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
         if scratch.as_ref().is_none_or(|s| s.len() < need) {
             self.may_regrow_scratch("linears (LoRA u)")?;
             *scratch = Some(self.alloc(need)?);
         }
         let su = scratch.as_mut().expect("allocated above");
-        let stream = self.stream();
         let mut desc = LoraJobs {
             mix_k: step.mix_k_int,
             n_jobs: int("linears", jobs.len())?,
@@ -109,8 +192,12 @@ impl CudaBackend {
             chunk_stride: int("linears", per)?,
             ..Default::default()
         };
+        if per == 0 {
+            desc.n_jobs = 0; // no entry to apply
+            return Ok(desc);
+        }
         // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables.
-        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 }>::new(stream);
+        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 }>::new(self.stream());
         let u0 = ptrs.write(su);
         for (i, j) in jobs.iter().enumerate() {
             let Some(l) = j.lora else { continue };
@@ -131,30 +218,118 @@ impl CudaBackend {
         desc.seg_of_token = ptrs.read(&step.segment_of_token);
         desc.mix_slots = ptrs.read(&step.mix_slots);
         desc.mix_weights = ptrs.read(&step.mix_weights);
-        if per > 0 {
-            if self.options.poison_scratch {
-                // 0xff bytes: every float of u a NaN until the shrink writes it.
-                let bytes = need * std::mem::size_of::<f32>();
-                // SAFETY: u0 addresses `need` floats (the scratch holds at least that many).
-                unsafe {
-                    cudarc::driver::result::memset_d8_async(u0, 0xff, bytes, stream.cu_stream())
-                }
-                .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
-            }
-            let d = int("linears", n_in)?;
-            let mut a = self.args(&self.k.lora_shrink_jobs);
-            a.arg(x).arg(&d).arg(&desc);
-            let grid = (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32);
-            self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0))?;
-        } else {
-            desc.n_jobs = 0; // no entry to apply: the plain matvec
+        if self.options.poison_scratch {
+            self.poison_fused_u(u0, region, per * chunks, n_tokens * kk, jobs.len())?;
         }
+        let d = int("linears", n_in)?;
+        let mut a = self.args(&self.k.lora_shrink_jobs);
+        a.arg(x).arg(&d).arg(&desc);
+        let grid = (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32);
+        let res = self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0));
         drop(ptrs);
-        // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands wait
-        // for it (`pdl_wait` in matmul.cu).
-        let launch = self.matvec_launch_mode(per > 0);
-        self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch)
+        res.map(|()| desc)
     }
+
+    /// The tests' poison (`CudaOptions::poison_scratch`) of the fused LoRA scratch at `u0`:
+    /// `jobs` regions of `region` floats, each `sums` partial sums then `entries` (offset,
+    /// rank) pairs. The sums become NaN (0xff bytes) and every entry (offset 0, rank 1), so
+    /// an expand that read the scratch before its shrink wrote it takes one term, a NaN u,
+    /// and the parity test fails; 0xff bytes in the table would read as rank -1, a term
+    /// silently dropped.
+    fn poison_fused_u(
+        &self,
+        u0: u64,
+        region: usize,
+        sums: usize,
+        entries: usize,
+        jobs: usize,
+    ) -> Result<()> {
+        let stream = self.stream().cu_stream();
+        let word = std::mem::size_of::<f32>() as u64;
+        let bytes = region * jobs * std::mem::size_of::<f32>();
+        // SAFETY: u0 addresses `region * jobs` floats (the scratch holds at least that many);
+        // each table lies inside its region (`fused_u_region`): `entries` rows of 8 bytes,
+        // one 4-byte word set per row, at the table's start (offset) and 4 bytes in (rank).
+        unsafe {
+            cudarc::driver::result::memset_d8_async(u0, 0xff, bytes, stream)
+                .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
+            for z in 0..jobs {
+                let table = u0 + (z * region + sums) as u64 * word;
+                for (at, value) in [(table, 0u32), (table + word, 1)] {
+                    cudarc::driver::sys::cuMemsetD2D32Async(at, 8, value, 1, entries, stream)
+                        .result()
+                        .map_err(|e| err(format!("linears: poisoning the entry table: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most tokens of a decode step whose LoRA runs as `batch-lora` (each token's adapters read
+/// once per token: past a few dozen tokens the SGMV kernels' once per tile of 16 read less).
+pub const BATCH_LORA_MAX_ROWS: usize = 64;
+
+/// Dynamic shared memory a block may take without the opt-in attribute.
+const EXPAND_JOBS_SHARED_MAX: usize = 48 * 1024;
+
+/// Bytes of dynamic shared memory of `lora_expand_jobs` for mixtures of `mix_k` entries and a
+/// largest rank of `max_rank`: a token's u (`mix_k * max_rank` floats), then its entries'
+/// (offset, rank) pairs.
+pub fn expand_jobs_shared(mix_k: usize, max_rank: usize) -> usize {
+    (mix_k * max_rank + 2 * mix_k) * 4
+}
+
+/// The shape part of `batch-lora`'s choice: a decode step (`tokens_alone`) of 1 to
+/// [`BATCH_LORA_MAX_ROWS`] tokens, `n_in` a multiple of 8 (the shrink's 16-byte loads), the
+/// shrink's grid.y (`mix_k` x in_dim chunks) within 65,535, and a LoRA stack (`max_rank`, the
+/// largest of the group's) whose expand fits the default shared memory.
+fn batch_lora_shape_fits(
+    tokens_alone: bool,
+    n_tokens: usize,
+    n_in: usize,
+    mix_k: usize,
+    max_rank: Option<usize>,
+) -> bool {
+    tokens_alone
+        && (1..=BATCH_LORA_MAX_ROWS).contains(&n_tokens)
+        && n_in.is_multiple_of(8)
+        && mix_k * shrink_chunks(n_in) <= 65_535
+        && max_rank.is_some_and(|r| expand_jobs_shared(mix_k, r) <= EXPAND_JOBS_SHARED_MAX)
+}
+
+/// The kernel's `LoraOuts` (same layout, lora.cu): where `lora_expand_jobs` adds each job's
+/// expand, `[T, n]` f32; a job past the launch's has `n = 0`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoraOuts {
+    /// `float*` outputs.
+    pub out: [u64; MATVEC_MAX_JOBS],
+    /// Output features per job.
+    pub n: [i32; MATVEC_MAX_JOBS],
+    /// Explicit padding (always 0): the struct is copied whole into the kernel parameters.
+    pub pad: i32,
+}
+
+// SAFETY: plain old data with the C layout of `LoraOuts` in lora.cu.
+unsafe impl DeviceRepr for LoraOuts {}
+
+/// The sizes `linears` checks before a grouped launch: x holds `[n_tokens, n_in]`, each
+/// output `[n_tokens, n_out]`, each bias `[n_out]`.
+fn check_linears(
+    x: &CudaSlice<f32>,
+    n_tokens: usize,
+    n_in: usize,
+    jobs: &[LinearJob<'_, CudaBackend>],
+) -> Result<()> {
+    check_len("linears", "x", x.len(), n_tokens * n_in)?;
+    for j in jobs {
+        check_len("linears", "out", j.out.len(), n_tokens * j.n_out)?;
+        if let Some(b) = j.bias {
+            check_len("linears", "bias", b.len(), j.n_out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Floats of the fused LoRA scratch per job: `chunks` partial sums of `per` floats each, then
@@ -166,13 +341,75 @@ pub(crate) fn fused_u_region(per: usize, chunks: usize, n_tokens: usize, mix_k: 
 
 #[cfg(test)]
 mod tests {
-    use super::fused_u_region;
+    use super::*;
 
     #[test]
-    fn the_entry_table_follows_the_partial_sums() {
-        // One decode token, K = 3, max rank 8, a 7B down_proj's 11 chunks: 264 partial sums,
-        // then 3 (offset, rank) pairs.
-        assert_eq!(fused_u_region(24, 11, 1, 3), 24 * 11 + 6);
-        assert_eq!(fused_u_region(0, 1, 4, 2), 16);
+    fn outs_descriptor_has_the_kernels_layout() {
+        let src = include_str!("../kernels/lora.cu");
+        assert!(src.contains("static_assert(sizeof(LoraOuts) == 40,"));
+        assert_eq!(std::mem::size_of::<LoraOuts>(), 40);
+        assert_eq!(std::mem::offset_of!(LoraOuts, n), 24);
+        assert_eq!(std::mem::offset_of!(LoraOuts, pad), 36);
+    }
+
+    #[test]
+    fn batch_lora_takes_decode_batches_it_can_launch() {
+        let fits = |alone, t, n_in, k, r| batch_lora_shape_fits(alone, t, n_in, k, r);
+        // The benchmark's batch: 32 tokens, K = 3, rank 8, a 7B's inputs.
+        assert!(fits(true, 32, 4096, 3, Some(8)));
+        assert!(fits(true, 1, 11008, 3, Some(8)) && fits(true, 64, 8, 1, Some(1)));
+        // A prefill (tokens sharing a KV slot), past 64 tokens, no token.
+        assert!(!fits(false, 32, 4096, 3, Some(8)));
+        assert!(!fits(true, 65, 4096, 3, Some(8)) && !fits(true, 0, 4096, 3, Some(8)));
+        // Inputs the shrink's 16-byte loads cannot take; no LoRA stack in the group.
+        assert!(!fits(true, 32, 4100, 3, Some(8)) && !fits(true, 32, 4096, 3, None));
+        // A grid.y past 65,535 (K x 1,024 chunks), an expand past 48 KiB of shared memory.
+        assert!(fits(true, 2, 1 << 20, 63, Some(1)) && !fits(true, 2, 1 << 20, 64, Some(1)));
+        assert!(!fits(true, 2, 64, 16, Some(767)) && fits(true, 2, 64, 16, Some(766)));
+    }
+
+    #[test]
+    fn expand_shared_memory_holds_a_tokens_u_and_entries() {
+        // K = 3 of rank 8 (the benchmarks' batch): 24 floats and 3 pairs.
+        assert_eq!(expand_jobs_shared(3, 8), (24 + 6) * 4);
+        // The largest mixture the segment kernels take with rank-64 adapters still fits.
+        assert!(expand_jobs_shared(16, 64) <= EXPAND_JOBS_SHARED_MAX);
+    }
+
+    #[test]
+    fn the_region_holds_exactly_what_the_shrink_writes() {
+        // The floats `shrink_chunk` (lora.cu) writes for job z, at its offsets relative to
+        // u[z]: chunk c's partial sum of rank row r of entry (t, k) at
+        // c * chunk_stride + (t * mix_k + k) * max_rank + r (chunk_stride = per), then the
+        // table from `lora_entries` at n_chunks * chunk_stride + 2 * (t * mix_k + k) + {0, 1}.
+        // Every float of the region is written once and none outside it, so the jobs'
+        // regions laid end to end neither overlap nor leave holes.
+        for (n_tokens, mix_k, max_rank, chunks) in [
+            (1, 3, 8, 4),
+            (1, 3, 8, 11),
+            (7, 2, 24, 4),
+            (8, 1, 1, 1),
+            (3, 4, 16, 2),
+        ] {
+            let per = n_tokens * mix_k * max_rank;
+            let region = fused_u_region(per, chunks, n_tokens, mix_k);
+            let mut hits = vec![0u32; region + 1];
+            for t in 0..n_tokens {
+                for k in 0..mix_k {
+                    let e = t * mix_k + k;
+                    for c in 0..chunks {
+                        for r in 0..max_rank {
+                            hits[(c * per + e * max_rank + r).min(region)] += 1;
+                        }
+                    }
+                    for w in 0..2 {
+                        hits[(chunks * per + 2 * e + w).min(region)] += 1;
+                    }
+                }
+            }
+            let shape = (n_tokens, mix_k, max_rank, chunks);
+            assert!(hits[..region].iter().all(|&h| h == 1), "{shape:?}");
+            assert_eq!(hits[region], 0, "{shape:?}: a write past the region");
+        }
     }
 }

@@ -20,6 +20,8 @@ pub struct Kernels {
     /// `matvec_bf16_lora_r{1,2,4,8}`: the same with fused-LoRA expands.
     pub(crate) matvec_bf16_lora: [CudaFunction; 4],
     pub(crate) lora_shrink_jobs: CudaFunction,
+    /// `lora_expand_jobs`: the expands of a `batch-lora` group, after its base products.
+    pub(crate) lora_expand_jobs: CudaFunction,
     pub(crate) to_bf16: CudaFunction,
     pub(crate) rms_norm: CudaFunction,
     pub(crate) add_rms_norm: CudaFunction,
@@ -99,6 +101,7 @@ impl Kernels {
                 get("matmul", "matvec_bf16_lora_r8")?,
             ],
             lora_shrink_jobs: get("lora", "lora_shrink_jobs")?,
+            lora_expand_jobs: get("lora", "lora_expand_jobs")?,
             to_bf16: get("matmul", "to_bf16")?,
             rms_norm: get("rms_norm", "rms_norm")?,
             add_rms_norm: get("rms_norm", "add_rms_norm")?,

@@ -2,6 +2,7 @@
 //! and `matmul_bf16` calls.
 
 use std::ffi::c_void;
+use std::sync::atomic::Ordering;
 
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
 use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
@@ -71,21 +72,24 @@ impl CudaBackend {
     /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in pdl.cuh). Whatever
     /// came before that launch has completed, as in plain stream order.
     ///
-    /// Returns the driver's refusal of the launch itself (the caller may fall back to a plain
-    /// launch); check completion with [`Self::sync_if_asked`] after.
+    /// Returns true when queued. False when the driver refused it outside a capture:
+    /// dependent launches are then off for this backend (a warning says so) and the caller
+    /// launches `f` in plain stream order, which computes the same values (its waits return at
+    /// once). A refusal inside a capture is an error, which ends that capture (the step then
+    /// runs eagerly and tries again). Check completion with [`Self::sync_if_asked`] after.
     ///
     /// # Safety
     /// `params` points at `f`'s parameters, in order, with their declared types and sizes;
     /// device buffers among them stay alive (and their uses tracked) until the launch is queued.
     pub(crate) unsafe fn launch_dependent(
         &self,
+        op: &str,
         f: &CudaFunction,
         params: &mut [*mut c_void],
         c: LaunchConfig,
-    ) -> std::result::Result<(), cudarc::driver::DriverError> {
+    ) -> Result<bool> {
         use cudarc::driver::sys;
         let stream = self.stream();
-        stream.context().bind_to_thread()?;
         // SAFETY: an all-zero attribute is valid plain data; id and value are set below.
         let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
         attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
@@ -102,8 +106,12 @@ impl CudaBackend {
             attrs: &mut attr,
             numAttrs: 1,
         };
+        stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| err(format!("{op}: binding the CUDA context: {e}")))?;
         // SAFETY: the caller's contract on `params`; `config` and `attr` outlive the call.
-        unsafe {
+        let launched = unsafe {
             sys::cuLaunchKernelEx(
                 &config,
                 f.cu_function(),
@@ -111,7 +119,21 @@ impl CudaBackend {
                 std::ptr::null_mut(),
             )
         }
-        .result()
+        .result();
+        match launched {
+            Ok(()) => Ok(true),
+            Err(e)
+                if !self.capturing.load(Ordering::Acquire)
+                    && self.pdl.swap(false, Ordering::Relaxed) =>
+            {
+                tracing::warn!(
+                    "{op}: dependent launch refused ({e}); launching in plain stream order \
+                     from now on"
+                );
+                Ok(false)
+            }
+            Err(e) => Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
+        }
     }
 
     /// `out[rows, n] = x[rows, k] @ W^T` through cuBLAS (column-major: out^T = W x^T).

@@ -70,12 +70,12 @@ pub struct CudaOptions {
     /// (`golden_cpu kv_bf16`: up to 1.25e-2 on the tiny fixtures, 1.50e-1 on SmolLM2). Its tests
     /// pass on an H200.
     pub kv_bf16: bool,
-    /// GPU paths written without a GPU, off by default (each has passed its tests on an H200;
-    /// the fused-LoRA entry table has changed since).
+    /// GPU paths written without a GPU, off by default (each but `batch_lora` has passed its
+    /// tests on an H200; the fused-LoRA entry table has changed since).
     pub experimental: Experimental,
-    /// For tests: fill the fused LoRA's scratch (u and the entry table) with 0xff bytes, NaN
-    /// as floats and rank -1 in the table, before each shrink, so that an expand that read
-    /// either before its shrink wrote it makes the output NaN every time, not by chance.
+    /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
+    /// its entry table with (offset 0, rank 1), so that an expand that read either before its
+    /// shrink wrote it makes the output NaN every time, not by chance.
     pub poison_scratch: bool,
 }
 
@@ -135,6 +135,12 @@ pub struct Experimental {
     /// that kernel finishes, then wait for it before reading the input. Hides the gap between
     /// launches in front of each weight stream. Same values; below sm_90 plain launches.
     pub dependent_launch: bool,
+    /// Decode batches the decode matvec does not take (9 to 64 tokens, each with its own
+    /// mixture): every module's LoRA shrink of a q/k/v or gate/up group in one launch (split
+    /// over in_dim chunks, as `fused-lora`) and every expand in one launch after the base
+    /// products, instead of a shrink and an expand per module (segment or SGMV kernels).
+    /// Written without a GPU: not yet run on one.
+    pub batch_lora: bool,
 }
 
 impl Experimental {
@@ -151,6 +157,7 @@ impl Experimental {
         fused_kv_store: false,
         fused_shrink: false,
         dependent_launch: false,
+        batch_lora: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -165,6 +172,7 @@ impl Experimental {
         fused_kv_store: true,
         fused_shrink: true,
         dependent_launch: true,
+        batch_lora: true,
     };
 }
 

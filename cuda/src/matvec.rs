@@ -1,7 +1,7 @@
 //! The bf16 matmul paths: the decode matvec (`matvec_bf16_r*` in `kernels/matmul.cu`, behind
 //! [`crate::Experimental::decode_matvec`]) and the bf16 compute mode's tensor-core GEMM
-//! (`to_bf16` then cublasGemmEx), plus the dispatch that picks among them and the older
-//! `matmul_bf16` / cuBLAS sgemm paths.
+//! (`to_bf16` then cublasGemmEx, x rounded once for the weights that read it), plus the
+//! dispatch that picks among them and the older `matmul_bf16` / cuBLAS sgemm paths.
 
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
@@ -287,7 +287,7 @@ impl CudaBackend {
             // SAFETY: the parameters of `matvec_bf16_r*` (the first five) or
             // `matvec_bf16_lora_r*` (all six) in order and types (x as its device address,
             // kept alive by `ptrs`), sizes checked as for the plain launch.
-            if unsafe { self.try_dependent(op, f, &mut params[..n_params], grid) }? {
+            if unsafe { self.launch_dependent(op, f, &mut params[..n_params], grid) }? {
                 return self.sync_if_asked(op);
             }
         }
@@ -301,54 +301,19 @@ impl CudaBackend {
         res
     }
 
-    /// `f` as a programmatic dependent launch ([`Self::launch_dependent`]): true when queued.
-    /// False when the driver refused it outside a capture: dependent launches are then off
-    /// for this backend (a warning says so) and the caller launches `f` in plain stream order,
-    /// which computes the same values (its waits return at once). A refusal inside a capture
-    /// is an error, which ends that capture (the step then runs eagerly and tries again).
-    ///
-    /// # Safety
-    /// As [`Self::launch_dependent`].
-    pub(crate) unsafe fn try_dependent(
-        &self,
-        op: &str,
-        f: &cudarc::driver::CudaFunction,
-        params: &mut [*mut c_void],
-        grid: LaunchConfig,
-    ) -> Result<bool> {
-        // SAFETY: the caller's contract.
-        match unsafe { self.launch_dependent(f, params, grid) } {
-            Ok(()) => Ok(true),
-            Err(e)
-                if !self.capturing.load(Ordering::Acquire)
-                    && self.pdl.swap(false, Ordering::Relaxed) =>
-            {
-                tracing::warn!(
-                    "{op}: dependent launch refused ({e}); launching in plain stream order \
-                     from now on"
-                );
-                Ok(false)
-            }
-            Err(e) => Err(err(format!("{op}: launch (programmatic dependent): {e}"))),
-        }
-    }
-
-    /// The bf16 compute mode's GEMM: `x` rounded to bf16 (`to_bf16`), then
+    /// The bf16 compute mode's GEMMs of weights that read the same `x` (`[rows, k]`, `k` each
+    /// weight's columns): `x` rounded to bf16 once (`to_bf16`), then for each job
     /// `out[rows, n] = x @ W^T` by cublasGemmEx (bf16 inputs, f32 output and accumulation,
-    /// `CUBLAS_COMPUTE_32F`: tensor cores).
-    pub(crate) fn gemm_bf16(
+    /// `CUBLAS_COMPUTE_32F`: tensor cores) and its bias added. The jobs' LoRA is not read.
+    pub(crate) fn gemm_bf16_each(
         &self,
         x: &CudaSlice<f32>,
-        w: &CudaWeight,
         rows: usize,
-        out: &mut CudaSlice<f32>,
+        k: usize,
+        jobs: &mut [LinearJob<'_, CudaBackend>],
     ) -> Result<()> {
-        let wb = w
-            .bf16
-            .as_ref()
-            .ok_or_else(|| err("matmul: weight is not bf16"))?;
-        let (n, k) = (w.rows, w.cols);
         let len = rows * k;
+        check_len("matmul", "x", x.len(), len)?;
         let mut scratch = self.scratch_bf16.lock().unwrap_or_else(|p| p.into_inner());
         if scratch.as_ref().is_none_or(|s| s.len() < len) {
             self.may_regrow_scratch("matmul (bf16 input)")?;
@@ -364,41 +329,75 @@ impl CudaBackend {
         a.arg(x).arg(&nn).arg(&mut *xb);
         self.go("matmul (to bf16)", a, grid_1d(len))?;
         let stream = self.stream();
-        let (wp, _g1) = wb.device_ptr(stream);
         let (xp, _g2) = xb.device_ptr(stream);
-        let (op, _g3) = out.device_ptr_mut(stream);
         let (alpha, beta) = (1.0f32, 0.0f32);
         let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: W holds n*k and xb at least rows*k bf16 values, out at least rows*n f32
-        // (checked by the callers); alpha/beta are host scalars (the default pointer mode).
-        unsafe {
-            cudarc::cublas::result::gemm_ex(
-                *blas.handle(),
-                cublasOperation_t::CUBLAS_OP_T,
-                cublasOperation_t::CUBLAS_OP_N,
-                int("matmul", n)?,
-                int("matmul", rows)?,
-                int("matmul", k)?,
-                (&alpha as *const f32).cast::<c_void>(),
-                wp as *const c_void,
-                cudaDataType::CUDA_R_16BF,
-                int("matmul", k)?,
-                xp as *const c_void,
-                cudaDataType::CUDA_R_16BF,
-                int("matmul", k)?,
-                (&beta as *const f32).cast::<c_void>(),
-                op as *mut c_void,
-                cudaDataType::CUDA_R_32F,
-                int("matmul", n)?,
-                cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
+        for j in jobs.iter_mut() {
+            let (w, out) = (j.w, &mut *j.out);
+            let wb = w
+                .bf16
+                .as_ref()
+                .ok_or_else(|| err("matmul: weight is not bf16"))?;
+            let (n, wk) = (w.rows, w.cols);
+            if wk != k {
+                return Err(err(format!("matmul: a {n}x{wk} weight for {k} inputs")));
+            }
+            check_len("matmul", "out", out.len(), rows * n)?;
+            {
+                let (wp, _g1) = wb.device_ptr(stream);
+                let (op, _g3) = out.device_ptr_mut(stream);
+                // SAFETY: W holds n*k and xb at least rows*k bf16 values, out at least rows*n f32
+                // (checked above and by the callers); alpha/beta are host scalars (the default
+                // pointer mode).
+                unsafe {
+                    cudarc::cublas::result::gemm_ex(
+                        *blas.handle(),
+                        cublasOperation_t::CUBLAS_OP_T,
+                        cublasOperation_t::CUBLAS_OP_N,
+                        int("matmul", n)?,
+                        int("matmul", rows)?,
+                        int("matmul", k)?,
+                        (&alpha as *const f32).cast::<c_void>(),
+                        wp as *const c_void,
+                        cudaDataType::CUDA_R_16BF,
+                        int("matmul", k)?,
+                        xp as *const c_void,
+                        cudaDataType::CUDA_R_16BF,
+                        int("matmul", k)?,
+                        (&beta as *const f32).cast::<c_void>(),
+                        op as *mut c_void,
+                        cudaDataType::CUDA_R_32F,
+                        int("matmul", n)?,
+                        cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                        cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                    )
+                }
+                .map_err(|e| {
+                    err(format!(
+                        "matmul: cublasGemmEx bf16 ({rows}x{k} @ {k}x{n}): {e:?}"
+                    ))
+                })?;
+            } // the buffers' use guards end before the bias is added
+            if let Some(b) = j.bias {
+                self.bias_add(out, b, rows, n)?;
+            }
         }
-        .map_err(|e| {
-            err(format!(
-                "matmul: cublasGemmEx bf16 ({rows}x{k} @ {k}x{n}): {e:?}"
-            ))
-        })
+        Ok(())
+    }
+
+    /// `out[r, c] += bias[c]` for `rows` rows of `n`.
+    fn bias_add(
+        &self,
+        out: &mut CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        rows: usize,
+        n: usize,
+    ) -> Result<()> {
+        check_len("matmul", "bias", bias.len(), n)?;
+        let (r, nn) = (int("matmul", rows)?, int("matmul", n)?);
+        let mut a = self.args(&self.k.bias_add);
+        a.arg(&mut *out).arg(bias).arg(&r).arg(&nn);
+        self.go("matmul bias", a, grid_1d(rows * n))
     }
 
     /// `out[rows, n] = x @ W^T (+ bias)` by whichever path the options and shape pick:
@@ -428,15 +427,18 @@ impl CudaBackend {
             return self.matmul_bf16(x, w, bias, rows, out);
         }
         if w.bf16.is_some() {
-            self.gemm_bf16(x, w, rows, out)?;
-        } else {
-            self.sgemm(x, w, rows, out)?;
+            let mut job = [LinearJob {
+                w,
+                bias,
+                n_out: w.rows,
+                lora: None,
+                out,
+            }];
+            return self.gemm_bf16_each(x, rows, w.cols, &mut job);
         }
+        self.sgemm(x, w, rows, out)?;
         if let Some(b) = bias {
-            let (r, nn) = (int("matmul", rows)?, int("matmul", w.rows)?);
-            let mut a = self.args(&self.k.bias_add);
-            a.arg(&mut *out).arg(b).arg(&r).arg(&nn);
-            self.go("matmul bias", a, grid_1d(rows * w.rows))?;
+            self.bias_add(out, b, rows, w.rows)?;
         }
         Ok(())
     }

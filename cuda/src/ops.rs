@@ -50,6 +50,7 @@ impl Backend for CudaBackend {
             (x.fused_kv_store, "fused-kv-store"),
             (x.fused_shrink, "fused-shrink"),
             (x.dependent_launch, "dependent-launch"),
+            (x.batch_lora, "batch-lora"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

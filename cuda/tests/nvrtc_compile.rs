@@ -43,6 +43,37 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     assert!(failures.is_empty(), "NVRTC:\n{}", failures.join("\n"));
 }
 
+/// Every entry point `Kernels::load` looks up (each `get("<file>", "<kernel>")` in
+/// src/kernels.rs) is in the PTX of its file: a renamed or missing kernel fails here, not when
+/// a GPU loads the module (which would fail every CUDA test at once).
+#[test]
+fn every_kernel_the_backend_loads_is_in_its_files_ptx() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let mut ptx = std::collections::HashMap::new();
+    let mut looked_up = 0;
+    for call in include_str!("../src/kernels.rs").split("get(\"").skip(1) {
+        let (file, rest) = call
+            .split_once("\", \"")
+            .expect("get(\"file\", \"kernel\")");
+        let kernel = rest.split('"').next().expect("a quoted kernel name");
+        let text = ptx.entry(file).or_insert_with(|| {
+            let k = SOURCES.iter().find(|k| k.name == file);
+            let k = k.unwrap_or_else(|| panic!("kernels.rs names {file}.cu, not in SOURCES"));
+            compile_uncached(k, &options("sm_90"))
+                .expect("compiles")
+                .ptx
+        });
+        assert!(
+            text.contains(&format!(".entry {kernel}(")),
+            "{file}.cu has no kernel {kernel}"
+        );
+        looked_up += 1;
+    }
+    assert!(looked_up >= 40, "{looked_up} kernels looked up");
+}
+
 /// The SGMV kernels (`--cuda-experimental sgmv`) run their products on tensor cores: the PTX
 /// of lora.cu holds TF32 `mma.sync` and `cvt.rna.tf32` for sm_80 and sm_90. Below sm_80 (no
 /// TF32 mma) the file still compiles, with the SGMV bodies trapping (the host refuses the

@@ -246,6 +246,15 @@ mod experimental {
             ..NONE
         }
     );
+    // Alone (no decode matvec), every decode step with LoRA takes it, one token or several.
+    alone_tests!(
+        batch_lora,
+        "batch-lora",
+        Experimental {
+            batch_lora: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {

@@ -10,9 +10,9 @@ use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
 use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
-    assert_all_pass, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases, decode_matvec_cases,
-    fused_kv_store_cases, run_all, run_cases, run_cases_against, sgmv_cases, split_attention_cases,
-    Op, ParityCase,
+    assert_all_pass, batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases,
+    decode_matvec_cases, fused_kv_store_cases, run_all, run_cases, run_cases_against, sgmv_cases,
+    split_attention_cases, Op, ParityCase,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -87,6 +87,42 @@ fn decode_matvec_sets_pass(opts: CudaOptions) -> bool {
     cases.extend(bf16_weight_cases());
     assert_all_pass(&run_cases(&b, cases));
     true
+}
+
+/// `--cuda-experimental batch-lora`: decode batches' LoRA as one shrink and one expand launch
+/// per group of modules, around the base products, on f32 weights and LoRA, on bf16 weights
+/// with bf16 A/B, and in the bf16 compute mode (against the CPU with its input rounding); u
+/// and the entry table poisoned before each shrink.
+#[test]
+fn op_parity_cuda_batch_lora() {
+    for (bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
+        let opts = CudaOptions {
+            bf16_weights: bf16,
+            bf16_compute,
+            lora_bf16: bf16,
+            experimental: Experimental {
+                batch_lora: true,
+                ..Experimental::NONE
+            },
+            poison_scratch: true,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("batch-lora, bf16 weights and LoRA {bf16}, bf16 compute {bf16_compute}");
+        let cases = batch_lora_cases().into_iter().map(|c| ParityCase {
+            bf16_weights: bf16 || bf16_compute,
+            bf16_lora: bf16,
+            ..c
+        });
+        let results = if bf16_compute {
+            run_cases_against(&b, &CpuProbe::bf16_inputs(), cases.collect())
+        } else {
+            run_cases(&b, cases.collect())
+        };
+        assert_all_pass(&results);
+    }
 }
 
 /// `--cuda-experimental decode-matvec,fused-lora,fused-shrink`: each fused-LoRA matvec starts

@@ -16,8 +16,8 @@ mod option_cases;
 
 pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
-    bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases, f16_weight_cases,
-    fused_kv_store_cases, sgmv_cases, split_attention_cases,
+    batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
+    f16_weight_cases, fused_kv_store_cases, sgmv_cases, split_attention_cases,
 };
 
 /// The result of one case on one backend.
@@ -265,10 +265,13 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                 };
                 ws.push((w, bias, lora, poisoned(b, rows * n)?));
             }
-            let p = match mix {
+            let mut p = match mix {
                 Some(m) => lora_plan(m, &mut g),
                 None => plan(*rows),
             };
+            // A decode step: each token alone in its KV slot (a batch of sequences), the steps
+            // `linears` may fuse differently from a prefill's.
+            p.kv_slots = (0..*rows as u32).collect();
             let step = b.upload_step(&p, None)?;
             let max_rank = mix
                 .as_ref()

@@ -182,6 +182,61 @@ pub fn bf16_lora_cases() -> Vec<ParityCase> {
         .collect()
 }
 
+/// A pseudo-random mixture for segment `s`: `k` distinct slots out of `n`, some entries unused.
+fn mixture(s: u32, k: usize, n: u32) -> Vec<u32> {
+    let mut m: Vec<u32> = Vec::new();
+    for i in 0..k as u32 {
+        let slot = (s * 7 + i * 3 + s * s) % n;
+        m.push(if (s + i) % 5 == 4 || m.contains(&slot) {
+            NO_ADAPTER
+        } else {
+            slot
+        });
+    }
+    m
+}
+
+/// The `linears` cases for `--cuda-experimental batch-lora`: decode batches that the decode
+/// matvec does not take (every token its own sequence and mixture, out of 8 adapters with
+/// ranks 0 to 24), from 9 to 64 tokens, one past that (65: the per-module kernels again) and a
+/// single token (with the switch alone, every decode step takes it); q/k/v- and gate/up-shaped
+/// groups and one module alone; inputs of one in_dim chunk of the shrink, 3 (the last partial)
+/// and 11 (a 7B down_proj's); with and without bias.
+pub fn batch_lora_cases() -> Vec<ParityCase> {
+    let ranks = vec![8, 0, 16, 4, 8, 1, 24, 8];
+    let mut v = Vec::new();
+    for (rows, k, ns, bias, kk) in [
+        (9, 64, vec![40, 24, 24], true, 3),
+        (32, 4096, vec![64, 64, 32], false, 3),
+        (17, 2056, vec![33], true, 2),
+        (64, 11008, vec![24], false, 3),
+        (65, 128, vec![48, 16], false, 3),
+        (1, 576, vec![60, 13], false, 3),
+    ] {
+        let mix = Mixture {
+            in_dim: k,
+            out_dim: 0,
+            ranks: ranks.clone(),
+            segment_of_token: (0..rows as u32).collect(),
+            k: kk,
+            slots: (0..rows as u32).flat_map(|t| mixture(t, kk, 8)).collect(),
+        };
+        let id = format!(
+            "batch linears(rows={rows},k={k},ns={ns:?}{},lora)",
+            if bias { ",bias" } else { "" }
+        );
+        let op = Op::Linears {
+            rows,
+            k,
+            ns,
+            bias,
+            mix: Some(mix),
+        };
+        v.push(case(id, op, REDUCTION_TOL));
+    }
+    v
+}
+
 /// The LoRA cases for `--cuda-experimental sgmv` (tiles of 16 tokens, each adapter a tile uses
 /// one TF32 GEMM): every `lora_shrink`/`lora_expand` case of the table, and steps shaped for
 /// the tiles: a batch of 37 tokens with a mixture each (three tiles, the last partial) over
@@ -196,19 +251,6 @@ pub fn sgmv_cases() -> Vec<ParityCase> {
         .into_iter()
         .filter(|c| matches!(c.op, Op::Lora { .. }))
         .collect();
-    // A pseudo-random mixture of `k` distinct slots out of `n`, some entries unused.
-    let mixture = |s: u32, k: usize, n: u32| -> Vec<u32> {
-        let mut m: Vec<u32> = Vec::new();
-        for i in 0..k as u32 {
-            let slot = (s * 7 + i * 3 + s * s) % n;
-            m.push(if (s + i) % 5 == 4 || m.contains(&slot) {
-                NA
-            } else {
-                slot
-            });
-        }
-        m
-    };
     let ranks = [8, 0, 16, 4, 8, 1, 3, 8, 2, 5];
     let batch: Vec<u32> = (0..37).flat_map(|s| mixture(s, 3, 10)).collect();
     v.extend(lora(

@@ -29,6 +29,36 @@ fn fused_kv_store_cases_hold_decode_steps_and_prefills() {
     assert_all_pass(&run_cases(&CpuBackend::new(), cases));
 }
 
+/// The batch-LoRA set holds decode batches on both sides of the decode matvec's 8 rows and of
+/// the path's 64, with mixtures that differ between tokens and leave entries unused, and runs
+/// on the CPU reference (and against the bf16-input probe, as the bf16 compute mode's test).
+#[test]
+fn batch_lora_cases_hold_mixed_decode_batches() {
+    let cases = batch_lora_cases();
+    let mut rows = Vec::new();
+    for c in &cases {
+        let Op::Linears { rows: r, mix, .. } = &c.op else {
+            panic!("{}: not a linears case", c.id)
+        };
+        let m = mix.as_ref().expect("every case has LoRA");
+        let distinct: std::collections::HashSet<_> = m.slots.chunks(m.k).collect();
+        assert!(*r < 3 || distinct.len() > 2, "{}: mixtures differ", c.id);
+        rows.push(*r);
+    }
+    let slots: Vec<u32> = cases
+        .iter()
+        .flat_map(|c| match &c.op {
+            Op::Linears { mix: Some(m), .. } => m.slots.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(slots.contains(&dlp_engine::NO_ADAPTER));
+    assert!(rows.contains(&1) && rows.contains(&9) && rows.contains(&64) && rows.contains(&65));
+    assert_all_pass(&run_cases(&CpuBackend::new(), cases.clone()));
+    let probe = CpuProbe::bf16_inputs();
+    assert_all_pass(&run_cases_against(&CpuBackend::new(), &probe, cases));
+}
+
 /// The decode-matvec set (the `linears` cases included) runs on the CPU, and rounding the
 /// matmul inputs to bf16 (what `--cuda-bf16-compute` does) moves every output measurably
 /// but within the reduction bound that the GPU is held to against the rounded reference.
