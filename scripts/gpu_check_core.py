@@ -24,6 +24,10 @@ SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
 MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
 # The bench scenarios the profilers run (e.g. "batch32"); default: nsys base,fused3, ncu base.
 PROFILE_ONLY = os.environ.get("PROFILE_ONLY", "")
+# Kernel tuning settings (DLP_CUDA_TUNE values, cuda/src/tune.rs; "default" for none), each
+# benched on the first shape after the first figures: SWEEP="default matvec_unroll=8".
+SWEEP = os.environ.get("SWEEP", "").split()
+SWEEP_ARGS = ["--only", "base,fused3,batch32", "--new-tokens", "32", "--rounds", "2"]
 # PEERS=none: no transformers+PEFT timing (a short rerun, when the peers' figures are known).
 PEERS = os.environ.get("PEERS") != "none"
 WORK = os.path.abspath(os.environ.get("GPU_WORK", os.path.join(R, "models")))

@@ -109,6 +109,7 @@ def main():
                    f" -c '{RUN_APP}' \"$@\"\n")
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
                SHAPES="tiny", MODES="bf16c-exp f32", GPU_CHECK_BACKEND="cpu",
+               SWEEP="default matvec_unroll=8",
                OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
                PATH=tools + os.pathsep + os.environ["PATH"])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -154,6 +155,9 @@ def main():
         ("the Nsight Compute table", "| matvec_bf16_r4 | 1 |" in summary),
         ("both profiled bench runs passed (their flags accepted)",
          sorted(v for k, v in status.items() if k.startswith("profile tiny ")) == ["pass"] * 2),
+        ("the sweep benched each setting, named by it",
+         {k for k in status if "tune-" in k}
+         == {"speed tiny tune-default", "speed tiny tune-matvec_unroll8"}),
         ("the verdict line last", summary.rstrip().splitlines()[-1:] != []
          and summary.rstrip().splitlines()[-1].startswith("verdict:")),
     ]

@@ -10,8 +10,8 @@ import time
 import gpu_check_report as report
 from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
                             PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, PROFILE_ONLY,
-                            RUST_ENV, SHAPES, SHORT, SIZE, BUDGET, T0, WORK, lock, record, run,
-                            runs, say)
+                            RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS, BUDGET, T0, WORK,
+                            lock, record, run, runs, say)
 
 def bench_cmd(bins, shape, flags):
     """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
@@ -20,12 +20,27 @@ def bench_cmd(bins, shape, flags):
     return cmd + [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(8)] + list(flags)
 
 
-def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed"):
+def bench(bins, shape, mode, flags, extra, cap=BENCH_CAP, stage="speed", env=None):
     cmd = bench_cmd(bins, shape, flags) + list(extra)
     if stage == "speed":
         cmd += ["--json", os.path.join(LOGS, f"bench-{shape}-{mode}.json")]
     log = os.path.join(LOGS, f"bench-{shape}-{mode}.log")
-    return run(stage, f"{shape} {mode}", cmd, log, cap, env=RUST_ENV)
+    return run(stage, f"{shape} {mode}", cmd, log, cap, env=env or RUST_ENV)
+
+
+def sweep(bins, shape, label, flags):
+    """The kernel tuning sweep (SWEEP): `flags`' mode (named `label`) benched once per
+    DLP_CUDA_TUNE setting, "default" for none, each a row `tune-<setting>` of the speed table,
+    all with the same short scenarios so that they compare with each other."""
+    for setting in SWEEP:
+        env = dict(RUST_ENV)
+        env.pop("DLP_CUDA_TUNE", None)
+        if setting != "default":
+            env["DLP_CUDA_TUNE"] = setting
+        name = "tune-" + setting.replace("=", "").replace(",", "+")
+        say(f"sweep {shape} {label}: {name}")
+        bench(bins, shape, name, flags, SWEEP_ARGS, env=env)
+        report.publish(runs, LOGS, OUT, T0, BUDGET)
 
 
 def distrusted():
@@ -152,6 +167,7 @@ def speed(bins, maker):
 
     plan = [item for s in SHAPES
             for item in [(s, first), (s, "peer")] + ([(s, "ctx4k")] if s == "1b" else [])]
+    plan += [(SHAPES[0], "sweep")] if SWEEP else []
     plan += [(SHAPES[0], "profile"), (None, "probes")]
     # The other shapes at ~4,000 tokens of context too (the issue asks for decode speed there).
     plan += [(s, "ctx4k") for s in SHAPES if s != "1b"] + [(s, m) for m in rest for s in SHAPES]
@@ -183,10 +199,12 @@ def speed(bins, maker):
                    "--adapters", paths, "--dtype", "bf16", "--repeats", "2",
                    "--json", os.path.join(LOGS, f"peer-{shape}.json")]
             run("speed", f"{shape} peer", cmd, os.path.join(LOGS, f"peer-{shape}.log"), BENCH_CAP)
-        elif mode in ("ctx4k", "profile"):
+        elif mode in ("ctx4k", "profile", "sweep"):
             label, flags = fallback()
             if mode == "profile":
                 profile(bins, shape, label, flags)
+            elif mode == "sweep":
+                sweep(bins, shape, label, flags)
             else:
                 # ~3,900 prompt tokens (7 per sentence with this tokenizer).
                 bench(bins, shape, f"ctx4k-{label}", flags,

@@ -60,7 +60,16 @@ extern "C" __global__ void matmul_bf16(const float* __restrict__ x,
 // per warp and per weight load cost about 60 instructions per 16 bytes of weights, which held
 // the H200 at about half its DRAM bandwidth; 2 gives the same values.
 // Needs k % 8 == 0 (16-byte aligned rows); the host falls back to matmul_bf16 otherwise.
+// MATVEC_UNROLL and the occupancy hint MATVEC_MIN_BLOCKS (with the block size MATVEC_THREADS)
+// may be set by the host for tuning sweeps (`DLP_CUDA_TUNE`, cuda/src/tune.rs).
+#ifndef MATVEC_UNROLL
 #define MATVEC_UNROLL 4
+#endif
+#ifdef MATVEC_MIN_BLOCKS
+#define MATVEC_BOUNDS __launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)
+#else
+#define MATVEC_BOUNDS
+#endif
 #define MATVEC_JOBS 3
 
 struct MatvecJobs {
@@ -193,15 +202,15 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
 // One entry point per row bucket (1, 2, 4, 8 rows): acc[R] stays in registers. The `_lora`
 // ones add the jobs' fused-LoRA expands.
 #define MATVEC_ENTRIES(R)                                                                     \
-    extern "C" __global__ void matvec_bf16_r##R(const float* __restrict__ x, int rows, int k, \
-                                                int round_x, MatvecJobs jobs) {               \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_r##R(                                \
+        const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs) {         \
         LoraJobs none;                                                                        \
         none.n_jobs = 0;                                                                      \
         matvec_bf16_body<R, false>(x, rows, k, round_x, jobs, none);                          \
     }                                                                                         \
-    extern "C" __global__ void matvec_bf16_lora_r##R(const float* __restrict__ x, int rows,   \
-                                                     int k, int round_x, MatvecJobs jobs,     \
-                                                     LoraJobs lj) {                           \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_r##R(                           \
+        const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
+        LoraJobs lj) {                                                                        \
         matvec_bf16_body<R, true>(x, rows, k, round_x, jobs, lj);                             \
     }
 MATVEC_ENTRIES(1)

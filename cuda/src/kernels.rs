@@ -56,20 +56,21 @@ pub struct Kernels {
 impl Kernels {
     /// Compiles (or takes from the PTX cache) and loads every kernel file for `arch`; with
     /// `dependent_launch`, defining `DLP_PDL` (the kernels that may precede a dependent matvec
-    /// then release it at their start: `PDL_TRIGGER` in pdl.cuh).
+    /// then release it at their start: `PDL_TRIGGER` in pdl.cuh); `tune`: the tuning knobs'
+    /// defines ([`crate::tune::Tune::defines`]).
     pub fn load(
         ctx: &Arc<CudaContext>,
         arch: &str,
         dependent_launch: bool,
+        tune: &[String],
     ) -> Result<Kernels, String> {
-        let extra: &[&str] = if dependent_launch {
-            &["-DDLP_PDL"]
-        } else {
-            &[]
-        };
+        let mut extra: Vec<&str> = tune.iter().map(String::as_str).collect();
+        if dependent_launch {
+            extra.push("-DDLP_PDL");
+        }
         let mut modules = Vec::with_capacity(SOURCES.len());
         for k in &SOURCES {
-            let c = compile(k, arch, extra)?;
+            let c = compile(k, arch, &extra)?;
             let m = ctx
                 .load_module(Ptx::from_src(c.ptx))
                 .map_err(|e| format!("loading kernel {}.cu: {e}", k.name))?;

@@ -17,6 +17,7 @@ pub mod nvrtc;
 mod ops;
 pub mod probe;
 pub mod sgmv;
+pub mod tune;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -218,6 +219,8 @@ pub struct CudaBackend {
     /// Programmatic dependent launches are available (sm_90 or newer); cleared if the driver
     /// refuses one (the launches then run in plain stream order).
     pub(crate) pdl: AtomicBool,
+    /// The kernel tuning knobs (`DLP_CUDA_TUNE`; the defaults unless a sweep sets them).
+    pub(crate) tune: tune::Tune,
     /// Split-attention partials, grown on demand and reused.
     pub(crate) scratch_attn: Mutex<Option<CudaSlice<f32>>>,
     /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
@@ -329,11 +332,13 @@ impl CudaBackend {
                      or newer); this device is {arch}"
                 ));
             }
+            let tune = tune::Tune::from_env()?;
             // The kernels before a dependent matvec release it early only with -DDLP_PDL.
             let k = Kernels::load(
                 &ctx,
                 &arch,
                 options.experimental.dependent_launch && maj >= 9,
+                &tune.defines(),
             )?;
             let graphs = options.experimental.graphs;
             let stream = if graphs {
@@ -382,6 +387,7 @@ impl CudaBackend {
                 scratch_attn: Mutex::new(None),
                 scratch_u: Mutex::new(None),
                 pdl: AtomicBool::new(maj >= 9),
+                tune,
                 sync_each: std::env::var("DLP_CUDA_SYNC").is_ok_and(|v| v == "1"),
                 options,
                 graphs: graphs.then(|| {

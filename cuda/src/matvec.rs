@@ -21,8 +21,6 @@ use crate::{err, CudaBackend, CudaWeight};
 pub const MATVEC_MAX_ROWS: usize = 8;
 /// Most weights one matvec launch takes (`MATVEC_JOBS` in matmul.cu): q, k and v.
 pub const MATVEC_MAX_JOBS: usize = 3;
-/// Warps per block of the matvec: one output feature each.
-const MATVEC_WARPS: usize = 8;
 
 /// The kernel's `MatvecJobs` (same layout): device pointers and output widths of up to
 /// [`MATVEC_MAX_JOBS`] weights; unused entries have `n = 0`.
@@ -130,12 +128,13 @@ pub fn matvec_round_x(bf16_compute: bool, rows: usize, k: usize) -> (i32, u32) {
     }
 }
 
-/// The matvec's launch for jobs of `n` output features in all (one warp per feature), with
-/// `shared` bytes of dynamic shared memory (see [`matvec_round_x`]).
-pub fn matvec_launch(total_n: usize, shared: u32) -> LaunchConfig {
+/// The matvec's launch for jobs of `n` output features in all (one warp per feature, `warps`
+/// per block: [`crate::tune::Tune::matvec_warps`]), with `shared` bytes of dynamic shared
+/// memory (see [`matvec_round_x`]).
+pub fn matvec_launch(total_n: usize, warps: usize, shared: u32) -> LaunchConfig {
     cfg(
-        (total_n.div_ceil(MATVEC_WARPS) as u32, 1, 1),
-        (MATVEC_WARPS * 32) as u32,
+        (total_n.div_ceil(warps) as u32, 1, 1),
+        (warps * 32) as u32,
         shared,
     )
 }
@@ -264,7 +263,7 @@ impl CudaBackend {
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
         let (round_x, shared) = matvec_round_x(self.options.bf16_compute, rows, k);
-        let grid = matvec_launch(total, shared);
+        let grid = matvec_launch(total, self.tune.matvec_warps as usize, shared);
         let op = "matmul (bf16 matvec)";
         let f = match lora {
             Some(_) => &self.k.matvec_bf16_lora[bucket],
@@ -504,16 +503,19 @@ mod tests {
 
     #[test]
     fn launch_gives_one_warp_per_output_feature() {
-        let c = matvec_launch(4096 * 3, 0);
+        let c = matvec_launch(4096 * 3, 8, 0);
         assert_eq!(
             c.grid_dim.0 as usize * c.block_dim.0 as usize / 32,
             4096 * 3
         );
-        let c = matvec_launch(9, 8192);
+        let c = matvec_launch(9, 8, 8192);
         assert_eq!(
             (c.grid_dim.0, c.block_dim.0, c.shared_mem_bytes),
             (2, 256, 8192)
         );
+        // Tuned to 4 warps per block (`DLP_CUDA_TUNE=matvec_warps=4`).
+        let c = matvec_launch(9, 4, 0);
+        assert_eq!((c.grid_dim.0, c.block_dim.0), (3, 128));
     }
 
     #[test]

@@ -65,6 +65,9 @@ impl Backend for CudaBackend {
         {
             exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
         }
+        if let Some(t) = self.tune.describe() {
+            exp += &format!("; tuned: {}={t}", crate::tune::TUNE_ENV);
+        }
         Some(format!("{} kernels, {mode}{exp}", self.arch()))
     }
 

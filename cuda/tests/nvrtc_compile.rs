@@ -3,7 +3,14 @@
 //! found through `LD_LIBRARY_PATH` or `DLP_NVRTC_LIB`. Without it the test prints `SKIPPED`,
 //! unless `DLP_REQUIRE_NVRTC=1` makes that a failure.
 
-use dlp_cuda::nvrtc::{compile_uncached, options, probe, SOURCES};
+use dlp_cuda::nvrtc::{compile_uncached, options, probe, KernelSource, SOURCES};
+use dlp_cuda::tune::Tune;
+
+/// The kernel file `name` (`name`.cu) of [`SOURCES`].
+fn source(name: &str) -> &'static KernelSource {
+    let k = SOURCES.iter().find(|k| k.name == name);
+    k.unwrap_or_else(|| panic!("no kernel file {name}.cu in SOURCES"))
+}
 
 /// The PTX of one entry point, from `.entry name(` to the end of its body.
 fn entry(ptx: &str, name: &str) -> String {
@@ -43,35 +50,31 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     assert!(failures.is_empty(), "NVRTC:\n{}", failures.join("\n"));
 }
 
-/// Every entry point `Kernels::load` looks up (each `get("<file>", "<kernel>")` in
-/// src/kernels.rs) is in the PTX of its file: a renamed or missing kernel fails here, not when
-/// a GPU loads the module (which would fail every CUDA test at once).
+/// The decode matvec compiles, warning-free, with every tuning knob a sweep may set off its
+/// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, 4 warps with an occupancy hint of 8 blocks
+/// per SM), and the hint reaches the PTX.
 #[test]
-fn every_kernel_the_backend_loads_is_in_its_files_ptx() {
+fn matvec_compiles_with_the_tuning_knobs() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    let mut ptx = std::collections::HashMap::new();
-    let mut looked_up = 0;
-    for call in include_str!("../src/kernels.rs").split("get(\"").skip(1) {
-        let (file, rest) = call
-            .split_once("\", \"")
-            .expect("get(\"file\", \"kernel\")");
-        let kernel = rest.split('"').next().expect("a quoted kernel name");
-        let text = ptx.entry(file).or_insert_with(|| {
-            let k = SOURCES.iter().find(|k| k.name == file);
-            let k = k.unwrap_or_else(|| panic!("kernels.rs names {file}.cu, not in SOURCES"));
-            compile_uncached(k, &options("sm_90"))
-                .expect("compiles")
-                .ptx
-        });
-        assert!(
-            text.contains(&format!(".entry {kernel}(")),
-            "{file}.cu has no kernel {kernel}"
-        );
-        looked_up += 1;
+    let matmul = source("matmul");
+    for knobs in [
+        "matvec_unroll=1",
+        "matvec_unroll=16,matvec_warps=4,matvec_min_blocks=8",
+    ] {
+        let mut opts = options("sm_90");
+        opts.extend(Tune::parse(knobs).expect("valid knobs").defines());
+        let c = compile_uncached(matmul, &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
+        assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
+        if knobs.contains("min_blocks") {
+            let e = entry(&c.ptx, "matvec_bf16_r1");
+            assert!(
+                e.contains(".maxntid 128") && e.contains(".minnctapersm 8"),
+                "{knobs}"
+            );
+        }
     }
-    assert!(looked_up >= 40, "{looked_up} kernels looked up");
 }
 
 /// The SGMV kernels (`--cuda-experimental sgmv`) run their products on tensor cores: the PTX
@@ -83,7 +86,7 @@ fn sgmv_kernels_use_tf32_tensor_cores() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    let lora = SOURCES.iter().find(|k| k.name == "lora").expect("lora.cu");
+    let lora = source("lora");
     for arch in ["sm_80", "sm_90"] {
         let ptx = compile_uncached(lora, &options(arch)).unwrap().ptx;
         for want in [
@@ -114,12 +117,9 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    let matmul = SOURCES
-        .iter()
-        .find(|k| k.name == "matmul")
-        .expect("matmul.cu");
+    let matmul = source("matmul");
     // The backend loads the shrink from lora.cu's module.
-    let lora = SOURCES.iter().find(|k| k.name == "lora").expect("lora.cu");
+    let lora = source("lora");
     let ptx = compile_uncached(lora, &options("sm_90")).unwrap().ptx;
     assert!(entry(&ptx, "lora_shrink_jobs").contains("griddepcontrol.launch_dependents"));
     let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
@@ -174,10 +174,7 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
             ][..],
         ),
     ] {
-        let k = SOURCES
-            .iter()
-            .find(|k| k.name == file)
-            .expect("kernel file");
+        let k = source(file);
         let mut opts = options("sm_90");
         opts.push("-DDLP_PDL".into());
         let with = compile_uncached(k, &opts).unwrap();
@@ -194,10 +191,7 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
             "{file}.cu without DLP_PDL"
         );
     }
-    let matmul = SOURCES
-        .iter()
-        .find(|k| k.name == "matmul")
-        .expect("matmul.cu");
+    let matmul = source("matmul");
     let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
     for r in [1, 2, 4, 8] {
         for name in [
@@ -243,11 +237,9 @@ fn every_entry_point_the_backend_loads_is_in_the_ptx() {
     let mut ptx_of = std::collections::HashMap::new();
     for (file, entry) in wanted {
         let ptx = ptx_of.entry(file).or_insert_with(|| {
-            let k = SOURCES
-                .iter()
-                .find(|k| k.name == file)
-                .unwrap_or_else(|| panic!("kernels.rs loads from `{file}`, not in SOURCES"));
-            compile_uncached(k, &options("sm_90")).unwrap().ptx
+            compile_uncached(source(file), &options("sm_90"))
+                .unwrap()
+                .ptx
         });
         assert!(
             ptx.contains(&format!(".entry {entry}(")),

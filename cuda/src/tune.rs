@@ -1,0 +1,180 @@
+//! Kernel tuning knobs for benchmark sweeps on a GPU, not for users: `DLP_CUDA_TUNE`, e.g.
+//! `DLP_CUDA_TUNE=matvec_unroll=8,matvec_warps=4 dlp-run bench --backend cuda ...`.
+//!
+//! The decode matvec's best shape depends on the device (DRAM latency, SMs, registers), and a
+//! GPU is rarely at hand: `scripts/gpu-check.sh` with `SWEEP="..."` benches each setting in one
+//! run, so that the defaults below are chosen by measurement. Every setting computes the same
+//! values (the products are summed in the same order for any unroll; the warps of a block
+//! and the occupancy hint change only how features are scheduled). An unknown knob or value is
+//! an error naming it, never silently ignored.
+
+/// The knobs, with the defaults the kernels were measured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tune {
+    /// 16-byte weight loads per lane per round of the decode matvec (`MATVEC_UNROLL`):
+    /// 1, 2, 4, 8 or 16. More loads in flight per warp, more registers.
+    pub matvec_unroll: u32,
+    /// Warps per block of the decode matvec, one output feature each: 1 to 32 (a power of two).
+    pub matvec_warps: u32,
+    /// The decode matvec's `__launch_bounds__` minimum of resident blocks per SM (0: none): a
+    /// register cap for the compiler, so that more blocks fit an SM (1 to 32).
+    pub matvec_min_blocks: u32,
+}
+
+impl Default for Tune {
+    fn default() -> Self {
+        Tune {
+            matvec_unroll: 4,
+            matvec_warps: 8,
+            matvec_min_blocks: 0,
+        }
+    }
+}
+
+/// The variable that holds the knobs.
+pub const TUNE_ENV: &str = "DLP_CUDA_TUNE";
+
+impl Tune {
+    /// The knobs of `DLP_CUDA_TUNE` (the defaults when unset or empty).
+    pub fn from_env() -> Result<Tune, String> {
+        match std::env::var(TUNE_ENV) {
+            Ok(s) => Tune::parse(&s).map_err(|e| format!("{TUNE_ENV}={s}: {e}")),
+            Err(std::env::VarError::NotPresent) => Ok(Tune::default()),
+            Err(e) => Err(format!("{TUNE_ENV}: {e}")),
+        }
+    }
+
+    /// Comma-separated `knob=value` pairs over the defaults; errors name the knob and what it
+    /// takes.
+    pub fn parse(s: &str) -> Result<Tune, String> {
+        let mut t = Tune::default();
+        for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}`: expected knob=value"))?;
+            let v: u32 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{key}: `{value}` is not a whole number"))?;
+            let pow2 = |lo: u32, hi: u32| v.is_power_of_two() && (lo..=hi).contains(&v);
+            match key.trim() {
+                "matvec_unroll" if pow2(1, 16) => t.matvec_unroll = v,
+                "matvec_unroll" => {
+                    return Err(format!(
+                        "matvec_unroll: {v}, expected 1 to 16, a power of two"
+                    ))
+                }
+                "matvec_warps" if pow2(1, 32) => t.matvec_warps = v,
+                "matvec_warps" => {
+                    return Err(format!(
+                        "matvec_warps: {v}, expected 1 to 32, a power of two"
+                    ))
+                }
+                "matvec_min_blocks" if v <= 32 => t.matvec_min_blocks = v,
+                "matvec_min_blocks" => {
+                    return Err(format!("matvec_min_blocks: {v}, expected 0 to 32"))
+                }
+                k => {
+                    return Err(format!(
+                        "unknown knob `{k}` (knobs: matvec_unroll, matvec_warps, \
+                         matvec_min_blocks)"
+                    ))
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// The NVRTC defines of the knobs off their defaults (none for the defaults, so that the
+    /// default kernels' PTX and its cache key do not change).
+    pub fn defines(&self) -> Vec<String> {
+        let d = Tune::default();
+        let mut v = Vec::new();
+        if self.matvec_unroll != d.matvec_unroll {
+            v.push(format!("-DMATVEC_UNROLL={}", self.matvec_unroll));
+        }
+        if self.matvec_min_blocks != 0 {
+            v.push(format!("-DMATVEC_THREADS={}", self.matvec_warps * 32));
+            v.push(format!("-DMATVEC_MIN_BLOCKS={}", self.matvec_min_blocks));
+        }
+        v
+    }
+
+    /// The knobs off their defaults, as `DLP_CUDA_TUNE` spells them; `None` for the defaults.
+    pub fn describe(&self) -> Option<String> {
+        let d = Tune::default();
+        let v: Vec<String> = [
+            ("matvec_unroll", self.matvec_unroll, d.matvec_unroll),
+            ("matvec_warps", self.matvec_warps, d.matvec_warps),
+            (
+                "matvec_min_blocks",
+                self.matvec_min_blocks,
+                d.matvec_min_blocks,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, v, d)| v != d)
+        .map(|(k, v, _)| format!("{k}={v}"))
+        .collect();
+        (!v.is_empty()).then(|| v.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knobs_parse_over_the_defaults() {
+        assert_eq!(Tune::parse("").unwrap(), Tune::default());
+        let t = Tune::parse(" matvec_unroll=8, matvec_warps = 4 ,").unwrap();
+        assert_eq!(
+            (t.matvec_unroll, t.matvec_warps, t.matvec_min_blocks),
+            (8, 4, 0)
+        );
+        assert_eq!(
+            t.describe().as_deref(),
+            Some("matvec_unroll=8,matvec_warps=4")
+        );
+        assert_eq!(Tune::default().describe(), None);
+        assert!(Tune::default().defines().is_empty());
+    }
+
+    #[test]
+    fn defines_carry_the_block_size_with_the_occupancy_hint() {
+        let t = Tune::parse("matvec_warps=4,matvec_min_blocks=6").unwrap();
+        assert_eq!(
+            t.defines(),
+            ["-DMATVEC_THREADS=128", "-DMATVEC_MIN_BLOCKS=6"]
+        );
+        let t = Tune::parse("matvec_unroll=2").unwrap();
+        assert_eq!(t.defines(), ["-DMATVEC_UNROLL=2"]);
+    }
+
+    #[test]
+    fn bad_knobs_are_errors_that_name_them() {
+        for (s, needle) in [
+            ("matvec_unroll=3", "matvec_unroll: 3, expected 1 to 16"),
+            ("matvec_unroll=32", "matvec_unroll: 32"),
+            ("matvec_warps=64", "matvec_warps: 64"),
+            ("matvec_warps=0", "matvec_warps: 0"),
+            ("matvec_min_blocks=33", "matvec_min_blocks: 33"),
+            ("matvec_unroll", "expected knob=value"),
+            ("matvec_unroll=x", "`x` is not a whole number"),
+            ("warp_speed=9", "unknown knob `warp_speed`"),
+        ] {
+            let e = Tune::parse(s).unwrap_err();
+            assert!(e.contains(needle), "{s}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_reads_the_knobs_it_is_given() {
+        // Each define `defines` may pass has a default in matmul.cu, or a use guarded by it.
+        let src = include_str!("../kernels/matmul.cu");
+        assert!(src.contains("#ifndef MATVEC_UNROLL\n#define MATVEC_UNROLL 4\n"));
+        assert!(src.contains("#ifdef MATVEC_MIN_BLOCKS"));
+        assert!(src.contains("__launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)"));
+        assert_eq!(Tune::default().matvec_unroll, 4);
+    }
+}
