@@ -104,7 +104,8 @@ LORA_SHRINK(lora_shrink_bf16, lora_bf16)
 
 // The stacks of up to LORA_JOBS modules that read the same x (q/k/v, gate/up), by device
 // pointers; the shrinks of all of them run as one launch (`lora_shrink_jobs`) and their
-// expands inside the decode matvec (`matvec_bf16_lora_r*` in matmul.cu).
+// expands inside the decode matvec (`matvec_bf16_lora_r*` in matmul.cu) or, for the decode
+// batches it does not take, as one more launch (`lora_expand_jobs`, `batch-lora`).
 #define LORA_JOBS 3
 struct LoraJobs {
     unsigned long long a[LORA_JOBS];   // const float* (or bf16 bits): stacked A [rank, in_dim]
@@ -303,9 +304,12 @@ extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
     if (z >= lj.n_jobs || lj.bt[z] == 0 || blockIdx.x * blockDim.x >= o.n[z]) return;
     const int n = o.n[z], mr = lj.max_rank[z], km = lj.mix_k * mr;
     int* es = reinterpret_cast<int*>(us + km);
-    for (int e = threadIdx.x; e < km; e += blockDim.x) us[e] = lora_u(lj, z, t, e);
     const int* ent = lora_entries(lj, z) + 2 * (size_t)t * lj.mix_k;
     for (int i = threadIdx.x; i < 2 * lj.mix_k; i += blockDim.x) es[i] = __ldcg(ent + i);
+    __syncthreads();
+    // Only the values the shrink wrote (i < the entry's rank) are read.
+    for (int e = threadIdx.x; e < km; e += blockDim.x)
+        if (e % mr < es[2 * (e / mr) + 1]) us[e] = lora_u(lj, z, t, e);
     __syncthreads();
     const int f = blockIdx.x * blockDim.x + threadIdx.x;
     if (f >= n) return;

@@ -121,35 +121,22 @@ __device__ __forceinline__ void stage_x_bf16(uint4* __restrict__ xs, const float
     __syncthreads();
 }
 
-// With LORA, job j's fused-LoRA expand joins the dot products before their reduction:
-// out[r, f] += sum_k sum_{i < rank_k} u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of
-// lora_shrink_jobs' partial sums, already scaled), lanes splitting the mix_k * max_rank terms.
+// Output feature f of job j (f counted within the job, wr its weight row) for up to R rows,
+// its first MATVEC_UNROLL weight loads already in wv. With LORA, job j's fused-LoRA expand
+// joins the dot products before their reduction: out[r, f] += sum_k sum_{i < rank_k}
+// u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of lora_shrink_jobs' partial sums, already
+// scaled), lanes splitting the mix_k * max_rank terms.
 template <int R, bool LORA>
-__device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
-                                                 int round_x, const MatvecJobs& jobs,
-                                                 const LoraJobs& lj) {
-    extern __shared__ uint4 xs[];  // round_x 2: [rows, k / 8] packed bf16
-    const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
-    int f = blockIdx.x * warps + threadIdx.x / 32;
-    int j = 0;
-    while (j < MATVEC_JOBS && f >= jobs.n[j]) f -= jobs.n[j++];
-    const bool stage = round_x == 2;
-    // A warp past the last feature returns, unless the block stages x (it helps, then).
-    if (j == MATVEC_JOBS && !stage) return;
-    const bool active = j < MATVEC_JOBS;
+__device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
+                                               const uint4* __restrict__ xs, bool stage,
+                                               int rows, int k, int round_x,
+                                               const MatvecJobs& jobs, const LoraJobs& lj, int j,
+                                               int f, const uint4* __restrict__ wr,
+                                               uint4 (&wv)[MATVEC_UNROLL], int lane) {
     const int k8 = k / 8;
-    const uint4* wr = active ? reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8 : nullptr;
-    const float4* x4 = reinterpret_cast<const float4*>(x);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
-    uint4 wv[MATVEC_UNROLL];
-    // The first weight loads: no kernel writes the weights, so with wait_x they are in flight
-    // while the kernel that writes x finishes (and while the block stages x).
-    if (active) load_weights(wv, wr, lane, k8);
-    if (jobs.wait_x) pdl_wait();
-    if (stage) stage_x_bf16(xs, x4, rows, k8);
-    if (!active) return;
     const int n = jobs.n[j];
     const bool lora = LORA && j < lj.n_jobs && lj.bt[j] != 0;
     const int km = lora ? lj.mix_k * lj.max_rank[j] : 0;
@@ -197,6 +184,54 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
         if (lane == 0 && r < rows) out[(size_t)r * n + f] = v + (bias ? bias[f] : 0.f);
     }
+}
+
+// The job of feature f of the launch (counted over all jobs), with f made the feature within
+// that job; MATVEC_JOBS past the last feature.
+__device__ __forceinline__ int matvec_job(const MatvecJobs& jobs, int& f) {
+    int j = 0;
+    while (j < MATVEC_JOBS && f >= jobs.n[j]) f -= jobs.n[j++];
+    return j;
+}
+
+// Each warp computes feature blockIdx.x * warps + warp of the launch; with MATVEC_PERSISTENT
+// (`DLP_CUDA_TUNE=matvec_blocks_per_sm=N`: the host launches at most N blocks per SM), also
+// every gridDim.x * warps features after it: x is staged once per block for several
+// features, and the warps' counts of features differ by at most one (no last wave of a few
+// blocks). Each feature is computed as in one pass: the same values.
+template <int R, bool LORA>
+__device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
+                                                 int round_x, const MatvecJobs& jobs,
+                                                 const LoraJobs& lj) {
+    extern __shared__ uint4 xs[];  // round_x 2: [rows, k / 8] packed bf16
+    const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
+    int f = blockIdx.x * warps + threadIdx.x / 32;
+    int j = matvec_job(jobs, f);
+    const bool stage = round_x == 2;
+    // A warp past the last feature returns, unless the block stages x (it helps, then).
+    if (j == MATVEC_JOBS && !stage) return;
+    const bool active = j < MATVEC_JOBS;
+    const int k8 = k / 8;
+    const uint4* wr = active ? reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8 : nullptr;
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    uint4 wv[MATVEC_UNROLL];
+    // The first weight loads: no kernel writes the weights, so with wait_x they are in flight
+    // while the kernel that writes x finishes (and while the block stages x).
+    if (active) load_weights(wv, wr, lane, k8);
+    if (jobs.wait_x) pdl_wait();
+    if (stage) stage_x_bf16(xs, x4, rows, k8);
+    if (!active) return;
+    matvec_feature<R, LORA>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv, lane);
+#ifdef MATVEC_PERSISTENT
+    for (int g = blockIdx.x * warps + threadIdx.x / 32 + gridDim.x * warps;; g += gridDim.x * warps) {
+        f = g;
+        j = matvec_job(jobs, f);
+        if (j == MATVEC_JOBS) return;
+        wr = reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8;
+        load_weights(wv, wr, lane, k8);
+        matvec_feature<R, LORA>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv, lane);
+    }
+#endif
 }
 
 // One entry point per row bucket (1, 2, 4, 8 rows): acc[R] stays in registers. The `_lora`

@@ -119,11 +119,11 @@ impl CudaBackend {
                 self.matmul(x, j.w, j.bias, n_tokens, n_in, j.n_out, j.out)?;
             }
         }
-        if desc.n_jobs == 0 {
+        let (n_jobs, widest) = (jobs.len(), jobs.iter().map(|j| j.n_out).max().unwrap_or(0));
+        if desc.n_jobs == 0 || widest == 0 || n_tokens == 0 {
             return Ok(());
         }
         let op = "linears (LoRA expands)";
-        let (n_jobs, widest) = (jobs.len(), jobs.iter().map(|j| j.n_out).max().unwrap_or(0));
         let mut outs = LoraOuts::default();
         let mut ptrs = Ptrs::<MATVEC_MAX_JOBS>::new(self.stream());
         let mut max_rank = 0;
@@ -149,8 +149,8 @@ impl CudaBackend {
 
     /// Every module's shrink in one launch (`lora_shrink_jobs`) into `scratch` (grown as
     /// needed): per module, its partial sums over the in_dim chunks and its entry table
-    /// ([`fused_u_region`]). Returns the launch descriptor, with `n_jobs` 0 when no entry of
-    /// the step has an adapter (then nothing was launched).
+    /// ([`fused_u_region`]). Returns the launch descriptor, with `n_jobs` 0 when every stack's
+    /// largest rank is 0 (then nothing was launched: there is no term to apply).
     fn shrink_jobs(
         &self,
         x: &CudaSlice<f32>,

@@ -221,6 +221,8 @@ pub struct CudaBackend {
     pub(crate) pdl: AtomicBool,
     /// The kernel tuning knobs (`DLP_CUDA_TUNE`; the defaults unless a sweep sets them).
     pub(crate) tune: tune::Tune,
+    /// Streaming multiprocessors of the device.
+    pub(crate) sms: usize,
     /// Split-attention partials, grown on demand and reused.
     pub(crate) scratch_attn: Mutex<Option<CudaSlice<f32>>>,
     /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
@@ -333,6 +335,12 @@ impl CudaBackend {
                 ));
             }
             let tune = tune::Tune::from_env()?;
+            let sms = ctx
+                .attribute(
+                    cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                )
+                .map_err(|e| format!("reading the SM count: {e}"))?
+                .max(1) as usize;
             // The kernels before a dependent matvec release it early only with -DDLP_PDL.
             let k = Kernels::load(
                 &ctx,
@@ -388,6 +396,7 @@ impl CudaBackend {
                 scratch_u: Mutex::new(None),
                 pdl: AtomicBool::new(maj >= 9),
                 tune,
+                sms,
                 sync_each: std::env::var("DLP_CUDA_SYNC").is_ok_and(|v| v == "1"),
                 options,
                 graphs: graphs.then(|| {

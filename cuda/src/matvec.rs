@@ -263,7 +263,8 @@ impl CudaBackend {
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
         let (round_x, shared) = matvec_round_x(self.options.bf16_compute, rows, k);
-        let grid = matvec_launch(total, self.tune.matvec_warps as usize, shared);
+        let mut grid = matvec_launch(total, self.tune.matvec_warps as usize, shared);
+        grid.grid_dim.0 = self.tune.matvec_grid(grid.grid_dim.0 as usize, self.sms) as u32;
         let op = "matmul (bf16 matvec)";
         let f = match lora {
             Some(_) => &self.k.matvec_bf16_lora[bucket],

@@ -19,6 +19,10 @@ pub struct Tune {
     /// The decode matvec's `__launch_bounds__` minimum of resident blocks per SM (0: none): a
     /// register cap for the compiler, so that more blocks fit an SM (1 to 32).
     pub matvec_min_blocks: u32,
+    /// Persistent decode matvec (0: off): at most this many blocks per SM, each warp taking
+    /// every (grid x warps)-th feature, so x is staged once per block for several features and
+    /// no last wave of a few blocks trails (1 to 32).
+    pub matvec_blocks_per_sm: u32,
 }
 
 impl Default for Tune {
@@ -27,6 +31,7 @@ impl Default for Tune {
             matvec_unroll: 4,
             matvec_warps: 8,
             matvec_min_blocks: 0,
+            matvec_blocks_per_sm: 0,
         }
     }
 }
@@ -52,58 +57,33 @@ impl Tune {
             let (key, value) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("`{pair}`: expected knob=value"))?;
+            let (key, value) = (key.trim(), value.trim());
             let v: u32 = value
-                .trim()
                 .parse()
                 .map_err(|_| format!("{key}: `{value}` is not a whole number"))?;
-            let pow2 = |lo: u32, hi: u32| v.is_power_of_two() && (lo..=hi).contains(&v);
-            match key.trim() {
-                "matvec_unroll" if pow2(1, 16) => t.matvec_unroll = v,
-                "matvec_unroll" => {
-                    return Err(format!(
-                        "matvec_unroll: {v}, expected 1 to 16, a power of two"
-                    ))
-                }
-                "matvec_warps" if pow2(1, 32) => t.matvec_warps = v,
-                "matvec_warps" => {
-                    return Err(format!(
-                        "matvec_warps: {v}, expected 1 to 32, a power of two"
-                    ))
-                }
-                "matvec_min_blocks" if v <= 32 => t.matvec_min_blocks = v,
-                "matvec_min_blocks" => {
-                    return Err(format!("matvec_min_blocks: {v}, expected 0 to 32"))
-                }
+            let pow2 = |hi: u32| v.is_power_of_two() && v <= hi;
+            let (field, ok, range) = match key {
+                "matvec_unroll" => (&mut t.matvec_unroll, pow2(16), "1 to 16, a power of two"),
+                "matvec_warps" => (&mut t.matvec_warps, pow2(32), "1 to 32, a power of two"),
+                "matvec_min_blocks" => (&mut t.matvec_min_blocks, v <= 32, "0 to 32"),
+                "matvec_blocks_per_sm" => (&mut t.matvec_blocks_per_sm, v <= 32, "0 to 32"),
                 k => {
-                    return Err(format!(
-                        "unknown knob `{k}` (knobs: matvec_unroll, matvec_warps, \
-                         matvec_min_blocks)"
-                    ))
+                    let known: Vec<&str> = t.knobs().iter().map(|k| k.0).collect();
+                    return Err(format!("unknown knob `{k}` (knobs: {})", known.join(", ")));
                 }
+            };
+            if !ok {
+                return Err(format!("{key}: {v}, expected {range}"));
             }
+            *field = v;
         }
         Ok(t)
     }
 
-    /// The NVRTC defines of the knobs off their defaults (none for the defaults, so that the
-    /// default kernels' PTX and its cache key do not change).
-    pub fn defines(&self) -> Vec<String> {
+    /// (name, value, default) of each knob.
+    fn knobs(&self) -> [(&'static str, u32, u32); 4] {
         let d = Tune::default();
-        let mut v = Vec::new();
-        if self.matvec_unroll != d.matvec_unroll {
-            v.push(format!("-DMATVEC_UNROLL={}", self.matvec_unroll));
-        }
-        if self.matvec_min_blocks != 0 {
-            v.push(format!("-DMATVEC_THREADS={}", self.matvec_warps * 32));
-            v.push(format!("-DMATVEC_MIN_BLOCKS={}", self.matvec_min_blocks));
-        }
-        v
-    }
-
-    /// The knobs off their defaults, as `DLP_CUDA_TUNE` spells them; `None` for the defaults.
-    pub fn describe(&self) -> Option<String> {
-        let d = Tune::default();
-        let v: Vec<String> = [
+        [
             ("matvec_unroll", self.matvec_unroll, d.matvec_unroll),
             ("matvec_warps", self.matvec_warps, d.matvec_warps),
             (
@@ -111,11 +91,49 @@ impl Tune {
                 self.matvec_min_blocks,
                 d.matvec_min_blocks,
             ),
+            (
+                "matvec_blocks_per_sm",
+                self.matvec_blocks_per_sm,
+                d.matvec_blocks_per_sm,
+            ),
         ]
-        .into_iter()
-        .filter(|(_, v, d)| v != d)
-        .map(|(k, v, _)| format!("{k}={v}"))
-        .collect();
+    }
+
+    /// The NVRTC defines of the knobs off their defaults (none for the defaults, so that the
+    /// default kernels' PTX and its cache key do not change). The block size rides with the
+    /// occupancy hint (`__launch_bounds__` needs both); the warps alone are the host's.
+    pub fn defines(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.matvec_unroll != Tune::default().matvec_unroll {
+            v.push(format!("-DMATVEC_UNROLL={}", self.matvec_unroll));
+        }
+        if self.matvec_min_blocks != 0 {
+            v.push(format!("-DMATVEC_THREADS={}", self.matvec_warps * 32));
+            v.push(format!("-DMATVEC_MIN_BLOCKS={}", self.matvec_min_blocks));
+        }
+        if self.matvec_blocks_per_sm != 0 {
+            v.push("-DMATVEC_PERSISTENT".into());
+        }
+        v
+    }
+
+    /// Blocks of a decode matvec launch that needs `blocks` blocks, on a device of `sms` SMs:
+    /// all of them, or with [`Tune::matvec_blocks_per_sm`] at most that many per SM.
+    pub fn matvec_grid(&self, blocks: usize, sms: usize) -> usize {
+        match self.matvec_blocks_per_sm as usize {
+            0 => blocks,
+            per_sm => blocks.min(per_sm * sms.max(1)),
+        }
+    }
+
+    /// The knobs off their defaults, as `DLP_CUDA_TUNE` spells them; `None` for the defaults.
+    pub fn describe(&self) -> Option<String> {
+        let v: Vec<String> = self
+            .knobs()
+            .into_iter()
+            .filter(|(_, v, d)| v != d)
+            .map(|(k, v, _)| format!("{k}={v}"))
+            .collect();
         (!v.is_empty()).then(|| v.join(","))
     }
 }
@@ -152,6 +170,17 @@ mod tests {
     }
 
     #[test]
+    fn a_persistent_matvec_caps_its_grid_per_sm() {
+        let t = Tune::parse("matvec_blocks_per_sm=4").unwrap();
+        assert_eq!(t.defines(), ["-DMATVEC_PERSISTENT"]);
+        // q/k/v of a 7B (12,288 features, 8 warps a block) on 132 SMs: 528 blocks, not 1,536;
+        // a launch smaller than the cap keeps its own size.
+        assert_eq!(t.matvec_grid(1536, 132), 528);
+        assert_eq!(t.matvec_grid(100, 132), 100);
+        assert_eq!(Tune::default().matvec_grid(1536, 132), 1536);
+    }
+
+    #[test]
     fn bad_knobs_are_errors_that_name_them() {
         for (s, needle) in [
             ("matvec_unroll=3", "matvec_unroll: 3, expected 1 to 16"),
@@ -159,9 +188,16 @@ mod tests {
             ("matvec_warps=64", "matvec_warps: 64"),
             ("matvec_warps=0", "matvec_warps: 0"),
             ("matvec_min_blocks=33", "matvec_min_blocks: 33"),
+            (
+                "matvec_blocks_per_sm=33",
+                "matvec_blocks_per_sm: 33, expected 0 to 32",
+            ),
             ("matvec_unroll", "expected knob=value"),
             ("matvec_unroll=x", "`x` is not a whole number"),
-            ("warp_speed=9", "unknown knob `warp_speed`"),
+            (
+                "warp_speed=9",
+                "unknown knob `warp_speed` (knobs: matvec_unroll, matvec_warps",
+            ),
         ] {
             let e = Tune::parse(s).unwrap_err();
             assert!(e.contains(needle), "{s}: {e}");
@@ -175,6 +211,7 @@ mod tests {
         assert!(src.contains("#ifndef MATVEC_UNROLL\n#define MATVEC_UNROLL 4\n"));
         assert!(src.contains("#ifdef MATVEC_MIN_BLOCKS"));
         assert!(src.contains("__launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)"));
+        assert!(src.contains("#ifdef MATVEC_PERSISTENT"));
         assert_eq!(Tune::default().matvec_unroll, 4);
     }
 }

@@ -51,8 +51,8 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
 }
 
 /// The decode matvec compiles, warning-free, with every tuning knob a sweep may set off its
-/// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, 4 warps with an occupancy hint of 8 blocks
-/// per SM), and the hint reaches the PTX.
+/// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, the persistent grid, 4 warps with an
+/// occupancy hint of 8 blocks per SM), and the hint reaches the PTX.
 #[test]
 fn matvec_compiles_with_the_tuning_knobs() {
     if let Err(why) = probe() {
@@ -61,6 +61,7 @@ fn matvec_compiles_with_the_tuning_knobs() {
     let matmul = source("matmul");
     for knobs in [
         "matvec_unroll=1",
+        "matvec_blocks_per_sm=4",
         "matvec_unroll=16,matvec_warps=4,matvec_min_blocks=8",
     ] {
         let mut opts = options("sm_90");

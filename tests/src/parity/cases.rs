@@ -52,13 +52,15 @@ pub enum Op {
     Lora { mix: Mixture, expand: bool },
     /// `linears`: `rows` x `[rows, k]` through one weight `[n, k]` per entry of `ns` (q/k/v,
     /// gate/up), each with a bias when `bias`, and with `mix` (its `in_dim` = `k`, its
-    /// `out_dim` ignored: each job's stack is `[n]` wide) fused when given.
+    /// `out_dim` ignored: each job's stack is `[n]` wide) fused when given, except on the jobs
+    /// listed in `bare` (no stack: an adapter that targets q and v but not k).
     Linears {
         rows: usize,
         k: usize,
         ns: Vec<usize>,
         bias: bool,
         mix: Option<Mixture>,
+        bare: Vec<usize>,
     },
     /// `logits` of `rows` of a `[tokens, hidden]` x against a `[vocab, hidden]` head.
     Logits {

@@ -249,10 +249,11 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             ns,
             bias,
             mix,
+            bare,
         } => {
             let x = g.vec(rows * k);
             let mut ws = Vec::new();
-            for &n in ns {
+            for (i, &n) in ns.iter().enumerate() {
                 let w = b.upload_weight(&w2(n, *k, &mut g))?;
                 let bias = if *bias {
                     Some(b.upload(&g.vec(n))?)
@@ -260,8 +261,10 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                     None
                 };
                 let lora = match mix {
-                    Some(m) => Some(b.upload_lora(&lora_host(m, n, c.bf16_lora, &mut g))?),
-                    None => None,
+                    Some(m) if !bare.contains(&i) => {
+                        Some(b.upload_lora(&lora_host(m, n, c.bf16_lora, &mut g))?)
+                    }
+                    _ => None,
                 };
                 ws.push((w, bias, lora, poisoned(b, rows * n)?));
             }

@@ -131,9 +131,29 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
             ns,
             bias,
             mix,
+            bare: Vec::new(),
         };
         v.push(bf16(id, op));
     }
+    // An adapter that targets q and v but not k: the middle job has no stack.
+    v.push(bf16(
+        "linears(rows=3,k=256,ns=[64, 32, 32],lora,bare=[1])".into(),
+        Op::Linears {
+            rows: 3,
+            k: 256,
+            ns: vec![64, 32, 32],
+            bias: false,
+            mix: Some(Mixture {
+                in_dim: 256,
+                out_dim: 0,
+                ranks: some.to_vec(),
+                segment_of_token: vec![0, 1, 1],
+                k: 2,
+                slots: vec![0, 2, 2, NA],
+            }),
+            bare: vec![1],
+        },
+    ));
     for (hidden, vocab, tokens, rows) in [(576, 1001, 3, vec![2]), (64, 300, 8, vec![7, 0, 5])] {
         let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
         let op = Op::Logits {
@@ -201,17 +221,22 @@ fn mixture(s: u32, k: usize, n: u32) -> Vec<u32> {
 /// ranks 0 to 24), from 9 to 64 tokens, one past that (65: the per-module kernels again) and a
 /// single token (with the switch alone, every decode step takes it); q/k/v- and gate/up-shaped
 /// groups and one module alone; inputs of one in_dim chunk of the shrink, 3 (the last partial)
-/// and 11 (a 7B down_proj's); with and without bias.
+/// and 11 (a 7B down_proj's); outputs wider than the expand's block; a group whose middle
+/// module has no LoRA stack; with and without bias.
 pub fn batch_lora_cases() -> Vec<ParityCase> {
     let ranks = vec![8, 0, 16, 4, 8, 1, 24, 8];
     let mut v = Vec::new();
-    for (rows, k, ns, bias, kk) in [
-        (9, 64, vec![40, 24, 24], true, 3),
-        (32, 4096, vec![64, 64, 32], false, 3),
-        (17, 2056, vec![33], true, 2),
-        (64, 11008, vec![24], false, 3),
-        (65, 128, vec![48, 16], false, 3),
-        (1, 576, vec![60, 13], false, 3),
+    for (rows, k, ns, bias, kk, bare) in [
+        (9, 64, vec![40, 24, 24], true, 3, vec![]),
+        (32, 4096, vec![64, 64, 32], false, 3, vec![]),
+        (17, 2056, vec![33], true, 2, vec![]),
+        (64, 11008, vec![24], false, 3, vec![]),
+        (65, 128, vec![48, 16], false, 3, vec![]),
+        (1, 576, vec![60, 13], false, 3, vec![]),
+        // Outputs over several of the expand's 256-wide blocks, k/v narrower than q (the
+        // blocks past a job's width); then k without a LoRA stack (q and v targeted).
+        (12, 256, vec![600, 136, 136], true, 3, vec![]),
+        (10, 256, vec![600, 136, 136], false, 3, vec![1]),
     ] {
         let mix = Mixture {
             in_dim: k,
@@ -222,8 +247,13 @@ pub fn batch_lora_cases() -> Vec<ParityCase> {
             slots: (0..rows as u32).flat_map(|t| mixture(t, kk, 8)).collect(),
         };
         let id = format!(
-            "batch linears(rows={rows},k={k},ns={ns:?}{},lora)",
-            if bias { ",bias" } else { "" }
+            "batch linears(rows={rows},k={k},ns={ns:?}{},lora{})",
+            if bias { ",bias" } else { "" },
+            if bare.is_empty() {
+                String::new()
+            } else {
+                format!(",bare={bare:?}")
+            }
         );
         let op = Op::Linears {
             rows,
@@ -231,6 +261,7 @@ pub fn batch_lora_cases() -> Vec<ParityCase> {
             ns,
             bias,
             mix: Some(mix),
+            bare,
         };
         v.push(case(id, op, REDUCTION_TOL));
     }
