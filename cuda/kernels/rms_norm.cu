@@ -39,6 +39,11 @@ extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __
 // as `norm_row`), with the same expressions, so on the same block size the values are those
 // of `add` then `rms_norm`. x is read back through a plain pointer: it was written in this
 // kernel, which the read-only path (const __restrict__) must not see.
+// Where a row fits NORM_REGS values per thread (8,192 with the wide grids' 1,024 threads), each
+// thread keeps its sums and the norm's weights (loaded up front, with x and y) in registers, so
+// that the second pass reads no memory: a decode step waits on this kernel twice per layer.
+// The same striding and expressions, so the same values.
+#define NORM_REGS 8
 extern "C" __global__ void add_rms_norm(float* x, const float* __restrict__ y,
                                         const float* __restrict__ w, int dim, float eps,
                                         float* __restrict__ out) {
@@ -46,6 +51,36 @@ extern "C" __global__ void add_rms_norm(float* x, const float* __restrict__ y,
     __shared__ double partial[32];
     float* xr = x + (size_t)blockIdx.x * dim;
     const float* yr = y + (size_t)blockIdx.x * dim;
+    if (dim <= NORM_REGS * (int)blockDim.x) {
+        float xv[NORM_REGS], wv[NORM_REGS];
+#pragma unroll
+        for (int u = 0; u < NORM_REGS; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < dim) {
+                wv[u] = w[i];
+                xv[u] = xr[i] + yr[i];
+            }
+        }
+        double ss = 0.0;
+#pragma unroll
+        for (int u = 0; u < NORM_REGS; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < dim) {
+                xr[i] = xv[u];
+                const double v = xv[u];
+                ss += v * v;
+            }
+        }
+        ss = block_sum(ss, partial);
+        const float inv = (float)(1.0 / sqrt(ss / dim + (double)eps));
+        float* o = out + (size_t)blockIdx.x * dim;
+#pragma unroll
+        for (int u = 0; u < NORM_REGS; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < dim) o[i] = xv[u] * inv * wv[u];
+        }
+        return;
+    }
     double ss = 0.0;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         xr[i] += yr[i];
