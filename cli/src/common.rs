@@ -57,7 +57,7 @@ pub enum CudaExperimental {
     FusedShrink,
     /// sm_90: each decode matvec starts its weight loads while the kernel before it finishes.
     DependentLaunch,
-    /// Decode batches past 8 tokens: each q/k/v or gate/up group's LoRA in two launches.
+    /// Decode steps decode-matvec does not take: a q/k/v or gate/up group's LoRA in two launches.
     BatchLora,
     /// Every path above.
     All,
@@ -186,9 +186,10 @@ pub struct ModelArgs {
     /// same kernels, same values), `dependent-launch` (sm_90 or newer, with decode-matvec: each
     /// decode matvec is a programmatic dependent launch of the kernel that writes its input,
     /// so its blocks start and issue their first weight loads while that kernel finishes;
-    /// same values), `batch-lora` (decode batches of 9 to 64 tokens: the LoRA shrinks of a
-    /// q/k/v or gate/up group in one launch and their expands in one more after the base
-    /// products, instead of two launches per module; not yet run on a GPU), or `all`.
+    /// same values), `batch-lora` (decode steps of up to 64 tokens that decode-matvec does not
+    /// take, such as batches past 8: the LoRA shrinks of a q/k/v or gate/up group in one launch
+    /// and their expands in one more after the base products, instead of two launches per
+    /// module; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each

@@ -136,11 +136,11 @@ pub struct Experimental {
     /// that kernel finishes, then wait for it before reading the input. Hides the gap between
     /// launches in front of each weight stream. Same values; below sm_90 plain launches.
     pub dependent_launch: bool,
-    /// Decode batches the decode matvec does not take (9 to 64 tokens, each with its own
-    /// mixture): every module's LoRA shrink of a q/k/v or gate/up group in one launch (split
-    /// over in_dim chunks, as `fused-lora`) and every expand in one launch after the base
-    /// products, instead of a shrink and an expand per module (segment or SGMV kernels).
-    /// Written without a GPU: not yet run on one.
+    /// Decode steps of up to 64 tokens (each with its own mixture) that the decode matvec does
+    /// not take (past its 8 rows, or weights it does not read): every module's LoRA shrink of
+    /// a q/k/v or gate/up group in one launch (split over in_dim chunks, as `fused-lora`) and
+    /// every expand in one launch after the base products, instead of a shrink and an expand
+    /// per module (segment or SGMV kernels). Written without a GPU: not yet run on one.
     pub batch_lora: bool,
 }
 
