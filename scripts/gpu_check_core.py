@@ -45,7 +45,8 @@ MODE_FLAGS = {
 PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "split-attention": [], "graphs": [], "sgmv": [], "fused-norm": [], "fused-rope": [],
          "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"],
-         "dependent-launch": ["decode-matvec"], "batch-lora": []}
+         "dependent-launch": ["decode-matvec"], "batch-lora": [],
+         "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"]}
 # bf16c-exp without batch-lora (decode batches' LoRA on sgmv, as measured before batch-lora
 # existed): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = EXP_ALL[:-1] + [",".join(p for p in PATHS

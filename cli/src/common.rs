@@ -59,6 +59,8 @@ pub enum CudaExperimental {
     DependentLaunch,
     /// Decode steps decode-matvec does not take: a q/k/v or gate/up group's LoRA in two launches.
     BatchLora,
+    /// With fused-lora: each group's LoRA shrink runs in its matvec's grid, no launch of its own.
+    InlineShrink,
     /// Every path above.
     All,
 }
@@ -189,7 +191,10 @@ pub struct ModelArgs {
     /// same values), `batch-lora` (decode steps of up to 64 tokens that decode-matvec does not
     /// take, such as batches past 8: the LoRA shrinks of a q/k/v or gate/up group in one launch
     /// and their expands in one more after the base products, instead of two launches per
-    /// module; not yet run on a GPU), or `all`.
+    /// module; not yet run on a GPU), `inline-shrink` (with fused-lora: each group's LoRA
+    /// shrink runs in its matvec's grid, whose blocks take tickets in the order they start,
+    /// instead of as a launch before it; with dependent-launch it starts while the kernel
+    /// writing the input finishes; replaces fused-shrink; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -527,6 +532,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             fused_shrink: on(CudaExperimental::FusedShrink),
             dependent_launch: on(CudaExperimental::DependentLaunch),
             batch_lora: on(CudaExperimental::BatchLora),
+            inline_shrink: on(CudaExperimental::InlineShrink),
         },
         poison_scratch: false,
     };

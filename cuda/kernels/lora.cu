@@ -102,6 +102,14 @@ __device__ __forceinline__ void shrink_entry(const float* __restrict__ x, const 
 LORA_SHRINK(lora_shrink, float)
 LORA_SHRINK(lora_shrink_bf16, lora_bf16)
 
+// Element j (0 to 2) of a 3-wide array in a kernel's parameter struct, by selects: indexing
+// it with a variable makes the compiler copy the whole struct into local memory in every
+// thread (11 local stores ahead of each decode matvec's first weight load, in its SASS).
+template <typename T>
+__device__ __forceinline__ T pick3(const T (&a)[3], int j) {
+    return j == 0 ? a[0] : (j == 1 ? a[1] : a[2]);
+}
+
 // The stacks of up to LORA_JOBS modules that read the same x (q/k/v, gate/up), by device
 // pointers; the shrinks of all of them run as one launch (`lora_shrink_jobs`) and their
 // expands inside the decode matvec (`matvec_bf16_lora_r*` in matmul.cu) or, for the decode
@@ -124,10 +132,15 @@ struct LoraJobs {
     int ab_bf16;  // A and B^T hold bf16 bit patterns (`--cuda-lora-bf16`)
     int n_chunks;      // ceil(in_dim / SHRINK_CHUNK): u's partial sums per value
     int chunk_stride;  // floats between two chunks' partial sums in u
-    int pad;           // explicit: the struct is copied whole into the kernel parameters
+    // `inline-shrink`: the shrink's blocks (T * K * n_chunks * LORA_JOBS) run in the matvec's
+    // own grid, before its feature blocks (0: the shrink is a launch of its own).
+    int inline_blocks;
+    // unsigned* [3], zero between launches: tickets taken, shrink blocks done, blocks finished
+    // (matvec_lora_inline in matmul.cu).
+    unsigned long long sync;
 };
 // The host's `LoraJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
-static_assert(sizeof(LoraJobs) == 216, "LoraJobs: 216 bytes");
+static_assert(sizeof(LoraJobs) == 224, "LoraJobs: 224 bytes");
 
 // Job z's entry table, after u's partial sums: (offset, rank) of entry (t, k) at
 // 2 * (t * mix_k + k), written by lora_shrink_jobs for the matvec's expands.
@@ -179,50 +192,61 @@ __device__ __forceinline__ float lora_u(const LoraJobs& lj, int j, int r, int e)
 // lanes stride 32) with 16-byte loads: the fused path runs only where the decode matvec does,
 // on in_dim % 8 == 0, so rows, x and chunk starts are 16-byte aligned and len % 8 == 0. All of
 // a lane's loads are issued before the first product (fixed-size arrays, so the compiler
-// cannot reuse a register before its load returns).
+// cannot reuse a register before its load returns), or with PARTS > 1 in that many rounds
+// (fewer registers: the inline-shrink matvec holds the matvec's too); the products are summed
+// in the same order either way.
+template <int PARTS = 1>
 __device__ __forceinline__ float chunk_dot(const lora_bf16* __restrict__ row,
                                            const float* __restrict__ xt, int len, int lane) {
-    constexpr int PER_LANE = SHRINK_CHUNK / 8 / 32;
+    constexpr int PER_LANE = SHRINK_CHUNK / 8 / 32 / PARTS;
     const uint4* r8 = reinterpret_cast<const uint4*>(row);
     const float4* x4 = reinterpret_cast<const float4*>(xt);
     const int n = len / 8;
-    uint4 w[PER_LANE];
-    float4 a[PER_LANE], b[PER_LANE];
-#pragma unroll
-    for (int u = 0; u < PER_LANE; u++) {
-        const int i = lane + 32 * u;
-        if (i < n) {
-            w[u] = r8[i];
-            a[u] = x4[2 * i];
-            b[u] = x4[2 * i + 1];
-        }
-    }
     float s = 0.0f;
 #pragma unroll
-    for (int u = 0; u < PER_LANE; u++)
-        if (lane + 32 * u < n) s += dot8(w[u], a[u], b[u]);
+    for (int p = 0; p < PARTS; p++) {
+        uint4 w[PER_LANE];
+        float4 a[PER_LANE], b[PER_LANE];
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++) {
+            const int i = lane + 32 * (p * PER_LANE + u);
+            if (i < n) {
+                w[u] = r8[i];
+                a[u] = x4[2 * i];
+                b[u] = x4[2 * i + 1];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++)
+            if (lane + 32 * (p * PER_LANE + u) < n) s += dot8(w[u], a[u], b[u]);
+    }
     return s;
 }
+template <int PARTS = 1>
 __device__ __forceinline__ float chunk_dot(const float* __restrict__ row,
                                            const float* __restrict__ xt, int len, int lane) {
-    constexpr int PER_LANE = SHRINK_CHUNK / 4 / 32;
+    constexpr int PER_LANE = SHRINK_CHUNK / 4 / 32 / PARTS;
     const float4* r4 = reinterpret_cast<const float4*>(row);
     const float4* x4 = reinterpret_cast<const float4*>(xt);
     const int n = len / 4;
-    float4 rv[PER_LANE], xv[PER_LANE];
-#pragma unroll
-    for (int u = 0; u < PER_LANE; u++) {
-        const int i = lane + 32 * u;
-        if (i < n) {
-            rv[u] = r4[i];
-            xv[u] = x4[i];
-        }
-    }
     float s = 0.0f;
 #pragma unroll
-    for (int u = 0; u < PER_LANE; u++)
-        if (lane + 32 * u < n)
-            s += rv[u].x * xv[u].x + rv[u].y * xv[u].y + rv[u].z * xv[u].z + rv[u].w * xv[u].w;
+    for (int p = 0; p < PARTS; p++) {
+        float4 rv[PER_LANE], xv[PER_LANE];
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++) {
+            const int i = lane + 32 * (p * PER_LANE + u);
+            if (i < n) {
+                rv[u] = r4[i];
+                xv[u] = x4[i];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < PER_LANE; u++)
+            if (lane + 32 * (p * PER_LANE + u) < n)
+                s += rv[u].x * xv[u].x + rv[u].y * xv[u].y + rv[u].z * xv[u].z +
+                     rv[u].w * xv[u].w;
+    }
     return s;
 }
 
@@ -230,7 +254,7 @@ __device__ __forceinline__ float chunk_dot(const float* __restrict__ row,
 // w * scale * dot(A[off + r, chunk], x[t, chunk]) for r < rank; each warp takes rows r. Chunk
 // 0 also writes the entry's (off, rank) into the entry table.
 // The matvec's epilogue sums the chunks in order (deterministic, no atomics).
-template <typename T>
+template <int PARTS, typename T>
 __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const T* __restrict__ a,
                                              const LoraJobs& j, int z, int in_dim, int t, int k,
                                              int c) {
@@ -254,21 +278,23 @@ __device__ __forceinline__ void shrink_chunk(const float* __restrict__ x, const 
     float* ut = reinterpret_cast<float*>(j.u[z]) + (size_t)c * j.chunk_stride +
                 ((size_t)t * j.mix_k + k) * j.max_rank[z];
     for (int r = warp; r < rank; r += n_warps) {
-        float s = chunk_dot(a + (size_t)(off + r) * in_dim + lo, xt, len, lane);
+        float s = chunk_dot<PARTS>(a + (size_t)(off + r) * in_dim + lo, xt, len, lane);
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
         if (lane == 0) ut[r] = ws * s;
     }
 }
 
 // Chunk c of job z's shrink for entry (t, k), on A's storage type (nothing when the job has
-// no stack).
+// no stack); PARTS as chunk_dot's.
+template <int PARTS = 1>
 __device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, const LoraJobs& j,
                                                  int z, int in_dim, int t, int k, int c) {
     if (z >= j.n_jobs || j.a[z] == 0) return;
     if (j.ab_bf16)
-        shrink_chunk(x, reinterpret_cast<const lora_bf16*>(j.a[z]), j, z, in_dim, t, k, c);
+        shrink_chunk<PARTS>(x, reinterpret_cast<const lora_bf16*>(j.a[z]), j, z, in_dim, t, k,
+                            c);
     else
-        shrink_chunk(x, reinterpret_cast<const float*>(j.a[z]), j, z, in_dim, t, k, c);
+        shrink_chunk<PARTS>(x, reinterpret_cast<const float*>(j.a[z]), j, z, in_dim, t, k, c);
 }
 
 // grid (T, K * n_chunks, LORA_JOBS), block 256: block (t, k * n_chunks + c, z) is chunk c of
@@ -301,8 +327,9 @@ extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
     const int z = blockIdx.z, t = blockIdx.y;
     // Uniform over the block, so before the barrier (a narrower job's blocks past its n: k/v
     // next to q with grouped-query attention).
-    if (z >= lj.n_jobs || lj.bt[z] == 0 || blockIdx.x * blockDim.x >= o.n[z]) return;
-    const int n = o.n[z], mr = lj.max_rank[z], km = lj.mix_k * mr;
+    const int n = pick3(o.n, z);
+    if (z >= lj.n_jobs || lj.bt[z] == 0 || blockIdx.x * blockDim.x >= n) return;
+    const int mr = lj.max_rank[z], km = lj.mix_k * mr;
     int* es = reinterpret_cast<int*>(us + km);
     const int* ent = lora_entries(lj, z) + 2 * (size_t)t * lj.mix_k;
     for (int i = threadIdx.x; i < 2 * lj.mix_k; i += blockDim.x) es[i] = __ldcg(ent + i);
@@ -324,7 +351,7 @@ extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
             acc += uk[i] * b;
         }
     }
-    reinterpret_cast<float*>(o.out[z])[(size_t)t * n + f] += acc;
+    reinterpret_cast<float*>(pick3(o.out, z))[(size_t)t * n + f] += acc;
 }
 
 // y[t, :] += sum_k sum_{j < rank_k} u[t, k, j] * B^T[off_k + j, :].

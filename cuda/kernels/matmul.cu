@@ -60,10 +60,13 @@ extern "C" __global__ void matmul_bf16(const float* __restrict__ x,
 // per warp and per weight load cost about 60 instructions per 16 bytes of weights, which held
 // the H200 at about half its DRAM bandwidth; 2 gives the same values.
 // Needs k % 8 == 0 (16-byte aligned rows); the host falls back to matmul_bf16 otherwise.
-// MATVEC_UNROLL and the occupancy hint MATVEC_MIN_BLOCKS (with the block size MATVEC_THREADS)
-// may be set by the host for tuning sweeps (`DLP_CUDA_TUNE`, cuda/src/tune.rs).
+// MATVEC_UNROLL, the block size MATVEC_THREADS and the occupancy hint MATVEC_MIN_BLOCKS may be
+// set by the host for tuning sweeps (`DLP_CUDA_TUNE`, cuda/src/tune.rs).
 #ifndef MATVEC_UNROLL
 #define MATVEC_UNROLL 4
+#endif
+#ifndef MATVEC_THREADS
+#define MATVEC_THREADS 256  // the host's block: 8 warps, unless tuned
 #endif
 #ifdef MATVEC_MIN_BLOCKS
 #define MATVEC_BOUNDS __launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)
@@ -121,12 +124,23 @@ __device__ __forceinline__ void stage_x_bf16(uint4* __restrict__ xs, const float
     __syncthreads();
 }
 
+// `inline-shrink`: until every shrink block of this grid has published its partial sums and
+// entries (lane 0 polls the done counter; the fence orders the reads after it; u and the table
+// are then read from L2 with __ldcg).
+__device__ __forceinline__ void wait_inline_shrink(const LoraJobs& lj, int lane) {
+    const volatile unsigned* done = reinterpret_cast<const volatile unsigned*>(lj.sync) + 1;
+    if (lane == 0)
+        while (*done < (unsigned)lj.inline_blocks) __nanosleep(32);
+    __syncwarp();
+    __threadfence();
+}
+
 // Output feature f of job j (f counted within the job, wr its weight row) for up to R rows,
 // its first MATVEC_UNROLL weight loads already in wv. With LORA, job j's fused-LoRA expand
 // joins the dot products before their reduction: out[r, f] += sum_k sum_{i < rank_k}
 // u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of lora_shrink_jobs' partial sums, already
 // scaled), lanes splitting the mix_k * max_rank terms.
-template <int R, bool LORA>
+template <int R, bool LORA, bool INLINE>
 __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
                                                const uint4* __restrict__ xs, bool stage,
                                                int rows, int k, int round_x,
@@ -137,7 +151,7 @@ __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
-    const int n = jobs.n[j];
+    const int n = pick3(jobs.n, j);
     const bool lora = LORA && j < lj.n_jobs && lj.bt[j] != 0;
     const int km = lora ? lj.mix_k * lj.max_rank[j] : 0;
     for (int i0 = lane; i0 < k8; i0 += 32 * MATVEC_UNROLL) {
@@ -163,12 +177,14 @@ __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
 #pragma unroll
         for (int u = 0; u < MATVEC_UNROLL; u++) wv[u] = next[u];
     }
-    float* out = reinterpret_cast<float*>(jobs.out[j]);
-    const float* bias = reinterpret_cast<const float*>(jobs.bias[j]);
+    float* out = reinterpret_cast<float*>(pick3(jobs.out, j));
+    const float* bias = reinterpret_cast<const float*>(pick3(jobs.bias, j));
     if (lora) {
         // u and the entry table come from lora_shrink_jobs, which may still run (fused-shrink:
-        // programmatic dependent launch): wait for it here, after the weights have streamed.
+        // programmatic dependent launch), or from the shrink blocks of this grid
+        // (inline-shrink): wait for them here, after the weights have streamed.
         pdl_wait();
+        if (INLINE) wait_inline_shrink(lj, lane);
         for (int e = lane; e < km; e += 32) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
@@ -190,29 +206,36 @@ __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
 // that job; MATVEC_JOBS past the last feature.
 __device__ __forceinline__ int matvec_job(const MatvecJobs& jobs, int& f) {
     int j = 0;
-    while (j < MATVEC_JOBS && f >= jobs.n[j]) f -= jobs.n[j++];
+#pragma unroll
+    for (int i = 0; i < MATVEC_JOBS; i++) {
+        if (j == i && f >= jobs.n[i]) {
+            f -= jobs.n[i];
+            j = i + 1;
+        }
+    }
     return j;
 }
 
-// Each warp computes feature blockIdx.x * warps + warp of the launch; with MATVEC_PERSISTENT
-// (`DLP_CUDA_TUNE=matvec_blocks_per_sm=N`: the host launches at most N blocks per SM), also
-// every gridDim.x * warps features after it: x is staged once per block for several
+// Each warp computes feature block * warps + warp of the launch (block: of the n_blocks that
+// compute features); with MATVEC_PERSISTENT (`DLP_CUDA_TUNE=matvec_blocks_per_sm=N`: the host
+// launches at most N blocks per SM), also every n_blocks * warps features after it: x is staged once per block for several
 // features, and the warps' counts of features differ by at most one (no last wave of a few
 // blocks). Each feature is computed as in one pass: the same values.
-template <int R, bool LORA>
+template <int R, bool LORA, bool INLINE = false>
 __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
                                                  int round_x, const MatvecJobs& jobs,
-                                                 const LoraJobs& lj) {
+                                                 const LoraJobs& lj, int block, int n_blocks) {
     extern __shared__ uint4 xs[];  // round_x 2: [rows, k / 8] packed bf16
     const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
-    int f = blockIdx.x * warps + threadIdx.x / 32;
+    int f = block * warps + threadIdx.x / 32;
     int j = matvec_job(jobs, f);
     const bool stage = round_x == 2;
     // A warp past the last feature returns, unless the block stages x (it helps, then).
     if (j == MATVEC_JOBS && !stage) return;
     const bool active = j < MATVEC_JOBS;
     const int k8 = k / 8;
-    const uint4* wr = active ? reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8 : nullptr;
+    const uint4* wr =
+        active ? reinterpret_cast<const uint4*>(pick3(jobs.w, j)) + (size_t)f * k8 : nullptr;
     const float4* x4 = reinterpret_cast<const float4*>(x);
     uint4 wv[MATVEC_UNROLL];
     // The first weight loads: no kernel writes the weights, so with wait_x they are in flight
@@ -221,32 +244,82 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
     if (jobs.wait_x) pdl_wait();
     if (stage) stage_x_bf16(xs, x4, rows, k8);
     if (!active) return;
-    matvec_feature<R, LORA>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv, lane);
+    matvec_feature<R, LORA, INLINE>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
+                                    lane);
 #ifdef MATVEC_PERSISTENT
-    for (int g = blockIdx.x * warps + threadIdx.x / 32 + gridDim.x * warps;; g += gridDim.x * warps) {
+    for (int g = block * warps + threadIdx.x / 32 + n_blocks * warps;; g += n_blocks * warps) {
         f = g;
         j = matvec_job(jobs, f);
         if (j == MATVEC_JOBS) return;
-        wr = reinterpret_cast<const uint4*>(jobs.w[j]) + (size_t)f * k8;
+        wr = reinterpret_cast<const uint4*>(pick3(jobs.w, j)) + (size_t)f * k8;
         load_weights(wv, wr, lane, k8);
-        matvec_feature<R, LORA>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv, lane);
+        matvec_feature<R, LORA, INLINE>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
+                                        lane);
     }
 #endif
 }
 
+// `inline-shrink`: one grid for a group's LoRA shrinks and its matvec. Each block takes a
+// ticket in the order blocks start (an atomic counter, as a decoupled look-back scan does):
+// the first inline_blocks tickets run the shrink's blocks (lora_shrink_jobs' work, block
+// (t, k * n_chunks + c, z) of its grid), the rest the matvec's features. A feature block waits
+// for the shrinks only in its epilogue, and only blocks holding a lower ticket, which have
+// started, can hold it up: no deadlock however the GPU schedules the grid. The shrink no longer
+// waits for the kernel before to finish and then for its own launch: with dependent-launch
+// the whole grid starts while the kernel writing x runs. The last block to finish zeroes the
+// counters for the next launch.
+template <int R>
+__device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, int rows, int k,
+                                                   int round_x, const MatvecJobs& jobs,
+                                                   const LoraJobs& lj) {
+    __shared__ unsigned ticket;
+    unsigned* sync = reinterpret_cast<unsigned*>(lj.sync);
+    if (threadIdx.x == 0) ticket = atomicAdd(sync, 1u);
+    __syncthreads();
+    const int t0 = (int)ticket, shrinks = lj.inline_blocks;
+    if (t0 < shrinks) {
+        const int per_job = rows * lj.mix_k * lj.n_chunks, z = t0 / per_job;
+        const int rest = t0 - z * per_job, t = rest / (lj.mix_k * lj.n_chunks);
+        const int kc = rest - t * lj.mix_k * lj.n_chunks, kk = kc / lj.n_chunks;
+        if (jobs.wait_x) pdl_wait();
+        // In 4 rounds of loads: ptxas (sm_90) then gives the r1 entry 80 registers, not 94
+        // (the plain fused-LoRA r1 takes 61; matvec_min_blocks can cap it for a sweep).
+        shrink_job_chunk<4>(x, lj, z, k, t, kk, kc - kk * lj.n_chunks);
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            __threadfence();
+            atomicAdd(sync + 1, 1u);
+        }
+    } else {
+        matvec_bf16_body<R, true, true>(x, rows, k, round_x, jobs, lj, t0 - shrinks,
+                                        (int)gridDim.x - shrinks);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0 && atomicAdd(sync + 2, 1u) == gridDim.x - 1) {
+        sync[0] = 0;
+        sync[1] = 0;
+        sync[2] = 0;
+    }
+}
+
 // One entry point per row bucket (1, 2, 4, 8 rows): acc[R] stays in registers. The `_lora`
-// ones add the jobs' fused-LoRA expands.
+// ones add the jobs' fused-LoRA expands; the `_lora_inline` ones also run their shrink.
 #define MATVEC_ENTRIES(R)                                                                     \
     extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_r##R(                                \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs) {         \
         LoraJobs none;                                                                        \
         none.n_jobs = 0;                                                                      \
-        matvec_bf16_body<R, false>(x, rows, k, round_x, jobs, none);                          \
+        matvec_bf16_body<R, false>(x, rows, k, round_x, jobs, none, blockIdx.x, gridDim.x);   \
     }                                                                                         \
     extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_r##R(                           \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
         LoraJobs lj) {                                                                        \
-        matvec_bf16_body<R, true>(x, rows, k, round_x, jobs, lj);                             \
+        matvec_bf16_body<R, true>(x, rows, k, round_x, jobs, lj, blockIdx.x, gridDim.x);      \
+    }                                                                                         \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_inline_r##R(                    \
+        const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
+        LoraJobs lj) {                                                                        \
+        matvec_lora_inline<R>(x, rows, k, round_x, jobs, lj);                                 \
     }
 MATVEC_ENTRIES(1)
 MATVEC_ENTRIES(2)

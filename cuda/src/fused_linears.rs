@@ -17,7 +17,7 @@
 //! the base products as `matmul` computes them, then every module's expand in one
 //! `lora_expand_jobs` launch: 2 LoRA launches per group instead of 2 per module.
 
-use cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
 use dlp_engine::backend::{linears_each, Backend, LinearJob};
 use dlp_engine::Result;
 
@@ -103,12 +103,15 @@ impl CudaBackend {
         jobs: &mut [LinearJob<'_, Self>],
         matvec: bool,
     ) -> Result<()> {
-        let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
-        let desc = self.shrink_jobs(x, n_tokens, n_in, step, jobs, &mut scratch)?;
+        let inline = matvec && self.options.experimental.inline_shrink;
+        // The scratch stays locked (not regrown) until the launches reading it are queued.
+        let (desc, _scratch) = self.shrink_jobs(x, n_tokens, n_in, step, jobs, inline)?;
         if matvec {
             // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands
-            // wait for it (`pdl_wait` in matmul.cu).
-            let launch = self.matvec_launch_mode(desc.n_jobs > 0);
+            // wait for it (`pdl_wait` in matmul.cu). With inline-shrink the shrink runs in the
+            // matvec's grid, which may start while the kernel writing x runs.
+            let after_shrink = desc.n_jobs > 0 && desc.inline_blocks == 0;
+            let launch = self.matvec_launch_mode(after_shrink);
             return self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch);
         }
         // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
@@ -149,7 +152,8 @@ impl CudaBackend {
 
     /// Every module's shrink in one launch (`lora_shrink_jobs`) into `scratch` (grown as
     /// needed): per module, its partial sums over the in_dim chunks and its entry table
-    /// ([`fused_u_region`]). Returns the launch descriptor, with `n_jobs` 0 when every stack's
+    /// ([`fused_u_region`]); with `inline`, only the descriptor for the matvec's grid to run
+    /// the shrink. Returns the launch descriptor and the locked scratch, with `n_jobs` 0 when every stack's
     /// largest rank is 0 (then nothing was launched: there is no term to apply).
     fn shrink_jobs(
         &self,
@@ -158,8 +162,9 @@ impl CudaBackend {
         n_in: usize,
         step: &CudaStep,
         jobs: &[LinearJob<'_, Self>],
-        scratch: &mut Option<CudaSlice<f32>>,
-    ) -> Result<LoraJobs> {
+        inline: bool,
+    ) -> Result<(LoraJobs, ScratchGuard<'_>)> {
+        let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
         let kk = step.plan.mix_k;
         let mut max_rank = 0;
         for j in jobs.iter() {
@@ -179,10 +184,25 @@ impl CudaBackend {
         let per = n_tokens * kk * max_rank;
         let chunks = shrink_chunks(n_in);
         let region = fused_u_region(per, chunks, n_tokens, kk);
-        let need = region * jobs.len();
+        // The inline shrink's counters first (at a fixed place: each launch leaves them zero),
+        // then the jobs' regions.
+        let need = SYNC_WORDS + region * jobs.len();
         if scratch.as_ref().is_none_or(|s| s.len() < need) {
             self.may_regrow_scratch("linears (LoRA u)")?;
-            *scratch = Some(self.alloc(need)?);
+            let mut fresh = self.alloc(need)?;
+            let (p, _g) = fresh.device_ptr_mut(self.stream());
+            // SAFETY: `fresh` holds at least SYNC_WORDS floats.
+            unsafe {
+                cudarc::driver::result::memset_d8_async(
+                    p,
+                    0,
+                    SYNC_WORDS * 4,
+                    self.stream().cu_stream(),
+                )
+            }
+            .map_err(|e| err(format!("linears: zeroing the LoRA counters: {e}")))?;
+            drop(_g);
+            *scratch = Some(fresh);
         }
         let su = scratch.as_mut().expect("allocated above");
         let mut desc = LoraJobs {
@@ -194,11 +214,12 @@ impl CudaBackend {
         };
         if per == 0 {
             desc.n_jobs = 0; // no entry to apply
-            return Ok(desc);
+            return Ok((desc, scratch));
         }
         // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables.
         let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 }>::new(self.stream());
-        let u0 = ptrs.write(su);
+        desc.sync = ptrs.write(su);
+        let u0 = desc.sync + (SYNC_WORDS * std::mem::size_of::<f32>()) as u64;
         for (i, j) in jobs.iter().enumerate() {
             let Some(l) = j.lora else { continue };
             (desc.a[i], desc.bt[i]) = match (&l.a16, &l.bt16) {
@@ -221,13 +242,19 @@ impl CudaBackend {
         if self.options.poison_scratch {
             self.poison_fused_u(u0, region, per * chunks, n_tokens * kk, jobs.len())?;
         }
+        if inline {
+            // The matvec's grid runs the shrink (`matvec_lora_inline` in matmul.cu).
+            desc.inline_blocks = int("linears", n_tokens * kk * chunks * jobs.len())?;
+            drop(ptrs);
+            return Ok((desc, scratch));
+        }
         let d = int("linears", n_in)?;
         let mut a = self.args(&self.k.lora_shrink_jobs);
         a.arg(x).arg(&d).arg(&desc);
         let grid = (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32);
         let res = self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0));
         drop(ptrs);
-        res.map(|()| desc)
+        res.map(|()| (desc, scratch))
     }
 
     /// The tests' poison (`CudaOptions::poison_scratch`) of the fused LoRA scratch at `u0`:
@@ -265,6 +292,14 @@ impl CudaBackend {
         Ok(())
     }
 }
+
+/// The locked fused-LoRA scratch (`CudaBackend::scratch_u`).
+type ScratchGuard<'a> = std::sync::MutexGuard<'a, Option<CudaSlice<f32>>>;
+
+/// Words (4 bytes) at the start of the fused LoRA scratch: the `inline-shrink` counters
+/// (tickets, shrink blocks done, blocks finished) and one spare, so that u stays 16-byte
+/// aligned.
+const SYNC_WORDS: usize = 4;
 
 /// Most tokens of a decode step whose LoRA runs as `batch-lora` (each token's adapters read
 /// once per token: past a few dozen tokens the SGMV kernels' once per tile of 16 read less).

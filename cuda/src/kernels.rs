@@ -19,6 +19,9 @@ pub struct Kernels {
     pub(crate) matvec_bf16: [CudaFunction; 4],
     /// `matvec_bf16_lora_r{1,2,4,8}`: the same with fused-LoRA expands.
     pub(crate) matvec_bf16_lora: [CudaFunction; 4],
+    /// `matvec_bf16_lora_inline_r{1,2,4,8}`: the same, running the shrink in their grid too
+    /// (`inline-shrink`).
+    pub(crate) matvec_bf16_lora_inline: [CudaFunction; 4],
     pub(crate) lora_shrink_jobs: CudaFunction,
     /// `lora_expand_jobs`: the expands of a `batch-lora` group, after its base products.
     pub(crate) lora_expand_jobs: CudaFunction,
@@ -100,6 +103,12 @@ impl Kernels {
                 get("matmul", "matvec_bf16_lora_r2")?,
                 get("matmul", "matvec_bf16_lora_r4")?,
                 get("matmul", "matvec_bf16_lora_r8")?,
+            ],
+            matvec_bf16_lora_inline: [
+                get("matmul", "matvec_bf16_lora_inline_r1")?,
+                get("matmul", "matvec_bf16_lora_inline_r2")?,
+                get("matmul", "matvec_bf16_lora_inline_r4")?,
+                get("matmul", "matvec_bf16_lora_inline_r8")?,
             ],
             lora_shrink_jobs: get("lora", "lora_shrink_jobs")?,
             lora_expand_jobs: get("lora", "lora_expand_jobs")?,

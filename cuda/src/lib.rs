@@ -71,8 +71,9 @@ pub struct CudaOptions {
     /// (`golden_cpu kv_bf16`: up to 1.25e-2 on the tiny fixtures, 1.50e-1 on SmolLM2). Its tests
     /// pass on an H200.
     pub kv_bf16: bool,
-    /// GPU paths written without a GPU, off by default (each but `batch_lora` has passed its
-    /// tests on an H200; the fused-LoRA entry table has changed since).
+    /// GPU paths written without a GPU, off by default (each but `batch_lora` and
+    /// `inline_shrink` has passed its tests on an H200; the fused-LoRA entry table has changed
+    /// since).
     pub experimental: Experimental,
     /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
     /// its entry table with (offset 0, rank 1), so that an expand that read either before its
@@ -142,6 +143,13 @@ pub struct Experimental {
     /// every expand in one launch after the base products, instead of a shrink and an expand
     /// per module (segment or SGMV kernels). Written without a GPU: not yet run on one.
     pub batch_lora: bool,
+    /// With `fused-lora`: each group's LoRA shrink runs inside its matvec's grid (blocks that
+    /// take the first tickets do the shrink, the rest the features; the features' expands wait
+    /// for the shrink blocks in their epilogue) instead of as a launch of its own before it. One
+    /// launch fewer per group, and with `dependent-launch` the shrink, like the weight stream,
+    /// starts while the kernel writing x finishes. Replaces `fused-shrink` where both are on.
+    /// Written without a GPU: not yet run on one.
+    pub inline_shrink: bool,
 }
 
 impl Experimental {
@@ -159,6 +167,7 @@ impl Experimental {
         fused_shrink: false,
         dependent_launch: false,
         batch_lora: false,
+        inline_shrink: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -174,6 +183,7 @@ impl Experimental {
         fused_shrink: true,
         dependent_launch: true,
         batch_lora: true,
+        inline_shrink: true,
     };
 }
 

@@ -82,8 +82,12 @@ pub struct LoraJobs {
     pub n_chunks: i32,
     /// Floats between two chunks' partial sums in each job's u.
     pub chunk_stride: i32,
-    /// Explicit padding (always 0): the struct is copied whole into the kernel parameters.
-    pub pad: i32,
+    /// `inline-shrink`: the shrink's blocks (T x K x chunks x [`MATVEC_MAX_JOBS`]) that run in
+    /// the matvec's own grid, ahead of its feature blocks; 0 when the shrink is its own launch.
+    pub inline_blocks: i32,
+    /// `unsigned*` three counters (tickets, shrink blocks done, blocks finished), zero between
+    /// launches: the last block of an `inline-shrink` launch zeroes them.
+    pub sync: u64,
 }
 
 /// In-dim elements per block of the fused shrink (`SHRINK_CHUNK` in lora.cu).
@@ -265,8 +269,11 @@ impl CudaBackend {
         let (round_x, shared) = matvec_round_x(self.options.bf16_compute, rows, k);
         let mut grid = matvec_launch(total, self.tune.matvec_warps as usize, shared);
         grid.grid_dim.0 = self.tune.matvec_grid(grid.grid_dim.0 as usize, self.sms) as u32;
+        // inline-shrink: the LoRA shrink's blocks run in this grid, ahead of the features.
+        grid.grid_dim.0 += lora.map_or(0, |l| l.inline_blocks.max(0) as u32);
         let op = "matmul (bf16 matvec)";
         let f = match lora {
+            Some(l) if l.inline_blocks > 0 => &self.k.matvec_bf16_lora_inline[bucket],
             Some(_) => &self.k.matvec_bf16_lora[bucket],
             None => &self.k.matvec_bf16[bucket],
         };
@@ -480,12 +487,15 @@ mod tests {
 
     #[test]
     fn lora_jobs_descriptor_has_the_kernels_layout() {
-        // 18 pointers, 6 ints, 3 pointers, 6 ints (C: 216 bytes, no implicit padding).
-        assert_eq!(std::mem::size_of::<LoraJobs>(), 216);
+        // 18 pointers, 6 ints, 3 pointers, 6 ints, 1 pointer (C: 224 bytes, no padding).
+        let src = include_str!("../kernels/lora.cu");
+        assert!(src.contains("static_assert(sizeof(LoraJobs) == 224,"));
+        assert_eq!(std::mem::size_of::<LoraJobs>(), 224);
         assert_eq!(std::mem::offset_of!(LoraJobs, ab_bf16), 200);
         assert_eq!(std::mem::offset_of!(LoraJobs, n_chunks), 204);
         assert_eq!(std::mem::offset_of!(LoraJobs, chunk_stride), 208);
-        assert_eq!(std::mem::offset_of!(LoraJobs, pad), 212);
+        assert_eq!(std::mem::offset_of!(LoraJobs, inline_blocks), 212);
+        assert_eq!(std::mem::offset_of!(LoraJobs, sync), 216);
         assert_eq!(std::mem::offset_of!(LoraJobs, n_slots), 144);
         assert_eq!(std::mem::offset_of!(LoraJobs, seg_of_token), 168);
         assert_eq!(std::mem::offset_of!(LoraJobs, mix_k), 192);

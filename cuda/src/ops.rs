@@ -51,6 +51,7 @@ impl Backend for CudaBackend {
             (x.fused_shrink, "fused-shrink"),
             (x.dependent_launch, "dependent-launch"),
             (x.batch_lora, "batch-lora"),
+            (x.inline_shrink, "inline-shrink"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

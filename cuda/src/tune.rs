@@ -100,15 +100,17 @@ impl Tune {
     }
 
     /// The NVRTC defines of the knobs off their defaults (none for the defaults, so that the
-    /// default kernels' PTX and its cache key do not change). The block size rides with the
-    /// occupancy hint (`__launch_bounds__` needs both); the warps alone are the host's.
+    /// default kernels' PTX and its cache key do not change). The block size is the kernels'
+    /// too: their `__launch_bounds__` name it.
     pub fn defines(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.matvec_unroll != Tune::default().matvec_unroll {
             v.push(format!("-DMATVEC_UNROLL={}", self.matvec_unroll));
         }
-        if self.matvec_min_blocks != 0 {
+        if self.matvec_warps != Tune::default().matvec_warps {
             v.push(format!("-DMATVEC_THREADS={}", self.matvec_warps * 32));
+        }
+        if self.matvec_min_blocks != 0 {
             v.push(format!("-DMATVEC_MIN_BLOCKS={}", self.matvec_min_blocks));
         }
         if self.matvec_blocks_per_sm != 0 {
@@ -167,6 +169,8 @@ mod tests {
         );
         let t = Tune::parse("matvec_unroll=2").unwrap();
         assert_eq!(t.defines(), ["-DMATVEC_UNROLL=2"]);
+        let t = Tune::parse("matvec_warps=16").unwrap();
+        assert_eq!(t.defines(), ["-DMATVEC_THREADS=512"]);
     }
 
     #[test]
@@ -209,6 +213,7 @@ mod tests {
         // Each define `defines` may pass has a default in matmul.cu, or a use guarded by it.
         let src = include_str!("../kernels/matmul.cu");
         assert!(src.contains("#ifndef MATVEC_UNROLL\n#define MATVEC_UNROLL 4\n"));
+        assert!(src.contains("#define MATVEC_THREADS 256 "));
         assert!(src.contains("#ifdef MATVEC_MIN_BLOCKS"));
         assert!(src.contains("__launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)"));
         assert!(src.contains("#ifdef MATVEC_PERSISTENT"));

@@ -211,6 +211,65 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     }
 }
 
+/// The decode matvecs and the batch-LoRA expand read their parameter structs in place: no
+/// entry copies one to local memory, as indexing a struct's array by a variable did (11 local
+/// stores per thread ahead of each matvec's first weight load, in the SASS).
+#[test]
+fn matvecs_and_the_batch_expand_use_no_local_memory() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let mut checked = 0;
+    for (file, prefix) in [("matmul", "matvec_bf16_"), ("lora", "lora_expand_jobs")] {
+        let ptx = compile_uncached(source(file), &options("sm_90"))
+            .unwrap()
+            .ptx;
+        for part in ptx.split(".entry ").skip(1) {
+            let name = part.split('(').next().unwrap_or("");
+            if name.starts_with(prefix) {
+                let body = entry(&ptx, name);
+                assert!(
+                    !body.contains(".local"),
+                    "{file}.cu: {name} uses local memory"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 13, "12 matvec entries and the expand");
+}
+
+/// `inline-shrink`: each `matvec_bf16_lora_inline_r*` takes its block's ticket and counts its
+/// shrink blocks with atomics, waits for the kernel writing x (dependent launch) before its
+/// shrink blocks read it, polls the done counter with a volatile load (sleeping between polls)
+/// behind a fence, and reads u through L2.
+#[test]
+fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let ptx = compile_uncached(source("matmul"), &options("sm_90"))
+        .unwrap()
+        .ptx;
+    for r in [1, 2, 4, 8] {
+        let name = format!("matvec_bf16_lora_inline_r{r}");
+        let body = entry(&ptx, &name);
+        for want in [
+            "atom.global.add.u32",
+            "griddepcontrol.wait",
+            "ld.volatile.global.u32",
+            "nanosleep.u32",
+            "membar.gl",
+            "ld.global.cg.f32",
+            "bar.sync",
+        ] {
+            assert!(body.contains(want), "{name}: no {want}");
+        }
+        // Three counters: the ticket, a shrink block done, a block finished.
+        assert!(body.matches("atom.global.add.u32").count() >= 3, "{name}");
+    }
+}
+
 /// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in
 /// `src/kernels.rs`) is in its file's PTX: a misspelled or missing one would otherwise surface
 /// only on a GPU, when the backend loads.

@@ -246,6 +246,19 @@ mod experimental {
             ..NONE
         }
     );
+    // The shrink in the matvec's grid rides on the fused LoRA, with the grid a dependent of
+    // the kernel writing x (the overlap it exists for).
+    alone_tests!(
+        inline_shrink,
+        "decode-matvec,fused-lora,dependent-launch,inline-shrink",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            dependent_launch: true,
+            inline_shrink: true,
+            ..NONE
+        }
+    );
     // Alone (no decode matvec), every decode step with LoRA takes it, one token or several.
     alone_tests!(
         batch_lora,

@@ -89,6 +89,53 @@ fn decode_matvec_sets_pass(opts: CudaOptions) -> bool {
     true
 }
 
+/// `--cuda-experimental decode-matvec,fused-lora,dependent-launch,inline-shrink`: each group's
+/// shrink runs in its matvec's grid (blocks by start-order ticket, the expands waiting on the
+/// shrink blocks' counter), the grid a programmatic dependent of the kernel writing x. Every
+/// case runs twice, so that a launch that left its counters non-zero fails the next.
+#[test]
+fn op_parity_cuda_inline_shrink() {
+    let inline = Experimental {
+        dependent_launch: true,
+        inline_shrink: true,
+        ..FUSED
+    };
+    fused_lora_sets_pass("inline-shrink", inline, 2);
+}
+
+/// The fused-LoRA `linears` cases on bf16 weights with `experimental`, with f32 and bf16 A/B
+/// and in the bf16 compute mode (against the CPU with its input rounding), each case `times`
+/// times in a row. u and the entry table are poisoned before each shrink (`poison_scratch`),
+/// so an expand that read them before its shrink wrote them fails the case every time.
+fn fused_lora_sets_pass(what: &str, experimental: Experimental, times: usize) {
+    for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
+        let opts = CudaOptions {
+            bf16_weights: true,
+            bf16_compute,
+            lora_bf16,
+            experimental,
+            poison_scratch: true,
+            ..Default::default()
+        };
+        let Some(b) = cuda(opts) else {
+            return;
+        };
+        println!("{what}, LoRA bf16 {lora_bf16}, bf16 compute {bf16_compute}");
+        let cases = if lora_bf16 {
+            bf16_lora_cases()
+        } else {
+            decode_matvec_cases()
+        };
+        let cases: Vec<ParityCase> = (0..times).flat_map(|_| cases.clone()).collect();
+        let results = if bf16_compute {
+            run_cases_against(&b, &CpuProbe::bf16_inputs(), cases)
+        } else {
+            run_cases(&b, cases)
+        };
+        assert_all_pass(&results);
+    }
+}
+
 /// `--cuda-experimental batch-lora`: decode batches' LoRA as one shrink and one expand launch
 /// per group of modules, around the base products, on f32 weights and LoRA, on bf16 weights
 /// with bf16 A/B, and in the bf16 compute mode (against the CPU with its input rounding); u
@@ -127,33 +174,10 @@ fn op_parity_cuda_batch_lora() {
 
 /// `--cuda-experimental decode-matvec,fused-lora,fused-shrink`: each fused-LoRA matvec starts
 /// while its shrink runs (programmatic dependent launch on sm_90; its expands wait with
-/// `griddepcontrol.wait`), with f32 and bf16 A/B, on bf16 weights and in the bf16 compute
-/// mode. u and the entry table are poisoned before each shrink (`poison_scratch`), so an
-/// expand that read them before its shrink wrote them fails the case every time.
+/// `griddepcontrol.wait`).
 #[test]
 fn op_parity_cuda_fused_shrink() {
-    for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
-        let opts = CudaOptions {
-            bf16_weights: true,
-            bf16_compute,
-            lora_bf16,
-            experimental: FUSED_SHRINK,
-            poison_scratch: true,
-            ..Default::default()
-        };
-        let Some(b) = cuda(opts) else {
-            return;
-        };
-        println!("fused-shrink, LoRA bf16 {lora_bf16}, bf16 compute {bf16_compute}");
-        let results = if lora_bf16 {
-            run_cases(&b, bf16_lora_cases())
-        } else if bf16_compute {
-            run_cases_against(&b, &CpuProbe::bf16_inputs(), decode_matvec_cases())
-        } else {
-            run_cases(&b, decode_matvec_cases())
-        };
-        assert_all_pass(&results);
-    }
+    fused_lora_sets_pass("fused-shrink", FUSED_SHRINK, 1);
 }
 
 /// `--cuda-experimental decode-matvec,dependent-launch`: each decode matvec launched as a
