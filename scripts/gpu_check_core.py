@@ -47,8 +47,8 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"],
          "dependent-launch": ["decode-matvec"], "batch-lora": [],
          "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"]}
-# bf16c-exp without batch-lora (decode batches' LoRA on sgmv, as measured before batch-lora
-# existed): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
+# bf16c-exp without batch-lora (decode batches' LoRA on sgmv, as in the last H200 run; the
+# other paths as bf16c-exp): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = EXP_ALL[:-1] + [",".join(p for p in PATHS
                                                                 if p != "batch-lora")]
 # The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails.

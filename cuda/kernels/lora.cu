@@ -132,8 +132,8 @@ struct LoraJobs {
     int ab_bf16;  // A and B^T hold bf16 bit patterns (`--cuda-lora-bf16`)
     int n_chunks;      // ceil(in_dim / SHRINK_CHUNK): u's partial sums per value
     int chunk_stride;  // floats between two chunks' partial sums in u
-    // `inline-shrink`: the shrink's blocks (T * K * n_chunks * LORA_JOBS) run in the matvec's
-    // own grid, before its feature blocks (0: the shrink is a launch of its own).
+    // `inline-shrink`: the shrink's blocks (T * K * n_chunks * the launch's jobs) run in the
+    // matvec's own grid, before its feature blocks (0: the shrink is a launch of its own).
     int inline_blocks;
     // unsigned* [3], zero between launches: tickets taken, shrink blocks done, blocks finished
     // (matvec_lora_inline in matmul.cu).

@@ -65,13 +65,16 @@ extern "C" __global__ void matmul_bf16(const float* __restrict__ x,
 #ifndef MATVEC_UNROLL
 #define MATVEC_UNROLL 4
 #endif
-#ifndef MATVEC_THREADS
-#define MATVEC_THREADS 256  // the host's block: 8 warps, unless tuned
-#endif
-#ifdef MATVEC_MIN_BLOCKS
+// A tuned block size bounds the registers (so that a block of up to 1,024 threads launches).
+#if defined(MATVEC_MIN_BLOCKS)
 #define MATVEC_BOUNDS __launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)
+#elif defined(MATVEC_THREADS)
+#define MATVEC_BOUNDS __launch_bounds__(MATVEC_THREADS)
 #else
 #define MATVEC_BOUNDS
+#endif
+#ifndef MATVEC_THREADS
+#define MATVEC_THREADS 256  // the host's block: 8 warps, unless tuned
 #endif
 #define MATVEC_JOBS 3
 
@@ -129,8 +132,13 @@ __device__ __forceinline__ void stage_x_bf16(uint4* __restrict__ xs, const float
 // are then read from L2 with __ldcg).
 __device__ __forceinline__ void wait_inline_shrink(const LoraJobs& lj, int lane) {
     const volatile unsigned* done = reinterpret_cast<const volatile unsigned*>(lj.sync) + 1;
-    if (lane == 0)
-        while (*done < (unsigned)lj.inline_blocks) __nanosleep(32);
+    if (lane == 0) {
+        while (*done < (unsigned)lj.inline_blocks) {
+#if __CUDA_ARCH__ >= 700
+            __nanosleep(32);
+#endif
+        }
+    }
     __syncwarp();
     __threadfence();
 }
@@ -295,10 +303,18 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
                                         (int)gridDim.x - shrinks);
     }
     __syncthreads();
-    if (threadIdx.x == 0 && atomicAdd(sync + 2, 1u) == gridDim.x - 1) {
-        sync[0] = 0;
-        sync[1] = 0;
-        sync[2] = 0;
+    // Fenced both sides: this block's done count lands before its finished count, and the
+    // reset after every other block's counts. The next launch to use the counters is queued
+    // after a plain launch (the kernels between two grouped linears), so it starts after this
+    // grid has completed, its stores visible.
+    if (threadIdx.x == 0) {
+        __threadfence();
+        if (atomicAdd(sync + 2, 1u) == gridDim.x - 1) {
+            __threadfence();
+            sync[0] = 0;
+            sync[1] = 0;
+            sync[2] = 0;
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 //! dependent launch of the shrink: it streams its weights while the shrink runs. The shrink
 //! also writes each entry's (offset, rank) after its partial sums, so that the expands read
 //! them with one load instead of the lookup chain. Op by op that is 1 + 2 x modules launches,
-//! each under-filling the GPU at batch 1.
+//! each under-filling the GPU at batch 1. With [`crate::Experimental::inline_shrink`] the
+//! shrink's blocks run in the matvec's own grid (`matvec_bf16_lora_inline_r*`): one launch per
+//! group, which with dependent launches starts while the kernel writing x finishes.
 //!
 //! Decode batches the matvec does not take (up to [`BATCH_LORA_MAX_ROWS`] tokens, every token
 //! with its own mixture), with [`crate::Experimental::batch_lora`]: the same shrink launch,
@@ -243,7 +245,10 @@ impl CudaBackend {
             self.poison_fused_u(u0, region, per * chunks, n_tokens * kk, jobs.len())?;
         }
         if inline {
-            // The matvec's grid runs the shrink (`matvec_lora_inline` in matmul.cu).
+            // The matvec's grid runs the shrink (`matvec_lora_inline` in matmul.cu). Its reads
+            // of A, B^T, the tables and the scratch are queued after this returns, on this one
+            // stream (as the fused matvec's reads after the shrink launch below): the use
+            // guards dropped here matter only across streams.
             desc.inline_blocks = int("linears", n_tokens * kk * chunks * jobs.len())?;
             drop(ptrs);
             return Ok((desc, scratch));

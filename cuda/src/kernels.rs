@@ -22,6 +22,9 @@ pub struct Kernels {
     /// `matvec_bf16_lora_inline_r{1,2,4,8}`: the same, running the shrink in their grid too
     /// (`inline-shrink`).
     pub(crate) matvec_bf16_lora_inline: [CudaFunction; 4],
+    /// Static shared memory (bytes) of the inline entries, the most of the four: their launches
+    /// stage x in what the 48 KiB default leaves.
+    pub(crate) matvec_inline_static: usize,
     pub(crate) lora_shrink_jobs: CudaFunction,
     /// `lora_expand_jobs`: the expands of a `batch-lora` group, after its base products.
     pub(crate) lora_expand_jobs: CudaFunction,
@@ -88,6 +91,19 @@ impl Kernels {
             m.load_function(f)
                 .map_err(|e| format!("kernel {file}.cu has no function `{f}`: {e}"))
         };
+        let matvec_bf16_lora_inline = [
+            get("matmul", "matvec_bf16_lora_inline_r1")?,
+            get("matmul", "matvec_bf16_lora_inline_r2")?,
+            get("matmul", "matvec_bf16_lora_inline_r4")?,
+            get("matmul", "matvec_bf16_lora_inline_r8")?,
+        ];
+        let mut matvec_inline_static = 0;
+        for f in &matvec_bf16_lora_inline {
+            let b = f
+                .shared_size_bytes()
+                .map_err(|e| format!("reading the inline matvec's shared memory size: {e}"))?;
+            matvec_inline_static = matvec_inline_static.max(b.max(0) as usize);
+        }
         Ok(Kernels {
             embedding: get("embedding", "embedding")?,
             embedding_bf16: get("embedding", "embedding_bf16")?,
@@ -104,12 +120,8 @@ impl Kernels {
                 get("matmul", "matvec_bf16_lora_r4")?,
                 get("matmul", "matvec_bf16_lora_r8")?,
             ],
-            matvec_bf16_lora_inline: [
-                get("matmul", "matvec_bf16_lora_inline_r1")?,
-                get("matmul", "matvec_bf16_lora_inline_r2")?,
-                get("matmul", "matvec_bf16_lora_inline_r4")?,
-                get("matmul", "matvec_bf16_lora_inline_r8")?,
-            ],
+            matvec_bf16_lora_inline,
+            matvec_inline_static,
             lora_shrink_jobs: get("lora", "lora_shrink_jobs")?,
             lora_expand_jobs: get("lora", "lora_expand_jobs")?,
             to_bf16: get("matmul", "to_bf16")?,

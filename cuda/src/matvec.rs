@@ -82,7 +82,7 @@ pub struct LoraJobs {
     pub n_chunks: i32,
     /// Floats between two chunks' partial sums in each job's u.
     pub chunk_stride: i32,
-    /// `inline-shrink`: the shrink's blocks (T x K x chunks x [`MATVEC_MAX_JOBS`]) that run in
+    /// `inline-shrink`: the shrink's blocks (T x K x chunks x the launch's jobs) that run in
     /// the matvec's own grid, ahead of its feature blocks; 0 when the shrink is its own launch.
     pub inline_blocks: i32,
     /// `unsigned*` three counters (tickets, shrink blocks done, blocks finished), zero between
@@ -119,15 +119,21 @@ pub fn matvec_bucket(rows: usize) -> Option<usize> {
 const MATVEC_MAX_STAGE_BYTES: usize = 48 * 1024;
 
 /// The matvec's `round_x` argument and the dynamic shared memory (bytes) of its launch, for
-/// `rows` rows of `k` inputs. Without rounding (f32 compute) x is read as f32 from L1 (0, no
-/// shared memory). The bf16 compute mode rounds x to bf16: once per block into shared memory
-/// as bf16 (2, `rows * k * 2` bytes) where that fits [`MATVEC_MAX_STAGE_BYTES`], else per
-/// warp and per weight load (1). Both give the same values; 2 is the fast one.
-pub fn matvec_round_x(bf16_compute: bool, rows: usize, k: usize) -> (i32, u32) {
+/// `rows` rows of `k` inputs, on a kernel with `static_shared` bytes of its own. Without
+/// rounding (f32 compute) x is read as f32 from L1 (0, no shared memory). The bf16 compute mode
+/// rounds x to bf16: once per block into shared memory as bf16 (2, `rows * k * 2` bytes) where
+/// that and the static bytes fit [`MATVEC_MAX_STAGE_BYTES`], else per warp and per weight load
+/// (1). Both give the same values; 2 is the fast one.
+pub fn matvec_round_x(
+    bf16_compute: bool,
+    rows: usize,
+    k: usize,
+    static_shared: usize,
+) -> (i32, u32) {
     let stage = rows * k * 2;
     match bf16_compute {
         false => (0, 0),
-        true if stage <= MATVEC_MAX_STAGE_BYTES => (2, stage as u32),
+        true if stage + static_shared <= MATVEC_MAX_STAGE_BYTES => (2, stage as u32),
         true => (1, 0),
     }
 }
@@ -266,14 +272,21 @@ impl CudaBackend {
         }
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
-        let (round_x, shared) = matvec_round_x(self.options.bf16_compute, rows, k);
+        let inline = lora.is_some_and(|l| l.inline_blocks > 0);
+        // The inline-shrink entries have a static ticket in shared memory (the others none).
+        let static_shared = if inline {
+            self.k.matvec_inline_static
+        } else {
+            0
+        };
+        let (round_x, shared) = matvec_round_x(self.options.bf16_compute, rows, k, static_shared);
         let mut grid = matvec_launch(total, self.tune.matvec_warps as usize, shared);
         grid.grid_dim.0 = self.tune.matvec_grid(grid.grid_dim.0 as usize, self.sms) as u32;
         // inline-shrink: the LoRA shrink's blocks run in this grid, ahead of the features.
         grid.grid_dim.0 += lora.map_or(0, |l| l.inline_blocks.max(0) as u32);
         let op = "matmul (bf16 matvec)";
         let f = match lora {
-            Some(l) if l.inline_blocks > 0 => &self.k.matvec_bf16_lora_inline[bucket],
+            Some(_) if inline => &self.k.matvec_bf16_lora_inline[bucket],
             Some(_) => &self.k.matvec_bf16_lora[bucket],
             None => &self.k.matvec_bf16[bucket],
         };
@@ -531,13 +544,16 @@ mod tests {
 
     #[test]
     fn bf16_compute_stages_x_in_shared_memory_where_it_fits() {
-        assert_eq!(matvec_round_x(false, 1, 11008), (0, 0));
+        assert_eq!(matvec_round_x(false, 1, 11008, 0), (0, 0));
         // Decode of a 7B model: q/k/v (k 4096) and down_proj (k 11008) both staged.
-        assert_eq!(matvec_round_x(true, 1, 4096), (2, 8192));
-        assert_eq!(matvec_round_x(true, 1, 11008), (2, 22016));
-        assert_eq!(matvec_round_x(true, 6, 4096), (2, 49152));
+        assert_eq!(matvec_round_x(true, 1, 4096, 0), (2, 8192));
+        assert_eq!(matvec_round_x(true, 1, 11008, 0), (2, 22016));
+        assert_eq!(matvec_round_x(true, 6, 4096, 0), (2, 49152));
         // Past 48 KiB: rounded per warp instead (same values).
-        assert_eq!(matvec_round_x(true, 8, 4096), (1, 0));
-        assert_eq!(matvec_round_x(true, 3, 11008), (1, 0));
+        assert_eq!(matvec_round_x(true, 8, 4096, 0), (1, 0));
+        assert_eq!(matvec_round_x(true, 3, 11008, 0), (1, 0));
+        // A kernel's own static bytes count: exactly 48 KiB staged no longer fits with 16 more.
+        assert_eq!(matvec_round_x(true, 6, 4096, 16), (1, 0));
+        assert_eq!(matvec_round_x(true, 5, 4096, 16), (2, 40960));
     }
 }

@@ -214,7 +214,8 @@ mod tests {
         let src = include_str!("../kernels/matmul.cu");
         assert!(src.contains("#ifndef MATVEC_UNROLL\n#define MATVEC_UNROLL 4\n"));
         assert!(src.contains("#define MATVEC_THREADS 256 "));
-        assert!(src.contains("#ifdef MATVEC_MIN_BLOCKS"));
+        assert!(src.contains("#if defined(MATVEC_MIN_BLOCKS)"));
+        assert!(src.contains("#elif defined(MATVEC_THREADS)"));
         assert!(src.contains("__launch_bounds__(MATVEC_THREADS, MATVEC_MIN_BLOCKS)"));
         assert!(src.contains("#ifdef MATVEC_PERSISTENT"));
         assert_eq!(Tune::default().matvec_unroll, 4);

@@ -51,8 +51,8 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
 }
 
 /// The decode matvec compiles, warning-free, with every tuning knob a sweep may set off its
-/// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, the persistent grid, 4 warps with an
-/// occupancy hint of 8 blocks per SM), and the hint reaches the PTX.
+/// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, the persistent grid, 32 warps, 4 warps with
+/// an occupancy hint of 8 blocks per SM), and the bounds reach the PTX.
 #[test]
 fn matvec_compiles_with_the_tuning_knobs() {
     if let Err(why) = probe() {
@@ -62,12 +62,19 @@ fn matvec_compiles_with_the_tuning_knobs() {
     for knobs in [
         "matvec_unroll=1",
         "matvec_blocks_per_sm=4",
+        "matvec_warps=32",
         "matvec_unroll=16,matvec_warps=4,matvec_min_blocks=8",
     ] {
         let mut opts = options("sm_90");
         opts.extend(Tune::parse(knobs).expect("valid knobs").defines());
         let c = compile_uncached(matmul, &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
         assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
+        if knobs == "matvec_warps=32" {
+            // A tuned block size bounds every entry's registers, so 1,024 threads launch.
+            for e in ["matvec_bf16_r8", "matvec_bf16_lora_inline_r8"] {
+                assert!(entry(&c.ptx, e).contains(".maxntid 1024"), "{knobs}: {e}");
+            }
+        }
         if knobs.contains("min_blocks") {
             let e = entry(&c.ptx, "matvec_bf16_r1");
             assert!(
