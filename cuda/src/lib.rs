@@ -254,13 +254,14 @@ pub const WIDE_GRID_MAX_ROWS: usize = 64;
 /// Steps of more tokens than this (prefill) keep one attention block per (token, head).
 pub const SPLIT_ATTENTION_MAX_TOKENS: usize = 64;
 
-/// The split rule of [`Experimental::split_attention`]: `ceil(capacity / 16)` blocks per
-/// (token, head), clamped to 1..=16, for steps of at most [`SPLIT_ATTENTION_MAX_TOKENS`].
-pub fn attention_splits(capacity: usize, n_tokens: usize) -> usize {
+/// The split rule of [`Experimental::split_attention`]: `ceil(capacity / per_split)` blocks per
+/// (token, head), clamped to 1..=16, for steps of at most [`SPLIT_ATTENTION_MAX_TOKENS`];
+/// `per_split` is [`tune::Tune::attn_split_positions`] (16 unless tuned).
+pub fn attention_splits(capacity: usize, n_tokens: usize, per_split: usize) -> usize {
     if n_tokens > SPLIT_ATTENTION_MAX_TOKENS {
         1
     } else {
-        capacity.div_ceil(16).clamp(1, 16)
+        capacity.div_ceil(per_split.max(1)).clamp(1, 16)
     }
 }
 
@@ -446,11 +447,12 @@ impl CudaBackend {
     }
 
     /// Blocks per (token, head) of the attention: with [`Experimental::split_attention`] and
-    /// at most [`SPLIT_ATTENTION_MAX_TOKENS`] tokens, one per 16 positions of capacity, at
-    /// most 16 (a function of the step's shape, so graphs stay valid); else 1.
+    /// at most [`SPLIT_ATTENTION_MAX_TOKENS`] tokens, one per 16 positions of capacity (or
+    /// the tuned count), at most 16 (a function of the step's shape, so graphs stay valid);
+    /// else 1.
     pub(crate) fn attention_splits(&self, capacity: usize, n_tokens: usize) -> usize {
         if self.options.experimental.split_attention {
-            attention_splits(capacity, n_tokens)
+            attention_splits(capacity, n_tokens, self.tune.attn_split_positions as usize)
         } else {
             1
         }
@@ -591,10 +593,13 @@ mod tests {
 
     #[test]
     fn attention_splits_follow_capacity_and_leave_prefill_alone() {
-        assert_eq!(attention_splits(8, 1), 1);
-        assert_eq!(attention_splits(80, 2), 5);
-        assert_eq!(attention_splits(4096, 1), 16);
-        assert_eq!(attention_splits(4096, 64), 16);
-        assert_eq!(attention_splits(4096, 65), 1);
+        assert_eq!(attention_splits(8, 1, 16), 1);
+        assert_eq!(attention_splits(80, 2, 16), 5);
+        assert_eq!(attention_splits(4096, 1, 16), 16);
+        assert_eq!(attention_splits(4096, 64, 16), 16);
+        assert_eq!(attention_splits(4096, 65, 16), 1);
+        // Tuned to 256 positions a split: short contexts take one block (no combine).
+        assert_eq!(attention_splits(128, 1, 256), 1);
+        assert_eq!(attention_splits(1000, 1, 256), 4);
     }
 }

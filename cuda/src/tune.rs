@@ -1,12 +1,14 @@
-//! Kernel tuning knobs for benchmark sweeps on a GPU, not for users: `DLP_CUDA_TUNE`, e.g.
-//! `DLP_CUDA_TUNE=matvec_unroll=8,matvec_warps=4 dlp-run bench --backend cuda ...`.
+//! Kernel and launch tuning knobs for benchmark sweeps on a GPU, not for users:
+//! `DLP_CUDA_TUNE`, e.g. `DLP_CUDA_TUNE=matvec_unroll=8,matvec_warps=4 dlp-run bench ...`.
 //!
-//! The decode matvec's best shape depends on the device (DRAM latency, SMs, registers), and a
-//! GPU is rarely at hand: `scripts/gpu-check.sh` with `SWEEP="..."` benches each setting in one
-//! run, so that the defaults below are chosen by measurement. Every setting computes the same
-//! values (the products are summed in the same order for any unroll; the warps of a block
-//! and the occupancy hint change only how features are scheduled). An unknown knob or value is
-//! an error naming it, never silently ignored.
+//! The decode matvec's best shape and the split of short decode attention depend on the
+//! device (DRAM latency, SMs, registers, launch costs), and a GPU is rarely at hand:
+//! `scripts/gpu-check.sh` with `SWEEP="..."` benches each setting in one run, so that the
+//! defaults below are chosen by measurement. Every setting but the attention split computes
+//! the same values (the products are summed in the same order for any unroll; the warps of a
+//! block and the occupancy hint change only how features are scheduled); the split changes
+//! where attention's partial sums meet, within the bounds its tests hold every split count
+//! to. An unknown knob or value is an error naming it, never silently ignored.
 
 /// The knobs, with the defaults the kernels were measured with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,10 @@ pub struct Tune {
     /// every (grid x warps)-th feature, so x is staged once per block for several features and
     /// no last wave of a few blocks trails (1 to 32).
     pub matvec_blocks_per_sm: u32,
+    /// `split-attention`: positions of capacity per split block of a decode step's attention
+    /// (1 to 4,096; at most 16 splits): more means fewer blocks and, below one split, no
+    /// combine launch.
+    pub attn_split_positions: u32,
 }
 
 impl Default for Tune {
@@ -32,6 +38,7 @@ impl Default for Tune {
             matvec_warps: 8,
             matvec_min_blocks: 0,
             matvec_blocks_per_sm: 0,
+            attn_split_positions: 16,
         }
     }
 }
@@ -67,6 +74,11 @@ impl Tune {
                 "matvec_warps" => (&mut t.matvec_warps, pow2(32), "1 to 32, a power of two"),
                 "matvec_min_blocks" => (&mut t.matvec_min_blocks, v <= 32, "0 to 32"),
                 "matvec_blocks_per_sm" => (&mut t.matvec_blocks_per_sm, v <= 32, "0 to 32"),
+                "attn_split_positions" => (
+                    &mut t.attn_split_positions,
+                    (1..=4096).contains(&v),
+                    "1 to 4096",
+                ),
                 k => {
                     let known: Vec<&str> = t.knobs().iter().map(|k| k.0).collect();
                     return Err(format!("unknown knob `{k}` (knobs: {})", known.join(", ")));
@@ -81,7 +93,7 @@ impl Tune {
     }
 
     /// (name, value, default) of each knob.
-    fn knobs(&self) -> [(&'static str, u32, u32); 4] {
+    fn knobs(&self) -> [(&'static str, u32, u32); 5] {
         let d = Tune::default();
         [
             ("matvec_unroll", self.matvec_unroll, d.matvec_unroll),
@@ -95,6 +107,11 @@ impl Tune {
                 "matvec_blocks_per_sm",
                 self.matvec_blocks_per_sm,
                 d.matvec_blocks_per_sm,
+            ),
+            (
+                "attn_split_positions",
+                self.attn_split_positions,
+                d.attn_split_positions,
             ),
         ]
     }
@@ -158,6 +175,10 @@ mod tests {
         );
         assert_eq!(Tune::default().describe(), None);
         assert!(Tune::default().defines().is_empty());
+        // A launch-only knob: no kernel define.
+        let t = Tune::parse("attn_split_positions=256").unwrap();
+        assert!(t.defines().is_empty());
+        assert_eq!(t.describe().as_deref(), Some("attn_split_positions=256"));
     }
 
     #[test]
@@ -195,6 +216,10 @@ mod tests {
             (
                 "matvec_blocks_per_sm=33",
                 "matvec_blocks_per_sm: 33, expected 0 to 32",
+            ),
+            (
+                "attn_split_positions=0",
+                "attn_split_positions: 0, expected 1 to 4096",
             ),
             ("matvec_unroll", "expected knob=value"),
             ("matvec_unroll=x", "`x` is not a whole number"),

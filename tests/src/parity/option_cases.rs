@@ -110,6 +110,9 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
         // bf16 compute mode stages, so rounded per warp, with LoRA and rows < the bucket's 8.
         (1, 576, vec![60, 13], false, some),
         (7, 4096, vec![33, 8], true, some),
+        // Exactly the 48 KiB the bf16 compute mode stages x in: staged by the fused-LoRA
+        // matvec, rounded per warp by the inline-shrink one (its ticket takes shared memory).
+        (6, 4096, vec![40, 8], false, some),
     ] {
         let lora = !ranks.is_empty();
         let mix = lora.then(|| Mixture {
