@@ -226,9 +226,10 @@ __device__ __forceinline__ int matvec_job(const MatvecJobs& jobs, int& f) {
 
 // Each warp computes feature block * warps + warp of the launch (block: of the n_blocks that
 // compute features); with MATVEC_PERSISTENT (`DLP_CUDA_TUNE=matvec_blocks_per_sm=N`: the host
-// launches at most N blocks per SM), also every n_blocks * warps features after it: x is staged once per block for several
-// features, and the warps' counts of features differ by at most one (no last wave of a few
-// blocks). Each feature is computed as in one pass: the same values.
+// launches at most N blocks per SM), also every n_blocks * warps features after it: x is
+// staged once per block for several features, and the warps' counts of features differ by at
+// most one (no last wave of a few blocks). Each feature is computed as in one pass: the same
+// values.
 template <int R, bool LORA, bool INLINE = false>
 __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
                                                  int round_x, const MatvecJobs& jobs,

@@ -152,11 +152,12 @@ impl CudaBackend {
         res
     }
 
-    /// Every module's shrink in one launch (`lora_shrink_jobs`) into `scratch` (grown as
-    /// needed): per module, its partial sums over the in_dim chunks and its entry table
-    /// ([`fused_u_region`]); with `inline`, only the descriptor for the matvec's grid to run
-    /// the shrink. Returns the launch descriptor and the locked scratch, with `n_jobs` 0 when every stack's
-    /// largest rank is 0 (then nothing was launched: there is no term to apply).
+    /// Every module's shrink in one launch (`lora_shrink_jobs`) into the fused-LoRA scratch
+    /// (grown as needed): per module, its partial sums over the in_dim chunks and its entry
+    /// table ([`fused_u_region`]); with `inline`, only the descriptor for the matvec's grid to
+    /// run the shrink. Returns the launch descriptor, with `n_jobs` 0 when every stack's
+    /// largest rank is 0 (then nothing was launched: there is no term to apply), and the
+    /// scratch, locked so that it is not regrown before the launches that read it are queued.
     fn shrink_jobs(
         &self,
         x: &CudaSlice<f32>,

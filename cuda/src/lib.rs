@@ -346,10 +346,9 @@ impl CudaBackend {
                 ));
             }
             let tune = tune::Tune::from_env()?;
+            use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
             let sms = ctx
-                .attribute(
-                    cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-                )
+                .attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
                 .map_err(|e| format!("reading the SM count: {e}"))?
                 .max(1) as usize;
             // The kernels before a dependent matvec release it early only with -DDLP_PDL.
