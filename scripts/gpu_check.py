@@ -37,7 +37,7 @@ stage), gpu_check_report.py (the summary and what goes to $OUT).
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
 "bf16c-exp bf16c f32 bf16"; bf16c-exp-no-batch-lora: bf16c-exp without batch-lora), PEERS=none
 (skip transformers+PEFT), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
-default base,fused3 for nsys and base for ncu), SWEEP (kernel tuning settings benched on the
+"none" skips the profile; default base,fused3 for nsys and base for ncu), SWEEP (kernel tuning settings benched on the
 first shape after the first figures, e.g. "default matvec_unroll=8 matvec_warps=4": each a
 DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), GPU_WORK (where models are made, default
 .gpu-run/models), GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests),

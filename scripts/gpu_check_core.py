@@ -22,7 +22,8 @@ TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
 PROBES_BUDGET = 180  # all the probes together, after the first figures
 SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
 MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
-# The bench scenarios the profilers run (e.g. "batch32"); default: nsys base,fused3, ncu base.
+# The bench scenarios the profilers run (e.g. "batch32"; "none": no profile); default: nsys
+# base,fused3, ncu base.
 PROFILE_ONLY = os.environ.get("PROFILE_ONLY", "")
 # Kernel tuning settings (DLP_CUDA_TUNE values, cuda/src/tune.rs; "default" for none), each
 # benched on the first shape after the first figures: SWEEP="default matvec_unroll=8".

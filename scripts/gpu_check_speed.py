@@ -168,7 +168,8 @@ def speed(bins, maker):
     plan = [item for s in SHAPES
             for item in [(s, first), (s, "peer")] + ([(s, "ctx4k")] if s == "1b" else [])]
     plan += [(SHAPES[0], "sweep")] if SWEEP else []
-    plan += [(SHAPES[0], "profile"), (None, "probes")]
+    plan += [(SHAPES[0], "profile")] if PROFILE_ONLY != "none" else []
+    plan += [(None, "probes")]
     # The other shapes at ~4,000 tokens of context too (the issue asks for decode speed there).
     plan += [(s, "ctx4k") for s in SHAPES if s != "1b"] + [(s, m) for m in rest for s in SHAPES]
     for shape, mode in plan:
