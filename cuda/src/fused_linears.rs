@@ -131,14 +131,12 @@ impl CudaBackend {
         let op = "linears (LoRA expands)";
         let mut outs = LoraOuts::default();
         let mut ptrs = Ptrs::<MATVEC_MAX_JOBS>::new(self.stream());
-        let mut max_rank = 0;
         for (i, j) in jobs.iter_mut().enumerate() {
-            if let Some(l) = j.lora {
-                max_rank = max_rank.max(l.max_rank);
-            }
             outs.out[i] = ptrs.write(j.out);
             outs.n[i] = int(op, j.n_out)?;
         }
+        // The stacks' largest rank, as the shrink's descriptor holds it per job.
+        let max_rank = desc.max_rank.iter().max().copied().unwrap_or(0).max(0) as usize;
         let shared = expand_jobs_shared(step.plan.mix_k, max_rank);
         let grid = (
             widest.div_ceil(BLOCK as usize) as u32,

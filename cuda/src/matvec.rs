@@ -35,7 +35,7 @@ pub struct MatvecJobs {
     pub out: [u64; MATVEC_MAX_JOBS],
     /// Output features per job.
     pub n: [i32; MATVEC_MAX_JOBS],
-    /// 1 for a [`MatvecLaunch::AfterX`] launch: wait for the kernel before it, then read x.
+    /// 1 for a `MatvecLaunch::AfterX` launch: wait for the kernel before it, then read x.
     pub wait_x: i32,
 }
 
@@ -122,7 +122,7 @@ const MATVEC_MAX_STAGE_BYTES: usize = 48 * 1024;
 /// `rows` rows of `k` inputs, on a kernel with `static_shared` bytes of its own. Without
 /// rounding (f32 compute) x is read as f32 from L1 (0, no shared memory). The bf16 compute mode
 /// rounds x to bf16: once per block into shared memory as bf16 (2, `rows * k * 2` bytes) where
-/// that and the static bytes fit [`MATVEC_MAX_STAGE_BYTES`], else per warp and per weight load
+/// that and the static bytes fit `MATVEC_MAX_STAGE_BYTES` (48 KiB), else per warp and per weight load
 /// (1). Both give the same values; 2 is the fast one.
 pub fn matvec_round_x(
     bf16_compute: bool,

@@ -34,6 +34,14 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/logits.cu")
 );
 
+/// `sgmv.cu` shares `lora.cu`'s entry lookups and pair parameters: the two are one module
+/// (`lora`), compiled in that order.
+const LORA_SRC: &str = concat!(
+    include_str!("../kernels/lora.cu"),
+    "\n",
+    include_str!("../kernels/sgmv.cu")
+);
+
 /// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `LoraJobs` and
 /// `lora_entries`, so it is compiled after it.
 const MATMUL_SRC: &str = concat!(
@@ -74,7 +82,7 @@ pub const SOURCES: [KernelSource; 9] = [
     },
     KernelSource {
         name: "lora",
-        src: include_str!("../kernels/lora.cu"),
+        src: LORA_SRC,
     },
     KernelSource {
         name: "logits",

@@ -1,5 +1,5 @@
 //! SGMV: `lora_shrink` and `lora_expand` on tensor cores for batches and prefill
-//! ([`crate::Experimental::sgmv`]; kernels `sgmv_shrink*` / `sgmv_expand*` in `lora.cu`).
+//! ([`crate::Experimental::sgmv`]; kernels `sgmv_shrink*` / `sgmv_expand*` in `sgmv.cu`).
 //!
 //! The segment kernels read each token's adapters once per token: at batch 32 with 3-adapter
 //! mixtures that is 96 reads of A and of B^T per module per step. SGMV takes tokens in tiles of
@@ -20,7 +20,7 @@ use dlp_engine::Result;
 use crate::launch::{cfg, int};
 use crate::{CudaBackend, CudaLora, CudaStep};
 
-/// Tokens per tile (`SGMV_TILE` in lora.cu: the mma's M).
+/// Tokens per tile (`SGMV_TILE` in sgmv.cu: the mma's M).
 pub const SGMV_TILE: usize = 16;
 /// Largest mixture size `K` the kernels take (`SGMV_MAX_K`); larger steps use the segment
 /// kernels.
@@ -43,7 +43,7 @@ pub fn cols_bound(ranks_desc: &[u32], k: usize) -> usize {
     sum.div_ceil(8) * 8
 }
 
-/// Bytes of dynamic shared memory of `sgmv_expand` for a columns bound `cols` (see lora.cu):
+/// Bytes of dynamic shared memory of `sgmv_expand` for a columns bound `cols` (see sgmv.cu):
 /// the tile's u gathered `[SGMV_TILE, cols + 4]` and two column tables of `cols`.
 pub fn expand_shared_bytes(cols: usize) -> usize {
     (SGMV_TILE * (cols + 4) + 2 * cols) * 4

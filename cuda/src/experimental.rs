@@ -1,0 +1,107 @@
+//! The `--cuda-experimental` switches: each GPU path written without a GPU, off by default until
+//! a GPU run has verified it.
+
+/// Switches for the GPU paths written without a GPU (`--cuda-experimental`), off by default;
+/// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`), except that the fused
+/// LoRA's entry table (the expands' (offset, rank) written by the shrink) came after that run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Experimental {
+    /// Few-row (decode) matmuls on bf16 weights in `matvec_bf16_r*` (16-byte weight loads,
+    /// q/k/v and gate/up as one launch) instead of `matmul_bf16` or cuBLAS.
+    pub decode_matvec: bool,
+    /// With `decode_matvec`: the LoRA of the modules that read one input in two launches (all
+    /// shrinks in one, the expands inside the matvec) instead of two per module.
+    pub fused_lora: bool,
+    /// Grids that fill the GPU for the small ops of decode steps (at most
+    /// [`crate::WIDE_GRID_MAX_ROWS`] rows): RMSNorm rows with 1,024 threads instead of 256, the KV
+    /// store with one block per 256 values of a token instead of one per token.
+    pub wide_grids: bool,
+    /// Attention of decode steps split over positions (flash-decoding: `attention_split` then
+    /// `attention_combine`), so that a long context fills the GPU at small batches.
+    pub split_attention: bool,
+    /// Decode steps captured once per shape as CUDA graphs and replayed ([`crate::graphs`]); the
+    /// backend then runs on its own stream (capture needs one) with a fixed cuBLAS workspace.
+    /// While a step is captured, nothing else may use the backend (the engine runs one step at
+    /// a time; work queued from another thread would join the graph).
+    pub graphs: bool,
+    /// LoRA shrink/expand of steps the fused decode path does not take (batches, prefill) on
+    /// tensor cores ([`crate::sgmv`]: tokens in tiles of 16, each adapter a tile uses one TF32 GEMM
+    /// over the tile) instead of the segment kernels' per-token products. Needs sm_80 or newer.
+    pub sgmv: bool,
+    /// Each residual add and the RMSNorm that reads its result in one launch (`add_rms_norm`)
+    /// instead of two: two launches fewer per layer, with the same values.
+    pub fused_norm: bool,
+    /// The queries' and keys' rotary embedding of a step in one launch (`rope_qk`) instead of
+    /// two, with the same values.
+    pub fused_rope: bool,
+    /// Decode steps (every token alone in its KV slot) store their keys and values inside the
+    /// attention kernel (`attention_store*`) instead of in a `kv_store` launch before it: one
+    /// launch fewer per layer, with the same values.
+    pub fused_kv_store: bool,
+    /// With `fused_lora`, on sm_90 or newer: each fused-LoRA matvec launched as a programmatic
+    /// dependent of its LoRA shrink (CUDA's programmatic dependent launch): it streams its
+    /// weights while the shrink runs and waits for it only before the expands, so the shrink
+    /// and the launch gap hide under the weight stream. Same kernels, same values; below
+    /// sm_90 the launches run one after the other, as without it.
+    pub fused_shrink: bool,
+    /// On sm_90 or newer: each decode matvec launched as a programmatic dependent of the
+    /// kernel that wrote its input (CUDA's programmatic dependent launch; that kernel releases
+    /// it at its start): the matvec's blocks start and issue their first weight loads while
+    /// that kernel finishes, then wait for it before reading the input. Hides the gap between
+    /// launches in front of each weight stream. Same values; below sm_90 plain launches.
+    pub dependent_launch: bool,
+    /// Decode steps of up to 64 tokens (each with its own mixture) that the decode matvec does
+    /// not take (past its 8 rows, or weights it does not read): every module's LoRA shrink of
+    /// a q/k/v or gate/up group in one launch (split over in_dim chunks, as `fused-lora`) and
+    /// every expand in one launch after the base products, instead of a shrink and an expand
+    /// per module (segment or SGMV kernels). Written without a GPU: not yet run on one.
+    pub batch_lora: bool,
+    /// With `fused-lora`: each group's LoRA shrink runs inside its matvec's grid (blocks that
+    /// take the first tickets do the shrink, the rest the features; the features' expands wait
+    /// for the shrink blocks in their epilogue) instead of as a launch of its own before it. One
+    /// launch fewer per group, and with `dependent-launch` the shrink, like the weight stream,
+    /// starts while the kernel writing x finishes. Replaces `fused-shrink` where both are on.
+    /// Written without a GPU: not yet run on one.
+    pub inline_shrink: bool,
+}
+
+impl Experimental {
+    /// Every path off (the default).
+    pub const NONE: Experimental = Experimental {
+        decode_matvec: false,
+        fused_lora: false,
+        wide_grids: false,
+        split_attention: false,
+        graphs: false,
+        sgmv: false,
+        fused_norm: false,
+        fused_rope: false,
+        fused_kv_store: false,
+        fused_shrink: false,
+        dependent_launch: false,
+        batch_lora: false,
+        inline_shrink: false,
+    };
+    /// Every path on (`--cuda-experimental all`).
+    pub const ALL: Experimental = Experimental {
+        decode_matvec: true,
+        fused_lora: true,
+        wide_grids: true,
+        split_attention: true,
+        graphs: true,
+        sgmv: true,
+        fused_norm: true,
+        fused_rope: true,
+        fused_kv_store: true,
+        fused_shrink: true,
+        dependent_launch: true,
+        batch_lora: true,
+        inline_shrink: true,
+    };
+}
+
+impl Default for Experimental {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
