@@ -39,7 +39,8 @@ Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (defa
 (skip transformers+PEFT), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
 "none" skips the profile; default base,fused3 for nsys and base for ncu), SWEEP (kernel tuning settings benched on the
 first shape after the first figures, e.g. "default matvec_unroll=8 matvec_warps=4": each a
-DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), GPU_WORK (where models are made, default
+DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), LORA_SWEEP (settings lora_bench
+runs again with, e.g. "tiled_rows=1 tiled_rows=4"), GPU_WORK (where models are made, default
 .gpu-run/models), GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests),
 GPU_CHECK_BIN_DIR (ready binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run), GPU_CHECK_BUDGET (set it
 to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the

@@ -29,6 +29,9 @@ PROFILE_ONLY = os.environ.get("PROFILE_ONLY", "")
 # benched on the first shape after the first figures: SWEEP="default matvec_unroll=8".
 SWEEP = os.environ.get("SWEEP", "").split()
 SWEEP_ARGS = ["--only", "base,fused3,batch32", "--new-tokens", "32", "--rounds", "2"]
+# Tuning settings lora_bench runs again with, after its default run (seconds each; e.g.
+# LORA_SWEEP="tiled_rows=1 tiled_rows=4"): the tiled LoRA pair's shape by measurement.
+LORA_SWEEP = os.environ.get("LORA_SWEEP", "").split()
 # PEERS=none: no transformers+PEFT timing (a short rerun, when the peers' figures are known).
 PEERS = os.environ.get("PEERS") != "none"
 WORK = os.path.abspath(os.environ.get("GPU_WORK", os.path.join(R, "models")))
@@ -47,9 +50,10 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "split-attention": [], "graphs": [], "sgmv": [], "fused-norm": [], "fused-rope": [],
          "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"],
          "dependent-launch": ["decode-matvec"], "batch-lora": [],
-         "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"]}
-# bf16c-exp without batch-lora (decode batches' LoRA on sgmv, as in the last H200 run; the
-# other paths as bf16c-exp): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
+         "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"],
+         "tiled-lora": []}
+# bf16c-exp without batch-lora (decode batches' LoRA on tiled-lora, sgmv in the last H200 run;
+# the other paths as bf16c-exp): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = EXP_ALL[:-1] + [",".join(p for p in PATHS
                                                                 if p != "batch-lora")]
 # The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails.

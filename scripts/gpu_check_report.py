@@ -159,6 +159,9 @@ def summary(runs, logs, t0, budget):
     lb = read(os.path.join(logs, "lora_bench.log")).strip()
     if lb:
         lines += ["", "== lora_bench (the LoRA pair against the copy bandwidth) ==", lb[-2500:]]
+    for log in sorted(glob.glob(os.path.join(logs, "lora_bench-*.log"))):
+        rows = [l for l in read(log).splitlines() if l.startswith("| lora") or "FAIL" in l]
+        lines += ["", f"== {os.path.basename(log)[:-4]} (LORA_SWEEP) =="] + (rows or ["(no table)"])
     try:
         here = os.path.dirname(os.path.abspath(__file__))
         t = subprocess.run([sys.executable, os.path.join(here, "gpu_speed_table.py"), logs],

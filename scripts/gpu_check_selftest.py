@@ -16,6 +16,8 @@ import sys
 import tempfile
 
 STUB = "#!/bin/sh\necho stand-in {name}: $@\n"
+# lora_bench's stand-in prints a row of its table with the tuning it ran under (LORA_SWEEP).
+LORA_BENCH = "#!/bin/sh\necho '| lora shrink+expand (tiled) | 1.00 | 1 | 0.1% |' tune=$DLP_CUDA_TUNE\n"
 # golden_cuda's stand-in: two experimental paths' tests, fused-shrink's failing, so that the
 # run narrows bf16c-exp to the paths whose tests passed.
 GOLDEN = """#!/bin/sh
@@ -101,15 +103,16 @@ def main():
     for d in (bins, tools, out):
         os.makedirs(d)
     os.symlink(dlp_run, os.path.join(bins, "dlp-run"))
-    for name in ("nvrtc_compile", "op_parity_cuda", "lora_bench"):
+    for name in ("nvrtc_compile", "op_parity_cuda"):
         executable(os.path.join(bins, name), STUB.format(name=name))
+    executable(os.path.join(bins, "lora_bench"), LORA_BENCH)
     executable(os.path.join(bins, "golden_cuda"), GOLDEN)
     for tool, table in (("nsys", NSYS), ("ncu", NCU)):
         executable(os.path.join(tools, tool), "#!/bin/sh\n" + table + f"exec {sys.executable}"
                    f" -c '{RUN_APP}' \"$@\"\n")
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
                SHAPES="tiny", MODES="bf16c-exp f32", GPU_CHECK_BACKEND="cpu",
-               SWEEP="default matvec_unroll=8",
+               SWEEP="default matvec_unroll=8", LORA_SWEEP="tiled_rows=4",
                OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
                PATH=tools + os.pathsep + os.environ["PATH"])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -139,7 +142,11 @@ def main():
                                      "wide-grids", "split-attention", "graphs", "sgmv",
                                      "fused-norm", "fused-rope", "fused-kv-store",
                                      "dependent-launch", "batch-lora",
-                                     "inline-shrink"]))),
+                                     "inline-shrink", "tiled-lora"]))),
+        ("lora_bench run again under each LORA_SWEEP setting, its table row in the summary",
+         status.get("bench lora_bench-tiled_rows4") == "pass"
+         and "== lora_bench-tiled_rows4 (LORA_SWEEP) ==\n| lora shrink+expand (tiled) | 1.00 | 1 "
+         "| 0.1% | tune=tiled_rows=4" in summary),
         ("a WARN line of a bench log listed once, uncoloured",
          warned == ["- bench-7b-bf16c-exp.log: dlp_cuda::graphs: capture failed"]),
         ("the three files the device tool returns, and only them",

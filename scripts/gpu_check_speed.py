@@ -10,7 +10,8 @@ import time
 import gpu_check_report as report
 from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
                             PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, PROFILE_ONLY,
-                            RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS, BUDGET, T0, WORK,
+                            RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS,
+                            LORA_SWEEP, BUDGET, T0, WORK,
                             lock, record, run, runs, say)
 
 def bench_cmd(bins, shape, flags):
@@ -146,6 +147,10 @@ def speed(bins, maker):
     ~4,000 tokens, then the other modes shape by shape."""
     run("bench", "lora_bench", [bins["lora_bench"]], os.path.join(LOGS, "lora_bench.log"), 90,
         env=RUST_ENV)
+    for setting in LORA_SWEEP:
+        name = "lora_bench-" + setting.replace("=", "").replace(",", "+")
+        run("bench", name, [bins["lora_bench"]], os.path.join(LOGS, name + ".log"), 60,
+            env=dict(RUST_ENV, DLP_CUDA_TUNE=setting))
     report.publish(runs, LOGS, OUT, T0, BUDGET)
     if not SHAPES:
         return

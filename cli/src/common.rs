@@ -61,6 +61,8 @@ pub enum CudaExperimental {
     BatchLora,
     /// With fused-lora: each group's LoRA shrink runs in its matvec's grid, no launch of its own.
     InlineShrink,
+    /// LoRA of prefill and batches over tiles of 8 tokens on CUDA cores, a row read once per tile.
+    TiledLora,
     /// Every path above.
     All,
 }
@@ -194,7 +196,11 @@ pub struct ModelArgs {
     /// module; not yet run on a GPU), `inline-shrink` (with fused-lora: each group's LoRA
     /// shrink runs in its matvec's grid, whose blocks take tickets in the order they start,
     /// instead of as a launch before it; with dependent-launch it starts while the kernel
-    /// writing the input finishes; replaces fused-shrink; not yet run on a GPU), or `all`.
+    /// writing the input finishes; replaces fused-shrink; not yet run on a GPU), `tiled-lora`
+    /// (the LoRA of prefill and of batches the paths above do not take, over tiles of 8
+    /// consecutive tokens on CUDA cores: the tokens of a tile that name one adapter share one
+    /// read of its A and B rows, where the default kernels read them once per token; f32
+    /// products, no TF32 rounding; replaces sgmv; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -533,6 +539,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             dependent_launch: on(CudaExperimental::DependentLaunch),
             batch_lora: on(CudaExperimental::BatchLora),
             inline_shrink: on(CudaExperimental::InlineShrink),
+            tiled_lora: on(CudaExperimental::TiledLora),
         },
         poison_scratch: false,
     };

@@ -1,6 +1,7 @@
 //! Micro-benchmark of the fused LoRA pair (`lora_shrink` + `lora_expand`) on CUDA at a serving
 //! shape: hidden 4096, 32 adapters of rank 16 loaded, K 3, 64 tokens in 8 segments; on the
-//! segment kernels and on the SGMV ones (`--cuda-experimental sgmv`). Each result is first
+//! segment kernels, the SGMV ones (`--cuda-experimental sgmv`) and the tiled ones
+//! (`--cuda-experimental tiled-lora`). Each result is first
 //! checked against the CPU reference; the times are then set against the device-to-device copy
 //! bandwidth measured in the same run. `cargo run --release -p dlp-cuda --example lora_bench`.
 //!
@@ -155,15 +156,24 @@ fn measure(
 
 fn run() -> Result<(), String> {
     let b = CudaBackend::new(0).map_err(|e| e.to_string())?;
-    // The same pair on TF32 tensor cores, tokens in tiles by adapter (`--cuda-experimental sgmv`).
-    let sgmv_opts = CudaOptions {
-        experimental: Experimental {
-            sgmv: true,
+    let with = |experimental| {
+        let opts = CudaOptions {
+            experimental,
             ..Default::default()
-        },
-        ..Default::default()
+        };
+        CudaBackend::with_options(0, opts).map_err(|e| e.to_string())
     };
-    let b_sgmv = CudaBackend::with_options(0, sgmv_opts).map_err(|e| e.to_string())?;
+    // The same pair on TF32 tensor cores, tokens in tiles by adapter (`--cuda-experimental sgmv`).
+    let b_sgmv = with(Experimental {
+        sgmv: true,
+        ..Default::default()
+    })?;
+    // Tiles of 8 tokens on CUDA cores, each adapter's rows read once per tile
+    // (`--cuda-experimental tiled-lora`).
+    let b_tiled = with(Experimental {
+        tiled_lora: true,
+        ..Default::default()
+    })?;
     let mut r = rand::rngs::StdRng::seed_from_u64(7);
     let hosts: Vec<LoraStackHost> = (0..STACKS).map(|_| stack(&mut r)).collect();
     let p = plan(&mut r);
@@ -184,6 +194,7 @@ fn run() -> Result<(), String> {
     cpu.lora_expand(&cu, &cl, &cs, TOKENS, &mut cy).map_err(e)?;
     let (err, ms) = measure(&b, &hosts, &p, &x_h, &y_h, &cy)?;
     let (err_sgmv, ms_sgmv) = measure(&b_sgmv, &hosts, &p, &x_h, &y_h, &cy)?;
+    let (err_tiled, ms_tiled) = measure(&b_tiled, &hosts, &p, &x_h, &y_h, &cy)?;
     let used: std::collections::BTreeSet<u32> = p
         .mix_slots
         .iter()
@@ -202,10 +213,10 @@ fn run() -> Result<(), String> {
 
     println!("device            {} ({})", b.device_name(), b.arch());
     println!("shape             hidden {HIDDEN}, {ADAPTERS} adapters r {RANK}, K {K}, {TOKENS} tokens / {SEGMENTS} segments, {} adapters used", used.len());
-    println!("| what                      | time (us) | GB/s    | % of copy |");
-    println!("|---------------------------|-----------|---------|-----------|");
+    println!("| what                       | time (us) | GB/s    | % of copy |");
+    println!("|----------------------------|-----------|---------|-----------|");
     println!(
-        "| d2d copy 1 GiB            | {:>9.1} | {:>7.0} | {:>8.1}% |",
+        "| d2d copy 1 GiB             | {:>9.1} | {:>7.0} | {:>8.1}% |",
         copy_ms * 1e3,
         copy_gbs,
         100.0
@@ -213,9 +224,10 @@ fn run() -> Result<(), String> {
     for (what, ms) in [
         ("lora shrink+expand", ms),
         ("lora shrink+expand (sgmv)", ms_sgmv),
+        ("lora shrink+expand (tiled)", ms_tiled),
     ] {
         println!(
-            "| {what:<25} | {:>9.2} | {:>7.0} | {:>8.1}% |",
+            "| {what:<26} | {:>9.2} | {:>7.0} | {:>8.1}% |",
             ms * 1e3,
             gbs(ms),
             100.0 * gbs(ms) / copy_gbs
@@ -223,7 +235,11 @@ fn run() -> Result<(), String> {
     }
     // f32 kernels agree to rounding; TF32 rounds the products' inputs (about 1e-7 NMSE on
     // random inputs, `sgmv_cases_pass_with_tf32_rounding_on_the_cpu`).
-    let checks = [("segment", err, 1e-10), ("sgmv (TF32)", err_sgmv, 1e-5)];
+    let checks = [
+        ("segment", err, 1e-10),
+        ("sgmv (TF32)", err_sgmv, 1e-5),
+        ("tiled", err_tiled, 1e-10),
+    ];
     for (what, err, tol) in checks {
         let ok = err < tol;
         println!(

@@ -2,8 +2,9 @@
 //! a GPU run has verified it.
 
 /// Switches for the GPU paths written without a GPU (`--cuda-experimental`), off by default;
-/// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`), except that the fused
-/// LoRA's entry table (the expands' (offset, rank) written by the shrink) came after that run.
+/// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`), except those that say
+/// otherwise, and the fused LoRA's entry table (the expands' (offset, rank) written by the
+/// shrink), which came after that run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Experimental {
     /// Few-row (decode) matmuls on bf16 weights in `matvec_bf16_r*` (16-byte weight loads,
@@ -63,6 +64,12 @@ pub struct Experimental {
     /// starts while the kernel writing x finishes. Replaces `fused-shrink` where both are on.
     /// Written without a GPU: not yet run on one.
     pub inline_shrink: bool,
+    /// LoRA shrink/expand of the steps the fused decode path and `batch-lora` do not take
+    /// (prefill, batches) over tiles of 8 consecutive tokens on CUDA cores ([`crate::lora_tiled`]):
+    /// a tile's tokens that name the same adapter share one read of its rows, where the segment
+    /// kernels read them once per token; f32 products, no TF32 rounding. Replaces `sgmv` where
+    /// both are on. Written without a GPU: not yet run on one.
+    pub tiled_lora: bool,
 }
 
 impl Experimental {
@@ -81,6 +88,7 @@ impl Experimental {
         dependent_launch: false,
         batch_lora: false,
         inline_shrink: false,
+        tiled_lora: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -97,6 +105,7 @@ impl Experimental {
         dependent_launch: true,
         batch_lora: true,
         inline_shrink: true,
+        tiled_lora: true,
     };
 }
 

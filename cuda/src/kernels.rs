@@ -56,6 +56,11 @@ pub struct Kernels {
     pub(crate) sgmv_shrink_bf16: CudaFunction,
     pub(crate) sgmv_expand: CudaFunction,
     pub(crate) sgmv_expand_bf16: CudaFunction,
+    /// `lora_*_tiled*`: the pair over token tiles (`tiled-lora`).
+    pub(crate) lora_shrink_tiled: CudaFunction,
+    pub(crate) lora_shrink_tiled_bf16: CudaFunction,
+    pub(crate) lora_expand_tiled: CudaFunction,
+    pub(crate) lora_expand_tiled_bf16: CudaFunction,
     pub(crate) logits_norm: CudaFunction,
 }
 
@@ -151,6 +156,10 @@ impl Kernels {
             sgmv_shrink_bf16: get("lora", "sgmv_shrink_bf16")?,
             sgmv_expand: get("lora", "sgmv_expand")?,
             sgmv_expand_bf16: get("lora", "sgmv_expand_bf16")?,
+            lora_shrink_tiled: get("lora", "lora_shrink_tiled")?,
+            lora_shrink_tiled_bf16: get("lora", "lora_shrink_tiled_bf16")?,
+            lora_expand_tiled: get("lora", "lora_expand_tiled")?,
+            lora_expand_tiled_bf16: get("lora", "lora_expand_tiled_bf16")?,
             logits_norm: get("logits", "logits_norm")?,
             _modules: modules.into_iter().map(|(_, m)| m).collect(),
         })

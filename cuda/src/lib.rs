@@ -13,6 +13,7 @@ mod kernels;
 pub mod kv;
 mod launch;
 mod lora;
+pub mod lora_tiled;
 pub mod matvec;
 pub mod nvrtc;
 mod ops;
@@ -73,9 +74,9 @@ pub struct CudaOptions {
     /// (`golden_cpu kv_bf16`: up to 1.25e-2 on the tiny fixtures, 1.50e-1 on SmolLM2). Its tests
     /// pass on an H200.
     pub kv_bf16: bool,
-    /// GPU paths written without a GPU, off by default (each but `batch_lora` and
-    /// `inline_shrink` has passed its tests on an H200; the fused-LoRA entry table has changed
-    /// since).
+    /// GPU paths written without a GPU, off by default (each but `batch_lora`,
+    /// `inline_shrink` and `tiled_lora` has passed its tests on an H200; the fused-LoRA entry
+    /// table has changed since).
     pub experimental: Experimental,
     /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
     /// its entry table with (offset 0, rank 1), so that an expand that read either before its
@@ -141,6 +142,8 @@ pub struct CudaBackend {
     capturing: AtomicBool,
     /// Bumped whenever a scratch buffer is reallocated (recorded graphs hold its address).
     scratch_gen: AtomicU64,
+    /// Launches of the tiled LoRA kernels ([`Self::tiled_lora_launches`]).
+    pub(crate) tiled_launches: AtomicU64,
     /// cuBLAS's workspace when graphs are on (cuBLAS must not allocate during a capture).
     _blas_workspace: Option<CudaSlice<u8>>,
 }
@@ -314,9 +317,17 @@ impl CudaBackend {
                 }),
                 capturing: AtomicBool::new(false),
                 scratch_gen: AtomicU64::new(0),
+                tiled_launches: AtomicU64::new(0),
                 _blas_workspace: blas_workspace,
             })
         })
+    }
+
+    /// How many `lora_shrink`/`lora_expand` calls ran on the tiled kernels
+    /// ([`Experimental::tiled_lora`]) so far: tests check with it that the path they hold to
+    /// the reference is the one that ran, not a fallback.
+    pub fn tiled_lora_launches(&self) -> u64 {
+        self.tiled_launches.load(Ordering::Relaxed)
     }
 
     /// The device's name (e.g. `NVIDIA H200`).

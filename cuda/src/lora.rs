@@ -1,6 +1,7 @@
 //! The fused multi-LoRA pair on CUDA: the stacks on the device ([`CudaLora`]), and
-//! `lora_shrink` / `lora_expand` on the segment kernels of `kernels/lora.cu`, or on the SGMV
-//! ones ([`crate::sgmv`]) where that switch and the shape allow. Every kernel of the pair
+//! `lora_shrink` / `lora_expand` on the segment kernels of `kernels/lora.cu`, or on the tiled
+//! ones ([`crate::lora_tiled`]) or the SGMV ones ([`crate::sgmv`]) where that switch and the
+//! shape allow (tiled first where both are on). Every kernel of the pair
 //! starts with the same parameters (`LORA_PAIR_PARAMS` in lora.cu), pushed by
 //! [`CudaBackend::lora_args`].
 
@@ -149,6 +150,9 @@ impl CudaBackend {
         if n_tokens == 0 || kk == 0 || l.max_rank == 0 {
             return Ok(());
         }
+        if self.tiled_shrink(x, l, step, n_tokens, u)? {
+            return Ok(());
+        }
         if let Some(cols) = sgmv_cols(self.options.experimental.sgmv, l, kk) {
             return self.sgmv_shrink(x, l, step, n_tokens, cols, u);
         }
@@ -176,6 +180,9 @@ impl CudaBackend {
         check_len("lora_expand", "u", u.len(), n_tokens * kk * l.max_rank)?;
         check_len("lora_expand", "y", y.len(), n_tokens * l.out_dim)?;
         if n_tokens == 0 || kk == 0 || l.max_rank == 0 || l.out_dim == 0 {
+            return Ok(());
+        }
+        if self.tiled_expand(u, l, step, n_tokens, y)? {
             return Ok(());
         }
         if let Some(cols) = sgmv_cols(self.options.experimental.sgmv, l, kk) {

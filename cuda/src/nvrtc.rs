@@ -34,12 +34,14 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/logits.cu")
 );
 
-/// `sgmv.cu` shares `lora.cu`'s entry lookups and pair parameters: the two are one module
-/// (`lora`), compiled in that order.
+/// `sgmv.cu` and `lora_tiled.cu` share `lora.cu`'s entry lookups and pair parameters: the
+/// three are one module (`lora`), compiled in that order.
 const LORA_SRC: &str = concat!(
     include_str!("../kernels/lora.cu"),
     "\n",
-    include_str!("../kernels/sgmv.cu")
+    include_str!("../kernels/sgmv.cu"),
+    "\n",
+    include_str!("../kernels/lora_tiled.cu")
 );
 
 /// `matmul.cu`'s decode matvec applies fused-LoRA expands with `lora.cu`'s `LoraJobs` and

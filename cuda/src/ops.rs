@@ -52,6 +52,7 @@ impl Backend for CudaBackend {
             (x.dependent_launch, "dependent-launch"),
             (x.batch_lora, "batch-lora"),
             (x.inline_shrink, "inline-shrink"),
+            (x.tiled_lora, "tiled-lora"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

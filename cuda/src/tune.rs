@@ -29,6 +29,9 @@ pub struct Tune {
     /// (1 to 4,096; at most 16 splits): more means fewer blocks and, below one split, no
     /// combine launch.
     pub attn_split_positions: u32,
+    /// `tiled-lora`: rank rows per block of the tiled LoRA shrink (`TILED_ROWS`): 1, 2, 4 or 8.
+    /// More rows read each token's x fewer times, over fewer blocks with more registers.
+    pub tiled_rows: u32,
 }
 
 impl Default for Tune {
@@ -39,6 +42,7 @@ impl Default for Tune {
             matvec_min_blocks: 0,
             matvec_blocks_per_sm: 0,
             attn_split_positions: 16,
+            tiled_rows: 2,
         }
     }
 }
@@ -79,6 +83,7 @@ impl Tune {
                     (1..=4096).contains(&v),
                     "1 to 4096",
                 ),
+                "tiled_rows" => (&mut t.tiled_rows, pow2(8), "1 to 8, a power of two"),
                 k => {
                     let known: Vec<&str> = t.knobs().iter().map(|k| k.0).collect();
                     return Err(format!("unknown knob `{k}` (knobs: {})", known.join(", ")));
@@ -93,7 +98,7 @@ impl Tune {
     }
 
     /// (name, value, default) of each knob.
-    fn knobs(&self) -> [(&'static str, u32, u32); 5] {
+    fn knobs(&self) -> [(&'static str, u32, u32); 6] {
         let d = Tune::default();
         [
             ("matvec_unroll", self.matvec_unroll, d.matvec_unroll),
@@ -113,6 +118,7 @@ impl Tune {
                 self.attn_split_positions,
                 d.attn_split_positions,
             ),
+            ("tiled_rows", self.tiled_rows, d.tiled_rows),
         ]
     }
 
@@ -132,6 +138,9 @@ impl Tune {
         }
         if self.matvec_blocks_per_sm != 0 {
             v.push("-DMATVEC_PERSISTENT".into());
+        }
+        if self.tiled_rows != Tune::default().tiled_rows {
+            v.push(format!("-DTILED_ROWS={}", self.tiled_rows));
         }
         v
     }
@@ -192,6 +201,8 @@ mod tests {
         assert_eq!(t.defines(), ["-DMATVEC_UNROLL=2"]);
         let t = Tune::parse("matvec_warps=16").unwrap();
         assert_eq!(t.defines(), ["-DMATVEC_THREADS=512"]);
+        let t = Tune::parse("tiled_rows=4").unwrap();
+        assert_eq!(t.defines(), ["-DTILED_ROWS=4"]);
     }
 
     #[test]

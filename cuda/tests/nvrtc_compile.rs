@@ -85,6 +85,24 @@ fn matvec_compiles_with_the_tuning_knobs() {
     }
 }
 
+/// The tiled LoRA shrink compiles, warning-free and without local memory, at every
+/// `tiled_rows` a sweep may set (`DLP_CUDA_TUNE`: 1, 4 and 8 rank rows per block).
+#[test]
+fn tiled_lora_compiles_with_its_tuning_knob() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    for knobs in ["tiled_rows=1", "tiled_rows=4", "tiled_rows=8"] {
+        let mut opts = options("sm_90");
+        opts.extend(Tune::parse(knobs).expect("valid knobs").defines());
+        let c = compile_uncached(source("lora"), &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
+        assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
+        for e in ["lora_shrink_tiled", "lora_shrink_tiled_bf16"] {
+            assert!(!entry(&c.ptx, e).contains(".local"), "{knobs}: {e}");
+        }
+    }
+}
+
 /// The SGMV kernels (`--cuda-experimental sgmv`) run their products on tensor cores: the PTX
 /// of lora.cu holds TF32 `mma.sync` and `cvt.rna.tf32` for sm_80 and sm_90. Below sm_80 (no
 /// TF32 mma) the file still compiles, with the SGMV bodies trapping (the host refuses the
@@ -220,14 +238,21 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
 
 /// The decode matvecs and the batch-LoRA expand read their parameter structs in place: no
 /// entry copies one to local memory, as indexing a struct's array by a variable did (11 local
-/// stores per thread ahead of each matvec's first weight load, in the SASS).
+/// stores per thread ahead of each matvec's first weight load, in the SASS). The tiled LoRA
+/// kernels keep their per-token sums and row values in registers (arrays indexed only by
+/// unrolled loops).
 #[test]
-fn matvecs_and_the_batch_expand_use_no_local_memory() {
+fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
     let mut checked = 0;
-    for (file, prefix) in [("matmul", "matvec_bf16_"), ("lora", "lora_expand_jobs")] {
+    for (file, prefix) in [
+        ("matmul", "matvec_bf16_"),
+        ("lora", "lora_expand_jobs"),
+        ("lora", "lora_shrink_tiled"),
+        ("lora", "lora_expand_tiled"),
+    ] {
         let ptx = compile_uncached(source(file), &options("sm_90"))
             .unwrap()
             .ptx;
@@ -243,7 +268,10 @@ fn matvecs_and_the_batch_expand_use_no_local_memory() {
             }
         }
     }
-    assert_eq!(checked, 13, "12 matvec entries and the expand");
+    assert_eq!(
+        checked, 17,
+        "12 matvec entries, the batch expand, the tiled shrink and expand (f32 and bf16)"
+    );
 }
 
 /// `inline-shrink`: each `matvec_bf16_lora_inline_r*` takes its block's ticket and counts its

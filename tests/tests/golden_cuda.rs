@@ -268,6 +268,14 @@ mod experimental {
             ..NONE
         }
     );
+    alone_tests!(
+        tiled_lora,
+        "tiled-lora",
+        Experimental {
+            tiled_lora: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {

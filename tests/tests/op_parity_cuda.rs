@@ -11,8 +11,8 @@ use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
     assert_all_pass, batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases,
-    decode_matvec_cases, fused_kv_store_cases, run_all, run_cases, run_cases_against, sgmv_cases,
-    split_attention_cases, Op, ParityCase,
+    decode_matvec_cases, fused_kv_store_cases, run_all, run_case, run_cases, run_cases_against,
+    sgmv_cases, split_attention_cases, tiled_lora_cases, Op, ParityCase,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -315,6 +315,86 @@ fn op_parity_cuda_sgmv() {
             })
             .collect();
         assert_all_pass(&run_cases(&b, cases));
+    }
+}
+
+/// `--cuda-experimental tiled-lora` (the LoRA pair over tiles of 8 tokens on CUDA cores): the
+/// tiled set (every SGMV case, segments that straddle tiles, shrinks of several rounds, a
+/// mixture per token at K 16, widths that fall back to the segment kernels) against the plain
+/// CPU, with f32 and with bf16 A/B, each case checked to have run on the tiled kernels exactly
+/// where they take its shape (the backend counts their launches); then the batch-LoRA
+/// `linears` cases, whose modules' LoRA takes the pair one module at a time without
+/// `batch-lora`. Last, every expand case against the segment kernel with bound 0: from the
+/// same u the tiled expand adds the same terms in the same order.
+#[test]
+fn op_parity_cuda_tiled_lora() {
+    use dlp_cuda::lora_tiled::{expand_grid, shrink_grid};
+    let rows = dlp_cuda::tune::Tune::from_env()
+        .expect("DLP_CUDA_TUNE")
+        .tiled_rows as usize;
+    for lora_bf16 in [false, true] {
+        let tiled = |on| CudaOptions {
+            lora_bf16,
+            experimental: Experimental {
+                tiled_lora: on,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let Some(b) = cuda(tiled(true)) else {
+            return;
+        };
+        println!("tiled-lora, LoRA bf16 {lora_bf16}");
+        let cases: Vec<ParityCase> = tiled_lora_cases()
+            .into_iter()
+            .map(|c| ParityCase {
+                bf16_lora: lora_bf16,
+                ..c
+            })
+            .collect();
+        let (mut results, mut ran) = (Vec::new(), 0);
+        for c in &cases {
+            let Op::Lora { mix: m, expand } = &c.op else {
+                unreachable!("tiled_lora_cases holds LoRA cases only")
+            };
+            let (t, rank) = (
+                m.segment_of_token.len(),
+                *m.ranks.iter().max().unwrap_or(&0) as usize,
+            );
+            let takes = rank > 0
+                && if *expand {
+                    expand_grid(t, m.k, rank, m.out_dim).is_some()
+                } else {
+                    shrink_grid(t, m.k, rank, m.in_dim, if lora_bf16 { 2 } else { 4 }, rows)
+                        .is_some()
+                };
+            let before = b.tiled_lora_launches();
+            results.push((c.id.clone(), run_case(&b, c)));
+            let launches = b.tiled_lora_launches() - before;
+            assert_eq!(launches, u64::from(takes), "{}: tiled launches", c.id);
+            ran += usize::from(takes);
+        }
+        assert!(
+            ran >= cases.len() * 2 / 3,
+            "{ran} of {} cases tiled",
+            cases.len()
+        );
+        assert_all_pass(&results);
+        let before = b.tiled_lora_launches();
+        assert_all_pass(&run_cases(&b, batch_lora_cases()));
+        assert!(
+            b.tiled_lora_launches() > before,
+            "the linears cases ran no tiled kernel"
+        );
+        let Some(segment) = cuda(tiled(false)) else {
+            return;
+        };
+        let expands = cases
+            .into_iter()
+            .filter(|c| matches!(c.op, Op::Lora { expand: true, .. }))
+            .map(|c| ParityCase { tol: 0.0, ..c })
+            .collect();
+        assert_all_pass(&run_cases_against(&b, &segment, expands));
     }
 }
 

@@ -17,7 +17,7 @@ mod option_cases;
 pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
     batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
-    f16_weight_cases, fused_kv_store_cases, sgmv_cases, split_attention_cases,
+    f16_weight_cases, fused_kv_store_cases, sgmv_cases, split_attention_cases, tiled_lora_cases,
 };
 
 /// The result of one case on one backend.

@@ -325,6 +325,51 @@ pub fn sgmv_cases() -> Vec<ParityCase> {
     v
 }
 
+/// The LoRA cases for `--cuda-experimental tiled-lora` (tiles of 8 consecutive tokens, the
+/// tokens of a tile that name one adapter sharing one read of its rows): every SGMV case (the
+/// table's, a prefill whose sentences meet inside a tile, a tile with no adapter, an adapter
+/// named twice, a decode token, ...; several of them at widths the tiled shrink does not take,
+/// where the segment kernels run) and steps shaped for the tiles: lora_bench's layout (64
+/// tokens in 8 segments of 3 adapters) with segments that straddle tiles, an input of several
+/// shrink rounds with a partial last one (8,200: 4,096 values per round),
+/// used ranks past one row pair and past the expand's rounds of 16 (17, 24, 33); batches with
+/// a mixture per token (8 adapter groups in a tile) at K 16 and 17 on a width the 16-byte
+/// loads take; two sentences in one tile naming the same adapters with different weights; and
+/// input widths the 16-byte loads do not take in bf16 (100) or at all (33).
+pub fn tiled_lora_cases() -> Vec<ParityCase> {
+    const NA: u32 = NO_ADAPTER;
+    let mut v = sgmv_cases();
+    // Segments of 5, 11, 8, ... tokens: boundaries at 5, 16, 24, 29, 40, 51, 59 (inside tiles).
+    let lens = [5u32, 11, 8, 5, 11, 11, 8, 5];
+    let seg: Vec<u32> = (0..8u32)
+        .flat_map(|s| vec![s; lens[s as usize] as usize])
+        .collect();
+    let mix: Vec<u32> = (0..8).flat_map(|s| mixture(s, 3, 12)).collect();
+    // The mixtures name slots 0, 2, 3, 5, 6, 8, 9 and 11.
+    let ranks = [17, 4, 24, 3, 16, 1, 0, 5, 16, 9, 2, 33];
+    v.extend(lora(8200, 300, &ranks, &seg, 3, &mix));
+    v.extend(lora(100, 70, &ranks, &seg, 3, &mix));
+    // A mixture per token, K 16 (and 17) out of 20 adapters of mixed ranks.
+    let ranks20: Vec<u32> = (0..20).map(|i| [2, 5, 8, 0, 17][i % 5]).collect();
+    for k in [16, 17] {
+        let mix: Vec<u32> = (0..19).flat_map(|s| mixture(s, k, 20)).collect();
+        v.extend(lora(
+            136,
+            65,
+            &ranks20,
+            &(0..19).collect::<Vec<_>>(),
+            k,
+            &mix,
+        ));
+    }
+    // Two sentences in one tile with the same two adapters (each entry its own weight).
+    let seg = [0, 0, 0, 1, 1, 1, 1, 2, 2, 2];
+    v.extend(lora(136, 40, &[3, 6, 8], &seg, 2, &[1, 2, 1, 2, 0, NA]));
+    // A 13-token prefill of one sentence, one adapter of odd rank, and a padded second entry.
+    v.extend(lora(33, 29, &[7, 0], &[0; 13], 2, &[0, NA]));
+    v
+}
+
 /// The attention cases for `--cuda-experimental fused-kv-store`, held to bound 0 against the
 /// unfused backend: every case of [`split_attention_cases`], decode steps (each token alone in
 /// its slot: the fused kernels) and prefills (several tokens in one slot: `kv_store` as before).

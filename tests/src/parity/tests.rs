@@ -59,6 +59,73 @@ fn batch_lora_cases_hold_mixed_decode_batches() {
     assert_all_pass(&run_cases_against(&CpuBackend::new(), &probe, cases));
 }
 
+/// The tiled-LoRA set holds what the tiled kernels must get right, and runs on the CPU
+/// reference: tiles of 8 (`TILED_TOKENS`) that hold two sentences, and tiles whose every token
+/// names its own adapters, at a width the tiled shrink takes (16-byte rows in f32 and bf16) and
+/// at K 16; a shrink of several rounds (4,096 values each); inputs the 16-byte loads
+/// take only in f32 or not at all; used ranks that are odd and past the expand's 16 values a
+/// round; one adapter named by two sentences of a tile.
+#[test]
+fn tiled_lora_cases_hold_mixed_tiles_and_the_fallback_widths() {
+    const TILE: usize = 8;
+    let cases = tiled_lora_cases();
+    let mixes: Vec<&Mixture> = cases
+        .iter()
+        .map(|c| match &c.op {
+            Op::Lora { mix, .. } => mix,
+            _ => panic!("{}: not a LoRA case", c.id),
+        })
+        .collect();
+    let used_ranks = |m: &Mixture| -> Vec<u32> {
+        m.slots
+            .iter()
+            .filter(|&&s| s != NO_ADAPTER)
+            .map(|&s| m.ranks[s as usize])
+            .collect()
+    };
+    let tiles_mixed = |m: &Mixture| {
+        m.segment_of_token
+            .chunks(TILE)
+            .any(|t| t.iter().any(|&s| s != t[0]))
+    };
+    let one_each = |m: &Mixture| {
+        let seg = &m.segment_of_token;
+        seg.len() > TILE && (0..seg.len()).all(|t| seg[t] == t as u32)
+    };
+    let tiled_width = |m: &Mixture| m.in_dim.is_multiple_of(8);
+    assert!(mixes
+        .iter()
+        .any(|m| tiles_mixed(m) && m.in_dim > 8192 && tiled_width(m)));
+    assert!(mixes
+        .iter()
+        .any(|m| one_each(m) && tiled_width(m) && m.k == 16));
+    assert!(mixes
+        .iter()
+        .any(|m| m.in_dim.is_multiple_of(4) && !tiled_width(m)));
+    assert!(mixes.iter().any(|m| !m.in_dim.is_multiple_of(4)));
+    assert!(mixes
+        .iter()
+        .any(|m| used_ranks(m).iter().any(|&r| r > 32 && r % 16 != 0)));
+    assert!(mixes
+        .iter()
+        .any(|m| used_ranks(m).iter().any(|&r| r % 2 == 1 && r > 2)));
+    // Two segments of one tile name the same slot at the same entry.
+    assert!(mixes.iter().any(|m| {
+        m.segment_of_token.chunks(TILE).any(|t| {
+            (0..m.k).any(|k| {
+                t.iter().any(|&a| {
+                    t.iter().any(|&b| {
+                        let (sa, sb) =
+                            (m.slots[a as usize * m.k + k], m.slots[b as usize * m.k + k]);
+                        a != b && sa == sb && sa != NO_ADAPTER
+                    })
+                })
+            })
+        })
+    }));
+    assert_all_pass(&run_cases(&CpuBackend::new(), cases));
+}
+
 /// The decode-matvec set (the `linears` cases included) runs on the CPU, and rounding the
 /// matmul inputs to bf16 (what `--cuda-bf16-compute` does) moves every output measurably
 /// but within the reduction bound that the GPU is held to against the rounded reference.
