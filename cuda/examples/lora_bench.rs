@@ -155,7 +155,6 @@ fn measure(
 }
 
 fn run() -> Result<(), String> {
-    let b = CudaBackend::new(0).map_err(|e| e.to_string())?;
     let with = |experimental| {
         let opts = CudaOptions {
             experimental,
@@ -163,6 +162,7 @@ fn run() -> Result<(), String> {
         };
         CudaBackend::with_options(0, opts).map_err(|e| e.to_string())
     };
+    let b = with(Experimental::NONE)?;
     // The same pair on TF32 tensor cores, tokens in tiles by adapter (`--cuda-experimental sgmv`).
     let b_sgmv = with(Experimental {
         sgmv: true,

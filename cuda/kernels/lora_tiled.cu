@@ -252,9 +252,9 @@ __device__ __forceinline__ void tiled_expand_body(LORA_PAIR_PARAMS(uin, bt, T, o
         if (t0 + t < n_tokens) y[(size_t)(t0 + t) * out_dim + o] += acc[t];
 }
 
-// grid (ceil(out_dim / blockDim), ceil(T / TILED_TOKENS)), block 128 (the host's
-// TILED_EXPAND_THREADS); mix_weights and slot_scale are read for the lookup only: u already
-// holds w * scale.
+// grid (ceil(out_dim / blockDim), ceil(T / TILED_TOKENS)), block 128 (EXPAND_THREADS in
+// lora_tiled.rs); mix_weights and slot_scale are read for the lookup only: u already holds
+// w * scale.
 #define LORA_EXPAND_TILED(NAME, T)                                                            \
     extern "C" __global__ void NAME(LORA_PAIR_PARAMS(u, bt, T, out_dim), int n_tokens,        \
                                     float* __restrict__ y) {                                  \
