@@ -3,8 +3,31 @@
 //! found through `LD_LIBRARY_PATH` or `DLP_NVRTC_LIB`. Without it the test prints `SKIPPED`,
 //! unless `DLP_REQUIRE_NVRTC=1` makes that a failure.
 
-use dlp_cuda::nvrtc::{compile_uncached, options, probe, KernelSource, SOURCES};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use dlp_cuda::nvrtc::{options, probe, Compiled, KernelSource, SOURCES};
 use dlp_cuda::tune::Tune;
+
+/// [`dlp_cuda::nvrtc::compile_uncached`], once per (file, options) for the whole binary: the
+/// tests read the same PTX (matmul.cu and lora.cu for sm_90 six times each), and NVRTC took
+/// most of this binary's two minutes. A test asking for one another test is compiling waits
+/// for it.
+fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, String> {
+    type Slot = Arc<OnceLock<Result<Compiled, String>>>;
+    static DONE: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+    let key = format!("{}\n{}\n{}", k.name, k.src, opts.join("\n"));
+    let slot = {
+        // A test that panicked while holding the lock left the map whole: go on with it.
+        let done = DONE.get_or_init(Default::default).lock();
+        done.unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    };
+    slot.get_or_init(|| dlp_cuda::nvrtc::compile_uncached(k, opts))
+        .clone()
+}
 
 /// The kernel file `name` (`name`.cu) of [`SOURCES`].
 fn source(name: &str) -> &'static KernelSource {
