@@ -13,10 +13,12 @@ Why it is shaped this way:
   benchmark is timed if it can be helped.
 - The whole run keeps to a budget (GPU_CHECK_BUDGET seconds, default 560, under the device
   tool's 600 s per call): the tests get at most CHECKS_BUDGET (default 200) of it, then the
-  benchmarks run by priority (each shape's first mode and its transformers+PEFT peer, the 1B
-  shape at ~4,000 tokens of context, a per-kernel profile of a decode run on the first shape
-  (Nsight Systems and Nsight Compute, where installed), the probes below, the other shapes at
-  ~4,000 tokens, then the other modes); what no longer fits is reported as not run.
+  real-shape golden check (the 1B model against transformers+PEFT in float64,
+  gpu_check_golden.py) and the benchmarks run by priority (each shape's first mode and its
+  transformers+PEFT peer, the 1B shape at ~4,000 tokens of context, a per-kernel profile of
+  a decode run on the first shape (Nsight Systems and Nsight Compute, where installed), the
+  probes below, the other shapes at ~4,000 tokens, then the other modes); what no longer fits
+  is reported as not run.
 - The first mode (bf16c-exp: every unverified path on) leaves out each --cuda-experimental
   path whose own golden_cuda tests (`experimental::<path>::*`) failed or hung in this run, and
   the paths that ride on it, recorded as a `plan` step: a hang there would cost the bench its
@@ -42,7 +44,9 @@ first shape after the first figures, e.g. "default matvec_unroll=8 matvec_warps=
 DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), LORA_SWEEP (settings lora_bench
 runs again with, e.g. "tiled_rows=1 tiled_rows=4"), GPU_WORK (where models are made, default
 .gpu-run/models), GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests),
-GPU_CHECK_BIN_DIR (ready binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run), GPU_CHECK_BUDGET (set it
+GPU_CHECK_BIN_DIR (ready binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run),
+GOLDEN_SHAPE and GOLDEN_REFERENCE (the real-shape golden stage, gpu_check_golden.py),
+GPU_CHECK_BUDGET (set it
 to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the
 bench's --backend, default cuda; `cpu` exercises this script on a machine without a GPU).
 """

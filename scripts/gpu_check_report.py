@@ -176,8 +176,14 @@ def summary(runs, logs, t0, budget):
         lines += ["", "== warnings in the benchmark logs (a fallback runs slower, not red) =="]
         lines += warned
     benches = [r for r in runs if r.stage == "speed"]
+    # The real-shape golden stage (gpu_check_golden.py): its f32 comparisons, and any of its
+    # steps that failed (a reference or score run that broke leaves no comparison).
+    judged = [r for r in runs if r.stage == "golden" and (r.failed() or (
+        not r.name.endswith(")") and r.status.startswith("pass")))]
+    golden = (f"real-shape golden {sum(r.status.startswith('pass') for r in judged)} of "
+              f"{len(judged)} passed; " if judged else "")
     lines.append(f"\nverdict: checks {passed} passed, {len(bad)} not passed, {len(skipped)} "
-                 f"skipped; benchmarks {sum(r.status == 'pass' for r in benches)} of "
+                 f"skipped; {golden}benchmarks {sum(r.status == 'pass' for r in benches)} of "
                  f"{len(benches)} ran; wall {time.monotonic() - t0:.0f} s of a {budget:.0f} s "
                  "budget")
     return "\n".join(lines)

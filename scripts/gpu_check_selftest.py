@@ -9,8 +9,11 @@ tables, and the exit status. Run by cli/tests/cli.rs.
 
   scripts/gpu_check_selftest.py DLP_RUN    # from the repository root; DLP_FIXTURES as the tests
 """
+import array
 import json
 import os
+import shlex
+import struct
 import subprocess
 import sys
 import tempfile
@@ -74,6 +77,35 @@ def byte_tokenizer():
                       "vocab": {chr(c): b for b, c in zip(bs, cs)}, "merges": []}}
 
 
+def perturbed_logits_caught(logs, wdir):
+    """gpu_check_golden.compare on the run's f32 prefill logits against copies of them: one
+    row's second-best logit raised past its best (where the margin is clear), then one NaN."""
+    import gpu_check_golden as golden
+    got = os.path.join(logs, "golden-tiny-f32-prefill.safetensors")
+    if not os.path.exists(got):
+        return False
+    rows, cols, v = golden.read_logits(got)
+    row = next(r for r in range(rows) if (lambda a: a[0] - a[1])(
+        sorted(v[r * cols:(r + 1) * cols], reverse=True)) > 2 * golden.MARGIN)
+    a = v[row * cols:(row + 1) * cols]
+    second = sorted(range(cols), key=a.__getitem__)[-2]
+    moved, nan = array.array("f", v), array.array("f", v)
+    moved[row * cols + second] = max(a) + 1.0
+    nan[5] = float("nan")
+
+    def write(path, values):
+        header = json.dumps({"logits": {"dtype": "F32", "shape": [rows, cols],
+                                        "data_offsets": [0, 4 * len(values)]}}).encode()
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header + values.tobytes())
+        return path
+
+    same = golden.compare(got, got)
+    m = golden.compare(got, write(os.path.join(wdir, "moved.safetensors"), moved))
+    n = golden.compare(got, write(os.path.join(wdir, "nan.safetensors"), nan))
+    return same == (0.0, 0, rows) and m[1] == 1 and m[0] > 1.0 and n[0] == float("inf")
+
+
 def executable(path, text):
     with open(path, "w") as f:
         f.write(text)
@@ -110,7 +142,11 @@ def main():
     for tool, table in (("nsys", NSYS), ("ncu", NCU)):
         executable(os.path.join(tools, tool), "#!/bin/sh\n" + table + f"exec {sys.executable}"
                    f" -c '{RUN_APP}' \"$@\"\n")
+    # The real-shape golden stage's reference (transformers+PEFT in float64, which this machine
+    # may lack): dlp-run's own CPU decode, which takes the same arguments.
+    reference = f"{shlex.quote(dlp_run)} score --backend cpu --mode decode"
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
+               GOLDEN_REFERENCE=reference,
                SHAPES="tiny", MODES="bf16c-exp f32", GPU_CHECK_BACKEND="cpu",
                SWEEP="default matvec_unroll=8", LORA_SWEEP="tiled_rows=4",
                OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
@@ -132,6 +168,7 @@ def main():
     with open(os.path.join(wdir, "bench-7b-bf16c-exp.log"), "w") as f:
         f.write("t \x1b[33m WARN\x1b[0m dlp_cuda::graphs: capture failed\nt  INFO x\n" * 2)
     warned = gpu_check_report.warnings(wdir)
+    golden_caught = perturbed_logits_caught(os.path.join(tmp, "run", "out"), wdir)
     checks = [
         ("the failing test of a path reported",
          status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
@@ -166,6 +203,12 @@ def main():
         ("the sweep benched each setting, named by it",
          {k for k in status if "tune-" in k}
          == {"speed tiny tune-default", "speed tiny tune-matvec_unroll8"}),
+        ("the real-shape golden stage: its reference, then f32 prefill and decode within 2e-3",
+         status.get("golden tiny reference (transformers+PEFT, float64)") == "pass"
+         and all(status.get(f"golden tiny f32 {how}", "").startswith(
+             "pass (max |logit - float64| ") for how in ("prefill", "decode"))
+         and not any(k.startswith("golden tiny bf16c") for k in status)),
+        ("its comparison catches a moved greedy token and a NaN", golden_caught),
         ("the verdict line last", summary.rstrip().splitlines()[-1:] != []
          and summary.rstrip().splitlines()[-1].startswith("verdict:")),
     ]

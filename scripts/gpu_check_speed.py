@@ -1,6 +1,7 @@
-"""The speed stage of scripts/gpu_check.py: `dlp-run bench` by priority on the random models,
-transformers+PEFT beside it, the per-kernel profile, and the probes that find which unverified
-piece breaks the every-path mode."""
+"""The speed stage of scripts/gpu_check.py: lora_bench, the real-shape golden check
+(gpu_check_golden.py, on the first model made), then `dlp-run bench` by priority on the random
+models, transformers+PEFT beside it, the per-kernel profile, and the probes that find which
+unverified piece breaks the every-path mode."""
 import glob
 import os
 import shutil
@@ -13,6 +14,7 @@ from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES
                             RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS,
                             LORA_SWEEP, BUDGET, T0, WORK,
                             lock, record, run, runs, say)
+from gpu_check_golden import golden
 
 def bench_cmd(bins, shape, flags):
     """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
@@ -156,6 +158,8 @@ def speed(bins, maker):
         return
     first, rest = MODES[0], MODES[1:]
     pieces = narrow_first_mode() if first == "bf16c-exp" else PIECES
+    golden(bins, maker)  # after the narrowing: its first-mode runs take the narrowed flags
+    report.publish(runs, LOGS, OUT, T0, BUDGET)
     failed = []  # shapes where the first mode (bf16c-exp) failed
     probed = {}  # "flags"/"all": the probes' findings, once they ran
 
