@@ -79,7 +79,8 @@ def byte_tokenizer():
 
 def perturbed_logits_caught(logs, wdir):
     """gpu_check_golden.compare on the run's f32 prefill logits against copies of them: one
-    row's second-best logit raised past its best (where the margin is clear), then one NaN."""
+    row's second-best logit raised past its best (where the margin is clear), then one NaN, on
+    the engine's side and on the reference's."""
     import gpu_check_golden as golden
     got = os.path.join(logs, "golden-tiny-f32-prefill.safetensors")
     if not os.path.exists(got):
@@ -102,8 +103,15 @@ def perturbed_logits_caught(logs, wdir):
 
     same = golden.compare(got, got)
     m = golden.compare(got, write(os.path.join(wdir, "moved.safetensors"), moved))
-    n = golden.compare(got, write(os.path.join(wdir, "nan.safetensors"), nan))
-    return same == (0.0, 0, rows) and m[1] == 1 and m[0] > 1.0 and n[0] == float("inf")
+    nan_path = write(os.path.join(wdir, "nan.safetensors"), nan)
+    n = golden.compare(got, nan_path)
+    try:
+        golden.compare(nan_path, got)  # a reference with a NaN is refused, never a pass
+        refused = False
+    except ValueError:
+        refused = True
+    return (same == (0.0, 0, rows) and m[1] == 1 and m[0] > 1.0 and n[0] == float("inf")
+            and refused)
 
 
 def executable(path, text):
@@ -208,7 +216,8 @@ def main():
          and all(status.get(f"golden tiny f32 {how}", "").startswith(
              "pass (max |logit - float64| ") for how in ("prefill", "decode"))
          and not any(k.startswith("golden tiny bf16c") for k in status)),
-        ("its comparison catches a moved greedy token and a NaN", golden_caught),
+        ("its comparison catches a moved greedy token and a NaN, and refuses a NaN reference",
+         golden_caught),
         ("the verdict line last", summary.rstrip().splitlines()[-1:] != []
          and summary.rstrip().splitlines()[-1].startswith("verdict:")),
     ]

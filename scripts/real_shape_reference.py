@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The float64 reference of scripts/gpu_check_golden.py: transformers + PEFT logits of every
-position of one token sequence, on a model with a weighted mixture of PEFT LoRA adapters, as
-the shared fixtures were made (../shared/fixtures/README.md): every weight upcast to float64,
+position of one token sequence, on a model with a weighted mixture of PEFT LoRA adapters, with
+the shared fixtures' semantics (../shared/fixtures/README.md): every weight upcast to float64,
 
     y = W x + sum_k w_k * scaling_k * B_k A_k x      (scaling = lora_alpha / r)
 
-with PEFT's own LoRA layers (each adapter's scaling multiplied by its weight, the mixture's
-adapters active at once; PEFT adds the active adapters' outputs).
+computed by PEFT's own LoRA layers, unmerged (each adapter's scaling multiplied by its weight,
+the mixture's adapters active at once; PEFT adds the active adapters' outputs). transformers'
+Llama computes RMSNorm's variance and the RoPE angles in float32 inside (about 1e-6 relative,
+far below the 2e-3 the engine is held to).
 
   real_shape_reference.py --model DIR --adapter a0=DIR ... --mix a0=0.5,a1=0.3 --ids 1,2,3 \\
       --out ref.safetensors [--device cuda]

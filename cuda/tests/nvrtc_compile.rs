@@ -10,9 +10,9 @@ use dlp_cuda::nvrtc::{options, probe, Compiled, KernelSource, SOURCES};
 use dlp_cuda::tune::Tune;
 
 /// [`dlp_cuda::nvrtc::compile_uncached`], once per (file, options) for the whole binary: the
-/// tests read the same PTX (matmul.cu and lora.cu for sm_90 six times each), and NVRTC took
-/// most of this binary's two minutes. A test asking for one another test is compiling waits
-/// for it.
+/// tests read the same PTX (matmul.cu and lora.cu for sm_90 six or seven times each), and
+/// NVRTC took most of this binary's two minutes. A test asking for one another test is
+/// compiling waits for it.
 fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, String> {
     type Slot = Arc<OnceLock<Result<Compiled, String>>>;
     static DONE: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
