@@ -91,13 +91,16 @@ __device__ __forceinline__ void shrink_entry(const float* __restrict__ x, const 
         const unsigned* __restrict__ slot_offset, const unsigned* __restrict__ slot_rank,     \
         const float* __restrict__ slot_scale, int n_slots, int DIM, int max_rank
 
+// The same parameters passed on, from an entry point to the body it runs.
+#define LORA_PAIR_ARGS(IN, MAT, DIM)                                                          \
+    IN, MAT, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset, slot_rank, slot_scale, \
+        n_slots, DIM, max_rank
+
 // grid (T, K), block 256.
 #define LORA_SHRINK(NAME, T)                                                                  \
     extern "C" __global__ void NAME(LORA_PAIR_PARAMS(x, a, T, in_dim),                        \
                                     float* __restrict__ u) {                                  \
-        shrink_entry<T>(x, a, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,       \
-                        slot_rank, slot_scale, n_slots, in_dim, max_rank, blockIdx.x,         \
-                        blockIdx.y, u);                                                       \
+        shrink_entry<T>(LORA_PAIR_ARGS(x, a, in_dim), blockIdx.x, blockIdx.y, u);             \
     }
 LORA_SHRINK(lora_shrink, float)
 LORA_SHRINK(lora_shrink_bf16, lora_bf16)
@@ -396,8 +399,7 @@ __device__ __forceinline__ void expand_body(const float* __restrict__ u, const T
 #define LORA_EXPAND(NAME, T)                                                                  \
     extern "C" __global__ void NAME(LORA_PAIR_PARAMS(u, bt, T, out_dim),                      \
                                     float* __restrict__ y) {                                  \
-        expand_body<T>(u, bt, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,       \
-                       slot_rank, slot_scale, n_slots, out_dim, max_rank, y);                 \
+        expand_body<T>(LORA_PAIR_ARGS(u, bt, out_dim), y);                                    \
     }
 LORA_EXPAND(lora_expand, float)
 LORA_EXPAND(lora_expand_bf16, lora_bf16)

@@ -12,7 +12,7 @@
 
 #define TILED_TOKENS 8           // tokens per tile
 #ifndef TILED_ROWS
-#define TILED_ROWS 2             // A rows (rank indices) per shrink block (DLP_CUDA_TUNE tiled_rows)
+#define TILED_ROWS 2             // A rows (rank indices) per shrink block (tune: tiled_rows)
 #endif
 // 16-byte loads of each row per thread per round (shrink): 4 for f32 rows, 2 for bf16 (4,096
 // values a round either way; bf16 at 4 held 128 registers and spilled, ptxas sm_90).
@@ -178,8 +178,7 @@ __device__ __forceinline__ void tiled_shrink_body(LORA_PAIR_PARAMS(x, a, T, in_d
 #define LORA_SHRINK_TILED(NAME, T)                                                            \
     extern "C" __global__ void __launch_bounds__(TILED_SHRINK_THREADS)                        \
         NAME(LORA_PAIR_PARAMS(x, a, T, in_dim), int n_tokens, float* __restrict__ u) {        \
-        tiled_shrink_body<T>(x, a, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,  \
-                             slot_rank, slot_scale, n_slots, in_dim, max_rank, n_tokens, u);  \
+        tiled_shrink_body<T>(LORA_PAIR_ARGS(x, a, in_dim), n_tokens, u);                      \
     }
 LORA_SHRINK_TILED(lora_shrink_tiled, float)
 LORA_SHRINK_TILED(lora_shrink_tiled_bf16, lora_bf16)
@@ -258,8 +257,7 @@ __device__ __forceinline__ void tiled_expand_body(LORA_PAIR_PARAMS(uin, bt, T, o
 #define LORA_EXPAND_TILED(NAME, T)                                                            \
     extern "C" __global__ void NAME(LORA_PAIR_PARAMS(u, bt, T, out_dim), int n_tokens,        \
                                     float* __restrict__ y) {                                  \
-        tiled_expand_body<T>(u, bt, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset, \
-                             slot_rank, slot_scale, n_slots, out_dim, max_rank, n_tokens, y); \
+        tiled_expand_body<T>(LORA_PAIR_ARGS(u, bt, out_dim), n_tokens, y);                    \
     }
 LORA_EXPAND_TILED(lora_expand_tiled, float)
 LORA_EXPAND_TILED(lora_expand_tiled_bf16, lora_bf16)

@@ -207,8 +207,7 @@ __device__ void sgmv_shrink_body(const float* __restrict__ x, const T* __restric
 #define SGMV_SHRINK(NAME, T)                                                                  \
     extern "C" __global__ void NAME(LORA_PAIR_PARAMS(x, a, T, in_dim), int n_tokens,          \
                                     float* __restrict__ u) {                                  \
-        sgmv_shrink_body<T>(x, a, seg_of_token, mix_slots, mix_weights, mix_k, slot_offset,   \
-                            slot_rank, slot_scale, n_slots, in_dim, max_rank, n_tokens, u);   \
+        sgmv_shrink_body<T>(LORA_PAIR_ARGS(x, a, in_dim), n_tokens, u);                       \
     }
 SGMV_SHRINK(sgmv_shrink, float)
 SGMV_SHRINK(sgmv_shrink_bf16, lora_bf16)

@@ -2,8 +2,13 @@
 //! and comparing logits with the tolerances the fixtures support.
 
 pub mod cpu_probe;
+mod golden;
 pub mod parity;
 mod tolerances;
+pub use golden::{
+    longest_per_mixture, run_golden, run_golden_bf16_weights, run_golden_f32_weights,
+    run_golden_with, run_golden_within, Coverage,
+};
 pub use tolerances::{
     amx_logit_tol, bf16_compute_logit_tol, bf16_logit_tol, int8_logit_tol, kv_bf16_logit_tol,
     lora_bf16_logit_tol, lora_tf32_logit_tol,
@@ -13,7 +18,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use dlp_engine::cpu::CpuBackend;
-use dlp_engine::generate::{score_batch, ScoreInput, ScoreMode, Segments, DEFAULT_STEP_TOKENS};
+use dlp_engine::generate::{ScoreInput, Segments};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::resolve_mixture;
@@ -435,205 +440,4 @@ pub fn check_case_within(
         }
     }
     Ok(worst)
-}
-
-/// Runs every case of fixture `name` on `backend`: prefill, decode, and all cases in one
-/// batch, each against the reference. Skips (with a printed reason) when the fixture is absent.
-pub fn run_golden<B: Backend>(name: &str, backend: B) {
-    run_golden_with(name, backend, Coverage::Full)
-}
-
-/// How much of a fixture a golden run scores.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Coverage {
-    /// Each case alone and all cases in one batch, in prefill and in decode.
-    Full,
-    /// For a software GPU adapter on a fixture too large for [`Coverage::Full`] (SmolLM2 on
-    /// lavapipe: 9 of a 2-core CI run's 30 minutes): prefill as one batch of all cases (every
-    /// case, the batched path), decode as one batch of each mixture's longest case (every
-    /// mixture, every position of the longest prompt). What is left out is recorded as a skip
-    /// ([`skip_slow_software`]), naming what was checked, so the test never reads as a full pass.
-    SoftwareReduced,
-}
-
-/// As [`run_golden`], scoring what `coverage` says.
-pub fn run_golden_with<B: Backend>(name: &str, backend: B, coverage: Coverage) {
-    let storage = Storage::default_for(&backend);
-    run_golden_opts(name, backend, coverage, storage, F32_BOUND);
-}
-
-/// Every case with the 2-D weights rounded to bf16 ([`Fixture::load_bf16_rounded`]), under
-/// bound `tol` (prefill, decode, batched), for bf16 weight storage (`--cuda-bf16-weights`).
-pub fn run_golden_bf16_weights<B: Backend>(name: &str, backend: B, tol: f32) {
-    let bound = (tol, 2.0 * tol);
-    run_golden_opts(name, backend, Coverage::Full, Storage::Bf16Rounded, bound);
-}
-
-/// As [`run_golden`] with bound `tol` per reference number (greedy tokens checked where the
-/// reference margin exceeds `2 * tol`), for reduced-precision storage (`--lora-f16`).
-pub fn run_golden_within<B: Backend>(name: &str, backend: B, tol: f32) {
-    let storage = Storage::default_for(&backend);
-    run_golden_opts(name, backend, Coverage::Full, storage, (tol, 2.0 * tol));
-}
-
-/// As [`run_golden`], with every weight loaded as f32 even where the backend could keep a
-/// GGUF's packed blocks (the reference path, `--f32-weights`).
-pub fn run_golden_f32_weights<B: Backend>(name: &str, backend: B) {
-    run_golden_opts(name, backend, Coverage::Full, Storage::F32, F32_BOUND);
-}
-
-/// The bound of the f32 paths: (per reference number, greedy-token margin), as [`check_case`].
-const F32_BOUND: (f32, f32) = (LOGIT_TOL, MARGIN);
-
-/// How [`run_golden_opts`] loads the weights.
-#[derive(Clone, Copy, PartialEq)]
-enum Storage {
-    /// A GGUF's blocks stay packed.
-    Packed,
-    /// Everything as f32.
-    F32,
-    /// f32 with every 2-D weight rounded to bf16.
-    Bf16Rounded,
-}
-
-impl Storage {
-    /// What `dlp-run` does on `backend`: packed blocks where it computes on them.
-    fn default_for<B: Backend>(backend: &B) -> Storage {
-        if backend.packed_weights() {
-            Storage::Packed
-        } else {
-            Storage::F32
-        }
-    }
-}
-
-/// The golden run: weights loaded as `storage`, the cases `coverage` names, every reference
-/// number within `tol` and the greedy token equal where the reference margin exceeds `margin`.
-fn run_golden_opts<B: Backend>(
-    name: &str,
-    backend: B,
-    coverage: Coverage,
-    storage: Storage,
-    (tol, margin): (f32, f32),
-) {
-    let check = |fx: &Fixture, case: &Case, vocab: usize, logits: &[f32]| {
-        check_case_within(fx, case, vocab, logits, tol, margin)
-    };
-    let Some(dir) = fixtures(name) else { return };
-    let fx = Fixture::open(&dir);
-    let model = match storage {
-        Storage::Bf16Rounded => fx.load_bf16_rounded(backend),
-        s => fx.load_with(backend, s == Storage::Packed),
-    }
-    .unwrap_or_else(|e| panic!("loading {}: {e}", fx.dir.display()));
-    let storage = match storage {
-        Storage::Packed => "packed where the file allows",
-        Storage::F32 => "f32",
-        Storage::Bf16Rounded => "f32, 2-D weights rounded to bf16",
-    };
-    println!("{name}: weights loaded {storage}");
-    let vocab = model.config.vocab_size;
-    let cases = &fx.golden.cases;
-    let inputs: Vec<_> = cases.iter().map(|c| fx.input(&model, c)).collect();
-    let all: Vec<usize> = (0..cases.len()).collect();
-    let mut failures = Vec::new();
-    for mode in [ScoreMode::Prefill, ScoreMode::Decode] {
-        let mut worst = 0f32;
-        // (cases scored alone, cases scored together in one batch)
-        let (alone, batched) = match (coverage, mode) {
-            (Coverage::Full, _) => (all.clone(), all.clone()),
-            (Coverage::SoftwareReduced, ScoreMode::Prefill) => (Vec::new(), all.clone()),
-            (Coverage::SoftwareReduced, _) => (Vec::new(), longest_per_mixture(cases)),
-        };
-        for &i in &alone {
-            let one = std::slice::from_ref(&inputs[i]);
-            let logits = score_batch(&model, one, mode, DEFAULT_STEP_TOKENS)
-                .unwrap()
-                .remove(0);
-            match check(&fx, &cases[i], vocab, &logits) {
-                Ok(w) => worst = worst.max(w),
-                Err(e) => failures.push(format!("{mode:?} {e}")),
-            }
-        }
-        // One batch, each sequence its own mixture.
-        let batch_inputs: Vec<_> = batched.iter().map(|&i| inputs[i].clone()).collect();
-        let batch = score_batch(&model, &batch_inputs, mode, DEFAULT_STEP_TOKENS).unwrap();
-        for (&i, logits) in batched.iter().zip(&batch) {
-            match check(&fx, &cases[i], vocab, logits) {
-                Ok(w) => worst = worst.max(w),
-                Err(e) => failures.push(format!("{mode:?} batched {e}")),
-            }
-        }
-        println!(
-            "{name} on {} {mode:?}: {} cases alone, {} in one batch, max |diff| {worst:.2e}",
-            model.backend.name(),
-            alone.len(),
-            batched.len()
-        );
-    }
-    if coverage == Coverage::SoftwareReduced {
-        let (n, decoded) = (cases.len(), longest_per_mixture(cases).len());
-        skip_slow_software(&format!(
-            "{name} on {}: checked prefill of all {n} cases in one batch and decode of {decoded} \
-             (each mixture's longest) in one batch; left out: each case alone, and the decode \
-             of the other {}",
-            model.backend.name(),
-            n - decoded,
-        ));
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-}
-
-/// The indices of the longest case of each distinct mixture (the first of equal lengths), in
-/// the fixture's order: every mixture at its most positions.
-pub fn longest_per_mixture(cases: &[Case]) -> Vec<usize> {
-    let mut best: Vec<usize> = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        match best.iter_mut().find(|b| cases[**b].mixture == c.mixture) {
-            Some(b) if cases[*b].len < c.len => *b = i,
-            Some(_) => {}
-            None => best.push(i),
-        }
-    }
-    best.sort_unstable();
-    best
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn case(len: usize, mixture: &[(&str, f32)]) -> Case {
-        Case {
-            name: String::new(),
-            prompt_len: 1,
-            len,
-            mixture: mixture.iter().map(|(a, w)| (a.to_string(), *w)).collect(),
-            prompt_text: None,
-        }
-    }
-
-    #[test]
-    fn longest_per_mixture_keeps_each_mixture_once_at_its_longest() {
-        let (a, ab) = (&[("a", 1.0)][..], &[("a", 0.6), ("b", 0.4)][..]);
-        let cases = [
-            case(21, &[]),
-            case(21, a),
-            case(21, ab),
-            case(33, &[]),
-            case(33, a),
-            case(29, ab),
-            // Same adapters, other weights: another mixture.
-            case(5, &[("a", 0.5), ("b", 0.5)]),
-            // A tie keeps the first.
-            case(33, a),
-        ];
-        assert_eq!(longest_per_mixture(&cases), vec![3, 4, 5, 6]);
-        assert!(longest_per_mixture(&[]).is_empty());
-    }
 }
