@@ -63,6 +63,8 @@ pub enum CudaExperimental {
     InlineShrink,
     /// LoRA of prefill and batches over tiles of 8 tokens on CUDA cores, a row read once per tile.
     TiledLora,
+    /// With split-attention: the last split block of each head merges the splits, no combine launch.
+    InlineCombine,
     /// Every path above.
     All,
 }
@@ -200,7 +202,9 @@ pub struct ModelArgs {
     /// (the LoRA of prefill and of batches the paths above do not take, over tiles of 8
     /// consecutive tokens on CUDA cores: the tokens of a tile that name one adapter share one
     /// read of its A and B rows, where the default kernels read them once per token; f32
-    /// products, no TF32 rounding; replaces sgmv; not yet run on a GPU), or `all`.
+    /// products, no TF32 rounding; replaces sgmv; not yet run on a GPU), `inline-combine`
+    /// (with split-attention: the split block of each head that finishes last merges the
+    /// splits, so no combine launch follows; same values; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -540,6 +544,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             batch_lora: on(CudaExperimental::BatchLora),
             inline_shrink: on(CudaExperimental::InlineShrink),
             tiled_lora: on(CudaExperimental::TiledLora),
+            inline_combine: on(CudaExperimental::InlineCombine),
         },
         poison_scratch: false,
     };

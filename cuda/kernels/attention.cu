@@ -8,6 +8,8 @@
 // With `--cuda-experimental fused-kv-store`, a decode step (every token alone in its cache
 // slot) skips `kv_store`: `attention_store*` read the token's own position from the step's k
 // and v (rounded as the cache would hold them), and one block per (token, kv head) stores them.
+// With `--cuda-experimental inline-combine`, the split kernels' `_last` entries merge the
+// splits themselves: the last split block of each (token, head) to finish runs the combine.
 
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
@@ -219,18 +221,47 @@ __device__ __forceinline__ void attention_body(
     if (STORE && r.writer) store_own(k_w, v_w, r, k, v, head_dim);
 }
 
+// out[d] for d in [0, head_dim) of one (token, head) from its splits' partials `pt` [splits,
+// head_dim + 2], each (acc[head_dim], max, sum): max M = max_z m_z, weights exp(m_z - M) (0 for
+// an empty split), out = sum_z w_z acc_z / sum_z w_z l_z. `ld(p)` reads one partial value.
+template <typename Load>
+__device__ __forceinline__ void combine_splits(const float* pt, int splits, int head_dim,
+                                               float* __restrict__ o, Load ld) {
+    const float neg_inf = __int_as_float(0xff800000);
+    float mx = neg_inf;
+    for (int z = 0; z < splits; z++) mx = fmaxf(mx, ld(pt + z * (head_dim + 2) + head_dim));
+    float den = 0.0f;
+    for (int z = 0; z < splits; z++) {
+        const float m = ld(pt + z * (head_dim + 2) + head_dim);
+        if (m != neg_inf) den += ld(pt + z * (head_dim + 2) + head_dim + 1) * expf(m - mx);
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float num = 0.0f;
+        for (int z = 0; z < splits; z++) {
+            const float m = ld(pt + z * (head_dim + 2) + head_dim);
+            if (m != neg_inf) num += ld(pt + z * (head_dim + 2) + d) * expf(m - mx);
+        }
+        o[d] = num / den;
+    }
+}
+
 // Flash-decoding (`--cuda-experimental split-attention`): the positions of each (token, head)
 // are cut into gridDim.z splits, one block each, so a long context fills the GPU even at batch
 // 1. Split z of a token covers ceil(n / splits) of its n positions (n read on the device: the
 // launch depends on the step's shape only). Partials go to `part` [T, n_heads, splits,
 // head_dim + 2] as (acc[head_dim], max, sum); `attention_combine` merges them. With STORE, the
-// split holding the token's position stores its key and value.
-template <typename C, bool STORE>
+// split holding the token's position stores its key and value. With LAST (`inline-combine`),
+// no combine launch follows: each block counts itself done in `counts[t, h]` (zero before the
+// launch) after its partials, and the block that counts last merges them into `out` and
+// leaves the count zero again (the last-block reduction of CUDA's threadFenceReduction
+// sample): one launch fewer per layer, the same expressions in the same order.
+template <typename C, bool STORE, bool LAST = false>
 __device__ __forceinline__ void attention_split_body(
     const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
     int n_kv_heads, int head_dim, int capacity, float scale, int window,
-    float* __restrict__ part, const float* k, const float* v, C* k_w, C* v_w) {
+    float* __restrict__ part, const float* k, const float* v, C* k_w, C* v_w,
+    unsigned* __restrict__ counts = nullptr, float* __restrict__ out = nullptr) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
@@ -240,13 +271,32 @@ __device__ __forceinline__ void attention_split_body(
     attend_range<C, STORE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, b,
                            max(b, e), sh, STORE ? k + r.own : nullptr,
                            STORE ? v + r.own : nullptr, r.pos);
-    float* pt = part + (((size_t)t * n_heads + h) * splits + z) * (head_dim + 2);
+    const size_t row = (size_t)t * n_heads + h;
+    float* pt = part + (row * splits + z) * (head_dim + 2);
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) pt[d] = sh.acc[0][d];
     if (threadIdx.x == 0) {
         pt[head_dim] = sh.m[0];
         pt[head_dim + 1] = sh.l[0];
     }
     if (STORE && r.writer && b <= r.pos && r.pos < e) store_own(k_w, v_w, r, k, v, head_dim);
+    if (LAST) {
+        __shared__ bool last;
+        // Every thread's partials visible to the whole GPU before the block counts itself.
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            last = atomicAdd(counts + row, 1u) == (unsigned)splits - 1;
+            // Every other split has counted: no one touches the count again in this launch.
+            if (last) counts[row] = 0;
+        }
+        __syncthreads();
+        if (last) {
+            __threadfence();
+            // From L2 (__ldcg): other blocks wrote them; this SM's L1 must not answer.
+            combine_splits(part + row * splits * (head_dim + 2), splits, head_dim,
+                           out + row * head_dim, [](const float* p) { return __ldcg(p); });
+        }
+    }
 }
 
 // The attention kernels on an f32 cache (`attention`, `attention_split`) and a bf16 one
@@ -285,29 +335,48 @@ ATTENTION_STORE(attention_store_bf16, attention_body, kv_bf16)
 ATTENTION_STORE(attention_split_store, attention_split_body, float)
 ATTENTION_STORE(attention_split_store_bf16, attention_split_body, kv_bf16)
 
-// out[t, h, :] from the splits' partials: max M = max_z m_z, weights exp(m_z - M) (0 for an
-// empty split), out = sum_z w_z acc_z / sum_z w_z l_z. grid (n_heads, n_tokens).
+// The split kernels with the combine inside (`_last`, `inline-combine`): `part` the partials,
+// `counts` [T, n_heads] zero before each launch (and left so), `out` the output; the `_store`
+// ones also store the step's keys and values (`k`, `v`, [T, kv_dim]), as above.
+#define ATTENTION_SPLIT_LAST(NAME, C)                                                         \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
+        NAME(const float* __restrict__ q, const C* __restrict__ k_cache,                      \
+             const C* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,            \
+             const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,             \
+             int head_dim, int capacity, float scale, int window, float* __restrict__ part,   \
+             unsigned* __restrict__ counts, float* __restrict__ out) {                        \
+        PDL_TRIGGER();                                                                        \
+        attention_split_body<C, false, true>(q, k_cache, v_cache, kv_slots, positions,        \
+                                             n_heads, n_kv_heads, head_dim, capacity, scale,  \
+                                             window, part, nullptr, nullptr, nullptr,         \
+                                             nullptr, counts, out);                           \
+    }
+ATTENTION_SPLIT_LAST(attention_split_last, float)
+ATTENTION_SPLIT_LAST(attention_split_last_bf16, kv_bf16)
+#define ATTENTION_SPLIT_STORE_LAST(NAME, C)                                                   \
+    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
+        NAME(const float* __restrict__ q, C* k_cache, C* v_cache,                             \
+             const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions,   \
+             int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,            \
+             int window, float* __restrict__ part, const float* __restrict__ k,               \
+             const float* __restrict__ v, unsigned* __restrict__ counts,                      \
+             float* __restrict__ out) {                                                       \
+        PDL_TRIGGER();                                                                        \
+        attention_split_body<C, true, true>(q, k_cache, v_cache, kv_slots, positions,         \
+                                            n_heads, n_kv_heads, head_dim, capacity, scale,   \
+                                            window, part, k, v, k_cache, v_cache, counts,     \
+                                            out);                                             \
+    }
+ATTENTION_SPLIT_STORE_LAST(attention_split_store_last, float)
+ATTENTION_SPLIT_STORE_LAST(attention_split_store_last_bf16, kv_bf16)
+
+// out[t, h, :] from the splits' partials (`combine_splits`). grid (n_heads, n_tokens).
 extern "C" __global__ void attention_combine(const float* __restrict__ part, int n_heads,
                                              int head_dim, int splits,
                                              float* __restrict__ out) {
     PDL_TRIGGER();
     const int h = blockIdx.x, t = blockIdx.y;
-    const float* pt = part + ((size_t)t * n_heads + h) * splits * (head_dim + 2);
-    const float neg_inf = __int_as_float(0xff800000);
-    float mx = neg_inf;
-    for (int z = 0; z < splits; z++) mx = fmaxf(mx, pt[z * (head_dim + 2) + head_dim]);
-    float den = 0.0f;
-    for (int z = 0; z < splits; z++) {
-        const float m = pt[z * (head_dim + 2) + head_dim];
-        if (m != neg_inf) den += pt[z * (head_dim + 2) + head_dim + 1] * expf(m - mx);
-    }
-    float* o = out + ((size_t)t * n_heads + h) * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float num = 0.0f;
-        for (int z = 0; z < splits; z++) {
-            const float m = pt[z * (head_dim + 2) + head_dim];
-            if (m != neg_inf) num += pt[z * (head_dim + 2) + d] * expf(m - mx);
-        }
-        o[d] = num / den;
-    }
+    combine_splits(part + ((size_t)t * n_heads + h) * splits * (head_dim + 2), splits, head_dim,
+                   out + ((size_t)t * n_heads + h) * head_dim,
+                   [](const float* p) { return *p; });
 }

@@ -2,14 +2,16 @@
 //! [`crate::CudaOptions::kv_bf16`]), then one block per (token, query head) (`attention`), or
 //! with [`crate::Experimental::split_attention`] several per (token, head) and a combine
 //! (flash-decoding); with [`crate::Experimental::fused_kv_store`], decode steps store inside
-//! the attention kernel (`attention*_store*`). Kernels in `kernels/attention.cu`.
+//! the attention kernel (`attention*_store*`); with [`crate::Experimental::inline_combine`],
+//! the split kernel's last block per (token, head) merges the splits (`attention_split*_last*`).
+//! Kernels in `kernels/attention.cu`.
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtrMut, PushKernelArg};
 use dlp_engine::backend::{AttnShape, Backend};
 use dlp_engine::{Error, Result};
 
 use crate::launch::{cfg, check_len, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK};
-use crate::{CudaBackend, CudaStep};
+use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
     /// [`dlp_engine::Backend::attention`] on this backend.
@@ -92,19 +94,53 @@ impl CudaBackend {
                 ))
             })?;
         let splits = self.attention_splits(s.capacity, t_n);
+        // `inline-combine`: the split kernel merges its splits itself (no combine launch).
+        let last = splits > 1 && self.options.experimental.inline_combine;
+        // The one kernel that writes `out` takes it from here.
+        let mut out = Some(out);
         let part_len = t_n * s.n_heads * splits * (hd + 2);
         let mut part_guard = self.scratch_attn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut count_guard = self
+            .scratch_attn_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let (f, target, grid) = if splits > 1 {
             if part_guard.as_ref().is_none_or(|p| p.len() < part_len) {
                 self.may_regrow_scratch("attention (split partials)")?;
                 *part_guard = Some(self.alloc(part_len)?);
             }
+            let rows = t_n * s.n_heads;
+            if last && count_guard.as_ref().is_none_or(|c| c.len() < rows) {
+                self.may_regrow_scratch("attention (split counts)")?;
+                *count_guard =
+                    Some(self.stream().alloc_zeros::<u32>(rows).map_err(|e| {
+                        err(format!("attention: allocating {rows} split counts: {e}"))
+                    })?);
+            }
             let part = part_guard.as_mut().expect("allocated above");
-            let f = match (kv_bf16, fused_store) {
-                (false, false) => &self.k.attention_split,
-                (true, false) => &self.k.attention_split_bf16,
-                (false, true) => &self.k.attention_split_store,
-                (true, true) => &self.k.attention_split_store_bf16,
+            if self.options.poison_scratch {
+                // NaN partials: a merge that read a split before it wrote fails its case.
+                let (p, _g) = part.device_ptr_mut(self.stream());
+                // SAFETY: `part` holds at least `part_len` floats.
+                unsafe {
+                    cudarc::driver::result::memset_d8_async(
+                        p,
+                        0xff,
+                        part_len * std::mem::size_of::<f32>(),
+                        self.stream().cu_stream(),
+                    )
+                }
+                .map_err(|e| err(format!("attention: poisoning the split partials: {e}")))?;
+            }
+            let f = match (kv_bf16, fused_store, last) {
+                (false, false, false) => &self.k.attention_split,
+                (true, false, false) => &self.k.attention_split_bf16,
+                (false, true, false) => &self.k.attention_split_store,
+                (true, true, false) => &self.k.attention_split_store_bf16,
+                (false, false, true) => &self.k.attention_split_last,
+                (true, false, true) => &self.k.attention_split_last_bf16,
+                (false, true, true) => &self.k.attention_split_store_last,
+                (true, true, true) => &self.k.attention_split_store_last_bf16,
             };
             (f, part, splits as u32)
         } else {
@@ -114,7 +150,7 @@ impl CudaBackend {
                 (false, true) => &self.k.attention_store,
                 (true, true) => &self.k.attention_store_bf16,
             };
-            (f, &mut *out, 1)
+            (f, out.take().expect("not yet taken"), 1)
         };
         let mut a = self.args(f);
         a.arg(q);
@@ -132,19 +168,25 @@ impl CudaBackend {
             .arg(&window)
             .arg(&mut *target);
         if fused_store {
-            // The `_store` kernels' last parameters: the step's keys and values.
+            // The `_store` kernels' next parameters: the step's keys and values.
             a.arg(k).arg(v);
+        }
+        if last {
+            // The `_last` kernels' last parameters: the counts and the output.
+            a.arg(count_guard.as_mut().expect("allocated above"));
+            a.arg(out.take().expect("not yet taken"));
         }
         self.go(
             "attention",
             a,
             cfg((s.n_heads as u32, ty, grid), ATTN_THREADS, 0),
         )?;
-        if splits > 1 {
+        if splits > 1 && !last {
             let part = part_guard.as_ref().expect("allocated above");
             let z = int("attention", splits)?;
             let mut a = self.args(&self.k.attention_combine);
-            a.arg(part).arg(&nh).arg(&hdi).arg(&z).arg(out);
+            a.arg(part).arg(&nh).arg(&hdi).arg(&z);
+            a.arg(out.take().expect("not yet taken"));
             self.go(
                 "attention combine",
                 a,

@@ -70,6 +70,12 @@ pub struct Experimental {
     /// kernels read them once per token; f32 products, no TF32 rounding. Replaces `sgmv` where
     /// both are on. Written without a GPU: not yet run on one.
     pub tiled_lora: bool,
+    /// With `split-attention`: the split block of each (token, head) that finishes last merges
+    /// the splits (a count per (token, head) in device memory: the last-block reduction of
+    /// CUDA's threadFenceReduction sample) instead of an `attention_combine` launch after the
+    /// split kernel: one launch fewer per layer, the same expressions in the same order.
+    /// Written without a GPU: not yet run on one.
+    pub inline_combine: bool,
 }
 
 impl Experimental {
@@ -89,6 +95,7 @@ impl Experimental {
         batch_lora: false,
         inline_shrink: false,
         tiled_lora: false,
+        inline_combine: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -106,6 +113,7 @@ impl Experimental {
         batch_lora: true,
         inline_shrink: true,
         tiled_lora: true,
+        inline_combine: true,
     };
 }
 

@@ -45,6 +45,12 @@ pub struct Kernels {
     pub(crate) attention_store_bf16: CudaFunction,
     pub(crate) attention_split_store: CudaFunction,
     pub(crate) attention_split_store_bf16: CudaFunction,
+    /// `attention_split*_last*`: the split kernels that merge their splits themselves
+    /// (`inline-combine`).
+    pub(crate) attention_split_last: CudaFunction,
+    pub(crate) attention_split_last_bf16: CudaFunction,
+    pub(crate) attention_split_store_last: CudaFunction,
+    pub(crate) attention_split_store_last_bf16: CudaFunction,
     pub(crate) attention_combine: CudaFunction,
     pub(crate) silu_mul: CudaFunction,
     pub(crate) add: CudaFunction,
@@ -145,6 +151,10 @@ impl Kernels {
             attention_store_bf16: get("attention", "attention_store_bf16")?,
             attention_split_store: get("attention", "attention_split_store")?,
             attention_split_store_bf16: get("attention", "attention_split_store_bf16")?,
+            attention_split_last: get("attention", "attention_split_last")?,
+            attention_split_last_bf16: get("attention", "attention_split_last_bf16")?,
+            attention_split_store_last: get("attention", "attention_split_store_last")?,
+            attention_split_store_last_bf16: get("attention", "attention_split_store_last_bf16")?,
             attention_combine: get("attention", "attention_combine")?,
             silu_mul: get("silu_mul", "silu_mul")?,
             add: get("add", "add")?,

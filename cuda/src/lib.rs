@@ -75,12 +75,14 @@ pub struct CudaOptions {
     /// pass on an H200.
     pub kv_bf16: bool,
     /// GPU paths written without a GPU, off by default (each but `batch_lora`,
-    /// `inline_shrink` and `tiled_lora` has passed its tests on an H200; the fused-LoRA entry
-    /// table has changed since).
+    /// `inline_shrink`, `tiled_lora` and `inline_combine` has passed its tests on an H200; the
+    /// fused-LoRA entry table has changed since).
     pub experimental: Experimental,
     /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
     /// its entry table with (offset 0, rank 1), so that an expand that read either before its
-    /// shrink wrote it makes the output NaN every time, not by chance.
+    /// shrink wrote it makes the output NaN every time, not by chance; before each split
+    /// attention, fill its partials with NaN, so that a merge that read a split before it was
+    /// written does the same.
     pub poison_scratch: bool,
 }
 
@@ -133,6 +135,9 @@ pub struct CudaBackend {
     pub(crate) sms: usize,
     /// Split-attention partials, grown on demand and reused.
     pub(crate) scratch_attn: Mutex<Option<CudaSlice<f32>>>,
+    /// `inline-combine`'s counts of finished split blocks per (token, head): zero between
+    /// launches (allocated zeroed, grown on demand, each launch leaves them zero).
+    pub(crate) scratch_attn_counts: Mutex<Option<CudaSlice<u32>>>,
     /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
     pub(crate) scratch_bf16: Mutex<Option<CudaSlice<u16>>>,
     /// `DLP_CUDA_SYNC=1`: synchronise after every launch so an asynchronous fault names its op.
@@ -303,6 +308,7 @@ impl CudaBackend {
                 scratch: Mutex::new(None),
                 scratch_bf16: Mutex::new(None),
                 scratch_attn: Mutex::new(None),
+                scratch_attn_counts: Mutex::new(None),
                 scratch_u: Mutex::new(None),
                 pdl: AtomicBool::new(maj >= 9),
                 tune,

@@ -53,6 +53,7 @@ impl Backend for CudaBackend {
             (x.batch_lora, "batch-lora"),
             (x.inline_shrink, "inline-shrink"),
             (x.tiled_lora, "tiled-lora"),
+            (x.inline_combine, "inline-combine"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

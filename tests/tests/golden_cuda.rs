@@ -276,6 +276,15 @@ mod experimental {
             ..NONE
         }
     );
+    alone_tests!(
+        inline_combine,
+        "split-attention,inline-combine",
+        Experimental {
+            split_attention: true,
+            inline_combine: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {

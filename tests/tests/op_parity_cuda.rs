@@ -467,6 +467,37 @@ fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
     }
 }
 
+/// `inline-combine` computes what the split kernel then `attention_combine` compute, bit for
+/// bit: every attention case and the long contexts (1 to 16 splits, empty splits, GQA,
+/// windows) against the backend with the combine launch (bound 0), with f32 and bf16 caches,
+/// the fused KV store off and on. The partials are NaN before each split launch
+/// (`poison_scratch`) and every case runs twice, so a block that merged before every split
+/// had written, or a launch that left its counts non-zero, fails.
+#[test]
+fn op_parity_cuda_inline_combine_matches_the_combine_launch_exactly() {
+    for (kv_bf16, fused_kv_store) in [(false, false), (false, true), (true, false), (true, true)] {
+        let with = |inline_combine: bool| CudaOptions {
+            kv_bf16,
+            experimental: Experimental {
+                split_attention: true,
+                fused_kv_store,
+                inline_combine,
+                ..Default::default()
+            },
+            poison_scratch: true,
+            ..Default::default()
+        };
+        let Some((inline, launched)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!(
+            "inline combine vs combine launch, bf16 cache {kv_bf16}, fused store {fused_kv_store}"
+        );
+        let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_kv_store_cases()).collect();
+        assert_all_pass(&run_cases_against(&inline, &launched, cases));
+    }
+}
+
 /// `fused-kv-store` computes what `kv_store` then `attention` compute, bit for bit, caches
 /// included: every attention case and the long contexts (decode steps take the fused kernels;
 /// prefills, several tokens in one slot, keep `kv_store`) against the unfused backend (bound
