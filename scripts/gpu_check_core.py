@@ -51,7 +51,8 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "fused-kv-store": [], "fused-shrink": ["decode-matvec", "fused-lora"],
          "dependent-launch": ["decode-matvec"], "batch-lora": [],
          "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"],
-         "tiled-lora": [], "inline-combine": ["split-attention"]}
+         "tiled-lora": [], "inline-combine": ["split-attention"],
+         "rope-in-attention": ["fused-kv-store"]}
 # bf16c-exp without batch-lora (decode batches' LoRA on tiled-lora, sgmv in the last H200 run;
 # the other paths as bf16c-exp): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = EXP_ALL[:-1] + [",".join(p for p in PATHS

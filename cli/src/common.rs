@@ -65,6 +65,8 @@ pub enum CudaExperimental {
     TiledLora,
     /// With split-attention: the last split block of each head merges the splits, no combine launch.
     InlineCombine,
+    /// With fused-kv-store: decode steps rotate q and k inside attention, no rope launch.
+    RopeInAttention,
     /// Every path above.
     All,
 }
@@ -204,7 +206,10 @@ pub struct ModelArgs {
     /// read of its A and B rows, where the default kernels read them once per token; f32
     /// products, no TF32 rounding; replaces sgmv; not yet run on a GPU), `inline-combine`
     /// (with split-attention: the split block of each head that finishes last merges the
-    /// splits, so no combine launch follows; same values; not yet run on a GPU), or `all`.
+    /// splits, so no combine launch follows; same values; not yet run on a GPU),
+    /// `rope-in-attention` (with fused-kv-store: decode steps rotate their queries and keys
+    /// inside the attention kernel, so no rope launch comes first; same values; not yet run
+    /// on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -545,6 +550,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             inline_shrink: on(CudaExperimental::InlineShrink),
             tiled_lora: on(CudaExperimental::TiledLora),
             inline_combine: on(CudaExperimental::InlineCombine),
+            rope_in_attention: on(CudaExperimental::RopeInAttention),
         },
         poison_scratch: false,
     };

@@ -10,6 +10,9 @@
 // and v (rounded as the cache would hold them), and one block per (token, kv head) stores them.
 // With `--cuda-experimental inline-combine`, the split kernels' `_last` entries merge the
 // splits themselves: the last split block of each (token, head) to finish runs the combine.
+// With `--cuda-experimental rope-in-attention`, the `_store` kernels' `_rope` entries also
+// rotate the step's queries and keys (as `rope` would, by the angles of `cos_sin`) as they read
+// them, so no rope launch comes first.
 
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
@@ -52,6 +55,28 @@ __device__ __forceinline__ float kv_round(const kv_bf16*, float v) {
 KV_STORE(kv_store, float)
 KV_STORE(kv_store_bf16, kv_bf16)
 
+// Element d of a head `x` rotated as `rope` rotates it (`rotate_pair`'s expressions, in
+// rope.cu): pair (i, i + half), i < half, by the angle at cs[2 i] (cos), cs[2 i + 1] (sin),
+// cs the token's row of the table; an odd head's last element is not rotated. With ROPE false,
+// x[d] as it is.
+template <bool ROPE>
+__device__ __forceinline__ float roped(const float* __restrict__ x, const float* __restrict__ cs,
+                                       int d, int half) {
+    if (!ROPE) return x[d];
+    if (d < half) {
+        const float c = cs[2 * d], s = cs[2 * d + 1];
+        const float a = x[d], b = x[d + half];
+        return a * c - b * s;
+    }
+    if (d < 2 * half) {
+        const int i = d - half;
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float a = x[i], b = x[d];
+        return b * c + a * s;
+    }
+    return x[d];
+}
+
 struct AttnShared {
     float m[ATTN_WARPS], l[ATTN_WARPS];
     float acc[ATTN_WARPS][ATTN_MAX_HEAD_DIM];
@@ -91,20 +116,23 @@ __device__ __forceinline__ void attend_position(const float (&qr)[ATTN_PER_LANE]
 // of the cache, rounded as the cache would round them: the same numbers either way. It is
 // always the range's last position when the range holds it, so it is taken after the loop
 // (which stays the plain one), by the warp whose turn it would have been: the same order.
-template <typename C, bool FRESH>
+// With ROPE, the query and the fresh key are read rotated by the angles at `cs` (`roped`).
+template <typename C, bool FRESH, bool ROPE = false>
 __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
                                              const C* __restrict__ k_cache,
                                              const C* __restrict__ v_cache, size_t base,
                                              int kv_dim, int head_dim, float scale, int p_begin,
                                              int p_end, AttnShared& sh,
                                              const float* __restrict__ k_new,
-                                             const float* __restrict__ v_new, int p_new) {
+                                             const float* __restrict__ v_new, int p_new,
+                                             const float* __restrict__ cs = nullptr) {
+    const int half = head_dim / 2;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float qr[ATTN_PER_LANE], acc[ATTN_PER_LANE];
 #pragma unroll
     for (int i = 0; i < ATTN_PER_LANE; i++) {
         const int d = lane + 32 * i;
-        qr[i] = d < head_dim ? qv[d] * scale : 0.0f;
+        qr[i] = d < head_dim ? roped<ROPE>(qv, cs, d, half) * scale : 0.0f;
         acc[i] = 0.0f;
     }
     const float neg_inf = __int_as_float(0xff800000);
@@ -120,7 +148,8 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
     }
     if (has_new && (p_new - p_begin) % ATTN_WARPS == warp) {
         attend_position(
-            qr, acc, m, l, lane, head_dim, [&](int d) { return kv_round(k_cache, k_new[d]); },
+            qr, acc, m, l, lane, head_dim,
+            [&](int d) { return kv_round(k_cache, roped<ROPE>(k_new, cs, d, half)); },
             [&](int d) { return kv_round(v_cache, v_new[d]); });
     }
     if (lane == 0) {
@@ -189,36 +218,40 @@ __device__ __forceinline__ AttnRow attn_row(const float* __restrict__ q,
 
 // The fused store: the token's key and value of this block's kv head at its position. No
 // block of the step reads that position from the cache (each reads its own from k/v, and no
-// other token shares the slot), so the write needs no ordering.
-template <typename C>
+// other token shares the slot), so the write needs no ordering. With ROPE, the key rotated.
+template <typename C, bool ROPE = false>
 __device__ __forceinline__ void store_own(C* k_cache, C* v_cache, const AttnRow& r,
                                           const float* __restrict__ k,
-                                          const float* __restrict__ v, int head_dim) {
+                                          const float* __restrict__ v, int head_dim,
+                                          const float* __restrict__ cs = nullptr) {
     const size_t at = r.base + (size_t)r.pos * r.kv_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        kv_put(k_cache, at + d, k[r.own + d]);
+        kv_put(k_cache, at + d, roped<ROPE>(k + r.own, cs, d, head_dim / 2));
         kv_put(v_cache, at + d, v[r.own + d]);
     }
 }
 
 // grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM. With STORE,
-// the step's k and v (`k`, `v`, [T, kv_dim]) are stored here (`k_w`, `v_w`: the caches).
-template <typename C, bool STORE>
+// the step's k and v (`k`, `v`, [T, kv_dim]) are stored here (`k_w`, `v_w`: the caches); with
+// ROPE (and STORE), q and k are rotated as read (`cos_sin` [positions, head_dim / 2, 2]).
+template <typename C, bool STORE, bool ROPE = false>
 __device__ __forceinline__ void attention_body(
     const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
     int n_kv_heads, int head_dim, int capacity, float scale, int window,
-    float* __restrict__ out, const float* k, const float* v, C* k_w, C* v_w) {
+    float* __restrict__ out, const float* k, const float* v, C* k_w, C* v_w,
+    const float* __restrict__ cos_sin = nullptr) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
                                capacity, window);
-    attend_range<C, STORE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, r.start,
-                           r.pos + 1, sh, STORE ? k + r.own : nullptr,
-                           STORE ? v + r.own : nullptr, r.pos);
+    const float* cs = ROPE ? cos_sin + (size_t)r.pos * (head_dim / 2) * 2 : nullptr;
+    attend_range<C, STORE, ROPE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale,
+                                 r.start, r.pos + 1, sh, STORE ? k + r.own : nullptr,
+                                 STORE ? v + r.own : nullptr, r.pos, cs);
     float* o = out + ((size_t)t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) o[d] = sh.acc[0][d] / sh.l[0];
-    if (STORE && r.writer) store_own(k_w, v_w, r, k, v, head_dim);
+    if (STORE && r.writer) store_own<C, ROPE>(k_w, v_w, r, k, v, head_dim, cs);
 }
 
 // out[d] for d in [0, head_dim) of one (token, head) from its splits' partials `pt` [splits,
@@ -255,22 +288,24 @@ __device__ __forceinline__ void combine_splits(const float* pt, int splits, int 
 // launch) after its partials, and the block that counts last merges them into `out` and
 // leaves the count zero again (the last-block reduction of CUDA's threadFenceReduction
 // sample): one launch fewer per layer, the same expressions in the same order.
-template <typename C, bool STORE, bool LAST = false>
+template <typename C, bool STORE, bool LAST = false, bool ROPE = false>
 __device__ __forceinline__ void attention_split_body(
     const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
     int n_kv_heads, int head_dim, int capacity, float scale, int window,
     float* __restrict__ part, const float* k, const float* v, C* k_w, C* v_w,
-    unsigned* __restrict__ counts = nullptr, float* __restrict__ out = nullptr) {
+    unsigned* __restrict__ counts = nullptr, float* __restrict__ out = nullptr,
+    const float* __restrict__ cos_sin = nullptr) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
                                capacity, window);
     const int chunk = (r.pos + 1 - r.start + splits - 1) / splits;
     const int b = r.start + z * chunk, e = min(b + chunk, r.pos + 1);
-    attend_range<C, STORE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, b,
-                           max(b, e), sh, STORE ? k + r.own : nullptr,
-                           STORE ? v + r.own : nullptr, r.pos);
+    const float* cs = ROPE ? cos_sin + (size_t)r.pos * (head_dim / 2) * 2 : nullptr;
+    attend_range<C, STORE, ROPE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale, b,
+                                 max(b, e), sh, STORE ? k + r.own : nullptr,
+                                 STORE ? v + r.own : nullptr, r.pos, cs);
     const size_t row = (size_t)t * n_heads + h;
     float* pt = part + (row * splits + z) * (head_dim + 2);
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) pt[d] = sh.acc[0][d];
@@ -278,7 +313,8 @@ __device__ __forceinline__ void attention_split_body(
         pt[head_dim] = sh.m[0];
         pt[head_dim + 1] = sh.l[0];
     }
-    if (STORE && r.writer && b <= r.pos && r.pos < e) store_own(k_w, v_w, r, k, v, head_dim);
+    if (STORE && r.writer && b <= r.pos && r.pos < e)
+        store_own<C, ROPE>(k_w, v_w, r, k, v, head_dim, cs);
     if (LAST) {
         __shared__ bool last;
         // Every thread's partials visible to the whole GPU before the block counts itself.
@@ -299,18 +335,23 @@ __device__ __forceinline__ void attention_split_body(
     }
 }
 
+// The parameters every attention entry starts with (its caches as CACHE: read-only, or `C*`
+// where the entry stores into them), and the same names as arguments.
+#define ATTN_PARAMS(CACHE)                                                                    \
+    const float* __restrict__ q, CACHE k_cache, CACHE v_cache,                                \
+        const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions,       \
+        int n_heads, int n_kv_heads, int head_dim, int capacity, float scale, int window
+#define ATTN_ARGS                                                                             \
+    q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads, head_dim, capacity, scale, \
+        window
+#define ATTN_ENTRY extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
+
 // The attention kernels on an f32 cache (`attention`, `attention_split`) and a bf16 one
 // (`_bf16`): the same bodies, `out` the output (attention) or the split partials.
 #define ATTENTION(NAME, BODY, C)                                                              \
-    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
-        NAME(const float* __restrict__ q, const C* __restrict__ k_cache,                      \
-             const C* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,            \
-             const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,             \
-             int head_dim, int capacity, float scale, int window, float* __restrict__ out) {  \
+    ATTN_ENTRY NAME(ATTN_PARAMS(const C* __restrict__), float* __restrict__ out) {            \
         PDL_TRIGGER();                                                                        \
-        BODY<C, false>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads,         \
-                       head_dim, capacity, scale, window, out, nullptr, nullptr, nullptr,     \
-                       nullptr);                                                              \
+        BODY<C, false>(ATTN_ARGS, out, nullptr, nullptr, nullptr, nullptr);                   \
     }
 ATTENTION(attention, attention_body, float)
 ATTENTION(attention_bf16, attention_body, kv_bf16)
@@ -319,56 +360,68 @@ ATTENTION(attention_split_bf16, attention_split_body, kv_bf16)
 
 // The same with the fused store (`_store`): the caches are written too, and the step's k and v
 // (`k`, `v`, [T, kv_dim]) come last. Only for steps whose tokens are each alone in their slot.
+#define ATTN_STORE_PARAMS(C)                                                                  \
+    ATTN_PARAMS(C*), float* __restrict__ out, const float* __restrict__ k,                    \
+        const float* __restrict__ v
 #define ATTENTION_STORE(NAME, BODY, C)                                                        \
-    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
-        NAME(const float* __restrict__ q, C* k_cache, C* v_cache,                             \
-             const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions,   \
-             int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,            \
-             int window, float* __restrict__ out, const float* __restrict__ k,                \
-             const float* __restrict__ v) {                                                   \
+    ATTN_ENTRY NAME(ATTN_STORE_PARAMS(C)) {                                                   \
         PDL_TRIGGER();                                                                        \
-        BODY<C, true>(q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads,          \
-                      head_dim, capacity, scale, window, out, k, v, k_cache, v_cache);        \
+        BODY<C, true>(ATTN_ARGS, out, k, v, k_cache, v_cache);                                \
     }
 ATTENTION_STORE(attention_store, attention_body, float)
 ATTENTION_STORE(attention_store_bf16, attention_body, kv_bf16)
 ATTENTION_STORE(attention_split_store, attention_split_body, float)
 ATTENTION_STORE(attention_split_store_bf16, attention_split_body, kv_bf16)
 
-// The split kernels with the combine inside (`_last`, `inline-combine`): `part` the partials,
-// `counts` [T, n_heads] zero before each launch (and left so), `out` the output; the `_store`
-// ones also store the step's keys and values (`k`, `v`, [T, kv_dim]), as above.
+// The split kernels with the combine inside (`_last`, `inline-combine`): `out` is the
+// partials, then `counts` [T, n_heads] (zero before each launch, and left so) and `final_out`
+// the output; the `_store` ones store the step's keys and values as above.
 #define ATTENTION_SPLIT_LAST(NAME, C)                                                         \
-    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
-        NAME(const float* __restrict__ q, const C* __restrict__ k_cache,                      \
-             const C* __restrict__ v_cache, const unsigned* __restrict__ kv_slots,            \
-             const unsigned* __restrict__ positions, int n_heads, int n_kv_heads,             \
-             int head_dim, int capacity, float scale, int window, float* __restrict__ part,   \
-             unsigned* __restrict__ counts, float* __restrict__ out) {                        \
+    ATTN_ENTRY NAME(ATTN_PARAMS(const C* __restrict__), float* __restrict__ out,              \
+                    unsigned* __restrict__ counts, float* __restrict__ final_out) {           \
         PDL_TRIGGER();                                                                        \
-        attention_split_body<C, false, true>(q, k_cache, v_cache, kv_slots, positions,        \
-                                             n_heads, n_kv_heads, head_dim, capacity, scale,  \
-                                             window, part, nullptr, nullptr, nullptr,         \
-                                             nullptr, counts, out);                           \
+        attention_split_body<C, false, true>(ATTN_ARGS, out, nullptr, nullptr, nullptr,       \
+                                             nullptr, counts, final_out);                     \
     }
 ATTENTION_SPLIT_LAST(attention_split_last, float)
 ATTENTION_SPLIT_LAST(attention_split_last_bf16, kv_bf16)
 #define ATTENTION_SPLIT_STORE_LAST(NAME, C)                                                   \
-    extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)                             \
-        NAME(const float* __restrict__ q, C* k_cache, C* v_cache,                             \
-             const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions,   \
-             int n_heads, int n_kv_heads, int head_dim, int capacity, float scale,            \
-             int window, float* __restrict__ part, const float* __restrict__ k,               \
-             const float* __restrict__ v, unsigned* __restrict__ counts,                      \
-             float* __restrict__ out) {                                                       \
+    ATTN_ENTRY NAME(ATTN_STORE_PARAMS(C), unsigned* __restrict__ counts,                      \
+                    float* __restrict__ final_out) {                                          \
         PDL_TRIGGER();                                                                        \
-        attention_split_body<C, true, true>(q, k_cache, v_cache, kv_slots, positions,         \
-                                            n_heads, n_kv_heads, head_dim, capacity, scale,   \
-                                            window, part, k, v, k_cache, v_cache, counts,     \
-                                            out);                                             \
+        attention_split_body<C, true, true>(ATTN_ARGS, out, k, v, k_cache, v_cache, counts,   \
+                                            final_out);                                       \
     }
 ATTENTION_SPLIT_STORE_LAST(attention_split_store_last, float)
 ATTENTION_SPLIT_STORE_LAST(attention_split_store_last_bf16, kv_bf16)
+
+// The `_store` kernels that also rotate the step's queries and keys (`_rope`,
+// `rope-in-attention`): the same parameters, then the rope table `cos_sin`.
+#define ATTENTION_STORE_ROPE(NAME, C)                                                         \
+    ATTN_ENTRY NAME(ATTN_STORE_PARAMS(C), const float* __restrict__ cos_sin) {                \
+        PDL_TRIGGER();                                                                        \
+        attention_body<C, true, true>(ATTN_ARGS, out, k, v, k_cache, v_cache, cos_sin);       \
+    }
+ATTENTION_STORE_ROPE(attention_store_rope, float)
+ATTENTION_STORE_ROPE(attention_store_rope_bf16, kv_bf16)
+#define ATTENTION_SPLIT_STORE_ROPE(NAME, C)                                                   \
+    ATTN_ENTRY NAME(ATTN_STORE_PARAMS(C), const float* __restrict__ cos_sin) {                \
+        PDL_TRIGGER();                                                                        \
+        attention_split_body<C, true, false, true>(ATTN_ARGS, out, k, v, k_cache, v_cache,    \
+                                                   nullptr, nullptr, cos_sin);                \
+    }
+ATTENTION_SPLIT_STORE_ROPE(attention_split_store_rope, float)
+ATTENTION_SPLIT_STORE_ROPE(attention_split_store_rope_bf16, kv_bf16)
+// With the combine inside too (`_last_rope`): the `_last` parameters, then `cos_sin`.
+#define ATTENTION_SPLIT_STORE_LAST_ROPE(NAME, C)                                              \
+    ATTN_ENTRY NAME(ATTN_STORE_PARAMS(C), unsigned* __restrict__ counts,                      \
+                    float* __restrict__ final_out, const float* __restrict__ cos_sin) {       \
+        PDL_TRIGGER();                                                                        \
+        attention_split_body<C, true, true, true>(ATTN_ARGS, out, k, v, k_cache, v_cache,     \
+                                                  counts, final_out, cos_sin);                \
+    }
+ATTENTION_SPLIT_STORE_LAST_ROPE(attention_split_store_last_rope, float)
+ATTENTION_SPLIT_STORE_LAST_ROPE(attention_split_store_last_rope_bf16, kv_bf16)
 
 // out[t, h, :] from the splits' partials (`combine_splits`). grid (n_heads, n_tokens).
 extern "C" __global__ void attention_combine(const float* __restrict__ part, int n_heads,

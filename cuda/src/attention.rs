@@ -3,8 +3,9 @@
 //! with [`crate::Experimental::split_attention`] several per (token, head) and a combine
 //! (flash-decoding); with [`crate::Experimental::fused_kv_store`], decode steps store inside
 //! the attention kernel (`attention*_store*`); with [`crate::Experimental::inline_combine`],
-//! the split kernel's last block per (token, head) merges the splits (`attention_split*_last*`).
-//! Kernels in `kernels/attention.cu`.
+//! the split kernel's last block per (token, head) merges the splits (`attention_split*_last*`);
+//! with [`crate::Experimental::rope_in_attention`], the fused-store kernels rotate q and k
+//! themselves (`attention*_store*_rope*`). Kernels in `kernels/attention.cu`.
 
 use cudarc::driver::{CudaSlice, DevicePtrMut, PushKernelArg};
 use dlp_engine::backend::{AttnShape, Backend};
@@ -14,10 +15,14 @@ use crate::launch::{cfg, check_len, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK}
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
-    /// [`dlp_engine::Backend::attention`] on this backend.
+    /// [`dlp_engine::Backend::attention`] on this backend; with `rope` (the rope table, for
+    /// [`dlp_engine::Backend::rope_attention`] with `rope-in-attention`), a decode step's
+    /// queries and keys are rotated inside the kernel (the caller checks that the fused store
+    /// takes the step).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention_impl(
         &self,
+        rope: Option<&CudaSlice<f32>>,
         q: &CudaSlice<f32>,
         k: &CudaSlice<f32>,
         v: &CudaSlice<f32>,
@@ -104,7 +109,7 @@ impl CudaBackend {
             .scratch_attn_counts
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let (f, target, grid) = if splits > 1 {
+        let (target, grid) = if splits > 1 {
             if part_guard.as_ref().is_none_or(|p| p.len() < part_len) {
                 self.may_regrow_scratch("attention (split partials)")?;
                 *part_guard = Some(self.alloc(part_len)?);
@@ -132,26 +137,15 @@ impl CudaBackend {
                 }
                 .map_err(|e| err(format!("attention: poisoning the split partials: {e}")))?;
             }
-            let f = match (kv_bf16, fused_store, last) {
-                (false, false, false) => &self.k.attention_split,
-                (true, false, false) => &self.k.attention_split_bf16,
-                (false, true, false) => &self.k.attention_split_store,
-                (true, true, false) => &self.k.attention_split_store_bf16,
-                (false, false, true) => &self.k.attention_split_last,
-                (true, false, true) => &self.k.attention_split_last_bf16,
-                (false, true, true) => &self.k.attention_split_store_last,
-                (true, true, true) => &self.k.attention_split_store_last_bf16,
-            };
-            (f, part, splits as u32)
+            (part, splits as u32)
         } else {
-            let f = match (kv_bf16, fused_store) {
-                (false, false) => &self.k.attention,
-                (true, false) => &self.k.attention_bf16,
-                (false, true) => &self.k.attention_store,
-                (true, true) => &self.k.attention_store_bf16,
-            };
-            (f, out.take().expect("not yet taken"), 1)
+            (out.take().expect("not yet taken"), 1)
         };
+        let f = self
+            .k
+            .attn
+            .pick(splits > 1, fused_store, last, rope.is_some(), kv_bf16)
+            .ok_or_else(|| err("attention: the rope is fused only with the fused KV store"))?;
         let mut a = self.args(f);
         a.arg(q);
         if fused_store {
@@ -175,6 +169,10 @@ impl CudaBackend {
             // The `_last` kernels' last parameters: the counts and the output.
             a.arg(count_guard.as_mut().expect("allocated above"));
             a.arg(out.take().expect("not yet taken"));
+        }
+        if let Some(cos_sin) = rope {
+            // The `_rope` kernels' last parameter: the rope table.
+            a.arg(cos_sin);
         }
         self.go(
             "attention",

@@ -76,6 +76,11 @@ pub struct Experimental {
     /// split kernel: one launch fewer per layer, the same expressions in the same order.
     /// Written without a GPU: not yet run on one.
     pub inline_combine: bool,
+    /// With `fused-kv-store`: decode steps rotate their queries and keys inside the attention
+    /// kernel as it reads them (the `_rope` entries, `rope`'s expressions) instead of in a
+    /// `rope` or `rope_qk` launch before it: one launch fewer per layer, the same values.
+    /// Written without a GPU: not yet run on one.
+    pub rope_in_attention: bool,
 }
 
 impl Experimental {
@@ -96,6 +101,7 @@ impl Experimental {
         inline_shrink: false,
         tiled_lora: false,
         inline_combine: false,
+        rope_in_attention: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -114,6 +120,7 @@ impl Experimental {
         inline_shrink: true,
         tiled_lora: true,
         inline_combine: true,
+        rope_in_attention: true,
     };
 }
 

@@ -36,21 +36,9 @@ pub struct Kernels {
     pub(crate) rope_qk: CudaFunction,
     pub(crate) kv_store: CudaFunction,
     pub(crate) kv_store_bf16: CudaFunction,
-    pub(crate) attention: CudaFunction,
-    pub(crate) attention_bf16: CudaFunction,
-    pub(crate) attention_split: CudaFunction,
-    pub(crate) attention_split_bf16: CudaFunction,
-    /// `attention*_store*`: the same, storing the step's keys and values (`fused-kv-store`).
-    pub(crate) attention_store: CudaFunction,
-    pub(crate) attention_store_bf16: CudaFunction,
-    pub(crate) attention_split_store: CudaFunction,
-    pub(crate) attention_split_store_bf16: CudaFunction,
-    /// `attention_split*_last*`: the split kernels that merge their splits themselves
-    /// (`inline-combine`).
-    pub(crate) attention_split_last: CudaFunction,
-    pub(crate) attention_split_last_bf16: CudaFunction,
-    pub(crate) attention_split_store_last: CudaFunction,
-    pub(crate) attention_split_store_last_bf16: CudaFunction,
+    /// The attention entries, each as `[f32 cache, bf16 cache]` (`name`, `name_bf16`); see
+    /// kernels/attention.cu and [`AttnKernels`].
+    pub(crate) attn: AttnKernels,
     pub(crate) attention_combine: CudaFunction,
     pub(crate) silu_mul: CudaFunction,
     pub(crate) add: CudaFunction,
@@ -108,6 +96,11 @@ impl Kernels {
             get("matmul", "matvec_bf16_lora_inline_r4")?,
             get("matmul", "matvec_bf16_lora_inline_r8")?,
         ];
+        // An attention entry on an f32 cache and on a bf16 one (`name`, `name_bf16`).
+        let pair = |f: &str| -> Result<[CudaFunction; 2], String> {
+            let file = "attention";
+            Ok([get(file, f)?, get(file, &format!("{f}_bf16"))?])
+        };
         let mut matvec_inline_static = 0;
         for f in &matvec_bf16_lora_inline {
             let b = f
@@ -143,18 +136,17 @@ impl Kernels {
             rope_qk: get("rope", "rope_qk")?,
             kv_store: get("attention", "kv_store")?,
             kv_store_bf16: get("attention", "kv_store_bf16")?,
-            attention: get("attention", "attention")?,
-            attention_bf16: get("attention", "attention_bf16")?,
-            attention_split: get("attention", "attention_split")?,
-            attention_split_bf16: get("attention", "attention_split_bf16")?,
-            attention_store: get("attention", "attention_store")?,
-            attention_store_bf16: get("attention", "attention_store_bf16")?,
-            attention_split_store: get("attention", "attention_split_store")?,
-            attention_split_store_bf16: get("attention", "attention_split_store_bf16")?,
-            attention_split_last: get("attention", "attention_split_last")?,
-            attention_split_last_bf16: get("attention", "attention_split_last_bf16")?,
-            attention_split_store_last: get("attention", "attention_split_store_last")?,
-            attention_split_store_last_bf16: get("attention", "attention_split_store_last_bf16")?,
+            attn: AttnKernels {
+                plain: pair("attention")?,
+                split: pair("attention_split")?,
+                store: pair("attention_store")?,
+                split_store: pair("attention_split_store")?,
+                split_last: pair("attention_split_last")?,
+                split_store_last: pair("attention_split_store_last")?,
+                store_rope: pair("attention_store_rope")?,
+                split_store_rope: pair("attention_split_store_rope")?,
+                split_store_last_rope: pair("attention_split_store_last_rope")?,
+            },
             attention_combine: get("attention", "attention_combine")?,
             silu_mul: get("silu_mul", "silu_mul")?,
             add: get("add", "add")?,
@@ -173,5 +165,49 @@ impl Kernels {
             logits_norm: get("logits", "logits_norm")?,
             _modules: modules.into_iter().map(|(_, m)| m).collect(),
         })
+    }
+}
+
+/// The attention kernels, each `[f32 cache, bf16 cache]`: `plain` (one block per (token,
+/// head)), `split` (flash-decoding partials, merged by `attention_combine`), `_store` (decode
+/// steps store their keys and values inside: `fused-kv-store`), `_last` (the split blocks merge
+/// themselves: `inline-combine`), `_rope` (q and k rotated as read: `rope-in-attention`).
+pub(crate) struct AttnKernels {
+    pub(crate) plain: [CudaFunction; 2],
+    pub(crate) split: [CudaFunction; 2],
+    pub(crate) store: [CudaFunction; 2],
+    pub(crate) split_store: [CudaFunction; 2],
+    pub(crate) split_last: [CudaFunction; 2],
+    pub(crate) split_store_last: [CudaFunction; 2],
+    pub(crate) store_rope: [CudaFunction; 2],
+    pub(crate) split_store_rope: [CudaFunction; 2],
+    pub(crate) split_store_last_rope: [CudaFunction; 2],
+}
+
+impl AttnKernels {
+    /// The entry for a launch: `split` (several blocks per (token, head)), `store` (the fused
+    /// KV store), `last` (with `split`: merged inside), `rope` (with `store`: rotated inside),
+    /// on a bf16 cache or not; `None` for a combination no kernel has (rope without the store).
+    pub(crate) fn pick(
+        &self,
+        split: bool,
+        store: bool,
+        last: bool,
+        rope: bool,
+        kv_bf16: bool,
+    ) -> Option<&CudaFunction> {
+        let pair = match (split, store, last && split, rope) {
+            (_, false, _, true) => return None,
+            (false, false, _, false) => &self.plain,
+            (false, true, _, false) => &self.store,
+            (false, true, _, true) => &self.store_rope,
+            (true, false, false, false) => &self.split,
+            (true, false, true, false) => &self.split_last,
+            (true, true, false, false) => &self.split_store,
+            (true, true, true, false) => &self.split_store_last,
+            (true, true, false, true) => &self.split_store_rope,
+            (true, true, true, true) => &self.split_store_last_rope,
+        };
+        Some(&pair[usize::from(kv_bf16)])
     }
 }

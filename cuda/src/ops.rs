@@ -3,7 +3,8 @@
 
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{
-    add_then_rms_norm, rope_each, AttnShape, Backend, LinearJob, LoraStackHost, StepPlan, StepShape,
+    add_then_rms_norm, rope_each, rope_then_attention, AttnShape, Backend, LinearJob,
+    LoraStackHost, StepPlan, StepShape,
 };
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
@@ -54,6 +55,7 @@ impl Backend for CudaBackend {
             (x.inline_shrink, "inline-shrink"),
             (x.tiled_lora, "tiled-lora"),
             (x.inline_combine, "inline-combine"),
+            (x.rope_in_attention, "rope-in-attention"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -364,7 +366,29 @@ impl Backend for CudaBackend {
         s: AttnShape,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.attention_impl(q, k, v, k_cache, v_cache, step, s, out)
+        self.attention_impl(None, q, k, v, k_cache, v_cache, step, s, out)
+    }
+
+    fn rope_attention(
+        &self,
+        q: &mut CudaSlice<f32>,
+        k: &mut CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        cos_sin: &CudaSlice<f32>,
+        k_cache: &mut CudaSlice<f32>,
+        v_cache: &mut CudaSlice<f32>,
+        step: &CudaStep,
+        s: AttnShape,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let x = &self.options.experimental;
+        // Only where the fused store takes the step (decode: each token alone in its slot);
+        // `StepShape` carries the same test, so a recorded graph's replays take the same path.
+        if x.rope_in_attention && x.fused_kv_store && step.tokens_alone {
+            check_rope_table(cos_sin, step, s.n_tokens, s.head_dim)?;
+            return self.attention_impl(Some(cos_sin), q, k, v, k_cache, v_cache, step, s, out);
+        }
+        rope_then_attention(self, q, k, v, cos_sin, k_cache, v_cache, step, s, out)
     }
 
     fn silu_mul(

@@ -223,6 +223,12 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
                 "attention_split_last_bf16",
                 "attention_split_store_last",
                 "attention_split_store_last_bf16",
+                "attention_store_rope",
+                "attention_store_rope_bf16",
+                "attention_split_store_rope",
+                "attention_split_store_rope_bf16",
+                "attention_split_store_last_rope",
+                "attention_split_store_last_rope_bf16",
                 "attention_combine",
             ][..],
         ),
@@ -333,28 +339,35 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
 }
 
 /// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in
-/// `src/kernels.rs`) is in its file's PTX: a misspelled or missing one would otherwise surface
-/// only on a GPU, when the backend loads.
+/// `src/kernels.rs`, and each attention `pair("entry")`: `entry` and `entry_bf16`) is in its
+/// file's PTX: a misspelled or missing one would otherwise surface only on a GPU, when the
+/// backend loads.
 #[test]
 fn every_entry_point_the_backend_loads_is_in_the_ptx() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
     let src = include_str!("../src/kernels.rs");
-    let wanted: Vec<(&str, &str)> = src
+    let mut wanted: Vec<(&str, String)> = src
         .split("get(\"")
         .skip(1)
         .map(|rest| {
             // `file", "entry")?`
             let parts: Vec<&str> = rest.splitn(4, '"').collect();
             assert_eq!(parts.get(1), Some(&", "), "kernels.rs: get(\"{rest:.40}");
-            (parts[0], parts[2])
+            (parts[0], parts[2].to_string())
         })
         .collect();
+    let gets = wanted.len();
+    for rest in src.split("pair(\"").skip(1) {
+        let entry = rest.split('"').next().expect("split yields one piece");
+        wanted.push(("attention", entry.to_string()));
+        wanted.push(("attention", format!("{entry}_bf16")));
+    }
     assert!(
-        wanted.len() >= 40,
-        "found only {} get(...) calls",
-        wanted.len()
+        gets >= 30 && wanted.len() - gets >= 18,
+        "found only {gets} get(...) and {} pair(...) entries",
+        wanted.len() - gets
     );
     let mut ptx_of = std::collections::HashMap::new();
     for (file, entry) in wanted {

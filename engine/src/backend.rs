@@ -165,6 +165,26 @@ pub fn add_then_rms_norm<B: Backend>(
     b.rms_norm(x, w, rows, dim, eps, out)
 }
 
+/// [`Backend::rope_attention`] as [`Backend::rope_qk`] then [`Backend::attention`]: the
+/// default, and a backend's path when it does not fuse them.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_then_attention<B: Backend>(
+    b: &B,
+    q: &mut B::Buf,
+    k: &mut B::Buf,
+    v: &B::Buf,
+    cos_sin: &B::Buf,
+    k_cache: &mut B::Buf,
+    v_cache: &mut B::Buf,
+    step: &B::Step,
+    shape: AttnShape,
+    out: &mut B::Buf,
+) -> Result<()> {
+    let heads = (shape.n_heads, shape.n_kv_heads);
+    b.rope_qk(q, k, cos_sin, step, shape.n_tokens, heads, shape.head_dim)?;
+    b.attention(q, k, v, k_cache, v_cache, step, shape, out)
+}
+
 /// [`Backend::linears`] op by op: for each job, `matmul`, then `lora_shrink` and
 /// `lora_expand` when it has LoRA.
 pub fn linears_each<B: Backend>(
@@ -422,6 +442,27 @@ pub trait Backend: Send + Sync + Sized {
         shape: AttnShape,
         out: &mut Self::Buf,
     ) -> Result<()>;
+    /// [`Backend::rope_qk`] on the step's `q` and `k` by `cos_sin`, then [`Backend::attention`]
+    /// (the default, which every backend may keep). A backend may fuse them (CUDA's
+    /// `rope-in-attention` rotates q and k as its attention kernel reads them): the outputs,
+    /// `out` and the caches, are the same; `q` and `k` then hold either the rotated values or
+    /// what they held before (nothing reads them after attention). Shapes and errors as those
+    /// two ops'.
+    #[allow(clippy::too_many_arguments)]
+    fn rope_attention(
+        &self,
+        q: &mut Self::Buf,
+        k: &mut Self::Buf,
+        v: &Self::Buf,
+        cos_sin: &Self::Buf,
+        k_cache: &mut Self::Buf,
+        v_cache: &mut Self::Buf,
+        step: &Self::Step,
+        shape: AttnShape,
+        out: &mut Self::Buf,
+    ) -> Result<()> {
+        rope_then_attention(self, q, k, v, cos_sin, k_cache, v_cache, step, shape, out)
+    }
     /// `out[i] = silu(gate[i]) * up[i]` for `n` values.
     fn silu_mul(
         &self,

@@ -398,12 +398,11 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
             ];
             b.linears(&ws.h, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
-            let heads = (c.num_heads, c.num_kv_heads);
-            b.rope_qk(&mut ws.q, &mut ws.k, &self.rope, step, t, heads, c.head_dim)?;
-            b.attention(
-                &ws.q,
-                &ws.k,
+            b.rope_attention(
+                &mut ws.q,
+                &mut ws.k,
                 &ws.v,
+                &self.rope,
                 &mut kv.k[li],
                 &mut kv.v[li],
                 step,

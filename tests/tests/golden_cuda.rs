@@ -276,6 +276,16 @@ mod experimental {
             ..NONE
         }
     );
+    // The rope inside attention rides on the fused store (decode steps).
+    alone_tests!(
+        rope_in_attention,
+        "fused-kv-store,rope-in-attention",
+        Experimental {
+            fused_kv_store: true,
+            rope_in_attention: true,
+            ..NONE
+        }
+    );
     alone_tests!(
         inline_combine,
         "split-attention,inline-combine",

@@ -11,8 +11,9 @@ use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
     assert_all_pass, batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases,
-    decode_matvec_cases, fused_kv_store_cases, run_all, run_case, run_cases, run_cases_against,
-    sgmv_cases, split_attention_cases, tiled_lora_cases, Op, ParityCase,
+    decode_matvec_cases, fused_kv_store_cases, rope_in_attention_cases, run_all, run_case,
+    run_cases, run_cases_against, sgmv_cases, split_attention_cases, tiled_lora_cases, Op,
+    ParityCase,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -495,6 +496,45 @@ fn op_parity_cuda_inline_combine_matches_the_combine_launch_exactly() {
         );
         let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_kv_store_cases()).collect();
         assert_all_pass(&run_cases_against(&inline, &launched, cases));
+    }
+}
+
+/// `rope-in-attention` computes what `rope_qk` then the fused-store attention compute, bit for
+/// bit: every case of `rope_in_attention_cases` against the backend without it (bound 0), with
+/// f32 and bf16 caches, unsplit, split with the combine launch, and split with
+/// `inline-combine` (every `_rope` entry); on f32 caches also against the CPU.
+#[test]
+fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
+    for kv_bf16 in [false, true] {
+        for (split_attention, inline_combine) in [(false, false), (true, false), (true, true)] {
+            let with = |rope_in_attention: bool| CudaOptions {
+                kv_bf16,
+                experimental: Experimental {
+                    fused_kv_store: true,
+                    split_attention,
+                    inline_combine,
+                    rope_in_attention,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let Some((fused, unfused)) = fused_and_unfused(with) else {
+                return;
+            };
+            println!(
+                "rope in attention vs rope launch, bf16 cache {kv_bf16}, split \
+                 {split_attention}, inline combine {inline_combine}"
+            );
+            let cases = rope_in_attention_cases();
+            assert_all_pass(&run_cases_against(&fused, &unfused, cases.clone()));
+            if !kv_bf16 {
+                let cases = cases.into_iter().map(|c| ParityCase {
+                    tol: dlp_tests::parity::REDUCTION_TOL,
+                    ..c
+                });
+                assert_all_pass(&run_cases(&fused, cases.collect()));
+            }
+        }
     }
 }
 

@@ -37,12 +37,15 @@ pub enum Op {
         positions: Vec<u32>,
     },
     /// `attention`: token `t` at `(kv_slots[t], positions[t])`; the caches start random (the
-    /// earlier positions) and are compared after the call as well.
+    /// earlier positions) and are compared after the call as well. With `rope`,
+    /// `rope_attention` on a random rope table instead (q and k rotated first; they are not
+    /// compared after the call).
     Attention {
         shape: AttnShape,
         slots: usize,
         kv_slots: Vec<u32>,
         positions: Vec<u32>,
+        rope: bool,
     },
     /// `silu_mul` of `n` values.
     SiluMul { n: usize },
@@ -174,6 +177,7 @@ pub(super) fn attn_window(
         slots,
         kv_slots: at.iter().map(|a| a.0).collect(),
         positions: at.iter().map(|a| a.1).collect(),
+        rope: false,
     };
     case(id, op, REDUCTION_TOL)
 }

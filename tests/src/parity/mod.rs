@@ -17,7 +17,8 @@ mod option_cases;
 pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
     batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
-    f16_weight_cases, fused_kv_store_cases, sgmv_cases, split_attention_cases, tiled_lora_cases,
+    f16_weight_cases, fused_kv_store_cases, rope_in_attention_cases, sgmv_cases,
+    split_attention_cases, tiled_lora_cases,
 };
 
 /// The result of one case on one backend.
@@ -98,6 +99,18 @@ fn plan(tokens: usize) -> StepPlan {
     }
 }
 
+/// A random rope table for `positions`: (cos, sin) pairs of random angles, at least
+/// `head_dim` values per position up to the largest (what the backends check).
+fn rope_table(positions: &[u32], head_dim: usize, g: &mut Rng) -> Vec<f32> {
+    let max_pos = *positions.iter().max().unwrap_or(&0) as usize;
+    (0..((max_pos + 1) * head_dim).div_ceil(2))
+        .flat_map(|_| {
+            let a = g.f() * 3.0;
+            [a.cos(), a.sin()]
+        })
+        .collect()
+}
+
 /// Runs one case on `b`, inputs drawn from the case's seed.
 fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
@@ -163,13 +176,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             positions,
         } => {
             let t = positions.len();
-            let max_pos = *positions.iter().max().unwrap_or(&0) as usize;
-            let cs: Vec<f32> = (0..(max_pos + 1) * head_dim / 2)
-                .flat_map(|_| {
-                    let a = g.f() * 3.0;
-                    [a.cos(), a.sin()]
-                })
-                .collect();
+            let cs = rope_table(positions, *head_dim, &mut g);
             let mut x = b.upload(&g.vec(t * heads * head_dim))?;
             let cs = b.upload(&cs)?;
             let mut p = plan(t);
@@ -195,6 +202,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             slots,
             kv_slots,
             positions,
+            rope,
         } => {
             let (t, kv_dim, q_dim) = (
                 s.n_tokens,
@@ -202,8 +210,8 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                 s.n_heads * s.head_dim,
             );
             let cache_len = slots * s.capacity * kv_dim;
-            let q = b.upload(&g.vec(t * q_dim))?;
-            let k = b.upload(&g.vec(t * kv_dim))?;
+            let mut q = b.upload(&g.vec(t * q_dim))?;
+            let mut k = b.upload(&g.vec(t * kv_dim))?;
             let v = b.upload(&g.vec(t * kv_dim))?;
             // Earlier positions drawn as bf16 values for a bf16 cache, so that both sides
             // start from the same numbers.
@@ -223,7 +231,14 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             p.positions = positions.clone();
             let step = b.upload_step(&p, None)?;
             let mut out = poisoned(b, t * q_dim)?;
-            b.attention(&q, &k, &v, &mut kc, &mut vc, &step, *s, &mut out)?;
+            if *rope {
+                let cs = b.upload(&rope_table(positions, s.head_dim, &mut g))?;
+                b.rope_attention(
+                    &mut q, &mut k, &v, &cs, &mut kc, &mut vc, &step, *s, &mut out,
+                )?;
+            } else {
+                b.attention(&q, &k, &v, &mut kc, &mut vc, &step, *s, &mut out)?;
+            }
             vec![
                 ("out", b.download(&out, t * q_dim)?, None),
                 ("k_cache", b.download_kv(&kc, cache_len)?, None),

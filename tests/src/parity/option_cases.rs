@@ -400,6 +400,37 @@ pub fn fused_kv_store_cases() -> Vec<ParityCase> {
         .collect()
 }
 
+/// The cases for `--cuda-experimental rope-in-attention`: every case of
+/// [`fused_kv_store_cases`] through `rope_attention` on a random rope table, held to bound 0
+/// against a backend that runs `rope_qk` then `attention` (decode steps take the rotating
+/// kernels; prefills and the 65-token step keep the rope launch). Head widths 7 and 200 leave
+/// an unrotated last element and lanes whose pair lies in another lane.
+pub fn rope_in_attention_cases() -> Vec<ParityCase> {
+    fused_kv_store_cases()
+        .into_iter()
+        .map(|c| match c.op {
+            Op::Attention {
+                shape,
+                slots,
+                kv_slots,
+                positions,
+                ..
+            } => ParityCase {
+                id: format!("{},rope", c.id),
+                op: Op::Attention {
+                    shape,
+                    slots,
+                    kv_slots,
+                    positions,
+                    rope: true,
+                },
+                ..c
+            },
+            op => unreachable!("fused_kv_store_cases holds attention cases only: {op:?}"),
+        })
+        .collect()
+}
+
 /// The attention cases for `--cuda-kv-bf16`: every attention case of the table, the long
 /// contexts of [`split_attention_cases`] and a cache of an odd number of values, with the caches' earlier positions drawn as bf16
 /// values; run against the CPU with keys and values rounded as they are stored

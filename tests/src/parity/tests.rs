@@ -197,3 +197,27 @@ fn split_attention_and_bf16_lora_cases_run_on_the_cpu_reference() {
     );
     assert_all_pass(&run_cases(&CpuBackend::new(), cases));
 }
+
+/// The rope-in-attention set runs on the CPU reference, and its rope is real: every case's
+/// key cache differs from the same case without the rope (same draws up to the table) and its
+/// value cache does not; the output differs too, except where each token sees one position
+/// only (a window of 1: the output is then that position's value).
+#[test]
+fn rope_in_attention_cases_rotate_and_run_on_the_cpu_reference() {
+    let cases = rope_in_attention_cases();
+    assert_eq!(cases.len(), fused_kv_store_cases().len());
+    assert_all_pass(&run_cases(&CpuBackend::new(), cases.clone()));
+    let cpu = CpuBackend::new();
+    for (with, without) in cases.iter().zip(fused_kv_store_cases()) {
+        let a = exec(&cpu, with).unwrap();
+        let b = exec(&cpu, &without).unwrap();
+        let names: Vec<&str> = a.iter().map(|o| o.0).collect();
+        assert_eq!(names, ["out", "k_cache", "v_cache"], "{}", with.id);
+        assert_ne!(a[1].1, b[1].1, "{}: key cache", with.id);
+        assert_eq!(a[2].1, b[2].1, "{}: value cache", with.id);
+        let Op::Attention { shape, .. } = &with.op else {
+            unreachable!("attention cases only")
+        };
+        assert_eq!(a[0].1 == b[0].1, shape.window == 1, "{}: output", with.id);
+    }
+}
