@@ -208,8 +208,8 @@ pub struct ModelArgs {
     /// (with split-attention: the split block of each head that finishes last merges the
     /// splits, so no combine launch follows; same values; not yet run on a GPU),
     /// `rope-in-attention` (with fused-kv-store: decode steps rotate their queries and keys
-    /// inside the attention kernel, so no rope launch comes first; same values; not yet run
-    /// on a GPU), or `all`.
+    /// inside the attention kernel, so no rope launch comes first, or two without fused-rope;
+    /// same values; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each

@@ -190,6 +190,8 @@ impl CudaBackend {
                 a,
                 cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
             )?;
+            let combines = &self.counts.attention_combine;
+            combines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

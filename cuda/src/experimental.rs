@@ -78,7 +78,7 @@ pub struct Experimental {
     pub inline_combine: bool,
     /// With `fused-kv-store`: decode steps rotate their queries and keys inside the attention
     /// kernel as it reads them (the `_rope` entries, `rope`'s expressions) instead of in a
-    /// `rope` or `rope_qk` launch before it: one launch fewer per layer, the same values.
+    /// `rope_qk` launch (two `rope` launches without `fused-rope`) before it, the same values.
     /// Written without a GPU: not yet run on one.
     pub rope_in_attention: bool,
 }

@@ -147,10 +147,30 @@ pub struct CudaBackend {
     capturing: AtomicBool,
     /// Bumped whenever a scratch buffer is reallocated (recorded graphs hold its address).
     scratch_gen: AtomicU64,
-    /// Launches of the tiled LoRA kernels ([`Self::tiled_lora_launches`]).
-    pub(crate) tiled_launches: AtomicU64,
+    /// Launches of the kernels whose switches tests must see take effect ([`Self::launches`]).
+    pub(crate) counts: LaunchCounters,
     /// cuBLAS's workspace when graphs are on (cuBLAS must not allocate during a capture).
     _blas_workspace: Option<CudaSlice<u8>>,
+}
+
+/// The counters behind [`CudaBackend::launches`].
+#[derive(Debug, Default)]
+pub(crate) struct LaunchCounters {
+    pub(crate) tiled_lora: AtomicU64,
+    pub(crate) attention_combine: AtomicU64,
+    pub(crate) rope: AtomicU64,
+}
+
+/// Launches counted by [`CudaBackend::launches`] (queued, or recorded into a CUDA graph).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaunchCounts {
+    /// `lora_shrink`/`lora_expand` calls on the tiled kernels ([`Experimental::tiled_lora`]).
+    pub tiled_lora: u64,
+    /// `attention_combine` (none under [`Experimental::inline_combine`]).
+    pub attention_combine: u64,
+    /// `rope` and `rope_qk` (none for the decode steps of
+    /// [`Experimental::rope_in_attention`]).
+    pub rope: u64,
 }
 
 /// Steps of more rows than this keep the narrow grids under [`Experimental::wide_grids`].
@@ -323,7 +343,7 @@ impl CudaBackend {
                 }),
                 capturing: AtomicBool::new(false),
                 scratch_gen: AtomicU64::new(0),
-                tiled_launches: AtomicU64::new(0),
+                counts: LaunchCounters::default(),
                 _blas_workspace: blas_workspace,
             })
         })
@@ -333,7 +353,19 @@ impl CudaBackend {
     /// ([`Experimental::tiled_lora`]) so far: tests check with it that the path they hold to
     /// the reference is the one that ran, not a fallback.
     pub fn tiled_lora_launches(&self) -> u64 {
-        self.tiled_launches.load(Ordering::Relaxed)
+        self.launches().tiled_lora
+    }
+
+    /// Launches so far of the kernels that some switches remove or replace (see
+    /// [`LaunchCounts`]): tests check with them that the path they hold to the reference is
+    /// the one that ran, not a fallback that computes the same values.
+    pub fn launches(&self) -> LaunchCounts {
+        let c = &self.counts;
+        LaunchCounts {
+            tiled_lora: c.tiled_lora.load(Ordering::Relaxed),
+            attention_combine: c.attention_combine.load(Ordering::Relaxed),
+            rope: c.rope.load(Ordering::Relaxed),
+        }
     }
 
     /// The device's name (e.g. `NVIDIA H200`).

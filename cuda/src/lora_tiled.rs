@@ -155,7 +155,7 @@ impl CudaBackend {
         let mut a = self.lora_args(kernels, input, l, step, expand);
         a.arg(&t).arg(out);
         self.go(op, a, launch)?;
-        self.tiled_launches.fetch_add(1, Ordering::Relaxed);
+        self.counts.tiled_lora.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 }

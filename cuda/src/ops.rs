@@ -1,6 +1,8 @@
 //! `impl Backend for CudaBackend`: host-side checks (the same errors the CPU reference gives),
 //! then one launch per op (two for attention, logits and matmul with bias), all on one stream.
 
+use std::sync::atomic::Ordering;
+
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{
     add_then_rms_norm, rope_each, rope_then_attention, AttnShape, Backend, LinearJob,
@@ -65,10 +67,17 @@ impl Backend for CudaBackend {
         } else {
             format!("; experimental: {}", on.join(", "))
         };
-        if (x.fused_shrink || x.dependent_launch)
-            && !self.pdl.load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if (x.fused_shrink || x.dependent_launch) && !self.pdl.load(Ordering::Relaxed) {
             exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
+        }
+        // Paths that ride on another one do nothing without it.
+        for (on, path, needs) in [
+            (x.inline_combine && !x.split_attention, "inline-combine", "split-attention"),
+            (x.rope_in_attention && !x.fused_kv_store, "rope-in-attention", "fused-kv-store"),
+        ] {
+            if on {
+                exp += &format!(" ({path} inactive: it needs {needs})");
+            }
         }
         if let Some(t) = self.tune.describe() {
             exp += &format!("; tuned: {}={t}", crate::tune::TUNE_ENV);
@@ -319,7 +328,9 @@ impl Backend for CudaBackend {
             .arg(&t)
             .arg(&h)
             .arg(&d);
-        self.go("rope", a, grid_1d(n_tokens * n_heads * head_dim / 2))
+        self.go("rope", a, grid_1d(n_tokens * n_heads * head_dim / 2))?;
+        self.counts.rope.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn rope_qk(
@@ -352,7 +363,9 @@ impl Backend for CudaBackend {
             "rope (q and k)",
             a,
             grid_1d(n_tokens * heads * head_dim / 2),
-        )
+        )?;
+        self.counts.rope.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn attention(

@@ -7,6 +7,7 @@
 #![cfg(feature = "cuda")]
 
 use dlp_cuda::{CudaBackend, CudaOptions, Experimental};
+use dlp_engine::backend::StepPlan;
 use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
@@ -473,7 +474,8 @@ fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
 /// windows) against the backend with the combine launch (bound 0), with f32 and bf16 caches,
 /// the fused KV store off and on. The partials are NaN before each split launch
 /// (`poison_scratch`) and every case runs twice, so a block that merged before every split
-/// had written, or a launch that left its counts non-zero, fails.
+/// had written, or a launch that left its counts non-zero, fails; and no `attention_combine`
+/// may run on the inline backend.
 #[test]
 fn op_parity_cuda_inline_combine_matches_the_combine_launch_exactly() {
     for (kv_bf16, fused_kv_store) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -495,14 +497,36 @@ fn op_parity_cuda_inline_combine_matches_the_combine_launch_exactly() {
             "inline combine vs combine launch, bf16 cache {kv_bf16}, fused store {fused_kv_store}"
         );
         let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_kv_store_cases()).collect();
+        let before = (inline.launches(), launched.launches());
         assert_all_pass(&run_cases_against(&inline, &launched, cases));
+        // The split steps merged inside: no combine launch, where the other backend has some.
+        assert_eq!(
+            inline.launches().attention_combine,
+            before.0.attention_combine
+        );
+        let combines = launched.launches().attention_combine - before.1.attention_combine;
+        assert!(combines > 0, "no split step among the cases");
     }
 }
 
-/// `rope-in-attention` computes what `rope_qk` then the fused-store attention compute, bit for
+/// How many of `cases` (attention cases) are decode steps: each token alone in its KV slot.
+fn decode_steps(cases: &[ParityCase]) -> u64 {
+    let decode = |c: &ParityCase| match &c.op {
+        Op::Attention { kv_slots, .. } => StepPlan {
+            kv_slots: kv_slots.clone(),
+            ..Default::default()
+        }
+        .tokens_alone_in_slots(),
+        _ => false,
+    };
+    cases.iter().filter(|c| decode(c)).count() as u64
+}
+
+/// `rope-in-attention` computes what `rope` then the fused-store attention compute, bit for
 /// bit: every case of `rope_in_attention_cases` against the backend without it (bound 0), with
 /// f32 and bf16 caches, unsplit, split with the combine launch, and split with
-/// `inline-combine` (every `_rope` entry); on f32 caches also against the CPU.
+/// `inline-combine` (every `_rope` entry); on f32 caches also against the CPU. The rope
+/// launches counted show that the decode steps took the rotating kernels.
 #[test]
 fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
     for kv_bf16 in [false, true] {
@@ -526,7 +550,14 @@ fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
                  {split_attention}, inline combine {inline_combine}"
             );
             let cases = rope_in_attention_cases();
+            let before = (fused.launches().rope, unfused.launches().rope);
             assert_all_pass(&run_cases_against(&fused, &unfused, cases.clone()));
+            // Without fused-rope a rope is two launches (q, then k). The decode steps rotated
+            // inside attention: that path ran, not the fallback, which gives the same values.
+            let (all, decode) = (cases.len() as u64, decode_steps(&cases));
+            assert!(decode >= 14, "{decode} decode steps");
+            assert_eq!(unfused.launches().rope - before.1, 2 * all);
+            assert_eq!(fused.launches().rope - before.0, 2 * (all - decode));
             if !kv_bf16 {
                 let cases = cases.into_iter().map(|c| ParityCase {
                     tol: dlp_tests::parity::REDUCTION_TOL,

@@ -402,9 +402,9 @@ pub fn fused_kv_store_cases() -> Vec<ParityCase> {
 
 /// The cases for `--cuda-experimental rope-in-attention`: every case of
 /// [`fused_kv_store_cases`] through `rope_attention` on a random rope table, held to bound 0
-/// against a backend that runs `rope_qk` then `attention` (decode steps take the rotating
-/// kernels; prefills and the 65-token step keep the rope launch). Head widths 7 and 200 leave
-/// an unrotated last element and lanes whose pair lies in another lane.
+/// against a backend that runs `rope` then `attention` (the decode steps, the 65-token one
+/// included, take the rotating kernels; the prefills keep the rope launch). Head widths 7 and
+/// 200 leave an unrotated last element and lanes whose pair lies in another lane.
 pub fn rope_in_attention_cases() -> Vec<ParityCase> {
     fused_kv_store_cases()
         .into_iter()
