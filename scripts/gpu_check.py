@@ -37,7 +37,9 @@ Modules: gpu_check_core.py (settings, state, the step runner), gpu_check_speed.p
 stage), gpu_check_report.py (the summary and what goes to $OUT).
 
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
-"bf16c-exp bf16c f32 bf16"; bf16c-exp-no-batch-lora: bf16c-exp without batch-lora), PEERS=none
+"bf16c-exp bf16c f32 bf16"; bf16c-exp-without-<path>[+<path>...]: bf16c-exp with those
+--cuda-experimental paths off, and those that ride on them; bf16c-exp-no-batch-lora is
+bf16c-exp-without-batch-lora), PEERS=none
 (skip transformers+PEFT), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
 "none" skips the profile; default base,fused3 for nsys and base for ncu), SWEEP (kernel tuning settings benched on the
 first shape after the first figures, e.g. "default matvec_unroll=8 matvec_warps=4": each a
@@ -64,7 +66,7 @@ import time
 import gpu_check_report as report
 from gpu_check_core import (BUDGET, CHECKS_BUDGET, G, JOBS, LOGS, MODE_FLAGS, MODES, OUT, R,
                             RUST_ENV, SHAPES, SIZE, T0, TEST_CAP, WORK, Stop, kill_live, left,
-                            record, run, runs, say, stopping)
+                            record, run, runs, say, stopping, without_mode)
 from gpu_check_speed import speed
 
 def setup_env():
@@ -220,6 +222,8 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     try:
         bad = [m for m in MODES if m not in MODE_FLAGS]
+        for m in bad:
+            without_mode(m)  # names the unknown path of a bf16c-exp-without-... mode
         if bad:
             raise ValueError(f"MODES: unknown {', '.join(bad)} (known: {', '.join(MODE_FLAGS)})")
         setup_env()

@@ -53,10 +53,35 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"],
          "tiled-lora": [], "inline-combine": ["split-attention"],
          "rope-in-attention": ["fused-kv-store"]}
+WITHOUT = "bf16c-exp-without-"
+
+
+def without_mode(name):
+    """The flags of mode `bf16c-exp-without-<path>[+<path>...]`: bf16c-exp with those
+    --cuda-experimental paths off, and the paths that ride on them (PATHS); None for a name of
+    another form. MODES="bf16c-exp bf16c-exp-without-inline-combine" times a path's effect in one
+    run. Raises ValueError naming a path that does not exist."""
+    if not name.startswith(WITHOUT):
+        return None
+    drop = name[len(WITHOUT):].split("+")
+    bad = [p for p in drop if p not in PATHS]
+    if bad:
+        raise ValueError(f"MODES: {name}: no path {', '.join(map(repr, bad))} "
+                         f"(paths: {', '.join(PATHS)})")
+    keep = [p for p in PATHS if p not in drop and not set(PATHS[p]) & set(drop)]
+    return EXP_ALL[:-1] + [",".join(keep)]
+
+
 # bf16c-exp without batch-lora (decode batches' LoRA on tiled-lora, sgmv in the last H200 run;
-# the other paths as bf16c-exp): MODES="bf16c-exp bf16c-exp-no-batch-lora" times the two in one run.
-MODE_FLAGS["bf16c-exp-no-batch-lora"] = EXP_ALL[:-1] + [",".join(p for p in PATHS
-                                                                if p != "batch-lora")]
+# the other paths as bf16c-exp), the name earlier runs used.
+MODE_FLAGS["bf16c-exp-no-batch-lora"] = without_mode(WITHOUT + "batch-lora")
+for _mode in MODES:
+    try:
+        _flags = without_mode(_mode)
+    except ValueError:
+        continue  # gpu_check.py reports it, inside the run
+    if _flags is not None:
+        MODE_FLAGS[_mode] = _flags
 # The unverified pieces of bf16c-exp, each tried alone on top of bf16c when bf16c-exp fails.
 PIECES = [
     ("lora-bf16", ["--cuda-lora-bf16"]),

@@ -177,7 +177,19 @@ def main():
         f.write("t \x1b[33m WARN\x1b[0m dlp_cuda::graphs: capture failed\nt  INFO x\n" * 2)
     warned = gpu_check_report.warnings(wdir)
     golden_caught = perturbed_logits_caught(os.path.join(tmp, "run", "out"), wdir)
+    import gpu_check_core
+    without = gpu_check_core.without_mode("bf16c-exp-without-split-attention+rope-in-attention")
+    try:
+        gpu_check_core.without_mode("bf16c-exp-without-split-attention+warp-speed")
+        unknown = ""
+    except ValueError as e:
+        unknown = str(e)
     checks = [
+        ("bf16c-exp-without-... turns off its paths and the ones riding on them; names a typo",
+         without[:-1] == gpu_check_core.EXP_ALL[:-1]
+         and set(without[-1].split(",")) == set(gpu_check_core.PATHS)
+         - {"split-attention", "inline-combine", "rope-in-attention"}
+         and "no path 'warp-speed'" in unknown),
         ("the failing test of a path reported",
          status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
          .startswith("FAIL") and "stand-in failure" in summary),
