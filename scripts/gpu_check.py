@@ -222,10 +222,16 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     try:
         bad = [m for m in MODES if m not in MODE_FLAGS]
-        for m in bad:
-            without_mode(m)  # names the unknown path of a bf16c-exp-without-... mode
         if bad:
-            raise ValueError(f"MODES: unknown {', '.join(bad)} (known: {', '.join(MODE_FLAGS)})")
+            why = []
+            for m in bad:
+                try:
+                    without_mode(m)  # names the unknown path of a bf16c-exp-without-... mode
+                    why.append(f"MODES: unknown {m}")
+                except ValueError as e:
+                    why.append(str(e))
+            raise ValueError("; ".join(why) + f" (known: {', '.join(MODE_FLAGS)}, and "
+                             "bf16c-exp-without-<path>[+<path>...])")
         setup_env()
         try:
             smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",

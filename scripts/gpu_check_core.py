@@ -69,7 +69,12 @@ def without_mode(name):
         raise ValueError(f"MODES: {name}: no path {', '.join(map(repr, bad))} "
                          f"(paths: {', '.join(PATHS)})")
     keep = [p for p in PATHS if p not in drop and not set(PATHS[p]) & set(drop)]
-    return EXP_ALL[:-1] + [",".join(keep)]
+    return with_paths(EXP_ALL[:-2], keep)
+
+
+def with_paths(flags, paths):
+    """`flags` with `--cuda-experimental paths`, or without it when `paths` is empty."""
+    return flags + (["--cuda-experimental", ",".join(paths)] if paths else [])
 
 
 # bf16c-exp without batch-lora (decode batches' LoRA on tiled-lora, sgmv in the last H200 run;

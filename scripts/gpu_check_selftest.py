@@ -4,8 +4,9 @@ rare GPU run cannot be: `dlp-run bench --backend cpu` on a tiny model made from 
 fixture (its weights, a byte-level tokenizer, its three PEFT adapters as a0..a7), stand-ins for
 the test binaries, lora_bench and the profilers. Checks what the GPU run depends on: exactly the
 three files the device tool returns, the speed table's row, the probe path that a failing
-bf16c-exp takes (on the CPU every --cuda flag fails, so bf16c "itself fails"), the profile
-tables, and the exit status. Run by cli/tests/cli.rs.
+bf16c-exp takes (on the CPU every --cuda flag fails, so bf16c "itself fails"), the narrowing of
+bf16c-exp and of the modes derived from it (bf16c-exp-without-...) after a path's failed test,
+the profile tables, and the exit status. Run by cli/tests/cli.rs.
 
   scripts/gpu_check_selftest.py DLP_RUN    # from the repository root; DLP_FIXTURES as the tests
 """
@@ -155,7 +156,8 @@ def main():
     reference = f"{shlex.quote(dlp_run)} score --backend cpu --mode decode"
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
                GOLDEN_REFERENCE=reference,
-               SHAPES="tiny", MODES="bf16c-exp f32", GPU_CHECK_BACKEND="cpu",
+               SHAPES="tiny", MODES="bf16c-exp f32 bf16c-exp-without-graphs",
+               GPU_CHECK_BACKEND="cpu",
                SWEEP="default matvec_unroll=8", LORA_SWEEP="tiled_rows=4",
                OUT=out, GPU_CHECK_BUDGET="300", GPU_CHECK_RUN_DIR=os.path.join(tmp, "run"),
                PATH=tools + os.pathsep + os.environ["PATH"])
@@ -185,6 +187,11 @@ def main():
     except ValueError as e:
         unknown = str(e)
     checks = [
+        ("a mode derived from bf16c-exp narrowed as it is, still without its own path",
+         status.get("plan bf16c-exp-without-graphs", "").startswith("narrowed as bf16c-exp: ")
+         and "fused-shrink" not in status.get("plan bf16c-exp-without-graphs", "")
+         and "graphs" not in status.get("plan bf16c-exp-without-graphs", "")
+         and "inline-combine" in status.get("plan bf16c-exp-without-graphs", "")),
         ("bf16c-exp-without-... turns off its paths and the ones riding on them; names a typo",
          without[:-1] == gpu_check_core.EXP_ALL[:-1]
          and set(without[-1].split(",")) == set(gpu_check_core.PATHS)

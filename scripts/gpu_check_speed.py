@@ -13,7 +13,7 @@ from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES
                             PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, PROFILE_ONLY,
                             RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS,
                             LORA_SWEEP, BUDGET, T0, WORK,
-                            lock, record, run, runs, say)
+                            lock, record, run, runs, say, with_paths)
 from gpu_check_golden import golden
 
 def bench_cmd(bins, shape, flags):
@@ -63,18 +63,26 @@ def distrusted():
 
 
 def narrow_first_mode():
-    """bf16c-exp without the paths whose tests failed (a hang or a fault there would cost a
-    bench its whole cap, then a probe's), recorded as a `plan` step; returns the pieces left
-    for the probes."""
+    """bf16c-exp, and the modes of MODES derived from it, without the paths whose tests failed
+    (a hang or a fault there would cost a bench its whole cap, then a probe's), each recorded as
+    a `plan` step; returns the pieces left for the probes."""
     bad = distrusted()
     if not bad:
         return PIECES
     keep = [p for p in PATHS if p not in bad]
     flags = [f for f in MODE_FLAGS["bf16c-exp"] if f not in ("--cuda-experimental", "all")]
-    MODE_FLAGS["bf16c-exp"] = flags + (["--cuda-experimental", ",".join(keep)] if keep else [])
+    MODE_FLAGS["bf16c-exp"] = with_paths(flags, keep)
     record("plan", "bf16c-exp", "narrowed, without "
            + "; ".join(f"{p} ({why})" for p, why in bad.items())
            + ": " + " ".join(MODE_FLAGS["bf16c-exp"]))
+    # The modes derived from it (bf16c-exp-without-...) lose the same paths: each still
+    # differs from bf16c-exp by the paths it names only.
+    for mode in MODES:
+        f = MODE_FLAGS[mode]
+        if mode != "bf16c-exp" and "--cuda-experimental" in f:
+            i = f.index("--cuda-experimental")
+            MODE_FLAGS[mode] = with_paths(f[:i], [p for p in f[i + 1].split(",") if p not in bad])
+            record("plan", mode, "narrowed as bf16c-exp: " + " ".join(MODE_FLAGS[mode]))
     return [(n, f) for n, f in PIECES
             if f[0] != "--cuda-experimental" or not any(p in bad for p in f[1].split(","))]
 

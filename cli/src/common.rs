@@ -208,7 +208,7 @@ pub struct ModelArgs {
     /// (with split-attention: the split block of each head that finishes last merges the
     /// splits, so no combine launch follows; same values; not yet run on a GPU),
     /// `rope-in-attention` (with fused-kv-store: decode steps rotate their queries and keys
-    /// inside the attention kernel, so no rope launch comes first, or two without fused-rope;
+    /// inside the attention kernel, with no rope launch (two without fused-rope) before it;
     /// same values; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,

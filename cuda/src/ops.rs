@@ -70,10 +70,18 @@ impl Backend for CudaBackend {
         if (x.fused_shrink || x.dependent_launch) && !self.pdl.load(Ordering::Relaxed) {
             exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
         }
-        // Paths that ride on another one do nothing without it.
+        // The attention paths that ride on another one do nothing without it.
         for (on, path, needs) in [
-            (x.inline_combine && !x.split_attention, "inline-combine", "split-attention"),
-            (x.rope_in_attention && !x.fused_kv_store, "rope-in-attention", "fused-kv-store"),
+            (
+                x.inline_combine && !x.split_attention,
+                "inline-combine",
+                "split-attention",
+            ),
+            (
+                x.rope_in_attention && !x.fused_kv_store,
+                "rope-in-attention",
+                "fused-kv-store",
+            ),
         ] {
             if on {
                 exp += &format!(" ({path} inactive: it needs {needs})");
@@ -533,7 +541,7 @@ impl Backend for CudaBackend {
 }
 
 /// The checks `rope` makes of the step's positions and the angle table: every token's position
-/// has its `head_dim` entries in `cos_sin`.
+/// has its row of head_dim/2 (cos, sin) pairs in `cos_sin` (`Backend::rope`'s layout).
 fn check_rope_table(
     cos_sin: &CudaSlice<f32>,
     step: &CudaStep,
@@ -546,5 +554,10 @@ fn check_rope_table(
         .copied()
         .max()
         .unwrap_or(0) as usize;
-    check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)
+    check_len(
+        "rope",
+        "cos_sin",
+        cos_sin.len(),
+        (max_pos + 1) * (head_dim / 2) * 2,
+    )
 }

@@ -217,7 +217,13 @@ impl Backend for WgpuBackend {
             .copied()
             .max()
             .unwrap_or(0) as usize;
-        check_len("rope", "cos_sin", cos_sin.len, (max_pos + 1) * head_dim)?;
+        // Rows of head_dim/2 (cos, sin) pairs: `Backend::rope`'s layout.
+        check_len(
+            "rope",
+            "cos_sin",
+            cos_sin.len,
+            (max_pos + 1) * (head_dim / 2) * 2,
+        )?;
         let p = RopeP {
             n_tokens: n_tokens as u32,
             n_heads: n_heads as u32,

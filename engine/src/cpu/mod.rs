@@ -413,7 +413,13 @@ impl Backend for CpuBackend {
             .copied()
             .max()
             .unwrap_or(0) as usize;
-        check_len("rope", "cos_sin", cos_sin.len(), (max_pos + 1) * head_dim)?;
+        // Rows of head_dim/2 (cos, sin) pairs: `Backend::rope`'s layout.
+        check_len(
+            "rope",
+            "cos_sin",
+            cos_sin.len(),
+            (max_pos + 1) * (head_dim / 2) * 2,
+        )?;
         rope::rope(
             &mut x[..n_tokens * n_heads * head_dim],
             cos_sin,
