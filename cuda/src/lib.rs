@@ -91,6 +91,44 @@ impl CudaOptions {
     pub fn bf16_storage(&self) -> bool {
         self.bf16_weights || self.bf16_compute
     }
+
+    /// The `--cuda-experimental` paths that are on but do nothing with these options, each
+    /// with what it needs (a path that rides on another, or the decode matvec without bf16
+    /// weights to read): what the backend's description names inactive.
+    pub fn inactive_paths(&self) -> Vec<(&'static str, &'static str)> {
+        let x = &self.experimental;
+        let matvec = x.decode_matvec && self.bf16_storage();
+        let fused = matvec && x.fused_lora;
+        [
+            (
+                x.decode_matvec && !self.bf16_storage(),
+                "decode-matvec",
+                "--cuda-bf16-weights or --cuda-bf16-compute",
+            ),
+            (x.fused_lora && !matvec, "fused-lora", "decode-matvec"),
+            (x.fused_shrink && !fused, "fused-shrink", "fused-lora"),
+            (x.inline_shrink && !fused, "inline-shrink", "fused-lora"),
+            (
+                x.dependent_launch && !matvec,
+                "dependent-launch",
+                "decode-matvec",
+            ),
+            (
+                x.inline_combine && !x.split_attention,
+                "inline-combine",
+                "split-attention",
+            ),
+            (
+                x.rope_in_attention && !x.fused_kv_store,
+                "rope-in-attention",
+                "fused-kv-store",
+            ),
+        ]
+        .into_iter()
+        .filter(|r| r.0)
+        .map(|(_, path, needs)| (path, needs))
+        .collect()
+    }
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
@@ -546,5 +584,61 @@ mod tests {
         // Tuned to 256 positions a split: short contexts take one block (no combine).
         assert_eq!(attention_splits(128, 1, 256), 1);
         assert_eq!(attention_splits(1000, 1, 256), 4);
+    }
+
+    /// Every path on is active in the bf16 compute mode; each riding path alone is named
+    /// with what it needs; the decode matvec needs bf16 weights, and takes its riders with it.
+    #[test]
+    fn inactive_paths_name_what_each_needs() {
+        use super::{CudaOptions, Experimental};
+        let opts = |bf16_compute, experimental| CudaOptions {
+            bf16_compute,
+            experimental,
+            ..Default::default()
+        };
+        assert_eq!(opts(true, Experimental::ALL).inactive_paths(), vec![]);
+        assert_eq!(opts(false, Experimental::NONE).inactive_paths(), vec![]);
+        let alone = [
+            (
+                Experimental {
+                    inline_combine: true,
+                    ..Experimental::NONE
+                },
+                ("inline-combine", "split-attention"),
+            ),
+            (
+                Experimental {
+                    rope_in_attention: true,
+                    ..Experimental::NONE
+                },
+                ("rope-in-attention", "fused-kv-store"),
+            ),
+            (
+                Experimental {
+                    decode_matvec: true,
+                    inline_shrink: true,
+                    ..Experimental::NONE
+                },
+                ("inline-shrink", "fused-lora"),
+            ),
+        ];
+        for (x, want) in alone {
+            assert_eq!(opts(true, x).inactive_paths(), vec![want], "{x:?}");
+        }
+        let names: Vec<&str> = opts(false, Experimental::ALL)
+            .inactive_paths()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "decode-matvec",
+                "fused-lora",
+                "fused-shrink",
+                "inline-shrink",
+                "dependent-launch"
+            ]
+        );
     }
 }

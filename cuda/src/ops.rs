@@ -70,22 +70,8 @@ impl Backend for CudaBackend {
         if (x.fused_shrink || x.dependent_launch) && !self.pdl.load(Ordering::Relaxed) {
             exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
         }
-        // The attention paths that ride on another one do nothing without it.
-        for (on, path, needs) in [
-            (
-                x.inline_combine && !x.split_attention,
-                "inline-combine",
-                "split-attention",
-            ),
-            (
-                x.rope_in_attention && !x.fused_kv_store,
-                "rope-in-attention",
-                "fused-kv-store",
-            ),
-        ] {
-            if on {
-                exp += &format!(" ({path} inactive: it needs {needs})");
-            }
+        for (path, needs) in self.options.inactive_paths() {
+            exp += &format!(" ({path} inactive: it needs {needs})");
         }
         if let Some(t) = self.tune.describe() {
             exp += &format!("; tuned: {}={t}", crate::tune::TUNE_ENV);
