@@ -11,6 +11,7 @@ use cudarc::driver::{CudaSlice, DevicePtrMut, PushKernelArg};
 use dlp_engine::backend::{AttnShape, Backend};
 use dlp_engine::{Error, Result};
 
+use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, int, ATTN_MAX_HEAD_DIM, ATTN_THREADS, BLOCK};
 use crate::{err, CudaBackend, CudaStep};
 
@@ -110,32 +111,27 @@ impl CudaBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let (target, grid) = if splits > 1 {
-            if part_guard.as_ref().is_none_or(|p| p.len() < part_len) {
-                self.may_regrow_scratch("attention (split partials)")?;
-                *part_guard = Some(self.alloc(part_len)?);
+            if last {
+                let rows = t_n * s.n_heads;
+                self.scratch_at_least(&mut count_guard, rows, "attention (split counts)", || {
+                    self.stream()
+                        .alloc_zeros::<u32>(rows)
+                        .map_err(|e| err(format!("attention: allocating {rows} split counts: {e}")))
+                })?;
             }
-            let rows = t_n * s.n_heads;
-            if last && count_guard.as_ref().is_none_or(|c| c.len() < rows) {
-                self.may_regrow_scratch("attention (split counts)")?;
-                *count_guard =
-                    Some(self.stream().alloc_zeros::<u32>(rows).map_err(|e| {
-                        err(format!("attention: allocating {rows} split counts: {e}"))
-                    })?);
-            }
-            let part = part_guard.as_mut().expect("allocated above");
+            let part = self.scratch_at_least(
+                &mut part_guard,
+                part_len,
+                "attention (split partials)",
+                || self.alloc(part_len),
+            )?;
             if self.options.poison_scratch {
                 // NaN partials: a merge that read a split before it wrote fails its case.
                 let (p, _g) = part.device_ptr_mut(self.stream());
+                let bytes = part_len * std::mem::size_of::<f32>();
+                let what = "attention: poisoning the split partials";
                 // SAFETY: `part` holds at least `part_len` floats.
-                unsafe {
-                    cudarc::driver::result::memset_d8_async(
-                        p,
-                        0xff,
-                        part_len * std::mem::size_of::<f32>(),
-                        self.stream().cu_stream(),
-                    )
-                }
-                .map_err(|e| err(format!("attention: poisoning the split partials: {e}")))?;
+                unsafe { self.memset_bytes(p, 0xff, bytes, what) }?;
             }
             (part, splits as u32)
         } else {
@@ -190,8 +186,7 @@ impl CudaBackend {
                 a,
                 cfg((s.n_heads as u32, ty, 1), ATTN_THREADS, 0),
             )?;
-            let combines = &self.counts.attention_combine;
-            combines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            LaunchCounters::bump(&self.counts.attention_combine);
         }
         Ok(())
     }

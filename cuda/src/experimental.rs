@@ -124,8 +124,102 @@ impl Experimental {
     };
 }
 
+impl Experimental {
+    /// The paths that are on but do nothing, each with what it needs: a path that rides on
+    /// another, without it, or the decode matvec without bf16 weights to read (`bf16_storage`:
+    /// [`crate::CudaOptions::bf16_storage`]). The backend's description names them inactive.
+    pub fn inactive_paths(&self, bf16_storage: bool) -> Vec<(&'static str, &'static str)> {
+        let matvec = self.decode_matvec && bf16_storage;
+        let fused = matvec && self.fused_lora;
+        [
+            (
+                self.decode_matvec && !bf16_storage,
+                "decode-matvec",
+                "--cuda-bf16-weights or --cuda-bf16-compute",
+            ),
+            (self.fused_lora && !matvec, "fused-lora", "decode-matvec"),
+            (self.fused_shrink && !fused, "fused-shrink", "fused-lora"),
+            (self.inline_shrink && !fused, "inline-shrink", "fused-lora"),
+            (
+                self.dependent_launch && !matvec,
+                "dependent-launch",
+                "decode-matvec",
+            ),
+            (
+                self.inline_combine && !self.split_attention,
+                "inline-combine",
+                "split-attention",
+            ),
+            (
+                self.rope_in_attention && !self.fused_kv_store,
+                "rope-in-attention",
+                "fused-kv-store",
+            ),
+        ]
+        .into_iter()
+        .filter(|r| r.0)
+        .map(|(_, path, needs)| (path, needs))
+        .collect()
+    }
+}
+
 impl Default for Experimental {
     fn default() -> Self {
         Self::NONE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Experimental;
+
+    /// Every path on is active with bf16 weights; each riding path alone is named with what it
+    /// needs; the decode matvec needs bf16 weights, and takes its riders with it.
+    #[test]
+    fn inactive_paths_name_what_each_needs() {
+        assert_eq!(Experimental::ALL.inactive_paths(true), vec![]);
+        assert_eq!(Experimental::NONE.inactive_paths(false), vec![]);
+        let alone = [
+            (
+                Experimental {
+                    inline_combine: true,
+                    ..Experimental::NONE
+                },
+                ("inline-combine", "split-attention"),
+            ),
+            (
+                Experimental {
+                    rope_in_attention: true,
+                    ..Experimental::NONE
+                },
+                ("rope-in-attention", "fused-kv-store"),
+            ),
+            (
+                Experimental {
+                    decode_matvec: true,
+                    inline_shrink: true,
+                    ..Experimental::NONE
+                },
+                ("inline-shrink", "fused-lora"),
+            ),
+        ];
+        for (x, want) in alone {
+            assert_eq!(x.inactive_paths(true), vec![want], "{x:?}");
+        }
+        let names: Vec<&str> = Experimental::ALL
+            .inactive_paths(false)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "decode-matvec",
+                "fused-lora",
+                "fused-shrink",
+                "inline-shrink",
+                "dependent-launch"
+            ]
+        );
     }
 }

@@ -188,24 +188,15 @@ impl CudaBackend {
         // The inline shrink's counters first (at a fixed place: each launch leaves them zero),
         // then the jobs' regions.
         let need = SYNC_WORDS + region * jobs.len();
-        if scratch.as_ref().is_none_or(|s| s.len() < need) {
-            self.may_regrow_scratch("linears (LoRA u)")?;
+        let su = self.scratch_at_least(&mut scratch, need, "linears (LoRA u)", || {
             let mut fresh = self.alloc(need)?;
             let (p, _g) = fresh.device_ptr_mut(self.stream());
+            let what = "linears: zeroing the LoRA counters";
             // SAFETY: `fresh` holds at least SYNC_WORDS floats.
-            unsafe {
-                cudarc::driver::result::memset_d8_async(
-                    p,
-                    0,
-                    SYNC_WORDS * 4,
-                    self.stream().cu_stream(),
-                )
-            }
-            .map_err(|e| err(format!("linears: zeroing the LoRA counters: {e}")))?;
+            unsafe { self.memset_bytes(p, 0, SYNC_WORDS * 4, what) }?;
             drop(_g);
-            *scratch = Some(fresh);
-        }
-        let su = scratch.as_mut().expect("allocated above");
+            Ok(fresh)
+        })?;
         let mut desc = LoraJobs {
             mix_k: step.mix_k_int,
             n_jobs: int("linears", jobs.len())?,
@@ -282,8 +273,7 @@ impl CudaBackend {
         // each table lies inside its region (`fused_u_region`): `entries` rows of 8 bytes,
         // one 4-byte word set per row, at the table's start (offset) and 4 bytes in (rank).
         unsafe {
-            cudarc::driver::result::memset_d8_async(u0, 0xff, bytes, stream)
-                .map_err(|e| err(format!("linears: poisoning u: {e}")))?;
+            self.memset_bytes(u0, 0xff, bytes, "linears: poisoning u")?;
             for z in 0..jobs {
                 let table = u0 + (z * region + sums) as u64 * word;
                 for (at, value) in [(table, 0u32), (table + word, 1)] {

@@ -6,6 +6,7 @@
 //! says which library is missing. Buffers are plain device allocations (no managed memory).
 
 mod attention;
+mod counts;
 mod experimental;
 mod fused_linears;
 pub mod graphs;
@@ -29,6 +30,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZero
 use dlp_engine::backend::StepPlan;
 use dlp_engine::{Error, Result};
 
+pub use counts::LaunchCounts;
 pub use experimental::Experimental;
 pub use kernels::Kernels;
 pub use lora::CudaLora;
@@ -91,44 +93,6 @@ impl CudaOptions {
     pub fn bf16_storage(&self) -> bool {
         self.bf16_weights || self.bf16_compute
     }
-
-    /// The `--cuda-experimental` paths that are on but do nothing with these options, each
-    /// with what it needs (a path that rides on another, or the decode matvec without bf16
-    /// weights to read): what the backend's description names inactive.
-    pub fn inactive_paths(&self) -> Vec<(&'static str, &'static str)> {
-        let x = &self.experimental;
-        let matvec = x.decode_matvec && self.bf16_storage();
-        let fused = matvec && x.fused_lora;
-        [
-            (
-                x.decode_matvec && !self.bf16_storage(),
-                "decode-matvec",
-                "--cuda-bf16-weights or --cuda-bf16-compute",
-            ),
-            (x.fused_lora && !matvec, "fused-lora", "decode-matvec"),
-            (x.fused_shrink && !fused, "fused-shrink", "fused-lora"),
-            (x.inline_shrink && !fused, "inline-shrink", "fused-lora"),
-            (
-                x.dependent_launch && !matvec,
-                "dependent-launch",
-                "decode-matvec",
-            ),
-            (
-                x.inline_combine && !x.split_attention,
-                "inline-combine",
-                "split-attention",
-            ),
-            (
-                x.rope_in_attention && !x.fused_kv_store,
-                "rope-in-attention",
-                "fused-kv-store",
-            ),
-        ]
-        .into_iter()
-        .filter(|r| r.0)
-        .map(|(_, path, needs)| (path, needs))
-        .collect()
-    }
 }
 
 /// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
@@ -186,29 +150,9 @@ pub struct CudaBackend {
     /// Bumped whenever a scratch buffer is reallocated (recorded graphs hold its address).
     scratch_gen: AtomicU64,
     /// Launches of the kernels whose switches tests must see take effect ([`Self::launches`]).
-    pub(crate) counts: LaunchCounters,
+    pub(crate) counts: counts::LaunchCounters,
     /// cuBLAS's workspace when graphs are on (cuBLAS must not allocate during a capture).
     _blas_workspace: Option<CudaSlice<u8>>,
-}
-
-/// The counters behind [`CudaBackend::launches`].
-#[derive(Debug, Default)]
-pub(crate) struct LaunchCounters {
-    pub(crate) tiled_lora: AtomicU64,
-    pub(crate) attention_combine: AtomicU64,
-    pub(crate) rope: AtomicU64,
-}
-
-/// Launches counted by [`CudaBackend::launches`] (queued, or recorded into a CUDA graph).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LaunchCounts {
-    /// `lora_shrink`/`lora_expand` calls on the tiled kernels ([`Experimental::tiled_lora`]).
-    pub tiled_lora: u64,
-    /// `attention_combine` (none under [`Experimental::inline_combine`]).
-    pub attention_combine: u64,
-    /// `rope` and `rope_qk` (none for the decode steps of
-    /// [`Experimental::rope_in_attention`]).
-    pub rope: u64,
 }
 
 /// Steps of more rows than this keep the narrow grids under [`Experimental::wide_grids`].
@@ -381,29 +325,10 @@ impl CudaBackend {
                 }),
                 capturing: AtomicBool::new(false),
                 scratch_gen: AtomicU64::new(0),
-                counts: LaunchCounters::default(),
+                counts: counts::LaunchCounters::default(),
                 _blas_workspace: blas_workspace,
             })
         })
-    }
-
-    /// How many `lora_shrink`/`lora_expand` calls ran on the tiled kernels
-    /// ([`Experimental::tiled_lora`]) so far: tests check with it that the path they hold to
-    /// the reference is the one that ran, not a fallback.
-    pub fn tiled_lora_launches(&self) -> u64 {
-        self.launches().tiled_lora
-    }
-
-    /// Launches so far of the kernels that some switches remove or replace (see
-    /// [`LaunchCounts`]): tests check with them that the path they hold to the reference is
-    /// the one that ran, not a fallback that computes the same values.
-    pub fn launches(&self) -> LaunchCounts {
-        let c = &self.counts;
-        LaunchCounts {
-            tiled_lora: c.tiled_lora.load(Ordering::Relaxed),
-            attention_combine: c.attention_combine.load(Ordering::Relaxed),
-            rope: c.rope.load(Ordering::Relaxed),
-        }
     }
 
     /// The device's name (e.g. `NVIDIA H200`).
@@ -479,6 +404,42 @@ impl CudaBackend {
         }
         self.scratch_gen.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// `slot`'s scratch buffer, holding at least `len` elements: replaced by `fresh()` when it
+    /// is missing or shorter, after [`Self::may_regrow_scratch`] (`what` names it).
+    pub(crate) fn scratch_at_least<'a, T>(
+        &self,
+        slot: &'a mut Option<CudaSlice<T>>,
+        len: usize,
+        what: &str,
+        fresh: impl FnOnce() -> Result<CudaSlice<T>>,
+    ) -> Result<&'a mut CudaSlice<T>> {
+        if slot.as_ref().is_none_or(|s| s.len() < len) {
+            self.may_regrow_scratch(what)?;
+            *slot = Some(fresh()?);
+        }
+        Ok(slot.as_mut().expect("filled above"))
+    }
+
+    /// Sets `bytes` bytes at device address `ptr` to `value`, queued on the stream (a
+    /// scratch's counters zeroed, or the tests' poison); `what` names it in the error.
+    ///
+    /// # Safety
+    /// `ptr` addresses at least `bytes` bytes of device memory that live until the stream
+    /// has run the memset.
+    pub(crate) unsafe fn memset_bytes(
+        &self,
+        ptr: u64,
+        value: u8,
+        bytes: usize,
+        what: &str,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            cudarc::driver::result::memset_d8_async(ptr, value, bytes, self.stream.cu_stream())
+        }
+        .map_err(|e| err(format!("{what}: {e}")))
     }
 
     /// With `DLP_CUDA_SYNC=1` (and not capturing): waits for the queued work, naming `op`.
@@ -584,61 +545,5 @@ mod tests {
         // Tuned to 256 positions a split: short contexts take one block (no combine).
         assert_eq!(attention_splits(128, 1, 256), 1);
         assert_eq!(attention_splits(1000, 1, 256), 4);
-    }
-
-    /// Every path on is active in the bf16 compute mode; each riding path alone is named
-    /// with what it needs; the decode matvec needs bf16 weights, and takes its riders with it.
-    #[test]
-    fn inactive_paths_name_what_each_needs() {
-        use super::{CudaOptions, Experimental};
-        let opts = |bf16_compute, experimental| CudaOptions {
-            bf16_compute,
-            experimental,
-            ..Default::default()
-        };
-        assert_eq!(opts(true, Experimental::ALL).inactive_paths(), vec![]);
-        assert_eq!(opts(false, Experimental::NONE).inactive_paths(), vec![]);
-        let alone = [
-            (
-                Experimental {
-                    inline_combine: true,
-                    ..Experimental::NONE
-                },
-                ("inline-combine", "split-attention"),
-            ),
-            (
-                Experimental {
-                    rope_in_attention: true,
-                    ..Experimental::NONE
-                },
-                ("rope-in-attention", "fused-kv-store"),
-            ),
-            (
-                Experimental {
-                    decode_matvec: true,
-                    inline_shrink: true,
-                    ..Experimental::NONE
-                },
-                ("inline-shrink", "fused-lora"),
-            ),
-        ];
-        for (x, want) in alone {
-            assert_eq!(opts(true, x).inactive_paths(), vec![want], "{x:?}");
-        }
-        let names: Vec<&str> = opts(false, Experimental::ALL)
-            .inactive_paths()
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "decode-matvec",
-                "fused-lora",
-                "fused-shrink",
-                "inline-shrink",
-                "dependent-launch"
-            ]
-        );
     }
 }

@@ -13,11 +13,10 @@
 //!
 //! Grids depend only on the step's shape and the stack, so recorded graphs replay them.
 
-use std::sync::atomic::Ordering;
-
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use dlp_engine::Result;
 
+use crate::counts::LaunchCounters;
 use crate::launch::{cfg, int};
 use crate::{CudaBackend, CudaLora, CudaStep};
 
@@ -155,7 +154,7 @@ impl CudaBackend {
         let mut a = self.lora_args(kernels, input, l, step, expand);
         a.arg(&t).arg(out);
         self.go(op, a, launch)?;
-        self.counts.tiled_lora.fetch_add(1, Ordering::Relaxed);
+        LaunchCounters::bump(&self.counts.tiled_lora);
         Ok(true)
     }
 }

@@ -335,15 +335,11 @@ impl CudaBackend {
         let len = rows * k;
         check_len("matmul", "x", x.len(), len)?;
         let mut scratch = self.scratch_bf16.lock().unwrap_or_else(|p| p.into_inner());
-        if scratch.as_ref().is_none_or(|s| s.len() < len) {
-            self.may_regrow_scratch("matmul (bf16 input)")?;
+        let xb = self.scratch_at_least(&mut scratch, len, "matmul (bf16 input)", || {
             // SAFETY: every value read below is written by `to_bf16` first.
-            *scratch = Some(
-                unsafe { self.stream().alloc::<u16>(len.max(1)) }
-                    .map_err(|e| err(format!("cuMemAlloc of {len} bf16 values: {e}")))?,
-            );
-        }
-        let xb = scratch.as_mut().expect("allocated above");
+            unsafe { self.stream().alloc::<u16>(len.max(1)) }
+                .map_err(|e| err(format!("cuMemAlloc of {len} bf16 values: {e}")))
+        })?;
         let nn = int("matmul", len)?;
         let mut a = self.args(&self.k.to_bf16);
         a.arg(x).arg(&nn).arg(&mut *xb);

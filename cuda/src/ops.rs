@@ -11,6 +11,7 @@ use dlp_engine::backend::{
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
 
+use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, grid_1d, int, BLOCK};
 use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
 
@@ -70,7 +71,7 @@ impl Backend for CudaBackend {
         if (x.fused_shrink || x.dependent_launch) && !self.pdl.load(Ordering::Relaxed) {
             exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
         }
-        for (path, needs) in self.options.inactive_paths() {
+        for (path, needs) in x.inactive_paths(self.options.bf16_storage()) {
             exp += &format!(" ({path} inactive: it needs {needs})");
         }
         if let Some(t) = self.tune.describe() {
@@ -323,7 +324,7 @@ impl Backend for CudaBackend {
             .arg(&h)
             .arg(&d);
         self.go("rope", a, grid_1d(n_tokens * n_heads * head_dim / 2))?;
-        self.counts.rope.fetch_add(1, Ordering::Relaxed);
+        LaunchCounters::bump(&self.counts.rope);
         Ok(())
     }
 
@@ -358,7 +359,7 @@ impl Backend for CudaBackend {
             a,
             grid_1d(n_tokens * heads * head_dim / 2),
         )?;
-        self.counts.rope.fetch_add(1, Ordering::Relaxed);
+        LaunchCounters::bump(&self.counts.rope);
         Ok(())
     }
 
@@ -507,11 +508,9 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
-        if scratch.as_ref().is_none_or(|s| s.len() < n * hidden) {
-            self.may_regrow_scratch("logits")?;
-            *scratch = Some(self.alloc(n * hidden)?);
-        }
-        let s = scratch.as_mut().expect("allocated above");
+        let s = self.scratch_at_least(&mut scratch, n * hidden, "logits", || {
+            self.alloc(n * hidden)
+        })?;
         let d = int("logits", hidden)?;
         let mut a = self.args(&self.k.logits_norm);
         a.arg(x)

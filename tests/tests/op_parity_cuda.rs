@@ -370,9 +370,9 @@ fn op_parity_cuda_tiled_lora() {
                     shrink_grid(t, m.k, rank, m.in_dim, if lora_bf16 { 2 } else { 4 }, rows)
                         .is_some()
                 };
-            let before = b.tiled_lora_launches();
+            let before = b.launches().tiled_lora;
             results.push((c.id.clone(), run_case(&b, c)));
-            let launches = b.tiled_lora_launches() - before;
+            let launches = b.launches().tiled_lora - before;
             assert_eq!(launches, u64::from(takes), "{}: tiled launches", c.id);
             ran += usize::from(takes);
         }
@@ -382,10 +382,10 @@ fn op_parity_cuda_tiled_lora() {
             cases.len()
         );
         assert_all_pass(&results);
-        let before = b.tiled_lora_launches();
+        let before = b.launches().tiled_lora;
         assert_all_pass(&run_cases(&b, batch_lora_cases()));
         assert!(
-            b.tiled_lora_launches() > before,
+            b.launches().tiled_lora > before,
             "the linears cases ran no tiled kernel"
         );
         let Some(segment) = cuda(tiled(false)) else {
