@@ -67,6 +67,8 @@ pub enum CudaExperimental {
     InlineCombine,
     /// With fused-kv-store: decode steps rotate q and k inside attention, no rope launch.
     RopeInAttention,
+    /// With decode-matvec: the gate/up matvec stores silu(gate) * up, no silu_mul launch.
+    FusedSilu,
     /// Every path above.
     All,
 }
@@ -209,7 +211,11 @@ pub struct ModelArgs {
     /// splits, so no combine launch follows; same values; not yet run on a GPU),
     /// `rope-in-attention` (with fused-kv-store: decode steps rotate their queries and keys
     /// inside the attention kernel, with no rope launch (two without fused-rope) before it;
-    /// same values; not yet run on a GPU), or `all`.
+    /// same values; not yet run on a GPU), `fused-silu` (with decode-matvec: the gate/up
+    /// matvec of a decode step computes gate row f and up row f in one warp, LoRA included, and
+    /// stores silu(gate) * up, so no silu_mul launch follows; same values; where the LoRA runs
+    /// outside the matvec, without fused-lora, the launch stays; not yet run on a GPU), or
+    /// `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -551,6 +557,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             tiled_lora: on(CudaExperimental::TiledLora),
             inline_combine: on(CudaExperimental::InlineCombine),
             rope_in_attention: on(CudaExperimental::RopeInAttention),
+            fused_silu: on(CudaExperimental::FusedSilu),
         },
         poison_scratch: false,
     };

@@ -143,18 +143,31 @@ __device__ __forceinline__ void wait_inline_shrink(const LoraJobs& lj, int lane)
     __threadfence();
 }
 
+// What matvec_feature does with a feature's sums: stores them (MATVEC_STORE), or, for
+// `fused-silu` (the gate/up launch computing both rows of a feature in one warp), keeps the
+// gate's in every lane (MATVEC_KEEP_GATE), then stores silu(gate) * up (MATVEC_STORE_SILU).
+#define MATVEC_STORE 0
+#define MATVEC_KEEP_GATE 1
+#define MATVEC_STORE_SILU 2
+
 // Output feature f of job j (f counted within the job, wr its weight row) for up to R rows,
 // its first MATVEC_UNROLL weight loads already in wv. With LORA, job j's fused-LoRA expand
 // joins the dot products before their reduction: out[r, f] += sum_k sum_{i < rank_k}
 // u_j[r, k, i] * B^T_j[off_k + i, f] (u: the sum of lora_shrink_jobs' partial sums, already
-// scaled), lanes splitting the mix_k * max_rank terms.
+// scaled), lanes splitting the mix_k * max_rank terms. With MATVEC_KEEP_GATE the sums (bias
+// added) go to gate and the first loads of wnext (the up row) are issued after the weight
+// loop, so they fly during the epilogue; MATVEC_STORE_SILU stores silu_mul.cu's expression,
+// g / (1 + exp(-g)) * u, of gate and these sums (bias added): the same values.
 template <int R, bool LORA, bool INLINE>
 __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
                                                const uint4* __restrict__ xs, bool stage,
                                                int rows, int k, int round_x,
                                                const MatvecJobs& jobs, const LoraJobs& lj, int j,
                                                int f, const uint4* __restrict__ wr,
-                                               uint4 (&wv)[MATVEC_UNROLL], int lane) {
+                                               uint4 (&wv)[MATVEC_UNROLL], int lane,
+                                               int epilogue = MATVEC_STORE,
+                                               float (*gate)[R] = nullptr,
+                                               const uint4* __restrict__ wnext = nullptr) {
     const int k8 = k / 8;
     float acc[R];
 #pragma unroll
@@ -185,6 +198,7 @@ __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
 #pragma unroll
         for (int u = 0; u < MATVEC_UNROLL; u++) wv[u] = next[u];
     }
+    if (epilogue == MATVEC_KEEP_GATE) load_weights(wv, wnext, lane, k8);
     float* out = reinterpret_cast<float*>(pick3(jobs.out, j));
     const float* bias = reinterpret_cast<const float*>(pick3(jobs.bias, j));
     if (lora) {
@@ -206,7 +220,16 @@ __device__ __forceinline__ void matvec_feature(const float4* __restrict__ x4,
     for (int r = 0; r < R; r++) {
         float v = acc[r];
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0 && r < rows) out[(size_t)r * n + f] = v + (bias ? bias[f] : 0.f);
+        if (epilogue == MATVEC_KEEP_GATE) {
+            (*gate)[r] = v + (bias ? bias[f] : 0.f);
+        } else if (lane == 0 && r < rows) {
+            if (epilogue == MATVEC_STORE_SILU) {
+                const float g = (*gate)[r];
+                out[(size_t)r * n + f] = g / (1.0f + expf(-g)) * (v + (bias ? bias[f] : 0.f));
+            } else {
+                out[(size_t)r * n + f] = v + (bias ? bias[f] : 0.f);
+            }
+        }
     }
 }
 
@@ -224,20 +247,55 @@ __device__ __forceinline__ int matvec_job(const MatvecJobs& jobs, int& f) {
     return j;
 }
 
+// One unit of a warp's work: feature f of job j (wr its weight row, its first loads in wv),
+// or with SILU (`fused-silu`: jobs 0 and 1 are gate and up, as wide) gate row f then up row f,
+// storing silu(gate) * up at job 1's out: the silu_mul launch folded into the epilogue.
+template <int R, bool LORA, bool INLINE, bool SILU>
+__device__ __forceinline__ void matvec_unit(const float4* __restrict__ x4,
+                                            const uint4* __restrict__ xs, bool stage, int rows,
+                                            int k, int round_x, const MatvecJobs& jobs,
+                                            const LoraJobs& lj, int j, int f,
+                                            const uint4* __restrict__ wr,
+                                            uint4 (&wv)[MATVEC_UNROLL], int lane) {
+    if (SILU) {
+        // Not unrolled: one copy of the weight loop serves both rows (the entries' code size).
+        float gate[R];
+        const uint4* up = reinterpret_cast<const uint4*>(jobs.w[1]) + (size_t)f * (k / 8);
+#pragma unroll 1
+        for (int p = 0; p < 2; p++) {
+            matvec_feature<R, LORA, INLINE>(x4, xs, stage, rows, k, round_x, jobs, lj, p, f,
+                                            p == 0 ? wr : up, wv, lane,
+                                            p == 0 ? MATVEC_KEEP_GATE : MATVEC_STORE_SILU, &gate,
+                                            up);
+        }
+    } else {
+        matvec_feature<R, LORA, INLINE>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
+                                        lane);
+    }
+}
+
+// matvec_job, or with SILU the gate/up pair's: job 0 below jobs.n[0] features (f unchanged),
+// else past the last.
+template <bool SILU>
+__device__ __forceinline__ int matvec_unit_job(const MatvecJobs& jobs, int& f) {
+    if (SILU) return f < jobs.n[0] ? 0 : MATVEC_JOBS;
+    return matvec_job(jobs, f);
+}
+
 // Each warp computes feature block * warps + warp of the launch (block: of the n_blocks that
 // compute features); with MATVEC_PERSISTENT (`DLP_CUDA_TUNE=matvec_blocks_per_sm=N`: the host
 // launches at most N blocks per SM), also every n_blocks * warps features after it: x is
 // staged once per block for several features, and the warps' counts of features differ by at
 // most one (no last wave of a few blocks). Each feature is computed as in one pass: the same
-// values.
-template <int R, bool LORA, bool INLINE = false>
+// values. With SILU a feature is a gate/up pair (matvec_unit).
+template <int R, bool LORA, bool INLINE = false, bool SILU = false>
 __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, int rows, int k,
                                                  int round_x, const MatvecJobs& jobs,
                                                  const LoraJobs& lj, int block, int n_blocks) {
     extern __shared__ uint4 xs[];  // round_x 2: [rows, k / 8] packed bf16
     const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
     int f = block * warps + threadIdx.x / 32;
-    int j = matvec_job(jobs, f);
+    int j = matvec_unit_job<SILU>(jobs, f);
     const bool stage = round_x == 2;
     // A warp past the last feature returns, unless the block stages x (it helps, then).
     if (j == MATVEC_JOBS && !stage) return;
@@ -253,17 +311,17 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
     if (jobs.wait_x) pdl_wait();
     if (stage) stage_x_bf16(xs, x4, rows, k8);
     if (!active) return;
-    matvec_feature<R, LORA, INLINE>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
-                                    lane);
+    matvec_unit<R, LORA, INLINE, SILU>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
+                                       lane);
 #ifdef MATVEC_PERSISTENT
     for (int g = block * warps + threadIdx.x / 32 + n_blocks * warps;; g += n_blocks * warps) {
         f = g;
-        j = matvec_job(jobs, f);
+        j = matvec_unit_job<SILU>(jobs, f);
         if (j == MATVEC_JOBS) return;
         wr = reinterpret_cast<const uint4*>(pick3(jobs.w, j)) + (size_t)f * k8;
         load_weights(wv, wr, lane, k8);
-        matvec_feature<R, LORA, INLINE>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
-                                        lane);
+        matvec_unit<R, LORA, INLINE, SILU>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr,
+                                           wv, lane);
     }
 #endif
 }
@@ -277,7 +335,7 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
 // waits for the kernel before to finish and then for its own launch: with dependent-launch
 // the whole grid starts while the kernel writing x runs. The last block to finish zeroes the
 // counters for the next launch.
-template <int R>
+template <int R, bool SILU = false>
 __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, int rows, int k,
                                                    int round_x, const MatvecJobs& jobs,
                                                    const LoraJobs& lj) {
@@ -300,8 +358,8 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
             atomicAdd(sync + 1, 1u);
         }
     } else {
-        matvec_bf16_body<R, true, true>(x, rows, k, round_x, jobs, lj, t0 - shrinks,
-                                        (int)gridDim.x - shrinks);
+        matvec_bf16_body<R, true, true, SILU>(x, rows, k, round_x, jobs, lj, t0 - shrinks,
+                                              (int)gridDim.x - shrinks);
     }
     __syncthreads();
     // Fenced both sides: this block's done count lands before its finished count, and the
@@ -320,24 +378,30 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
 }
 
 // One entry point per row bucket (1, 2, 4, 8 rows): acc[R] stays in registers. The `_lora`
-// ones add the jobs' fused-LoRA expands; the `_lora_inline` ones also run their shrink.
-#define MATVEC_ENTRIES(R)                                                                     \
-    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_r##R(                                \
+// ones add the jobs' fused-LoRA expands; the `_lora_inline` ones also run their shrink. With
+// SUFFIX _silu (SILU true): the gate/up launch of `fused-silu`, one warp per pair of rows.
+#define MATVEC_ENTRIES_OF(R, SUFFIX, SILU)                                                    \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16##SUFFIX##_r##R(                      \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs) {         \
         LoraJobs none;                                                                        \
         none.n_jobs = 0;                                                                      \
-        matvec_bf16_body<R, false>(x, rows, k, round_x, jobs, none, blockIdx.x, gridDim.x);   \
+        matvec_bf16_body<R, false, false, SILU>(x, rows, k, round_x, jobs, none, blockIdx.x,  \
+                                                gridDim.x);                                   \
     }                                                                                         \
-    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_r##R(                           \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora##SUFFIX##_r##R(                 \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
         LoraJobs lj) {                                                                        \
-        matvec_bf16_body<R, true>(x, rows, k, round_x, jobs, lj, blockIdx.x, gridDim.x);      \
+        matvec_bf16_body<R, true, false, SILU>(x, rows, k, round_x, jobs, lj, blockIdx.x,     \
+                                               gridDim.x);                                    \
     }                                                                                         \
-    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_inline_r##R(                    \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_inline##SUFFIX##_r##R(          \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
         LoraJobs lj) {                                                                        \
-        matvec_lora_inline<R>(x, rows, k, round_x, jobs, lj);                                 \
+        matvec_lora_inline<R, SILU>(x, rows, k, round_x, jobs, lj);                           \
     }
+#define MATVEC_ENTRIES(R)                  \
+    MATVEC_ENTRIES_OF(R, , false)          \
+    MATVEC_ENTRIES_OF(R, _silu, true)
 MATVEC_ENTRIES(1)
 MATVEC_ENTRIES(2)
 MATVEC_ENTRIES(4)

@@ -12,6 +12,7 @@ pub(crate) struct LaunchCounters {
     pub(crate) tiled_lora: AtomicU64,
     pub(crate) attention_combine: AtomicU64,
     pub(crate) rope: AtomicU64,
+    pub(crate) silu_mul: AtomicU64,
 }
 
 impl LaunchCounters {
@@ -32,6 +33,9 @@ pub struct LaunchCounts {
     /// `rope` and `rope_qk` (none for the decode steps of
     /// [`crate::Experimental::rope_in_attention`]).
     pub rope: u64,
+    /// `silu_mul` (none for the decode steps of [`crate::Experimental::fused_silu`] that take
+    /// the decode matvec).
+    pub silu_mul: u64,
 }
 
 impl CudaBackend {
@@ -43,6 +47,7 @@ impl CudaBackend {
             tiled_lora: c.tiled_lora.load(Ordering::Relaxed),
             attention_combine: c.attention_combine.load(Ordering::Relaxed),
             rope: c.rope.load(Ordering::Relaxed),
+            silu_mul: c.silu_mul.load(Ordering::Relaxed),
         }
     }
 }

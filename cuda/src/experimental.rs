@@ -81,6 +81,12 @@ pub struct Experimental {
     /// `rope_qk` launch (two `rope` launches without `fused-rope`) before it, the same values.
     /// Written without a GPU: not yet run on one.
     pub rope_in_attention: bool,
+    /// With `decode-matvec`: the gate/up matvec of a decode step stores silu(gate) * up (one
+    /// warp computes gate row f then up row f, their LoRA expands included, and applies
+    /// `silu_mul`'s expression) instead of both products and a `silu_mul` launch after them:
+    /// one launch fewer per layer, the same values. Not where the LoRA runs outside the
+    /// matvec (without `fused-lora`). Written without a GPU: not yet run on one.
+    pub fused_silu: bool,
 }
 
 impl Experimental {
@@ -102,6 +108,7 @@ impl Experimental {
         tiled_lora: false,
         inline_combine: false,
         rope_in_attention: false,
+        fused_silu: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -121,6 +128,7 @@ impl Experimental {
         tiled_lora: true,
         inline_combine: true,
         rope_in_attention: true,
+        fused_silu: true,
     };
 }
 
@@ -145,6 +153,7 @@ impl Experimental {
                 "dependent-launch",
                 "decode-matvec",
             ),
+            (self.fused_silu && !matvec, "fused-silu", "decode-matvec"),
             (
                 self.inline_combine && !self.split_attention,
                 "inline-combine",
@@ -196,6 +205,13 @@ mod tests {
             ),
             (
                 Experimental {
+                    fused_silu: true,
+                    ..Experimental::NONE
+                },
+                ("fused-silu", "decode-matvec"),
+            ),
+            (
+                Experimental {
                     decode_matvec: true,
                     inline_shrink: true,
                     ..Experimental::NONE
@@ -218,7 +234,8 @@ mod tests {
                 "fused-lora",
                 "fused-shrink",
                 "inline-shrink",
-                "dependent-launch"
+                "dependent-launch",
+                "fused-silu"
             ]
         );
     }

@@ -22,8 +22,11 @@ pub struct Kernels {
     /// `matvec_bf16_lora_inline_r{1,2,4,8}`: the same, running the shrink in their grid too
     /// (`inline-shrink`).
     pub(crate) matvec_bf16_lora_inline: [CudaFunction; 4],
-    /// Static shared memory (bytes) of the inline entries, the most of the four: their launches
-    /// stage x in what the 48 KiB default leaves.
+    /// `matvec_bf16{,_lora,_lora_inline}_silu_r{1,2,4,8}`: the three above for the gate/up
+    /// launch of `fused-silu` (`[plain, lora, lora inline][bucket]`), storing silu(gate) * up.
+    pub(crate) matvec_bf16_silu: [[CudaFunction; 4]; 3],
+    /// Static shared memory (bytes) of the inline entries (silu or not), the most of them: their
+    /// launches stage x in what the 48 KiB default leaves.
     pub(crate) matvec_inline_static: usize,
     pub(crate) lora_shrink_jobs: CudaFunction,
     /// `lora_expand_jobs`: the expands of a `batch-lora` group, after its base products.
@@ -90,11 +93,17 @@ impl Kernels {
             m.load_function(f)
                 .map_err(|e| format!("kernel {file}.cu has no function `{f}`: {e}"))
         };
-        let matvec_bf16_lora_inline = [
-            get("matmul", "matvec_bf16_lora_inline_r1")?,
-            get("matmul", "matvec_bf16_lora_inline_r2")?,
-            get("matmul", "matvec_bf16_lora_inline_r4")?,
-            get("matmul", "matvec_bf16_lora_inline_r8")?,
+        // The four row buckets of a matvec entry (`name_r1` ... `name_r8`).
+        let buckets = |name: &str| -> Result<[CudaFunction; 4], String> {
+            let file = "matmul";
+            let r = |n: usize| get(file, &format!("{name}_r{n}"));
+            Ok([r(1)?, r(2)?, r(4)?, r(8)?])
+        };
+        let matvec_bf16_lora_inline = buckets("matvec_bf16_lora_inline")?;
+        let matvec_bf16_silu = [
+            buckets("matvec_bf16_silu")?,
+            buckets("matvec_bf16_lora_silu")?,
+            buckets("matvec_bf16_lora_inline_silu")?,
         ];
         // An attention entry on an f32 cache and on a bf16 one (`name`, `name_bf16`).
         let pair = |f: &str| -> Result<[CudaFunction; 2], String> {
@@ -102,7 +111,7 @@ impl Kernels {
             Ok([get(file, f)?, get(file, &format!("{f}_bf16"))?])
         };
         let mut matvec_inline_static = 0;
-        for f in &matvec_bf16_lora_inline {
+        for f in matvec_bf16_lora_inline.iter().chain(&matvec_bf16_silu[2]) {
             let b = f
                 .shared_size_bytes()
                 .map_err(|e| format!("reading the inline matvec's shared memory size: {e}"))?;
@@ -112,19 +121,10 @@ impl Kernels {
             embedding: get("embedding", "embedding")?,
             embedding_bf16: get("embedding", "embedding_bf16")?,
             matmul_bf16: get("matmul", "matmul_bf16")?,
-            matvec_bf16: [
-                get("matmul", "matvec_bf16_r1")?,
-                get("matmul", "matvec_bf16_r2")?,
-                get("matmul", "matvec_bf16_r4")?,
-                get("matmul", "matvec_bf16_r8")?,
-            ],
-            matvec_bf16_lora: [
-                get("matmul", "matvec_bf16_lora_r1")?,
-                get("matmul", "matvec_bf16_lora_r2")?,
-                get("matmul", "matvec_bf16_lora_r4")?,
-                get("matmul", "matvec_bf16_lora_r8")?,
-            ],
+            matvec_bf16: buckets("matvec_bf16")?,
+            matvec_bf16_lora: buckets("matvec_bf16_lora")?,
             matvec_bf16_lora_inline,
+            matvec_bf16_silu,
             matvec_inline_static,
             lora_shrink_jobs: get("lora", "lora_shrink_jobs")?,
             lora_expand_jobs: get("lora", "lora_expand_jobs")?,

@@ -77,8 +77,8 @@ pub struct CudaOptions {
     /// pass on an H200.
     pub kv_bf16: bool,
     /// GPU paths written without a GPU, off by default (each but `batch_lora`,
-    /// `inline_shrink`, `tiled_lora`, `inline_combine` and `rope_in_attention` has passed its
-    /// tests on an H200; the fused-LoRA entry table has changed since).
+    /// `inline_shrink`, `tiled_lora`, `inline_combine`, `rope_in_attention` and `fused_silu` has
+    /// passed its tests on an H200; the fused-LoRA entry table has changed since).
     pub experimental: Experimental,
     /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
     /// its entry table with (offset 0, rank 1), so that an expand that read either before its

@@ -234,8 +234,10 @@ impl CudaBackend {
 
     /// `out = x @ W^T (+ bias)` for every job in one launch (LoRA only through `lora`, the
     /// fused epilogue; each job's own `lora` is not read); all weights share `x` (`[rows, k]`,
-    /// `k` = each weight's columns). Callers check [`Self::matvec_fits`] and the sizes, and
-    /// pick `launch` with [`Self::matvec_launch_mode`].
+    /// `k` = each weight's columns). With `silu_act` (`fused-silu`: the jobs are gate and up,
+    /// as wide), `silu_act[r, f] = silu(gate[r, f]) * up[r, f]` instead, the `_silu` entries
+    /// (one warp per pair of rows); the jobs' outputs are not written. Callers check
+    /// [`Self::matvec_fits`] and the sizes, and pick `launch` with [`Self::matvec_launch_mode`].
     pub(crate) fn matvec_bf16(
         &self,
         x: &CudaSlice<f32>,
@@ -243,12 +245,13 @@ impl CudaBackend {
         jobs: &mut [LinearJob<'_, CudaBackend>],
         lora: Option<&LoraJobs>,
         launch: MatvecLaunch,
+        silu_act: Option<&mut CudaSlice<f32>>,
     ) -> Result<()> {
         let bucket = matvec_bucket(rows).ok_or_else(|| err(format!("matvec: {rows} rows")))?;
         if jobs.is_empty() || jobs.len() > MATVEC_MAX_JOBS {
             return Err(err(format!("matvec: {} weights in one launch", jobs.len())));
         }
-        let k = jobs[0].w.cols;
+        let (k, n_jobs) = (jobs[0].w.cols, jobs.len());
         let stream = self.stream();
         let mut desc = MatvecJobs::default();
         let mut total = 0usize;
@@ -266,9 +269,22 @@ impl CudaBackend {
             if let Some(b) = j.bias {
                 desc.bias[i] = ptrs.read(b);
             }
-            desc.out[i] = ptrs.write(j.out);
+            if silu_act.is_none() {
+                desc.out[i] = ptrs.write(j.out);
+            }
             desc.n[i] = int("matvec", j.w.rows)?;
             total += j.w.rows;
+        }
+        let silu = silu_act.is_some();
+        if let Some(act) = silu_act {
+            if n_jobs != 2 || desc.n[0] != desc.n[1] {
+                return Err(err("matvec (fused silu): not a gate/up pair of one width"));
+            }
+            // One warp per pair of rows: as many warps as features of one job.
+            total = desc.n[0] as usize;
+            check_len("matvec (fused silu)", "act", act.len(), rows * total)?;
+            // The kernel stores at job 1's out (the up rows' epilogue) and reads job 0's none.
+            desc.out[1] = ptrs.write(act);
         }
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
@@ -285,11 +301,15 @@ impl CudaBackend {
         // inline-shrink: the LoRA shrink's blocks run in this grid, ahead of the features.
         grid.grid_dim.0 += lora.map_or(0, |l| l.inline_blocks.max(0) as u32);
         let op = "matmul (bf16 matvec)";
-        let f = match lora {
-            Some(_) if inline => &self.k.matvec_bf16_lora_inline[bucket],
-            Some(_) => &self.k.matvec_bf16_lora[bucket],
-            None => &self.k.matvec_bf16[bucket],
+        let entries = match (lora, silu) {
+            (Some(_), false) if inline => &self.k.matvec_bf16_lora_inline,
+            (Some(_), false) => &self.k.matvec_bf16_lora,
+            (None, false) => &self.k.matvec_bf16,
+            (Some(_), true) if inline => &self.k.matvec_bf16_silu[2],
+            (Some(_), true) => &self.k.matvec_bf16_silu[1],
+            (None, true) => &self.k.matvec_bf16_silu[0],
         };
+        let f = &entries[bucket];
         desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
         if launch != MatvecLaunch::Plain {
             let mut xp = ptrs.read(x);
@@ -437,7 +457,7 @@ impl CudaBackend {
                 out,
             }];
             let launch = self.matvec_launch_mode(false);
-            return self.matvec_bf16(x, rows, &mut jobs, None, launch);
+            return self.matvec_bf16(x, rows, &mut jobs, None, launch, None);
         }
         if w.bf16.is_some() && !self.options.bf16_compute {
             return self.matmul_bf16(x, w, bias, rows, out);

@@ -297,6 +297,19 @@ impl Backend for CudaBackend {
         self.linears_impl(x, n_tokens, n_in, step, jobs, u)
     }
 
+    fn linears_silu_mul(
+        &self,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        gate_up: &mut [LinearJob<'_, Self>; 2],
+        u: &mut CudaSlice<f32>,
+        act: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.linears_silu_mul_impl(x, n_tokens, n_in, step, gate_up, u, act)
+    }
+
     fn rope(
         &self,
         x: &mut CudaSlice<f32>,
@@ -413,6 +426,7 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let nn = int("silu_mul", n)?;
+        LaunchCounters::bump(&self.counts.silu_mul);
         let mut a = self.args(&self.k.silu_mul);
         a.arg(gate).arg(up).arg(&nn).arg(out);
         self.go("silu_mul", a, grid_1d(n))

@@ -302,12 +302,13 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
         }
     }
     assert_eq!(
-        checked, 17,
-        "12 matvec entries, the batch expand, the tiled shrink and expand (f32 and bf16)"
+        checked, 29,
+        "24 matvec entries (12 of them fused-silu's), the batch expand, the tiled shrink and \
+         expand (f32 and bf16)"
     );
 }
 
-/// `inline-shrink`: each `matvec_bf16_lora_inline_r*` takes its block's ticket and counts its
+/// `inline-shrink`: each `matvec_bf16_lora_inline{,_silu}_r*` takes its block's ticket and counts its
 /// shrink blocks with atomics, waits for the kernel writing x (dependent launch) before its
 /// shrink blocks read it, polls the done counter with a volatile load (sleeping between polls)
 /// behind a fence, and reads u through L2.
@@ -319,8 +320,12 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
     let ptx = compile_uncached(source("matmul"), &options("sm_90"))
         .unwrap()
         .ptx;
-    for r in [1, 2, 4, 8] {
-        let name = format!("matvec_bf16_lora_inline_r{r}");
+    for name in [1, 2, 4, 8].into_iter().flat_map(|r| {
+        [
+            format!("matvec_bf16_lora_inline_r{r}"),
+            format!("matvec_bf16_lora_inline_silu_r{r}"),
+        ]
+    }) {
         let body = entry(&ptx, &name);
         for want in [
             "atom.global.add.u32",
@@ -338,8 +343,41 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
     }
 }
 
+/// `fused-silu`: every `_silu` matvec entry computes silu_mul.cu's expression (IEEE division,
+/// `expf`'s exp2 step) in its epilogue, with one copy of the weight loop (its pair loop not
+/// unrolled: about the size of the entry without silu); no other matvec entry does.
+#[test]
+fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let ptx = compile_uncached(source("matmul"), &options("sm_90"))
+        .unwrap()
+        .ptx;
+    let mut silu = 0;
+    for part in ptx.split(".entry ").skip(1) {
+        let name = part.split('(').next().unwrap_or("");
+        if !name.starts_with("matvec_bf16_") {
+            continue;
+        }
+        let body = entry(&ptx, name);
+        let has = body.contains("ex2.approx") && body.contains("div.rn.f32");
+        assert_eq!(has, name.contains("_silu_"), "{name}");
+        if let Some(plain) = name.contains("_silu_").then(|| name.replace("_silu", "")) {
+            let (a, b) = (body.len(), entry(&ptx, &plain).len());
+            assert!(
+                a < b + b / 4,
+                "{name}: {a} bytes of PTX against {plain}'s {b}"
+            );
+            silu += 1;
+        }
+    }
+    assert_eq!(silu, 12, "three kinds of silu entry in four row buckets");
+}
+
 /// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in
-/// `src/kernels.rs`, and each attention `pair("entry")`: `entry` and `entry_bf16`) is in its
+/// `src/kernels.rs`, each attention `pair("entry")`: `entry` and `entry_bf16`, and each matvec
+/// `buckets("entry")`: `entry_r1` to `entry_r8`) is in its
 /// file's PTX: a misspelled or missing one would otherwise surface only on a GPU, when the
 /// backend loads.
 #[test]
@@ -364,10 +402,17 @@ fn every_entry_point_the_backend_loads_is_in_the_ptx() {
         wanted.push(("attention", entry.to_string()));
         wanted.push(("attention", format!("{entry}_bf16")));
     }
+    let pairs = wanted.len() - gets;
+    for rest in src.split("buckets(\"").skip(1) {
+        let entry = rest.split('"').next().expect("split yields one piece");
+        for r in [1, 2, 4, 8] {
+            wanted.push(("matmul", format!("{entry}_r{r}")));
+        }
+    }
+    let buckets = wanted.len() - gets - pairs;
     assert!(
-        gets >= 30 && wanted.len() - gets >= 18,
-        "found only {gets} get(...) and {} pair(...) entries",
-        wanted.len() - gets
+        gets >= 25 && pairs >= 18 && buckets >= 24,
+        "found only {gets} get(...), {pairs} pair(...) and {buckets} buckets(...) entries"
     );
     let mut ptx_of = std::collections::HashMap::new();
     for (file, entry) in wanted {

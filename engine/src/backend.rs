@@ -206,6 +206,36 @@ pub fn linears_each<B: Backend>(
     Ok(())
 }
 
+/// [`Backend::linears_silu_mul`] as [`Backend::linears`] on the gate/up pair, then
+/// [`Backend::silu_mul`] of their outputs into `act`: the default, and a backend's path when
+/// it does not fold them.
+#[allow(clippy::too_many_arguments)]
+pub fn linears_then_silu_mul<B: Backend>(
+    b: &B,
+    x: &B::Buf,
+    n_tokens: usize,
+    n_in: usize,
+    step: &B::Step,
+    gate_up: &mut [LinearJob<'_, B>; 2],
+    u: &mut B::Buf,
+    act: &mut B::Buf,
+) -> Result<()> {
+    let n = gate_silu_width(gate_up)?;
+    b.linears(x, n_tokens, n_in, step, gate_up, u)?;
+    b.silu_mul(gate_up[0].out, gate_up[1].out, n_tokens * n, act)
+}
+
+/// The width `n` of a [`Backend::linears_silu_mul`] pair: both jobs' `n_out`, else an error.
+pub fn gate_silu_width<B: Backend>(gate_up: &[LinearJob<'_, B>; 2]) -> Result<usize> {
+    let (g, u) = (gate_up[0].n_out, gate_up[1].n_out);
+    if g != u {
+        return Err(Error::invalid(format!(
+            "linears_silu_mul: gate is {g} wide, up {u}: silu(gate) * up needs them equal"
+        )));
+    }
+    Ok(g)
+}
+
 /// Shapes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnShape {
@@ -388,6 +418,25 @@ pub trait Backend: Send + Sync + Sized {
         u: &mut Self::Buf,
     ) -> Result<()> {
         linears_each(self, x, n_tokens, n_in, step, jobs, u)
+    }
+    /// The SwiGLU input of a feed-forward block: [`Backend::linears`] on `gate_up` (gate, then
+    /// up; both `n` wide, else an error), then `act[t, i] = silu(gate[t, i]) * up[t, i]`
+    /// ([`Backend::silu_mul`]; `act`: `[n_tokens, n]`). Default: those two
+    /// ([`linears_then_silu_mul`]). A backend may fold the activation into the products (CUDA's
+    /// `fused-silu`): `act` is the same; the jobs' outputs then hold the products or what they
+    /// held before (nothing reads them after).
+    #[allow(clippy::too_many_arguments)]
+    fn linears_silu_mul(
+        &self,
+        x: &Self::Buf,
+        n_tokens: usize,
+        n_in: usize,
+        step: &Self::Step,
+        gate_up: &mut [LinearJob<'_, Self>; 2],
+        u: &mut Self::Buf,
+        act: &mut Self::Buf,
+    ) -> Result<()> {
+        linears_then_silu_mul(self, x, n_tokens, n_in, step, gate_up, u, act)
     }
     /// Rotary embedding in place on `x` `[T, n_heads, head_dim]`, HF rotate-half layout:
     /// for `i < head_dim/2`, pair `(i, i + head_dim/2)` rotates by the angle at

@@ -419,15 +419,15 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
                 linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
             ];
-            b.linears(
+            b.linears_silu_mul(
                 &ws.h,
                 t,
                 n_in(LoraModule::Gate),
                 step,
                 &mut gate_up,
                 &mut ws.u,
+                &mut ws.act,
             )?;
-            b.silu_mul(&ws.gate, &ws.up, t * c.intermediate_size, &mut ws.act)?;
             let mut down = [linear_job(layer, LoraModule::Down, any_lora, &mut ws.o)];
             b.linears(
                 &ws.act,

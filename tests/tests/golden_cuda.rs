@@ -295,6 +295,18 @@ mod experimental {
             ..NONE
         }
     );
+    // The silu fold rides on the decode matvec; with the fused LoRA it folds the LoRA steps
+    // too.
+    alone_tests!(
+        fused_silu,
+        "decode-matvec,fused-lora,fused-silu",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            fused_silu: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {

@@ -12,9 +12,9 @@ use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
     assert_all_pass, batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, cases,
-    decode_matvec_cases, fused_kv_store_cases, rope_in_attention_cases, run_all, run_case,
-    run_cases, run_cases_against, sgmv_cases, split_attention_cases, tiled_lora_cases, Op,
-    ParityCase,
+    decode_matvec_cases, fused_kv_store_cases, fused_silu_cases, rope_in_attention_cases, run_all,
+    run_case, run_cases, run_cases_against, sgmv_cases, split_attention_cases, tiled_lora_cases,
+    Op, ParityCase,
 };
 
 fn cuda(opts: CudaOptions) -> Option<CudaBackend> {
@@ -564,6 +564,68 @@ fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
                     ..c
                 });
                 assert_all_pass(&run_cases(&fused, cases.collect()));
+            }
+        }
+    }
+}
+
+/// `fused-silu` computes what the gate/up matvec then `silu_mul` compute, bit for bit: every
+/// case of `fused_silu_cases` (all four row buckets) against the backend without it (bound
+/// 0), on the plain matvec (the LoRA cases then keep the launch: their LoRA runs after the
+/// products), with `fused-lora`, and with `inline-shrink` under dependent launches; f32 and
+/// bf16 compute; each case twice, the LoRA scratch poisoned; and against the CPU. The
+/// `silu_mul` launches counted show which cases folded it: all but the plain matvec's LoRA ones.
+#[test]
+fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
+    let inline = Experimental {
+        dependent_launch: true,
+        inline_shrink: true,
+        ..FUSED
+    };
+    for (experimental, folds_lora) in [(MATVEC, false), (FUSED, true), (inline, true)] {
+        for bf16_compute in [false, true] {
+            let with = |fused_silu: bool| CudaOptions {
+                bf16_weights: true,
+                bf16_compute,
+                experimental: Experimental {
+                    fused_silu,
+                    ..experimental
+                },
+                poison_scratch: true,
+                ..Default::default()
+            };
+            let Some((fused, unfused)) = fused_and_unfused(with) else {
+                return;
+            };
+            println!(
+                "fused silu vs silu_mul launch, {experimental:?}, bf16 compute {bf16_compute}"
+            );
+            let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_silu_cases()).collect();
+            let exact: Vec<ParityCase> = cases
+                .iter()
+                .map(|c| ParityCase {
+                    tol: 0.0,
+                    ..c.clone()
+                })
+                .collect();
+            let before = (fused.launches().silu_mul, unfused.launches().silu_mul);
+            assert_all_pass(&run_cases_against(&fused, &unfused, exact));
+            let lora = cases
+                .iter()
+                .filter(|c| matches!(&c.op, Op::Linears { mix: Some(_), .. }))
+                .count() as u64;
+            assert!(
+                lora >= 8 && cases.len() as u64 - lora >= 8,
+                "{lora} LoRA cases"
+            );
+            assert_eq!(unfused.launches().silu_mul - before.1, cases.len() as u64);
+            let kept = if folds_lora { 0 } else { lora };
+            assert_eq!(fused.launches().silu_mul - before.0, kept);
+            if bf16_compute {
+                let probe = CpuProbe::bf16_inputs();
+                assert_all_pass(&run_cases_against(&fused, &probe, cases));
+            } else {
+                assert_all_pass(&run_cases(&fused, cases));
             }
         }
     }

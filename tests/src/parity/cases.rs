@@ -56,7 +56,9 @@ pub enum Op {
     /// `linears`: `rows` x `[rows, k]` through one weight `[n, k]` per entry of `ns` (q/k/v,
     /// gate/up), each with a bias when `bias`, and with `mix` (its `in_dim` = `k`, its
     /// `out_dim` ignored: each job's stack is `[n]` wide) fused when given, except on the jobs
-    /// listed in `bare` (no stack: an adapter that targets q and v but not k).
+    /// listed in `bare` (no stack: an adapter that targets q and v but not k). With `silu`
+    /// (`ns`: a gate/up pair of one width), `linears_silu_mul` instead: only its
+    /// silu(gate) * up output is compared.
     Linears {
         rows: usize,
         k: usize,
@@ -64,6 +66,7 @@ pub enum Op {
         bias: bool,
         mix: Option<Mixture>,
         bare: Vec<usize>,
+        silu: bool,
     },
     /// `logits` of `rows` of a `[tokens, hidden]` x against a `[vocab, hidden]` head.
     Logits {

@@ -17,7 +17,7 @@ mod option_cases;
 pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
     batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
-    f16_weight_cases, fused_kv_store_cases, rope_in_attention_cases, sgmv_cases,
+    f16_weight_cases, fused_kv_store_cases, fused_silu_cases, rope_in_attention_cases, sgmv_cases,
     split_attention_cases, tiled_lora_cases,
 };
 
@@ -265,6 +265,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             bias,
             mix,
             bare,
+            silu,
         } => {
             let x = g.vec(rows * k);
             let mut ws = Vec::new();
@@ -307,6 +308,15 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                 })
                 .collect();
             let x = written_by_kernel(b, &x)?;
+            if *silu {
+                let n = ns[0];
+                let mut act = poisoned(b, rows * n)?;
+                let mut pair: [LinearJob<'_, B>; 2] = jobs.try_into().map_err(|j: Vec<_>| {
+                    Error::invalid(format!("silu: {} linears, not a gate/up pair", j.len()))
+                })?;
+                b.linears_silu_mul(&x, *rows, *k, &step, &mut pair, &mut u, &mut act)?;
+                return Ok(vec![("act", b.download(&act, rows * n)?, None)]);
+            }
             b.linears(&x, *rows, *k, &step, &mut jobs, &mut u)?;
             drop(jobs);
             let mut outs = Vec::new();

@@ -64,6 +64,35 @@ pub fn bf16_weight_cases() -> Vec<ParityCase> {
         .collect()
 }
 
+/// The fused `linears` cases' mixture: tokens alternating between two segments, one of
+/// slots 0 and 2 (weight entries), the other of slot 2 alone, over slots of `ranks` (a 0: the
+/// slot does not target the module).
+fn two_segment_mix(rows: usize, k: usize, ranks: &[u32]) -> Mixture {
+    Mixture {
+        in_dim: k,
+        out_dim: 0,
+        ranks: ranks.to_vec(),
+        segment_of_token: (0..rows as u32).map(|t| t % 2).collect(),
+        k: 2,
+        slots: vec![0, 2, 2, NO_ADAPTER],
+    }
+}
+
+/// The flags of a `linears` case's id: `,bias`, `,lora`, `,bare=[..]` where they apply.
+fn linears_flags(bias: bool, lora: bool, bare: &[usize]) -> String {
+    let mut f = String::new();
+    if bias {
+        f += ",bias";
+    }
+    if lora {
+        f += ",lora";
+    }
+    if !bare.is_empty() {
+        f += &format!(",bare={bare:?}");
+    }
+    f
+}
+
 /// The decode matvec's shapes on bf16 weights (`--cuda-experimental decode-matvec`): every row
 /// bucket (1, 2, 3-4, 5-8 rows), widths that are multiples of 8 (its 16-byte loads), odd
 /// output counts, with and without bias; q/k/v and gate/up as one launch (`linears`), with
@@ -115,18 +144,10 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
         (6, 4096, vec![40, 8], false, some),
     ] {
         let lora = !ranks.is_empty();
-        let mix = lora.then(|| Mixture {
-            in_dim: k,
-            out_dim: 0,
-            ranks: ranks.to_vec(),
-            segment_of_token: (0..rows as u32).map(|t| t % 2).collect(),
-            k: 2,
-            slots: vec![0, 2, 2, NA],
-        });
+        let mix = lora.then(|| two_segment_mix(rows, k, ranks));
         let id = format!(
-            "linears(rows={rows},k={k},ns={ns:?}{}{})",
-            if bias { ",bias" } else { "" },
-            if lora { ",lora" } else { "" }
+            "linears(rows={rows},k={k},ns={ns:?}{})",
+            linears_flags(bias, lora, &[])
         );
         let op = Op::Linears {
             rows,
@@ -135,6 +156,7 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
             bias,
             mix,
             bare: Vec::new(),
+            silu: false,
         };
         v.push(bf16(id, op));
     }
@@ -155,6 +177,7 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
                 slots: vec![0, 2, 2, NA],
             }),
             bare: vec![1],
+            silu: false,
         },
     ));
     for (hidden, vocab, tokens, rows) in [(576, 1001, 3, vec![2]), (64, 300, 8, vec![7, 0, 5])] {
@@ -166,6 +189,53 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
             rows,
         };
         v.push(bf16(id, op));
+    }
+    v
+}
+
+/// The cases for `--cuda-experimental fused-silu`: `linears_silu_mul` of a gate/up pair on
+/// bf16 weights in every row bucket of the decode matvec (1 to 8 rows), widths not a multiple
+/// of the block's warps, with and without bias, without LoRA and with a fused mixture (mixed
+/// ranks, more expand terms than a warp's lanes, inputs over several shrink chunks), LoRA on
+/// one of the pair only (`bare`), and 6 and 7 rows of 4,096 (x staged in exactly 48 KiB, and
+/// rounded per warp, in the bf16 compute mode). Only silu(gate) * up is compared.
+pub fn fused_silu_cases() -> Vec<ParityCase> {
+    let some = &[4, 0, 8][..];
+    let mut v = Vec::new();
+    for (rows, k, n, bias, ranks, bare) in [
+        (1, 576, 1536, false, &[][..], &[][..]),
+        (1, 576, 1536, false, some, &[]),
+        (2, 64, 33, true, some, &[]),
+        (2, 512, 100, false, &[], &[]),
+        (3, 256, 13, false, &[], &[]),
+        (4, 1536, 577, true, some, &[]),
+        (5, 128, 344, false, some, &[0]),
+        (8, 256, 72, true, &[], &[]),
+        (8, 64, 40, false, some, &[1]),
+        (1, 4104, 96, false, some, &[]),
+        (2, 1536, 48, false, &[16, 0, 24], &[]),
+        (6, 4096, 40, false, some, &[]),
+        (7, 4096, 33, true, some, &[]),
+    ] {
+        let lora = !ranks.is_empty();
+        let mix = lora.then(|| two_segment_mix(rows, k, ranks));
+        let id = format!(
+            "linears_silu_mul(rows={rows},k={k},n={n}{})",
+            linears_flags(bias, lora, bare)
+        );
+        let op = Op::Linears {
+            rows,
+            k,
+            ns: vec![n, n],
+            bias,
+            mix,
+            bare: bare.to_vec(),
+            silu: true,
+        };
+        v.push(ParityCase {
+            bf16_weights: true,
+            ..case(format!("bf16w {id}"), op, REDUCTION_TOL)
+        });
     }
     v
 }
@@ -250,13 +320,8 @@ pub fn batch_lora_cases() -> Vec<ParityCase> {
             slots: (0..rows as u32).flat_map(|t| mixture(t, kk, 8)).collect(),
         };
         let id = format!(
-            "batch linears(rows={rows},k={k},ns={ns:?}{},lora{})",
-            if bias { ",bias" } else { "" },
-            if bare.is_empty() {
-                String::new()
-            } else {
-                format!(",bare={bare:?}")
-            }
+            "batch linears(rows={rows},k={k},ns={ns:?}{})",
+            linears_flags(bias, true, &bare)
         );
         let op = Op::Linears {
             rows,
@@ -265,6 +330,7 @@ pub fn batch_lora_cases() -> Vec<ParityCase> {
             bias,
             mix: Some(mix),
             bare,
+            silu: false,
         };
         v.push(case(id, op, REDUCTION_TOL));
     }

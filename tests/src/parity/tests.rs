@@ -221,3 +221,79 @@ fn rope_in_attention_cases_rotate_and_run_on_the_cpu_reference() {
         assert_eq!(a[0].1 == b[0].1, shape.window == 1, "{}: output", with.id);
     }
 }
+
+/// The fused-silu set runs on the CPU reference and covers every row bucket with and without
+/// LoRA; its output is `silu_mul` of what `linears` computes for the same draws, bit for bit,
+/// and differs from both products (a silu that was skipped, or applied to the wrong one, fails).
+#[test]
+fn fused_silu_cases_are_silu_mul_of_the_linears_and_run_on_the_cpu_reference() {
+    let cases = fused_silu_cases();
+    assert_all_pass(&run_cases(&CpuBackend::new(), cases.clone()));
+    let cpu = CpuBackend::new();
+    let mut buckets = std::collections::BTreeSet::new();
+    for c in &cases {
+        let Op::Linears {
+            rows,
+            ns,
+            mix,
+            silu,
+            ..
+        } = &c.op
+        else {
+            panic!("{}: not a linears case", c.id)
+        };
+        assert!(*silu && ns.len() == 2 && ns[0] == ns[1], "{}", c.id);
+        buckets.insert((matvec_rows_bucket(*rows), mix.is_some()));
+        let mut plain = c.clone();
+        if let Op::Linears { silu, .. } = &mut plain.op {
+            *silu = false;
+        }
+        let act = exec(&cpu, c).unwrap();
+        let outs = exec(&cpu, &plain).unwrap();
+        assert_eq!(act.len(), 1, "{}", c.id);
+        let (gate, up) = (&outs[0].1, &outs[1].1);
+        let mut want = vec![0.0; gate.len()];
+        cpu.silu_mul(gate, up, gate.len(), &mut want).unwrap();
+        assert_eq!(act[0].1, want, "{}", c.id);
+        assert_ne!(&act[0].1, gate, "{}", c.id);
+        assert_ne!(&act[0].1, up, "{}", c.id);
+    }
+    for lora in [false, true] {
+        for bucket in 0..4 {
+            assert!(
+                buckets.contains(&(bucket, lora)),
+                "bucket {bucket}, LoRA {lora}"
+            );
+        }
+    }
+}
+
+/// The decode matvec's row bucket (1, 2, 3-4, 5-8 rows) as an index.
+fn matvec_rows_bucket(rows: usize) -> usize {
+    match rows {
+        1 => 0,
+        2 => 1,
+        3..=4 => 2,
+        _ => 3,
+    }
+}
+
+/// `linears_silu_mul` of a pair of two widths is refused, naming both, not computed over the
+/// narrower one.
+#[test]
+fn linears_silu_mul_refuses_a_pair_of_two_widths() {
+    let c = ParityCase {
+        op: Op::Linears {
+            rows: 2,
+            k: 16,
+            ns: vec![8, 16],
+            bias: false,
+            mix: None,
+            bare: Vec::new(),
+            silu: true,
+        },
+        ..fused_silu_cases()[0].clone()
+    };
+    let e = exec(&CpuBackend::new(), &c).unwrap_err().to_string();
+    assert!(e.contains("gate is 8 wide, up 16"), "{e}");
+}
