@@ -365,7 +365,9 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
     // Fenced both sides: this block's done count lands before its finished count, and the
     // reset after every other block's counts. The next launch to use the counters is queued
     // after a plain launch (the kernels between two grouped linears), so it starts after this
-    // grid has completed, its stores visible.
+    // grid has completed, its stores visible. The one grouped linears that a dependent inline
+    // launch can follow directly, `fused-silu`'s gate/up (the down projection comes next), has
+    // counters of its own (the host points lj.sync past these).
     if (threadIdx.x == 0) {
         __threadfence();
         if (atomicAdd(sync + 2, 1u) == gridDim.x - 1) {
@@ -379,10 +381,13 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
 
 // One entry point per row bucket (1, 2, 4, 8 rows): acc[R] stays in registers. The `_lora`
 // ones add the jobs' fused-LoRA expands; the `_lora_inline` ones also run their shrink. With
-// SUFFIX _silu (SILU true): the gate/up launch of `fused-silu`, one warp per pair of rows.
+// SUFFIX _silu (SILU true): the gate/up launch of `fused-silu`, one warp per pair of rows. It
+// takes silu_mul's place just before the down projection's matvec, so like silu_mul it lets
+// that dependent launch start at once (PDL_TRIGGER; the matvec waits before reading x).
 #define MATVEC_ENTRIES_OF(R, SUFFIX, SILU)                                                    \
     extern "C" __global__ void MATVEC_BOUNDS matvec_bf16##SUFFIX##_r##R(                      \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs) {         \
+        if (SILU) PDL_TRIGGER();                                                              \
         LoraJobs none;                                                                        \
         none.n_jobs = 0;                                                                      \
         matvec_bf16_body<R, false, false, SILU>(x, rows, k, round_x, jobs, none, blockIdx.x,  \
@@ -391,12 +396,14 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
     extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora##SUFFIX##_r##R(                 \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
         LoraJobs lj) {                                                                        \
+        if (SILU) PDL_TRIGGER();                                                              \
         matvec_bf16_body<R, true, false, SILU>(x, rows, k, round_x, jobs, lj, blockIdx.x,     \
                                                gridDim.x);                                    \
     }                                                                                         \
     extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_inline##SUFFIX##_r##R(          \
         const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
         LoraJobs lj) {                                                                        \
+        if (SILU) PDL_TRIGGER();                                                              \
         matvec_lora_inline<R, SILU>(x, rows, k, round_x, jobs, lj);                           \
     }
 #define MATVEC_ENTRIES(R)                  \

@@ -16,7 +16,8 @@ __device__ __forceinline__ void pdl_wait() {
 }
 
 // At the start of each kernel that can come just before a dependent decode matvec (the norms,
-// attention, silu_mul; add, before the op-parity tests' matvecs): lets the matvec's blocks
+// attention, silu_mul or `fused-silu`'s gate/up matvec; add, before the op-parity tests'
+// matvecs): lets the matvec's blocks
 // start and issue their first weight loads while this kernel finishes. Compiled in only with
 // -DDLP_PDL (`--cuda-experimental dependent-launch`), so the kernels' PTX is unchanged
 // without it.

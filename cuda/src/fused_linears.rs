@@ -18,149 +18,23 @@
 //! with its own mixture), with [`crate::Experimental::batch_lora`]: the same shrink launch,
 //! the base products as `matmul` computes them, then every module's expand in one
 //! `lora_expand_jobs` launch: 2 LoRA launches per group instead of 2 per module.
-//!
-//! With [`crate::Experimental::fused_silu`], a gate/up pair that takes the matvec with its LoRA
-//! in the epilogue (or has none) stores silu(gate) * up instead of both products
-//! (`linears_silu_mul`, the `_silu` entries): no `silu_mul` launch after it.
 
 use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
-use dlp_engine::backend::{
-    gate_silu_width, linears_each, linears_then_silu_mul, Backend, LinearJob,
-};
+use dlp_engine::backend::{Backend, LinearJob};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, int, BLOCK};
 use crate::matvec::{shrink_chunks, LoraJobs, Ptrs, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
-/// How `linears` runs a group of modules (see the module docs), by the switches and shapes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    /// Op by op ([`linears_each`]).
-    Each,
-    /// `batch-lora`: the shrinks in one launch, the base products, the expands in one launch.
-    BatchLora,
-    /// The grouped decode matvec; the LoRA (fused-lora off) op by op after it.
-    Matvec,
-    /// `fused-lora`: the shrinks in one launch (or inside the matvec's grid), the expands in
-    /// the matvec's epilogue.
-    MatvecFusedLora,
-}
-
 impl CudaBackend {
-    /// The [`Route`] of a `linears` call.
-    fn linears_route(
-        &self,
-        n_tokens: usize,
-        n_in: usize,
-        step: &CudaStep,
-        jobs: &[LinearJob<'_, Self>],
-    ) -> Route {
-        let matvec = !jobs.is_empty()
-            && jobs.len() <= MATVEC_MAX_JOBS
-            && jobs.iter().all(|j| {
-                self.matvec_fits(j.w, n_tokens) && j.w.cols == n_in && j.w.rows == j.n_out
-            });
-        let any_lora = jobs.iter().any(|j| j.lora.is_some());
-        // The shrink's grid.y is K x in_dim chunks (at most 65,535).
-        let fused_lora = matvec
-            && any_lora
-            && self.options.experimental.fused_lora
-            && step.plan.mix_k * shrink_chunks(n_in) <= 65_535;
-        if !matvec && any_lora && self.batch_lora_fits(n_tokens, n_in, step, jobs) {
-            return Route::BatchLora;
-        }
-        // One module without LoRA gains nothing from grouping: `matmul` does the same.
-        if !matvec || (jobs.len() == 1 && !fused_lora) {
-            return Route::Each;
-        }
-        if fused_lora {
-            Route::MatvecFusedLora
-        } else {
-            Route::Matvec
-        }
-    }
-
-    /// [`dlp_engine::Backend::linears`] on this backend: fused as the module docs say where
-    /// the switches and shapes allow, else op by op.
-    pub(crate) fn linears_impl(
-        &self,
-        x: &CudaSlice<f32>,
-        n_tokens: usize,
-        n_in: usize,
-        step: &CudaStep,
-        jobs: &mut [LinearJob<'_, Self>],
-        u: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        let route = self.linears_route(n_tokens, n_in, step, jobs);
-        if route == Route::Each {
-            return linears_each(self, x, n_tokens, n_in, step, jobs, u);
-        }
-        check_linears(x, n_tokens, n_in, jobs)?;
-        match route {
-            Route::BatchLora => {
-                self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, false, None)
-            }
-            Route::MatvecFusedLora => {
-                self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, true, None)
-            }
-            _ => {
-                self.matvec_bf16(
-                    x,
-                    n_tokens,
-                    jobs,
-                    None,
-                    self.matvec_launch_mode(false),
-                    None,
-                )?;
-                for j in jobs.iter_mut() {
-                    if let Some(l) = j.lora {
-                        self.lora_shrink(x, l, step, n_tokens, u)?;
-                        self.lora_expand(u, l, step, n_tokens, j.out)?;
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// [`dlp_engine::Backend::linears_silu_mul`] on this backend: with `fused-silu`, where the
-    /// pair takes the decode matvec with its LoRA (if any) in the epilogue, one launch (two with
-    /// a shrink launch of its own) that stores silu(gate) * up into `act` and neither product;
-    /// else `linears` then `silu_mul`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn linears_silu_mul_impl(
-        &self,
-        x: &CudaSlice<f32>,
-        n_tokens: usize,
-        n_in: usize,
-        step: &CudaStep,
-        gate_up: &mut [LinearJob<'_, Self>; 2],
-        u: &mut CudaSlice<f32>,
-        act: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        let n = gate_silu_width(gate_up)?;
-        let route = self.linears_route(n_tokens, n_in, step, gate_up);
-        let any_lora = gate_up.iter().any(|j| j.lora.is_some());
-        if !silu_folds(self.options.experimental.fused_silu, route, any_lora) {
-            return linears_then_silu_mul(self, x, n_tokens, n_in, step, gate_up, u, act);
-        }
-        check_linears(x, n_tokens, n_in, gate_up)?;
-        check_len("linears (fused silu)", "act", act.len(), n_tokens * n)?;
-        if route == Route::MatvecFusedLora {
-            return self.linears_grouped_lora(x, n_tokens, n_in, step, gate_up, true, Some(act));
-        }
-        let launch = self.matvec_launch_mode(false);
-        self.matvec_bf16(x, n_tokens, gate_up, None, launch, Some(act))
-    }
-
     /// Whether a step the decode matvec does not take runs its modules' LoRA as `batch-lora`
     /// ([`crate::Experimental::batch_lora`]): the switch is on, the step is a decode step of at
     /// most [`BATCH_LORA_MAX_ROWS`] tokens (each alone in its KV slot), the shrink's 16-byte
     /// loads fit the input (`n_in % 8 == 0`), the grids fit and the expand's shared memory
     /// does. Prefills keep the segment (or SGMV) kernels, which read each adapter once per
     /// segment, not once per token.
-    fn batch_lora_fits(
+    pub(crate) fn batch_lora_fits(
         &self,
         n_tokens: usize,
         n_in: usize,
@@ -180,7 +54,7 @@ impl CudaBackend {
     /// module's expand in one launch (`lora_expand_jobs`), adding into the products. With
     /// `silu_act` (`fused-silu`; `matvec` only) the gate/up matvec stores silu(gate) * up there.
     #[allow(clippy::too_many_arguments)]
-    fn linears_grouped_lora(
+    pub(crate) fn linears_grouped_lora(
         &self,
         x: &CudaSlice<f32>,
         n_tokens: usize,
@@ -199,6 +73,10 @@ impl CudaBackend {
             // matvec's grid, which may start while the kernel writing x runs.
             let after_shrink = desc.n_jobs > 0 && desc.inline_blocks == 0;
             let launch = self.matvec_launch_mode(after_shrink);
+            let mut desc = desc;
+            if silu_act.is_some() && desc.sync != 0 {
+                desc.sync += (SILU_SYNC_WORDS * std::mem::size_of::<u32>()) as u64;
+            }
             return self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch, silu_act);
         }
         // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
@@ -375,10 +253,17 @@ impl CudaBackend {
 /// The locked fused-LoRA scratch (`CudaBackend::scratch_u`).
 type ScratchGuard<'a> = std::sync::MutexGuard<'a, Option<CudaSlice<f32>>>;
 
-/// Words (4 bytes) at the start of the fused LoRA scratch: the `inline-shrink` counters
-/// (tickets, shrink blocks done, blocks finished) and one spare, so that u stays 16-byte
-/// aligned.
-const SYNC_WORDS: usize = 4;
+/// Words (4 bytes) at the start of the fused LoRA scratch: two sets of the `inline-shrink`
+/// counters (tickets, shrink blocks done, blocks finished; and one spare, so that u stays
+/// 16-byte aligned), the second for `fused-silu`'s gate/up launches ([`SILU_SYNC_WORDS`]).
+const SYNC_WORDS: usize = 8;
+
+/// Where `fused-silu`'s gate/up launches keep their counters, in words past the others: the
+/// down projection's inline launch may follow one as a dependent launch, which starts (and
+/// takes its tickets) before the gate/up grid's counter reset is sure to be visible, so the
+/// two must not share counters (every other pair of inline launches has a plain launch
+/// between them).
+const SILU_SYNC_WORDS: usize = 4;
 
 /// Most tokens of a decode step whose LoRA runs as `batch-lora` (each token's adapters read
 /// once per token: past a few dozen tokens the SGMV kernels' once per tile of 16 read less).
@@ -392,17 +277,6 @@ const EXPAND_JOBS_SHARED_MAX: usize = 48 * 1024;
 /// (offset, rank) pairs.
 pub fn expand_jobs_shared(mix_k: usize, max_rank: usize) -> usize {
     (mix_k * max_rank + 2 * mix_k) * 4
-}
-
-/// Whether `fused-silu` (`on`) folds `silu_mul` into a gate/up pair's `linears` of `route`:
-/// only where the decode matvec computes the whole products, LoRA (`any_lora`) included, in
-/// its epilogue; the plain matvec's LoRA runs after it, so its products are not final there.
-fn silu_folds(on: bool, route: Route, any_lora: bool) -> bool {
-    on && match route {
-        Route::MatvecFusedLora => true,
-        Route::Matvec => !any_lora,
-        Route::Each | Route::BatchLora => false,
-    }
 }
 
 /// The shape part of `batch-lora`'s choice: a decode step (`tokens_alone`) of 1 to
@@ -441,7 +315,7 @@ unsafe impl DeviceRepr for LoraOuts {}
 
 /// The sizes `linears` checks before a grouped launch: x holds `[n_tokens, n_in]`, each
 /// output `[n_tokens, n_out]`, each bias `[n_out]`.
-fn check_linears(
+pub(crate) fn check_linears(
     x: &CudaSlice<f32>,
     n_tokens: usize,
     n_in: usize,
@@ -477,25 +351,14 @@ mod tests {
         assert_eq!(std::mem::offset_of!(LoraOuts, pad), 36);
     }
 
+    /// Two sets of the three inline-shrink counters fit before u, which stays 16-byte aligned
+    /// (the shrink's and expands' vector loads).
     #[test]
-    fn silu_folds_only_where_the_matvec_computes_the_whole_products() {
-        use Route::*;
-        for (route, lora, want) in [
-            (MatvecFusedLora, true, true),
-            (Matvec, false, true),
-            (Matvec, true, false),
-            (Each, false, false),
-            (Each, true, false),
-            (BatchLora, true, false),
-        ] {
-            assert_eq!(
-                silu_folds(true, route, lora),
-                want,
-                "{route:?}, LoRA {lora}"
-            );
+    fn both_counter_sets_fit_before_u_and_keep_it_aligned() {
+        const {
+            assert!(SILU_SYNC_WORDS >= 3 && SILU_SYNC_WORDS + 3 <= SYNC_WORDS);
             assert!(
-                !silu_folds(false, route, lora),
-                "{route:?}, LoRA {lora}, off"
+                (SYNC_WORDS * 4).is_multiple_of(16) && (SILU_SYNC_WORDS * 4).is_multiple_of(16)
             );
         }
     }

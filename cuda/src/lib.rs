@@ -13,6 +13,7 @@ pub mod graphs;
 mod kernels;
 pub mod kv;
 mod launch;
+mod linears;
 mod lora;
 pub mod lora_tiled;
 pub mod matvec;

@@ -345,7 +345,9 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
 
 /// `fused-silu`: every `_silu` matvec entry computes silu_mul.cu's expression (IEEE division,
 /// `expf`'s exp2 step) in its epilogue, with one copy of the weight loop (its pair loop not
-/// unrolled: about the size of the entry without silu); no other matvec entry does.
+/// unrolled: about the size of the entry without silu); no other matvec entry does. With
+/// `-DDLP_PDL` the `_silu` entries release their dependent launch (the down projection) at
+/// their start, as the silu_mul launch they replace did; the other matvecs still do not.
 #[test]
 fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
     if let Err(why) = probe() {
@@ -373,6 +375,20 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
         }
     }
     assert_eq!(silu, 12, "three kinds of silu entry in four row buckets");
+    let mut opts = options("sm_90");
+    opts.push("-DDLP_PDL".into());
+    let pdl = compile_uncached(source("matmul"), &opts).unwrap().ptx;
+    let mut released = 0;
+    for part in pdl.split(".entry ").skip(1) {
+        let name = part.split('(').next().unwrap_or("");
+        if name.starts_with("matvec_bf16_") {
+            let body = entry(&pdl, name);
+            let release = body.contains("griddepcontrol.launch_dependents");
+            assert_eq!(release, name.contains("_silu_"), "{name} with -DDLP_PDL");
+            released += usize::from(release);
+        }
+    }
+    assert_eq!(released, 12);
 }
 
 /// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in

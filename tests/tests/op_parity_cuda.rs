@@ -572,7 +572,8 @@ fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
 /// `fused-silu` computes what the gate/up matvec then `silu_mul` compute, bit for bit: every
 /// case of `fused_silu_cases` (all four row buckets) against the backend without it (bound
 /// 0), on the plain matvec (the LoRA cases then keep the launch: their LoRA runs after the
-/// products), with `fused-lora`, and with `inline-shrink` under dependent launches; f32 and
+/// products), with `fused-lora`, with `fused-shrink` (the matvec a dependent launch of its
+/// shrink, on sm_90), and with `inline-shrink` under dependent launches; f32 and
 /// bf16 compute; each case twice, the LoRA scratch poisoned; and against the CPU. The
 /// `silu_mul` launches counted show which cases folded it: all but the plain matvec's LoRA ones.
 #[test]
@@ -582,7 +583,12 @@ fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
         inline_shrink: true,
         ..FUSED
     };
-    for (experimental, folds_lora) in [(MATVEC, false), (FUSED, true), (inline, true)] {
+    for (experimental, folds_lora) in [
+        (MATVEC, false),
+        (FUSED, true),
+        (FUSED_SHRINK, true),
+        (inline, true),
+    ] {
         for bf16_compute in [false, true] {
             let with = |fused_silu: bool| CudaOptions {
                 bf16_weights: true,
