@@ -20,7 +20,8 @@ Why it is shaped this way:
   probes below, the other shapes at ~4,000 tokens, then the other modes); what no longer fits
   is reported as not run.
 - The first mode (bf16c-exp: every unverified path on) leaves out each --cuda-experimental
-  path whose own golden_cuda tests (`experimental::<path>::*`) failed or hung in this run, and
+  path whose own golden_cuda tests (`experimental::<path>::*`, or `<path>_<more>::*`: the path
+  under other switches, as `fused_silu_inline`) failed or hung in this run, and
   the paths that ride on it, recorded as a `plan` step: a hang there would cost the bench its
   whole cap and the probes theirs.
 - When the first mode fails on a shape, bf16c is benched alone and

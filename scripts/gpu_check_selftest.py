@@ -180,6 +180,9 @@ def main():
     warned = gpu_check_report.warnings(wdir)
     golden_caught = perturbed_logits_caught(os.path.join(tmp, "run", "out"), wdir)
     import gpu_check_core
+    import gpu_check_speed
+    modules = {m: gpu_check_speed.path_of_module(m)
+               for m in ("fused_silu_inline", "fused_silu", "inline_shrink", "combined")}
     without = gpu_check_core.without_mode("bf16c-exp-without-split-attention+rope-in-attention")
     try:
         gpu_check_core.without_mode("bf16c-exp-without-split-attention+warp-speed")
@@ -197,6 +200,9 @@ def main():
          and set(without[-1].split(",")) == set(gpu_check_core.PATHS)
          - {"split-attention", "inline-combine", "rope-in-attention"}
          and "no path 'warp-speed'" in unknown),
+        ("a golden module of a path under other switches names that path; others none",
+         modules == {"fused_silu_inline": "fused-silu", "fused_silu": "fused-silu",
+                     "inline_shrink": "inline-shrink", "combined": None}),
         ("the failing test of a path reported",
          status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
          .startswith("FAIL") and "stand-in failure" in summary),

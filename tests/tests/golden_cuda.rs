@@ -307,6 +307,21 @@ mod experimental {
             ..NONE
         }
     );
+    // With inline shrinks under dependent launches, the down projection's grid follows the
+    // gate/up one directly (no silu_mul launch between them) and starts while it runs: the
+    // two grids' inline-shrink counters must be apart.
+    alone_tests!(
+        fused_silu_inline,
+        "decode-matvec,fused-lora,dependent-launch,inline-shrink,fused-silu",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            dependent_launch: true,
+            inline_shrink: true,
+            fused_silu: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {
