@@ -70,7 +70,11 @@ impl CudaBackend {
     /// (`CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`, sm_90): it may start once
     /// every block of that launch has run `griddepcontrol.launch_dependents`, and reads that
     /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in pdl.cuh). Whatever
-    /// came before that launch has completed, as in plain stream order.
+    /// came before that launch has completed, as in plain stream order, unless that launch
+    /// is itself a dependent one: `fused-silu`'s gate/up matvec releases the down matvec at
+    /// its start, so the down grid may start while the launch before the gate/up one (an
+    /// `add_rms_norm`) still runs. Its `pdl_wait` covers both (`griddepcontrol.wait` waits for
+    /// every prerequisite grid), and it touches nothing either writes before it.
     ///
     /// Returns true when queued. False when the driver refused it outside a capture:
     /// dependent launches are then off for this backend (a warning says so) and the caller

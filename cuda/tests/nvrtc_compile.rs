@@ -383,9 +383,20 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
         let name = part.split('(').next().unwrap_or("");
         if name.starts_with("matvec_bf16_") {
             let body = entry(&pdl, name);
-            let release = body.contains("griddepcontrol.launch_dependents");
-            assert_eq!(release, name.contains("_silu_"), "{name} with -DDLP_PDL");
-            released += usize::from(release);
+            let release = body.find("griddepcontrol.launch_dependents");
+            assert_eq!(
+                release.is_some(),
+                name.contains("_silu_"),
+                "{name} with -DDLP_PDL"
+            );
+            if let Some(at) = release {
+                // At the start: before the inline entries' ticket, and before any wait.
+                for later in ["atom.global.add", "griddepcontrol.wait"] {
+                    let first = body.find(later).unwrap_or(usize::MAX);
+                    assert!(at < first, "{name}: releases after its first {later}");
+                }
+                released += 1;
+            }
         }
     }
     assert_eq!(released, 12);
