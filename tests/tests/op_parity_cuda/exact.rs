@@ -1,0 +1,242 @@
+//! The fusions held to the ops they replace at bound 0 (`run_cases_against` with NMSE 0): each
+//! switch that folds launches computes what the launches it removes computed, bit for bit, and
+//! the launch counts show the folded path ran.
+
+use dlp_engine::backend::StepPlan;
+use dlp_tests::parity::{cases, fused_kv_store_cases, fused_silu_cases, rope_in_attention_cases};
+
+use super::*;
+
+/// The backends of `with(true)` and `with(false)`, made one at a time: without a GPU the first
+/// records the skip and the caller ends.
+fn fused_and_unfused(with: impl Fn(bool) -> CudaOptions) -> Option<(CudaBackend, CudaBackend)> {
+    let fused = cuda(with(true))?;
+    Some((fused, cuda(with(false))?))
+}
+
+/// `fused-norm` and `fused-rope` compute what the unfused ops compute, bit for bit: the
+/// table's `add_rms_norm` and `rope_qk` cases on the fused backend against the unfused one
+/// (bound 0), with narrow and wide grids (rows at 256 and 1,024 threads).
+#[test]
+fn op_parity_cuda_fusions_match_the_unfused_ops_exactly() {
+    for wide_grids in [false, true] {
+        let with = |fused: bool| CudaOptions {
+            experimental: Experimental {
+                wide_grids,
+                fused_norm: fused,
+                fused_rope: fused,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let Some((fused, unfused)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!("fused vs unfused, wide grids {wide_grids}");
+        let cases: Vec<ParityCase> = cases()
+            .into_iter()
+            .filter(|c| match &c.op {
+                Op::AddRmsNorm { .. } => true,
+                Op::Rope { kv_heads, .. } => kv_heads.is_some(),
+                _ => false,
+            })
+            .map(|c| ParityCase { tol: 0.0, ..c })
+            .collect();
+        assert!(cases.len() >= 6);
+        assert_all_pass(&run_cases_against(&fused, &unfused, cases));
+    }
+}
+
+/// `inline-combine` computes what the split kernel then `attention_combine` compute, bit for
+/// bit: every attention case and the long contexts (1 to 16 splits, empty splits, GQA,
+/// windows) against the backend with the combine launch (bound 0), with f32 and bf16 caches,
+/// the fused KV store off and on. The partials are NaN before each split launch
+/// (`poison_scratch`) and every case runs twice, so a block that merged before every split
+/// had written, or a launch that left its counts non-zero, fails; and no `attention_combine`
+/// may run on the inline backend.
+#[test]
+fn op_parity_cuda_inline_combine_matches_the_combine_launch_exactly() {
+    for (kv_bf16, fused_kv_store) in [(false, false), (false, true), (true, false), (true, true)] {
+        let with = |inline_combine: bool| CudaOptions {
+            kv_bf16,
+            experimental: Experimental {
+                split_attention: true,
+                fused_kv_store,
+                inline_combine,
+                ..Default::default()
+            },
+            poison_scratch: true,
+            ..Default::default()
+        };
+        let Some((inline, launched)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!(
+            "inline combine vs combine launch, bf16 cache {kv_bf16}, fused store {fused_kv_store}"
+        );
+        let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_kv_store_cases()).collect();
+        let before = (inline.launches(), launched.launches());
+        assert_all_pass(&run_cases_against(&inline, &launched, cases));
+        // The split steps merged inside: no combine launch, where the other backend has some.
+        assert_eq!(
+            inline.launches().attention_combine,
+            before.0.attention_combine
+        );
+        let combines = launched.launches().attention_combine - before.1.attention_combine;
+        assert!(combines > 0, "no split step among the cases");
+    }
+}
+
+/// How many of `cases` (attention cases) are decode steps: each token alone in its KV slot.
+fn decode_steps(cases: &[ParityCase]) -> u64 {
+    let decode = |c: &ParityCase| match &c.op {
+        Op::Attention { kv_slots, .. } => StepPlan {
+            kv_slots: kv_slots.clone(),
+            ..Default::default()
+        }
+        .tokens_alone_in_slots(),
+        _ => false,
+    };
+    cases.iter().filter(|c| decode(c)).count() as u64
+}
+
+/// `rope-in-attention` computes what `rope` then the fused-store attention compute, bit for
+/// bit: every case of `rope_in_attention_cases` against the backend without it (bound 0), with
+/// f32 and bf16 caches, unsplit, split with the combine launch, and split with
+/// `inline-combine` (every `_rope` entry); on f32 caches also against the CPU. The rope
+/// launches counted show that the decode steps took the rotating kernels.
+#[test]
+fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
+    for kv_bf16 in [false, true] {
+        for (split_attention, inline_combine) in [(false, false), (true, false), (true, true)] {
+            let with = |rope_in_attention: bool| CudaOptions {
+                kv_bf16,
+                experimental: Experimental {
+                    fused_kv_store: true,
+                    split_attention,
+                    inline_combine,
+                    rope_in_attention,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let Some((fused, unfused)) = fused_and_unfused(with) else {
+                return;
+            };
+            println!(
+                "rope in attention vs rope launch, bf16 cache {kv_bf16}, split \
+                 {split_attention}, inline combine {inline_combine}"
+            );
+            let cases = rope_in_attention_cases();
+            let before = (fused.launches().rope, unfused.launches().rope);
+            assert_all_pass(&run_cases_against(&fused, &unfused, cases.clone()));
+            // Without fused-rope a rope is two launches (q, then k). The decode steps rotated
+            // inside attention: that path ran, not the fallback, which gives the same values.
+            let (all, decode) = (cases.len() as u64, decode_steps(&cases));
+            assert!(decode >= 14, "{decode} decode steps");
+            assert_eq!(unfused.launches().rope - before.1, 2 * all);
+            assert_eq!(fused.launches().rope - before.0, 2 * (all - decode));
+            if !kv_bf16 {
+                let cases = cases.into_iter().map(|c| ParityCase {
+                    tol: dlp_tests::parity::REDUCTION_TOL,
+                    ..c
+                });
+                assert_all_pass(&run_cases(&fused, cases.collect()));
+            }
+        }
+    }
+}
+
+/// `fused-silu` computes what the gate/up matvec then `silu_mul` compute, bit for bit: every
+/// case of `fused_silu_cases` (all four row buckets) against the backend without it (bound
+/// 0), on the plain matvec (the LoRA cases then keep the launch: their LoRA runs after the
+/// products), with `fused-lora`, with `fused-shrink` (the matvec a dependent launch of its
+/// shrink, on sm_90), and with `inline-shrink` under dependent launches; f32 and
+/// bf16 compute; each case twice, the LoRA scratch poisoned; and against the CPU. The
+/// `silu_mul` launches counted show which cases folded it: all but the plain matvec's LoRA ones.
+#[test]
+fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
+    let inline = Experimental {
+        dependent_launch: true,
+        inline_shrink: true,
+        ..FUSED
+    };
+    for (experimental, folds_lora) in [
+        (MATVEC, false),
+        (FUSED, true),
+        (FUSED_SHRINK, true),
+        (inline, true),
+    ] {
+        for bf16_compute in [false, true] {
+            let with = |fused_silu: bool| CudaOptions {
+                bf16_weights: true,
+                bf16_compute,
+                experimental: Experimental {
+                    fused_silu,
+                    ..experimental
+                },
+                poison_scratch: true,
+                ..Default::default()
+            };
+            let Some((fused, unfused)) = fused_and_unfused(with) else {
+                return;
+            };
+            println!(
+                "fused silu vs silu_mul launch, {experimental:?}, bf16 compute {bf16_compute}"
+            );
+            let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_silu_cases()).collect();
+            let exact: Vec<ParityCase> = cases
+                .iter()
+                .map(|c| ParityCase {
+                    tol: 0.0,
+                    ..c.clone()
+                })
+                .collect();
+            let before = (fused.launches().silu_mul, unfused.launches().silu_mul);
+            assert_all_pass(&run_cases_against(&fused, &unfused, exact));
+            let lora = cases
+                .iter()
+                .filter(|c| matches!(&c.op, Op::Linears { mix: Some(_), .. }))
+                .count() as u64;
+            assert!(
+                lora >= 8 && cases.len() as u64 - lora >= 8,
+                "{lora} LoRA cases"
+            );
+            assert_eq!(unfused.launches().silu_mul - before.1, cases.len() as u64);
+            let kept = if folds_lora { 0 } else { lora };
+            assert_eq!(fused.launches().silu_mul - before.0, kept);
+            if bf16_compute {
+                let probe = CpuProbe::bf16_inputs();
+                assert_all_pass(&run_cases_against(&fused, &probe, cases));
+            } else {
+                assert_all_pass(&run_cases(&fused, cases));
+            }
+        }
+    }
+}
+
+/// `fused-kv-store` computes what `kv_store` then `attention` compute, bit for bit, caches
+/// included: every attention case and the long contexts (decode steps take the fused kernels;
+/// prefills, several tokens in one slot, keep `kv_store`) against the unfused backend (bound
+/// 0), with f32 and bf16 caches, split attention off and on.
+#[test]
+fn op_parity_cuda_fused_kv_store_matches_the_unfused_attention_exactly() {
+    for (kv_bf16, split_attention) in [(false, false), (false, true), (true, false), (true, true)] {
+        let with = |fused_kv_store: bool| CudaOptions {
+            kv_bf16,
+            experimental: Experimental {
+                split_attention,
+                fused_kv_store,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let Some((fused, unfused)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!(
+            "fused KV store vs kv_store + attention, bf16 cache {kv_bf16}, split {split_attention}"
+        );
+        assert_all_pass(&run_cases_against(&fused, &unfused, fused_kv_store_cases()));
+    }
+}
