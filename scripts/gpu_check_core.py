@@ -52,7 +52,8 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "dependent-launch": ["decode-matvec"], "batch-lora": [],
          "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"],
          "tiled-lora": [], "inline-combine": ["split-attention"],
-         "rope-in-attention": ["fused-kv-store"], "fused-silu": ["decode-matvec"]}
+         "rope-in-attention": ["fused-kv-store"], "fused-silu": ["decode-matvec"],
+         "norm-in-matvec": ["decode-matvec"]}
 WITHOUT = "bf16c-exp-without-"
 
 

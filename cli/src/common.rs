@@ -69,6 +69,8 @@ pub enum CudaExperimental {
     RopeInAttention,
     /// With decode-matvec: the gate/up matvec stores silu(gate) * up, no silu_mul launch.
     FusedSilu,
+    /// With decode-matvec: the o and down matvecs of 1-2 tokens add the residual and norm it.
+    NormInMatvec,
     /// Every path above.
     All,
 }
@@ -214,8 +216,11 @@ pub struct ModelArgs {
     /// same values; not yet run on a GPU), `fused-silu` (with decode-matvec: the gate/up
     /// matvec of a decode step computes gate row f and up row f in one warp, LoRA included, and
     /// stores silu(gate) * up, so no silu_mul launch follows; same values; where the LoRA runs
-    /// outside the matvec, without fused-lora, the launch stays; not yet run on a GPU), or
-    /// `all`.
+    /// outside the matvec, without fused-lora, the launch stays; not yet run on a GPU),
+    /// `norm-in-matvec` (with decode-matvec: the o and down matvecs of a decode step of one or
+    /// two tokens also add their output to the residual and RMS-norm it, in the block that
+    /// finishes last, so no add_rms_norm launch follows; same values; without fused-lora the
+    /// launch stays where the LoRA runs outside the matvec; not yet run on a GPU), or `all`.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
@@ -558,6 +563,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             inline_combine: on(CudaExperimental::InlineCombine),
             rope_in_attention: on(CudaExperimental::RopeInAttention),
             fused_silu: on(CudaExperimental::FusedSilu),
+            norm_in_matvec: on(CudaExperimental::NormInMatvec),
         },
         poison_scratch: false,
     };

@@ -241,7 +241,8 @@ fn bad_input_exits_non_zero_with_a_message() {
             "warp-speed",
             "decode-matvec, fused-lora",
             "fused-norm, fused-rope, fused-kv-store, fused-shrink, dependent-launch, batch-lora, \
-             inline-shrink, tiled-lora, inline-combine, rope-in-attention, fused-silu, all",
+             inline-shrink, tiled-lora, inline-combine, rope-in-attention, fused-silu, norm-in-matvec, \
+             all",
         ],
     );
     fails_with(

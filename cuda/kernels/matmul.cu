@@ -406,6 +406,112 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
         if (SILU) PDL_TRIGGER();                                                              \
         matvec_lora_inline<R, SILU>(x, rows, k, round_x, jobs, lj);                           \
     }
+// `norm-in-matvec`: the o or down projection's launch also does the residual add and the
+// RMSNorm that read its output (add_rms_norm in rms_norm.cu): x[r, :] += out[r, :], then
+// norm_out[r, :] = rms_norm(x[r, :]) * w, for every row, by the block that finishes last (a
+// count per launch in device memory: the last-block reduction of CUDA's threadFenceReduction
+// sample), instead of an add_rms_norm launch after the matvec. The host passes the block size
+// add_rms_norm would have (threads: 256, or 1,024 with wide grids), and the block emulates it:
+// virtual thread v sums the squares of elements v, v + threads, ... in order, each virtual warp
+// reduces with block_sum's butterfly, then the warps' sums with the same one; so the sums are
+// added in add_rms_norm's order whatever the matvec's block size, and the values are its values.
+struct MatvecNorm {
+    unsigned long long x;     // float*: [rows, dim] residual, += the matvec's output
+    unsigned long long w;     // const float*: [dim] the norm's weight
+    unsigned long long out;   // float*: [rows, dim] the normed rows
+    unsigned long long sync;  // unsigned*: blocks finished, zero between launches
+    int dim;                  // the matvec's n (job 0)
+    int threads;              // add_rms_norm's block size (a multiple of 32, at most 1,024)
+    float eps;
+    int pad;
+};
+// The host's `MatvecNorm` (cuda/src/matvec.rs) has this size; its test checks the offsets.
+static_assert(sizeof(MatvecNorm) == 48, "MatvecNorm: 48 bytes");
+
+// The rows' residual add and RMSNorm, by the whole block, as add_rms_norm computes them with
+// nm.threads threads (see MatvecNorm). y (the matvec's output) was written by other blocks of
+// this grid and x by an earlier launch: both read from L2 (__ldcg); x is then rewritten by the
+// thread that reads it back.
+__device__ __forceinline__ void add_norm_rows(const MatvecNorm& nm, const float* y, int rows) {
+    __shared__ double partial[32];
+    const int vws = nm.threads / 32, warps = blockDim.x / 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, dim = nm.dim;
+    const float* __restrict__ w = reinterpret_cast<const float*>(nm.w);
+    for (int r = 0; r < rows; r++) {
+        float* xr = reinterpret_cast<float*>(nm.x) + (size_t)r * dim;
+        const float* yr = y + (size_t)r * dim;
+        for (int vw = warp; vw < vws; vw += warps) {
+            double ss = 0.0;
+            for (int i = vw * 32 + lane; i < dim; i += nm.threads) {
+                const float xv = __ldcg(xr + i) + __ldcg(yr + i);
+                xr[i] = xv;
+                const double v = xv;
+                ss += v * v;
+            }
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) partial[vw] = ss;
+        }
+        __syncthreads();
+        double ss = lane < vws ? partial[lane] : 0.0;
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        const float inv = (float)(1.0 / sqrt(ss / dim + (double)nm.eps));
+        float* out = reinterpret_cast<float*>(nm.out) + (size_t)r * dim;
+        for (int vw = warp; vw < vws; vw += warps)
+            for (int i = vw * 32 + lane; i < dim; i += nm.threads) out[i] = xr[i] * inv * w[i];
+        __syncthreads();  // partial is rewritten for the next row
+    }
+}
+
+// After the block's features: every thread fences its stores, the block counts itself
+// finished, and the last block (all outputs then written and visible) runs add_norm_rows and
+// zeroes the count for the next launch. Every thread of the block gets here (the matvec's
+// early returns leave its body only).
+__device__ __forceinline__ void add_norm_last_block(const MatvecNorm& nm, const MatvecJobs& jobs,
+                                                    int rows) {
+    __shared__ unsigned last;
+    __threadfence();
+    __syncthreads();
+    unsigned* sync = reinterpret_cast<unsigned*>(nm.sync);
+    if (threadIdx.x == 0) last = atomicAdd(sync, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    add_norm_rows(nm, reinterpret_cast<const float*>(jobs.out[0]), rows);
+    if (threadIdx.x == 0) {
+        *sync = 0;
+        __threadfence();
+    }
+}
+
+// The `_norm` entries (`norm-in-matvec`): the plain, fused-LoRA and inline-shrink matvecs of
+// one job with add_norm_last_block after them. Like add_rms_norm, whose place they take, they
+// release the next (dependent) matvec at their start; it waits for this whole grid before it
+// reads the normed rows. Their counters are their own (the host's `NORM_SYNC_WORDS`): the grid
+// after a dependent's may start before this one has reset them.
+#define MATVEC_NORM_ENTRIES(R)                                                                \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_norm_r##R(                           \
+        const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
+        MatvecNorm nm) {                                                                      \
+        PDL_TRIGGER();                                                                        \
+        LoraJobs none;                                                                        \
+        none.n_jobs = 0;                                                                      \
+        matvec_bf16_body<R, false>(x, rows, k, round_x, jobs, none, blockIdx.x, gridDim.x);   \
+        add_norm_last_block(nm, jobs, rows);                                                  \
+    }                                                                                         \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_norm_r##R(                      \
+        const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
+        LoraJobs lj, MatvecNorm nm) {                                                         \
+        PDL_TRIGGER();                                                                        \
+        matvec_bf16_body<R, true>(x, rows, k, round_x, jobs, lj, blockIdx.x, gridDim.x);      \
+        add_norm_last_block(nm, jobs, rows);                                                  \
+    }                                                                                         \
+    extern "C" __global__ void MATVEC_BOUNDS matvec_bf16_lora_inline_norm_r##R(               \
+        const float* __restrict__ x, int rows, int k, int round_x, MatvecJobs jobs,           \
+        LoraJobs lj, MatvecNorm nm) {                                                         \
+        PDL_TRIGGER();                                                                        \
+        matvec_lora_inline<R>(x, rows, k, round_x, jobs, lj);                                 \
+        add_norm_last_block(nm, jobs, rows);                                                  \
+    }
 #define MATVEC_ENTRIES(R)                  \
     MATVEC_ENTRIES_OF(R, , false)          \
     MATVEC_ENTRIES_OF(R, _silu, true)
@@ -413,6 +519,9 @@ MATVEC_ENTRIES(1)
 MATVEC_ENTRIES(2)
 MATVEC_ENTRIES(4)
 MATVEC_ENTRIES(8)
+// The host folds the norm for at most 2 rows (`NORM_FOLD_MAX_ROWS`): two buckets.
+MATVEC_NORM_ENTRIES(1)
+MATVEC_NORM_ENTRIES(2)
 
 // The bf16 compute mode's GEMM input: out[i] = bf16(x[i]) as bit patterns (round to nearest
 // even), for cublasGemmEx on tensor cores.

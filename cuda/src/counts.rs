@@ -13,6 +13,7 @@ pub(crate) struct LaunchCounters {
     pub(crate) attention_combine: AtomicU64,
     pub(crate) rope: AtomicU64,
     pub(crate) silu_mul: AtomicU64,
+    pub(crate) add_rms_norm: AtomicU64,
 }
 
 impl LaunchCounters {
@@ -36,6 +37,9 @@ pub struct LaunchCounts {
     /// `silu_mul` (none for the decode steps of [`crate::Experimental::fused_silu`] that take
     /// the decode matvec).
     pub silu_mul: u64,
+    /// `add_rms_norm` calls, fused (`fused-norm`) or as `add` then `rms_norm` (none for the
+    /// decode steps of [`crate::Experimental::norm_in_matvec`] that take the decode matvec).
+    pub add_rms_norm: u64,
 }
 
 impl CudaBackend {
@@ -48,6 +52,7 @@ impl CudaBackend {
             attention_combine: c.attention_combine.load(Ordering::Relaxed),
             rope: c.rope.load(Ordering::Relaxed),
             silu_mul: c.silu_mul.load(Ordering::Relaxed),
+            add_rms_norm: c.add_rms_norm.load(Ordering::Relaxed),
         }
     }
 }

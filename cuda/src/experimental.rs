@@ -87,6 +87,13 @@ pub struct Experimental {
     /// one launch fewer per layer, the same values. Not where the LoRA runs outside the
     /// matvec (without `fused-lora`). Written without a GPU: not yet run on one.
     pub fused_silu: bool,
+    /// With `decode-matvec`: the o and down matvecs of a decode step of one or two tokens also
+    /// do the residual add and RMSNorm that read their output (`add_rms_norm`): the block that
+    /// finishes last applies them, adding the sums in `add_rms_norm`'s order (the `_norm`
+    /// entries), instead of an `add_rms_norm` launch (or `add` and `rms_norm`) after the
+    /// matvec: two launches fewer per layer, the same values. Not where the LoRA runs outside
+    /// the matvec (without `fused-lora`). Written without a GPU: not yet run on one.
+    pub norm_in_matvec: bool,
 }
 
 impl Experimental {
@@ -109,6 +116,7 @@ impl Experimental {
         inline_combine: false,
         rope_in_attention: false,
         fused_silu: false,
+        norm_in_matvec: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -129,6 +137,7 @@ impl Experimental {
         inline_combine: true,
         rope_in_attention: true,
         fused_silu: true,
+        norm_in_matvec: true,
     };
 }
 
@@ -154,6 +163,11 @@ impl Experimental {
                 "decode-matvec",
             ),
             (self.fused_silu && !matvec, "fused-silu", "decode-matvec"),
+            (
+                self.norm_in_matvec && !matvec,
+                "norm-in-matvec",
+                "decode-matvec",
+            ),
             (
                 self.inline_combine && !self.split_attention,
                 "inline-combine",
@@ -212,6 +226,13 @@ mod tests {
             ),
             (
                 Experimental {
+                    norm_in_matvec: true,
+                    ..Experimental::NONE
+                },
+                ("norm-in-matvec", "decode-matvec"),
+            ),
+            (
+                Experimental {
                     decode_matvec: true,
                     inline_shrink: true,
                     ..Experimental::NONE
@@ -235,7 +256,8 @@ mod tests {
                 "fused-shrink",
                 "inline-shrink",
                 "dependent-launch",
-                "fused-silu"
+                "fused-silu",
+                "norm-in-matvec"
             ]
         );
     }

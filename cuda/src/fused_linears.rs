@@ -20,11 +20,11 @@
 //! `lora_expand_jobs` launch: 2 LoRA launches per group instead of 2 per module.
 
 use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
-use dlp_engine::backend::{Backend, LinearJob};
+use dlp_engine::backend::{Backend, LinearJob, ResidualSite};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, int, BLOCK};
-use crate::matvec::{shrink_chunks, LoraJobs, Ptrs, MATVEC_MAX_JOBS};
+use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, Ptrs, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
@@ -52,7 +52,8 @@ impl CudaBackend {
     /// then either (`matvec`, `fused-lora`) the grouped matvec with the expands in its
     /// epilogue, or (`batch-lora`) the base products as `matmul` computes them and every
     /// module's expand in one launch (`lora_expand_jobs`), adding into the products. With
-    /// `silu_act` (`fused-silu`; `matvec` only) the gate/up matvec stores silu(gate) * up there.
+    /// `matvec`, `epilogue` is the matvec's ([`MatvecEpilogue`]: `fused-silu`'s silu(gate) *
+    /// up, `norm-in-matvec`'s residual add and norm); `batch-lora` takes only `Store`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn linears_grouped_lora(
         &self,
@@ -62,8 +63,11 @@ impl CudaBackend {
         step: &CudaStep,
         jobs: &mut [LinearJob<'_, Self>],
         matvec: bool,
-        silu_act: Option<&mut CudaSlice<f32>>,
+        epilogue: MatvecEpilogue<'_>,
     ) -> Result<()> {
+        if !matvec && !matches!(epilogue, MatvecEpilogue::Store) {
+            return Err(err("linears: batch-lora has no fused epilogue"));
+        }
         let inline = matvec && self.options.experimental.inline_shrink;
         // The scratch stays locked (not regrown) until the launches reading it are queued.
         let (desc, _scratch) = self.shrink_jobs(x, n_tokens, n_in, step, jobs, inline)?;
@@ -74,10 +78,11 @@ impl CudaBackend {
             let after_shrink = desc.n_jobs > 0 && desc.inline_blocks == 0;
             let launch = self.matvec_launch_mode(after_shrink);
             let mut desc = desc;
-            if silu_act.is_some() && desc.sync != 0 {
-                desc.sync += (SILU_SYNC_WORDS * std::mem::size_of::<u32>()) as u64;
+            if desc.sync != 0 {
+                let words = sync_set(&epilogue) * SYNC_SET_WORDS;
+                desc.sync += (words * std::mem::size_of::<u32>()) as u64;
             }
-            return self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch, silu_act);
+            return self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch, epilogue);
         }
         // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
         if self.options.bf16_compute && jobs.iter().all(|j| j.w.bf16.is_some()) {
@@ -253,17 +258,33 @@ impl CudaBackend {
 /// The locked fused-LoRA scratch (`CudaBackend::scratch_u`).
 type ScratchGuard<'a> = std::sync::MutexGuard<'a, Option<CudaSlice<f32>>>;
 
-/// Words (4 bytes) at the start of the fused LoRA scratch: two sets of the `inline-shrink`
-/// counters (tickets, shrink blocks done, blocks finished; and one spare, so that u stays
-/// 16-byte aligned), the second for `fused-silu`'s gate/up launches ([`SILU_SYNC_WORDS`]).
-const SYNC_WORDS: usize = 8;
+/// Words (4 bytes) of one set of `inline-shrink` counters: tickets, shrink blocks done, blocks
+/// finished, and one spare, so that u stays 16-byte aligned.
+const SYNC_SET_WORDS: usize = 4;
 
-/// Where `fused-silu`'s gate/up launches keep their counters, in words past the others: the
-/// down projection's inline launch may follow one as a dependent launch, which starts (and
-/// takes its tickets) before the gate/up grid's counter reset is sure to be visible, so the
-/// two must not share counters (every other pair of inline launches has a plain launch
-/// between them).
-const SILU_SYNC_WORDS: usize = 4;
+/// Sets of counters at the start of the fused LoRA scratch ([`sync_set`]).
+const SYNC_SETS: usize = 4;
+
+/// Words at the start of the fused LoRA scratch: [`SYNC_SETS`] sets of counters.
+const SYNC_WORDS: usize = SYNC_SET_WORDS * SYNC_SETS;
+
+/// The set of counters an inline launch with `epilogue` uses: 0 for the plain ones, 1 for
+/// `fused-silu`'s gate/up, 2 and 3 for `norm-in-matvec`'s o and down. An inline launch that
+/// follows a `fused-silu` or `norm-in-matvec` launch as its dependent starts (and takes its
+/// tickets) before that grid's counter reset is sure to be visible, and those launches
+/// release their dependents at their start, so a chain o -> gate/up -> down -> the next
+/// layer's q/k/v may run side by side: its four launches must not share counters (the
+/// attention launch between q/k/v and o is a plain one, after which all have finished).
+fn sync_set(epilogue: &MatvecEpilogue<'_>) -> usize {
+    match epilogue {
+        MatvecEpilogue::Store => 0,
+        MatvecEpilogue::Silu(_) => 1,
+        MatvecEpilogue::AddNorm { site, .. } => match site {
+            ResidualSite::Attention => 2,
+            ResidualSite::FeedForward => 3,
+        },
+    }
+}
 
 /// Most tokens of a decode step whose LoRA runs as `batch-lora` (each token's adapters read
 /// once per token: past a few dozen tokens the SGMV kernels' once per tile of 16 read less).
@@ -351,15 +372,27 @@ mod tests {
         assert_eq!(std::mem::offset_of!(LoraOuts, pad), 36);
     }
 
-    /// Two sets of the three inline-shrink counters fit before u, which stays 16-byte aligned
-    /// (the shrink's and expands' vector loads).
+    /// Every set of the three inline-shrink counters fits before u, which stays 16-byte
+    /// aligned (the shrink's and expands' vector loads); the four epilogues' sets differ.
     #[test]
-    fn both_counter_sets_fit_before_u_and_keep_it_aligned() {
+    fn every_counter_set_fits_before_u_and_keeps_it_aligned() {
         const {
-            assert!(SILU_SYNC_WORDS >= 3 && SILU_SYNC_WORDS + 3 <= SYNC_WORDS);
-            assert!(
-                (SYNC_WORDS * 4).is_multiple_of(16) && (SILU_SYNC_WORDS * 4).is_multiple_of(16)
-            );
+            assert!(SYNC_SET_WORDS >= 3 && (SYNC_SET_WORDS * 4).is_multiple_of(16));
+            assert!((SYNC_WORDS * 4).is_multiple_of(16));
+        }
+        // (`Silu`'s set, 1, needs a device buffer to name.)
+        let norm = |site| MatvecEpilogue::AddNorm {
+            nm: Default::default(),
+            site,
+        };
+        let sets = [
+            sync_set(&MatvecEpilogue::Store),
+            sync_set(&norm(ResidualSite::Attention)),
+            sync_set(&norm(ResidualSite::FeedForward)),
+        ];
+        assert_eq!(sets, [0, 2, 3]);
+        for s in sets {
+            assert!((s + 1) * SYNC_SET_WORDS <= SYNC_WORDS);
         }
     }
 

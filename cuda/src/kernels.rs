@@ -25,9 +25,14 @@ pub struct Kernels {
     /// `matvec_bf16{,_lora,_lora_inline}_silu_r{1,2,4,8}`: the three above for the gate/up
     /// launch of `fused-silu` (`[plain, lora, lora inline][bucket]`), storing silu(gate) * up.
     pub(crate) matvec_bf16_silu: [[CudaFunction; 4]; 3],
-    /// Static shared memory (bytes) of the inline entries (silu or not), the most of them: their
-    /// launches stage x in what the 48 KiB default leaves.
-    pub(crate) matvec_inline_static: usize,
+    /// `matvec_bf16{,_lora,_lora_inline}_norm_r{1,2}`: the three for the o and down launches
+    /// of `norm-in-matvec` (`[plain, lora, lora inline][bucket]`, the buckets of up to
+    /// [`crate::NORM_FOLD_MAX_ROWS`] rows), whose last block runs `add_rms_norm` on the output.
+    pub(crate) matvec_bf16_norm: [[CudaFunction; 2]; 3],
+    /// Static shared memory (bytes) of the entries that have any (the inline ones, silu or not,
+    /// and the norm ones), the most of them: their launches stage x in what the 48 KiB
+    /// default leaves.
+    pub(crate) matvec_static_shared: usize,
     pub(crate) lora_shrink_jobs: CudaFunction,
     /// `lora_expand_jobs`: the expands of a `batch-lora` group, after its base products.
     pub(crate) lora_expand_jobs: CudaFunction,
@@ -110,12 +115,29 @@ impl Kernels {
             let file = "attention";
             Ok([get(file, f)?, get(file, &format!("{f}_bf16"))?])
         };
-        let mut matvec_inline_static = 0;
-        for f in matvec_bf16_lora_inline.iter().chain(&matvec_bf16_silu[2]) {
+        // The buckets of 1 and 2 rows only (the `_norm` entries).
+        let two = |name: &str| -> Result<[CudaFunction; 2], String> {
+            let file = "matmul";
+            Ok([
+                get(file, &format!("{name}_r1"))?,
+                get(file, &format!("{name}_r2"))?,
+            ])
+        };
+        let matvec_bf16_norm = [
+            two("matvec_bf16_norm")?,
+            two("matvec_bf16_lora_norm")?,
+            two("matvec_bf16_lora_inline_norm")?,
+        ];
+        let mut matvec_static_shared = 0;
+        for f in matvec_bf16_lora_inline
+            .iter()
+            .chain(&matvec_bf16_silu[2])
+            .chain(matvec_bf16_norm.iter().flatten())
+        {
             let b = f
                 .shared_size_bytes()
-                .map_err(|e| format!("reading the inline matvec's shared memory size: {e}"))?;
-            matvec_inline_static = matvec_inline_static.max(b.max(0) as usize);
+                .map_err(|e| format!("reading a matvec entry's shared memory size: {e}"))?;
+            matvec_static_shared = matvec_static_shared.max(b.max(0) as usize);
         }
         Ok(Kernels {
             embedding: get("embedding", "embedding")?,
@@ -125,7 +147,8 @@ impl Kernels {
             matvec_bf16_lora: buckets("matvec_bf16_lora")?,
             matvec_bf16_lora_inline,
             matvec_bf16_silu,
-            matvec_inline_static,
+            matvec_bf16_norm,
+            matvec_static_shared,
             lora_shrink_jobs: get("lora", "lora_shrink_jobs")?,
             lora_expand_jobs: get("lora", "lora_expand_jobs")?,
             to_bf16: get("matmul", "to_bf16")?,

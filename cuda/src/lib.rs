@@ -34,6 +34,7 @@ use dlp_engine::{Error, Result};
 pub use counts::LaunchCounts;
 pub use experimental::Experimental;
 pub use kernels::Kernels;
+pub use linears::NORM_FOLD_MAX_ROWS;
 pub use lora::CudaLora;
 
 /// A 2-D weight `[rows, cols]` in device memory: f32, or bf16 with
@@ -141,6 +142,10 @@ pub struct CudaBackend {
     /// `inline-combine`'s counts of finished split blocks per (token, head): zero between
     /// launches (allocated zeroed, grown on demand, each launch leaves them zero).
     pub(crate) scratch_attn_counts: Mutex<Option<CudaSlice<u32>>>,
+    /// `norm-in-matvec`'s counts of finished blocks, one per residual site
+    /// ([`linears::NORM_SYNC_WORDS`]): zero between launches (allocated zeroed, each launch
+    /// leaves its count zero).
+    pub(crate) norm_sync: Mutex<CudaSlice<u32>>,
     /// bf16 copies of GEMM inputs in the bf16 compute mode, grown on demand and reused.
     pub(crate) scratch_bf16: Mutex<Option<CudaSlice<u16>>>,
     /// `DLP_CUDA_SYNC=1`: synchronise after every launch so an asynchronous fault names its op.
@@ -300,6 +305,9 @@ impl CudaBackend {
             } else {
                 None
             };
+            let norm_sync = stream
+                .alloc_zeros::<u32>(linears::NORM_SYNC_WORDS)
+                .map_err(|e| format!("allocating the norm-in-matvec counters: {e}"))?;
             Ok(CudaBackend {
                 ordinal,
                 device_name,
@@ -313,6 +321,7 @@ impl CudaBackend {
                 scratch_attn: Mutex::new(None),
                 scratch_attn_counts: Mutex::new(None),
                 scratch_u: Mutex::new(None),
+                norm_sync: Mutex::new(norm_sync),
                 pdl: AtomicBool::new(maj >= 9),
                 tune,
                 sms,

@@ -11,7 +11,7 @@ use cudarc::driver::{
     CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
     SyncOnDrop,
 };
-use dlp_engine::backend::LinearJob;
+use dlp_engine::backend::{LinearJob, ResidualSite};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, grid_1d, int};
@@ -90,6 +90,48 @@ pub struct LoraJobs {
     pub sync: u64,
 }
 
+/// The kernel's `MatvecNorm` (same layout, matmul.cu): the residual add and RMSNorm that a
+/// `norm-in-matvec` launch (`matvec_bf16*_norm_r*`) applies to its output, as `add_rms_norm`
+/// does: `x[r, :] += out[r, :]`, then `out_norm[r, :] = rms_norm(x[r, :]) * w`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MatvecNorm {
+    /// `float*` the residual, `[rows, dim]`.
+    pub x: u64,
+    /// `const float*` the norm's weight, `[dim]`.
+    pub w: u64,
+    /// `float*` the normed rows, `[rows, dim]`.
+    pub out: u64,
+    /// `unsigned*` the launch's count of finished blocks, zero between launches.
+    pub sync: u64,
+    /// Width of a row: the matvec's output features.
+    pub dim: i32,
+    /// The block size whose sums `add_rms_norm` would add (a multiple of 32, at most 1,024):
+    /// the kernel adds them in that order.
+    pub threads: i32,
+    /// The norm's epsilon.
+    pub eps: f32,
+    /// Padding to the kernel's 48 bytes.
+    pub pad: i32,
+}
+
+// SAFETY: plain old data with the C layout of `MatvecNorm` in matmul.cu.
+unsafe impl DeviceRepr for MatvecNorm {}
+
+/// What a decode matvec launch does with its products (see [`CudaBackend::matvec_bf16`]).
+#[derive(Debug)]
+pub(crate) enum MatvecEpilogue<'a> {
+    /// Stores each job's products at its `out`.
+    Store,
+    /// `fused-silu` (the jobs are gate and up, as wide): stores `silu(gate) * up` here
+    /// (`[rows, n]`), neither product.
+    Silu(&'a mut CudaSlice<f32>),
+    /// `norm-in-matvec` (one job, `n` = the norm's `dim`): stores the products, then its last
+    /// block adds them to the residual and norms it (`nm`'s pointers, kept alive by the
+    /// caller until the launch is queued); `site` picks the launch's counters.
+    AddNorm { nm: MatvecNorm, site: ResidualSite },
+}
+
 /// In-dim elements per block of the fused shrink (`SHRINK_CHUNK` in lora.cu).
 pub const SHRINK_CHUNK: usize = 1024;
 
@@ -112,6 +154,12 @@ pub fn matvec_bucket(rows: usize) -> Option<usize> {
         5..=MATVEC_MAX_ROWS => Some(3),
         _ => None,
     }
+}
+
+/// Whether `add_rms_norm`'s block size `threads` can be emulated by a `_norm` entry: whole
+/// warps, at most 1,024 threads (its sums of 32 warps).
+pub fn valid_norm_threads(threads: i32) -> bool {
+    (32..=1024).contains(&threads) && threads % 32 == 0
 }
 
 /// Bytes of shared memory a block may take without the opt-in attribute (48 KiB on every
@@ -234,9 +282,11 @@ impl CudaBackend {
 
     /// `out = x @ W^T (+ bias)` for every job in one launch (LoRA only through `lora`, the
     /// fused epilogue; each job's own `lora` is not read); all weights share `x` (`[rows, k]`,
-    /// `k` = each weight's columns). With `silu_act` (`fused-silu`: the jobs are gate and up,
-    /// as wide), `silu_act[r, f] = silu(gate[r, f]) * up[r, f]` instead, the `_silu` entries
-    /// (one warp per pair of rows); the jobs' outputs are not written. Callers check
+    /// `k` = each weight's columns), then `epilogue`: with [`MatvecEpilogue::Silu`]
+    /// (`fused-silu`: the jobs are gate and up, as wide), `act[r, f] = silu(gate[r, f]) *
+    /// up[r, f]` instead, the `_silu` entries (one warp per pair of rows), the jobs' outputs not
+    /// written; with [`MatvecEpilogue::AddNorm`] (`norm-in-matvec`: one job), the `_norm`
+    /// entries, whose last block also runs `add_rms_norm` on the output. Callers check
     /// [`Self::matvec_fits`] and the sizes, and pick `launch` with [`Self::matvec_launch_mode`].
     pub(crate) fn matvec_bf16(
         &self,
@@ -245,7 +295,7 @@ impl CudaBackend {
         jobs: &mut [LinearJob<'_, CudaBackend>],
         lora: Option<&LoraJobs>,
         launch: MatvecLaunch,
-        silu_act: Option<&mut CudaSlice<f32>>,
+        epilogue: MatvecEpilogue<'_>,
     ) -> Result<()> {
         let bucket = matvec_bucket(rows).ok_or_else(|| err(format!("matvec: {rows} rows")))?;
         if jobs.is_empty() || jobs.len() > MATVEC_MAX_JOBS {
@@ -269,29 +319,46 @@ impl CudaBackend {
             if let Some(b) = j.bias {
                 desc.bias[i] = ptrs.read(b);
             }
-            if silu_act.is_none() {
+            if !matches!(epilogue, MatvecEpilogue::Silu(_)) {
                 desc.out[i] = ptrs.write(j.out);
             }
             desc.n[i] = int("matvec", j.w.rows)?;
             total += j.w.rows;
         }
-        let silu = silu_act.is_some();
-        if let Some(act) = silu_act {
-            if n_jobs != 2 || desc.n[0] != desc.n[1] {
-                return Err(err("matvec (fused silu): not a gate/up pair of one width"));
+        let mut norm = None;
+        // 0: store, 1: silu, 2: add-norm (the entry sets' order).
+        let kind = match epilogue {
+            MatvecEpilogue::Store => 0,
+            MatvecEpilogue::Silu(act) => {
+                if n_jobs != 2 || desc.n[0] != desc.n[1] {
+                    return Err(err("matvec (fused silu): not a gate/up pair of one width"));
+                }
+                // One warp per pair of rows: as many warps as features of one job.
+                total = desc.n[0] as usize;
+                check_len("matvec (fused silu)", "act", act.len(), rows * total)?;
+                // The kernel stores at job 1's out (the up rows' epilogue), reads job 0's none.
+                desc.out[1] = ptrs.write(act);
+                1
             }
-            // One warp per pair of rows: as many warps as features of one job.
-            total = desc.n[0] as usize;
-            check_len("matvec (fused silu)", "act", act.len(), rows * total)?;
-            // The kernel stores at job 1's out (the up rows' epilogue) and reads job 0's none.
-            desc.out[1] = ptrs.write(act);
-        }
+            MatvecEpilogue::AddNorm { nm, .. } => {
+                if n_jobs != 1 || desc.n[0] != nm.dim || !valid_norm_threads(nm.threads) {
+                    return Err(err(format!(
+                        "matvec (add-norm): {n_jobs} jobs of {} features for a norm of {} \
+                         on {} threads (one job as wide as the norm, a multiple of 32 threads)",
+                        desc.n[0], nm.dim, nm.threads
+                    )));
+                }
+                norm = Some(nm);
+                2
+            }
+        };
         int("matvec", total)?;
         let (r, kk) = (int("matvec", rows)?, int("matvec", k)?);
         let inline = lora.is_some_and(|l| l.inline_blocks > 0);
-        // The inline-shrink entries have a static ticket in shared memory (the others none).
-        let static_shared = if inline {
-            self.k.matvec_inline_static
+        // The inline-shrink entries have a static ticket in shared memory and the add-norm ones
+        // their sums (the others none).
+        let static_shared = if inline || norm.is_some() {
+            self.k.matvec_static_shared
         } else {
             0
         };
@@ -301,20 +368,32 @@ impl CudaBackend {
         // inline-shrink: the LoRA shrink's blocks run in this grid, ahead of the features.
         grid.grid_dim.0 += lora.map_or(0, |l| l.inline_blocks.max(0) as u32);
         let op = "matmul (bf16 matvec)";
-        let entries = match (lora, silu) {
-            (Some(_), false) if inline => &self.k.matvec_bf16_lora_inline,
-            (Some(_), false) => &self.k.matvec_bf16_lora,
-            (None, false) => &self.k.matvec_bf16,
-            (Some(_), true) if inline => &self.k.matvec_bf16_silu[2],
-            (Some(_), true) => &self.k.matvec_bf16_silu[1],
-            (None, true) => &self.k.matvec_bf16_silu[0],
+        // [plain, fused-LoRA, inline-shrink] of the epilogue's entry set.
+        let set = match lora {
+            Some(_) if inline => 2,
+            Some(_) => 1,
+            None => 0,
         };
-        let f = &entries[bucket];
+        let entries = match kind {
+            0 => &[
+                &self.k.matvec_bf16,
+                &self.k.matvec_bf16_lora,
+                &self.k.matvec_bf16_lora_inline,
+            ][set][..],
+            1 => &self.k.matvec_bf16_silu[set][..],
+            _ => &self.k.matvec_bf16_norm[set][..],
+        };
+        let f = entries.get(bucket).ok_or_else(|| {
+            err(format!(
+                "matvec (add-norm): {rows} rows, past the norm entries' buckets"
+            ))
+        })?;
         desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
         if launch != MatvecLaunch::Plain {
             let mut xp = ptrs.read(x);
             let (mut r, mut kk, mut round_x, mut desc) = (r, kk, round_x, desc);
             let mut l = lora.copied().unwrap_or_default();
+            let mut nm = norm.unwrap_or_default();
             let mut params = [
                 (&mut xp as *mut u64).cast::<c_void>(),
                 (&mut r as *mut i32).cast(),
@@ -322,11 +401,17 @@ impl CudaBackend {
                 (&mut round_x as *mut i32).cast(),
                 (&mut desc as *mut MatvecJobs).cast(),
                 (&mut l as *mut LoraJobs).cast(),
+                (&mut nm as *mut MatvecNorm).cast(),
             ];
-            let n_params = if lora.is_some() { 6 } else { 5 };
-            // SAFETY: the parameters of `matvec_bf16_r*` (the first five) or
-            // `matvec_bf16_lora_r*` (all six) in order and types (x as its device address,
-            // kept alive by `ptrs`), sizes checked as for the plain launch.
+            // Without LoRA the entries take no `LoraJobs`: the norm moves up one place.
+            if lora.is_none() {
+                params.swap(5, 6);
+            }
+            let n_params = 5 + usize::from(lora.is_some()) + usize::from(norm.is_some());
+            // SAFETY: the parameters of the entry `f` in order and types: x (its device
+            // address, kept alive by `ptrs`), rows, k, round_x, the jobs, then `LoraJobs` for
+            // the `_lora` entries and `MatvecNorm` for the `_norm` ones (whose pointers the
+            // caller keeps alive); sizes checked as for the plain launch.
             if unsafe { self.launch_dependent(op, f, &mut params[..n_params], grid) }? {
                 return self.sync_if_asked(op);
             }
@@ -335,6 +420,9 @@ impl CudaBackend {
         a.arg(x).arg(&r).arg(&kk).arg(&round_x).arg(&desc);
         if let Some(l) = lora {
             a.arg(l);
+        }
+        if let Some(nm) = norm.as_ref() {
+            a.arg(nm);
         }
         let res = self.go(op, a, grid);
         drop(ptrs);
@@ -457,7 +545,7 @@ impl CudaBackend {
                 out,
             }];
             let launch = self.matvec_launch_mode(false);
-            return self.matvec_bf16(x, rows, &mut jobs, None, launch, None);
+            return self.matvec_bf16(x, rows, &mut jobs, None, launch, MatvecEpilogue::Store);
         }
         if w.bf16.is_some() && !self.options.bf16_compute {
             return self.matmul_bf16(x, w, bias, rows, out);
@@ -503,6 +591,32 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn norm_descriptor_has_the_kernels_layout() {
+        // 4 pointers, 2 ints, a float, padding (C: 48 bytes).
+        let src = include_str!("../kernels/matmul.cu");
+        assert!(src.contains("static_assert(sizeof(MatvecNorm) == 48,"));
+        assert_eq!(std::mem::size_of::<MatvecNorm>(), 48);
+        assert_eq!(std::mem::offset_of!(MatvecNorm, sync), 24);
+        assert_eq!(std::mem::offset_of!(MatvecNorm, dim), 32);
+        assert_eq!(std::mem::offset_of!(MatvecNorm, threads), 36);
+        assert_eq!(std::mem::offset_of!(MatvecNorm, eps), 40);
+    }
+
+    #[test]
+    fn norm_block_sizes_are_whole_warps_up_to_1024() {
+        for (t, ok) in [
+            (0, false),
+            (31, false),
+            (32, true),
+            (256, true),
+            (1024, true),
+        ] {
+            assert_eq!(valid_norm_threads(t), ok, "{t}");
+        }
+        assert!(!valid_norm_threads(1056) && !valid_norm_threads(-32));
     }
 
     #[test]

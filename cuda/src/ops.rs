@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::backend::{
     add_then_rms_norm, rope_each, rope_then_attention, AttnShape, Backend, LinearJob,
-    LoraStackHost, StepPlan, StepShape,
+    LoraStackHost, ResidualNorm, StepPlan, StepShape,
 };
 use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result};
@@ -310,6 +310,19 @@ impl Backend for CudaBackend {
         self.linears_silu_mul_impl(x, n_tokens, n_in, step, gate_up, u, act)
     }
 
+    fn linear_add_rms_norm(
+        &self,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        n_in: usize,
+        step: &CudaStep,
+        job: &mut [LinearJob<'_, Self>; 1],
+        u: &mut CudaSlice<f32>,
+        norm: ResidualNorm<'_, Self>,
+    ) -> Result<()> {
+        self.linear_add_rms_norm_impl(x, n_tokens, n_in, step, job, u, norm)
+    }
+
     fn rope(
         &self,
         x: &mut CudaSlice<f32>,
@@ -442,6 +455,7 @@ impl Backend for CudaBackend {
         eps: f32,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        LaunchCounters::bump(&self.counts.add_rms_norm);
         if !self.options.experimental.fused_norm {
             return add_then_rms_norm(self, x, y, w, rows, dim, eps, out);
         }

@@ -253,10 +253,15 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     let matmul = source("matmul");
     let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
     for r in [1, 2, 4, 8] {
-        for name in [
+        let mut names = vec![
             format!("matvec_bf16_r{r}"),
             format!("matvec_bf16_lora_r{r}"),
-        ] {
+        ];
+        if r <= 2 {
+            names.push(format!("matvec_bf16_norm_r{r}"));
+            names.push(format!("matvec_bf16_lora_norm_r{r}"));
+        }
+        for name in names {
             let body = entry(&ptx, &name);
             let weights = body.find("ld.global.cs.v4");
             let wait = body.find("griddepcontrol.wait");
@@ -302,13 +307,13 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
         }
     }
     assert_eq!(
-        checked, 29,
-        "24 matvec entries (12 of them fused-silu's), the batch expand, the tiled shrink and \
-         expand (f32 and bf16)"
+        checked, 35,
+        "30 matvec entries (12 of them fused-silu's, 6 norm-in-matvec's), the batch expand, the \
+         tiled shrink and expand (f32 and bf16)"
     );
 }
 
-/// `inline-shrink`: each `matvec_bf16_lora_inline{,_silu}_r*` takes its block's ticket and counts its
+/// `inline-shrink`: each `matvec_bf16_lora_inline{,_silu,_norm}_r*` takes its block's ticket and counts its
 /// shrink blocks with atomics, waits for the kernel writing x (dependent launch) before its
 /// shrink blocks read it, polls the done counter with a volatile load (sleeping between polls)
 /// behind a fence, and reads u through L2.
@@ -320,12 +325,17 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
     let ptx = compile_uncached(source("matmul"), &options("sm_90"))
         .unwrap()
         .ptx;
-    for name in [1, 2, 4, 8].into_iter().flat_map(|r| {
-        [
-            format!("matvec_bf16_lora_inline_r{r}"),
-            format!("matvec_bf16_lora_inline_silu_r{r}"),
-        ]
-    }) {
+    let norm = [1, 2].map(|r| format!("matvec_bf16_lora_inline_norm_r{r}"));
+    for name in [1, 2, 4, 8]
+        .into_iter()
+        .flat_map(|r| {
+            [
+                format!("matvec_bf16_lora_inline_r{r}"),
+                format!("matvec_bf16_lora_inline_silu_r{r}"),
+            ]
+        })
+        .chain(norm)
+    {
         let body = entry(&ptx, &name);
         for want in [
             "atom.global.add.u32",
@@ -347,7 +357,8 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
 /// `expf`'s exp2 step) in its epilogue, with one copy of the weight loop (its pair loop not
 /// unrolled: about the size of the entry without silu); no other matvec entry does. With
 /// `-DDLP_PDL` the `_silu` entries release their dependent launch (the down projection) at
-/// their start, as the silu_mul launch they replace did; the other matvecs still do not.
+/// their start, as the silu_mul launch they replace did, and so do the `_norm` entries
+/// (`norm-in-matvec`), as the add_rms_norm launch they replace did; the others still do not.
 #[test]
 fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
     if let Err(why) = probe() {
@@ -386,7 +397,7 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
             let release = body.find("griddepcontrol.launch_dependents");
             assert_eq!(
                 release.is_some(),
-                name.contains("_silu_"),
+                name.contains("_silu_") || name.contains("_norm_"),
                 "{name} with -DDLP_PDL"
             );
             if let Some(at) = release {
@@ -399,12 +410,60 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
             }
         }
     }
-    assert_eq!(released, 12);
+    assert_eq!(released, 18, "the 12 _silu entries and the 6 _norm ones");
+}
+
+/// `norm-in-matvec`: each `_norm` matvec entry (three kinds in the buckets of 1 and 2 rows)
+/// counts its finished blocks with a fenced atomic behind a barrier, reads the other blocks'
+/// products and the residual through L2, and computes `add_rms_norm`'s expressions with the
+/// same instructions: the squares summed in double with a fused multiply-add (as
+/// `add_rms_norm` contracts `ss += v * v`), a double division and square root, the butterfly
+/// of double shuffles; no other matvec entry does.
+#[test]
+fn norm_in_matvec_entries_count_their_blocks_and_norm_as_add_rms_norm_does() {
+    if let Err(why) = probe() {
+        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    }
+    let norm_ops = ["fma.rn.f64", "sqrt.rn.f64", "div.rn.f64", "cvt.rn.f32.f64"];
+    let rms = compile_uncached(source("rms_norm"), &options("sm_90"))
+        .unwrap()
+        .ptx;
+    let add_rms_norm = entry(&rms, "add_rms_norm");
+    for op in norm_ops {
+        assert!(add_rms_norm.contains(op), "add_rms_norm: no {op}");
+    }
+    let ptx = compile_uncached(source("matmul"), &options("sm_90"))
+        .unwrap()
+        .ptx;
+    let mut norm = 0;
+    for part in ptx.split(".entry ").skip(1) {
+        let name = part.split('(').next().unwrap_or("");
+        if !name.starts_with("matvec_bf16_") {
+            continue;
+        }
+        let body = entry(&ptx, name);
+        let has = norm_ops.iter().all(|op| body.contains(op));
+        assert_eq!(has, name.contains("_norm_"), "{name}");
+        if has {
+            for want in [
+                "atom.global.add.u32",
+                "membar.gl",
+                "bar.sync",
+                "ld.global.cg.f32",
+                "shfl.sync.bfly.b32",
+            ] {
+                assert!(body.contains(want), "{name}: no {want}");
+            }
+            norm += 1;
+        }
+    }
+    assert_eq!(norm, 6, "three kinds of norm entry in two row buckets");
 }
 
 /// Every entry point `Kernels::load` asks for (each `get("file", "entry")` in
-/// `src/kernels.rs`, each attention `pair("entry")`: `entry` and `entry_bf16`, and each matvec
-/// `buckets("entry")`: `entry_r1` to `entry_r8`) is in its
+/// `src/kernels.rs`, each attention `pair("entry")`: `entry` and `entry_bf16`, each matvec
+/// `buckets("entry")`: `entry_r1` to `entry_r8`, and each `two("entry")`: `entry_r1` and
+/// `entry_r2`) is in its
 /// file's PTX: a misspelled or missing one would otherwise surface only on a GPU, when the
 /// backend loads.
 #[test]
@@ -436,10 +495,17 @@ fn every_entry_point_the_backend_loads_is_in_the_ptx() {
             wanted.push(("matmul", format!("{entry}_r{r}")));
         }
     }
+    for rest in src.split("two(\"").skip(1) {
+        let entry = rest.split('"').next().expect("split yields one piece");
+        for r in [1, 2] {
+            wanted.push(("matmul", format!("{entry}_r{r}")));
+        }
+    }
     let buckets = wanted.len() - gets - pairs;
     assert!(
-        gets >= 25 && pairs >= 18 && buckets >= 24,
-        "found only {gets} get(...), {pairs} pair(...) and {buckets} buckets(...) entries"
+        gets >= 25 && pairs >= 18 && buckets >= 30,
+        "found only {gets} get(...), {pairs} pair(...) and {buckets} buckets(...)/two(...) \
+         entries"
     );
     let mut ptx_of = std::collections::HashMap::new();
     for (file, entry) in wanted {

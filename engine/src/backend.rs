@@ -225,6 +225,61 @@ pub fn linears_then_silu_mul<B: Backend>(
     b.silu_mul(gate_up[0].out, gate_up[1].out, n_tokens * n, act)
 }
 
+/// Which residual add of a decoder layer a [`Backend::linear_add_rms_norm`] call is: after the
+/// attention block (the o projection, then the FFN's norm) or after the feed-forward block
+/// (the down projection, then the next layer's attention norm). A backend that keeps state per
+/// call (CUDA's counters of `norm-in-matvec`) keeps the two apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResidualSite {
+    /// After the attention block's output projection.
+    Attention,
+    /// After the feed-forward block's down projection.
+    FeedForward,
+}
+
+/// The residual add and RMSNorm that read a linear layer's output `y` (`[n_tokens, dim]`,
+/// `dim` = the layer's `n_out`): `residual += y`, then `out = rms_norm(residual) * w`, as
+/// [`Backend::add_rms_norm`] computes them.
+pub struct ResidualNorm<'a, B: Backend> {
+    /// The residual stream, `[n_tokens, dim]`, updated in place.
+    pub residual: &'a mut B::Buf,
+    /// The norm's weight, `[dim]`.
+    pub w: &'a B::Buf,
+    /// The norm's epsilon.
+    pub eps: f32,
+    /// The normed rows, `[n_tokens, dim]`.
+    pub out: &'a mut B::Buf,
+    /// Which residual add of the layer this is.
+    pub site: ResidualSite,
+}
+
+/// [`Backend::linear_add_rms_norm`] as [`Backend::linears`] on the one job, then
+/// [`Backend::add_rms_norm`] of its output: the default, and a backend's path when it does not
+/// fold them.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_then_add_rms_norm<B: Backend>(
+    b: &B,
+    x: &B::Buf,
+    n_tokens: usize,
+    n_in: usize,
+    step: &B::Step,
+    job: &mut [LinearJob<'_, B>; 1],
+    u: &mut B::Buf,
+    norm: ResidualNorm<'_, B>,
+) -> Result<()> {
+    b.linears(x, n_tokens, n_in, step, job, u)?;
+    let dim = job[0].n_out;
+    b.add_rms_norm(
+        norm.residual,
+        job[0].out,
+        norm.w,
+        n_tokens,
+        dim,
+        norm.eps,
+        norm.out,
+    )
+}
+
 /// The width `n` of a [`Backend::linears_silu_mul`] pair: both jobs' `n_out`, else an error.
 pub fn gate_silu_width<B: Backend>(gate_up: &[LinearJob<'_, B>; 2]) -> Result<usize> {
     let (g, u) = (gate_up[0].n_out, gate_up[1].n_out);
@@ -437,6 +492,25 @@ pub trait Backend: Send + Sync + Sized {
         act: &mut Self::Buf,
     ) -> Result<()> {
         linears_then_silu_mul(self, x, n_tokens, n_in, step, gate_up, u, act)
+    }
+    /// The o or down projection and the residual add and RMSNorm that read its output:
+    /// [`Backend::linears`] on `job` (`out`: `[n_tokens, n_out]`), then `norm` (see
+    /// [`ResidualNorm`]: `residual += out`, `norm.out = rms_norm(residual) * norm.w`, rows of
+    /// `n_out`). Default: those two ([`linear_then_add_rms_norm`]). A backend may fold the add
+    /// and norm into the product's launch (CUDA's `norm-in-matvec`) with the same values; the
+    /// job's `out` then holds the product as well.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_add_rms_norm(
+        &self,
+        x: &Self::Buf,
+        n_tokens: usize,
+        n_in: usize,
+        step: &Self::Step,
+        job: &mut [LinearJob<'_, Self>; 1],
+        u: &mut Self::Buf,
+        norm: ResidualNorm<'_, Self>,
+    ) -> Result<()> {
+        linear_then_add_rms_norm(self, x, n_tokens, n_in, step, job, u, norm)
     }
     /// Rotary embedding in place on `x` `[T, n_heads, head_dim]`, HF rotate-half layout:
     /// for `i < head_dim/2`, pair `(i, i + head_dim/2)` rotates by the angle at

@@ -1,7 +1,9 @@
 //! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2 and
 //! Qwen2 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings).
 
-use crate::backend::{AttnShape, Backend, LinearJob, StepPlan, StepShape, NO_ADAPTER};
+use crate::backend::{
+    AttnShape, Backend, LinearJob, ResidualNorm, ResidualSite, StepPlan, StepShape, NO_ADAPTER,
+};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -413,8 +415,15 @@ impl<B: Backend> Model<B> {
                 &mut ws.att,
             )?;
             let mut o = [linear_job(layer, LoraModule::O, any_lora, &mut ws.o)];
-            b.linears(&ws.att, t, n_in(LoraModule::O), step, &mut o, &mut ws.u)?;
-            b.add_rms_norm(&mut ws.x, &ws.o, &layer.ffn_norm, t, hd, eps, &mut ws.h)?;
+            let ffn_norm = ResidualNorm {
+                residual: &mut ws.x,
+                w: &layer.ffn_norm,
+                eps,
+                out: &mut ws.h,
+                site: ResidualSite::Attention,
+            };
+            let o_in = n_in(LoraModule::O);
+            b.linear_add_rms_norm(&ws.att, t, o_in, step, &mut o, &mut ws.u, ffn_norm)?;
             let mut gate_up = [
                 linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
                 linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
@@ -429,19 +438,23 @@ impl<B: Backend> Model<B> {
                 &mut ws.act,
             )?;
             let mut down = [linear_job(layer, LoraModule::Down, any_lora, &mut ws.o)];
-            b.linears(
-                &ws.act,
-                t,
-                n_in(LoraModule::Down),
-                step,
-                &mut down,
-                &mut ws.u,
-            )?;
+            let down_in = n_in(LoraModule::Down);
             match self.layers.get(li + 1) {
                 Some(next) => {
-                    b.add_rms_norm(&mut ws.x, &ws.o, &next.attn_norm, t, hd, eps, &mut ws.h)?
+                    let attn_norm = ResidualNorm {
+                        residual: &mut ws.x,
+                        w: &next.attn_norm,
+                        eps,
+                        out: &mut ws.h,
+                        site: ResidualSite::FeedForward,
+                    };
+                    let u = &mut ws.u;
+                    b.linear_add_rms_norm(&ws.act, t, down_in, step, &mut down, u, attn_norm)?
                 }
-                None => b.add(&mut ws.x, &ws.o, t * hd)?,
+                None => {
+                    b.linears(&ws.act, t, down_in, step, &mut down, &mut ws.u)?;
+                    b.add(&mut ws.x, &ws.o, t * hd)?
+                }
             }
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);

@@ -322,6 +322,34 @@ mod experimental {
             ..NONE
         }
     );
+    // The norm fold rides on the decode matvec; with the fused LoRA it folds the LoRA steps
+    // too.
+    alone_tests!(
+        norm_in_matvec,
+        "decode-matvec,fused-lora,norm-in-matvec",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            norm_in_matvec: true,
+            ..NONE
+        }
+    );
+    // With inline shrinks under dependent launches and the silu fold, each decode layer's o,
+    // gate/up and down grids and the next layer's q/k/v grid are dependent launches in a row,
+    // each released at its predecessor's start: their four sets of counters must be apart.
+    alone_tests!(
+        norm_in_matvec_inline,
+        "decode-matvec,fused-lora,dependent-launch,inline-shrink,fused-silu,norm-in-matvec",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            dependent_launch: true,
+            inline_shrink: true,
+            fused_silu: true,
+            norm_in_matvec: true,
+            ..NONE
+        }
+    );
 
     /// Every path together, in each storage and compute mode.
     mod combined {

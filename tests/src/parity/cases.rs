@@ -1,6 +1,7 @@
 //! The op-parity table: every op on odd shapes, mixtures with mixed ranks, GQA, decode and
 //! prefill steps, several KV slots; each case with a printable id, a seed and an NMSE bound.
 
+use dlp_engine::backend::ResidualSite;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
 /// NMSE bound for elementwise ops (embedding, rms_norm, rope, silu_mul, add).
@@ -58,7 +59,9 @@ pub enum Op {
     /// `out_dim` ignored: each job's stack is `[n]` wide) fused when given, except on the jobs
     /// listed in `bare` (no stack: an adapter that targets q and v but not k). With `silu`
     /// (`ns`: a gate/up pair of one width), `linears_silu_mul` instead: only its
-    /// silu(gate) * up output is compared.
+    /// silu(gate) * up output is compared. With `norm` (`ns`: one module),
+    /// `linear_add_rms_norm` at that site instead, on a random residual and norm weight: the
+    /// product, the updated residual and the normed rows are compared.
     Linears {
         rows: usize,
         k: usize,
@@ -67,6 +70,7 @@ pub enum Op {
         mix: Option<Mixture>,
         bare: Vec<usize>,
         silu: bool,
+        norm: Option<ResidualSite>,
     },
     /// `logits` of `rows` of a `[tokens, hidden]` x against a `[vocab, hidden]` head.
     Logits {

@@ -8,7 +8,7 @@
 //! the f32 bounds hold (the rounding itself is not the kernel's error; the golden tests bound
 //! its effect on logits).
 
-use dlp_engine::backend::LinearJob;
+use dlp_engine::backend::{LinearJob, ResidualNorm};
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
 mod cases;
@@ -17,8 +17,8 @@ mod option_cases;
 pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
     batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
-    f16_weight_cases, fused_kv_store_cases, fused_silu_cases, rope_in_attention_cases, sgmv_cases,
-    split_attention_cases, tiled_lora_cases,
+    f16_weight_cases, fused_kv_store_cases, fused_silu_cases, norm_in_matvec_cases,
+    rope_in_attention_cases, sgmv_cases, split_attention_cases, tiled_lora_cases,
 };
 
 /// The result of one case on one backend.
@@ -266,6 +266,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             mix,
             bare,
             silu,
+            norm,
         } => {
             let x = g.vec(rows * k);
             let mut ws = Vec::new();
@@ -316,6 +317,30 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
                 })?;
                 b.linears_silu_mul(&x, *rows, *k, &step, &mut pair, &mut u, &mut act)?;
                 return Ok(vec![("act", b.download(&act, rows * n)?, None)]);
+            }
+            if let Some(site) = *norm {
+                let n = ns[0];
+                let mut one: [LinearJob<'_, B>; 1] = jobs.try_into().map_err(|j: Vec<_>| {
+                    Error::invalid(format!("norm: {} linears, not one module", j.len()))
+                })?;
+                // A residual stream a few times the product's scale, as in a model.
+                let res: Vec<f32> = g.vec(rows * n).iter().map(|v| v * 4.0).collect();
+                let mut residual = written_by_kernel(b, &res)?;
+                let w = b.upload(&g.vec(n))?;
+                let mut normed = poisoned(b, rows * n)?;
+                let rn = ResidualNorm {
+                    residual: &mut residual,
+                    w: &w,
+                    eps: 1e-5,
+                    out: &mut normed,
+                    site,
+                };
+                b.linear_add_rms_norm(&x, *rows, *k, &step, &mut one, &mut u, rn)?;
+                return Ok(vec![
+                    ("out", b.download(&ws[0].3, rows * n)?, None),
+                    ("residual", b.download(&residual, rows * n)?, None),
+                    ("normed", b.download(&normed, rows * n)?, None),
+                ]);
             }
             b.linears(&x, *rows, *k, &step, &mut jobs, &mut u)?;
             drop(jobs);

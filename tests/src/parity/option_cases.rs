@@ -1,6 +1,7 @@
 //! The case sets for backend options (the CUDA and wgpu switches): each a filter or
 //! extension of the table in [`super::cases`], with the rounding or shapes its option needs.
 
+use dlp_engine::backend::ResidualSite;
 use dlp_engine::NO_ADAPTER;
 
 use super::cases::{attn, attn_window, case, cases, lora, matmul_id};
@@ -157,6 +158,7 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
             mix,
             bare: Vec::new(),
             silu: false,
+            norm: None,
         };
         v.push(bf16(id, op));
     }
@@ -178,6 +180,7 @@ pub fn decode_matvec_cases() -> Vec<ParityCase> {
             }),
             bare: vec![1],
             silu: false,
+            norm: None,
         },
     ));
     for (hidden, vocab, tokens, rows) in [(576, 1001, 3, vec![2]), (64, 300, 8, vec![7, 0, 5])] {
@@ -231,6 +234,54 @@ pub fn fused_silu_cases() -> Vec<ParityCase> {
             mix,
             bare: bare.to_vec(),
             silu: true,
+            norm: None,
+        };
+        v.push(ParityCase {
+            bf16_weights: true,
+            ..case(format!("bf16w {id}"), op, REDUCTION_TOL)
+        });
+    }
+    v
+}
+
+/// The `linear_add_rms_norm` cases for `--cuda-experimental norm-in-matvec` (bf16 weights): the
+/// folded buckets (1 and 2 rows) with and without LoRA (mixed ranks, more expand terms than a
+/// warp's lanes, 5 shrink chunks), bias, widths not a multiple of 32 (a norm warp partly past
+/// the row), rows of more than 8 values per thread of `add_rms_norm` at 256 threads (4,096, a
+/// 7B's hidden size: its loop path) and at 1,024 (12,288), both residual sites; and 3 and 8
+/// rows, which the fold leaves to `add_rms_norm`. The product, the residual and the normed
+/// rows are compared.
+pub fn norm_in_matvec_cases() -> Vec<ParityCase> {
+    use ResidualSite::{Attention, FeedForward};
+    let some = &[4, 0, 8][..];
+    let mut v = Vec::new();
+    for (rows, k, n, bias, ranks, site) in [
+        (1, 576, 576, false, &[][..], Attention),
+        (1, 576, 576, false, some, FeedForward),
+        (2, 64, 33, true, some, Attention),
+        (2, 1536, 576, false, &[], FeedForward),
+        (1, 4104, 96, true, some, FeedForward),
+        (2, 1536, 48, false, &[16, 0, 24], Attention),
+        (1, 1024, 4096, false, some, Attention),
+        (2, 256, 12288, true, &[], FeedForward),
+        (3, 256, 40, false, some, Attention),
+        (8, 128, 64, true, &[], FeedForward),
+    ] {
+        let lora = !ranks.is_empty();
+        let mix = lora.then(|| two_segment_mix(rows, k, ranks));
+        let id = format!(
+            "linear_add_rms_norm(rows={rows},k={k},n={n}{},{site:?})",
+            linears_flags(bias, lora, &[])
+        );
+        let op = Op::Linears {
+            rows,
+            k,
+            ns: vec![n],
+            bias,
+            mix,
+            bare: Vec::new(),
+            silu: false,
+            norm: Some(site),
         };
         v.push(ParityCase {
             bf16_weights: true,
@@ -331,6 +382,7 @@ pub fn batch_lora_cases() -> Vec<ParityCase> {
             mix: Some(mix),
             bare,
             silu: false,
+            norm: None,
         };
         v.push(case(id, op, REDUCTION_TOL));
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cpu_probe::CpuProbe;
+use dlp_engine::backend::ResidualSite;
 
 /// The fused-KV-store set holds decode steps (the fused kernels' cases) and prefills (the
 /// fallback's), as the backend tells them apart, and runs on the CPU reference.
@@ -268,6 +269,54 @@ fn fused_silu_cases_are_silu_mul_of_the_linears_and_run_on_the_cpu_reference() {
     }
 }
 
+/// The norm-in-matvec set runs on the CPU reference and covers the two folded buckets and rows
+/// past the fold, with and without LoRA, both residual sites, a width past 8 values per thread
+/// of a 256-thread norm and one not a multiple of 32; its product is the plain `linears`'s for
+/// the same draws, bit for bit, and the residual and normed rows differ from it and from each
+/// other (an add or a norm that was skipped fails).
+#[test]
+fn norm_in_matvec_cases_run_on_the_cpu_reference_and_cover_the_fold() {
+    let cases = norm_in_matvec_cases();
+    assert_all_pass(&run_cases(&CpuBackend::new(), cases.clone()));
+    let cpu = CpuBackend::new();
+    let (mut buckets, mut sites) = (std::collections::BTreeSet::new(), Vec::new());
+    let (mut long, mut ragged) = (false, false);
+    for c in &cases {
+        let Op::Linears {
+            rows,
+            ns,
+            mix,
+            norm: Some(site),
+            ..
+        } = &c.op
+        else {
+            panic!("{}: not a norm case", c.id)
+        };
+        assert_eq!(ns.len(), 1, "{}", c.id);
+        buckets.insert(((*rows).min(3), mix.is_some()));
+        sites.push(*site);
+        long |= ns[0] > 8 * 256;
+        ragged |= !ns[0].is_multiple_of(32);
+        let outs = exec(&cpu, c).unwrap();
+        let names: Vec<&str> = outs.iter().map(|o| o.0).collect();
+        assert_eq!(names, ["out", "residual", "normed"], "{}", c.id);
+        let mut plain = c.clone();
+        if let Op::Linears { norm, .. } = &mut plain.op {
+            *norm = None;
+        }
+        assert_eq!(outs[0].1, exec(&cpu, &plain).unwrap()[0].1, "{}", c.id);
+        assert_ne!(outs[1].1, outs[0].1, "{}", c.id);
+        assert_ne!(outs[2].1, outs[1].1, "{}", c.id);
+    }
+    for rows in 1..=3 {
+        for lora in [false, true] {
+            assert!(buckets.contains(&(rows, lora)), "rows {rows}, LoRA {lora}");
+        }
+    }
+    assert!(sites.contains(&ResidualSite::Attention) && sites.contains(&ResidualSite::FeedForward));
+    assert!(long && ragged);
+}
+
 /// The decode matvec's row bucket (1, 2, 3-4, 5-8 rows) as an index.
 fn matvec_rows_bucket(rows: usize) -> usize {
     match rows {
@@ -291,6 +340,7 @@ fn linears_silu_mul_refuses_a_pair_of_two_widths() {
             mix: None,
             bare: Vec::new(),
             silu: true,
+            norm: None,
         },
         ..fused_silu_cases()[0].clone()
     };

@@ -2,8 +2,11 @@
 //! switch that folds launches computes what the launches it removes computed, bit for bit, and
 //! the launch counts show the folded path ran.
 
+use dlp_cuda::NORM_FOLD_MAX_ROWS;
 use dlp_engine::backend::StepPlan;
-use dlp_tests::parity::{cases, fused_kv_store_cases, fused_silu_cases, rope_in_attention_cases};
+use dlp_tests::parity::{
+    cases, fused_kv_store_cases, fused_silu_cases, norm_in_matvec_cases, rope_in_attention_cases,
+};
 
 use super::*;
 
@@ -12,6 +15,53 @@ use super::*;
 fn fused_and_unfused(with: impl Fn(bool) -> CudaOptions) -> Option<(CudaBackend, CudaBackend)> {
     let fused = cuda(with(true))?;
     Some((fused, cuda(with(false))?))
+}
+
+/// The decode matvec's ways of running a module's LoRA, for the epilogue folds (`fused-silu`,
+/// `norm-in-matvec`), each with whether the fold takes the LoRA cases: the plain matvec (its
+/// LoRA runs after the products: no), `fused-lora`, `fused-shrink` (the matvec a dependent
+/// launch of its shrink, on sm_90), and `inline-shrink` under dependent launches.
+fn matvec_fold_paths() -> [(Experimental, bool); 4] {
+    let inline = Experimental {
+        dependent_launch: true,
+        inline_shrink: true,
+        ..FUSED
+    };
+    [
+        (MATVEC, false),
+        (FUSED, true),
+        (FUSED_SHRINK, true),
+        (inline, true),
+    ]
+}
+
+/// Every case on `fused` against `unfused` at bound 0, then against the CPU (its bf16-input
+/// probe where `bf16_compute`); returns the launches `count` saw during the bound-0 run on
+/// each backend, `(fused, unfused)`.
+fn exact_then_reference(
+    fused: &CudaBackend,
+    unfused: &CudaBackend,
+    cases: &[ParityCase],
+    bf16_compute: bool,
+    count: impl Fn(&CudaBackend) -> u64,
+) -> (u64, u64) {
+    let exact: Vec<ParityCase> = cases
+        .iter()
+        .map(|c| ParityCase {
+            tol: 0.0,
+            ..c.clone()
+        })
+        .collect();
+    let before = (count(fused), count(unfused));
+    assert_all_pass(&run_cases_against(fused, unfused, exact));
+    let launched = (count(fused) - before.0, count(unfused) - before.1);
+    if bf16_compute {
+        let probe = CpuProbe::bf16_inputs();
+        assert_all_pass(&run_cases_against(fused, &probe, cases.to_vec()));
+    } else {
+        assert_all_pass(&run_cases(fused, cases.to_vec()));
+    }
+    launched
 }
 
 /// `fused-norm` and `fused-rope` compute what the unfused ops compute, bit for bit: the
@@ -156,17 +206,7 @@ fn op_parity_cuda_rope_in_attention_matches_the_rope_launch_exactly() {
 /// `silu_mul` launches counted show which cases folded it: all but the plain matvec's LoRA ones.
 #[test]
 fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
-    let inline = Experimental {
-        dependent_launch: true,
-        inline_shrink: true,
-        ..FUSED
-    };
-    for (experimental, folds_lora) in [
-        (MATVEC, false),
-        (FUSED, true),
-        (FUSED_SHRINK, true),
-        (inline, true),
-    ] {
+    for (experimental, folds_lora) in matvec_fold_paths() {
         for bf16_compute in [false, true] {
             let with = |fused_silu: bool| CudaOptions {
                 bf16_weights: true,
@@ -185,15 +225,8 @@ fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
                 "fused silu vs silu_mul launch, {experimental:?}, bf16 compute {bf16_compute}"
             );
             let cases: Vec<ParityCase> = (0..2).flat_map(|_| fused_silu_cases()).collect();
-            let exact: Vec<ParityCase> = cases
-                .iter()
-                .map(|c| ParityCase {
-                    tol: 0.0,
-                    ..c.clone()
-                })
-                .collect();
-            let before = (fused.launches().silu_mul, unfused.launches().silu_mul);
-            assert_all_pass(&run_cases_against(&fused, &unfused, exact));
+            let count = |b: &CudaBackend| b.launches().silu_mul;
+            let launched = exact_then_reference(&fused, &unfused, &cases, bf16_compute, count);
             let lora = cases
                 .iter()
                 .filter(|c| matches!(&c.op, Op::Linears { mix: Some(_), .. }))
@@ -202,15 +235,64 @@ fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
                 lora >= 8 && cases.len() as u64 - lora >= 8,
                 "{lora} LoRA cases"
             );
-            assert_eq!(unfused.launches().silu_mul - before.1, cases.len() as u64);
             let kept = if folds_lora { 0 } else { lora };
-            assert_eq!(fused.launches().silu_mul - before.0, kept);
-            if bf16_compute {
-                let probe = CpuProbe::bf16_inputs();
-                assert_all_pass(&run_cases_against(&fused, &probe, cases));
-            } else {
-                assert_all_pass(&run_cases(&fused, cases));
-            }
+            assert_eq!(launched, (kept, cases.len() as u64));
+        }
+    }
+}
+
+/// `norm-in-matvec` computes what the matvec then `add_rms_norm` compute, bit for bit: every
+/// case of `norm_in_matvec_cases` (the product, the residual and the normed rows) against the
+/// backend without it (bound 0), on the plain matvec (the LoRA cases then keep the launch:
+/// their LoRA runs after the product), with `fused-lora`, with `fused-shrink`, and with
+/// `inline-shrink` under dependent launches; narrow and wide grids (the norm's sums at 256 and
+/// 1,024 threads, reproduced by the matvec's blocks of 256), `add_rms_norm` fused or as `add`
+/// then `rms_norm`, f32 and bf16 compute; each case twice, the LoRA scratch poisoned; and
+/// against the CPU. The `add_rms_norm` calls counted show which cases folded: those of at most
+/// `NORM_FOLD_MAX_ROWS` rows, but for the plain matvec's LoRA ones.
+#[test]
+fn op_parity_cuda_norm_in_matvec_matches_the_add_rms_norm_launch_exactly() {
+    for (experimental, folds_lora) in matvec_fold_paths() {
+        for (bf16_compute, wide_grids, fused_norm) in [
+            (false, false, true),
+            (true, false, false),
+            (false, true, false),
+            (true, true, true),
+        ] {
+            let with = |norm_in_matvec: bool| CudaOptions {
+                bf16_weights: true,
+                bf16_compute,
+                experimental: Experimental {
+                    norm_in_matvec,
+                    wide_grids,
+                    fused_norm,
+                    ..experimental
+                },
+                poison_scratch: true,
+                ..Default::default()
+            };
+            let Some((fused, unfused)) = fused_and_unfused(with) else {
+                return;
+            };
+            println!(
+                "norm in matvec vs add_rms_norm launch, {experimental:?}, bf16 compute \
+                 {bf16_compute}, wide grids {wide_grids}, fused norm {fused_norm}"
+            );
+            let cases: Vec<ParityCase> = (0..2).flat_map(|_| norm_in_matvec_cases()).collect();
+            let count = |b: &CudaBackend| b.launches().add_rms_norm;
+            let launched = exact_then_reference(&fused, &unfused, &cases, bf16_compute, count);
+            let folded = cases
+                .iter()
+                .filter(|c| match &c.op {
+                    Op::Linears { rows, mix, .. } => {
+                        *rows <= NORM_FOLD_MAX_ROWS && (folds_lora || mix.is_none())
+                    }
+                    _ => false,
+                })
+                .count() as u64;
+            assert!(folded >= 8, "{folded} cases fold");
+            let n = cases.len() as u64;
+            assert_eq!(launched, (n - folded, n));
         }
     }
 }
