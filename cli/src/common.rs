@@ -566,6 +566,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             norm_in_matvec: on(CudaExperimental::NormInMatvec),
         },
         poison_scratch: false,
+        tune: None,
     };
     let flags = model.cuda_flags();
     let b = dlp_cuda::CudaBackend::with_options(0, opts).context(flags.clone())?;

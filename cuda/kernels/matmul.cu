@@ -363,11 +363,12 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
     }
     __syncthreads();
     // Fenced both sides: this block's done count lands before its finished count, and the
-    // reset after every other block's counts. The next launch to use the counters is queued
-    // after a plain launch (the kernels between two grouped linears), so it starts after this
-    // grid has completed, its stores visible. The one grouped linears that a dependent inline
-    // launch can follow directly, `fused-silu`'s gate/up (the down projection comes next), has
-    // counters of its own (the host points lj.sync past these).
+    // reset after every other block's counts. The next launch to use these counters is queued
+    // after a plain launch (at least the attention between two layers' grouped linears), so it
+    // starts after this grid has completed, its stores visible. The launches that release
+    // their dependent at their start, and so may run beside the next inline launch before
+    // their reset is visible, have counters of their own (the host points lj.sync past these:
+    // `fused-silu`'s gate/up, `norm-in-matvec`'s o and down; fused_linears.rs, sync_set).
     if (threadIdx.x == 0) {
         __threadfence();
         if (atomicAdd(sync + 2, 1u) == gridDim.x - 1) {

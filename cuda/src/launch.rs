@@ -71,10 +71,12 @@ impl CudaBackend {
     /// every block of that launch has run `griddepcontrol.launch_dependents`, and reads that
     /// launch's results only after `griddepcontrol.wait` (`pdl_wait` in pdl.cuh). Whatever
     /// came before that launch has completed, as in plain stream order, unless that launch
-    /// is itself a dependent one: `fused-silu`'s gate/up matvec releases the down matvec at
-    /// its start, so the down grid may start while the launch before the gate/up one (an
-    /// `add_rms_norm`) still runs. Its `pdl_wait` covers both (`griddepcontrol.wait` waits for
-    /// every prerequisite grid), and it touches nothing either writes before it.
+    /// is itself a dependent one: `fused-silu`'s gate/up matvec and `norm-in-matvec`'s o and
+    /// down matvecs release their dependent at their start, so with both a layer's o, gate/up
+    /// and down grids and the next layer's q/k/v grid may all run at once (the attention
+    /// launch before o is a plain one). Each waits (`pdl_wait`: `griddepcontrol.wait` waits for
+    /// every prerequisite grid, and so transitively for all of them) before it reads what the
+    /// others write, and their counters are apart (fused_linears.rs, `sync_set`).
     ///
     /// Returns true when queued. False when the driver refused it outside a capture:
     /// dependent launches are then off for this backend (a warning says so) and the caller

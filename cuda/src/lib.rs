@@ -79,8 +79,9 @@ pub struct CudaOptions {
     /// pass on an H200.
     pub kv_bf16: bool,
     /// GPU paths written without a GPU, off by default (each but `batch_lora`,
-    /// `inline_shrink`, `tiled_lora`, `inline_combine`, `rope_in_attention` and `fused_silu` has
-    /// passed its tests on an H200; the fused-LoRA entry table has changed since).
+    /// `inline_shrink`, `tiled_lora`, `inline_combine`, `rope_in_attention`, `fused_silu` and
+    /// `norm_in_matvec` has passed its tests on an H200; the fused-LoRA entry table has changed
+    /// since).
     pub experimental: Experimental,
     /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
     /// its entry table with (offset 0, rank 1), so that an expand that read either before its
@@ -88,6 +89,9 @@ pub struct CudaOptions {
     /// attention, fill its partials with NaN, so that a merge that read a split before it was
     /// written does the same.
     pub poison_scratch: bool,
+    /// For tests: these kernel tuning knobs instead of `DLP_CUDA_TUNE`'s ([`tune::Tune`]), so
+    /// that one process can hold backends of several block sizes side by side.
+    pub tune: Option<tune::Tune>,
 }
 
 impl CudaOptions {
@@ -258,7 +262,10 @@ impl CudaBackend {
                      or newer); this device is {arch}"
                 ));
             }
-            let tune = tune::Tune::from_env()?;
+            let tune = match options.tune {
+                Some(t) => t,
+                None => tune::Tune::from_env()?,
+            };
             use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
             let sms = ctx
                 .attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)

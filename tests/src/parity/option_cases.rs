@@ -247,8 +247,9 @@ pub fn fused_silu_cases() -> Vec<ParityCase> {
 /// The `linear_add_rms_norm` cases for `--cuda-experimental norm-in-matvec` (bf16 weights): the
 /// folded buckets (1 and 2 rows) with and without LoRA (mixed ranks, more expand terms than a
 /// warp's lanes, 5 shrink chunks), bias, widths not a multiple of 32 (a norm warp partly past
-/// the row), rows of more than 8 values per thread of `add_rms_norm` at 256 threads (4,096, a
-/// 7B's hidden size: its loop path) and at 1,024 (12,288), both residual sites; and 3 and 8
+/// the row), rows of more than 8 values per thread of `add_rms_norm` at 256 threads (its loop
+/// path: 4,096, a 7B's hidden size, and 2,056, just past its register path) and at 1,024
+/// (12,288), both residual sites; and 3 and 8
 /// rows, which the fold leaves to `add_rms_norm`. The product, the residual and the normed
 /// rows are compared.
 pub fn norm_in_matvec_cases() -> Vec<ParityCase> {
@@ -264,6 +265,7 @@ pub fn norm_in_matvec_cases() -> Vec<ParityCase> {
         (2, 1536, 48, false, &[16, 0, 24], Attention),
         (1, 1024, 4096, false, some, Attention),
         (2, 256, 12288, true, &[], FeedForward),
+        (1, 256, 2056, false, &[], Attention),
         (3, 256, 40, false, some, Attention),
         (8, 128, 64, true, &[], FeedForward),
     ] {

@@ -272,8 +272,9 @@ fn fused_silu_cases_are_silu_mul_of_the_linears_and_run_on_the_cpu_reference() {
 /// The norm-in-matvec set runs on the CPU reference and covers the two folded buckets and rows
 /// past the fold, with and without LoRA, both residual sites, a width past 8 values per thread
 /// of a 256-thread norm and one not a multiple of 32; its product is the plain `linears`'s for
-/// the same draws, bit for bit, and the residual and normed rows differ from it and from each
-/// other (an add or a norm that was skipped fails).
+/// the same draws, bit for bit, and the normed rows differ from the residual (a norm that was
+/// skipped fails). That the residual holds residual + product is held at bound 0 against
+/// `add_rms_norm` by the CUDA test (`op_parity_cuda_norm_in_matvec_...`).
 #[test]
 fn norm_in_matvec_cases_run_on_the_cpu_reference_and_cover_the_fold() {
     let cases = norm_in_matvec_cases();
@@ -305,7 +306,6 @@ fn norm_in_matvec_cases_run_on_the_cpu_reference_and_cover_the_fold() {
             *norm = None;
         }
         assert_eq!(outs[0].1, exec(&cpu, &plain).unwrap()[0].1, "{}", c.id);
-        assert_ne!(outs[1].1, outs[0].1, "{}", c.id);
         assert_ne!(outs[2].1, outs[1].1, "{}", c.id);
     }
     for rows in 1..=3 {

@@ -2,6 +2,7 @@
 //! switch that folds launches computes what the launches it removes computed, bit for bit, and
 //! the launch counts show the folded path ran.
 
+use dlp_cuda::tune::Tune;
 use dlp_cuda::NORM_FOLD_MAX_ROWS;
 use dlp_engine::backend::StepPlan;
 use dlp_tests::parity::{
@@ -249,7 +250,8 @@ fn op_parity_cuda_fused_silu_matches_the_silu_launch_exactly() {
 /// 1,024 threads, reproduced by the matvec's blocks of 256), `add_rms_norm` fused or as `add`
 /// then `rms_norm`, f32 and bf16 compute; each case twice, the LoRA scratch poisoned; and
 /// against the CPU. The `add_rms_norm` calls counted show which cases folded: those of at most
-/// `NORM_FOLD_MAX_ROWS` rows, but for the plain matvec's LoRA ones.
+/// `NORM_FOLD_MAX_ROWS` rows, but for the plain matvec's LoRA ones. Then on matvec blocks of 4
+/// and 32 warps, the norm's block emulated by more and by fewer warps than it has.
 #[test]
 fn op_parity_cuda_norm_in_matvec_matches_the_add_rms_norm_launch_exactly() {
     for (experimental, folds_lora) in matvec_fold_paths() {
@@ -294,6 +296,35 @@ fn op_parity_cuda_norm_in_matvec_matches_the_add_rms_norm_launch_exactly() {
             let n = cases.len() as u64;
             assert_eq!(launched, (n - folded, n));
         }
+    }
+    // Matvec blocks of 4 and 32 warps (the tuning knob), the norm's sums at 1,024 threads
+    // (more virtual warps than the block has: each warp takes several) and at 256 (fewer:
+    // some warps idle), with the fused LoRA; the unfused side has the default block.
+    for (warps, wide_grids) in [(4, true), (32, false), (4, false)] {
+        let with = |norm_in_matvec: bool| CudaOptions {
+            bf16_weights: true,
+            experimental: Experimental {
+                norm_in_matvec,
+                wide_grids,
+                fused_norm: true,
+                ..FUSED
+            },
+            tune: norm_in_matvec
+                .then(|| Tune::parse(&format!("matvec_warps={warps}")).expect("a valid knob")),
+            ..Default::default()
+        };
+        let Some((fused, unfused)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!("norm in matvec on blocks of {warps} warps, wide grids {wide_grids}");
+        let cases = norm_in_matvec_cases();
+        let count = |b: &CudaBackend| b.launches().add_rms_norm;
+        let (launched, _) = exact_then_reference(&fused, &unfused, &cases, false, count);
+        let kept = cases.iter().filter(|c| match &c.op {
+            Op::Linears { rows, .. } => *rows > NORM_FOLD_MAX_ROWS,
+            _ => true,
+        });
+        assert_eq!(launched, kept.count() as u64, "{warps} warps");
     }
 }
 
