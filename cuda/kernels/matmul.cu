@@ -513,16 +513,22 @@ __device__ __forceinline__ void add_norm_last_block(const MatvecNorm& nm, const 
         matvec_lora_inline<R>(x, rows, k, round_x, jobs, lj);                                 \
         add_norm_last_block(nm, jobs, rows);                                                  \
     }
-#define MATVEC_ENTRIES(R)                  \
-    MATVEC_ENTRIES_OF(R, , false)          \
-    MATVEC_ENTRIES_OF(R, _silu, true)
-MATVEC_ENTRIES(1)
-MATVEC_ENTRIES(2)
-MATVEC_ENTRIES(4)
-MATVEC_ENTRIES(8)
+MATVEC_ENTRIES_OF(1, , false)
+MATVEC_ENTRIES_OF(2, , false)
+MATVEC_ENTRIES_OF(4, , false)
+MATVEC_ENTRIES_OF(8, , false)
+// The `fused-silu` and `norm-in-matvec` entries, only where the host asks for them
+// (DLP_MATVEC_FOLDS: either switch on), so that the default module keeps its size and JIT
+// time (the 18 entries more than double its PTX).
+#ifdef DLP_MATVEC_FOLDS
+MATVEC_ENTRIES_OF(1, _silu, true)
+MATVEC_ENTRIES_OF(2, _silu, true)
+MATVEC_ENTRIES_OF(4, _silu, true)
+MATVEC_ENTRIES_OF(8, _silu, true)
 // The host folds the norm for at most 2 rows (`NORM_FOLD_MAX_ROWS`): two buckets.
 MATVEC_NORM_ENTRIES(1)
 MATVEC_NORM_ENTRIES(2)
+#endif
 
 // The bf16 compute mode's GEMM input: out[i] = bf16(x[i]) as bit patterns (round to nearest
 // even), for cublasGemmEx on tensor cores.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
 
-use crate::nvrtc::{compile, SOURCES};
+use crate::nvrtc::{compile, MATVEC_FOLDS_DEFINE, SOURCES};
 
 /// Entry points of the kernel files (see `kernels/<op>.cu`).
 pub struct Kernels {
@@ -24,11 +24,13 @@ pub struct Kernels {
     pub(crate) matvec_bf16_lora_inline: [CudaFunction; 4],
     /// `matvec_bf16{,_lora,_lora_inline}_silu_r{1,2,4,8}`: the three above for the gate/up
     /// launch of `fused-silu` (`[plain, lora, lora inline][bucket]`), storing silu(gate) * up.
-    pub(crate) matvec_bf16_silu: [[CudaFunction; 4]; 3],
+    /// Loaded with `folds` only (see [`Kernels::load`]).
+    pub(crate) matvec_bf16_silu: Option<[[CudaFunction; 4]; 3]>,
     /// `matvec_bf16{,_lora,_lora_inline}_norm_r{1,2}`: the three for the o and down launches
     /// of `norm-in-matvec` (`[plain, lora, lora inline][bucket]`, the buckets of up to
     /// [`crate::NORM_FOLD_MAX_ROWS`] rows), whose last block runs `add_rms_norm` on the output.
-    pub(crate) matvec_bf16_norm: [[CudaFunction; 2]; 3],
+    /// Loaded with `folds` only.
+    pub(crate) matvec_bf16_norm: Option<[[CudaFunction; 2]; 3]>,
     /// Static shared memory (bytes) of the entries that have any (the inline ones, silu or not,
     /// and the norm ones), the most of them: their launches stage x in what the 48 KiB
     /// default leaves.
@@ -69,12 +71,15 @@ pub struct Kernels {
 impl Kernels {
     /// Compiles (or takes from the PTX cache) and loads every kernel file for `arch`; with
     /// `dependent_launch`, defining `DLP_PDL` (the kernels that may precede a dependent matvec
-    /// then release it at their start: `PDL_TRIGGER` in pdl.cuh); `tune`: the tuning knobs'
-    /// defines ([`crate::tune::Tune::defines`]).
+    /// then release it at their start: `PDL_TRIGGER` in pdl.cuh); with `folds` (`fused-silu`
+    /// or `norm-in-matvec` on), compiling matmul.cu's `_silu` and `_norm` matvec entries too
+    /// ([`MATVEC_FOLDS_DEFINE`]); `tune`: the tuning knobs' defines
+    /// ([`crate::tune::Tune::defines`]).
     pub fn load(
         ctx: &Arc<CudaContext>,
         arch: &str,
         dependent_launch: bool,
+        folds: bool,
         tune: &[String],
     ) -> Result<Kernels, String> {
         let mut extra: Vec<&str> = tune.iter().map(String::as_str).collect();
@@ -83,6 +88,11 @@ impl Kernels {
         }
         let mut modules = Vec::with_capacity(SOURCES.len());
         for k in &SOURCES {
+            // Only matmul.cu reads the define: the other files keep their cached PTX.
+            let mut extra = extra.clone();
+            if folds && k.name == "matmul" {
+                extra.push(MATVEC_FOLDS_DEFINE);
+            }
             let c = compile(k, arch, &extra)?;
             let m = ctx
                 .load_module(Ptx::from_src(c.ptx))
@@ -105,11 +115,15 @@ impl Kernels {
             Ok([r(1)?, r(2)?, r(4)?, r(8)?])
         };
         let matvec_bf16_lora_inline = buckets("matvec_bf16_lora_inline")?;
-        let matvec_bf16_silu = [
-            buckets("matvec_bf16_silu")?,
-            buckets("matvec_bf16_lora_silu")?,
-            buckets("matvec_bf16_lora_inline_silu")?,
-        ];
+        let matvec_bf16_silu = folds
+            .then(|| -> Result<_, String> {
+                Ok([
+                    buckets("matvec_bf16_silu")?,
+                    buckets("matvec_bf16_lora_silu")?,
+                    buckets("matvec_bf16_lora_inline_silu")?,
+                ])
+            })
+            .transpose()?;
         // An attention entry on an f32 cache and on a bf16 one (`name`, `name_bf16`).
         let pair = |f: &str| -> Result<[CudaFunction; 2], String> {
             let file = "attention";
@@ -123,16 +137,20 @@ impl Kernels {
                 get(file, &format!("{name}_r2"))?,
             ])
         };
-        let matvec_bf16_norm = [
-            two("matvec_bf16_norm")?,
-            two("matvec_bf16_lora_norm")?,
-            two("matvec_bf16_lora_inline_norm")?,
-        ];
+        let matvec_bf16_norm = folds
+            .then(|| -> Result<_, String> {
+                Ok([
+                    two("matvec_bf16_norm")?,
+                    two("matvec_bf16_lora_norm")?,
+                    two("matvec_bf16_lora_inline_norm")?,
+                ])
+            })
+            .transpose()?;
         let mut matvec_static_shared = 0;
         for f in matvec_bf16_lora_inline
             .iter()
-            .chain(&matvec_bf16_silu[2])
-            .chain(matvec_bf16_norm.iter().flatten())
+            .chain(matvec_bf16_silu.iter().flat_map(|s| &s[2]))
+            .chain(matvec_bf16_norm.iter().flatten().flatten())
         {
             let b = f
                 .shared_size_bytes()

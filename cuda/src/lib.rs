@@ -272,10 +272,12 @@ impl CudaBackend {
                 .map_err(|e| format!("reading the SM count: {e}"))?
                 .max(1) as usize;
             // The kernels before a dependent matvec release it early only with -DDLP_PDL.
+            let x = &options.experimental;
             let k = Kernels::load(
                 &ctx,
                 &arch,
-                options.experimental.dependent_launch && maj >= 9,
+                x.dependent_launch && maj >= 9,
+                x.fused_silu || x.norm_in_matvec,
                 &tune.defines(),
             )?;
             let graphs = options.experimental.graphs;

@@ -156,6 +156,14 @@ pub fn matvec_bucket(rows: usize) -> Option<usize> {
     }
 }
 
+/// The error of a fold whose entries the backend did not load (made without its switch).
+fn not_loaded(path: &str) -> dlp_engine::Error {
+    err(format!(
+        "matvec: the {path} entries are not loaded (the backend was made without \
+         --cuda-experimental {path})"
+    ))
+}
+
 /// Whether `add_rms_norm`'s block size `threads` can be emulated by a `_norm` entry: whole
 /// warps, at most 1,024 threads (its sums of 32 warps).
 pub fn valid_norm_threads(threads: i32) -> bool {
@@ -380,8 +388,16 @@ impl CudaBackend {
                 &self.k.matvec_bf16_lora,
                 &self.k.matvec_bf16_lora_inline,
             ][set][..],
-            1 => &self.k.matvec_bf16_silu[set][..],
-            _ => &self.k.matvec_bf16_norm[set][..],
+            1 => &self
+                .k
+                .matvec_bf16_silu
+                .as_ref()
+                .ok_or_else(|| not_loaded("fused-silu"))?[set][..],
+            _ => &self
+                .k
+                .matvec_bf16_norm
+                .as_ref()
+                .ok_or_else(|| not_loaded("norm-in-matvec"))?[set][..],
         };
         let f = entries.get(bucket).ok_or_else(|| {
             err(format!(

@@ -101,6 +101,10 @@ pub struct Compiled {
     pub log: String,
 }
 
+/// The define that compiles matmul.cu's `fused-silu` and `norm-in-matvec` entries (the `_silu`
+/// and `_norm` matvecs): the backend passes it for that file where either switch is on.
+pub const MATVEC_FOLDS_DEFINE: &str = "-DDLP_MATVEC_FOLDS";
+
 /// The NVRTC options for `arch` (e.g. `sm_90`).
 pub fn options(arch: &str) -> Vec<String> {
     vec![

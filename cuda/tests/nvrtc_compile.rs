@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use dlp_cuda::nvrtc::{options, probe, Compiled, KernelSource, SOURCES};
+use dlp_cuda::nvrtc::{options, probe, Compiled, KernelSource, MATVEC_FOLDS_DEFINE, SOURCES};
 use dlp_cuda::tune::Tune;
 
 /// [`dlp_cuda::nvrtc::compile_uncached`], once per (file, options) for the whole binary: the
@@ -27,6 +27,17 @@ fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, Strin
     };
     slot.get_or_init(|| dlp_cuda::nvrtc::compile_uncached(k, opts))
         .clone()
+}
+
+/// [`options`] for `file` as the tests read it: matmul.cu with its `fused-silu` and
+/// `norm-in-matvec` entries ([`MATVEC_FOLDS_DEFINE`], the superset the backend compiles where
+/// either switch is on; the default module, without them, is compiled by the knobs' test).
+fn options_for(file: &str, arch: &str) -> Vec<String> {
+    let mut o = options(arch);
+    if file == "matmul" {
+        o.push(MATVEC_FOLDS_DEFINE.into());
+    }
+    o
 }
 
 /// The kernel file `name` (`name`.cu) of [`SOURCES`].
@@ -52,7 +63,7 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     let mut failures = Vec::new();
     for arch in ["sm_80", "sm_90"] {
         for k in &SOURCES {
-            match compile_uncached(k, &options(arch)) {
+            match compile_uncached(k, &options_for(k.name, arch)) {
                 Ok(c) if c.log.is_empty() => {
                     assert!(
                         c.ptx.contains(".entry"),
@@ -75,7 +86,8 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
 
 /// The decode matvec compiles, warning-free, with every tuning knob a sweep may set off its
 /// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, the persistent grid, 32 warps, 4 warps with
-/// an occupancy hint of 8 blocks per SM), and the bounds reach the PTX.
+/// an occupancy hint of 8 blocks per SM), and the bounds reach the PTX. These compile the
+/// default module (without the fold entries of `MATVEC_FOLDS_DEFINE`): its 12 entries only.
 #[test]
 fn matvec_compiles_with_the_tuning_knobs() {
     if let Err(why) = probe() {
@@ -92,6 +104,21 @@ fn matvec_compiles_with_the_tuning_knobs() {
         opts.extend(Tune::parse(knobs).expect("valid knobs").defines());
         let c = compile_uncached(matmul, &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
         assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
+        // Without MATVEC_FOLDS_DEFINE: the 12 entries of the default module, no fold entry.
+        let names: Vec<&str> = c
+            .ptx
+            .split(".entry ")
+            .skip(1)
+            .filter_map(|p| p.split('(').next())
+            .filter(|n| n.starts_with("matvec_bf16_"))
+            .collect();
+        assert_eq!(names.len(), 12, "{knobs}: {names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains("_silu_") && !n.contains("_norm_")),
+            "{knobs}: {names:?}"
+        );
         if knobs == "matvec_warps=32" {
             // A tuned block size bounds every entry's registers, so 1,024 threads launch.
             for e in ["matvec_bf16_r8", "matvec_bf16_lora_inline_r8"] {
@@ -171,7 +198,9 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     let lora = source("lora");
     let ptx = compile_uncached(lora, &options("sm_90")).unwrap().ptx;
     assert!(entry(&ptx, "lora_shrink_jobs").contains("griddepcontrol.launch_dependents"));
-    let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
+    let ptx = compile_uncached(matmul, &options_for("matmul", "sm_90"))
+        .unwrap()
+        .ptx;
     for r in [1, 2, 4, 8] {
         let body = entry(&ptx, &format!("matvec_bf16_lora_r{r}"));
         // u is read through L2 (`ld.global.cg`), and only after a wait that comes after the
@@ -190,7 +219,7 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
              read of u at {first_u:?}"
         );
     }
-    let sm80 = compile_uncached(matmul, &options("sm_80")).unwrap();
+    let sm80 = compile_uncached(matmul, &options_for("matmul", "sm_80")).unwrap();
     assert!(sm80.log.is_empty() && !sm80.ptx.contains("griddepcontrol"));
 }
 
@@ -251,7 +280,9 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
         );
     }
     let matmul = source("matmul");
-    let ptx = compile_uncached(matmul, &options("sm_90")).unwrap().ptx;
+    let ptx = compile_uncached(matmul, &options_for("matmul", "sm_90"))
+        .unwrap()
+        .ptx;
     for r in [1, 2, 4, 8] {
         let mut names = vec![
             format!("matvec_bf16_r{r}"),
@@ -291,7 +322,7 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
         ("lora", "lora_shrink_tiled"),
         ("lora", "lora_expand_tiled"),
     ] {
-        let ptx = compile_uncached(source(file), &options("sm_90"))
+        let ptx = compile_uncached(source(file), &options_for(file, "sm_90"))
             .unwrap()
             .ptx;
         for part in ptx.split(".entry ").skip(1) {
@@ -322,7 +353,7 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    let ptx = compile_uncached(source("matmul"), &options("sm_90"))
+    let ptx = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
         .unwrap()
         .ptx;
     let norm = [1, 2].map(|r| format!("matvec_bf16_lora_inline_norm_r{r}"));
@@ -364,7 +395,7 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
     if let Err(why) = probe() {
         return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
     }
-    let ptx = compile_uncached(source("matmul"), &options("sm_90"))
+    let ptx = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
         .unwrap()
         .ptx;
     let mut silu = 0;
@@ -386,7 +417,7 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
         }
     }
     assert_eq!(silu, 12, "three kinds of silu entry in four row buckets");
-    let mut opts = options("sm_90");
+    let mut opts = options_for("matmul", "sm_90");
     opts.push("-DDLP_PDL".into());
     let pdl = compile_uncached(source("matmul"), &opts).unwrap().ptx;
     let mut released = 0;
@@ -432,7 +463,7 @@ fn norm_in_matvec_entries_count_their_blocks_and_norm_as_add_rms_norm_does() {
     for op in norm_ops {
         assert!(add_rms_norm.contains(op), "add_rms_norm: no {op}");
     }
-    let ptx = compile_uncached(source("matmul"), &options("sm_90"))
+    let ptx = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
         .unwrap()
         .ptx;
     let mut norm = 0;
@@ -510,7 +541,7 @@ fn every_entry_point_the_backend_loads_is_in_the_ptx() {
     let mut ptx_of = std::collections::HashMap::new();
     for (file, entry) in wanted {
         let ptx = ptx_of.entry(file).or_insert_with(|| {
-            compile_uncached(source(file), &options("sm_90"))
+            compile_uncached(source(file), &options_for(file, "sm_90"))
                 .unwrap()
                 .ptx
         });
