@@ -7,6 +7,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
 
 use crate::nvrtc::{compile, MATVEC_FOLDS_DEFINE, SOURCES};
+use crate::tune::Tune;
 
 /// Entry points of the kernel files (see `kernels/<op>.cu`).
 pub struct Kernels {
@@ -31,8 +32,8 @@ pub struct Kernels {
     /// [`crate::NORM_FOLD_MAX_ROWS`] rows), whose last block runs `add_rms_norm` on the output.
     /// Loaded with `folds` only.
     pub(crate) matvec_bf16_norm: Option<[[CudaFunction; 2]; 3]>,
-    /// Static shared memory (bytes) of the entries that have any (the inline ones, silu or not,
-    /// and the norm ones), the most of them: their launches stage x in what the 48 KiB
+    /// Static shared memory (bytes) of the loaded entries that have any (the inline ones, silu
+    /// or not, and the norm ones), the most of them: their launches stage x in what the 48 KiB
     /// default leaves.
     pub(crate) matvec_static_shared: usize,
     pub(crate) lora_shrink_jobs: CudaFunction,
@@ -73,26 +74,26 @@ impl Kernels {
     /// `dependent_launch`, defining `DLP_PDL` (the kernels that may precede a dependent matvec
     /// then release it at their start: `PDL_TRIGGER` in pdl.cuh); with `folds` (`fused-silu`
     /// or `norm-in-matvec` on), compiling matmul.cu's `_silu` and `_norm` matvec entries too
-    /// ([`MATVEC_FOLDS_DEFINE`]); `tune`: the tuning knobs' defines
-    /// ([`crate::tune::Tune::defines`]).
+    /// ([`MATVEC_FOLDS_DEFINE`]); `tune`: the tuning knobs, each file compiled with the
+    /// defines it reads ([`Tune::defines_for`]).
     pub fn load(
         ctx: &Arc<CudaContext>,
         arch: &str,
         dependent_launch: bool,
         folds: bool,
-        tune: &[String],
+        tune: &Tune,
     ) -> Result<Kernels, String> {
-        let mut extra: Vec<&str> = tune.iter().map(String::as_str).collect();
-        if dependent_launch {
-            extra.push("-DDLP_PDL");
-        }
         let mut modules = Vec::with_capacity(SOURCES.len());
         for k in &SOURCES {
-            // Only matmul.cu reads the define: the other files keep their cached PTX.
-            let mut extra = extra.clone();
-            if folds && k.name == "matmul" {
-                extra.push(MATVEC_FOLDS_DEFINE);
+            // Each file with the defines it reads: the others keep their cached PTX.
+            let mut extra = tune.defines_for(k.name);
+            if dependent_launch {
+                extra.push("-DDLP_PDL".into());
             }
+            if folds && k.name == "matmul" {
+                extra.push(MATVEC_FOLDS_DEFINE.into());
+            }
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             let c = compile(k, arch, &extra)?;
             let m = ctx
                 .load_module(Ptx::from_src(c.ptx))

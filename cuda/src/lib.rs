@@ -272,14 +272,12 @@ impl CudaBackend {
                 .map_err(|e| format!("reading the SM count: {e}"))?
                 .max(1) as usize;
             // The kernels before a dependent matvec release it early only with -DDLP_PDL.
+            // The fold entries only where a fold can run: on the decode matvec, which reads
+            // bf16 weights.
             let x = &options.experimental;
-            let k = Kernels::load(
-                &ctx,
-                &arch,
-                x.dependent_launch && maj >= 9,
-                x.fused_silu || x.norm_in_matvec,
-                &tune.defines(),
-            )?;
+            let folds =
+                x.decode_matvec && options.bf16_storage() && (x.fused_silu || x.norm_in_matvec);
+            let k = Kernels::load(&ctx, &arch, x.dependent_launch && maj >= 9, folds, &tune)?;
             let graphs = options.experimental.graphs;
             let stream = if graphs {
                 // Capture needs a stream of its own; one stream needs no cross-stream events

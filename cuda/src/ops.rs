@@ -59,6 +59,8 @@ impl Backend for CudaBackend {
             (x.tiled_lora, "tiled-lora"),
             (x.inline_combine, "inline-combine"),
             (x.rope_in_attention, "rope-in-attention"),
+            (x.fused_silu, "fused-silu"),
+            (x.norm_in_matvec, "norm-in-matvec"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -75,7 +77,11 @@ impl Backend for CudaBackend {
             exp += &format!(" ({path} inactive: it needs {needs})");
         }
         if let Some(t) = self.tune.describe() {
-            exp += &format!("; tuned: {}={t}", crate::tune::TUNE_ENV);
+            let from = match self.options.tune {
+                Some(_) => "CudaOptions::tune",
+                None => crate::tune::TUNE_ENV,
+            };
+            exp += &format!("; tuned ({from}): {t}");
         }
         Some(format!("{} kernels, {mode}{exp}", self.arch()))
     }

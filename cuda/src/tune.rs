@@ -145,6 +145,20 @@ impl Tune {
         v
     }
 
+    /// The defines of [`Tune::defines`] that kernel file `file` (a [`crate::nvrtc::SOURCES`]
+    /// name) reads: the matvec's for `matmul`, the tiled LoRA's for `lora`, none for the
+    /// others, so that a sweep recompiles only the module it tunes.
+    pub fn defines_for(&self, file: &str) -> Vec<String> {
+        let prefix = match file {
+            "matmul" => "-DMATVEC_",
+            "lora" => "-DTILED_",
+            _ => return Vec::new(),
+        };
+        let mut v = self.defines();
+        v.retain(|d| d.starts_with(prefix));
+        v
+    }
+
     /// Blocks of a decode matvec launch that needs `blocks` blocks, on a device of `sms` SMs:
     /// all of them, or with [`Tune::matvec_blocks_per_sm`] at most that many per SM.
     pub fn matvec_grid(&self, blocks: usize, sms: usize) -> usize {
@@ -203,6 +217,12 @@ mod tests {
         assert_eq!(t.defines(), ["-DMATVEC_THREADS=512"]);
         let t = Tune::parse("tiled_rows=4").unwrap();
         assert_eq!(t.defines(), ["-DTILED_ROWS=4"]);
+        assert_eq!(t.defines_for("lora"), ["-DTILED_ROWS=4"]);
+        assert!(t.defines_for("matmul").is_empty() && t.defines_for("attention").is_empty());
+        let t = Tune::parse("matvec_warps=4,tiled_rows=8").unwrap();
+        assert_eq!(t.defines_for("matmul"), ["-DMATVEC_THREADS=128"]);
+        assert_eq!(t.defines_for("lora"), ["-DTILED_ROWS=8"]);
+        assert!(t.defines_for("rms_norm").is_empty());
     }
 
     #[test]

@@ -10,9 +10,9 @@ use dlp_cuda::nvrtc::{options, probe, Compiled, KernelSource, MATVEC_FOLDS_DEFIN
 use dlp_cuda::tune::Tune;
 
 /// [`dlp_cuda::nvrtc::compile_uncached`], once per (file, options) for the whole binary: the
-/// tests read the same PTX (matmul.cu and lora.cu for sm_90 six or seven times each), and
-/// NVRTC took most of this binary's two minutes. A test asking for one another test is
-/// compiling waits for it.
+/// tests read the same PTX (matmul.cu with its fold entries and lora.cu for sm_90 several
+/// times each), and NVRTC takes most of this binary's time (about three minutes on two
+/// cores). A test asking for one another test is compiling waits for it.
 fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, String> {
     type Slot = Arc<OnceLock<Result<Compiled, String>>>;
     static DONE: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
@@ -63,21 +63,30 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     let mut failures = Vec::new();
     for arch in ["sm_80", "sm_90"] {
         for k in &SOURCES {
-            match compile_uncached(k, &options_for(k.name, arch)) {
-                Ok(c) if c.log.is_empty() => {
-                    assert!(
-                        c.ptx.contains(".entry"),
-                        "{}.cu for {arch}: no kernel in the PTX",
-                        k.name
-                    );
-                    eprintln!(
-                        "ok: {}.cu for {arch} ({} bytes of PTX)",
-                        k.name,
-                        c.ptx.len()
-                    );
+            // matmul.cu also without the fold entries: the module a default backend loads.
+            let mut variants = vec![options_for(k.name, arch)];
+            if k.name == "matmul" {
+                variants.push(options(arch));
+            }
+            for opts in variants {
+                match compile_uncached(k, &opts) {
+                    Ok(c) if c.log.is_empty() => {
+                        assert!(
+                            c.ptx.contains(".entry"),
+                            "{}.cu for {arch}: no kernel in the PTX",
+                            k.name
+                        );
+                        eprintln!(
+                            "ok: {}.cu for {arch} ({} bytes of PTX)",
+                            k.name,
+                            c.ptx.len()
+                        );
+                    }
+                    Ok(c) => {
+                        failures.push(format!("{}.cu for {arch}: warnings:\n{}", k.name, c.log))
+                    }
+                    Err(e) => failures.push(e),
                 }
-                Ok(c) => failures.push(format!("{}.cu for {arch}: warnings:\n{}", k.name, c.log)),
-                Err(e) => failures.push(e),
             }
         }
     }
@@ -87,7 +96,8 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
 /// The decode matvec compiles, warning-free, with every tuning knob a sweep may set off its
 /// default (`DLP_CUDA_TUNE`: an unroll of 1 and 16, the persistent grid, 32 warps, 4 warps with
 /// an occupancy hint of 8 blocks per SM), and the bounds reach the PTX. These compile the
-/// default module (without the fold entries of `MATVEC_FOLDS_DEFINE`): its 12 entries only.
+/// default module (without the fold entries of `MATVEC_FOLDS_DEFINE`): its 12 entries only;
+/// with 32 warps also the module with them.
 #[test]
 fn matvec_compiles_with_the_tuning_knobs() {
     if let Err(why) = probe() {
@@ -120,9 +130,23 @@ fn matvec_compiles_with_the_tuning_knobs() {
             "{knobs}: {names:?}"
         );
         if knobs == "matvec_warps=32" {
-            // A tuned block size bounds every entry's registers, so 1,024 threads launch.
+            // A tuned block size bounds every entry's registers, so 1,024 threads launch; the
+            // fold entries too (their module with the same knob).
             for e in ["matvec_bf16_r8", "matvec_bf16_lora_inline_r8"] {
                 assert!(entry(&c.ptx, e).contains(".maxntid 1024"), "{knobs}: {e}");
+            }
+            opts.push(MATVEC_FOLDS_DEFINE.into());
+            let f = compile_uncached(matmul, &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
+            assert!(
+                f.log.is_empty(),
+                "{knobs} with the folds: warnings:\n{}",
+                f.log
+            );
+            for e in [
+                "matvec_bf16_lora_inline_silu_r8",
+                "matvec_bf16_lora_inline_norm_r2",
+            ] {
+                assert!(entry(&f.ptx, e).contains(".maxntid 1024"), "{knobs}: {e}");
             }
         }
         if knobs.contains("min_blocks") {
@@ -540,10 +564,16 @@ fn every_entry_point_the_backend_loads_is_in_the_ptx() {
     );
     let mut ptx_of = std::collections::HashMap::new();
     for (file, entry) in wanted {
-        let ptx = ptx_of.entry(file).or_insert_with(|| {
-            compile_uncached(source(file), &options_for(file, "sm_90"))
-                .unwrap()
-                .ptx
+        // The fold entries in the module with MATVEC_FOLDS_DEFINE; every other entry in the
+        // default one (the backend loads it there when the folds are off).
+        let fold = entry.contains("_silu_") || entry.contains("_norm_");
+        let ptx = ptx_of.entry((file, fold)).or_insert_with(|| {
+            let opts = if fold {
+                options_for(file, "sm_90")
+            } else {
+                options("sm_90")
+            };
+            compile_uncached(source(file), &opts).unwrap().ptx
         });
         assert!(
             ptx.contains(&format!(".entry {entry}(")),
