@@ -23,8 +23,8 @@ use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
 use dlp_engine::backend::{Backend, LinearJob, ResidualSite};
 use dlp_engine::Result;
 
-use crate::launch::{cfg, check_len, int, BLOCK};
-use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, Ptrs, MATVEC_MAX_JOBS};
+use crate::launch::{cfg, check_len, int, Ptrs, BLOCK};
+use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {

@@ -1,11 +1,14 @@
 //! Launch plumbing of the CUDA backend: grid shapes, checked launches, and the cuBLAS sgemm
-//! and `matmul_bf16` calls.
+//! and `matmul_bf16` calls, the device addresses of launch descriptors (`Ptrs`).
 
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
 
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig};
-use cudarc::driver::{CudaFunction, CudaSlice, LaunchArgs, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, LaunchArgs, LaunchConfig,
+    PushKernelArg, SyncOnDrop,
+};
 use dlp_engine::Result;
 
 use crate::{err, CudaBackend, CudaWeight};
@@ -204,5 +207,47 @@ impl CudaBackend {
             .arg(&n)
             .arg(out);
         self.go("matmul (bf16)", a, cfg(grid, (WARPS * 32) as u32, 0))
+    }
+}
+
+/// Device addresses for a launch descriptor (`MatvecJobs`, `LoraJobs`), keeping cudarc's
+/// use-tracking guards alive until the launch is queued. Fixed capacity `N`: these launches
+/// run per layer per token, so nothing is allocated.
+pub(crate) struct Ptrs<'a, const N: usize> {
+    stream: &'a CudaStream,
+    guards: [Option<SyncOnDrop<'a>>; N],
+    n: usize,
+}
+
+impl<'a, const N: usize> Ptrs<'a, N> {
+    pub(crate) fn new(stream: &'a CudaStream) -> Self {
+        Ptrs {
+            stream,
+            guards: [const { None }; N],
+            n: 0,
+        }
+    }
+
+    fn keep(&mut self, g: SyncOnDrop<'a>) {
+        assert!(
+            self.n < N,
+            "Ptrs<{N}>: more buffers than the descriptor holds"
+        );
+        self.guards[self.n] = Some(g);
+        self.n += 1;
+    }
+
+    /// The address of a buffer the launch reads.
+    pub(crate) fn read<T>(&mut self, b: &'a CudaSlice<T>) -> u64 {
+        let (p, g) = b.device_ptr(self.stream);
+        self.keep(g);
+        p
+    }
+
+    /// The address of a buffer the launch writes.
+    pub(crate) fn write<T>(&mut self, b: &'a mut CudaSlice<T>) -> u64 {
+        let (p, g) = b.device_ptr_mut(self.stream);
+        self.keep(g);
+        p
     }
 }

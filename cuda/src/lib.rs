@@ -9,6 +9,7 @@ mod attention;
 mod counts;
 mod experimental;
 mod fused_linears;
+mod gemm;
 pub mod graphs;
 mod kernels;
 pub mod kv;

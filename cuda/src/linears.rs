@@ -17,8 +17,8 @@ use dlp_engine::backend::{
 use dlp_engine::Result;
 
 use crate::fused_linears::check_linears;
-use crate::launch::{check_len, int};
-use crate::matvec::{shrink_chunks, MatvecEpilogue, MatvecNorm, Ptrs, MATVEC_MAX_JOBS};
+use crate::launch::{check_len, int, Ptrs};
+use crate::matvec::{shrink_chunks, MatvecEpilogue, MatvecNorm, MATVEC_MAX_JOBS};
 use crate::{CudaBackend, CudaStep};
 
 /// Most tokens whose residual add and norm `norm-in-matvec` folds into the matvec: one block
