@@ -6,8 +6,8 @@ mod golden;
 pub mod parity;
 mod tolerances;
 pub use golden::{
-    longest_per_mixture, run_golden, run_golden_bf16_weights, run_golden_f32_weights,
-    run_golden_with, run_golden_within, Coverage,
+    longest_per_mixture, run_golden, run_golden_bf16_weights, run_golden_bf16_weights_with,
+    run_golden_f32_weights, run_golden_with, run_golden_within, run_golden_within_with, Coverage,
 };
 pub use tolerances::{
     amx_logit_tol, bf16_compute_logit_tol, bf16_logit_tol, int8_logit_tol, kv_bf16_logit_tol,

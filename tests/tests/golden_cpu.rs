@@ -2,11 +2,15 @@
 //! prefill, decode (one token at a time through the KV cache), and all cases of a model in one
 //! batch with their different mixtures side by side. SmolLM2 runs twice: on its packed GGUF
 //! blocks (Q4_1/Q8_0 dequantised inside the matmuls, the default) and fully dequantised to f32.
-//! Every fixture runs again with LoRA A/B stored in f16 (`--lora-f16`), under its own bound.
+//! Every fixture runs again with LoRA A/B stored in f16 (`--lora-f16`), under its own bound,
+//! and under CPU emulations of the CUDA paths' roundings (bf16 weights and compute, bf16 or
+//! TF32 LoRA, bf16 KV cache), which hold those paths' bounds: on SmolLM2 these score every case
+//! in one batch, not also each alone ([`Coverage::emulation`]; the plain runs above do).
 
 use dlp_engine::cpu::{CpuBackend, CpuOptions};
 use dlp_tests::{
-    fixture_tests, run_golden, run_golden_bf16_weights, run_golden_f32_weights, run_golden_within,
+    fixture_tests, run_golden, run_golden_bf16_weights_with, run_golden_f32_weights,
+    run_golden_within, run_golden_within_with, Coverage,
 };
 
 fn run_fixture(name: &str) {
@@ -48,7 +52,8 @@ mod bf16_weights {
     use super::*;
 
     fn run_fixture(name: &str) {
-        run_golden_bf16_weights(name, CpuBackend::new(), dlp_tests::bf16_logit_tol(name));
+        let tol = dlp_tests::bf16_logit_tol(name);
+        run_golden_bf16_weights_with(name, CpuBackend::new(), tol, Coverage::emulation(name));
     }
 
     fixture_tests!(run_fixture);
@@ -63,8 +68,11 @@ mod bf16_compute {
     use dlp_tests::cpu_probe::CpuProbe;
 
     fn run_fixture(name: &str) {
-        let backend = CpuProbe::bf16_inputs();
-        run_golden_bf16_weights(name, backend, dlp_tests::bf16_compute_logit_tol(name));
+        let (backend, tol) = (
+            CpuProbe::bf16_inputs(),
+            dlp_tests::bf16_compute_logit_tol(name),
+        );
+        run_golden_bf16_weights_with(name, backend, tol, Coverage::emulation(name));
     }
 
     fixture_tests!(run_fixture);
@@ -80,7 +88,8 @@ mod bf16_compute_and_lora {
 
     fn run_fixture(name: &str) {
         let tol = dlp_tests::bf16_compute_logit_tol(name) + dlp_tests::lora_bf16_logit_tol(name);
-        run_golden_bf16_weights(name, CpuProbe::bf16_inputs_and_lora(), tol);
+        let backend = CpuProbe::bf16_inputs_and_lora();
+        run_golden_bf16_weights_with(name, backend, tol, Coverage::emulation(name));
     }
 
     fixture_tests!(run_fixture);
@@ -93,11 +102,8 @@ mod lora_bf16 {
     use dlp_tests::cpu_probe::CpuProbe;
 
     fn run_fixture(name: &str) {
-        run_golden_within(
-            name,
-            CpuProbe::bf16_lora(),
-            dlp_tests::lora_bf16_logit_tol(name),
-        );
+        let tol = dlp_tests::lora_bf16_logit_tol(name);
+        run_golden_within_with(name, CpuProbe::bf16_lora(), tol, Coverage::emulation(name));
     }
 
     fixture_tests!(run_fixture);
@@ -111,11 +117,8 @@ mod lora_tf32 {
     use dlp_tests::cpu_probe::CpuProbe;
 
     fn run_fixture(name: &str) {
-        run_golden_within(
-            name,
-            CpuProbe::tf32_lora(),
-            dlp_tests::lora_tf32_logit_tol(name),
-        );
+        let tol = dlp_tests::lora_tf32_logit_tol(name);
+        run_golden_within_with(name, CpuProbe::tf32_lora(), tol, Coverage::emulation(name));
     }
 
     fixture_tests!(run_fixture);
@@ -129,11 +132,8 @@ mod kv_bf16 {
     use dlp_tests::cpu_probe::CpuProbe;
 
     fn run_fixture(name: &str) {
-        run_golden_within(
-            name,
-            CpuProbe::bf16_kv(),
-            dlp_tests::kv_bf16_logit_tol(name),
-        );
+        let tol = dlp_tests::kv_bf16_logit_tol(name);
+        run_golden_within_with(name, CpuProbe::bf16_kv(), tol, Coverage::emulation(name));
     }
 
     fixture_tests!(run_fixture);
