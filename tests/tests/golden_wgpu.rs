@@ -17,7 +17,7 @@ fn run_fixture(name: &str) {
     let made = WgpuBackend::new(AdapterPolicy::AllowSoftware);
     if let Some(b) = backend_or_skip(made, "DLP_REQUIRE_WGPU") {
         // SmolLM2 on a software adapter: the full run took 9 minutes on lavapipe (2 cores);
-        // the reduced one (6) checks every mixture's longest case in prefill and in decode.
+        // the reduced one (6 minutes) checks every mixture's longest case in prefill and in decode.
         let coverage = if name == "smollm2" && b.is_software() {
             Coverage::SoftwareReduced
         } else {
