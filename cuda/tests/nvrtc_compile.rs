@@ -49,6 +49,34 @@ fn source(name: &str) -> &'static KernelSource {
     k.unwrap_or_else(|| panic!("no kernel file {name}.cu in SOURCES"))
 }
 
+/// Whether libnvrtc is missing: then the test records its skip (a failure with
+/// `DLP_REQUIRE_NVRTC=1`) and returns.
+fn nvrtc_missing() -> bool {
+    match probe() {
+        Ok(()) => false,
+        Err(why) => {
+            dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+            true
+        }
+    }
+}
+
+/// The PTX of kernel file `file` for sm_90, with the options the tests read it with
+/// ([`options_for`]).
+fn ptx_sm90(file: &str) -> String {
+    compile_uncached(source(file), &options_for(file, "sm_90"))
+        .unwrap()
+        .ptx
+}
+
+/// The names of the PTX's entry points that start with `prefix`, in the module's order.
+fn entries<'a>(ptx: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    ptx.split(".entry ")
+        .skip(1)
+        .filter_map(|p| p.split('(').next())
+        .filter(move |n| n.starts_with(prefix))
+}
+
 /// The PTX of one entry point, from `.entry name(` to the end of its body.
 fn entry(ptx: &str, name: &str) -> String {
     let at = ptx
@@ -60,8 +88,8 @@ fn entry(ptx: &str, name: &str) -> String {
 
 #[test]
 fn every_kernel_compiles_for_sm80_and_sm90() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let mut failures = Vec::new();
     for arch in ["sm_80", "sm_90"] {
@@ -103,8 +131,8 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
 /// with 32 warps also the module with them.
 #[test]
 fn matvec_compiles_with_the_tuning_knobs() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let matmul = source("matmul");
     for knobs in [
@@ -118,13 +146,7 @@ fn matvec_compiles_with_the_tuning_knobs() {
         let c = compile_uncached(matmul, &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
         assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
         // Without MATVEC_FOLDS_DEFINE: the 12 entries of the default module, no fold entry.
-        let names: Vec<&str> = c
-            .ptx
-            .split(".entry ")
-            .skip(1)
-            .filter_map(|p| p.split('(').next())
-            .filter(|n| n.starts_with("matvec_bf16_"))
-            .collect();
+        let names: Vec<&str> = entries(&c.ptx, "matvec_bf16_").collect();
         assert_eq!(names.len(), 12, "{knobs}: {names:?}");
         assert!(
             names
@@ -166,8 +188,8 @@ fn matvec_compiles_with_the_tuning_knobs() {
 /// `tiled_rows` a sweep may set (`DLP_CUDA_TUNE`: 1, 4 and 8 rank rows per block).
 #[test]
 fn tiled_lora_compiles_with_its_tuning_knob() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     for knobs in ["tiled_rows=1", "tiled_rows=4", "tiled_rows=8"] {
         let mut opts = options("sm_90");
@@ -186,8 +208,8 @@ fn tiled_lora_compiles_with_its_tuning_knob() {
 /// switch there), so older GPUs keep every other LoRA kernel.
 #[test]
 fn sgmv_kernels_use_tf32_tensor_cores() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let lora = source("lora");
     for arch in ["sm_80", "sm_90"] {
@@ -217,8 +239,8 @@ fn sgmv_kernels_use_tf32_tensor_cores() {
 /// shrink); below sm_90 both instructions are compiled out (the host launches plainly there).
 #[test]
 fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let matmul = source("matmul");
     // The backend loads the shrink from lora.cu's module.
@@ -256,8 +278,8 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
 /// (`wait_x`) after its first weight loads and before its first read of x.
 #[test]
 fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     for (file, entries) in [
         ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
@@ -339,8 +361,8 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
 /// unrolled loops).
 #[test]
 fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let mut checked = 0;
     for (file, prefix) in [
@@ -349,19 +371,14 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
         ("lora", "lora_shrink_tiled"),
         ("lora", "lora_expand_tiled"),
     ] {
-        let ptx = compile_uncached(source(file), &options_for(file, "sm_90"))
-            .unwrap()
-            .ptx;
-        for part in ptx.split(".entry ").skip(1) {
-            let name = part.split('(').next().unwrap_or("");
-            if name.starts_with(prefix) {
-                let body = entry(&ptx, name);
-                assert!(
-                    !body.contains(".local"),
-                    "{file}.cu: {name} uses local memory"
-                );
-                checked += 1;
-            }
+        let ptx = ptx_sm90(file);
+        for name in entries(&ptx, prefix) {
+            let body = entry(&ptx, name);
+            assert!(
+                !body.contains(".local"),
+                "{file}.cu: {name} uses local memory"
+            );
+            checked += 1;
         }
     }
     assert_eq!(
@@ -377,12 +394,10 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
 /// behind a fence, and reads u through L2.
 #[test]
 fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
-    let ptx = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
-        .unwrap()
-        .ptx;
+    let ptx = ptx_sm90("matmul");
     let norm = [1, 2].map(|r| format!("matvec_bf16_lora_inline_norm_r{r}"));
     for name in [1, 2, 4, 8]
         .into_iter()
@@ -419,8 +434,8 @@ fn inline_shrink_matvecs_carry_their_tickets_and_waits() {
 /// backend loads.
 #[test]
 fn every_entry_point_the_backend_loads_is_in_the_ptx() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let src = include_str!("../src/kernels.rs");
     let mut wanted: Vec<(&str, String)> = src
@@ -480,12 +495,8 @@ fn every_entry_point_the_backend_loads_is_in_the_ptx() {
 
 #[test]
 fn a_broken_kernel_reports_its_name_and_the_log() {
-    if probe().is_err() {
-        return dlp_skip::skip(
-            dlp_skip::kind::NVRTC,
-            "no libnvrtc",
-            Some("DLP_REQUIRE_NVRTC"),
-        );
+    if nvrtc_missing() {
+        return;
     }
     let bad = dlp_cuda::nvrtc::KernelSource {
         name: "broken",

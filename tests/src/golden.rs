@@ -143,15 +143,17 @@ fn run_golden_opts<B: Backend>(
     let cases = &fx.golden.cases;
     let inputs: Vec<_> = cases.iter().map(|c| fx.input(&model, c)).collect();
     let all: Vec<usize> = (0..cases.len()).collect();
+    // (cases scored alone, cases scored together in one batch), the same in both modes
+    let (alone, batched) = match coverage {
+        Coverage::Full => (all.clone(), all),
+        Coverage::Batched => (Vec::new(), all),
+        Coverage::SoftwareReduced => (Vec::new(), longest_per_mixture(cases)),
+    };
+    // One batch, each sequence its own mixture.
+    let batch_inputs: Vec<_> = batched.iter().map(|&i| inputs[i].clone()).collect();
     let mut failures = Vec::new();
     for mode in [ScoreMode::Prefill, ScoreMode::Decode] {
         let mut worst = 0f32;
-        // (cases scored alone, cases scored together in one batch)
-        let (alone, batched) = match coverage {
-            Coverage::Full => (all.clone(), all.clone()),
-            Coverage::Batched => (Vec::new(), all.clone()),
-            Coverage::SoftwareReduced => (Vec::new(), longest_per_mixture(cases)),
-        };
         for &i in &alone {
             let one = std::slice::from_ref(&inputs[i]);
             let logits = score_batch(&model, one, mode, DEFAULT_STEP_TOKENS)
@@ -162,8 +164,6 @@ fn run_golden_opts<B: Backend>(
                 Err(e) => failures.push(format!("{mode:?} {e}")),
             }
         }
-        // One batch, each sequence its own mixture.
-        let batch_inputs: Vec<_> = batched.iter().map(|&i| inputs[i].clone()).collect();
         let batch = score_batch(&model, &batch_inputs, mode, DEFAULT_STEP_TOKENS).unwrap();
         for (&i, logits) in batched.iter().zip(&batch) {
             match check(&fx, &cases[i], vocab, logits) {
@@ -179,16 +179,15 @@ fn run_golden_opts<B: Backend>(
         );
     }
     if coverage == Coverage::SoftwareReduced {
-        let checked = longest_per_mixture(cases);
         let others: Vec<&str> = (0..cases.len())
-            .filter(|i| !checked.contains(i))
+            .filter(|i| !batched.contains(i))
             .map(|i| cases[i].name.as_str())
             .collect();
         skip_slow_software(&format!(
             "{name} on {}: checked {} of its {} cases (each mixture's longest) in one batch, in \
              prefill and in decode; left out: each case alone, and the other {}: {}",
             model.backend.name(),
-            checked.len(),
+            batched.len(),
             cases.len(),
             others.len(),
             others.join(", "),

@@ -11,18 +11,12 @@ use super::*;
 /// (`norm-in-matvec`), as the add_rms_norm launch they replace did; the others still do not.
 #[test]
 fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
-    let ptx = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
-        .unwrap()
-        .ptx;
+    let ptx = ptx_sm90("matmul");
     let mut silu = 0;
-    for part in ptx.split(".entry ").skip(1) {
-        let name = part.split('(').next().unwrap_or("");
-        if !name.starts_with("matvec_bf16_") {
-            continue;
-        }
+    for name in entries(&ptx, "matvec_bf16_") {
         let body = entry(&ptx, name);
         let has = body.contains("ex2.approx") && body.contains("div.rn.f32");
         assert_eq!(has, name.contains("_silu_"), "{name}");
@@ -40,24 +34,21 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
     opts.push("-DDLP_PDL".into());
     let pdl = compile_uncached(source("matmul"), &opts).unwrap().ptx;
     let mut released = 0;
-    for part in pdl.split(".entry ").skip(1) {
-        let name = part.split('(').next().unwrap_or("");
-        if name.starts_with("matvec_bf16_") {
-            let body = entry(&pdl, name);
-            let release = body.find("griddepcontrol.launch_dependents");
-            assert_eq!(
-                release.is_some(),
-                name.contains("_silu_") || name.contains("_norm_"),
-                "{name} with -DDLP_PDL"
-            );
-            if let Some(at) = release {
-                // At the start: before the inline entries' ticket, and before any wait.
-                for later in ["atom.global.add", "griddepcontrol.wait"] {
-                    let first = body.find(later).unwrap_or(usize::MAX);
-                    assert!(at < first, "{name}: releases after its first {later}");
-                }
-                released += 1;
+    for name in entries(&pdl, "matvec_bf16_") {
+        let body = entry(&pdl, name);
+        let release = body.find("griddepcontrol.launch_dependents");
+        assert_eq!(
+            release.is_some(),
+            name.contains("_silu_") || name.contains("_norm_"),
+            "{name} with -DDLP_PDL"
+        );
+        if let Some(at) = release {
+            // At the start: before the inline entries' ticket, and before any wait.
+            for later in ["atom.global.add", "griddepcontrol.wait"] {
+                let first = body.find(later).unwrap_or(usize::MAX);
+                assert!(at < first, "{name}: releases after its first {later}");
             }
+            released += 1;
         }
     }
     assert_eq!(released, 18, "the 12 _silu entries and the 6 _norm ones");
@@ -71,8 +62,8 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
 /// of double shuffles; no other matvec entry does.
 #[test]
 fn norm_in_matvec_entries_count_their_blocks_and_norm_as_add_rms_norm_does() {
-    if let Err(why) = probe() {
-        return dlp_skip::skip(dlp_skip::kind::NVRTC, &why, Some("DLP_REQUIRE_NVRTC"));
+    if nvrtc_missing() {
+        return;
     }
     let norm_ops = ["fma.rn.f64", "sqrt.rn.f64", "div.rn.f64", "cvt.rn.f32.f64"];
     let rms = compile_uncached(source("rms_norm"), &options("sm_90"))
@@ -82,15 +73,9 @@ fn norm_in_matvec_entries_count_their_blocks_and_norm_as_add_rms_norm_does() {
     for op in norm_ops {
         assert!(add_rms_norm.contains(op), "add_rms_norm: no {op}");
     }
-    let ptx = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
-        .unwrap()
-        .ptx;
+    let ptx = ptx_sm90("matmul");
     let mut norm = 0;
-    for part in ptx.split(".entry ").skip(1) {
-        let name = part.split('(').next().unwrap_or("");
-        if !name.starts_with("matvec_bf16_") {
-            continue;
-        }
+    for name in entries(&ptx, "matvec_bf16_") {
         let body = entry(&ptx, name);
         let has = norm_ops.iter().all(|op| body.contains(op));
         assert_eq!(has, name.contains("_norm_"), "{name}");
