@@ -48,7 +48,8 @@ fi
 
 # 2. What can be installed.
 need_apt=()
-command -v cc >/dev/null || need_apt+=(build-essential)
+# cc links Rust; c++ builds the CUDA kernels for the CPU (cuda/tests/kernels_on_cpu).
+{ command -v cc && command -v c++; } >/dev/null || need_apt+=(build-essential)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ] && command -v apt-get >/dev/null; then

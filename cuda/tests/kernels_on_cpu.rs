@@ -1,0 +1,142 @@
+//! The CUDA kernels run on the CPU (cuda_emu.h: each CUDA thread a coroutine, blocks a few at
+//! a time), so that kernels no GPU has run yet are checked against the kernels that passed on
+//! one, on the same inputs. Needs only a host C++ compiler (`c++`, or `CXX`).
+
+#[path = "kernels_on_cpu/emu.rs"]
+mod emu;
+#[path = "kernels_on_cpu/folds.rs"]
+mod folds;
+#[path = "kernels_on_cpu/lora_data.rs"]
+mod lora_data;
+#[path = "kernels_on_cpu/matvec.rs"]
+mod matvec;
+#[path = "kernels_on_cpu/tiled.rs"]
+mod tiled;
+
+use emu::{arg, dev, module, Order};
+
+#[test]
+fn every_module_builds() {
+    for m in [
+        "lora",
+        "matmul",
+        "attention",
+        "rms_norm",
+        "rope",
+        "silu_mul",
+        "add",
+    ] {
+        module(m, &[], Order::FORWARD).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn add_matches() {
+    let m = module("add", &[], Order::FORWARD).unwrap();
+    let mut a: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+    let mut b: Vec<f32> = (0..1000).map(|i| 2.0 * i as f32).collect();
+    let (pa, pb, n) = (dev(&mut a), dev(&mut b), 1000i32);
+    m.launch("add", (2, 1, 1), 256, 0, &[arg(&pa), arg(&pb), arg(&n)])
+        .unwrap();
+    assert!(a.iter().enumerate().all(|(i, v)| *v == 3.0 * i as f32));
+}
+
+/// The emulator catches what it exists to catch: a missing barrier, a barrier only some
+/// threads reach, a block spinning on one that is not resident; warp shuffles and ballots
+/// give CUDA's values.
+#[test]
+fn emulator_catches_faults() {
+    let mut m = module("selftest", &[], Order::FORWARD).unwrap();
+    let mut x: Vec<f32> = (0..512).map(|i| (i % 7) as f32).collect();
+    let want: Vec<f32> = x.chunks(256).map(|c| c.iter().sum()).collect();
+    for good in [1i32, 0] {
+        let mut out = vec![0f32; 2];
+        let (px, po) = (dev(&mut x), dev(&mut out));
+        m.launch(
+            "block_sum",
+            (2, 1, 1),
+            256,
+            0,
+            &[arg(&px), arg(&good), arg(&po)],
+        )
+        .unwrap();
+        assert_eq!(out == want, good == 1, "block_sum good={good}: {out:?}");
+    }
+    let mut out = vec![0f32; 32];
+    let po = dev(&mut out);
+    let e = m.launch("divergent_barrier", (1, 1, 1), 32, 0, &[arg(&po)]);
+    assert!(e.unwrap_err().contains("deadlock"));
+
+    let mut x: Vec<f32> = (0..64)
+        .map(|i| if i % 3 == 0 { 1.0 } else { -0.5 })
+        .collect();
+    let (mut sum, mut ballot) = (vec![0f32; 2], vec![0u32; 2]);
+    let (px, ps, pb) = (dev(&mut x), dev(&mut sum), dev(&mut ballot));
+    m.launch(
+        "warp_ops",
+        (1, 1, 1),
+        64,
+        0,
+        &[arg(&px), arg(&ps), arg(&pb)],
+    )
+    .unwrap();
+    for w in 0..2 {
+        let lanes = &x[w * 32..w * 32 + 32];
+        assert_eq!(sum[w], lanes.iter().sum::<f32>());
+        let b = lanes
+            .iter()
+            .enumerate()
+            .fold(0u32, |b, (l, v)| b | ((*v > 0.0) as u32) << l);
+        assert_eq!(ballot[w], b);
+    }
+
+    for (order, ok) in [(Order::FORWARD, false), (Order::REVERSE, true)] {
+        m.order = Order {
+            max_sweeps: 10_000,
+            ..order
+        };
+        let mut flags = vec![0u32; 4];
+        let pf = dev(&mut flags);
+        let r = m.launch("waits_on_next", (4, 1, 1), 32, 0, &[arg(&pf)]);
+        assert_eq!(r.is_ok(), ok, "{r:?}");
+        assert!(ok || r.unwrap_err().contains("hung"));
+    }
+    let e = m.launch("block_sum", (1, 1, 1), 32, 0, &[arg(&0i32)]);
+    assert!(e.unwrap_err().contains("takes 3 parameters, got 1"));
+}
+
+/// rms_norm (passed on an H200) against its formula: the emulator runs real kernels.
+#[test]
+fn rms_norm_matches_cpu() {
+    let m = module("rms_norm", &[], Order::FORWARD).unwrap();
+    let (rows, dim, eps) = (3usize, 700usize, 1e-5f32);
+    let mut x: Vec<f32> = (0..rows * dim)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+        .collect();
+    let mut w: Vec<f32> = (0..dim).map(|i| 0.5 + (i % 13) as f32 / 10.0).collect();
+    let mut out = vec![f32::NAN; rows * dim];
+    let mut want = vec![0f32; rows * dim];
+    for r in 0..rows {
+        let s = r * dim..(r + 1) * dim;
+        let ss: f64 = x[s.clone()].iter().map(|v| (*v as f64) * (*v as f64)).sum();
+        let inv = (1.0 / (ss / dim as f64 + eps as f64).sqrt()) as f32;
+        for i in s {
+            want[i] = x[i] * inv * w[i - r * dim];
+        }
+    }
+    let (px, pw, po, d) = (dev(&mut x), dev(&mut w), dev(&mut out), dim as i32);
+    m.launch(
+        "rms_norm",
+        (rows as u32, 1, 1),
+        256,
+        0,
+        &[arg(&px), arg(&pw), arg(&d), arg(&eps), arg(&po)],
+    )
+    .unwrap();
+    let worst = out
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-6, "rms_norm differs by {worst}");
+}

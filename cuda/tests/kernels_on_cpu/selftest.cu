@@ -1,0 +1,46 @@
+// Kernels with known faults, for the emulator's own tests (kernels_on_cpu.rs): each must be
+// caught, so that a kernel passing on the emulator means something.
+
+// Block sum through shared memory, with (good = 1) or without (good = 0) the barrier between
+// the writes and the reads: without it, thread 0 reads the other slots before they are
+// written (poison, NaN).
+extern "C" __global__ void block_sum(const float* __restrict__ x, int good, float* __restrict__ out) {
+    __shared__ float s[256];
+    s[threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];
+    if (good) __syncthreads();
+    if (threadIdx.x == 0) {
+        float t = 0.0f;
+        for (unsigned i = 0; i < blockDim.x; i++) t += s[i];
+        out[blockIdx.x] = t;
+    }
+}
+
+// A barrier only half of the block reaches.
+extern "C" __global__ void divergent_barrier(float* out) {
+    if (threadIdx.x < 16) {
+        __syncthreads();
+        out[threadIdx.x] = 1.0f;
+    } else {
+        __syncwarp();
+    }
+}
+
+// Warp sum by shuffles, and a ballot.
+extern "C" __global__ void warp_ops(const float* __restrict__ x, float* __restrict__ sum,
+                                    unsigned* __restrict__ ballot) {
+    float v = x[threadIdx.x];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const unsigned b = __ballot_sync(0xffffffffu, x[threadIdx.x] > 0.0f);
+    if ((threadIdx.x & 31) == 0) sum[threadIdx.x >> 5] = v, ballot[threadIdx.x >> 5] = b;
+}
+
+// Block b waits (spinning) until block b + 1 has written its flag: it needs the blocks that
+// come after it to be resident; in reverse order it never waits.
+extern "C" __global__ void waits_on_next(volatile unsigned* flags) {
+    const unsigned b = blockIdx.x;
+    if (threadIdx.x == 0) {
+        if (b + 1 < gridDim.x)
+            while (flags[b + 1] == 0) __nanosleep(32);
+        flags[b] = 1;
+    }
+}
