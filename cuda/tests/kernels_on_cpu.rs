@@ -2,6 +2,8 @@
 //! a time), so that kernels no GPU has run yet are checked against the kernels that passed on
 //! one, on the same inputs. Needs only a host C++ compiler (`c++`, or `CXX`).
 
+#[path = "kernels_on_cpu/attention.rs"]
+mod attention;
 #[path = "kernels_on_cpu/emu.rs"]
 mod emu;
 #[path = "kernels_on_cpu/folds.rs"]

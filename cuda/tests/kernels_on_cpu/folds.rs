@@ -8,19 +8,28 @@ use dlp_cuda::matvec::MatvecNorm;
 
 use crate::emu::{arg, dev, module, Order, Runs, ORDERS};
 use crate::lora_data::{random_vec, BLOCK};
-use crate::matvec::{bit_equal, launch_matvec, matvec_modules, run_matvec, Group};
+use dlp_cuda::tune::Tune;
+
+use crate::matvec::{bit_equal, launch_matvec, run_matvec, tunes, Group, Mods};
 
 const KINDS: [&str; 3] = ["base", "fused", "inline"];
 
-fn silu_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Result<(), String> {
-    let (m, lora) = matvec_modules(order)?;
+fn silu_case(
+    rows: usize,
+    k: usize,
+    n: usize,
+    bf16: bool,
+    order: Order,
+    tune: &Tune,
+) -> Result<(), String> {
+    let mods = Mods::new(order, tune)?;
     let silu = module("silu_mul", &[], order)?;
     let ranks = vec![vec![4, 8, 0], vec![2, 5, 16]];
     let mut g = Group::new(rows, k, &[n, n], &ranks, bf16, 9);
     for kind in KINDS {
         for round_x in [0, 2] {
             // The verified route: gate and up as two jobs, then silu_mul.
-            let gu = run_matvec(&m, &lora, &mut g, kind, round_x)?;
+            let gu = run_matvec(&mods, &mut g, kind, round_x)?;
             let (mut gate, mut up) = (gu[0].clone(), gu[1].clone());
             let mut want = vec![f32::NAN; rows * n];
             let (pg, pu, pw, nn) = (
@@ -40,7 +49,7 @@ fn silu_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Resul
             // The fold: one warp per feature pair, job 0's output not written.
             let mut act = vec![f32::NAN; rows * n];
             let jobs = g.jobs(&[0, dev(&mut act)]);
-            launch_matvec(&m, &lora, &mut g, kind, round_x, "_silu", jobs, n, &[])?;
+            launch_matvec(&mods, &mut g, kind, round_x, "_silu", jobs, n, &[])?;
             let d = bit_equal(&[act], &[want]);
             if d > 0 {
                 return Err(format!(
@@ -52,8 +61,15 @@ fn silu_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Resul
     Ok(())
 }
 
-fn norm_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Result<(), String> {
-    let (m, lora) = matvec_modules(order)?;
+fn norm_case(
+    rows: usize,
+    k: usize,
+    n: usize,
+    bf16: bool,
+    order: Order,
+    tune: &Tune,
+) -> Result<(), String> {
+    let mods = Mods::new(order, tune)?;
     let norm = module("rms_norm", &[], order)?;
     let mut g = Group::new(rows, k, &[n], &[vec![8, 3, 16]], bf16, 21);
     let residual = random_vec(rows * n, 22);
@@ -62,7 +78,7 @@ fn norm_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Resul
     for kind in KINDS {
         for round_x in [0, 2] {
             // The verified route: the product, then add_rms_norm (residual += y, normalise).
-            let y = run_matvec(&m, &lora, &mut g, kind, round_x)?.remove(0);
+            let y = run_matvec(&mods, &mut g, kind, round_x)?.remove(0);
             let (mut x_want, mut y_in, mut out_want) =
                 (residual.clone(), y.clone(), vec![f32::NAN; rows * n]);
             let (px, py, pw, po) = (
@@ -91,17 +107,7 @@ fn norm_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Resul
                 pad: 0,
             };
             let jobs = g.jobs(&[dev(&mut y_got)]);
-            launch_matvec(
-                &m,
-                &lora,
-                &mut g,
-                kind,
-                round_x,
-                "_norm",
-                jobs,
-                n,
-                &[arg(&nm)],
-            )?;
+            launch_matvec(&mods, &mut g, kind, round_x, "_norm", jobs, n, &[arg(&nm)])?;
             for (what, got, want) in [
                 ("product", &y_got, &y),
                 ("residual", &x_got, &x_want),
@@ -128,16 +134,18 @@ fn norm_case(rows: usize, k: usize, n: usize, bf16: bool, order: Order) -> Resul
 #[test]
 fn matvec_folds_match_the_verified_kernels() {
     let mut runs = Runs::default();
-    for bf16 in [false, true] {
-        for (name, order) in ORDERS {
-            // (rows, k, n): fused-silu up to 8 rows; norm-in-matvec takes 1 or 2.
-            for (rows, k, n) in [(1, 64, 72), (3, 136, 40), (8, 1040, 24)] {
-                let label = format!("silu rows={rows} k={k} lora_bf16={bf16} {name}");
-                runs.check(label, silu_case(rows, k, n, bf16, order));
-            }
-            for (rows, k, n) in [(1, 64, 300), (2, 1040, 96)] {
-                let label = format!("norm rows={rows} k={k} lora_bf16={bf16} {name}");
-                runs.check(label, norm_case(rows, k, n, bf16, order));
+    for (knobs, tune) in tunes() {
+        for bf16 in [false, true] {
+            for (name, order) in ORDERS {
+                // (rows, k, n): fused-silu up to 8 rows; norm-in-matvec takes 1 or 2.
+                for (rows, k, n) in [(1, 64, 72), (3, 136, 40), (8, 1040, 24)] {
+                    let label = format!("silu rows={rows} k={k} lora_bf16={bf16} {name} {knobs}");
+                    runs.check(label, silu_case(rows, k, n, bf16, order, &tune));
+                }
+                for (rows, k, n) in [(1, 64, 300), (2, 1040, 96)] {
+                    let label = format!("norm rows={rows} k={k} lora_bf16={bf16} {name} {knobs}");
+                    runs.check(label, norm_case(rows, k, n, bf16, order, &tune));
+                }
             }
         }
     }

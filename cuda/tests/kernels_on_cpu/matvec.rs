@@ -7,12 +7,14 @@
 //! partial sums and the entry table).
 
 use dlp_cuda::matvec::{matvec_bucket, matvec_launch, shrink_chunks, LoraJobs, MatvecJobs};
+use dlp_cuda::tune::Tune;
 
 use crate::emu::{arg, dev, module, Arg, Module, Order, Runs, ORDERS};
 use crate::lora_data::{random_vec, segment_expand, segment_shrink, worst, Lora, Shape, BLOCK};
 
-/// Warps of a matvec block (the default tune).
-pub const WARPS: usize = 8;
+/// SMs of the pretend device: `matvec_blocks_per_sm` caps a grid at that many blocks per SM,
+/// so few SMs make the persistent matvec's warps take several features each.
+const SMS: usize = 2;
 
 /// The kernel's `LoraOuts` (lora.cu; the backend's copy is crate-private).
 #[repr(C)]
@@ -204,11 +206,45 @@ impl Scratch {
     }
 }
 
-/// The `matmul` module (with the folds' entries, as the backend builds it where a fold is on)
-/// and the `lora` one, which the backend takes `lora_shrink_jobs` from.
-pub fn matvec_modules(order: Order) -> Result<(Module, Module), String> {
-    let m = module("matmul", &[dlp_cuda::nvrtc::MATVEC_FOLDS_DEFINE], order)?;
-    Ok((m, module("lora", &[], order)?))
+/// The decode matvec's modules under `tune`: `matmul` (with the folds' entries, as the
+/// backend builds it where a fold is on) and `lora`, which the backend takes
+/// `lora_shrink_jobs` from, with the knobs' defines (`Tune::defines_for`).
+pub struct Mods {
+    pub m: Module,
+    pub lora: Module,
+    pub tune: Tune,
+}
+
+/// The matvec's knobs the cases run under (`DLP_CUDA_TUNE` spelling): the defaults, the GPU
+/// run's sweep (more or fewer loads per round, other block sizes, an occupancy hint), and the
+/// persistent matvec (a grid of `blocks_per_sm` blocks per SM, each warp taking several
+/// features), which no GPU has run.
+pub fn tunes() -> Vec<(&'static str, Tune)> {
+    [
+        "",
+        "matvec_unroll=8",
+        "matvec_unroll=1,matvec_warps=4,matvec_min_blocks=4",
+        "matvec_warps=2,matvec_blocks_per_sm=1",
+        "matvec_unroll=16,matvec_blocks_per_sm=3",
+    ]
+    .into_iter()
+    .map(|k| (k, Tune::parse(k).expect("valid knobs")))
+    .collect()
+}
+
+impl Mods {
+    pub fn new(order: Order, tune: &Tune) -> Result<Mods, String> {
+        let mut defines = tune.defines_for("matmul");
+        defines.push(dlp_cuda::nvrtc::MATVEC_FOLDS_DEFINE.into());
+        let d: Vec<&str> = defines.iter().map(String::as_str).collect();
+        let l = tune.defines_for("lora");
+        let l: Vec<&str> = l.iter().map(String::as_str).collect();
+        Ok(Mods {
+            m: module("matmul", &d, order)?,
+            lora: module("lora", &l, order)?,
+            tune: *tune,
+        })
+    }
 }
 
 /// `lora_shrink_jobs` (grid (T, K * n_chunks, jobs), as `shrink_jobs` in fused_linears.rs).
@@ -245,8 +281,7 @@ pub fn bucket(name: &str, rows: usize) -> String {
 /// The decode matvec of `g` into fresh outputs, `[rows, n_j]` per job: plain (`base`), with
 /// the fused LoRA (`fused`: after `lora_shrink_jobs` from `lora`), or with the shrink inline.
 pub fn run_matvec(
-    m: &Module,
-    lora: &Module,
+    mods: &Mods,
     g: &mut Group,
     kind: &str,
     round_x: i32,
@@ -255,7 +290,7 @@ pub fn run_matvec(
     let ptrs: Vec<u64> = outs.iter_mut().map(|o| dev(o)).collect();
     let jobs = g.jobs(&ptrs);
     let total = g.ns().iter().sum();
-    launch_matvec(m, lora, g, kind, round_x, "", jobs, total, &[])?;
+    launch_matvec(mods, g, kind, round_x, "", jobs, total, &[])?;
     Ok(outs)
 }
 
@@ -265,8 +300,7 @@ pub fn run_matvec(
 /// LoRA counters are zero again after it.
 #[allow(clippy::too_many_arguments)]
 pub fn launch_matvec(
-    m: &Module,
-    lora: &Module,
+    mods: &Mods,
     g: &mut Group,
     kind: &str,
     round_x: i32,
@@ -280,7 +314,8 @@ pub fn launch_matvec(
     } else {
         0
     };
-    let c = matvec_launch(features, WARPS, shared);
+    let (m, lora) = (&mods.m, &mods.lora);
+    let c = matvec_launch(features, mods.tune.matvec_warps as usize, shared);
     let (rows, k) = (g.rows as i32, g.k as i32);
     let mut xx = g.x.clone();
     let px = dev(&mut xx);
@@ -288,6 +323,7 @@ pub fn launch_matvec(
     let mut s = g.scratch();
     let lj = g.lora_jobs(&mut s, kind == "inline");
     let mut grid = c.grid_dim;
+    grid.0 = mods.tune.matvec_grid(grid.0 as usize, SMS) as u32;
     let name = match kind {
         "base" => "matvec_bf16",
         "fused" => {
@@ -380,11 +416,12 @@ fn run_group(
     ranks: &[Vec<usize>],
     bf16: bool,
     order: Order,
+    tune: &Tune,
 ) -> Result<(), String> {
-    let (m, lora) = matvec_modules(order)?;
+    let mods = Mods::new(order, tune)?;
     let mut g = Group::new(rows, k, ns, ranks, bf16, 5);
     // The verified kernels against float64.
-    let base = run_matvec(&m, &lora, &mut g, "base", 0)?;
+    let base = run_matvec(&mods, &mut g, "base", 0)?;
     let mut want = Vec::new();
     for (j, b) in base.iter().enumerate() {
         let e = worst(b, &g.matvec_ref(j));
@@ -399,7 +436,7 @@ fn run_group(
         want.push(g.loras[j].expand_ref(&u, b));
     }
     let mut seg = base.clone();
-    add_segment_lora(&lora, &mut g, &mut seg)?;
+    add_segment_lora(&mods.lora, &mut g, &mut seg)?;
     for j in 0..ns.len() {
         let e = worst(&seg[j], &want[j]);
         if e > 1e-4 {
@@ -418,14 +455,14 @@ fn run_group(
         }
         Ok(())
     };
-    let fused = run_matvec(&m, &lora, &mut g, "fused", 0)?;
+    let fused = run_matvec(&mods, &mut g, "fused", 0)?;
     close("fused-lora", &fused)?;
     let mut batch = base.clone();
-    add_batch_lora(&lora, &mut g, &mut batch)?;
+    add_batch_lora(&mods.lora, &mut g, &mut batch)?;
     close("batch-lora", &batch)?;
     for round_x in [0, 1, 2] {
-        let fused = run_matvec(&m, &lora, &mut g, "fused", round_x)?;
-        let inline = run_matvec(&m, &lora, &mut g, "inline", round_x)?;
+        let fused = run_matvec(&mods, &mut g, "fused", round_x)?;
+        let inline = run_matvec(&mods, &mut g, "inline", round_x)?;
         let n = bit_equal(&fused, &inline);
         if n > 0 {
             return Err(format!(
@@ -451,11 +488,13 @@ fn decode_lora_paths_match_the_verified_kernels() {
         (5, 1040, vec![24, 16], vec![vec![8, 4], vec![3, 16]]),
     ];
     let mut runs = Runs::default();
-    for (i, (rows, k, ns, ranks)) in cases.iter().enumerate() {
-        for bf16 in [false, true] {
-            for (name, order) in ORDERS {
-                let label = format!("case {i} lora_bf16={bf16} {name}");
-                runs.check(label, run_group(*rows, *k, ns, ranks, bf16, order));
+    for (knobs, tune) in tunes() {
+        for (i, (rows, k, ns, ranks)) in cases.iter().enumerate() {
+            for bf16 in [false, true] {
+                for (name, order) in ORDERS {
+                    let label = format!("case {i} lora_bf16={bf16} {name} {knobs}");
+                    runs.check(label, run_group(*rows, *k, ns, ranks, bf16, order, &tune));
+                }
             }
         }
     }

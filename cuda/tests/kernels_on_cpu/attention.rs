@@ -1,0 +1,443 @@
+//! Attention's experimental entries (attention.cu), never run on a GPU, against the verified
+//! ones on the same cache and step: `rope-in-attention` (`attention_store_rope`, the split
+//! and the split-with-combine ones) against `rope` on q and k then `attention_store` (or the
+//! split store and `attention_combine`), and `inline-combine` (`attention_split_last`,
+//! `attention_split_store_last`) against the split kernel then `attention_combine`. Outputs
+//! and caches bit for bit, the combine counters back to zero; the verified route itself
+//! against a float64 attention over the rotated q and k.
+
+use dlp_cuda::attention_splits;
+
+use crate::emu::{arg, dev, module, Arg, Module, Order, Runs, ORDERS};
+use crate::lora_data::{random_vec, BLOCK};
+
+/// Threads of an attention block (`ATTN_THREADS` in launch.rs).
+const ATTN_THREADS: u32 = 128;
+
+/// A decode step: T tokens, each alone in its cache slot at its position; caches `[slots,
+/// capacity, kv_dim]` filled at every position (the step's own are overwritten by the store).
+#[derive(Clone)]
+struct Step {
+    n_heads: i32,
+    n_kv_heads: i32,
+    head_dim: i32,
+    capacity: i32,
+    slots: Vec<u32>,
+    positions: Vec<u32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    k_cache: Vec<f32>,
+    v_cache: Vec<f32>,
+    k_cache16: Vec<u16>,
+    v_cache16: Vec<u16>,
+    cos_sin: Vec<f32>,
+}
+
+impl Step {
+    fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize, positions: &[u32]) -> Step {
+        let capacity = 64usize;
+        let t = positions.len();
+        let kv_dim = n_kv_heads * head_dim;
+        let cache = random_vec(t * capacity * kv_dim, 31);
+        let bits = |v: &[f32]| {
+            v.iter()
+                .map(|x| half::bf16::from_f32(*x).to_bits())
+                .collect()
+        };
+        let half = head_dim / 2;
+        let mut cos_sin = Vec::with_capacity(capacity * half * 2);
+        for p in 0..capacity {
+            for i in 0..half {
+                let a = p as f64 * 10_000f64.powf(-2.0 * i as f64 / head_dim as f64);
+                cos_sin.extend([a.cos() as f32, a.sin() as f32]);
+            }
+        }
+        let v_cache = random_vec(t * capacity * kv_dim, 32);
+        Step {
+            n_heads: n_heads as i32,
+            n_kv_heads: n_kv_heads as i32,
+            head_dim: head_dim as i32,
+            capacity: capacity as i32,
+            slots: (0..t as u32).rev().collect(),
+            positions: positions.to_vec(),
+            q: random_vec(t * n_heads * head_dim, 33),
+            k: random_vec(t * kv_dim, 34),
+            v: random_vec(t * kv_dim, 35),
+            k_cache16: bits(&cache),
+            v_cache16: bits(&v_cache),
+            k_cache: cache,
+            v_cache,
+            cos_sin,
+        }
+    }
+
+    fn t(&self) -> usize {
+        self.positions.len()
+    }
+
+    fn out_len(&self) -> usize {
+        self.t() * (self.n_heads * self.head_dim) as usize
+    }
+}
+
+/// The pointers and values of `ATTN_PARAMS` for `s` (bf16 caches with `bf16`).
+struct Params {
+    ptrs: [u64; 5],
+    ints: [i32; 5],
+    scale: f32,
+}
+
+impl Params {
+    fn new(s: &mut Step, bf16: bool) -> Params {
+        let (kc, vc) = if bf16 {
+            (dev(&mut s.k_cache16), dev(&mut s.v_cache16))
+        } else {
+            (dev(&mut s.k_cache), dev(&mut s.v_cache))
+        };
+        Params {
+            ptrs: [
+                dev(&mut s.q),
+                kc,
+                vc,
+                dev(&mut s.slots),
+                dev(&mut s.positions),
+            ],
+            ints: [s.n_heads, s.n_kv_heads, s.head_dim, s.capacity, 0],
+            scale: 1.0 / (s.head_dim as f32).sqrt(),
+        }
+    }
+
+    /// `q, k_cache, v_cache, kv_slots, positions, n_heads, n_kv_heads, head_dim, capacity,
+    /// scale, window`.
+    fn args(&self) -> Vec<Arg> {
+        let (p, i) = (&self.ptrs, &self.ints);
+        let mut a: Vec<Arg> = p.iter().map(arg).collect();
+        a.extend(i[..4].iter().map(arg));
+        a.push(arg(&self.scale));
+        a.push(arg(&i[4]));
+        a
+    }
+}
+
+/// What a route leaves: the output `[T, n_heads * head_dim]` and the caches.
+#[derive(PartialEq)]
+struct Result3(Vec<u32>, Vec<u32>, Vec<u32>);
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+impl Result3 {
+    fn of(out: &[f32], s: &Step, bf16: bool) -> Result3 {
+        let (k, v) = if bf16 {
+            let w = |c: &[u16]| c.iter().map(|b| *b as u32).collect();
+            (w(&s.k_cache16), w(&s.v_cache16))
+        } else {
+            (bits(&s.k_cache), bits(&s.v_cache))
+        };
+        Result3(bits(out), k, v)
+    }
+}
+
+/// `rope` on q (n_heads) and k (n_kv_heads) in place, as ops.rs launches it (grid_1d).
+fn rope(m: &Module, s: &mut Step) -> Result<(), String> {
+    let (pc, pp, t) = (dev(&mut s.cos_sin), dev(&mut s.positions), s.t() as i32);
+    for (x, heads) in [(dev(&mut s.q), s.n_heads), (dev(&mut s.k), s.n_kv_heads)] {
+        let n = s.t() * (heads * s.head_dim / 2) as usize;
+        let grid = (n.div_ceil(BLOCK as usize).clamp(1, 8192) as u32, 1, 1);
+        let a = [
+            arg(&x),
+            arg(&pc),
+            arg(&pp),
+            arg(&t),
+            arg(&heads),
+            arg(&s.head_dim),
+        ];
+        m.launch("rope", grid, BLOCK, 0, &a)?;
+    }
+    Ok(())
+}
+
+/// Float64 attention of `s` (q and k already rotated; caches f32, the store's positions
+/// already written): out `[T, n_heads * head_dim]`.
+fn attention_ref(s: &Step) -> Vec<f64> {
+    let (h, kvh, d) = (
+        s.n_heads as usize,
+        s.n_kv_heads as usize,
+        s.head_dim as usize,
+    );
+    let (kv_dim, cap) = (kvh * d, s.capacity as usize);
+    let mut out = vec![0f64; s.out_len()];
+    for t in 0..s.t() {
+        let (slot, pos) = (s.slots[t] as usize, s.positions[t] as usize);
+        for head in 0..h {
+            let g = head / (h / kvh);
+            let q = &s.q[(t * h + head) * d..][..d];
+            let row = |c: &[f32], p: usize| c[(slot * cap + p) * kv_dim + g * d..][..d].to_vec();
+            let scores: Vec<f64> = (0..=pos)
+                .map(|p| {
+                    let kr = row(&s.k_cache, p);
+                    q.iter()
+                        .zip(&kr)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        / (d as f64).sqrt()
+                })
+                .collect();
+            let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let w: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
+            let sum: f64 = w.iter().sum();
+            for (p, wp) in w.iter().enumerate() {
+                let vr = row(&s.v_cache, p);
+                for i in 0..d {
+                    out[(t * h + head) * d + i] += wp / sum * vr[i] as f64;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The verified route on `s`: rope, then the store kernel (split with `splits > 1`, then
+/// `attention_combine`).
+fn verified(
+    m: &Module,
+    rope_m: &Module,
+    s: &mut Step,
+    bf16: bool,
+    splits: usize,
+) -> Result<Vec<f32>, String> {
+    rope(rope_m, s)?;
+    let sfx = if bf16 { "_bf16" } else { "" };
+    let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
+    let mut out = vec![f32::NAN; s.out_len()];
+    let mut part = vec![f32::NAN; t * h * splits * (d + 2)];
+    let (mut k, mut v) = (s.k.clone(), s.v.clone());
+    let p = Params::new(s, bf16);
+    let (pk, pv) = (dev(&mut k), dev(&mut v));
+    let grid = (h as u32, t as u32, splits as u32);
+    let mut a = p.args();
+    if splits == 1 {
+        let po = dev(&mut out);
+        a.extend([arg(&po), arg(&pk), arg(&pv)]);
+        m.launch(&format!("attention_store{sfx}"), grid, ATTN_THREADS, 0, &a)?;
+        return Ok(out);
+    }
+    let (pp, po) = (dev(&mut part), dev(&mut out));
+    a.extend([arg(&pp), arg(&pk), arg(&pv)]);
+    m.launch(
+        &format!("attention_split_store{sfx}"),
+        grid,
+        ATTN_THREADS,
+        0,
+        &a,
+    )?;
+    let (hh, dd, ss) = (h as i32, d as i32, splits as i32);
+    let c = [arg(&pp), arg(&hh), arg(&dd), arg(&ss), arg(&po)];
+    m.launch(
+        "attention_combine",
+        (h as u32, t as u32, 1),
+        ATTN_THREADS,
+        0,
+        &c,
+    )?;
+    Ok(out)
+}
+
+/// An experimental store entry on `s` (q and k unrotated where `rope`): `attention_store_rope`
+/// (splits 1), `attention_split_store_rope` + combine, or with `last` the `_last` entry that
+/// combines inside (`_last_rope` with rope).
+fn experimental(
+    m: &Module,
+    s: &mut Step,
+    bf16: bool,
+    splits: usize,
+    rope: bool,
+    last: bool,
+) -> Result<Vec<f32>, String> {
+    let sfx = if bf16 { "_bf16" } else { "" };
+    let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
+    let mut out = vec![f32::NAN; s.out_len()];
+    let mut part = vec![f32::NAN; t * h * splits * (d + 2)];
+    let mut counts = vec![0u32; t * h];
+    let (mut k, mut v) = (s.k.clone(), s.v.clone());
+    let pcs = dev(&mut s.cos_sin);
+    let p = Params::new(s, bf16);
+    let (pk, pv, pc) = (dev(&mut k), dev(&mut v), dev(&mut counts));
+    let grid = (h as u32, t as u32, splits as u32);
+    let mut a = p.args();
+    let r = if rope { "_rope" } else { "" };
+    let (pp, po) = (dev(&mut part), dev(&mut out));
+    if splits == 1 {
+        a.extend([arg(&po), arg(&pk), arg(&pv), arg(&pcs)]);
+        m.launch(
+            &format!("attention_store{r}{sfx}"),
+            grid,
+            ATTN_THREADS,
+            0,
+            &a,
+        )?;
+    } else if last {
+        a.extend([arg(&pp), arg(&pk), arg(&pv), arg(&pc), arg(&po)]);
+        if rope {
+            a.push(arg(&pcs));
+        }
+        m.launch(
+            &format!("attention_split_store_last{r}{sfx}"),
+            grid,
+            ATTN_THREADS,
+            0,
+            &a,
+        )?;
+    } else {
+        a.extend([arg(&pp), arg(&pk), arg(&pv), arg(&pcs)]);
+        m.launch(
+            &format!("attention_split_store{r}{sfx}"),
+            grid,
+            ATTN_THREADS,
+            0,
+            &a,
+        )?;
+        let (hh, dd, ss) = (h as i32, d as i32, splits as i32);
+        let c = [arg(&pp), arg(&hh), arg(&dd), arg(&ss), arg(&po)];
+        m.launch(
+            "attention_combine",
+            (h as u32, t as u32, 1),
+            ATTN_THREADS,
+            0,
+            &c,
+        )?;
+    }
+    if counts.iter().any(|c| *c != 0) {
+        return Err(format!(
+            "the combine counters are {counts:?} after the launch"
+        ));
+    }
+    Ok(out)
+}
+
+/// `inline-combine` on a cache the step was stored into first (`kv_store`, as without
+/// `fused-kv-store`): `attention_split_last` (q and k rotated beforehand).
+fn split_last_after_store(
+    m: &Module,
+    s: &mut Step,
+    bf16: bool,
+    splits: usize,
+) -> Result<Vec<f32>, String> {
+    let sfx = if bf16 { "_bf16" } else { "" };
+    let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
+    let kv_dim = s.n_kv_heads * s.head_dim;
+    let mut out = vec![f32::NAN; s.out_len()];
+    let mut part = vec![f32::NAN; t * h * splits * (d + 2)];
+    let mut counts = vec![0u32; t * h];
+    let (pk, pv) = (dev(&mut s.k), dev(&mut s.v));
+    let p = Params::new(s, bf16);
+    let (slots, positions) = (p.ptrs[3], p.ptrs[4]);
+    let store = [
+        arg(&pk),
+        arg(&pv),
+        arg(&p.ptrs[1]),
+        arg(&p.ptrs[2]),
+        arg(&slots),
+        arg(&positions),
+        arg(&kv_dim),
+        arg(&s.capacity),
+    ];
+    m.launch(
+        &format!("kv_store{sfx}"),
+        (t as u32, 1, 1),
+        BLOCK,
+        0,
+        &store,
+    )?;
+    let (pp, pc, po) = (dev(&mut part), dev(&mut counts), dev(&mut out));
+    let mut a = p.args();
+    a.extend([arg(&pp), arg(&pc), arg(&po)]);
+    m.launch(
+        &format!("attention_split_last{sfx}"),
+        (h as u32, t as u32, splits as u32),
+        ATTN_THREADS,
+        0,
+        &a,
+    )?;
+    if counts.iter().any(|c| *c != 0) {
+        return Err(format!(
+            "the combine counters are {counts:?} after the launch"
+        ));
+    }
+    Ok(out)
+}
+
+fn case(
+    heads: (usize, usize, usize),
+    positions: &[u32],
+    bf16: bool,
+    order: Order,
+) -> Result<(), String> {
+    let m = module("attention", &[], order)?;
+    let rope_m = module("rope", &[], order)?;
+    let step = Step::new(heads.0, heads.1, heads.2, positions);
+    let split_n = attention_splits(step.capacity as usize, step.t(), 16);
+    for splits in [1, split_n] {
+        // The verified route, and (f32 cache) against float64.
+        let mut want_s = step.clone();
+        let want = verified(&m, &rope_m, &mut want_s, bf16, splits)?;
+        if !bf16 {
+            let r = attention_ref(&want_s);
+            let e = crate::lora_data::worst(&want, &r);
+            if e > 1e-5 {
+                return Err(format!(
+                    "attention_store (splits {splits}): {e:.2e} from float64"
+                ));
+            }
+        }
+        let want = Result3::of(&want, &want_s, bf16);
+        // rope-in-attention, with the combine as a launch and (splits > 1) inside.
+        for last in [false, true] {
+            if last && splits == 1 {
+                continue;
+            }
+            let mut s = step.clone();
+            let got = experimental(&m, &mut s, bf16, splits, true, last)?;
+            if Result3::of(&got, &s, bf16) != want {
+                return Err(format!(
+                    "rope-in-attention (splits {splits}, inline combine {last}) differs"
+                ));
+            }
+        }
+        if splits > 1 {
+            // inline-combine alone: roped beforehand, then the `_store_last` entry.
+            let mut s = step.clone();
+            rope(&rope_m, &mut s)?;
+            let got = experimental(&m, &mut s, bf16, splits, false, true)?;
+            if Result3::of(&got, &s, bf16) != want {
+                return Err(format!("inline-combine (splits {splits}) differs"));
+            }
+            let mut s = step.clone();
+            rope(&rope_m, &mut s)?;
+            let got = split_last_after_store(&m, &mut s, bf16, splits)?;
+            if Result3::of(&got, &s, bf16) != want {
+                return Err(format!(
+                    "inline-combine after kv_store (splits {splits}) differs"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn attention_entries_match_the_verified_kernels() {
+    let mut runs = Runs::default();
+    // (n_heads, n_kv_heads, head_dim); positions up to capacity - 1.
+    for heads in [(4, 2, 16), (6, 3, 34), (2, 2, 64)] {
+        for bf16 in [false, true] {
+            for (name, order) in ORDERS {
+                let label = format!("heads {heads:?} kv_bf16={bf16} {name}");
+                runs.check(label, case(heads, &[5, 20, 63], bf16, order));
+            }
+        }
+    }
+    runs.finish();
+}
