@@ -4,13 +4,18 @@
 // `launch_dependents`; it must `wait` (that launch complete, its writes visible) before it
 // reads what that launch wrote. Below sm_90 both compile to nothing, and without the
 // attribute `wait` returns at once and `launch_dependents` does nothing.
+// DLP_CPU_EMU: the CPU emulation of the kernels (cuda/tests/kernels_on_cpu), never NVRTC.
 __device__ __forceinline__ void pdl_launch_dependents() {
-#if __CUDA_ARCH__ >= 900
+#if defined(DLP_CPU_EMU)
+    emu::pdl_launch_dependents();
+#elif __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 __device__ __forceinline__ void pdl_wait() {
-#if __CUDA_ARCH__ >= 900
+#if defined(DLP_CPU_EMU)
+    emu::pdl_wait();
+#elif __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }

@@ -4,7 +4,9 @@
 /// Switches for the GPU paths written without a GPU (`--cuda-experimental`), off by default;
 /// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`), except those that say
 /// otherwise, and the fused LoRA's entry table (the expands' (offset, rank) written by the
-/// shrink), which came after that run.
+/// shrink), which came after that run. The kernels of those not yet run on a GPU, and the
+/// entry table, pass on the CPU against the verified kernels (`cuda/tests/kernels_on_cpu.rs`:
+/// indexing, barriers, inter-block counters and arithmetic, not speed or memory ordering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Experimental {
     /// Few-row (decode) matmuls on bf16 weights in `matvec_bf16_r*` (16-byte weight loads,

@@ -4,10 +4,18 @@
 
 #[path = "kernels_on_cpu/attention.rs"]
 mod attention;
+#[path = "kernels_on_cpu/chain.rs"]
+mod chain;
+#[path = "kernels_on_cpu/common.rs"]
+mod common;
 #[path = "kernels_on_cpu/emu.rs"]
 mod emu;
+#[path = "kernels_on_cpu/emu_source.rs"]
+mod emu_source;
 #[path = "kernels_on_cpu/folds.rs"]
 mod folds;
+#[path = "kernels_on_cpu/group.rs"]
+mod group;
 #[path = "kernels_on_cpu/lora_data.rs"]
 mod lora_data;
 #[path = "kernels_on_cpu/matvec.rs"]
@@ -43,12 +51,19 @@ fn add_matches() {
     assert!(a.iter().enumerate().all(|(i, v)| *v == 3.0 * i as f32));
 }
 
-/// The emulator catches what it exists to catch: a missing barrier, a barrier only some
-/// threads reach, a block spinning on one that is not resident; warp shuffles and ballots
-/// give CUDA's values.
+/// The emulator catches what it exists to catch: a missing barrier, a barrier half a warp
+/// waits at while the other half is in a warp collective, lanes at different collectives, a
+/// write past a block's shared memory, a block spinning on one not resident, a dependent
+/// launch reading before pdl_wait; warp shuffles and ballots give CUDA's values.
 #[test]
 fn emulator_catches_faults() {
-    let mut m = module("selftest", &[], Order::FORWARD).unwrap();
+    faults(&[]);
+    // The portable thread switch (ucontext), which hosts other than x86-64 ELF use.
+    faults(&["-DEMU_FORCE_UCONTEXT"]);
+}
+
+fn faults(defines: &[&str]) {
+    let mut m = module("selftest", defines, Order::FORWARD).unwrap();
     let mut x: Vec<f32> = (0..512).map(|i| (i % 7) as f32).collect();
     let want: Vec<f32> = x.chunks(256).map(|c| c.iter().sum()).collect();
     for good in [1i32, 0] {
@@ -105,6 +120,38 @@ fn emulator_catches_faults() {
     }
     let e = m.launch("block_sum", (1, 1, 1), 32, 0, &[arg(&0i32)]);
     assert!(e.unwrap_err().contains("takes 3 parameters, got 1"));
+
+    let e = m.launch("shared_overrun", (1, 1, 1), 32, 64, &[arg(&16i32)]);
+    assert!(e
+        .unwrap_err()
+        .contains("wrote past its 64 bytes of dynamic shared memory"));
+    let mut out = vec![0f32; 32];
+    let po = dev(&mut out);
+    let e = m.launch("mixed_collectives", (1, 1, 1), 32, 0, &[arg(&po)]);
+    assert!(e.unwrap_err().contains("different warp collectives"));
+
+    // A dependent launch overlaps the one before it (in reverse order, its blocks run first):
+    // without pdl_wait it reads x unwritten (NaN); with it, what the writer wrote.
+    m.order = Order::REVERSE;
+    for wait in [0i32, 1] {
+        let (mut x, mut out) = (vec![f32::NAN; 64], vec![0f32; 64]);
+        let (px, po) = (dev(&mut x), dev(&mut out));
+        let launch = |name: &str, args: Vec<emu::Arg>, dependent| emu::Launch {
+            name: name.into(),
+            grid: (2, 1, 1),
+            block: 32,
+            shared: 0,
+            args,
+            dependent,
+        };
+        m.stream(&[
+            launch("pdl_writer", vec![arg(&px)], false),
+            launch("pdl_reader", vec![arg(&px), arg(&wait), arg(&po)], true),
+        ])
+        .unwrap();
+        let copied = out.iter().enumerate().all(|(i, v)| *v == i as f32);
+        assert_eq!(copied, wait == 1, "pdl_reader wait={wait}: {out:?}");
+    }
 }
 
 /// rms_norm (passed on an H200) against its formula: the emulator runs real kernels.

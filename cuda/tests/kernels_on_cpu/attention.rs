@@ -8,8 +8,8 @@
 
 use dlp_cuda::attention_splits;
 
+use crate::common::{bits, random_vec, worst, BLOCK};
 use crate::emu::{arg, dev, module, Arg, Module, Order, Runs, ORDERS};
-use crate::lora_data::{random_vec, BLOCK};
 
 /// Threads of an attention block (`ATTN_THREADS` in launch.rs).
 const ATTN_THREADS: u32 = 128;
@@ -22,6 +22,8 @@ struct Step {
     n_kv_heads: i32,
     head_dim: i32,
     capacity: i32,
+    /// Sliding window in positions (0: the whole prefix).
+    window: i32,
     slots: Vec<u32>,
     positions: Vec<u32>,
     q: Vec<f32>,
@@ -35,7 +37,8 @@ struct Step {
 }
 
 impl Step {
-    fn new(n_heads: usize, n_kv_heads: usize, head_dim: usize, positions: &[u32]) -> Step {
+    fn new(heads: (usize, usize, usize), window: i32, positions: &[u32]) -> Step {
+        let (n_heads, n_kv_heads, head_dim) = heads;
         let capacity = 64usize;
         let t = positions.len();
         let kv_dim = n_kv_heads * head_dim;
@@ -59,6 +62,7 @@ impl Step {
             n_kv_heads: n_kv_heads as i32,
             head_dim: head_dim as i32,
             capacity: capacity as i32,
+            window,
             slots: (0..t as u32).rev().collect(),
             positions: positions.to_vec(),
             q: random_vec(t * n_heads * head_dim, 33),
@@ -103,7 +107,7 @@ impl Params {
                 dev(&mut s.slots),
                 dev(&mut s.positions),
             ],
-            ints: [s.n_heads, s.n_kv_heads, s.head_dim, s.capacity, 0],
+            ints: [s.n_heads, s.n_kv_heads, s.head_dim, s.capacity, s.window],
             scale: 1.0 / (s.head_dim as f32).sqrt(),
         }
     }
@@ -120,23 +124,19 @@ impl Params {
     }
 }
 
-/// What a route leaves: the output `[T, n_heads * head_dim]` and the caches.
+/// What a route leaves: the output `[T, n_heads * head_dim]` and the caches, as bits.
 #[derive(PartialEq)]
-struct Result3(Vec<u32>, Vec<u32>, Vec<u32>);
+struct RouteOutputs(Vec<u32>, Vec<u32>, Vec<u32>);
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-impl Result3 {
-    fn of(out: &[f32], s: &Step, bf16: bool) -> Result3 {
+impl RouteOutputs {
+    fn of(out: &[f32], s: &Step, bf16: bool) -> RouteOutputs {
         let (k, v) = if bf16 {
             let w = |c: &[u16]| c.iter().map(|b| *b as u32).collect();
             (w(&s.k_cache16), w(&s.v_cache16))
         } else {
             (bits(&s.k_cache), bits(&s.v_cache))
         };
-        Result3(bits(out), k, v)
+        RouteOutputs(bits(out), k, v)
     }
 }
 
@@ -160,7 +160,7 @@ fn rope(m: &Module, s: &mut Step) -> Result<(), String> {
 }
 
 /// Float64 attention of `s` (q and k already rotated; caches f32, the store's positions
-/// already written): out `[T, n_heads * head_dim]`.
+/// already written) over each token's window of positions: out `[T, n_heads * head_dim]`.
 fn attention_ref(s: &Step) -> Vec<f64> {
     let (h, kvh, d) = (
         s.n_heads as usize,
@@ -171,11 +171,15 @@ fn attention_ref(s: &Step) -> Vec<f64> {
     let mut out = vec![0f64; s.out_len()];
     for t in 0..s.t() {
         let (slot, pos) = (s.slots[t] as usize, s.positions[t] as usize);
+        let start = match s.window {
+            0 => 0,
+            w => (pos + 1).saturating_sub(w as usize),
+        };
         for head in 0..h {
             let g = head / (h / kvh);
             let q = &s.q[(t * h + head) * d..][..d];
             let row = |c: &[f32], p: usize| c[(slot * cap + p) * kv_dim + g * d..][..d].to_vec();
-            let scores: Vec<f64> = (0..=pos)
+            let scores: Vec<f64> = (start..=pos)
                 .map(|p| {
                     let kr = row(&s.k_cache, p);
                     q.iter()
@@ -188,7 +192,7 @@ fn attention_ref(s: &Step) -> Vec<f64> {
             let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
             let w: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
             let sum: f64 = w.iter().sum();
-            for (p, wp) in w.iter().enumerate() {
+            for (p, wp) in (start..=pos).zip(&w) {
                 let vr = row(&s.v_cache, p);
                 for i in 0..d {
                     out[(t * h + head) * d + i] += wp / sum * vr[i] as f64;
@@ -309,7 +313,7 @@ fn experimental(
             &c,
         )?;
     }
-    if counts.iter().any(|c| *c != 0) {
+    if last && counts.iter().any(|c| *c != 0) {
         return Err(format!(
             "the combine counters are {counts:?} after the launch"
         ));
@@ -369,15 +373,10 @@ fn split_last_after_store(
     Ok(out)
 }
 
-fn case(
-    heads: (usize, usize, usize),
-    positions: &[u32],
-    bf16: bool,
-    order: Order,
-) -> Result<(), String> {
+fn case(heads: (usize, usize, usize), window: i32, bf16: bool, order: Order) -> Result<(), String> {
     let m = module("attention", &[], order)?;
     let rope_m = module("rope", &[], order)?;
-    let step = Step::new(heads.0, heads.1, heads.2, positions);
+    let step = Step::new(heads, window, &[5, 20, 63]);
     let split_n = attention_splits(step.capacity as usize, step.t(), 16);
     for splits in [1, split_n] {
         // The verified route, and (f32 cache) against float64.
@@ -385,14 +384,14 @@ fn case(
         let want = verified(&m, &rope_m, &mut want_s, bf16, splits)?;
         if !bf16 {
             let r = attention_ref(&want_s);
-            let e = crate::lora_data::worst(&want, &r);
+            let e = worst(&want, &r);
             if e > 1e-5 {
                 return Err(format!(
                     "attention_store (splits {splits}): {e:.2e} from float64"
                 ));
             }
         }
-        let want = Result3::of(&want, &want_s, bf16);
+        let want = RouteOutputs::of(&want, &want_s, bf16);
         // rope-in-attention, with the combine as a launch and (splits > 1) inside.
         for last in [false, true] {
             if last && splits == 1 {
@@ -400,7 +399,7 @@ fn case(
             }
             let mut s = step.clone();
             let got = experimental(&m, &mut s, bf16, splits, true, last)?;
-            if Result3::of(&got, &s, bf16) != want {
+            if RouteOutputs::of(&got, &s, bf16) != want {
                 return Err(format!(
                     "rope-in-attention (splits {splits}, inline combine {last}) differs"
                 ));
@@ -411,13 +410,13 @@ fn case(
             let mut s = step.clone();
             rope(&rope_m, &mut s)?;
             let got = experimental(&m, &mut s, bf16, splits, false, true)?;
-            if Result3::of(&got, &s, bf16) != want {
+            if RouteOutputs::of(&got, &s, bf16) != want {
                 return Err(format!("inline-combine (splits {splits}) differs"));
             }
             let mut s = step.clone();
             rope(&rope_m, &mut s)?;
             let got = split_last_after_store(&m, &mut s, bf16, splits)?;
-            if Result3::of(&got, &s, bf16) != want {
+            if RouteOutputs::of(&got, &s, bf16) != want {
                 return Err(format!(
                     "inline-combine after kv_store (splits {splits}) differs"
                 ));
@@ -430,12 +429,14 @@ fn case(
 #[test]
 fn attention_entries_match_the_verified_kernels() {
     let mut runs = Runs::default();
-    // (n_heads, n_kv_heads, head_dim); positions up to capacity - 1.
+    // (n_heads, n_kv_heads, head_dim); tokens at positions 5, 20 and 63 (of 64).
     for heads in [(4, 2, 16), (6, 3, 34), (2, 2, 64)] {
-        for bf16 in [false, true] {
-            for (name, order) in ORDERS {
-                let label = format!("heads {heads:?} kv_bf16={bf16} {name}");
-                runs.check(label, case(heads, &[5, 20, 63], bf16, order));
+        for window in [0, 8] {
+            for bf16 in [false, true] {
+                for (name, order) in ORDERS {
+                    let label = format!("heads {heads:?} window {window} kv_bf16={bf16} {name}");
+                    runs.check(label, case(heads, window, bf16, order));
+                }
             }
         }
     }

@@ -10,10 +10,38 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-/// The emulator's header, put in front of every translation unit.
-const HEADER: &str = include_str!("cuda_emu.h");
+use crate::emu_source::{entry_names, epilogue, rewrite_shared};
+
+/// The emulator's header (with its runtime), put in front of every translation unit.
+fn header() -> String {
+    const INCLUDE: &str = "#include \"emu_runtime.h\"";
+    let h = include_str!("cuda_emu.h");
+    assert!(
+        h.contains(INCLUDE),
+        "cuda_emu.h no longer includes emu_runtime.h"
+    );
+    h.replace(INCLUDE, include_str!("emu_runtime.h"))
+}
+
+/// The host compiler and its version, for the build cache's key.
+fn compiler_id() -> String {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let v = Command::new(cxx()).arg("--version").output();
+        let v = v.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        });
+        format!("{} {}", cxx(), v.unwrap_or_default())
+    })
+    .clone()
+}
 
 /// Kernel files by module, as the backend's modules (nvrtc.rs) concatenate them, except that
 /// `sgmv.cu` (tensor-core asm, which a host compiler cannot build) is left out of `lora`.
@@ -89,6 +117,9 @@ impl Order {
     };
 }
 
+/// How long one stream may run before the watchdog ends the test binary.
+const WATCHDOG: Duration = Duration::from_secs(300);
+
 /// One kernel argument: the address and size of its value (a pointer argument is the
 /// address of a pointer).
 #[derive(Debug, Clone, Copy)]
@@ -107,24 +138,38 @@ pub fn dev<T>(v: &mut [T]) -> u64 {
     v.as_mut_ptr() as u64
 }
 
-type LaunchFn = unsafe extern "C" fn(
-    *const c_char,
-    *const u32,
-    *const u32,
-    u32,
-    *const *const c_void,
-    *const u32,
-    u32,
-    *const Order,
-    *mut c_char,
-    u32,
-) -> i32;
+/// One launch of a stream, as `emu_run` takes it (the epilogue's `EmuLaunch`).
+#[repr(C)]
+struct LaunchDesc {
+    name: *const c_char,
+    grid: [u32; 3],
+    block: [u32; 3],
+    shared: u32,
+    args: *const *const c_void,
+    sizes: *const u32,
+    n_args: u32,
+    dependent: u32,
+}
+
+type RunFn = unsafe extern "C" fn(*const LaunchDesc, u32, *const Order, *mut c_char, u32) -> i32;
+
+/// One launch of a stream ([`Module::stream`]).
+pub struct Launch {
+    pub name: String,
+    pub grid: (u32, u32, u32),
+    pub block: u32,
+    pub shared: u32,
+    pub args: Vec<Arg>,
+    /// A programmatic dependent of the launch before (CUDA's PDL: it may start once every
+    /// block of that launch has run `pdl_launch_dependents` or exited).
+    pub dependent: bool,
+}
 
 /// A kernel module built for the CPU.
 pub struct Module {
     name: String,
     _lib: libloading::Library,
-    launch: LaunchFn,
+    run: RunFn,
     /// How launches are scheduled.
     pub order: Order,
 }
@@ -141,192 +186,80 @@ impl Module {
         shared: u32,
         args: &[Arg],
     ) -> Result<(), String> {
-        let c_name = CString::new(name).map_err(|e| e.to_string())?;
-        let ptrs: Vec<*const c_void> = args.iter().map(|a| a.0).collect();
-        let sizes: Vec<u32> = args.iter().map(|a| a.1).collect();
+        self.stream(&[Launch {
+            name: name.to_string(),
+            grid,
+            block,
+            shared,
+            args: args.to_vec(),
+            dependent: false,
+        }])
+    }
+
+    /// Runs `launches` in stream order (a dependent launch may overlap the one before it);
+    /// errors name the module and the entries.
+    pub fn stream(&self, launches: &[Launch]) -> Result<(), String> {
+        let names: Vec<CString> = launches
+            .iter()
+            .map(|l| CString::new(l.name.as_str()).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let ptrs: Vec<Vec<*const c_void>> = launches
+            .iter()
+            .map(|l| l.args.iter().map(|a| a.0).collect())
+            .collect();
+        let sizes: Vec<Vec<u32>> = launches
+            .iter()
+            .map(|l| l.args.iter().map(|a| a.1).collect())
+            .collect();
+        let descs: Vec<LaunchDesc> = launches
+            .iter()
+            .enumerate()
+            .map(|(i, l)| LaunchDesc {
+                name: names[i].as_ptr(),
+                grid: [l.grid.0, l.grid.1, l.grid.2],
+                block: [l.block, 1, 1],
+                shared: l.shared,
+                args: ptrs[i].as_ptr(),
+                sizes: sizes[i].as_ptr(),
+                n_args: l.args.len() as u32,
+                dependent: l.dependent as u32,
+            })
+            .collect();
         let mut err = vec![0u8; 512];
-        // SAFETY: the entry checks the argument count and sizes against its parameters; the
+        let entries: Vec<&str> = launches.iter().map(|l| l.name.as_str()).collect();
+        let what = format!("{}/{}", self.name, entries.join("+"));
+        // A kernel spinning without __nanosleep never returns to the scheduler: end the test
+        // binary with a message rather than hang CI.
+        let (done, watch) = mpsc::channel::<()>();
+        let watched = what.clone();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(WATCHDOG) {
+                eprintln!(
+                    "kernels_on_cpu: {watched} still running after {} s (a spin loop without \
+                     __nanosleep?): aborting",
+                    WATCHDOG.as_secs()
+                );
+                std::process::abort();
+            }
+        });
+        // SAFETY: each entry checks the argument count and sizes against its parameters; the
         // pointers inside the arguments are the caller's (host buffers sized for the launch).
         let rc = unsafe {
-            (self.launch)(
-                c_name.as_ptr(),
-                [grid.0, grid.1, grid.2].as_ptr(),
-                [block, 1, 1].as_ptr(),
-                shared,
-                ptrs.as_ptr(),
-                sizes.as_ptr(),
-                args.len() as u32,
+            (self.run)(
+                descs.as_ptr(),
+                descs.len() as u32,
                 &self.order,
                 err.as_mut_ptr() as *mut c_char,
                 err.len() as u32,
             )
         };
+        let _ = done.send(());
         if rc == 0 {
             return Ok(());
         }
         let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
-        Err(format!(
-            "{}/{name}: {}",
-            self.name,
-            String::from_utf8_lossy(&err[..end])
-        ))
+        Err(format!("{what}: {}", String::from_utf8_lossy(&err[..end])))
     }
-}
-
-/// Every `__shared__` declaration of `src` as per-block storage: `__shared__ T a[N], b;`
-/// becomes `static char k0; auto& a = emu::shared_var<T[N]>(&k0); ...` (the key is one per
-/// function, template instance included), `extern __shared__ T s[];` becomes
-/// `T* s = reinterpret_cast<T*>(emu::dynamic_shared());`.
-pub fn rewrite_shared(src: &str) -> Result<String, String> {
-    const KW: &str = "__shared__";
-    let mut out = String::with_capacity(src.len() + 1024);
-    let mut rest = src;
-    let mut key = 0usize;
-    while let Some(at) = rest.find(KW) {
-        let (before, after) = rest.split_at(at);
-        let after = &after[KW.len()..];
-        let end = after
-            .find(';')
-            .ok_or("a __shared__ declaration without `;`")?;
-        let decl = after[..end].trim();
-        let trimmed = before.trim_end();
-        if let Some(head) = trimmed.strip_suffix("extern") {
-            out.push_str(head);
-            let decl = strip_align(decl);
-            let decl = decl
-                .strip_suffix("[]")
-                .ok_or_else(|| format!("extern __shared__ `{decl}` is not `T name[]`"))?;
-            let (ty, name) = split_last_ident(decl)?;
-            out.push_str(&format!(
-                "{ty}* {name} = reinterpret_cast<{ty}*>(emu::dynamic_shared())"
-            ));
-        } else {
-            out.push_str(before);
-            let decl = strip_align(decl);
-            let mut parts = split_top_commas(&decl).into_iter();
-            let first = parts.next().ok_or("empty __shared__ declaration")?;
-            let head_end = first.find('[').unwrap_or(first.len());
-            let (ty, name) = split_last_ident(&first[..head_end])?;
-            let mut decls = vec![(name, first[head_end..].to_string())];
-            for p in parts {
-                let p = p.trim();
-                let e = p.find('[').unwrap_or(p.len());
-                decls.push((p[..e].trim().to_string(), p[e..].to_string()));
-            }
-            let mut stmts = Vec::new();
-            for (name, dims) in decls {
-                stmts.push(format!(
-                    "static char emu_k{key}; auto& {name} = emu::shared_var<{ty}{dims}>(&emu_k{key})"
-                ));
-                key += 1;
-            }
-            out.push_str(&stmts.join("; "));
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// `decl` without `__align__(n)`.
-fn strip_align(decl: &str) -> String {
-    match decl.find("__align__(") {
-        Some(a) => {
-            let close = decl[a..].find(')').map_or(decl.len(), |c| a + c + 1);
-            format!("{} {}", &decl[..a], &decl[close..])
-        }
-        None => decl.to_string(),
-    }
-}
-
-/// (type, name) of `T name`.
-fn split_last_ident(s: &str) -> Result<(String, String), String> {
-    let s = s.trim();
-    let start = s
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
-    let (ty, name) = (s[..start].trim(), &s[start..]);
-    if ty.is_empty() || name.is_empty() {
-        return Err(format!("cannot read a type and a name from `{s}`"));
-    }
-    Ok((ty.to_string(), name.to_string()))
-}
-
-/// `s` split at commas outside brackets and parentheses.
-fn split_top_commas(s: &str) -> Vec<String> {
-    let (mut depth, mut parts, mut cur) = (0i32, Vec::new(), String::new());
-    for c in s.chars() {
-        match c {
-            '[' | '(' => depth += 1,
-            ']' | ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    parts.push(cur);
-    parts
-}
-
-/// The kernel entries' names in a preprocessed translation unit (`__global__` as a marker).
-fn entry_names(preprocessed: &str) -> Vec<String> {
-    const MARK: &str = "EMU_KERNEL_MARK";
-    let mut names = Vec::new();
-    for (i, _) in preprocessed.match_indices(MARK) {
-        let rest = preprocessed[i + MARK.len()..].trim_start();
-        let Some(rest) = rest.strip_prefix("void") else {
-            continue;
-        };
-        let name: String = rest
-            .trim_start()
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() && !names.contains(&name) {
-            names.push(name);
-        }
-    }
-    names
-}
-
-/// The entry table and `emu_launch`, after the kernels.
-fn epilogue(names: &[String]) -> String {
-    let mut s = String::from("\nstatic const emu::Entry emu_entries[] = {\n");
-    for n in names {
-        s.push_str(&format!(
-            "    {{\"{n}\", [](void** p) {{ emu::call_with({n}, p); }}, emu::param_sizes({n})}},\n"
-        ));
-    }
-    s.push_str(
-        r#"};
-extern "C" int emu_launch(const char* name, const unsigned* g, const unsigned* b, unsigned shared,
-                          void** args, const unsigned* sizes, unsigned n_args,
-                          const emu::Options* o, char* err, unsigned err_len) {
-    std::string e;
-    const emu::Entry* entry = nullptr;
-    for (const emu::Entry& x : emu_entries)
-        if (std::strcmp(x.name, name) == 0) entry = &x;
-    if (!entry) {
-        e = "no kernel entry of this name in the module";
-    } else {
-        unsigned n = 0;
-        while (entry->sizes[n]) n++;
-        if (n != n_args) e = "takes " + std::to_string(n) + " parameters, got " + std::to_string(n_args);
-        for (unsigned i = 0; e.empty() && i < n; i++)
-            if (entry->sizes[i] != sizes[i])
-                e = "parameter " + std::to_string(i) + " is " + std::to_string(entry->sizes[i]) +
-                    " bytes, the argument " + std::to_string(sizes[i]);
-        if (e.empty()) e = emu::run(*entry, {g[0], g[1], g[2]}, {b[0], b[1], b[2]}, shared, args, *o);
-    }
-    std::snprintf(err, err_len, "%s", e.c_str());
-    return e.empty() ? 0 : 1;
-}
-"#,
-    );
-    s
 }
 
 /// The host C++ compiler: `CXX`, else `c++`.
@@ -377,14 +310,14 @@ pub fn module(name: &str, defines: &[&str], order: Order) -> Result<Module, Stri
     // SAFETY: the library is the emulator built above; its initialisers only fill tables.
     let lib = unsafe { libloading::Library::new(&path) }
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    // SAFETY: `emu_launch` is defined by `epilogue` with exactly this signature.
-    let launch = unsafe { lib.get::<LaunchFn>(b"emu_launch\0") }
+    // SAFETY: `emu_run` is defined by `epilogue` with exactly this signature.
+    let run = unsafe { lib.get::<RunFn>(b"emu_run\0") }
         .map(|f| *f)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Module {
         name: name.to_string(),
         _lib: lib,
-        launch,
+        run,
         order,
     })
 }
@@ -402,13 +335,27 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
         "-std=c++17",
         "-O1",
         "-ffp-contract=off",
+        // Uninitialised locals hold a pattern (NaN-like), not the last thread's values.
+        "-ftrivial-auto-var-init=pattern",
+        // emu_switch returns into another stack: no shadow stack.
+        "-fcf-protection=none",
         "-fno-strict-aliasing",
         "-w",
         "-D__CUDA_ARCH__=700",
+        "-DDLP_CPU_EMU",
     ];
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernels_on_cpu");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut parts = vec![HEADER, body.as_str()];
+    let header = header();
+    // Everything the library depends on: the source, the epilogue's fixed part (the layout
+    // `emu_run` reads), the compiler, the flags.
+    let (fixed, compiler) = (epilogue(&[]), compiler_id());
+    let mut parts = vec![
+        header.as_str(),
+        body.as_str(),
+        fixed.as_str(),
+        compiler.as_str(),
+    ];
     parts.extend(flags);
     parts.extend(defines.iter().copied());
     let stem = format!("{name}-{:016x}", fnv1a(&parts));
@@ -416,10 +363,12 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
     if so.exists() {
         return Ok(so);
     }
-    let header = dir.join(format!("{stem}.h"));
-    std::fs::write(&header, HEADER).map_err(|e| e.to_string())?;
-    let tu = format!("#include \"{}\"\n{body}", header.display());
-    let scan = dir.join(format!("{stem}.scan.cpp"));
+    // Intermediate files named per process: another test process may build the same module.
+    let pid = std::process::id();
+    let header_file = dir.join(format!("{stem}.{pid}.h"));
+    std::fs::write(&header_file, &header).map_err(|e| e.to_string())?;
+    let tu = format!("#include \"{}\"\n{body}", header_file.display());
+    let scan = dir.join(format!("{stem}.{pid}.scan.cpp"));
     std::fs::write(&scan, &tu).map_err(|e| e.to_string())?;
     let pre = run(
         Command::new(cxx())
@@ -433,10 +382,10 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
     if names.is_empty() {
         return Err(format!("{name}: no kernel entries found"));
     }
-    let cpp = dir.join(format!("{stem}.cpp"));
+    let cpp = dir.join(format!("{stem}.{pid}.cpp"));
     std::fs::write(&cpp, tu + &epilogue(&names)).map_err(|e| e.to_string())?;
     // Written under a temporary name and renamed: another test process may build it too.
-    let tmp = dir.join(format!("{stem}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!("{stem}.{pid}.tmp"));
     run(
         Command::new(cxx())
             .args(flags)
@@ -448,5 +397,8 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
         &format!("compiling {name} for the CPU"),
     )?;
     std::fs::rename(&tmp, &so).map_err(|e| e.to_string())?;
+    for f in [header_file, scan, cpp] {
+        let _ = std::fs::remove_file(f); // the library stands alone
+    }
     Ok(so)
 }

@@ -6,13 +6,12 @@
 
 use dlp_cuda::matvec::MatvecNorm;
 
-use crate::emu::{arg, dev, module, Order, Runs, ORDERS};
-use crate::lora_data::{random_vec, BLOCK};
 use dlp_cuda::tune::Tune;
 
-use crate::matvec::{bit_equal, launch_matvec, run_matvec, tunes, Group, Mods};
-
-const KINDS: [&str; 3] = ["base", "fused", "inline"];
+use crate::common::{bits_differ, random_vec, BLOCK};
+use crate::emu::{arg, dev, module, Order, Runs, ORDERS};
+use crate::group::Group;
+use crate::matvec::{launch_matvec, run_matvec, tunes, Mods, KINDS};
 
 fn silu_case(
     rows: usize,
@@ -49,11 +48,11 @@ fn silu_case(
             // The fold: one warp per feature pair, job 0's output not written.
             let mut act = vec![f32::NAN; rows * n];
             let jobs = g.jobs(&[0, dev(&mut act)]);
-            launch_matvec(&mods, &mut g, kind, round_x, "_silu", jobs, n, &[])?;
-            let d = bit_equal(&[act], &[want]);
+            launch_matvec(&mods, &mut g, kind, round_x, "_silu", jobs, vec![])?;
+            let d = bits_differ(&[act], &[want]);
             if d > 0 {
                 return Err(format!(
-                    "fused-silu ({kind}, round_x {round_x}): {d} values differ"
+                    "fused-silu ({kind:?}, round_x {round_x}): {d} values differ"
                 ));
             }
         }
@@ -61,10 +60,14 @@ fn silu_case(
     Ok(())
 }
 
+/// `threads`: the block of the `add_rms_norm` the fold stands for (`nm.threads`), 256, or
+/// 1,024 with `wide-grids` (the fold then sums as 32 virtual warps).
+#[allow(clippy::too_many_arguments)]
 fn norm_case(
     rows: usize,
     k: usize,
     n: usize,
+    threads: u32,
     bf16: bool,
     order: Order,
     tune: &Tune,
@@ -74,7 +77,8 @@ fn norm_case(
     let mut g = Group::new(rows, k, &[n], &[vec![8, 3, 16]], bf16, 21);
     let residual = random_vec(rows * n, 22);
     let mut w = random_vec(n, 23);
-    let (eps, dim, threads) = (1e-5f32, n as i32, BLOCK as i32);
+    let (eps, dim, block) = (1e-5f32, n as i32, threads);
+    let threads = threads as i32;
     for kind in KINDS {
         for round_x in [0, 2] {
             // The verified route: the product, then add_rms_norm (residual += y, normalise).
@@ -88,7 +92,7 @@ fn norm_case(
                 dev(&mut out_want),
             );
             let a = [arg(&px), arg(&py), arg(&pw), arg(&dim), arg(&eps), arg(&po)];
-            norm.launch("add_rms_norm", (rows as u32, 1, 1), BLOCK, 0, &a)?;
+            norm.launch("add_rms_norm", (rows as u32, 1, 1), block, 0, &a)?;
             // The fold: the same product, and its last block does the rest.
             let (mut x_got, mut y_got, mut out_got) = (
                 residual.clone(),
@@ -107,22 +111,22 @@ fn norm_case(
                 pad: 0,
             };
             let jobs = g.jobs(&[dev(&mut y_got)]);
-            launch_matvec(&mods, &mut g, kind, round_x, "_norm", jobs, n, &[arg(&nm)])?;
+            launch_matvec(&mods, &mut g, kind, round_x, "_norm", jobs, vec![arg(&nm)])?;
             for (what, got, want) in [
                 ("product", &y_got, &y),
                 ("residual", &x_got, &x_want),
                 ("normed", &out_got, &out_want),
             ] {
-                let d = bit_equal(std::slice::from_ref(got), std::slice::from_ref(want));
+                let d = bits_differ(std::slice::from_ref(got), std::slice::from_ref(want));
                 if d > 0 {
                     return Err(format!(
-                        "norm-in-matvec ({kind}, round_x {round_x}): {what}: {d} values differ"
+                        "norm-in-matvec ({kind:?}, round_x {round_x}): {what}: {d} values differ"
                     ));
                 }
             }
             if sync[0] != 0 {
                 return Err(format!(
-                    "norm-in-matvec ({kind}): its counter is {} after the launch",
+                    "norm-in-matvec ({kind:?}): its counter is {} after the launch",
                     sync[0]
                 ));
             }
@@ -142,9 +146,13 @@ fn matvec_folds_match_the_verified_kernels() {
                     let label = format!("silu rows={rows} k={k} lora_bf16={bf16} {name} {knobs}");
                     runs.check(label, silu_case(rows, k, n, bf16, order, &tune));
                 }
-                for (rows, k, n) in [(1, 64, 300), (2, 1040, 96)] {
-                    let label = format!("norm rows={rows} k={k} lora_bf16={bf16} {name} {knobs}");
-                    runs.check(label, norm_case(rows, k, n, bf16, order, &tune));
+                for (rows, k, n, threads) in
+                    [(1, 64, 300, 256), (2, 1040, 96, 256), (2, 64, 1100, 1024)]
+                {
+                    let label = format!(
+                        "norm rows={rows} k={k} threads={threads} lora_bf16={bf16} {name} {knobs}"
+                    );
+                    runs.check(label, norm_case(rows, k, n, threads, bf16, order, &tune));
                 }
             }
         }

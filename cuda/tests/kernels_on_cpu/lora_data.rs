@@ -4,10 +4,8 @@
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+use crate::common::BLOCK;
 use crate::emu::{arg, dev, Arg, Module};
-
-/// Threads per block of the segment kernels (`BLOCK` in launch.rs).
-pub const BLOCK: u32 = 256;
 
 /// `NO_ADAPTER` in lora.cu: a mixture entry naming no adapter.
 pub const NO_ADAPTER: u32 = u32::MAX;
@@ -279,26 +277,4 @@ pub fn segment_expand(
     };
     let grid = (n.div_ceil(BLOCK as usize) as u32, t as u32, 1);
     m.launch(name, grid, BLOCK, shared, &a)
-}
-
-/// Random values in [-1, 1).
-pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
-}
-
-/// The largest |a - b| / (1 + |b|) over the entries where b is not NaN, and whether a is
-/// finite there.
-pub fn worst(a: &[f32], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .filter(|(_, b)| !b.is_nan())
-        .map(|(a, b)| {
-            if a.is_finite() {
-                (*a as f64 - b).abs() / (1.0 + b.abs())
-            } else {
-                f64::INFINITY
-            }
-        })
-        .fold(0.0, f64::max)
 }

@@ -1,20 +1,34 @@
 //! The decode matvec's LoRA paths on a group of modules reading one x (q/k/v-like, up to 3
-//! jobs): the base matvec and the segment LoRA pair (passed on an H200) against float64, then
-//! `fused-lora` (`lora_shrink_jobs` + `matvec_bf16_lora_r*`, whose entry table came after the
-//! GPU run), `inline-shrink` (`matvec_bf16_lora_inline_r*`, bit for bit the fused one) and
-//! `batch-lora` (`lora_shrink_jobs` + `lora_expand_jobs`) against them, with the backend's
-//! grids (`dlp_cuda::matvec`) and its scratch layout (16 counters, then per job the chunk
-//! partial sums and the entry table).
+//! jobs, one of them without a stack): the base matvec and the segment LoRA pair (passed on
+//! an H200) against float64, then `fused-lora` (`lora_shrink_jobs` + `matvec_bf16_lora_r*`,
+//! whose entry table came after the GPU run), `inline-shrink` (`matvec_bf16_lora_inline_r*`,
+//! bit for bit the fused one) and `batch-lora` (`lora_shrink_jobs` + `lora_expand_jobs`)
+//! against them, with the backend's grids (`dlp_cuda::matvec`) and scratch (group.rs).
 
-use dlp_cuda::matvec::{matvec_bucket, matvec_launch, shrink_chunks, LoraJobs, MatvecJobs};
+use dlp_cuda::matvec::{matvec_bucket, matvec_launch, LoraJobs, MatvecJobs};
 use dlp_cuda::tune::Tune;
 
-use crate::emu::{arg, dev, module, Arg, Module, Order, Runs, ORDERS};
-use crate::lora_data::{random_vec, segment_expand, segment_shrink, worst, Lora, Shape, BLOCK};
+use crate::common::{bits_differ, worst, BLOCK};
+use crate::emu::{arg, dev, module, Arg, Launch, Module, Order, Runs, ORDERS};
+use crate::group::{Group, Scratch};
+use crate::lora_data::{segment_expand, segment_shrink};
 
 /// SMs of the pretend device: `matvec_blocks_per_sm` caps a grid at that many blocks per SM,
 /// so few SMs make the persistent matvec's warps take several features each.
-const SMS: usize = 2;
+pub const SMS: usize = 2;
+
+/// How a decode matvec applies its group's LoRA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// No LoRA (`matvec_bf16_r*`).
+    Base,
+    /// `lora_shrink_jobs`, then the expands in the matvec's epilogue (`matvec_bf16_lora_r*`).
+    Fused,
+    /// The shrink's blocks in the matvec's own grid (`matvec_bf16_lora_inline_r*`).
+    Inline,
+}
+
+pub const KINDS: [Kind; 3] = [Kind::Base, Kind::Fused, Kind::Inline];
 
 /// The kernel's `LoraOuts` (lora.cu; the backend's copy is crate-private).
 #[repr(C)]
@@ -25,194 +39,32 @@ struct LoraOuts {
     pad: i32,
 }
 
-/// A group: `rows` tokens of width `k` into jobs of `ns[j]` features, each job with a stack
-/// of the same slots (its own ranks; 0: the adapter leaves that module alone) and one plan.
-pub struct Group {
-    pub rows: usize,
-    pub k: usize,
-    pub x: Vec<f32>,
-    /// bf16 weights `[n_j, k]` (bit patterns) and their f32 values.
-    pub w16: Vec<Vec<u16>>,
-    pub w: Vec<Vec<f32>>,
-    pub bias: Vec<Vec<f32>>,
-    pub loras: Vec<Lora>,
-    pub lora_bf16: bool,
-}
-
-impl Group {
-    pub fn new(
-        rows: usize,
-        k: usize,
-        ns: &[usize],
-        ranks: &[Vec<usize>],
-        bf16: bool,
-        seed: u64,
-    ) -> Group {
-        let mut loras: Vec<Lora> = ns
-            .iter()
-            .zip(ranks)
-            .enumerate()
-            .map(|(j, (n, r))| {
-                let shape = Shape {
-                    n_tokens: rows,
-                    in_dim: k,
-                    out_dim: *n,
-                    ranks: r.clone(),
-                    mix_k: 2,
-                    segment_starts: (0..rows).collect(), // decode: a segment per token
-                };
-                Lora::random(&shape, seed + j as u64, bf16)
-            })
-            .collect();
-        for j in 1..loras.len() {
-            loras[j].seg_of_token = loras[0].seg_of_token.clone();
-            loras[j].mix_slots = loras[0].mix_slots.clone();
-            loras[j].mix_weights = loras[0].mix_weights.clone();
-        }
-        let w: Vec<Vec<f32>> = ns
-            .iter()
-            .enumerate()
-            .map(|(j, n)| {
-                let v = random_vec(n * k, seed + 100 + j as u64);
-                v.iter()
-                    .map(|x| half::bf16::from_f32(*x).to_f32())
-                    .collect()
-            })
-            .collect();
-        Group {
-            rows,
-            k,
-            x: random_vec(rows * k, seed + 200),
-            w16: w
-                .iter()
-                .map(|v| {
-                    v.iter()
-                        .map(|x| half::bf16::from_f32(*x).to_bits())
-                        .collect()
-                })
-                .collect(),
-            w,
-            bias: ns
-                .iter()
-                .enumerate()
-                .map(|(j, n)| random_vec(*n, seed + 300 + j as u64))
-                .collect(),
-            loras,
-            lora_bf16: bf16,
-        }
-    }
-
-    pub fn ns(&self) -> Vec<usize> {
-        self.loras.iter().map(|l| l.shape.out_dim).collect()
-    }
-
-    /// The base product of job j in float64, `[rows, n_j]`.
-    pub fn matvec_ref(&self, j: usize) -> Vec<f64> {
-        let (k, n) = (self.k, self.ns()[j]);
-        let mut out = vec![0f64; self.rows * n];
-        for r in 0..self.rows {
-            for f in 0..n {
-                let d: f64 = (0..k)
-                    .map(|i| self.w[j][f * k + i] as f64 * self.x[r * k + i] as f64)
-                    .sum();
-                out[r * n + f] = d + self.bias[j][f] as f64;
-            }
-        }
-        out
-    }
-
-    /// The matvec's `MatvecJobs` into `outs` (0: not written).
-    pub fn jobs(&mut self, outs: &[u64]) -> MatvecJobs {
-        let mut m = MatvecJobs::default();
-        for (j, out) in outs.iter().enumerate() {
-            m.w[j] = dev(&mut self.w16[j]);
-            m.bias[j] = dev(&mut self.bias[j]);
-            m.out[j] = *out;
-            m.n[j] = self.w[j].len() as i32 / self.k as i32;
-        }
-        m
-    }
-
-    /// `LoraJobs` over `scratch` (see [`Scratch`]), `inline`: the shrink's blocks in the
-    /// matvec's grid.
-    pub fn lora_jobs(&mut self, s: &mut Scratch, inline: bool) -> LoraJobs {
-        let mut lj = LoraJobs::default();
-        let n_jobs = self.loras.len();
-        let bf16 = self.lora_bf16;
-        for (j, l) in self.loras.iter_mut().enumerate() {
-            lj.a[j] = if bf16 { dev(&mut l.a16) } else { dev(&mut l.a) };
-            lj.bt[j] = if bf16 {
-                dev(&mut l.bt16)
-            } else {
-                dev(&mut l.bt)
-            };
-            lj.slot_offset[j] = dev(&mut l.slot_offset);
-            lj.slot_rank[j] = dev(&mut l.slot_rank);
-            lj.slot_scale[j] = dev(&mut l.slot_scale);
-            lj.u[j] = dev(&mut s.buf) + 64 + (j * s.region * 4) as u64;
-            lj.n_slots[j] = l.shape.ranks.len() as i32;
-            lj.max_rank[j] = l.max_rank as i32;
-        }
-        let l0 = &mut self.loras[0];
-        lj.seg_of_token = dev(&mut l0.seg_of_token);
-        lj.mix_slots = dev(&mut l0.mix_slots);
-        lj.mix_weights = dev(&mut l0.mix_weights);
-        lj.mix_k = l0.shape.mix_k as i32;
-        lj.n_jobs = n_jobs as i32;
-        lj.ab_bf16 = bf16 as i32;
-        lj.n_chunks = s.n_chunks as i32;
-        lj.chunk_stride = s.per as i32;
-        lj.inline_blocks = if inline {
-            (self.rows * l0.shape.mix_k * s.n_chunks * n_jobs) as i32
-        } else {
-            0
-        };
-        lj.sync = dev(&mut s.buf);
-        lj
-    }
-
-    pub fn scratch(&self) -> Scratch {
-        let k_mix = self.loras[0].shape.mix_k;
-        let mr = self.loras.iter().map(|l| l.max_rank).max().unwrap();
-        let per = self.rows * k_mix * mr;
-        let n_chunks = shrink_chunks(self.k);
-        let region = per * n_chunks + 2 * self.rows * k_mix;
-        let mut buf = vec![f32::NAN; 16 + self.loras.len() * region];
-        buf[..16].fill(0.0); // the counters, zero between launches
-        Scratch {
-            buf,
-            region,
-            per,
-            n_chunks,
-            max_rank: mr,
-        }
-    }
-}
-
-/// The fused LoRA's scratch: 16 u32 counters, then per job the partial sums `[n_chunks][T,
-/// K, max_rank]` and the entry table (poisoned: NaN).
-pub struct Scratch {
-    pub buf: Vec<f32>,
-    pub region: usize,
-    pub per: usize,
-    pub n_chunks: usize,
-    pub max_rank: usize,
-}
-
-impl Scratch {
-    /// Whether the counters are back to zero (every launch must leave them so).
-    pub fn counters_zero(&self) -> bool {
-        self.buf[..16].iter().all(|v| v.to_bits() == 0)
-    }
-}
-
-/// The decode matvec's modules under `tune`: `matmul` (with the folds' entries, as the
-/// backend builds it where a fold is on) and `lora`, which the backend takes
-/// `lora_shrink_jobs` from, with the knobs' defines (`Tune::defines_for`).
+/// The decode matvec's modules under `tune`: `matmul` with the folds' entries and the
+/// dependent-launch trigger (`-DDLP_PDL`, which changes nothing in plain stream order), as
+/// the backend builds it on sm_90 with those switches on, and `lora` (the segment and batch
+/// kernels), with the knobs' defines (`Tune::defines_for`).
 pub struct Mods {
     pub m: Module,
     pub lora: Module,
     pub tune: Tune,
+}
+
+impl Mods {
+    pub fn new(order: Order, tune: &Tune) -> Result<Mods, String> {
+        let mut defines = tune.defines_for("matmul");
+        defines.extend([
+            dlp_cuda::nvrtc::MATVEC_FOLDS_DEFINE.into(),
+            "-DDLP_PDL".into(),
+        ]);
+        let d: Vec<&str> = defines.iter().map(String::as_str).collect();
+        let l = tune.defines_for("lora");
+        let l: Vec<&str> = l.iter().map(String::as_str).collect();
+        Ok(Mods {
+            m: module("matmul", &d, order)?,
+            lora: module("lora", &l, order)?,
+            tune: *tune,
+        })
+    }
 }
 
 /// The matvec's knobs the cases run under (`DLP_CUDA_TUNE` spelling): the defaults, the GPU
@@ -232,150 +84,181 @@ pub fn tunes() -> Vec<(&'static str, Tune)> {
     .collect()
 }
 
-impl Mods {
-    pub fn new(order: Order, tune: &Tune) -> Result<Mods, String> {
-        let mut defines = tune.defines_for("matmul");
-        defines.push(dlp_cuda::nvrtc::MATVEC_FOLDS_DEFINE.into());
-        let d: Vec<&str> = defines.iter().map(String::as_str).collect();
-        let l = tune.defines_for("lora");
-        let l: Vec<&str> = l.iter().map(String::as_str).collect();
-        Ok(Mods {
-            m: module("matmul", &d, order)?,
-            lora: module("lora", &l, order)?,
-            tune: *tune,
-        })
+/// `name` with the row bucket's suffix (`_r1` ... `_r8`).
+pub fn bucket(name: &str, rows: usize) -> String {
+    let r = [1, 2, 4, 8][matvec_bucket(rows).expect("1 to 8 rows")];
+    format!("{name}_r{r}")
+}
+
+/// One decode matvec call, its arguments by value (its launches borrow them).
+pub struct MatvecCall {
+    pub x: u64,
+    pub rows: i32,
+    pub k: i32,
+    pub round_x: i32,
+    pub jobs: MatvecJobs,
+    pub lj: LoraJobs,
+    /// Arguments after the matvec's own (`MatvecNorm` for the `_norm` entries).
+    pub tail: Vec<Arg>,
+    /// `""`, `"_silu"` or `"_norm"`.
+    pub fold: &'static str,
+    /// Features the warps compute (a gate/up pair counts once with `_silu`).
+    pub features: usize,
+    pub n_chunks: usize,
+}
+
+impl MatvecCall {
+    /// The call of `g`'s matvec on `x` with scratch layout `s` (its features: one per warp,
+    /// a gate/up pair counting once with `_silu`).
+    pub fn new(
+        g: &Group,
+        s: &Scratch,
+        x: u64,
+        round_x: i32,
+        jobs: MatvecJobs,
+        lj: LoraJobs,
+        fold: &'static str,
+    ) -> MatvecCall {
+        let features = if fold == "_silu" {
+            g.ns()[0]
+        } else {
+            g.ns().iter().sum()
+        };
+        let (rows, k, n_chunks, tail) = (g.rows as i32, g.k as i32, s.n_chunks, vec![]);
+        MatvecCall {
+            x,
+            rows,
+            k,
+            round_x,
+            jobs,
+            lj,
+            tail,
+            fold,
+            features,
+            n_chunks,
+        }
+    }
+
+    /// Its launches as the backend makes them (matvec.rs `matvec_bf16`, fused_linears.rs): for
+    /// `Fused` first `lora_shrink_jobs` (grid (T, K * n_chunks, jobs)); the matvec's grid
+    /// capped by `matvec_blocks_per_sm`, plus the inline shrink's blocks; the matvec a
+    /// programmatic dependent of the launch before where `dependent`.
+    pub fn launches(&self, kind: Kind, dependent: bool, tune: &Tune) -> Vec<Launch> {
+        let shared = if self.round_x == 2 {
+            (self.rows * self.k * 2) as u32
+        } else {
+            0
+        };
+        let c = matvec_launch(self.features, tune.matvec_warps as usize, shared);
+        let mut grid = c.grid_dim;
+        grid.0 = tune.matvec_grid(grid.0 as usize, SMS) as u32;
+        let mut v = Vec::new();
+        let mut args = vec![
+            arg(&self.x),
+            arg(&self.rows),
+            arg(&self.k),
+            arg(&self.round_x),
+            arg(&self.jobs),
+        ];
+        let name = match kind {
+            Kind::Base => "matvec_bf16",
+            Kind::Fused => {
+                let (t, kc) = (self.rows as u32, self.lj.mix_k as usize * self.n_chunks);
+                v.push(Launch {
+                    name: "lora_shrink_jobs".into(),
+                    grid: (t, kc as u32, self.lj.n_jobs as u32),
+                    block: BLOCK,
+                    shared: 0,
+                    args: vec![arg(&self.x), arg(&self.k), arg(&self.lj)],
+                    dependent: false,
+                });
+                "matvec_bf16_lora"
+            }
+            Kind::Inline => {
+                grid.0 += self.lj.inline_blocks as u32;
+                "matvec_bf16_lora_inline"
+            }
+        };
+        if kind != Kind::Base {
+            args.push(arg(&self.lj));
+        }
+        args.extend_from_slice(&self.tail);
+        let name = bucket(&format!("{name}{}", self.fold), self.rows as usize);
+        v.push(Launch {
+            name,
+            grid,
+            block: c.block_dim.0,
+            shared,
+            args,
+            dependent,
+        });
+        v
     }
 }
 
-/// `lora_shrink_jobs` (grid (T, K * n_chunks, jobs), as `shrink_jobs` in fused_linears.rs).
-fn shrink_jobs(
-    lora: &Module,
-    lj: &LoraJobs,
-    s: &Scratch,
-    rows: usize,
-    px: &u64,
-    k: &i32,
-) -> Result<(), String> {
-    let grid = (
-        rows as u32,
-        (lj.mix_k as usize * s.n_chunks) as u32,
-        lj.n_jobs as u32,
-    );
-    lora.launch(
-        "lora_shrink_jobs",
-        grid,
-        BLOCK,
-        0,
-        &[arg(px), arg(k), arg(lj)],
-    )
-}
-
-/// `name` with the row bucket's suffix (`_r1` ... `_r8`).
-pub fn bucket(name: &str, rows: usize) -> String {
-    format!(
-        "{name}_r{}",
-        [1, 2, 4, 8][matvec_bucket(rows).expect("1 to 8 rows")]
-    )
-}
-
-/// The decode matvec of `g` into fresh outputs, `[rows, n_j]` per job: plain (`base`), with
-/// the fused LoRA (`fused`: after `lora_shrink_jobs` from `lora`), or with the shrink inline.
+/// The decode matvec of `g` into fresh outputs, `[rows, n_j]` per job.
 pub fn run_matvec(
     mods: &Mods,
     g: &mut Group,
-    kind: &str,
+    kind: Kind,
     round_x: i32,
 ) -> Result<Vec<Vec<f32>>, String> {
     let mut outs: Vec<Vec<f32>> = g.ns().iter().map(|n| vec![f32::NAN; g.rows * n]).collect();
     let ptrs: Vec<u64> = outs.iter_mut().map(|o| dev(o)).collect();
     let jobs = g.jobs(&ptrs);
-    let total = g.ns().iter().sum();
-    launch_matvec(mods, g, kind, round_x, "", jobs, total, &[])?;
+    launch_matvec(mods, g, kind, round_x, "", jobs, vec![])?;
     Ok(outs)
 }
 
-/// One decode matvec launch of kind `base`, `fused` or `inline` (entry `matvec_bf16`,
-/// `matvec_bf16_lora` or `matvec_bf16_lora_inline`, then `fold`, then the row bucket) over
-/// `features` warps' features, with `tail` after the matvec's own arguments; checks that the
-/// LoRA counters are zero again after it.
+/// One decode matvec of `g` (entry by `kind` and `fold`), `tail` after the matvec's own
+/// arguments, on its own scratch; the inline one must leave its counters zero.
 #[allow(clippy::too_many_arguments)]
 pub fn launch_matvec(
     mods: &Mods,
     g: &mut Group,
-    kind: &str,
+    kind: Kind,
     round_x: i32,
-    fold: &str,
+    fold: &'static str,
     jobs: MatvecJobs,
-    features: usize,
-    tail: &[Arg],
+    tail: Vec<Arg>,
 ) -> Result<(), String> {
-    let shared = if round_x == 2 {
-        (g.rows * g.k * 2) as u32
-    } else {
-        0
-    };
-    let (m, lora) = (&mods.m, &mods.lora);
-    let c = matvec_launch(features, mods.tune.matvec_warps as usize, shared);
-    let (rows, k) = (g.rows as i32, g.k as i32);
     let mut xx = g.x.clone();
-    let px = dev(&mut xx);
-    let mut a = vec![arg(&px), arg(&rows), arg(&k), arg(&round_x), arg(&jobs)];
     let mut s = g.scratch();
-    let lj = g.lora_jobs(&mut s, kind == "inline");
-    let mut grid = c.grid_dim;
-    grid.0 = mods.tune.matvec_grid(grid.0 as usize, SMS) as u32;
-    let name = match kind {
-        "base" => "matvec_bf16",
-        "fused" => {
-            shrink_jobs(lora, &lj, &s, g.rows, &px, &k)?;
-            "matvec_bf16_lora"
-        }
-        "inline" => {
-            grid.0 += lj.inline_blocks as u32;
-            "matvec_bf16_lora_inline"
-        }
-        _ => return Err(format!("no matvec kind {kind}")),
-    };
-    if kind != "base" {
-        a.push(arg(&lj));
-    }
-    a.extend_from_slice(tail);
-    m.launch(
-        &bucket(&format!("{name}{fold}"), g.rows),
-        grid,
-        c.block_dim.0,
-        shared,
-        &a,
-    )?;
+    let lj = g.lora_jobs(&mut s, kind == Kind::Inline);
+    let mut call = MatvecCall::new(g, &s, dev(&mut xx), round_x, jobs, lj, fold);
+    call.tail = tail;
+    mods.m.stream(&call.launches(kind, false, &mods.tune))?;
     if !s.counters_zero() {
         return Err(format!(
-            "{kind}: the counters are not zero after the launch: {:?}",
+            "{kind:?}: counters not zero after the launch: {:?}",
             &s.buf[..4]
         ));
     }
     Ok(())
 }
 
-/// `base` plus the segment LoRA pair (`lora_shrink` + `lora_expand` per job), the default
-/// path's LoRA, in place.
+/// `base` plus the segment LoRA pair (`lora_shrink` + `lora_expand` per job with a stack),
+/// the default path's LoRA, in place.
 pub fn add_segment_lora(lora: &Module, g: &mut Group, base: &mut [Vec<f32>]) -> Result<(), String> {
     let bf16 = g.lora_bf16;
     let mut x = g.x.clone();
-    for (l, y) in g.loras.iter_mut().zip(base) {
-        let mut u = segment_shrink(lora, l, &mut x, bf16)?;
-        segment_expand(lora, l, &mut u, y, bf16)?;
+    for ((l, y), stacked) in g.loras.iter_mut().zip(base).zip(&g.stacked) {
+        if *stacked {
+            let mut u = segment_shrink(lora, l, &mut x, bf16)?;
+            segment_expand(lora, l, &mut u, y, bf16)?;
+        }
     }
     Ok(())
 }
 
-/// `batch-lora`: `lora_shrink_jobs` then `lora_expand_jobs` adding into `base`, in place.
+/// `batch-lora`: `lora_shrink_jobs` then `lora_expand_jobs` adding into `base`, in place
+/// (fused_linears.rs `linears_grouped_lora` without the matvec).
 fn add_batch_lora(lora: &Module, g: &mut Group, base: &mut [Vec<f32>]) -> Result<(), String> {
-    let mut s = g.scratch();
+    let mut s: Scratch = g.scratch();
     let lj = g.lora_jobs(&mut s, false);
     let mut x = g.x.clone();
-    let (px, k) = (dev(&mut x), g.k as i32);
-    let kk = lj.mix_k as usize;
-    shrink_jobs(lora, &lj, &s, g.rows, &px, &k)?;
+    let (px, k, kk) = (dev(&mut x), g.k as i32, lj.mix_k as usize);
+    let shrink_grid = (g.rows as u32, (kk * s.n_chunks) as u32, lj.n_jobs as u32);
     let mut o = LoraOuts::default();
     for (j, b) in base.iter_mut().enumerate() {
         o.out[j] = dev(b);
@@ -388,25 +271,23 @@ fn add_batch_lora(lora: &Module, g: &mut Group, base: &mut [Vec<f32>]) -> Result
         lj.n_jobs as u32,
     );
     let shared = ((kk * s.max_rank + 2 * kk) * 4) as u32;
-    lora.launch(
-        "lora_expand_jobs",
+    let launch = |name: &str, grid, shared, args| Launch {
+        name: name.into(),
         grid,
-        BLOCK,
+        block: BLOCK,
         shared,
-        &[arg(&lj), arg(&o)],
-    )?;
-    if !s.counters_zero() {
-        return Err("batch-lora: counters changed".into());
-    }
-    Ok(())
-}
-
-pub fn bit_equal(a: &[Vec<f32>], b: &[Vec<f32>]) -> usize {
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .filter(|(x, y)| x.to_bits() != y.to_bits())
-        .count()
+        args,
+        dependent: false,
+    };
+    lora.stream(&[
+        launch(
+            "lora_shrink_jobs",
+            shrink_grid,
+            0,
+            vec![arg(&px), arg(&k), arg(&lj)],
+        ),
+        launch("lora_expand_jobs", grid, shared, vec![arg(&lj), arg(&o)]),
+    ])
 }
 
 fn run_group(
@@ -420,50 +301,49 @@ fn run_group(
 ) -> Result<(), String> {
     let mods = Mods::new(order, tune)?;
     let mut g = Group::new(rows, k, ns, ranks, bf16, 5);
-    // The verified kernels against float64.
-    let base = run_matvec(&mods, &mut g, "base", 0)?;
+    // The verified kernels against float64 (a job without a stack: its base product).
+    let base = run_matvec(&mods, &mut g, Kind::Base, 0)?;
     let mut want = Vec::new();
     for (j, b) in base.iter().enumerate() {
         let e = worst(b, &g.matvec_ref(j));
         if e > 1e-5 {
             return Err(format!("matvec_bf16 job {j}: {e:.2e} from float64"));
         }
-        let u: Vec<f32> = g.loras[j]
-            .shrink_ref(&g.x)
-            .iter()
-            .map(|v| *v as f32)
-            .collect();
-        want.push(g.loras[j].expand_ref(&u, b));
+        let l = &g.loras[j];
+        want.push(if g.stacked[j] {
+            let u: Vec<f32> = l.shrink_ref(&g.x).iter().map(|v| *v as f32).collect();
+            l.expand_ref(&u, b)
+        } else {
+            b.iter().map(|v| *v as f64).collect()
+        });
     }
     let mut seg = base.clone();
     add_segment_lora(&mods.lora, &mut g, &mut seg)?;
-    for j in 0..ns.len() {
-        let e = worst(&seg[j], &want[j]);
+    for (j, (s, w)) in seg.iter().zip(&want).enumerate() {
+        let e = worst(s, w);
         if e > 1e-4 {
             return Err(format!("segment LoRA job {j}: {e:.2e} from float64"));
         }
     }
     let close = |what: &str, got: &[Vec<f32>]| -> Result<(), String> {
-        for j in 0..ns.len() {
-            let e = worst(
-                &got[j],
-                &seg[j].iter().map(|v| *v as f64).collect::<Vec<_>>(),
-            );
+        for (j, (g, s)) in got.iter().zip(&seg).enumerate() {
+            let e = worst(g, &s.iter().map(|v| *v as f64).collect::<Vec<_>>());
             if e > 1e-5 {
                 return Err(format!("{what} job {j}: {e:.2e} from the segment path"));
             }
         }
         Ok(())
     };
-    let fused = run_matvec(&mods, &mut g, "fused", 0)?;
-    close("fused-lora", &fused)?;
     let mut batch = base.clone();
     add_batch_lora(&mods.lora, &mut g, &mut batch)?;
     close("batch-lora", &batch)?;
     for round_x in [0, 1, 2] {
-        let fused = run_matvec(&mods, &mut g, "fused", round_x)?;
-        let inline = run_matvec(&mods, &mut g, "inline", round_x)?;
-        let n = bit_equal(&fused, &inline);
+        let fused = run_matvec(&mods, &mut g, Kind::Fused, round_x)?;
+        if round_x == 0 {
+            close("fused-lora", &fused)?;
+        }
+        let inline = run_matvec(&mods, &mut g, Kind::Inline, round_x)?;
+        let n = bits_differ(&fused, &inline);
         if n > 0 {
             return Err(format!(
                 "inline-shrink (round_x {round_x}) differs from fused-lora in {n} values"
@@ -475,7 +355,7 @@ fn run_group(
 
 #[test]
 fn decode_lora_paths_match_the_verified_kernels() {
-    // (rows, k, job widths, each job's slot ranks)
+    // (rows, k, job widths, each job's slot ranks; none: no stack)
     type Case = (usize, usize, Vec<usize>, Vec<Vec<usize>>);
     let cases: Vec<Case> = vec![
         (1, 64, vec![96], vec![vec![4, 8]]),
@@ -483,7 +363,7 @@ fn decode_lora_paths_match_the_verified_kernels() {
             3,
             128,
             vec![64, 32, 40],
-            vec![vec![4, 8, 0], vec![2, 0, 6], vec![16, 1, 3]],
+            vec![vec![4, 8, 0], vec![], vec![16, 1, 3]],
         ),
         (5, 1040, vec![24, 16], vec![vec![8, 4], vec![3, 16]]),
     ];

@@ -44,3 +44,32 @@ extern "C" __global__ void waits_on_next(volatile unsigned* flags) {
         flags[b] = 1;
     }
 }
+
+// A programmatic dependent pair: `pdl_writer` releases its dependents at its start, then
+// (after a barrier, as real kernels have) writes x; `pdl_reader` copies x, waiting for the
+// writer first only if `wait`.
+extern "C" __global__ void pdl_writer(float* x) {
+    pdl_launch_dependents();
+    __syncthreads();
+    x[blockIdx.x * blockDim.x + threadIdx.x] = (float)(blockIdx.x * blockDim.x + threadIdx.x);
+}
+extern "C" __global__ void pdl_reader(const float* x, int wait, float* out) {
+    if (wait) pdl_wait();
+    out[blockIdx.x * blockDim.x + threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];
+}
+
+// Writes one float past the `n` floats of dynamic shared memory the launch gives.
+extern "C" __global__ void shared_overrun(int n) {
+    extern __shared__ float s[];
+    if (threadIdx.x == 0) s[n] = 1.0f;
+}
+
+// Half the warp in a shuffle, the other half in __syncwarp: different collectives.
+extern "C" __global__ void mixed_collectives(float* out) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x < 16)
+        v = __shfl_xor_sync(0xffffffffu, v, 1);
+    else
+        __syncwarp();
+    out[threadIdx.x] = v;
+}

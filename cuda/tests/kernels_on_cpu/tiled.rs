@@ -4,8 +4,11 @@
 
 use dlp_cuda::lora_tiled::{expand_grid, shrink_grid};
 
+use dlp_cuda::tune::Tune;
+
+use crate::common::{bits_differ, random_vec, worst};
 use crate::emu::{arg, dev, module, Order, Runs, ORDERS};
-use crate::lora_data::{random_vec, segment_expand, segment_shrink, worst, Lora, PairArgs, Shape};
+use crate::lora_data::{segment_expand, segment_shrink, Lora, PairArgs, Shape};
 
 /// Threads of the tiled kernels' blocks.
 const TILED_SHRINK_THREADS: u32 = 256;
@@ -46,8 +49,17 @@ fn shapes() -> Vec<Shape> {
 /// shrink block) on the same inputs: both shrinks within 1e-5 of float64, both expands too
 /// (from the segment shrink's u), and the tiled expand equal to the segment one bit for bit.
 fn run_case(shape: &Shape, bf16: bool, rows: usize, order: Order) -> Result<(), String> {
-    let define = format!("-DTILED_ROWS={rows}");
-    let m = module("lora", &[&define], order)?;
+    // The defines the backend passes for `tiled_rows` (none for the default).
+    let tune = Tune {
+        tiled_rows: rows as u32,
+        ..Tune::default()
+    };
+    let defines = tune.defines_for("lora");
+    let m = module(
+        "lora",
+        &defines.iter().map(String::as_str).collect::<Vec<_>>(),
+        order,
+    )?;
     let sfx = if bf16 { "_bf16" } else { "" };
     let (t, k) = (shape.n_tokens, shape.mix_k);
     let mut l = Lora::random(shape, 7 + rows as u64, bf16);
@@ -104,11 +116,7 @@ fn run_case(shape: &Shape, bf16: bool, rows: usize, order: Order) -> Result<(), 
             "expand: segment {e_seg:.2e}, tiled {e_tiled:.2e} from float64"
         ));
     }
-    let differ = y_seg
-        .iter()
-        .zip(&y_tiled)
-        .filter(|(a, b)| a.to_bits() != b.to_bits());
-    let n = differ.count();
+    let n = bits_differ(std::slice::from_ref(&y_seg), std::slice::from_ref(&y_tiled));
     if n > 0 {
         return Err(format!(
             "the tiled expand differs from the segment one in {n} of {} values (from the same u)",

@@ -1,0 +1,39 @@
+//! Helpers every case file shares: random inputs, comparisons, the row kernels' block.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// Threads per block of the row and segment kernels (`BLOCK` in launch.rs).
+pub const BLOCK: u32 = 256;
+
+/// Random values in [-1, 1).
+pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// The largest |a - b| / (1 + |b|) over the entries where b is not NaN (infinite where a is
+/// not finite there).
+pub fn worst(a: &[f32], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .filter(|(_, b)| !b.is_nan())
+        .map(|(a, b)| {
+            if a.is_finite() {
+                (*a as f64 - b).abs() / (1.0 + b.abs())
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The bit patterns of `v` (what "bit for bit" compares; NaNs included).
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// How many values of `a` and `b` (buffer by buffer) differ in their bits.
+pub fn bits_differ(a: &[Vec<f32>], b: &[Vec<f32>]) -> usize {
+    let (a, b) = (a.iter().flatten(), b.iter().flatten());
+    a.zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
+}
