@@ -11,29 +11,48 @@ use dlp_cuda::matvec::MatvecNorm;
 use dlp_cuda::tune::Tune;
 
 use crate::common::{bits, random_vec, BLOCK};
-use crate::emu::{arg, dev, Order, Runs, ORDERS};
+use crate::emu::{arg, dev, Order, Runs};
 use crate::group::{Group, Scratch};
 use crate::matvec::{tunes, Kind, MatvecCall, Mods, KINDS};
 
-/// More blocks at once than the other orders: a dependent grid overlaps more of the one
-/// before it.
-const WIDE: Order = Order {
-    resident: 8,
-    reverse: 0,
-    max_sweeps: 10_000_000,
-};
+/// The orders the chain runs in: each with room for a dependent grid's blocks beside those
+/// of the grid before it (one block at a time leaves none), up to 8 blocks at once, newest
+/// first (the dependent's blocks run first in each sweep) or oldest first.
+const CHAIN_ORDERS: [(&str, Order); 3] = [
+    ("reverse", Order::REVERSE),
+    (
+        "wide",
+        Order {
+            resident: 8,
+            reverse: 0,
+            max_sweeps: 10_000_000,
+        },
+    ),
+    (
+        "wide-reverse",
+        Order {
+            resident: 8,
+            reverse: 1,
+            max_sweeps: 10_000_000,
+        },
+    ),
+];
 
 /// What the chain leaves: o's product, its normed output, the activation, down's product, the
 /// residual, the next layer's normed input, q, k and v, then the counters.
 type Outputs = Vec<Vec<u32>>;
 
 /// Runs the chain on fresh buffers; `dependent`: each matvec after the first a dependent
-/// launch waiting for x (`wait_x`), as the backend launches them with `dependent-launch`.
+/// launch waiting for x (`wait_x`), as the backend launches them with `dependent-launch`;
+/// with `fused_shrink` too (`Fused` only), each matvec a dependent of its group's shrink that
+/// reads x at once and waits only before its expands (`MatvecLaunch::AfterShrink`).
+#[allow(clippy::too_many_arguments)]
 fn run_chain(
     mods: &Mods,
     layer: &mut [Group; 4],
     kind: Kind,
     dependent: bool,
+    fused_shrink: bool,
     round_x: i32,
 ) -> Result<Outputs, String> {
     let rows = layer[0].rows;
@@ -52,6 +71,11 @@ fn run_chain(
     let largest = layouts.iter().max_by_key(|s| s.words()).unwrap();
     let mut scratch = vec![f32::NAN; largest.words()];
     largest.fill(&mut scratch);
+    // Every group's tables (offset 0, rank 1), not only the largest's: an entry read before
+    // its shrink wrote it must read as one NaN term, not as a wild offset.
+    for s in &layouts {
+        s.poison_tables(&mut scratch);
+    }
     let base = dev(&mut scratch);
     let norm = |x: u64, w: u64, out: u64, sync: u64| {
         let (dim, threads) = (hidden as i32, BLOCK as i32);
@@ -92,7 +116,7 @@ fn run_chain(
     let mut calls = Vec::new();
     for ((g, s), (x, outs, nm, fold, set)) in layer.iter_mut().zip(&layouts).zip(plan) {
         let mut jobs = g.jobs(&outs);
-        jobs.wait_x = dependent as i32;
+        jobs.wait_x = (dependent && !(fused_shrink && kind == Kind::Fused)) as i32;
         let mut lj = g.lora_jobs_at(s, base, kind == Kind::Inline);
         lj.sync = base + set * 16;
         calls.push((MatvecCall::new(g, s, x, round_x, jobs, lj, fold), nm));
@@ -153,21 +177,43 @@ fn case(rows: usize, bf16: bool, order: Order, tune: &Tune) -> Result<(), String
             54,
         ),
     ];
-    for kind in KINDS {
+    // (kind, fused-shrink)
+    let modes = KINDS
+        .iter()
+        .map(|k| (*k, false))
+        .chain([(Kind::Fused, true)]);
+    for (kind, fs) in modes {
         for round_x in [0, 2] {
-            let plain = run_chain(&mods, &mut layer, kind, false, round_x)?;
-            let pdl = run_chain(&mods, &mut layer, kind, true, round_x)?;
+            let mode = format!(
+                "{kind:?}{} (round_x {round_x})",
+                if fs { " + fused-shrink" } else { "" }
+            );
+            let plain = run_chain(&mods, &mut layer, kind, false, false, round_x)
+                .map_err(|e| format!("{mode}, plain order: {e}"))?;
+            let pdl = run_chain(&mods, &mut layer, kind, true, fs, round_x)
+                .map_err(|e| format!("{mode}, dependent launches: {e}"))?;
             if plain[9].iter().any(|c| *c != 0) {
                 return Err(format!(
-                    "{kind:?}: counters left set in plain order: {:?}",
+                    "{mode}: counters left set in plain order: {:?}",
                     plain[9]
                 ));
+            }
+            // Both runs agreeing means nothing if an output was left unwritten in both.
+            for (i, o) in plain[..9].iter().enumerate() {
+                if o.iter().any(|b| !f32::from_bits(*b).is_finite()) {
+                    return Err(format!(
+                        "{mode}: {} not all written (NaN) in plain order",
+                        WHAT[i]
+                    ));
+                }
             }
             for (i, (a, b)) in plain.iter().zip(&pdl).enumerate() {
                 let n = a.iter().zip(b).filter(|(x, y)| x != y).count();
                 if n > 0 {
                     let what = WHAT[i];
-                    return Err(format!("{kind:?} (round_x {round_x}): {what}: {n} values differ with dependent launches"));
+                    return Err(format!(
+                        "{mode}: {what}: {n} values differ with dependent launches"
+                    ));
                 }
             }
         }
@@ -184,7 +230,7 @@ fn the_decode_chain_with_dependent_launches_matches_plain_order() {
     for (knobs, tune) in tunes {
         for rows in [1, 2] {
             for bf16 in [false, true] {
-                for (name, order) in ORDERS.into_iter().chain([("wide", WIDE)]) {
+                for (name, order) in CHAIN_ORDERS {
                     let label = format!("rows={rows} lora_bf16={bf16} {name} {knobs}");
                     runs.check(label, case(rows, bf16, order, &tune));
                 }

@@ -32,8 +32,20 @@ pub fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
-/// How many values of `a` and `b` (buffer by buffer) differ in their bits.
+/// How many values of `a` and `b` (buffer by buffer) differ in their bits, a value one of
+/// them lacks counting as different.
 pub fn bits_differ(a: &[Vec<f32>], b: &[Vec<f32>]) -> usize {
+    let lens = |v: &[Vec<f32>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+    let (la, lb) = (lens(a), lens(b));
+    let missing: usize = la
+        .iter()
+        .zip(&lb)
+        .map(|(x, y)| x.abs_diff(*y))
+        .sum::<usize>()
+        + la.iter()
+            .skip(lb.len())
+            .chain(lb.iter().skip(la.len()))
+            .sum::<usize>();
     let (a, b) = (a.iter().flatten(), b.iter().flatten());
-    a.zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
+    missing + a.zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
 }

@@ -25,9 +25,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <csignal>
 #include <sys/mman.h>
 #include <type_traits>
 #include <ucontext.h>
+#include <unistd.h>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -79,9 +81,11 @@ inline void __trap() { emu::trap("__trap()"); }
 namespace emu {
 // The warp collectives, tagged with their call site (EMU_SITE: a static per expansion and
 // template instance), so that lanes meeting at different ones are reported.
-inline void syncwarp(const void* tag, unsigned mask = 0xffffffffu) {
+// __syncwarp: lanes may meet at different calls of it (sm_70 on), so it has one tag.
+inline const void* syncwarp_tag() { static char t; return &t; }
+inline void syncwarp(unsigned mask = 0xffffffffu) {
     check_mask(mask);
-    cur()->tag = tag;
+    cur()->tag = syncwarp_tag();
     yield(AT_WARP);
 }
 template <class T> T shfl_xor(const void* tag, unsigned mask, T v, int m, int w = 32) {
@@ -97,8 +101,9 @@ template <class T> T shfl_up(const void* tag, unsigned mask, T v, unsigned d, in
     return exchange(mask, v, [=](int l) { return (l % w) >= (int)d ? l - (int)d : l; }, tag);
 }
 }  // namespace emu
-#define EMU_SITE ([] { static const char site = 0; return static_cast<const void*>(&site); }())
-#define __syncwarp(...) emu::syncwarp(EMU_SITE __VA_OPT__(, ) __VA_ARGS__)
+// A writable static: read-only ones may be merged by the linker, which would merge tags.
+#define EMU_SITE ([] { static char site = 0; return static_cast<const void*>(&site); }())
+#define __syncwarp(...) emu::syncwarp(__VA_ARGS__)
 #define __shfl_xor_sync(...) emu::shfl_xor(EMU_SITE, __VA_ARGS__)
 #define __shfl_sync(...) emu::shfl(EMU_SITE, __VA_ARGS__)
 #define __shfl_down_sync(...) emu::shfl_down(EMU_SITE, __VA_ARGS__)

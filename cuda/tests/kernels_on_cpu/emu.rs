@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -24,6 +25,23 @@ fn header() -> String {
         "cuda_emu.h no longer includes emu_runtime.h"
     );
     h.replace(INCLUDE, include_str!("emu_runtime.h"))
+}
+
+/// Whether the host compiler takes `-ftrivial-auto-var-init=pattern` (GCC 12+, clang 8+).
+fn pattern_init_supported() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        let out = Command::new(cxx())
+            .args([
+                "-ftrivial-auto-var-init=pattern",
+                "-fsyntax-only",
+                "-x",
+                "c++",
+                "/dev/null",
+            ])
+            .output();
+        out.is_ok_and(|o| o.status.success())
+    })
 }
 
 /// The host compiler and its version, for the build cache's key.
@@ -234,7 +252,10 @@ impl Module {
         let watched = what.clone();
         std::thread::spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(WATCHDOG) {
-                eprintln!(
+                // To the stderr handle: the test's output capture (which this thread inherits)
+                // would be lost with the abort.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "kernels_on_cpu: {watched} still running after {} s (a spin loop without \
                      __nanosleep?): aborting",
                     WATCHDOG.as_secs()
@@ -331,12 +352,10 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
     }
     let body = rewrite_shared(&body).map_err(|e| format!("{name}: {e}"))?;
     // No FMA contraction: kernels that claim equal values are compared bit for bit.
-    let flags = [
+    let mut flags = vec![
         "-std=c++17",
         "-O1",
         "-ffp-contract=off",
-        // Uninitialised locals hold a pattern (NaN-like), not the last thread's values.
-        "-ftrivial-auto-var-init=pattern",
         // emu_switch returns into another stack: no shadow stack.
         "-fcf-protection=none",
         "-fno-strict-aliasing",
@@ -344,6 +363,11 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
         "-D__CUDA_ARCH__=700",
         "-DDLP_CPU_EMU",
     ];
+    // Uninitialised locals hold a pattern (GCC: 0xfe bytes, -1.7e38 as a float; clang: NaN),
+    // not the last thread's values; compilers before GCC 12 lack the flag.
+    if pattern_init_supported() {
+        flags.push("-ftrivial-auto-var-init=pattern");
+    }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernels_on_cpu");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let header = header();
@@ -356,7 +380,7 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
         fixed.as_str(),
         compiler.as_str(),
     ];
-    parts.extend(flags);
+    parts.extend(flags.iter().copied());
     parts.extend(defines.iter().copied());
     let stem = format!("{name}-{:016x}", fnv1a(&parts));
     let so = dir.join(format!("{stem}.so"));
@@ -372,7 +396,7 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
     std::fs::write(&scan, &tu).map_err(|e| e.to_string())?;
     let pre = run(
         Command::new(cxx())
-            .args(flags)
+            .args(&flags)
             .args(defines)
             .args(["-E", "-P", "-D__global__=EMU_KERNEL_MARK"])
             .arg(&scan),
@@ -388,7 +412,7 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
     let tmp = dir.join(format!("{stem}.{pid}.tmp"));
     run(
         Command::new(cxx())
-            .args(flags)
+            .args(&flags)
             .args(defines)
             .args(["-fPIC", "-shared", "-D__global__="])
             .arg(&cpp)

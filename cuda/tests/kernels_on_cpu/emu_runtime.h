@@ -61,8 +61,13 @@ struct Block {
     uint3 idx;
     bool triggered;  // has run pdl_launch_dependents
     std::vector<Thread> threads;
-    // Static __shared__ variables by key: storage and size.
-    std::unordered_map<const void*, std::pair<void*, size_t>> shared;
+    // Static __shared__ variables by key: storage, size and name.
+    struct Var {
+        void* p;
+        size_t bytes;
+        const char* name;
+    };
+    std::unordered_map<const void*, Var> shared;
     void* dynamic;  // extern __shared__
 };
 // One kernel entry: its name, a call unpacking `void** args` into its parameters, and the
@@ -98,6 +103,7 @@ inline void resume(Thread* t) {
 #else
     swapcontext(&scheduler(), &t->ctx);
 #endif
+    cur() = nullptr;  // set only while a kernel thread runs (the fault handler reads it)
 }
 // Back to the scheduler (from thread t).
 inline void suspend(Thread* t) {
@@ -110,19 +116,23 @@ inline void suspend(Thread* t) {
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr size_t GUARD_BYTES = 4096;  // an unmapped page below each stack
 constexpr size_t REDZONE = 1024;      // bytes after each shared variable, checked at exit
+constexpr size_t FRONT = 64;          // and before it
 
-// `bytes` of shared memory and the redzone after them, all 0xff (a NaN in every float):
-// reads past the end see NaN, writes there are reported when the block exits.
+// `bytes` of shared memory between redzones, all 0xff (a NaN in every float): reads out of
+// bounds see NaN, writes there are reported when the block exits. Freed with `unpoison`.
 inline void* poisoned(size_t bytes) {
-    const size_t n = (bytes + REDZONE + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, n);
+    const size_t n = (FRONT + bytes + REDZONE + 63) / 64 * 64;
+    unsigned char* p = static_cast<unsigned char*>(std::aligned_alloc(64, n));
     std::memset(p, 0xff, n);
-    return p;
+    return p + FRONT;
 }
-inline bool redzone_intact(const void* p, size_t bytes) {
-    const unsigned char* c = static_cast<const unsigned char*>(p) + bytes;
+inline void unpoison(void* p) { std::free(static_cast<unsigned char*>(p) - FRONT); }
+inline bool redzones_intact(const void* p, size_t bytes) {
+    const unsigned char* c = static_cast<const unsigned char*>(p);
+    for (size_t i = 1; i <= FRONT; i++)
+        if (*(c - i) != 0xff) return false;
     for (size_t i = 0; i < REDZONE; i++)
-        if (c[i] != 0xff) return false;
+        if (c[bytes + i] != 0xff) return false;
     return true;
 }
 inline void yield(State s) {
@@ -153,12 +163,12 @@ inline void thread_main() {
 #endif
     // (ucontext) returning resumes uc_link, the scheduler.
 }
-template <class T> T& shared_var(const void* key) {
+template <class T> T& shared_var(const void* key, const char* name) {
     Block* b = cur()->blk;
     auto it = b->shared.find(key);
     if (it == b->shared.end())
-        it = b->shared.emplace(key, std::make_pair(poisoned(sizeof(T)), sizeof(T))).first;
-    return *static_cast<T*>(it->second.first);
+        it = b->shared.emplace(key, Block::Var{poisoned(sizeof(T)), sizeof(T), name}).first;
+    return *static_cast<T*>(it->second.p);
 }
 inline void* dynamic_shared() { return cur()->blk->dynamic; }
 
@@ -233,6 +243,18 @@ struct Options {
     unsigned long long max_sweeps;  // sweeps over the resident threads before "hung"
 };
 
+// Thread stacks of this OS thread, reused by the next block and the next launch (mapping
+// them anew each launch cost more system time than the kernels' own work); unmapped when
+// the thread ends.
+struct StackPool {
+    std::vector<void*> free;
+    std::vector<void*> all;
+    ~StackPool() {
+        for (void* s : all) munmap(static_cast<char*>(s) - GUARD_BYTES, STACK_BYTES + GUARD_BYTES);
+    }
+};
+inline StackPool& stack_pool() { static thread_local StackPool p; return p; }
+
 // A thread stack (STACK_BYTES from the returned address) above an unmapped guard page: an
 // overflow faults instead of overwriting another thread's frames.
 inline void* new_stack() {
@@ -240,7 +262,9 @@ inline void* new_stack() {
     void* s = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (s == MAP_FAILED) return nullptr;
     mprotect(s, GUARD_BYTES, PROT_NONE);
-    return static_cast<char*>(s) + GUARD_BYTES;
+    void* top = static_cast<char*>(s) + GUARD_BYTES;
+    stack_pool().all.push_back(top);
+    return top;
 }
 
 // Whether launch i of `ls` may start blocks: a plain launch once every launch before it has
@@ -257,8 +281,44 @@ inline bool may_start(const std::vector<Launch>& ls, size_t i) {
     return may_start(ls, i - 1) && p.admitted == p.n_blocks && p.triggered == p.n_blocks;
 }
 
+
+// A fault (SIGSEGV, SIGBUS: an index far out of bounds, a stack overflow into a guard page)
+// in a kernel thread ends the test binary with the kernel, block and thread named, rather
+// than a bare signal. Faults elsewhere go to the handler that was there before.
+inline struct sigaction& old_action(int sig) {
+    static struct sigaction old[2];
+    return old[sig == SIGBUS];
+}
+inline void on_fault(int sig) {
+    const Thread* t = cur();
+    if (!t) {
+        sigaction(sig, &old_action(sig), nullptr);  // not ours: the fault repeats, to it
+        return;
+    }
+    char buf[400];
+    const int n = std::snprintf(buf, sizeof buf,
+                                "kernels_on_cpu: signal %d (out-of-bounds access or stack "
+                                "overflow) in %s block (%u,%u,%u) thread (%u,%u,%u)\n",
+                                sig, t->blk->l->entry->name, t->blk->idx.x, t->blk->idx.y,
+                                t->blk->idx.z, t->tid.x, t->tid.y, t->tid.z);
+    if (write(2, buf, n > 0 ? (size_t)n : 0) < 0) _exit(101);
+    _exit(101);
+}
+inline void catch_faults() {
+    static bool done = false;  // once per module (the handlers chain across modules)
+    if (done) return;
+    done = true;
+    struct sigaction a {};
+    a.sa_handler = on_fault;
+    a.sa_flags = SA_ONSTACK;  // on the alternate stack Rust gives each thread
+    sigemptyset(&a.sa_mask);
+    sigaction(SIGSEGV, &a, &old_action(SIGSEGV));
+    sigaction(SIGBUS, &a, &old_action(SIGBUS));
+}
+
 // Runs the launches `ls` (a stream) to completion; returns the first error ("" if none).
 inline std::string run(std::vector<Launch>& ls, const Options& o) {
+    catch_faults();
     for (size_t i = 0; i < ls.size(); i++) {
         Launch& l = ls[i];
         l.before = i > 0 ? &ls[i - 1] : nullptr;
@@ -271,9 +331,7 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
             return std::string(l.entry->name) + ": invalid launch: grid y or z over 65535";
     }
     error().clear();
-    // Thread stacks, reused by the next block and the next launch (mapping them anew each
-    // launch cost more system time than the kernels' own work).
-    static thread_local std::vector<void*> stacks;
+    std::vector<void*>& stacks = stack_pool().free;
     std::vector<Block*> resident;
     unsigned long long sweeps = 0;
     auto admit = [&](Launch& l) {
@@ -320,18 +378,20 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
     auto retire = [&](Block* b) {
         for (Thread& t : b->threads) stacks.push_back(t.stack);
         char what[200] = "";
-        if (!redzone_intact(b->dynamic, b->l->shared_bytes))
+        if (!redzones_intact(b->dynamic, b->l->shared_bytes))
             std::snprintf(what, sizeof what, "its %u bytes of dynamic shared memory",
                           b->l->shared_bytes);
         for (auto& kv : b->shared) {
-            if (!what[0] && !redzone_intact(kv.second.first, kv.second.second))
-                std::snprintf(what, sizeof what, "a __shared__ variable of %zu bytes",
-                              kv.second.second);
-            std::free(kv.second.first);
+            const Block::Var& v = kv.second;
+            if (!what[0] && !redzones_intact(v.p, v.bytes))
+                std::snprintf(what, sizeof what, "__shared__ `%s` (%zu bytes)", v.name, v.bytes);
+            unpoison(v.p);
         }
-        if (what[0] && err.empty())
-            err = std::string(b->l->entry->name) + ": a block wrote past " + what;
-        std::free(b->dynamic);
+        if (what[0]) {
+            const std::string e = std::string(b->l->entry->name) + ": a block wrote past " + what;
+            err = err.empty() ? e : err + " (also: " + e + ")";
+        }
+        unpoison(b->dynamic);
         delete b;
     };
     unsigned long long idle = 0;  // sweeps in a row with no event (see below)
@@ -350,6 +410,7 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
             break;
         }
         bool ran = false;
+        if (!err.empty()) break;
         // In reverse order the newest blocks run first in each sweep: a dependent launch's
         // blocks before those of the launch they depend on.
         for (size_t rb = 0; rb < resident.size(); rb++) {
@@ -358,7 +419,10 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
             for (size_t j = 0; j < n; j++) {
                 Thread& t = b->threads[o.reverse ? n - 1 - j : j];
                 if (t.state != RUN) continue;
-                if (t.stack == nullptr) return "out of memory for thread stacks";
+                if (t.stack == nullptr) {
+                    err = "out of memory for thread stacks";
+                    break;
+                }
                 resume(&t);
                 ran = true;
             }
@@ -429,9 +493,13 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
         // Only sleeping threads ran and nothing happened (no barrier released, no block
         // admitted or exited): a spin on something no resident thread will do.
         idle = event ? 0 : idle + 1;
-        if (idle > 10000 || ++sweeps > o.max_sweeps) {
-            err = "hung: blocks spin (__nanosleep) on a change no resident block makes (a block "
-                  "waiting on one not yet started?)";
+        if (idle > 10000) {
+            err = "hung: no progress in 10,000 sweeps, blocks spin (__nanosleep) on a change no "
+                  "resident block makes (a block waiting on one not yet started?)";
+            break;
+        }
+        if (++sweeps > o.max_sweeps) {
+            err = "over the sweep limit (max_sweeps): the launch runs too long";
             break;
         }
     }

@@ -3,7 +3,7 @@
 //! launch them (the epilogue).
 
 /// Every `__shared__` declaration of `src` as per-block storage: `__shared__ T a[N], b;`
-/// becomes `static char emu_k0; auto& a = emu::shared_var<T[N]>(&emu_k0); ...` (the key is
+/// becomes `static char emu_k0; auto& a = emu::shared_var<T[N]>(&emu_k0, "a"); ...` (the key is
 /// one per function, template instance included), `extern __shared__ T s[];` becomes
 /// `T* s = reinterpret_cast<T*>(emu::dynamic_shared());`. Errors on a declaration outside
 /// any function (namespace scope), which per-block storage cannot serve.
@@ -15,11 +15,19 @@ pub fn rewrite_shared(src: &str) -> Result<String, String> {
     while let Some(at) = rest.find(KW) {
         let (before, after) = rest.split_at(at);
         let after = &after[KW.len()..];
+        depth += before.matches('{').count() as i64 - before.matches('}').count() as i64;
+        // In a line comment: kept as it is.
+        let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+        if line.contains("//") {
+            out.push_str(before);
+            out.push_str(KW);
+            rest = after;
+            continue;
+        }
         let end = after
             .find(';')
             .ok_or("a __shared__ declaration without `;`")?;
         let decl = after[..end].trim();
-        depth += before.matches('{').count() as i64 - before.matches('}').count() as i64;
         if depth <= 0 {
             return Err(format!("`__shared__ {decl}` outside a function"));
         }
@@ -50,7 +58,7 @@ pub fn rewrite_shared(src: &str) -> Result<String, String> {
             let mut stmts = Vec::new();
             for (name, dims) in decls {
                 stmts.push(format!(
-                    "static char emu_k{key}; auto& {name} = emu::shared_var<{ty}{dims}>(&emu_k{key})"
+                    "static char emu_k{key}; auto& {name} = emu::shared_var<{ty}{dims}>(&emu_k{key}, \"{name}\")"
                 ));
                 key += 1;
             }

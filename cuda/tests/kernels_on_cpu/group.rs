@@ -215,9 +215,15 @@ impl Scratch {
     /// an entry its shrink did not write takes one NaN term and the comparison fails.
     pub fn fill(&self, buf: &mut [f32]) {
         buf[..16].fill(0.0);
+        buf[16..self.words()].fill(f32::NAN);
+        self.poison_tables(buf);
+    }
+
+    /// Every entry of this layout's tables in `buf` (offset 0, rank 1); the groups of a
+    /// layer share one scratch, each with its own layout over it.
+    pub fn poison_tables(&self, buf: &mut [f32]) {
         for z in 0..self.jobs {
             let at = 16 + z * self.region;
-            buf[at..at + self.per * self.n_chunks].fill(f32::NAN);
             let table = &mut buf[at + self.per * self.n_chunks..at + self.region];
             for e in table.chunks_mut(2) {
                 e[0] = f32::from_bits(0);

@@ -73,3 +73,21 @@ extern "C" __global__ void mixed_collectives(float* out) {
         __syncwarp();
     out[threadIdx.x] = v;
 }
+
+// A shuffle with a partial mask (not emulated: a trap).
+extern "C" __global__ void partial_mask(float* out) {
+    out[threadIdx.x] = __shfl_xor_sync(0x0000ffffu, (float)threadIdx.x, 1);
+}
+
+// Lanes 16 to 31 exit; the others read them by a shuffle.
+extern "C" __global__ void shuffle_from_exited(float* out) {
+    if (threadIdx.x >= 16) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 16);
+}
+
+// Writes one float past a static __shared__ array.
+extern "C" __global__ void static_overrun(float* out) {
+    __shared__ float s[4];
+    if (threadIdx.x == 0) s[4] = 1.0f;
+    out[0] = 0.0f;
+}
