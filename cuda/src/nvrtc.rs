@@ -163,8 +163,9 @@ pub fn probe() -> Result<(), String> {
         .clone()
 }
 
-/// FNV-1a: a stable hash for cache keys (std's hasher may change between Rust releases).
-fn fnv1a(parts: &[&str]) -> u64 {
+/// FNV-1a of `parts` (each followed by a 0 byte): a stable hash for cache keys (std's hasher
+/// may change between Rust releases). Also keys the CPU builds of the kernels' tests.
+pub fn fnv1a(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain([0u8]) {

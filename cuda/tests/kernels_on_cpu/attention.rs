@@ -8,8 +8,8 @@
 
 use dlp_cuda::attention_splits;
 
-use crate::common::{bits, random_vec, worst, BLOCK};
-use crate::emu::{arg, dev, module, Arg, Module, Order, Runs, ORDERS};
+use crate::common::{bits, random_vec, to_bf16, worst, Runs, BLOCK};
+use crate::emu::{arg, dev, module, Arg, Module, Order, ORDERS};
 
 /// Threads of an attention block (`ATTN_THREADS` in launch.rs).
 const ATTN_THREADS: u32 = 128;
@@ -43,11 +43,7 @@ impl Step {
         let t = positions.len();
         let kv_dim = n_kv_heads * head_dim;
         let cache = random_vec(t * capacity * kv_dim, 31);
-        let bits = |v: &[f32]| {
-            v.iter()
-                .map(|x| half::bf16::from_f32(*x).to_bits())
-                .collect()
-        };
+        let bits16 = |v: &[f32]| v.iter().map(|x| to_bf16(*x).1).collect();
         let half = head_dim / 2;
         let mut cos_sin = Vec::with_capacity(capacity * half * 2);
         for p in 0..capacity {
@@ -68,8 +64,8 @@ impl Step {
             q: random_vec(t * n_heads * head_dim, 33),
             k: random_vec(t * kv_dim, 34),
             v: random_vec(t * kv_dim, 35),
-            k_cache16: bits(&cache),
-            v_cache16: bits(&v_cache),
+            k_cache16: bits16(&cache),
+            v_cache16: bits16(&v_cache),
             k_cache: cache,
             v_cache,
             cos_sin,
@@ -203,56 +199,54 @@ fn attention_ref(s: &Step) -> Vec<f64> {
     out
 }
 
-/// The verified route on `s`: rope, then the store kernel (split with `splits > 1`, then
-/// `attention_combine`).
-fn verified(
-    m: &Module,
-    rope_m: &Module,
-    s: &mut Step,
-    bf16: bool,
-    splits: usize,
-) -> Result<Vec<f32>, String> {
-    rope(rope_m, s)?;
-    let sfx = if bf16 { "_bf16" } else { "" };
-    let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
-    let mut out = vec![f32::NAN; s.out_len()];
-    let mut part = vec![f32::NAN; t * h * splits * (d + 2)];
-    let (mut k, mut v) = (s.k.clone(), s.v.clone());
-    let p = Params::new(s, bf16);
-    let (pk, pv) = (dev(&mut k), dev(&mut v));
-    let grid = (h as u32, t as u32, splits as u32);
-    let mut a = p.args();
-    if splits == 1 {
-        let po = dev(&mut out);
-        a.extend([arg(&po), arg(&pk), arg(&pv)]);
-        m.launch(&format!("attention_store{sfx}"), grid, ATTN_THREADS, 0, &a)?;
-        return Ok(out);
+/// A route's output `[T, n_heads * head_dim]`, the split partials `[T, n_heads, splits,
+/// head_dim + 2]` and the inline combine's counters `[T, n_heads]` (zero before a launch).
+struct Buffers {
+    out: Vec<f32>,
+    part: Vec<f32>,
+    counts: Vec<u32>,
+}
+
+impl Buffers {
+    fn new(s: &Step, splits: usize) -> Buffers {
+        let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
+        Buffers {
+            out: vec![f32::NAN; s.out_len()],
+            part: vec![f32::NAN; t * h * splits * (d + 2)],
+            counts: vec![0u32; t * h],
+        }
     }
-    let (pp, po) = (dev(&mut part), dev(&mut out));
-    a.extend([arg(&pp), arg(&pk), arg(&pv)]);
-    m.launch(
-        &format!("attention_split_store{sfx}"),
-        grid,
-        ATTN_THREADS,
-        0,
-        &a,
-    )?;
-    let (hh, dd, ss) = (h as i32, d as i32, splits as i32);
-    let c = [arg(&pp), arg(&hh), arg(&dd), arg(&ss), arg(&po)];
+
+    /// The output, once the inline combine has left its counters zero (as it must).
+    fn finish(self) -> Result<Vec<f32>, String> {
+        if self.counts.iter().any(|c| *c != 0) {
+            return Err(format!(
+                "the combine counters are {:?} after the launch",
+                self.counts
+            ));
+        }
+        Ok(self.out)
+    }
+}
+
+/// `attention_combine` of the partials at `pp` into the output at `po`, grid (n_heads, T).
+fn combine(m: &Module, s: &Step, splits: usize, pp: &u64, po: &u64) -> Result<(), String> {
+    let (h, d, ss) = (s.n_heads, s.head_dim, splits as i32);
+    let c = [arg(pp), arg(&h), arg(&d), arg(&ss), arg(po)];
     m.launch(
         "attention_combine",
-        (h as u32, t as u32, 1),
+        (h as u32, s.t() as u32, 1),
         ATTN_THREADS,
         0,
         &c,
-    )?;
-    Ok(out)
+    )
 }
 
-/// An experimental store entry on `s` (q and k unrotated where `rope`): `attention_store_rope`
-/// (splits 1), `attention_split_store_rope` + combine, or with `last` the `_last` entry that
-/// combines inside (`_last_rope` with rope).
-fn experimental(
+/// A store entry on `s` (grid (n_heads, T, splits), as attention.rs launches it):
+/// `attention_store` (splits 1) or `attention_split_store` then `attention_combine`; with
+/// `last`, the `_last` entry that combines inside (`inline-combine`); with `rope`, the
+/// `_rope` entries that rotate the unrotated q and k as they read them (`rope-in-attention`).
+fn store_attention(
     m: &Module,
     s: &mut Step,
     bf16: bool,
@@ -260,65 +254,36 @@ fn experimental(
     rope: bool,
     last: bool,
 ) -> Result<Vec<f32>, String> {
-    let sfx = if bf16 { "_bf16" } else { "" };
-    let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
-    let mut out = vec![f32::NAN; s.out_len()];
-    let mut part = vec![f32::NAN; t * h * splits * (d + 2)];
-    let mut counts = vec![0u32; t * h];
+    let mut b = Buffers::new(s, splits);
     let (mut k, mut v) = (s.k.clone(), s.v.clone());
     let pcs = dev(&mut s.cos_sin);
     let p = Params::new(s, bf16);
-    let (pk, pv, pc) = (dev(&mut k), dev(&mut v), dev(&mut counts));
-    let grid = (h as u32, t as u32, splits as u32);
+    let (pk, pv, pc) = (dev(&mut k), dev(&mut v), dev(&mut b.counts));
+    let (pp, po) = (dev(&mut b.part), dev(&mut b.out));
     let mut a = p.args();
-    let r = if rope { "_rope" } else { "" };
-    let (pp, po) = (dev(&mut part), dev(&mut out));
-    if splits == 1 {
-        a.extend([arg(&po), arg(&pk), arg(&pv), arg(&pcs)]);
-        m.launch(
-            &format!("attention_store{r}{sfx}"),
-            grid,
-            ATTN_THREADS,
-            0,
-            &a,
-        )?;
+    let name = if splits == 1 {
+        a.extend([arg(&po), arg(&pk), arg(&pv)]);
+        "attention_store"
     } else if last {
         a.extend([arg(&pp), arg(&pk), arg(&pv), arg(&pc), arg(&po)]);
-        if rope {
-            a.push(arg(&pcs));
-        }
-        m.launch(
-            &format!("attention_split_store_last{r}{sfx}"),
-            grid,
-            ATTN_THREADS,
-            0,
-            &a,
-        )?;
+        "attention_split_store_last"
     } else {
-        a.extend([arg(&pp), arg(&pk), arg(&pv), arg(&pcs)]);
-        m.launch(
-            &format!("attention_split_store{r}{sfx}"),
-            grid,
-            ATTN_THREADS,
-            0,
-            &a,
-        )?;
-        let (hh, dd, ss) = (h as i32, d as i32, splits as i32);
-        let c = [arg(&pp), arg(&hh), arg(&dd), arg(&ss), arg(&po)];
-        m.launch(
-            "attention_combine",
-            (h as u32, t as u32, 1),
-            ATTN_THREADS,
-            0,
-            &c,
-        )?;
+        a.extend([arg(&pp), arg(&pk), arg(&pv)]);
+        "attention_split_store"
+    };
+    if rope {
+        a.push(arg(&pcs));
     }
-    if last && counts.iter().any(|c| *c != 0) {
-        return Err(format!(
-            "the combine counters are {counts:?} after the launch"
-        ));
+    let (r, sfx) = (
+        if rope { "_rope" } else { "" },
+        if bf16 { "_bf16" } else { "" },
+    );
+    let grid = (s.n_heads as u32, s.t() as u32, splits as u32);
+    m.launch(&format!("{name}{r}{sfx}"), grid, ATTN_THREADS, 0, &a)?;
+    if splits > 1 && !last {
+        combine(m, s, splits, &pp, &po)?;
     }
-    Ok(out)
+    b.finish()
 }
 
 /// `inline-combine` on a cache the step was stored into first (`kv_store`, as without
@@ -330,47 +295,40 @@ fn split_last_after_store(
     splits: usize,
 ) -> Result<Vec<f32>, String> {
     let sfx = if bf16 { "_bf16" } else { "" };
-    let (h, t, d) = (s.n_heads as usize, s.t(), s.head_dim as usize);
     let kv_dim = s.n_kv_heads * s.head_dim;
-    let mut out = vec![f32::NAN; s.out_len()];
-    let mut part = vec![f32::NAN; t * h * splits * (d + 2)];
-    let mut counts = vec![0u32; t * h];
+    let mut b = Buffers::new(s, splits);
     let (pk, pv) = (dev(&mut s.k), dev(&mut s.v));
     let p = Params::new(s, bf16);
-    let (slots, positions) = (p.ptrs[3], p.ptrs[4]);
+    let [_, kc, vc, slots, positions] = &p.ptrs;
     let store = [
         arg(&pk),
         arg(&pv),
-        arg(&p.ptrs[1]),
-        arg(&p.ptrs[2]),
-        arg(&slots),
-        arg(&positions),
+        arg(kc),
+        arg(vc),
+        arg(slots),
+        arg(positions),
         arg(&kv_dim),
         arg(&s.capacity),
     ];
     m.launch(
         &format!("kv_store{sfx}"),
-        (t as u32, 1, 1),
+        (s.t() as u32, 1, 1),
         BLOCK,
         0,
         &store,
     )?;
-    let (pp, pc, po) = (dev(&mut part), dev(&mut counts), dev(&mut out));
+    let (pp, pc, po) = (dev(&mut b.part), dev(&mut b.counts), dev(&mut b.out));
     let mut a = p.args();
     a.extend([arg(&pp), arg(&pc), arg(&po)]);
+    let grid = (s.n_heads as u32, s.t() as u32, splits as u32);
     m.launch(
         &format!("attention_split_last{sfx}"),
-        (h as u32, t as u32, splits as u32),
+        grid,
         ATTN_THREADS,
         0,
         &a,
     )?;
-    if counts.iter().any(|c| *c != 0) {
-        return Err(format!(
-            "the combine counters are {counts:?} after the launch"
-        ));
-    }
-    Ok(out)
+    b.finish()
 }
 
 fn case(heads: (usize, usize, usize), window: i32, bf16: bool, order: Order) -> Result<(), String> {
@@ -381,7 +339,8 @@ fn case(heads: (usize, usize, usize), window: i32, bf16: bool, order: Order) -> 
     for splits in [1, split_n] {
         // The verified route, and (f32 cache) against float64.
         let mut want_s = step.clone();
-        let want = verified(&m, &rope_m, &mut want_s, bf16, splits)?;
+        rope(&rope_m, &mut want_s)?;
+        let want = store_attention(&m, &mut want_s, bf16, splits, false, false)?;
         if !bf16 {
             let r = attention_ref(&want_s);
             let e = worst(&want, &r);
@@ -398,7 +357,7 @@ fn case(heads: (usize, usize, usize), window: i32, bf16: bool, order: Order) -> 
                 continue;
             }
             let mut s = step.clone();
-            let got = experimental(&m, &mut s, bf16, splits, true, last)?;
+            let got = store_attention(&m, &mut s, bf16, splits, true, last)?;
             if RouteOutputs::of(&got, &s, bf16) != want {
                 return Err(format!(
                     "rope-in-attention (splits {splits}, inline combine {last}) differs"
@@ -409,7 +368,7 @@ fn case(heads: (usize, usize, usize), window: i32, bf16: bool, order: Order) -> 
             // inline-combine alone: roped beforehand, then the `_store_last` entry.
             let mut s = step.clone();
             rope(&rope_m, &mut s)?;
-            let got = experimental(&m, &mut s, bf16, splits, false, true)?;
+            let got = store_attention(&m, &mut s, bf16, splits, false, true)?;
             if RouteOutputs::of(&got, &s, bf16) != want {
                 return Err(format!("inline-combine (splits {splits}) differs"));
             }

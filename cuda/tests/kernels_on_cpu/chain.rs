@@ -10,9 +10,9 @@
 use dlp_cuda::matvec::MatvecNorm;
 use dlp_cuda::tune::Tune;
 
-use crate::common::{bits, random_vec, BLOCK};
-use crate::emu::{arg, dev, Order, Runs};
-use crate::group::{Group, Scratch};
+use crate::common::{bits, random_vec, Runs, BLOCK};
+use crate::emu::{dev, Order};
+use crate::group::{laid_out, Group, Scratch};
 use crate::matvec::{tunes, Kind, MatvecCall, Mods, KINDS};
 
 /// The orders the chain runs in: each with room for a dependent grid's blocks beside those
@@ -65,17 +65,9 @@ fn run_chain(
     let (mut y_d, mut h2) = (nan(rows * hidden), nan(rows * hidden));
     let (mut q, mut k, mut v) = (nan(rows * 64), nan(rows * 32), nan(rows * 32));
     let mut norm_sync = vec![0u32; 2];
-    // The groups' one scratch: 4 sets of 4 counters, then u (each group's layout over it),
-    // laid out with the largest layout's poison.
+    // The groups' one scratch: 4 sets of 4 counters, then u (each group's layout over it).
     let layouts: Vec<Scratch> = layer.iter().map(|g| g.scratch()).collect();
-    let largest = layouts.iter().max_by_key(|s| s.words()).unwrap();
-    let mut scratch = vec![f32::NAN; largest.words()];
-    largest.fill(&mut scratch);
-    // Every group's tables (offset 0, rank 1), not only the largest's: an entry read before
-    // its shrink wrote it must read as one NaN term, not as a wild offset.
-    for s in &layouts {
-        s.poison_tables(&mut scratch);
-    }
+    let mut scratch = laid_out(&layouts.iter().collect::<Vec<_>>());
     let base = dev(&mut scratch);
     let norm = |x: u64, w: u64, out: u64, sync: u64| {
         let (dim, threads) = (hidden as i32, BLOCK as i32);
@@ -119,14 +111,13 @@ fn run_chain(
         jobs.wait_x = (dependent && !(fused_shrink && kind == Kind::Fused)) as i32;
         let mut lj = g.lora_jobs_at(s, base, kind == Kind::Inline);
         lj.sync = base + set * 16;
-        calls.push((MatvecCall::new(g, s, x, round_x, jobs, lj, fold), nm));
+        let mut call = MatvecCall::new(g, s, x, round_x, jobs, lj, fold);
+        call.nm = nm;
+        calls.push(call);
     }
     let mut launches = Vec::new();
-    for (c, nm) in &calls {
+    for c in &calls {
         let mut ls = c.launches(kind, dependent, &mods.tune);
-        if let Some(nm) = nm {
-            ls.last_mut().unwrap().args.push(arg(nm)); // the norm lives in `calls`
-        }
         // The first matvec follows attention, a plain launch: it starts in plain order.
         if launches.is_empty() && ls.len() == 1 {
             ls[0].dependent = false;

@@ -5,6 +5,13 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 /// Threads per block of the row and segment kernels (`BLOCK` in launch.rs).
 pub const BLOCK: u32 = 256;
 
+/// `v` rounded to bf16 (to nearest even, as the backend stores weights): its value and its
+/// bit pattern.
+pub fn to_bf16(v: f32) -> (f32, u16) {
+    let b = half::bf16::from_f32(v);
+    (b.to_f32(), b.to_bits())
+}
+
 /// Random values in [-1, 1).
 pub fn random_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -48,4 +55,31 @@ pub fn bits_differ(a: &[Vec<f32>], b: &[Vec<f32>]) -> usize {
             .sum::<usize>();
     let (a, b) = (a.iter().flatten(), b.iter().flatten());
     missing + a.zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
+}
+
+/// Failures of a test's runs, reported together at the end.
+#[derive(Default)]
+pub struct Runs {
+    ran: usize,
+    failures: Vec<String>,
+}
+
+impl Runs {
+    /// Records run `label`'s result.
+    pub fn check(&mut self, label: String, r: Result<(), String>) {
+        self.ran += 1;
+        if let Err(e) = r {
+            self.failures.push(format!("{label}: {e}"));
+        }
+    }
+
+    /// Panics naming every failed run.
+    pub fn finish(self) {
+        let (n, ran) = (self.failures.len(), self.ran);
+        assert!(
+            n == 0,
+            "{n} of {ran} runs failed:\n{}",
+            self.failures.join("\n")
+        );
+    }
 }

@@ -93,33 +93,6 @@ pub struct Order {
 /// The orders every case runs in, by name.
 pub const ORDERS: [(&str, Order); 2] = [("forward", Order::FORWARD), ("reverse", Order::REVERSE)];
 
-/// Failures of a test's runs, reported together at the end.
-#[derive(Default)]
-pub struct Runs {
-    ran: usize,
-    failures: Vec<String>,
-}
-
-impl Runs {
-    /// Records run `label`'s result.
-    pub fn check(&mut self, label: String, r: Result<(), String>) {
-        self.ran += 1;
-        if let Err(e) = r {
-            self.failures.push(format!("{label}: {e}"));
-        }
-    }
-
-    /// Panics naming every failed run.
-    pub fn finish(self) {
-        let (n, ran) = (self.failures.len(), self.ran);
-        assert!(
-            n == 0,
-            "{n} of {ran} runs failed:\n{}",
-            self.failures.join("\n")
-        );
-    }
-}
-
 impl Order {
     /// Blocks one at a time, in order.
     pub const FORWARD: Order = Order {
@@ -304,16 +277,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
-/// FNV-1a of `parts`, for the build cache.
-fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in parts.iter().flat_map(|p| p.bytes().chain([0u8])) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// Builds (or reuses, per process and on disk) `module` with `defines` (e.g. `-DTILED_ROWS=4`),
 /// its launches scheduled in `order`.
 pub fn module(name: &str, defines: &[&str], order: Order) -> Result<Module, String> {
@@ -382,7 +345,7 @@ fn build(name: &str, defines: &[&str]) -> Result<PathBuf, String> {
     ];
     parts.extend(flags.iter().copied());
     parts.extend(defines.iter().copied());
-    let stem = format!("{name}-{:016x}", fnv1a(&parts));
+    let stem = format!("{name}-{:016x}", dlp_cuda::nvrtc::fnv1a(&parts));
     let so = dir.join(format!("{stem}.so"));
     if so.exists() {
         return Ok(so);

@@ -395,12 +395,12 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
         delete b;
     };
     unsigned long long idle = 0;  // sweeps in a row with no event (see below)
+    const size_t places = std::max(o.resident, 1u);
     while (true) {
         const size_t before_admit = resident.size();
         // Free places go to the earliest launch that may start and has blocks left.
-        for (size_t i = 0; i < ls.size() && resident.size() < std::max(o.resident, 1u); i++)
-            while (resident.size() < std::max(o.resident, 1u) && ls[i].admitted < ls[i].n_blocks &&
-                   may_start(ls, i))
+        for (size_t i = 0; i < ls.size(); i++)
+            while (resident.size() < places && ls[i].admitted < ls[i].n_blocks && may_start(ls, i))
                 admit(ls[i]);
         bool event = resident.size() != before_admit;
         if (resident.empty()) {
@@ -410,7 +410,6 @@ inline std::string run(std::vector<Launch>& ls, const Options& o) {
             break;
         }
         bool ran = false;
-        if (!err.empty()) break;
         // In reverse order the newest blocks run first in each sweep: a dependent launch's
         // blocks before those of the launch they depend on.
         for (size_t rb = 0; rb < resident.size(); rb++) {

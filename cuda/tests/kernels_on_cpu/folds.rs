@@ -8,8 +8,8 @@ use dlp_cuda::matvec::MatvecNorm;
 
 use dlp_cuda::tune::Tune;
 
-use crate::common::{bits_differ, random_vec, BLOCK};
-use crate::emu::{arg, dev, module, Order, Runs, ORDERS};
+use crate::common::{bits_differ, random_vec, Runs, BLOCK};
+use crate::emu::{arg, dev, module, Order, ORDERS};
 use crate::group::Group;
 use crate::matvec::{launch_matvec, run_matvec, tunes, Mods, KINDS};
 
@@ -48,7 +48,7 @@ fn silu_case(
             // The fold: one warp per feature pair, job 0's output not written.
             let mut act = vec![f32::NAN; rows * n];
             let jobs = g.jobs(&[0, dev(&mut act)]);
-            launch_matvec(&mods, &mut g, kind, round_x, "_silu", jobs, vec![])?;
+            launch_matvec(&mods, &mut g, kind, round_x, "_silu", jobs, None)?;
             let d = bits_differ(&[act], &[want]);
             if d > 0 {
                 return Err(format!(
@@ -111,7 +111,7 @@ fn norm_case(
                 pad: 0,
             };
             let jobs = g.jobs(&[dev(&mut y_got)]);
-            launch_matvec(&mods, &mut g, kind, round_x, "_norm", jobs, vec![arg(&nm)])?;
+            launch_matvec(&mods, &mut g, kind, round_x, "_norm", jobs, Some(nm))?;
             for (what, got, want) in [
                 ("product", &y_got, &y),
                 ("residual", &x_got, &x_want),

@@ -4,7 +4,7 @@
 
 use dlp_cuda::matvec::{shrink_chunks, LoraJobs, MatvecJobs};
 
-use crate::common::random_vec;
+use crate::common::{random_vec, to_bf16};
 use crate::emu::dev;
 use crate::lora_data::{Lora, Shape};
 
@@ -55,28 +55,20 @@ impl Group {
             loras[j].mix_slots = loras[0].mix_slots.clone();
             loras[j].mix_weights = loras[0].mix_weights.clone();
         }
-        let w: Vec<Vec<f32>> = ns
+        // bf16 weights (bit patterns for the kernels) and their values (for float64).
+        let (w, w16): (Vec<Vec<f32>>, Vec<Vec<u16>>) = ns
             .iter()
             .enumerate()
             .map(|(j, n)| {
                 let v = random_vec(n * k, seed + 100 + j as u64);
-                v.iter()
-                    .map(|x| half::bf16::from_f32(*x).to_f32())
-                    .collect()
+                v.iter().map(|x| to_bf16(*x)).unzip()
             })
-            .collect();
+            .unzip();
         Group {
             rows,
             k,
             x: random_vec(rows * k, seed + 200),
-            w16: w
-                .iter()
-                .map(|v| {
-                    v.iter()
-                        .map(|x| half::bf16::from_f32(*x).to_bits())
-                        .collect()
-                })
-                .collect(),
+            w16,
             w,
             bias: ns
                 .iter()
@@ -169,7 +161,7 @@ impl Group {
     }
 
     /// The scratch's layout for this group (fused_linears.rs: `per` by the stacks' largest
-    /// rank), with its own buffer laid out by [`Scratch::fill`].
+    /// rank), with its own buffer ([`laid_out`]).
     pub fn scratch(&self) -> Scratch {
         let k_mix = self.loras[0].shape.mix_k;
         let stacks = self.loras.iter().zip(&self.stacked).filter(|(_, s)| **s);
@@ -185,11 +177,24 @@ impl Group {
             max_rank: mr,
             jobs: self.loras.len(),
         };
-        let mut buf = vec![0f32; s.words()];
-        s.fill(&mut buf);
-        s.buf = buf;
+        s.buf = laid_out(&[&s]);
         s
     }
+}
+
+/// A scratch buffer for `layouts` (the groups of a layer share one, each with its own layout
+/// over it) as the backend leaves it between launches with its tests' poison (fused_linears.rs
+/// `poison_fused_u`): the counters zero, the rest NaN, every layout's table entries (offset 0,
+/// rank 1), so that an expand reading an entry its shrink did not write takes one NaN term and
+/// the comparison fails, rather than a wild offset.
+pub fn laid_out(layouts: &[&Scratch]) -> Vec<f32> {
+    let words = layouts.iter().map(|s| s.words()).max().unwrap_or(16);
+    let mut buf = vec![f32::NAN; words];
+    buf[..16].fill(0.0);
+    for s in layouts {
+        s.poison_tables(&mut buf);
+    }
+    buf
 }
 
 /// The fused LoRA's scratch: 16 u32 counters (4 sets), then per job the partial sums
@@ -209,19 +214,8 @@ impl Scratch {
         16 + self.jobs * self.region
     }
 
-    /// Lays out `buf` (at least [`Scratch::words`]) as the backend leaves it between
-    /// launches with its tests' poison (fused_linears.rs `poison_fused_u`): the counters zero,
-    /// the partial sums NaN, every table entry (offset 0, rank 1), so that an expand reading
-    /// an entry its shrink did not write takes one NaN term and the comparison fails.
-    pub fn fill(&self, buf: &mut [f32]) {
-        buf[..16].fill(0.0);
-        buf[16..self.words()].fill(f32::NAN);
-        self.poison_tables(buf);
-    }
-
-    /// Every entry of this layout's tables in `buf` (offset 0, rank 1); the groups of a
-    /// layer share one scratch, each with its own layout over it.
-    pub fn poison_tables(&self, buf: &mut [f32]) {
+    /// This layout's table entries in `buf`, (offset 0, rank 1) each.
+    fn poison_tables(&self, buf: &mut [f32]) {
         for z in 0..self.jobs {
             let at = 16 + z * self.region;
             let table = &mut buf[at + self.per * self.n_chunks..at + self.region];

@@ -4,7 +4,7 @@
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::common::BLOCK;
+use crate::common::{to_bf16, BLOCK};
 use crate::emu::{arg, dev, Arg, Module};
 
 /// `NO_ADAPTER` in lora.cu: a mixture entry naming no adapter.
@@ -40,11 +40,6 @@ pub struct Lora {
     pub mix_weights: Vec<f32>,
 }
 
-fn bf16_round(v: f32) -> (f32, u16) {
-    let b = half::bf16::from_f32(v);
-    (b.to_f32(), b.to_bits())
-}
-
 impl Lora {
     /// Random values for `shape` from `seed`; with `bf16`, A and B^T are bf16-representable
     /// (so the f32 and bf16 stacks hold the same values). Each segment's mixture names
@@ -55,7 +50,7 @@ impl Lora {
         let val = |rng: &mut StdRng| {
             let v: f32 = rng.random_range(-1.0..1.0);
             if bf16 {
-                bf16_round(v).0
+                to_bf16(v).0
             } else {
                 v
             }
@@ -101,8 +96,8 @@ impl Lora {
         Lora {
             shape: shape.clone(),
             max_rank: *shape.ranks.iter().max().unwrap(),
-            a16: a.iter().map(|v| bf16_round(*v).1).collect(),
-            bt16: bt.iter().map(|v| bf16_round(*v).1).collect(),
+            a16: a.iter().map(|v| to_bf16(*v).1).collect(),
+            bt16: bt.iter().map(|v| to_bf16(*v).1).collect(),
             a,
             bt,
             slot_offset,
@@ -114,25 +109,29 @@ impl Lora {
         }
     }
 
-    fn ranks(&self) -> &[usize] {
-        &self.shape.ranks
+    /// Entry `e` of token t's mixture: (row offset, rank, weight * scale), or None where it
+    /// names no adapter (lora.cu `lora_entry`).
+    fn entry(&self, t: usize, e: usize) -> Option<(usize, usize, f64)> {
+        let at = self.seg_of_token[t] as usize * self.shape.mix_k + e;
+        let slot = self.mix_slots[at];
+        (slot != NO_ADAPTER).then(|| {
+            let slot = slot as usize;
+            let ws = self.mix_weights[at] as f64 * self.slot_scale[slot] as f64;
+            (self.slot_offset[slot] as usize, self.shape.ranks[slot], ws)
+        })
     }
 
     /// u `[n_tokens, mix_k, max_rank]` in float64 (NaN where no entry writes).
     pub fn shrink_ref(&self, x: &[f32]) -> Vec<f64> {
         let (k, mr, d) = (self.shape.mix_k, self.max_rank, self.shape.in_dim);
         let mut u = vec![f64::NAN; self.shape.n_tokens * k * mr];
-        let seg_k = |t: usize| self.seg_of_token[t] as usize * k;
         for t in 0..self.shape.n_tokens {
             for e in 0..k {
-                let slot = self.mix_slots[seg_k(t) + e];
-                if slot == NO_ADAPTER {
+                let Some((off, rank, ws)) = self.entry(t, e) else {
                     continue;
-                }
-                let slot = slot as usize;
-                let ws = self.mix_weights[seg_k(t) + e] as f64 * self.slot_scale[slot] as f64;
-                for j in 0..self.ranks()[slot] {
-                    let row = &self.a[(self.slot_offset[slot] as usize + j) * d..][..d];
+                };
+                for j in 0..rank {
+                    let row = &self.a[(off + j) * d..][..d];
                     let dot: f64 = row
                         .iter()
                         .zip(&x[t * d..(t + 1) * d])
@@ -150,16 +149,13 @@ impl Lora {
         let (k, mr, n) = (self.shape.mix_k, self.max_rank, self.shape.out_dim);
         let mut out: Vec<f64> = y.iter().map(|v| *v as f64).collect();
         for t in 0..self.shape.n_tokens {
-            let s = self.seg_of_token[t] as usize;
             for e in 0..k {
-                let slot = self.mix_slots[s * k + e];
-                if slot == NO_ADAPTER {
+                let Some((off, rank, _)) = self.entry(t, e) else {
                     continue;
-                }
-                let slot = slot as usize;
-                for j in 0..self.ranks()[slot] {
+                };
+                for j in 0..rank {
                     let uj = u[(t * k + e) * mr + j] as f64;
-                    let row = &self.bt[(self.slot_offset[slot] as usize + j) * n..][..n];
+                    let row = &self.bt[(off + j) * n..][..n];
                     for (o, b) in row.iter().enumerate() {
                         out[t * n + o] += uj * *b as f64;
                     }

@@ -5,11 +5,11 @@
 //! bit for bit the fused one) and `batch-lora` (`lora_shrink_jobs` + `lora_expand_jobs`)
 //! against them, with the backend's grids (`dlp_cuda::matvec`) and scratch (group.rs).
 
-use dlp_cuda::matvec::{matvec_bucket, matvec_launch, LoraJobs, MatvecJobs};
+use dlp_cuda::matvec::{matvec_bucket, matvec_launch, LoraJobs, MatvecJobs, MatvecNorm};
 use dlp_cuda::tune::Tune;
 
-use crate::common::{bits_differ, worst, BLOCK};
-use crate::emu::{arg, dev, module, Arg, Launch, Module, Order, Runs, ORDERS};
+use crate::common::{bits_differ, worst, Runs, BLOCK};
+use crate::emu::{arg, dev, module, Launch, Module, Order, ORDERS};
 use crate::group::{Group, Scratch};
 use crate::lora_data::{segment_expand, segment_shrink};
 
@@ -98,8 +98,8 @@ pub struct MatvecCall {
     pub round_x: i32,
     pub jobs: MatvecJobs,
     pub lj: LoraJobs,
-    /// Arguments after the matvec's own (`MatvecNorm` for the `_norm` entries).
-    pub tail: Vec<Arg>,
+    /// The `_norm` entries' last argument (norm-in-matvec).
+    pub nm: Option<MatvecNorm>,
     /// `""`, `"_silu"` or `"_norm"`.
     pub fold: &'static str,
     /// Features the warps compute (a gate/up pair counts once with `_silu`).
@@ -124,7 +124,7 @@ impl MatvecCall {
         } else {
             g.ns().iter().sum()
         };
-        let (rows, k, n_chunks, tail) = (g.rows as i32, g.k as i32, s.n_chunks, vec![]);
+        let (rows, k, n_chunks, nm) = (g.rows as i32, g.k as i32, s.n_chunks, None);
         MatvecCall {
             x,
             rows,
@@ -132,7 +132,7 @@ impl MatvecCall {
             round_x,
             jobs,
             lj,
-            tail,
+            nm,
             fold,
             features,
             n_chunks,
@@ -182,7 +182,9 @@ impl MatvecCall {
         if kind != Kind::Base {
             args.push(arg(&self.lj));
         }
-        args.extend_from_slice(&self.tail);
+        if let Some(nm) = &self.nm {
+            args.push(arg(nm));
+        }
         let name = bucket(&format!("{name}{}", self.fold), self.rows as usize);
         v.push(Launch {
             name,
@@ -206,12 +208,12 @@ pub fn run_matvec(
     let mut outs: Vec<Vec<f32>> = g.ns().iter().map(|n| vec![f32::NAN; g.rows * n]).collect();
     let ptrs: Vec<u64> = outs.iter_mut().map(|o| dev(o)).collect();
     let jobs = g.jobs(&ptrs);
-    launch_matvec(mods, g, kind, round_x, "", jobs, vec![])?;
+    launch_matvec(mods, g, kind, round_x, "", jobs, None)?;
     Ok(outs)
 }
 
-/// One decode matvec of `g` (entry by `kind` and `fold`), `tail` after the matvec's own
-/// arguments, on its own scratch; the inline one must leave its counters zero.
+/// One decode matvec of `g` (entry by `kind` and `fold`; `nm` for the `_norm` entries), on
+/// its own scratch; the inline one must leave its counters zero.
 #[allow(clippy::too_many_arguments)]
 pub fn launch_matvec(
     mods: &Mods,
@@ -220,13 +222,13 @@ pub fn launch_matvec(
     round_x: i32,
     fold: &'static str,
     jobs: MatvecJobs,
-    tail: Vec<Arg>,
+    nm: Option<MatvecNorm>,
 ) -> Result<(), String> {
     let mut xx = g.x.clone();
     let mut s = g.scratch();
     let lj = g.lora_jobs(&mut s, kind == Kind::Inline);
     let mut call = MatvecCall::new(g, &s, dev(&mut xx), round_x, jobs, lj, fold);
-    call.tail = tail;
+    call.nm = nm;
     mods.m.stream(&call.launches(kind, false, &mods.tune))?;
     if !s.counters_zero() {
         return Err(format!(

@@ -6,8 +6,8 @@ use dlp_cuda::lora_tiled::{expand_grid, shrink_grid};
 
 use dlp_cuda::tune::Tune;
 
-use crate::common::{bits_differ, random_vec, worst};
-use crate::emu::{arg, dev, module, Order, Runs, ORDERS};
+use crate::common::{bits_differ, random_vec, worst, Runs};
+use crate::emu::{arg, dev, module, Order, ORDERS};
 use crate::lora_data::{segment_expand, segment_shrink, Lora, PairArgs, Shape};
 
 /// Threads of the tiled kernels' blocks.
