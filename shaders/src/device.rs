@@ -82,6 +82,9 @@ impl Variant {
     pub const PLAIN: Variant = Variant { tm: 0, f16: false };
 }
 
+/// The line of matmul.wgsl that sets the tiled kernel's rows per invocation.
+const TM_LINE: &str = "const TM: u32 = 8u;";
+
 /// The line of a weight-reading shader that names its weights' storage type.
 const WT_F32: &str = "alias WT = f32;";
 
@@ -247,10 +250,12 @@ impl Gpu {
         let mut src = crate::source(op).to_string();
         if v.tm != 0 {
             // The tiled matmul's rows-per-thread variant.
-            src = src.replace(
-                "const TM: u32 = 4u;",
-                &format!("const TM: u32 = {}u;", v.tm),
-            );
+            if !src.contains(TM_LINE) {
+                return Err(backend_err(format!(
+                    "shader {op}.wgsl has no rows-per-thread variant (no `{TM_LINE}` line)"
+                )));
+            }
+            src = src.replace(TM_LINE, &format!("const TM: u32 = {}u;", v.tm));
         }
         if v.f16 {
             // The f16-weight variant: the same shader with its weight array typed f16 (each

@@ -46,8 +46,9 @@ impl WgpuBackend {
                 self.gpu
                     .dispatch("matmul", "gemv", v, &p, &bufs, groups_1d(b.rows, 8))?;
             } else {
-                let tm = if rows <= 16 { 1 } else { 4 };
-                let g = [b.rows.div_ceil(64) as u32, rows.div_ceil(16 * tm) as u32, 1];
+                // Rows per invocation: 16 rows per workgroup for small batches, else 64.
+                let tm = if rows <= 16 { 2 } else { 8 };
+                let g = [b.rows.div_ceil(64) as u32, rows.div_ceil(8 * tm) as u32, 1];
                 let v = Variant { tm: tm as u32, f16 };
                 self.gpu.dispatch("matmul", "tiled", v, &p, &bufs, g)?;
             }

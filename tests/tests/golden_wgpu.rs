@@ -16,8 +16,9 @@ use dlp_wgpu::{AdapterPolicy, WgpuBackend, WgpuOptions};
 fn run_fixture(name: &str) {
     let made = WgpuBackend::new(AdapterPolicy::AllowSoftware);
     if let Some(b) = backend_or_skip(made, "DLP_REQUIRE_WGPU") {
-        // SmolLM2 on a software adapter: the full run took 9 minutes on lavapipe (2 cores);
-        // the reduced one (6 minutes) checks every mixture's longest case in prefill and in decode.
+        // SmolLM2 on a software adapter: the full run took 9 minutes on lavapipe (2 cores) with
+        // the matmul kernels before 2026-12; the reduced one (6 minutes then, 2.4 since) checks
+        // every mixture's longest case in prefill and in decode.
         let coverage = if name == "smollm2" && b.is_software() {
             Coverage::SoftwareReduced
         } else {
@@ -45,7 +46,7 @@ mod f16_weights {
 /// - tiny-qwen2 (bf16) and tiny-llama3 (f16): the weights are (all but 4) f16 values already,
 ///   2.2e-6 as with f32; same bound 1e-2 (they check the f16 path end to end, not rounding).
 /// - smollm2 (Q4_1 GGUF dequantised, 42% of weights changed): 2.5e-2 (logits up to ~25);
-///   bound 5e-2. Run on hardware adapters only (about two minutes on lavapipe).
+///   bound 5e-2. Run on hardware adapters only (two minutes on lavapipe, 2 cores).
 fn f16_logit_tol(name: &str) -> f32 {
     if name == "smollm2" {
         5e-2
@@ -69,7 +70,8 @@ fn run_fixture_f16(name: &str) {
         Err(e) => return skip_unless_required(&format!("no backend: {e}"), "DLP_REQUIRE_WGPU"),
     };
     if name == "smollm2" && b.is_software() {
-        // About two minutes on lavapipe (2 cores); the tiny fixtures check the same f16 path.
+        // Two minutes on lavapipe (2 cores; 120 s measured 2026-12-02); the tiny fixtures
+        // check the same f16 path.
         return dlp_tests::skip_slow_software(&format!(
             "smollm2 with f16 weights is too slow on {} (the tiny fixtures check the f16 path)",
             b.name()

@@ -258,6 +258,7 @@ pub fn cases() -> Vec<ParityCase> {
         (1, 7, 11, false),
         (3, 64, 33, true),
         (4, 300, 9, false),
+        (2, 40, 70, false),
         (5, 7, 11, true),
         (5, 7, 11, false),
         (16, 33, 65, false),
