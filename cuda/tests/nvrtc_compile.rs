@@ -2,6 +2,11 @@
 //! Needs libnvrtc only (no GPU): from the CUDA toolkit or the `nvidia-cuda-nvrtc-cu12` wheel,
 //! found through `LD_LIBRARY_PATH` or `DLP_NVRTC_LIB`. Without it the test prints `SKIPPED`,
 //! unless `DLP_REQUIRE_NVRTC=1` makes that a failure.
+//!
+//! What NVRTC returned (PTX and log) is kept under the build's target folder, keyed by the
+//! whole input (prelude, file, options, libnvrtc's version and location): a file compiles again
+//! when any of it changes, and a run with unchanged kernels reads the same answer back instead
+//! of spending three minutes of two cores on it. `DLP_NVRTC_CHECK_CACHE=off` compiles all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,7 +17,8 @@ use dlp_cuda::tune::Tune;
 /// [`dlp_cuda::nvrtc::compile_uncached`], once per (file, options) for the whole binary: the
 /// tests read the same PTX (matmul.cu with its fold entries and lora.cu for sm_90 several
 /// times each), and NVRTC takes most of this binary's time (about three minutes on two
-/// cores). A test asking for one another test is compiling waits for it.
+/// cores). A test asking for one another test is compiling waits for it. Successful
+/// compiles also come from, and go to, the check cache ([`check_cache`]).
 fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, String> {
     type Slot = Arc<OnceLock<Result<Compiled, String>>>;
     static DONE: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
@@ -25,8 +31,63 @@ fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, Strin
             .or_default()
             .clone()
     };
-    slot.get_or_init(|| dlp_cuda::nvrtc::compile_uncached(k, opts))
-        .clone()
+    slot.get_or_init(|| {
+        let file = check_cache(k, opts);
+        if let Some(c) = file.as_deref().and_then(read_cached) {
+            let first = opts.first().map(String::as_str).unwrap_or("");
+            eprintln!(
+                "{}.cu ({first}, ...): NVRTC's answer from the check cache",
+                k.name
+            );
+            return Ok(c);
+        }
+        let c = dlp_cuda::nvrtc::compile_uncached(k, opts);
+        if let (Ok(c), Some(f)) = (&c, file) {
+            write_cached(&f, c);
+        }
+        c
+    })
+    .clone()
+}
+
+/// The check cache's file for `k` compiled with `opts`: `nvrtc_compile/<file>-<key>` in the
+/// target folder, the key an FNV-1a of everything NVRTC's answer depends on. `None` with
+/// `DLP_NVRTC_CHECK_CACHE=off`. Only successes are kept (an error is always compiled again).
+fn check_cache(k: &KernelSource, opts: &[String]) -> Option<std::path::PathBuf> {
+    if std::env::var_os("DLP_NVRTC_CHECK_CACHE").is_some_and(|v| v == "off") {
+        return None;
+    }
+    let version = dlp_cuda::nvrtc::nvrtc_version();
+    let lib = std::env::var("DLP_NVRTC_LIB").unwrap_or_default();
+    let mut parts = vec![dlp_cuda::nvrtc::PRELUDE, k.src, &version, &lib];
+    parts.extend(opts.iter().map(String::as_str));
+    let key = dlp_cuda::nvrtc::fnv1a(&parts);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvrtc_compile");
+    Some(dir.join(format!("{}-{key:016x}", k.name)))
+}
+
+/// A cached compile: the log's length in bytes on the first line, then the log, then the PTX.
+fn read_cached(f: &std::path::Path) -> Option<Compiled> {
+    let text = std::fs::read_to_string(f).ok()?;
+    let (len, rest) = text.split_once('\n')?;
+    let len: usize = len.parse().ok()?;
+    let (log, ptx) = (rest.get(..len)?, rest.get(len..)?);
+    // A file cut short (a run killed while writing it) holds no entry: compile again.
+    ptx.contains(".entry").then(|| Compiled {
+        ptx: ptx.to_string(),
+        log: log.to_string(),
+    })
+}
+
+/// Stores `c` for [`read_cached`] (through a temporary file, so a reader never sees half of
+/// one); a cache that cannot be written only costs a compile next time.
+fn write_cached(f: &std::path::Path, c: &Compiled) {
+    let _ = f.parent().map(std::fs::create_dir_all);
+    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+    let text = format!("{}\n{}{}", c.log.len(), c.log, c.ptx);
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, f);
+    }
 }
 
 /// [`options`] for `file` as the tests read it: matmul.cu with its `fused-silu` and
