@@ -3,10 +3,14 @@
 //! found through `LD_LIBRARY_PATH` or `DLP_NVRTC_LIB`. Without it the test prints `SKIPPED`,
 //! unless `DLP_REQUIRE_NVRTC=1` makes that a failure.
 //!
-//! What NVRTC returned (PTX and log) is kept under the build's target folder, keyed by the
-//! whole input (prelude, file, options, libnvrtc's version and location): a file compiles again
-//! when any of it changes, and a run with unchanged kernels reads the same answer back instead
-//! of spending three minutes of two cores on it. `DLP_NVRTC_CHECK_CACHE=off` compiles all.
+//! What NVRTC returned (PTX and log) is kept under the build's target folder, keyed by
+//! everything the answer depends on: the prelude, the file, the options, the code that calls
+//! NVRTC (`cuda/src/nvrtc.rs`), libnvrtc's version and the loaded libnvrtc (path, size,
+//! modification time). A file compiles again when any of it changes; a run with unchanged
+//! kernels reads the same answer back instead of spending three minutes of two cores on it.
+//! A hit shows that this very library compiled these inputs before, not that it still can
+//! (an install whose NVRTC cannot run any more is caught with `DLP_NVRTC_CHECK_CACHE=off`,
+//! which compiles all).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -58,12 +62,37 @@ fn check_cache(k: &KernelSource, opts: &[String]) -> Option<std::path::PathBuf> 
         return None;
     }
     let version = dlp_cuda::nvrtc::nvrtc_version();
-    let lib = std::env::var("DLP_NVRTC_LIB").unwrap_or_default();
-    let mut parts = vec![dlp_cuda::nvrtc::PRELUDE, k.src, &version, &lib];
+    let libs = loaded_nvrtc_files();
+    let caller = include_str!("../src/nvrtc.rs");
+    let mut parts = vec![dlp_cuda::nvrtc::PRELUDE, k.src, caller, &version, &libs];
     parts.extend(opts.iter().map(String::as_str));
     let key = dlp_cuda::nvrtc::fnv1a(&parts);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvrtc_compile");
     Some(dir.join(format!("{}-{key:016x}", k.name)))
+}
+
+/// The libnvrtc this process has loaded (`/proc/self/maps`), as path, size and modification
+/// time: a patch release in the same place changes them. Not its builtins library, which
+/// NVRTC loads at its first compile (a key must not depend on whether one ran before it).
+fn loaded_nvrtc_files() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut files: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| {
+            p.rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with("libnvrtc.so"))
+        })
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    let id = |p: &str| {
+        let m = std::fs::metadata(p).ok();
+        let mtime = m.as_ref().and_then(|m| m.modified().ok());
+        format!("{p} {:?} {mtime:?}", m.map(|m| m.len()))
+    };
+    files.into_iter().map(id).collect::<Vec<_>>().join("\n")
 }
 
 /// A cached compile: the log's length in bytes on the first line, then the log, then the PTX.

@@ -71,7 +71,7 @@ struct Pending {
 /// `(op, entry, variant)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Variant {
-    /// The tiled matmul's rows per thread (0: as written).
+    /// The tiled matmul's rows per invocation (0: as written).
     pub tm: u32,
     /// Weights stored as f16 (`alias WT = f16;` and `enable f16;`); needs `SHADER_F16`.
     pub f16: bool,
@@ -249,10 +249,10 @@ impl Gpu {
         }
         let mut src = crate::source(op).to_string();
         if v.tm != 0 {
-            // The tiled matmul's rows-per-thread variant.
+            // The tiled matmul's rows-per-invocation variant.
             if !src.contains(TM_LINE) {
                 return Err(backend_err(format!(
-                    "shader {op}.wgsl has no rows-per-thread variant (no `{TM_LINE}` line)"
+                    "shader {op}.wgsl has no rows-per-invocation variant (no `{TM_LINE}` line)"
                 )));
             }
             src = src.replace(TM_LINE, &format!("const TM: u32 = {}u;", v.tm));

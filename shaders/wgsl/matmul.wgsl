@@ -8,8 +8,8 @@
 //
 // Why this shape: every value a shader loads costs the same on lavapipe (Mesa's Vulkan CPU
 // driver, which CI runs) whatever its address space, and an indexed private array is memory
-// there; 8x8 tiles in named accumulators load a quarter value per FMA (the 4x4 tiles in an
-// array before: half, plus the array), and a gemv lane's x values serve 4 columns. Measured
+// there; 8x8 tiles in named accumulators load a quarter value per FMA (TM = 8; the 4x4 tiles
+// in an array before: half, plus the array), and a gemv lane's x values serve 4 columns. Measured
 // on lavapipe (2 cores) against the kernels before: prefill products 1.9x, decode 4.2x faster.
 // On GPUs both are the usual shapes (64x64 tiles of 8x8; several rows per warp, no barrier in
 // the K loop).

@@ -27,7 +27,7 @@ pub enum Coverage {
     /// plain CPU runs take those kernels on SmolLM2, every tiny fixture under every rounding.
     Batched,
     /// For a software GPU adapter on a fixture too large for [`Coverage::Full`] (SmolLM2 on
-    /// lavapipe, 2 cores, with the matmul kernels before 2026-12: 9 minutes in full, 8 with
+    /// lavapipe, 2 cores, with the matmul kernels before 2026-12-02: 9 minutes in full, 8 with
     /// every case's prefill, 6 like this; 2.4 like this since): each mixture's longest case,
     /// in one batch, in prefill and in decode (every mixture, every position of the longest
     /// prompt). What is left out is recorded as a skip

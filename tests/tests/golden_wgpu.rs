@@ -17,7 +17,7 @@ fn run_fixture(name: &str) {
     let made = WgpuBackend::new(AdapterPolicy::AllowSoftware);
     if let Some(b) = backend_or_skip(made, "DLP_REQUIRE_WGPU") {
         // SmolLM2 on a software adapter: the full run took 9 minutes on lavapipe (2 cores) with
-        // the matmul kernels before 2026-12; the reduced one (6 minutes then, 2.4 since) checks
+        // the matmul kernels before 2026-12-02; the reduced one (6 minutes then, 2.4 since) checks
         // every mixture's longest case in prefill and in decode.
         let coverage = if name == "smollm2" && b.is_software() {
             Coverage::SoftwareReduced
@@ -70,7 +70,7 @@ fn run_fixture_f16(name: &str) {
         Err(e) => return skip_unless_required(&format!("no backend: {e}"), "DLP_REQUIRE_WGPU"),
     };
     if name == "smollm2" && b.is_software() {
-        // Two minutes on lavapipe (2 cores; 120 s measured 2026-12-02); the tiny fixtures
+        // Two minutes on lavapipe (2 cores; 120 s with the matmul kernels of 2026-12-02); the tiny fixtures
         // check the same f16 path.
         return dlp_tests::skip_slow_software(&format!(
             "smollm2 with f16 weights is too slow on {} (the tiny fixtures check the f16 path)",
