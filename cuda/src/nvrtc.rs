@@ -217,17 +217,23 @@ pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled,
     }
     let c = compile_uncached(k, &opts)?;
     if let Some(f) = file {
-        // A cache that cannot be written only costs a recompile next time.
-        let _ = f.parent().map(std::fs::create_dir_all);
-        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &c.ptx).is_ok() {
-            let _ = std::fs::rename(&tmp, &f);
-        }
+        write_cache_file(&f, c.ptx.as_bytes());
     }
     mem.lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(key, c.clone());
     Ok(c)
+}
+
+/// Writes a cache file `f` (and its folder) through a temporary name and a rename, so that a
+/// reader never sees half of one. Best effort: a cache that cannot be written only costs a
+/// compile next time. Also the CI compile check's cache (cuda/tests/nvrtc_compile.rs).
+pub fn write_cache_file(f: &std::path::Path, bytes: &[u8]) {
+    let _ = f.parent().map(std::fs::create_dir_all);
+    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, f);
+    }
 }
 
 /// `major.minor` of the loaded libnvrtc (part of the cache key: PTX differs between versions).

@@ -47,7 +47,8 @@ fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, Strin
         }
         let c = dlp_cuda::nvrtc::compile_uncached(k, opts);
         if let (Ok(c), Some(f)) = (&c, file) {
-            write_cached(&f, c);
+            let text = format!("{}\n{}{}", c.log.len(), c.log, c.ptx);
+            dlp_cuda::nvrtc::write_cache_file(&f, text.as_bytes());
         }
         c
     })
@@ -61,10 +62,14 @@ fn check_cache(k: &KernelSource, opts: &[String]) -> Option<std::path::PathBuf> 
     if std::env::var_os("DLP_NVRTC_CHECK_CACHE").is_some_and(|v| v == "off") {
         return None;
     }
-    let version = dlp_cuda::nvrtc::nvrtc_version();
-    let libs = loaded_nvrtc_files();
-    let caller = include_str!("../src/nvrtc.rs");
-    let mut parts = vec![dlp_cuda::nvrtc::PRELUDE, k.src, caller, &version, &libs];
+    // The library and the calling code, the same for every compile of this process.
+    static COMPILER: OnceLock<String> = OnceLock::new();
+    let compiler = COMPILER.get_or_init(|| {
+        let caller = include_str!("../src/nvrtc.rs");
+        let version = dlp_cuda::nvrtc::nvrtc_version();
+        format!("{caller}\n{version}\n{}", loaded_nvrtc_files())
+    });
+    let mut parts = vec![dlp_cuda::nvrtc::PRELUDE, k.src, compiler.as_str()];
     parts.extend(opts.iter().map(String::as_str));
     let key = dlp_cuda::nvrtc::fnv1a(&parts);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nvrtc_compile");
@@ -95,7 +100,8 @@ fn loaded_nvrtc_files() -> String {
     files.into_iter().map(id).collect::<Vec<_>>().join("\n")
 }
 
-/// A cached compile: the log's length in bytes on the first line, then the log, then the PTX.
+/// A cached compile (written with [`dlp_cuda::nvrtc::write_cache_file`]): the log's length in
+/// bytes on the first line, then the log, then the PTX.
 fn read_cached(f: &std::path::Path) -> Option<Compiled> {
     let text = std::fs::read_to_string(f).ok()?;
     let (len, rest) = text.split_once('\n')?;
@@ -106,17 +112,6 @@ fn read_cached(f: &std::path::Path) -> Option<Compiled> {
         ptx: ptx.to_string(),
         log: log.to_string(),
     })
-}
-
-/// Stores `c` for [`read_cached`] (through a temporary file, so a reader never sees half of
-/// one); a cache that cannot be written only costs a compile next time.
-fn write_cached(f: &std::path::Path, c: &Compiled) {
-    let _ = f.parent().map(std::fs::create_dir_all);
-    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-    let text = format!("{}\n{}{}", c.log.len(), c.log, c.ptx);
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, f);
-    }
 }
 
 /// [`options`] for `file` as the tests read it: matmul.cu with its `fused-silu` and

@@ -170,7 +170,8 @@ fn gemv(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let lane = lid % 32u;
-    let col0 = (wid.x + wid.y * nwg.x) * 8u + (lid / 32u) * GC;
+    let wg_col0 = (wid.x + wid.y * nwg.x) * 8u;
+    let col0 = wg_col0 + (lid / 32u) * GC;
     // Columns past the block read its last row (in bounds) and are never stored.
     var base: array<u32, GC>;
     for (var j = 0u; j < GC; j++) {
@@ -205,7 +206,7 @@ fn gemv(
             for (var l = 0u; l < 32u; l++) {
                 s += red[lid * 32u + l];
             }
-            store1(r, (wid.x + wid.y * nwg.x) * 8u + c, s);
+            store1(r, wg_col0 + c, s);
         }
     }
 }
