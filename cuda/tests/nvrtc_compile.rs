@@ -13,6 +13,7 @@
 //! which compiles all).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dlp_cuda::nvrtc::{options, probe, Compiled, KernelSource, MATVEC_FOLDS_DEFINE, SOURCES};
@@ -53,6 +54,24 @@ fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Compiled, Strin
         c
     })
     .clone()
+}
+
+/// Compiles `jobs` on two threads, in the given order (longest first), before a test reads
+/// them one by one ([`compile_uncached`] keeps every answer, errors too, for those reads).
+/// One NVRTC compile uses one core: tests compiling their variants in turn left a core idle
+/// behind the longest (with an empty cache, 147 s of wall time for 198 s of CPU on two cores;
+/// 100 s with this).
+fn prefetch(jobs: &[(&KernelSource, Vec<String>)]) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while let Some((k, opts)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let _ = compile_uncached(k, opts);
+                }
+            });
+        }
+    });
 }
 
 /// The check cache's file for `k` compiled with `opts`: `nvrtc_compile/<file>-<key>` in the
@@ -176,34 +195,40 @@ fn every_kernel_compiles_for_sm80_and_sm90() {
     if nvrtc_missing() {
         return;
     }
-    let mut failures = Vec::new();
+    let mut jobs = Vec::new();
     for arch in ["sm_80", "sm_90"] {
         for k in &SOURCES {
+            jobs.push((arch, k, options_for(k.name, arch)));
             // matmul.cu also without the fold entries: the module a default backend loads.
-            let mut variants = vec![options_for(k.name, arch)];
             if k.name == "matmul" {
-                variants.push(options(arch));
+                jobs.push((arch, k, options(arch)));
             }
-            for opts in variants {
-                match compile_uncached(k, &opts) {
-                    Ok(c) if c.log.is_empty() => {
-                        assert!(
-                            c.ptx.contains(".entry"),
-                            "{}.cu for {arch}: no kernel in the PTX",
-                            k.name
-                        );
-                        eprintln!(
-                            "ok: {}.cu for {arch} ({} bytes of PTX)",
-                            k.name,
-                            c.ptx.len()
-                        );
-                    }
-                    Ok(c) => {
-                        failures.push(format!("{}.cu for {arch}: warnings:\n{}", k.name, c.log))
-                    }
-                    Err(e) => failures.push(e),
-                }
+        }
+    }
+    jobs.sort_by_key(|(_, k, _)| std::cmp::Reverse(k.src.len()));
+    prefetch(
+        &jobs
+            .iter()
+            .map(|(_, k, o)| (*k, o.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let mut failures = Vec::new();
+    for (arch, k, opts) in &jobs {
+        match compile_uncached(k, opts) {
+            Ok(c) if c.log.is_empty() => {
+                assert!(
+                    c.ptx.contains(".entry"),
+                    "{}.cu for {arch}: no kernel in the PTX",
+                    k.name
+                );
+                eprintln!(
+                    "ok: {}.cu for {arch} ({} bytes of PTX)",
+                    k.name,
+                    c.ptx.len()
+                );
             }
+            Ok(c) => failures.push(format!("{}.cu for {arch}: warnings:\n{}", k.name, c.log)),
+            Err(e) => failures.push(e),
         }
     }
     assert!(failures.is_empty(), "NVRTC:\n{}", failures.join("\n"));
@@ -220,14 +245,25 @@ fn matvec_compiles_with_the_tuning_knobs() {
         return;
     }
     let matmul = source("matmul");
-    for knobs in [
-        "matvec_unroll=1",
-        "matvec_blocks_per_sm=4",
-        "matvec_warps=32",
-        "matvec_unroll=16,matvec_warps=4,matvec_min_blocks=8",
-    ] {
+    let knob_opts = |knobs: &str| {
         let mut opts = options("sm_90");
         opts.extend(Tune::parse(knobs).expect("valid knobs").defines());
+        opts
+    };
+    // The longest compile first (about 57 s of one core for the first; 10 to 30 s the rest).
+    let all = [
+        "matvec_unroll=16,matvec_warps=4,matvec_min_blocks=8",
+        "matvec_blocks_per_sm=4",
+        "matvec_unroll=1",
+        "matvec_warps=32",
+    ];
+    let mut folds = knob_opts("matvec_warps=32");
+    folds.push(MATVEC_FOLDS_DEFINE.into());
+    let mut jobs: Vec<_> = all.iter().map(|knobs| (matmul, knob_opts(knobs))).collect();
+    jobs.insert(1, (matmul, folds));
+    prefetch(&jobs);
+    for knobs in all {
+        let mut opts = knob_opts(knobs);
         let c = compile_uncached(matmul, &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
         assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
         // Without MATVEC_FOLDS_DEFINE: the 12 entries of the default module, no fold entry.
@@ -276,9 +312,13 @@ fn tiled_lora_compiles_with_its_tuning_knob() {
     if nvrtc_missing() {
         return;
     }
-    for knobs in ["tiled_rows=1", "tiled_rows=4", "tiled_rows=8"] {
+    let all = ["tiled_rows=1", "tiled_rows=4", "tiled_rows=8"].map(|knobs| {
         let mut opts = options("sm_90");
         opts.extend(Tune::parse(knobs).expect("valid knobs").defines());
+        (knobs, opts)
+    });
+    prefetch(&all.clone().map(|(_, opts)| (source("lora"), opts)));
+    for (knobs, opts) in all {
         let c = compile_uncached(source("lora"), &opts).unwrap_or_else(|e| panic!("{knobs}: {e}"));
         assert!(c.log.is_empty(), "{knobs}: warnings:\n{}", c.log);
         for e in ["lora_shrink_tiled", "lora_shrink_tiled_bf16"] {
@@ -297,6 +337,7 @@ fn sgmv_kernels_use_tf32_tensor_cores() {
         return;
     }
     let lora = source("lora");
+    prefetch(&["sm_90", "sm_80", "sm_75"].map(|arch| (lora, options(arch))));
     for arch in ["sm_80", "sm_90"] {
         let ptx = compile_uncached(lora, &options(arch)).unwrap().ptx;
         for want in [
@@ -330,6 +371,11 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     let matmul = source("matmul");
     // The backend loads the shrink from lora.cu's module.
     let lora = source("lora");
+    prefetch(&[
+        (matmul, options_for("matmul", "sm_90")),
+        (matmul, options_for("matmul", "sm_80")),
+        (lora, options("sm_90")),
+    ]);
     let ptx = compile_uncached(lora, &options("sm_90")).unwrap().ptx;
     assert!(entry(&ptx, "lora_shrink_jobs").contains("griddepcontrol.launch_dependents"));
     let ptx = compile_uncached(matmul, &options_for("matmul", "sm_90"))
@@ -366,7 +412,12 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     if nvrtc_missing() {
         return;
     }
-    for (file, entries) in [
+    let pdl = || {
+        let mut opts = options("sm_90");
+        opts.push("-DDLP_PDL".into());
+        opts
+    };
+    let files = [
         ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
         ("silu_mul", &["silu_mul"][..]),
         ("add", &["add"][..]),
@@ -395,10 +446,15 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
                 "attention_combine",
             ][..],
         ),
-    ] {
+    ];
+    let mut jobs = vec![(source("matmul"), options_for("matmul", "sm_90"))];
+    for (file, _) in &files {
+        jobs.extend([(source(file), pdl()), (source(file), options("sm_90"))]);
+    }
+    prefetch(&jobs);
+    for (file, entries) in files {
         let k = source(file);
-        let mut opts = options("sm_90");
-        opts.push("-DDLP_PDL".into());
+        let opts = pdl();
         let with = compile_uncached(k, &opts).unwrap();
         assert!(with.log.is_empty(), "{file}.cu with DLP_PDL: {}", with.log);
         for e in entries {

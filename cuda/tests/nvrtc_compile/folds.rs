@@ -14,6 +14,12 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
     if nvrtc_missing() {
         return;
     }
+    let mut opts = options_for("matmul", "sm_90");
+    opts.push("-DDLP_PDL".into());
+    prefetch(&[
+        (source("matmul"), opts.clone()),
+        (source("matmul"), options_for("matmul", "sm_90")),
+    ]);
     let ptx = ptx_sm90("matmul");
     let mut silu = 0;
     for name in entries(&ptx, "matvec_bf16_") {
@@ -30,8 +36,6 @@ fn fused_silu_matvecs_apply_the_activation_and_the_others_do_not() {
         }
     }
     assert_eq!(silu, 12, "three kinds of silu entry in four row buckets");
-    let mut opts = options_for("matmul", "sm_90");
-    opts.push("-DDLP_PDL".into());
     let pdl = compile_uncached(source("matmul"), &opts).unwrap().ptx;
     let mut released = 0;
     for name in entries(&pdl, "matvec_bf16_") {
