@@ -227,7 +227,7 @@ pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled,
 
 /// Writes a cache file `f` (and its folder) through a temporary name and a rename, so that a
 /// reader never sees half of one. Best effort: a cache that cannot be written only costs a
-/// compile next time. Also the CI compile check's cache (cuda/tests/nvrtc_compile.rs).
+/// compile next time. Also the CI compile check's cache (cuda/tests/nvrtc_compile/cache.rs).
 pub fn write_cache_file(f: &std::path::Path, bytes: &[u8]) {
     let _ = f.parent().map(std::fs::create_dir_all);
     let tmp = f.with_extension(format!("tmp{}", std::process::id()));
