@@ -226,6 +226,12 @@ impl WithBackend for &BenchArgs {
         if new_tokens < 2 || rounds == 0 {
             bail!("--new-tokens must be at least 2 and --rounds at least 1");
         }
+        if let Some(p) = &args.json {
+            crate::common::check_output_path("--json", p, false)?;
+        }
+        if let Some(p) = &args.plot {
+            crate::common::check_output_path("--plot", p, true)?;
+        }
         let mut loaded: Loaded<B> = load(backend, &args.model)?;
         let synthetic = args
             .synthetic_adapters
@@ -264,9 +270,12 @@ impl WithBackend for &BenchArgs {
         let rendered = render_prompt(tok, chat, None, Some(text), None)?;
         let (ids, starts) = encode_prompt(tok, &rendered)?;
         let routing = bench_routing(args, tok, &names)?;
-        if let Some(&k) = args.fused.iter().find(|&&k| k > adapters.len() || k == 0) {
+        if args.fused.contains(&0) {
+            bail!("--fused 0: each K (adapters fused) must be at least 1");
+        }
+        if let Some(&k) = args.fused.iter().find(|&&k| k > adapters.len()) {
             bail!(
-                "--fused {k}: needs {k} adapters and {} are loaded (add --synthetic-adapters {k}; K is at least 1)",
+                "--fused {k}: needs {k} adapters and {} are loaded (add --synthetic-adapters {k})",
                 adapters.len()
             );
         }

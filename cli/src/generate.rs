@@ -87,7 +87,8 @@ pub struct GenerateArgs {
     )]
     pub prompt: Option<String>,
     /// Many prompts, run as one batch: a JSONL file of objects with `prompt` (text) or
-    /// `messages` (chat), and optionally `mix` (`{"name": weight}` or "name=w,...").
+    /// `messages` (chat), and optionally `mix` (`{"name": weight}` or "name=w,..."); the
+    /// sampling flags apply to every line (other fields are refused).
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
     #[command(flatten)]
@@ -99,7 +100,8 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub json: bool,
     /// Most tokens per forward pass while prefilling (longer prompts are chunked).
-    #[arg(long, default_value_t = DEFAULT_STEP_TOKENS)]
+    #[arg(long, default_value_t = DEFAULT_STEP_TOKENS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub step_tokens: usize,
 }
 
@@ -154,8 +156,20 @@ pub(crate) fn parse_prompts(
         let at = || format!("{}:{}", path.display(), i + 1);
         let v: Value =
             serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
-        if !v.is_object() {
+        let Some(obj) = v.as_object() else {
             bail!("{}: expected a JSON object, found {v}", at());
+        };
+        // Sampling settings come from the flags for the whole batch: a per-line
+        // `max_tokens` or `temperature` would otherwise be silently ignored.
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !["prompt", "messages", "mix"].contains(&k.as_str()))
+        {
+            bail!(
+                "{}: unknown field `{k}`: a line has `prompt` or `messages`, and optionally `mix` \
+                 (sampling settings such as --max-tokens apply to the whole batch)",
+                at()
+            );
         }
         let explicit_mix = !matches!(v.get("mix"), None | Some(Value::Null));
         let mix = match v.get("mix") {
@@ -174,15 +188,39 @@ pub(crate) fn parse_prompts(
                 .collect::<Result<_>>()?,
             Some(o) => bail!("{}: `mix` must be an object or a string, found {o}", at()),
         };
-        let messages = match v.get("messages") {
+        let messages: Option<Vec<ChatMessage>> = match v.get("messages") {
             Some(m) => Some(serde_json::from_value(m.clone()).with_context(|| {
                 format!("{}: `messages` must be a list of {{role, content}}", at())
             })?),
             None => None,
         };
-        let text = v.get("prompt").and_then(|p| p.as_str()).map(String::from);
-        if text.is_none() && messages.is_none() {
-            bail!("{}: expected a `prompt` string or a `messages` list", at());
+        if let Some(ms) = &messages {
+            if ms.is_empty() {
+                bail!("{}: `messages` is empty", at());
+            }
+            for (j, m) in ms.iter().enumerate() {
+                let has_content = matches!(
+                    m.fields().get("content"),
+                    Some(Value::String(_) | Value::Array(_))
+                );
+                if !has_content && !m.fields().contains_key("tool_calls") {
+                    bail!(
+                        "{}: `messages[{j}].content` must be a string or a list of text parts",
+                        at()
+                    );
+                }
+            }
+        }
+        let text = match v.get("prompt") {
+            None => None,
+            Some(Value::String(p)) if p.is_empty() => bail!("{}: `prompt` is empty", at()),
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(o) => bail!("{}: `prompt` must be a string, found {o}", at()),
+        };
+        match (&text, &messages) {
+            (None, None) => bail!("{}: expected a `prompt` string or a `messages` list", at()),
+            (Some(_), Some(_)) => bail!("{}: give `prompt` or `messages`, not both", at()),
+            _ => {}
         }
         out.push(Prompt {
             text,
@@ -318,5 +356,54 @@ impl WithBackend for &GenerateArgs {
         }
         tracing::info!(decode_tps, prefill_tps, "done");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_prompts;
+    use std::path::Path;
+
+    fn error_of(line: &str) -> String {
+        let text = format!("{{\"prompt\": \"ok\"}}\n{line}\n");
+        match parse_prompts(&text, Path::new("p.jsonl"), &[], false) {
+            Ok(_) => panic!("{line} was accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_named_with_their_line_number() {
+        for (line, want) in [
+            (
+                r#"{"prompt": "hi", "max_tokens": 1}"#,
+                "unknown field `max_tokens`",
+            ),
+            (
+                r#"{"prompt": "hi", "messages": [{"role": "user", "content": "x"}]}"#,
+                "not both",
+            ),
+            (r#"{"messages": []}"#, "`messages` is empty"),
+            (
+                r#"{"messages": [{"role": "user"}]}"#,
+                "`messages[0].content` must be",
+            ),
+            (r#"{"prompt": ""}"#, "`prompt` is empty"),
+            (r#"{"prompt": 3}"#, "`prompt` must be a string, found 3"),
+            (
+                r#"{"mix": {"a": 1}}"#,
+                "expected a `prompt` string or a `messages` list",
+            ),
+        ] {
+            let e = error_of(line);
+            assert!(
+                e.starts_with("p.jsonl:2: ") && e.contains(want),
+                "{line}: {e}"
+            );
+        }
+        let ok = "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"a\"}]}], \"mix\": \"x=1\"}";
+        let p = parse_prompts(ok, Path::new("p.jsonl"), &[], false).unwrap();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].explicit_mix);
     }
 }

@@ -11,7 +11,7 @@ use dlp_router::extend::{FeatureStats, STATS_FILE};
 use dlp_router::metrics::{default_families, evaluate, truth_indices, Family};
 use dlp_router::segment::split_sentences;
 use dlp_router::train::{train, TrainConfig, TrainDevice};
-use dlp_router::{Router, SelectConfig};
+use dlp_router::{Router, RouterError, SelectConfig};
 
 /// Tokenizer used when `--tokenizer` is not given, relative to the working directory: the
 /// SmolLM2 tokenizer of the shared fixtures beside a checkout.
@@ -203,6 +203,43 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     if let Some(dir) = &args.extend {
         return crate::router_extend::extend_router(args, dir);
     }
+    let cfg = TrainConfig {
+        embed_dim: args.embed_dim,
+        hidden: args.hidden.clone(),
+        max_tokens: args.max_tokens,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        dropout: args.dropout,
+        token_dropout: args.token_dropout,
+        chunk_prob: args.chunk_prob,
+        patience: args.patience,
+        seed: args.seed,
+        calibrate: !args.no_calibrate,
+        device: match args.device {
+            RouterDevice::Ndarray => TrainDevice::Ndarray,
+            RouterDevice::Wgpu => TrainDevice::Wgpu,
+        },
+        progress: !args.quiet,
+    };
+    // Flags are checked before any data is read; the library names its fields, the flags are
+    // the same words with dashes.
+    if let Err(RouterError::Config {
+        field,
+        expected,
+        got,
+    }) = cfg.check()
+    {
+        let flag = field.replace('_', "-");
+        bail!("train-router: --{flag} must be {expected}, got {got}");
+    }
+    if !(args.dev_fraction > 0.0 && args.dev_fraction < 1.0) {
+        bail!(
+            "train-router: --dev-fraction must be in (0, 1), got {}",
+            args.dev_fraction
+        );
+    }
     let fields = Fields {
         text: args.text_field.clone(),
         label: args.label_field.clone(),
@@ -236,26 +273,6 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         dev_files.len(),
         tokenizer_path.display()
     );
-    let cfg = TrainConfig {
-        embed_dim: args.embed_dim,
-        hidden: args.hidden.clone(),
-        max_tokens: args.max_tokens,
-        epochs: args.epochs,
-        batch_size: args.batch_size.max(1),
-        lr: args.lr,
-        weight_decay: args.weight_decay,
-        dropout: args.dropout,
-        token_dropout: args.token_dropout,
-        chunk_prob: args.chunk_prob,
-        patience: args.patience.max(1),
-        seed: args.seed,
-        calibrate: !args.no_calibrate,
-        device: match args.device {
-            RouterDevice::Ndarray => TrainDevice::Ndarray,
-            RouterDevice::Wgpu => TrainDevice::Wgpu,
-        },
-        progress: !args.quiet,
-    };
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
     // What a later `--extend` needs of this training: per-label feature statistics.
     let stats = FeatureStats::compute(&outcome.router, &train_set)?;

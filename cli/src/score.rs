@@ -8,7 +8,7 @@ use dlp_engine::generate::{score_batch, ScoreInput, ScoreMode, DEFAULT_STEP_TOKE
 use dlp_engine::Backend;
 use safetensors::{tensor::TensorView, Dtype};
 
-use crate::common::{load, mixture, parse_mix, ModelArgs, WithBackend};
+use crate::common::{check_output_path, load, mixture, parse_mix, ModelArgs, WithBackend};
 
 /// How the tokens are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,25 +42,34 @@ pub struct ScoreArgs {
 /// Parses `1,2,3` or `[1, 2, 3]`.
 pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
     let s = s.trim().trim_start_matches('[').trim_end_matches(']');
-    let ids = s
-        .split(',')
+    if s.trim().is_empty() {
+        bail!("--ids: no token ids given");
+    }
+    s.split(',')
         .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
+            if p.is_empty() {
+                bail!("--ids: element {} is empty (`1,,2`?)", i + 1);
+            }
             p.parse::<u32>()
                 .with_context(|| format!("--ids: `{p}` is not a token id (a non-negative integer)"))
         })
-        .collect::<Result<Vec<_>>>()?;
-    if ids.is_empty() {
-        bail!("--ids: no token ids given");
-    }
-    Ok(ids)
+        .collect()
 }
 
 impl WithBackend for &ScoreArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let ids = parse_ids(&self.ids)?;
+        check_output_path("--out", &self.out, false)?;
+        let model_path = self.model.model_path()?;
+        if same_file(&self.out, &model_path) {
+            bail!(
+                "--out {} is the model file; name another file for the logits",
+                self.out.display()
+            );
+        }
         let named = self
             .mix
             .as_deref()
@@ -83,9 +92,27 @@ impl WithBackend for &ScoreArgs {
             segments: vec![(0, mix)],
         };
         let logits = score_batch(model, &[input], mode, DEFAULT_STEP_TOKENS)?.remove(0);
+        if let Some(i) = logits.iter().position(|l| !l.is_finite()) {
+            bail!(
+                "the logits of position {} are not finite ({}): the forward pass overflowed; \
+                 check the mixture's weights (far from 1?) and the model's weights and config \
+                 (nothing written)",
+                i / vocab,
+                logits[i]
+            );
+        }
         let bytes: &[u8] = bytemuck::cast_slice(&logits);
         let view = TensorView::new(Dtype::F32, vec![ids.len(), vocab], bytes)?;
-        safetensors::serialize_to_file([("logits", view)], None, &self.out)
+        // Written beside the target and renamed over it: a failed write leaves any earlier
+        // file whole.
+        let tmp = self
+            .out
+            .with_extension(format!("tmp-{}", std::process::id()));
+        safetensors::serialize_to_file([("logits", view)], None, &tmp)
+            .and_then(|()| std::fs::rename(&tmp, &self.out).map_err(Into::into))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
             .with_context(|| format!("writing {}", self.out.display()))?;
         eprintln!(
             "wrote logits [{}, {vocab}] to {}",
@@ -93,5 +120,13 @@ impl WithBackend for &ScoreArgs {
             self.out.display()
         );
         Ok(())
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (through links and `..`).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }

@@ -367,6 +367,49 @@ fn bad_input_exits_non_zero_with_a_message() {
         ],
         &["adapter `x`", "shape"],
     );
+    // A weight that overflows the forward pass: an error, not an empty answer.
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &qv,
+            "--mix",
+            "qv=3e38",
+            "--max-tokens",
+            "3",
+            "--prompt",
+            "hi",
+        ],
+        &["no finite logit", "mixture"],
+    );
+    // Router hyper-parameters are checked before any data is read (burn would panic on these).
+    for (flag, value, want) in [
+        ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),
+        ("--hidden", "384,0", "--hidden must be widths of at least 1"),
+        ("--lr", "-1", "--lr must be finite and > 0, got -1"),
+        (
+            "--dev-fraction",
+            "0",
+            "--dev-fraction must be in (0, 1), got 0",
+        ),
+    ] {
+        let arg = format!("{flag}={value}");
+        fails_with(
+            &[
+                "train-router",
+                "--data",
+                "no/such/data",
+                "--out",
+                "no/out",
+                &arg,
+            ],
+            &[want],
+        );
+    }
 }
 
 /// `--router DIR --route-by sentence`: a router trained on the demo labels (named after the

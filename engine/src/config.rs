@@ -288,6 +288,19 @@ impl ModelConfig {
         if self.hidden_size == 0 || self.vocab_size == 0 || self.num_layers == 0 {
             return bad("hidden_size, vocab_size and num_hidden_layers must be > 0".into());
         }
+        // Either one out of range turns every logit NaN, which would otherwise load fine.
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            return bad(format!(
+                "rms_norm_eps (GGUF: *.attention.layer_norm_rms_epsilon) = {} must be finite and >= 0",
+                self.rms_norm_eps
+            ));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad(format!(
+                "rope_theta (GGUF: *.rope.freq_base) = {} must be finite and > 0",
+                self.rope_theta
+            ));
+        }
         Ok(self)
     }
 }

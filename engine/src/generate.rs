@@ -241,6 +241,9 @@ pub enum FinishReason {
     Stop,
     /// The context (KV capacity) is full.
     Context,
+    /// No token had a usable logit (all NaN or `-inf`): the forward pass overflowed (a broken
+    /// model, or a mixture weight far from 1). Not a normal end: callers report it as an error.
+    NonFinite,
 }
 
 /// The result of one request.
@@ -314,6 +317,9 @@ pub fn generate<B: Backend>(
             Event::PromptLogits { .. } => Ok(Control::Continue),
         })?;
         for (id, out) in report.finished {
+            if out.finish == FinishReason::NonFinite {
+                return Err(non_finite(&format!("request {id}"), out.tokens.len()));
+            }
             outputs[id as usize] = Some(out);
         }
     }
@@ -322,4 +328,14 @@ pub fn generate<B: Backend>(
         .map(|o| o.expect("every request finishes before the scheduler idles"))
         .collect();
     Ok((outputs, sched.stats.clone()))
+}
+
+/// The error for a sequence (`who`: "request 3") that ended with [`FinishReason::NonFinite`]
+/// after `generated` tokens.
+pub fn non_finite(who: &str, generated: usize) -> Error {
+    Error::invalid(format!(
+        "{who}: no finite logit at generated token {generated} (every logit NaN or \
+         -inf): the forward pass overflowed; check the mixture's weights (far from 1?) and the \
+         model's weights and config"
+    ))
 }

@@ -4,7 +4,7 @@
 //!
 //! Non-finite logits: NaN is treated as `-inf` (never chosen while any other token is); `+inf` is
 //! treated as the largest finite `f32` (so such tokens win, and share the mass if several). When no
-//! token has a usable logit (all NaN / `-inf`), token 0 is returned.
+//! token has a usable logit (all NaN / `-inf`), `try_sample` returns `None` (`sample` token 0).
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -198,9 +198,21 @@ impl Sampler {
     /// computed in f32 with the max subtracted and summed in f64; tokens whose probability
     /// underflows f32 (below `e^-104` of the best) are skipped.
     ///
+    /// When no token has a usable logit (all NaN or `-inf`), token 0; [`Sampler::try_sample`]
+    /// says so instead.
+    ///
     /// # Panics
     /// If `logits` is empty.
     pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
+        self.try_sample(logits, context).unwrap_or(0)
+    }
+
+    /// [`Sampler::sample`], but `None` when no token has a usable logit (all NaN or `-inf`: the
+    /// forward pass overflowed), which a caller must not pass off as a token.
+    ///
+    /// # Panics
+    /// If `logits` is empty.
+    pub fn try_sample(&mut self, logits: &[f32], context: &[u32]) -> Option<u32> {
         assert!(!logits.is_empty(), "Sampler::sample: empty logits");
         let p = &self.params;
         let work = &mut self.work;
@@ -216,10 +228,10 @@ impl Sampler {
         }
         let max = sanitize_max(work);
         if max == f32::NEG_INFINITY {
-            return 0; // no usable logit at all
+            return None; // no usable logit at all
         }
         if p.temperature.is_nan() || p.temperature <= 0.0 {
-            return work.iter().position(|&l| l == max).unwrap_or(0) as u32;
+            return Some(work.iter().position(|&l| l == max).unwrap_or(0) as u32);
         }
 
         let temp = p.temperature;
@@ -256,10 +268,11 @@ impl Sampler {
         for &(id, q) in cand.iter() {
             acc += f64::from(q);
             if r < acc {
-                return id;
+                return Some(id);
             }
         }
-        cand.last().map_or(0, |c| c.0)
+        // The best token is always a candidate, so `cand` is not empty.
+        Some(cand.last().map_or(0, |c| c.0))
     }
 }
 
@@ -472,6 +485,12 @@ mod tests {
         assert_eq!(g.sample(&[nan, 1.0, 0.5], &[]), 1);
         assert_eq!(g.sample(&[-1.0, nan, -3.0], &[]), 0);
         assert_eq!(g.sample(&[nan, nan], &[]), 0);
+        assert_eq!(g.try_sample(&[nan, -inf], &[]), None);
+        assert_eq!(g.try_sample(&[nan, -inf, -3.0], &[]), Some(2));
+        assert_eq!(
+            Sampler::new(sp(1.0, |_| ())).try_sample(&[nan, nan], &[]),
+            None
+        );
         assert_eq!(g.sample(&[1.0, inf, f32::MAX], &[]), 1);
         let hot = sp(1.0, |_| ());
         assert_eq!(support(&hot, &[nan, 1.0, nan, 0.0]), BTreeSet::from([1, 3]));

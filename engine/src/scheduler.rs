@@ -442,8 +442,7 @@ impl<B: Backend> Scheduler<B> {
             let mut finish = None;
             if r.max_tokens == 0 {
                 finish = Some(FinishReason::Length);
-            } else {
-                let id = r.sampler.sample(logits, &r.seq.tokens);
+            } else if let Some(id) = r.sampler.try_sample(logits, &r.seq.tokens) {
                 report.sampled += 1;
                 if !has_prompt {
                     self.stats.decode_tokens += 1;
@@ -473,6 +472,8 @@ impl<B: Backend> Scheduler<B> {
                         }
                     }
                 }
+            } else {
+                finish = Some(FinishReason::NonFinite);
             }
             if let Some(f) = finish {
                 let r = self.slots[row.slot].take().expect("checked above");

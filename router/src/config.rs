@@ -108,10 +108,21 @@ impl RouterConfig {
                 msg: format!("format is {:?}, this build reads {FORMAT:?}", cfg.format),
             });
         }
-        if cfg.labels.is_empty() {
+        // A zero width or token limit would route every text the same way (the mean of no
+        // tokens), not fail.
+        let zero = if cfg.labels.is_empty() {
+            Some("labels: none")
+        } else if cfg.max_tokens == 0 {
+            Some("max_tokens is 0 (a router reads at least 1 token)")
+        } else if cfg.embed_dim == 0 || cfg.vocab_size == 0 || cfg.hidden.contains(&0) {
+            Some("a layer width (vocab_size, embed_dim or hidden) is 0")
+        } else {
+            None
+        };
+        if let Some(msg) = zero {
             return Err(RouterError::Json {
                 path: path.display().to_string(),
-                msg: "no labels".into(),
+                msg: msg.into(),
             });
         }
         Ok(cfg)

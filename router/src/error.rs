@@ -33,6 +33,16 @@ pub enum RouterError {
     /// Training or evaluation data is unusable (no examples, unknown labels, ...).
     #[error("data: {0}")]
     Data(String),
+    /// A hyper-parameter is out of its range.
+    #[error("{field} must be {expected}, got {got}")]
+    Config {
+        /// The [`crate::train::TrainConfig`] field (the CLI flag with `_` for `-`).
+        field: &'static str,
+        /// The range expected.
+        expected: &'static str,
+        /// The value given.
+        got: String,
+    },
     /// Training failed (backend unavailable, diverged, ...).
     #[error("training: {0}")]
     Train(String),

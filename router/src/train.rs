@@ -97,6 +97,67 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Checks every hyper-parameter's range before any data is read, so a bad value is an
+    /// error naming it (burn asserts on some of them, and others train a useless router).
+    ///
+    /// # Errors
+    /// [`RouterError::Config`] naming the first field out of range, the range expected and the
+    /// value given.
+    pub fn check(&self) -> Result<(), RouterError> {
+        let bad = |field, expected, got| {
+            Err(RouterError::Config {
+                field,
+                expected,
+                got,
+            })
+        };
+        if self.embed_dim == 0 {
+            return bad("embed_dim", "at least 1", "0".into());
+        }
+        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+            return bad(
+                "hidden",
+                "widths of at least 1",
+                format!("0 at position {}", i + 1),
+            );
+        }
+        if self.max_tokens == 0 {
+            return bad("max_tokens", "at least 1", "0".into());
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "at least 1", "0".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "at least 1", "0".into());
+        }
+        if self.patience == 0 {
+            return bad("patience", "at least 1", "0".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", "finite and > 0", self.lr.to_string());
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                "finite and >= 0",
+                self.weight_decay.to_string(),
+            );
+        }
+        // burn's Dropout asserts 0 <= p < 1.
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", "in [0, 1)", self.dropout.to_string());
+        }
+        if !(0.0..1.0).contains(&self.token_dropout) {
+            return bad("token_dropout", "in [0, 1)", self.token_dropout.to_string());
+        }
+        if !(0.0..=1.0).contains(&self.chunk_prob) {
+            return bad("chunk_prob", "in [0, 1]", self.chunk_prob.to_string());
+        }
+        Ok(())
+    }
+}
+
 /// One epoch's numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochLog {
@@ -228,6 +289,7 @@ pub fn train(
     dev: &[Example],
     cfg: &TrainConfig,
 ) -> Result<TrainOutcome, RouterError> {
+    cfg.check()?;
     let start = Instant::now();
     let labels = labels_of(train);
     if train.is_empty() || dev.is_empty() {

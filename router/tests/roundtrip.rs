@@ -99,4 +99,24 @@ fn router_dir_round_trip() {
     }
     // Surrounding whitespace does not change what the router sees.
     assert_eq!(loaded.probs(&["Which planet has rings?"])[0], a[1]);
+    // A router.json that would route every text the same way is refused at load.
+    let json_path = dir.join("router.json");
+    let good = std::fs::read_to_string(&json_path).unwrap();
+    for (field, zero, want) in [
+        ("max_tokens", "64", "max_tokens is 0"),
+        ("embed_dim", "8", "a layer width"),
+    ] {
+        let bad = good.replacen(
+            &format!("\"{field}\": {zero}"),
+            &format!("\"{field}\": 0"),
+            1,
+        );
+        assert_ne!(bad, good, "{field} not found in router.json");
+        std::fs::write(&json_path, bad).unwrap();
+        let e = Router::load(dir)
+            .err()
+            .unwrap_or_else(|| panic!("a zero {field} loads"));
+        let e = e.to_string();
+        assert!(e.contains("router.json") && e.contains(want), "{e}");
+    }
 }

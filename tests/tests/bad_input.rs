@@ -464,6 +464,17 @@ fn catalogue_of_bad_files() {
             serde_json::json!(0),
             &["sliding_window", "positive integer"],
         ),
+        // Values that load but would make every logit NaN.
+        (
+            "rms_norm_eps",
+            serde_json::json!(-1.0),
+            &["rms_norm_eps", "= -1 must be finite and >= 0"],
+        ),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_type": "default", "rope_theta": 0}),
+            &["rope_theta", "= 0 must be finite and > 0"],
+        ),
         (
             "layer_types",
             serde_json::json!(["full_attention"]),

@@ -172,9 +172,15 @@ pub fn compose(
     n: usize,
     seed: u64,
 ) -> Result<Vec<Composed>> {
+    if tasks.len() < 2 {
+        bail!(
+            "--compose {k}: composing needs at least 2 tasks loaded, there are {}",
+            tasks.len()
+        );
+    }
     if k < 2 || k > tasks.len() {
         bail!(
-            "--compose {k}: needs 2 to {} (the number of tasks loaded)",
+            "--compose {k}: each value must be from 2 to {} (the number of tasks loaded)",
             tasks.len()
         );
     }

@@ -147,6 +147,12 @@ impl EvalArgs {
         if self.max_tokens == Some(0) {
             bail!("--max-tokens must be at least 1");
         }
+        if let Some(p) = &self.json {
+            crate::common::check_output_path("--json", p, false)?;
+        }
+        if let Some(p) = &self.plot {
+            crate::common::check_output_path("--plot", p, true)?;
+        }
         Ok(())
     }
 }

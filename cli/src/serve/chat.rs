@@ -113,8 +113,9 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
             ))
         }
     }
-    // Content is passed to the chat template as given (a string or a list of parts, as
-    // transformers passes it); only what a text model cannot read is refused.
+    // Content goes to the chat template as a string or a list of text parts (made one string
+    // for a template that does not loop over parts; see the engine's chat module); only what a
+    // text model cannot read is refused.
     match o.get("content") {
         Some(Value::String(_)) => {}
         Some(Value::Array(parts)) => {

@@ -108,7 +108,7 @@ async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Resp
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(bearer_token);
             match given {
                 Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => {}
                 Some(_) => return ApiError::unauthorized("incorrect API key").into_response(),
@@ -122,6 +122,15 @@ async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Resp
         }
     }
     next.run(req).await
+}
+
+/// The credentials of a `Bearer` authorization value; the scheme name is case-insensitive
+/// (RFC 9110, section 11.1), one or more spaces follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// Compares without an early exit, so timing says nothing about where a guess went wrong.
@@ -436,8 +445,15 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
     }
 }
 
-/// Reserves room for `n` sequences, or answers 429.
+/// Reserves room for `n` sequences, or answers 429; 400 when `n` is past the whole room, which
+/// no wait would make (a 429 there would have clients retry forever).
 fn reserve(st: &AppState, n: usize) -> Result<(), ApiError> {
+    if n > st.capacity {
+        return Err(ApiError::bad_param(
+            "n",
+            format!("this request needs {n} sequences (prompts x n) and the server has room for {} in all (--max-concurrent plus --max-queue): send fewer prompts or a smaller n", st.capacity),
+        ));
+    }
     let out = &st.shared.outstanding;
     let mut cur = out.load(Ordering::SeqCst);
     loop {

@@ -15,6 +15,8 @@ fn finish_reason(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Eos | FinishReason::Stop => "stop",
         FinishReason::Length | FinishReason::Context => "length",
+        // The worker answers these with an error instead (never a finish).
+        FinishReason::NonFinite => "error",
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dlp_engine::generate::{Control, GenRequest};
+use dlp_engine::generate::{Control, FinishReason, GenRequest};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::model::Model;
 use dlp_engine::scheduler::{Event as StepEvent, Scheduler, SchedulerConfig, SeqOptions};
@@ -418,6 +418,13 @@ impl<'t, B: Backend> Worker<'t, B> {
                         continue;
                     };
                     self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    if out.finish == FinishReason::NonFinite {
+                        let who = format!("choice {}", l.choice);
+                        let e = dlp_engine::generate::non_finite(&who, out.tokens.len());
+                        let e = ApiError::internal(e.to_string()).code("non_finite_logits");
+                        let _ = l.events.send(Event::Error(e));
+                        continue;
+                    }
                     let tail = l.text.take_ready(true).to_string();
                     if !tail.is_empty() {
                         let _ = l.events.send(Event::Text {

@@ -84,6 +84,7 @@ fn catalogue() -> Vec<Case> {
             &["not valid JSON"],
             None,
         ),
+        case("overflowing mixture weight", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": 1e30})), 500, &["no finite logit", "mixture"], None),
         case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
         case("missing messages", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("messages");}), 400, &["required"], Some("messages")),
         case("empty messages", CHAT, chat_with(|v| v["messages"] = json!([])), 400, &["empty"], Some("messages")),

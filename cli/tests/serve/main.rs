@@ -347,7 +347,7 @@ fn disconnect_frees_the_slot() {
 }
 
 /// With every slot busy and the queue full, a request gets 429 with Retry-After; once the
-/// load is gone, requests are served again.
+/// load is gone, requests are served again; one larger than the whole room gets 400.
 #[test]
 fn full_queue_answers_429() {
     let Some(a) = assets() else { return };
@@ -403,6 +403,14 @@ fn full_queue_answers_429() {
         &json!({"model": "boolq", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}),
     );
     assert_eq!(r["choices"][0]["index"], 0);
+    // More sequences than the whole room (2 running + 1 queued) never fit: 400, not 429.
+    let r = s.post(
+        "/v1/chat/completions",
+        &json!({"model": "boolq", "n": 4, "max_tokens": 1,
+                "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["param"], "n", "{}", r.body);
 }
 
 /// `--api-key`: every endpoint but /health needs the bearer key.
@@ -429,6 +437,35 @@ fn api_key_guards_everything_but_health() {
         &[("Authorization", "Bearer s3cret")],
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // The scheme name is case-insensitive (RFC 9110).
+    let r = s.post_raw(
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+        &[("Authorization", "bearer s3cret")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Content as a list of text parts (what OpenAI clients send) reads as the parts' texts joined
+/// by newlines, under SmolLM2's template, which concatenates content as a string.
+#[test]
+fn text_parts_read_as_their_joined_text() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let ask = |content: Value| {
+        let body = json!({"model": "boolq", "max_tokens": 6, "temperature": 0, "logprobs": true,
+                          "messages": [{"role": "user", "content": content}]});
+        s.ok("/v1/chat/completions", &body)
+    };
+    let parts = ask(
+        json!([{"type": "text", "text": "Please answer with true or false:"},
+                           {"type": "text", "text": "is the sun a star?"}]),
+    );
+    let joined = ask(json!(
+        "Please answer with true or false:\nis the sun a star?"
+    ));
+    assert_eq!(parts["choices"], joined["choices"]);
+    assert_eq!(parts["usage"], joined["usage"]);
 }
 
 /// SIGTERM: running streams end cleanly (finish_reason, [DONE]), new connections are refused

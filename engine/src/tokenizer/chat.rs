@@ -30,6 +30,47 @@ static PERCENT_FORMAT: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
+/// A `{% for ... in X.content %}` or `X['content']`: the template reads a list of parts itself.
+static ITERATES_CONTENT: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r#"\bfor\s+\w+\s+in\s+\w+\s*(\.\s*content\b|\[\s*['"]content['"]\s*\])"#)
+        .expect("valid regex")
+});
+
+/// The messages as the template sees them. A template that never loops over a message's
+/// content (most: they concatenate it as a string) gets each list of text parts as one string,
+/// the parts' texts joined by newlines, as vLLM does for such templates; transformers would fail
+/// (`+` of a string and a list) or print the list. Other content is passed as given.
+fn template_messages(template: &str, req: &ChatRequest) -> Value {
+    if ITERATES_CONTENT.is_match(template) {
+        return Value::from_serialize(&req.messages);
+    }
+    let text_parts = |parts: &[serde_json::Value]| -> Option<Vec<String>> {
+        parts
+            .iter()
+            .map(
+                |p| match (p.get("type")?.as_str()?, p.get("text")?.as_str()) {
+                    ("text", Some(t)) => Some(t.to_string()),
+                    _ => None,
+                },
+            )
+            .collect()
+    };
+    let messages: Vec<serde_json::Map<String, serde_json::Value>> = req
+        .messages
+        .iter()
+        .map(|m| {
+            let mut f = m.fields().clone();
+            if let Some(serde_json::Value::Array(parts)) = f.get("content") {
+                if let Some(texts) = text_parts(parts) {
+                    f.insert("content".into(), texts.join("\n").into());
+                }
+            }
+            f
+        })
+        .collect();
+    Value::from_serialize(&messages)
+}
+
 /// The template text minijinja can compile: `{% generation %}` blocks made plain `if true`
 /// blocks (same whitespace control), string `%` formatting made function calls.
 fn prepare(template: &str) -> String {
@@ -141,7 +182,7 @@ pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens)
         None => Value::from(()),
     };
     tmpl.render(context! {
-        messages => Value::from_serialize(&req.messages),
+        messages => template_messages(template, req),
         add_generation_prompt => req.add_generation_prompt,
         tools => opt(&req.tools),
         documents => opt(&req.documents),
@@ -364,6 +405,22 @@ mod tests {
             prepare("{% if loop.index % 2 %}"),
             "{% if loop.index % 2 %}"
         );
+    }
+
+    #[test]
+    fn text_parts_become_a_string_unless_the_template_loops_over_them() {
+        let parts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}"#,
+        )
+        .unwrap();
+        let m = [ChatMessage::try_from(parts).unwrap()];
+        let concat = "{% for m in messages %}{{ '<' + m['content'] + '>' }}{% endfor %}";
+        assert_eq!(render(concat, &m, false, None, None).unwrap(), "<a\nb>");
+        let looped =
+            "{% for m in messages %}{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}";
+        assert_eq!(render(looped, &m, false, None, None).unwrap(), "[a][b]");
+        let looped = looped.replace("m.content", "m['content']");
+        assert_eq!(render(&looped, &m, false, None, None).unwrap(), "[a][b]");
     }
 
     #[test]
