@@ -32,7 +32,7 @@ impl Case {
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (heads, kv_heads) in [(1, 1), (4, 2), (9, 3), (8, 2), (5, 1), (9, 1), (12, 4)] {
-        for head_dim in [8, 16, 24, 64, 80, 128] {
+        for head_dim in [8, 12, 16, 24, 64, 80, 128] {
             for at in [
                 vec![(0, 0)],
                 vec![(0, 16)],

@@ -74,6 +74,11 @@ pub fn attention(
                     // SAFETY: the CPU has AVX-512F.
                     return unsafe { attend_avx512(&heads, scores, o) };
                 }
+                #[cfg(target_arch = "x86_64")]
+                if super::packed_dot::has_avx2() {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    return unsafe { attend_avx2(&heads, scores, o) };
+                }
                 attend(&heads, scores, o)
             },
         );
@@ -115,8 +120,23 @@ impl Heads<'_> {
 fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
     let (hd, n) = h.dims(o);
     key_scores(h, hd, scores);
+    softmax_rows(scores, n, h.scale);
+    o.fill(0.0);
+    for p in 0..n {
+        let at = h.first + p * h.stride;
+        let v = &h.v_cache[at..at + hd];
+        for (g, og) in o.chunks_mut(hd).enumerate() {
+            let w = scores[g * n + p];
+            og.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
+        }
+    }
+}
+
+/// Each row of `n` scores (one per head) scaled by `scale` and made its softmax.
+#[inline(always)]
+fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
     for row in scores.chunks_mut(n) {
-        row.iter_mut().for_each(|x| *x *= h.scale);
+        row.iter_mut().for_each(|x| *x *= scale);
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
         row.iter_mut().for_each(|x| {
@@ -125,13 +145,117 @@ fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
         });
         row.iter_mut().for_each(|x| *x /= sum);
     }
-    o.fill(0.0);
+}
+
+/// [`attend`] for AVX2 and FMA: scores eight keys at a time ([`key_scores_avx2`]), the same
+/// softmax, then value sums kept in registers, up to two heads x 32 dims at a time, across every position (the portable loop
+/// loads and stores its outputs once per position, which bounds it at long context). Head
+/// dims that are not a multiple of 8 take the portable loop compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
+    let (hd, n) = h.dims(o);
+    if !hd.is_multiple_of(8) {
+        return attend(h, scores, o);
+    }
+    key_scores_avx2(h, hd, scores);
+    softmax_rows(scores, n, h.scale);
+    for g0 in (0..h.group).step_by(2) {
+        for c0 in (0..hd).step_by(32) {
+            let at = (g0, c0, n, hd);
+            // SAFETY: AVX2 and FMA; the values at `first + p * stride + c0 ..` for `p < n`
+            // lie in the cache (`Heads::dims` asserted), `scores` holds `group * n` weights,
+            // `o` holds `group * hd` outputs, and `g0 + G <= group`, `c0 + 8 * C <= hd`.
+            unsafe {
+                match ((h.group - g0).min(2), ((hd - c0) / 8).min(4)) {
+                    (1, 1) => value_sums_avx2::<1, 1>(h, scores, at, o),
+                    (1, 2) => value_sums_avx2::<1, 2>(h, scores, at, o),
+                    (1, 3) => value_sums_avx2::<1, 3>(h, scores, at, o),
+                    (1, _) => value_sums_avx2::<1, 4>(h, scores, at, o),
+                    (_, 1) => value_sums_avx2::<2, 1>(h, scores, at, o),
+                    (_, 2) => value_sums_avx2::<2, 2>(h, scores, at, o),
+                    (_, 3) => value_sums_avx2::<2, 3>(h, scores, at, o),
+                    (_, _) => value_sums_avx2::<2, 4>(h, scores, at, o),
+                }
+            }
+        }
+    }
+}
+
+/// [`key_scores`] for AVX2 and FMA: eight keys at a time per head, each with its own
+/// accumulator (one dot's FMAs form a chain of dependent adds; eight chains side by side keep
+/// the FMA units busy), reduced into one vector of eight scores; the last `len % 8` keys one dot
+/// at a time. `hd` is a multiple of 8; the caller checked the ranges ([`Heads::dims`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn key_scores_avx2(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
+    use std::arch::x86_64::*;
+    scores.clear();
+    scores.resize(h.group * h.len, 0.0);
+    let keys = h.k_cache.as_ptr().add(h.first);
+    for (g, row) in scores.chunks_mut(h.len).enumerate() {
+        let q = &h.q[g * hd..(g + 1) * hd];
+        let mut p = 0;
+        while p + 8 <= h.len {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for j in (0..hd).step_by(8) {
+                let qj = _mm256_loadu_ps(q.as_ptr().add(j));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let k = _mm256_loadu_ps(keys.add((p + i) * h.stride + j));
+                    *a = _mm256_fmadd_ps(qj, k, *a);
+                }
+            }
+            // Lane i of the result is the sum of acc[i]'s eight lanes.
+            let t0 = _mm256_hadd_ps(acc[0], acc[1]);
+            let t1 = _mm256_hadd_ps(acc[2], acc[3]);
+            let t2 = _mm256_hadd_ps(acc[4], acc[5]);
+            let t3 = _mm256_hadd_ps(acc[6], acc[7]);
+            let (u0, u1) = (_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
+            let lo = _mm256_permute2f128_ps::<0x20>(u0, u1);
+            let hi = _mm256_permute2f128_ps::<0x31>(u0, u1);
+            _mm256_storeu_ps(row.as_mut_ptr().add(p), _mm256_add_ps(lo, hi));
+            p += 8;
+        }
+        for (p, s) in row.iter_mut().enumerate().skip(p) {
+            let at = h.first + p * h.stride;
+            *s = dot(q, &h.k_cache[at..at + hd]);
+        }
+    }
+}
+
+/// `o[g][c0 .. c0 + 8 C] = sum_p w[g][p] * v_p[c0 ..]` for heads `g0 .. g0 + G` (`at` is
+/// `(g0, c0, n, hd)`), the `G x C` accumulators in registers across every position.
+///
+/// # Safety
+/// AVX2 and FMA; as [`attend_avx2`] states at its call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn value_sums_avx2<const G: usize, const C: usize>(
+    h: &Heads<'_>,
+    scores: &[f32],
+    (g0, c0, n, hd): (usize, usize, usize, usize),
+    o: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); C]; G];
+    let base = h.v_cache.as_ptr().add(h.first + c0);
     for p in 0..n {
-        let at = h.first + p * h.stride;
-        let v = &h.v_cache[at..at + hd];
-        for (g, og) in o.chunks_mut(hd).enumerate() {
-            let w = scores[g * n + p];
-            og.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
+        let v = base.add(p * h.stride);
+        let mut vv = [_mm256_setzero_ps(); C];
+        for (j, vv) in vv.iter_mut().enumerate() {
+            *vv = _mm256_loadu_ps(v.add(8 * j));
+        }
+        for (g, acc) in acc.iter_mut().enumerate() {
+            let w = _mm256_set1_ps(*scores.get_unchecked((g0 + g) * n + p));
+            for (a, vv) in acc.iter_mut().zip(&vv) {
+                *a = _mm256_fmadd_ps(w, *vv, *a);
+            }
+        }
+    }
+    for (g, acc) in acc.iter().enumerate() {
+        let dst = o.as_mut_ptr().add((g0 + g) * hd + c0);
+        for (j, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(8 * j), *a);
         }
     }
 }
