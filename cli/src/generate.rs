@@ -199,10 +199,15 @@ pub(crate) fn parse_prompts(
                 bail!("{}: `messages` is empty", at());
             }
             for (j, m) in ms.iter().enumerate() {
-                let has_content = matches!(
-                    m.fields().get("content"),
-                    Some(Value::String(_) | Value::Array(_))
-                );
+                let text_part = |p: &Value| {
+                    p.get("type").and_then(Value::as_str) == Some("text")
+                        && p.get("text").is_some_and(Value::is_string)
+                };
+                let has_content = match m.fields().get("content") {
+                    Some(Value::String(_)) => true,
+                    Some(Value::Array(parts)) => parts.iter().all(text_part),
+                    _ => false,
+                };
                 if !has_content && !m.fields().contains_key("tool_calls") {
                     bail!(
                         "{}: `messages[{j}].content` must be a string or a list of text parts",
@@ -384,6 +389,10 @@ mod tests {
                 "not both",
             ),
             (r#"{"messages": []}"#, "`messages` is empty"),
+            (
+                r#"{"messages": [{"role": "user", "content": [1]}]}"#,
+                "list of text parts",
+            ),
             (
                 r#"{"messages": [{"role": "user"}]}"#,
                 "`messages[0].content` must be",

@@ -64,9 +64,9 @@ impl WithBackend for &ScoreArgs {
         let ids = parse_ids(&self.ids)?;
         check_output_path("--out", &self.out, false)?;
         let model_path = self.model.model_path()?;
-        if same_file(&self.out, &model_path) {
+        if same_file(&self.out, &model_path) || overwrites_in(&self.out, &model_path) {
             bail!(
-                "--out {} is the model file; name another file for the logits",
+                "--out {} is the model's own file; name another file for the logits",
                 self.out.display()
             );
         }
@@ -121,6 +121,19 @@ impl WithBackend for &ScoreArgs {
         );
         Ok(())
     }
+}
+
+/// Whether `out` is an existing file directly in the model directory `model` (a weight
+/// shard, the config, the tokenizer).
+fn overwrites_in(out: &std::path::Path, model: &std::path::Path) -> bool {
+    model.is_dir()
+        && out.is_file()
+        && out
+            .canonicalize()
+            .ok()
+            .and_then(|o| o.parent().map(std::path::Path::to_path_buf))
+            .zip(model.canonicalize().ok())
+            .is_some_and(|(dir, m)| dir == m)
 }
 
 /// Whether `a` and `b` name the same existing file (through links and `..`).

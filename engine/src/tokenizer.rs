@@ -27,6 +27,10 @@ use crate::loader::gguf::{GgufFile, GgufValue};
 )]
 pub struct ChatMessage(serde_json::Map<String, Json>);
 
+/// Between the texts of a message's text parts where they are read as one string (vLLM's
+/// choice for templates that take content as a string).
+pub const PARTS_JOIN: &str = "\n";
+
 impl TryFrom<serde_json::Map<String, Json>> for ChatMessage {
     type Error = String;
     fn try_from(m: serde_json::Map<String, Json>) -> std::result::Result<Self, String> {
@@ -60,8 +64,9 @@ impl ChatMessage {
         self.0.get("role").and_then(Json::as_str).unwrap_or("")
     }
 
-    /// The text of the content: the string, or the text parts of a list joined (what a
-    /// router reads of a turn).
+    /// The text of the content: the string, or the text parts of a list joined by
+    /// [`PARTS_JOIN`] (what a router reads of a turn, and what a chat template that does not
+    /// loop over parts is given, so the router's text is found in the rendered prompt).
     pub fn text(&self) -> String {
         match self.0.get("content") {
             Some(Json::String(s)) => s.clone(),
@@ -69,7 +74,7 @@ impl ChatMessage {
                 .iter()
                 .filter_map(|p| p.get("text").and_then(Json::as_str))
                 .collect::<Vec<_>>()
-                .join(""),
+                .join(PARTS_JOIN),
             _ => String::new(),
         }
     }

@@ -399,7 +399,9 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         max_tokens.push(m as usize);
     }
     let seqs = prepared.len() * job.n;
-    reserve(&st, seqs)?;
+    // The field to shrink: `n` when it multiplies, else the prompts of a batch.
+    let param = if job.n > 1 { "n" } else { "prompt" };
+    reserve(&st, seqs, param)?;
     let (tx, rx) = unbounded_channel();
     let mut specs = Vec::with_capacity(seqs);
     for (pi, (p, &m)) in prepared.iter().zip(&max_tokens).enumerate() {
@@ -447,10 +449,10 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
 
 /// Reserves room for `n` sequences, or answers 429; 400 when `n` is past the whole room, which
 /// no wait would make (a 429 there would have clients retry forever).
-fn reserve(st: &AppState, n: usize) -> Result<(), ApiError> {
+fn reserve(st: &AppState, n: usize, param: &str) -> Result<(), ApiError> {
     if n > st.capacity {
         return Err(ApiError::bad_param(
-            "n",
+            param,
             format!("this request needs {n} sequences (prompts x n) and the server has room for {} in all (--max-concurrent plus --max-queue): send fewer prompts or a smaller n", st.capacity),
         ));
     }

@@ -211,7 +211,7 @@ impl WithBackend for &ServeArgs {
             ),
             config: model.config.clone(),
             context,
-            capacity: args.max_concurrent + args.max_queue,
+            capacity: args.max_concurrent.saturating_add(args.max_queue),
             api_key: args.api_key.clone(),
             adapter_root: adapter_root.filter(|_| args.allow_runtime_adapters),
             shutting_down: AtomicBool::new(false),

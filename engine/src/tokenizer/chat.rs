@@ -62,7 +62,7 @@ fn template_messages(template: &str, req: &ChatRequest) -> Value {
             let mut f = m.fields().clone();
             if let Some(serde_json::Value::Array(parts)) = f.get("content") {
                 if let Some(texts) = text_parts(parts) {
-                    f.insert("content".into(), texts.join("\n").into());
+                    f.insert("content".into(), texts.join(super::PARTS_JOIN).into());
                 }
             }
             f
@@ -415,7 +415,10 @@ mod tests {
         .unwrap();
         let m = [ChatMessage::try_from(parts).unwrap()];
         let concat = "{% for m in messages %}{{ '<' + m['content'] + '>' }}{% endfor %}";
-        assert_eq!(render(concat, &m, false, None, None).unwrap(), "<a\nb>");
+        let out = render(concat, &m, false, None, None).unwrap();
+        assert_eq!(out, "<a\nb>");
+        // The router reads `text()`, and its span is found in the rendered prompt.
+        assert!(out.contains(&m[0].text()));
         let looped =
             "{% for m in messages %}{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}";
         assert_eq!(render(looped, &m, false, None, None).unwrap(), "[a][b]");
