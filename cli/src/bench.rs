@@ -227,10 +227,10 @@ impl WithBackend for &BenchArgs {
             bail!("--new-tokens must be at least 2 and --rounds at least 1");
         }
         if let Some(p) = &args.json {
-            crate::common::check_output_path("--json", p, false)?;
+            crate::output::check_output_path("--json", p, false)?;
         }
         if let Some(p) = &args.plot {
-            crate::common::check_output_path("--plot", p, true)?;
+            crate::output::check_output_path("--plot", p, true)?;
         }
         let mut loaded: Loaded<B> = load(backend, &args.model)?;
         let synthetic = args

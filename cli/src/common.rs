@@ -373,39 +373,6 @@ pub fn load_keeping_adapters<B: Backend>(
     Ok((Loaded { model, tokenizer }, adapters))
 }
 
-/// Checks, before a long run, that the file `flag` names can be written at its end: not a
-/// directory, in a directory that exists, and a `.png` when `png` (the plots are PNGs); so a
-/// typo does not throw away the run's results. The file itself is not touched.
-pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
-    if path.is_dir() {
-        bail!(
-            "{flag} {}: is a directory; give a file name",
-            path.display()
-        );
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        bail!(
-            "{flag} {}: directory {} does not exist",
-            path.display(),
-            parent.display()
-        );
-    }
-    let is_png = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if png && !is_png {
-        bail!(
-            "{flag} {}: the plot is a PNG; name a .png file",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 /// Parses `NAME=W[,NAME=W]...`.
 pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
     if s.trim().is_empty() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dlp_engine::generate::{generate, GenRequest, DEFAULT_STEP_TOKENS};
-use dlp_engine::tokenizer::ChatMessage;
+use dlp_engine::tokenizer::{text_of_part, ChatMessage};
 use dlp_engine::Backend;
 use dlp_engine::SamplingParams;
 use serde_json::{json, Value};
@@ -199,13 +199,9 @@ pub(crate) fn parse_prompts(
                 bail!("{}: `messages` is empty", at());
             }
             for (j, m) in ms.iter().enumerate() {
-                let text_part = |p: &Value| {
-                    p.get("type").and_then(Value::as_str) == Some("text")
-                        && p.get("text").is_some_and(Value::is_string)
-                };
                 let has_content = match m.fields().get("content") {
                     Some(Value::String(_)) => true,
-                    Some(Value::Array(parts)) => parts.iter().all(text_part),
+                    Some(Value::Array(parts)) => parts.iter().all(|p| text_of_part(p).is_some()),
                     _ => false,
                 };
                 if !has_content && !m.fields().contains_key("tool_calls") {

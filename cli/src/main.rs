@@ -11,6 +11,7 @@ mod eval;
 mod fuzz;
 mod generate;
 mod inspect;
+mod output;
 mod pipeline;
 mod router_cmd;
 mod router_extend;

@@ -8,7 +8,8 @@ use dlp_engine::generate::{score_batch, ScoreInput, ScoreMode, DEFAULT_STEP_TOKE
 use dlp_engine::Backend;
 use safetensors::{tensor::TensorView, Dtype};
 
-use crate::common::{check_output_path, load, mixture, parse_mix, ModelArgs, WithBackend};
+use crate::common::{load, mixture, parse_mix, ModelArgs, WithBackend};
+use crate::output::{check_output_path, overwrites_model, write_atomic};
 
 /// How the tokens are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,7 +65,7 @@ impl WithBackend for &ScoreArgs {
         let ids = parse_ids(&self.ids)?;
         check_output_path("--out", &self.out, false)?;
         let model_path = self.model.model_path()?;
-        if same_file(&self.out, &model_path) || overwrites_in(&self.out, &model_path) {
+        if overwrites_model(&self.out, &model_path) {
             bail!(
                 "--out {} is the model's own file; name another file for the logits",
                 self.out.display()
@@ -103,43 +104,13 @@ impl WithBackend for &ScoreArgs {
         }
         let bytes: &[u8] = bytemuck::cast_slice(&logits);
         let view = TensorView::new(Dtype::F32, vec![ids.len(), vocab], bytes)?;
-        // Written beside the target and renamed over it: a failed write leaves any earlier
-        // file whole.
-        let tmp = self
-            .out
-            .with_extension(format!("tmp-{}", std::process::id()));
-        safetensors::serialize_to_file([("logits", view)], None, &tmp)
-            .and_then(|()| std::fs::rename(&tmp, &self.out).map_err(Into::into))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-            .with_context(|| format!("writing {}", self.out.display()))?;
+        let bytes = safetensors::serialize([("logits", view)], None)?;
+        write_atomic(&self.out, &bytes)?;
         eprintln!(
             "wrote logits [{}, {vocab}] to {}",
             ids.len(),
             self.out.display()
         );
         Ok(())
-    }
-}
-
-/// Whether `out` is an existing file directly in the model directory `model` (a weight
-/// shard, the config, the tokenizer).
-fn overwrites_in(out: &std::path::Path, model: &std::path::Path) -> bool {
-    model.is_dir()
-        && out.is_file()
-        && out
-            .canonicalize()
-            .ok()
-            .and_then(|o| o.parent().map(std::path::Path::to_path_buf))
-            .zip(model.canonicalize().ok())
-            .is_some_and(|(dir, m)| dir == m)
-}
-
-/// Whether `a` and `b` name the same existing file (through links and `..`).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
     }
 }

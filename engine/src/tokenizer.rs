@@ -27,6 +27,13 @@ use crate::loader::gguf::{GgufFile, GgufValue};
 )]
 pub struct ChatMessage(serde_json::Map<String, Json>);
 
+/// The text of an OpenAI content part `{"type": "text", "text": ...}`; None for any other part.
+pub fn text_of_part(part: &Json) -> Option<&str> {
+    (part.get("type")?.as_str()? == "text")
+        .then(|| part.get("text")?.as_str())
+        .flatten()
+}
+
 /// Between the texts of a message's text parts where they are read as one string (vLLM's
 /// choice for templates that take content as a string).
 pub const PARTS_JOIN: &str = "\n";

@@ -148,10 +148,10 @@ impl EvalArgs {
             bail!("--max-tokens must be at least 1");
         }
         if let Some(p) = &self.json {
-            crate::common::check_output_path("--json", p, false)?;
+            crate::output::check_output_path("--json", p, false)?;
         }
         if let Some(p) = &self.plot {
-            crate::common::check_output_path("--plot", p, true)?;
+            crate::output::check_output_path("--plot", p, true)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use dlp_engine::tokenizer::ChatMessage;
+use dlp_engine::tokenizer::{text_of_part, ChatMessage};
 
 use super::api::{
     check, common, new_job, parse, ChatBody, Endpoint, Job, PromptInput, MAX_LOGPROBS,
@@ -120,10 +120,7 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
         Some(Value::String(_)) => {}
         Some(Value::Array(parts)) => {
             for (j, p) in parts.iter().enumerate() {
-                if !matches!(
-                    (p.get("type").and_then(Value::as_str), p.get("text")),
-                    (Some("text"), Some(Value::String(_)))
-                ) {
+                if text_of_part(p).is_none() {
                     return Err(ApiError::bad_param(
                         format!("{}[{j}]", at("content")),
                         format!(

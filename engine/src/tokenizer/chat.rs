@@ -44,26 +44,22 @@ fn template_messages(template: &str, req: &ChatRequest) -> Value {
     if ITERATES_CONTENT.is_match(template) {
         return Value::from_serialize(&req.messages);
     }
-    let text_parts = |parts: &[serde_json::Value]| -> Option<Vec<String>> {
-        parts
-            .iter()
-            .map(
-                |p| match (p.get("type")?.as_str()?, p.get("text")?.as_str()) {
-                    ("text", Some(t)) => Some(t.to_string()),
-                    _ => None,
-                },
-            )
-            .collect()
-    };
     let messages: Vec<serde_json::Map<String, serde_json::Value>> = req
         .messages
         .iter()
         .map(|m| {
             let mut f = m.fields().clone();
-            if let Some(serde_json::Value::Array(parts)) = f.get("content") {
-                if let Some(texts) = text_parts(parts) {
-                    f.insert("content".into(), texts.join(super::PARTS_JOIN).into());
-                }
+            // Every part a text part: their texts, joined.
+            let joined = match f.get("content") {
+                Some(serde_json::Value::Array(parts)) => parts
+                    .iter()
+                    .map(super::text_of_part)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|texts| texts.join(super::PARTS_JOIN)),
+                _ => None,
+            };
+            if let Some(joined) = joined {
+                f.insert("content".into(), joined.into());
             }
             f
         })

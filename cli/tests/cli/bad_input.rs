@@ -1,0 +1,272 @@
+//! Bad input on the command line: a non-zero exit with a message naming the flag, file or
+//! field, never a panic.
+
+use super::*;
+
+#[test]
+fn bad_input_exits_non_zero_with_a_message() {
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            "no/such/model.gguf",
+            "--prompt",
+            "hi",
+        ],
+        &["no/such/model.gguf", "no such file"],
+    );
+    let Some(d) = fixtures("smollm2") else { return };
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let m = gguf.to_str().unwrap();
+    let qv = format!("qv={}", d.join("adapters/qv_r8").display());
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &qv,
+            "--mix",
+            "nope=1",
+            "--prompt",
+            "hi",
+        ],
+        &["`nope`", "not loaded"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "wgpu",
+            "-m",
+            m,
+            "--lora-f16",
+            "--prompt",
+            "hi",
+        ],
+        &["--lora-f16 needs --backend cpu", "Wgpu"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "wgpu",
+            "-m",
+            m,
+            "--cpu-amx",
+            "--prompt",
+            "hi",
+        ],
+        &["--cpu-amx needs --backend cpu", "Wgpu"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--cuda-bf16-weights",
+            "--prompt",
+            "hi",
+        ],
+        &["--cuda-bf16-weights needs --backend cuda", "Cpu"],
+    );
+    for (flag, value) in [
+        ("--cuda-bf16-compute", None),
+        ("--cuda-lora-bf16", None),
+        ("--cuda-experimental", Some("graphs")),
+    ] {
+        let mut a = vec!["generate", "--backend", "cpu", "-m", m, flag];
+        a.extend(value);
+        a.extend(["--prompt", "hi"]);
+        fails_with(&a, &[&format!("{flag} needs --backend cuda"), "Cpu"]);
+    }
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cuda",
+            "-m",
+            m,
+            "--cuda-experimental",
+            "decode-matvec,warp-speed",
+            "--prompt",
+            "hi",
+        ],
+        &[
+            "warp-speed",
+            "decode-matvec, fused-lora",
+            "fused-norm, fused-rope, fused-kv-store, fused-shrink, dependent-launch, batch-lora, \
+             inline-shrink, tiled-lora, inline-combine, rope-in-attention, fused-silu, norm-in-matvec, \
+             all",
+        ],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &qv,
+            "--mix",
+            "qv=-1",
+            "--prompt",
+            "hi",
+        ],
+        &["-1", ">= 0"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &qv,
+            "--mix",
+            "qv=nan",
+            "--prompt",
+            "hi",
+        ],
+        &["finite"],
+    );
+    fails_with(
+        &["generate", "--backend", "cpu", "-m", m, "--prompt", ""],
+        &["empty"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--max-context",
+            "8",
+            "--prompt",
+            "one two three four five six seven eight nine ten",
+        ],
+        &["context"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            "qv",
+            "--prompt",
+            "hi",
+        ],
+        &["NAME=DIR"],
+    );
+    fails_with(
+        &[
+            "score",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--ids",
+            "1,x",
+            "--out",
+            "/dev/null",
+        ],
+        &["`x`"],
+    );
+    fails_with(
+        &[
+            "score",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--ids",
+            "99999999",
+            "--out",
+            "/dev/null",
+        ],
+        &["outside the vocabulary"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--top-p",
+            "1.5",
+            "--prompt",
+            "hi",
+        ],
+        &["top_p"],
+    );
+    let tiny = fixtures("tiny-llama").unwrap();
+    let wrong = format!("x={}", tiny.join("adapters/qv_r8").display());
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &wrong,
+            "--prompt",
+            "hi",
+        ],
+        &["adapter `x`", "shape"],
+    );
+    // A weight that overflows the forward pass: an error, not an empty answer.
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &qv,
+            "--mix",
+            "qv=3e38",
+            "--max-tokens",
+            "3",
+            "--prompt",
+            "hi",
+        ],
+        &["no finite logit", "mixture"],
+    );
+    // Router hyper-parameters are checked before any data is read (burn would panic on these).
+    for (flag, value, want) in [
+        ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),
+        ("--hidden", "384,0", "--hidden must be widths of at least 1"),
+        ("--lr", "-1", "--lr must be finite and > 0, got -1"),
+        (
+            "--dev-fraction",
+            "0",
+            "--dev-fraction must be in (0, 1), got 0",
+        ),
+    ] {
+        let arg = format!("{flag}={value}");
+        fails_with(
+            &[
+                "train-router",
+                "--data",
+                "no/such/data",
+                "--out",
+                "no/out",
+                &arg,
+            ],
+            &[want],
+        );
+    }
+}
