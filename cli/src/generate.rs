@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dlp_engine::generate::{generate, GenRequest, DEFAULT_STEP_TOKENS};
+use dlp_engine::generate::{
+    generate_each, non_finite, FinishReason, GenRequest, DEFAULT_STEP_TOKENS,
+};
 use dlp_engine::tokenizer::{text_of_part, ChatMessage};
 use dlp_engine::Backend;
 use dlp_engine::SamplingParams;
@@ -112,6 +114,8 @@ pub(crate) struct Prompt {
     mix: Vec<(String, f32)>,
     /// Whether the prompt named its own mixture (a router then leaves it alone).
     explicit_mix: bool,
+    /// Where it came from, for messages: `--prompt` or `FILE:LINE`.
+    source: String,
 }
 
 fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
@@ -127,6 +131,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
             messages: None,
             mix: default_mix,
             explicit_mix: args.mix.is_some(),
+            source: "--prompt".into(),
         }]);
     }
     let path = args
@@ -228,6 +233,7 @@ pub(crate) fn parse_prompts(
             messages,
             mix,
             explicit_mix: explicit_mix || cli_mix,
+            source: at(),
         });
     }
     if out.is_empty() {
@@ -285,7 +291,9 @@ impl WithBackend for &GenerateArgs {
             .map(|r| TextStream::new(tok, r.prompt.len(), &params.stop, rerouter.is_some()))
             .collect();
         let mut stdout = std::io::stdout().lock();
-        let (outs, stats) = generate(
+        // Every answer is printed, a broken one (NaN logits) too, before the error that names
+        // its prompt: one bad mixture does not lose the batch.
+        let (outs, stats) = generate_each(
             &loaded.model,
             &requests,
             &loaded.eos_ids(),
@@ -356,7 +364,19 @@ impl WithBackend for &GenerateArgs {
             }
         }
         tracing::info!(decode_tps, prefill_tps, "done");
-        Ok(())
+        let broken: Vec<String> = (outs.iter().zip(&prompts))
+            .filter(|(o, _)| o.finish == FinishReason::NonFinite)
+            .map(|(o, p)| non_finite(&p.source, o.tokens.len()).to_string())
+            .collect();
+        match broken.len() {
+            0 => Ok(()),
+            1 => bail!("{}", broken[0]),
+            n => bail!(
+                "{n} of {} prompts failed (the others' answers are above):\n  {}",
+                prompts.len(),
+                broken.join("\n  ")
+            ),
+        }
     }
 }
 

@@ -111,6 +111,15 @@ impl ModelConfig {
             let g: Value = serde_json::from_str(&text)
                 .map_err(|e| Error::format(&gen_path, format!("not valid JSON: {e}")))?;
             for id in ids_of(g.get("eos_token_id")) {
+                if id as usize >= cfg.vocab_size {
+                    return Err(Error::format(
+                        &gen_path,
+                        format!(
+                            "eos_token_id {id} is outside the vocabulary of {} tokens",
+                            cfg.vocab_size
+                        ),
+                    ));
+                }
                 if !cfg.eos_token_ids.contains(&id) {
                     cfg.eos_token_ids.push(id);
                 }
@@ -300,6 +309,18 @@ impl ModelConfig {
                 "rope_theta (GGUF: *.rope.freq_base) = {} must be finite and > 0",
                 self.rope_theta
             ));
+        }
+        // An end token the model cannot produce would never end a generation.
+        let ids = self.eos_token_ids.iter().map(|&i| ("eos_token_id", i));
+        let ids = ids.chain(self.bos_token_id.map(|i| ("bos_token_id", i)));
+        for (key, id) in ids {
+            if id as usize >= self.vocab_size {
+                return bad(format!(
+                    "{key} (GGUF: tokenizer.ggml.{key}) = {id} is outside the vocabulary of {} \
+                     tokens",
+                    self.vocab_size
+                ));
+            }
         }
         Ok(self)
     }

@@ -241,7 +241,7 @@ pub enum FinishReason {
     Stop,
     /// The context (KV capacity) is full.
     Context,
-    /// No token had a usable logit (all NaN or `-inf`): the forward pass overflowed (a broken
+    /// A logit was NaN or none was usable (all `-inf`): the forward pass overflowed (a broken
     /// model, or a mixture weight far from 1). Not a normal end: callers report it as an error.
     NonFinite,
 }
@@ -276,7 +276,30 @@ pub struct GenStats {
 
 /// Runs all requests as one batch on a [`Scheduler`] with a slot for each; `on_token(request
 /// index, token id)` sees every new token (EOS excluded) and may stop or remix its sequence.
+///
+/// # Errors
+/// Bad requests, backend failures, and a sequence that ended with
+/// [`FinishReason::NonFinite`] (the first such, by index: [`non_finite`]).
+/// [`generate_each`] returns those outputs instead.
 pub fn generate<B: Backend>(
+    model: &Model<B>,
+    requests: &[GenRequest],
+    eos: &[u32],
+    step_tokens: usize,
+    on_token: impl FnMut(usize, u32) -> Result<Control>,
+) -> Result<(Vec<GenOutput>, GenStats)> {
+    let (outputs, stats) = generate_each(model, requests, eos, step_tokens, on_token)?;
+    if let Some((i, o)) =
+        (outputs.iter().enumerate()).find(|(_, o)| o.finish == FinishReason::NonFinite)
+    {
+        return Err(non_finite(&format!("request {i}"), o.tokens.len()));
+    }
+    Ok((outputs, stats))
+}
+
+/// [`generate`], where a sequence that ended with [`FinishReason::NonFinite`] is one output
+/// among the others (its tokens up to the broken row), so a batch keeps every good answer.
+pub fn generate_each<B: Backend>(
     model: &Model<B>,
     requests: &[GenRequest],
     eos: &[u32],
@@ -317,9 +340,6 @@ pub fn generate<B: Backend>(
             Event::PromptLogits { .. } => Ok(Control::Continue),
         })?;
         for (id, out) in report.finished {
-            if out.finish == FinishReason::NonFinite {
-                return Err(non_finite(&format!("request {id}"), out.tokens.len()));
-            }
             outputs[id as usize] = Some(out);
         }
     }
@@ -334,7 +354,7 @@ pub fn generate<B: Backend>(
 /// after `generated` tokens.
 pub fn non_finite(who: &str, generated: usize) -> Error {
     Error::invalid(format!(
-        "{who}: no finite logit at generated token {generated} (every logit NaN or \
+        "{who}: no finite logit at generated token {generated} (a logit NaN, or every logit \
          -inf): the forward pass overflowed; check the mixture's weights (far from 1?) and the \
          model's weights and config"
     ))

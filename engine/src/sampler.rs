@@ -125,24 +125,29 @@ fn penalize(logit: f32, penalty: f32) -> f32 {
     }
 }
 
-/// Replaces NaN by `-inf`, `+inf` by `f32::MAX` and `-0.0` by `0.0` in place; returns the max.
-fn sanitize_max(v: &mut [f32]) -> f32 {
+/// Replaces NaN by `-inf`, `+inf` by `f32::MAX` and `-0.0` by `0.0` in place; returns the max
+/// and whether a NaN was seen.
+fn sanitize_max(v: &mut [f32]) -> (f32, bool) {
     // Not `clamp`, which keeps NaN: `max` ignores a NaN argument. `+ 0.0` turns -0.0 into +0.0.
     #[allow(clippy::manual_clamp)]
     let fix = |x: f32| x.max(f32::NEG_INFINITY).min(f32::MAX) + 0.0;
     let mut lanes = [f32::NEG_INFINITY; 8]; // independent accumulators, so this vectorises
+    let mut nan = [false; 8];
     let mut chunks = v.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        for (x, m) in chunk.iter_mut().zip(&mut lanes) {
+        for ((x, m), n) in chunk.iter_mut().zip(&mut lanes).zip(&mut nan) {
+            *n |= x.is_nan();
             *x = fix(*x);
             *m = if *x > *m { *x } else { *m };
         }
     }
     for x in chunks.into_remainder() {
+        nan[0] |= x.is_nan();
         *x = fix(*x);
         lanes[0] = lanes[0].max(*x);
     }
-    lanes.into_iter().fold(f32::NEG_INFINITY, f32::max)
+    let max = lanes.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    (max, nan.contains(&true))
 }
 
 /// Sort key, larger first: value (through its order-preserving bits), then lower id. A total
@@ -198,21 +203,27 @@ impl Sampler {
     /// computed in f32 with the max subtracted and summed in f64; tokens whose probability
     /// underflows f32 (below `e^-104` of the best) are skipped.
     ///
-    /// When no token has a usable logit (all NaN or `-inf`), token 0; [`Sampler::try_sample`]
-    /// says so instead.
+    /// NaN logits are skipped; when no token has a usable logit (all NaN or `-inf`), token 0.
+    /// [`Sampler::try_sample`] refuses such rows instead.
     ///
     /// # Panics
     /// If `logits` is empty.
     pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
-        self.try_sample(logits, context).unwrap_or(0)
+        self.pick(logits, context, false).unwrap_or(0)
     }
 
-    /// [`Sampler::sample`], but `None` when no token has a usable logit (all NaN or `-inf`: the
-    /// forward pass overflowed), which a caller must not pass off as a token.
+    /// [`Sampler::sample`], but `None` when a logit is NaN or no token has a usable logit (all
+    /// `-inf`): the forward pass broke (a NaN never comes from a sound one, and sampling among
+    /// the rest would pass a broken row off as an answer).
     ///
     /// # Panics
     /// If `logits` is empty.
     pub fn try_sample(&mut self, logits: &[f32], context: &[u32]) -> Option<u32> {
+        self.pick(logits, context, true)
+    }
+
+    /// Both samplers; `nan_fails` says whether one NaN logit refuses the row.
+    fn pick(&mut self, logits: &[f32], context: &[u32], nan_fails: bool) -> Option<u32> {
         assert!(!logits.is_empty(), "Sampler::sample: empty logits");
         let p = &self.params;
         let work = &mut self.work;
@@ -226,9 +237,9 @@ impl Sampler {
                 }
             }
         }
-        let max = sanitize_max(work);
-        if max == f32::NEG_INFINITY {
-            return None; // no usable logit at all
+        let (max, nan) = sanitize_max(work);
+        if max == f32::NEG_INFINITY || (nan && nan_fails) {
+            return None; // no usable logit at all, or a broken row
         }
         if p.temperature.is_nan() || p.temperature <= 0.0 {
             return Some(work.iter().position(|&l| l == max).unwrap_or(0) as u32);
@@ -486,7 +497,18 @@ mod tests {
         assert_eq!(g.sample(&[-1.0, nan, -3.0], &[]), 0);
         assert_eq!(g.sample(&[nan, nan], &[]), 0);
         assert_eq!(g.try_sample(&[nan, -inf], &[]), None);
-        assert_eq!(g.try_sample(&[nan, -inf, -3.0], &[]), Some(2));
+        // One NaN marks the row broken for try_sample; sample skips it.
+        assert_eq!(g.try_sample(&[nan, -inf, -3.0], &[]), None);
+        assert_eq!(g.sample(&[nan, -inf, -3.0], &[]), 2);
+        assert_eq!(g.try_sample(&[-inf, -inf, -3.0], &[]), Some(2));
+        let mut long = vec![0.5f32; 19];
+        long[17] = nan; // in the remainder after the 8-wide chunks
+        assert_eq!(g.try_sample(&long, &[]), None);
+        long[17] = 0.5;
+        long[3] = nan;
+        assert_eq!(g.try_sample(&long, &[]), None);
+        long[3] = 0.7;
+        assert_eq!(g.try_sample(&long, &[]), Some(3));
         assert_eq!(
             Sampler::new(sp(1.0, |_| ())).try_sample(&[nan, nan], &[]),
             None

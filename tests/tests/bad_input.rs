@@ -475,6 +475,12 @@ fn catalogue_of_bad_files() {
             serde_json::json!({"rope_type": "default", "rope_theta": 0}),
             &["rope_theta", "= 0 must be finite and > 0"],
         ),
+        // An end token outside the vocabulary would never end a generation.
+        (
+            "eos_token_id",
+            serde_json::json!([2, 1u64 << 20]),
+            &["eos_token_id", "= 1048576 is outside the vocabulary"],
+        ),
         (
             "layer_types",
             serde_json::json!(["full_attention"]),

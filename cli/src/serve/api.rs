@@ -195,7 +195,9 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             .strip_prefix("unknown field `")
             .and_then(|m| m.split('`').next())
             .map(str::to_string);
-        let param = unknown.or((path != "." && !path.is_empty()).then_some(path));
+        // serde_path_to_error writes `?` where a syntax error left the place unknown.
+        let known = path != "." && !path.is_empty() && !path.contains('?');
+        let param = unknown.or(known.then_some(path));
         let what = if inner.is_syntax() || inner.is_eof() {
             format!("the request body is not valid JSON: {msg}")
         } else {
@@ -242,8 +244,10 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         }
     };
     let p = &mut job.params;
+    // Checked as the sampler holds them (f32): 1e40 is finite in f64 but not in f32.
+    let f32_finite = |v: f64| (v as f32).is_finite();
     if let Some(t) = c.temperature {
-        check("temperature", t, t.is_finite() && t >= 0.0, "a number >= 0")?;
+        check("temperature", t, f32_finite(t) && t >= 0.0, "a number >= 0")?;
         p.temperature = t as f32;
     }
     if let Some(t) = c.top_p {
@@ -267,7 +271,7 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         check(
             "repetition_penalty",
             r,
-            r.is_finite() && r > 0.0,
+            f32_finite(r) && r > 0.0,
             "a number > 0 (1 = off)",
         )?;
         p.repetition_penalty = r as f32;

@@ -19,20 +19,27 @@ fn bad_input_exits_non_zero_with_a_message() {
     let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let m = gguf.to_str().unwrap();
     let qv = format!("qv={}", d.join("adapters/qv_r8").display());
+    let qv_cpu = ["generate", "--backend", "cpu", "-m", m, "--adapter", &qv];
+    // The OS error is said once (the engine's error names it and also returns it as the
+    // cause, which printed it twice).
+    let empty = tempfile::tempdir().unwrap();
+    let adapter = format!("x={}", empty.path().display());
+    let args = [
+        "generate",
+        "--backend",
+        "cpu",
+        "-m",
+        m,
+        "--adapter",
+        &adapter,
+        "--prompt",
+        "hi",
+    ];
+    fails_with(&args, &["adapter_config.json"]);
+    let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--adapter",
-            &qv,
-            "--mix",
-            "nope=1",
-            "--prompt",
-            "hi",
-        ],
+        &[&qv_cpu[..], &["--mix", "nope=1", "--prompt", "hi"]].concat(),
         &["`nope`", "not loaded"],
     );
     fails_with(
@@ -105,35 +112,11 @@ fn bad_input_exits_non_zero_with_a_message() {
         ],
     );
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--adapter",
-            &qv,
-            "--mix",
-            "qv=-1",
-            "--prompt",
-            "hi",
-        ],
+        &[&qv_cpu[..], &["--mix", "qv=-1", "--prompt", "hi"]].concat(),
         &["-1", ">= 0"],
     );
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--adapter",
-            &qv,
-            "--mix",
-            "qv=nan",
-            "--prompt",
-            "hi",
-        ],
+        &[&qv_cpu[..], &["--mix", "qv=nan", "--prompt", "hi"]].concat(),
         &["finite"],
     );
     fails_with(
@@ -229,22 +212,39 @@ fn bad_input_exits_non_zero_with_a_message() {
     // A weight that overflows the forward pass: an error, not an empty answer.
     fails_with(
         &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--adapter",
-            &qv,
-            "--mix",
-            "qv=3e38",
+            &qv_cpu[..],
+            &["--mix", "qv=3e38", "--max-tokens", "3", "--prompt", "hi"],
+        ]
+        .concat(),
+        &["--prompt: no finite logit", "mixture"],
+    );
+    // In a batch, the broken prompt is named by its line and the others are still answered.
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("p.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"prompt\": \"hi\", \"mix\": \"qv=1\"}\n\n{\"prompt\": \"hi\", \"mix\": \"qv=3e38\"}\n",
+    )
+    .unwrap();
+    let out = run(&[
+        &qv_cpu[..],
+        &[
+            "--prompts",
+            jsonl.to_str().unwrap(),
             "--max-tokens",
             "3",
-            "--prompt",
-            "hi",
+            "--json",
         ],
-        &["no finite logit", "mixture"],
-    );
+    ]
+    .concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("p.jsonl:3: no finite logit"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_ne!(results[0]["finish_reason"], "non_finite", "{v}");
+    assert!(results[0]["completion_tokens"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(results[1]["finish_reason"], "non_finite", "{v}");
     // Router hyper-parameters are checked before any data is read (burn would panic on these).
     for (flag, value, want) in [
         ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),

@@ -111,6 +111,33 @@ fn train_router_extend_end_to_end() {
     assert_eq!(m["labels"].as_array().unwrap().len(), 3, "{m}");
     assert!(m["per_task_top1"]["mlp_r16"].as_f64().unwrap() > 0.0, "{m}");
     assert_eq!(m["topp_containment"].as_f64().unwrap(), 1.0, "{m}");
+    // Output paths are checked before the evaluation runs.
+    let dev = demo.join("dev.jsonl");
+    for (flag, bad, says) in [
+        (
+            "--png",
+            tmp.path().join("confusion.txt"),
+            "name a .png file",
+        ),
+        (
+            "--json",
+            tmp.path().join("no/such/eval.json"),
+            "does not exist",
+        ),
+    ] {
+        fails_with(
+            &[
+                "eval-router",
+                "--router",
+                &s(&ext),
+                "--data",
+                dev.to_str().unwrap(),
+                flag,
+                &s(&bad),
+            ],
+            &[flag, says],
+        );
+    }
 
     fails_with(
         &[

@@ -61,6 +61,8 @@ fn catalogue() -> Vec<Case> {
         ),
         case("temperature of the wrong type", CHAT, chat_with(|v| v["temperature"] = json!("hot")), 400, &["temperature"], Some("temperature")),
         case("negative temperature", CHAT, chat_with(|v| v["temperature"] = json!(-1)), 400, &[">= 0"], Some("temperature")),
+        case("temperature past f32", CHAT, chat_with(|v| v["temperature"] = json!(1e40)), 400, &[">= 0"], Some("temperature")),
+        case("repetition_penalty past f32", CHAT, chat_with(|v| v["repetition_penalty"] = json!(1e40)), 400, &["> 0"], Some("repetition_penalty")),
         case("top_p 0", CHAT, chat_with(|v| v["top_p"] = json!(0)), 400, &["(0, 1]"], Some("top_p")),
         case("top_p above 1", CHAT, chat_with(|v| v["top_p"] = json!(1.5)), 400, &["(0, 1]"], Some("top_p")),
         case("min_p above 1", CHAT, chat_with(|v| v["min_p"] = json!(2)), 400, &["[0, 1]"], Some("min_p")),
@@ -146,6 +148,9 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         if let Some(p) = c.param {
             assert_eq!(e["param"], p, "{}: {v}", c.name);
         }
+        // A `param` is a field of the request, never a placeholder.
+        let param = e["param"].as_str().unwrap_or("");
+        assert!(!param.contains('?'), "{}: {v}", c.name);
     }
     // Wrong method: 405 with the same error shape.
     let r = s.get(CHAT);

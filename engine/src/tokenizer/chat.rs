@@ -36,12 +36,30 @@ static ITERATES_CONTENT: LazyLock<regex::Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
+/// `{% set NAME = X.content %}` or `X['content']`: an alias a template may loop over instead.
+static CONTENT_ALIAS: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r#"\bset\s+(\w+)\s*=\s*\w+\s*(\.\s*content\b|\[\s*['"]content['"]\s*\])\s*[-%]"#,
+    )
+    .expect("valid regex")
+});
+
+/// Whether `template` loops over a message's content, directly or through an alias set from
+/// it (`{% set c = message['content'] %}{% for p in c %}`, as vLLM's detection follows too).
+fn iterates_content(template: &str) -> bool {
+    ITERATES_CONTENT.is_match(template)
+        || CONTENT_ALIAS.captures_iter(template).any(|c| {
+            let looped = format!(r"\bfor\s+\w+\s+in\s+{}\b\s*[-%]", regex::escape(&c[1]));
+            regex::Regex::new(&looped).is_ok_and(|r| r.is_match(template))
+        })
+}
+
 /// The messages as the template sees them. A template that never loops over a message's
 /// content (most: they concatenate it as a string) gets each list of text parts as one string,
 /// the parts' texts joined by newlines, as vLLM does for such templates; transformers would fail
 /// (`+` of a string and a list) or print the list. Other content is passed as given.
 fn template_messages(template: &str, req: &ChatRequest) -> Value {
-    if ITERATES_CONTENT.is_match(template) {
+    if iterates_content(template) {
         return Value::from_serialize(&req.messages);
     }
     let messages: Vec<serde_json::Map<String, serde_json::Value>> = req
@@ -420,6 +438,13 @@ mod tests {
         assert_eq!(render(looped, &m, false, None, None).unwrap(), "[a][b]");
         let looped = looped.replace("m.content", "m['content']");
         assert_eq!(render(&looped, &m, false, None, None).unwrap(), "[a][b]");
+        let aliased = "{% for m in messages %}{% set c = m['content'] %}\
+                       {% for p in c %}[{{ p.text }}]{% endfor %}{% endfor %}";
+        assert_eq!(render(aliased, &m, false, None, None).unwrap(), "[a][b]");
+        // An alias only printed (or looped over something else) is a string.
+        let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
+                       {% for x in [1] %}{% endfor %}{% endfor %}";
+        assert_eq!(render(printed, &m, false, None, None).unwrap(), "<a\nb>");
     }
 
     #[test]
