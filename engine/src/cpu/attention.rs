@@ -147,8 +147,8 @@ fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
     }
 }
 
-/// [`attend`] for AVX2 and FMA: scores eight keys at a time ([`key_scores_avx2`]), the same
-/// softmax, then value sums kept in registers, up to two heads x 32 dims at a time, across every position (the portable loop
+/// [`attend`] for AVX2 and FMA: scores eight keys at a time ([`key_scores_avx2`]), the
+/// softmax with a vector `exp` ([`super::avx2::exp8`]), then value sums kept in registers, up to two heads x 32 dims at a time, across every position (the portable loop
 /// loads and stores its outputs once per position, which bounds it at long context). Head
 /// dims that are not a multiple of 8 take the portable loop compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
@@ -159,7 +159,7 @@ unsafe fn attend_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
         return attend(h, scores, o);
     }
     key_scores_avx2(h, hd, scores);
-    softmax_rows(scores, n, h.scale);
+    super::avx2::softmax_rows(scores, n, h.scale);
     for g0 in (0..h.group).step_by(2) {
         for c0 in (0..hd).step_by(32) {
             let at = (g0, c0, n, hd);

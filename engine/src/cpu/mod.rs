@@ -10,6 +10,8 @@ mod amx;
 mod amx_pack;
 mod attention;
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx2_blocks;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -43,6 +45,25 @@ use crate::error::{Error, Result};
 use crate::tensor::{HostTensor, Packed};
 
 pub use matmul::dot;
+
+/// The vector `exp`s' arithmetic ([`avx512::exp16`], [`avx2::exp8`]): `x = n ln2 + r` with ln 2
+/// split in two (Cephes), then `exp(r)` by its Taylor polynomial of degree 7, coefficients
+/// 1/7!, 1/6!, ..., 1/0! in Horner order.
+#[cfg(target_arch = "x86_64")]
+mod exp_poly {
+    pub const LN2_HI: f32 = 0.693_359_4;
+    pub const LN2_LO: f32 = -2.121_944_4e-4;
+    pub const TAYLOR: [f32; 8] = [
+        1.0 / 5040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ];
+}
 
 /// A 2-D weight `[rows, cols]` in host memory: f32, or the file's packed blocks.
 #[derive(Debug, Clone)]
