@@ -182,43 +182,81 @@ unsafe fn attend_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
     }
 }
 
-/// [`key_scores`] for AVX2 and FMA: eight keys at a time per head, each with its own
-/// accumulator (one dot's FMAs form a chain of dependent adds; eight chains side by side keep
-/// the FMA units busy), reduced into one vector of eight scores; the last `len % 8` keys one dot
-/// at a time. `hd` is a multiple of 8; the caller checked the ranges ([`Heads::dims`]).
+/// [`key_scores`] for AVX2 and FMA: two heads of the group at a time against four keys, or the
+/// last head against eight, each (head, key) pair in its own accumulator (one dot's FMAs form a
+/// chain of dependent adds; eight chains side by side keep the FMA units busy, and a key loaded
+/// once serves both heads), reduced into one vector of eight scores; the last keys one dot at a
+/// time. `hd` is a multiple of 8; the caller checked the ranges ([`Heads::dims`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn key_scores_avx2(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
-    use std::arch::x86_64::*;
     scores.clear();
     scores.resize(h.group * h.len, 0.0);
-    let keys = h.k_cache.as_ptr().add(h.first);
-    for (g, row) in scores.chunks_mut(h.len).enumerate() {
-        let q = &h.q[g * hd..(g + 1) * hd];
-        let mut p = 0;
-        while p + 8 <= h.len {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            for j in (0..hd).step_by(8) {
-                let qj = _mm256_loadu_ps(q.as_ptr().add(j));
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let k = _mm256_loadu_ps(keys.add((p + i) * h.stride + j));
-                    *a = _mm256_fmadd_ps(qj, k, *a);
+    let mut g0 = 0;
+    while g0 < h.group {
+        if h.group - g0 >= 2 {
+            key_scores_block_avx2::<2, 4>(h, hd, g0, scores);
+            g0 += 2;
+        } else {
+            key_scores_block_avx2::<1, 8>(h, hd, g0, scores);
+            g0 += 1;
+        }
+    }
+}
+
+/// The scores of heads `g0 .. g0 + G` against every key, `K = 8 / G` keys at a time:
+/// accumulator `g * K + i` holds head `g0 + g` against key `p + i`.
+///
+/// # Safety
+/// AVX2 and FMA; `g0 + G <= group`, `scores` holds `group * len` values, and every key lies in
+/// the cache ([`Heads::dims`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn key_scores_block_avx2<const G: usize, const K: usize>(
+    h: &Heads<'_>,
+    hd: usize,
+    g0: usize,
+    scores: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    const { assert!(G * K == 8) };
+    let (n, keys) = (h.len, h.k_cache.as_ptr().add(h.first));
+    let q = &h.q[g0 * hd..(g0 + G) * hd];
+    let rows = &mut scores[g0 * n..(g0 + G) * n];
+    let mut p = 0;
+    while p + K <= n {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for j in (0..hd).step_by(8) {
+            let mut qj = [_mm256_setzero_ps(); G];
+            for (g, qg) in qj.iter_mut().enumerate() {
+                *qg = _mm256_loadu_ps(q.as_ptr().add(g * hd + j));
+            }
+            for i in 0..K {
+                let k = _mm256_loadu_ps(keys.add((p + i) * h.stride + j));
+                for (g, qg) in qj.iter().enumerate() {
+                    acc[g * K + i] = _mm256_fmadd_ps(*qg, k, acc[g * K + i]);
                 }
             }
-            // Lane i of the result is the sum of acc[i]'s eight lanes.
-            let t0 = _mm256_hadd_ps(acc[0], acc[1]);
-            let t1 = _mm256_hadd_ps(acc[2], acc[3]);
-            let t2 = _mm256_hadd_ps(acc[4], acc[5]);
-            let t3 = _mm256_hadd_ps(acc[6], acc[7]);
-            let (u0, u1) = (_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
-            let lo = _mm256_permute2f128_ps::<0x20>(u0, u1);
-            let hi = _mm256_permute2f128_ps::<0x31>(u0, u1);
-            _mm256_storeu_ps(row.as_mut_ptr().add(p), _mm256_add_ps(lo, hi));
-            p += 8;
         }
+        // Lane l of the result is the sum of acc[l]'s eight lanes.
+        let t0 = _mm256_hadd_ps(acc[0], acc[1]);
+        let t1 = _mm256_hadd_ps(acc[2], acc[3]);
+        let t2 = _mm256_hadd_ps(acc[4], acc[5]);
+        let t3 = _mm256_hadd_ps(acc[6], acc[7]);
+        let (u0, u1) = (_mm256_hadd_ps(t0, t1), _mm256_hadd_ps(t2, t3));
+        let lo = _mm256_permute2f128_ps::<0x20>(u0, u1);
+        let hi = _mm256_permute2f128_ps::<0x31>(u0, u1);
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(lo, hi));
+        for (g, l) in lanes.chunks_exact(K).enumerate() {
+            rows[g * n + p..g * n + p + K].copy_from_slice(l);
+        }
+        p += K;
+    }
+    for (row, qg) in rows.chunks_mut(n).zip(q.chunks_exact(hd)) {
         for (p, s) in row.iter_mut().enumerate().skip(p) {
             let at = h.first + p * h.stride;
-            *s = dot(q, &h.k_cache[at..at + hd]);
+            *s = dot(qg, &h.k_cache[at..at + hd]);
         }
     }
 }
