@@ -135,44 +135,7 @@ fn main() {
         Command::EvalRouter(a) => router_cmd::eval_router(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {}", error_chain(&e));
+        eprintln!("error: {e:#}");
         std::process::exit(1);
-    }
-}
-
-/// `e` and its causes, `: `-separated, as anyhow's `{:#}` prints them, but without a cause
-/// whose text its parent already ends with (an engine I/O error prints the OS error in its own
-/// message and also returns it as its source, which printed "(os error 2): ... (os error 2)").
-fn error_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.is_empty() {
-            out = text;
-        } else if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_chain;
-
-    #[test]
-    fn a_cause_already_printed_is_not_repeated() {
-        let os = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let engine = dlp_engine::Error::io("model.gguf", os);
-        let e = anyhow::Error::new(engine).context("loading model model.gguf");
-        let text = error_chain(&e);
-        assert_eq!(text.matches("not found").count(), 1, "{text}");
-        assert!(
-            text.starts_with("loading model model.gguf: model.gguf: "),
-            "{text}"
-        );
-        let plain = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(error_chain(&plain), "outer: inner");
     }
 }

@@ -110,16 +110,8 @@ impl ModelConfig {
         if let Ok(text) = std::fs::read_to_string(&gen_path) {
             let g: Value = serde_json::from_str(&text)
                 .map_err(|e| Error::format(&gen_path, format!("not valid JSON: {e}")))?;
-            for id in ids_of(g.get("eos_token_id")) {
-                if id as usize >= cfg.vocab_size {
-                    return Err(Error::format(
-                        &gen_path,
-                        format!(
-                            "eos_token_id {id} is outside the vocabulary of {} tokens",
-                            cfg.vocab_size
-                        ),
-                    ));
-                }
+            let ids = end_ids_in_vocab(&gen_path, &ids_of(g.get("eos_token_id")), cfg.vocab_size);
+            for id in ids {
                 if !cfg.eos_token_ids.contains(&id) {
                     cfg.eos_token_ids.push(id);
                 }
@@ -310,20 +302,34 @@ impl ModelConfig {
                 self.rope_theta
             ));
         }
-        // An end token the model cannot produce would never end a generation.
-        let ids = self.eos_token_ids.iter().map(|&i| ("eos_token_id", i));
-        let ids = ids.chain(self.bos_token_id.map(|i| ("bos_token_id", i)));
-        for (key, id) in ids {
-            if id as usize >= self.vocab_size {
-                return bad(format!(
-                    "{key} (GGUF: tokenizer.ggml.{key}) = {id} is outside the vocabulary of {} \
-                     tokens",
-                    self.vocab_size
-                ));
-            }
+        // A start token outside the vocabulary cannot be embedded.
+        if let Some(id) = self.bos_token_id.filter(|&i| i as usize >= self.vocab_size) {
+            return bad(format!(
+                "bos_token_id (GGUF: tokenizer.ggml.bos_token_id) = {id} is outside the \
+                 vocabulary of {} tokens",
+                self.vocab_size
+            ));
         }
-        Ok(self)
+        let mut cfg = self;
+        cfg.eos_token_ids = end_ids_in_vocab(path, &cfg.eos_token_ids, cfg.vocab_size);
+        Ok(cfg)
     }
+}
+
+/// The end-token ids of `ids` inside a vocabulary of `vocab` tokens. One outside can never be
+/// produced, so it ends nothing: it is dropped with a warning rather than refused (a config out
+/// of step with its weights still runs; the other end ids, the tokenizer's and `max_tokens`
+/// still end generation).
+fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
+    let (keep, drop): (Vec<u32>, Vec<u32>) = ids.iter().partition(|&&i| (i as usize) < vocab);
+    if !drop.is_empty() {
+        tracing::warn!(
+            "{}: end-of-sequence id(s) {drop:?} (eos_token_id; GGUF: tokenizer.ggml.eos/eot/eom_token_id) \
+             are outside the vocabulary of {vocab} tokens and can never be produced; ignored",
+            path.display()
+        );
+    }
+    keep
 }
 
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
@@ -435,5 +441,17 @@ impl Fields<'_> {
                 format!("field `{k}`: expected a string, found {x}"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_ids_outside_the_vocabulary_are_dropped() {
+        let p = Path::new("config.json");
+        assert_eq!(end_ids_in_vocab(p, &[2, 1 << 20, 7, 10], 10), [2, 7]);
+        assert_eq!(end_ids_in_vocab(p, &[], 10), Vec::<u32>::new());
     }
 }

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read at all.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: printed in this error's message, so not also returned as its
+        /// `source()` (an error chain, anyhow's `{:#}`, would print it twice).
+        error: std::io::Error,
     },
     /// A file was read but its content is wrong (corrupt, truncated, wrong field, wrong shape).
     #[error("{}: {msg}", path.display())]
@@ -50,10 +51,10 @@ impl Error {
         }
     }
     /// An I/O error on `path`.
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<Path>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            error,
         }
     }
     /// An invalid request.

@@ -354,8 +354,8 @@ pub fn generate_each<B: Backend>(
 /// after `generated` tokens.
 pub fn non_finite(who: &str, generated: usize) -> Error {
     Error::invalid(format!(
-        "{who}: no finite logit at generated token {generated} (a logit NaN, or every logit \
-         -inf): the forward pass overflowed; check the mixture's weights (far from 1?) and the \
+        "{who}: a NaN logit, or no finite logit, at generated token {generated}: the forward \
+         pass overflowed; check the mixture's weights (far from 1?) and the \
          model's weights and config"
     ))
 }

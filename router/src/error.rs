@@ -6,12 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error: printed in this error's message, so not also returned as its
+        /// `source()` (an error chain would print it twice).
+        error: std::io::Error,
     },
     /// `router.json` or a data line is not the JSON we expect.
     #[error("{path}: {msg}")]
@@ -50,10 +51,10 @@ pub enum RouterError {
 
 impl RouterError {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         RouterError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -475,11 +475,11 @@ fn catalogue_of_bad_files() {
             serde_json::json!({"rope_type": "default", "rope_theta": 0}),
             &["rope_theta", "= 0 must be finite and > 0"],
         ),
-        // An end token outside the vocabulary would never end a generation.
+        // A start token outside the vocabulary cannot be embedded.
         (
-            "eos_token_id",
-            serde_json::json!([2, 1u64 << 20]),
-            &["eos_token_id", "= 1048576 is outside the vocabulary"],
+            "bos_token_id",
+            serde_json::json!(1u64 << 20),
+            &["bos_token_id", "= 1048576 is outside the vocabulary"],
         ),
         (
             "layer_types",

@@ -195,10 +195,11 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             .strip_prefix("unknown field `")
             .and_then(|m| m.split('`').next())
             .map(str::to_string);
-        // serde_path_to_error writes `?` where a syntax error left the place unknown.
-        let known = path != "." && !path.is_empty() && !path.contains('?');
+        // A syntax error has no field (serde_path_to_error writes `?` where it stopped).
+        let syntax = inner.is_syntax() || inner.is_eof();
+        let known = path != "." && !path.is_empty() && !syntax;
         let param = unknown.or(known.then_some(path));
-        let what = if inner.is_syntax() || inner.is_eof() {
+        let what = if syntax {
             format!("the request body is not valid JSON: {msg}")
         } else {
             match &param {
@@ -244,15 +245,27 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         }
     };
     let p = &mut job.params;
-    // Checked as the sampler holds them (f32): 1e40 is finite in f64 but not in f32.
-    let f32_finite = |v: f64| (v as f32).is_finite();
+    // Checked as the sampler holds them, in f32: 1e40 is finite in f64 but not in f32, and
+    // 1e-50 is > 0 in f64 but 0 in f32.
     if let Some(t) = c.temperature {
-        check("temperature", t, f32_finite(t) && t >= 0.0, "a number >= 0")?;
-        p.temperature = t as f32;
+        let t32 = t as f32;
+        check(
+            "temperature",
+            t,
+            t32.is_finite() && t32 >= 0.0,
+            "a number >= 0 and at most 3.4e38 (f32)",
+        )?;
+        p.temperature = t32;
     }
     if let Some(t) = c.top_p {
-        check("top_p", t, t > 0.0 && t <= 1.0, "in (0, 1]")?;
-        p.top_p = t as f32;
+        let t32 = t as f32;
+        check(
+            "top_p",
+            t,
+            t32 > 0.0 && t32 <= 1.0,
+            "in (0, 1], above 1e-45",
+        )?;
+        p.top_p = t32;
     }
     if let Some(k) = c.top_k {
         check(
@@ -264,17 +277,23 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         p.top_k = k.max(0) as usize;
     }
     if let Some(m) = c.min_p {
-        check("min_p", m, (0.0..=1.0).contains(&m), "in [0, 1]")?;
+        check(
+            "min_p",
+            m,
+            (0.0f32..=1.0).contains(&(m as f32)),
+            "in [0, 1]",
+        )?;
         p.min_p = m as f32;
     }
     if let Some(r) = c.repetition_penalty {
+        let r32 = r as f32;
         check(
             "repetition_penalty",
             r,
-            f32_finite(r) && r > 0.0,
-            "a number > 0 (1 = off)",
+            r32.is_finite() && r32 > 0.0,
+            "a number > 0 within f32, 1e-45 to 3.4e38 (1 = off)",
         )?;
-        p.repetition_penalty = r as f32;
+        p.repetition_penalty = r32;
     }
     for (field, v) in [
         ("presence_penalty", c.presence_penalty),

@@ -216,7 +216,7 @@ fn bad_input_exits_non_zero_with_a_message() {
             &["--mix", "qv=3e38", "--max-tokens", "3", "--prompt", "hi"],
         ]
         .concat(),
-        &["--prompt: no finite logit", "mixture"],
+        &["--prompt: a NaN logit, or no finite logit", "mixture"],
     );
     // In a batch, the broken prompt is named by its line and the others are still answered.
     let tmp = tempfile::tempdir().unwrap();
@@ -239,7 +239,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     .concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("p.jsonl:3: no finite logit"), "{err}");
+    assert!(err.contains("p.jsonl:3: a NaN logit"), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = v["results"].as_array().unwrap();
     assert_ne!(results[0]["finish_reason"], "non_finite", "{v}");

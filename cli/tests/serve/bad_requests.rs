@@ -61,8 +61,10 @@ fn catalogue() -> Vec<Case> {
         ),
         case("temperature of the wrong type", CHAT, chat_with(|v| v["temperature"] = json!("hot")), 400, &["temperature"], Some("temperature")),
         case("negative temperature", CHAT, chat_with(|v| v["temperature"] = json!(-1)), 400, &[">= 0"], Some("temperature")),
-        case("temperature past f32", CHAT, chat_with(|v| v["temperature"] = json!(1e40)), 400, &[">= 0"], Some("temperature")),
-        case("repetition_penalty past f32", CHAT, chat_with(|v| v["repetition_penalty"] = json!(1e40)), 400, &["> 0"], Some("repetition_penalty")),
+        case("temperature past f32", CHAT, chat_with(|v| v["temperature"] = json!(1e40)), 400, &[">= 0 and at most 3.4e38"], Some("temperature")),
+        case("repetition_penalty past f32", CHAT, chat_with(|v| v["repetition_penalty"] = json!(1e40)), 400, &["3.4e38"], Some("repetition_penalty")),
+        case("repetition_penalty 0 in f32", CHAT, chat_with(|v| v["repetition_penalty"] = json!(1e-50)), 400, &["1e-45"], Some("repetition_penalty")),
+        case("top_p 0 in f32", CHAT, chat_with(|v| v["top_p"] = json!(1e-50)), 400, &["(0, 1]"], Some("top_p")),
         case("top_p 0", CHAT, chat_with(|v| v["top_p"] = json!(0)), 400, &["(0, 1]"], Some("top_p")),
         case("top_p above 1", CHAT, chat_with(|v| v["top_p"] = json!(1.5)), 400, &["(0, 1]"], Some("top_p")),
         case("min_p above 1", CHAT, chat_with(|v| v["min_p"] = json!(2)), 400, &["[0, 1]"], Some("min_p")),
@@ -151,6 +153,9 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         // A `param` is a field of the request, never a placeholder.
         let param = e["param"].as_str().unwrap_or("");
         assert!(!param.contains('?'), "{}: {v}", c.name);
+        if c.name == "malformed JSON" {
+            assert!(e["param"].is_null(), "{}: {v}", c.name);
+        }
     }
     // Wrong method: 405 with the same error shape.
     let r = s.get(CHAT);

@@ -14,7 +14,7 @@ unsafe fn pow2i(k: __m256i) -> __m256 {
     )))
 }
 
-/// `exp(x)` of 8 lanes within about 2 ulp, as [`super::avx512::exp16`] computes it: `x = n ln2
+/// `exp(x)` of 8 lanes within 3 ulp (the test's bound), as [`super::avx512::exp16`] computes it: `x = n ln2
 /// + r` (ln2 split in two, as Cephes), a degree-7 Taylor polynomial on `|r| <= ln2 / 2`, then a
 /// scale by `2^n`. AVX2 has no `vscalefps`, so `2^n` is made in the exponent field as
 /// `2^(n/2) * 2^(n - n/2)`: each half stays a normal number over the whole clamped range, so

@@ -30,28 +30,39 @@ static PERCENT_FORMAT: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
-/// A `{% for ... in X.content %}` or `X['content']`: the template reads a list of parts itself.
+/// A message's content: `X.content` or `X['content']`, `X` a name, maybe indexed
+/// (`messages[0]`).
+const CONTENT: &str = r#"\w+(?:\[\s*-?\d+\s*\])?\s*(?:\.\s*content\b|\[\s*['"]content['"]\s*\])"#;
+
+/// `{% for ... in CONTENT %}`: the template reads a list of parts itself.
 static ITERATES_CONTENT: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r#"\bfor\s+\w+\s+in\s+\w+\s*(\.\s*content\b|\[\s*['"]content['"]\s*\])"#)
+    regex::Regex::new(&format!(r"\bfor\s+\w+(?:\s*,\s*\w+)?\s+in\s+{CONTENT}"))
         .expect("valid regex")
 });
 
-/// `{% set NAME = X.content %}` or `X['content']`: an alias a template may loop over instead.
+/// `{% set NAME = CONTENT %}`: an alias a template may loop over instead.
 static CONTENT_ALIAS: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(
-        r#"\bset\s+(\w+)\s*=\s*\w+\s*(\.\s*content\b|\[\s*['"]content['"]\s*\])\s*[-%]"#,
-    )
-    .expect("valid regex")
+    regex::Regex::new(&format!(r"\bset\s+(\w+)\s*=\s*{CONTENT}\s*[-%]")).expect("valid regex")
+});
+
+/// `{% for ... in NAME %}` (also with a filter or an `if`): the name a loop walks.
+static LOOPED_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"\bfor\s+\w+(?:\s*,\s*\w+)?\s+in\s+(\w+)\s*(?:[-%|]|if\b)")
+        .expect("valid regex")
 });
 
 /// Whether `template` loops over a message's content, directly or through an alias set from
-/// it (`{% set c = message['content'] %}{% for p in c %}`, as vLLM's detection follows too).
+/// it (`{% set c = message['content'] %}{% for p in c %}`, which vLLM's detection follows too).
 fn iterates_content(template: &str) -> bool {
-    ITERATES_CONTENT.is_match(template)
-        || CONTENT_ALIAS.captures_iter(template).any(|c| {
-            let looped = format!(r"\bfor\s+\w+\s+in\s+{}\b\s*[-%]", regex::escape(&c[1]));
-            regex::Regex::new(&looped).is_ok_and(|r| r.is_match(template))
-        })
+    if ITERATES_CONTENT.is_match(template) {
+        return true;
+    }
+    let aliases: Vec<&str> = (CONTENT_ALIAS.captures_iter(template))
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .collect();
+    !aliases.is_empty()
+        && (LOOPED_NAME.captures_iter(template))
+            .any(|c| c.get(1).is_some_and(|m| aliases.contains(&m.as_str())))
 }
 
 /// The messages as the template sees them. A template that never loops over a message's
@@ -441,6 +452,11 @@ mod tests {
         let aliased = "{% for m in messages %}{% set c = m['content'] %}\
                        {% for p in c %}[{{ p.text }}]{% endfor %}{% endfor %}";
         assert_eq!(render(aliased, &m, false, None, None).unwrap(), "[a][b]");
+        let filtered = "{% set c = messages[0].content %}\
+                        {% for p in c if p.type == 'text' %}[{{ p.text }}]{% endfor %}";
+        assert_eq!(render(filtered, &m, false, None, None).unwrap(), "[a][b]");
+        let indexed = "{% for p in messages[0]['content'] | list %}[{{ p.text }}]{% endfor %}";
+        assert_eq!(render(indexed, &m, false, None, None).unwrap(), "[a][b]");
         // An alias only printed (or looped over something else) is a string.
         let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
                        {% for x in [1] %}{% endfor %}{% endfor %}";

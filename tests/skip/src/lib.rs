@@ -23,7 +23,7 @@ pub mod kind {
     pub const AMX: &str = "no AMX-BF16 on this CPU";
     /// The CPU lacks AVX-512.
     pub const AVX512: &str = "no AVX-512 on this CPU";
-    /// The CPU lacks AVX2 + FMA + F16C (x86-64 before 2013, or another architecture).
+    /// An x86-64 CPU without AVX2 + FMA + F16C (before 2013).
     pub const AVX2: &str = "no AVX2 on this CPU";
     /// The kernel cannot give transparent huge pages now.
     pub const HUGE_PAGES: &str = "no transparent huge pages";
