@@ -1,7 +1,8 @@
 //! The CPU attention against a float64 reference: grouped query heads (1 to 9 per KV head),
 //! head dims that are and are not multiples of 16, contexts from 1 to past 300 positions,
-//! several sequences in one step, a prefill chunk attending to itself, and sliding windows
-//! (shorter and longer than the context). Caches start
+//! several sequences in one step, a prefill chunk attending to itself, sliding windows
+//! (shorter and longer than the context), and decode steps whose few (token, KV head) tasks
+//! are split over their positions and combined by log-sum-exp. Caches start
 //! random, the output is poisoned with NaN. Whichever kernel this CPU runs (AVX-512 or the
 //! portable loop) is held to the same bound.
 
@@ -38,6 +39,9 @@ fn cases() -> Vec<Case> {
                 vec![(0, 16)],
                 vec![(1, 70), (0, 3)],
                 vec![(2, 301)],
+                // Few tasks at long context: split over positions (one part of the second
+                // token's single position is empty).
+                vec![(2, 301), (1, 0)],
                 // A prefill chunk: each token sees the ones before it in this step.
                 vec![(0, 5), (0, 6), (0, 7), (0, 8)],
             ] {

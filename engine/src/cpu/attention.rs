@@ -2,6 +2,9 @@
 //!
 //! The cache is `[slots, capacity, n_kv_heads * head_dim]` for K and for V. The step's new keys
 //! and values are stored first, so a prefill chunk attends to itself causally through the cache.
+//! Work is split by (token, KV head); when a step has fewer such tasks than twice the threads
+//! (a decode step) and a long context, each task is also split over its positions and the parts
+//! combined by their log-sum-exp (flash-decoding), so every core works.
 
 use rayon::prelude::*;
 
@@ -42,47 +45,120 @@ pub fn attention(
     }
     let (k_cache, v_cache) = (&*k_cache, &*v_cache);
     let scale = 1.0 / (hd as f32).sqrt();
+    // The positions token `t` attends, `from .. to`: a sliding window drops the oldest.
+    let span = |t: usize| {
+        let pos = step.positions[t] as usize;
+        let from = if s.window > 0 {
+            (pos + 1).saturating_sub(s.window)
+        } else {
+            0
+        };
+        (from, pos + 1)
+    };
+    // The query heads of token `t` that share KV head `kvh`, against positions `from .. to`.
+    let heads = |t: usize, kvh: usize, (from, to): (usize, usize)| {
+        let q0 = t * q_dim + kvh * group * hd;
+        Heads {
+            q: &q[q0..q0 + group * hd],
+            group,
+            k_cache,
+            v_cache,
+            first: (step.kv_slots[t] as usize * s.capacity + from) * kv_dim + kvh * hd,
+            stride: kv_dim,
+            len: to - from,
+            scale,
+        }
+    };
     // One task per (token, KV head): the query heads that share a KV head read each cached
-    // key and value once for all of them.
-    out[..t_n * q_dim]
-        .par_chunks_mut(group * hd)
-        .enumerate()
-        .for_each_init(
-            || Vec::with_capacity(group * s.capacity),
-            |scores: &mut Vec<f32>, (i, o)| {
-                let (t, kvh) = (i / s.n_kv_heads, i % s.n_kv_heads);
-                let (slot, pos) = (step.kv_slots[t] as usize, step.positions[t] as usize);
-                // A sliding window drops the oldest positions.
-                let start = if s.window > 0 {
-                    (pos + 1).saturating_sub(s.window)
-                } else {
-                    0
-                };
-                let q0 = t * q_dim + kvh * group * hd;
-                let heads = Heads {
-                    q: &q[q0..q0 + group * hd],
-                    group,
-                    k_cache,
-                    v_cache,
-                    first: (slot * s.capacity + start) * kv_dim + kvh * hd,
-                    stride: kv_dim,
-                    len: pos + 1 - start,
-                    scale,
-                };
-                #[cfg(target_arch = "x86_64")]
-                if super::avx512::available() {
-                    // SAFETY: the CPU has AVX-512F.
-                    return unsafe { attend_avx512(&heads, scores, o) };
-                }
-                #[cfg(target_arch = "x86_64")]
-                if super::packed_dot::has_avx2() {
-                    // SAFETY: the CPU has AVX2 and FMA.
-                    return unsafe { attend_avx2(&heads, scores, o) };
-                }
-                attend(&heads, scores, o)
-            },
-        );
+    // key and value once for all of them. A decode step has few such tasks (SmolLM2: 3 per
+    // sequence); at long context each is then split over its positions, so every core works.
+    let tasks = t_n * s.n_kv_heads;
+    let threads = rayon::current_num_threads();
+    let longest = (0..t_n).map(|t| span(t).1 - span(t).0).max().unwrap_or(0);
+    let parts = if tasks < 2 * threads {
+        (4 * threads).div_ceil(tasks).min(longest / PART_MIN)
+    } else {
+        1
+    };
+    let out = &mut out[..t_n * q_dim];
+    if parts >= 2 {
+        split_over_positions(out, parts, (tasks, group, hd), |i, part| {
+            let (t, kvh) = (i / s.n_kv_heads, i % s.n_kv_heads);
+            let (from, to) = span(t);
+            let len = to - from;
+            let (a, b) = (from + len * part / parts, from + len * (part + 1) / parts);
+            (a < b).then(|| heads(t, kvh, (a, b)))
+        });
+        return Ok(());
+    }
+    out.par_chunks_mut(group * hd).enumerate().for_each_init(
+        || (Vec::with_capacity(group * s.capacity), vec![0f32; group]),
+        |(scores, lse), (i, o)| {
+            let (t, kvh) = (i / s.n_kv_heads, i % s.n_kv_heads);
+            attend_any(&heads(t, kvh, span(t)), scores, o, lse);
+        },
+    );
     Ok(())
+}
+
+/// Fewest positions in one part of a split task: below this the part's fixed costs (its own
+/// softmax, its output rows, the combination) outweigh the cores it brings.
+const PART_MIN: usize = 128;
+
+/// Attention of `tasks` (token, KV head) tasks, each split into `parts` runs of positions
+/// (flash-decoding): each part's output is its own softmax over its positions, and the parts
+/// combine weighted by their share of the whole softmax, `exp(lse_part - lse_all)` with `lse`
+/// the log-sum-exp of the scaled scores. `heads(task, part)` is the part's heads, `None` for an
+/// empty part. `out` is `[tasks, group, hd]` as the unsplit loop writes it.
+fn split_over_positions<'a>(
+    out: &mut [f32],
+    parts: usize,
+    (tasks, group, hd): (usize, usize, usize),
+    heads: impl Fn(usize, usize) -> Option<Heads<'a>> + Sync,
+) {
+    let width = group * hd;
+    let mut partial = vec![0f32; tasks * parts * width];
+    let mut lses = vec![f32::NEG_INFINITY; tasks * parts * group];
+    partial
+        .par_chunks_mut(width)
+        .zip(lses.par_chunks_mut(group))
+        .enumerate()
+        .for_each_init(Vec::new, |scores, (j, (o, lse))| {
+            // An empty part keeps lse -inf: weight 0.
+            if let Some(h) = heads(j / parts, j % parts) {
+                attend_any(&h, scores, o, lse);
+            }
+        });
+    for (i, o) in out.chunks_mut(width).enumerate() {
+        for (g, og) in o.chunks_mut(hd).enumerate() {
+            let lse = |p: usize| lses[(i * parts + p) * group + g];
+            let all = (0..parts).map(lse).fold(f32::NEG_INFINITY, f32::max);
+            let weights: Vec<f32> = (0..parts).map(|p| (lse(p) - all).exp()).collect();
+            let total: f32 = weights.iter().sum();
+            og.fill(0.0);
+            for (p, w) in weights.iter().enumerate() {
+                let part = &partial[((i * parts + p) * group + g) * hd..][..hd];
+                og.iter_mut()
+                    .zip(part)
+                    .for_each(|(o, x)| *o += w / total * x);
+            }
+        }
+    }
+}
+
+/// [`attend`] by the fastest kernel this CPU runs.
+fn attend_any(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { attend_avx512(h, scores, o, lse) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::packed_dot::has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { attend_avx2(h, scores, o, lse) };
+    }
+    attend(h, scores, o, lse)
 }
 
 /// The query heads of one KV head against its cached keys and values.
@@ -114,13 +190,14 @@ impl Heads<'_> {
     }
 }
 
-/// `o[g] = softmax(q[g] . K^T * scale) @ V` for each head `g` of the group; `scores` is
+/// `o[g] = softmax(q[g] . K^T * scale) @ V` for each head `g` of the group, and `lse[g]` the
+/// log-sum-exp of its scaled scores (what combines the parts of a split task); `scores` is
 /// scratch (`[group, len]`).
 #[inline(always)]
-fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
+fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) {
     let (hd, n) = h.dims(o);
     key_scores(h, hd, scores);
-    softmax_rows(scores, n, h.scale);
+    softmax_rows(scores, n, h.scale, lse);
     o.fill(0.0);
     for p in 0..n {
         let at = h.first + p * h.stride;
@@ -132,10 +209,11 @@ fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
     }
 }
 
-/// Each row of `n` scores (one per head) scaled by `scale` and made its softmax.
+/// Each row of `n` scores (one per head) scaled by `scale` and made its softmax; `lse` gets
+/// each row's log-sum-exp of the scaled scores.
 #[inline(always)]
-fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
-    for row in scores.chunks_mut(n) {
+fn softmax_rows(scores: &mut [f32], n: usize, scale: f32, lse: &mut [f32]) {
+    for (row, lse) in scores.chunks_mut(n).zip(lse) {
         row.iter_mut().for_each(|x| *x *= scale);
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
@@ -143,6 +221,7 @@ fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
             *x = (*x - max).exp();
             sum += *x;
         });
+        *lse = max + sum.ln();
         row.iter_mut().for_each(|x| *x /= sum);
     }
 }
@@ -153,13 +232,13 @@ fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
 /// dims that are not a multiple of 8 take the portable loop compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
+unsafe fn attend_avx2(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) {
     let (hd, n) = h.dims(o);
     if !hd.is_multiple_of(8) {
-        return attend(h, scores, o);
+        return attend(h, scores, o, lse);
     }
     key_scores_avx2(h, hd, scores);
-    super::avx2::softmax_rows(scores, n, h.scale);
+    super::avx2::softmax_rows(scores, n, h.scale, lse);
     for g0 in (0..h.group).step_by(2) {
         for c0 in (0..hd).step_by(32) {
             let at = (g0, c0, n, hd);
@@ -339,10 +418,10 @@ fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
 /// multiple of 16, or groups over 64 heads, take the portable loop compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
+unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) {
     let (hd, n) = h.dims(o);
     if !hd.is_multiple_of(16) || h.group > 64 {
-        return attend(h, scores, o);
+        return attend(h, scores, o, lse);
     }
     // This head's keys and values are `hd`-value runs `stride` apart (the other heads' lie
     // between), a pattern the hardware prefetchers follow poorly: ask for them up front,
@@ -361,9 +440,11 @@ unsafe fn attend_avx512(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32]) {
     }
     key_scores(h, hd, scores);
     let mut inv = [0f32; 64];
-    for (row, inv) in scores.chunks_mut(n).zip(&mut inv) {
+    for ((row, inv), lse) in scores.chunks_mut(n).zip(&mut inv).zip(lse) {
         // SAFETY: AVX-512F and FMA (this function's features).
-        *inv = 1.0 / unsafe { softmax_row(row, h.scale) };
+        let (max, sum) = unsafe { softmax_row(row, h.scale) };
+        *inv = 1.0 / sum;
+        *lse = max + sum.ln();
     }
     for g0 in (0..h.group).step_by(4) {
         for c0 in (0..hd).step_by(64) {
@@ -451,13 +532,14 @@ unsafe fn value_sums<const G: usize, const C: usize>(
 }
 
 /// `row[p] = exp(row[p] * scale - max)` with `max` the row's largest scaled score (the
-/// portable loop's values up to [`super::avx512::exp16`]'s rounding); returns their sum.
+/// portable loop's values up to [`super::avx512::exp16`]'s rounding); returns `max` and their
+/// sum.
 ///
 /// # Safety
 /// AVX-512F and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
+unsafe fn softmax_row(row: &mut [f32], scale: f32) -> (f32, f32) {
     use std::arch::x86_64::*;
     let n = row.len();
     let ptr = row.as_mut_ptr();
@@ -468,7 +550,8 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
         let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask(i), ptr.add(i)), scale);
         max = _mm512_mask_max_ps(max, mask(i), max, x);
     }
-    let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+    let m = _mm512_reduce_max_ps(max);
+    let max = _mm512_set1_ps(m);
     let mut sum = _mm512_setzero_ps();
     for i in (0..n).step_by(16) {
         let x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask(i), ptr.add(i)), scale);
@@ -476,5 +559,5 @@ unsafe fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
         _mm512_mask_storeu_ps(ptr.add(i), mask(i), e);
         sum = _mm512_mask_add_ps(sum, mask(i), sum, e);
     }
-    _mm512_reduce_add_ps(sum)
+    (m, _mm512_reduce_add_ps(sum))
 }

@@ -48,18 +48,19 @@ pub unsafe fn exp8(x: __m256) -> __m256 {
     _mm256_mul_ps(_mm256_mul_ps(p, pow2i(half)), pow2i(rest))
 }
 
-/// Every row of `n` scores (one per head) scaled by `scale` and made its softmax, in place:
-/// the portable `softmax_rows` of the attention with `exp` by [`exp8`].
+/// Every row of `n` scores (one per head) scaled by `scale` and made its softmax, in place,
+/// with each row's log-sum-exp of the scaled scores in `lse`: the portable `softmax_rows` of
+/// the attention with `exp` by [`exp8`].
 ///
 /// # Safety
 /// AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
+pub unsafe fn softmax_rows(scores: &mut [f32], n: usize, scale: f32, lse: &mut [f32]) {
     if n == 0 {
         return;
     }
     let s = _mm256_set1_ps(scale);
-    for row in scores.chunks_mut(n) {
+    for (row, lse) in scores.chunks_mut(n).zip(lse) {
         let (body, tail) = row.split_at_mut(n - n % 8);
         let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
         for x in body.chunks_exact(8) {
@@ -87,6 +88,7 @@ pub unsafe fn softmax_rows(scores: &mut [f32], n: usize, scale: f32) {
             tail.copy_from_slice(&pad[..tail.len()]);
             total += tail.iter().sum::<f32>();
         }
+        *lse = m + total.ln();
         let inv = _mm256_set1_ps(1.0 / total);
         for x in body.chunks_exact_mut(8) {
             let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), inv);
@@ -193,6 +195,7 @@ mod tests {
                 x[n / 2] = f32::NEG_INFINITY;
             }
             let scale = 0.125;
+            let mut want_lse = Vec::new();
             let want: Vec<f64> = x
                 .chunks(n)
                 .flat_map(|row| {
@@ -200,11 +203,19 @@ mod tests {
                     let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
                     let z: f64 = e.iter().sum();
+                    want_lse.push(m + z.ln());
                     e.into_iter().map(move |v| v / z)
                 })
                 .collect();
+            let mut lse = [0f32; 3];
             // SAFETY: AVX2 and FMA checked above.
-            unsafe { softmax_rows(&mut x, n, scale) };
+            unsafe { softmax_rows(&mut x, n, scale, &mut lse) };
+            for (got, w) in lse.iter().zip(&want_lse) {
+                assert!(
+                    (f64::from(*got) - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                    "n {n}: lse {got} vs {w}"
+                );
+            }
             for (i, (y, w)) in x.iter().zip(&want).enumerate() {
                 assert!(
                     (f64::from(*y) - w).abs() <= 1e-6 * w.max(1e-3),
