@@ -3,8 +3,8 @@
 //! several sequences in one step, a prefill chunk attending to itself, sliding windows
 //! (shorter and longer than the context), and decode steps whose few (token, KV head) tasks
 //! are split over their positions and combined by log-sum-exp. Caches start
-//! random, the output is poisoned with NaN. Whichever kernel this CPU runs (AVX-512 or the
-//! portable loop) is held to the same bound.
+//! random, the output is poisoned with NaN. Whichever kernel this CPU runs (AVX-512, AVX2 or
+//! the portable loop) is held to the same bound.
 
 use dlp_engine::backend::{AttnShape, StepPlan, NO_ADAPTER};
 use dlp_engine::cpu::CpuBackend;
@@ -40,12 +40,14 @@ fn cases() -> Vec<Case> {
                 vec![(1, 70), (0, 3)],
                 vec![(2, 301)],
                 // Few tasks at long context: split over positions (one part of the second
-                // token's single position is empty).
+                // token's single position is empty), into more parts further on.
                 vec![(2, 301), (1, 0)],
+                vec![(2, 700)],
                 // A prefill chunk: each token sees the ones before it in this step.
                 vec![(0, 5), (0, 6), (0, 7), (0, 8)],
             ] {
-                for window in [0, 1, 5, 64] {
+                // 300: a window long enough to be split, starting past position 0.
+                for window in [0, 1, 5, 64, 300] {
                     cases.push(Case {
                         heads,
                         kv_heads,
@@ -104,7 +106,7 @@ fn reference(c: &Case, q: &[f32], kc: &[f32], vc: &[f32], cap: usize) -> Vec<f64
 #[test]
 fn attention_matches_f64_reference() {
     let be = CpuBackend::new();
-    let (cap, slots) = (320, 3);
+    let (cap, slots) = (704, 3);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_a77e);
     let mut worst = 0f64;
     let all = cases();

@@ -75,7 +75,7 @@ pub fn attention(
     let tasks = t_n * s.n_kv_heads;
     let threads = rayon::current_num_threads();
     let longest = (0..t_n).map(|t| span(t).1 - span(t).0).max().unwrap_or(0);
-    let parts = if tasks < 2 * threads {
+    let parts = if tasks > 0 && tasks < 2 * threads {
         (4 * threads).div_ceil(tasks).min(longest / PART_MIN)
     } else {
         1
@@ -133,14 +133,12 @@ fn split_over_positions<'a>(
         for (g, og) in o.chunks_mut(hd).enumerate() {
             let lse = |p: usize| lses[(i * parts + p) * group + g];
             let all = (0..parts).map(lse).fold(f32::NEG_INFINITY, f32::max);
-            let weights: Vec<f32> = (0..parts).map(|p| (lse(p) - all).exp()).collect();
-            let total: f32 = weights.iter().sum();
+            let total: f32 = (0..parts).map(|p| (lse(p) - all).exp()).sum();
             og.fill(0.0);
-            for (p, w) in weights.iter().enumerate() {
+            for p in 0..parts {
+                let w = (lse(p) - all).exp() / total;
                 let part = &partial[((i * parts + p) * group + g) * hd..][..hd];
-                og.iter_mut()
-                    .zip(part)
-                    .for_each(|(o, x)| *o += w / total * x);
+                og.iter_mut().zip(part).for_each(|(o, x)| *o += w * x);
             }
         }
     }
