@@ -19,27 +19,19 @@ fn bad_input_exits_non_zero_with_a_message() {
     let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let m = gguf.to_str().unwrap();
     let qv = format!("qv={}", d.join("adapters/qv_r8").display());
-    let qv_cpu = ["generate", "--backend", "cpu", "-m", m, "--adapter", &qv];
-    // The OS error is said once (the engine's error names it and also returns it as the
-    // cause, which printed it twice).
+    let gen_cpu = ["generate", "--backend", "cpu", "-m", m];
+    let score_cpu = ["score", "--backend", "cpu", "-m", m];
+    let qv_cpu = args(&gen_cpu, &["--adapter", &qv]);
+    // The OS error is said once (the engine's error printed it and also returned it as its
+    // cause, so an error chain printed it twice).
     let empty = tempfile::tempdir().unwrap();
     let adapter = format!("x={}", empty.path().display());
-    let args = [
-        "generate",
-        "--backend",
-        "cpu",
-        "-m",
-        m,
-        "--adapter",
-        &adapter,
-        "--prompt",
-        "hi",
-    ];
-    fails_with(&args, &["adapter_config.json"]);
-    let err = String::from_utf8_lossy(&run(&args).stderr).into_owned();
+    let bad_adapter = args(&gen_cpu, &["--adapter", &adapter, "--prompt", "hi"]);
+    fails_with(&bad_adapter, &["adapter_config.json"]);
+    let err = String::from_utf8_lossy(&run(&bad_adapter).stderr).into_owned();
     assert_eq!(err.matches("os error").count(), 1, "{err}");
     fails_with(
-        &[&qv_cpu[..], &["--mix", "nope=1", "--prompt", "hi"]].concat(),
+        &args(&qv_cpu, &["--mix", "nope=1", "--prompt", "hi"]),
         &["`nope`", "not loaded"],
     );
     fails_with(
@@ -69,16 +61,7 @@ fn bad_input_exits_non_zero_with_a_message() {
         &["--cpu-amx needs --backend cpu", "Wgpu"],
     );
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--cuda-bf16-weights",
-            "--prompt",
-            "hi",
-        ],
+        &args(&gen_cpu, &["--cuda-bf16-weights", "--prompt", "hi"]),
         &["--cuda-bf16-weights needs --backend cuda", "Cpu"],
     );
     for (flag, value) in [
@@ -112,11 +95,11 @@ fn bad_input_exits_non_zero_with_a_message() {
         ],
     );
     fails_with(
-        &[&qv_cpu[..], &["--mix", "qv=-1", "--prompt", "hi"]].concat(),
+        &args(&qv_cpu, &["--mix", "qv=-1", "--prompt", "hi"]),
         &["-1", ">= 0"],
     );
     fails_with(
-        &[&qv_cpu[..], &["--mix", "qv=nan", "--prompt", "hi"]].concat(),
+        &args(&qv_cpu, &["--mix", "qv=nan", "--prompt", "hi"]),
         &["finite"],
     );
     fails_with(
@@ -124,98 +107,45 @@ fn bad_input_exits_non_zero_with_a_message() {
         &["empty"],
     );
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--max-context",
-            "8",
-            "--prompt",
-            "one two three four five six seven eight nine ten",
-        ],
+        &args(
+            &gen_cpu,
+            &[
+                "--max-context",
+                "8",
+                "--prompt",
+                "one two three four five six seven eight nine ten",
+            ],
+        ),
         &["context"],
     );
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--adapter",
-            "qv",
-            "--prompt",
-            "hi",
-        ],
+        &args(&gen_cpu, &["--adapter", "qv", "--prompt", "hi"]),
         &["NAME=DIR"],
     );
     fails_with(
-        &[
-            "score",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--ids",
-            "1,x",
-            "--out",
-            "/dev/null",
-        ],
+        &args(&score_cpu, &["--ids", "1,x", "--out", "/dev/null"]),
         &["`x`"],
     );
     fails_with(
-        &[
-            "score",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--ids",
-            "99999999",
-            "--out",
-            "/dev/null",
-        ],
+        &args(&score_cpu, &["--ids", "99999999", "--out", "/dev/null"]),
         &["outside the vocabulary"],
     );
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--top-p",
-            "1.5",
-            "--prompt",
-            "hi",
-        ],
+        &args(&gen_cpu, &["--top-p", "1.5", "--prompt", "hi"]),
         &["top_p"],
     );
     let tiny = fixtures("tiny-llama").unwrap();
     let wrong = format!("x={}", tiny.join("adapters/qv_r8").display());
     fails_with(
-        &[
-            "generate",
-            "--backend",
-            "cpu",
-            "-m",
-            m,
-            "--adapter",
-            &wrong,
-            "--prompt",
-            "hi",
-        ],
+        &args(&gen_cpu, &["--adapter", &wrong, "--prompt", "hi"]),
         &["adapter `x`", "shape"],
     );
     // A weight that overflows the forward pass: an error, not an empty answer.
     fails_with(
-        &[
-            &qv_cpu[..],
+        &args(
+            &qv_cpu,
             &["--mix", "qv=3e38", "--max-tokens", "3", "--prompt", "hi"],
-        ]
-        .concat(),
+        ),
         &["--prompt: a NaN logit, or no finite logit", "mixture"],
     );
     // In a batch, the broken prompt is named by its line and the others are still answered.
@@ -226,8 +156,8 @@ fn bad_input_exits_non_zero_with_a_message() {
         "{\"prompt\": \"hi\", \"mix\": \"qv=1\"}\n\n{\"prompt\": \"hi\", \"mix\": \"qv=3e38\"}\n",
     )
     .unwrap();
-    let out = run(&[
-        &qv_cpu[..],
+    let out = run(&args(
+        &qv_cpu,
         &[
             "--prompts",
             jsonl.to_str().unwrap(),
@@ -235,8 +165,7 @@ fn bad_input_exits_non_zero_with_a_message() {
             "3",
             "--json",
         ],
-    ]
-    .concat());
+    ));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("p.jsonl:3: a NaN logit"), "{err}");
@@ -269,4 +198,9 @@ fn bad_input_exits_non_zero_with_a_message() {
             &[want],
         );
     }
+}
+
+/// `head` followed by `rest`: a command line built from a shared prefix.
+fn args<'a>(head: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    [head, rest].concat()
 }

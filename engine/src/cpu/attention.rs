@@ -74,7 +74,8 @@ pub fn attention(
     // sequence); at long context each is then split over its positions, so every core works.
     let tasks = t_n * s.n_kv_heads;
     let threads = rayon::current_num_threads();
-    let longest = (0..t_n).map(|t| span(t).1 - span(t).0).max().unwrap_or(0);
+    let longest = (0..t_n).map(span).map(|(from, to)| to - from).max();
+    let longest = longest.unwrap_or(0);
     let parts = if tasks > 0 && tasks < 2 * threads {
         (4 * threads).div_ceil(tasks).min(longest / PART_MIN)
     } else {
@@ -117,8 +118,13 @@ fn split_over_positions<'a>(
     heads: impl Fn(usize, usize) -> Option<Heads<'a>> + Sync,
 ) {
     let width = group * hd;
-    let mut partial = vec![0f32; tasks * parts * width];
-    let mut lses = vec![f32::NEG_INFINITY; tasks * parts * group];
+    // Reused across steps (a decode step splits every layer's attention): taken out of the
+    // thread's buffer and put back, so no borrow is held while rayon runs other work here.
+    let mut buf = SPLIT_BUF.with(|b| b.take());
+    buf.clear();
+    buf.resize(tasks * parts * width, 0.0);
+    buf.resize(tasks * parts * (width + group), f32::NEG_INFINITY);
+    let (partial, lses) = buf.split_at_mut(tasks * parts * width);
     partial
         .par_chunks_mut(width)
         .zip(lses.par_chunks_mut(group))
@@ -131,17 +137,30 @@ fn split_over_positions<'a>(
         });
     for (i, o) in out.chunks_mut(width).enumerate() {
         for (g, og) in o.chunks_mut(hd).enumerate() {
-            let lse = |p: usize| lses[(i * parts + p) * group + g];
-            let all = (0..parts).map(lse).fold(f32::NEG_INFINITY, f32::max);
-            let total: f32 = (0..parts).map(|p| (lse(p) - all).exp()).sum();
+            let at = |p: usize| (i * parts + p) * group + g;
+            let all = (0..parts)
+                .map(|p| lses[at(p)])
+                .fold(f32::NEG_INFINITY, f32::max);
+            // Each part's log-sum-exp becomes its unnormalised weight, in place.
+            let mut total = 0.0;
+            for p in 0..parts {
+                lses[at(p)] = (lses[at(p)] - all).exp();
+                total += lses[at(p)];
+            }
             og.fill(0.0);
             for p in 0..parts {
-                let w = (lse(p) - all).exp() / total;
-                let part = &partial[((i * parts + p) * group + g) * hd..][..hd];
+                let w = lses[at(p)] / total;
+                let part = &partial[at(p) * hd..][..hd];
                 og.iter_mut().zip(part).for_each(|(o, x)| *o += w * x);
             }
         }
     }
+    SPLIT_BUF.with(|b| b.replace(buf));
+}
+
+thread_local! {
+    /// [`split_over_positions`]'s part outputs and log-sum-exps, kept between calls.
+    static SPLIT_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// [`attend`] by the fastest kernel this CPU runs.

@@ -5,6 +5,8 @@
 
 use std::arch::x86_64::*;
 
+use super::avx2_blocks::hsum;
+
 /// `2^k` for integer lanes `k` in [-126, 127], built in the exponent field.
 #[inline(always)]
 unsafe fn pow2i(k: __m256i) -> __m256 {
@@ -98,15 +100,7 @@ pub unsafe fn softmax_rows(scores: &mut [f32], n: usize, scale: f32, lse: &mut [
     }
 }
 
-/// The sum of the eight lanes.
-#[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-}
-
-/// The largest of the eight lanes.
+/// The largest of the eight lanes (the max twin of [`hsum`]).
 #[inline(always)]
 unsafe fn hmax(v: __m256) -> f32 {
     let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -145,24 +139,9 @@ mod tests {
             unsafe { _mm256_storeu_ps(y.as_mut_ptr(), exp8(_mm256_loadu_ps(x.as_ptr()))) };
             y
         };
-        let mut worst = 0f64;
-        let xs: Vec<f32> = (0..200_000)
-            .map(|i| -87.0 + 175.0 * i as f32 / 200_000.0)
-            .chain([0.0, -0.0, 1e-8, -1e-8, 88.7, -87.3])
-            .collect();
-        for chunk in xs.chunks(8) {
-            let mut x = [0f32; 8];
-            x[..chunk.len()].copy_from_slice(chunk);
-            for (x, y) in x.iter().zip(&run(x)) {
-                let want = (*x as f64).exp();
-                let rel = (*y as f64 - want).abs() / want;
-                assert!(
-                    rel <= 3.0 * f32::EPSILON as f64,
-                    "exp8({x}) = {y}, float64 {want}"
-                );
-                worst = worst.max(rel);
-            }
-        }
+        let worst = super::super::exp_poly::worst_on_grid("exp8", 8, |x, y| {
+            y.copy_from_slice(&run(x.try_into().expect("8 values")));
+        });
         let tiny = f64::from(f32::from_bits(1)); // the smallest subnormal
         let edges = [-88.0, -95.0, -103.0, -104.0, -200.0, 88.8, 1e30, f32::NAN];
         for (x, y) in edges.iter().zip(&run(edges)) {
