@@ -1,6 +1,7 @@
 //! The CPU attention against a float64 reference: grouped query heads (1 to 9 per KV head),
 //! head dims that are and are not multiples of 16, contexts from 1 to past 300 positions,
-//! several sequences in one step, a prefill chunk attending to itself, sliding windows
+//! several sequences in one step, prefill chunks attending to themselves (also in blocks of
+//! consecutive tokens, and blocks that straddle two sequences), sliding windows
 //! (shorter and longer than the context), and decode steps whose few (token, KV head) tasks
 //! are split over their positions and combined by log-sum-exp. Caches start
 //! random, the output is poisoned with NaN. Whichever kernel this CPU runs (AVX-512, AVX2 or
@@ -45,6 +46,13 @@ fn cases() -> Vec<Case> {
                 vec![(2, 700)],
                 // A prefill chunk: each token sees the ones before it in this step.
                 vec![(0, 5), (0, 6), (0, 7), (0, 8)],
+                // Prefills of two sequences in one step, long enough to be run in blocks of
+                // consecutive tokens (for up to 5 threads): one block straddles the two
+                // sequences, one is cut short by the end of the step.
+                (250..271)
+                    .map(|p| (0, p))
+                    .chain((0..22).map(|p| (1, p)))
+                    .collect(),
             ] {
                 // 300: a window long enough to be split, starting past position 0.
                 for window in [0, 1, 5, 64, 300] {
