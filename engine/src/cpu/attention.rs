@@ -67,7 +67,6 @@ pub fn attention(
         let q0 = t * q_dim + kvh * group * hd;
         Heads {
             q: &q[q0..q0 + group * hd],
-            rows: group,
             group,
             spans: None,
             k_cache,
@@ -119,10 +118,7 @@ pub fn attention(
                     }
                     let h = Heads {
                         q: &sc.q,
-                        rows,
-                        group,
                         spans: Some(&sc.spans),
-                        len: to - from,
                         ..heads(t0, kvh, (from, to))
                     };
                     attend_any(&h, &mut sc.scores, &mut sc.o, &mut sc.lse);
@@ -259,9 +255,8 @@ fn attend_any(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f3
 /// Query rows that share one KV head (the heads of its group, of one token or of a block of
 /// consecutive tokens) against its cached keys and values.
 struct Heads<'a> {
-    /// `rows` query rows of the head width, one after the other.
+    /// [`Heads::rows`] query rows of the head width, one after the other.
     q: &'a [f32],
-    rows: usize,
     /// Query heads per token for this KV head: rows `group * i ..` belong to token `i`.
     group: usize,
     /// Token `i` attends positions `spans[i].0 .. spans[i].1` of `0..len`; `None`: every row
@@ -282,16 +277,21 @@ impl Heads<'_> {
     /// Head width and positions for the outputs `o`; panics unless every key and value read
     /// lies in the caches, `q` matches `o`, and every span is a non-empty run inside `0..len`.
     fn dims(&self, o: &[f32]) -> (usize, usize) {
-        let (hd, n) = (o.len() / self.rows, self.len);
+        let (hd, n) = (o.len() / self.rows(), self.len);
         let last = self.first + (n - 1) * self.stride + hd;
         assert!(
             last <= self.k_cache.len() && last <= self.v_cache.len() && self.q.len() == o.len()
         );
         if let Some(spans) = self.spans {
-            assert!(spans.len() * self.group == self.rows);
             assert!(spans.iter().all(|&(a, b)| a < b && b <= n));
         }
         (hd, n)
+    }
+
+    /// Query rows: `group` per token.
+    #[inline(always)]
+    fn rows(&self) -> usize {
+        self.spans.map_or(self.group, |s| s.len() * self.group)
     }
 
     /// The positions row `r` attends.
@@ -316,7 +316,7 @@ fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) 
     let (hd, n) = h.dims(o);
     key_scores(h, hd, scores);
     softmax_spans(h, scores, lse, |_, row, lse| {
-        softmax_rows(row, row.len(), h.scale, std::slice::from_mut(lse))
+        *lse = softmax_row(row, h.scale)
     });
     o.fill(0.0);
     for p in 0..n {
@@ -347,21 +347,18 @@ fn softmax_spans(
     }
 }
 
-/// Each row of `n` scores scaled by `scale` and made its softmax; `lse` gets each row's
-/// log-sum-exp of the scaled scores.
+/// `row` scaled by `scale` and made its softmax; returns the log-sum-exp of the scaled scores.
 #[inline(always)]
-fn softmax_rows(scores: &mut [f32], n: usize, scale: f32, lse: &mut [f32]) {
-    for (row, lse) in scores.chunks_mut(n).zip(lse) {
-        row.iter_mut().for_each(|x| *x *= scale);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
-        row.iter_mut().for_each(|x| {
-            *x = (*x - max).exp();
-            sum += *x;
-        });
-        *lse = max + sum.ln();
-        row.iter_mut().for_each(|x| *x /= sum);
-    }
+fn softmax_row(row: &mut [f32], scale: f32) -> f32 {
+    row.iter_mut().for_each(|x| *x *= scale);
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    row.iter_mut().for_each(|x| {
+        *x = (*x - max).exp();
+        sum += *x;
+    });
+    row.iter_mut().for_each(|x| *x /= sum);
+    max + sum.ln()
 }
 
 /// `scores[r * len + p] = dot(q[r], key p)` (`scores` resized to `[rows, len]`): the
@@ -370,7 +367,7 @@ fn softmax_rows(scores: &mut [f32], n: usize, scale: f32, lse: &mut [f32]) {
 #[inline(always)]
 fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
     scores.clear();
-    scores.resize(h.rows * h.len, 0.0);
+    scores.resize(h.rows() * h.len, 0.0);
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
         // SAFETY: AVX-512F checked; `q` holds `rows` rows of `hd`, the keys `len` rows of
@@ -380,7 +377,7 @@ fn key_scores(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
             super::avx512::rows_by_features(
                 h.q.as_ptr(),
                 hd,
-                h.rows,
+                h.rows(),
                 h.k_cache.as_ptr().add(h.first),
                 h.stride,
                 h.len,

@@ -34,8 +34,8 @@ pub(super) unsafe fn attend_avx2(
     // more rows remain (a prefill block, a group of 3+ heads), up to six rows x 16 dims, so that
     // each value loaded serves more rows (12 or 15 of the 16 vector registers).
     let mut g0 = 0;
-    while g0 < h.rows {
-        let g = match h.rows - g0 {
+    while g0 < h.rows() {
+        let g = match h.rows() - g0 {
             r @ 1..=2 => r,
             r => r.min(6),
         };
@@ -96,12 +96,12 @@ unsafe fn value_sums_g<const G: usize>(
 #[target_feature(enable = "avx2,fma")]
 unsafe fn key_scores_avx2(h: &Heads<'_>, hd: usize, scores: &mut Vec<f32>) {
     scores.clear();
-    scores.resize(h.rows * h.len, 0.0);
+    scores.resize(h.rows() * h.len, 0.0);
     let mut g0 = 0;
-    while g0 < h.rows {
+    while g0 < h.rows() {
         // SAFETY: AVX2 and FMA; `g0 + G <= rows`, and the ranges were checked by the caller.
         unsafe {
-            if h.rows - g0 >= 2 {
+            if h.rows() - g0 >= 2 {
                 key_scores_block_avx2::<2, 4>(h, hd, g0, scores);
                 g0 += 2;
             } else {

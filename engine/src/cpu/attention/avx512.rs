@@ -22,7 +22,7 @@ pub(super) unsafe fn attend_avx512(
     lse: &mut [f32],
 ) {
     let (hd, n) = h.dims(o);
-    if !hd.is_multiple_of(16) || h.rows > MAX_ROWS {
+    if !hd.is_multiple_of(16) || h.rows() > MAX_ROWS {
         return attend(h, scores, o, lse);
     }
     // This head's keys and values are `hd`-value runs `stride` apart (the other heads' lie
@@ -49,8 +49,8 @@ pub(super) unsafe fn attend_avx512(
     });
     // Rows in register blocks of up to six rows x 64 dims (24 of the 32 vector registers), so
     // that each value loaded serves six rows of a prefill block.
-    for g0 in (0..h.rows).step_by(6) {
-        let g = (h.rows - g0).min(6);
+    for g0 in (0..h.rows()).step_by(6) {
+        let g = (h.rows() - g0).min(6);
         let (p0, p1) = h.positions_of(g0..g0 + g);
         for c0 in (0..hd).step_by(64) {
             let c = ((hd - c0) / 16).min(4);
