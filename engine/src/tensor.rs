@@ -110,9 +110,14 @@ pub struct HostTensor {
 }
 
 impl HostTensor {
-    /// A tensor from its shape and values (the product of `shape` must equal `data.len()`).
+    /// A tensor from its shape and values; panics unless the product of `shape` equals
+    /// `data.len()`.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "HostTensor::new: shape {shape:?}"
+        );
         HostTensor {
             shape,
             data,
@@ -120,9 +125,13 @@ impl HostTensor {
         }
     }
 
-    /// A 2-D tensor kept in packed form.
+    /// A 2-D tensor kept in packed form; panics unless `packed` holds `rows` rows of `cols`.
     pub fn packed(rows: usize, cols: usize, packed: Packed) -> Self {
-        debug_assert_eq!(packed.bytes.len(), rows * packed.kind.row_bytes(cols));
+        assert_eq!(
+            packed.bytes.len(),
+            rows * packed.kind.row_bytes(cols),
+            "HostTensor::packed: {rows}x{cols}"
+        );
         HostTensor {
             shape: vec![rows, cols],
             data: Vec::new(),

@@ -78,7 +78,11 @@ pub fn dequantize(t: u32, bytes: &[u8], out: &mut [f32]) {
         Some((_, b, s)) => (b as usize, s as usize),
         None => unreachable!("dequantize called on unknown type {t}"),
     };
-    debug_assert_eq!(out.len() / blck * bsize, bytes.len());
+    assert_eq!(
+        out.len() / blck * bsize,
+        bytes.len(),
+        "dequantize: output and block sizes"
+    );
     out.par_chunks_mut(CHUNK)
         .zip(bytes.par_chunks(CHUNK / blck * bsize))
         .for_each(|(o, b)| dequantize_serial(t, b, o));
