@@ -1,6 +1,18 @@
 // matmul: (compiled after lora.cu, whose `LoraJobs`, `lora_term` and `lora_u` the fused
 // decode matvec uses.) cuBLAS computes x @ W^T for f32 weights; this adds the optional bias,
 // out[r, c] += bias[c].
+// DLP_MATVEC_PART=R (1, 2, 4 or 8), set by the backend: only the decode matvec entries of row
+// bucket R, and with R = 1 the file's other entries too. The backend compiles and loads this
+// file as those four modules at once: it is most of a cold start's NVRTC and JIT time, and
+// each bucket's entries are code of their own, the same PTX in any module. Undefined: every
+// entry (the compile check and the CPU emulation read the file whole).
+#ifdef DLP_MATVEC_PART
+#define MATVEC_PART_HAS(R) (DLP_MATVEC_PART == (R))
+#else
+#define MATVEC_PART_HAS(R) 1
+#endif
+
+#if MATVEC_PART_HAS(1)
 extern "C" __global__ void bias_add(float* __restrict__ out, const float* __restrict__ bias,
                                     int rows, int n) {
     const size_t total = (size_t)rows * n;
@@ -47,6 +59,7 @@ extern "C" __global__ void matmul_bf16(const float* __restrict__ x,
             out[(size_t)(r0 + r) * n + c] = v + (has_bias ? bias[c] : 0.f);
     }
 }
+#endif  // MATVEC_PART_HAS(1)
 
 // Decode matvec on bf16 weights (few rows: decode, small batches), bound by the weights'
 // bytes. Each warp owns one output feature and streams its weight row with 16-byte loads
@@ -513,23 +526,38 @@ __device__ __forceinline__ void add_norm_last_block(const MatvecNorm& nm, const 
         matvec_lora_inline<R>(x, rows, k, round_x, jobs, lj);                                 \
         add_norm_last_block(nm, jobs, rows);                                                  \
     }
+// Each row bucket's entries (see DLP_MATVEC_PART). The `fused-silu` and `norm-in-matvec` ones
+// only where the host asks for them (DLP_MATVEC_FOLDS: either switch on), so that the default
+// module keeps its size and JIT time (the 18 entries more than double its PTX); the host folds
+// the norm for at most 2 rows (`NORM_FOLD_MAX_ROWS`): two buckets.
+#if MATVEC_PART_HAS(1)
 MATVEC_ENTRIES_OF(1, , false)
-MATVEC_ENTRIES_OF(2, , false)
-MATVEC_ENTRIES_OF(4, , false)
-MATVEC_ENTRIES_OF(8, , false)
-// The `fused-silu` and `norm-in-matvec` entries, only where the host asks for them
-// (DLP_MATVEC_FOLDS: either switch on), so that the default module keeps its size and JIT
-// time (the 18 entries more than double its PTX).
 #ifdef DLP_MATVEC_FOLDS
 MATVEC_ENTRIES_OF(1, _silu, true)
-MATVEC_ENTRIES_OF(2, _silu, true)
-MATVEC_ENTRIES_OF(4, _silu, true)
-MATVEC_ENTRIES_OF(8, _silu, true)
-// The host folds the norm for at most 2 rows (`NORM_FOLD_MAX_ROWS`): two buckets.
 MATVEC_NORM_ENTRIES(1)
+#endif
+#endif
+#if MATVEC_PART_HAS(2)
+MATVEC_ENTRIES_OF(2, , false)
+#ifdef DLP_MATVEC_FOLDS
+MATVEC_ENTRIES_OF(2, _silu, true)
 MATVEC_NORM_ENTRIES(2)
 #endif
+#endif
+#if MATVEC_PART_HAS(4)
+MATVEC_ENTRIES_OF(4, , false)
+#ifdef DLP_MATVEC_FOLDS
+MATVEC_ENTRIES_OF(4, _silu, true)
+#endif
+#endif
+#if MATVEC_PART_HAS(8)
+MATVEC_ENTRIES_OF(8, , false)
+#ifdef DLP_MATVEC_FOLDS
+MATVEC_ENTRIES_OF(8, _silu, true)
+#endif
+#endif
 
+#if MATVEC_PART_HAS(1)
 // The bf16 compute mode's GEMM input: out[i] = bf16(x[i]) as bit patterns (round to nearest
 // even), for cublasGemmEx on tensor cores.
 extern "C" __global__ void to_bf16(const float* __restrict__ x, int n,
@@ -538,3 +566,4 @@ extern "C" __global__ void to_bf16(const float* __restrict__ x, int n,
          i += (size_t)gridDim.x * blockDim.x)
         out[i] = bf16_bits(x[i]);
 }
+#endif  // MATVEC_PART_HAS(1)

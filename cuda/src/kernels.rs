@@ -1,12 +1,14 @@
 //! The loaded kernels: every file of [`crate::nvrtc::SOURCES`] compiled for the device's
-//! architecture and loaded as one module each, with its entry points looked up once.
+//! architecture and loaded as one module each (or one per part), with its entry points looked
+//! up once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
 
-use crate::nvrtc::{compile, MATVEC_FOLDS_DEFINE, SOURCES};
+use crate::nvrtc::{compile, each_module, entry_names, modules};
 use crate::tune::Tune;
 
 /// Entry points of the kernel files (see `kernels/<op>.cu`).
@@ -70,12 +72,11 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles (or takes from the PTX cache) and loads every kernel file for `arch`; with
-    /// `dependent_launch`, defining `DLP_PDL` (the kernels that may precede a dependent matvec
-    /// then release it at their start: `PDL_TRIGGER` in pdl.cuh); with `folds` (`fused-silu`
-    /// or `norm-in-matvec` on), compiling matmul.cu's `_silu` and `_norm` matvec entries too
-    /// ([`MATVEC_FOLDS_DEFINE`]); `tune`: the tuning knobs, each file compiled with the
-    /// defines it reads ([`Tune::defines_for`]).
+    /// Compiles (or takes from the PTX cache) and loads every kernel module for `arch`, the
+    /// modules at once on the CPU's threads ([`crate::nvrtc::modules`]: every file, matmul.cu
+    /// in its parts, with `dependent_launch`'s `DLP_PDL`, `folds`' `_silu` and `_norm` matvec
+    /// entries (`fused-silu` or `norm-in-matvec` on) and the defines each file reads of `tune`;
+    /// [`crate::nvrtc::each_module`]). Errors name the file (and part) and what failed.
     pub fn load(
         ctx: &Arc<CudaContext>,
         arch: &str,
@@ -83,29 +84,26 @@ impl Kernels {
         folds: bool,
         tune: &Tune,
     ) -> Result<Kernels, String> {
-        let mut modules = Vec::with_capacity(SOURCES.len());
-        for k in &SOURCES {
-            // Each file with the defines it reads: the others keep their cached PTX.
-            let mut extra = tune.defines_for(k.name);
-            if dependent_launch {
-                extra.push("-DDLP_PDL".into());
-            }
-            if folds && k.name == "matmul" {
-                extra.push(MATVEC_FOLDS_DEFINE.into());
-            }
-            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-            let c = compile(k, arch, &extra)?;
-            let m = ctx
+        let mods = modules(dependent_launch, folds, tune);
+        let threads = compile_threads()?;
+        let loaded = each_module(&mods, threads, |m| {
+            let extra: Vec<&str> = m.extra.iter().map(String::as_str).collect();
+            let c = compile(m.file, arch, &extra)?;
+            let entries: HashSet<String> = entry_names(&c.ptx).map(str::to_string).collect();
+            let module = ctx
                 .load_module(Ptx::from_src(c.ptx))
-                .map_err(|e| format!("loading kernel {}.cu: {e}", k.name))?;
-            modules.push((k.name, m));
-        }
+                .map_err(|e| format!("loading kernel {}: {e}", m.label()))?;
+            Ok((m.file.name, entries, module))
+        })?;
+        // The module of `file` (of its parts, the one) holding entry `f`.
         let get = |file: &str, f: &str| -> Result<CudaFunction, String> {
-            let m = modules
-                .iter()
-                .find(|(n, _)| *n == file)
-                .map(|(_, m)| m)
-                .ok_or_else(|| format!("kernel file {file}.cu is not loaded"))?;
+            let mut of_file = loaded.iter().filter(|(n, _, _)| *n == file).peekable();
+            if of_file.peek().is_none() {
+                return Err(format!("kernel file {file}.cu is not loaded"));
+            }
+            let (_, _, m) = of_file
+                .find(|(_, entries, _)| entries.contains(f))
+                .ok_or_else(|| format!("kernel {file}.cu has no function `{f}`"))?;
             m.load_function(f)
                 .map_err(|e| format!("kernel {file}.cu has no function `{f}`: {e}"))
         };
@@ -205,8 +203,31 @@ impl Kernels {
             lora_expand_tiled: get("lora", "lora_expand_tiled")?,
             lora_expand_tiled_bf16: get("lora", "lora_expand_tiled_bf16")?,
             logits_norm: get("logits", "logits_norm")?,
-            _modules: modules.into_iter().map(|(_, m)| m).collect(),
+            _modules: loaded.into_iter().map(|(_, _, m)| m).collect(),
         })
+    }
+}
+
+/// Threads that compile and load the modules: `DLP_CUDA_COMPILE_THREADS` (a positive number;
+/// 1 compiles one after another in the calling thread), else one per core.
+fn compile_threads() -> Result<usize, String> {
+    threads_of(std::env::var("DLP_CUDA_COMPILE_THREADS"))
+}
+
+/// [`compile_threads`] of the variable's value.
+fn threads_of(var: Result<String, std::env::VarError>) -> Result<usize, String> {
+    let v = match var {
+        Err(std::env::VarError::NotPresent) => {
+            return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
+        Err(e) => e.to_string(),
+        Ok(v) => v,
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "DLP_CUDA_COMPILE_THREADS={v}: expected a positive number of threads"
+        )),
     }
 }
 
@@ -251,5 +272,26 @@ impl AttnKernels {
             (true, true, true, true) => &self.split_store_last_rope,
         };
         Some(&pair[usize::from(kv_bf16)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::env::VarError;
+
+    #[test]
+    fn compile_threads_default_to_the_cores_and_refuse_nonsense() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(super::threads_of(Err(VarError::NotPresent)), Ok(cores));
+        assert_eq!(super::threads_of(Ok(" 3".into())), Ok(3));
+        for bad in ["0", "-1", "two", ""] {
+            let e = super::threads_of(Ok(bad.into())).unwrap_err();
+            assert!(
+                e.contains(&format!("DLP_CUDA_COMPILE_THREADS={bad}:")),
+                "{e}"
+            );
+        }
+        let e = super::threads_of(Err(VarError::NotUnicode("\u{fffd}".into()))).unwrap_err();
+        assert!(e.contains("positive number"), "{e}");
     }
 }

@@ -8,6 +8,8 @@ use std::sync::{Mutex, OnceLock};
 
 use cudarc::nvrtc::result as nv;
 
+use crate::tune::Tune;
+
 /// One kernel source file: its name (the CPU op's name) and its CUDA C++ source.
 #[derive(Debug, Clone, Copy)]
 pub struct KernelSource {
@@ -15,6 +17,11 @@ pub struct KernelSource {
     pub name: &'static str,
     /// The translation unit NVRTC compiles.
     pub src: &'static str,
+    /// Defines that each select a part of the file's entry points, every part compiled and
+    /// loaded as a module of its own, at the same time as the others (empty: one module).
+    /// Together the parts hold every entry of the whole file, with the same PTX
+    /// (`cuda/tests/nvrtc_compile.rs` checks it entry by entry). Listed longest compile first.
+    pub parts: &'static [&'static str],
 }
 
 /// Prepended to every kernel file: the bf16 helpers (`bf16.cuh`) and the dependent-launch
@@ -52,43 +59,63 @@ const MATMUL_SRC: &str = concat!(
     include_str!("../kernels/matmul.cu")
 );
 
+/// matmul.cu's parts (`DLP_MATVEC_PART`): the decode matvec's entries of 8, 4, 2 and 1 rows,
+/// the file's other entries with the last. The file is most of a cold start's compile: about
+/// 14 s of NVRTC's 26 s for all files on one core here, 36 of 43 with the folds (its parts:
+/// 5.5, 3.6, 2.0 and 1.7 s; 12, 7.0, 4.8 and 3.8 s).
+pub const MATVEC_PARTS: [&str; 4] = [
+    "-DDLP_MATVEC_PART=8",
+    "-DDLP_MATVEC_PART=4",
+    "-DDLP_MATVEC_PART=2",
+    "-DDLP_MATVEC_PART=1",
+];
+
 /// Every kernel file, in the order the backend loads them.
 pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         name: "embedding",
         src: include_str!("../kernels/embedding.cu"),
+        parts: &[],
     },
     KernelSource {
         name: "rms_norm",
         src: include_str!("../kernels/rms_norm.cu"),
+        parts: &[],
     },
     KernelSource {
         name: "matmul",
         src: MATMUL_SRC,
+        parts: &MATVEC_PARTS,
     },
     KernelSource {
         name: "rope",
         src: include_str!("../kernels/rope.cu"),
+        parts: &[],
     },
     KernelSource {
         name: "attention",
         src: include_str!("../kernels/attention.cu"),
+        parts: &[],
     },
     KernelSource {
         name: "silu_mul",
         src: include_str!("../kernels/silu_mul.cu"),
+        parts: &[],
     },
     KernelSource {
         name: "add",
         src: include_str!("../kernels/add.cu"),
+        parts: &[],
     },
     KernelSource {
         name: "lora",
         src: LORA_SRC,
+        parts: &[],
     },
     KernelSource {
         name: "logits",
         src: LOGITS_SRC,
+        parts: &[],
     },
 ];
 
@@ -225,12 +252,106 @@ pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled,
     Ok(c)
 }
 
+/// A module the backend compiles and loads: a kernel file, the options it is compiled with
+/// beyond [`options`] (its defines), and which of its parts it is.
+#[derive(Debug, Clone)]
+pub struct ModuleSource {
+    /// The kernel file.
+    pub file: &'static KernelSource,
+    /// Defines, the part's last (e.g. `-DDLP_PDL`, `-DDLP_MATVEC_PART=8`).
+    pub extra: Vec<String>,
+}
+
+impl ModuleSource {
+    /// `matmul.cu`, or `matmul.cu (-DDLP_MATVEC_PART=8)` for a part: for error messages.
+    pub fn label(&self) -> String {
+        match self.extra.last() {
+            Some(part) if !self.file.parts.is_empty() => format!("{}.cu ({part})", self.file.name),
+            _ => format!("{}.cu", self.file.name),
+        }
+    }
+}
+
+/// The modules a backend loads, in the order to compile them (longest first: the parts of
+/// a split file, then the others by the length of their source): every file of [`SOURCES`]
+/// with the defines it reads ([`Tune::defines_for`]), `-DDLP_PDL` with `dependent_launch` (the
+/// kernels that may precede a dependent matvec release it at their start), matmul.cu with
+/// [`MATVEC_FOLDS_DEFINE`] with `folds`, and a file with parts once per part.
+pub fn modules(dependent_launch: bool, folds: bool, tune: &Tune) -> Vec<ModuleSource> {
+    let mut mods = Vec::new();
+    for file in &SOURCES {
+        let mut extra = tune.defines_for(file.name);
+        if dependent_launch {
+            extra.push("-DDLP_PDL".into());
+        }
+        if folds && file.name == "matmul" {
+            extra.push(MATVEC_FOLDS_DEFINE.into());
+        }
+        if file.parts.is_empty() {
+            mods.push(ModuleSource { file, extra });
+            continue;
+        }
+        for part in file.parts {
+            let mut extra = extra.clone();
+            extra.push(part.to_string());
+            mods.push(ModuleSource { file, extra });
+        }
+    }
+    mods.sort_by_key(|m| (m.file.parts.is_empty(), std::cmp::Reverse(m.file.src.len())));
+    mods
+}
+
+/// Runs `job` (the backend's: compile with [`compile`], then load, the driver's JIT compile)
+/// for every module of `mods` on up to `threads` threads, each taking the next module in
+/// order. Why: one compile keeps one core busy, and a cold start compiled one file after
+/// another (26 s of NVRTC on one core here); with enough cores the longest module bounds it.
+/// Returns the answers in `mods`' order, or the first error in that order.
+pub fn each_module<T: Send>(
+    mods: &[ModuleSource],
+    threads: usize,
+    job: impl Fn(&ModuleSource) -> Result<T, String> + Sync,
+) -> Result<Vec<T>, String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(m) = mods.get(i) else { return done };
+            done.push((i, job(m)));
+        }
+    };
+    let mut done: Vec<(usize, Result<T, String>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (1..threads.clamp(1, mods.len().max(1)))
+            .map(|_| s.spawn(work))
+            .collect();
+        let mut done = work();
+        for w in workers {
+            // A panic in a worker (a bug, not a compile error) goes on in this thread.
+            done.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        done
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The names of a PTX module's entry points (`.entry name(`), in the module's order.
+pub fn entry_names(ptx: &str) -> impl Iterator<Item = &str> {
+    ptx.split(".entry ")
+        .skip(1)
+        .filter_map(|p| p.split('(').next())
+}
+
 /// Writes a cache file `f` (and its folder) through a temporary name and a rename, so that a
 /// reader never sees half of one. Best effort: a cache that cannot be written only costs a
 /// compile next time. Also the CI compile check's cache (cuda/tests/nvrtc_compile/cache.rs).
 pub fn write_cache_file(f: &std::path::Path, bytes: &[u8]) {
+    // Unique per write, not only per process: threads may write the same file at once (two
+    // backends made at the same time compile the same modules).
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let _ = f.parent().map(std::fs::create_dir_all);
-    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = f.with_extension(format!("tmp{}-{n}", std::process::id()));
     if std::fs::write(&tmp, bytes).is_ok() {
         let _ = std::fs::rename(&tmp, f);
     }
@@ -290,4 +411,79 @@ fn c_chars_to_string(v: &[std::ffi::c_char]) -> String {
         .map(|&c| c as u8)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The module list: every file once, matmul.cu once per part (its parts first, the
+    /// largest bucket first, each with its part's define last), and each file with the
+    /// defines that belong to it.
+    #[test]
+    fn modules_split_matmul_into_its_parts_with_each_files_defines() {
+        let plain = modules(false, false, &Tune::default());
+        let names: Vec<&str> = plain.iter().map(|m| m.file.name).collect();
+        assert_eq!(
+            names.len(),
+            SOURCES.len() - 1 + MATVEC_PARTS.len(),
+            "{names:?}"
+        );
+        assert_eq!(&names[..4], ["matmul"; 4], "{names:?}");
+        for k in &SOURCES {
+            assert!(names.contains(&k.name), "{} missing: {names:?}", k.name);
+        }
+        for (m, part) in plain.iter().zip(MATVEC_PARTS) {
+            assert_eq!(m.extra, [part], "{}", m.label());
+            assert_eq!(m.label(), format!("matmul.cu ({part})"));
+        }
+        assert!(plain[4..].iter().all(|m| m.extra.is_empty()));
+        assert_eq!(plain[4].label(), format!("{}.cu", plain[4].file.name));
+
+        let tune = Tune::parse("matvec_unroll=8,tiled_rows=4").unwrap();
+        for m in modules(true, true, &tune) {
+            let has = |d: &str| m.extra.iter().any(|e| e.starts_with(d));
+            assert!(has("-DDLP_PDL"), "{}: {:?}", m.label(), m.extra);
+            let matmul = m.file.name == "matmul";
+            assert_eq!(has("-DMATVEC_UNROLL=8"), matmul, "{}", m.label());
+            assert_eq!(has(MATVEC_FOLDS_DEFINE), matmul, "{}", m.label());
+            assert_eq!(has("-DDLP_MATVEC_PART="), matmul, "{}", m.label());
+            assert_eq!(
+                has("-DTILED_ROWS=4"),
+                m.file.name == "lora",
+                "{}",
+                m.label()
+            );
+            if matmul {
+                assert!(m.extra.last().unwrap().starts_with("-DDLP_MATVEC_PART="));
+            }
+        }
+    }
+
+    /// Answers in the modules' order whatever thread ran each, the first error in that order,
+    /// and no module run twice or left out.
+    #[test]
+    fn each_module_answers_in_order_and_reports_the_first_error() {
+        let mods = modules(false, false, &Tune::default());
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        for threads in [0, 1, 3, 64] {
+            runs.store(0, std::sync::atomic::Ordering::Relaxed);
+            let got = each_module(&mods, threads, |m| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(m.label())
+            })
+            .unwrap();
+            let want: Vec<String> = mods.iter().map(ModuleSource::label).collect();
+            assert_eq!(got, want, "{threads} threads");
+            assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), mods.len());
+        }
+        let failing = |m: &ModuleSource| match m.file.name {
+            "lora" | "add" => Err(format!("{} broke", m.label())),
+            _ => Ok(()),
+        };
+        let first = mods.iter().position(|m| failing(m).is_err()).unwrap();
+        let e = each_module(&mods, 3, failing).unwrap_err();
+        assert_eq!(e, format!("{} broke", mods[first].label()));
+        assert!(each_module(&[], 4, failing).unwrap().is_empty());
+    }
 }

@@ -32,6 +32,8 @@ fn options_for(file: &str, arch: &str) -> Vec<String> {
 
 #[path = "nvrtc_compile/folds.rs"]
 mod folds;
+#[path = "nvrtc_compile/parts.rs"]
+mod parts;
 
 /// The kernel file `name` (`name`.cu) of [`SOURCES`].
 fn source(name: &str) -> &'static KernelSource {
@@ -61,10 +63,7 @@ fn ptx_sm90(file: &str) -> String {
 
 /// The names of the PTX's entry points that start with `prefix`, in the module's order.
 fn entries<'a>(ptx: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    ptx.split(".entry ")
-        .skip(1)
-        .filter_map(|p| p.split('(').next())
-        .filter(move |n| n.starts_with(prefix))
+    dlp_cuda::nvrtc::entry_names(ptx).filter(move |n| n.starts_with(prefix))
 }
 
 /// The PTX of one entry point, from `.entry name(` to the end of its body.
@@ -528,6 +527,7 @@ fn a_broken_kernel_reports_its_name_and_the_log() {
     let bad = dlp_cuda::nvrtc::KernelSource {
         name: "broken",
         src: "extern \"C\" __global__ void f(float* x) { x[0] = undefined_name; }",
+        parts: &[],
     };
     let e = compile_uncached(&bad, &options("sm_90")).unwrap_err();
     assert!(
