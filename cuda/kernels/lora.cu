@@ -5,6 +5,15 @@
 
 #define NO_ADAPTER 0xffffffffu
 
+// matmul.cu's modules include this file for its device code: compiled in one of matmul.cu's
+// parts (DLP_MATVEC_PART, see there), its entries go to part 1 only (the backend loads them
+// from the lora module, and every further copy would cost compile and JIT time).
+#if !defined(DLP_MATVEC_PART) || DLP_MATVEC_PART == 1
+#define LORA_ENTRIES 1
+#else
+#define LORA_ENTRIES 0
+#endif
+
 // Stacked A and B^T hold f32, or bf16 bit patterns with `--cuda-lora-bf16` (the `_bf16`
 // kernels): half the bytes and memory per adapter.
 typedef unsigned short lora_bf16;
@@ -102,8 +111,10 @@ __device__ __forceinline__ void shrink_entry(const float* __restrict__ x, const 
                                     float* __restrict__ u) {                                  \
         shrink_entry<T>(LORA_PAIR_ARGS(x, a, in_dim), blockIdx.x, blockIdx.y, u);             \
     }
+#if LORA_ENTRIES
 LORA_SHRINK(lora_shrink, float)
 LORA_SHRINK(lora_shrink_bf16, lora_bf16)
+#endif
 
 // Element j (0 to 2) of a 3-wide array in a kernel's parameter struct, by selects: indexing
 // it with a variable makes the compiler copy the whole struct into local memory in every
@@ -302,12 +313,14 @@ __device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, co
 
 // grid (T, K * n_chunks, LORA_JOBS), block 256: block (t, k * n_chunks + c, z) is chunk c of
 // job z's shrink for entry (t, k).
+#if LORA_ENTRIES
 extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
     // `fused-shrink`: the matvec after it (a dependent launch) streams its weights meanwhile.
     pdl_launch_dependents();
     const int k = blockIdx.y / j.n_chunks, c = blockIdx.y - k * j.n_chunks;
     shrink_job_chunk(x, j, blockIdx.z, in_dim, blockIdx.x, k, c);
 }
+#endif
 
 // Where the expands of lora_expand_jobs add: job z's output [T, n[z]] (n = 0: no job).
 struct LoraOuts {
@@ -325,6 +338,7 @@ static_assert(sizeof(LoraOuts) == 40, "LoraOuts: 40 bytes");
 // one grid, each (token, entry) read from the tables once per block instead of once per term.
 // grid (ceil(max n / blockDim), T, LORA_JOBS); dynamic shared memory: mix_k * max_rank +
 // 2 * mix_k words (max_rank the largest of the jobs').
+#if LORA_ENTRIES
 extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
     extern __shared__ float us[];  // [mix_k, max_rank]: u of token t; then (off, rank) pairs
     const int z = blockIdx.z, t = blockIdx.y;
@@ -356,6 +370,7 @@ extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
     }
     reinterpret_cast<float*>(pick3(o.out, z))[(size_t)t * n + f] += acc;
 }
+#endif
 
 // y[t, :] += sum_k sum_{j < rank_k} u[t, k, j] * B^T[off_k + j, :].
 // grid (ceil(out_dim / blockDim), T); dynamic shared memory: mix_k * (max_rank + 2) words.
@@ -401,5 +416,7 @@ __device__ __forceinline__ void expand_body(const float* __restrict__ u, const T
                                     float* __restrict__ y) {                                  \
         expand_body<T>(LORA_PAIR_ARGS(u, bt, out_dim), y);                                    \
     }
+#if LORA_ENTRIES
 LORA_EXPAND(lora_expand, float)
 LORA_EXPAND(lora_expand_bf16, lora_bf16)
+#endif

@@ -88,7 +88,10 @@ impl Kernels {
         let threads = compile_threads()?;
         let loaded = each_module(&mods, threads, |m| {
             let extra: Vec<&str> = m.extra.iter().map(String::as_str).collect();
-            let c = compile(m.file, arch, &extra)?;
+            let c = compile(m.file, arch, &extra).map_err(|e| match m.file.parts.is_empty() {
+                true => e,
+                false => format!("{}: {e}", m.label()),
+            })?;
             let entries: HashSet<String> = entry_names(&c.ptx).map(str::to_string).collect();
             let module = ctx
                 .load_module(Ptx::from_src(c.ptx))
@@ -209,7 +212,7 @@ impl Kernels {
 }
 
 /// Threads that compile and load the modules: `DLP_CUDA_COMPILE_THREADS` (a positive number;
-/// 1 compiles one after another in the calling thread), else one per core.
+/// 1 compiles one after another in the calling thread), else (unset or empty) one per core.
 fn compile_threads() -> Result<usize, String> {
     threads_of(std::env::var("DLP_CUDA_COMPILE_THREADS"))
 }
@@ -217,11 +220,10 @@ fn compile_threads() -> Result<usize, String> {
 /// [`compile_threads`] of the variable's value.
 fn threads_of(var: Result<String, std::env::VarError>) -> Result<usize, String> {
     let v = match var {
-        Err(std::env::VarError::NotPresent) => {
-            return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
-        }
-        Err(e) => e.to_string(),
-        Ok(v) => v,
+        Ok(v) if !v.trim().is_empty() => v,
+        Err(std::env::VarError::NotUnicode(_)) => "(not unicode)".into(),
+        // Unset or empty (as `DLP_CUDA_TUNE`): the default.
+        _ => return Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -284,7 +286,8 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(super::threads_of(Err(VarError::NotPresent)), Ok(cores));
         assert_eq!(super::threads_of(Ok(" 3".into())), Ok(3));
-        for bad in ["0", "-1", "two", ""] {
+        assert_eq!(super::threads_of(Ok(" ".into())), Ok(cores));
+        for bad in ["0", "-1", "two"] {
             let e = super::threads_of(Ok(bad.into())).unwrap_err();
             assert!(
                 e.contains(&format!("DLP_CUDA_COMPILE_THREADS={bad}:")),
@@ -292,6 +295,9 @@ mod tests {
             );
         }
         let e = super::threads_of(Err(VarError::NotUnicode("\u{fffd}".into()))).unwrap_err();
-        assert!(e.contains("positive number"), "{e}");
+        assert!(
+            e.contains("=(not unicode): expected a positive number"),
+            "{e}"
+        );
     }
 }

@@ -60,9 +60,9 @@ const MATMUL_SRC: &str = concat!(
 );
 
 /// matmul.cu's parts (`DLP_MATVEC_PART`): the decode matvec's entries of 8, 4, 2 and 1 rows,
-/// the file's other entries with the last. The file is most of a cold start's compile: about
-/// 14 s of NVRTC's 26 s for all files on one core here, 36 of 43 with the folds (its parts:
-/// 5.5, 3.6, 2.0 and 1.7 s; 12, 7.0, 4.8 and 3.8 s).
+/// the file's other entries (and lora.cu's) with the last. The whole file is about half of a
+/// cold start's NVRTC time (two thirds with the fold entries); its largest part, of 8 rows,
+/// takes about 5.5 s on one core here (12 s with the folds), about as long as attention.cu.
 pub const MATVEC_PARTS: [&str; 4] = [
     "-DDLP_MATVEC_PART=8",
     "-DDLP_MATVEC_PART=4",
@@ -305,24 +305,36 @@ pub fn modules(dependent_launch: bool, folds: bool, tune: &Tune) -> Vec<ModuleSo
 /// for every module of `mods` on up to `threads` threads, each taking the next module in
 /// order. Why: one compile keeps one core busy, and a cold start compiled one file after
 /// another (26 s of NVRTC on one core here); with enough cores the longest module bounds it.
-/// Returns the answers in `mods`' order, or the first error in that order.
+/// Returns the answers in `mods`' order, or the first error in that order (no module is
+/// started after an error).
 pub fn each_module<T: Send>(
     mods: &[ModuleSource],
     threads: usize,
     job: impl Fn(&ModuleSource) -> Result<T, String> + Sync,
 ) -> Result<Vec<T>, String> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    // Modules are taken in order, so when one fails every module before it has been taken:
+    // stopping there still finds the first error in order.
     let work = || {
         let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(m) = mods.get(i) else { return done };
-            done.push((i, job(m)));
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(m) = mods.get(i) else { break };
+            let r = job(m);
+            failed.fetch_or(r.is_err(), Ordering::Relaxed);
+            done.push((i, r));
         }
+        done
     };
     let mut done: Vec<(usize, Result<T, String>)> = std::thread::scope(|s| {
+        // NVRTC's parser recurses deeply: the main thread's 8 MiB, not a spawned one's 2. A
+        // thread that cannot be made leaves its modules to the others.
         let workers: Vec<_> = (1..threads.clamp(1, mods.len().max(1)))
-            .map(|_| s.spawn(work))
+            .filter_map(|_| {
+                let b = std::thread::Builder::new().name("dlp-kernels".into());
+                b.stack_size(8 << 20).spawn_scoped(s, work).ok()
+            })
             .collect();
         let mut done = work();
         for w in workers {
@@ -482,8 +494,21 @@ mod tests {
             _ => Ok(()),
         };
         let first = mods.iter().position(|m| failing(m).is_err()).unwrap();
-        let e = each_module(&mods, 3, failing).unwrap_err();
-        assert_eq!(e, format!("{} broke", mods[first].label()));
+        for threads in [1, 3] {
+            let e = each_module(&mods, threads, failing).unwrap_err();
+            assert_eq!(
+                e,
+                format!("{} broke", mods[first].label()),
+                "{threads} threads"
+            );
+        }
+        // One thread stops at the first error: nothing after it runs.
+        runs.store(0, std::sync::atomic::Ordering::Relaxed);
+        let _ = each_module(&mods, 1, |m| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            failing(m)
+        });
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), first + 1);
         assert!(each_module(&[], 4, failing).unwrap().is_empty());
     }
 }
