@@ -259,6 +259,11 @@ fn unsupported_adapter_configs() {
         ("lora_bias", true.into(), "lora_bias"),
         ("peft_type", "IA3".into(), "IA3"),
         ("r", (-1).into(), "`r`"),
+        (
+            "lora_alpha",
+            1e38.into(),
+            "`lora_alpha` (or its `alpha_pattern`) gives",
+        ),
     ];
     for (field, value, needle) in cases {
         let Some((_t, d)) = tmp_copy("tiny-llama") else {

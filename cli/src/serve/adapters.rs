@@ -39,13 +39,9 @@ struct UnloadBody {
     lora_int_id: Option<i64>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
-}
-
 /// Parses a load request.
 pub fn load_request(body: &[u8]) -> Result<LoadRequest, ApiError> {
-    let b: LoadBody = parse(body)?;
+    let b: LoadBody = super::api::parse(body)?;
     if b.load_inplace == Some(true) {
         return Err(ApiError::bad_param(
             "load_inplace",
@@ -66,7 +62,7 @@ pub fn load_request(body: &[u8]) -> Result<LoadRequest, ApiError> {
 
 /// Parses an unload request; returns the name.
 pub fn unload_request(body: &[u8]) -> Result<String, ApiError> {
-    let b: UnloadBody = parse(body)?;
+    let b: UnloadBody = super::api::parse(body)?;
     let _ = b.lora_int_id;
     b.lora_name
         .ok_or_else(|| ApiError::bad_param("lora_name", "`lora_name` is required"))

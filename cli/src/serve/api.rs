@@ -11,6 +11,7 @@ use dlp_engine::SamplingParams;
 
 pub use super::chat::chat;
 use super::error::ApiError;
+use super::mixture::RawMixture;
 use crate::routing::RouteBy;
 
 /// Most choices per request (`n`).
@@ -110,7 +111,7 @@ macro_rules! common_fields {
             repetition_penalty: f64,
             ignore_eos: bool,
             // dlp-run's extensions.
-            lora_mixture: Value,
+            lora_mixture: RawMixture,
             dlp_route_by: String,
         }
     };
@@ -179,15 +180,25 @@ struct StreamOptions {
     continuous_usage_stats: Option<bool>,
 }
 
-/// Parses JSON into `T`, naming the field at fault when a value has the wrong type.
+/// Parses a JSON object into `T`, naming the field at fault when a value has the wrong type.
+/// Only an object, and nothing after it: serde would read an array's elements as the fields in
+/// order, and stop at the end of the first value.
 pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad(
-            "the request body is empty; expected a JSON object",
-        ));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::bad(
+                "the request body is empty; expected a JSON object",
+            ))
+        }
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::bad(
+                "the request body must be a JSON object ({\"model\": ..., ...})",
+            ))
+        }
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
@@ -198,7 +209,14 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         // A syntax error has no field (serde_path_to_error writes `?` where it stopped).
         let syntax = inner.is_syntax() || inner.is_eof();
         let known = path != "." && !path.is_empty() && !syntax;
-        let param = unknown.or(known.then_some(path));
+        // An unknown field inside an object field is named by its whole path.
+        let param = match (unknown, known) {
+            (Some(u), true) if path != u && !path.ends_with(&format!(".{u}")) => {
+                Some(format!("{path}.{u}"))
+            }
+            (Some(_), true) | (None, true) => Some(path),
+            (u, false) => u,
+        };
         let what = if syntax {
             format!("the request body is not valid JSON: {msg}")
         } else {
@@ -212,7 +230,13 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             Some(p) => e.param(p),
             None => e,
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad(format!(
+            "the request body is not valid JSON: {e} (after the object)"
+        ))
+    })?;
+    Ok(value)
 }
 
 /// A range check of a number: `ok` or a 400 naming `field` and the accepted range.
@@ -381,7 +405,7 @@ pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
 /// model, an adapter, or `auto`. Names are checked against what is loaded later.
 pub(super) fn selection(
     model: &str,
-    mixture: Option<Value>,
+    mixture: Option<RawMixture>,
     route_by: Option<String>,
 ) -> Result<Selection, ApiError> {
     if let Some(by) = &route_by {
@@ -400,34 +424,8 @@ pub(super) fn selection(
             )),
         };
     }
-    match mixture {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            let mut out = Vec::with_capacity(m.len());
-            for (name, w) in m {
-                let param = format!("lora_mixture.{name}");
-                let w = w.as_f64().ok_or_else(|| {
-                    ApiError::bad_param(
-                        &param,
-                        format!("the weight of adapter `{name}` in `lora_mixture` must be a number, found {w}"),
-                    )
-                })?;
-                if !w.is_finite() || w < 0.0 || w > f32::MAX as f64 {
-                    return Err(ApiError::bad_param(
-                        &param,
-                        format!("the weight of adapter `{name}` in `lora_mixture` is {w}; expected a finite number >= 0"),
-                    ));
-                }
-                out.push((name, w as f32));
-            }
-            return Ok(Selection::Mixture(out));
-        }
-        Some(other) => {
-            return Err(ApiError::bad_param(
-                "lora_mixture",
-                format!("`lora_mixture` must be an object of adapter name -> weight, e.g. {{\"boolq\": 0.7, \"piqa\": 0.3}}; found {other}"),
-            ))
-        }
+    if let Some(raw) = mixture {
+        return Ok(Selection::Mixture(super::mixture::mixture(raw)?));
     }
     Ok(if model == "auto" {
         Selection::Router(RouteBy::Request)

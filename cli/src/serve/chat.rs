@@ -41,9 +41,13 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         (a, b) => a.or(b),
     };
     if job.max_tokens == Some(0) {
+        let given = match b.max_tokens {
+            Some(_) => "max_tokens",
+            None => "max_completion_tokens",
+        };
         return Err(ApiError::bad_param(
-            "max_tokens",
-            "`max_tokens` must be at least 1 for a chat completion",
+            given,
+            format!("`{given}` must be at least 1 for a chat completion"),
         ));
     }
     match (b.logprobs.unwrap_or(false), b.top_logprobs) {
@@ -121,12 +125,19 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
         Some(Value::Array(parts)) => {
             for (j, p) in parts.iter().enumerate() {
                 if text_of_part(p).is_none() {
+                    let kind = p.get("type").and_then(Value::as_str);
+                    let what = match kind {
+                        Some("text") => "a text part without a string `text`".to_string(),
+                        k => format!(
+                            "a part of type {}; this model takes text parts only",
+                            k.unwrap_or("(none)")
+                        ),
+                    };
                     return Err(ApiError::bad_param(
                         format!("{}[{j}]", at("content")),
                         format!(
-                            "`{}[{j}]` is a part of type {}; this model takes text parts only ({{\"type\": \"text\", \"text\": ...}})",
+                            "`{}[{j}]` is {what} ({{\"type\": \"text\", \"text\": ...}})",
                             at("content"),
-                            p.get("type").and_then(Value::as_str).unwrap_or("(none)")
                         ),
                     ));
                 }

@@ -258,7 +258,8 @@ fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix
         }
         Selection::Router(_) => None,
         Selection::Mixture(mix) => {
-            for (i, (n, _)) in mix.iter().enumerate() {
+            // A name given twice was refused with the request (super::mixture).
+            for (n, _) in mix {
                 if !known(n) {
                     return Err(ApiError::not_found(format!(
                         "`lora_mixture` names adapter `{n}`, which is not loaded (adapters: {})",
@@ -270,12 +271,6 @@ fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix
                     ))
                     .param(format!("lora_mixture.{n}"))
                     .code("adapter_not_found"));
-                }
-                if mix[..i].iter().any(|(m, _)| m == n) {
-                    return Err(ApiError::bad_param(
-                        "lora_mixture",
-                        format!("`lora_mixture` names `{n}` twice"),
-                    ));
                 }
             }
             Some(mix.clone())

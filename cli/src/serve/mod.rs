@@ -12,6 +12,7 @@ mod chat;
 mod error;
 mod http;
 mod metrics;
+mod mixture;
 mod protocol;
 mod response;
 mod worker;

@@ -50,7 +50,11 @@ fn catalogue() -> Vec<Case> {
     vec![
         case("malformed JSON", CHAT, b"{\"model\": \"boolq\",".to_vec(), 400, &["not valid JSON"], None),
         case("empty body", CHAT, Vec::new(), 400, &["empty"], None),
-        case("not an object", CHAT, b"[1, 2]".to_vec(), 400, &["invalid"], None),
+        case("not an object", CHAT, b"[1, 2]".to_vec(), 400, &["must be a JSON object"], None),
+        // serde reads an array's elements as the struct's fields, in order.
+        case("the fields as an array", COMPL, json!(["boolq", null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, "hi", 2]).to_string().into_bytes(), 400, &["must be a JSON object"], None),
+        case("data after the object", CHAT, [chat_with(|_| ()), b"xyz".to_vec()].concat(), 400, &["not valid JSON", "trailing", "after the object"], None),
+        case("two objects", CHAT, [chat_with(|_| ()), chat_with(|_| ())].concat(), 400, &["not valid JSON", "after the object"], None),
         case(
             "invalid UTF-8",
             CHAT,
@@ -88,7 +92,18 @@ fn catalogue() -> Vec<Case> {
             &["not valid JSON"],
             None,
         ),
-        case("overflowing mixture weight", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": 1e30})), 500, &["no finite logit", "mixture"], None),
+        case("overflowing mixture weight", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": 1e30})), 400, &["at most 100"], Some("lora_mixture.boolq")),
+        case(
+            "a name twice in lora_mixture",
+            CHAT,
+            b"{\"model\": \"boolq\", \"lora_mixture\": {\"boolq\": 5, \"boolq\": 0}, \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}".to_vec(),
+            400,
+            &["`boolq` twice"],
+            Some("lora_mixture"),
+        ),
+        case("unknown stream_options field", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"x": 1})}), 400, &["`x`"], Some("stream_options.x")),
+        case("max_completion_tokens 0", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("max_tokens"); v["max_completion_tokens"] = json!(0)}), 400, &["at least 1"], Some("max_completion_tokens")),
+        case("text part without text", CHAT, chat_with(|v| v["messages"][0]["content"] = json!([{"type": "text"}])), 400, &["without a string `text`"], Some("messages[0].content[0]")),
         case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
         case("missing messages", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("messages");}), 400, &["required"], Some("messages")),
         case("empty messages", CHAT, chat_with(|v| v["messages"] = json!([])), 400, &["empty"], Some("messages")),
@@ -171,4 +186,60 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         s.metric("dlp_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}"),
         2.0
     );
+}
+
+/// An adapter whose update overflows the forward pass (its B scaled by 1e30, finite, so it
+/// loads) is the server's fault, not the request's: 500 `non_finite_logits` naming the cause,
+/// and the server serves on.
+#[test]
+fn an_overflowing_adapter_gets_a_500_and_the_server_serves_on() {
+    let Some(a) = assets() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge");
+    std::fs::create_dir(&huge).unwrap();
+    let boolq = a.adapters.join("boolq");
+    std::fs::copy(
+        boolq.join("adapter_config.json"),
+        huge.join("adapter_config.json"),
+    )
+    .unwrap();
+    let file = huge.join("adapter_model.safetensors");
+    let mut bytes = std::fs::read(boolq.join("adapter_model.safetensors")).unwrap();
+    // safetensors: an 8-byte header length, the JSON header, then the data.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut scaled = 0;
+    for (name, t) in header.as_object().unwrap() {
+        if !name.contains("lora_B") {
+            continue;
+        }
+        assert_eq!(t["dtype"], "F32", "{name}");
+        let (from, to) = (
+            t["data_offsets"][0].as_u64().unwrap(),
+            t["data_offsets"][1].as_u64().unwrap(),
+        );
+        for v in bytes[8 + n + from as usize..8 + n + to as usize].chunks_exact_mut(4) {
+            let x = f32::from_le_bytes(v.try_into().unwrap()) * 1e30;
+            assert!(x.is_finite());
+            v.copy_from_slice(&x.to_le_bytes());
+        }
+        scaled += 1;
+    }
+    assert!(scaled > 0);
+    std::fs::write(&file, bytes).unwrap();
+    let mut args = a.model_args();
+    args.extend(["--adapter".to_string(), format!("huge={}", huge.display())]);
+    let s = Server::start(&args);
+    let chat = |model: &str| {
+        json!({"model": model, "temperature": 0, "max_tokens": 4,
+               "messages": [{"role": "user", "content": "Is the sky blue?"}]})
+    };
+    let r = s.post(CHAT, &chat("huge"));
+    assert_eq!(r.status, 500, "{}", r.body);
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "non_finite_logits", "{e}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("no finite logit"), "{msg}");
+    assert!(s.ok(CHAT, &chat("boolq"))["choices"][0]["message"]["content"].is_string());
+    assert!(!s.log().contains("panicked"), "{}", s.log());
 }

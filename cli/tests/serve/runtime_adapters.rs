@@ -107,6 +107,23 @@ fn load_and_unload_under_traffic() {
         let r = s.post("/v1/load_lora_adapter", &json!({"lora_name": "x"}));
         assert_eq!(r.status, 400);
         assert_eq!(r.json()["error"]["param"], "lora_path");
+        // Fields of the wrong type or unknown ones are named, as in the completion bodies.
+        for (body, param) in [
+            (json!({"lora_name": 1, "lora_path": "second"}), "lora_name"),
+            (
+                json!({"lora_name": "x", "lora_path": "second", "foo": 1}),
+                "foo",
+            ),
+        ] {
+            let r = s.post("/v1/load_lora_adapter", &body);
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            assert_eq!(r.json()["error"]["param"], param, "{body}: {}", r.body);
+        }
+        let r = s.post("/v1/unload_lora_adapter", &json!({"lora_name": ["x"]}));
+        assert_eq!(
+            (r.status, r.json()["error"]["param"].clone()),
+            (400, json!("lora_name"))
+        );
 
         // Unload: gone from the list, 404 for requests, 404 for a second unload.
         let unload = |name: &str| s.post("/v1/unload_lora_adapter", &json!({"lora_name": name}));

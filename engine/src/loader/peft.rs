@@ -340,6 +340,11 @@ impl AdapterConfig {
     }
 }
 
+/// The largest scale (`alpha / r`) an adapter's module may have: past it an update only
+/// drowns the base model, and `lora_alpha: 1e38` made every logit NaN; refused at load, not
+/// found out as a failed request.
+const MAX_SCALE: f32 = 1e4;
+
 /// The layer index in a module's full name as PEFT finds it: `.*\.<pattern>\.(\d+)\.` with
 /// `layers_pattern`, else `.*\.[^.]*\.(\d+)\.`.
 fn layer_index(key: &str, pattern: Option<&str>) -> Option<usize> {
@@ -458,6 +463,12 @@ impl PeftAdapter {
                 return Err(Error::format(
                     dir.join("adapter_config.json"),
                     format!("the weights hold LoRA for `{key}`, but under PEFT's rules the config does not target it: {why}"),
+                ));
+            }
+            if scale.is_nan() || scale.abs() > MAX_SCALE {
+                return Err(Error::format(
+                    dir.join("adapter_config.json"),
+                    format!("field `lora_alpha` (or its `alpha_pattern`) gives `{key}` a scale of {scale} (alpha / r{}); expected at most {MAX_SCALE:e} in magnitude", if ac.rslora { " with rsLoRA: alpha / sqrt(r)" } else { "" }),
                 ));
             }
             pairs.insert((layer, m), LoraPair { a, b, scale });

@@ -1,0 +1,165 @@
+//! `lora_mixture`, dlp-run's extension field: adapter name -> weight, read as sent and checked.
+
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// The largest weight a request may give an adapter. A weight scales the adapter's update
+/// (the router's weights sum to 1); past 100 a mixture only drowns the base model, and 1e30
+/// overflowed the forward pass (every logit NaN), which would be a 500 for a client's mistake.
+pub const MAX_MIX_WEIGHT: f64 = 100.0;
+
+/// `lora_mixture` as sent: its (name, weight) pairs in order with a repeated name kept (read
+/// into a map, an object keeps only the last), or the value when it is not an object.
+#[derive(Debug)]
+pub enum RawMixture {
+    /// An object's members.
+    Pairs(Vec<(String, Value)>),
+    /// Anything else (refused by [`mixture`]).
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for RawMixture {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawMixture;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of adapter name -> weight")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawMixture, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some(pair) = m.next_entry::<String, Value>()? {
+            pairs.push(pair);
+        }
+        Ok(RawMixture::Pairs(pairs))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<RawMixture, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = s.next_element::<Value>()? {
+            items.push(v);
+        }
+        Ok(RawMixture::Other(Value::Array(items)))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<RawMixture, E> {
+        Ok(RawMixture::Other(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<RawMixture, E> {
+        Ok(RawMixture::Other(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<RawMixture, E> {
+        Ok(RawMixture::Other(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<RawMixture, E> {
+        Ok(RawMixture::Other(v.into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<RawMixture, E> {
+        Ok(RawMixture::Other(v.into()))
+    }
+}
+
+/// The checked mixture, (name, weight) in the order sent. A 400 names `lora_mixture.<name>`
+/// for a weight that is not a number from 0 to [`MAX_MIX_WEIGHT`], and `lora_mixture` for a
+/// name given twice or a value that is not an object. Names are checked against what is
+/// loaded later.
+pub fn mixture(raw: RawMixture) -> Result<Vec<(String, f32)>, ApiError> {
+    let pairs = match raw {
+        RawMixture::Pairs(p) => p,
+        RawMixture::Other(other) => {
+            return Err(ApiError::bad_param(
+                "lora_mixture",
+                format!("`lora_mixture` must be an object of adapter name -> weight, e.g. {{\"boolq\": 0.7, \"piqa\": 0.3}}; found {other}"),
+            ))
+        }
+    };
+    let mut out: Vec<(String, f32)> = Vec::with_capacity(pairs.len());
+    for (name, w) in pairs {
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::bad_param(
+                "lora_mixture",
+                format!("`lora_mixture` names `{name}` twice"),
+            ));
+        }
+        let param = format!("lora_mixture.{name}");
+        let w = w.as_f64().ok_or_else(|| {
+            ApiError::bad_param(
+                &param,
+                format!(
+                    "the weight of adapter `{name}` in `lora_mixture` must be a number, found {w}"
+                ),
+            )
+        })?;
+        if !(0.0..=MAX_MIX_WEIGHT).contains(&w) {
+            return Err(ApiError::bad_param(
+                &param,
+                format!("the weight of adapter `{name}` in `lora_mixture` is {w}; expected a number >= 0 and at most {MAX_MIX_WEIGHT}"),
+            ));
+        }
+        out.push((name, w as f32));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(json: &str) -> Result<Vec<(String, f32)>, String> {
+        let raw: RawMixture = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        mixture(raw).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn pairs_in_order_and_every_bad_mixture_named() {
+        let m = read(r#"{"piqa": 0.25, "boolq": 100}"#).unwrap();
+        assert_eq!(
+            m,
+            [("piqa".to_string(), 0.25), ("boolq".to_string(), 100.0)]
+        );
+        assert!(read("{}").unwrap().is_empty());
+        for (json, words) in [
+            (
+                r#"{"boolq": 1, "boolq": 0}"#,
+                &["`boolq` twice", "\"lora_mixture\""][..],
+            ),
+            (
+                r#"{"boolq": 1e30}"#,
+                &["1000000000000000000000000000000", "at most 100"],
+            ),
+            (
+                r#"{"boolq": 100.5}"#,
+                &["at most 100", "lora_mixture.boolq"],
+            ),
+            (r#"{"boolq": -0.5}"#, &["-0.5", ">= 0"]),
+            (
+                r#"{"boolq": "half"}"#,
+                &["must be a number", "lora_mixture.boolq"],
+            ),
+            ("[1, 2]", &["must be an object", "[1,2]"]),
+            ("true", &["must be an object", "true"]),
+            ("\"boolq\"", &["must be an object"]),
+            ("3", &["must be an object"]),
+        ] {
+            let e = read(json).unwrap_err();
+            for w in words {
+                assert!(e.contains(w), "{json}: {e} lacks {w:?}");
+            }
+        }
+    }
+}
