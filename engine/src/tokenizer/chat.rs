@@ -175,8 +175,22 @@ fn strftime_now(format: String) -> std::result::Result<Value, minijinja::Error> 
     }
 }
 
-/// Renders `template` for `req`.
+/// Renders `template` for `req`. A message with `tool_calls` is refused when the template never
+/// reads them: they would be dropped without a word (or, on an assistant turn without text,
+/// the template fails on its missing content with a Jinja error that names neither).
 pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens) -> Result<String> {
+    if !template.contains("tool_calls") {
+        if let Some(i) = req
+            .messages
+            .iter()
+            .position(|m| m.0.contains_key("tool_calls"))
+        {
+            return Err(Error::invalid(format!(
+                "messages[{i}].tool_calls: this model's chat template never reads `tool_calls` \
+                 (it renders text turns only); give the call as the message's text content"
+            )));
+        }
+    }
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -461,6 +475,42 @@ mod tests {
         let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
                        {% for x in [1] %}{% endfor %}{% endfor %}";
         assert_eq!(render(printed, &m, false, None, None).unwrap(), "<a\nb>");
+    }
+
+    #[test]
+    fn tool_calls_refused_where_the_template_never_reads_them() {
+        let msg = |json: &str| {
+            let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+            ChatMessage::try_from(m).unwrap()
+        };
+        let m = [
+            msg(r#"{"role": "user", "content": "hi"}"#),
+            msg(
+                r#"{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}"#,
+            ),
+            msg(r#"{"role": "tool", "tool_call_id": "c", "content": "42"}"#),
+        ];
+        let text_only =
+            "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}\n{% endfor %}";
+        let e = render(text_only, &m, false, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("messages[1].tool_calls") && e.contains("never reads"),
+            "{e}"
+        );
+        let reads = "{% for m in messages %}{{ m['role'] }}{% if m.tool_calls %}\
+                     ={{ m.tool_calls[0].function.name }}{% else %}:{{ m['content'] }}{% endif %}\
+                     |{% endfor %}";
+        assert_eq!(
+            render(reads, &m, false, None, None).unwrap(),
+            "user:hi|assistant=f|tool:42|"
+        );
+        // Without tool calls nothing changes.
+        assert_eq!(
+            render(text_only, &m[..1], false, None, None).unwrap(),
+            "user: hi\n"
+        );
     }
 
     #[test]
