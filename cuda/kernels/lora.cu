@@ -5,13 +5,15 @@
 
 #define NO_ADAPTER 0xffffffffu
 
-// matmul.cu's modules include this file for its device code: compiled in one of matmul.cu's
-// parts (DLP_MATVEC_PART, see there), its entries go to part 1 only (the backend loads them
-// from the lora module, and every further copy would cost compile and JIT time).
-#if !defined(DLP_MATVEC_PART) || DLP_MATVEC_PART == 1
-#define LORA_ENTRIES 1
+// matmul.cu's modules start with this file (for its device code) and are compiled in parts:
+// DLP_MATVEC_PART=R (1, 2, 4 or 8, set by the backend) keeps the decode matvec entries of row
+// bucket R, and with R = 1 every other entry, this file's included (the backend loads those
+// from the lora module; each further copy would cost compile and JIT time). Undefined: every
+// entry, as the lora module, the compile check and the CPU emulation read the files.
+#ifdef DLP_MATVEC_PART
+#define MATVEC_PART_HAS(R) (DLP_MATVEC_PART == (R))
 #else
-#define LORA_ENTRIES 0
+#define MATVEC_PART_HAS(R) 1
 #endif
 
 // Stacked A and B^T hold f32, or bf16 bit patterns with `--cuda-lora-bf16` (the `_bf16`
@@ -111,7 +113,7 @@ __device__ __forceinline__ void shrink_entry(const float* __restrict__ x, const 
                                     float* __restrict__ u) {                                  \
         shrink_entry<T>(LORA_PAIR_ARGS(x, a, in_dim), blockIdx.x, blockIdx.y, u);             \
     }
-#if LORA_ENTRIES
+#if MATVEC_PART_HAS(1)
 LORA_SHRINK(lora_shrink, float)
 LORA_SHRINK(lora_shrink_bf16, lora_bf16)
 #endif
@@ -313,7 +315,7 @@ __device__ __forceinline__ void shrink_job_chunk(const float* __restrict__ x, co
 
 // grid (T, K * n_chunks, LORA_JOBS), block 256: block (t, k * n_chunks + c, z) is chunk c of
 // job z's shrink for entry (t, k).
-#if LORA_ENTRIES
+#if MATVEC_PART_HAS(1)
 extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_dim, LoraJobs j) {
     // `fused-shrink`: the matvec after it (a dependent launch) streams its weights meanwhile.
     pdl_launch_dependents();
@@ -338,7 +340,7 @@ static_assert(sizeof(LoraOuts) == 40, "LoraOuts: 40 bytes");
 // one grid, each (token, entry) read from the tables once per block instead of once per term.
 // grid (ceil(max n / blockDim), T, LORA_JOBS); dynamic shared memory: mix_k * max_rank +
 // 2 * mix_k words (max_rank the largest of the jobs').
-#if LORA_ENTRIES
+#if MATVEC_PART_HAS(1)
 extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
     extern __shared__ float us[];  // [mix_k, max_rank]: u of token t; then (off, rank) pairs
     const int z = blockIdx.z, t = blockIdx.y;
@@ -416,7 +418,7 @@ __device__ __forceinline__ void expand_body(const float* __restrict__ u, const T
                                     float* __restrict__ y) {                                  \
         expand_body<T>(LORA_PAIR_ARGS(u, bt, out_dim), y);                                    \
     }
-#if LORA_ENTRIES
+#if MATVEC_PART_HAS(1)
 LORA_EXPAND(lora_expand, float)
 LORA_EXPAND(lora_expand_bf16, lora_bf16)
 #endif

@@ -1,16 +1,9 @@
 // matmul: (compiled after lora.cu, whose `LoraJobs`, `lora_term` and `lora_u` the fused
 // decode matvec uses.) cuBLAS computes x @ W^T for f32 weights; this adds the optional bias,
 // out[r, c] += bias[c].
-// DLP_MATVEC_PART=R (1, 2, 4 or 8), set by the backend: only the decode matvec entries of row
-// bucket R, and with R = 1 the file's other entries too. The backend compiles and loads this
-// file as those four modules at once: it is most of a cold start's NVRTC and JIT time, and
-// each bucket's entries are code of their own, the same PTX in any module. Undefined: every
-// entry (the compile check and the CPU emulation read the file whole).
-#ifdef DLP_MATVEC_PART
-#define MATVEC_PART_HAS(R) (DLP_MATVEC_PART == (R))
-#else
-#define MATVEC_PART_HAS(R) 1
-#endif
+// The backend compiles and loads this file as four modules at once, one per row bucket of the
+// decode matvec (MATVEC_PART_HAS, defined in lora.cu): it is most of a cold start's NVRTC and
+// JIT time, and each bucket's entries are code of their own, the same PTX in any module.
 
 #if MATVEC_PART_HAS(1)
 extern "C" __global__ void bias_add(float* __restrict__ out, const float* __restrict__ bias,

@@ -87,10 +87,9 @@ impl Kernels {
         let mods = modules(dependent_launch, folds, tune);
         let threads = compile_threads()?;
         let loaded = each_module(&mods, threads, |m| {
-            let extra: Vec<&str> = m.extra.iter().map(String::as_str).collect();
-            let c = compile(m.file, arch, &extra).map_err(|e| match m.file.parts.is_empty() {
-                true => e,
-                false => format!("{}: {e}", m.label()),
+            let c = compile(m.file, arch, &m.defines()).map_err(|e| match m.part {
+                Some(_) => format!("{}: {e}", m.label()),
+                None => e,
             })?;
             let entries: HashSet<String> = entry_names(&c.ptx).map(str::to_string).collect();
             let module = ctx

@@ -252,22 +252,30 @@ pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled,
     Ok(c)
 }
 
-/// A module the backend compiles and loads: a kernel file, the options it is compiled with
-/// beyond [`options`] (its defines), and which of its parts it is.
+/// A module the backend compiles and loads: a kernel file, the defines it is compiled with
+/// beyond [`options`], and which of its parts it is.
 #[derive(Debug, Clone)]
 pub struct ModuleSource {
     /// The kernel file.
     pub file: &'static KernelSource,
-    /// Defines, the part's last (e.g. `-DDLP_PDL`, `-DDLP_MATVEC_PART=8`).
+    /// The file's defines (e.g. `-DDLP_PDL`, the tuning knobs it reads).
     pub extra: Vec<String>,
+    /// The part's define (one of `file.parts`), or None for a whole file.
+    pub part: Option<&'static str>,
 }
 
 impl ModuleSource {
+    /// Every define to compile it with: [`ModuleSource::extra`], then the part's.
+    pub fn defines(&self) -> Vec<&str> {
+        let extra = self.extra.iter().map(String::as_str);
+        extra.chain(self.part).collect()
+    }
+
     /// `matmul.cu`, or `matmul.cu (-DDLP_MATVEC_PART=8)` for a part: for error messages.
     pub fn label(&self) -> String {
-        match self.extra.last() {
-            Some(part) if !self.file.parts.is_empty() => format!("{}.cu ({part})", self.file.name),
-            _ => format!("{}.cu", self.file.name),
+        match self.part {
+            Some(part) => format!("{}.cu ({part})", self.file.name),
+            None => format!("{}.cu", self.file.name),
         }
     }
 }
@@ -288,29 +296,36 @@ pub fn modules(dependent_launch: bool, folds: bool, tune: &Tune) -> Vec<ModuleSo
             extra.push(MATVEC_FOLDS_DEFINE.into());
         }
         if file.parts.is_empty() {
-            mods.push(ModuleSource { file, extra });
+            mods.push(ModuleSource {
+                file,
+                extra,
+                part: None,
+            });
             continue;
         }
         for part in file.parts {
-            let mut extra = extra.clone();
-            extra.push(part.to_string());
-            mods.push(ModuleSource { file, extra });
+            let extra = extra.clone();
+            mods.push(ModuleSource {
+                file,
+                extra,
+                part: Some(part),
+            });
         }
     }
-    mods.sort_by_key(|m| (m.file.parts.is_empty(), std::cmp::Reverse(m.file.src.len())));
+    mods.sort_by_key(|m| (m.part.is_none(), std::cmp::Reverse(m.file.src.len())));
     mods
 }
 
-/// Runs `job` (the backend's: compile with [`compile`], then load, the driver's JIT compile)
-/// for every module of `mods` on up to `threads` threads, each taking the next module in
-/// order. Why: one compile keeps one core busy, and a cold start compiled one file after
-/// another (26 s of NVRTC on one core here); with enough cores the longest module bounds it.
-/// Returns the answers in `mods`' order, or the first error in that order (no module is
-/// started after an error).
-pub fn each_module<T: Send>(
-    mods: &[ModuleSource],
+/// Runs `job` for every module of `mods` (the backend's [`ModuleSource`]s: compile with
+/// [`compile`], then load, the driver's JIT compile; the compile check's (file, options)
+/// pairs) on up to `threads` threads, each taking the next module in order. Why: one compile
+/// keeps one core busy, and a cold start compiled one file after another (26 s of NVRTC on one
+/// core here); with enough cores the longest module bounds it. Returns the answers in `mods`'
+/// order, or the first error in that order (no module is started after an error).
+pub fn each_module<M: Sync, T: Send>(
+    mods: &[M],
     threads: usize,
-    job: impl Fn(&ModuleSource) -> Result<T, String> + Sync,
+    job: impl Fn(&M) -> Result<T, String> + Sync,
 ) -> Result<Vec<T>, String> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
@@ -446,16 +461,21 @@ mod tests {
             assert!(names.contains(&k.name), "{} missing: {names:?}", k.name);
         }
         for (m, part) in plain.iter().zip(MATVEC_PARTS) {
-            assert_eq!(m.extra, [part], "{}", m.label());
+            assert_eq!(
+                (m.part, m.defines()),
+                (Some(part), vec![part]),
+                "{}",
+                m.label()
+            );
             assert_eq!(m.label(), format!("matmul.cu ({part})"));
         }
-        assert!(plain[4..].iter().all(|m| m.extra.is_empty()));
+        assert!(plain[4..].iter().all(|m| m.defines().is_empty()));
         assert_eq!(plain[4].label(), format!("{}.cu", plain[4].file.name));
 
         let tune = Tune::parse("matvec_unroll=8,tiled_rows=4").unwrap();
         for m in modules(true, true, &tune) {
-            let has = |d: &str| m.extra.iter().any(|e| e.starts_with(d));
-            assert!(has("-DDLP_PDL"), "{}: {:?}", m.label(), m.extra);
+            let has = |d: &str| m.defines().iter().any(|e| e.starts_with(d));
+            assert!(has("-DDLP_PDL"), "{}: {:?}", m.label(), m.defines());
             let matmul = m.file.name == "matmul";
             assert_eq!(has("-DMATVEC_UNROLL=8"), matmul, "{}", m.label());
             assert_eq!(has(MATVEC_FOLDS_DEFINE), matmul, "{}", m.label());
@@ -467,7 +487,11 @@ mod tests {
                 m.label()
             );
             if matmul {
-                assert!(m.extra.last().unwrap().starts_with("-DDLP_MATVEC_PART="));
+                assert!(m
+                    .defines()
+                    .last()
+                    .unwrap()
+                    .starts_with("-DDLP_MATVEC_PART="));
             }
         }
     }

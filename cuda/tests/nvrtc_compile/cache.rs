@@ -2,7 +2,6 @@
 //! in the target folder, and several at a time where a test asks for them ahead.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dlp_cuda::nvrtc::{Compiled, KernelSource};
@@ -50,15 +49,10 @@ pub(crate) fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Comp
 /// behind the longest (with an empty cache, 147 s of wall time for 198 s of CPU on two cores;
 /// 100 s with this).
 pub(crate) fn prefetch(jobs: &[(&KernelSource, Vec<String>)]) {
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                while let Some((k, opts)) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let _ = compile_uncached(k, opts);
-                }
-            });
-        }
+    // Errors are kept for the reads too, so no job is an error here: all of them run.
+    let _ = dlp_cuda::nvrtc::each_module(jobs, 2, |(k, opts)| {
+        let _ = compile_uncached(k, opts);
+        Ok(())
     });
 }
 

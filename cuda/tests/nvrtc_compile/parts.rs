@@ -36,9 +36,9 @@ fn matmul_parts_hold_every_entry_of_the_whole_file_with_the_same_ptx() {
         normalized("a $L__BB3_12 $L__info_string47)"),
         "a $L__BB_12 $L__info_string)"
     );
-    let with = |extra: &[String]| {
+    let with = |defines: Vec<&str>| {
         let mut o = options("sm_90");
-        o.extend(extra.iter().cloned());
+        o.extend(defines.into_iter().map(String::from));
         o
     };
     // The default backend's modules, and those of every experimental path (PDL and folds).
@@ -48,9 +48,9 @@ fn matmul_parts_hold_every_entry_of_the_whole_file_with_the_same_ptx() {
             .filter(|m| !m.file.parts.is_empty())
             .collect();
         assert_eq!(mods.len(), MATVEC_PARTS.len(), "only matmul.cu has parts");
-        let whole_opts = with(&mods[0].extra[..mods[0].extra.len() - 1]);
+        let whole_opts = with(mods[0].extra.iter().map(String::as_str).collect());
         let mut jobs = vec![(mods[0].file, whole_opts.clone())];
-        jobs.extend(mods.iter().map(|m| (m.file, with(&m.extra))));
+        jobs.extend(mods.iter().map(|m| (m.file, with(m.defines()))));
         prefetch(&jobs);
         let whole_ptx = compile_uncached(mods[0].file, &whole_opts).unwrap().ptx;
         let whole: HashMap<&str, String> = entry_names(&whole_ptx)
@@ -60,9 +60,9 @@ fn matmul_parts_hold_every_entry_of_the_whole_file_with_the_same_ptx() {
         assert_eq!(matvecs, if folds { 30 } else { 12 }, "{whole_opts:?}");
         let mut found: HashSet<String> = HashSet::new();
         for m in &mods {
-            let c = compile_uncached(m.file, &with(&m.extra)).unwrap();
+            let c = compile_uncached(m.file, &with(m.defines())).unwrap();
             assert!(c.log.is_empty(), "{}: warnings:\n{}", m.label(), c.log);
-            let bucket = m.extra.last().and_then(|p| p.rsplit('=').next()).unwrap();
+            let bucket = m.part.and_then(|p| p.rsplit('=').next()).unwrap();
             for name in entry_names(&c.ptx) {
                 let w = whole.get(name);
                 let w = w.unwrap_or_else(|| panic!("{}: {name} is not the file's", m.label()));
