@@ -8,6 +8,9 @@ Why it is shaped this way:
 - Every CUDA test runs in its own process (`--exact`), several at once, each under a timeout:
   a kernel fault poisons the CUDA context of its whole process, and a hang would eat the call,
   so one broken path must not fail or stall the tests of the others.
+- The f32 op-parity test runs first, alone (`first_load`): should the backend's loading of
+  kernel modules on several threads fail where one at a time passes, the rest of the run sets
+  DLP_CUDA_COMPILE_THREADS=1 and records the failure, instead of failing every CUDA test.
 - The random models of the speed stage are made in the background while the tests run
   (smallest first; they need the GPU for seconds and the disk for the rest), never while a
   benchmark is timed if it can be helped.
@@ -148,8 +151,10 @@ def checks(bins):
             todo += [(b, t) for t in list_tests(bins[b])]
         except Exception as e:
             record("checks", f"{b} (listing its tests)", f"FAIL ({e})")
-    say(f"checks: {len(todo)} tests, {JOBS} at a time")
     stop = T0 + min(CHECKS_BUDGET, BUDGET)
+    first = first_load(bins, tdir, stop)
+    todo = [bt for bt in todo if bt != first]
+    say(f"checks: {len(todo)} tests, {JOBS} at a time")
 
     def one(bt):
         b, t = bt
@@ -174,6 +179,39 @@ def checks(bins):
         for f, (b, t) in futures.items():
             if f.cancelled():
                 record("checks", f"{b} {t}" if t else b, "not run (stopped)")
+
+
+def first_load(bins, tdir, stop):
+    """The f32 op-parity test alone, before the others: the first process to compile and load
+    every kernel module, on a thread per core. Loading modules from several threads at once had
+    not run on a GPU when this was written; should this test fail and pass again with
+    DLP_CUDA_COMPILE_THREADS=1 (one module after another), every later process of the run gets
+    that variable and the failure is recorded, instead of every CUDA test failing at start.
+    Returns the (binary, test) it ran, or None."""
+    b, t = "op_parity_cuda", "op_parity_cuda"
+    try:
+        if t not in list_tests(bins[b]):
+            return None
+    except Exception:
+        return None  # checks() records the listing's failure
+    cmd = [bins[b], "--exact", t, "--nocapture"]
+
+    def cap():
+        return min(TEST_CAP, stop - time.monotonic())
+
+    status = run("checks", f"{b} {t}", cmd, os.path.join(tdir, f"{b}.{t}.log"), cap(),
+                 env=RUST_ENV, test=True)
+    if status == "pass" or status.startswith("skipped") or stopping.is_set():
+        return (b, t)
+    serial = dict(RUST_ENV, DLP_CUDA_COMPILE_THREADS="1")
+    again = run("checks", f"{b} {t} (DLP_CUDA_COMPILE_THREADS=1)", cmd,
+                os.path.join(tdir, f"{b}.{t}.serial.log"), cap(), env=serial, test=True)
+    if again == "pass":
+        RUST_ENV["DLP_CUDA_COMPILE_THREADS"] = "1"
+        record("checks", "threaded module load",
+               "FAIL (the f32 op-parity test failed with modules loaded on several threads and "
+               "passed with DLP_CUDA_COMPILE_THREADS=1: the rest of the run uses it)")
+    return (b, t)
 
 
 class Maker(threading.Thread):

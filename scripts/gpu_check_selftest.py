@@ -30,7 +30,18 @@ case "$*" in
             echo "experimental::fused_norm::tiny_llama: test" ;;
   *experimental::fused_shrink::*) echo "thread 'main' panicked at tests/golden_cuda.rs:1:1:"
             echo "stand-in failure"; exit 101 ;;
-  *) echo "test result: ok. 1 passed; 0 failed" ;;
+  *) [ "$DLP_CUDA_COMPILE_THREADS" = 1 ] || exit 101
+     echo "test result: ok. 1 passed; 0 failed" ;;
+esac
+"""
+# op_parity_cuda's stand-in: its f32 test fails unless modules load one at a time, as a
+# backend whose threaded module load broke would, so that the run goes on with
+# DLP_CUDA_COMPILE_THREADS=1; the golden stand-in's tests below pass only with it.
+OP_PARITY = """#!/bin/sh
+case "$*" in
+  *--list*) echo "op_parity_cuda: test" ;;
+  *) [ "$DLP_CUDA_COMPILE_THREADS" = 1 ] || { echo "stand-in: loading lora.cu failed"; exit 101; }
+     echo "test result: ok. 1 passed; 0 failed" ;;
 esac
 """
 # Tables in the profilers' formats, for the summary's parsers.
@@ -144,8 +155,8 @@ def main():
     for d in (bins, tools, out):
         os.makedirs(d)
     os.symlink(dlp_run, os.path.join(bins, "dlp-run"))
-    for name in ("nvrtc_compile", "op_parity_cuda"):
-        executable(os.path.join(bins, name), STUB.format(name=name))
+    executable(os.path.join(bins, "nvrtc_compile"), STUB.format(name="nvrtc_compile"))
+    executable(os.path.join(bins, "op_parity_cuda"), OP_PARITY)
     executable(os.path.join(bins, "lora_bench"), LORA_BENCH)
     executable(os.path.join(bins, "golden_cuda"), GOLDEN)
     for tool, table in (("nsys", NSYS), ("ncu", NCU)):
@@ -203,6 +214,13 @@ def main():
         ("a golden module of a path under other switches names that path; others none",
          modules == {"fused_silu_inline": "fused-silu", "fused_silu": "fused-silu",
                      "inline_shrink": "inline-shrink", "combined": None}),
+        ("a threaded module load that fails where a serial one passes: recorded, and the "
+         "later tests run with DLP_CUDA_COMPILE_THREADS=1",
+         status.get("checks op_parity_cuda op_parity_cuda", "").startswith("FAIL")
+         and status.get("checks op_parity_cuda op_parity_cuda (DLP_CUDA_COMPILE_THREADS=1)")
+         == "pass"
+         and status.get("checks threaded module load", "").startswith("FAIL (the f32")
+         and status.get("checks golden_cuda experimental::fused_norm::tiny_llama") == "pass"),
         ("the failing test of a path reported",
          status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
          .startswith("FAIL") and "stand-in failure" in summary),

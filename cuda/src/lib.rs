@@ -21,6 +21,7 @@ pub mod matvec;
 pub mod nvrtc;
 mod ops;
 pub mod probe;
+pub mod ptx_cache;
 pub mod sgmv;
 pub mod tune;
 

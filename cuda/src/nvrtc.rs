@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 
 use cudarc::nvrtc::result as nv;
 
+use crate::ptx_cache;
 use crate::tune::Tune;
 
 /// One kernel source file: its name (the CPU op's name) and its CUDA C++ source.
@@ -203,19 +204,6 @@ pub fn fnv1a(parts: &[&str]) -> u64 {
     h
 }
 
-/// Where PTX is cached on disk: `DLP_CUDA_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, under
-/// `dlp-run/ptx`. `DLP_CUDA_CACHE=off` disables the disk cache.
-fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os("DLP_CUDA_CACHE") {
-        Some(v) if v == "off" => None,
-        Some(v) => Some(PathBuf::from(v)),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .map(|c| c.join("dlp-run").join("ptx")),
-    }
-}
-
 /// Compiles one kernel file for `arch` with [`options`] and `extra` (e.g. `-DDLP_PDL`), or
 /// returns the cached PTX. Errors name the kernel file and carry NVRTC's log.
 pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled, String> {
@@ -231,21 +219,10 @@ pub fn compile(k: &KernelSource, arch: &str, extra: &[&str]) -> Result<Compiled,
     if let Some(c) = mem.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(c.clone());
     }
-    let file = cache_dir().map(|d| d.join(format!("{}-{arch}-{key:016x}.ptx", k.name)));
-    if let Some(ptx) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
-        let c = Compiled {
-            ptx,
-            log: String::new(),
-        };
-        mem.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, c.clone());
-        return Ok(c);
-    }
-    let c = compile_uncached(k, &opts)?;
-    if let Some(f) = file {
-        write_cache_file(&f, c.ptx.as_bytes());
-    }
+    let file = ptx_cache::dir().map(|d| d.join(format!("{}-{arch}-{key:016x}.ptx", k.name)));
+    let c = ptx_cache::get_or_compile(file.as_deref(), ptx_cache::LOCK_WAIT, || {
+        compile_uncached(k, &opts)
+    })?;
     mem.lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(key, c.clone());
@@ -367,21 +344,6 @@ pub fn entry_names(ptx: &str) -> impl Iterator<Item = &str> {
     ptx.split(".entry ")
         .skip(1)
         .filter_map(|p| p.split('(').next())
-}
-
-/// Writes a cache file `f` (and its folder) through a temporary name and a rename, so that a
-/// reader never sees half of one. Best effort: a cache that cannot be written only costs a
-/// compile next time. Also the CI compile check's cache (cuda/tests/nvrtc_compile/cache.rs).
-pub fn write_cache_file(f: &std::path::Path, bytes: &[u8]) {
-    // Unique per write, not only per process: threads may write the same file at once (two
-    // backends made at the same time compile the same modules).
-    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let _ = f.parent().map(std::fs::create_dir_all);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = f.with_extension(format!("tmp{}-{n}", std::process::id()));
-    if std::fs::write(&tmp, bytes).is_ok() {
-        let _ = std::fs::rename(&tmp, f);
-    }
 }
 
 /// `major.minor` of the loaded libnvrtc (part of the cache key: PTX differs between versions).

@@ -36,7 +36,7 @@ pub(crate) fn compile_uncached(k: &KernelSource, opts: &[String]) -> Result<Comp
         let c = dlp_cuda::nvrtc::compile_uncached(k, opts);
         if let (Ok(c), Some(f)) = (&c, file) {
             let text = format!("{}\n{}{}", c.log.len(), c.log, c.ptx);
-            dlp_cuda::nvrtc::write_cache_file(&f, text.as_bytes());
+            dlp_cuda::ptx_cache::write_cache_file(&f, text.as_bytes());
         }
         c
     })
@@ -101,7 +101,7 @@ fn loaded_nvrtc_files() -> String {
     files.into_iter().map(id).collect::<Vec<_>>().join("\n")
 }
 
-/// A cached compile (written with [`dlp_cuda::nvrtc::write_cache_file`]): the log's length in
+/// A cached compile (written with [`dlp_cuda::ptx_cache::write_cache_file`]): the log's length in
 /// bytes on the first line, then the log, then the PTX.
 fn read_cached(f: &std::path::Path) -> Option<Compiled> {
     let text = std::fs::read_to_string(f).ok()?;
