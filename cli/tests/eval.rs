@@ -216,3 +216,72 @@ fn bad_data_gets_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --router"));
 }
+
+/// An adapter that overflows the forward pass (its B scaled by 1e30; it loads): every answer
+/// under it ends at a NaN logit. The run keeps the other modes' answers, scores the broken ones
+/// as wrong, counts them in the table and marks them in the JSON, then exits 1 naming the
+/// modes and examples. Before, the first broken batch ended the run with every figure lost.
+#[test]
+fn broken_answers_are_reported_and_the_others_kept() {
+    let Some(s) = setup() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let huge = tmp.path().join("huge");
+    std::fs::create_dir(&huge).unwrap();
+    dlp_tests::broken::scaled_lora_b(&s.adapters.join("boolq"), &huge, 1e30);
+    let json = tmp.path().join("eval.json");
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(s.model_args(&[]));
+    args.push("--adapter".into());
+    args.push(format!("boolq={}", huge.display()));
+    args.push("--data".into());
+    args.push(s.data.join("boolq").display().to_string());
+    args.extend(
+        [
+            "--modes",
+            "base,oracle,teacher-forced",
+            "--limit",
+            "4",
+            "--batch",
+            "2",
+        ]
+        .map(String::from),
+    );
+    args.push("--json".into());
+    args.push(json.display().to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}\n{err}");
+    for needle in [
+        "oracle: 4 (boolq #0, boolq #1, boolq #2, ...)",
+        "teacher-forced: 4 (boolq #0",
+        "scored as",
+        "wrong",
+    ] {
+        assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+    }
+    assert!(!err.contains("base:"), "{err}");
+    let row = stdout.lines().find(|l| l.starts_with("non-finite"));
+    let cells: Vec<&str> = row.expect(&stdout).split_whitespace().skip(1).collect();
+    assert_eq!(cells, ["0", "4", "4"], "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for (mode, broken) in [("base", false), ("oracle", true), ("teacher-forced", true)] {
+        let ex = v["examples"][mode].as_array().unwrap();
+        assert_eq!(ex.len(), 4, "{mode}");
+        for e in ex {
+            assert_eq!(e["non_finite"], json!(broken), "{mode}: {e}");
+            if broken {
+                assert_eq!(e["correct"], json!(false), "{mode}: {e}");
+            }
+        }
+        assert_eq!(
+            v["mean"][mode]["non_finite"],
+            json!(if broken { 4 } else { 0 })
+        );
+    }
+    assert_eq!(v["per_task"]["boolq"]["oracle"]["accuracy"], json!(0.0));
+    assert!(v["per_task"]["boolq"]["base"]["accuracy"].is_number());
+}

@@ -25,7 +25,10 @@ pub use modes::Mode;
 /// Data: jsonl lines {task, instruction, output, answer, kind} (`../shared/data/tasks`).
 /// Prompts are the chat template with the instruction as the user message; greedy; at most 16
 /// new tokens for `mcq`, 200 for `qa`; answers extracted as `../shared/adapters/README.md`
-/// states (the last option/true/false match, or the last number).
+/// states (the last option/true/false match, or the last number). An answer that ends at a
+/// NaN logit (a broken model or adapter) is cut there, scored as wrong, counted in the table's
+/// `non-finite` row and marked `non_finite` in --json; the run goes on, and exits 1 once its
+/// report is written.
 ///
 /// Example:
 ///

@@ -26,6 +26,9 @@ pub struct Outcome {
     pub tokens: usize,
     /// Mean adapters per mixture it ran under.
     pub adapters: f32,
+    /// Generation ended at a NaN logit, or a row without a finite one (a broken model or
+    /// adapter): the completion is cut there and scored as wrong.
+    pub non_finite: bool,
 }
 
 /// One mode (at one top-p for the swept ones) over every example.
@@ -45,6 +48,8 @@ pub struct ComposeRun {
     pub prompts: usize,
     pub mean_adapters: f64,
     pub time_per_example_s: f64,
+    /// Prompts whose generation ended at a non-finite logit row (scored as wrong).
+    pub non_finite: usize,
 }
 
 /// Scores of one task under one mode.
@@ -65,6 +70,7 @@ struct Row {
     seconds: f64,
     n: usize,
     tokens: usize,
+    non_finite: usize,
 }
 
 /// Everything measured.
@@ -181,6 +187,7 @@ impl Report {
                     seconds: run.seconds,
                     n,
                     tokens,
+                    non_finite: run.outcomes.iter().filter(|o| o.non_finite).count(),
                 });
                 examples.push((
                     run.mode,
@@ -188,7 +195,8 @@ impl Report {
                         .iter()
                         .map(|o| {
                             json!({"task": o.task, "completion": o.completion,
-                                        "extracted": o.extracted, "correct": o.correct})
+                                        "extracted": o.extracted, "correct": o.correct,
+                                        "non_finite": o.non_finite})
                         })
                         .collect(),
                 ));
@@ -237,6 +245,7 @@ impl Report {
             seconds: secs,
             n,
             tokens,
+            non_finite,
         } in &self.main
         {
             let over = |kind: Option<Kind>, f: &dyn Fn(&TaskScore) -> Option<f64>| {
@@ -257,6 +266,7 @@ impl Report {
                     "rouge1": over(Some(Kind::Qa), &|s| s.rouge1),
                     "rougeL": over(Some(Kind::Qa), &|s| s.rouge_l),
                     "mean_adapters": over(None, &|s| Some(s.mean_adapters)),
+                    "non_finite": non_finite,
                 }),
             );
             time.insert(mode.name().into(), json!(secs / (*n).max(1) as f64));
@@ -278,7 +288,8 @@ impl Report {
                             r.mode.name().to_string(),
                             json!({"accuracy": r.accuracy, "questions": r.questions,
                             "prompts": r.prompts, "mean_adapters": r.mean_adapters,
-                            "time_per_example_s": r.time_per_example_s}),
+                            "time_per_example_s": r.time_per_example_s,
+                            "non_finite": r.non_finite}),
                         )
                     })
                     .collect();
@@ -366,6 +377,9 @@ impl Report {
             &|r| Some(r.tokens as f64 / r.seconds.max(1e-9)),
             1,
         );
+        if self.main.iter().any(|r| r.non_finite > 0) {
+            row(&mut s, "non-finite", &|r| Some(r.non_finite as f64), 0);
+        }
         if self
             .sweep
             .iter()
@@ -400,6 +414,13 @@ impl Report {
                     "  {:<16} accuracy {:>5.1}%  ({} questions, {} prompts)  adapters/mix {:.2}  {:.3} s/prompt",
                     r.mode.name(), 100.0 * r.accuracy, r.questions, r.prompts, r.mean_adapters, r.time_per_example_s
                 );
+                if r.non_finite > 0 {
+                    let _ = writeln!(
+                        s,
+                        "    {} prompts ended at a non-finite logit",
+                        r.non_finite
+                    );
+                }
             }
         }
         let _ = writeln!(

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dlp_engine::generate::{generate, score_batch, GenRequest, ScoreInput, ScoreMode};
+use dlp_engine::generate::{
+    generate_each, score_batch, FinishReason, GenRequest, ScoreInput, ScoreMode,
+};
 use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::{Backend, SamplingParams};
@@ -30,11 +32,13 @@ pub struct Item {
     pub oracle: Option<usize>,
 }
 
-/// A completion: its text, the tokens generated, the mean adapters per mixture it ran under.
+/// A completion: its text, the tokens generated, the mean adapters per mixture it ran under,
+/// and whether it ended at a non-finite logit row (its text cut there).
 pub struct Generated {
     pub text: String,
     pub tokens: usize,
     pub adapters: f32,
+    pub non_finite: bool,
 }
 
 /// What every generation of a run shares.
@@ -145,7 +149,9 @@ fn generate_items<B: Backend>(
         let mut token_routers: Vec<TokenRouter> =
             requests.iter().map(|_| TokenRouter::new()).collect();
         let names: Vec<String> = (0..chooser.n_adapters).map(|i| i.to_string()).collect();
-        let (outs, _) = generate(
+        // A broken answer (NaN logits) is one among the others: the batch keeps every good
+        // one, and `run` reports it after the report is written.
+        let (outs, _) = generate_each(
             model,
             &requests,
             eos,
@@ -169,6 +175,7 @@ fn generate_items<B: Backend>(
                 text: s.text,
                 tokens: o.tokens.len(),
                 adapters: mean,
+                non_finite: o.finish == FinishReason::NonFinite,
             });
         }
         bar.inc(chunk.len() as u64);
@@ -207,9 +214,13 @@ fn teacher_forced<B: Backend>(
         )?;
         for ((inp, size), l) in inputs.iter().zip(&sizes).zip(&logits) {
             let (_, p, n) = *inp;
-            let predicted: Vec<u32> = (p - 1..p - 1 + n)
-                .map(|pos| {
-                    let row = &l[pos * vocab..(pos + 1) * vocab];
+            let rows = || (p - 1..p - 1 + n).map(|pos| &l[pos * vocab..(pos + 1) * vocab]);
+            // As the sampler judges a row: a NaN, or no finite logit, is a broken forward pass,
+            // whose argmax would be a silent token 0.
+            let non_finite = rows()
+                .any(|row| row.iter().any(|x| x.is_nan()) || !row.iter().any(|x| x.is_finite()));
+            let predicted: Vec<u32> = rows()
+                .map(|row| {
                     row.iter()
                         .enumerate()
                         .fold(
@@ -223,6 +234,7 @@ fn teacher_forced<B: Backend>(
                 text: tok.decode(&predicted, true)?,
                 tokens: n,
                 adapters: *size,
+                non_finite,
             });
         }
         bar.inc(chunk.len() as u64);
@@ -332,11 +344,12 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
                 .zip(&golds)
                 .map(|(g, gold)| Outcome {
                     task: gold.task.clone(),
-                    correct: metrics::correct(gold.kind, &g.text, &gold.answer),
+                    correct: !g.non_finite && metrics::correct(gold.kind, &g.text, &gold.answer),
                     extracted: metrics::extract(gold.kind, &g.text),
                     completion: g.text,
                     tokens: g.tokens,
                     adapters: g.adapters,
+                    non_finite: g.non_finite,
                 })
                 .collect();
             runs.push(ModeRun {
@@ -353,6 +366,30 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         let prompts = data::compose(&tasks, k, args.compose_n, args.seed)?;
         composed.insert(k, compose_runs(args, &cx, &prompts, &routers, names.len())?);
     }
+    let runs_summary: Vec<(String, Vec<String>)> = runs
+        .iter()
+        .map(|r| {
+            let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+            let ids = (r.outcomes.iter())
+                .filter_map(|o| {
+                    let i = seen.entry(&o.task).or_default();
+                    *i += 1;
+                    o.non_finite.then(|| format!("{} #{}", o.task, *i - 1))
+                })
+                .collect();
+            let label = match r.p {
+                Some(p) => format!("{} p={p}", r.mode.name()),
+                None => r.mode.name().to_string(),
+            };
+            (label, ids)
+        })
+        .collect();
+    let composed_summary: Vec<(String, usize)> = (composed.iter())
+        .flat_map(|(k, rs)| {
+            rs.iter()
+                .map(move |r| (format!("compose {k} {}", r.mode.name()), r.non_finite))
+        })
+        .collect();
     let rep = Report::new(
         &tasks,
         runs,
@@ -371,7 +408,37 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         report::plot(&rep, p)?;
         eprintln!("wrote {}", p.display());
     }
-    Ok(())
+    non_finite_error(&runs_summary, &composed_summary)
+}
+
+/// The error for answers that ended at a non-finite logit row, after the report is out: each
+/// mode's count and its first examples (`boolq #3`: the task's 0-based example), so the figures
+/// of a broken model or adapter never pass for a clean run.
+fn non_finite_error(runs: &[(String, Vec<String>)], composed: &[(String, usize)]) -> Result<()> {
+    let mut parts: Vec<String> = runs
+        .iter()
+        .filter(|(_, ids)| !ids.is_empty())
+        .map(|(mode, ids)| {
+            let first: Vec<&str> = ids.iter().take(3).map(String::as_str).collect();
+            let more = if ids.len() > 3 { ", ..." } else { "" };
+            format!("{mode}: {} ({}{more})", ids.len(), first.join(", "))
+        })
+        .collect();
+    parts.extend(
+        composed
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| format!("{what}: {n} prompts")),
+    );
+    if parts.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "answers ended at a NaN logit, or a row without a finite logit, and were scored as \
+         wrong (marked `non_finite` in --json): {}; the forward pass overflowed: check the \
+         adapters' weights and the model's",
+        parts.join("; ")
+    )
 }
 
 /// Composed prompts under base, uniform and the routed modes (the first top-p), scored per
@@ -418,7 +485,7 @@ fn compose_runs<B: Backend>(
         let mut adapters = 0f32;
         for (g, c) in outs.iter().zip(prompts) {
             let scored = report::score_composed(&c.parts, &g.text);
-            right += scored.iter().filter(|&&x| x).count();
+            right += scored.iter().filter(|&&x| x && !g.non_finite).count();
             total += scored.len();
             adapters += g.adapters;
         }
@@ -429,6 +496,7 @@ fn compose_runs<B: Backend>(
             prompts: prompts.len(),
             mean_adapters: adapters as f64 / prompts.len().max(1) as f64,
             time_per_example_s: secs / prompts.len().max(1) as f64,
+            non_finite: outs.iter().filter(|g| g.non_finite).count(),
         });
     }
     Ok(out)

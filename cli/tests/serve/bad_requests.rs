@@ -209,36 +209,7 @@ fn an_overflowing_adapter_gets_a_500_and_the_server_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     let huge = dir.path().join("huge");
     std::fs::create_dir(&huge).unwrap();
-    let boolq = a.adapters.join("boolq");
-    std::fs::copy(
-        boolq.join("adapter_config.json"),
-        huge.join("adapter_config.json"),
-    )
-    .unwrap();
-    let file = huge.join("adapter_model.safetensors");
-    let mut bytes = std::fs::read(boolq.join("adapter_model.safetensors")).unwrap();
-    // safetensors: an 8-byte header length, the JSON header, then the data.
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let mut scaled = 0;
-    for (name, t) in header.as_object().unwrap() {
-        if !name.contains("lora_B") {
-            continue;
-        }
-        assert_eq!(t["dtype"], "F32", "{name}");
-        let (from, to) = (
-            t["data_offsets"][0].as_u64().unwrap(),
-            t["data_offsets"][1].as_u64().unwrap(),
-        );
-        for v in bytes[8 + n + from as usize..8 + n + to as usize].chunks_exact_mut(4) {
-            let x = f32::from_le_bytes(v.try_into().unwrap()) * 1e30;
-            assert!(x.is_finite());
-            v.copy_from_slice(&x.to_le_bytes());
-        }
-        scaled += 1;
-    }
-    assert!(scaled > 0);
-    std::fs::write(&file, bytes).unwrap();
+    dlp_tests::broken::scaled_lora_b(&a.adapters.join("boolq"), &huge, 1e30);
     let mut args = a.model_args();
     args.extend(["--adapter".to_string(), format!("huge={}", huge.display())]);
     let s = Server::start(&args);
