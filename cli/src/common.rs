@@ -35,17 +35,19 @@ pub enum BackendChoice {
 /// A CUDA path written without a GPU (`--cuda-experimental`), off by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CudaExperimental {
-    /// Decode matmuls on bf16 weights streamed with 16-byte loads; q/k/v, gate/up as one launch.
+    /// Decode matmuls on bf16 weights streamed with 16-byte loads; q/k/v, gate/up as one launch
+    /// (needs --cuda-bf16-weights or --cuda-bf16-compute to matter).
     DecodeMatvec,
-    /// With decode-matvec: the LoRA of q/k/v (gate/up, ...) in two launches, expands in the matvec.
+    /// With decode-matvec: the LoRA of q/k/v (gate/up, ...) in two launches, expands in the
+    /// matvec. Its expands' entry table came after its H200 run.
     FusedLora,
     /// Small ops of decode steps (norms, KV store) on grids that fill the GPU.
     WideGrids,
-    /// Attention of decode steps split over positions (flash-decoding).
+    /// Attention of decode steps split over positions (flash-decoding), for long contexts.
     SplitAttention,
     /// Decode steps captured as CUDA graphs and replayed.
     Graphs,
-    /// LoRA of batches and prefill on tensor cores (TF32), tokens grouped in tiles by adapter.
+    /// LoRA of batches and prefill on TF32 tensor cores, tokens in tiles of 16 (sm_80 or newer).
     Sgmv,
     /// Each residual add and the RMSNorm after it in one launch.
     FusedNorm,
@@ -57,19 +59,26 @@ pub enum CudaExperimental {
     FusedShrink,
     /// sm_90: each decode matvec starts its weight loads while the kernel before it finishes.
     DependentLaunch,
-    /// Decode steps decode-matvec does not take: a q/k/v or gate/up group's LoRA in two launches.
+    /// Decode steps decode-matvec does not take: a q/k/v or gate/up group's LoRA in two
+    /// launches. Not yet run on a GPU.
     BatchLora,
-    /// With fused-lora: each group's LoRA shrink runs in its matvec's grid, no launch of its own.
+    /// With fused-lora: each group's LoRA shrink runs in its matvec's grid, no launch of its
+    /// own; replaces fused-shrink. Not yet run on a GPU.
     InlineShrink,
-    /// LoRA of prefill and batches over tiles of 8 tokens on CUDA cores, a row read once per tile.
+    /// LoRA of prefill and batches over tiles of 8 tokens on CUDA cores, a row read once per
+    /// tile; replaces sgmv. Not yet run on a GPU.
     TiledLora,
-    /// With split-attention: the last split block of each head merges the splits, no combine launch.
+    /// With split-attention: the last split block of each head merges the splits, no combine
+    /// launch. Not yet run on a GPU.
     InlineCombine,
-    /// With fused-kv-store: decode steps rotate q and k inside attention, no rope launch.
+    /// With fused-kv-store: decode steps rotate q and k inside attention, no rope launch. Not
+    /// yet run on a GPU.
     RopeInAttention,
-    /// With decode-matvec: the gate/up matvec stores silu(gate) * up, no silu_mul launch.
+    /// With decode-matvec: the gate/up matvec stores silu(gate) * up, no silu_mul launch. Not
+    /// yet run on a GPU.
     FusedSilu,
-    /// With decode-matvec: the o and down matvecs of 1-2 tokens add the residual and norm it.
+    /// With decode-matvec: the o and down matvecs of 1-2 tokens add the residual and norm it,
+    /// no add_rms_norm launch. Not yet run on a GPU.
     NormInMatvec,
     /// Every path above.
     All,
@@ -173,54 +182,14 @@ pub struct ModelArgs {
     /// (scripts/gpu-check.sh).
     #[arg(long)]
     pub cuda_kv_bf16: bool,
-    /// With --backend cuda: turn on GPU paths written without a GPU. Each passed every CUDA
-    /// test on an H200, alone and all together (scripts/gpu-check.sh; fused-lora has changed
-    /// since); they stay off by default for now. With --cuda-bf16-compute and `all`, a model of
-    /// Llama-2-7B's shape decodes at 207 tok/s there, against 143 without them.
-    /// A comma-separated list: `decode-matvec` (decode matmuls on bf16 weights that stream
-    /// the weights with 16-byte loads, q/k/v and gate/up in one launch; needs
-    /// --cuda-bf16-weights or --cuda-bf16-compute to matter), `fused-lora` (with
-    /// decode-matvec: the LoRA of modules that read one input in two launches, all shrinks in
-    /// one and the expands inside the matvec), `wide-grids` (RMSNorm and the KV store of decode
-    /// steps on grids that fill the GPU), `split-attention` (decode
-    /// attention split over positions, flash-decoding style, for long contexts), `graphs`
-    /// (each decode step shape captured once as a CUDA graph and replayed), `sgmv` (the LoRA
-    /// of batches and prefill on TF32 tensor cores: tokens in tiles of 16, each adapter a tile
-    /// uses one GEMM over the tile, so A and B are read once per tile, not once per token;
-    /// sm_80 or newer; the TF32 rounding moves logits by up to 3.2e-3 on SmolLM2 with its
-    /// task adapters, 1.4e-3 on the tiny fixtures, measured on the CPU), `fused-norm` (each
-    /// residual add and the RMSNorm after it in one launch, same values: two launches fewer
-    /// per layer), `fused-rope` (the queries' and keys' rotary embedding in one launch),
-    /// `fused-kv-store` (decode steps store their keys and values inside the attention
-    /// kernel, same values: one launch fewer per layer), `fused-shrink` (with fused-lora, on sm_90 or
-    /// newer: each fused-LoRA matvec is a programmatic dependent launch of its LoRA shrink, so
-    /// it streams its weights while the shrink runs and waits for it only before the expands;
-    /// same kernels, same values), `dependent-launch` (sm_90 or newer, with decode-matvec: each
-    /// decode matvec is a programmatic dependent launch of the kernel that writes its input,
-    /// so its blocks start and issue their first weight loads while that kernel finishes;
-    /// same values), `batch-lora` (decode steps of up to 64 tokens that decode-matvec does not
-    /// take, such as batches past 8: the LoRA shrinks of a q/k/v or gate/up group in one launch
-    /// and their expands in one more after the base products, instead of two launches per
-    /// module; not yet run on a GPU), `inline-shrink` (with fused-lora: each group's LoRA
-    /// shrink runs in its matvec's grid, whose blocks take tickets in the order they start,
-    /// instead of as a launch before it; with dependent-launch it starts while the kernel
-    /// writing the input finishes; replaces fused-shrink; not yet run on a GPU), `tiled-lora`
-    /// (the LoRA of prefill and of batches the paths above do not take, over tiles of 8
-    /// consecutive tokens on CUDA cores: the tokens of a tile that name one adapter share one
-    /// read of its A and B rows, where the default kernels read them once per token; f32
-    /// products, no TF32 rounding; replaces sgmv; not yet run on a GPU), `inline-combine`
-    /// (with split-attention: the split block of each head that finishes last merges the
-    /// splits, so no combine launch follows; same values; not yet run on a GPU),
-    /// `rope-in-attention` (with fused-kv-store: decode steps rotate their queries and keys
-    /// inside the attention kernel, with no rope launch (two without fused-rope) before it;
-    /// same values; not yet run on a GPU), `fused-silu` (with decode-matvec: the gate/up
-    /// matvec of a decode step computes gate row f and up row f in one warp, LoRA included, and
-    /// stores silu(gate) * up, so no silu_mul launch follows; same values; where the LoRA runs
-    /// outside the matvec, without fused-lora, the launch stays; not yet run on a GPU),
-    /// `norm-in-matvec` (with decode-matvec: the o and down matvecs of a decode step of one or
-    /// two tokens also add their output to the residual and RMS-norm it, in the block that
-    /// finishes last, so no add_rms_norm launch follows; same values; without fused-lora the
-    /// launch stays where the LoRA runs outside the matvec; not yet run on a GPU), or `all`.
+    /// With --backend cuda: turn on GPU paths written without a GPU, off by default until a
+    /// GPU run has verified them (scripts/gpu-check.sh). A comma-separated list of the paths
+    /// below, or `all`. Those not marked "not yet run on a GPU" passed every CUDA test on an
+    /// H200, alone and all together; with --cuda-bf16-compute and `all` a model of Llama-2-7B's
+    /// shape decoded at 207 tok/s there, against 143 without them. Each gives the same values
+    /// as the default kernels except sgmv (TF32 rounding: logits move by up to 3.2e-3 on
+    /// SmolLM2 with its task adapters, measured on the CPU). README.md's Backends section
+    /// describes each path.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
