@@ -17,7 +17,9 @@ Why it is shaped this way:
 - The whole run keeps to a budget (GPU_CHECK_BUDGET seconds, default 560, under the device
   tool's 600 s per call): the tests get at most CHECKS_BUDGET (default 200) of it, then the
   real-shape golden check (the 1B model against transformers+PEFT in float64,
-  gpu_check_golden.py) and the benchmarks run by priority (each shape's first mode and its
+  gpu_check_golden.py), `dlp-run serve` on that model exercised as clients would
+  (gpu_check_serve.py: concurrent mixtures, streaming, an error, shutdown) and the benchmarks
+  run by priority (each shape's first mode and its
   transformers+PEFT peer, the 1B shape at ~4,000 tokens of context, a per-kernel profile of
   a decode run on the first shape (Nsight Systems and Nsight Compute, where installed), the
   probes below, the other shapes at ~4,000 tokens, then the other modes); what no longer fits

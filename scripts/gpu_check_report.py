@@ -182,6 +182,9 @@ def summary(runs, logs, t0, budget):
         not r.name.endswith(")") and r.status.startswith("pass")))]
     golden = (f"real-shape golden {sum(r.status.startswith('pass') for r in judged)} of "
               f"{len(judged)} passed; " if judged else "")
+    served = [r for r in runs if r.stage == "serve" and not r.status.startswith("not run")]
+    golden += (f"serve {sum(r.status == 'pass' for r in served)} of {len(served)} passed; "
+               if served else "")
     lines.append(f"\nverdict: checks {passed} passed, {len(bad)} not passed, {len(skipped)} "
                  f"skipped; {golden}benchmarks {sum(r.status == 'pass' for r in benches)} of "
                  f"{len(benches)} ran; wall {time.monotonic() - t0:.0f} s of a {budget:.0f} s "

@@ -191,7 +191,19 @@ def main():
     warned = gpu_check_report.warnings(wdir)
     golden_caught = perturbed_logits_caught(os.path.join(tmp, "run", "out"), wdir)
     import gpu_check_core
+    import gpu_check_serve
     import gpu_check_speed
+    # The serve stage's client side must catch a server that does not serve every request: one
+    # slot and a queue of one turn most of the 12 concurrent completions into 429s.
+    d = os.path.join(tmp, "work", "tiny")
+    narrow = [dlp_run, "serve", "--backend", "cpu", "--model", os.path.join(d, "model"),
+              "--port", "0", "--served-model-name", "base", "--max-concurrent", "1",
+              "--max-queue", "1"] + [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(4)]
+    p, url = gpu_check_serve.start(narrow, os.path.join(wdir, "serve-narrow.log"))
+    try:
+        narrow_problems = gpu_check_serve.exercise(url, 200) if url else ["not listening"]
+    finally:
+        gpu_check_serve.stop(p)
     modules = {m: gpu_check_speed.path_of_module(m)
                for m in ("fused_silu_inline", "fused_silu", "inline_shrink", "combined")}
     without = gpu_check_core.without_mode("bf16c-exp-without-split-attention+rope-in-attention")
@@ -221,6 +233,12 @@ def main():
          == "pass"
          and status.get("checks threaded module load", "").startswith("FAIL (the f32")
          and status.get("checks golden_cuda experimental::fused_norm::tiny_llama") == "pass"),
+        ("the serve stage: a CPU server in f32 served every client request as expected",
+         status.get("serve tiny f32") == "pass"
+         and "all as expected" in open(os.path.join(tmp, "run", "out",
+                                                    "serve-tiny-f32.log")).read()),
+        ("its clients catch a server that answers 429 (one slot, a queue of one)",
+         any("HTTP 429" in x for x in narrow_problems)),
         ("the failing test of a path reported",
          status.get("checks golden_cuda experimental::fused_shrink::tiny_llama", "")
          .startswith("FAIL") and "stand-in failure" in summary),

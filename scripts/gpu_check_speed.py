@@ -1,5 +1,6 @@
 """The speed stage of scripts/gpu_check.py: lora_bench, the real-shape golden check
-(gpu_check_golden.py, on the first model made), then `dlp-run bench` by priority on the random
+(gpu_check_golden.py, on the first model made), `dlp-run serve` exercised as clients would
+(gpu_check_serve.py), then `dlp-run bench` by priority on the random
 models, transformers+PEFT beside it, the per-kernel profile, and the probes that find which
 unverified piece breaks the every-path mode."""
 import glob
@@ -15,6 +16,7 @@ from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES
                             LORA_SWEEP, BUDGET, T0, WORK,
                             lock, record, run, runs, say, with_paths)
 from gpu_check_golden import golden
+from gpu_check_serve import serve
 
 def bench_cmd(bins, shape, flags):
     """`dlp-run bench` on `shape`'s model with its 8 adapters, in `flags`' mode."""
@@ -178,6 +180,8 @@ def speed(bins, maker):
     first, rest = MODES[0], MODES[1:]
     pieces = narrow_first_mode() if first == "bf16c-exp" else PIECES
     golden(bins, maker)  # after the narrowing: its first-mode runs take the narrowed flags
+    report.publish(runs, LOGS, OUT, T0, BUDGET)
+    serve(bins, maker)  # the production path, in the narrowed first mode too
     report.publish(runs, LOGS, OUT, T0, BUDGET)
     failed = []  # shapes where the first mode (bf16c-exp) failed
     probed = {}  # "flags"/"all": the probes' findings, once they ran

@@ -1,0 +1,208 @@
+"""The serve stage of scripts/gpu_check.py: `dlp-run serve` on the GPU, the production path,
+which no test of the checks stage runs (they call the engine in one process, one step shape at
+a time). One server on the smallest model of SHAPES if it is 1B or smaller, in the first mode of MODES (as narrowed by the
+checks), with four of its adapters; then, as clients would:
+- /v1/models lists the base model and the adapters;
+- 12 completions at once, each with its own mixture (one, two or three adapters, or none),
+  prompts of 5 to 445 words (prefill chunks beside running decodes: continuous batching),
+  greedy and sampled, a third of them streamed: every one 200 with exactly 24 tokens
+  (`ignore_eos`), a streamed one ending in its usage and [DONE];
+- one greedy request alone, twice: the same text both times;
+- an unknown adapter: a 404 with an OpenAI error body, and the server serves on;
+- /metrics counts the requests;
+- SIGTERM: exit 0.
+Where the first mode fails, the server runs again in f32 (the parity reference), so that the
+summary says whether the server or a path broke. On the CPU (GPU_CHECK_BACKEND=cpu) f32 only.
+`exercise(url)` is the client part, for scripts/gpu_check_selftest.py.
+"""
+import concurrent.futures as cf
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from gpu_check_core import (BACKEND, LOGS, MODE_FLAGS, MODES, RUST_ENV, SHAPES, SIZE, WORK,
+                            left, record, say, stopping)
+
+TOKENS = 24
+ADAPTERS = ["a0", "a1", "a2", "a3"]
+MIXTURES = [{"a0": 1.0}, {"a1": 0.6, "a2": 0.4}, {"a0": 0.5, "a1": 0.3, "a2": 0.2}, None]
+CAP = 150  # the whole stage per mode: start, requests, shutdown
+CONTEXT = 2048  # --max-context: 16 slots of a 1B model's f32 KV cache in 2 GiB
+
+
+def post(url, body, timeout=60):
+    """(status, the parsed JSON body, or the raw text of a stream) of a POST."""
+    req = urllib.request.Request(url, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            text = r.read().decode("utf-8", "replace")
+            status = r.status
+    except urllib.error.HTTPError as e:
+        text, status = e.read().decode("utf-8", "replace"), e.code
+    if body.get("stream"):
+        return status, text
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+def get(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+PHRASE = "The cat sat on the mat "
+
+
+def request(i, prompt_bytes):
+    """Completion i of the concurrent batch: its mixture, prompt length (up to `prompt_bytes`),
+    sampling, streaming."""
+    reps = max(1, prompt_bytes // len(PHRASE) * (i % 6) // 5)
+    body = {"model": "base", "prompt": PHRASE * reps + str(i),
+            "max_tokens": TOKENS, "ignore_eos": True, "temperature": 0 if i % 2 == 0 else 0.9,
+            "seed": i}
+    if MIXTURES[i % 4]:
+        body["lora_mixture"] = MIXTURES[i % 4]
+    if i % 3 == 2:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
+
+
+def problem_of(i, status, got):
+    """What is wrong with completion i's answer, or None."""
+    if status != 200:
+        return f"request {i}: HTTP {status}: {str(got)[:300]}"
+    if isinstance(got, str):  # a stream
+        events = [line[6:] for line in got.splitlines() if line.startswith("data: ")]
+        if not events or events[-1] != "[DONE]":
+            return f"request {i} (stream): no [DONE] at its end: {got[-300:]}"
+        usage = [json.loads(e).get("usage") for e in events[:-1]]
+        usage = [u for u in usage if u]
+        n = usage[-1].get("completion_tokens") if usage else None
+        return None if n == TOKENS else f"request {i} (stream): usage {usage[-1:]} not {TOKENS}"
+    n = (got.get("usage") or {}).get("completion_tokens")
+    choice = (got.get("choices") or [{}])[0]
+    if n != TOKENS or not isinstance(choice.get("text"), str):
+        return f"request {i}: {n} tokens (want {TOKENS}), choice {str(choice)[:200]}"
+    if choice.get("finish_reason") != "length":
+        return f"request {i}: finish_reason {choice.get('finish_reason')!r}, not 'length'"
+    return None
+
+
+def exercise(url, prompt_bytes=2400, names=ADAPTERS):
+    """The clients' part against a server at `url` (http://host:port) that serves the base
+    model as `base` and adapters `names`, prompts of up to `prompt_bytes` (a byte-level
+    tokenizer makes a token of each): the list of problems found (empty: all as expected)."""
+    problems = []
+    _, models = get(url + "/v1/models")
+    ids = {m["id"] for m in json.loads(models)["data"]}
+    if not {"base", *names} <= ids:
+        problems.append(f"/v1/models lists {sorted(ids)}, not base and {names}")
+    with cf.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda i: post(url + "/v1/completions", request(i, prompt_bytes)),
+                                range(12)))
+    problems += [p for i, a in enumerate(answers) if (p := problem_of(i, *a))]
+    alone = {"model": "base", "prompt": "Once upon a time", "max_tokens": TOKENS,
+             "ignore_eos": True, "temperature": 0, "lora_mixture": MIXTURES[2]}
+    first, second = post(url + "/v1/completions", alone), post(url + "/v1/completions", alone)
+    problems += [p for p in (problem_of(100, *first), problem_of(101, *second)) if p]
+    if not problems and first[1]["choices"][0]["text"] != second[1]["choices"][0]["text"]:
+        problems.append("one greedy request alone gave two texts: "
+                        f"{first[1]['choices'][0]['text']!r} then {second[1]['choices'][0]['text']!r}")
+    status, err = post(url + "/v1/completions", dict(alone, lora_mixture={"nope": 1.0}))
+    if status != 404 or not isinstance(err, dict) or "message" not in err.get("error", {}):
+        problems.append(f"unknown adapter: HTTP {status} {str(err)[:200]}, not a 404 error body")
+    if problem_of(102, *post(url + "/v1/completions", alone)):
+        problems.append("the server did not serve on after the 404")
+    status, metrics = get(url + "/metrics")
+    if status != 200 or "dlp_requests_total" not in metrics:
+        problems.append(f"/metrics: HTTP {status}, no dlp_requests_total")
+    return problems
+
+
+def start(cmd, log):
+    """Starts the server (stderr and stdout to `log`); (process, url), url None when it exited
+    or did not print where it listens within the cap."""
+    f = open(log, "w")
+    p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=RUST_ENV,
+                         start_new_session=True)
+    until = time.monotonic() + min(90, left() - 30)
+    while time.monotonic() < until and p.poll() is None and not stopping.is_set():
+        with open(log, errors="replace") as r:
+            for line in r:
+                if "listening on http://" in line:
+                    return p, line.split("listening on ")[1].strip()
+        time.sleep(0.5)
+    return p, None
+
+
+def stop(p):
+    """SIGTERM, then the exit status (None: killed after 30 s)."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        return p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        return None
+
+
+def serve_once(bins, shape, mode):
+    """One server in `mode`, exercised and stopped; records the step and returns its status."""
+    d = os.path.join(WORK, shape)
+    cmd = [bins["dlp-run"], "serve", "--backend", BACKEND, "--model", os.path.join(d, "model"),
+           "--port", "0", "--served-model-name", "base", "--max-concurrent", "16",
+           "--max-context", str(CONTEXT)]
+    cmd += [f"--adapter={a}={d}/adapters/{a}" for a in ADAPTERS] + MODE_FLAGS[mode]
+    log = os.path.join(LOGS, f"serve-{shape}-{mode}.log")
+    name = f"{shape} {mode}"
+    if left() < 60 or stopping.is_set():
+        return record("serve", name, "not run (budget)")
+    try:
+        with open(os.path.join(d, "model", "config.json")) as f:
+            positions = json.load(f).get("max_position_embeddings") or 8192
+    except (OSError, ValueError):
+        positions = 8192
+    prompt_bytes = max(16, min(positions, CONTEXT) - TOKENS - 32)
+    t = time.monotonic()
+    p, url = start(cmd, log)
+    one = cf.ThreadPoolExecutor(1)
+    try:
+        if url is None:
+            problems = [f"not listening (exit status {p.poll()})"]
+        else:
+            job = one.submit(exercise, url, prompt_bytes)
+            problems = job.result(timeout=max(10, min(CAP, left() - 20)))
+    except Exception as e:  # a timeout, a refused connection, a body that is not JSON
+        problems = [f"{type(e).__name__}: {e}"]
+    one.shutdown(wait=False)  # a client stuck past the cap ends with the server
+    rc = stop(p)
+    if not problems and rc != 0:
+        problems.append(f"exit status {rc} after SIGTERM (want 0)")
+    with open(log, "a") as f:
+        f.write("\n".join(["", "== gpu_check_serve =="] + (problems or ["all as expected"])) + "\n")
+    status = "pass" if not problems else f"FAIL ({problems[0][:200]})"
+    return record("serve", name, status, time.monotonic() - t, log)
+
+
+def serve(bins, maker):
+    """The stage: the first mode on the smallest model made, then f32 where that failed."""
+    if not SHAPES:
+        return None
+    shape = min(SHAPES, key=lambda s: SIZE.get(s, 9))
+    if SIZE.get(shape, 9) > SIZE["1b"]:
+        # As the golden stage: a larger model's load would take the benchmarks' time.
+        return record("serve", shape, "not run (no model of 1B or smaller in SHAPES)")
+    if not maker.ready(shape):
+        return record("serve", shape, "not run (no model)")
+    first = MODES[0] if BACKEND == "cuda" else "f32"
+    say(f"serve: {shape} {first}")
+    if serve_once(bins, shape, first).startswith("FAIL") and first != "f32":
+        serve_once(bins, shape, "f32")
