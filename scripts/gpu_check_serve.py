@@ -4,7 +4,8 @@ a time). One server on the smallest model of SHAPES if it is 1B or smaller, in t
 checks), with four of its adapters; then, as clients would:
 - /v1/models lists the base model and the adapters;
 - 12 completions at once, each with its own mixture (one, two or three adapters, or none),
-  prompts of 5 to 445 words (prefill chunks beside running decodes: continuous batching),
+  prompts of 7 words to about 2,000 bytes (prefill chunks beside running decodes: continuous
+  batching),
   greedy and sampled, a third of them streamed: every one 200 with exactly 24 tokens
   (`ignore_eos`), a streamed one ending in its usage and [DONE];
 - one greedy request alone, twice: the same text both times;
