@@ -10,6 +10,10 @@ checks), with four of its adapters; then, as clients would:
   (`ignore_eos`), a streamed one ending in its usage and [DONE];
 - one greedy request alone, twice: the same text both times;
 - an unknown adapter: a 404 with an OpenAI error body, and the server serves on;
+- an adapter loaded at run time (/v1/load_lora_adapter, a copy of a0 under another name)
+  answers exactly as a0 does, a0 answers as before it came and after it is unloaded, and an
+  unloaded name is a 404: the adapter stacks are rebuilt while the server runs (and graphs
+  recorded with the old ones must not replay);
 - /metrics counts the requests;
 - SIGTERM: exit 0.
 Where the first mode fails, the server runs again in f32 (the parity reference), so that the
@@ -96,10 +100,57 @@ def problem_of(i, status, got):
     return None
 
 
-def exercise(url, prompt_bytes=2400, names=ADAPTERS):
+def greedy(url, mixture):
+    """A greedy 24-token completion of one fixed prompt under `mixture` (None: the base
+    model), with each token's log-probability: (status, body)."""
+    body = {"model": "base", "prompt": "Once upon a time", "max_tokens": TOKENS,
+            "ignore_eos": True, "temperature": 0, "logprobs": 1}
+    if mixture:
+        body["lora_mixture"] = mixture
+    return post(url + "/v1/completions", body)
+
+
+def answer(a):
+    """A completion's (text, token log-probabilities): equal only where the logits were."""
+    c = a[1]["choices"][0]
+    return c["text"], tuple(c["logprobs"]["token_logprobs"])
+
+
+def runtime_adapters(url):
+    """Loads a0's folder again as `late`, compares, unloads it: the problems found."""
+    problems = []
+    answers = {"base": greedy(url, None), "before": greedy(url, {"a0": 1.0})}
+    status, text = post(url + "/v1/load_lora_adapter", {"lora_name": "late", "lora_path": "a0"})
+    if status != 200:
+        return [f"/v1/load_lora_adapter: HTTP {status}: {str(text)[:200]}"]
+    answers["late"] = greedy(url, {"late": 1.0})
+    answers["a0 beside late"] = greedy(url, {"a0": 1.0})
+    status, text = post(url + "/v1/unload_lora_adapter", {"lora_name": "late"})
+    if status != 200:
+        problems.append(f"/v1/unload_lora_adapter: HTTP {status}: {str(text)[:200]}")
+    status, gone = greedy(url, {"late": 1.0})
+    if status != 404:
+        problems.append(f"after unloading `late`, a request naming it: HTTP {status}, not 404")
+    answers["a0 after"] = greedy(url, {"a0": 1.0})
+    for i, (what, a) in enumerate(answers.items()):
+        if (p := problem_of(200 + i, *a)):
+            problems.append(f"{what}: {p}")
+    if not problems:
+        got = {what: answer(a) for what, a in answers.items()}
+        base = got.pop("base")
+        if len(set(got.values())) != 1:
+            problems.append(f"a0 and its runtime copy do not answer alike: {got}")
+        elif base == got["before"]:
+            problems.append("a0 leaves the base model's log-probabilities as they were: this "
+                            "check proves nothing with it")
+    return problems
+
+
+def exercise(url, prompt_bytes=2400, names=ADAPTERS, runtime=True):
     """The clients' part against a server at `url` (http://host:port) that serves the base
     model as `base` and adapters `names`, prompts of up to `prompt_bytes` (a byte-level
-    tokenizer makes a token of each): the list of problems found (empty: all as expected)."""
+    tokenizer makes a token of each), and with `runtime` loads adapters from under its
+    --adapter-root (which holds a0): the list of problems found (empty: all as expected)."""
     problems = []
     _, models = get(url + "/v1/models")
     ids = {m["id"] for m in json.loads(models)["data"]}
@@ -121,6 +172,8 @@ def exercise(url, prompt_bytes=2400, names=ADAPTERS):
         problems.append(f"unknown adapter: HTTP {status} {str(err)[:200]}, not a 404 error body")
     if problem_of(102, *post(url + "/v1/completions", alone)):
         problems.append("the server did not serve on after the 404")
+    if runtime and not problems:
+        problems += runtime_adapters(url)
     status, metrics = get(url + "/metrics")
     if status != 200 or "dlp_requests_total" not in metrics:
         problems.append(f"/metrics: HTTP {status}, no dlp_requests_total")
@@ -160,7 +213,8 @@ def serve_once(bins, shape, mode):
     d = os.path.join(WORK, shape)
     cmd = [bins["dlp-run"], "serve", "--backend", BACKEND, "--model", os.path.join(d, "model"),
            "--port", "0", "--served-model-name", "base", "--max-concurrent", "16",
-           "--max-context", str(CONTEXT)]
+           "--max-context", str(CONTEXT), "--allow-runtime-adapters", "--adapter-root",
+           os.path.join(d, "adapters")]
     cmd += [f"--adapter={a}={d}/adapters/{a}" for a in ADAPTERS] + MODE_FLAGS[mode]
     log = os.path.join(LOGS, f"serve-{shape}-{mode}.log")
     name = f"{shape} {mode}"
