@@ -153,14 +153,7 @@ def run(stage, name, cmd, log, cap, env=None, test=False):
                 rc = p.wait(timeout=limit)
                 status = "pass" if rc == 0 else f"FAIL (rc {rc})"
             except (subprocess.TimeoutExpired, Stop) as e:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pass
+                kill_group(p)
                 if isinstance(e, Stop):
                     raise
                 status = f"TIMEOUT ({limit:.0f} s)"
@@ -182,6 +175,19 @@ def run(stage, name, cmd, log, cap, env=None, test=False):
     except Exception as e:  # an unreadable log, a missing binary: this step's failure only
         status = f"FAIL ({type(e).__name__}: {e})"
     return record(stage, name, status, time.monotonic() - t, log)
+
+
+def kill_group(p):
+    """SIGKILL to `p`'s process group (what it started dies with it), then up to 10 s for it to
+    go (a process stuck in the driver may not: kill_live tries again at the end)."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def kill_live():

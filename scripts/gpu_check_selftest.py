@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 STUB = "#!/bin/sh\necho stand-in {name}: $@\n"
 # lora_bench's stand-in prints a row of its table with the tuning it ran under (LORA_SWEEP).
@@ -41,7 +42,7 @@ esac
 OP_PARITY = """#!/bin/sh
 case "$*" in
   *--list*) echo "op_parity_cuda: test" ;;
-  *) [ "$DLP_CUDA_COMPILE_THREADS" = 1 ] || { echo "stand-in: loading lora.cu failed"; exit 101; }
+  *) [ "$DLP_CUDA_COMPILE_THREADS" = 1 ] || { echo "stand-in: loading kernel lora.cu: failed"; exit 101; }
      echo "test result: ok. 1 passed; 0 failed" ;;
 esac
 """
@@ -202,7 +203,8 @@ def main():
     narrow = [dlp_run, "serve", "--backend", "cpu", "--model", os.path.join(d, "model"),
               "--port", "0", "--served-model-name", "base", "--max-concurrent", "1",
               "--max-queue", "1"] + [f"--adapter=a{i}={d}/adapters/a{i}" for i in range(4)]
-    p, url = gpu_check_serve.start(narrow, os.path.join(wdir, "serve-narrow.log"))
+    p, url = gpu_check_serve.start(narrow, os.path.join(wdir, "serve-narrow.log"),
+                                   time.monotonic() + 60)
     try:
         narrow_problems = (gpu_check_serve.exercise(url, 200, runtime=False) if url
                            else ["not listening"])
@@ -230,12 +232,14 @@ def main():
         ("a golden module of a path under other switches names that path; others none",
          modules == {"fused_silu_inline": "fused-silu", "fused_silu": "fused-silu",
                      "inline_shrink": "inline-shrink", "combined": None}),
-        ("a threaded module load that fails where a serial one passes: recorded, and the "
-         "later tests run with DLP_CUDA_COMPILE_THREADS=1",
+        ("a threaded module load that fails twice where a serial one passes: recorded, and "
+         "the later tests run with DLP_CUDA_COMPILE_THREADS=1",
          status.get("checks op_parity_cuda op_parity_cuda", "").startswith("FAIL")
-         and status.get("checks op_parity_cuda op_parity_cuda (DLP_CUDA_COMPILE_THREADS=1)")
+         and status.get("load op_parity_cuda op_parity_cuda (DLP_CUDA_COMPILE_THREADS=1)")
          == "pass"
-         and status.get("checks threaded module load", "").startswith("FAIL (the f32")
+         and status.get("load op_parity_cuda op_parity_cuda (threaded again)", "")
+         .startswith("FAIL")
+         and status.get("load threaded module load", "").startswith("FAIL (the f32")
          and status.get("checks golden_cuda experimental::fused_norm::tiny_llama") == "pass"),
         ("the serve stage: a CPU server in f32 served every client request as expected",
          status.get("serve tiny f32") == "pass"

@@ -55,9 +55,11 @@ pub enum CudaExperimental {
     FusedRope,
     /// Decode steps store their keys and values inside the attention kernel.
     FusedKvStore,
-    /// With fused-lora (sm_90): each LoRA matvec starts while its shrink runs (dependent launch).
+    /// With fused-lora, sm_90 or newer: each LoRA matvec starts while its shrink runs (a
+    /// dependent launch).
     FusedShrink,
-    /// sm_90: each decode matvec starts its weight loads while the kernel before it finishes.
+    /// With decode-matvec, sm_90 or newer: each decode matvec starts its weight loads while the
+    /// kernel before it finishes.
     DependentLaunch,
     /// Decode steps decode-matvec does not take: a q/k/v or gate/up group's LoRA in two
     /// launches. Not yet run on a GPU.
@@ -186,10 +188,13 @@ pub struct ModelArgs {
     /// GPU run has verified them (scripts/gpu-check.sh). A comma-separated list of the paths
     /// below, or `all`. Those not marked "not yet run on a GPU" passed every CUDA test on an
     /// H200, alone and all together; with --cuda-bf16-compute and `all` a model of Llama-2-7B's
-    /// shape decoded at 207 tok/s there, against 143 without them. Each gives the same values
-    /// as the default kernels except sgmv (TF32 rounding: logits move by up to 3.2e-3 on
-    /// SmolLM2 with its task adapters, measured on the CPU). README.md's Backends section
-    /// describes each path.
+    /// shape decoded at 207 tok/s there, against 143 without them. fused-norm, fused-rope,
+    /// fused-kv-store, inline-combine, rope-in-attention, fused-silu and norm-in-matvec fold a
+    /// launch into another and are tested to give the unfused kernels' values bit for bit;
+    /// fused-shrink, dependent-launch and graphs change only how the same kernels are
+    /// launched; the others add in another order (tested within the f32 tolerance, 2e-3), and
+    /// sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2 with its task
+    /// adapters, measured on the CPU). README.md's Backends section describes each path.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each

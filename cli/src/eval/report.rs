@@ -40,6 +40,10 @@ pub struct ModeRun {
     pub seconds: f64,
 }
 
+/// A routed mode at one top-p: p, mode, accuracy, mean adapters per mixture, seconds per
+/// example, answers that ended at a non-finite logit.
+type SweepPoint = (f32, Mode, f64, f64, f64, usize);
+
 /// One mode over composed prompts.
 pub struct ComposeRun {
     pub mode: Mode,
@@ -79,7 +83,7 @@ pub struct Report {
     /// Runs at the main top-p (the first of `--route-p`), by mode.
     main: Vec<Row>,
     /// Every run, for the sweep.
-    sweep: Vec<(f32, Mode, f64, f64, f64)>,
+    sweep: Vec<SweepPoint>,
     examples: Vec<(Mode, Vec<Value>)>,
     composed: BTreeMap<usize, Vec<ComposeRun>>,
     backend: String,
@@ -177,7 +181,9 @@ impl Report {
                 .sum::<f64>()
                 / n.max(1) as f64;
             if let Some(p) = run.p {
-                sweep.push((p, run.mode, acc, adapters, run.seconds / n.max(1) as f64));
+                let broken = run.outcomes.iter().filter(|o| o.non_finite).count();
+                let secs = run.seconds / n.max(1) as f64;
+                sweep.push((p, run.mode, acc, adapters, secs, broken));
             }
             if run.p.is_none_or(|p| p == main_p) {
                 let tokens: usize = run.outcomes.iter().map(|o| o.tokens).sum();
@@ -275,7 +281,7 @@ impl Report {
         let sweep: Vec<Value> = self
             .sweep
             .iter()
-            .map(|(p, m, a, ad, t)| json!({"p": p, "mode": m.name(), "accuracy": a, "mean_adapters": ad, "time_per_example_s": t}))
+            .map(|(p, m, a, ad, t, nf)| json!({"p": p, "mode": m.name(), "accuracy": a, "mean_adapters": ad, "time_per_example_s": t, "non_finite": nf}))
             .collect();
         let composed: serde_json::Map<String, Value> = self
             .composed
@@ -392,8 +398,8 @@ impl Report {
                 s,
                 "\ntop-p sweep       mode               accuracy %  adapters/mix  s/example"
             );
-            for (p, m, a, ad, t) in &self.sweep {
-                let _ = writeln!(
+            for (p, m, a, ad, t, nf) in &self.sweep {
+                let _ = write!(
                     s,
                     "p = {p:<13} {:<18} {:>10.1} {:>13.2} {:>10.3}",
                     m.name(),
@@ -401,6 +407,10 @@ impl Report {
                     ad,
                     t
                 );
+                let _ = match nf {
+                    0 => writeln!(s),
+                    n => writeln!(s, "  ({n} non-finite)"),
+                };
             }
         }
         for (k, runs) in &self.composed {
@@ -541,8 +551,7 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         let py = |v: f64| t2 + h2 - (v.clamp(0.0, 100.0) / 100.0 * h2 as f64) as i32;
         let modes: std::collections::BTreeSet<Mode> = rep.sweep.iter().map(|x| x.1).collect();
         for (mi, m) in modes.iter().enumerate() {
-            let pts: Vec<&(f32, Mode, f64, f64, f64)> =
-                rep.sweep.iter().filter(|x| x.1 == *m).collect();
+            let pts: Vec<&SweepPoint> = rep.sweep.iter().filter(|x| x.1 == *m).collect();
             let acc: Vec<(i32, i32)> = pts.iter().map(|x| (px(x.0), py(100.0 * x.2))).collect();
             let ad: Vec<(i32, i32)> = pts.iter().map(|x| (px(x.0), py(10.0 * x.3))).collect();
             let c = palette[mi % 8];

@@ -377,9 +377,10 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
                     o.non_finite.then(|| format!("{} #{}", o.task, *i - 1))
                 })
                 .collect();
+            // As --json names them: the main runs by mode, the sweep's by mode and p.
             let label = match r.p {
-                Some(p) => format!("{} p={p}", r.mode.name()),
-                None => r.mode.name().to_string(),
+                Some(p) if p != args.route_p[0] => format!("{} at top-p {p}", r.mode.name()),
+                _ => r.mode.name().to_string(),
             };
             (label, ids)
         })
