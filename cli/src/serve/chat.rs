@@ -175,3 +175,42 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
     }
     ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
 }
+
+/// The `param` of a chat-template error: the field the engine's render names at the start of a
+/// line (`messages[1].tool_calls: this model's chat template never reads ...`), else `messages`.
+pub fn template_error_param(msg: &str) -> String {
+    msg.match_indices("messages[")
+        .find_map(|(i, _)| {
+            let field = &msg[i..i + msg[i..].find(": ")?];
+            let plain = |c: char| c.is_ascii_alphanumeric() || "[]._".contains(c);
+            field.chars().all(plain).then(|| field.to_string())
+        })
+        .unwrap_or_else(|| "messages".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_error_param;
+
+    #[test]
+    fn template_errors_name_the_field_the_render_names() {
+        for (msg, param) in [
+            (
+                "messages[1].tool_calls: this model's chat template never reads `tool_calls`",
+                "messages[1].tool_calls",
+            ),
+            (
+                "rendering the chat template: messages[12].content: x",
+                "messages[12].content",
+            ),
+            (
+                "the template failed: undefined value (in messages)",
+                "messages",
+            ),
+            ("messages[1] and more: x", "messages"),
+            ("", "messages"),
+        ] {
+            assert_eq!(template_error_param(msg), param, "{msg:?}");
+        }
+    }
+}

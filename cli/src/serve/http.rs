@@ -310,8 +310,10 @@ fn prepare(
             (ids, starts, r.text, r.span, r.user)
         }
         PromptInput::Chat(m) => {
-            let r = render_prompt(tok, true, None, None, Some(m.clone()))
-                .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
+            let r = render_prompt(tok, true, None, None, Some(m.clone())).map_err(|e| {
+                let msg = format!("{e:#}");
+                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
+            })?;
             let (ids, starts) = encode_prompt(tok, &r)
                 .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
             (ids, starts, r.text, r.span, r.user)

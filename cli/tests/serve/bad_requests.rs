@@ -113,7 +113,7 @@ fn catalogue() -> Vec<Case> {
             }),
             400,
             &["messages[1].tool_calls", "never reads"],
-            Some("messages"),
+            Some("messages[1].tool_calls"),
         ),
         case("text part without text", CHAT, chat_with(|v| v["messages"][0]["content"] = json!([{"type": "text"}])), 400, &["without a string `text`"], Some("messages[0].content[0]")),
         case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
