@@ -204,6 +204,9 @@ def stop(p):
     """SIGTERM (the server was started with a grace of SHUTDOWN_GRACE s), then SIGKILL to its
     process group 5 s past that: the exit status, None when it had to be killed."""
     try:
+        if stopping.is_set():  # the run is ending: no grace
+            kill_group(p)
+            return None
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
         try:
@@ -212,8 +215,9 @@ def stop(p):
             kill_group(p)
             return None
     finally:
-        with lock:
-            live.discard(p)
+        if p.poll() is not None:  # else kill_live tries again at the end
+            with lock:
+                live.discard(p)
 
 
 def serve_once(bins, shape, mode):
@@ -240,7 +244,9 @@ def serve_once(bins, shape, mode):
     t = time.monotonic()
     p, url = start(cmd, log, until)
     try:
-        if url is None:
+        if url is None and p.poll() is None and not stopping.is_set():
+            problems = [f"TIMEOUT (not listening after {time.monotonic() - t:.0f} s)"]
+        elif url is None:
             problems = [f"not listening (exit status {p.poll()})"]
         else:
             # On a thread of its own (a daemon: a client stuck on a dead server must not keep
@@ -250,26 +256,34 @@ def serve_once(bins, shape, mode):
             def clients():
                 try:
                     out.append(exercise(url, prompt_bytes))
-                except Exception as e:  # a refused connection, a body that is not JSON
-                    out.append([f"{type(e).__name__}: {e}"])
+                except Exception as e:  # a refused connection, a body that is not JSON, a hang
+                    hung = isinstance(e, TimeoutError) or "timed out" in str(e)
+                    out.append([("TIMEOUT (a request had no answer: " if hung else "(")
+                                + f"{type(e).__name__}: {e})"])
 
             client = threading.Thread(target=clients, daemon=True)
             client.start()
             client.join(max(1.0, until - time.monotonic()))
             problems = out[0] if out else [
-                f"TIMEOUT: the clients had no answer after {time.monotonic() - t:.0f} s"]
+                f"TIMEOUT (the clients had no answer after {time.monotonic() - t:.0f} s)"]
     finally:
         rc = stop(p)
     if not problems and rc != 0:
         problems.append(f"exit status {rc} after SIGTERM (want 0)")
     with open(log, "a") as f:
         f.write("\n".join(["", "== gpu_check_serve =="] + (problems or ["all as expected"])) + "\n")
-    status = "pass" if not problems else f"FAIL ({problems[0][:200]})"
+    if not problems:
+        status = "pass"
+    elif problems[0].startswith("TIMEOUT"):
+        status = problems[0][:200]
+    else:
+        status = f"FAIL ({problems[0][:200]})"
     return record("serve", name, status, time.monotonic() - t, log)
 
 
-def serve(bins, maker):
-    """The stage: the first mode on the smallest model made, then f32 where that failed."""
+def serve(bins, maker, first_failed=False):
+    """The stage: the first mode on the smallest model made, then f32 where that failed; f32
+    alone when the first mode's benchmark already failed (`first_failed`)."""
     if not SHAPES:
         return None
     shape = min(SHAPES, key=lambda s: SIZE.get(s, 9))
@@ -278,9 +292,10 @@ def serve(bins, maker):
         return record("serve", shape, "not run (no model of 1B or smaller in SHAPES)")
     if not maker.ready(shape):
         return record("serve", shape, "not run (no model)")
-    first = MODES[0] if BACKEND == "cuda" else "f32"
+    first = MODES[0] if BACKEND == "cuda" and not first_failed else "f32"
     say(f"serve: {shape} {first}")
     status = serve_once(bins, shape, first)
-    # f32 tells a broken path from a broken server; not after a hang (it would take as long).
-    if status.startswith("FAIL") and "timeout" not in status.lower() and first != "f32":
+    # f32 tells a broken path from a broken server; not after a hang (TIMEOUT: it would take
+    # as long again).
+    if status.startswith("FAIL") and first != "f32":
         serve_once(bins, shape, "f32")

@@ -206,7 +206,7 @@ def speed(bins, maker):
     plan += [(s, "ctx4k") for s in SHAPES if s != "1b"] + [(s, m) for m in rest for s in SHAPES]
     for shape, mode in plan:
         if mode == "serve":
-            serve(bins, maker)  # in the first mode as narrowed by the checks
+            serve(bins, maker, bool(failed))  # the first mode as narrowed, unless it failed
             report.publish(runs, LOGS, OUT, T0, BUDGET)
             continue
         if mode == "probes":

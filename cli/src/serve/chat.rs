@@ -176,8 +176,9 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
     ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
 }
 
-/// The `param` of a chat-template error: the field the engine's render names at the start of a
-/// line (`messages[1].tool_calls: this model's chat template never reads ...`), else `messages`.
+/// The `param` of a chat-template error: the first `messages[...]...` field the message names
+/// before a `: ` (the engine's render writes `messages[1].tool_calls: this model's chat
+/// template never reads ...`, maybe after a context), else `messages`.
 pub fn template_error_param(msg: &str) -> String {
     msg.match_indices("messages[")
         .find_map(|(i, _)| {
