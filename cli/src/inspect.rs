@@ -48,15 +48,11 @@ fn backends_text() -> String {
         s += "  wgpu: not in this build (rebuild with `--features wgpu`)\n";
     }
     #[cfg(feature = "cuda")]
-    match dlp_cuda::CudaBackend::new(0) {
-        Ok(b) => {
-            // NVRTC's version keys the PTX cache: a cache made elsewhere serves only the same.
-            s += &format!(
-                "  cuda: {} ({}; NVRTC {})\n",
-                b.device_name(),
-                b.arch(),
-                dlp_cuda::nvrtc::nvrtc_version()
-            );
+    // The device alone: a backend would compile every kernel first. NVRTC's version keys the
+    // PTX cache (a cache made elsewhere serves only the same).
+    match dlp_cuda::CudaBackend::describe_device(0) {
+        Ok(d) => {
+            s += &format!("  cuda: {d}\n");
             auto = "cuda";
         }
         Err(e) => s += &format!("  cuda: unavailable ({e})\n"),

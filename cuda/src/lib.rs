@@ -215,6 +215,15 @@ fn no_panic<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, S
     }
 }
 
+/// A device opened by [`CudaBackend::open_device`]: its context, name, compute capability's
+/// major number and architecture name (`sm_90`).
+struct OpenDevice {
+    ctx: Arc<CudaContext>,
+    name: String,
+    major: i32,
+    arch: String,
+}
+
 impl CudaBackend {
     /// Opens device `ordinal`, compiles (or loads cached) kernels for its architecture and
     /// creates a cuBLAS handle. Fails with a clear message when there is no driver, no device,
@@ -228,7 +237,9 @@ impl CudaBackend {
         Self::open(ordinal, options).map_err(|m| err(format!("cuda:{ordinal}: {m}")))
     }
 
-    fn open(ordinal: usize, options: CudaOptions) -> Result<CudaBackend, String> {
+    /// The libraries present (driver, NVRTC, cuBLAS), then device `ordinal` opened; no kernel
+    /// is compiled.
+    fn open_device(ordinal: usize) -> Result<OpenDevice, String> {
         // SAFETY: only dlopen()s candidate library names; no CUDA function is called.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(
@@ -258,6 +269,23 @@ impl CudaBackend {
                 .compute_capability()
                 .map_err(|e| format!("reading the compute capability: {e}"))?;
             let arch = format!("sm_{maj}{min}");
+            Ok(OpenDevice {
+                ctx,
+                name: device_name,
+                major: maj,
+                arch,
+            })
+        })
+    }
+
+    fn open(ordinal: usize, options: CudaOptions) -> Result<CudaBackend, String> {
+        let OpenDevice {
+            ctx,
+            name: device_name,
+            major: maj,
+            arch,
+        } = Self::open_device(ordinal)?;
+        no_panic("CUDA initialisation", || {
             if options.experimental.sgmv && maj < 8 {
                 return Err(format!(
                     "--cuda-experimental sgmv needs TF32 tensor cores (compute capability 8.0 \

@@ -3,7 +3,7 @@
 //! device-to-device copy ([`CudaBackend::copy_bandwidth_gbs`]), so that `dlp-run bench` can
 //! print each decode figure as a share of it, as it does on the CPU; and the profiler's
 //! capture range ([`CudaBackend::set_profiler_range`]), so that a profile can hold the decode
-//! steps alone.
+//! steps alone; and the device as `inspect` shows it ([`CudaBackend::describe_device`]).
 
 use cudarc::driver::sys::CUevent_flags;
 
@@ -58,6 +58,24 @@ impl CudaBackend {
 }
 
 impl CudaBackend {
+    /// Device `ordinal` as `dlp-run inspect --backends` shows it: name, architecture, SM
+    /// count and NVRTC version (the PTX cache's key), read without compiling a kernel (a
+    /// backend's first start compiles every module: seconds to a minute). Errors as
+    /// [`CudaBackend::new`]'s.
+    pub fn describe_device(ordinal: usize) -> dlp_engine::Result<String> {
+        let d = Self::open_device(ordinal).and_then(|dev| {
+            let (ctx, name, arch) = (dev.ctx, dev.name, dev.arch);
+            use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT;
+            let sms = crate::no_panic("CUDA device attributes", || {
+                ctx.attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+                    .map_err(|e| format!("reading the SM count: {e}"))
+            })?;
+            let nvrtc = crate::nvrtc::nvrtc_version();
+            Ok(format!("{name} ({arch}, {sms} SMs; NVRTC {nvrtc})"))
+        });
+        d.map_err(|m| crate::err(format!("cuda:{ordinal}: {m}")))
+    }
+
     /// Starts (`capture`) or stops the profiler's capture range on this backend's context
     /// (`cuProfilerStart`/`cuProfilerStop`, after the stream's queued work so that the range
     /// holds exactly the launches made in between). Without a profiler attached both do
