@@ -155,7 +155,7 @@ def checks(bins):
         except Exception as e:
             record("checks", f"{b} (listing its tests)", f"FAIL ({e})")
     stop = T0 + min(CHECKS_BUDGET, BUDGET)
-    first = first_load(bins, tdir, stop)
+    first = first_load(bins, tdir, stop, todo)
     todo = [bt for bt in todo if bt != first]
     say(f"checks: {len(todo)} tests, {JOBS} at a time")
 
@@ -203,21 +203,18 @@ FIRST_CAP = 60  # each run of first_load's test: a cold compile takes ~10 s on 1
 LOAD_ERRORS = ("loading kernel", "is not loaded", "has no function", "CUDA_ERROR")
 
 
-def first_load(bins, tdir, stop):
+def first_load(bins, tdir, stop, todo):
     """The f32 op-parity test alone, before the others: the first process to compile and load
     every kernel module, on a thread per core. Loading modules from several threads at once had
     not run on a GPU when this was written. Should this test hang, die of a signal or fail to
     load a module, it runs again with DLP_CUDA_COMPILE_THREADS=1 (one module after another),
     then threaded once more; if serial passes and threaded fails twice, every later process of
     the run gets that variable and the finding is recorded (stage `load`, apart from the tests'
-    count), instead of every CUDA test failing at start. Returns the (binary, test) it ran, or
-    None."""
+    count), instead of every CUDA test failing at start. Returns the (binary, test) of `todo`
+    it ran, or None."""
     b, t = "op_parity_cuda", "op_parity_cuda"
-    try:
-        if t not in list_tests(bins[b]):
-            return None
-    except Exception:
-        return None  # checks() records the listing's failure
+    if (b, t) not in todo:
+        return None  # not listed (checks() recorded why)
     cmd = [bins[b], "--exact", t, "--nocapture"]
 
     def once(stage, label, env, suffix, cap=FIRST_CAP):

@@ -8,7 +8,7 @@ checks), with four of its adapters; then, as clients would:
   batching),
   greedy and sampled, a third of them streamed: every one 200 with exactly 24 tokens
   (`ignore_eos`), a streamed one ending in its usage and [DONE];
-- one greedy request alone, twice: the same text both times;
+- one greedy request alone, twice: the same text and token log-probabilities both times;
 - an unknown adapter: a 404 with an OpenAI error body, and the server serves on;
 - an adapter loaded at run time (/v1/load_lora_adapter, a copy of a0 under another name)
   answers exactly as a0 does, a0 answers as before it came and after it is unloaded, and an
@@ -162,17 +162,15 @@ def exercise(url, prompt_bytes=2400, names=ADAPTERS, runtime=True):
         answers = list(pool.map(lambda i: post(url + "/v1/completions", request(i, prompt_bytes)),
                                 range(12)))
     problems += [p for i, a in enumerate(answers) if (p := problem_of(i, *a))]
-    alone = {"model": "base", "prompt": "Once upon a time", "max_tokens": TOKENS,
-             "ignore_eos": True, "temperature": 0, "lora_mixture": MIXTURES[2]}
-    first, second = post(url + "/v1/completions", alone), post(url + "/v1/completions", alone)
+    first, second = greedy(url, MIXTURES[2]), greedy(url, MIXTURES[2])
     problems += [p for p in (problem_of(100, *first), problem_of(101, *second)) if p]
-    if not problems and first[1]["choices"][0]["text"] != second[1]["choices"][0]["text"]:
-        problems.append("one greedy request alone gave two texts: "
-                        f"{first[1]['choices'][0]['text']!r} then {second[1]['choices'][0]['text']!r}")
-    status, err = post(url + "/v1/completions", dict(alone, lora_mixture={"nope": 1.0}))
+    if not problems and answer(first) != answer(second):
+        problems.append(f"one greedy request alone gave two answers: {answer(first)} then "
+                        f"{answer(second)}")
+    status, err = greedy(url, {"nope": 1.0})
     if status != 404 or not isinstance(err, dict) or "message" not in err.get("error", {}):
         problems.append(f"unknown adapter: HTTP {status} {str(err)[:200]}, not a 404 error body")
-    if problem_of(102, *post(url + "/v1/completions", alone)):
+    if problem_of(102, *greedy(url, MIXTURES[2])):
         problems.append("the server did not serve on after the 404")
     if runtime and not problems:
         problems += runtime_adapters(url)

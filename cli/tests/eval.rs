@@ -226,7 +226,6 @@ fn broken_answers_are_reported_and_the_others_kept() {
     let Some(s) = setup() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let huge = tmp.path().join("huge");
-    std::fs::create_dir(&huge).unwrap();
     dlp_tests::broken::scaled_lora_b(&s.adapters.join("boolq"), &huge, 1e30);
     let json = tmp.path().join("eval.json");
     let mut args: Vec<String> = vec!["eval".into()];

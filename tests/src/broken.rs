@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-/// Writes into `dst` (an existing folder) a copy of the PEFT adapter folder `src` whose every
+/// Writes into `dst` (made if missing) a copy of the PEFT adapter folder `src` whose every
 /// `lora_B` tensor (f32) is multiplied by `factor`. With 1e30 the values stay finite, so the
 /// adapter loads (its alpha/r scale is unchanged), but its update overflows the forward pass:
 /// the logits of any token it touches are NaN or infinite. Panics on a file it cannot read
 /// (a test's setup).
 pub fn scaled_lora_b(src: &Path, dst: &Path, factor: f32) {
+    std::fs::create_dir_all(dst).unwrap();
     std::fs::copy(
         src.join("adapter_config.json"),
         dst.join("adapter_config.json"),

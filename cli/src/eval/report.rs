@@ -180,10 +180,10 @@ impl Report {
                 .map(|o| f64::from(o.adapters))
                 .sum::<f64>()
                 / n.max(1) as f64;
+            let non_finite = run.outcomes.iter().filter(|o| o.non_finite).count();
             if let Some(p) = run.p {
-                let broken = run.outcomes.iter().filter(|o| o.non_finite).count();
                 let secs = run.seconds / n.max(1) as f64;
-                sweep.push((p, run.mode, acc, adapters, secs, broken));
+                sweep.push((p, run.mode, acc, adapters, secs, non_finite));
             }
             if run.p.is_none_or(|p| p == main_p) {
                 let tokens: usize = run.outcomes.iter().map(|o| o.tokens).sum();
@@ -193,7 +193,7 @@ impl Report {
                     seconds: run.seconds,
                     n,
                     tokens,
-                    non_finite: run.outcomes.iter().filter(|o| o.non_finite).count(),
+                    non_finite,
                 });
                 examples.push((
                     run.mode,

@@ -10,7 +10,7 @@ use dlp_engine::generate::{
 };
 use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
-use dlp_engine::{Backend, SamplingParams};
+use dlp_engine::{Backend, Sampler, SamplingParams};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data::{self, Composed, Example};
@@ -214,22 +214,14 @@ fn teacher_forced<B: Backend>(
         )?;
         for ((inp, size), l) in inputs.iter().zip(&sizes).zip(&logits) {
             let (_, p, n) = *inp;
-            let rows = || (p - 1..p - 1 + n).map(|pos| &l[pos * vocab..(pos + 1) * vocab]);
-            // As the sampler judges a row: a NaN, or no finite logit, is a broken forward pass,
-            // whose argmax would be a silent token 0.
-            let non_finite = rows()
-                .any(|row| row.iter().any(|x| x.is_nan()) || !row.iter().any(|x| x.is_finite()));
-            let predicted: Vec<u32> = rows()
-                .map(|row| {
-                    row.iter()
-                        .enumerate()
-                        .fold(
-                            (0, f32::NEG_INFINITY),
-                            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
-                        )
-                        .0 as u32
-                })
+            // The greedy sampler's argmax (ties to the lowest id), which also refuses a broken
+            // row (a NaN, or no usable logit) whose argmax would be a silent token 0.
+            let mut greedy = Sampler::new(SamplingParams::default());
+            let picks: Vec<Option<u32>> = (p - 1..p - 1 + n)
+                .map(|pos| greedy.try_sample(&l[pos * vocab..(pos + 1) * vocab], &[]))
                 .collect();
+            let non_finite = picks.contains(&None);
+            let predicted: Vec<u32> = picks.into_iter().map(|t| t.unwrap_or(0)).collect();
             out.push(Generated {
                 text: tok.decode(&predicted, true)?,
                 tokens: n,

@@ -208,7 +208,6 @@ fn an_overflowing_adapter_gets_a_500_and_the_server_serves_on() {
     let Some(a) = assets() else { return };
     let dir = tempfile::tempdir().unwrap();
     let huge = dir.path().join("huge");
-    std::fs::create_dir(&huge).unwrap();
     dlp_tests::broken::scaled_lora_b(&a.adapters.join("boolq"), &huge, 1e30);
     let mut args = a.model_args();
     args.extend(["--adapter".to_string(), format!("huge={}", huge.display())]);
