@@ -226,12 +226,11 @@ impl WithBackend for &BenchArgs {
         if new_tokens < 2 || rounds == 0 {
             bail!("--new-tokens must be at least 2 and --rounds at least 1");
         }
-        if let Some(p) = &args.json {
-            crate::output::check_output_path("--json", p, false)?;
-        }
-        if let Some(p) = &args.plot {
-            crate::output::check_output_path("--plot", p, true)?;
-        }
+        let outputs = [
+            ("--json", args.json.as_deref(), false),
+            ("--plot", args.plot.as_deref(), true),
+        ];
+        crate::output::check_outputs(&outputs, &args.model.inputs()?)?;
         let mut loaded: Loaded<B> = load(backend, &args.model)?;
         let synthetic = args
             .synthetic_adapters

@@ -12,6 +12,8 @@ use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::Backend;
 
+use crate::output::Inputs;
+
 /// Where the default model is looked for, relative to the working directory: the copy that
 /// `scripts/fetch-smollm2.sh` installs, then the shared fixtures beside a checkout.
 const DEFAULT_MODELS: [&str; 2] = [
@@ -263,6 +265,33 @@ impl ModelArgs {
                 Ok((n.to_string(), PathBuf::from(d)))
             })
             .collect()
+    }
+
+    /// The files this model, its adapters and its chat template are read from, so that no
+    /// output replaces them.
+    pub fn inputs(&self) -> Result<Inputs> {
+        let mut inputs = Inputs::default();
+        let model = self.model_path()?;
+        if model.is_dir() {
+            inputs.dir(&model);
+        } else {
+            inputs.file(&model);
+            // A GGUF's tokenizer.json (and what it brings) beside it.
+            for f in [
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "chat_template.jinja",
+            ] {
+                inputs.file(&model.with_file_name(f));
+            }
+        }
+        for (_, dir) in self.adapter_specs()? {
+            inputs.dir(&dir);
+        }
+        if let Some(t) = &self.chat_template {
+            inputs.file(t);
+        }
+        Ok(inputs)
     }
 
     /// Replaces the tokenizer's chat template with `--chat-template`'s, when given.

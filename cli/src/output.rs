@@ -1,7 +1,7 @@
 //! Output files of the long-running commands: checked before the run (so a typo does not
 //! throw the results away at its end) and written whole or not at all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -38,21 +38,101 @@ pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
     Ok(())
 }
 
-/// Whether writing `out` would replace the model at `model`: the model file itself, or a file
-/// directly in the model directory (a weight shard, the config, the tokenizer).
-pub fn overwrites_model(out: &Path, model: &Path) -> bool {
-    let (Ok(out), Ok(model)) = (out.canonicalize(), model.canonicalize()) else {
-        return false;
-    };
-    out == model || (model.is_dir() && out.parent() == Some(model.as_path()))
+/// What a run reads: files, and directories whose files it reads (a model's shards, config
+/// and tokenizer; an adapter's weights and config).
+#[derive(Debug, Default)]
+pub struct Inputs {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`: a failed
-/// write leaves any earlier file whole.
+impl Inputs {
+    /// Adds a file the run reads.
+    pub fn file(&mut self, p: &Path) {
+        self.files.push(p.to_path_buf());
+    }
+
+    /// Adds a directory the run reads files of.
+    pub fn dir(&mut self, p: &Path) {
+        self.dirs.push(p.to_path_buf());
+    }
+
+    /// The input `out` would replace, if any: an input file itself, or an existing file
+    /// directly in an input directory. Paths are compared resolved (`./a/../b`, symlinks).
+    pub fn replaced_by(&self, out: &Path) -> Option<PathBuf> {
+        let out = out.canonicalize().ok()?;
+        let same = |p: &PathBuf| p.canonicalize().is_ok_and(|p| p == out);
+        if let Some(f) = self.files.iter().find(|f| same(f)) {
+            return Some(f.clone());
+        }
+        let (parent, name) = (out.parent()?, out.file_name()?);
+        self.dirs
+            .iter()
+            .find(|d| d.canonicalize().is_ok_and(|d| d == parent))
+            .map(|d| d.join(name))
+    }
+}
+
+/// `p` with its directory (and `p` itself, when it exists) resolved; None when the directory
+/// does not exist.
+fn resolve(p: &Path) -> Option<PathBuf> {
+    if let Ok(c) = p.canonicalize() {
+        return Some(c);
+    }
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    Some(parent.canonicalize().ok()?.join(p.file_name()?))
+}
+
+/// Checks, before a run, the files it will write (`(flag, path, png)` as
+/// [`check_output_path`]; None: not asked for): each writable, no two the same file (the
+/// second would replace the first's results), none an input of the run.
+pub fn check_outputs(outputs: &[(&str, Option<&Path>, bool)], inputs: &Inputs) -> Result<()> {
+    let outputs: Vec<(&str, &Path, bool)> = outputs
+        .iter()
+        .filter_map(|&(f, p, png)| Some((f, p?, png)))
+        .collect();
+    for (i, &(flag, path, png)) in outputs.iter().enumerate() {
+        check_output_path(flag, path, png)?;
+        if let Some(input) = inputs.replaced_by(path) {
+            bail!(
+                "{flag} {}: would replace {}, which this run reads; name another file",
+                path.display(),
+                input.display()
+            );
+        }
+        for &(other, p, _) in &outputs[..i] {
+            if resolve(p).is_some() && resolve(p) == resolve(path) {
+                bail!(
+                    "{flag} and {other} name the same file ({}); give each its own",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then renamed
+/// over it, so a failed write leaves any earlier file whole. A symlink is followed (its target
+/// is replaced, the link stays); a path that is not a regular file (`/dev/null`, a FIFO) is
+/// written in place, as a shell redirect would.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => path
+            .canonicalize()
+            .with_context(|| format!("{}: a symlink whose target is missing", path.display()))?,
+        _ => path.to_path_buf(),
+    };
+    if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
+        return std::fs::write(&target, bytes)
+            .with_context(|| format!("writing {}", path.display()));
+    }
+    let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::rename(&tmp, &target))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })

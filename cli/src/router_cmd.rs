@@ -333,12 +333,13 @@ fn parse_families(specs: &[String]) -> Result<Vec<Family>> {
 /// Runs `eval-router`.
 pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let families = parse_families(&args.families)?;
-    if let Some(p) = &args.json {
-        crate::output::check_output_path("--json", p, false)?;
-    }
-    if let Some(p) = &args.png {
-        crate::output::check_output_path("--png", p, true)?;
-    }
+    let mut inputs = crate::output::Inputs::default();
+    inputs.dir(&args.router);
+    let outputs = [
+        ("--json", args.json.as_deref(), false),
+        ("--png", args.png.as_deref(), true),
+    ];
+    crate::output::check_outputs(&outputs, &inputs)?;
     let router = Router::load(&args.router)
         .with_context(|| format!("loading router {}", args.router.display()))?;
     let fields = Fields {

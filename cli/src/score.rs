@@ -9,7 +9,7 @@ use dlp_engine::Backend;
 use safetensors::{tensor::TensorView, Dtype};
 
 use crate::common::{load, mixture, parse_mix, ModelArgs, WithBackend};
-use crate::output::{check_output_path, overwrites_model, write_atomic};
+use crate::output::{check_outputs, write_atomic};
 
 /// How the tokens are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -63,14 +63,7 @@ impl WithBackend for &ScoreArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let ids = parse_ids(&self.ids)?;
-        check_output_path("--out", &self.out, false)?;
-        let model_path = self.model.model_path()?;
-        if overwrites_model(&self.out, &model_path) {
-            bail!(
-                "--out {} is the model's own file; name another file for the logits",
-                self.out.display()
-            );
-        }
+        check_outputs(&[("--out", Some(&self.out), false)], &self.model.inputs()?)?;
         let named = self
             .mix
             .as_deref()

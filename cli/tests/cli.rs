@@ -12,6 +12,8 @@ mod bad_input;
 mod bench;
 #[path = "cli/gpu_check.rs"]
 mod gpu_check;
+#[path = "cli/outputs.rs"]
+mod outputs;
 #[path = "cli/router.rs"]
 mod router;
 

@@ -150,12 +150,11 @@ impl EvalArgs {
         if self.max_tokens == Some(0) {
             bail!("--max-tokens must be at least 1");
         }
-        if let Some(p) = &self.json {
-            crate::output::check_output_path("--json", p, false)?;
-        }
-        if let Some(p) = &self.plot {
-            crate::output::check_output_path("--plot", p, true)?;
-        }
+        let outputs = [
+            ("--json", self.json.as_deref(), false),
+            ("--plot", self.plot.as_deref(), true),
+        ];
+        crate::output::check_outputs(&outputs, &self.model.inputs()?)?;
         Ok(())
     }
 }

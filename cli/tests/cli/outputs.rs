@@ -1,0 +1,89 @@
+//! Output files: a run never replaces what it reads, two outputs never share a file, and a
+//! symlink or a FIFO at the output path is written through, not replaced by a regular file.
+
+use std::os::unix::fs::FileTypeExt;
+
+use super::*;
+
+#[test]
+fn outputs_keep_inputs_links_and_devices() {
+    let Some(tiny) = fixtures("tiny-llama") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // A copy of an adapter, so that a failure of the check cannot damage the fixtures.
+    let adapter = tmp.path().join("qv");
+    std::fs::create_dir(&adapter).unwrap();
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(tiny.join("adapters/qv_r8").join(f), adapter.join(f)).unwrap();
+    }
+    let weights = adapter.join("adapter_model.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+    let m = tiny.to_str().unwrap();
+    let spec = format!("qv={}", adapter.display());
+    let score = |out: &std::path::Path| {
+        run(&[
+            "score",
+            "--backend",
+            "cpu",
+            "-m",
+            m,
+            "--adapter",
+            &spec,
+            "--mix",
+            "qv=1",
+            "--ids",
+            "1,2,3",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+
+    // The adapter's own file, named directly and through `..`: refused, the file unchanged.
+    let round_about = tmp.path().join("qv/../qv/adapter_model.safetensors");
+    for out in [&weights, &round_about] {
+        let o = score(out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains("which this run reads"), "{err}");
+    }
+    assert_eq!(std::fs::read(&weights).unwrap(), before);
+    // A new file in the adapter's folder replaces nothing: allowed.
+    let beside = adapter.join("logits.safetensors");
+    assert!(score(&beside).status.success());
+    let (shape, want) = read_logits(&beside);
+    assert_eq!(shape[0], 3);
+
+    // A symlink: the target gets the logits, the link stays a link.
+    let target = tmp.path().join("target.safetensors");
+    std::fs::write(&target, b"old").unwrap();
+    let link = tmp.path().join("link.safetensors");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(score(&link).status.success());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(read_logits(&target).1, want);
+
+    // A FIFO: its reader gets the logits, and it stays a FIFO.
+    let fifo = tmp.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    assert!(score(&fifo).status.success());
+    let got = reader.join().unwrap();
+    assert_eq!(got, std::fs::read(&beside).unwrap());
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // Two outputs naming one file: refused before the run.
+    let same = tmp.path().join("same.png");
+    let same = same.to_str().unwrap();
+    fails_with(
+        &["bench", "-m", m, "--json", same, "--plot", same],
+        &["--plot and --json name the same file"],
+    );
+}
