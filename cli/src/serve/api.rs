@@ -69,6 +69,8 @@ pub struct Job {
     pub params: SamplingParams,
     /// `max_tokens` as given (None: the endpoint's default).
     pub max_tokens: Option<u64>,
+    /// The field `max_tokens` came from (chat also takes `max_completion_tokens`).
+    pub max_tokens_param: &'static str,
     /// Server-sent events.
     pub stream: bool,
     /// A final chunk with `usage` (`stream_options.include_usage`).
@@ -447,6 +449,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
             ..SamplingParams::default()
         },
         max_tokens: None,
+        max_tokens_param: "max_tokens",
         stream: false,
         include_usage: false,
         logprobs: None,

@@ -40,11 +40,11 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         }
         (a, b) => a.or(b),
     };
+    if b.max_tokens.is_none() && b.max_completion_tokens.is_some() {
+        job.max_tokens_param = "max_completion_tokens";
+    }
     if job.max_tokens == Some(0) {
-        let given = match b.max_tokens {
-            Some(_) => "max_tokens",
-            None => "max_completion_tokens",
-        };
+        let given = job.max_tokens_param;
         return Err(ApiError::bad_param(
             given,
             format!("`{given}` must be at least 1 for a chat completion"),
@@ -162,6 +162,17 @@ fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
                     at("content")
                 ),
             ))
+        }
+    }
+    for f in ["name", "tool_call_id"] {
+        match o.get(f) {
+            None | Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(ApiError::bad_param(
+                    at(f),
+                    format!("`{}` must be a string, found {other}", at(f)),
+                ))
+            }
         }
     }
     if let Some(k) = o

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -65,8 +65,9 @@ pub struct AppState {
     pub started: u64,
 }
 
-/// The routes, with the API key check, request counting and the body size limit.
-pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+/// The routes, with the API key check, request counting, the body size limit and the body
+/// read deadline (`read_timeout`).
+pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -77,6 +78,10 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/unload_lora_adapter", post(adapters::unload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            (read_timeout, max_body),
+            read_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max_body))
@@ -101,6 +106,45 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// Every route but `/health` needs `Authorization: Bearer KEY` when a key is set.
+/// Reads the whole body before the handler, within `timeout`: a client that sends part of its
+/// body and stalls gets a 408 instead of holding the request open. A `Content-Length` past
+/// the size limit is refused (413) before any byte is read, as are bodies that grow past it.
+async fn read_body(
+    State((timeout, max_body)): State<(Duration, usize)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > max_body as u64) {
+        return ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {n} bytes; at most {max_body} are accepted (--max-body-mib)"
+            ),
+        )
+        .into_response();
+    }
+    let (parts, stream) = req.into_parts();
+    let req = Request::from_parts(parts.clone(), stream);
+    match tokio::time::timeout(timeout, Bytes::from_request(req, &())).await {
+        Err(_) => ApiError::status(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s (--read-timeout)",
+                timeout.as_secs()
+            ),
+        )
+        .into_response(),
+        Ok(b) => match body(b) {
+            Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+            Err(e) => e.into_response(),
+        },
+    }
+}
+
 async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &st.api_key {
         if req.uri().path() != "/health" {
@@ -189,9 +233,13 @@ async fn models(State(st): State<Arc<AppState>>) -> Response {
 /// The body, or the reason it could not be read (413 past the size limit) as an OpenAI error.
 pub(super) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|r| {
+        let why = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "it grew past the size limit (--max-body-mib)".into(),
+            _ => r.body_text(),
+        };
         ApiError::status(
             r.status(),
-            format!("the request body could not be read: {}", r.body_text()),
+            format!("the request body could not be read: {why}"),
         )
     })
 }
@@ -278,9 +326,11 @@ fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix
     })
 }
 
-/// Renders, tokenizes and routes one prompt (CPU work: run off the async threads).
+/// Renders, tokenizes and routes one prompt (CPU work: run off the async threads); `name` is
+/// its field in errors (`prompt`, or `prompt[2]` in a batch).
 fn prepare(
     st: &AppState,
+    name: &str,
     input: &PromptInput,
     fixed: &Option<NamedMix>,
     selection: &Selection,
@@ -292,21 +342,21 @@ fn prepare(
             let vocab = st.config.vocab_size;
             if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
                 return Err(ApiError::bad_param(
-                    "prompt",
-                    format!("`prompt[{i}]` = {t} is outside the vocabulary (0..{vocab})"),
+                    format!("{name}[{i}]"),
+                    format!("`{name}[{i}]` = {t} is outside the vocabulary (0..{vocab})"),
                 ));
             }
             let text = tok
                 .decode(ids, false)
-                .map_err(|e| ApiError::bad_param("prompt", e.to_string()))?;
+                .map_err(|e| ApiError::bad_param(name, e.to_string()))?;
             // Routed as one piece: there are no character offsets to split sentences by.
             (ids.clone(), Vec::new(), text.clone(), None, text)
         }
         PromptInput::Text(t) => {
             let r = render_prompt(tok, false, None, Some(t), None)
-                .map_err(|e| ApiError::bad_param("prompt", format!("{e:#}")))?;
-            let (ids, starts) = encode_prompt(tok, &r)
-                .map_err(|e| ApiError::bad_param("prompt", format!("{e:#}")))?;
+                .map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
+            let (ids, starts) =
+                encode_prompt(tok, &r).map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
             (ids, starts, r.text, r.span, r.user)
         }
         PromptInput::Chat(m) => {
@@ -354,20 +404,27 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
     let fixed = fixed_mixture(&st, &job.selection)?;
     let st2 = st.clone();
     let job2 = job.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
-        job2.prompts
-            .iter()
-            .map(|p| prepare(&st2, p, &fixed, &job2.selection))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))??;
     let field = match job.endpoint {
         Endpoint::Chat => "messages",
         Endpoint::Completion => "prompt",
     };
+    let batch = job.prompts.len() > 1;
+    let name = move |k: usize| match batch {
+        true => format!("{field}[{k}]"),
+        false => field.to_string(),
+    };
+    let prepared = tokio::task::spawn_blocking(move || {
+        job2.prompts
+            .iter()
+            .enumerate()
+            .map(|(k, p)| prepare(&st2, &name(k), p, &fixed, &job2.selection))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))??;
     let mut max_tokens = Vec::with_capacity(prepared.len());
-    for p in &prepared {
+    for (k, p) in prepared.iter().enumerate() {
+        let field = name(k);
         let n = p.ids.len();
         if n == 0 {
             return Err(ApiError::bad_param(field, "the prompt is empty (0 tokens)"));
@@ -383,8 +440,8 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         let m = match (job.max_tokens, job.endpoint) {
             (Some(m), _) if m > room => {
                 return Err(ApiError::bad_param(
-                    "max_tokens",
-                    format!("this model's maximum context length is {} tokens; you requested {} tokens ({n} in the prompt, {m} for the completion)", st.context, n as u64 + m),
+                    job.max_tokens_param,
+                    format!("this model's maximum context length is {} tokens; you requested {} tokens ({n} in the prompt, {m} for the completion)", st.context, n as u128 + u128::from(m)),
                 )
                 .code("context_length_exceeded"))
             }

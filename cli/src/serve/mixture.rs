@@ -89,8 +89,10 @@ pub fn mixture(raw: RawMixture) -> Result<Vec<(String, f32)>, ApiError> {
         }
     };
     let mut out: Vec<(String, f32)> = Vec::with_capacity(pairs.len());
+    // A set, not a scan of `out`: a body of 100k names took 17 s of an async thread that way.
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
     for (name, w) in pairs {
-        if out.iter().any(|(n, _)| *n == name) {
+        if !seen.insert(name.clone()) {
             return Err(ApiError::bad_param(
                 "lora_mixture",
                 format!("`lora_mixture` names `{name}` twice"),

@@ -11,6 +11,7 @@ pub(crate) mod api;
 mod chat;
 mod error;
 mod http;
+mod listen;
 mod metrics;
 mod mixture;
 mod protocol;
@@ -107,6 +108,17 @@ pub struct ServeArgs {
     /// seconds, then end what is left and exit 0.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
+    /// A client must send a request's headers, and then its body, within this many seconds
+    /// (else the connection is closed, or a 408); an idle keep-alive connection is closed
+    /// after it. Keeps stalled or trickling clients from holding connections.
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub read_timeout: u64,
+    /// Most open connections; more wait in the kernel's accept queue until one closes. Each
+    /// holds a file descriptor (the process limit is `ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -263,7 +275,9 @@ impl WithBackend for &ServeArgs {
             .enable_all()
             .build()
             .context("starting the HTTP runtime")?;
-        let app = http::router(state.clone(), args.max_body_mib << 20);
+        let read_timeout = Duration::from_secs(args.read_timeout);
+        let app = http::router(state.clone(), args.max_body_mib << 20, read_timeout);
+        let max_connections = args.max_connections;
         let grace = Duration::from_secs(args.shutdown_grace);
         let http_tx = tx.clone();
         rt.spawn(async move {
@@ -289,12 +303,7 @@ impl WithBackend for &ServeArgs {
                     let _ = abort_tx.send(worker::Cmd::Abort);
                 });
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(signal)
-                .await
-            {
-                eprintln!("error: the HTTP server failed: {e}");
-            }
+            listen::serve(listener, app, read_timeout, max_connections, signal).await;
             let _ = http_tx.send(worker::Cmd::Shutdown);
         });
         drop(tx);

@@ -131,13 +131,21 @@ fn catalogue() -> Vec<Case> {
         case("presence_penalty", CHAT, chat_with(|v| v["presence_penalty"] = json!(0.5)), 400, &["not supported", "repetition_penalty"], Some("presence_penalty")),
         case("logprobs past 20", COMPL, json!({"model": "boolq", "prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, &["0 to 20"], Some("logprobs")),
         case("top_logprobs without logprobs", CHAT, chat_with(|v| v["top_logprobs"] = json!(3)), 400, &["logprobs: true"], Some("top_logprobs")),
-        case("token id outside the vocabulary", COMPL, json!({"model": "boolq", "prompt": [1, 99999999]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("prompt")),
+        case("token id outside the vocabulary", COMPL, json!({"model": "boolq", "prompt": [1, 99999999]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("prompt[1]")),
+        case("token id outside the vocabulary, in a batch", COMPL, json!({"model": "boolq", "prompt": [[1, 2], [5, 99999999]]}).to_string().into_bytes(), 400, &["`prompt[1][1]` = 99999999"], Some("prompt[1][1]")),
+        case("max_tokens past the context, without wrapping", COMPL, json!({"model": "boolq", "prompt": "hi", "max_tokens": u64::MAX}).to_string().into_bytes(), 400, &["18446744073709551615 for the completion"], Some("max_tokens")),
+        case("max_completion_tokens past the context", CHAT, chat_with(|v| {
+            v.as_object_mut().unwrap().remove("max_tokens");
+            v["max_completion_tokens"] = json!(1u64 << 40);
+        }), 400, &["maximum context length"], Some("max_completion_tokens")),
+        case("a message name that is not a string", CHAT, chat_with(|v| v["messages"][0]["name"] = json!({"a": 1})), 400, &["must be a string"], Some("messages[0].name")),
+        case("a message name the template never reads", CHAT, chat_with(|v| v["messages"][0]["name"] = json!("ann")), 400, &["never reads `name`"], Some("messages[0].name")),
         case("negative token id", COMPL, json!({"model": "boolq", "prompt": [1, -3]}).to_string().into_bytes(), 400, &["integers >= 0"], Some("prompt")),
         case("empty prompt", COMPL, json!({"model": "boolq", "prompt": ""}).to_string().into_bytes(), 400, &["empty"], Some("prompt")),
         case("prompt of the wrong type", COMPL, json!({"model": "boolq", "prompt": {"a": 1}}).to_string().into_bytes(), 400, &["must be a string"], Some("prompt")),
         case("tools", CHAT, chat_with(|v| v["tools"] = json!([{"type": "function"}])), 400, &["not supported"], Some("tools")),
         case("seed of the wrong type", CHAT, chat_with(|v| v["seed"] = json!("abc")), 400, &["seed"], Some("seed")),
-        case("body past --max-body-mib", CHAT, vec![b' '; 2 << 20], 413, &["length limit"], None),
+        case("body past --max-body-mib", CHAT, vec![b' '; 2 << 20], 413, &["at most 1048576 are accepted (--max-body-mib)"], None),
         case("runtime loading off", "/v1/load_lora_adapter", json!({"lora_name": "x", "lora_path": "y"}).to_string().into_bytes(), 403, &["--allow-runtime-adapters"], None),
         case("unknown route", "/v1/embeddings", b"{}".to_vec(), 404, &["no route"], None),
     ]

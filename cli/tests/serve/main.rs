@@ -4,6 +4,7 @@
 //! and (with the `openai` package) the official Python client and the load tool.
 
 mod bad_requests;
+mod connections;
 mod harness;
 mod python;
 mod runtime_adapters;

@@ -1,0 +1,108 @@
+//! Connections the way a network delivers them: a client that stalls in its headers or its
+//! body, one that announces a body past the limit, and more connections than
+//! `--max-connections`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::harness::{assets, Server};
+
+/// Sends `bytes` on a new connection and reads until the server closes it or 30 s pass; the
+/// bytes read. A failed write is ignored: the server may answer and close before taking all.
+fn exchange(s: &Server, bytes: &[u8]) -> String {
+    let mut c = connect(s);
+    let _ = c.write_all(bytes);
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn connect(s: &Server) -> TcpStream {
+    let c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c
+}
+
+fn post_head(len: usize) -> String {
+    format!("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+}
+
+#[test]
+fn stalled_half_closed_and_surplus_connections() {
+    let Some(a) = assets() else { return };
+    let mut args = a.model_args();
+    args.extend(
+        [
+            "--read-timeout",
+            "2",
+            "--max-connections",
+            "3",
+            "--max-body-mib",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let s = Server::start(&args);
+    let req = json!({"model": "boolq", "prompt": "The capital of France is", "max_tokens": 4,
+                     "temperature": 0});
+    let want = s.ok("/v1/completions", &req)["choices"][0]["text"].clone();
+
+    // A whole request on a raw connection: answered.
+    let body = req.to_string();
+    let raw = exchange(&s, format!("{}{body}", post_head(body.len())).as_bytes());
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let v: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(v["choices"][0]["text"], want);
+
+    // Headers that never end: the connection is closed (after --read-timeout), no answer.
+    let raw = exchange(&s, b"GET /health HTTP/1.1\r\nHost: x\r\n");
+    assert_eq!(raw, "");
+    // A body that stops short: 408 naming the flag.
+    let raw = exchange(&s, format!("{}{{", post_head(100)).as_bytes());
+    assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
+    assert!(raw.contains("--read-timeout"), "{raw}");
+    // A body announced past the limit: 413 before any of it is read (not 408 for the wait).
+    let raw = exchange(&s, post_head(99_999_999_999).as_bytes());
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.contains("--max-body-mib"), "{raw}");
+    // A chunked body, which announces no length, is cut off as it grows past the limit.
+    let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
+    let head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let raw = exchange(&s, (head.to_string() + &chunk.repeat(20)).as_bytes());
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(
+        raw.contains("grew past the size limit (--max-body-mib)"),
+        "{raw}"
+    );
+
+    // Three idle connections fill --max-connections 3: a fourth is not served until one goes.
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&s)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = connect(&s);
+    fourth
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    assert!(
+        fourth.read(&mut first).is_err(),
+        "a fourth connection was served while three were open"
+    );
+    drop(held);
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = fourth.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+
+    // And the server serves on.
+    assert_eq!(s.ok("/v1/completions", &req)["choices"][0]["text"], want);
+    assert!(s.terminate().success());
+}
