@@ -2,6 +2,7 @@
 //! `chat_template.jinja` beside it) or rebuilt from a GGUF file's `tokenizer.ggml.*` metadata as
 //! the same byte-level BPE that llama.cpp runs.
 
+mod bytes;
 pub mod chat;
 
 use std::path::{Path, PathBuf};

@@ -39,6 +39,47 @@ fn segments_json(segments: &[SegmentInfo]) -> Value {
         .collect()
 }
 
+/// Where the next token starts in a choice's text, in characters (OpenAI's `text_offset`):
+/// tokens that hold part of a character add nothing until it is whole.
+#[derive(Default)]
+struct TextOffset {
+    chars: usize,
+    /// The start of a character not yet whole.
+    partial: Vec<u8>,
+}
+
+impl TextOffset {
+    fn push(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let mut rest = &self.partial[..];
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    self.chars += s.chars().count();
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (ok, tail) = rest.split_at(e.valid_up_to());
+                    self.chars += std::str::from_utf8(ok).map_or(0, |s| s.chars().count());
+                    match e.error_len() {
+                        // Bytes that can never be UTF-8: one U+FFFD in the text.
+                        Some(n) => {
+                            self.chars += 1;
+                            rest = &tail[n..];
+                        }
+                        None => {
+                            rest = tail;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.partial = rest.to_vec();
+    }
+}
+
 /// What one choice accumulated.
 #[derive(Default)]
 struct Choice {
@@ -50,13 +91,13 @@ struct Choice {
     segments: Vec<SegmentInfo>,
     /// Stream: the first chunk (role / echo) went out.
     opened: bool,
-    /// Stream: characters sent so far (text offsets).
-    offset: usize,
+    /// The text's length so far, for text offsets.
+    offset: TextOffset,
 }
 
 impl ResponseMeta {
     fn token_str(&self, id: u32) -> String {
-        self.tok.decode(&[id], false).unwrap_or_default()
+        self.tok.token_name(id)
     }
 
     fn n_choices(&self) -> usize {
@@ -90,17 +131,16 @@ impl ResponseMeta {
     fn completion_logprobs(
         &self,
         tokens: &[(u32, Option<&TokenLogprob>)],
-        offset: &mut usize,
+        offset: &mut TextOffset,
     ) -> Value {
         let mut strs = Vec::new();
         let mut lps = Vec::new();
         let mut tops = Vec::new();
         let mut offsets = Vec::new();
         for &(id, lp) in tokens {
-            let s = self.token_str(id);
-            offsets.push(*offset);
-            *offset += s.chars().count();
-            strs.push(s);
+            offsets.push(offset.chars);
+            offset.push(&self.tok.token_bytes(id));
+            strs.push(self.token_str(id));
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {
                 let mut m = Map::new();
@@ -115,10 +155,7 @@ impl ResponseMeta {
 
     /// Chat's `logprobs.content` entries for `lps`.
     fn chat_logprobs(&self, lps: &[TokenLogprob]) -> Value {
-        let entry = |id: u32, p: f32| {
-            let s = self.token_str(id);
-            json!({"token": s, "logprob": p, "bytes": s.as_bytes()})
-        };
+        let entry = |id: u32, p: f32| json!({"token": self.token_str(id), "logprob": p, "bytes": self.tok.token_bytes(id)});
         let content: Vec<Value> = lps
             .iter()
             .map(|l| {
@@ -222,7 +259,7 @@ impl Collector {
                         text.push_str(&c.text);
                         let logprobs = m.logprobs.map(|_| {
                             tokens.extend(c.lps.iter().map(|l| (l.token, Some(l))));
-                            m.completion_logprobs(&tokens, &mut 0)
+                            m.completion_logprobs(&tokens, &mut TextOffset::default())
                         });
                         json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish})
                     }

@@ -131,6 +131,7 @@ fn catalogue() -> Vec<Case> {
         case("presence_penalty", CHAT, chat_with(|v| v["presence_penalty"] = json!(0.5)), 400, &["not supported", "repetition_penalty"], Some("presence_penalty")),
         case("logprobs past 20", COMPL, json!({"model": "boolq", "prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, &["0 to 20"], Some("logprobs")),
         case("top_logprobs without logprobs", CHAT, chat_with(|v| v["top_logprobs"] = json!(3)), 400, &["logprobs: true"], Some("top_logprobs")),
+        case("a stop string past 1024 bytes", COMPL, json!({"model": "boolq", "prompt": "hi", "stop": ["ok", "x".repeat(1025)]}).to_string().into_bytes(), 400, &["`stop[1]` is 1025 bytes long"], Some("stop")),
         case("token id outside the vocabulary", COMPL, json!({"model": "boolq", "prompt": [1, 99999999]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("prompt[1]")),
         case("token id outside the vocabulary, in a batch", COMPL, json!({"model": "boolq", "prompt": [[1, 2], [5, 99999999]]}).to_string().into_bytes(), 400, &["`prompt[1][1]` = 99999999"], Some("prompt[1][1]")),
         case("max_tokens past the context, without wrapping", COMPL, json!({"model": "boolq", "prompt": "hi", "max_tokens": u64::MAX}).to_string().into_bytes(), 400, &["18446744073709551615 for the completion"], Some("max_tokens")),

@@ -508,3 +508,63 @@ fn sigterm_finishes_streams_and_exits_0() {
     // Nothing listens any more.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+/// Tokens that hold part of a character (byte-level pieces of emoji and CJK text): chat's
+/// `bytes` rebuild the answer byte for byte, completions name such tokens `bytes:\x..` (so
+/// `top_logprobs` keeps every alternative apart) and their `text_offset`s stay inside the
+/// text, each pointing at its token. (They were the lossy "\u{FFFD}" of each token alone.)
+#[test]
+fn logprobs_of_partial_characters() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let base = a.gguf.file_stem().unwrap().to_str().unwrap();
+    let prompt = "Repeat exactly: 😀 😃 😄 🤪 日本語";
+    let c = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": base, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": 24, "temperature": 0, "logprobs": true, "top_logprobs": 3}),
+    );
+    let content = c["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    let bytes: Vec<u8> = content
+        .iter()
+        .flat_map(|t| t["bytes"].as_array().unwrap().iter())
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    // The answer may end inside a character (max_tokens), which its text holds back.
+    let text = text_of(&c);
+    assert!(
+        bytes.starts_with(text.as_bytes()) && bytes.len() - text.len() < 4,
+        "bytes {:?} do not rebuild {text:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(
+        content
+            .iter()
+            .any(|t| t["token"].as_str().unwrap().starts_with("bytes:\\x")),
+        "no partial-character token in {content:?}"
+    );
+    let d = s.ok(
+        "/v1/completions",
+        &json!({"model": base, "prompt": prompt, "max_tokens": 24, "temperature": 0,
+                "logprobs": 3, "echo": true}),
+    );
+    let text: Vec<char> = text_of(&d).chars().collect();
+    let lp = &d["choices"][0]["logprobs"];
+    let tokens = lp["tokens"].as_array().unwrap();
+    for (t, o) in tokens.iter().zip(lp["text_offset"].as_array().unwrap()) {
+        let (t, o) = (t.as_str().unwrap(), o.as_u64().unwrap() as usize);
+        assert!(
+            o <= text.len(),
+            "offset {o} past the text's {} chars",
+            text.len()
+        );
+        if !t.starts_with("bytes:") {
+            let at: String = text[o..].iter().collect();
+            assert!(at.starts_with(t), "offset {o} of {t:?} points at {at:?}");
+        }
+    }
+    for tops in lp["top_logprobs"].as_array().unwrap().iter().skip(1) {
+        assert_eq!(tops.as_object().unwrap().len(), 3, "{tops}");
+    }
+    assert!(s.terminate().success());
+}
