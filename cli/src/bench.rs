@@ -249,6 +249,16 @@ impl WithBackend for &BenchArgs {
         for (n, d) in args.model.adapter_specs()? {
             adapters.push(PeftAdapter::load(&n, &d, &cfg)?);
         }
+        let widest = cfg
+            .hidden_size
+            .min(cfg.intermediate_size)
+            .min(cfg.num_kv_heads * cfg.head_dim);
+        if synthetic > 0 && !(1..=widest).contains(&args.rank) {
+            bail!(
+                "--rank {}: a LoRA's rank must be from 1 to {widest} (this model's narrowest matrix side)",
+                args.rank
+            );
+        }
         for i in 0..synthetic {
             adapters.push(synthetic_adapter(
                 &format!("syn{i}"),

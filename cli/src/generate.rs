@@ -76,8 +76,9 @@ pub struct GenerateArgs {
     /// Wrap each prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
-    /// System message for `--chat` (default: the template's own).
-    #[arg(long, value_name = "TEXT")]
+    /// System message for `--chat` (default: the template's own). Lines of `--prompts` that
+    /// give `messages` carry their own system message.
+    #[arg(long, value_name = "TEXT", requires = "chat")]
     pub system: Option<String>,
     /// The prompt.
     #[arg(
@@ -138,8 +139,15 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .prompts
         .as_ref()
         .context("give --prompt or --prompts")?;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();
+        anyhow::anyhow!(
+            "{}:{line}: not UTF-8 text (byte {bad} of the file)",
+            path.display()
+        )
+    })?;
     parse_prompts(&text, path, &default_mix, args.mix.is_some())
 }
 
@@ -247,6 +255,12 @@ impl WithBackend for &GenerateArgs {
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let args = self;
         let prompts = read_prompts(args)?;
+        if args.model.chat_template.is_some()
+            && !args.chat
+            && prompts.iter().all(|p| p.messages.is_none())
+        {
+            bail!("--chat-template is used by --chat (or by --prompts lines with `messages`); without either the prompts are sent as plain text");
+        }
         let loaded: Loaded<B> = load(backend, &args.model)?;
         let tok = loaded.tokenizer()?;
         let params = args.sampling.params();
@@ -261,14 +275,18 @@ impl WithBackend for &GenerateArgs {
                 args.system.as_deref(),
                 p.text.as_deref(),
                 p.messages.clone(),
-            )?;
+            )
+            .with_context(|| p.source.clone())?;
             let (ids, starts) = encode_prompt(tok, &r)?;
             let (segments, routed) = match &routing {
                 Some(routing) if !p.explicit_mix => {
                     routing.route_prompt(&r.text, r.span, &r.user, &starts, &names)
                 }
                 _ => (
-                    vec![(0, common::mixture(&loaded.model, &p.mix)?)],
+                    vec![(
+                        0,
+                        common::mixture(&loaded.model, &p.mix).with_context(|| p.source.clone())?,
+                    )],
                     Vec::new(),
                 ),
             };

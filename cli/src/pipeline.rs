@@ -37,6 +37,11 @@ pub fn render_prompt(
 ) -> Result<Rendered> {
     let is_chat = messages.is_some() || chat;
     let (rendered, user) = match (messages, text) {
+        (Some(_), _) if system.is_some() => {
+            bail!(
+                "--system: this prompt gives its own `messages`; put the system message among them"
+            )
+        }
         (Some(m), _) => {
             let user = m
                 .iter()

@@ -316,22 +316,34 @@ fn parse_families(specs: &[String]) -> Result<Vec<Family>> {
     if specs.is_empty() {
         return Ok(default_families());
     }
-    specs
-        .iter()
-        .map(|s| {
-            let (name, members) = s
-                .split_once('=')
-                .with_context(|| format!("--family {s:?}: expected NAME=a,b,c"))?;
-            Ok((
-                name.to_string(),
-                members.split(',').map(|m| m.trim().to_string()).collect(),
-            ))
-        })
-        .collect()
+    let mut families: Vec<Family> = Vec::new();
+    for s in specs {
+        let (name, members) = s
+            .split_once('=')
+            .with_context(|| format!("--family {s:?}: expected NAME=a,b,c"))?;
+        let members: Vec<String> = members.split(',').map(|m| m.trim().to_string()).collect();
+        if name.is_empty() || members.iter().any(String::is_empty) {
+            bail!("--family {s:?}: expected NAME=a,b,c with a name and no empty label");
+        }
+        // A label in two families would count in the first only.
+        for (other, theirs) in &families {
+            if let Some(m) = members.iter().find(|m| theirs.contains(m)) {
+                bail!("--family {s:?}: label `{m}` is already in family `{other}`");
+            }
+        }
+        families.push((name.to_string(), members));
+    }
+    Ok(families)
 }
 
 /// Runs `eval-router`.
 pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
+    if !(args.p > 0.0 && args.p <= 1.0) {
+        bail!("--p {}: the top-p threshold must lie in (0, 1]", args.p);
+    }
+    if args.top_k == Some(0) {
+        bail!("--top-k 0: keep at least one label (leave --top-k out for no cap)");
+    }
     let families = parse_families(&args.families)?;
     let mut inputs = crate::output::Inputs::default();
     inputs.dir(&args.router);

@@ -215,6 +215,18 @@ fn bad_data_gets_clear_errors() {
     let out = run(&argv);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --router"));
+    // The base model needs no adapter for a task (it asked for one per task).
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(s.model_args(&[]));
+    args.extend(["--modes", "base", "--max-tokens", "2", "--data"].map(String::from));
+    args.push(write(
+        "poetry.jsonl",
+        &good.replace("\"boolq\"", "\"poetry\""),
+    ));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
 }
 
 /// An adapter that overflows the forward pass (its B scaled by 1e30; it loads): every answer

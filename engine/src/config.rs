@@ -110,7 +110,8 @@ impl ModelConfig {
         if let Ok(text) = std::fs::read_to_string(&gen_path) {
             let g: Value = serde_json::from_str(&text)
                 .map_err(|e| Error::format(&gen_path, format!("not valid JSON: {e}")))?;
-            let ids = end_ids_in_vocab(&gen_path, &ids_of(g.get("eos_token_id")), cfg.vocab_size);
+            let eos = ids_of(&gen_path, "eos_token_id", g.get("eos_token_id"))?;
+            let ids = end_ids_in_vocab(&gen_path, &eos, cfg.vocab_size);
             for id in ids {
                 if !cfg.eos_token_ids.contains(&id) {
                     cfg.eos_token_ids.push(id);
@@ -160,11 +161,10 @@ impl ModelConfig {
         // transformers 5 keeps RoPE under `rope_parameters`; 4 has `rope_theta` + `rope_scaling`.
         let rope = v.get("rope_parameters").filter(|r| r.is_object());
         let scaling = rope.or_else(|| v.get("rope_scaling").filter(|r| r.is_object()));
-        let rope_theta = rope
-            .and_then(|r| r.get("rope_theta"))
-            .or_else(|| v.get("rope_theta"))
-            .and_then(|t| t.as_f64())
-            .unwrap_or(10000.0);
+        let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some()) {
+            Some(r) => Fields { v: r, path }.f64_or("rope_theta", 10000.0)?,
+            None => f.f64_or("rope_theta", 10000.0)?,
+        };
         let rope_llama3 = match scaling {
             None => None,
             Some(s) => {
@@ -183,14 +183,32 @@ impl ModelConfig {
                                 )
                             })
                         };
-                        Some(Llama3Scaling {
+                        let l = Llama3Scaling {
                             factor: g("factor")?,
                             low_freq_factor: g("low_freq_factor")?,
                             high_freq_factor: g("high_freq_factor")?,
                             original_max_position_embeddings: g(
                                 "original_max_position_embeddings",
                             )?,
-                        })
+                        };
+                        // The formula divides by each of these and by their difference
+                        // (transformers' _compute_llama3_parameters).
+                        let ok = |x: f64| x.is_finite() && x > 0.0;
+                        if !(ok(l.factor)
+                            && ok(l.low_freq_factor)
+                            && ok(l.original_max_position_embeddings)
+                            && l.high_freq_factor.is_finite()
+                            && l.high_freq_factor > l.low_freq_factor)
+                        {
+                            return Err(Error::format(
+                                path,
+                                format!(
+                                    "rope scaling `llama3`: factor {}, low_freq_factor {}, high_freq_factor {}, original_max_position_embeddings {}; expected all finite and > 0, and high_freq_factor > low_freq_factor",
+                                    l.factor, l.low_freq_factor, l.high_freq_factor, l.original_max_position_embeddings
+                                ),
+                            ));
+                        }
+                        Some(l)
                     }
                     Some(other) => {
                         return Err(Error::unsupported(format!(
@@ -208,10 +226,7 @@ impl ModelConfig {
                 path.display()
             )));
         }
-        let attention_bias = v
-            .get("attention_bias")
-            .and_then(|b| b.as_bool())
-            .unwrap_or(false);
+        let attention_bias = f.bool_or("attention_bias", false)?;
         let num_layers = f.usize("num_hidden_layers")?;
         if num_layers > MAX_LAYERS {
             return Err(Error::format(
@@ -229,22 +244,18 @@ impl ModelConfig {
             num_kv_heads,
             head_dim,
             vocab_size: f.usize("vocab_size")?,
-            rms_norm_eps: v
-                .get("rms_norm_eps")
-                .and_then(|x| x.as_f64())
-                .unwrap_or(1e-6) as f32,
+            rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
             rope_theta,
             rope_llama3,
             max_position_embeddings: f.usize_or("max_position_embeddings", 4096)?,
-            tie_word_embeddings: v
-                .get("tie_word_embeddings")
-                .and_then(|b| b.as_bool())
-                .unwrap_or(false),
+            tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
-            mlp_bias: v.get("mlp_bias").and_then(|b| b.as_bool()).unwrap_or(false),
-            bos_token_id: ids_of(v.get("bos_token_id")).first().copied(),
-            eos_token_ids: ids_of(v.get("eos_token_id")),
+            mlp_bias: f.bool_or("mlp_bias", false)?,
+            bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
+                .first()
+                .copied(),
+            eos_token_ids: ids_of(path, "eos_token_id", v.get("eos_token_id"))?,
             attention_window,
         }
         .validated(path)
@@ -396,16 +407,23 @@ fn attention_windows(
 /// More layers than any model has (guards allocations sized by a corrupt header).
 const MAX_LAYERS: usize = 4096;
 
-/// `eos_token_id` may be a number, a list or null.
-fn ids_of(v: Option<&Value>) -> Vec<u32> {
+/// `bos_token_id` / `eos_token_id`: a token id, a list of them, or null (none). Anything else
+/// is an error: dropped silently, generation would never stop at the end token.
+fn ids_of(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
+    let id = |x: &Value| {
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("field `{field}`: expected a token id (a non-negative integer), a list of them or null, found {x}"),
+                )
+            })
+    };
     match v {
-        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_u64())
-            .map(|x| x as u32)
-            .collect(),
-        _ => Vec::new(),
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a.iter().map(id).collect(),
+        Some(x) => Ok(vec![id(x)?]),
     }
 }
 
@@ -432,6 +450,27 @@ impl Fields<'_> {
             Some(_) => self.usize(k),
         }
     }
+    fn f64_or(&self, k: &str, d: f64) -> Result<f64> {
+        match self.v.get(k) {
+            None | Some(Value::Null) => Ok(d),
+            Some(x) => x.as_f64().ok_or_else(|| {
+                Error::format(
+                    self.path,
+                    format!("field `{k}`: expected a number, found {x}"),
+                )
+            }),
+        }
+    }
+    fn bool_or(&self, k: &str, d: bool) -> Result<bool> {
+        match self.v.get(k) {
+            None | Some(Value::Null) => Ok(d),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(x) => Err(Error::format(
+                self.path,
+                format!("field `{k}`: expected true or false, found {x}"),
+            )),
+        }
+    }
     fn str_or(&self, k: &str, d: &str) -> Result<String> {
         match self.v.get(k) {
             None | Some(Value::Null) => Ok(d.to_string()),
@@ -447,6 +486,84 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A field of the wrong type is an error naming it, not its default: a string
+    /// `rms_norm_eps` became 1e-6 and moved the logits, an `eos_token_id` of `["a"]` became
+    /// none and generation never stopped. llama3 RoPE values the formula divides by are checked.
+    #[test]
+    fn fields_of_the_wrong_type_are_refused() {
+        let base = serde_json::json!({"model_type": "llama", "hidden_size": 64,
+            "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "num_hidden_layers": 2, "vocab_size": 256, "eos_token_id": 2});
+        let p = Path::new("config.json");
+        let ok = ModelConfig::from_hf_json(&base, p).unwrap();
+        assert_eq!(ok.eos_token_ids, [2]);
+        let llama3 = |k: &str, v: f64| {
+            let mut r = serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0,
+                "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192});
+            r[k] = v.into();
+            r
+        };
+        assert!(ModelConfig::from_hf_json(
+            &{
+                let mut c = base.clone();
+                c["rope_parameters"] = llama3("factor", 8.0);
+                c
+            },
+            p
+        )
+        .unwrap()
+        .rope_llama3
+        .is_some());
+        for (field, value, want) in [
+            (
+                "rms_norm_eps",
+                serde_json::json!("x"),
+                "`rms_norm_eps`: expected a number",
+            ),
+            (
+                "rope_theta",
+                serde_json::json!(true),
+                "`rope_theta`: expected a number",
+            ),
+            (
+                "tie_word_embeddings",
+                serde_json::json!("yes"),
+                "expected true or false",
+            ),
+            ("mlp_bias", serde_json::json!(1), "expected true or false"),
+            (
+                "bos_token_id",
+                serde_json::json!("x"),
+                "`bos_token_id`: expected a token id",
+            ),
+            (
+                "eos_token_id",
+                serde_json::json!(-1),
+                "`eos_token_id`: expected a token id",
+            ),
+            ("eos_token_id", serde_json::json!(["a"]), "found \"a\""),
+            ("eos_token_id", serde_json::json!(2.5), "found 2.5"),
+            ("rope_parameters", llama3("factor", 0.0), "factor 0"),
+            ("rope_parameters", llama3("factor", -8.0), "factor -8"),
+            (
+                "rope_parameters",
+                llama3("high_freq_factor", 1.0),
+                "high_freq_factor > low_freq_factor",
+            ),
+            (
+                "rope_parameters",
+                llama3("original_max_position_embeddings", 0.0),
+                "expected all finite and > 0",
+            ),
+        ] {
+            let mut c = base.clone();
+            c[field] = value;
+            let e = ModelConfig::from_hf_json(&c, p).unwrap_err().to_string();
+            assert!(e.contains(want), "{field}: {e}");
+        }
+    }
 
     #[test]
     fn end_ids_outside_the_vocabulary_are_dropped() {

@@ -136,10 +136,20 @@ impl RouterWeights {
                     t.shape()
                 )));
             }
-            Ok(t.data()
+            let v: Vec<f32> = t
+                .data()
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
+                .collect();
+            // A NaN weight routes every sentence to a uniform mixture without a word.
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(RouterError::Weights(format!(
+                    "{}: {name} has a non-finite value ({}) at element {i}",
+                    path.display(),
+                    v[i]
+                )));
+            }
+            Ok(v)
         };
         let dim = widths[0];
         let embed = get("embed.weight", &[vocab, dim])?;

@@ -150,6 +150,9 @@ impl EvalArgs {
         if self.max_tokens == Some(0) {
             bail!("--max-tokens must be at least 1");
         }
+        if !self.compose.is_empty() && self.compose_n == 0 {
+            bail!("--compose-n 0: no composed prompts to run; give at least 1 (default 40)");
+        }
         let outputs = [
             ("--json", self.json.as_deref(), false),
             ("--plot", self.plot.as_deref(), true),

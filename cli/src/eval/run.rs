@@ -267,7 +267,10 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     let map = data::parse_label_map(args.label_map.as_deref())?;
     let have_router = args.router.is_some();
     let modes = args.modes(have_router)?;
-    if modes.iter().any(|m| matches!(m, Mode::Oracle)) || !have_router {
+    let oracle_mixture = modes
+        .iter()
+        .any(|m| *m == Mode::Oracle || (*m == Mode::TeacherForced && !have_router));
+    if oracle_mixture {
         // Every task needs an adapter for the oracle (and teacher-forced without a router).
         for (t, _) in &tasks {
             data::adapter_for(t, &names, &map)?;

@@ -174,6 +174,118 @@ fn bad_input_exits_non_zero_with_a_message() {
     assert_ne!(results[0]["finish_reason"], "non_finite", "{v}");
     assert!(results[0]["completion_tokens"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(results[1]["finish_reason"], "non_finite", "{v}");
+    // Flags that would be silently ignored, and prompt-file errors that name their line.
+    fails_with(
+        &args(&gen_cpu, &["--system", "be brief", "--prompt", "hi"]),
+        &["--system", "--chat"],
+    );
+    let lines = tmp.path().join("lines.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"prompt\": \"hi\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+    )
+    .unwrap();
+    let lines = lines.to_str().unwrap();
+    fails_with(
+        &args(
+            &gen_cpu,
+            &["--chat", "--system", "be brief", "--prompts", lines],
+        ),
+        &["lines.jsonl:2", "--system", "its own `messages`"],
+    );
+    let template = tmp.path().join("t.jinja");
+    std::fs::write(&template, "{{ messages[0].content }}").unwrap();
+    fails_with(
+        &args(
+            &gen_cpu,
+            &[
+                "--chat-template",
+                template.to_str().unwrap(),
+                "--prompt",
+                "hi",
+            ],
+        ),
+        &["--chat-template is used by --chat"],
+    );
+    let unknown = tmp.path().join("unknown.jsonl");
+    std::fs::write(
+        &unknown,
+        "{\"prompt\": \"hi\"}\n{\"prompt\": \"hi\", \"mix\": {\"nope\": 1}}\n",
+    )
+    .unwrap();
+    fails_with(
+        &args(&qv_cpu, &["--prompts", unknown.to_str().unwrap()]),
+        &["unknown.jsonl:2", "`nope`"],
+    );
+    let latin1 = tmp.path().join("latin1.jsonl");
+    std::fs::write(
+        &latin1,
+        b"{\"prompt\": \"hi\"}\n{\"prompt\": \"caf\xe9\"}\n",
+    )
+    .unwrap();
+    fails_with(
+        &args(&gen_cpu, &["--prompts", latin1.to_str().unwrap()]),
+        &["latin1.jsonl:2: not UTF-8"],
+    );
+    // eval-router takes what generate's routing takes.
+    let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
+    for (flags, want) in [
+        (&["--p", "1.5"][..], "--p 1.5"),
+        (&["--p", "nan"][..], "--p NaN"),
+        (&["--top-k", "0"][..], "--top-k 0"),
+        (
+            &["--family", "a=boolq,piqa", "--family", "b=boolq"][..],
+            "`boolq` is already in family `a`",
+        ),
+    ] {
+        fails_with(&args(&eval_router, flags), &[want]);
+    }
+    // A tokenizer of another model beside the weights (SmolLM2's 49,152 tokens, 256 rows).
+    let mismatched = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&tiny).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), mismatched.path().join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::copy(
+        d.join("tokenizer/tokenizer.json"),
+        mismatched.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            mismatched.path().to_str().unwrap(),
+            "--prompt",
+            "a",
+        ],
+        &[
+            "tokenizer.json",
+            "49152 tokens",
+            "256 rows",
+            "another model",
+        ],
+    );
+    // A synthetic adapter's rank must fit the model (rank 100000 was OOM-killed at 23 GB).
+    for rank in ["0", "100000"] {
+        fails_with(
+            &[
+                "bench",
+                "--backend",
+                "cpu",
+                "-m",
+                m,
+                "--rank",
+                rank,
+                "--quick",
+            ],
+            &[&format!("--rank {rank}"), "from 1 to 192"],
+        );
+    }
     // Router hyper-parameters are checked before any data is read (burn would panic on these).
     for (flag, value, want) in [
         ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),

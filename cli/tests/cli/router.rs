@@ -113,6 +113,11 @@ fn train_router_extend_end_to_end() {
     assert_eq!(m["topp_containment"].as_f64().unwrap(), 1.0, "{m}");
     // Output paths are checked before the evaluation runs.
     let dev = demo.join("dev.jsonl");
+    let (ext_arg, dev_arg) = (s(&ext), dev.to_str().unwrap());
+    let eval_fails = |extra: &[&str], says: &[&str]| {
+        let head = ["eval-router", "--router", &ext_arg, "--data", dev_arg];
+        fails_with(&[&head[..], extra].concat(), says);
+    };
     for (flag, bad, says) in [
         (
             "--png",
@@ -125,18 +130,7 @@ fn train_router_extend_end_to_end() {
             "does not exist",
         ),
     ] {
-        fails_with(
-            &[
-                "eval-router",
-                "--router",
-                &s(&ext),
-                "--data",
-                dev.to_str().unwrap(),
-                flag,
-                &s(&bad),
-            ],
-            &[flag, says],
-        );
+        eval_fails(&[flag, &s(&bad)], &[flag, says]);
     }
 
     fails_with(
@@ -180,5 +174,33 @@ fn train_router_extend_end_to_end() {
             &s(&tmp.path().join("x")),
         ],
         &["no feature statistics", "retrain it once"],
+    );
+
+    // A NaN weight: refused at load, naming the tensor (it routed every sentence uniformly).
+    let weights = ext.join("router.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    let t = tensors
+        .iter_mut()
+        .find(|t| t.0 == "layers.1.weight")
+        .unwrap();
+    t.2[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, data)| {
+            let v =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data);
+            (n.clone(), v.unwrap())
+        })
+        .collect();
+    std::fs::write(&weights, safetensors::serialize(views, None).unwrap()).unwrap();
+    eval_fails(
+        &[],
+        &["layers.1.weight has a non-finite value (NaN) at element 0"],
     );
 }

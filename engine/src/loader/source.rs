@@ -41,6 +41,9 @@ impl ModelFiles {
             let config = ModelConfig::from_hf_dir(path)?;
             let weights = load_hf_weights(path)?;
             let tokenizer = TextTokenizer::from_hf_dir(path)?;
+            if let Some(t) = &tokenizer {
+                fits(t, &config, &path.join("tokenizer.json"))?;
+            }
             return Ok(ModelFiles {
                 path: path.into(),
                 format: "hf",
@@ -59,7 +62,9 @@ impl ModelFiles {
         let config = g.config()?;
         let beside = path.with_file_name("tokenizer.json");
         let mut tokenizer = if beside.exists() {
-            TextTokenizer::from_file(&beside)?
+            let t = TextTokenizer::from_file(&beside)?;
+            fits(&t, &config, &beside)?;
+            t
         } else {
             TextTokenizer::from_gguf(&g)?
         };
@@ -75,4 +80,30 @@ impl ModelFiles {
             tokenizer: Some(tokenizer),
         })
     }
+}
+
+/// Refuses a tokenizer whose vocabulary has more tokens than the model has embedding rows: it
+/// is another model's (its ids would be read as the wrong tokens, or fall outside the table).
+/// A model may have more rows than its tokenizer has tokens (padding), and added tokens past
+/// the table only warn, since a prompt may never use them.
+fn fits(t: &TextTokenizer, config: &ModelConfig, file: &Path) -> Result<()> {
+    let (base, all) = (
+        t.hf_tokenizer().get_vocab_size(false),
+        t.hf_tokenizer().get_vocab_size(true),
+    );
+    let rows = config.vocab_size;
+    if base > rows {
+        return Err(Error::format(
+            file,
+            format!("the tokenizer has {base} tokens but the model's embedding table only {rows} rows (vocab_size): this tokenizer belongs to another model"),
+        ));
+    }
+    if all > rows {
+        tracing::warn!(
+            "{}: {} added tokens have ids past the model's {rows} embedding rows; a prompt using one is refused",
+            file.display(),
+            all - rows
+        );
+    }
+    Ok(())
 }
