@@ -230,7 +230,11 @@ impl WithBackend for &BenchArgs {
             ("--json", args.json.as_deref(), false),
             ("--plot", args.plot.as_deref(), true),
         ];
-        crate::output::check_outputs(&outputs, &args.model.inputs()?)?;
+        let mut inputs = args.model.inputs()?;
+        if let Some(r) = &args.router {
+            inputs.router(r);
+        }
+        crate::output::check_outputs(&outputs, &inputs)?;
         let mut loaded: Loaded<B> = load(backend, &args.model)?;
         let synthetic = args
             .synthetic_adapters

@@ -273,7 +273,7 @@ impl ModelArgs {
         let mut inputs = Inputs::default();
         let model = self.model_path()?;
         if model.is_dir() {
-            inputs.dir(&model);
+            inputs.dir(&model, crate::output::MODEL_FILES);
         } else {
             inputs.file(&model);
             // A GGUF's tokenizer.json (and what it brings) beside it.
@@ -286,7 +286,7 @@ impl ModelArgs {
             }
         }
         for (_, dir) in self.adapter_specs()? {
-            inputs.dir(&dir);
+            inputs.dir(&dir, crate::output::ADAPTER_FILES);
         }
         if let Some(t) = &self.chat_template {
             inputs.file(t);

@@ -255,6 +255,15 @@ impl WithBackend for &GenerateArgs {
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let args = self;
         let prompts = read_prompts(args)?;
+        if let Some(p) = prompts
+            .iter()
+            .find(|p| p.messages.is_some() && args.system.is_some())
+        {
+            bail!(
+                "--system: {} gives its own `messages`; put the system message among them",
+                p.source
+            );
+        }
         if args.model.chat_template.is_some()
             && !args.chat
             && prompts.iter().all(|p| p.messages.is_none())

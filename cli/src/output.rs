@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 /// directory, in a directory that exists, and a `.png` when `png` (the plots are PNGs); so a
 /// typo does not throw away the run's results. The file itself is not touched.
 pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
+    let link = path;
+    let path = &follow_link(path);
     if path.is_dir() {
         bail!(
             "{flag} {}: is a directory; give a file name",
@@ -22,7 +24,7 @@ pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
     if !parent.is_dir() {
         bail!(
             "{flag} {}: directory {} does not exist",
-            path.display(),
+            link.display(),
             parent.display()
         );
     }
@@ -38,13 +40,51 @@ pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
     Ok(())
 }
 
-/// What a run reads: files, and directories whose files it reads (a model's shards, config
-/// and tokenizer; an adapter's weights and config).
+/// Where writing `path` lands: a symlink's target (a dangling one's too, as a shell's `>`
+/// would create it), else `path`. A loop stops after 40 links (Linux's limit); the write then
+/// fails with the OS's error.
+fn follow_link(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(target) => p = p.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
+    }
+    p
+}
+
+/// What a run reads: files, and directories with the names of the files it reads in them
+/// (`*.ext` matches by extension).
 #[derive(Debug, Default)]
 pub struct Inputs {
     files: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
+    dirs: Vec<(PathBuf, &'static [&'static str])>,
 }
+
+/// The files a model directory's loader reads.
+pub const MODEL_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "*.safetensors",
+    "model.safetensors.index.json",
+];
+/// The files a PEFT adapter's loader reads.
+pub const ADAPTER_FILES: &[&str] = &[
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+];
+/// The files a router's loader reads (its tokenizer may lie elsewhere: add it as a file).
+pub const ROUTER_FILES: &[&str] = &[
+    "router.json",
+    "router.safetensors",
+    "router-stats.safetensors",
+    "tokenizer.json",
+];
 
 impl Inputs {
     /// Adds a file the run reads.
@@ -52,24 +92,38 @@ impl Inputs {
         self.files.push(p.to_path_buf());
     }
 
-    /// Adds a directory the run reads files of.
-    pub fn dir(&mut self, p: &Path) {
-        self.dirs.push(p.to_path_buf());
+    /// Adds a directory the run reads the files `names` of.
+    pub fn dir(&mut self, p: &Path, names: &'static [&'static str]) {
+        self.dirs.push((p.to_path_buf(), names));
     }
 
-    /// The input `out` would replace, if any: an input file itself, or an existing file
-    /// directly in an input directory. Paths are compared resolved (`./a/../b`, symlinks).
+    /// Adds a router's directory and its tokenizer (which router.json may place elsewhere).
+    pub fn router(&mut self, dir: &Path) {
+        self.dir(dir, ROUTER_FILES);
+        if let Ok(cfg) = dlp_router::config::RouterConfig::load(dir) {
+            self.file(&cfg.tokenizer_path(dir));
+        }
+    }
+
+    /// The input `out` would replace, if any: an input file itself, or an existing file the
+    /// run reads in an input directory. Paths are compared resolved (`./a/../b`, symlinks).
     pub fn replaced_by(&self, out: &Path) -> Option<PathBuf> {
         let out = out.canonicalize().ok()?;
         let same = |p: &PathBuf| p.canonicalize().is_ok_and(|p| p == out);
         if let Some(f) = self.files.iter().find(|f| same(f)) {
             return Some(f.clone());
         }
-        let (parent, name) = (out.parent()?, out.file_name()?);
+        let (parent, name) = (out.parent()?, out.file_name()?.to_str()?);
+        let read = |n: &&str| match n.strip_prefix('*') {
+            Some(ext) => name.ends_with(ext),
+            None => *n == name,
+        };
         self.dirs
             .iter()
-            .find(|d| d.canonicalize().is_ok_and(|d| d == parent))
-            .map(|d| d.join(name))
+            .find(|(d, names)| {
+                d.canonicalize().is_ok_and(|d| d == parent) && names.iter().any(read)
+            })
+            .map(|(d, _)| d.join(name))
     }
 }
 
@@ -120,12 +174,7 @@ pub fn check_outputs(outputs: &[(&str, Option<&Path>, bool)], inputs: &Inputs) -
 /// is replaced, the link stays); a path that is not a regular file (`/dev/null`, a FIFO) is
 /// written in place, as a shell redirect would.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => path
-            .canonicalize()
-            .with_context(|| format!("{}: a symlink whose target is missing", path.display()))?,
-        _ => path.to_path_buf(),
-    };
+    let target = follow_link(path);
     if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
         return std::fs::write(&target, bytes)
             .with_context(|| format!("writing {}", path.display()));

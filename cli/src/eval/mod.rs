@@ -157,7 +157,17 @@ impl EvalArgs {
             ("--json", self.json.as_deref(), false),
             ("--plot", self.plot.as_deref(), true),
         ];
-        crate::output::check_outputs(&outputs, &self.model.inputs()?)?;
+        let mut inputs = self.model.inputs()?;
+        if let Some(r) = &self.router {
+            inputs.router(r);
+        }
+        for d in &self.data {
+            match d.is_dir() {
+                true => inputs.dir(d, &["*.jsonl"]),
+                false => inputs.file(d),
+            }
+        }
+        crate::output::check_outputs(&outputs, &inputs)?;
         Ok(())
     }
 }

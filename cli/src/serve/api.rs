@@ -66,6 +66,8 @@ pub struct Job {
     pub model: String,
     /// One prompt per sequence group (completions may batch several).
     pub prompts: Vec<PromptInput>,
+    /// The prompt came as a list of prompts (errors then name `prompt[k]`, even for one).
+    pub prompt_list: bool,
     /// Choices per prompt.
     pub n: usize,
     /// Sampling; `max_tokens` is filled in once the prompt length is known.
@@ -464,6 +466,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
             temperature: 1.0,
             ..SamplingParams::default()
         },
+        prompt_list: false,
         max_tokens: None,
         max_tokens_param: "max_tokens",
         stream: false,
@@ -480,6 +483,8 @@ pub fn completion(body: &[u8]) -> Result<Job, ApiError> {
     let mut b: CompletionBody = parse(body)?;
     let mut job = new_job(Endpoint::Completion);
     common(b.take_common(), &mut job)?;
+    job.prompt_list = matches!(&b.prompt, Some(Value::Array(a))
+        if matches!(a.first(), Some(Value::String(_) | Value::Array(_))));
     job.prompts = completion_prompts(b.prompt)?;
     job.max_tokens = b.max_tokens;
     if let Some(l) = b.logprobs {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -80,7 +80,7 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
             (read_timeout, max_body),
-            read_body,
+            super::listen::read_body,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), count))
@@ -106,45 +106,6 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// Every route but `/health` needs `Authorization: Bearer KEY` when a key is set.
-/// Reads the whole body before the handler, within `timeout`: a client that sends part of its
-/// body and stalls gets a 408 instead of holding the request open. A `Content-Length` past
-/// the size limit is refused (413) before any byte is read, as are bodies that grow past it.
-async fn read_body(
-    State((timeout, max_body)): State<(Duration, usize)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|&n| n > max_body as u64) {
-        return ApiError::status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is {n} bytes; at most {max_body} are accepted (--max-body-mib)"
-            ),
-        )
-        .into_response();
-    }
-    let (parts, stream) = req.into_parts();
-    let req = Request::from_parts(parts.clone(), stream);
-    match tokio::time::timeout(timeout, Bytes::from_request(req, &())).await {
-        Err(_) => ApiError::status(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request body did not arrive within {} s (--read-timeout)",
-                timeout.as_secs()
-            ),
-        )
-        .into_response(),
-        Ok(b) => match body(b) {
-            Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
-            Err(e) => e.into_response(),
-        },
-    }
-}
-
 async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &st.api_key {
         if req.uri().path() != "/health" {
@@ -408,7 +369,7 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         Endpoint::Chat => "messages",
         Endpoint::Completion => "prompt",
     };
-    let batch = job.prompts.len() > 1;
+    let batch = job.prompt_list;
     let name = move |k: usize| match batch {
         true => format!("{field}[{k}]"),
         false => field.to_string(),

@@ -8,12 +8,17 @@
 //!   that half-closes after sending (`nc -N`) is therefore taken as gone.
 //! - on shutdown, no new connections; open ones finish their requests.
 //!
-//! Request bodies get the same deadline in [`super::http`]'s body middleware.
+//! Request bodies get the same deadline from [`read_body`], a middleware of every route.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,6 +26,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+use super::error::ApiError;
+use super::http::body;
 
 /// How long accept waits after an error such as "too many open files" before trying again
 /// (retrying at once would spin).
@@ -52,8 +60,12 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    // A client gone before it was accepted: nothing to wait for.
+                    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+                    if !matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
                     continue;
                 }
             },
@@ -70,4 +82,43 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Reads the whole body before the handler, within `timeout`: a client that sends part of its
+/// body and stalls gets a 408 instead of holding the request open. A `Content-Length` past
+/// the size limit is refused (413) before any byte is read, as are bodies that grow past it.
+pub(super) async fn read_body(
+    State((timeout, max_body)): State<(Duration, usize)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > max_body as u64) {
+        return ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is {n} bytes; at most {max_body} are accepted (--max-body-mib)"
+            ),
+        )
+        .into_response();
+    }
+    let (parts, stream) = req.into_parts();
+    let req = Request::from_parts(parts.clone(), stream);
+    match tokio::time::timeout(timeout, Bytes::from_request(req, &())).await {
+        Err(_) => ApiError::status(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s (--read-timeout)",
+                timeout.as_secs()
+            ),
+        )
+        .into_response(),
+        Ok(b) => match body(b) {
+            Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
+            Err(e) => e.into_response(),
+        },
+    }
 }

@@ -65,6 +65,16 @@ fn outputs_keep_inputs_links_and_devices() {
         .file_type()
         .is_symlink());
     assert_eq!(read_logits(&target).1, want);
+    // A dangling symlink: its target is created, as `>` would.
+    let (missing, dangling) = (
+        tmp.path().join("new.safetensors"),
+        tmp.path().join("dangling"),
+    );
+    std::os::unix::fs::symlink("new.safetensors", &dangling).unwrap();
+    assert!(score(&dangling).status.success());
+    assert_eq!(read_logits(&missing).1, want);
+    // A second logits file beside the adapter's own: allowed again (only read files count).
+    assert!(score(&beside).status.success());
 
     // A FIFO: its reader gets the logits, and it stays a FIFO.
     let fifo = tmp.path().join("fifo");

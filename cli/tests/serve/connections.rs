@@ -31,7 +31,7 @@ fn post_head(len: usize) -> String {
 }
 
 #[test]
-fn stalled_half_closed_and_surplus_connections() {
+fn stalled_and_surplus_connections() {
     let Some(a) = assets() else { return };
     let mut args = a.model_args();
     args.extend(

@@ -175,31 +175,19 @@ fn strftime_now(format: String) -> std::result::Result<Value, minijinja::Error> 
     }
 }
 
-/// Renders `template` for `req`. A message with `tool_calls` or `name` is refused when the
-/// template never reads that field (never writes `.field`, `'field'` or `"field"`): it would be
-/// dropped without a word (or, for an assistant turn without text, the template fails on its
-/// missing content with a Jinja error that names neither). `tool_call_id` is only a
-/// correlation id, which OpenAI clients send with every tool result and many templates ignore.
+/// Renders `template` for `req`. A message with `tool_calls` is refused when the template never
+/// reads them: they would be dropped without a word (or, on an assistant turn without text,
+/// the template fails on its missing content with a Jinja error that names neither).
 pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens) -> Result<String> {
-    for (field, instead) in [
-        ("tool_calls", "give the call as the message's text content"),
-        (
-            "name",
-            "leave it out, or put the speaker's name in the text",
-        ),
-    ] {
-        let reads = [
-            format!(".{field}"),
-            format!("'{field}'"),
-            format!("\"{field}\""),
-        ];
-        if reads.iter().any(|r| template.contains(r.as_str())) {
-            continue;
-        }
-        if let Some(i) = req.messages.iter().position(|m| m.0.contains_key(field)) {
+    if !template.contains("tool_calls") {
+        if let Some(i) = req
+            .messages
+            .iter()
+            .position(|m| m.0.contains_key("tool_calls"))
+        {
             return Err(Error::invalid(format!(
-                "messages[{i}].{field}: this model's chat template never reads `{field}` \
-                 (it renders text turns only); {instead}"
+                "messages[{i}].tool_calls: this model's chat template never reads `tool_calls` \
+                 (it renders text turns only); give the call as the message's text content"
             )));
         }
     }
@@ -522,31 +510,6 @@ mod tests {
         assert_eq!(
             render(text_only, &m[..1], false, None, None).unwrap(),
             "user: hi\n"
-        );
-        // A speaker's `name` the template never reads: refused, not dropped.
-        let named = [msg(r#"{"role": "user", "content": "hi", "name": "ann"}"#)];
-        let e = render(text_only, &named, false, None, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("messages[0].name") && e.contains("never reads"),
-            "{e}"
-        );
-        // "named" in a system prompt is not a read of `name`.
-        let e = render(
-            "You are named X.{{ messages[0].content }}",
-            &named,
-            false,
-            None,
-            None,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("messages[0].name"), "{e}");
-        let reads_name = "{% for m in messages %}{{ m.name }}: {{ m.content }}{% endfor %}";
-        assert_eq!(
-            render(reads_name, &named, false, None, None).unwrap(),
-            "ann: hi"
         );
     }
 

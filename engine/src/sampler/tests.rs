@@ -1,0 +1,289 @@
+//! The sampler's tests: distributions, seeds, filters, stop strings.
+
+use super::*;
+use std::collections::BTreeSet;
+
+fn sp(temperature: f32, edit: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+    let mut p = SamplingParams {
+        temperature,
+        ..Default::default()
+    };
+    edit(&mut p);
+    p
+}
+
+fn ln(probs: &[f64]) -> Vec<f32> {
+    probs.iter().map(|p| p.ln() as f32).collect()
+}
+
+/// Logits uniform in [-4, 4) from a fixed LCG.
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005) ^ 0x9e37_79b9;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
+    };
+    (0..n).map(|_| next()).collect()
+}
+
+/// Tokens seen over 300 seeds x 10 draws.
+fn support(p: &SamplingParams, logits: &[f32]) -> BTreeSet<u32> {
+    let mut seen = BTreeSet::new();
+    for seed in 0..300 {
+        let mut s = Sampler::new(SamplingParams { seed, ..p.clone() });
+        seen.extend((0..10).map(|_| s.sample(logits, &[])));
+    }
+    seen
+}
+
+#[test]
+fn seeded_determinism() {
+    let logits = noise(1000, 1);
+    let draws = |seed| {
+        let mut s = Sampler::new(sp(1.0, |p| p.seed = seed));
+        (0..500).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+    };
+    assert_eq!(draws(42), draws(42));
+    assert_ne!(draws(42), draws(43));
+}
+
+/// A seeded draw under top-k / top-p depends on the kept set and its probabilities, not
+/// on the order ties among near-equal logits land in: the logits of one request alone and
+/// in a batch differ in their last bits (measured ~1e-5 on the server), which reordered
+/// quickselect's output and changed the draws.
+#[test]
+fn seeded_top_k_top_p_draws_survive_last_bit_noise() {
+    // 2,000 tokens on 10 levels (100 on the top one), each jittered by its own ~1e-6.
+    let level = |i: usize| if i % 100 < 5 { 0 } else { 1 + i % 9 };
+    let logits = |seed: u64| -> Vec<f32> {
+        let jitter = noise(2000, seed);
+        (0..2000)
+            .map(|i| -(level(i) as f32) * 0.5 + jitter[i] * 1e-6)
+            .collect()
+    };
+    let (a, b) = (logits(1), logits(2));
+    // Top-p cut after the second level (half a token short of its end).
+    let mass =
+        |l: usize| (0..2000).filter(|&i| level(i) == l).count() as f64 * (-(l as f64) * 0.5).exp();
+    let total: f64 = (0..10).map(mass).sum();
+    let top_p = ((mass(0) + mass(1) - 0.5 * (-0.5f64).exp()) / total) as f32;
+    // top_k keeps 100 (sorted by id), top_p about 300 (placed by id in one pass).
+    for (name, k, p, kept) in [("top_k", 100, 1.0, 1), ("top_p", 0, top_p, 2)] {
+        let draws = |logits: &[f32]| {
+            let mut s = Sampler::new(sp(1.0, |q| (q.seed, q.top_k, q.top_p) = (7, k, p)));
+            (0..300).map(|_| s.sample(logits, &[])).collect::<Vec<_>>()
+        };
+        let (da, db) = (draws(&a), draws(&b));
+        assert!(
+            da.iter().all(|&t| level(t as usize) < kept),
+            "{name}: {da:?}"
+        );
+        assert_eq!(da, db, "{name}");
+    }
+}
+
+#[test]
+fn greedy_argmax_ties_and_no_rng() {
+    let mut s = Sampler::new(SamplingParams::default());
+    assert_eq!(s.sample(&[0.1, 3.0, -2.0, 3.0], &[]), 1);
+    assert_eq!(s.sample(&[-0.0, 0.0], &[]), 0);
+    let logits = noise(5000, 7);
+    let want = s.sample(&logits, &[]);
+    for seed in 0..20 {
+        let mut g = Sampler::new(sp(0.0, |p| p.seed = seed));
+        assert_eq!(g.sample(&logits, &[]), want);
+    }
+}
+
+#[test]
+fn top_k_one_equals_greedy() {
+    let mut g = Sampler::new(SamplingParams::default());
+    for seed in 0..50 {
+        let mut logits = noise(2000, seed);
+        logits[(seed as usize * 37) % 2000] = 10.0;
+        logits[(seed as usize * 91) % 2000] = 10.0; // a tie, mostly
+        let mut k = Sampler::new(sp(1.5, |p| (p.top_k, p.seed) = (1, seed)));
+        for _ in 0..5 {
+            assert_eq!(k.sample(&logits, &[]), g.sample(&logits, &[]));
+        }
+    }
+}
+
+#[test]
+fn top_p_boundaries() {
+    let logits = ln(&[0.2, 0.5, 0.3]);
+    let top_p = |v| sp(1.0, |p| p.top_p = v);
+    assert_eq!(support(&top_p(0.5), &logits), BTreeSet::from([1]));
+    assert_eq!(support(&top_p(0.8), &logits), BTreeSet::from([1, 2]));
+    assert_eq!(support(&top_p(0.80001), &logits), BTreeSet::from([0, 1, 2]));
+    assert_eq!(support(&top_p(1e-9), &logits), BTreeSet::from([1]));
+    assert_eq!(support(&top_p(0.6), &logits), BTreeSet::from([1, 2]));
+    // HF order: top_k renormalises before top_p (0.5 / 0.8 = 0.625 >= 0.6).
+    let kp = SamplingParams {
+        top_k: 2,
+        ..top_p(0.6)
+    };
+    assert_eq!(support(&kp, &logits), BTreeSet::from([1]));
+}
+
+#[test]
+fn nucleus_matches_full_sort() {
+    for (n, seed, target) in [
+        (1, 0, 0.5),
+        (7, 1, 0.99),
+        (50_000, 2, 0.9),
+        (50_000, 3, 1e-3),
+    ] {
+        let probs: Vec<f32> = noise(n, seed).iter().map(|l| (l / 0.3).exp()).collect();
+        let mut cand: Vec<(u32, f32)> = probs
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| (i as u32, q))
+            .collect();
+        let sum: f64 = probs.iter().map(|&q| f64::from(q)).sum();
+        let keep = nucleus(&mut cand, target * sum);
+        let mut sorted: Vec<u32> = (0..n as u32).collect();
+        sorted.sort_by(|&a, &b| {
+            probs[b as usize]
+                .total_cmp(&probs[a as usize])
+                .then(a.cmp(&b))
+        });
+        let mut cum = 0.0;
+        let want = 1 + sorted
+            .iter()
+            .take_while(|&&i| {
+                cum += f64::from(probs[i as usize]);
+                cum < target * sum
+            })
+            .count()
+            .min(n - 1);
+        assert_eq!(keep, want);
+        let got: BTreeSet<u32> = cand[..keep].iter().map(|c| c.0).collect();
+        assert_eq!(got, sorted[..want].iter().copied().collect());
+    }
+}
+
+#[test]
+fn min_p_boundary() {
+    let logits = ln(&[0.05, 0.5, 0.2, 0.25]);
+    assert_eq!(
+        support(&sp(1.0, |p| p.min_p = 0.5), &logits),
+        BTreeSet::from([1, 3])
+    );
+    assert_eq!(
+        support(&sp(1.0, |p| p.min_p = 0.0999), &logits),
+        BTreeSet::from([0, 1, 2, 3])
+    );
+}
+
+#[test]
+fn repetition_penalty_signs() {
+    let mut s = Sampler::new(sp(0.0, |p| p.repetition_penalty = 2.0));
+    assert_eq!(s.sample(&[2.0, 1.5], &[0]), 1); // 2 / 2 = 1 < 1.5
+    assert_eq!(s.sample(&[-1.0, -1.5], &[0]), 1); // -1 * 2 = -2 < -1.5
+    assert_eq!(s.sample(&[2.0, 1.5], &[1, 99]), 0); // 99 is out of vocabulary: ignored
+                                                    // Once per distinct token: 2 / 1.5 > 1.2 (twice would give 0.89).
+    let mut s = Sampler::new(sp(0.0, |p| p.repetition_penalty = 1.5));
+    assert_eq!(s.sample(&[2.0, 1.2], &[0, 0, 0]), 0);
+}
+
+#[test]
+fn temperature_matches_softmax() {
+    let logits = [1.0f32, 2.0, 0.5, -1.0];
+    for t in [0.5f32, 1.0, 2.0] {
+        let e: Vec<f64> = logits.iter().map(|&l| f64::from(l / t).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let mut s = Sampler::new(sp(t, |p| p.seed = 9));
+        let mut counts = [0u32; 4];
+        for _ in 0..20_000 {
+            counts[s.sample(&logits, &[]) as usize] += 1;
+        }
+        for (c, w) in counts.iter().zip(&e) {
+            let f = f64::from(*c) / 20_000.0;
+            assert!((f - w / z).abs() < 0.015, "t={t}: {counts:?} vs {}", w / z);
+        }
+    }
+}
+
+#[test]
+fn non_finite_logits() {
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    let mut g = Sampler::new(SamplingParams::default());
+    assert_eq!(g.sample(&[nan, 1.0, 0.5], &[]), 1);
+    assert_eq!(g.sample(&[-1.0, nan, -3.0], &[]), 0);
+    assert_eq!(g.sample(&[nan, nan], &[]), 0);
+    assert_eq!(g.try_sample(&[nan, -inf], &[]), None);
+    // One NaN marks the row broken for try_sample; sample skips it.
+    assert_eq!(g.try_sample(&[nan, -inf, -3.0], &[]), None);
+    assert_eq!(g.sample(&[nan, -inf, -3.0], &[]), 2);
+    assert_eq!(g.try_sample(&[-inf, -inf, -3.0], &[]), Some(2));
+    let mut long = vec![0.5f32; 19];
+    long[17] = nan; // in the remainder after the 8-wide chunks
+    assert_eq!(g.try_sample(&long, &[]), None);
+    long[17] = 0.5;
+    long[3] = nan;
+    assert_eq!(g.try_sample(&long, &[]), None);
+    long[3] = 0.7;
+    assert_eq!(g.try_sample(&long, &[]), Some(3));
+    assert_eq!(
+        Sampler::new(sp(1.0, |_| ())).try_sample(&[nan, nan], &[]),
+        None
+    );
+    assert_eq!(g.sample(&[1.0, inf, f32::MAX], &[]), 1);
+    let hot = sp(1.0, |_| ());
+    assert_eq!(support(&hot, &[nan, 1.0, nan, 0.0]), BTreeSet::from([1, 3]));
+    assert_eq!(support(&hot, &[nan, -inf]), BTreeSet::from([0]));
+    assert_eq!(support(&hot, &[0.0, inf, -inf, 3.0]), BTreeSet::from([1]));
+    assert_eq!(
+        support(&sp(1e-30, |_| ()), &[0.0, 1.0, 0.5]),
+        BTreeSet::from([1])
+    );
+}
+
+#[test]
+fn validation() {
+    assert!(SamplingParams::default().validate().is_ok());
+    type Edit = fn(&mut SamplingParams);
+    let bad: [(&str, Edit); 9] = [
+        ("temperature", |p| p.temperature = -0.1),
+        ("temperature", |p| p.temperature = f32::INFINITY),
+        ("top_p", |p| p.top_p = 0.0),
+        ("top_p", |p| p.top_p = 1.5),
+        ("top_p", |p| p.top_p = f32::NAN),
+        ("min_p", |p| p.min_p = -0.5),
+        ("min_p", |p| p.min_p = 1.01),
+        ("repetition_penalty", |p| p.repetition_penalty = 0.0),
+        ("repetition_penalty", |p| p.repetition_penalty = f32::NAN),
+    ];
+    for (field, edit) in bad {
+        let msg = sp(0.0, edit).validate().unwrap_err().to_string();
+        assert!(msg.contains(&format!("`{field}`")), "{msg}");
+    }
+    let err = sp(0.0, |p| p.top_p = 1.5).validate().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid sampling parameter `top_p` = 1.5: must be in (0, 1]"
+    );
+}
+
+#[test]
+fn stop_strings() {
+    let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(find_stop("hello world", &v(&["world", "lo"])), Some(3));
+    assert_eq!(find_stop("hello", &v(&["x", ""])), None);
+    assert_eq!(find_stop("naïve café", &v(&["é", "ï"])), Some(2));
+    assert_eq!(stop_holdback("hello wor", &v(&["world"])), 3);
+    assert_eq!(stop_holdback("hello world", &v(&["world"])), 0); // not a proper prefix
+    assert_eq!(stop_holdback("abc", &v(&["c", "bcd", "xyz", ""])), 2);
+    assert_eq!(stop_holdback("", &v(&["ab"])), 0);
+    assert_eq!(stop_holdback("caf\u{e9}", &v(&["\u{e9}t\u{e9}"])), 2);
+    assert_eq!(stop_holdback("x\u{e8}", &v(&["\u{e9}"])), 0); // same lead byte only
+    assert_eq!(stop_holdback("a🙂", &v(&["🙂🙃"])), 4);
+    for stop in ["語x", "本語x", "日本語x"] {
+        let h = stop_holdback("日本語", &v(&[stop]));
+        assert!("日本語".is_char_boundary(9 - h));
+        assert_eq!(h, stop.len() - 1);
+    }
+}
