@@ -330,7 +330,7 @@ pub struct Loaded<B: Backend> {
 impl<B: Backend> Loaded<B> {
     /// The tokenizer, or an error saying why there is none.
     pub fn tokenizer(&self) -> Result<&TextTokenizer> {
-        self.tokenizer.as_ref().context("this model has no tokenizer (no tokenizer.json in its directory); pass token ids instead")
+        self.tokenizer.as_ref().context("this model has no tokenizer (no tokenizer.json in its directory): put the model's tokenizer.json there, or score token ids with `dlp-run score --ids`")
     }
 
     /// Every id that ends generation: the config's and the tokenizer's.

@@ -254,6 +254,9 @@ impl WithBackend for &GenerateArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let args = self;
+        if args.sampling.stop.iter().any(String::is_empty) {
+            bail!("--stop \"\": a stop string must not be empty");
+        }
         let prompts = read_prompts(args)?;
         if let Some(p) = prompts
             .iter()

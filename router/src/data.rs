@@ -56,9 +56,18 @@ pub fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<Example>, RouterEr
                 msg: format!("no string field {name:?} (choose fields with --text-field / --label-field)"),
             })
         };
+        let label = field(&fields.label)?;
+        // A label names an adapter (`--adapter NAME=DIR`, `--mix NAME=W,...`): one those
+        // cannot spell would be trained and never routed to.
+        if label.is_empty() || label.contains([',', '=']) || label.trim() != label {
+            return Err(RouterError::Json {
+                path: at(),
+                msg: format!("label {label:?} (field {:?}): an adapter name, non-empty, without `,` or `=` or surrounding spaces", fields.label),
+            });
+        }
         out.push(Example {
             text: field(&fields.text)?,
-            label: field(&fields.label)?,
+            label,
         });
     }
     Ok(out)

@@ -439,6 +439,27 @@ fn catalogue_of_bad_files() {
         &err_of(PeftAdapter::load("qv", &qv, &cfg)),
         &["lora_A.default.weight", "adapter-name segment", "random"],
     );
+    // A well-formed pair on lm_head: named as a module this engine does not adapt (it was
+    // called an adapter-name segment).
+    let on_lm_head: Vec<(String, TensorView)> = renamed
+        .iter()
+        .map(|(n, s, d)| {
+            let n = n
+                .replace(".lora_A.default.weight", ".lora_A.weight")
+                .replace("model.layers.0.self_attn.q_proj.", "lm_head.");
+            let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
+            (n, v.unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(on_lm_head, None, &file).unwrap();
+    must_contain(
+        &err_of(PeftAdapter::load("qv", &qv, &cfg)),
+        &[
+            "lm_head.lora_A.weight",
+            "a module this engine does not adapt",
+            "q_proj",
+        ],
+    );
 
     // config.json: impossible and enormous sizes, malformed sliding-window fields.
     let config = d.join("config.json");

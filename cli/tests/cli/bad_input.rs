@@ -227,6 +227,31 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&gen_cpu, &["--prompts", latin1.to_str().unwrap()]),
         &["latin1.jsonl:2: not UTF-8"],
     );
+    fails_with(
+        &args(&gen_cpu, &["--stop", "", "--prompt", "hi"]),
+        &["--stop", "must not be empty"],
+    );
+    // A router label no --adapter/--mix can name.
+    for label in ["", "bool q,x=1", " boolq"] {
+        let data = tmp.path().join("labels.jsonl");
+        let line = serde_json::json!({"instruction": "Is it?", "task": label});
+        std::fs::write(
+            &data,
+            format!("{{\"instruction\": \"a\", \"task\": \"x\"}}\n{line}\n"),
+        )
+        .unwrap();
+        let out = tmp.path().join("router-out");
+        fails_with(
+            &[
+                "train-router",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &["labels.jsonl:2", "an adapter name"],
+        );
+    }
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
     for (flags, want) in [

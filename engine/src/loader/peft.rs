@@ -398,8 +398,14 @@ impl PeftAdapter {
             BTreeMap::new();
         for_each_tensor(&file, |tname, t| {
             let Some((layer, m, is_a)) = parse_tensor_name(&tname) else {
+                let plain = tname.ends_with(".lora_A.weight") || tname.ends_with(".lora_B.weight");
                 let why = if tname.contains("lora_magnitude") {
                     "a DoRA magnitude vector (DoRA is not supported)"
+                } else if plain {
+                    // A well-formed LoRA pair on a module this engine does not adapt.
+                    "a LoRA on a module this engine does not adapt (lm_head, embeddings or an \
+                     unknown name); supported: q_proj, k_proj, v_proj, o_proj, gate_proj, \
+                     up_proj and down_proj of `model.layers.N`"
                 } else if tname.contains(".lora_A.") || tname.contains(".lora_B.") {
                     "its name has an adapter-name segment (`lora_A.<name>.weight`): that is the \
                      layout of a model's live state dict, not of PEFT's saved files, and PEFT \
