@@ -231,9 +231,7 @@ impl WithBackend for &BenchArgs {
             ("--plot", args.plot.as_deref(), true),
         ];
         let mut inputs = args.model.inputs()?;
-        if let Some(r) = &args.router {
-            inputs.router(r);
-        }
+        inputs.router(args.router.as_deref());
         crate::output::check_outputs(&outputs, &inputs)?;
         let mut loaded: Loaded<B> = load(backend, &args.model)?;
         let synthetic = args

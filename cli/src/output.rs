@@ -97,8 +97,10 @@ impl Inputs {
         self.dirs.push((p.to_path_buf(), names));
     }
 
-    /// Adds a router's directory and its tokenizer (which router.json may place elsewhere).
-    pub fn router(&mut self, dir: &Path) {
+    /// Adds a router's directory and its tokenizer (which router.json may place elsewhere);
+    /// None: no router.
+    pub fn router(&mut self, dir: Option<&Path>) {
+        let Some(dir) = dir else { return };
         self.dir(dir, ROUTER_FILES);
         if let Ok(cfg) = dlp_router::config::RouterConfig::load(dir) {
             self.file(&cfg.tokenizer_path(dir));

@@ -27,7 +27,8 @@ pub struct Rendered {
 }
 
 /// Renders a prompt, through the chat template when `chat` is set or `messages` are given.
-/// The routed text of a conversation is its last user message.
+/// The routed text of a conversation is its last user message. `system` goes in front of a
+/// text prompt; `messages` carry their own (generate refuses `--system` beside them).
 pub fn render_prompt(
     tok: &TextTokenizer,
     chat: bool,
@@ -37,11 +38,6 @@ pub fn render_prompt(
 ) -> Result<Rendered> {
     let is_chat = messages.is_some() || chat;
     let (rendered, user) = match (messages, text) {
-        (Some(_), _) if system.is_some() => {
-            bail!(
-                "--system: this prompt gives its own `messages`; put the system message among them"
-            )
-        }
         (Some(m), _) => {
             let user = m
                 .iter()

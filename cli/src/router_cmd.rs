@@ -346,7 +346,7 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     }
     let families = parse_families(&args.families)?;
     let mut inputs = crate::output::Inputs::default();
-    inputs.router(&args.router);
+    inputs.router(Some(&args.router));
     let outputs = [
         ("--json", args.json.as_deref(), false),
         ("--png", args.png.as_deref(), true),

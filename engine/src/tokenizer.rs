@@ -3,6 +3,7 @@
 //! the same byte-level BPE that llama.cpp runs.
 
 mod bytes;
+pub use bytes::token_name;
 pub mod chat;
 
 use std::path::{Path, PathBuf};

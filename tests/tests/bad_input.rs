@@ -417,41 +417,28 @@ fn catalogue_of_bad_files() {
         Some((s, data))
     });
     let file = qv.join("adapter_model.safetensors");
-    let mut renamed: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for_each_tensor(&file, |n, t| {
-        renamed.push((
-            n.replace(".lora_A.weight", ".lora_A.default.weight"),
-            t.shape,
-            t.data,
-        ));
+        tensors.push((n, t.shape, t.data));
         Ok(())
     })
     .unwrap();
-    let views: Vec<(String, TensorView)> = renamed
-        .iter()
-        .map(|(n, s, d)| {
+    // Writes the adapter's tensors back under the names `rename` gives.
+    let write_renamed = |rename: &dyn Fn(&str) -> String| {
+        let views = tensors.iter().map(|(n, s, d)| {
             let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
-            (n.clone(), v.unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &file).unwrap();
+            (rename(n), v.unwrap())
+        });
+        safetensors::serialize_to_file(views, None, &file).unwrap();
+    };
+    write_renamed(&|n| n.replace(".lora_A.weight", ".lora_A.default.weight"));
     must_contain(
         &err_of(PeftAdapter::load("qv", &qv, &cfg)),
         &["lora_A.default.weight", "adapter-name segment", "random"],
     );
     // A well-formed pair on lm_head: named as a module this engine does not adapt (it was
     // called an adapter-name segment).
-    let on_lm_head: Vec<(String, TensorView)> = renamed
-        .iter()
-        .map(|(n, s, d)| {
-            let n = n
-                .replace(".lora_A.default.weight", ".lora_A.weight")
-                .replace("model.layers.0.self_attn.q_proj.", "lm_head.");
-            let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
-            (n, v.unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(on_lm_head, None, &file).unwrap();
+    write_renamed(&|n| n.replace("model.layers.0.self_attn.q_proj.", "lm_head."));
     must_contain(
         &err_of(PeftAdapter::load("qv", &qv, &cfg)),
         &[

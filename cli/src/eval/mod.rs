@@ -158,9 +158,7 @@ impl EvalArgs {
             ("--plot", self.plot.as_deref(), true),
         ];
         let mut inputs = self.model.inputs()?;
-        if let Some(r) = &self.router {
-            inputs.router(r);
-        }
+        inputs.router(self.router.as_deref());
         for d in &self.data {
             match d.is_dir() {
                 true => inputs.dir(d, &["*.jsonl"]),

@@ -3,6 +3,7 @@
 //! `dlp` extension object (the segments and mixtures actually used).
 
 use dlp_engine::generate::FinishReason;
+use dlp_engine::tokenizer::token_name;
 use serde_json::{json, Map, Value};
 
 use super::api::Endpoint;
@@ -51,33 +52,28 @@ struct TextOffset {
 impl TextOffset {
     fn push(&mut self, bytes: &[u8]) {
         self.partial.extend_from_slice(bytes);
-        let mut rest = &self.partial[..];
-        loop {
-            match std::str::from_utf8(rest) {
-                Ok(s) => {
-                    self.chars += s.chars().count();
-                    rest = &[];
-                    break;
-                }
-                Err(e) => {
-                    let (ok, tail) = rest.split_at(e.valid_up_to());
-                    self.chars += std::str::from_utf8(ok).map_or(0, |s| s.chars().count());
-                    match e.error_len() {
-                        // Bytes that can never be UTF-8: one U+FFFD in the text.
-                        Some(n) => {
-                            self.chars += 1;
-                            rest = &tail[n..];
-                        }
-                        None => {
-                            rest = tail;
-                            break;
-                        }
-                    }
+        // Whole characters leave `partial`; bytes that can never be UTF-8 count as the one
+        // U+FFFD the text shows for them; an unfinished character waits for more.
+        let mut done = 0;
+        while let Err(e) = std::str::from_utf8(&self.partial[done..]) {
+            self.chars += utf8_chars(&self.partial[done..done + e.valid_up_to()]);
+            done += e.valid_up_to();
+            match e.error_len() {
+                Some(n) => (self.chars, done) = (self.chars + 1, done + n),
+                None => {
+                    self.partial.drain(..done);
+                    return;
                 }
             }
         }
-        self.partial = rest.to_vec();
+        self.chars += utf8_chars(&self.partial[done..]);
+        self.partial.clear();
     }
+}
+
+/// Characters in bytes known to be UTF-8.
+fn utf8_chars(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c & 0xC0 != 0x80).count()
 }
 
 /// What one choice accumulated.
@@ -97,7 +93,7 @@ struct Choice {
 
 impl ResponseMeta {
     fn token_str(&self, id: u32) -> String {
-        self.tok.token_name(id)
+        token_name(&self.tok.token_bytes(id))
     }
 
     fn n_choices(&self) -> usize {
@@ -139,8 +135,9 @@ impl ResponseMeta {
         let mut offsets = Vec::new();
         for &(id, lp) in tokens {
             offsets.push(offset.chars);
-            offset.push(&self.tok.token_bytes(id));
-            strs.push(self.token_str(id));
+            let bytes = self.tok.token_bytes(id);
+            offset.push(&bytes);
+            strs.push(token_name(&bytes));
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {
                 let mut m = Map::new();
@@ -155,7 +152,10 @@ impl ResponseMeta {
 
     /// Chat's `logprobs.content` entries for `lps`.
     fn chat_logprobs(&self, lps: &[TokenLogprob]) -> Value {
-        let entry = |id: u32, p: f32| json!({"token": self.token_str(id), "logprob": p, "bytes": self.tok.token_bytes(id)});
+        let entry = |id: u32, p: f32| {
+            let bytes = self.tok.token_bytes(id);
+            json!({"token": token_name(&bytes), "logprob": p, "bytes": bytes})
+        };
         let content: Vec<Value> = lps
             .iter()
             .map(|l| {

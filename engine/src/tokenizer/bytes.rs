@@ -26,18 +26,17 @@ impl TextTokenizer {
             .collect::<Option<Vec<u8>>>()
             .unwrap_or_else(|| decoded.into_bytes())
     }
+}
 
-    /// The token's text as OpenAI names tokens: the text when its bytes are UTF-8, else
-    /// `bytes:` and the bytes escaped (`bytes:\xf0\x9f`), so tokens holding different parts
-    /// of a character stay apart.
-    pub fn token_name(&self, id: u32) -> String {
-        let bytes = self.token_bytes(id);
-        match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                let hex: String = e.as_bytes().iter().map(|b| format!("\\x{b:02x}")).collect();
-                format!("bytes:{hex}")
-            }
+/// A token's name as OpenAI gives it, from its [`TextTokenizer::token_bytes`]: the text when
+/// the bytes are UTF-8, else `bytes:` and the bytes escaped (`bytes:\xf0\x9f`), so tokens
+/// holding different parts of a character stay apart.
+pub fn token_name(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let hex: String = bytes.iter().map(|b| format!("\\x{b:02x}")).collect();
+            format!("bytes:{hex}")
         }
     }
 }
