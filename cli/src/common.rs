@@ -299,7 +299,7 @@ impl ModelArgs {
         if let Some(f) = &self.chat_template {
             let t = std::fs::read_to_string(f)
                 .with_context(|| format!("--chat-template {}", f.display()))?;
-            tok.set_chat_template(Some(t));
+            tok.set_chat_template(Some(t), &dlp_engine::tokenizer::file_name(f));
         }
         Ok(())
     }

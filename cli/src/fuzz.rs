@@ -300,7 +300,10 @@ fn run_one(t: Target, env: &Env, input: &[u8]) {
             let (template, messages) = split(input);
             let p = write("tokenizer.json", &env.router_tokenizer);
             if let Ok(mut tok) = dlp_engine::tokenizer::TextTokenizer::from_file(&p) {
-                tok.set_chat_template(Some(String::from_utf8_lossy(template).into_owned()));
+                tok.set_chat_template(
+                    Some(String::from_utf8_lossy(template).into_owned()),
+                    "fuzz input",
+                );
                 let messages = serde_json::from_slice(messages).unwrap_or_else(|_| {
                     vec![dlp_engine::tokenizer::ChatMessage::new("user", "hi")]
                 });

@@ -46,7 +46,8 @@ pub struct TrainRouterArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["embed_dim", "hidden", "tokenizer", "max_tokens", "device"])]
     pub extend: Option<PathBuf>,
     /// With --extend: full-batch optimiser steps for the new rows.
-    #[arg(long, default_value_t = 300, requires = "extend")]
+    #[arg(long, default_value_t = 300, requires = "extend",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub extend_steps: usize,
     /// Training data: jsonl files (one object per line), or directories holding `train.jsonl`
     /// directly or in one level of per-task folders (`DIR/<task>/train.jsonl`). Directories
@@ -256,6 +257,19 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     let dev_files = find_split_files(&dev_inputs, "dev")?;
     let mut train_set = read_all(&train_files, &fields)?;
     let mut dev_set: Vec<Example> = read_all(&dev_files, &fields)?;
+    // Dev data asked for by name must be there: holding out training data instead would
+    // silently change what the router is trained on.
+    if !args.dev.is_empty() && dev_set.is_empty() {
+        bail!(
+            "--dev {}: no dev examples there (no jsonl file, no dev.jsonl, or only empty ones)",
+            args.dev
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    check_labels(&train_set, &args.label_field)?;
     if dev_set.is_empty() {
         (train_set, dev_set) = hold_out(train_set, args.dev_fraction, args.seed);
         eprintln!(
@@ -310,6 +324,22 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     }
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// A router chooses among labels: training one from a single label gives a router that
+/// always picks it (with no loss to learn from).
+fn check_labels(train: &[Example], field: &str) -> Result<()> {
+    let mut labels: Vec<&str> = train.iter().map(|e| e.label.as_str()).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    match labels[..] {
+        [] => bail!("the training data has no examples (the jsonl files are empty)"),
+        [only] => bail!(
+            "the training data has one label (`{field}` = {only:?} in all {} examples); a router needs at least 2 to choose among (to add a label to a trained router, use --extend)",
+            train.len()
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn parse_families(specs: &[String]) -> Result<Vec<Family>> {

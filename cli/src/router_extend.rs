@@ -56,7 +56,7 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
     };
     let dev = read_all(&find_split_files(&dev_inputs, "dev")?, &fields)?;
     let cfg = ExtendConfig {
-        steps: args.extend_steps.max(1),
+        steps: args.extend_steps,
         seed: args.seed,
         progress: !args.quiet,
         ..ExtendConfig::default()

@@ -181,6 +181,10 @@ fn bad_data_gets_clear_errors() {
             vec!["kind.jsonl:1", "unknown `kind`", "essay"],
         ),
         (
+            write("blank.jsonl", &good.replace("\"Is it?\"", "\"  \"")),
+            vec!["blank.jsonl:1", "field `instruction` is empty"],
+        ),
+        (
             write("empty.jsonl", "\n"),
             vec!["empty.jsonl", "no examples"],
         ),

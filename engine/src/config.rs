@@ -300,6 +300,13 @@ impl ModelConfig {
         if self.hidden_size == 0 || self.vocab_size == 0 || self.num_layers == 0 {
             return bad("hidden_size, vocab_size and num_hidden_layers must be > 0".into());
         }
+        // A context must hold a prompt token and a new one (0 was reported as "1 positions").
+        if self.max_position_embeddings < 2 {
+            return bad(format!(
+                "max_position_embeddings (GGUF: *.context_length) = {} must be at least 2",
+                self.max_position_embeddings
+            ));
+        }
         // Either one out of range turns every logit NaN, which would otherwise load fine.
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
             return bad(format!(
@@ -556,6 +563,11 @@ mod tests {
                 "rope_parameters",
                 llama3("original_max_position_embeddings", 0.0),
                 "expected all finite and > 0",
+            ),
+            (
+                "max_position_embeddings",
+                serde_json::json!(0),
+                "max_position_embeddings (GGUF: *.context_length) = 0 must be at least 2",
             ),
         ] {
             let mut c = base.clone();

@@ -5,6 +5,8 @@
 mod bytes;
 pub use bytes::token_name;
 pub mod chat;
+mod messages;
+pub use messages::{text_of_part, ChatMessage, ChatRequest};
 
 use std::path::{Path, PathBuf};
 
@@ -18,95 +20,6 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::error::{Error, Result};
 use crate::loader::gguf::{GgufFile, GgufValue};
-
-/// One chat turn as transformers takes it: an object with a string `role` and whatever else
-/// the caller gives (`content` as a string or a list of parts, `tool_calls`, `name`, ...), all
-/// of it visible to the template, keys in their given order.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(
-    try_from = "serde_json::Map<String, Json>",
-    into = "serde_json::Map<String, Json>"
-)]
-pub struct ChatMessage(serde_json::Map<String, Json>);
-
-/// The text of an OpenAI content part `{"type": "text", "text": ...}`; None for any other part.
-pub fn text_of_part(part: &Json) -> Option<&str> {
-    (part.get("type")?.as_str()? == "text")
-        .then(|| part.get("text")?.as_str())
-        .flatten()
-}
-
-/// Between the texts of a message's text parts where they are read as one string (vLLM's
-/// choice for templates that take content as a string).
-pub const PARTS_JOIN: &str = "\n";
-
-impl TryFrom<serde_json::Map<String, Json>> for ChatMessage {
-    type Error = String;
-    fn try_from(m: serde_json::Map<String, Json>) -> std::result::Result<Self, String> {
-        match m.get("role") {
-            Some(Json::String(_)) => Ok(ChatMessage(m)),
-            Some(other) => Err(format!(
-                "a message's `role` must be a string, found {other}"
-            )),
-            None => Err("every message needs a `role`".into()),
-        }
-    }
-}
-
-impl From<ChatMessage> for serde_json::Map<String, Json> {
-    fn from(m: ChatMessage) -> Self {
-        m.0
-    }
-}
-
-impl ChatMessage {
-    /// `{"role": role, "content": content}`.
-    pub fn new(role: &str, content: &str) -> Self {
-        let mut m = serde_json::Map::new();
-        m.insert("role".into(), Json::String(role.into()));
-        m.insert("content".into(), Json::String(content.into()));
-        ChatMessage(m)
-    }
-
-    /// The role.
-    pub fn role(&self) -> &str {
-        self.0.get("role").and_then(Json::as_str).unwrap_or("")
-    }
-
-    /// The text of the content: the string, or the text parts of a list joined by
-    /// [`PARTS_JOIN`] (what a router reads of a turn, and what a chat template that does not
-    /// loop over parts is given, so the router's text is found in the rendered prompt).
-    pub fn text(&self) -> String {
-        match self.0.get("content") {
-            Some(Json::String(s)) => s.clone(),
-            Some(Json::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Json::as_str))
-                .collect::<Vec<_>>()
-                .join(PARTS_JOIN),
-            _ => String::new(),
-        }
-    }
-
-    /// The whole message as given.
-    pub fn fields(&self) -> &serde_json::Map<String, Json> {
-        &self.0
-    }
-}
-
-/// What `apply_chat_template` takes: the messages, optional `tools` and `documents` (the
-/// template sees None without them), and whether to open the assistant's turn.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatRequest {
-    /// The conversation.
-    pub messages: Vec<ChatMessage>,
-    /// Tool (function) schemas.
-    pub tools: Option<Json>,
-    /// Retrieval documents.
-    pub documents: Option<Json>,
-    /// Open the assistant's turn at the end.
-    pub add_generation_prompt: bool,
-}
 
 /// The special-token strings a template may write.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -127,6 +40,8 @@ pub struct TextTokenizer {
     chat_template: Option<String>,
     /// Where a chat template was looked for, for the error when there is none.
     template_source: String,
+    /// Where the chat template came from (a file, or a field of one): its errors name it.
+    template_name: String,
     special: SpecialTokens,
     eos_ids: Vec<u32>,
     /// The BOS that goes in front of a prompt, and whether chat prompts get it too: an HF
@@ -216,9 +131,12 @@ impl TextTokenizer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Json::Null,
             Err(e) => return Err(Error::io(&cfg_path, e)),
         };
-        let chat_template = match std::fs::read_to_string(&jinja_path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => config_template(&cfg),
+        let (chat_template, template_name) = match std::fs::read_to_string(&jinja_path) {
+            Ok(t) => (Some(t), file_name(&jinja_path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                config_template(&cfg),
+                format!("chat_template of {}", file_name(&cfg_path)),
+            ),
             Err(e) => return Err(Error::io(&jinja_path, e)),
         };
         let special = SpecialTokens {
@@ -251,6 +169,7 @@ impl TextTokenizer {
                 jinja_path.display(),
                 cfg_path.display()
             ),
+            template_name,
             special,
             eos_ids,
             bos_prefix,
@@ -367,6 +286,7 @@ impl TextTokenizer {
             tok,
             chat_template: g.chat_template(),
             template_source: format!("metadata `tokenizer.chat_template` of {}", p.display()),
+            template_name: format!("tokenizer.chat_template of {}", file_name(p)),
             special: SpecialTokens {
                 bos: name(id("tokenizer.ggml.bos_token_id")),
                 eos: name(id("tokenizer.ggml.eos_token_id")),
@@ -383,10 +303,12 @@ impl TextTokenizer {
         })
     }
 
-    /// Replaces (or removes) the chat template, e.g. with one given on the command line.
-    pub fn set_chat_template(&mut self, t: Option<String>) {
+    /// Replaces (or removes) the chat template, e.g. with one given on the command line;
+    /// `origin` (its file, say) is what its errors name as `(in ORIGIN:LINE)`.
+    pub fn set_chat_template(&mut self, t: Option<String>, origin: &str) {
         if t.is_some() {
             self.template_source = "the chat template that was set".into();
+            self.template_name = origin.to_string();
         }
         self.chat_template = t;
     }
@@ -506,8 +428,17 @@ impl TextTokenizer {
                 self.template_source
             ))
         })?;
-        chat::render(t, req, &self.special)
+        chat::render(t, &self.template_name, req, &self.special)
     }
+}
+
+/// A file's name without its folder: what a template's errors name (a server's answers must
+/// not show where its files are).
+pub fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// `chat_template` of a tokenizer_config.json: a string, or a list of named templates.

@@ -158,25 +158,30 @@ fn chat_template_errors_and_override() {
     };
     let mut tok = TextTokenizer::from_file(&p).unwrap();
     let msgs = [ChatMessage::new("user", "hi")];
-    tok.set_chat_template(None);
+    tok.set_chat_template(None, "");
     let e = tok.render_chat(&msgs, true).unwrap_err().to_string();
     assert!(
         e.contains("no chat template") && e.contains("chat_template.jinja"),
         "{e}"
     );
-    tok.set_chat_template(Some(
-        "{{ bos_token }}{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}".into(),
-    ));
+    tok.set_chat_template(
+        Some(
+            "{{ bos_token }}{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}"
+                .into(),
+        ),
+        "good.jinja",
+    );
     assert_eq!(
         tok.render_chat(&msgs, false).unwrap(),
         "<|im_start|>[user:hi]"
     );
-    tok.set_chat_template(Some("{% for %}".into()));
-    assert!(tok
-        .render_chat(&msgs, false)
-        .unwrap_err()
-        .to_string()
-        .contains("chat template"));
+    // An error names the template's origin and line.
+    tok.set_chat_template(Some("\n{% for %}".into()), "bad.jinja");
+    let e = tok.render_chat(&msgs, false).unwrap_err().to_string();
+    assert!(
+        e.contains("chat template") && e.contains("bad.jinja:2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -240,7 +245,7 @@ fn compat_templates_render_as_transformers() {
     let mut failures = Vec::new();
     for c in cases {
         let name = c["name"].as_str().unwrap();
-        tok.set_chat_template(Some(c["template"].as_str().unwrap().to_string()));
+        tok.set_chat_template(Some(c["template"].as_str().unwrap().to_string()), name);
         let req = ChatRequest {
             messages: serde_json::from_value(c["messages"].clone()).unwrap(),
             tools: c.get("tools").cloned(),

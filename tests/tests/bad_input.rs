@@ -408,6 +408,14 @@ fn catalogue_of_bad_files() {
         &err_of(PeftAdapter::load("qv", &qv, &cfg)),
         &["layer 0", "layers_to_transform [1]"],
     );
+    // A negative index had become layer 0, or vanished from a list.
+    for layers in [serde_json::json!(-1), serde_json::json!([0, -1])] {
+        edit_json(&qv.join("adapter_config.json"), |v| {
+            v["layers_to_transform"] = layers.clone()
+        });
+        let e = err_of(PeftAdapter::load("qv", &qv, &cfg));
+        must_contain(&e, &["layers_to_transform", "integers >= 0", "found -1"]);
+    }
     edit_json(&qv.join("adapter_config.json"), |v| {
         v["layers_to_transform"] = serde_json::Value::Null;
     });

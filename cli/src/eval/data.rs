@@ -72,11 +72,20 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
                 at()
             ),
         };
+        // An empty question, task or answer would be asked, grouped or scored as if it were
+        // a real one.
+        let nonempty = |name: &str| -> Result<String> {
+            let s = field(name)?;
+            if s.trim().is_empty() {
+                bail!("{}: field `{name}` is empty", at());
+            }
+            Ok(s)
+        };
         out.push(Example {
-            task: field("task")?,
-            instruction: field("instruction")?,
+            task: nonempty("task")?,
+            instruction: nonempty("instruction")?,
             output: field("output")?,
-            answer: field("answer")?,
+            answer: nonempty("answer")?,
             kind,
         });
     }

@@ -204,6 +204,12 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             ))
         }
     }
+    if let Some(path) = super::json_keys::duplicate_key(body) {
+        return Err(ApiError::bad_param(
+            &path,
+            format!("invalid request field `{path}`: duplicate field (a key may appear once per object)"),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();

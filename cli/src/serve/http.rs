@@ -423,7 +423,7 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         for j in 0..job.n {
             let mut params = job.params.clone();
             params.max_tokens = m;
-            params.seed = params.seed.wrapping_add(j as u64);
+            params.seed = super::protocol::choice_seed(params.seed, j);
             specs.push(SeqSpec {
                 choice: pi * job.n + j,
                 prompt: p.ids.clone(),

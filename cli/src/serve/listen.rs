@@ -6,7 +6,8 @@
 //! - an EOF from the client ends its request, as nginx and uvicorn treat it: that is how a
 //!   client that gave up on a long non-streamed answer frees its sequence at once. A client
 //!   that half-closes after sending (`nc -N`) is therefore taken as gone.
-//! - on shutdown, no new connections; open ones finish their requests.
+//! - on shutdown, no new connections; open ones finish their requests, for at most the
+//!   drain time: a client that stops reading its answer cannot hold the exit for good.
 //!
 //! Request bodies get the same deadline from [`read_body`], a middleware of every route.
 
@@ -35,12 +36,14 @@ use super::http::body;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the open connections'
-/// requests to finish.
+/// requests to finish, up to `drain` after `shutdown` resolved; connections still open then
+/// (a client not reading its answer) are left to be dropped with the runtime.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     read_timeout: Duration,
     max_connections: usize,
+    drain: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
@@ -81,7 +84,15 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open {} s after the shutdown signal (clients not reading their answers); closing them",
+            drain.as_secs()
+        );
+    }
 }
 
 /// Reads the whole body before the handler, within `timeout`: a client that sends part of its
@@ -120,5 +131,57 @@ pub(super) async fn read_body(
             Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
             Err(e) => e.into_response(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+
+    use axum::routing::get;
+
+    use super::*;
+
+    /// A client that asks for a large answer and never reads it keeps its connection busy
+    /// writing; the shutdown still ends within the drain time.
+    #[test]
+    fn a_client_not_reading_cannot_hold_the_shutdown() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Far more than the kernel's socket buffers on both sides hold.
+        let app = Router::new().route("/big", get(|| async { vec![b'x'; 256 << 20] }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = Duration::from_secs(2);
+        let server = rt.spawn(serve(
+            listener,
+            app,
+            Duration::from_secs(30),
+            8,
+            drain,
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        // The answer has started: the server is now writing into full buffers.
+        let mut head = [0u8; 12];
+        client.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        stop_tx.send(()).unwrap();
+        let ended = rt.block_on(async { tokio::time::timeout(drain * 5, server).await });
+        let took = t0.elapsed();
+        assert!(ended.is_ok(), "the server still waits after {took:?}");
+        assert!(
+            took >= drain && took < drain + Duration::from_secs(3),
+            "shutdown took {took:?} with a drain of {drain:?}"
+        );
+        drop(client);
     }
 }

@@ -166,6 +166,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Drops `adapter`'s series, once it is unloaded: names come and go at runtime, and
+    /// series of every name ever loaded would grow `/metrics` without bound.
+    pub fn forget_adapter(&self, adapter: &str) {
+        self.adapter_routed.remove(&AdapterLabels {
+            adapter: adapter.to_string(),
+        });
+    }
+
     /// Counts one mixture segment that used `adapter`.
     pub fn routed(&self, adapter: &str) {
         self.adapter_routed

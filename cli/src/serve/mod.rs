@@ -11,6 +11,7 @@ pub(crate) mod api;
 mod chat;
 mod error;
 mod http;
+mod json_keys;
 mod listen;
 mod metrics;
 mod mixture;
@@ -105,7 +106,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub max_body_mib: usize,
     /// On SIGINT/SIGTERM: stop accepting, let running requests finish for up to this many
-    /// seconds, then end what is left and exit 0.
+    /// seconds, then end what is left and exit 0 (connections whose clients do not read
+    /// their answers are closed 5 s later).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
     /// A client must send a request's headers, and then its body, within this many seconds
@@ -303,7 +305,9 @@ impl WithBackend for &ServeArgs {
                     let _ = abort_tx.send(worker::Cmd::Abort);
                 });
             };
-            listen::serve(listener, app, read_timeout, max_connections, signal).await;
+            // The grace, then time for the answers the abort sends to go out.
+            let drain = grace + DRAIN_AFTER_ABORT;
+            listen::serve(listener, app, read_timeout, max_connections, drain, signal).await;
             let _ = http_tx.send(worker::Cmd::Shutdown);
         });
         drop(tx);
@@ -328,6 +332,10 @@ impl WithBackend for &ServeArgs {
         result
     }
 }
+
+/// After the shutdown grace, how long the errors sent to requests cut short have to reach
+/// their clients before the remaining connections are closed.
+const DRAIN_AFTER_ABORT: Duration = Duration::from_secs(5);
 
 /// SIGINT (Ctrl-C) or SIGTERM.
 async fn shutdown_signal() {

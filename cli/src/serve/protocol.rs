@@ -183,3 +183,37 @@ pub fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
         top: best.into_iter().map(|(i, x)| (i, lp(x))).collect(),
     }
 }
+
+/// The seed of choice `j` of a request seeded `seed`: choice 0 draws what the same request
+/// with `n` = 1 draws; the others get seeds mixed with splitmix64's finalizer (Steele et al.,
+/// 2014), so that choice 1 of seed s is not choice 0 of seed s + 1.
+pub fn choice_seed(seed: u64, j: usize) -> u64 {
+    if j == 0 {
+        return seed;
+    }
+    let mut z = seed.wrapping_add((j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choice_seed;
+
+    #[test]
+    fn choices_of_one_seed_are_not_other_seeds() {
+        for s in [0u64, 1, 41, u64::MAX] {
+            assert_eq!(choice_seed(s, 0), s);
+            let of_s: Vec<u64> = (0..4).map(|j| choice_seed(s, j)).collect();
+            for (j, &x) in of_s.iter().enumerate() {
+                assert!(of_s[..j].iter().all(|&y| y != x), "seed {s}: {of_s:?}");
+                // The old rule gave choice j the seed s + j.
+                assert!(
+                    j == 0 || x != s.wrapping_add(j as u64),
+                    "seed {s}, choice {j}"
+                );
+            }
+        }
+    }
+}

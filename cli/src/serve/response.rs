@@ -144,6 +144,9 @@ impl ResponseMeta {
                 for &(t, p) in &l.top {
                     m.entry(self.token_str(t)).or_insert(json!(p));
                 }
+                // OpenAI's legacy completions always list the chosen token too (so up to
+                // `logprobs` + 1 entries; with `logprobs: 0`, just it).
+                m.entry(token_name(&bytes)).or_insert(json!(l.logprob));
                 Value::Object(m)
             }));
         }

@@ -324,6 +324,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                 continue;
             }
             sched.remap_slots(|s| if s > slot { s - 1 } else { s });
+            self.shared.metrics.forget_adapter(&gone.name);
             tracing::info!(adapter = %gone.name, "adapter unloaded");
             unloading.remove(i);
         }

@@ -252,6 +252,39 @@ fn bad_input_exits_non_zero_with_a_message() {
             &["labels.jsonl:2", "an adapter name"],
         );
     }
+    // Training data of one label, dev data named but empty, an extension of 0 steps.
+    let one = tmp.path().join("one.jsonl");
+    std::fs::write(
+        &one,
+        "{\"instruction\": \"a\", \"task\": \"x\"}\n".repeat(3),
+    )
+    .unwrap();
+    let two = tmp.path().join("two.jsonl");
+    std::fs::write(
+        &two,
+        "{\"instruction\": \"a\", \"task\": \"x\"}\n{\"instruction\": \"b\", \"task\": \"y\"}\n",
+    )
+    .unwrap();
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let train = ["train-router", "--out", "no/out", "--data"];
+    let (one, two, empty) = (
+        one.to_str().unwrap(),
+        two.to_str().unwrap(),
+        empty.to_str().unwrap(),
+    );
+    fails_with(
+        &args(&train, &[one]),
+        &["one label", "\"x\" in all 3 examples", "--extend"],
+    );
+    fails_with(
+        &args(&train, &[two, "--dev", empty]),
+        &["--dev", "empty.jsonl", "no dev examples"],
+    );
+    fails_with(
+        &args(&train, &[two, "--extend", "r", "--extend-steps", "0"]),
+        &["--extend-steps", "0"],
+    );
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
     for (flags, want) in [

@@ -563,8 +563,31 @@ fn logprobs_of_partial_characters() {
             assert!(at.starts_with(t), "offset {o} of {t:?} points at {at:?}");
         }
     }
-    for tops in lp["top_logprobs"].as_array().unwrap().iter().skip(1) {
-        assert_eq!(tops.as_object().unwrap().len(), 3, "{tops}");
+    // The 3 best, and the chosen token when it is not among them (as OpenAI lists them).
+    let tops = lp["top_logprobs"].as_array().unwrap();
+    for (tops, t) in tops.iter().zip(tokens).skip(1) {
+        let tops = tops.as_object().unwrap();
+        assert!(tops.len() == 3 || tops.len() == 4, "{tops:?}");
+        assert!(
+            tops.contains_key(t.as_str().unwrap()),
+            "{t} not in {tops:?}"
+        );
+    }
+    let d = s.ok(
+        "/v1/completions",
+        &json!({"model": base, "prompt": prompt, "max_tokens": 4, "logprobs": 0}),
+    );
+    let lp = &d["choices"][0]["logprobs"];
+    for (tops, t) in lp["top_logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(lp["tokens"].as_array().unwrap())
+    {
+        assert_eq!(
+            tops.as_object().unwrap().keys().collect::<Vec<_>>(),
+            [t.as_str().unwrap()]
+        );
     }
     assert!(s.terminate().success());
 }

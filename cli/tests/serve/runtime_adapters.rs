@@ -127,8 +127,12 @@ fn load_and_unload_under_traffic() {
 
         // Unload: gone from the list, 404 for requests, 404 for a second unload.
         let unload = |name: &str| s.post("/v1/unload_lora_adapter", &json!({"lora_name": name}));
+        let routed = |name: &str| format!("dlp_adapter_routed_total{{adapter=\"{name}\"}}");
+        assert!(s.metric(&routed("copy")) >= 1.0);
         let r = unload("copy");
         assert_eq!(r.status, 200, "{}", r.body);
+        // Its series goes with it (unused, it is unloaded before the answer).
+        assert!(!s.get("/metrics").body.contains(&routed("copy")));
         let r = s.post("/v1/chat/completions", &chat("copy"));
         assert_eq!(r.status, 404, "{}", r.body);
         assert_eq!(unload("copy").status, 404);
@@ -145,7 +149,7 @@ fn load_and_unload_under_traffic() {
             move || s.ok("/v1/chat/completions", &body)
         });
         // Submitted: the second use of `second` is counted (the first was `alone`).
-        while s.metric("dlp_adapter_routed_total{adapter=\"second\"}") < 2.0 {
+        while s.metric(&routed("second")) < 2.0 {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let r = unload("second");
@@ -153,6 +157,12 @@ fn load_and_unload_under_traffic() {
         let done = h.join().unwrap();
         assert_eq!(done["choices"][0]["message"]["content"], alone);
         assert_eq!(s.post("/v1/chat/completions", &chat("second")).status, 404);
+        // Unloaded once its request is done, with its series.
+        let t0 = std::time::Instant::now();
+        while s.get("/metrics").body.contains(&routed("second")) {
+            assert!(t0.elapsed().as_secs() < 30, "the series of `second` stayed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         stop.store(true, Ordering::SeqCst);
     });
     assert!(served.load(Ordering::SeqCst) >= 1);

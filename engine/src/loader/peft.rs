@@ -212,17 +212,21 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
             )))
         }
     };
+    // A layer index that is negative or not an integer matches no layer in PEFT; here it
+    // had become layer 0 (a number) or vanished (in a list).
+    let index = |x: &Value| {
+        x.as_u64().map(|i| i as usize).ok_or_else(|| {
+            bad(format!(
+                "field `layers_to_transform`: expected layer indices (integers >= 0), found {x}"
+            ))
+        })
+    };
     let layers = match v.get("layers_to_transform") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(vec![n.as_u64().unwrap_or(0) as usize]),
+        Some(n @ Value::Number(_)) => Some(vec![index(n)?]),
         // PEFT treats an empty list as "every layer".
         Some(Value::Array(a)) if a.is_empty() => None,
-        Some(Value::Array(a)) => Some(
-            a.iter()
-                .filter_map(|x| x.as_u64())
-                .map(|x| x as usize)
-                .collect(),
-        ),
+        Some(Value::Array(a)) => Some(a.iter().map(index).collect::<Result<_>>()?),
         Some(o) => {
             return Err(bad(format!(
                 "field `layers_to_transform`: expected an integer or a list, found {o}"
@@ -252,6 +256,17 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
                 .ok_or_else(|| bad(format!("alpha_pattern[`{k}`]: expected a number")))?;
             alpha_pattern.push((pattern(k)?, k.clone(), a));
         }
+    }
+    if alpha <= 0.0 {
+        tracing::warn!(
+            "{}: lora_alpha = {alpha}: {}",
+            path.display(),
+            if alpha == 0.0 {
+                "every update is scaled by 0, so this adapter changes nothing"
+            } else {
+                "every update is subtracted (negative scale); PEFT allows it, but it is rarely meant"
+            }
+        );
     }
     if truthy("fan_in_fan_out") {
         // PEFT itself resets this to false for nn.Linear targets (all Llama projections).

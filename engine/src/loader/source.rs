@@ -69,7 +69,13 @@ impl ModelFiles {
             TextTokenizer::from_gguf(&g)?
         };
         if tokenizer.chat_template().is_none() {
-            tokenizer.set_chat_template(g.chat_template());
+            tokenizer.set_chat_template(
+                g.chat_template(),
+                &format!(
+                    "tokenizer.chat_template of {}",
+                    crate::tokenizer::file_name(path)
+                ),
+            );
         }
         let weights = g.load_weights_with(keep_packed)?;
         Ok(ModelFiles {

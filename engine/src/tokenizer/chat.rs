@@ -84,7 +84,7 @@ fn template_messages(template: &str, req: &ChatRequest) -> Value {
                     .iter()
                     .map(super::text_of_part)
                     .collect::<Option<Vec<_>>>()
-                    .map(|texts| texts.join(super::PARTS_JOIN)),
+                    .map(|texts| texts.join(super::messages::PARTS_JOIN)),
                 _ => None,
             };
             if let Some(joined) = joined {
@@ -178,7 +178,12 @@ fn strftime_now(format: String) -> std::result::Result<Value, minijinja::Error> 
 /// Renders `template` for `req`. A message with `tool_calls` is refused when the template never
 /// reads them: they would be dropped without a word (or, on an assistant turn without text,
 /// the template fails on its missing content with a Jinja error that names neither).
-pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens) -> Result<String> {
+pub(super) fn render(
+    template: &str,
+    name: &str,
+    req: &ChatRequest,
+    special: &SpecialTokens,
+) -> Result<String> {
     if !template.contains("tool_calls") {
         if let Some(i) = req
             .messages
@@ -194,6 +199,9 @@ pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens)
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
+    // minijinja picks escaping from the template's name (`.json`, `.html`); the name here is
+    // the template's origin, and transformers never escapes.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", tojson);
     env.add_function(
@@ -214,8 +222,8 @@ pub(super) fn render(template: &str, req: &ChatRequest, special: &SpecialTokens)
         Error::invalid(msg)
     };
     let source = prepare(template);
-    env.add_template("chat_template", &source).map_err(fail)?;
-    let tmpl = env.get_template("chat_template").map_err(fail)?;
+    env.add_template(name, &source).map_err(fail)?;
+    let tmpl = env.get_template(name).map_err(fail)?;
     let opt = |v: &Option<serde_json::Value>| match v {
         Some(v) => Value::from_serialize(v),
         None => Value::from(()),
@@ -415,6 +423,7 @@ mod tests {
     ) -> Result<String> {
         super::render(
             t,
+            "test",
             &ChatRequest {
                 messages: m.to_vec(),
                 add_generation_prompt: gen,
