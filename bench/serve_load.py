@@ -6,7 +6,7 @@ model or adapter mixture (the base model, each adapter, `auto` when the server h
 and two-adapter `lora_mixture`s), and report requests/s, generated tokens/s, time to first
 token and inter-token latency (p50/p99), errors and lost responses (a stream that ended
 without a finish_reason). With --server-pid, the server's resident memory is sampled after
-the first minute and at the end.
+the first minute (halfway through a shorter run; `early_at_s` says when) and at the end.
 
   bench/serve_load.py --base-url http://127.0.0.1:8000/v1 --clients 1,8,32 --duration 60
 
@@ -199,8 +199,11 @@ async def run(args, clients, prompts):
     rss = {}
     if args.server_pid:
         async def sample():
-            await asyncio.sleep(min(60, args.duration / 2))
-            rss["after_first_minute"] = rss_mib(args.server_pid)
+            # After the first minute, or halfway through a shorter run (the time is recorded).
+            at = min(60, args.duration / 2)
+            await asyncio.sleep(at)
+            rss["early_at_s"] = round(at, 1)
+            rss["early"] = rss_mib(args.server_pid)
         sampler = asyncio.create_task(sample())
     await asyncio.gather(*(client_loop(i, http, args, prompts, sel, deadline, stats, clients)
                            for i in range(clients)))

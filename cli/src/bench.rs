@@ -336,12 +336,10 @@ impl WithBackend for &BenchArgs {
             }
             Some(models)
         };
-        let eprint_progress = indicatif::ProgressBar::new(
-            (rounds * (plans.len() + 2 * merged.is_some() as usize)) as u64,
-        );
-        eprint_progress.set_style(
-            indicatif::ProgressStyle::with_template("bench {bar:30} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        let eprint_progress = crate::progress::Progress::new(
+            rounds * (plans.len() + 2 * merged.is_some() as usize),
+            "bench {bar:30} {pos}/{len} {msg}",
+            "bench",
         );
         let mut measured: Vec<Measured> = plans
             .iter()
@@ -471,7 +469,9 @@ impl WithBackend for &BenchArgs {
         };
         report.print();
         if let Some(p) = &args.json {
-            std::fs::write(p, serde_json::to_string_pretty(&report.to_json())? + "\n")
+            let mut v = report.to_json();
+            crate::output::tidy_floats(&mut v);
+            std::fs::write(p, serde_json::to_string_pretty(&v)? + "\n")
                 .with_context(|| format!("writing {}", p.display()))?;
             eprintln!("wrote {}", p.display());
         }

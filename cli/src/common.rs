@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use dlp_engine::cpu::{CpuBackend, CpuOptions};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::{resolve_mixture, Mixture};
@@ -13,6 +12,9 @@ use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::Backend;
 
 use crate::output::Inputs;
+#[cfg(feature = "wgpu")]
+pub(crate) use crate::select_backend::quiet_stderr;
+pub use crate::select_backend::{with_backend, WithBackend};
 
 /// Where the default model is looked for, relative to the working directory: the copy that
 /// `scripts/fetch-smollm2.sh` installs, then the shared fixtures beside a checkout.
@@ -91,7 +93,7 @@ pub enum CudaExperimental {
 impl ModelArgs {
     /// The `--cuda-*` flags given, for messages: `--backend cuda --cuda-bf16-compute ...`.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    fn cuda_flags(&self) -> String {
+    pub(crate) fn cuda_flags(&self) -> String {
         let mut f = String::from("--backend cuda");
         for (on, flag) in [
             (self.cuda_bf16_weights, " --cuda-bf16-weights"),
@@ -116,7 +118,7 @@ impl ModelArgs {
 
     /// Whether `--cuda-experimental` turns on `path` (directly or through `all`).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    fn cuda_experimental_on(&self, path: CudaExperimental) -> bool {
+    pub(crate) fn cuda_experimental_on(&self, path: CudaExperimental) -> bool {
         self.cuda_experimental
             .iter()
             .any(|&e| e == path || e == CudaExperimental::All)
@@ -132,7 +134,9 @@ pub struct ModelArgs {
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Load a PEFT LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`.
-    /// All loaded adapters sit side by side; `--mix` chooses how each request combines them.
+    /// All loaded adapters sit side by side, and each request chooses its mixture of them:
+    /// `--mix` or the router in generate and score, the request's `model` or `lora_mixture`
+    /// in serve, the mode in eval, the scenario in bench.
     #[arg(long = "adapter", value_name = "NAME=DIR")]
     pub adapters: Vec<String>,
     /// Compute backend.
@@ -399,188 +403,4 @@ pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
 /// Resolves a named mixture against the loaded adapters.
 pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<Mixture> {
     Ok(resolve_mixture(model.adapter_names(), named)?)
-}
-
-/// Something to run with whichever backend was chosen (a generic closure).
-pub trait WithBackend {
-    /// The result.
-    type Out;
-    /// Runs with `backend`.
-    fn run<B: Backend>(self, backend: B) -> Result<Self::Out>;
-}
-
-/// Creates the backend that `model` asks for (`--backend`, `--wgpu-f16-weights`) and runs
-/// `job` on it.
-pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out> {
-    let (choice, f16) = (model.backend, model.wgpu_f16_weights);
-    if f16 && choice != BackendChoice::Wgpu {
-        bail!("--wgpu-f16-weights needs --backend wgpu (the backend asked for is {choice:?})");
-    }
-    for (on, flag) in [
-        (model.cuda_bf16_weights, "--cuda-bf16-weights"),
-        (model.cuda_bf16_compute, "--cuda-bf16-compute"),
-        (model.cuda_lora_bf16, "--cuda-lora-bf16"),
-        (model.cuda_kv_bf16, "--cuda-kv-bf16"),
-        (!model.cuda_experimental.is_empty(), "--cuda-experimental"),
-    ] {
-        if on && choice != BackendChoice::Cuda {
-            bail!("{flag} needs --backend cuda (the backend asked for is {choice:?})");
-        }
-    }
-    if model.lora_f16 && choice != BackendChoice::Cpu {
-        bail!("--lora-f16 needs --backend cpu (the backend asked for is {choice:?})");
-    }
-    if model.cpu_amx && choice != BackendChoice::Cpu {
-        bail!("--cpu-amx needs --backend cpu (the backend asked for is {choice:?})");
-    }
-    if model.cpu_int8 && choice != BackendChoice::Cpu {
-        bail!("--cpu-int8 needs --backend cpu (the backend asked for is {choice:?})");
-    }
-    if model.cpu_amx && !dlp_engine::cpu::amx_available() {
-        bail!("--cpu-amx: this CPU or OS has no AMX-BF16 (needs AMX-TILE and AMX-BF16 in CPUID, AVX-512, and Linux granting the tile state)");
-    }
-    let cpu = || {
-        CpuBackend::with_options(CpuOptions {
-            lora_f16: model.lora_f16,
-            amx: model.cpu_amx,
-            int8: model.cpu_int8,
-        })
-    };
-    match choice {
-        BackendChoice::Auto => {
-            #[cfg(feature = "cuda")]
-            match dlp_cuda::CudaBackend::new(0) {
-                Ok(b) => return job.run(b),
-                Err(e) => tracing::info!("auto backend: no CUDA ({e})"),
-            }
-            #[cfg(feature = "wgpu")]
-            if gpu_device_present() {
-                // Vulkan drivers print warnings of their own while probing (Mesa's
-                // `XDG_RUNTIME_DIR is invalid` on a headless machine): not ours to show.
-                match quiet_stderr(|| {
-                    dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::HardwareOnly)
-                }) {
-                    Ok(b) => return job.run(b),
-                    Err(e) => tracing::info!("auto backend: no wgpu GPU ({e}); using cpu"),
-                }
-            } else {
-                tracing::info!("auto backend: no GPU device on this machine; using cpu");
-            }
-            job.run(cpu())
-        }
-        BackendChoice::Cpu => job.run(cpu()),
-        BackendChoice::Wgpu => wgpu_backend(job, f16),
-        BackendChoice::Cuda => cuda_backend(job, model),
-    }
-}
-
-/// Whether the machine shows a GPU device to probe (Linux: a DRM render node, an NVIDIA device,
-/// WSL's GPU); elsewhere, assume it may.
-#[cfg(feature = "wgpu")]
-fn gpu_device_present() -> bool {
-    if !cfg!(target_os = "linux") {
-        return true;
-    }
-    let render_node = std::fs::read_dir("/dev/dri").is_ok_and(|d| {
-        d.flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
-    });
-    render_node
-        || std::path::Path::new("/dev/nvidia0").exists()
-        || std::path::Path::new("/dev/dxg").exists()
-}
-
-/// Runs `f` with the process's standard error (file descriptor 2) pointed at /dev/null, so
-/// that C libraries it calls print nothing; restored afterwards.
-#[cfg(feature = "wgpu")]
-pub(crate) fn quiet_stderr<T>(f: impl FnOnce() -> T) -> T {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
-            return f();
-        };
-        // SAFETY: dup/dup2/close on descriptors this function owns or restores; fd 2 always
-        // points at a valid file (the original or /dev/null) in between.
-        let saved = unsafe { libc::dup(2) };
-        if saved < 0 {
-            return f();
-        }
-        unsafe { libc::dup2(null.as_raw_fd(), 2) };
-        let out = f();
-        unsafe {
-            libc::dup2(saved, 2);
-            libc::close(saved);
-        }
-        out
-    }
-    #[cfg(not(unix))]
-    f()
-}
-
-/// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included; with
-/// `f16`, weights stored as f16 (`--wgpu-f16-weights`).
-#[cfg(feature = "wgpu")]
-fn wgpu_backend<J: WithBackend>(job: J, f16: bool) -> Result<J::Out> {
-    let opts = dlp_wgpu::WgpuOptions {
-        f16_weights: f16,
-        ..Default::default()
-    };
-    let b = dlp_wgpu::WgpuBackend::with_options(dlp_wgpu::AdapterPolicy::AllowSoftware, opts)
-        .context(if f16 {
-            "--backend wgpu --wgpu-f16-weights"
-        } else {
-            "--backend wgpu"
-        })?;
-    tracing::info!("backend {}", b.name());
-    job.run(b)
-}
-
-#[cfg(not(feature = "wgpu"))]
-fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
-    bail!("--backend wgpu: this build has no wgpu backend (rebuild with `--features wgpu`)")
-}
-
-/// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
-#[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
-    let on = |p| model.cuda_experimental_on(p);
-    let opts = dlp_cuda::CudaOptions {
-        bf16_weights: model.cuda_bf16_weights,
-        bf16_compute: model.cuda_bf16_compute,
-        lora_bf16: model.cuda_lora_bf16,
-        kv_bf16: model.cuda_kv_bf16,
-        experimental: dlp_cuda::Experimental {
-            decode_matvec: on(CudaExperimental::DecodeMatvec),
-            fused_lora: on(CudaExperimental::FusedLora),
-            wide_grids: on(CudaExperimental::WideGrids),
-            split_attention: on(CudaExperimental::SplitAttention),
-            graphs: on(CudaExperimental::Graphs),
-            sgmv: on(CudaExperimental::Sgmv),
-            fused_norm: on(CudaExperimental::FusedNorm),
-            fused_rope: on(CudaExperimental::FusedRope),
-            fused_kv_store: on(CudaExperimental::FusedKvStore),
-            fused_shrink: on(CudaExperimental::FusedShrink),
-            dependent_launch: on(CudaExperimental::DependentLaunch),
-            batch_lora: on(CudaExperimental::BatchLora),
-            inline_shrink: on(CudaExperimental::InlineShrink),
-            tiled_lora: on(CudaExperimental::TiledLora),
-            inline_combine: on(CudaExperimental::InlineCombine),
-            rope_in_attention: on(CudaExperimental::RopeInAttention),
-            fused_silu: on(CudaExperimental::FusedSilu),
-            norm_in_matvec: on(CudaExperimental::NormInMatvec),
-        },
-        poison_scratch: false,
-        tune: None,
-    };
-    let flags = model.cuda_flags();
-    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(flags.clone())?;
-    let (name, dev, arch) = (b.name(), b.device_name(), b.arch());
-    tracing::info!("backend {name} ({dev}, {arch}, {flags})");
-    job.run(b)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_backend<J: WithBackend>(_job: J, _model: &ModelArgs) -> Result<J::Out> {
-    bail!("--backend cuda: this build has no CUDA backend (rebuild with `--features cuda`)")
 }

@@ -1,7 +1,7 @@
 //! `dlp-run generate`: stream text from one prompt, or run many prompts as one batch, each
 //! with its own adapter mixture.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -117,6 +117,8 @@ pub(crate) struct Prompt {
     explicit_mix: bool,
     /// Where it came from, for messages: `--prompt` or `FILE:LINE`.
     source: String,
+    /// Where its mixture came from: `--mix`, or `FILE:LINE: mix`.
+    mix_source: String,
 }
 
 fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
@@ -133,6 +135,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
             mix: default_mix,
             explicit_mix: args.mix.is_some(),
             source: "--prompt".into(),
+            mix_source: "--mix".into(),
         }]);
     }
     let path = args
@@ -242,6 +245,10 @@ pub(crate) fn parse_prompts(
             mix,
             explicit_mix: explicit_mix || cli_mix,
             source: at(),
+            mix_source: match explicit_mix {
+                true => format!("{}: mix", at()),
+                false => "--mix".into(),
+            },
         });
     }
     if out.is_empty() {
@@ -297,7 +304,8 @@ impl WithBackend for &GenerateArgs {
                 _ => (
                     vec![(
                         0,
-                        common::mixture(&loaded.model, &p.mix).with_context(|| p.source.clone())?,
+                        common::mixture(&loaded.model, &p.mix)
+                            .with_context(|| p.mix_source.clone())?,
                     )],
                     Vec::new(),
                 ),
@@ -320,6 +328,7 @@ impl WithBackend for &GenerateArgs {
             .iter()
             .map(|r| TextStream::new(tok, r.prompt.len(), &params.stop, rerouter.is_some()))
             .collect();
+        let both_terminals = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         let mut stdout = std::io::stdout().lock();
         // Every answer is printed, a broken one (NaN logits) too, before the error that names
         // its prompt: one bad mixture does not lose the batch.
@@ -332,7 +341,9 @@ impl WithBackend for &GenerateArgs {
                 let (control, decision) = texts[i].push(id, rerouter, &names)?;
                 if let Some(d) = decision {
                     if rerouter.is_some_and(|r| r.show) {
-                        eprintln!("{}", d.describe(i));
+                        // On one terminal the answer streamed so far ends mid-line.
+                        let nl = if stream && both_terminals { "\n" } else { "" };
+                        eprintln!("{nl}{}", d.describe(i));
                     }
                     decisions[i].push(d);
                 }
@@ -387,6 +398,8 @@ impl WithBackend for &GenerateArgs {
                     "steps": stats.steps, "peak_rss_mib": peak_rss_mib(),
                 }
             });
+            let mut v = v;
+            crate::output::tidy_floats(&mut v);
             writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?;
         } else if !stream {
             for (i, t) in texts.iter().enumerate() {
@@ -394,6 +407,14 @@ impl WithBackend for &GenerateArgs {
             }
         }
         tracing::info!(decode_tps, prefill_tps, "done");
+        // An instruct model given a raw prompt often ends at once: say why the answer is empty.
+        if !args.chat && tok.chat_template().is_some() {
+            for (o, p) in outs.iter().zip(&prompts) {
+                if p.messages.is_none() && o.tokens.is_empty() && o.finish == FinishReason::Eos {
+                    eprintln!("note: {}: the model ended its answer at once; this model has a chat template, and an instruct model usually answers only with --chat", p.source);
+                }
+            }
+        }
         let broken: Vec<String> = (outs.iter().zip(&prompts))
             .filter(|(o, _)| o.finish == FinishReason::NonFinite)
             .map(|(o, p)| non_finite(&p.source, o.tokens.len()).to_string())

@@ -11,6 +11,7 @@ use dlp_engine::ModelConfig;
 
 /// Show what a model / GGUF / adapter / safetensors file holds.
 #[derive(Debug, Args, Clone)]
+#[command(override_usage = "dlp-run inspect <PATH>\n       dlp-run inspect --backends")]
 pub struct InspectArgs {
     /// An HF model directory, a .gguf file, a PEFT adapter directory or a .safetensors file.
     #[arg(value_name = "PATH", required_unless_present = "backends")]

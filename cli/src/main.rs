@@ -13,10 +13,12 @@ mod generate;
 mod inspect;
 mod output;
 mod pipeline;
+mod progress;
 mod router_cmd;
 mod router_extend;
 mod routing;
 mod score;
+mod select_backend;
 mod serve;
 mod tokenize;
 
@@ -34,7 +36,7 @@ use clap::{Parser, Subcommand};
 ///   dlp-run score --ids 504,3575,282 --out logits.safetensors --mode decode
 ///
 /// Models: an HF directory (config.json + safetensors; Llama 2/3, Mistral, Qwen2, SmolLM2) or
-/// a GGUF file (F32/F16/Q8_0/Q4_0/Q4_1). Adapters: PEFT LoRA directories.
+/// a GGUF file (F32/F16/BF16/Q8_0/Q4_0/Q4_1). Adapters: PEFT LoRA directories.
 #[derive(Debug, Parser)]
 #[command(name = "dlp-run", version, about, long_about, verbatim_doc_comment)]
 struct Cli {

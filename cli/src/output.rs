@@ -189,3 +189,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         })
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// Rewrites every non-integer number of `v` that is exactly an `f32` in that `f32`'s shortest
+/// decimal form: serde_json widens an `f32` to the `f64` next to it, so a weight of 0.7 was
+/// written as 0.699999988079071. Values computed in `f64` are exact `f32`s only by chance, and
+/// then the shortest form names the same number to `f32` precision.
+pub fn tidy_floats(v: &mut serde_json::Value) {
+    use serde_json::{Number, Value};
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            let f = x as f32;
+            if f.is_finite() && f64::from(f) == x {
+                if let Some(m) = f.to_string().parse().ok().and_then(Number::from_f64) {
+                    *n = m;
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(tidy_floats),
+        Value::Object(o) => o.values_mut().for_each(tidy_floats),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn f32_numbers_are_written_in_their_shortest_form() {
+        let mut v = json!({"w": 0.7f32, "d": 0.1f64, "i": 3, "neg": -1.25e-7f32,
+                           "a": [0.9f32, {"p": 0.3f32}], "s": "0.7"});
+        assert_eq!(v["w"].as_f64(), Some(0.699999988079071));
+        super::tidy_floats(&mut v);
+        assert_eq!(
+            v.to_string(),
+            r#"{"w":0.7,"d":0.1,"i":3,"neg":-1.25e-7,"a":[0.9,{"p":0.3}],"s":"0.7"}"#
+        );
+    }
+}

@@ -64,8 +64,9 @@ pub struct TrainRouterArgs {
     /// Output directory: router.json, router.safetensors and a copy of the tokenizer.
     #[arg(long)]
     pub out: PathBuf,
-    /// tokenizer.json to read text with (or a directory holding one): normally the base
-    /// model's, though any works. Default: ../shared/fixtures/smollm2/tokenizer/tokenizer.json.
+    /// tokenizer.json to read text with (or a directory holding one, or a .gguf model whose
+    /// vocabulary is then rebuilt as one): normally the base model's, though any works.
+    /// Default: ../shared/fixtures/smollm2/tokenizer/tokenizer.json (from the repository root).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// jsonl field holding the label (the adapter name).
@@ -183,7 +184,10 @@ pub enum Granularity {
     Sentence,
 }
 
-fn resolve_tokenizer(arg: Option<&Path>) -> Result<PathBuf> {
+/// The tokenizer.json to train with: `--tokenizer` (a file, a folder holding one, or a GGUF
+/// model) or the default. A GGUF without a tokenizer.json beside it has its vocabulary rebuilt
+/// as one (as `generate` reads it) and written into `out`, where the router keeps its copy.
+fn resolve_tokenizer(arg: Option<&Path>, out: &Path) -> Result<PathBuf> {
     let p = arg.map_or_else(|| PathBuf::from(DEFAULT_TOKENIZER), Path::to_path_buf);
     let p = if p.is_dir() {
         p.join("tokenizer.json")
@@ -191,12 +195,43 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<PathBuf> {
         p
     };
     if !p.is_file() {
+        let default = match arg {
+            None => {
+                " (the default, relative to the current directory: run from the repository root)"
+            }
+            Some(_) => "",
+        };
         bail!(
-            "tokenizer {} not found: pass --tokenizer PATH/tokenizer.json (the base model's)",
+            "tokenizer {} not found{default}: pass --tokenizer with the base model's tokenizer.json or .gguf",
             p.display()
         );
     }
-    Ok(p)
+    let mut magic = [0u8; 4];
+    let gguf = std::fs::File::open(&p)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"GGUF";
+    if !gguf {
+        return Ok(p);
+    }
+    let beside = p.with_file_name("tokenizer.json");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let g = dlp_engine::loader::gguf::GgufFile::open(&p)?;
+    let tok = dlp_engine::tokenizer::TextTokenizer::from_gguf(&g)
+        .with_context(|| format!("--tokenizer {}", p.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let dst = out.join("tokenizer.json");
+    tok.hf_tokenizer()
+        .save(&dst, false)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", dst.display()))?;
+    eprintln!(
+        "tokenizer: rebuilt from the vocabulary of {} into {}",
+        p.display(),
+        dst.display()
+    );
+    Ok(dst)
 }
 
 /// Runs `train-router`.
@@ -277,7 +312,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
             dev_set.len()
         );
     }
-    let tokenizer_path = resolve_tokenizer(args.tokenizer.as_deref())?;
+    let tokenizer_path = resolve_tokenizer(args.tokenizer.as_deref(), &args.out)?;
     let tokenizer = dlp_router::model::load_tokenizer(&tokenizer_path)?;
     eprintln!(
         "training on {} examples from {} file(s), dev {} from {} file(s), tokenizer {}",
@@ -454,6 +489,7 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         let mut v = serde_json::to_value(&report)?;
         v["granularity"] = serde_json::json!(format!("{:?}", args.granularity).to_lowercase());
         v["router"] = serde_json::json!(args.router.display().to_string());
+        crate::output::tidy_floats(&mut v);
         std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());

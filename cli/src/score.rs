@@ -76,7 +76,7 @@ impl WithBackend for &ScoreArgs {
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
             bail!("--ids: token id {bad} is outside the vocabulary (size {vocab})");
         }
-        let mix = mixture(model, &named)?;
+        let mix = mixture(model, &named).context("--mix")?;
         let mode = match self.mode {
             Mode::Prefill => ScoreMode::Prefill,
             Mode::Decode => ScoreMode::Decode,

@@ -81,7 +81,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "TASK=ADAPTER,...")]
     pub label_map: Option<String>,
     /// Mixed-task prompts: K questions of K different tasks in one user message (a list runs
-    /// each K), scored per question, under base, uniform and the routed modes.
+    /// each K), scored per question, under base, uniform and the routed modes (those of them
+    /// `--modes` names, when given).
     #[arg(long, value_delimiter = ',', value_name = "K,...")]
     pub compose: Vec<usize>,
     /// Composed prompts per K.
@@ -149,6 +150,19 @@ impl EvalArgs {
         }
         if self.max_tokens == Some(0) {
             bail!("--max-tokens must be at least 1");
+        }
+        let composable = [
+            Mode::Base,
+            Mode::Uniform,
+            Mode::Routed,
+            Mode::RoutedSentence,
+            Mode::TokenLevel,
+        ];
+        if !self.compose.is_empty()
+            && !self.modes.is_empty()
+            && !self.modes.iter().any(|m| composable.contains(m))
+        {
+            bail!("--compose runs under base, uniform, routed, routed-sentence and token-level; --modes names none of them");
         }
         if !self.compose.is_empty() && self.compose_n == 0 {
             bail!("--compose-n 0: no composed prompts to run; give at least 1 (default 40)");

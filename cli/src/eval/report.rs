@@ -319,7 +319,8 @@ impl Report {
     pub fn table(&self) -> String {
         let mut s = String::new();
         let modes: Vec<&str> = self.main.iter().map(|m| m.mode.name()).collect();
-        let w = 15;
+        // A space before the longest name (`routed-sentence` filled 15 and ran into `routed`).
+        let w = modes.iter().map(|m| m.len()).max().unwrap_or(0).max(14) + 1;
         let _ = write!(s, "\n{:<16}", "accuracy %");
         modes.iter().for_each(|m| {
             let _ = write!(s, "{m:>w$}");

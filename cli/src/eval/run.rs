@@ -11,7 +11,6 @@ use dlp_engine::generate::{
 use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::{Backend, Sampler, SamplingParams};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::data::{self, Composed, Example};
 use super::metrics::{self, Kind};
@@ -20,6 +19,7 @@ use super::report::{self, ModeRun, Outcome, Report};
 use super::EvalArgs;
 use crate::common::{load, Loaded};
 use crate::pipeline::{encode_prompt, render_prompt, Rendered, TextStream};
+use crate::progress::Progress;
 use crate::routing::{load_router, select_config, RouteBy, Routing};
 
 /// A prompt ready to run.
@@ -103,15 +103,12 @@ fn routing(args: &EvalArgs, names: &[String], p: f32) -> Result<Option<Routing>>
     )))
 }
 
-fn bar(n: usize, what: String) -> ProgressBar {
-    let b = ProgressBar::new(n as u64);
-    b.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    b.set_message(what);
-    b
+fn bar(n: usize, what: String) -> Progress {
+    Progress::new(
+        n,
+        "{msg:<28} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})",
+        what,
+    )
 }
 
 /// Generates for every item under `mode` in batches of `batch`; returns each completion, its
@@ -121,7 +118,7 @@ fn generate_items<B: Backend>(
     items: &[&Item],
     mode: Mode,
     chooser: &Chooser,
-    bar: &ProgressBar,
+    bar: &Progress,
 ) -> Result<Vec<Generated>> {
     let (model, tok, eos, batch) = (cx.model, cx.tok, cx.eos, cx.batch);
     let routing = chooser.routing;
@@ -189,7 +186,7 @@ fn teacher_forced<B: Backend>(
     items: &[&Item],
     golds: &[&Example],
     chooser: &Chooser,
-    bar: &ProgressBar,
+    bar: &Progress,
 ) -> Result<Vec<Generated>> {
     let (model, tok, batch) = (cx.model, cx.tok, cx.batch);
     let mut out = Vec::with_capacity(items.len());
@@ -396,7 +393,9 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     );
     print!("{}", rep.table());
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&rep.json())?)
+        let mut v = rep.json();
+        crate::output::tidy_floats(&mut v);
+        std::fs::write(p, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", p.display()))?;
         eprintln!("wrote {}", p.display());
     }
@@ -469,6 +468,8 @@ fn compose_runs<B: Backend>(
     if chooser.routing.is_some() {
         modes.extend([Mode::Routed, Mode::RoutedSentence, Mode::TokenLevel]);
     }
+    // `--modes`, when given, limits these too.
+    modes.retain(|m| args.modes.is_empty() || args.modes.contains(m));
     let mut out = Vec::new();
     for mode in modes {
         let k = prompts.first().map_or(0, |c| c.parts.len());

@@ -458,7 +458,9 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         while let Some(ev) = rx.recv().await {
             c.push(ev)?;
         }
-        Ok(Json(c.finish()).into_response())
+        let mut v = c.finish();
+        crate::output::tidy_floats(&mut v);
+        Ok(Json(v).into_response())
     }
 }
 
@@ -572,7 +574,10 @@ fn stream(
         .map(|v| {
             Ok::<_, Infallible>(match v {
                 Value::String(s) => SseEvent::default().data(s),
-                v => SseEvent::default().data(v.to_string()),
+                mut v => {
+                    crate::output::tidy_floats(&mut v);
+                    SseEvent::default().data(v.to_string())
+                }
             })
         });
     // A comment line every second while nothing else is sent: a request waiting in the queue

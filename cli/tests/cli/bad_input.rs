@@ -32,7 +32,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     assert_eq!(err.matches("os error").count(), 1, "{err}");
     fails_with(
         &args(&qv_cpu, &["--mix", "nope=1", "--prompt", "hi"]),
-        &["`nope`", "not loaded"],
+        &["--mix: mixture names adapter `nope`", "not loaded"],
     );
     fails_with(
         &[
@@ -45,7 +45,7 @@ fn bad_input_exits_non_zero_with_a_message() {
             "--prompt",
             "hi",
         ],
-        &["--lora-f16 needs --backend cpu", "Wgpu"],
+        &["--lora-f16 needs --backend cpu", "asked for is wgpu"],
     );
     fails_with(
         &[
@@ -58,11 +58,14 @@ fn bad_input_exits_non_zero_with_a_message() {
             "--prompt",
             "hi",
         ],
-        &["--cpu-amx needs --backend cpu", "Wgpu"],
+        &["--cpu-amx needs --backend cpu", "asked for is wgpu"],
     );
     fails_with(
         &args(&gen_cpu, &["--cuda-bf16-weights", "--prompt", "hi"]),
-        &["--cuda-bf16-weights needs --backend cuda", "Cpu"],
+        &[
+            "--cuda-bf16-weights needs --backend cuda",
+            "asked for is cpu",
+        ],
     );
     for (flag, value) in [
         ("--cuda-bf16-compute", None),
@@ -72,8 +75,19 @@ fn bad_input_exits_non_zero_with_a_message() {
         let mut a = vec!["generate", "--backend", "cpu", "-m", m, flag];
         a.extend(value);
         a.extend(["--prompt", "hi"]);
-        fails_with(&a, &[&format!("{flag} needs --backend cuda"), "Cpu"]);
+        fails_with(
+            &a,
+            &[&format!("{flag} needs --backend cuda"), "asked for is cpu"],
+        );
     }
+    // Under --backend auto, one backend's flags choose it; two backends' flags are refused.
+    let gen_auto = ["generate", "-m", m, "--max-tokens", "2", "--prompt", "hi"];
+    let o = run(&args(&gen_auto, &["--cpu-int8"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fails_with(
+        &args(&gen_auto, &["--cpu-int8", "--cuda-kv-bf16"]),
+        &["--cpu-int8 is for --backend cpu and --cuda-kv-bf16 for --backend cuda"],
+    );
     fails_with(
         &[
             "generate",
@@ -96,7 +110,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
     fails_with(
         &args(&qv_cpu, &["--mix", "qv=-1", "--prompt", "hi"]),
-        &["-1", ">= 0"],
+        &["--mix: mixture weight", "-1", ">= 0"],
     );
     fails_with(
         &args(&qv_cpu, &["--mix", "qv=nan", "--prompt", "hi"]),

@@ -204,3 +204,41 @@ fn train_router_extend_end_to_end() {
         &["layers.1.weight has a non-finite value (NaN) at element 0"],
     );
 }
+
+/// `train-router --tokenizer model.gguf`: the GGUF's vocabulary is rebuilt as the router's
+/// tokenizer.json, which reads text as the model does.
+#[test]
+fn train_router_reads_a_gguf_vocabulary() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../router/demo");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let o = run(&[
+        "train-router",
+        "--data",
+        &s(&demo.join("train.jsonl")),
+        "--dev",
+        &s(&demo.join("dev.jsonl")),
+        "--tokenizer",
+        &s(&gguf),
+        "--out",
+        &s(&out),
+        "--embed-dim",
+        "16",
+        "--hidden",
+        "16,16,16",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ids = |model: &std::path::Path| {
+        let text = "Natalia sold 48 clips in April, and half as many in May. Ünïcödé 🙂";
+        let o = run(&["tokenize", "-m", &s(model), "--text", text]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(ids(&out.join("tokenizer.json")), ids(&gguf));
+}
