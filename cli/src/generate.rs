@@ -172,6 +172,9 @@ pub(crate) fn parse_prompts(
         let at = || format!("{}:{}", path.display(), i + 1);
         let v: Value =
             serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        if let Some(k) = crate::json_keys::duplicate_key(line.as_bytes()) {
+            bail!("{}: key `{k}` is given twice", at());
+        }
         let Some(obj) = v.as_object() else {
             bail!("{}: expected a JSON object, found {v}", at());
         };
@@ -465,6 +468,10 @@ mod tests {
                 "`messages[0].content` must be",
             ),
             (r#"{"prompt": ""}"#, "`prompt` is empty"),
+            (
+                r#"{"messages": [{"role": "user", "content": "a", "content": "b"}]}"#,
+                "key `messages[0].content` is given twice",
+            ),
             (r#"{"prompt": 3}"#, "`prompt` must be a string, found 3"),
             (
                 r#"{"mix": {"a": 1}}"#,

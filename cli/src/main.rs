@@ -11,6 +11,7 @@ mod eval;
 mod fuzz;
 mod generate;
 mod inspect;
+mod json_keys;
 mod output;
 mod pipeline;
 mod progress;

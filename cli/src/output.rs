@@ -200,7 +200,8 @@ pub fn tidy_floats(v: &mut serde_json::Value) {
         Value::Number(n) if n.is_f64() => {
             let x = n.as_f64().unwrap_or(f64::NAN);
             let f = x as f32;
-            if f.is_finite() && f64::from(f) == x {
+            // Integer values stay: f32's shortest form of 2^31 is 2147483600.
+            if f.is_finite() && f64::from(f) == x && x.fract() != 0.0 {
                 if let Some(m) = f.to_string().parse().ok().and_then(Number::from_f64) {
                     *n = m;
                 }
@@ -219,12 +220,12 @@ mod tests {
     #[test]
     fn f32_numbers_are_written_in_their_shortest_form() {
         let mut v = json!({"w": 0.7f32, "d": 0.1f64, "i": 3, "neg": -1.25e-7f32,
-                           "a": [0.9f32, {"p": 0.3f32}], "s": "0.7"});
+                           "a": [0.9f32, {"p": 0.3f32}], "s": "0.7", "big": 2147483648.0f64});
         assert_eq!(v["w"].as_f64(), Some(0.699999988079071));
         super::tidy_floats(&mut v);
         assert_eq!(
             v.to_string(),
-            r#"{"w":0.7,"d":0.1,"i":3,"neg":-1.25e-7,"a":[0.9,{"p":0.3}],"s":"0.7"}"#
+            r#"{"w":0.7,"d":0.1,"i":3,"neg":-1.25e-7,"a":[0.9,{"p":0.3}],"s":"0.7","big":2147483648.0}"#
         );
     }
 }

@@ -114,6 +114,9 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
     let v: Value =
         serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", f.display()))?;
+    if let Some(k) = crate::json_keys::duplicate_key(s.as_bytes()) {
+        anyhow::bail!("{}: key `{k}` is given twice", f.display());
+    }
     let (m, tools, documents, gen) = match v {
         Value::Array(_) => (v, None, None, true),
         Value::Object(mut o) => {

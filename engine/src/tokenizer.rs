@@ -164,10 +164,11 @@ impl TextTokenizer {
         Ok(TextTokenizer {
             tok,
             chat_template,
+            // File names only: a server's answers must not show where its files are.
             template_source: format!(
                 "{} and the `chat_template` field of {}",
-                jinja_path.display(),
-                cfg_path.display()
+                file_name(&jinja_path),
+                file_name(&cfg_path)
             ),
             template_name,
             special,
@@ -285,7 +286,7 @@ impl TextTokenizer {
         Ok(TextTokenizer {
             tok,
             chat_template: g.chat_template(),
-            template_source: format!("metadata `tokenizer.chat_template` of {}", p.display()),
+            template_source: format!("metadata `tokenizer.chat_template` of {}", file_name(p)),
             template_name: format!("tokenizer.chat_template of {}", file_name(p)),
             special: SpecialTokens {
                 bos: name(id("tokenizer.ggml.bos_token_id")),

@@ -204,7 +204,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             ))
         }
     }
-    if let Some(path) = super::json_keys::duplicate_key(body) {
+    if let Some(path) = crate::json_keys::duplicate_key(body) {
         return Err(ApiError::bad_param(
             &path,
             format!("invalid request field `{path}`: duplicate field (a key may appear once per object)"),

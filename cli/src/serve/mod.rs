@@ -11,7 +11,6 @@ pub(crate) mod api;
 mod chat;
 mod error;
 mod http;
-mod json_keys;
 mod listen;
 mod metrics;
 mod mixture;
@@ -306,7 +305,7 @@ impl WithBackend for &ServeArgs {
                 });
             };
             // The grace, then time for the answers the abort sends to go out.
-            let drain = grace + DRAIN_AFTER_ABORT;
+            let drain = grace.saturating_add(DRAIN_AFTER_ABORT);
             listen::serve(listener, app, read_timeout, max_connections, drain, signal).await;
             let _ = http_tx.send(worker::Cmd::Shutdown);
         });

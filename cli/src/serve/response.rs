@@ -145,8 +145,9 @@ impl ResponseMeta {
                     m.entry(self.token_str(t)).or_insert(json!(p));
                 }
                 // OpenAI's legacy completions always list the chosen token too (so up to
-                // `logprobs` + 1 entries; with `logprobs: 0`, just it).
-                m.entry(token_name(&bytes)).or_insert(json!(l.logprob));
+                // `logprobs` + 1 entries; with `logprobs: 0`, just it), with its own value
+                // where another token decodes to the same text (kept in place if listed).
+                m.insert(token_name(&bytes), json!(l.logprob));
                 Value::Object(m)
             }));
         }
