@@ -469,10 +469,7 @@ impl WithBackend for &BenchArgs {
         };
         report.print();
         if let Some(p) = &args.json {
-            let mut v = report.to_json();
-            crate::output::tidy_floats(&mut v);
-            std::fs::write(p, serde_json::to_string_pretty(&v)? + "\n")
-                .with_context(|| format!("writing {}", p.display()))?;
+            crate::output::write_json(p, report.to_json())?;
             eprintln!("wrote {}", p.display());
         }
         if let Some(p) = &args.plot {

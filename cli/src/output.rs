@@ -190,6 +190,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes `v` as pretty JSON with a final newline to `path` (as [`write_atomic`]), its `f32`
+/// numbers in their shortest form ([`tidy_floats`]).
+pub fn write_json(path: &Path, mut v: serde_json::Value) -> Result<()> {
+    tidy_floats(&mut v);
+    write_atomic(path, (serde_json::to_string_pretty(&v)? + "\n").as_bytes())
+}
+
 /// Rewrites every non-integer number of `v` that is exactly an `f32` in that `f32`'s shortest
 /// decimal form: serde_json widens an `f32` to the `f64` next to it, so a weight of 0.7 was
 /// written as 0.699999988079071. Values computed in `f64` are exact `f32`s only by chance, and
@@ -202,7 +209,10 @@ pub fn tidy_floats(v: &mut serde_json::Value) {
             let f = x as f32;
             // Integer values stay: f32's shortest form of 2^31 is 2147483600.
             if f.is_finite() && f64::from(f) == x && x.fract() != 0.0 {
-                if let Some(m) = f.to_string().parse().ok().and_then(Number::from_f64) {
+                // ryu writes the shortest form into a stack buffer: no allocation per number
+                // of a streamed chunk.
+                let shortest = ryu::Buffer::new().format_finite(f).parse().ok();
+                if let Some(m) = shortest.and_then(Number::from_f64) {
                     *n = m;
                 }
             }

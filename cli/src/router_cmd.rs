@@ -489,9 +489,7 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         let mut v = serde_json::to_value(&report)?;
         v["granularity"] = serde_json::json!(format!("{:?}", args.granularity).to_lowercase());
         v["router"] = serde_json::json!(args.router.display().to_string());
-        crate::output::tidy_floats(&mut v);
-        std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_json(path, v)?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.png {

@@ -393,10 +393,7 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     );
     print!("{}", rep.table());
     if let Some(p) = &args.json {
-        let mut v = rep.json();
-        crate::output::tidy_floats(&mut v);
-        std::fs::write(p, serde_json::to_string_pretty(&v)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        crate::output::write_json(p, rep.json())?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &args.plot {

@@ -11,7 +11,6 @@ use dlp_engine::SamplingParams;
 
 pub use super::chat::chat;
 use super::error::ApiError;
-use super::mixture::RawMixture;
 use crate::routing::RouteBy;
 
 /// Most choices per request (`n`).
@@ -118,7 +117,7 @@ macro_rules! common_fields {
             repetition_penalty: f64,
             ignore_eos: bool,
             // dlp-run's extensions.
-            lora_mixture: RawMixture,
+            lora_mixture: Value,
             dlp_route_by: String,
         }
     };
@@ -431,7 +430,7 @@ pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
 /// model, an adapter, or `auto`. Names are checked against what is loaded later.
 pub(super) fn selection(
     model: &str,
-    mixture: Option<RawMixture>,
+    mixture: Option<Value>,
     route_by: Option<String>,
 ) -> Result<Selection, ApiError> {
     if let Some(by) = &route_by {

@@ -137,7 +137,7 @@ impl ResponseMeta {
             offsets.push(offset.chars);
             let bytes = self.tok.token_bytes(id);
             offset.push(&bytes);
-            strs.push(token_name(&bytes));
+            let name = token_name(&bytes);
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {
                 let mut m = Map::new();
@@ -147,9 +147,10 @@ impl ResponseMeta {
                 // OpenAI's legacy completions always list the chosen token too (so up to
                 // `logprobs` + 1 entries; with `logprobs: 0`, just it), with its own value
                 // where another token decodes to the same text (kept in place if listed).
-                m.insert(token_name(&bytes), json!(l.logprob));
+                m.insert(name.clone(), json!(l.logprob));
                 Value::Object(m)
             }));
+            strs.push(name);
         }
         json!({"tokens": strs, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets})
     }
