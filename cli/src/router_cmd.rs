@@ -186,8 +186,9 @@ pub enum Granularity {
 
 /// The tokenizer.json to train with: `--tokenizer` (a file, a folder holding one, or a GGUF
 /// model) or the default. A GGUF without a tokenizer.json beside it has its vocabulary rebuilt
-/// as one (as `generate` reads it) and written into `out`, where the router keeps its copy.
-fn resolve_tokenizer(arg: Option<&Path>, out: &Path) -> Result<PathBuf> {
+/// as one (as `generate` reads it) into a temporary folder, returned with the path: the saved
+/// router copies it into `--out`, and a failed training leaves nothing behind.
+fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     let p = arg.map_or_else(|| PathBuf::from(DEFAULT_TOKENIZER), Path::to_path_buf);
     let p = if p.is_dir() {
         p.join("tokenizer.json")
@@ -212,26 +213,21 @@ fn resolve_tokenizer(arg: Option<&Path>, out: &Path) -> Result<PathBuf> {
         .is_ok()
         && &magic == b"GGUF";
     if !gguf {
-        return Ok(p);
+        return Ok((p, None));
     }
     let beside = p.with_file_name("tokenizer.json");
     if beside.is_file() {
-        return Ok(beside);
+        return Ok((beside, None));
     }
     let g = dlp_engine::loader::gguf::GgufFile::open(&p)?;
     let tok = dlp_engine::tokenizer::TextTokenizer::from_gguf(&g)
         .with_context(|| format!("--tokenizer {}", p.display()))?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let dst = out.join("tokenizer.json");
+    let tmp = tempfile::tempdir().context("creating a temporary folder for the tokenizer")?;
+    let dst = tmp.path().join("tokenizer.json");
     tok.hf_tokenizer()
         .save(&dst, false)
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", dst.display()))?;
-    eprintln!(
-        "tokenizer: rebuilt from the vocabulary of {} into {}",
-        p.display(),
-        dst.display()
-    );
-    Ok(dst)
+    Ok((dst, Some(tmp)))
 }
 
 /// Runs `train-router`.
@@ -312,15 +308,19 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
             dev_set.len()
         );
     }
-    let tokenizer_path = resolve_tokenizer(args.tokenizer.as_deref(), &args.out)?;
+    // `rebuilt` keeps a GGUF's rebuilt tokenizer until the router has copied it.
+    let (tokenizer_path, rebuilt) = resolve_tokenizer(args.tokenizer.as_deref())?;
     let tokenizer = dlp_router::model::load_tokenizer(&tokenizer_path)?;
+    let shown = match (&rebuilt, &args.tokenizer) {
+        (Some(_), Some(gguf)) => format!("rebuilt from the vocabulary of {}", gguf.display()),
+        _ => tokenizer_path.display().to_string(),
+    };
     eprintln!(
-        "training on {} examples from {} file(s), dev {} from {} file(s), tokenizer {}",
+        "training on {} examples from {} file(s), dev {} from {} file(s), tokenizer {shown}",
         train_set.len(),
         train_files.len(),
         dev_set.len(),
         dev_files.len(),
-        tokenizer_path.display()
     );
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
     // What a later `--extend` needs of this training: per-label feature statistics.

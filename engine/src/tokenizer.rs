@@ -2,6 +2,8 @@
 //! `chat_template.jinja` beside it) or rebuilt from a GGUF file's `tokenizer.ggml.*` metadata as
 //! the same byte-level BPE that llama.cpp runs.
 
+mod bound;
+pub use bound::MinTokens;
 mod bytes;
 pub use bytes::token_name;
 pub mod chat;
@@ -50,6 +52,8 @@ pub struct TextTokenizer {
     /// front of both.
     bos_prefix: Option<u32>,
     bos_on_chat: bool,
+    /// The most characters one token covers, when known ([`TextTokenizer::min_tokens`]).
+    max_token_chars: Option<usize>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -161,6 +165,7 @@ impl TextTokenizer {
             }
             _ => None,
         };
+        let max_token_chars = bound::max_chars_per_token(&tok);
         Ok(TextTokenizer {
             tok,
             chat_template,
@@ -175,6 +180,7 @@ impl TextTokenizer {
             eos_ids,
             bos_prefix,
             bos_on_chat: false,
+            max_token_chars,
         })
     }
 
@@ -283,6 +289,7 @@ impl TextTokenizer {
             Some(v) => *v == GgufValue::Bool(true),
             None => LLAMA_CPP_ADD_BOS_PRE.contains(&pre),
         };
+        let max_token_chars = bound::max_chars_per_token(&tok);
         Ok(TextTokenizer {
             tok,
             chat_template: g.chat_template(),
@@ -301,6 +308,7 @@ impl TextTokenizer {
                 None
             },
             bos_on_chat: true,
+            max_token_chars,
         })
     }
 

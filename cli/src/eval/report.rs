@@ -458,7 +458,16 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         .collect::<std::collections::BTreeSet<_>>()
         .len()
         > 1;
-    let (w, h) = (1000i32, if has_sweep { 820 } else { 480 });
+    let w = 1000i32;
+    let (l, t, bh) = (60i32, 50i32, 340i32);
+    let n_tasks = rep.tasks.len().max(1) as i32;
+    let group = (w - l - 20) / n_tasks;
+    // Task names that do not fit under their group (8-pixel glyphs) stand upright, whole.
+    let longest = rep.tasks.iter().map(|(t, _)| t.chars().count()).max();
+    let longest = longest.unwrap_or(0) as i32;
+    let upright = longest * 8 + 8 > group;
+    let below = if upright { longest * 8 + 8 } else { 0 };
+    let h = below + if has_sweep { 820 } else { 480 };
     let root = BitMapBackend::new(path, (w as u32, h as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
     let palette = [
@@ -471,9 +480,6 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         RGBColor(227, 119, 194),
         RGBColor(127, 127, 127),
     ];
-    let (l, t, bh) = (60i32, 50i32, 340i32);
-    let n_tasks = rep.tasks.len().max(1) as i32;
-    let group = (w - l - 20) / n_tasks;
     let bw = (group - 6) / rep.main.len().max(1) as i32;
     draw_text(
         &root,
@@ -513,13 +519,17 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
             ))
             .map_err(|x| e(x.to_string()))?;
         }
-        let label: String = task.chars().take((group / 8).max(3) as usize).collect();
-        draw_text(&root, x0, t + bh + 6, &label, &BLACK, false).map_err(e)?;
+        if upright {
+            let bottom = t + bh + 6 + task.chars().count() as i32 * 8;
+            draw_text(&root, x0 + group / 2 - 8, bottom, task, &BLACK, true).map_err(e)?;
+        } else {
+            draw_text(&root, x0, t + bh + 6, task, &BLACK, false).map_err(e)?;
+        }
     }
     for (mi, r) in rep.main.iter().enumerate() {
         let m = r.mode;
         let x = l + (mi as i32 % 4) * 220;
-        let y = t + bh + 24 + (mi as i32 / 4) * 14;
+        let y = t + bh + below + 24 + (mi as i32 / 4) * 14;
         root.draw(&Rectangle::new(
             [(x, y), (x + 10, y + 8)],
             palette[mi % 8].filled(),
@@ -528,7 +538,7 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         draw_text(&root, x + 14, y, m.name(), &BLACK, false).map_err(e)?;
     }
     if has_sweep {
-        let (t2, h2) = (t + bh + 90, 260i32);
+        let (t2, h2) = (t + bh + below + 90, 260i32);
         draw_text(
             &root,
             l,

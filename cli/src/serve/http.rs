@@ -24,12 +24,12 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::adapters;
-use super::api::{self, Endpoint, Job, PromptInput, Selection};
+use super::api::{self, Endpoint, Job, Selection};
 use super::error::ApiError;
+use super::prompt::{fixed_mixture, prepare, Prepared};
 use super::response::{Collector, StreamState};
-use super::worker::{Cmd, NamedMix, SeqSpec, Shared, Submission};
-use crate::pipeline::{encode_prompt, render_prompt};
-use crate::routing::{named, Routing};
+use super::worker::{Cmd, SeqSpec, Shared, Submission};
+use crate::routing::Routing;
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -221,141 +221,6 @@ async fn chat_completions(
     serve_job(st, job).await
 }
 
-/// A prompt ready for the engine.
-pub struct Prepared {
-    /// Prompt ids.
-    pub ids: Vec<u32>,
-    /// The prompt as text (what `echo` returns).
-    pub text: String,
-    /// Named segments.
-    pub segments: Vec<(usize, NamedMix)>,
-    /// Routing decisions behind them.
-    pub decisions: Vec<crate::routing::Decision>,
-}
-
-/// The `(first token, mixture)` runs that `selection` gives a prompt, by name; 404 for a
-/// name that is not loaded.
-fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix>, ApiError> {
-    let loaded = st.adapters.read().expect("not poisoned");
-    let known = |n: &str| loaded.iter().any(|(a, _)| a == n);
-    let names = || {
-        let mut v = vec![st.base_name.clone()];
-        v.extend(loaded.iter().map(|(a, _)| a.clone()));
-        if st.routing.is_some() {
-            v.push("auto".into());
-        }
-        v.join(", ")
-    };
-    Ok(match selection {
-        Selection::Base => Some(vec![]),
-        Selection::Adapter(m) if *m == st.base_name => Some(vec![]),
-        Selection::Adapter(m) if known(m) => Some(vec![(m.clone(), 1.0)]),
-        Selection::Adapter(m) => {
-            return Err(ApiError::not_found(format!(
-                "the model `{m}` does not exist on this server (models: {})",
-                names()
-            ))
-            .param("model")
-            .code("model_not_found"))
-        }
-        Selection::Router(_) if st.routing.is_none() => {
-            return Err(ApiError::not_found(
-                "the model `auto` needs a router: start the server with --router DIR",
-            )
-            .param("model")
-            .code("model_not_found"))
-        }
-        Selection::Router(_) => None,
-        Selection::Mixture(mix) => {
-            // A name given twice was refused with the request (super::mixture).
-            for (n, _) in mix {
-                if !known(n) {
-                    return Err(ApiError::not_found(format!(
-                        "`lora_mixture` names adapter `{n}`, which is not loaded (adapters: {})",
-                        loaded
-                            .iter()
-                            .map(|(a, _)| a.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                    .param(format!("lora_mixture.{n}"))
-                    .code("adapter_not_found"));
-                }
-            }
-            Some(mix.clone())
-        }
-    })
-}
-
-/// Renders, tokenizes and routes one prompt (CPU work: run off the async threads); `name` is
-/// its field in errors (`prompt`, or `prompt[2]` in a batch).
-fn prepare(
-    st: &AppState,
-    name: &str,
-    input: &PromptInput,
-    fixed: &Option<NamedMix>,
-    selection: &Selection,
-) -> Result<Prepared, ApiError> {
-    let tok = &st.tok;
-    // `text`: what the token offsets refer to (and what `echo` returns).
-    let (ids, starts, text, span, user) = match input {
-        PromptInput::Ids(ids) => {
-            let vocab = st.config.vocab_size;
-            if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
-                return Err(ApiError::bad_param(
-                    format!("{name}[{i}]"),
-                    format!("`{name}[{i}]` = {t} is outside the vocabulary (0..{vocab})"),
-                ));
-            }
-            let text = tok
-                .decode(ids, false)
-                .map_err(|e| ApiError::bad_param(name, e.to_string()))?;
-            // Routed as one piece: there are no character offsets to split sentences by.
-            (ids.clone(), Vec::new(), text.clone(), None, text)
-        }
-        PromptInput::Text(t) => {
-            let r = render_prompt(tok, false, None, Some(t), None)
-                .map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
-            let (ids, starts) =
-                encode_prompt(tok, &r).map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
-            (ids, starts, r.text, r.span, r.user)
-        }
-        PromptInput::Chat(m) => {
-            let r = render_prompt(tok, true, None, None, Some(m.clone())).map_err(|e| {
-                let msg = format!("{e:#}");
-                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
-            })?;
-            let (ids, starts) = encode_prompt(tok, &r)
-                .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
-            (ids, starts, r.text, r.span, r.user)
-        }
-    };
-    let (segments, decisions) = match (fixed, selection, &st.routing) {
-        (Some(mix), _, _) => (vec![(0, mix.clone())], Vec::new()),
-        (None, Selection::Router(by), Some(routing)) => {
-            let routing = routing.with_by(*by);
-            let labels = routing.labels();
-            let (segs, decisions) = routing.route_prompt(&text, span, &user, &starts, labels);
-            let segments = segs
-                .iter()
-                .map(|(first, mix)| (*first, named(mix, labels)))
-                .collect();
-            (segments, decisions)
-        }
-        _ => {
-            return Err(ApiError::internal(
-                "no mixture and no router for this request",
-            ))
-        }
-    };
-    Ok(Prepared {
-        ids,
-        text,
-        segments,
-        decisions,
-    })
-}
-
 /// Checks the lengths, reserves room in the queue, submits, and answers.
 async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
     let arrived = Instant::now();
@@ -374,6 +239,12 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         true => format!("{field}[{k}]"),
         false => field.to_string(),
     };
+    // Refused before any tokenizing when no wait could make room for it.
+    let seqs = job.prompts.len().saturating_mul(job.n);
+    let param = if job.n > 1 { "n" } else { "prompt" };
+    if seqs > st.capacity {
+        return Err(past_capacity(&st, seqs, param));
+    }
     let prepared = tokio::task::spawn_blocking(move || {
         job2.prompts
             .iter()
@@ -384,19 +255,9 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
     .await
     .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))??;
     let mut max_tokens = Vec::with_capacity(prepared.len());
-    for (k, p) in prepared.iter().enumerate() {
-        let field = name(k);
+    for p in &prepared {
+        // 0 < n < context: checked in `prepare`.
         let n = p.ids.len();
-        if n == 0 {
-            return Err(ApiError::bad_param(field, "the prompt is empty (0 tokens)"));
-        }
-        if n >= st.context {
-            return Err(ApiError::bad_param(
-                field,
-                format!("this model's maximum context length is {} tokens; the prompt has {n} tokens (leave room for at least one new token)", st.context),
-            )
-            .code("context_length_exceeded"));
-        }
         let room = (st.context - n) as u64;
         let m = match (job.max_tokens, job.endpoint) {
             (Some(m), _) if m > room => {
@@ -413,9 +274,6 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         };
         max_tokens.push(m as usize);
     }
-    let seqs = prepared.len() * job.n;
-    // The field to shrink: `n` when it multiplies, else the prompts of a batch.
-    let param = if job.n > 1 { "n" } else { "prompt" };
     reserve(&st, seqs, param)?;
     let (tx, rx) = unbounded_channel();
     let mut specs = Vec::with_capacity(seqs);
@@ -468,10 +326,7 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
 /// no wait would make (a 429 there would have clients retry forever).
 fn reserve(st: &AppState, n: usize, param: &str) -> Result<(), ApiError> {
     if n > st.capacity {
-        return Err(ApiError::bad_param(
-            param,
-            format!("this request needs {n} sequences (prompts x n) and the server has room for {} in all (--max-concurrent plus --max-queue): send fewer prompts or a smaller n", st.capacity),
-        ));
+        return Err(past_capacity(st, n, param));
     }
     let out = &st.shared.outstanding;
     let mut cur = out.load(Ordering::SeqCst);
@@ -487,6 +342,15 @@ fn reserve(st: &AppState, n: usize, param: &str) -> Result<(), ApiError> {
             Err(now) => cur = now,
         }
     }
+}
+
+/// The 400 for a request of `n` sequences (prompts x n) past the server's whole room;
+/// `param` is the field to shrink (`n` when it multiplies, else the prompts of a batch).
+fn past_capacity(st: &AppState, n: usize, param: &str) -> ApiError {
+    ApiError::bad_param(
+        param,
+        format!("this request needs {n} sequences (prompts x n) and the server has room for {} in all (--max-concurrent plus --max-queue): send fewer prompts or a smaller n", st.capacity),
+    )
 }
 
 /// What every response of a request repeats.

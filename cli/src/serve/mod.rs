@@ -14,6 +14,7 @@ mod http;
 mod listen;
 mod metrics;
 mod mixture;
+mod prompt;
 mod protocol;
 mod response;
 mod worker;

@@ -1,0 +1,177 @@
+//! A request's prompts made ready for the engine: the chat template, tokens, the length
+//! checks (the cheap ones before the costly work) and the router's segments.
+
+use super::api::{PromptInput, Selection};
+use super::error::ApiError;
+use super::http::AppState;
+use super::worker::NamedMix;
+use crate::pipeline::{encode_prompt, render_prompt};
+use crate::routing::named;
+
+/// A prompt ready for the engine.
+pub struct Prepared {
+    /// Prompt ids.
+    pub ids: Vec<u32>,
+    /// The prompt as text (what `echo` returns).
+    pub text: String,
+    /// Named segments.
+    pub segments: Vec<(usize, NamedMix)>,
+    /// Routing decisions behind them.
+    pub decisions: Vec<crate::routing::Decision>,
+}
+
+/// The `(first token, mixture)` runs that `selection` gives a prompt, by name; 404 for a
+/// name that is not loaded.
+pub fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix>, ApiError> {
+    let loaded = st.adapters.read().expect("not poisoned");
+    let known = |n: &str| loaded.iter().any(|(a, _)| a == n);
+    let names = || {
+        let mut v = vec![st.base_name.clone()];
+        v.extend(loaded.iter().map(|(a, _)| a.clone()));
+        if st.routing.is_some() {
+            v.push("auto".into());
+        }
+        v.join(", ")
+    };
+    Ok(match selection {
+        Selection::Base => Some(vec![]),
+        Selection::Adapter(m) if *m == st.base_name => Some(vec![]),
+        Selection::Adapter(m) if known(m) => Some(vec![(m.clone(), 1.0)]),
+        Selection::Adapter(m) => {
+            return Err(ApiError::not_found(format!(
+                "the model `{m}` does not exist on this server (models: {})",
+                names()
+            ))
+            .param("model")
+            .code("model_not_found"))
+        }
+        Selection::Router(_) if st.routing.is_none() => {
+            return Err(ApiError::not_found(
+                "the model `auto` needs a router: start the server with --router DIR",
+            )
+            .param("model")
+            .code("model_not_found"))
+        }
+        Selection::Router(_) => None,
+        Selection::Mixture(mix) => {
+            // A name given twice was refused with the request (super::mixture).
+            for (n, _) in mix {
+                if !known(n) {
+                    return Err(ApiError::not_found(format!(
+                        "`lora_mixture` names adapter `{n}`, which is not loaded (adapters: {})",
+                        loaded
+                            .iter()
+                            .map(|(a, _)| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .param(format!("lora_mixture.{n}"))
+                    .code("adapter_not_found"));
+                }
+            }
+            Some(mix.clone())
+        }
+    })
+}
+
+/// Renders, tokenizes and routes one prompt (CPU work: run off the async threads); `name` is
+/// its field in errors (`prompt`, or `prompt[2]` in a batch).
+pub fn prepare(
+    st: &AppState,
+    name: &str,
+    input: &PromptInput,
+    fixed: &Option<NamedMix>,
+    selection: &Selection,
+) -> Result<Prepared, ApiError> {
+    let tok = &st.tok;
+    // `text`: what the token offsets refer to (and what `echo` returns).
+    let (ids, starts, text, span, user) = match input {
+        PromptInput::Ids(ids) => {
+            check_prompt_len(st, name, ids.len())?;
+            let vocab = st.config.vocab_size;
+            if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
+                return Err(ApiError::bad_param(
+                    format!("{name}[{i}]"),
+                    format!("`{name}[{i}]` = {t} is outside the vocabulary (0..{vocab})"),
+                ));
+            }
+            let text = tok
+                .decode(ids, false)
+                .map_err(|e| ApiError::bad_param(name, e.to_string()))?;
+            // Routed as one piece: there are no character offsets to split sentences by.
+            (ids.clone(), Vec::new(), text.clone(), None, text)
+        }
+        PromptInput::Text(t) => {
+            let r = render_prompt(tok, false, None, Some(t), None)
+                .map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
+            check_text_len(st, name, &r.text)?;
+            let (ids, starts) =
+                encode_prompt(tok, &r).map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
+            (ids, starts, r.text, r.span, r.user)
+        }
+        PromptInput::Chat(m) => {
+            let r = render_prompt(tok, true, None, None, Some(m.clone())).map_err(|e| {
+                let msg = format!("{e:#}");
+                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
+            })?;
+            check_text_len(st, name, &r.text)?;
+            let (ids, starts) = encode_prompt(tok, &r)
+                .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
+            (ids, starts, r.text, r.span, r.user)
+        }
+    };
+    // Before routing: the router reads every sentence of the prompt.
+    check_prompt_len(st, name, ids.len())?;
+    let (segments, decisions) = match (fixed, selection, &st.routing) {
+        (Some(mix), _, _) => (vec![(0, mix.clone())], Vec::new()),
+        (None, Selection::Router(by), Some(routing)) => {
+            let routing = routing.with_by(*by);
+            let labels = routing.labels();
+            let (segs, decisions) = routing.route_prompt(&text, span, &user, &starts, labels);
+            let segments = segs
+                .iter()
+                .map(|(first, mix)| (*first, named(mix, labels)))
+                .collect();
+            (segments, decisions)
+        }
+        _ => {
+            return Err(ApiError::internal(
+                "no mixture and no router for this request",
+            ))
+        }
+    };
+    Ok(Prepared {
+        ids,
+        text,
+        segments,
+        decisions,
+    })
+}
+
+/// Refuses a prompt of `n` tokens that is empty or leaves no room for a new token.
+fn check_prompt_len(st: &AppState, field: &str, n: usize) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::bad_param(field, "the prompt is empty (0 tokens)"));
+    }
+    if n >= st.context {
+        return Err(ApiError::bad_param(
+            field,
+            format!("this model's maximum context length is {} tokens; the prompt has {n} tokens (leave room for at least one new token)", st.context),
+        )
+        .code("context_length_exceeded"));
+    }
+    Ok(())
+}
+
+/// Refuses a prompt text whose length alone proves it past the context, before tokenizing
+/// it (about 0.7 s per MiB on one core): see [`dlp_engine::tokenizer::TextTokenizer::min_tokens`].
+fn check_text_len(st: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
+    match st.tok.min_tokens(text) {
+        Some(m) if m.tokens >= st.context => Err(ApiError::bad_param(
+            field,
+            format!("this model's maximum context length is {} tokens; the prompt has at least {} tokens ({} characters, and no token of this model's tokenizer covers more than {})", st.context, m.tokens, m.chars, m.per_token),
+        )
+        .code("context_length_exceeded")),
+        _ => Ok(()),
+    }
+}
