@@ -52,8 +52,8 @@ pub struct TextTokenizer {
     /// front of both.
     bos_prefix: Option<u32>,
     bos_on_chat: bool,
-    /// The most characters one token covers, when known ([`TextTokenizer::min_tokens`]).
-    max_token_chars: Option<usize>,
+    /// How many tokens a text's length proves, when known ([`TextTokenizer::min_tokens`]).
+    token_bound: Option<bound::TokenBound>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -91,11 +91,17 @@ impl StreamDecoder<'_> {
 
 /// A `tokenizer.json`, checked as JSON first and parsed with the tokenizers library, whose
 /// deserializers panic on some malformed inputs instead of erring: such a panic is caught and
-/// reported as the error it is (fuzzing found them).
+/// reported as the error it is (fuzzing found them). Its truncation and padding are turned off.
 pub fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| e.to_string())?;
     match std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes)) {
-        Ok(r) => r.map_err(|e| e.to_string()),
+        // transformers encodes a prompt without the file's truncation and padding (its
+        // default `truncation=False, padding=False`), and so do we.
+        Ok(r) => r.map_err(|e| e.to_string()).map(|mut t| {
+            t.with_padding(None);
+            let _ = t.with_truncation(None);
+            t
+        }),
         Err(p) => Err(format!(
             "the tokenizers library failed on it: {}",
             p.downcast_ref::<String>()
@@ -165,7 +171,7 @@ impl TextTokenizer {
             }
             _ => None,
         };
-        let max_token_chars = bound::max_chars_per_token(&tok);
+        let token_bound = bound::token_bound(&tok);
         Ok(TextTokenizer {
             tok,
             chat_template,
@@ -180,7 +186,7 @@ impl TextTokenizer {
             eos_ids,
             bos_prefix,
             bos_on_chat: false,
-            max_token_chars,
+            token_bound,
         })
     }
 
@@ -289,7 +295,7 @@ impl TextTokenizer {
             Some(v) => *v == GgufValue::Bool(true),
             None => LLAMA_CPP_ADD_BOS_PRE.contains(&pre),
         };
-        let max_token_chars = bound::max_chars_per_token(&tok);
+        let token_bound = bound::token_bound(&tok);
         Ok(TextTokenizer {
             tok,
             chat_template: g.chat_template(),
@@ -308,7 +314,7 @@ impl TextTokenizer {
                 None
             },
             bos_on_chat: true,
-            max_token_chars,
+            token_bound,
         })
     }
 

@@ -41,7 +41,12 @@ fn smollm2_bound_holds_on_texts_made_of_its_longest_pieces() {
     let gguf = TextTokenizer::from_gguf(&GgufFile::open(&gp).unwrap()).unwrap();
     // The longest vocabulary string: a newline and 80 spaces (81 bytes, byte-level).
     for tok in [&json, &gguf] {
-        assert_eq!(tok.min_tokens("abc").unwrap().per_token, 81);
+        let m = tok.min_tokens("a\u{4}é").unwrap();
+        assert_eq!(
+            (m.per_token, m.unit, m.len),
+            (81, "bytes", 3),
+            "0x04 is not counted"
+        );
     }
     // The pieces an adversary would use: the 300 longest, decoded to their text.
     let vocab = json.hf_tokenizer().get_vocab(true);
@@ -65,8 +70,16 @@ fn smollm2_bound_holds_on_texts_made_of_its_longest_pieces() {
             for _ in 0..50 + rng.below(200) {
                 match rng.below(4) {
                     0 => text.push_str(&pieces[rng.below(pieces.len())]),
-                    1 => text
-                        .push_str(["<|im_start|>", "<|im_end|>", "∑∫ 한국어", "🦀"][rng.below(4)]),
+                    // 0x04 is one of the control bytes SmolLM2's vocabulary cannot spell.
+                    1 => text.push_str(
+                        [
+                            "<|im_start|>",
+                            "<|im_end|>",
+                            "∑∫ 한국어",
+                            "🦀",
+                            "\u{4}\u{4}",
+                        ][rng.below(5)],
+                    ),
                     2 => text.push_str(&" ".repeat(rng.below(100))),
                     _ => text.push_str("The quick brown fox. "),
                 }
@@ -192,6 +205,23 @@ fn bound_follows_the_normalizer_and_is_absent_where_unknown() {
             ),
         ),
         ("fused-unk", with(&["model", "byte_fallback"], json!(false))),
+        ("no-unk", {
+            let mut v = with(&["model", "byte_fallback"], json!(false));
+            v["model"]["unk_token"] = Value::Null;
+            v
+        }),
+        ("a byte token missing", {
+            let mut v = sentencepiece_like();
+            v["model"]["vocab"]
+                .as_object_mut()
+                .unwrap()
+                .remove("<0xF0>");
+            v
+        }),
+        (
+            "unicode-scripts",
+            with(&["pre_tokenizer"], json!({"type": "UnicodeScripts"})),
+        ),
         (
             "rstrip",
             with(
@@ -209,4 +239,44 @@ fn bound_follows_the_normalizer_and_is_absent_where_unknown() {
         json!({"type": "Replace", "pattern": {"String": "abc"}, "content": "▁"}),
     );
     assert_eq!(per_token(&shrink3, "shrink3"), Some(27));
+}
+
+#[test]
+fn unknown_characters_truncation_and_byte_level_coverage() {
+    // An unknown token that stands for one character each keeps the bound.
+    let mut v = sentencepiece_like();
+    v["model"]["byte_fallback"] = json!(false);
+    v["model"]["fuse_unk"] = json!(false);
+    let tok = load(&v, "unk");
+    assert_eq!(tok.min_tokens("").unwrap().per_token, 9);
+    check(&tok, &"🦀é".repeat(100), "unk per character");
+    // The file's truncation and padding are off, as transformers encodes a prompt.
+    let mut v = sentencepiece_like();
+    v["truncation"] =
+        json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0});
+    v["padding"] = json!({"strategy": {"Fixed": 64}, "direction": "Right", "pad_to_multiple_of": null,
+                          "pad_id": 0, "pad_type_id": 0, "pad_token": "<unk>"});
+    let tok = load(&v, "truncation");
+    let text = ["aaaaaaaa"; 10].join(" ");
+    assert_eq!(check(&tok, &text, "neither truncated nor padded"), (10, 10));
+    // A byte-level vocabulary without `Ā` (byte 0) drops every 0 byte: only the bytes it
+    // spells count.
+    let Some(p) = fixture("compat/templates/tokenizer.json") else {
+        return;
+    };
+    let mut v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    assert!(load(&v, "byte-level").min_tokens("").is_some());
+    v["model"]["vocab"].as_object_mut().unwrap().remove("Ā");
+    let tok = load(&v, "byte-level-gap");
+    let text = "\0".repeat(5000) + "ab";
+    assert!(
+        tok.encode(&"\0".repeat(50)).unwrap().is_empty(),
+        "0 bytes are dropped"
+    );
+    let m = tok.min_tokens(&text).unwrap();
+    assert_eq!((m.len, m.unit), (2, "bytes"));
+    check(&tok, &text, "byte-level gap");
+    // Behind a normalizer bytes are not counted, and characters need every byte spelled.
+    v["normalizer"] = json!({"type": "NFC"});
+    assert_eq!(load(&v, "byte-level-gap-nfc").min_tokens(""), None);
 }

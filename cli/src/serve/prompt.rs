@@ -169,7 +169,7 @@ fn check_text_len(st: &AppState, field: &str, text: &str) -> Result<(), ApiError
     match st.tok.min_tokens(text) {
         Some(m) if m.tokens >= st.context => Err(ApiError::bad_param(
             field,
-            format!("this model's maximum context length is {} tokens; the prompt has at least {} tokens ({} characters, and no token of this model's tokenizer covers more than {})", st.context, m.tokens, m.chars, m.per_token),
+            format!("this model's maximum context length is {} tokens; the prompt has at least {} tokens ({} {}, and no token of this model's tokenizer covers more than {})", st.context, m.tokens, m.len, m.unit, m.per_token),
         )
         .code("context_length_exceeded")),
         _ => Ok(()),

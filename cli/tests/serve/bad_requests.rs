@@ -126,7 +126,7 @@ fn catalogue() -> Vec<Case> {
         case("prompt past the context", CHAT, chat_with(|v| v["messages"][0]["content"] = json!(long_prompt)), 400, &["maximum context length is 256", "the prompt has"], Some("messages")),
         // Past the context by its length alone (256 x 81 characters: SmolLM2's longest token
         // covers 81): refused before tokenizing, with a bound rather than a count.
-        case("prompt provably past the context", COMPL, json!({"model": "boolq", "prompt": "x".repeat(256 * 81)}).to_string().into_bytes(), 400, &["maximum context length is 256", "at least 256 tokens (20736 characters", "covers more than 81"], Some("prompt")),
+        case("prompt provably past the context", COMPL, json!({"model": "boolq", "prompt": "x".repeat(256 * 81)}).to_string().into_bytes(), 400, &["maximum context length is 256", "at least 256 tokens (20736 bytes", "covers more than 81"], Some("prompt")),
         case("prompt provably past the context, in a batch", COMPL, json!({"model": "boolq", "prompt": ["hi", "x".repeat(30_000)]}).to_string().into_bytes(), 400, &["at least 371 tokens"], Some("prompt[1]")),
         case("token ids past the context", COMPL, json!({"model": "boolq", "prompt": vec![1; 256]}).to_string().into_bytes(), 400, &["the prompt has 256 tokens"], Some("prompt")),
         case("more prompts than the server has room for", COMPL, json!({"model": "boolq", "prompt": vec!["hi"; 289]}).to_string().into_bytes(), 400, &["needs 289 sequences", "room for 288"], Some("prompt")),
