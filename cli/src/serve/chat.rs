@@ -90,7 +90,7 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
 }
 
 /// One OpenAI message: `role` and `content` (a string, or a list of text parts).
-fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
+pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
     let at = |f: &str| format!("messages[{i}].{f}");
     let Value::Object(o) = m else {
         return Err(ApiError::bad_param(

@@ -74,6 +74,8 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/tokenize", post(super::tokenize::tokenize))
+        .route("/detokenize", post(super::tokenize::detokenize))
         .route("/v1/load_lora_adapter", post(adapters::load))
         .route("/v1/unload_lora_adapter", post(adapters::unload))
         .fallback(not_found)
@@ -92,7 +94,7 @@ pub(super) type AppResult = Result<Response, ApiError>;
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
-        "no route {} {}; this server answers /v1/models, /v1/completions, /v1/chat/completions, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
+        "no route {} {}; this server answers /v1/models, /v1/completions, /v1/chat/completions, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
         req.method(),
         req.uri().path()
     ))

@@ -17,6 +17,7 @@ mod mixture;
 mod prompt;
 mod protocol;
 mod response;
+mod tokenize;
 mod worker;
 
 use std::net::SocketAddr;

@@ -165,7 +165,7 @@ fn check_prompt_len(st: &AppState, field: &str, n: usize) -> Result<(), ApiError
 
 /// Refuses a prompt text whose length alone proves it past the context, before tokenizing
 /// it (about 0.7 s per MiB on one core): see [`dlp_engine::tokenizer::TextTokenizer::min_tokens`].
-fn check_text_len(st: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
+pub(super) fn check_text_len(st: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
     match st.tok.min_tokens(text) {
         Some(m) if m.tokens >= st.context => Err(ApiError::bad_param(
             field,

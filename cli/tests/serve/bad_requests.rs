@@ -155,6 +155,13 @@ fn catalogue() -> Vec<Case> {
         case("tools", CHAT, chat_with(|v| v["tools"] = json!([{"type": "function"}])), 400, &["not supported"], Some("tools")),
         case("seed of the wrong type", CHAT, chat_with(|v| v["seed"] = json!("abc")), 400, &["seed"], Some("seed")),
         case("body past --max-body-mib", CHAT, vec![b' '; 2 << 20], 413, &["at most 1048576 are accepted (--max-body-mib)"], None),
+        case("tokenize with prompt and messages", "/tokenize", json!({"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}).to_string().into_bytes(), 400, &["not both"], Some("messages")),
+        case("tokenize without either", "/tokenize", json!({"model": "boolq"}).to_string().into_bytes(), 400, &["is required"], Some("prompt")),
+        case("tokenize of an unknown model", "/tokenize", json!({"model": "nope", "prompt": "hi"}).to_string().into_bytes(), 404, &["`nope` does not exist"], Some("model")),
+        case("tokenize with an unknown field", "/tokenize", json!({"prompt": "hi", "chat_template": "x"}).to_string().into_bytes(), 400, &["chat_template"], Some("chat_template")),
+        case("tokenize past the context", "/tokenize", json!({"prompt": "x".repeat(256 * 81)}).to_string().into_bytes(), 400, &["at least 256 tokens"], Some("prompt")),
+        case("detokenize outside the vocabulary", "/detokenize", json!({"tokens": [1, 49152]}).to_string().into_bytes(), 400, &["`tokens[1]` = 49152"], Some("tokens[1]")),
+        case("detokenize without tokens", "/detokenize", json!({"model": "boolq"}).to_string().into_bytes(), 400, &["is required"], Some("tokens")),
         case("runtime loading off", "/v1/load_lora_adapter", json!({"lora_name": "x", "lora_path": "y"}).to_string().into_bytes(), 403, &["--allow-runtime-adapters"], None),
         case("unknown route", "/v1/embeddings", b"{}".to_vec(), 404, &["no route"], None),
     ]

@@ -8,6 +8,7 @@ mod connections;
 mod harness;
 mod python;
 mod runtime_adapters;
+mod tokenize;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,174 @@
+//! `POST /tokenize` and `POST /detokenize`, with vLLM's bodies and answers: how many tokens a
+//! prompt or conversation takes on this server (the ids the completion endpoints feed the
+//! model, through the same chat template and BOS rules), and the text of token ids.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::api::{parse, Selection};
+use super::error::ApiError;
+use super::http::{body, AppResult, AppState};
+use super::prompt::{check_text_len, fixed_mixture};
+use crate::routing::RouteBy;
+
+/// `/tokenize` as sent: `prompt` (completions) or `messages` (chat), vLLM's fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeBody {
+    model: Option<String>,
+    prompt: Option<String>,
+    messages: Option<Vec<Value>>,
+    /// Prompt: put the BOS in front as `/v1/completions` does (default true).
+    add_special_tokens: Option<bool>,
+    /// Messages: end with the assistant's header, as `/v1/chat/completions` does (default true).
+    add_generation_prompt: Option<bool>,
+    /// Also answer each token's vocabulary string.
+    return_token_strs: Option<bool>,
+}
+
+/// `/detokenize` as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetokenizeBody {
+    model: Option<String>,
+    tokens: Option<Vec<Value>>,
+}
+
+/// A `model` field, when given, must name a model this server serves (404 otherwise, as the
+/// completion endpoints answer).
+fn check_model(st: &AppState, model: Option<&str>) -> Result<(), ApiError> {
+    let selection = match model {
+        None => return Ok(()),
+        Some("auto") => Selection::Router(RouteBy::Request),
+        Some(m) => Selection::Adapter(m.to_string()),
+    };
+    fixed_mixture(st, &selection).map(|_| ())
+}
+
+/// `POST /tokenize`: `{"count", "max_model_len", "tokens", "token_strs"}`. A text whose length
+/// alone proves it past the context is refused before it is tokenized (a count the server
+/// could not take anyway; vLLM counts it), as the completion endpoints do.
+pub async fn tokenize(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> AppResult {
+    let b: TokenizeBody = parse(&body(b)?)?;
+    check_model(&st, b.model.as_deref())?;
+    let (flags, strs) = (b.flags(), b.return_token_strs.unwrap_or(false));
+    let st2 = st.clone();
+    let ids = tokio::task::spawn_blocking(move || encode(&st2, b.prompt, b.messages, &flags))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??;
+    let strs = strs.then(|| {
+        let hf = st.tok.hf_tokenizer();
+        ids.iter()
+            .map(|&i| hf.id_to_token(i).unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    Ok(Json(json!({"count": ids.len(), "max_model_len": st.context,
+                   "tokens": ids, "token_strs": strs}))
+    .into_response())
+}
+
+/// The `/tokenize` switches, with their defaults.
+struct Flags {
+    add_special_tokens: bool,
+    add_generation_prompt: bool,
+}
+
+impl TokenizeBody {
+    fn flags(&self) -> Flags {
+        Flags {
+            add_special_tokens: self.add_special_tokens.unwrap_or(true),
+            add_generation_prompt: self.add_generation_prompt.unwrap_or(true),
+        }
+    }
+}
+
+/// The ids of a prompt or a conversation, as the completion endpoints make them.
+fn encode(
+    st: &AppState,
+    prompt: Option<String>,
+    messages: Option<Vec<Value>>,
+    f: &Flags,
+) -> Result<Vec<u32>, ApiError> {
+    let tok = &st.tok;
+    match (prompt, messages) {
+        (Some(_), Some(_)) => Err(ApiError::bad_param(
+            "messages",
+            "give `prompt` or `messages`, not both",
+        )),
+        (None, None) => Err(ApiError::bad_param(
+            "prompt",
+            "`prompt` (a string) or `messages` (a list of {role, content}) is required",
+        )),
+        (Some(p), None) => {
+            check_text_len(st, "prompt", &p)?;
+            match f.add_special_tokens {
+                true => tok.encode_prompt(&p, false).map(|(ids, _)| ids),
+                false => tok.encode(&p),
+            }
+            .map_err(|e| ApiError::bad_param("prompt", e.to_string()))
+        }
+        (None, Some(m)) => {
+            if m.is_empty() {
+                return Err(ApiError::bad_param("messages", "`messages` is empty"));
+            }
+            let m = m
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| super::chat::chat_message(i, m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let text = tok.render_chat(&m, f.add_generation_prompt).map_err(|e| {
+                let msg = format!("{e:#}");
+                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
+            })?;
+            check_text_len(st, "messages", &text)?;
+            let (ids, _) = tok
+                .encode_prompt(&text, true)
+                .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;
+            Ok(ids)
+        }
+    }
+}
+
+/// `POST /detokenize`: `{"prompt"}`, the text of `tokens` (special tokens kept).
+pub async fn detokenize(
+    State(st): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let b: DetokenizeBody = parse(&body(b)?)?;
+    check_model(&st, b.model.as_deref())?;
+    let tokens = b.tokens.ok_or_else(|| {
+        ApiError::bad_param("tokens", "`tokens` (a list of token ids) is required")
+    })?;
+    let vocab = st.config.vocab_size;
+    let ids = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.as_u64()
+                .filter(|&t| t < vocab as u64)
+                .map(|t| t as u32)
+                .ok_or_else(|| {
+                    ApiError::bad_param(
+                        format!("tokens[{i}]"),
+                        format!("`tokens[{i}]` = {t} is not a token id of this model (0..{vocab})"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
+    let st2 = st.clone();
+    let text = tokio::task::spawn_blocking(move || st2.tok.decode(&ids, false))
+        .await
+        .map_err(|e| ApiError::internal(format!("detokenizing failed: {e}")))?
+        .map_err(|e| ApiError::bad_param("tokens", e.to_string()))?;
+    Ok(Json(json!({"prompt": text})).into_response())
+}

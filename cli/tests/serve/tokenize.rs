@@ -1,0 +1,56 @@
+//! `/tokenize` counts the ids the completion endpoints feed the model (their `usage`), and
+//! `/detokenize` gives the text back.
+
+use serde_json::json;
+
+use crate::harness::{assets, question, Server};
+
+#[test]
+fn tokenize_counts_what_the_completions_feed() {
+    let Some(a) = assets() else { return };
+    let mut args = a.model_args();
+    args.extend(["--router".to_string(), a.router().display().to_string()]);
+    let s = Server::start(&args);
+    let conv = json!([{"role": "user", "content": question(&a.data, "boolq", 0)}]);
+    let chat = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "auto", "max_tokens": 1, "messages": conv}),
+    );
+    let t = s.ok("/tokenize", &json!({"model": "boolq", "messages": conv}));
+    assert_eq!(t["count"], chat["usage"]["prompt_tokens"], "{t}");
+    assert_eq!(t["tokens"].as_array().unwrap().len() as u64, t["count"]);
+    assert!(t["max_model_len"].as_u64() > t["count"].as_u64(), "{t}");
+    assert!(t["token_strs"].is_null(), "{t}");
+    // Without the generation prompt: shorter by the assistant's header.
+    let bare = s.ok(
+        "/tokenize",
+        &json!({"messages": conv, "add_generation_prompt": false}),
+    );
+    assert!(bare["count"].as_u64() < t["count"].as_u64(), "{bare}");
+    let text = "The capital of France is";
+    let done = s.ok(
+        "/v1/completions",
+        &json!({"model": "boolq", "prompt": text, "max_tokens": 1}),
+    );
+    let t = s.ok(
+        "/tokenize",
+        &json!({"prompt": text, "return_token_strs": true}),
+    );
+    assert_eq!(t["count"], done["usage"]["prompt_tokens"], "{t}");
+    assert_eq!(t["tokens"], json!([504, 3575, 282, 4649, 314]), "{t}");
+    assert_eq!(
+        t["token_strs"],
+        json!(["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"])
+    );
+    let d = s.ok(
+        "/detokenize",
+        &json!({"model": "auto", "tokens": t["tokens"]}),
+    );
+    assert_eq!(d["prompt"], text);
+    // An empty prompt has no tokens (SmolLM2 puts no BOS in front).
+    assert_eq!(s.ok("/tokenize", &json!({"prompt": ""}))["count"], 0);
+    assert_eq!(
+        s.metric("dlp_requests_total{endpoint=\"/tokenize\",status=\"200\"}"),
+        4.0
+    );
+}
