@@ -529,9 +529,10 @@ fn completion_prompts(v: Option<Value>) -> Result<Vec<PromptInput>, ApiError> {
                     .filter(|&t| t <= u32::MAX as u64)
                     .map(|t| t as u32)
                     .ok_or_else(|| {
-                        bad(format!(
-                            "`prompt{at}[{i}]` is {t}; token ids must be integers >= 0"
-                        ))
+                        ApiError::bad_param(
+                            format!("prompt{at}[{i}]"),
+                            format!("`prompt{at}[{i}]` is {t}; token ids must be integers >= 0"),
+                        )
                     })
             })
             .collect()

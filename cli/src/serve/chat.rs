@@ -124,6 +124,17 @@ pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> 
         Some(Value::String(_)) => {}
         Some(Value::Array(parts)) => {
             for (j, p) in parts.iter().enumerate() {
+                // A key a text part does not have is refused, as at every other level.
+                let extra = p
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "type" | "text")));
+                if let (Some(_), Some(k)) = (text_of_part(p), extra) {
+                    let field = format!("{}[{j}].{k}", at("content"));
+                    return Err(ApiError::bad_param(
+                        &field,
+                        format!("unknown field `{field}`: a text part has `type` and `text` only"),
+                    ));
+                }
                 if text_of_part(p).is_none() {
                     let kind = p.get("type").and_then(Value::as_str);
                     let what = match kind {

@@ -25,9 +25,10 @@ struct TokenizeBody {
     model: Option<String>,
     prompt: Option<String>,
     messages: Option<Vec<Value>>,
-    /// Prompt: put the BOS in front as `/v1/completions` does (default true).
+    /// Prompt only: put the BOS in front as `/v1/completions` does (default true).
     add_special_tokens: Option<bool>,
-    /// Messages: end with the assistant's header, as `/v1/chat/completions` does (default true).
+    /// Messages only: end with the assistant's header, as `/v1/chat/completions` does
+    /// (default true).
     add_generation_prompt: Option<bool>,
     /// Also answer each token's vocabulary string.
     return_token_strs: Option<bool>,
@@ -61,7 +62,11 @@ pub async fn tokenize(
 ) -> AppResult {
     let b: TokenizeBody = parse(&body(b)?)?;
     check_model(&st, b.model.as_deref())?;
-    let (flags, strs) = (b.flags(), b.return_token_strs.unwrap_or(false));
+    let flags = Flags {
+        add_special_tokens: b.add_special_tokens,
+        add_generation_prompt: b.add_generation_prompt,
+    };
+    let strs = b.return_token_strs.unwrap_or(false);
     let st2 = st.clone();
     let ids = tokio::task::spawn_blocking(move || encode(&st2, b.prompt, b.messages, &flags))
         .await
@@ -77,19 +82,10 @@ pub async fn tokenize(
     .into_response())
 }
 
-/// The `/tokenize` switches, with their defaults.
+/// The `/tokenize` switches, as sent (each applies to one kind of input; default true).
 struct Flags {
-    add_special_tokens: bool,
-    add_generation_prompt: bool,
-}
-
-impl TokenizeBody {
-    fn flags(&self) -> Flags {
-        Flags {
-            add_special_tokens: self.add_special_tokens.unwrap_or(true),
-            add_generation_prompt: self.add_generation_prompt.unwrap_or(true),
-        }
-    }
+    add_special_tokens: Option<bool>,
+    add_generation_prompt: Option<bool>,
 }
 
 /// The ids of a prompt or a conversation, as the completion endpoints make them.
@@ -110,14 +106,28 @@ fn encode(
             "`prompt` (a string) or `messages` (a list of {role, content}) is required",
         )),
         (Some(p), None) => {
+            if f.add_generation_prompt.is_some() {
+                return Err(ApiError::bad_param(
+                    "add_generation_prompt",
+                    "`add_generation_prompt` applies to `messages`, not to `prompt`",
+                ));
+            }
             check_text_len(st, "prompt", &p)?;
-            match f.add_special_tokens {
+            match f.add_special_tokens.unwrap_or(true) {
                 true => tok.encode_prompt(&p, false).map(|(ids, _)| ids),
                 false => tok.encode(&p),
             }
             .map_err(|e| ApiError::bad_param("prompt", e.to_string()))
         }
         (None, Some(m)) => {
+            // A rendered chat gets what its template writes (and a GGUF's BOS), as in
+            // /v1/chat/completions: there is no other BOS to add.
+            if f.add_special_tokens == Some(true) {
+                return Err(ApiError::bad_param(
+                    "add_special_tokens",
+                    "`add_special_tokens: true` applies to `prompt`; a conversation gets the tokens its chat template writes, as /v1/chat/completions feeds it",
+                ));
+            }
             if m.is_empty() {
                 return Err(ApiError::bad_param("messages", "`messages` is empty"));
             }
@@ -126,10 +136,12 @@ fn encode(
                 .enumerate()
                 .map(|(i, m)| super::chat::chat_message(i, m))
                 .collect::<Result<Vec<_>, _>>()?;
-            let text = tok.render_chat(&m, f.add_generation_prompt).map_err(|e| {
-                let msg = format!("{e:#}");
-                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
-            })?;
+            let text = tok
+                .render_chat(&m, f.add_generation_prompt.unwrap_or(true))
+                .map_err(|e| {
+                    let msg = format!("{e:#}");
+                    ApiError::bad_param(super::chat::template_error_param(&msg), msg)
+                })?;
             check_text_len(st, "messages", &text)?;
             let (ids, _) = tok
                 .encode_prompt(&text, true)
@@ -149,6 +161,18 @@ pub async fn detokenize(
     let tokens = b.tokens.ok_or_else(|| {
         ApiError::bad_param("tokens", "`tokens` (a list of token ids) is required")
     })?;
+    // Past the context no sequence of this server holds them; and each id may stand for 81
+    // bytes of text (a small body asking for a huge answer).
+    if tokens.len() > st.context {
+        return Err(ApiError::bad_param(
+            "tokens",
+            format!(
+                "`tokens` holds {} ids; at most {} (this model's maximum context length) are detokenized at once",
+                tokens.len(),
+                st.context
+            ),
+        ));
+    }
     let vocab = st.config.vocab_size;
     let ids = tokens
         .iter()
