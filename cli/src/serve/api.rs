@@ -552,9 +552,10 @@ fn completion_prompts(v: Option<Value>) -> Result<Vec<PromptInput>, ApiError> {
                 .enumerate()
                 .map(|(i, s)| match s {
                     Value::String(s) => Ok(PromptInput::Text(s.clone())),
-                    other => Err(bad(format!(
-                        "`prompt[{i}]` must be a string like the first entry, found {other}"
-                    ))),
+                    other => Err(ApiError::bad_param(
+                        format!("prompt[{i}]"),
+                        format!("`prompt[{i}]` must be a string like the first entry, found {other}"),
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             Value::Array(_) => a
@@ -562,9 +563,10 @@ fn completion_prompts(v: Option<Value>) -> Result<Vec<PromptInput>, ApiError> {
                 .enumerate()
                 .map(|(i, s)| match s {
                     Value::Array(inner) => Ok(PromptInput::Ids(ids(inner, &format!("[{i}]"))?)),
-                    other => Err(bad(format!(
-                        "`prompt[{i}]` must be a list of token ids like the first entry, found {other}"
-                    ))),
+                    other => Err(ApiError::bad_param(
+                        format!("prompt[{i}]"),
+                        format!("`prompt[{i}]` must be a list of token ids like the first entry, found {other}"),
+                    )),
                 })
                 .collect::<Result<_, _>>()?,
             other => {

@@ -39,7 +39,9 @@ struct TokenizeBody {
 #[serde(deny_unknown_fields)]
 struct DetokenizeBody {
     model: Option<String>,
-    tokens: Option<Vec<Value>>,
+    /// Read as ids directly (4 bytes each, not a JSON value each); a bad one is named
+    /// `tokens[i]` by the parser.
+    tokens: Option<Vec<u32>>,
 }
 
 /// A `model` field, when given, must name a model this server serves (404 otherwise, as the
@@ -67,10 +69,25 @@ pub async fn tokenize(
         add_generation_prompt: b.add_generation_prompt,
     };
     let strs = b.return_token_strs.unwrap_or(false);
+    let is_chat = b.messages.is_some();
     let st2 = st.clone();
     let ids = tokio::task::spawn_blocking(move || encode(&st2, b.prompt, b.messages, &flags))
         .await
         .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??;
+    // As the completion endpoints refuse it, with the count in the message: a list of ids
+    // past the context would only make a large answer out of a prompt this server cannot take.
+    if ids.len() >= st.context {
+        let field = if is_chat { "messages" } else { "prompt" };
+        return Err(ApiError::bad_param(
+            field,
+            format!(
+                "this model's maximum context length is {} tokens; the prompt has {} tokens",
+                st.context,
+                ids.len()
+            ),
+        )
+        .code("context_length_exceeded"));
+    }
     let strs = strs.then(|| {
         let hf = st.tok.hf_tokenizer();
         ids.iter()
@@ -122,11 +139,20 @@ fn encode(
         (None, Some(m)) => {
             // A rendered chat gets what its template writes (and a GGUF's BOS), as in
             // /v1/chat/completions: there is no other BOS to add.
-            if f.add_special_tokens == Some(true) {
-                return Err(ApiError::bad_param(
-                    "add_special_tokens",
-                    "`add_special_tokens: true` applies to `prompt`; a conversation gets the tokens its chat template writes, as /v1/chat/completions feeds it",
-                ));
+            match (f.add_special_tokens, tok.bos_prefix(true)) {
+                (Some(true), _) => {
+                    return Err(ApiError::bad_param(
+                        "add_special_tokens",
+                        "`add_special_tokens: true` applies to `prompt`; a conversation gets the tokens its chat template writes, as /v1/chat/completions feeds it",
+                    ))
+                }
+                (Some(false), Some(bos)) => {
+                    return Err(ApiError::bad_param(
+                        "add_special_tokens",
+                        format!("this model's conversations start with BOS id {bos} (a GGUF's add_bos, as llama.cpp feeds them and /v1/chat/completions does); `add_special_tokens: false` cannot remove it"),
+                    ))
+                }
+                _ => {}
             }
             if m.is_empty() {
                 return Err(ApiError::bad_param("messages", "`messages` is empty"));
@@ -173,22 +199,20 @@ pub async fn detokenize(
             ),
         ));
     }
-    let vocab = st.config.vocab_size;
-    let ids = tokens
+    // Ids past the tokenizer's vocabulary (a model may have more rows) have no text: the
+    // tokenizer would drop them silently.
+    let vocab = st.config.vocab_size.min(st.tok.vocab_size());
+    if let Some((i, t)) = tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            t.as_u64()
-                .filter(|&t| t < vocab as u64)
-                .map(|t| t as u32)
-                .ok_or_else(|| {
-                    ApiError::bad_param(
-                        format!("tokens[{i}]"),
-                        format!("`tokens[{i}]` = {t} is not a token id of this model (0..{vocab})"),
-                    )
-                })
-        })
-        .collect::<Result<Vec<u32>, _>>()?;
+        .find(|(_, &t)| t as usize >= vocab)
+    {
+        return Err(ApiError::bad_param(
+            format!("tokens[{i}]"),
+            format!("`tokens[{i}]` = {t} has no text in this model's tokenizer (ids 0..{vocab})"),
+        ));
+    }
+    let ids = tokens;
     let st2 = st.clone();
     let text = tokio::task::spawn_blocking(move || st2.tok.decode(&ids, false))
         .await

@@ -54,3 +54,65 @@ fn tokenize_counts_what_the_completions_feed() {
         4.0
     );
 }
+
+/// The BOS rules: an HF tokenizer's post-processor BOS goes in front of a raw prompt only
+/// (`add_special_tokens: false` drops it); a GGUF with `add_bos` starts conversations with it
+/// too, which `add_special_tokens: false` cannot remove (a 400, not a silent no-op).
+#[test]
+fn tokenize_follows_the_bos_rules() {
+    let Some(bos) = dlp_tests::fixtures("compat/bos") else {
+        return;
+    };
+    let conv = json!([{"role": "user", "content": "hi"}]);
+    let hf = Server::start(&[
+        "--model".into(),
+        bos.join("post-bos-chatml").display().to_string(),
+        "--backend".into(),
+        "cpu".into(),
+    ]);
+    let raw = hf.ok("/tokenize", &json!({"prompt": "hello world"}));
+    let bare = hf.ok(
+        "/tokenize",
+        &json!({"prompt": "hello world", "add_special_tokens": false}),
+    );
+    assert_eq!(raw["tokens"][0], 512, "{raw}");
+    assert_eq!(
+        raw["tokens"].as_array().unwrap()[1..],
+        bare["tokens"].as_array().unwrap()[..]
+    );
+    let done = hf.ok(
+        "/v1/completions",
+        &json!({"model": "post-bos-chatml", "prompt": "hello world", "max_tokens": 1}),
+    );
+    assert_eq!(raw["count"], done["usage"]["prompt_tokens"]);
+    let chat = hf.ok(
+        "/tokenize",
+        &json!({"messages": conv, "add_special_tokens": false}),
+    );
+    assert_ne!(chat["tokens"][0], 512, "{chat}");
+    let tmp = tempfile::tempdir().unwrap();
+    let template = tmp.path().join("t.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}",
+    )
+    .unwrap();
+    let gguf = Server::start(&[
+        "--model".into(),
+        bos.join("llama-bpe-add-bos-true.gguf")
+            .display()
+            .to_string(),
+        "--backend".into(),
+        "cpu".into(),
+        "--chat-template".into(),
+        template.display().to_string(),
+    ]);
+    let chat = gguf.ok("/tokenize", &json!({"messages": conv}));
+    assert_eq!(chat["tokens"][0], 512, "{chat}");
+    let r = gguf.post(
+        "/tokenize",
+        &json!({"messages": conv, "add_special_tokens": false}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["param"], "add_special_tokens");
+}
