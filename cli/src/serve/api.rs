@@ -11,6 +11,7 @@ use dlp_engine::SamplingParams;
 
 pub use super::chat::chat;
 use super::error::ApiError;
+use super::prompt_field::PromptField;
 use crate::routing::RouteBy;
 
 /// Most choices per request (`n`).
@@ -154,7 +155,7 @@ common_fields!(common_struct);
 common_fields!(body_struct
     /// `/v1/completions` as sent.
     CompletionBody {
-        prompt: Value,
+        prompt: super::prompt_field::PromptField,
         max_tokens: u64,
         logprobs: u64,
         echo: bool,
@@ -488,9 +489,8 @@ pub fn completion(body: &[u8]) -> Result<Job, ApiError> {
     let mut b: CompletionBody = parse(body)?;
     let mut job = new_job(Endpoint::Completion);
     common(b.take_common(), &mut job)?;
-    job.prompt_list = matches!(&b.prompt, Some(Value::Array(a))
-        if matches!(a.first(), Some(Value::String(_) | Value::Array(_))));
-    job.prompts = completion_prompts(b.prompt)?;
+    job.prompt_list = b.prompt.as_ref().is_some_and(PromptField::is_list);
+    job.prompts = PromptField::into_inputs(b.prompt)?;
     job.max_tokens = b.max_tokens;
     if let Some(l) = b.logprobs {
         check("logprobs", l as f64, l <= MAX_LOGPROBS, "from 0 to 20")?;
@@ -516,70 +516,4 @@ pub fn completion(body: &[u8]) -> Result<Job, ApiError> {
         ));
     }
     Ok(job)
-}
-
-/// `prompt`: a string, a list of strings, a list of token ids, or a list of such lists.
-fn completion_prompts(v: Option<Value>) -> Result<Vec<PromptInput>, ApiError> {
-    let bad = |what: String| ApiError::bad_param("prompt", what);
-    let ids = |a: &[Value], at: &str| -> Result<Vec<u32>, ApiError> {
-        a.iter()
-            .enumerate()
-            .map(|(i, t)| {
-                t.as_u64()
-                    .filter(|&t| t <= u32::MAX as u64)
-                    .map(|t| t as u32)
-                    .ok_or_else(|| {
-                        ApiError::bad_param(
-                            format!("prompt{at}[{i}]"),
-                            format!("`prompt{at}[{i}]` is {t}; token ids must be integers >= 0"),
-                        )
-                    })
-            })
-            .collect()
-    };
-    let prompts = match v {
-        None | Some(Value::Null) => {
-            return Err(bad(
-                "`prompt` is required: a string, a list of strings, or token ids".into(),
-            ))
-        }
-        Some(Value::String(s)) => vec![PromptInput::Text(s)],
-        Some(Value::Array(a)) if a.is_empty() => return Err(bad("`prompt` is an empty list".into())),
-        Some(Value::Array(a)) => match &a[0] {
-            Value::Number(_) => vec![PromptInput::Ids(ids(&a, "")?)],
-            Value::String(_) => a
-                .iter()
-                .enumerate()
-                .map(|(i, s)| match s {
-                    Value::String(s) => Ok(PromptInput::Text(s.clone())),
-                    other => Err(ApiError::bad_param(
-                        format!("prompt[{i}]"),
-                        format!("`prompt[{i}]` must be a string like the first entry, found {other}"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            Value::Array(_) => a
-                .iter()
-                .enumerate()
-                .map(|(i, s)| match s {
-                    Value::Array(inner) => Ok(PromptInput::Ids(ids(inner, &format!("[{i}]"))?)),
-                    other => Err(ApiError::bad_param(
-                        format!("prompt[{i}]"),
-                        format!("`prompt[{i}]` must be a list of token ids like the first entry, found {other}"),
-                    )),
-                })
-                .collect::<Result<_, _>>()?,
-            other => {
-                return Err(bad(format!(
-                    "`prompt` entries must be strings, token ids or lists of token ids, found {other}"
-                )))
-            }
-        },
-        Some(other) => {
-            return Err(bad(format!(
-                "`prompt` must be a string, a list of strings, or token ids; found {other}"
-            )))
-        }
-    };
-    Ok(prompts)
 }

@@ -15,6 +15,7 @@ mod listen;
 mod metrics;
 mod mixture;
 mod prompt;
+mod prompt_field;
 mod protocol;
 mod response;
 mod tokenize;

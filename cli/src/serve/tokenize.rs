@@ -49,6 +49,12 @@ struct DetokenizeBody {
 fn check_model(st: &AppState, model: Option<&str>) -> Result<(), ApiError> {
     let selection = match model {
         None => return Ok(()),
+        Some("") => {
+            return Err(ApiError::bad_param(
+                "model",
+                "`model` is empty: leave it out, or give the base model's name, an adapter's name, or `auto` (see GET /v1/models)",
+            ))
+        }
         Some("auto") => Selection::Router(RouteBy::Request),
         Some(m) => Selection::Adapter(m.to_string()),
     };

@@ -159,6 +159,7 @@ fn catalogue() -> Vec<Case> {
         case("tokenize with prompt and messages", "/tokenize", json!({"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}).to_string().into_bytes(), 400, &["not both"], Some("messages")),
         case("tokenize without either", "/tokenize", json!({"model": "boolq"}).to_string().into_bytes(), 400, &["is required"], Some("prompt")),
         case("tokenize of an unknown model", "/tokenize", json!({"model": "nope", "prompt": "hi"}).to_string().into_bytes(), 404, &["`nope` does not exist"], Some("model")),
+        case("tokenize with an empty model", "/tokenize", json!({"model": "", "prompt": "hi"}).to_string().into_bytes(), 400, &["`model` is empty"], Some("model")),
         case("tokenize with an unknown field", "/tokenize", json!({"prompt": "hi", "chat_template": "x"}).to_string().into_bytes(), 400, &["chat_template"], Some("chat_template")),
         case("tokenize past the context", "/tokenize", json!({"prompt": "x".repeat(256 * 81)}).to_string().into_bytes(), 400, &["at least 256 tokens"], Some("prompt")),
         case("tokenize: add_special_tokens with messages", "/tokenize", json!({"messages": [{"role": "user", "content": "hi"}], "add_special_tokens": true}).to_string().into_bytes(), 400, &["applies to `prompt`"], Some("add_special_tokens")),
