@@ -6,6 +6,7 @@
 mod data;
 mod metrics;
 mod modes;
+mod plot;
 mod report;
 mod run;
 

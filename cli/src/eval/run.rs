@@ -397,7 +397,7 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &args.plot {
-        report::plot(&rep, p)?;
+        super::plot::plot(&rep, p)?;
         eprintln!("wrote {}", p.display());
     }
     non_finite_error(&runs_summary, &composed_summary)

@@ -62,6 +62,19 @@ enum Element {
     Other(Value),
 }
 
+impl Element {
+    /// The element as a message shows it.
+    fn shown(self) -> String {
+        match self {
+            Element::Text(t) => Value::String(t).to_string(),
+            Element::Id(Ok(id)) => id.to_string(),
+            Element::Id(Err(v)) => v,
+            Element::Ids(_) => "a list".to_string(),
+            Element::Other(v) => v.to_string(),
+        }
+    }
+}
+
 /// A token id, or the offending value as written.
 fn id_of_u64(v: u64) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| v.to_string())
@@ -106,19 +119,13 @@ impl<'de> Deserialize<'de> for Element {
             fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Element, A::Error> {
                 let mut ids = Vec::new();
                 while let Some(e) = s.next_element::<Element>()? {
-                    let bad = match e {
-                        Element::Id(Ok(id)) => {
-                            ids.push(id);
-                            continue;
-                        }
-                        Element::Id(Err(v)) => v,
-                        Element::Text(t) => Value::String(t).to_string(),
-                        Element::Ids(_) => "a list".to_string(),
-                        Element::Other(v) => v.to_string(),
-                    };
+                    if let Element::Id(Ok(id)) = e {
+                        ids.push(id);
+                        continue;
+                    }
                     let at = ids.len();
                     while s.next_element::<IgnoredAny>()?.is_some() {}
-                    return Ok(Element::Ids(Err((at, bad))));
+                    return Ok(Element::Ids(Err((at, e.shown()))));
                 }
                 Ok(Element::Ids(Ok(ids)))
             }
@@ -193,13 +200,6 @@ impl List {
     /// Adds element `i`, or gives the error to answer.
     fn push(&mut self, i: usize, e: Element) -> Result<(), PromptField> {
         let bad = |param: String, msg: String| Err(PromptField::Bad(param, msg));
-        let shown = |e: Element| match e {
-            Element::Text(t) => Value::String(t).to_string(),
-            Element::Id(Ok(id)) => id.to_string(),
-            Element::Id(Err(v)) => v,
-            Element::Ids(_) => "a list".to_string(),
-            Element::Other(v) => v.to_string(),
-        };
         match (&mut *self, e) {
             (List::Empty, Element::Text(t)) => *self = List::Texts(vec![t]),
             (List::Empty, Element::Id(Ok(id))) => *self = List::Ids(vec![id]),
@@ -207,25 +207,10 @@ impl List {
             (List::Ids(v), Element::Id(Ok(id))) => v.push(id),
             (List::Texts(v), Element::Text(t)) => v.push(t),
             (List::IdLists(v), Element::Ids(Ok(ids))) => v.push(ids),
-            (List::Empty | List::Ids(_), Element::Id(Err(v))) => {
-                return bad(
-                    format!("prompt[{i}]"),
-                    format!("`prompt[{i}]` is {v}; token ids must be integers >= 0"),
-                )
-            }
             (List::Empty | List::IdLists(_), Element::Ids(Err((j, v)))) => {
                 return bad(
                     format!("prompt[{i}][{j}]"),
                     format!("`prompt[{i}][{j}]` is {v}; token ids must be integers >= 0"),
-                )
-            }
-            (List::Empty, e) => {
-                return bad(
-                    "prompt".into(),
-                    format!(
-                    "`prompt` entries must be strings, token ids or lists of token ids, found {}",
-                    shown(e)
-                ),
                 )
             }
             (List::Texts(_), e) => {
@@ -233,17 +218,26 @@ impl List {
                     format!("prompt[{i}]"),
                     format!(
                         "`prompt[{i}]` must be a string like the first entry, found {}",
-                        shown(e)
+                        e.shown()
                     ),
                 )
             }
-            (List::Ids(_), e) => {
+            (List::Empty, e @ Element::Id(Err(_))) | (List::Ids(_), e) => {
                 return bad(
                     format!("prompt[{i}]"),
                     format!(
                         "`prompt[{i}]` is {}; token ids must be integers >= 0",
-                        shown(e)
+                        e.shown()
                     ),
+                )
+            }
+            (List::Empty, e) => {
+                return bad(
+                    "prompt".into(),
+                    format!(
+                    "`prompt` entries must be strings, token ids or lists of token ids, found {}",
+                    e.shown()
+                ),
                 )
             }
             (List::IdLists(_), e) => {
@@ -251,7 +245,7 @@ impl List {
                     format!("prompt[{i}]"),
                     format!(
                         "`prompt[{i}]` must be a list of token ids like the first entry, found {}",
-                        shown(e)
+                        e.shown()
                     ),
                 )
             }
