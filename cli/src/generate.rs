@@ -39,6 +39,18 @@ pub struct SamplingArgs {
     /// Penalise tokens already in the context (1 = off; 1.1 is a common choice).
     #[arg(long, default_value_t = 1.0)]
     pub repetition_penalty: f32,
+    /// OpenAI's presence penalty, from -2 to 2: subtracted once from the logit of every token
+    /// generated so far (0 = off; positive values favour new tokens).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty, from -2 to 2: subtracted from a token's logit once per time
+    /// it was generated so far (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Add BIAS (-100 to 100) to token ID's logit before sampling (repeatable; `dlp-run
+    /// tokenize` shows ids): -100 all but bans the token, 100 all but forces it.
+    #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias, allow_negative_numbers = true)]
+    pub logit_bias: Vec<(u32, f32)>,
     /// Random seed: the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -47,7 +59,39 @@ pub struct SamplingArgs {
     pub stop: Vec<String>,
 }
 
+/// `--logit-bias ID=BIAS`.
+fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ID=BIAS (e.g. 504=-100)"))?;
+    let id = id
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("`{id}` is not a token id (a whole number from 0)"))?;
+    let bias = bias
+        .trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|b| (-100.0..=100.0).contains(b))
+        .ok_or_else(|| format!("`{bias}` is not a bias from -100 to 100"))?;
+    Ok((id, bias))
+}
+
 impl SamplingArgs {
+    /// Refuses a token id given twice to `--logit-bias`, or one outside a vocabulary of
+    /// `vocab` tokens (the sampler would ignore it silently).
+    pub fn check_logit_bias(&self, vocab: usize) -> Result<()> {
+        for (i, &(t, _)) in self.logit_bias.iter().enumerate() {
+            if t as usize >= vocab {
+                bail!("--logit-bias {t}=...: token {t} is outside this model's vocabulary (0..{vocab})");
+            }
+            if self.logit_bias[..i].iter().any(|&(u, _)| u == t) {
+                bail!("--logit-bias: token {t} is given twice");
+            }
+        }
+        Ok(())
+    }
+
     /// The sampler parameters.
     pub fn params(&self) -> SamplingParams {
         SamplingParams {
@@ -56,6 +100,13 @@ impl SamplingArgs {
             top_p: self.top_p,
             min_p: self.min_p,
             repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: {
+                let mut b = self.logit_bias.clone();
+                b.sort_by_key(|&(t, _)| t);
+                b
+            },
             seed: self.seed,
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
@@ -267,6 +318,17 @@ impl WithBackend for &GenerateArgs {
         if args.sampling.stop.iter().any(String::is_empty) {
             bail!("--stop \"\": a stop string must not be empty");
         }
+        // Named by flag, before the model loads (the engine would name the field later); the
+        // vocabulary is checked once it is known.
+        args.sampling.check_logit_bias(usize::MAX)?;
+        if let Err(dlp_engine::sampler::SamplerError::InvalidParam {
+            field,
+            value,
+            expected,
+        }) = args.sampling.params().validate()
+        {
+            bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
+        }
         let prompts = read_prompts(args)?;
         if let Some(p) = prompts
             .iter()
@@ -285,6 +347,8 @@ impl WithBackend for &GenerateArgs {
         }
         let loaded: Loaded<B> = load(backend, &args.model)?;
         let tok = loaded.tokenizer()?;
+        args.sampling
+            .check_logit_bias(loaded.model.config.vocab_size)?;
         let params = args.sampling.params();
         let names = loaded.model.adapter_names().to_vec();
         let routing = Routing::new(&args.routing, &names)?;

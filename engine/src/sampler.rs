@@ -1,6 +1,6 @@
-//! Token sampler shared by every backend: repetition penalty, temperature, top-k, top-p, min-p
-//! (applied in that order, as Hugging Face `transformers` does), then a seeded draw; plus helpers
-//! for stop strings.
+//! Token sampler shared by every backend: logit bias, repetition penalty, frequency and presence
+//! penalties (vLLM's order), then temperature, top-k, top-p, min-p (in that order, as Hugging
+//! Face `transformers` does), then a seeded draw; plus helpers for stop strings.
 //!
 //! Non-finite logits: NaN is treated as `-inf` (never chosen while any other token is); `+inf` is
 //! treated as the largest finite `f32` (so such tokens win, and share the mass if several). When no
@@ -9,6 +9,7 @@
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 /// Tolerance on probability comparisons (top-p cumulative mass, min-p ratio), so that a boundary
 /// given exactly (e.g. `top_p = 0.8` over probabilities `0.5, 0.3, ...`) is not lost to rounding.
@@ -29,6 +30,21 @@ pub struct SamplingParams {
     /// HF/CTRL repetition penalty over each distinct token of the context (prompt + generated):
     /// a positive logit is divided by it, a negative one multiplied; `1.0` disables.
     pub repetition_penalty: f32,
+    /// OpenAI's presence penalty: subtracted once from the logit of every token generated so
+    /// far (the prompt does not count, as in vLLM); `0` disables, negative values favour
+    /// repeats. Range `[-2, 2]`.
+    #[serde(default)]
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty: subtracted from a token's logit once per time it was
+    /// generated so far; `0` disables. Range `[-2, 2]`. Formula (OpenAI's API reference):
+    /// `logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty`.
+    #[serde(default)]
+    pub frequency_penalty: f32,
+    /// OpenAI's `logit_bias`: `(token id, bias)` pairs, sorted by id, each id once, added to
+    /// the raw logits before every other step (`-100` all but bans a token, `100` all but
+    /// forces it). Ids past the logits are ignored. Biases in `[-100, 100]`.
+    #[serde(default)]
+    pub logit_bias: Vec<(u32, f32)>,
     /// Seed of the random generator (same seed + same logits => same tokens).
     pub seed: u64,
     /// Maximum number of tokens to generate (enforced by the caller).
@@ -46,6 +62,9 @@ impl Default for SamplingParams {
             top_p: 1.0,
             min_p: 0.0,
             repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
             seed: 0,
             max_tokens: 128,
             stop: Vec::new(),
@@ -70,7 +89,9 @@ pub enum SamplerError {
 
 impl SamplingParams {
     /// Checks every field's range: `temperature` finite and `>= 0`, `top_p` in `(0, 1]`,
-    /// `min_p` in `[0, 1]`, `repetition_penalty` finite and `> 0`.
+    /// `min_p` in `[0, 1]`, `repetition_penalty` finite and `> 0`, `presence_penalty` and
+    /// `frequency_penalty` in `[-2, 2]`, each `logit_bias` in `[-100, 100]` with ids sorted
+    /// and distinct.
     pub fn validate(&self) -> Result<(), SamplerError> {
         let check = |field, value: f32, ok: bool, expected| {
             if ok {
@@ -100,7 +121,50 @@ impl SamplingParams {
             r,
             r.is_finite() && r > 0.0,
             "finite and > 0",
-        )
+        )?;
+        let pp = self.presence_penalty;
+        check(
+            "presence_penalty",
+            pp,
+            (-2.0..=2.0).contains(&pp),
+            "in [-2, 2]",
+        )?;
+        let f = self.frequency_penalty;
+        check(
+            "frequency_penalty",
+            f,
+            (-2.0..=2.0).contains(&f),
+            "in [-2, 2]",
+        )?;
+        for &(_, b) in &self.logit_bias {
+            check(
+                "logit_bias",
+                b,
+                (-100.0..=100.0).contains(&b),
+                "in [-100, 100]",
+            )?;
+        }
+        if let Some(w) = self.logit_bias.windows(2).find(|w| w[0].0 >= w[1].0) {
+            check(
+                "logit_bias",
+                w[1].0 as f32,
+                false,
+                "token ids sorted and each given once",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether the frequency or presence penalty is on (the sampler then counts its tokens).
+    fn counts_tokens(&self) -> bool {
+        self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
+    }
+
+    /// `logit_bias`'s bias for `token` (0 when absent).
+    fn bias(&self, token: u32) -> f32 {
+        self.logit_bias
+            .binary_search_by_key(&token, |&(t, _)| t)
+            .map_or(0.0, |i| self.logit_bias[i].1)
     }
 }
 
@@ -114,6 +178,9 @@ pub struct Sampler {
     work: Vec<f32>,
     /// Surviving candidates: (token id, logit), the logit later replaced by `exp((l - max) / T)`.
     cand: Vec<(u32, f32)>,
+    /// How often each token was returned, for the frequency and presence penalties (kept only
+    /// while one is on).
+    counts: HashMap<u32, u32>,
 }
 
 /// HF/CTRL repetition penalty for one logit.
@@ -189,6 +256,7 @@ impl Sampler {
             rng,
             work: Vec::new(),
             cand: Vec::new(),
+            counts: HashMap::new(),
         }
     }
 
@@ -199,7 +267,8 @@ impl Sampler {
 
     /// Picks the next token from `logits` (one per vocabulary entry). `context` is the prompt
     /// plus the tokens generated so far, used by the repetition penalty (ids outside the
-    /// vocabulary are ignored). Greedy sampling does not consume randomness. Probabilities are
+    /// vocabulary are ignored). The frequency and presence penalties count the tokens this
+    /// sampler has returned, which are the generated ones: call it once per generated token. Greedy sampling does not consume randomness. Probabilities are
     /// computed in f32 with the max subtracted and summed in f64; tokens whose probability
     /// underflows f32 (below `e^-104` of the best) are skipped.
     ///
@@ -209,7 +278,7 @@ impl Sampler {
     /// # Panics
     /// If `logits` is empty.
     pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
-        self.pick(logits, context, false).unwrap_or(0)
+        self.pick_counted(logits, context, false).unwrap_or(0)
     }
 
     /// [`Sampler::sample`], but `None` when a logit is NaN or no token has a usable logit (all
@@ -219,7 +288,16 @@ impl Sampler {
     /// # Panics
     /// If `logits` is empty.
     pub fn try_sample(&mut self, logits: &[f32], context: &[u32]) -> Option<u32> {
-        self.pick(logits, context, true)
+        self.pick_counted(logits, context, true)
+    }
+
+    /// [`Sampler::pick`], counting the token for the frequency and presence penalties.
+    fn pick_counted(&mut self, logits: &[f32], context: &[u32], nan_fails: bool) -> Option<u32> {
+        let id = self.pick(logits, context, nan_fails)?;
+        if self.params.counts_tokens() {
+            *self.counts.entry(id).or_insert(0) += 1;
+        }
+        Some(id)
     }
 
     /// Both samplers; `nan_fails` says whether one NaN logit refuses the row.
@@ -229,12 +307,23 @@ impl Sampler {
         let work = &mut self.work;
         work.clear();
         work.extend_from_slice(logits);
+        for &(t, b) in &p.logit_bias {
+            if let Some(l) = work.get_mut(t as usize) {
+                *l += b;
+            }
+        }
         if p.repetition_penalty != 1.0 {
-            // From the raw logit, so a token repeated in the context is penalised once.
+            // From the biased logit, not `work`, so a token repeated in the context is
+            // penalised once.
             for &t in context {
                 if let Some(&l) = logits.get(t as usize) {
-                    work[t as usize] = penalize(l, p.repetition_penalty);
+                    work[t as usize] = penalize(l + p.bias(t), p.repetition_penalty);
                 }
+            }
+        }
+        for (&t, &c) in &self.counts {
+            if let Some(l) = work.get_mut(t as usize) {
+                *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
             }
         }
         let (max, nan) = sanitize_max(work);

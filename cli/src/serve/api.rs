@@ -332,23 +332,24 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         )?;
         p.repetition_penalty = r32;
     }
-    for (field, v) in [
-        ("presence_penalty", c.presence_penalty),
-        ("frequency_penalty", c.frequency_penalty),
+    for (field, v, slot) in [
+        (
+            "presence_penalty",
+            c.presence_penalty,
+            &mut p.presence_penalty,
+        ),
+        (
+            "frequency_penalty",
+            c.frequency_penalty,
+            &mut p.frequency_penalty,
+        ),
     ] {
-        if let Some(v) = v.filter(|&v| v != 0.0) {
-            return Err(ApiError::bad_param(
-                field,
-                format!("`{field}` = {v} is not supported by this server; use `repetition_penalty` (1 = off, > 1 penalises tokens already in the context)"),
-            ));
+        if let Some(v) = v {
+            check(field, v, (-2.0..=2.0).contains(&v), "from -2 to 2")?;
+            *slot = v as f32;
         }
     }
-    if c.logit_bias.is_some_and(|m| !m.is_empty()) {
-        return Err(ApiError::bad_param(
-            "logit_bias",
-            "`logit_bias` is not supported by this server",
-        ));
-    }
+    p.logit_bias = logit_bias(c.logit_bias)?;
     if let Some(n) = c.n {
         check("n", n as f64, (1..=MAX_N).contains(&n), "from 1 to 16")?;
         job.n = n as usize;
@@ -371,6 +372,37 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
     };
     job.selection = selection(&job.model, c.lora_mixture, c.dlp_route_by)?;
     Ok(())
+}
+
+/// `logit_bias`: `{"token id": bias}`, biases from -100 to 100, sorted by id for the sampler.
+/// Ids are checked against the vocabulary once the model is known.
+fn logit_bias(v: Option<Map<String, Value>>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let mut out = Vec::with_capacity(v.as_ref().map_or(0, Map::len));
+    for (key, bias) in v.into_iter().flatten() {
+        let param = format!("logit_bias.{key}");
+        // "0042" and "+1" would parse as u32 but are not how a token id is written.
+        let id = key
+            .parse::<u32>()
+            .ok()
+            .filter(|id| id.to_string() == key)
+            .ok_or_else(|| {
+                ApiError::bad_param(
+                    &param,
+                    format!("`logit_bias` key `{key}` is not a token id (a whole number from 0, as a string)"),
+                )
+            })?;
+        let b = bias.as_f64().filter(|b| (-100.0..=100.0).contains(b));
+        let Some(b) = b else {
+            return Err(ApiError::bad_param(
+                &param,
+                format!("`logit_bias` gives token {key} the bias {bias}; it must be a number from -100 to 100"),
+            ));
+        };
+        out.push((id, b as f32));
+    }
+    // Each key once: the body parser refuses a key given twice.
+    out.sort_unstable_by_key(|&(t, _)| t);
+    Ok(out)
 }
 
 /// `stop`: a string or a list of strings.

@@ -230,6 +230,18 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
         return Err(ApiError::unavailable("the server is shutting down"));
     }
     let fixed = fixed_mixture(&st, &job.selection)?;
+    let vocab = st.config.vocab_size;
+    if let Some(&(t, _)) = job
+        .params
+        .logit_bias
+        .iter()
+        .find(|&&(t, _)| t as usize >= vocab)
+    {
+        return Err(ApiError::bad_param(
+            format!("logit_bias.{t}"),
+            format!("`logit_bias` names token {t}, outside the vocabulary (0..{vocab})"),
+        ));
+    }
     let st2 = st.clone();
     let job2 = job.clone();
     let field = match job.endpoint {

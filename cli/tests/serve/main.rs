@@ -8,6 +8,7 @@ mod connections;
 mod harness;
 mod python;
 mod runtime_adapters;
+mod sampling;
 mod tokenize;
 
 use std::io::{Read, Write};
@@ -88,6 +89,16 @@ fn answers_equal_generate_and_score() {
                         "temperature": 0, "max_tokens": 24}),
             ),
             vec!["--prompt", "The capital of France is"],
+        ),
+        (
+            s.ok(
+                "/v1/completions",
+                &json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": "The capital of France is",
+                        "temperature": 0, "max_tokens": 24, "presence_penalty": 1.5,
+                        "frequency_penalty": 0.7, "logit_bias": {"504": 4, "13": -2.5}}),
+            ),
+            vec!["--prompt", "The capital of France is", "--presence-penalty", "1.5",
+                 "--frequency-penalty", "0.7", "--logit-bias", "504=4", "--logit-bias", "13=-2.5"],
         ),
     ];
     for (served, gen_args) in &cases {

@@ -189,6 +189,55 @@ fn repetition_penalty_signs() {
     assert_eq!(s.sample(&[2.0, 1.2], &[0, 0, 0]), 0);
 }
 
+/// OpenAI's formula, `logit[j] -= count[j] * frequency + (count[j] > 0) * presence`, over the
+/// tokens this sampler returned: the prompt (in `context`) does not count.
+#[test]
+fn frequency_and_presence_penalties_count_generated_tokens() {
+    // Token 0 leads by 1.0; each pick of it costs 0.3 (frequency) + 0.5 once (presence).
+    let logits = [3.0f32, 2.0, 0.0];
+    let mut s = Sampler::new(sp(0.0, |p| {
+        p.frequency_penalty = 0.3;
+        p.presence_penalty = 0.5;
+    }));
+    // The prompt holds token 0 many times: no penalty yet.
+    assert_eq!(s.sample(&logits, &[0, 0, 0, 0]), 0);
+    // 3 - 0.3 - 0.5 = 2.2 > 2.0: token 0 again.
+    assert_eq!(s.sample(&logits, &[0, 0, 0, 0, 0]), 0);
+    // 3 - 0.6 - 0.5 = 1.9 < 2.0: token 1.
+    assert_eq!(s.sample(&logits, &[]), 1);
+    // Token 1 now 2 - 0.8 = 1.2, token 0 still 1.9.
+    assert_eq!(s.sample(&logits, &[]), 0);
+    // Negative values favour what was generated.
+    let mut s = Sampler::new(sp(0.0, |p| p.presence_penalty = -2.0));
+    assert_eq!(s.sample(&[1.0, 2.0], &[]), 1);
+    assert_eq!(s.sample(&[2.5, 2.0], &[]), 1); // 2 + 2 > 2.5
+                                               // Off (both 0), nothing is counted.
+    let mut s = Sampler::new(SamplingParams::default());
+    for _ in 0..5 {
+        assert_eq!(s.sample(&logits, &[]), 0);
+    }
+    assert!(s.counts.is_empty());
+}
+
+/// `logit_bias` moves raw logits before everything else; the repetition penalty then scales
+/// the biased logit, once per distinct context token.
+#[test]
+fn logit_bias_before_the_penalties() {
+    let mut s = Sampler::new(sp(0.0, |p| p.logit_bias = vec![(1, 0.6), (7, 50.0)]));
+    assert_eq!(s.sample(&[1.0, 0.5], &[]), 1); // 0.5 + 0.6 > 1.0; id 7 is past the logits
+    let mut s = Sampler::new(sp(0.0, |p| p.logit_bias = vec![(0, -100.0)]));
+    assert_eq!(s.sample(&[60.0, 0.0, -30.0], &[]), 1);
+    // Biased 1.0 + 3.0 = 4.0, then / 2 = 2.0 < 2.5 (the raw 1.0 / 2 + 3.0 would be 3.5).
+    let mut s = Sampler::new(sp(0.0, |p| {
+        p.logit_bias = vec![(0, 3.0)];
+        p.repetition_penalty = 2.0;
+    }));
+    assert_eq!(s.sample(&[1.0, 2.5], &[0, 0]), 1);
+    // A bias of 100 wins the draw at any temperature against logits within a few units.
+    let hot = sp(1.0, |p| p.logit_bias = vec![(2, 100.0)]);
+    assert_eq!(support(&hot, &[4.0, 3.0, -4.0]), BTreeSet::from([2]));
+}
+
 #[test]
 fn temperature_matches_softmax() {
     let logits = [1.0f32, 2.0, 0.5, -1.0];
@@ -246,7 +295,7 @@ fn non_finite_logits() {
 fn validation() {
     assert!(SamplingParams::default().validate().is_ok());
     type Edit = fn(&mut SamplingParams);
-    let bad: [(&str, Edit); 9] = [
+    let bad: [(&str, Edit); 15] = [
         ("temperature", |p| p.temperature = -0.1),
         ("temperature", |p| p.temperature = f32::INFINITY),
         ("top_p", |p| p.top_p = 0.0),
@@ -256,6 +305,12 @@ fn validation() {
         ("min_p", |p| p.min_p = 1.01),
         ("repetition_penalty", |p| p.repetition_penalty = 0.0),
         ("repetition_penalty", |p| p.repetition_penalty = f32::NAN),
+        ("presence_penalty", |p| p.presence_penalty = 2.01),
+        ("presence_penalty", |p| p.presence_penalty = f32::NAN),
+        ("frequency_penalty", |p| p.frequency_penalty = -2.5),
+        ("logit_bias", |p| p.logit_bias = vec![(3, 100.5)]),
+        ("logit_bias", |p| p.logit_bias = vec![(3, 1.0), (3, 2.0)]),
+        ("logit_bias", |p| p.logit_bias = vec![(4, 1.0), (3, 2.0)]),
     ];
     for (field, edit) in bad {
         let msg = sp(0.0, edit).validate().unwrap_err().to_string();

@@ -1,0 +1,113 @@
+//! OpenAI's `presence_penalty`, `frequency_penalty` and `logit_bias` change greedy picks as
+//! their formulas say, checked against the model's own log-probabilities (which the server
+//! reports before any bias or penalty, as vLLM does).
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::harness::{assets, Server};
+
+/// The generated tokens (as text) and each one's top alternatives `token -> logprob`.
+fn picks(v: &Value) -> (Vec<String>, Vec<HashMap<String, f64>>) {
+    let lp = &v["choices"][0]["logprobs"];
+    let tokens = lp["tokens"].as_array().unwrap();
+    let tokens = tokens.iter().map(|t| t.as_str().unwrap().to_string());
+    let tops = lp["top_logprobs"].as_array().unwrap().iter().map(|m| {
+        m.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, x)| (k.clone(), x.as_f64().unwrap()))
+            .collect()
+    });
+    (tokens.collect(), tops.collect())
+}
+
+/// How often the most frequent token occurs.
+fn most_repeated(tokens: &[String]) -> usize {
+    let mut n: HashMap<&str, usize> = HashMap::new();
+    for t in tokens {
+        *n.entry(t).or_default() += 1;
+    }
+    n.into_values().max().unwrap_or(0)
+}
+
+#[test]
+fn penalties_and_logit_bias_steer_greedy_picks() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let prompt = "one one one one one one one one one one one one";
+    let run = |extra: Value| {
+        let mut body = json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": prompt, "temperature": 0, "ignore_eos": true,
+                              "max_tokens": 16, "logprobs": 5});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        s.ok("/v1/completions", &body)
+    };
+
+    // Without penalties the model falls into a loop ("-to-many-to-many..."); every pick is
+    // its most likely token.
+    let (plain, plain_tops) = picks(&run(json!({})));
+    let repeats = most_repeated(&plain);
+    assert!(repeats >= 4, "{plain:?}");
+
+    // With them, each pick is the best of `logprob - count * f - (count > 0) * p` over the
+    // listed alternatives, counting only generated tokens (the prompt's " one"s are free).
+    // Each penalty alone and both together, so that neither can hide behind the other.
+    for (f, p) in [(0.6, 0.9), (0.0, 1.5), (1.0, 0.0)] {
+        let (tokens, tops) = picks(&run(json!({"frequency_penalty": f, "presence_penalty": p})));
+        let mut counts: HashMap<&str, f64> = HashMap::new();
+        let mut differs = 0;
+        for (tok, top) in tokens.iter().zip(&tops) {
+            let score = |t: &str, lp: f64| {
+                let c = counts.get(t).copied().unwrap_or(0.0);
+                lp - c * f - if c > 0.0 { p } else { 0.0 }
+            };
+            let best = top
+                .iter()
+                .map(|(t, &lp)| score(t, lp))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let mine = score(tok, top[tok]);
+            assert!(
+                mine >= best - 1e-4,
+                "f {f}, p {p}: {tok:?} ({mine}) < {best}: {tokens:?} {top:?}"
+            );
+            let raw_best = top.values().copied().fold(f64::NEG_INFINITY, f64::max);
+            if top[tok] < raw_best - 1e-4 {
+                differs += 1;
+            }
+            *counts.entry(tok).or_insert(0.0) += 1.0;
+        }
+        assert!(
+            differs >= 1,
+            "f {f}, p {p}: the penalties never changed a pick: {tokens:?}"
+        );
+        assert!(
+            most_repeated(&tokens) < repeats,
+            "f {f}, p {p}: {plain:?} vs {tokens:?}"
+        );
+    }
+
+    // `logit_bias` -100 on the first unbiased pick: the runner-up takes its place.
+    let first = &plain[0];
+    let ids = s.ok(
+        "/tokenize",
+        &json!({"prompt": first, "add_special_tokens": false}),
+    )["tokens"]
+        .clone();
+    assert_eq!(ids.as_array().unwrap().len(), 1, "{first:?} -> {ids}");
+    let id = ids[0].to_string();
+    let (banned, _) = picks(&run(json!({"logit_bias": {id.clone(): -100}})));
+    let runner_up = plain_tops[0]
+        .iter()
+        .filter(|(t, _)| *t != first)
+        .max_by(|x, y| x.1.total_cmp(y.1))
+        .unwrap()
+        .0;
+    assert_eq!(&banned[0], runner_up, "{banned:?} vs {:?}", plain_tops[0]);
+    assert!(!banned.contains(first), "{banned:?}");
+    // +100 on it: it is every pick, ahead of end-of-sequence too.
+    let (forced, _) = picks(&run(json!({"logit_bias": {id: 100}})));
+    assert_eq!(forced, vec![first.clone(); 16]);
+}
