@@ -81,6 +81,7 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         .map(|segments| GenRequest {
             prompt: c.ids.to_vec(),
             segments,
+            constraint: None,
             params: params.clone(),
         })
         .collect();

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dlp_engine::generate::{
-    generate_each, non_finite, FinishReason, GenRequest, DEFAULT_STEP_TOKENS,
-};
+use dlp_engine::generate::{failure, generate_each, FinishReason, GenRequest, DEFAULT_STEP_TOKENS};
 use dlp_engine::tokenizer::{text_of_part, ChatMessage};
 use dlp_engine::Backend;
 use dlp_engine::SamplingParams;
@@ -147,6 +145,8 @@ pub struct GenerateArgs {
     pub prompts: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub format: crate::format_args::FormatArgs,
     #[command(flatten)]
     pub routing: RouteArgs,
     /// Print one JSON object (texts, token counts, prefill/decode times, tokens/s, peak RSS)
@@ -321,6 +321,7 @@ impl WithBackend for &GenerateArgs {
         // Named by flag, before the model loads (the engine would name the field later); the
         // vocabulary is checked once it is known.
         args.sampling.check_logit_bias(usize::MAX)?;
+        args.format.check()?;
         if let Err(dlp_engine::sampler::SamplerError::InvalidParam {
             field,
             value,
@@ -350,6 +351,9 @@ impl WithBackend for &GenerateArgs {
         args.sampling
             .check_logit_bias(loaded.model.config.vocab_size)?;
         let params = args.sampling.params();
+        let constraint =
+            args.format
+                .constraint(tok, loaded.model.config.vocab_size, &loaded.eos_ids())?;
         let names = loaded.model.adapter_names().to_vec();
         let routing = Routing::new(&args.routing, &names)?;
         let mut requests = Vec::new();
@@ -386,6 +390,7 @@ impl WithBackend for &GenerateArgs {
             requests.push(GenRequest {
                 prompt: ids,
                 segments,
+                constraint: constraint.clone(),
                 params: params.clone(),
             });
         }
@@ -483,8 +488,7 @@ impl WithBackend for &GenerateArgs {
             }
         }
         let broken: Vec<String> = (outs.iter().zip(&prompts))
-            .filter(|(o, _)| o.finish == FinishReason::NonFinite)
-            .map(|(o, p)| non_finite(&p.source, o.tokens.len()).to_string())
+            .filter_map(|(o, p)| failure(&p.source, o).map(|e| e.to_string()))
             .collect();
         match broken.len() {
             0 => Ok(()),

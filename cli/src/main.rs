@@ -7,6 +7,7 @@ mod bench_report;
 mod bench_run;
 mod common;
 mod eval;
+mod format_args;
 #[cfg(feature = "fuzz")]
 mod fuzz;
 mod generate;

@@ -215,6 +215,8 @@ pub struct GenRequest {
     pub segments: Segments,
     /// Sampling and stopping.
     pub params: SamplingParams,
+    /// Structured output: only tokens this grammar allows are sampled (None: any token).
+    pub constraint: Option<crate::constraint::Constraint>,
 }
 
 /// What the token callback tells the generator.
@@ -233,7 +235,7 @@ pub enum Control {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// An end-of-sequence token.
+    /// An end-of-sequence token, or the end of the output grammar.
     Eos,
     /// `max_tokens` reached.
     Length,
@@ -244,6 +246,9 @@ pub enum FinishReason {
     /// A logit was NaN or none was usable (all `-inf`): the forward pass overflowed (a broken
     /// model, or a mixture weight far from 1). Not a normal end: callers report it as an error.
     NonFinite,
+    /// The output grammar ([`GenRequest::constraint`]) could not go on; its error is logged.
+    /// Not a normal end: callers report it as an error.
+    Grammar,
 }
 
 /// The result of one request.
@@ -279,7 +284,8 @@ pub struct GenStats {
 ///
 /// # Errors
 /// Bad requests, backend failures, and a sequence that ended with
-/// [`FinishReason::NonFinite`] (the first such, by index: [`non_finite`]).
+/// [`FinishReason::NonFinite`] or [`FinishReason::Grammar`] (the first such, by index:
+/// [`failure`]).
 /// [`generate_each`] returns those outputs instead.
 pub fn generate<B: Backend>(
     model: &Model<B>,
@@ -289,10 +295,10 @@ pub fn generate<B: Backend>(
     on_token: impl FnMut(usize, u32) -> Result<Control>,
 ) -> Result<(Vec<GenOutput>, GenStats)> {
     let (outputs, stats) = generate_each(model, requests, eos, step_tokens, on_token)?;
-    if let Some((i, o)) =
-        (outputs.iter().enumerate()).find(|(_, o)| o.finish == FinishReason::NonFinite)
+    if let Some(e) =
+        (outputs.iter().enumerate()).find_map(|(i, o)| failure(&format!("request {i}"), o))
     {
-        return Err(non_finite(&format!("request {i}"), o.tokens.len()));
+        return Err(e);
     }
     Ok((outputs, stats))
 }
@@ -348,6 +354,20 @@ pub fn generate_each<B: Backend>(
         .map(|o| o.expect("every request finishes before the scheduler idles"))
         .collect();
     Ok((outputs, sched.stats.clone()))
+}
+
+/// The error for a sequence (`who`: "request 3") that ended abnormally
+/// ([`FinishReason::NonFinite`], [`FinishReason::Grammar`]); `None` for a normal end.
+pub fn failure(who: &str, out: &GenOutput) -> Option<Error> {
+    let generated = out.tokens.len();
+    match out.finish {
+        FinishReason::NonFinite => Some(non_finite(who, generated)),
+        FinishReason::Grammar => Some(Error::invalid(format!(
+            "{who}: the output grammar could not go on after {generated} generated tokens \
+             (its error is in the log)"
+        ))),
+        _ => None,
+    }
 }
 
 /// The error for a sequence (`who`: "request 3") that ended with [`FinishReason::NonFinite`]

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod constraint;
 pub mod cpu;
 pub mod error;
 pub mod generate;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod rope_table;
 pub mod sampler;
 pub mod scheduler;
+pub mod structured;
 pub mod tensor;
 pub mod tokenizer;
 

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
+use crate::constraint::TokenConstraint;
+
 /// Tolerance on probability comparisons (top-p cumulative mass, min-p ratio), so that a boundary
 /// given exactly (e.g. `top_p = 0.8` over probabilities `0.5, 0.3, ...`) is not lost to rounding.
 const PROB_EPS: f64 = 1e-6;
@@ -278,7 +280,10 @@ impl Sampler {
     /// # Panics
     /// If `logits` is empty.
     pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
-        self.pick_counted(logits, context, false).unwrap_or(0)
+        self.pick_counted(logits, context, false, None)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
     }
 
     /// [`Sampler::sample`], but `None` when a logit is NaN or no token has a usable logit (all
@@ -288,20 +293,51 @@ impl Sampler {
     /// # Panics
     /// If `logits` is empty.
     pub fn try_sample(&mut self, logits: &[f32], context: &[u32]) -> Option<u32> {
-        self.pick_counted(logits, context, true)
+        self.pick_counted(logits, context, true, None)
+            .ok()
+            .flatten()
+    }
+
+    /// [`Sampler::try_sample`] among the tokens `constraint` allows (masked after bias and
+    /// penalties, before temperature and the filters). The constraint is not advanced: the
+    /// caller calls [`TokenConstraint::accept`] with the token it keeps.
+    ///
+    /// # Errors
+    /// The constraint's, from [`TokenConstraint::mask`].
+    pub fn try_sample_constrained(
+        &mut self,
+        logits: &[f32],
+        context: &[u32],
+        constraint: &mut dyn TokenConstraint,
+    ) -> Result<Option<u32>, String> {
+        self.pick_counted(logits, context, true, Some(constraint))
     }
 
     /// [`Sampler::pick`], counting the token for the frequency and presence penalties.
-    fn pick_counted(&mut self, logits: &[f32], context: &[u32], nan_fails: bool) -> Option<u32> {
-        let id = self.pick(logits, context, nan_fails)?;
+    fn pick_counted(
+        &mut self,
+        logits: &[f32],
+        context: &[u32],
+        nan_fails: bool,
+        constraint: Option<&mut dyn TokenConstraint>,
+    ) -> Result<Option<u32>, String> {
+        let Some(id) = self.pick(logits, context, nan_fails, constraint)? else {
+            return Ok(None);
+        };
         if self.params.counts_tokens() {
             *self.counts.entry(id).or_insert(0) += 1;
         }
-        Some(id)
+        Ok(Some(id))
     }
 
-    /// Both samplers; `nan_fails` says whether one NaN logit refuses the row.
-    fn pick(&mut self, logits: &[f32], context: &[u32], nan_fails: bool) -> Option<u32> {
+    /// Every sampler; `nan_fails` says whether one NaN logit refuses the row.
+    fn pick(
+        &mut self,
+        logits: &[f32],
+        context: &[u32],
+        nan_fails: bool,
+        constraint: Option<&mut dyn TokenConstraint>,
+    ) -> Result<Option<u32>, String> {
         assert!(!logits.is_empty(), "Sampler::sample: empty logits");
         let p = &self.params;
         let work = &mut self.work;
@@ -326,12 +362,15 @@ impl Sampler {
                 *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
             }
         }
+        if let Some(c) = constraint {
+            c.mask(work)?;
+        }
         let (max, nan) = sanitize_max(work);
         if max == f32::NEG_INFINITY || (nan && nan_fails) {
-            return None; // no usable logit at all, or a broken row
+            return Ok(None); // no usable logit at all, or a broken row
         }
         if p.temperature.is_nan() || p.temperature <= 0.0 {
-            return Some(work.iter().position(|&l| l == max).unwrap_or(0) as u32);
+            return Ok(Some(work.iter().position(|&l| l == max).unwrap_or(0) as u32));
         }
 
         let temp = p.temperature;
@@ -385,11 +424,11 @@ impl Sampler {
         for &(id, q) in cand.iter() {
             acc += f64::from(q);
             if r < acc {
-                return Some(id);
+                return Ok(Some(id));
             }
         }
         // The best token is always a candidate, so `cand` is not empty.
-        Some(cand.last().map_or(0, |c| c.0))
+        Ok(Some(cand.last().map_or(0, |c| c.0)))
     }
 }
 

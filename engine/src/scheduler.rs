@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::backend::{Backend, NO_ADAPTER};
+use crate::constraint::TokenConstraint;
 use crate::error::{Error, Result};
 use crate::generate::{Control, FinishReason, GenOutput, GenRequest, GenStats, PlanBuilder, Seq};
 use crate::kv_cache::KvCache;
@@ -76,6 +77,8 @@ struct Running {
     prompt_len: usize,
     max_tokens: usize,
     sampler: Sampler,
+    /// The output grammar, if any.
+    constraint: Option<Box<dyn TokenConstraint>>,
     opts: SeqOptions,
     /// Admission order: prompt chunks are scheduled oldest first.
     admitted: u64,
@@ -223,6 +226,11 @@ impl<B: Backend> Scheduler<B> {
         opts: SeqOptions,
     ) -> Result<()> {
         self.check(model, &req)?;
+        if opts.ignore_eos && req.constraint.is_some() {
+            return Err(Error::invalid(
+                "ignore_eos with an output grammar: the grammar ends where an end-of-sequence token may come",
+            ));
+        }
         self.waiting.push_back(Waiting { id, req, opts });
         Ok(())
     }
@@ -332,6 +340,7 @@ impl<B: Backend> Scheduler<B> {
                 prompt_len,
                 max_tokens: w.req.params.max_tokens,
                 sampler: Sampler::new(w.req.params),
+                constraint: w.req.constraint.map(|c| c.0),
                 opts: w.opts,
                 admitted: self.admissions,
             });
@@ -440,40 +449,49 @@ impl<B: Backend> Scheduler<B> {
                 continue;
             }
             let mut finish = None;
-            if r.max_tokens == 0 {
-                finish = Some(FinishReason::Length);
-            } else if let Some(id) = r.sampler.try_sample(logits, &r.seq.tokens) {
-                report.sampled += 1;
-                if !has_prompt {
-                    self.stats.decode_tokens += 1;
+            let picked = (r.max_tokens > 0).then(|| sample_next(r, logits));
+            match picked {
+                None => finish = Some(FinishReason::Length),
+                Some(Err(e)) => {
+                    tracing::warn!("sequence {}: the output grammar failed: {e}", r.id);
+                    finish = Some(FinishReason::Grammar);
                 }
-                if eos.contains(&id) && !r.opts.ignore_eos {
-                    finish = Some(FinishReason::Eos);
-                } else {
-                    r.seq.tokens.push(id);
-                    match on_event(Event::Token {
-                        id: r.id,
-                        token: id,
-                        logits,
-                    })? {
-                        Control::Continue => {}
-                        Control::Stop => finish = Some(FinishReason::Stop),
-                        Control::Remix(m) => {
-                            check_mixtures([&m], model.adapter_names().len(), self.cfg.mix_k)?;
-                            r.seq.segments.push((r.seq.tokens.len() - 1, m));
+                Some(Ok(None)) => finish = Some(FinishReason::NonFinite),
+                Some(Ok(Some(id))) => {
+                    report.sampled += 1;
+                    if !has_prompt {
+                        self.stats.decode_tokens += 1;
+                    }
+                    if eos.contains(&id) && !r.opts.ignore_eos {
+                        finish = Some(FinishReason::Eos);
+                    } else {
+                        r.seq.tokens.push(id);
+                        match on_event(Event::Token {
+                            id: r.id,
+                            token: id,
+                            logits,
+                        })? {
+                            Control::Continue => {}
+                            Control::Stop => finish = Some(FinishReason::Stop),
+                            Control::Remix(m) => {
+                                check_mixtures([&m], model.adapter_names().len(), self.cfg.mix_k)?;
+                                r.seq.segments.push((r.seq.tokens.len() - 1, m));
+                            }
+                        }
+                        let generated = r.seq.tokens.len() - r.prompt_len;
+                        if finish.is_none() {
+                            if r.constraint.as_ref().is_some_and(|c| c.finished()) {
+                                // Nothing may follow but an end-of-sequence token: end
+                                // without spending a step on it.
+                                finish = Some(FinishReason::Eos);
+                            } else if generated >= r.max_tokens {
+                                finish = Some(FinishReason::Length);
+                            } else if r.seq.tokens.len() >= capacity {
+                                finish = Some(FinishReason::Context);
+                            }
                         }
                     }
-                    let generated = r.seq.tokens.len() - r.prompt_len;
-                    if finish.is_none() {
-                        if generated >= r.max_tokens {
-                            finish = Some(FinishReason::Length);
-                        } else if r.seq.tokens.len() >= capacity {
-                            finish = Some(FinishReason::Context);
-                        }
-                    }
                 }
-            } else {
-                finish = Some(FinishReason::NonFinite);
             }
             if let Some(f) = finish {
                 let r = self.slots[row.slot].take().expect("checked above");
@@ -493,6 +511,19 @@ impl<B: Backend> Scheduler<B> {
         }
         Ok(report)
     }
+}
+
+/// The next token of `r` from its logit row, among those its grammar allows (which then
+/// advances past it). `Ok(None)`: no usable logit; `Err`: the grammar failed.
+fn sample_next(r: &mut Running, logits: &[f32]) -> std::result::Result<Option<u32>, String> {
+    let Some(c) = r.constraint.as_deref_mut() else {
+        return Ok(r.sampler.try_sample(logits, &r.seq.tokens));
+    };
+    let picked = r.sampler.try_sample_constrained(logits, &r.seq.tokens, c)?;
+    if let Some(id) = picked {
+        c.accept(id)?;
+    }
+    Ok(picked)
 }
 
 /// Every mixture names one of `n_adapters` slots with a finite weight >= 0, at most `mix_k`

@@ -327,6 +327,7 @@ fn bad_mixtures_and_prompts() {
     let req = |prompt: Vec<u32>| GenRequest {
         prompt,
         segments: vec![],
+        constraint: None,
         params: SamplingParams {
             max_tokens: 4,
             ..Default::default()

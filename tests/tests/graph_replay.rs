@@ -33,6 +33,7 @@ fn decode_steps_of_one_shape_launch_the_same_work() {
     let req = |m: &dlp_engine::lora::Mixture, n: usize| GenRequest {
         prompt: prompt[..prompt.len().min(n)].to_vec(),
         segments: vec![(0, m.clone())],
+        constraint: None,
         params: SamplingParams {
             max_tokens: 16,
             ..Default::default()

@@ -32,6 +32,7 @@ fn remixed_generation_matches_segmented_scoring() {
     let request = GenRequest {
         prompt: prompt.clone(),
         segments: vec![(0, first.clone())],
+        constraint: None,
         params,
     };
     let mut n = 0;

@@ -131,6 +131,7 @@ fn generate_items<B: Backend>(
                 Ok(GenRequest {
                     prompt: it.ids.clone(),
                     segments: chooser.segments(mode, &it.rendered, &it.starts, it.oracle)?,
+                    constraint: None,
                     params: SamplingParams {
                         max_tokens: it.max_tokens,
                         ..SamplingParams::default()

@@ -88,6 +88,8 @@ pub struct Job {
     pub selection: Selection,
     /// Generate through end-of-sequence tokens (vLLM's extension, for load tests).
     pub ignore_eos: bool,
+    /// Structured output: the format the answer must have, and its field.
+    pub format: Option<super::format::Format>,
 }
 
 /// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its
@@ -117,6 +119,11 @@ macro_rules! common_fields {
             min_p: f64,
             repetition_penalty: f64,
             ignore_eos: bool,
+            // Structured output: OpenAI's, then vLLM's extensions.
+            response_format: Value,
+            guided_json: Value,
+            guided_regex: String,
+            guided_choice: Value,
             // dlp-run's extensions.
             lora_mixture: Value,
             dlp_route_by: String,
@@ -171,7 +178,6 @@ common_fields!(body_struct
         max_completion_tokens: u64,
         logprobs: bool,
         top_logprobs: u64,
-        response_format: Value,
         tools: Value,
         tool_choice: Value,
         functions: Value,
@@ -356,6 +362,18 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
     }
     job.stream = c.stream.unwrap_or(false);
     job.ignore_eos = c.ignore_eos.unwrap_or(false);
+    job.format = super::format::output_format(
+        c.response_format,
+        c.guided_json,
+        c.guided_regex,
+        c.guided_choice,
+    )?;
+    if let (Some((_, param)), true) = (&job.format, job.ignore_eos) {
+        return Err(ApiError::bad_param(
+            "ignore_eos",
+            format!("`ignore_eos` cannot go with `{param}`: the answer ends where its format does"),
+        ));
+    }
     if let Some(o) = c.stream_options {
         if !job.stream {
             return Err(ApiError::bad_param(
@@ -513,6 +531,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
         echo: false,
         selection: Selection::Base,
         ignore_eos: false,
+        format: None,
     }
 }
 

@@ -64,16 +64,6 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         }
         _ => {}
     }
-    match b.response_format {
-        None | Some(Value::Null) => {}
-        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
-        Some(f) => {
-            return Err(ApiError::bad_param(
-                "response_format",
-                format!("`response_format` {f} is not supported (only {{\"type\": \"text\"}})"),
-            ))
-        }
-    }
     for (field, v) in [
         ("tools", b.tools),
         ("tool_choice", b.tool_choice),

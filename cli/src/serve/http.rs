@@ -51,6 +51,8 @@ pub struct AppState {
     pub adapters: RwLock<Vec<(String, String)>>,
     /// The model's configuration (adapters loaded at run time are checked against it).
     pub config: ModelConfig,
+    /// Structured output's compiler.
+    pub formats: super::format::Formats,
     /// Positions per sequence (prompt + completion).
     pub context: usize,
     /// Sequences that may be running or queued at once.
@@ -259,12 +261,20 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
     if seqs > st.capacity {
         return Err(past_capacity(&st, seqs, param));
     }
-    let prepared = tokio::task::spawn_blocking(move || {
-        job2.prompts
+    let (prepared, constraint) = tokio::task::spawn_blocking(move || {
+        // The format first: a schema that does not compile is refused before the prompt's work.
+        let constraint = job2
+            .format
+            .as_ref()
+            .map(|f| st2.formats.compile(f))
+            .transpose()?;
+        let prepared = job2
+            .prompts
             .iter()
             .enumerate()
             .map(|(k, p)| prepare(&st2, &name(k), p, &fixed, &job2.selection))
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, ApiError>((prepared, constraint))
     })
     .await
     .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))??;
@@ -308,6 +318,7 @@ async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
                     Selection::Router(crate::routing::RouteBy::Sentence)
                 ),
                 ignore_eos: job.ignore_eos,
+                constraint: constraint.clone(),
                 decisions: p.decisions.clone(),
             });
         }

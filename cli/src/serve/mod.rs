@@ -10,6 +10,7 @@ mod adapters;
 pub(crate) mod api;
 mod chat;
 mod error;
+mod format;
 mod http;
 mod listen;
 mod metrics;
@@ -227,6 +228,7 @@ impl WithBackend for &ServeArgs {
                     .collect(),
             ),
             config: model.config.clone(),
+            formats: format::Formats::new(tok.clone(), model.config.vocab_size, eos.clone()),
             context,
             capacity: args.max_concurrent.saturating_add(args.max_queue),
             api_key: args.api_key.clone(),

@@ -36,6 +36,8 @@ pub struct SeqSpec {
     pub reroute: bool,
     /// Generate through end-of-sequence tokens (vLLM's `ignore_eos`).
     pub ignore_eos: bool,
+    /// Structured output: the grammar its tokens must follow (a copy per choice).
+    pub constraint: Option<dlp_engine::constraint::Constraint>,
     /// The routing decisions behind `segments` (for the response's `dlp` object).
     pub decisions: Vec<Decision>,
 }

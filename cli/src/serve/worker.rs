@@ -180,7 +180,7 @@ impl<'t, B: Backend> Worker<'t, B> {
         );
         let mut added = Vec::with_capacity(n);
         let mut failed = None;
-        for spec in sub.seqs {
+        for mut spec in sub.seqs {
             let segments = spec
                 .segments
                 .iter()
@@ -199,6 +199,7 @@ impl<'t, B: Backend> Worker<'t, B> {
             let req = GenRequest {
                 prompt: spec.prompt.clone(),
                 segments,
+                constraint: spec.constraint.take(),
                 params: spec.params.clone(),
             };
             let opts = SeqOptions {
@@ -419,10 +420,13 @@ impl<'t, B: Backend> Worker<'t, B> {
                         continue;
                     };
                     self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
-                    if out.finish == FinishReason::NonFinite {
-                        let who = format!("choice {}", l.choice);
-                        let e = dlp_engine::generate::non_finite(&who, out.tokens.len());
-                        let e = ApiError::internal(e.to_string()).code("non_finite_logits");
+                    let who = format!("choice {}", l.choice);
+                    if let Some(e) = dlp_engine::generate::failure(&who, &out) {
+                        let code = match out.finish {
+                            FinishReason::Grammar => "grammar_error",
+                            _ => "non_finite_logits",
+                        };
+                        let e = ApiError::internal(e.to_string()).code(code);
                         let _ = l.events.send(Event::Error(e));
                         continue;
                     }

@@ -70,17 +70,34 @@ fn answers_equal_generate_and_score() {
         }
         s.ok("/v1/chat/completions", &body)
     };
-    let cases: Vec<(Value, Vec<&str>)> =
-        vec![
-        (chat("boolq", &q, json!({})), vec!["--mix", "boolq=1", "--chat", "--prompt", &q]),
+    let cases: Vec<(Value, Vec<&str>)> = vec![
         (
-            chat("auto", &q, json!({"lora_mixture": {"boolq": 0.6, "piqa": 0.4}})),
+            chat("boolq", &q, json!({})),
+            vec!["--mix", "boolq=1", "--chat", "--prompt", &q],
+        ),
+        (
+            chat(
+                "auto",
+                &q,
+                json!({"lora_mixture": {"boolq": 0.6, "piqa": 0.4}}),
+            ),
             vec!["--mix", "boolq=0.6,piqa=0.4", "--chat", "--prompt", &q],
         ),
-        (chat("auto", &two, json!({})), vec!["--router", &router, "--chat", "--prompt", &two]),
+        (
+            chat("auto", &two, json!({})),
+            vec!["--router", &router, "--chat", "--prompt", &two],
+        ),
         (
             chat("auto", &two, json!({"dlp_route_by": "sentence"})),
-            vec!["--router", &router, "--route-by", "sentence", "--chat", "--prompt", &two],
+            vec![
+                "--router",
+                &router,
+                "--route-by",
+                "sentence",
+                "--chat",
+                "--prompt",
+                &two,
+            ],
         ),
         (
             s.ok(
@@ -97,8 +114,36 @@ fn answers_equal_generate_and_score() {
                         "temperature": 0, "max_tokens": 24, "presence_penalty": 1.5,
                         "frequency_penalty": 0.7, "logit_bias": {"504": 4, "13": -2.5}}),
             ),
-            vec!["--prompt", "The capital of France is", "--presence-penalty", "1.5",
-                 "--frequency-penalty", "0.7", "--logit-bias", "504=4", "--logit-bias", "13=-2.5"],
+            vec![
+                "--prompt",
+                "The capital of France is",
+                "--presence-penalty",
+                "1.5",
+                "--frequency-penalty",
+                "0.7",
+                "--logit-bias",
+                "504=4",
+                "--logit-bias",
+                "13=-2.5",
+            ],
+        ),
+        (
+            chat(
+                "boolq",
+                &q,
+                json!({"response_format": {"type": "json_schema", "json_schema":
+                {"name": "a", "schema": {"type": "object", "properties": {"answer": {"type": "boolean"}},
+                                         "required": ["answer"]}}}}),
+            ),
+            vec![
+                "--mix",
+                "boolq=1",
+                "--chat",
+                "--prompt",
+                &q,
+                "--json-schema",
+                r#"{"type": "object", "properties": {"answer": {"type": "boolean"}}, "required": ["answer"]}"#,
+            ],
         ),
     ];
     for (served, gen_args) in &cases {

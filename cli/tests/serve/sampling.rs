@@ -111,3 +111,93 @@ fn penalties_and_logit_bias_steer_greedy_picks() {
     let (forced, _) = picks(&run(json!({"logit_bias": {id: 100}})));
     assert_eq!(forced, vec![first.clone(); 16]);
 }
+
+/// Structured output: answers match their JSON schema, regular expression or choice list,
+/// streamed or not, with `n` choices each under its own copy of the grammar; OpenAI's
+/// `response_format` and vLLM's `guided_*` fields.
+#[test]
+fn structured_output_follows_the_format() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let base = "SmolLM2-135M-Instruct.Q4_1";
+    let chat = |content: &str, extra: Value| {
+        let mut body = json!({"model": base, "temperature": 0, "max_tokens": 60,
+                              "messages": [{"role": "user", "content": content}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let text = |v: &Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let schema = json!({"type": "object", "additionalProperties": false,
+        "properties": {"name": {"type": "string", "maxLength": 12},
+                       "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+        "required": ["name", "age"]});
+    let v = s.ok(
+        "/v1/chat/completions",
+        &chat(
+            "Give me a person named Ada aged 36.",
+            json!({"response_format":
+            {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}}),
+        ),
+    );
+    let p: Value = serde_json::from_str(&text(&v)).unwrap_or_else(|e| panic!("{e}: {v}"));
+    assert!(p["name"].as_str().unwrap().len() <= 12, "{p}");
+    assert!((0..=150).contains(&p["age"].as_i64().unwrap()), "{p}");
+    assert_eq!(p.as_object().unwrap().len(), 2, "{p}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+
+    // Streamed, any object.
+    let events = s.stream(
+        "/v1/chat/completions",
+        &chat(
+            "List three colours.",
+            json!({"stream": true, "max_tokens": 200,
+                                            "response_format": {"type": "json_object"}}),
+        ),
+    );
+    let streamed = crate::harness::streamed_text(&events, 0);
+    let o: Value = serde_json::from_str(&streamed).unwrap_or_else(|e| panic!("{e}: {streamed:?}"));
+    assert!(o.is_object(), "{streamed}");
+
+    // A choice list: the answer is one of them, whatever the model would rather say.
+    let choices = ["definitely", "no way"];
+    let v = s.ok(
+        "/v1/chat/completions",
+        &chat("Is the sky blue?", json!({"guided_choice": choices})),
+    );
+    assert!(choices.contains(&text(&v).as_str()), "{v}");
+
+    // A regex on completions, sampled, three choices.
+    let re = regex::Regex::new(r"^ [A-Z][a-z]{1,12}\.$").unwrap();
+    let v = s.ok(
+        "/v1/completions",
+        &json!({"model": base, "prompt": "The capital of France is", "max_tokens": 20, "n": 3,
+                "temperature": 1, "seed": 3, "guided_regex": r" [A-Z][a-z]{1,12}\."}),
+    );
+    for c in v["choices"].as_array().unwrap() {
+        let t = c["text"].as_str().unwrap();
+        assert!(re.is_match(t), "{t:?} in {v}");
+        assert_eq!(c["finish_reason"], "stop", "{v}");
+    }
+    // Without the format, the same request answers freely (the format is what shaped it).
+    let free = s.ok(
+        "/v1/completions",
+        &json!({"model": base, "prompt": "The capital of France is", "max_tokens": 20, "n": 3,
+                "temperature": 1, "seed": 3}),
+    );
+    assert!(
+        free["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| !re.is_match(c["text"].as_str().unwrap())),
+        "{free}"
+    );
+}

@@ -1,0 +1,91 @@
+//! `generate`'s structured-output flags: the answer must be JSON matching a schema, any JSON
+//! object, a regular expression's match, or one of a list of choices.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use dlp_engine::constraint::Constraint;
+use dlp_engine::structured::{Grammars, OutputFormat};
+use dlp_engine::tokenizer::TextTokenizer;
+
+/// Structured output (one of these at a time; every prompt of a batch gets it).
+#[derive(Debug, Args, Clone, Default)]
+#[group(multiple = false)]
+pub struct FormatArgs {
+    /// The answer is JSON matching this JSON schema: the schema itself (`{...}`) or a file
+    /// holding it. Written compactly, as Python's json.dumps writes it.
+    #[arg(long, value_name = "SCHEMA|FILE")]
+    pub json_schema: Option<String>,
+    /// The answer is a JSON object (any keys and values).
+    #[arg(long)]
+    pub json_object: bool,
+    /// The answer is a match of this regular expression (Rust regex syntax), whole.
+    #[arg(long, value_name = "REGEX")]
+    pub regex: Option<String>,
+    /// The answer is exactly one of these (repeatable: --choice yes --choice no).
+    #[arg(long, value_name = "TEXT")]
+    pub choice: Vec<String>,
+}
+
+impl FormatArgs {
+    /// The format asked for, if any, with its flag.
+    fn format(&self) -> Result<Option<(OutputFormat, &'static str)>> {
+        if let Some(s) = &self.json_schema {
+            let text = if s.trim_start().starts_with('{') {
+                s.clone()
+            } else {
+                std::fs::read_to_string(Path::new(s)).with_context(|| {
+                    format!("--json-schema {s}: not a schema (`{{...}}`) and not a readable file")
+                })?
+            };
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--json-schema {s}: not JSON"))?;
+            if !v.is_object() {
+                bail!("--json-schema {s}: a JSON schema is an object, found {v}");
+            }
+            return Ok(Some((OutputFormat::JsonSchema(v), "--json-schema")));
+        }
+        if self.json_object {
+            return Ok(Some((OutputFormat::JsonObject, "--json-object")));
+        }
+        if let Some(r) = &self.regex {
+            return Ok(Some((OutputFormat::Regex(r.clone()), "--regex")));
+        }
+        if !self.choice.is_empty() {
+            if self.choice.iter().any(String::is_empty) {
+                bail!("--choice \"\": a choice must not be empty");
+            }
+            return Ok(Some((
+                OutputFormat::Choice(self.choice.clone()),
+                "--choice",
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Checks the flags before the model loads (a bad schema file fails at once).
+    pub fn check(&self) -> Result<()> {
+        self.format().map(|_| ())
+    }
+
+    /// The compiled constraint for a model of `vocab` logits ending at `eos`, if a format was
+    /// asked for.
+    pub fn constraint(
+        &self,
+        tok: &TextTokenizer,
+        vocab: usize,
+        eos: &[u32],
+    ) -> Result<Option<Constraint>> {
+        let Some((format, flag)) = self.format()? else {
+            return Ok(None);
+        };
+        let grammars = Grammars::new(tok, vocab, eos).map_err(|e| {
+            anyhow::anyhow!("{flag}: structured output is not available for this model: {e}")
+        })?;
+        let c = grammars
+            .compile(&format)
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        Ok(Some(c))
+    }
+}

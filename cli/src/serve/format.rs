@@ -1,0 +1,165 @@
+//! Structured output on the server: OpenAI's `response_format` (`json_object`,
+//! `json_schema`) and vLLM's `guided_json`, `guided_regex`, `guided_choice`, read into an
+//! [`OutputFormat`], and compiled against the vocabulary (indexed once, on first use).
+
+use std::sync::{Arc, OnceLock};
+
+use dlp_engine::constraint::Constraint;
+use dlp_engine::structured::{Grammars, OutputFormat};
+use dlp_engine::tokenizer::TextTokenizer;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// The request's output format and the field it came from (errors name it).
+pub type Format = (OutputFormat, &'static str);
+
+/// Reads the format fields; at most one of them may ask for a format.
+pub(super) fn output_format(
+    response_format: Option<Value>,
+    guided_json: Option<Value>,
+    guided_regex: Option<String>,
+    guided_choice: Option<Value>,
+) -> Result<Option<Format>, ApiError> {
+    let mut found: Vec<Format> = Vec::new();
+    if let Some(f) = response_format.filter(|v| !v.is_null()) {
+        if let Some(f) = response(f)? {
+            found.push(f);
+        }
+    }
+    if let Some(s) = guided_json.filter(|v| !v.is_null()) {
+        // vLLM takes the schema as an object or as its JSON text.
+        let s = match s {
+            Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+                ApiError::bad_param(
+                    "guided_json",
+                    format!("`guided_json` is a string but not JSON: {e}"),
+                )
+            })?,
+            v => v,
+        };
+        found.push((
+            OutputFormat::JsonSchema(schema(s, "guided_json")?),
+            "guided_json",
+        ));
+    }
+    if let Some(r) = guided_regex {
+        found.push((OutputFormat::Regex(r), "guided_regex"));
+    }
+    if let Some(c) = guided_choice.filter(|v| !v.is_null()) {
+        found.push((OutputFormat::Choice(choices(c)?), "guided_choice"));
+    }
+    if found.len() > 1 {
+        return Err(ApiError::bad_param(
+            found[1].1,
+            format!(
+                "`{}` and `{}` both set the output format; give one",
+                found[0].1, found[1].1
+            ),
+        ));
+    }
+    Ok(found.pop())
+}
+
+/// OpenAI's `response_format`.
+fn response(f: Value) -> Result<Option<Format>, ApiError> {
+    let param = "response_format";
+    let kind = f.get("type").and_then(Value::as_str).unwrap_or_default();
+    Ok(match kind {
+        "text" => None,
+        "json_object" => Some((OutputFormat::JsonObject, param)),
+        "json_schema" => {
+            let s = f
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::bad_param(
+                        "response_format.json_schema.schema",
+                        "`response_format` of type `json_schema` needs `json_schema.schema`, the JSON schema the answer must match",
+                    )
+                })?;
+            let s = schema(s, "response_format.json_schema.schema")?;
+            Some((OutputFormat::JsonSchema(s), param))
+        }
+        _ => {
+            return Err(ApiError::bad_param(
+                "response_format.type",
+                format!("`response_format` is {f}; its `type` must be `text`, `json_object` or `json_schema`"),
+            ))
+        }
+    })
+}
+
+/// A schema must be an object (or `true`, any JSON value).
+fn schema(s: Value, param: &'static str) -> Result<Value, ApiError> {
+    match s {
+        Value::Object(_) => Ok(s),
+        Value::Bool(true) => Ok(serde_json::json!({})),
+        other => Err(ApiError::bad_param(
+            param,
+            format!("`{param}` must be a JSON schema (an object), found {other}"),
+        )),
+    }
+}
+
+/// vLLM's `guided_choice`: a non-empty list of non-empty strings.
+fn choices(c: Value) -> Result<Vec<String>, ApiError> {
+    let bad = |what: String| ApiError::bad_param("guided_choice", what);
+    let Value::Array(list) = c else {
+        return Err(bad(format!(
+            "`guided_choice` must be a list of strings, found {c}"
+        )));
+    };
+    if list.is_empty() {
+        return Err(bad("`guided_choice` is empty".into()));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) if !s.is_empty() => Ok(s),
+            other => Err(bad(format!(
+                "`guided_choice[{i}]` must be a non-empty string, found {other}"
+            ))),
+        })
+        .collect()
+}
+
+/// Compiles formats for the server's model; the vocabulary is indexed on the first request
+/// that asks for a format.
+pub struct Formats {
+    tok: Arc<TextTokenizer>,
+    vocab: usize,
+    eos: Vec<u32>,
+    grammars: OnceLock<Result<Grammars, String>>,
+}
+
+impl Formats {
+    /// For a model of `vocab` logits that stops at `eos`.
+    pub fn new(tok: Arc<TextTokenizer>, vocab: usize, eos: Vec<u32>) -> Self {
+        Self {
+            tok,
+            vocab,
+            eos,
+            grammars: OnceLock::new(),
+        }
+    }
+
+    /// The constraint for `format` (CPU work: call it off the async threads); a 400 naming
+    /// its field when it does not compile.
+    pub fn compile(&self, (format, param): &Format) -> Result<Constraint, ApiError> {
+        let grammars = self
+            .grammars
+            .get_or_init(|| Grammars::new(&self.tok, self.vocab, &self.eos))
+            .as_ref()
+            .map_err(|e| {
+                ApiError::bad_param(
+                    *param,
+                    format!("structured output is not available for this model: {e}"),
+                )
+            })?;
+        grammars
+            .compile(format)
+            .map_err(|e| ApiError::bad_param(*param, format!("`{param}` cannot be used: {e}")))
+    }
+}

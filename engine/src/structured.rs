@@ -1,0 +1,175 @@
+//! Structured output: an [`OutputFormat`] (a JSON schema, any JSON object, a regular
+//! expression, a list of choices) compiled against the model's vocabulary into a
+//! [`TokenConstraint`], with llguidance (the grammar engine behind vLLM's, SGLang's and
+//! llama.cpp's structured output; its JSON-schema coverage: llguidance's docs/json_schema.md).
+
+use std::sync::Arc;
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+use serde_json::{json, Value};
+
+use crate::constraint::{Constraint, TokenConstraint};
+use crate::tokenizer::TextTokenizer;
+
+/// What the generated text must be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    /// Any JSON object (OpenAI's `response_format: {"type": "json_object"}`).
+    JsonObject,
+    /// JSON that matches this JSON schema.
+    JsonSchema(Value),
+    /// Text that matches this regular expression (Rust `regex` syntax) as a whole.
+    Regex(String),
+    /// Exactly one of these strings.
+    Choice(Vec<String>),
+}
+
+/// JSON is written as Python's `json.dumps` writes it (`", "`, `": "`) and without free
+/// whitespace: with free whitespace, small models fill the output with newlines.
+fn json_layout(mut schema: Value) -> Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.entry("x-guidance").or_insert(json!({
+            "whitespace_flexible": false,
+            "item_separator": ", ",
+            "key_separator": ": ",
+        }));
+    }
+    schema
+}
+
+impl OutputFormat {
+    fn grammar(&self) -> TopLevelGrammar {
+        match self {
+            Self::JsonObject => {
+                TopLevelGrammar::from_json_schema(json_layout(json!({"type": "object"})))
+            }
+            Self::JsonSchema(s) => TopLevelGrammar::from_json_schema(json_layout(s.clone())),
+            Self::Regex(r) => TopLevelGrammar::from_regex(r),
+            Self::Choice(c) => {
+                let alternatives: Vec<String> = c.iter().map(|s| regex::escape(s)).collect();
+                TopLevelGrammar::from_regex(&alternatives.join("|"))
+            }
+        }
+    }
+}
+
+/// The vocabulary as llguidance reads it: each token's bytes in a trie.
+struct Vocabulary {
+    trie: TokTrie,
+}
+
+impl TokenizerEnv for Vocabulary {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    /// Used by llguidance only for text a grammar forces; any tokenization of the bytes is
+    /// valid there, so the trie's greedy one serves.
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<u32> {
+        self.trie.greedy_tokenize(s)
+    }
+}
+
+/// Compiles output formats for one model: built once (it indexes the vocabulary), then
+/// [`Grammars::compile`] per request.
+pub struct Grammars {
+    factory: ParserFactory,
+}
+
+impl std::fmt::Debug for Grammars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Grammars")
+    }
+}
+
+impl Grammars {
+    /// Indexes `tok`'s vocabulary for a model of `vocab` logits whose generation ends at any
+    /// of `eos` (at least one id).
+    ///
+    /// # Errors
+    /// A tokenizer whose token bytes cannot be read (neither byte-level nor byte-fallback
+    /// BPE), or no `eos`.
+    pub fn new(tok: &TextTokenizer, vocab: usize, eos: &[u32]) -> Result<Self, String> {
+        let Some(&first_eos) = eos.first() else {
+            return Err("structured output needs an end-of-sequence token".into());
+        };
+        let json: Value = serde_json::from_str(
+            &tok.hf_tokenizer()
+                .to_string(false)
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        // llguidance asserts on some malformed vocabularies: an error here, not a crash.
+        let bytes = std::panic::catch_unwind(|| llguidance::token_bytes_from_tokenizer_json(&json))
+            .map_err(|_| "the tokenizer's vocabulary could not be read".to_string())?
+            .map_err(|e| {
+                format!("structured output needs a byte-level or byte-fallback BPE tokenizer: {e}")
+            })?;
+        let mut words: Vec<Vec<u8>> = bytes.into_iter().take(vocab).collect();
+        // Rows past the tokenizer (padding) become special tokens no grammar produces.
+        while words.len() < vocab {
+            let mut name = format!(".<[{}]>", words.len()).into_bytes();
+            name[0] = TokTrie::SPECIAL_TOKEN_MARKER;
+            words.push(name);
+        }
+        let info = TokRxInfo::new(vocab as u32, first_eos);
+        let mut trie = TokTrie::from(&info, &words);
+        if eos.len() > 1 {
+            trie = trie.with_eos_tokens(eos);
+        }
+        let env: TokEnv = Arc::new(Vocabulary { trie });
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        factory.quiet();
+        Ok(Self { factory })
+    }
+
+    /// The constraint for `format`, at the start of the generated text.
+    ///
+    /// # Errors
+    /// The format does not compile: a schema keyword llguidance does not support, a schema
+    /// no value satisfies, a malformed regular expression; the message says which.
+    pub fn compile(&self, format: &OutputFormat) -> Result<Constraint, String> {
+        let parser = self.factory.create_parser(format.grammar());
+        let matcher = Matcher::new(parser);
+        if let Some(e) = matcher.get_error() {
+            return Err(e);
+        }
+        Ok(Constraint(Box::new(Grammar { matcher })))
+    }
+}
+
+/// A compiled format at some point of the text.
+struct Grammar {
+    matcher: Matcher,
+}
+
+impl TokenConstraint for Grammar {
+    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
+        let allowed = self
+            .matcher
+            .compute_mask_or_eos()
+            .map_err(|e| e.to_string())?;
+        for (t, l) in logits.iter_mut().enumerate() {
+            if !allowed.is_allowed(t as u32) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, token: u32) -> Result<(), String> {
+        self.matcher.consume_token(token).map_err(|e| e.to_string())
+    }
+
+    fn finished(&self) -> bool {
+        self.matcher.is_stopped() && !self.matcher.is_error()
+    }
+
+    fn boxed_clone(&self) -> Box<dyn TokenConstraint> {
+        Box::new(Grammar {
+            matcher: self.matcher.deep_clone(),
+        })
+    }
+}
