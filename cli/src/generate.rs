@@ -356,6 +356,18 @@ impl WithBackend for &GenerateArgs {
                 .constraint(tok, loaded.model.config.vocab_size, &loaded.eos_ids())?;
         let names = loaded.model.adapter_names().to_vec();
         let routing = Routing::new(&args.routing, &names)?;
+        if routing.is_none() && !names.is_empty() {
+            if let Some(p) = prompts.iter().find(|p| !p.explicit_mix) {
+                // Loading an adapter does not apply it: say so rather than answer silently
+                // with the base model.
+                eprintln!(
+                    "note: {}: no --mix and no --router, so the base model answers; the loaded adapters ({}) apply with e.g. --mix {}=1",
+                    p.source,
+                    names.join(", "),
+                    names[0]
+                );
+            }
+        }
         let mut requests = Vec::new();
         let mut decisions: Vec<Vec<Decision>> = Vec::new();
         for p in &prompts {

@@ -27,13 +27,16 @@ pub enum OutputFormat {
 }
 
 /// JSON is written as Python's `json.dumps` writes it (`", "`, `": "`) and without free
-/// whitespace: with free whitespace, small models fill the output with newlines.
+/// whitespace: with free whitespace, small models fill the output with newlines. `oneOf` is
+/// read as `anyOf` (pydantic's unions are `oneOf` whose branches rarely overlap; llguidance
+/// refuses `oneOf` otherwise).
 fn json_layout(mut schema: Value) -> Value {
     if let Some(o) = schema.as_object_mut() {
         o.entry("x-guidance").or_insert(json!({
             "whitespace_flexible": false,
             "item_separator": ", ",
             "key_separator": ": ",
+            "coerce_one_of": true,
         }));
     }
     schema
@@ -65,10 +68,16 @@ impl TokenizerEnv for Vocabulary {
         &self.trie
     }
 
-    /// Used by llguidance only for text a grammar forces; any tokenization of the bytes is
-    /// valid there, so the trie's greedy one serves.
+    /// The trie's greedy split, which is not the tokenizer's own: see below.
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<u32> {
         self.trie.greedy_tokenize(s)
+    }
+
+    /// Not canonical, so llguidance never forces the greedy split of text a grammar fixes
+    /// (`{"answer": `): the mask allows every token that fits it and the model picks its
+    /// own split, as the tokenizer would write it.
+    fn tokenize_is_canonical(&self) -> bool {
+        false
     }
 }
 
@@ -92,6 +101,12 @@ impl Grammars {
     /// A tokenizer whose token bytes cannot be read (neither byte-level nor byte-fallback
     /// BPE), or no `eos`.
     pub fn new(tok: &TextTokenizer, vocab: usize, eos: &[u32]) -> Result<Self, String> {
+        // The trie asserts that its ids are inside the vocabulary.
+        let eos: Vec<u32> = eos
+            .iter()
+            .copied()
+            .filter(|&t| (t as usize) < vocab)
+            .collect();
         let Some(&first_eos) = eos.first() else {
             return Err("structured output needs an end-of-sequence token".into());
         };
@@ -115,13 +130,20 @@ impl Grammars {
             words.push(name);
         }
         let info = TokRxInfo::new(vocab as u32, first_eos);
-        let mut trie = TokTrie::from(&info, &words);
-        if eos.len() > 1 {
-            trie = trie.with_eos_tokens(eos);
-        }
+        let trie = std::panic::catch_unwind(|| {
+            let trie = TokTrie::from(&info, &words);
+            match eos.len() {
+                1 => trie,
+                _ => trie.with_eos_tokens(&eos),
+            }
+        })
+        .map_err(|_| "the vocabulary could not be indexed".to_string())?;
         let env: TokEnv = Arc::new(Vocabulary { trie });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
         factory.quiet();
+        // The lexer's cache, shared by the choices of a request: at most ~100 MB (1-2 kB a
+        // state, llguidance's estimate), not the default 250,000 states.
+        factory.limits_mut().max_lexer_states = 50_000;
         Ok(Self { factory })
     }
 
@@ -132,9 +154,16 @@ impl Grammars {
     /// no value satisfies, a malformed regular expression; the message says which.
     pub fn compile(&self, format: &OutputFormat) -> Result<Constraint, String> {
         let parser = self.factory.create_parser(format.grammar());
-        let matcher = Matcher::new(parser);
+        let mut matcher = Matcher::new(parser);
         if let Some(e) = matcher.get_error() {
             return Err(e);
+        }
+        // The first mask builds the lexer, which llguidance otherwise does lazily on the
+        // first token, on the thread every sequence shares (`a{700}{700}`: about a second);
+        // here, a grammar that admits no text or blows a limit is refused before it runs.
+        let first = matcher.compute_mask().map_err(|e| e.to_string())?;
+        if first.is_zero() {
+            return Err("the format admits no text".into());
         }
         Ok(Constraint(Box::new(Grammar { matcher })))
     }
@@ -167,9 +196,10 @@ impl TokenConstraint for Grammar {
         self.matcher.is_stopped() && !self.matcher.is_error()
     }
 
+    /// A shallow copy: the lexer cache stays shared (all sequences run on one thread).
     fn boxed_clone(&self) -> Box<dyn TokenConstraint> {
         Box::new(Grammar {
-            matcher: self.matcher.deep_clone(),
+            matcher: self.matcher.clone(),
         })
     }
 }

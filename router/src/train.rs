@@ -154,6 +154,13 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.chunk_prob) {
             return bad("chunk_prob", "in [0, 1]", self.chunk_prob.to_string());
         }
+        if self.device == TrainDevice::Wgpu && !cfg!(feature = "wgpu") {
+            return bad(
+                "device",
+                "ndarray in this build (wgpu training needs dlp-run built with `--features router-wgpu`)",
+                "wgpu".into(),
+            );
+        }
         Ok(())
     }
 }

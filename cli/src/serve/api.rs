@@ -80,6 +80,8 @@ pub struct Job {
     pub stream: bool,
     /// A final chunk with `usage` (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// `usage` in every chunk too (`stream_options.continuous_usage_stats`, vLLM's).
+    pub continuous_usage: bool,
     /// Log-probabilities of generated tokens, with this many alternatives each.
     pub logprobs: Option<usize>,
     /// Completions: the prompt is part of the returned text (and of its logprobs).
@@ -189,7 +191,6 @@ common_fields!(body_struct
 #[serde(deny_unknown_fields)]
 struct StreamOptions {
     include_usage: Option<bool>,
-    #[allow(dead_code)]
     continuous_usage_stats: Option<bool>,
 }
 
@@ -382,6 +383,13 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
             ));
         }
         job.include_usage = o.include_usage.unwrap_or(false);
+        job.continuous_usage = o.continuous_usage_stats.unwrap_or(false);
+        if job.continuous_usage && !job.include_usage {
+            return Err(ApiError::bad_param(
+                "stream_options.continuous_usage_stats",
+                "`continuous_usage_stats` needs `include_usage: true`",
+            ));
+        }
     }
     p.stop = stops(c.stop)?;
     p.seed = match c.seed {
@@ -527,6 +535,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
         max_tokens_param: "max_tokens",
         stream: false,
         include_usage: false,
+        continuous_usage: false,
         logprobs: None,
         echo: false,
         selection: Selection::Base,

@@ -2,7 +2,7 @@
 //! `json_schema`) and vLLM's `guided_json`, `guided_regex`, `guided_choice`, read into an
 //! [`OutputFormat`], and compiled against the vocabulary (indexed once, on first use).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use dlp_engine::constraint::Constraint;
 use dlp_engine::structured::{Grammars, OutputFormat};
@@ -61,10 +61,44 @@ pub(super) fn output_format(
     Ok(found.pop())
 }
 
+/// Refuses keys of `v` (at `at`) outside `known`: a misplaced `schema` would otherwise be
+/// ignored and the answer left unconstrained.
+fn known_keys(v: &Value, at: &str, known: &[&str]) -> Result<(), ApiError> {
+    let Value::Object(o) = v else {
+        return Err(ApiError::bad_param(
+            at,
+            format!("`{at}` must be an object, found {v}"),
+        ));
+    };
+    match o.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad_param(
+            format!("{at}.{k}"),
+            format!(
+                "`{at}` has an unknown field `{k}` (expected {})",
+                known.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// OpenAI's `response_format`.
 fn response(f: Value) -> Result<Option<Format>, ApiError> {
     let param = "response_format";
     let kind = f.get("type").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "json_schema" => {
+            known_keys(&f, param, &["type", "json_schema"])?;
+            if let Some(j) = f.get("json_schema") {
+                known_keys(
+                    j,
+                    "response_format.json_schema",
+                    &["name", "schema", "strict", "description"],
+                )?;
+            }
+        }
+        _ => known_keys(&f, param, &["type"])?,
+    }
     Ok(match kind {
         "text" => None,
         "json_object" => Some((OutputFormat::JsonObject, param)),
@@ -132,6 +166,7 @@ pub struct Formats {
     vocab: usize,
     eos: Vec<u32>,
     grammars: OnceLock<Result<Grammars, String>>,
+    compiling: Mutex<()>,
 }
 
 impl Formats {
@@ -142,12 +177,16 @@ impl Formats {
             vocab,
             eos,
             grammars: OnceLock::new(),
+            compiling: Mutex::new(()),
         }
     }
 
     /// The constraint for `format` (CPU work: call it off the async threads); a 400 naming
     /// its field when it does not compile.
     pub fn compile(&self, (format, param): &Format) -> Result<Constraint, ApiError> {
+        // One at a time: a 14 MB schema takes seconds and hundreds of MB to compile, and
+        // three at once had raised the server's memory to 3.7 GB.
+        let _one = self.compiling.lock().unwrap_or_else(|e| e.into_inner());
         let grammars = self
             .grammars
             .get_or_init(|| Grammars::new(&self.tok, self.vocab, &self.eos))

@@ -398,6 +398,8 @@ pub struct ResponseMeta {
     pub logprobs: Option<usize>,
     /// A usage chunk at the end of a stream.
     pub include_usage: bool,
+    /// Usage in every chunk of a stream.
+    pub continuous_usage: bool,
     /// How adapters were chosen (`base`, `adapter`, `mixture`, `router`).
     pub selection: &'static str,
     /// `request` / `sentence` when routed.
@@ -440,6 +442,7 @@ impl ResponseMeta {
             echo: job.echo,
             logprobs: job.logprobs,
             include_usage: job.include_usage,
+            continuous_usage: job.continuous_usage,
             selection,
             route_by,
             tok: st.tok.clone(),

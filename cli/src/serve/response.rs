@@ -295,6 +295,8 @@ pub struct StreamState {
     choices: Vec<Choice>,
     done: usize,
     completion_tokens: usize,
+    /// Tokens generated so far, all choices (`continuous_usage_stats`).
+    generated: usize,
 }
 
 impl StreamState {
@@ -306,6 +308,7 @@ impl StreamState {
             choices,
             done: 0,
             completion_tokens: 0,
+            generated: 0,
         }
     }
 
@@ -376,6 +379,7 @@ impl StreamState {
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
             Event::Token { choice, lp, text } => {
+                self.generated += 1;
                 self.open(choice, &mut out);
                 if !text.is_empty() || lp.is_some() {
                     out.push(self.text_chunk(choice, text, lp));
@@ -405,14 +409,30 @@ impl StreamState {
                 let mut chunk = m.envelope(true, vec![last]);
                 chunk["dlp"] = m.dlp(vec![(choice, segments.as_slice())]);
                 out.push(chunk);
+                if self.meta.continuous_usage {
+                    self.add_usage(&mut out);
+                }
+                let m = &self.meta;
                 if self.done == self.choices.len() && m.include_usage {
                     let mut u = m.envelope(true, vec![]);
                     u["usage"] = m.usage(self.completion_tokens);
                     out.push(u);
                 }
+                return out;
             }
-            Event::Error(e) => out.push(e.body()),
+            Event::Error(e) => return vec![e.body()],
+        }
+        if self.meta.continuous_usage {
+            self.add_usage(&mut out);
         }
         out
+    }
+
+    /// vLLM's `continuous_usage_stats`: the usage so far in each chunk.
+    fn add_usage(&self, out: &mut [Value]) {
+        let usage = self.meta.usage(self.generated);
+        for chunk in out {
+            chunk["usage"] = usage.clone();
+        }
     }
 }

@@ -146,7 +146,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
     fails_with(
         &args(&gen_cpu, &["--top-p", "1.5", "--prompt", "hi"]),
-        &["top_p"],
+        &["--top-p 1.5", "(0, 1]"],
     );
     let tiny = fixtures("tiny-llama").unwrap();
     let wrong = format!("x={}", tiny.join("adapters/qv_r8").display());
@@ -245,6 +245,58 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&gen_cpu, &["--stop", "", "--prompt", "hi"]),
         &["--stop", "must not be empty"],
     );
+    // Sampling and structured-output flags, each named.
+    for (flags, want) in [
+        (
+            &["--presence-penalty", "3"][..],
+            &["--presence-penalty 3", "[-2, 2]"][..],
+        ),
+        (
+            &["--frequency-penalty", "-2.5"][..],
+            &["--frequency-penalty -2.5"][..],
+        ),
+        (
+            &["--logit-bias", "5=101"][..],
+            &["--logit-bias", "from -100 to 100"][..],
+        ),
+        (
+            &["--logit-bias", "x=1"][..],
+            &["--logit-bias", "not a token id"][..],
+        ),
+        (
+            &["--logit-bias", "5=1", "--logit-bias", "5=2"][..],
+            &["token 5 is given twice"][..],
+        ),
+        (
+            &["--logit-bias", "99999999=1"][..],
+            &["token 99999999", "outside"][..],
+        ),
+        (
+            &["--json-schema", "no/schema.json"][..],
+            &["--json-schema no/schema.json", "not a readable file"][..],
+        ),
+        (
+            &[
+                "--json-schema",
+                "{\"type\": \"integer\", \"minimum\": 2, \"maximum\": 1}",
+            ][..],
+            &["--json-schema", "nsatisfiable"][..],
+        ),
+        (&["--regex", "(a"][..], &["--regex", "unclosed group"][..]),
+        (
+            &["--regex", "a", "--choice", "b"][..],
+            &["cannot be used with"][..],
+        ),
+        (
+            &["--choice", ""][..],
+            &["--choice", "must not be empty"][..],
+        ),
+    ] {
+        fails_with(
+            &args(&gen_cpu, &[flags, &["--prompt", "hi"]].concat()),
+            want,
+        );
+    }
     // A router label no --adapter/--mix can name.
     for label in ["", "bool q,x=1", " boolq"] {
         let data = tmp.path().join("labels.jsonl");
@@ -299,6 +351,13 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&train, &[two, "--extend", "r", "--extend-steps", "0"]),
         &["--extend-steps", "0"],
     );
+    if !cfg!(feature = "router-wgpu") {
+        // Refused before the data is read (this data does not exist).
+        fails_with(
+            &args(&train, &["no/data", "--device", "wgpu"]),
+            &["--device", "router-wgpu"],
+        );
+    }
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
     for (flags, want) in [

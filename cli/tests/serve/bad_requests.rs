@@ -103,6 +103,7 @@ fn catalogue() -> Vec<Case> {
             &["duplicate field", "`lora_mixture.boolq`"],
             Some("lora_mixture.boolq"),
         ),
+        case("continuous usage without include_usage", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"continuous_usage_stats": true})}), 400, &["needs `include_usage: true`"], Some("stream_options.continuous_usage_stats")),
         case("unknown stream_options field", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"x": 1})}), 400, &["`x`"], Some("stream_options.x")),
         case("max_completion_tokens 0", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("max_tokens"); v["max_completion_tokens"] = json!(0)}), 400, &["at least 1"], Some("max_completion_tokens")),
         case(
@@ -166,6 +167,10 @@ fn catalogue() -> Vec<Case> {
         case("a schema that is not an object", COMPL, json!({"model": "boolq", "prompt": "a", "guided_json": [1]}).to_string().into_bytes(), 400, &["must be a JSON schema"], Some("guided_json")),
         case("guided_json text that is not JSON", COMPL, json!({"model": "boolq", "prompt": "a", "guided_json": "{nope"}).to_string().into_bytes(), 400, &["not JSON"], Some("guided_json")),
         case("a malformed regex", COMPL, json!({"model": "boolq", "prompt": "a", "guided_regex": "(a"}).to_string().into_bytes(), 400, &["cannot be used", "unclosed group"], Some("guided_regex")),
+        case("a regex that admits no text", COMPL, json!({"model": "boolq", "prompt": "a", "guided_regex": "[^\\s\\S]"}).to_string().into_bytes(), 400, &["cannot be used"], Some("guided_regex")),
+        case("a schema that only refers to itself", COMPL, json!({"model": "boolq", "prompt": "a", "guided_json": {"$ref": "#"}}).to_string().into_bytes(), 400, &["cannot be used"], Some("guided_json")),
+        case("a schema beside json_object", CHAT, chat_with(|v| v["response_format"] = json!({"type": "json_object", "schema": {"type": "integer"}})), 400, &["unknown field `schema`"], Some("response_format.schema")),
+        case("an unknown key in json_schema", CHAT, chat_with(|v| v["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "shema": {}}})), 400, &["unknown field `shema`"], Some("response_format.json_schema.shema")),
         case("an empty choice list", CHAT, chat_with(|v| v["guided_choice"] = json!([])), 400, &["empty"], Some("guided_choice")),
         case("a choice that is not a string", CHAT, chat_with(|v| v["guided_choice"] = json!(["a", 2])), 400, &["guided_choice[1]"], Some("guided_choice")),
         case("two formats", CHAT, chat_with(|v| { v["guided_regex"] = json!("a+"); v["response_format"] = json!({"type": "json_object"}); }), 400, &["both set the output format"], Some("guided_regex")),

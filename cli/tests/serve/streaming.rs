@@ -1,0 +1,60 @@
+//! `stream_options`: `include_usage` ends a stream with the usage a non-streamed answer
+//! reports; vLLM's `continuous_usage_stats` also puts the usage so far in every chunk.
+
+use serde_json::json;
+
+use crate::harness::{assets, Server};
+
+#[test]
+fn stream_usage_matches_the_answer() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let body = |opts: serde_json::Value| {
+        json!({"model": "boolq", "temperature": 0, "max_tokens": 12, "n": 2, "stream": true,
+               "stream_options": opts,
+               "messages": [{"role": "user", "content": "Name a colour."}]})
+    };
+    let mut plain = body(json!(null));
+    plain["stream"] = json!(false);
+    plain.as_object_mut().unwrap().remove("stream_options");
+    let want = s.ok("/v1/chat/completions", &plain)["usage"].clone();
+
+    // The chunks, without the closing `[DONE]`.
+    let chunks = |opts| {
+        let events = s.stream("/v1/chat/completions", &body(opts));
+        assert_eq!(events.last().unwrap(), "[DONE]");
+        events[..events.len() - 1].to_vec()
+    };
+    let events = chunks(json!({"include_usage": true}));
+    let last = events.last().unwrap();
+    assert_eq!(last["usage"], want, "{last}");
+    assert_eq!(last["choices"], json!([]), "{last}");
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|e| e.get("usage").is_none()),
+        "usage before the end without continuous_usage_stats"
+    );
+
+    let events = chunks(json!({"include_usage": true, "continuous_usage_stats": true}));
+    let prompt = want["prompt_tokens"].as_u64().unwrap();
+    let mut seen = 0;
+    for e in &events {
+        let u = &e["usage"];
+        assert_eq!(u["prompt_tokens"], prompt, "{e}");
+        let c = u["completion_tokens"].as_u64().unwrap();
+        assert!(c >= seen, "usage went back: {e}");
+        assert_eq!(u["total_tokens"].as_u64().unwrap(), prompt + c, "{e}");
+        seen = c;
+    }
+    assert_eq!(events.last().unwrap()["usage"], want);
+    // It grew along the way: a chunk mid-stream counted some tokens but not all.
+    let total = want["completion_tokens"].as_u64().unwrap();
+    assert!(
+        events.iter().any(|e| {
+            let c = e["usage"]["completion_tokens"].as_u64().unwrap();
+            c > 0 && c < total
+        }),
+        "{events:?}"
+    );
+}
