@@ -402,5 +402,15 @@ pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
 
 /// Resolves a named mixture against the loaded adapters.
 pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<Mixture> {
-    Ok(resolve_mixture(model.adapter_names(), named)?)
+    resolve_mixture(model.adapter_names(), named).map_err(|e| {
+        match named
+            .iter()
+            .find(|(n, _)| !model.adapter_names().contains(n))
+        {
+            Some((n, _)) => {
+                anyhow::anyhow!("{e}; load it with --adapter {n}=DIR (a PEFT adapter directory)")
+            }
+            None => e.into(),
+        }
+    })
 }

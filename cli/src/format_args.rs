@@ -14,7 +14,7 @@ use dlp_engine::tokenizer::TextTokenizer;
 #[group(multiple = false)]
 pub struct FormatArgs {
     /// The answer is JSON matching this JSON schema: the schema itself (`{...}`) or a file
-    /// holding it. Written compactly, as Python's json.dumps writes it.
+    /// holding it. Written on one line, as Python's json.dumps writes it (`, ` and `: `).
     #[arg(long, value_name = "SCHEMA|FILE")]
     pub json_schema: Option<String>,
     /// The answer is a JSON object (any keys and values).
@@ -32,6 +32,11 @@ impl FormatArgs {
     /// The format asked for, if any, with its flag.
     fn format(&self) -> Result<Option<(OutputFormat, &'static str)>> {
         if let Some(s) = &self.json_schema {
+            // JSON given inline that is not an object: say so, not "no such file".
+            let inline: Option<serde_json::Value> = serde_json::from_str(s).ok();
+            if let Some(v) = inline.as_ref().filter(|v| !v.is_object()) {
+                bail!("--json-schema {s}: a JSON schema is an object (`{{\"type\": ...}}`), found {v}");
+            }
             let text = if s.trim_start().starts_with('{') {
                 s.clone()
             } else {

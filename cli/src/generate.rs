@@ -46,7 +46,8 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub frequency_penalty: f32,
     /// Add BIAS (-100 to 100) to token ID's logit before sampling (repeatable; `dlp-run
-    /// tokenize` shows ids): -100 all but bans the token, 100 all but forces it.
+    /// tokenize --text " Paris" --show-tokens` shows ids): -100 all but bans the token, 100
+    /// all but forces it.
     #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias, allow_negative_numbers = true)]
     pub logit_bias: Vec<(u32, f32)>,
     /// Random seed: the same seed gives the same text.
@@ -139,8 +140,9 @@ pub struct GenerateArgs {
     )]
     pub prompt: Option<String>,
     /// Many prompts, run as one batch: a JSONL file of objects with `prompt` (text) or
-    /// `messages` (chat), and optionally `mix` (`{"name": weight}` or "name=w,..."); the
-    /// sampling flags apply to every line (other fields are refused).
+    /// `messages` (chat), and optionally `mix` (`{"name": weight}` or "name=w,...", which wins
+    /// over `--mix` for its line); the sampling and format flags apply to every line (other
+    /// fields are refused).
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
     #[command(flatten)]

@@ -28,6 +28,11 @@ pub struct TokenizeArgs {
     /// tokenizer, llama.cpp's for a GGUF).
     #[arg(long)]
     pub prompt_ids: bool,
+    /// With --text: print each token's id and text (`{"id": 7042, "text": " Paris"}`), as
+    /// `--logit-bias` and the server's `logit_bias` need them (a leading space is part of a
+    /// token: " Paris" and "Paris" are different ids).
+    #[arg(long, requires = "text")]
+    pub show_tokens: bool,
     /// Use this chat template (a Jinja file) instead of the model's.
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
@@ -91,7 +96,15 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         } else {
             tok.encode(text)?
         };
-        println!("{}", serde_json::to_string(&ids)?);
+        if args.show_tokens {
+            let tokens = ids
+                .iter()
+                .map(|&id| Ok(serde_json::json!({"id": id, "text": tok.decode(&[id], false)?})))
+                .collect::<Result<Vec<_>>>()?;
+            println!("{}", serde_json::to_string(&tokens)?);
+        } else {
+            println!("{}", serde_json::to_string(&ids)?);
+        }
     }
     if let Some(f) = &args.chat_json {
         let req = read_chat_request(f)?;

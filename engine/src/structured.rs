@@ -156,7 +156,7 @@ impl Grammars {
         let parser = self.factory.create_parser(format.grammar());
         let mut matcher = Matcher::new(parser);
         if let Some(e) = matcher.get_error() {
-            return Err(e);
+            return Err(tidy(&e));
         }
         // The first mask builds the lexer, which llguidance otherwise does lazily on the
         // first token, on the thread every sequence shares (`a{700}{700}`: about a second);
@@ -167,6 +167,20 @@ impl Grammars {
         }
         Ok(Constraint(Box::new(Grammar { matcher })))
     }
+}
+
+/// llguidance reports a bad regular expression inside the Lark grammar it wraps it in
+/// (`at 1(8): invalid regex ... 1 | start: /(a/`): keep only regex-syntax's own message.
+fn tidy(e: &str) -> String {
+    let Some(at) = e.find("regex parse error:") else {
+        return e.to_string();
+    };
+    let lark_line = regex::Regex::new(r"^\s*\d+ \|").expect("a valid pattern");
+    let kept: Vec<&str> = e[at..]
+        .lines()
+        .take_while(|l| !lark_line.is_match(l))
+        .collect();
+    kept.join("\n").trim_end().to_string()
 }
 
 /// A compiled format at some point of the text.
@@ -201,5 +215,18 @@ impl TokenConstraint for Grammar {
         Box::new(Grammar {
             matcher: self.matcher.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn regex_errors_lose_the_lark_wrapping() {
+        let e = "at 1(8): invalid regex \"(a\" (in regex): regex parse error:\n    (a\n    ^\nerror: unclosed group\n   1 | start: /(a/\n              ^\n";
+        assert_eq!(
+            super::tidy(e),
+            "regex parse error:\n    (a\n    ^\nerror: unclosed group"
+        );
+        assert_eq!(super::tidy("Unsatisfiable schema"), "Unsatisfiable schema");
     }
 }

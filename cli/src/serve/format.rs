@@ -113,7 +113,11 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
                         "`response_format` of type `json_schema` needs `json_schema.schema`, the JSON schema the answer must match",
                     )
                 })?;
-            let s = schema(s, "response_format.json_schema.schema")?;
+            let mut s = schema(s, "response_format.json_schema.schema")?;
+            let strict = f["json_schema"].get("strict");
+            if strict.is_some_and(|v| v == true) {
+                close_objects(&mut s);
+            }
             Some((OutputFormat::JsonSchema(s), param))
         }
         _ => {
@@ -123,6 +127,36 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
             ))
         }
     })
+}
+
+/// OpenAI's `strict: true`: an object schema with `properties` takes no other keys unless it
+/// says so (`additionalProperties: false` where absent; OpenAI refuses strict schemas without
+/// it, vLLM's default backend assumes it). Walks only the keywords that hold schemas, so a
+/// property named `properties` stays a property.
+fn close_objects(s: &mut Value) {
+    let Value::Object(o) = s else { return };
+    if o.get("properties").is_some_and(Value::is_object) && !o.contains_key("additionalProperties")
+    {
+        o.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for (k, v) in o.iter_mut() {
+        match k.as_str() {
+            "properties" | "patternProperties" | "$defs" | "definitions" => {
+                if let Value::Object(m) = v {
+                    m.values_mut().for_each(close_objects);
+                }
+            }
+            "items" | "additionalProperties" | "not" | "if" | "then" | "else" | "contains" => {
+                close_objects(v)
+            }
+            "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                if let Value::Array(a) = v {
+                    a.iter_mut().for_each(close_objects);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A schema must be an object (or `true`, any JSON value).
@@ -200,5 +234,30 @@ impl Formats {
         grammars
             .compile(format)
             .map_err(|e| ApiError::bad_param(*param, format!("`{param}` cannot be used: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_objects;
+    use serde_json::json;
+
+    #[test]
+    fn strict_closes_every_object_schema_and_nothing_else() {
+        let mut s = json!({"type": "object",
+            "properties": {"properties": {"type": "object", "properties": {"a": {"type": "integer"}}},
+                           "open": {"type": "object", "properties": {}, "additionalProperties": true}},
+            "$defs": {"D": {"properties": {"x": {"type": "string"}}}},
+            "anyOf": [{"properties": {"y": {}}}],
+            "items": {"type": "string"}});
+        close_objects(&mut s);
+        assert_eq!(s["additionalProperties"], false);
+        // A property named `properties` is a property: its schema is closed, the map is not.
+        assert_eq!(s["properties"]["properties"]["additionalProperties"], false);
+        assert!(s["properties"].get("additionalProperties").is_none());
+        assert_eq!(s["properties"]["open"]["additionalProperties"], true);
+        assert_eq!(s["$defs"]["D"]["additionalProperties"], false);
+        assert_eq!(s["anyOf"][0]["additionalProperties"], false);
+        assert!(s["items"].get("additionalProperties").is_none());
     }
 }

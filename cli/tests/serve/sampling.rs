@@ -153,6 +153,29 @@ fn structured_output_follows_the_format() {
     assert_eq!(p.as_object().unwrap().len(), 2, "{p}");
     assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
 
+    // OpenAI's `strict: true` closes objects (no keys beyond `properties`); without it, JSON
+    // Schema lets this model add a key of its own.
+    let person = json!({"type": "object", "required": ["name", "age"],
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}});
+    let keys = |strict: bool| {
+        let v = s.ok(
+            "/v1/completions",
+            &json!({"model": base, "prompt": "Person:", "temperature": 0, "max_tokens": 60,
+                    "response_format": {"type": "json_schema", "json_schema":
+                        {"name": "p", "strict": strict, "schema": person}}}),
+        );
+        let t = v["choices"][0]["text"].as_str().unwrap().to_string();
+        let o: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t:?}"));
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(true), ["age", "name"]);
+    assert!(
+        keys(false).len() > 2,
+        "the open schema's answer had no extra key"
+    );
+
     // Streamed, any object.
     let events = s.stream(
         "/v1/chat/completions",
