@@ -3,7 +3,8 @@
 
 Checks what clients rely on: listing models, chat (plain and streamed), completions with
 `echo` + `logprobs` (lm-evaluation-harness's `local-completions` scoring), `model: "auto"`
-(the DLP router) and an explicit `lora_mixture`; greedy texts must equal `dlp-run generate`
+(the DLP router) and an explicit `lora_mixture`, structured output (`parse` with a pydantic
+model, `json_object`, `guided_choice`); greedy texts must equal `dlp-run generate`
 byte for byte, echoed log-probabilities must equal `dlp-run score`'s within 1e-4, and errors
 must surface as the client's typed exceptions.
 
@@ -62,6 +63,41 @@ def score_logprobs(args, ids, mix):
         lse = m + math.log(sum(math.exp(x - m) for x in row))
         out.append(row[ids[i]] - lse)
     return out
+
+
+def structured_output(client):
+    """What the SDK sends for structured output: `parse` with a pydantic model (a strict
+    json_schema), `response_format` json_object, and vLLM's `guided_choice` in extra_body."""
+    import pydantic
+
+    class Verdict(pydantic.BaseModel):
+        answer: bool
+        reason: str = pydantic.Field(max_length=40)
+
+    msgs = [{"role": "user", "content": QUESTION}]
+    # Newer SDKs have `parse` on chat.completions, older ones under beta.
+    parse = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+    r = parse(model="boolq", messages=msgs, temperature=0, max_tokens=100, response_format=Verdict)
+    v = r.choices[0].message.parsed
+    check(isinstance(v, Verdict) and isinstance(v.answer, bool) and len(v.reason) <= 40,
+          f"parse with a pydantic model: {r.choices[0].message.content!r}")
+    r = client.chat.completions.create(model="boolq", messages=msgs, temperature=0, max_tokens=100,
+                                       response_format={"type": "json_object"})
+    try:
+        ok = isinstance(json.loads(r.choices[0].message.content), dict)
+    except ValueError:
+        ok = False
+    check(ok, f"response_format json_object: {r.choices[0].message.content!r}")
+    r = client.chat.completions.create(model="boolq", messages=msgs, temperature=0, max_tokens=8,
+                                       extra_body={"guided_choice": ["yes", "no"]})
+    check(r.choices[0].message.content in ("yes", "no"),
+          f"guided_choice: {r.choices[0].message.content!r}")
+    try:
+        client.chat.completions.create(model="boolq", messages=msgs, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 2, "maximum": 1}}})
+        check(False, "an unsatisfiable schema raises BadRequestError")
+    except openai.BadRequestError as e:
+        check(e.body.get("param") == "response_format", "an unsatisfiable schema raises BadRequestError")
 
 
 def main():
@@ -137,6 +173,8 @@ def main():
     n2 = client.chat.completions.create(model="piqa", messages=msgs, temperature=1.0, seed=7,
                                         max_tokens=8, n=2)
     check(len(n2.choices) == 2, "n=2 gives two choices")
+
+    structured_output(client)
 
     try:
         client.chat.completions.create(model="nope", messages=msgs)

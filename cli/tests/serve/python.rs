@@ -26,7 +26,8 @@ fn repo() -> PathBuf {
 }
 
 /// Lists the models, gets a chat completion and a streamed one, a completion with `echo` +
-/// `logprobs`, uses `model: "auto"` and `lora_mixture`; greedy texts equal `dlp-run
+/// `logprobs`, uses `model: "auto"` and `lora_mixture`, and structured output (`parse` with a
+/// pydantic model, `json_object`, `guided_choice`); greedy texts equal `dlp-run
 /// generate`, echoed log-probabilities equal `dlp-run score` (tests/serve/openai_client.py).
 #[test]
 fn official_openai_client() {
