@@ -4,7 +4,7 @@
 Checks what clients rely on: listing models, chat (plain and streamed), completions with
 `echo` + `logprobs` (lm-evaluation-harness's `local-completions` scoring), `model: "auto"`
 (the DLP router) and an explicit `lora_mixture`, structured output (`parse` with a pydantic
-model, `json_object`, `guided_choice`); greedy texts must equal `dlp-run generate`
+model, `json_object`, `guided_choice`), forced tool calls (a named function, `required`); greedy texts must equal `dlp-run generate`
 byte for byte, echoed log-probabilities must equal `dlp-run score`'s within 1e-4, and errors
 must surface as the client's typed exceptions.
 
@@ -92,6 +92,42 @@ def structured_output(client):
                                        extra_body={"guided_choice": ["yes", "no"]})
     check(r.choices[0].message.content in ("yes", "no"),
           f"guided_choice: {r.choices[0].message.content!r}")
+    # A forced tool call: a named function (plain and streamed) and "required".
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                       "required": ["city"], "additionalProperties": False}}}]
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    r = client.chat.completions.create(model="boolq", messages=ask, tools=tools, tool_choice=named,
+                                       temperature=0, max_tokens=60)
+    call = (r.choices[0].message.tool_calls or [None])[0]
+    ok = call is not None and call.function.name == "get_weather" and r.choices[0].finish_reason == "tool_calls"
+    args = json.loads(call.function.arguments) if ok else {}
+    check(ok and isinstance(args.get("city"), str) and r.choices[0].message.content is None,
+          f"a named tool_choice gives its call: {r.choices[0].message}")
+    got = {}
+    for chunk in client.chat.completions.create(model="boolq", messages=ask, tools=tools, tool_choice=named,
+                                                temperature=0, max_tokens=60, stream=True):
+        for c in chunk.choices:
+            for tc in c.delta.tool_calls or []:
+                g = got.setdefault(tc.index, ["", ""])
+                g[0] += tc.function.name or ""
+                g[1] += tc.function.arguments or ""
+    check(ok and got.get(0) == ["get_weather", call.function.arguments],
+          f"the streamed call equals the plain one: {got}")
+    r = client.chat.completions.create(model="boolq", messages=ask, tools=tools, tool_choice="required",
+                                       temperature=0, max_tokens=80)
+    calls = r.choices[0].message.tool_calls or []
+    check(len(calls) >= 1 and all(c.function.name == "get_weather" for c in calls)
+          and all(isinstance(json.loads(c.function.arguments).get("city"), str) for c in calls),
+          f"tool_choice required gives calls: {calls}")
+    try:
+        client.chat.completions.create(model="boolq", messages=ask, tools=tools)
+        check(False, "tools with tool_choice auto raise BadRequestError")
+    except openai.BadRequestError as e:
+        check(e.body.get("param") == "tool_choice", "tools with tool_choice auto raise BadRequestError")
+
     try:
         client.chat.completions.create(model="boolq", messages=msgs, response_format={
             "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 2, "maximum": 1}}})

@@ -92,6 +92,8 @@ pub struct Job {
     pub ignore_eos: bool,
     /// Structured output: the format the answer must have, and its field.
     pub format: Option<super::format::Format>,
+    /// A forced tool call: the answer is returned as `tool_calls`.
+    pub tool_mode: Option<super::tools::ToolMode>,
 }
 
 /// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its
@@ -541,6 +543,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
         selection: Selection::Base,
         ignore_eos: false,
         format: None,
+        tool_mode: None,
     }
 }
 

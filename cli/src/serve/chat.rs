@@ -64,17 +64,29 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         }
         _ => {}
     }
-    for (field, v) in [
-        ("tools", b.tools),
-        ("tool_choice", b.tool_choice),
-        ("functions", b.functions),
-    ] {
-        if !matches!(v, None | Some(Value::Null)) {
+    if !matches!(b.functions, None | Some(Value::Null)) {
+        return Err(ApiError::bad_param(
+            "functions",
+            "`functions` (OpenAI's deprecated form) is not supported; use `tools` with `tool_choice`",
+        ));
+    }
+    if let Some((mode, format)) =
+        super::tools::forced_call(b.tools, b.tool_choice, b.parallel_tool_calls)?
+    {
+        if let Some((_, param)) = &job.format {
             return Err(ApiError::bad_param(
-                field,
-                format!("`{field}` (tool calling) is not supported by this server"),
+                "tool_choice",
+                format!("`tool_choice` and `{param}` both set the answer's format; give one"),
             ));
         }
+        if job.ignore_eos {
+            return Err(ApiError::bad_param(
+                "ignore_eos",
+                "`ignore_eos` cannot go with `tool_choice`: the answer ends where the call does",
+            ));
+        }
+        job.format = Some((format, "tools"));
+        job.tool_mode = Some(mode);
     }
     Ok(job)
 }

@@ -133,7 +133,7 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
 /// says so (`additionalProperties: false` where absent; OpenAI refuses strict schemas without
 /// it, vLLM's default backend assumes it). Walks only the keywords that hold schemas, so a
 /// property named `properties` stays a property.
-fn close_objects(s: &mut Value) {
+pub(super) fn close_objects(s: &mut Value) {
     let Value::Object(o) = s else { return };
     if o.get("properties").is_some_and(Value::is_object) && !o.contains_key("additionalProperties")
     {

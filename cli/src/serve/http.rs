@@ -400,6 +400,8 @@ pub struct ResponseMeta {
     pub include_usage: bool,
     /// Usage in every chunk of a stream.
     pub continuous_usage: bool,
+    /// A forced tool call: answers become `tool_calls`.
+    pub tool_mode: Option<super::tools::ToolMode>,
     /// How adapters were chosen (`base`, `adapter`, `mixture`, `router`).
     pub selection: &'static str,
     /// `request` / `sentence` when routed.
@@ -443,6 +445,7 @@ impl ResponseMeta {
             logprobs: job.logprobs,
             include_usage: job.include_usage,
             continuous_usage: job.continuous_usage,
+            tool_mode: job.tool_mode.clone(),
             selection,
             route_by,
             tok: st.tok.clone(),

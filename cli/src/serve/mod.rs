@@ -20,6 +20,7 @@ mod prompt_field;
 mod protocol;
 mod response;
 mod tokenize;
+mod tools;
 mod worker;
 
 use std::net::SocketAddr;

@@ -96,6 +96,16 @@ impl ResponseMeta {
         token_name(&self.tok.token_bytes(id))
     }
 
+    /// A forced tool call's answer as `tool_calls`, when it ended whole (not cut by
+    /// `max_tokens` or a stop string).
+    fn tool_calls(&self, c: &Choice) -> Option<Vec<Value>> {
+        let mode = self.tool_mode.as_ref()?;
+        if !matches!(c.finish, Some(FinishReason::Eos)) {
+            return None;
+        }
+        super::tools::calls(mode, &c.text)
+    }
+
     fn n_choices(&self) -> usize {
         self.prompts.len() * self.n
     }
@@ -270,6 +280,11 @@ impl Collector {
                     }
                     Endpoint::Chat => {
                         let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
+                        if let Some(calls) = m.tool_calls(c) {
+                            return json!({"index": i, "message": {"role": "assistant", "content": null,
+                                          "tool_calls": calls}, "logprobs": logprobs,
+                                          "finish_reason": "tool_calls"});
+                        }
                         json!({"index": i, "message": {"role": "assistant", "content": c.text},
                                "logprobs": logprobs, "finish_reason": finish})
                     }
@@ -378,6 +393,15 @@ impl StreamState {
         let mut out = Vec::new();
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
+            Event::Token { text, choice, .. } if self.meta.tool_mode.is_some() => {
+                // The call goes out whole at the end, as `tool_calls`.
+                self.generated += 1;
+                self.open(choice, &mut out);
+                self.choices[choice].text.push_str(&text);
+            }
+            Event::Text { choice, text } if self.meta.tool_mode.is_some() => {
+                self.choices[choice].text.push_str(&text);
+            }
             Event::Token { choice, lp, text } => {
                 self.generated += 1;
                 self.open(choice, &mut out);
@@ -399,12 +423,33 @@ impl StreamState {
                 self.open(choice, &mut out);
                 self.done += 1;
                 self.completion_tokens += completion_tokens;
+                let mut reason = finish_reason(finish);
+                if self.meta.tool_mode.is_some() {
+                    self.choices[choice].finish = Some(finish);
+                    let text = self.choices[choice].text.clone();
+                    let delta = match self.meta.tool_calls(&self.choices[choice]) {
+                        Some(calls) => {
+                            reason = "tool_calls";
+                            let calls: Vec<Value> = (calls.into_iter().enumerate())
+                                .map(|(k, mut call)| {
+                                    call["index"] = json!(k);
+                                    call
+                                })
+                                .collect();
+                            json!({"tool_calls": calls})
+                        }
+                        None => json!({"content": text}),
+                    };
+                    let chunk = json!({"index": choice, "delta": delta, "logprobs": null,
+                                       "finish_reason": null});
+                    out.push(self.meta.envelope(true, vec![chunk]));
+                }
                 let m = &self.meta;
                 let last = match m.endpoint {
                     Endpoint::Completion => json!({"index": choice, "text": "", "logprobs": null,
-                                                  "finish_reason": finish_reason(finish)}),
+                                                  "finish_reason": reason}),
                     Endpoint::Chat => json!({"index": choice, "delta": {}, "logprobs": null,
-                                            "finish_reason": finish_reason(finish)}),
+                                            "finish_reason": reason}),
                 };
                 let mut chunk = m.envelope(true, vec![last]);
                 chunk["dlp"] = m.dlp(vec![(choice, segments.as_slice())]);
