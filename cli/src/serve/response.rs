@@ -393,11 +393,12 @@ impl StreamState {
         let mut out = Vec::new();
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
-            Event::Token { text, choice, .. } if self.meta.tool_mode.is_some() => {
+            Event::Token { text, choice, lp } if self.meta.tool_mode.is_some() => {
                 // The call goes out whole at the end, as `tool_calls`.
                 self.generated += 1;
                 self.open(choice, &mut out);
                 self.choices[choice].text.push_str(&text);
+                self.choices[choice].lps.extend(lp);
             }
             Event::Text { choice, text } if self.meta.tool_mode.is_some() => {
                 self.choices[choice].text.push_str(&text);
@@ -440,7 +441,11 @@ impl StreamState {
                         }
                         None => json!({"content": text}),
                     };
-                    let chunk = json!({"index": choice, "delta": delta, "logprobs": null,
+                    let m = &self.meta;
+                    let logprobs = m
+                        .logprobs
+                        .map(|_| m.chat_logprobs(&self.choices[choice].lps));
+                    let chunk = json!({"index": choice, "delta": delta, "logprobs": logprobs,
                                        "finish_reason": null});
                     out.push(self.meta.envelope(true, vec![chunk]));
                 }

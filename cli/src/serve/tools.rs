@@ -48,15 +48,40 @@ pub(super) fn forced_call(
             "auto" => Err(auto()),
             "none" => Ok(None),
             "required" => {
-                let calls: Vec<Value> = tools
-                    .iter()
-                    .map(|(name, params)| {
-                        json!({"type": "object", "additionalProperties": false,
-                               "properties": {"name": {"const": name}, "parameters": params},
-                               "required": ["name", "parameters"]})
-                    })
-                    .collect();
+                // `#/$defs/...` resolves from the root, which is now the list: each tool's
+                // definitions move there (pydantic's nested models), as vLLM moves them.
+                let mut defs = serde_json::Map::new();
+                let mut calls = Vec::with_capacity(tools.len());
+                for (name, params) in tools {
+                    let mut params = params.clone();
+                    for key in ["$defs", "definitions"] {
+                        let Some(Value::Object(d)) =
+                            params.as_object_mut().and_then(|o| o.remove(key))
+                        else {
+                            continue;
+                        };
+                        for (k, v) in d {
+                            if defs.get(&k).is_some_and(|old| *old != v) {
+                                return Err(ApiError::bad_param(
+                                    "tools",
+                                    format!("two tools define `{k}` differently; with `tool_choice: \"required\"` their definitions share one namespace"),
+                                ));
+                            }
+                            defs.insert(k, v);
+                        }
+                        if key == "definitions" {
+                            // Its references now point at `$defs`.
+                            rename_refs(&mut params);
+                        }
+                    }
+                    calls.push(json!({"type": "object", "additionalProperties": false,
+                           "properties": {"name": {"const": name}, "parameters": params},
+                           "required": ["name", "parameters"]}));
+                }
                 let mut list = json!({"type": "array", "minItems": 1, "items": {"anyOf": calls}});
+                if !defs.is_empty() {
+                    list["$defs"] = Value::Object(defs);
+                }
                 if parallel == Some(false) {
                     list["maxItems"] = json!(1);
                 }
@@ -125,7 +150,7 @@ fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
             return Err(bad(format!("the function `{name}` is given twice")));
         }
         let mut params = match f.get("parameters") {
-            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+            None | Some(Value::Null) => json!({}),
             Some(p) if p.is_object() => p.clone(),
             Some(p) => {
                 return Err(bad(format!(
@@ -133,12 +158,42 @@ fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
                 )))
             }
         };
+        // Arguments are an object; with no properties declared, an empty one (an open schema
+        // let the model invent keys, and `{}` admitted any JSON value).
+        let o = params.as_object_mut().expect("checked above");
+        o.entry("type").or_insert(json!("object"));
+        if o.get("properties")
+            .and_then(Value::as_object)
+            .is_none_or(|p| p.is_empty())
+            && !o.contains_key("additionalProperties")
+        {
+            o.insert("properties".into(), json!({}));
+            o.insert("additionalProperties".into(), json!(false));
+        }
         if f.get("strict").is_some_and(|s| s == true) {
             super::format::close_objects(&mut params);
         }
         out.push((name.to_string(), params));
     }
     Ok(out)
+}
+
+/// `#/definitions/X` references into `#/$defs/X` (the definitions moved there).
+fn rename_refs(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) if r.starts_with("#/definitions/") => {
+                        *r = r.replacen("#/definitions/", "#/$defs/", 1);
+                    }
+                    (_, x) => rename_refs(x),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(rename_refs),
+        _ => {}
+    }
 }
 
 /// The answer as OpenAI's `tool_calls`, or None when it is not a whole call (cut by
@@ -217,9 +272,45 @@ mod tests {
         };
         assert_eq!(s["maxItems"], 1);
         assert_eq!(s["items"]["anyOf"][1]["properties"]["name"]["const"], "g");
-        assert!(forced_call(Some(tools), Some(json!("none")), None)
+        assert!(forced_call(Some(tools.clone()), Some(json!("none")), None)
             .unwrap()
             .is_none());
+        // A tool without parameters takes an empty object.
+        let g = json!({"type": "function", "function": {"name": "g"}});
+        let (_, f) = forced_call(Some(tools), Some(g), None).unwrap().unwrap();
+        let empty = json!({"type": "object", "properties": {}, "additionalProperties": false});
+        assert_eq!(f, OutputFormat::JsonSchema(empty));
         assert!(forced_call(None, None, None).unwrap().is_none());
+    }
+
+    /// With "required", each tool's `$defs` (and `definitions`) move to the list's root, where
+    /// `#/...` references resolve; two tools defining one name differently are refused.
+    #[test]
+    fn required_hoists_definitions() {
+        let tool = |name: &str, defs_key: &str, inner: Value| {
+            json!({"type": "function", "function": {"name": name, "parameters": {
+                "type": "object", defs_key: {"Addr": inner},
+                "properties": {"a": {"$ref": format!("#/{defs_key}/Addr")}}}}})
+        };
+        let street = json!({"type": "object", "properties": {"street": {"type": "string"}}});
+        let tools = json!([
+            tool("f", "$defs", street.clone()),
+            tool("g", "definitions", street.clone())
+        ]);
+        let (_, f) = forced_call(Some(tools), Some(json!("required")), None)
+            .unwrap()
+            .unwrap();
+        let OutputFormat::JsonSchema(s) = f else {
+            panic!()
+        };
+        assert_eq!(s["$defs"]["Addr"], street);
+        let g = &s["items"]["anyOf"][1]["properties"]["parameters"];
+        assert_eq!(g["properties"]["a"]["$ref"], "#/$defs/Addr");
+        assert!(g.get("definitions").is_none());
+        let clash = json!([
+            tool("f", "$defs", street),
+            tool("g", "$defs", json!({"type": "integer"}))
+        ]);
+        assert!(forced_call(Some(clash), Some(json!("required")), None).is_err());
     }
 }
