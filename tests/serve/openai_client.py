@@ -106,6 +106,14 @@ def structured_output(client):
     args = json.loads(call.function.arguments) if ok else {}
     check(ok and isinstance(args.get("city"), str) and r.choices[0].message.content is None,
           f"a named tool_choice gives its call: {r.choices[0].message}")
+    # The call sent back with its result (instructor's retry, an agent loop): SmolLM2's template
+    # never reads tool_calls, so the turn is written as the arguments the model generated.
+    if ok:
+        turn = r.choices[0].message.model_dump(exclude_none=True)
+        again = ask + [turn, {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}]
+        r2 = client.chat.completions.create(model="boolq", messages=again, tools=tools, tool_choice=named,
+                                            temperature=0, max_tokens=60)
+        check(r2.choices[0].finish_reason == "tool_calls", f"a second turn after a call: {r2.choices[0]}")
     got = {}
     for chunk in client.chat.completions.create(model="boolq", messages=ask, tools=tools, tool_choice=named,
                                                 temperature=0, max_tokens=60, stream=True):

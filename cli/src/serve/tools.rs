@@ -5,6 +5,7 @@
 //! The tools are not shown to the chat template: the model meets them through the grammar.
 
 use dlp_engine::structured::OutputFormat;
+use dlp_engine::tokenizer::ChatMessage;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
@@ -178,6 +179,41 @@ fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
     Ok(out)
 }
 
+/// For a chat template that never reads `tool_calls` (which the engine refuses to drop): when
+/// this request forces a call too, each assistant turn carrying calls is written as the text
+/// this server generated for such calls (a named call's arguments, or the
+/// `[{"name", "parameters"}]` list), so a conversation that sends a call back (instructor's
+/// retry, an agent loop) renders as what the model wrote.
+pub fn calls_as_text(messages: &mut [ChatMessage], mode: &ToolMode) {
+    for m in messages.iter_mut() {
+        let mut o: serde_json::Map<String, Value> =
+            std::mem::replace(m, ChatMessage::new("", "")).into();
+        if let Some(Value::Array(calls)) = o.get("tool_calls").cloned() {
+            let args = |c: &Value| {
+                let a = &c["function"]["arguments"];
+                // OpenAI sends arguments as a JSON string; keep any other value as it is.
+                a.as_str()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_else(|| a.clone())
+            };
+            let text = match (mode, calls.as_slice()) {
+                (ToolMode::Named(n), [c]) if c["function"]["name"] == n.as_str() => {
+                    serde_json::to_string(&args(c))
+                }
+                _ => serde_json::to_string(
+                    &calls
+                        .iter()
+                        .map(|c| json!({"name": c["function"]["name"], "parameters": args(c)}))
+                        .collect::<Vec<_>>(),
+                ),
+            };
+            o.remove("tool_calls");
+            o.insert("content".into(), json!(text.unwrap_or_default()));
+        }
+        *m = ChatMessage::try_from(o).expect("the role was checked with the request");
+    }
+}
+
 /// `#/definitions/X` references into `#/$defs/X` (the definitions moved there).
 fn rename_refs(v: &mut Value) {
     match v {
@@ -312,5 +348,32 @@ mod tests {
             tool("g", "$defs", json!({"type": "integer"}))
         ]);
         assert!(forced_call(Some(clash), Some(json!("required")), None).is_err());
+    }
+
+    /// A call sent back is written as what was generated for it.
+    #[test]
+    fn calls_sent_back_become_their_text() {
+        let call = |n: &str, a: &str| json!({"id": "c", "type": "function", "function": {"name": n, "arguments": a}});
+        let msg = |calls: Value| {
+            let Value::Object(o) =
+                json!({"role": "assistant", "content": null, "tool_calls": calls})
+            else {
+                unreachable!()
+            };
+            ChatMessage::try_from(o).unwrap()
+        };
+        let mut m = vec![
+            ChatMessage::new("user", "hi"),
+            msg(json!([call("f", "{\"x\": 1}")])),
+            msg(json!([call("f", "{\"x\": 1}"), call("g", "{}")])),
+        ];
+        calls_as_text(&mut m, &ToolMode::Named("f".into()));
+        assert_eq!(m[0].text(), "hi");
+        assert_eq!(m[1].text(), r#"{"x":1}"#);
+        assert!(!m[1].fields().contains_key("tool_calls"));
+        assert_eq!(
+            m[2].text(),
+            r#"[{"name":"f","parameters":{"x":1}},{"name":"g","parameters":{}}]"#
+        );
     }
 }
