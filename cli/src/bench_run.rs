@@ -81,8 +81,8 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         .map(|segments| GenRequest {
             prompt: c.ids.to_vec(),
             segments,
-            constraint: None,
             params: params.clone(),
+            ..GenRequest::default()
         })
         .collect();
     let tok_select = top_k(k_tok);

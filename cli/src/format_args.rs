@@ -28,26 +28,32 @@ pub struct FormatArgs {
     pub choice: Vec<String>,
 }
 
+/// An output format and the flag that asked for it.
+pub type Format = (OutputFormat, &'static str);
+
 impl FormatArgs {
-    /// The format asked for, if any, with its flag.
-    fn format(&self) -> Result<Option<(OutputFormat, &'static str)>> {
+    /// The format asked for, if any, with its flag (read before the model loads, so a bad
+    /// schema file fails at once).
+    pub fn format(&self) -> Result<Option<Format>> {
         if let Some(s) = &self.json_schema {
-            // JSON given inline that is not an object: say so, not "no such file".
-            let inline: Option<serde_json::Value> = serde_json::from_str(s).ok();
-            if let Some(v) = inline.as_ref().filter(|v| !v.is_object()) {
-                bail!("--json-schema {s}: a JSON schema is an object (`{{\"type\": ...}}`), found {v}");
-            }
-            let text = if s.trim_start().starts_with('{') {
-                s.clone()
-            } else {
-                std::fs::read_to_string(Path::new(s)).with_context(|| {
-                    format!("--json-schema {s}: not a schema (`{{...}}`) and not a readable file")
-                })?
+            // The schema itself, or else a file holding it.
+            let v: serde_json::Value = match serde_json::from_str(s) {
+                Ok(v) => v,
+                Err(e) if s.trim_start().starts_with('{') => {
+                    bail!("--json-schema {s}: not JSON: {e}")
+                }
+                Err(_) => {
+                    let text = std::fs::read_to_string(Path::new(s)).with_context(|| {
+                        format!(
+                            "--json-schema {s}: not a schema (`{{...}}`) and not a readable file"
+                        )
+                    })?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("--json-schema {s}: not JSON"))?
+                }
             };
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("--json-schema {s}: not JSON"))?;
             if !v.is_object() {
-                bail!("--json-schema {s}: a JSON schema is an object, found {v}");
+                bail!("--json-schema {s}: a JSON schema is an object (`{{\"type\": ...}}`), found {v}");
             }
             return Ok(Some((OutputFormat::JsonSchema(v), "--json-schema")));
         }
@@ -68,29 +74,19 @@ impl FormatArgs {
         }
         Ok(None)
     }
+}
 
-    /// Checks the flags before the model loads (a bad schema file fails at once).
-    pub fn check(&self) -> Result<()> {
-        self.format().map(|_| ())
-    }
-
-    /// The compiled constraint for a model of `vocab` logits ending at `eos`, if a format was
-    /// asked for.
-    pub fn constraint(
-        &self,
-        tok: &TextTokenizer,
-        vocab: usize,
-        eos: &[u32],
-    ) -> Result<Option<Constraint>> {
-        let Some((format, flag)) = self.format()? else {
-            return Ok(None);
-        };
-        let grammars = Grammars::new(tok, vocab, eos).map_err(|e| {
-            anyhow::anyhow!("{flag}: structured output is not available for this model: {e}")
-        })?;
-        let c = grammars
-            .compile(&format)
-            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
-        Ok(Some(c))
-    }
+/// The compiled constraint of `format` for a model of `vocab` logits ending at `eos`.
+pub fn compile(
+    (format, flag): &Format,
+    tok: &TextTokenizer,
+    vocab: usize,
+    eos: &[u32],
+) -> Result<Constraint> {
+    let grammars = Grammars::new(tok, vocab, eos).map_err(|e| {
+        anyhow::anyhow!("{flag}: structured output is not available for this model: {e}")
+    })?;
+    grammars
+        .compile(format)
+        .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }

@@ -77,16 +77,23 @@ fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
 }
 
 impl SamplingArgs {
-    /// Refuses a token id given twice to `--logit-bias`, or one outside a vocabulary of
-    /// `vocab` tokens (the sampler would ignore it silently).
-    pub fn check_logit_bias(&self, vocab: usize) -> Result<()> {
+    /// Refuses a token id given twice to `--logit-bias` (before the model loads).
+    pub fn check_logit_bias_once(&self) -> Result<()> {
         for (i, &(t, _)) in self.logit_bias.iter().enumerate() {
-            if t as usize >= vocab {
-                bail!("--logit-bias {t}=...: token {t} is outside this model's vocabulary (0..{vocab})");
-            }
             if self.logit_bias[..i].iter().any(|&(u, _)| u == t) {
                 bail!("--logit-bias: token {t} is given twice");
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a `--logit-bias` token outside a vocabulary of `vocab` tokens (the sampler
+    /// would ignore it silently).
+    pub fn check_logit_bias_vocab(&self, vocab: usize) -> Result<()> {
+        if let Some(&(t, _)) = self.logit_bias.iter().find(|&&(t, _)| t as usize >= vocab) {
+            bail!(
+                "--logit-bias {t}=...: token {t} is outside this model's vocabulary (0..{vocab})"
+            );
         }
         Ok(())
     }
@@ -321,9 +328,9 @@ impl WithBackend for &GenerateArgs {
             bail!("--stop \"\": a stop string must not be empty");
         }
         // Named by flag, before the model loads (the engine would name the field later); the
-        // vocabulary is checked once it is known.
-        args.sampling.check_logit_bias(usize::MAX)?;
-        args.format.check()?;
+        // vocabulary is checked once it is known. The output format's schema file is read here.
+        args.sampling.check_logit_bias_once()?;
+        let format = args.format.format()?;
         if let Err(dlp_engine::sampler::SamplerError::InvalidParam {
             field,
             value,
@@ -351,11 +358,18 @@ impl WithBackend for &GenerateArgs {
         let loaded: Loaded<B> = load(backend, &args.model)?;
         let tok = loaded.tokenizer()?;
         args.sampling
-            .check_logit_bias(loaded.model.config.vocab_size)?;
+            .check_logit_bias_vocab(loaded.model.config.vocab_size)?;
         let params = args.sampling.params();
-        let constraint =
-            args.format
-                .constraint(tok, loaded.model.config.vocab_size, &loaded.eos_ids())?;
+        let constraint = format
+            .map(|f| {
+                crate::format_args::compile(
+                    &f,
+                    tok,
+                    loaded.model.config.vocab_size,
+                    &loaded.eos_ids(),
+                )
+            })
+            .transpose()?;
         let names = loaded.model.adapter_names().to_vec();
         let routing = Routing::new(&args.routing, &names)?;
         if routing.is_none() && !names.is_empty() {

@@ -205,8 +205,8 @@ pub fn score_batch<B: Backend>(
     Ok(out)
 }
 
-/// One generation request.
-#[derive(Debug, Clone)]
+/// One generation request (`Default`: empty, no segments, default sampling, no constraint).
+#[derive(Debug, Clone, Default)]
 pub struct GenRequest {
     /// Prompt ids (at least one).
     pub prompt: Vec<u32>,

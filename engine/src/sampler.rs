@@ -270,9 +270,10 @@ impl Sampler {
     /// Picks the next token from `logits` (one per vocabulary entry). `context` is the prompt
     /// plus the tokens generated so far, used by the repetition penalty (ids outside the
     /// vocabulary are ignored). The frequency and presence penalties count the tokens this
-    /// sampler has returned, which are the generated ones: call it once per generated token. Greedy sampling does not consume randomness. Probabilities are
-    /// computed in f32 with the max subtracted and summed in f64; tokens whose probability
-    /// underflows f32 (below `e^-104` of the best) are skipped.
+    /// sampler has returned, which are the generated ones: call it once per generated token.
+    /// Greedy sampling does not consume randomness. Probabilities are computed in f32 with the
+    /// max subtracted and summed in f64; tokens whose probability underflows f32 (below
+    /// `e^-104` of the best) are skipped.
     ///
     /// NaN logits are skipped; when no token has a usable logit (all NaN or `-inf`), token 0.
     /// [`Sampler::try_sample`] refuses such rows instead.
@@ -280,7 +281,7 @@ impl Sampler {
     /// # Panics
     /// If `logits` is empty.
     pub fn sample(&mut self, logits: &[f32], context: &[u32]) -> u32 {
-        self.pick_counted(logits, context, false, None)
+        self.pick(logits, context, false, None)
             .ok()
             .flatten()
             .unwrap_or(0)
@@ -293,9 +294,7 @@ impl Sampler {
     /// # Panics
     /// If `logits` is empty.
     pub fn try_sample(&mut self, logits: &[f32], context: &[u32]) -> Option<u32> {
-        self.pick_counted(logits, context, true, None)
-            .ok()
-            .flatten()
+        self.pick(logits, context, true, None).ok().flatten()
     }
 
     /// [`Sampler::try_sample`] among the tokens `constraint` allows (masked after bias and
@@ -310,27 +309,11 @@ impl Sampler {
         context: &[u32],
         constraint: &mut dyn TokenConstraint,
     ) -> Result<Option<u32>, String> {
-        self.pick_counted(logits, context, true, Some(constraint))
+        self.pick(logits, context, true, Some(constraint))
     }
 
-    /// [`Sampler::pick`], counting the token for the frequency and presence penalties.
-    fn pick_counted(
-        &mut self,
-        logits: &[f32],
-        context: &[u32],
-        nan_fails: bool,
-        constraint: Option<&mut dyn TokenConstraint>,
-    ) -> Result<Option<u32>, String> {
-        let Some(id) = self.pick(logits, context, nan_fails, constraint)? else {
-            return Ok(None);
-        };
-        if self.params.counts_tokens() {
-            *self.counts.entry(id).or_insert(0) += 1;
-        }
-        Ok(Some(id))
-    }
-
-    /// Every sampler; `nan_fails` says whether one NaN logit refuses the row.
+    /// Every sampler; `nan_fails` says whether one NaN logit refuses the row. The token is
+    /// counted for the frequency and presence penalties.
     fn pick(
         &mut self,
         logits: &[f32],
@@ -369,10 +352,22 @@ impl Sampler {
         if max == f32::NEG_INFINITY || (nan && nan_fails) {
             return Ok(None); // no usable logit at all, or a broken row
         }
-        if p.temperature.is_nan() || p.temperature <= 0.0 {
-            return Ok(Some(work.iter().position(|&l| l == max).unwrap_or(0) as u32));
+        let id = if p.temperature.is_nan() || p.temperature <= 0.0 {
+            work.iter().position(|&l| l == max).unwrap_or(0) as u32
+        } else {
+            self.draw(max)
+        };
+        if self.params.counts_tokens() {
+            *self.counts.entry(id).or_insert(0) += 1;
         }
+        Ok(Some(id))
+    }
 
+    /// A seeded draw from the penalised, sanitised logits in `work` (their max is `max`) at a
+    /// positive temperature, through top-k, top-p and min-p.
+    fn draw(&mut self, max: f32) -> u32 {
+        let p = &self.params;
+        let work = &mut self.work;
         let temp = p.temperature;
         let floor = max - 104.0 * temp;
         let cand = &mut self.cand;
@@ -424,11 +419,11 @@ impl Sampler {
         for &(id, q) in cand.iter() {
             acc += f64::from(q);
             if r < acc {
-                return Ok(Some(id));
+                return id;
             }
         }
         // The best token is always a candidate, so `cand` is not empty.
-        Ok(Some(cand.last().map_or(0, |c| c.0)))
+        cand.last().map_or(0, |c| c.0)
     }
 }
 

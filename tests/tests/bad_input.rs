@@ -326,12 +326,11 @@ fn bad_mixtures_and_prompts() {
     let model = Model::new(CpuBackend::new(), files.config, files.weights, 16).unwrap();
     let req = |prompt: Vec<u32>| GenRequest {
         prompt,
-        segments: vec![],
-        constraint: None,
         params: SamplingParams {
             max_tokens: 4,
             ..Default::default()
         },
+        ..Default::default()
     };
     let e = generate(&model, &[req(vec![])], &[2], 64, |_, _| {
         Ok(dlp_engine::generate::Control::Continue)

@@ -33,11 +33,11 @@ fn decode_steps_of_one_shape_launch_the_same_work() {
     let req = |m: &dlp_engine::lora::Mixture, n: usize| GenRequest {
         prompt: prompt[..prompt.len().min(n)].to_vec(),
         segments: vec![(0, m.clone())],
-        constraint: None,
         params: SamplingParams {
             max_tokens: 16,
             ..Default::default()
         },
+        ..Default::default()
     };
     let requests = [req(&a, 3), req(&b, 5), req(&c, 8)];
     let mut n = 0;

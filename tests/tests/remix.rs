@@ -32,8 +32,8 @@ fn remixed_generation_matches_segmented_scoring() {
     let request = GenRequest {
         prompt: prompt.clone(),
         segments: vec![(0, first.clone())],
-        constraint: None,
         params,
+        ..Default::default()
     };
     let mut n = 0;
     let (outs, _) = generate(&model, &[request], &[], 4, |_, _| {

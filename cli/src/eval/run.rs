@@ -131,11 +131,11 @@ fn generate_items<B: Backend>(
                 Ok(GenRequest {
                     prompt: it.ids.clone(),
                     segments: chooser.segments(mode, &it.rendered, &it.starts, it.oracle)?,
-                    constraint: None,
                     params: SamplingParams {
                         max_tokens: it.max_tokens,
                         ..SamplingParams::default()
                     },
+                    ..GenRequest::default()
                 })
             })
             .collect::<Result<Vec<_>>>()?;

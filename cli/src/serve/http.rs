@@ -228,19 +228,7 @@ async fn chat_completions(
 /// Checks the lengths, reserves room in the queue, submits, and answers.
 async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
     let arrived = Instant::now();
-    if let Some(mode) = &job.tool_mode {
-        if !st
-            .tok
-            .chat_template()
-            .is_some_and(|t| t.contains("tool_calls"))
-        {
-            for p in &mut job.prompts {
-                if let super::api::PromptInput::Chat(m) = p {
-                    super::tools::calls_as_text(m, mode);
-                }
-            }
-        }
-    }
+    super::tools::calls_as_text(&mut job, &st.tok);
     if st.shutting_down.load(Ordering::SeqCst) {
         return Err(ApiError::unavailable("the server is shutting down"));
     }

@@ -98,12 +98,12 @@ impl ResponseMeta {
 
     /// A forced tool call's answer as `tool_calls`, when it ended whole (not cut by
     /// `max_tokens` or a stop string).
-    fn tool_calls(&self, c: &Choice) -> Option<Vec<Value>> {
+    fn tool_calls(&self, finish: FinishReason, text: &str) -> Option<Vec<Value>> {
         let mode = self.tool_mode.as_ref()?;
-        if !matches!(c.finish, Some(FinishReason::Eos)) {
+        if finish != FinishReason::Eos {
             return None;
         }
-        super::tools::calls(mode, &c.text)
+        super::tools::calls(mode, text)
     }
 
     fn n_choices(&self) -> usize {
@@ -280,7 +280,7 @@ impl Collector {
                     }
                     Endpoint::Chat => {
                         let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
-                        if let Some(calls) = m.tool_calls(c) {
+                        if let Some(calls) = c.finish.and_then(|f| m.tool_calls(f, &c.text)) {
                             return json!({"index": i, "message": {"role": "assistant", "content": null,
                                           "tool_calls": calls}, "logprobs": logprobs,
                                           "finish_reason": "tool_calls"});
@@ -391,6 +391,7 @@ impl StreamState {
     /// The chunks one event produces.
     pub fn chunks(&mut self, ev: Event) -> Vec<Value> {
         let mut out = Vec::new();
+        let mut usage = None;
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
             Event::Token { text, choice, lp } if self.meta.tool_mode.is_some() => {
@@ -424,11 +425,12 @@ impl StreamState {
                 self.open(choice, &mut out);
                 self.done += 1;
                 self.completion_tokens += completion_tokens;
+                let m = &self.meta;
                 let mut reason = finish_reason(finish);
-                if self.meta.tool_mode.is_some() {
-                    self.choices[choice].finish = Some(finish);
-                    let text = self.choices[choice].text.clone();
-                    let delta = match self.meta.tool_calls(&self.choices[choice]) {
+                if m.tool_mode.is_some() {
+                    // The call goes out whole, before the finish.
+                    let c = &self.choices[choice];
+                    let delta = match m.tool_calls(finish, &c.text) {
                         Some(calls) => {
                             reason = "tool_calls";
                             let calls: Vec<Value> = (calls.into_iter().enumerate())
@@ -439,17 +441,13 @@ impl StreamState {
                                 .collect();
                             json!({"tool_calls": calls})
                         }
-                        None => json!({"content": text}),
+                        None => json!({"content": c.text}),
                     };
-                    let m = &self.meta;
-                    let logprobs = m
-                        .logprobs
-                        .map(|_| m.chat_logprobs(&self.choices[choice].lps));
+                    let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
                     let chunk = json!({"index": choice, "delta": delta, "logprobs": logprobs,
                                        "finish_reason": null});
-                    out.push(self.meta.envelope(true, vec![chunk]));
+                    out.push(m.envelope(true, vec![chunk]));
                 }
-                let m = &self.meta;
                 let last = match m.endpoint {
                     Endpoint::Completion => json!({"index": choice, "text": "", "logprobs": null,
                                                   "finish_reason": reason}),
@@ -459,22 +457,19 @@ impl StreamState {
                 let mut chunk = m.envelope(true, vec![last]);
                 chunk["dlp"] = m.dlp(vec![(choice, segments.as_slice())]);
                 out.push(chunk);
-                if self.meta.continuous_usage {
-                    self.add_usage(&mut out);
-                }
-                let m = &self.meta;
                 if self.done == self.choices.len() && m.include_usage {
                     let mut u = m.envelope(true, vec![]);
                     u["usage"] = m.usage(self.completion_tokens);
-                    out.push(u);
+                    usage = Some(u);
                 }
-                return out;
             }
             Event::Error(e) => return vec![e.body()],
         }
         if self.meta.continuous_usage {
             self.add_usage(&mut out);
         }
+        // The stream's own usage chunk, after the running figures.
+        out.extend(usage);
         out
     }
 

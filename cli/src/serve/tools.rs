@@ -5,9 +5,11 @@
 //! The tools are not shown to the chat template: the model meets them through the grammar.
 
 use dlp_engine::structured::OutputFormat;
-use dlp_engine::tokenizer::ChatMessage;
+use dlp_engine::tokenizer::chat::reads_tool_calls;
+use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
 use serde_json::{json, Value};
 
+use super::api::{Job, PromptInput};
 use super::error::ApiError;
 
 /// How the answer becomes tool calls.
@@ -184,34 +186,45 @@ fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
 /// this server generated for such calls (a named call's arguments, or the
 /// `[{"name", "parameters"}]` list), so a conversation that sends a call back (instructor's
 /// retry, an agent loop) renders as what the model wrote.
-pub fn calls_as_text(messages: &mut [ChatMessage], mode: &ToolMode) {
-    for m in messages.iter_mut() {
-        let mut o: serde_json::Map<String, Value> =
-            std::mem::replace(m, ChatMessage::new("", "")).into();
-        if let Some(Value::Array(calls)) = o.get("tool_calls").cloned() {
-            let args = |c: &Value| {
-                let a = &c["function"]["arguments"];
-                // OpenAI sends arguments as a JSON string; keep any other value as it is.
-                a.as_str()
-                    .and_then(|t| serde_json::from_str(t).ok())
-                    .unwrap_or_else(|| a.clone())
-            };
-            let text = match (mode, calls.as_slice()) {
-                (ToolMode::Named(n), [c]) if c["function"]["name"] == n.as_str() => {
-                    serde_json::to_string(&args(c))
-                }
-                _ => serde_json::to_string(
-                    &calls
-                        .iter()
-                        .map(|c| json!({"name": c["function"]["name"], "parameters": args(c)}))
-                        .collect::<Vec<_>>(),
-                ),
-            };
-            o.remove("tool_calls");
-            o.insert("content".into(), json!(text.unwrap_or_default()));
+pub fn calls_as_text(job: &mut Job, tok: &TextTokenizer) {
+    let Some(mode) = &job.tool_mode else { return };
+    if tok.chat_template().is_some_and(reads_tool_calls) {
+        return;
+    }
+    for p in &mut job.prompts {
+        if let PromptInput::Chat(messages) = p {
+            write_calls(messages, mode);
         }
+    }
+}
+
+/// [`calls_as_text`] on one conversation.
+fn write_calls(messages: &mut [ChatMessage], mode: &ToolMode) {
+    for m in messages.iter_mut() {
+        let Some(Value::Array(calls)) = m.fields().get("tool_calls") else {
+            continue;
+        };
+        let text = serde_json::to_string(&match (mode, calls.as_slice()) {
+            (ToolMode::Named(n), [c]) if c["function"]["name"] == n.as_str() => arguments(c),
+            _ => json!(calls
+                .iter()
+                .map(|c| json!({"name": c["function"]["name"], "parameters": arguments(c)}))
+                .collect::<Vec<_>>()),
+        })
+        .unwrap_or_default();
+        let mut o: serde_json::Map<String, Value> = m.clone().into();
+        o.remove("tool_calls");
+        o.insert("content".into(), json!(text));
         *m = ChatMessage::try_from(o).expect("the role was checked with the request");
     }
+}
+
+/// A call's arguments: OpenAI sends them as a JSON string; any other value is kept as it is.
+fn arguments(call: &Value) -> Value {
+    let a = &call["function"]["arguments"];
+    a.as_str()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_else(|| a.clone())
 }
 
 /// `#/definitions/X` references into `#/$defs/X` (the definitions moved there).
@@ -367,7 +380,7 @@ mod tests {
             msg(json!([call("f", "{\"x\": 1}")])),
             msg(json!([call("f", "{\"x\": 1}"), call("g", "{}")])),
         ];
-        calls_as_text(&mut m, &ToolMode::Named("f".into()));
+        write_calls(&mut m, &ToolMode::Named("f".into()));
         assert_eq!(m[0].text(), "hi");
         assert_eq!(m[1].text(), r#"{"x":1}"#);
         assert!(!m[1].fields().contains_key("tool_calls"));

@@ -175,6 +175,11 @@ fn strftime_now(format: String) -> std::result::Result<Value, minijinja::Error> 
     }
 }
 
+/// Whether `template` reads a message's `tool_calls` (else [`render`] refuses them).
+pub fn reads_tool_calls(template: &str) -> bool {
+    template.contains("tool_calls")
+}
+
 /// Renders `template` for `req`. A message with `tool_calls` is refused when the template never
 /// reads them: they would be dropped without a word (or, on an assistant turn without text,
 /// the template fails on its missing content with a Jinja error that names neither).
@@ -184,7 +189,7 @@ pub(super) fn render(
     req: &ChatRequest,
     special: &SpecialTokens,
 ) -> Result<String> {
-    if !template.contains("tool_calls") {
+    if !reads_tool_calls(template) {
         if let Some(i) = req
             .messages
             .iter()
