@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dlp_engine::generate::{failure, generate_each, FinishReason, GenRequest, DEFAULT_STEP_TOKENS};
-use dlp_engine::tokenizer::{text_of_part, ChatMessage};
+use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 use dlp_engine::Backend;
 use dlp_engine::SamplingParams;
 use serde_json::{json, Value};
@@ -392,7 +392,7 @@ impl WithBackend for &GenerateArgs {
                 args.chat,
                 args.system.as_deref(),
                 p.text.as_deref(),
-                p.messages.clone(),
+                p.messages.clone().map(ChatRequest::new),
             )
             .with_context(|| p.source.clone())?;
             let (ids, starts) = encode_prompt(tok, &r)?;

@@ -8,7 +8,7 @@ use std::ops::Range;
 use anyhow::{bail, Result};
 use dlp_engine::generate::Control;
 use dlp_engine::sampler::{find_stop, stop_holdback};
-use dlp_engine::tokenizer::{ChatMessage, StreamDecoder, TextTokenizer};
+use dlp_engine::tokenizer::{ChatMessage, ChatRequest, StreamDecoder, TextTokenizer};
 
 use crate::routing::{named, Decision, Routing, SentenceTracker};
 
@@ -26,26 +26,28 @@ pub struct Rendered {
     pub chat: bool,
 }
 
-/// Renders a prompt, through the chat template when `chat` is set or `messages` are given.
-/// The routed text of a conversation is its last user message. `system` goes in front of a
-/// text prompt; `messages` carry their own (generate refuses `--system` beside them).
+/// Renders a prompt, through the chat template when `chat` is set or a `conversation` (the
+/// messages, and the tools the template is shown) is given. The routed text of a
+/// conversation is its last user message. `system` goes in front of a text prompt; a
+/// conversation carries its own (generate refuses `--system` beside one).
 pub fn render_prompt(
     tok: &TextTokenizer,
     chat: bool,
     system: Option<&str>,
     text: Option<&str>,
-    messages: Option<Vec<ChatMessage>>,
+    conversation: Option<ChatRequest>,
 ) -> Result<Rendered> {
-    let is_chat = messages.is_some() || chat;
-    let (rendered, user) = match (messages, text) {
-        (Some(m), _) => {
-            let user = m
+    let is_chat = conversation.is_some() || chat;
+    let (rendered, user) = match (conversation, text) {
+        (Some(c), _) => {
+            let user = c
+                .messages
                 .iter()
                 .rev()
                 .find(|m| m.role() == "user")
                 .map(ChatMessage::text)
                 .unwrap_or_default();
-            (tok.render_chat(&m, true)?, user)
+            (tok.render_chat_request(&c)?, user)
         }
         (None, Some(t)) if chat => {
             let mut m = Vec::new();

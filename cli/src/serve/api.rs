@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use dlp_engine::tokenizer::ChatMessage;
+use dlp_engine::tokenizer::ChatRequest;
 use dlp_engine::SamplingParams;
 
 pub use super::chat::chat;
@@ -53,8 +53,8 @@ pub enum PromptInput {
     Text(String),
     /// Token ids (completions).
     Ids(Vec<u32>),
-    /// A conversation (chat).
-    Chat(Vec<ChatMessage>),
+    /// A conversation (chat), with the tools its template is shown.
+    Chat(ChatRequest),
 }
 
 /// A checked request.

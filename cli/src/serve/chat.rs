@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use dlp_engine::tokenizer::{text_of_part, ChatMessage};
+use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 
 use super::api::{
     check, common, new_job, parse, ChatBody, Endpoint, Job, PromptInput, MAX_LOGPROBS,
@@ -30,7 +30,7 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         .enumerate()
         .map(|(i, m)| chat_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
-    job.prompts = vec![PromptInput::Chat(messages)];
+    job.prompts = vec![PromptInput::Chat(ChatRequest::new(messages))];
     job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_param(
@@ -70,23 +70,35 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
             "`functions` (OpenAI's deprecated form) is not supported; use `tools` with `tool_choice`",
         ));
     }
+    let tools = b.tools.clone();
     if let Some((mode, format)) =
-        super::tools::forced_call(b.tools, b.tool_choice, b.parallel_tool_calls)?
+        super::tools::tool_call(b.tools, b.tool_choice, b.parallel_tool_calls)?
     {
         if let Some((_, param)) = &job.format {
+            let what = match format {
+                Some(_) => "both set the answer's format",
+                // The format would hold the whole answer: the model could never call.
+                None => "cannot go together: the format holds the whole answer, so the model could never write a call",
+            };
             return Err(ApiError::bad_param(
                 "tool_choice",
-                format!("`tool_choice` and `{param}` both set the answer's format; give one"),
+                format!("`tool_choice` and `{param}` {what}; give one"),
             ));
         }
-        if job.ignore_eos {
-            return Err(ApiError::bad_param(
-                "ignore_eos",
-                "`ignore_eos` cannot go with `tool_choice`: the answer ends where the call does",
-            ));
+        if let Some(format) = format {
+            if job.ignore_eos {
+                return Err(ApiError::bad_param(
+                    "ignore_eos",
+                    "`ignore_eos` cannot go with a forced `tool_choice`: the answer ends where the call does",
+                ));
+            }
+            job.format = Some((format, "tools"));
         }
-        job.format = Some((format, "tools"));
         job.tool_mode = Some(mode);
+        // The template is shown the tools as sent (transformers' `tools`), as vLLM does.
+        if let PromptInput::Chat(c) = &mut job.prompts[0] {
+            c.tools = tools;
+        }
     }
     Ok(job)
 }
@@ -94,7 +106,7 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
 /// One OpenAI message: `role` and `content` (a string, or a list of text parts).
 pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> {
     let at = |f: &str| format!("messages[{i}].{f}");
-    let Value::Object(o) = m else {
+    let Value::Object(mut o) = m else {
         return Err(ApiError::bad_param(
             format!("messages[{i}]"),
             format!("`messages[{i}]` must be an object with `role` and `content`, found {m}"),
@@ -196,6 +208,21 @@ pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> 
             at(k),
             format!("`{}` is not supported by this server", at(k)),
         ));
+    }
+    // Templates read a call's arguments as a mapping (transformers' convention: `|tojson` of
+    // the JSON text OpenAI sends would quote it twice), so the text is parsed, as vLLM does.
+    if let Some(Value::Array(calls)) = o.get_mut("tool_calls") {
+        for a in calls
+            .iter_mut()
+            .filter_map(|c| c.pointer_mut("/function/arguments"))
+        {
+            if let Some(v) = (a.as_str())
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                .filter(Value::is_object)
+            {
+                *a = v;
+            }
+        }
     }
     ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
 }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub config: ModelConfig,
     /// Structured output's compiler.
     pub formats: super::format::Formats,
+    /// How `tool_choice: "auto"` answers are read (None: such requests are refused).
+    pub tool_parser: Option<super::tool_parser::ToolParser>,
     /// Positions per sequence (prompt + completion).
     pub context: usize,
     /// Sequences that may be running or queued at once.
@@ -228,7 +230,7 @@ async fn chat_completions(
 /// Checks the lengths, reserves room in the queue, submits, and answers.
 async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
     let arrived = Instant::now();
-    super::tools::calls_as_text(&mut job, &st.tok);
+    super::tools::prepare(&mut job, &st.tok, st.tool_parser)?;
     if st.shutting_down.load(Ordering::SeqCst) {
         return Err(ApiError::unavailable("the server is shutting down"));
     }

@@ -20,6 +20,7 @@ mod prompt_field;
 mod protocol;
 mod response;
 mod tokenize;
+mod tool_parser;
 mod tools;
 mod worker;
 
@@ -125,6 +126,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
+    /// How `tool_choice: "auto"` (the default with `tools`) reads the calls a model writes in
+    /// its own syntax: `auto` takes the one its chat template shows (`<tool_call>` blocks:
+    /// hermes; `<|python_tag|>`: llama3_json), and without one such requests are refused.
+    /// Forced calls (`"required"`, a named function) need no parser: they are generated under
+    /// a grammar.
+    #[arg(long, value_enum, value_name = "PARSER", default_value = "auto")]
+    pub tool_call_parser: tool_parser::ParserChoice,
 }
 
 impl ServeArgs {
@@ -214,6 +222,7 @@ impl WithBackend for &ServeArgs {
             metrics: metrics::Metrics::new(),
             outstanding: AtomicUsize::new(0),
         });
+        let tool_parser = args.tool_call_parser.resolve(tok.chat_template());
         let (tx, rx) = std::sync::mpsc::channel();
         let state = Arc::new(http::AppState {
             tx: tx.clone(),
@@ -230,6 +239,7 @@ impl WithBackend for &ServeArgs {
             ),
             config: model.config.clone(),
             formats: format::Formats::new(tok.clone(), model.config.vocab_size, eos.clone()),
+            tool_parser,
             context,
             capacity: args.max_concurrent.saturating_add(args.max_queue),
             api_key: args.api_key.clone(),
@@ -270,6 +280,23 @@ impl WithBackend for &ServeArgs {
             "  batching {} sequences x {context} positions (KV cache up to {kv_gib:.1} GiB, filled as used), {} tokens per step, queue {}",
             args.max_concurrent, args.max_batch_tokens, args.max_queue
         );
+        match (state.tool_parser, args.tool_call_parser) {
+            (Some(p), tool_parser::ParserChoice::Auto) => eprintln!(
+                "  tools    tool_choice auto read as {} (the chat template's syntax)",
+                p.name()
+            ),
+            (Some(p), _) => eprintln!("  tools    tool_choice auto read as {}", p.name()),
+            (None, tool_parser::ParserChoice::None) => {
+                eprintln!("  tools    forced calls only (--tool-call-parser none)")
+            }
+            (None, _) => eprintln!(
+                "  tools    forced calls only: the chat template shows no tool-call syntax (see --tool-call-parser)"
+            ),
+        }
+        if state.tool_parser.is_some() && !tok.chat_template().is_some_and(|t| t.contains("tools"))
+        {
+            eprintln!("  note: the chat template never reads `tools`: the model is not shown the functions it may call");
+        }
         if let Some(root) = &state.adapter_root {
             eprintln!("  runtime adapters from {}", root.display());
         }

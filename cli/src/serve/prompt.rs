@@ -109,8 +109,8 @@ pub fn prepare(
                 encode_prompt(tok, &r).map_err(|e| ApiError::bad_param(name, format!("{e:#}")))?;
             (ids, starts, r.text, r.span, r.user)
         }
-        PromptInput::Chat(m) => {
-            let r = render_prompt(tok, true, None, None, Some(m.clone())).map_err(|e| {
+        PromptInput::Chat(c) => {
+            let r = render_prompt(tok, true, None, None, Some(c.clone())).map_err(|e| {
                 let msg = format!("{e:#}");
                 ApiError::bad_param(super::chat::template_error_param(&msg), msg)
             })?;

@@ -89,6 +89,10 @@ struct Choice {
     opened: bool,
     /// The text's length so far, for text offsets.
     offset: TextOffset,
+    /// Stream with tools: bytes of `text`, and entries of `lps`, already sent (the rest may
+    /// be a call, held until the answer ends).
+    sent: usize,
+    lps_sent: usize,
 }
 
 impl ResponseMeta {
@@ -96,9 +100,9 @@ impl ResponseMeta {
         token_name(&self.tok.token_bytes(id))
     }
 
-    /// A forced tool call's answer as `tool_calls`, when it ended whole (not cut by
-    /// `max_tokens` or a stop string).
-    fn tool_calls(&self, finish: FinishReason, text: &str) -> Option<Vec<Value>> {
+    /// With tools, the answer's `tool_calls` and the text beside them, when it ended whole
+    /// (not cut by `max_tokens` or a stop string) and holds calls.
+    fn tool_calls(&self, finish: FinishReason, text: &str) -> Option<(Option<String>, Vec<Value>)> {
         let mode = self.tool_mode.as_ref()?;
         if finish != FinishReason::Eos {
             return None;
@@ -280,10 +284,12 @@ impl Collector {
                     }
                     Endpoint::Chat => {
                         let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
-                        if let Some(calls) = c.finish.and_then(|f| m.tool_calls(f, &c.text)) {
-                            return json!({"index": i, "message": {"role": "assistant", "content": null,
-                                          "tool_calls": calls}, "logprobs": logprobs,
-                                          "finish_reason": "tool_calls"});
+                        if let Some((content, calls)) =
+                            c.finish.and_then(|f| m.tool_calls(f, &c.text))
+                        {
+                            return json!({"index": i, "message": {"role": "assistant",
+                                          "content": content, "tool_calls": calls},
+                                          "logprobs": logprobs, "finish_reason": "tool_calls"});
                         }
                         json!({"index": i, "message": {"role": "assistant", "content": c.text},
                                "logprobs": logprobs, "finish_reason": finish})
@@ -395,14 +401,12 @@ impl StreamState {
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
             Event::Token { text, choice, lp } if self.meta.tool_mode.is_some() => {
-                // The call goes out whole at the end, as `tool_calls`.
                 self.generated += 1;
                 self.open(choice, &mut out);
-                self.choices[choice].text.push_str(&text);
-                self.choices[choice].lps.extend(lp);
+                self.hold(choice, &text, lp, &mut out);
             }
             Event::Text { choice, text } if self.meta.tool_mode.is_some() => {
-                self.choices[choice].text.push_str(&text);
+                self.hold(choice, &text, None, &mut out);
             }
             Event::Token { choice, lp, text } => {
                 self.generated += 1;
@@ -428,10 +432,12 @@ impl StreamState {
                 let m = &self.meta;
                 let mut reason = finish_reason(finish);
                 if m.tool_mode.is_some() {
-                    // The call goes out whole, before the finish.
+                    // The calls go out whole, before the finish, with the held text.
                     let c = &self.choices[choice];
-                    let delta = match m.tool_calls(finish, &c.text) {
-                        Some(calls) => {
+                    let sent = &c.text[..c.sent];
+                    let mut delta = Map::new();
+                    let rest = match m.tool_calls(finish, &c.text) {
+                        Some((content, calls)) => {
                             reason = "tool_calls";
                             let calls: Vec<Value> = (calls.into_iter().enumerate())
                                 .map(|(k, mut call)| {
@@ -439,14 +445,22 @@ impl StreamState {
                                     call
                                 })
                                 .collect();
-                            json!({"tool_calls": calls})
+                            delta.insert("tool_calls".into(), json!(calls));
+                            // What was sent is the start of the content (text before a call).
+                            content.and_then(|t| t.strip_prefix(sent).map(str::to_string))
                         }
-                        None => json!({"content": c.text}),
+                        None => Some(c.text[c.sent..].to_string()),
                     };
-                    let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
-                    let chunk = json!({"index": choice, "delta": delta, "logprobs": logprobs,
-                                       "finish_reason": null});
-                    out.push(m.envelope(true, vec![chunk]));
+                    if let Some(rest) = rest.filter(|r| !r.is_empty() || c.sent == 0) {
+                        delta.insert("content".into(), json!(rest));
+                    }
+                    if !delta.is_empty() {
+                        let lps = &c.lps[c.lps_sent..];
+                        let logprobs = m.logprobs.map(|_| m.chat_logprobs(lps));
+                        let chunk = json!({"index": choice, "delta": delta, "logprobs": logprobs,
+                                           "finish_reason": null});
+                        out.push(m.envelope(true, vec![chunk]));
+                    }
                 }
                 let last = match m.endpoint {
                     Endpoint::Completion => json!({"index": choice, "text": "", "logprobs": null,
@@ -471,6 +485,32 @@ impl StreamState {
         // The stream's own usage chunk, after the running figures.
         out.extend(usage);
         out
+    }
+
+    /// With tools: adds a piece of choice `i`'s answer, and sends what is surely content (with
+    /// `"auto"`, text before anything the parser may read as a call; a forced call sends
+    /// nothing before its end).
+    fn hold(&mut self, i: usize, text: &str, lp: Option<TokenLogprob>, out: &mut Vec<Value>) {
+        let m = &self.meta;
+        let c = &mut self.choices[i];
+        c.text.push_str(text);
+        c.lps.extend(lp);
+        let Some(super::tools::ToolMode::Auto {
+            parser: Some(parser),
+            ..
+        }) = &m.tool_mode
+        else {
+            return;
+        };
+        let end = parser.content_end(&c.text);
+        if end > c.sent {
+            let lps = &c.lps[c.lps_sent..];
+            let logprobs = m.logprobs.map(|_| m.chat_logprobs(lps));
+            let chunk = json!({"index": i, "delta": {"content": &c.text[c.sent..end]},
+                               "logprobs": logprobs, "finish_reason": null});
+            out.push(m.envelope(true, vec![chunk]));
+            (c.sent, c.lps_sent) = (end, c.lps.len());
+        }
     }
 
     /// vLLM's `continuous_usage_stats`: the usage so far in each chunk.

@@ -9,6 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use dlp_engine::tokenizer::ChatRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -30,6 +31,9 @@ struct TokenizeBody {
     /// Messages only: end with the assistant's header, as `/v1/chat/completions` does
     /// (default true).
     add_generation_prompt: Option<bool>,
+    /// Messages only: the functions the chat template is shown, as `/v1/chat/completions`
+    /// shows its `tools`.
+    tools: Option<Value>,
     /// Also answer each token's vocabulary string.
     return_token_strs: Option<bool>,
 }
@@ -73,6 +77,7 @@ pub async fn tokenize(
     let flags = Flags {
         add_special_tokens: b.add_special_tokens,
         add_generation_prompt: b.add_generation_prompt,
+        tools: b.tools.filter(|t| !t.is_null()),
     };
     let strs = b.return_token_strs.unwrap_or(false);
     let is_chat = b.messages.is_some();
@@ -109,6 +114,7 @@ pub async fn tokenize(
 struct Flags {
     add_special_tokens: Option<bool>,
     add_generation_prompt: Option<bool>,
+    tools: Option<Value>,
 }
 
 /// The ids of a prompt or a conversation, as the completion endpoints make them.
@@ -129,11 +135,16 @@ fn encode(
             "`prompt` (a string) or `messages` (a list of {role, content}) is required",
         )),
         (Some(p), None) => {
-            if f.add_generation_prompt.is_some() {
-                return Err(ApiError::bad_param(
-                    "add_generation_prompt",
-                    "`add_generation_prompt` applies to `messages`, not to `prompt`",
-                ));
+            for (given, field) in [
+                (f.add_generation_prompt.is_some(), "add_generation_prompt"),
+                (f.tools.is_some(), "tools"),
+            ] {
+                if given {
+                    return Err(ApiError::bad_param(
+                        field,
+                        format!("`{field}` applies to `messages`, not to `prompt`"),
+                    ));
+                }
             }
             check_text_len(st, "prompt", &p)?;
             match f.add_special_tokens.unwrap_or(true) {
@@ -168,8 +179,14 @@ fn encode(
                 .enumerate()
                 .map(|(i, m)| super::chat::chat_message(i, m))
                 .collect::<Result<Vec<_>, _>>()?;
+            super::tools::functions(f.tools.clone())?;
             let text = tok
-                .render_chat(&m, f.add_generation_prompt.unwrap_or(true))
+                .render_chat_request(&ChatRequest {
+                    messages: m,
+                    tools: f.tools.clone(),
+                    documents: None,
+                    add_generation_prompt: f.add_generation_prompt.unwrap_or(true),
+                })
                 .map_err(|e| {
                     let msg = format!("{e:#}");
                     ApiError::bad_param(super::chat::template_error_param(&msg), msg)

@@ -1,8 +1,9 @@
-//! OpenAI's function calling where the call is forced: `tool_choice` `"required"` or a named
-//! function. The answer is generated under a grammar of the call (structured output, as vLLM
-//! does for these two) and returned as `tool_calls`. `"auto"` would need a parser of each
-//! model's own tool-call syntax, which this server does not have; `"none"` ignores the tools.
-//! The tools are not shown to the chat template: the model meets them through the grammar.
+//! OpenAI's function calling. Where the call is forced (`tool_choice` `"required"` or a named
+//! function), the answer is generated under a grammar of the call (structured output, as vLLM
+//! does for these two) and returned as `tool_calls`. With `"auto"` (the default with `tools`)
+//! the model writes calls in its own syntax, which a [`ToolParser`] reads back (the server's
+//! `--tool-call-parser`). `"none"` ignores the tools. The tools are given to the chat
+//! template unless `"none"`.
 
 use dlp_engine::structured::OutputFormat;
 use dlp_engine::tokenizer::chat::reads_tool_calls;
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::api::{Job, PromptInput};
 use super::error::ApiError;
+use super::tool_parser::ToolParser;
 
 /// How the answer becomes tool calls.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,15 +21,23 @@ pub enum ToolMode {
     Named(String),
     /// The answer is a list of `{"name", "parameters"}` (vLLM's shape for `"required"`).
     Required,
+    /// The model may call these tools in its own syntax, read by `parser` (set from the
+    /// server's `--tool-call-parser` once the request reaches it); with `parallel` false, at
+    /// most the first call is returned.
+    Auto {
+        tools: Vec<String>,
+        parser: Option<ToolParser>,
+        parallel: bool,
+    },
 }
 
-/// Reads `tools`, `tool_choice` and `parallel_tool_calls`: the mode and the grammar of the
-/// answer, or None when no call is forced.
-pub(super) fn forced_call(
+/// Reads `tools`, `tool_choice` and `parallel_tool_calls`: the mode and, for a forced call,
+/// the grammar of the answer; None without tools or with `"none"`.
+pub(super) fn tool_call(
     tools: Option<Value>,
     choice: Option<Value>,
     parallel: Option<bool>,
-) -> Result<Option<(ToolMode, OutputFormat)>, ApiError> {
+) -> Result<Option<(ToolMode, Option<OutputFormat>)>, ApiError> {
     let tools = functions(tools.filter(|v| !v.is_null()))?;
     let choice = choice.filter(|v| !v.is_null());
     if tools.is_empty() {
@@ -40,15 +50,19 @@ pub(super) fn forced_call(
         };
     }
     let auto = || {
-        ApiError::bad_param(
-            "tool_choice",
-            "`tool_choice: \"auto\"` (the default with `tools`) is not supported: this server cannot parse a model's own tool-call syntax; send `\"required\"` or `{\"type\": \"function\", \"function\": {\"name\": ...}}`, and the answer is generated as the call",
-        )
+        Ok(Some((
+            ToolMode::Auto {
+                tools: tools.iter().map(|(n, _)| n.clone()).collect(),
+                parser: None,
+                parallel: parallel != Some(false),
+            },
+            None,
+        )))
     };
     match choice {
-        None => Err(auto()),
+        None => auto(),
         Some(Value::String(s)) => match s.as_str() {
-            "auto" => Err(auto()),
+            "auto" => auto(),
             "none" => Ok(None),
             "required" => {
                 // `#/$defs/...` resolves from the root, which is now the list: each tool's
@@ -88,11 +102,16 @@ pub(super) fn forced_call(
                 if parallel == Some(false) {
                     list["maxItems"] = json!(1);
                 }
-                Ok(Some((ToolMode::Required, OutputFormat::JsonSchema(list))))
+                Ok(Some((
+                    ToolMode::Required,
+                    Some(OutputFormat::JsonSchema(list)),
+                )))
             }
             other => Err(ApiError::bad_param(
                 "tool_choice",
-                format!("`tool_choice` is `{other}`; expected `none`, `required` or a function"),
+                format!(
+                    "`tool_choice` is `{other}`; expected `auto`, `none`, `required` or a function"
+                ),
             )),
         },
         Some(v) => {
@@ -115,7 +134,7 @@ pub(super) fn forced_call(
             };
             Ok(Some((
                 ToolMode::Named(name.to_string()),
-                OutputFormat::JsonSchema(params.clone()),
+                Some(OutputFormat::JsonSchema(params.clone())),
             )))
         }
     }
@@ -123,7 +142,7 @@ pub(super) fn forced_call(
 
 /// `tools`: `[{"type": "function", "function": {"name", "description"?, "parameters"?,
 /// "strict"?}}]` into `(name, parameters schema)`; names as OpenAI allows them, each once.
-fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
+pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
     let Some(tools) = tools else {
         return Ok(Vec::new());
     };
@@ -181,37 +200,74 @@ fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {
     Ok(out)
 }
 
-/// For a chat template that never reads `tool_calls` (which the engine refuses to drop): when
-/// this request forces a call too, each assistant turn carrying calls is written as the text
-/// this server generated for such calls (a named call's arguments, or the
-/// `[{"name", "parameters"}]` list), so a conversation that sends a call back (instructor's
-/// retry, an agent loop) renders as what the model wrote.
-pub fn calls_as_text(job: &mut Job, tok: &TextTokenizer) {
-    let Some(mode) = &job.tool_mode else { return };
+/// Readies a request's tool calls for this server: an `"auto"` request takes the server's
+/// parser (a 400 when it has none), and for a chat template that never reads `tool_calls`
+/// (which the engine refuses to drop) each assistant turn carrying calls is written as the text
+/// the model wrote for them: in the parser's syntax, or for a forced call the text this server
+/// generates (a named call's arguments, or the `[{"name", "parameters"}]` list). So a
+/// conversation that sends a call back (instructor's retry, an agent loop) renders as what the
+/// model wrote.
+pub fn prepare(
+    job: &mut Job,
+    tok: &TextTokenizer,
+    server_parser: Option<ToolParser>,
+) -> Result<(), ApiError> {
+    let Some(mode) = &mut job.tool_mode else {
+        return Ok(());
+    };
+    if let ToolMode::Auto { parser, .. } = mode {
+        *parser = Some(server_parser.ok_or_else(|| {
+            ApiError::bad_param(
+                "tool_choice",
+                "`tool_choice: \"auto\"` (the default with `tools`) needs a parser of the model's own tool-call syntax, and this model's chat template shows none: start the server with --tool-call-parser hermes or llama3_json (whichever the model was trained on), or send `tool_choice: \"required\"` or `{\"type\": \"function\", \"function\": {\"name\": ...}}`, and the answer is generated as the call",
+            )
+        })?);
+    }
     if tok.chat_template().is_some_and(reads_tool_calls) {
-        return;
+        return Ok(());
     }
     for p in &mut job.prompts {
-        if let PromptInput::Chat(messages) = p {
-            write_calls(messages, mode);
+        if let PromptInput::Chat(chat) = p {
+            write_calls(&mut chat.messages, mode);
         }
     }
+    Ok(())
 }
 
-/// [`calls_as_text`] on one conversation.
+/// [`prepare`]'s rewriting of one conversation.
 fn write_calls(messages: &mut [ChatMessage], mode: &ToolMode) {
     for m in messages.iter_mut() {
         let Some(Value::Array(calls)) = m.fields().get("tool_calls") else {
             continue;
         };
-        let text = serde_json::to_string(&match (mode, calls.as_slice()) {
-            (ToolMode::Named(n), [c]) if c["function"]["name"] == n.as_str() => arguments(c),
-            _ => json!(calls
+        let pairs = || -> Vec<(String, Value)> {
+            calls
                 .iter()
-                .map(|c| json!({"name": c["function"]["name"], "parameters": arguments(c)}))
-                .collect::<Vec<_>>()),
-        })
-        .unwrap_or_default();
+                .map(|c| {
+                    (
+                        c["function"]["name"].as_str().unwrap_or("").to_string(),
+                        arguments(c),
+                    )
+                })
+                .collect()
+        };
+        let text = match (mode, calls.as_slice()) {
+            (ToolMode::Auto { parser, .. }, _) => {
+                let calls = parser.expect("set by prepare").write(&pairs());
+                match m.text() {
+                    t if t.is_empty() => calls,
+                    t => format!("{t}\n{calls}"),
+                }
+            }
+            (ToolMode::Named(n), [c]) if c["function"]["name"] == n.as_str() => {
+                arguments(c).to_string()
+            }
+            _ => json!(pairs()
+                .into_iter()
+                .map(|(name, args)| json!({"name": name, "parameters": args}))
+                .collect::<Vec<_>>())
+            .to_string(),
+        };
         let mut o: serde_json::Map<String, Value> = m.clone().into();
         o.remove("tool_calls");
         o.insert("content".into(), json!(text));
@@ -245,9 +301,10 @@ fn rename_refs(v: &mut Value) {
     }
 }
 
-/// The answer as OpenAI's `tool_calls`, or None when it is not a whole call (cut by
-/// `max_tokens` or a stop string: it is then returned as text).
-pub fn calls(mode: &ToolMode, text: &str) -> Option<Vec<Value>> {
+/// The answer as OpenAI's `tool_calls` and the text beside them (only `"auto"` has any), or
+/// None when it holds no whole call (cut by `max_tokens` or a stop string, or with `"auto"`
+/// no call, or a call of a function not offered: it is then returned as text).
+pub fn calls(mode: &ToolMode, text: &str) -> Option<(Option<String>, Vec<Value>)> {
     let call = |name: &str, arguments: String| {
         let id = format!("call_{:016x}", rand::random::<u64>());
         json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
@@ -255,11 +312,13 @@ pub fn calls(mode: &ToolMode, text: &str) -> Option<Vec<Value>> {
     match mode {
         ToolMode::Named(name) => {
             let args: Value = serde_json::from_str(text).ok()?;
-            args.is_object().then(|| vec![call(name, text.to_string())])
+            args.is_object()
+                .then(|| (None, vec![call(name, text.to_string())]))
         }
         ToolMode::Required => {
             let list: Vec<Value> = serde_json::from_str(text).ok()?;
-            list.iter()
+            let calls = list
+                .iter()
                 .map(|c| {
                     let name = c.get("name")?.as_str()?;
                     Some(call(
@@ -267,7 +326,23 @@ pub fn calls(mode: &ToolMode, text: &str) -> Option<Vec<Value>> {
                         serde_json::to_string(c.get("parameters")?).ok()?,
                     ))
                 })
-                .collect()
+                .collect::<Option<_>>()?;
+            Some((None, calls))
+        }
+        ToolMode::Auto {
+            tools,
+            parser,
+            parallel,
+        } => {
+            let parsed = parser.expect("set by prepare").parse(text)?;
+            if !parsed.calls.iter().all(|(n, _)| tools.contains(n)) {
+                return None;
+            }
+            let keep = if *parallel { parsed.calls.len() } else { 1 };
+            let calls = (parsed.calls.iter().take(keep))
+                .map(|(n, args)| call(n, args.to_string()))
+                .collect();
+            Some((parsed.content, calls))
         }
     }
 }
@@ -279,7 +354,8 @@ mod tests {
     #[test]
     fn answers_become_calls_only_when_whole() {
         let named = ToolMode::Named("f".into());
-        let c = calls(&named, r#"{"x": 1}"#).unwrap();
+        let (content, c) = calls(&named, r#"{"x": 1}"#).unwrap();
+        assert_eq!(content, None);
         assert_eq!(
             c[0]["function"],
             json!({"name": "f", "arguments": "{\"x\": 1}"})
@@ -287,7 +363,7 @@ mod tests {
         assert!(c[0]["id"].as_str().unwrap().starts_with("call_"));
         assert!(calls(&named, r#"{"x": "#).is_none());
         assert!(calls(&named, "[1]").is_none());
-        let c = calls(
+        let (_, c) = calls(
             &ToolMode::Required,
             r#"[{"name": "f", "parameters": {"x": 1}}, {"name": "g", "parameters": {}}]"#,
         )
@@ -297,39 +373,78 @@ mod tests {
         assert!(calls(&ToolMode::Required, r#"[{"name": "f"}]"#).is_none());
     }
 
+    /// `"auto"`: the parser's calls of offered functions, with the text beside them; a call of
+    /// a function not offered leaves the answer as text; `parallel_tool_calls: false` keeps
+    /// the first call.
+    #[test]
+    fn auto_answers_become_calls_of_offered_functions() {
+        let auto = |parallel| ToolMode::Auto {
+            tools: vec!["f".into(), "g".into()],
+            parser: Some(ToolParser::Hermes),
+            parallel,
+        };
+        let text = "Checking.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>\n<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>";
+        let (content, c) = calls(&auto(true), text).unwrap();
+        assert_eq!(content.as_deref(), Some("Checking.\n\n"));
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c[0]["function"],
+            json!({"name": "f", "arguments": "{\"x\":1}"})
+        );
+        assert_eq!(calls(&auto(false), text).unwrap().1.len(), 1);
+        assert!(calls(&auto(true), &text.replace("\"g\"", "\"h\"")).is_none());
+        assert!(calls(&auto(true), "Just text.").is_none());
+        // No `tool_choice` with tools is "auto".
+        let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+        for choice in [None, Some(json!("auto"))] {
+            let (mode, format) = tool_call(Some(tools.clone()), choice, None)
+                .unwrap()
+                .unwrap();
+            assert!(format.is_none());
+            assert!(matches!(
+                mode,
+                ToolMode::Auto {
+                    parser: None,
+                    parallel: true,
+                    ..
+                }
+            ));
+        }
+    }
+
     #[test]
     fn tool_choice_picks_the_grammar() {
         let tools = json!([{"type": "function", "function": {"name": "f", "strict": true,
             "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}},
             {"type": "function", "function": {"name": "g"}}]);
         let named = json!({"type": "function", "function": {"name": "f"}});
-        let (mode, format) = forced_call(Some(tools.clone()), Some(named), None)
+        let (mode, format) = tool_call(Some(tools.clone()), Some(named), None)
             .unwrap()
             .unwrap();
         assert_eq!(mode, ToolMode::Named("f".into()));
         // `strict` closes the parameters.
-        let OutputFormat::JsonSchema(s) = format else {
+        let Some(OutputFormat::JsonSchema(s)) = format else {
             panic!()
         };
         assert_eq!(s["additionalProperties"], false);
-        let (mode, format) = forced_call(Some(tools.clone()), Some(json!("required")), Some(false))
+        let (mode, format) = tool_call(Some(tools.clone()), Some(json!("required")), Some(false))
             .unwrap()
             .unwrap();
         assert_eq!(mode, ToolMode::Required);
-        let OutputFormat::JsonSchema(s) = format else {
+        let Some(OutputFormat::JsonSchema(s)) = format else {
             panic!()
         };
         assert_eq!(s["maxItems"], 1);
         assert_eq!(s["items"]["anyOf"][1]["properties"]["name"]["const"], "g");
-        assert!(forced_call(Some(tools.clone()), Some(json!("none")), None)
+        assert!(tool_call(Some(tools.clone()), Some(json!("none")), None)
             .unwrap()
             .is_none());
         // A tool without parameters takes an empty object.
         let g = json!({"type": "function", "function": {"name": "g"}});
-        let (_, f) = forced_call(Some(tools), Some(g), None).unwrap().unwrap();
+        let (_, f) = tool_call(Some(tools), Some(g), None).unwrap().unwrap();
         let empty = json!({"type": "object", "properties": {}, "additionalProperties": false});
-        assert_eq!(f, OutputFormat::JsonSchema(empty));
-        assert!(forced_call(None, None, None).unwrap().is_none());
+        assert_eq!(f, Some(OutputFormat::JsonSchema(empty)));
+        assert!(tool_call(None, None, None).unwrap().is_none());
     }
 
     /// With "required", each tool's `$defs` (and `definitions`) move to the list's root, where
@@ -346,10 +461,10 @@ mod tests {
             tool("f", "$defs", street.clone()),
             tool("g", "definitions", street.clone())
         ]);
-        let (_, f) = forced_call(Some(tools), Some(json!("required")), None)
+        let (_, f) = tool_call(Some(tools), Some(json!("required")), None)
             .unwrap()
             .unwrap();
-        let OutputFormat::JsonSchema(s) = f else {
+        let Some(OutputFormat::JsonSchema(s)) = f else {
             panic!()
         };
         assert_eq!(s["$defs"]["Addr"], street);
@@ -360,7 +475,7 @@ mod tests {
             tool("f", "$defs", street),
             tool("g", "$defs", json!({"type": "integer"}))
         ]);
-        assert!(forced_call(Some(clash), Some(json!("required")), None).is_err());
+        assert!(tool_call(Some(clash), Some(json!("required")), None).is_err());
     }
 
     /// A call sent back is written as what was generated for it.
@@ -387,6 +502,21 @@ mod tests {
         assert_eq!(
             m[2].text(),
             r#"[{"name":"f","parameters":{"x":1}},{"name":"g","parameters":{}}]"#
+        );
+        // With "auto", in the parser's syntax, after the turn's own text.
+        let mut m = vec![msg(json!([call("f", "{\"x\": 1}")]))];
+        let mut o: serde_json::Map<String, Value> = m[0].clone().into();
+        o.insert("content".into(), json!("Let me see."));
+        m[0] = ChatMessage::try_from(o).unwrap();
+        let auto = ToolMode::Auto {
+            tools: vec!["f".into()],
+            parser: Some(ToolParser::Hermes),
+            parallel: true,
+        };
+        write_calls(&mut m, &auto);
+        assert_eq!(
+            m[0].text(),
+            "Let me see.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>"
         );
     }
 }

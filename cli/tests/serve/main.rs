@@ -11,6 +11,7 @@ mod runtime_adapters;
 mod sampling;
 mod streaming;
 mod tokenize;
+mod tools;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

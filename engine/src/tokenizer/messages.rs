@@ -92,6 +92,18 @@ pub struct ChatRequest {
     pub add_generation_prompt: bool,
 }
 
+impl ChatRequest {
+    /// `messages` alone, the assistant's turn opened (what a chat prompt is).
+    pub fn new(messages: Vec<ChatMessage>) -> Self {
+        ChatRequest {
+            messages,
+            tools: None,
+            documents: None,
+            add_generation_prompt: true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ChatMessage;

@@ -1,0 +1,295 @@
+//! Parsers of the tool-call syntax a model writes on its own, for `tool_choice: "auto"`; named
+//! as vLLM's `--tool-call-parser` names them:
+//!
+//! - `hermes`: one `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` block per call,
+//!   anywhere in the answer (Hermes 2 Pro / 3, Qwen2.5 and Qwen3, SmolLM3 and the many models
+//!   fine-tuned on that format). Text outside the blocks is the message's content.
+//! - `llama3_json`: the whole answer is `{"name": ..., "parameters": {...}}` (or
+//!   `"arguments"`), possibly after `<|python_tag|>`, several joined by `;` (Llama 3.1 to 3.3
+//!   with JSON tool calling). An answer that does not start with `{` is content.
+//!
+//! A call is returned only when its JSON is whole: anything else stays the message's text, so
+//! an answer is never lost to a parse.
+
+use serde_json::{json, Value};
+
+/// A tool-call syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolParser {
+    /// `<tool_call>{json}</tool_call>` blocks.
+    Hermes,
+    /// A bare JSON call, or several joined by `;`.
+    Llama3Json,
+}
+
+/// An answer read by a [`ToolParser`]: the text outside the calls (None when it is only
+/// whitespace) and each call's `(name, arguments)`, the arguments a JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// The text outside the calls, as written.
+    pub content: Option<String>,
+    /// The calls in order.
+    pub calls: Vec<(String, Value)>,
+}
+
+const HERMES_OPEN: &str = "<tool_call>";
+const HERMES_CLOSE: &str = "</tool_call>";
+const PYTHON_TAG: &str = "<|python_tag|>";
+
+impl ToolParser {
+    /// The parser's name, as `--tool-call-parser` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ToolParser::Hermes => "hermes",
+            ToolParser::Llama3Json => "llama3_json",
+        }
+    }
+
+    /// The syntax a chat template writes past tool calls in, when it shows one: `<tool_call>`
+    /// blocks (hermes), or Llama 3.1's `<|python_tag|>` (llama3_json).
+    pub fn detect(template: &str) -> Option<Self> {
+        if template.contains(HERMES_OPEN) {
+            Some(ToolParser::Hermes)
+        } else if template.contains(PYTHON_TAG) {
+            Some(ToolParser::Llama3Json)
+        } else {
+            None
+        }
+    }
+
+    /// How many bytes of `text`, the answer so far, are content whatever comes next (a stream
+    /// sends them; it holds the rest until the answer ends and is parsed).
+    pub fn content_end(self, text: &str) -> usize {
+        match self {
+            ToolParser::Hermes => match text.find(HERMES_OPEN) {
+                Some(i) => i,
+                // Hold a tail that may be the start of `<tool_call>`.
+                None => (1..HERMES_OPEN.len())
+                    .rev()
+                    .find(|&k| text.ends_with(&HERMES_OPEN[..k]))
+                    .map_or(text.len(), |k| text.len() - k),
+            },
+            ToolParser::Llama3Json => {
+                let t = text.trim_start();
+                let call = t.is_empty()
+                    || t.starts_with('{')
+                    || t.starts_with(PYTHON_TAG)
+                    || PYTHON_TAG.starts_with(t);
+                if call {
+                    0
+                } else {
+                    text.len()
+                }
+            }
+        }
+    }
+
+    /// Reads the calls of a whole answer; None when it holds none (or one is not whole JSON
+    /// of a `name` and an object of arguments): the answer is then text.
+    pub fn parse(self, text: &str) -> Option<Parsed> {
+        match self {
+            ToolParser::Hermes => hermes(text),
+            ToolParser::Llama3Json => llama3_json(text),
+        }
+    }
+
+    /// Calls written as the model writes them (for a template that never reads `tool_calls`,
+    /// so an earlier turn's calls still reach the model in its own syntax).
+    pub fn write(self, calls: &[(String, Value)]) -> String {
+        let each = calls.iter().map(|(name, args)| match self {
+            ToolParser::Hermes => format!(
+                "{HERMES_OPEN}\n{}\n{HERMES_CLOSE}",
+                json!({"name": name, "arguments": args})
+            ),
+            ToolParser::Llama3Json => json!({"name": name, "parameters": args}).to_string(),
+        });
+        let sep = match self {
+            ToolParser::Hermes => "\n",
+            ToolParser::Llama3Json => "; ",
+        };
+        each.collect::<Vec<_>>().join(sep)
+    }
+}
+
+/// A call object: `name` and `arguments` (or `parameters`), an object.
+fn call_of(v: Value) -> Option<(String, Value)> {
+    let Value::Object(mut o) = v else { return None };
+    let name = o.remove("name")?.as_str()?.to_string();
+    let args = o.remove("arguments").or_else(|| o.remove("parameters"))?;
+    args.is_object().then_some((name, args))
+}
+
+fn content_of(text: String) -> Option<String> {
+    (!text.trim().is_empty()).then_some(text)
+}
+
+fn hermes(text: &str) -> Option<Parsed> {
+    let mut rest = text;
+    let mut content = String::new();
+    let mut calls = Vec::new();
+    while let Some(open) = rest.find(HERMES_OPEN) {
+        content.push_str(&rest[..open]);
+        let body = &rest[open + HERMES_OPEN.len()..];
+        // The last block may lack its closing tag (the model ended the turn instead).
+        let (json, after) = match body.find(HERMES_CLOSE) {
+            Some(close) => (&body[..close], &body[close + HERMES_CLOSE.len()..]),
+            None => (body, ""),
+        };
+        calls.push(call_of(serde_json::from_str(json.trim()).ok()?)?);
+        rest = after;
+    }
+    content.push_str(rest);
+    (!calls.is_empty()).then(|| Parsed {
+        content: content_of(content),
+        calls,
+    })
+}
+
+fn llama3_json(text: &str) -> Option<Parsed> {
+    let t = text.trim();
+    let mut rest = t.strip_prefix(PYTHON_TAG).unwrap_or(t).trim_start();
+    if !rest.starts_with('{') {
+        return None;
+    }
+    let mut calls = Vec::new();
+    loop {
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        calls.push(call_of(values.next()?.ok()?)?);
+        rest = rest[values.byte_offset()..].trim_start();
+        match rest.strip_prefix(';') {
+            Some(r) => rest = r.trim_start(),
+            None if rest.is_empty() => break,
+            None => return None,
+        }
+    }
+    Some(Parsed {
+        content: None,
+        calls,
+    })
+}
+
+/// `serve --tool-call-parser`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ParserChoice {
+    /// The syntax the chat template writes calls in (`<tool_call>`: hermes;
+    /// `<|python_tag|>`: llama3_json); none when it shows no calls.
+    Auto,
+    /// No parser: `tool_choice: "auto"` is refused (forced calls still work).
+    None,
+    /// `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes, Qwen2.5/3).
+    Hermes,
+    /// A bare `{"name": ..., "parameters": {...}}` answer (Llama 3.1-3.3).
+    #[value(name = "llama3_json")]
+    Llama3Json,
+}
+
+impl ParserChoice {
+    /// The parser this choice gives a model whose chat template is `template`.
+    pub fn resolve(self, template: Option<&str>) -> Option<ToolParser> {
+        match self {
+            ParserChoice::Auto => template.and_then(ToolParser::detect),
+            ParserChoice::None => None,
+            ParserChoice::Hermes => Some(ToolParser::Hermes),
+            ParserChoice::Llama3Json => Some(ToolParser::Llama3Json),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, args: Value) -> (String, Value) {
+        (name.to_string(), args)
+    }
+
+    #[test]
+    fn hermes_reads_blocks_and_keeps_the_text_around_them() {
+        let p = ToolParser::Hermes;
+        let text = "Let me look.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>{\"name\": \"time\", \"arguments\": {}}</tool_call>";
+        let got = p.parse(text).unwrap();
+        assert_eq!(got.content.as_deref(), Some("Let me look.\n\n"));
+        assert_eq!(
+            got.calls,
+            vec![
+                call("weather", json!({"city": "Paris"})),
+                call("time", json!({}))
+            ]
+        );
+        // Only whitespace around the calls: no content. A missing closing tag at the end.
+        let got = p
+            .parse("\n<tool_call>{\"name\": \"f\", \"parameters\": {\"x\": 1}}")
+            .unwrap();
+        assert_eq!(got.content, None);
+        assert_eq!(got.calls, vec![call("f", json!({"x": 1}))]);
+        // No block, a block cut short, arguments that are not an object: text.
+        for text in [
+            "Paris is sunny.",
+            "<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": ",
+            "<tool_call>{\"name\": \"f\", \"arguments\": \"x=1\"}</tool_call>",
+            "<tool_call>{\"arguments\": {}}</tool_call>",
+        ] {
+            assert_eq!(p.parse(text), None, "{text}");
+        }
+        // What write gives, parse reads back.
+        let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
+        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+    }
+
+    #[test]
+    fn llama3_json_reads_a_bare_call_or_several() {
+        let p = ToolParser::Llama3Json;
+        let got = p
+            .parse("{\"name\": \"f\", \"parameters\": {\"x\": 1}}")
+            .unwrap();
+        assert_eq!(
+            (got.content, got.calls),
+            (None, vec![call("f", json!({"x": 1}))])
+        );
+        let got = p
+            .parse("<|python_tag|>{\"name\": \"f\", \"arguments\": {}}; {\"name\": \"g\", \"parameters\": {\"y\": \"z\"}}\n")
+            .unwrap();
+        assert_eq!(
+            got.calls,
+            vec![call("f", json!({})), call("g", json!({"y": "z"}))]
+        );
+        for text in [
+            "The answer is {\"name\": \"f\"}",
+            "{\"name\": \"f\", \"parameters\": {}} and more",
+            "{\"name\": \"f\", \"parameters\": {",
+            "{\"x\": 1}",
+        ] {
+            assert_eq!(p.parse(text), None, "{text}");
+        }
+        let calls = vec![call("f", json!({"x": 1})), call("g", json!({}))];
+        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+    }
+
+    /// A stream sends what is surely content and holds what may be a call.
+    #[test]
+    fn streams_hold_only_what_may_be_a_call() {
+        let h = ToolParser::Hermes;
+        assert_eq!(h.content_end("Hello"), 5);
+        assert_eq!(h.content_end("Hello <tool"), 6);
+        assert_eq!(h.content_end("Hello <"), 6);
+        assert_eq!(h.content_end("a < b"), 5);
+        assert_eq!(h.content_end("Hi <tool_call>{\"na"), 3);
+        assert_eq!(h.content_end("été <tool_"), "été ".len());
+        let l = ToolParser::Llama3Json;
+        assert_eq!(l.content_end(""), 0);
+        assert_eq!(l.content_end("  "), 0);
+        assert_eq!(l.content_end(" {\"name"), 0);
+        assert_eq!(l.content_end("<|py"), 0);
+        assert_eq!(l.content_end("Sure"), 4);
+        assert_eq!(l.content_end("<b>"), 3);
+    }
+
+    #[test]
+    fn templates_name_their_syntax() {
+        let qwen = "{%- for tool in tools %}...<tool_call>\\n{\"name\": ...}</tool_call>";
+        assert_eq!(ToolParser::detect(qwen), Some(ToolParser::Hermes));
+        let llama = "{{- '<|python_tag|>' + tool_call.name + '.call(' }}";
+        assert_eq!(ToolParser::detect(llama), Some(ToolParser::Llama3Json));
+        assert_eq!(ToolParser::detect("{{ messages }}"), None);
+    }
+}

@@ -1,0 +1,196 @@
+//! `tool_choice: "auto"`: SmolLM2 behind a Hermes-style chat template (cli/tests/data/
+//! hermes-tools.jinja, written after Qwen2.5's: tools in the system turn, calls as
+//! `<tool_call>` blocks), so the server's parser is hermes. Greedy SmolLM2 copies the call
+//! format of two earlier turns, which makes a real call to parse; without them it answers in
+//! text, which must come back whole.
+
+use serde_json::{json, Value};
+
+use super::harness::{assets, streamed_text, Server};
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}])
+}
+
+/// An assistant turn calling get_weather for `city`, with `content` beside the call.
+fn call_turn(city: &str, i: usize, content: Value) -> Value {
+    json!({"role": "assistant", "content": content, "tool_calls": [{"id": format!("call_{i}"),
+        "type": "function", "function": {"name": "get_weather",
+        "arguments": json!({"city": city}).to_string()}}]})
+}
+
+/// Two earlier questions answered by calls (each with `content`), then a third question.
+fn two_shot(content: Value) -> Value {
+    json!([{"role": "user", "content": "Weather in Paris?"},
+           call_turn("Paris", 1, content.clone()),
+           {"role": "user", "content": "Weather in Rome?"},
+           call_turn("Rome", 2, content),
+           {"role": "user", "content": "Weather in Berlin?"}])
+}
+
+fn body(messages: Value, extra: Value) -> Value {
+    let mut b = json!({"model": "base", "temperature": 0, "max_tokens": 60,
+                       "tools": tools(), "messages": messages});
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b
+}
+
+/// A stream's tool calls, merged as the SDK's accumulator merges them (by `index`).
+fn streamed_calls(events: &[Value]) -> Vec<Value> {
+    let mut calls: Vec<Value> = Vec::new();
+    for e in events {
+        for c in e["choices"].as_array().into_iter().flatten() {
+            for d in c["delta"]["tool_calls"].as_array().into_iter().flatten() {
+                let k = d["index"].as_u64().unwrap() as usize;
+                if calls.len() <= k {
+                    calls.resize(k + 1, json!({}));
+                }
+                calls[k] = d.clone();
+            }
+        }
+    }
+    calls
+}
+
+fn finish_of(events: &[Value]) -> Value {
+    events
+        .iter()
+        .filter_map(|e| e["choices"][0].get("finish_reason"))
+        .find(|f| !f.is_null())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn auto_tool_choice_parses_the_models_calls() {
+    let Some(a) = assets() else { return };
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hermes-tools.jinja");
+    let s = Server::start(&[
+        "--model".into(),
+        a.gguf.display().to_string(),
+        "--backend".into(),
+        "cpu".into(),
+        "--served-model-name".into(),
+        "base".into(),
+        "--chat-template".into(),
+        template.into(),
+    ]);
+    assert!(s.log().contains("read as hermes"), "{}", s.log());
+
+    // A call alone: no content, the arguments as JSON text, finish "tool_calls".
+    let r = s.ok(
+        "/v1/chat/completions",
+        &body(two_shot(Value::Null), json!({})),
+    );
+    let m = &r["choices"][0]["message"];
+    assert_eq!(r["choices"][0]["finish_reason"], "tool_calls", "{r}");
+    assert_eq!(m["content"], Value::Null, "{r}");
+    let call = &m["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Berlin"}), "{r}");
+    // Streamed: the same call, in one delta, and no `<tool_call>` text.
+    let ev = s.stream(
+        "/v1/chat/completions",
+        &body(two_shot(Value::Null), json!({"stream": true})),
+    );
+    let calls = streamed_calls(&ev);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["function"], call["function"]);
+    assert_eq!(streamed_text(&ev, 0), "");
+    assert_eq!(finish_of(&ev), "tool_calls");
+
+    // Text before the call is the message's content; streamed, it goes out as it comes
+    // (before the call), and the held `<tool_call>` text never does.
+    let shot = two_shot(json!("Let me check."));
+    let r = s.ok("/v1/chat/completions", &body(shot.clone(), json!({})));
+    let m = &r["choices"][0]["message"];
+    assert_eq!(m["content"], "Let me check.\n", "{r}");
+    assert_eq!(m["tool_calls"][0]["function"], call["function"], "{r}");
+    let ev = s.stream("/v1/chat/completions", &body(shot, json!({"stream": true})));
+    assert_eq!(streamed_text(&ev, 0), "Let me check.\n");
+    let first_call = ev
+        .iter()
+        .position(|e| !e["choices"][0]["delta"]["tool_calls"].is_null())
+        .unwrap();
+    let text_chunks = ev[..first_call]
+        .iter()
+        .filter(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        })
+        .count();
+    assert!(text_chunks >= 2, "the text went out in one piece: {ev:?}");
+    assert_eq!(streamed_calls(&ev)[0]["function"], call["function"]);
+
+    // No earlier calls: SmolLM2 answers in text, which comes back whole, streamed or not.
+    let ask = json!([{"role": "user", "content": "Weather in Berlin?"}]);
+    let r = s.ok("/v1/chat/completions", &body(ask.clone(), json!({})));
+    let c = &r["choices"][0];
+    assert!(c["message"].get("tool_calls").is_none(), "{r}");
+    assert_ne!(c["finish_reason"], "tool_calls");
+    let text = c["message"]["content"].as_str().unwrap().to_string();
+    assert!(!text.is_empty());
+    let ev = s.stream("/v1/chat/completions", &body(ask, json!({"stream": true})));
+    assert_eq!(streamed_text(&ev, 0), text);
+    assert_eq!(finish_of(&ev), c["finish_reason"]);
+
+    // The template is shown the tools (the prompt grows by them), except with "none"; a
+    // call sent back reaches it with its arguments as an object, not as JSON text.
+    let with = s.ok(
+        "/v1/chat/completions",
+        &body(two_shot(Value::Null), json!({})),
+    );
+    let none = s.ok(
+        "/v1/chat/completions",
+        &body(
+            two_shot(Value::Null),
+            json!({"tool_choice": "none", "max_tokens": 1}),
+        ),
+    );
+    let (pw, pn) = (
+        &with["usage"]["prompt_tokens"],
+        &none["usage"]["prompt_tokens"],
+    );
+    assert!(pw.as_u64() > pn.as_u64(), "{pw} vs {pn}");
+    let ids = s.ok(
+        "/tokenize",
+        &json!({"messages": two_shot(Value::Null), "tools": tools()}),
+    );
+    assert_eq!(ids["count"], *pw);
+    let text = s.ok("/detokenize", &json!({"tokens": ids["tokens"]}));
+    let text = text["prompt"].as_str().unwrap();
+    assert!(text.contains("<tools>\n{\"type\": \"function\""), "{text}");
+    assert!(
+        text.contains("{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}"),
+        "{text}"
+    );
+
+    // A call of a function not offered stays text.
+    let mut other = tools();
+    other[0]["function"]["name"] = json!("get_time");
+    let mut b = body(two_shot(Value::Null), json!({}));
+    b["tools"] = json!([other[0].clone(), tools()[0].clone()]);
+    b["tools"][1]["function"]["name"] = json!("weather_now");
+    let r = s.ok("/v1/chat/completions", &b);
+    assert!(
+        r["choices"][0]["message"].get("tool_calls").is_none(),
+        "{r}"
+    );
+    assert!(
+        r["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("<tool_call>"),
+        "{r}"
+    );
+}
