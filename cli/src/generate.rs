@@ -56,6 +56,14 @@ pub struct SamplingArgs {
     /// Stop when this string is generated (repeatable); it is not printed.
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// End a sequence when token ID is generated, as an end-of-sequence token does
+    /// (repeatable; vLLM's `stop_token_ids`); it is not printed.
+    #[arg(long = "stop-token-id", value_name = "ID")]
+    pub stop_token_ids: Vec<u32>,
+    /// Generate at least N tokens: end-of-sequence and --stop-token-id tokens are held back,
+    /// and --stop strings ignored, until then (vLLM's `min_tokens`; at most --max-tokens).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_tokens: usize,
 }
 
 /// `--logit-bias ID=BIAS`.
@@ -87,13 +95,16 @@ impl SamplingArgs {
         Ok(())
     }
 
-    /// Refuses a `--logit-bias` token outside a vocabulary of `vocab` tokens (the sampler
-    /// would ignore it silently).
-    pub fn check_logit_bias_vocab(&self, vocab: usize) -> Result<()> {
+    /// Refuses a `--logit-bias` or `--stop-token-id` token outside a vocabulary of `vocab`
+    /// tokens (the sampler would ignore it silently).
+    pub fn check_token_ids_vocab(&self, vocab: usize) -> Result<()> {
         if let Some(&(t, _)) = self.logit_bias.iter().find(|&&(t, _)| t as usize >= vocab) {
             bail!(
                 "--logit-bias {t}=...: token {t} is outside this model's vocabulary (0..{vocab})"
             );
+        }
+        if let Some(t) = self.stop_token_ids.iter().find(|&&t| t as usize >= vocab) {
+            bail!("--stop-token-id {t}: token {t} is outside this model's vocabulary (0..{vocab})");
         }
         Ok(())
     }
@@ -116,6 +127,8 @@ impl SamplingArgs {
             seed: self.seed,
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
+            stop_token_ids: self.stop_token_ids.clone(),
+            min_tokens: self.min_tokens,
         }
     }
 }
@@ -358,7 +371,7 @@ impl WithBackend for &GenerateArgs {
         let loaded: Loaded<B> = load(backend, &args.model)?;
         let tok = loaded.tokenizer()?;
         args.sampling
-            .check_logit_bias_vocab(loaded.model.config.vocab_size)?;
+            .check_token_ids_vocab(loaded.model.config.vocab_size)?;
         let params = args.sampling.params();
         let constraint = format
             .map(|f| {
@@ -426,7 +439,16 @@ impl WithBackend for &GenerateArgs {
         let stream = !args.json && requests.len() == 1;
         let mut texts: Vec<TextStream> = requests
             .iter()
-            .map(|r| TextStream::new(tok, r.prompt.len(), &params.stop, rerouter.is_some()))
+            .map(|r| {
+                let p = &params;
+                TextStream::new(
+                    tok,
+                    r.prompt.len(),
+                    &p.stop,
+                    p.min_tokens,
+                    rerouter.is_some(),
+                )
+            })
             .collect();
         let both_terminals = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         let mut stdout = std::io::stdout().lock();

@@ -106,12 +106,25 @@ pub struct TextStream<'t> {
     /// Bytes of `text` already handed out by [`TextStream::take_ready`].
     emitted: usize,
     stopped: bool,
+    /// `min_tokens`: tokens to push before stop strings count, and how many were pushed.
+    min_tokens: usize,
+    generated: usize,
+    /// Where stop strings are looked for from, once `min_tokens` were pushed (a stop ending
+    /// inside those tokens' text does not count, as in vLLM).
+    stops_from: Option<usize>,
 }
 
 impl<'t> TextStream<'t> {
-    /// A stream for a sequence whose prompt has `prompt_len` tokens; `reroute` when the
-    /// router re-routes after every generated sentence.
-    pub fn new(tok: &'t TextTokenizer, prompt_len: usize, stops: &[String], reroute: bool) -> Self {
+    /// A stream for a sequence whose prompt has `prompt_len` tokens, cut at the first of
+    /// `stops` after `min_tokens` tokens; `reroute` when the router re-routes after every
+    /// generated sentence.
+    pub fn new(
+        tok: &'t TextTokenizer,
+        prompt_len: usize,
+        stops: &[String],
+        min_tokens: usize,
+        reroute: bool,
+    ) -> Self {
         TextStream {
             decoder: tok.stream_decoder(),
             text: String::new(),
@@ -120,6 +133,9 @@ impl<'t> TextStream<'t> {
             position: prompt_len,
             emitted: 0,
             stopped: false,
+            min_tokens,
+            generated: 0,
+            stops_from: (min_tokens == 0).then_some(0),
         }
     }
 
@@ -152,7 +168,23 @@ impl<'t> TextStream<'t> {
                 }
             }
         }
-        if let Some(at) = find_stop(&self.text, &self.stops) {
+        self.generated += 1;
+        if self.generated == self.min_tokens {
+            // Stops count from the next token on; one may begin in the text so far.
+            let longest = self.stops.iter().map(String::len).max().unwrap_or(1).max(1);
+            let mut at = self.text.len().saturating_sub(longest - 1);
+            while !self.text.is_char_boundary(at) {
+                at -= 1;
+            }
+            self.stops_from = Some(at);
+        }
+        let found = match self.stops_from {
+            Some(from) if self.generated > self.min_tokens || self.min_tokens == 0 => {
+                find_stop(&self.text[from..], &self.stops).map(|at| from + at)
+            }
+            _ => None,
+        };
+        if let Some(at) = found {
             self.text.truncate(at);
             self.stopped = true;
             control = Control::Stop;

@@ -53,6 +53,15 @@ pub struct SamplingParams {
     pub max_tokens: usize,
     /// Stop strings, matched by the caller on generated text (see [`find_stop`], [`stop_holdback`]).
     pub stop: Vec<String>,
+    /// vLLM's `stop_token_ids`: tokens that end the sequence as an end-of-sequence token does
+    /// (enforced by the scheduler; the token itself is not part of the output).
+    #[serde(default)]
+    pub stop_token_ids: Vec<u32>,
+    /// vLLM's `min_tokens`: until this many tokens were returned, the end tokens (EOS, given by
+    /// [`Sampler::set_end_tokens`], and `stop_token_ids`) are masked out, and the caller
+    /// ignores stop strings. An output grammar that is complete still ends the sequence.
+    #[serde(default)]
+    pub min_tokens: usize,
 }
 
 impl Default for SamplingParams {
@@ -70,6 +79,8 @@ impl Default for SamplingParams {
             seed: 0,
             max_tokens: 128,
             stop: Vec::new(),
+            stop_token_ids: Vec::new(),
+            min_tokens: 0,
         }
     }
 }
@@ -93,7 +104,7 @@ impl SamplingParams {
     /// Checks every field's range: `temperature` finite and `>= 0`, `top_p` in `(0, 1]`,
     /// `min_p` in `[0, 1]`, `repetition_penalty` finite and `> 0`, `presence_penalty` and
     /// `frequency_penalty` in `[-2, 2]`, each `logit_bias` in `[-100, 100]` with ids sorted
-    /// and distinct.
+    /// and distinct, `min_tokens` at most `max_tokens`.
     pub fn validate(&self) -> Result<(), SamplerError> {
         let check = |field, value: f32, ok: bool, expected| {
             if ok {
@@ -154,6 +165,12 @@ impl SamplingParams {
                 "token ids sorted and each given once",
             )?;
         }
+        check(
+            "min_tokens",
+            self.min_tokens as f32,
+            self.min_tokens <= self.max_tokens,
+            "at most max_tokens",
+        )?;
         Ok(())
     }
 
@@ -183,6 +200,10 @@ pub struct Sampler {
     /// How often each token was returned, for the frequency and presence penalties (kept only
     /// while one is on).
     counts: HashMap<u32, u32>,
+    /// Tokens returned so far (for `min_tokens`).
+    returned: usize,
+    /// The end-of-sequence ids masked while fewer than `min_tokens` were returned.
+    end_tokens: Vec<u32>,
 }
 
 /// HF/CTRL repetition penalty for one logit.
@@ -259,7 +280,15 @@ impl Sampler {
             work: Vec::new(),
             cand: Vec::new(),
             counts: HashMap::new(),
+            returned: 0,
+            end_tokens: Vec::new(),
         }
+    }
+
+    /// The end-of-sequence ids that `min_tokens` masks (with `stop_token_ids`) until that
+    /// many tokens were returned; none until set.
+    pub fn set_end_tokens(&mut self, ids: &[u32]) {
+        self.end_tokens = ids.to_vec();
     }
 
     /// The parameters this sampler was built with.
@@ -345,6 +374,13 @@ impl Sampler {
                 *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
             }
         }
+        if self.returned < p.min_tokens {
+            for &t in self.end_tokens.iter().chain(&p.stop_token_ids) {
+                if let Some(l) = work.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
         if let Some(c) = constraint {
             c.mask(work)?;
         }
@@ -360,6 +396,7 @@ impl Sampler {
         if self.params.counts_tokens() {
             *self.counts.entry(id).or_insert(0) += 1;
         }
+        self.returned += 1;
         Ok(Some(id))
     }
 

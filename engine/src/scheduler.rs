@@ -397,8 +397,8 @@ impl<B: Backend> Scheduler<B> {
     }
 
     /// Admits what fits, runs one forward pass, reports every logit row to `on_event`, and
-    /// retires sequences that ended (EOS in `eos`, `max_tokens`, a [`Control::Stop`], or a
-    /// full KV slot). Does nothing when idle.
+    /// retires sequences that ended (EOS in `eos` or one of the request's `stop_token_ids`,
+    /// `max_tokens`, a [`Control::Stop`], or a full KV slot). Does nothing when idle.
     ///
     /// # Errors
     /// A failed forward pass or an error of `on_event`; the running sequences are then in an
@@ -449,6 +449,10 @@ impl<B: Backend> Scheduler<B> {
                 continue;
             }
             let mut finish = None;
+            if r.seq.tokens.len() == r.prompt_len && !r.opts.ignore_eos {
+                // The first token: `min_tokens` holds these back too.
+                r.sampler.set_end_tokens(eos);
+            }
             let picked = (r.max_tokens > 0).then(|| sample_next(r, logits));
             match picked {
                 None => finish = Some(FinishReason::Length),
@@ -462,7 +466,8 @@ impl<B: Backend> Scheduler<B> {
                     if !has_prompt {
                         self.stats.decode_tokens += 1;
                     }
-                    if eos.contains(&id) && !r.opts.ignore_eos {
+                    let stop_id = r.sampler.params().stop_token_ids.contains(&id);
+                    if stop_id || (eos.contains(&id) && !r.opts.ignore_eos) {
                         finish = Some(FinishReason::Eos);
                     } else {
                         r.seq.tokens.push(id);

@@ -201,8 +201,9 @@ impl TextTokenizer {
     }
 
     /// Rebuilds the byte-level BPE tokenizer stored in a GGUF file (`tokenizer.ggml.model` =
-    /// `gpt2`), with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, control and user-defined
-    /// tokens as special tokens, and the file's chat template.
+    /// `gpt2`), with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, control tokens as
+    /// special tokens and user-defined ones as added text tokens (both matched whole), and the
+    /// file's chat template.
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let p = &g.path;
         let meta = |k: &str| g.metadata.get(k);
@@ -265,14 +266,18 @@ impl TextTokenizer {
         tok.with_pre_tokenizer(Some(pre_tok));
         tok.with_decoder(Some(ByteLevel::default()));
         // llama.cpp token types: 3 = control, 4 = user-defined; both are matched whole in text.
+        // Only control tokens are special (left out of generated text): user-defined ones are
+        // text, as llama.cpp prints them (Qwen's `<tool_call>`, which a tool-call parser reads,
+        // is one: transformers marks it `special: false`).
         if let Some(types) = meta("tokenizer.ggml.token_type").and_then(GgufValue::as_array) {
-            let special: Vec<AddedToken> = types
-                .iter()
-                .zip(&tokens)
-                .filter(|(ty, _)| matches!(ty.as_u64(), Some(3 | 4)))
-                .map(|(_, t)| AddedToken::from(t.to_string(), true))
-                .collect();
-            tok.add_special_tokens(&special);
+            let of_type = |want: u64, special: bool| -> Vec<AddedToken> {
+                (types.iter().zip(&tokens))
+                    .filter(|(ty, _)| ty.as_u64() == Some(want))
+                    .map(|(_, t)| AddedToken::from(t.to_string(), special))
+                    .collect()
+            };
+            tok.add_special_tokens(&of_type(3, true));
+            tok.add_tokens(&of_type(4, false));
         }
         let id = |k: &str| meta(k).and_then(GgufValue::as_u64).map(|v| v as u32);
         let name = |i: Option<u32>| {

@@ -387,10 +387,18 @@ fn synthetic_gguf_loads() {
     m.take("lm_head.weight", &[V, H]).unwrap();
     assert!(g.summary().contains("tensors: 13"));
 
-    // The tokenizer: unknown `pre` falls back to GPT-2; control/user-defined tokens are special.
+    // The tokenizer: unknown `pre` falls back to GPT-2; control and user-defined tokens are
+    // matched whole; control ones are special (skipped in output), user-defined ones text.
     let tok = TextTokenizer::from_gguf(&g).unwrap();
     assert_eq!(tok.encode("ab a<|user|>b").unwrap(), [5, 6, 7, 3]);
     assert_eq!(tok.decode(&[0, 5, 6, 1], true).unwrap(), "ab a");
+    assert_eq!(tok.decode(&[0, 5, 6, 7, 1], true).unwrap(), "ab a<|user|>");
+    let mut stream = tok.stream_decoder();
+    let streamed: String = [0, 5, 7, 1]
+        .into_iter()
+        .filter_map(|t| stream.push(t).unwrap())
+        .collect();
+    assert_eq!(streamed, "ab<|user|>");
     assert_eq!(tok.eos_token_ids(), [1]);
     let msgs = [ChatMessage::new("user", "ab")];
     assert_eq!(tok.render_chat(&msgs, true).unwrap(), "<|user|>ab");

@@ -142,7 +142,7 @@ fn generate_items<B: Backend>(
         let rerouter = sentence.as_ref().filter(|_| mode == Mode::RoutedSentence);
         let mut streams: Vec<TextStream> = requests
             .iter()
-            .map(|r| TextStream::new(tok, r.prompt.len(), &[], rerouter.is_some()))
+            .map(|r| TextStream::new(tok, r.prompt.len(), &[], 0, rerouter.is_some()))
             .collect();
         let mut token_routers: Vec<TokenRouter> =
             requests.iter().map(|_| TokenRouter::new()).collect();

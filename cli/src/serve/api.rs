@@ -12,17 +12,13 @@ use dlp_engine::SamplingParams;
 pub use super::chat::chat;
 use super::error::ApiError;
 use super::prompt_field::PromptField;
+use super::token_fields;
 use crate::routing::RouteBy;
 
 /// Most choices per request (`n`).
 pub const MAX_N: u64 = 16;
 /// Most log-probabilities per token (`logprobs`, `top_logprobs`).
 pub const MAX_LOGPROBS: u64 = 20;
-/// Most stop strings.
-pub const MAX_STOPS: usize = 16;
-/// Longest stop string, in bytes. Stops are matched on the engine thread at every token, so
-/// megabyte stops slowed every other request (16 x 900 KB: a neighbour's stream 3.5x slower).
-pub const MAX_STOP_BYTES: usize = 1024;
 
 /// Which endpoint a job came from (the response formats differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +119,8 @@ macro_rules! common_fields {
             min_p: f64,
             repetition_penalty: f64,
             ignore_eos: bool,
+            min_tokens: u64,
+            stop_token_ids: Value,
             // Structured output: OpenAI's, then vLLM's extensions.
             response_format: Value,
             guided_json: Value,
@@ -358,7 +356,7 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
             *slot = v as f32;
         }
     }
-    p.logit_bias = logit_bias(c.logit_bias)?;
+    p.logit_bias = token_fields::logit_bias(c.logit_bias)?;
     if let Some(n) = c.n {
         check("n", n as f64, (1..=MAX_N).contains(&n), "from 1 to 16")?;
         job.n = n as usize;
@@ -393,98 +391,17 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
             ));
         }
     }
-    p.stop = stops(c.stop)?;
+    p.stop = token_fields::stops(c.stop)?;
+    p.stop_token_ids = token_fields::stop_token_ids(c.stop_token_ids)?;
+    if let Some(m) = c.min_tokens {
+        p.min_tokens = usize::try_from(m).unwrap_or(usize::MAX);
+    }
     p.seed = match c.seed {
         Some(s) => s as u64,
         None => rand::random(),
     };
     job.selection = selection(&job.model, c.lora_mixture, c.dlp_route_by)?;
     Ok(())
-}
-
-/// `logit_bias`: `{"token id": bias}`, biases from -100 to 100, sorted by id for the sampler.
-/// Ids are checked against the vocabulary once the model is known.
-fn logit_bias(v: Option<Map<String, Value>>) -> Result<Vec<(u32, f32)>, ApiError> {
-    let mut out = Vec::with_capacity(v.as_ref().map_or(0, Map::len));
-    for (key, bias) in v.into_iter().flatten() {
-        let param = format!("logit_bias.{key}");
-        // "0042" and "+1" would parse as u32 but are not how a token id is written.
-        let id = key
-            .parse::<u32>()
-            .ok()
-            .filter(|id| id.to_string() == key)
-            .ok_or_else(|| {
-                ApiError::bad_param(
-                    &param,
-                    format!("`logit_bias` key `{key}` is not a token id (a whole number from 0, as a string)"),
-                )
-            })?;
-        let b = bias.as_f64().filter(|b| (-100.0..=100.0).contains(b));
-        let Some(b) = b else {
-            return Err(ApiError::bad_param(
-                &param,
-                format!("`logit_bias` gives token {key} the bias {bias}; it must be a number from -100 to 100"),
-            ));
-        };
-        out.push((id, b as f32));
-    }
-    // Each key once: the body parser refuses a key given twice.
-    out.sort_unstable_by_key(|&(t, _)| t);
-    Ok(out)
-}
-
-/// `stop`: a string or a list of strings.
-pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
-    let list = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::String(s)) => vec![s],
-        Some(Value::Array(a)) => a
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| match s {
-                Value::String(s) => Ok(s),
-                other => Err(ApiError::bad_param(
-                    format!("stop[{i}]"),
-                    format!("`stop[{i}]` must be a string, found {other}"),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(ApiError::bad_param(
-                "stop",
-                format!("`stop` must be a string or a list of strings, found {other}"),
-            ))
-        }
-    };
-    if list.len() > MAX_STOPS {
-        return Err(ApiError::bad_param(
-            "stop",
-            format!(
-                "`stop` has {} strings; at most {MAX_STOPS} are allowed",
-                list.len()
-            ),
-        ));
-    }
-    if let Some((i, s)) = list
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.len() > MAX_STOP_BYTES)
-    {
-        return Err(ApiError::bad_param(
-            "stop",
-            format!(
-                "`stop[{i}]` is {} bytes long; at most {MAX_STOP_BYTES} are allowed",
-                s.len()
-            ),
-        ));
-    }
-    if list.iter().any(String::is_empty) {
-        return Err(ApiError::bad_param(
-            "stop",
-            "`stop` strings must not be empty",
-        ));
-    }
-    Ok(list)
 }
 
 /// The adapters that serve the request: `lora_mixture` wins; otherwise `model` names the base

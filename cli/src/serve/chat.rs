@@ -71,19 +71,20 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         ));
     }
     let tools = b.tools.clone();
+    let choice_given = b.tool_choice.as_ref().is_some_and(|c| !c.is_null());
     if let Some((mode, format)) =
         super::tools::tool_call(b.tools, b.tool_choice, b.parallel_tool_calls)?
     {
         if let Some((_, param)) = &job.format {
-            let what = match format {
-                Some(_) => "both set the answer's format",
+            let msg = match (format, choice_given) {
+                (Some(_), _) => {
+                    format!("`tool_choice` and `{param}` both set the answer's format; give one")
+                }
                 // The format would hold the whole answer: the model could never call.
-                None => "cannot go together: the format holds the whole answer, so the model could never write a call",
+                (None, true) => format!("`tool_choice: \"auto\"` and `{param}` cannot go together: the format holds the whole answer, so the model could never write a call; give one"),
+                (None, false) => format!("`tools` without `tool_choice` means `\"auto\"`, which cannot go with `{param}`: the format holds the whole answer, so the model could never write a call; send `tool_choice: \"none\"` or force a call"),
             };
-            return Err(ApiError::bad_param(
-                "tool_choice",
-                format!("`tool_choice` and `{param}` {what}; give one"),
-            ));
+            return Err(ApiError::bad_param("tool_choice", msg));
         }
         if let Some(format) = format {
             if job.ignore_eos {
@@ -209,22 +210,55 @@ pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> 
             format!("`{}` is not supported by this server", at(k)),
         ));
     }
-    // Templates read a call's arguments as a mapping (transformers' convention: `|tojson` of
-    // the JSON text OpenAI sends would quote it twice), so the text is parsed, as vLLM does.
-    if let Some(Value::Array(calls)) = o.get_mut("tool_calls") {
-        for a in calls
-            .iter_mut()
-            .filter_map(|c| c.pointer_mut("/function/arguments"))
-        {
-            if let Some(v) = (a.as_str())
-                .and_then(|t| serde_json::from_str::<Value>(t).ok())
-                .filter(Value::is_object)
-            {
-                *a = v;
+    if let Some(calls) = o.get_mut("tool_calls") {
+        tool_calls(&at("tool_calls"), calls)?;
+    }
+    ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
+}
+
+/// A message's `tool_calls` (`at` is its field): a list of `{"function": {"name",
+/// "arguments"}}`. Templates read a call's arguments as a mapping (transformers' convention:
+/// `|tojson` of the JSON text OpenAI sends would quote it twice), so the text is parsed, as
+/// vLLM does; none (absent, null, "") is `{}`.
+fn tool_calls(at: &str, calls: &mut Value) -> Result<(), ApiError> {
+    let Value::Array(list) = calls else {
+        return Err(ApiError::bad_param(
+            at,
+            format!("`{at}` must be a list of calls, found {calls}"),
+        ));
+    };
+    for (j, c) in list.iter_mut().enumerate() {
+        let f = format!("{at}[{j}].function");
+        let Some(Value::Object(func)) = c.get_mut("function") else {
+            return Err(ApiError::bad_param(
+                &f,
+                format!("`{f}` must be an object with `name` and `arguments`"),
+            ));
+        };
+        if !func.get("name").is_some_and(Value::is_string) {
+            return Err(ApiError::bad_param(
+                format!("{f}.name"),
+                format!("`{f}.name` must be a string"),
+            ));
+        }
+        let args = func.entry("arguments").or_insert(Value::Null);
+        let parsed = match &*args {
+            Value::Null => Some(serde_json::json!({})),
+            Value::String(t) if t.trim().is_empty() => Some(serde_json::json!({})),
+            Value::String(t) => serde_json::from_str::<Value>(t).ok(),
+            v => Some(v.clone()),
+        };
+        match parsed.filter(Value::is_object) {
+            Some(v) => *args = v,
+            None => {
+                return Err(ApiError::bad_param(
+                    format!("{f}.arguments"),
+                    format!("`{f}.arguments` must be a JSON object, as text (what the model wrote), found {args}"),
+                ))
             }
         }
     }
-    ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
+    Ok(())
 }
 
 /// The `param` of a chat-template error: the first `messages[...]...` field the message names

@@ -247,6 +247,14 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
             format!("`logit_bias` names token {t}, outside the vocabulary (0..{vocab})"),
         ));
     }
+    if let Some((i, t)) =
+        (job.params.stop_token_ids.iter().enumerate()).find(|&(_, &t)| t as usize >= vocab)
+    {
+        return Err(ApiError::bad_param(
+            format!("stop_token_ids[{i}]"),
+            format!("`stop_token_ids[{i}]` is {t}, outside the vocabulary (0..{vocab})"),
+        ));
+    }
     let st2 = st.clone();
     let job2 = job.clone();
     let field = match job.endpoint {
@@ -299,6 +307,17 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
             (None, Endpoint::Completion) => 16.min(room),
             (None, Endpoint::Chat) => room,
         };
+        let min = job.params.min_tokens;
+        if min as u64 > m {
+            let why = match job.max_tokens {
+                Some(_) => format!("`{}` ({m})", job.max_tokens_param),
+                None => format!("the default `{}` ({m})", job.max_tokens_param),
+            };
+            return Err(ApiError::bad_param(
+                "min_tokens",
+                format!("`min_tokens` ({min}) must be at most {why}"),
+            ));
+        }
         max_tokens.push(m as usize);
     }
     reserve(&st, seqs, param)?;

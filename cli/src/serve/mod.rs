@@ -19,6 +19,7 @@ mod prompt;
 mod prompt_field;
 mod protocol;
 mod response;
+mod token_fields;
 mod tokenize;
 mod tool_parser;
 mod tools;

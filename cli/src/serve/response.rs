@@ -104,7 +104,9 @@ impl ResponseMeta {
     /// (not cut by `max_tokens` or a stop string) and holds calls.
     fn tool_calls(&self, finish: FinishReason, text: &str) -> Option<(Option<String>, Vec<Value>)> {
         let mode = self.tool_mode.as_ref()?;
-        if finish != FinishReason::Eos {
+        // A forced call cut short is not one; a model's own calls are whole JSON or not read
+        // (a stop string or `max_tokens` may come after them).
+        if finish != FinishReason::Eos && !matches!(mode, super::tools::ToolMode::Auto { .. }) {
             return None;
         }
         super::tools::calls(mode, text)

@@ -174,11 +174,13 @@ fn encode(
             if m.is_empty() {
                 return Err(ApiError::bad_param("messages", "`messages` is empty"));
             }
-            let m = m
+            let mut m = m
                 .into_iter()
                 .enumerate()
                 .map(|(i, m)| super::chat::chat_message(i, m))
                 .collect::<Result<Vec<_>, _>>()?;
+            // As /v1/chat/completions writes calls sent back (none forced here).
+            super::tools::calls_as_text(tok, &mut m, None, st.tool_parser);
             super::tools::functions(f.tools.clone())?;
             let text = tok
                 .render_chat_request(&ChatRequest {

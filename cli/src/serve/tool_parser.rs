@@ -46,9 +46,14 @@ impl ToolParser {
     }
 
     /// The syntax a chat template writes past tool calls in, when it shows one: `<tool_call>`
-    /// blocks (hermes), or Llama 3.1's `<|python_tag|>` (llama3_json).
+    /// blocks of JSON (hermes; not the XML-style arguments of Qwen3-Coder's `<function=...>`
+    /// or GLM-4.5's `<arg_key>`, which no parser here reads), or Llama 3.1's `<|python_tag|>`
+    /// (llama3_json).
     pub fn detect(template: &str) -> Option<Self> {
-        if template.contains(HERMES_OPEN) {
+        let xml_arguments = ["<function=", "<arg_key>"]
+            .iter()
+            .any(|t| template.contains(t));
+        if template.contains(HERMES_OPEN) && !xml_arguments {
             Some(ToolParser::Hermes)
         } else if template.contains(PYTHON_TAG) {
             Some(ToolParser::Llama3Json)
@@ -61,14 +66,22 @@ impl ToolParser {
     /// sends them; it holds the rest until the answer ends and is parsed).
     pub fn content_end(self, text: &str) -> usize {
         match self {
-            ToolParser::Hermes => match text.find(HERMES_OPEN) {
-                Some(i) => i,
-                // Hold a tail that may be the start of `<tool_call>`.
-                None => (1..HERMES_OPEN.len())
-                    .rev()
-                    .find(|&k| text.ends_with(&HERMES_OPEN[..k]))
-                    .map_or(text.len(), |k| text.len() - k),
-            },
+            ToolParser::Hermes => {
+                let end = match text.find(HERMES_OPEN) {
+                    Some(i) => i,
+                    // Hold a tail that may be the start of `<tool_call>`.
+                    None => (1..HERMES_OPEN.len())
+                        .rev()
+                        .find(|&k| text.ends_with(&HERMES_OPEN[..k]))
+                        .map_or(text.len(), |k| text.len() - k),
+                };
+                // Whitespace alone before a call is no content (`null`): hold it too.
+                if text[..end].trim().is_empty() {
+                    0
+                } else {
+                    end
+                }
+            }
             ToolParser::Llama3Json => {
                 let t = text.trim_start();
                 let call = t.is_empty()
@@ -129,14 +142,17 @@ fn hermes(text: &str) -> Option<Parsed> {
     let mut calls = Vec::new();
     while let Some(open) = rest.find(HERMES_OPEN) {
         content.push_str(&rest[..open]);
-        let body = &rest[open + HERMES_OPEN.len()..];
-        // The last block may lack its closing tag (the model ended the turn instead).
-        let (json, after) = match body.find(HERMES_CLOSE) {
-            Some(close) => (&body[..close], &body[close + HERMES_CLOSE.len()..]),
-            None => (body, ""),
+        // One JSON value (a string in it may hold `</tool_call>`), then the closing tag; the
+        // last block may lack it (the model ended the turn instead).
+        let body = rest[open + HERMES_OPEN.len()..].trim_start();
+        let mut values = serde_json::Deserializer::from_str(body).into_iter::<Value>();
+        calls.push(call_of(values.next()?.ok()?)?);
+        let after = body[values.byte_offset()..].trim_start();
+        rest = match after.strip_prefix(HERMES_CLOSE) {
+            Some(r) => r,
+            None if after.is_empty() => "",
+            None => return None,
         };
-        calls.push(call_of(serde_json::from_str(json.trim()).ok()?)?);
-        rest = after;
     }
     content.push_str(rest);
     (!calls.is_empty()).then(|| Parsed {
@@ -228,9 +244,16 @@ mod tests {
             "<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": ",
             "<tool_call>{\"name\": \"f\", \"arguments\": \"x=1\"}</tool_call>",
             "<tool_call>{\"arguments\": {}}</tool_call>",
+            "<tool_call>{\"name\": \"f\", \"arguments\": {}} trailing</tool_call>",
         ] {
             assert_eq!(p.parse(text), None, "{text}");
         }
+        // A closing tag inside an argument is the argument's.
+        let got = p
+            .parse("<tool_call>{\"name\": \"f\", \"arguments\": {\"q\": \"a </tool_call> b\"}}</tool_call> done")
+            .unwrap();
+        assert_eq!(got.calls, vec![call("f", json!({"q": "a </tool_call> b"}))]);
+        assert_eq!(got.content.as_deref(), Some(" done"));
         // What write gives, parse reads back.
         let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
         assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
@@ -275,6 +298,9 @@ mod tests {
         assert_eq!(h.content_end("a < b"), 5);
         assert_eq!(h.content_end("Hi <tool_call>{\"na"), 3);
         assert_eq!(h.content_end("été <tool_"), "été ".len());
+        assert_eq!(h.content_end("\n"), 0);
+        assert_eq!(h.content_end("\n <tool_call>{"), 0);
+        assert_eq!(h.content_end("\nHi"), 3);
         let l = ToolParser::Llama3Json;
         assert_eq!(l.content_end(""), 0);
         assert_eq!(l.content_end("  "), 0);
@@ -291,5 +317,7 @@ mod tests {
         let llama = "{{- '<|python_tag|>' + tool_call.name + '.call(' }}";
         assert_eq!(ToolParser::detect(llama), Some(ToolParser::Llama3Json));
         assert_eq!(ToolParser::detect("{{ messages }}"), None);
+        let coder = "<tool_call>\n<function={{ tool_call.name }}>";
+        assert_eq!(ToolParser::detect(coder), None);
     }
 }

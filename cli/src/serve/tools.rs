@@ -41,8 +41,10 @@ pub(super) fn tool_call(
     let tools = functions(tools.filter(|v| !v.is_null()))?;
     let choice = choice.filter(|v| !v.is_null());
     if tools.is_empty() {
+        // Nothing to call: `"auto"` and `"none"` mean the same then.
         return match choice {
             None => Ok(None),
+            Some(c) if c == "auto" || c == "none" => Ok(None),
             Some(_) => Err(ApiError::bad_param(
                 "tool_choice",
                 "`tool_choice` needs `tools`",
@@ -163,9 +165,9 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
         let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
         if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
+            let found = f.get("name").map_or("nothing".into(), Value::to_string);
             return Err(bad(format!(
-                "`{at}.function.name` must be 1 to 64 letters, digits, `_` or `-`, found {:?}",
-                f.get("name")
+                "`{at}.function.name` must be 1 to 64 letters, digits, `_` or `-`, found {found}"
             )));
         }
         if out.iter().any(|(n, _)| n == name) {
@@ -183,7 +185,14 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         // Arguments are an object; with no properties declared, an empty one (an open schema
         // let the model invent keys, and `{}` admitted any JSON value).
         let o = params.as_object_mut().expect("checked above");
-        o.entry("type").or_insert(json!("object"));
+        match o.entry("type").or_insert(json!("object")) {
+            t if *t == "object" => {}
+            t => {
+                return Err(bad(format!(
+                    "`{at}.function.parameters` must describe an object (the call's named arguments), found `type` {t}"
+                )))
+            }
+        }
         if o.get("properties")
             .and_then(Value::as_object)
             .is_none_or(|p| p.is_empty())
@@ -202,20 +211,14 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
 
 /// Readies a request's tool calls for this server: an `"auto"` request takes the server's
 /// parser (a 400 when it has none), and for a chat template that never reads `tool_calls`
-/// (which the engine refuses to drop) each assistant turn carrying calls is written as the text
-/// the model wrote for them: in the parser's syntax, or for a forced call the text this server
-/// generates (a named call's arguments, or the `[{"name", "parameters"}]` list). So a
-/// conversation that sends a call back (instructor's retry, an agent loop) renders as what the
-/// model wrote.
+/// (which the engine refuses to drop) the calls sent back are written as text
+/// ([`calls_as_text`]).
 pub fn prepare(
     job: &mut Job,
     tok: &TextTokenizer,
     server_parser: Option<ToolParser>,
 ) -> Result<(), ApiError> {
-    let Some(mode) = &mut job.tool_mode else {
-        return Ok(());
-    };
-    if let ToolMode::Auto { parser, .. } = mode {
+    if let Some(ToolMode::Auto { parser, .. }) = &mut job.tool_mode {
         *parser = Some(server_parser.ok_or_else(|| {
             ApiError::bad_param(
                 "tool_choice",
@@ -223,50 +226,60 @@ pub fn prepare(
             )
         })?);
     }
-    if tok.chat_template().is_some_and(reads_tool_calls) {
-        return Ok(());
-    }
     for p in &mut job.prompts {
         if let PromptInput::Chat(chat) = p {
-            write_calls(&mut chat.messages, mode);
+            calls_as_text(
+                tok,
+                &mut chat.messages,
+                job.tool_mode.as_ref(),
+                server_parser,
+            );
         }
     }
     Ok(())
 }
 
-/// [`prepare`]'s rewriting of one conversation.
-fn write_calls(messages: &mut [ChatMessage], mode: &ToolMode) {
+/// For a chat template that never reads `tool_calls`: each assistant turn carrying calls is
+/// written as the text the model wrote for them, after the turn's own text, so a conversation
+/// that sends calls back (an agent loop, instructor's retry) renders as what was generated:
+/// a named call forced by this request as its arguments; else in the syntax of the server's
+/// parser; else as the `[{"name", "parameters"}]` list `"required"` generates.
+pub(super) fn calls_as_text(
+    tok: &TextTokenizer,
+    messages: &mut [ChatMessage],
+    mode: Option<&ToolMode>,
+    server_parser: Option<ToolParser>,
+) {
+    if !tok.chat_template().is_some_and(reads_tool_calls) {
+        write_calls(messages, mode, server_parser);
+    }
+}
+
+/// [`calls_as_text`]'s rewriting.
+fn write_calls(messages: &mut [ChatMessage], mode: Option<&ToolMode>, parser: Option<ToolParser>) {
     for m in messages.iter_mut() {
         let Some(Value::Array(calls)) = m.fields().get("tool_calls") else {
             continue;
         };
-        let pairs = || -> Vec<(String, Value)> {
-            calls
+        let pairs: Vec<(String, Value)> = calls
+            .iter()
+            .map(|c| {
+                let name = c["function"]["name"].as_str().unwrap_or("");
+                (name.to_string(), arguments(c))
+            })
+            .collect();
+        let calls = match (mode, parser, pairs.as_slice()) {
+            (Some(ToolMode::Named(n)), _, [(name, args)]) if name == n => args.to_string(),
+            (_, Some(parser), _) => parser.write(&pairs),
+            _ => json!(pairs
                 .iter()
-                .map(|c| {
-                    (
-                        c["function"]["name"].as_str().unwrap_or("").to_string(),
-                        arguments(c),
-                    )
-                })
-                .collect()
-        };
-        let text = match (mode, calls.as_slice()) {
-            (ToolMode::Auto { parser, .. }, _) => {
-                let calls = parser.expect("set by prepare").write(&pairs());
-                match m.text() {
-                    t if t.is_empty() => calls,
-                    t => format!("{t}\n{calls}"),
-                }
-            }
-            (ToolMode::Named(n), [c]) if c["function"]["name"] == n.as_str() => {
-                arguments(c).to_string()
-            }
-            _ => json!(pairs()
-                .into_iter()
                 .map(|(name, args)| json!({"name": name, "parameters": args}))
                 .collect::<Vec<_>>())
             .to_string(),
+        };
+        let text = match m.text() {
+            t if t.is_empty() => calls,
+            t => format!("{t}\n{calls}"),
         };
         let mut o: serde_json::Map<String, Value> = m.clone().into();
         o.remove("tool_calls");
@@ -335,11 +348,13 @@ pub fn calls(mode: &ToolMode, text: &str) -> Option<(Option<String>, Vec<Value>)
             parallel,
         } => {
             let parsed = parser.expect("set by prepare").parse(text)?;
-            if !parsed.calls.iter().all(|(n, _)| tools.contains(n)) {
+            let keep = if *parallel { parsed.calls.len() } else { 1 };
+            let kept = &parsed.calls[..keep];
+            if !kept.iter().all(|(n, _)| tools.contains(n)) {
                 return None;
             }
-            let keep = if *parallel { parsed.calls.len() } else { 1 };
-            let calls = (parsed.calls.iter().take(keep))
+            let calls = kept
+                .iter()
                 .map(|(n, args)| call(n, args.to_string()))
                 .collect();
             Some((parsed.content, calls))
@@ -392,7 +407,10 @@ mod tests {
             json!({"name": "f", "arguments": "{\"x\":1}"})
         );
         assert_eq!(calls(&auto(false), text).unwrap().1.len(), 1);
-        assert!(calls(&auto(true), &text.replace("\"g\"", "\"h\"")).is_none());
+        let unoffered = text.replace("\"g\"", "\"h\"");
+        assert!(calls(&auto(true), &unoffered).is_none());
+        // Only the call kept is checked.
+        assert_eq!(calls(&auto(false), &unoffered).unwrap().1.len(), 1);
         assert!(calls(&auto(true), "Just text.").is_none());
         // No `tool_choice` with tools is "auto".
         let tools = json!([{"type": "function", "function": {"name": "f"}}]);
@@ -495,7 +513,7 @@ mod tests {
             msg(json!([call("f", "{\"x\": 1}")])),
             msg(json!([call("f", "{\"x\": 1}"), call("g", "{}")])),
         ];
-        write_calls(&mut m, &ToolMode::Named("f".into()));
+        write_calls(&mut m, Some(&ToolMode::Named("f".into())), None);
         assert_eq!(m[0].text(), "hi");
         assert_eq!(m[1].text(), r#"{"x":1}"#);
         assert!(!m[1].fields().contains_key("tool_calls"));
@@ -513,10 +531,20 @@ mod tests {
             parser: Some(ToolParser::Hermes),
             parallel: true,
         };
-        write_calls(&mut m, &auto);
+        let sent = m.clone();
+        write_calls(&mut m, Some(&auto), Some(ToolParser::Hermes));
+        let hermes =
+            "Let me see.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>";
+        assert_eq!(m[0].text(), hermes);
+        // No call forced (`"none"`, or /tokenize): the server's syntax, else the list.
+        let mut m = sent.clone();
+        write_calls(&mut m, None, Some(ToolParser::Hermes));
+        assert_eq!(m[0].text(), hermes);
+        let mut m = sent;
+        write_calls(&mut m, None, None);
         assert_eq!(
             m[0].text(),
-            "Let me see.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>"
+            "Let me see.\n[{\"name\":\"f\",\"parameters\":{\"x\":1}}]"
         );
     }
 }

@@ -222,7 +222,13 @@ impl<'t, B: Backend> Worker<'t, B> {
                 Live {
                     events: sub.events.clone(),
                     choice: spec.choice,
-                    text: TextStream::new(self.tok, prompt_len, &spec.params.stop, spec.reroute),
+                    text: TextStream::new(
+                        self.tok,
+                        prompt_len,
+                        &spec.params.stop,
+                        spec.params.min_tokens,
+                        spec.reroute,
+                    ),
                     prompt: spec.prompt,
                     logprobs: spec.logprobs,
                     prompt_logprobs: spec.prompt_logprobs,

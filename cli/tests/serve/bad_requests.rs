@@ -106,18 +106,18 @@ fn catalogue() -> Vec<Case> {
         case("continuous usage without include_usage", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"continuous_usage_stats": true})}), 400, &["needs `include_usage: true`"], Some("stream_options.continuous_usage_stats")),
         case("unknown stream_options field", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"x": 1})}), 400, &["`x`"], Some("stream_options.x")),
         case("max_completion_tokens 0", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("max_tokens"); v["max_completion_tokens"] = json!(0)}), 400, &["at least 1"], Some("max_completion_tokens")),
-        case(
-            "tool calls on a template without them",
-            CHAT,
-            chat_with(|v| {
+        case("a call sent back with arguments that are not JSON", CHAT, chat_with(|v| {
                 v["messages"] = json!([{"role": "user", "content": "hi"},
-                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-                    {"role": "tool", "tool_call_id": "c1", "content": "42"}])
-            }),
-            400,
-            &["messages[1].tool_calls", "never reads"],
-            Some("messages[1].tool_calls"),
-        ),
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\": "}}]}])
+            }), 400, &["a JSON object"], Some("messages[1].tool_calls[0].function.arguments")),
+        case("a call sent back without a name", CHAT, chat_with(|v| {
+                v["messages"] = json!([{"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"arguments": "{}"}}]}])
+            }), 400, &["must be a string"], Some("messages[1].tool_calls[0].function.name")),
+        case("tool_calls not a list", CHAT, chat_with(|v| {
+                v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": {"id": "c1"}}])
+            }), 400, &["a list of calls"], Some("messages[1].tool_calls")),
+        case("parameters that are not an object", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]); v["tool_choice"] = json!("required"); }), 400, &["must describe an object", "\"array\""], Some("tools[0]")),
         case("text part without text", CHAT, chat_with(|v| v["messages"][0]["content"] = json!([{"type": "text"}])), 400, &["without a string `text`"], Some("messages[0].content[0]")),
         case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
         case("missing messages", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("messages");}), 400, &["required"], Some("messages")),
@@ -166,6 +166,11 @@ fn catalogue() -> Vec<Case> {
         case("tool_choice without tools", CHAT, chat_with(|v| v["tool_choice"] = json!("required")), 400, &["needs `tools`"], Some("tool_choice")),
         case("a function name with a space", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "get weather"}}]); v["tool_choice"] = json!("required"); }), 400, &["1 to 64 letters"], Some("tools[0]")),
         case("a function given twice", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!("required"); }), 400, &["given twice"], Some("tools[1]")),
+        case("min_tokens past max_tokens", COMPL, json!({"model": "boolq", "prompt": "hi", "max_tokens": 4, "min_tokens": 5}).to_string().into_bytes(), 400, &["`min_tokens` (5)", "`max_tokens` (4)"], Some("min_tokens")),
+        case("min_tokens past the default max_tokens", COMPL, json!({"model": "boolq", "prompt": "hi", "min_tokens": 17}).to_string().into_bytes(), 400, &["default `max_tokens` (16)"], Some("min_tokens")),
+        case("stop_token_ids not a list", COMPL, json!({"model": "boolq", "prompt": "hi", "stop_token_ids": 2}).to_string().into_bytes(), 400, &["a list of token ids"], Some("stop_token_ids")),
+        case("a negative stop token id", COMPL, json!({"model": "boolq", "prompt": "hi", "stop_token_ids": [2, -1]}).to_string().into_bytes(), 400, &["found -1"], Some("stop_token_ids[1]")),
+        case("a stop token id past the vocabulary", COMPL, json!({"model": "boolq", "prompt": "hi", "stop_token_ids": [49152]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("stop_token_ids[0]")),
         case("tool_choice auto with a format", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!("auto"); v["guided_regex"] = json!("a+"); }), 400, &["could never write a call"], Some("tool_choice")),
         case("tokenize tools with a prompt", "/tokenize", json!({"prompt": "hi", "tools": []}).to_string().into_bytes(), 400, &["applies to `messages`"], Some("tools")),
         case("tokenize a tool without a name", "/tokenize", json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {}}]}).to_string().into_bytes(), 400, &["1 to 64 letters"], Some("tools[0]")),

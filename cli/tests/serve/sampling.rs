@@ -1,6 +1,7 @@
 //! OpenAI's `presence_penalty`, `frequency_penalty` and `logit_bias` change greedy picks as
 //! their formulas say, checked against the model's own log-probabilities (which the server
-//! reports before any bias or penalty, as vLLM does).
+//! reports before any bias or penalty, as vLLM does); structured output; vLLM's
+//! `stop_token_ids` and `min_tokens`.
 
 use std::collections::HashMap;
 
@@ -223,4 +224,79 @@ fn structured_output_follows_the_format() {
             .any(|c| !re.is_match(c["text"].as_str().unwrap())),
         "{free}"
     );
+}
+
+/// vLLM's `stop_token_ids` end the answer where the token comes (it is not part of the text),
+/// and `min_tokens` holds end-of-sequence back and ignores stop strings until that many
+/// tokens were generated; `generate --min-tokens --stop` answers the same.
+#[test]
+fn stop_token_ids_and_min_tokens() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let model = "SmolLM2-135M-Instruct.Q4_1";
+    let complete = |extra: Value| {
+        let mut body = json!({"model": model, "prompt": "The capital of France is",
+                              "temperature": 0, "max_tokens": 8});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        s.ok("/v1/completions", &body)["choices"][0].clone()
+    };
+    let plain = complete(json!({}));
+    let text = plain["text"].as_str().unwrap();
+    assert!(text.starts_with(" Paris."), "{plain}");
+    let ids = |t: &str| {
+        s.ok(
+            "/tokenize",
+            &json!({"prompt": t, "add_special_tokens": false}),
+        )
+    };
+    let [paris, dot] = [" Paris", "."].map(|t| ids(t)["tokens"][0].clone());
+    let stopped = complete(json!({"stop_token_ids": [dot, paris]}));
+    assert_eq!(
+        (&stopped["text"], &stopped["finish_reason"]),
+        (&json!(""), &json!("stop"))
+    );
+    let stopped = complete(json!({"stop_token_ids": [dot]}));
+    assert_eq!(stopped["text"], " Paris", "{stopped}");
+    assert_eq!(stopped["finish_reason"], "stop");
+
+    // One word and end-of-sequence; with `min_tokens` the answer goes on, and a stop string
+    // inside its first tokens does not count.
+    let question = "Answer with one word, yes or no: is the sky blue?";
+    let chat = |extra: Value| {
+        let mut body = json!({"model": model, "temperature": 0, "max_tokens": 24,
+                              "messages": [{"role": "user", "content": question}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        s.ok("/v1/chat/completions", &body)
+    };
+    let short = chat(json!({}));
+    assert_eq!(short["usage"]["completion_tokens"], 1, "{short}");
+    let long = chat(json!({"min_tokens": 12}));
+    assert!(
+        long["usage"]["completion_tokens"].as_u64().unwrap() >= 12,
+        "{long}"
+    );
+    let cut = chat(json!({"min_tokens": 12, "stop": [","]}));
+    let n = cut["usage"]["completion_tokens"].as_u64().unwrap();
+    let text = cut["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains(',') && (12..24).contains(&n), "{cut}");
+    assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    let long_text = long["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(long_text.starts_with(text) && long_text[text.len()..].starts_with(','));
+    let g = crate::generate(
+        &a,
+        &[
+            "--chat",
+            "--prompt",
+            question,
+            "--min-tokens",
+            "12",
+            "--stop",
+            ",",
+        ],
+    );
+    assert_eq!(g["results"][0]["text"], text, "{g}");
 }

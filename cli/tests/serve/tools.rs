@@ -31,6 +31,15 @@ fn two_shot(content: Value) -> Value {
            {"role": "user", "content": "Weather in Berlin?"}])
 }
 
+/// SmolLM2 served as `base` without adapters, with `extra` flags; None without the fixtures.
+fn server(extra: &[&str]) -> Option<Server> {
+    let a = assets()?;
+    let mut args = vec!["--model".to_string(), a.gguf.display().to_string()];
+    args.extend(["--backend", "cpu", "--served-model-name", "base"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Some(Server::start(&args))
+}
+
 fn body(messages: Value, extra: Value) -> Value {
     let mut b = json!({"model": "base", "temperature": 0, "max_tokens": 60,
                        "tools": tools(), "messages": messages});
@@ -68,18 +77,10 @@ fn finish_of(events: &[Value]) -> Value {
 
 #[test]
 fn auto_tool_choice_parses_the_models_calls() {
-    let Some(a) = assets() else { return };
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hermes-tools.jinja");
-    let s = Server::start(&[
-        "--model".into(),
-        a.gguf.display().to_string(),
-        "--backend".into(),
-        "cpu".into(),
-        "--served-model-name".into(),
-        "base".into(),
-        "--chat-template".into(),
-        template.into(),
-    ]);
+    let Some(s) = server(&["--chat-template", template]) else {
+        return;
+    };
     assert!(s.log().contains("read as hermes"), "{}", s.log());
 
     // A call alone: no content, the arguments as JSON text, finish "tool_calls".
@@ -192,5 +193,30 @@ fn auto_tool_choice_parses_the_models_calls() {
             .unwrap()
             .contains("<tool_call>"),
         "{r}"
+    );
+}
+
+/// On a template that never reads `tool_calls` (SmolLM2's) and no parser, calls sent back are
+/// written as the `[{"name", "parameters"}]` list this server generates for `"required"`, so a
+/// final turn with `tool_choice: "none"` (an agent loop's answer) is served, and /tokenize
+/// counts the same prompt.
+#[test]
+fn calls_sent_back_render_as_text_without_a_template_for_them() {
+    let Some(s) = server(&[]) else { return };
+    assert!(s.log().contains("forced calls only"), "{}", s.log());
+    let r = s.ok(
+        "/v1/chat/completions",
+        &body(
+            two_shot(Value::Null),
+            json!({"tool_choice": "none", "max_tokens": 4}),
+        ),
+    );
+    let ids = s.ok("/tokenize", &json!({"messages": two_shot(Value::Null)}));
+    assert_eq!(ids["count"], r["usage"]["prompt_tokens"]);
+    let text = s.ok("/detokenize", &json!({"tokens": ids["tokens"]}));
+    let text = text["prompt"].as_str().unwrap();
+    assert!(
+        text.contains(r#"[{"name":"get_weather","parameters":{"city":"Rome"}}]"#),
+        "{text}"
     );
 }

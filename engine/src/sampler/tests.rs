@@ -295,7 +295,7 @@ fn non_finite_logits() {
 fn validation() {
     assert!(SamplingParams::default().validate().is_ok());
     type Edit = fn(&mut SamplingParams);
-    let bad: [(&str, Edit); 15] = [
+    let bad: [(&str, Edit); 16] = [
         ("temperature", |p| p.temperature = -0.1),
         ("temperature", |p| p.temperature = f32::INFINITY),
         ("top_p", |p| p.top_p = 0.0),
@@ -311,6 +311,7 @@ fn validation() {
         ("logit_bias", |p| p.logit_bias = vec![(3, 100.5)]),
         ("logit_bias", |p| p.logit_bias = vec![(3, 1.0), (3, 2.0)]),
         ("logit_bias", |p| p.logit_bias = vec![(4, 1.0), (3, 2.0)]),
+        ("min_tokens", |p| p.min_tokens = p.max_tokens + 1),
     ];
     for (field, edit) in bad {
         let msg = sp(0.0, edit).validate().unwrap_err().to_string();
@@ -321,6 +322,33 @@ fn validation() {
         err.to_string(),
         "invalid sampling parameter `top_p` = 1.5: must be in (0, 1]"
     );
+}
+
+/// `min_tokens` masks the end tokens (EOS, set by the scheduler, and `stop_token_ids`) for
+/// exactly that many returned tokens, greedy or sampled; other tokens are untouched.
+#[test]
+fn min_tokens_holds_the_end_tokens_back() {
+    // Token 0 (EOS) and 3 (a stop token id) lead by far; 1 is next.
+    let logits = [9.0, 2.0, 1.0, 8.0];
+    for t in [0.0, 1.0] {
+        let p = sp(t, |p| {
+            p.min_tokens = 3;
+            p.stop_token_ids = vec![3];
+        });
+        let mut s = Sampler::new(p);
+        s.set_end_tokens(&[0]);
+        let picks: Vec<u32> = (0..5).map(|_| s.sample(&logits, &[])).collect();
+        assert!(picks[..3].iter().all(|&x| x == 1 || x == 2), "{picks:?}");
+        if t == 0.0 {
+            assert_eq!(picks, [1, 1, 1, 0, 0]);
+        }
+    }
+    // Without end tokens set, only `stop_token_ids` are held back.
+    let mut s = Sampler::new(sp(0.0, |p| {
+        p.min_tokens = 1;
+        p.stop_token_ids = vec![0];
+    }));
+    assert_eq!(s.sample(&logits, &[]), 3);
 }
 
 #[test]
