@@ -1,5 +1,5 @@
 //! `generate`'s structured-output flags: the answer must be JSON matching a schema, any JSON
-//! object, a regular expression's match, or one of a list of choices.
+//! object, a regular expression's match, one of a list of choices, or text of a grammar.
 
 use std::path::Path;
 
@@ -26,6 +26,12 @@ pub struct FormatArgs {
     /// The answer is exactly one of these (repeatable: --choice yes --choice no).
     #[arg(long, value_name = "TEXT")]
     pub choice: Vec<String>,
+    /// The answer is text of this context-free grammar, in Lark syntax (llguidance's
+    /// dialect: `start: ...`, rules `name: a | b`, `"literals"`, `/regex/` terminals,
+    /// `%json {schema}`): the grammar itself, or a file holding it (a `.lark` file, say).
+    /// llama.cpp's GBNF (`root ::= ...`) is not read: write it in Lark syntax.
+    #[arg(long, value_name = "GRAMMAR|FILE")]
+    pub grammar: Option<String>,
 }
 
 /// An output format and the flag that asked for it.
@@ -71,6 +77,16 @@ impl FormatArgs {
                 OutputFormat::Choice(self.choice.clone()),
                 "--choice",
             )));
+        }
+        if let Some(g) = &self.grammar {
+            // A grammar has a rule (`:`); a path to an existing file is read.
+            let text = match Path::new(g).is_file() {
+                true => std::fs::read_to_string(g)
+                    .with_context(|| format!("--grammar {g}: reading the file"))?,
+                false if g.contains(':') => g.clone(),
+                false => bail!("--grammar {g}: not a grammar (`start: ...`) and not a file"),
+            };
+            return Ok(Some((OutputFormat::Grammar(text), "--grammar")));
         }
         Ok(None)
     }

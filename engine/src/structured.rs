@@ -1,5 +1,6 @@
 //! Structured output: an [`OutputFormat`] (a JSON schema, any JSON object, a regular
-//! expression, a list of choices) compiled against the model's vocabulary into a
+//! expression, a list of choices, a context-free grammar) compiled against the model's
+//! vocabulary into a
 //! [`TokenConstraint`], with llguidance (the grammar engine behind vLLM's, SGLang's and
 //! llama.cpp's structured output; its JSON-schema coverage: llguidance's docs/json_schema.md).
 
@@ -24,6 +25,10 @@ pub enum OutputFormat {
     Regex(String),
     /// Exactly one of these strings.
     Choice(Vec<String>),
+    /// Text of this context-free grammar, in llguidance's Lark syntax (`start: ...`, rules
+    /// `name: a | b`, `"literals"`, `/regex/` terminals, `%json {schema}`; llguidance's
+    /// docs/syntax.md). llama.cpp's GBNF (`root ::= ...`) is refused with a pointer to it.
+    Grammar(String),
 }
 
 /// JSON is written as Python's `json.dumps` writes it (`", "`, `": "`) and without free
@@ -54,6 +59,20 @@ impl OutputFormat {
                 let alternatives: Vec<String> = c.iter().map(|s| regex::escape(s)).collect();
                 TopLevelGrammar::from_regex(&alternatives.join("|"))
             }
+            Self::Grammar(g) => TopLevelGrammar::from_lark(g.clone()),
+        }
+    }
+
+    /// Refuses what is surely not the format it claims: a grammar in GBNF (llama.cpp's
+    /// `rule ::= ...`, which Lark reads as nonsense, reporting a confusing error).
+    fn check(&self) -> Result<(), String> {
+        let gbnf = regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern");
+        match self {
+            Self::Grammar(g) if gbnf.is_match(g) => Err(
+                "the grammar is GBNF (`rule ::= ...`, llama.cpp's syntax); write it in Lark syntax: `start: ...` for the root, `name: a | b` for rules, `\"text\"` literals and `/[a-z]+/` regular expressions (llguidance's docs/syntax.md)".into(),
+            ),
+            Self::Grammar(g) if g.trim().is_empty() => Err("the grammar is empty".into()),
+            _ => Ok(()),
         }
     }
 }
@@ -151,8 +170,10 @@ impl Grammars {
     ///
     /// # Errors
     /// The format does not compile: a schema keyword llguidance does not support, a schema
-    /// no value satisfies, a malformed regular expression; the message says which.
+    /// no value satisfies, a malformed regular expression or grammar (or one in GBNF); the
+    /// message says which.
     pub fn compile(&self, format: &OutputFormat) -> Result<Constraint, String> {
+        format.check()?;
         let parser = self.factory.create_parser(format.grammar());
         let mut matcher = Matcher::new(parser);
         if let Some(e) = matcher.get_error() {

@@ -89,6 +89,26 @@ fn sampled_text_is_in_the_format() {
         let (t, done) = sample(&g, &tok, &eos, &f, seed, 40, tok.vocab_size());
         assert!(done && re.is_match(&t), "{t:?}");
     }
+    // A context-free grammar (a left-recursive sum; a JSON value inside a grammar).
+    let sum = "start: expr\nexpr: num | expr \" + \" num\nnum: /[0-9]{1,3}/\n";
+    let whole = regex::Regex::new(r"^[0-9]{1,3}( \+ [0-9]{1,3})*$").unwrap();
+    // Cut by the token limit: a sum so far, perhaps ending inside a ` + ` or a number.
+    let prefix = regex::Regex::new(r"^[0-9]{1,3}( \+ [0-9]{1,3})*( \+ ?)?$").unwrap();
+    for seed in 0..6 {
+        let f = OutputFormat::Grammar(sum.into());
+        let (t, done) = sample(&g, &tok, &eos, &f, seed, 40, tok.vocab_size());
+        let ok = if done { &whole } else { &prefix };
+        assert!(ok.is_match(&t), "{t:?} (ended by the grammar: {done})");
+    }
+    let answer = r#"start: "Answer: " %json {"type": "boolean"}"#;
+    for seed in 0..4 {
+        let f = OutputFormat::Grammar(answer.into());
+        let (t, done) = sample(&g, &tok, &eos, &f, seed, 20, tok.vocab_size());
+        assert!(
+            done && (t == "Answer: true" || t == "Answer: false"),
+            "{t:?}"
+        );
+    }
     let schema = json!({"type": "object", "properties": {
         "answer": {"type": "boolean"},
         "n": {"type": "integer", "minimum": 0, "maximum": 99},
@@ -214,6 +234,13 @@ fn formats_that_cannot_compile_are_errors() {
             OutputFormat::JsonSchema(json!({"type": "no-such-type"})),
             "no-such-type",
         ),
+        (
+            OutputFormat::Grammar("root ::= \"yes\" | \"no\"".into()),
+            "GBNF",
+        ),
+        (OutputFormat::Grammar("start: (\"a\"".into()), "1"),
+        (OutputFormat::Grammar(" \n".into()), "empty"),
+        (OutputFormat::Grammar("start: nowhere".into()), "nowhere"),
     ] {
         let e = g
             .compile(&f)

@@ -126,6 +126,8 @@ macro_rules! common_fields {
             guided_json: Value,
             guided_regex: String,
             guided_choice: Value,
+            guided_grammar: String,
+            structured_outputs: Value,
             // dlp-run's extensions.
             lora_mixture: Value,
             dlp_route_by: String,
@@ -363,12 +365,14 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
     }
     job.stream = c.stream.unwrap_or(false);
     job.ignore_eos = c.ignore_eos.unwrap_or(false);
-    job.format = super::format::output_format(
-        c.response_format,
-        c.guided_json,
-        c.guided_regex,
-        c.guided_choice,
-    )?;
+    job.format = super::format::output_format(super::format::FormatFields {
+        response_format: c.response_format,
+        structured_outputs: c.structured_outputs,
+        guided_json: c.guided_json,
+        guided_regex: c.guided_regex,
+        guided_choice: c.guided_choice,
+        guided_grammar: c.guided_grammar,
+    })?;
     if let (Some((_, param)), true) = (&job.format, job.ignore_eos) {
         return Err(ApiError::bad_param(
             "ignore_eos",

@@ -1,6 +1,7 @@
 //! Structured output on the server: OpenAI's `response_format` (`json_object`,
-//! `json_schema`) and vLLM's `guided_json`, `guided_regex`, `guided_choice`, read into an
-//! [`OutputFormat`], and compiled against the vocabulary (indexed once, on first use).
+//! `json_schema`), vLLM's `structured_outputs` and its older `guided_json`, `guided_regex`,
+//! `guided_choice`, `guided_grammar`, read into an [`OutputFormat`], and compiled against the
+//! vocabulary (indexed once, on first use).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -14,40 +15,45 @@ use super::error::ApiError;
 /// The request's output format and the field it came from (errors name it).
 pub type Format = (OutputFormat, &'static str);
 
+/// The format fields as sent.
+#[derive(Debug, Default)]
+pub(super) struct FormatFields {
+    pub response_format: Option<Value>,
+    pub structured_outputs: Option<Value>,
+    pub guided_json: Option<Value>,
+    pub guided_regex: Option<String>,
+    pub guided_choice: Option<Value>,
+    pub guided_grammar: Option<String>,
+}
+
 /// Reads the format fields; at most one of them may ask for a format.
-pub(super) fn output_format(
-    response_format: Option<Value>,
-    guided_json: Option<Value>,
-    guided_regex: Option<String>,
-    guided_choice: Option<Value>,
-) -> Result<Option<Format>, ApiError> {
+pub(super) fn output_format(f: FormatFields) -> Result<Option<Format>, ApiError> {
     let mut found: Vec<Format> = Vec::new();
-    if let Some(f) = response_format.filter(|v| !v.is_null()) {
+    if let Some(f) = f.response_format.filter(|v| !v.is_null()) {
         if let Some(f) = response(f)? {
             found.push(f);
         }
     }
-    if let Some(s) = guided_json.filter(|v| !v.is_null()) {
-        // vLLM takes the schema as an object or as its JSON text.
-        let s = match s {
-            Value::String(text) => serde_json::from_str(&text).map_err(|e| {
-                ApiError::bad_param(
-                    "guided_json",
-                    format!("`guided_json` is a string but not JSON: {e}"),
-                )
-            })?,
-            v => v,
-        };
+    if let Some(s) = f.structured_outputs.filter(|v| !v.is_null()) {
+        found.extend(structured_outputs(s)?);
+    }
+    if let Some(s) = f.guided_json.filter(|v| !v.is_null()) {
         found.push((
-            OutputFormat::JsonSchema(schema(s, "guided_json")?),
+            OutputFormat::JsonSchema(schema_or_text(s, "guided_json")?),
             "guided_json",
         ));
     }
-    if let Some(r) = guided_regex {
+    if let Some(r) = f.guided_regex {
         found.push((OutputFormat::Regex(r), "guided_regex"));
     }
-    if let Some(c) = guided_choice.filter(|v| !v.is_null()) {
-        found.push((OutputFormat::Choice(choices(c)?), "guided_choice"));
+    if let Some(c) = f.guided_choice.filter(|v| !v.is_null()) {
+        found.push((
+            OutputFormat::Choice(choices(c, "guided_choice")?),
+            "guided_choice",
+        ));
+    }
+    if let Some(g) = f.guided_grammar {
+        found.push((OutputFormat::Grammar(g), "guided_grammar"));
     }
     if found.len() > 1 {
         return Err(ApiError::bad_param(
@@ -159,6 +165,89 @@ pub(super) fn close_objects(s: &mut Value) {
     }
 }
 
+/// vLLM's `structured_outputs`: one of `json` (a schema, or its JSON text), `regex`,
+/// `choice`, `grammar` (Lark) or `json_object: true`; `disable_additional_properties` closes
+/// the schema's objects. `disable_any_whitespace` and `disable_fallback` are accepted: JSON
+/// is always written without free whitespace, and there is one backend.
+fn structured_outputs(v: Value) -> Result<Vec<Format>, ApiError> {
+    const AT: &str = "structured_outputs";
+    known_keys(
+        &v,
+        AT,
+        &[
+            "json",
+            "regex",
+            "choice",
+            "grammar",
+            "json_object",
+            "disable_additional_properties",
+            "disable_any_whitespace",
+            "disable_fallback",
+        ],
+    )?;
+    let flag = |k: &str| -> Result<bool, ApiError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(ApiError::bad_param(
+                format!("{AT}.{k}"),
+                format!("`{AT}.{k}` must be true or false, found {other}"),
+            )),
+        }
+    };
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ApiError::bad_param(
+                format!("{AT}.{k}"),
+                format!("`{AT}.{k}` must be a string, found {other}"),
+            )),
+        }
+    };
+    let mut found = Vec::new();
+    if let Some(s) = v.get("json").filter(|s| !s.is_null()) {
+        let mut s = schema_or_text(s.clone(), "structured_outputs.json")?;
+        if flag("disable_additional_properties")? {
+            close_objects(&mut s);
+        }
+        found.push((OutputFormat::JsonSchema(s), "structured_outputs.json"));
+    }
+    if let Some(r) = text("regex")? {
+        found.push((OutputFormat::Regex(r), "structured_outputs.regex"));
+    }
+    if let Some(c) = v.get("choice").filter(|c| !c.is_null()) {
+        let c = choices(c.clone(), "structured_outputs.choice")?;
+        found.push((OutputFormat::Choice(c), "structured_outputs.choice"));
+    }
+    if let Some(g) = text("grammar")? {
+        found.push((OutputFormat::Grammar(g), "structured_outputs.grammar"));
+    }
+    if flag("json_object")? {
+        found.push((OutputFormat::JsonObject, "structured_outputs.json_object"));
+    }
+    flag("disable_any_whitespace")?;
+    flag("disable_fallback")?;
+    if found.is_empty() {
+        return Err(ApiError::bad_param(
+            AT,
+            "`structured_outputs` asks for no format: give one of `json`, `regex`, `choice`, `grammar`, `json_object: true`",
+        ));
+    }
+    Ok(found)
+}
+
+/// A schema given as an object, or as its JSON text (vLLM takes both).
+fn schema_or_text(s: Value, param: &'static str) -> Result<Value, ApiError> {
+    let s = match s {
+        Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+            ApiError::bad_param(param, format!("`{param}` is a string but not JSON: {e}"))
+        })?,
+        v => v,
+    };
+    schema(s, param)
+}
+
 /// A schema must be an object (or `true`, any JSON value).
 fn schema(s: Value, param: &'static str) -> Result<Value, ApiError> {
     match s {
@@ -171,23 +260,23 @@ fn schema(s: Value, param: &'static str) -> Result<Value, ApiError> {
     }
 }
 
-/// vLLM's `guided_choice`: a non-empty list of non-empty strings.
-fn choices(c: Value) -> Result<Vec<String>, ApiError> {
-    let bad = |what: String| ApiError::bad_param("guided_choice", what);
+/// vLLM's `guided_choice` (at `param`): a non-empty list of non-empty strings.
+fn choices(c: Value, param: &str) -> Result<Vec<String>, ApiError> {
+    let bad = |what: String| ApiError::bad_param(param, what);
     let Value::Array(list) = c else {
         return Err(bad(format!(
-            "`guided_choice` must be a list of strings, found {c}"
+            "`{param}` must be a list of strings, found {c}"
         )));
     };
     if list.is_empty() {
-        return Err(bad("`guided_choice` is empty".into()));
+        return Err(bad(format!("`{param}` is empty")));
     }
     list.into_iter()
         .enumerate()
         .map(|(i, v)| match v {
             Value::String(s) if !s.is_empty() => Ok(s),
             other => Err(bad(format!(
-                "`guided_choice[{i}]` must be a non-empty string, found {other}"
+                "`{param}[{i}]` must be a non-empty string, found {other}"
             ))),
         })
         .collect()

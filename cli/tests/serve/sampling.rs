@@ -176,6 +176,39 @@ fn structured_output_follows_the_format() {
         keys(false).len() > 2,
         "the open schema's answer had no extra key"
     );
+    // vLLM's `structured_outputs`, whose `disable_additional_properties` closes them too.
+    let v = s.ok(
+        "/v1/completions",
+        &json!({"model": base, "prompt": "Person:", "temperature": 0, "max_tokens": 60,
+                "structured_outputs": {"json": person, "disable_additional_properties": true}}),
+    );
+    let o: Value = serde_json::from_str(v["choices"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(o.as_object().unwrap().len(), 2, "{o}");
+
+    // A context-free grammar (Lark), greedy: vLLM's `guided_grammar`, `structured_outputs`'
+    // `grammar` and `generate --grammar` give one answer, a list the grammar describes.
+    let list = "start: item (\", \" item)*\nitem: /[a-z]{2,10}/\n";
+    let complete = |field: Value| {
+        let mut b = json!({"model": base, "prompt": "Three colours:", "temperature": 0,
+                           "max_tokens": 24});
+        for (k, v) in field.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        s.ok("/v1/completions", &b)["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let listed = complete(json!({"guided_grammar": list}));
+    let items = regex::Regex::new(r"^[a-z]{2,10}(, [a-z]{2,10})*(, ?)?$").unwrap();
+    assert!(items.is_match(&listed), "{listed:?}");
+    assert!(listed.contains(", "), "{listed:?}");
+    assert_eq!(
+        complete(json!({"structured_outputs": {"grammar": list}})),
+        listed
+    );
+    let g = crate::generate(&a, &["--prompt", "Three colours:", "--grammar", list]);
+    assert_eq!(g["results"][0]["text"], listed.as_str(), "{g}");
 
     // Streamed, any object.
     let events = s.stream(
@@ -195,6 +228,14 @@ fn structured_output_follows_the_format() {
     let v = s.ok(
         "/v1/chat/completions",
         &chat("Is the sky blue?", json!({"guided_choice": choices})),
+    );
+    assert!(choices.contains(&text(&v).as_str()), "{v}");
+    let v = s.ok(
+        "/v1/chat/completions",
+        &chat(
+            "Is the sky blue?",
+            json!({"structured_outputs": {"choice": choices}}),
+        ),
     );
     assert!(choices.contains(&text(&v).as_str()), "{v}");
 
