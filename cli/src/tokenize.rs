@@ -19,8 +19,9 @@ pub struct TokenizeArgs {
     #[arg(long)]
     pub text: Option<String>,
     /// A JSON file of what `apply_chat_template` takes: a list of messages, or an object
-    /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true)}`; prints
-    /// the prompt the chat template renders.
+    /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true),
+    /// "continue_final_message"?, "chat_template_kwargs"?}`; prints the prompt the chat
+    /// template renders.
     #[arg(long, value_name = "FILE")]
     pub chat_json: Option<PathBuf>,
     /// Print the ids fed to the model for the prompt instead: the text's (or the rendered
@@ -122,7 +123,8 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
 }
 
 /// A chat-template request from a JSON file: a messages list, or an object with `messages`,
-/// `tools`, `documents` and `add_generation_prompt` (default true).
+/// `tools`, `documents`, `add_generation_prompt` (default true), `continue_final_message` and
+/// `chat_template_kwargs` (more template variables).
 pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
     let v: Value =
@@ -130,40 +132,50 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     if let Some(k) = crate::json_keys::duplicate_key(s.as_bytes()) {
         anyhow::bail!("{}: key `{k}` is given twice", f.display());
     }
-    let (m, tools, documents, gen) = match v {
-        Value::Array(_) => (v, None, None, true),
-        Value::Object(mut o) => {
-            if let Some(k) = o.keys().find(|k| {
-                !["messages", "tools", "documents", "add_generation_prompt"].contains(&k.as_str())
-            }) {
-                anyhow::bail!(
-                    "{}: unknown key `{k}` (expected messages, tools, documents, add_generation_prompt)",
-                    f.display()
-                );
-            }
-            let gen = match o.remove("add_generation_prompt") {
-                None => true,
-                Some(Value::Bool(b)) => b,
-                Some(x) => anyhow::bail!(
-                    "{}: `add_generation_prompt` must be true or false, found {x}",
-                    f.display()
-                ),
-            };
-            let m = o
-                .remove("messages")
-                .with_context(|| format!("{}: no `messages`", f.display()))?;
-            (
-                m,
-                o.remove("tools").filter(|t| !t.is_null()),
-                o.remove("documents").filter(|d| !d.is_null()),
-                gen,
-            )
-        }
+    const KEYS: [&str; 6] = [
+        "messages",
+        "tools",
+        "documents",
+        "add_generation_prompt",
+        "continue_final_message",
+        "chat_template_kwargs",
+    ];
+    let mut o = match v {
+        Value::Array(_) => serde_json::Map::from_iter([("messages".to_string(), v)]),
+        Value::Object(o) => o,
         other => anyhow::bail!(
             "{}: expected a list of messages or an object with `messages`, found {other}",
             f.display()
         ),
     };
+    if let Some(k) = o.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        anyhow::bail!(
+            "{}: unknown key `{k}` (expected {})",
+            f.display(),
+            KEYS.join(", ")
+        );
+    }
+    let mut flag = |k: &str, default: bool| match o.remove(k) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(x) => Err(anyhow::anyhow!(
+            "{}: `{k}` must be true or false, found {x}",
+            f.display()
+        )),
+    };
+    let add_generation_prompt = flag("add_generation_prompt", true)?;
+    let continue_final_message = flag("continue_final_message", false)?;
+    let template_kwargs = match o.remove("chat_template_kwargs") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(k)) => k,
+        Some(x) => anyhow::bail!(
+            "{}: `chat_template_kwargs` must be an object, found {x}",
+            f.display()
+        ),
+    };
+    let m = o
+        .remove("messages")
+        .with_context(|| format!("{}: no `messages`", f.display()))?;
     let messages: Vec<ChatMessage> = serde_json::from_value(m).with_context(|| {
         format!(
             "{}: `messages` must be a list of objects with a string `role` (and `content`)",
@@ -172,8 +184,10 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     })?;
     Ok(ChatRequest {
         messages,
-        tools,
-        documents,
-        add_generation_prompt: gen,
+        tools: o.remove("tools").filter(|t| !t.is_null()),
+        documents: o.remove("documents").filter(|d| !d.is_null()),
+        add_generation_prompt,
+        continue_final_message,
+        template_kwargs,
     })
 }

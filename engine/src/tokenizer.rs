@@ -434,9 +434,8 @@ impl TextTokenizer {
     ) -> Result<String> {
         self.render_chat_request(&ChatRequest {
             messages: messages.to_vec(),
-            tools: None,
-            documents: None,
             add_generation_prompt,
+            ..Default::default()
         })
     }
 

@@ -251,6 +251,7 @@ fn compat_templates_render_as_transformers() {
             tools: c.get("tools").cloned(),
             documents: c.get("documents").cloned(),
             add_generation_prompt: c["add_generation_prompt"].as_bool().unwrap(),
+            ..Default::default()
         };
         let got = tok.render_chat_request(&req);
         if c["expected_error"].as_bool() == Some(true) {

@@ -50,7 +50,7 @@ pub enum PromptInput {
     /// Token ids (completions).
     Ids(Vec<u32>),
     /// A conversation (chat), with the tools its template is shown.
-    Chat(ChatRequest),
+    Chat(Box<ChatRequest>),
 }
 
 /// A checked request.
@@ -186,6 +186,10 @@ common_fields!(body_struct
         tool_choice: Value,
         functions: Value,
         parallel_tool_calls: bool,
+        add_generation_prompt: bool,
+        continue_final_message: bool,
+        chat_template_kwargs: Map<String, Value>,
+        documents: Value,
     }
 );
 

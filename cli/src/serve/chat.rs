@@ -30,7 +30,15 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         .enumerate()
         .map(|(i, m)| chat_message(i, m))
         .collect::<Result<Vec<_>, _>>()?;
-    job.prompts = vec![PromptInput::Chat(ChatRequest::new(messages))];
+    let mut conversation = ChatRequest::new(messages);
+    template_options(
+        &mut conversation,
+        b.add_generation_prompt,
+        b.continue_final_message,
+        b.chat_template_kwargs.take(),
+    )?;
+    conversation.documents = documents(b.documents.take())?;
+    job.prompts = vec![PromptInput::Chat(Box::new(conversation))];
     job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_param(
@@ -102,6 +110,59 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         }
     }
     Ok(job)
+}
+
+/// vLLM's template switches, as both /v1/chat/completions and /tokenize take them:
+/// `add_generation_prompt` (default true, false when `continue_final_message` is set alone),
+/// `continue_final_message`, `chat_template_kwargs` (more template variables).
+pub(super) fn template_options(
+    c: &mut ChatRequest,
+    add_generation_prompt: Option<bool>,
+    continue_final_message: Option<bool>,
+    kwargs: Option<serde_json::Map<String, Value>>,
+) -> Result<(), ApiError> {
+    c.continue_final_message = continue_final_message.unwrap_or(false);
+    c.add_generation_prompt = add_generation_prompt.unwrap_or(!c.continue_final_message);
+    if c.continue_final_message && c.add_generation_prompt {
+        return Err(ApiError::bad_param(
+            "continue_final_message",
+            "`continue_final_message` and `add_generation_prompt` cannot both be true: the first continues the last message, the second opens a new turn",
+        ));
+    }
+    c.template_kwargs = kwargs.unwrap_or_default();
+    let reserved = dlp_engine::tokenizer::chat::RENDERER_SETS;
+    if let Some(k) = c
+        .template_kwargs
+        .keys()
+        .find(|k| reserved.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_param(
+            format!("chat_template_kwargs.{k}"),
+            format!("`chat_template_kwargs.{k}` cannot be given: the server sets `{k}` itself (use the request's own field)"),
+        ));
+    }
+    Ok(())
+}
+
+/// vLLM's `documents` for retrieval-augmented templates: a list of objects of strings
+/// (`{"title", "text"}`, say), given to the template as they are.
+fn documents(d: Option<Value>) -> Result<Option<Value>, ApiError> {
+    let Some(d) = d.filter(|d| !d.is_null()) else {
+        return Ok(None);
+    };
+    let ok = d.as_array().is_some_and(|list| {
+        list.iter().all(|x| {
+            x.as_object()
+                .is_some_and(|o| o.values().all(Value::is_string))
+        })
+    });
+    if !ok {
+        return Err(ApiError::bad_param(
+            "documents",
+            format!("`documents` must be a list of objects whose values are strings ({{\"title\": ..., \"text\": ...}}), found {d}"),
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// One OpenAI message: `role` and `content` (a string, or a list of text parts).

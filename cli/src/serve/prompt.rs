@@ -1,6 +1,8 @@
 //! A request's prompts made ready for the engine: the chat template, tokens, the length
 //! checks (the cheap ones before the costly work) and the router's segments.
 
+use dlp_engine::tokenizer::ChatRequest;
+
 use super::api::{PromptInput, Selection};
 use super::error::ApiError;
 use super::http::AppState;
@@ -110,10 +112,11 @@ pub fn prepare(
             (ids, starts, r.text, r.span, r.user)
         }
         PromptInput::Chat(c) => {
-            let r = render_prompt(tok, true, None, None, Some(c.clone())).map_err(|e| {
-                let msg = format!("{e:#}");
-                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
-            })?;
+            let r =
+                render_prompt(tok, true, None, None, Some(ChatRequest::clone(c))).map_err(|e| {
+                    let msg = format!("{e:#}");
+                    ApiError::bad_param(super::chat::template_error_param(&msg), msg)
+                })?;
             check_text_len(st, name, &r.text)?;
             let (ids, starts) = encode_prompt(tok, &r)
                 .map_err(|e| ApiError::bad_param("messages", format!("{e:#}")))?;

@@ -34,6 +34,10 @@ struct TokenizeBody {
     /// Messages only: the functions the chat template is shown, as `/v1/chat/completions`
     /// shows its `tools`.
     tools: Option<Value>,
+    /// Messages only: continue the final message (as `/v1/chat/completions` does).
+    continue_final_message: Option<bool>,
+    /// Messages only: more template variables (as `/v1/chat/completions` takes them).
+    chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     /// Also answer each token's vocabulary string.
     return_token_strs: Option<bool>,
 }
@@ -78,6 +82,8 @@ pub async fn tokenize(
         add_special_tokens: b.add_special_tokens,
         add_generation_prompt: b.add_generation_prompt,
         tools: b.tools.filter(|t| !t.is_null()),
+        continue_final_message: b.continue_final_message,
+        chat_template_kwargs: b.chat_template_kwargs,
     };
     let strs = b.return_token_strs.unwrap_or(false);
     let is_chat = b.messages.is_some();
@@ -115,6 +121,8 @@ struct Flags {
     add_special_tokens: Option<bool>,
     add_generation_prompt: Option<bool>,
     tools: Option<Value>,
+    continue_final_message: Option<bool>,
+    chat_template_kwargs: Option<serde_json::Map<String, Value>>,
 }
 
 /// The ids of a prompt or a conversation, as the completion endpoints make them.
@@ -138,6 +146,8 @@ fn encode(
             for (given, field) in [
                 (f.add_generation_prompt.is_some(), "add_generation_prompt"),
                 (f.tools.is_some(), "tools"),
+                (f.continue_final_message.is_some(), "continue_final_message"),
+                (f.chat_template_kwargs.is_some(), "chat_template_kwargs"),
             ] {
                 if given {
                     return Err(ApiError::bad_param(
@@ -182,17 +192,21 @@ fn encode(
             // As /v1/chat/completions writes calls sent back (none forced here).
             super::tools::calls_as_text(tok, &mut m, None, st.tool_parser);
             super::tools::functions(f.tools.clone())?;
-            let text = tok
-                .render_chat_request(&ChatRequest {
-                    messages: m,
-                    tools: f.tools.clone(),
-                    documents: None,
-                    add_generation_prompt: f.add_generation_prompt.unwrap_or(true),
-                })
-                .map_err(|e| {
-                    let msg = format!("{e:#}");
-                    ApiError::bad_param(super::chat::template_error_param(&msg), msg)
-                })?;
+            let mut conversation = ChatRequest {
+                messages: m,
+                tools: f.tools.clone(),
+                ..Default::default()
+            };
+            super::chat::template_options(
+                &mut conversation,
+                f.add_generation_prompt,
+                f.continue_final_message,
+                f.chat_template_kwargs.clone(),
+            )?;
+            let text = tok.render_chat_request(&conversation).map_err(|e| {
+                let msg = format!("{e:#}");
+                ApiError::bad_param(super::chat::template_error_param(&msg), msg)
+            })?;
             check_text_len(st, "messages", &text)?;
             let (ids, _) = tok
                 .encode_prompt(&text, true)

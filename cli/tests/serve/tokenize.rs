@@ -116,3 +116,48 @@ fn tokenize_follows_the_bos_rules() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["param"], "add_special_tokens");
 }
+
+/// vLLM's template switches on chat and /tokenize: `continue_final_message` feeds the model
+/// the final (assistant) message open, so the answer goes on from its last word;
+/// `chat_template_kwargs` and `documents` reach the template (SmolLM2's reads neither, so the
+/// prompt is unchanged).
+#[test]
+fn template_switches_reach_the_template() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let begun = json!([{"role": "user", "content": "Describe the sky."},
+                       {"role": "assistant", "content": "The sky today is"}]);
+    let t = s.ok(
+        "/tokenize",
+        &json!({"messages": begun, "continue_final_message": true}),
+    );
+    let text = s.ok("/detokenize", &json!({"tokens": t["tokens"]}));
+    assert!(
+        text["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("<|im_start|>assistant\nThe sky today is"),
+        "{text}"
+    );
+    let chat = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "boolq", "max_tokens": 8, "temperature": 0, "messages": begun,
+                "continue_final_message": true}),
+    );
+    assert_eq!(chat["usage"]["prompt_tokens"], t["count"], "{chat}");
+    // Opening a new turn instead: a longer prompt (the end of turn and a new header).
+    let new_turn = s.ok("/tokenize", &json!({"messages": begun}));
+    assert!(new_turn["count"].as_u64() > t["count"].as_u64());
+    let plain = s.ok("/tokenize", &json!({"messages": [begun[0]]}));
+    let extra = s.ok(
+        "/tokenize",
+        &json!({"messages": [begun[0]], "chat_template_kwargs": {"enable_thinking": false}}),
+    );
+    assert_eq!(extra["tokens"], plain["tokens"]);
+    let docs = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "boolq", "max_tokens": 1, "messages": [begun[0]],
+                "documents": [{"title": "Sky", "text": "Blue."}]}),
+    );
+    assert_eq!(docs["usage"]["prompt_tokens"], plain["count"]);
+}

@@ -233,17 +233,72 @@ pub(super) fn render(
         Some(v) => Value::from_serialize(v),
         None => Value::from(()),
     };
-    tmpl.render(context! {
-        messages => template_messages(template, req),
-        add_generation_prompt => req.add_generation_prompt,
-        tools => opt(&req.tools),
-        documents => opt(&req.documents),
-        bos_token => special.bos.as_deref().unwrap_or(""),
-        eos_token => special.eos.as_deref().unwrap_or(""),
-        pad_token => special.pad.as_deref().unwrap_or(""),
-        unk_token => special.unk.as_deref().unwrap_or(""),
-    })
-    .map_err(fail)
+    if req.continue_final_message && req.add_generation_prompt {
+        return Err(Error::invalid(
+            "`continue_final_message` and `add_generation_prompt` cannot both be set: the first continues the last message, the second opens a new turn",
+        ));
+    }
+    if let Some(k) = (req.template_kwargs.keys()).find(|k| RENDERER_SETS.contains(&k.as_str())) {
+        return Err(Error::invalid(format!(
+            "the template variable `{k}` is set by the renderer; it cannot be given as a template keyword argument"
+        )));
+    }
+    let text = tmpl
+        .render(context! {
+            messages => template_messages(template, req),
+            add_generation_prompt => req.add_generation_prompt,
+            tools => opt(&req.tools),
+            documents => opt(&req.documents),
+            bos_token => special.bos.as_deref().unwrap_or(""),
+            eos_token => special.eos.as_deref().unwrap_or(""),
+            pad_token => special.pad.as_deref().unwrap_or(""),
+            unk_token => special.unk.as_deref().unwrap_or(""),
+            ..Value::from_serialize(&req.template_kwargs)
+        })
+        .map_err(fail)?;
+    if req.continue_final_message {
+        return continue_final(text, req);
+    }
+    Ok(text)
+}
+
+/// The variables [`render`] sets (keyword arguments may not replace them).
+pub const RENDERER_SETS: [&str; 8] = [
+    "messages",
+    "add_generation_prompt",
+    "tools",
+    "documents",
+    "bos_token",
+    "eos_token",
+    "pad_token",
+    "unk_token",
+];
+
+/// transformers' `continue_final_message`: the rendered text up to the end of the final
+/// message's content (its last text part for a list), stripped, so the model goes on writing it.
+fn continue_final(mut text: String, req: &ChatRequest) -> Result<String> {
+    let last = req
+        .messages
+        .last()
+        .map(|m| match m.fields().get("content") {
+            Some(serde_json::Value::Array(parts)) => parts
+                .last()
+                .and_then(|p| p.get("text"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            _ => m.text(),
+        });
+    let last = last.unwrap_or_default();
+    let last = last.trim();
+    let Some(at) = text.rfind(last) else {
+        return Err(Error::invalid(format!(
+            "messages[{}].content: `continue_final_message` is set, but the chat template does not write the final message's text as given",
+            req.messages.len().saturating_sub(1)
+        )));
+    };
+    text.truncate(at + last.len());
+    Ok(text)
 }
 
 /// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, sort_keys=False)`,
@@ -403,170 +458,4 @@ fn py_float(f: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::tokenizer::ChatMessage;
-
-    fn msgs(v: &[(&str, &str)]) -> Vec<ChatMessage> {
-        v.iter().map(|(r, c)| ChatMessage::new(r, c)).collect()
-    }
-
-    fn special(bos: Option<&str>) -> SpecialTokens {
-        SpecialTokens {
-            bos: bos.map(String::from),
-            ..Default::default()
-        }
-    }
-
-    fn render(
-        t: &str,
-        m: &[ChatMessage],
-        gen: bool,
-        bos: Option<&str>,
-        _eos: Option<&str>,
-    ) -> Result<String> {
-        super::render(
-            t,
-            "test",
-            &ChatRequest {
-                messages: m.to_vec(),
-                add_generation_prompt: gen,
-                tools: None,
-                documents: None,
-            },
-            &special(bos),
-        )
-    }
-
-    #[test]
-    fn template_rewrites() {
-        assert_eq!(
-            prepare("{%- generation -%}x{% endgeneration %}"),
-            "{%- if true -%}x{% endif %}"
-        );
-        assert_eq!(
-            prepare("{{ '%d of %s' % (a, b.c) }}"),
-            "{{ __percent_format('%d of %s', (a, b.c)) }}"
-        );
-        assert_eq!(
-            prepare("{{ \"%s!\" % name }}"),
-            "{{ __percent_format(\"%s!\", name) }}"
-        );
-        // Numbers keep minijinja's own operator.
-        assert_eq!(
-            prepare("{% if loop.index % 2 %}"),
-            "{% if loop.index % 2 %}"
-        );
-    }
-
-    #[test]
-    fn text_parts_become_a_string_unless_the_template_loops_over_them() {
-        let parts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
-            r#"{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}"#,
-        )
-        .unwrap();
-        let m = [ChatMessage::try_from(parts).unwrap()];
-        let concat = "{% for m in messages %}{{ '<' + m['content'] + '>' }}{% endfor %}";
-        let out = render(concat, &m, false, None, None).unwrap();
-        assert_eq!(out, "<a\nb>");
-        // The router reads `text()`, and its span is found in the rendered prompt.
-        assert!(out.contains(&m[0].text()));
-        let looped =
-            "{% for m in messages %}{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}";
-        assert_eq!(render(looped, &m, false, None, None).unwrap(), "[a][b]");
-        let looped = looped.replace("m.content", "m['content']");
-        assert_eq!(render(&looped, &m, false, None, None).unwrap(), "[a][b]");
-        let aliased = "{% for m in messages %}{% set c = m['content'] %}\
-                       {% for p in c %}[{{ p.text }}]{% endfor %}{% endfor %}";
-        assert_eq!(render(aliased, &m, false, None, None).unwrap(), "[a][b]");
-        let filtered = "{% set c = messages[0].content %}\
-                        {% for p in c if p.type == 'text' %}[{{ p.text }}]{% endfor %}";
-        assert_eq!(render(filtered, &m, false, None, None).unwrap(), "[a][b]");
-        let indexed = "{% for p in messages[0]['content'] | list %}[{{ p.text }}]{% endfor %}";
-        assert_eq!(render(indexed, &m, false, None, None).unwrap(), "[a][b]");
-        // An alias only printed (or looped over something else) is a string.
-        let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
-                       {% for x in [1] %}{% endfor %}{% endfor %}";
-        assert_eq!(render(printed, &m, false, None, None).unwrap(), "<a\nb>");
-    }
-
-    #[test]
-    fn tool_calls_refused_where_the_template_never_reads_them() {
-        let msg = |json: &str| {
-            let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
-            ChatMessage::try_from(m).unwrap()
-        };
-        let m = [
-            msg(r#"{"role": "user", "content": "hi"}"#),
-            msg(
-                r#"{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}"#,
-            ),
-            msg(r#"{"role": "tool", "tool_call_id": "c", "content": "42"}"#),
-        ];
-        let text_only =
-            "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}\n{% endfor %}";
-        let e = render(text_only, &m, false, None, None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("messages[1].tool_calls") && e.contains("never reads"),
-            "{e}"
-        );
-        let reads = "{% for m in messages %}{{ m['role'] }}{% if m.tool_calls %}\
-                     ={{ m.tool_calls[0].function.name }}{% else %}:{{ m['content'] }}{% endif %}\
-                     |{% endfor %}";
-        assert_eq!(
-            render(reads, &m, false, None, None).unwrap(),
-            "user:hi|assistant=f|tool:42|"
-        );
-        // Without tool calls nothing changes.
-        assert_eq!(
-            render(text_only, &m[..1], false, None, None).unwrap(),
-            "user: hi\n"
-        );
-    }
-
-    #[test]
-    fn python_methods_and_tojson() {
-        let t =
-            "{% for m in messages %}{{ m.content.strip().upper() }}|{{ m.content.split(',')[1] }}|\
-                 {{ m.content.startswith((' x', ' a')) }}|{{ m | tojson }}{% endfor %}";
-        let out = render(t, &msgs(&[("user", " a,b ")]), false, None, None).unwrap();
-        assert_eq!(out, r#"A,B|b |True|{"role": "user", "content": " a,b "}"#);
-    }
-
-    #[test]
-    fn tojson_indent_and_escapes() {
-        let t = "{{ {'a': [1, 2.5, 1e-05, none], 'b': 'é\"\\n<'} | tojson(indent=2) }}";
-        let out = render(t, &[], false, None, None).unwrap();
-        assert_eq!(out, "{\n  \"a\": [\n    1,\n    2.5,\n    1e-05,\n    null\n  ],\n  \"b\": \"é\\\"\\n<\"\n}");
-    }
-
-    #[test]
-    fn raise_exception_is_an_error() {
-        let t = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok";
-        let e = render(t, &msgs(&[("assistant", "x")]), false, None, None).unwrap_err();
-        assert!(e.to_string().contains("first must be user"), "{e}");
-        assert_eq!(
-            render(t, &msgs(&[("user", "x")]), false, None, None).unwrap(),
-            "ok"
-        );
-    }
-
-    #[test]
-    fn blocks_are_trimmed_like_transformers() {
-        let t = "{{ bos_token }}\n{% for m in messages %}\n  {% if m.role == 'user' %}\n[{{ m.content }}]\n  {% endif %}\n{% endfor %}";
-        let out = render(t, &msgs(&[("user", "hi")]), true, Some("<s>"), None).unwrap();
-        assert_eq!(out, "<s>\n[hi]\n");
-    }
-
-    #[test]
-    fn python_float_repr() {
-        assert_eq!(py_float(1.0), "1.0");
-        assert_eq!(py_float(0.1), "0.1");
-        assert_eq!(py_float(1e-5), "1e-05");
-        assert_eq!(py_float(1e16), "1e+16");
-        assert_eq!(py_float(123456.75), "123456.75");
-    }
-}
+mod tests;

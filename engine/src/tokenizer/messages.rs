@@ -79,8 +79,9 @@ impl ChatMessage {
 }
 
 /// What `apply_chat_template` takes: the messages, optional `tools` and `documents` (the
-/// template sees None without them), and whether to open the assistant's turn.
-#[derive(Debug, Clone, PartialEq)]
+/// template sees None without them), whether to open the assistant's turn or continue the
+/// last one, and more template variables.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatRequest {
     /// The conversation.
     pub messages: Vec<ChatMessage>,
@@ -90,6 +91,14 @@ pub struct ChatRequest {
     pub documents: Option<Json>,
     /// Open the assistant's turn at the end.
     pub add_generation_prompt: bool,
+    /// Continue the final message (an assistant's answer begun by the caller): the text ends
+    /// where that message's content does, without the template's end of turn
+    /// (transformers' `continue_final_message`). Excludes `add_generation_prompt`.
+    pub continue_final_message: bool,
+    /// More template variables (transformers' keyword arguments, vLLM's
+    /// `chat_template_kwargs`: `enable_thinking` for Qwen3's template, say); the names the
+    /// renderer sets itself are refused.
+    pub template_kwargs: serde_json::Map<String, Json>,
 }
 
 impl ChatRequest {
@@ -97,9 +106,8 @@ impl ChatRequest {
     pub fn new(messages: Vec<ChatMessage>) -> Self {
         ChatRequest {
             messages,
-            tools: None,
-            documents: None,
             add_generation_prompt: true,
+            ..Default::default()
         }
     }
 }

@@ -1,0 +1,211 @@
+//! The chat renderer's unit tests: template rewrites, Python methods, errors.
+
+use super::*;
+
+use crate::tokenizer::ChatMessage;
+
+fn msgs(v: &[(&str, &str)]) -> Vec<ChatMessage> {
+    v.iter().map(|(r, c)| ChatMessage::new(r, c)).collect()
+}
+
+fn special(bos: Option<&str>) -> SpecialTokens {
+    SpecialTokens {
+        bos: bos.map(String::from),
+        ..Default::default()
+    }
+}
+
+fn render(
+    t: &str,
+    m: &[ChatMessage],
+    gen: bool,
+    bos: Option<&str>,
+    _eos: Option<&str>,
+) -> Result<String> {
+    super::render(
+        t,
+        "test",
+        &ChatRequest {
+            messages: m.to_vec(),
+            add_generation_prompt: gen,
+            ..Default::default()
+        },
+        &special(bos),
+    )
+}
+
+#[test]
+fn template_rewrites() {
+    assert_eq!(
+        prepare("{%- generation -%}x{% endgeneration %}"),
+        "{%- if true -%}x{% endif %}"
+    );
+    assert_eq!(
+        prepare("{{ '%d of %s' % (a, b.c) }}"),
+        "{{ __percent_format('%d of %s', (a, b.c)) }}"
+    );
+    assert_eq!(
+        prepare("{{ \"%s!\" % name }}"),
+        "{{ __percent_format(\"%s!\", name) }}"
+    );
+    // Numbers keep minijinja's own operator.
+    assert_eq!(
+        prepare("{% if loop.index % 2 %}"),
+        "{% if loop.index % 2 %}"
+    );
+}
+
+#[test]
+fn text_parts_become_a_string_unless_the_template_loops_over_them() {
+    let parts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}"#,
+    )
+    .unwrap();
+    let m = [ChatMessage::try_from(parts).unwrap()];
+    let concat = "{% for m in messages %}{{ '<' + m['content'] + '>' }}{% endfor %}";
+    let out = render(concat, &m, false, None, None).unwrap();
+    assert_eq!(out, "<a\nb>");
+    // The router reads `text()`, and its span is found in the rendered prompt.
+    assert!(out.contains(&m[0].text()));
+    let looped =
+        "{% for m in messages %}{% for p in m.content %}[{{ p.text }}]{% endfor %}{% endfor %}";
+    assert_eq!(render(looped, &m, false, None, None).unwrap(), "[a][b]");
+    let looped = looped.replace("m.content", "m['content']");
+    assert_eq!(render(&looped, &m, false, None, None).unwrap(), "[a][b]");
+    let aliased = "{% for m in messages %}{% set c = m['content'] %}\
+                   {% for p in c %}[{{ p.text }}]{% endfor %}{% endfor %}";
+    assert_eq!(render(aliased, &m, false, None, None).unwrap(), "[a][b]");
+    let filtered = "{% set c = messages[0].content %}\
+                    {% for p in c if p.type == 'text' %}[{{ p.text }}]{% endfor %}";
+    assert_eq!(render(filtered, &m, false, None, None).unwrap(), "[a][b]");
+    let indexed = "{% for p in messages[0]['content'] | list %}[{{ p.text }}]{% endfor %}";
+    assert_eq!(render(indexed, &m, false, None, None).unwrap(), "[a][b]");
+    // An alias only printed (or looped over something else) is a string.
+    let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
+                   {% for x in [1] %}{% endfor %}{% endfor %}";
+    assert_eq!(render(printed, &m, false, None, None).unwrap(), "<a\nb>");
+}
+
+#[test]
+fn tool_calls_refused_where_the_template_never_reads_them() {
+    let msg = |json: &str| {
+        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        ChatMessage::try_from(m).unwrap()
+    };
+    let m = [
+        msg(r#"{"role": "user", "content": "hi"}"#),
+        msg(
+            r#"{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}"#,
+        ),
+        msg(r#"{"role": "tool", "tool_call_id": "c", "content": "42"}"#),
+    ];
+    let text_only = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}\n{% endfor %}";
+    let e = render(text_only, &m, false, None, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("messages[1].tool_calls") && e.contains("never reads"),
+        "{e}"
+    );
+    let reads = "{% for m in messages %}{{ m['role'] }}{% if m.tool_calls %}\
+                 ={{ m.tool_calls[0].function.name }}{% else %}:{{ m['content'] }}{% endif %}\
+                 |{% endfor %}";
+    assert_eq!(
+        render(reads, &m, false, None, None).unwrap(),
+        "user:hi|assistant=f|tool:42|"
+    );
+    // Without tool calls nothing changes.
+    assert_eq!(
+        render(text_only, &m[..1], false, None, None).unwrap(),
+        "user: hi\n"
+    );
+}
+
+#[test]
+fn python_methods_and_tojson() {
+    let t = "{% for m in messages %}{{ m.content.strip().upper() }}|{{ m.content.split(',')[1] }}|\
+             {{ m.content.startswith((' x', ' a')) }}|{{ m | tojson }}{% endfor %}";
+    let out = render(t, &msgs(&[("user", " a,b ")]), false, None, None).unwrap();
+    assert_eq!(out, r#"A,B|b |True|{"role": "user", "content": " a,b "}"#);
+}
+
+#[test]
+fn tojson_indent_and_escapes() {
+    let t = "{{ {'a': [1, 2.5, 1e-05, none], 'b': 'é\"\\n<'} | tojson(indent=2) }}";
+    let out = render(t, &[], false, None, None).unwrap();
+    assert_eq!(
+        out,
+        "{\n  \"a\": [\n    1,\n    2.5,\n    1e-05,\n    null\n  ],\n  \"b\": \"é\\\"\\n<\"\n}"
+    );
+}
+
+#[test]
+fn raise_exception_is_an_error() {
+    let t = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok";
+    let e = render(t, &msgs(&[("assistant", "x")]), false, None, None).unwrap_err();
+    assert!(e.to_string().contains("first must be user"), "{e}");
+    assert_eq!(
+        render(t, &msgs(&[("user", "x")]), false, None, None).unwrap(),
+        "ok"
+    );
+}
+
+#[test]
+fn blocks_are_trimmed_like_transformers() {
+    let t = "{{ bos_token }}\n{% for m in messages %}\n  {% if m.role == 'user' %}\n[{{ m.content }}]\n  {% endif %}\n{% endfor %}";
+    let out = render(t, &msgs(&[("user", "hi")]), true, Some("<s>"), None).unwrap();
+    assert_eq!(out, "<s>\n[hi]\n");
+}
+
+#[test]
+fn python_float_repr() {
+    assert_eq!(py_float(1.0), "1.0");
+    assert_eq!(py_float(0.1), "0.1");
+    assert_eq!(py_float(1e-5), "1e-05");
+    assert_eq!(py_float(1e16), "1e+16");
+    assert_eq!(py_float(123456.75), "123456.75");
+}
+
+/// Keyword arguments are template variables (not the renderer's own); `continue_final_message`
+/// ends the text where the last message's content does, as transformers does.
+#[test]
+fn template_kwargs_and_continue_final_message() {
+    let t = "{% for m in messages %}<{{ m.role }}>{{ m.content }}</s>{% endfor %}\
+             {% if add_generation_prompt %}<assistant>{% if think %}<think>{% endif %}{% endif %}";
+    let req = |m: Vec<ChatMessage>, gen: bool, cont: bool, kwargs: serde_json::Value| ChatRequest {
+        messages: m,
+        add_generation_prompt: gen,
+        continue_final_message: cont,
+        template_kwargs: kwargs.as_object().unwrap().clone(),
+        ..Default::default()
+    };
+    let sp = special(None);
+    let hi = msgs(&[("user", "hi")]);
+    let on = req(hi.clone(), true, false, serde_json::json!({"think": true}));
+    assert_eq!(
+        super::render(t, "t", &on, &sp).unwrap(),
+        "<user>hi</s><assistant><think>"
+    );
+    let off = req(hi.clone(), true, false, serde_json::json!({}));
+    assert_eq!(
+        super::render(t, "t", &off, &sp).unwrap(),
+        "<user>hi</s><assistant>"
+    );
+    let clash = req(hi.clone(), true, false, serde_json::json!({"messages": []}));
+    let e = super::render(t, "t", &clash, &sp).unwrap_err().to_string();
+    assert!(e.contains("`messages` is set by the renderer"), "{e}");
+
+    let begun = msgs(&[("user", "hi"), ("assistant", "  Hello, I am ")]);
+    let cont = req(begun.clone(), false, true, serde_json::json!({}));
+    assert_eq!(
+        super::render(t, "t", &cont, &sp).unwrap(),
+        "<user>hi</s><assistant>  Hello, I am"
+    );
+    let both = req(begun, true, true, serde_json::json!({}));
+    assert!(super::render(t, "t", &both, &sp).is_err());
+    let hidden = "{% for m in messages %}{{ m.role }}{% endfor %}";
+    let e = super::render(hidden, "t", &cont, &sp)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("messages[1].content"), "{e}");
+}
