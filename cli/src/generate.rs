@@ -9,129 +9,12 @@ use clap::Args;
 use dlp_engine::generate::{failure, generate_each, FinishReason, GenRequest, DEFAULT_STEP_TOKENS};
 use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 use dlp_engine::Backend;
-use dlp_engine::SamplingParams;
 use serde_json::{json, Value};
 
 use crate::common::{self, load, parse_mix, Loaded, ModelArgs, WithBackend};
 use crate::pipeline::{encode_prompt, peak_rss_mib, render_prompt, TextStream};
 use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing};
-
-/// Sampling flags shared by generating commands.
-#[derive(Debug, Args, Clone)]
-pub struct SamplingArgs {
-    /// Most new tokens per prompt.
-    #[arg(long, default_value_t = 128)]
-    pub max_tokens: usize,
-    /// Softmax temperature; 0 = greedy (deterministic argmax).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    /// Keep only the K most likely tokens (0 = off).
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    /// Nucleus sampling: keep the smallest set of tokens whose probability reaches P (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    /// Drop tokens less likely than MIN_P times the most likely one (0 = off).
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
-    /// Penalise tokens already in the context (1 = off; 1.1 is a common choice).
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
-    /// OpenAI's presence penalty, from -2 to 2: subtracted once from the logit of every token
-    /// generated so far (0 = off; positive values favour new tokens).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub presence_penalty: f32,
-    /// OpenAI's frequency penalty, from -2 to 2: subtracted from a token's logit once per time
-    /// it was generated so far (0 = off).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub frequency_penalty: f32,
-    /// Add BIAS (-100 to 100) to token ID's logit before sampling (repeatable; `dlp-run
-    /// tokenize --text " Paris" --show-tokens` shows ids): -100 all but bans the token, 100
-    /// all but forces it.
-    #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias, allow_negative_numbers = true)]
-    pub logit_bias: Vec<(u32, f32)>,
-    /// Random seed: the same seed gives the same text.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Stop when this string is generated (repeatable); it is not printed.
-    #[arg(long = "stop", value_name = "TEXT")]
-    pub stop: Vec<String>,
-    /// End a sequence when token ID is generated, as an end-of-sequence token does
-    /// (repeatable; vLLM's `stop_token_ids`); it is not printed.
-    #[arg(long = "stop-token-id", value_name = "ID")]
-    pub stop_token_ids: Vec<u32>,
-    /// Generate at least N tokens: end-of-sequence and --stop-token-id tokens are held back,
-    /// and --stop strings ignored, until then (vLLM's `min_tokens`; at most --max-tokens).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub min_tokens: usize,
-}
-
-/// `--logit-bias ID=BIAS`.
-fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
-    let (id, bias) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not ID=BIAS (e.g. 504=-100)"))?;
-    let id = id
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("`{id}` is not a token id (a whole number from 0)"))?;
-    let bias = bias
-        .trim()
-        .parse::<f32>()
-        .ok()
-        .filter(|b| (-100.0..=100.0).contains(b))
-        .ok_or_else(|| format!("`{bias}` is not a bias from -100 to 100"))?;
-    Ok((id, bias))
-}
-
-impl SamplingArgs {
-    /// Refuses a token id given twice to `--logit-bias` (before the model loads).
-    pub fn check_logit_bias_once(&self) -> Result<()> {
-        for (i, &(t, _)) in self.logit_bias.iter().enumerate() {
-            if self.logit_bias[..i].iter().any(|&(u, _)| u == t) {
-                bail!("--logit-bias: token {t} is given twice");
-            }
-        }
-        Ok(())
-    }
-
-    /// Refuses a `--logit-bias` or `--stop-token-id` token outside a vocabulary of `vocab`
-    /// tokens (the sampler would ignore it silently).
-    pub fn check_token_ids_vocab(&self, vocab: usize) -> Result<()> {
-        if let Some(&(t, _)) = self.logit_bias.iter().find(|&&(t, _)| t as usize >= vocab) {
-            bail!(
-                "--logit-bias {t}=...: token {t} is outside this model's vocabulary (0..{vocab})"
-            );
-        }
-        if let Some(t) = self.stop_token_ids.iter().find(|&&t| t as usize >= vocab) {
-            bail!("--stop-token-id {t}: token {t} is outside this model's vocabulary (0..{vocab})");
-        }
-        Ok(())
-    }
-
-    /// The sampler parameters.
-    pub fn params(&self) -> SamplingParams {
-        SamplingParams {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repetition_penalty: self.repetition_penalty,
-            presence_penalty: self.presence_penalty,
-            frequency_penalty: self.frequency_penalty,
-            logit_bias: {
-                let mut b = self.logit_bias.clone();
-                b.sort_by_key(|&(t, _)| t);
-                b
-            },
-            seed: self.seed,
-            max_tokens: self.max_tokens,
-            stop: self.stop.clone(),
-            stop_token_ids: self.stop_token_ids.clone(),
-            min_tokens: self.min_tokens,
-        }
-    }
-}
+use crate::sampling_args::SamplingArgs;
 
 /// Generate text with the base model and a weighted mixture of LoRA adapters.
 #[derive(Debug, Args, Clone)]
@@ -343,6 +226,9 @@ impl WithBackend for &GenerateArgs {
         // Named by flag, before the model loads (the engine would name the field later); the
         // vocabulary is checked once it is known. The output format's schema file is read here.
         args.sampling.check_logit_bias_once()?;
+        if let Some(w) = args.sampling.bad_words.iter().find(|w| w.trim().is_empty()) {
+            bail!("--bad-word {w:?}: a bad word must not be blank");
+        }
         let format = args.format.format()?;
         if let Err(dlp_engine::sampler::SamplerError::InvalidParam {
             field,
@@ -372,7 +258,8 @@ impl WithBackend for &GenerateArgs {
         let tok = loaded.tokenizer()?;
         args.sampling
             .check_token_ids_vocab(loaded.model.config.vocab_size)?;
-        let params = args.sampling.params();
+        let mut params = args.sampling.params();
+        params.bad_words_ids = tok.bad_words_ids(&args.sampling.bad_words)?;
         let constraint = format
             .map(|f| {
                 crate::format_args::compile(

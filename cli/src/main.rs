@@ -19,6 +19,7 @@ mod progress;
 mod router_cmd;
 mod router_extend;
 mod routing;
+mod sampling_args;
 mod score;
 mod select_backend;
 mod serve;

@@ -62,6 +62,14 @@ pub struct SamplingParams {
     /// ignores stop strings. An output grammar that is complete still ends the sequence.
     #[serde(default)]
     pub min_tokens: usize,
+    /// vLLM's `allowed_token_ids`: when not empty, only these tokens may be sampled (sorted,
+    /// each once; masked after bias and penalties, like an output grammar).
+    #[serde(default)]
+    pub allowed_token_ids: Vec<u32>,
+    /// vLLM's `bad_words` as token sequences: the last token of each is masked wherever the
+    /// tokens generated so far end with the rest of it (a one-token word: always).
+    #[serde(default)]
+    pub bad_words_ids: Vec<Vec<u32>>,
 }
 
 impl Default for SamplingParams {
@@ -81,6 +89,8 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             stop_token_ids: Vec::new(),
             min_tokens: 0,
+            allowed_token_ids: Vec::new(),
+            bad_words_ids: Vec::new(),
         }
     }
 }
@@ -171,6 +181,17 @@ impl SamplingParams {
             self.min_tokens <= self.max_tokens,
             "at most max_tokens",
         )?;
+        if let Some(w) = (self.allowed_token_ids.windows(2)).find(|w| w[0] >= w[1]) {
+            check(
+                "allowed_token_ids",
+                w[1] as f32,
+                false,
+                "token ids sorted and each given once",
+            )?;
+        }
+        if self.bad_words_ids.iter().any(Vec::is_empty) {
+            check("bad_words_ids", 0.0, false, "non-empty token sequences")?;
+        }
         Ok(())
     }
 
@@ -377,6 +398,22 @@ impl Sampler {
         if self.returned < p.min_tokens {
             for &t in self.end_tokens.iter().chain(&p.stop_token_ids) {
                 if let Some(l) = work.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        if !p.allowed_token_ids.is_empty() {
+            for (t, l) in work.iter_mut().enumerate() {
+                if p.allowed_token_ids.binary_search(&(t as u32)).is_err() {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let generated = &context[context.len().saturating_sub(self.returned)..];
+        for word in &p.bad_words_ids {
+            let (&last, before) = word.split_last().expect("validated: not empty");
+            if generated.ends_with(before) {
+                if let Some(l) = work.get_mut(last as usize) {
                     *l = f32::NEG_INFINITY;
                 }
             }

@@ -348,6 +348,27 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// vLLM's `bad_words` as token sequences for [`crate::SamplingParams::bad_words_ids`]:
+    /// each word (leading spaces dropped) alone, and after a space where that starts with a
+    /// token of its own and takes as many tokens (" word" is then another spelling of it).
+    pub fn bad_words_ids(&self, words: &[String]) -> Result<Vec<Vec<u32>>> {
+        let mut out: Vec<Vec<u32>> = Vec::new();
+        for w in words {
+            let bare = self.encode(w.trim_start())?;
+            let spaced = self.encode(&format!(" {}", w.trim_start()))?;
+            let differs = spaced.first() != bare.first() && spaced.len() == bare.len();
+            for ids in [Some(bare), differs.then_some(spaced)]
+                .into_iter()
+                .flatten()
+            {
+                if !ids.is_empty() && !out.contains(&ids) {
+                    out.push(ids);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Token ids of `text` (as [`TextTokenizer::encode`]) with the byte offset in `text` where
     /// each token starts; tokens that cover no text (added specials) take the previous token's
     /// end, so the offsets never decrease. Used to map sentences to tokens for routing.

@@ -90,6 +90,9 @@ pub struct Job {
     pub format: Option<super::format::Format>,
     /// A forced tool call: the answer is returned as `tool_calls`.
     pub tool_mode: Option<super::tools::ToolMode>,
+    /// vLLM's `bad_words`, tokenized into the sampler's `bad_words_ids` once the request
+    /// reaches the server's tokenizer.
+    pub bad_words: Vec<String>,
 }
 
 /// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its
@@ -121,6 +124,8 @@ macro_rules! common_fields {
             ignore_eos: bool,
             min_tokens: u64,
             stop_token_ids: Value,
+            allowed_token_ids: Value,
+            bad_words: Value,
             // Structured output: OpenAI's, then vLLM's extensions.
             response_format: Value,
             guided_json: Value,
@@ -400,7 +405,26 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         }
     }
     p.stop = token_fields::stops(c.stop)?;
-    p.stop_token_ids = token_fields::stop_token_ids(c.stop_token_ids)?;
+    p.stop_token_ids = token_fields::token_ids(
+        c.stop_token_ids,
+        "stop_token_ids",
+        token_fields::MAX_STOP_TOKEN_IDS,
+    )?;
+    if c.allowed_token_ids
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        return Err(ApiError::bad_param(
+            "allowed_token_ids",
+            "`allowed_token_ids` is empty: no token could be sampled (leave it out to allow all)",
+        ));
+    }
+    p.allowed_token_ids =
+        token_fields::token_ids(c.allowed_token_ids, "allowed_token_ids", usize::MAX)?;
+    p.allowed_token_ids.sort_unstable();
+    p.allowed_token_ids.dedup();
+    job.bad_words = token_fields::bad_words(c.bad_words)?;
     if let Some(m) = c.min_tokens {
         p.min_tokens = usize::try_from(m).unwrap_or(usize::MAX);
     }
@@ -469,6 +493,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
         ignore_eos: false,
         format: None,
         tool_mode: None,
+        bad_words: Vec::new(),
     }
 }
 

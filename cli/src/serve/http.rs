@@ -247,14 +247,24 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
             format!("`logit_bias` names token {t}, outside the vocabulary (0..{vocab})"),
         ));
     }
-    if let Some((i, t)) =
-        (job.params.stop_token_ids.iter().enumerate()).find(|&(_, &t)| t as usize >= vocab)
-    {
-        return Err(ApiError::bad_param(
-            format!("stop_token_ids[{i}]"),
-            format!("`stop_token_ids[{i}]` is {t}, outside the vocabulary (0..{vocab})"),
-        ));
+    for (field, ids) in [
+        ("stop_token_ids", &job.params.stop_token_ids),
+        ("allowed_token_ids", &job.params.allowed_token_ids),
+    ] {
+        if let Some((i, t)) = ids.iter().enumerate().find(|&(_, &t)| t as usize >= vocab) {
+            // allowed_token_ids were sorted: their indices are no longer the request's.
+            let at = match field {
+                "stop_token_ids" => format!("{field}[{i}]"),
+                _ => field.to_string(),
+            };
+            return Err(ApiError::bad_param(
+                &at,
+                format!("`{field}` names token {t}, outside the vocabulary (0..{vocab})"),
+            ));
+        }
     }
+    job.params.bad_words_ids = (st.tok.bad_words_ids(&job.bad_words))
+        .map_err(|e| ApiError::bad_param("bad_words", e.to_string()))?;
     let st2 = st.clone();
     let job2 = job.clone();
     let field = match job.endpoint {

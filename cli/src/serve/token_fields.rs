@@ -1,6 +1,6 @@
 //! The request fields that name tokens or text the sampler acts on: `logit_bias`, `stop` and
-//! vLLM's `stop_token_ids`. Token ids are checked against the vocabulary once the model is
-//! known (`serve_job`).
+//! vLLM's `stop_token_ids`, `allowed_token_ids` and `bad_words`. Token ids are checked
+//! against the vocabulary, and bad words tokenized, once the model is known (`serve_job`).
 
 use serde_json::{Map, Value};
 
@@ -100,23 +100,24 @@ pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
     Ok(list)
 }
 
-/// vLLM's `stop_token_ids`: a list of token ids (each a whole number; a repeat is harmless).
-pub(super) fn stop_token_ids(v: Option<Value>) -> Result<Vec<u32>, ApiError> {
+/// A list of token ids at `field` (vLLM's `stop_token_ids`, `allowed_token_ids`), at most
+/// `max` of them; each a whole number (checked against the vocabulary later).
+pub(super) fn token_ids(v: Option<Value>, field: &str, max: usize) -> Result<Vec<u32>, ApiError> {
     let list = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
         Some(other) => {
             return Err(ApiError::bad_param(
-                "stop_token_ids",
-                format!("`stop_token_ids` must be a list of token ids, found {other}"),
+                field,
+                format!("`{field}` must be a list of token ids, found {other}"),
             ))
         }
     };
-    if list.len() > MAX_STOP_TOKEN_IDS {
+    if list.len() > max {
         return Err(ApiError::bad_param(
-            "stop_token_ids",
+            field,
             format!(
-                "`stop_token_ids` has {} ids; at most {MAX_STOP_TOKEN_IDS} are allowed",
+                "`{field}` has {} ids; at most {max} are allowed",
                 list.len()
             ),
         ));
@@ -128,10 +129,47 @@ pub(super) fn stop_token_ids(v: Option<Value>) -> Result<Vec<u32>, ApiError> {
                 .and_then(|t| u32::try_from(t).ok())
                 .ok_or_else(|| {
                     ApiError::bad_param(
-                        format!("stop_token_ids[{i}]"),
-                        format!("`stop_token_ids[{i}]` must be a token id (a whole number from 0), found {t}"),
+                        format!("{field}[{i}]"),
+                        format!(
+                            "`{field}[{i}]` must be a token id (a whole number from 0), found {t}"
+                        ),
                     )
                 })
+        })
+        .collect()
+}
+
+/// vLLM's `bad_words`: a list of non-empty strings (at most [`MAX_STOPS`] x 16, each at most
+/// [`MAX_STOP_BYTES`]), tokenized once the tokenizer is at hand.
+pub(super) fn bad_words(v: Option<Value>) -> Result<Vec<String>, ApiError> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                "bad_words",
+                format!("`bad_words` must be a list of strings, found {other}"),
+            ))
+        }
+    };
+    if list.len() > MAX_STOPS * 16 {
+        return Err(ApiError::bad_param(
+            "bad_words",
+            format!(
+                "`bad_words` has {} words; at most {} are allowed",
+                list.len(),
+                MAX_STOPS * 16
+            ),
+        ));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(i, w)| match w {
+            Value::String(s) if !s.trim().is_empty() && s.len() <= MAX_STOP_BYTES => Ok(s),
+            other => Err(ApiError::bad_param(
+                format!("bad_words[{i}]"),
+                format!("`bad_words[{i}]` must be a non-blank string of at most {MAX_STOP_BYTES} bytes, found {other}"),
+            )),
         })
         .collect()
 }

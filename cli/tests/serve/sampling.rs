@@ -301,6 +301,26 @@ fn stop_token_ids_and_min_tokens() {
     let stopped = complete(json!({"stop_token_ids": [dot]}));
     assert_eq!(stopped["text"], " Paris", "{stopped}");
     assert_eq!(stopped["finish_reason"], "stop");
+    // `allowed_token_ids`: those tokens only; `bad_words`: never the word, as `generate`.
+    let only = complete(json!({"allowed_token_ids": [dot, paris]}));
+    let t = only["text"].as_str().unwrap();
+    assert!(
+        regex::Regex::new(r"^( Paris|\.)+$").unwrap().is_match(t),
+        "{only}"
+    );
+    let banned = complete(json!({"bad_words": ["Paris"], "max_tokens": 24}));
+    let t = banned["text"].as_str().unwrap();
+    assert!(!t.is_empty() && !t.contains("Paris"), "{banned}");
+    let g = crate::generate(
+        &a,
+        &[
+            "--prompt",
+            "The capital of France is",
+            "--bad-word",
+            "Paris",
+        ],
+    );
+    assert_eq!(g["results"][0]["text"], t, "{g}");
 
     // One word and end-of-sequence; with `min_tokens` the answer goes on, and a stop string
     // inside its first tokens does not count.

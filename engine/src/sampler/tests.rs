@@ -295,7 +295,7 @@ fn non_finite_logits() {
 fn validation() {
     assert!(SamplingParams::default().validate().is_ok());
     type Edit = fn(&mut SamplingParams);
-    let bad: [(&str, Edit); 16] = [
+    let bad: [(&str, Edit); 18] = [
         ("temperature", |p| p.temperature = -0.1),
         ("temperature", |p| p.temperature = f32::INFINITY),
         ("top_p", |p| p.top_p = 0.0),
@@ -312,6 +312,8 @@ fn validation() {
         ("logit_bias", |p| p.logit_bias = vec![(3, 1.0), (3, 2.0)]),
         ("logit_bias", |p| p.logit_bias = vec![(4, 1.0), (3, 2.0)]),
         ("min_tokens", |p| p.min_tokens = p.max_tokens + 1),
+        ("allowed_token_ids", |p| p.allowed_token_ids = vec![4, 2]),
+        ("bad_words_ids", |p| p.bad_words_ids = vec![vec![]]),
     ];
     for (field, edit) in bad {
         let msg = sp(0.0, edit).validate().unwrap_err().to_string();
@@ -349,6 +351,41 @@ fn min_tokens_holds_the_end_tokens_back() {
         p.stop_token_ids = vec![0];
     }));
     assert_eq!(s.sample(&logits, &[]), 3);
+}
+
+/// `allowed_token_ids` leaves only those tokens; `bad_words_ids` masks a word's last token
+/// where the generated tokens (not the prompt) end with the rest of it.
+#[test]
+fn allowed_tokens_and_bad_words() {
+    let logits = [5.0, 4.0, 3.0, 2.0, 1.0];
+    let mut s = Sampler::new(sp(0.0, |p| p.allowed_token_ids = vec![2, 4]));
+    assert_eq!(s.sample(&logits, &[]), 2);
+    for seed in 0..50 {
+        let mut s = Sampler::new(sp(1.0, |p| {
+            p.allowed_token_ids = vec![2, 4];
+            p.seed = seed;
+        }));
+        assert!([2, 4].contains(&s.sample(&logits, &[])));
+    }
+    // Words [0] (one token) and [1, 0] and [3, 3, 1].
+    let words = vec![vec![0], vec![1, 0], vec![3, 3, 1]];
+    let mut s = Sampler::new(sp(0.0, |p| p.bad_words_ids = words));
+    let mut ctx = vec![3, 3]; // the prompt: it does not count
+    let mut picks = Vec::new();
+    for _ in 0..3 {
+        let t = s.sample(&logits, &ctx);
+        picks.push(t);
+        ctx.push(t);
+    }
+    // 0 is always banned; after 1, 0 would be anyway; [3, 3] is the prompt, so 1 is free.
+    assert_eq!(picks, [1, 1, 1]);
+    let mut s = Sampler::new(sp(0.0, |p| p.bad_words_ids = vec![vec![1, 1]]));
+    let mut ctx = vec![];
+    for _ in 0..4 {
+        let t = s.sample(&[0.0, 5.0, 4.0], &ctx);
+        ctx.push(t);
+    }
+    assert_eq!(ctx, [1, 2, 1, 2]);
 }
 
 #[test]
