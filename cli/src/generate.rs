@@ -236,6 +236,10 @@ impl WithBackend for &GenerateArgs {
             expected,
         }) = args.sampling.params().validate()
         {
+            if field == "min_tokens" {
+                let max = args.sampling.max_tokens;
+                bail!("--min-tokens {value}: must be at most --max-tokens ({max})");
+            }
             bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
         }
         let prompts = read_prompts(args)?;

@@ -74,6 +74,26 @@ pub fn render_prompt(
     })
 }
 
+/// Where the first stop string that ends after byte `end` of `text` starts (the earliest such
+/// start over all `stops`), as [`find_stop`] with the text before `end` taking no stop alone.
+fn stop_ending_after(text: &str, stops: &[String], end: usize) -> Option<usize> {
+    if end == 0 {
+        return find_stop(text, stops);
+    }
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            // A match ending past `end` starts at `end + 1 - len` or later (on a character).
+            let mut from = (end + 1).saturating_sub(s.len());
+            while !text.is_char_boundary(from) {
+                from += 1;
+            }
+            text.get(from..)?.find(s.as_str()).map(|at| from + at)
+        })
+        .min()
+}
+
 /// Token ids of a rendered prompt (with the BOS the model's tokenizer puts in front of such a
 /// prompt: [`TextTokenizer::bos_prefix`]) and the byte offset where each token starts.
 pub fn encode_prompt(tok: &TextTokenizer, r: &Rendered) -> Result<(Vec<u32>, Vec<usize>)> {
@@ -109,8 +129,8 @@ pub struct TextStream<'t> {
     /// `min_tokens`: tokens to push before stop strings count, and how many were pushed.
     min_tokens: usize,
     generated: usize,
-    /// Where stop strings are looked for from, once `min_tokens` were pushed (a stop ending
-    /// inside those tokens' text does not count, as in vLLM).
+    /// The length of the text once `min_tokens` were pushed: a stop string counts only if it
+    /// ends past it (one ending inside those tokens' text does not, as in vLLM).
     stops_from: Option<usize>,
 }
 
@@ -170,17 +190,12 @@ impl<'t> TextStream<'t> {
         }
         self.generated += 1;
         if self.generated == self.min_tokens {
-            // Stops count from the next token on; one may begin in the text so far.
-            let longest = self.stops.iter().map(String::len).max().unwrap_or(1).max(1);
-            let mut at = self.text.len().saturating_sub(longest - 1);
-            while !self.text.is_char_boundary(at) {
-                at -= 1;
-            }
-            self.stops_from = Some(at);
+            // Stops count from the next token on: those ending past this text.
+            self.stops_from = Some(self.text.len());
         }
         let found = match self.stops_from {
-            Some(from) if self.generated > self.min_tokens || self.min_tokens == 0 => {
-                find_stop(&self.text[from..], &self.stops).map(|at| from + at)
+            Some(end) if self.generated > self.min_tokens || self.min_tokens == 0 => {
+                stop_ending_after(&self.text, &self.stops, end)
             }
             _ => None,
         };
@@ -204,5 +219,28 @@ impl<'t> TextStream<'t> {
         let upto = (self.text.len() - hold).max(from);
         self.emitted = upto;
         &self.text[from..upto]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stop_ending_after;
+
+    /// Only stops ending past `end` count, whatever their lengths; a stop may begin before
+    /// `end`, inside a character's bytes too.
+    #[test]
+    fn stops_count_when_they_end_past_the_first_tokens() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let text = " Bananas\n2. Apples\n3.";
+        let end = " Bananas\n2".len();
+        assert_eq!(stop_ending_after(text, &v(&["\n", "zzzzz"]), end), Some(18));
+        assert_eq!(stop_ending_after(text, &v(&["\n"]), end), Some(18));
+        // One that begins before `end` and ends after it counts.
+        assert_eq!(stop_ending_after(text, &v(&["2. A"]), end), Some(9));
+        assert_eq!(stop_ending_after(text, &v(&["\n"]), 0), Some(8));
+        let fr = " bébé";
+        let end = " bé".len();
+        assert_eq!(stop_ending_after(fr, &v(&["é"]), end), Some(" béb".len()));
+        assert_eq!(stop_ending_after(fr, &v(&["x"]), end), None);
     }
 }

@@ -19,9 +19,9 @@ pub struct TokenizeArgs {
     #[arg(long)]
     pub text: Option<String>,
     /// A JSON file of what `apply_chat_template` takes: a list of messages, or an object
-    /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true),
-    /// "continue_final_message"?, "chat_template_kwargs"?}`; prints the prompt the chat
-    /// template renders.
+    /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true, false
+    /// with "continue_final_message"), "continue_final_message"?, "chat_template_kwargs"?}`;
+    /// prints the prompt the chat template renders.
     #[arg(long, value_name = "FILE")]
     pub chat_json: Option<PathBuf>,
     /// Print the ids fed to the model for the prompt instead: the text's (or the rendered
@@ -163,8 +163,8 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
             f.display()
         )),
     };
-    let add_generation_prompt = flag("add_generation_prompt", true)?;
     let continue_final_message = flag("continue_final_message", false)?;
+    let add_generation_prompt = flag("add_generation_prompt", !continue_final_message)?;
     let template_kwargs = match o.remove("chat_template_kwargs") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(k)) => k,

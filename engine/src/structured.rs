@@ -182,7 +182,23 @@ impl Grammars {
         // The first mask builds the lexer, which llguidance otherwise does lazily on the
         // first token, on the thread every sequence shares (`a{700}{700}`: about a second);
         // here, a grammar that admits no text or blows a limit is refused before it runs.
-        let first = matcher.compute_mask().map_err(|e| e.to_string())?;
+        let first = matcher.compute_mask().map_err(|e| {
+            // A grammar whose rules never end in text (`start: start "a"`) fails here, with
+            // llguidance's parser state; a limit names itself.
+            let e = e.to_string();
+            match e.contains("limit") {
+                true => e,
+                false => format!(
+                    "the format admits no text (llguidance: {})",
+                    e.lines()
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(160)
+                        .collect::<String>()
+                ),
+            }
+        })?;
         if first.is_zero() {
             return Err("the format admits no text".into());
         }

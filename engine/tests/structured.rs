@@ -241,6 +241,10 @@ fn formats_that_cannot_compile_are_errors() {
         (OutputFormat::Grammar("start: (\"a\"".into()), "1"),
         (OutputFormat::Grammar(" \n".into()), "empty"),
         (OutputFormat::Grammar("start: nowhere".into()), "nowhere"),
+        (
+            OutputFormat::Grammar("start: start \"a\"".into()),
+            "admits no text",
+        ),
     ] {
         let e = g
             .compile(&f)

@@ -146,7 +146,7 @@ pub(super) fn template_options(
 
 /// vLLM's `documents` for retrieval-augmented templates: a list of objects of strings
 /// (`{"title", "text"}`, say), given to the template as they are.
-fn documents(d: Option<Value>) -> Result<Option<Value>, ApiError> {
+pub(super) fn documents(d: Option<Value>) -> Result<Option<Value>, ApiError> {
     let Some(d) = d.filter(|d| !d.is_null()) else {
         return Ok(None);
     };

@@ -38,6 +38,8 @@ struct TokenizeBody {
     continue_final_message: Option<bool>,
     /// Messages only: more template variables (as `/v1/chat/completions` takes them).
     chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// Messages only: retrieval documents (as `/v1/chat/completions` takes them).
+    documents: Option<Value>,
     /// Also answer each token's vocabulary string.
     return_token_strs: Option<bool>,
 }
@@ -84,6 +86,7 @@ pub async fn tokenize(
         tools: b.tools.filter(|t| !t.is_null()),
         continue_final_message: b.continue_final_message,
         chat_template_kwargs: b.chat_template_kwargs,
+        documents: b.documents.filter(|d| !d.is_null()),
     };
     let strs = b.return_token_strs.unwrap_or(false);
     let is_chat = b.messages.is_some();
@@ -123,6 +126,7 @@ struct Flags {
     tools: Option<Value>,
     continue_final_message: Option<bool>,
     chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    documents: Option<Value>,
 }
 
 /// The ids of a prompt or a conversation, as the completion endpoints make them.
@@ -148,6 +152,7 @@ fn encode(
                 (f.tools.is_some(), "tools"),
                 (f.continue_final_message.is_some(), "continue_final_message"),
                 (f.chat_template_kwargs.is_some(), "chat_template_kwargs"),
+                (f.documents.is_some(), "documents"),
             ] {
                 if given {
                     return Err(ApiError::bad_param(
@@ -195,6 +200,7 @@ fn encode(
             let mut conversation = ChatRequest {
                 messages: m,
                 tools: f.tools.clone(),
+                documents: super::chat::documents(f.documents.clone())?,
                 ..Default::default()
             };
             super::chat::template_options(

@@ -11,6 +11,7 @@
 //! A call is returned only when its JSON is whole: anything else stays the message's text, so
 //! an answer is never lost to a parse.
 
+use dlp_engine::tokenizer::chat::python_json;
 use serde_json::{json, Value};
 
 /// A tool-call syntax.
@@ -107,14 +108,15 @@ impl ToolParser {
     }
 
     /// Calls written as the model writes them (for a template that never reads `tool_calls`,
-    /// so an earlier turn's calls still reach the model in its own syntax).
+    /// so an earlier turn's calls still reach the model in its own syntax), JSON as templates
+    /// write it (`, ` and `: `).
     pub fn write(self, calls: &[(String, Value)]) -> String {
         let each = calls.iter().map(|(name, args)| match self {
             ToolParser::Hermes => format!(
                 "{HERMES_OPEN}\n{}\n{HERMES_CLOSE}",
-                json!({"name": name, "arguments": args})
+                python_json(&json!({"name": name, "arguments": args}))
             ),
-            ToolParser::Llama3Json => json!({"name": name, "parameters": args}).to_string(),
+            ToolParser::Llama3Json => python_json(&json!({"name": name, "parameters": args})),
         });
         let sep = match self {
             ToolParser::Hermes => "\n",

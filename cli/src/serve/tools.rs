@@ -6,7 +6,7 @@
 //! template unless `"none"`.
 
 use dlp_engine::structured::OutputFormat;
-use dlp_engine::tokenizer::chat::reads_tool_calls;
+use dlp_engine::tokenizer::chat::{python_json, reads_tool_calls};
 use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
 use serde_json::{json, Value};
 
@@ -269,13 +269,13 @@ fn write_calls(messages: &mut [ChatMessage], mode: Option<&ToolMode>, parser: Op
             })
             .collect();
         let calls = match (mode, parser, pairs.as_slice()) {
-            (Some(ToolMode::Named(n)), _, [(name, args)]) if name == n => args.to_string(),
+            // As the grammar wrote them: JSON with `, ` and `: `.
+            (Some(ToolMode::Named(n)), _, [(name, args)]) if name == n => python_json(args),
             (_, Some(parser), _) => parser.write(&pairs),
-            _ => json!(pairs
+            _ => python_json(&json!(pairs
                 .iter()
                 .map(|(name, args)| json!({"name": name, "parameters": args}))
-                .collect::<Vec<_>>())
-            .to_string(),
+                .collect::<Vec<_>>())),
         };
         let text = match m.text() {
             t if t.is_empty() => calls,
@@ -326,7 +326,7 @@ pub fn calls(mode: &ToolMode, text: &str) -> Option<(Option<String>, Vec<Value>)
         ToolMode::Named(name) => {
             let args: Value = serde_json::from_str(text).ok()?;
             args.is_object()
-                .then(|| (None, vec![call(name, text.to_string())]))
+                .then(|| (None, vec![call(name, args.to_string())]))
         }
         ToolMode::Required => {
             let list: Vec<Value> = serde_json::from_str(text).ok()?;
@@ -373,7 +373,7 @@ mod tests {
         assert_eq!(content, None);
         assert_eq!(
             c[0]["function"],
-            json!({"name": "f", "arguments": "{\"x\": 1}"})
+            json!({"name": "f", "arguments": "{\"x\":1}"})
         );
         assert!(c[0]["id"].as_str().unwrap().starts_with("call_"));
         assert!(calls(&named, r#"{"x": "#).is_none());
@@ -515,11 +515,11 @@ mod tests {
         ];
         write_calls(&mut m, Some(&ToolMode::Named("f".into())), None);
         assert_eq!(m[0].text(), "hi");
-        assert_eq!(m[1].text(), r#"{"x":1}"#);
+        assert_eq!(m[1].text(), r#"{"x": 1}"#);
         assert!(!m[1].fields().contains_key("tool_calls"));
         assert_eq!(
             m[2].text(),
-            r#"[{"name":"f","parameters":{"x":1}},{"name":"g","parameters":{}}]"#
+            r#"[{"name": "f", "parameters": {"x": 1}}, {"name": "g", "parameters": {}}]"#
         );
         // With "auto", in the parser's syntax, after the turn's own text.
         let mut m = vec![msg(json!([call("f", "{\"x\": 1}")]))];
@@ -534,7 +534,7 @@ mod tests {
         let sent = m.clone();
         write_calls(&mut m, Some(&auto), Some(ToolParser::Hermes));
         let hermes =
-            "Let me see.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>";
+            "Let me see.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>";
         assert_eq!(m[0].text(), hermes);
         // No call forced (`"none"`, or /tokenize): the server's syntax, else the list.
         let mut m = sent.clone();
@@ -544,7 +544,7 @@ mod tests {
         write_calls(&mut m, None, None);
         assert_eq!(
             m[0].text(),
-            "Let me see.\n[{\"name\":\"f\",\"parameters\":{\"x\":1}}]"
+            "Let me see.\n[{\"name\": \"f\", \"parameters\": {\"x\": 1}}]"
         );
     }
 }

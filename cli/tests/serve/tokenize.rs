@@ -160,4 +160,9 @@ fn template_switches_reach_the_template() {
                 "documents": [{"title": "Sky", "text": "Blue."}]}),
     );
     assert_eq!(docs["usage"]["prompt_tokens"], plain["count"]);
+    let docs = s.ok(
+        "/tokenize",
+        &json!({"messages": [begun[0]], "documents": [{"title": "Sky", "text": "Blue."}]}),
+    );
+    assert_eq!(docs["count"], plain["count"]);
 }

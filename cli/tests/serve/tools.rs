@@ -216,7 +216,7 @@ fn calls_sent_back_render_as_text_without_a_template_for_them() {
     let text = s.ok("/detokenize", &json!({"tokens": ids["tokens"]}));
     let text = text["prompt"].as_str().unwrap();
     assert!(
-        text.contains(r#"[{"name":"get_weather","parameters":{"city":"Rome"}}]"#),
+        text.contains(r#"[{"name": "get_weather", "parameters": {"city": "Rome"}}]"#),
         "{text}"
     );
 }

@@ -240,9 +240,17 @@ pub(super) fn render(
     }
     if let Some(k) = (req.template_kwargs.keys()).find(|k| RENDERER_SETS.contains(&k.as_str())) {
         return Err(Error::invalid(format!(
-            "the template variable `{k}` is set by the renderer; it cannot be given as a template keyword argument"
+            "`{k}` is set by the renderer (a request field or one of its names); it cannot be given as a template keyword argument"
         )));
     }
+    let marked;
+    let req = match req.continue_final_message {
+        true => {
+            marked = mark_final(req)?;
+            &marked
+        }
+        false => req,
+    };
     let text = tmpl
         .render(context! {
             messages => template_messages(template, req),
@@ -257,47 +265,70 @@ pub(super) fn render(
         })
         .map_err(fail)?;
     if req.continue_final_message {
-        return continue_final(text, req);
+        return cut_at_mark(text, req);
     }
     Ok(text)
 }
 
-/// The variables [`render`] sets (keyword arguments may not replace them).
-pub const RENDERER_SETS: [&str; 8] = [
+/// The names [`render`] sets or reads from the request itself, and its functions: keyword
+/// arguments may not replace them (vLLM would let `continue_final_message` there override the
+/// request's; here the request's field says it).
+pub const RENDERER_SETS: [&str; 14] = [
     "messages",
     "add_generation_prompt",
+    "continue_final_message",
     "tools",
     "documents",
     "bos_token",
     "eos_token",
     "pad_token",
     "unk_token",
+    "chat_template",
+    "tokenize",
+    "raise_exception",
+    "strftime_now",
+    "__percent_format",
 ];
 
-/// transformers' `continue_final_message`: the rendered text up to the end of the final
-/// message's content (its last text part for a list), stripped, so the model goes on writing it.
-fn continue_final(mut text: String, req: &ChatRequest) -> Result<String> {
-    let last = req
-        .messages
-        .last()
-        .map(|m| match m.fields().get("content") {
-            Some(serde_json::Value::Array(parts)) => parts
-                .last()
-                .and_then(|p| p.get("text"))
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            _ => m.text(),
-        });
-    let last = last.unwrap_or_default();
-    let last = last.trim();
-    let Some(at) = text.rfind(last) else {
+/// Marks the end of the final message's text for `continue_final_message` (private-use
+/// characters no tokenizer text or template writes).
+const CONTINUE_HERE: &str = "\u{F8FF}dlp-continue\u{F8FE}";
+
+/// `continue_final_message`'s request: the final message's text (its last text part, for a
+/// list) with [`CONTINUE_HERE`] after it. A mark rather than a search for the text: the text
+/// may also appear earlier, or inside the template's own end of turn (`end` in
+/// `<|im_end|>`), and a search would drop its trailing whitespace.
+fn mark_final(req: &ChatRequest) -> Result<ChatRequest> {
+    let mut marked = req.clone();
+    let last = marked.messages.len().saturating_sub(1);
+    let none = || {
+        Error::invalid(format!(
+            "messages[{last}].content: `continue_final_message` is set, but the final message has no text to continue"
+        ))
+    };
+    let m = marked.messages.last_mut().ok_or_else(none)?;
+    match m.0.get_mut("content") {
+        Some(serde_json::Value::String(s)) => s.push_str(CONTINUE_HERE),
+        Some(serde_json::Value::Array(parts)) => {
+            let text = (parts.iter_mut().rev())
+                .find_map(|p| p.get_mut("text").filter(|t| t.is_string()))
+                .ok_or_else(none)?;
+            *text = format!("{}{CONTINUE_HERE}", text.as_str().unwrap_or("")).into();
+        }
+        _ => return Err(none()),
+    }
+    Ok(marked)
+}
+
+/// The rendered text of a marked request, cut where the final message's text ends.
+fn cut_at_mark(mut text: String, req: &ChatRequest) -> Result<String> {
+    let Some(at) = text.rfind(CONTINUE_HERE) else {
         return Err(Error::invalid(format!(
-            "messages[{}].content: `continue_final_message` is set, but the chat template does not write the final message's text as given",
+            "messages[{}].content: `continue_final_message` is set, but the chat template does not write the final message's text",
             req.messages.len().saturating_sub(1)
         )));
     };
-    text.truncate(at + last.len());
+    text.truncate(at);
     Ok(text)
 }
 
@@ -333,6 +364,23 @@ fn tojson(value: &Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja
     };
     write_json(value, &opts, 0, &mut out)?;
     Ok(Value::from_safe_string(out))
+}
+
+/// `value` as transformers' `tojson` writes it by default (Python's `json.dumps` with `, `
+/// and `: `, non-ASCII kept, keys in order): how chat templates, and the models trained on
+/// them, write JSON.
+pub fn python_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let opts = JsonOpts {
+        indent: None,
+        ascii: false,
+        sort: false,
+        item_sep: ", ",
+        key_sep: ": ",
+    };
+    write_json(&Value::from_serialize(value), &opts, 0, &mut out)
+        .expect("a JSON value always prints");
+    out
 }
 
 /// How `tojson` prints (Python's `json.dumps` arguments).

@@ -195,11 +195,33 @@ fn template_kwargs_and_continue_final_message() {
     let e = super::render(t, "t", &clash, &sp).unwrap_err().to_string();
     assert!(e.contains("`messages` is set by the renderer"), "{e}");
 
+    // The text as given, trailing space too, even where it also appears in the end of turn.
     let begun = msgs(&[("user", "hi"), ("assistant", "  Hello, I am ")]);
     let cont = req(begun.clone(), false, true, serde_json::json!({}));
     assert_eq!(
         super::render(t, "t", &cont, &sp).unwrap(),
-        "<user>hi</s><assistant>  Hello, I am"
+        "<user>hi</s><assistant>  Hello, I am "
+    );
+    let s_word = req(
+        msgs(&[("user", "hi"), ("assistant", "s")]),
+        false,
+        true,
+        serde_json::json!({}),
+    );
+    assert_eq!(
+        super::render(t, "t", &s_word, &sp).unwrap(),
+        "<user>hi</s><assistant>s"
+    );
+    // Empty content: the turn stays open.
+    let empty = req(
+        msgs(&[("user", "hi"), ("assistant", "")]),
+        false,
+        true,
+        serde_json::json!({}),
+    );
+    assert_eq!(
+        super::render(t, "t", &empty, &sp).unwrap(),
+        "<user>hi</s><assistant>"
     );
     let both = req(begun, true, true, serde_json::json!({}));
     assert!(super::render(t, "t", &both, &sp).is_err());
@@ -208,4 +230,11 @@ fn template_kwargs_and_continue_final_message() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("messages[1].content"), "{e}");
+    let kw = req(
+        hi,
+        true,
+        false,
+        serde_json::json!({"continue_final_message": true}),
+    );
+    assert!(super::render(t, "t", &kw, &sp).is_err());
 }
