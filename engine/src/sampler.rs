@@ -403,10 +403,15 @@ impl Sampler {
             }
         }
         if !p.allowed_token_ids.is_empty() {
-            for (t, l) in work.iter_mut().enumerate() {
-                if p.allowed_token_ids.binary_search(&(t as u32)).is_err() {
-                    *l = f32::NEG_INFINITY;
-                }
+            // Keep the allowed logits aside, mask every row, put them back: O(vocab).
+            let kept = &mut self.cand;
+            kept.clear();
+            kept.extend(
+                (p.allowed_token_ids.iter()).filter_map(|&t| work.get(t as usize).map(|&l| (t, l))),
+            );
+            work.fill(f32::NEG_INFINITY);
+            for &(t, l) in kept.iter() {
+                work[t as usize] = l;
             }
         }
         let generated = &context[context.len().saturating_sub(self.returned)..];
