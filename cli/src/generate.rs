@@ -220,28 +220,10 @@ impl WithBackend for &GenerateArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let args = self;
-        if args.sampling.stop.iter().any(String::is_empty) {
-            bail!("--stop \"\": a stop string must not be empty");
-        }
-        // Named by flag, before the model loads (the engine would name the field later); the
-        // vocabulary is checked once it is known. The output format's schema file is read here.
-        args.sampling.check_logit_bias_once()?;
-        if let Some(w) = args.sampling.bad_words.iter().find(|w| w.trim().is_empty()) {
-            bail!("--bad-word {w:?}: a bad word must not be blank");
-        }
+        // Before the model loads; the vocabulary is checked once it is known. The output
+        // format's schema file is read here.
+        args.sampling.check()?;
         let format = args.format.format()?;
-        if let Err(dlp_engine::sampler::SamplerError::InvalidParam {
-            field,
-            value,
-            expected,
-        }) = args.sampling.params().validate()
-        {
-            if field == "min_tokens" {
-                let max = args.sampling.max_tokens;
-                bail!("--min-tokens {value}: must be at most --max-tokens ({max})");
-            }
-            bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
-        }
         let prompts = read_prompts(args)?;
         if let Some(p) = prompts
             .iter()

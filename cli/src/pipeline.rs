@@ -194,7 +194,7 @@ impl<'t> TextStream<'t> {
             self.stops_from = Some(self.text.len());
         }
         let found = match self.stops_from {
-            Some(end) if self.generated > self.min_tokens || self.min_tokens == 0 => {
+            Some(end) if self.generated > self.min_tokens => {
                 stop_ending_after(&self.text, &self.stops, end)
             }
             _ => None,

@@ -83,8 +83,34 @@ fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
 }
 
 impl SamplingArgs {
-    /// Refuses a token id given twice to `--logit-bias` (before the model loads).
-    pub fn check_logit_bias_once(&self) -> Result<()> {
+    /// The flags' own checks, each error named by its flag (the engine would name the field):
+    /// empty stop strings and blank bad words, a `--logit-bias` id given twice, and every
+    /// range [`SamplingParams::validate`] checks.
+    pub fn check(&self) -> Result<()> {
+        if self.stop.iter().any(String::is_empty) {
+            bail!("--stop \"\": a stop string must not be empty");
+        }
+        self.check_logit_bias_once()?;
+        if let Some(w) = self.bad_words.iter().find(|w| w.trim().is_empty()) {
+            bail!("--bad-word {w:?}: a bad word must not be blank");
+        }
+        if let Err(dlp_engine::sampler::SamplerError::InvalidParam {
+            field,
+            value,
+            expected,
+        }) = self.params().validate()
+        {
+            if field == "min_tokens" {
+                let max = self.max_tokens;
+                bail!("--min-tokens {value}: must be at most --max-tokens ({max})");
+            }
+            bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
+        }
+        Ok(())
+    }
+
+    /// Refuses a token id given twice to `--logit-bias`.
+    fn check_logit_bias_once(&self) -> Result<()> {
         for (i, &(t, _)) in self.logit_bias.iter().enumerate() {
             if self.logit_bias[..i].iter().any(|&(u, _)| u == t) {
                 bail!("--logit-bias: token {t} is given twice");

@@ -4,7 +4,7 @@
 //! [`TokenConstraint`], with llguidance (the grammar engine behind vLLM's, SGLang's and
 //! llama.cpp's structured output; its JSON-schema coverage: llguidance's docs/json_schema.md).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenizerEnv};
@@ -66,9 +66,11 @@ impl OutputFormat {
     /// Refuses what is surely not the format it claims: a grammar in GBNF (llama.cpp's
     /// `rule ::= ...`, which Lark reads as nonsense, reporting a confusing error).
     fn check(&self) -> Result<(), String> {
-        let gbnf = regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern");
+        static GBNF: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern")
+        });
         match self {
-            Self::Grammar(g) if gbnf.is_match(g) => Err(
+            Self::Grammar(g) if GBNF.is_match(g) => Err(
                 "the grammar is GBNF (`rule ::= ...`, llama.cpp's syntax); write it in Lark syntax: `start: ...` for the root, `name: a | b` for rules, `\"text\"` literals and `/[a-z]+/` regular expressions (llguidance's docs/syntax.md)".into(),
             ),
             Self::Grammar(g) if g.trim().is_empty() => Err("the grammar is empty".into()),

@@ -420,10 +420,9 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
             "`allowed_token_ids` is empty: no token could be sampled (leave it out to allow all)",
         ));
     }
+    // Sorted for the sampler once checked against the vocabulary (errors name the index).
     p.allowed_token_ids =
         token_fields::token_ids(c.allowed_token_ids, "allowed_token_ids", usize::MAX)?;
-    p.allowed_token_ids.sort_unstable();
-    p.allowed_token_ids.dedup();
     job.bad_words = token_fields::bad_words(c.bad_words)?;
     if let Some(m) = c.min_tokens {
         p.min_tokens = usize::try_from(m).unwrap_or(usize::MAX);

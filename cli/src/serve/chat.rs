@@ -36,8 +36,8 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         b.add_generation_prompt,
         b.continue_final_message,
         b.chat_template_kwargs.take(),
+        b.documents.take(),
     )?;
-    conversation.documents = documents(b.documents.take())?;
     job.prompts = vec![PromptInput::Chat(Box::new(conversation))];
     job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
         (Some(_), Some(_)) => {
@@ -114,13 +114,15 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
 
 /// vLLM's template switches, as both /v1/chat/completions and /tokenize take them:
 /// `add_generation_prompt` (default true, false when `continue_final_message` is set alone),
-/// `continue_final_message`, `chat_template_kwargs` (more template variables).
+/// `continue_final_message`, `chat_template_kwargs` (more template variables), `documents`.
 pub(super) fn template_options(
     c: &mut ChatRequest,
     add_generation_prompt: Option<bool>,
     continue_final_message: Option<bool>,
     kwargs: Option<serde_json::Map<String, Value>>,
+    documents: Option<Value>,
 ) -> Result<(), ApiError> {
+    c.documents = self::documents(documents)?;
     c.continue_final_message = continue_final_message.unwrap_or(false);
     c.add_generation_prompt = add_generation_prompt.unwrap_or(!c.continue_final_message);
     if c.continue_final_message && c.add_generation_prompt {
@@ -146,7 +148,7 @@ pub(super) fn template_options(
 
 /// vLLM's `documents` for retrieval-augmented templates: a list of objects of strings
 /// (`{"title", "text"}`, say), given to the template as they are.
-pub(super) fn documents(d: Option<Value>) -> Result<Option<Value>, ApiError> {
+fn documents(d: Option<Value>) -> Result<Option<Value>, ApiError> {
     let Some(d) = d.filter(|d| !d.is_null()) else {
         return Ok(None);
     };

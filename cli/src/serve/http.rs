@@ -252,17 +252,14 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
         ("allowed_token_ids", &job.params.allowed_token_ids),
     ] {
         if let Some((i, t)) = ids.iter().enumerate().find(|&(_, &t)| t as usize >= vocab) {
-            // allowed_token_ids were sorted: their indices are no longer the request's.
-            let at = match field {
-                "stop_token_ids" => format!("{field}[{i}]"),
-                _ => field.to_string(),
-            };
             return Err(ApiError::bad_param(
-                &at,
-                format!("`{field}` names token {t}, outside the vocabulary (0..{vocab})"),
+                format!("{field}[{i}]"),
+                format!("`{field}[{i}]` is {t}, outside the vocabulary (0..{vocab})"),
             ));
         }
     }
+    job.params.allowed_token_ids.sort_unstable();
+    job.params.allowed_token_ids.dedup();
     job.params.bad_words_ids = (st.tok.bad_words_ids(&job.bad_words))
         .map_err(|e| ApiError::bad_param("bad_words", e.to_string()))?;
     let st2 = st.clone();

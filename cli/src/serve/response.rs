@@ -209,6 +209,13 @@ impl ResponseMeta {
         }
     }
 
+    /// A chat stream chunk carrying `delta` for choice `i`.
+    fn chat_delta(&self, i: usize, delta: Value, logprobs: Option<Value>) -> Value {
+        let choice =
+            json!({"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": null});
+        self.envelope(true, vec![choice])
+    }
+
     fn envelope(&self, chunk: bool, choices: Vec<Value>) -> Value {
         json!({"id": self.id, "object": self.object(chunk), "created": self.created,
                "model": self.model, "choices": choices})
@@ -344,13 +351,9 @@ impl StreamState {
             return;
         }
         match m.endpoint {
-            Endpoint::Chat => out.push(m.envelope(
-                true,
-                vec![
-                    json!({"index": i, "delta": {"role": "assistant", "content": ""},
-                            "logprobs": null, "finish_reason": null}),
-                ],
-            )),
+            Endpoint::Chat => {
+                out.push(m.chat_delta(i, json!({"role": "assistant", "content": ""}), None))
+            }
             Endpoint::Completion if m.echo => {
                 let tokens = m.echo_tokens(i, &c.prompt_lps);
                 let logprobs = m
@@ -385,13 +388,7 @@ impl StreamState {
                 let logprobs = lp
                     .as_ref()
                     .map(|l| m.chat_logprobs(std::slice::from_ref(l)));
-                m.envelope(
-                    true,
-                    vec![
-                        json!({"index": i, "delta": {"content": text}, "logprobs": logprobs,
-                                "finish_reason": null}),
-                    ],
-                )
+                m.chat_delta(i, json!({"content": text}), logprobs)
             }
         }
     }
@@ -459,9 +456,7 @@ impl StreamState {
                     if !delta.is_empty() {
                         let lps = &c.lps[c.lps_sent..];
                         let logprobs = m.logprobs.map(|_| m.chat_logprobs(lps));
-                        let chunk = json!({"index": choice, "delta": delta, "logprobs": logprobs,
-                                           "finish_reason": null});
-                        out.push(m.envelope(true, vec![chunk]));
+                        out.push(m.chat_delta(choice, Value::Object(delta), logprobs));
                     }
                 }
                 let last = match m.endpoint {
@@ -504,13 +499,11 @@ impl StreamState {
         else {
             return;
         };
-        let end = parser.content_end(&c.text);
+        let end = parser.content_end(&c.text, c.sent);
         if end > c.sent {
             let lps = &c.lps[c.lps_sent..];
             let logprobs = m.logprobs.map(|_| m.chat_logprobs(lps));
-            let chunk = json!({"index": i, "delta": {"content": &c.text[c.sent..end]},
-                               "logprobs": logprobs, "finish_reason": null});
-            out.push(m.envelope(true, vec![chunk]));
+            out.push(m.chat_delta(i, json!({"content": &c.text[c.sent..end]}), logprobs));
             (c.sent, c.lps_sent) = (end, c.lps.len());
         }
     }

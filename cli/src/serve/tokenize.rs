@@ -80,18 +80,10 @@ pub async fn tokenize(
 ) -> AppResult {
     let b: TokenizeBody = parse(&body(b)?)?;
     check_model(&st, b.model.as_deref())?;
-    let flags = Flags {
-        add_special_tokens: b.add_special_tokens,
-        add_generation_prompt: b.add_generation_prompt,
-        tools: b.tools.filter(|t| !t.is_null()),
-        continue_final_message: b.continue_final_message,
-        chat_template_kwargs: b.chat_template_kwargs,
-        documents: b.documents.filter(|d| !d.is_null()),
-    };
     let strs = b.return_token_strs.unwrap_or(false);
     let is_chat = b.messages.is_some();
     let st2 = st.clone();
-    let ids = tokio::task::spawn_blocking(move || encode(&st2, b.prompt, b.messages, &flags))
+    let ids = tokio::task::spawn_blocking(move || encode(&st2, b))
         .await
         .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??;
     // As the completion endpoints refuse it, with the count in the message: a list of ids
@@ -119,25 +111,12 @@ pub async fn tokenize(
     .into_response())
 }
 
-/// The `/tokenize` switches, as sent (each applies to one kind of input; default true).
-struct Flags {
-    add_special_tokens: Option<bool>,
-    add_generation_prompt: Option<bool>,
-    tools: Option<Value>,
-    continue_final_message: Option<bool>,
-    chat_template_kwargs: Option<serde_json::Map<String, Value>>,
-    documents: Option<Value>,
-}
-
-/// The ids of a prompt or a conversation, as the completion endpoints make them.
-fn encode(
-    st: &AppState,
-    prompt: Option<String>,
-    messages: Option<Vec<Value>>,
-    f: &Flags,
-) -> Result<Vec<u32>, ApiError> {
+/// The ids of a prompt or a conversation, as the completion endpoints make them (each switch
+/// of `f` applies to one kind of input).
+fn encode(st: &AppState, f: TokenizeBody) -> Result<Vec<u32>, ApiError> {
     let tok = &st.tok;
-    match (prompt, messages) {
+    let tools = f.tools.filter(|t| !t.is_null());
+    match (f.prompt, f.messages) {
         (Some(_), Some(_)) => Err(ApiError::bad_param(
             "messages",
             "give `prompt` or `messages`, not both",
@@ -149,10 +128,13 @@ fn encode(
         (Some(p), None) => {
             for (given, field) in [
                 (f.add_generation_prompt.is_some(), "add_generation_prompt"),
-                (f.tools.is_some(), "tools"),
+                (tools.is_some(), "tools"),
                 (f.continue_final_message.is_some(), "continue_final_message"),
                 (f.chat_template_kwargs.is_some(), "chat_template_kwargs"),
-                (f.documents.is_some(), "documents"),
+                (
+                    f.documents.as_ref().is_some_and(|d| !d.is_null()),
+                    "documents",
+                ),
             ] {
                 if given {
                     return Err(ApiError::bad_param(
@@ -196,18 +178,18 @@ fn encode(
                 .collect::<Result<Vec<_>, _>>()?;
             // As /v1/chat/completions writes calls sent back (none forced here).
             super::tools::calls_as_text(tok, &mut m, None, st.tool_parser);
-            super::tools::functions(f.tools.clone())?;
+            super::tools::functions(tools.clone())?;
             let mut conversation = ChatRequest {
                 messages: m,
-                tools: f.tools.clone(),
-                documents: super::chat::documents(f.documents.clone())?,
+                tools,
                 ..Default::default()
             };
             super::chat::template_options(
                 &mut conversation,
                 f.add_generation_prompt,
                 f.continue_final_message,
-                f.chat_template_kwargs.clone(),
+                f.chat_template_kwargs,
+                f.documents,
             )?;
             let text = tok.render_chat_request(&conversation).map_err(|e| {
                 let msg = format!("{e:#}");

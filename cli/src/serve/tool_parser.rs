@@ -64,12 +64,13 @@ impl ToolParser {
     }
 
     /// How many bytes of `text`, the answer so far, are content whatever comes next (a stream
-    /// sends them; it holds the rest until the answer ends and is parsed).
-    pub fn content_end(self, text: &str) -> usize {
+    /// sends them; it holds the rest until the answer ends and is parsed). `from`: a previous
+    /// answer for a shorter `text` (no call starts before it), so a stream scans each byte once.
+    pub fn content_end(self, text: &str, from: usize) -> usize {
         match self {
             ToolParser::Hermes => {
-                let end = match text.find(HERMES_OPEN) {
-                    Some(i) => i,
+                let end = match text[from..].find(HERMES_OPEN) {
+                    Some(i) => from + i,
                     // Hold a tail that may be the start of `<tool_call>`.
                     None => (1..HERMES_OPEN.len())
                         .rev()
@@ -294,22 +295,25 @@ mod tests {
     #[test]
     fn streams_hold_only_what_may_be_a_call() {
         let h = ToolParser::Hermes;
-        assert_eq!(h.content_end("Hello"), 5);
-        assert_eq!(h.content_end("Hello <tool"), 6);
-        assert_eq!(h.content_end("Hello <"), 6);
-        assert_eq!(h.content_end("a < b"), 5);
-        assert_eq!(h.content_end("Hi <tool_call>{\"na"), 3);
-        assert_eq!(h.content_end("été <tool_"), "été ".len());
-        assert_eq!(h.content_end("\n"), 0);
-        assert_eq!(h.content_end("\n <tool_call>{"), 0);
-        assert_eq!(h.content_end("\nHi"), 3);
+        assert_eq!(h.content_end("Hello", 0), 5);
+        assert_eq!(h.content_end("Hello <tool", 0), 6);
+        assert_eq!(h.content_end("Hello <", 0), 6);
+        assert_eq!(h.content_end("a < b", 0), 5);
+        assert_eq!(h.content_end("Hi <tool_call>{\"na", 0), 3);
+        assert_eq!(h.content_end("été <tool_", 0), "été ".len());
+        assert_eq!(h.content_end("\n", 0), 0);
+        assert_eq!(h.content_end("\n <tool_call>{", 0), 0);
+        assert_eq!(h.content_end("\nHi", 0), 3);
+        // From an earlier answer on, as a stream calls it.
+        assert_eq!(h.content_end("Hi <tool_call>{\"na", 3), 3);
+        assert_eq!(h.content_end("Hello world <t", 5), 12);
         let l = ToolParser::Llama3Json;
-        assert_eq!(l.content_end(""), 0);
-        assert_eq!(l.content_end("  "), 0);
-        assert_eq!(l.content_end(" {\"name"), 0);
-        assert_eq!(l.content_end("<|py"), 0);
-        assert_eq!(l.content_end("Sure"), 4);
-        assert_eq!(l.content_end("<b>"), 3);
+        assert_eq!(l.content_end("", 0), 0);
+        assert_eq!(l.content_end("  ", 0), 0);
+        assert_eq!(l.content_end(" {\"name", 0), 0);
+        assert_eq!(l.content_end("<|py", 0), 0);
+        assert_eq!(l.content_end("Sure", 0), 4);
+        assert_eq!(l.content_end("<b>", 0), 3);
     }
 
     #[test]

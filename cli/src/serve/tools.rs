@@ -264,8 +264,12 @@ fn write_calls(messages: &mut [ChatMessage], mode: Option<&ToolMode>, parser: Op
         let pairs: Vec<(String, Value)> = calls
             .iter()
             .map(|c| {
-                let name = c["function"]["name"].as_str().unwrap_or("");
-                (name.to_string(), arguments(c))
+                // Checked with the request: a name, and arguments parsed into an object.
+                let f = &c["function"];
+                (
+                    f["name"].as_str().unwrap_or("").to_string(),
+                    f["arguments"].clone(),
+                )
             })
             .collect();
         let calls = match (mode, parser, pairs.as_slice()) {
@@ -286,14 +290,6 @@ fn write_calls(messages: &mut [ChatMessage], mode: Option<&ToolMode>, parser: Op
         o.insert("content".into(), json!(text));
         *m = ChatMessage::try_from(o).expect("the role was checked with the request");
     }
-}
-
-/// A call's arguments: OpenAI sends them as a JSON string; any other value is kept as it is.
-fn arguments(call: &Value) -> Value {
-    let a = &call["function"]["arguments"];
-    a.as_str()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_else(|| a.clone())
 }
 
 /// `#/definitions/X` references into `#/$defs/X` (the definitions moved there).
@@ -334,10 +330,7 @@ pub fn calls(mode: &ToolMode, text: &str) -> Option<(Option<String>, Vec<Value>)
                 .iter()
                 .map(|c| {
                     let name = c.get("name")?.as_str()?;
-                    Some(call(
-                        name,
-                        serde_json::to_string(c.get("parameters")?).ok()?,
-                    ))
+                    Some(call(name, c.get("parameters")?.to_string()))
                 })
                 .collect::<Option<_>>()?;
             Some((None, calls))
@@ -499,7 +492,8 @@ mod tests {
     /// A call sent back is written as what was generated for it.
     #[test]
     fn calls_sent_back_become_their_text() {
-        let call = |n: &str, a: &str| json!({"id": "c", "type": "function", "function": {"name": n, "arguments": a}});
+        // As the request's check leaves them: arguments parsed into objects.
+        let call = |n: &str, a: Value| json!({"id": "c", "type": "function", "function": {"name": n, "arguments": a}});
         let msg = |calls: Value| {
             let Value::Object(o) =
                 json!({"role": "assistant", "content": null, "tool_calls": calls})
@@ -510,8 +504,8 @@ mod tests {
         };
         let mut m = vec![
             ChatMessage::new("user", "hi"),
-            msg(json!([call("f", "{\"x\": 1}")])),
-            msg(json!([call("f", "{\"x\": 1}"), call("g", "{}")])),
+            msg(json!([call("f", json!({"x": 1}))])),
+            msg(json!([call("f", json!({"x": 1})), call("g", json!({}))])),
         ];
         write_calls(&mut m, Some(&ToolMode::Named("f".into())), None);
         assert_eq!(m[0].text(), "hi");
@@ -522,7 +516,7 @@ mod tests {
             r#"[{"name": "f", "parameters": {"x": 1}}, {"name": "g", "parameters": {}}]"#
         );
         // With "auto", in the parser's syntax, after the turn's own text.
-        let mut m = vec![msg(json!([call("f", "{\"x\": 1}")]))];
+        let mut m = vec![msg(json!([call("f", json!({"x": 1}))]))];
         let mut o: serde_json::Map<String, Value> = m[0].clone().into();
         o.insert("content".into(), json!("Let me see."));
         m[0] = ChatMessage::try_from(o).unwrap();

@@ -183,7 +183,7 @@ fn catalogue() -> Vec<Case> {
         case("documents not a list of objects", CHAT, chat_with(|v| v["documents"] = json!(["text"])), 400, &["list of objects"], Some("documents")),
         case("tokenize continue_final_message with a prompt", "/tokenize", json!({"prompt": "hi", "continue_final_message": true}).to_string().into_bytes(), 400, &["applies to `messages`"], Some("continue_final_message")),
         case("allowed_token_ids empty", COMPL, json!({"model": "boolq", "prompt": "hi", "allowed_token_ids": []}).to_string().into_bytes(), 400, &["is empty"], Some("allowed_token_ids")),
-        case("allowed_token_ids past the vocabulary", COMPL, json!({"model": "boolq", "prompt": "hi", "allowed_token_ids": [5, 49152]}).to_string().into_bytes(), 400, &["token 49152", "outside the vocabulary"], Some("allowed_token_ids")),
+        case("allowed_token_ids past the vocabulary", COMPL, json!({"model": "boolq", "prompt": "hi", "allowed_token_ids": [5, 49152]}).to_string().into_bytes(), 400, &["`allowed_token_ids[1]` is 49152", "outside the vocabulary"], Some("allowed_token_ids[1]")),
         case("a blank bad word", COMPL, json!({"model": "boolq", "prompt": "hi", "bad_words": ["a", " "]}).to_string().into_bytes(), 400, &["non-blank string"], Some("bad_words[1]")),
         case("tool_choice auto with a format", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!("auto"); v["guided_regex"] = json!("a+"); }), 400, &["could never write a call"], Some("tool_choice")),
         case("tokenize tools with a prompt", "/tokenize", json!({"prompt": "hi", "tools": []}).to_string().into_bytes(), 400, &["applies to `messages`"], Some("tools")),

@@ -384,6 +384,14 @@ pub fn streamed_text(events: &[Value], choice: usize) -> String {
     s
 }
 
+/// `body` with the fields of the object `extra` set in it (a request plus a test's fields).
+pub fn merged(mut body: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().expect("extra fields are an object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
 /// A question from a task's dev split.
 pub fn question(data: &Path, task: &str, i: usize) -> String {
     let text = std::fs::read_to_string(data.join(task).join("dev.jsonl")).unwrap();

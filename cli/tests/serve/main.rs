@@ -18,7 +18,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{assets, bin, question, streamed_text, Server};
+use harness::{assets, bin, merged, question, streamed_text, Server};
 use serde_json::{json, Value};
 
 /// The text of choice 0 of a non-streamed response.
@@ -65,11 +65,11 @@ fn answers_equal_generate_and_score() {
         question(&a.data, "gsm8k", 2)
     );
     let chat = |model: &str, content: &str, extra: Value| {
-        let mut body = json!({"model": model, "temperature": 0, "max_tokens": 24,
-                              "messages": [{"role": "user", "content": content}]});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        let body = merged(
+            json!({"model": model, "temperature": 0, "max_tokens": 24,
+                              "messages": [{"role": "user", "content": content}]}),
+            extra,
+        );
         s.ok("/v1/chat/completions", &body)
     };
     let cases: Vec<(Value, Vec<&str>)> = vec![

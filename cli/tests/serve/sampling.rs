@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::harness::{assets, Server};
+use crate::harness::{assets, merged, Server};
 
 /// The generated tokens (as text) and each one's top alternatives `token -> logprob`.
 fn picks(v: &Value) -> (Vec<String>, Vec<HashMap<String, f64>>) {
@@ -39,11 +39,11 @@ fn penalties_and_logit_bias_steer_greedy_picks() {
     let s = Server::start(&a.model_args());
     let prompt = "one one one one one one one one one one one one";
     let run = |extra: Value| {
-        let mut body = json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": prompt, "temperature": 0, "ignore_eos": true,
-                              "max_tokens": 16, "logprobs": 5});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        let body = merged(
+            json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": prompt, "temperature": 0, "ignore_eos": true,
+                              "max_tokens": 16, "logprobs": 5}),
+            extra,
+        );
         s.ok("/v1/completions", &body)
     };
 
@@ -122,12 +122,11 @@ fn structured_output_follows_the_format() {
     let s = Server::start(&a.model_args());
     let base = "SmolLM2-135M-Instruct.Q4_1";
     let chat = |content: &str, extra: Value| {
-        let mut body = json!({"model": base, "temperature": 0, "max_tokens": 60,
-                              "messages": [{"role": "user", "content": content}]});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        body
+        merged(
+            json!({"model": base, "temperature": 0, "max_tokens": 60,
+                              "messages": [{"role": "user", "content": content}]}),
+            extra,
+        )
     };
     let text = |v: &Value| {
         v["choices"][0]["message"]["content"]
@@ -189,11 +188,11 @@ fn structured_output_follows_the_format() {
     // `grammar` and `generate --grammar` give one answer, a list the grammar describes.
     let list = "start: item (\", \" item)*\nitem: /[a-z]{2,10}/\n";
     let complete = |field: Value| {
-        let mut b = json!({"model": base, "prompt": "Three colours:", "temperature": 0,
-                           "max_tokens": 24});
-        for (k, v) in field.as_object().unwrap() {
-            b[k] = v.clone();
-        }
+        let b = merged(
+            json!({"model": base, "prompt": "Three colours:", "temperature": 0,
+                           "max_tokens": 24}),
+            field,
+        );
         s.ok("/v1/completions", &b)["choices"][0]["text"]
             .as_str()
             .unwrap()
@@ -276,11 +275,11 @@ fn stop_token_ids_and_min_tokens() {
     let s = Server::start(&a.model_args());
     let model = "SmolLM2-135M-Instruct.Q4_1";
     let complete = |extra: Value| {
-        let mut body = json!({"model": model, "prompt": "The capital of France is",
-                              "temperature": 0, "max_tokens": 8});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        let body = merged(
+            json!({"model": model, "prompt": "The capital of France is",
+                              "temperature": 0, "max_tokens": 8}),
+            extra,
+        );
         s.ok("/v1/completions", &body)["choices"][0].clone()
     };
     let plain = complete(json!({}));
@@ -326,11 +325,11 @@ fn stop_token_ids_and_min_tokens() {
     // inside its first tokens does not count.
     let question = "Answer with one word, yes or no: is the sky blue?";
     let chat = |extra: Value| {
-        let mut body = json!({"model": model, "temperature": 0, "max_tokens": 24,
-                              "messages": [{"role": "user", "content": question}]});
-        for (k, v) in extra.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        let body = merged(
+            json!({"model": model, "temperature": 0, "max_tokens": 24,
+                              "messages": [{"role": "user", "content": question}]}),
+            extra,
+        );
         s.ok("/v1/chat/completions", &body)
     };
     let short = chat(json!({}));

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::harness::{assets, streamed_text, Server};
+use super::harness::{assets, merged, streamed_text, Server};
 
 fn tools() -> Value {
     json!([{"type": "function", "function": {"name": "get_weather",
@@ -41,12 +41,11 @@ fn server(extra: &[&str]) -> Option<Server> {
 }
 
 fn body(messages: Value, extra: Value) -> Value {
-    let mut b = json!({"model": "base", "temperature": 0, "max_tokens": 60,
-                       "tools": tools(), "messages": messages});
-    for (k, v) in extra.as_object().unwrap() {
-        b[k] = v.clone();
-    }
-    b
+    merged(
+        json!({"model": "base", "temperature": 0, "max_tokens": 60,
+                       "tools": tools(), "messages": messages}),
+        extra,
+    )
 }
 
 /// A stream's tool calls, merged as the SDK's accumulator merges them (by `index`).
