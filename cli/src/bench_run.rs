@@ -87,7 +87,7 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         .collect();
     let tok_select = top_k(k_tok);
     let mut stamps: Vec<Instant> = Vec::with_capacity(c.new_tokens);
-    let mut decoder = c.tok.stream_decoder();
+    let mut decoder = c.tok.stream_decoder(true);
     let mut sentence = String::new();
     let mut tracker = SentenceTracker::default();
     // Request 0's latencies count only steps where every request decodes: before that, a

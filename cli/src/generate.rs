@@ -12,7 +12,7 @@ use dlp_engine::Backend;
 use serde_json::{json, Value};
 
 use crate::common::{self, load, parse_mix, Loaded, ModelArgs, WithBackend};
-use crate::pipeline::{encode_prompt, peak_rss_mib, render_prompt, TextStream};
+use crate::pipeline::{encode_prompt, peak_rss_mib, render_prompt, TextOptions, TextStream};
 use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing};
 use crate::sampling_args::SamplingArgs;
 
@@ -313,14 +313,13 @@ impl WithBackend for &GenerateArgs {
         let mut texts: Vec<TextStream> = requests
             .iter()
             .map(|r| {
-                let p = &params;
-                TextStream::new(
-                    tok,
-                    r.prompt.len(),
-                    &p.stop,
-                    p.min_tokens,
-                    rerouter.is_some(),
-                )
+                let opts = TextOptions {
+                    include_stop: args.sampling.include_stop_str,
+                    show_special: args.sampling.show_special_tokens,
+                    reroute: rerouter.is_some(),
+                    ..TextOptions::of(&params)
+                };
+                TextStream::new(tok, r.prompt.len(), opts)
             })
             .collect();
         let both_terminals = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
@@ -349,6 +348,9 @@ impl WithBackend for &GenerateArgs {
                 Ok(control)
             },
         )?;
+        for (t, o) in texts.iter_mut().zip(&outs) {
+            t.push_end(o)?;
+        }
         if stream {
             let _ = writeln!(stdout, "{}", texts[0].take_ready(true));
         }
@@ -365,17 +367,20 @@ impl WithBackend for &GenerateArgs {
         if args.json {
             let results: Vec<Value> = outs
                 .iter()
-                .zip(texts.iter().map(|t| &t.text))
+                .zip(&texts)
                 .zip(&decisions)
                 .map(|((o, t), routed)| {
                     let segments: Vec<Value> = o
                         .segments
                         .iter()
-                        .map(|(first, m)| json!({"first_token": first, "mixture": named(m, &names)}))
+                        .map(
+                            |(first, m)| json!({"first_token": first, "mixture": named(m, &names)}),
+                        )
                         .collect();
                     let mut v = json!({
-                        "text": t, "prompt_tokens": o.prompt_tokens, "completion_tokens": o.tokens.len(),
-                        "finish_reason": o.finish, "mixture": named(&o.segments[0].1, &names),
+                        "text": t.text, "prompt_tokens": o.prompt_tokens,
+                        "completion_tokens": o.completion_tokens(), "finish_reason": o.finish,
+                        "stop_reason": t.stop_reason(o), "mixture": named(&o.segments[0].1, &names),
                         "segments": segments,
                     });
                     if routing.is_some() {

@@ -6,9 +6,10 @@
 use std::ops::Range;
 
 use anyhow::{bail, Result};
-use dlp_engine::generate::Control;
+use dlp_engine::generate::{Control, GenOutput};
 use dlp_engine::sampler::{find_stop, stop_holdback};
 use dlp_engine::tokenizer::{ChatMessage, ChatRequest, StreamDecoder, TextTokenizer};
+use dlp_engine::SamplingParams;
 
 use crate::routing::{named, Decision, Routing, SentenceTracker};
 
@@ -74,26 +75,6 @@ pub fn render_prompt(
     })
 }
 
-/// Where the first stop string that ends after byte `end` of `text` starts (the earliest such
-/// start over all `stops`), as [`find_stop`] with the text before `end` taking no stop alone.
-fn stop_ending_after(text: &str, stops: &[String], end: usize) -> Option<usize> {
-    if end == 0 {
-        return find_stop(text, stops);
-    }
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            // A match ending past `end` starts at `end + 1 - len` or later (on a character).
-            let mut from = (end + 1).saturating_sub(s.len());
-            while !text.is_char_boundary(from) {
-                from += 1;
-            }
-            text.get(from..)?.find(s.as_str()).map(|at| from + at)
-        })
-        .min()
-}
-
 /// Token ids of a rendered prompt (with the BOS the model's tokenizer puts in front of such a
 /// prompt: [`TextTokenizer::bos_prefix`]) and the byte offset where each token starts.
 pub fn encode_prompt(tok: &TextTokenizer, r: &Rendered) -> Result<(Vec<u32>, Vec<usize>)> {
@@ -113,49 +94,81 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// How a [`TextStream`] cuts and shows a sequence's text.
+#[derive(Debug, Clone, Default)]
+pub struct TextOptions {
+    /// Stop strings: the text ends before the first one (generation stops there).
+    pub stops: Vec<String>,
+    /// vLLM's `stop_token_ids` (the scheduler stops on them; here for [`TextStream::stop_reason`]).
+    pub stop_token_ids: Vec<u32>,
+    /// vLLM's `min_tokens`: a stop string counts only if it ends past these tokens' text.
+    pub min_tokens: usize,
+    /// vLLM's `include_stop_str_in_output`: the text ends after the stop string instead.
+    pub include_stop: bool,
+    /// Special tokens (`<|im_end|>`, ...) are text too (vLLM's `skip_special_tokens: false`).
+    pub show_special: bool,
+    /// Re-route after every generated sentence.
+    pub reroute: bool,
+}
+
+impl TextOptions {
+    /// The stops and `min_tokens` of `p`, with the other switches off.
+    pub fn of(p: &SamplingParams) -> Self {
+        TextOptions {
+            stops: p.stop.clone(),
+            stop_token_ids: p.stop_token_ids.clone(),
+            min_tokens: p.min_tokens,
+            ..TextOptions::default()
+        }
+    }
+}
+
 /// One sequence's generated text as tokens arrive: decoded incrementally, cut at the first
 /// stop string, and (when routing by sentence) re-routed after every finished sentence.
 pub struct TextStream<'t> {
     decoder: StreamDecoder<'t>,
     /// Generated text so far (cut at a stop string once one is seen).
     pub text: String,
-    stops: Vec<String>,
+    opts: TextOptions,
     tracker: Option<SentenceTracker>,
     /// Tokens of the prompt, then one per generated token (where the next mixture starts).
     position: usize,
     /// Bytes of `text` already handed out by [`TextStream::take_ready`].
     emitted: usize,
-    stopped: bool,
-    /// `min_tokens`: tokens to push before stop strings count, and how many were pushed.
-    min_tokens: usize,
+    /// The stop string that ended the text (an index into the stops), once one did.
+    stopped: Option<usize>,
+    /// Tokens pushed so far.
     generated: usize,
-    /// The length of the text once `min_tokens` were pushed: a stop string counts only if it
-    /// ends past it (one ending inside those tokens' text does not, as in vLLM).
+    /// Stop strings count only if they end past this length of the text: that of the first
+    /// `min_tokens` tokens' text (one ending inside it does not, as in vLLM), and then the
+    /// text searched already.
     stops_from: Option<usize>,
 }
 
 impl<'t> TextStream<'t> {
-    /// A stream for a sequence whose prompt has `prompt_len` tokens, cut at the first of
-    /// `stops` after `min_tokens` tokens; `reroute` when the router re-routes after every
-    /// generated sentence.
-    pub fn new(
-        tok: &'t TextTokenizer,
-        prompt_len: usize,
-        stops: &[String],
-        min_tokens: usize,
-        reroute: bool,
-    ) -> Self {
+    /// A stream for a sequence whose prompt has `prompt_len` tokens.
+    pub fn new(tok: &'t TextTokenizer, prompt_len: usize, opts: TextOptions) -> Self {
         TextStream {
-            decoder: tok.stream_decoder(),
+            decoder: tok.stream_decoder(!opts.show_special),
             text: String::new(),
-            stops: stops.to_vec(),
-            tracker: reroute.then(SentenceTracker::default),
+            tracker: opts.reroute.then(SentenceTracker::default),
             position: prompt_len,
             emitted: 0,
-            stopped: false,
-            min_tokens,
+            stopped: None,
             generated: 0,
-            stops_from: (min_tokens == 0).then_some(0),
+            stops_from: (opts.min_tokens == 0).then_some(0),
+            opts,
+        }
+    }
+
+    /// vLLM's `stop_reason` for `out`, this stream's sequence: the stop string that ended the
+    /// text, or the `stop_token_ids` token that ended generation; null for an end-of-sequence
+    /// token and every other end.
+    pub fn stop_reason(&self, out: &GenOutput) -> serde_json::Value {
+        match (self.stopped, out.stop_token) {
+            (Some(k), _) => self.opts.stops[k].as_str().into(),
+            (None, Some(t)) if self.opts.stop_token_ids.contains(&t) => t.into(),
+            _ => serde_json::Value::Null,
         }
     }
 
@@ -189,58 +202,55 @@ impl<'t> TextStream<'t> {
             }
         }
         self.generated += 1;
-        if self.generated == self.min_tokens {
+        if self.generated == self.opts.min_tokens {
             // Stops count from the next token on: those ending past this text.
             self.stops_from = Some(self.text.len());
         }
         let found = match self.stops_from {
-            Some(end) if self.generated > self.min_tokens => {
-                stop_ending_after(&self.text, &self.stops, end)
+            Some(end) if self.generated > self.opts.min_tokens => {
+                find_stop(&self.text, &self.opts.stops, end)
             }
             _ => None,
         };
-        if let Some(at) = found {
-            self.text.truncate(at);
-            self.stopped = true;
+        if self.generated > self.opts.min_tokens {
+            // A later stop ends past this text (one ending inside it would have been found).
+            self.stops_from = Some(self.text.len());
+        }
+        if let Some((at, k)) = found {
+            let end = match self.opts.include_stop {
+                true => at + self.opts.stops[k].len(),
+                false => at,
+            };
+            self.text.truncate(end);
+            self.stopped = Some(k);
             control = Control::Stop;
         }
         Ok((control, decision))
     }
 
+    /// Ends the text of `out`, this stream's sequence: with `include_stop`, the end token that
+    /// stopped it (EOS, `stop_token_ids`) is text too, as in vLLM (nothing when it is a special
+    /// token and those are skipped).
+    pub fn push_end(&mut self, out: &GenOutput) -> dlp_engine::Result<()> {
+        if let (true, Some(t), None) = (self.opts.include_stop, out.stop_token, self.stopped) {
+            if let Some(piece) = self.decoder.push(t)? {
+                self.text.push_str(&piece);
+            }
+        }
+        Ok(())
+    }
+
     /// Text not handed out yet that can no longer change: everything but a tail that might be
     /// the start of a stop string (all of it once `finished` or stopped).
     pub fn take_ready(&mut self, finished: bool) -> &str {
-        let hold = if finished || self.stopped {
+        let hold = if finished || self.stopped.is_some() {
             0
         } else {
-            stop_holdback(&self.text, &self.stops)
+            stop_holdback(&self.text, &self.opts.stops)
         };
         let from = self.emitted.min(self.text.len());
         let upto = (self.text.len() - hold).max(from);
         self.emitted = upto;
         &self.text[from..upto]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stop_ending_after;
-
-    /// Only stops ending past `end` count, whatever their lengths; a stop may begin before
-    /// `end`, inside a character's bytes too.
-    #[test]
-    fn stops_count_when_they_end_past_the_first_tokens() {
-        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let text = " Bananas\n2. Apples\n3.";
-        let end = " Bananas\n2".len();
-        assert_eq!(stop_ending_after(text, &v(&["\n", "zzzzz"]), end), Some(18));
-        assert_eq!(stop_ending_after(text, &v(&["\n"]), end), Some(18));
-        // One that begins before `end` and ends after it counts.
-        assert_eq!(stop_ending_after(text, &v(&["2. A"]), end), Some(9));
-        assert_eq!(stop_ending_after(text, &v(&["\n"]), 0), Some(8));
-        let fr = " bébé";
-        let end = " bé".len();
-        assert_eq!(stop_ending_after(fr, &v(&["é"]), end), Some(" béb".len()));
-        assert_eq!(stop_ending_after(fr, &v(&["x"]), end), None);
     }
 }

@@ -46,6 +46,14 @@ pub struct SamplingArgs {
     /// Stop when this string is generated (repeatable); it is not printed.
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Keep the stop string that ended the text at its end (vLLM's
+    /// `include_stop_str_in_output`).
+    #[arg(long)]
+    pub include_stop_str: bool,
+    /// Print special tokens (`<|im_end|>`, ...) as text instead of dropping them (vLLM's
+    /// `skip_special_tokens: false`).
+    #[arg(long)]
+    pub show_special_tokens: bool,
     /// End a sequence when token ID is generated, as an end-of-sequence token does
     /// (repeatable; vLLM's `stop_token_ids`); it is not printed.
     #[arg(long = "stop-token-id", value_name = "ID")]

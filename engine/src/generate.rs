@@ -256,12 +256,23 @@ pub enum FinishReason {
 pub struct GenOutput {
     /// Generated ids (an EOS that ended generation is not included).
     pub tokens: Vec<u32>,
+    /// The end-of-sequence or `stop_token_ids` token that ended generation (sampled, but not
+    /// in `tokens`); `None` for every other end, a finished output grammar's too.
+    pub stop_token: Option<u32>,
     /// Why it ended.
     pub finish: FinishReason,
     /// Prompt length.
     pub prompt_tokens: usize,
     /// Final routing, including remixes during generation.
     pub segments: Segments,
+}
+
+impl GenOutput {
+    /// Tokens sampled for it, the one that ended it included: vLLM's `completion_tokens` (the
+    /// end token cost a step and was sampled like any other).
+    pub fn completion_tokens(&self) -> usize {
+        self.tokens.len() + usize::from(self.stop_token.is_some())
+    }
 }
 
 /// Timings of a generate call.

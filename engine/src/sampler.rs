@@ -506,14 +506,23 @@ impl Sampler {
     }
 }
 
-/// Finds the earliest occurrence of any (non-empty) stop string in `text`; returns the byte
-/// index where it starts (always a char boundary). Empty stop strings are ignored.
-pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
+/// The first stop string in `text` that ends past byte `end` (a caller that already searched
+/// the text up to `end` passes its length then, so each byte is searched about once): where
+/// it starts (the earliest start over all `stops`; always a char boundary) and its index in
+/// `stops` (the first listed of those starting there). Empty stop strings are ignored; a stop
+/// may begin before `end`, inside a character's bytes too.
+pub fn find_stop(text: &str, stops: &[String], end: usize) -> Option<(usize, usize)> {
     stops
         .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
+        .enumerate()
+        .filter(|(_, s)| !s.is_empty())
+        .filter_map(|(k, s)| {
+            // A match ending past `end` starts at `end + 1 - len` or later, on a character.
+            let from = (end + 1).saturating_sub(s.len());
+            let from = (from..=text.len()).find(|&i| text.is_char_boundary(i))?;
+            text[from..].find(s.as_str()).map(|at| (from + at, k))
+        })
+        .min_by_key(|&(at, _)| at)
 }
 
 /// Length in bytes of the longest suffix of `text` that is a proper prefix of some stop string,

@@ -321,6 +321,7 @@ impl<B: Backend> Scheduler<B> {
                     w.id,
                     GenOutput {
                         tokens: Vec::new(),
+                        stop_token: None,
                         finish: FinishReason::Length,
                         prompt_tokens: prompt_len,
                         segments,
@@ -449,6 +450,7 @@ impl<B: Backend> Scheduler<B> {
                 continue;
             }
             let mut finish = None;
+            let mut stop_token = None;
             if r.seq.tokens.len() == r.prompt_len && !r.opts.ignore_eos {
                 // The first token: `min_tokens` holds these back too.
                 r.sampler.set_end_tokens(eos);
@@ -469,6 +471,7 @@ impl<B: Backend> Scheduler<B> {
                     let stop_id = r.sampler.params().stop_token_ids.contains(&id);
                     if stop_id || (eos.contains(&id) && !r.opts.ignore_eos) {
                         finish = Some(FinishReason::Eos);
+                        stop_token = Some(id);
                     } else {
                         r.seq.tokens.push(id);
                         match on_event(Event::Token {
@@ -507,6 +510,7 @@ impl<B: Backend> Scheduler<B> {
                     r.id,
                     GenOutput {
                         tokens: r.seq.tokens[r.prompt_len..].to_vec(),
+                        stop_token,
                         finish: f,
                         prompt_tokens: r.prompt_len,
                         segments: r.seq.segments,

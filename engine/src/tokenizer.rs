@@ -68,7 +68,7 @@ impl std::fmt::Debug for TextTokenizer {
 
 /// Incremental detokenizer: feeds ids one at a time and returns text once it is complete UTF-8
 /// (a character split over several byte tokens comes out when its last byte arrives).
-/// Special tokens are skipped.
+/// Special tokens are skipped unless it was made to show them.
 pub struct StreamDecoder<'a> {
     inner: tokenizers::DecodeStream<
         'a,
@@ -394,10 +394,11 @@ impl TextTokenizer {
             .map_err(|e| Error::invalid(format!("detokenizing failed: {e}")))
     }
 
-    /// An incremental detokenizer for streaming output.
-    pub fn stream_decoder(&self) -> StreamDecoder<'_> {
+    /// An incremental detokenizer for streaming output; `skip_special` drops special tokens
+    /// (`<|im_end|>`, ...), as transformers' `skip_special_tokens` does.
+    pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
         StreamDecoder {
-            inner: self.tok.decode_stream(true),
+            inner: self.tok.decode_stream(skip_special),
         }
     }
 

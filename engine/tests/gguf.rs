@@ -393,7 +393,7 @@ fn synthetic_gguf_loads() {
     assert_eq!(tok.encode("ab a<|user|>b").unwrap(), [5, 6, 7, 3]);
     assert_eq!(tok.decode(&[0, 5, 6, 1], true).unwrap(), "ab a");
     assert_eq!(tok.decode(&[0, 5, 6, 7, 1], true).unwrap(), "ab a<|user|>");
-    let mut stream = tok.stream_decoder();
+    let mut stream = tok.stream_decoder(true);
     let streamed: String = [0, 5, 7, 1]
         .into_iter()
         .filter_map(|t| stream.push(t).unwrap())

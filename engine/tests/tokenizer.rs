@@ -132,7 +132,7 @@ fn stream_decoder_handles_split_characters() {
     let tok = TextTokenizer::from_file(&p).unwrap();
     let text = "Unicode: café naïve 日本語 🤖👍<|im_end|>";
     let ids = tok.encode(text).unwrap();
-    let mut dec = tok.stream_decoder();
+    let mut dec = tok.stream_decoder(true);
     let (mut out, mut pending) = (String::new(), 0);
     for &id in &ids {
         match dec.push(id).unwrap() {
@@ -149,6 +149,10 @@ fn stream_decoder_handles_split_characters() {
         pending > 0,
         "multi-byte characters span several tokens and must wait"
     );
+    // Shown when asked (`skip_special_tokens: false`).
+    let mut dec = tok.stream_decoder(false);
+    let shown: String = ids.iter().filter_map(|&id| dec.push(id).unwrap()).collect();
+    assert_eq!(shown, text);
 }
 
 #[test]

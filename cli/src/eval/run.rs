@@ -18,7 +18,7 @@ use super::modes::{Chooser, Mode, TokenRouter};
 use super::report::{self, ModeRun, Outcome, Report};
 use super::EvalArgs;
 use crate::common::{load, Loaded};
-use crate::pipeline::{encode_prompt, render_prompt, Rendered, TextStream};
+use crate::pipeline::{encode_prompt, render_prompt, Rendered, TextOptions, TextStream};
 use crate::progress::Progress;
 use crate::routing::{load_router, select_config, RouteBy, Routing};
 
@@ -142,7 +142,16 @@ fn generate_items<B: Backend>(
         let rerouter = sentence.as_ref().filter(|_| mode == Mode::RoutedSentence);
         let mut streams: Vec<TextStream> = requests
             .iter()
-            .map(|r| TextStream::new(tok, r.prompt.len(), &[], 0, rerouter.is_some()))
+            .map(|r| {
+                TextStream::new(
+                    tok,
+                    r.prompt.len(),
+                    TextOptions {
+                        reroute: rerouter.is_some(),
+                        ..TextOptions::default()
+                    },
+                )
+            })
             .collect();
         let mut token_routers: Vec<TokenRouter> =
             requests.iter().map(|_| TokenRouter::new()).collect();

@@ -93,7 +93,22 @@ pub struct Job {
     /// vLLM's `bad_words`, tokenized into the sampler's `bad_words_ids` once the request
     /// reaches the server's tokenizer.
     pub bad_words: Vec<String>,
+    /// vLLM's `include_stop_str_in_output`: the text keeps the stop string that ended it.
+    pub include_stop: bool,
+    /// vLLM's `skip_special_tokens: false`: special tokens are part of the text.
+    pub show_special: bool,
+    /// vLLM's `prompt_logprobs`: the log-probability of every prompt token after the first,
+    /// with this many alternatives.
+    pub prompt_logprobs: Option<usize>,
+    /// vLLM's `return_tokens_as_token_ids`: log-probability tokens are `token_id:N`.
+    pub token_ids_as_text: bool,
+    /// vLLM's `truncate_prompt_tokens`: keep only the prompt's last tokens, this many
+    /// ([`TRUNCATE_TO_CONTEXT`]: as many as leave room for one new token).
+    pub truncate: Option<usize>,
 }
+
+/// `truncate_prompt_tokens: -1`: as many tokens as the context has room for (with one new).
+pub const TRUNCATE_TO_CONTEXT: usize = usize::MAX;
 
 /// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its
 /// own arguments, `;`, and the list. (serde's `flatten` cannot be combined with
@@ -126,6 +141,12 @@ macro_rules! common_fields {
             stop_token_ids: Value,
             allowed_token_ids: Value,
             bad_words: Value,
+            include_stop_str_in_output: bool,
+            skip_special_tokens: bool,
+            spaces_between_special_tokens: bool,
+            prompt_logprobs: i64,
+            return_tokens_as_token_ids: bool,
+            truncate_prompt_tokens: i64,
             // Structured output: OpenAI's, then vLLM's extensions.
             response_format: Value,
             guided_json: Value,
@@ -427,6 +448,36 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
     if let Some(m) = c.min_tokens {
         p.min_tokens = usize::try_from(m).unwrap_or(usize::MAX);
     }
+    job.include_stop = c.include_stop_str_in_output.unwrap_or(false);
+    job.show_special = !c.skip_special_tokens.unwrap_or(true);
+    // Only slow (SentencePiece-in-Python) tokenizers put spaces between special tokens; this
+    // server's (tokenizer.json, GGUF) are fast ones, for which transformers and vLLM ignore it.
+    let _ = c.spaces_between_special_tokens;
+    if let Some(k) = c.prompt_logprobs {
+        check(
+            "prompt_logprobs",
+            k as f64,
+            (0..=MAX_LOGPROBS as i64).contains(&k),
+            "from 0 to 20",
+        )?;
+        if job.stream {
+            return Err(ApiError::bad_param(
+                "prompt_logprobs",
+                "`prompt_logprobs` is not available with `stream: true` (as in vLLM)",
+            ));
+        }
+        job.prompt_logprobs = Some(k as usize);
+    }
+    job.token_ids_as_text = c.return_tokens_as_token_ids.unwrap_or(false);
+    if let Some(k) = c.truncate_prompt_tokens {
+        check(
+            "truncate_prompt_tokens",
+            k as f64,
+            k == -1 || k >= 1,
+            "-1 (keep what fits the context) or a count of tokens >= 1",
+        )?;
+        job.truncate = Some(usize::try_from(k).unwrap_or(TRUNCATE_TO_CONTEXT));
+    }
     p.seed = match c.seed {
         Some(s) => s as u64,
         None => rand::random(),
@@ -493,6 +544,11 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
         format: None,
         tool_mode: None,
         bad_words: Vec::new(),
+        include_stop: false,
+        show_special: false,
+        prompt_logprobs: None,
+        token_ids_as_text: false,
+        truncate: None,
     }
 }
 

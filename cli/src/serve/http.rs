@@ -29,6 +29,7 @@ use super::error::ApiError;
 use super::prompt::{fixed_mixture, prepare, Prepared};
 use super::response::{Collector, StreamState};
 use super::worker::{Cmd, SeqSpec, Shared, Submission};
+use crate::pipeline::TextOptions;
 use crate::routing::Routing;
 
 /// Everything the handlers share.
@@ -258,6 +259,16 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
             ));
         }
     }
+    match job.truncate {
+        Some(api::TRUNCATE_TO_CONTEXT) => job.truncate = Some(st.context - 1),
+        Some(k) if k >= st.context => {
+            return Err(ApiError::bad_param(
+                "truncate_prompt_tokens",
+                format!("`truncate_prompt_tokens` is {k}; it must be below this model's maximum context length ({} tokens), or -1", st.context),
+            ))
+        }
+        _ => {}
+    }
     job.params.allowed_token_ids.sort_unstable();
     job.params.allowed_token_ids.dedup();
     job.params.bad_words_ids = (st.tok.bad_words_ids(&job.bad_words))
@@ -290,7 +301,7 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
             .prompts
             .iter()
             .enumerate()
-            .map(|(k, p)| prepare(&st2, &name(k), p, &fixed, &job2.selection))
+            .map(|(k, p)| prepare(&st2, &name(k), p, &fixed, &job2.selection, job2.truncate))
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, ApiError>((prepared, constraint))
     })
@@ -340,12 +351,18 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
                 prompt: p.ids.clone(),
                 segments: p.segments.clone(),
                 params,
-                prompt_logprobs: job.logprobs.filter(|_| job.echo),
+                // Echo's and `prompt_logprobs`' alternatives: each response part cuts its own.
+                prompt_logprobs: job.logprobs.filter(|_| job.echo).max(job.prompt_logprobs),
                 logprobs: job.logprobs,
-                reroute: matches!(
-                    job.selection,
-                    Selection::Router(crate::routing::RouteBy::Sentence)
-                ),
+                text: TextOptions {
+                    include_stop: job.include_stop,
+                    show_special: job.show_special,
+                    reroute: matches!(
+                        job.selection,
+                        Selection::Router(crate::routing::RouteBy::Sentence)
+                    ),
+                    ..TextOptions::of(&job.params)
+                },
                 ignore_eos: job.ignore_eos,
                 constraint: constraint.clone(),
                 decisions: p.decisions.clone(),
@@ -425,6 +442,10 @@ pub struct ResponseMeta {
     pub echo: bool,
     /// Logprobs asked for (alternatives per token).
     pub logprobs: Option<usize>,
+    /// vLLM's `prompt_logprobs` (alternatives per prompt token).
+    pub prompt_logprobs: Option<usize>,
+    /// vLLM's `return_tokens_as_token_ids`: logprob tokens are written `token_id:N`.
+    pub token_ids_as_text: bool,
     /// A usage chunk at the end of a stream.
     pub include_usage: bool,
     /// Usage in every chunk of a stream.
@@ -472,6 +493,8 @@ impl ResponseMeta {
                 .collect(),
             echo: job.echo,
             logprobs: job.logprobs,
+            prompt_logprobs: job.prompt_logprobs,
+            token_ids_as_text: job.token_ids_as_text,
             include_usage: job.include_usage,
             continuous_usage: job.continuous_usage,
             tool_mode: job.tool_mode.clone(),

@@ -77,19 +77,28 @@ pub fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<Name
 }
 
 /// Renders, tokenizes and routes one prompt (CPU work: run off the async threads); `name` is
-/// its field in errors (`prompt`, or `prompt[2]` in a batch).
+/// its field in errors (`prompt`, or `prompt[2]` in a batch). `truncate` (vLLM's
+/// `truncate_prompt_tokens`): only the prompt's last tokens are kept, and the segments routed
+/// from the whole prompt over them.
 pub fn prepare(
     st: &AppState,
     name: &str,
     input: &PromptInput,
     fixed: &Option<NamedMix>,
     selection: &Selection,
+    truncate: Option<usize>,
 ) -> Result<Prepared, ApiError> {
     let tok = &st.tok;
+    // A prompt that will be cut may be longer than the context.
+    let check_text_len = |st: &AppState, name: &str, text: &str| match truncate {
+        Some(_) => Ok(()),
+        None => check_text_len(st, name, text),
+    };
+    let kept = |n: usize| truncate.map_or(n, |k| n.min(k));
     // `text`: what the token offsets refer to (and what `echo` returns).
     let (ids, starts, text, span, user) = match input {
         PromptInput::Ids(ids) => {
-            check_prompt_len(st, name, ids.len())?;
+            check_prompt_len(st, name, kept(ids.len()))?;
             let vocab = st.config.vocab_size;
             if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
                 return Err(ApiError::bad_param(
@@ -124,7 +133,7 @@ pub fn prepare(
         }
     };
     // Before routing: the router reads every sentence of the prompt.
-    check_prompt_len(st, name, ids.len())?;
+    check_prompt_len(st, name, kept(ids.len()))?;
     let (segments, decisions) = match (fixed, selection, &st.routing) {
         (Some(mix), _, _) => (vec![(0, mix.clone())], Vec::new()),
         (None, Selection::Router(by), Some(routing)) => {
@@ -143,12 +152,48 @@ pub fn prepare(
             ))
         }
     };
-    Ok(Prepared {
+    let p = Prepared {
         ids,
         text,
         segments,
         decisions,
-    })
+    };
+    match truncate {
+        Some(k) if p.ids.len() > k => {
+            let cut = p.ids.len() - k;
+            let text = match starts.get(cut) {
+                Some(&at) => p.text[at..].to_string(),
+                // Token ids: no offsets into the text.
+                None => (tok.decode(&p.ids[cut..], false))
+                    .map_err(|e| ApiError::bad_param(name, e.to_string()))?,
+            };
+            Ok(cut_front(p, cut, text))
+        }
+        _ => Ok(p),
+    }
+}
+
+/// `p` without its first `cut` tokens (`text`: the rest's text): the segment that holds the
+/// new first token starts it, later ones move back by `cut`, and so do their decisions.
+fn cut_front(p: Prepared, cut: usize, text: String) -> Prepared {
+    let from = p.segments.iter().rposition(|(f, _)| *f <= cut).unwrap_or(0);
+    let first_kept = p.segments.get(from).map_or(0, |(f, _)| *f);
+    let segments = (p.segments.into_iter().skip(from))
+        .map(|(f, m)| (f.saturating_sub(cut), m))
+        .collect();
+    let decisions = (p.decisions.into_iter())
+        .filter(|d| d.first_token >= first_kept)
+        .map(|mut d| {
+            d.first_token = d.first_token.saturating_sub(cut);
+            d
+        })
+        .collect();
+    Prepared {
+        ids: p.ids[cut..].to_vec(),
+        text,
+        segments,
+        decisions,
+    }
 }
 
 /// Refuses a prompt of `n` tokens that is empty or leaves no room for a new token.

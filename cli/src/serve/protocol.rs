@@ -32,8 +32,9 @@ pub struct SeqSpec {
     pub prompt_logprobs: Option<usize>,
     /// Log-probabilities of generated tokens, with this many alternatives.
     pub logprobs: Option<usize>,
-    /// Re-route after every generated sentence.
-    pub reroute: bool,
+    /// How its text is cut and shown (stop strings, special tokens), and whether it is
+    /// re-routed after every generated sentence.
+    pub text: crate::pipeline::TextOptions,
     /// Generate through end-of-sequence tokens (vLLM's `ignore_eos`).
     pub ignore_eos: bool,
     /// Structured output: the grammar its tokens must follow (a copy per choice).
@@ -61,6 +62,8 @@ pub struct TokenLogprob {
     pub logprob: f32,
     /// The `n` most likely tokens and their log-probabilities, best first.
     pub top: Vec<(u32, f32)>,
+    /// Its rank among all tokens, from 1 (1 + the number of more likely tokens).
+    pub rank: usize,
 }
 
 /// A segment as the response's `dlp` object reports it.
@@ -109,8 +112,11 @@ pub enum Event {
         choice: usize,
         /// Why.
         finish: FinishReason,
-        /// Generated tokens.
+        /// Tokens sampled, the end token included (vLLM's count).
         completion_tokens: usize,
+        /// vLLM's `stop_reason`: the stop string or `stop_token_ids` token that ended it, or
+        /// null.
+        stop_reason: serde_json::Value,
         /// Routing as used.
         segments: Vec<SegmentInfo>,
     },
@@ -177,12 +183,20 @@ pub fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
             best.truncate(top);
         }
     }
+    let own = logits.get(token as usize).copied().unwrap_or(f32::NAN);
     TokenLogprob {
         token,
-        logprob: logits
-            .get(token as usize)
-            .map_or(f32::NEG_INFINITY, |&x| lp(x)),
+        logprob: if own.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            lp(own)
+        },
         top: best.into_iter().map(|(i, x)| (i, lp(x))).collect(),
+        // A NaN logit ranks last (no comparison with it holds).
+        rank: 1 + match own.is_nan() {
+            true => logits.iter().filter(|x| !x.is_nan()).count(),
+            false => logits.iter().filter(|&&x| x > own).count(),
+        },
     }
 }
 

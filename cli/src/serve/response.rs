@@ -84,6 +84,9 @@ struct Choice {
     lps: Vec<TokenLogprob>,
     finish: Option<FinishReason>,
     completion_tokens: usize,
+    stop_reason: Value,
+    /// Generated tokens seen so far (`continuous_usage_stats`).
+    tokens: usize,
     segments: Vec<SegmentInfo>,
     /// Stream: the first chunk (role / echo) went out.
     opened: bool,
@@ -96,8 +99,35 @@ struct Choice {
 }
 
 impl ResponseMeta {
+    /// A token as logprobs name it: its text, or `token_id:N` when asked.
     fn token_str(&self, id: u32) -> String {
-        token_name(&self.tok.token_bytes(id))
+        self.token_str_of(id, &self.tok.token_bytes(id))
+    }
+
+    fn token_str_of(&self, id: u32, bytes: &[u8]) -> String {
+        match self.token_ids_as_text {
+            true => format!("token_id:{id}"),
+            false => token_name(bytes),
+        }
+    }
+
+    /// vLLM's `prompt_logprobs` of a choice: null for the first prompt token, then per token a
+    /// map from token id to `{logprob, rank, decoded_token}`, for the token and the best
+    /// alternatives.
+    fn prompt_logprobs(&self, choice: usize, prompt_lps: &[TokenLogprob]) -> Option<Value> {
+        let k = self.prompt_logprobs?;
+        let ids = &self.prompt_of(choice).0;
+        let mut out = vec![Value::Null];
+        for (&id, l) in ids[1..].iter().zip(prompt_lps) {
+            let entry = |p: f32, rank: usize, t: u32| json!({"logprob": p, "rank": rank, "decoded_token": token_name(&self.tok.token_bytes(t))});
+            let mut m = Map::new();
+            m.insert(id.to_string(), entry(l.logprob, l.rank, id));
+            for (r, &(t, p)) in l.top.iter().take(k).enumerate() {
+                m.entry(t.to_string()).or_insert_with(|| entry(p, r + 1, t));
+            }
+            out.push(Value::Object(m));
+        }
+        Some(Value::Array(out))
     }
 
     /// With tools, the answer's `tool_calls` and the text beside them, when it ended whole
@@ -149,15 +179,17 @@ impl ResponseMeta {
         let mut lps = Vec::new();
         let mut tops = Vec::new();
         let mut offsets = Vec::new();
+        let n = self.logprobs.unwrap_or(0);
         for &(id, lp) in tokens {
             offsets.push(offset.chars);
             let bytes = self.tok.token_bytes(id);
             offset.push(&bytes);
-            let name = token_name(&bytes);
+            let name = self.token_str_of(id, &bytes);
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {
                 let mut m = Map::new();
-                for &(t, p) in &l.top {
+                // Prompt tokens may carry more (`prompt_logprobs`'s).
+                for &(t, p) in l.top.iter().take(n) {
                     m.entry(self.token_str(t)).or_insert(json!(p));
                 }
                 // OpenAI's legacy completions always list the chosen token too (so up to
@@ -175,7 +207,7 @@ impl ResponseMeta {
     fn chat_logprobs(&self, lps: &[TokenLogprob]) -> Value {
         let entry = |id: u32, p: f32| {
             let bytes = self.tok.token_bytes(id);
-            json!({"token": token_name(&bytes), "logprob": p, "bytes": bytes})
+            json!({"token": self.token_str_of(id, &bytes), "logprob": p, "bytes": bytes})
         };
         let content: Vec<Value> = lps
             .iter()
@@ -249,12 +281,13 @@ impl Collector {
                 choice,
                 finish,
                 completion_tokens,
+                stop_reason,
                 segments,
-                ..
             } => {
                 let c = &mut self.choices[choice];
                 c.finish = Some(finish);
                 c.completion_tokens = completion_tokens;
+                c.stop_reason = stop_reason;
                 c.segments = segments;
             }
             Event::Error(e) => return Err(e),
@@ -289,7 +322,12 @@ impl Collector {
                             tokens.extend(c.lps.iter().map(|l| (l.token, Some(l))));
                             m.completion_logprobs(&tokens, &mut TextOffset::default())
                         });
-                        json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish})
+                        let mut v = json!({"index": i, "text": text, "logprobs": logprobs,
+                                           "finish_reason": finish, "stop_reason": c.stop_reason});
+                        if let Some(p) = m.prompt_logprobs(i, &c.prompt_lps) {
+                            v["prompt_logprobs"] = p;
+                        }
+                        v
                     }
                     Endpoint::Chat => {
                         let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
@@ -298,15 +336,23 @@ impl Collector {
                         {
                             return json!({"index": i, "message": {"role": "assistant",
                                           "content": content, "tool_calls": calls},
-                                          "logprobs": logprobs, "finish_reason": "tool_calls"});
+                                          "logprobs": logprobs, "finish_reason": "tool_calls",
+                                          "stop_reason": c.stop_reason});
                         }
                         json!({"index": i, "message": {"role": "assistant", "content": c.text},
-                               "logprobs": logprobs, "finish_reason": finish})
+                               "logprobs": logprobs, "finish_reason": finish,
+                               "stop_reason": c.stop_reason})
                     }
                 }
             })
             .collect();
         let mut v = m.envelope(false, choices);
+        if m.endpoint == Endpoint::Chat {
+            // One prompt, the same for every choice: once, as vLLM does.
+            if let Some(p) = m.prompt_logprobs(0, &self.choices[0].prompt_lps) {
+                v["prompt_logprobs"] = p;
+            }
+        }
         v["usage"] = m.usage(completion);
         v["dlp"] = m.dlp(
             self.choices
@@ -325,8 +371,6 @@ pub struct StreamState {
     choices: Vec<Choice>,
     done: usize,
     completion_tokens: usize,
-    /// Tokens generated so far, all choices (`continuous_usage_stats`).
-    generated: usize,
 }
 
 impl StreamState {
@@ -338,7 +382,6 @@ impl StreamState {
             choices,
             done: 0,
             completion_tokens: 0,
-            generated: 0,
         }
     }
 
@@ -400,7 +443,7 @@ impl StreamState {
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
             Event::Token { text, choice, lp } if self.meta.tool_mode.is_some() => {
-                self.generated += 1;
+                self.choices[choice].tokens += 1;
                 self.open(choice, &mut out);
                 self.hold(choice, &text, lp, &mut out);
             }
@@ -408,7 +451,7 @@ impl StreamState {
                 self.hold(choice, &text, None, &mut out);
             }
             Event::Token { choice, lp, text } => {
-                self.generated += 1;
+                self.choices[choice].tokens += 1;
                 self.open(choice, &mut out);
                 if !text.is_empty() || lp.is_some() {
                     out.push(self.text_chunk(choice, text, lp));
@@ -422,12 +465,14 @@ impl StreamState {
                 choice,
                 finish,
                 completion_tokens,
+                stop_reason,
                 segments,
-                ..
             } => {
                 self.open(choice, &mut out);
                 self.done += 1;
                 self.completion_tokens += completion_tokens;
+                // The end token (not an event of its own) counts from here on.
+                self.choices[choice].tokens = completion_tokens;
                 let m = &self.meta;
                 let mut reason = finish_reason(finish);
                 if m.tool_mode.is_some() {
@@ -461,9 +506,9 @@ impl StreamState {
                 }
                 let last = match m.endpoint {
                     Endpoint::Completion => json!({"index": choice, "text": "", "logprobs": null,
-                                                  "finish_reason": reason}),
+                                                  "finish_reason": reason, "stop_reason": stop_reason}),
                     Endpoint::Chat => json!({"index": choice, "delta": {}, "logprobs": null,
-                                            "finish_reason": reason}),
+                                            "finish_reason": reason, "stop_reason": stop_reason}),
                 };
                 let mut chunk = m.envelope(true, vec![last]);
                 chunk["dlp"] = m.dlp(vec![(choice, segments.as_slice())]);
@@ -510,7 +555,7 @@ impl StreamState {
 
     /// vLLM's `continuous_usage_stats`: the usage so far in each chunk.
     fn add_usage(&self, out: &mut [Value]) {
-        let usage = self.meta.usage(self.generated);
+        let usage = self.meta.usage(self.choices.iter().map(|c| c.tokens).sum());
         for chunk in out {
             chunk["usage"] = usage.clone();
         }

@@ -222,17 +222,11 @@ impl<'t, B: Backend> Worker<'t, B> {
                 Live {
                     events: sub.events.clone(),
                     choice: spec.choice,
-                    text: TextStream::new(
-                        self.tok,
-                        prompt_len,
-                        &spec.params.stop,
-                        spec.params.min_tokens,
-                        spec.reroute,
-                    ),
+                    reroute: spec.text.reroute,
+                    text: TextStream::new(self.tok, prompt_len, spec.text),
                     prompt: spec.prompt,
                     logprobs: spec.logprobs,
                     prompt_logprobs: spec.prompt_logprobs,
-                    reroute: spec.reroute,
                     decisions: spec.decisions,
                     arrived: sub.arrived,
                     first_token: true,
@@ -436,6 +430,12 @@ impl<'t, B: Backend> Worker<'t, B> {
                         let _ = l.events.send(Event::Error(e));
                         continue;
                     }
+                    if let Err(e) = l.text.push_end(&out) {
+                        let _ = l
+                            .events
+                            .send(Event::Error(ApiError::internal(e.to_string())));
+                        continue;
+                    }
                     let tail = l.text.take_ready(true).to_string();
                     if !tail.is_empty() {
                         let _ = l.events.send(Event::Text {
@@ -459,7 +459,8 @@ impl<'t, B: Backend> Worker<'t, B> {
                     let _ = l.events.send(Event::Done {
                         choice: l.choice,
                         finish: out.finish,
-                        completion_tokens: out.tokens.len(),
+                        completion_tokens: out.completion_tokens(),
+                        stop_reason: l.text.stop_reason(&out),
                         segments,
                     });
                 }

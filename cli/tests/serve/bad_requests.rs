@@ -105,6 +105,11 @@ fn catalogue() -> Vec<Case> {
         ),
         case("continuous usage without include_usage", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"continuous_usage_stats": true})}), 400, &["needs `include_usage: true`"], Some("stream_options.continuous_usage_stats")),
         case("unknown stream_options field", CHAT, chat_with(|v| {v["stream"] = json!(true); v["stream_options"] = json!({"x": 1})}), 400, &["`x`"], Some("stream_options.x")),
+        case("prompt_logprobs past 20", CHAT, chat_with(|v| v["prompt_logprobs"] = json!(21)), 400, &["from 0 to 20"], Some("prompt_logprobs")),
+        case("prompt_logprobs while streaming", CHAT, chat_with(|v| {v["stream"] = json!(true); v["prompt_logprobs"] = json!(1)}), 400, &["not available with `stream: true`"], Some("prompt_logprobs")),
+        case("truncate_prompt_tokens 0", CHAT, chat_with(|v| v["truncate_prompt_tokens"] = json!(0)), 400, &["-1", ">= 1"], Some("truncate_prompt_tokens")),
+        case("truncate_prompt_tokens past the context", CHAT, chat_with(|v| v["truncate_prompt_tokens"] = json!(1u64 << 40)), 400, &["below this model's maximum context length"], Some("truncate_prompt_tokens")),
+        case("skip_special_tokens not a bool", CHAT, chat_with(|v| v["skip_special_tokens"] = json!("no")), 400, &["skip_special_tokens"], Some("skip_special_tokens")),
         case("max_completion_tokens 0", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("max_tokens"); v["max_completion_tokens"] = json!(0)}), 400, &["at least 1"], Some("max_completion_tokens")),
         case("a call sent back with arguments that are not JSON", CHAT, chat_with(|v| {
                 v["messages"] = json!([{"role": "user", "content": "hi"},

@@ -6,6 +6,7 @@
 mod bad_requests;
 mod connections;
 mod harness;
+mod outputs;
 mod python;
 mod runtime_adapters;
 mod sampling;

@@ -388,12 +388,39 @@ fn allowed_tokens_and_bad_words() {
     assert_eq!(ctx, [1, 2, 1, 2]);
 }
 
+/// Only stops ending past `end` count, whatever their lengths; a stop may begin before `end`,
+/// inside a character's bytes too; `end` at (or past) the text's end finds nothing.
+#[test]
+fn stops_count_when_they_end_past_end() {
+    let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let text = " Bananas\n2. Apples\n3.";
+    let end = " Bananas\n2".len();
+    assert_eq!(find_stop(text, &v(&["\n", "zzzzz"]), end), Some((18, 0)));
+    assert_eq!(find_stop(text, &v(&["zzzzz", "\n"]), end), Some((18, 1)));
+    // One that begins before `end` and ends after it counts.
+    assert_eq!(find_stop(text, &v(&["2. A"]), end), Some((9, 0)));
+    assert_eq!(find_stop(text, &v(&["\n"]), 0), Some((8, 0)));
+    let fr = " bébé";
+    let end = " bé".len();
+    assert_eq!(find_stop(fr, &v(&["é"]), end), Some((" béb".len(), 0)));
+    assert_eq!(find_stop(fr, &v(&["x"]), end), None);
+    for end in [fr.len(), fr.len() + 3] {
+        assert_eq!(find_stop(fr, &v(&["x", "é", "bé"]), end), None);
+    }
+    assert_eq!(find_stop("", &v(&["a"]), 0), None);
+}
+
 #[test]
 fn stop_strings() {
     let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(find_stop("hello world", &v(&["world", "lo"])), Some(3));
-    assert_eq!(find_stop("hello", &v(&["x", ""])), None);
-    assert_eq!(find_stop("naïve café", &v(&["é", "ï"])), Some(2));
+    assert_eq!(
+        find_stop("hello world", &v(&["world", "lo"]), 0),
+        Some((3, 1))
+    );
+    assert_eq!(find_stop("hello", &v(&["x", ""]), 0), None);
+    assert_eq!(find_stop("naïve café", &v(&["é", "ï"]), 0), Some((2, 1)));
+    // Two starting at one place: the first listed.
+    assert_eq!(find_stop("abc", &v(&["bc", "b"]), 0), Some((1, 0)));
     assert_eq!(stop_holdback("hello wor", &v(&["world"])), 3);
     assert_eq!(stop_holdback("hello world", &v(&["world"])), 0); // not a proper prefix
     assert_eq!(stop_holdback("abc", &v(&["c", "bcd", "xyz", ""])), 2);
