@@ -318,7 +318,8 @@ impl WithBackend for &GenerateArgs {
                     show_special: args.sampling.show_special_tokens,
                     reroute: rerouter.is_some(),
                     ..TextOptions::of(&params)
-                };
+                }
+                .eos_first(&loaded.eos_ids());
                 TextStream::new(tok, r.prompt.len(), opts)
             })
             .collect();

@@ -112,6 +112,14 @@ pub struct TextOptions {
 }
 
 impl TextOptions {
+    /// Without the `eos` ids among its `stop_token_ids`: vLLM checks end-of-sequence first,
+    /// so such a token ends the text as EOS does, with no `stop_reason` (pass no ids when
+    /// EOS is ignored).
+    pub fn eos_first(mut self, eos: &[u32]) -> Self {
+        self.stop_token_ids.retain(|t| !eos.contains(t));
+        self
+    }
+
     /// The stops and `min_tokens` of `p`, with the other switches off.
     pub fn of(p: &SamplingParams) -> Self {
         TextOptions {

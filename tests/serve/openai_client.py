@@ -4,7 +4,9 @@
 Checks what clients rely on: listing models, chat (plain and streamed), completions with
 `echo` + `logprobs` (lm-evaluation-harness's `local-completions` scoring), `model: "auto"`
 (the DLP router) and an explicit `lora_mixture`, structured output (`parse` with a pydantic
-model, `json_object`, `guided_choice`), forced tool calls (a named function, `required`); greedy texts must equal `dlp-run generate`
+model, `json_object`, `guided_choice`), forced tool calls (a named function, `required`), and
+the Responses API (`responses.create`, `responses.stream`, `responses.parse`, function call
+items and their outputs sent back); greedy texts must equal `dlp-run generate`
 byte for byte, echoed log-probabilities must equal `dlp-run score`'s within 1e-4, and errors
 must surface as the client's typed exceptions.
 
@@ -144,6 +146,74 @@ def structured_output(client):
         check(e.body.get("param") == "response_format", "an unsatisfiable schema raises BadRequestError")
 
 
+def responses_api(client, args, chat, want):
+    """The Responses API answers as chat does: the same greedy text and usage, plain and
+    streamed, with `instructions`, structured output, a forced call and its output sent back."""
+    import pydantic
+
+    r = client.responses.create(model="boolq", input=QUESTION, temperature=0,
+                                max_output_tokens=MAX_TOKENS)
+    check(r.output_text == want["text"], f"responses.create equals generate: {r.output_text!r}")
+    check(r.usage.output_tokens == chat.usage.completion_tokens
+          and r.usage.input_tokens == chat.usage.prompt_tokens, f"responses usage: {r.usage}")
+    check(r.status == ("incomplete" if chat.choices[0].finish_reason == "length" else "completed"),
+          f"responses status {r.status} for finish {chat.choices[0].finish_reason}")
+    kinds = []
+    with client.responses.stream(model="boolq", input=QUESTION, temperature=0,
+                                 max_output_tokens=MAX_TOKENS) as s:
+        deltas = []
+        for ev in s:
+            kinds.append(ev.type)
+            if ev.type == "response.output_text.delta":
+                deltas.append(ev.delta)
+        final = s.get_final_response()
+    check("".join(deltas) == want["text"] and final.output_text == want["text"],
+          f"responses.stream equals generate: {''.join(deltas)!r}")
+    check(kinds[:2] == ["response.created", "response.in_progress"]
+          and kinds[-1] in ("response.completed", "response.incomplete"), f"event order: {kinds}")
+    short = client.responses.create(model="boolq", input=QUESTION, max_output_tokens=2)
+    check(short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens",
+          f"max_output_tokens cut: {short.status} {short.incomplete_details}")
+    system = "Answer in one word."
+    r = client.responses.create(model="boolq", input=QUESTION, instructions=system, temperature=0,
+                                max_output_tokens=MAX_TOKENS)
+    c = client.chat.completions.create(model="boolq", temperature=0, max_tokens=MAX_TOKENS, messages=[
+        {"role": "system", "content": system}, {"role": "user", "content": QUESTION}])
+    check(r.output_text == c.choices[0].message.content, "instructions are a system message")
+
+    class Verdict(pydantic.BaseModel):
+        answer: bool
+        reason: str = pydantic.Field(max_length=40)
+
+    p = client.responses.parse(model="boolq", input=QUESTION, text_format=Verdict, temperature=0,
+                               max_output_tokens=100)
+    check(isinstance(p.output_parsed, Verdict), f"responses.parse: {p.output_text!r}")
+    tools = [{"type": "function", "name": "get_weather", "description": "The weather in a city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                             "required": ["city"], "additionalProperties": False}}]
+    named = {"type": "function", "name": "get_weather"}
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = client.responses.create(model="boolq", input=ask, tools=tools, tool_choice=named, temperature=0,
+                                max_output_tokens=60)
+    calls = [o for o in r.output if o.type == "function_call"]
+    ok = len(calls) == 1 and calls[0].name == "get_weather"
+    check(ok and isinstance(json.loads(calls[0].arguments).get("city"), str), f"a forced call: {r.output}")
+    if ok:
+        again = ask + r.output + [{"type": "function_call_output", "call_id": calls[0].call_id,
+                                   "output": "Sunny, 21 C"}]
+        r2 = client.responses.create(model="boolq", input=again, tools=tools, tool_choice=named,
+                                     temperature=0, max_output_tokens=60)
+        check([o.type for o in r2.output] == ["function_call"], f"outputs sent back: {r2.output}")
+    for kw, param in [({"previous_response_id": "resp_x"}, "previous_response_id"),
+                      ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+                       "input[0].content[0]")]:
+        try:
+            client.responses.create(**{"model": "boolq", "input": QUESTION, **kw})
+            check(False, f"{param} raises BadRequestError")
+        except openai.BadRequestError as e:
+            check(e.body.get("param") == param, f"{param} raises BadRequestError")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
@@ -170,6 +240,7 @@ def main():
     check(chat.usage.completion_tokens == want["completion_tokens"], "usage.completion_tokens")
     check(chat.model_extra["dlp"]["choices"][0]["segments"][0]["mixture"][0]["adapter"] == "boolq",
           "dlp object names the adapter")
+    responses_api(client, args, chat, want)
 
     pieces, last = [], None
     for chunk in client.chat.completions.create(model="boolq", messages=msgs, temperature=0,

@@ -463,7 +463,7 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
         if job.stream {
             return Err(ApiError::bad_param(
                 "prompt_logprobs",
-                "`prompt_logprobs` is not available with `stream: true` (as in vLLM)",
+                "`prompt_logprobs` is not available with `stream: true` (ask without streaming, or use `echo` with `logprobs` on /v1/completions)",
             ));
         }
         job.prompt_logprobs = Some(k as usize);

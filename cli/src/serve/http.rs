@@ -79,6 +79,7 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/responses", post(responses))
         .route("/tokenize", post(super::tokenize::tokenize))
         .route("/detokenize", post(super::tokenize::detokenize))
         .route("/v1/load_lora_adapter", post(adapters::load))
@@ -228,8 +229,46 @@ async fn chat_completions(
     serve_job(st, job).await
 }
 
+/// OpenAI's Responses API, answered through the chat pipeline.
+async fn responses(State(st): State<Arc<AppState>>, b: Result<Bytes, BytesRejection>) -> AppResult {
+    let (job, info) = super::responses::request(&body(b)?)?;
+    let streamed = job.stream;
+    let (meta, rx) = submit(st, job).await.map_err(|e| info.rename(e))?;
+    if streamed {
+        let mut s = super::responses::ResponsesStream::new(info, StreamState::new(meta));
+        Ok(sse(rx, move |ev| s.events(ev), true))
+    } else {
+        let chat = collect(meta, rx).await?;
+        if let Some(m) = chat["error"]["message"].as_str() {
+            return Err(ApiError::internal(m));
+        }
+        let mut v = info.response(&chat);
+        crate::output::tidy_floats(&mut v);
+        Ok(Json(v).into_response())
+    }
+}
+
 /// Checks the lengths, reserves room in the queue, submits, and answers.
-async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
+async fn serve_job(st: Arc<AppState>, job: Job) -> AppResult {
+    let streamed = job.stream;
+    let (meta, rx) = submit(st, job).await?;
+    if streamed {
+        let mut state = StreamState::new(meta);
+        Ok(sse(rx, move |ev| state.chunks(ev), false))
+    } else {
+        Ok(Json(collect(meta, rx).await?).into_response())
+    }
+}
+
+/// The events of a submitted request, in order.
+pub(super) type Events = tokio::sync::mpsc::UnboundedReceiver<super::worker::Event>;
+
+/// Checks a request against the server (lengths, vocabulary, room), tokenizes and routes its
+/// prompts, and hands it to the engine: what its responses repeat, and its events.
+pub(super) async fn submit(
+    st: Arc<AppState>,
+    mut job: Job,
+) -> Result<(ResponseMeta, Events), ApiError> {
     let arrived = Instant::now();
     super::tools::prepare(&mut job, &st.tok, st.tool_parser)?;
     if st.shutting_down.load(Ordering::SeqCst) {
@@ -378,19 +417,18 @@ async fn serve_job(st: Arc<AppState>, mut job: Job) -> AppResult {
         st.shared.outstanding.fetch_sub(seqs, Ordering::SeqCst);
         return Err(ApiError::unavailable("the engine has stopped"));
     }
-    let meta = ResponseMeta::new(&st, &job, &prepared);
-    if job.stream {
-        Ok(stream(meta, rx))
-    } else {
-        let mut c = Collector::new(meta);
-        let mut rx = rx;
-        while let Some(ev) = rx.recv().await {
-            c.push(ev)?;
-        }
-        let mut v = c.finish();
-        crate::output::tidy_floats(&mut v);
-        Ok(Json(v).into_response())
+    Ok((ResponseMeta::new(&st, &job, &prepared), rx))
+}
+
+/// A whole (not streamed) chat or completions body from a request's events.
+pub(super) async fn collect(meta: ResponseMeta, mut rx: Events) -> Result<Value, ApiError> {
+    let mut c = Collector::new(meta);
+    while let Some(ev) = rx.recv().await {
+        c.push(ev)?;
     }
+    let mut v = c.finish();
+    crate::output::tidy_floats(&mut v);
+    Ok(v)
 }
 
 /// Reserves room for `n` sequences, or answers 429; 400 when `n` is past the whole room, which
@@ -505,25 +543,32 @@ impl ResponseMeta {
     }
 }
 
-/// Server-sent events: one chunk per event, `data: [DONE]` at the end.
-fn stream(
-    meta: ResponseMeta,
-    rx: tokio::sync::mpsc::UnboundedReceiver<super::worker::Event>,
+/// Server-sent events: the chunks `chunks` makes of each event. Chat and completions end with
+/// `data: [DONE]`; `named` streams (the Responses API) name each event by its `type` instead.
+pub(super) fn sse(
+    rx: Events,
+    mut chunks: impl FnMut(super::worker::Event) -> Vec<Value> + Send + 'static,
+    named: bool,
 ) -> Response {
-    let mut state = StreamState::new(meta);
     let events = stream::unfold(
         rx,
         |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
     );
+    let done = (!named).then(|| Value::String("[DONE]".into()));
     let chunks = events
-        .flat_map(move |ev| stream::iter(state.chunks(ev)))
-        .chain(stream::iter([Value::String("[DONE]".into())]))
-        .map(|v| {
+        .flat_map(move |ev| stream::iter(chunks(ev)))
+        .chain(stream::iter(done))
+        .map(move |v| {
             Ok::<_, Infallible>(match v {
                 Value::String(s) => SseEvent::default().data(s),
                 mut v => {
                     crate::output::tidy_floats(&mut v);
-                    SseEvent::default().data(v.to_string())
+                    let e = SseEvent::default();
+                    let e = match v.get("type").and_then(Value::as_str) {
+                        Some(t) if named => e.event(t),
+                        _ => e,
+                    };
+                    e.data(v.to_string())
                 }
             })
         });

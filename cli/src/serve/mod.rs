@@ -19,6 +19,8 @@ mod prompt;
 mod prompt_field;
 mod protocol;
 mod response;
+mod responses;
+mod responses_out;
 mod token_fields;
 mod tokenize;
 mod tool_parser;

@@ -91,7 +91,7 @@ pub fn prepare(
     let tok = &st.tok;
     // A prompt that will be cut may be longer than the context.
     let check_text_len = |st: &AppState, name: &str, text: &str| match truncate {
-        Some(_) => Ok(()),
+        Some(_) => check_truncated_len(st, name, text),
         None => check_text_len(st, name, text),
     };
     let kept = |n: usize| truncate.map_or(n, |k| n.min(k));
@@ -161,12 +161,10 @@ pub fn prepare(
     match truncate {
         Some(k) if p.ids.len() > k => {
             let cut = p.ids.len() - k;
-            let text = match starts.get(cut) {
-                Some(&at) => p.text[at..].to_string(),
-                // Token ids: no offsets into the text.
-                None => (tok.decode(&p.ids[cut..], false))
-                    .map_err(|e| ApiError::bad_param(name, e.to_string()))?,
-            };
+            // Decoded, not sliced from the text at the token's offset: a cut inside a character
+            // keeps its last bytes, which the echo shows as the token prompt's would.
+            let text = (tok.decode(&p.ids[cut..], false))
+                .map_err(|e| ApiError::bad_param(name, e.to_string()))?;
             Ok(cut_front(p, cut, text))
         }
         _ => Ok(p),
@@ -218,6 +216,24 @@ pub(super) fn check_text_len(st: &AppState, field: &str, text: &str) -> Result<(
         Some(m) if m.tokens >= st.context => Err(ApiError::bad_param(
             field,
             format!("this model's maximum context length is {} tokens; the prompt has at least {} tokens ({} {}, and no token of this model's tokenizer covers more than {})", st.context, m.tokens, m.len, m.unit, m.per_token),
+        )
+        .code("context_length_exceeded")),
+        _ => Ok(()),
+    }
+}
+
+/// A prompt to be cut by `truncate_prompt_tokens` may run past the context, up to this many
+/// contexts: its whole text is tokenized (and routed), so a cap keeps one request's CPU work
+/// bounded (16 MiB, the default body limit, would take about 11 s).
+pub const TRUNCATED_CONTEXTS: usize = 8;
+
+/// [`check_text_len`] for a prompt that will be cut: at most [`TRUNCATED_CONTEXTS`] contexts.
+fn check_truncated_len(st: &AppState, field: &str, text: &str) -> Result<(), ApiError> {
+    let most = st.context.saturating_mul(TRUNCATED_CONTEXTS);
+    match st.tok.min_tokens(text) {
+        Some(m) if m.tokens > most => Err(ApiError::bad_param(
+            field,
+            format!("the prompt has at least {} tokens ({} {}, and no token of this model's tokenizer covers more than {}); with `truncate_prompt_tokens` a prompt may have up to {most} ({TRUNCATED_CONTEXTS} times the context), as it is all read before the cut", m.tokens, m.len, m.unit, m.per_token),
         )
         .code("context_length_exceeded")),
         _ => Ok(()),

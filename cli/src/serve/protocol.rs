@@ -62,7 +62,8 @@ pub struct TokenLogprob {
     pub logprob: f32,
     /// The `n` most likely tokens and their log-probabilities, best first.
     pub top: Vec<(u32, f32)>,
-    /// Its rank among all tokens, from 1 (1 + the number of more likely tokens).
+    /// Its rank among all tokens, from 1: the number of tokens at least as likely, itself
+    /// included (vLLM's count, so tied tokens share the last rank of their tie).
     pub rank: usize,
 }
 
@@ -192,10 +193,10 @@ pub fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
             lp(own)
         },
         top: best.into_iter().map(|(i, x)| (i, lp(x))).collect(),
-        // A NaN logit ranks last (no comparison with it holds).
-        rank: 1 + match own.is_nan() {
-            true => logits.iter().filter(|x| !x.is_nan()).count(),
-            false => logits.iter().filter(|&&x| x > own).count(),
+        // A NaN logit (or a token past the logits) ranks last: no comparison with it holds.
+        rank: match own.is_nan() {
+            true => logits.len().max(1),
+            false => logits.iter().filter(|&&x| x >= own).count(),
         },
     }
 }

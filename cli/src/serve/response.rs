@@ -554,10 +554,19 @@ impl StreamState {
     }
 
     /// vLLM's `continuous_usage_stats`: the usage so far in each chunk.
+    /// A chunk about one choice counts that choice's tokens and its prompt's, as vLLM's do; the
+    /// others (an error, the closing usage) count the whole request's.
     fn add_usage(&self, out: &mut [Value]) {
-        let usage = self.meta.usage(self.choices.iter().map(|c| c.tokens).sum());
+        let m = &self.meta;
         for chunk in out {
-            chunk["usage"] = usage.clone();
+            let one = chunk["choices"][0]["index"].as_u64().map(|i| i as usize);
+            chunk["usage"] = match one.filter(|&i| i < self.choices.len()) {
+                Some(i) => {
+                    let (p, c) = (m.prompt_of(i).0.len(), self.choices[i].tokens);
+                    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+                }
+                None => m.usage(self.choices.iter().map(|c| c.tokens).sum()),
+            };
         }
     }
 }

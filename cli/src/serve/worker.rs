@@ -202,6 +202,8 @@ impl<'t, B: Backend> Worker<'t, B> {
                 constraint: spec.constraint.take(),
                 params: spec.params.clone(),
             };
+            let eos: &[u32] = if spec.ignore_eos { &[] } else { &self.eos };
+            let text_opts = std::mem::take(&mut spec.text).eos_first(eos);
             let opts = SeqOptions {
                 prompt_logits: spec.prompt_logprobs.is_some(),
                 ignore_eos: spec.ignore_eos,
@@ -222,8 +224,8 @@ impl<'t, B: Backend> Worker<'t, B> {
                 Live {
                     events: sub.events.clone(),
                     choice: spec.choice,
-                    reroute: spec.text.reroute,
-                    text: TextStream::new(self.tok, prompt_len, spec.text),
+                    reroute: text_opts.reroute,
+                    text: TextStream::new(self.tok, prompt_len, text_opts),
                     prompt: spec.prompt,
                     logprobs: spec.logprobs,
                     prompt_logprobs: spec.prompt_logprobs,

@@ -8,6 +8,7 @@ mod connections;
 mod harness;
 mod outputs;
 mod python;
+mod responses;
 mod runtime_adapters;
 mod sampling;
 mod streaming;

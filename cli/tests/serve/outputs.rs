@@ -62,7 +62,8 @@ fn stop_reason_include_stop_and_special_tokens() {
     let v = complete(json!({"stop_token_ids": [dot], "include_stop_str_in_output": true}));
     assert_eq!(v["choices"][0]["text"], " Paris.", "{v}");
 
-    // End-of-sequence: no stop_reason; counted; shown only as asked.
+    // End-of-sequence: no stop_reason (also when listed in stop_token_ids, as vLLM checks EOS
+    // first); counted; shown only as asked.
     let chat = |extra: Value| {
         let body = merged(
             json!({"model": MODEL, "temperature": 0, "max_tokens": 8,
@@ -80,6 +81,14 @@ fn stop_reason_include_stop_and_special_tokens() {
         (&json!("stop"), &Value::Null)
     );
     assert_eq!(short["usage"]["completion_tokens"], 2, "{short}");
+    let im_end = s.ok(
+        "/tokenize",
+        &json!({"prompt": "<|im_end|>", "add_special_tokens": false}),
+    )["tokens"][0]
+        .clone();
+    let listed = chat(json!({"stop_token_ids": [im_end]}));
+    assert_eq!(listed["choices"][0]["stop_reason"], Value::Null, "{listed}");
+    assert_eq!(listed["choices"][0]["message"]["content"], word.as_str());
     let kept = chat(json!({"include_stop_str_in_output": true}));
     assert_eq!(kept["choices"][0]["message"]["content"], word.as_str());
     let shown = chat(json!({"include_stop_str_in_output": true, "skip_special_tokens": false}));
@@ -251,6 +260,17 @@ fn prompt_logprobs_token_ids_and_truncation() {
     );
     // Shorter than the cut: unchanged.
     assert_eq!(complete(json!(kept), Some(50)), alone);
+    // A cut inside a character: the echo shows what the kept tokens hold, as a token prompt's.
+    let emoji = "🤖👍日本語";
+    let ids = tokens(emoji);
+    for k in 1..ids.len() {
+        let tail = ids[ids.len() - k..].to_vec();
+        assert_eq!(
+            complete(json!(emoji), Some(k)),
+            complete(json!(tail), None),
+            "{k}"
+        );
+    }
     // Past the context: refused, or cut to fit with -1.
     let huge = "word ".repeat(600);
     let r = s.post(

@@ -27,8 +27,9 @@ fn repo() -> PathBuf {
 
 /// Lists the models, gets a chat completion and a streamed one, a completion with `echo` +
 /// `logprobs`, uses `model: "auto"` and `lora_mixture`, and structured output (`parse` with a
-/// pydantic model, `json_object`, `guided_choice`); greedy texts equal `dlp-run
-/// generate`, echoed log-probabilities equal `dlp-run score` (tests/serve/openai_client.py).
+/// pydantic model, `json_object`, `guided_choice`), forced tool calls, and the Responses API;
+/// greedy texts equal `dlp-run generate`, echoed log-probabilities equal `dlp-run score`
+/// (tests/serve/openai_client.py).
 #[test]
 fn official_openai_client() {
     let Some(a) = assets() else { return };

@@ -38,22 +38,29 @@ fn stream_usage_matches_the_answer() {
 
     let events = chunks(json!({"include_usage": true, "continuous_usage_stats": true}));
     let prompt = want["prompt_tokens"].as_u64().unwrap();
-    let mut seen = 0;
-    for e in &events {
+    // A chunk of one choice counts that choice's tokens (vLLM's rule), growing choice by
+    // choice; the closing chunk counts the whole request's.
+    let mut seen = [0u64; 2];
+    for e in &events[..events.len() - 1] {
         let u = &e["usage"];
         assert_eq!(u["prompt_tokens"], prompt, "{e}");
+        let i = e["choices"][0]["index"].as_u64().unwrap() as usize;
         let c = u["completion_tokens"].as_u64().unwrap();
-        assert!(c >= seen, "usage went back: {e}");
+        assert!(c >= seen[i], "usage went back: {e}");
         assert_eq!(u["total_tokens"].as_u64().unwrap(), prompt + c, "{e}");
-        seen = c;
+        seen[i] = c;
     }
     assert_eq!(events.last().unwrap()["usage"], want);
+    assert_eq!(
+        seen.iter().sum::<u64>(),
+        want["completion_tokens"].as_u64().unwrap(),
+        "the choices' last counts add up to the usage"
+    );
     // It grew along the way: a chunk mid-stream counted some tokens but not all.
-    let total = want["completion_tokens"].as_u64().unwrap();
     assert!(
         events.iter().any(|e| {
             let c = e["usage"]["completion_tokens"].as_u64().unwrap();
-            c > 0 && c < total
+            c > 0 && c < seen[0].max(seen[1])
         }),
         "{events:?}"
     );

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::harness::{assets, merged, streamed_text, Server};
 
-fn tools() -> Value {
+pub(crate) fn tools() -> Value {
     json!([{"type": "function", "function": {"name": "get_weather",
         "description": "The weather in a city",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -23,7 +23,7 @@ fn call_turn(city: &str, i: usize, content: Value) -> Value {
 }
 
 /// Two earlier questions answered by calls (each with `content`), then a third question.
-fn two_shot(content: Value) -> Value {
+pub(crate) fn two_shot(content: Value) -> Value {
     json!([{"role": "user", "content": "Weather in Paris?"},
            call_turn("Paris", 1, content.clone()),
            {"role": "user", "content": "Weather in Rome?"},
@@ -32,7 +32,7 @@ fn two_shot(content: Value) -> Value {
 }
 
 /// SmolLM2 served as `base` without adapters, with `extra` flags; None without the fixtures.
-fn server(extra: &[&str]) -> Option<Server> {
+pub(crate) fn server(extra: &[&str]) -> Option<Server> {
     let a = assets()?;
     let mut args = vec!["--model".to_string(), a.gguf.display().to_string()];
     args.extend(["--backend", "cpu", "--served-model-name", "base"].map(String::from));

@@ -1,0 +1,215 @@
+//! OpenAI's Responses API (`/v1/responses`) against chat: the same answers and usage, output
+//! items for text and tool calls, the stream's typed events in order, and its errors in this
+//! API's field names. SmolLM2 behind the Hermes-style template of the tool tests, so that it
+//! makes a real call (see tools.rs).
+
+use serde_json::{json, Value};
+
+use super::harness::merged;
+use super::tools::{server, tools, two_shot};
+
+/// The chat conversation `two_shot` as Responses input items: messages, and the calls as
+/// `function_call` items after their assistant text.
+fn as_items(chat: &Value) -> Value {
+    let mut items = Vec::new();
+    for m in chat.as_array().unwrap() {
+        if let Some(calls) = m.get("tool_calls") {
+            if m["content"].is_string() {
+                items.push(json!({"role": "assistant", "content": m["content"]}));
+            }
+            for c in calls.as_array().unwrap() {
+                items.push(json!({"type": "function_call", "call_id": c["id"],
+                                  "name": c["function"]["name"], "arguments": c["function"]["arguments"]}));
+            }
+        } else {
+            items.push(m.clone());
+        }
+    }
+    Value::Array(items)
+}
+
+/// Function tools in this API's flat form.
+fn flat_tools() -> Value {
+    let t = tools();
+    let f = &t[0]["function"];
+    json!([{"type": "function", "name": f["name"], "description": f["description"],
+            "parameters": f["parameters"]}])
+}
+
+/// Output items without their random ids.
+fn without_ids(output: &Value) -> Value {
+    let mut out = output.clone();
+    for item in out.as_array_mut().unwrap() {
+        let o = item.as_object_mut().unwrap();
+        o.remove("id");
+        o.remove("call_id");
+    }
+    out
+}
+
+/// A request for `input` with the tools, greedy, plus `extra` fields.
+fn respond(input: Value, extra: Value) -> Value {
+    merged(
+        json!({"model": "base", "temperature": 0, "max_output_tokens": 60,
+               "tools": flat_tools(), "input": input}),
+        extra,
+    )
+}
+
+#[test]
+fn responses_answer_as_chat_does() {
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hermes-tools.jinja");
+    let Some(s) = server(&["--chat-template", template]) else {
+        return;
+    };
+    // Text, then a call: a message item and a function_call item, as chat's content and
+    // tool_calls.
+    let shot = two_shot(json!("Let me check."));
+    let chat = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "base", "temperature": 0, "max_tokens": 60, "tools": tools(),
+                "messages": shot}),
+    );
+    let m = &chat["choices"][0]["message"];
+    let r = s.ok("/v1/responses", &respond(as_items(&shot), json!({})));
+    assert_eq!(r["object"], "response");
+    assert_eq!(r["status"], "completed", "{r}");
+    let out = r["output"].as_array().unwrap();
+    assert_eq!(out.len(), 2, "{r}");
+    assert_eq!(out[0]["type"], "message");
+    assert_eq!(out[0]["content"][0]["text"], m["content"], "{r}");
+    assert_eq!(out[1]["type"], "function_call");
+    assert_eq!(out[1]["name"], m["tool_calls"][0]["function"]["name"]);
+    assert_eq!(
+        out[1]["arguments"],
+        m["tool_calls"][0]["function"]["arguments"]
+    );
+    assert!(out[1]["call_id"].as_str().unwrap().starts_with("call_"));
+    let u = &chat["usage"];
+    assert_eq!(
+        (&r["usage"]["input_tokens"], &r["usage"]["output_tokens"]),
+        (&u["prompt_tokens"], &u["completion_tokens"])
+    );
+
+    // Streamed: created, in_progress, the message's events, the call's, completed; numbered.
+    let events = s.stream(
+        "/v1/responses",
+        &respond(as_items(&shot), json!({"stream": true})),
+    );
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let text_deltas = kinds
+        .iter()
+        .filter(|k| **k == "response.output_text.delta")
+        .count();
+    assert!(text_deltas >= 2, "{kinds:?}");
+    let mut want = vec![
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ];
+    want.extend(std::iter::repeat_n(
+        "response.output_text.delta",
+        text_deltas,
+    ));
+    want.extend([
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]);
+    assert_eq!(kinds, want);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{e}");
+    }
+    let done = &events.last().unwrap()["response"];
+    assert_eq!(without_ids(&done["output"]), without_ids(&r["output"]));
+    assert_eq!(done["usage"], r["usage"]);
+    let streamed: String = (events.iter())
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, m["content"].as_str().unwrap());
+
+    // A plain question, with instructions and logprobs, cut by max_output_tokens.
+    let ask = json!({"model": "base", "temperature": 0, "max_tokens": 5, "logprobs": true,
+                     "top_logprobs": 2,
+                     "messages": [{"role": "system", "content": "Be brief."},
+                                  {"role": "user", "content": "What is the capital of France?"}]});
+    let chat = s.ok("/v1/chat/completions", &ask);
+    let r = s.ok(
+        "/v1/responses",
+        &json!({"model": "base", "temperature": 0, "max_output_tokens": 5,
+                "instructions": "Be brief.", "input": "What is the capital of France?",
+                "include": ["message.output_text.logprobs"], "top_logprobs": 2}),
+    );
+    assert_eq!(chat["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        (&r["status"], &r["incomplete_details"]["reason"]),
+        (&json!("incomplete"), &json!("max_output_tokens"))
+    );
+    let part = &r["output"][0]["content"][0];
+    assert_eq!(part["text"], chat["choices"][0]["message"]["content"]);
+    assert_eq!(part["logprobs"], chat["choices"][0]["logprobs"]["content"]);
+    let events = s.stream(
+        "/v1/responses",
+        &json!({"model": "base", "temperature": 0, "max_output_tokens": 5, "stream": true,
+                "instructions": "Be brief.", "input": "What is the capital of France?"}),
+    );
+    assert_eq!(events.last().unwrap()["type"], "response.incomplete");
+
+    // Errors name this API's fields.
+    let refused = |body: Value, param: &str| {
+        let a = s.post("/v1/responses", &body);
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        let v: Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["error"]["param"], param, "{v}");
+    };
+    let base = |extra: Value| merged(json!({"model": "base", "input": "hi"}), extra);
+    refused(
+        base(json!({"max_output_tokens": 1u64 << 40})),
+        "max_output_tokens",
+    );
+    refused(
+        base(json!({"previous_response_id": "resp_1"})),
+        "previous_response_id",
+    );
+    refused(base(json!({"input": []})), "input");
+    refused(
+        base(json!({"input": [{"role": "user", "content": [{"type": "input_file"}]}]})),
+        "input[0].content[0]",
+    );
+    refused(
+        base(json!({"input": [{"type": "reasoning", "summary": []}]})),
+        "input[0].type",
+    );
+    refused(
+        base(json!({"input": [{"role": "user", "content": "a", "extra": 1}]})),
+        "input[0].extra",
+    );
+    refused(base(json!({"tools": [{"type": "web_search"}]})), "tools[0]");
+    refused(
+        base(json!({"tools": [{"type": "function", "name": "f", "x": 1}]})),
+        "tools[0].x",
+    );
+    refused(
+        base(
+            json!({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "nope"}}}}),
+        ),
+        "text.format",
+    );
+    refused(base(json!({"reasoning": {"effort": "high"}})), "reasoning");
+    refused(base(json!({"frobnicate": 1})), "frobnicate");
+    refused(base(json!({"temperature": -1})), "temperature");
+    // A chat-level check of a message names the input item it came from.
+    refused(
+        base(
+            json!({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "not json"}]}),
+        ),
+        "input[0]",
+    );
+}
