@@ -46,6 +46,8 @@ pub struct TextTokenizer {
     template_name: String,
     special: SpecialTokens,
     eos_ids: Vec<u32>,
+    /// Ids of the special tokens (left out of decoded text unless asked), sorted.
+    special_ids: Vec<u32>,
     /// The BOS that goes in front of a prompt, and whether chat prompts get it too: an HF
     /// tokenizer's post-processor BOS goes in front of raw prompts only (transformers encodes
     /// a rendered chat with `add_special_tokens=False`); a GGUF's (llama.cpp's `add_bos`) in
@@ -112,6 +114,16 @@ pub fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<Tokenizer, Stri
     }
 }
 
+/// The ids of `tok`'s special added tokens, sorted.
+fn special_ids(tok: &Tokenizer) -> Vec<u32> {
+    let mut ids: Vec<u32> = (tok.get_added_tokens_decoder().into_iter())
+        .filter(|(_, t)| t.special)
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// `bos_token` / `eos_token` in `tokenizer_config.json`: a string or an AddedToken object.
 fn token_string(v: Option<&Json>) -> Option<String> {
     match v? {
@@ -172,6 +184,7 @@ impl TextTokenizer {
             _ => None,
         };
         let token_bound = bound::token_bound(&tok);
+        let special_ids = special_ids(&tok);
         Ok(TextTokenizer {
             tok,
             chat_template,
@@ -184,6 +197,7 @@ impl TextTokenizer {
             template_name,
             special,
             eos_ids,
+            special_ids,
             bos_prefix,
             bos_on_chat: false,
             token_bound,
@@ -302,6 +316,7 @@ impl TextTokenizer {
         };
         let token_bound = bound::token_bound(&tok);
         Ok(TextTokenizer {
+            special_ids: special_ids(&tok),
             tok,
             chat_template: g.chat_template(),
             template_source: format!("metadata `tokenizer.chat_template` of {}", file_name(p)),
@@ -405,6 +420,11 @@ impl TextTokenizer {
     /// The underlying Hugging Face tokenizer (e.g. for a router that reads with it).
     pub fn hf_tokenizer(&self) -> &Tokenizer {
         &self.tok
+    }
+
+    /// Whether `id` is a special token: one decoding leaves out unless asked (`skip_special`).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special_ids.binary_search(&id).is_ok()
     }
 
     /// Id of a token string (special or not).

@@ -103,11 +103,12 @@ pub struct Job {
     /// vLLM's `return_tokens_as_token_ids`: log-probability tokens are `token_id:N`.
     pub token_ids_as_text: bool,
     /// vLLM's `truncate_prompt_tokens`: keep only the prompt's last tokens, this many
-    /// ([`TRUNCATE_TO_CONTEXT`]: as many as leave room for one new token).
+    /// ([`TRUNCATE_TO_CONTEXT`]: as many as leave room for `max_tokens`).
     pub truncate: Option<usize>,
 }
 
-/// `truncate_prompt_tokens: -1`: as many tokens as the context has room for (with one new).
+/// `truncate_prompt_tokens: -1`: as many tokens as leave room for `max_tokens` (16 without
+/// it, OpenAI's completions default).
 pub const TRUNCATE_TO_CONTEXT: usize = usize::MAX;
 
 /// The fields both endpoints share, written once: `common_fields!(m ...)` calls `m!` with its

@@ -100,7 +100,7 @@ pub(super) type AppResult = Result<Response, ApiError>;
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
-        "no route {} {}; this server answers /v1/models, /v1/completions, /v1/chat/completions, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
+        "no route {} {}; this server answers /v1/models, /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
         req.method(),
         req.uri().path()
     ))
@@ -299,7 +299,11 @@ pub(super) async fn submit(
         }
     }
     match job.truncate {
-        Some(api::TRUNCATE_TO_CONTEXT) => job.truncate = Some(st.context - 1),
+        // Room for `max_tokens`, or for OpenAI's completions default (16) without it.
+        Some(api::TRUNCATE_TO_CONTEXT) => {
+            let room = job.max_tokens.unwrap_or(16).clamp(1, st.context as u64 - 1);
+            job.truncate = Some(st.context - room as usize);
+        }
         Some(k) if k >= st.context => {
             return Err(ApiError::bad_param(
                 "truncate_prompt_tokens",
@@ -484,6 +488,8 @@ pub struct ResponseMeta {
     pub prompt_logprobs: Option<usize>,
     /// vLLM's `return_tokens_as_token_ids`: logprob tokens are written `token_id:N`.
     pub token_ids_as_text: bool,
+    /// Special tokens are part of the generated text (`skip_special_tokens: false`).
+    pub show_special: bool,
     /// A usage chunk at the end of a stream.
     pub include_usage: bool,
     /// Usage in every chunk of a stream.
@@ -533,6 +539,7 @@ impl ResponseMeta {
             logprobs: job.logprobs,
             prompt_logprobs: job.prompt_logprobs,
             token_ids_as_text: job.token_ids_as_text,
+            show_special: job.show_special,
             include_usage: job.include_usage,
             continuous_usage: job.continuous_usage,
             tool_mode: job.tool_mode.clone(),

@@ -20,6 +20,7 @@ mod prompt_field;
 mod protocol;
 mod response;
 mod responses;
+mod responses_options;
 mod responses_out;
 mod token_fields;
 mod tokenize;
@@ -50,8 +51,9 @@ use crate::routing::{load_router, select_config, FusionChoice, RouteBy, Routing}
 /// weighted sum, each adapter at its own alpha/rank). Requests with different mixtures share
 /// every forward pass. Responses carry a `dlp` object with the segments and mixtures used.
 ///
-/// Endpoints: POST /v1/chat/completions, POST /v1/completions (both with "stream": true),
-/// GET /v1/models, GET /health (no key needed), GET /metrics (Prometheus), and with
+/// Endpoints: POST /v1/chat/completions, POST /v1/completions, POST /v1/responses (all with
+/// "stream": true), POST /tokenize and /detokenize, GET /v1/models, GET /health (no key
+/// needed), GET /metrics (Prometheus), and with
 /// --allow-runtime-adapters POST /v1/load_lora_adapter and /v1/unload_lora_adapter.
 ///
 /// Example:

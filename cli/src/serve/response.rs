@@ -169,10 +169,13 @@ impl ResponseMeta {
     }
 
     /// Completions' `logprobs` for `tokens` (`None` entries: the first prompt token, which
-    /// has no log-probability), text offsets counted in characters from `offset`.
+    /// has no log-probability), text offsets counted in characters from `offset`; the tokens
+    /// from index `generated` on were generated, and a special one adds no text there unless
+    /// special tokens are shown (the echoed prompt shows them).
     fn completion_logprobs(
         &self,
         tokens: &[(u32, Option<&TokenLogprob>)],
+        generated: usize,
         offset: &mut TextOffset,
     ) -> Value {
         let mut strs = Vec::new();
@@ -180,10 +183,12 @@ impl ResponseMeta {
         let mut tops = Vec::new();
         let mut offsets = Vec::new();
         let n = self.logprobs.unwrap_or(0);
-        for &(id, lp) in tokens {
+        for (k, &(id, lp)) in tokens.iter().enumerate() {
             offsets.push(offset.chars);
             let bytes = self.tok.token_bytes(id);
-            offset.push(&bytes);
+            if k < generated || self.show_special || !self.tok.is_special(id) {
+                offset.push(&bytes);
+            }
             let name = self.token_str_of(id, &bytes);
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {
@@ -319,8 +324,9 @@ impl Collector {
                         }
                         text.push_str(&c.text);
                         let logprobs = m.logprobs.map(|_| {
+                            let generated = tokens.len();
                             tokens.extend(c.lps.iter().map(|l| (l.token, Some(l))));
-                            m.completion_logprobs(&tokens, &mut TextOffset::default())
+                            m.completion_logprobs(&tokens, generated, &mut TextOffset::default())
                         });
                         let mut v = json!({"index": i, "text": text, "logprobs": logprobs,
                                            "finish_reason": finish, "stop_reason": c.stop_reason});
@@ -401,7 +407,7 @@ impl StreamState {
                 let tokens = m.echo_tokens(i, &c.prompt_lps);
                 let logprobs = m
                     .logprobs
-                    .map(|_| m.completion_logprobs(&tokens, &mut c.offset));
+                    .map(|_| m.completion_logprobs(&tokens, tokens.len(), &mut c.offset));
                 out.push(m.envelope(
                     true,
                     vec![
@@ -421,7 +427,7 @@ impl StreamState {
             Endpoint::Completion => {
                 let logprobs = lp
                     .as_ref()
-                    .map(|l| m.completion_logprobs(&[(l.token, Some(l))], &mut c.offset));
+                    .map(|l| m.completion_logprobs(&[(l.token, Some(l))], 0, &mut c.offset));
                 m.envelope(
                     true,
                     vec![json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": null})],

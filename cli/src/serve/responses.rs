@@ -9,7 +9,24 @@ use serde_json::{json, Map, Value};
 
 use super::api::{self, Job};
 use super::error::ApiError;
+use super::responses_options as options;
 pub use super::responses_out::{ResponseInfo, ResponsesStream};
+
+/// Where a chat message came from: its request field, and each of its tool calls' (calls
+/// merged into one assistant turn came from items of their own).
+pub(super) struct Source {
+    pub(super) at: String,
+    pub(super) calls: Vec<String>,
+}
+
+impl Source {
+    fn new(at: impl Into<String>) -> Self {
+        Source {
+            at: at.into(),
+            calls: Vec::new(),
+        }
+    }
+}
 
 /// Fields that mean the same in a chat request, passed on as they are (the sampling extensions
 /// and dlp-run's own); chat checks them.
@@ -67,11 +84,11 @@ pub fn request(body: &[u8]) -> Result<(Job, ResponseInfo), ApiError> {
                     format!("`truncation` is {v}; only \"disabled\" is supported (this server does not drop input items; `truncate_prompt_tokens` of the chat API keeps a prompt's last tokens)"),
                 ))
             }
-            "reasoning" if is_empty(v) => {}
+            "reasoning" if no_reasoning(v) => {}
             "reasoning" => {
                 return Err(ApiError::bad_param(
                     "reasoning",
-                    "`reasoning` is not supported: the served model does not reason (leave it out)",
+                    format!("`reasoning` is {v}: the served model does not reason (leave it out, or set `effort` to \"none\")"),
                 ))
             }
             "previous_response_id" | "conversation" if v.is_null() => {}
@@ -98,7 +115,7 @@ pub fn request(body: &[u8]) -> Result<(Job, ResponseInfo), ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => {
             messages.push(json!({"role": "system", "content": s}));
-            info.sources.push("instructions".into());
+            info.sources.push(Source::new("instructions"));
         }
         Some(v) => {
             return Err(ApiError::bad_param(
@@ -128,19 +145,23 @@ pub fn request(body: &[u8]) -> Result<(Job, ResponseInfo), ApiError> {
             ));
         }
     }
-    tools(&b, &mut chat)?;
-    text_format(b.get("text"), &mut chat)?;
-    logprobs(&b, &mut chat)?;
+    options::tools(&b, &mut chat)?;
+    options::text_format(b.get("text"), &mut chat)?;
+    options::logprobs(&b, &mut chat)?;
+    options::echoed(&b)?;
     let body = serde_json::to_vec(&chat).expect("a JSON map");
     let job = super::chat::chat(&body).map_err(|e| info.rename(e))?;
     Ok((job, info))
 }
 
-/// null, `{}`, or an object of nulls.
-fn is_empty(v: &Value) -> bool {
+/// `reasoning` that asks for none: null, `{}`, or `effort` "none" or "minimal" with nothing
+/// else set.
+fn no_reasoning(v: &Value) -> bool {
     match v {
         Value::Null => true,
-        Value::Object(o) => o.values().all(Value::is_null),
+        Value::Object(o) => o
+            .iter()
+            .all(|(k, v)| v.is_null() || (k == "effort" && (v == "none" || v == "minimal"))),
         _ => false,
     }
 }
@@ -150,13 +171,13 @@ fn is_empty(v: &Value) -> bool {
 fn input(
     v: Option<&Value>,
     messages: &mut Vec<Value>,
-    sources: &mut Vec<String>,
+    sources: &mut Vec<Source>,
 ) -> Result<(), ApiError> {
     let items =
         match v {
             Some(Value::String(s)) => {
                 messages.push(json!({"role": "user", "content": s}));
-                sources.push("input".into());
+                sources.push(Source::new("input"));
                 return Ok(());
             }
             Some(Value::Array(items)) if !items.is_empty() => items,
@@ -206,10 +227,14 @@ fn input(
                 )),
             }
         };
+        // Fields of earlier outputs sent back that change nothing here (`phase`, which SDKs
+        // resend on assistant messages, a call's `caller` or `namespace`) are accepted.
         let allowed: &[&str] = match kind {
-            "message" => &["type", "role", "content", "id", "status"],
-            "function_call" => &["type", "call_id", "name", "arguments", "id", "status"],
-            "function_call_output" => &["type", "call_id", "output", "id", "status"],
+            "message" => &["type", "role", "content", "id", "status", "phase"],
+            "function_call" => &[
+                "type", "call_id", "name", "arguments", "id", "status", "caller", "namespace",
+            ],
+            "function_call_output" => &["type", "call_id", "output", "id", "status", "name"],
             other => {
                 return Err(ApiError::bad_param(
                     format!("{at}.type"),
@@ -237,42 +262,47 @@ fn input(
                 }
                 let content = text(field("content")?, &format!("{at}.content"))?;
                 messages.push(json!({"role": role, "content": content}));
-                sources.push(at);
+                sources.push(Source::new(at));
             }
             "function_call" => {
                 let call = json!({"id": string("call_id")?, "type": "function",
                                   "function": {"name": string("name")?, "arguments": string("arguments")?}});
                 // Calls right after an assistant message (or other calls) are that turn's.
-                match messages.last_mut() {
-                    Some(m) if m["role"] == "assistant" => match m.get_mut("tool_calls") {
-                        Some(Value::Array(calls)) => calls.push(call),
-                        _ => m["tool_calls"] = json!([call]),
-                    },
+                match (messages.last_mut(), sources.last_mut()) {
+                    (Some(m), Some(src)) if m["role"] == "assistant" => {
+                        match m.get_mut("tool_calls") {
+                            Some(Value::Array(calls)) => calls.push(call),
+                            _ => m["tool_calls"] = json!([call]),
+                        }
+                        src.calls.push(at);
+                    }
                     _ => {
-                        messages.push(
-                            json!({"role": "assistant", "content": null, "tool_calls": [call]}),
-                        );
-                        sources.push(at);
+                        let m = json!({"role": "assistant", "content": null, "tool_calls": [call]});
+                        messages.push(m);
+                        sources.push(Source {
+                            at: at.clone(),
+                            calls: vec![at],
+                        });
                     }
                 }
             }
             _ => {
                 let output = text(field("output")?, &format!("{at}.output"))?;
-                messages.push(
-                    json!({"role": "tool", "tool_call_id": string("call_id")?, "content": output}),
-                );
-                sources.push(at);
+                let m =
+                    json!({"role": "tool", "tool_call_id": string("call_id")?, "content": output});
+                messages.push(m);
+                sources.push(Source::new(at));
             }
         }
     }
     Ok(())
 }
 
-/// The text of a message's `content`: a string, or a list of text parts (`input_text`,
-/// `output_text`, `refusal`) joined.
-fn text(v: &Value, at: &str) -> Result<String, ApiError> {
+/// A message's `content` for chat: a string, or its text parts (`input_text`, `output_text`,
+/// `refusal`) as chat's text parts, which chat joins as it joins its own.
+fn text(v: &Value, at: &str) -> Result<Value, ApiError> {
     let parts = match v {
-        Value::String(s) => return Ok(s.clone()),
+        Value::String(_) => return Ok(v.clone()),
         Value::Array(parts) => parts,
         v => {
             return Err(ApiError::bad_param(
@@ -281,7 +311,7 @@ fn text(v: &Value, at: &str) -> Result<String, ApiError> {
             ))
         }
     };
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.iter().enumerate() {
         let kind = p.get("type").and_then(Value::as_str).unwrap_or("(none)");
         let key = match kind {
@@ -295,7 +325,7 @@ fn text(v: &Value, at: &str) -> Result<String, ApiError> {
             }
         };
         match p.get(key) {
-            Some(Value::String(s)) => out.push_str(s),
+            Some(Value::String(s)) => out.push(json!({"type": "text", "text": s})),
             _ => {
                 return Err(ApiError::bad_param(
                     format!("{at}[{j}].{key}"),
@@ -304,153 +334,5 @@ fn text(v: &Value, at: &str) -> Result<String, ApiError> {
             }
         }
     }
-    Ok(out)
-}
-
-/// `tools` (function tools, flat: `{"type": "function", "name", "parameters", ...}`) and
-/// `tool_choice`, in chat's nested form.
-fn tools(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Result<(), ApiError> {
-    match b.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
-            let mut out = Vec::new();
-            for (i, t) in list.iter().enumerate() {
-                let at = format!("tools[{i}]");
-                let o = t
-                    .as_object()
-                    .filter(|o| o.get("type") == Some(&json!("function")));
-                let Some(o) = o else {
-                    return Err(ApiError::bad_param(
-                        &at,
-                        format!("`{at}` must be a function tool ({{\"type\": \"function\", \"name\", \"parameters\"}}); this server runs no built-in tools"),
-                    ));
-                };
-                if let Some(k) = (o.keys()).find(|k| {
-                    !["type", "name", "description", "parameters", "strict"].contains(&k.as_str())
-                }) {
-                    return Err(ApiError::bad_param(
-                        format!("{at}.{k}"),
-                        format!("unknown field `{at}.{k}`: a function tool has `name`, `description`, `parameters` and `strict`"),
-                    ));
-                }
-                let mut f = o.clone();
-                f.remove("type");
-                out.push(json!({"type": "function", "function": f}));
-            }
-            chat.insert("tools".into(), Value::Array(out));
-        }
-        Some(v) => {
-            return Err(ApiError::bad_param(
-                "tools",
-                format!("`tools` must be a list of function tools, found {v}"),
-            ))
-        }
-    }
-    match b.get("tool_choice") {
-        None | Some(Value::Null) => {}
-        Some(c @ Value::String(_)) => {
-            chat.insert("tool_choice".into(), c.clone());
-        }
-        Some(c) => match (c.get("type").and_then(Value::as_str), c.get("name")) {
-            (Some("function"), Some(Value::String(n))) if c.as_object().is_some_and(|o| o.len() == 2) => {
-                chat.insert("tool_choice".into(), json!({"type": "function", "function": {"name": n}}));
-            }
-            _ => {
-                return Err(ApiError::bad_param(
-                    "tool_choice",
-                    format!("`tool_choice` must be \"auto\", \"none\", \"required\" or {{\"type\": \"function\", \"name\": ...}}, found {c}"),
-                ))
-            }
-        },
-    }
-    Ok(())
-}
-
-/// `text.format` as chat's `response_format`; `text.verbosity` only at its default.
-fn text_format(v: Option<&Value>, chat: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let Some(t) = v.filter(|t| !t.is_null()) else {
-        return Ok(());
-    };
-    let Some(o) = t.as_object() else {
-        return Err(ApiError::bad_param(
-            "text",
-            format!("`text` must be an object ({{\"format\": ...}}), found {t}"),
-        ));
-    };
-    for (k, v) in o {
-        match k.as_str() {
-            "format" => {}
-            "verbosity" if v.is_null() || v == "medium" => {}
-            "verbosity" => {
-                return Err(ApiError::bad_param(
-                    "text.verbosity",
-                    format!("`text.verbosity` is {v}; only \"medium\" is supported"),
-                ))
-            }
-            k => {
-                return Err(ApiError::bad_param(
-                    format!("text.{k}"),
-                    format!("unknown field `text.{k}`"),
-                ))
-            }
-        }
-    }
-    let Some(f) = o.get("format").filter(|f| !f.is_null()) else {
-        return Ok(());
-    };
-    let format = match f.get("type").and_then(Value::as_str) {
-        Some("text") if f.as_object().is_some_and(|o| o.len() == 1) => return Ok(()),
-        Some("json_object") if f.as_object().is_some_and(|o| o.len() == 1) => {
-            json!({"type": "json_object"})
-        }
-        Some("json_schema") => {
-            let mut schema = f.as_object().cloned().unwrap_or_default();
-            schema.remove("type");
-            json!({"type": "json_schema", "json_schema": schema})
-        }
-        _ => {
-            return Err(ApiError::bad_param(
-                "text.format",
-                format!("`text.format` must be {{\"type\": \"text\"}}, {{\"type\": \"json_object\"}} or {{\"type\": \"json_schema\", \"name\", \"schema\", \"strict\"}}, found {f}"),
-            ))
-        }
-    };
-    chat.insert("response_format".into(), format);
-    Ok(())
-}
-
-/// `include: ["message.output_text.logprobs"]` and `top_logprobs` as chat's `logprobs` and
-/// `top_logprobs`.
-fn logprobs(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let mut want = false;
-    match b.get("include") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
-            for (i, x) in list.iter().enumerate() {
-                match x.as_str() {
-                    Some("message.output_text.logprobs") => want = true,
-                    _ => {
-                        return Err(ApiError::bad_param(
-                            format!("include[{i}]"),
-                            format!("`include[{i}]` is {x}; this server can include \"message.output_text.logprobs\" only"),
-                        ))
-                    }
-                }
-            }
-        }
-        Some(v) => {
-            return Err(ApiError::bad_param(
-                "include",
-                format!("`include` must be a list of strings, found {v}"),
-            ))
-        }
-    }
-    if let Some(t) = b.get("top_logprobs").filter(|t| !t.is_null()) {
-        want = true;
-        chat.insert("top_logprobs".into(), t.clone());
-    }
-    if want {
-        chat.insert("logprobs".into(), json!(true));
-    }
-    Ok(())
+    Ok(Value::Array(out))
 }

@@ -18,7 +18,7 @@ pub struct ResponseInfo {
     /// The request's fields a response object repeats, with OpenAI's defaults.
     echoed: Map<String, Value>,
     /// The request field each chat message came from (`instructions`, `input[2]`), for errors.
-    pub(super) sources: Vec<String>,
+    pub(super) sources: Vec<super::responses::Source>,
 }
 
 /// A random id with OpenAI's prefix for its kind (`resp`, `msg`, `fc`).
@@ -106,11 +106,16 @@ impl ResponseInfo {
             _ => p.clone(),
         };
         if let Some(rest) = p.strip_prefix("messages[") {
-            let k = rest.split(']').next().and_then(|k| k.parse::<usize>().ok());
-            if let Some(src) = k.and_then(|k| self.sources.get(k)) {
-                let as_chat = format!("`{src}` (`{p}` as a chat message)");
+            let (k, rest) = rest.split_once(']').unwrap_or((rest, ""));
+            if let Some(src) = k.parse::<usize>().ok().and_then(|k| self.sources.get(k)) {
+                // A call of a merged assistant turn came from an item of its own.
+                let call = (rest.strip_prefix(".tool_calls["))
+                    .and_then(|r| r.split(']').next()?.parse::<usize>().ok())
+                    .and_then(|j| src.calls.get(j));
+                let at = call.unwrap_or(&src.at);
+                let as_chat = format!("`{at}` (`{p}` as a chat message)");
                 e.message = e.message.replace(&format!("`{p}`"), &as_chat);
-                renamed = src.clone();
+                renamed = at.clone();
             }
         } else if let Some(rest) = p.strip_prefix("tools[") {
             // Chat nests a tool's fields under `function`.
@@ -241,7 +246,15 @@ impl ResponsesStream {
     fn chunk(&mut self, chunk: Value, out: &mut Vec<Value>) {
         if let Some(e) = chunk.get("error") {
             let fields = json!({"code": e["code"], "message": e["message"], "param": e["param"]});
-            return self.event(out, "error", fields);
+            self.event(out, "error", fields);
+            // The stream ends here: its final event, with what was made (OpenAI's error codes
+            // are a fixed list; ours stays in the message).
+            let mut r = self.info.skeleton("failed");
+            r["output"] = json!(self.output);
+            let code = e["code"].as_str().unwrap_or("server_error");
+            r["error"] = json!({"code": "server_error",
+                                "message": format!("{} ({code})", e["message"].as_str().unwrap_or(""))});
+            return self.event(out, "response.failed", json!({"response": r}));
         }
         if let Some(d) = chunk.get("dlp") {
             self.dlp = d.clone();

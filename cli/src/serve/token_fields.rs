@@ -48,6 +48,7 @@ pub(super) fn logit_bias(v: Option<Map<String, Value>>) -> Result<Vec<(u32, f32)
 
 /// `stop`: a string or a list of strings.
 pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
+    let one = matches!(v, Some(Value::String(_)));
     let list = match v {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::String(s)) => vec![s],
@@ -83,10 +84,15 @@ pub(super) fn stops(v: Option<Value>) -> Result<Vec<String>, ApiError> {
         .enumerate()
         .find(|(_, s)| s.len() > MAX_STOP_BYTES)
     {
+        let at = if one {
+            "stop".into()
+        } else {
+            format!("stop[{i}]")
+        };
         return Err(ApiError::bad_param(
-            "stop",
+            &at,
             format!(
-                "`stop[{i}]` is {} bytes long; at most {MAX_STOP_BYTES} are allowed",
+                "`{at}` is {} bytes long; at most {MAX_STOP_BYTES} are allowed",
                 s.len()
             ),
         ));

@@ -151,7 +151,7 @@ fn catalogue() -> Vec<Case> {
         case("logit_bias past the vocabulary", CHAT, chat_with(|v| v["logit_bias"] = json!({"3": 1, "49152": -100})), 400, &["outside the vocabulary", "49152"], Some("logit_bias.49152")),
         case("logprobs past 20", COMPL, json!({"model": "boolq", "prompt": "hi", "logprobs": 50}).to_string().into_bytes(), 400, &["0 to 20"], Some("logprobs")),
         case("top_logprobs without logprobs", CHAT, chat_with(|v| v["top_logprobs"] = json!(3)), 400, &["logprobs: true"], Some("top_logprobs")),
-        case("a stop string past 1024 bytes", COMPL, json!({"model": "boolq", "prompt": "hi", "stop": ["ok", "x".repeat(1025)]}).to_string().into_bytes(), 400, &["`stop[1]` is 1025 bytes long"], Some("stop")),
+        case("a stop string past 1024 bytes", COMPL, json!({"model": "boolq", "prompt": "hi", "stop": ["ok", "x".repeat(1025)]}).to_string().into_bytes(), 400, &["`stop[1]` is 1025 bytes long"], Some("stop[1]")),
         case("token id outside the vocabulary", COMPL, json!({"model": "boolq", "prompt": [1, 99999999]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("prompt[1]")),
         case("token id outside the vocabulary, in a batch", COMPL, json!({"model": "boolq", "prompt": [[1, 2], [5, 99999999]]}).to_string().into_bytes(), 400, &["`prompt[1][1]` = 99999999"], Some("prompt[1][1]")),
         case("token id outside the vocabulary, in a batch of one", COMPL, json!({"model": "boolq", "prompt": [[5, 99999999]]}).to_string().into_bytes(), 400, &["`prompt[0][1]` = 99999999"], Some("prompt[0][1]")),

@@ -129,6 +129,20 @@ fn stop_reason_include_stop_and_special_tokens() {
     let shown = raw(json!({"skip_special_tokens": false, "spaces_between_special_tokens": true}));
     assert!(shown.starts_with("<|im_start|>assistant"), "{shown:?}");
     assert_eq!(shown.replace("<|im_start|>", ""), skipped);
+    // Text offsets index the text as returned: a skipped special token takes no room.
+    let offsets = |extra: Value| {
+        let body = merged(
+            json!({"model": MODEL, "prompt": "<|im_start|>user\nWhat is 2+2?<|im_end|>\n",
+                   "temperature": 0, "max_tokens": 3, "logprobs": 0}),
+            extra,
+        );
+        s.ok("/v1/completions", &body)["choices"][0]["logprobs"]["text_offset"].clone()
+    };
+    assert_eq!(offsets(json!({}))[1], 0);
+    assert_eq!(
+        offsets(json!({"skip_special_tokens": false}))[1],
+        "<|im_start|>".len()
+    );
 
     let g = crate::generate(
         &a,
@@ -282,8 +296,13 @@ fn prompt_logprobs_token_ids_and_truncation() {
         "/v1/completions",
         &json!({"model": MODEL, "prompt": huge, "truncate_prompt_tokens": -1}),
     );
-    assert_eq!(v["usage"]["prompt_tokens"], 255, "{v}");
-    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    // Room for the default 16 new tokens.
+    assert_eq!(v["usage"]["prompt_tokens"], 240, "{v}");
+    let v = s.ok(
+        "/v1/completions",
+        &json!({"model": MODEL, "prompt": huge, "truncate_prompt_tokens": -1, "max_tokens": 6}),
+    );
+    assert_eq!(v["usage"]["prompt_tokens"], 250, "{v}");
 
     // Routed by sentence: the segments over the kept tokens, moved to their new places.
     let story =

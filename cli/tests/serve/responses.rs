@@ -205,11 +205,72 @@ fn responses_answer_as_chat_does() {
     refused(base(json!({"reasoning": {"effort": "high"}})), "reasoning");
     refused(base(json!({"frobnicate": 1})), "frobnicate");
     refused(base(json!({"temperature": -1})), "temperature");
-    // A chat-level check of a message names the input item it came from.
+    refused(base(json!({"metadata": {"a": 1}})), "metadata.a");
+    refused(base(json!({"service_tier": "x"})), "service_tier");
+    refused(
+        base(json!({"text": {"format": {"type": "json_schema", "schema": {}}}})),
+        "text.format.name",
+    );
+    refused(base(json!({"include": ["x"]})), "include[0]");
+    // A chat-level check of a message names the input item it came from, a call merged into
+    // an assistant turn its own item.
+    let call = |id: &str, args: &str| json!({"type": "function_call", "call_id": id, "name": "f", "arguments": args});
+    refused(base(json!({"input": [call("c", "not json")]})), "input[0]");
     refused(
         base(
-            json!({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "not json"}]}),
+            json!({"input": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"},
+                              call("c1", "{}"), call("c2", "bad")]}),
         ),
-        "input[0]",
+        "input[3]",
+    );
+
+    // What clients send that changes nothing here is accepted: include values for outputs
+    // never made, verbosity, no reasoning, an assistant message's phase, a null field.
+    let ok = |extra: Value| {
+        s.ok(
+            "/v1/responses",
+            &merged(
+                json!({"model": "base", "input": "hi", "max_output_tokens": 2}),
+                extra,
+            ),
+        )
+    };
+    ok(json!({"include": ["reasoning.encrypted_content"], "store": false}));
+    ok(
+        json!({"text": {"verbosity": "low"}, "reasoning": {"effort": "none"}, "metadata": {"k": "v"}}),
+    );
+    ok(
+        json!({"input": [{"role": "assistant", "content": "a", "phase": "final_answer", "status": null},
+                        {"role": "user", "content": "b"}]}),
+    );
+    // Text parts go to the template as chat's do.
+    let parts =
+        json!([{"type": "input_text", "text": "Hello"}, {"type": "input_text", "text": "World"}]);
+    let r = ok(json!({"input": [{"role": "user", "content": parts}]}));
+    let chat = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "base", "max_tokens": 2, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hello"}, {"type": "text", "text": "World"}]}]}),
+    );
+    assert_eq!(r["usage"]["input_tokens"], chat["usage"]["prompt_tokens"]);
+    // `allowed_tools` keeps the tools it names: a forced call can only be to one of them.
+    let two = json!([flat_tools()[0], {"type": "function", "name": "get_time",
+                     "parameters": {"type": "object", "properties": {}}}]);
+    let r = s.ok(
+        "/v1/responses",
+        &json!({"model": "base", "input": "What time is it?", "tools": two, "max_output_tokens": 60,
+                "parallel_tool_calls": false,
+                "tool_choice": {"type": "allowed_tools", "mode": "required",
+                                "tools": [{"type": "function", "name": "get_time"}]}}),
+    );
+    let names: Vec<&Value> = r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["name"])
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| *n == "get_time"),
+        "{r}"
     );
 }
