@@ -249,6 +249,10 @@ pub enum FinishReason {
     /// The output grammar ([`GenRequest::constraint`]) could not go on; its error is logged.
     /// Not a normal end: callers report it as an error.
     Grammar,
+    /// The logits were finite but the request's masks (allowed tokens, bad words, end tokens
+    /// held back by `min_tokens`, the output grammar) left no token to sample. Not a normal
+    /// end: callers report it as the request's error.
+    NoAllowedToken,
 }
 
 /// The result of one request.
@@ -368,7 +372,8 @@ pub fn generate_each<B: Backend>(
 }
 
 /// The error for a sequence (`who`: "request 3") that ended abnormally
-/// ([`FinishReason::NonFinite`], [`FinishReason::Grammar`]); `None` for a normal end.
+/// ([`FinishReason::NonFinite`], [`FinishReason::Grammar`],
+/// [`FinishReason::NoAllowedToken`]); `None` for a normal end.
 pub fn failure(who: &str, out: &GenOutput) -> Option<Error> {
     let generated = out.tokens.len();
     match out.finish {
@@ -376,6 +381,11 @@ pub fn failure(who: &str, out: &GenOutput) -> Option<Error> {
         FinishReason::Grammar => Some(Error::invalid(format!(
             "{who}: the output grammar could not go on after {generated} generated tokens \
              (its error is in the log)"
+        ))),
+        FinishReason::NoAllowedToken => Some(Error::invalid(format!(
+            "{who}: no token could be sampled at generated token {generated}: the allowed \
+             tokens, bad words, end tokens held back by min_tokens and the output format \
+             together allow none"
         ))),
         _ => None,
     }

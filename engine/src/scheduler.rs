@@ -462,7 +462,15 @@ impl<B: Backend> Scheduler<B> {
                     tracing::warn!("sequence {}: the output grammar failed: {e}", r.id);
                     finish = Some(FinishReason::Grammar);
                 }
-                Some(Ok(None)) => finish = Some(FinishReason::NonFinite),
+                // No usable logit: the forward pass's fault (a NaN, or nothing finite), or
+                // else the request's masks left nothing.
+                Some(Ok(None))
+                    if logits.iter().any(|x| x.is_nan())
+                        || !logits.iter().any(|x| x.is_finite()) =>
+                {
+                    finish = Some(FinishReason::NonFinite)
+                }
+                Some(Ok(None)) => finish = Some(FinishReason::NoAllowedToken),
                 Some(Ok(Some(id))) => {
                     report.sampled += 1;
                     if !has_prompt {

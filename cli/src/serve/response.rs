@@ -17,7 +17,7 @@ fn finish_reason(f: FinishReason) -> &'static str {
         FinishReason::Eos | FinishReason::Stop => "stop",
         FinishReason::Length | FinishReason::Context => "length",
         // The worker answers these with an error instead (never a finish).
-        FinishReason::NonFinite | FinishReason::Grammar => "error",
+        FinishReason::NonFinite | FinishReason::Grammar | FinishReason::NoAllowedToken => "error",
     }
 }
 

@@ -424,11 +424,16 @@ impl<'t, B: Backend> Worker<'t, B> {
                     self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
                     let who = format!("choice {}", l.choice);
                     if let Some(e) = dlp_engine::generate::failure(&who, &out) {
-                        let code = match out.finish {
-                            FinishReason::Grammar => "grammar_error",
-                            _ => "non_finite_logits",
+                        let e = match out.finish {
+                            // The request's own masks: its fault, not the server's.
+                            FinishReason::NoAllowedToken => {
+                                ApiError::bad(e.to_string()).code("no_allowed_token")
+                            }
+                            FinishReason::Grammar => {
+                                ApiError::internal(e.to_string()).code("grammar_error")
+                            }
+                            _ => ApiError::internal(e.to_string()).code("non_finite_logits"),
                         };
-                        let e = ApiError::internal(e.to_string()).code(code);
                         let _ = l.events.send(Event::Error(e));
                         continue;
                     }

@@ -86,6 +86,29 @@ fn stop_reason_include_stop_and_special_tokens() {
         &json!({"prompt": "<|im_end|>", "add_special_tokens": false}),
     )["tokens"][0]
         .clone();
+    // Masks that leave no token are the request's error (a 400 naming the cause), not a
+    // broken forward pass.
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": MODEL, "max_tokens": 4, "min_tokens": 2,
+            "allowed_token_ids": [im_end], "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": MODEL, "prompt": "hi", "max_tokens": 4,
+            "allowed_token_ids": [28, 29], "response_format": {"type": "json_object"}}),
+        ),
+    ] {
+        let a = s.post(path, &body);
+        assert_eq!(a.status, 400, "{}", a.body);
+        let v: Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(v["error"]["code"], "no_allowed_token", "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no token could be sampled"));
+    }
     let listed = chat(json!({"stop_token_ids": [im_end]}));
     assert_eq!(listed["choices"][0]["stop_reason"], Value::Null, "{listed}");
     assert_eq!(listed["choices"][0]["message"]["content"], word.as_str());
