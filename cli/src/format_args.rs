@@ -28,8 +28,8 @@ pub struct FormatArgs {
     pub choice: Vec<String>,
     /// The answer is text of this context-free grammar, in Lark syntax (llguidance's
     /// dialect: `start: ...`, rules `name: a | b`, `"literals"`, `/regex/` terminals,
-    /// `%json {schema}`): the grammar itself, or a file holding it (a `.lark` file, say).
-    /// llama.cpp's GBNF (`root ::= ...`) is not read: write it in Lark syntax.
+    /// `%json {schema}`) or in llama.cpp's GBNF (`root ::= ...`, `[a-z]` classes): the
+    /// grammar itself, or a file holding it (a `.lark` or `.gbnf` file, say).
     #[arg(long, value_name = "GRAMMAR|FILE")]
     pub grammar: Option<String>,
 }

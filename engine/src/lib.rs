@@ -13,6 +13,7 @@ pub mod config;
 pub mod constraint;
 pub mod cpu;
 pub mod error;
+pub mod gbnf;
 pub mod generate;
 pub mod kv_cache;
 pub mod loader;

@@ -27,7 +27,8 @@ pub enum OutputFormat {
     Choice(Vec<String>),
     /// Text of this context-free grammar, in llguidance's Lark syntax (`start: ...`, rules
     /// `name: a | b`, `"literals"`, `/regex/` terminals, `%json {schema}`; llguidance's
-    /// docs/syntax.md). llama.cpp's GBNF (`root ::= ...`) is refused with a pointer to it.
+    /// docs/syntax.md), or in llama.cpp's GBNF (`root ::= ...`), which is turned into Lark
+    /// ([`crate::gbnf`]).
     Grammar(String),
 }
 
@@ -47,9 +48,17 @@ fn json_layout(mut schema: Value) -> Value {
     schema
 }
 
+/// A grammar in GBNF (llama.cpp's `rule ::= ...`), not Lark.
+fn is_gbnf(g: &str) -> bool {
+    static GBNF: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern")
+    });
+    GBNF.is_match(g)
+}
+
 impl OutputFormat {
-    fn grammar(&self) -> TopLevelGrammar {
-        match self {
+    fn grammar(&self) -> Result<TopLevelGrammar, String> {
+        Ok(match self {
             Self::JsonObject => {
                 TopLevelGrammar::from_json_schema(json_layout(json!({"type": "object"})))
             }
@@ -59,20 +68,14 @@ impl OutputFormat {
                 let alternatives: Vec<String> = c.iter().map(|s| regex::escape(s)).collect();
                 TopLevelGrammar::from_regex(&alternatives.join("|"))
             }
+            Self::Grammar(g) if is_gbnf(g) => TopLevelGrammar::from_lark(crate::gbnf::to_lark(g)?),
             Self::Grammar(g) => TopLevelGrammar::from_lark(g.clone()),
-        }
+        })
     }
 
-    /// Refuses what is surely not the format it claims: a grammar in GBNF (llama.cpp's
-    /// `rule ::= ...`, which Lark reads as nonsense, reporting a confusing error).
+    /// Refuses an empty grammar (llguidance's own error says less).
     fn check(&self) -> Result<(), String> {
-        static GBNF: LazyLock<regex::Regex> = LazyLock::new(|| {
-            regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern")
-        });
         match self {
-            Self::Grammar(g) if GBNF.is_match(g) => Err(
-                "the grammar is GBNF (`rule ::= ...`, llama.cpp's syntax); write it in Lark syntax: `start: ...` for the root, `name: a | b` for rules, `\"text\"` literals and `/[a-z]+/` regular expressions (llguidance's docs/syntax.md)".into(),
-            ),
             Self::Grammar(g) if g.trim().is_empty() => Err("the grammar is empty".into()),
             _ => Ok(()),
         }
@@ -172,11 +175,11 @@ impl Grammars {
     ///
     /// # Errors
     /// The format does not compile: a schema keyword llguidance does not support, a schema
-    /// no value satisfies, a malformed regular expression or grammar (or one in GBNF); the
+    /// no value satisfies, a malformed regular expression or grammar (Lark or GBNF); the
     /// message says which.
     pub fn compile(&self, format: &OutputFormat) -> Result<Constraint, String> {
         format.check()?;
-        let parser = self.factory.create_parser(format.grammar());
+        let parser = self.factory.create_parser(format.grammar()?);
         let mut matcher = Matcher::new(parser);
         if let Some(e) = matcher.get_error() {
             return Err(tidy(&e));

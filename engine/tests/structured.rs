@@ -199,6 +199,34 @@ fn sdk_shaped_schemas_compile_and_hold() {
     }
 }
 
+/// llama.cpp's GBNF grammars are read (turned into Lark): random samples are in the
+/// grammar's language, with its character classes, repeats, nested groups over lines, any
+/// character (`.`) and an empty alternative.
+#[test]
+fn gbnf_grammars_sample_their_language() {
+    let Some(gp) = fixture(GGUF) else { return };
+    let tok = TextTokenizer::from_gguf(&GgufFile::open(&gp).unwrap()).unwrap();
+    let eos = tok.eos_token_ids();
+    let vocab = tok.vocab_size();
+    let g = Grammars::new(&tok, vocab, &eos).unwrap();
+    let gbnf = r#"# a list of up to four items, then an optional tail
+root ::= item (", " item){0,3} tail
+item ::= [a-z]{2,5} | num | (
+    "(" num
+    | "[" . "]"
+  )
+num  ::= [1-9] [0-9]?
+tail ::= "." | "!" |
+"#;
+    let item = r"([a-z]{2,5}|[1-9][0-9]?|\([1-9][0-9]?|\[.\])";
+    let re = regex::Regex::new(&format!(r"^{item}(, {item}){{0,3}}[.!]?$")).unwrap();
+    let f = OutputFormat::Grammar(gbnf.into());
+    for seed in 0..8 {
+        let (t, done) = sample(&g, &tok, &eos, &f, seed, 40, vocab);
+        assert!(done && re.is_match(&t), "seed {seed}: {t:?}");
+    }
+}
+
 /// A model with more logits than its tokenizer has tokens (padding rows, as Qwen's): the
 /// padding is never allowed, and an end-of-sequence id past the logits is dropped, not a panic.
 #[test]
@@ -235,8 +263,12 @@ fn formats_that_cannot_compile_are_errors() {
             "no-such-type",
         ),
         (
-            OutputFormat::Grammar("root ::= \"yes\" | \"no\"".into()),
-            "GBNF",
+            OutputFormat::Grammar("root ::= \"yes\" | \"no".into()),
+            "GBNF line 1: expected `\"` closing the literal",
+        ),
+        (
+            OutputFormat::Grammar("root ::= answer".into()),
+            "`answer`, which it does not define",
         ),
         (OutputFormat::Grammar("start: (\"a\"".into()), "1"),
         (OutputFormat::Grammar(" \n".into()), "empty"),

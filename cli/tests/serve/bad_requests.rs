@@ -176,7 +176,7 @@ fn catalogue() -> Vec<Case> {
         case("stop_token_ids not a list", COMPL, json!({"model": "boolq", "prompt": "hi", "stop_token_ids": 2}).to_string().into_bytes(), 400, &["a list of token ids"], Some("stop_token_ids")),
         case("a negative stop token id", COMPL, json!({"model": "boolq", "prompt": "hi", "stop_token_ids": [2, -1]}).to_string().into_bytes(), 400, &["found -1"], Some("stop_token_ids[1]")),
         case("a stop token id past the vocabulary", COMPL, json!({"model": "boolq", "prompt": "hi", "stop_token_ids": [49152]}).to_string().into_bytes(), 400, &["outside the vocabulary"], Some("stop_token_ids[0]")),
-        case("a grammar in GBNF", CHAT, chat_with(|v| v["guided_grammar"] = json!("root ::= \"yes\" | \"no\"")), 400, &["GBNF", "Lark"], Some("guided_grammar")),
+        case("a malformed GBNF grammar", CHAT, chat_with(|v| v["guided_grammar"] = json!("root ::= \"yes\" | [a-")), 400, &["GBNF line 1"], Some("guided_grammar")),
         case("a grammar that does not parse", CHAT, chat_with(|v| v["structured_outputs"] = json!({"grammar": "start: (\"a\""})), 400, &["cannot be used"], Some("structured_outputs.grammar")),
         case("structured_outputs asking for nothing", CHAT, chat_with(|v| v["structured_outputs"] = json!({"disable_fallback": true})), 400, &["asks for no format"], Some("structured_outputs")),
         case("structured_outputs with two formats", CHAT, chat_with(|v| v["structured_outputs"] = json!({"regex": "a", "choice": ["b"]})), 400, &["both set"], Some("structured_outputs.choice")),

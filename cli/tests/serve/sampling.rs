@@ -184,8 +184,9 @@ fn structured_output_follows_the_format() {
     let o: Value = serde_json::from_str(v["choices"][0]["text"].as_str().unwrap()).unwrap();
     assert_eq!(o.as_object().unwrap().len(), 2, "{o}");
 
-    // A context-free grammar (Lark), greedy: vLLM's `guided_grammar`, `structured_outputs`'
-    // `grammar` and `generate --grammar` give one answer, a list the grammar describes.
+    // A context-free grammar (Lark, or GBNF), greedy: vLLM's `guided_grammar`,
+    // `structured_outputs`' `grammar` and `generate --grammar` give one answer, a list the
+    // grammar describes.
     let list = "start: item (\", \" item)*\nitem: /[a-z]{2,10}/\n";
     let complete = |field: Value| {
         let b = merged(
@@ -208,6 +209,9 @@ fn structured_output_follows_the_format() {
     );
     let g = crate::generate(&a, &["--prompt", "Three colours:", "--grammar", list]);
     assert_eq!(g["results"][0]["text"], listed.as_str(), "{g}");
+    // The same language in llama.cpp's GBNF: the same greedy answer.
+    let gbnf = "root ::= item (\", \" item)*  # items\nitem ::= [a-z]{2,10}\n";
+    assert_eq!(complete(json!({"guided_grammar": gbnf})), listed);
 
     // Streamed, any object.
     let events = s.stream(
