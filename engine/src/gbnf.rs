@@ -5,7 +5,14 @@
 //! `[a-z]` / `[^...]` character classes, `.` (any character), `( )`, `|`, `*` `+` `?`,
 //! `{m}` `{m,}` `{m,n}`, `# comments`, `<token>` references; `root` is the start rule.
 //! Each becomes its Lark form: `start:` for `root`, rule names lowercased (Lark rules are
-//! lowercase), literals as JSON strings, classes as one-character regular expressions.
+//! lowercase), literals as JSON strings, classes as one-character regular expressions,
+//! `!<[ID]>` as `<[^ID]>`.
+//!
+//! Stricter than llama.cpp (an error here): a rule defined twice (llama.cpp keeps the last),
+//! a reversed range `[z-a]` or an empty class `[]` (which match nothing there), a newline
+//! inside a literal or class, a lone CR as the line end, and a negated token by name
+//! (`!<|im_end|>`: write `!<[ID]>`). More lenient: `_` in names, a `|` that starts the next
+//! line.
 
 use std::collections::HashMap;
 
@@ -16,7 +23,8 @@ use std::collections::HashMap;
 /// `root` rule.
 pub fn to_lark(src: &str) -> Result<String, String> {
     let mut p = Parser {
-        s: src.chars().collect(),
+        // A byte-order mark, as files saved on Windows may start with, is not the grammar's.
+        s: src.trim_start_matches('\u{feff}').chars().collect(),
         pos: 0,
     };
     let mut rules: Vec<(String, String)> = Vec::new();
@@ -95,6 +103,12 @@ fn rename(body: &str, names: &HashMap<String, String>) -> Result<String, String>
 struct Parser {
     s: Vec<char>,
     pos: usize,
+}
+
+/// A repetition operator in Lark form, or one that allows nothing (`{0}`, `{0,0}`).
+enum Repeat {
+    Op(String),
+    Nothing,
 }
 
 impl Parser {
@@ -204,8 +218,21 @@ impl Parser {
                 Some(')') if depth > 0 => break,
                 _ => {}
             }
-            let atom = self.atom(depth)?;
-            items.push(atom + &self.repeat()?);
+            let mut item = self.atom(depth)?;
+            // Operators may follow after spaces and apply in turn (`"a"{2}?`), as in
+            // llama.cpp; a repeat of at most 0 leaves nothing.
+            let mut ops = 0;
+            loop {
+                self.space(depth > 0);
+                match self.repeat()? {
+                    Some(Repeat::Nothing) => item = "\"\"".into(),
+                    Some(Repeat::Op(op)) if ops == 0 => item.push_str(&op),
+                    Some(Repeat::Op(op)) => item = format!("({item}){op}"),
+                    None => break,
+                }
+                ops += 1;
+            }
+            items.push(item);
         }
         Ok(match items.is_empty() {
             true => "\"\"".into(),
@@ -226,7 +253,9 @@ impl Parser {
                     }
                 }
                 self.pos += 1;
-                Ok(serde_json::to_string(&lit).expect("a string"))
+                // JSON leaves DEL as it is; llguidance's Lark lexer refuses it raw.
+                let json = serde_json::to_string(&lit).expect("a string");
+                Ok(json.replace('\u{7f}', "\\u007f"))
             }
             Some('[') => self.class(),
             Some('.') => {
@@ -242,6 +271,16 @@ impl Parser {
                     return Err(self.error("`)`"));
                 }
                 Ok(format!("({inner})"))
+            }
+            Some('!') if self.s.get(self.pos + 1) == Some(&'<') => {
+                // Any token but one: llama.cpp's `!<[ID]>` is llguidance's `<[^ID]>`.
+                self.pos += 1;
+                let line = self.line();
+                let token = self.atom(depth)?;
+                match token.strip_prefix("<[") {
+                    Some(id) => Ok(format!("<[^{id}")),
+                    None => Err(format!("GBNF line {line}: `!{token}`: a negated token is read by id only (`!<[ID]>`; `dlp-run tokenize --show-tokens` shows ids)")),
+                }
             }
             Some('<') => {
                 // A token reference (`<|im_end|>`, `<[1234]>`): llguidance reads the same.
@@ -282,10 +321,15 @@ impl Parser {
             let code = u32::from_str_radix(&digits, 16)
                 .ok()
                 .filter(|_| digits.len() == n)
-                .and_then(char::from_u32)
                 .ok_or_else(|| p.error(&format!("{n} hex digits of a character")))?;
+            let c = char::from_u32(code).ok_or_else(|| {
+                format!(
+                    "GBNF line {}: \\{e}{digits} is not a Unicode character",
+                    p.line()
+                )
+            })?;
             p.pos += n;
-            Ok(code)
+            Ok(c)
         };
         match e {
             'x' => hex(self, 2),
@@ -338,12 +382,12 @@ impl Parser {
         Ok(out)
     }
 
-    /// `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}` after an atom, or nothing.
-    fn repeat(&mut self) -> Result<String, String> {
+    /// `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}` after an atom, or None.
+    fn repeat(&mut self) -> Result<Option<Repeat>, String> {
         match self.peek() {
             Some(c @ ('*' | '+' | '?')) => {
                 self.pos += 1;
-                Ok(c.to_string())
+                Ok(Some(Repeat::Op(c.to_string())))
             }
             Some('{') => {
                 self.pos += 1;
@@ -366,18 +410,21 @@ impl Parser {
                                 self.line()
                             ))
                         }
-                        Some(n) => format!("{{{m},{n}}}"),
-                        None => format!("{{{m},}}"),
+                        Some(0) => Repeat::Nothing,
+                        Some(n) => Repeat::Op(format!("{{{m},{n}}}")),
+                        None => Repeat::Op(format!("{{{m},}}")),
                     }
+                } else if m == 0 {
+                    Repeat::Nothing
                 } else {
-                    format!("{{{m}}}")
+                    Repeat::Op(format!("{{{m}}}"))
                 };
                 if !self.eat('}') {
                     return Err(self.error("`}` closing the repetition"));
                 }
-                Ok(out)
+                Ok(Some(out))
             }
-            _ => Ok(String::new()),
+            _ => Ok(None),
         }
     }
 }
@@ -428,6 +475,23 @@ Num-Rule ::= [0-9a-fA-F]* "\x41\u00e9" .
             to_lark(g).unwrap(),
             "start: a a-2 r-9b start-2\na: \"1\"\na-2: \"2\"\nr-9b: \"3\"\nstart-2: \"4\"\n"
         );
+    }
+
+    /// llama.cpp's readings: spaces before an operator, operators in turn, `{0}` as nothing,
+    /// `!<[ID]>`, DEL escaped, a byte-order mark skipped.
+    #[test]
+    fn operators_negated_tokens_and_odd_characters() {
+        let g = "\u{feff}root ::= \"a\" * (\"b\" \"c\"){2}? \"d\"{0} \"e\"{0,0} \"\\x7F\" !<[2]>";
+        assert_eq!(
+            to_lark(g).unwrap(),
+            "start: \"a\"* ((\"b\" \"c\"){2})? \"\" \"\" \"\\u007f\" <[^2]>\n"
+        );
+        assert!(to_lark("root ::= !<|im_end|>")
+            .unwrap_err()
+            .contains("by id only"));
+        assert!(to_lark("root ::= \"\\uD800\"")
+            .unwrap_err()
+            .contains("\\uD800 is not a Unicode character"));
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn is_gbnf(g: &str) -> bool {
     static GBNF: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern")
     });
-    GBNF.is_match(g)
+    GBNF.is_match(g.trim_start_matches('\u{feff}'))
 }
 
 impl OutputFormat {

@@ -220,6 +220,9 @@ tail ::= "." | "!" |
 "#;
     let item = r"([a-z]{2,5}|[1-9][0-9]?|\([1-9][0-9]?|\[.\])";
     let re = regex::Regex::new(&format!(r"^{item}(, {item}){{0,3}}[.!]?$")).unwrap();
+    // Any token but one, by id (llguidance's `<[^ID]>`).
+    let not_eos = format!("root ::= \"x\" !<[{}]>", eos[0]);
+    assert!(g.compile(&OutputFormat::Grammar(not_eos)).is_ok());
     let f = OutputFormat::Grammar(gbnf.into());
     for seed in 0..8 {
         let (t, done) = sample(&g, &tok, &eos, &f, seed, 40, vocab);
