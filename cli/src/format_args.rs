@@ -84,7 +84,7 @@ impl FormatArgs {
                 true => std::fs::read_to_string(g)
                     .with_context(|| format!("--grammar {g}: reading the file"))?,
                 false if g.contains(':') => g.clone(),
-                false => bail!("--grammar {g}: not a grammar (`start: ...`) and not a file"),
+                false => bail!("--grammar {g}: not a grammar (Lark `start: ...` or GBNF `root ::= ...`) and not a file"),
             };
             return Ok(Some((OutputFormat::Grammar(text), "--grammar")));
         }

@@ -43,19 +43,21 @@ pub struct SamplingArgs {
     /// Random seed: the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Stop when this string is generated (repeatable); it is not printed.
+    /// Stop when this string is generated (repeatable); it is not printed (unless
+    /// --include-stop-str).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
     /// Keep the stop string that ended the text at its end (vLLM's
     /// `include_stop_str_in_output`).
     #[arg(long)]
     pub include_stop_str: bool,
-    /// Print special tokens (`<|im_end|>`, ...) as text instead of dropping them (vLLM's
-    /// `skip_special_tokens: false`).
+    /// Print special tokens (`<|im_start|>`, ...) as text instead of dropping them (vLLM's
+    /// `skip_special_tokens: false`); the end-of-sequence token that ends the answer only
+    /// with --include-stop-str.
     #[arg(long)]
     pub show_special_tokens: bool,
     /// End a sequence when token ID is generated, as an end-of-sequence token does
-    /// (repeatable; vLLM's `stop_token_ids`); it is not printed.
+    /// (repeatable; vLLM's `stop_token_ids`); it is not printed (unless --include-stop-str).
     #[arg(long = "stop-token-id", value_name = "ID")]
     pub stop_token_ids: Vec<u32>,
     /// Generate at least N tokens: end-of-sequence and --stop-token-id tokens are held back,

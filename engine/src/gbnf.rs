@@ -363,6 +363,9 @@ impl Parser {
             out.push_str(&class_char(lo));
             if self.peek() == Some('-') && self.s.get(self.pos + 1).is_some_and(|&c| c != ']') {
                 self.pos += 1;
+                if self.peek() == Some('\n') {
+                    return Err(self.error("`]` closing the character class"));
+                }
                 let hi = self.char_in_literal()?;
                 if hi < lo {
                     return Err(format!(
@@ -508,5 +511,6 @@ Num-Rule ::= [0-9a-fA-F]* "\x41\u00e9" .
         assert!(e("root = \"a\"").contains("expected `::=`"));
         assert!(e("root ::= \"\\q\"").contains("expected an escape"));
         assert!(e("root ::= []").contains("a character inside `[]`"));
+        assert!(e("root ::= \"a\" [b-\nx ::= \"y\"").contains("line 1: expected `]` closing"));
     }
 }

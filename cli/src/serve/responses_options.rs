@@ -61,9 +61,12 @@ pub(super) fn tools(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Re
         None | Some(Value::Null) => None,
         Some(c @ Value::String(_)) => Some(c.clone()),
         Some(c) => match (c.get("type").and_then(Value::as_str), c.as_object()) {
-            (Some("function"), Some(o)) if o.len() == 2 && o["name"].is_string() => {
-                Some(json!({"type": "function", "function": {"name": o["name"]}}))
-            }
+            (Some("function"), Some(o)) => match o.get("name") {
+                Some(Value::String(n)) if o.len() == 2 => {
+                    Some(json!({"type": "function", "function": {"name": n}}))
+                }
+                _ => return Err(bad_choice(c)),
+            },
             (Some("allowed_tools"), Some(o)) => {
                 let names: Option<Vec<&Value>> = (o.get("tools").and_then(Value::as_array))
                     .map(|l| l.iter().map(|t| &t["name"]).collect());

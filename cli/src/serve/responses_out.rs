@@ -103,6 +103,7 @@ impl ResponseInfo {
             "max_tokens" => "max_output_tokens".to_string(),
             "response_format" => "text.format".to_string(),
             "messages" => "input".to_string(),
+            "tool_choice.function.name" => "tool_choice.name".to_string(),
             _ => p.clone(),
         };
         if let Some(rest) = p.strip_prefix("messages[") {
@@ -122,7 +123,12 @@ impl ResponseInfo {
             renamed = format!("tools[{}", rest.replacen("].function", "]", 1));
         }
         e.message = (e.message.replace("`max_tokens`", "`max_output_tokens`"))
-            .replace("`response_format`", "`text.format`");
+            .replace("`response_format`", "`text.format`")
+            // Chat's shape of a named tool choice, in this API's.
+            .replace(
+                r#"{"type": "function", "function": {"name": ...}}"#,
+                r#"{"type": "function", "name": ...}"#,
+            );
         e.param = Some(renamed);
         e
     }

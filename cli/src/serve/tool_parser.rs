@@ -8,6 +8,13 @@
 //!   `"arguments"`), possibly after `<|python_tag|>`, several joined by `;` (Llama 3.1 to 3.3
 //!   with JSON tool calling). An answer that does not start with `{` is content.
 //!
+//! - `mistral`: `[TOOL_CALLS]` then a JSON list of `{"name", "arguments"}` (Mistral 7B v0.3,
+//!   Mixtral, Mistral Nemo), or `[TOOL_CALLS]name[ARGS]{...}` / `[TOOL_CALLS]name{...}` per call
+//!   (the later tokenizers of Mistral Small 3 and Magistral). Text before it is content.
+//!   `[TOOL_CALLS]` is a control token, so such answers are decoded with special tokens shown
+//!   (as vLLM's parser asks), and call ids are 9 letters and digits (Mistral's templates
+//!   refuse others when the calls are sent back).
+//!
 //! A call is returned only when its JSON is whole: anything else stays the message's text, so
 //! an answer is never lost to a parse.
 
@@ -21,6 +28,8 @@ pub enum ToolParser {
     Hermes,
     /// A bare JSON call, or several joined by `;`.
     Llama3Json,
+    /// `[TOOL_CALLS][{json}, ...]`, or `[TOOL_CALLS]name[ARGS]{json}` per call.
+    Mistral,
 }
 
 /// An answer read by a [`ToolParser`]: the text outside the calls (None when it is only
@@ -36,6 +45,8 @@ pub struct Parsed {
 const HERMES_OPEN: &str = "<tool_call>";
 const HERMES_CLOSE: &str = "</tool_call>";
 const PYTHON_TAG: &str = "<|python_tag|>";
+const MISTRAL_CALLS: &str = "[TOOL_CALLS]";
+const MISTRAL_ARGS: &str = "[ARGS]";
 
 impl ToolParser {
     /// The parser's name, as `--tool-call-parser` takes it.
@@ -43,6 +54,28 @@ impl ToolParser {
         match self {
             ToolParser::Hermes => "hermes",
             ToolParser::Llama3Json => "llama3_json",
+            ToolParser::Mistral => "mistral",
+        }
+    }
+
+    /// Whether answers must be decoded with special tokens shown for the calls to be read
+    /// (`[TOOL_CALLS]` is a control token).
+    pub fn needs_special_tokens(self) -> bool {
+        self == ToolParser::Mistral
+    }
+
+    /// A new call id: Mistral's templates want 9 letters and digits, others take OpenAI's
+    /// `call_...`.
+    pub fn call_id(self) -> String {
+        match self {
+            ToolParser::Mistral => {
+                const ALNUM: &[u8] =
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                (0..9)
+                    .map(|_| ALNUM[rand::random_range(0..ALNUM.len())] as char)
+                    .collect()
+            }
+            _ => format!("call_{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -54,7 +87,9 @@ impl ToolParser {
         let xml_arguments = ["<function=", "<arg_key>"]
             .iter()
             .any(|t| template.contains(t));
-        if template.contains(HERMES_OPEN) && !xml_arguments {
+        if template.contains(MISTRAL_CALLS) {
+            Some(ToolParser::Mistral)
+        } else if template.contains(HERMES_OPEN) && !xml_arguments {
             Some(ToolParser::Hermes)
         } else if template.contains(PYTHON_TAG) {
             Some(ToolParser::Llama3Json)
@@ -68,13 +103,17 @@ impl ToolParser {
     /// answer for a shorter `text` (no call starts before it), so a stream scans each byte once.
     pub fn content_end(self, text: &str, from: usize) -> usize {
         match self {
-            ToolParser::Hermes => {
-                let end = match text[from..].find(HERMES_OPEN) {
+            ToolParser::Hermes | ToolParser::Mistral => {
+                let open = match self {
+                    ToolParser::Hermes => HERMES_OPEN,
+                    _ => MISTRAL_CALLS,
+                };
+                let end = match text[from..].find(open) {
                     Some(i) => from + i,
-                    // Hold a tail that may be the start of `<tool_call>`.
-                    None => (1..HERMES_OPEN.len())
+                    // Hold a tail that may be the start of the opening marker.
+                    None => (1..open.len())
                         .rev()
-                        .find(|&k| text.ends_with(&HERMES_OPEN[..k]))
+                        .find(|&k| text.ends_with(&open[..k]))
                         .map_or(text.len(), |k| text.len() - k),
                 };
                 // Whitespace alone before a call is no content (`null`): hold it too.
@@ -105,6 +144,7 @@ impl ToolParser {
         match self {
             ToolParser::Hermes => hermes(text),
             ToolParser::Llama3Json => llama3_json(text),
+            ToolParser::Mistral => mistral(text),
         }
     }
 
@@ -118,12 +158,14 @@ impl ToolParser {
                 python_json(&json!({"name": name, "arguments": args}))
             ),
             ToolParser::Llama3Json => python_json(&json!({"name": name, "parameters": args})),
+            ToolParser::Mistral => python_json(&json!({"name": name, "arguments": args})),
         });
-        let sep = match self {
-            ToolParser::Hermes => "\n",
-            ToolParser::Llama3Json => "; ",
-        };
-        each.collect::<Vec<_>>().join(sep)
+        let each = each.collect::<Vec<_>>();
+        match self {
+            ToolParser::Hermes => each.join("\n"),
+            ToolParser::Llama3Json => each.join("; "),
+            ToolParser::Mistral => format!("{MISTRAL_CALLS}[{}]", each.join(", ")),
+        }
     }
 }
 
@@ -187,11 +229,63 @@ fn llama3_json(text: &str) -> Option<Parsed> {
     })
 }
 
+fn mistral(text: &str) -> Option<Parsed> {
+    let at = text.find(MISTRAL_CALLS)?;
+    let mut rest = &text[at + MISTRAL_CALLS.len()..];
+    let mut calls = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        let (value, after) = if rest.starts_with('[') {
+            // A JSON list of calls (Mistral 7B v0.3's tokenizer).
+            let (v, after) = json_value(rest)?;
+            let Value::Array(list) = v else { return None };
+            for c in list {
+                calls.push(call_of(c)?);
+            }
+            (None, after)
+        } else {
+            // `name[ARGS]{...}` or `name{...}` (later tokenizers).
+            let name_end = rest.find(['{', '['])?;
+            let name = rest[..name_end].trim();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return None;
+            }
+            let args = &rest[name_end..];
+            let args = args.strip_prefix(MISTRAL_ARGS).unwrap_or(args);
+            let (v, after) = json_value(args)?;
+            (Some((name.to_string(), v)), after)
+        };
+        if let Some((name, args)) = value {
+            if !args.is_object() {
+                return None;
+            }
+            calls.push((name, args));
+        }
+        rest = after.trim_start();
+        match rest.strip_prefix(MISTRAL_CALLS) {
+            Some(r) => rest = r,
+            None if rest.is_empty() => break,
+            None => return None,
+        }
+    }
+    (!calls.is_empty()).then(|| Parsed {
+        content: content_of(text[..at].to_string()),
+        calls,
+    })
+}
+
+/// The JSON value at the start of `text`, and the text after it.
+fn json_value(text: &str) -> Option<(Value, &str)> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let v = values.next()?.ok()?;
+    Some((v, &text[values.byte_offset()..]))
+}
+
 /// `serve --tool-call-parser`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ParserChoice {
     /// The syntax the chat template writes calls in (`<tool_call>`: hermes;
-    /// `<|python_tag|>`: llama3_json); none when it shows no calls.
+    /// `<|python_tag|>`: llama3_json; `[TOOL_CALLS]`: mistral); none when it shows no calls.
     Auto,
     /// No parser: `tool_choice: "auto"` is refused (forced calls still work).
     None,
@@ -200,6 +294,9 @@ pub enum ParserChoice {
     /// A bare `{"name": ..., "parameters": {...}}` answer (Llama 3.1-3.3).
     #[value(name = "llama3_json")]
     Llama3Json,
+    /// `[TOOL_CALLS][{"name": ..., "arguments": {...}}]` or `[TOOL_CALLS]name[ARGS]{...}`
+    /// (Mistral, Mixtral, Mistral Small, Magistral).
+    Mistral,
 }
 
 impl ParserChoice {
@@ -210,6 +307,7 @@ impl ParserChoice {
             ParserChoice::None => None,
             ParserChoice::Hermes => Some(ToolParser::Hermes),
             ParserChoice::Llama3Json => Some(ToolParser::Llama3Json),
+            ParserChoice::Mistral => Some(ToolParser::Mistral),
         }
     }
 }
@@ -291,6 +389,47 @@ mod tests {
         assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
     }
 
+    #[test]
+    fn mistral_reads_a_list_or_calls_by_name() {
+        let p = ToolParser::Mistral;
+        let got = p
+            .parse("Checking.[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"x\": 1}}, {\"name\": \"g\", \"arguments\": {}}]")
+            .unwrap();
+        assert_eq!(got.content.as_deref(), Some("Checking."));
+        assert_eq!(
+            got.calls,
+            vec![call("f", json!({"x": 1})), call("g", json!({}))]
+        );
+        let got = p
+            .parse("[TOOL_CALLS]f[ARGS]{\"x\": 1}[TOOL_CALLS]g{}")
+            .unwrap();
+        assert_eq!(got.content, None);
+        assert_eq!(
+            got.calls,
+            vec![call("f", json!({"x": 1})), call("g", json!({}))]
+        );
+        for text in [
+            "No call here.",
+            "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {",
+            "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": \"x\"}]",
+            "[TOOL_CALLS]f[ARGS]{\"x\": 1} trailing",
+            "[TOOL_CALLS]two words{}",
+            "[TOOL_CALLS][]",
+        ] {
+            assert_eq!(p.parse(text), None, "{text}");
+        }
+        let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
+        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+        assert_eq!(p.content_end("Sure [TOOL", 0), 5);
+        assert_eq!(p.content_end("Sure [TOOL_CALLS][{", 0), 5);
+        let id = p.call_id();
+        assert!(
+            id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{id}"
+        );
+        assert!(ToolParser::Hermes.call_id().starts_with("call_"));
+    }
+
     /// A stream sends what is surely content and holds what may be a call.
     #[test]
     fn streams_hold_only_what_may_be_a_call() {
@@ -325,5 +464,8 @@ mod tests {
         assert_eq!(ToolParser::detect("{{ messages }}"), None);
         let coder = "<tool_call>\n<function={{ tool_call.name }}>";
         assert_eq!(ToolParser::detect(coder), None);
+        let mistral =
+            "{%- if message.tool_calls %}[TOOL_CALLS][{%- for tool in message.tool_calls %}";
+        assert_eq!(ToolParser::detect(mistral), Some(ToolParser::Mistral));
     }
 }

@@ -219,6 +219,8 @@ pub fn prepare(
     server_parser: Option<ToolParser>,
 ) -> Result<(), ApiError> {
     if let Some(ToolMode::Auto { parser, .. }) = &mut job.tool_mode {
+        // Its calls start with a control token, which the text must show to be read.
+        job.show_special |= server_parser.is_some_and(ToolParser::needs_special_tokens);
         *parser = Some(server_parser.ok_or_else(|| {
             ApiError::bad_param(
                 "tool_choice",
@@ -314,8 +316,12 @@ fn rename_refs(v: &mut Value) {
 /// None when it holds no whole call (cut by `max_tokens` or a stop string, or with `"auto"`
 /// no call, or a call of a function not offered: it is then returned as text).
 pub fn calls(mode: &ToolMode, text: &str) -> Option<(Option<String>, Vec<Value>)> {
+    let parser = match mode {
+        ToolMode::Auto { parser, .. } => *parser,
+        _ => None,
+    };
     let call = |name: &str, arguments: String| {
-        let id = format!("call_{:016x}", rand::random::<u64>());
+        let id = parser.unwrap_or(ToolParser::Hermes).call_id();
         json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
     };
     match mode {

@@ -211,6 +211,20 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether the log holds `needle` within 10 s: lines printed after "listening" (the
+    /// startup banner) are read by another thread, and may not be in yet when the server
+    /// first answers.
+    pub fn log_has(&self, needle: &str) -> bool {
+        let t0 = Instant::now();
+        while !self.log().contains(needle) {
+            if t0.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
         let mut r = r.unwrap_or_else(|e| panic!("HTTP request failed: {e}"));
         let h = |n: &str| {

@@ -205,6 +205,16 @@ fn responses_answer_as_chat_does() {
     refused(base(json!({"reasoning": {"effort": "high"}})), "reasoning");
     refused(base(json!({"frobnicate": 1})), "frobnicate");
     refused(base(json!({"temperature": -1})), "temperature");
+    refused(
+        base(
+            json!({"tools": flat_tools(), "tool_choice": {"type": "function", "function": {"name": "f"}}}),
+        ),
+        "tool_choice",
+    );
+    refused(
+        base(json!({"tools": flat_tools(), "tool_choice": {"type": "function", "name": "nope"}})),
+        "tool_choice.name",
+    );
     refused(base(json!({"metadata": {"a": 1}})), "metadata.a");
     refused(base(json!({"service_tier": "x"})), "service_tier");
     refused(

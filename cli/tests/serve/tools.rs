@@ -80,7 +80,7 @@ fn auto_tool_choice_parses_the_models_calls() {
     let Some(s) = server(&["--chat-template", template]) else {
         return;
     };
-    assert!(s.log().contains("read as hermes"), "{}", s.log());
+    assert!(s.log_has("read as hermes"), "{}", s.log());
 
     // A call alone: no content, the arguments as JSON text, finish "tool_calls".
     let r = s.ok(
@@ -202,7 +202,7 @@ fn auto_tool_choice_parses_the_models_calls() {
 #[test]
 fn calls_sent_back_render_as_text_without_a_template_for_them() {
     let Some(s) = server(&[]) else { return };
-    assert!(s.log().contains("forced calls only"), "{}", s.log());
+    assert!(s.log_has("forced calls only"), "{}", s.log());
     let r = s.ok(
         "/v1/chat/completions",
         &body(
@@ -218,4 +218,43 @@ fn calls_sent_back_render_as_text_without_a_template_for_them() {
         text.contains(r#"[{"name": "get_weather", "parameters": {"city": "Rome"}}]"#),
         "{text}"
     );
+}
+
+/// A template that writes calls as Mistral does (`[TOOL_CALLS]` and a JSON list;
+/// cli/tests/data/mistral-tools.jinja): the parser is mistral, the model's call comes back as
+/// `tool_calls` with a 9-character id (Mistral's templates refuse others), streamed or not.
+#[test]
+fn mistral_calls_are_read() {
+    let template = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/mistral-tools.jinja"
+    );
+    let Some(s) = server(&["--chat-template", template]) else {
+        return;
+    };
+    assert!(s.log_has("read as mistral"), "{}", s.log());
+    let r = s.ok(
+        "/v1/chat/completions",
+        &body(two_shot(Value::Null), json!({})),
+    );
+    let c = &r["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls", "{r}");
+    assert_eq!(c["message"]["content"], Value::Null, "{r}");
+    let call = &c["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "Berlin"}), "{r}");
+    let id = call["id"].as_str().unwrap();
+    assert!(
+        id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{id}"
+    );
+    let ev = s.stream(
+        "/v1/chat/completions",
+        &body(two_shot(Value::Null), json!({"stream": true})),
+    );
+    assert_eq!(streamed_calls(&ev)[0]["function"], call["function"]);
+    assert_eq!(streamed_text(&ev, 0), "");
+    assert_eq!(finish_of(&ev), "tool_calls");
 }
