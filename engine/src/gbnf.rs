@@ -14,7 +14,7 @@
 //! (`!<|im_end|>`: write `!<[ID]>`). More lenient: `_` in names, a `|` that starts the next
 //! line.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A GBNF grammar's Lark text.
 ///
@@ -28,9 +28,10 @@ pub fn to_lark(src: &str) -> Result<String, String> {
         pos: 0,
     };
     let mut rules: Vec<(String, String)> = Vec::new();
+    let mut defined: HashSet<String> = HashSet::new();
     p.space(true);
     while !p.done() {
-        let line = p.line();
+        let start = p.pos;
         let name = p
             .name()
             .ok_or_else(|| p.error("a rule name (`name ::= ...`)"))?;
@@ -43,20 +44,22 @@ pub fn to_lark(src: &str) -> Result<String, String> {
         if !p.done() && !p.eat_newline() {
             return Err(p.error("a newline or `|` after the rule"));
         }
-        if rules.iter().any(|(n, _)| *n == name) {
+        if !defined.insert(name.clone()) {
             return Err(format!(
-                "GBNF line {line}: the rule `{name}` is defined twice"
+                "GBNF line {}: the rule `{name}` is defined twice",
+                p.line_at(start)
             ));
         }
         rules.push((name, body));
         p.space(true);
     }
-    if !rules.iter().any(|(n, _)| n == "root") {
+    if !defined.contains("root") {
         return Err("the GBNF grammar has no `root` rule (its start)".into());
     }
     // Lark rule names: lowercase, starting with a letter; `root` is `start`; distinct.
     let mut names: HashMap<String, String> = HashMap::new();
     names.insert("root".into(), "start".into());
+    let mut used: HashSet<String> = HashSet::from(["start".to_string()]);
     for (n, _) in &rules {
         if n == "root" {
             continue;
@@ -67,10 +70,11 @@ pub fn to_lark(src: &str) -> Result<String, String> {
         }
         let mut lark = base.clone();
         let mut k = 2;
-        while lark == "start" || names.values().any(|v| *v == lark) {
+        while used.contains(&lark) {
             lark = format!("{base}-{k}");
             k += 1;
         }
+        used.insert(lark.clone());
         names.insert(n.clone(), lark);
     }
     let mut out = String::new();
@@ -80,6 +84,10 @@ pub fn to_lark(src: &str) -> Result<String, String> {
     }
     Ok(out)
 }
+
+/// The deepest nesting of groups (parentheses, and the groups operators applied in turn
+/// write) that llguidance's Lark parser takes: 30 levels, a rule's body and `%json` counted.
+const MAX_GROUPS: usize = 28;
 
 /// Marks a rule reference in a body until every name is known.
 const REF: char = '\u{1}';
@@ -120,8 +128,13 @@ impl Parser {
         self.s.get(self.pos).copied()
     }
 
+    /// The line at the current position (counted from the start: call it for errors only).
     fn line(&self) -> usize {
-        1 + self.s[..self.pos.min(self.s.len())]
+        self.line_at(self.pos)
+    }
+
+    fn line_at(&self, pos: usize) -> usize {
+        1 + self.s[..pos.min(self.s.len())]
             .iter()
             .filter(|&&c| c == '\n')
             .count()
@@ -227,6 +240,12 @@ impl Parser {
                 match self.repeat()? {
                     Some(Repeat::Nothing) => item = "\"\"".into(),
                     Some(Repeat::Op(op)) if ops == 0 => item.push_str(&op),
+                    Some(Repeat::Op(_)) if depth + ops >= MAX_GROUPS => {
+                        return Err(format!(
+                            "GBNF line {}: operators in a row nest groups, and groups nest at most {MAX_GROUPS} deep (llguidance's limit)",
+                            self.line()
+                        ))
+                    }
                     Some(Repeat::Op(op)) => item = format!("({item}){op}"),
                     None => break,
                 }
@@ -262,6 +281,10 @@ impl Parser {
                 self.pos += 1;
                 Ok(r"/[\x{0}-\x{10FFFF}]/".into())
             }
+            Some('(') if depth >= MAX_GROUPS => Err(format!(
+                "GBNF line {}: groups nest at most {MAX_GROUPS} deep (llguidance's limit)",
+                self.line()
+            )),
             Some('(') => {
                 self.pos += 1;
                 self.space(true);
@@ -275,11 +298,11 @@ impl Parser {
             Some('!') if self.s.get(self.pos + 1) == Some(&'<') => {
                 // Any token but one: llama.cpp's `!<[ID]>` is llguidance's `<[^ID]>`.
                 self.pos += 1;
-                let line = self.line();
+                let at = self.pos;
                 let token = self.atom(depth)?;
                 match token.strip_prefix("<[") {
                     Some(id) => Ok(format!("<[^{id}")),
-                    None => Err(format!("GBNF line {line}: `!{token}`: a negated token is read by id only (`!<[ID]>`; `dlp-run tokenize --show-tokens` shows ids)")),
+                    None => Err(format!("GBNF line {}: `!{token}`: a negated token is read by id only (`!<[ID]>`; `dlp-run tokenize --show-tokens` shows ids)", self.line_at(at))),
                 }
             }
             Some('<') => {
@@ -320,7 +343,7 @@ impl Parser {
                     .collect();
             let code = u32::from_str_radix(&digits, 16)
                 .ok()
-                .filter(|_| digits.len() == n)
+                .filter(|_| digits.len() == n && digits.chars().all(|c| c.is_ascii_hexdigit()))
                 .ok_or_else(|| p.error(&format!("{n} hex digits of a character")))?;
             let c = char::from_u32(code).ok_or_else(|| {
                 format!(
@@ -443,7 +466,7 @@ fn class_char(c: char) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::to_lark;
+    use super::{to_lark, MAX_GROUPS};
 
     #[test]
     fn rules_literals_classes_and_repeats() {
@@ -512,5 +535,26 @@ Num-Rule ::= [0-9a-fA-F]* "\x41\u00e9" .
         assert!(e("root ::= \"\\q\"").contains("expected an escape"));
         assert!(e("root ::= []").contains("a character inside `[]`"));
         assert!(e("root ::= \"a\" [b-\nx ::= \"y\"").contains("line 1: expected `]` closing"));
+        assert!(e("root ::= \"\\u+041\"").contains("4 hex digits"));
+        assert!(e("x ::= \"a\"\nroot ::= \"b\"\ny ::= !<z>").contains("line 3: `!<z>`"));
+    }
+
+    /// Deep nesting is refused at llguidance's limit, not by overflowing the stack; long
+    /// grammars convert in linear time (a quadratic scan took minutes at this size).
+    #[test]
+    fn nesting_is_limited_and_size_is_linear() {
+        let nested = |n: usize| format!("root ::= {}\"x\"{}", "(".repeat(n), ")".repeat(n));
+        assert!(to_lark(&nested(MAX_GROUPS)).is_ok());
+        assert!(to_lark(&nested(MAX_GROUPS + 1))
+            .unwrap_err()
+            .contains("groups nest at most 28 deep"));
+        assert!(to_lark(&nested(100_000)).is_err());
+        let ops = format!("root ::= \"a\"{}", "?".repeat(1_000_000));
+        assert!(to_lark(&ops).unwrap_err().contains("operators in a row"));
+        let rules: String = (0..100_000)
+            .map(|i| format!("r{i} ::= \"x\" r{}\n", i + 1))
+            .collect();
+        let lark = to_lark(&format!("root ::= r0\n{rules}r100000 ::= \"y\"\n")).unwrap();
+        assert_eq!(lark.lines().count(), 100_002);
     }
 }

@@ -265,6 +265,9 @@ pub struct GenOutput {
     pub stop_token: Option<u32>,
     /// Why it ended.
     pub finish: FinishReason,
+    /// Why the output grammar could not go on ([`FinishReason::Grammar`]): the grammar
+    /// engine's message (a limit it hit, say); `None` for every other end.
+    pub grammar_error: Option<String>,
     /// Prompt length.
     pub prompt_tokens: usize,
     /// Final routing, including remixes during generation.
@@ -379,8 +382,8 @@ pub fn failure(who: &str, out: &GenOutput) -> Option<Error> {
     match out.finish {
         FinishReason::NonFinite => Some(non_finite(who, generated)),
         FinishReason::Grammar => Some(Error::invalid(format!(
-            "{who}: the output grammar could not go on after {generated} generated tokens \
-             (its error is in the log)"
+            "{who}: the output format could not go on after {generated} generated tokens: {}",
+            out.grammar_error.as_deref().unwrap_or("(no message)")
         ))),
         FinishReason::NoAllowedToken => Some(Error::invalid(format!(
             "{who}: no token could be sampled at generated token {generated}: the allowed \

@@ -323,6 +323,7 @@ impl<B: Backend> Scheduler<B> {
                         tokens: Vec::new(),
                         stop_token: None,
                         finish: FinishReason::Length,
+                        grammar_error: None,
                         prompt_tokens: prompt_len,
                         segments,
                     },
@@ -451,6 +452,7 @@ impl<B: Backend> Scheduler<B> {
             }
             let mut finish = None;
             let mut stop_token = None;
+            let mut grammar_error = None;
             if r.seq.tokens.len() == r.prompt_len && !r.opts.ignore_eos {
                 // The first token: `min_tokens` holds these back too.
                 r.sampler.set_end_tokens(eos);
@@ -461,6 +463,7 @@ impl<B: Backend> Scheduler<B> {
                 Some(Err(e)) => {
                     tracing::warn!("sequence {}: the output grammar failed: {e}", r.id);
                     finish = Some(FinishReason::Grammar);
+                    grammar_error = Some(e);
                 }
                 // No usable logit: the forward pass's fault (a NaN, or nothing finite), or
                 // else the request's masks left nothing.
@@ -520,6 +523,7 @@ impl<B: Backend> Scheduler<B> {
                         tokens: r.seq.tokens[r.prompt_len..].to_vec(),
                         stop_token,
                         finish: f,
+                        grammar_error,
                         prompt_tokens: r.prompt_len,
                         segments: r.seq.segments,
                     },

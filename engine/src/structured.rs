@@ -178,6 +178,27 @@ impl Grammars {
     /// no value satisfies, a malformed regular expression or grammar (Lark or GBNF); the
     /// message says which.
     pub fn compile(&self, format: &OutputFormat) -> Result<Constraint, String> {
+        // llguidance compiles recursively, a few kB of stack per link of a chain of rules or
+        // `$ref`s: chains of a few hundred overflowed a server thread's 2 MiB and aborted the
+        // process. Its own limits (fewer than 65,535 symbols) bound a chain's length, and
+        // COMPILE_STACK holds the longest; untouched stack costs no memory. Where the address
+        // space is capped (`ulimit -v`), a smaller stack still serves the common formats.
+        std::thread::scope(|scope| {
+            let spawn = |stack: usize| {
+                std::thread::Builder::new()
+                    .name("format-compile".into())
+                    .stack_size(stack)
+                    .spawn_scoped(scope, || self.compile_here(format))
+            };
+            spawn(COMPILE_STACK)
+                .or_else(|_| spawn(16 << 20))
+                .map_err(|e| format!("no thread to compile the format on: {e}"))?
+                .join()
+                .unwrap_or_else(|_| Err("the format's compiler failed (a panic)".into()))
+        })
+    }
+
+    fn compile_here(&self, format: &OutputFormat) -> Result<Constraint, String> {
         format.check()?;
         let parser = self.factory.create_parser(format.grammar()?);
         let mut matcher = Matcher::new(parser);
@@ -211,9 +232,25 @@ impl Grammars {
     }
 }
 
+/// The stack of the thread formats compile on. The longest chains llguidance takes (64,000
+/// Lark rules; 40,000 `$ref`s, a schema of more is "too large") needed more than 128 MiB
+/// and at most 256 MiB in a debug build; four times the larger, as other shapes may recurse
+/// deeper per link.
+const COMPILE_STACK: usize = 1 << 30;
+
 /// llguidance reports a bad regular expression inside the Lark grammar it wraps it in
-/// (`at 1(8): invalid regex ... 1 | start: /(a/`): keep only regex-syntax's own message.
+/// (`at 1(8): invalid regex ... 1 | start: /(a/`): keep only regex-syntax's own message. A
+/// panic it caught comes with a backtrace: only its first line is kept.
 fn tidy(e: &str) -> String {
+    if e.starts_with("panic:") {
+        let first = headline(e);
+        return match first.contains("symbols.len() < u16::MAX") {
+            true => "the format is too large: it compiles to more than 65,000 grammar \
+                     symbols, llguidance's limit"
+                .into(),
+            false => format!("llguidance failed on this format ({first})"),
+        };
+    }
     let Some(at) = e.find("regex parse error:") else {
         return e.to_string();
     };
@@ -223,6 +260,17 @@ fn tidy(e: &str) -> String {
         .take_while(|l| !lark_line.is_match(l))
         .collect();
     kept.join("\n").trim_end().to_string()
+}
+
+/// The first line of an error from llguidance's matcher, which goes on with its parser's
+/// whole state (kilobytes) or a panic's backtrace: that is logged, not shown.
+fn headline(e: &str) -> String {
+    tracing::debug!("llguidance: {e}");
+    let line = e.lines().next().unwrap_or("").trim();
+    match line.chars().count() > 300 {
+        true => format!("{}...", line.chars().take(300).collect::<String>()),
+        false => line.to_string(),
+    }
 }
 
 /// A compiled format at some point of the text.
@@ -235,7 +283,7 @@ impl TokenConstraint for Grammar {
         let allowed = self
             .matcher
             .compute_mask_or_eos()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| headline(&e.to_string()))?;
         for (t, l) in logits.iter_mut().enumerate() {
             if !allowed.is_allowed(t as u32) {
                 *l = f32::NEG_INFINITY;
@@ -245,7 +293,9 @@ impl TokenConstraint for Grammar {
     }
 
     fn accept(&mut self, token: u32) -> Result<(), String> {
-        self.matcher.consume_token(token).map_err(|e| e.to_string())
+        self.matcher
+            .consume_token(token)
+            .map_err(|e| headline(&e.to_string()))
     }
 
     fn finished(&self) -> bool {
@@ -270,5 +320,11 @@ mod tests {
             "regex parse error:\n    (a\n    ^\nerror: unclosed group"
         );
         assert_eq!(super::tidy("Unsatisfiable schema"), "Unsatisfiable schema");
+        let panic = "panic: assertion failed: grammar.symbols.len() < u16::MAX as usize - 10\n<backtrace>\n   0: llguidance::panic_utils\n";
+        assert!(super::tidy(panic).starts_with("the format is too large"));
+        assert_eq!(
+            super::tidy("panic: index out of bounds\n<backtrace>\n  0: x"),
+            "llguidance failed on this format (panic: index out of bounds)"
+        );
     }
 }

@@ -90,6 +90,9 @@ pub struct Job {
     pub format: Option<super::format::Format>,
     /// A forced tool call: the answer is returned as `tool_calls`.
     pub tool_mode: Option<super::tools::ToolMode>,
+    /// The server's tool-call parser, whose call ids forced calls take too (Mistral's are 9
+    /// letters and digits); set with the tool mode's parser.
+    pub call_ids: Option<super::tool_parser::ToolParser>,
     /// vLLM's `bad_words`, tokenized into the sampler's `bad_words_ids` once the request
     /// reaches the server's tokenizer.
     pub bad_words: Vec<String>,
@@ -544,6 +547,7 @@ pub(super) fn new_job(endpoint: Endpoint) -> Job {
         ignore_eos: false,
         format: None,
         tool_mode: None,
+        call_ids: None,
         bad_words: Vec::new(),
         include_stop: false,
         show_special: false,

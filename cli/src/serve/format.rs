@@ -120,7 +120,13 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
                     )
                 })?;
             let mut s = schema(s, "response_format.json_schema.schema")?;
-            let strict = f["json_schema"].get("strict");
+            let strict = f["json_schema"].get("strict").filter(|v| !v.is_null());
+            if let Some(v) = strict.filter(|v| !v.is_boolean()) {
+                return Err(ApiError::bad_param(
+                    "response_format.json_schema.strict",
+                    format!("`response_format.json_schema.strict` must be true or false, found {v}"),
+                ));
+            }
             if strict.is_some_and(|v| v == true) {
                 close_objects(&mut s);
             }

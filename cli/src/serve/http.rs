@@ -496,6 +496,8 @@ pub struct ResponseMeta {
     pub continuous_usage: bool,
     /// A forced tool call: answers become `tool_calls`.
     pub tool_mode: Option<super::tools::ToolMode>,
+    /// The style of the call ids of forced calls ([`super::api::Job::call_ids`]).
+    pub call_ids: Option<super::tool_parser::ToolParser>,
     /// How adapters were chosen (`base`, `adapter`, `mixture`, `router`).
     pub selection: &'static str,
     /// `request` / `sentence` when routed.
@@ -543,6 +545,7 @@ impl ResponseMeta {
             include_usage: job.include_usage,
             continuous_usage: job.continuous_usage,
             tool_mode: job.tool_mode.clone(),
+            call_ids: job.call_ids,
             selection,
             route_by,
             tok: st.tok.clone(),

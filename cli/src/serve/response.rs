@@ -139,7 +139,7 @@ impl ResponseMeta {
         if finish != FinishReason::Eos && !matches!(mode, super::tools::ToolMode::Auto { .. }) {
             return None;
         }
-        super::tools::calls(mode, text)
+        super::tools::calls(mode, text, self.call_ids)
     }
 
     fn n_choices(&self) -> usize {

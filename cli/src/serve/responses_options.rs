@@ -120,6 +120,28 @@ fn tool(t: &Value, at: &str) -> Result<Value, ApiError> {
             ));
         }
     }
+    // A response repeats its tools, all of them (`allowed_tools` may keep chat from seeing
+    // some): each field is checked here, or the SDK could not read the response.
+    for (k, what) in [
+        ("name", "a string"),
+        ("description", "a string or null"),
+        ("parameters", "a JSON schema object or null"),
+        ("strict", "true, false or null"),
+    ] {
+        let v = f.get(k).unwrap_or(&Value::Null);
+        let fits = match k {
+            "name" => v.is_string(),
+            "parameters" => v.is_object() || v.is_null(),
+            "strict" => v.is_boolean() || v.is_null(),
+            _ => v.is_string() || v.is_null(),
+        };
+        if !fits {
+            return Err(ApiError::bad_param(
+                format!("{at}.{k}"),
+                format!("`{at}.{k}` must be {what}, found {v}"),
+            ));
+        }
+    }
     // Chat reads `output_schema` nowhere; it is checked here as what it is, and dropped.
     if let Some(s) = f
         .remove("output_schema")
@@ -181,6 +203,12 @@ pub(super) fn text_format(
             return Err(ApiError::bad_param(
                 "text.format.name",
                 "`text.format.name` is required with `\"type\": \"json_schema\"` (a string)",
+            ))
+        }
+        Some("json_schema") if f.get("description").is_some_and(|d| !d.is_string() && !d.is_null()) => {
+            return Err(ApiError::bad_param(
+                "text.format.description",
+                format!("`text.format.description` must be a string, found {}", f["description"]),
             ))
         }
         Some("json_schema") => {

@@ -3,6 +3,7 @@
 //! and chunks (so both APIs answer alike). Field names and event order follow OpenAI's API
 //! reference and its Python SDK's types.
 
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
@@ -101,7 +102,10 @@ impl ResponseInfo {
         };
         let mut renamed = match p.as_str() {
             "max_tokens" => "max_output_tokens".to_string(),
-            "response_format" => "text.format".to_string(),
+            // Chat nests the schema's fields under `json_schema`; this API does not.
+            p if p.starts_with("response_format") => p
+                .replacen("response_format.json_schema", "text.format", 1)
+                .replacen("response_format", "text.format", 1),
             "messages" => "input".to_string(),
             "tool_choice.function.name" => "tool_choice.name".to_string(),
             _ => p.clone(),
@@ -122,8 +126,14 @@ impl ResponseInfo {
             // Chat nests a tool's fields under `function`.
             renamed = format!("tools[{}", rest.replacen("].function", "]", 1));
         }
-        e.message = (e.message.replace("`max_tokens`", "`max_output_tokens`"))
-            .replace("`response_format`", "`text.format`")
+        static NESTED_TOOL: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"`tools\[(\d+)\]\.function").expect("a valid pattern")
+        });
+        let message = NESTED_TOOL.replace_all(&e.message, "`tools[$1]");
+        e.message = (message.replace("`max_tokens`", "`max_output_tokens`"))
+            .replace("`json_schema.schema`", "`text.format.schema`")
+            .replace("`response_format.json_schema", "`text.format")
+            .replace("`response_format", "`text.format")
             // Chat's shape of a named tool choice, in this API's.
             .replace(
                 r#"{"type": "function", "function": {"name": ...}}"#,

@@ -158,6 +158,8 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
     for (i, t) in list.into_iter().enumerate() {
         let at = format!("tools[{i}]");
         let bad = |what: String| ApiError::bad_param(&at, what);
+        let bad_field =
+            |field: &str, what: String| ApiError::bad_param(format!("{at}.function.{field}"), what);
         let f = match (t.get("type").and_then(Value::as_str), t.get("function")) {
             (Some("function"), Some(f)) if f.is_object() => f,
             _ => return Err(bad(format!("`{at}` must be {{\"type\": \"function\", \"function\": {{\"name\", \"parameters\"}}}}, found {t}"))),
@@ -166,9 +168,12 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
         if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
             let found = f.get("name").map_or("nothing".into(), Value::to_string);
-            return Err(bad(format!(
+            return Err(bad_field(
+                "name",
+                format!(
                 "`{at}.function.name` must be 1 to 64 letters, digits, `_` or `-`, found {found}"
-            )));
+            ),
+            ));
         }
         if out.iter().any(|(n, _)| n == name) {
             return Err(bad(format!("the function `{name}` is given twice")));
@@ -177,9 +182,12 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
             None | Some(Value::Null) => json!({}),
             Some(p) if p.is_object() => p.clone(),
             Some(p) => {
-                return Err(bad(format!(
-                    "`{at}.function.parameters` must be a JSON schema (an object), found {p}"
-                )))
+                return Err(bad_field(
+                    "parameters",
+                    format!(
+                        "`{at}.function.parameters` must be a JSON schema (an object), found {p}"
+                    ),
+                ))
             }
         };
         // Arguments are an object; with no properties declared, an empty one (an open schema
@@ -188,9 +196,10 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         match o.entry("type").or_insert(json!("object")) {
             t if *t == "object" => {}
             t => {
-                return Err(bad(format!(
-                    "`{at}.function.parameters` must describe an object (the call's named arguments), found `type` {t}"
-                )))
+                return Err(bad_field(
+                    "parameters",
+                    format!("`{at}.function.parameters` must describe an object (the call's named arguments), found `type` {t}"),
+                ))
             }
         }
         if o.get("properties")
@@ -200,6 +209,21 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         {
             o.insert("properties".into(), json!({}));
             o.insert("additionalProperties".into(), json!(false));
+        }
+        for (field, ok, what) in [
+            (
+                "description",
+                Value::is_string as fn(&Value) -> bool,
+                "a string",
+            ),
+            ("strict", Value::is_boolean, "true or false"),
+        ] {
+            if let Some(v) = f.get(field).filter(|v| !v.is_null() && !ok(v)) {
+                return Err(bad_field(
+                    field,
+                    format!("`{at}.function.{field}` must be {what}, found {v}"),
+                ));
+            }
         }
         if f.get("strict").is_some_and(|s| s == true) {
             super::format::close_objects(&mut params);
@@ -218,6 +242,7 @@ pub fn prepare(
     tok: &TextTokenizer,
     server_parser: Option<ToolParser>,
 ) -> Result<(), ApiError> {
+    job.call_ids = server_parser;
     if let Some(ToolMode::Auto { parser, .. }) = &mut job.tool_mode {
         // Its calls start with a control token, which the text must show to be read.
         job.show_special |= server_parser.is_some_and(ToolParser::needs_special_tokens);
@@ -314,14 +339,19 @@ fn rename_refs(v: &mut Value) {
 
 /// The answer as OpenAI's `tool_calls` and the text beside them (only `"auto"` has any), or
 /// None when it holds no whole call (cut by `max_tokens` or a stop string, or with `"auto"`
-/// no call, or a call of a function not offered: it is then returned as text).
-pub fn calls(mode: &ToolMode, text: &str) -> Option<(Option<String>, Vec<Value>)> {
+/// no call, or a call of a function not offered: it is then returned as text). Call ids are
+/// in the style of `ids`, the server's parser (OpenAI's `call_...` without one).
+pub fn calls(
+    mode: &ToolMode,
+    text: &str,
+    ids: Option<ToolParser>,
+) -> Option<(Option<String>, Vec<Value>)> {
     let parser = match mode {
         ToolMode::Auto { parser, .. } => *parser,
         _ => None,
     };
     let call = |name: &str, arguments: String| {
-        let id = parser.unwrap_or(ToolParser::Hermes).call_id();
+        let id = parser.or(ids).unwrap_or(ToolParser::Hermes).call_id();
         json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
     };
     match mode {
@@ -368,23 +398,26 @@ mod tests {
     #[test]
     fn answers_become_calls_only_when_whole() {
         let named = ToolMode::Named("f".into());
-        let (content, c) = calls(&named, r#"{"x": 1}"#).unwrap();
+        let (content, c) = calls(&named, r#"{"x": 1}"#, None).unwrap();
         assert_eq!(content, None);
         assert_eq!(
             c[0]["function"],
             json!({"name": "f", "arguments": "{\"x\":1}"})
         );
         assert!(c[0]["id"].as_str().unwrap().starts_with("call_"));
-        assert!(calls(&named, r#"{"x": "#).is_none());
-        assert!(calls(&named, "[1]").is_none());
+        assert!(calls(&named, r#"{"x": "#, None).is_none());
+        assert!(calls(&named, "[1]", None).is_none());
         let (_, c) = calls(
             &ToolMode::Required,
             r#"[{"name": "f", "parameters": {"x": 1}}, {"name": "g", "parameters": {}}]"#,
+            Some(ToolParser::Mistral),
         )
         .unwrap();
         assert_eq!(c.len(), 2);
+        // Forced calls take the server parser's id style: Mistral's 9 letters and digits.
+        assert_eq!(c[0]["id"].as_str().unwrap().len(), 9, "{c:?}");
         assert_eq!(c[1]["function"], json!({"name": "g", "arguments": "{}"}));
-        assert!(calls(&ToolMode::Required, r#"[{"name": "f"}]"#).is_none());
+        assert!(calls(&ToolMode::Required, r#"[{"name": "f"}]"#, None).is_none());
     }
 
     /// `"auto"`: the parser's calls of offered functions, with the text beside them; a call of
@@ -398,19 +431,19 @@ mod tests {
             parallel,
         };
         let text = "Checking.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>\n<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>";
-        let (content, c) = calls(&auto(true), text).unwrap();
+        let (content, c) = calls(&auto(true), text, None).unwrap();
         assert_eq!(content.as_deref(), Some("Checking.\n\n"));
         assert_eq!(c.len(), 2);
         assert_eq!(
             c[0]["function"],
             json!({"name": "f", "arguments": "{\"x\":1}"})
         );
-        assert_eq!(calls(&auto(false), text).unwrap().1.len(), 1);
+        assert_eq!(calls(&auto(false), text, None).unwrap().1.len(), 1);
         let unoffered = text.replace("\"g\"", "\"h\"");
-        assert!(calls(&auto(true), &unoffered).is_none());
+        assert!(calls(&auto(true), &unoffered, None).is_none());
         // Only the call kept is checked.
-        assert_eq!(calls(&auto(false), &unoffered).unwrap().1.len(), 1);
-        assert!(calls(&auto(true), "Just text.").is_none());
+        assert_eq!(calls(&auto(false), &unoffered, None).unwrap().1.len(), 1);
+        assert!(calls(&auto(true), "Just text.", None).is_none());
         // No `tool_choice` with tools is "auto".
         let tools = json!([{"type": "function", "function": {"name": "f"}}]);
         for choice in [None, Some(json!("auto"))] {

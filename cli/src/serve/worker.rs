@@ -425,12 +425,14 @@ impl<'t, B: Backend> Worker<'t, B> {
                     let who = format!("choice {}", l.choice);
                     if let Some(e) = dlp_engine::generate::failure(&who, &out) {
                         let e = match out.finish {
-                            // The request's own masks: its fault, not the server's.
+                            // The request's own masks, and its format at a limit of the grammar
+                            // engine (`max is 2000` items of a parser row): its fault, not the
+                            // server's.
                             FinishReason::NoAllowedToken => {
                                 ApiError::bad(e.to_string()).code("no_allowed_token")
                             }
                             FinishReason::Grammar => {
-                                ApiError::internal(e.to_string()).code("grammar_error")
+                                ApiError::bad(e.to_string()).code("grammar_error")
                             }
                             _ => ApiError::internal(e.to_string()).code("non_finite_logits"),
                         };

@@ -122,7 +122,7 @@ fn catalogue() -> Vec<Case> {
         case("tool_calls not a list", CHAT, chat_with(|v| {
                 v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": {"id": "c1"}}])
             }), 400, &["a list of calls"], Some("messages[1].tool_calls")),
-        case("parameters that are not an object", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]); v["tool_choice"] = json!("required"); }), 400, &["must describe an object", "\"array\""], Some("tools[0]")),
+        case("parameters that are not an object", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]); v["tool_choice"] = json!("required"); }), 400, &["must describe an object", "\"array\""], Some("tools[0].function.parameters")),
         case("text part without text", CHAT, chat_with(|v| v["messages"][0]["content"] = json!([{"type": "text"}])), 400, &["without a string `text`"], Some("messages[0].content[0]")),
         case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
         case("missing messages", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("messages");}), 400, &["required"], Some("messages")),
@@ -169,7 +169,9 @@ fn catalogue() -> Vec<Case> {
         case("tools with the default tool_choice", CHAT, chat_with(|v| v["tools"] = json!([{"type": "function", "function": {"name": "f"}}])), 400, &["\"auto\"", "--tool-call-parser", "required"], Some("tool_choice")),
         case("a named function not among tools", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!({"type": "function", "function": {"name": "g"}}); }), 400, &["`g`", "not among `tools`"], Some("tool_choice.function.name")),
         case("tool_choice without tools", CHAT, chat_with(|v| v["tool_choice"] = json!("required")), 400, &["needs `tools`"], Some("tool_choice")),
-        case("a function name with a space", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "get weather"}}]); v["tool_choice"] = json!("required"); }), 400, &["1 to 64 letters"], Some("tools[0]")),
+        case("a function name with a space", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "get weather"}}]); v["tool_choice"] = json!("required"); }), 400, &["1 to 64 letters"], Some("tools[0].function.name")),
+        case("a function description that is a number", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "description": 1}}]); }), 400, &["must be a string"], Some("tools[0].function.description")),
+        case("a strict that is a string", CHAT, chat_with(|v| { v["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strict": "yes"}}); }), 400, &["true or false"], Some("response_format.json_schema.strict")),
         case("a function given twice", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!("required"); }), 400, &["given twice"], Some("tools[1]")),
         case("min_tokens past max_tokens", COMPL, json!({"model": "boolq", "prompt": "hi", "max_tokens": 4, "min_tokens": 5}).to_string().into_bytes(), 400, &["`min_tokens` (5)", "`max_tokens` (4)"], Some("min_tokens")),
         case("min_tokens past the default max_tokens", COMPL, json!({"model": "boolq", "prompt": "hi", "min_tokens": 17}).to_string().into_bytes(), 400, &["default `max_tokens` (16)"], Some("min_tokens")),
@@ -192,7 +194,7 @@ fn catalogue() -> Vec<Case> {
         case("a blank bad word", COMPL, json!({"model": "boolq", "prompt": "hi", "bad_words": ["a", " "]}).to_string().into_bytes(), 400, &["non-blank string"], Some("bad_words[1]")),
         case("tool_choice auto with a format", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!("auto"); v["guided_regex"] = json!("a+"); }), 400, &["could never write a call"], Some("tool_choice")),
         case("tokenize tools with a prompt", "/tokenize", json!({"prompt": "hi", "tools": []}).to_string().into_bytes(), 400, &["applies to `messages`"], Some("tools")),
-        case("tokenize a tool without a name", "/tokenize", json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {}}]}).to_string().into_bytes(), 400, &["1 to 64 letters"], Some("tools[0]")),
+        case("tokenize a tool without a name", "/tokenize", json!({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {}}]}).to_string().into_bytes(), 400, &["1 to 64 letters"], Some("tools[0].function.name")),
         case("tool_choice with response_format", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f"}}]); v["tool_choice"] = json!("required"); v["response_format"] = json!({"type": "json_object"}); }), 400, &["both set"], Some("tool_choice")),
         case("functions", CHAT, chat_with(|v| v["functions"] = json!([{"name": "f"}])), 400, &["use `tools`"], Some("functions")),
         case("response_format of an unknown type", CHAT, chat_with(|v| v["response_format"] = json!({"type": "xml"})), 400, &["json_object", "json_schema"], Some("response_format.type")),

@@ -5,6 +5,7 @@
 
 mod bad_requests;
 mod connections;
+mod format_limits;
 mod harness;
 mod outputs;
 mod python;

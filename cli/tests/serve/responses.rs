@@ -168,6 +168,11 @@ fn responses_answer_as_chat_does() {
         assert_eq!(a.status, 400, "{body}: {}", a.body);
         let v: Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(v["error"]["param"], param, "{v}");
+        // Chat's spelling of a field never shows.
+        let message = v["error"]["message"].as_str().unwrap();
+        let chat_spelling = message.contains("response_format")
+            || (message.contains("`tools[") && message.contains("].function"));
+        assert!(!chat_spelling, "{v}");
     };
     let base = |extra: Value| merged(json!({"model": "base", "input": "hi"}), extra);
     refused(
@@ -222,6 +227,44 @@ fn responses_answer_as_chat_does() {
         "text.format.name",
     );
     refused(base(json!({"include": ["x"]})), "include[0]");
+    let format = |f: Value| {
+        base(json!({"text": {"format": merged(json!({"type": "json_schema", "name": "x"}), f)}}))
+    };
+    refused(
+        format(json!({"strict": "yes", "schema": {}})),
+        "text.format.strict",
+    );
+    refused(format(json!({})), "text.format.schema");
+    refused(
+        format(json!({"description": 1, "schema": {}})),
+        "text.format.description",
+    );
+    // A response repeats every tool, so each is checked, those `allowed_tools` leaves out too.
+    let tool = |f: Value| merged(json!({"type": "function", "name": "g"}), f);
+    let allowed = json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": flat_tools()[0]["name"]}]});
+    for (field, v) in [
+        ("description", json!(1)),
+        ("parameters", json!("x")),
+        ("strict", json!("no")),
+        ("name", json!(7)),
+    ] {
+        refused(
+            base(
+                json!({"tools": [flat_tools()[0].clone(), tool(json!({field: v}))], "tool_choice": allowed}),
+            ),
+            &format!("tools[1].{field}"),
+        );
+    }
+    refused(
+        base(json!({"tools": [{"type": "function"}]})),
+        "tools[0].name",
+    );
+    refused(
+        base(
+            json!({"tools": [tool(json!({"parameters": {"type": "nope"}}))], "tool_choice": "required"}),
+        ),
+        "tools[0].parameters",
+    );
     // A chat-level check of a message names the input item it came from, a call merged into
     // an assistant turn its own item.
     let call = |id: &str, args: &str| json!({"type": "function_call", "call_id": id, "name": "f", "arguments": args});

@@ -1,0 +1,90 @@
+//! Output formats at the grammar engine's limits: refused with a 400 that names the limit, or
+//! served; never a crash. llguidance compiles recursively, and a chain of a few hundred `$ref`s
+//! or rules had overflowed a server thread's stack, aborting the process with every request
+//! in it.
+
+use serde_json::{json, Map, Value};
+
+use crate::harness::{assets, merged, Server};
+
+/// A schema whose root is a chain of `n` `$ref`s, each wrapped by `link`, ending in a string.
+fn ref_chain(n: usize, link: impl Fn(Value) -> Value) -> Value {
+    let mut defs = Map::new();
+    for i in 0..n {
+        defs.insert(
+            format!("a{i}"),
+            link(json!({"$ref": format!("#/$defs/a{}", i + 1)})),
+        );
+    }
+    defs.insert(format!("a{n}"), json!({"type": "string", "maxLength": 8}));
+    json!({"$defs": defs, "$ref": "#/$defs/a0"})
+}
+
+#[test]
+fn formats_at_the_grammar_engines_limits() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let chat = |extra: Value| {
+        merged(
+            json!({"model": "SmolLM2-135M-Instruct.Q4_1", "temperature": 0, "max_tokens": 8,
+                   "messages": [{"role": "user", "content": "Say a word."}]}),
+            extra,
+        )
+    };
+    let schema = |s: Value| {
+        json!({"response_format": {"type": "json_schema",
+                                   "json_schema": {"name": "chain", "schema": s}}})
+    };
+    // Served: 5,000 links (250 had aborted the server), as a response format and as a tool's
+    // parameters under a forced call.
+    let chain = ref_chain(5_000, |r| r);
+    let v = s.ok("/v1/chat/completions", &chat(schema(chain.clone())));
+    let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.starts_with('"'), "{v}");
+    let tool = json!({"type": "function", "function": {"name": "f", "parameters":
+        {"type": "object", "properties": {"x": {"$ref": "#/$defs/a0"}}, "required": ["x"],
+         "additionalProperties": false, "$defs": chain["$defs"]}}});
+    let v = s.ok(
+        "/v1/chat/completions",
+        &chat(json!({"tools": [tool], "tool_choice": "required", "max_tokens": 40})),
+    );
+    assert!(v["choices"][0]["message"]["tool_calls"].is_array(), "{v}");
+
+    // Refused, each with llguidance's limit named.
+    let refused = |body: Value, code: Value, says: &str| {
+        let r = s.post("/v1/chat/completions", &body);
+        let e = r.json();
+        assert_eq!(r.status, 400, "{e}");
+        assert_eq!(e["error"]["code"], code, "{e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(
+            !message.contains("backtrace") && message.len() < 600,
+            "{message}"
+        );
+    };
+    let nested = format!("root ::= {}\"x\"{}", "(".repeat(3000), ")".repeat(3000));
+    refused(
+        chat(json!({"guided_grammar": nested})),
+        Value::Null,
+        "groups nest at most 28 deep",
+    );
+    let rules: String = (0..70_000)
+        .map(|i| format!("a{i}: \"x\" a{} | \"y\"\n", i + 1))
+        .collect();
+    refused(
+        chat(json!({"guided_grammar": format!("start: a0\n{rules}a70000: \"x\"\n")})),
+        Value::Null,
+        "more than 65,000 grammar symbols",
+    );
+    // Compiles, then meets a parser row of more than 2,000 items at the first token: the
+    // request's format at a limit, a 400 with llguidance's message (a 500 before).
+    let alternatives = ref_chain(1_000, |r| json!({"anyOf": [r, {"type": "integer"}]}));
+    refused(
+        chat(schema(alternatives)),
+        json!("grammar_error"),
+        "max is 2000",
+    );
+    // The server lives on.
+    s.ok("/v1/chat/completions", &chat(json!({})));
+}
