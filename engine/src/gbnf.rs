@@ -417,19 +417,29 @@ impl Parser {
             }
             Some('{') => {
                 self.pos += 1;
-                let num = |p: &mut Parser| -> Option<u32> {
+                // A count, or none; Lark reads counts as i32.
+                let num = |p: &mut Parser| -> Result<Option<i32>, String> {
                     p.space(false);
                     let start = p.pos;
                     while p.peek().is_some_and(|c| c.is_ascii_digit()) {
                         p.pos += 1;
                     }
-                    let n = p.s[start..p.pos].iter().collect::<String>().parse().ok();
+                    let digits: String = p.s[start..p.pos].iter().collect();
+                    let n = match digits.is_empty() {
+                        true => None,
+                        false => Some(digits.parse().map_err(|_| {
+                            format!(
+                                "GBNF line {}: the count {digits} is over 2147483647",
+                                p.line()
+                            )
+                        })?),
+                    };
                     p.space(false);
-                    n
+                    Ok(n)
                 };
-                let m = num(self).ok_or_else(|| self.error("a count after `{`"))?;
+                let m = num(self)?.ok_or_else(|| self.error("a count after `{`"))?;
                 let out = if self.eat(',') {
-                    match num(self) {
+                    match num(self)? {
                         Some(n) if n < m => {
                             return Err(format!(
                                 "GBNF line {}: the repetition {{{m},{n}}} is reversed",
@@ -536,6 +546,8 @@ Num-Rule ::= [0-9a-fA-F]* "\x41\u00e9" .
         assert!(e("root ::= []").contains("a character inside `[]`"));
         assert!(e("root ::= \"a\" [b-\nx ::= \"y\"").contains("line 1: expected `]` closing"));
         assert!(e("root ::= \"\\u+041\"").contains("4 hex digits"));
+        assert!(e("root ::= \"a\"{4294967295}").contains("line 1: the count 4294967295 is over"));
+        assert!(e("root ::= \"a\"{1,99999999999}").contains("count 99999999999 is over"));
         assert!(e("x ::= \"a\"\nroot ::= \"b\"\ny ::= !<z>").contains("line 3: `!<z>`"));
     }
 

@@ -73,12 +73,43 @@ impl OutputFormat {
         })
     }
 
-    /// Refuses an empty grammar (llguidance's own error says less).
+    /// Refuses an empty grammar (llguidance's own error says less), and grammars past what
+    /// llguidance compiles safely: a chain of 400,000 rules overflowed even COMPILE_STACK
+    /// (its own 65,000-symbol limit comes after chains are inlined), and 200,000
+    /// alternatives took 20 s (400,000: 169 s) while every other format waited.
     fn check(&self) -> Result<(), String> {
-        match self {
-            Self::Grammar(g) if g.trim().is_empty() => Err("the grammar is empty".into()),
-            _ => Ok(()),
+        static LARK_RULE: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"(?m)^[ \t]*[?!]?[A-Za-z_]\w*(?:\.-?\d+)?[ \t]*:")
+                .expect("a valid pattern")
+        });
+        static GBNF_RULE: LazyLock<regex::Regex> = LazyLock::new(|| {
+            regex::Regex::new(r"(?m)^[ \t]*[A-Za-z][\w-]*[ \t]*::=").expect("a valid pattern")
+        });
+        let Self::Grammar(g) = self else {
+            return Ok(());
+        };
+        if g.trim().is_empty() {
+            return Err("the grammar is empty".into());
         }
+        let rules = match is_gbnf(g) {
+            true => GBNF_RULE.find_iter(g).count(),
+            false => LARK_RULE.find_iter(g).count(),
+        };
+        if rules > MAX_RULES {
+            return Err(format!(
+                "the grammar defines {rules} rules; at most {MAX_RULES} are taken (llguidance's \
+                 compiler recurses along chains of rules)"
+            ));
+        }
+        let bars = g.matches('|').count();
+        if bars > MAX_ALTERNATIVES {
+            return Err(format!(
+                "the grammar holds {bars} `|`; at most {MAX_ALTERNATIVES} alternatives are taken \
+                 (more take llguidance minutes to compile; a list of strings compiles fast as \
+                 a choice or regular expression)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -196,6 +227,7 @@ impl Grammars {
                 .join()
                 .unwrap_or_else(|_| Err("the format's compiler failed (a panic)".into()))
         })
+        .map_err(|e| brief(&e))
     }
 
     fn compile_here(&self, format: &OutputFormat) -> Result<Constraint, String> {
@@ -231,6 +263,13 @@ impl Grammars {
         Ok(Constraint(Box::new(Grammar { matcher })))
     }
 }
+
+/// The most rule (and terminal) definitions a grammar may have: about llguidance's own
+/// limit of 65,535 symbols, and a chain that long fits COMPILE_STACK.
+const MAX_RULES: usize = 65_000;
+
+/// The most `|` a grammar may hold (100,000 alternatives took 4 s to compile).
+const MAX_ALTERNATIVES: usize = 65_000;
 
 /// The stack of the thread formats compile on. The longest chains llguidance takes (64,000
 /// Lark rules; 40,000 `$ref`s, a schema of more is "too large") needed more than 128 MiB
@@ -273,6 +312,34 @@ fn headline(e: &str) -> String {
     }
 }
 
+/// A long error in short: regex-syntax and llguidance's Lark parser quote the input (a 2,000-
+/// character pattern, a grammar's line) before or around the reason, and a message cut to
+/// fit an HTTP error body lost the reason. Kept: the first line and the `error:` line, each
+/// cut to 200 characters.
+fn brief(e: &str) -> String {
+    if e.chars().count() <= 600 {
+        return e.to_string();
+    }
+    let cut = |l: &str| match l.chars().count() > 200 {
+        true => format!("{}...", l.chars().take(200).collect::<String>()),
+        false => l.to_string(),
+    };
+    let first = e.lines().next().unwrap_or("").trim_end();
+    let reason = e
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .find(|l| l.starts_with("error:"));
+    match reason {
+        Some(r) => format!(
+            "{}: {}",
+            cut(first.trim_end_matches(':')),
+            cut(r.trim_start_matches("error:").trim())
+        ),
+        None => cut(first),
+    }
+}
+
 /// A compiled format at some point of the text.
 struct Grammar {
     matcher: Matcher,
@@ -312,6 +379,33 @@ impl TokenConstraint for Grammar {
 
 #[cfg(test)]
 mod tests {
+    use super::{OutputFormat, MAX_ALTERNATIVES, MAX_RULES};
+
+    /// Grammars past the limits are refused before llguidance sees them (a chain of 400,000
+    /// rules aborted the process); at the limits they pass the check.
+    #[test]
+    fn grammars_past_the_limits_are_refused() {
+        let check = |g: String| OutputFormat::Grammar(g).check();
+        let lark = |n: usize| {
+            let chain: String = (1..n).map(|i| format!("r{i}: r{}\n", i + 1)).collect();
+            format!("start: r1\n{chain}")
+        };
+        let gbnf = |n: usize| {
+            let chain: String = (1..n).map(|i| format!("r{i} ::= r{}\n", i + 1)).collect();
+            format!("root ::= r1\n{chain}")
+        };
+        assert!(check(lark(MAX_RULES)).is_ok());
+        assert!(check(gbnf(MAX_RULES)).is_ok());
+        for g in [lark(MAX_RULES + 1), gbnf(MAX_RULES + 1)] {
+            let e = check(g).unwrap_err();
+            assert!(e.contains("defines 65001 rules; at most 65000"), "{e}");
+        }
+        let alternatives = |n: usize| format!("start: {}", vec!["\"x\""; n + 1].join(" | "));
+        assert!(check(alternatives(MAX_ALTERNATIVES)).is_ok());
+        let e = check(alternatives(MAX_ALTERNATIVES + 1)).unwrap_err();
+        assert!(e.contains("holds 65001 `|`"), "{e}");
+        assert!(check(" \n".into()).unwrap_err().contains("empty"));
+    }
     #[test]
     fn regex_errors_lose_the_lark_wrapping() {
         let e = "at 1(8): invalid regex \"(a\" (in regex): regex parse error:\n    (a\n    ^\nerror: unclosed group\n   1 | start: /(a/\n              ^\n";
@@ -320,6 +414,14 @@ mod tests {
             "regex parse error:\n    (a\n    ^\nerror: unclosed group"
         );
         assert_eq!(super::tidy("Unsatisfiable schema"), "Unsatisfiable schema");
+        let pattern = "(".repeat(1000);
+        let long = format!("regex parse error:\n    {pattern}\n    ^\nerror: exceed the maximum number of nested parentheses (250)");
+        assert_eq!(
+            super::brief(&long),
+            "regex parse error: exceed the maximum number of nested parentheses (250)"
+        );
+        let lark = format!("1(9): unexpected token (at \"x\")\n   1 | start: {pattern}");
+        assert_eq!(super::brief(&lark), "1(9): unexpected token (at \"x\")");
         let panic = "panic: assertion failed: grammar.symbols.len() < u16::MAX as usize - 10\n<backtrace>\n   0: llguidance::panic_utils\n";
         assert!(super::tidy(panic).starts_with("the format is too large"));
         assert_eq!(

@@ -74,6 +74,16 @@ pub(super) fn tools(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Re
                 let (Some(names), Some(mode), 3) = (names, mode, o.len()) else {
                     return Err(bad_choice(c));
                 };
+                let offered: Vec<&Value> = out.iter().map(|t| &t["function"]["name"]).collect();
+                if let Some(i) = names.iter().position(|n| !offered.contains(n)) {
+                    return Err(ApiError::bad_param(
+                        format!("tool_choice.tools[{i}]"),
+                        format!(
+                            "`tool_choice.tools[{i}]` names {}, which is not among `tools`",
+                            names[i]
+                        ),
+                    ));
+                }
                 out.retain(|t| names.contains(&&t["function"]["name"]));
                 Some(mode.clone())
             }
@@ -199,16 +209,31 @@ pub(super) fn text_format(
         Some("json_object") if only_type => json!({"type": "json_object"}),
         // OpenAI requires the name here (chat's json_schema does not), and a response repeats
         // the format, so the SDK would refuse the response without it.
-        Some("json_schema") if !f["name"].is_string() => {
+        Some("json_schema") if f.get("name").is_none_or(Value::is_null) => {
             return Err(ApiError::bad_param(
                 "text.format.name",
                 "`text.format.name` is required with `\"type\": \"json_schema\"` (a string)",
             ))
         }
+        // OpenAI's rule for the name.
+        Some("json_schema")
+            if !f["name"].as_str().is_some_and(|n| {
+                (1..=64).contains(&n.len())
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }) =>
+        {
+            return Err(ApiError::bad_param(
+                "text.format.name",
+                format!(
+                    "`text.format.name` must be 1 to 64 letters, digits, `_` or `-`, found {}",
+                    f["name"]
+                ),
+            ))
+        }
         Some("json_schema") if f.get("description").is_some_and(|d| !d.is_string() && !d.is_null()) => {
             return Err(ApiError::bad_param(
                 "text.format.description",
-                format!("`text.format.description` must be a string, found {}", f["description"]),
+                format!("`text.format.description` must be a string or null, found {}", f["description"]),
             ))
         }
         Some("json_schema") => {

@@ -236,6 +236,16 @@ fn responses_answer_as_chat_does() {
     );
     refused(format(json!({})), "text.format.schema");
     refused(
+        format(json!({"name": "a b", "schema": {}})),
+        "text.format.name",
+    );
+    refused(format(json!({"name": 5, "schema": {}})), "text.format.name");
+    let unknown = json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "zz"}]});
+    refused(
+        base(json!({"tools": flat_tools(), "tool_choice": unknown})),
+        "tool_choice.tools[0]",
+    );
+    refused(
         format(json!({"description": 1, "schema": {}})),
         "text.format.description",
     );
