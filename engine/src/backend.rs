@@ -192,6 +192,24 @@ pub trait Backend: Send + Sync + Sized {
     fn release_kv(&self, buf: &mut Self::Buf, from: usize, len: usize) {
         let _ = (buf, from, len);
     }
+    /// Whether [`Backend::copy_kv`] works here (prefix sharing, [`crate::prefix`], is off
+    /// where it does not). Default: false.
+    fn copies_kv(&self) -> bool {
+        false
+    }
+    /// Copies values `from..from + len` of KV buffer `buf` ([`Backend::alloc_kv`]) to
+    /// `to..to + len`, after every recorded write and before every later read; the ranges do
+    /// not overlap. Units are values, as in `alloc_kv`.
+    ///
+    /// # Errors
+    /// A range past the buffer; unsupported where [`Backend::copies_kv`] is false (default).
+    fn copy_kv(&self, buf: &mut Self::Buf, from: usize, to: usize, len: usize) -> Result<()> {
+        let _ = (buf, from, to, len);
+        Err(crate::error::Error::unsupported(format!(
+            "{}: copying KV-cache rows",
+            self.name()
+        )))
+    }
     /// Bytes of memory one KV-cache value takes (4 by default: f32; a backend that stores the
     /// cache in bf16 says 2).
     fn kv_value_bytes(&self) -> usize {

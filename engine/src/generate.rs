@@ -350,6 +350,8 @@ pub fn generate_each<B: Backend>(
         step_tokens: step_tokens.max(n),
         mix_k,
         sparse_kv: false,
+        // A fixed batch computes every prompt, as `bench` and `eval` measure it.
+        share_prefixes: false,
     };
     let mut sched = Scheduler::new(model, cfg)?;
     for (i, r) in requests.iter().enumerate() {

@@ -58,6 +58,37 @@ impl<B: Backend> KvCache<B> {
         }
     }
 
+    /// Copies the first `positions` positions of slot `from` into slot `to`, every layer's keys
+    /// and values: a shared prefix ([`crate::prefix`]).
+    ///
+    /// # Errors
+    /// A slot or length out of range, or a backend without [`Backend::copy_kv`].
+    pub fn copy_prefix(
+        &mut self,
+        backend: &B,
+        cfg: &ModelConfig,
+        from: usize,
+        to: usize,
+        positions: usize,
+    ) -> Result<()> {
+        if from == to || from.max(to) >= self.slots || positions > self.capacity {
+            return Err(crate::error::Error::invalid(format!(
+                "KV cache: copying {positions} positions from slot {from} to slot {to} of {} slots of {} positions",
+                self.slots, self.capacity
+            )));
+        }
+        let d = cfg.kv_dim();
+        let (src, dst, len) = (
+            from * self.capacity * d,
+            to * self.capacity * d,
+            positions * d,
+        );
+        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
+            backend.copy_kv(buf, src, dst, len)?;
+        }
+        Ok(())
+    }
+
     /// Bytes of device memory the cache holds.
     pub fn bytes(&self, cfg: &ModelConfig) -> usize {
         2 * cfg.num_layers * self.slots * self.capacity * cfg.kv_dim() * self.value_bytes

@@ -19,6 +19,7 @@ pub mod kv_cache;
 pub mod loader;
 pub mod lora;
 pub mod model;
+pub mod prefix;
 pub mod rope_table;
 pub mod sampler;
 pub mod scheduler;

@@ -1,7 +1,7 @@
 //! Stacking loaded adapters per (layer, module) for the fused LoRA ops, and turning named
 //! mixtures into slot mixtures.
 
-use crate::backend::LoraStackHost;
+use crate::backend::{LoraStackHost, NO_ADAPTER};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::loader::peft::PeftAdapter;
@@ -156,6 +156,36 @@ pub fn merge_into(
                     let a = &p.a.data[j * n_in..(j + 1) * n_in];
                     row.iter_mut().zip(a).for_each(|(x, a)| *x += c * a);
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every mixture names one of `n_adapters` slots with a finite weight >= 0, at most `mix_k`
+/// entries.
+pub(crate) fn check_mixtures<'a>(
+    mixtures: impl IntoIterator<Item = &'a Mixture>,
+    n_adapters: usize,
+    mix_k: usize,
+) -> Result<()> {
+    for m in mixtures {
+        if m.len() > mix_k {
+            return Err(Error::invalid(format!(
+                "a mixture of {} adapters exceeds the limit of {mix_k}",
+                m.len()
+            )));
+        }
+        for &(slot, w) in m {
+            if slot as u32 == NO_ADAPTER || slot >= n_adapters {
+                return Err(Error::invalid(format!(
+                    "a mixture names adapter slot {slot}, {n_adapters} adapters are loaded"
+                )));
+            }
+            if !w.is_finite() || w < 0.0 {
+                return Err(Error::invalid(format!(
+                    "a mixture weight is {w}; expected a finite number >= 0"
+                )));
             }
         }
     }

@@ -10,12 +10,14 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use crate::backend::{Backend, NO_ADAPTER};
+use crate::backend::Backend;
 use crate::constraint::TokenConstraint;
 use crate::error::{Error, Result};
 use crate::generate::{Control, FinishReason, GenOutput, GenRequest, GenStats, PlanBuilder, Seq};
 use crate::kv_cache::KvCache;
+use crate::lora::check_mixtures;
 use crate::model::{Model, Workspace};
+use crate::prefix::{Candidate, Fork};
 use crate::sampler::Sampler;
 
 /// Sizes of a [`Scheduler`].
@@ -32,6 +34,10 @@ pub struct SchedulerConfig {
     /// Slots are sized for far more positions than most sequences use (a server's whole
     /// context per slot): memory is committed as written, in small pages.
     pub sparse_kv: bool,
+    /// A sequence that shares a prefix of at least [`crate::prefix::MIN_SHARED`] positions
+    /// with a running one copies that one's KV rows instead of recomputing them, where the
+    /// backend can ([`Backend::copies_kv`]; not with prompt logits).
+    pub share_prefixes: bool,
 }
 
 /// Per-sequence options of [`Scheduler::add`].
@@ -82,6 +88,8 @@ struct Running {
     opts: SeqOptions,
     /// Admission order: prompt chunks are scheduled oldest first.
     admitted: u64,
+    /// A shared prefix to copy from a leader; its prompt is not planned until then.
+    fork: Option<Fork>,
 }
 
 /// A queued request.
@@ -110,6 +118,8 @@ pub struct StepReport {
     pub tokens: usize,
     /// Of them, prompt tokens.
     pub prompt_tokens: usize,
+    /// Prompt positions copied from a running sequence's KV rows instead ([`crate::prefix`]).
+    pub shared_tokens: usize,
     /// Tokens sampled (EOS included).
     pub sampled: usize,
     /// Seconds in the forward pass.
@@ -305,7 +315,7 @@ impl<B: Backend> Scheduler<B> {
 
     /// Moves waiting requests into free slots; requests that end before any forward
     /// (`max_tokens` 0 without prompt logits) finish at once.
-    fn admit(&mut self, finished: &mut Vec<(u64, GenOutput)>) {
+    fn admit(&mut self, finished: &mut Vec<(u64, GenOutput)>, share: bool) {
         while let Some(free) = self.slots.iter().position(Option::is_none) {
             let Some(w) = self.waiting.pop_front() else {
                 break;
@@ -332,6 +342,18 @@ impl<B: Backend> Scheduler<B> {
             }
             self.admissions += 1;
             self.stats.prefill_tokens += prompt_len;
+            let leaders = self.slots.iter().enumerate().filter_map(|(slot, s)| {
+                s.as_ref().map(|r| Candidate {
+                    slot,
+                    id: r.id,
+                    tokens: &r.seq.tokens,
+                    segments: &r.seq.segments,
+                    reach: r.prompt_len.max(r.seq.cached),
+                })
+            });
+            let fork = (share && !w.opts.prompt_logits)
+                .then(|| crate::prefix::choose(&w.req.prompt, &segments, prompt_len, leaders))
+                .flatten();
             self.slots[free] = Some(Running {
                 id: w.id,
                 seq: Seq {
@@ -345,8 +367,36 @@ impl<B: Backend> Scheduler<B> {
                 constraint: w.req.constraint.map(|c| c.0),
                 opts: w.opts,
                 admitted: self.admissions,
+                fork,
             });
         }
+    }
+
+    /// Copies the shared prefixes whose leaders' caches now hold them (positions through the
+    /// model in earlier steps); a fork whose leader is gone (cancelled) is dropped, and its
+    /// sequence computes its whole prompt.
+    fn resolve_forks(&mut self, model: &Model<B>) -> Result<usize> {
+        let mut copied = 0;
+        for slot in 0..self.slots.len() {
+            let Some(f) = self.slots[slot].as_ref().and_then(|r| r.fork) else {
+                continue;
+            };
+            let leader = self.slots[f.leader_slot].as_ref();
+            let leader_cached = leader.filter(|l| l.id == f.leader_id).map(|l| l.seq.cached);
+            if leader_cached.is_some_and(|c| c < f.len) {
+                continue;
+            }
+            let len = leader_cached.map_or(0, |_| f.len);
+            let (backend, cfg) = (&model.backend, &model.config);
+            if len > 0 {
+                (self.kv).copy_prefix(backend, cfg, f.leader_slot, slot, len)?;
+                self.stats.prefill_tokens -= len;
+                copied += len;
+            }
+            let r = self.slots[slot].as_mut().expect("checked above");
+            (r.seq.cached, r.fork) = (len, None);
+        }
+        Ok(copied)
     }
 
     /// Lays out the next step: every decoding sequence's next token, then prompt chunks
@@ -362,6 +412,7 @@ impl<B: Backend> Scheduler<B> {
             .enumerate()
             .filter_map(|(i, s)| {
                 s.as_ref()
+                    .filter(|r| r.fork.is_none())
                     .map(|r| (r.seq.cached < r.prompt_len, r.admitted, i))
             })
             .collect();
@@ -416,10 +467,12 @@ impl<B: Backend> Scheduler<B> {
             self.kv
                 .release_slot(&model.backend, &model.config, slot, positions);
         }
-        self.admit(&mut report.finished);
+        let share = self.cfg.share_prefixes && model.backend.copies_kv();
+        self.admit(&mut report.finished, share);
         if self.slots.iter().all(Option::is_none) {
             return Ok(report);
         }
+        report.shared_tokens = self.resolve_forks(model)?;
         report.prompt_tokens = self.plan();
         let has_prompt = report.prompt_tokens > 0;
         let plan = self.builder.finish();
@@ -545,34 +598,4 @@ fn sample_next(r: &mut Running, logits: &[f32]) -> std::result::Result<Option<u3
         c.accept(id)?;
     }
     Ok(picked)
-}
-
-/// Every mixture names one of `n_adapters` slots with a finite weight >= 0, at most `mix_k`
-/// entries.
-fn check_mixtures<'a>(
-    mixtures: impl IntoIterator<Item = &'a crate::lora::Mixture>,
-    n_adapters: usize,
-    mix_k: usize,
-) -> Result<()> {
-    for m in mixtures {
-        if m.len() > mix_k {
-            return Err(Error::invalid(format!(
-                "a mixture of {} adapters exceeds the limit of {mix_k}",
-                m.len()
-            )));
-        }
-        for &(slot, w) in m {
-            if slot as u32 == NO_ADAPTER || slot >= n_adapters {
-                return Err(Error::invalid(format!(
-                    "a mixture names adapter slot {slot}, {n_adapters} adapters are loaded"
-                )));
-            }
-            if !w.is_finite() || w < 0.0 {
-                return Err(Error::invalid(format!(
-                    "a mixture weight is {w}; expected a finite number >= 0"
-                )));
-            }
-        }
-    }
-    Ok(())
 }

@@ -368,6 +368,30 @@ impl Gpu {
         pend.uniforms.clear();
     }
 
+    /// Records a copy of `bytes` bytes of `buf` from offset `from` to offset `to` (multiples
+    /// of 4, ranges apart), ordered after the dispatches recorded before it. WebGPU copies
+    /// only between two buffers, so it goes through a scratch buffer, freed once it ran.
+    pub fn copy_within(&self, buf: &wgpu::Buffer, from: u64, to: u64, bytes: u64) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let scratch = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("copy_within"),
+            size: bytes,
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut pend = lock(&self.pending);
+        let enc = pend.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        enc.copy_buffer_to_buffer(buf, from, &scratch, 0, bytes);
+        enc.copy_buffer_to_buffer(&scratch, 0, buf, to, bytes);
+        drop(pend);
+        self.check()
+    }
+
     /// Submits everything recorded so far.
     pub fn flush(&self) {
         self.flush_locked(&mut lock(&self.pending));

@@ -89,6 +89,22 @@ impl Backend for WgpuBackend {
         self.buffer(&format!("buffer of {} f32", data.len()), data)
     }
 
+    fn copies_kv(&self) -> bool {
+        true
+    }
+
+    fn copy_kv(&self, buf: &mut WgpuBuf, from: usize, to: usize, len: usize) -> Result<()> {
+        let end = from.max(to).checked_add(len);
+        if end.is_none_or(|e| e > buf.len) || from.abs_diff(to) < len {
+            return Err(Error::invalid(format!(
+                "copy_kv: {len} values from {from} to {to} in a buffer of {}",
+                buf.len
+            )));
+        }
+        let b = |n: usize| (n * 4) as u64;
+        self.gpu.copy_within(&buf.buf, b(from), b(to), b(len))
+    }
+
     fn download(&self, buf: &WgpuBuf, len: usize) -> Result<Vec<f32>> {
         check_len("download", "buf", buf.len, len)?;
         self.gpu.read(&buf.buf, len)

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Prompt tokens admitted.
     pub prompt_tokens: Counter,
+    /// Prompt tokens copied from a running sequence's KV rows instead of computed.
+    pub prefix_shared_tokens: Counter,
     /// Tokens generated.
     pub generation_tokens: Counter,
     /// Sequences cancelled because their client went away.
@@ -62,6 +64,7 @@ impl Metrics {
             registry: Registry::default(),
             requests: Family::default(),
             prompt_tokens: Counter::default(),
+            prefix_shared_tokens: Counter::default(),
             generation_tokens: Counter::default(),
             cancelled: Counter::default(),
             queue_length: Gauge::default(),
@@ -84,6 +87,11 @@ impl Metrics {
             "dlp_prompt_tokens",
             "Prompt tokens admitted",
             m.prompt_tokens.clone(),
+        );
+        r.register(
+            "dlp_prefix_shared_tokens",
+            "Prompt tokens whose KV-cache rows were copied from a running sequence that shares them (not computed; --no-prefix-sharing turns this off)",
+            m.prefix_shared_tokens.clone(),
         );
         r.register(
             "dlp_generation_tokens",

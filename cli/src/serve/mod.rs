@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// chunks of new requests in what is left (so long prompts never stall running streams).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_STEP_TOKENS)]
     pub max_batch_tokens: usize,
+    /// Compute every prompt in full. By default a sequence whose first 16 or more tokens (and
+    /// their adapters) equal a running sequence's copies that one's KV-cache rows instead:
+    /// the `n` choices of a request prefill their prompt once, and chats share their
+    /// template's opening (vLLM's prefix caching, for sequences in flight; cpu and wgpu).
+    #[arg(long)]
+    pub no_prefix_sharing: bool,
     /// Sequences that may wait for a slot; past that, requests get 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_queue: usize,
@@ -222,6 +228,7 @@ impl WithBackend for &ServeArgs {
             step_tokens: args.max_batch_tokens,
             mix_k: names.len().max(64),
             sparse_kv: true,
+            share_prefixes: !args.no_prefix_sharing,
         };
         let shared = Arc::new(worker::Shared {
             metrics: metrics::Metrics::new(),

@@ -417,6 +417,9 @@ impl<'t, B: Backend> Worker<'t, B> {
                 self.gauges(sched);
                 metrics.step_seconds.observe(report.secs);
                 metrics.step_tokens.observe(report.tokens as f64);
+                metrics
+                    .prefix_shared_tokens
+                    .inc_by(report.shared_tokens as u64);
                 for (id, out) in report.finished {
                     let Some(mut l) = live.remove(&id) else {
                         continue;

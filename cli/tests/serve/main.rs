@@ -8,6 +8,7 @@ mod connections;
 mod format_limits;
 mod harness;
 mod outputs;
+mod prefix_sharing;
 mod python;
 mod responses;
 mod runtime_adapters;

@@ -252,6 +252,22 @@ impl Backend for CpuBackend {
         }
     }
 
+    fn copies_kv(&self) -> bool {
+        true
+    }
+
+    fn copy_kv(&self, buf: &mut Vec<f32>, from: usize, to: usize, len: usize) -> Result<()> {
+        let end = from.max(to).checked_add(len);
+        if end.is_none_or(|e| e > buf.len()) || from.abs_diff(to) < len {
+            return Err(Error::invalid(format!(
+                "copy_kv: {len} values from {from} to {to} in a buffer of {}",
+                buf.len()
+            )));
+        }
+        buf.copy_within(from..from + len, to);
+        Ok(())
+    }
+
     fn alloc_kv(&self, len: usize, sparse: bool) -> Result<Vec<f32>> {
         // Zeroed memory is committed as it is first written. A cache that fills up gets huge
         // pages (fewer TLB misses in attention); a sparse one keeps 4 KiB pages, or every
