@@ -15,12 +15,13 @@ use crate::generate::Segments;
 /// are not worth a few tokens.
 pub const MIN_SHARED: usize = 16;
 
-/// A sequence waiting to copy `len` positions from the sequence `leader_id` in KV slot
-/// `leader_slot`, once the leader's cache holds them.
+/// A sequence waiting to copy `len` positions from the sequence admitted as `leader` in KV
+/// slot `leader_slot`, once the leader's cache holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fork {
-    /// The leader's sequence id (the slot may have been handed to another sequence).
-    pub leader_id: u64,
+    /// The leader's admission number, unique in its scheduler (the slot may have been handed
+    /// to another sequence, and callers may reuse a finished sequence's id).
+    pub leader: u64,
     /// The leader's KV slot.
     pub leader_slot: usize,
     /// Positions to copy.
@@ -56,13 +57,17 @@ pub fn shared_prefix(a: &[u32], a_segs: &Segments, b: &[u32], b_segs: &Segments)
         .unwrap_or(tokens)
 }
 
-/// A running sequence, as a possible leader: its slot, id, tokens, segments, and how many of
-/// its tokens will be in the cache without it sampling again (its prompt, or those cached).
+/// A running sequence, as a possible leader: its slot, admission, tokens, segments, and how
+/// many of its tokens will be in the cache without it sampling again (its prompt, or those
+/// cached).
 pub struct Candidate<'a> {
     /// KV slot.
     pub slot: usize,
-    /// Sequence id.
-    pub id: u64,
+    /// Admission number, unique in its scheduler.
+    pub admitted: u64,
+    /// It waits for a fork of its own: among equal prefixes, one that does not wait leads
+    /// (its followers would otherwise wait for its copy too).
+    pub waiting: bool,
     /// Prompt and generated tokens.
     pub tokens: &'a [u32],
     /// Its mixtures.
@@ -76,7 +81,8 @@ pub struct Candidate<'a> {
 /// The fork of a new sequence (`tokens`, `segments`, a prompt of `prompt_len`) from the
 /// candidate it shares the longest prefix with, if at least [`MIN_SHARED`] positions. At most
 /// `prompt_len - 1` positions are copied: the prompt's last token goes through the model,
-/// for the logits of the first sampled token.
+/// for the logits of the first sampled token. Ties go to a candidate that is not waiting,
+/// then to the lowest slot.
 pub fn choose<'a>(
     tokens: &[u32],
     segments: &Segments,
@@ -90,14 +96,16 @@ pub fn choose<'a>(
             let len = shared_prefix(c.tokens, c.segments, tokens, segments)
                 .min(c.reach)
                 .min(limit);
-            Fork {
-                leader_id: c.id,
+            let fork = Fork {
+                leader: c.admitted,
                 leader_slot: c.slot,
                 len,
-            }
+            };
+            (fork, c.waiting)
         })
-        .filter(|f| f.len >= MIN_SHARED)
-        .max_by_key(|f| (f.len, std::cmp::Reverse(f.leader_slot)))
+        .filter(|(f, _)| f.len >= MIN_SHARED)
+        .max_by_key(|&(f, waiting)| (f.len, !waiting, std::cmp::Reverse(f.leader_slot)))
+        .map(|(f, _)| f)
 }
 
 #[cfg(test)]
@@ -112,13 +120,14 @@ mod tests {
         other[20] = 99;
         let c = |slot, tokens, reach| Candidate {
             slot,
-            id: 10 + slot as u64,
+            admitted: 10 + slot as u64,
+            waiting: false,
             tokens,
             segments: &segs,
             reach,
         };
         let fork = |slot, len| Fork {
-            leader_id: 10 + slot as u64,
+            leader: 10 + slot as u64,
             leader_slot: slot,
             len,
         };
@@ -145,6 +154,20 @@ mod tests {
             None
         );
         assert_eq!(choose(&prompt, &segs, 40, []), None);
+        // Equal prefixes: the one not waiting for its own copy leads, then the lowest slot.
+        let waiting = Candidate {
+            waiting: true,
+            ..c(0, &prompt[..], 40)
+        };
+        let pick = choose(&prompt, &segs, 40, [waiting, c(2, &prompt[..], 40)]);
+        assert_eq!(pick, Some(fork(2, 39)));
+        let pick = choose(
+            &prompt,
+            &segs,
+            40,
+            [c(3, &prompt[..], 40), c(2, &prompt[..], 40)],
+        );
+        assert_eq!(pick, Some(fork(2, 39)));
     }
 
     #[test]

@@ -17,8 +17,10 @@ use crate::generate::{Control, FinishReason, GenOutput, GenRequest, GenStats, Pl
 use crate::kv_cache::KvCache;
 use crate::lora::check_mixtures;
 use crate::model::{Model, Workspace};
-use crate::prefix::{Candidate, Fork};
+use crate::prefix::{choose, Fork};
 use crate::sampler::Sampler;
+
+mod forks;
 
 /// Sizes of a [`Scheduler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,17 +344,8 @@ impl<B: Backend> Scheduler<B> {
             }
             self.admissions += 1;
             self.stats.prefill_tokens += prompt_len;
-            let leaders = self.slots.iter().enumerate().filter_map(|(slot, s)| {
-                s.as_ref().map(|r| Candidate {
-                    slot,
-                    id: r.id,
-                    tokens: &r.seq.tokens,
-                    segments: &r.seq.segments,
-                    reach: r.prompt_len.max(r.seq.cached),
-                })
-            });
             let fork = (share && !w.opts.prompt_logits)
-                .then(|| crate::prefix::choose(&w.req.prompt, &segments, prompt_len, leaders))
+                .then(|| choose(&w.req.prompt, &segments, prompt_len, self.leaders(false)))
                 .flatten();
             self.slots[free] = Some(Running {
                 id: w.id,
@@ -370,33 +363,6 @@ impl<B: Backend> Scheduler<B> {
                 fork,
             });
         }
-    }
-
-    /// Copies the shared prefixes whose leaders' caches now hold them (positions through the
-    /// model in earlier steps); a fork whose leader is gone (cancelled) is dropped, and its
-    /// sequence computes its whole prompt.
-    fn resolve_forks(&mut self, model: &Model<B>) -> Result<usize> {
-        let mut copied = 0;
-        for slot in 0..self.slots.len() {
-            let Some(f) = self.slots[slot].as_ref().and_then(|r| r.fork) else {
-                continue;
-            };
-            let leader = self.slots[f.leader_slot].as_ref();
-            let leader_cached = leader.filter(|l| l.id == f.leader_id).map(|l| l.seq.cached);
-            if leader_cached.is_some_and(|c| c < f.len) {
-                continue;
-            }
-            let len = leader_cached.map_or(0, |_| f.len);
-            let (backend, cfg) = (&model.backend, &model.config);
-            if len > 0 {
-                (self.kv).copy_prefix(backend, cfg, f.leader_slot, slot, len)?;
-                self.stats.prefill_tokens -= len;
-                copied += len;
-            }
-            let r = self.slots[slot].as_mut().expect("checked above");
-            (r.seq.cached, r.fork) = (len, None);
-        }
-        Ok(copied)
     }
 
     /// Lays out the next step: every decoding sequence's next token, then prompt chunks
@@ -480,6 +446,9 @@ impl<B: Backend> Scheduler<B> {
         let t0 = Instant::now();
         model.forward_into(plan, &mut self.kv, &mut self.ws, &mut self.logits)?;
         report.secs = t0.elapsed().as_secs_f64();
+        // Again now that this step's rows are in: a leader that ends below (its first token
+        // an end, `max_tokens` 1) still leaves its prefix to its followers.
+        report.shared_tokens += self.resolve_forks(model)?;
         self.stats.steps += 1;
         if has_prompt {
             self.stats.prefill_secs += report.secs;

@@ -105,6 +105,8 @@ pub struct Gpu {
     arena: wgpu::Buffer,
     pipelines: Mutex<HashMap<PipeKey, Arc<wgpu::ComputePipeline>>>,
     pending: Mutex<Pending>,
+    /// The scratch buffer of [`Gpu::copy_within`], kept and grown to the largest copy.
+    scratch: Mutex<Option<wgpu::Buffer>>,
     /// First uncaptured device error, reported by the next op.
     error: Arc<Mutex<Option<String>>>,
 }
@@ -178,6 +180,7 @@ impl Gpu {
                 encoder: None,
                 uniforms: Vec::new(),
             }),
+            scratch: Mutex::new(None),
             error,
         })
     }
@@ -370,25 +373,33 @@ impl Gpu {
 
     /// Records a copy of `bytes` bytes of `buf` from offset `from` to offset `to` (multiples
     /// of 4, ranges apart), ordered after the dispatches recorded before it. WebGPU copies
-    /// only between two buffers, so it goes through a scratch buffer, freed once it ran.
+    /// only between two buffers, so it goes through one scratch buffer, reused: commands of
+    /// an encoder run in order, so copies recorded together never overlap in it (a buffer
+    /// per copy had held every copied prefix at once until the next submission).
     pub fn copy_within(&self, buf: &wgpu::Buffer, from: u64, to: u64, bytes: u64) -> Result<()> {
         if bytes == 0 {
             return Ok(());
         }
-        let scratch = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("copy_within"),
-            size: bytes,
-            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let mut kept = lock(&self.scratch);
+        if kept.as_ref().is_none_or(|s| s.size() < bytes) {
+            // A smaller one still in a recorded copy lives until that has run.
+            *kept = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("copy_within"),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let scratch = kept.as_ref().expect("set above");
         let mut pend = lock(&self.pending);
         let enc = pend.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
-        enc.copy_buffer_to_buffer(buf, from, &scratch, 0, bytes);
-        enc.copy_buffer_to_buffer(&scratch, 0, buf, to, bytes);
+        enc.copy_buffer_to_buffer(buf, from, scratch, 0, bytes);
+        enc.copy_buffer_to_buffer(scratch, 0, buf, to, bytes);
         drop(pend);
+        drop(kept);
         self.check()
     }
 

@@ -34,7 +34,8 @@ fn run<B: Backend>(
         capacity,
         step_tokens,
         mix_k: 8,
-        sparse_kv: false,
+        // As the server runs (cpu: 4 KiB pages committed as written, given back at the end).
+        sparse_kv: true,
         share_prefixes: share,
     };
     let mut sched = Scheduler::new(model, cfg).unwrap();
@@ -128,6 +129,23 @@ fn check<B: Backend>(model: &Model<B>, fx: &Fixture, tol: f32) {
     let (waited, waited_prefill) = run(model, &requests[..2], true, 8, None);
     assert_eq!(waited_prefill, 80 - 39);
     assert_eq!(waited[&1].0.tokens, full[&1].0.tokens);
+    // A leader that ends in the step its prompt completes (`max_tokens` 1) still leaves it.
+    let one = |r: &GenRequest| GenRequest {
+        params: SamplingParams {
+            max_tokens: 1,
+            ..Default::default()
+        },
+        ..r.clone()
+    };
+    let (short, short_prefill) = run(
+        model,
+        &[one(&requests[0]), one(&requests[1])],
+        true,
+        64,
+        None,
+    );
+    assert_eq!(short_prefill, 80 - 39);
+    assert_eq!(short[&1].0.tokens, full[&1].0.tokens[..1]);
     let (alone, alone_prefill) = run(model, &requests[..2], true, 8, Some(0));
     assert_eq!(
         alone_prefill, 80,
@@ -135,6 +153,20 @@ fn check<B: Backend>(model: &Model<B>, fx: &Fixture, tol: f32) {
     );
     assert!(!alone.contains_key(&0), "sequence 0 was cancelled");
     assert_eq!(alone[&1].0.tokens, full[&1].0.tokens);
+    // Two followers of a cancelled leader: the older computes the prompt, the other copies it.
+    let three = [
+        requests[0].clone(),
+        requests[1].clone(),
+        requests[1].clone(),
+    ];
+    let (pair, pair_prefill) = run(model, &three, true, 8, Some(0));
+    assert_eq!(
+        pair_prefill,
+        120 - 39,
+        "the second follower forked from the first"
+    );
+    assert_eq!(pair[&1].0.tokens, full[&1].0.tokens);
+    assert_eq!(pair[&2].0.tokens, full[&1].0.tokens);
 }
 
 #[test]
