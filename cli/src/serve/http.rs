@@ -238,7 +238,7 @@ async fn responses(State(st): State<Arc<AppState>>, b: Result<Bytes, BytesReject
         let mut s = super::responses::ResponsesStream::new(info, StreamState::new(meta));
         Ok(sse(rx, move |ev| s.events(ev), true))
     } else {
-        let chat = collect(meta, rx).await?;
+        let chat = collect(meta, rx).await.map_err(|e| info.rename(e))?;
         if let Some(m) = chat["error"]["message"].as_str() {
             return Err(ApiError::internal(m));
         }
@@ -408,6 +408,7 @@ pub(super) async fn submit(
                 },
                 ignore_eos: job.ignore_eos,
                 constraint: constraint.clone(),
+                format_param: job.format.as_ref().map(|f| f.1),
                 decisions: p.decisions.clone(),
             });
         }

@@ -39,6 +39,8 @@ pub struct SeqSpec {
     pub ignore_eos: bool,
     /// Structured output: the grammar its tokens must follow (a copy per choice).
     pub constraint: Option<dlp_engine::constraint::Constraint>,
+    /// The request field the format came from, named by an error the format meets mid-answer.
+    pub format_param: Option<&'static str>,
     /// The routing decisions behind `segments` (for the response's `dlp` object).
     pub decisions: Vec<Decision>,
 }

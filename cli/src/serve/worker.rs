@@ -38,6 +38,7 @@ struct Live<'t> {
     decisions: Vec<Decision>,
     arrived: Instant,
     first_token: bool,
+    format_param: Option<&'static str>,
 }
 
 /// The engine loop; returns when told to shut down (or the HTTP side is gone).
@@ -232,6 +233,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                     decisions: spec.decisions,
                     arrived: sub.arrived,
                     first_token: true,
+                    format_param: spec.format_param,
                 },
             );
         }
@@ -435,7 +437,11 @@ impl<'t, B: Backend> Worker<'t, B> {
                                 ApiError::bad(e.to_string()).code("no_allowed_token")
                             }
                             FinishReason::Grammar => {
-                                ApiError::bad(e.to_string()).code("grammar_error")
+                                let e = ApiError::bad(e.to_string()).code("grammar_error");
+                                match l.format_param {
+                                    Some(p) => e.param(p),
+                                    None => e,
+                                }
                             }
                             _ => ApiError::internal(e.to_string()).code("non_finite_logits"),
                         };

@@ -62,6 +62,7 @@ fn formats_at_the_grammar_engines_limits() {
             !message.contains("backtrace") && message.len() < 600,
             "{message}"
         );
+        e
     };
     let nested = format!("root ::= {}\"x\"{}", "(".repeat(3000), ")".repeat(3000));
     refused(
@@ -89,11 +90,25 @@ fn formats_at_the_grammar_engines_limits() {
     // Compiles, then meets a parser row of more than 2,000 items at the first token: the
     // request's format at a limit, a 400 with llguidance's message (a 500 before).
     let alternatives = ref_chain(1_000, |r| json!({"anyOf": [r, {"type": "integer"}]}));
-    refused(
-        chat(schema(alternatives)),
+    let e = refused(
+        chat(schema(alternatives.clone())),
         json!("grammar_error"),
         "max is 2000",
     );
+    assert_eq!(e["error"]["param"], "response_format", "{e}");
+    // The same through the Responses API names its own field.
+    let r = s.post(
+        "/v1/responses",
+        &json!({"model": "SmolLM2-135M-Instruct.Q4_1", "input": "Say a word.", "max_output_tokens": 8,
+                "text": {"format": {"type": "json_schema", "name": "chain", "schema": alternatives}}}),
+    );
+    let e = r.json();
+    assert_eq!(
+        (r.status, &e["error"]["code"]),
+        (400, &json!("grammar_error")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["param"], "text.format", "{e}");
     // The server lives on.
     s.ok("/v1/chat/completions", &chat(json!({})));
 }
