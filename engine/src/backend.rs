@@ -88,6 +88,21 @@ impl LoraStackHost {
     }
 }
 
+/// Checks a [`Backend::copy_kv`] of `len` values from `from` to `to` in a buffer of
+/// `buf_len` values: both ranges inside it, and apart.
+///
+/// # Errors
+/// Either range past the buffer, or the two overlapping.
+pub fn check_kv_copy(buf_len: usize, from: usize, to: usize, len: usize) -> Result<()> {
+    let end = from.max(to).checked_add(len);
+    if end.is_none_or(|e| e > buf_len) || from.abs_diff(to) < len {
+        return Err(crate::error::Error::invalid(format!(
+            "copy_kv: {len} values from {from} to {to} in a buffer of {buf_len}"
+        )));
+    }
+    Ok(())
+}
+
 /// A fresh id, unique in this process (never reused): what a recorded step
 /// ([`Backend::run_recorded`]) keys on to know that the buffers it baked in still exist.
 pub fn unique_id() -> u64 {

@@ -50,11 +50,12 @@ fn json_layout(mut schema: Value) -> Value {
 
 /// A grammar in GBNF (llama.cpp's `rule ::= ...`), not Lark.
 fn is_gbnf(g: &str) -> bool {
-    static GBNF: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern")
-    });
-    GBNF.is_match(g.trim_start_matches('\u{feff}'))
+    GBNF_RULE.is_match(g.trim_start_matches('\u{feff}'))
 }
+
+/// The start of a GBNF rule (`name ::=`).
+static GBNF_RULE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"(?m)^\s*[A-Za-z][\w-]*\s*::=").expect("a valid pattern"));
 
 impl OutputFormat {
     fn grammar(&self) -> Result<TopLevelGrammar, String> {
@@ -81,9 +82,6 @@ impl OutputFormat {
         static LARK_RULE: LazyLock<regex::Regex> = LazyLock::new(|| {
             regex::Regex::new(r"(?m)^[ \t]*[?!]?[A-Za-z_]\w*(?:\.-?\d+)?[ \t]*:")
                 .expect("a valid pattern")
-        });
-        static GBNF_RULE: LazyLock<regex::Regex> = LazyLock::new(|| {
-            regex::Regex::new(r"(?m)^[ \t]*[A-Za-z][\w-]*[ \t]*::=").expect("a valid pattern")
         });
         let Self::Grammar(g) = self else {
             return Ok(());
@@ -305,9 +303,13 @@ fn tidy(e: &str) -> String {
 /// whole state (kilobytes) or a panic's backtrace: that is logged, not shown.
 fn headline(e: &str) -> String {
     tracing::debug!("llguidance: {e}");
-    let line = e.lines().next().unwrap_or("").trim();
-    match line.chars().count() > 300 {
-        true => format!("{}...", line.chars().take(300).collect::<String>()),
+    cut(e.lines().next().unwrap_or("").trim(), 300)
+}
+
+/// `line`, cut to `n` characters (`...` marks a cut).
+fn cut(line: &str, n: usize) -> String {
+    match line.chars().count() > n {
+        true => format!("{}...", line.chars().take(n).collect::<String>()),
         false => line.to_string(),
     }
 }
@@ -320,10 +322,6 @@ fn brief(e: &str) -> String {
     if e.chars().count() <= 600 {
         return e.to_string();
     }
-    let cut = |l: &str| match l.chars().count() > 200 {
-        true => format!("{}...", l.chars().take(200).collect::<String>()),
-        false => l.to_string(),
-    };
     let first = e.lines().next().unwrap_or("").trim_end();
     let reason = e
         .lines()
@@ -333,10 +331,10 @@ fn brief(e: &str) -> String {
     match reason {
         Some(r) => format!(
             "{}: {}",
-            cut(first.trim_end_matches(':')),
-            cut(r.trim_start_matches("error:").trim())
+            cut(first.trim_end_matches(':'), 200),
+            cut(r.trim_start_matches("error:").trim(), 200)
         ),
-        None => cut(first),
+        None => cut(first, 200),
     }
 }
 

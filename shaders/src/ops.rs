@@ -94,13 +94,7 @@ impl Backend for WgpuBackend {
     }
 
     fn copy_kv(&self, buf: &mut WgpuBuf, from: usize, to: usize, len: usize) -> Result<()> {
-        let end = from.max(to).checked_add(len);
-        if end.is_none_or(|e| e > buf.len) || from.abs_diff(to) < len {
-            return Err(Error::invalid(format!(
-                "copy_kv: {len} values from {from} to {to} in a buffer of {}",
-                buf.len
-            )));
-        }
+        dlp_engine::backend::check_kv_copy(buf.len, from, to, len)?;
         let b = |n: usize| (n * 4) as u64;
         self.gpu.copy_within(&buf.buf, b(from), b(to), b(len))
     }

@@ -145,7 +145,7 @@ pub fn request(body: &[u8]) -> Result<(Job, ResponseInfo), ApiError> {
             ));
         }
     }
-    options::tools(&b, &mut chat)?;
+    options::tools(&b, &mut chat).map_err(|e| info.rename(e))?;
     options::text_format(b.get("text"), &mut chat)?;
     options::logprobs(&b, &mut chat)?;
     options::echoed(&b)?;

@@ -57,6 +57,10 @@ pub(super) fn tools(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Re
             format!("`tool_choice` must be \"auto\", \"none\", \"required\", {{\"type\": \"function\", \"name\": ...}} or {{\"type\": \"allowed_tools\", \"mode\", \"tools\"}}, found {c}"),
         )
     };
+    // A response repeats its tools, all of them: each is checked as chat checks its own
+    // (errors in chat's spelling, renamed by the caller), before `allowed_tools` may keep chat
+    // from seeing some.
+    super::tools::functions(Some(Value::Array(out.clone())))?;
     let choice = match b.get("tool_choice") {
         None | Some(Value::Null) => None,
         Some(c @ Value::String(_)) => Some(c.clone()),
@@ -127,28 +131,6 @@ fn tool(t: &Value, at: &str) -> Result<Value, ApiError> {
             return Err(ApiError::bad_param(
                 format!("{at}.{k}"),
                 format!("`{at}.{k}` is {v}; a function tool here has `name`, `description`, `parameters`, `strict` and `output_schema` (`defer_loading` false, `allowed_callers` [\"direct\"])"),
-            ));
-        }
-    }
-    // A response repeats its tools, all of them (`allowed_tools` may keep chat from seeing
-    // some): each field is checked here, or the SDK could not read the response.
-    for (k, what) in [
-        ("name", "a string"),
-        ("description", "a string or null"),
-        ("parameters", "a JSON schema object or null"),
-        ("strict", "true, false or null"),
-    ] {
-        let v = f.get(k).unwrap_or(&Value::Null);
-        let fits = match k {
-            "name" => v.is_string(),
-            "parameters" => v.is_object() || v.is_null(),
-            "strict" => v.is_boolean() || v.is_null(),
-            _ => v.is_string() || v.is_null(),
-        };
-        if !fits {
-            return Err(ApiError::bad_param(
-                format!("{at}.{k}"),
-                format!("`{at}.{k}` must be {what}, found {v}"),
             ));
         }
     }

@@ -257,13 +257,7 @@ impl Backend for CpuBackend {
     }
 
     fn copy_kv(&self, buf: &mut Vec<f32>, from: usize, to: usize, len: usize) -> Result<()> {
-        let end = from.max(to).checked_add(len);
-        if end.is_none_or(|e| e > buf.len()) || from.abs_diff(to) < len {
-            return Err(Error::invalid(format!(
-                "copy_kv: {len} values from {from} to {to} in a buffer of {}",
-                buf.len()
-            )));
-        }
+        crate::backend::check_kv_copy(buf.len(), from, to, len)?;
         buf.copy_within(from..from + len, to);
         Ok(())
     }

@@ -44,30 +44,30 @@ impl<B: Backend> Scheduler<B> {
                 continue;
             };
             let leader = self.slots[f.leader_slot].as_ref();
-            let leader_cached = leader
-                .filter(|l| l.admitted == f.leader)
-                .map(|l| l.seq.cached);
-            if leader_cached.is_some_and(|c| c < f.len) {
-                continue;
-            }
-            if leader_cached.is_none() {
-                let r = self.slots[slot].as_ref().expect("listed above");
-                let (s, p) = (&r.seq, r.prompt_len);
-                let again = choose(&s.tokens, &s.segments, p, self.leaders(true));
-                if again.is_some() {
-                    self.slots[slot].as_mut().expect("listed above").fork = again;
-                    continue;
+            let cached = match leader.filter(|l| l.admitted == f.leader) {
+                Some(l) if l.seq.cached < f.len => continue,
+                Some(_) => {
+                    let (backend, cfg) = (&model.backend, &model.config);
+                    self.kv
+                        .copy_prefix(backend, cfg, f.leader_slot, slot, f.len)?;
+                    self.stats.prefill_tokens -= f.len;
+                    copied += f.len;
+                    f.len
                 }
-            }
-            let len = leader_cached.map_or(0, |_| f.len);
-            let (backend, cfg) = (&model.backend, &model.config);
-            if len > 0 {
-                (self.kv).copy_prefix(backend, cfg, f.leader_slot, slot, len)?;
-                self.stats.prefill_tokens -= len;
-                copied += len;
-            }
-            let r = self.slots[slot].as_mut().expect("checked above");
-            (r.seq.cached, r.fork) = (len, None);
+                None => {
+                    let r = self.slots[slot].as_ref().expect("listed above");
+                    let (s, p) = (&r.seq, r.prompt_len);
+                    let again = choose(&s.tokens, &s.segments, p, self.leaders(true));
+                    if again.is_some() {
+                        self.slots[slot].as_mut().expect("listed above").fork = again;
+                        continue;
+                    }
+                    0
+                }
+            };
+            let r = self.slots[slot].as_mut().expect("listed above");
+            r.seq.cached = cached;
+            r.fork = None;
         }
         Ok(copied)
     }
