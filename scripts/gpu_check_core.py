@@ -53,7 +53,7 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"],
          "tiled-lora": [], "inline-combine": ["split-attention"],
          "rope-in-attention": ["fused-kv-store"], "fused-silu": ["decode-matvec"],
-         "norm-in-matvec": ["decode-matvec"]}
+         "norm-in-matvec": ["decode-matvec"], "kv-copy": []}
 WITHOUT = "bf16c-exp-without-"
 
 

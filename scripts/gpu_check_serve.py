@@ -14,6 +14,10 @@ checks), with four of its adapters; then, as clients would:
   answers exactly as a0 does, a0 answers as before it came and after it is unloaded, and an
   unloaded name is a 404: the adapter stacks are rebuilt while the server runs (and graphs
   recorded with the old ones must not replay);
+- three greedy choices of one prompt (`n`: 3) answer as that prompt alone does and, where the
+  server shares prompt prefixes (on the CPU; on CUDA with --cuda-experimental kv-copy), the
+  two later choices copy the first one's KV rows (/metrics' dlp_prefix_shared_tokens_total
+  grows): the prefix copy on the GPU, which no other stage serves;
 - /metrics counts the requests;
 - SIGTERM: exit 0.
 Where the first mode fails, the server runs again in f32 (the parity reference), so that the
@@ -148,11 +152,54 @@ def runtime_adapters(url):
     return problems
 
 
-def exercise(url, prompt_bytes=2400, names=ADAPTERS, runtime=True):
+def shares_prefixes(flags):
+    """Whether `dlp-run serve` with `flags` shares prompt prefixes: on the CPU always, on CUDA
+    with --cuda-experimental kv-copy (or all)."""
+    if BACKEND != "cuda":
+        return True
+    if "--cuda-experimental" not in flags:
+        return False
+    paths = flags[flags.index("--cuda-experimental") + 1].split(",")
+    return "all" in paths or "kv-copy" in paths
+
+
+def shared_tokens(url):
+    """/metrics' dlp_prefix_shared_tokens_total (None where it is missing)."""
+    _, metrics = get(url + "/metrics")
+    for line in metrics.splitlines():
+        if line.startswith("dlp_prefix_shared_tokens_total"):
+            return float(line.split()[-1])
+    return None
+
+
+def choices_alike(url, shares):
+    """Three greedy choices of one prompt against that prompt alone; with `shares`, the later
+    choices must have copied the first one's KV rows: the problems found."""
+    body = {"model": "base", "prompt": PHRASE * 4, "max_tokens": 8, "ignore_eos": True,
+            "temperature": 0, "lora_mixture": MIXTURES[1]}
+    before = shared_tokens(url)
+    status, alone = post(url + "/v1/completions", body)
+    status3, three = post(url + "/v1/completions", {**body, "n": 3})
+    if status != 200 or status3 != 200:
+        return [f"n=3 greedy: HTTP {status} alone, {status3} with n=3: {str(three)[:200]}"]
+    want = alone["choices"][0]["text"]
+    texts = [c["text"] for c in sorted(three["choices"], key=lambda c: c["index"])]
+    problems = []
+    if texts != [want] * 3:
+        problems.append(f"n=3 greedy choices {texts} are not the prompt alone's {want!r}")
+    after = shared_tokens(url)
+    if shares and not (before is not None and after is not None and after > before):
+        problems.append(f"n=3 shared no prompt tokens (dlp_prefix_shared_tokens_total {before} "
+                        f"then {after})")
+    return problems
+
+
+def exercise(url, prompt_bytes=2400, names=ADAPTERS, runtime=True, shares=None):
     """The clients' part against a server at `url` (http://host:port) that serves the base
     model as `base` and adapters `names`, prompts of up to `prompt_bytes` (a byte-level
     tokenizer makes a token of each), and with `runtime` loads adapters from under its
-    --adapter-root (which holds a0): the list of problems found (empty: all as expected)."""
+    --adapter-root (which holds a0), and unless `shares` is None checks `n` choices
+    (`choices_alike`): the list of problems found (empty: all as expected)."""
     problems = []
     _, models = get(url + "/v1/models")
     ids = {m["id"] for m in json.loads(models)["data"]}
@@ -172,6 +219,8 @@ def exercise(url, prompt_bytes=2400, names=ADAPTERS, runtime=True):
         problems.append(f"unknown adapter: HTTP {status} {str(err)[:200]}, not a 404 error body")
     if problem_of(102, *greedy(url, MIXTURES[2])):
         problems.append("the server did not serve on after the 404")
+    if shares is not None and not problems:
+        problems += choices_alike(url, shares)
     if runtime and not problems:
         problems += runtime_adapters(url)
     status, metrics = get(url + "/metrics")
@@ -226,7 +275,8 @@ def serve_once(bins, shape, mode):
            "--port", "0", "--served-model-name", "base", "--max-concurrent", "16",
            "--max-context", str(CONTEXT), "--allow-runtime-adapters", "--adapter-root",
            os.path.join(d, "adapters"), "--shutdown-grace", str(SHUTDOWN_GRACE)]
-    cmd += [f"--adapter={a}={d}/adapters/{a}" for a in ADAPTERS] + MODE_FLAGS[mode]
+    flags = MODE_FLAGS[mode]
+    cmd += [f"--adapter={a}={d}/adapters/{a}" for a in ADAPTERS] + flags
     log = os.path.join(LOGS, f"serve-{shape}-{mode}.log")
     name = f"{shape} {mode}"
     # The try's deadline, its stop included (SHUTDOWN_GRACE + 15 s at most).
@@ -253,7 +303,7 @@ def serve_once(bins, shape, mode):
 
             def clients():
                 try:
-                    out.append(exercise(url, prompt_bytes))
+                    out.append(exercise(url, prompt_bytes, shares=shares_prefixes(flags)))
                 except Exception as e:  # a refused connection, a body that is not JSON, a hang
                     hung = isinstance(e, TimeoutError) or "timed out" in str(e)
                     out.append([("TIMEOUT (a request had no answer: " if hung else "(")

@@ -86,6 +86,9 @@ pub enum CudaExperimental {
     /// With decode-matvec: the o and down matvecs of 1-2 tokens add the residual and norm it,
     /// no add_rms_norm launch. Not yet run on a GPU.
     NormInMatvec,
+    /// serve's prefix sharing: a prompt that starts as a running one's copies its KV rows on
+    /// the GPU instead of computing them. Not yet run on a GPU.
+    KvCopy,
     /// Every path above.
     All,
 }
@@ -201,7 +204,9 @@ pub struct ModelArgs {
     /// launched; inline-shrink gives fused-lora's values bit for bit (checked on the CPU
     /// emulator); the others add in another order (tested within the f32 tolerance, 2e-3), and
     /// sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2 with its task
-    /// adapters, measured on the CPU). README.md's Backends section describes each path.
+    /// adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for CUDA (KV rows
+    /// copied, not computed: the values a full prompt's computation gives, within float
+    /// rounding). README.md's Backends section describes each path.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
     /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each

@@ -214,6 +214,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             rope_in_attention: on(CudaExperimental::RopeInAttention),
             fused_silu: on(CudaExperimental::FusedSilu),
             norm_in_matvec: on(CudaExperimental::NormInMatvec),
+            kv_copy: on(CudaExperimental::KvCopy),
         },
         poison_scratch: false,
         tune: None,

@@ -96,6 +96,13 @@ pub struct Experimental {
     /// matvec: two launches fewer per layer, the same values. Not where the LoRA runs outside
     /// the matvec (without `fused-lora`). Written without a GPU: not yet run on one.
     pub norm_in_matvec: bool,
+    /// Prefix sharing in the scheduler ([`dlp_engine::Backend::copy_kv`]): a sequence whose
+    /// prompt starts as a running one's copies that one's KV rows with a device-to-device copy
+    /// (`cuMemcpyDtoDAsync` on the backend's stream, in order with the kernels) instead of
+    /// computing them; a bf16 cache's rows that do not start and end on whole words go
+    /// through the host. Without it, every prompt is computed in full. Written without a GPU:
+    /// not yet run on one.
+    pub kv_copy: bool,
 }
 
 impl Experimental {
@@ -119,6 +126,7 @@ impl Experimental {
         rope_in_attention: false,
         fused_silu: false,
         norm_in_matvec: false,
+        kv_copy: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -140,6 +148,7 @@ impl Experimental {
         rope_in_attention: true,
         fused_silu: true,
         norm_in_matvec: true,
+        kv_copy: true,
     };
 }
 

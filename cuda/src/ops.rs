@@ -61,6 +61,7 @@ impl Backend for CudaBackend {
             (x.rope_in_attention, "rope-in-attention"),
             (x.fused_silu, "fused-silu"),
             (x.norm_in_matvec, "norm-in-matvec"),
+            (x.kv_copy, "kv-copy"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -98,6 +99,14 @@ impl Backend for CudaBackend {
 
     fn alloc_kv(&self, len: usize, _sparse: bool) -> Result<CudaSlice<f32>> {
         self.alloc(self.kv_words(len))
+    }
+
+    fn copies_kv(&self) -> bool {
+        self.options.experimental.kv_copy
+    }
+
+    fn copy_kv(&self, buf: &mut CudaSlice<f32>, from: usize, to: usize, len: usize) -> Result<()> {
+        self.copy_kv_values(buf, from, to, len)
     }
 
     fn kv_value_bytes(&self) -> usize {

@@ -5,6 +5,7 @@ pub mod broken;
 pub mod cpu_probe;
 mod golden;
 pub mod parity;
+pub mod prefix_sharing;
 mod tolerances;
 pub use golden::{
     longest_per_mixture, run_golden, run_golden_bf16_weights, run_golden_bf16_weights_with,

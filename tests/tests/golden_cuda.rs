@@ -351,6 +351,98 @@ mod experimental {
         }
     );
 
+    /// `kv-copy`: prefix sharing on CUDA (the scheduler copies a running sequence's KV rows
+    /// for a prompt that starts as its does), in f32 and in the bf16 compute mode with the
+    /// bf16 KV cache, against the same prompts computed in full on the same backend; then the
+    /// copy itself, at offsets on and off the packed bf16 cache's whole words.
+    mod kv_copy {
+        use super::*;
+        use dlp_engine::Backend;
+        use dlp_tests::prefix_sharing::check_prefix_sharing;
+        use dlp_tests::{fixtures, kv_bf16_logit_tol, Fixture};
+
+        const KV_COPY: Experimental = Experimental {
+            kv_copy: true,
+            ..NONE
+        };
+
+        fn run_fixture(name: &str) {
+            let Some(dir) = fixtures(name) else { return };
+            let fx = Fixture::open(&dir);
+            // f32: the two runs differ only in which rows share a launch. bf16: a rounding
+            // that flips there moves the logits by up to the modes' bounds.
+            let bf16_tol = bf16_compute_logit_tol(name) + kv_bf16_logit_tol(name);
+            for (bf16, tol) in [(false, 1e-3), (true, bf16_tol)] {
+                let opts = CudaOptions {
+                    bf16_compute: bf16,
+                    kv_bf16: bf16,
+                    experimental: KV_COPY,
+                    ..Default::default()
+                };
+                let Some(b) = cuda(opts) else { return };
+                println!("{name}: bf16 compute and KV cache {bf16}, --cuda-experimental kv-copy");
+                let model = fx.load(b).unwrap();
+                check_prefix_sharing(&model, &fx, tol);
+            }
+        }
+
+        #[test]
+        fn tiny_llama() {
+            run_fixture("tiny-llama");
+        }
+
+        #[test]
+        fn tiny_llama3() {
+            run_fixture("tiny-llama3");
+        }
+
+        /// Values copied within one KV buffer come back as a host copy moves them, in f32 and
+        /// in packed bf16 (odd offsets and lengths go through the host); ranges past the
+        /// buffer or overlapping are errors; without the switch the backend does not copy.
+        #[test]
+        fn copies_values_at_any_offset() {
+            // Exact in bf16, so that packing keeps them.
+            let values: Vec<f32> = (0..64).map(|i| i as f32 - 20.5).collect();
+            for kv_bf16 in [false, true] {
+                let opts = CudaOptions {
+                    kv_bf16,
+                    experimental: KV_COPY,
+                    ..Default::default()
+                };
+                let Some(b) = cuda(opts) else { return };
+                assert!(b.copies_kv());
+                let cases = [
+                    (0, 32, 16),
+                    (3, 40, 7),
+                    (2, 41, 6),
+                    (5, 30, 4),
+                    (40, 1, 9),
+                    (8, 24, 0),
+                ];
+                for (from, to, len) in cases {
+                    let mut buf = b.upload_kv(&values).unwrap();
+                    b.copy_kv(&mut buf, from, to, len).unwrap();
+                    let got = b.download_kv(&buf, values.len()).unwrap();
+                    let mut want = values.clone();
+                    want.copy_within(from..from + len, to);
+                    assert_eq!(
+                        got, want,
+                        "kv_bf16 {kv_bf16}: {len} values from {from} to {to}"
+                    );
+                }
+                let mut buf = b.upload_kv(&values).unwrap();
+                assert!(b.copy_kv(&mut buf, 60, 0, 8).is_err(), "past the end");
+                assert!(b.copy_kv(&mut buf, 0, 4, 8).is_err(), "overlapping");
+            }
+            let Some(b) = cuda(CudaOptions::default()) else {
+                return;
+            };
+            assert!(!b.copies_kv(), "kv-copy is off by default");
+            let mut buf = b.upload_kv(&values).unwrap();
+            assert!(b.copy_kv(&mut buf, 0, 32, 8).is_err());
+        }
+    }
+
     /// Every path together, in each storage and compute mode.
     mod combined {
         use super::*;

@@ -101,7 +101,8 @@ pub struct ServeArgs {
     /// Compute every prompt in full. By default a sequence whose first 16 or more tokens (and
     /// their adapters) equal a running sequence's copies that one's KV-cache rows instead:
     /// the `n` choices of a request prefill their prompt once, and chats share their
-    /// template's opening (vLLM's prefix caching, for sequences in flight; cpu and wgpu).
+    /// template's opening (vLLM's prefix caching, for sequences in flight; cpu and wgpu, and
+    /// cuda with --cuda-experimental kv-copy).
     #[arg(long)]
     pub no_prefix_sharing: bool,
     /// Sequences that may wait for a slot; past that, requests get 429 with Retry-After.
