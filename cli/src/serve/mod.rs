@@ -18,6 +18,7 @@ mod mixture;
 mod prompt;
 mod prompt_field;
 mod protocol;
+mod pythonic;
 mod response;
 mod responses;
 mod responses_options;
@@ -140,7 +141,8 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// How `tool_choice: "auto"` (the default with `tools`) reads the calls a model writes in
     /// its own syntax: `auto` takes the one its chat template shows (`<tool_call>` blocks:
-    /// hermes; `<|python_tag|>`: llama3_json), and without one such requests are refused.
+    /// hermes; `<|python_tag|>`: llama3_json; `[TOOL_CALLS]`: mistral; a `[func_name1(...)]`
+    /// format line: pythonic), and without one such requests are refused.
     /// Forced calls (`"required"`, a named function) need no parser: they are generated under
     /// a grammar.
     #[arg(long, value_enum, value_name = "PARSER", default_value = "auto")]

@@ -14,6 +14,9 @@
 //!   `[TOOL_CALLS]` is a control token, so such answers are decoded with special tokens shown
 //!   (as vLLM's parser asks), and call ids are 9 letters and digits (Mistral's templates
 //!   refuse others when the calls are sent back).
+//! - `pythonic`: the whole answer is a Python list of calls with keyword arguments,
+//!   `[get_weather(city="Paris"), get_time()]` (Llama 3.2 and Llama 4 behind their pythonic
+//!   templates, ToolACE); [`super::pythonic`] reads it.
 //!
 //! A call is returned only when its JSON is whole: anything else stays the message's text, so
 //! an answer is never lost to a parse.
@@ -30,6 +33,8 @@ pub enum ToolParser {
     Llama3Json,
     /// `[TOOL_CALLS][{json}, ...]`, or `[TOOL_CALLS]name[ARGS]{json}` per call.
     Mistral,
+    /// `[name(key=value, ...), ...]`, Python literals.
+    Pythonic,
 }
 
 /// An answer read by a [`ToolParser`]: the text outside the calls (None when it is only
@@ -47,6 +52,8 @@ const HERMES_CLOSE: &str = "</tool_call>";
 const PYTHON_TAG: &str = "<|python_tag|>";
 const MISTRAL_CALLS: &str = "[TOOL_CALLS]";
 const MISTRAL_ARGS: &str = "[ARGS]";
+/// The format line of vLLM's and Meta's pythonic templates (Llama 3.2, Llama 4).
+const PYTHONIC_FORMAT: &str = "[func_name1(";
 
 impl ToolParser {
     /// The parser's name, as `--tool-call-parser` takes it.
@@ -55,6 +62,7 @@ impl ToolParser {
             ToolParser::Hermes => "hermes",
             ToolParser::Llama3Json => "llama3_json",
             ToolParser::Mistral => "mistral",
+            ToolParser::Pythonic => "pythonic",
         }
     }
 
@@ -81,7 +89,8 @@ impl ToolParser {
 
     /// The syntax a chat template writes past tool calls in, when it shows one: `<tool_call>`
     /// blocks of JSON (hermes; not the XML-style arguments of Qwen3-Coder's `<function=...>`
-    /// or GLM-4.5's `<arg_key>`, which no parser here reads), or Llama 3.1's `<|python_tag|>`
+    /// or GLM-4.5's `<arg_key>`, which no parser here reads), the pythonic templates' format
+    /// line `[func_name1(params_name1=...` (pythonic), or Llama 3.1's `<|python_tag|>`
     /// (llama3_json).
     pub fn detect(template: &str) -> Option<Self> {
         let xml_arguments = ["<function=", "<arg_key>"]
@@ -91,6 +100,8 @@ impl ToolParser {
             Some(ToolParser::Mistral)
         } else if template.contains(HERMES_OPEN) && !xml_arguments {
             Some(ToolParser::Hermes)
+        } else if template.contains(PYTHONIC_FORMAT) {
+            Some(ToolParser::Pythonic)
         } else if template.contains(PYTHON_TAG) {
             Some(ToolParser::Llama3Json)
         } else {
@@ -123,12 +134,14 @@ impl ToolParser {
                     end
                 }
             }
-            ToolParser::Llama3Json => {
+            ToolParser::Llama3Json | ToolParser::Pythonic => {
+                let (open, tag) = match self {
+                    ToolParser::Llama3Json => ('{', PYTHON_TAG),
+                    _ => ('[', super::pythonic::PYTHON_START),
+                };
                 let t = text.trim_start();
-                let call = t.is_empty()
-                    || t.starts_with('{')
-                    || t.starts_with(PYTHON_TAG)
-                    || PYTHON_TAG.starts_with(t);
+                let call =
+                    t.is_empty() || t.starts_with(open) || t.starts_with(tag) || tag.starts_with(t);
                 if call {
                     0
                 } else {
@@ -145,6 +158,10 @@ impl ToolParser {
             ToolParser::Hermes => hermes(text),
             ToolParser::Llama3Json => llama3_json(text),
             ToolParser::Mistral => mistral(text),
+            ToolParser::Pythonic => super::pythonic::parse(text).map(|calls| Parsed {
+                content: None,
+                calls,
+            }),
         }
     }
 
@@ -152,19 +169,23 @@ impl ToolParser {
     /// so an earlier turn's calls still reach the model in its own syntax), JSON as templates
     /// write it (`, ` and `: `).
     pub fn write(self, calls: &[(String, Value)]) -> String {
+        if self == ToolParser::Pythonic {
+            return super::pythonic::write(calls);
+        }
         let each = calls.iter().map(|(name, args)| match self {
             ToolParser::Hermes => format!(
                 "{HERMES_OPEN}\n{}\n{HERMES_CLOSE}",
                 python_json(&json!({"name": name, "arguments": args}))
             ),
             ToolParser::Llama3Json => python_json(&json!({"name": name, "parameters": args})),
-            ToolParser::Mistral => python_json(&json!({"name": name, "arguments": args})),
+            // Mistral (pythonic returned above).
+            _ => python_json(&json!({"name": name, "arguments": args})),
         });
         let each = each.collect::<Vec<_>>();
         match self {
             ToolParser::Hermes => each.join("\n"),
             ToolParser::Llama3Json => each.join("; "),
-            ToolParser::Mistral => format!("{MISTRAL_CALLS}[{}]", each.join(", ")),
+            _ => format!("{MISTRAL_CALLS}[{}]", each.join(", ")),
         }
     }
 }
@@ -285,7 +306,8 @@ fn json_value(text: &str) -> Option<(Value, &str)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ParserChoice {
     /// The syntax the chat template writes calls in (`<tool_call>`: hermes;
-    /// `<|python_tag|>`: llama3_json; `[TOOL_CALLS]`: mistral); none when it shows no calls.
+    /// `<|python_tag|>`: llama3_json; `[TOOL_CALLS]`: mistral; `[func_name1(`: pythonic); none
+    /// when it shows no calls.
     Auto,
     /// No parser: `tool_choice: "auto"` is refused (forced calls still work).
     None,
@@ -297,6 +319,9 @@ pub enum ParserChoice {
     /// `[TOOL_CALLS][{"name": ..., "arguments": {...}}]` or `[TOOL_CALLS]name[ARGS]{...}`
     /// (Mistral, Mixtral, Mistral Small, Magistral).
     Mistral,
+    /// `[get_weather(city="Paris"), ...]`: a Python list of calls (Llama 3.2 and Llama 4 with
+    /// their pythonic templates, ToolACE).
+    Pythonic,
 }
 
 impl ParserChoice {
@@ -308,6 +333,7 @@ impl ParserChoice {
             ParserChoice::Hermes => Some(ToolParser::Hermes),
             ParserChoice::Llama3Json => Some(ToolParser::Llama3Json),
             ParserChoice::Mistral => Some(ToolParser::Mistral),
+            ParserChoice::Pythonic => Some(ToolParser::Pythonic),
         }
     }
 }
@@ -446,6 +472,11 @@ mod tests {
         // From an earlier answer on, as a stream calls it.
         assert_eq!(h.content_end("Hi <tool_call>{\"na", 3), 3);
         assert_eq!(h.content_end("Hello world <t", 5), 12);
+        let py = ToolParser::Pythonic;
+        assert_eq!(py.content_end(" \n", 0), 0);
+        assert_eq!(py.content_end("[get_weather(city=", 0), 0);
+        assert_eq!(py.content_end("<|python_st", 0), 0);
+        assert_eq!(py.content_end("Sure", 0), 4);
         let l = ToolParser::Llama3Json;
         assert_eq!(l.content_end("", 0), 0);
         assert_eq!(l.content_end("  ", 0), 0);
@@ -467,5 +498,28 @@ mod tests {
         let mistral =
             "{%- if message.tool_calls %}[TOOL_CALLS][{%- for tool in message.tool_calls %}";
         assert_eq!(ToolParser::detect(mistral), Some(ToolParser::Mistral));
+        let pythonic = "{{- 'Respond in the format [func_name1(params_name1=params_value1, params_name2=params_value2...), func_name2(params)] ' }}";
+        assert_eq!(ToolParser::detect(pythonic), Some(ToolParser::Pythonic));
+    }
+
+    #[test]
+    fn pythonic_reads_a_list_of_calls() {
+        let p = ToolParser::Pythonic;
+        let got = p
+            .parse("[get_weather(city=\"Paris\"), get_time()]")
+            .unwrap();
+        assert_eq!(got.content, None);
+        assert_eq!(
+            got.calls,
+            vec![
+                call("get_weather", json!({"city": "Paris"})),
+                call("get_time", json!({}))
+            ]
+        );
+        assert_eq!(p.parse("[links](https://example.com)"), None);
+        let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
+        assert_eq!(p.write(&calls), "[f(x=[1, \"a\"]), g()]");
+        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+        assert!(p.call_id().starts_with("call_"));
     }
 }

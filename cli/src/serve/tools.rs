@@ -249,7 +249,7 @@ pub fn prepare(
         *parser = Some(server_parser.ok_or_else(|| {
             ApiError::bad_param(
                 "tool_choice",
-                "`tool_choice: \"auto\"` (the default with `tools`) needs a parser of the model's own tool-call syntax, and this model's chat template shows none: start the server with --tool-call-parser hermes or llama3_json (whichever the model was trained on), or send `tool_choice: \"required\"` or `{\"type\": \"function\", \"function\": {\"name\": ...}}`, and the answer is generated as the call",
+                "`tool_choice: \"auto\"` (the default with `tools`) needs a parser of the model's own tool-call syntax, and this model's chat template shows none: start the server with --tool-call-parser hermes, llama3_json, mistral or pythonic (whichever the model was trained on), or send `tool_choice: \"required\"` or `{\"type\": \"function\", \"function\": {\"name\": ...}}`, and the answer is generated as the call",
             )
         })?);
     }

@@ -76,37 +76,10 @@ fn finish_of(events: &[Value]) -> Value {
 
 #[test]
 fn auto_tool_choice_parses_the_models_calls() {
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hermes-tools.jinja");
-    let Some(s) = server(&["--chat-template", template]) else {
+    let Some((s, call)) = served_call("hermes-tools.jinja", "hermes") else {
         return;
     };
-    assert!(s.log_has("read as hermes"), "{}", s.log());
-
-    // A call alone: no content, the arguments as JSON text, finish "tool_calls".
-    let r = s.ok(
-        "/v1/chat/completions",
-        &body(two_shot(Value::Null), json!({})),
-    );
-    let m = &r["choices"][0]["message"];
-    assert_eq!(r["choices"][0]["finish_reason"], "tool_calls", "{r}");
-    assert_eq!(m["content"], Value::Null, "{r}");
-    let call = &m["tool_calls"][0];
-    assert_eq!(call["type"], "function");
     assert!(call["id"].as_str().unwrap().starts_with("call_"));
-    assert_eq!(call["function"]["name"], "get_weather");
-    let args: Value =
-        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert_eq!(args, json!({"city": "Berlin"}), "{r}");
-    // Streamed: the same call, in one delta, and no `<tool_call>` text.
-    let ev = s.stream(
-        "/v1/chat/completions",
-        &body(two_shot(Value::Null), json!({"stream": true})),
-    );
-    let calls = streamed_calls(&ev);
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0]["function"], call["function"]);
-    assert_eq!(streamed_text(&ev, 0), "");
-    assert_eq!(finish_of(&ev), "tool_calls");
 
     // Text before the call is the message's content; streamed, it goes out as it comes
     // (before the call), and the held `<tool_call>` text never does.
@@ -220,19 +193,13 @@ fn calls_sent_back_render_as_text_without_a_template_for_them() {
     );
 }
 
-/// A template that writes calls as Mistral does (`[TOOL_CALLS]` and a JSON list;
-/// cli/tests/data/mistral-tools.jinja): the parser is mistral, the model's call comes back as
-/// `tool_calls` with a 9-character id (Mistral's templates refuse others), streamed or not.
-#[test]
-fn mistral_calls_are_read() {
-    let template = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/mistral-tools.jinja"
-    );
-    let Some(s) = server(&["--chat-template", template]) else {
-        return;
-    };
-    assert!(s.log_has("read as mistral"), "{}", s.log());
+/// SmolLM2 behind `cli/tests/data/<template>` (its startup banner naming parser `parser`) asked
+/// the two-shot question: its call of get_weather for Berlin comes back alone in `tool_calls`,
+/// the same streamed (one delta, no text). Returns the server and the call.
+fn served_call(template: &str, parser: &str) -> Option<(Server, Value)> {
+    let template = format!("{}/tests/data/{template}", env!("CARGO_MANIFEST_DIR"));
+    let s = server(&["--chat-template", &template])?;
+    assert!(s.log_has(&format!("read as {parser}")), "{}", s.log());
     let r = s.ok(
         "/v1/chat/completions",
         &body(two_shot(Value::Null), json!({})),
@@ -240,21 +207,69 @@ fn mistral_calls_are_read() {
     let c = &r["choices"][0];
     assert_eq!(c["finish_reason"], "tool_calls", "{r}");
     assert_eq!(c["message"]["content"], Value::Null, "{r}");
-    let call = &c["message"]["tool_calls"][0];
+    let call = c["message"]["tool_calls"][0].clone();
+    assert_eq!(call["type"], "function");
     assert_eq!(call["function"]["name"], "get_weather");
     let args: Value =
         serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "Berlin"}), "{r}");
+    let ev = s.stream(
+        "/v1/chat/completions",
+        &body(two_shot(Value::Null), json!({"stream": true})),
+    );
+    let calls = streamed_calls(&ev);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["function"], call["function"]);
+    assert_eq!(streamed_text(&ev, 0), "");
+    assert_eq!(finish_of(&ev), "tool_calls");
+    Some((s, call))
+}
+
+/// A template that writes calls as Mistral does (`[TOOL_CALLS]` and a JSON list;
+/// cli/tests/data/mistral-tools.jinja): the parser is mistral, the model's call comes back as
+/// `tool_calls` with a 9-character id (Mistral's templates refuse others), streamed or not.
+#[test]
+fn mistral_calls_are_read() {
+    let Some((_, call)) = served_call("mistral-tools.jinja", "mistral") else {
+        return;
+    };
     let id = call["id"].as_str().unwrap();
     assert!(
         id.len() == 9 && id.chars().all(|c| c.is_ascii_alphanumeric()),
         "{id}"
     );
-    let ev = s.stream(
-        "/v1/chat/completions",
-        &body(two_shot(Value::Null), json!({"stream": true})),
+}
+
+/// A template that writes calls as a Python list (`[get_weather(city="Paris")]`, the format
+/// line of the Llama 3.2 / Llama 4 pythonic templates; cli/tests/data/pythonic-tools.jinja):
+/// the parser is pythonic, the model's call comes back as `tool_calls` with JSON arguments,
+/// streamed or not; an answer in words stays content, streamed as it comes.
+#[test]
+fn pythonic_calls_are_read() {
+    let Some((s, call)) = served_call("pythonic-tools.jinja", "pythonic") else {
+        return;
+    };
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    // The earlier calls reached the template as objects, written back as Python calls.
+    let ids = s.ok(
+        "/tokenize",
+        &json!({"messages": two_shot(Value::Null), "tools": tools()}),
     );
-    assert_eq!(streamed_calls(&ev)[0]["function"], call["function"]);
-    assert_eq!(streamed_text(&ev, 0), "");
-    assert_eq!(finish_of(&ev), "tool_calls");
+    let text = s.ok("/detokenize", &json!({"tokens": ids["tokens"]}));
+    let text = text["prompt"].as_str().unwrap();
+    assert!(text.contains("[get_weather(city=\"Rome\")]"), "{text}");
+
+    // Without earlier calls SmolLM2 answers in words: content, whole, streamed or not.
+    let ask = json!([{"role": "user", "content": "Weather in Berlin?"}]);
+    let r = s.ok("/v1/chat/completions", &body(ask.clone(), json!({})));
+    let c = &r["choices"][0];
+    assert!(c["message"].get("tool_calls").is_none(), "{r}");
+    let text = c["message"]["content"].as_str().unwrap().to_string();
+    assert!(
+        !text.is_empty() && !text.trim_start().starts_with('['),
+        "{r}"
+    );
+    let ev = s.stream("/v1/chat/completions", &body(ask, json!({"stream": true})));
+    assert_eq!(streamed_text(&ev, 0), text);
+    assert_eq!(finish_of(&ev), c["finish_reason"]);
 }

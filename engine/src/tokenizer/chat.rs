@@ -409,8 +409,9 @@ fn write_json(
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
-        ValueKind::Number => match (v.as_i64(), f64::try_from(v.clone())) {
-            (Some(i), _) if v.is_integer() => out.push_str(&i.to_string()),
+        // Integers whole, past 64 bits too, as Python's ints print.
+        ValueKind::Number => match (i128::try_from(v.clone()), f64::try_from(v.clone())) {
+            (Ok(i), _) if v.is_integer() => out.push_str(&i.to_string()),
             (_, Ok(f)) => out.push_str(&py_float(f)),
             _ => out.push_str(&v.to_string()),
         },

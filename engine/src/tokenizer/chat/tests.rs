@@ -157,6 +157,16 @@ fn blocks_are_trimmed_like_transformers() {
     assert_eq!(out, "<s>\n[hi]\n");
 }
 
+/// Integers print whole at any size (an id past 2^53 in tool arguments stays exact).
+#[test]
+fn python_json_keeps_big_integers_whole() {
+    let v = serde_json::json!({"u": u64::MAX, "i": i64::MIN, "f": 0.5, "n": 9007199254740993u64});
+    assert_eq!(
+        python_json(&v),
+        r#"{"u": 18446744073709551615, "i": -9223372036854775808, "f": 0.5, "n": 9007199254740993}"#
+    );
+}
+
 #[test]
 fn python_float_repr() {
     assert_eq!(py_float(1.0), "1.0");
