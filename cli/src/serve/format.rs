@@ -3,11 +3,13 @@
 //! `guided_choice`, `guided_grammar`, read into an [`OutputFormat`], and compiled against the
 //! vocabulary (indexed once, on first use).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dlp_engine::constraint::Constraint;
 use dlp_engine::structured::{Grammars, OutputFormat};
 use dlp_engine::tokenizer::TextTokenizer;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -288,6 +290,32 @@ fn choices(c: Value, param: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+/// Whether a request's client has gone (its handler was dropped: the connection closed), for
+/// the request's work that runs off the async threads. Clones share the flag.
+#[derive(Clone, Default)]
+pub struct ClientGone(Arc<AtomicBool>);
+
+impl ClientGone {
+    /// A guard for the handler to hold: when it drops (the handler ends or is dropped), the
+    /// client counts as gone.
+    pub fn guard(&self) -> GoneOnDrop {
+        GoneOnDrop(self.clone())
+    }
+
+    fn is_gone(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Sets its [`ClientGone`] when dropped.
+pub struct GoneOnDrop(ClientGone);
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        (self.0).0.store(true, Ordering::Release);
+    }
+}
+
 /// Compiles formats for the server's model; the vocabulary is indexed on the first request
 /// that asks for a format.
 pub struct Formats {
@@ -296,26 +324,49 @@ pub struct Formats {
     eos: Vec<u32>,
     grammars: OnceLock<Result<Grammars, String>>,
     compiling: Mutex<()>,
+    /// `dlp_format_compiles_total` and `dlp_format_compiles_abandoned_total`.
+    compiled: Counter,
+    abandoned: Counter,
 }
 
 impl Formats {
-    /// For a model of `vocab` logits that stops at `eos`.
-    pub fn new(tok: Arc<TextTokenizer>, vocab: usize, eos: Vec<u32>) -> Self {
+    /// For a model of `vocab` logits that stops at `eos`; compiles are counted in
+    /// `metrics`' format counters.
+    pub fn new(
+        tok: Arc<TextTokenizer>,
+        vocab: usize,
+        eos: Vec<u32>,
+        metrics: &super::metrics::Metrics,
+    ) -> Self {
         Self {
             tok,
             vocab,
             eos,
             grammars: OnceLock::new(),
             compiling: Mutex::new(()),
+            compiled: metrics.format_compiles.clone(),
+            abandoned: metrics.format_compiles_abandoned.clone(),
         }
     }
 
     /// The constraint for `format` (CPU work: call it off the async threads); a 400 naming
-    /// its field when it does not compile.
-    pub fn compile(&self, (format, param): &Format) -> Result<Constraint, ApiError> {
+    /// its field when it does not compile. Not compiled when `gone` says the client left
+    /// while this waited for the compile before it (499, an answer nobody reads).
+    pub fn compile(
+        &self,
+        (format, param): &Format,
+        gone: &ClientGone,
+    ) -> Result<Constraint, ApiError> {
         // One at a time: a 14 MB schema takes seconds and hundreds of MB to compile, and
         // three at once had raised the server's memory to 3.7 GB.
         let _one = self.compiling.lock().unwrap_or_else(|e| e.into_inner());
+        // Abandoned requests would otherwise hold up every later one, a compile each.
+        if gone.is_gone() {
+            self.abandoned.inc();
+            let closed = axum::http::StatusCode::from_u16(499).expect("499 is a valid status");
+            return Err(ApiError::status(closed, "the client closed the request"));
+        }
+        self.compiled.inc();
         let grammars = self
             .grammars
             .get_or_init(|| Grammars::new(&self.tok, self.vocab, &self.eos))

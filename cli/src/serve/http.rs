@@ -333,12 +333,14 @@ pub(super) async fn submit(
     if seqs > st.capacity {
         return Err(past_capacity(&st, seqs, param));
     }
+    let gone = super::format::ClientGone::default();
+    let _gone_when_dropped = gone.guard();
     let (prepared, constraint) = tokio::task::spawn_blocking(move || {
         // The format first: a schema that does not compile is refused before the prompt's work.
         let constraint = job2
             .format
             .as_ref()
-            .map(|f| st2.formats.compile(f))
+            .map(|f| st2.formats.compile(f, &gone))
             .transpose()?;
         let prepared = job2
             .prompts

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub generation_tokens: Counter,
     /// Sequences cancelled because their client went away.
     pub cancelled: Counter,
+    /// Output formats compiled (one at a time).
+    pub format_compiles: Counter,
+    /// Output formats not compiled: their client left while they waited for the compile lock.
+    pub format_compiles_abandoned: Counter,
     /// Sequences waiting for a KV slot.
     pub queue_length: Gauge,
     /// Sequences in KV slots.
@@ -67,6 +71,8 @@ impl Metrics {
             prefix_shared_tokens: Counter::default(),
             generation_tokens: Counter::default(),
             cancelled: Counter::default(),
+            format_compiles: Counter::default(),
+            format_compiles_abandoned: Counter::default(),
             queue_length: Gauge::default(),
             running: Gauge::default(),
             kv_slots_total: Gauge::default(),
@@ -102,6 +108,16 @@ impl Metrics {
             "dlp_cancelled_sequences",
             "Sequences cancelled because the client disconnected",
             m.cancelled.clone(),
+        );
+        r.register(
+            "dlp_format_compiles",
+            "Output formats compiled (JSON schemas, grammars, regexes, choices, forced tool calls), one at a time",
+            m.format_compiles.clone(),
+        );
+        r.register(
+            "dlp_format_compiles_abandoned",
+            "Output formats not compiled because their client closed the request while they waited for the compile before them",
+            m.format_compiles_abandoned.clone(),
         );
         r.register(
             "dlp_queue_length",

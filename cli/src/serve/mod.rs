@@ -253,7 +253,12 @@ impl WithBackend for &ServeArgs {
                     .collect(),
             ),
             config: model.config.clone(),
-            formats: format::Formats::new(tok.clone(), model.config.vocab_size, eos.clone()),
+            formats: format::Formats::new(
+                tok.clone(),
+                model.config.vocab_size,
+                eos.clone(),
+                &shared.metrics,
+            ),
             tool_parser,
             context,
             capacity: args.max_concurrent.saturating_add(args.max_queue),

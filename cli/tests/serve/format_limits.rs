@@ -112,3 +112,67 @@ fn formats_at_the_grammar_engines_limits() {
     // The server lives on.
     s.ok("/v1/chat/completions", &chat(json!({})));
 }
+
+/// Sends a completion request with `extra` on a connection of its own, without reading the
+/// answer; dropping the stream is the client leaving.
+fn send_raw(s: &Server, extra: Value) -> std::net::TcpStream {
+    use std::io::Write;
+    let body = merged(
+        json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": "x", "max_tokens": 1}),
+        extra,
+    )
+    .to_string();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        c,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    c
+}
+
+/// Formats compile one at a time; a request whose client leaves while its format waits for
+/// the compile before it is not compiled (`dlp_format_compiles_abandoned_total`), so a queue of
+/// abandoned slow formats cannot hold up later requests for a compile each.
+#[test]
+fn formats_of_clients_gone_are_not_compiled() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    // About 2 s of compiling in a debug build on 2 cores (it ends in a 400: too many symbols).
+    let slow = |tag: usize| {
+        let rules: String = (0..60_000)
+            .map(|i| format!("r{i}: r{} \"a{tag}x{i}\"\n", i + 1))
+            .collect();
+        json!({"guided_grammar": format!("start: r0\n{rules}r60000: \"z\"\n")})
+    };
+    let compiled = s.metric("dlp_format_compiles_total");
+    let mut first = send_raw(&s, slow(0));
+    std::thread::sleep(Duration::from_millis(150));
+    // Two more wait behind it; their clients leave before it ends.
+    let waiting = [send_raw(&s, slow(1)), send_raw(&s, slow(2))];
+    std::thread::sleep(Duration::from_millis(150));
+    drop(waiting);
+    let mut answer = String::new();
+    first.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let t0 = Instant::now();
+    while s.metric("dlp_format_compiles_abandoned_total") < 2.0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(s.metric("dlp_format_compiles_total"), compiled + 1.0);
+    // A later request's format is compiled and served.
+    let v = s.ok(
+        "/v1/completions",
+        &json!({"model": "SmolLM2-135M-Instruct.Q4_1", "prompt": "x", "max_tokens": 8,
+                "guided_choice": ["yes", "no"]}),
+    );
+    assert!(
+        ["yes", "no"].contains(&v["choices"][0]["text"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(s.metric("dlp_format_compiles_total"), compiled + 2.0);
+}
