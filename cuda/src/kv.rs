@@ -118,6 +118,11 @@ impl CudaBackend {
             KvCopy::Words { len: 0, .. } => {}
             KvCopy::Words { from, to, len } => {
                 let word = std::mem::size_of::<f32>() as u64;
+                // The raw copy below does not bind the context as cudarc's own calls do.
+                stream
+                    .context()
+                    .bind_to_thread()
+                    .map_err(|e| err(format!("{what}: binding the CUDA context: {e}")))?;
                 let (p, _g) = buf.device_ptr_mut(stream);
                 // SAFETY: both ranges lie inside `buf` and apart (check_kv_copy), and the copy
                 // is ordered on the stream that every kernel using `buf` runs on.
@@ -224,7 +229,17 @@ mod tests {
             .map(|i| half::bf16::from_f32(i as f32 * 1.5 - 7.0).to_f32())
             .collect();
         let nan = f32::from_bits(0x7fc1_0000);
-        for (from, to, len) in [(3, 20, 7), (2, 21, 6), (5, 30, 4), (0, 11, 9), (21, 1, 5)] {
+        // The last two share a word between source and destination.
+        let cases = [
+            (3, 20, 7),
+            (2, 21, 6),
+            (5, 30, 4),
+            (0, 11, 9),
+            (21, 1, 5),
+            (0, 3, 3),
+            (3, 0, 3),
+        ];
+        for (from, to, len) in cases {
             let mut v = values.clone();
             v[from] = nan;
             let packed = pack_bf16(&v);

@@ -411,7 +411,10 @@ mod experimental {
                 };
                 let Some(b) = cuda(opts) else { return };
                 assert!(b.copies_kv());
+                // The first two share a word between source and destination in bf16.
                 let cases = [
+                    (0, 3, 3),
+                    (3, 0, 3),
                     (0, 32, 16),
                     (3, 40, 7),
                     (2, 41, 6),

@@ -3,12 +3,15 @@
 //! get_time()]` (Llama 3.2 and Llama 4 behind their pythonic templates, ToolACE), possibly
 //! between Llama 4's `<|python_start|>` and `<|python_end|>`.
 //!
-//! vLLM reads it with Python's `ast`; this reads the same subset of Python literals by hand:
-//! strings ('…' or "…", Python's escapes), numbers, `True`/`False`/`None` (and the JSON
-//! spellings, which models also write), lists, and dicts with string or number keys. Anything
-//! else (a variable, an expression, a positional argument, a tuple, a repeated keyword, an
-//! integer past 64 bits) is not a call: the answer stays text, never a call with arguments
-//! guessed. Unlike `ast`'s reading, a negative number is a literal here.
+//! vLLM reads it with Python's `ast`; this reads Python's literals by hand: strings ('…' or
+//! "…", one line, Python's escapes but `\N{…}`), decimal numbers, `True`/`False`/`None` (and
+//! the JSON spellings, which models also write), lists, and dicts with string or number keys.
+//! Anything else is not a call, and the answer stays text (never a call with arguments
+//! guessed): a variable, an expression, a tuple, a repeated keyword, a Python keyword as a
+//! name, a positional argument (vLLM drops those and keeps the call), string prefixes or
+//! implicit concatenation, `0x10` or `1_000`, an integer past 64 bits or with leading zeros,
+//! names outside ASCII. Unlike `ast`'s reading, `-1` and `+1` are literals here (vLLM makes the
+//! answer text), and names may start with `_`.
 
 use serde_json::{Map, Number, Value};
 
@@ -38,20 +41,49 @@ pub fn parse(text: &str) -> Option<Vec<(String, Value)>> {
 
 /// Calls as the model writes them: `[name(key=value, ...), ...]`, values as Python literals
 /// (JSON's spelling of strings, numbers, lists and dicts is Python's; `True`, `False`, `None`).
+/// Keys that are no Python name (`my-key`, `class`) go in a trailing `**{"my-key": ...}`.
 pub fn write(calls: &[(String, Value)]) -> String {
     let each: Vec<String> = calls
         .iter()
         .map(|(name, args)| {
-            let kwargs: Vec<String> = args
+            let (named, other): (Vec<_>, Vec<_>) = args
                 .as_object()
                 .into_iter()
                 .flatten()
+                .partition(|(k, _)| is_name(k));
+            let mut kwargs: Vec<String> = named
+                .into_iter()
                 .map(|(k, v)| format!("{k}={}", literal(v)))
                 .collect();
+            if !other.is_empty() {
+                let rest: Map<String, Value> = other
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                kwargs.push(format!("**{}", literal(&Value::Object(rest))));
+            }
             format!("{name}({})", kwargs.join(", "))
         })
         .collect();
     format!("[{}]", each.join(", "))
+}
+
+/// Python's keywords: never a function's or an argument's name.
+const KEYWORDS: [&str; 35] = [
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
+];
+
+/// Whether `s` can name an argument: ASCII letters, digits and `_`, not first a digit, no
+/// keyword.
+fn is_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && !KEYWORDS.contains(&s)
 }
 
 /// `v` as a Python literal.
@@ -59,9 +91,7 @@ fn literal(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
         Value::Bool(b) => if *b { "True" } else { "False" }.into(),
-        // Exact (the templates' JSON writer turns integers past 2^53 into floats).
-        Value::Number(n) => n.to_string(),
-        Value::String(_) => python_json(v),
+        Value::Number(_) | Value::String(_) => python_json(v),
         Value::Array(a) => format!("[{}]", a.iter().map(literal).collect::<Vec<_>>().join(", ")),
         Value::Object(o) => {
             let items: Vec<String> = o
@@ -138,11 +168,11 @@ impl Reader<'_> {
     /// `name(key=value, ...)`.
     fn call(&mut self) -> Option<(String, Value)> {
         self.ws();
-        let name = self.ident()?;
+        let name = self.name()?;
         let mut args = Map::new();
         self.sequence(b'(', b')', |r| {
             r.ws();
-            let key = r.ident()?;
+            let key = r.name()?;
             if !r.eat(b'=') || args.contains_key(&key) {
                 return None; // a positional argument, or a keyword given twice
             }
@@ -153,8 +183,14 @@ impl Reader<'_> {
         Some((name, Value::Object(args)))
     }
 
-    /// A Python identifier (ASCII letters, digits and `_`, not starting with a digit).
-    fn ident(&mut self) -> Option<String> {
+    /// A name ([`is_name`]); `True`, `False` and `None` read by [`Self::value`] only.
+    fn name(&mut self) -> Option<String> {
+        let id = self.word()?;
+        is_name(&id).then_some(id)
+    }
+
+    /// A word of ASCII letters, digits and `_`, not starting with a digit.
+    fn word(&mut self) -> Option<String> {
         let start = self.at;
         while self
             .peek()
@@ -199,7 +235,7 @@ impl Reader<'_> {
                 Some(Value::Object(map))
             }
             c if c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.') => self.number(),
-            _ => match self.ident()?.as_str() {
+            _ => match self.word()?.as_str() {
                 "True" | "true" => Some(Value::Bool(true)),
                 "False" | "false" => Some(Value::Bool(false)),
                 "None" | "null" => Some(Value::Null),
@@ -208,7 +244,8 @@ impl Reader<'_> {
         }
     }
 
-    /// A decimal integer (64 bits) or a finite float, with an optional sign.
+    /// A decimal integer (64 bits, no leading zeros but in `0`, `00`, ...) or a finite float,
+    /// with an optional sign.
     fn number(&mut self) -> Option<Value> {
         let start = self.at;
         if matches!(self.peek(), Some(b'-' | b'+')) {
@@ -227,6 +264,10 @@ impl Reader<'_> {
         }
         let text = std::str::from_utf8(&self.s[start..self.at]).ok()?;
         let text = text.strip_prefix('+').unwrap_or(text);
+        let digits = text.trim_start_matches('-');
+        if !float && digits.len() > 1 && digits.starts_with('0') && digits.contains(|c| c != '0') {
+            return None; // `007`: a SyntaxError in Python 3
+        }
         if float {
             let f: f64 = text.parse().ok()?;
             Number::from_f64(f).map(Value::Number)
@@ -290,6 +331,9 @@ impl Reader<'_> {
                     _ => 8,
                 };
                 let hex = self.s.get(self.at..self.at + digits)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None; // from_str_radix would take a sign
+                }
                 let v = u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
                 self.at += digits;
                 return push_char(out, v);
@@ -382,6 +426,16 @@ mod tests {
             "[1f(x=1)]",
             "[f(x=1)(y=2)]",
             "[f(x=1),, g()]",
+            "[f(x=007)]",
+            "[f(x='\\x+1')]",
+            "[f(x='\\u+123')]",
+            "[f(from=1)]",
+            "[None(x=1)]",
+            "[class()]",
+            "[f(x=0x10)]",
+            "[f(x=1_000)]",
+            "[f(x=r'a')]",
+            "[f(x='a' 'b')]",
         ] {
             assert_eq!(parse(text), None, "{text}");
         }
@@ -447,5 +501,18 @@ mod tests {
         assert!(text.starts_with("[f(s=\"it's"), "{text}");
         assert!(text.contains("b=[True, False, None]"), "{text}");
         assert_eq!(parse(&text), Some(calls));
+        // Keys that are no Python name go in `**{...}`; zeros and exponents as Python writes them.
+        let odd = vec![(
+            "f".to_string(),
+            json!({"ok": 1, "my-key": "v", "class": 1e16, "z": 0, "zz": -0.0}),
+        )];
+        assert_eq!(
+            write(&odd),
+            r#"[f(ok=1, z=0, zz=-0.0, **{"my-key": "v", "class": 1e+16})]"#
+        );
+        assert_eq!(
+            parse("[f(a=00, b=0.0, c=00.5, d=-0)]"),
+            Some(one("f", json!({"a": 0, "b": 0.0, "c": 0.5, "d": 0})))
+        );
     }
 }

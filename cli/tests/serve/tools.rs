@@ -250,7 +250,7 @@ fn pythonic_calls_are_read() {
         return;
     };
     assert!(call["id"].as_str().unwrap().starts_with("call_"));
-    // The earlier calls reached the template as objects, written back as Python calls.
+    // The earlier calls reached the template as objects, which it writes as Python calls.
     let ids = s.ok(
         "/tokenize",
         &json!({"messages": two_shot(Value::Null), "tools": tools()}),
@@ -272,4 +272,18 @@ fn pythonic_calls_are_read() {
     let ev = s.stream("/v1/chat/completions", &body(ask, json!({"stream": true})));
     assert_eq!(streamed_text(&ev, 0), text);
     assert_eq!(finish_of(&ev), c["finish_reason"]);
+}
+
+/// A template that never reads `tool_calls` (SmolLM2's) with `--tool-call-parser pythonic`:
+/// calls sent back are written in the model's own syntax, a Python list of calls.
+#[test]
+fn pythonic_calls_sent_back_without_a_template_for_them() {
+    let Some(s) = server(&["--tool-call-parser", "pythonic"]) else {
+        return;
+    };
+    assert!(s.log_has("read as pythonic"), "{}", s.log());
+    let ids = s.ok("/tokenize", &json!({"messages": two_shot(Value::Null)}));
+    let text = s.ok("/detokenize", &json!({"tokens": ids["tokens"]}));
+    let text = text["prompt"].as_str().unwrap();
+    assert!(text.contains("[get_weather(city=\"Rome\")]"), "{text}");
 }

@@ -410,10 +410,16 @@ fn write_json(
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         // Integers whole, past 64 bits too, as Python's ints print.
-        ValueKind::Number => match (i128::try_from(v.clone()), f64::try_from(v.clone())) {
-            (Ok(i), _) if v.is_integer() => out.push_str(&i.to_string()),
-            (_, Ok(f)) => out.push_str(&py_float(f)),
-            _ => out.push_str(&v.to_string()),
+        ValueKind::Number if v.is_integer() => match i128::try_from(v.clone()) {
+            Ok(i) => out.push_str(&i.to_string()),
+            Err(_) => match u128::try_from(v.clone()) {
+                Ok(u) => out.push_str(&u.to_string()),
+                Err(_) => out.push_str(&v.to_string()),
+            },
+        },
+        ValueKind::Number => match f64::try_from(v.clone()) {
+            Ok(f) => out.push_str(&py_float(f)),
+            Err(_) => out.push_str(&v.to_string()),
         },
         ValueKind::String => json_str(v.as_str().unwrap_or(""), ascii, out),
         ValueKind::Map => {
