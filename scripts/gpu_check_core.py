@@ -73,6 +73,14 @@ def without_mode(name):
     return with_paths(EXP_ALL[:-2], keep)
 
 
+def paths_in(flags):
+    """The --cuda-experimental paths that `flags` turn on (`all`: every path of PATHS)."""
+    if "--cuda-experimental" not in flags:
+        return []
+    named = flags[flags.index("--cuda-experimental") + 1].split(",")
+    return list(PATHS) if "all" in named else named
+
+
 def with_paths(flags, paths):
     """`flags` with `--cuda-experimental paths`, or without it when `paths` is empty."""
     return flags + (["--cuda-experimental", ",".join(paths)] if paths else [])

@@ -38,7 +38,7 @@ import urllib.error
 import urllib.request
 
 from gpu_check_core import (BACKEND, LOGS, MODE_FLAGS, MODES, RUST_ENV, SHAPES, SIZE, WORK,
-                            kill_group, left, live, lock, record, say, stopping)
+                            kill_group, left, live, lock, paths_in, record, say, stopping)
 
 TOKENS = 24
 ADAPTERS = ["a0", "a1", "a2", "a3"]
@@ -158,12 +158,7 @@ def runtime_adapters(url):
 def shares_prefixes(flags):
     """Whether `dlp-run serve` with `flags` shares prompt prefixes: on the CPU always, on CUDA
     with --cuda-experimental kv-copy (or all)."""
-    if BACKEND != "cuda":
-        return True
-    if "--cuda-experimental" not in flags:
-        return False
-    paths = flags[flags.index("--cuda-experimental") + 1].split(",")
-    return "all" in paths or "kv-copy" in paths
+    return BACKEND != "cuda" or "kv-copy" in paths_in(flags)
 
 
 def shared_tokens(url):

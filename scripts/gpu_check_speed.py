@@ -14,7 +14,7 @@ from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES
                             PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, PROFILE_ONLY,
                             RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS,
                             LORA_SWEEP, BUDGET, T0, WORK,
-                            lock, record, run, runs, say, with_paths)
+                            lock, paths_in, record, run, runs, say, with_paths)
 from gpu_check_golden import golden
 from gpu_check_serve import serve
 
@@ -94,7 +94,7 @@ def narrow_first_mode():
         f = MODE_FLAGS[mode]
         if mode != "bf16c-exp" and "--cuda-experimental" in f:
             i = f.index("--cuda-experimental")
-            MODE_FLAGS[mode] = with_paths(f[:i], [p for p in f[i + 1].split(",") if p not in bad])
+            MODE_FLAGS[mode] = with_paths(f[:i], [p for p in paths_in(f) if p not in bad])
             record("plan", mode, "narrowed as bf16c-exp: " + " ".join(MODE_FLAGS[mode]))
     return [(n, f) for n, f in PIECES
             if f[0] != "--cuda-experimental" or not any(p in bad for p in f[1].split(","))]

@@ -189,7 +189,8 @@ impl Reader<'_> {
         is_name(&id).then_some(id)
     }
 
-    /// A word of ASCII letters, digits and `_`, not starting with a digit.
+    /// A non-empty run of ASCII letters, digits and `_` ([`Self::name`] and [`Self::value`]
+    /// say which are names and literals).
     fn word(&mut self) -> Option<String> {
         let start = self.at;
         while self
@@ -199,7 +200,7 @@ impl Reader<'_> {
             self.at += 1;
         }
         let id = &self.s[start..self.at];
-        (!id.is_empty() && !id[0].is_ascii_digit()).then(|| String::from_utf8_lossy(id).into())
+        (!id.is_empty()).then(|| String::from_utf8_lossy(id).into())
     }
 
     fn value(&mut self, depth: usize) -> Option<Value> {

@@ -20,6 +20,13 @@ fn ref_chain(n: usize, link: impl Fn(Value) -> Value) -> Value {
     json!({"$defs": defs, "$ref": "#/$defs/a0"})
 }
 
+/// A Lark grammar of `n` rules in a chain, rule `i` written by `rule(i)` (naming `r{i}`, and
+/// `r{i + 1}` to go on), the last `r{n}: "x"`.
+fn rule_chain(n: usize, rule: impl Fn(usize) -> String) -> String {
+    let rules: String = (0..n).map(|i| rule(i) + "\n").collect();
+    format!("start: r0\n{rules}r{n}: \"x\"\n")
+}
+
 #[test]
 fn formats_at_the_grammar_engines_limits() {
     let Some(a) = assets() else { return };
@@ -71,19 +78,15 @@ fn formats_at_the_grammar_engines_limits() {
         "groups nest at most 28 deep",
     );
     // 400,000 rules in a chain (4.4 MB) overflowed even the compiler's 1 GiB stack.
-    let chain: String = (0..400_000)
-        .map(|i| format!("r{i}: r{}\n", i + 1))
-        .collect();
+    let chain = rule_chain(400_000, |i| format!("r{i}: r{}", i + 1));
     refused(
-        chat(json!({"guided_grammar": format!("start: r0\n{chain}r400000: \"x\"\n")})),
+        chat(json!({"guided_grammar": chain})),
         Value::Null,
         "defines 400002 rules; at most 65000",
     );
-    let rules: String = (0..60_000)
-        .map(|i| format!("a{i}: \"x\" a{} | \"y\"\n", i + 1))
-        .collect();
+    let rules = rule_chain(60_000, |i| format!("r{i}: \"x\" r{} | \"y\"", i + 1));
     refused(
-        chat(json!({"guided_grammar": format!("start: a0\n{rules}a60000: \"x\"\n")})),
+        chat(json!({"guided_grammar": rules})),
         Value::Null,
         "more than 65,000 grammar symbols",
     );
@@ -142,12 +145,7 @@ fn formats_of_clients_gone_are_not_compiled() {
     let Some(a) = assets() else { return };
     let s = Server::start(&a.model_args());
     // About 2 s of compiling in a debug build on 2 cores (it ends in a 400: too many symbols).
-    let slow = |tag: usize| {
-        let rules: String = (0..60_000)
-            .map(|i| format!("r{i}: r{} \"a{tag}x{i}\"\n", i + 1))
-            .collect();
-        json!({"guided_grammar": format!("start: r0\n{rules}r60000: \"z\"\n")})
-    };
+    let slow = |tag: usize| json!({"guided_grammar": rule_chain(60_000, |i| format!("r{i}: r{} \"a{tag}x{i}\"", i + 1))});
     let compiled = s.metric("dlp_format_compiles_total");
     let mut first = send_raw(&s, slow(0));
     std::thread::sleep(Duration::from_millis(150));
