@@ -101,7 +101,7 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
                     "`ignore_eos` cannot go with a forced `tool_choice`: the answer ends where the call does",
                 ));
             }
-            job.format = Some((format, "tools"));
+            job.format = Some(format);
         }
         job.tool_mode = Some(mode);
         // The template is shown the tools as sent (transformers' `tools`), as vLLM does.

@@ -3,6 +3,7 @@
 //! `guided_choice`, `guided_grammar`, read into an [`OutputFormat`], and compiled against the
 //! vocabulary (indexed once, on first use).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,7 +16,7 @@ use serde_json::Value;
 use super::error::ApiError;
 
 /// The request's output format and the field it came from (errors name it).
-pub type Format = (OutputFormat, &'static str);
+pub type Format = (OutputFormat, Cow<'static, str>);
 
 /// The format fields as sent.
 #[derive(Debug, Default)]
@@ -42,24 +43,24 @@ pub(super) fn output_format(f: FormatFields) -> Result<Option<Format>, ApiError>
     if let Some(s) = f.guided_json.filter(|v| !v.is_null()) {
         found.push((
             OutputFormat::JsonSchema(schema_or_text(s, "guided_json")?),
-            "guided_json",
+            "guided_json".into(),
         ));
     }
     if let Some(r) = f.guided_regex {
-        found.push((OutputFormat::Regex(r), "guided_regex"));
+        found.push((OutputFormat::Regex(r), "guided_regex".into()));
     }
     if let Some(c) = f.guided_choice.filter(|v| !v.is_null()) {
         found.push((
             OutputFormat::Choice(choices(c, "guided_choice")?),
-            "guided_choice",
+            "guided_choice".into(),
         ));
     }
     if let Some(g) = f.guided_grammar {
-        found.push((OutputFormat::Grammar(g), "guided_grammar"));
+        found.push((OutputFormat::Grammar(g), "guided_grammar".into()));
     }
     if found.len() > 1 {
         return Err(ApiError::bad_param(
-            found[1].1,
+            found[1].1.clone(),
             format!(
                 "`{}` and `{}` both set the output format; give one",
                 found[0].1, found[1].1
@@ -109,7 +110,7 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
     }
     Ok(match kind {
         "text" => None,
-        "json_object" => Some((OutputFormat::JsonObject, param)),
+        "json_object" => Some((OutputFormat::JsonObject, param.into())),
         "json_schema" => {
             let s = f
                 .get("json_schema")
@@ -132,7 +133,7 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
             if strict.is_some_and(|v| v == true) {
                 close_objects(&mut s);
             }
-            Some((OutputFormat::JsonSchema(s), param))
+            Some((OutputFormat::JsonSchema(s), param.into()))
         }
         _ => {
             return Err(ApiError::bad_param(
@@ -219,20 +220,29 @@ fn structured_outputs(v: Value) -> Result<Vec<Format>, ApiError> {
         if flag("disable_additional_properties")? {
             close_objects(&mut s);
         }
-        found.push((OutputFormat::JsonSchema(s), "structured_outputs.json"));
+        found.push((
+            OutputFormat::JsonSchema(s),
+            "structured_outputs.json".into(),
+        ));
     }
     if let Some(r) = text("regex")? {
-        found.push((OutputFormat::Regex(r), "structured_outputs.regex"));
+        found.push((OutputFormat::Regex(r), "structured_outputs.regex".into()));
     }
     if let Some(c) = v.get("choice").filter(|c| !c.is_null()) {
         let c = choices(c.clone(), "structured_outputs.choice")?;
-        found.push((OutputFormat::Choice(c), "structured_outputs.choice"));
+        found.push((OutputFormat::Choice(c), "structured_outputs.choice".into()));
     }
     if let Some(g) = text("grammar")? {
-        found.push((OutputFormat::Grammar(g), "structured_outputs.grammar"));
+        found.push((
+            OutputFormat::Grammar(g),
+            "structured_outputs.grammar".into(),
+        ));
     }
     if flag("json_object")? {
-        found.push((OutputFormat::JsonObject, "structured_outputs.json_object"));
+        found.push((
+            OutputFormat::JsonObject,
+            "structured_outputs.json_object".into(),
+        ));
     }
     flag("disable_any_whitespace")?;
     flag("disable_fallback")?;
@@ -373,13 +383,13 @@ impl Formats {
             .as_ref()
             .map_err(|e| {
                 ApiError::bad_param(
-                    *param,
+                    param.clone(),
                     format!("structured output is not available for this model: {e}"),
                 )
             })?;
-        grammars
-            .compile(format)
-            .map_err(|e| ApiError::bad_param(*param, format!("`{param}` cannot be used: {e}")))
+        grammars.compile(format).map_err(|e| {
+            ApiError::bad_param(param.clone(), format!("`{param}` cannot be used: {e}"))
+        })
     }
 }
 

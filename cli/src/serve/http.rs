@@ -410,7 +410,7 @@ pub(super) async fn submit(
                 },
                 ignore_eos: job.ignore_eos,
                 constraint: constraint.clone(),
-                format_param: job.format.as_ref().map(|f| f.1),
+                format_param: job.format.as_ref().map(|f| f.1.clone()),
                 decisions: p.decisions.clone(),
             });
         }

@@ -40,7 +40,7 @@ pub struct SeqSpec {
     /// Structured output: the grammar its tokens must follow (a copy per choice).
     pub constraint: Option<dlp_engine::constraint::Constraint>,
     /// The request field the format came from, named by an error the format meets mid-answer.
-    pub format_param: Option<&'static str>,
+    pub format_param: Option<std::borrow::Cow<'static, str>>,
     /// The routing decisions behind `segments` (for the response's `dlp` object).
     pub decisions: Vec<Decision>,
 }

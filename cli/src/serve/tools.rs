@@ -37,7 +37,7 @@ pub(super) fn tool_call(
     tools: Option<Value>,
     choice: Option<Value>,
     parallel: Option<bool>,
-) -> Result<Option<(ToolMode, Option<OutputFormat>)>, ApiError> {
+) -> Result<Option<(ToolMode, Option<super::format::Format>)>, ApiError> {
     let tools = functions(tools.filter(|v| !v.is_null()))?;
     let choice = choice.filter(|v| !v.is_null());
     if tools.is_empty() {
@@ -106,7 +106,7 @@ pub(super) fn tool_call(
                 }
                 Ok(Some((
                     ToolMode::Required,
-                    Some(OutputFormat::JsonSchema(list)),
+                    Some((OutputFormat::JsonSchema(list), "tools".into())),
                 )))
             }
             other => Err(ApiError::bad_param(
@@ -128,7 +128,8 @@ pub(super) fn tool_call(
                         format!("`tool_choice` is {v}; expected {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"),
                     )
                 })?;
-            let Some((_, params)) = tools.iter().find(|(n, _)| n == name) else {
+            let Some((i, (_, params))) = tools.iter().enumerate().find(|(_, (n, _))| n == name)
+            else {
                 return Err(ApiError::bad_param(
                     "tool_choice.function.name",
                     format!("`tool_choice` names `{name}`, which is not among `tools`"),
@@ -136,7 +137,11 @@ pub(super) fn tool_call(
             };
             Ok(Some((
                 ToolMode::Named(name.to_string()),
-                Some(OutputFormat::JsonSchema(params.clone())),
+                // The one schema compiled: a compile error names it.
+                Some((
+                    OutputFormat::JsonSchema(params.clone()),
+                    format!("tools[{i}].function.parameters").into(),
+                )),
             )))
         }
     }
@@ -472,16 +477,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(mode, ToolMode::Named("f".into()));
-        // `strict` closes the parameters.
-        let Some(OutputFormat::JsonSchema(s)) = format else {
+        // `strict` closes the parameters; a compile error would name this tool's schema.
+        let Some((OutputFormat::JsonSchema(s), param)) = format else {
             panic!()
         };
+        assert_eq!(param, "tools[0].function.parameters");
         assert_eq!(s["additionalProperties"], false);
         let (mode, format) = tool_call(Some(tools.clone()), Some(json!("required")), Some(false))
             .unwrap()
             .unwrap();
         assert_eq!(mode, ToolMode::Required);
-        let Some(OutputFormat::JsonSchema(s)) = format else {
+        let Some((OutputFormat::JsonSchema(s), _)) = format else {
             panic!()
         };
         assert_eq!(s["maxItems"], 1);
@@ -493,7 +499,13 @@ mod tests {
         let g = json!({"type": "function", "function": {"name": "g"}});
         let (_, f) = tool_call(Some(tools), Some(g), None).unwrap().unwrap();
         let empty = json!({"type": "object", "properties": {}, "additionalProperties": false});
-        assert_eq!(f, Some(OutputFormat::JsonSchema(empty)));
+        assert_eq!(
+            f,
+            Some((
+                OutputFormat::JsonSchema(empty),
+                "tools[1].function.parameters".into()
+            ))
+        );
         assert!(tool_call(None, None, None).unwrap().is_none());
     }
 
@@ -514,7 +526,7 @@ mod tests {
         let (_, f) = tool_call(Some(tools), Some(json!("required")), None)
             .unwrap()
             .unwrap();
-        let Some(OutputFormat::JsonSchema(s)) = f else {
+        let Some((OutputFormat::JsonSchema(s), _)) = f else {
             panic!()
         };
         assert_eq!(s["$defs"]["Addr"], street);

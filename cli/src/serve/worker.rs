@@ -38,7 +38,7 @@ struct Live<'t> {
     decisions: Vec<Decision>,
     arrived: Instant,
     first_token: bool,
-    format_param: Option<&'static str>,
+    format_param: Option<std::borrow::Cow<'static, str>>,
 }
 
 /// The engine loop; returns when told to shut down (or the HTTP side is gone).
@@ -438,8 +438,8 @@ impl<'t, B: Backend> Worker<'t, B> {
                             }
                             FinishReason::Grammar => {
                                 let e = ApiError::bad(e.to_string()).code("grammar_error");
-                                match l.format_param {
-                                    Some(p) => e.param(p),
+                                match &l.format_param {
+                                    Some(p) => e.param(p.clone()),
                                     None => e,
                                 }
                             }

@@ -207,6 +207,14 @@ fn responses_answer_as_chat_does() {
         ),
         "text.format",
     );
+    // A named tool's schema is compiled when the request is submitted: its error is renamed
+    // into this API's spelling too.
+    refused(
+        base(json!({"tools": [{"type": "function", "name": "g",
+                     "parameters": {"properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}}, "required": ["n"]}}],
+                    "tool_choice": {"type": "function", "name": "g"}})),
+        "tools[0].parameters",
+    );
     refused(base(json!({"reasoning": {"effort": "high"}})), "reasoning");
     refused(base(json!({"frobnicate": 1})), "frobnicate");
     refused(base(json!({"temperature": -1})), "temperature");
