@@ -111,7 +111,8 @@ def structured_output(client):
     # The call sent back with its result (instructor's retry, an agent loop): SmolLM2's template
     # never reads tool_calls, so the turn is written as the arguments the model generated.
     if ok:
-        turn = r.choices[0].message.model_dump(exclude_none=True)
+        # As the SDK dumps it: `refusal`, `audio`, `function_call`, ... as None.
+        turn = r.choices[0].message.model_dump()
         again = ask + [turn, {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 C"}]
         r2 = client.chat.completions.create(model="boolq", messages=again, tools=tools, tool_choice=named,
                                             temperature=0, max_tokens=60)
@@ -241,6 +242,14 @@ def main():
     check(chat.model_extra["dlp"]["choices"][0]["segments"][0]["mixture"][0]["adapter"] == "boolq",
           "dlp object names the adapter")
     responses_api(client, args, chat, want)
+    # The answer sent back as history as the SDK dumps it (`refusal: None`, `tool_calls: None`,
+    # `annotations`, ...): OpenAI and vLLM take it.
+    history = msgs + [chat.choices[0].message.model_dump(), {"role": "user", "content": "Why?"}]
+    check(history[1].get("refusal", 0) is None and "tool_calls" in history[1],
+          f"the SDK dumps null fields: {history[1]}")
+    again = client.chat.completions.create(model="boolq", messages=history, temperature=0,
+                                           max_tokens=4)
+    check(isinstance(again.choices[0].message.content, str), "a dumped answer is taken as history")
 
     pieces, last = [], None
     for chunk in client.chat.completions.create(model="boolq", messages=msgs, temperature=0,

@@ -241,6 +241,11 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             ))
         }
         Some(b'{') => {}
+        Some(_) if body.starts_with(b"\xEF\xBB\xBF") => {
+            return Err(ApiError::bad(
+                "the request body starts with a UTF-8 byte order mark (EF BB BF); send the JSON object without it",
+            ))
+        }
         Some(_) => {
             return Err(ApiError::bad(
                 "the request body must be a JSON object ({\"model\": ..., ...})",
@@ -257,7 +262,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let msg = inner.to_string();
+        let msg = integer_ranges(inner.to_string());
         let unknown = msg
             .strip_prefix("unknown field `")
             .and_then(|m| m.split('`').next())
@@ -293,6 +298,31 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         ))
     })?;
     Ok(value)
+}
+
+/// serde's names of integer types (`expected u32`) in words a client reads: the range.
+fn integer_ranges(msg: String) -> String {
+    const RANGES: [(&str, &str); 6] = [
+        ("expected i64", "expected an integer from -2^63 to 2^63-1"),
+        ("expected u64", "expected an integer from 0 to 2^64-1"),
+        ("expected u32", "expected an integer from 0 to 4294967295"),
+        (
+            "expected i32",
+            "expected an integer from -2147483648 to 2147483647",
+        ),
+        ("expected usize", "expected an integer from 0 to 2^64-1"),
+        ("expected u16", "expected an integer from 0 to 65535"),
+    ];
+    // The message goes on with the place (` at line 1 column 9`) or ends there.
+    let ends_at = |at: usize| msg[at..].is_empty() || msg[at..].starts_with(' ');
+    let found = RANGES.iter().find_map(|&(serde, words)| {
+        let at = msg.find(serde)?;
+        ends_at(at + serde.len()).then_some((at, serde.len(), words))
+    });
+    match found {
+        Some((at, len, words)) => format!("{}{words}{}", &msg[..at], &msg[at + len..]),
+        None => msg,
+    }
 }
 
 /// A range check of a number: `ok` or a 400 naming `field` and the accepted range.

@@ -2,7 +2,7 @@
 //! and the messages, checked one by one into [`ChatMessage`]s as transformers takes them
 //! (content as a string or a list of text parts, assistant `tool_calls`, `tool` messages).
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 
@@ -195,6 +195,7 @@ pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> 
             ))
         }
     }
+    sdk_fields(&mut o, &at)?;
     // Content goes to the chat template as a string or a list of text parts (made one string
     // for a template that does not loop over parts; see the engine's chat module); only what a
     // text model cannot read is refused.
@@ -279,6 +280,79 @@ pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> 
     ChatMessage::try_from(o).map_err(|e| ApiError::bad_param(format!("messages[{i}]"), e))
 }
 
+/// The fields of an assistant message as OpenAI returns it (the SDK's
+/// `message.model_dump()`, sent back as history): `null` is absent, for them and for `name`,
+/// `tool_call_id` and `tool_calls` (an empty list too); `annotations` (citations of the
+/// content) are dropped; a `refusal` is what the assistant said when it has no content. A
+/// non-null `audio` or legacy `function_call` is refused (this server has neither).
+fn sdk_fields(o: &mut Map<String, Value>, at: &dyn Fn(&str) -> String) -> Result<(), ApiError> {
+    for k in [
+        "refusal",
+        "annotations",
+        "audio",
+        "function_call",
+        "name",
+        "tool_call_id",
+    ] {
+        if o.get(k).is_some_and(Value::is_null) {
+            o.remove(k);
+        }
+    }
+    if o.get("tool_calls")
+        .is_some_and(|c| c.is_null() || c == &json!([]))
+    {
+        o.remove("tool_calls");
+    }
+    match o.remove("annotations") {
+        None | Some(Value::Array(_)) => {}
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                at("annotations"),
+                format!("`{}` must be a list, found {other}", at("annotations")),
+            ))
+        }
+    }
+    if let Some(r) = o.remove("refusal") {
+        let no_content = o.get("content").is_none_or(Value::is_null);
+        match r {
+            Value::String(_) if no_content => {
+                o.insert("content".into(), r);
+            }
+            Value::String(_) => {
+                return Err(ApiError::bad_param(
+                    at("refusal"),
+                    format!(
+                        "`{}` and `{}` are both set; an assistant turn is one or the other",
+                        at("refusal"),
+                        at("content")
+                    ),
+                ))
+            }
+            other => {
+                return Err(ApiError::bad_param(
+                    at("refusal"),
+                    format!("`{}` must be a string, found {other}", at("refusal")),
+                ))
+            }
+        }
+    }
+    for (k, what) in [
+        ("audio", "audio"),
+        (
+            "function_call",
+            "the legacy `function_call` (send `tool_calls`)",
+        ),
+    ] {
+        if o.contains_key(k) {
+            return Err(ApiError::bad_param(
+                at(k),
+                format!("`{}`: this server does not take {what}", at(k)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A message's `tool_calls` (`at` is its field): a list of `{"function": {"name",
 /// "arguments"}}`. Templates read a call's arguments as a mapping (transformers' convention:
 /// `|tojson` of the JSON text OpenAI sends would quote it twice), so the text is parsed, as
@@ -291,6 +365,18 @@ fn tool_calls(at: &str, calls: &mut Value) -> Result<(), ApiError> {
         ));
     };
     for (j, c) in list.iter_mut().enumerate() {
+        match c.get("type") {
+            None | Some(Value::Null) => {}
+            Some(t) if t == "function" => {}
+            Some(t) => {
+                return Err(ApiError::bad_param(
+                    format!("{at}[{j}].type"),
+                    format!(
+                        "`{at}[{j}].type` is {t}; this server's calls are of type \"function\""
+                    ),
+                ))
+            }
+        }
         let f = format!("{at}[{j}].function");
         let Some(Value::Object(func)) = c.get_mut("function") else {
             return Err(ApiError::bad_param(

@@ -130,13 +130,13 @@ impl ResponseMeta {
         Some(Value::Array(out))
     }
 
-    /// With tools, the answer's `tool_calls` and the text beside them, when it ended whole
-    /// (not cut by `max_tokens` or a stop string) and holds calls.
+    /// With tools, the answer's `tool_calls` and the text beside them: the calls written whole
+    /// (before a cut by `max_tokens` or a stop string too), or none.
     fn tool_calls(&self, finish: FinishReason, text: &str) -> Option<(Option<String>, Vec<Value>)> {
         let mode = self.tool_mode.as_ref()?;
-        // A forced call cut short is not one; a model's own calls are whole JSON or not read
-        // (a stop string or `max_tokens` may come after them).
-        if finish != FinishReason::Eos && !matches!(mode, super::tools::ToolMode::Auto { .. }) {
+        // A named call cut short is not one (its arguments are not whole); the calls of
+        // `"auto"` and `"required"` before a cut are read.
+        if finish != FinishReason::Eos && matches!(mode, super::tools::ToolMode::Named(_)) {
             return None;
         }
         super::tools::calls(mode, text, self.call_ids)

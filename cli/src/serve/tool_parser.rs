@@ -211,9 +211,9 @@ fn hermes(text: &str) -> Option<Parsed> {
         // One JSON value (a string in it may hold `</tool_call>`), then the closing tag; the
         // last block may lack it (the model ended the turn instead).
         let body = rest[open + HERMES_OPEN.len()..].trim_start();
-        let mut values = serde_json::Deserializer::from_str(body).into_iter::<Value>();
-        calls.push(call_of(values.next()?.ok()?)?);
-        let after = body[values.byte_offset()..].trim_start();
+        let (v, after) = json_value(body)?;
+        calls.push(call_of(v)?);
+        let after = after.trim_start();
         rest = match after.strip_prefix(HERMES_CLOSE) {
             Some(r) => r,
             None if after.is_empty() => "",
@@ -235,9 +235,9 @@ fn llama3_json(text: &str) -> Option<Parsed> {
     }
     let mut calls = Vec::new();
     loop {
-        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-        calls.push(call_of(values.next()?.ok()?)?);
-        rest = rest[values.byte_offset()..].trim_start();
+        let (v, after) = json_value(rest)?;
+        calls.push(call_of(v)?);
+        rest = after.trim_start();
         match rest.strip_prefix(';') {
             Some(r) => rest = r.trim_start(),
             None if rest.is_empty() => break,
@@ -295,11 +295,17 @@ fn mistral(text: &str) -> Option<Parsed> {
     })
 }
 
-/// The JSON value at the start of `text`, and the text after it.
+/// The JSON value at the start of `text`, and the text after it; None where an object in it
+/// has a key twice (`{"name": "f", "arguments": {...}, "name": "g"}`: serde keeps the last,
+/// which would call `g` with `f`'s arguments), so the answer stays text.
 fn json_value(text: &str) -> Option<(Value, &str)> {
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let v = values.next()?.ok()?;
-    Some((v, &text[values.byte_offset()..]))
+    let (value, after) = text.split_at(values.byte_offset());
+    match crate::json_keys::duplicate_key(value.as_bytes()) {
+        Some(_) => None,
+        None => Some((v, after)),
+    }
 }
 
 /// `serve --tool-call-parser`.
@@ -372,9 +378,20 @@ mod tests {
             "<tool_call>{\"name\": \"f\", \"arguments\": \"x=1\"}</tool_call>",
             "<tool_call>{\"arguments\": {}}</tool_call>",
             "<tool_call>{\"name\": \"f\", \"arguments\": {}} trailing</tool_call>",
+            // A key twice: serde keeps the last, which would call `g` with `f`'s arguments.
+            "<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": 1}, \"name\": \"g\"}</tool_call>",
+            "<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": 1, \"x\": 2}}</tool_call>",
         ] {
             assert_eq!(p.parse(text), None, "{text}");
         }
+        for text in [
+            "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {\"x\": 1, \"x\": 2}}]",
+            "[TOOL_CALLS]f[ARGS]{\"x\": 1, \"x\": 2}",
+        ] {
+            assert_eq!(ToolParser::Mistral.parse(text), None, "{text}");
+        }
+        let twice = "{\"name\": \"f\", \"parameters\": {}, \"name\": \"g\"}";
+        assert_eq!(ToolParser::Llama3Json.parse(twice), None);
         // A closing tag inside an argument is the argument's.
         let got = p
             .parse("<tool_call>{\"name\": \"f\", \"arguments\": {\"q\": \"a </tool_call> b\"}}</tool_call> done")

@@ -169,6 +169,25 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
             (Some("function"), Some(f)) if f.is_object() => f,
             _ => return Err(bad(format!("`{at}` must be {{\"type\": \"function\", \"function\": {{\"name\", \"parameters\"}}}}, found {t}"))),
         };
+        // A misspelt field (`paramters`) would otherwise leave the call unchecked; null ones
+        // are absent (the SDK's dumps), as OpenAI takes them.
+        let unknown = |o: &Value, known: &[&str]| {
+            (o.as_object().into_iter().flatten())
+                .find(|(k, v)| !v.is_null() && !known.contains(&k.as_str()))
+                .map(|(k, _)| k.clone())
+        };
+        if let Some(k) = unknown(&t, &["type", "function"]) {
+            return Err(ApiError::bad_param(
+                format!("{at}.{k}"),
+                format!("`{at}` has an unknown field `{k}` (expected `type` and `function`)"),
+            ));
+        }
+        if let Some(k) = unknown(f, &["name", "description", "parameters", "strict"]) {
+            return Err(bad_field(
+                &k,
+                format!("`{at}.function` has an unknown field `{k}` (expected `name`, `description`, `parameters`, `strict`)"),
+            ));
+        }
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
         let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
         if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
@@ -366,7 +385,13 @@ pub fn calls(
                 .then(|| (None, vec![call(name, args.to_string())]))
         }
         ToolMode::Required => {
-            let list: Vec<Value> = serde_json::from_str(text).ok()?;
+            // Cut by `max_tokens` or a stop string (a small model may repeat its call until
+            // the limit), the calls written whole before the cut, as with `"auto"`.
+            let list =
+                serde_json::from_str::<Vec<Value>>(text).unwrap_or_else(|_| whole_items(text));
+            if list.is_empty() {
+                return None;
+            }
             let calls = list
                 .iter()
                 .map(|c| {
@@ -396,9 +421,55 @@ pub fn calls(
     }
 }
 
+/// The whole items at the start of a JSON list cut short (`[{...}, {...}, {"na`).
+fn whole_items(text: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let Some(mut rest) = text.trim_start().strip_prefix('[') else {
+        return items;
+    };
+    loop {
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        match values.next() {
+            Some(Ok(v)) => items.push(v),
+            _ => return items,
+        }
+        rest = rest[values.byte_offset()..].trim_start();
+        match rest.strip_prefix(',') {
+            Some(r) => rest = r,
+            None => return items,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `"required"` cut short: the calls written whole before the cut; none, text.
+    #[test]
+    fn required_calls_cut_short_keep_the_whole_ones() {
+        let whole = r#"[{"name": "f", "parameters": {"x": 1}}, {"name": "g", "parameters": {}}, {"name": "f", "para"#;
+        let (_, c) = calls(&ToolMode::Required, whole, None).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1]["function"], json!({"name": "g", "arguments": "{}"}));
+        let (_, c) = calls(
+            &ToolMode::Required,
+            r#"[{"name": "f", "parameters": {}},"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.len(), 1);
+        for none in [
+            r#"[{"name": "f", "parameters": {"x"#,
+            "[",
+            "",
+            r#"{"name": "f"}"#,
+        ] {
+            assert!(calls(&ToolMode::Required, none, None).is_none(), "{none}");
+        }
+        // A whole item that is no call leaves the answer text.
+        assert!(calls(&ToolMode::Required, r#"[{"name": "f"}, {"na"#, None).is_none());
+    }
 
     #[test]
     fn answers_become_calls_only_when_whole() {

@@ -51,6 +51,8 @@ fn catalogue() -> Vec<Case> {
         case("malformed JSON", CHAT, b"{\"model\": \"boolq\",".to_vec(), 400, &["not valid JSON"], None),
         case("empty body", CHAT, Vec::new(), 400, &["empty"], None),
         case("not an object", CHAT, b"[1, 2]".to_vec(), 400, &["must be a JSON object"], None),
+        case("a byte order mark before the object", CHAT, [b"\xEF\xBB\xBF".to_vec(), chat_with(|_| ())].concat(), 400, &["byte order mark"], None),
+        case("a seed past 64 bits", CHAT, chat_with(|v| v["seed"] = json!(2f64.powi(70))), 400, &["expected an integer from -2^63 to 2^63-1"], Some("seed")),
         // serde reads an array's elements as the struct's fields, in order.
         case("the fields as an array", COMPL, json!(["boolq", null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, "hi", 2]).to_string().into_bytes(), 400, &["must be a JSON object"], None),
         case("data after the object", CHAT, [chat_with(|_| ()), b"xyz".to_vec()].concat(), 400, &["not valid JSON", "trailing", "after the object"], None),
@@ -122,6 +124,13 @@ fn catalogue() -> Vec<Case> {
         case("tool_calls not a list", CHAT, chat_with(|v| {
                 v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": {"id": "c1"}}])
             }), 400, &["a list of calls"], Some("messages[1].tool_calls")),
+        case("an assistant turn with a refusal and content", CHAT, chat_with(|v| v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "no", "refusal": "I can't"}, {"role": "user", "content": "why?"}])), 400, &["both set"], Some("messages[1].refusal")),
+        case("an assistant turn with audio", CHAT, chat_with(|v| v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "audio": {"id": "a1"}}, {"role": "user", "content": "why?"}])), 400, &["does not take audio"], Some("messages[1].audio")),
+        case("a legacy function_call", CHAT, chat_with(|v| v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}}, {"role": "user", "content": "why?"}])), 400, &["legacy `function_call`"], Some("messages[1].function_call")),
+        case("an empty tool_calls and no content", CHAT, chat_with(|v| v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": [], "refusal": null}, {"role": "user", "content": "why?"}])), 400, &["is missing"], Some("messages[1].content")),
+        case("a tool with an unknown field", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "paramters": {}}}]); v["tool_choice"] = json!("required"); }), 400, &["unknown field `paramters`"], Some("tools[0].function.paramters")),
+        case("a tool with an unknown field beside function", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "description": null}, "extra": 1}]); v["tool_choice"] = json!("required"); }), 400, &["unknown field `extra`"], Some("tools[0].extra")),
+        case("a call of a custom type sent back", CHAT, chat_with(|v| v["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "custom", "function": {"name": "f", "arguments": "{}"}}]}, {"role": "user", "content": "why?"}])), 400, &["of type \"function\""], Some("messages[1].tool_calls[0].type")),
         case("parameters that are not an object", CHAT, chat_with(|v| { v["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]); v["tool_choice"] = json!("required"); }), 400, &["must describe an object", "\"array\""], Some("tools[0].function.parameters")),
         case("text part without text", CHAT, chat_with(|v| v["messages"][0]["content"] = json!([{"type": "text"}])), 400, &["without a string `text`"], Some("messages[0].content[0]")),
         case("lora_mixture not an object", CHAT, chat_with(|v| v["lora_mixture"] = json!([1, 2])), 400, &["object"], Some("lora_mixture")),
@@ -206,6 +215,7 @@ fn catalogue() -> Vec<Case> {
         case("guided_json text that is not JSON", COMPL, json!({"model": "boolq", "prompt": "a", "guided_json": "{nope"}).to_string().into_bytes(), 400, &["not JSON"], Some("guided_json")),
         case("a malformed regex", COMPL, json!({"model": "boolq", "prompt": "a", "guided_regex": "(a"}).to_string().into_bytes(), 400, &["cannot be used", "unclosed group"], Some("guided_regex")),
         case("a regex that admits no text", COMPL, json!({"model": "boolq", "prompt": "a", "guided_regex": "[^\\s\\S]"}).to_string().into_bytes(), 400, &["cannot be used"], Some("guided_regex")),
+        case("a schema of too many pattern properties", CHAT, chat_with(|v| v["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "patternProperties": (0..50).map(|i| (format!("^k{i}[a-z]*$"), json!({"type": "integer"}))).collect::<serde_json::Map<String, Value>>()}}})), 400, &["cannot be used", "1225 pairs of patterns"], Some("response_format")),
         case("a schema that only refers to itself", COMPL, json!({"model": "boolq", "prompt": "a", "guided_json": {"$ref": "#"}}).to_string().into_bytes(), 400, &["cannot be used"], Some("guided_json")),
         case("a schema beside json_object", CHAT, chat_with(|v| v["response_format"] = json!({"type": "json_object", "schema": {"type": "integer"}})), 400, &["unknown field `schema`"], Some("response_format.schema")),
         case("an unknown key in json_schema", CHAT, chat_with(|v| v["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "shema": {}}})), 400, &["unknown field `shema`"], Some("response_format.json_schema.shema")),

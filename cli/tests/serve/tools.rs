@@ -193,6 +193,68 @@ fn calls_sent_back_render_as_text_without_a_template_for_them() {
     );
 }
 
+/// `"required"` cut by `max_tokens` (a small model may repeat its call until the limit): the
+/// calls written whole before the cut come back (streamed the same); cut inside the first
+/// call, and a named call cut short, the answer is text with `finish_reason: "length"`.
+#[test]
+fn forced_calls_cut_short_keep_the_whole_ones() {
+    let Some(s) = server(&[]) else { return };
+    let ask = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
+    let mut strict = tools();
+    strict[0]["function"]["strict"] = json!(true);
+    let required = |max_tokens: u64| {
+        body(
+            ask.clone(),
+            json!({"tool_choice": "required", "max_tokens": max_tokens, "tools": strict}),
+        )
+    };
+    let whole = s.ok("/v1/chat/completions", &required(60));
+    let calls = &whole["choices"][0]["message"]["tool_calls"];
+    assert_eq!(calls.as_array().map(Vec::len), Some(1), "{whole}");
+    let n = whole["usage"]["completion_tokens"].as_u64().unwrap();
+    // Cut at each of the last few tokens: after the call's `}` the call is whole.
+    let mut kept = 0;
+    for k in n - 5..n {
+        let r = s.ok("/v1/chat/completions", &required(k));
+        assert_eq!(r["usage"]["completion_tokens"], k, "{r}");
+        let choice = &r["choices"][0];
+        match choice["finish_reason"].as_str() {
+            Some("tool_calls") => {
+                let got = &choice["message"]["tool_calls"][0]["function"];
+                assert_eq!(got, &calls[0]["function"], "{r}");
+                let events = s.stream(
+                    "/v1/chat/completions",
+                    &merged(required(k), json!({"stream": true})),
+                );
+                assert_eq!(streamed_calls(&events)[0]["function"], *got, "{events:?}");
+                assert_eq!(finish_of(&events), "tool_calls");
+                kept += 1;
+            }
+            Some("length") => {
+                let text = choice["message"]["content"].as_str().unwrap();
+                assert!(text.starts_with(r#"[{"name": "get_weather""#), "{r}");
+            }
+            _ => panic!("{r}"),
+        }
+    }
+    assert!(kept >= 1, "no cut kept the whole call");
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let r = s.ok(
+        "/v1/chat/completions",
+        &body(ask, json!({"tool_choice": named, "max_tokens": 3})),
+    );
+    let choice = &r["choices"][0];
+    assert_eq!(choice["finish_reason"], "length", "{r}");
+    assert!(choice["message"]["tool_calls"].is_null(), "{r}");
+    assert!(
+        choice["message"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with('{'),
+        "{r}"
+    );
+}
+
 /// SmolLM2 behind `cli/tests/data/<template>` (its startup banner naming parser `parser`) asked
 /// the two-shot question: its call of get_weather for Berlin comes back alone in `tool_calls`,
 /// the same streamed (one delta, no text). Returns the server and the call.

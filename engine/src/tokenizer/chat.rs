@@ -243,7 +243,14 @@ pub(super) fn render(
             "`{k}` is set by the renderer (a request field or one of its names); it cannot be given as a template keyword argument"
         )));
     }
-    let marked;
+    let (marked, renamed);
+    let req = match developer_as_system(template, req) {
+        Some(r) => {
+            renamed = r;
+            &renamed
+        }
+        None => req,
+    };
     let req = match req.continue_final_message {
         true => {
             marked = mark_final(req)?;
@@ -298,6 +305,21 @@ const CONTINUE_HERE: &str = "\u{F8FF}dlp-continue\u{F8FE}";
 /// list) with [`CONTINUE_HERE`] after it. A mark rather than a search for the text: the text
 /// may also appear earlier, or inside the template's own end of turn (`end` in
 /// `<|im_end|>`), and a search would drop its trailing whitespace.
+/// OpenAI's `developer` role is its `system` turn under another name (o1 and later); a template
+/// that never names the role would render an unknown one or drop the turn without a word, so
+/// there it becomes `system`. None when nothing changes.
+fn developer_as_system(template: &str, req: &ChatRequest) -> Option<ChatRequest> {
+    let is_developer = |m: &super::ChatMessage| m.0.get("role").is_some_and(|r| r == "developer");
+    if template.contains("developer") || !req.messages.iter().any(is_developer) {
+        return None;
+    }
+    let mut renamed = req.clone();
+    for m in renamed.messages.iter_mut().filter(|m| is_developer(m)) {
+        m.0.insert("role".into(), "system".into());
+    }
+    Some(renamed)
+}
+
 fn mark_final(req: &ChatRequest) -> Result<ChatRequest> {
     let mut marked = req.clone();
     let last = marked.messages.len().saturating_sub(1);

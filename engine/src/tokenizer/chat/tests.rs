@@ -248,3 +248,32 @@ fn template_kwargs_and_continue_final_message() {
     );
     assert!(super::render(t, "t", &kw, &sp).is_err());
 }
+
+/// `developer` is `system` for a template that never names it (SmolLM2's would render an
+/// unknown role after its default system turn; others drop the turn); a template that
+/// names it gets it as sent.
+#[test]
+fn developer_is_system_unless_the_template_names_it() {
+    let t = "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}";
+    let m = msgs(&[("developer", "Be brief."), ("user", "hi")]);
+    assert_eq!(
+        render(t, &m, false, None, None).unwrap(),
+        "<system>Be brief.<user>hi"
+    );
+    let knows = "{% for m in messages %}{% if m.role == 'developer' %}[dev]{% endif %}<{{ m.role }}>{% endfor %}";
+    assert_eq!(
+        render(knows, &m, false, None, None).unwrap(),
+        "[dev]<developer><user>"
+    );
+    // Only the role changes, in every developer message.
+    let m = msgs(&[
+        ("system", "S"),
+        ("developer", "D"),
+        ("user", "u"),
+        ("developer", "E"),
+    ]);
+    assert_eq!(
+        render(t, &m, false, None, None).unwrap(),
+        "<system>S<system>D<user>u<system>E"
+    );
+}
