@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use crate::constraint::{Constraint, TokenConstraint};
 use crate::tokenizer::TextTokenizer;
 
+mod patterns;
+
 /// What the generated text must be.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputFormat {
@@ -84,7 +86,7 @@ impl OutputFormat {
                 .expect("a valid pattern")
         });
         let g = match self {
-            Self::JsonSchema(s) => return check_pattern_pairs([s]),
+            Self::JsonSchema(s) => return patterns::check([s]),
             Self::Grammar(g) => g,
             _ => return Ok(()),
         };
@@ -94,7 +96,7 @@ impl OutputFormat {
             values.next()?.ok()
         }))
         .collect();
-        check_pattern_pairs(&embedded)?;
+        patterns::check(&embedded)?;
         if g.trim().is_empty() {
             return Err("the grammar is empty".into());
         }
@@ -117,42 +119,6 @@ impl OutputFormat {
             ));
         }
         Ok(())
-    }
-}
-
-/// The most pairs of `patternProperties` patterns (summed over a schema's objects) a schema
-/// may hold. llguidance proves every pair of an object's patterns disjoint, and its cost
-/// grows faster than the square of the pairs: 500 simple patterns in one object (124,750
-/// pairs) took 11 s on one core, 1,500 more than 10 minutes, with every other format waiting;
-/// 190 pairs of hard patterns took 0.26 s, so 1,000 pairs cost at most a few seconds.
-const MAX_PATTERN_PAIRS: usize = 1_000;
-
-/// Refuses schemas whose `patternProperties` hold more than [`MAX_PATTERN_PAIRS`] pairs of
-/// patterns. Every object under a `patternProperties` key counts (a property of that name
-/// may be counted too, which only errs on the strict side).
-fn check_pattern_pairs<'a>(schemas: impl IntoIterator<Item = &'a Value>) -> Result<(), String> {
-    let mut pairs = 0usize;
-    let mut todo: Vec<&Value> = schemas.into_iter().collect();
-    while let Some(v) = todo.pop() {
-        match v {
-            Value::Object(o) => {
-                if let Some(Value::Object(p)) = o.get("patternProperties") {
-                    pairs += p.len() * p.len().saturating_sub(1) / 2;
-                }
-                todo.extend(o.values());
-            }
-            Value::Array(a) => todo.extend(a),
-            _ => {}
-        }
-    }
-    match pairs > MAX_PATTERN_PAIRS {
-        true => Err(format!(
-            "the schema's `patternProperties` hold {pairs} pairs of patterns (n patterns in one \
-             object make n(n-1)/2); at most {MAX_PATTERN_PAIRS} are taken: llguidance proves \
-             every pair disjoint, at a cost that grows faster than their square (500 patterns \
-             in one object took 11 s)"
-        )),
-        false => Ok(()),
     }
 }
 
@@ -283,10 +249,14 @@ impl Grammars {
         // The first mask builds the lexer, which llguidance otherwise does lazily on the
         // first token, on the thread every sequence shares (`a{700}{700}`: about a second);
         // here, a grammar that admits no text or blows a limit is refused before it runs.
+        let schema = !matches!(format, OutputFormat::Grammar(_));
         let first = matcher.compute_mask().map_err(|e| {
             // A grammar whose rules never end in text (`start: start "a"`) fails here, with
             // llguidance's parser state; a limit names itself.
             let e = e.to_string();
+            if e.contains(ROW_LIMIT) {
+                return explain(headline(&e), schema);
+            }
             match e.contains("limit") {
                 true => e,
                 false => format!(
@@ -303,7 +273,7 @@ impl Grammars {
         if first.is_zero() {
             return Err("the format admits no text".into());
         }
-        Ok(Constraint(Box::new(Grammar { matcher })))
+        Ok(Constraint(Box::new(Grammar { matcher, schema })))
     }
 }
 
@@ -351,22 +321,23 @@ fn headline(e: &str) -> String {
     cut(e.lines().next().unwrap_or("").trim(), 300)
 }
 
-/// An error met while generating, with what to do where llguidance's words say nothing to a
-/// client: its row limit ("Current row has 4007 items; max is 2000; consider making your
-/// grammar left-recursive"), which hundreds of optional properties in one object reach.
-fn explain(e: String) -> String {
-    match e.contains("Current row has") {
-        true => format!(
-            "the format allows more ways to go on at this point of the text than llguidance \
-             follows ({}); hundreds of optional properties in one object, or a deep chain of \
-             `anyOf`, do this: mark properties `required`, or make the format simpler",
-            e.trim_start_matches("Parser Error: ")
-                .split("; consider")
-                .next()
-                .unwrap_or_default()
-        ),
-        false => e,
-    }
+/// The start of llguidance's row-limit error ("Current row has 4007 items; max is 2000;
+/// consider making your grammar left-recursive if it's right-recursive").
+const ROW_LIMIT: &str = "Current row has";
+
+/// An error met on a format, with what to do where llguidance's words say nothing to a client:
+/// its row limit, which a JSON schema (`schema`) of hundreds of optional properties in one
+/// object reaches, and whose advice (left recursion) is for grammars, which keep it.
+fn explain(e: String, schema: bool) -> String {
+    let Some(at) = e.find(ROW_LIMIT).filter(|_| schema) else {
+        return e;
+    };
+    let limit = e[at..].split("; consider").next().unwrap_or_default();
+    format!(
+        "the format allows more ways to go on at this point of the text than llguidance \
+         follows ({limit}); hundreds of optional properties in one object, or a deep chain of \
+         `anyOf`, do this: mark properties `required`, or make the format simpler"
+    )
 }
 
 /// `line`, cut to `n` characters (`...` marks a cut).
@@ -404,6 +375,8 @@ fn brief(e: &str) -> String {
 /// A compiled format at some point of the text.
 struct Grammar {
     matcher: Matcher,
+    /// Made from a JSON schema (not a grammar): its errors are worded for one ([`explain`]).
+    schema: bool,
 }
 
 impl TokenConstraint for Grammar {
@@ -411,7 +384,7 @@ impl TokenConstraint for Grammar {
         let allowed = self
             .matcher
             .compute_mask_or_eos()
-            .map_err(|e| explain(headline(&e.to_string())))?;
+            .map_err(|e| explain(headline(&e.to_string()), self.schema))?;
         for (t, l) in logits.iter_mut().enumerate() {
             if !allowed.is_allowed(t as u32) {
                 *l = f32::NEG_INFINITY;
@@ -423,7 +396,7 @@ impl TokenConstraint for Grammar {
     fn accept(&mut self, token: u32) -> Result<(), String> {
         self.matcher
             .consume_token(token)
-            .map_err(|e| explain(headline(&e.to_string())))
+            .map_err(|e| explain(headline(&e.to_string()), self.schema))
     }
 
     fn finished(&self) -> bool {
@@ -434,48 +407,14 @@ impl TokenConstraint for Grammar {
     fn boxed_clone(&self) -> Box<dyn TokenConstraint> {
         Box::new(Grammar {
             matcher: self.matcher.clone(),
+            schema: self.schema,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{OutputFormat, MAX_ALTERNATIVES, MAX_PATTERN_PAIRS, MAX_RULES};
-    use serde_json::{json, Value};
-
-    /// Schemas with more pairs of `patternProperties` patterns than llguidance checks in
-    /// about a second are refused, counted over every object, in Lark's `%json` too.
-    #[test]
-    fn pattern_property_pairs_are_bounded() {
-        let patterns = |n: usize| -> Value {
-            let p: serde_json::Map<String, Value> = (0..n)
-                .map(|i| (format!("^k{i}[a-z]*$"), json!({"type": "integer"})))
-                .collect();
-            json!({"type": "object", "patternProperties": p})
-        };
-        let check = |s: Value| OutputFormat::JsonSchema(s).check();
-        // 45 patterns: 990 pairs; 46: 1,035.
-        const { assert!(MAX_PATTERN_PAIRS >= 990 && MAX_PATTERN_PAIRS < 1_035) };
-        assert!(check(patterns(45)).is_ok());
-        let e = check(patterns(46)).unwrap_err();
-        assert!(
-            e.contains("hold 1035 pairs") && e.contains("at most 1000"),
-            "{e}"
-        );
-        // Pairs add up across objects, nested anywhere (30 + 30 patterns: 870 pairs).
-        let two = json!({"type": "object", "properties": {"a": patterns(30)},
-                         "$defs": {"b": {"anyOf": [patterns(30), patterns(2)]}}});
-        assert!(check(two).is_ok());
-        let three =
-            json!({"properties": {"a": patterns(30), "b": patterns(30), "c": patterns(20)}});
-        assert!(check(three).unwrap_err().contains("hold 1060 pairs"));
-        let lark = |s: &Value| OutputFormat::Grammar(format!("start: \"x\" j\nj: %json {s}\n"));
-        assert!(lark(&patterns(45)).check().is_ok());
-        assert!(lark(&patterns(46))
-            .check()
-            .unwrap_err()
-            .contains("1035 pairs"));
-    }
+    use super::{OutputFormat, MAX_ALTERNATIVES, MAX_RULES};
 
     /// Grammars past the limits are refused before llguidance sees them (a chain of 400,000
     /// rules aborted the process); at the limits they pass the check.
@@ -502,19 +441,28 @@ mod tests {
         assert!(e.contains("holds 65001 `|`"), "{e}");
         assert!(check(" \n".into()).unwrap_err().contains("empty"));
     }
+
     #[test]
     fn row_limit_errors_say_what_to_do() {
-        let e = super::explain("Parser Error: Current row has 4007 items; max is 2000; consider making your grammar left-recursive if it's right-recursive".into());
-        assert!(e.starts_with("the format allows more ways"), "{e}");
-        assert!(
-            e.contains("(Current row has 4007 items; max is 2000)"),
-            "{e}"
-        );
-        assert!(
-            e.contains("optional properties") && !e.contains("left-recursive"),
-            "{e}"
-        );
-        assert_eq!(super::explain("other".into()), "other");
+        let limit = "Current row has 4007 items; max is 2000; consider making your grammar left-recursive if it's right-recursive";
+        for e in [
+            format!("Parser Error: {limit}"),
+            format!("parser error: {limit}"),
+        ] {
+            let e = super::explain(e, true);
+            assert!(e.starts_with("the format allows more ways"), "{e}");
+            assert!(
+                e.contains("(Current row has 4007 items; max is 2000)"),
+                "{e}"
+            );
+            assert!(
+                e.contains("optional properties") && !e.contains("left-recursive"),
+                "{e}"
+            );
+        }
+        // A grammar keeps llguidance's advice, which is for grammars.
+        assert_eq!(super::explain(limit.into(), false), limit);
+        assert_eq!(super::explain("other".into(), true), "other");
     }
 
     #[test]

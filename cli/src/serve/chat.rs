@@ -282,9 +282,11 @@ pub(super) fn chat_message(i: usize, m: Value) -> Result<ChatMessage, ApiError> 
 
 /// The fields of an assistant message as OpenAI returns it (the SDK's
 /// `message.model_dump()`, sent back as history): `null` is absent, for them and for `name`,
-/// `tool_call_id` and `tool_calls` (an empty list too); `annotations` (citations of the
-/// content) are dropped; a `refusal` is what the assistant said when it has no content. A
-/// non-null `audio` or legacy `function_call` is refused (this server has neither).
+/// `tool_call_id` and `tool_calls` (an empty list too), in every role. On an assistant turn,
+/// `annotations` (citations of the content) are dropped, a `refusal` is the turn's text when
+/// it has none (beside text it is dropped, as vLLM ignores it), and `refusal` content parts
+/// are text parts; a non-null `audio` or legacy `function_call` is refused (this server has
+/// neither). Other roles have none of these: the unknown-field check refuses them.
 fn sdk_fields(o: &mut Map<String, Value>, at: &dyn Fn(&str) -> String) -> Result<(), ApiError> {
     for k in [
         "refusal",
@@ -303,6 +305,9 @@ fn sdk_fields(o: &mut Map<String, Value>, at: &dyn Fn(&str) -> String) -> Result
     {
         o.remove("tool_calls");
     }
+    if o.get("role").is_none_or(|r| r != "assistant") {
+        return Ok(());
+    }
     match o.remove("annotations") {
         None | Some(Value::Array(_)) => {}
         Some(other) => {
@@ -312,28 +317,33 @@ fn sdk_fields(o: &mut Map<String, Value>, at: &dyn Fn(&str) -> String) -> Result
             ))
         }
     }
-    if let Some(r) = o.remove("refusal") {
-        let no_content = o.get("content").is_none_or(Value::is_null);
-        match r {
-            Value::String(_) if no_content => {
+    if let Some(Value::Array(parts)) = o.get_mut("content") {
+        for p in parts.iter_mut() {
+            if let (Some("refusal"), Some(Value::String(r))) =
+                (p.get("type").and_then(Value::as_str), p.get("refusal"))
+            {
+                *p = json!({"type": "text", "text": r});
+            }
+        }
+    }
+    match o.remove("refusal") {
+        None => {}
+        Some(r @ Value::String(_)) => {
+            let no_content = match o.get("content") {
+                None | Some(Value::Null) => true,
+                Some(Value::String(t)) => t.is_empty(),
+                Some(Value::Array(parts)) => parts.is_empty(),
+                Some(_) => false,
+            };
+            if no_content {
                 o.insert("content".into(), r);
             }
-            Value::String(_) => {
-                return Err(ApiError::bad_param(
-                    at("refusal"),
-                    format!(
-                        "`{}` and `{}` are both set; an assistant turn is one or the other",
-                        at("refusal"),
-                        at("content")
-                    ),
-                ))
-            }
-            other => {
-                return Err(ApiError::bad_param(
-                    at("refusal"),
-                    format!("`{}` must be a string, found {other}", at("refusal")),
-                ))
-            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                at("refusal"),
+                format!("`{}` must be a string, found {other}", at("refusal")),
+            ))
         }
     }
     for (k, what) in [
@@ -425,7 +435,49 @@ pub fn template_error_param(msg: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::template_error_param;
+    use super::{chat_message, template_error_param};
+    use serde_json::{json, Value};
+
+    /// An answer as the OpenAI SDK dumps it is taken as history: its null fields are absent,
+    /// `annotations` dropped, a refusal (field or content part) the turn's text.
+    #[test]
+    fn assistant_turns_as_the_sdk_dumps_them_are_taken() {
+        let fields = |m: Value| {
+            let m = chat_message(1, m).unwrap_or_else(|e| panic!("{}", e.message));
+            Value::Object(m.fields().clone())
+        };
+        let dump = json!({"role": "assistant", "content": "Sunny.", "refusal": null,
+            "annotations": [], "audio": null, "function_call": null, "tool_calls": null});
+        assert_eq!(
+            fields(dump),
+            json!({"role": "assistant", "content": "Sunny."})
+        );
+        let refused = json!({"role": "assistant", "content": null, "refusal": "I can't."});
+        assert_eq!(
+            fields(refused),
+            json!({"role": "assistant", "content": "I can't."})
+        );
+        // Beside text, a refusal is dropped (vLLM ignores it).
+        let both = json!({"role": "assistant", "content": "a", "refusal": "b"});
+        assert_eq!(fields(both)["content"], "a");
+        let part = json!({"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]});
+        assert_eq!(
+            fields(part)["content"],
+            json!([{"type": "text", "text": "No."}])
+        );
+        // Other roles have no such fields: only nulls pass.
+        let user = json!({"role": "user", "content": "hi", "refusal": null, "name": null});
+        assert_eq!(fields(user), json!({"role": "user", "content": "hi"}));
+        let e =
+            chat_message(1, json!({"role": "user", "content": "hi", "refusal": "x"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].refusal"));
+        let e = chat_message(
+            1,
+            json!({"role": "assistant", "content": "a", "refusal": 3}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("must be a string"), "{}", e.message);
+    }
 
     #[test]
     fn template_errors_name_the_field_the_render_names() {

@@ -130,6 +130,17 @@ impl ResponseMeta {
         Some(Value::Array(out))
     }
 
+    /// The `finish_reason` of an answer that holds calls: `tool_calls`, but a `"required"`
+    /// list cut short (a partial call dropped) keeps `length` or `stop`, as OpenAI and vLLM
+    /// report a cut.
+    fn calls_finish(&self, finish: FinishReason) -> &'static str {
+        let required = matches!(self.tool_mode, Some(super::tools::ToolMode::Required));
+        match required && finish != FinishReason::Eos {
+            true => finish_reason(finish),
+            false => "tool_calls",
+        }
+    }
+
     /// With tools, the answer's `tool_calls` and the text beside them: the calls written whole
     /// (before a cut by `max_tokens` or a stop string too), or none.
     fn tool_calls(&self, finish: FinishReason, text: &str) -> Option<(Option<String>, Vec<Value>)> {
@@ -337,12 +348,12 @@ impl Collector {
                     }
                     Endpoint::Chat => {
                         let logprobs = m.logprobs.map(|_| m.chat_logprobs(&c.lps));
-                        if let Some((content, calls)) =
-                            c.finish.and_then(|f| m.tool_calls(f, &c.text))
+                        if let Some((f, (content, calls))) =
+                            c.finish.and_then(|f| Some((f, m.tool_calls(f, &c.text)?)))
                         {
                             return json!({"index": i, "message": {"role": "assistant",
                                           "content": content, "tool_calls": calls},
-                                          "logprobs": logprobs, "finish_reason": "tool_calls",
+                                          "logprobs": logprobs, "finish_reason": m.calls_finish(f),
                                           "stop_reason": c.stop_reason});
                         }
                         json!({"index": i, "message": {"role": "assistant", "content": c.text},
@@ -488,7 +499,7 @@ impl StreamState {
                     let mut delta = Map::new();
                     let rest = match m.tool_calls(finish, &c.text) {
                         Some((content, calls)) => {
-                            reason = "tool_calls";
+                            reason = m.calls_finish(finish);
                             let calls: Vec<Value> = (calls.into_iter().enumerate())
                                 .map(|(k, mut call)| {
                                     call["index"] = json!(k);

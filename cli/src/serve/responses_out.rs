@@ -261,6 +261,15 @@ impl ResponsesStream {
 
     fn chunk(&mut self, chunk: Value, out: &mut Vec<Value>) {
         if let Some(e) = chunk.get("error") {
+            // An error met mid-answer (a format's limit) names chat's field: this API's here too.
+            let message = e["message"].as_str().unwrap_or_default();
+            let e = match e["param"].as_str() {
+                Some(p) => {
+                    let r = self.info.rename(ApiError::bad(message).param(p));
+                    json!({"code": e["code"], "message": r.message, "param": r.param})
+                }
+                None => e.clone(),
+            };
             let fields = json!({"code": e["code"], "message": e["message"], "param": e["param"]});
             self.event(out, "error", fields);
             // The stream ends here: its final event, with what was made (OpenAI's error codes

@@ -298,7 +298,7 @@ fn mistral(text: &str) -> Option<Parsed> {
 /// The JSON value at the start of `text`, and the text after it; None where an object in it
 /// has a key twice (`{"name": "f", "arguments": {...}, "name": "g"}`: serde keeps the last,
 /// which would call `g` with `f`'s arguments), so the answer stays text.
-fn json_value(text: &str) -> Option<(Value, &str)> {
+pub(super) fn json_value(text: &str) -> Option<(Value, &str)> {
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let v = values.next()?.ok()?;
     let (value, after) = text.split_at(values.byte_offset());

@@ -176,7 +176,8 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
                 .find(|(k, v)| !v.is_null() && !known.contains(&k.as_str()))
                 .map(|(k, _)| k.clone())
         };
-        if let Some(k) = unknown(&t, &["type", "function"]) {
+        // `cache_control`: a caching hint some clients add (accepted, as on text parts).
+        if let Some(k) = unknown(&t, &["type", "function", "cache_control"]) {
             return Err(ApiError::bad_param(
                 format!("{at}.{k}"),
                 format!("`{at}` has an unknown field `{k}` (expected `type` and `function`)"),
@@ -362,8 +363,9 @@ fn rename_refs(v: &mut Value) {
 }
 
 /// The answer as OpenAI's `tool_calls` and the text beside them (only `"auto"` has any), or
-/// None when it holds no whole call (cut by `max_tokens` or a stop string, or with `"auto"`
-/// no call, or a call of a function not offered: it is then returned as text). Call ids are
+/// None when it holds no whole call (a named call cut short, a `"required"` list cut inside
+/// its first call, with `"auto"` no call or a call of a function not offered: it is then
+/// returned as text). Calls written whole before a cut are read. Call ids are
 /// in the style of `ids`, the server's parser (OpenAI's `call_...` without one).
 pub fn calls(
     mode: &ToolMode,
@@ -421,29 +423,37 @@ pub fn calls(
     }
 }
 
-/// The whole items at the start of a JSON list cut short (`[{...}, {...}, {"na`).
+/// The whole items at the start of a JSON list cut short (`[{...}, {...}, {"na`); an item
+/// with a key twice ends them, as in the parsers' calls.
 fn whole_items(text: &str) -> Vec<Value> {
     let mut items = Vec::new();
     let Some(mut rest) = text.trim_start().strip_prefix('[') else {
         return items;
     };
-    loop {
-        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-        match values.next() {
-            Some(Ok(v)) => items.push(v),
-            _ => return items,
-        }
-        rest = rest[values.byte_offset()..].trim_start();
-        match rest.strip_prefix(',') {
+    while let Some((v, after)) = super::tool_parser::json_value(rest) {
+        items.push(v);
+        match after.trim_start().strip_prefix(',') {
             Some(r) => rest = r,
-            None => return items,
+            None => break,
         }
     }
+    items
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tool's unknown fields are refused unless null (the SDK's dumps) or a caching hint.
+    #[test]
+    fn tools_take_known_fields_nulls_and_cache_hints() {
+        let t = json!([{"type": "function", "cache_control": {"type": "ephemeral"},
+                        "function": {"name": "f", "description": null, "extra": null}}]);
+        assert_eq!(functions(Some(t)).unwrap()[0].0, "f");
+        let t = json!([{"type": "function", "function": {"name": "f", "paramters": {}}}]);
+        let e = functions(Some(t)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("tools[0].function.paramters"));
+    }
 
     /// `"required"` cut short: the calls written whole before the cut; none, text.
     #[test]
@@ -467,8 +477,12 @@ mod tests {
         ] {
             assert!(calls(&ToolMode::Required, none, None).is_none(), "{none}");
         }
-        // A whole item that is no call leaves the answer text.
+        // A whole item that is no call leaves the answer text; an item with a key twice ends
+        // the whole ones.
         assert!(calls(&ToolMode::Required, r#"[{"name": "f"}, {"na"#, None).is_none());
+        let twice =
+            r#"[{"name": "f", "parameters": {}}, {"name": "f", "parameters": {}, "name": "g"}, {"#;
+        assert_eq!(calls(&ToolMode::Required, twice, None).unwrap().1.len(), 1);
     }
 
     #[test]

@@ -112,6 +112,29 @@ fn formats_at_the_grammar_engines_limits() {
         "{e}"
     );
     assert_eq!(e["error"]["param"], "text.format", "{e}");
+    // Streamed, and as a named tool's parameters (1,000 optional properties meet the same
+    // limit): the error event names this API's field too (chat's
+    // `tools[0].function.parameters` before).
+    let optional: Map<String, Value> = (0..1_000)
+        .map(|i| (format!("p{i}"), json!({"type": "integer"})))
+        .collect();
+    let wide = json!({"type": "object", "properties": optional});
+    let events = s.stream(
+        "/v1/responses",
+        &json!({"model": "SmolLM2-135M-Instruct.Q4_1", "input": "Say a word.", "max_output_tokens": 8,
+                "stream": true, "tool_choice": {"type": "function", "name": "chain"},
+                "tools": [{"type": "function", "name": "chain", "parameters": wide}]}),
+    );
+    let error = events
+        .iter()
+        .find(|e| e["type"] == "error")
+        .expect("an error event");
+    assert_eq!(error["param"], "tools[0].parameters", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("max is 2000") && message.contains("optional properties"),
+        "{error}"
+    );
     // The server lives on.
     s.ok("/v1/chat/completions", &chat(json!({})));
 }

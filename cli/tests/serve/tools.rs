@@ -194,8 +194,9 @@ fn calls_sent_back_render_as_text_without_a_template_for_them() {
 }
 
 /// `"required"` cut by `max_tokens` (a small model may repeat its call until the limit): the
-/// calls written whole before the cut come back (streamed the same); cut inside the first
-/// call, and a named call cut short, the answer is text with `finish_reason: "length"`.
+/// calls written whole before the cut come back, with `finish_reason: "length"` (streamed the
+/// same; in the Responses API, `incomplete`); cut inside the first call, and a named call cut
+/// short, the answer is text.
 #[test]
 fn forced_calls_cut_short_keep_the_whole_ones() {
     let Some(s) = server(&[]) else { return };
@@ -209,6 +210,10 @@ fn forced_calls_cut_short_keep_the_whole_ones() {
         )
     };
     let whole = s.ok("/v1/chat/completions", &required(60));
+    assert_eq!(
+        whole["choices"][0]["finish_reason"], "tool_calls",
+        "{whole}"
+    );
     let calls = &whole["choices"][0]["message"]["tool_calls"];
     assert_eq!(calls.as_array().map(Vec::len), Some(1), "{whole}");
     let n = whole["usage"]["completion_tokens"].as_u64().unwrap();
@@ -218,24 +223,30 @@ fn forced_calls_cut_short_keep_the_whole_ones() {
         let r = s.ok("/v1/chat/completions", &required(k));
         assert_eq!(r["usage"]["completion_tokens"], k, "{r}");
         let choice = &r["choices"][0];
-        match choice["finish_reason"].as_str() {
-            Some("tool_calls") => {
-                let got = &choice["message"]["tool_calls"][0]["function"];
-                assert_eq!(got, &calls[0]["function"], "{r}");
-                let events = s.stream(
-                    "/v1/chat/completions",
-                    &merged(required(k), json!({"stream": true})),
-                );
-                assert_eq!(streamed_calls(&events)[0]["function"], *got, "{events:?}");
-                assert_eq!(finish_of(&events), "tool_calls");
-                kept += 1;
-            }
-            Some("length") => {
-                let text = choice["message"]["content"].as_str().unwrap();
-                assert!(text.starts_with(r#"[{"name": "get_weather""#), "{r}");
-            }
-            _ => panic!("{r}"),
+        assert_eq!(choice["finish_reason"], "length", "{r}");
+        if choice["message"]["tool_calls"].is_null() {
+            let text = choice["message"]["content"].as_str().unwrap();
+            assert!(text.starts_with(r#"[{"name": "get_weather""#), "{r}");
+            continue;
         }
+        let got = &choice["message"]["tool_calls"][0]["function"];
+        assert_eq!(got, &calls[0]["function"], "{r}");
+        let events = s.stream(
+            "/v1/chat/completions",
+            &merged(required(k), json!({"stream": true})),
+        );
+        assert_eq!(streamed_calls(&events)[0]["function"], *got, "{events:?}");
+        assert_eq!(finish_of(&events), "length");
+        let f = &strict[0]["function"];
+        let r = s.ok(
+            "/v1/responses",
+            &json!({"model": "base", "input": ask, "temperature": 0, "max_output_tokens": k,
+                    "tool_choice": "required", "tools": [{"type": "function", "name": f["name"],
+                    "parameters": f["parameters"], "strict": true}]}),
+        );
+        assert_eq!(r["status"], "incomplete", "{r}");
+        assert_eq!(r["output"][0]["type"], "function_call", "{r}");
+        kept += 1;
     }
     assert!(kept >= 1, "no cut kept the whole call");
     let named = json!({"type": "function", "function": {"name": "get_weather"}});

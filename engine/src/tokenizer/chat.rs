@@ -301,10 +301,6 @@ pub const RENDERER_SETS: [&str; 14] = [
 /// characters no tokenizer text or template writes).
 const CONTINUE_HERE: &str = "\u{F8FF}dlp-continue\u{F8FE}";
 
-/// `continue_final_message`'s request: the final message's text (its last text part, for a
-/// list) with [`CONTINUE_HERE`] after it. A mark rather than a search for the text: the text
-/// may also appear earlier, or inside the template's own end of turn (`end` in
-/// `<|im_end|>`), and a search would drop its trailing whitespace.
 /// OpenAI's `developer` role is its `system` turn under another name (o1 and later); a template
 /// that never names the role would render an unknown one or drop the turn without a word, so
 /// there it becomes `system`. None when nothing changes.
@@ -320,6 +316,10 @@ fn developer_as_system(template: &str, req: &ChatRequest) -> Option<ChatRequest>
     Some(renamed)
 }
 
+/// `continue_final_message`'s request: the final message's text (its last text part, for a
+/// list) with [`CONTINUE_HERE`] after it. A mark rather than a search for the text: the text
+/// may also appear earlier, or inside the template's own end of turn (`end` in
+/// `<|im_end|>`), and a search would drop its trailing whitespace.
 fn mark_final(req: &ChatRequest) -> Result<ChatRequest> {
     let mut marked = req.clone();
     let last = marked.messages.len().saturating_sub(1);
