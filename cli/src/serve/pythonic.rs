@@ -4,13 +4,14 @@
 //! between Llama 4's `<|python_start|>` and `<|python_end|>`.
 //!
 //! vLLM reads it with Python's `ast`; this reads Python's literals by hand: strings ('…' or
-//! "…", one line, Python's escapes but `\N{…}`), decimal numbers, `True`/`False`/`None` (and
-//! the JSON spellings, which models also write), lists, and dicts with string or number keys.
+//! "…", triple-quoted, `r`/`u` prefixes, side by side joined, Python's escapes but `\N{…}`),
+//! numbers (`1_000`, `0x10`, `0o17`, `0b1`, floats), `True`/`False`/`None` (and the JSON
+//! spellings, which models also write), lists, and dicts with string or number keys.
 //! Anything else is not a call, and the answer stays text (never a call with arguments
 //! guessed): a variable, an expression, a tuple, a repeated keyword, a Python keyword as a
-//! name, a positional argument (vLLM drops those and keeps the call), string prefixes or
-//! implicit concatenation, `0x10` or `1_000`, an integer past 64 bits or with leading zeros,
-//! names outside ASCII. Unlike `ast`'s reading, `-1` and `+1` are literals here (vLLM makes the
+//! name, a positional argument (vLLM drops those and keeps the call), bytes or f-strings, an
+//! integer past 64 bits (JSON text here holds no more) or with leading zeros, names outside
+//! ASCII. Unlike `ast`'s reading, `-1` and `+1` are literals here (vLLM makes the
 //! answer text), and names may start with `_`.
 
 use serde_json::{Map, Number, Value};
@@ -209,7 +210,8 @@ impl Reader<'_> {
         }
         self.ws();
         match self.peek()? {
-            b'"' | b'\'' => self.string().map(Value::String),
+            b'"' | b'\'' => self.strings().map(Value::String),
+            _ if self.prefix().is_some() => self.strings().map(Value::String),
             b'[' => {
                 let mut items = Vec::new();
                 self.sequence(b'[', b']', |r| {
@@ -245,26 +247,49 @@ impl Reader<'_> {
         }
     }
 
-    /// A decimal integer (64 bits, no leading zeros but in `0`, `00`, ...) or a finite float,
-    /// with an optional sign.
+    /// An integer (64 bits; decimal without leading zeros but in `0`, `00`, ..., or `0x`,
+    /// `0o`, `0b`) or a finite float, with an optional sign; `_` between digits, as Python
+    /// takes it (`1_000`, `0x_ff`).
     fn number(&mut self) -> Option<Value> {
         let start = self.at;
+        let negative = self.peek() == Some(b'-');
         if matches!(self.peek(), Some(b'-' | b'+')) {
             self.at += 1;
         }
+        let radix = match self.s.get(self.at..self.at + 2) {
+            Some([b'0', b'x' | b'X']) => 16,
+            Some([b'0', b'o' | b'O']) => 8,
+            Some([b'0', b'b' | b'B']) => 2,
+            _ => 10,
+        };
+        if radix != 10 {
+            self.at += 2;
+            let digits = self.digits(|c| (c as char).is_digit(radix), true)?;
+            let v = u64::from_str_radix(&digits, radix).ok()?;
+            return match negative {
+                true => 0i64.checked_sub_unsigned(v).map(Value::from),
+                false => Some(Value::from(v)),
+            };
+        }
+        let mut text = String::from_utf8_lossy(&self.s[start..self.at]).into_owned();
         let mut float = false;
-        while let Some(c) = self.peek() {
-            match c {
-                b'0'..=b'9' => {}
-                b'.' | b'e' | b'E' => float = true,
-                // An exponent's sign.
-                b'-' | b'+' if self.at > start && matches!(self.s[self.at - 1], b'e' | b'E') => {}
+        loop {
+            text.push_str(&self.digits(|c| c.is_ascii_digit(), false)?);
+            match self.peek() {
+                Some(c @ (b'.' | b'e' | b'E')) => {
+                    float = true;
+                    text.push(c as char);
+                    self.at += 1;
+                    // An exponent's sign.
+                    if matches!(c, b'e' | b'E') && matches!(self.peek(), Some(b'-' | b'+')) {
+                        text.push(self.s[self.at] as char);
+                        self.at += 1;
+                    }
+                }
                 _ => break,
             }
-            self.at += 1;
         }
-        let text = std::str::from_utf8(&self.s[start..self.at]).ok()?;
-        let text = text.strip_prefix('+').unwrap_or(text);
+        let text = text.strip_prefix('+').unwrap_or(&text);
         let digits = text.trim_start_matches('-');
         if !float && digits.len() > 1 && digits.starts_with('0') && digits.contains(|c| c != '0') {
             return None; // `007`: a SyntaxError in Python 3
@@ -279,17 +304,89 @@ impl Reader<'_> {
         }
     }
 
-    /// A single-line string in either quote, with Python's escapes.
-    fn string(&mut self) -> Option<String> {
+    /// A run of digits (`digit` says which) with single `_` between them (and, after a base
+    /// prefix, `lead`, before the first), without the `_`; empty where none are next, None
+    /// for a misplaced `_`.
+    fn digits(&mut self, digit: impl Fn(u8) -> bool, lead: bool) -> Option<String> {
+        let mut out = String::new();
+        let mut after_digit = lead;
+        while let Some(c) = self.peek() {
+            if digit(c) {
+                out.push(c as char);
+                after_digit = true;
+            } else if c == b'_' && after_digit && self.s.get(self.at + 1).is_some_and(|&d| digit(d))
+            {
+                after_digit = false;
+            } else {
+                break;
+            }
+            self.at += 1;
+        }
+        match self.peek() {
+            Some(b'_') => None,
+            _ => Some(out),
+        }
+    }
+
+    /// The length of a string prefix at the cursor (`r`, `u`, either case; not `b` or `f`,
+    /// whose literals are no JSON text) when a quote follows it, and whether it is raw.
+    fn prefix(&self) -> Option<(usize, bool)> {
+        let c = self.peek()?;
+        let quoted = matches!(self.s.get(self.at + 1), Some(b'"' | b'\''));
+        (quoted && matches!(c, b'r' | b'R' | b'u' | b'U')).then_some((1, matches!(c, b'r' | b'R')))
+    }
+
+    /// A string literal, or several side by side, which Python joins (`'a' "b"`), each with
+    /// an optional [`Self::prefix`].
+    fn strings(&mut self) -> Option<String> {
+        let mut out = String::new();
+        loop {
+            let raw = match self.prefix() {
+                Some((n, raw)) => {
+                    self.at += n;
+                    raw
+                }
+                None => false,
+            };
+            out.push_str(&self.string(raw)?);
+            let end = self.at;
+            self.ws();
+            if !matches!(self.peek(), Some(b'"' | b'\'')) && self.prefix().is_none() {
+                self.at = end;
+                return Some(out);
+            }
+        }
+    }
+
+    /// A string in either quote, single-line or triple-quoted, with Python's escapes (none in
+    /// a `raw` one, where a backslash keeps the character after it, a quote too).
+    fn string(&mut self, raw: bool) -> Option<String> {
         let quote = self.peek()?;
-        self.at += 1;
+        if !matches!(quote, b'"' | b'\'') {
+            return None;
+        }
+        let closes = |r: &Self, n: usize| {
+            r.s.get(r.at..r.at + n)
+                .is_some_and(|q| q.iter().all(|&c| c == quote))
+        };
+        let triple = closes(self, 3);
+        let width = if triple { 3 } else { 1 };
+        self.at += width;
         let mut out: Vec<u8> = Vec::new();
         loop {
+            if closes(self, width) {
+                self.at += width;
+                break;
+            }
             let c = self.peek()?;
             self.at += 1;
             match c {
-                _ if c == quote => break,
-                b'\n' => return None, // only triple-quoted strings span lines
+                b'\n' if !triple => return None, // only triple-quoted strings span lines
+                b'\\' if raw => {
+                    out.push(c);
+                    out.push(self.peek()?);
+                    self.at += 1;
+                }
                 b'\\' => self.escape(&mut out)?,
                 _ => out.push(c),
             }
@@ -359,161 +456,4 @@ fn push_char(out: &mut Vec<u8>, v: u32) -> Option<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn one(name: &str, args: Value) -> Vec<(String, Value)> {
-        vec![(name.to_string(), args)]
-    }
-
-    #[test]
-    fn reads_lists_of_calls_with_literal_arguments() {
-        assert_eq!(
-            parse("[get_weather(city='Paris', days=3)]"),
-            Some(one("get_weather", json!({"city": "Paris", "days": 3})))
-        );
-        assert_eq!(
-            parse(" \n[f(), g(x=-1.5e3, y=None, z=True, w=false,)]\n"),
-            Some(vec![
-                ("f".into(), json!({})),
-                (
-                    "g".into(),
-                    json!({"x": -1500.0, "y": null, "z": true, "w": false})
-                )
-            ])
-        );
-        let nested = r#"[search(q="a \"b\"\n\tc\\d \u00e9\x41\101 'q'", filters={'k': [1, 2.5, {"deep": null}], 3: "n"}, tags=[])]"#;
-        assert_eq!(
-            parse(nested),
-            Some(one(
-                "search",
-                json!({"q": "a \"b\"\n\tc\\d éAA 'q'", "filters": {"k": [1, 2.5, {"deep": null}], "3": "n"}, "tags": []})
-            ))
-        );
-        // Llama 4's markers, shown with special tokens.
-        assert_eq!(
-            parse("<|python_start|>[f(a=1)]<|python_end|>"),
-            Some(one("f", json!({"a": 1})))
-        );
-        // Non-ASCII text and a big unsigned integer.
-        assert_eq!(
-            parse("[f(s=\"日本\", n=18446744073709551615)]"),
-            Some(one("f", json!({"s": "日本", "n": 18446744073709551615u64})))
-        );
-    }
-
-    #[test]
-    fn anything_else_is_text() {
-        for text in [
-            "The weather is fine.",
-            "[]",
-            "[f(x=1)] and more",
-            "Sure: [f(x=1)]",
-            "[f(1)]",
-            "[f(x=y)]",
-            "[f(x=1+2)]",
-            "[f(x=(1, 2))]",
-            "[f(x=1, x=2)]",
-            "[f(x=1)",
-            "[f(x='a)]",
-            "[f(x='a\nb')]",
-            "[f(x={[1]: 2})]",
-            "[f(x=99999999999999999999)]",
-            "[f(x=1e999)]",
-            "[f(x='\\ud800')]",
-            "[f(x='\\N{BULLET}')]",
-            "[obj.f(x=1)]",
-            "[1f(x=1)]",
-            "[f(x=1)(y=2)]",
-            "[f(x=1),, g()]",
-            "[f(x=007)]",
-            "[f(x='\\x+1')]",
-            "[f(x='\\u+123')]",
-            "[f(from=1)]",
-            "[None(x=1)]",
-            "[class()]",
-            "[f(x=0x10)]",
-            "[f(x=1_000)]",
-            "[f(x=r'a')]",
-            "[f(x='a' 'b')]",
-        ] {
-            assert_eq!(parse(text), None, "{text}");
-        }
-        let deep = format!("[f(x={}{})]", "[".repeat(100), "]".repeat(100));
-        assert_eq!(parse(&deep), None, "past MAX_DEPTH");
-        let ok = format!("[f(x={}{})]", "[".repeat(10), "]".repeat(10));
-        assert!(parse(&ok).is_some());
-    }
-
-    /// Answers cut and spliced at random never panic, and whatever reads as calls writes back
-    /// as text that reads as the same calls.
-    #[test]
-    fn mutated_answers_never_panic_and_round_trip() {
-        use rand::{Rng, SeedableRng};
-        let seeds = [
-            r#"[f(a="x\"y", b=[1, -2.5e-3, {'k': None}], c=True), g()]"#,
-            "<|python_start|>[h(x='\\u00e9\\x41\\101', y={1: [[]]})]<|python_end|>",
-            "[f(n=18446744073709551615, m=-9223372036854775808, e=.5)]",
-        ];
-        let pieces: &[&str] = &[
-            "[", "]", "(", ")", "{", "}", "=", ",", "'", "\"", "\\", "e", "-", "é", "\n",
-        ];
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut calls_seen = 0;
-        for i in 0..20_000 {
-            let mut t: Vec<char> = seeds[i % seeds.len()].chars().collect();
-            for _ in 0..rng.random_range(1..4) {
-                let at = rng.random_range(0..=t.len());
-                match rng.random_range(0..3) {
-                    0 if at < t.len() => {
-                        t.remove(at);
-                    }
-                    1 => {
-                        let p = pieces[rng.random_range(0..pieces.len())];
-                        t.splice(at..at, p.chars());
-                    }
-                    _ => t.truncate(at),
-                }
-            }
-            let text: String = t.into_iter().collect();
-            if let Some(calls) = parse(&text) {
-                calls_seen += 1;
-                assert_eq!(parse(&write(&calls)).as_ref(), Some(&calls), "{text}");
-            }
-        }
-        assert!(
-            calls_seen > 100,
-            "only {calls_seen} mutated answers read as calls"
-        );
-    }
-
-    #[test]
-    fn what_write_gives_parse_reads_back() {
-        let calls = vec![
-            (
-                "f".to_string(),
-                json!({"s": "it's \"q\"\n\u{1}é", "n": -3, "x": 0.25, "b": [true, false, null],
-                       "o": {"k": {"l": []}}}),
-            ),
-            ("g".to_string(), json!({})),
-        ];
-        let text = write(&calls);
-        assert!(text.starts_with("[f(s=\"it's"), "{text}");
-        assert!(text.contains("b=[True, False, None]"), "{text}");
-        assert_eq!(parse(&text), Some(calls));
-        // Keys that are no Python name go in `**{...}`; zeros and exponents as Python writes them.
-        let odd = vec![(
-            "f".to_string(),
-            json!({"ok": 1, "my-key": "v", "class": 1e16, "z": 0, "zz": -0.0}),
-        )];
-        assert_eq!(
-            write(&odd),
-            r#"[f(ok=1, z=0, zz=-0.0, **{"my-key": "v", "class": 1e+16})]"#
-        );
-        assert_eq!(
-            parse("[f(a=00, b=0.0, c=00.5, d=-0)]"),
-            Some(one("f", json!({"a": 0, "b": 0.0, "c": 0.5, "d": 0})))
-        );
-    }
-}
+mod tests;
