@@ -245,12 +245,10 @@ impl WithBackend for &BenchArgs {
                     .with_context(|| format!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"))
             })
             .collect::<Result<_>>()?;
-        let mut adapters: Vec<PeftAdapter> = Vec::new();
         let path = args.model.model_path()?;
         let cfg = loaded.model.config.clone();
-        for (n, d) in args.model.adapter_specs()? {
-            adapters.push(PeftAdapter::load(&n, &d, &cfg)?);
-        }
+        let specs = args.model.adapter_specs()?;
+        let n_adapters = specs.len() + synthetic;
         let widest = cfg
             .hidden_size
             .min(cfg.intermediate_size)
@@ -261,41 +259,31 @@ impl WithBackend for &BenchArgs {
                 args.rank
             );
         }
-        for i in 0..synthetic {
-            adapters.push(synthetic_adapter(
-                &format!("syn{i}"),
-                &cfg,
-                args.rank,
-                &targets,
-                i as u64,
-            ));
-        }
-        if adapters.is_empty() {
-            bail!("no adapters: give --adapter NAME=DIR or --synthetic-adapters N");
-        }
-        loaded.model.set_adapters(&adapters)?;
-        let names = loaded.model.adapter_names().to_vec();
+        check_synthetic_memory(synthetic, &cfg, args.rank, &targets)?;
         let tok = loaded.tokenizer()?;
         let text = args.prompt.as_deref().unwrap_or(DEFAULT_PROMPT);
         let chat = tok.chat_template().is_some();
         let rendered = render_prompt(tok, chat, None, Some(text), None)?;
         let (ids, starts) = encode_prompt(tok, &rendered)?;
-        let routing = bench_routing(args, tok, &names)?;
+        // Each round's tokens are kept: a count past the context is refused, not allocated.
+        let room = loaded.model.max_context.saturating_sub(ids.len());
+        if new_tokens > room {
+            bail!(
+                "--new-tokens {new_tokens}: the prompt's {} tokens leave room for {room} in the context of {} (--max-context)",
+                ids.len(),
+                loaded.model.max_context
+            );
+        }
+        // Scenario flags are checked before any adapter is built (minutes for many).
         if args.fused.contains(&0) {
             bail!("--fused 0: each K (adapters fused) must be at least 1");
         }
-        if let Some(&k) = args.fused.iter().find(|&&k| k > adapters.len()) {
+        if let Some(&k) = args.fused.iter().find(|&&k| k > n_adapters) {
             bail!(
-                "--fused {k}: needs {k} adapters and {} are loaded (add --synthetic-adapters {k})",
-                adapters.len()
+                "--fused {k}: needs {k} adapters and {n_adapters} are loaded (add --synthetic-adapters {k})",
             );
         }
-        let mut plans = scenarios(
-            adapters.len(),
-            args.quick,
-            args.router.is_some(),
-            &args.fused,
-        );
+        let mut plans = scenarios(n_adapters, args.quick, args.router.is_some(), &args.fused);
         let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
         if let Some(bad) = args.only.iter().find(|o| {
             !plans.iter().any(|p| &p.name == *o)
@@ -313,6 +301,26 @@ impl WithBackend for &BenchArgs {
             );
         }
         plans.retain(|p| wanted(&p.name));
+        let mut adapters: Vec<PeftAdapter> = Vec::new();
+        for (n, d) in specs {
+            adapters.push(PeftAdapter::load(&n, &d, &cfg)?);
+        }
+        for i in 0..synthetic {
+            adapters.push(synthetic_adapter(
+                &format!("syn{i}"),
+                &cfg,
+                args.rank,
+                &targets,
+                i as u64,
+            ));
+        }
+        if adapters.is_empty() {
+            bail!("no adapters: give --adapter NAME=DIR or --synthetic-adapters N");
+        }
+        loaded.model.set_adapters(&adapters)?;
+        let names = loaded.model.adapter_names().to_vec();
+        let tok = loaded.tokenizer()?;
+        let routing = bench_routing(args, tok, &names)?;
         // The merged-weights floor and its f32 base (merging needs f32 weights), on the CPU.
         let merged = if args.quick
             || loaded.model.backend.name() != "cpu"
@@ -484,4 +492,35 @@ impl WithBackend for &BenchArgs {
 fn peer_error(name: &str, e: &anyhow::Error) -> Value {
     eprintln!("warning: peer {name}: {e:#}");
     serde_json::json!({"peers": {name: {"error": format!("{e:#}")}}})
+}
+
+/// Refuses `--synthetic-adapters n` whose adapters (host f32, and the backend's copy) would
+/// not fit the memory free now: 100,000 of rank 16 on SmolLM2 (19.5 MB each) were killed
+/// by the kernel at 24 GB. Where free memory is unknown (not Linux), nothing is checked.
+fn check_synthetic_memory(
+    n: usize,
+    cfg: &dlp_engine::ModelConfig,
+    rank: usize,
+    targets: &[LoraModule],
+) -> Result<()> {
+    let per_layer: usize = (targets.iter())
+        .map(|&m| {
+            let (n_in, n_out) = cfg.module_dims(m);
+            rank * (n_in + n_out) * 4
+        })
+        .sum();
+    let bytes = (n as u128) * (per_layer as u128) * (cfg.num_layers as u128) * 2;
+    let Some(free) = crate::bench_memory::available_bytes() else {
+        return Ok(());
+    };
+    if bytes > u128::from(free) {
+        bail!(
+            "--synthetic-adapters {n}: about {:.1} GB of adapters at rank {rank} ({:.1} MB each, \
+             with the backend's copy), more than the {:.1} GB of memory free",
+            bytes as f64 / 1e9,
+            bytes as f64 / n.max(1) as f64 / 1e6,
+            free as f64 / 1e9
+        );
+    }
+    Ok(())
 }

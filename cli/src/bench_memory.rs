@@ -186,6 +186,15 @@ impl MemoryModel {
     }
 }
 
+/// The memory free for a new allocation now (Linux's `MemAvailable`), bytes; None where it
+/// cannot be read.
+pub fn available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
 /// Streaming read bandwidth on the current rayon threads, GB/s: the best of seven passes
 /// summing a [`PROBE_BYTES`] buffer, each thread one contiguous part.
 pub fn stream_read_gbs() -> f64 {

@@ -145,7 +145,7 @@ pub struct ModelArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
-    /// CPU threads (default: all cores).
+    /// CPU threads (default: all cores; at most 4 per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Load every weight as f32 (4 bytes per parameter; the reference path). By default the
@@ -271,6 +271,10 @@ impl ModelArgs {
                 if n.is_empty() || d.is_empty() {
                     bail!("--adapter `{s}`: expected NAME=DIR with a non-empty name and directory");
                 }
+                // `--mix a=0.5,b=0.5` could never name it (as train-router refuses such labels).
+                if n.contains([',', '=']) || n.trim() != n {
+                    bail!("--adapter `{s}`: the name `{n}` may not hold `,` or `=` or start or end with a space (--mix could not name it)");
+                }
                 Ok((n.to_string(), PathBuf::from(d)))
             })
             .collect()
@@ -318,6 +322,16 @@ impl ModelArgs {
         if let Some(n) = self.threads {
             if n == 0 {
                 bail!("--threads must be at least 1");
+            }
+            // More threads than cores only contend, and tens of thousands fail to start (each
+            // its stack), which rayon reports as a panic.
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if n > 4 * cores {
+                bail!(
+                    "--threads {n}: at most {} (4 per core of this machine's {cores}); \
+                     more threads than cores only contend",
+                    4 * cores
+                );
             }
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
@@ -396,11 +410,15 @@ pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
             let (n, w) = part
                 .split_once('=')
                 .with_context(|| format!("--mix `{part}`: expected NAME=WEIGHT"))?;
-            let w: f32 = w
+            let w: f64 = w
                 .trim()
                 .parse()
                 .with_context(|| format!("--mix `{part}`: weight `{w}` is not a number"))?;
-            Ok((n.trim().to_string(), w))
+            // As f32 (the engine's), 3.5e38 would be reported as `inf`.
+            if w.is_finite() && w.abs() > f64::from(f32::MAX) {
+                bail!("--mix `{part}`: the weight is past f32's range (at most about 3.4e38)");
+            }
+            Ok((n.trim().to_string(), w as f32))
         })
         .collect()
 }

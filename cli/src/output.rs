@@ -37,6 +37,18 @@ pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
             path.display()
         );
     }
+    // Written beside as a temporary file, then renamed ([`write_atomic`]): that must be
+    // possible now, not after an evaluation of hours (`/proc/x.json` failed only then).
+    // A device or FIFO is written in place.
+    if !std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let probe = path.with_extension(format!("probe-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .with_context(|| format!("{flag} {}: cannot write there", link.display()))?;
+        let _ = std::fs::remove_file(&probe);
+    }
     Ok(())
 }
 

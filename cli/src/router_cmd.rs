@@ -93,11 +93,12 @@ pub struct TrainRouterArgs {
     /// AdamW decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
-    /// Token embedding width. Parameters ≈ vocab × this + the MLP (96 with SmolLM2's 49152-token
-    /// vocabulary: about 5M, the paper's size).
+    /// Token embedding width, 1 to 4096. Parameters ≈ vocab × this + the MLP (96 with SmolLM2's
+    /// 49152-token vocabulary: about 5M, the paper's size).
     #[arg(long, default_value_t = 96)]
     pub embed_dim: usize,
-    /// Hidden layer widths, comma-separated (three hidden layers = the paper's 4-layer MLP).
+    /// Hidden layer widths, comma-separated, each 1 to 16384, at most 16 (three hidden layers =
+    /// the paper's 4-layer MLP).
     #[arg(long, value_delimiter = ',', default_value = "384,384,192")]
     pub hidden: Vec<usize>,
     /// Tokens read per text (the same limit applies at inference).
@@ -412,6 +413,10 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let families = parse_families(&args.families)?;
     let mut inputs = crate::output::Inputs::default();
     inputs.router(Some(&args.router));
+    // The data too: `--json` naming a data file replaced it with the metrics.
+    for f in find_split_files(&args.data, &args.split)? {
+        inputs.file(&f);
+    }
     let outputs = [
         ("--json", args.json.as_deref(), false),
         ("--png", args.png.as_deref(), true),

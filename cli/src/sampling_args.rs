@@ -13,19 +13,19 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 128)]
     pub max_tokens: usize,
     /// Softmax temperature; 0 = greedy (deterministic argmax).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep only the K most likely tokens (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Nucleus sampling: keep the smallest set of tokens whose probability reaches P (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens less likely than MIN_P times the most likely one (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Penalise tokens already in the context (1 = off; 1.1 is a common choice).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repetition_penalty: f32,
     /// OpenAI's presence penalty, from -2 to 2: subtracted once from the logit of every token
     /// generated so far (0 = off; positive values favour new tokens).
@@ -38,7 +38,7 @@ pub struct SamplingArgs {
     /// Add BIAS (-100 to 100) to token ID's logit before sampling (repeatable; `dlp-run
     /// tokenize --text " Paris" --show-tokens` shows ids): -100 all but bans the token, 100
     /// all but forces it.
-    #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias, allow_negative_numbers = true)]
+    #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias, allow_hyphen_values = true)]
     pub logit_bias: Vec<(u32, f32)>,
     /// Random seed: the same seed gives the same text.
     #[arg(long, default_value_t = 0)]

@@ -333,7 +333,7 @@ pub fn generate_each<B: Backend>(
     let ctx = model.max_context;
     let capacity = requests
         .iter()
-        .map(|r| r.prompt.len() + r.params.max_tokens.max(1))
+        .map(|r| r.prompt.len().saturating_add(r.params.max_tokens.max(1)))
         .max()
         .unwrap_or(2)
         .clamp(2, ctx.max(2));

@@ -97,6 +97,10 @@ impl Default for TrainConfig {
     }
 }
 
+/// The widest hidden layer taken (a 16,384-square layer is 1 GB of f32); the embedding width
+/// is at most a quarter of it.
+const MAX_WIDTH: usize = 16_384;
+
 impl TrainConfig {
     /// Checks every hyper-parameter's range before any data is read, so a bad value is an
     /// error naming it (burn asserts on some of them, and others train a useless router).
@@ -112,14 +116,24 @@ impl TrainConfig {
                 got,
             })
         };
-        if self.embed_dim == 0 {
-            return bad("embed_dim", "at least 1", "0".into());
+        // Past these the tables do not fit memory (a 49,152-token vocabulary at width 4,096
+        // is 0.8 GB, with AdamW's two moments 2.4 GB; --embed-dim 1000000 asked for 196 GB
+        // and aborted the process), and the paper's router is 5M parameters.
+        if !(1..=MAX_WIDTH / 4).contains(&self.embed_dim) {
+            return bad("embed_dim", "from 1 to 4096", self.embed_dim.to_string());
         }
-        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+        if let Some(i) = (self.hidden.iter()).position(|w| !(1..=MAX_WIDTH).contains(w)) {
             return bad(
                 "hidden",
-                "widths of at least 1",
-                format!("0 at position {}", i + 1),
+                "widths from 1 to 16384",
+                format!("{} at position {}", self.hidden[i], i + 1),
+            );
+        }
+        if self.hidden.len() > 16 {
+            return bad(
+                "hidden",
+                "at most 16 layers",
+                format!("{} layers", self.hidden.len()),
             );
         }
         if self.max_tokens == 0 {

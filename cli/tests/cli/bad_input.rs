@@ -34,6 +34,23 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&qv_cpu, &["--mix", "nope=1", "--prompt", "hi"]),
         &["--mix: mixture names adapter `nope`", "not loaded"],
     );
+    let comma = format!("a,b={}", d.join("adapters/qv_r8").display());
+    fails_with(
+        &args(&gen_cpu, &["--adapter", &comma, "--prompt", "hi"]),
+        &["--adapter", "the name `a,b` may not hold `,`"],
+    );
+    fails_with(
+        &args(&qv_cpu, &["--mix", "qv=3.5e38", "--prompt", "hi"]),
+        &["--mix `qv=3.5e38`: the weight is past f32's range"],
+    );
+    fails_with(
+        &args(&gen_cpu, &["--threads", "100000", "--prompt", "hi"]),
+        &["--threads 100000: at most", "per core"],
+    );
+    fails_with(
+        &args(&gen_cpu, &["--temperature", "-1", "--prompt", "hi"]),
+        &["--temperature -1: must be finite and >= 0"],
+    );
     fails_with(
         &[
             "generate",
@@ -188,6 +205,36 @@ fn bad_input_exits_non_zero_with_a_message() {
     assert_ne!(results[0]["finish_reason"], "non_finite", "{v}");
     assert!(results[0]["completion_tokens"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(results[1]["finish_reason"], "non_finite", "{v}");
+    // The largest --max-tokens runs to the context (prompt + max_tokens wrapped to a cache of
+    // one token, which ended the answer after one with "context").
+    let one = tmp.path().join("one.jsonl");
+    std::fs::write(&one, "{\"prompt\": \"hi\"}\n").unwrap();
+    let max = u64::MAX.to_string();
+    let out = run(&args(
+        &qv_cpu,
+        &[
+            "--prompts",
+            one.to_str().unwrap(),
+            "--max-tokens",
+            &max,
+            "--min-tokens",
+            "64",
+            "--max-context",
+            "24",
+            "--json",
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["finish_reason"], "context", "{v}");
+    assert!(
+        v["results"][0]["completion_tokens"].as_u64().unwrap() > 1,
+        "{v}"
+    );
     // Flags that would be silently ignored, and prompt-file errors that name their line.
     fails_with(
         &args(&gen_cpu, &["--system", "be brief", "--prompt", "hi"]),
@@ -417,10 +464,48 @@ fn bad_input_exits_non_zero_with_a_message() {
             &[&format!("--rank {rank}"), "from 1 to 192"],
         );
     }
+    // Refused before anything is allocated: a token count past the context (a capacity
+    // overflow panic before), adapters past free memory (killed by the kernel before).
+    let bench_cpu = ["bench", "--backend", "cpu", "-m", m, "--quick"];
+    let max = u64::MAX.to_string();
+    fails_with(
+        &args(
+            &["bench", "--backend", "cpu", "-m", m],
+            &["--new-tokens", &max],
+        ),
+        &["--new-tokens 18446744073709551615", "leave room for"],
+    );
+    fails_with(
+        &args(&bench_cpu, &["--synthetic-adapters", "100000000"]),
+        &["--synthetic-adapters 100000000", "GB of memory free"],
+    );
+    fails_with(
+        &args(&bench_cpu, &["--only", "nope", "--synthetic-adapters", "3"]),
+        &["--only: no scenario `nope`"],
+    );
+    // An output that cannot be written is refused before the run (after it, before).
+    fails_with(
+        &args(&bench_cpu, &["--json", "/proc/dlp-run-x.json"]),
+        &["--json /proc/dlp-run-x.json: cannot write there"],
+    );
     // Router hyper-parameters are checked before any data is read (burn would panic on these).
     for (flag, value, want) in [
         ("--dropout", "1.5", "--dropout must be in [0, 1), got 1.5"),
-        ("--hidden", "384,0", "--hidden must be widths of at least 1"),
+        (
+            "--hidden",
+            "384,0",
+            "--hidden must be widths from 1 to 16384, got 0 at position 2",
+        ),
+        (
+            "--hidden",
+            "100000000",
+            "--hidden must be widths from 1 to 16384",
+        ),
+        (
+            "--embed-dim",
+            "1000000",
+            "--embed-dim must be from 1 to 4096, got 1000000",
+        ),
         ("--lr", "-1", "--lr must be finite and > 0, got -1"),
         (
             "--dev-fraction",

@@ -132,6 +132,23 @@ fn train_router_extend_end_to_end() {
     ] {
         eval_fails(&[flag, &s(&bad)], &[flag, says]);
     }
+    // The data it reads is no output (it was replaced by the metrics): a copy, kept whole.
+    let copy = tmp.path().join("dev-copy.jsonl");
+    std::fs::copy(&dev, &copy).unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    fails_with(
+        &[
+            "eval-router",
+            "--router",
+            &ext_arg,
+            "--data",
+            &s(&copy),
+            "--json",
+            &s(&copy),
+        ],
+        &["--json", "which this run reads"],
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
 
     fails_with(
         &[

@@ -217,7 +217,18 @@ pub(super) fn render(
     );
     env.add_function("strftime_now", strftime_now);
     env.add_function("__percent_format", percent_format);
+    // A template's loops have no bound of their own (two nested `range(100000)` spun for
+    // minutes): a budget of steps, growing with the conversation.
+    let fuel = TEMPLATE_FUEL + TEMPLATE_FUEL_PER_MESSAGE * req.messages.len() as u64;
+    env.set_fuel(Some(fuel));
     let fail = |e: minijinja::Error| {
+        if e.kind() == ErrorKind::OutOfFuel {
+            return Error::invalid(format!(
+                "chat template: it ran past {fuel} steps ({TEMPLATE_FUEL} and \
+                 {TEMPLATE_FUEL_PER_MESSAGE} per message) without finishing: a loop that does \
+                 not end, or one far longer than a conversation needs"
+            ));
+        }
         let mut msg = format!("chat template: {e}");
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -296,6 +307,12 @@ pub const RENDERER_SETS: [&str; 14] = [
     "strftime_now",
     "__percent_format",
 ];
+
+/// The steps (minijinja's fuel: about one per instruction) a template may take, and more
+/// per message. SmolLM2's and Llama 3's templates take a few hundred per message; 1e10
+/// steps of a runaway loop would take minutes.
+const TEMPLATE_FUEL: u64 = 20_000_000;
+const TEMPLATE_FUEL_PER_MESSAGE: u64 = 100_000;
 
 /// Marks the end of the final message's text for `continue_final_message` (private-use
 /// characters no tokenizer text or template writes).

@@ -277,3 +277,16 @@ fn developer_is_system_unless_the_template_names_it() {
         "<system>S<system>D<user>u<system>E"
     );
 }
+
+/// A template whose loops do not end in a conversation's time is stopped with a message
+/// (two nested `range(100000)` spun for minutes).
+#[test]
+fn runaway_templates_run_out_of_steps() {
+    let t = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    let e = render(t, &msgs(&[("user", "hi")]), false, None, None).unwrap_err();
+    assert!(e.to_string().contains("ran past 20100000 steps"), "{e}");
+    // An ordinary template over many messages stays within its budget.
+    let t = "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}";
+    let many: Vec<(&str, &str)> = (0..20_000).map(|_| ("user", "hello there")).collect();
+    assert!(render(t, &msgs(&many), true, None, None).is_ok());
+}
