@@ -118,8 +118,9 @@ pub fn select_config(
     max_adapters: usize,
     fusion: FusionChoice,
 ) -> Result<SelectConfig> {
-    if !(0.0..=1.0).contains(&route_p) {
-        anyhow::bail!("--route-p must lie in 0..=1, got {route_p}");
+    // The range eval and eval-router take.
+    if !(route_p > 0.0 && route_p <= 1.0) {
+        anyhow::bail!("--route-p {route_p}: the top-p threshold must lie in (0, 1]");
     }
     Ok(SelectConfig {
         top_p: Some(route_p),

@@ -231,6 +231,20 @@ fn bad_data_gets_clear_errors() {
     let out = run(&argv);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    // --compose past the tasks loaded is refused before any mode runs (after them, before).
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(s.model_args(&["boolq"]));
+    args.extend(["--modes", "base", "--compose", "50", "--data"].map(String::from));
+    args.push(write("one-task.jsonl", good));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--compose 50: composing needs at least 2 tasks"),
+        "{err}"
+    );
+    assert!(!err.contains("examples, modes"), "a mode ran first: {err}");
 }
 
 /// An adapter that overflows the forward pass (its B scaled by 1e30; it loads): every answer

@@ -305,6 +305,11 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         }
     }
     let item_refs: Vec<&Item> = items.iter().collect();
+    // Composed prompts are made (and --compose checked against the tasks loaded) before any
+    // mode runs: a bad value failed only after the whole evaluation.
+    let composed_prompts = (args.compose.iter())
+        .map(|&k| Ok((k, data::compose(&tasks, k, args.compose_n, args.seed)?)))
+        .collect::<Result<Vec<_>>>()?;
     let cx = Ctx {
         model,
         tok,
@@ -364,9 +369,8 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         }
     }
     let mut composed = BTreeMap::new();
-    for &k in &args.compose {
-        let prompts = data::compose(&tasks, k, args.compose_n, args.seed)?;
-        composed.insert(k, compose_runs(args, &cx, &prompts, &routers, names.len())?);
+    for (k, prompts) in &composed_prompts {
+        composed.insert(*k, compose_runs(args, &cx, prompts, &routers, names.len())?);
     }
     let runs_summary: Vec<(String, Vec<String>)> = runs
         .iter()

@@ -405,6 +405,15 @@ fn bad_input_exits_non_zero_with_a_message() {
             &["--device", "router-wgpu"],
         );
     }
+    // The same training file twice (its examples counted twice, and copies in the dev split).
+    let twice = tempfile::tempdir().unwrap();
+    let data = twice.path().join("a.jsonl");
+    std::fs::write(&data, "{\"text\": \"hi\", \"label\": \"a\"}\n").unwrap();
+    let dup = data.to_str().unwrap();
+    fails_with(
+        &["train-router", "--data", dup, dup, "--out", "no/out"],
+        &["--data reads", "a.jsonl twice"],
+    );
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
     for (flags, want) in [
