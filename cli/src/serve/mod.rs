@@ -8,6 +8,7 @@
 
 mod adapters;
 pub(crate) mod api;
+mod body;
 mod chat;
 mod error;
 mod format;
