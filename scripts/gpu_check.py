@@ -46,8 +46,12 @@ stage), gpu_check_report.py (the summary and what goes to $OUT).
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
 "bf16c-exp bf16c f32 bf16"; bf16c-exp-without-<path>[+<path>...]: bf16c-exp with those
 --cuda-experimental paths off, and those that ride on them; bf16c-exp-no-batch-lora is
-bf16c-exp-without-batch-lora), PEERS=none
-(skip transformers+PEFT), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
+bf16c-exp-without-batch-lora; bf16c-exp-lora-f32: bf16c-exp without --cuda-lora-bf16;
+bf16c-fast: bf16c-exp with --cuda-experimental fast, the paths measured fastest; the narrowing
+and the probes below apply only when bf16c-exp is the first mode),
+BENCH_ARGS (the benches' scenarios instead of base,single,fused3,batch32 at 64 tokens, 3 rounds),
+PEERS=none
+(skip transformers+PEFT), SERVE=none (skip the serve stage), CTX4K=none (skip the ~4,000-token benches), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
 "none" skips the profile; default base,fused3 for nsys and base for ncu), SWEEP (kernel tuning settings benched on the
 first shape after the first figures, e.g. "default matvec_unroll=8 matvec_warps=4": each a
 DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), LORA_SWEEP (settings lora_bench

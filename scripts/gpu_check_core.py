@@ -3,6 +3,7 @@ environment; gpu_check.py's docstring lists them), its state (the steps recorded
 running, the stop flag) and the step runner, which keeps every step inside the budget, kills a
 timed-out step's whole process group and records each step's status."""
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -53,8 +54,11 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "inline-shrink": ["decode-matvec", "fused-lora", "dependent-launch"],
          "tiled-lora": [], "inline-combine": ["split-attention"],
          "rope-in-attention": ["fused-kv-store"], "fused-silu": ["decode-matvec"],
-         "norm-in-matvec": ["decode-matvec"], "kv-copy": []}
+         "norm-in-matvec": ["decode-matvec"], "kv-copy": [],
+         "expand-launch": ["decode-matvec", "fused-lora"]}
 WITHOUT = "bf16c-exp-without-"
+# The paths `--cuda-experimental fast` leaves out (measured slower on the H200; cli/src/common.rs).
+SLOWER = {"fused-silu", "norm-in-matvec", "inline-shrink"}
 
 
 def without_mode(name):
@@ -78,7 +82,11 @@ def paths_in(flags):
     if "--cuda-experimental" not in flags:
         return []
     named = flags[flags.index("--cuda-experimental") + 1].split(",")
-    return list(PATHS) if "all" in named else named
+    if "all" in named:
+        return list(PATHS)
+    if "fast" in named:
+        return [p for p in PATHS if p not in SLOWER or p in named]
+    return named
 
 
 def with_paths(flags, paths):
@@ -89,6 +97,11 @@ def with_paths(flags, paths):
 # bf16c-exp without batch-lora (decode batches' LoRA on tiled-lora, sgmv in the last H200 run;
 # the other paths as bf16c-exp), the name earlier runs used.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = without_mode(WITHOUT + "batch-lora")
+# --cuda-experimental fast (every path but the three measured slower on the H200), as the
+# other flags of bf16c-exp.
+MODE_FLAGS["bf16c-fast"] = EXP_ALL[:-1] + ["fast"]
+# bf16c-exp with the LoRA stacks in f32 (no --cuda-lora-bf16): that flag's effect alone.
+MODE_FLAGS["bf16c-exp-lora-f32"] = [f for f in EXP_ALL if f != "--cuda-lora-bf16"]
 for _mode in MODES:
     try:
         _flags = without_mode(_mode)
@@ -104,7 +117,10 @@ PIECES = [
      for p in PATHS]
 # Model sizes, for making the small ones first.
 SIZE = {"tiny": 0, "small": 1, "1b": 2, "7b": 3, "8b": 4}
-FULL = ["--only", "base,single,fused3,batch32", "--new-tokens", "64", "--rounds", "3"]
+# The benches' scenarios; BENCH_ARGS replaces them (e.g. "--only base,single,fused3
+# --new-tokens 32 --rounds 2" for a run of many modes that times the LoRA paths alone).
+FULL = (shlex.split(os.environ["BENCH_ARGS"]) if os.environ.get("BENCH_ARGS") else
+        ["--only", "base,single,fused3,batch32", "--new-tokens", "64", "--rounds", "3"])
 SHORT = ["--only", "base,fused3,batch32", "--new-tokens", "8", "--rounds", "1"]
 
 runs = []  # report.Run records, in the order they finished

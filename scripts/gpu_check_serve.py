@@ -157,7 +157,7 @@ def runtime_adapters(url):
 
 def shares_prefixes(flags):
     """Whether `dlp-run serve` with `flags` shares prompt prefixes: on the CPU always, on CUDA
-    with --cuda-experimental kv-copy (or all)."""
+    with --cuda-experimental kv-copy (or fast, or all)."""
     return BACKEND != "cuda" or "kv-copy" in paths_in(flags)
 
 
@@ -342,6 +342,8 @@ def serve(bins, maker, first_failed=False):
     alone when the first mode's benchmark already failed (`first_failed`)."""
     if not SHAPES:
         return None
+    if os.environ.get("SERVE") == "none":
+        return record("serve", "-", "not run (SERVE=none)")
     shape = min(SHAPES, key=lambda s: SIZE.get(s, 9))
     if SIZE.get(shape, 9) > SIZE["1b"]:
         # As the golden stage: a larger model's load would take the benchmarks' time.

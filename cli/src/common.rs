@@ -43,7 +43,7 @@ pub enum CudaExperimental {
     /// (needs --cuda-bf16-weights or --cuda-bf16-compute to matter).
     DecodeMatvec,
     /// With decode-matvec: the LoRA of q/k/v (gate/up, ...) in two launches, expands in the
-    /// matvec. Its expands' entry table came after its H200 run.
+    /// matvec. Passed on an H200, its entry table with the tiny models.
     FusedLora,
     /// Small ops of decode steps (norms, KV store) on grids that fill the GPU.
     WideGrids,
@@ -66,31 +66,58 @@ pub enum CudaExperimental {
     /// kernel before it finishes.
     DependentLaunch,
     /// Decode steps decode-matvec does not take: a q/k/v or gate/up group's LoRA in two
-    /// launches. Not yet run on a GPU.
+    /// launches. Passed on an H200 (tiny models).
     BatchLora,
     /// With fused-lora: each group's LoRA shrink runs in its matvec's grid, no launch of its
-    /// own; replaces fused-shrink. Not yet run on a GPU.
+    /// own; replaces fused-shrink. Passed on an H200 (tiny
+    /// models); measured slower there than without it (7B: 3 adapters 7.3 ms a step, 5.9 without).
     InlineShrink,
     /// LoRA of prefill and batches over tiles of 8 tokens on CUDA cores, a row read once per
-    /// tile; replaces sgmv. Not yet run on a GPU.
+    /// tile; replaces sgmv. Passed on an H200 (tiny models).
     TiledLora,
     /// With split-attention: the last split block of each head merges the splits, no combine
-    /// launch. Not yet run on a GPU.
+    /// launch. Passed on an H200 (tiny models).
     InlineCombine,
-    /// With fused-kv-store: decode steps rotate q and k inside attention, no rope launch. Not
-    /// yet run on a GPU.
+    /// With fused-kv-store: decode steps rotate q and k inside attention, no rope launch.
+    /// Passed on an H200 (tiny models).
     RopeInAttention,
-    /// With decode-matvec: the gate/up matvec stores silu(gate) * up, no silu_mul launch. Not
-    /// yet run on a GPU.
+    /// With decode-matvec: the gate/up matvec stores silu(gate) * up, no silu_mul launch.
+    /// Passed on an H200 (tiny models).
     FusedSilu,
     /// With decode-matvec: the o and down matvecs of 1-2 tokens add the residual and norm it,
-    /// no add_rms_norm launch. Not yet run on a GPU.
+    /// no add_rms_norm launch. Passed on an H200 (tiny models).
+    /// With fused-silu, measured slower there (7B base decode 226 tok/s, 257 without both).
     NormInMatvec,
     /// serve's prefix sharing: a prompt that starts as a running one's copies its KV rows on
-    /// the GPU instead of computing them. Not yet run on a GPU.
+    /// the GPU instead of computing them. Passed on an H200 (tiny models).
     KvCopy,
+    /// With fused-lora: a decode step's LoRA around the plain matvec (one shrink launch before
+    /// it, one expand launch after it) instead of in its epilogue; replaces inline-shrink and
+    /// the silu/norm folds for LoRA groups. Passed on an H200 (tiny models); there 3 fused
+    /// adapters took 5.0 ms a 7B step, 5.5 with the expands in the matvec.
+    ExpandLaunch,
+    /// Every path above but fused-silu, norm-in-matvec and inline-shrink, which measured
+    /// slower on an H200: the fastest set measured there (7B: base decode 257 tok/s, 3 fused
+    /// adapters 200 tok/s; with all, 226 and 198).
+    Fast,
     /// Every path above.
     All,
+}
+
+impl CudaExperimental {
+    /// The paths `fast` leaves out: each measured slower on an H200 than without it.
+    const SLOWER: [CudaExperimental; 3] = [
+        CudaExperimental::FusedSilu,
+        CudaExperimental::NormInMatvec,
+        CudaExperimental::InlineShrink,
+    ];
+
+    /// Whether this name turns `path` on: itself, `all`, or `fast` for a path it keeps.
+    fn turns_on(self, path: CudaExperimental) -> bool {
+        self == path
+            || self == CudaExperimental::All
+            || (self == CudaExperimental::Fast && !Self::SLOWER.contains(&path))
+    }
 }
 
 impl ModelArgs {
@@ -119,12 +146,10 @@ impl ModelArgs {
         f
     }
 
-    /// Whether `--cuda-experimental` turns on `path` (directly or through `all`).
+    /// Whether `--cuda-experimental` turns on `path` (directly, or through `all` or `fast`).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn cuda_experimental_on(&self, path: CudaExperimental) -> bool {
-        self.cuda_experimental
-            .iter()
-            .any(|&e| e == path || e == CudaExperimental::All)
+        self.cuda_experimental.iter().any(|&e| e.turns_on(path))
     }
 }
 
@@ -195,17 +220,18 @@ pub struct ModelArgs {
     pub cuda_kv_bf16: bool,
     /// With --backend cuda: turn on GPU paths written without a GPU, off by default until a
     /// GPU run has verified them (scripts/gpu-check.sh). A comma-separated list of the paths
-    /// below, or `all`. Every path passed every CUDA test on an H200, alone and all together
-    /// (the latest ones on the tiny test models only); with --cuda-bf16-compute and `all` a
-    /// model of Llama-2-7B's shape decoded at 226 tok/s there, against 143 without them. fused-norm, fused-rope,
-    /// fused-kv-store, inline-combine, rope-in-attention, fused-silu and norm-in-matvec fold a
-    /// launch into another and are tested to give the unfused kernels' values bit for bit;
-    /// fused-shrink, dependent-launch and graphs change only how the same kernels are
-    /// launched; inline-shrink gives fused-lora's values bit for bit (checked on the CPU
-    /// emulator); the others add in another order (tested within the f32 tolerance, 2e-3), and
-    /// sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2 with its task
-    /// adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for CUDA (KV rows
-    /// copied, not computed: the values a full prompt's computation gives, within float
+    /// below, `fast` or `all`. Every path passed every CUDA test on an H200, alone and all
+    /// together (the latest ones on the tiny test models only). With --cuda-bf16-compute on a
+    /// model of Llama-2-7B's shape there: `fast` decoded 257 tok/s (3 fused adapters: 200),
+    /// `all` 226 (198), none of them 143. fused-norm, fused-rope, fused-kv-store,
+    /// inline-combine, rope-in-attention, fused-silu and norm-in-matvec fold a launch into
+    /// another and are tested to give the unfused kernels' values bit for bit; fused-shrink,
+    /// dependent-launch and graphs change only how the same kernels are launched; inline-shrink
+    /// gives fused-lora's values bit for bit (checked on the CPU emulator); the others add in
+    /// another order (tested within the f32 tolerance, 2e-3; expand-launch, which needs bf16
+    /// weights, within the bf16 compute mode's bound), and sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2 with its task
+    /// adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for CUDA (KV
+    /// rows copied, not computed: the values a full prompt's computation gives, within float
     /// rounding). README.md's Backends section describes each path.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
@@ -436,4 +462,27 @@ pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<
             None => e.into(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CudaExperimental as X;
+    use clap::ValueEnum;
+
+    /// `fast` is every path but the three measured slower; `all` every path; a path itself.
+    #[test]
+    fn fast_keeps_every_path_but_the_slower_ones() {
+        let paths: Vec<X> = X::value_variants()
+            .iter()
+            .copied()
+            .filter(|p| !matches!(p, X::All | X::Fast))
+            .collect();
+        assert_eq!(paths.len(), 20);
+        for &p in &paths {
+            let slower = matches!(p, X::FusedSilu | X::NormInMatvec | X::InlineShrink);
+            assert_eq!(X::Fast.turns_on(p), !slower, "{p:?}");
+            assert!(X::All.turns_on(p) && p.turns_on(p), "{p:?}");
+        }
+        assert!(!X::DecodeMatvec.turns_on(X::FusedLora));
+    }
 }

@@ -215,6 +215,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             fused_silu: on(CudaExperimental::FusedSilu),
             norm_in_matvec: on(CudaExperimental::NormInMatvec),
             kv_copy: on(CudaExperimental::KvCopy),
+            expand_launch: on(CudaExperimental::ExpandLaunch),
         },
         poison_scratch: false,
         tune: None,

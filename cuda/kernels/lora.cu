@@ -128,8 +128,9 @@ __device__ __forceinline__ T pick3(const T (&a)[3], int j) {
 
 // The stacks of up to LORA_JOBS modules that read the same x (q/k/v, gate/up), by device
 // pointers; the shrinks of all of them run as one launch (`lora_shrink_jobs`) and their
-// expands inside the decode matvec (`matvec_bf16_lora_r*` in matmul.cu) or, for the decode
-// batches it does not take, as one more launch (`lora_expand_jobs`, `batch-lora`).
+// expands inside the decode matvec (`matvec_bf16_lora_r*` in matmul.cu) or as one more launch
+// (`lora_expand_jobs`: after the plain matvec with `expand-launch`, or for the decode batches
+// it does not take with `batch-lora`).
 #define LORA_JOBS 3
 struct LoraJobs {
     unsigned long long a[LORA_JOBS];   // const float* (or bf16 bits): stacked A [rank, in_dim]
@@ -324,6 +325,28 @@ extern "C" __global__ void lora_shrink_jobs(const float* __restrict__ x, int in_
 }
 #endif
 
+// acc + sum_{i < rank} u[i] * b[i * n] (b: B^T at the entry's first row and this thread's
+// feature), added in order of i. The loads of EXPAND_BATCH terms are issued before their
+// products: a loop that used each value right after its load waited for the loads one by one
+// (rank round trips to DRAM per entry, the expand's whole time at a decode step). For
+// lora_expand_jobs only: in the segment expand (64 tokens, many blocks resident) it measured
+// slower on the H200 (lora_bench's pair 27.6 -> 33.4 us), so that one keeps its plain loop.
+#define EXPAND_BATCH 8
+template <typename T>
+__device__ __forceinline__ float expand_terms(float acc, const T* __restrict__ b, int n,
+                                              int rank, const float* u) {
+    for (int i0 = 0; i0 < rank; i0 += EXPAND_BATCH) {
+        float v[EXPAND_BATCH];
+#pragma unroll
+        for (int q = 0; q < EXPAND_BATCH; q++)
+            v[q] = i0 + q < rank ? lora_val(b, (size_t)(i0 + q) * n) : 0.0f;
+#pragma unroll
+        for (int q = 0; q < EXPAND_BATCH; q++)
+            if (i0 + q < rank) acc += u[i0 + q] * v[q];
+    }
+    return acc;
+}
+
 // Where the expands of lora_expand_jobs add: job z's output [T, n[z]] (n = 0: no job).
 struct LoraOuts {
     unsigned long long out[LORA_JOBS];  // float*
@@ -333,8 +356,9 @@ struct LoraOuts {
 // The host's `LoraOuts` (cuda/src/fused_linears.rs) has this size; its test checks offsets.
 static_assert(sizeof(LoraOuts) == 40, "LoraOuts: 40 bytes");
 
-// `batch-lora`: the expands of the steps the decode matvec does not take (decode batches past
-// its 8 rows), after the modules' base products: out_z[t, f] += sum_k sum_{i < rank_k}
+// The expands of a group after its modules' base products: the plain decode matvec's
+// (`expand-launch`), or those of the steps the matvec does not take (`batch-lora`: decode
+// batches past its 8 rows): out_z[t, f] += sum_k sum_{i < rank_k}
 // u_z[t, k, i] * B^T_z[off_k + i, f], u being lora_shrink_jobs' partial sums added in chunk
 // order (already scaled) and (off_k, rank_k) its entry table. Every module of the launch in
 // one grid, each (token, entry) read from the tables once per block instead of once per term.
@@ -363,12 +387,12 @@ extern "C" __global__ void lora_expand_jobs(LoraJobs lj, LoraOuts o) {
     for (int k = 0; k < lj.mix_k; k++) {
         const int off = es[2 * k], rank = es[2 * k + 1];
         const float* uk = us + k * mr;
-        for (int i = 0; i < rank; i++) {
-            const size_t at = (size_t)(off + i) * n + f;
-            const float b = lj.ab_bf16 ? lora_val(reinterpret_cast<const lora_bf16*>(lj.bt[z]), at)
-                                       : reinterpret_cast<const float*>(lj.bt[z])[at];
-            acc += uk[i] * b;
-        }
+        const size_t at = (size_t)off * n + f;
+        if (lj.ab_bf16)
+            acc = expand_terms(acc, reinterpret_cast<const lora_bf16*>(lj.bt[z]) + at, n, rank,
+                               uk);
+        else
+            acc = expand_terms(acc, reinterpret_cast<const float*>(lj.bt[z]) + at, n, rank, uk);
     }
     reinterpret_cast<float*>(pick3(o.out, z))[(size_t)t * n + f] += acc;
 }

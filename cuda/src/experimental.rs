@@ -87,14 +87,14 @@ pub struct Experimental {
     /// warp computes gate row f then up row f, their LoRA expands included, and applies
     /// `silu_mul`'s expression) instead of both products and a `silu_mul` launch after them:
     /// one launch fewer per layer, the same values. Not where the LoRA runs outside the
-    /// matvec (without `fused-lora`). Written without a GPU; passed on an H200 with the tiny test models.
+    /// matvec (without `fused-lora`, or with `expand-launch`). Written without a GPU; passed on an H200 with the tiny test models.
     pub fused_silu: bool,
     /// With `decode-matvec`: the o and down matvecs of a decode step of one or two tokens also
     /// do the residual add and RMSNorm that read their output (`add_rms_norm`): the block that
     /// finishes last applies them, adding the sums in `add_rms_norm`'s order (the `_norm`
     /// entries), instead of an `add_rms_norm` launch (or `add` and `rms_norm`) after the
     /// matvec: two launches fewer per layer, the same values. Not where the LoRA runs outside
-    /// the matvec (without `fused-lora`). Written without a GPU; passed on an H200 with the tiny test models.
+    /// the matvec (without `fused-lora`, or with `expand-launch`). Written without a GPU; passed on an H200 with the tiny test models.
     pub norm_in_matvec: bool,
     /// Prefix sharing in the scheduler ([`dlp_engine::Backend::copy_kv`]): a sequence whose
     /// prompt starts as a running one's copies that one's KV rows with a device-to-device copy
@@ -103,6 +103,19 @@ pub struct Experimental {
     /// through the host. Without it, every prompt is computed in full. Written without a GPU:
     /// passed on an H200 with the tiny test models.
     pub kv_copy: bool,
+    /// With `fused-lora`: a decode step's LoRA around the plain matvec instead of in its
+    /// epilogue: every module's shrink in one launch, the matvec as without LoRA, then every
+    /// module's expand in one launch (`lora_expand_jobs`, as `batch-lora`) adding into the
+    /// products. On the H200 the fused epilogue held each warp's weight stream behind its
+    /// expand's loads (the LoRA matvecs ran at 25-49% of the DRAM bandwidth; 3 fused adapters
+    /// added 1.4 ms to a 4.5 ms 7B step, 2.7 ms with `inline-shrink`); this keeps the matvec's
+    /// speed and adds two small launches per group. Takes the place of `inline-shrink` and
+    /// `fused-shrink`, and of the `fused-silu` and `norm-in-matvec` folds for the groups with
+    /// LoRA (their products are not final in the matvec). Written without a GPU; passed on an
+    /// H200 with the tiny test models (bf16 compute), where on the 7B shape (the folds off) 3
+    /// fused adapters decoded 199.6 tok/s against 182.6 with the expands in the epilogue (base
+    /// 257.4); on the 1B shape 676.7 against 744.1 (two launches more weigh more there).
+    pub expand_launch: bool,
 }
 
 impl Experimental {
@@ -127,6 +140,7 @@ impl Experimental {
         fused_silu: false,
         norm_in_matvec: false,
         kv_copy: false,
+        expand_launch: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -149,6 +163,7 @@ impl Experimental {
         fused_silu: true,
         norm_in_matvec: true,
         kv_copy: true,
+        expand_launch: true,
     };
 }
 
@@ -168,6 +183,20 @@ impl Experimental {
             (self.fused_lora && !matvec, "fused-lora", "decode-matvec"),
             (self.fused_shrink && !fused, "fused-shrink", "fused-lora"),
             (self.inline_shrink && !fused, "inline-shrink", "fused-lora"),
+            (self.expand_launch && !fused, "expand-launch", "fused-lora"),
+            // expand-launch takes every LoRA group whose expand fits its shared memory (mix_k x
+            // (max rank + 2) up to 12,288): the shrink is then a plain launch of its own and no
+            // matvec waits for it in an epilogue.
+            (
+                fused && self.expand_launch && self.fused_shrink,
+                "fused-shrink",
+                "expand-launch off",
+            ),
+            (
+                fused && self.expand_launch && self.inline_shrink,
+                "inline-shrink",
+                "expand-launch off",
+            ),
             (
                 self.dependent_launch && !matvec,
                 "dependent-launch",
@@ -211,7 +240,18 @@ mod tests {
     /// needs; the decode matvec needs bf16 weights, and takes its riders with it.
     #[test]
     fn inactive_paths_name_what_each_needs() {
-        assert_eq!(Experimental::ALL.inactive_paths(true), vec![]);
+        assert_eq!(
+            Experimental::ALL.inactive_paths(true),
+            vec![
+                ("fused-shrink", "expand-launch off"),
+                ("inline-shrink", "expand-launch off")
+            ]
+        );
+        let without_expand = Experimental {
+            expand_launch: false,
+            ..Experimental::ALL
+        };
+        assert_eq!(without_expand.inactive_paths(true), vec![]);
         assert_eq!(Experimental::NONE.inactive_paths(false), vec![]);
         let alone = [
             (
@@ -266,6 +306,7 @@ mod tests {
                 "fused-lora",
                 "fused-shrink",
                 "inline-shrink",
+                "expand-launch",
                 "dependent-launch",
                 "fused-silu",
                 "norm-in-matvec"

@@ -12,7 +12,10 @@
 //! them with one load instead of the lookup chain. Op by op that is 1 + 2 x modules launches,
 //! each under-filling the GPU at batch 1. With [`crate::Experimental::inline_shrink`] the
 //! shrink's blocks run in the matvec's own grid (`matvec_bf16_lora_inline_r*`): one launch per
-//! group, which with dependent launches starts while the kernel writing x finishes.
+//! group, which with dependent launches starts while the kernel writing x finishes. With
+//! [`crate::Experimental::expand_launch`] the matvec is the plain one and every module's expand
+//! is one `lora_expand_jobs` launch after it: the epilogue's loads no longer hold up the
+//! weight stream, for one launch more per group.
 //!
 //! Decode batches the matvec does not take (up to [`BATCH_LORA_MAX_ROWS`] tokens, every token
 //! with its own mixture), with [`crate::Experimental::batch_lora`]: the same shrink launch,
@@ -49,11 +52,12 @@ impl CudaBackend {
     }
 
     /// Every module's shrink in one launch (`lora_shrink_jobs`) into a scratch `u` per module,
-    /// then either (`matvec`, `fused-lora`) the grouped matvec with the expands in its
-    /// epilogue, or (`batch-lora`) the base products as `matmul` computes them and every
-    /// module's expand in one launch (`lora_expand_jobs`), adding into the products. With
-    /// `matvec`, `epilogue` is the matvec's ([`MatvecEpilogue`]: `fused-silu`'s silu(gate) *
-    /// up, `norm-in-matvec`'s residual add and norm); `batch-lora` takes only `Store`.
+    /// then the base products by `base` ([`LoraBase`]): the grouped matvec with the expands in
+    /// its epilogue (`fused-lora`), or the plain matvec (`expand-launch`) or the products as
+    /// `matmul` computes them (`batch-lora`), each followed by every module's expand in one
+    /// launch (`lora_expand_jobs`) adding into the products. `epilogue` is the fused matvec's
+    /// ([`MatvecEpilogue`]: `fused-silu`'s silu(gate) * up, `norm-in-matvec`'s residual add
+    /// and norm); the other bases take only `Store` (their products are not final in it).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn linears_grouped_lora(
         &self,
@@ -62,12 +66,15 @@ impl CudaBackend {
         n_in: usize,
         step: &CudaStep,
         jobs: &mut [LinearJob<'_, Self>],
-        matvec: bool,
+        base: LoraBase,
         epilogue: MatvecEpilogue<'_>,
     ) -> Result<()> {
-        if !matvec && !matches!(epilogue, MatvecEpilogue::Store) {
-            return Err(err("linears: batch-lora has no fused epilogue"));
+        if base != LoraBase::FusedMatvec && !matches!(epilogue, MatvecEpilogue::Store) {
+            return Err(err(
+                "linears: only the fused-LoRA matvec folds an epilogue (its products are final)",
+            ));
         }
+        let matvec = base == LoraBase::FusedMatvec;
         let inline = matvec && self.options.experimental.inline_shrink;
         // The scratch stays locked (not regrown) until the launches reading it are queued.
         let (desc, _scratch) = self.shrink_jobs(x, n_tokens, n_in, step, jobs, inline)?;
@@ -84,8 +91,14 @@ impl CudaBackend {
             }
             return self.matvec_bf16(x, n_tokens, jobs, Some(&desc), launch, epilogue);
         }
-        // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
-        if self.options.bf16_compute && jobs.iter().all(|j| j.w.bf16.is_some()) {
+        if base == LoraBase::Matvec {
+            // `expand-launch`: the plain matvec, a dependent of the shrink launched just before
+            // it (dependent-launch): it waits for the shrink to finish before reading x (the
+            // expand after it then sees u, the matvec having finished after the shrink).
+            let launch = self.matvec_launch_mode(false);
+            self.matvec_bf16(x, n_tokens, jobs, None, launch, MatvecEpilogue::Store)?;
+        } else if self.options.bf16_compute && jobs.iter().all(|j| j.w.bf16.is_some()) {
+            // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
             self.gemm_bf16_each(x, n_tokens, n_in, jobs)?;
         } else {
             for j in jobs.iter_mut() {
@@ -293,6 +306,23 @@ pub const BATCH_LORA_MAX_ROWS: usize = 64;
 /// Dynamic shared memory a block may take without the opt-in attribute.
 const EXPAND_JOBS_SHARED_MAX: usize = 48 * 1024;
 
+/// What computes a LoRA group's base products in [`CudaBackend::linears_grouped_lora`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoraBase {
+    /// The decode matvec with the expands in its epilogue (`fused-lora`).
+    FusedMatvec,
+    /// The plain decode matvec, the expands in one launch after it (`expand-launch`).
+    Matvec,
+    /// `matmul` or the bf16 GEMM, the expands in one launch after them (`batch-lora`).
+    Products,
+}
+
+/// Whether `lora_expand_jobs`' shared memory (a token's u and entries) fits `mix_k` entries
+/// of rank up to `max_rank`.
+pub(crate) fn expand_jobs_fit(mix_k: usize, max_rank: usize) -> bool {
+    expand_jobs_shared(mix_k, max_rank) <= EXPAND_JOBS_SHARED_MAX
+}
+
 /// Bytes of dynamic shared memory of `lora_expand_jobs` for mixtures of `mix_k` entries and a
 /// largest rank of `max_rank`: a token's u (`mix_k * max_rank` floats), then its entries'
 /// (offset, rank) pairs.
@@ -315,7 +345,7 @@ fn batch_lora_shape_fits(
         && (1..=BATCH_LORA_MAX_ROWS).contains(&n_tokens)
         && n_in.is_multiple_of(8)
         && mix_k * shrink_chunks(n_in) <= 65_535
-        && max_rank.is_some_and(|r| expand_jobs_shared(mix_k, r) <= EXPAND_JOBS_SHARED_MAX)
+        && max_rank.is_some_and(|r| expand_jobs_fit(mix_k, r))
 }
 
 /// The kernel's `LoraOuts` (same layout, lora.cu): where `lora_expand_jobs` adds each job's

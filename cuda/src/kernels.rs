@@ -39,7 +39,8 @@ pub struct Kernels {
     /// default leaves.
     pub(crate) matvec_static_shared: usize,
     pub(crate) lora_shrink_jobs: CudaFunction,
-    /// `lora_expand_jobs`: the expands of a `batch-lora` group, after its base products.
+    /// `lora_expand_jobs`: the expands of a `batch-lora` or `expand-launch` group, after its
+    /// base products.
     pub(crate) lora_expand_jobs: CudaFunction,
     pub(crate) to_bf16: CudaFunction,
     pub(crate) rms_norm: CudaFunction,

@@ -1,6 +1,7 @@
 //! Which way `linears` (and `linears_silu_mul`) runs a group of modules that read the same
-//! input: op by op, `batch-lora`, or the grouped decode matvec with its LoRA after it or fused
-//! in its epilogue ([`crate::fused_linears`] has the fused mechanics).
+//! input: op by op, `batch-lora`, or the grouped decode matvec with its LoRA after it, fused
+//! in its epilogue, or (`expand-launch`) in one shrink launch before it and one expand launch
+//! after it ([`crate::fused_linears`] has the fused mechanics).
 //!
 //! With [`crate::Experimental::fused_silu`], a gate/up pair that takes the matvec with its LoRA
 //! in the epilogue (or has none) stores silu(gate) * up instead of both products (the `_silu`
@@ -16,7 +17,7 @@ use dlp_engine::backend::{
 };
 use dlp_engine::Result;
 
-use crate::fused_linears::check_linears;
+use crate::fused_linears::{check_linears, expand_jobs_fit, LoraBase};
 use crate::launch::{check_len, int, Ptrs};
 use crate::matvec::{shrink_chunks, MatvecEpilogue, MatvecNorm, MATVEC_MAX_JOBS};
 use crate::{CudaBackend, CudaStep};
@@ -45,6 +46,9 @@ enum Route {
     /// `fused-lora`: the shrinks in one launch (or inside the matvec's grid), the expands in
     /// the matvec's epilogue.
     MatvecFusedLora,
+    /// `fused-lora` with `expand-launch`: the shrinks in one launch, the plain matvec, the
+    /// expands in one launch.
+    MatvecExpandLaunch,
 }
 
 impl CudaBackend {
@@ -70,7 +74,9 @@ impl CudaBackend {
         if !matvec || (jobs.len() == 1 && !fused_lora) {
             return Route::Each;
         }
-        if fused_lora {
+        if fused_lora && self.options.experimental.expand_launch && expand_launch_fits(step, jobs) {
+            Route::MatvecExpandLaunch
+        } else if fused_lora {
             Route::MatvecFusedLora
         } else {
             Route::Matvec
@@ -124,24 +130,22 @@ impl CudaBackend {
         }
         check_linears(x, n_tokens, n_in, jobs)?;
         match route {
-            Route::BatchLora => self.linears_grouped_lora(
-                x,
-                n_tokens,
-                n_in,
-                step,
-                jobs,
-                false,
-                MatvecEpilogue::Store,
-            ),
-            Route::MatvecFusedLora => self.linears_grouped_lora(
-                x,
-                n_tokens,
-                n_in,
-                step,
-                jobs,
-                true,
-                MatvecEpilogue::Store,
-            ),
+            Route::BatchLora | Route::MatvecFusedLora | Route::MatvecExpandLaunch => {
+                let base = match route {
+                    Route::BatchLora => LoraBase::Products,
+                    Route::MatvecFusedLora => LoraBase::FusedMatvec,
+                    _ => LoraBase::Matvec,
+                };
+                self.linears_grouped_lora(
+                    x,
+                    n_tokens,
+                    n_in,
+                    step,
+                    jobs,
+                    base,
+                    MatvecEpilogue::Store,
+                )
+            }
             _ => {
                 let launch = self.matvec_launch_mode(false);
                 self.matvec_bf16(x, n_tokens, jobs, None, launch, MatvecEpilogue::Store)?;
@@ -256,7 +260,8 @@ impl CudaBackend {
         epilogue: MatvecEpilogue<'_>,
     ) -> Result<()> {
         if route == Route::MatvecFusedLora {
-            return self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, true, epilogue);
+            let base = LoraBase::FusedMatvec;
+            return self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, base, epilogue);
         }
         let launch = self.matvec_launch_mode(false);
         self.matvec_bf16(x, n_tokens, jobs, None, launch, epilogue)
@@ -271,8 +276,15 @@ fn epilogue_folds(on: bool, route: Route, any_lora: bool) -> bool {
     on && match route {
         Route::MatvecFusedLora => true,
         Route::Matvec => !any_lora,
-        Route::Each | Route::BatchLora => false,
+        Route::Each | Route::BatchLora | Route::MatvecExpandLaunch => false,
     }
+}
+
+/// Whether `expand-launch`'s expand (`lora_expand_jobs`) takes the group: its shared memory
+/// holds a token's u and entries for the group's largest rank.
+fn expand_launch_fits(step: &CudaStep, jobs: &[LinearJob<'_, CudaBackend>]) -> bool {
+    let max_rank = jobs.iter().filter_map(|j| j.lora).map(|l| l.max_rank).max();
+    max_rank.is_some_and(|r| expand_jobs_fit(step.plan.mix_k, r))
 }
 
 #[cfg(test)]
@@ -289,6 +301,7 @@ mod tests {
             (Each, false, false),
             (Each, true, false),
             (BatchLora, true, false),
+            (MatvecExpandLaunch, true, false),
         ] {
             assert_eq!(
                 epilogue_folds(true, route, lora),

@@ -62,6 +62,7 @@ impl Backend for CudaBackend {
             (x.fused_silu, "fused-silu"),
             (x.norm_in_matvec, "norm-in-matvec"),
             (x.kv_copy, "kv-copy"),
+            (x.expand_launch, "expand-launch"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

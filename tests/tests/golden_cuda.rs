@@ -259,6 +259,21 @@ mod experimental {
             ..NONE
         }
     );
+    // The expands after the plain matvec, with the matvec a dependent of the shrink launch
+    // (the order it relies on) and the folds on (which it must not take for LoRA groups).
+    alone_tests!(
+        expand_launch,
+        "decode-matvec,fused-lora,dependent-launch,fused-silu,norm-in-matvec,expand-launch",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            dependent_launch: true,
+            fused_silu: true,
+            norm_in_matvec: true,
+            expand_launch: true,
+            ..NONE
+        }
+    );
     // Alone (no decode matvec), every decode step with LoRA takes it, one token or several.
     alone_tests!(
         batch_lora,

@@ -107,6 +107,20 @@ fn op_parity_cuda_inline_shrink() {
     fused_lora_sets_pass("inline-shrink", inline, 2);
 }
 
+/// `--cuda-experimental decode-matvec,fused-lora,dependent-launch,expand-launch`: each group's
+/// shrinks in one launch, the plain matvec a programmatic dependent of it (waiting for it
+/// before reading x), then every module's expand in one launch. With u and the entry table
+/// poisoned before each shrink, an expand that ran before its shrink had finished fails.
+#[test]
+fn op_parity_cuda_expand_launch() {
+    let expand = Experimental {
+        dependent_launch: true,
+        expand_launch: true,
+        ..FUSED
+    };
+    fused_lora_sets_pass("expand-launch", expand, 1);
+}
+
 /// The fused-LoRA `linears` cases on bf16 weights with `experimental`, with f32 and bf16 A/B
 /// and in the bf16 compute mode (against the CPU with its input rounding), each case `times`
 /// times in a row. u and the entry table are poisoned before each shrink (`poison_scratch`),

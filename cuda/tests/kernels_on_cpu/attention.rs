@@ -1,4 +1,5 @@
-//! Attention's experimental entries (attention.cu), never run on a GPU, against the verified
+//! Attention's experimental entries (attention.cu; written without a GPU, since passed on an
+//! H200 with the tiny test models) against the verified
 //! ones on the same cache and step: `rope-in-attention` (`attention_store_rope`, the split
 //! and the split-with-combine ones) against `rope` on q and k then `attention_store` (or the
 //! split store and `attention_combine`), and `inline-combine` (`attention_split_last`,

@@ -1,5 +1,5 @@
 //! A decode layer's matvec chain with programmatic dependent launches (`dependent-launch`,
-//! only ever run on a GPU before `fused-silu` and `norm-in-matvec` existed): o (its norm fold
+//! first run on a GPU before `fused-silu` and `norm-in-matvec` existed, with them since): o (its norm fold
 //! adding into the residual), gate/up (silu fold), down (norm fold), the next layer's q/k/v,
 //! each launched as a dependent of the launch before (`MatvecLaunch::AfterX`, `wait_x`), the
 //! folds releasing their dependents at their start (`-DDLP_PDL`), so up to four grids run

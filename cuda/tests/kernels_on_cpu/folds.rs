@@ -1,4 +1,5 @@
-//! The decode matvec's folds (`-DDLP_MATVEC_FOLDS`), never run on a GPU: `fused-silu` (the
+//! The decode matvec's folds (`-DDLP_MATVEC_FOLDS`; written without a GPU, since passed on an
+//! H200 with the tiny test models): `fused-silu` (the
 //! gate/up matvec storing silu(gate) * up) against the two-job matvec then `silu_mul`, and
 //! `norm-in-matvec` (the o/down matvec whose last block adds the residual and normalises)
 //! against the one-job matvec then `add_rms_norm`; each plain, with the fused LoRA and with

@@ -1,4 +1,5 @@
-//! `tiled-lora` (lora_tiled.cu, never run on a GPU) against the segment kernels (lora.cu,
+//! `tiled-lora` (lora_tiled.cu; written without a GPU, since passed on an H200 with the tiny
+//! test models) against the segment kernels (lora.cu,
 //! passed on an H200) and the float64 reference, on the grids the backend launches
 //! (`dlp_cuda::lora_tiled::{shrink_grid, expand_grid}`).
 

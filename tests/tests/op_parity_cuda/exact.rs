@@ -22,11 +22,17 @@ fn fused_and_unfused(with: impl Fn(bool) -> CudaOptions) -> Option<(CudaBackend,
 /// The decode matvec's ways of running a module's LoRA, for the epilogue folds (`fused-silu`,
 /// `norm-in-matvec`), each with whether the fold takes the LoRA cases: the plain matvec (its
 /// LoRA runs after the products: no), `fused-lora`, `fused-shrink` (the matvec a dependent
-/// launch of its shrink, on sm_90), and `inline-shrink` under dependent launches.
-fn matvec_fold_paths() -> [(Experimental, bool); 4] {
+/// launch of its shrink, on sm_90), `inline-shrink` under dependent launches, and
+/// `expand-launch` (the expands in a launch after the plain matvec: no).
+fn matvec_fold_paths() -> [(Experimental, bool); 5] {
     let inline = Experimental {
         dependent_launch: true,
         inline_shrink: true,
+        ..FUSED
+    };
+    let expand = Experimental {
+        dependent_launch: true,
+        expand_launch: true,
         ..FUSED
     };
     [
@@ -34,6 +40,7 @@ fn matvec_fold_paths() -> [(Experimental, bool); 4] {
         (FUSED, true),
         (FUSED_SHRINK, true),
         (inline, true),
+        (expand, false),
     ]
 }
 
