@@ -22,7 +22,11 @@ CHECKS_BUDGET = float(os.environ.get("CHECKS_BUDGET", 200))
 TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
 PROBES_BUDGET = 180  # all the probes together, after the first figures
 SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
-MODES = os.environ.get("MODES", "bf16c-exp bf16c f32 bf16").split() or ["bf16c"]
+MODES = (os.environ.get("MODES", "bf16c-fast bf16c-exp bf16c f32 bf16").split()
+         or ["bf16c"])
+# First modes whose paths are narrowed to those whose tests passed, and probed when they fail:
+# every path on, and the fastest set (--cuda-experimental fast).
+EXP_FIRST = ("bf16c-exp", "bf16c-fast")
 # The bench scenarios the profilers run (e.g. "batch32"; "none": no profile); default: nsys
 # base,fused3, ncu base.
 PROFILE_ONLY = os.environ.get("PROFILE_ONLY", "")

@@ -10,7 +10,8 @@ import sys
 import time
 
 import gpu_check_report as report
-from gpu_check_core import (BACKEND, BENCH_CAP, FULL, G, LOGS, MODE_FLAGS, MODES, OUT, PATHS,
+from gpu_check_core import (BACKEND, BENCH_CAP, EXP_FIRST, FULL, G, LOGS, MODE_FLAGS, MODES,
+                            OUT, PATHS,
                             PEERS, PIECES, PROBE_CAP, PROBES_BUDGET, PROFILE_CAP, PROFILE_ONLY,
                             RUST_ENV, SHAPES, SHORT, SIZE, SWEEP, SWEEP_ARGS,
                             LORA_SWEEP, BUDGET, T0, WORK,
@@ -76,7 +77,8 @@ def distrusted():
 
 
 def narrow_first_mode():
-    """bf16c-exp, and the modes of MODES derived from it, without the paths whose tests failed
+    """bf16c-exp, and the modes of MODES derived from it (bf16c-fast too), without the paths
+    whose tests failed
     (a hang or a fault there would cost a bench its whole cap, then a probe's), each recorded as
     a `plan` step; returns the pieces left for the probes."""
     bad = distrusted()
@@ -178,7 +180,7 @@ def speed(bins, maker):
     if not SHAPES:
         return
     first, rest = MODES[0], MODES[1:]
-    pieces = narrow_first_mode() if first == "bf16c-exp" else PIECES
+    pieces = narrow_first_mode() if first in EXP_FIRST else PIECES
     golden(bins, maker)  # after the narrowing: its first-mode runs take the narrowed flags
     report.publish(runs, LOGS, OUT, T0, BUDGET)
     failed = []  # shapes where the first mode (bf16c-exp) failed
@@ -212,7 +214,7 @@ def speed(bins, maker):
             report.publish(runs, LOGS, OUT, T0, BUDGET)
             continue
         if mode == "probes":
-            if failed and first == "bf16c-exp":
+            if failed and first in EXP_FIRST:
                 made = [s for s in SHAPES if maker.made.get(s)]
                 probe_shape = min(made, key=lambda s: SIZE.get(s, 9)) if made else failed[0]
                 probed["flags"], probed["all"] = safe_flags(bins, probe_shape, pieces)
@@ -249,7 +251,7 @@ def speed(bins, maker):
                 bench(bins, shape, f"ctx4k-{label}", flags,
                       ["--only", "base,fused3", "--new-tokens", "64", "--rounds", "2", "--prompt",
                        "The cat sat on the mat. " * 560])
-        elif mode == first and failed and first == "bf16c-exp":
+        elif mode == first and failed and first in EXP_FIRST:
             record("speed", f"{shape} {mode}", f"not run (failed on {failed[0]}; the probes run "
                    "after the first figures)")
             failed.append(shape)
