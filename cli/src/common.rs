@@ -485,4 +485,34 @@ mod tests {
         }
         assert!(!X::DecodeMatvec.turns_on(X::FusedLora));
     }
+
+    /// The GPU run's script names the same paths `fast` leaves out (its own copy: it reads
+    /// which paths a mode turns on without running dlp-run).
+    #[test]
+    fn the_gpu_script_leaves_out_the_same_paths_as_fast() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gpu_check_core.py");
+        let script = std::fs::read_to_string(path).expect("scripts/gpu_check_core.py");
+        let line = script
+            .lines()
+            .find(|l| l.starts_with("SLOWER = {"))
+            .expect("a line `SLOWER = {...}` in scripts/gpu_check_core.py");
+        let mut named: Vec<&str> = line
+            .trim_start_matches("SLOWER = {")
+            .trim_end_matches('}')
+            .split(',')
+            .map(|n| n.trim().trim_matches('"'))
+            .collect();
+        let mut want: Vec<String> = X::SLOWER
+            .iter()
+            .map(|p| {
+                p.to_possible_value()
+                    .expect("a name")
+                    .get_name()
+                    .to_string()
+            })
+            .collect();
+        named.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(named, want);
+    }
 }

@@ -44,7 +44,7 @@ impl CudaBackend {
         step: &CudaStep,
         jobs: &[LinearJob<'_, Self>],
     ) -> bool {
-        let max_rank = jobs.iter().filter_map(|j| j.lora).map(|l| l.max_rank).max();
+        let max_rank = max_lora_rank(jobs);
         self.options.experimental.batch_lora
             && (1..=MATVEC_MAX_JOBS).contains(&jobs.len())
             && jobs.iter().all(|j| j.w.cols == n_in && j.w.rows == j.n_out)
@@ -315,6 +315,11 @@ pub(crate) enum LoraBase {
     Matvec,
     /// `matmul` or the bf16 GEMM, the expands in one launch after them (`batch-lora`).
     Products,
+}
+
+/// The largest rank of the group's LoRA stacks (None when no module has one).
+pub(crate) fn max_lora_rank(jobs: &[LinearJob<'_, CudaBackend>]) -> Option<usize> {
+    jobs.iter().filter_map(|j| j.lora).map(|l| l.max_rank).max()
 }
 
 /// Whether `lora_expand_jobs`' shared memory (a token's u and entries) fits `mix_k` entries

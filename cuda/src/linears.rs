@@ -17,7 +17,7 @@ use dlp_engine::backend::{
 };
 use dlp_engine::Result;
 
-use crate::fused_linears::{check_linears, expand_jobs_fit, LoraBase};
+use crate::fused_linears::{check_linears, expand_jobs_fit, max_lora_rank, LoraBase};
 use crate::launch::{check_len, int, Ptrs};
 use crate::matvec::{shrink_chunks, MatvecEpilogue, MatvecNorm, MATVEC_MAX_JOBS};
 use crate::{CudaBackend, CudaStep};
@@ -74,7 +74,10 @@ impl CudaBackend {
         if !matvec || (jobs.len() == 1 && !fused_lora) {
             return Route::Each;
         }
-        if fused_lora && self.options.experimental.expand_launch && expand_launch_fits(step, jobs) {
+        // expand-launch's expand (`lora_expand_jobs`) holds a token's u and entries in shared
+        // memory for the group's largest rank.
+        let expand_fits = max_lora_rank(jobs).is_some_and(|r| expand_jobs_fit(step.plan.mix_k, r));
+        if fused_lora && self.options.experimental.expand_launch && expand_fits {
             Route::MatvecExpandLaunch
         } else if fused_lora {
             Route::MatvecFusedLora
@@ -129,24 +132,11 @@ impl CudaBackend {
             return linears_each(self, x, n_tokens, n_in, step, jobs, u);
         }
         check_linears(x, n_tokens, n_in, jobs)?;
-        match route {
-            Route::BatchLora | Route::MatvecFusedLora | Route::MatvecExpandLaunch => {
-                let base = match route {
-                    Route::BatchLora => LoraBase::Products,
-                    Route::MatvecFusedLora => LoraBase::FusedMatvec,
-                    _ => LoraBase::Matvec,
-                };
-                self.linears_grouped_lora(
-                    x,
-                    n_tokens,
-                    n_in,
-                    step,
-                    jobs,
-                    base,
-                    MatvecEpilogue::Store,
-                )
-            }
-            _ => {
+        let base = match route {
+            Route::BatchLora => LoraBase::Products,
+            Route::MatvecFusedLora => LoraBase::FusedMatvec,
+            Route::MatvecExpandLaunch => LoraBase::Matvec,
+            Route::Each | Route::Matvec => {
                 let launch = self.matvec_launch_mode(false);
                 self.matvec_bf16(x, n_tokens, jobs, None, launch, MatvecEpilogue::Store)?;
                 for j in jobs.iter_mut() {
@@ -155,9 +145,11 @@ impl CudaBackend {
                         self.lora_expand(u, l, step, n_tokens, j.out)?;
                     }
                 }
-                Ok(())
+                return Ok(());
             }
-        }
+        };
+        let store = MatvecEpilogue::Store;
+        self.linears_grouped_lora(x, n_tokens, n_in, step, jobs, base, store)
     }
 
     /// [`dlp_engine::Backend::linears_silu_mul`] on this backend: with `fused-silu`, where the
@@ -278,13 +270,6 @@ fn epilogue_folds(on: bool, route: Route, any_lora: bool) -> bool {
         Route::Matvec => !any_lora,
         Route::Each | Route::BatchLora | Route::MatvecExpandLaunch => false,
     }
-}
-
-/// Whether `expand-launch`'s expand (`lora_expand_jobs`) takes the group: its shared memory
-/// holds a token's u and entries for the group's largest rank.
-fn expand_launch_fits(step: &CudaStep, jobs: &[LinearJob<'_, CudaBackend>]) -> bool {
-    let max_rank = jobs.iter().filter_map(|j| j.lora).map(|l| l.max_rank).max();
-    max_rank.is_some_and(|r| expand_jobs_fit(step.plan.mix_k, r))
 }
 
 #[cfg(test)]
