@@ -25,7 +25,8 @@ Why it is shaped this way:
   a decode run on the first shape (Nsight Systems and Nsight Compute, where installed), the
   probes below, the other shapes at ~4,000 tokens, then the other modes); what no longer fits
   is reported as not run.
-- The first mode (bf16c-fast: the paths measured fastest on the H200; or bf16c-exp, every
+- The first mode (bf16c-fast-prefetch: the paths measured fastest on the H200 and lora-prefetch;
+  bf16c-fast; or bf16c-exp, every
   path on), and every mode after it, leaves out each --cuda-experimental
   path whose own golden_cuda tests (`experimental::<path>::*`, or `<path>_<more>::*`: the path
   under other switches, as `fused_silu_inline`) failed or hung in this run, and
@@ -45,11 +46,12 @@ Modules: gpu_check_core.py (settings, state, the step runner), gpu_check_speed.p
 stage), gpu_check_report.py (the summary and what goes to $OUT).
 
 Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (default
-"bf16c-fast bf16c-exp bf16c f32 bf16"; bf16c-exp-without-<path>[+<path>...]: bf16c-exp with those
+"bf16c-fast-prefetch bf16c-fast bf16c-exp bf16c f32 bf16"; bf16c-exp-without-<path>[+<path>...]: bf16c-exp with those
 --cuda-experimental paths off, and those that ride on them; bf16c-exp-no-batch-lora is
 bf16c-exp-without-batch-lora; bf16c-exp-lora-f32: bf16c-exp without --cuda-lora-bf16;
-bf16c-fast: bf16c-exp with --cuda-experimental fast, the paths measured fastest; the narrowing
-and the probes apply when bf16c-fast or bf16c-exp is the first mode),
+bf16c-fast: bf16c-exp with --cuda-experimental fast, the paths measured fastest;
+bf16c-fast-prefetch: bf16c-fast with lora-prefetch; the narrowing and the probes apply when
+one of bf16c-fast-prefetch, bf16c-fast or bf16c-exp is the first mode),
 BENCH_ARGS (the benches' scenarios instead of base,single,fused3,batch32 at 64 tokens, 3 rounds),
 PEERS=none
 (skip transformers+PEFT), SERVE=none (skip the serve stage), CTX4K=none (skip the ~4,000-token benches), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;

@@ -22,11 +22,11 @@ CHECKS_BUDGET = float(os.environ.get("CHECKS_BUDGET", 200))
 TEST_CAP, BENCH_CAP, PROBE_CAP, PROFILE_CAP = 150, 150, 60, 90
 PROBES_BUDGET = 180  # all the probes together, after the first figures
 SHAPES = [s for s in os.environ.get("SHAPES", "7b 1b").split() if s != "none"]
-MODES = (os.environ.get("MODES", "bf16c-fast bf16c-exp bf16c f32 bf16").split()
+MODES = (os.environ.get("MODES", "bf16c-fast-prefetch bf16c-fast bf16c-exp bf16c f32 bf16").split()
          or ["bf16c"])
 # First modes whose paths are narrowed to those whose tests passed, and probed when they fail:
-# every path on, and the fastest set (--cuda-experimental fast).
-EXP_FIRST = ("bf16c-exp", "bf16c-fast")
+# every path on, the fastest set (--cuda-experimental fast), and that set with lora-prefetch.
+EXP_FIRST = ("bf16c-exp", "bf16c-fast", "bf16c-fast-prefetch")
 # The bench scenarios the profilers run (e.g. "batch32"; "none": no profile); default: nsys
 # base,fused3, ncu base.
 PROFILE_ONLY = os.environ.get("PROFILE_ONLY", "")
@@ -59,10 +59,12 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "tiled-lora": [], "inline-combine": ["split-attention"],
          "rope-in-attention": ["fused-kv-store"], "fused-silu": ["decode-matvec"],
          "norm-in-matvec": ["decode-matvec"], "kv-copy": [],
-         "expand-launch": ["decode-matvec", "fused-lora"]}
+         "expand-launch": ["decode-matvec", "fused-lora"],
+         "lora-prefetch": ["decode-matvec", "fused-lora", "expand-launch", "dependent-launch"]}
 WITHOUT = "bf16c-exp-without-"
-# The paths `--cuda-experimental fast` leaves out (measured slower on the H200; cli/src/common.rs).
-SLOWER = {"fused-silu", "norm-in-matvec", "inline-shrink"}
+# The paths `--cuda-experimental fast` leaves out (cli/src/common.rs): three measured slower on
+# the H200, and lora-prefetch, not yet run on a GPU.
+LEFT_OUT_OF_FAST = {"fused-silu", "norm-in-matvec", "inline-shrink", "lora-prefetch"}
 
 
 def without_mode(name):
@@ -89,7 +91,7 @@ def paths_in(flags):
     if "all" in named:
         return list(PATHS)
     if "fast" in named:
-        return [p for p in PATHS if p not in SLOWER or p in named]
+        return [p for p in PATHS if p not in LEFT_OUT_OF_FAST or p in named]
     return named
 
 
@@ -104,6 +106,8 @@ MODE_FLAGS["bf16c-exp-no-batch-lora"] = without_mode(WITHOUT + "batch-lora")
 # --cuda-experimental fast (every path but the three measured slower on the H200), as the
 # other flags of bf16c-exp.
 MODE_FLAGS["bf16c-fast"] = EXP_ALL[:-1] + ["fast"]
+# bf16c-fast with lora-prefetch (not yet run on a GPU, so not in fast): its effect alone.
+MODE_FLAGS["bf16c-fast-prefetch"] = EXP_ALL[:-1] + ["fast,lora-prefetch"]
 # bf16c-exp with the LoRA stacks in f32 (no --cuda-lora-bf16): that flag's effect alone.
 MODE_FLAGS["bf16c-exp-lora-f32"] = [f for f in EXP_ALL if f != "--cuda-lora-bf16"]
 for _mode in MODES:

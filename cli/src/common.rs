@@ -96,27 +96,33 @@ pub enum CudaExperimental {
     /// the silu/norm folds for LoRA groups. Passed on an H200 (tiny models); there 3 fused
     /// adapters took 5.0 ms a 7B step, 5.5 with the expands in the matvec.
     ExpandLaunch,
+    /// With expand-launch and dependent-launch, sm_90 or newer: each LoRA group's shrink and
+    /// expand are dependent launches that load their adapter rows before waiting. Not yet run
+    /// on a GPU (so not in fast).
+    LoraPrefetch,
     /// Every path above but fused-silu, norm-in-matvec and inline-shrink, which measured
-    /// slower on an H200: the fastest set measured there (7B: base decode 257 tok/s, 3 fused
-    /// adapters 200 tok/s; with all, 226 and 198).
+    /// slower on an H200, and lora-prefetch, not yet run on one: the fastest set measured
+    /// there (7B: base decode 257 tok/s, 3 fused adapters 200 tok/s; with all, 226 and 198).
     Fast,
     /// Every path above.
     All,
 }
 
 impl CudaExperimental {
-    /// The paths `fast` leaves out: each measured slower on an H200 than without it.
-    const SLOWER: [CudaExperimental; 3] = [
+    /// The paths `fast` leaves out: the first three each measured slower on an H200 than
+    /// without it; lora-prefetch has not run on a GPU yet.
+    const LEFT_OUT_OF_FAST: [CudaExperimental; 4] = [
         CudaExperimental::FusedSilu,
         CudaExperimental::NormInMatvec,
         CudaExperimental::InlineShrink,
+        CudaExperimental::LoraPrefetch,
     ];
 
     /// Whether this name turns `path` on: itself, `all`, or `fast` for a path it keeps.
     fn turns_on(self, path: CudaExperimental) -> bool {
         self == path
             || self == CudaExperimental::All
-            || (self == CudaExperimental::Fast && !Self::SLOWER.contains(&path))
+            || (self == CudaExperimental::Fast && !Self::LEFT_OUT_OF_FAST.contains(&path))
     }
 }
 
@@ -220,14 +226,16 @@ pub struct ModelArgs {
     pub cuda_kv_bf16: bool,
     /// With --backend cuda: turn on GPU paths written without a GPU, off by default until a
     /// GPU run has verified them (scripts/gpu-check.sh). A comma-separated list of the paths
-    /// below, `fast` or `all`. Every path passed every CUDA test on an H200, alone and all
-    /// together (the latest ones on the tiny test models only). With --cuda-bf16-compute on a
+    /// below, `fast` or `all`. Every path but lora-prefetch (not yet run on a GPU) passed every
+    /// CUDA test on an H200, alone and all together (the latest ones on the tiny test models
+    /// only). With --cuda-bf16-compute on a
     /// model of Llama-2-7B's shape there: `fast` decoded 257 tok/s (3 fused adapters: 200),
     /// `all` 226 (198), none of them 143. fused-norm, fused-rope, fused-kv-store,
     /// inline-combine, rope-in-attention, fused-silu and norm-in-matvec fold a launch into
     /// another and are tested to give the unfused kernels' values bit for bit; fused-shrink,
     /// dependent-launch and graphs change only how the same kernels are launched; inline-shrink
-    /// gives fused-lora's values bit for bit (checked on the CPU emulator); the others add in
+    /// gives fused-lora's values bit for bit, and lora-prefetch expand-launch's (both checked on
+    /// the CPU emulator); the others add in
     /// another order (tested within the f32 tolerance, 2e-3; expand-launch, which needs bf16
     /// weights, within the bf16 compute mode's bound), and sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2 with its task
     /// adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for CUDA (KV
@@ -469,18 +477,22 @@ mod tests {
     use super::CudaExperimental as X;
     use clap::ValueEnum;
 
-    /// `fast` is every path but the three measured slower; `all` every path; a path itself.
+    /// `fast` is every path but the three measured slower and the one no GPU has run; `all`
+    /// every path; a path itself.
     #[test]
-    fn fast_keeps_every_path_but_the_slower_ones() {
+    fn fast_keeps_every_path_but_the_slower_and_unverified_ones() {
         let paths: Vec<X> = X::value_variants()
             .iter()
             .copied()
             .filter(|p| !matches!(p, X::All | X::Fast))
             .collect();
-        assert_eq!(paths.len(), 20);
+        assert_eq!(paths.len(), 21);
         for &p in &paths {
-            let slower = matches!(p, X::FusedSilu | X::NormInMatvec | X::InlineShrink);
-            assert_eq!(X::Fast.turns_on(p), !slower, "{p:?}");
+            let left_out = matches!(
+                p,
+                X::FusedSilu | X::NormInMatvec | X::InlineShrink | X::LoraPrefetch
+            );
+            assert_eq!(X::Fast.turns_on(p), !left_out, "{p:?}");
             assert!(X::All.turns_on(p) && p.turns_on(p), "{p:?}");
         }
         assert!(!X::DecodeMatvec.turns_on(X::FusedLora));
@@ -494,15 +506,15 @@ mod tests {
         let script = std::fs::read_to_string(path).expect("scripts/gpu_check_core.py");
         let line = script
             .lines()
-            .find(|l| l.starts_with("SLOWER = {"))
-            .expect("a line `SLOWER = {...}` in scripts/gpu_check_core.py");
+            .find(|l| l.starts_with("LEFT_OUT_OF_FAST = {"))
+            .expect("a line `LEFT_OUT_OF_FAST = {...}` in scripts/gpu_check_core.py");
         let mut named: Vec<&str> = line
-            .trim_start_matches("SLOWER = {")
+            .trim_start_matches("LEFT_OUT_OF_FAST = {")
             .trim_end_matches('}')
             .split(',')
             .map(|n| n.trim().trim_matches('"'))
             .collect();
-        let mut want: Vec<String> = X::SLOWER
+        let mut want: Vec<String> = X::LEFT_OUT_OF_FAST
             .iter()
             .map(|p| {
                 p.to_possible_value()

@@ -216,6 +216,7 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
             norm_in_matvec: on(CudaExperimental::NormInMatvec),
             kv_copy: on(CudaExperimental::KvCopy),
             expand_launch: on(CudaExperimental::ExpandLaunch),
+            lora_prefetch: on(CudaExperimental::LoraPrefetch),
         },
         poison_scratch: false,
         tune: None,

@@ -89,12 +89,16 @@ struct MatvecJobs {
     unsigned long long bias[MATVEC_JOBS];  // const float*: [n], 0 = none
     unsigned long long out[MATVEC_JOBS];   // float*: [rows, n]
     int n[MATVEC_JOBS];
-    // 1: launched as a dependent of the kernel that wrote x (`dependent-launch`): wait for it
-    // (pdl_wait) after issuing the first weight loads, before reading x.
-    int wait_x;
+    // Dependent-launch bits. PDL_WAIT_X: launched as a dependent of the kernel that wrote x
+    // (`dependent-launch`): wait for it (pdl_wait) after issuing the first weight loads,
+    // before reading x. PDL_RELEASE: release the launch after it at the start (`lora-prefetch`:
+    // the group's expand, a dependent launch that loads its B^T rows while this one streams).
+    int pdl;
 };
 // The host's `MatvecJobs` (cuda/src/matvec.rs) has this size; its test checks the offsets.
 static_assert(sizeof(MatvecJobs) == 88, "MatvecJobs: 88 bytes");
+#define PDL_WAIT_X 1
+#define PDL_RELEASE 2
 
 __device__ __forceinline__ float4 round4(float4 v, int round_x) {
     if (round_x) {
@@ -299,6 +303,7 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
                                                  int round_x, const MatvecJobs& jobs,
                                                  const LoraJobs& lj, int block, int n_blocks) {
     extern __shared__ uint4 xs[];  // round_x 2: [rows, k / 8] packed bf16
+    if (!LORA && !SILU && (jobs.pdl & PDL_RELEASE)) pdl_launch_dependents();  // plain entries
     const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
     int f = block * warps + threadIdx.x / 32;
     int j = matvec_unit_job<SILU>(jobs, f);
@@ -311,10 +316,10 @@ __device__ __forceinline__ void matvec_bf16_body(const float* __restrict__ x, in
         active ? reinterpret_cast<const uint4*>(pick3(jobs.w, j)) + (size_t)f * k8 : nullptr;
     const float4* x4 = reinterpret_cast<const float4*>(x);
     uint4 wv[MATVEC_UNROLL];
-    // The first weight loads: no kernel writes the weights, so with wait_x they are in flight
-    // while the kernel that writes x finishes (and while the block stages x).
+    // The first weight loads: no kernel writes the weights, so with PDL_WAIT_X they are in
+    // flight while the kernel that writes x finishes (and while the block stages x).
     if (active) load_weights(wv, wr, lane, k8);
-    if (jobs.wait_x) pdl_wait();
+    if (jobs.pdl & PDL_WAIT_X) pdl_wait();
     if (stage) stage_x_bf16(xs, x4, rows, k8);
     if (!active) return;
     matvec_unit<R, LORA, INLINE, SILU>(x4, xs, stage, rows, k, round_x, jobs, lj, j, f, wr, wv,
@@ -354,7 +359,7 @@ __device__ __forceinline__ void matvec_lora_inline(const float* __restrict__ x, 
         const int per_job = rows * lj.mix_k * lj.n_chunks, z = t0 / per_job;
         const int rest = t0 - z * per_job, t = rest / (lj.mix_k * lj.n_chunks);
         const int kc = rest - t * lj.mix_k * lj.n_chunks, kk = kc / lj.n_chunks;
-        if (jobs.wait_x) pdl_wait();
+        if (jobs.pdl & PDL_WAIT_X) pdl_wait();
         // In 4 rounds of loads: ptxas (sm_90) then gives the r1 entry 80 registers, not 94
         // (the plain fused-LoRA r1 takes 61; matvec_min_blocks can cap it for a sweep).
         shrink_job_chunk<4>(x, lj, z, k, t, kk, kc - kk * lj.n_chunks);

@@ -116,6 +116,17 @@ pub struct Experimental {
     /// fused adapters decoded 199.6 tok/s against 182.6 with the expands in the epilogue (base
     /// 257.4); on the 1B shape 676.7 against 744.1 (two launches more weigh more there).
     pub expand_launch: bool,
+    /// With `expand-launch` and `dependent-launch`, on sm_90 or newer: each such LoRA group's
+    /// shrink and expand are programmatic dependents too, each reading what no kernel of a
+    /// step writes (the tables, A or B^T) before it waits: the shrink
+    /// (`lora_shrink_jobs_prefetch`) is launched as a dependent of the kernel writing x, its
+    /// lookups and first A row in flight while that kernel finishes; the plain matvec releases
+    /// the expand at its start; the expand (`lora_expand_jobs_prefetch`) looks up its entries
+    /// and loads its B^T terms (up to [`crate::fused_linears::EXPAND_PREFETCH`] a token:
+    /// mixtures past that run as `expand-launch`) while the matvec streams, then waits and adds.
+    /// Two launch gaps and the LoRA rows' first loads per group move under the neighbouring
+    /// kernels; the same values as `expand-launch`. Written without a GPU; not yet run on one.
+    pub lora_prefetch: bool,
 }
 
 impl Experimental {
@@ -141,6 +152,7 @@ impl Experimental {
         norm_in_matvec: false,
         kv_copy: false,
         expand_launch: false,
+        lora_prefetch: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -164,6 +176,7 @@ impl Experimental {
         norm_in_matvec: true,
         kv_copy: true,
         expand_launch: true,
+        lora_prefetch: true,
     };
 }
 
@@ -184,6 +197,11 @@ impl Experimental {
             (self.fused_shrink && !fused, "fused-shrink", "fused-lora"),
             (self.inline_shrink && !fused, "inline-shrink", "fused-lora"),
             (self.expand_launch && !fused, "expand-launch", "fused-lora"),
+            (
+                self.lora_prefetch && !(fused && self.expand_launch && self.dependent_launch),
+                "lora-prefetch",
+                "expand-launch and dependent-launch",
+            ),
             // expand-launch takes every LoRA group whose expand fits its shared memory (mix_k x
             // (max rank + 2) up to 12,288): the shrink is then a plain launch of its own and no
             // matvec waits for it in an epilogue.
@@ -251,7 +269,10 @@ mod tests {
             expand_launch: false,
             ..Experimental::ALL
         };
-        assert_eq!(without_expand.inactive_paths(true), vec![]);
+        assert_eq!(
+            without_expand.inactive_paths(true),
+            vec![("lora-prefetch", "expand-launch and dependent-launch")]
+        );
         assert_eq!(Experimental::NONE.inactive_paths(false), vec![]);
         let alone = [
             (
@@ -290,6 +311,16 @@ mod tests {
                 },
                 ("inline-shrink", "fused-lora"),
             ),
+            (
+                Experimental {
+                    decode_matvec: true,
+                    fused_lora: true,
+                    expand_launch: true,
+                    lora_prefetch: true,
+                    ..Experimental::NONE
+                },
+                ("lora-prefetch", "expand-launch and dependent-launch"),
+            ),
         ];
         for (x, want) in alone {
             assert_eq!(x.inactive_paths(true), vec![want], "{x:?}");
@@ -307,6 +338,7 @@ mod tests {
                 "fused-shrink",
                 "inline-shrink",
                 "expand-launch",
+                "lora-prefetch",
                 "dependent-launch",
                 "fused-silu",
                 "norm-in-matvec"

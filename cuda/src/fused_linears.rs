@@ -15,19 +15,23 @@
 //! group, which with dependent launches starts while the kernel writing x finishes. With
 //! [`crate::Experimental::expand_launch`] the matvec is the plain one and every module's expand
 //! is one `lora_expand_jobs` launch after it: the epilogue's loads no longer hold up the
-//! weight stream, for one launch more per group.
+//! weight stream, for one launch more per group. With [`crate::Experimental::lora_prefetch`]
+//! (sm_90) those three launches are a chain of programmatic dependents after the kernel that
+//! wrote x: the shrink and the expand load their tables and adapter rows before they wait.
 //!
 //! Decode batches the matvec does not take (up to [`BATCH_LORA_MAX_ROWS`] tokens, every token
 //! with its own mixture), with [`crate::Experimental::batch_lora`]: the same shrink launch,
 //! the base products as `matmul` computes them, then every module's expand in one
 //! `lora_expand_jobs` launch: 2 LoRA launches per group instead of 2 per module.
 
+use std::ffi::c_void;
+
 use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
 use dlp_engine::backend::{Backend, LinearJob, ResidualSite};
 use dlp_engine::Result;
 
 use crate::launch::{cfg, check_len, int, Ptrs, BLOCK};
-use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, MATVEC_MAX_JOBS};
+use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, MatvecLaunch, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
 
 impl CudaBackend {
@@ -75,9 +79,16 @@ impl CudaBackend {
             ));
         }
         let matvec = base == LoraBase::FusedMatvec;
-        let inline = matvec && self.options.experimental.inline_shrink;
+        let prefetch = base == LoraBase::Matvec && self.lora_prefetch_takes(step, jobs);
+        let shrink = if matvec && self.options.experimental.inline_shrink {
+            ShrinkLaunch::Inline
+        } else if prefetch {
+            ShrinkLaunch::Prefetch
+        } else {
+            ShrinkLaunch::Plain
+        };
         // The scratch stays locked (not regrown) until the launches reading it are queued.
-        let (desc, _scratch) = self.shrink_jobs(x, n_tokens, n_in, step, jobs, inline)?;
+        let (desc, _scratch) = self.shrink_jobs(x, n_tokens, n_in, step, jobs, shrink)?;
         if matvec {
             // The matvec may start while the shrink runs (fused-shrink, sm_90): its expands
             // wait for it (`pdl_wait` in matmul.cu). With inline-shrink the shrink runs in the
@@ -94,8 +105,13 @@ impl CudaBackend {
         if base == LoraBase::Matvec {
             // `expand-launch`: the plain matvec, a dependent of the shrink launched just before
             // it (dependent-launch): it waits for the shrink to finish before reading x (the
-            // expand after it then sees u, the matvec having finished after the shrink).
-            let launch = self.matvec_launch_mode(false);
+            // expand after it then sees u, the matvec having finished after the shrink). With
+            // lora-prefetch it releases the expand, a dependent launch, at its start.
+            let launch = if prefetch {
+                MatvecLaunch::AfterXReleasing
+            } else {
+                self.matvec_launch_mode(false)
+            };
             self.matvec_bf16(x, n_tokens, jobs, None, launch, MatvecEpilogue::Store)?;
         } else if self.options.bf16_compute && jobs.iter().all(|j| j.w.bf16.is_some()) {
             // In the bf16 compute mode the group's x is rounded to bf16 once, not per module.
@@ -124,17 +140,52 @@ impl CudaBackend {
             int(op, n_tokens)? as u32,
             n_jobs as u32,
         );
-        let mut a = self.args(&self.k.lora_expand_jobs);
+        let c = cfg(grid, BLOCK, shared as u32);
+        if prefetch {
+            let f = &self.k.lora_expand_jobs_prefetch;
+            let (mut d, mut o) = (desc, outs);
+            let mut params = [
+                (&mut d as *mut LoraJobs).cast::<c_void>(),
+                (&mut o as *mut LoraOuts).cast(),
+            ];
+            // SAFETY: the entry's parameters in order and types (`LoraJobs`, `LoraOuts`), the
+            // buffers they address kept alive by `ptrs` and the shrink's; sizes as below.
+            if unsafe { self.launch_dependent(op, f, &mut params, c) }? {
+                drop(ptrs);
+                return self.sync_if_asked(op);
+            }
+        }
+        // (lora-prefetch's expand refused as a dependent: in plain stream order, where its
+        // wait returns at once.)
+        let f = if prefetch {
+            &self.k.lora_expand_jobs_prefetch
+        } else {
+            &self.k.lora_expand_jobs
+        };
+        let mut a = self.args(f);
         a.arg(&desc).arg(&outs);
-        let res = self.go(op, a, cfg(grid, BLOCK, shared as u32));
+        let res = self.go(op, a, c);
         drop(ptrs);
         res
     }
 
+    /// Whether an `expand-launch` group runs as `lora-prefetch`
+    /// ([`crate::Experimental::lora_prefetch`]): the switch and `dependent-launch` are on,
+    /// dependent launches work on this device (sm_90), and the expand's terms per token fit its
+    /// registers ([`lora_prefetch_fits`]).
+    fn lora_prefetch_takes(&self, step: &CudaStep, jobs: &[LinearJob<'_, Self>]) -> bool {
+        let x = &self.options.experimental;
+        x.lora_prefetch
+            && x.dependent_launch
+            && self.pdl.load(std::sync::atomic::Ordering::Relaxed)
+            && max_lora_rank(jobs).is_some_and(|r| lora_prefetch_fits(step.plan.mix_k, r))
+    }
+
     /// Every module's shrink in one launch (`lora_shrink_jobs`) into the fused-LoRA scratch
     /// (grown as needed): per module, its partial sums over the in_dim chunks and its entry
-    /// table ([`fused_u_region`]); with `inline`, only the descriptor for the matvec's grid to
-    /// run the shrink. Returns the launch descriptor, with `n_jobs` 0 when every stack's
+    /// table ([`fused_u_region`]); with [`ShrinkLaunch::Inline`], only the descriptor for the
+    /// matvec's grid to run the shrink; with [`ShrinkLaunch::Prefetch`], as a programmatic
+    /// dependent of the kernel that wrote x (`lora_shrink_jobs_prefetch`). Returns the launch descriptor, with `n_jobs` 0 when every stack's
     /// largest rank is 0 (then nothing was launched: there is no term to apply), and the
     /// scratch, locked so that it is not regrown before the launches that read it are queued.
     fn shrink_jobs(
@@ -144,7 +195,7 @@ impl CudaBackend {
         n_in: usize,
         step: &CudaStep,
         jobs: &[LinearJob<'_, Self>],
-        inline: bool,
+        shrink: ShrinkLaunch,
     ) -> Result<(LoraJobs, ScratchGuard<'_>)> {
         let mut scratch = self.scratch_u.lock().unwrap_or_else(|p| p.into_inner());
         let kk = step.plan.mix_k;
@@ -189,8 +240,8 @@ impl CudaBackend {
             desc.n_jobs = 0; // no entry to apply
             return Ok((desc, scratch));
         }
-        // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables.
-        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 }>::new(self.stream());
+        // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables, and x.
+        let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 + 1 }>::new(self.stream());
         desc.sync = ptrs.write(su);
         let u0 = desc.sync + (SYNC_WORDS * std::mem::size_of::<f32>()) as u64;
         for (i, j) in jobs.iter().enumerate() {
@@ -215,7 +266,7 @@ impl CudaBackend {
         if self.options.poison_scratch {
             self.poison_fused_u(u0, region, per * chunks, n_tokens * kk, jobs.len())?;
         }
-        if inline {
+        if shrink == ShrinkLaunch::Inline {
             // The matvec's grid runs the shrink (`matvec_lora_inline` in matmul.cu). Its reads
             // of A, B^T, the tables and the scratch are queued after this returns, on this one
             // stream (as the fused matvec's reads after the shrink launch below): the use
@@ -224,11 +275,31 @@ impl CudaBackend {
             drop(ptrs);
             return Ok((desc, scratch));
         }
+        let op = "linears (LoRA shrinks)";
         let d = int("linears", n_in)?;
-        let mut a = self.args(&self.k.lora_shrink_jobs);
-        a.arg(x).arg(&d).arg(&desc);
         let grid = (n_tokens as u32, (kk * chunks) as u32, jobs.len() as u32);
-        let res = self.go("linears (LoRA shrinks)", a, cfg(grid, BLOCK, 0));
+        let f = if shrink == ShrinkLaunch::Prefetch {
+            let f = &self.k.lora_shrink_jobs_prefetch;
+            let (mut xp, mut d, mut desc) = (ptrs.read(x), d, desc);
+            let mut params = [
+                (&mut xp as *mut u64).cast::<c_void>(),
+                (&mut d as *mut i32).cast(),
+                (&mut desc as *mut LoraJobs).cast(),
+            ];
+            // SAFETY: the entry's parameters in order and types (x's device address, kept
+            // alive by `ptrs`, in_dim, `LoraJobs`), sizes checked as for the plain launch.
+            let queued = unsafe { self.launch_dependent(op, f, &mut params, cfg(grid, BLOCK, 0)) }?;
+            if queued {
+                drop(ptrs);
+                return self.sync_if_asked(op).map(|()| (desc, scratch));
+            }
+            f // refused: in plain stream order, where its wait returns at once
+        } else {
+            &self.k.lora_shrink_jobs
+        };
+        let mut a = self.args(f);
+        a.arg(x).arg(&d).arg(&desc);
+        let res = self.go(op, a, cfg(grid, BLOCK, 0));
         drop(ptrs);
         res.map(|()| (desc, scratch))
     }
@@ -305,6 +376,29 @@ pub const BATCH_LORA_MAX_ROWS: usize = 64;
 
 /// Dynamic shared memory a block may take without the opt-in attribute.
 const EXPAND_JOBS_SHARED_MAX: usize = 48 * 1024;
+
+/// How [`CudaBackend::shrink_jobs`] runs a group's shrink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShrinkLaunch {
+    /// `lora_shrink_jobs` in plain stream order.
+    Plain,
+    /// Only the descriptor: the matvec's grid runs it (`inline-shrink`).
+    Inline,
+    /// `lora_shrink_jobs_prefetch`, a programmatic dependent of the kernel that wrote x
+    /// (`lora-prefetch`).
+    Prefetch,
+}
+
+/// Terms of a token's expand that `lora_expand_jobs_prefetch` holds in registers
+/// (`EXPAND_PREFETCH` in lora.cu).
+pub const EXPAND_PREFETCH: usize = 32;
+
+/// Whether `lora-prefetch`'s expand takes mixtures of `mix_k` entries of rank up to `max_rank`:
+/// its `mix_k * max_rank` terms fit [`EXPAND_PREFETCH`] registers (3 adapters of rank 8: 24),
+/// and its shared memory fits as `expand-launch`'s does.
+pub fn lora_prefetch_fits(mix_k: usize, max_rank: usize) -> bool {
+    mix_k * max_rank <= EXPAND_PREFETCH && expand_jobs_fit(mix_k, max_rank)
+}
 
 /// What computes a LoRA group's base products in [`CudaBackend::linears_grouped_lora`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

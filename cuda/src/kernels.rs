@@ -42,6 +42,10 @@ pub struct Kernels {
     /// `lora_expand_jobs`: the expands of a `batch-lora` or `expand-launch` group, after its
     /// base products.
     pub(crate) lora_expand_jobs: CudaFunction,
+    /// `lora_shrink_jobs_prefetch` and `lora_expand_jobs_prefetch`: `lora-prefetch`'s shrink
+    /// and expand, programmatic dependents that read A or B^T before they wait.
+    pub(crate) lora_shrink_jobs_prefetch: CudaFunction,
+    pub(crate) lora_expand_jobs_prefetch: CudaFunction,
     pub(crate) to_bf16: CudaFunction,
     pub(crate) rms_norm: CudaFunction,
     pub(crate) add_rms_norm: CudaFunction,
@@ -171,6 +175,8 @@ impl Kernels {
             matvec_static_shared,
             lora_shrink_jobs: get("lora", "lora_shrink_jobs")?,
             lora_expand_jobs: get("lora", "lora_expand_jobs")?,
+            lora_shrink_jobs_prefetch: get("lora", "lora_shrink_jobs_prefetch")?,
+            lora_expand_jobs_prefetch: get("lora", "lora_expand_jobs_prefetch")?,
             to_bf16: get("matmul", "to_bf16")?,
             rms_norm: get("rms_norm", "rms_norm")?,
             add_rms_norm: get("rms_norm", "add_rms_norm")?,

@@ -31,9 +31,18 @@ pub struct MatvecJobs {
     pub out: [u64; MATVEC_MAX_JOBS],
     /// Output features per job.
     pub n: [i32; MATVEC_MAX_JOBS],
-    /// 1 for a `MatvecLaunch::AfterX` launch: wait for the kernel before it, then read x.
-    pub wait_x: i32,
+    /// Dependent-launch bits ([`MatvecLaunch::bits`]): [`PDL_WAIT_X`] (wait for the kernel
+    /// before it, then read x), [`PDL_RELEASE`] (release the launch after it at the start).
+    pub pdl: i32,
 }
+
+/// [`MatvecJobs::pdl`] bit (`PDL_WAIT_X` in matmul.cu): launched as a dependent of the kernel
+/// that wrote x, the matvec waits for it after its first weight loads, before reading x.
+pub const PDL_WAIT_X: i32 = 1;
+
+/// [`MatvecJobs::pdl`] bit (`PDL_RELEASE` in matmul.cu): the matvec releases the launch after it
+/// (a programmatic dependent: `lora-prefetch`'s expand) at its start.
+pub const PDL_RELEASE: i32 = 2;
 
 // SAFETY: plain old data with the C layout of `MatvecJobs` in matmul.cu.
 unsafe impl DeviceRepr for MatvecJobs {}
@@ -208,12 +217,27 @@ pub(crate) enum MatvecLaunch {
     Plain,
     /// A programmatic dependent of the kernel that wrote x (`dependent-launch`): its blocks
     /// start and issue their first weight loads while that kernel finishes, then wait for it
-    /// before reading x (`wait_x`).
+    /// before reading x ([`PDL_WAIT_X`]).
     AfterX,
+    /// As `AfterX`, and releasing the launch after it at its start ([`PDL_RELEASE`]):
+    /// `lora-prefetch`'s plain matvec, whose expand (a dependent launch) then loads its B^T
+    /// terms while the matvec streams.
+    AfterXReleasing,
     /// A programmatic dependent of the LoRA shrink of its `lora` jobs (`fused-shrink`), which
     /// was itself launched after x was written: it reads x and streams all its weights while
     /// the shrink runs, and waits for it only before the expands read u.
     AfterShrink,
+}
+
+impl MatvecLaunch {
+    /// The kernel's [`MatvecJobs::pdl`] bits for this launch.
+    pub fn bits(self) -> i32 {
+        match self {
+            MatvecLaunch::Plain | MatvecLaunch::AfterShrink => 0,
+            MatvecLaunch::AfterX => PDL_WAIT_X,
+            MatvecLaunch::AfterXReleasing => PDL_WAIT_X | PDL_RELEASE,
+        }
+    }
 }
 
 impl CudaBackend {
@@ -358,7 +382,7 @@ impl CudaBackend {
                 "matvec (add-norm): {rows} rows, past the norm entries' buckets"
             ))
         })?;
-        desc.wait_x = i32::from(launch == MatvecLaunch::AfterX);
+        desc.pdl = launch.bits();
         if launch != MatvecLaunch::Plain {
             let mut xp = ptrs.read(x);
             let (mut r, mut kk, mut round_x, mut desc) = (r, kk, round_x, desc);
@@ -500,7 +524,11 @@ mod tests {
         assert_eq!(std::mem::size_of::<MatvecJobs>(), 88);
         assert_eq!(std::mem::align_of::<MatvecJobs>(), 8);
         assert_eq!(std::mem::offset_of!(MatvecJobs, n), 72);
-        assert_eq!(std::mem::offset_of!(MatvecJobs, wait_x), 84);
+        assert_eq!(std::mem::offset_of!(MatvecJobs, pdl), 84);
+        let src = include_str!("../kernels/matmul.cu");
+        for (name, bit) in [("PDL_WAIT_X", PDL_WAIT_X), ("PDL_RELEASE", PDL_RELEASE)] {
+            assert!(src.contains(&format!("#define {name} {bit}\n")), "{name}");
+        }
     }
 
     #[test]

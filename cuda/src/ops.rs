@@ -63,6 +63,7 @@ impl Backend for CudaBackend {
             (x.norm_in_matvec, "norm-in-matvec"),
             (x.kv_copy, "kv-copy"),
             (x.expand_launch, "expand-launch"),
+            (x.lora_prefetch, "lora-prefetch"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -72,8 +73,11 @@ impl Backend for CudaBackend {
         } else {
             format!("; experimental: {}", on.join(", "))
         };
-        if (x.fused_shrink || x.dependent_launch) && !self.pdl.load(Ordering::Relaxed) {
-            exp += " (fused-shrink and dependent-launch inactive: no dependent launches here)";
+        if (x.fused_shrink || x.dependent_launch || x.lora_prefetch)
+            && !self.pdl.load(Ordering::Relaxed)
+        {
+            exp += " (fused-shrink, dependent-launch and lora-prefetch inactive: no dependent \
+                    launches here)";
         }
         for (path, needs) in x.inactive_paths(self.options.bf16_storage()) {
             exp += &format!(" ({path} inactive: it needs {needs})");

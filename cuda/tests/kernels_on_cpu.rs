@@ -20,6 +20,8 @@ mod group;
 mod lora_data;
 #[path = "kernels_on_cpu/matvec.rs"]
 mod matvec;
+#[path = "kernels_on_cpu/prefetch.rs"]
+mod prefetch;
 #[path = "kernels_on_cpu/tiled.rs"]
 mod tiled;
 

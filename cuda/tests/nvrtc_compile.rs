@@ -270,7 +270,7 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
         let body = entry(&ptx, &format!("matvec_bf16_lora_r{r}"));
         // u is read through L2 (`ld.global.cg`), and only after a wait that comes after the
         // weight stream, whose x reads (`ld.global.nc.v4.f32`) end before it: the wait before
-        // x (dependent-launch) does not count, since fused-shrink launches with wait_x = 0.
+        // x (dependent-launch) does not count, since fused-shrink launches without PDL_WAIT_X.
         let last_x = body.rfind("ld.global.nc.v4.f32");
         let wait = body.rfind("griddepcontrol.wait");
         let first_u = body.find("ld.global.cg");
@@ -288,10 +288,53 @@ fn fused_lora_kernels_carry_the_dependent_launch_controls_on_sm90() {
     assert!(sm80.log.is_empty() && !sm80.ptx.contains("griddepcontrol"));
 }
 
+/// `lora-prefetch`: on sm_90 its shrink and expand release their dependents and wait (each
+/// block, before reading what the launch before writes: checked by running them,
+/// kernels_on_cpu/prefetch.rs), and the plain matvec can release its dependent (PDL_RELEASE);
+/// below sm_90 the instructions are compiled out.
+#[test]
+fn lora_prefetch_kernels_carry_the_dependent_launch_controls_on_sm90() {
+    if nvrtc_missing() {
+        return;
+    }
+    let lora = source("lora");
+    prefetch(&[(lora, options("sm_90")), (lora, options("sm_80"))]);
+    let ptx = compile_uncached(lora, &options("sm_90")).unwrap().ptx;
+    for name in ["lora_shrink_jobs_prefetch", "lora_expand_jobs_prefetch"] {
+        let body = entry(&ptx, name);
+        let release = body.find("griddepcontrol.launch_dependents");
+        let wait = body.find("griddepcontrol.wait");
+        assert!(
+            release.is_some() && wait.is_some() && release < wait,
+            "{name}: release at {release:?}, first wait at {wait:?}"
+        );
+    }
+    let sm80 = compile_uncached(lora, &options("sm_80")).unwrap();
+    assert!(sm80.log.is_empty());
+    for name in ["lora_shrink_jobs_prefetch", "lora_expand_jobs_prefetch"] {
+        assert!(
+            !entry(&sm80.ptx, name).contains("griddepcontrol"),
+            "{name} on sm_80"
+        );
+    }
+    let matmul = compile_uncached(source("matmul"), &options_for("matmul", "sm_90"))
+        .unwrap()
+        .ptx;
+    for r in [1, 2, 4, 8] {
+        let body = entry(&matmul, &format!("matvec_bf16_r{r}"));
+        let release = body.find("griddepcontrol.launch_dependents");
+        let weights = body.find("ld.global.cs.v4");
+        assert!(
+            release.is_some() && weights.is_some() && release < weights,
+            "matvec_bf16_r{r}: release at {release:?}, first weight load at {weights:?}"
+        );
+    }
+}
+
 /// `dependent-launch`: with `-DDLP_PDL` the kernels that can come just before a decode matvec
 /// release it at their start, and without it their PTX has no dependent-launch instruction
 /// (the default build is unchanged); every decode matvec waits for the kernel before it
-/// (`wait_x`) after its first weight loads and before its first read of x.
+/// (`PDL_WAIT_X`) after its first weight loads and before its first read of x.
 #[test]
 fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     if nvrtc_missing() {
@@ -380,7 +423,9 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
     }
 }
 
-/// The decode matvecs and the batch-LoRA expand read their parameter structs in place: no
+/// The decode matvecs and the batch-LoRA expand (and lora-prefetch's shrink and expand, whose
+/// prefetched A row and B^T terms are arrays indexed by unrolled loops only) read their
+/// parameter structs in place: no
 /// entry copies one to local memory, as indexing a struct's array by a variable did (11 local
 /// stores per thread ahead of each matvec's first weight load, in the SASS). The tiled LoRA
 /// kernels keep their per-token sums and row values in registers (arrays indexed only by
@@ -394,6 +439,7 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
     for (file, prefix) in [
         ("matmul", "matvec_bf16_"),
         ("lora", "lora_expand_jobs"),
+        ("lora", "lora_shrink_jobs_prefetch"),
         ("lora", "lora_shrink_tiled"),
         ("lora", "lora_expand_tiled"),
     ] {
@@ -408,9 +454,9 @@ fn matvecs_and_the_lora_job_and_tile_kernels_use_no_local_memory() {
         }
     }
     assert_eq!(
-        checked, 35,
-        "30 matvec entries (12 of them fused-silu's, 6 norm-in-matvec's), the batch expand, the \
-         tiled shrink and expand (f32 and bf16)"
+        checked, 37,
+        "30 matvec entries (12 of them fused-silu's, 6 norm-in-matvec's), the batch expand, \
+         lora-prefetch's shrink and expand, the tiled shrink and expand (f32 and bf16)"
     );
 }
 

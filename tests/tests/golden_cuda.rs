@@ -274,6 +274,20 @@ mod experimental {
             ..NONE
         }
     );
+    // expand-launch's shrink and expand as dependent launches that load their adapter rows
+    // before they wait, the kernels writing x releasing them at their start (dependent-launch).
+    alone_tests!(
+        lora_prefetch,
+        "decode-matvec,fused-lora,dependent-launch,expand-launch,lora-prefetch",
+        Experimental {
+            decode_matvec: true,
+            fused_lora: true,
+            dependent_launch: true,
+            expand_launch: true,
+            lora_prefetch: true,
+            ..NONE
+        }
+    );
     // Alone (no decode matvec), every decode step with LoRA takes it, one token or several.
     alone_tests!(
         batch_lora,

@@ -1,13 +1,13 @@
 //! A decode layer's matvec chain with programmatic dependent launches (`dependent-launch`,
 //! first run on a GPU before `fused-silu` and `norm-in-matvec` existed, with them since): o (its norm fold
 //! adding into the residual), gate/up (silu fold), down (norm fold), the next layer's q/k/v,
-//! each launched as a dependent of the launch before (`MatvecLaunch::AfterX`, `wait_x`), the
+//! each launched as a dependent of the launch before (`MatvecLaunch::AfterX`, `PDL_WAIT_X`), the
 //! folds releasing their dependents at their start (`-DDLP_PDL`), so up to four grids run
 //! side by side, sharing the fused-LoRA scratch (`fused_linears.rs`: one counter set each, one
 //! u area for all). Every output must equal that of the same launches in plain stream order,
 //! bit for bit, and every counter be zero after.
 
-use dlp_cuda::matvec::MatvecNorm;
+use dlp_cuda::matvec::{MatvecNorm, PDL_WAIT_X};
 use dlp_cuda::tune::Tune;
 
 use crate::common::{bits, random_vec, Runs, BLOCK};
@@ -43,7 +43,7 @@ const CHAIN_ORDERS: [(&str, Order); 3] = [
 type Outputs = Vec<Vec<u32>>;
 
 /// Runs the chain on fresh buffers; `dependent`: each matvec after the first a dependent
-/// launch waiting for x (`wait_x`), as the backend launches them with `dependent-launch`;
+/// launch waiting for x (`PDL_WAIT_X`), as the backend launches them with `dependent-launch`;
 /// with `fused_shrink` too (`Fused` only), each matvec a dependent of its group's shrink that
 /// reads x at once and waits only before its expands (`MatvecLaunch::AfterShrink`).
 #[allow(clippy::too_many_arguments)]
@@ -108,7 +108,7 @@ fn run_chain(
     let mut calls = Vec::new();
     for ((g, s), (x, outs, nm, fold, set)) in layer.iter_mut().zip(&layouts).zip(plan) {
         let mut jobs = g.jobs(&outs);
-        jobs.wait_x = (dependent && !(fused_shrink && kind == Kind::Fused)) as i32;
+        jobs.pdl = (dependent && !(fused_shrink && kind == Kind::Fused)) as i32 * PDL_WAIT_X;
         let mut lj = g.lora_jobs_at(s, base, kind == Kind::Inline);
         lj.sync = base + set * 16;
         let mut call = MatvecCall::new(g, s, x, round_x, jobs, lj, fold);

@@ -33,10 +33,10 @@ pub const KINDS: [Kind; 3] = [Kind::Base, Kind::Fused, Kind::Inline];
 /// The kernel's `LoraOuts` (lora.cu; the backend's copy is crate-private).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-struct LoraOuts {
-    out: [u64; 3],
-    n: [i32; 3],
-    pad: i32,
+pub struct LoraOuts {
+    pub out: [u64; 3],
+    pub n: [i32; 3],
+    pub pad: i32,
 }
 
 /// The decode matvec's modules under `tune`: `matmul` with the folds' entries and the

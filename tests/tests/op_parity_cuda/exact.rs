@@ -23,8 +23,9 @@ fn fused_and_unfused(with: impl Fn(bool) -> CudaOptions) -> Option<(CudaBackend,
 /// `norm-in-matvec`), each with whether the fold takes the LoRA cases: the plain matvec (its
 /// LoRA runs after the products: no), `fused-lora`, `fused-shrink` (the matvec a dependent
 /// launch of its shrink, on sm_90), `inline-shrink` under dependent launches, and
-/// `expand-launch` (the expands in a launch after the plain matvec: no).
-fn matvec_fold_paths() -> [(Experimental, bool); 5] {
+/// `expand-launch` (the expands in a launch after the plain matvec: no), and with
+/// `lora-prefetch` (the same, its shrink and expand dependent launches: no).
+fn matvec_fold_paths() -> [(Experimental, bool); 6] {
     let inline = Experimental {
         dependent_launch: true,
         inline_shrink: true,
@@ -41,6 +42,13 @@ fn matvec_fold_paths() -> [(Experimental, bool); 5] {
         (FUSED_SHRINK, true),
         (inline, true),
         (expand, false),
+        (
+            Experimental {
+                lora_prefetch: true,
+                ..expand
+            },
+            false,
+        ),
     ]
 }
 
