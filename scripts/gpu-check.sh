@@ -9,6 +9,16 @@
 #   scripts/gpu-check.sh prepare   # here (has cargo): build the binaries and copy the small
 #                                  # fixtures into .gpu/ (git-ignored via .git/info/exclude)
 #   scripts/gpu-check.sh [run]     # on the GPU machine: scripts/gpu_check.py with .gpu/
+#   scripts/gpu-check.sh prepare-smollm2   # here: the SmolLM2 fixtures (118 MB, over one
+#                                  # carry) as a tar in two parts, .gpu-smol/1 and .gpu-smol/2
+#   scripts/gpu-check.sh staged    # on the GPU machine: which parts are there
+#
+# SmolLM2's golden_cuda cases run only where its fixtures are: carry [".gpu-smol/1"] in one
+# device call (command `scripts/gpu-check.sh staged`), [".gpu-smol/2"] in the next, then [".gpu"]
+# in the run, each call within the machine's idle release of the one before (a warm machine
+# keeps what earlier calls carried). The run checks the parts against the tar's SHA-256 and
+# unpacks them beside the tiny fixtures; without them (or with a part missing or damaged) those
+# cases are skipped and the summary says why.
 #
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"] and
 # timeout_s 600. The run keeps to a 560 s budget: each test in its own process under a timeout
@@ -72,8 +82,33 @@ for l in sys.stdin:
   ls -la "$G/bin"; du -sh "$G"; cat "$G/VERSION"
 }
 
+# The SmolLM2 fixtures as one tar split into two parts of at most 60 MiB (one device carry
+# each), every part folder with the whole tar's SHA-256 and the number of parts.
+prepare_smollm2() {
+  set -e
+  exclude=$(git rev-parse --git-path info/exclude)
+  grep -qxF "/$G-smol/" "$exclude" 2>/dev/null || echo "/$G-smol/" >> "$exclude"
+  fx=${DLP_FIXTURES:-../shared/fixtures}
+  [ -f "$fx/smollm2/golden.json" ] || { echo "prepare-smollm2: no $fx/smollm2" >&2; exit 1; }
+  rm -rf "$G-smol" && mkdir -p "$G-smol"
+  tar -C "$fx" --dereference -cf "$G-smol/smollm2.tar" smollm2
+  sum=$(sha256sum "$G-smol/smollm2.tar" | cut -d' ' -f1)
+  split -b 60M -d -a 1 "$G-smol/smollm2.tar" "$G-smol/part."
+  rm "$G-smol/smollm2.tar"
+  n=$(ls "$G-smol"/part.* | wc -l)
+  [ "$n" = 2 ] || { echo "prepare-smollm2: $n parts, the procedure carries 2" >&2; exit 1; }
+  for i in 0 1; do
+    mkdir -p "$G-smol/$((i + 1))"
+    mv "$G-smol/part.$i" "$G-smol/$((i + 1))/part"
+    printf '%s %s\n' "$sum" "$n" > "$G-smol/$((i + 1))/tar.sha256"
+  done
+  du -sh "$G-smol"/*
+}
+
 case $mode in
   prepare) prepare ;;
+  prepare-smollm2) prepare_smollm2 ;;
+  staged) ls -l "$G-smol"/*/part 2>/dev/null || echo "no SmolLM2 part here" ;;
   run) exec python3 scripts/gpu_check.py ;;
-  *) echo "usage: scripts/gpu-check.sh [prepare|run]" >&2; exit 2 ;;
+  *) echo "usage: scripts/gpu-check.sh [prepare|prepare-smollm2|staged|run]" >&2; exit 2 ;;
 esac

@@ -12,6 +12,10 @@ Why it is shaped this way:
   backend's loading of kernel modules on several threads fail twice where one at a time
   passes, the rest of the run sets DLP_CUDA_COMPILE_THREADS=1 and records the failure,
   instead of failing every CUDA test.
+- The tests read .gpu/fixtures (the tiny and compatibility fixtures), plus SmolLM2 where its
+  two parts came in earlier calls (`scripts/gpu-check.sh prepare-smollm2`: 118 MB, over one
+  carry): checked against the tar's SHA-256 and unpacked into .gpu-run/fixtures, a `fixtures`
+  step saying which (`fixtures()`).
 - The random models of the speed stage are made in the background while the tests run
   (smallest first; they need the GPU for seconds and the disk for the rest), never while a
   benchmark is timed if it can be helped.
@@ -61,6 +65,7 @@ DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), LORA_SWEEP (settings
 runs again with, e.g. "tiled_rows=1 tiled_rows=4"), GPU_WORK (where models are made, default
 .gpu-run/models), GPU_CHECK_JOBS (test processes at once), CHECKS=none (skip the tests),
 GPU_CHECK_BIN_DIR (ready binaries instead of .gpu's), GPU_CHECK_RUN_DIR (instead of .gpu-run),
+GPU_CHECK_SMOL_DIR (SmolLM2's parts, instead of .gpu-smol),
 GOLDEN_SHAPE and GOLDEN_REFERENCE (the real-shape golden stage, gpu_check_golden.py),
 GPU_CHECK_BUDGET (set it
 to about the device call's timeout_s - 40 when that is under 600), GPU_CHECK_BACKEND (the
@@ -99,7 +104,60 @@ def setup_env():
     shutil.rmtree(cache, ignore_errors=True)
     RUST_ENV.update(LD_LIBRARY_PATH=":".join(libs + ([old] if old else [])), DLP_REQUIRE_CUDA="1",
                     DLP_REQUIRE_NVRTC="1", DLP_CUDA_CACHE=cache, RUST_BACKTRACE="1",
-                    DLP_FIXTURES=os.path.abspath(os.path.join(G, "fixtures")))
+                    DLP_FIXTURES=fixtures())
+
+
+# `prepare-smollm2`'s parts, each carried in a device call of its own (GPU_CHECK_SMOL_DIR: a
+# folder laid out as .gpu-smol instead, scripts/gpu_check_selftest.py).
+SMOL = os.environ.get("GPU_CHECK_SMOL_DIR", G + "-smol")
+
+
+def fixtures():
+    """The fixtures folder the tests read: .gpu/fixtures, or with the SmolLM2 parts carried
+    (scripts/gpu-check.sh prepare-smollm2) a folder in .gpu-run holding links to those and
+    SmolLM2 unpacked, when every part is there and the tar's SHA-256 matches. Recorded as a
+    `fixtures` step either way."""
+    import hashlib
+    import tarfile
+    carried = os.path.abspath(os.path.join(G, "fixtures"))
+    sums = sorted(glob.glob(os.path.join(SMOL, "*", "tar.sha256")))
+    if not sums:
+        record("fixtures", "smollm2", "not carried (its golden_cuda cases skip)")
+        return carried
+    want, n = report.read(sums[0]).split()
+    parts = [os.path.join(SMOL, str(i + 1), "part") for i in range(int(n))]
+    missing = [p for p in parts if not os.path.exists(p)]
+    if missing:
+        record("fixtures", "smollm2", f"not run: {', '.join(missing)} missing (each part is "
+               "carried by a call of its own, on a machine kept warm between them)")
+        return carried
+    digest = hashlib.sha256()
+    for p in parts:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    if digest.hexdigest() != want:
+        record("fixtures", "smollm2", f"FAIL (the parts' SHA-256 is {digest.hexdigest()}, "
+               f"{sums[0]} says {want}: a part from another prepare?)")
+        return carried
+    here = os.path.abspath(os.path.join(R, "fixtures"))
+    shutil.rmtree(here, ignore_errors=True)
+    os.makedirs(here)
+    for f in os.listdir(carried) if os.path.isdir(carried) else []:
+        os.symlink(os.path.join(carried, f), os.path.join(here, f))
+    cat = os.path.join(R, "smollm2.tar")
+    with open(cat, "wb") as dst:
+        for p in parts:
+            with open(p, "rb") as src:
+                shutil.copyfileobj(src, dst)
+    with tarfile.open(cat) as t:
+        try:
+            t.extractall(here, filter="data")
+        except TypeError:  # a Python without extraction filters (before 3.11.4)
+            t.extractall(here)
+    os.remove(cat)
+    record("fixtures", "smollm2", "pass (carried in parts, SHA-256 checked, unpacked)")
+    return here
 
 
 def binaries():

@@ -103,8 +103,8 @@ def with_paths(flags, paths):
 # bf16c-exp without batch-lora (decode batches' LoRA on tiled-lora, sgmv in the last H200 run;
 # the other paths as bf16c-exp), the name earlier runs used.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = without_mode(WITHOUT + "batch-lora")
-# --cuda-experimental fast (every path but the three measured slower on the H200), as the
-# other flags of bf16c-exp.
+# --cuda-experimental fast (every path but the three measured slower on the H200 and
+# lora-prefetch, not yet run on a GPU: LEFT_OUT_OF_FAST), as the other flags of bf16c-exp.
 MODE_FLAGS["bf16c-fast"] = EXP_ALL[:-1] + ["fast"]
 # bf16c-fast with lora-prefetch (not yet run on a GPU, so not in fast): its effect alone.
 MODE_FLAGS["bf16c-fast-prefetch"] = EXP_ALL[:-1] + ["fast,lora-prefetch"]

@@ -9,7 +9,7 @@ project wrote, in prefill and in decode through the KV cache.
 Judged: the f32 mode (the parity reference), by the fixtures' rule: every logit within 2e-3 of
 float64 and the greedy token equal wherever the reference's top-1/top-2 margin exceeds 1e-2
 (measured on the CPU backend at this shape: 3.7e-5). Measured and reported, not judged: the
-first mode of MODES (bf16c-fast by default), whose bound is stated for the fixtures only (its
+first mode of MODES (bf16c-fast-prefetch by default), whose bound is stated for the fixtures only (its
 rounding's effect grows with the model); logits that are not finite fail in any mode.
 
 GOLDEN_SHAPE: the shape to check (default: the smallest of SHAPES if it is 1B or smaller, else

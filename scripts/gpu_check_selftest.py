@@ -166,6 +166,25 @@ def busy_server(adapters):
     return server
 
 
+def smol_parts(folder, file):
+    """`scripts/gpu-check.sh prepare-smollm2`'s layout in `folder`, of a tar holding `file` as
+    smollm2/config.json: two parts, each folder with the tar's SHA-256 and the part count."""
+    import hashlib
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        t.add(file, arcname="smollm2/config.json")
+    data = buf.getvalue()
+    half = len(data) // 2
+    for i, part in enumerate((data[:half], data[half:])):
+        os.makedirs(os.path.join(folder, str(i + 1)))
+        with open(os.path.join(folder, str(i + 1), "part"), "wb") as f:
+            f.write(part)
+        with open(os.path.join(folder, str(i + 1), "tar.sha256"), "w") as f:
+            f.write(f"{hashlib.sha256(data).hexdigest()} 2\n")
+
+
 def main():
     dlp_run = os.path.abspath(sys.argv[1])
     fx = os.path.abspath(os.environ.get("DLP_FIXTURES", "../shared/fixtures"))
@@ -201,7 +220,9 @@ def main():
     # The real-shape golden stage's reference (transformers+PEFT in float64, which this machine
     # may lack): dlp-run's own CPU decode, which takes the same arguments.
     reference = f"{shlex.quote(dlp_run)} score --backend cpu --mode decode"
+    smol_parts(os.path.join(tmp, "smol"), os.path.join(src, "config.json"))
     env = dict(os.environ, GPU_CHECK_BIN_DIR=bins, GPU_WORK=os.path.join(tmp, "work"),
+               GPU_CHECK_SMOL_DIR=os.path.join(tmp, "smol"),
                GOLDEN_REFERENCE=reference,
                SHAPES="tiny", MODES="bf16c-exp f32 bf16c-exp-without-graphs",
                GPU_CHECK_BACKEND="cpu",
@@ -247,6 +268,9 @@ def main():
     except ValueError as e:
         unknown = str(e)
     checks = [
+        ("SmolLM2's two parts checked against the tar's SHA-256 and unpacked beside the fixtures",
+         status.get("fixtures smollm2", "").startswith("pass")
+         and os.path.exists(os.path.join(tmp, "run", "fixtures", "smollm2", "config.json"))),
         ("a mode derived from bf16c-exp narrowed as it is, still without its own path",
          status.get("plan bf16c-exp-without-graphs", "").startswith("narrowed as bf16c-exp: ")
          and "fused-shrink" not in status.get("plan bf16c-exp-without-graphs", "")

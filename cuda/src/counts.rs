@@ -14,6 +14,7 @@ pub(crate) struct LaunchCounters {
     pub(crate) rope: AtomicU64,
     pub(crate) silu_mul: AtomicU64,
     pub(crate) add_rms_norm: AtomicU64,
+    pub(crate) lora_prefetch: AtomicU64,
 }
 
 impl LaunchCounters {
@@ -40,6 +41,10 @@ pub struct LaunchCounts {
     /// `add_rms_norm` calls, fused (`fused-norm`) or as `add` then `rms_norm` (none for the
     /// decode steps of [`crate::Experimental::norm_in_matvec`] that take the decode matvec).
     pub add_rms_norm: u64,
+    /// `lora_shrink_jobs_prefetch` and `lora_expand_jobs_prefetch` queued as programmatic
+    /// dependents ([`crate::Experimental::lora_prefetch`]; none where the device or the driver
+    /// refuses dependent launches, whose plain-order fallback computes the same values).
+    pub lora_prefetch: u64,
 }
 
 impl CudaBackend {
@@ -53,6 +58,7 @@ impl CudaBackend {
             rope: c.rope.load(Ordering::Relaxed),
             silu_mul: c.silu_mul.load(Ordering::Relaxed),
             add_rms_norm: c.add_rms_norm.load(Ordering::Relaxed),
+            lora_prefetch: c.lora_prefetch.load(Ordering::Relaxed),
         }
     }
 }

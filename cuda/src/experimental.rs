@@ -122,7 +122,7 @@ pub struct Experimental {
     /// (`lora_shrink_jobs_prefetch`) is launched as a dependent of the kernel writing x, its
     /// lookups and first A row in flight while that kernel finishes; the plain matvec releases
     /// the expand at its start; the expand (`lora_expand_jobs_prefetch`) looks up its entries
-    /// and loads its B^T terms (up to [`crate::fused_linears::EXPAND_PREFETCH`] a token:
+    /// and loads its B^T terms (up to 32 a token, `EXPAND_PREFETCH` in lora.cu:
     /// mixtures past that run as `expand-launch`) while the matvec streams, then waits and adds.
     /// Two launch gaps and the LoRA rows' first loads per group move under the neighbouring
     /// kernels; the same values as `expand-launch`. Written without a GPU; not yet run on one.
@@ -203,8 +203,8 @@ impl Experimental {
                 "expand-launch and dependent-launch",
             ),
             // expand-launch takes every LoRA group whose expand fits its shared memory (mix_k x
-            // (max rank + 2) up to 12,288): the shrink is then a plain launch of its own and no
-            // matvec waits for it in an epilogue.
+            // (max rank + 2) up to 12,288): the shrink is then a launch of its own (plain, or
+            // lora-prefetch's dependent one) and no matvec waits for it in an epilogue.
             (
                 fused && self.expand_launch && self.fused_shrink,
                 "fused-shrink",

@@ -25,11 +25,13 @@
 //! `lora_expand_jobs` launch: 2 LoRA launches per group instead of 2 per module.
 
 use std::ffi::c_void;
+use std::sync::atomic::Ordering;
 
 use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
 use dlp_engine::backend::{Backend, LinearJob, ResidualSite};
 use dlp_engine::Result;
 
+use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, int, Ptrs, BLOCK};
 use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, MatvecLaunch, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
@@ -107,7 +109,8 @@ impl CudaBackend {
             // it (dependent-launch): it waits for the shrink to finish before reading x (the
             // expand after it then sees u, the matvec having finished after the shrink). With
             // lora-prefetch it releases the expand, a dependent launch, at its start.
-            let launch = if prefetch {
+            // (`pdl` read again: a refused dependent launch turns dependent launches off.)
+            let launch = if prefetch && self.pdl.load(Ordering::Relaxed) {
                 MatvecLaunch::AfterXReleasing
             } else {
                 self.matvec_launch_mode(false)
@@ -141,7 +144,7 @@ impl CudaBackend {
             n_jobs as u32,
         );
         let c = cfg(grid, BLOCK, shared as u32);
-        if prefetch {
+        if prefetch && self.pdl.load(Ordering::Relaxed) {
             let f = &self.k.lora_expand_jobs_prefetch;
             let (mut d, mut o) = (desc, outs);
             let mut params = [
@@ -152,6 +155,7 @@ impl CudaBackend {
             // buffers they address kept alive by `ptrs` and the shrink's; sizes as below.
             if unsafe { self.launch_dependent(op, f, &mut params, c) }? {
                 drop(ptrs);
+                LaunchCounters::bump(&self.counts.lora_prefetch);
                 return self.sync_if_asked(op);
             }
         }
@@ -177,7 +181,7 @@ impl CudaBackend {
         let x = &self.options.experimental;
         x.lora_prefetch
             && x.dependent_launch
-            && self.pdl.load(std::sync::atomic::Ordering::Relaxed)
+            && self.pdl.load(Ordering::Relaxed)
             && max_lora_rank(jobs).is_some_and(|r| lora_prefetch_fits(step.plan.mix_k, r))
     }
 
@@ -291,6 +295,7 @@ impl CudaBackend {
             let queued = unsafe { self.launch_dependent(op, f, &mut params, cfg(grid, BLOCK, 0)) }?;
             if queued {
                 drop(ptrs);
+                LaunchCounters::bump(&self.counts.lora_prefetch);
                 return self.sync_if_asked(op).map(|()| (desc, scratch));
             }
             f // refused: in plain stream order, where its wait returns at once
@@ -539,6 +544,20 @@ mod tests {
         // A grid.y past 65,535 (K x 1,024 chunks), an expand past 48 KiB of shared memory.
         assert!(fits(true, 2, 1 << 20, 63, Some(1)) && !fits(true, 2, 1 << 20, 64, Some(1)));
         assert!(!fits(true, 2, 64, 16, Some(767)) && fits(true, 2, 64, 16, Some(766)));
+    }
+
+    /// `lora-prefetch`'s expand holds mix_k x max_rank terms in EXPAND_PREFETCH registers (the
+    /// kernel's define, which traps past it): 3 adapters of rank 8 and 2 of rank 16 fit, one
+    /// term more does not, nor does a mixture whose shared memory would not.
+    #[test]
+    fn lora_prefetch_takes_the_mixtures_its_registers_hold() {
+        let src = include_str!("../kernels/lora.cu");
+        assert!(src.contains(&format!("#define EXPAND_PREFETCH {EXPAND_PREFETCH}\n")));
+        assert!(lora_prefetch_fits(3, 8) && lora_prefetch_fits(2, 16) && lora_prefetch_fits(1, 32));
+        assert!(
+            !lora_prefetch_fits(3, 11) && !lora_prefetch_fits(1, 33) && !lora_prefetch_fits(33, 1)
+        );
+        assert!(lora_prefetch_fits(32, 1) && lora_prefetch_fits(4, 0));
     }
 
     #[test]

@@ -77,9 +77,12 @@ impl CudaBackend {
     /// is itself a dependent one: `fused-silu`'s gate/up matvec and `norm-in-matvec`'s o and
     /// down matvecs release their dependent at their start, so with both a layer's o, gate/up
     /// and down grids and the next layer's q/k/v grid may all run at once (the attention
-    /// launch before o is a plain one). Each waits (`pdl_wait`: `griddepcontrol.wait` waits for
-    /// every prerequisite grid, and so transitively for all of them) before it reads what the
-    /// others write, and their counters are apart (fused_linears.rs, `sync_set`).
+    /// launch before o is a plain one). `lora-prefetch` chains a LoRA group's shrink, plain
+    /// matvec and expand the same way after the kernel writing x, each releasing the next at
+    /// its start; every block of those kernels waits before it exits. Each waits (`pdl_wait`:
+    /// `griddepcontrol.wait` waits for every prerequisite grid, and so transitively for all of
+    /// them) before it reads what the others write, and their counters are apart
+    /// (fused_linears.rs, `sync_set`).
     ///
     /// Returns true when queued. False when the driver refused it outside a capture:
     /// dependent launches are then off for this backend (a warning says so) and the caller

@@ -121,22 +121,6 @@ fn op_parity_cuda_expand_launch() {
     fused_lora_sets_pass("expand-launch", expand, 1);
 }
 
-/// `... expand-launch,lora-prefetch`: the shrink a programmatic dependent of the kernel writing
-/// x and the expand of the plain matvec, each reading its tables and adapter rows before it
-/// waits. With u and the entry table poisoned before each shrink, a shrink or expand reading
-/// what it waits for before its wait fails (as may one that let its own dependent read x
-/// early: every block waits).
-#[test]
-fn op_parity_cuda_lora_prefetch() {
-    let prefetch = Experimental {
-        dependent_launch: true,
-        expand_launch: true,
-        lora_prefetch: true,
-        ..FUSED
-    };
-    fused_lora_sets_pass("lora-prefetch", prefetch, 1);
-}
-
 /// The fused-LoRA `linears` cases on bf16 weights with `experimental`, with f32 and bf16 A/B
 /// and in the bf16 compute mode (against the CPU with its input rounding), each case `times`
 /// times in a row. u and the entry table are poisoned before each shrink (`poison_scratch`),

@@ -34,6 +34,20 @@ impl Group {
         bf16: bool,
         seed: u64,
     ) -> Group {
+        Group::with_mix_k(rows, k, ns, ranks, bf16, seed, 2)
+    }
+
+    /// [`Group::new`] with mixtures of `mix_k` entries (2 there).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_mix_k(
+        rows: usize,
+        k: usize,
+        ns: &[usize],
+        ranks: &[Vec<usize>],
+        bf16: bool,
+        seed: u64,
+        mix_k: usize,
+    ) -> Group {
         let mut loras: Vec<Lora> = ns
             .iter()
             .zip(ranks)
@@ -44,7 +58,7 @@ impl Group {
                     in_dim: k,
                     out_dim: *n,
                     ranks: if r.is_empty() { vec![0] } else { r.clone() },
-                    mix_k: 2,
+                    mix_k,
                     segment_starts: (0..rows).collect(), // decode: a segment per token
                 };
                 Lora::random(&shape, seed + j as u64, bf16)

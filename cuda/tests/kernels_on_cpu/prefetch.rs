@@ -126,26 +126,30 @@ fn differ(a: &Left, b: &Left) -> usize {
         + bits_differ(from_ref(&a.scratch), from_ref(&b.scratch))
 }
 
-/// (rows, k, job widths, each job's slot ranks; none: no stack). Mixtures of 2 entries, so the
-/// largest rank 16 makes 32 terms, all the prefetch expand holds.
-type Case = (usize, usize, Vec<usize>, Vec<Vec<usize>>);
+/// (rows, k, job widths, each job's slot ranks (none: no stack), entries per mixture). Up to
+/// 32 terms a token (mix_k x the largest rank), all the prefetch expand holds: 2 x 16, and the
+/// benchmarks' 3 adapters of rank 8.
+type Case = (usize, usize, Vec<usize>, Vec<Vec<usize>>, usize);
 
 fn cases() -> Vec<Case> {
     vec![
-        (1, 64, vec![96], vec![vec![4, 8]]),
+        (1, 64, vec![96], vec![vec![4, 8]], 2),
         (
             2,
             128,
             vec![64, 32, 40],
             vec![vec![4, 8, 0], vec![], vec![16, 1, 3]],
+            2,
         ),
-        (3, 1040, vec![24, 300], vec![vec![8, 4], vec![3, 16]]),
+        (3, 1040, vec![24, 300], vec![vec![8, 4], vec![3, 16]], 2),
+        (1, 2056, vec![40, 16, 16], vec![vec![8, 8, 8, 8]; 3], 3),
+        (2, 64, vec![33], vec![vec![5, 2]], 1),
     ]
 }
 
 fn run_case(case: &Case, bf16: bool, mods: &Mods) -> Result<(), String> {
-    let (rows, k, ns, ranks) = case;
-    let mut g = Group::new(*rows, *k, ns, ranks, bf16, 21);
+    let (rows, k, ns, ranks, mix_k) = case;
+    let mut g = Group::with_mix_k(*rows, *k, ns, ranks, bf16, 21, *mix_k);
     let mut pre = Group::new(*rows, 32, &[*k], &[vec![]], bf16, 22);
     for round_x in [0, 2] {
         let plain = run_chain(mods, &mut g, &mut pre, Chain::Plain, round_x)?;
@@ -193,7 +197,7 @@ fn lora_prefetch_chain_matches_the_verified_kernels() {
 fn a_dependent_that_reads_before_waiting_is_caught() {
     let mods = Mods::new(WIDE, &tunes()[0].1).expect("the modules build");
     let case = &cases()[1];
-    let (rows, k, ns, ranks) = case;
+    let (rows, k, ns, ranks, _) = case;
     for chain in [Chain::EarlyShrink, Chain::EarlyExpand] {
         let mut g = Group::new(*rows, *k, ns, ranks, true, 21);
         let mut pre = Group::new(*rows, 32, &[*k], &[vec![]], true, 22);

@@ -81,6 +81,57 @@ fn exact_then_reference(
     launched
 }
 
+/// `lora-prefetch` computes what `expand-launch` computes, bit for bit (the same terms in the
+/// same order): the fused-LoRA cases on bf16 weights with f32 and bf16 A/B and in the bf16
+/// compute mode against the expand-launch backend (bound 0), then against the CPU, u and the
+/// entry table poisoned before each shrink (an expand reading them before its wait fails; the
+/// poison's memsets come between the kernel writing x and the shrink, so the shrink's early read
+/// of x is checked by kernels_on_cpu/prefetch.rs only). On sm_90 the shrinks and expands must
+/// have run as dependent launches (`LaunchCounts::lora_prefetch`), not the plain-order fallback.
+#[test]
+fn op_parity_cuda_lora_prefetch_matches_expand_launch_exactly() {
+    for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
+        let with = |prefetch: bool| CudaOptions {
+            bf16_weights: true,
+            bf16_compute,
+            lora_bf16,
+            experimental: Experimental {
+                dependent_launch: true,
+                expand_launch: true,
+                lora_prefetch: prefetch,
+                ..FUSED
+            },
+            poison_scratch: true,
+            ..Default::default()
+        };
+        let Some((prefetch, expand)) = fused_and_unfused(with) else {
+            return;
+        };
+        println!(
+            "lora-prefetch vs expand-launch, LoRA bf16 {lora_bf16}, bf16 compute {bf16_compute}"
+        );
+        let cases = if lora_bf16 {
+            bf16_lora_cases()
+        } else {
+            decode_matvec_cases()
+        };
+        let count = |b: &CudaBackend| b.launches().lora_prefetch;
+        let (ran, _) = exact_then_reference(&prefetch, &expand, &cases, bf16_compute, count);
+        let sm90 = prefetch
+            .arch()
+            .trim_start_matches("sm_")
+            .parse::<u32>()
+            .is_ok_and(|v| v >= 90);
+        assert_eq!(
+            ran > 0,
+            sm90,
+            "{} dependent lora-prefetch launches on {}",
+            ran,
+            prefetch.arch()
+        );
+    }
+}
+
 /// `fused-norm` and `fused-rope` compute what the unfused ops compute, bit for bit: the
 /// table's `add_rms_norm` and `rope_qk` cases on the fused backend against the unfused one
 /// (bound 0), with narrow and wide grids (rows at 256 and 1,024 threads).
