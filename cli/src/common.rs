@@ -434,6 +434,30 @@ pub fn load_keeping_adapters<B: Backend>(
     Ok((Loaded { model, tokenizer }, adapters))
 }
 
+/// Most bytes an input file read whole into memory may hold (`--prompts`, `--chat-json`):
+/// far past any real prompt set, and it stops a stream such as /dev/zero from filling memory.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// The bytes of `path`, given as `flag`, read whole: an error naming both for a file past
+/// [`MAX_INPUT_BYTES`] (or a stream that does not end), instead of reading without a limit.
+pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        bail!(
+            "{flag} {}: more than {} MiB; it is read whole into memory (split it into smaller \
+             files)",
+            path.display(),
+            MAX_INPUT_BYTES >> 20
+        );
+    }
+    Ok(bytes)
+}
+
 /// Parses `NAME=W[,NAME=W]...`.
 pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
     if s.trim().is_empty() {

@@ -98,7 +98,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .prompts
         .as_ref()
         .context("give --prompt or --prompts")?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = common::read_bounded(path, "--prompts")?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();

@@ -61,9 +61,14 @@ pub struct TrainRouterArgs {
     /// When no dev data is found: the share of each label's training examples held out as dev.
     #[arg(long, default_value_t = 0.1)]
     pub dev_fraction: f32,
-    /// Output directory: router.json, router.safetensors and a copy of the tokenizer.
+    /// Output directory: router.json, router.safetensors and a copy of the tokenizer. It must
+    /// not exist yet or be empty, unless --overwrite.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into an --out folder that already holds files (a router there is replaced; other
+    /// files stay beside it).
+    #[arg(long)]
+    pub overwrite: bool,
     /// tokenizer.json to read text with (or a directory holding one, or a .gguf model whose
     /// vocabulary is then rebuilt as one): normally the base model's, though any works.
     /// Default: ../shared/fixtures/smollm2/tokenizer/tokenizer.json (from the repository root).
@@ -231,8 +236,54 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::Te
     Ok((dst, Some(tmp)))
 }
 
+/// Checks `train-router --out` before any work: a folder that does not exist yet or is empty,
+/// or with `overwrite` any folder; never a file. Refuses to replace a router, or to drop the
+/// router's files among others (a data folder named by mistake), without `--overwrite`.
+pub fn check_out_dir(out: &Path, overwrite: bool) -> Result<()> {
+    let meta = match std::fs::metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!("train-router: --out {}: {e}", out.display()),
+    };
+    if !meta.is_dir() {
+        bail!(
+            "train-router: --out {} is a file; name a folder for the router's files",
+            out.display()
+        );
+    }
+    if overwrite {
+        return Ok(());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .with_context(|| format!("train-router: reading --out {}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    if names.iter().any(|n| n == dlp_router::config::CONFIG_FILE) {
+        bail!(
+            "train-router: --out {} already holds a router ({}); pass --overwrite to replace \
+             it, or name a new folder",
+            out.display(),
+            dlp_router::config::CONFIG_FILE
+        );
+    }
+    if let Some(first) = names.first() {
+        let holds = match names.len() {
+            1 => format!("it holds {first}"),
+            n => format!("{n} entries, e.g. {first}"),
+        };
+        bail!(
+            "train-router: --out {} is not empty ({holds}); name a new or empty folder, or pass \
+             --overwrite to write the router's files into it",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `train-router`.
 pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
+    check_out_dir(&args.out, args.overwrite)?;
     if let Some(dir) = &args.extend {
         return crate::router_extend::extend_router(args, dir);
     }

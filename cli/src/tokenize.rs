@@ -126,7 +126,9 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
 /// `tools`, `documents`, `add_generation_prompt` (default true), `continue_final_message` and
 /// `chat_template_kwargs` (more template variables).
 pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
-    let s = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+    let bytes = crate::common::read_bounded(f, "--chat-json")?;
+    let s = String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", f.display()))?;
     let v: Value =
         serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", f.display()))?;
     if let Some(k) = crate::json_keys::duplicate_key(s.as_bytes()) {

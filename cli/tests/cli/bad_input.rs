@@ -43,6 +43,11 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&qv_cpu, &["--mix", "qv=3.5e38", "--prompt", "hi"]),
         &["--mix `qv=3.5e38`: the weight is past f32's range"],
     );
+    // A stream that does not end is refused at the limit, not read until memory runs out.
+    fails_with(
+        &args(&gen_cpu, &["--prompts", "/dev/zero"]),
+        &["--prompts /dev/zero: more than 256 MiB", "read whole"],
+    );
     fails_with(
         &args(&gen_cpu, &["--threads", "100000", "--prompt", "hi"]),
         &["--threads 100000: at most", "per core"],
@@ -413,6 +418,39 @@ fn bad_input_exits_non_zero_with_a_message() {
     fails_with(
         &["train-router", "--data", dup, dup, "--out", "no/out"],
         &["--data reads", "a.jsonl twice"],
+    );
+    // --out: never a file; a router or other files there only with --overwrite (checked before
+    // the data is read: "no/data" does not exist).
+    let holds = twice.path().join("holds");
+    std::fs::create_dir(&holds).unwrap();
+    std::fs::write(holds.join("train.jsonl"), "").unwrap();
+    let router = twice.path().join("router");
+    std::fs::create_dir(&router).unwrap();
+    std::fs::write(router.join("router.json"), "{}").unwrap();
+    for (out, want) in [
+        (dup, &["--out", "a.jsonl", "is a file"][..]),
+        (
+            holds.to_str().unwrap(),
+            &["--out", "is not empty", "train.jsonl", "--overwrite"],
+        ),
+        (
+            router.to_str().unwrap(),
+            &["--out", "already holds a router", "--overwrite"],
+        ),
+    ] {
+        fails_with(&["train-router", "--data", "no/data", "--out", out], want);
+    }
+    // With --overwrite the folder passes, and the data is read next.
+    fails_with(
+        &[
+            "train-router",
+            "--data",
+            "no/data",
+            "--out",
+            router.to_str().unwrap(),
+            "--overwrite",
+        ],
+        &["no/data"],
     );
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
