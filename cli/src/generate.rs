@@ -120,6 +120,8 @@ pub(crate) fn parse_prompts(
     cli_mix: bool,
 ) -> Result<Vec<Prompt>> {
     let mut out = Vec::new();
+    // A byte-order mark (as Windows editors save UTF-8) is not part of the first object.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text
         .lines()
         .enumerate()
@@ -485,5 +487,13 @@ mod tests {
         let p = parse_prompts(ok, Path::new("p.jsonl"), &[], false).unwrap();
         assert_eq!(p.len(), 1);
         assert!(p[0].explicit_mix);
+        // A UTF-8 byte-order mark before the first line is not an error.
+        let bom = "\u{feff}{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n";
+        assert_eq!(
+            parse_prompts(bom, Path::new("p.jsonl"), &[], false)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

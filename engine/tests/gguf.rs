@@ -498,7 +498,9 @@ fn synthetic_gguf_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("unknown architecture") && e.contains("general.architecture"),
+        e.contains("unknown architecture")
+            && e.contains("`general.architecture` is \"gpt2\"")
+            && !e.contains("Some("),
         "{e}"
     );
     let mut w = tiny_llama();

@@ -42,6 +42,11 @@ pub fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<Example>, RouterEr
     let mut out = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| RouterError::io(path, e))?;
+        // A byte-order mark (as Windows editors save UTF-8) is not part of the first object.
+        let line = match line.strip_prefix('\u{feff}') {
+            Some(rest) if n == 0 => rest.to_string(),
+            _ => line,
+        };
         if line.trim().is_empty() {
             continue;
         }

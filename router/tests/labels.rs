@@ -49,3 +49,22 @@ fn both_directions_and_duplicates_are_reported() {
         .to_string();
     assert!(msg.contains("duplicate"), "{msg}");
 }
+
+/// Training data saved with a UTF-8 byte-order mark (as Windows editors do) reads as without
+/// one; a mark past the first line is still an error naming its line.
+#[test]
+fn a_byte_order_mark_before_the_first_line_is_skipped() {
+    use dlp_router::data::{read_jsonl, Fields};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("train.jsonl");
+    let line = |t: &str| format!("{{\"instruction\": \"{t}\", \"task\": \"a\"}}\n");
+    std::fs::write(&path, format!("\u{feff}{}{}", line("x"), line("y"))).unwrap();
+    let ex = read_jsonl(&path, &Fields::default()).unwrap();
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[0].text, "x");
+    std::fs::write(&path, format!("{}\u{feff}{}", line("x"), line("y"))).unwrap();
+    let err = read_jsonl(&path, &Fields::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train.jsonl:2"), "{err}");
+}

@@ -45,6 +45,8 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
+    // A byte-order mark (as Windows editors save UTF-8) is not part of the first object.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -222,4 +224,19 @@ pub fn compose(
         out.push(Composed { parts, instruction });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file saved with a UTF-8 byte-order mark reads as without one.
+    #[test]
+    fn a_byte_order_mark_before_the_first_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.jsonl");
+        let line = r#"{"task": "boolq", "instruction": "q?", "output": "true", "answer": "true", "kind": "qa"}"#;
+        std::fs::write(&path, format!("\u{feff}{line}\n{line}\n")).unwrap();
+        let ex = super::read_examples(&path).unwrap();
+        assert_eq!(ex.len(), 2);
+        assert_eq!(ex[0].task, "boolq");
+    }
 }

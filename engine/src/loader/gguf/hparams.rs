@@ -37,12 +37,25 @@ impl GgufFile {
     }
 
     pub(super) fn check_arch(&self) -> Result<()> {
-        match self.metadata.get("general.architecture").and_then(|v| v.as_str()) {
+        match self
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.as_str())
+        {
             Some("llama") => Ok(()),
-            other => Err(Error::format(
-                &self.path,
-                format!("unknown architecture: metadata `general.architecture` is {other:?}, expected \"llama\""),
-            )),
+            other => {
+                let found = match other {
+                    Some(a) => format!("\"{a}\""),
+                    None => "missing (or not a string)".to_string(),
+                };
+                Err(Error::format(
+                    &self.path,
+                    format!(
+                        "unknown architecture: metadata `general.architecture` is {found}, \
+                         expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it)"
+                    ),
+                ))
+            }
         }
     }
 
