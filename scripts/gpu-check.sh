@@ -15,10 +15,12 @@
 #
 # SmolLM2's golden_cuda cases run only where its fixtures are: carry [".gpu-smol/1"] in one
 # device call (command `scripts/gpu-check.sh staged`), [".gpu-smol/2"] in the next, then [".gpu"]
-# in the run, each call within the machine's idle release of the one before (a warm machine
-# keeps what earlier calls carried). The run checks the parts against the tar's SHA-256 and
-# unpacks them beside the tiny fixtures; without them (or with a part missing or damaged) those
-# cases are skipped and the summary says why.
+# in the run, each call within the machine's idle release of the one before (30 s: a warm
+# machine keeps what earlier calls carried; a cold one starts bare). The two extra calls cost
+# device time (the machine's start comes first either way): leave the run's timeout_s room for
+# a rerun, or skip this. The run checks the parts against the tar's SHA-256 and unpacks them
+# beside the tiny fixtures, its SmolLM2 tests last; without them (or with a part missing or
+# damaged) those cases are skipped and the summary's `fixtures` step says why.
 #
 # With the device tool: `prepare` here, then run `scripts/gpu-check.sh` with carry [".gpu"] and
 # timeout_s 600. The run keeps to a 560 s budget: each test in its own process under a timeout
@@ -82,25 +84,35 @@ for l in sys.stdin:
   ls -la "$G/bin"; du -sh "$G"; cat "$G/VERSION"
 }
 
-# The SmolLM2 fixtures as one tar split into two parts of at most 60 MiB (one device carry
-# each), every part folder with the whole tar's SHA-256 and the number of parts.
+# The SmolLM2 fixtures as one tar split into two equal parts (one device carry each, which
+# also carries the tracked files: 64 MiB in all), every part folder with the whole tar's
+# SHA-256 and the number of parts.
 prepare_smollm2() {
   set -e
   exclude=$(git rev-parse --git-path info/exclude)
+  mkdir -p "$(dirname "$exclude")"
   grep -qxF "/$G-smol/" "$exclude" 2>/dev/null || echo "/$G-smol/" >> "$exclude"
   fx=${DLP_FIXTURES:-../shared/fixtures}
   [ -f "$fx/smollm2/golden.json" ] || { echo "prepare-smollm2: no $fx/smollm2" >&2; exit 1; }
   rm -rf "$G-smol" && mkdir -p "$G-smol"
-  tar -C "$fx" --dereference -cf "$G-smol/smollm2.tar" smollm2
+  # Writable once unpacked (the shared fixtures are read-only), so a rerun can replace them.
+  tar -C "$fx" --dereference --mode=u+w -cf "$G-smol/smollm2.tar" smollm2
   sum=$(sha256sum "$G-smol/smollm2.tar" | cut -d' ' -f1)
-  split -b 60M -d -a 1 "$G-smol/smollm2.tar" "$G-smol/part."
+  split -n 2 -d -a 1 "$G-smol/smollm2.tar" "$G-smol/part."
   rm "$G-smol/smollm2.tar"
-  n=$(ls "$G-smol"/part.* | wc -l)
-  [ "$n" = 2 ] || { echo "prepare-smollm2: $n parts, the procedure carries 2" >&2; exit 1; }
+  tracked=$(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c)
+  for p in "$G-smol"/part.*; do
+    size=$(stat -c %s "$p")
+    if [ $((size + tracked + (1 << 20))) -gt $((64 << 20)) ]; then
+      echo "prepare-smollm2: $p ($size bytes) and the tracked files ($tracked) leave under" \
+        "1 MiB of a 64 MiB carry" >&2
+      exit 1
+    fi
+  done
   for i in 0 1; do
     mkdir -p "$G-smol/$((i + 1))"
     mv "$G-smol/part.$i" "$G-smol/$((i + 1))/part"
-    printf '%s %s\n' "$sum" "$n" > "$G-smol/$((i + 1))/tar.sha256"
+    printf '%s %s\n' "$sum" 2 > "$G-smol/$((i + 1))/tar.sha256"
   done
   du -sh "$G-smol"/*
 }

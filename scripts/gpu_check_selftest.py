@@ -247,9 +247,21 @@ def main():
         f.write("t \x1b[33m WARN\x1b[0m dlp_cuda::graphs: capture failed\nt  INFO x\n" * 2)
     warned = gpu_check_report.warnings(wdir)
     golden_caught = perturbed_logits_caught(os.path.join(tmp, "run", "out"), wdir)
+    import gpu_check
     import gpu_check_core
     import gpu_check_serve
     import gpu_check_speed
+    # SmolLM2's parts damaged, then one missing: a FAIL, then a not-run step, and the tests read
+    # the carried fixtures either way (in this process: the run above took the good parts).
+    gpu_check.SMOL = os.path.join(tmp, "smol-damaged")
+    shutil.copytree(os.path.join(tmp, "smol"), gpu_check.SMOL)
+    with open(os.path.join(gpu_check.SMOL, "2", "part"), "ab") as f:
+        f.write(b"x")
+    smol_fallbacks = [gpu_check.fixtures()]
+    smol_steps = [gpu_check_core.runs[-1].status]
+    shutil.rmtree(os.path.join(gpu_check.SMOL, "2"))
+    smol_fallbacks.append(gpu_check.fixtures())
+    smol_steps.append(gpu_check_core.runs[-1].status)
     # The serve stage's client side must catch a server that turns requests away. A real server
     # with one slot turned most of 12 concurrent requests away only when they overlapped, which
     # they did not always do on a loaded machine; this one answers every POST with a 429.
@@ -271,6 +283,11 @@ def main():
         ("SmolLM2's two parts checked against the tar's SHA-256 and unpacked beside the fixtures",
          status.get("fixtures smollm2", "").startswith("pass")
          and os.path.exists(os.path.join(tmp, "run", "fixtures", "smollm2", "config.json"))),
+        ("a damaged SmolLM2 part a FAIL step, a missing one a not-run step; the carried "
+         "fixtures read either way",
+         smol_steps[0].startswith("FAIL (the parts' SHA-256")
+         and smol_steps[1].startswith("not run:") and "2/part missing" in smol_steps[1]
+         and smol_fallbacks == [os.path.abspath(os.path.join(".gpu", "fixtures"))] * 2),
         ("a mode derived from bf16c-exp narrowed as it is, still without its own path",
          status.get("plan bf16c-exp-without-graphs", "").startswith("narrowed as bf16c-exp: ")
          and "fused-shrink" not in status.get("plan bf16c-exp-without-graphs", "")

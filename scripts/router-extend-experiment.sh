@@ -15,12 +15,12 @@ dirs() { for t in "$@"; do printf '%s\n' "$D/$t"; done; }
 secs() { local t0=$1; python3 -c "import time; print(f'{time.time() - $t0:.1f}')"; }
 now() { python3 -c 'import time; print(time.time())'; }
 declare -A took
-t=$(now); "$run" train-router --data $(dirs "${base[@]}" "${new[@]}") --out "$out/scratch14" --quiet >/dev/null; took[scratch14]=$(secs "$t")
-t=$(now); "$run" train-router --data $(dirs "${base[@]}") --out "$out/base7" --quiet >/dev/null; took[base7]=$(secs "$t")
-t=$(now); "$run" train-router --extend "$out/base7" --data $(dirs "${new[@]}") --out "$out/all-at-once" --quiet >/dev/null; took[all-at-once]=$(secs "$t")
+t=$(now); "$run" train-router --data $(dirs "${base[@]}" "${new[@]}") --out "$out/scratch14" --quiet --overwrite >/dev/null; took[scratch14]=$(secs "$t")
+t=$(now); "$run" train-router --data $(dirs "${base[@]}") --out "$out/base7" --quiet --overwrite >/dev/null; took[base7]=$(secs "$t")
+t=$(now); "$run" train-router --extend "$out/base7" --data $(dirs "${new[@]}") --out "$out/all-at-once" --quiet --overwrite >/dev/null; took[all-at-once]=$(secs "$t")
 prev=$out/base7 each=()
 for n in "${new[@]}"; do
-  t=$(now); "$run" train-router --extend "$prev" --data "$D/$n" --out "$out/chain-$n" --quiet >/dev/null; each+=("$(secs "$t")")
+  t=$(now); "$run" train-router --extend "$prev" --data "$D/$n" --out "$out/chain-$n" --quiet --overwrite >/dev/null; each+=("$(secs "$t")")
   prev=$out/chain-$n
 done
 took[one-at-a-time]="${each[*]}"

@@ -237,11 +237,19 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::Te
 }
 
 /// Checks `train-router --out` before any work: a folder that does not exist yet or is empty,
-/// or with `overwrite` any folder; never a file. Refuses to replace a router, or to drop the
-/// router's files among others (a data folder named by mistake), without `--overwrite`.
-pub fn check_out_dir(out: &Path, overwrite: bool) -> Result<()> {
+/// or with `overwrite` any folder; never a file or a link to nothing. Refuses to replace a
+/// router (`extend`'s own, in place, says so), or to drop the router's files among others (a
+/// data folder named by mistake), without `--overwrite`.
+pub fn check_out_dir(out: &Path, overwrite: bool, extend: Option<&Path>) -> Result<()> {
     let meta = match std::fs::metadata(out) {
         Ok(m) => m,
+        // A link to nothing would pass here and fail only when the trained router is saved.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && out.symlink_metadata().is_ok() => {
+            bail!(
+                "train-router: --out {} is a link to nothing; name a folder",
+                out.display()
+            )
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => bail!("train-router: --out {}: {e}", out.display()),
     };
@@ -260,9 +268,15 @@ pub fn check_out_dir(out: &Path, overwrite: bool) -> Result<()> {
         .collect();
     names.sort();
     if names.iter().any(|n| n == dlp_router::config::CONFIG_FILE) {
+        let same = |p: &Path| p.canonicalize().ok();
+        let in_place = if extend.is_some_and(|e| same(e).is_some() && same(e) == same(out)) {
+            " (it is --extend's router: --overwrite extends it in place)"
+        } else {
+            ""
+        };
         bail!(
-            "train-router: --out {} already holds a router ({}); pass --overwrite to replace \
-             it, or name a new folder",
+            "train-router: --out {} already holds a router ({}){in_place}; pass --overwrite \
+             to replace it, or name a new folder",
             out.display(),
             dlp_router::config::CONFIG_FILE
         );
@@ -283,7 +297,7 @@ pub fn check_out_dir(out: &Path, overwrite: bool) -> Result<()> {
 
 /// Runs `train-router`.
 pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
-    check_out_dir(&args.out, args.overwrite)?;
+    check_out_dir(&args.out, args.overwrite, args.extend.as_deref())?;
     if let Some(dir) = &args.extend {
         return crate::router_extend::extend_router(args, dir);
     }

@@ -129,6 +129,8 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     let bytes = crate::common::read_bounded(f, "--chat-json")?;
     let s = String::from_utf8(bytes)
         .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", f.display()))?;
+    // A byte-order mark (as Windows editors save UTF-8) is not part of the JSON.
+    let s = s.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(s);
     let v: Value =
         serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", f.display()))?;
     if let Some(k) = crate::json_keys::duplicate_key(s.as_bytes()) {

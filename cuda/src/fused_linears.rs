@@ -548,7 +548,7 @@ mod tests {
 
     /// `lora-prefetch`'s expand holds mix_k x max_rank terms in EXPAND_PREFETCH registers (the
     /// kernel's define, which traps past it): 3 adapters of rank 8 and 2 of rank 16 fit, one
-    /// term more does not, nor does a mixture whose shared memory would not.
+    /// term more does not.
     #[test]
     fn lora_prefetch_takes_the_mixtures_its_registers_hold() {
         let src = include_str!("../kernels/lora.cu");

@@ -335,7 +335,10 @@ fn lora_prefetch_kernels_load_before_they_wait_and_nothing_else() {
         );
         assert_eq!(body.matches("griddepcontrol.wait").count(), waits, "{name}");
         let from = exit.unwrap();
-        let to = from + body[from..].find("griddepcontrol.wait").unwrap();
+        let to = from
+            + body[from..].find("griddepcontrol.wait").unwrap_or_else(|| {
+                panic!("{name}: no wait after its first return (the early exit's)")
+            });
         let region = &body[from..to];
         assert!(region.contains(load), "{name}: no {load} before its wait");
         for early in after {

@@ -427,8 +427,16 @@ fn bad_input_exits_non_zero_with_a_message() {
     let router = twice.path().join("router");
     std::fs::create_dir(&router).unwrap();
     std::fs::write(router.join("router.json"), "{}").unwrap();
+    let dangling = twice.path().join("dangling");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(twice.path().join("gone"), &dangling).unwrap();
     for (out, want) in [
         (dup, &["--out", "a.jsonl", "is a file"][..]),
+        #[cfg(unix)]
+        (
+            dangling.to_str().unwrap(),
+            &["--out", "is a link to nothing"],
+        ),
         (
             holds.to_str().unwrap(),
             &["--out", "is not empty", "train.jsonl", "--overwrite"],
@@ -440,6 +448,19 @@ fn bad_input_exits_non_zero_with_a_message() {
     ] {
         fails_with(&["train-router", "--data", "no/data", "--out", out], want);
     }
+    let router_s = router.to_str().unwrap();
+    fails_with(
+        &[
+            "train-router",
+            "--extend",
+            router_s,
+            "--data",
+            "no/data",
+            "--out",
+            router_s,
+        ],
+        &["already holds a router", "--overwrite extends it in place"],
+    );
     // With --overwrite the folder passes, and the data is read next.
     fails_with(
         &[

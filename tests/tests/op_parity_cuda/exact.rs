@@ -116,7 +116,9 @@ fn op_parity_cuda_lora_prefetch_matches_expand_launch_exactly() {
             decode_matvec_cases()
         };
         let count = |b: &CudaBackend| b.launches().lora_prefetch;
-        let (ran, _) = exact_then_reference(&prefetch, &expand, &cases, bf16_compute, count);
+        let (ran, ran_without) =
+            exact_then_reference(&prefetch, &expand, &cases, bf16_compute, count);
+        assert_eq!(ran_without, 0, "lora-prefetch launches with the switch off");
         let sm90 = prefetch
             .arch()
             .trim_start_matches("sm_")

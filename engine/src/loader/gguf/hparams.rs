@@ -45,7 +45,7 @@ impl GgufFile {
             Some("llama") => Ok(()),
             other => {
                 let found = match other {
-                    Some(a) => format!("\"{a}\""),
+                    Some(a) => format!("{a:?}"),
                     None => "missing (or not a string)".to_string(),
                 };
                 Err(Error::format(
