@@ -122,7 +122,7 @@ pub struct Experimental {
     /// (`lora_shrink_jobs_prefetch`) is launched as a dependent of the kernel writing x, its
     /// lookups and first A row in flight while that kernel finishes; the plain matvec releases
     /// the expand at its start; the expand (`lora_expand_jobs_prefetch`) looks up its entries
-    /// and loads its B^T terms (up to 32 a token, `EXPAND_PREFETCH` in lora.cu:
+    /// and loads its B^T terms (up to 32 a token, `EXPAND_PREFETCH` in lora_prefetch.cu:
     /// mixtures past that run as `expand-launch`) while the matvec streams, then waits and adds.
     /// Two launch gaps and the LoRA rows' first loads per group move under the neighbouring
     /// kernels; the same values as `expand-launch`. Written without a GPU; not yet run on one.

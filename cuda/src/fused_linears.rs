@@ -31,7 +31,6 @@ use cudarc::driver::{CudaSlice, DevicePtrMut, DeviceRepr, PushKernelArg};
 use dlp_engine::backend::{Backend, LinearJob, ResidualSite};
 use dlp_engine::Result;
 
-use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, int, Ptrs, BLOCK};
 use crate::matvec::{shrink_chunks, LoraJobs, MatvecEpilogue, MatvecLaunch, MATVEC_MAX_JOBS};
 use crate::{err, CudaBackend, CudaStep};
@@ -144,7 +143,7 @@ impl CudaBackend {
             n_jobs as u32,
         );
         let c = cfg(grid, BLOCK, shared as u32);
-        if prefetch && self.pdl.load(Ordering::Relaxed) {
+        if prefetch {
             let f = &self.k.lora_expand_jobs_prefetch;
             let (mut d, mut o) = (desc, outs);
             let mut params = [
@@ -153,13 +152,12 @@ impl CudaBackend {
             ];
             // SAFETY: the entry's parameters in order and types (`LoraJobs`, `LoraOuts`), the
             // buffers they address kept alive by `ptrs` and the shrink's; sizes as below.
-            if unsafe { self.launch_dependent(op, f, &mut params, c) }? {
+            if unsafe { self.launch_prefetch(op, f, &mut params, c) }? {
                 drop(ptrs);
-                LaunchCounters::bump(&self.counts.lora_prefetch);
-                return self.sync_if_asked(op);
+                return Ok(());
             }
         }
-        // (lora-prefetch's expand refused as a dependent: in plain stream order, where its
+        // (lora-prefetch's expand not queued as a dependent: in plain stream order, where its
         // wait returns at once.)
         let f = if prefetch {
             &self.k.lora_expand_jobs_prefetch
@@ -171,18 +169,6 @@ impl CudaBackend {
         let res = self.go(op, a, c);
         drop(ptrs);
         res
-    }
-
-    /// Whether an `expand-launch` group runs as `lora-prefetch`
-    /// ([`crate::Experimental::lora_prefetch`]): the switch and `dependent-launch` are on,
-    /// dependent launches work on this device (sm_90), and the expand's terms per token fit its
-    /// registers ([`lora_prefetch_fits`]).
-    fn lora_prefetch_takes(&self, step: &CudaStep, jobs: &[LinearJob<'_, Self>]) -> bool {
-        let x = &self.options.experimental;
-        x.lora_prefetch
-            && x.dependent_launch
-            && self.pdl.load(Ordering::Relaxed)
-            && max_lora_rank(jobs).is_some_and(|r| lora_prefetch_fits(step.plan.mix_k, r))
     }
 
     /// Every module's shrink in one launch (`lora_shrink_jobs`) into the fused-LoRA scratch
@@ -292,13 +278,11 @@ impl CudaBackend {
             ];
             // SAFETY: the entry's parameters in order and types (x's device address, kept
             // alive by `ptrs`, in_dim, `LoraJobs`), sizes checked as for the plain launch.
-            let queued = unsafe { self.launch_dependent(op, f, &mut params, cfg(grid, BLOCK, 0)) }?;
-            if queued {
+            if unsafe { self.launch_prefetch(op, f, &mut params, cfg(grid, BLOCK, 0)) }? {
                 drop(ptrs);
-                LaunchCounters::bump(&self.counts.lora_prefetch);
-                return self.sync_if_asked(op).map(|()| (desc, scratch));
+                return Ok((desc, scratch));
             }
-            f // refused: in plain stream order, where its wait returns at once
+            f // not queued as a dependent: in plain stream order, where its wait returns at once
         } else {
             &self.k.lora_shrink_jobs
         };
@@ -392,17 +376,6 @@ enum ShrinkLaunch {
     /// `lora_shrink_jobs_prefetch`, a programmatic dependent of the kernel that wrote x
     /// (`lora-prefetch`).
     Prefetch,
-}
-
-/// Terms of a token's expand that `lora_expand_jobs_prefetch` holds in registers
-/// (`EXPAND_PREFETCH` in lora.cu).
-pub const EXPAND_PREFETCH: usize = 32;
-
-/// Whether `lora-prefetch`'s expand takes mixtures of `mix_k` entries of rank up to `max_rank`:
-/// its `mix_k * max_rank` terms fit [`EXPAND_PREFETCH`] registers (3 adapters of rank 8: 24),
-/// and its shared memory fits as `expand-launch`'s does.
-pub fn lora_prefetch_fits(mix_k: usize, max_rank: usize) -> bool {
-    mix_k * max_rank <= EXPAND_PREFETCH && expand_jobs_fit(mix_k, max_rank)
 }
 
 /// What computes a LoRA group's base products in [`CudaBackend::linears_grouped_lora`].
@@ -544,20 +517,6 @@ mod tests {
         // A grid.y past 65,535 (K x 1,024 chunks), an expand past 48 KiB of shared memory.
         assert!(fits(true, 2, 1 << 20, 63, Some(1)) && !fits(true, 2, 1 << 20, 64, Some(1)));
         assert!(!fits(true, 2, 64, 16, Some(767)) && fits(true, 2, 64, 16, Some(766)));
-    }
-
-    /// `lora-prefetch`'s expand holds mix_k x max_rank terms in EXPAND_PREFETCH registers (the
-    /// kernel's define, which traps past it): 3 adapters of rank 8 and 2 of rank 16 fit, one
-    /// term more does not.
-    #[test]
-    fn lora_prefetch_takes_the_mixtures_its_registers_hold() {
-        let src = include_str!("../kernels/lora.cu");
-        assert!(src.contains(&format!("#define EXPAND_PREFETCH {EXPAND_PREFETCH}\n")));
-        assert!(lora_prefetch_fits(3, 8) && lora_prefetch_fits(2, 16) && lora_prefetch_fits(1, 32));
-        assert!(
-            !lora_prefetch_fits(3, 11) && !lora_prefetch_fits(1, 33) && !lora_prefetch_fits(33, 1)
-        );
-        assert!(lora_prefetch_fits(32, 1) && lora_prefetch_fits(4, 0));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod kv;
 mod launch;
 mod linears;
 mod lora;
+mod lora_prefetch;
 pub mod lora_tiled;
 pub mod matvec;
 pub mod nvrtc;

@@ -42,10 +42,12 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/logits.cu")
 );
 
-/// `sgmv.cu` and `lora_tiled.cu` share `lora.cu`'s entry lookups and pair parameters: the
-/// three are one module (`lora`), compiled in that order.
+/// `lora_prefetch.cu`, `sgmv.cu` and `lora_tiled.cu` share `lora.cu`'s entry lookups and pair
+/// parameters: the four are one module (`lora`), compiled in that order.
 const LORA_SRC: &str = concat!(
     include_str!("../kernels/lora.cu"),
+    "\n",
+    include_str!("../kernels/lora_prefetch.cu"),
     "\n",
     include_str!("../kernels/sgmv.cu"),
     "\n",

@@ -419,60 +419,6 @@ fn bad_input_exits_non_zero_with_a_message() {
         &["train-router", "--data", dup, dup, "--out", "no/out"],
         &["--data reads", "a.jsonl twice"],
     );
-    // --out: never a file; a router or other files there only with --overwrite (checked before
-    // the data is read: "no/data" does not exist).
-    let holds = twice.path().join("holds");
-    std::fs::create_dir(&holds).unwrap();
-    std::fs::write(holds.join("train.jsonl"), "").unwrap();
-    let router = twice.path().join("router");
-    std::fs::create_dir(&router).unwrap();
-    std::fs::write(router.join("router.json"), "{}").unwrap();
-    let dangling = twice.path().join("dangling");
-    #[cfg(unix)]
-    std::os::unix::fs::symlink(twice.path().join("gone"), &dangling).unwrap();
-    for (out, want) in [
-        (dup, &["--out", "a.jsonl", "is a file"][..]),
-        #[cfg(unix)]
-        (
-            dangling.to_str().unwrap(),
-            &["--out", "is a link to nothing"],
-        ),
-        (
-            holds.to_str().unwrap(),
-            &["--out", "is not empty", "train.jsonl", "--overwrite"],
-        ),
-        (
-            router.to_str().unwrap(),
-            &["--out", "already holds a router", "--overwrite"],
-        ),
-    ] {
-        fails_with(&["train-router", "--data", "no/data", "--out", out], want);
-    }
-    let router_s = router.to_str().unwrap();
-    fails_with(
-        &[
-            "train-router",
-            "--extend",
-            router_s,
-            "--data",
-            "no/data",
-            "--out",
-            router_s,
-        ],
-        &["already holds a router", "--overwrite extends it in place"],
-    );
-    // With --overwrite the folder passes, and the data is read next.
-    fails_with(
-        &[
-            "train-router",
-            "--data",
-            "no/data",
-            "--out",
-            router.to_str().unwrap(),
-            "--overwrite",
-        ],
-        &["no/data"],
-    );
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];
     for (flags, want) in [

@@ -259,3 +259,67 @@ fn train_router_reads_a_gguf_vocabulary() {
     };
     assert_eq!(ids(&out.join("tokenizer.json")), ids(&gguf));
 }
+
+/// `train-router --out`: never a file or a link to nothing; a folder holding a router or other
+/// files only with --overwrite (checked before the data is read: "no/data" does not exist).
+#[test]
+fn train_router_out_is_a_new_or_empty_folder_unless_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a.jsonl");
+    std::fs::write(&file, "{\"text\": \"hi\", \"label\": \"a\"}\n").unwrap();
+    let holds = tmp.path().join("holds");
+    std::fs::create_dir(&holds).unwrap();
+    std::fs::write(holds.join("train.jsonl"), "").unwrap();
+    let router = tmp.path().join("router");
+    std::fs::create_dir(&router).unwrap();
+    std::fs::write(router.join("router.json"), "{}").unwrap();
+    let dangling = tmp.path().join("dangling");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &dangling).unwrap();
+    for (out, want) in [
+        (
+            file.to_str().unwrap(),
+            &["--out", "a.jsonl", "is a file"][..],
+        ),
+        #[cfg(unix)]
+        (
+            dangling.to_str().unwrap(),
+            &["--out", "is a link to nothing"],
+        ),
+        (
+            holds.to_str().unwrap(),
+            &["--out", "is not empty", "train.jsonl", "--overwrite"],
+        ),
+        (
+            router.to_str().unwrap(),
+            &["--out", "already holds a router", "--overwrite"],
+        ),
+    ] {
+        fails_with(&["train-router", "--data", "no/data", "--out", out], want);
+    }
+    let router_s = router.to_str().unwrap();
+    fails_with(
+        &[
+            "train-router",
+            "--extend",
+            router_s,
+            "--data",
+            "no/data",
+            "--out",
+            router_s,
+        ],
+        &["already holds a router", "--overwrite extends it in place"],
+    );
+    // With --overwrite the folder passes, and the data is read next.
+    fails_with(
+        &[
+            "train-router",
+            "--data",
+            "no/data",
+            "--out",
+            router.to_str().unwrap(),
+            "--overwrite",
+        ],
+        &["no/data"],
+    );
+}

@@ -62,12 +62,15 @@ fn compiler_id() -> String {
 }
 
 /// Kernel files by module, as the backend's modules (nvrtc.rs) concatenate them, except that
-/// `sgmv.cu` (tensor-core asm, which a host compiler cannot build) is left out of `lora`.
+/// `sgmv.cu` (tensor-core asm, which a host compiler cannot build) is left out of `lora`, and
+/// that `matmul` also holds `lora_prefetch.cu` (the backend takes those entries from `lora`):
+/// lora-prefetch's chain of dependent launches runs in one emulated stream, of one module.
 fn files(module: &str) -> Option<Vec<&'static str>> {
     const LORA: &str = include_str!("../../kernels/lora.cu");
+    const PREFETCH: &str = include_str!("../../kernels/lora_prefetch.cu");
     Some(match module {
-        "lora" => vec![LORA, include_str!("../../kernels/lora_tiled.cu")],
-        "matmul" => vec![LORA, include_str!("../../kernels/matmul.cu")],
+        "lora" => vec![LORA, PREFETCH, include_str!("../../kernels/lora_tiled.cu")],
+        "matmul" => vec![LORA, PREFETCH, include_str!("../../kernels/matmul.cu")],
         "attention" => vec![include_str!("../../kernels/attention.cu")],
         "rms_norm" => vec![include_str!("../../kernels/rms_norm.cu")],
         "rope" => vec![include_str!("../../kernels/rope.cu")],
