@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
-use dlp_engine::lora::{resolve_mixture, Mixture};
+use dlp_engine::lora::{resolve_mixture, Mixture, MAX_MIX_WEIGHT};
 use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::Backend;
@@ -472,13 +472,26 @@ pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
                 .trim()
                 .parse()
                 .with_context(|| format!("--mix `{part}`: weight `{w}` is not a number"))?;
-            // As f32 (the engine's), 3.5e38 would be reported as `inf`.
-            if w.is_finite() && w.abs() > f64::from(f32::MAX) {
-                bail!("--mix `{part}`: the weight is past f32's range (at most about 3.4e38)");
-            }
-            Ok((n.trim().to_string(), w as f32))
+            Ok((
+                n.trim().to_string(),
+                mix_weight(w, || format!("--mix `{part}`"))?,
+            ))
         })
         .collect()
+}
+
+/// A mixture weight read as f64, as f32 (the engine's); `where_` names it in the error for
+/// one past [`MAX_MIX_WEIGHT`] in magnitude, which as f32 could read `inf` (3.5e38). The
+/// engine checks the rest (>= 0, finite) when the mixture is resolved.
+pub fn mix_weight(w: f64, where_: impl FnOnce() -> String) -> Result<f32> {
+    if w.is_finite() && w.abs() > f64::from(MAX_MIX_WEIGHT) {
+        bail!(
+            "{}: the weight is past the largest a mixture may give, {MAX_MIX_WEIGHT} (past it a \
+             mixture only drowns the base model)",
+            where_()
+        );
+    }
+    Ok(w as f32)
 }
 
 /// Resolves a named mixture against the loaded adapters.

@@ -22,7 +22,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Adapter mixture for every prompt: `NAME=W[,NAME=W]...` (names from `--adapter`).
-    /// The adapters' deltas are summed with these weights (each keeps its own alpha/r).
+    /// The adapters' deltas are summed with these weights, each from 0 to 100 (each adapter
+    /// keeps its own alpha/r).
     /// Omit for the base model.
     #[arg(long, value_name = "NAME=W,...")]
     pub mix: Option<String>,
@@ -155,11 +156,12 @@ pub(crate) fn parse_prompts(
             Some(Value::Object(m)) => m
                 .iter()
                 .map(|(k, w)| {
+                    let w = w.as_f64().with_context(|| {
+                        format!("{}: mix weight of `{k}` is not a number", at())
+                    })?;
                     Ok((
                         k.clone(),
-                        w.as_f64().with_context(|| {
-                            format!("{}: mix weight of `{k}` is not a number", at())
-                        })? as f32,
+                        common::mix_weight(w, || format!("{}: mix `{k}`", at()))?,
                     ))
                 })
                 .collect::<Result<_>>()?,

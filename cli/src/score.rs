@@ -26,7 +26,8 @@ pub enum Mode {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Adapter mixture: `NAME=W[,NAME=W]...` (omit for the base model).
+    /// Adapter mixture: `NAME=W[,NAME=W]...`, each weight from 0 to 100 (omit for the base
+    /// model).
     #[arg(long, value_name = "NAME=W,...")]
     pub mix: Option<String>,
     /// Token ids, comma-separated (as `dlp-run tokenize` prints them, brackets allowed).

@@ -47,8 +47,13 @@ pub fn stack(
     (s.max_rank > 0).then_some(s)
 }
 
-/// Resolves `(name, weight)` pairs to slots, checking that every name is loaded and every
-/// weight is finite and non-negative.
+/// The largest weight a mixture may give an adapter. A weight scales the adapter's update
+/// (the router's weights sum to 1); past 100 a mixture only drowns the base model, and 1e30
+/// overflowed the forward pass (every logit NaN): a mistake, refused where it is made.
+pub const MAX_MIX_WEIGHT: f32 = 100.0;
+
+/// Resolves `(name, weight)` pairs to slots, checking that every name is loaded once and every
+/// weight is from 0 to [`MAX_MIX_WEIGHT`].
 pub fn resolve_mixture(names: &[String], mix: &[(String, f32)]) -> Result<Mixture> {
     let mut out = Vec::with_capacity(mix.len());
     for (name, w) in mix {
@@ -62,9 +67,10 @@ pub fn resolve_mixture(names: &[String], mix: &[(String, f32)]) -> Result<Mixtur
                 }
             ))
         })?;
-        if !w.is_finite() || *w < 0.0 {
+        if !(0.0..=MAX_MIX_WEIGHT).contains(w) {
             return Err(Error::invalid(format!(
-                "mixture weight of `{name}` is {w}; expected a finite number >= 0"
+                "mixture weight of `{name}` is {w}; expected a finite number >= 0 and at most \
+                 {MAX_MIX_WEIGHT}"
             )));
         }
         if out.iter().any(|&(s, _)| s == slot) {

@@ -318,6 +318,14 @@ fn bad_mixtures_and_prompts() {
             .to_string(),
         &["inf"],
     );
+    // 100 is the largest weight; past it a mixture only drowns the base model.
+    assert!(resolve_mixture(&names, &[("a".into(), 100.0)]).is_ok());
+    must_contain(
+        &resolve_mixture(&names, &[("b".into(), 100.5)])
+            .unwrap_err()
+            .to_string(),
+        &["`b`", "100.5", "at most 100"],
+    );
 
     let Some(d) = fixtures("tiny-llama") else {
         return;

@@ -4,10 +4,9 @@ use serde_json::Value;
 
 use super::error::ApiError;
 
-/// The largest weight a request may give an adapter. A weight scales the adapter's update
-/// (the router's weights sum to 1); past 100 a mixture only drowns the base model, and 1e30
-/// overflowed the forward pass (every logit NaN), which would be a 500 for a client's mistake.
-pub const MAX_MIX_WEIGHT: f64 = 100.0;
+/// The largest weight a request may give an adapter: the engine's, checked here so that
+/// a client's mistake is a 400 naming its field (1e30 had overflowed the forward pass, a 500).
+pub const MAX_MIX_WEIGHT: f64 = dlp_engine::lora::MAX_MIX_WEIGHT as f64;
 
 /// The checked mixture, (name, weight) in the order sent (serde_json keeps objects' order;
 /// a name given twice was refused with the whole body, by `json_keys`). A 400 names

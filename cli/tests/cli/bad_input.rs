@@ -41,7 +41,11 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
     fails_with(
         &args(&qv_cpu, &["--mix", "qv=3.5e38", "--prompt", "hi"]),
-        &["--mix `qv=3.5e38`: the weight is past f32's range"],
+        &["--mix `qv=3.5e38`: the weight is past the largest a mixture may give, 100"],
+    );
+    fails_with(
+        &args(&qv_cpu, &["--mix", "qv=100.5", "--prompt", "hi"]),
+        &["--mix `qv=100.5`: the weight is past the largest"],
     );
     // A stream that does not end is refused at the limit, not read until memory runs out.
     fails_with(
@@ -176,24 +180,29 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&gen_cpu, &["--adapter", &wrong, "--prompt", "hi"]),
         &["adapter `x`", "shape"],
     );
-    // A weight that overflows the forward pass: an error, not an empty answer.
+    // An adapter that overflows the forward pass: an error, not an empty answer.
+    let tmp = tempfile::tempdir().unwrap();
+    let huge = format!(
+        "huge={}",
+        overflowing_adapter(&d.join("adapters/qv_r8"), tmp.path()).display()
+    );
+    let huge_cpu = args(&qv_cpu, &["--adapter", &huge]);
     fails_with(
         &args(
-            &qv_cpu,
-            &["--mix", "qv=3e38", "--max-tokens", "3", "--prompt", "hi"],
+            &huge_cpu,
+            &["--mix", "huge=1", "--max-tokens", "3", "--prompt", "hi"],
         ),
         &["--prompt: a NaN logit, or no finite logit", "mixture"],
     );
     // In a batch, the broken prompt is named by its line and the others are still answered.
-    let tmp = tempfile::tempdir().unwrap();
     let jsonl = tmp.path().join("p.jsonl");
     std::fs::write(
         &jsonl,
-        "{\"prompt\": \"hi\", \"mix\": \"qv=1\"}\n\n{\"prompt\": \"hi\", \"mix\": \"qv=3e38\"}\n",
+        "{\"prompt\": \"hi\", \"mix\": \"qv=1\"}\n\n{\"prompt\": \"hi\", \"mix\": {\"huge\": 1}}\n",
     )
     .unwrap();
     let out = run(&args(
-        &qv_cpu,
+        &huge_cpu,
         &[
             "--prompts",
             jsonl.to_str().unwrap(),
@@ -545,4 +554,42 @@ fn bad_input_exits_non_zero_with_a_message() {
 /// `head` followed by `rest`: a command line built from a shared prefix.
 fn args<'a>(head: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
     [head, rest].concat()
+}
+
+/// A copy of the PEFT adapter in `src`, written under `dir`, with every A and B value times
+/// 1e30: finite, so it loads, but its update overflows f32 in the forward pass.
+fn overflowing_adapter(src: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    use safetensors::{tensor::TensorView, SafeTensors};
+    let out = dir.join("overflowing");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(
+        src.join("adapter_config.json"),
+        out.join("adapter_config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(src.join("adapter_model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let scaled: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+            let data = t
+                .data()
+                .chunks_exact(4)
+                .flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) * 1e30).to_le_bytes())
+                .collect();
+            (name, t.shape().to_vec(), data)
+        })
+        .collect();
+    let views = scaled.iter().map(|(name, shape, data)| {
+        let view = TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap();
+        (name.clone(), view)
+    });
+    std::fs::write(
+        out.join("adapter_model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    out
 }
