@@ -258,7 +258,21 @@ fn unsupported_adapter_configs() {
         ("bias", "lora_only".into(), "bias"),
         ("lora_bias", true.into(), "lora_bias"),
         ("peft_type", "IA3".into(), "IA3"),
-        ("r", (-1).into(), "`r`"),
+        (
+            "r",
+            (-1).into(),
+            "`r`: expected a positive integer, found -1",
+        ),
+        (
+            "r",
+            "8".into(),
+            "`r`: expected a positive integer, found \"8\"",
+        ),
+        (
+            "lora_alpha",
+            serde_json::Value::Null,
+            "`lora_alpha`: expected a number, found null",
+        ),
         (
             "lora_alpha",
             1e38.into(),
@@ -280,6 +294,18 @@ fn unsupported_adapter_configs() {
         return;
     };
     let ad = d.join("adapters/qv_r8");
+    // Not an object at all: said so, not reported as a missing `r`.
+    let config = std::fs::read(ad.join("adapter_config.json")).unwrap();
+    std::fs::write(ad.join("adapter_config.json"), "[]").unwrap();
+    must_contain(
+        &err_of(PeftAdapter::load("x", &ad, &c)),
+        &[
+            "adapter_config.json",
+            "expected a JSON object",
+            "found a list",
+        ],
+    );
+    std::fs::write(ad.join("adapter_config.json"), config).unwrap();
     std::fs::rename(
         ad.join("adapter_model.safetensors"),
         ad.join("adapter_model.bin"),

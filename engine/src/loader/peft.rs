@@ -130,6 +130,24 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| Error::format(path, format!("not valid JSON: {e}")))?;
     let bad = |m: String| Error::format(path, m);
+    if !v.is_object() {
+        let kind = match v {
+            Value::Array(_) => "a list",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(bad(format!(
+            "expected a JSON object (PEFT's `adapter_config.json`: r, lora_alpha, \
+             target_modules, ...), found {kind}"
+        )));
+    }
+    // A present field of the wrong kind is shown as found (`"r": "8"`), a missing one named.
+    let found = |k: &str| {
+        v.get(k)
+            .map_or(" (missing)".into(), |x| format!(", found {x}"))
+    };
     let peft_type = v
         .get("peft_type")
         .and_then(|t| t.as_str())
@@ -181,11 +199,21 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         .get("r")
         .and_then(|x| x.as_u64())
         .filter(|&r| r > 0)
-        .ok_or_else(|| bad("field `r`: expected a positive integer".into()))? as usize;
+        .ok_or_else(|| {
+            bad(format!(
+                "field `r`: expected a positive integer{}",
+                found("r")
+            ))
+        })? as usize;
     let alpha = v
         .get("lora_alpha")
         .and_then(|x| x.as_f64())
-        .ok_or_else(|| bad("field `lora_alpha`: expected a number".into()))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "field `lora_alpha`: expected a number{}",
+                found("lora_alpha")
+            ))
+        })?;
     let targets = match v.get("target_modules") {
         Some(t) if !t.is_null() => Selector::parse("target_modules", t).map_err(bad)?,
         _ => {
