@@ -172,7 +172,8 @@ def responses_api(client, args, chat, want):
           f"responses.stream equals generate: {''.join(deltas)!r}")
     check(kinds[:2] == ["response.created", "response.in_progress"]
           and kinds[-1] in ("response.completed", "response.incomplete"), f"event order: {kinds}")
-    short = client.responses.create(model="boolq", input=QUESTION, max_output_tokens=2)
+    short = client.responses.create(model="boolq", input=QUESTION, max_output_tokens=2,
+                                    temperature=0)
     check(short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens",
           f"max_output_tokens cut: {short.status} {short.incomplete_details}")
     system = "Answer in one word."

@@ -330,7 +330,7 @@ fn responses_answer_as_chat_does() {
     let r = s.ok(
         "/v1/responses",
         &json!({"model": "base", "input": "What time is it?", "tools": two, "max_output_tokens": 60,
-                "parallel_tool_calls": false,
+                "parallel_tool_calls": false, "temperature": 0,
                 "tool_choice": {"type": "allowed_tools", "mode": "required",
                                 "tools": [{"type": "function", "name": "get_time"}]}}),
     );
