@@ -125,6 +125,17 @@ impl RouterConfig {
                 msg: msg.into(),
             });
         }
+        // Two logits of one name: which adapter the second routes to is anyone's guess.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = cfg.labels.iter().find(|l| !seen.insert(l.as_str())) {
+            return Err(RouterError::Json {
+                path: path.display().to_string(),
+                msg: format!(
+                    "labels: `{dup}` is given twice (each label names one adapter, one output \
+                     of the router)"
+                ),
+            });
+        }
         Ok(cfg)
     }
 

@@ -119,4 +119,16 @@ fn router_dir_round_trip() {
         let e = e.to_string();
         assert!(e.contains("router.json") && e.contains(want), "{e}");
     }
+    // So is one with a label given twice: two outputs of one name.
+    let twice = good.replacen("\"all_r4\"", "\"qv_r8\"", 1);
+    assert_ne!(twice, good);
+    std::fs::write(&json_path, twice).unwrap();
+    let e = Router::load(dir)
+        .err()
+        .expect("a label twice loads")
+        .to_string();
+    assert!(
+        e.contains("router.json") && e.contains("labels: `qv_r8` is given twice"),
+        "{e}"
+    );
 }
