@@ -1,4 +1,5 @@
-//! `dlp-run inspect`: what a model directory, GGUF file, adapter or safetensors file holds.
+//! `dlp-run inspect`: what a model directory, GGUF file, adapter, router or safetensors file
+//! holds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,11 +10,12 @@ use dlp_engine::loader::gguf::GgufFile;
 use dlp_engine::loader::safetensors_dir::{mmap, weight_files};
 use dlp_engine::ModelConfig;
 
-/// Show what a model / GGUF / adapter / safetensors file holds.
+/// Show what a model / GGUF / adapter / router / safetensors file holds.
 #[derive(Debug, Args, Clone)]
 #[command(override_usage = "dlp-run inspect <PATH>\n       dlp-run inspect --backends")]
 pub struct InspectArgs {
-    /// An HF model directory, a .gguf file, a PEFT adapter directory or a .safetensors file.
+    /// An HF model directory, a .gguf file, a PEFT adapter directory, a router directory
+    /// (`train-router --out`) or a .safetensors file.
     #[arg(value_name = "PATH", required_unless_present = "backends")]
     pub path: Option<PathBuf>,
     /// List the compute backends this machine offers (and what `--backend auto` picks).
@@ -130,6 +132,61 @@ fn inspect_adapter(dir: &Path) -> Result<String> {
     Ok(s)
 }
 
+/// A router directory: labels, sizes, calibration, dev metrics and trainings from
+/// `router.json` (checked as loading it checks), then its weights' table.
+fn inspect_router(dir: &Path) -> Result<String> {
+    use dlp_router::config::{RouterConfig, WEIGHTS_FILE};
+    let c = RouterConfig::load(dir)?;
+    let mut s = format!("DLP router {}\n", dir.display());
+    s += &format!("  labels ({}): {}\n", c.labels.len(), c.labels.join(", "));
+    s += &format!(
+        "  tokenizer: {} ({} tokens); reads the first {} tokens of a text\n",
+        c.tokenizer, c.vocab_size, c.max_tokens
+    );
+    let widths: Vec<String> = c.widths().iter().map(usize::to_string).collect();
+    s += &format!(
+        "  layers: embedding {} x {}, then {} (ReLU between)\n",
+        c.vocab_size,
+        c.embed_dim,
+        widths.join(" -> ")
+    );
+    // Already divided into the last layer; shown for what calibration did.
+    s += &format!("  calibration temperature: {:.3}\n", c.temperature);
+    match &c.dev {
+        Some(d) => {
+            s += &format!(
+                "  dev ({} texts): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  sentence top-1 {:.2}%  loss {:.4}\n",
+                d.examples,
+                100.0 * d.top1,
+                100.0 * d.topp_containment,
+                d.mean_adapters,
+                100.0 * d.sentence_top1,
+                d.loss
+            );
+        }
+        None => s += "  dev: not measured\n",
+    }
+    for t in &c.trainings {
+        s += &format!(
+            "  training ({}): {} examples, {:.1} s, labels {}\n",
+            t.kind,
+            t.examples,
+            t.seconds,
+            t.labels.join(", ")
+        );
+    }
+    s += &format!(
+        "  extendable (train-router --extend): {}\n",
+        match &c.feature_stats {
+            Some(f) => format!("yes ({f})"),
+            None => "no (no feature statistics; written before extension existed)".into(),
+        }
+    );
+    s += &format!("  weights ({WEIGHTS_FILE}):\n");
+    s += &tensor_table(&[dir.join(WEIGHTS_FILE)])?;
+    Ok(s)
+}
+
 /// Runs `inspect`.
 pub fn run(args: &InspectArgs) -> Result<()> {
     if args.backends {
@@ -140,6 +197,8 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     };
     let text = if p.is_dir() && p.join("adapter_config.json").exists() {
         inspect_adapter(p)?
+    } else if p.is_dir() && p.join(dlp_router::config::CONFIG_FILE).exists() {
+        inspect_router(p)?
     } else if p.is_dir() {
         let cfg = ModelConfig::from_hf_dir(p)?;
         let files = weight_files(p)?;

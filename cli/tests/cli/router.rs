@@ -90,6 +90,22 @@ fn train_router_extend_end_to_end() {
         cfg["trainings"][1]["labels"],
         serde_json::json!(["mlp_r16"])
     );
+    // `inspect` reads a router folder as one (it had looked for a model's config.json).
+    let out = run(&["inspect", &s(&ext)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "DLP router",
+        "labels (3): all_r4, qv_r8, mlp_r16",
+        "then 32 -> 64 -> 64 -> 32 -> 3",
+        "training (scratch)",
+        "training (extend)",
+        "labels mlp_r16",
+        "extendable (train-router --extend): yes",
+        "layers.0.weight",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
     let json = tmp.path().join("eval.json");
     let out = run(&[
         "eval-router",
