@@ -12,8 +12,6 @@ use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::Backend;
 
 use crate::output::Inputs;
-#[cfg(feature = "wgpu")]
-pub(crate) use crate::select_backend::quiet_stderr;
 pub use crate::select_backend::{with_backend, WithBackend};
 
 /// Where the default model is looked for, relative to the working directory: the copy that

@@ -26,13 +26,14 @@ pub struct InspectArgs {
 /// The backends of this build and machine, one per line.
 fn backends_text() -> String {
     let mut s = String::from("backends:\n  cpu: always available\n");
+    // Changed only by the GPU backends' sections, which a build may leave out.
+    #[allow(unused_mut)]
     let mut auto = "cpu";
     #[cfg(feature = "wgpu")]
     {
         // Quiet: Vulkan drivers print warnings of their own while being enumerated.
-        let (adapters, lines) = crate::common::quiet_stderr(|| {
-            (dlp_wgpu::list_adapters(), dlp_wgpu::describe_adapters())
-        });
+        let (adapters, lines) =
+            crate::stderr::quiet(|| (dlp_wgpu::list_adapters(), dlp_wgpu::describe_adapters()));
         if adapters.is_empty() {
             s += "  wgpu: no adapter (no Vulkan/Metal/DX12 driver; on Linux install mesa-vulkan-drivers)\n";
         }

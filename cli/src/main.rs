@@ -23,6 +23,7 @@ mod sampling_args;
 mod score;
 mod select_backend;
 mod serve;
+mod stderr;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -109,7 +110,7 @@ fn main() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(stderr::log_writer)
         .init();
     let result = match &cli.command {
         Command::Generate(a) => a

@@ -1,7 +1,9 @@
 //! Choosing and creating the compute backend a command runs on: `--backend`, or under `auto`
 //! CUDA, then a wgpu GPU, then the CPU; backend-specific flags checked against the choice.
 
-use anyhow::{bail, Context, Result};
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+use anyhow::Context;
+use anyhow::{bail, Result};
 use clap::ValueEnum;
 use dlp_engine::cpu::{CpuBackend, CpuOptions};
 use dlp_engine::Backend;
@@ -42,7 +44,7 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
             if gpu_device_present() {
                 // Vulkan drivers print warnings of their own while probing (Mesa's
                 // `XDG_RUNTIME_DIR is invalid` on a headless machine): not ours to show.
-                match quiet_stderr(|| {
+                match crate::stderr::quiet(|| {
                     dlp_wgpu::WgpuBackend::new(dlp_wgpu::AdapterPolicy::HardwareOnly)
                 }) {
                     Ok(b) => return job.run(b),
@@ -134,34 +136,6 @@ fn gpu_device_present() -> bool {
         || std::path::Path::new("/dev/dxg").exists()
 }
 
-/// Runs `f` with the process's standard error (file descriptor 2) pointed at /dev/null, so
-/// that C libraries it calls print nothing; restored afterwards.
-#[cfg(feature = "wgpu")]
-pub(crate) fn quiet_stderr<T>(f: impl FnOnce() -> T) -> T {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
-            return f();
-        };
-        // SAFETY: dup/dup2/close on descriptors this function owns or restores; fd 2 always
-        // points at a valid file (the original or /dev/null) in between.
-        let saved = unsafe { libc::dup(2) };
-        if saved < 0 {
-            return f();
-        }
-        unsafe { libc::dup2(null.as_raw_fd(), 2) };
-        let out = f();
-        unsafe {
-            libc::dup2(saved, 2);
-            libc::close(saved);
-        }
-        out
-    }
-    #[cfg(not(unix))]
-    f()
-}
-
 /// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included; with
 /// `f16`, weights stored as f16 (`--wgpu-f16-weights`).
 #[cfg(feature = "wgpu")]
@@ -170,12 +144,26 @@ fn wgpu_backend<J: WithBackend>(job: J, f16: bool) -> Result<J::Out> {
         f16_weights: f16,
         ..Default::default()
     };
-    let b = dlp_wgpu::WgpuBackend::with_options(dlp_wgpu::AdapterPolicy::AllowSoftware, opts)
-        .context(if f16 {
+    // What the driver prints while the adapter opens (Mesa's `XDG_RUNTIME_DIR is invalid`,
+    // twice, on a headless machine) is shown with -vv, or with the error if opening fails.
+    let (b, driver) = crate::stderr::captured(|| {
+        dlp_wgpu::WgpuBackend::with_options(dlp_wgpu::AdapterPolicy::AllowSoftware, opts)
+    });
+    let driver = driver.trim();
+    if !driver.is_empty() {
+        tracing::debug!("the Vulkan driver said while opening the adapter:\n{driver}");
+    }
+    let b = b.with_context(|| {
+        let flags = if f16 {
             "--backend wgpu --wgpu-f16-weights"
         } else {
             "--backend wgpu"
-        })?;
+        };
+        match driver {
+            "" => flags.to_string(),
+            said => format!("{flags} (the driver said: {said})"),
+        }
+    })?;
     tracing::info!("backend {}", b.name());
     job.run(b)
 }

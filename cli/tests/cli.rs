@@ -269,6 +269,53 @@ fn inspect_backends_lists_what_auto_picks() {
     }
 }
 
+/// What a Vulkan driver prints while the adapter opens (Mesa's `XDG_RUNTIME_DIR is invalid`,
+/// twice, on a headless machine) is not shown by default; with -vv it is, as a log line.
+#[test]
+fn wgpu_driver_messages_only_with_verbose() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let generate = |verbose: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dlp-run"))
+            .args(verbose)
+            .args([
+                "generate",
+                "--backend",
+                "wgpu",
+                "--max-tokens",
+                "2",
+                "-p",
+                "hi",
+                "-m",
+            ])
+            .arg(&gguf)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = generate(&[]);
+    if !ok && err.contains("no wgpu adapter") {
+        dlp_tests::skip_unless_required("no wgpu adapter", "DLP_REQUIRE_WGPU");
+        return;
+    }
+    assert!(ok, "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+    let (ok, err) = generate(&["-vv"]);
+    assert!(ok, "{err}");
+    // Only a driver that prints (Mesa's) has something to show.
+    if let Some(at) = err.find("XDG_RUNTIME_DIR") {
+        assert!(
+            err[..at].contains("the Vulkan driver said while opening the adapter"),
+            "{err}"
+        );
+    }
+}
+
 /// One BOS rule for every path (`compat/bos`): an HF tokenizer's post-processor BOS goes in
 /// front of a raw prompt only, a rendered chat gets exactly what its template writes
 /// (transformers); a GGUF follows llama.cpp's add_bos (the llama-bpe group turns it on unless
