@@ -475,16 +475,17 @@ impl WithBackend for &BenchArgs {
             memory,
             peak_rss_mib,
         };
-        report.print();
+        // The files are written even where the table could not be (a full disk under stdout).
+        let printed = report.print();
         if let Some(p) = &args.json {
             crate::output::write_json(p, report.to_json())?;
             eprintln!("wrote {}", p.display());
         }
         if let Some(p) = &args.plot {
-            bench_report::plot(&report, p)?;
+            crate::output::write_atomic_with(p, |tmp| bench_report::plot(&report, tmp))?;
             eprintln!("wrote {}", p.display());
         }
-        Ok(())
+        printed
     }
 }
 

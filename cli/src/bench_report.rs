@@ -1,5 +1,6 @@
 //! `dlp-run bench` results: medians, ratios, the table, the JSON and the latency plot.
 
+use crate::output::outln;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -218,17 +219,17 @@ impl Report {
         r
     }
 
-    /// The table on stdout.
-    pub fn print(&self) {
-        println!(
+    /// The table on stdout; an error where stdout cannot be written.
+    pub fn print(&self) -> anyhow::Result<()> {
+        outln!(
             "dlp-run bench: {} on {} (weights: {}), {} adapters (rank {}), prompt {} tokens, {} new tokens, {} rounds, {} threads",
             self.model, self.backend, self.weights, self.adapters, self.rank, self.prompt_tokens,
             self.new_tokens, self.rounds, self.threads
         );
         if let Some(k) = &self.kernels {
-            println!("kernels: {k}");
+            outln!("kernels: {k}");
         }
-        println!(
+        outln!(
             "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8}",
             "scenario",
             "K",
@@ -242,7 +243,7 @@ impl Report {
         let base = self.get("base").map(|b| b.decode_step_secs());
         for m in &self.measured {
             let rel = base.map_or(f64::NAN, |b| m.decode_step_secs() / b);
-            println!(
+            outln!(
                 "{:<14} {:>3} {:>5} {:>11.1} {:>11.1} {:>9.2} {:>9.2} {:>8.3}",
                 m.name,
                 m.k,
@@ -257,19 +258,19 @@ impl Report {
         if let Some(p) = &self.peers {
             for (name, v) in p["peers"].as_object().into_iter().flatten() {
                 match v["decode_tokens_per_s"].as_f64() {
-                    Some(t) => println!(
+                    Some(t) => outln!(
                         "peer {name:<20} decode {t:>8.1} t/s  prefill {:.3} s",
                         v["prefill_secs"].as_f64().unwrap_or(f64::NAN)
                     ),
-                    None => println!("peer {name:<20} {}", v["error"]),
+                    None => outln!("peer {name:<20} {}", v["error"]),
                 }
             }
         }
         if let Some(mem) = &self.memory {
-            println!("{}", mem.describe());
+            outln!("{}", mem.describe());
             for m in &self.measured {
                 if let (Some(b), Some(gbs)) = (m.bytes_per_token, m.decode_gbs()) {
-                    println!(
+                    outln!(
                         "  {:<14} {:>7.1} MB/token {:>6.1} GB/s  {:>3.0}% of {}",
                         m.name,
                         b as f64 / 1e6,
@@ -280,13 +281,14 @@ impl Report {
                 }
             }
         }
-        println!("ratios (decode time; > 1 = slower):");
+        outln!("ratios (decode time; > 1 = slower):");
         for (k, v) in self.ratios() {
-            println!("  {k:<44} {:.3}", v.as_f64().unwrap_or(f64::NAN));
+            outln!("  {k:<44} {:.3}", v.as_f64().unwrap_or(f64::NAN));
         }
         if let Some(rss) = self.peak_rss_mib {
-            println!("peak RSS {rss:.0} MiB (whole process, every model of the run)");
+            outln!("peak RSS {rss:.0} MiB (whole process, every model of the run)");
         }
+        Ok(())
     }
 
     /// Everything as JSON.

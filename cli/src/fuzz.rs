@@ -13,6 +13,7 @@
 //! `--prompts` JSONL file), `serve-request` (a `/v1/chat/completions` or `/v1/completions`
 //! body, the first byte choosing).
 
+use crate::output::outln;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -414,9 +415,12 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
         });
     }
     let mut failed = 0usize;
-    println!(
+    outln!(
         "{:<18} {:>10} {:>9} {:>8}",
-        "target", "inputs", "inputs/s", "panics"
+        "target",
+        "inputs",
+        "inputs/s",
+        "panics"
     );
     for t in targets {
         let pool = seeds(&args.corpus, t)?;
@@ -450,7 +454,7 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
             }
         }
         let rate = n as f64 / t0.elapsed().as_secs_f64();
-        println!("{:<18} {n:>10} {rate:>9.0} {panics:>8}", t.name());
+        outln!("{:<18} {n:>10} {rate:>9.0} {panics:>8}", t.name());
         failed += panics;
     }
     stop.store(true, Ordering::SeqCst);

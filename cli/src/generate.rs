@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dlp_engine::generate::{failure, generate_each, FinishReason, GenRequest, DEFAULT_STEP_TOKENS};
+use dlp_engine::generate::{
+    failure, generate_each, Control, FinishReason, GenRequest, DEFAULT_STEP_TOKENS,
+};
 use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 use dlp_engine::Backend;
 use serde_json::{json, Value};
@@ -329,6 +331,9 @@ impl WithBackend for &GenerateArgs {
             .collect();
         let both_terminals = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         let mut stdout = std::io::stdout().lock();
+        // A streamed answer that cannot be written (a full disk) ends the run with the error,
+        // not an exit 0 with the text lost.
+        let mut write_failed: Option<std::io::Error> = None;
         // Every answer is printed, a broken one (NaN logits) too, before the error that names
         // its prompt: one bad mixture does not lose the batch.
         let (outs, stats) = generate_each(
@@ -347,8 +352,11 @@ impl WithBackend for &GenerateArgs {
                     decisions[i].push(d);
                 }
                 if stream {
-                    let _ = stdout.write_all(texts[i].take_ready(false).as_bytes());
-                    let _ = stdout.flush();
+                    let ready = texts[i].take_ready(false).as_bytes();
+                    if let Err(e) = stdout.write_all(ready).and_then(|()| stdout.flush()) {
+                        write_failed.get_or_insert(e);
+                        return Ok(Control::Stop);
+                    }
                 }
                 Ok(control)
             },
@@ -356,8 +364,13 @@ impl WithBackend for &GenerateArgs {
         for (t, o) in texts.iter_mut().zip(&outs) {
             t.push_end(o)?;
         }
-        if stream {
-            let _ = writeln!(stdout, "{}", texts[0].take_ready(true));
+        if stream && write_failed.is_none() {
+            if let Err(e) = writeln!(stdout, "{}", texts[0].take_ready(true)) {
+                write_failed = Some(e);
+            }
+        }
+        if let Some(e) = write_failed {
+            bail!("writing the answer to standard output: {e}");
         }
         let decode_tps = if stats.decode_secs > 0.0 {
             stats.decode_tokens as f64 / stats.decode_secs
@@ -405,10 +418,12 @@ impl WithBackend for &GenerateArgs {
             });
             let mut v = v;
             crate::output::tidy_floats(&mut v);
-            writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)?;
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)
+                .context("writing the results to standard output")?;
         } else if !stream {
             for (i, t) in texts.iter().enumerate() {
-                writeln!(stdout, "=== [{i}] ===\n{}", t.text)?;
+                writeln!(stdout, "=== [{i}] ===\n{}", t.text)
+                    .context("writing the answers to standard output")?;
             }
         }
         tracing::info!(decode_tps, prefill_tps, "done");

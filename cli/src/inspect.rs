@@ -1,6 +1,7 @@
 //! `dlp-run inspect`: what a model directory, GGUF file, adapter, router or safetensors file
 //! holds.
 
+use crate::output::outln;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -191,7 +192,7 @@ fn inspect_router(dir: &Path) -> Result<String> {
 /// Runs `inspect`.
 pub fn run(args: &InspectArgs) -> Result<()> {
     if args.backends {
-        println!("{}", backends_text());
+        outln!("{}", backends_text());
     }
     let Some(p) = &args.path else {
         return Ok(());
@@ -226,6 +227,6 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     } else {
         bail!("{}: no such file or directory", p.display());
     };
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }

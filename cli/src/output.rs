@@ -183,6 +183,30 @@ pub fn check_outputs(outputs: &[(&str, Option<&Path>, bool)], inputs: &Inputs) -
     Ok(())
 }
 
+/// Writes `args` to standard output and flushes it, returning the error (a full disk, a
+/// closed file) that `print!` would panic on; the macros [`out!`] and [`outln!`] call it.
+pub fn print_out(args: std::fmt::Arguments) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}
+
+/// `print!` that returns its error through `?` ([`print_out`]).
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::output::print_out(format_args!($($t)*))?
+    };
+}
+/// `println!` that returns its error through `?` ([`print_out`]).
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::output::print_out(format_args!("{}\n", format_args!($($t)*)))?
+    };
+}
+pub(crate) use {out, outln};
+
 /// Writes `bytes` to `path` whole or not at all: to a temporary file beside it, then renamed
 /// over it, so a failed write leaves any earlier file whole. A symlink is followed (its target
 /// is replaced, the link stays); a path that is not a regular file (`/dev/null`, a FIFO) is
@@ -200,6 +224,82 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             let _ = std::fs::remove_file(&tmp);
         })
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Has `write` write the file `path` names whole or not at all, as [`write_atomic`] does: it
+/// is given a temporary path beside `path`, with the same extension (the PNG writers read
+/// the format from it), renamed over `path` once `write` succeeds; a path that is not a
+/// regular file is given as is.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let target = follow_link(path);
+    if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
+        return write(&target);
+    }
+    let ext = target
+        .extension()
+        .map_or(String::new(), |e| format!(".{}", e.to_string_lossy()));
+    let tmp = target.with_extension(format!("tmp-{}{ext}", std::process::id()));
+    let written = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, &target).with_context(|| format!("writing {}", path.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    // The writer's own message names the temporary file: name the one asked for.
+    written.map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            format!("{e:#}").replace(&*tmp.to_string_lossy(), &path.to_string_lossy())
+        )
+    })
+}
+
+/// Has `write` fill a new folder that then takes the place of `dir` (a router: weights,
+/// config, tokenizer, statistics) whole or not at all: it writes into a temporary folder
+/// beside `dir`, which is renamed to `dir` once every file is written; an earlier `dir`
+/// (`--overwrite`) is moved aside first and removed after, or put back if the rename fails.
+/// A failed write (a full disk) so leaves an earlier router as it was, not half replaced.
+pub fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let target = follow_link(dir);
+    let name = target
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().into_owned());
+    let beside =
+        |what: &str| target.with_file_name(format!(".{name}.{what}-{}", std::process::id()));
+    let (staging, old) = (beside("tmp"), beside("old"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let written = write(&staging).and_then(|()| {
+        let had = target.exists();
+        if had {
+            std::fs::rename(&target, &old)
+                .with_context(|| format!("moving the earlier {} aside", dir.display()))?;
+        }
+        match std::fs::rename(&staging, &target) {
+            Ok(()) => {
+                if had {
+                    let _ = std::fs::remove_dir_all(&old);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if had {
+                    let _ = std::fs::rename(&old, &target);
+                }
+                Err(e)
+                    .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))
+            }
+        }
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    written.with_context(|| {
+        format!(
+            "writing {} (an earlier one there is unchanged)",
+            dir.display()
+        )
+    })
 }
 
 /// Writes `v` as pretty JSON with a final newline to `path` (as [`write_atomic`]), its `f32`
@@ -249,5 +349,66 @@ mod tests {
             v.to_string(),
             r#"{"w":0.7,"d":0.1,"i":3,"neg":-1.25e-7,"a":[0.9,{"p":0.3}],"s":"0.7","big":2147483648.0}"#
         );
+    }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    /// A folder is replaced whole or not at all: a write that fails halfway leaves the earlier
+    /// one as it was and no temporary folder; one that succeeds replaces it, old files gone.
+    #[test]
+    fn folders_are_replaced_whole_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("router");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("a"), "old a").unwrap();
+        std::fs::write(out.join("b"), "old b").unwrap();
+        let e = super::write_dir_atomic(&out, |d| {
+            std::fs::write(d.join("a"), "new a")?;
+            anyhow::bail!("disk full writing b")
+        })
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("disk full") && e.contains("unchanged"), "{e}");
+        assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "old a");
+        assert_eq!(names(tmp.path()), ["router"]);
+        super::write_dir_atomic(&out, |d| Ok(std::fs::write(d.join("c"), "new c")?)).unwrap();
+        assert_eq!(names(&out), ["c"]);
+        assert_eq!(names(tmp.path()), ["router"]);
+        // A new folder.
+        let fresh = tmp.path().join("fresh");
+        super::write_dir_atomic(&fresh, |d| Ok(std::fs::write(d.join("x"), "x")?)).unwrap();
+        assert_eq!(names(&fresh), ["x"]);
+    }
+
+    /// A file written by a writer that takes a path (the PNG plots): whole or not at all, the
+    /// temporary file's name never in the error.
+    #[test]
+    fn files_written_by_path_are_replaced_whole_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let png = tmp.path().join("plot.png");
+        std::fs::write(&png, "old").unwrap();
+        let e = super::write_atomic_with(&png, |p| {
+            assert_eq!(p.extension().unwrap(), "png");
+            std::fs::write(p, "ha")?;
+            anyhow::bail!("drawing {}: disk full", p.display())
+        })
+        .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!("drawing {}: disk full", png.display())
+        );
+        assert_eq!(std::fs::read_to_string(&png).unwrap(), "old");
+        assert_eq!(names(tmp.path()), ["plot.png"]);
+        super::write_atomic_with(&png, |p| Ok(std::fs::write(p, "new")?)).unwrap();
+        assert_eq!(std::fs::read_to_string(&png).unwrap(), "new");
+        assert_eq!(names(tmp.path()), ["plot.png"]);
     }
 }

@@ -1,6 +1,7 @@
 //! `dlp-run train-router` and `dlp-run eval-router`: train the DLP mini-MLP router on labelled
 //! instructions, and measure one on held-out data.
 
+use crate::output::{out, outln};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -403,20 +404,20 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     // What a later `--extend` needs of this training: per-label feature statistics.
     let stats = FeatureStats::compute(&outcome.router, &train_set)?;
     outcome.router.set_feature_stats(STATS_FILE);
-    outcome
-        .router
-        .save_self_contained(&args.out, &tokenizer_path)?;
-    stats.save(&args.out.join(STATS_FILE))?;
+    crate::output::write_dir_atomic(&args.out, |dir| {
+        outcome.router.save_self_contained(dir, &tokenizer_path)?;
+        Ok(stats.save(&dir.join(STATS_FILE))?)
+    })?;
     let c = outcome.router.config();
-    println!("labels ({}): {}", c.labels.len(), c.labels.join(", "));
-    println!(
+    outln!("labels ({}): {}", c.labels.len(), c.labels.join(", "));
+    outln!(
         "parameters: {} (embedding {} x {} + MLP {:?})",
         outcome.router.num_params(),
         c.vocab_size,
         c.embed_dim,
         c.widths()
     );
-    println!(
+    outln!(
         "trained {} epochs (best {}) in {:.1} s; calibration temperature {:.3}",
         outcome.history.len(),
         outcome.best_epoch,
@@ -424,7 +425,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         c.temperature
     );
     if let Some(d) = &c.dev {
-        println!(
+        outln!(
             "dev ({} texts): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  loss {:.4}  sentence top-1 {:.2}%",
             d.examples,
             100.0 * d.top1,
@@ -434,7 +435,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
             100.0 * d.sentence_top1
         );
     }
-    println!("wrote {}", args.out.display());
+    outln!("wrote {}", args.out.display());
     Ok(())
 }
 
@@ -546,36 +547,43 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         ..Default::default()
     };
     let report = evaluate(router.labels(), &probs, &truth, &cfg, &families);
-    println!(
-        "router {} ({} parameters, {} labels); {} {} input(s) from {} file(s); \
-         per input: tokenizer {:.1} µs + router {:.1} µs",
-        args.router.display(),
-        router.num_params(),
-        router.labels().len(),
-        inputs.len(),
-        match args.granularity {
-            Granularity::Whole => "whole-text",
-            Granularity::Sentence => "sentence",
-        },
-        files.len(),
-        tok_us,
-        mlp_us
-    );
-    print!("{}", report.summary());
-    for (fam, acc) in &report.per_family_top1 {
-        println!("family {fam:<12} top-1 {:.1}%", 100.0 * acc);
-    }
-    print!("{}", report.confusion_table());
+    // The files below are written even where the report could not be printed (a full disk
+    // under stdout).
+    let printed = (|| -> Result<()> {
+        outln!(
+            "router {} ({} parameters, {} labels); {} {} input(s) from {} file(s); \
+             per input: tokenizer {:.1} µs + router {:.1} µs",
+            args.router.display(),
+            router.num_params(),
+            router.labels().len(),
+            inputs.len(),
+            match args.granularity {
+                Granularity::Whole => "whole-text",
+                Granularity::Sentence => "sentence",
+            },
+            files.len(),
+            tok_us,
+            mlp_us
+        );
+        out!("{}", report.summary());
+        for (fam, acc) in &report.per_family_top1 {
+            outln!("family {fam:<12} top-1 {:.1}%", 100.0 * acc);
+        }
+        out!("{}", report.confusion_table());
+        Ok(())
+    })();
     if let Some(path) = &args.json {
         let mut v = serde_json::to_value(&report)?;
         v["granularity"] = serde_json::json!(format!("{:?}", args.granularity).to_lowercase());
         v["router"] = serde_json::json!(args.router.display().to_string());
         crate::output::write_json(path, v)?;
-        println!("wrote {}", path.display());
+        eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.png {
-        dlp_router::heatmap::render_confusion_png(&report, path)?;
-        println!("wrote {}", path.display());
+        crate::output::write_atomic_with(path, |tmp| {
+            Ok(dlp_router::heatmap::render_confusion_png(&report, tmp)?)
+        })?;
+        eprintln!("wrote {}", path.display());
     }
-    Ok(())
+    printed
 }

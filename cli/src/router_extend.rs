@@ -1,6 +1,7 @@
 //! `dlp-run train-router --extend DIR`: new labels on a trained router without its body or its
 //! old tasks' data ([`dlp_router::extend`]).
 
+use crate::output::outln;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -82,21 +83,24 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
     let mut extended = out.router;
     extended.set_feature_stats(STATS_FILE);
     let tokenizer = router.config().tokenizer_path(dir);
-    extended.save_self_contained(&args.out, &tokenizer)?;
-    out.stats.save(&args.out.join(STATS_FILE))?;
-    println!(
+    // In place (`--extend A --out A`) too: A is read whole above, then replaced whole.
+    crate::output::write_dir_atomic(&args.out, |dir| {
+        extended.save_self_contained(dir, &tokenizer)?;
+        Ok(out.stats.save(&dir.join(STATS_FILE))?)
+    })?;
+    outln!(
         "added {} label(s): {} (now {}: {})",
         out.new_labels.len(),
         out.new_labels.join(", "),
         extended.labels().len(),
         extended.labels().join(", ")
     );
-    println!(
+    outln!(
         "fitted the new output rows in {:.1} s (body and old rows unchanged)",
         out.seconds
     );
     if let Some(d) = dev_metrics {
-        println!(
+        outln!(
             "dev ({} texts of the router's labels): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  sentence top-1 {:.2}%",
             d.examples,
             100.0 * d.top1,
@@ -105,6 +109,6 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
             100.0 * d.sentence_top1
         );
     }
-    println!("wrote {}", args.out.display());
+    outln!("wrote {}", args.out.display());
     Ok(())
 }

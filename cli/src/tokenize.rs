@@ -1,5 +1,6 @@
 //! `dlp-run tokenize`: ids of a text, or the rendered chat prompt of a messages file.
 
+use crate::output::{out, outln};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -102,21 +103,21 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
                 .iter()
                 .map(|&id| Ok(serde_json::json!({"id": id, "text": tok.decode(&[id], false)?})))
                 .collect::<Result<Vec<_>>>()?;
-            println!("{}", serde_json::to_string(&tokens)?);
+            outln!("{}", serde_json::to_string(&tokens)?);
         } else {
-            println!("{}", serde_json::to_string(&ids)?);
+            outln!("{}", serde_json::to_string(&ids)?);
         }
     }
     if let Some(f) = &args.chat_json {
         let req = read_chat_request(f)?;
         let text = tok.render_chat_request(&req)?;
         if args.prompt_ids {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&tok.encode_prompt(&text, true)?.0)?
             );
         } else {
-            print!("{text}");
+            out!("{text}");
         }
     }
     Ok(())

@@ -115,7 +115,7 @@ impl RouterWeights {
             .map_err(|e| RouterError::Weights(e.to_string()))?;
         let meta = HashMap::from([("format".to_string(), crate::config::FORMAT.to_string())]);
         safetensors::serialize_to_file(views, Some(meta), path)
-            .map_err(|e| RouterError::Weights(e.to_string()))
+            .map_err(|e| RouterError::Weights(format!("{}: {e}", path.display())))
     }
 
     /// Reads weights written by [`RouterWeights::save`], checking every shape against `widths`
@@ -307,7 +307,10 @@ impl Router {
             // The source may be read-only (a shared fixture) and copy() keeps its mode: replace
             // an older copy rather than write into it, and leave the new one writable.
             let _ = std::fs::remove_file(&dst);
-            std::fs::copy(tokenizer_src, &dst).map_err(|e| RouterError::io(tokenizer_src, e))?;
+            std::fs::copy(tokenizer_src, &dst).map_err(|e| {
+                let what = format!("copying {} to {}", tokenizer_src.display(), dst.display());
+                RouterError::io(what, e)
+            })?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;

@@ -269,6 +269,16 @@ fn unsupported_adapter_configs() {
             "`r`: expected a positive integer, found \"8\"",
         ),
         (
+            "use_rslora",
+            1.into(),
+            "field `use_rslora`: expected true or false, found 1",
+        ),
+        (
+            "use_dora",
+            "yes".into(),
+            "field `use_dora`: expected true or false, found \"yes\"",
+        ),
+        (
             "lora_alpha",
             serde_json::Value::Null,
             "`lora_alpha`: expected a number, found null",

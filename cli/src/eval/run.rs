@@ -405,15 +405,17 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         model.backend.name(),
         started.elapsed().as_secs_f64(),
     );
-    print!("{}", rep.table());
+    // The files are written even where the table could not be (a full disk under stdout).
+    let printed = crate::output::print_out(format_args!("{}", rep.table()));
     if let Some(p) = &args.json {
         crate::output::write_json(p, rep.json())?;
         eprintln!("wrote {}", p.display());
     }
     if let Some(p) = &args.plot {
-        super::plot::plot(&rep, p)?;
+        crate::output::write_atomic_with(p, |tmp| super::plot::plot(&rep, tmp))?;
         eprintln!("wrote {}", p.display());
     }
+    printed?;
     non_finite_error(&runs_summary, &composed_summary)
 }
 

@@ -97,3 +97,82 @@ fn outputs_keep_inputs_links_and_devices() {
         &["--plot and --json name the same file"],
     );
 }
+
+/// Standard output that cannot be written (a full disk: /dev/full) is an error naming it,
+/// never a panic or an exit 0 with the answer lost; the report's files are written first.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_stdout_is_an_error_after_the_files() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let full = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dlp-run"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "dlp-run {args:?} exited 0: {err}");
+        assert!(!err.contains("panicked"), "dlp-run {args:?}: {err}");
+        err
+    };
+    let m = gguf.to_str().unwrap();
+    for gen in [&["--max-tokens", "3"][..], &["--max-tokens", "3", "--json"]] {
+        let args = [
+            &["generate", "--backend", "cpu", "-m", m, "-p", "hi"][..],
+            gen,
+        ]
+        .concat();
+        let err = full(&args);
+        assert!(err.contains("to standard output: No space left"), "{err}");
+    }
+    let err = full(&["tokenize", "-m", m, "--text", "hi"]);
+    assert!(err.contains("writing to standard output"), "{err}");
+    // A router's evaluation: its JSON and PNG are written, then the table's error.
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../router/demo");
+    let router = tmp.path().join("router");
+    let (train, dev) = (demo.join("train.jsonl"), demo.join("dev.jsonl"));
+    let tokenizer = d.join("tokenizer/tokenizer.json");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let out = run(&[
+        "train-router",
+        "--data",
+        &s(&train),
+        "--tokenizer",
+        &s(&tokenizer),
+        "--out",
+        &s(&router),
+        "--embed-dim",
+        "16",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (json, png) = (tmp.path().join("e.json"), tmp.path().join("c.png"));
+    let err = full(&[
+        "eval-router",
+        "--router",
+        &s(&router),
+        "--data",
+        &s(&dev),
+        "--json",
+        &s(&json),
+        "--png",
+        &s(&png),
+    ]);
+    assert!(err.contains("writing to standard output"), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(v["top1"].is_number(), "{v}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}

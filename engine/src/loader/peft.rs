@@ -158,6 +158,23 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
             path.display()
         )));
     }
+    // PEFT's switches are JSON booleans; Python would read `1` or `"yes"` as true, so
+    // another kind is refused rather than read as false (`"use_rslora": 1` had loaded as
+    // plain LoRA scaling).
+    for k in [
+        "use_dora",
+        "lora_bias",
+        "use_qalora",
+        "use_bdlora",
+        "fan_in_fan_out",
+        "use_rslora",
+    ] {
+        if let Some(x) = v.get(k).filter(|x| !x.is_null() && !x.is_boolean()) {
+            return Err(bad(format!(
+                "field `{k}`: expected true or false, found {x}"
+            )));
+        }
+    }
     let truthy = |k: &str| v.get(k).is_some_and(|x| x.as_bool() == Some(true));
     if truthy("use_dora") {
         return Err(Error::unsupported(format!("{}: use_dora = true (DoRA adapters are not supported; merge the magnitude vector or retrain as plain LoRA)", path.display())));
