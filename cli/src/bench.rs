@@ -301,6 +301,15 @@ impl WithBackend for &BenchArgs {
             );
         }
         plans.retain(|p| wanted(&p.name));
+        // Refused before the run, not after it (the plot's points are these scenarios).
+        let plotted = |p: &Scenario| p.name == "single" || p.name.starts_with("fused");
+        if args.plot.is_some() && !plans.iter().any(plotted) {
+            bail!(
+                "--plot draws decode latency against the number of fused adapters; --only {} \
+                 runs no `single` or `fused*` scenario",
+                args.only.join(",")
+            );
+        }
         let mut adapters: Vec<PeftAdapter> = Vec::new();
         for (n, d) in specs {
             adapters.push(PeftAdapter::load(&n, &d, &cfg)?);

@@ -1,12 +1,12 @@
 //! `dlp-run bench` results: medians, ratios, the table, the JSON and the latency plot.
 
-use crate::output::outln;
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use crate::bench_memory::MemoryModel;
+use crate::output::outln;
 
 /// One timed run of a scenario.
 #[derive(Debug, Clone)]

@@ -13,7 +13,6 @@
 //! `--prompts` JSONL file), `serve-request` (a `/v1/chat/completions` or `/v1/completions`
 //! body, the first byte choosing).
 
-use crate::output::outln;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,6 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::output::outln;
 
 /// Separates the parts of a two-file input.
 pub const SPLIT: &[u8] = b"\n--DLP-FUZZ-SPLIT--\n";

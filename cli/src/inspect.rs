@@ -1,7 +1,6 @@
 //! `dlp-run inspect`: what a model directory, GGUF file, adapter, router or safetensors file
 //! holds.
 
-use crate::output::outln;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +9,8 @@ use clap::Args;
 use dlp_engine::loader::gguf::GgufFile;
 use dlp_engine::loader::safetensors_dir::{mmap, weight_files};
 use dlp_engine::ModelConfig;
+
+use crate::output::outln;
 
 /// Show what a model / GGUF / adapter / router / safetensors file holds.
 #[derive(Debug, Args, Clone)]
@@ -135,10 +136,12 @@ fn inspect_adapter(dir: &Path) -> Result<String> {
 }
 
 /// A router directory: labels, sizes, calibration, dev metrics and trainings from
-/// `router.json` (checked as loading it checks), then its weights' table.
+/// `router.json`, then its weights' table; an error for one that would not load.
 fn inspect_router(dir: &Path) -> Result<String> {
-    use dlp_router::config::{RouterConfig, WEIGHTS_FILE};
-    let c = RouterConfig::load(dir)?;
+    use dlp_router::config::WEIGHTS_FILE;
+    // Loaded whole (weights against the config, the tokenizer), as routing would.
+    let router = dlp_router::Router::load(dir)?;
+    let c = router.config();
     let mut s = format!("DLP router {}\n", dir.display());
     s += &format!("  labels ({}): {}\n", c.labels.len(), c.labels.join(", "));
     s += &format!(

@@ -1,7 +1,6 @@
 //! `dlp-run train-router` and `dlp-run eval-router`: train the DLP mini-MLP router on labelled
 //! instructions, and measure one on held-out data.
 
-use crate::output::{out, outln};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,6 +12,8 @@ use dlp_router::metrics::{default_families, evaluate, truth_indices, Family};
 use dlp_router::segment::split_sentences;
 use dlp_router::train::{train, TrainConfig, TrainDevice};
 use dlp_router::{Router, RouterError, SelectConfig};
+
+use crate::output::{out, outln};
 
 /// Tokenizer used when `--tokenizer` is not given, relative to the working directory: the
 /// SmolLM2 tokenizer of the shared fixtures beside a checkout.
@@ -347,23 +348,22 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     if train_files.is_empty() {
         bail!("no training data: --data names no jsonl file and no directory with train.jsonl");
     }
-    // A file read twice counts twice, and the dev hold-out then holds copies of training
-    // examples (dev accuracy inflated without a word).
-    for (i, f) in train_files.iter().enumerate() {
-        let same = |g: &PathBuf| g.canonicalize().ok() == f.canonicalize().ok();
-        if train_files[..i].iter().any(same) {
-            bail!(
-                "--data reads {} twice; name each file or directory once",
-                f.display()
-            );
-        }
-    }
     let dev_inputs: Vec<PathBuf> = if args.dev.is_empty() {
         args.data.iter().filter(|p| p.is_dir()).cloned().collect()
     } else {
         args.dev.clone()
     };
     let dev_files = find_split_files(&dev_inputs, "dev")?;
+    // Dev figures (and early stopping, calibration) on training data say nothing.
+    if let Some(f) = dev_files.iter().find(|f| {
+        let f = f.canonicalize().ok();
+        train_files.iter().any(|t| t.canonicalize().ok() == f)
+    }) {
+        bail!(
+            "--dev {}: also training data (--data); give dev data the router does not train on",
+            f.display()
+        );
+    }
     let mut train_set = read_all(&train_files, &fields)?;
     let mut dev_set: Vec<Example> = read_all(&dev_files, &fields)?;
     // Dev data asked for by name must be there: holding out training data instead would
@@ -490,6 +490,7 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let families = parse_families(&args.families)?;
     let mut inputs = crate::output::Inputs::default();
     inputs.router(Some(&args.router));
+    crate::eval::data::check_split_applies(&args.data, &args.split)?;
     // The data too: `--json` naming a data file replaced it with the metrics.
     for f in find_split_files(&args.data, &args.split)? {
         inputs.file(&f);

@@ -1,7 +1,6 @@
 //! `dlp-run train-router --extend DIR`: new labels on a trained router without its body or its
 //! old tasks' data ([`dlp_router::extend`]).
 
-use crate::output::outln;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -9,6 +8,7 @@ use dlp_router::data::{find_split_files, read_all, Fields};
 use dlp_router::extend::{extend, ExtendConfig, FeatureStats, STATS_FILE};
 use dlp_router::Router;
 
+use crate::output::outln;
 use crate::router_cmd::TrainRouterArgs;
 
 /// Loads the router in `dir` and its feature statistics, or says why it cannot be extended.

@@ -1,6 +1,5 @@
 //! `dlp-run tokenize`: ids of a text, or the rendered chat prompt of a messages file.
 
-use crate::output::{out, outln};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -8,6 +7,8 @@ use clap::Args;
 use dlp_engine::loader::gguf::GgufFile;
 use dlp_engine::tokenizer::{ChatMessage, ChatRequest, TextTokenizer};
 use serde_json::Value;
+
+use crate::output::{out, outln};
 
 /// Print token ids (no special tokens added) as a JSON array, or render a chat.
 #[derive(Debug, Args, Clone)]
@@ -88,6 +89,10 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         cuda_experimental: vec![],
         chat_template: args.chat_template.clone(),
     };
+    // clap's `requires` lets this flag through beside --chat-json (its group with --text).
+    if args.show_tokens && args.text.is_none() {
+        anyhow::bail!("--show-tokens prints the tokens of --text; give --text (not --chat-json)");
+    }
     let path = margs.model_path()?;
     let mut tok = load_tokenizer(&path)
         .with_context(|| format!("loading the tokenizer of {}", path.display()))?;

@@ -55,6 +55,14 @@ pub fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<Example>, RouterEr
             path: at(),
             msg: e.to_string(),
         })?;
+        // serde_json keeps the last of two equal keys: `{"task": "a", ..., "task": "b"}`
+        // would train on one label of two without a word.
+        if let Some(k) = duplicate_top_key(&line) {
+            return Err(RouterError::Json {
+                path: at(),
+                msg: format!("key {k:?} is given twice"),
+            });
+        }
         let field = |name: &str| {
             v.get(name).and_then(|x| x.as_str()).map(str::to_string).ok_or_else(|| RouterError::Json {
                 path: at(),
@@ -70,12 +78,44 @@ pub fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<Example>, RouterEr
                 msg: format!("label {label:?} (field {:?}): an adapter name, non-empty, without `,` or `=` or surrounding spaces", fields.label),
             });
         }
-        out.push(Example {
-            text: field(&fields.text)?,
-            label,
-        });
+        let text = field(&fields.text)?;
+        // Nothing to route by: the router would learn the label of its empty mean.
+        if text.trim().is_empty() {
+            return Err(RouterError::Json {
+                path: at(),
+                msg: format!("field {:?} is empty (a text to route by)", fields.text),
+            });
+        }
+        out.push(Example { text, label });
     }
     Ok(out)
+}
+
+/// The first key given twice at the top level of the JSON object `line`, if any (values are
+/// skipped, not built); None for anything else, which the real parse reports.
+fn duplicate_top_key(line: &str) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(k.clone()) {
+                    return Ok(Some(k));
+                }
+            }
+            Ok(None)
+        }
+    }
+    serde_json::Deserializer::from_str(line)
+        .deserialize_map(Keys)
+        .ok()
+        .flatten()
 }
 
 /// Finds the `<split>.jsonl` files that `inputs` name: a file is taken as given; a directory
@@ -83,11 +123,19 @@ pub fn read_jsonl(path: &Path, fields: &Fields) -> Result<Vec<Example>, RouterEr
 /// name order). An input that yields nothing is not an error here; callers check the total.
 pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>, RouterError> {
     let name = format!("{split}.jsonl");
-    let mut out = Vec::new();
+    let mut out: Vec<PathBuf> = Vec::new();
     for input in inputs {
         if input.is_file() {
             out.push(input.clone());
             continue;
+        }
+        if input.exists() && !input.is_dir() {
+            // A pipe (`<(...)`) or a device: read whole, or without end (/dev/zero).
+            return Err(RouterError::Data(format!(
+                "{}: not a regular file or a folder (data is read from .jsonl files; write a \
+                 pipe's output to a file first)",
+                input.display()
+            )));
         }
         if !input.is_dir() {
             return Err(RouterError::Data(format!(
@@ -110,6 +158,18 @@ pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>,
                 .map(|d| d.join(&name))
                 .filter(|f| f.is_file()),
         );
+    }
+    // A file read twice counts twice: every figure (training data, dev accuracy, an eval's
+    // scores) would weigh it double without a word.
+    for (i, f) in out.iter().enumerate() {
+        let same = |g: &PathBuf| g.canonicalize().ok() == f.canonicalize().ok();
+        if out[..i].iter().any(same) {
+            return Err(RouterError::Data(format!(
+                "{} is read twice (named twice, or by name and through its folder); name each \
+                 file or folder once",
+                f.display()
+            )));
+        }
     }
     Ok(out)
 }

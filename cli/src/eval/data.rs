@@ -27,9 +27,23 @@ pub struct Example {
     pub kind: Kind,
 }
 
+/// Refuses a `--split` other than the default `dev` where every `--data` is a file: the
+/// split picks the file of a data folder, so it would be ignored (`--split test` on a dev
+/// file evaluated the dev file).
+pub fn check_split_applies(inputs: &[PathBuf], split: &str) -> Result<()> {
+    if split != "dev" && !inputs.is_empty() && inputs.iter().all(|p| p.is_file()) {
+        bail!(
+            "--split {split} picks the {split}.jsonl of a data folder, but every --data here is a \
+             file, read as it is; name the {split}.jsonl files or give their folders"
+        );
+    }
+    Ok(())
+}
+
 /// The jsonl files named by `--data`: files as given; directories as `DIR/<split>.jsonl` or
 /// `DIR/<task>/<split>.jsonl`.
 pub fn data_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>> {
+    check_split_applies(inputs, split)?;
     let files = dlp_router::data::find_split_files(inputs, split)?;
     if files.is_empty() {
         bail!(

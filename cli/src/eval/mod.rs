@@ -3,7 +3,7 @@
 //! side by side in one run; the router's top-p swept; prompts that mix tasks; time per
 //! example. Every split runs as large batches, each example with its own mixture.
 
-mod data;
+pub(crate) mod data;
 mod metrics;
 mod modes;
 mod plot;

@@ -426,7 +426,58 @@ fn bad_input_exits_non_zero_with_a_message() {
     let dup = data.to_str().unwrap();
     fails_with(
         &["train-router", "--data", dup, dup, "--out", "no/out"],
-        &["--data reads", "a.jsonl twice"],
+        &["a.jsonl is read twice", "name each file or folder once"],
+    );
+    // A line with a key twice (one label of two would be trained) or an empty text.
+    for (line, want) in [
+        (
+            "{\"instruction\": \"hi\", \"task\": \"a\", \"task\": \"b\"}",
+            "key \"task\" is given twice",
+        ),
+        (
+            "{\"instruction\": \"  \", \"task\": \"a\"}",
+            "field \"instruction\" is empty",
+        ),
+    ] {
+        let bad = twice.path().join("bad.jsonl");
+        std::fs::write(
+            &bad,
+            format!("{{\"instruction\": \"x\", \"task\": \"a\"}}\n{line}\n"),
+        )
+        .unwrap();
+        fails_with(
+            &[
+                "train-router",
+                "--data",
+                bad.to_str().unwrap(),
+                "--out",
+                "no/out",
+            ],
+            &["bad.jsonl:2", want],
+        );
+    }
+    // Dev data that is training data: dev figures (and early stopping) that say nothing.
+    fails_with(
+        &[
+            "train-router",
+            "--data",
+            dup,
+            "--dev",
+            dup,
+            "--out",
+            "no/out",
+        ],
+        &["--dev", "a.jsonl: also training data"],
+    );
+    // A pipe or a device is not read as data (/dev/zero had been "no such file").
+    fails_with(
+        &["train-router", "--data", "/dev/zero", "--out", "no/out"],
+        &["/dev/zero: not a regular file or a folder"],
+    );
+    // eval reads its data through the same rule: a file twice weighs every figure double.
+    fails_with(
+        &["eval", "--backend", "cpu", "-m", m, "--data", dup, dup],
+        &["a.jsonl is read twice"],
     );
     // eval-router takes what generate's routing takes.
     let eval_router = ["eval-router", "--router", "no/router", "--data", "no/data"];

@@ -48,6 +48,20 @@ fn bench_cpu_int8_names_its_kernels() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let kernels = v["kernels"].as_str().unwrap_or_default();
     assert!(kernels.contains("int8 activations"), "kernels: {kernels}");
+    // A plot with nothing to plot is refused before the run, not after it.
+    let png = tmp.path().join("p.png");
+    fails_with(
+        &[
+            &args[..],
+            &["--backend", "cpu", "--synthetic-adapters", "1"],
+            &["--plot", png.to_str().unwrap()],
+        ]
+        .concat(),
+        &[
+            "--plot draws",
+            "--only base runs no `single` or `fused*` scenario",
+        ],
+    );
     // The int8 path is the CPU's alone: another backend is refused, naming the flag.
     let out = run(&[&args[..], &["--backend", "wgpu", "--cpu-int8"]].concat());
     assert!(!out.status.success());
