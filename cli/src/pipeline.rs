@@ -238,10 +238,17 @@ impl<'t> TextStream<'t> {
 
     /// Ends the text of `out`, this stream's sequence: with `include_stop`, the end token that
     /// stopped it (EOS, `stop_token_ids`) is text too, as in vLLM (nothing when it is a special
-    /// token and those are skipped).
+    /// token and those are skipped); then any bytes the decoder still holds, as U+FFFD.
     pub fn push_end(&mut self, out: &GenOutput) -> dlp_engine::Result<()> {
         if let (true, Some(t), None) = (self.opts.include_stop, out.stop_token, self.stopped) {
             if let Some(piece) = self.decoder.push(t)? {
+                self.text.push_str(&piece);
+            }
+        }
+        // Bytes of an incomplete character at the end (a length cut inside an emoji, a lone
+        // byte token) are text too, as U+FFFD; not after a stop string, which ended the text.
+        if self.stopped.is_none() {
+            if let Some(piece) = self.decoder.finish()? {
                 self.text.push_str(&piece);
             }
         }

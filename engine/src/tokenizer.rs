@@ -70,7 +70,8 @@ impl std::fmt::Debug for TextTokenizer {
 
 /// Incremental detokenizer: feeds ids one at a time and returns text once it is complete UTF-8
 /// (a character split over several byte tokens comes out when its last byte arrives).
-/// Special tokens are skipped unless it was made to show them.
+/// Special tokens are skipped unless it was made to show them. Bytes still held when the
+/// sequence ends come out of [`StreamDecoder::finish`] as U+FFFD, as a whole decode gives them.
 pub struct StreamDecoder<'a> {
     inner: tokenizers::DecodeStream<
         'a,
@@ -80,14 +81,57 @@ pub struct StreamDecoder<'a> {
         tokenizers::PostProcessorWrapper,
         tokenizers::DecoderWrapper,
     >,
+    tok: &'a Tokenizer,
+    skip_special: bool,
+    /// Every id pushed, for the final decode.
+    ids: Vec<u32>,
+    /// Bytes of text returned so far.
+    emitted: usize,
+    /// Ids pushed since text last came out.
+    held: usize,
 }
 
 impl StreamDecoder<'_> {
     /// Adds one generated id; returns the newly completed text, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>> {
-        self.inner
+        let piece = self
+            .inner
             .step(id)
-            .map_err(|e| Error::invalid(format!("detokenizing id {id}: {e}")))
+            .map_err(|e| Error::invalid(format!("detokenizing id {id}: {e}")))?;
+        self.ids.push(id);
+        match &piece {
+            Some(p) => {
+                self.emitted += p.len();
+                self.held = 0;
+            }
+            None => self.held += 1,
+        }
+        Ok(piece)
+    }
+
+    /// The text of the ids still held at the end of the sequence (an incomplete character:
+    /// a byte token of a cut emoji, a lone byte), with U+FFFD for what is not UTF-8, as
+    /// decoding the whole sequence gives it; None when nothing is held. Without it a trailing
+    /// run of such tokens vanished from the text while counting as completion tokens.
+    pub fn finish(&mut self) -> Result<Option<String>> {
+        if self.held == 0 {
+            return Ok(None);
+        }
+        let decode = |ids: &[u32]| {
+            self.tok
+                .decode(ids, self.skip_special)
+                .map_err(|e| Error::invalid(format!("detokenizing failed: {e}")))
+        };
+        let full = decode(&self.ids)?;
+        // The whole decode extends what came out; else (a decoder that reads a window
+        // differently) the held ids alone.
+        let tail = match full.get(self.emitted..) {
+            Some(t) => t.to_string(),
+            None => decode(&self.ids[self.ids.len() - self.held..])?,
+        };
+        self.held = 0;
+        self.emitted += tail.len();
+        Ok((!tail.is_empty()).then_some(tail))
     }
 }
 
@@ -414,6 +458,11 @@ impl TextTokenizer {
     pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
         StreamDecoder {
             inner: self.tok.decode_stream(skip_special),
+            tok: &self.tok,
+            skip_special,
+            ids: Vec::new(),
+            emitted: 0,
+            held: 0,
         }
     }
 

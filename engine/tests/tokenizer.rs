@@ -153,6 +153,29 @@ fn stream_decoder_handles_split_characters() {
     let mut dec = tok.stream_decoder(false);
     let shown: String = ids.iter().filter_map(|&id| dec.push(id).unwrap()).collect();
     assert_eq!(shown, text);
+    assert_eq!(
+        dec.finish().unwrap(),
+        None,
+        "nothing held after whole characters"
+    );
+
+    // Cut inside a character (the robot's first bytes), or ending on a lone byte token
+    // (240, `\x96`): the held bytes come out of `finish` as U+FFFD, as a whole decode gives
+    // them, instead of vanishing.
+    let robot = tok.encode("ok 🤖").unwrap();
+    let paris = tok.encode(" Paris").unwrap();
+    for ids in [
+        robot[..robot.len() - 1].to_vec(),
+        [&paris[..], &[240], &paris[..], &[240, 240]].concat(),
+    ] {
+        let mut dec = tok.stream_decoder(true);
+        let mut out: String = ids.iter().filter_map(|&id| dec.push(id).unwrap()).collect();
+        let tail = dec.finish().unwrap().expect("held bytes come out");
+        assert!(tail.contains('\u{FFFD}'), "{tail:?}");
+        out.push_str(&tail);
+        assert_eq!(out, tok.decode(&ids, true).unwrap(), "{ids:?}");
+        assert_eq!(dec.finish().unwrap(), None, "said once");
+    }
 }
 
 #[test]

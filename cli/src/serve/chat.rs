@@ -140,7 +140,14 @@ pub(super) fn template_options(
     {
         return Err(ApiError::bad_param(
             format!("chat_template_kwargs.{k}"),
-            format!("`chat_template_kwargs.{k}` cannot be given: the server sets `{k}` itself (use the request's own field)"),
+            match k.as_str() {
+                "messages" | "add_generation_prompt" | "continue_final_message" | "tools" | "documents" => format!(
+                    "`chat_template_kwargs.{k}` cannot be given: it is the request's own field `{k}`; give it there"
+                ),
+                _ => format!(
+                    "`chat_template_kwargs.{k}` cannot be given: the server sets `{k}` itself (from the model's tokenizer, or as one of the template's functions)"
+                ),
+            },
         ));
     }
     Ok(())

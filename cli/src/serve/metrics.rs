@@ -101,7 +101,7 @@ impl Metrics {
         );
         r.register(
             "dlp_generation_tokens",
-            "Tokens generated",
+            "Tokens generated, each answer's end token included (as usage.completion_tokens counts them)",
             m.generation_tokens.clone(),
         );
         r.register(

@@ -270,14 +270,23 @@ impl ResponsesStream {
                 }
                 None => e.clone(),
             };
+            // The request's own fault (a format at its limit, masks that allow nothing: a 400
+            // unstreamed) is not the server's.
+            let client = chunk["error"]["type"] == "invalid_request_error";
             let fields = json!({"code": e["code"], "message": e["message"], "param": e["param"]});
             self.event(out, "error", fields);
             // The stream ends here: its final event, with what was made (OpenAI's error codes
-            // are a fixed list; ours stays in the message).
+            // are a fixed list, `invalid_prompt` its one for a request's fault; ours stays in
+            // the message).
             let mut r = self.info.skeleton("failed");
             r["output"] = json!(self.output);
             let code = e["code"].as_str().unwrap_or("server_error");
-            r["error"] = json!({"code": "server_error",
+            let kind = if client {
+                "invalid_prompt"
+            } else {
+                "server_error"
+            };
+            r["error"] = json!({"code": kind,
                                 "message": format!("{} ({code})", e["message"].as_str().unwrap_or(""))});
             return self.event(out, "response.failed", json!({"response": r}));
         }

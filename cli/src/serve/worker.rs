@@ -426,6 +426,11 @@ impl<'t, B: Backend> Worker<'t, B> {
                     let Some(mut l) = live.remove(&id) else {
                         continue;
                     };
+                    // The end token is generated too (no Token event carries it), as
+                    // `usage.completion_tokens` counts it.
+                    if out.stop_token.is_some() {
+                        metrics.generation_tokens.inc();
+                    }
                     self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
                     let who = format!("choice {}", l.choice);
                     if let Some(e) = dlp_engine::generate::failure(&who, &out) {

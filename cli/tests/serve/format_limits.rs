@@ -137,6 +137,21 @@ fn formats_at_the_grammar_engines_limits() {
         message.contains("max is 2000") && message.contains("optional properties"),
         "{error}"
     );
+    // The stream's final event fails the response with OpenAI's code for a request's fault,
+    // not `server_error`.
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.failed", "{last}");
+    assert_eq!(
+        last["response"]["error"]["code"], "invalid_prompt",
+        "{last}"
+    );
+    assert!(
+        last["response"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(grammar_error)"),
+        "{last}"
+    );
     // The server lives on.
     s.ok("/v1/chat/completions", &chat(json!({})));
 }

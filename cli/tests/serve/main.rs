@@ -519,13 +519,10 @@ fn logprobs_of_partial_characters() {
         .flat_map(|t| t["bytes"].as_array().unwrap().iter())
         .map(|b| b.as_u64().unwrap() as u8)
         .collect();
-    // The answer may end inside a character (max_tokens), which its text holds back.
+    // The answer may end inside a character (max_tokens): its bytes are text too, as U+FFFD,
+    // as decoding the tokens whole gives them (they had vanished from the text).
     let text = text_of(&c);
-    assert!(
-        bytes.starts_with(text.as_bytes()) && bytes.len() - text.len() < 4,
-        "bytes {:?} do not rebuild {text:?}",
-        String::from_utf8_lossy(&bytes)
-    );
+    assert_eq!(String::from_utf8_lossy(&bytes), text);
     assert!(
         content
             .iter()
@@ -578,5 +575,33 @@ fn logprobs_of_partial_characters() {
             [t.as_str().unwrap()]
         );
     }
+    // Only a lone byte token allowed (240, `\x96`): three of them are three U+FFFD, streamed
+    // or not (the text had been empty with 3 completion tokens).
+    for stream in [false, true] {
+        let body = json!({"model": base, "prompt": "x", "max_tokens": 3, "temperature": 0,
+                          "allowed_token_ids": [240], "stream": stream});
+        let text = if stream {
+            streamed_text(&s.stream("/v1/completions", &body), 0)
+        } else {
+            let v = s.ok("/v1/completions", &body);
+            assert_eq!(v["usage"]["completion_tokens"], 3, "{v}");
+            text_of(&v)
+        };
+        assert_eq!(text, "\u{FFFD}".repeat(3), "stream {stream}");
+    }
+    // The tokens metric counts what usage counts, the end token of an answer too (it had
+    // been one short per answer that ended at EOS).
+    let before = s.metric("dlp_generation_tokens_total");
+    let v = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": base, "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 60, "temperature": 0}),
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    assert_eq!(
+        s.metric("dlp_generation_tokens_total") - before,
+        v["usage"]["completion_tokens"].as_f64().unwrap(),
+        "{v}"
+    );
     assert!(s.terminate().success());
 }
