@@ -288,6 +288,16 @@ impl WithBackend for &GenerateArgs {
             )
             .with_context(|| p.source.clone())?;
             let (ids, starts) = encode_prompt(tok, &r)?;
+            // Said here, where the prompt's source is known (the engine names "request N").
+            let ctx = loaded.model.max_context;
+            if ids.len() >= ctx {
+                bail!(
+                    "{}: the prompt has {} tokens, the context holds {ctx} (--max-context or the \
+                     model's limit; leave room for at least one new token)",
+                    p.source,
+                    ids.len()
+                );
+            }
             let (segments, routed) = match &routing {
                 Some(routing) if !p.explicit_mix => {
                     routing.route_prompt(&r.text, r.span, &r.user, &starts, &names)

@@ -219,6 +219,13 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             p.display(),
             tensor_table(std::slice::from_ref(p))?
         )
+    } else if p.exists() && !p.is_file() {
+        // A FIFO would block the read forever; a device is no model.
+        bail!(
+            "{}: not a regular file or a folder (inspect reads a model folder, a .gguf, an \
+             adapter or router folder, or a .safetensors file)",
+            p.display()
+        );
     } else if p.exists() {
         let g = GgufFile::open(p)?;
         let mut s = g.summary();

@@ -62,7 +62,10 @@ pub fn render_prompt(
         (None, None) => bail!("empty prompt"),
     };
     if rendered.is_empty() {
-        bail!("the prompt is empty");
+        match is_chat {
+            true => bail!("the chat template rendered an empty prompt (an empty template file?)"),
+            false => bail!("the prompt is empty"),
+        }
     }
     let span = (!user.is_empty())
         .then(|| rendered.rfind(&user).map(|at| at..at + user.len()))

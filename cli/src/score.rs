@@ -77,6 +77,13 @@ impl WithBackend for &ScoreArgs {
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
             bail!("--ids: token id {bad} is outside the vocabulary (size {vocab})");
         }
+        if ids.len() > model.max_context {
+            bail!(
+                "--ids: {} tokens, the context holds {} (--max-context or the model's limit)",
+                ids.len(),
+                model.max_context
+            );
+        }
         let mix = mixture(model, &named).context("--mix")?;
         let mode = match self.mode {
             Mode::Prefill => ScoreMode::Prefill,

@@ -43,6 +43,44 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&qv_cpu, &["--mix", "qv=3.5e38", "--prompt", "hi"]),
         &["--mix `qv=3.5e38`: the weight is past the largest a mixture may give, 100"],
     );
+    // Context limits name the flag or the prompt's line (the engine says "request 1").
+    fails_with(
+        &args(
+            &score_cpu,
+            &["--ids", "1,2,3,4,5", "--max-context", "3", "--out", "x.st"],
+        ),
+        &["--ids: 5 tokens, the context holds 3 (--max-context"],
+    );
+    let lines = tempfile::tempdir().unwrap();
+    let p2 = lines.path().join("p2.jsonl");
+    std::fs::write(
+        &p2,
+        "{\"prompt\": \"hi\"}\n{\"prompt\": \"one two three four five six seven eight\"}\n",
+    )
+    .unwrap();
+    fails_with(
+        &args(
+            &gen_cpu,
+            &["--prompts", p2.to_str().unwrap(), "--max-context", "6"],
+        ),
+        &[
+            "p2.jsonl:2: the prompt has",
+            "the context holds 6 (--max-context",
+        ],
+    );
+    // inspect on a device (or a FIFO, which had blocked forever) is refused at once.
+    fails_with(
+        &["inspect", "/dev/null"],
+        &["/dev/null: not a regular file or a folder"],
+    );
+    // An empty chat template is named, not the prompt.
+    fails_with(
+        &args(
+            &gen_cpu,
+            &["--chat", "--chat-template", "/dev/null", "-p", "hi"],
+        ),
+        &["--prompt: the chat template rendered an empty prompt"],
+    );
     fails_with(
         &args(&qv_cpu, &["--mix", "qv=100.5", "--prompt", "hi"]),
         &["--mix `qv=100.5`: the weight is past the largest"],
