@@ -305,9 +305,12 @@ impl WithBackend for &BenchArgs {
         let plotted = |p: &Scenario| p.name == "single" || p.name.starts_with("fused");
         if args.plot.is_some() && !plans.iter().any(plotted) {
             bail!(
-                "--plot draws decode latency against the number of fused adapters; --only {} \
-                 runs no `single` or `fused*` scenario",
-                args.only.join(",")
+                "--plot draws decode latency against the number of fused adapters; {} runs no \
+                 `single` or `fused*` scenario",
+                match args.only.is_empty() {
+                    true => "this run (no adapters?)".to_string(),
+                    false => format!("--only {}", args.only.join(",")),
+                }
             );
         }
         let mut adapters: Vec<PeftAdapter> = Vec::new();

@@ -456,8 +456,13 @@ pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Parses `NAME=W[,NAME=W]...`.
+/// Parses `--mix NAME=W[,NAME=W]...`.
 pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
+    parse_mix_as(s, "--mix")
+}
+
+/// Parses `NAME=W[,NAME=W]...`; errors name it as `what` (`--mix`, a prompts line's `mix`).
+pub fn parse_mix_as(s: &str, what: &str) -> Result<Vec<(String, f32)>> {
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -465,15 +470,13 @@ pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
         .map(|part| {
             let (n, w) = part
                 .split_once('=')
-                .with_context(|| format!("--mix `{part}`: expected NAME=WEIGHT"))?;
+                .with_context(|| format!("{what} `{part}`: expected NAME=WEIGHT"))?;
             let w: f64 = w
                 .trim()
                 .parse()
-                .with_context(|| format!("--mix `{part}`: weight `{w}` is not a number"))?;
-            Ok((
-                n.trim().to_string(),
-                mix_weight(w, || format!("--mix `{part}`"))?,
-            ))
+                .with_context(|| format!("{what} `{part}`: weight `{w}` is not a number"))?;
+            let w = mix_weight(w, || format!("{what} `{part}`"))?;
+            Ok((n.trim().to_string(), w))
         })
         .collect()
 }

@@ -154,7 +154,7 @@ pub(crate) fn parse_prompts(
         let explicit_mix = !matches!(v.get("mix"), None | Some(Value::Null));
         let mix = match v.get("mix") {
             None | Some(Value::Null) => default_mix.to_vec(),
-            Some(Value::String(s)) => parse_mix(s).with_context(at)?,
+            Some(Value::String(s)) => common::parse_mix_as(s, "mix").with_context(at)?,
             Some(Value::Object(m)) => m
                 .iter()
                 .map(|(k, w)| {

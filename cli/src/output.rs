@@ -254,52 +254,44 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     })
 }
 
-/// Has `write` fill a new folder that then takes the place of `dir` (a router: weights,
-/// config, tokenizer, statistics) whole or not at all: it writes into a temporary folder
-/// beside `dir`, which is renamed to `dir` once every file is written; an earlier `dir`
-/// (`--overwrite`) is moved aside first and removed after, or put back if the rename fails.
-/// A failed write (a full disk) so leaves an earlier router as it was, not half replaced.
-pub fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let target = follow_link(dir);
-    let name = target
-        .file_name()
-        .map_or("out".into(), |n| n.to_string_lossy().into_owned());
-    let beside =
-        |what: &str| target.with_file_name(format!(".{name}.{what}-{}", std::process::id()));
-    let (staging, old) = (beside("tmp"), beside("old"));
+/// Has `write` write a set of files (a router: weights, config, tokenizer, statistics) into
+/// `dir`, all or none: they go into a temporary folder inside `dir` (so on its file system,
+/// whatever `dir` is: `.`, a mount point), and each is renamed over its namesake once every
+/// one is written, the file `last` (the config that names the others) last. A failed write (a
+/// full disk) so leaves an earlier set whole; other files in `dir` stay. Errors name `dir`,
+/// not the temporary folder.
+pub fn write_files_atomic(
+    dir: &Path,
+    last: &str,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let staging = dir.join(format!(".dlp-tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    let written = write(&staging).and_then(|()| {
-        let had = target.exists();
-        if had {
-            std::fs::rename(&target, &old)
-                .with_context(|| format!("moving the earlier {} aside", dir.display()))?;
-        }
-        match std::fs::rename(&staging, &target) {
-            Ok(()) => {
-                if had {
-                    let _ = std::fs::remove_dir_all(&old);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if had {
-                    let _ = std::fs::rename(&old, &target);
-                }
-                Err(e)
-                    .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))
-            }
-        }
+    std::fs::create_dir(&staging).with_context(|| format!("writing into {}", dir.display()))?;
+    let written = write(&staging).map_err(|e| {
+        // The writer's own message names the temporary folder: name the one asked for.
+        let msg = format!("{e:#}").replace(&*staging.to_string_lossy(), &dir.to_string_lossy());
+        anyhow::anyhow!("{msg} (nothing in {} was replaced)", dir.display())
     });
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    written.with_context(|| {
-        format!(
-            "writing {} (an earlier one there is unchanged)",
-            dir.display()
-        )
-    })
+    let moved = written.and_then(|()| {
+        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&staging)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()?;
+        names.sort_by_key(|n| n == last);
+        for n in names {
+            std::fs::rename(staging.join(&n), dir.join(&n)).with_context(|| {
+                format!(
+                    "moving the new {} into {}",
+                    n.to_string_lossy(),
+                    dir.display()
+                )
+            })?;
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved
 }
 
 /// Writes `v` as pretty JSON with a final newline to `path` (as [`write_atomic`]), its `f32`
@@ -361,31 +353,40 @@ mod tests {
         n
     }
 
-    /// A folder is replaced whole or not at all: a write that fails halfway leaves the earlier
-    /// one as it was and no temporary folder; one that succeeds replaces it, old files gone.
+    /// A set of files is replaced all or none: a write that fails halfway leaves the earlier
+    /// set as it was, names the folder asked for, and leaves no temporary folder; one that
+    /// succeeds replaces its files, and other files in the folder stay.
     #[test]
-    fn folders_are_replaced_whole_or_not_at_all() {
+    fn file_sets_are_replaced_all_or_none() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("router");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("a"), "old a").unwrap();
-        std::fs::write(out.join("b"), "old b").unwrap();
-        let e = super::write_dir_atomic(&out, |d| {
+        std::fs::write(out.join("notes.txt"), "mine").unwrap();
+        let e = super::write_files_atomic(&out, "a", |d| {
             std::fs::write(d.join("a"), "new a")?;
-            anyhow::bail!("disk full writing b")
+            anyhow::bail!("{}: disk full", d.join("b").display())
         })
         .unwrap_err();
         let e = format!("{e:#}");
-        assert!(e.contains("disk full") && e.contains("unchanged"), "{e}");
+        let want = format!("{}: disk full (nothing in", out.join("b").display());
+        assert!(e.starts_with(&want), "{e}");
         assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "old a");
-        assert_eq!(names(tmp.path()), ["router"]);
-        super::write_dir_atomic(&out, |d| Ok(std::fs::write(d.join("c"), "new c")?)).unwrap();
-        assert_eq!(names(&out), ["c"]);
-        assert_eq!(names(tmp.path()), ["router"]);
-        // A new folder.
+        assert_eq!(names(&out), ["a", "notes.txt"]);
+        super::write_files_atomic(&out, "a", |d| {
+            std::fs::write(d.join("a"), "new a")?;
+            Ok(std::fs::write(d.join("b"), "new b")?)
+        })
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "new a");
+        assert_eq!(names(&out), ["a", "b", "notes.txt"]);
+        // A new folder, and the current one (`--out .`, whose name is not its own).
         let fresh = tmp.path().join("fresh");
-        super::write_dir_atomic(&fresh, |d| Ok(std::fs::write(d.join("x"), "x")?)).unwrap();
+        super::write_files_atomic(&fresh, "x", |d| Ok(std::fs::write(d.join("x"), "x")?)).unwrap();
         assert_eq!(names(&fresh), ["x"]);
+        let dot = fresh.join(".");
+        super::write_files_atomic(&dot, "y", |d| Ok(std::fs::write(d.join("y"), "y")?)).unwrap();
+        assert_eq!(names(&fresh), ["x", "y"]);
     }
 
     /// A file written by a writer that takes a path (the PNG plots): whole or not at all, the

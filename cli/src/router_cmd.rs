@@ -238,6 +238,40 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::Te
     Ok((dst, Some(tmp)))
 }
 
+/// The dev files of a training: `--dev`'s, else the `dev.jsonl` of each `--data` folder; an
+/// error for one that is also training data (dev figures, early stopping and calibration on
+/// training data say nothing), naming where it came from.
+pub fn dev_files(
+    data: &[PathBuf],
+    dev: &[PathBuf],
+    train_files: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let inputs: Vec<PathBuf> = if dev.is_empty() {
+        data.iter().filter(|p| p.is_dir()).cloned().collect()
+    } else {
+        dev.to_vec()
+    };
+    let files = find_split_files(&inputs, "dev")?;
+    let key = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone());
+    if let Some(f) = files
+        .iter()
+        .find(|f| train_files.iter().any(|t| key(t) == key(f)))
+    {
+        match dev.is_empty() {
+            true => bail!(
+                "--data {}: named as training data, and the dev split of a --data folder; name \
+                 the folder or its files, not both",
+                f.display()
+            ),
+            false => bail!(
+                "--dev {}: also training data (--data); give dev data the router does not train on",
+                f.display()
+            ),
+        }
+    }
+    Ok(files)
+}
+
 /// Checks `train-router --out` before any work: a folder that does not exist yet or is empty,
 /// or with `overwrite` any folder; never a file or a link to nothing. Refuses to replace a
 /// router (`extend`'s own, in place, says so), or to drop the router's files among others (a
@@ -348,22 +382,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     if train_files.is_empty() {
         bail!("no training data: --data names no jsonl file and no directory with train.jsonl");
     }
-    let dev_inputs: Vec<PathBuf> = if args.dev.is_empty() {
-        args.data.iter().filter(|p| p.is_dir()).cloned().collect()
-    } else {
-        args.dev.clone()
-    };
-    let dev_files = find_split_files(&dev_inputs, "dev")?;
-    // Dev figures (and early stopping, calibration) on training data say nothing.
-    if let Some(f) = dev_files.iter().find(|f| {
-        let f = f.canonicalize().ok();
-        train_files.iter().any(|t| t.canonicalize().ok() == f)
-    }) {
-        bail!(
-            "--dev {}: also training data (--data); give dev data the router does not train on",
-            f.display()
-        );
-    }
+    let dev_files = dev_files(&args.data, &args.dev, &train_files)?;
     let mut train_set = read_all(&train_files, &fields)?;
     let mut dev_set: Vec<Example> = read_all(&dev_files, &fields)?;
     // Dev data asked for by name must be there: holding out training data instead would
@@ -404,7 +423,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     // What a later `--extend` needs of this training: per-label feature statistics.
     let stats = FeatureStats::compute(&outcome.router, &train_set)?;
     outcome.router.set_feature_stats(STATS_FILE);
-    crate::output::write_dir_atomic(&args.out, |dir| {
+    crate::output::write_files_atomic(&args.out, dlp_router::config::CONFIG_FILE, |dir| {
         outcome.router.save_self_contained(dir, &tokenizer_path)?;
         Ok(stats.save(&dir.join(STATS_FILE))?)
     })?;

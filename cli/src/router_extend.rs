@@ -50,12 +50,10 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
                 .join(", ")
         );
     }
-    let dev_inputs: Vec<_> = if args.dev.is_empty() {
-        args.data.iter().filter(|p| p.is_dir()).cloned().collect()
-    } else {
-        args.dev.clone()
-    };
-    let dev = read_all(&find_split_files(&dev_inputs, "dev")?, &fields)?;
+    let dev = read_all(
+        &crate::router_cmd::dev_files(&args.data, &args.dev, &files)?,
+        &fields,
+    )?;
     let cfg = ExtendConfig {
         steps: args.extend_steps,
         seed: args.seed,
@@ -83,8 +81,9 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
     let mut extended = out.router;
     extended.set_feature_stats(STATS_FILE);
     let tokenizer = router.config().tokenizer_path(dir);
-    // In place (`--extend A --out A`) too: A is read whole above, then replaced whole.
-    crate::output::write_dir_atomic(&args.out, |dir| {
+    // In place (`--extend A --out A`) too: A is read whole above, then its files replaced,
+    // all or none.
+    crate::output::write_files_atomic(&args.out, dlp_router::config::CONFIG_FILE, |dir| {
         extended.save_self_contained(dir, &tokenizer)?;
         Ok(out.stats.save(&dir.join(STATS_FILE))?)
     })?;

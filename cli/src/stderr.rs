@@ -1,20 +1,22 @@
 //! Standard error around C libraries: Vulkan drivers print to file descriptor 2 while an
 //! adapter is probed or opened (Mesa's `XDG_RUNTIME_DIR is invalid`, twice, on a headless
-//! machine). Those lines are silenced or captured; log lines go to a duplicate of fd 2 made at
-//! start, so capturing fd 2 never captures (or hides) our own.
+//! machine). Those lines are silenced or captured; log lines go to a duplicate of fd 2 made
+//! before fd 2 first moves, so capturing fd 2 never captures (or hides) our own.
 
 #[cfg(unix)]
 use std::sync::OnceLock;
 
-/// A duplicate of standard error made on first use (at start, by the log setup), or None
-/// where duplicating failed.
+/// A duplicate of standard error, made on first use (the first log line, or a capture, which
+/// makes it before it moves fd 2), or None where duplicating failed. Close-on-exec, so child
+/// processes (the bench peers) do not inherit it.
 #[cfg(unix)]
 fn log_file() -> Option<&'static std::fs::File> {
     use std::os::fd::FromRawFd;
     static FILE: OnceLock<Option<std::fs::File>> = OnceLock::new();
     FILE.get_or_init(|| {
-        // SAFETY: dup returns a new descriptor this process owns, handed to one File.
-        let fd = unsafe { libc::dup(2) };
+        // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor this process owns, handed to one
+        // File.
+        let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
         (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
     })
     .as_ref()
@@ -34,39 +36,57 @@ pub fn log_writer() -> Box<dyn std::io::Write> {
 /// print nothing; restored afterwards.
 #[cfg(feature = "wgpu")]
 pub fn quiet<T>(f: impl FnOnce() -> T) -> T {
-    captured(f).0
+    #[cfg(unix)]
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        return redirected(&null, f);
+    }
+    f()
 }
 
 /// Runs `f` with standard error (fd 2) pointed at a temporary file, restored afterwards;
-/// returns what was written there. Without a temporary file, `f` runs as is and "" comes
-/// back.
+/// returns what was written there (invalid UTF-8 as U+FFFD). Without a temporary file, `f`
+/// runs as is and "" comes back.
 #[cfg(feature = "wgpu")]
 pub fn captured<T>(f: impl FnOnce() -> T) -> (T, String) {
     #[cfg(unix)]
     {
         use std::io::{Read, Seek};
-        use std::os::fd::AsRawFd;
         let Ok(mut file) = tempfile::tempfile() else {
             return (f(), String::new());
         };
-        // Made before fd 2 moves, so that log lines written meanwhile are not captured.
-        let _ = log_file();
-        // SAFETY: dup/dup2/close on descriptors this function owns or restores; fd 2 always
-        // points at a valid file (the original or the temporary one) in between.
-        let saved = unsafe { libc::dup(2) };
-        if saved < 0 {
-            return (f(), String::new());
-        }
-        unsafe { libc::dup2(file.as_raw_fd(), 2) };
-        let out = f();
-        unsafe {
-            libc::dup2(saved, 2);
-            libc::close(saved);
-        }
-        let mut text = String::new();
-        let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
-        (out, text)
+        let out = redirected(&file, f);
+        let mut bytes = Vec::new();
+        let _ = file.rewind().and_then(|()| file.read_to_end(&mut bytes));
+        (out, String::from_utf8_lossy(&bytes).into_owned())
     }
     #[cfg(not(unix))]
     (f(), String::new())
+}
+
+/// Runs `f` with fd 2 pointed at `to`; restored when `f` returns or panics (a driver fault),
+/// so the panic's message is not lost in `to`.
+#[cfg(all(unix, feature = "wgpu"))]
+fn redirected<T>(to: &std::fs::File, f: impl FnOnce() -> T) -> T {
+    use std::os::fd::AsRawFd;
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: `self.0` is the duplicate of fd 2 made below, owned here.
+            unsafe {
+                libc::dup2(self.0, 2);
+                libc::close(self.0);
+            }
+        }
+    }
+    // Made before fd 2 moves, so that log lines written meanwhile still reach the terminal.
+    let _ = log_file();
+    // SAFETY: dup/dup2 on descriptors this function owns or restores (by `Restore`); fd 2
+    // always points at a valid file (the original or `to`) in between.
+    let saved = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+    if saved < 0 {
+        return f();
+    }
+    let _restore = Restore(saved);
+    unsafe { libc::dup2(to.as_raw_fd(), 2) };
+    f()
 }

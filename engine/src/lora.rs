@@ -188,9 +188,10 @@ pub(crate) fn check_mixtures<'a>(
                     "a mixture names adapter slot {slot}, {n_adapters} adapters are loaded"
                 )));
             }
-            if !w.is_finite() || w < 0.0 {
+            if !(0.0..=MAX_MIX_WEIGHT).contains(&w) {
                 return Err(Error::invalid(format!(
-                    "a mixture weight is {w}; expected a finite number >= 0"
+                    "a mixture weight is {w}; expected a finite number >= 0 and at most \
+                     {MAX_MIX_WEIGHT}"
                 )));
             }
         }

@@ -189,7 +189,8 @@ impl<B: Backend> Scheduler<B> {
 
     /// Checks that `req` can run here: sampling parameters, a prompt of 1 to `capacity - 1`
     /// tokens inside the vocabulary, segments from token 0 in order, mixtures of loaded
-    /// adapters with finite weights >= 0 and at most `mix_k` entries.
+    /// adapters with weights from 0 to [`MAX_MIX_WEIGHT`](crate::lora::MAX_MIX_WEIGHT) and at
+    /// most `mix_k` entries.
     pub fn check(&self, model: &Model<B>, req: &GenRequest) -> Result<()> {
         req.params
             .validate()

@@ -9,6 +9,8 @@ pub use bytes::token_name;
 pub mod chat;
 mod messages;
 pub use messages::{text_of_part, ChatMessage, ChatRequest};
+mod stream;
+pub use stream::StreamDecoder;
 
 use std::path::{Path, PathBuf};
 
@@ -65,73 +67,6 @@ impl std::fmt::Debug for TextTokenizer {
             .field("special", &self.special)
             .field("chat_template", &self.chat_template.is_some())
             .finish()
-    }
-}
-
-/// Incremental detokenizer: feeds ids one at a time and returns text once it is complete UTF-8
-/// (a character split over several byte tokens comes out when its last byte arrives).
-/// Special tokens are skipped unless it was made to show them. Bytes still held when the
-/// sequence ends come out of [`StreamDecoder::finish`] as U+FFFD, as a whole decode gives them.
-pub struct StreamDecoder<'a> {
-    inner: tokenizers::DecodeStream<
-        'a,
-        tokenizers::ModelWrapper,
-        tokenizers::NormalizerWrapper,
-        PreTokenizerWrapper,
-        tokenizers::PostProcessorWrapper,
-        tokenizers::DecoderWrapper,
-    >,
-    tok: &'a Tokenizer,
-    skip_special: bool,
-    /// Every id pushed, for the final decode.
-    ids: Vec<u32>,
-    /// Bytes of text returned so far.
-    emitted: usize,
-    /// Ids pushed since text last came out.
-    held: usize,
-}
-
-impl StreamDecoder<'_> {
-    /// Adds one generated id; returns the newly completed text, if any.
-    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
-        let piece = self
-            .inner
-            .step(id)
-            .map_err(|e| Error::invalid(format!("detokenizing id {id}: {e}")))?;
-        self.ids.push(id);
-        match &piece {
-            Some(p) => {
-                self.emitted += p.len();
-                self.held = 0;
-            }
-            None => self.held += 1,
-        }
-        Ok(piece)
-    }
-
-    /// The text of the ids still held at the end of the sequence (an incomplete character:
-    /// a byte token of a cut emoji, a lone byte), with U+FFFD for what is not UTF-8, as
-    /// decoding the whole sequence gives it; None when nothing is held. Without it a trailing
-    /// run of such tokens vanished from the text while counting as completion tokens.
-    pub fn finish(&mut self) -> Result<Option<String>> {
-        if self.held == 0 {
-            return Ok(None);
-        }
-        let decode = |ids: &[u32]| {
-            self.tok
-                .decode(ids, self.skip_special)
-                .map_err(|e| Error::invalid(format!("detokenizing failed: {e}")))
-        };
-        let full = decode(&self.ids)?;
-        // The whole decode extends what came out; else (a decoder that reads a window
-        // differently) the held ids alone.
-        let tail = match full.get(self.emitted..) {
-            Some(t) => t.to_string(),
-            None => decode(&self.ids[self.ids.len() - self.held..])?,
-        };
-        self.held = 0;
-        self.emitted += tail.len();
-        Ok((!tail.is_empty()).then_some(tail))
     }
 }
 
@@ -456,14 +391,7 @@ impl TextTokenizer {
     /// An incremental detokenizer for streaming output; `skip_special` drops special tokens
     /// (`<|im_end|>`, ...), as transformers' `skip_special_tokens` does.
     pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
-        StreamDecoder {
-            inner: self.tok.decode_stream(skip_special),
-            tok: &self.tok,
-            skip_special,
-            ids: Vec::new(),
-            emitted: 0,
-            held: 0,
-        }
+        StreamDecoder::new(&self.tok, skip_special)
     }
 
     /// The underlying Hugging Face tokenizer (e.g. for a router that reads with it).

@@ -162,7 +162,8 @@ pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>,
     // A file read twice counts twice: every figure (training data, dev accuracy, an eval's
     // scores) would weigh it double without a word.
     for (i, f) in out.iter().enumerate() {
-        let same = |g: &PathBuf| g.canonicalize().ok() == f.canonicalize().ok();
+        let key = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone());
+        let same = |g: &PathBuf| key(g) == key(f);
         if out[..i].iter().any(same) {
             return Err(RouterError::Data(format!(
                 "{} is read twice (named twice, or by name and through its folder); name each \

@@ -27,11 +27,19 @@ pub struct Example {
     pub kind: Kind,
 }
 
-/// Refuses a `--split` other than the default `dev` where every `--data` is a file: the
-/// split picks the file of a data folder, so it would be ignored (`--split test` on a dev
-/// file evaluated the dev file).
+/// Refuses a `--split` other than the default `dev` where every `--data` is a file and none
+/// is that split's `<split>.jsonl`: the split picks the file of a data folder, so it would
+/// be ignored (`--split test` on a dev file evaluated the dev file).
 pub fn check_split_applies(inputs: &[PathBuf], split: &str) -> Result<()> {
-    if split != "dev" && !inputs.is_empty() && inputs.iter().all(|p| p.is_file()) {
+    let named = |p: &PathBuf| {
+        p.file_name()
+            .is_some_and(|n| *n == *format!("{split}.jsonl"))
+    };
+    if split != "dev"
+        && !inputs.is_empty()
+        && inputs.iter().all(|p| p.is_file())
+        && !inputs.iter().any(named)
+    {
         bail!(
             "--split {split} picks the {split}.jsonl of a data folder, but every --data here is a \
              file, read as it is; name the {split}.jsonl files or give their folders"
@@ -252,5 +260,27 @@ mod tests {
         let ex = super::read_examples(&path).unwrap();
         assert_eq!(ex.len(), 2);
         assert_eq!(ex[0].task, "boolq");
+    }
+
+    /// `--split` picks a folder's file: refused where every input is a file of another name
+    /// (it would be ignored), taken where a folder or the split's own file is given.
+    #[test]
+    fn split_applies_to_folders_or_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dev, test) = (dir.path().join("dev.jsonl"), dir.path().join("test.jsonl"));
+        std::fs::write(&dev, "").unwrap();
+        std::fs::write(&test, "").unwrap();
+        let check =
+            |inputs: &[std::path::PathBuf], split| super::check_split_applies(inputs, split);
+        let e = check(std::slice::from_ref(&dev), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--split test picks the test.jsonl of a data folder"),
+            "{e}"
+        );
+        assert!(check(std::slice::from_ref(&dev), "dev").is_ok());
+        assert!(check(std::slice::from_ref(&test), "test").is_ok());
+        assert!(check(&[dir.path().to_path_buf()], "test").is_ok());
     }
 }

@@ -507,6 +507,28 @@ fn bad_input_exits_non_zero_with_a_message() {
         ],
         &["--dev", "a.jsonl: also training data"],
     );
+    // A folder's dev.jsonl also named as training data: said as such (not as --dev).
+    let folder = twice.path().join("task");
+    std::fs::create_dir(&folder).unwrap();
+    for split in ["train", "dev"] {
+        std::fs::write(
+            folder.join(format!("{split}.jsonl")),
+            "{\"instruction\": \"hi\", \"task\": \"a\"}\n",
+        )
+        .unwrap();
+    }
+    let folder_dev = folder.join("dev.jsonl");
+    fails_with(
+        &[
+            "train-router",
+            "--data",
+            folder.to_str().unwrap(),
+            folder_dev.to_str().unwrap(),
+            "--out",
+            "no/out",
+        ],
+        &["dev.jsonl: named as training data, and the dev split of a --data folder"],
+    );
     // A pipe or a device is not read as data (/dev/zero had been "no such file").
     fails_with(
         &["train-router", "--data", "/dev/zero", "--out", "no/out"],
