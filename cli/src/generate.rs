@@ -437,8 +437,9 @@ impl WithBackend for &GenerateArgs {
             }
         }
         tracing::info!(decode_tps, prefill_tps, "done");
-        // An instruct model given a raw prompt often ends at once: say why the answer is empty.
-        if !args.chat && tok.chat_template().is_some() {
+        // An instruct model given a raw prompt often ends at once: say why the answer is empty
+        // (not where an output format may have forced the end).
+        if !args.chat && tok.chat_template().is_some() && constraint.is_none() {
             for (o, p) in outs.iter().zip(&prompts) {
                 if p.messages.is_none() && o.tokens.is_empty() && o.finish == FinishReason::Eos {
                     eprintln!("note: {}: the model ended its answer at once; this model has a chat template, and an instruct model usually answers only with --chat", p.source);

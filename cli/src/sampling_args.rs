@@ -116,6 +116,26 @@ impl SamplingArgs {
             }
             bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
         }
+        // Accepted (as vLLM does), but said: greedy decoding takes the argmax, so the filters
+        // and the seed change nothing.
+        if self.temperature == 0.0 {
+            let idle: Vec<&str> = [
+                (self.top_k != 0, "--top-k"),
+                (self.top_p != 1.0, "--top-p"),
+                (self.min_p != 0.0, "--min-p"),
+                (self.seed != 0, "--seed"),
+            ]
+            .iter()
+            .filter_map(|&(given, flag)| given.then_some(flag))
+            .collect();
+            if !idle.is_empty() {
+                eprintln!(
+                    "note: {} change nothing at --temperature 0 (greedy, the default); give \
+                     --temperature above 0 to sample",
+                    idle.join(", ")
+                );
+            }
+        }
         Ok(())
     }
 

@@ -44,6 +44,9 @@ pub enum RouterError {
         /// The value given.
         got: String,
     },
+    /// A plot could not be drawn or written.
+    #[error("{0}")]
+    Plot(String),
     /// Training failed (backend unavailable, diverged, ...).
     #[error("training: {0}")]
     Train(String),

@@ -32,7 +32,7 @@ pub fn render_confusion_png(report: &EvalReport, path: &Path) -> Result<(), Rout
     let (w, h) = (left + n * CELL + 20, top + n * CELL + 40);
     let root = BitMapBackend::new(path, (w as u32, h as u32)).into_drawing_area();
     let err =
-        |e: String| RouterError::Data(format!("{}: cannot draw the heatmap: {e}", path.display()));
+        |e: String| RouterError::Plot(format!("{}: cannot draw the heatmap: {e}", path.display()));
     draw(&root, report, left, top).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))
 }

@@ -90,6 +90,7 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
             (read_timeout, max_body),
             super::listen::read_body,
         ))
+        .layer(middleware::from_fn(identity_only))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(max_body))
@@ -111,6 +112,23 @@ async fn method_not_allowed(req: Request) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
+}
+
+/// A compressed body (`Content-Encoding: gzip`) is refused with 415 naming the header: it
+/// had been read as JSON ("must be a JSON object"), and a plain body labelled gzip was read
+/// as plain.
+async fn identity_only(req: Request, next: Next) -> Response {
+    if let Some(v) = req.headers().get(header::CONTENT_ENCODING) {
+        let e = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
+        if !e.is_empty() && !e.eq_ignore_ascii_case("identity") {
+            return ApiError::status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding `{e}` is not supported: send the body uncompressed"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Every route but `/health` needs `Authorization: Bearer KEY` when a key is set.

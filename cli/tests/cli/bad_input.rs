@@ -68,6 +68,27 @@ fn bad_input_exits_non_zero_with_a_message() {
             "the context holds 6 (--max-context",
         ],
     );
+    // Sampling filters at the default greedy temperature run, with a note that they change
+    // nothing.
+    let out = run(&args(
+        &gen_cpu,
+        &[
+            "--top-k",
+            "5",
+            "--seed",
+            "3",
+            "--max-tokens",
+            "1",
+            "-p",
+            "hi",
+        ],
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("note: --top-k, --seed change nothing at --temperature 0"),
+        "{err}"
+    );
     // inspect on a device (or a FIFO, which had blocked forever) is refused at once.
     fails_with(
         &["inspect", "/dev/null"],

@@ -185,4 +185,24 @@ fn api_key_guards_everything_but_health() {
         &[("Authorization", "bearer s3cret")],
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // A compressed body is refused naming the header (it had been "must be a JSON object");
+    // `identity` is no encoding.
+    for (encoding, status) in [("gzip", 415), ("identity", 200)] {
+        let r = s.post_raw(
+            "/v1/chat/completions",
+            body.to_string().as_bytes(),
+            &[
+                ("Authorization", "Bearer s3cret"),
+                ("Content-Encoding", encoding),
+            ],
+        );
+        assert_eq!(r.status, status, "{}", r.body);
+        if status == 415 {
+            let m = r.json()["error"]["message"].to_string();
+            assert!(
+                m.contains("Content-Encoding `gzip` is not supported"),
+                "{m}"
+            );
+        }
+    }
 }
