@@ -159,15 +159,7 @@ fn inspect_router(dir: &Path) -> Result<String> {
     s += &format!("  calibration temperature: {:.3}\n", c.temperature);
     match &c.dev {
         Some(d) => {
-            s += &format!(
-                "  dev ({} texts): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  sentence top-1 {:.2}%  loss {:.4}\n",
-                d.examples,
-                100.0 * d.top1,
-                100.0 * d.topp_containment,
-                d.mean_adapters,
-                100.0 * d.sentence_top1,
-                d.loss
-            );
+            s += &format!("  dev ({} texts): {d}\n", d.examples);
         }
         None => s += "  dev: not measured\n",
     }

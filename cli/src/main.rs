@@ -17,6 +17,7 @@ mod output;
 mod pipeline;
 mod progress;
 mod router_cmd;
+mod router_eval;
 mod router_extend;
 mod routing;
 mod sampling_args;
@@ -65,7 +66,7 @@ enum Command {
     /// Train the DLP router (the mini-MLP that picks adapters per sentence) on labelled text.
     TrainRouter(router_cmd::TrainRouterArgs),
     /// Evaluate a trained router: per-task and family accuracy, top-p containment, confusion.
-    EvalRouter(router_cmd::EvalRouterArgs),
+    EvalRouter(router_eval::EvalRouterArgs),
     /// Measure speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs merged
     /// weights vs batches, interleaved in one run, reported as ratios.
     Bench(bench::BenchArgs),
@@ -138,7 +139,7 @@ fn main() {
         Command::Fuzz(a) => fuzz::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::TrainRouter(a) => router_cmd::train_router(a),
-        Command::EvalRouter(a) => router_cmd::eval_router(a),
+        Command::EvalRouter(a) => router_eval::eval_router(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

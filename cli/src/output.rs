@@ -212,18 +212,9 @@ pub(crate) use {out, outln};
 /// is replaced, the link stays); a path that is not a regular file (`/dev/null`, a FIFO) is
 /// written in place, as a shell redirect would.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let target = follow_link(path);
-    if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
-        return std::fs::write(&target, bytes)
-            .with_context(|| format!("writing {}", path.display()));
-    }
-    let tmp = target.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, &target))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("writing {}", path.display()))
+    write_atomic_with(path, |file| {
+        std::fs::write(file, bytes).with_context(|| format!("writing {}", path.display()))
+    })
 }
 
 /// Has `write` write the file `path` names whole or not at all, as [`write_atomic`] does: it

@@ -99,14 +99,7 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
         out.seconds
     );
     if let Some(d) = dev_metrics {
-        outln!(
-            "dev ({} texts of the router's labels): top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  sentence top-1 {:.2}%",
-            d.examples,
-            100.0 * d.top1,
-            100.0 * d.topp_containment,
-            d.mean_adapters,
-            100.0 * d.sentence_top1
-        );
+        outln!("dev ({} texts of the router's labels): {d}", d.examples);
     }
     outln!("wrote {}", args.out.display());
     Ok(())

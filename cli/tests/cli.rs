@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use dlp_tests::fixtures;
 
+#[path = "cli/bad_data.rs"]
+mod bad_data;
 #[path = "cli/bad_input.rs"]
 mod bad_input;
 #[path = "cli/bench.rs"]
@@ -29,6 +31,11 @@ fn run(args: &[&str]) -> Output {
         "dlp-run {args:?} panicked: {err}"
     );
     out
+}
+
+/// `head` followed by `rest`: a command line built from a shared prefix.
+fn args<'a>(head: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    [head, rest].concat()
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) {

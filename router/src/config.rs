@@ -34,6 +34,22 @@ pub struct DevMetrics {
     pub sentence_top1: f32,
 }
 
+/// One line, as `train-router`, `--extend` and `inspect` print it: `top-1 93.10%  top-p(0.9)
+/// containment 99.00%  mean adapters 1.30  loss 0.2100  sentence top-1 80.00%`.
+impl std::fmt::Display for DevMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "top-1 {:.2}%  top-p(0.9) containment {:.2}%  mean adapters {:.2}  loss {:.4}  sentence top-1 {:.2}%",
+            100.0 * self.top1,
+            100.0 * self.topp_containment,
+            self.mean_adapters,
+            self.loss,
+            100.0 * self.sentence_top1
+        )
+    }
+}
+
 /// The contents of `router.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RouterConfig {

@@ -161,10 +161,9 @@ pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>,
     }
     // A file read twice counts twice: every figure (training data, dev accuracy, an eval's
     // scores) would weigh it double without a word.
+    let keys: Vec<PathBuf> = out.iter().map(|f| file_key(f)).collect();
     for (i, f) in out.iter().enumerate() {
-        let key = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone());
-        let same = |g: &PathBuf| key(g) == key(f);
-        if out[..i].iter().any(same) {
+        if keys[..i].contains(&keys[i]) {
             return Err(RouterError::Data(format!(
                 "{} is read twice (named twice, or by name and through its folder); name each \
                  file or folder once",
@@ -173,6 +172,12 @@ pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>,
         }
     }
     Ok(out)
+}
+
+/// What tells two names of one file apart from two files: the canonical path (links and
+/// `..` resolved), or the path as given where it cannot be resolved.
+pub fn file_key(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Reads and concatenates several jsonl files.

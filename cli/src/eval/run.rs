@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use dlp_engine::generate::{
     generate_each, score_batch, FinishReason, GenRequest, ScoreInput, ScoreMode,
 };
@@ -273,11 +273,8 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     let names = model.adapter_names().to_vec();
     let map = data::parse_label_map(args.label_map.as_deref())?;
     // Checked whether or not a mode reads it: a typo is not waved through by `--modes base`.
-    if let Some((task, a)) = map.iter().find(|(_, a)| !names.contains(a)) {
-        bail!(
-            "--label-map {task}={a}: no adapter `{a}` is loaded (loaded: {})",
-            names.join(", ")
-        );
+    for task in map.keys() {
+        data::adapter_for(task, &names, &map)?;
     }
     let have_router = args.router.is_some();
     let modes = args.modes(have_router)?;

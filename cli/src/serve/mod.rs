@@ -15,6 +15,7 @@ mod format;
 mod http;
 mod listen;
 mod metrics;
+mod middleware;
 mod mixture;
 mod prompt;
 mod prompt_field;

@@ -1,0 +1,77 @@
+//! The layers every request passes: the API key, the body's encoding, the request count.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::http::AppState;
+
+/// A compressed body (`Content-Encoding: gzip`) is refused with 415 naming the header: it
+/// had been read as JSON ("must be a JSON object"), and a plain body labelled gzip was read
+/// as plain.
+pub(super) async fn identity_only(req: Request, next: Next) -> Response {
+    if let Some(v) = req.headers().get(header::CONTENT_ENCODING) {
+        let e = String::from_utf8_lossy(v.as_bytes()).trim().to_string();
+        if !e.is_empty() && !e.eq_ignore_ascii_case("identity") {
+            return ApiError::status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding `{e}` is not supported: send the body uncompressed"),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Every route but `/health` needs `Authorization: Bearer KEY` when a key is set.
+pub(super) async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(key) = &st.api_key {
+        if req.uri().path() != "/health" {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer_token);
+            match given {
+                Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => {}
+                Some(_) => return ApiError::unauthorized("incorrect API key").into_response(),
+                None => {
+                    return ApiError::unauthorized(
+                        "this server needs an API key: send `Authorization: Bearer KEY`",
+                    )
+                    .into_response()
+                }
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// The credentials of a `Bearer` authorization value; the scheme name is case-insensitive
+/// (RFC 9110, section 11.1), one or more spaces follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
+/// Compares without an early exit, so timing says nothing about where a guess went wrong.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts every answer by route and status.
+pub(super) async fn count(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    st.shared.metrics.request(&endpoint, resp.status().as_u16());
+    resp
+}
