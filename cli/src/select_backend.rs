@@ -21,7 +21,7 @@ pub trait WithBackend {
 /// Creates the backend that `model` asks for (`--backend`, `--wgpu-f16-weights`) and runs
 /// `job` on it.
 pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out> {
-    let choice = backend_for_flags(model)?;
+    let (choice, chosen_by) = backend_for_flags(model)?;
     let f16 = model.wgpu_f16_weights;
     if model.cpu_amx && !dlp_engine::cpu::amx_available() {
         bail!("--cpu-amx: this CPU or OS has no AMX-BF16 (needs AMX-TILE and AMX-BF16 in CPUID, AVX-512, and Linux granting the tile state)");
@@ -57,14 +57,16 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
         }
         BackendChoice::Cpu => job.run(cpu()),
         BackendChoice::Wgpu => wgpu_backend(job, f16),
-        BackendChoice::Cuda => cuda_backend(job, model),
+        BackendChoice::Cuda => cuda_backend(job, model, chosen_by),
     }
 }
 
 /// The backend to run: `--backend`, or with `auto` the one that backend-specific flags name
 /// (`--cpu-amx` asks for the CPU, `--cuda-bf16-weights` for CUDA). A flag for another backend
 /// than `--backend`'s, or flags for two backends under `auto`, are an error naming them.
-fn backend_for_flags(model: &ModelArgs) -> Result<BackendChoice> {
+/// Also returns the flag that chose the backend (`--backend cuda`, or `--cuda-bf16-weights`
+/// under `auto`), for messages.
+fn backend_for_flags(model: &ModelArgs) -> Result<(BackendChoice, &'static str)> {
     let groups = [
         (
             BackendChoice::Cpu,
@@ -98,17 +100,17 @@ fn backend_for_flags(model: &ModelArgs) -> Result<BackendChoice> {
         b.to_possible_value()
             .map_or_else(|| format!("{b:?}"), |v| v.get_name().to_string())
     };
-    let choice = match (model.backend, &asked[..]) {
+    let (choice, chosen_by) = match (model.backend, &asked[..]) {
         (BackendChoice::Auto, [(b, flag)]) => {
             tracing::info!("{flag}: using --backend {}", name(*b));
-            *b
+            (*b, *flag)
         }
         (BackendChoice::Auto, [(b1, f1), (b2, f2), ..]) => bail!(
             "{f1} is for --backend {} and {f2} for --backend {}: give one backend's flags",
             name(*b1),
             name(*b2)
         ),
-        (b, _) => b,
+        (b, _) => (b, "--backend"),
     };
     if let Some((b, flag)) = asked.iter().find(|(b, _)| *b != choice) {
         bail!(
@@ -117,7 +119,7 @@ fn backend_for_flags(model: &ModelArgs) -> Result<BackendChoice> {
             name(choice)
         );
     }
-    Ok(choice)
+    Ok((choice, chosen_by))
 }
 
 /// Whether the machine shows a GPU device to probe (Linux: a DRM render node, an NVIDIA device,
@@ -175,7 +177,7 @@ fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
 
 /// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
 #[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, _chosen_by: &str) -> Result<J::Out> {
     use crate::common::CudaExperimental;
     let on = |p| model.cuda_experimental_on(p);
     let opts = dlp_cuda::CudaOptions {
@@ -217,6 +219,10 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs) -> Result<J::Out> {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend<J: WithBackend>(_job: J, _model: &ModelArgs) -> Result<J::Out> {
-    bail!("--backend cuda: this build has no CUDA backend (rebuild with `--features cuda`)")
+fn cuda_backend<J: WithBackend>(_job: J, _model: &ModelArgs, chosen_by: &str) -> Result<J::Out> {
+    const REBUILD: &str = "rebuild with `--features cuda`";
+    if chosen_by == "--backend" {
+        bail!("--backend cuda: this build has no CUDA backend ({REBUILD})")
+    }
+    bail!("{chosen_by} is a flag of the CUDA backend, which this build does not have ({REBUILD}; or leave the flag out)")
 }

@@ -173,6 +173,21 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&gen_auto, &["--cpu-int8", "--cuda-kv-bf16"]),
         &["--cpu-int8 is for --backend cpu and --cuda-kv-bf16 for --backend cuda"],
     );
+    // A build without CUDA names the flag that asked for it, not a `--backend cuda` never given.
+    #[cfg(not(feature = "cuda"))]
+    {
+        fails_with(
+            &args(&gen_auto, &["--cuda-experimental", "fast"]),
+            &[
+                "--cuda-experimental is a flag of the CUDA backend",
+                "--features cuda",
+            ],
+        );
+        fails_with(
+            &args(&gen_auto, &["--backend", "cuda"]),
+            &["--backend cuda: this build has no CUDA backend"],
+        );
+    }
     fails_with(
         &[
             "generate",

@@ -42,6 +42,14 @@ fn case(
     }
 }
 
+/// `body` (UTF-8 JSON) as UTF-16LE, as PowerShell 5 and some .NET clients send it.
+fn utf16le(body: &[u8], bom: bool) -> Vec<u8> {
+    let text = std::str::from_utf8(body).unwrap();
+    let mut out = if bom { vec![0xFF, 0xFE] } else { vec![] };
+    out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    out
+}
+
 const CHAT: &str = "/v1/chat/completions";
 const COMPL: &str = "/v1/completions";
 
@@ -52,6 +60,8 @@ fn catalogue() -> Vec<Case> {
         case("empty body", CHAT, Vec::new(), 400, &["empty"], None),
         case("not an object", CHAT, b"[1, 2]".to_vec(), 400, &["must be a JSON object"], None),
         case("a byte order mark before the object", CHAT, [b"\xEF\xBB\xBF".to_vec(), chat_with(|_| ())].concat(), 400, &["byte order mark"], None),
+        case("UTF-16LE with its byte order mark", CHAT, utf16le(&chat_with(|_| ()), true), 400, &["not UTF-8", "UTF-16"], None),
+        case("UTF-16LE without a byte order mark", CHAT, utf16le(&chat_with(|_| ()), false), 400, &["not UTF-8", "UTF-16"], None),
         case("a seed past 64 bits", CHAT, chat_with(|v| v["seed"] = json!(2f64.powi(70))), 400, &["expected an integer from -2^63 to 2^63-1"], Some("seed")),
         // serde reads an array's elements as the struct's fields, in order.
         case("the fields as an array", COMPL, json!(["boolq", null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, "hi", 2]).to_string().into_bytes(), 400, &["must be a JSON object"], None),
