@@ -40,6 +40,15 @@ pub struct Measured {
     pub bytes_per_token: Option<u64>,
 }
 
+/// A table cell: `v` with `precision` decimals, or `-` where there is no figure (`NaN`).
+fn figure(v: f64, precision: usize) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.precision$}")
+    }
+}
+
 /// The median (`NaN` when empty).
 pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
@@ -241,19 +250,28 @@ impl Report {
             "vs base"
         );
         let base = self.get("base").map(|b| b.decode_step_secs());
+        let mut no_latency = false;
         for m in &self.measured {
             let rel = base.map_or(f64::NAN, |b| m.decode_step_secs() / b);
+            let (lat50, lat90) = (m.latency(0.5), m.latency(0.9));
+            no_latency |= lat50.is_nan();
             outln!(
-                "{:<14} {:>3} {:>5} {:>11.1} {:>11.1} {:>9.2} {:>9.2} {:>8.3}",
+                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8}",
                 m.name,
                 m.k,
                 m.batch,
-                m.prefill_tps(),
-                m.decode_tps(),
-                m.latency(0.5) * 1e3,
-                m.latency(0.9) * 1e3,
-                rel
+                figure(m.prefill_tps(), 1),
+                figure(m.decode_tps(), 1),
+                figure(lat50 * 1e3, 2),
+                figure(lat90 * 1e3, 2),
+                figure(rel, 3)
             );
+        }
+        if no_latency {
+            outln!("(lat -: request 0 ended before every request of its batch was decoding; give more --new-tokens)");
+        }
+        if base.is_none() {
+            outln!("(vs base -: the run has no base scenario to compare with)");
         }
         if let Some(p) = &self.peers {
             for (name, v) in p["peers"].as_object().into_iter().flatten() {
@@ -281,9 +299,14 @@ impl Report {
                 }
             }
         }
-        outln!("ratios (decode time; > 1 = slower):");
-        for (k, v) in self.ratios() {
-            outln!("  {k:<44} {:.3}", v.as_f64().unwrap_or(f64::NAN));
+        let ratios = self.ratios();
+        if ratios.is_empty() {
+            outln!("ratios: none (the run has no pair of scenarios they compare, e.g. fused3 and base)");
+        } else {
+            outln!("ratios (decode time; > 1 = slower):");
+        }
+        for (k, v) in ratios {
+            outln!("  {k:<44} {}", figure(v.as_f64().unwrap_or(f64::NAN), 3));
         }
         if let Some(rss) = self.peak_rss_mib {
             outln!("peak RSS {rss:.0} MiB (whole process, every model of the run)");

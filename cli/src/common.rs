@@ -157,6 +157,11 @@ impl ModelArgs {
     }
 }
 
+/// `--help`'s section for the backend flags, after the command's own options.
+const BACKEND_HEADING: &str = "Backend";
+/// `--help`'s section for the CUDA backend's flags, last: the longest, for one backend.
+const CUDA_HEADING: &str = "CUDA backend";
+
 /// Model, adapters and backend.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
@@ -165,112 +170,123 @@ pub struct ModelArgs {
     /// models/SmolLM2-135M-Instruct.Q4_1.gguf (run scripts/fetch-smollm2.sh).
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
-    /// Load a PEFT LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`.
-    /// All loaded adapters sit side by side, and each request chooses its mixture of them:
-    /// `--mix` or the router in generate and score, the request's `model` or `lora_mixture`
-    /// in serve, the mode in eval, the scenario in bench.
+    /// Load a PEFT LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`. All
+    /// loaded adapters sit side by side, and each request chooses its mixture of them: `--mix` or
+    /// the router in generate and score, the request's `model` or `lora_mixture` in serve, the mode
+    /// in eval, the scenario in bench.
     #[arg(long = "adapter", value_name = "NAME=DIR")]
     pub adapters: Vec<String>,
     /// Compute backend.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, help_heading = BACKEND_HEADING, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
     /// CPU threads (default: all cores; at most 4 per core).
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = BACKEND_HEADING, value_name = "N")]
     pub threads: Option<usize>,
-    /// Load every weight as f32 (4 bytes per parameter; the reference path). By default the
-    /// CPU backend keeps a GGUF's compact blocks (Q4_1 0.625, Q4_0 0.5625, Q8_0 1.0625,
-    /// F16/BF16 2 bytes per parameter) and dequantises them inside its matmuls.
-    #[arg(long)]
+    /// Load every weight as f32 (4 bytes per parameter; the reference path).
+    ///
+    /// By default the CPU backend keeps a GGUF's compact blocks (Q4_1 0.625, Q4_0 0.5625, Q8_0
+    /// 1.0625, F16/BF16 2 bytes per parameter) and dequantises them inside its matmuls.
+    #[arg(long, help_heading = BACKEND_HEADING)]
     pub f32_weights: bool,
-    /// With --backend wgpu: store the large weights (matmul weights, lm_head, embedding table)
-    /// as f16 on the GPU, half the memory of f32; activations, accumulation, KV cache, LoRA and
-    /// norms stay f32. Needs an adapter with shader-f16 (an error otherwise). Tolerance: logits
-    /// differ from the float64 reference by the weights' rounding, measured up to 2.5e-2 on
-    /// SmolLM2-135M (tested bound 5e-2; tiny test models 1e-2; f32 weights: 2e-3).
-    #[arg(long, conflicts_with = "f32_weights")]
+    /// With --backend wgpu: store the large weights as f16 (half the memory of f32).
+    ///
+    /// The large weights are the matmul weights, lm_head and the embedding table; activations,
+    /// accumulation, KV cache, LoRA and norms stay f32. Needs an adapter with shader-f16 (an error
+    /// otherwise). Tolerance: logits differ from the float64 reference by the weights' rounding,
+    /// measured up to 2.5e-2 on SmolLM2-135M (tested bound 5e-2; tiny test models 1e-2; f32
+    /// weights: 2e-3).
+    #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub wgpu_f16_weights: bool,
-    /// With --backend cuda: store the 2-D weights (matmul weights, lm_head, embedding table) in
-    /// bf16, half the memory and bytes per token of f32; activations, accumulation, KV cache,
-    /// LoRA and norms stay f32. Tolerance: logits differ from the float64 reference by the
-    /// weights' rounding to bf16 (8 bits of mantissa), which the CPU backend measures on the
-    /// same rounded weights (see `tests/tests/golden_cpu.rs::bf16_weights`).
-    #[arg(long, conflicts_with = "f32_weights")]
+    /// With --backend cuda: store the 2-D weights in bf16 (half the memory and bytes of f32).
+    ///
+    /// The 2-D weights are the matmul weights, lm_head and the embedding table; activations,
+    /// accumulation, KV cache, LoRA and norms stay f32. Tolerance: logits differ from the float64
+    /// reference by the weights' rounding to bf16 (8 bits of mantissa), which the CPU backend
+    /// measures on the same rounded weights (see `tests/tests/golden_cpu.rs::bf16_weights`).
+    #[arg(long, help_heading = CUDA_HEADING, conflicts_with = "f32_weights")]
     pub cuda_bf16_weights: bool,
-    /// With --backend cuda: the bf16 compute mode, as production engines run. Weights stored
-    /// in bf16 (as --cuda-bf16-weights), and every base matmul and the lm_head round their
-    /// inputs to bf16 with f32 accumulation; products of more than 8 rows (prefill, batches)
-    /// run on tensor cores through cublasGemmEx. LoRA, attention, norms and the KV cache stay
-    /// f32. Tolerance: logits differ from the float64 reference by up to 3.7e-2 on the tiny
-    /// test models and 3.4e-1 on SmolLM2-135M, measured on the CPU with the same rounding
-    /// (tested bounds 8e-2 and 0.7; bf16 weights alone: 3.0e-2 and 1.44e-1). Its tests pass on
-    /// an H200 (scripts/gpu-check.sh).
-    #[arg(long, conflicts_with = "f32_weights")]
-    pub cuda_bf16_compute: bool,
-    /// With --backend cuda: store LoRA A and B in bf16, half the memory and bytes of each
-    /// adapter (the shrink and expand read them into f32). Tolerance: logits differ from the
-    /// float64 reference by the adapters' rounding, measured on the CPU with the same rounding
-    /// (up to 6.9e-3 on the tiny test models, 1.15e-2 on SmolLM2-135M with its task adapters;
-    /// tested bounds 1.5e-2 and 2.5e-2). Its tests pass on an H200 (scripts/gpu-check.sh).
-    #[arg(long)]
-    pub cuda_lora_bf16: bool,
-    /// With --backend cuda: store the KV cache in bf16, half its memory (twice the sequences
-    /// or context in the same memory) and half the bytes attention reads, which at long
-    /// contexts rival the weights'. Keys and values are rounded when stored; attention reads
-    /// them back exactly and computes in f32. Tolerance, measured on the CPU with the same
-    /// rounding: up to 1.25e-2 on the tiny test models, 1.5e-1 on SmolLM2-135M (bf16 weights
-    /// alone: 1.44e-1); tested bounds 2.5e-2 and 0.3. Its tests pass on an H200
+    /// With --backend cuda: the bf16 compute mode, as production engines run.
+    ///
+    /// Weights stored in bf16 (as --cuda-bf16-weights), and every base matmul and the lm_head round
+    /// their inputs to bf16 with f32 accumulation; products of more than 8 rows (prefill, batches)
+    /// run on tensor cores through cublasGemmEx. LoRA, attention, norms and the KV cache stay f32.
+    /// Tolerance: logits differ from the float64 reference by up to 3.7e-2 on the tiny test models
+    /// and 3.4e-1 on SmolLM2-135M, measured on the CPU with the same rounding (tested bounds 8e-2
+    /// and 0.7; bf16 weights alone: 3.0e-2 and 1.44e-1). Its tests pass on an H200
     /// (scripts/gpu-check.sh).
-    #[arg(long)]
+    #[arg(long, help_heading = CUDA_HEADING, conflicts_with = "f32_weights")]
+    pub cuda_bf16_compute: bool,
+    /// With --backend cuda: store LoRA A and B in bf16 (half each adapter's memory and bytes).
+    ///
+    /// The shrink and expand read them into f32. Tolerance: logits differ from the float64
+    /// reference by the adapters' rounding, measured on the CPU with the same rounding (up to
+    /// 6.9e-3 on the tiny test models, 1.15e-2 on SmolLM2-135M with its task adapters; tested
+    /// bounds 1.5e-2 and 2.5e-2). Its tests pass on an H200 (scripts/gpu-check.sh).
+    #[arg(long, help_heading = CUDA_HEADING)]
+    pub cuda_lora_bf16: bool,
+    /// With --backend cuda: store the KV cache in bf16 (half its memory and bytes).
+    ///
+    /// Twice the sequences or context fit in the same memory, and attention reads half the bytes,
+    /// which at long contexts rival the weights'. Keys and values are rounded when stored;
+    /// attention reads them back exactly and computes in f32. Tolerance, measured on the CPU with
+    /// the same rounding: up to 1.25e-2 on the tiny test models, 1.5e-1 on SmolLM2-135M (bf16
+    /// weights alone: 1.44e-1); tested bounds 2.5e-2 and 0.3. Its tests pass on an H200
+    /// (scripts/gpu-check.sh).
+    #[arg(long, help_heading = CUDA_HEADING)]
     pub cuda_kv_bf16: bool,
-    /// With --backend cuda: turn on GPU paths written without a GPU, off by default until a
-    /// GPU run has verified them (scripts/gpu-check.sh). A comma-separated list of the paths
-    /// below, `fast` or `all`. Every path but lora-prefetch (not yet run on a GPU) passed every
-    /// CUDA test on an H200, alone and all together (the latest ones on the tiny test models
-    /// only). With --cuda-bf16-compute on a
-    /// model of Llama-2-7B's shape there: `fast` decoded 257 tok/s (3 fused adapters: 200),
-    /// `all` 226 (198), none of them 143. fused-norm, fused-rope, fused-kv-store,
-    /// inline-combine, rope-in-attention, fused-silu and norm-in-matvec fold a launch into
-    /// another and are tested to give the unfused kernels' values bit for bit; fused-shrink,
-    /// dependent-launch and graphs change only how the same kernels are launched; inline-shrink
-    /// gives fused-lora's values bit for bit, and lora-prefetch expand-launch's (both checked on
-    /// the CPU emulator); the others add in
-    /// another order (tested within the f32 tolerance, 2e-3; expand-launch, which needs bf16
-    /// weights, within the bf16 compute mode's bound), and sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2 with its task
-    /// adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for CUDA (KV
-    /// rows copied, not computed: the values a full prompt's computation gives, within float
-    /// rounding). README.md's Backends section describes each path.
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "PATHS")]
+    /// With --backend cuda: turn on GPU paths written without a GPU (`fast`: the fastest set).
+    ///
+    /// These are off by default until a GPU run has verified them (scripts/gpu-check.sh). A
+    /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch (not
+    /// yet run on a GPU) passed every CUDA test on an H200, alone and all together (the latest ones
+    /// on the tiny test models only). With --cuda-bf16-compute on a model of Llama-2-7B's shape
+    /// there: `fast` decoded 257 tok/s (3 fused adapters: 200), `all` 226 (198), none of them 143.
+    /// fused-norm, fused-rope, fused-kv-store, inline-combine, rope-in-attention, fused-silu and
+    /// norm-in-matvec fold a launch into another and are tested to give the unfused kernels' values
+    /// bit for bit; fused-shrink, dependent-launch and graphs change only how the same kernels are
+    /// launched; inline-shrink gives fused-lora's values bit for bit, and lora-prefetch
+    /// expand-launch's (both checked on the CPU emulator); the others add in another order (tested
+    /// within the f32 tolerance, 2e-3; expand-launch, which needs bf16 weights, within the bf16
+    /// compute mode's bound), and sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2
+    /// with its task adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for
+    /// CUDA (KV rows copied, not computed: the values a full prompt's computation gives, within
+    /// float rounding). README.md's Backends section describes each path.
+    #[arg(long, help_heading = CUDA_HEADING, value_enum, value_delimiter = ',',
+          value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
-    /// With --backend cpu: store LoRA A and B in f16, half the memory and half the bytes each
-    /// fused adapter adds to a decode step (the base weights are unaffected). Tolerance: the
-    /// adapters' values are rounded (relative error about 2e-4 on the SmolLM2 task adapters);
-    /// logits differ from the float64 reference by up to 2.0e-3 on the fixtures (tested
+    /// With --backend cpu: store LoRA A and B in f16 (half each adapter's memory and bytes).
+    ///
+    /// Half the bytes each fused adapter adds to a decode step; the base weights are unaffected.
+    /// Tolerance: the adapters' values are rounded (relative error about 2e-4 on the SmolLM2 task
+    /// adapters); logits differ from the float64 reference by up to 2.0e-3 on the fixtures (tested
     /// bound 5e-3; f32 LoRA: 2e-3).
-    #[arg(long)]
+    #[arg(long, help_heading = BACKEND_HEADING)]
     pub lora_f16: bool,
-    /// With --backend cpu on CPUs with AMX-BF16 (Intel Sapphire Rapids and later): run the
-    /// matmuls and the LoRA pair of several rows (batches, prefill) on the AMX tile unit,
-    /// inputs, weights and adapters rounded to bf16, f32 accumulation; one-row decode stays
-    /// f32. Faster prefill and batches; logits move by the bf16 rounding (up to 3.7e-1 on
-    /// SmolLM2, tested bound 0.7; f32: 2e-3).
-    #[arg(long)]
+    /// With --backend cpu: bf16 matmuls of several rows on the AMX unit (Sapphire Rapids+).
+    ///
+    /// On CPUs with AMX-BF16 (Intel Sapphire Rapids and later), runs the matmuls and the LoRA pair
+    /// of several rows (batches, prefill) on the AMX tile unit, inputs, weights and adapters
+    /// rounded to bf16, f32 accumulation; one-row decode stays f32. Faster prefill and batches;
+    /// logits move by the bf16 rounding (up to 3.7e-1 on SmolLM2, tested bound 0.7; f32: 2e-3).
+    #[arg(long, help_heading = BACKEND_HEADING)]
     pub cpu_amx: bool,
-    /// With --backend cpu: 8-bit activations with integer dot products, as llama.cpp's CPU
-    /// backend does (AVX2, AVX-VNNI or AVX-512 VNNI, picked at run time). Each matmul's input
-    /// rows are quantised per block of 32 and meet the GGUF's Q4_0/Q4_1/Q8_0 blocks; other
-    /// 2-D weights (f32, F16, BF16 files) are quantised to Q8_0 at load. LoRA, attention and
-    /// norms stay f32. Faster decode and batches, above all on CPUs without AVX-512; logits
-    /// move by the quantisation: up to 1.7 on SmolLM2 and 0.11 on the tiny test models against the float64 reference
-    /// (tested bounds 3.3 and 0.22; f32: 2e-3).
-    #[arg(long, conflicts_with = "f32_weights")]
+    /// With --backend cpu: 8-bit activations with integer dot products, as llama.cpp's.
+    ///
+    /// As llama.cpp's CPU backend does (AVX2, AVX-VNNI or AVX-512 VNNI, picked at run time). Each
+    /// matmul's input rows are quantised per block of 32 and meet the GGUF's Q4_0/Q4_1/Q8_0 blocks;
+    /// other 2-D weights (f32, F16, BF16 files) are quantised to Q8_0 at load. LoRA, attention and
+    /// norms stay f32. Faster decode and batches, above all on CPUs without AVX-512; logits move by
+    /// the quantisation: up to 1.7 on SmolLM2 and 0.11 on the tiny test models against the float64
+    /// reference (tested bounds 3.3 and 0.22; f32: 2e-3).
+    #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub cpu_int8: bool,
-    /// Longest context to serve (RoPE table and KV cache are sized to it); capped by the
-    /// model's own limit.
+    /// Longest sequence, prompt and answer together, in tokens (the RoPE table and KV cache are
+    /// sized to it); capped by the model's own limit.
     #[arg(long, value_name = "TOKENS", default_value_t = 8192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
     pub max_context: usize,
-    /// Use this chat template (a Jinja file, as in a model's `chat_template.jinja`) instead of
-    /// the model's own.
+    /// Use this chat template (a Jinja file, as in a model's `chat_template.jinja`) instead of the
+    /// model's own.
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
 }
@@ -502,18 +518,48 @@ pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<
             .iter()
             .find(|(n, _)| !model.adapter_names().contains(n))
         {
-            Some((n, _)) => {
-                anyhow::anyhow!("{e}; load it with --adapter {n}=DIR (a PEFT adapter directory)")
-            }
+            Some((n, _)) => match closest_name(n, model.adapter_names()) {
+                Some(near) => anyhow::anyhow!(
+                    "{e}; did you mean `{near}`? (or load it with --adapter {n}=DIR)"
+                ),
+                None => anyhow::anyhow!(
+                    "{e}; load it with --adapter {n}=DIR (a PEFT adapter directory)"
+                ),
+            },
             None => e.into(),
         }
     })
+}
+
+/// The loaded name most like a misspelt `name` (Jaro-Winkler similarity, the measure clap
+/// uses for its own suggestions, above 0.8), for "did you mean".
+pub fn closest_name<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
+    names
+        .iter()
+        .map(|n| (strsim::jaro_winkler(name, n), n))
+        .filter(|(sim, _)| *sim > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n.as_str())
 }
 
 #[cfg(test)]
 mod tests {
     use super::CudaExperimental as X;
     use clap::ValueEnum;
+
+    #[test]
+    fn a_misspelt_adapter_name_finds_the_loaded_one() {
+        let names: Vec<String> = ["boolq", "piqa", "gsm8k", "arc_easy", "arc_challenge"]
+            .map(String::from)
+            .to_vec();
+        let near = |n| super::closest_name(n, &names);
+        assert_eq!(near("boolk"), Some("boolq"));
+        assert_eq!(near("pica"), Some("piqa"));
+        assert_eq!(near("arc-easy"), Some("arc_easy"));
+        assert_eq!(near("gsm8"), Some("gsm8k"));
+        assert_eq!(near("math"), None);
+        assert_eq!(near("nope"), None);
+    }
 
     /// `fast` is every path but the three measured slower and the one no GPU has run; `all`
     /// every path; a path itself.

@@ -20,6 +20,8 @@ use crate::sampling_args::SamplingArgs;
 
 /// Generate text with the base model and a weighted mixture of LoRA adapters.
 #[derive(Debug, Args, Clone)]
+// One of the two inputs is required: clap's message then names both.
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompts"])))]
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -37,13 +39,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "TEXT", requires = "chat")]
     pub system: Option<String>,
     /// The prompt.
-    #[arg(
-        long,
-        short = 'p',
-        value_name = "TEXT",
-        conflicts_with = "prompts",
-        required_unless_present = "prompts"
-    )]
+    #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompts")]
     pub prompt: Option<String>,
     /// Many prompts, run as one batch: a JSONL file of objects with `prompt` (text) or
     /// `messages` (chat), and optionally `mix` (`{"name": weight}` or "name=w,...", which wins

@@ -200,8 +200,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         let cfg = ModelConfig::from_hf_dir(p)?;
         let files = weight_files(p)?;
         format!(
-            "HF model {}\n  {cfg:#?}\n  weight files: {}\n{}",
+            "HF model {}\n{}\n  weight files: {}\n{}",
             p.display(),
+            config_text(&cfg),
             files.len(),
             tensor_table(&files)?
         )
@@ -222,7 +223,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         let g = GgufFile::open(p)?;
         let mut s = g.summary();
         match g.config() {
-            Ok(c) => s += &format!("\nmodel config as dlp-run reads it:\n{c:#?}"),
+            Ok(c) => s += &format!("\nmodel config as dlp-run reads it:\n{}", config_text(&c)),
             Err(e) => s += &format!("\nnot loadable as a model: {e}"),
         }
         s
@@ -231,4 +232,52 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     };
     outln!("{text}");
     Ok(())
+}
+
+/// A model's config in a few indented lines: shape, attention, RoPE, biases, special ids.
+fn config_text(c: &ModelConfig) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let windows: Vec<String> = (c.attention_window.iter().enumerate())
+        .filter_map(|(l, w)| w.map(|w| format!("{l}:{w}")))
+        .collect();
+    let window = match windows.len() {
+        0 => "full causal attention in every layer".to_string(),
+        n if n == c.num_layers && c.attention_window.windows(2).all(|p| p[0] == p[1]) => {
+            format!(
+                "a sliding window of {} in every layer",
+                c.attention_window[0].unwrap_or(0)
+            )
+        }
+        _ => format!("sliding windows (layer:window) {}", windows.join(" ")),
+    };
+    let rope = match &c.rope_llama3 {
+        Some(r) => format!(
+            "RoPE theta {}, Llama-3 scaling (factor {}, low/high frequency factors {}/{}, original context {})",
+            c.rope_theta, r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings
+        ),
+        None => format!("RoPE theta {}", c.rope_theta),
+    };
+    let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
+    format!(
+        "  {:?}: {} layers, hidden {}, MLP {}, vocabulary {}, context {}\n  \
+         attention: {} query heads, {} key/value heads, head width {}; {window}\n  \
+         {rope}; RMSNorm epsilon {}\n  \
+         lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}\n  \
+         BOS id {bos}, end ids {:?}",
+        c.arch,
+        c.num_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.vocab_size,
+        c.max_position_embeddings,
+        c.num_heads,
+        c.num_kv_heads,
+        c.head_dim,
+        c.rms_norm_eps,
+        yes(c.tie_word_embeddings),
+        yes(c.qkv_bias),
+        yes(c.o_bias),
+        yes(c.mlp_bias),
+        c.eos_token_ids,
+    )
 }

@@ -75,6 +75,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (continuous batching; every request
     /// with its own adapter mixture, or routed by the DLP router with `"model": "auto"`).
+    ///
+    /// Requests sample with OpenAI's defaults (temperature 1, top_p 1) unless they set their
+    /// own; `"temperature": 0` gives the greedy answer `generate` gives by default.
     Serve(serve::ServeArgs),
     /// Fuzz the parsers of users' files and requests (built with `--features fuzz`).
     #[cfg(feature = "fuzz")]

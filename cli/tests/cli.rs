@@ -276,6 +276,28 @@ fn inspect_backends_lists_what_auto_picks() {
     }
 }
 
+/// `inspect` on a model prints the config as dlp-run reads it in a few lines (it was a Debug
+/// dump, a line per layer's window).
+#[test]
+fn inspect_prints_the_model_config() {
+    let Some(d) = fixtures("compat/tiny-qwen2-sw") else {
+        return;
+    };
+    let out = run(&["inspect", &d.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "Qwen2: 2 layers, hidden 64",
+        "4 query heads, 2 key/value heads, head width 16",
+        "sliding windows (layer:window) 1:",
+        "biases: q/k/v yes, o no, MLP no",
+        "end ids [2]",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in {text}");
+    }
+    assert!(!text.contains("None"), "{text}");
+}
+
 /// What a Vulkan driver prints while the adapter opens (Mesa's `XDG_RUNTIME_DIR is invalid`,
 /// twice, on a headless machine) is not shown by default; with -vv it is, as a log line.
 #[test]

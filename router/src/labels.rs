@@ -32,11 +32,19 @@ pub fn match_labels(labels: &[String], adapters: &[String]) -> Result<Vec<usize>
         if !unrouted.is_empty() {
             msg += &format!(" adapter(s) {unrouted:?} have no router label;");
         }
-        msg += &format!(
-            " router labels are {labels:?}, adapters are {adapters:?} \
-             (load each adapter under its label's name, e.g. --adapter {}=DIR)",
-            labels.first().map(String::as_str).unwrap_or("NAME")
-        );
+        msg += &format!(" router labels are {labels:?}, adapters are {adapters:?} (");
+        match missing.first() {
+            Some(label) => {
+                msg +=
+                    &format!("load each adapter under its label's name, e.g. --adapter {label}=DIR")
+            }
+            // Every label has its adapter: the rest can never be chosen.
+            None => {
+                msg += "the router cannot choose the others: leave them out, or train a router \
+                        with them (train-router --extend adds labels)"
+            }
+        }
+        msg.push(')');
         return Err(RouterError::LabelMismatch(msg));
     }
     Ok(labels

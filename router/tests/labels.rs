@@ -25,6 +25,8 @@ fn label_without_adapter_is_an_error() {
         msg.contains("\"piqa\"") && msg.contains("no loaded adapter"),
         "{msg}"
     );
+    // The example names the label that lacks its adapter, not one already loaded.
+    assert!(msg.contains("--adapter piqa=DIR"), "{msg}");
 }
 
 #[test]
@@ -34,6 +36,11 @@ fn adapter_without_label_is_an_error() {
         .to_string();
     assert!(
         msg.contains("\"extra\"") && msg.contains("no router label"),
+        "{msg}"
+    );
+    // Every label is loaded: no `--adapter LABEL=DIR` to suggest.
+    assert!(
+        msg.contains("leave them out") && !msg.contains("=DIR"),
         "{msg}"
     );
 }

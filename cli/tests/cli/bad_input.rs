@@ -173,6 +173,29 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&gen_auto, &["--cpu-int8", "--cuda-kv-bf16"]),
         &["--cpu-int8 is for --backend cpu and --cuda-kv-bf16 for --backend cuda"],
     );
+    // A folder given as the model: the adapter it is, or the .gguf it holds, is named.
+    fails_with(
+        &[
+            "generate",
+            "--backend",
+            "cpu",
+            "-m",
+            &d.join("adapters/qv_r8").to_string_lossy(),
+            "--prompt",
+            "hi",
+        ],
+        &["no config.json", "PEFT LoRA adapter", "--adapter NAME=DIR"],
+    );
+    let holder = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(&gguf, holder.path().join("model.Q4_1.gguf")).unwrap();
+        let dir = holder.path().to_string_lossy();
+        fails_with(
+            &["generate", "--backend", "cpu", "-m", &dir, "--prompt", "hi"],
+            &["no config.json", "give the file", "model.Q4_1.gguf"],
+        );
+    }
     // A build without CUDA names the flag that asked for it, not a `--backend cuda` never given.
     #[cfg(not(feature = "cuda"))]
     {

@@ -23,6 +23,34 @@ pub struct ModelFiles {
     pub tokenizer: Option<TextTokenizer>,
 }
 
+/// Why `dir` (a directory without `config.json`) is not a model, with the likely fix: it
+/// is a PEFT adapter, or it holds `.gguf` files to name instead.
+fn not_a_model_dir(dir: &Path) -> String {
+    let mut msg = String::from(
+        "not a model directory: no config.json (expected an HF model directory or a .gguf file)",
+    );
+    if dir.join("adapter_config.json").exists() {
+        msg += "; this is a PEFT LoRA adapter: load it on a base model with --adapter NAME=DIR";
+        return msg;
+    }
+    let mut ggufs: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.to_ascii_lowercase().ends_with(".gguf"))
+        .collect();
+    ggufs.sort();
+    if let Some(first) = ggufs.first() {
+        let more = match ggufs.len() {
+            1 => String::new(),
+            n => format!(" (one of its {n} .gguf files)"),
+        };
+        msg += &format!("; give the file: {}{more}", dir.join(first).display());
+    }
+    msg
+}
+
 impl ModelFiles {
     /// Loads an HF directory (`config.json` + safetensors) or a GGUF file (then a
     /// `tokenizer.json` beside it is preferred over the GGUF's own vocabulary).
@@ -36,7 +64,7 @@ impl ModelFiles {
     pub fn load_with(path: &Path, keep_packed: bool) -> Result<Self> {
         if path.is_dir() {
             if !path.join("config.json").exists() {
-                return Err(Error::format(path, "not a model directory: no config.json (expected an HF model directory or a .gguf file)"));
+                return Err(Error::format(path, not_a_model_dir(path)));
             }
             let config = ModelConfig::from_hf_dir(path)?;
             let weights = load_hf_weights(path)?;
