@@ -268,7 +268,7 @@ impl Report {
             );
         }
         if no_latency {
-            outln!("(lat -: request 0 ended before every request of its batch was decoding; give more --new-tokens)");
+            outln!("(lat -: fewer than two of request 0's tokens were timed while its whole batch decoded; give more --new-tokens)");
         }
         if base.is_none() {
             outln!("(vs base -: the run has no base scenario to compare with)");
@@ -277,8 +277,8 @@ impl Report {
             for (name, v) in p["peers"].as_object().into_iter().flatten() {
                 match v["decode_tokens_per_s"].as_f64() {
                     Some(t) => outln!(
-                        "peer {name:<20} decode {t:>8.1} t/s  prefill {:.3} s",
-                        v["prefill_secs"].as_f64().unwrap_or(f64::NAN)
+                        "peer {name:<20} decode {t:>8.1} t/s  prefill {} s",
+                        figure(v["prefill_secs"].as_f64().unwrap_or(f64::NAN), 3)
                     ),
                     None => outln!("peer {name:<20} {}", v["error"]),
                 }
@@ -301,7 +301,7 @@ impl Report {
         }
         let ratios = self.ratios();
         if ratios.is_empty() {
-            outln!("ratios: none (the run has no pair of scenarios they compare, e.g. fused3 and base)");
+            outln!("ratios: none (the run measured no pair of scenarios they compare, e.g. fused3 and base)");
         } else {
             outln!("ratios (decode time; > 1 = slower):");
         }

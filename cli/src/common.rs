@@ -272,7 +272,7 @@ pub struct ModelArgs {
     pub cpu_amx: bool,
     /// With --backend cpu: 8-bit activations with integer dot products, as llama.cpp's.
     ///
-    /// As llama.cpp's CPU backend does (AVX2, AVX-VNNI or AVX-512 VNNI, picked at run time). Each
+    /// The dot products use AVX2, AVX-VNNI or AVX-512 VNNI, picked at run time. Each
     /// matmul's input rows are quantised per block of 32 and meet the GGUF's Q4_0/Q4_1/Q8_0 blocks;
     /// other 2-D weights (f32, F16, BF16 files) are quantised to Q8_0 at load. LoRA, attention and
     /// norms stay f32. Faster decode and batches, above all on CPUs without AVX-512; logits move by
@@ -514,9 +514,9 @@ pub fn mix_weight(w: f64, where_: impl FnOnce() -> String) -> Result<f32> {
 /// Resolves a named mixture against the loaded adapters.
 pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<Mixture> {
     resolve_mixture(model.adapter_names(), named).map_err(|e| {
-        match named
-            .iter()
-            .find(|(n, _)| !model.adapter_names().contains(n))
+        let unknown = |n: &String| !model.adapter_names().contains(n);
+        // The hint only where the error is the unknown name (not another entry's weight).
+        match (named.iter()).find(|(n, _)| unknown(n) && e.to_string().contains(&format!("`{n}`")))
         {
             Some((n, _)) => match closest_name(n, model.adapter_names()) {
                 Some(near) => anyhow::anyhow!(
@@ -534,9 +534,10 @@ pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<
 /// The loaded name most like a misspelt `name` (Jaro-Winkler similarity, the measure clap
 /// uses for its own suggestions, above 0.8), for "did you mean".
 pub fn closest_name<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
+    let name = name.to_lowercase();
     names
         .iter()
-        .map(|n| (strsim::jaro_winkler(name, n), n))
+        .map(|n| (strsim::jaro_winkler(&name, &n.to_lowercase()), n))
         .filter(|(sim, _)| *sim > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, n)| n.as_str())
@@ -557,6 +558,7 @@ mod tests {
         assert_eq!(near("pica"), Some("piqa"));
         assert_eq!(near("arc-easy"), Some("arc_easy"));
         assert_eq!(near("gsm8"), Some("gsm8k"));
+        assert_eq!(near("BoolQ"), Some("boolq"));
         assert_eq!(near("math"), None);
         assert_eq!(near("nope"), None);
     }

@@ -56,7 +56,7 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
             job.run(cpu())
         }
         BackendChoice::Cpu => job.run(cpu()),
-        BackendChoice::Wgpu => wgpu_backend(job, f16),
+        BackendChoice::Wgpu => wgpu_backend(job, f16, chosen_by),
         BackendChoice::Cuda => cuda_backend(job, model, chosen_by),
     }
 }
@@ -141,7 +141,7 @@ fn gpu_device_present() -> bool {
 /// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included; with
 /// `f16`, weights stored as f16 (`--wgpu-f16-weights`).
 #[cfg(feature = "wgpu")]
-fn wgpu_backend<J: WithBackend>(job: J, f16: bool) -> Result<J::Out> {
+fn wgpu_backend<J: WithBackend>(job: J, f16: bool, _chosen_by: &str) -> Result<J::Out> {
     let opts = dlp_wgpu::WgpuOptions {
         f16_weights: f16,
         ..Default::default()
@@ -171,13 +171,27 @@ fn wgpu_backend<J: WithBackend>(job: J, f16: bool) -> Result<J::Out> {
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool) -> Result<J::Out> {
-    bail!("--backend wgpu: this build has no wgpu backend (rebuild with `--features wgpu`)")
+fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool, chosen_by: &str) -> Result<J::Out> {
+    not_in_build("wgpu", "wgpu", chosen_by)
+}
+
+/// The error for a backend this build lacks, naming what asked for it: `--backend`, or under
+/// `auto` the backend's flag (`--cuda-kv-bf16`), which was the one given.
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+fn not_in_build<T>(backend: &str, name: &str, chosen_by: &str) -> Result<T> {
+    let rebuild = format!("rebuild with `--features {backend}`");
+    if chosen_by == "--backend" {
+        bail!("--backend {backend}: this build has no {name} backend ({rebuild})")
+    }
+    bail!(
+        "{chosen_by} is a flag of the {name} backend, which this build does not have \
+         ({rebuild}, or leave out the --{backend}-* flags)"
+    )
 }
 
 /// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
 #[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, _chosen_by: &str) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, chosen_by: &str) -> Result<J::Out> {
     use crate::common::CudaExperimental;
     let on = |p| model.cuda_experimental_on(p);
     let opts = dlp_cuda::CudaOptions {
@@ -212,7 +226,11 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, _chosen_by: &str) -> 
         tune: None,
     };
     let flags = model.cuda_flags();
-    let b = dlp_cuda::CudaBackend::with_options(0, opts).context(flags.clone())?;
+    let b = dlp_cuda::CudaBackend::with_options(0, opts).with_context(|| match chosen_by {
+        "--backend" => flags.clone(),
+        // `--backend cuda` was not given: say what chose it.
+        flag => format!("{flag} asks for the CUDA backend ({flags})"),
+    })?;
     let (name, dev, arch) = (b.name(), b.device_name(), b.arch());
     tracing::info!("backend {name} ({dev}, {arch}, {flags})");
     job.run(b)
@@ -220,9 +238,5 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, _chosen_by: &str) -> 
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_backend<J: WithBackend>(_job: J, _model: &ModelArgs, chosen_by: &str) -> Result<J::Out> {
-    const REBUILD: &str = "rebuild with `--features cuda`";
-    if chosen_by == "--backend" {
-        bail!("--backend cuda: this build has no CUDA backend ({REBUILD})")
-    }
-    bail!("{chosen_by} is a flag of the CUDA backend, which this build does not have ({REBUILD}; or leave the flag out)")
+    not_in_build("cuda", "CUDA", chosen_by)
 }

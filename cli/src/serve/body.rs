@@ -7,6 +7,12 @@ use super::error::ApiError;
 /// Only an object, and nothing after it: serde would read an array's elements as the fields in
 /// order, and stop at the end of the first value.
 pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // A gzip stream (magic 1F 8B) sent without its Content-Encoding header.
+    if body.starts_with(&[0x1F, 0x8B]) {
+        return Err(ApiError::bad(
+            "the request body is gzip-compressed; send the JSON object uncompressed (this server takes no Content-Encoding)",
+        ));
+    }
     // RFC 8259 §8.1: JSON between systems is UTF-8. UTF-16 or UTF-32 shows as a byte order
     // mark or as NUL bytes beside the ASCII of `{` (`7B 00` in UTF-16LE).
     if body.starts_with(b"\xFE\xFF")
@@ -14,7 +20,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         || body[..body.len().min(4)].contains(&0)
     {
         return Err(ApiError::bad(
-            "the request body is not UTF-8 (it looks like UTF-16 or UTF-32); send the JSON object encoded as UTF-8",
+            "the request body is not UTF-8 text (a UTF-16 byte order mark, or NUL bytes at its start: UTF-16 or UTF-32?); send the JSON object encoded as UTF-8",
         ));
     }
     match body.iter().find(|b| !b.is_ascii_whitespace()) {

@@ -518,31 +518,42 @@ impl ResponseMeta {
 /// `data: [DONE]`; `named` streams (the Responses API) name each event by its `type` instead.
 pub(super) fn sse(
     rx: Events,
-    mut chunks: impl FnMut(super::worker::Event) -> Vec<Value> + Send + 'static,
+    chunks: impl FnMut(super::worker::Event) -> Vec<Value> + Send + 'static,
     named: bool,
 ) -> Response {
+    // A request fails once: the first error ends the stream (as vLLM's do), and dropping `rx`
+    // cancels its other choices, which would each have sent the same error (a shutdown) or
+    // gone on streaming after it (a choice whose format allows no token).
+    let ends = move |v: &Value| match named {
+        true => v["type"] == "response.failed",
+        false => v.get("error").is_some(),
+    };
     let events = stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+        (rx, chunks, false),
+        move |(mut rx, mut chunks, ended)| async move {
+            if ended {
+                return None;
+            }
+            let out = chunks(rx.recv().await?);
+            let ended = out.iter().any(ends);
+            Some((stream::iter(out), (rx, chunks, ended)))
+        },
     );
     let done = (!named).then(|| Value::String("[DONE]".into()));
-    let chunks = events
-        .flat_map(move |ev| stream::iter(chunks(ev)))
-        .chain(stream::iter(done))
-        .map(move |v| {
-            Ok::<_, Infallible>(match v {
-                Value::String(s) => SseEvent::default().data(s),
-                mut v => {
-                    crate::output::tidy_floats(&mut v);
-                    let e = SseEvent::default();
-                    let e = match v.get("type").and_then(Value::as_str) {
-                        Some(t) if named => e.event(t),
-                        _ => e,
-                    };
-                    e.data(v.to_string())
-                }
-            })
-        });
+    let chunks = events.flatten().chain(stream::iter(done)).map(move |v| {
+        Ok::<_, Infallible>(match v {
+            Value::String(s) => SseEvent::default().data(s),
+            mut v => {
+                crate::output::tidy_floats(&mut v);
+                let e = SseEvent::default();
+                let e = match v.get("type").and_then(Value::as_str) {
+                    Some(t) if named => e.event(t),
+                    _ => e,
+                };
+                e.data(v.to_string())
+            }
+        })
+    });
     // A comment line every second while nothing else is sent: a request waiting in the queue
     // then notices within a second that its client has gone (the write fails).
     Sse::new(chunks)

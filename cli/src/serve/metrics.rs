@@ -86,12 +86,12 @@ impl Metrics {
         let r = &mut m.registry;
         r.register(
             "dlp_requests",
-            "HTTP requests answered, by endpoint and status",
+            "HTTP requests, by endpoint and status (499: the client closed the connection before the answer)",
             m.requests.clone(),
         );
         r.register(
             "dlp_prompt_tokens",
-            "Prompt tokens admitted",
+            "Prompt tokens admitted, per sequence (a request with n: 3 counts its prompt three times; its usage.prompt_tokens once)",
             m.prompt_tokens.clone(),
         );
         r.register(
@@ -106,7 +106,7 @@ impl Metrics {
         );
         r.register(
             "dlp_cancelled_sequences",
-            "Sequences cancelled because the client disconnected",
+            "Sequences cancelled: their client disconnected, or another choice of their streamed request failed",
             m.cancelled.clone(),
         );
         r.register(
@@ -161,7 +161,7 @@ impl Metrics {
         );
         r.register(
             "dlp_time_to_first_token_seconds",
-            "Seconds from a request's arrival to its first generated token",
+            "Seconds from a request's arrival to each of its sequences' first generated token (n: 3 observes three)",
             m.time_to_first_token.clone(),
         );
         r.register(

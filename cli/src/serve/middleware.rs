@@ -71,7 +71,33 @@ pub(super) async fn count(State(st): State<Arc<AppState>>, req: Request, next: N
         .extensions()
         .get::<MatchedPath>()
         .map_or("other".to_string(), |p| p.as_str().to_string());
+    let mut pending = Unanswered {
+        st,
+        endpoint: Some(endpoint),
+    };
     let resp = next.run(req).await;
-    st.shared.metrics.request(&endpoint, resp.status().as_u16());
+    if let Some(endpoint) = pending.endpoint.take() {
+        pending
+            .st
+            .shared
+            .metrics
+            .request(&endpoint, resp.status().as_u16());
+    }
     resp
+}
+
+/// A request not yet answered. A client that disconnects first drops the handler, and with it
+/// this: the request counts as 499 (nginx's "client closed request"), so that the counts add
+/// up to the requests received.
+struct Unanswered {
+    st: Arc<AppState>,
+    endpoint: Option<String>,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(endpoint) = self.endpoint.take() {
+            self.st.shared.metrics.request(&endpoint, 499);
+        }
+    }
 }

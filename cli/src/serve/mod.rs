@@ -324,7 +324,7 @@ impl WithBackend for &ServeArgs {
         }
         if args.api_key.is_some() {
             eprintln!("  API key required (Authorization: Bearer ...)");
-        } else if !addr.ip().is_loopback() {
+        } else if !addr.ip().to_canonical().is_loopback() {
             eprintln!("  warning: no API key on {}: whoever reaches this port can use the server (set --api-key or DLP_API_KEY)", addr.ip());
         }
 

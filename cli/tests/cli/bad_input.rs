@@ -34,6 +34,12 @@ fn bad_input_exits_non_zero_with_a_message() {
         &args(&qv_cpu, &["--mix", "nope=1", "--prompt", "hi"]),
         &["--mix: mixture names adapter `nope`", "not loaded"],
     );
+    fails_with(
+        &args(&qv_cpu, &["--mix", "QV=1", "--prompt", "hi"]),
+        &["adapter `QV`", "did you mean `qv`?"],
+    );
+    // No input: both ways to give one are named.
+    fails_with(&gen_cpu, &["--prompt <TEXT>|--prompts <FILE.jsonl>"]);
     let comma = format!("a,b={}", d.join("adapters/qv_r8").display());
     fails_with(
         &args(&gen_cpu, &["--adapter", &comma, "--prompt", "hi"]),

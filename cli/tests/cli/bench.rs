@@ -48,6 +48,10 @@ fn bench_cpu_int8_names_its_kernels() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let kernels = v["kernels"].as_str().unwrap_or_default();
     assert!(kernels.contains("int8 activations"), "kernels: {kernels}");
+    // A figure the run lacks is `-` with its reason, never NaN.
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("NaN"), "{table}");
+    assert!(table.contains("ratios: none"), "{table}");
     // A plot with nothing to plot is refused before the run, not after it.
     let png = tmp.path().join("p.png");
     fails_with(

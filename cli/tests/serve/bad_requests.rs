@@ -62,6 +62,7 @@ fn catalogue() -> Vec<Case> {
         case("a byte order mark before the object", CHAT, [b"\xEF\xBB\xBF".to_vec(), chat_with(|_| ())].concat(), 400, &["byte order mark"], None),
         case("UTF-16LE with its byte order mark", CHAT, utf16le(&chat_with(|_| ()), true), 400, &["not UTF-8", "UTF-16"], None),
         case("UTF-16LE without a byte order mark", CHAT, utf16le(&chat_with(|_| ()), false), 400, &["not UTF-8", "UTF-16"], None),
+        case("gzip without Content-Encoding", CHAT, b"\x1f\x8b\x08\x00\x00\x00\x00\x00".to_vec(), 400, &["gzip-compressed", "uncompressed"], None),
         case("a seed past 64 bits", CHAT, chat_with(|v| v["seed"] = json!(2f64.powi(70))), 400, &["expected an integer from -2^63 to 2^63-1"], Some("seed")),
         // serde reads an array's elements as the struct's fields, in order.
         case("the fields as an array", COMPL, json!(["boolq", null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null, "hi", 2]).to_string().into_bytes(), 400, &["must be a JSON object"], None),

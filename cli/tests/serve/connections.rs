@@ -152,6 +152,13 @@ fn disconnect_frees_the_slot() {
         // Generated far fewer than 4000 tokens: it stopped when the client left.
         assert!(s.metric("dlp_generation_tokens_total") < 3000.0);
     }
+    // Each request is counted once: the streamed one as its 200, the unstreamed one, which had
+    // no answer yet when its client left, as 499 (it was not counted at all).
+    for status in [200, 499] {
+        let series =
+            format!("dlp_requests_total{{endpoint=\"/v1/chat/completions\",status=\"{status}\"}}");
+        assert_eq!(s.metric(&series), 1.0, "{series}");
+    }
 }
 
 /// `--api-key`: every endpoint but /health needs the bearer key.

@@ -109,6 +109,18 @@ fn stop_reason_include_stop_and_special_tokens() {
             .unwrap()
             .contains("no token could be sampled"));
     }
+    // Streamed with n: 3, all three choices fail in the same step: one error ends the stream,
+    // as vLLM's does (each choice had sent its own).
+    let events = s.stream(
+        "/v1/chat/completions",
+        &json!({"model": MODEL, "max_tokens": 4, "min_tokens": 2, "n": 3, "stream": true,
+                "allowed_token_ids": [im_end], "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    let errors: Vec<&Value> = events.iter().filter(|e| e.get("error").is_some()).collect();
+    assert_eq!(errors.len(), 1, "{events:?}");
+    assert_eq!(errors[0]["error"]["code"], "no_allowed_token");
+    assert_eq!(&events[events.len() - 2], errors[0], "{events:?}");
+    assert_eq!(events.last(), Some(&json!("[DONE]")), "{events:?}");
     let listed = chat(json!({"stop_token_ids": [im_end]}));
     assert_eq!(listed["choices"][0]["stop_reason"], Value::Null, "{listed}");
     assert_eq!(listed["choices"][0]["message"]["content"], word.as_str());
