@@ -232,11 +232,27 @@ def main():
     base = ids[0]
     check(all(m.model_extra.get("parent") == base for m in client.models.list().data[1:]),
           "adapters list the base model as parent")
+    check(client.models.retrieve("boolq").model_extra.get("parent") == base,
+          "models.retrieve finds an adapter")
+    try:
+        client.models.retrieve("boolk")
+        check(False, "models.retrieve of an unknown model raises")
+    except openai.NotFoundError as e:
+        check(e.code == "model_not_found", f"unknown model: code {e.code}")
 
     msgs = [{"role": "user", "content": QUESTION}]
     chat = client.chat.completions.create(model="boolq", messages=msgs, temperature=0,
                                           max_tokens=MAX_TOKENS)
     text = chat.choices[0].message.content
+    check((chat._request_id or "").startswith("req_"), f"x-request-id: {chat._request_id!r}")
+    # What the SDK's signature offers, sent as it and its wrappers send them (LangChain's
+    # reasoning_effort, null audio, ...): accepted, as OpenAI accepts them.
+    sdk = client.chat.completions.create(
+        model="boolq", messages=msgs, temperature=0, max_tokens=MAX_TOKENS,
+        extra_body={"safety_identifier": "user-1", "prompt_cache_key": "k",
+                    "modalities": ["text"], "reasoning_effort": "minimal", "verbosity": "low",
+                    "audio": None, "prediction": None, "web_search_options": None})
+    check(sdk.choices[0].message.content == text, "SDK-only fields change nothing")
     want = generate(args, ["--mix", "boolq=1", "--chat", "--prompt", QUESTION])
     check(text == want["text"], f"chat equals generate: {text!r} vs {want['text']!r}")
     check(chat.usage.completion_tokens == want["completion_tokens"], "usage.completion_tokens")

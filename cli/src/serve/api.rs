@@ -221,6 +221,18 @@ common_fields!(body_struct
         continue_final_message: bool,
         chat_template_kwargs: Map<String, Value>,
         documents: Value,
+        // OpenAI's, accepted and ignored: they do not change what is generated.
+        safety_identifier: String,
+        prompt_cache_key: String,
+        // OpenAI's, for features this server lacks: accepted when they ask for none
+        // (chat_options.rs).
+        modalities: Value,
+        reasoning_effort: Value,
+        verbosity: Value,
+        audio: Value,
+        prediction: Value,
+        web_search_options: Value,
+        function_call: Value,
     }
 );
 

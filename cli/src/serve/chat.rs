@@ -72,6 +72,15 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         }
         _ => {}
     }
+    super::chat_options::check(&[
+        ("modalities", &b.modalities),
+        ("reasoning_effort", &b.reasoning_effort),
+        ("verbosity", &b.verbosity),
+        ("audio", &b.audio),
+        ("prediction", &b.prediction),
+        ("web_search_options", &b.web_search_options),
+        ("function_call", &b.function_call),
+    ])?;
     if !matches!(b.functions, None | Some(Value::Null)) {
         return Err(ApiError::bad_param(
             "functions",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -77,6 +77,8 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
+        // A catch-all: a model's name may hold `/` (`meta-llama/Llama-2-7b-hf`).
+        .route("/v1/models/{*id}", get(model))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/responses", post(responses))
@@ -99,6 +101,7 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
             state.clone(),
             super::middleware::count,
         ))
+        .layer(middleware::from_fn(super::middleware::request_id))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -107,7 +110,7 @@ pub(super) type AppResult = Result<Response, ApiError>;
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
-        "no route {} {}; this server answers /v1/models, /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
+        "no route {} {}; this server answers /v1/models, /v1/models/{{id}}, /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
         req.method(),
         req.uri().path()
     ))
@@ -142,7 +145,8 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn models(State(st): State<Arc<AppState>>) -> Response {
+/// The model objects: the base model, each adapter, and `auto` with a router.
+fn model_list(st: &AppState) -> Vec<Value> {
     let model = |id: &str, root: &str, parent: Option<&str>| {
         json!({"id": id, "object": "model", "created": st.started, "owned_by": "dlp-run",
                "root": root, "parent": parent, "max_model_len": st.context})
@@ -154,7 +158,27 @@ async fn models(State(st): State<Arc<AppState>>) -> Response {
     if let Some(dir) = &st.router_dir {
         data.push(model("auto", dir, Some(&st.base_name)));
     }
-    Json(json!({"object": "list", "data": data})).into_response()
+    data
+}
+
+async fn models(State(st): State<Arc<AppState>>) -> Response {
+    Json(json!({"object": "list", "data": model_list(&st)})).into_response()
+}
+
+/// `GET /v1/models/{id}`: one model object (the OpenAI SDK's `models.retrieve`).
+async fn model(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+    let data = model_list(&st);
+    match data.iter().find(|m| m["id"] == id.as_str()) {
+        Some(m) => Ok(Json(m.clone()).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "the model `{id}` does not exist on this server (models: {})",
+            (data.iter().filter_map(|m| m["id"].as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .param("model")
+        .code("model_not_found")),
+    }
 }
 
 /// The body, or the reason it could not be read (413 past the size limit) as an OpenAI error.

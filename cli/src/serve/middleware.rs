@@ -1,4 +1,5 @@
-//! The layers every request passes: the API key, the body's encoding, the request count.
+//! The layers every request passes: the request id, the API key, the body's encoding, the
+//! request count.
 
 use std::sync::Arc;
 
@@ -9,6 +10,29 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::http::AppState;
+
+/// The longest client `X-Request-Id` kept (longer ones are replaced by a new id).
+const MAX_REQUEST_ID: usize = 128;
+
+/// OpenAI's `x-request-id` on every answer (the OpenAI SDK shows it as `_request_id`): the
+/// client's own `X-Request-Id` when it sent a usable one (1 to 128 visible ASCII characters),
+/// else a new `req_` and 32 hex digits.
+pub(super) async fn request_id(req: Request, next: Next) -> Response {
+    let given = (req.headers().get("x-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=MAX_REQUEST_ID).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())
+        });
+    let id = match given {
+        Some(v) => v.to_string(),
+        None => format!("req_{:032x}", rand::random::<u128>()),
+    };
+    let mut resp = next.run(req).await;
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
 
 /// A compressed body (`Content-Encoding: gzip`) is refused with 415 naming the header: it
 /// had been read as JSON ("must be a JSON object"), and a plain body labelled gzip was read

@@ -10,6 +10,7 @@ mod adapters;
 pub(crate) mod api;
 mod body;
 mod chat;
+mod chat_options;
 mod error;
 mod format;
 mod http;

@@ -114,6 +114,7 @@ pub struct Server {
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    pub request_id: Option<String>,
     pub content_type: String,
     pub body: String,
 }
@@ -234,10 +235,12 @@ impl Server {
                 .map(String::from)
         };
         let (retry_after, content_type) = (h("retry-after"), h("content-type").unwrap_or_default());
+        let request_id = h("x-request-id");
         let body = r.body_mut().read_to_string().unwrap_or_default();
         Answer {
             status: r.status().as_u16(),
             retry_after,
+            request_id,
             content_type,
             body,
         }
@@ -301,6 +304,7 @@ impl Server {
         Answer {
             status,
             retry_after: header("retry-after"),
+            request_id: header("x-request-id"),
             content_type: header("content-type").unwrap_or_default(),
             body: body.to_string(),
         }

@@ -7,6 +7,7 @@ mod bad_requests;
 mod connections;
 mod format_limits;
 mod harness;
+mod openai_fields;
 mod outputs;
 mod partial_characters;
 mod prefix_sharing;

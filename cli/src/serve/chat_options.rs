@@ -1,0 +1,102 @@
+//! Fields of OpenAI's chat API for features this server does not have (audio, reasoning,
+//! predicted outputs, web search): the OpenAI SDK and its wrappers send them, often as null or
+//! as their "nothing" value. Those are accepted, as OpenAI accepts them on a model without the
+//! feature; anything that asks for the feature is a 400 naming the field.
+
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// A field, the values other than null that ask for nothing, and why others are refused.
+type Field = (&'static str, fn(&Value) -> bool, &'static str);
+
+/// What each field may be: null always, or the values that ask for nothing.
+const FIELDS: [Field; 7] = [
+    (
+        "modalities",
+        text_only,
+        "this server answers in text only: `[\"text\"]` or leave it out",
+    ),
+    (
+        "reasoning_effort",
+        no_reasoning,
+        "the served model does not reason: leave it out, or set \"none\" or \"minimal\"",
+    ),
+    (
+        "verbosity",
+        verbosity,
+        "expected \"low\", \"medium\" or \"high\"",
+    ),
+    (
+        "audio",
+        never,
+        "this server answers in text only (no audio output)",
+    ),
+    ("prediction", never, "predicted outputs are not supported"),
+    ("web_search_options", never, "this server has no web search"),
+    (
+        "function_call",
+        never,
+        "`function_call` (OpenAI's deprecated form) is not supported; use `tool_choice`",
+    ),
+];
+
+/// Checks `fields` (name and value, as sent) against [`FIELDS`].
+pub(super) fn check(fields: &[(&str, &Option<Value>)]) -> Result<(), ApiError> {
+    for (name, value) in fields {
+        let Some(v) = value.as_ref().filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let (_, ok, why) = FIELDS
+            .iter()
+            .find(|(n, ..)| n == name)
+            .expect("a field of FIELDS");
+        if !ok(v) {
+            return Err(ApiError::bad_param(
+                *name,
+                format!("`{name}` is {v}: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn text_only(v: &Value) -> bool {
+    v.as_array().is_some_and(|a| a.iter().all(|m| m == "text"))
+}
+
+fn no_reasoning(v: &Value) -> bool {
+    v == "none" || v == "minimal"
+}
+
+fn verbosity(v: &Value) -> bool {
+    ["low", "medium", "high"].contains(&v.as_str().unwrap_or(""))
+}
+
+fn never(_: &Value) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn nothing_asked_is_accepted_and_a_feature_is_named() {
+        let ok = |name: &str, v: Value| super::check(&[(name, &Some(v))]).is_ok();
+        use serde_json::Value;
+        assert!(ok("modalities", json!(["text"])));
+        assert!(!ok("modalities", json!(["text", "audio"])));
+        assert!(ok("reasoning_effort", json!("minimal")));
+        assert!(!ok("reasoning_effort", json!("high")));
+        assert!(ok("verbosity", json!("low")));
+        assert!(!ok("verbosity", json!("loud")));
+        for never in ["audio", "prediction", "web_search_options", "function_call"] {
+            assert!(ok(never, Value::Null), "{never}");
+            assert!(!ok(never, json!({})), "{never}");
+        }
+        let e = super::check(&[("audio", &Some(json!({"voice": "alloy"})))]).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("audio"));
+        assert!(e.message.contains("text only"), "{}", e.message);
+    }
+}

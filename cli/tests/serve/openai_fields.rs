@@ -1,0 +1,90 @@
+//! What OpenAI's clients rely on beyond the bodies: `GET /v1/models/{id}`, the
+//! `x-request-id` header, and chat fields the SDK offers for features this server lacks.
+
+use super::*;
+
+#[test]
+fn models_by_id_request_ids_and_sdk_fields() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let boolq = s.get("/v1/models/boolq");
+    assert_eq!(boolq.status, 200, "{}", boolq.body);
+    let m = boolq.json();
+    assert_eq!((&m["id"], &m["object"]), (&json!("boolq"), &json!("model")));
+    let base = m["parent"].as_str().unwrap().to_string();
+    assert_eq!(s.get(&format!("/v1/models/{base}")).json()["id"], base);
+    let missing = s.get("/v1/models/boolk");
+    assert_eq!(missing.status, 404);
+    let e = missing.json();
+    assert_eq!(e["error"]["code"], "model_not_found", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("boolq"),
+        "{e}"
+    );
+
+    // A new id on every answer, errors included; the client's own id is kept.
+    let ids: Vec<String> = [s.get("/v1/models"), missing]
+        .iter()
+        .map(|a| a.request_id.clone().expect("an x-request-id"))
+        .collect();
+    assert!(
+        ids.iter().all(|i| i.starts_with("req_") && i.len() == 36),
+        "{ids:?}"
+    );
+    assert_ne!(ids[0], ids[1]);
+    let chat = json!({"model": "boolq", "max_tokens": 2, "temperature": 0,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let own = s.post_raw(
+        "/v1/chat/completions",
+        chat.to_string().as_bytes(),
+        &[("X-Request-Id", "trace-42")],
+    );
+    assert_eq!(own.request_id.as_deref(), Some("trace-42"));
+    let bad = s.post_raw(
+        "/v1/chat/completions",
+        chat.to_string().as_bytes(),
+        &[("X-Request-Id", &"x".repeat(129))],
+    );
+    assert!(bad.request_id.unwrap().starts_with("req_"));
+
+    // Fields that ask for nothing are taken and change nothing; asking for the feature is a
+    // 400 naming the field (they were all 400s: "unknown field").
+    let plain = s.ok("/v1/chat/completions", &chat);
+    let sdk = s.ok(
+        "/v1/chat/completions",
+        &merged(
+            chat.clone(),
+            json!({"safety_identifier": "u1", "prompt_cache_key": "k", "modalities": ["text"],
+                   "reasoning_effort": "none", "verbosity": "medium", "audio": null,
+                   "prediction": null, "web_search_options": null, "function_call": null}),
+        ),
+    );
+    assert_eq!(sdk["choices"][0]["message"], plain["choices"][0]["message"]);
+    for (field, value, words) in [
+        ("modalities", json!(["text", "audio"]), "text only"),
+        ("reasoning_effort", json!("high"), "does not reason"),
+        (
+            "audio",
+            json!({"voice": "alloy", "format": "wav"}),
+            "text only",
+        ),
+        (
+            "prediction",
+            json!({"type": "content", "content": "x"}),
+            "predicted outputs",
+        ),
+        ("web_search_options", json!({}), "web search"),
+    ] {
+        let r = s.post(
+            "/v1/chat/completions",
+            &merged(chat.clone(), json!({field: value})),
+        );
+        assert_eq!(r.status, 400, "{field}: {}", r.body);
+        let e = r.json();
+        assert_eq!(e["error"]["param"], field, "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(words),
+            "{e}"
+        );
+    }
+}
