@@ -87,6 +87,7 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
             "`functions` (OpenAI's deprecated form) is not supported; use `tools` with `tool_choice`",
         ));
     }
+    super::chat_options::allowed_tools(&mut b.tools, &mut b.tool_choice)?;
     let tools = b.tools.clone();
     let choice_given = b.tool_choice.as_ref().is_some_and(|c| !c.is_null());
     if let Some((mode, format)) =

@@ -1,7 +1,8 @@
-//! Fields of OpenAI's chat API for features this server does not have (audio, reasoning,
-//! predicted outputs, web search): the OpenAI SDK and its wrappers send them, often as null or
-//! as their "nothing" value. Those are accepted, as OpenAI accepts them on a model without the
-//! feature; anything that asks for the feature is a 400 naming the field.
+//! Fields of OpenAI's chat API read apart from the rest: those for features this server does
+//! not have (audio, reasoning, predicted outputs, web search), which the OpenAI SDK and its
+//! wrappers send, often as null or as their "nothing" value (accepted, as OpenAI accepts them
+//! on a model without the feature; a request for the feature is a 400 naming the field), and
+//! `tool_choice`'s `allowed_tools`.
 
 use serde_json::Value;
 
@@ -75,6 +76,69 @@ fn verbosity(v: &Value) -> bool {
 
 fn never(_: &Value) -> bool {
     false
+}
+
+/// Chat's `tool_choice: {"type": "allowed_tools", "allowed_tools": {"mode": "auto" |
+/// "required", "tools": [{"type": "function", "function": {"name"}}]}}` (OpenAI's): `tools`
+/// keeps the ones named, and `tool_choice` becomes the mode, as the Responses API's
+/// `allowed_tools` is read. Any other `tool_choice` is left as it is.
+pub(super) fn allowed_tools(
+    tools: &mut Option<Value>,
+    choice: &mut Option<Value>,
+) -> Result<(), ApiError> {
+    let Some(c) = choice.as_ref().filter(|c| c["type"] == "allowed_tools") else {
+        return Ok(());
+    };
+    let bad = || {
+        ApiError::bad_param(
+            "tool_choice",
+            format!("`tool_choice` of type `allowed_tools` is {{\"type\": \"allowed_tools\", \"allowed_tools\": {{\"mode\": \"auto\" or \"required\", \"tools\": [{{\"type\": \"function\", \"function\": {{\"name\": ...}}}}]}}}}, found {c}"),
+        )
+    };
+    let inner = match c.as_object() {
+        Some(o) if o.len() == 2 => o.get("allowed_tools").and_then(Value::as_object),
+        _ => None,
+    };
+    let Some(inner) = inner.filter(|o| o.len() == 2) else {
+        return Err(bad());
+    };
+    let mode = inner
+        .get("mode")
+        .filter(|m| *m == "auto" || *m == "required");
+    let names: Option<Vec<&Value>> = (inner.get("tools").and_then(Value::as_array)).map(|l| {
+        l.iter()
+            .map(|t| match t["type"] == "function" {
+                true => &t["function"]["name"],
+                false => &Value::Null,
+            })
+            .collect()
+    });
+    let (Some(mode), Some(names)) = (mode.cloned(), names) else {
+        return Err(bad());
+    };
+    let Some(Value::Array(offered)) = tools.as_mut() else {
+        return Err(ApiError::bad_param(
+            "tool_choice",
+            "`tool_choice` of type `allowed_tools` needs `tools`, a list of function tools, to choose from",
+        ));
+    };
+    let offered_names: Vec<Value> = offered
+        .iter()
+        .map(|t| t["function"]["name"].clone())
+        .collect();
+    if let Some(i) = names
+        .iter()
+        .position(|n| !n.is_string() || !offered_names.contains(n))
+    {
+        let at = format!("tool_choice.allowed_tools.tools[{i}]");
+        return Err(ApiError::bad_param(
+            &at,
+            format!("`{at}` must name a function among `tools` ({{\"type\": \"function\", \"function\": {{\"name\": ...}}}}), found {}", inner["tools"][i]),
+        ));
+    }
+    offered.retain(|t| names.contains(&&t["function"]["name"]));
+    *choice = Some(mode);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -88,3 +88,45 @@ fn models_by_id_request_ids_and_sdk_fields() {
         );
     }
 }
+
+/// Chat's `tool_choice` of type `allowed_tools` (OpenAI's nested form) keeps the tools it
+/// names, as the Responses API's does: a forced call can only be to one of them.
+#[test]
+fn chat_allowed_tools_keeps_the_tools_it_names() {
+    let Some(a) = assets() else { return };
+    let s = Server::start(&a.model_args());
+    let two = json!([super::tools::tools()[0], {"type": "function", "function": {"name": "get_time",
+                     "parameters": {"type": "object", "properties": {}}}}]);
+    let choice = |names: &[&str]| {
+        let tools: Vec<Value> = (names.iter())
+            .map(|n| json!({"type": "function", "function": {"name": n}}))
+            .collect();
+        json!({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": tools}})
+    };
+    let body = |c: Value| {
+        json!({"model": "boolq", "max_tokens": 60, "temperature": 0, "tools": two,
+               "parallel_tool_calls": false, "tool_choice": c,
+               "messages": [{"role": "user", "content": "What time is it?"}]})
+    };
+    let r = s.ok("/v1/chat/completions", &body(choice(&["get_time"])));
+    let calls = r["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert!(
+        !calls.is_empty() && calls.iter().all(|c| c["function"]["name"] == "get_time"),
+        "{r}"
+    );
+    let r = s.post("/v1/chat/completions", &body(choice(&["get_time", "zz"])));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["param"],
+        "tool_choice.allowed_tools.tools[1]"
+    );
+    let flat = json!({"type": "allowed_tools", "mode": "auto", "tools": []});
+    let r = s.post("/v1/chat/completions", &body(flat));
+    assert_eq!(r.status, 400, "{}", r.body);
+    // The Responses API's flat form, sent to chat: the message shows chat's nested one.
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("\"allowed_tools\": {\"mode\""),
+        "{message}"
+    );
+}
