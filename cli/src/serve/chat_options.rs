@@ -37,7 +37,7 @@ const FIELDS: [Field; 7] = [
     ("web_search_options", never, "this server has no web search"),
     (
         "function_call",
-        never,
+        no_call,
         "`function_call` (OpenAI's deprecated form) is not supported; use `tool_choice`",
     ),
 ];
@@ -63,7 +63,13 @@ pub(super) fn check(fields: &[(&str, &Option<Value>)]) -> Result<(), ApiError> {
 }
 
 fn text_only(v: &Value) -> bool {
-    v.as_array().is_some_and(|a| a.iter().all(|m| m == "text"))
+    v.as_array()
+        .is_some_and(|a| !a.is_empty() && a.iter().all(|m| m == "text"))
+}
+
+/// The deprecated `function_call: "none"`: no call, as without it.
+fn no_call(v: &Value) -> bool {
+    v == "none"
 }
 
 fn no_reasoning(v: &Value) -> bool {
@@ -89,6 +95,9 @@ pub(super) fn allowed_tools(
     let Some(c) = choice.as_ref().filter(|c| c["type"] == "allowed_tools") else {
         return Ok(());
     };
+    // Every tool is checked as chat checks them, those left out too (named by their place
+    // in the request), before the filter drops any.
+    super::tools::functions(tools.clone())?;
     let bad = || {
         ApiError::bad_param(
             "tool_choice",
@@ -155,6 +164,9 @@ mod tests {
         assert!(!ok("reasoning_effort", json!("high")));
         assert!(ok("verbosity", json!("low")));
         assert!(!ok("verbosity", json!("loud")));
+        assert!(!ok("modalities", json!([])));
+        assert!(ok("function_call", json!("none")));
+        assert!(!ok("function_call", json!("auto")));
         for never in ["audio", "prediction", "web_search_options", "function_call"] {
             assert!(ok(never, Value::Null), "{never}");
             assert!(!ok(never, json!({})), "{never}");

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
@@ -166,7 +166,11 @@ async fn models(State(st): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /v1/models/{id}`: one model object (the OpenAI SDK's `models.retrieve`).
-async fn model(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> AppResult {
+async fn model(
+    State(st): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> AppResult {
+    let Path(id) = id.map_err(|r| ApiError::status(r.status(), r.body_text()))?;
     let data = model_list(&st);
     match data.iter().find(|m| m["id"] == id.as_str()) {
         Some(m) => Ok(Json(m.clone()).into_response()),

@@ -13,6 +13,15 @@ fn models_by_id_request_ids_and_sdk_fields() {
     assert_eq!((&m["id"], &m["object"]), (&json!("boolq"), &json!("model")));
     let base = m["parent"].as_str().unwrap().to_string();
     assert_eq!(s.get(&format!("/v1/models/{base}")).json()["id"], base);
+    // A name with `/` (as HF names have) reaches the route, not the fallback.
+    let nested = s.get("/v1/models/meta-llama/Llama-2-7b-hf");
+    assert_eq!(nested.status, 404);
+    assert_eq!(
+        nested.json()["error"]["code"],
+        "model_not_found",
+        "{}",
+        nested.body
+    );
     let missing = s.get("/v1/models/boolk");
     assert_eq!(missing.status, 404);
     let e = missing.json();
@@ -106,8 +115,9 @@ fn chat_allowed_tools_keeps_the_tools_it_names() {
     let body = |c: Value| {
         json!({"model": "boolq", "max_tokens": 60, "temperature": 0, "tools": two,
                "parallel_tool_calls": false, "tool_choice": c,
-               "messages": [{"role": "user", "content": "What time is it?"}]})
+               "messages": [{"role": "user", "content": "What is the weather in Paris?"}]})
     };
+    // A weather question answered by get_time: only the filter could have chosen it.
     let r = s.ok("/v1/chat/completions", &body(choice(&["get_time"])));
     let calls = r["choices"][0]["message"]["tool_calls"].as_array().unwrap();
     assert!(
@@ -120,10 +130,21 @@ fn chat_allowed_tools_keeps_the_tools_it_names() {
         r.json()["error"]["param"],
         "tool_choice.allowed_tools.tools[1]"
     );
+    // A tool the filter leaves out is still checked, named by its place in the request.
+    let mut bad = body(choice(&["get_time"]));
+    bad["tools"][0]["function"]["paramters"] = json!({});
+    let r = s.post("/v1/chat/completions", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["param"],
+        "tools[0].function.paramters",
+        "{}",
+        r.body
+    );
+    // The Responses API's flat form, sent to chat: the message shows chat's nested one.
     let flat = json!({"type": "allowed_tools", "mode": "auto", "tools": []});
     let r = s.post("/v1/chat/completions", &body(flat));
     assert_eq!(r.status, 400, "{}", r.body);
-    // The Responses API's flat form, sent to chat: the message shows chat's nested one.
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
         message.contains("\"allowed_tools\": {\"mode\""),
