@@ -2,6 +2,7 @@
 //! request count.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -16,7 +17,7 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// OpenAI's `x-request-id` on every answer (the OpenAI SDK shows it as `_request_id`): the
 /// client's own `X-Request-Id` when it sent a usable one (1 to 128 visible ASCII characters),
-/// else a new `req_` and 32 hex digits.
+/// else a new `req_` and 32 hex digits; and the access log's line, which names it.
 pub(super) async fn request_id(req: Request, next: Next) -> Response {
     let given = (req.headers().get("x-request-id"))
         .and_then(|v| v.to_str().ok())
@@ -27,7 +28,21 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
         Some(v) => v.to_string(),
         None => format!("req_{:032x}", rand::random::<u128>()),
     };
+    let (method, path, t0) = (
+        req.method().clone(),
+        req.uri().path().to_string(),
+        Instant::now(),
+    );
     let mut resp = next.run(req).await;
+    // The access log (`serve -v`, or RUST_LOG=dlp_run::access=info): a line per answer, as
+    // vLLM's server writes, with the id the client sees; a stream's time is to its headers.
+    tracing::info!(
+        target: "dlp_run::access",
+        request_id = %id,
+        "{method} {path} {} in {:.1} ms",
+        resp.status().as_u16(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -130,14 +130,15 @@ impl ResponseMeta {
         Some(Value::Array(out))
     }
 
-    /// The `finish_reason` of an answer that holds calls: `tool_calls`, but a `"required"`
-    /// list cut short (a partial call dropped) keeps `length` or `stop`, as OpenAI and vLLM
-    /// report a cut.
+    /// The `finish_reason` of an answer that holds calls, as OpenAI's and vLLM's: `tool_calls`
+    /// for `"auto"` and `"required"`, but `stop` for a named function, and a `"required"` list
+    /// cut short (a partial call dropped) keeps `length` or `stop`.
     fn calls_finish(&self, finish: FinishReason) -> &'static str {
-        let required = matches!(self.tool_mode, Some(super::tools::ToolMode::Required));
-        match required && finish != FinishReason::Eos {
-            true => finish_reason(finish),
-            false => "tool_calls",
+        use super::tools::ToolMode;
+        match &self.tool_mode {
+            Some(ToolMode::Named(_)) => finish_reason(finish),
+            Some(ToolMode::Required) if finish != FinishReason::Eos => finish_reason(finish),
+            _ => "tool_calls",
         }
     }
 

@@ -6,7 +6,8 @@ use super::*;
 #[test]
 fn models_by_id_request_ids_and_sdk_fields() {
     let Some(a) = assets() else { return };
-    let s = Server::start(&a.model_args());
+    // -v: the access log.
+    let s = Server::start(&[a.model_args(), vec!["-v".into()]].concat());
     let boolq = s.get("/v1/models/boolq");
     assert_eq!(boolq.status, 200, "{}", boolq.body);
     let m = boolq.json();
@@ -49,6 +50,15 @@ fn models_by_id_request_ids_and_sdk_fields() {
         &[("X-Request-Id", "trace-42")],
     );
     assert_eq!(own.request_id.as_deref(), Some("trace-42"));
+    // The access log names the id, the route and the status.
+    assert!(s.log_has("trace-42"), "{}", s.log());
+    let line = s
+        .log()
+        .lines()
+        .find(|l| l.contains("trace-42"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("POST /v1/chat/completions 200 in"), "{line}");
     let bad = s.post_raw(
         "/v1/chat/completions",
         chat.to_string().as_bytes(),

@@ -250,6 +250,20 @@ fn forced_calls_cut_short_keep_the_whole_ones() {
     }
     assert!(kept >= 1, "no cut kept the whole call");
     let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    // A named function's whole call ends with "stop", as OpenAI's and vLLM's (it said
+    // "tool_calls", which is for "auto" and "required"), streamed too.
+    let whole = body(ask.clone(), json!({"tool_choice": named, "max_tokens": 60}));
+    let r = s.ok("/v1/chat/completions", &whole);
+    assert_eq!(r["choices"][0]["finish_reason"], "stop", "{r}");
+    assert!(
+        r["choices"][0]["message"]["tool_calls"][0].is_object(),
+        "{r}"
+    );
+    let events = s.stream(
+        "/v1/chat/completions",
+        &merged(whole, json!({"stream": true})),
+    );
+    assert_eq!(finish_of(&events), "stop");
     let r = s.ok(
         "/v1/chat/completions",
         &body(ask, json!({"tool_choice": named, "max_tokens": 3})),
