@@ -40,13 +40,14 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
     )?;
     job.prompts = vec![PromptInput::Chat(Box::new(conversation))];
     job.max_tokens = match (b.max_tokens, b.max_completion_tokens) {
-        (Some(_), Some(_)) => {
+        // Some clients send both, the same (vLLM takes both, `max_completion_tokens` first).
+        (Some(a), Some(c)) if a != c => {
             return Err(ApiError::bad_param(
                 "max_completion_tokens",
-                "give `max_tokens` or `max_completion_tokens`, not both",
+                format!("`max_tokens` ({a}) and `max_completion_tokens` ({c}) differ; give one (`max_tokens` is its deprecated name)"),
             ))
         }
-        (a, b) => a.or(b),
+        (a, c) => a.or(c),
     };
     if b.max_tokens.is_none() && b.max_completion_tokens.is_some() {
         job.max_tokens_param = "max_completion_tokens";

@@ -123,6 +123,7 @@ fn catalogue() -> Vec<Case> {
         case("truncate_prompt_tokens 0", CHAT, chat_with(|v| v["truncate_prompt_tokens"] = json!(0)), 400, &["-1", ">= 1"], Some("truncate_prompt_tokens")),
         case("truncate_prompt_tokens past the context", CHAT, chat_with(|v| v["truncate_prompt_tokens"] = json!(1u64 << 40)), 400, &["below this model's maximum context length"], Some("truncate_prompt_tokens")),
         case("skip_special_tokens not a bool", CHAT, chat_with(|v| v["skip_special_tokens"] = json!("no")), 400, &["skip_special_tokens"], Some("skip_special_tokens")),
+        case("max_tokens and max_completion_tokens that differ", CHAT, chat_with(|v| v["max_completion_tokens"] = json!(7)), 400, &["differ", "give one"], Some("max_completion_tokens")),
         case("max_completion_tokens 0", CHAT, chat_with(|v| {v.as_object_mut().unwrap().remove("max_tokens"); v["max_completion_tokens"] = json!(0)}), 400, &["at least 1"], Some("max_completion_tokens")),
         case("a call sent back with arguments that are not JSON", CHAT, chat_with(|v| {
                 v["messages"] = json!([{"role": "user", "content": "hi"},

@@ -73,7 +73,8 @@ fn models_by_id_request_ids_and_sdk_fields() {
         "/v1/chat/completions",
         &merged(
             chat.clone(),
-            json!({"safety_identifier": "u1", "prompt_cache_key": "k", "modalities": ["text"],
+            json!({"max_completion_tokens": 2, "safety_identifier": "u1", "prompt_cache_key": "k",
+                   "modalities": ["text"],
                    "reasoning_effort": "none", "verbosity": "medium", "audio": null,
                    "prediction": null, "web_search_options": null, "function_call": null}),
         ),
