@@ -83,6 +83,12 @@ def structured_output(client):
     v = r.choices[0].message.parsed
     check(isinstance(v, Verdict) and isinstance(v.answer, bool) and len(v.reason) <= 40,
           f"parse with a pydantic model: {r.choices[0].message.content!r}")
+    # parse()'s message sent back as history, as OpenAI's agent loops do: with `parsed`.
+    history = msgs + [r.choices[0].message.model_dump(), {"role": "user", "content": "Sure?"}]
+    check("parsed" in history[1], f"the SDK dumps parsed: {history[1]}")
+    again = parse(model="boolq", messages=history, temperature=0, max_tokens=100,
+                  response_format=Verdict)
+    check(isinstance(again.choices[0].message.parsed, Verdict), "a parsed turn is taken as history")
     r = client.chat.completions.create(model="boolq", messages=msgs, temperature=0, max_tokens=100,
                                        response_format={"type": "json_object"})
     try:

@@ -326,6 +326,9 @@ fn sdk_fields(o: &mut Map<String, Value>, at: &dyn Fn(&str) -> String) -> Result
     if o.get("role").is_none_or(|r| r != "assistant") {
         return Ok(());
     }
+    // `parse()`'s message holds `parsed`, the content (or nothing) read into the caller's
+    // type: a copy of what the turn already says, dropped as `annotations` are.
+    o.remove("parsed");
     match o.remove("annotations") {
         None | Some(Value::Array(_)) => {}
         Some(other) => {
@@ -465,7 +468,8 @@ mod tests {
             Value::Object(m.fields().clone())
         };
         let dump = json!({"role": "assistant", "content": "Sunny.", "refusal": null,
-            "annotations": [], "audio": null, "function_call": null, "tool_calls": null});
+            "annotations": [], "audio": null, "function_call": null, "tool_calls": null,
+            "parsed": {"weather": "Sunny."}});
         assert_eq!(
             fields(dump),
             json!({"role": "assistant", "content": "Sunny."})
@@ -486,6 +490,9 @@ mod tests {
         // Other roles have no such fields: only nulls pass.
         let user = json!({"role": "user", "content": "hi", "refusal": null, "name": null});
         assert_eq!(fields(user), json!({"role": "user", "content": "hi"}));
+        let e =
+            chat_message(1, json!({"role": "user", "content": "hi", "parsed": null})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].parsed"));
         let e =
             chat_message(1, json!({"role": "user", "content": "hi", "refusal": "x"})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[1].refusal"));

@@ -53,10 +53,11 @@ pub(super) fn check(fields: &[(&str, &Option<Value>)]) -> Result<(), ApiError> {
             .find(|(n, ..)| n == name)
             .expect("a field of FIELDS");
         if !ok(v) {
-            return Err(ApiError::bad_param(
-                *name,
-                format!("`{name}` is {v}: {why}"),
-            ));
+            // OpenAI's code for a value the model does not support.
+            return Err(
+                ApiError::bad_param(*name, format!("`{name}` is {v}: {why}"))
+                    .code("unsupported_value"),
+            );
         }
     }
     Ok(())
@@ -173,6 +174,7 @@ mod tests {
         }
         let e = super::check(&[("audio", &Some(json!({"voice": "alloy"})))]).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("audio"));
+        assert_eq!(e.code, Some("unsupported_value"));
         assert!(e.message.contains("text only"), "{}", e.message);
     }
 }

@@ -88,7 +88,7 @@ pub fn request(body: &[u8]) -> Result<(Job, ResponseInfo), ApiError> {
             "reasoning" => {
                 return Err(ApiError::bad_param(
                     "reasoning",
-                    format!("`reasoning` is {v}: the served model does not reason (leave it out, or set `effort` to \"none\")"),
+                    format!("`reasoning` is {v}: the served model does not reason (leave it out, or set `effort` to \"none\" or \"minimal\")"),
                 ))
             }
             "previous_response_id" | "conversation" if v.is_null() => {}
