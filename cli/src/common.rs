@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dlp_engine::loader::peft::PeftAdapter;
 use dlp_engine::loader::ModelFiles;
-use dlp_engine::lora::{resolve_mixture, Mixture, MAX_MIX_WEIGHT};
 use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::Backend;
@@ -472,96 +471,10 @@ pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Parses `--mix NAME=W[,NAME=W]...`.
-pub fn parse_mix(s: &str) -> Result<Vec<(String, f32)>> {
-    parse_mix_as(s, "--mix")
-}
-
-/// Parses `NAME=W[,NAME=W]...`; errors name it as `what` (`--mix`, a prompts line's `mix`).
-pub fn parse_mix_as(s: &str, what: &str) -> Result<Vec<(String, f32)>> {
-    if s.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    s.split(',')
-        .map(|part| {
-            let (n, w) = part
-                .split_once('=')
-                .with_context(|| format!("{what} `{part}`: expected NAME=WEIGHT"))?;
-            let w: f64 = w
-                .trim()
-                .parse()
-                .with_context(|| format!("{what} `{part}`: weight `{w}` is not a number"))?;
-            let w = mix_weight(w, || format!("{what} `{part}`"))?;
-            Ok((n.trim().to_string(), w))
-        })
-        .collect()
-}
-
-/// A mixture weight read as f64, as f32 (the engine's); `where_` names it in the error for
-/// one past [`MAX_MIX_WEIGHT`] in magnitude, which as f32 could read `inf` (3.5e38). The
-/// engine checks the rest (>= 0, finite) when the mixture is resolved.
-pub fn mix_weight(w: f64, where_: impl FnOnce() -> String) -> Result<f32> {
-    if w.is_finite() && w.abs() > f64::from(MAX_MIX_WEIGHT) {
-        bail!(
-            "{}: the weight is past the largest a mixture may give, {MAX_MIX_WEIGHT} (past it a \
-             mixture only drowns the base model)",
-            where_()
-        );
-    }
-    Ok(w as f32)
-}
-
-/// Resolves a named mixture against the loaded adapters.
-pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<Mixture> {
-    resolve_mixture(model.adapter_names(), named).map_err(|e| {
-        let unknown = |n: &String| !model.adapter_names().contains(n);
-        // The hint only where the error is the unknown name (not another entry's weight).
-        match (named.iter()).find(|(n, _)| unknown(n) && e.to_string().contains(&format!("`{n}`")))
-        {
-            Some((n, _)) => match closest_name(n, model.adapter_names()) {
-                Some(near) => anyhow::anyhow!(
-                    "{e}; did you mean `{near}`? (or load it with --adapter {n}=DIR)"
-                ),
-                None => anyhow::anyhow!(
-                    "{e}; load it with --adapter {n}=DIR (a PEFT adapter directory)"
-                ),
-            },
-            None => e.into(),
-        }
-    })
-}
-
-/// The loaded name most like a misspelt `name` (Jaro-Winkler similarity, the measure clap
-/// uses for its own suggestions, above 0.8), for "did you mean".
-pub fn closest_name<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
-    let name = name.to_lowercase();
-    names
-        .iter()
-        .map(|n| (strsim::jaro_winkler(&name, &n.to_lowercase()), n))
-        .filter(|(sim, _)| *sim > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::CudaExperimental as X;
     use clap::ValueEnum;
-
-    #[test]
-    fn a_misspelt_adapter_name_finds_the_loaded_one() {
-        let names: Vec<String> = ["boolq", "piqa", "gsm8k", "arc_easy", "arc_challenge"]
-            .map(String::from)
-            .to_vec();
-        let near = |n| super::closest_name(n, &names);
-        assert_eq!(near("boolk"), Some("boolq"));
-        assert_eq!(near("pica"), Some("piqa"));
-        assert_eq!(near("arc-easy"), Some("arc_easy"));
-        assert_eq!(near("gsm8"), Some("gsm8k"));
-        assert_eq!(near("BoolQ"), Some("boolq"));
-        assert_eq!(near("math"), None);
-        assert_eq!(near("nope"), None);
-    }
 
     /// `fast` is every path but the three measured slower and the one no GPU has run; `all`
     /// every path; a path itself.

@@ -13,7 +13,8 @@ use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 use dlp_engine::Backend;
 use serde_json::{json, Value};
 
-use crate::common::{self, load, parse_mix, Loaded, ModelArgs, WithBackend};
+use crate::common::{self, load, Loaded, ModelArgs, WithBackend};
+use crate::mix_args::{self, parse_mix};
 use crate::pipeline::{encode_prompt, peak_rss_mib, render_prompt, TextOptions, TextStream};
 use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing};
 use crate::sampling_args::SamplingArgs;
@@ -150,7 +151,7 @@ pub(crate) fn parse_prompts(
         let explicit_mix = !matches!(v.get("mix"), None | Some(Value::Null));
         let mix = match v.get("mix") {
             None | Some(Value::Null) => default_mix.to_vec(),
-            Some(Value::String(s)) => common::parse_mix_as(s, "mix").with_context(at)?,
+            Some(Value::String(s)) => mix_args::parse_mix_as(s, "mix").with_context(at)?,
             Some(Value::Object(m)) => m
                 .iter()
                 .map(|(k, w)| {
@@ -159,7 +160,7 @@ pub(crate) fn parse_prompts(
                     })?;
                     Ok((
                         k.clone(),
-                        common::mix_weight(w, || format!("{}: mix `{k}`", at()))?,
+                        mix_args::mix_weight(w, || format!("{}: mix `{k}`", at()))?,
                     ))
                 })
                 .collect::<Result<_>>()?,
@@ -301,7 +302,7 @@ impl WithBackend for &GenerateArgs {
                 _ => (
                     vec![(
                         0,
-                        common::mixture(&loaded.model, &p.mix)
+                        mix_args::mixture(&loaded.model, &p.mix)
                             .with_context(|| p.mix_source.clone())?,
                     )],
                     Vec::new(),

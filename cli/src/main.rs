@@ -13,6 +13,7 @@ mod fuzz;
 mod generate;
 mod inspect;
 mod json_keys;
+mod mix_args;
 mod output;
 mod pipeline;
 mod progress;

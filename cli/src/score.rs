@@ -8,7 +8,8 @@ use dlp_engine::generate::{score_batch, ScoreInput, ScoreMode, DEFAULT_STEP_TOKE
 use dlp_engine::Backend;
 use safetensors::{tensor::TensorView, Dtype};
 
-use crate::common::{load, mixture, parse_mix, ModelArgs, WithBackend};
+use crate::common::{load, ModelArgs, WithBackend};
+use crate::mix_args::{mixture, parse_mix};
 use crate::output::{check_outputs, write_atomic};
 
 /// How the tokens are fed.

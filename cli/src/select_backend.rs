@@ -64,9 +64,9 @@ pub fn with_backend<J: WithBackend>(model: &ModelArgs, job: J) -> Result<J::Out>
 /// The backend to run: `--backend`, or with `auto` the one that backend-specific flags name
 /// (`--cpu-amx` asks for the CPU, `--cuda-bf16-weights` for CUDA). A flag for another backend
 /// than `--backend`'s, or flags for two backends under `auto`, are an error naming them.
-/// Also returns the flag that chose the backend (`--backend cuda`, or `--cuda-bf16-weights`
-/// under `auto`), for messages.
-fn backend_for_flags(model: &ModelArgs) -> Result<(BackendChoice, &'static str)> {
+/// Also returns, under `auto`, the flag that chose the backend (`--cuda-bf16-weights`), for
+/// messages; None where `--backend` named it.
+fn backend_for_flags(model: &ModelArgs) -> Result<(BackendChoice, Option<&'static str>)> {
     let groups = [
         (
             BackendChoice::Cpu,
@@ -103,14 +103,14 @@ fn backend_for_flags(model: &ModelArgs) -> Result<(BackendChoice, &'static str)>
     let (choice, chosen_by) = match (model.backend, &asked[..]) {
         (BackendChoice::Auto, [(b, flag)]) => {
             tracing::info!("{flag}: using --backend {}", name(*b));
-            (*b, *flag)
+            (*b, Some(*flag))
         }
         (BackendChoice::Auto, [(b1, f1), (b2, f2), ..]) => bail!(
             "{f1} is for --backend {} and {f2} for --backend {}: give one backend's flags",
             name(*b1),
             name(*b2)
         ),
-        (b, _) => (b, "--backend"),
+        (b, _) => (b, None),
     };
     if let Some((b, flag)) = asked.iter().find(|(b, _)| *b != choice) {
         bail!(
@@ -141,7 +141,7 @@ fn gpu_device_present() -> bool {
 /// `--backend wgpu`: the best adapter, a software one (lavapipe, llvmpipe) included; with
 /// `f16`, weights stored as f16 (`--wgpu-f16-weights`).
 #[cfg(feature = "wgpu")]
-fn wgpu_backend<J: WithBackend>(job: J, f16: bool, _chosen_by: &str) -> Result<J::Out> {
+fn wgpu_backend<J: WithBackend>(job: J, f16: bool, _chosen_by: Option<&str>) -> Result<J::Out> {
     let opts = dlp_wgpu::WgpuOptions {
         f16_weights: f16,
         ..Default::default()
@@ -171,27 +171,31 @@ fn wgpu_backend<J: WithBackend>(job: J, f16: bool, _chosen_by: &str) -> Result<J
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool, chosen_by: &str) -> Result<J::Out> {
+fn wgpu_backend<J: WithBackend>(_job: J, _f16: bool, chosen_by: Option<&str>) -> Result<J::Out> {
     not_in_build("wgpu", "wgpu", chosen_by)
 }
 
 /// The error for a backend this build lacks, naming what asked for it: `--backend`, or under
 /// `auto` the backend's flag (`--cuda-kv-bf16`), which was the one given.
 #[cfg(not(all(feature = "cuda", feature = "wgpu")))]
-fn not_in_build<T>(backend: &str, name: &str, chosen_by: &str) -> Result<T> {
+fn not_in_build<T>(backend: &str, name: &str, chosen_by: Option<&str>) -> Result<T> {
     let rebuild = format!("rebuild with `--features {backend}`");
-    if chosen_by == "--backend" {
-        bail!("--backend {backend}: this build has no {name} backend ({rebuild})")
+    match chosen_by {
+        None => bail!("--backend {backend}: this build has no {name} backend ({rebuild})"),
+        Some(flag) => bail!(
+            "{flag} is a flag of the {name} backend, which this build does not have \
+             ({rebuild}, or leave out the --{backend}-* flags)"
+        ),
     }
-    bail!(
-        "{chosen_by} is a flag of the {name} backend, which this build does not have \
-         ({rebuild}, or leave out the --{backend}-* flags)"
-    )
 }
 
 /// `--backend cuda`: device 0; a clear error (not a panic) without a driver or GPU.
 #[cfg(feature = "cuda")]
-fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, chosen_by: &str) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(
+    job: J,
+    model: &ModelArgs,
+    chosen_by: Option<&str>,
+) -> Result<J::Out> {
     use crate::common::CudaExperimental;
     let on = |p| model.cuda_experimental_on(p);
     let opts = dlp_cuda::CudaOptions {
@@ -227,9 +231,9 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, chosen_by: &str) -> R
     };
     let flags = model.cuda_flags();
     let b = dlp_cuda::CudaBackend::with_options(0, opts).with_context(|| match chosen_by {
-        "--backend" => flags.clone(),
+        None => flags.clone(),
         // `--backend cuda` was not given: say what chose it.
-        flag => format!("{flag} asks for the CUDA backend ({flags})"),
+        Some(flag) => format!("{flag} asks for the CUDA backend ({flags})"),
     })?;
     let (name, dev, arch) = (b.name(), b.device_name(), b.arch());
     tracing::info!("backend {name} ({dev}, {arch}, {flags})");
@@ -237,6 +241,10 @@ fn cuda_backend<J: WithBackend>(job: J, model: &ModelArgs, chosen_by: &str) -> R
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend<J: WithBackend>(_job: J, _model: &ModelArgs, chosen_by: &str) -> Result<J::Out> {
+fn cuda_backend<J: WithBackend>(
+    _job: J,
+    _model: &ModelArgs,
+    chosen_by: Option<&str>,
+) -> Result<J::Out> {
     not_in_build("cuda", "CUDA", chosen_by)
 }

@@ -132,21 +132,13 @@ pub(super) fn allowed_tools(
             "`tool_choice` of type `allowed_tools` needs `tools`, a list of function tools, to choose from",
         ));
     };
-    let offered_names: Vec<Value> = offered
-        .iter()
-        .map(|t| t["function"]["name"].clone())
-        .collect();
-    if let Some(i) = names
-        .iter()
-        .position(|n| !n.is_string() || !offered_names.contains(n))
-    {
+    if let Err(i) = super::tools::keep_named(offered, &names) {
         let at = format!("tool_choice.allowed_tools.tools[{i}]");
         return Err(ApiError::bad_param(
             &at,
             format!("`{at}` must name a function among `tools` ({{\"type\": \"function\", \"function\": {{\"name\": ...}}}}), found {}", inner["tools"][i]),
         ));
     }
-    offered.retain(|t| names.contains(&&t["function"]["name"]));
     *choice = Some(mode);
     Ok(())
 }

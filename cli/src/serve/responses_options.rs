@@ -78,8 +78,7 @@ pub(super) fn tools(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Re
                 let (Some(names), Some(mode), 3) = (names, mode, o.len()) else {
                     return Err(bad_choice(c));
                 };
-                let offered: Vec<&Value> = out.iter().map(|t| &t["function"]["name"]).collect();
-                if let Some(i) = names.iter().position(|n| !offered.contains(n)) {
+                if let Err(i) = super::tools::keep_named(&mut out, &names) {
                     return Err(ApiError::bad_param(
                         format!("tool_choice.tools[{i}]"),
                         format!(
@@ -88,7 +87,6 @@ pub(super) fn tools(b: &Map<String, Value>, chat: &mut Map<String, Value>) -> Re
                         ),
                     ));
                 }
-                out.retain(|t| names.contains(&&t["function"]["name"]));
                 Some(mode.clone())
             }
             _ => return Err(bad_choice(c)),

@@ -147,6 +147,17 @@ pub(super) fn tool_call(
     }
 }
 
+/// `allowed_tools`: keeps the tools (chat's form) that `names` name, or gives the index of a
+/// name that is no tool's (the tools then as they were).
+pub(super) fn keep_named(tools: &mut Vec<Value>, names: &[&Value]) -> Result<(), usize> {
+    let offered = |n: &Value| n.is_string() && tools.iter().any(|t| &t["function"]["name"] == n);
+    if let Some(i) = names.iter().position(|n| !offered(n)) {
+        return Err(i);
+    }
+    tools.retain(|t| names.contains(&&t["function"]["name"]));
+    Ok(())
+}
+
 /// `tools`: `[{"type": "function", "function": {"name", "description"?, "parameters"?,
 /// "strict"?}}]` into `(name, parameters schema)`; names as OpenAI allows them, each once.
 pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, ApiError> {

@@ -12,41 +12,23 @@ fn corrupt_gguf_headers() {
     let bytes = std::fs::read(smol.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("bad.gguf");
+    // The header's first 4 KiB with the u64 at byte `at` replaced by `v`.
+    let patched = |at: usize, v: u64| -> Vec<u8> {
+        let mut h = bytes[..4096].to_vec();
+        h[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        h
+    };
     let cases: Vec<(Vec<u8>, &[&str])> = vec![
         (
             b"NOPE".iter().chain(&bytes[4..4096]).copied().collect(),
             &["bad.gguf", "magic"],
         ),
         // Tensor count (bytes 8..16) of 2^62.
-        (
-            bytes[..8]
-                .iter()
-                .chain(&(1u64 << 62).to_le_bytes())
-                .chain(&bytes[16..4096])
-                .copied()
-                .collect(),
-            &["bad.gguf"],
-        ),
+        (patched(8, 1 << 62), &["bad.gguf"]),
         // Metadata count (bytes 16..24) of 2^40.
-        (
-            bytes[..16]
-                .iter()
-                .chain(&(1u64 << 40).to_le_bytes())
-                .chain(&bytes[24..4096])
-                .copied()
-                .collect(),
-            &["bad.gguf"],
-        ),
+        (patched(16, 1 << 40), &["bad.gguf"]),
         // The first key's length (bytes 24..32) of 2^40.
-        (
-            bytes[..24]
-                .iter()
-                .chain(&(1u64 << 40).to_le_bytes())
-                .chain(&bytes[32..4096])
-                .copied()
-                .collect(),
-            &["bad.gguf"],
-        ),
+        (patched(24, 1 << 40), &["bad.gguf"]),
         (bytes[..100].to_vec(), &["bad.gguf"]),
     ];
     for (data, needles) in cases {
