@@ -97,9 +97,14 @@ pub enum CudaExperimental {
     /// expand are dependent launches that load their adapter rows before waiting. Not yet run
     /// on a GPU (so not in fast).
     LoraPrefetch,
+    /// Greedy steps pick their tokens on the GPU and download a value per row instead of the
+    /// logit rows (513 KB a token on Llama 3's vocabulary); the same tokens. Not yet run on a
+    /// GPU (so not in fast).
+    DeviceArgmax,
     /// Every path above but fused-silu, norm-in-matvec and inline-shrink, which measured
-    /// slower on an H200, and lora-prefetch, not yet run on one: the fastest set measured
-    /// there (7B: base decode 257 tok/s, 3 fused adapters 200 tok/s; with all, 226 and 198).
+    /// slower on an H200, and lora-prefetch and device-argmax, not yet run on one: the fastest
+    /// set measured there (7B: base decode 257 tok/s, 3 fused adapters 200 tok/s; with all,
+    /// 226 and 198).
     Fast,
     /// Every path above.
     All,
@@ -107,12 +112,13 @@ pub enum CudaExperimental {
 
 impl CudaExperimental {
     /// The paths `fast` leaves out: the first three each measured slower on an H200 than
-    /// without it; lora-prefetch has not run on a GPU yet.
-    const LEFT_OUT_OF_FAST: [CudaExperimental; 4] = [
+    /// without it; lora-prefetch and device-argmax have not run on a GPU yet.
+    const LEFT_OUT_OF_FAST: [CudaExperimental; 5] = [
         CudaExperimental::FusedSilu,
         CudaExperimental::NormInMatvec,
         CudaExperimental::InlineShrink,
         CudaExperimental::LoraPrefetch,
+        CudaExperimental::DeviceArgmax,
     ];
 
     /// Whether this name turns `path` on: itself, `all`, or `fast` for a path it keeps.
@@ -236,8 +242,8 @@ pub struct ModelArgs {
     /// With --backend cuda: turn on GPU paths written without a GPU (`fast`: the fastest set).
     ///
     /// These are off by default until a GPU run has verified them (scripts/gpu-check.sh). A
-    /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch (not
-    /// yet run on a GPU) passed every CUDA test on an H200, alone and all together (the latest ones
+    /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch and
+    /// device-argmax (not yet run on a GPU) passed every CUDA test on an H200, alone and all together (the latest ones
     /// on the tiny test models only). With --cuda-bf16-compute on a model of Llama-2-7B's shape
     /// there: `fast` decoded 257 tok/s (3 fused adapters: 200), `all` 226 (198), none of them 143.
     /// fused-norm, fused-rope, fused-kv-store, inline-combine, rope-in-attention, fused-silu and
@@ -249,7 +255,9 @@ pub struct ModelArgs {
     /// compute mode's bound), and sgmv also rounds to TF32 (logits move by up to 3.2e-3 on SmolLM2
     /// with its task adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for
     /// CUDA (KV rows copied, not computed: the values a full prompt's computation gives, within
-    /// float rounding). README.md's Backends section describes each path.
+    /// float rounding); device-argmax picks greedy tokens on the GPU by the host sampler's rule
+    /// (the same tokens, tested on the CPU emulator). README.md's Backends section describes each
+    /// path.
     #[arg(long, help_heading = CUDA_HEADING, value_enum, value_delimiter = ',',
           value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
@@ -476,7 +484,7 @@ mod tests {
     use super::CudaExperimental as X;
     use clap::ValueEnum;
 
-    /// `fast` is every path but the three measured slower and the one no GPU has run; `all`
+    /// `fast` is every path but the three measured slower and the two no GPU has run; `all`
     /// every path; a path itself.
     #[test]
     fn fast_keeps_every_path_but_the_slower_and_unverified_ones() {
@@ -485,11 +493,15 @@ mod tests {
             .copied()
             .filter(|p| !matches!(p, X::All | X::Fast))
             .collect();
-        assert_eq!(paths.len(), 21);
+        assert_eq!(paths.len(), 22);
         for &p in &paths {
             let left_out = matches!(
                 p,
-                X::FusedSilu | X::NormInMatvec | X::InlineShrink | X::LoraPrefetch
+                X::FusedSilu
+                    | X::NormInMatvec
+                    | X::InlineShrink
+                    | X::LoraPrefetch
+                    | X::DeviceArgmax
             );
             assert_eq!(X::Fast.turns_on(p), !left_out, "{p:?}");
             assert!(X::All.turns_on(p) && p.turns_on(p), "{p:?}");

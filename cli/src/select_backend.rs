@@ -225,6 +225,7 @@ fn cuda_backend<J: WithBackend>(
             kv_copy: on(CudaExperimental::KvCopy),
             expand_launch: on(CudaExperimental::ExpandLaunch),
             lora_prefetch: on(CudaExperimental::LoraPrefetch),
+            device_argmax: on(CudaExperimental::DeviceArgmax),
         },
         poison_scratch: false,
         tune: None,

@@ -191,3 +191,25 @@ impl CudaBackend {
         Ok(())
     }
 }
+
+/// The checks `rope` makes of the step's positions and the angle table: every token's position
+/// has its row of head_dim/2 (cos, sin) pairs in `cos_sin` (`Backend::rope`'s layout).
+pub(crate) fn check_rope_table(
+    cos_sin: &CudaSlice<f32>,
+    step: &CudaStep,
+    n_tokens: usize,
+    head_dim: usize,
+) -> Result<()> {
+    check_len("rope", "positions", step.plan.positions.len(), n_tokens)?;
+    let max_pos = step.plan.positions[..n_tokens]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0) as usize;
+    check_len(
+        "rope",
+        "cos_sin",
+        cos_sin.len(),
+        (max_pos + 1) * (head_dim / 2) * 2,
+    )
+}

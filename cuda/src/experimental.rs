@@ -127,6 +127,13 @@ pub struct Experimental {
     /// Two launch gaps and the LoRA rows' first loads per group move under the neighbouring
     /// kernels; the same values as `expand-launch`. Written without a GPU; not yet run on one.
     pub lora_prefetch: bool,
+    /// Greedy steps pick their tokens on the device (`argmax`, one block per logit row) and
+    /// download a value per row instead of the rows: the copy of 128,256 logits (513 KB, on
+    /// Llama 3's vocabulary) and the host's scan leave each decode step, where they held the
+    /// GPU idle. The same tokens (the sampler's greedy rule, exactly); steps that sample,
+    /// penalise, constrain or report log-probabilities still download their rows. Written
+    /// without a GPU; not yet run on one.
+    pub device_argmax: bool,
 }
 
 impl Experimental {
@@ -153,6 +160,7 @@ impl Experimental {
         kv_copy: false,
         expand_launch: false,
         lora_prefetch: false,
+        device_argmax: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -177,6 +185,7 @@ impl Experimental {
         kv_copy: true,
         expand_launch: true,
         lora_prefetch: true,
+        device_argmax: true,
     };
 }
 

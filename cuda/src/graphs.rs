@@ -310,6 +310,7 @@ mod tests {
             n_logit_rows: n_tokens,
             any_lora: true,
             tokens_alone_in_slots: true,
+            argmax: false,
         }
     }
 

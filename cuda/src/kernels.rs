@@ -74,6 +74,7 @@ pub struct Kernels {
     pub(crate) lora_expand_tiled: CudaFunction,
     pub(crate) lora_expand_tiled_bf16: CudaFunction,
     pub(crate) logits_norm: CudaFunction,
+    pub(crate) argmax: CudaFunction,
 }
 
 impl Kernels {
@@ -212,6 +213,7 @@ impl Kernels {
             lora_expand_tiled: get("lora", "lora_expand_tiled")?,
             lora_expand_tiled_bf16: get("lora", "lora_expand_tiled_bf16")?,
             logits_norm: get("logits", "logits_norm")?,
+            argmax: get("logits", "argmax")?,
             _modules: loaded.into_iter().map(|(_, _, m)| m).collect(),
         })
     }

@@ -5,6 +5,7 @@
 //! its tests run on machines without CUDA, and [`CudaBackend::new`] then returns an error that
 //! says which library is missing. Buffers are plain device allocations (no managed memory).
 
+mod argmax;
 mod attention;
 mod counts;
 mod experimental;

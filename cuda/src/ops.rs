@@ -64,6 +64,7 @@ impl Backend for CudaBackend {
             (x.kv_copy, "kv-copy"),
             (x.expand_launch, "expand-launch"),
             (x.lora_prefetch, "lora-prefetch"),
+            (x.device_argmax, "device-argmax"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -353,7 +354,7 @@ impl Backend for CudaBackend {
         head_dim: usize,
     ) -> Result<()> {
         check_len("rope", "x", x.len(), n_tokens * n_heads * head_dim)?;
-        check_rope_table(cos_sin, step, n_tokens, head_dim)?;
+        crate::attention::check_rope_table(cos_sin, step, n_tokens, head_dim)?;
         if n_tokens == 0 || n_heads == 0 || head_dim < 2 {
             return Ok(());
         }
@@ -390,7 +391,7 @@ impl Backend for CudaBackend {
         }
         check_len("rope", "q", q.len(), n_tokens * n_heads * head_dim)?;
         check_len("rope", "k", k.len(), n_tokens * n_kv_heads * head_dim)?;
-        check_rope_table(cos_sin, step, n_tokens, head_dim)?;
+        crate::attention::check_rope_table(cos_sin, step, n_tokens, head_dim)?;
         let heads = n_heads + n_kv_heads;
         if n_tokens == 0 || heads == 0 || head_dim < 2 {
             return Ok(());
@@ -439,7 +440,7 @@ impl Backend for CudaBackend {
         // Only where the fused store takes the step (decode: each token alone in its slot);
         // `StepShape` carries the same test, so a recorded graph's replays take the same path.
         if x.rope_in_attention && x.fused_kv_store && step.tokens_alone {
-            check_rope_table(cos_sin, step, s.n_tokens, s.head_dim)?;
+            crate::attention::check_rope_table(cos_sin, step, s.n_tokens, s.head_dim)?;
             return self.attention_impl(Some(cos_sin), q, k, v, k_cache, v_cache, step, s, out);
         }
         rope_then_attention(self, q, k, v, cos_sin, k_cache, v_cache, step, s, out)
@@ -571,26 +572,18 @@ impl Backend for CudaBackend {
         self.go("logits norm", a, cfg((n as u32, 1, 1), block, 0))?;
         self.matmul_dispatch(s, lm_head, None, n, out)
     }
-}
 
-/// The checks `rope` makes of the step's positions and the angle table: every token's position
-/// has its row of head_dim/2 (cos, sin) pairs in `cos_sin` (`Backend::rope`'s layout).
-fn check_rope_table(
-    cos_sin: &CudaSlice<f32>,
-    step: &CudaStep,
-    n_tokens: usize,
-    head_dim: usize,
-) -> Result<()> {
-    check_len("rope", "positions", step.plan.positions.len(), n_tokens)?;
-    let max_pos = step.plan.positions[..n_tokens]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0) as usize;
-    check_len(
-        "rope",
-        "cos_sin",
-        cos_sin.len(),
-        (max_pos + 1) * (head_dim / 2) * 2,
-    )
+    fn argmax(
+        &self,
+        logits: &CudaSlice<f32>,
+        rows: usize,
+        vocab: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.argmax_impl(logits, rows, vocab, out)
+    }
+
+    fn argmax_on_device(&self) -> bool {
+        self.options.experimental.device_argmax
+    }
 }

@@ -37,6 +37,7 @@ fn every_module_builds() {
         "rope",
         "silu_mul",
         "add",
+        "argmax",
     ] {
         module(m, &[], Order::FORWARD).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -51,6 +52,70 @@ fn add_matches() {
     m.launch("add", (2, 1, 1), 256, 0, &[arg(&pa), arg(&pb), arg(&n)])
         .unwrap();
     assert!(a.iter().enumerate().all(|(i, v)| *v == 3.0 * i as f32));
+}
+
+/// `argmax` (`--cuda-experimental device-argmax`, not yet run on a GPU) picks what the CPU
+/// reference, and so the greedy sampler, picks: rows with ties, +inf beside f32::MAX, a NaN,
+/// all -inf, -0.0 beside +0.0 and many equal values, at odd widths (one value a load) and
+/// multiples of 4 (16-byte loads), under 1,024-thread blocks as the backend launches and
+/// smaller ones (fewer warps in the last reduction), in both block orders.
+#[test]
+fn argmax_picks_as_the_cpu() {
+    let mut m = module("argmax", &[], Order::FORWARD).unwrap();
+    let ninf = f32::NEG_INFINITY;
+    for (rows, vocab) in [(8usize, 37usize), (8, 1001), (8, 4100), (2, 128_256)] {
+        let mut logits = Vec::with_capacity(rows * vocab);
+        for r in 0..rows {
+            let mut row: Vec<f32> = (0..vocab)
+                .map(|i| ((i * 7919 + r * 104_729) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let at = |k: usize| (k * 7 + r * 13) % vocab;
+            match r % 8 {
+                1 => [3, 1, 2].iter().for_each(|&k| row[at(k)] = 2.0),
+                2 => {
+                    row[at(5)] = f32::INFINITY;
+                    row[at(2)] = f32::MAX;
+                }
+                3 => row[at(4)] = f32::NAN,
+                4 => row.fill(ninf),
+                5 => {
+                    row.fill(ninf);
+                    row[at(3)] = 0.0;
+                    row[at(1)] = -0.0;
+                }
+                6 => row.iter_mut().for_each(|x| *x = (*x * 2.0).round()),
+                7 => {
+                    row.fill(ninf);
+                    row[vocab - 1] = -3.0e38;
+                }
+                _ => {}
+            }
+            logits.extend(row);
+        }
+        let mut want = vec![0.0; rows];
+        dlp_engine::cpu::argmax::argmax(&logits, rows, vocab, &mut want).unwrap();
+        // Refused rows and picks past index 0 both occur (the edges are rows 3, 4 and 7).
+        assert!(rows < 8 || want.contains(&-1.0) && want.iter().any(|&w| w > 0.0));
+        for block in [1024u32, 96, 32] {
+            for (order_name, order) in emu::ORDERS {
+                m.order = order;
+                let mut out = vec![f32::NAN; rows];
+                let (pl, po, v) = (dev(&mut logits), dev(&mut out), vocab as i32);
+                m.launch(
+                    "argmax",
+                    (rows as u32, 1, 1),
+                    block,
+                    0,
+                    &[arg(&pl), arg(&v), arg(&po)],
+                )
+                .unwrap();
+                assert_eq!(
+                    out, want,
+                    "{rows} rows of {vocab}, block {block}, {order_name}"
+                );
+            }
+        }
+    }
 }
 
 /// The emulator catches what it exists to catch: a missing barrier, a barrier half a warp

@@ -135,6 +135,8 @@ pub struct StepShape {
     pub any_lora: bool,
     /// [`StepPlan::tokens_alone_in_slots`] (a backend may launch other attention kernels then).
     pub tokens_alone_in_slots: bool,
+    /// Whether the step ends with [`Backend::argmax`] of its logit rows.
+    pub argmax: bool,
 }
 
 /// One linear layer for [`Backend::linears`].
@@ -527,4 +529,28 @@ pub trait Backend: Send + Sync + Sized {
         vocab: usize,
         out: &mut Self::Buf,
     ) -> Result<()>;
+
+    /// Greedy pick of each logit row: `out[i]` = the index of the first maximum of row `i` of
+    /// `logits` (`[rows, vocab]`) as an f32 (exact: `vocab` ≤ 2^24), or -1 when the row holds a
+    /// NaN or no usable logit (all `-inf`). Compared as the sampler's greedy path compares
+    /// ([`crate::sampler::Sampler::try_sample`]): `+inf` as `f32::MAX`, `-0.0` equal to
+    /// `+0.0`, ties to the lower index. A greedy decode step then downloads `rows` values
+    /// instead of `rows × vocab` ([`crate::model::Model::forward_argmax`]).
+    ///
+    /// # Errors
+    /// Short buffers, or `vocab` above 2^24.
+    fn argmax(
+        &self,
+        logits: &Self::Buf,
+        rows: usize,
+        vocab: usize,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// Whether a step may run [`Backend::argmax`] on the device (else
+    /// [`crate::model::Model::forward_argmax`] downloads the rows and picks on the host, with
+    /// the same result): a backend's switch for a kernel not yet verified on hardware.
+    fn argmax_on_device(&self) -> bool {
+        true
+    }
 }

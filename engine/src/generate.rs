@@ -354,9 +354,14 @@ pub fn generate_each<B: Backend>(
         share_prefixes: false,
     };
     let mut sched = Scheduler::new(model, cfg)?;
+    // The callback sees ids only: greedy steps may pick on the device.
+    let opts = SeqOptions {
+        greedy_on_device: true,
+        ..SeqOptions::default()
+    };
     for (i, r) in requests.iter().enumerate() {
         sched
-            .add(model, i as u64, r.clone(), SeqOptions::default())
+            .add(model, i as u64, r.clone(), opts)
             .map_err(|e| Error::invalid(format!("request {i}: {e}")))?;
     }
     let mut outputs: Vec<Option<GenOutput>> = vec![None; requests.len()];

@@ -11,6 +11,8 @@ use crate::loader::peft::PeftAdapter;
 use crate::tensor::WeightMap;
 use crate::{lora, rope_table, LoraModule};
 
+mod plan_check;
+
 /// A linear layer `y = x W^T (+ b)`.
 pub struct Linear<B: Backend> {
     w: B::Weight,
@@ -84,7 +86,15 @@ pub struct Workspace<B: Backend> {
     act: B::Buf,
     u: B::Buf,
     logits: B::Buf,
+    /// [`Backend::argmax`]'s output, a value per logit row.
+    picks: B::Buf,
     step: Option<B::Step>,
+}
+
+/// What a step downloads: every logit row, or [`Backend::argmax`]'s pick of each.
+enum StepOut<'a> {
+    Logits(&'a mut Vec<f32>),
+    Argmax(&'a mut Vec<f32>),
 }
 
 impl<B: Backend> Model<B> {
@@ -276,6 +286,7 @@ impl<B: Backend> Model<B> {
             act: b.alloc(t * c.intermediate_size)?,
             u: b.alloc(t * mix_k * self.max_lora_rank().max(1))?,
             logits: b.alloc(t * c.vocab_size)?,
+            picks: b.alloc(t)?,
             step: None,
         })
     }
@@ -326,22 +337,67 @@ impl<B: Backend> Model<B> {
         logits: &mut Vec<f32>,
     ) -> Result<()> {
         self.backend
-            .run_step(|| self.forward_on_backend(plan, kv, ws, logits))
+            .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Logits(logits)))
     }
 
-    /// The body of [`Model::forward_into`], run through [`Backend::run_step`].
+    /// As [`Model::forward_into`], but returns only each logit row's greedy pick, in the order
+    /// of `plan.logit_rows`: the index of the row's first maximum, `None` where the row holds a
+    /// NaN or no usable logit (exactly what [`crate::sampler::Sampler::try_sample`] picks with
+    /// greedy parameters). Where the backend runs [`Backend::argmax`] on the device, a step
+    /// downloads a value per row instead of `vocab` (513 KB a row for Llama 3's 128,256);
+    /// elsewhere the rows are downloaded and picked on the host.
+    ///
+    /// # Errors
+    /// [`Model::forward_into`]'s, and a vocabulary above 2^24.
+    pub fn forward_argmax(
+        &self,
+        plan: &StepPlan,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+        picks: &mut Vec<Option<u32>>,
+    ) -> Result<()> {
+        crate::cpu::argmax::check_vocab(self.config.vocab_size)?;
+        picks.clear();
+        if !self.backend.argmax_on_device() {
+            let mut logits = Vec::new();
+            self.forward_into(plan, kv, ws, &mut logits)?;
+            let vocab = self.config.vocab_size.max(1);
+            picks.extend(logits.chunks(vocab).map(crate::cpu::argmax::pick));
+            return Ok(());
+        }
+        let mut values = Vec::new();
+        self.backend
+            .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Argmax(&mut values)))?;
+        for &v in &values {
+            // Anything but an index below the vocabulary is a broken kernel: say so rather
+            // than pass a wrong token on.
+            let id = v >= 0.0 && v.fract() == 0.0 && (v as usize) < self.config.vocab_size;
+            if !id && v != -1.0 {
+                return Err(Error::Backend {
+                    backend: self.backend.name(),
+                    msg: format!("argmax returned {v}, not a token id or -1"),
+                });
+            }
+            picks.push(id.then_some(v as u32));
+        }
+        Ok(())
+    }
+
+    /// The body of [`Model::forward_into`] and [`Model::forward_argmax`], run through
+    /// [`Backend::run_step`].
     fn forward_on_backend(
         &self,
         plan: &StepPlan,
         kv: &mut KvCache<B>,
         ws: &mut Workspace<B>,
-        logits: &mut Vec<f32>,
+        out: StepOut<'_>,
     ) -> Result<()> {
         let c = &self.config;
         let b = &self.backend;
         let t = plan.n_tokens();
         self.check_plan(plan, kv, ws)?;
         let any_lora = plan.mix_slots.iter().any(|&s| s != NO_ADAPTER);
+        let argmax = matches!(out, StepOut::Argmax(_));
         let recorded = StepShape {
             workspace: ws.id,
             kv: kv.id,
@@ -352,6 +408,7 @@ impl<B: Backend> Model<B> {
             n_logit_rows: plan.logit_rows.len(),
             any_lora,
             tokens_alone_in_slots: plan.tokens_alone_in_slots(),
+            argmax,
         };
         let shape = AttnShape {
             n_tokens: t,
@@ -363,9 +420,18 @@ impl<B: Backend> Model<B> {
         };
         let reuse = ws.step.take();
         let ws_step = b.run_recorded(&recorded, plan, reuse, &mut |step| {
-            self.launch_step(step, t, any_lora, shape, kv, ws)
+            self.launch_step(step, t, any_lora, shape, kv, ws)?;
+            if argmax {
+                let rows = plan.logit_rows.len();
+                b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks)?;
+            }
+            Ok(())
         })?;
-        let out = b.download_into(&ws.logits, plan.logit_rows.len() * c.vocab_size, logits);
+        let rows = plan.logit_rows.len();
+        let out = match out {
+            StepOut::Logits(logits) => b.download_into(&ws.logits, rows * c.vocab_size, logits),
+            StepOut::Argmax(values) => b.download_into(&ws.picks, rows, values),
+        };
         ws.step = ws_step;
         out
     }
@@ -468,70 +534,5 @@ impl<B: Backend> Model<B> {
             c.vocab_size,
             &mut ws.logits,
         )
-    }
-
-    fn check_plan(&self, plan: &StepPlan, kv: &KvCache<B>, ws: &Workspace<B>) -> Result<()> {
-        let t = plan.n_tokens();
-        let n_seg = plan.n_segments();
-        let bad = |m: String| Err(Error::invalid(format!("step plan: {m}")));
-        if t == 0 {
-            return bad("no tokens".into());
-        }
-        if t > ws.tokens || plan.logit_rows.len() > ws.tokens {
-            return bad(format!(
-                "{t} tokens / {} logit rows exceed the workspace ({})",
-                plan.logit_rows.len(),
-                ws.tokens
-            ));
-        }
-        if plan.positions.len() != t || plan.kv_slots.len() != t || plan.segment_of_token.len() != t
-        {
-            return bad("per-token arrays differ in length".into());
-        }
-        if plan.mix_k == 0
-            || plan.mix_k > ws.mix_k
-            || plan.mix_weights.len() != plan.mix_slots.len()
-            || !plan.mix_slots.len().is_multiple_of(plan.mix_k)
-        {
-            return bad(format!(
-                "mixture table: K = {}, workspace K = {}",
-                plan.mix_k, ws.mix_k
-            ));
-        }
-        for i in 0..t {
-            if plan.segment_of_token[i] as usize >= n_seg {
-                return bad(format!(
-                    "token {i} refers to segment {}, there are {n_seg}",
-                    plan.segment_of_token[i]
-                ));
-            }
-            if plan.kv_slots[i] as usize >= kv.slots || plan.positions[i] as usize >= kv.capacity {
-                return bad(format!(
-                    "token {i} at (slot {}, position {}) is outside the KV cache",
-                    plan.kv_slots[i], plan.positions[i]
-                ));
-            }
-            if plan.token_ids[i] as usize >= self.config.vocab_size {
-                return bad(format!(
-                    "token id {} is outside the vocabulary ({})",
-                    plan.token_ids[i], self.config.vocab_size
-                ));
-            }
-        }
-        for (&s, &w) in plan.mix_slots.iter().zip(&plan.mix_weights) {
-            if s != NO_ADAPTER && s as usize >= self.adapter_names.len() {
-                return bad(format!(
-                    "mixture names slot {s}, {} adapters are loaded",
-                    self.adapter_names.len()
-                ));
-            }
-            if !w.is_finite() {
-                return bad(format!("mixture weight {w} is not finite"));
-            }
-        }
-        if plan.logit_rows.iter().any(|&r| r as usize >= t) {
-            return bad("a logit row is outside the step".into());
-        }
-        Ok(())
     }
 }

@@ -317,6 +317,31 @@ impl Sampler {
         &self.params
     }
 
+    /// Whether the next pick is the plain argmax of the raw logits: greedy, with no logit bias,
+    /// penalty, allowed-token list or bad words, and `min_tokens` reached (no end token held
+    /// back). [`Sampler::accept_argmax`] may then take a pick made elsewhere
+    /// ([`crate::model::Model::forward_argmax`]).
+    pub fn picks_argmax(&self) -> bool {
+        let p = &self.params;
+        (p.temperature.is_nan() || p.temperature <= 0.0)
+            && p.logit_bias.is_empty()
+            && p.repetition_penalty == 1.0
+            && !p.counts_tokens()
+            && self.returned >= p.min_tokens
+            && p.allowed_token_ids.is_empty()
+            && p.bad_words_ids.is_empty()
+    }
+
+    /// Takes a pick made outside, from the raw logits, as [`Sampler::try_sample`]'s own
+    /// (`None`: the row was refused): counts it as returned, as a pick here would. Only while
+    /// [`Sampler::picks_argmax`] holds; then it returns what `try_sample` would have.
+    pub fn accept_argmax(&mut self, pick: Option<u32>) -> Option<u32> {
+        if pick.is_some() {
+            self.returned += 1;
+        }
+        pick
+    }
+
     /// Picks the next token from `logits` (one per vocabulary entry). `context` is the prompt
     /// plus the tokens generated so far, used by the repetition penalty (ids outside the
     /// vocabulary are ignored). The frequency and presence penalties count the tokens this

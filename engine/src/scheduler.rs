@@ -21,6 +21,9 @@ use crate::prefix::{choose, Fork};
 use crate::sampler::Sampler;
 
 mod forks;
+mod pick;
+
+use pick::sample_next;
 
 /// Sizes of a [`Scheduler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,11 @@ pub struct SeqOptions {
     /// Keep generating through end-of-sequence tokens (until `max_tokens`, a stop, or the
     /// context): for load tests that need a fixed length (vLLM's `ignore_eos`).
     pub ignore_eos: bool,
+    /// The caller reads no logit row of this sequence's tokens: while its sampling is plain
+    /// greedy ([`Sampler::picks_argmax`]), no grammar, and every row of a step is such, the
+    /// step picks on the device ([`Model::forward_argmax`]) and [`Event::Token`]'s `logits`
+    /// is empty.
+    pub greedy_on_device: bool,
 }
 
 /// What a step reports to its callback, one event per logit row.
@@ -73,7 +81,8 @@ pub enum Event<'a> {
         id: u64,
         /// The sampled id.
         token: u32,
-        /// The logit row it was sampled from (raw model logits).
+        /// The logit row it was sampled from (raw model logits); empty where the step picked
+        /// on the device ([`SeqOptions::greedy_on_device`]).
         logits: &'a [f32],
     },
 }
@@ -143,6 +152,8 @@ pub struct Scheduler<B: Backend> {
     builder: PlanBuilder,
     rows: Vec<Row>,
     logits: Vec<f32>,
+    /// A greedy step's picks ([`Model::forward_argmax`]), a row each.
+    picks: Vec<Option<u32>>,
     /// Totals since creation, as [`crate::generate::generate`] reports them.
     pub stats: GenStats,
 }
@@ -170,6 +181,7 @@ impl<B: Backend> Scheduler<B> {
             builder: PlanBuilder::new(),
             rows: Vec::new(),
             logits: Vec::new(),
+            picks: Vec::new(),
             stats: GenStats::default(),
             cfg,
         })
@@ -444,8 +456,19 @@ impl<B: Backend> Scheduler<B> {
         let has_prompt = report.prompt_tokens > 0;
         let plan = self.builder.finish();
         report.tokens = plan.n_tokens();
+        // A vocabulary past what an f32 index holds (none real) picks on the host.
+        let argmax = !self.rows.is_empty()
+            && model.config.vocab_size <= crate::cpu::argmax::MAX_VOCAB
+            && self.rows.iter().all(|row| {
+                let r = self.slots[row.slot].as_ref();
+                row.sample && !row.prompt && r.is_some_and(Running::picks_argmax)
+            });
         let t0 = Instant::now();
-        model.forward_into(plan, &mut self.kv, &mut self.ws, &mut self.logits)?;
+        if argmax {
+            model.forward_argmax(plan, &mut self.kv, &mut self.ws, &mut self.picks)?;
+        } else {
+            model.forward_into(plan, &mut self.kv, &mut self.ws, &mut self.logits)?;
+        }
         report.secs = t0.elapsed().as_secs_f64();
         // Again now that this step's rows are in: a leader that ends below (its first token
         // an end, `max_tokens` 1) still leaves its prefix to its followers.
@@ -459,7 +482,10 @@ impl<B: Backend> Scheduler<B> {
         let vocab = model.config.vocab_size;
         let capacity = self.cfg.capacity;
         for (i, row) in self.rows.iter().enumerate() {
-            let logits = &self.logits[i * vocab..(i + 1) * vocab];
+            let logits: &[f32] = match argmax {
+                true => &[],
+                false => &self.logits[i * vocab..(i + 1) * vocab],
+            };
             let Some(r) = self.slots[row.slot].as_mut() else {
                 continue;
             };
@@ -480,7 +506,10 @@ impl<B: Backend> Scheduler<B> {
                 // The first token: `min_tokens` holds these back too.
                 r.sampler.set_end_tokens(eos);
             }
-            let picked = (r.max_tokens > 0).then(|| sample_next(r, logits));
+            let picked = (r.max_tokens > 0).then(|| match argmax {
+                true => Ok(r.sampler.accept_argmax(self.picks[i])),
+                false => sample_next(r, logits),
+            });
             match picked {
                 None => finish = Some(FinishReason::Length),
                 Some(Err(e)) => {
@@ -491,7 +520,8 @@ impl<B: Backend> Scheduler<B> {
                 // No usable logit: the forward pass's fault (a NaN, or nothing finite), or
                 // else the request's masks left nothing.
                 Some(Ok(None))
-                    if logits.iter().any(|x| x.is_nan())
+                    if argmax
+                        || logits.iter().any(|x| x.is_nan())
                         || !logits.iter().any(|x| x.is_finite()) =>
                 {
                     finish = Some(FinishReason::NonFinite)
@@ -555,17 +585,4 @@ impl<B: Backend> Scheduler<B> {
         }
         Ok(report)
     }
-}
-
-/// The next token of `r` from its logit row, among those its grammar allows (which then
-/// advances past it). `Ok(None)`: no usable logit; `Err`: the grammar failed.
-fn sample_next(r: &mut Running, logits: &[f32]) -> std::result::Result<Option<u32>, String> {
-    let Some(c) = r.constraint.as_deref_mut() else {
-        return Ok(r.sampler.try_sample(logits, &r.seq.tokens));
-    };
-    let picked = r.sampler.try_sample_constrained(logits, &r.seq.tokens, c)?;
-    if let Some(id) = picked {
-        c.accept(id)?;
-    }
-    Ok(picked)
 }

@@ -435,6 +435,21 @@ impl Backend for WgpuBackend {
         )?;
         self.matmul_raw(&scratch, lm_head, None, n, hidden, vocab, &out.buf)
     }
+
+    fn argmax(&self, logits: &WgpuBuf, rows: usize, vocab: usize, out: &mut WgpuBuf) -> Result<()> {
+        dlp_engine::cpu::argmax::check_vocab(vocab)?;
+        check_len("argmax", "logits", logits.len, rows * vocab)?;
+        check_len("argmax", "out", out.len, rows)?;
+        let p = ArgmaxP {
+            rows: rows as u32,
+            vocab: vocab as u32,
+            _p: [0; 2],
+        };
+        let bufs = [(1, &logits.buf), (2, &out.buf)];
+        let g = groups_1d(rows, 1);
+        self.gpu
+            .dispatch("argmax", "main", Variant::PLAIN, &p, &bufs, g)
+    }
 }
 
 fn lora_params(l: &LoraStackHost, step: &WgpuStep, n_tokens: usize) -> LoraP {

@@ -83,6 +83,15 @@ pub struct CountP {
     pub _p: [u32; 3],
 }
 
+/// `argmax.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct ArgmaxP {
+    pub rows: u32,
+    pub vocab: u32,
+    pub _p: [u32; 2],
+}
+
 /// `lora.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

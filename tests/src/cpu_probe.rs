@@ -453,6 +453,10 @@ impl Backend for CpuProbe {
             out,
         )
     }
+    fn argmax(&self, logits: &Buf, rows: usize, vocab: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("argmax {:x} {rows} {vocab} {:x}", buf(logits), buf(out)));
+        self.cpu.argmax(logits, rows, vocab, out)
+    }
 }
 
 #[cfg(test)]

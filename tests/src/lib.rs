@@ -3,6 +3,7 @@
 
 pub mod broken;
 pub mod cpu_probe;
+pub mod device_argmax;
 mod golden;
 pub mod parity;
 pub mod prefix_sharing;

@@ -475,6 +475,52 @@ mod experimental {
         }
     }
 
+    /// `device-argmax`: greedy steps pick their tokens on the GPU (`argmax`) and must generate
+    /// what picks on the host from the same backend's downloaded rows generate
+    /// ([`check_device_argmax`]): in f32 with that path alone, and in the bf16 compute mode with
+    /// every path run on a GPU so far (graphs replay the pick with the step).
+    mod device_argmax {
+        use super::*;
+        use dlp_engine::Backend;
+        use dlp_tests::device_argmax::check_device_argmax;
+        use dlp_tests::{fixtures, Fixture};
+
+        fn run_fixture(name: &str) {
+            let Some(dir) = fixtures(name) else { return };
+            let fx = Fixture::open(&dir);
+            let alone = Experimental {
+                device_argmax: true,
+                ..NONE
+            };
+            let verified = Experimental {
+                device_argmax: true,
+                lora_prefetch: false,
+                ..ALL
+            };
+            for (bf16_compute, experimental) in [(false, alone), (true, verified)] {
+                let opts = CudaOptions {
+                    bf16_compute,
+                    experimental,
+                    ..Default::default()
+                };
+                let Some(b) = cuda(opts) else { return };
+                println!("{name}: bf16 compute {bf16_compute}, {experimental:?}");
+                assert!(b.argmax_on_device());
+                check_device_argmax(&fx.load(b).unwrap(), &fx);
+            }
+        }
+
+        #[test]
+        fn tiny_llama() {
+            run_fixture("tiny-llama");
+        }
+
+        #[test]
+        fn tiny_llama3() {
+            run_fixture("tiny-llama3");
+        }
+    }
+
     /// Every path together, in each storage and compute mode.
     mod combined {
         use super::*;

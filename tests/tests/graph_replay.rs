@@ -71,6 +71,7 @@ fn the_replay_check_catches_a_step_that_launches_other_work() {
         n_logit_rows: 1,
         any_lora: false,
         tokens_alone_in_slots: true,
+        argmax: false,
     };
     let plan = StepPlan {
         token_ids: vec![0],

@@ -76,6 +76,7 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "rope" => vec![include_str!("../../kernels/rope.cu")],
         "silu_mul" => vec![include_str!("../../kernels/silu_mul.cu")],
         "add" => vec![include_str!("../../kernels/add.cu")],
+        "argmax" => vec![include_str!("../../kernels/argmax.cu")],
         "selftest" => vec![include_str!("selftest.cu")],
         _ => return None,
     })

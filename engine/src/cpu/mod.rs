@@ -8,6 +8,7 @@ mod add;
 mod amx;
 #[cfg(target_arch = "x86_64")]
 mod amx_pack;
+pub mod argmax;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -570,5 +571,15 @@ impl Backend for CpuBackend {
         );
         *lock() = scratch;
         r
+    }
+
+    fn argmax(
+        &self,
+        logits: &Vec<f32>,
+        rows: usize,
+        vocab: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        argmax::argmax(logits, rows, vocab, out)
     }
 }

@@ -434,3 +434,113 @@ fn stop_strings() {
         assert_eq!(h, stop.len() - 1);
     }
 }
+
+/// Rows that put the greedy rule's edges in place: ties, +inf beside f32::MAX, -0.0 before
+/// +0.0, NaN, all -inf, few distinct values (many ties), plain noise.
+fn argmax_edge_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
+    let (inf, ninf) = (f32::INFINITY, f32::NEG_INFINITY);
+    let n = noise(vocab, seed);
+    let top = n.iter().copied().fold(ninf, f32::max);
+    let at = |row: &mut Vec<f32>, i: usize, v: f32| row[i % vocab] = v;
+    let mut rows = vec![n.clone()];
+    let mut r = n.clone();
+    at(&mut r, vocab / 2, top + 1.0);
+    at(&mut r, vocab - 1, top + 1.0);
+    at(&mut r, vocab / 3, top + 1.0);
+    rows.push(r);
+    let mut r = n.clone();
+    at(&mut r, vocab - 2, inf);
+    at(&mut r, vocab / 4 + 1, f32::MAX);
+    rows.push(r);
+    let mut r = n.clone();
+    at(&mut r, vocab / 5, f32::NAN);
+    rows.push(r);
+    rows.push(vec![ninf; vocab]);
+    let mut r = vec![ninf; vocab];
+    at(&mut r, vocab / 2 + 1, 0.0);
+    at(&mut r, vocab / 3, -0.0);
+    rows.push(r);
+    rows.push(n.iter().map(|x| x.round()).collect());
+    let mut r = vec![ninf; vocab];
+    at(&mut r, vocab - 1, -3.0e38);
+    rows.push(r);
+    rows
+}
+
+/// The argmax op's CPU reference picks what the greedy sampler picks on every edge row, and
+/// the sampler says when it may take such a pick.
+#[test]
+fn argmax_picks_what_the_greedy_sampler_picks() {
+    for vocab in [1, 2, 7, 37, 1000, 4099] {
+        for (i, row) in argmax_edge_rows(vocab, vocab as u64).iter().enumerate() {
+            let mut s = Sampler::new(SamplingParams::default());
+            assert!(s.picks_argmax());
+            let want = s.try_sample(row, &[]);
+            assert_eq!(
+                crate::cpu::argmax::pick(row),
+                want,
+                "vocab {vocab}, row {i}"
+            );
+            let mut out = vec![7.5; 1];
+            crate::cpu::argmax::argmax(row, 1, vocab, &mut out).unwrap();
+            assert_eq!(
+                out[0],
+                want.map_or(-1.0, |t| t as f32),
+                "vocab {vocab}, row {i}"
+            );
+        }
+    }
+    // Ties go to the first; +inf ties with f32::MAX; -0.0 ties with +0.0.
+    let pick = crate::cpu::argmax::pick;
+    assert_eq!(pick(&[1.0, 3.0, 3.0]), Some(1));
+    assert_eq!(pick(&[f32::MAX, f32::INFINITY]), Some(0));
+    assert_eq!(pick(&[f32::NEG_INFINITY, -0.0, 0.0]), Some(1));
+    assert_eq!(pick(&[1.0, f32::NAN]), None);
+    assert_eq!(pick(&[f32::NEG_INFINITY; 3]), None);
+    assert_eq!(pick(&[]), None);
+    let mut out = vec![0.0; 2];
+    let e = crate::cpu::argmax::argmax(&[0.0; 4], 2, (1 << 24) + 1, &mut out);
+    assert!(e.unwrap_err().to_string().contains("exceeds 16777216"));
+}
+
+/// Every parameter that moves or masks a logit, and `min_tokens` not yet reached, keep the
+/// pick on the host; `accept_argmax` counts a pick as `try_sample` does.
+#[test]
+fn picks_argmax_only_for_plain_greedy() {
+    let plain = SamplingParams::default();
+    type Edit = (&'static str, fn(&mut SamplingParams));
+    let edits: [Edit; 9] = [
+        ("temperature", |p| p.temperature = 0.7),
+        ("logit_bias", |p| p.logit_bias = vec![(1, 0.5)]),
+        ("repetition_penalty", |p| p.repetition_penalty = 1.1),
+        ("presence_penalty", |p| p.presence_penalty = 0.5),
+        ("frequency_penalty", |p| p.frequency_penalty = 0.5),
+        ("min_tokens", |p| p.min_tokens = 1),
+        ("allowed_token_ids", |p| p.allowed_token_ids = vec![1]),
+        ("bad_words_ids", |p| p.bad_words_ids = vec![vec![1]]),
+        ("top_k with temperature", |p| {
+            p.temperature = 0.5;
+            p.top_k = 1
+        }),
+    ];
+    for (name, edit) in edits {
+        let mut p = plain.clone();
+        edit(&mut p);
+        assert!(!Sampler::new(p).picks_argmax(), "{name}");
+    }
+    // Greedy filters that change nothing keep it: top_k/top_p/min_p apply only when sampling.
+    let mut p = plain.clone();
+    p.top_p = 0.5;
+    assert!(Sampler::new(p).picks_argmax());
+    // min_tokens reached: the device may pick again.
+    let mut s = Sampler::new(SamplingParams {
+        min_tokens: 2,
+        ..plain
+    });
+    assert!(!s.picks_argmax());
+    assert_eq!(s.accept_argmax(Some(4)), Some(4));
+    assert_eq!(s.accept_argmax(None), None);
+    assert!(!s.picks_argmax(), "a refused row is not a returned token");
+    assert_eq!(s.accept_argmax(Some(2)), Some(2));
+    assert!(s.picks_argmax());
+}

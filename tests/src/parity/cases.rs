@@ -79,6 +79,9 @@ pub enum Op {
         tokens: usize,
         rows: Vec<u32>,
     },
+    /// `argmax` of `rows` logit rows of `vocab`, the rows cycling through the greedy rule's
+    /// edges (ties, +inf beside f32::MAX, NaN, all -inf, -0.0 before +0.0, many ties); exact.
+    Argmax { rows: usize, vocab: usize },
 }
 
 /// A LoRA case: slot ranks (0: the slot does not target the module), the token -> segment map
@@ -357,6 +360,12 @@ pub fn cases() -> Vec<ParityCase> {
             },
             r,
         ));
+    }
+    // Odd widths (one value a load) and multiples of 4 (16-byte loads on CUDA), up to Llama
+    // 3's vocabulary; bound 0: a pick is right or wrong.
+    for (rows, vocab) in [(8, 37), (9, 1001), (8, 32000), (3, 128256)] {
+        let id = format!("argmax(rows={rows},vocab={vocab})");
+        v.push(case(id, Op::Argmax { rows, vocab }, 0.0));
     }
     v
 }

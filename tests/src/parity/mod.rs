@@ -366,7 +366,46 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.logits(&x, &norm, 1e-5, &head, &step, *hidden, *vocab, &mut out)?;
             vec![("out", b.download(&out, rows.len() * vocab)?, None)]
         }
+        Op::Argmax { rows, vocab } => {
+            let logits = b.upload(&argmax_rows(*rows, *vocab, &mut g))?;
+            let mut out = poisoned(b, *rows)?;
+            b.argmax(&logits, *rows, *vocab, &mut out)?;
+            vec![("out", b.download(&out, *rows)?, None)]
+        }
     })
+}
+
+/// `rows` rows of `vocab` logits in [-1, 1], row `r` with edge `r % 8` of the greedy rule.
+fn argmax_rows(rows: usize, vocab: usize, g: &mut Rng) -> Vec<f32> {
+    let ninf = f32::NEG_INFINITY;
+    let mut out = Vec::with_capacity(rows * vocab);
+    for r in 0..rows {
+        let mut row = g.vec(vocab);
+        let mut at = |g: &mut Rng, v: f32| row[g.below(vocab) as usize] = v;
+        match r % 8 {
+            1 => (0..3).for_each(|_| at(g, 2.0)), // ties above the rest: the first wins
+            2 => {
+                at(g, f32::INFINITY); // counts as f32::MAX: the first of the two wins
+                at(g, f32::MAX);
+            }
+            3 => at(g, f32::NAN), // refused: -1
+            4 => row.fill(ninf),  // refused: -1
+            5 => {
+                row.fill(ninf);
+                let mut at = |g: &mut Rng, v: f32| row[g.below(vocab) as usize] = v;
+                at(g, 0.0);
+                at(g, -0.0); // equal to +0.0: the first wins
+            }
+            6 => row.iter_mut().for_each(|x| *x = (*x * 2.0).round()), // five values
+            7 => {
+                row.fill(ninf);
+                row[vocab - 1] = -3.0e38;
+            }
+            _ => {}
+        }
+        out.extend(row);
+    }
+    out
 }
 
 fn exec_lora<B: Backend>(

@@ -1,0 +1,155 @@
+//! Greedy picks made by the step ([`Model::forward_argmax`], `Backend::argmax`) against picks
+//! made on the host from the downloaded logit rows, through the scheduler, on any backend
+//! ([`check_device_argmax`]): `tests/device_argmax.rs` runs it on the CPU and on wgpu,
+//! `tests/golden_cuda.rs` on CUDA (`--cuda-experimental device-argmax`).
+
+use std::collections::HashMap;
+
+use crate::Fixture;
+use dlp_engine::backend::Backend;
+use dlp_engine::generate::{Control, GenOutput, GenRequest};
+use dlp_engine::lora::resolve_mixture;
+use dlp_engine::model::Model;
+use dlp_engine::scheduler::{Event, Scheduler, SchedulerConfig, SeqOptions};
+use dlp_engine::SamplingParams;
+
+/// What one run saw: each sequence's output, and how many of its tokens came with a logit
+/// row and without one.
+struct Run {
+    outputs: HashMap<u64, GenOutput>,
+    with_rows: HashMap<u64, usize>,
+    without_rows: HashMap<u64, usize>,
+}
+
+fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], on_device: bool) -> Run {
+    let cfg = SchedulerConfig {
+        max_seqs: requests.len(),
+        capacity: requests.iter().map(|r| r.prompt.len()).max().unwrap() + 16,
+        step_tokens: 64,
+        mix_k: 8,
+        sparse_kv: false,
+        share_prefixes: false,
+    };
+    let mut sched = Scheduler::new(model, cfg).unwrap();
+    let opts = SeqOptions {
+        greedy_on_device: on_device,
+        ..SeqOptions::default()
+    };
+    for (i, r) in requests.iter().enumerate() {
+        sched.add(model, i as u64, r.clone(), opts).unwrap();
+    }
+    let mut run = Run {
+        outputs: HashMap::new(),
+        with_rows: HashMap::new(),
+        without_rows: HashMap::new(),
+    };
+    let mut n = 0;
+    while sched.has_work() {
+        let report = sched
+            .step(model, &[], |ev| {
+                let Event::Token { id, logits, .. } = ev else {
+                    return Ok(Control::Continue);
+                };
+                let seen = match logits.is_empty() {
+                    true => &mut run.without_rows,
+                    false => &mut run.with_rows,
+                };
+                *seen.entry(id).or_default() += 1;
+                // Remix now and then: steps of new mixtures keep picking on the device.
+                n += 1;
+                Ok(match n % 9 {
+                    0 => Control::Remix(
+                        requests[(id as usize + 1) % requests.len()].segments[0]
+                            .1
+                            .clone(),
+                    ),
+                    _ => Control::Continue,
+                })
+            })
+            .unwrap();
+        run.outputs.extend(report.finished);
+    }
+    run
+}
+
+/// Greedy generation picks the same tokens and ends the same way whether each step picks on
+/// the device or on the host from its downloaded rows: three sequences under different
+/// mixtures, remixed as they go, one held to `min_tokens` (its first picks, and so the batch's
+/// steps, stay on the host until it is reached) and one that samples (no step that holds it
+/// picks on the device; it ends first). The device path really ran where the backend
+/// runs `argmax` (its tokens came without a logit row), and never for the sampling sequence.
+/// `model` holds fixture `fx`'s adapters (two at least).
+///
+/// # Panics
+/// Whatever differs, naming the sequence.
+pub fn check_device_argmax<B: Backend>(model: &Model<B>, fx: &Fixture) {
+    let names = model.adapter_names().to_vec();
+    assert!(names.len() >= 2, "the fixture has {names:?}");
+    let mix = |w: [f32; 2]| {
+        let named: Vec<(String, f32)> = names.iter().cloned().zip(w).collect();
+        resolve_mixture(&names, &named).unwrap()
+    };
+    let case = &fx.golden.cases[0];
+    let ids = fx.ids(&format!("{}.input_ids", case.name));
+    let prompt: Vec<u32> = ids.iter().cycle().take(12).copied().collect();
+    let req = |n: usize, w: [f32; 2], params: SamplingParams| GenRequest {
+        prompt: prompt[..n].to_vec(),
+        segments: vec![(0, mix(w))],
+        params,
+        ..Default::default()
+    };
+    let greedy = |max_tokens| SamplingParams {
+        max_tokens,
+        ..Default::default()
+    };
+    let requests = [
+        req(4, [1.0, 0.0], greedy(14)),
+        req(7, [0.3, 0.7], greedy(12)),
+        req(
+            12,
+            [0.0, 1.0],
+            SamplingParams {
+                min_tokens: 3,
+                ..greedy(10)
+            },
+        ),
+        req(
+            5,
+            [0.5, 0.5],
+            SamplingParams {
+                temperature: 0.8,
+                seed: 7,
+                ..greedy(4)
+            },
+        ),
+    ];
+    let host = run(model, &requests, false);
+    let device = run(model, &requests, true);
+    for id in 0..requests.len() as u64 {
+        let (h, d) = (&host.outputs[&id], &device.outputs[&id]);
+        assert_eq!(h.tokens, d.tokens, "sequence {id}: tokens");
+        assert_eq!(h.finish, d.finish, "sequence {id}: finish");
+        assert_eq!(h.segments, d.segments, "sequence {id}: mixtures");
+        assert_eq!(
+            host.without_rows.get(&id),
+            None,
+            "sequence {id}: rows on the host"
+        );
+    }
+    assert_eq!(
+        device.without_rows.get(&3),
+        None,
+        "the sampling sequence got its rows"
+    );
+    let picked_on_device: usize = device.without_rows.values().sum();
+    // Once 3 has ended and 2 has its first three tokens, every step picks on the device.
+    assert!(
+        picked_on_device >= 8,
+        "only {picked_on_device} tokens picked on the device"
+    );
+    println!(
+        "{}: {picked_on_device} tokens picked on the device, {} with rows",
+        model.backend.name(),
+        device.with_rows.values().sum::<usize>()
+    );
+}
