@@ -32,8 +32,9 @@ __device__ __forceinline__ void argmax_warp(unsigned& best, unsigned& at) {
     }
 }
 
-// Grid: one block per row; any block size that is a multiple of 32 up to 1,024.
-extern "C" __global__ void argmax(const float* __restrict__ logits, int vocab,
+// Grid: one block per row; any block size that is a multiple of 32 up to 1,024 (the bound keeps
+// the registers a 1,024-thread launch may use).
+extern "C" __global__ void __launch_bounds__(1024) argmax(const float* __restrict__ logits, int vocab,
                                   float* __restrict__ out) {
     const float* row = logits + (size_t)blockIdx.x * vocab;
     unsigned best = 0u, at = 0xffffffffu;

@@ -56,21 +56,21 @@ fn add_matches() {
 
 /// `argmax` (`--cuda-experimental device-argmax`, not yet run on a GPU) picks what the CPU
 /// reference, and so the greedy sampler, picks: rows with ties, +inf beside f32::MAX, a NaN,
-/// all -inf, -0.0 beside +0.0 and many equal values, at odd widths (one value a load) and
+/// all -inf, -0.0 beside +0.0, many equal values, subnormals and a NaN with its sign bit, at odd widths (one value a load) and
 /// multiples of 4 (16-byte loads), under 1,024-thread blocks as the backend launches and
 /// smaller ones (fewer warps in the last reduction), in both block orders.
 #[test]
 fn argmax_picks_as_the_cpu() {
     let mut m = module("argmax", &[], Order::FORWARD).unwrap();
     let ninf = f32::NEG_INFINITY;
-    for (rows, vocab) in [(8usize, 37usize), (8, 1001), (8, 4100), (2, 128_256)] {
+    for (rows, vocab) in [(10usize, 37usize), (10, 1001), (10, 4100), (2, 128_256)] {
         let mut logits = Vec::with_capacity(rows * vocab);
         for r in 0..rows {
             let mut row: Vec<f32> = (0..vocab)
                 .map(|i| ((i * 7919 + r * 104_729) % 1000) as f32 / 500.0 - 1.0)
                 .collect();
             let at = |k: usize| (k * 7 + r * 13) % vocab;
-            match r % 8 {
+            match r % 10 {
                 1 => [3, 1, 2].iter().for_each(|&k| row[at(k)] = 2.0),
                 2 => {
                     row[at(5)] = f32::INFINITY;
@@ -88,6 +88,8 @@ fn argmax_picks_as_the_cpu() {
                     row.fill(ninf);
                     row[vocab - 1] = -3.0e38;
                 }
+                8 => row.iter_mut().for_each(|x| *x *= 1e-39),
+                9 => row[at(6)] = -f32::NAN,
                 _ => {}
             }
             logits.extend(row);
@@ -95,7 +97,7 @@ fn argmax_picks_as_the_cpu() {
         let mut want = vec![0.0; rows];
         dlp_engine::cpu::argmax::argmax(&logits, rows, vocab, &mut want).unwrap();
         // Refused rows and picks past index 0 both occur (the edges are rows 3, 4 and 7).
-        assert!(rows < 8 || want.contains(&-1.0) && want.iter().any(|&w| w > 0.0));
+        assert!(rows < 10 || want.contains(&-1.0) && want.iter().any(|&w| w > 0.0));
         for block in [1024u32, 96, 32] {
             for (order_name, order) in emu::ORDERS {
                 m.order = order;

@@ -21,7 +21,7 @@ struct Run {
     without_rows: HashMap<u64, usize>,
 }
 
-fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], on_device: bool) -> Run {
+fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], eos: &[u32], on_device: bool) -> Run {
     let cfg = SchedulerConfig {
         max_seqs: requests.len(),
         capacity: requests.iter().map(|r| r.prompt.len()).max().unwrap() + 16,
@@ -46,7 +46,7 @@ fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], on_device: bool) -
     let mut n = 0;
     while sched.has_work() {
         let report = sched
-            .step(model, &[], |ev| {
+            .step(model, eos, |ev| {
                 let Event::Token { id, logits, .. } = ev else {
                     return Ok(Control::Continue);
                 };
@@ -76,7 +76,9 @@ fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], on_device: bool) -
 /// the device or on the host from its downloaded rows: three sequences under different
 /// mixtures, remixed as they go, one held to `min_tokens` (its first picks, and so the batch's
 /// steps, stay on the host until it is reached) and one that samples (no step that holds it
-/// picks on the device; it ends first). The device path really ran where the backend
+/// picks on the device; it ends first); then again with an end-of-sequence token that
+/// sequence 0 meets on the way (the same ends, the same end tokens). The device path really
+/// ran where the backend
 /// runs `argmax` (its tokens came without a logit row), and never for the sampling sequence.
 /// `model` holds fixture `fx`'s adapters (two at least).
 ///
@@ -123,33 +125,47 @@ pub fn check_device_argmax<B: Backend>(model: &Model<B>, fx: &Fixture) {
             },
         ),
     ];
-    let host = run(model, &requests, false);
-    let device = run(model, &requests, true);
-    for id in 0..requests.len() as u64 {
-        let (h, d) = (&host.outputs[&id], &device.outputs[&id]);
-        assert_eq!(h.tokens, d.tokens, "sequence {id}: tokens");
-        assert_eq!(h.finish, d.finish, "sequence {id}: finish");
-        assert_eq!(h.segments, d.segments, "sequence {id}: mixtures");
-        assert_eq!(
-            host.without_rows.get(&id),
-            None,
-            "sequence {id}: rows on the host"
+    let mut eos = vec![];
+    for round in ["no end token", "an end token"] {
+        let host = run(model, &requests, &eos, false);
+        let device = run(model, &requests, &eos, true);
+        for id in 0..requests.len() as u64 {
+            let (h, d) = (&host.outputs[&id], &device.outputs[&id]);
+            assert_eq!(h.tokens, d.tokens, "{round}: sequence {id}: tokens");
+            assert_eq!(h.finish, d.finish, "{round}: sequence {id}: finish");
+            assert_eq!(
+                h.stop_token, d.stop_token,
+                "{round}: sequence {id}: end token"
+            );
+            assert_eq!(h.segments, d.segments, "{round}: sequence {id}: mixtures");
+            let rows = host.without_rows.get(&id);
+            assert_eq!(rows, None, "{round}: sequence {id}: rows");
+        }
+        let sampled = device.without_rows.get(&3);
+        assert_eq!(sampled, None, "the sampling sequence got its rows");
+        let picked_on_device: usize = device.without_rows.values().sum();
+        // Once 3 has ended and 2 has its first three tokens, every step picks on the device
+        // (the end token may end sequences early in the second round).
+        let enough = if eos.is_empty() { 8 } else { 1 };
+        assert!(
+            picked_on_device >= enough,
+            "{round}: {picked_on_device} tokens picked on the device"
         );
+        println!(
+            "{} ({round}): {picked_on_device} tokens picked on the device, {} with rows",
+            model.backend.name(),
+            device.with_rows.values().sum::<usize>()
+        );
+        // Again with sequence 0's sixth token as the end-of-sequence token: it ends there.
+        let first = &host.outputs[&0];
+        if eos.is_empty() {
+            eos = vec![first.tokens[5]];
+        } else {
+            assert_eq!(
+                first.stop_token,
+                Some(eos[0]),
+                "sequence 0 ends at its end token"
+            );
+        }
     }
-    assert_eq!(
-        device.without_rows.get(&3),
-        None,
-        "the sampling sequence got its rows"
-    );
-    let picked_on_device: usize = device.without_rows.values().sum();
-    // Once 3 has ended and 2 has its first three tokens, every step picks on the device.
-    assert!(
-        picked_on_device >= 8,
-        "only {picked_on_device} tokens picked on the device"
-    );
-    println!(
-        "{}: {picked_on_device} tokens picked on the device, {} with rows",
-        model.backend.name(),
-        device.with_rows.values().sum::<usize>()
-    );
 }

@@ -436,7 +436,7 @@ fn stop_strings() {
 }
 
 /// Rows that put the greedy rule's edges in place: ties, +inf beside f32::MAX, -0.0 before
-/// +0.0, NaN, all -inf, few distinct values (many ties), plain noise.
+/// +0.0, NaN of either sign, all -inf, few distinct values (many ties), subnormals, plain noise.
 fn argmax_edge_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
     let (inf, ninf) = (f32::INFINITY, f32::NEG_INFINITY);
     let n = noise(vocab, seed);
@@ -463,6 +463,10 @@ fn argmax_edge_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
     rows.push(n.iter().map(|x| x.round()).collect());
     let mut r = vec![ninf; vocab];
     at(&mut r, vocab - 1, -3.0e38);
+    rows.push(r);
+    rows.push(n.iter().map(|x| x * 1e-39).collect()); // subnormals
+    let mut r = n.clone();
+    at(&mut r, vocab / 7, -f32::NAN);
     rows.push(r);
     rows
 }

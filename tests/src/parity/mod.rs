@@ -375,14 +375,14 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     })
 }
 
-/// `rows` rows of `vocab` logits in [-1, 1], row `r` with edge `r % 8` of the greedy rule.
+/// `rows` rows of `vocab` logits in [-1, 1], row `r` with edge `r % 10` of the greedy rule.
 fn argmax_rows(rows: usize, vocab: usize, g: &mut Rng) -> Vec<f32> {
     let ninf = f32::NEG_INFINITY;
     let mut out = Vec::with_capacity(rows * vocab);
     for r in 0..rows {
         let mut row = g.vec(vocab);
         let mut at = |g: &mut Rng, v: f32| row[g.below(vocab) as usize] = v;
-        match r % 8 {
+        match r % 10 {
             1 => (0..3).for_each(|_| at(g, 2.0)), // ties above the rest: the first wins
             2 => {
                 at(g, f32::INFINITY); // counts as f32::MAX: the first of the two wins
@@ -401,6 +401,8 @@ fn argmax_rows(rows: usize, vocab: usize, g: &mut Rng) -> Vec<f32> {
                 row.fill(ninf);
                 row[vocab - 1] = -3.0e38;
             }
+            8 => row.iter_mut().for_each(|x| *x *= 1e-39), // subnormals, compared exactly
+            9 => at(g, -f32::NAN), // a NaN with its sign bit set: refused too
             _ => {}
         }
         out.extend(row);
