@@ -30,18 +30,29 @@ pub fn argmax(logits: &[f32], rows: usize, vocab: usize, out: &mut [f32]) -> Res
 
 /// The argmax of one row under the rules of [`argmax`]; `None` for a refused row.
 pub fn pick(row: &[f32]) -> Option<u32> {
-    let mut best = (f32::NEG_INFINITY, 0usize);
-    for (i, &x) in row.iter().enumerate() {
-        if x.is_nan() {
-            return None;
-        }
-        // `min` folds +inf into f32::MAX; -0.0 > +0.0 is false, so the first zero stays.
-        let x = x.min(f32::MAX);
-        if x > best.0 {
-            best = (x, i);
+    // Two passes that vectorise (8 independent lanes, no early exit; a 128K-entry row is
+    // read twice from cache): the largest non-NaN value, then the first index that reaches it.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut nan = [false; 8];
+    let mut chunks = row.chunks_exact(8);
+    for chunk in &mut chunks {
+        for ((&x, m), n) in chunk.iter().zip(&mut lanes).zip(&mut nan) {
+            *n |= x.is_nan();
+            // A NaN compares false: it never becomes the max.
+            *m = if x > *m { x } else { *m };
         }
     }
-    (best.0 > f32::NEG_INFINITY).then_some(best.1 as u32)
+    for &x in chunks.remainder() {
+        nan[0] |= x.is_nan();
+        lanes[0] = if x > lanes[0] { x } else { lanes[0] };
+    }
+    let max = lanes.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    if nan.contains(&true) || max == f32::NEG_INFINITY {
+        return None;
+    }
+    // +inf counts as f32::MAX, so the first of the two wins; `>=` takes -0.0 as +0.0.
+    let target = max.min(f32::MAX);
+    row.iter().position(|&x| x >= target).map(|i| i as u32)
 }
 
 /// The error of a vocabulary whose indices an f32 cannot hold: the backends share it.

@@ -448,10 +448,12 @@ fn argmax_edge_rows(vocab: usize, seed: u64) -> Vec<Vec<f32>> {
     at(&mut r, vocab - 1, top + 1.0);
     at(&mut r, vocab / 3, top + 1.0);
     rows.push(r);
-    let mut r = n.clone();
-    at(&mut r, vocab - 2, inf);
-    at(&mut r, vocab / 4 + 1, f32::MAX);
-    rows.push(r);
+    for (first, second) in [(inf, f32::MAX), (f32::MAX, inf)] {
+        let mut r = n.clone();
+        at(&mut r, vocab - 2, second);
+        at(&mut r, vocab / 4 + 1, first);
+        rows.push(r);
+    }
     let mut r = n.clone();
     at(&mut r, vocab / 5, f32::NAN);
     rows.push(r);
