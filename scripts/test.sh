@@ -84,25 +84,40 @@ export DLP_SKIP_LOG=${DLP_SKIP_LOG:-$(mktemp -t dlp-skips.XXXXXX)}
 results=$(mktemp -t dlp-results.XXXXXX)
 avx2_results=$(mktemp -t dlp-results-avx2.XXXXXX)
 avx2_skips=$(mktemp -t dlp-skips-avx2.XXXXXX)
+portable_results=$(mktemp -t dlp-results-portable.XXXXXX)
+portable_skips=$(mktemp -t dlp-skips-portable.XXXXXX)
+# Checks this machine could not make (a target's standard library that would not install).
+unchecked=$(mktemp -t dlp-unchecked.XXXXXX)
+# The tests counted in a results file: `sum passed FILE` (or failed, ignored).
+sum() {
+  awk -v w="$1" '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ "^" w) s += $i} END {print s + 0}' "$2"
+}
 summary() {
   local status=$?
   local passed failed ignored skipped
-  passed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i} END {print s + 0}' "$results")
-  failed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i} END {print s + 0}' "$results")
-  ignored=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^ignored/) s += $i} END {print s + 0}' "$results")
+  passed=$(sum passed "$results")
+  failed=$(sum failed "$results")
+  ignored=$(sum ignored "$results")
   # A test may record several skips (one per fixture); count tests.
   skipped=$(cut -f2 "$DLP_SKIP_LOG" | sort -u | grep -c . || true)
-  local avx2_passed avx2_failed
-  avx2_passed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i} END {print s + 0}' "$avx2_results")
-  avx2_failed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i} END {print s + 0}' "$avx2_results")
-  failed=$((failed + avx2_failed))
-  [ "$avx2_failed" -gt 0 ] && [ "$status" -eq 0 ] && status=1
   echo
-  if [ -s "$avx2_results" ]; then
-    local avx2_skipped
-    avx2_skipped=$(cut -f2 "$avx2_skips" | sort -u | grep -c . || true)
-    echo "== again on the AVX2 kernels (DLP_CPU_NO_AVX512=1): $((avx2_passed - avx2_skipped)) passed, $avx2_skipped skipped, $avx2_failed failed (golden_cpu's CUDA-rounding emulations left out there) =="
-    cut -f1 "$avx2_skips" | sort | uniq -c | sort -rn | while read -r n kind; do echo "  skipped there: $kind ($n)"; done
+  # The reruns of the CPU kernels' tests on narrower kernel sets.
+  local rerun label var res skips r_passed r_failed r_skipped
+  for rerun in "AVX2|DLP_CPU_NO_AVX512|$avx2_results|$avx2_skips" \
+               "portable|DLP_CPU_NO_AVX2|$portable_results|$portable_skips"; do
+    IFS='|' read -r label var res skips <<<"$rerun"
+    [ -s "$res" ] || continue
+    r_passed=$(sum passed "$res")
+    r_failed=$(sum failed "$res")
+    r_skipped=$(cut -f2 "$skips" | sort -u | grep -c . || true)
+    failed=$((failed + r_failed))
+    [ "$r_failed" -gt 0 ] && [ "$status" -eq 0 ] && status=1
+    echo "== again on the $label kernels ($var=1): $((r_passed - r_skipped)) passed, $r_skipped skipped, $r_failed failed (golden_cpu's CUDA-rounding emulations left out there) =="
+    cut -f1 "$skips" | sort | uniq -c | sort -rn | while read -r n kind; do echo "  skipped there: $kind ($n)"; done
+  done
+  if [ -s "$unchecked" ]; then
+    echo "== not checked here =="
+    sed 's/^/  /' "$unchecked"
   fi
   echo "== summary: $((passed - skipped)) tests passed, $skipped skipped (not counted as passed), $failed failed, $ignored ignored =="
   if [ "$skipped" -gt 0 ]; then
@@ -112,7 +127,7 @@ summary() {
       awk -F'\t' -v k="$kind" '$1 == k {print "    " $2 ": " $3}' "$DLP_SKIP_LOG" | sort -u
     done
   fi
-  rm -f "$results" "$avx2_results" "$avx2_skips"
+  rm -f "$results" "$avx2_results" "$avx2_skips" "$portable_results" "$portable_skips" "$unchecked"
   [ -z "$own_skip_log" ] || rm -f "$DLP_SKIP_LOG"
   exit $status
 }
@@ -124,15 +139,32 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 # features unify the same way for every step and nothing is compiled twice.
 cuda=(--workspace --features dlp-cli/cuda,dlp-cli/fuzz,dlp-tests/cuda)
 cargo clippy "${cuda[@]}" --all-targets -q -- -D warnings
+# The other CPUs people build on, linted without running: ARM Linux (Graviton, Grace with CUDA:
+# the CUDA features too) and Apple silicon's macOS. Code that only x86-64 or Linux compiles
+# (its SIMD and AMX kernels, libc calls) must stay behind its cfg. Needs the targets' standard
+# libraries (rustup); where they do not install, the summary says what was not checked.
+for target in aarch64-unknown-linux-gnu aarch64-apple-darwin; do
+  if rustup target list --installed 2>/dev/null | grep -qx "$target" ||
+     rustup target add "$target" >/dev/null 2>&1; then
+    features=(--workspace)
+    [ "$target" = aarch64-apple-darwin ] || features=("${cuda[@]}")
+    cargo clippy --target "$target" "${features[@]}" --all-targets -q -- -D warnings
+  else
+    echo "lints for $target: its standard library did not install (rustup target add $target)" >>"$unchecked"
+  fi
+done
 cargo test "${cuda[@]}" --no-fail-fast 2>&1 | tee "$results"
-# On an AVX-512 CPU the run above took the AVX-512 kernels: run the CPU kernels' tests again on
-# the AVX2 ones (what most laptops have), f32 and int8 alike. The executables are the ones just
-# built (same flags, so nothing is rebuilt), each run from its package's folder as cargo does.
-# golden_cpu's emulations of the CUDA roundings (bf16 weights/compute, bf16/TF32 LoRA, bf16 KV)
-# are left out there: they hold the CUDA paths' bounds and take the kernels the plain, int8 and
-# f16-LoRA runs already cover (about 4 of the 6 minutes this rerun took).
-if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-  echo "== the CPU kernels' tests again with DLP_CPU_NO_AVX512=1 (AVX2 kernels) =="
+# The CPU kernels' tests again on narrower kernel sets: on an AVX-512 CPU the run above took
+# the AVX-512 kernels, so the AVX2 ones (what most laptops have) run again; on any AVX2 CPU the
+# portable ones (what CPUs without AVX2 and ARM CPUs run) run again too; f32 and int8 alike. The
+# executables are the ones just built (same flags, so nothing is rebuilt), each run from its
+# package's folder as cargo does. golden_cpu's emulations of the CUDA roundings (bf16
+# weights/compute, bf16/TF32 LoRA, bf16 KV) are left out there: they hold the CUDA paths' bounds
+# and take the kernels the plain, int8 and f16-LoRA runs already cover (about 4 of the 6 minutes
+# the AVX2 rerun took; the portable rerun takes about 2.5 minutes on 2 cores).
+rerun_cpu_tests() { # VAR RESULTS SKIPS
+  local var=$1 res=$2 skips=$3
+  echo "== the CPU kernels' tests again with $var=1 =="
   cargo test "${cuda[@]}" --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
 want = {"dlp_engine": "lib", "cpu_matmul": "test", "lora_fused": "test", "golden_cpu": "test"}
@@ -147,11 +179,17 @@ for line in sys.stdin:
       case "$(basename "$exe")" in
         golden_cpu-*) args=(--skip bf16_compute --skip bf16_weights --skip lora_bf16 --skip lora_tf32 --skip kv_bf16) ;;
       esac
-      (cd "$dir" && DLP_CPU_NO_AVX512=1 DLP_SKIP_LOG=$avx2_skips "$exe" ${args[@]+"${args[@]}"}) 2>&1 |
-        tee -a "$avx2_results" || rc=$?
+      (cd "$dir" && env "$var=1" DLP_SKIP_LOG="$skips" "$exe" ${args[@]+"${args[@]}"}) 2>&1 |
+        tee -a "$res" || rc=$?
       # A crash prints no result line: count it as a failure all the same.
-      if [ "$rc" -ne 0 ] && ! tail -n 3 "$avx2_results" | grep -q "^test result: FAILED"; then
-        echo "test result: FAILED. 0 passed; 1 failed; ($exe exited with $rc)" >>"$avx2_results"
+      if [ "$rc" -ne 0 ] && ! tail -n 3 "$res" | grep -q "^test result: FAILED"; then
+        echo "test result: FAILED. 0 passed; 1 failed; ($exe exited with $rc)" >>"$res"
       fi
     done
+}
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  rerun_cpu_tests DLP_CPU_NO_AVX512 "$avx2_results" "$avx2_skips"
+fi
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+  rerun_cpu_tests DLP_CPU_NO_AVX2 "$portable_results" "$portable_skips"
 fi

@@ -301,6 +301,7 @@ impl Heads<'_> {
     }
 
     /// The positions any of `rows` attends, `(first, end)`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernels only
     #[inline(always)]
     fn positions_of(&self, rows: std::ops::Range<usize>) -> (usize, usize) {
         rows.map(|r| self.span(r))

@@ -24,7 +24,8 @@ pub fn available() -> bool {
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
-            && std::env::var_os("DLP_CPU_NO_AVX512").is_none_or(|v| v.is_empty() || v == "0")
+            && super::packed_dot::has_avx2()
+            && !super::turned_off("DLP_CPU_NO_AVX512")
     })
 }
 

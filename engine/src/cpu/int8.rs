@@ -491,6 +491,7 @@ thread_local! {
 const GROUP: usize = 8;
 
 /// Blocks whose Q4 minimums a kernel collects before summing them against the activations.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernels only
 const MIN_RUN: usize = 64;
 
 /// `out[rows, n] = x[rows, k] @ dequantise(p)^T` with 8-bit activations; `p` a kind that

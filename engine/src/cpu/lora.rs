@@ -43,6 +43,7 @@ pub struct CpuLora {
     /// A and B^T as f16 bit patterns, when stored in f16.
     pub half: Option<HalfLora>,
     /// A and B as bf16 AMX tiles, for several tokens under `CpuOptions::amx`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernels only
     amx: Option<AmxLora>,
 }
 

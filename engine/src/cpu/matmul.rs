@@ -112,6 +112,7 @@ pub fn matmul(
     }
     match (&w.packed, rows) {
         (None, 1) => gemv(x, w, out),
+        #[cfg(target_arch = "x86_64")]
         (_, r) if super::amx_rows(opts.amx, r) => super::matmul_amx::amx_tiles(x, w, rows, out),
         (Some(p), _) if opts.int8 && super::int8::supports(p.kind, w.cols) => {
             super::int8::matmul(x, w, p, rows, out)

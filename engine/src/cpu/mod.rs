@@ -163,6 +163,7 @@ pub const AMX_MIN_ROWS: usize = 9;
 /// Whether a step of `rows` rows goes to the AMX tile unit when `enabled`
 /// ([`CpuOptions::amx`], or a LoRA stack packed for it): at least [`AMX_MIN_ROWS`] rows, on
 /// a CPU that has AMX.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 kernels only
 pub(super) fn amx_rows(enabled: bool, rows: usize) -> bool {
     enabled && rows >= AMX_MIN_ROWS && amx_available()
 }
@@ -175,8 +176,17 @@ pub fn amx_available() -> bool {
     false
 }
 
+/// Whether the environment variable `name` turns a kernel set off: set, not empty, not `0`.
+/// `DLP_CPU_NO_AVX512=1` leaves the AVX2 kernels; `DLP_CPU_NO_AVX2=1` the portable ones, what a
+/// CPU without AVX2 or an ARM CPU runs (the tests run again under both).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read by the x86 checks only
+fn turned_off(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// The kernels `options` run on this CPU, in words: the vector width (`DLP_CPU_NO_AVX512=1`
-/// turns AVX-512 off), f32 or int8 activations and their integer-dot instruction, AMX.
+/// turns AVX-512 off, `DLP_CPU_NO_AVX2=1` AVX2 too), f32 or int8 activations and their
+/// integer-dot instruction, AMX.
 pub fn kernel_set(options: CpuOptions) -> String {
     #[cfg(target_arch = "x86_64")]
     let simd = if avx512::available() {

@@ -206,6 +206,7 @@ pub(crate) fn has_avx2() -> bool {
         is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
+            && !super::turned_off("DLP_CPU_NO_AVX2")
     })
 }
 

@@ -12,6 +12,7 @@ fn uniform(rnd: &mut impl FnMut() -> u64) -> f32 {
 
 /// Every kernel set the CPU can run, whatever `DLP_CPU_NO_AVX512` says.
 fn kernel_sets() -> Vec<Kernels> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut sets = vec![Kernels::Portable];
     #[cfg(target_arch = "x86_64")]
     if super::super::packed_dot::has_avx2() {
