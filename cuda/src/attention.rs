@@ -201,15 +201,6 @@ pub(crate) fn check_rope_table(
     head_dim: usize,
 ) -> Result<()> {
     check_len("rope", "positions", step.plan.positions.len(), n_tokens)?;
-    let max_pos = step.plan.positions[..n_tokens]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0) as usize;
-    check_len(
-        "rope",
-        "cos_sin",
-        cos_sin.len(),
-        (max_pos + 1) * (head_dim / 2) * 2,
-    )
+    let table = dlp_engine::backend::rope_table_len(&step.plan.positions, n_tokens, head_dim);
+    check_len("rope", "cos_sin", cos_sin.len(), table)
 }

@@ -103,6 +103,14 @@ pub fn check_kv_copy(buf_len: usize, from: usize, to: usize, len: usize) -> Resu
     Ok(())
 }
 
+/// Values a rope table (`Backend::rope`'s layout: rows of head_dim/2 (cos, sin) pairs, one per
+/// position) must hold for the first `n_tokens` of `positions`: up to the largest position's row.
+/// Each backend checks its buffer against it with its own error.
+pub fn rope_table_len(positions: &[u32], n_tokens: usize, head_dim: usize) -> usize {
+    let max_pos = positions[..n_tokens].iter().copied().max().unwrap_or(0) as usize;
+    (max_pos + 1) * (head_dim / 2) * 2
+}
+
 /// A fresh id, unique in this process (never reused): what a recorded step
 /// ([`Backend::run_recorded`]) keys on to know that the buffers it baked in still exist.
 pub fn unique_id() -> u64 {

@@ -88,6 +88,9 @@ pub struct Workspace<B: Backend> {
     logits: B::Buf,
     /// [`Backend::argmax`]'s output, a value per logit row.
     picks: B::Buf,
+    /// What [`Model::forward_argmax`] downloads (its picks, or the rows where the backend
+    /// picks on the host), reused across steps.
+    host: Vec<f32>,
     step: Option<B::Step>,
 }
 
@@ -287,6 +290,7 @@ impl<B: Backend> Model<B> {
             u: b.alloc(t * mix_k * self.max_lora_rank().max(1))?,
             logits: b.alloc(t * c.vocab_size)?,
             picks: b.alloc(t)?,
+            host: Vec::new(),
             step: None,
         })
     }
@@ -358,17 +362,31 @@ impl<B: Backend> Model<B> {
     ) -> Result<()> {
         crate::cpu::argmax::check_vocab(self.config.vocab_size)?;
         picks.clear();
+        // The host copy is the workspace's, reused: decode allocates nothing per token here.
+        let mut host = std::mem::take(&mut ws.host);
+        let r = self.forward_picks(plan, kv, ws, &mut host, picks);
+        ws.host = host;
+        r
+    }
+
+    /// The body of [`Model::forward_argmax`], `host` holding what the step downloads.
+    fn forward_picks(
+        &self,
+        plan: &StepPlan,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+        host: &mut Vec<f32>,
+        picks: &mut Vec<Option<u32>>,
+    ) -> Result<()> {
         if !self.backend.argmax_on_device() {
-            let mut logits = Vec::new();
-            self.forward_into(plan, kv, ws, &mut logits)?;
+            self.forward_into(plan, kv, ws, host)?;
             let vocab = self.config.vocab_size.max(1);
-            picks.extend(logits.chunks(vocab).map(crate::cpu::argmax::pick));
+            picks.extend(host.chunks(vocab).map(crate::cpu::argmax::pick));
             return Ok(());
         }
-        let mut values = Vec::new();
         self.backend
-            .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Argmax(&mut values)))?;
-        for &v in &values {
+            .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Argmax(host)))?;
+        for &v in host.iter() {
             // Anything but an index below the vocabulary is a broken kernel: say so rather
             // than pass a wrong token on.
             let id = v >= 0.0 && v.fract() == 0.0 && (v as usize) < self.config.vocab_size;

@@ -196,6 +196,11 @@ impl SamplingParams {
     }
 
     /// Whether the frequency or presence penalty is on (the sampler then counts its tokens).
+    /// A non-positive or NaN temperature: the best token, no draw.
+    fn is_greedy(&self) -> bool {
+        self.temperature.is_nan() || self.temperature <= 0.0
+    }
+
     fn counts_tokens(&self) -> bool {
         self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
     }
@@ -323,7 +328,7 @@ impl Sampler {
     /// ([`crate::model::Model::forward_argmax`]).
     pub fn picks_argmax(&self) -> bool {
         let p = &self.params;
-        (p.temperature.is_nan() || p.temperature <= 0.0)
+        p.is_greedy()
             && p.logit_bias.is_empty()
             && p.repetition_penalty == 1.0
             && !p.counts_tokens()
@@ -455,7 +460,7 @@ impl Sampler {
         if max == f32::NEG_INFINITY || (nan && nan_fails) {
             return Ok(None); // no usable logit at all, or a broken row
         }
-        let id = if p.temperature.is_nan() || p.temperature <= 0.0 {
+        let id = if p.is_greedy() {
             work.iter().position(|&l| l == max).unwrap_or(0) as u32
         } else {
             self.draw(max)

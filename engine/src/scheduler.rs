@@ -482,9 +482,10 @@ impl<B: Backend> Scheduler<B> {
         let vocab = model.config.vocab_size;
         let capacity = self.cfg.capacity;
         for (i, row) in self.rows.iter().enumerate() {
-            let logits: &[f32] = match argmax {
-                true => &[],
-                false => &self.logits[i * vocab..(i + 1) * vocab],
+            let logits: &[f32] = if argmax {
+                &[]
+            } else {
+                &self.logits[i * vocab..(i + 1) * vocab]
             };
             let Some(r) = self.slots[row.slot].as_mut() else {
                 continue;
@@ -506,9 +507,12 @@ impl<B: Backend> Scheduler<B> {
                 // The first token: `min_tokens` holds these back too.
                 r.sampler.set_end_tokens(eos);
             }
-            let picked = (r.max_tokens > 0).then(|| match argmax {
-                true => Ok(r.sampler.accept_argmax(self.picks[i])),
-                false => sample_next(r, logits),
+            let picked = (r.max_tokens > 0).then(|| {
+                if argmax {
+                    Ok(r.sampler.accept_argmax(self.picks[i]))
+                } else {
+                    sample_next(r, logits)
+                }
             });
             match picked {
                 None => finish = Some(FinishReason::Length),

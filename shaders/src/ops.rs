@@ -223,18 +223,8 @@ impl Backend for WgpuBackend {
         head_dim: usize,
     ) -> Result<()> {
         check_len("rope", "x", x.len, n_tokens * n_heads * head_dim)?;
-        let max_pos = step.plan.positions[..n_tokens]
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0) as usize;
-        // Rows of head_dim/2 (cos, sin) pairs: `Backend::rope`'s layout.
-        check_len(
-            "rope",
-            "cos_sin",
-            cos_sin.len,
-            (max_pos + 1) * (head_dim / 2) * 2,
-        )?;
+        let table = dlp_engine::backend::rope_table_len(&step.plan.positions, n_tokens, head_dim);
+        check_len("rope", "cos_sin", cos_sin.len, table)?;
         let p = RopeP {
             n_tokens: n_tokens as u32,
             n_heads: n_heads as u32,

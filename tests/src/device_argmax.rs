@@ -50,9 +50,10 @@ fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], eos: &[u32], on_de
                 let Event::Token { id, logits, .. } = ev else {
                     return Ok(Control::Continue);
                 };
-                let seen = match logits.is_empty() {
-                    true => &mut run.without_rows,
-                    false => &mut run.with_rows,
+                let seen = if logits.is_empty() {
+                    &mut run.without_rows
+                } else {
+                    &mut run.with_rows
                 };
                 *seen.entry(id).or_default() += 1;
                 // Remix now and then: steps of new mixtures keep picking on the device.

@@ -10,9 +10,12 @@
 
 use dlp_engine::backend::{LinearJob, ResidualNorm};
 use dlp_engine::cpu::CpuBackend;
-use dlp_engine::{Backend, Error, HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
+use dlp_engine::{Backend, Error, HostTensor, NO_ADAPTER};
 mod cases;
+mod inputs;
 mod option_cases;
+
+use inputs::{argmax_rows, lora_host, lora_plan, plan, rope_table, Rng};
 
 pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
@@ -35,35 +38,6 @@ pub enum Outcome {
     Unsupported(String),
 }
 
-/// splitmix64: a seeded generator with no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1], never zero.
-    fn f(&mut self) -> f32 {
-        let u = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
-        let x = 2.0 * u - 1.0;
-        if x == 0.0 {
-            0.5
-        } else {
-            x
-        }
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f()).collect()
-    }
-    fn below(&mut self, n: usize) -> u32 {
-        (self.next() % n.max(1) as u64) as u32
-    }
-}
-
 /// Output names of a `linears` case, one per job.
 const OUT_NAMES: [&str; 4] = ["out0", "out1", "out2", "out3"];
 
@@ -84,31 +58,6 @@ fn written_by_kernel<B: Backend>(b: &B, data: &[f32]) -> dlp_engine::Result<B::B
     let mut dst = b.upload(&vec![0.0; data.len()])?;
     b.add(&mut dst, &src, data.len())?;
     Ok(dst)
-}
-
-fn plan(tokens: usize) -> StepPlan {
-    StepPlan {
-        token_ids: vec![0; tokens],
-        positions: vec![0; tokens],
-        kv_slots: vec![0; tokens],
-        segment_of_token: vec![0; tokens],
-        mix_k: 1,
-        mix_slots: vec![NO_ADAPTER],
-        mix_weights: vec![0.0],
-        logit_rows: Vec::new(),
-    }
-}
-
-/// A random rope table for `positions`: (cos, sin) pairs of random angles, at least
-/// `head_dim` values per position up to the largest (what the backends check).
-fn rope_table(positions: &[u32], head_dim: usize, g: &mut Rng) -> Vec<f32> {
-    let max_pos = *positions.iter().max().unwrap_or(&0) as usize;
-    (0..((max_pos + 1) * head_dim).div_ceil(2))
-        .flat_map(|_| {
-            let a = g.f() * 3.0;
-            [a.cos(), a.sin()]
-        })
-        .collect()
 }
 
 /// Runs one case on `b`, inputs drawn from the case's seed.
@@ -375,41 +324,6 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     })
 }
 
-/// `rows` rows of `vocab` logits in [-1, 1], row `r` with edge `r % 10` of the greedy rule.
-fn argmax_rows(rows: usize, vocab: usize, g: &mut Rng) -> Vec<f32> {
-    let ninf = f32::NEG_INFINITY;
-    let mut out = Vec::with_capacity(rows * vocab);
-    for r in 0..rows {
-        let mut row = g.vec(vocab);
-        let mut at = |g: &mut Rng, v: f32| row[g.below(vocab) as usize] = v;
-        match r % 10 {
-            1 => (0..3).for_each(|_| at(g, 2.0)), // ties above the rest: the first wins
-            2 => {
-                at(g, f32::INFINITY); // counts as f32::MAX: the first of the two wins
-                at(g, f32::MAX);
-            }
-            3 => at(g, f32::NAN), // refused: -1
-            4 => row.fill(ninf),  // refused: -1
-            5 => {
-                row.fill(ninf);
-                let mut at = |g: &mut Rng, v: f32| row[g.below(vocab) as usize] = v;
-                at(g, 0.0);
-                at(g, -0.0); // equal to +0.0: the first wins
-            }
-            6 => row.iter_mut().for_each(|x| *x = (*x * 2.0).round()), // five values
-            7 => {
-                row.fill(ninf);
-                row[vocab - 1] = -3.0e38;
-            }
-            8 => row.iter_mut().for_each(|x| *x *= 1e-39), // subnormals, compared exactly
-            9 => at(g, -f32::NAN), // a NaN with its sign bit set: refused too
-            _ => {}
-        }
-        out.extend(row);
-    }
-    out
-}
-
 fn exec_lora<B: Backend>(
     b: &B,
     m: &Mixture,
@@ -446,51 +360,6 @@ fn exec_lora<B: Backend>(
         }
     }
     Ok(vec![("u", b.download(&u, u_len)?, Some(mask))])
-}
-
-/// A random stack for mixture `m` with `out_dim` outputs: slot ranks as `m` says, stacked
-/// without padding; A and B drawn as bf16 values with `bf16` (for `--cuda-lora-bf16`).
-fn lora_host(m: &Mixture, out_dim: usize, bf16: bool, g: &mut Rng) -> LoraStackHost {
-    let total: usize = m.ranks.iter().map(|&r| r as usize).sum();
-    let mut draw = |n: usize| {
-        let mut v = g.vec(n);
-        if bf16 {
-            v.iter_mut()
-                .for_each(|x| *x = half::bf16::from_f32(*x).to_f32());
-        }
-        v
-    };
-    let (a, bt) = (draw(total * m.in_dim), draw(total * out_dim));
-    let mut offset = Vec::new();
-    let mut at = 0u32;
-    for &r in &m.ranks {
-        offset.push(at);
-        at += r;
-    }
-    LoraStackHost {
-        in_dim: m.in_dim,
-        out_dim,
-        max_rank: *m.ranks.iter().max().unwrap_or(&0) as usize,
-        a,
-        bt,
-        slot_offset: offset,
-        slot_rank: m.ranks.clone(),
-        slot_scale: m.ranks.iter().map(|_| 0.5 + g.f().abs()).collect(),
-    }
-}
-
-/// The step plan of mixture `m`, with random weights for its used entries.
-fn lora_plan(m: &Mixture, g: &mut Rng) -> StepPlan {
-    let mut p = plan(m.segment_of_token.len());
-    p.segment_of_token = m.segment_of_token.clone();
-    p.mix_k = m.k;
-    p.mix_slots = m.slots.clone();
-    p.mix_weights = m
-        .slots
-        .iter()
-        .map(|&s| if s == NO_ADAPTER { 0.0 } else { g.f() })
-        .collect();
-    p
 }
 
 /// NMSE of `got` against `want` over the defined elements, or why it cannot be computed.
