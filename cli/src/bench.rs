@@ -22,6 +22,8 @@ use crate::bench_run::{run_once, Ctx};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
 use crate::pipeline::{encode_prompt, render_prompt};
 use crate::routing::{RouteBy, Routing};
+use dlp_engine::sampler::SamplerError;
+use dlp_engine::SamplingParams;
 use dlp_router::SelectConfig;
 
 /// The prompt used when none is given (about 60 tokens through SmolLM2's chat template).
@@ -31,8 +33,10 @@ produce milk? Explain your reasoning in a few sentences, as a farmer would to a 
 /// Measure dlp-run's speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs
 /// merged weights vs batches, in one interleaved run, reported as ratios.
 ///
-/// Columns: prefill and decode tokens/s over all requests; lat50/lat90: request 0's time
-/// per token (median, p90), counted once every request of the batch is decoding.
+/// Columns: prefill and decode tokens/s over all requests (decode: the forward passes); lat50/
+/// lat90: request 0's time per token (median, p90), counted once every request of the batch
+/// is decoding; pick ms: the host's time a decode step picking the tokens from their logit
+/// rows (sampling, e.g. with --temperature 1; about 0 where greedy picks run on the device).
 ///
 /// Example: dlp-run bench --quick
 ///          dlp-run bench --synthetic-adapters 100 --rank 16 --json bench.json --plot bench.png
@@ -67,6 +71,21 @@ pub struct BenchArgs {
     /// The prompt (rendered through the chat template when the model has one).
     #[arg(long)]
     pub prompt: Option<String>,
+    /// Sample every token at this temperature, as a server's requests do (request i seeded
+    /// with i), instead of the greedy pick; with --top-p, --top-k, --min-p. 0 = greedy, picked
+    /// on the device where the backend does.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// With --temperature: keep the smallest set of tokens whose probability reaches P (1 =
+    /// off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// With --temperature: keep the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// With --temperature: drop tokens less likely than MIN_P times the most likely (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub min_p: f32,
     /// New tokens per request (generation never stops early: EOS is ignored).
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
@@ -214,6 +233,50 @@ fn bench_routing(
     Routing::from_router(router, SelectConfig::default(), RouteBy::Sentence, names).context(what)
 }
 
+/// The run's sampling in words, for the table's first line.
+fn describe_sampling(p: &SamplingParams) -> String {
+    if p.temperature == 0.0 {
+        return "greedy".into();
+    }
+    let mut s = format!("temperature {}", p.temperature);
+    for (on, what) in [
+        (p.top_p < 1.0, format!("top-p {}", p.top_p)),
+        (p.top_k > 0, format!("top-k {}", p.top_k)),
+        (p.min_p > 0.0, format!("min-p {}", p.min_p)),
+    ] {
+        if on {
+            s += &format!(", {what}");
+        }
+    }
+    s
+}
+
+impl BenchArgs {
+    /// The sampling every request of the run shares (its seed aside): greedy, or
+    /// `--temperature` with its filters, each range checked and named by its flag.
+    fn sampling(&self) -> Result<SamplingParams> {
+        let p = SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            ..SamplingParams::default()
+        };
+        if let Err(SamplerError::InvalidParam {
+            field,
+            value,
+            expected,
+        }) = p.validate()
+        {
+            bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
+        }
+        if p.temperature == 0.0 && (p.top_p != 1.0 || p.top_k != 0 || p.min_p != 0.0) {
+            bail!("--top-p, --top-k and --min-p filter a sampled token: give --temperature above 0 with them");
+        }
+        Ok(p)
+    }
+}
+
 impl WithBackend for &BenchArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
@@ -226,6 +289,7 @@ impl WithBackend for &BenchArgs {
         if new_tokens < 2 || rounds == 0 {
             bail!("--new-tokens must be at least 2 and --rounds at least 1");
         }
+        let sampling = args.sampling()?;
         let outputs = [
             ("--json", args.json.as_deref(), false),
             ("--plot", args.plot.as_deref(), true),
@@ -382,6 +446,7 @@ impl WithBackend for &BenchArgs {
             routing: &routing,
             names: &names,
             profile_decode: args.profile_decode,
+            sampling: &sampling,
         };
         let peers = if args.peers {
             Some(bench_peers::Peers::new(
@@ -446,6 +511,7 @@ impl WithBackend for &BenchArgs {
         }
         let report = Report {
             model: path.display().to_string(),
+            sampling: describe_sampling(&sampling),
             backend: loaded.model.backend.name(),
             weights: format!(
                 "{}, LoRA {}{}",

@@ -15,8 +15,10 @@ pub struct Sample {
     pub prefill_secs: f64,
     /// Prompt tokens over all requests.
     pub prefill_tokens: usize,
-    /// Seconds of decode-only steps.
+    /// Seconds of decode-only steps' forward passes.
     pub decode_secs: f64,
+    /// Seconds the host spent picking those steps' tokens from their logit rows.
+    pub decode_pick_secs: f64,
     /// Tokens sampled in decode-only steps, over all requests.
     pub decode_tokens: usize,
     /// Time between consecutive tokens of request 0, once every request of the batch has its
@@ -108,6 +110,16 @@ impl Measured {
         )
     }
 
+    /// Median seconds a decode step spent picking its tokens on the host.
+    pub fn pick_step_secs(&self) -> f64 {
+        median(
+            self.samples
+                .iter()
+                .map(|s| s.decode_pick_secs * self.batch as f64 / s.decode_tokens as f64)
+                .collect(),
+        )
+    }
+
     /// Median prefill throughput, tokens/s.
     pub fn prefill_tps(&self) -> f64 {
         median(
@@ -135,6 +147,8 @@ impl Measured {
 pub struct Report {
     /// Model path.
     pub model: String,
+    /// How tokens were picked, in words (`greedy`, `temperature 1, top-p 0.9`).
+    pub sampling: String,
     /// Backend name.
     pub backend: String,
     /// How the weights are stored.
@@ -231,15 +245,15 @@ impl Report {
     /// The table on stdout; an error where stdout cannot be written.
     pub fn print(&self) -> anyhow::Result<()> {
         outln!(
-            "dlp-run bench: {} on {} (weights: {}), {} adapters (rank {}), prompt {} tokens, {} new tokens, {} rounds, {} threads",
+            "dlp-run bench: {} on {} (weights: {}), {} adapters (rank {}), prompt {} tokens, {} new tokens ({}), {} rounds, {} threads",
             self.model, self.backend, self.weights, self.adapters, self.rank, self.prompt_tokens,
-            self.new_tokens, self.rounds, self.threads
+            self.new_tokens, self.sampling, self.rounds, self.threads
         );
         if let Some(k) = &self.kernels {
             outln!("kernels: {k}");
         }
         outln!(
-            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8}",
+            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8}",
             "scenario",
             "K",
             "batch",
@@ -247,6 +261,7 @@ impl Report {
             "decode t/s",
             "lat50 ms",
             "lat90 ms",
+            "pick ms",
             "vs base"
         );
         let base = self.get("base").map(|b| b.decode_step_secs());
@@ -256,7 +271,7 @@ impl Report {
             let (lat50, lat90) = (m.latency(0.5), m.latency(0.9));
             no_latency |= lat50.is_nan();
             outln!(
-                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8}",
+                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8}",
                 m.name,
                 m.k,
                 m.batch,
@@ -264,6 +279,7 @@ impl Report {
                 figure(m.decode_tps(), 1),
                 figure(lat50 * 1e3, 2),
                 figure(lat90 * 1e3, 2),
+                figure(m.pick_step_secs() * 1e3, 3),
                 figure(rel, 3)
             );
         }
@@ -324,6 +340,7 @@ impl Report {
                     "name": m.name, "k": m.k, "batch": m.batch,
                     "prefill_tokens_per_s": m.prefill_tps(), "decode_tokens_per_s": m.decode_tps(),
                     "decode_step_ms": m.decode_step_secs() * 1e3,
+                    "decode_pick_ms_per_step": m.pick_step_secs() * 1e3,
                     "latency_ms_median": m.latency(0.5) * 1e3, "latency_ms_p90": m.latency(0.9) * 1e3,
                     "rounds": m.samples.len(),
                     "decode_mb_per_token": m.bytes_per_token.map(|b| b as f64 / 1e6),
@@ -332,7 +349,7 @@ impl Report {
             })
             .collect();
         json!({
-            "model": self.model, "backend": self.backend, "weights": self.weights, "kernels": self.kernels,
+            "model": self.model, "sampling": self.sampling, "backend": self.backend, "weights": self.weights, "kernels": self.kernels,
             "adapters": self.adapters, "rank": self.rank, "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens, "rounds": self.rounds, "threads": self.threads,
             "peak_rss_mib": self.peak_rss_mib,

@@ -28,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub names: &'a [String],
     /// `--profile-decode`.
     pub profile_decode: bool,
+    /// `--temperature` and its filters (request `i` is seeded with `i`).
+    pub sampling: &'a SamplingParams,
 }
 
 /// A fixed top-k selection (the token-level scenario compares at the same K as fused K).
@@ -41,10 +43,6 @@ fn top_k(k: usize) -> SelectConfig {
 
 /// One generation of scenario `s`, timed.
 pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> Result<Sample> {
-    let params = SamplingParams {
-        max_tokens: c.new_tokens,
-        ..Default::default()
-    };
     let t_route = Instant::now();
     let (segments_of, k_tok): (Vec<Segments>, usize) = match &s.plan {
         Plan::Fixed { batch, mixes } => (
@@ -76,12 +74,16 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         }
     };
     let route_secs = t_route.elapsed().as_secs_f64();
-    let requests: Vec<GenRequest> = segments_of
-        .into_iter()
-        .map(|segments| GenRequest {
+    let requests: Vec<GenRequest> = (0..)
+        .zip(segments_of)
+        .map(|(seed, segments)| GenRequest {
             prompt: c.ids.to_vec(),
             segments,
-            params: params.clone(),
+            params: SamplingParams {
+                max_tokens: c.new_tokens,
+                seed,
+                ..c.sampling.clone()
+            },
             ..GenRequest::default()
         })
         .collect();
@@ -146,6 +148,7 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         prefill_tokens: stats.prefill_tokens,
         // The first token comes from the prefill step; the rest from decode steps.
         decode_secs: stats.decode_secs,
+        decode_pick_secs: stats.decode_pick_secs,
         decode_tokens: stats.decode_tokens,
         token_latencies: lat,
     })

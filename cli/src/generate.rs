@@ -420,6 +420,7 @@ impl WithBackend for &GenerateArgs {
                     "backend": loaded.model.backend.name(), "batch": requests.len(),
                     "prefill_tokens": stats.prefill_tokens, "prefill_secs": stats.prefill_secs, "prefill_tokens_per_s": prefill_tps,
                     "decode_tokens": stats.decode_tokens, "decode_secs": stats.decode_secs, "decode_tokens_per_s": decode_tps,
+                    "decode_pick_secs": stats.decode_pick_secs,
                     "steps": stats.steps, "peak_rss_mib": peak_rss_mib(),
                 }
             });

@@ -291,8 +291,12 @@ pub struct GenStats {
     pub prefill_secs: f64,
     /// Tokens decoded.
     pub decode_tokens: usize,
-    /// Seconds spent in decode-only steps.
+    /// Seconds spent in decode-only steps' forward passes (their picks on the device
+    /// included, not those on the host).
     pub decode_secs: f64,
+    /// Seconds the host spent picking decode-only steps' tokens from their logit rows
+    /// (sampling, grammars; rows side by side on the host's cores), after the forward pass.
+    pub decode_pick_secs: f64,
     /// Forward passes.
     pub steps: usize,
 }

@@ -6,12 +6,16 @@
 //! treated as the largest finite `f32` (so such tokens win, and share the mass if several). When no
 //! token has a usable logit (all NaN / `-inf`), `try_sample` returns `None` (`sample` token 0).
 
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use crate::constraint::TokenConstraint;
+
+mod draw;
+mod probs;
+#[cfg(test)]
+use draw::nucleus;
 
 /// Tolerance on probability comparisons (top-p cumulative mass, min-p ratio), so that a boundary
 /// given exactly (e.g. `top_p = 0.8` over probabilities `0.5, 0.3, ...`) is not lost to rounding.
@@ -223,6 +227,10 @@ pub struct Sampler {
     work: Vec<f32>,
     /// Surviving candidates: (token id, logit), the logit later replaced by `exp((l - max) / T)`.
     cand: Vec<(u32, f32)>,
+    /// The sums of the probabilities of each block of `work` (the draw's scratch).
+    blocks: Vec<f64>,
+    /// The maxima of chunks of `work` (the selections' scratch).
+    maxima: Vec<f32>,
     /// How often each token was returned, for the frequency and presence penalties (kept only
     /// while one is on).
     counts: HashMap<u32, u32>,
@@ -241,59 +249,6 @@ fn penalize(logit: f32, penalty: f32) -> f32 {
     }
 }
 
-/// Replaces NaN by `-inf`, `+inf` by `f32::MAX` and `-0.0` by `0.0` in place; returns the max
-/// and whether a NaN was seen.
-fn sanitize_max(v: &mut [f32]) -> (f32, bool) {
-    // Not `clamp`, which keeps NaN: `max` ignores a NaN argument. `+ 0.0` turns -0.0 into +0.0.
-    #[allow(clippy::manual_clamp)]
-    let fix = |x: f32| x.max(f32::NEG_INFINITY).min(f32::MAX) + 0.0;
-    let mut lanes = [f32::NEG_INFINITY; 8]; // independent accumulators, so this vectorises
-    let mut nan = [false; 8];
-    let mut chunks = v.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        for ((x, m), n) in chunk.iter_mut().zip(&mut lanes).zip(&mut nan) {
-            *n |= x.is_nan();
-            *x = fix(*x);
-            *m = if *x > *m { *x } else { *m };
-        }
-    }
-    for x in chunks.into_remainder() {
-        nan[0] |= x.is_nan();
-        *x = fix(*x);
-        lanes[0] = lanes[0].max(*x);
-    }
-    let max = lanes.into_iter().fold(f32::NEG_INFINITY, f32::max);
-    (max, nan.contains(&true))
-}
-
-/// Sort key, larger first: value (through its order-preserving bits), then lower id. A total
-/// order on integers, so selections are cheap and deterministic.
-fn rank(c: &(u32, f32)) -> Reverse<u64> {
-    let b = c.1.to_bits();
-    let ordered = if b >> 31 == 1 { !b } else { b | 1 << 31 };
-    Reverse(u64::from(ordered) << 32 | u64::from(!c.0))
-}
-
-/// Top-p by weighted quickselect (O(n) expected, no sort): reorders `cand` so its first `k`
-/// entries are the `k` best (by [`rank`]) and returns the smallest `k` whose mass reaches
-/// `target` (at least 1; all of them if rounding leaves the total short).
-fn nucleus(cand: &mut [(u32, f32)], target: f64) -> usize {
-    // Invariant: cand[..lo] outranks cand[lo..hi], which outranks cand[hi..];
-    // mass(cand[..lo]) = cum < target; the answer lies in (lo, hi].
-    let (mut lo, mut hi, mut cum) = (0, cand.len(), 0.0);
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        cand[lo..hi].select_nth_unstable_by_key(mid - lo, rank);
-        let mass = cum + cand[lo..mid].iter().map(|c| f64::from(c.1)).sum::<f64>();
-        if mass >= target {
-            hi = mid;
-        } else {
-            (lo, cum) = (mid, mass);
-        }
-    }
-    hi
-}
-
 impl Sampler {
     /// Creates a sampler whose RNG is seeded from `params.seed`. Does not validate: call
     /// [`SamplingParams::validate`] first (out-of-range values give unspecified but safe picks;
@@ -305,6 +260,8 @@ impl Sampler {
             rng,
             work: Vec::new(),
             cand: Vec::new(),
+            blocks: Vec::new(),
+            maxima: Vec::new(),
             counts: HashMap::new(),
             returned: 0,
             end_tokens: Vec::new(),
@@ -352,8 +309,9 @@ impl Sampler {
     /// vocabulary are ignored). The frequency and presence penalties count the tokens this
     /// sampler has returned, which are the generated ones: call it once per generated token.
     /// Greedy sampling does not consume randomness. Probabilities are computed in f32 with the
-    /// max subtracted and summed in f64; tokens whose probability underflows f32 (below
-    /// `e^-104` of the best) are skipped.
+    /// max subtracted (a polynomial `exp` within 2 ulp, the same bits on every CPU) and summed
+    /// in f64; tokens below `e^-86` of the best one's (where f32 leaves its normal range) are
+    /// skipped.
     ///
     /// NaN logits are skipped; when no token has a usable logit (all NaN or `-inf`), token 0.
     /// [`Sampler::try_sample`] refuses such rows instead.
@@ -402,6 +360,15 @@ impl Sampler {
         constraint: Option<&mut dyn TokenConstraint>,
     ) -> Result<Option<u32>, String> {
         assert!(!logits.is_empty(), "Sampler::sample: empty logits");
+        if constraint.is_none() && self.picks_argmax() {
+            // Plain greedy: the argmax op's rule (the same pick), without copying the row. It
+            // refuses a row with a NaN, which `sample` skips below instead.
+            let id = crate::cpu::argmax::pick(logits);
+            if id.is_some() || nan_fails {
+                self.returned += usize::from(id.is_some());
+                return Ok(id);
+            }
+        }
         let p = &self.params;
         let work = &mut self.work;
         work.clear();
@@ -456,7 +423,7 @@ impl Sampler {
         if let Some(c) = constraint {
             c.mask(work)?;
         }
-        let (max, nan) = sanitize_max(work);
+        let (max, nan) = probs::sanitize_max(work);
         if max == f32::NEG_INFINITY || (nan && nan_fails) {
             return Ok(None); // no usable logit at all, or a broken row
         }
@@ -470,69 +437,6 @@ impl Sampler {
         }
         self.returned += 1;
         Ok(Some(id))
-    }
-
-    /// A seeded draw from the penalised, sanitised logits in `work` (their max is `max`) at a
-    /// positive temperature, through top-k, top-p and min-p.
-    fn draw(&mut self, max: f32) -> u32 {
-        let p = &self.params;
-        let work = &mut self.work;
-        let temp = p.temperature;
-        let floor = max - 104.0 * temp;
-        let cand = &mut self.cand;
-        cand.clear();
-        let usable = |&(_, l): &(u32, f32)| l >= floor && l > f32::NEG_INFINITY;
-        cand.extend((0..).zip(work.iter().copied()).filter(usable));
-        if p.top_k > 0 && p.top_k < cand.len() {
-            cand.select_nth_unstable_by_key(p.top_k - 1, rank);
-            cand.truncate(p.top_k);
-        }
-        // The best token survives every filter and gets exactly exp(0) = 1.
-        let mut sum = 0.0f64;
-        for c in cand.iter_mut() {
-            c.1 = ((c.1 - max) / temp).exp();
-            sum += f64::from(c.1);
-        }
-
-        if p.top_p < 1.0 {
-            let keep = nucleus(cand, (f64::from(p.top_p) - PROB_EPS) * sum);
-            cand.truncate(keep);
-        }
-
-        if p.top_k > 0 || p.top_p < 1.0 {
-            // Draw in token-id order. Quickselect leaves the kept tokens in an order that
-            // hangs on the logits' last bits, which differ by ~1e-5 between a request alone
-            // and in a batch; a seeded draw walking that order picked other tokens. A few kept
-            // tokens (the usual case) are sorted; many are placed by id in one pass.
-            if cand.len() * 16 < work.len() {
-                cand.sort_unstable_by_key(|c| c.0);
-            } else {
-                work.fill(-1.0);
-                for &(id, q) in cand.iter() {
-                    work[id as usize] = q;
-                }
-                cand.clear();
-                cand.extend((0..).zip(work.iter().copied()).filter(|c| c.1 >= 0.0));
-            }
-        }
-
-        if p.min_p > 0.0 {
-            // The ratio to the best probability does not depend on normalisation.
-            let threshold = (f64::from(p.min_p) - PROB_EPS).min(1.0); // never drops the best
-            cand.retain(|c| f64::from(c.1) >= threshold);
-        }
-
-        let total: f64 = cand.iter().map(|c| f64::from(c.1)).sum();
-        let r = self.rng.random::<f64>() * total;
-        let mut acc = 0.0;
-        for &(id, q) in cand.iter() {
-            acc += f64::from(q);
-            if r < acc {
-                return id;
-            }
-        }
-        // The best token is always a candidate, so `cand` is not empty.
-        cand.last().map_or(0, |c| c.0)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::sampler::Sampler;
 mod forks;
 mod pick;
 
-use pick::sample_next;
+use pick::{sample_rows, set_end_tokens};
 
 /// Sizes of a [`Scheduler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,6 +481,15 @@ impl<B: Backend> Scheduler<B> {
         }
         let vocab = model.config.vocab_size;
         let capacity = self.cfg.capacity;
+        let t_pick = Instant::now();
+        let mut host_picks = if argmax {
+            Vec::new()
+        } else {
+            sample_rows(&mut self.slots, &self.rows, &self.logits, vocab, eos)
+        };
+        if !has_prompt {
+            self.stats.decode_pick_secs += t_pick.elapsed().as_secs_f64();
+        }
         for (i, row) in self.rows.iter().enumerate() {
             let logits: &[f32] = if argmax {
                 &[]
@@ -503,17 +512,12 @@ impl<B: Backend> Scheduler<B> {
             let mut finish = None;
             let mut stop_token = None;
             let mut grammar_error = None;
-            if r.seq.tokens.len() == r.prompt_len && !r.opts.ignore_eos {
-                // The first token: `min_tokens` holds these back too.
-                r.sampler.set_end_tokens(eos);
-            }
-            let picked = (r.max_tokens > 0).then(|| {
-                if argmax {
-                    Ok(r.sampler.accept_argmax(self.picks[i]))
-                } else {
-                    sample_next(r, logits)
-                }
-            });
+            let picked = if argmax {
+                set_end_tokens(r, eos);
+                (r.max_tokens > 0).then(|| Ok(r.sampler.accept_argmax(self.picks[i])))
+            } else {
+                host_picks[i].take()
+            };
             match picked {
                 None => finish = Some(FinishReason::Length),
                 Some(Err(e)) => {

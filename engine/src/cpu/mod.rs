@@ -50,10 +50,10 @@ pub use matmul::dot;
 /// The vector `exp`s' arithmetic ([`avx512::exp16`], [`avx2::exp8`]): `x = n ln2 + r` with ln 2
 /// split in two (Cephes), then `exp(r)` by its Taylor polynomial of degree 7, coefficients
 /// 1/7!, 1/6!, ..., 1/0! in Horner order.
-#[cfg(target_arch = "x86_64")]
-mod exp_poly {
+pub(crate) mod exp_poly {
     pub const LN2_HI: f32 = 0.693_359_4;
     pub const LN2_LO: f32 = -2.121_944_4e-4;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the x86 kernels' only
     pub const TAYLOR: [f32; 8] = [
         1.0 / 5040.0,
         1.0 / 720.0,
@@ -69,6 +69,7 @@ mod exp_poly {
     /// float64 on a dense grid over the normal range, each within 3 ulp of f32 (relative);
     /// returns the worst relative error.
     #[cfg(test)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub fn worst_on_grid(name: &str, lanes: usize, f: impl Fn(&[f32], &mut [f32])) -> f64 {
         let xs: Vec<f32> = (0..200_000)
             .map(|i| -87.0 + 175.0 * i as f32 / 200_000.0)
@@ -174,6 +175,18 @@ pub fn amx_available() -> bool {
     return avx512::available() && amx::available();
     #[cfg(not(target_arch = "x86_64"))]
     false
+}
+
+/// Whether the AVX-512 kernels run here ([`kernel_set`]'s first choice).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512_available() -> bool {
+    avx512::available()
+}
+
+/// Whether the AVX2 kernels run here (AVX2, FMA and F16C, not turned off).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_available() -> bool {
+    packed_dot::has_avx2()
 }
 
 /// Whether the environment variable `name` turns a kernel set off: set, not empty, not `0`.

@@ -481,7 +481,13 @@ fn argmax_picks_what_the_greedy_sampler_picks() {
         for (i, row) in argmax_edge_rows(vocab, vocab as u64).iter().enumerate() {
             let mut s = Sampler::new(SamplingParams::default());
             assert!(s.picks_argmax());
-            let want = s.try_sample(row, &[]);
+            // A bias of 0 changes no logit but takes the sampler's own path, not `pick`.
+            let mut full = Sampler::new(SamplingParams {
+                logit_bias: vec![(0, 0.0)],
+                ..Default::default()
+            });
+            let want = full.try_sample(row, &[]);
+            assert_eq!(s.try_sample(row, &[]), want, "vocab {vocab}, row {i}");
             assert_eq!(
                 crate::cpu::argmax::pick(row),
                 want,

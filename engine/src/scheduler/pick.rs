@@ -1,7 +1,17 @@
 //! How a running sequence's next token is picked: on the device with the step
-//! ([`crate::model::Model::forward_argmax`]) or by its sampler from the step's logit row.
+//! ([`crate::model::Model::forward_argmax`]) or by its sampler from the step's logit row, the
+//! rows of a batch side by side on the host's cores.
 
-use super::Running;
+use rayon::prelude::*;
+
+use super::{Row, Running};
+
+/// A row's pick: `Ok(None)` when no logit is usable, `Err` when the grammar failed.
+pub(super) type Picked = std::result::Result<Option<u32>, String>;
+
+/// Fewest rows sampled on the host that go to the thread pool: one row alone is picked on the
+/// calling thread (a 32K-entry row takes about 50 µs, a hand-off to the pool a few).
+const PARALLEL_ROWS: usize = 2;
 
 impl Running {
     /// Whether this sequence's next token may be picked on the device
@@ -16,10 +26,7 @@ impl Running {
 
 /// The next token of `r` from its logit row, among those its grammar allows (which then
 /// advances past it). `Ok(None)`: no usable logit; `Err`: the grammar failed.
-pub(super) fn sample_next(
-    r: &mut Running,
-    logits: &[f32],
-) -> std::result::Result<Option<u32>, String> {
+fn sample_next(r: &mut Running, logits: &[f32]) -> Picked {
     let Some(c) = r.constraint.as_deref_mut() else {
         return Ok(r.sampler.try_sample(logits, &r.seq.tokens));
     };
@@ -28,4 +35,48 @@ pub(super) fn sample_next(
         c.accept(id)?;
     }
     Ok(picked)
+}
+
+/// The host's picks of a step whose logit rows are `logits` (`[rows.len(), vocab]`): for each
+/// row that samples a running sequence with tokens left, its pick at the row's index, else
+/// `None`. Each sequence has its own sampler, seed and grammar and samples one row a step,
+/// so the rows are picked side by side (rayon) with the tokens one after another would give.
+/// A sequence's first pick holds back `eos` first (for `min_tokens`), unless it ignores them.
+pub(super) fn sample_rows(
+    slots: &mut [Option<Running>],
+    rows: &[Row],
+    logits: &[f32],
+    vocab: usize,
+    eos: &[u32],
+) -> Vec<Option<Picked>> {
+    let mut row_of_slot = vec![None; slots.len()];
+    for (i, row) in rows.iter().enumerate().filter(|(_, row)| row.sample) {
+        row_of_slot[row.slot] = Some(i);
+    }
+    let mut jobs: Vec<(usize, &mut Running)> = (slots.iter_mut().zip(row_of_slot))
+        .filter_map(|(r, i)| Some((i?, r.as_mut()?)))
+        .filter(|(_, r)| r.max_tokens > 0)
+        .collect();
+    let pick = |(i, r): &mut (usize, &mut Running)| {
+        set_end_tokens(r, eos);
+        (*i, sample_next(r, &logits[*i * vocab..(*i + 1) * vocab]))
+    };
+    let picked: Vec<(usize, Picked)> = if jobs.len() >= PARALLEL_ROWS {
+        jobs.par_iter_mut().map(pick).collect()
+    } else {
+        jobs.iter_mut().map(pick).collect()
+    };
+    let mut out = vec![None; rows.len()];
+    for (i, p) in picked {
+        out[i] = Some(p);
+    }
+    out
+}
+
+/// Before a sequence's first token, the end-of-sequence ids its sampler holds back while
+/// `min_tokens` is not reached (not for a sequence that ignores them).
+pub(super) fn set_end_tokens(r: &mut Running, eos: &[u32]) {
+    if r.seq.tokens.len() == r.prompt_len && !r.opts.ignore_eos {
+        r.sampler.set_end_tokens(eos);
+    }
 }
