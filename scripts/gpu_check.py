@@ -59,7 +59,7 @@ bf16c-fast-prefetch: bf16c-fast with lora-prefetch and device-argmax; the narrow
 one of bf16c-fast-prefetch, bf16c-fast or bf16c-exp is the first mode),
 BENCH_ARGS (the benches' scenarios instead of base,single,fused3,batch32 at 64 tokens, 3 rounds),
 PEERS=none
-(skip transformers+PEFT), SERVE=none (skip the serve stage), CTX4K=none (skip the ~4,000-token benches), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
+(skip transformers+PEFT), SERVE=none (skip the serve stage), CTX4K=none (skip the ~4,000-token benches), SAMPLED=none (skip the sampled decode bench: temperature 1, top-p 0.9, base and batch 32), PROFILE_ONLY (the bench scenarios the profilers run, e.g. batch32;
 "none" skips the profile; default base,fused3 for nsys and base for ncu), SWEEP (kernel tuning settings benched on the
 first shape after the first figures, e.g. "default matvec_unroll=8 matvec_warps=4": each a
 DLP_CUDA_TUNE value, cuda/src/tune.rs; "default" for none), LORA_SWEEP (settings lora_bench

@@ -345,6 +345,12 @@ def main():
         ("the probes found bf16c itself failing",
          status.get("speed tiny bf16c-safe") == "not run (bf16c itself fails)"),
         ("the f32 row in the speed table", "| tiny | f32 |" in summary),
+        ("sampled decode benched in the fallback mode, its pick ms in the JSON and the table",
+         status.get("speed tiny sampled-f32") == "pass"
+         and "decode_pick_ms_per_step" in next(
+             (x for x in results.get("bench-tiny-sampled-f32.json", {}).get("scenarios", [])
+              if x["name"] == "batch32"), {})
+         and "| tiny | sampled-f32 |" in summary),
         ("the bench JSON in results.json",
          "scenarios" in results.get("bench-tiny-f32.json", {})),
         ("the Nsight Systems table", "matvec_bf16_r4" in summary.split("Nsight Systems")[-1]),

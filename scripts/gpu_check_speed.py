@@ -168,7 +168,8 @@ def profile(bins, shape, label, flags):
 
 def speed(bins, maker):
     """The benchmarks by priority: each shape's first mode and its peer, the 1B shape at ~4,000
-    tokens of context, the serve stage, the sweep, the profile, the probes where the first mode failed, the other shapes at
+    tokens of context, the serve stage, the profile, the probes where the first mode failed, sampled decode
+    (temperature 1, top-p 0.9; SAMPLED=none skips it), the other shapes at
     ~4,000 tokens, then the other modes shape by shape."""
     run("bench", "lora_bench", [bins["lora_bench"]], os.path.join(LOGS, "lora_bench.log"), 90,
         env=RUST_ENV)
@@ -205,6 +206,11 @@ def speed(bins, maker):
     plan += [(SHAPES[0], "sweep")] if SWEEP else []
     plan += [(SHAPES[0], "profile")] if PROFILE_ONLY != "none" else []
     plan += [(None, "probes")]
+    # Decode as servers' requests sample (the host picks from downloaded rows), on Llama 3's
+    # 128,256-entry vocabulary where the 1B shape runs; after the probes, which may change
+    # the mode it runs in.
+    if os.environ.get("SAMPLED") != "none":
+        plan += [("1b" if "1b" in SHAPES else SHAPES[0], "sampled")]
     # The other shapes at ~4,000 tokens of context too (the issue asks for decode speed there).
     plan += [(s, "ctx4k") for s in SHAPES if s != "1b" and ctx4k]
     plan += [(s, m) for m in rest for s in SHAPES]
@@ -240,12 +246,18 @@ def speed(bins, maker):
                    "--adapters", paths, "--dtype", "bf16", "--repeats", "2",
                    "--json", os.path.join(LOGS, f"peer-{shape}.json")]
             run("speed", f"{shape} peer", cmd, os.path.join(LOGS, f"peer-{shape}.log"), BENCH_CAP)
-        elif mode in ("ctx4k", "profile", "sweep"):
+        elif mode in ("ctx4k", "profile", "sweep", "sampled"):
             label, flags = fallback()
             if mode == "profile":
                 profile(bins, shape, label, flags)
             elif mode == "sweep":
                 sweep(bins, shape, label, flags)
+            elif mode == "sampled":
+                # Temperature 1 and top-p 0.9, as clients often send: the table's pick ms is
+                # the host's time a batch-32 decode step spends sampling.
+                bench(bins, shape, f"sampled-{label}", flags,
+                      ["--only", "base,batch32", "--new-tokens", "32", "--rounds", "1",
+                       "--temperature", "1", "--top-p", "0.9"])
             else:
                 # ~3,900 prompt tokens (7 per sentence with this tokenizer).
                 bench(bins, shape, f"ctx4k-{label}", flags,

@@ -270,6 +270,9 @@ impl BenchArgs {
         {
             bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
         }
+        if p.temperature != 0.0 && self.peers {
+            bail!("--peers with --temperature: the peers decode greedily, so their ratios would set sampled runs against greedy ones; leave one of them out");
+        }
         if p.temperature == 0.0 && (p.top_p != 1.0 || p.top_k != 0 || p.min_p != 0.0) {
             bail!("--top-p, --top-k and --min-p filter a sampled token: give --temperature above 0 with them");
         }

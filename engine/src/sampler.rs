@@ -199,12 +199,12 @@ impl SamplingParams {
         Ok(())
     }
 
-    /// Whether the frequency or presence penalty is on (the sampler then counts its tokens).
     /// A non-positive or NaN temperature: the best token, no draw.
     fn is_greedy(&self) -> bool {
         self.temperature.is_nan() || self.temperature <= 0.0
     }
 
+    /// Whether the frequency or presence penalty is on (the sampler then counts its tokens).
     fn counts_tokens(&self) -> bool {
         self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
     }

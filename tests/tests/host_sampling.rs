@@ -61,7 +61,7 @@ fn sampled_rows_picked_side_by_side_are_each_sequences_own() {
             .collect()
     };
 
-    let run = |threads: usize| -> HashMap<u64, Vec<u32>> {
+    let run = |threads: usize, eos: &[u32]| -> HashMap<u64, Vec<u32>> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -83,13 +83,15 @@ fn sampled_rows_picked_side_by_side_are_each_sequences_own() {
                 sched
                     .add(&model, i as u64, r.clone(), SeqOptions::default())
                     .unwrap();
-                refs.push(Sampler::new(r.params.clone()));
+                let mut reference = Sampler::new(r.params.clone());
+                reference.set_end_tokens(eos);
+                refs.push(reference);
                 context.push(r.prompt.clone());
             }
             let mut tokens: HashMap<u64, Vec<u32>> = HashMap::new();
             while sched.has_work() {
                 sched
-                    .step(&model, &[], |ev| {
+                    .step(&model, eos, |ev| {
                         let Event::Token { id, token, logits } = ev else {
                             return Ok(Control::Continue);
                         };
@@ -105,13 +107,18 @@ fn sampled_rows_picked_side_by_side_are_each_sequences_own() {
             tokens
         })
     };
-    let alone = run(1);
-    let side_by_side = run(4);
+    let alone = run(1, &[]);
+    assert_eq!(alone, run(4, &[]));
     for (id, p) in params.iter().enumerate() {
         assert_eq!(alone[&(id as u64)].len(), p.max_tokens, "sequence {id}");
     }
-    assert_eq!(alone, side_by_side);
     // Seeds and mixtures matter: the same seed under another mixture, another seed.
     assert_ne!(alone[&0], alone[&6]);
     assert_ne!(alone[&0], alone[&1]);
+    // Again with sequence 4's second token as the end-of-sequence token: `min_tokens` holds it
+    // back for its first four (the reference samplers are told the same end token).
+    let eos = [alone[&4][1]];
+    let ended = run(1, &eos);
+    assert_eq!(ended, run(4, &eos));
+    assert!(ended[&4].len() >= 4, "{:?}", ended[&4]);
 }

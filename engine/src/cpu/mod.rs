@@ -47,9 +47,10 @@ use crate::tensor::{HostTensor, Packed};
 
 pub use matmul::dot;
 
-/// The vector `exp`s' arithmetic ([`avx512::exp16`], [`avx2::exp8`]): `x = n ln2 + r` with ln 2
-/// split in two (Cephes), then `exp(r)` by its Taylor polynomial of degree 7, coefficients
-/// 1/7!, 1/6!, ..., 1/0! in Horner order.
+/// The `exp`s' arithmetic: `x = n ln2 + r` with ln 2 split in two (Cephes, [`exp_poly::LN2_HI`],
+/// [`exp_poly::LN2_LO`]; the sampler's `exp_neg` too, on every CPU), then, in the x86 vector
+/// kernels (`avx512::exp16`, `avx2::exp8`), `exp(r)` by its Taylor polynomial of degree 7,
+/// coefficients 1/7!, 1/6!, ..., 1/0! in Horner order.
 pub(crate) mod exp_poly {
     pub const LN2_HI: f32 = 0.693_359_4;
     pub const LN2_LO: f32 = -2.121_944_4e-4;

@@ -51,6 +51,11 @@ pub(super) fn sample_rows(
 ) -> Vec<Option<Picked>> {
     let mut row_of_slot = vec![None; slots.len()];
     for (i, row) in rows.iter().enumerate().filter(|(_, row)| row.sample) {
+        // A sequence samples its last token's row only: one a step.
+        debug_assert!(
+            row_of_slot[row.slot].is_none(),
+            "two sampled rows of one sequence"
+        );
         row_of_slot[row.slot] = Some(i);
     }
     let mut jobs: Vec<(usize, &mut Running)> = (slots.iter_mut().zip(row_of_slot))
