@@ -3,7 +3,8 @@
 //! segment kernels, the SGMV ones (`--cuda-experimental sgmv`) and the tiled ones
 //! (`--cuda-experimental tiled-lora`). Each result is first
 //! checked against the CPU reference; the times are then set against the device-to-device copy
-//! bandwidth measured in the same run. `cargo run --release -p dlp-cuda --example lora_bench`.
+//! bandwidth measured in the same run, and each half is timed alone too (where the pair's
+//! time goes). `cargo run --release -p dlp-cuda --example lora_bench`.
 //!
 //! Bytes counted are the fewest the pair must move: the A and B rows of the adapters the step
 //! uses, x, u written and read, y read and written. Eight LoRA stacks (as eight layers would)
@@ -114,8 +115,15 @@ fn time_ms(
     Ok(times[reps / 2])
 }
 
-/// The pair on `b`: its NMSE against the CPU result `cy` (stack 0), then the median time (ms)
-/// of one pair, cycling the stacks.
+/// Median times (ms) of one pair and of its two halves alone, cycling the stacks.
+struct Times {
+    pair: f64,
+    shrink: f64,
+    expand: f64,
+}
+
+/// The pair on `b`: its NMSE against the CPU result `cy` (stack 0), then its [`Times`]: the
+/// halves alone say which one the pair's time goes to (the next GPU run's first question).
 fn measure(
     b: &CudaBackend,
     hosts: &[LoraStackHost],
@@ -123,7 +131,7 @@ fn measure(
     x_h: &[f32],
     y_h: &[f32],
     cy: &[f32],
-) -> Result<(f64, f64), String> {
+) -> Result<(f64, Times), String> {
     let e = |e: dlp_engine::Error| e.to_string();
     let step = b.upload_step(p, None).map_err(e)?;
     let loras = hosts
@@ -140,18 +148,37 @@ fn measure(
         .map_err(e)?;
     let err = nmse(&b.download(&y, TOKENS * HIDDEN).map_err(e)?, cy);
 
-    // Timing: warm up, then median of 21 repetitions of 50 pairs, cycling the stacks.
-    let mut pair = |i: usize| {
-        let l = &loras[i % STACKS];
-        b.lora_shrink(&x, l, &step, TOKENS, &mut u)
-            .expect("lora_shrink");
-        b.lora_expand(&u, l, &step, TOKENS, &mut y)
-            .expect("lora_expand");
-    };
-    for i in 0..20 {
-        pair(i);
+    // Timing: warm up, then median of 21 repetitions of 50 calls, cycling the stacks.
+    let mut times = [0.0; 3];
+    for (t, halves) in times
+        .iter_mut()
+        .zip([[true, true], [true, false], [false, true]])
+    {
+        let mut call = |i: usize| {
+            let l = &loras[i % STACKS];
+            if halves[0] {
+                b.lora_shrink(&x, l, &step, TOKENS, &mut u)
+                    .expect("lora_shrink");
+            }
+            if halves[1] {
+                b.lora_expand(&u, l, &step, TOKENS, &mut y)
+                    .expect("lora_expand");
+            }
+        };
+        for i in 0..20 {
+            call(i);
+        }
+        *t = time_ms(b, 21, 50, &mut call)?;
     }
-    Ok((err, time_ms(b, 21, 50, &mut pair)?))
+    let [pair, shrink, expand] = times;
+    Ok((
+        err,
+        Times {
+            pair,
+            shrink,
+            expand,
+        },
+    ))
 }
 
 fn run() -> Result<(), String> {
@@ -213,24 +240,30 @@ fn run() -> Result<(), String> {
 
     println!("device            {} ({})", b.device_name(), b.arch());
     println!("shape             hidden {HIDDEN}, {ADAPTERS} adapters r {RANK}, K {K}, {TOKENS} tokens / {SEGMENTS} segments, {} adapters used", used.len());
-    println!("| what                       | time (us) | GB/s    | % of copy |");
-    println!("|----------------------------|-----------|---------|-----------|");
     println!(
-        "| d2d copy 1 GiB             | {:>9.1} | {:>7.0} | {:>8.1}% |",
+        "| what                       | time (us) | GB/s    | % of copy | shrink alone (us) | expand alone (us) |"
+    );
+    println!(
+        "|----------------------------|-----------|---------|-----------|-------------------|-------------------|"
+    );
+    println!(
+        "| d2d copy 1 GiB             | {:>9.1} | {:>7.0} | {:>8.1}% |                   |                   |",
         copy_ms * 1e3,
         copy_gbs,
         100.0
     );
-    for (what, ms) in [
+    for (what, t) in [
         ("lora shrink+expand", ms),
         ("lora shrink+expand (sgmv)", ms_sgmv),
         ("lora shrink+expand (tiled)", ms_tiled),
     ] {
         println!(
-            "| {what:<26} | {:>9.2} | {:>7.0} | {:>8.1}% |",
-            ms * 1e3,
-            gbs(ms),
-            100.0 * gbs(ms) / copy_gbs
+            "| {what:<26} | {:>9.2} | {:>7.0} | {:>8.1}% | {:>17.2} | {:>17.2} |",
+            t.pair * 1e3,
+            gbs(t.pair),
+            100.0 * gbs(t.pair) / copy_gbs,
+            t.shrink * 1e3,
+            t.expand * 1e3
         );
     }
     // f32 kernels agree to rounding; TF32 rounds the products' inputs (about 1e-7 NMSE on
