@@ -1,7 +1,8 @@
 //! Time per logit row of the host sampler ([`Sampler::try_sample`]) at the vocabularies of
 //! Llama 2 (32,000), SmolLM2 (49,152) and Llama 3 (128,256), greedy and sampled as servers'
 //! requests ask. Rows: a bell of width 2.5 with five tokens far above it, as language models
-//! give. `cargo run --release -p dlp-engine --example sampler_bench`.
+//! give. `cargo run --release -p dlp-engine --example sampler_bench` (`ONLY="t 1, top-p 0.95"`
+//! runs that row alone, e.g. under a profiler).
 
 use std::time::Instant;
 
@@ -49,7 +50,11 @@ fn main() {
                 .collect()
         })
         .collect();
+    let only = std::env::var("ONLY").ok();
     for (name, p) in settings {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let mut line = format!("| {name:<16} |");
         for (rows, width) in rows.iter().zip([11, 11, 12]) {
             let mut s = Sampler::new(p.clone());
