@@ -253,11 +253,19 @@ def speed(bins, maker):
             elif mode == "sweep":
                 sweep(bins, shape, label, flags)
             elif mode == "sampled":
-                # Temperature 1 and top-p 0.9, as clients often send: the table's pick ms is
-                # the host's time a batch-32 decode step spends sampling.
-                bench(bins, shape, f"sampled-{label}", flags,
-                      ["--only", "base,batch32", "--new-tokens", "32", "--rounds", "1",
-                       "--temperature", "1", "--top-p", "0.9"])
+                # Temperature 1 (a server's default request: device-sampling draws it on the
+                # GPU where the mode has it), then with top-p 0.9 as clients often send (the
+                # host draws): the table's pick ms is the host's time a batch-32 decode step
+                # spends sampling. Without device-sampling too, where the mode has it.
+                sampled = ["--only", "base,batch32", "--new-tokens", "32", "--rounds", "1",
+                           "--temperature", "1"]
+                bench(bins, shape, f"sampled-{label}", flags, sampled)
+                paths = paths_in(flags)
+                if "device-sampling" in paths:
+                    i = flags.index("--cuda-experimental")
+                    host = with_paths(flags[:i], [p for p in paths if p != "device-sampling"])
+                    bench(bins, shape, f"sampled-{label}-host", host, sampled)
+                bench(bins, shape, f"sampled-top-p-{label}", flags, sampled + ["--top-p", "0.9"])
             else:
                 # ~3,900 prompt tokens (7 per sentence with this tokenizer).
                 bench(bins, shape, f"ctx4k-{label}", flags,

@@ -101,8 +101,13 @@ pub enum CudaExperimental {
     /// logit rows (513 KB a token on Llama 3's vocabulary); the same tokens. Not yet run on a
     /// GPU (so not in fast).
     DeviceArgmax,
+    /// Steps that sample at a temperature alone (no top-k, top-p, min-p, bias or penalty) draw
+    /// their tokens on the GPU from the host sampler's draws and download a value per row; the
+    /// same tokens, bit for bit. Not yet run on a GPU (so not in fast).
+    DeviceSampling,
     /// Every path above but fused-silu, norm-in-matvec and inline-shrink, which measured
-    /// slower on an H200, and lora-prefetch and device-argmax, not yet run on one: the fastest
+    /// slower on an H200, and lora-prefetch, device-argmax and device-sampling, not yet run on
+    /// one: the fastest
     /// set measured there (7B: base decode 257 tok/s, 3 fused adapters 200 tok/s; with all,
     /// 226 and 198).
     Fast,
@@ -112,13 +117,14 @@ pub enum CudaExperimental {
 
 impl CudaExperimental {
     /// The paths `fast` leaves out: the first three each measured slower on an H200 than
-    /// without it; lora-prefetch and device-argmax have not run on a GPU yet.
-    const LEFT_OUT_OF_FAST: [CudaExperimental; 5] = [
+    /// without it; lora-prefetch, device-argmax and device-sampling have not run on a GPU yet.
+    const LEFT_OUT_OF_FAST: [CudaExperimental; 6] = [
         CudaExperimental::FusedSilu,
         CudaExperimental::NormInMatvec,
         CudaExperimental::InlineShrink,
         CudaExperimental::LoraPrefetch,
         CudaExperimental::DeviceArgmax,
+        CudaExperimental::DeviceSampling,
     ];
 
     /// Whether this name turns `path` on: itself, `all`, or `fast` for a path it keeps.
@@ -242,8 +248,8 @@ pub struct ModelArgs {
     /// With --backend cuda: turn on GPU paths written without a GPU (`fast`: the fastest set).
     ///
     /// These are off by default until a GPU run has verified them (scripts/gpu-check.sh). A
-    /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch and
-    /// device-argmax (not yet run on a GPU) passed every CUDA test on an H200, alone and all together (the latest ones
+    /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch,
+    /// device-argmax and device-sampling (not yet run on a GPU) passed every CUDA test on an H200, alone and all together (the latest ones
     /// on the tiny test models only). With --cuda-bf16-compute on a model of Llama-2-7B's shape
     /// there: `fast` decoded 257 tok/s (3 fused adapters: 200), `all` 226 (198), none of them 143.
     /// fused-norm, fused-rope, fused-kv-store, inline-combine, rope-in-attention, fused-silu and
@@ -256,8 +262,9 @@ pub struct ModelArgs {
     /// with its task adapters, measured on the CPU); kv-copy turns serve's prefix sharing on for
     /// CUDA (KV rows copied, not computed: the values a full prompt's computation gives, within
     /// float rounding); device-argmax picks greedy tokens on the GPU by the host sampler's rule
-    /// (the same tokens, tested on the CPU emulator). README.md's Backends section describes each
-    /// path.
+    /// (the same tokens, tested on the CPU emulator), device-sampling draws a temperature's tokens
+    /// there from the host sampler's draws (the same tokens, bit for bit, tested on the CPU
+    /// emulator). README.md's Backends section describes each path.
     #[arg(long, help_heading = CUDA_HEADING, value_enum, value_delimiter = ',',
           value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
@@ -493,7 +500,7 @@ mod tests {
             .copied()
             .filter(|p| !matches!(p, X::All | X::Fast))
             .collect();
-        assert_eq!(paths.len(), 22);
+        assert_eq!(paths.len(), 23);
         for &p in &paths {
             let left_out = matches!(
                 p,
@@ -502,6 +509,7 @@ mod tests {
                     | X::InlineShrink
                     | X::LoraPrefetch
                     | X::DeviceArgmax
+                    | X::DeviceSampling
             );
             assert_eq!(X::Fast.turns_on(p), !left_out, "{p:?}");
             assert!(X::All.turns_on(p) && p.turns_on(p), "{p:?}");

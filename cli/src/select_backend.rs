@@ -226,6 +226,7 @@ fn cuda_backend<J: WithBackend>(
             expand_launch: on(CudaExperimental::ExpandLaunch),
             lora_prefetch: on(CudaExperimental::LoraPrefetch),
             device_argmax: on(CudaExperimental::DeviceArgmax),
+            device_sampling: on(CudaExperimental::DeviceSampling),
         },
         poison_scratch: false,
         tune: None,

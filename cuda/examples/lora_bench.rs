@@ -73,6 +73,7 @@ fn plan(r: &mut impl Rng) -> StepPlan {
             .collect(),
         mix_slots,
         logit_rows: vec![],
+        pick_args: Vec::new(),
     }
 }
 

@@ -32,6 +32,32 @@ __device__ __forceinline__ void argmax_warp(unsigned& best, unsigned& at) {
     }
 }
 
+// The block's best (key, index) of every thread's, returned to every thread. Block size: a
+// multiple of 32 up to 1,024.
+__device__ __forceinline__ void argmax_block(unsigned& best, unsigned& at) {
+    __shared__ unsigned s_key[32], s_at[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    argmax_warp(best, at);
+    if (lane == 0) {
+        s_key[warp] = best;
+        s_at[warp] = at;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        const int warps = blockDim.x >> 5;
+        best = lane < warps ? s_key[lane] : 0u;
+        at = lane < warps ? s_at[lane] : 0xffffffffu;
+        argmax_warp(best, at);
+        if (lane == 0) {
+            s_key[0] = best;
+            s_at[0] = at;
+        }
+    }
+    __syncthreads();
+    best = s_key[0];
+    at = s_at[0];
+}
+
 // Grid: one block per row; any block size that is a multiple of 32 up to 1,024 (the bound keeps
 // the registers a 1,024-thread launch may use).
 extern "C" __global__ void __launch_bounds__(1024) argmax(const float* __restrict__ logits, int vocab,
@@ -56,21 +82,7 @@ extern "C" __global__ void __launch_bounds__(1024) argmax(const float* __restric
         for (int i = threadIdx.x; i < vocab; i += blockDim.x)
             argmax_take(best, at, argmax_key(row[i]), (unsigned)i);
     }
-    __shared__ unsigned s_key[32], s_at[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    argmax_warp(best, at);
-    if (lane == 0) {
-        s_key[warp] = best;
-        s_at[warp] = at;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        const int warps = blockDim.x >> 5;
-        best = lane < warps ? s_key[lane] : 0u;
-        at = lane < warps ? s_at[lane] : 0xffffffffu;
-        argmax_warp(best, at);
-        if (lane == 0)
-            out[blockIdx.x] =
-                (best == ARGMAX_NAN_KEY || best <= ARGMAX_NEG_INF_KEY) ? -1.0f : (float)at;
-    }
+    argmax_block(best, at);
+    if (threadIdx.x == 0)
+        out[blockIdx.x] = (best == ARGMAX_NAN_KEY || best <= ARGMAX_NEG_INF_KEY) ? -1.0f : (float)at;
 }

@@ -134,6 +134,13 @@ pub struct Experimental {
     /// penalise, constrain or report log-probabilities still download their rows. Written
     /// without a GPU; not yet run on one.
     pub device_argmax: bool,
+    /// Steps whose tokens are drawn at a temperature alone (no top-k, top-p, min-p, bias or
+    /// penalty: a server's default request) draw them on the device (`sample`, one block per
+    /// logit row) from the host sampler's uniform draws, and download a value per row instead
+    /// of the rows; greedy rows of such a step pick as `device-argmax`. The same tokens as the
+    /// host, bit for bit (the same probabilities, f64 sums in the same order, the same walk).
+    /// Written without a GPU; not yet run on one.
+    pub device_sampling: bool,
 }
 
 impl Experimental {
@@ -161,6 +168,7 @@ impl Experimental {
         expand_launch: false,
         lora_prefetch: false,
         device_argmax: false,
+        device_sampling: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -186,6 +194,7 @@ impl Experimental {
         expand_launch: true,
         lora_prefetch: true,
         device_argmax: true,
+        device_sampling: true,
     };
 }
 

@@ -311,6 +311,7 @@ mod tests {
             any_lora: true,
             tokens_alone_in_slots: true,
             argmax: false,
+            sample: false,
         }
     }
 

@@ -75,6 +75,7 @@ pub struct Kernels {
     pub(crate) lora_expand_tiled_bf16: CudaFunction,
     pub(crate) logits_norm: CudaFunction,
     pub(crate) argmax: CudaFunction,
+    pub(crate) sample: CudaFunction,
 }
 
 impl Kernels {
@@ -214,6 +215,7 @@ impl Kernels {
             lora_expand_tiled_bf16: get("lora", "lora_expand_tiled_bf16")?,
             logits_norm: get("logits", "logits_norm")?,
             argmax: get("logits", "argmax")?,
+            sample: get("logits", "sample")?,
             _modules: loaded.into_iter().map(|(_, _, m)| m).collect(),
         })
     }

@@ -24,6 +24,7 @@ pub mod nvrtc;
 mod ops;
 pub mod probe;
 pub mod ptx_cache;
+mod sample;
 pub mod sgmv;
 pub mod tune;
 
@@ -117,6 +118,8 @@ pub struct CudaStep {
     pub(crate) mix_slots: CudaSlice<u32>,
     pub(crate) mix_weights: CudaSlice<f32>,
     pub(crate) logit_rows: CudaSlice<u32>,
+    /// [`StepPlan::pick_args`]: each logit row's temperature and draw (`sample`).
+    pub(crate) pick_args: CudaSlice<f32>,
 }
 
 /// The CUDA backend on one device: a context, one stream, the kernels and a cuBLAS handle.
@@ -544,10 +547,11 @@ impl CudaBackend {
                 s.mix_slots,
                 s.mix_weights,
                 s.logit_rows,
+                s.pick_args,
             )
         });
-        let (a, b, c, d, e, f, g) = match r {
-            Some((a, b, c, d, e, f, g)) => (
+        let (a, b, c, d, e, f, g, h) = match r {
+            Some((a, b, c, d, e, f, g, h)) => (
                 Some(a),
                 Some(b),
                 Some(c),
@@ -555,6 +559,7 @@ impl CudaBackend {
                 Some(e),
                 Some(f),
                 Some(g),
+                Some(h),
             ),
             None => Default::default(),
         };
@@ -569,6 +574,7 @@ impl CudaBackend {
             mix_slots: self.put_into(&p.mix_slots, e)?,
             mix_weights: self.put_into(&p.mix_weights, f)?,
             logit_rows: self.put_into(&p.logit_rows, g)?,
+            pick_args: self.put_into(&p.pick_args, h)?,
         })
     }
 

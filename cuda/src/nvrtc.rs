@@ -35,14 +35,17 @@ pub const PRELUDE: &str = concat!(
     "\n"
 );
 
-/// `logits.cu` reuses `norm_row` from `rms_norm.cu`, so it is compiled after it; `argmax.cu`,
-/// the op that reads the logits, shares the module.
+/// `logits.cu` reuses `norm_row` from `rms_norm.cu`, so it is compiled after it; `argmax.cu`
+/// and `sample.cu` (which reuses argmax's keys), the ops that read the logits, share the
+/// module.
 const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/rms_norm.cu"),
     "\n",
     include_str!("../kernels/logits.cu"),
     "\n",
-    include_str!("../kernels/argmax.cu")
+    include_str!("../kernels/argmax.cu"),
+    "\n",
+    include_str!("../kernels/sample.cu")
 );
 
 /// `lora_prefetch.cu`, `sgmv.cu` and `lora_tiled.cu` share `lora.cu`'s entry lookups and pair

@@ -65,6 +65,7 @@ impl Backend for CudaBackend {
             (x.expand_launch, "expand-launch"),
             (x.lora_prefetch, "lora-prefetch"),
             (x.device_argmax, "device-argmax"),
+            (x.device_sampling, "device-sampling"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -585,5 +586,20 @@ impl Backend for CudaBackend {
 
     fn argmax_on_device(&self) -> bool {
         self.options.experimental.device_argmax
+    }
+
+    fn sample(
+        &self,
+        logits: &CudaSlice<f32>,
+        rows: usize,
+        vocab: usize,
+        step: &CudaStep,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.sample_impl(logits, rows, vocab, step, out)
+    }
+
+    fn samples_on_device(&self, vocab: usize) -> bool {
+        self.options.experimental.device_sampling && crate::sample::vocab_fits(vocab)
     }
 }

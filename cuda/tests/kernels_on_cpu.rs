@@ -22,6 +22,8 @@ mod lora_data;
 mod matvec;
 #[path = "kernels_on_cpu/prefetch.rs"]
 mod prefetch;
+#[path = "kernels_on_cpu/sample.rs"]
+mod sample;
 #[path = "kernels_on_cpu/tiled.rs"]
 mod tiled;
 
@@ -38,6 +40,7 @@ fn every_module_builds() {
         "silu_mul",
         "add",
         "argmax",
+        "sample",
     ] {
         module(m, &[], Order::FORWARD).unwrap_or_else(|e| panic!("{e}"));
     }

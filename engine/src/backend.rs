@@ -145,6 +145,8 @@ pub struct StepShape {
     pub tokens_alone_in_slots: bool,
     /// Whether the step ends with [`Backend::argmax`] of its logit rows.
     pub argmax: bool,
+    /// Whether the step ends with [`Backend::sample`] of its logit rows.
+    pub sample: bool,
 }
 
 /// One linear layer for [`Backend::linears`].
@@ -560,5 +562,37 @@ pub trait Backend: Send + Sync + Sized {
     /// the same result): a backend's switch for a kernel not yet verified on hardware.
     fn argmax_on_device(&self) -> bool {
         true
+    }
+
+    /// Each logit row's token at its temperature from a uniform draw the host made: `out[i]`
+    /// = the token of row `i` of `logits` (`[rows, vocab]`) as an f32, or -1 for a refused
+    /// row, with row `i`'s temperature and draw in `step`'s
+    /// [`StepPlan::pick_args`](crate::backend::StepPlan::pick_args). The host sampler's draw
+    /// with no filter, bias or penalty, to the bit ([`crate::cpu::sample::pick_row`]: its
+    /// probabilities, f64 block sums and walk in the same order); temperature 0 is
+    /// [`Backend::argmax`]. A sampled decode step then downloads `rows` values
+    /// ([`crate::model::Model::forward_sample`]). Only where [`Backend::samples_on_device`].
+    ///
+    /// # Errors
+    /// Short buffers or arguments, a vocabulary the backend does not sample, or (by default)
+    /// unsupported.
+    fn sample(
+        &self,
+        logits: &Self::Buf,
+        rows: usize,
+        vocab: usize,
+        step: &Self::Step,
+        out: &mut Self::Buf,
+    ) -> Result<()> {
+        let _ = (logits, rows, vocab, step, out);
+        Err(Error::unsupported(format!("{}: sample", self.name())))
+    }
+
+    /// Whether a step may run [`Backend::sample`] for a vocabulary of `vocab` entries (else
+    /// [`crate::model::Model::forward_sample`] downloads the rows and draws on the host, with
+    /// the same result). Off by default: the draw sums in f64, which WGSL lacks.
+    fn samples_on_device(&self, vocab: usize) -> bool {
+        let _ = vocab;
+        false
     }
 }

@@ -69,6 +69,7 @@ impl PlanBuilder {
         p.mix_slots.clear();
         p.mix_weights.clear();
         p.logit_rows.clear();
+        p.pick_args.clear();
         self.seg_index.clear();
         self.mixtures.clear();
     }
@@ -92,6 +93,11 @@ impl PlanBuilder {
             self.plan.segment_of_token.push(seg);
         }
         (self.plan.token_ids.len() - 1) as u32
+    }
+
+    /// The plan's [`StepPlan::pick_args`], filled by a step that samples on the device.
+    pub(crate) fn pick_args(&mut self) -> &mut Vec<f32> {
+        &mut self.plan.pick_args
     }
 
     /// Fills the mixture table; the plan is then ready.
@@ -358,9 +364,9 @@ pub fn generate_each<B: Backend>(
         share_prefixes: false,
     };
     let mut sched = Scheduler::new(model, cfg)?;
-    // The callback sees ids only: greedy steps may pick on the device.
+    // The callback sees ids only: greedy and plain sampled steps may pick on the device.
     let opts = SeqOptions {
-        greedy_on_device: true,
+        picks_on_device: true,
         ..SeqOptions::default()
     };
     for (i, r) in requests.iter().enumerate() {

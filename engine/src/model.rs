@@ -94,10 +94,12 @@ pub struct Workspace<B: Backend> {
     step: Option<B::Step>,
 }
 
-/// What a step downloads: every logit row, or [`Backend::argmax`]'s pick of each.
+/// What a step downloads: every logit row, or [`Backend::argmax`]'s or [`Backend::sample`]'s
+/// pick of each.
 enum StepOut<'a> {
     Logits(&'a mut Vec<f32>),
     Argmax(&'a mut Vec<f32>),
+    Sample(&'a mut Vec<f32>),
 }
 
 impl<B: Backend> Model<B> {
@@ -369,6 +371,54 @@ impl<B: Backend> Model<B> {
         r
     }
 
+    /// As [`Model::forward_argmax`], but each logit row's token is drawn at its temperature
+    /// from the uniform draw in `plan.pick_args` ([`crate::cpu::sample::push_args`]; 0 picks
+    /// greedily): what [`crate::sampler::Sampler::try_sample`] draws with that temperature, no
+    /// filter, bias or penalty, and that draw ([`crate::sampler::Sampler::device_draw`]).
+    /// Where the backend runs [`Backend::sample`] ([`Backend::samples_on_device`]), a step
+    /// downloads a value per row; elsewhere the rows, drawn from on the host by the same
+    /// function.
+    ///
+    /// # Errors
+    /// [`Model::forward_into`]'s, a vocabulary above 2^24, and `pick_args` not holding a
+    /// temperature and a draw per logit row.
+    pub fn forward_sample(
+        &self,
+        plan: &StepPlan,
+        kv: &mut KvCache<B>,
+        ws: &mut Workspace<B>,
+        picks: &mut Vec<Option<u32>>,
+    ) -> Result<()> {
+        let vocab = self.config.vocab_size;
+        crate::cpu::argmax::check_vocab(vocab)?;
+        let per_row = crate::cpu::sample::ARGS_PER_ROW;
+        if plan.pick_args.len() != plan.logit_rows.len() * per_row {
+            return Err(Error::invalid(format!(
+                "forward_sample: {} pick arguments for {} logit rows (need {per_row} a row)",
+                plan.pick_args.len(),
+                plan.logit_rows.len()
+            )));
+        }
+        picks.clear();
+        let mut host = std::mem::take(&mut ws.host);
+        let r = if self.backend.samples_on_device(vocab) {
+            self.backend
+                .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Sample(&mut host)))
+                .and_then(|()| self.picks_from(&host, picks, "sample"))
+        } else {
+            self.forward_into(plan, kv, ws, &mut host).map(|()| {
+                let (mut work, mut blocks) = (Vec::new(), Vec::new());
+                for (i, row) in host.chunks(vocab.max(1)).enumerate() {
+                    let (t, u) = crate::cpu::sample::row_args(&plan.pick_args, i);
+                    let pick = crate::cpu::sample::pick_row(row, t, u, &mut work, &mut blocks);
+                    picks.push(pick);
+                }
+            })
+        };
+        ws.host = host;
+        r
+    }
+
     /// The body of [`Model::forward_argmax`], `host` holding what the step downloads.
     fn forward_picks(
         &self,
@@ -386,14 +436,21 @@ impl<B: Backend> Model<B> {
         }
         self.backend
             .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Argmax(host)))?;
-        for &v in host.iter() {
-            // Anything but an index below the vocabulary is a broken kernel: say so rather
-            // than pass a wrong token on.
+        self.picks_from(host, picks, "argmax")
+    }
+
+    /// The tokens of a step's downloaded picks (`host`, from the backend's `op`), `None` for
+    /// -1 (a refused row).
+    ///
+    /// # Errors
+    /// A value that is neither a token id nor -1: a broken kernel, said rather than passed on.
+    fn picks_from(&self, host: &[f32], picks: &mut Vec<Option<u32>>, op: &str) -> Result<()> {
+        for &v in host {
             let id = v >= 0.0 && v.fract() == 0.0 && (v as usize) < self.config.vocab_size;
             if !id && v != -1.0 {
                 return Err(Error::Backend {
                     backend: self.backend.name(),
-                    msg: format!("argmax returned {v}, not a token id or -1"),
+                    msg: format!("{op} returned {v}, not a token id or -1"),
                 });
             }
             picks.push(id.then_some(v as u32));
@@ -416,6 +473,7 @@ impl<B: Backend> Model<B> {
         self.check_plan(plan, kv, ws)?;
         let any_lora = plan.mix_slots.iter().any(|&s| s != NO_ADAPTER);
         let argmax = matches!(out, StepOut::Argmax(_));
+        let sample = matches!(out, StepOut::Sample(_));
         let recorded = StepShape {
             workspace: ws.id,
             kv: kv.id,
@@ -427,6 +485,7 @@ impl<B: Backend> Model<B> {
             any_lora,
             tokens_alone_in_slots: plan.tokens_alone_in_slots(),
             argmax,
+            sample,
         };
         let shape = AttnShape {
             n_tokens: t,
@@ -439,16 +498,21 @@ impl<B: Backend> Model<B> {
         let reuse = ws.step.take();
         let ws_step = b.run_recorded(&recorded, plan, reuse, &mut |step| {
             self.launch_step(step, t, any_lora, shape, kv, ws)?;
+            let rows = plan.logit_rows.len();
             if argmax {
-                let rows = plan.logit_rows.len();
                 b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks)?;
+            }
+            if sample {
+                b.sample(&ws.logits, rows, c.vocab_size, step, &mut ws.picks)?;
             }
             Ok(())
         })?;
         let rows = plan.logit_rows.len();
         let out = match out {
             StepOut::Logits(logits) => b.download_into(&ws.logits, rows * c.vocab_size, logits),
-            StepOut::Argmax(values) => b.download_into(&ws.picks, rows, values),
+            StepOut::Argmax(values) | StepOut::Sample(values) => {
+                b.download_into(&ws.picks, rows, values)
+            }
         };
         ws.step = ws_step;
         out

@@ -6,14 +6,14 @@
 //! treated as the largest finite `f32` (so such tokens win, and share the mass if several). When no
 //! token has a usable logit (all NaN / `-inf`), `try_sample` returns `None` (`sample` token 0).
 
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 use crate::constraint::TokenConstraint;
 
 mod draw;
-mod probs;
+pub(crate) mod probs;
 #[cfg(test)]
 use draw::nucleus;
 
@@ -284,9 +284,31 @@ impl Sampler {
     /// back). [`Sampler::accept_argmax`] may then take a pick made elsewhere
     /// ([`crate::model::Model::forward_argmax`]).
     pub fn picks_argmax(&self) -> bool {
+        self.params.is_greedy() && self.keeps_logits()
+    }
+
+    /// The temperature, where the next pick is a plain draw from the raw logits: no top-k,
+    /// top-p or min-p, and what [`Sampler::picks_argmax`] asks besides greediness.
+    /// [`Sampler::device_draw`] then gives the uniform draw it would make, and
+    /// [`Sampler::accept_argmax`] takes the token drawn elsewhere
+    /// ([`crate::model::Model::forward_sample`], the same function).
+    pub fn plain_temperature(&self) -> Option<f32> {
         let p = &self.params;
-        p.is_greedy()
-            && p.logit_bias.is_empty()
+        let plain = !p.is_greedy() && p.top_k == 0 && p.top_p >= 1.0 && p.min_p <= 0.0;
+        (plain && self.keeps_logits()).then_some(p.temperature)
+    }
+
+    /// The uniform draw in `[0, 1)` the next plain draw makes ([`Sampler::plain_temperature`]),
+    /// taken from the seeded generator as the draw here would take it.
+    pub fn device_draw(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
+    /// No logit bias, penalty, allowed-token list or bad words, and `min_tokens` reached (no
+    /// end token held back): the next pick reads the raw logits.
+    fn keeps_logits(&self) -> bool {
+        let p = &self.params;
+        p.logit_bias.is_empty()
             && p.repetition_penalty == 1.0
             && !p.counts_tokens()
             && self.returned >= p.min_tokens
@@ -296,7 +318,8 @@ impl Sampler {
 
     /// Takes a pick made outside, from the raw logits, as [`Sampler::try_sample`]'s own
     /// (`None`: the row was refused): counts it as returned, as a pick here would. Only while
-    /// [`Sampler::picks_argmax`] holds; then it returns what `try_sample` would have.
+    /// [`Sampler::picks_argmax`] holds, or [`Sampler::plain_temperature`] with the draw of
+    /// [`Sampler::device_draw`]; then it returns what `try_sample` would have.
     pub fn accept_argmax(&mut self, pick: Option<u32>) -> Option<u32> {
         if pick.is_some() {
             self.returned += 1;

@@ -23,7 +23,7 @@ use crate::sampler::Sampler;
 mod forks;
 mod pick;
 
-use pick::{sample_rows, set_end_tokens};
+use pick::{device_pick, sample_rows, set_end_tokens, DevicePick};
 
 /// Sizes of a [`Scheduler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +55,11 @@ pub struct SeqOptions {
     /// context): for load tests that need a fixed length (vLLM's `ignore_eos`).
     pub ignore_eos: bool,
     /// The caller reads no logit row of this sequence's tokens: while its sampling is plain
-    /// greedy ([`Sampler::picks_argmax`]), no grammar, and every row of a step is such, the
-    /// step picks on the device ([`Model::forward_argmax`]) and [`Event::Token`]'s `logits`
-    /// is empty.
-    pub greedy_on_device: bool,
+    /// (greedy, [`Sampler::picks_argmax`], or a temperature alone,
+    /// [`Sampler::plain_temperature`]), no grammar, and every row of a step is such, the step
+    /// picks on the device ([`Model::forward_argmax`], [`Model::forward_sample`]) and
+    /// [`Event::Token`]'s `logits` is empty.
+    pub picks_on_device: bool,
 }
 
 /// What a step reports to its callback, one event per logit row.
@@ -82,7 +83,7 @@ pub enum Event<'a> {
         /// The sampled id.
         token: u32,
         /// The logit row it was sampled from (raw model logits); empty where the step picked
-        /// on the device ([`SeqOptions::greedy_on_device`]).
+        /// on the device ([`SeqOptions::picks_on_device`]).
         logits: &'a [f32],
     },
 }
@@ -152,7 +153,8 @@ pub struct Scheduler<B: Backend> {
     builder: PlanBuilder,
     rows: Vec<Row>,
     logits: Vec<f32>,
-    /// A greedy step's picks ([`Model::forward_argmax`]), a row each.
+    /// A step's picks made on the device ([`Model::forward_argmax`],
+    /// [`Model::forward_sample`]), a row each.
     picks: Vec<Option<u32>>,
     /// Totals since creation, as [`crate::generate::generate`] reports them.
     pub stats: GenStats,
@@ -454,21 +456,29 @@ impl<B: Backend> Scheduler<B> {
         report.shared_tokens = self.resolve_forks(model)?;
         report.prompt_tokens = self.plan();
         let has_prompt = report.prompt_tokens > 0;
+        let vocab = model.config.vocab_size;
+        let pick = device_pick(
+            &mut self.slots,
+            &self.rows,
+            vocab,
+            model.backend.samples_on_device(vocab),
+            self.builder.pick_args(),
+        );
         let plan = self.builder.finish();
         report.tokens = plan.n_tokens();
-        // A vocabulary past what an f32 index holds (none real) picks on the host.
-        let argmax = !self.rows.is_empty()
-            && model.config.vocab_size <= crate::cpu::argmax::MAX_VOCAB
-            && self.rows.iter().all(|row| {
-                let r = self.slots[row.slot].as_ref();
-                row.sample && !row.prompt && r.is_some_and(Running::picks_argmax)
-            });
         let t0 = Instant::now();
-        if argmax {
-            model.forward_argmax(plan, &mut self.kv, &mut self.ws, &mut self.picks)?;
-        } else {
-            model.forward_into(plan, &mut self.kv, &mut self.ws, &mut self.logits)?;
+        match pick {
+            DevicePick::Argmax => {
+                model.forward_argmax(plan, &mut self.kv, &mut self.ws, &mut self.picks)?
+            }
+            DevicePick::Sample => {
+                model.forward_sample(plan, &mut self.kv, &mut self.ws, &mut self.picks)?
+            }
+            DevicePick::Host => {
+                model.forward_into(plan, &mut self.kv, &mut self.ws, &mut self.logits)?
+            }
         }
+        let on_device = pick != DevicePick::Host;
         report.secs = t0.elapsed().as_secs_f64();
         // Again now that this step's rows are in: a leader that ends below (its first token
         // an end, `max_tokens` 1) still leaves its prefix to its followers.
@@ -479,10 +489,9 @@ impl<B: Backend> Scheduler<B> {
         } else {
             self.stats.decode_secs += report.secs;
         }
-        let vocab = model.config.vocab_size;
         let capacity = self.cfg.capacity;
         let t_pick = Instant::now();
-        let mut host_picks = if argmax {
+        let mut host_picks = if on_device {
             Vec::new()
         } else {
             sample_rows(&mut self.slots, &self.rows, &self.logits, vocab, eos)
@@ -491,7 +500,7 @@ impl<B: Backend> Scheduler<B> {
             self.stats.decode_pick_secs += t_pick.elapsed().as_secs_f64();
         }
         for (i, row) in self.rows.iter().enumerate() {
-            let logits: &[f32] = if argmax {
+            let logits: &[f32] = if on_device {
                 &[]
             } else {
                 &self.logits[i * vocab..(i + 1) * vocab]
@@ -512,7 +521,7 @@ impl<B: Backend> Scheduler<B> {
             let mut finish = None;
             let mut stop_token = None;
             let mut grammar_error = None;
-            let picked = if argmax {
+            let picked = if on_device {
                 set_end_tokens(r, eos);
                 (r.max_tokens > 0).then(|| Ok(r.sampler.accept_argmax(self.picks[i])))
             } else {
@@ -528,7 +537,7 @@ impl<B: Backend> Scheduler<B> {
                 // No usable logit: the forward pass's fault (a NaN, or nothing finite), or
                 // else the request's masks left nothing.
                 Some(Ok(None))
-                    if argmax
+                    if on_device
                         || logits.iter().any(|x| x.is_nan())
                         || !logits.iter().any(|x| x.is_finite()) =>
                 {

@@ -151,6 +151,7 @@ fn attention_matches_f64_reference() {
             mix_slots: vec![NO_ADAPTER],
             mix_weights: vec![0.0],
             logit_rows: vec![],
+            pick_args: Vec::new(),
         };
         let step = be.upload_step(&plan, None).unwrap();
         let (qb, kb, vb) = (

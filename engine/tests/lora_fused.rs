@@ -195,6 +195,7 @@ fn bad_slot_is_an_error_not_a_panic() {
         mix_slots: vec![5],
         mix_weights: vec![1.0],
         logit_rows: vec![],
+        pick_args: Vec::new(),
     };
     let mut u = vec![0.0; 1];
     let lora = b.upload_lora(&st).unwrap();

@@ -1,7 +1,8 @@
-//! Greedy picks made by the step ([`Model::forward_argmax`], `Backend::argmax`) against picks
-//! made on the host from the downloaded logit rows, through the scheduler, on any backend
+//! Picks made by the step (greedy: [`Model::forward_argmax`], `Backend::argmax`; drawn at a
+//! temperature: [`Model::forward_sample`], `Backend::sample`) against picks made on the host
+//! from the downloaded logit rows, through the scheduler, on any backend
 //! ([`check_device_argmax`]): `tests/device_argmax.rs` runs it on the CPU and on wgpu,
-//! `tests/golden_cuda.rs` on CUDA (`--cuda-experimental device-argmax`).
+//! `tests/golden_cuda.rs` on CUDA (`--cuda-experimental device-argmax`, `device-sampling`).
 
 use std::collections::HashMap;
 
@@ -32,7 +33,7 @@ fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], eos: &[u32], on_de
     };
     let mut sched = Scheduler::new(model, cfg).unwrap();
     let opts = SeqOptions {
-        greedy_on_device: on_device,
+        picks_on_device: on_device,
         ..SeqOptions::default()
     };
     for (i, r) in requests.iter().enumerate() {
@@ -73,15 +74,15 @@ fn run<B: Backend>(model: &Model<B>, requests: &[GenRequest], eos: &[u32], on_de
     run
 }
 
-/// Greedy generation picks the same tokens and ends the same way whether each step picks on
-/// the device or on the host from its downloaded rows: three sequences under different
+/// Generation picks the same tokens and ends the same way whether each step picks on the
+/// device or on the host from its downloaded rows: three greedy sequences under different
 /// mixtures, remixed as they go, one held to `min_tokens` (its first picks, and so the batch's
-/// steps, stay on the host until it is reached) and one that samples (no step that holds it
-/// picks on the device; it ends first); then again with an end-of-sequence token that
-/// sequence 0 meets on the way (the same ends, the same end tokens). The device path really
-/// ran where the backend
-/// runs `argmax` (its tokens came without a logit row), and never for the sampling sequence.
-/// `model` holds fixture `fx`'s adapters (two at least).
+/// steps, stay on the host until it is reached), one that samples at a temperature alone
+/// (drawn on the device where the backend samples there: bit for bit the host's draw) and
+/// one with top-p (never on the device: no step that holds it picks there; it ends first);
+/// then again with an end-of-sequence token that sequence 0 meets on the way (the same ends,
+/// the same end tokens). The device paths really ran where the backend runs them (tokens came
+/// without a logit row). `model` holds fixture `fx`'s adapters (two at least).
 ///
 /// # Panics
 /// Whatever differs, naming the sequence.
@@ -122,11 +123,22 @@ pub fn check_device_argmax<B: Backend>(model: &Model<B>, fx: &Fixture) {
             SamplingParams {
                 temperature: 0.8,
                 seed: 7,
+                ..greedy(9)
+            },
+        ),
+        req(
+            6,
+            [0.2, 0.8],
+            SamplingParams {
+                temperature: 0.9,
+                top_p: 0.9,
+                seed: 11,
                 ..greedy(4)
             },
         ),
     ];
-    let mut eos = vec![];
+    let samples_here = model.backend.samples_on_device(model.config.vocab_size);
+    let (mut eos, mut ends_at) = (vec![], 0);
     for round in ["no end token", "an end token"] {
         let host = run(model, &requests, &eos, false);
         let device = run(model, &requests, &eos, true);
@@ -142,11 +154,27 @@ pub fn check_device_argmax<B: Backend>(model: &Model<B>, fx: &Fixture) {
             let rows = host.without_rows.get(&id);
             assert_eq!(rows, None, "{round}: sequence {id}: rows");
         }
-        let sampled = device.without_rows.get(&3);
-        assert_eq!(sampled, None, "the sampling sequence got its rows");
+        let top_p = device.without_rows.get(&4);
+        assert_eq!(top_p, None, "the top-p sequence got its rows");
+        // The temperature sequence is drawn on the device once the top-p one has ended (4
+        // tokens; its own 9 outlast it), where the backend samples there.
+        let drawn = device.without_rows.get(&3).copied().unwrap_or(0);
+        let tokens = device.outputs[&3].tokens.len();
+        if !samples_here {
+            assert_eq!(
+                drawn, 0,
+                "{round}: sequence 3 drawn on a backend that does not"
+            );
+        } else if eos.is_empty() {
+            assert!(
+                drawn >= 3,
+                "{round}: {drawn} of sequence 3's {tokens} tokens drawn on the device"
+            );
+        }
         let picked_on_device: usize = device.without_rows.values().sum();
-        // Once 3 has ended and 2 has its first three tokens, every step picks on the device
-        // (the end token may end sequences early in the second round).
+        // Once 4 has ended, 2 has its first three tokens and (where the backend does not
+        // sample on the device) 3 has ended, every step picks on the device: 9 tokens at
+        // least (the end token may end sequences early in the second round).
         let enough = if eos.is_empty() { 8 } else { 1 };
         assert!(
             picked_on_device >= enough,
@@ -157,14 +185,27 @@ pub fn check_device_argmax<B: Backend>(model: &Model<B>, fx: &Fixture) {
             model.backend.name(),
             device.with_rows.values().sum::<usize>()
         );
-        // Again with sequence 0's sixth token as the end-of-sequence token: it ends there.
+        // Again with a token of sequence 0 as the end-of-sequence token, one that no sequence
+        // made before it (an earlier end elsewhere would change the batch, and so the last
+        // bits of sequence 0's logits, and a near-tie of a random model could turn): it ends
+        // there. The steps run in lockstep, so index j of every sequence is one step.
         let first = &host.outputs[&0];
         if eos.is_empty() {
-            eos = vec![first.tokens[5]];
+            let fresh = |j: usize| {
+                let t = first.tokens[j];
+                (0..requests.len() as u64).all(|o| {
+                    let made = &host.outputs[&o].tokens;
+                    !made[..(j + usize::from(o != 0)).min(made.len())].contains(&t)
+                })
+            };
+            let j = (3..first.tokens.len()).find(|&j| fresh(j));
+            let j = j.expect("a token of sequence 0 no sequence made before it");
+            eos = vec![first.tokens[j]];
+            ends_at = j;
         } else {
             assert_eq!(
-                first.stop_token,
-                Some(eos[0]),
+                (first.stop_token, first.tokens.len()),
+                (Some(eos[0]), ends_at),
                 "sequence 0 ends at its end token"
             );
         }

@@ -495,6 +495,7 @@ mod experimental {
             let verified = Experimental {
                 device_argmax: true,
                 lora_prefetch: false,
+                device_sampling: false,
                 ..ALL
             };
             for (bf16_compute, experimental) in [(false, alone), (true, verified)] {
@@ -507,6 +508,62 @@ mod experimental {
                 println!("{name}: bf16 compute {bf16_compute}, {experimental:?}");
                 assert!(b.argmax_on_device());
                 check_device_argmax(&fx.load(b).unwrap(), &fx);
+            }
+        }
+
+        #[test]
+        fn tiny_llama() {
+            run_fixture("tiny-llama");
+        }
+
+        #[test]
+        fn tiny_llama3() {
+            run_fixture("tiny-llama3");
+        }
+    }
+
+    /// `device-sampling`: steps that sample at a temperature alone draw their tokens on the GPU
+    /// (`sample`) from the host sampler's draws and must generate what the host draws from
+    /// the same backend's downloaded rows generate, bit for bit ([`check_device_argmax`]'s
+    /// temperature sequence): alone (greedy steps then pick on the host), with
+    /// `device-argmax`, and in the bf16 compute mode with every path run on a GPU so far
+    /// (graphs replay the draw with the step, each step's draws uploaded with its plan).
+    mod device_sampling {
+        use super::*;
+        use dlp_engine::Backend;
+        use dlp_tests::device_argmax::check_device_argmax;
+        use dlp_tests::{fixtures, Fixture};
+
+        fn run_fixture(name: &str) {
+            let Some(dir) = fixtures(name) else { return };
+            let fx = Fixture::open(&dir);
+            let alone = Experimental {
+                device_sampling: true,
+                ..NONE
+            };
+            let with_argmax = Experimental {
+                device_argmax: true,
+                ..alone
+            };
+            let verified = Experimental {
+                device_sampling: true,
+                device_argmax: false,
+                lora_prefetch: false,
+                ..ALL
+            };
+            for (bf16_compute, experimental) in
+                [(false, alone), (false, with_argmax), (true, verified)]
+            {
+                let opts = CudaOptions {
+                    bf16_compute,
+                    experimental,
+                    ..Default::default()
+                };
+                let Some(b) = cuda(opts) else { return };
+                println!("{name}: bf16 compute {bf16_compute}, {experimental:?}");
+                let model = fx.load(b).unwrap();
+                assert!(model.backend.samples_on_device(model.config.vocab_size));
+                check_device_argmax(&model, &fx);
             }
         }
 

@@ -72,6 +72,7 @@ fn the_replay_check_catches_a_step_that_launches_other_work() {
         any_lora: false,
         tokens_alone_in_slots: true,
         argmax: false,
+        sample: false,
     };
     let plan = StepPlan {
         token_ids: vec![0],
@@ -82,6 +83,7 @@ fn the_replay_check_catches_a_step_that_launches_other_work() {
         mix_slots: vec![dlp_engine::NO_ADAPTER],
         mix_weights: vec![0.0],
         logit_rows: vec![0],
+        pick_args: Vec::new(),
     };
     let (mut x, y) = (
         probe.upload(&[1.0; 4]).unwrap(),

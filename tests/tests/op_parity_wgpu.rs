@@ -153,6 +153,7 @@ fn f16_weights_are_stored_rounded() {
                 mix_slots: vec![NO_ADAPTER],
                 mix_weights: vec![0.0],
                 logit_rows: Vec::new(),
+                pick_args: Vec::new(),
             },
             None,
         )

@@ -209,7 +209,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                 prompt_logits: spec.prompt_logprobs.is_some(),
                 ignore_eos: spec.ignore_eos,
                 // A token's logit row is read only for its log-probabilities.
-                greedy_on_device: spec.logprobs.is_none(),
+                picks_on_device: spec.logprobs.is_none(),
             };
             if let Err(e) = sched.add(&self.model, id, req, opts) {
                 failed = Some(ApiError::bad(e.to_string()));

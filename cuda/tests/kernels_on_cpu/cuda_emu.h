@@ -57,6 +57,15 @@ inline int __float_as_int(float f) { return emu_bits<int>(f); }
 inline float __int_as_float(int i) { return emu_bits<float>(i); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
 inline float __expf(float x) { return expf(x); }
+// IEEE round-to-nearest arithmetic, as the GPU's `_rn` intrinsics (built with
+// -ffp-contract=off, so nothing fuses them).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __longlong_as_double(long long v) { return emu_bits<double>(v); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 inline int min(int a, int b) { return a < b ? a : b; }

@@ -77,6 +77,11 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "silu_mul" => vec![include_str!("../../kernels/silu_mul.cu")],
         "add" => vec![include_str!("../../kernels/add.cu")],
         "argmax" => vec![include_str!("../../kernels/argmax.cu")],
+        // As the backend's `logits` module has them: sample.cu reuses argmax's keys.
+        "sample" => vec![
+            include_str!("../../kernels/argmax.cu"),
+            include_str!("../../kernels/sample.cu"),
+        ],
         "selftest" => vec![include_str!("selftest.cu")],
         _ => return None,
     })

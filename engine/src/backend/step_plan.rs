@@ -24,6 +24,10 @@ pub struct StepPlan {
     pub mix_weights: Vec<f32>,
     /// Tokens (indices into the step) whose logits are wanted, in output order.
     pub logit_rows: Vec<u32>,
+    /// What [`crate::backend::Backend::sample`] picks each logit row with, in a step that
+    /// samples on the device ([`crate::model::Model::forward_sample`]): per row, its
+    /// temperature and uniform draw ([`crate::cpu::sample::push_args`]); empty otherwise.
+    pub pick_args: Vec<f32>,
 }
 
 impl StepPlan {
@@ -112,6 +116,7 @@ mod tests {
             mix_slots: vec![crate::NO_ADAPTER],
             mix_weights: vec![0.0],
             logit_rows: vec![],
+            pick_args: Vec::new(),
         }
     }
 

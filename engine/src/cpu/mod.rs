@@ -37,6 +37,7 @@ mod matmul_amx;
 mod packed_dot;
 mod rms_norm;
 mod rope;
+pub mod sample;
 mod silu_mul;
 
 use std::sync::Mutex;
@@ -595,5 +596,20 @@ impl Backend for CpuBackend {
         out: &mut Vec<f32>,
     ) -> Result<()> {
         argmax::argmax(logits, rows, vocab, out)
+    }
+
+    fn sample(
+        &self,
+        logits: &Vec<f32>,
+        rows: usize,
+        vocab: usize,
+        step: &StepPlan,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        sample::sample(logits, rows, vocab, &step.pick_args, out)
+    }
+
+    fn samples_on_device(&self, vocab: usize) -> bool {
+        vocab <= argmax::MAX_VOCAB
     }
 }

@@ -143,6 +143,10 @@ impl Sampler {
             }
             return self.draw_among();
         }
+        if p.top_p >= 1.0 && p.min_p <= 0.0 {
+            let u = self.rng.random::<f64>();
+            return probs::draw_plain(work, max, temp, u, &mut self.blocks);
+        }
         probs::probabilities(work, max, temp, floor, &mut self.blocks);
         let sum: f64 = self.blocks.iter().sum();
         if p.top_p < 1.0 {
@@ -162,15 +166,10 @@ impl Sampler {
             cand.drain(keep..below);
             return self.draw_among();
         }
-        if p.min_p > 0.0 {
-            // A superset, gathered in id order: `draw_among` applies the exact threshold.
-            let least = min_p_threshold(p.min_p) as f32;
-            probs::gather(work, least.next_down(), 0.0, cand);
-            return self.draw_among();
-        }
-        let r = self.rng.random::<f64>() * sum;
-        let last = || work.iter().rposition(|&q| q > 0.0).unwrap_or(0) as u32;
-        probs::walk(work, &self.blocks, r).unwrap_or_else(last)
+        // min-p: a superset, gathered in id order; `draw_among` applies the exact threshold.
+        let least = min_p_threshold(p.min_p) as f32;
+        probs::gather(work, least.next_down(), 0.0, cand);
+        self.draw_among()
     }
 
     /// The draw among the candidates in `cand` (`(id, probability)`, unnormalised, after top-k

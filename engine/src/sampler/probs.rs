@@ -9,22 +9,22 @@
 //! same seed. The vector builds are the same code compiled for wider registers.
 
 /// Tokens per block of [`probabilities`]' sums (the draw finds its block, then walks it).
-pub(super) const BLOCK: usize = 256;
+pub(crate) const BLOCK: usize = 256;
 
 /// Tokens per chunk of [`chunk_maxima`].
-pub(super) const CHUNK: usize = 64;
+pub(crate) const CHUNK: usize = 64;
 
 /// The lowest `(l - max) / T` given a probability: `e^-86` of the best token's, so that every
 /// probability [`exp_neg`] returns, and the power of two it scales by, is a normal f32 (below
 /// about `e^-87.3` they turn subnormal, slow on x86, and soon underflow to 0).
-pub(super) const MIN_EXPONENT: f32 = -86.0;
+pub(crate) const MIN_EXPONENT: f32 = -86.0;
 
 /// `e^x` for `x` in `[MIN_EXPONENT, 0]` (smaller `x`, `-inf` included, gives `e^MIN_EXPONENT`),
 /// within 2 ulp of the exact value: Cephes' `expf` (a range reduction by `ln 2` in two parts
 /// and a degree-5 polynomial on `[-ln 2 / 2, ln 2 / 2]`), with the rounding to an integer and
 /// the power of two taken from the bits of `y + 1.5 * 2^23`, so no branch and no libm call.
 #[inline(always)]
-pub(super) fn exp_neg(x: f32) -> f32 {
+pub(crate) fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     use crate::cpu::exp_poly::{LN2_HI, LN2_LO};
     // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
@@ -50,7 +50,7 @@ pub(super) fn exp_neg(x: f32) -> f32 {
 macro_rules! widest {
     ($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
         $(#[$doc])*
-        pub(super) fn $name($($arg: $ty),*) -> $ret {
+        pub(crate) fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
             fn body($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
@@ -197,7 +197,7 @@ fn sum_lanes(l: &[f64; 8]) -> f64 {
 /// the chunk maxima allow: the `k`-th largest of [`chunk_maxima`] (each of `k` chunks holds a
 /// value at least that large). `None` when there are fewer than `k` chunks. `maxima` is
 /// scratch, reordered.
-pub(super) fn kth_chunk_max(maxima: &mut [f32], k: usize) -> Option<f32> {
+pub(crate) fn kth_chunk_max(maxima: &mut [f32], k: usize) -> Option<f32> {
     if k == 0 || k > maxima.len() {
         return None;
     }
@@ -205,10 +205,28 @@ pub(super) fn kth_chunk_max(maxima: &mut [f32], k: usize) -> Option<f32> {
     Some(*m)
 }
 
+/// The plain draw (no filter) from the sanitised logits in `work` (their max `max`, no NaN) at
+/// temperature `temp > 0`, given the uniform draw `u` in `[0, 1)`: `work` becomes the
+/// probabilities, the token is where `u` times their sum lands ([`walk`]), or the last token
+/// with mass where rounding leaves the sum short. What [`crate::sampler::Sampler`] draws with
+/// no filter, bias or penalty, and what `Backend::sample` computes on a device.
+pub(crate) fn draw_plain(
+    work: &mut [f32],
+    max: f32,
+    temp: f32,
+    u: f64,
+    blocks: &mut Vec<f64>,
+) -> u32 {
+    let floor = max + MIN_EXPONENT * temp;
+    probabilities(work, max, temp, floor, blocks);
+    let r = u * blocks.iter().sum::<f64>();
+    walk(work, blocks, r).unwrap_or_else(|| work.iter().rposition(|&q| q > 0.0).unwrap_or(0) as u32)
+}
+
 /// Where the draw lands: the first token whose running sum of `q` (in id order, block sums
 /// first) exceeds `r`, for `r` below the sum of `blocks` ([`probabilities`]); where rounding
 /// leaves the walk inside the block short of `r`, that block's last token with mass.
-pub(super) fn walk(q: &[f32], blocks: &[f64], r: f64) -> Option<u32> {
+pub(crate) fn walk(q: &[f32], blocks: &[f64], r: f64) -> Option<u32> {
     let mut acc = 0.0f64;
     for (b, &s) in blocks.iter().enumerate() {
         if r < acc + s {

@@ -13,15 +13,76 @@ pub(super) type Picked = std::result::Result<Option<u32>, String>;
 /// calling thread (a 32K-entry row takes about 50 µs, a hand-off to the pool a few).
 const PARALLEL_ROWS: usize = 2;
 
+/// Where a step's tokens are picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DevicePick {
+    /// On the host, from the downloaded rows.
+    Host,
+    /// Greedy, on the device ([`crate::model::Model::forward_argmax`]).
+    Argmax,
+    /// Drawn on the device at each row's temperature ([`crate::model::Model::forward_sample`]).
+    Sample,
+}
+
 impl Running {
-    /// Whether this sequence's next token may be picked on the device
-    /// ([`super::SeqOptions::greedy_on_device`]).
-    pub(super) fn picks_argmax(&self) -> bool {
-        self.opts.greedy_on_device
-            && self.max_tokens > 0
-            && self.constraint.is_none()
-            && self.sampler.picks_argmax()
+    /// The temperature at which this sequence's next token may be picked on the device
+    /// ([`super::SeqOptions::picks_on_device`]): 0 for a greedy pick, else a plain draw.
+    pub(super) fn device_temperature(&self) -> Option<f32> {
+        if !self.opts.picks_on_device || self.max_tokens == 0 || self.constraint.is_some() {
+            return None;
+        }
+        if self.sampler.picks_argmax() {
+            return Some(0.0);
+        }
+        self.sampler.plain_temperature()
     }
+}
+
+/// Where the step whose logit rows are `rows` picks its tokens: on the device when every row
+/// samples a sequence that may be picked there, greedy ones by argmax, and where one of them
+/// samples at a temperature, drawn (where the backend `samples_on_device`; each row's
+/// temperature and its sampler's draw into `args`: [`crate::cpu::sample::push_args`]).
+pub(super) fn device_pick(
+    slots: &mut [Option<Running>],
+    rows: &[Row],
+    vocab: usize,
+    samples_on_device: bool,
+    args: &mut Vec<f32>,
+) -> DevicePick {
+    // A vocabulary past what an f32 index holds (none real) picks on the host.
+    if rows.is_empty() || vocab > crate::cpu::argmax::MAX_VOCAB {
+        return DevicePick::Host;
+    }
+    let temperature = |row: &Row| {
+        let r = slots[row.slot].as_ref()?;
+        (row.sample && !row.prompt).then(|| r.device_temperature())?
+    };
+    let mut sampled = false;
+    for row in rows {
+        match temperature(row) {
+            None => return DevicePick::Host,
+            Some(t) => sampled |= t > 0.0,
+        }
+    }
+    if !sampled {
+        return DevicePick::Argmax;
+    }
+    if !samples_on_device {
+        // The host draws from the downloaded rows, side by side ([`sample_rows`]).
+        return DevicePick::Host;
+    }
+    args.clear();
+    for row in rows {
+        let r = slots[row.slot].as_mut().expect("checked above");
+        let t = r.device_temperature().expect("checked above");
+        let draw = if t > 0.0 {
+            r.sampler.device_draw()
+        } else {
+            0.0
+        };
+        crate::cpu::sample::push_args(t, draw, args);
+    }
+    DevicePick::Sample
 }
 
 /// The next token of `r` from its logit row, among those its grammar allows (which then

@@ -45,6 +45,7 @@ pub(super) fn plan(tokens: usize) -> StepPlan {
         mix_slots: vec![NO_ADAPTER],
         mix_weights: vec![0.0],
         logit_rows: Vec::new(),
+        pick_args: Vec::new(),
     }
 }
 
