@@ -35,8 +35,10 @@ produce milk? Explain your reasoning in a few sentences, as a farmer would to a 
 ///
 /// Columns: prefill and decode tokens/s over all requests (decode: the forward passes); lat50/
 /// lat90: request 0's time per token (median, p90), counted once every request of the batch
-/// is decoding; pick ms: the host's time a decode step picking the tokens from their logit
-/// rows (sampling, e.g. with --temperature 1; about 0 where greedy picks run on the device).
+/// is decoding; pick ms: the host's time a decode step spends picking the tokens from their
+/// logit rows (sampling with filters, e.g. --temperature 1 --top-p 0.9; about 0 where the
+/// step picks them itself: greedy, and a temperature alone on the CPU or with
+/// --cuda-experimental device-sampling).
 ///
 /// Example: dlp-run bench --quick
 ///          dlp-run bench --synthetic-adapters 100 --rank 16 --json bench.json --plot bench.png

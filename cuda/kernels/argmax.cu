@@ -33,7 +33,8 @@ __device__ __forceinline__ void argmax_warp(unsigned& best, unsigned& at) {
 }
 
 // The block's best (key, index) of every thread's, returned to every thread. Block size: a
-// multiple of 32 up to 1,024.
+// multiple of 32 up to 1,024. Once per kernel: no barrier follows the final read (256 bytes
+// of static shared memory, which cuda/src/sample.rs counts).
 __device__ __forceinline__ void argmax_block(unsigned& best, unsigned& at) {
     __shared__ unsigned s_key[32], s_at[32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

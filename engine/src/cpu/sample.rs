@@ -15,7 +15,9 @@ use crate::sampler::probs;
 /// bit for bit by f32 buffers.
 pub const ARGS_PER_ROW: usize = 3;
 
-/// Appends one row's [`ARGS_PER_ROW`] values to `out`.
+/// Appends one row's [`ARGS_PER_ROW`] values to `out`. The draw's halves are bit patterns,
+/// some of them NaNs: buffers copy them as they are (x86-64, ARM and GPUs do; x87 arithmetic
+/// would not, and none touches them).
 pub fn push_args(temperature: f32, draw: f64, out: &mut Vec<f32>) {
     let bits = draw.to_bits();
     out.extend([
@@ -53,16 +55,29 @@ pub fn sample(
         out[..rows].fill(-1.0);
         return Ok(());
     }
-    (logits.par_chunks(vocab).zip(&mut out[..rows]))
-        .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(work, blocks), (i, (row, o))| {
-                let (temperature, draw) = row_args(args, i);
-                *o = pick_row(row, temperature, draw, work, blocks).map_or(-1.0, |t| t as f32);
-            },
-        );
+    let one = |i: usize, row: &[f32], o: &mut f32| {
+        SCRATCH.with_borrow_mut(|(work, blocks)| {
+            let (temperature, draw) = row_args(args, i);
+            *o = pick_row(row, temperature, draw, work, blocks).map_or(-1.0, |t| t as f32);
+        })
+    };
+    if rows == 1 {
+        // One row on the calling thread (a hand-off to the pool costs about what a small
+        // vocabulary's draw does).
+        one(0, &logits[..vocab], &mut out[0]);
+    } else {
+        (logits.par_chunks(vocab).zip(&mut out[..rows]))
+            .enumerate()
+            .for_each(|(i, (row, o))| one(i, row, o));
+    }
     Ok(())
+}
+
+thread_local! {
+    /// A thread's scratch for [`pick_row`], kept between steps (a vocabulary-sized copy).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f64>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
 }
 
 /// One row's token: the greedy pick ([`pick`]) where `temperature` is not above 0, else the
@@ -148,7 +163,7 @@ mod tests {
             sample(&logits, rows.len(), vocab, &args, &mut out).unwrap();
             assert_eq!(out, want, "seed {seed}");
             assert_eq!(&out[1..3], &[-1.0, -1.0]);
-            sampled += usize::from(out[0] != out[4]);
+            sampled += usize::from(Some(out[0] as u32) != pick(&rows[0]));
         }
         assert!(
             sampled > 30,
@@ -177,5 +192,8 @@ mod tests {
         assert_eq!(t(|p| p.repetition_penalty = 1.1), None);
         assert_eq!(t(|p| p.min_tokens = 1), None);
         assert_eq!(t(|p| p.allowed_token_ids = vec![2]), None);
+        assert_eq!(t(|p| p.presence_penalty = 0.5), None);
+        assert_eq!(t(|p| p.frequency_penalty = 0.5), None);
+        assert_eq!(t(|p| p.bad_words_ids = vec![vec![3]]), None);
     }
 }

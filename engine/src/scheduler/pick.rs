@@ -75,6 +75,8 @@ pub(super) fn device_pick(
     for row in rows {
         let r = slots[row.slot].as_mut().expect("checked above");
         let t = r.device_temperature().expect("checked above");
+        // Drawn before the step: a row the device then refuses (a NaN) has used a draw the
+        // host would not have, but that sequence ends there (`FinishReason::NonFinite`).
         let draw = if t > 0.0 {
             r.sampler.device_draw()
         } else {
