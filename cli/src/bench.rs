@@ -18,12 +18,10 @@ use serde_json::Value;
 use crate::bench_memory::MemoryModel;
 use crate::bench_peers;
 use crate::bench_report::{self, Measured, Report};
-use crate::bench_run::{run_once, Ctx};
+use crate::bench_run::{describe_sampling, run_once, Ctx};
 use crate::common::{load, Loaded, ModelArgs, WithBackend};
 use crate::pipeline::{encode_prompt, render_prompt};
 use crate::routing::{RouteBy, Routing};
-use dlp_engine::sampler::SamplerError;
-use dlp_engine::SamplingParams;
 use dlp_router::SelectConfig;
 
 /// The prompt used when none is given (about 60 tokens through SmolLM2's chat template).
@@ -233,53 +231,6 @@ fn bench_routing(
             format!("--router {}", d.display())
         });
     Routing::from_router(router, SelectConfig::default(), RouteBy::Sentence, names).context(what)
-}
-
-/// The run's sampling in words, for the table's first line.
-fn describe_sampling(p: &SamplingParams) -> String {
-    if p.temperature == 0.0 {
-        return "greedy".into();
-    }
-    let mut s = format!("temperature {}", p.temperature);
-    for (on, what) in [
-        (p.top_p < 1.0, format!("top-p {}", p.top_p)),
-        (p.top_k > 0, format!("top-k {}", p.top_k)),
-        (p.min_p > 0.0, format!("min-p {}", p.min_p)),
-    ] {
-        if on {
-            s += &format!(", {what}");
-        }
-    }
-    s
-}
-
-impl BenchArgs {
-    /// The sampling every request of the run shares (its seed aside): greedy, or
-    /// `--temperature` with its filters, each range checked and named by its flag.
-    fn sampling(&self) -> Result<SamplingParams> {
-        let p = SamplingParams {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            min_p: self.min_p,
-            ..SamplingParams::default()
-        };
-        if let Err(SamplerError::InvalidParam {
-            field,
-            value,
-            expected,
-        }) = p.validate()
-        {
-            bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
-        }
-        if p.temperature != 0.0 && self.peers {
-            bail!("--peers with --temperature: the peers decode greedily, so their ratios would set sampled runs against greedy ones; leave one of them out");
-        }
-        if p.temperature == 0.0 && (p.top_p != 1.0 || p.top_k != 0 || p.min_p != 0.0) {
-            bail!("--top-p, --top-k and --min-p filter a sampled token: give --temperature above 0 with them");
-        }
-        Ok(p)
-    }
 }
 
 impl WithBackend for &BenchArgs {

@@ -3,14 +3,15 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use dlp_engine::generate::{generate, Control, GenRequest, Segments, DEFAULT_STEP_TOKENS};
 use dlp_engine::model::Model;
+use dlp_engine::sampler::SamplerError;
 use dlp_engine::Backend;
 use dlp_engine::SamplingParams;
 use dlp_router::SelectConfig;
 
-use crate::bench::{Plan, Scenario};
+use crate::bench::{BenchArgs, Plan, Scenario};
 use crate::bench_report::Sample;
 use crate::routing::{Routing, SentenceTracker};
 
@@ -152,4 +153,51 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         decode_tokens: stats.decode_tokens,
         token_latencies: lat,
     })
+}
+
+/// The run's sampling in words, for the table's first line.
+pub(crate) fn describe_sampling(p: &SamplingParams) -> String {
+    if p.temperature == 0.0 {
+        return "greedy".into();
+    }
+    let mut s = format!("temperature {}", p.temperature);
+    for (on, what) in [
+        (p.top_p < 1.0, format!("top-p {}", p.top_p)),
+        (p.top_k > 0, format!("top-k {}", p.top_k)),
+        (p.min_p > 0.0, format!("min-p {}", p.min_p)),
+    ] {
+        if on {
+            s += &format!(", {what}");
+        }
+    }
+    s
+}
+
+impl BenchArgs {
+    /// The sampling every request of the run shares (its seed aside): greedy, or
+    /// `--temperature` with its filters, each range checked and named by its flag.
+    pub(crate) fn sampling(&self) -> Result<SamplingParams> {
+        let p = SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            ..SamplingParams::default()
+        };
+        if let Err(SamplerError::InvalidParam {
+            field,
+            value,
+            expected,
+        }) = p.validate()
+        {
+            bail!("--{} {value}: must be {expected}", field.replace('_', "-"));
+        }
+        if p.temperature != 0.0 && self.peers {
+            bail!("--peers with --temperature: the peers decode greedily, so their ratios would set sampled runs against greedy ones; leave one of them out");
+        }
+        if p.temperature == 0.0 && (p.top_p != 1.0 || p.top_k != 0 || p.min_p != 0.0) {
+            bail!("--top-p, --top-k and --min-p filter a sampled token: give --temperature above 0 with them");
+        }
+        Ok(p)
+    }
 }

@@ -199,6 +199,39 @@ impl Experimental {
 }
 
 impl Experimental {
+    /// The `--cuda-experimental` names of the paths that are on, in the flag's order.
+    pub fn names_on(&self) -> Vec<&'static str> {
+        let x = self;
+        [
+            (x.decode_matvec, "decode-matvec"),
+            (x.fused_lora, "fused-lora"),
+            (x.wide_grids, "wide-grids"),
+            (x.split_attention, "split-attention"),
+            (x.graphs, "graphs"),
+            (x.sgmv, "sgmv"),
+            (x.fused_norm, "fused-norm"),
+            (x.fused_rope, "fused-rope"),
+            (x.fused_kv_store, "fused-kv-store"),
+            (x.fused_shrink, "fused-shrink"),
+            (x.dependent_launch, "dependent-launch"),
+            (x.batch_lora, "batch-lora"),
+            (x.inline_shrink, "inline-shrink"),
+            (x.tiled_lora, "tiled-lora"),
+            (x.inline_combine, "inline-combine"),
+            (x.rope_in_attention, "rope-in-attention"),
+            (x.fused_silu, "fused-silu"),
+            (x.norm_in_matvec, "norm-in-matvec"),
+            (x.kv_copy, "kv-copy"),
+            (x.expand_launch, "expand-launch"),
+            (x.lora_prefetch, "lora-prefetch"),
+            (x.device_argmax, "device-argmax"),
+            (x.device_sampling, "device-sampling"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect()
+    }
+
     /// The paths that are on but do nothing, each with what it needs: a path that rides on
     /// another, without it, or the decode matvec without bf16 weights to read (`bf16_storage`:
     /// [`crate::CudaOptions::bf16_storage`]). The backend's description names them inactive.

@@ -26,14 +26,14 @@ pub mod probe;
 pub mod ptx_cache;
 mod sample;
 pub mod sgmv;
+mod step;
 pub mod tune;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
-use dlp_engine::backend::StepPlan;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use dlp_engine::{Error, Result};
 
 pub use counts::LaunchCounts;
@@ -41,6 +41,7 @@ pub use experimental::Experimental;
 pub use kernels::Kernels;
 pub use linears::NORM_FOLD_MAX_ROWS;
 pub use lora::CudaLora;
+pub use step::CudaStep;
 
 /// A 2-D weight `[rows, cols]` in device memory: f32, or bf16 with
 /// [`CudaOptions::bf16_weights`].
@@ -102,24 +103,6 @@ impl CudaOptions {
     pub fn bf16_storage(&self) -> bool {
         self.bf16_weights || self.bf16_compute
     }
-}
-
-/// A [`StepPlan`] on the device; the host copy is kept for the index checks the CPU makes.
-pub struct CudaStep {
-    pub(crate) plan: StepPlan,
-    pub(crate) token_ids: CudaSlice<u32>,
-    pub(crate) positions: CudaSlice<u32>,
-    pub(crate) kv_slots: CudaSlice<u32>,
-    pub(crate) segment_of_token: CudaSlice<u32>,
-    /// `plan.mix_k` as the kernels' `int` parameter (checked at upload).
-    pub(crate) mix_k_int: i32,
-    /// [`StepPlan::tokens_alone_in_slots`], found once at upload.
-    pub(crate) tokens_alone: bool,
-    pub(crate) mix_slots: CudaSlice<u32>,
-    pub(crate) mix_weights: CudaSlice<f32>,
-    pub(crate) logit_rows: CudaSlice<u32>,
-    /// [`StepPlan::pick_args`]: each logit row's temperature and draw (`sample`).
-    pub(crate) pick_args: CudaSlice<f32>,
 }
 
 /// The CUDA backend on one device: a context, one stream, the kernels and a cuBLAS handle.
@@ -499,83 +482,6 @@ impl CudaBackend {
                 .map_err(|e| err(format!("{op}: after the kernel: {e}")))?;
         }
         Ok(())
-    }
-
-    /// A device copy of `data` (at least one element: CUDA allocates nothing for zero).
-    pub(crate) fn put<T: DeviceRepr + ValidAsZeroBits>(&self, data: &[T]) -> Result<CudaSlice<T>> {
-        if data.is_empty() {
-            return self
-                .stream
-                .alloc_zeros::<T>(1)
-                .map_err(|e| err(format!("alloc: {e}")));
-        }
-        self.stream
-            .clone_htod(data)
-            .map_err(|e| err(format!("upload of {} values: {e}", data.len())))
-    }
-
-    /// Like [`Self::put`], writing into `reuse` when it is large enough.
-    fn put_into<T: DeviceRepr + ValidAsZeroBits>(
-        &self,
-        data: &[T],
-        reuse: Option<CudaSlice<T>>,
-    ) -> Result<CudaSlice<T>> {
-        match reuse {
-            Some(mut r) if r.len() >= data.len().max(1) => {
-                if !data.is_empty() {
-                    self.stream
-                        .memcpy_htod(data, &mut r.slice_mut(0..data.len()))
-                        .map_err(|e| err(format!("upload of {} values: {e}", data.len())))?;
-                }
-                Ok(r)
-            }
-            _ => self.put(data),
-        }
-    }
-
-    pub(crate) fn upload_step_impl(
-        &self,
-        p: &StepPlan,
-        reuse: Option<CudaStep>,
-    ) -> Result<CudaStep> {
-        let r = reuse.map(|s| {
-            (
-                s.token_ids,
-                s.positions,
-                s.kv_slots,
-                s.segment_of_token,
-                s.mix_slots,
-                s.mix_weights,
-                s.logit_rows,
-                s.pick_args,
-            )
-        });
-        let (a, b, c, d, e, f, g, h) = match r {
-            Some((a, b, c, d, e, f, g, h)) => (
-                Some(a),
-                Some(b),
-                Some(c),
-                Some(d),
-                Some(e),
-                Some(f),
-                Some(g),
-                Some(h),
-            ),
-            None => Default::default(),
-        };
-        Ok(CudaStep {
-            plan: p.clone(),
-            token_ids: self.put_into(&p.token_ids, a)?,
-            positions: self.put_into(&p.positions, b)?,
-            kv_slots: self.put_into(&p.kv_slots, c)?,
-            segment_of_token: self.put_into(&p.segment_of_token, d)?,
-            mix_k_int: launch::int("upload_step", p.mix_k)?,
-            tokens_alone: p.tokens_alone_in_slots(),
-            mix_slots: self.put_into(&p.mix_slots, e)?,
-            mix_weights: self.put_into(&p.mix_weights, f)?,
-            logit_rows: self.put_into(&p.logit_rows, g)?,
-            pick_args: self.put_into(&p.pick_args, h)?,
-        })
     }
 
     /// `cuda:<ordinal>`.

@@ -42,34 +42,7 @@ impl Backend for CudaBackend {
         if o.kv_bf16 {
             mode += ", KV cache bf16";
         }
-        let on: Vec<&str> = [
-            (x.decode_matvec, "decode-matvec"),
-            (x.fused_lora, "fused-lora"),
-            (x.wide_grids, "wide-grids"),
-            (x.split_attention, "split-attention"),
-            (x.graphs, "graphs"),
-            (x.sgmv, "sgmv"),
-            (x.fused_norm, "fused-norm"),
-            (x.fused_rope, "fused-rope"),
-            (x.fused_kv_store, "fused-kv-store"),
-            (x.fused_shrink, "fused-shrink"),
-            (x.dependent_launch, "dependent-launch"),
-            (x.batch_lora, "batch-lora"),
-            (x.inline_shrink, "inline-shrink"),
-            (x.tiled_lora, "tiled-lora"),
-            (x.inline_combine, "inline-combine"),
-            (x.rope_in_attention, "rope-in-attention"),
-            (x.fused_silu, "fused-silu"),
-            (x.norm_in_matvec, "norm-in-matvec"),
-            (x.kv_copy, "kv-copy"),
-            (x.expand_launch, "expand-launch"),
-            (x.lora_prefetch, "lora-prefetch"),
-            (x.device_argmax, "device-argmax"),
-            (x.device_sampling, "device-sampling"),
-        ]
-        .into_iter()
-        .filter_map(|(on, n)| on.then_some(n))
-        .collect();
+        let on = x.names_on();
         let mut exp = if on.is_empty() {
             String::new()
         } else {

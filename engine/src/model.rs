@@ -11,7 +11,10 @@ use crate::loader::peft::PeftAdapter;
 use crate::tensor::WeightMap;
 use crate::{lora, rope_table, LoraModule};
 
+mod picks;
 mod plan_check;
+
+use picks::PickOp;
 
 /// A linear layer `y = x W^T (+ b)`.
 pub struct Linear<B: Backend> {
@@ -94,12 +97,10 @@ pub struct Workspace<B: Backend> {
     step: Option<B::Step>,
 }
 
-/// What a step downloads: every logit row, or [`Backend::argmax`]'s or [`Backend::sample`]'s
-/// pick of each.
+/// What a step downloads: every logit row, or each row's pick by `op` ([`picks`]).
 enum StepOut<'a> {
     Logits(&'a mut Vec<f32>),
-    Argmax(&'a mut Vec<f32>),
-    Sample(&'a mut Vec<f32>),
+    Picks(PickOp, &'a mut Vec<f32>),
 }
 
 impl<B: Backend> Model<B> {
@@ -346,119 +347,7 @@ impl<B: Backend> Model<B> {
             .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Logits(logits)))
     }
 
-    /// As [`Model::forward_into`], but returns only each logit row's greedy pick, in the order
-    /// of `plan.logit_rows`: the index of the row's first maximum, `None` where the row holds a
-    /// NaN or no usable logit (exactly what [`crate::sampler::Sampler::try_sample`] picks with
-    /// greedy parameters). Where the backend runs [`Backend::argmax`] on the device, a step
-    /// downloads a value per row instead of `vocab` (513 KB a row for Llama 3's 128,256);
-    /// elsewhere the rows are downloaded and picked on the host.
-    ///
-    /// # Errors
-    /// [`Model::forward_into`]'s, and a vocabulary above 2^24.
-    pub fn forward_argmax(
-        &self,
-        plan: &StepPlan,
-        kv: &mut KvCache<B>,
-        ws: &mut Workspace<B>,
-        picks: &mut Vec<Option<u32>>,
-    ) -> Result<()> {
-        crate::cpu::argmax::check_vocab(self.config.vocab_size)?;
-        picks.clear();
-        // The host copy is the workspace's, reused: decode allocates nothing per token here.
-        let mut host = std::mem::take(&mut ws.host);
-        let r = self.forward_picks(plan, kv, ws, &mut host, picks);
-        ws.host = host;
-        r
-    }
-
-    /// As [`Model::forward_argmax`], but each logit row's token is drawn at its temperature
-    /// from the uniform draw in `plan.pick_args` ([`crate::cpu::sample::push_args`]; 0 picks
-    /// greedily): what [`crate::sampler::Sampler::try_sample`] draws with that temperature, no
-    /// filter, bias or penalty, and that draw ([`crate::sampler::Sampler::device_draw`]).
-    /// Where the backend runs [`Backend::sample`] ([`Backend::samples_on_device`]), a step
-    /// downloads a value per row; elsewhere the rows, drawn from on the host by the same
-    /// function.
-    ///
-    /// # Errors
-    /// [`Model::forward_into`]'s, a vocabulary above 2^24, and `pick_args` not holding a
-    /// temperature and a draw per logit row.
-    pub fn forward_sample(
-        &self,
-        plan: &StepPlan,
-        kv: &mut KvCache<B>,
-        ws: &mut Workspace<B>,
-        picks: &mut Vec<Option<u32>>,
-    ) -> Result<()> {
-        let vocab = self.config.vocab_size;
-        crate::cpu::argmax::check_vocab(vocab)?;
-        let per_row = crate::cpu::sample::ARGS_PER_ROW;
-        if plan.pick_args.len() != plan.logit_rows.len() * per_row {
-            return Err(Error::invalid(format!(
-                "forward_sample: {} pick arguments for {} logit rows (need {per_row} a row)",
-                plan.pick_args.len(),
-                plan.logit_rows.len()
-            )));
-        }
-        picks.clear();
-        let mut host = std::mem::take(&mut ws.host);
-        let r = if self.backend.samples_on_device(vocab) {
-            self.backend
-                .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Sample(&mut host)))
-                .and_then(|()| self.picks_from(&host, picks, "sample"))
-        } else {
-            self.forward_into(plan, kv, ws, &mut host).map(|()| {
-                let (mut work, mut blocks) = (Vec::new(), Vec::new());
-                for (i, row) in host.chunks(vocab.max(1)).enumerate() {
-                    let (t, u) = crate::cpu::sample::row_args(&plan.pick_args, i);
-                    let pick = crate::cpu::sample::pick_row(row, t, u, &mut work, &mut blocks);
-                    picks.push(pick);
-                }
-            })
-        };
-        ws.host = host;
-        r
-    }
-
-    /// The body of [`Model::forward_argmax`], `host` holding what the step downloads.
-    fn forward_picks(
-        &self,
-        plan: &StepPlan,
-        kv: &mut KvCache<B>,
-        ws: &mut Workspace<B>,
-        host: &mut Vec<f32>,
-        picks: &mut Vec<Option<u32>>,
-    ) -> Result<()> {
-        if !self.backend.argmax_on_device() {
-            self.forward_into(plan, kv, ws, host)?;
-            let vocab = self.config.vocab_size.max(1);
-            picks.extend(host.chunks(vocab).map(crate::cpu::argmax::pick));
-            return Ok(());
-        }
-        self.backend
-            .run_step(|| self.forward_on_backend(plan, kv, ws, StepOut::Argmax(host)))?;
-        self.picks_from(host, picks, "argmax")
-    }
-
-    /// The tokens of a step's downloaded picks (`host`, from the backend's `op`), `None` for
-    /// -1 (a refused row).
-    ///
-    /// # Errors
-    /// A value that is neither a token id nor -1: a broken kernel, said rather than passed on.
-    fn picks_from(&self, host: &[f32], picks: &mut Vec<Option<u32>>, op: &str) -> Result<()> {
-        for &v in host {
-            let id = v >= 0.0 && v.fract() == 0.0 && (v as usize) < self.config.vocab_size;
-            if !id && v != -1.0 {
-                return Err(Error::Backend {
-                    backend: self.backend.name(),
-                    msg: format!("{op} returned {v}, not a token id or -1"),
-                });
-            }
-            picks.push(id.then_some(v as u32));
-        }
-        Ok(())
-    }
-
-    /// The body of [`Model::forward_into`] and [`Model::forward_argmax`], run through
+    /// The body of [`Model::forward_into`] and of the picking forwards ([`picks`]), run through
     /// [`Backend::run_step`].
     fn forward_on_backend(
         &self,
@@ -472,8 +361,10 @@ impl<B: Backend> Model<B> {
         let t = plan.n_tokens();
         self.check_plan(plan, kv, ws)?;
         let any_lora = plan.mix_slots.iter().any(|&s| s != NO_ADAPTER);
-        let argmax = matches!(out, StepOut::Argmax(_));
-        let sample = matches!(out, StepOut::Sample(_));
+        let pick = match out {
+            StepOut::Picks(op, _) => Some(op),
+            StepOut::Logits(_) => None,
+        };
         let recorded = StepShape {
             workspace: ws.id,
             kv: kv.id,
@@ -484,8 +375,8 @@ impl<B: Backend> Model<B> {
             n_logit_rows: plan.logit_rows.len(),
             any_lora,
             tokens_alone_in_slots: plan.tokens_alone_in_slots(),
-            argmax,
-            sample,
+            argmax: pick == Some(PickOp::Argmax),
+            sample: pick == Some(PickOp::Sample),
         };
         let shape = AttnShape {
             n_tokens: t,
@@ -499,20 +390,18 @@ impl<B: Backend> Model<B> {
         let ws_step = b.run_recorded(&recorded, plan, reuse, &mut |step| {
             self.launch_step(step, t, any_lora, shape, kv, ws)?;
             let rows = plan.logit_rows.len();
-            if argmax {
-                b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks)?;
+            match pick {
+                Some(PickOp::Argmax) => b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks),
+                Some(PickOp::Sample) => {
+                    b.sample(&ws.logits, rows, c.vocab_size, step, &mut ws.picks)
+                }
+                None => Ok(()),
             }
-            if sample {
-                b.sample(&ws.logits, rows, c.vocab_size, step, &mut ws.picks)?;
-            }
-            Ok(())
         })?;
         let rows = plan.logit_rows.len();
         let out = match out {
             StepOut::Logits(logits) => b.download_into(&ws.logits, rows * c.vocab_size, logits),
-            StepOut::Argmax(values) | StepOut::Sample(values) => {
-                b.download_into(&ws.picks, rows, values)
-            }
+            StepOut::Picks(_, values) => b.download_into(&ws.picks, rows, values),
         };
         ws.step = ws_step;
         out

@@ -23,7 +23,7 @@ use crate::sampler::Sampler;
 mod forks;
 mod pick;
 
-use pick::{device_pick, sample_rows, set_end_tokens, DevicePick};
+use pick::{sample_rows, set_end_tokens};
 
 /// Sizes of a [`Scheduler`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,30 +456,9 @@ impl<B: Backend> Scheduler<B> {
         report.shared_tokens = self.resolve_forks(model)?;
         report.prompt_tokens = self.plan();
         let has_prompt = report.prompt_tokens > 0;
+        let (tokens, secs, on_device) = self.forward(model)?;
+        (report.tokens, report.secs) = (tokens, secs);
         let vocab = model.config.vocab_size;
-        let pick = device_pick(
-            &mut self.slots,
-            &self.rows,
-            vocab,
-            model.backend.samples_on_device(vocab),
-            self.builder.pick_args(),
-        );
-        let plan = self.builder.finish();
-        report.tokens = plan.n_tokens();
-        let t0 = Instant::now();
-        match pick {
-            DevicePick::Argmax => {
-                model.forward_argmax(plan, &mut self.kv, &mut self.ws, &mut self.picks)?
-            }
-            DevicePick::Sample => {
-                model.forward_sample(plan, &mut self.kv, &mut self.ws, &mut self.picks)?
-            }
-            DevicePick::Host => {
-                model.forward_into(plan, &mut self.kv, &mut self.ws, &mut self.logits)?
-            }
-        }
-        let on_device = pick != DevicePick::Host;
-        report.secs = t0.elapsed().as_secs_f64();
         // Again now that this step's rows are in: a leader that ends below (its first token
         // an end, `max_tokens` 1) still leaves its prefix to its followers.
         report.shared_tokens += self.resolve_forks(model)?;

@@ -56,10 +56,8 @@ pub fn sample(
         return Ok(());
     }
     let one = |i: usize, row: &[f32], o: &mut f32| {
-        SCRATCH.with_borrow_mut(|(work, blocks)| {
-            let (temperature, draw) = row_args(args, i);
-            *o = pick_row(row, temperature, draw, work, blocks).map_or(-1.0, |t| t as f32);
-        })
+        let (temperature, draw) = row_args(args, i);
+        *o = pick_one(row, temperature, draw).map_or(-1.0, |t| t as f32);
     };
     if rows == 1 {
         // One row on the calling thread (a hand-off to the pool costs about what a small
@@ -71,6 +69,11 @@ pub fn sample(
             .for_each(|(i, (row, o))| one(i, row, o));
     }
     Ok(())
+}
+
+/// [`pick_row`] with this thread's scratch, kept between steps (a vocabulary-sized copy).
+pub fn pick_one(row: &[f32], temperature: f32, draw: f64) -> Option<u32> {
+    SCRATCH.with_borrow_mut(|(work, blocks)| pick_row(row, temperature, draw, work, blocks))
 }
 
 thread_local! {

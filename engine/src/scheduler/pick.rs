@@ -4,7 +4,12 @@
 
 use rayon::prelude::*;
 
-use super::{Row, Running};
+use std::time::Instant;
+
+use super::{Row, Running, Scheduler};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::model::Model;
 
 /// A row's pick: `Ok(None)` when no logit is usable, `Err` when the grammar failed.
 pub(super) type Picked = std::result::Result<Option<u32>, String>;
@@ -146,5 +151,31 @@ pub(super) fn sample_rows(
 pub(super) fn set_end_tokens(r: &mut Running, eos: &[u32]) {
     if r.seq.tokens.len() == r.prompt_len && !r.opts.ignore_eos {
         r.sampler.set_end_tokens(eos);
+    }
+}
+
+impl<B: Backend> Scheduler<B> {
+    /// Runs the planned step, its tokens picked where [`device_pick`] says: returns its token
+    /// count, the seconds of the forward pass, and whether the device picked (the tokens are
+    /// then in `picks`, else the rows in `logits`).
+    pub(super) fn forward(&mut self, model: &Model<B>) -> Result<(usize, f64, bool)> {
+        let vocab = model.config.vocab_size;
+        let pick = device_pick(
+            &mut self.slots,
+            &self.rows,
+            vocab,
+            model.backend.samples_on_device(vocab),
+            self.builder.pick_args(),
+        );
+        let plan = self.builder.finish();
+        let (kv, ws, picks) = (&mut self.kv, &mut self.ws, &mut self.picks);
+        let t0 = Instant::now();
+        match pick {
+            DevicePick::Argmax => model.forward_argmax(plan, kv, ws, picks)?,
+            DevicePick::Sample => model.forward_sample(plan, kv, ws, picks)?,
+            DevicePick::Host => model.forward_into(plan, kv, ws, &mut self.logits)?,
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        Ok((plan.n_tokens(), secs, pick != DevicePick::Host))
     }
 }
