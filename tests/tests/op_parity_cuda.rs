@@ -12,7 +12,7 @@ use dlp_tests::backend_or_skip;
 use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::parity::{
     assert_all_pass, batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases,
-    decode_matvec_cases, run_all, run_case, run_cases, run_cases_against, sgmv_cases,
+    decode_matvec_cases, run_all, run_case, run_cases, run_cases_against, sample_cases, sgmv_cases,
     split_attention_cases, tiled_lora_cases, Op, ParityCase,
 };
 
@@ -46,6 +46,17 @@ fn op_parity_cuda() {
         return;
     };
     assert_all_pass(&run_all(&b));
+}
+
+/// `sample` (`--cuda-experimental device-sampling`'s op; the op itself runs without the
+/// switch, which only lets steps use it): each row's draw bit for bit the CPU's, at Llama 3's
+/// vocabulary too. Not in the whole table: WGSL has no f64 and reports it unsupported.
+#[test]
+fn op_parity_cuda_sample() {
+    let Some(b) = cuda(CudaOptions::default()) else {
+        return;
+    };
+    assert_all_pass(&run_cases(&b, sample_cases()));
 }
 
 /// bf16 weight storage (`--cuda-bf16-weights`): embedding, matmul (with and without bias, one

@@ -83,6 +83,12 @@ pub enum Op {
     /// edges (ties, +inf beside f32::MAX, NaN of either sign, all -inf, -0.0 before +0.0, many
     /// ties, subnormals); exact.
     Argmax { rows: usize, vocab: usize },
+    /// `sample` of `rows` logit rows of `vocab`, each at its own temperature and uniform draw
+    /// (`StepPlan::pick_args`), the rows cycling through the draw's edges (peaked and flat
+    /// rows, temperature 0 and tiny or huge ones, draws at 0 and just below 1, refused rows,
+    /// infinities); exact: a pick is right or wrong. Not in [`cases`]: backends without f64
+    /// (WGSL) report it unsupported; see [`sample_cases`].
+    Sample { rows: usize, vocab: usize },
 }
 
 /// A LoRA case: slot ranks (0: the slot does not target the module), the token -> segment map
@@ -369,4 +375,17 @@ pub fn cases() -> Vec<ParityCase> {
         v.push(case(id, Op::Argmax { rows, vocab }, 0.0));
     }
     v
+}
+
+/// The `sample` cases ([`Op::Sample`]), for backends that have the op (the CPU; CUDA, whose
+/// steps use it with `--cuda-experimental device-sampling`); odd widths, a partial block of
+/// the draw's f64 sums (50,003) and Llama 3's vocabulary.
+pub fn sample_cases() -> Vec<ParityCase> {
+    [(16, 37), (16, 1001), (16, 32000), (9, 50_003), (9, 128_256)]
+        .into_iter()
+        .map(|(rows, vocab)| {
+            let id = format!("sample(rows={rows},vocab={vocab})");
+            case(id, Op::Sample { rows, vocab }, 0.0)
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
 //! The seeded inputs the parity cases draw: the generator, step plans, rope tables, the logit
-//! rows of `argmax` and the LoRA stacks and mixtures.
+//! rows of `argmax` and `sample`, and the LoRA stacks and mixtures.
 
 use dlp_engine::{LoraStackHost, StepPlan, NO_ADAPTER};
 
@@ -94,6 +94,42 @@ pub(super) fn argmax_rows(rows: usize, vocab: usize, g: &mut Rng) -> Vec<f32> {
         out.extend(row);
     }
     out
+}
+
+/// `rows` rows of `vocab` logits and their `pick_args` for `sample`, row `r` with edge
+/// `r % 8` of the draw: noise in [-2.5, 2.5] with five tokens near 8 above it, as a model's
+/// peaked rows look.
+pub(super) fn sample_rows(rows: usize, vocab: usize, g: &mut Rng) -> (Vec<f32>, Vec<f32>) {
+    use dlp_engine::cpu::sample::push_args;
+    let (mut logits, mut args) = (Vec::with_capacity(rows * vocab), Vec::new());
+    for r in 0..rows {
+        let mut row: Vec<f32> = g.vec(vocab).iter().map(|x| 2.5 * x).collect();
+        for _ in 0..5 {
+            row[g.below(vocab) as usize] = 8.0 + g.f();
+        }
+        // A draw in [0, 1) with 53 bits, as the host sampler's.
+        let mut draw = (g.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut temperature = 0.5 + g.f().abs();
+        match r % 8 {
+            1 => draw = 0.0,
+            2 => draw = 1.0 - f64::EPSILON / 2.0, // the walk's last token, or its fallback
+            3 => temperature = 0.0,               // greedy: argmax's rule
+            4 => temperature = 1e-3, // nearly greedy: only tokens within ~0.09 of the best
+            5 => temperature = 100.0, // nearly flat
+            6 => row[g.below(vocab) as usize] = f32::NAN, // refused: -1
+            7 => {
+                row.fill(f32::NEG_INFINITY);
+                // +inf counts as f32::MAX: the only token drawn, unless the second write
+                // lands on it (a row of one finite token).
+                row[g.below(vocab) as usize] = f32::INFINITY;
+                row[g.below(vocab) as usize] = -3.0e38;
+            }
+            _ => {}
+        }
+        logits.extend(row);
+        push_args(temperature, draw, &mut args);
+    }
+    (logits, args)
 }
 
 /// A random stack for mixture `m` with `out_dim` outputs: slot ranks as `m` says, stacked

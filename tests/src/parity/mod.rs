@@ -15,9 +15,9 @@ mod cases;
 mod inputs;
 mod option_cases;
 
-use inputs::{argmax_rows, lora_host, lora_plan, plan, rope_table, Rng};
+use inputs::{argmax_rows, lora_host, lora_plan, plan, rope_table, sample_rows, Rng};
 
-pub use cases::{cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
+pub use cases::{cases, sample_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
 pub use option_cases::{
     batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
     f16_weight_cases, fused_kv_store_cases, fused_silu_cases, norm_in_matvec_cases,
@@ -319,6 +319,16 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let logits = b.upload(&argmax_rows(*rows, *vocab, &mut g))?;
             let mut out = poisoned(b, *rows)?;
             b.argmax(&logits, *rows, *vocab, &mut out)?;
+            vec![("out", b.download(&out, *rows)?, None)]
+        }
+        Op::Sample { rows, vocab } => {
+            let (logits, args) = sample_rows(*rows, *vocab, &mut g);
+            let logits = b.upload(&logits)?;
+            let mut p = plan(*rows);
+            p.pick_args = args;
+            let step = b.upload_step(&p, None)?;
+            let mut out = poisoned(b, *rows)?;
+            b.sample(&logits, *rows, *vocab, &step, &mut out)?;
             vec![("out", b.download(&out, *rows)?, None)]
         }
     })

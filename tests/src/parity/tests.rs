@@ -347,3 +347,54 @@ fn linears_silu_mul_refuses_a_pair_of_two_widths() {
     let e = exec(&CpuBackend::new(), &c).unwrap_err().to_string();
     assert!(e.contains("gate is 8 wide, up 16"), "{e}");
 }
+
+/// The sample cases hold every kind of row they name: refused rows (-1), greedy ones
+/// (argmax's pick), draws at 0 and just below 1 (the walk's first and last tokens: every
+/// token is above the probability floor), draws at moderate and high temperatures that leave
+/// the argmax. They run on the CPU reference (against itself: that checks only that every
+/// output is written), and a backend without the op reports it unsupported.
+#[test]
+fn sample_cases_draw_and_refuse_on_the_cpu_reference() {
+    let cases = sample_cases();
+    assert_all_pass(&run_cases(&CpuBackend::new(), cases.clone()));
+    let b = CpuBackend::new();
+    let (mut refused, mut drawn_off_argmax) = (0, 0);
+    for c in &cases {
+        let Op::Sample { rows, vocab } = c.op else {
+            panic!("{c:?}")
+        };
+        let picks = exec(&b, c).unwrap().remove(0).1;
+        let (logits, args) = sample_rows(rows, vocab, &mut Rng(c.seed));
+        for (r, &pick) in picks.iter().enumerate() {
+            let row = &logits[r * vocab..(r + 1) * vocab];
+            let greedy = dlp_engine::cpu::argmax::pick(row).map_or(-1.0, |t| t as f32);
+            let (temperature, _) = dlp_engine::cpu::sample::row_args(&args, r);
+            match r % 8 {
+                6 => {
+                    assert_eq!(pick, -1.0, "{}: row {r}", c.id);
+                    refused += 1;
+                }
+                3 | 7 => assert_eq!(pick, greedy, "{}: row {r}", c.id),
+                1 => assert_eq!(pick, 0.0, "{}: row {r}", c.id),
+                2 => assert_eq!(pick, (vocab - 1) as f32, "{}: row {r}", c.id),
+                _ => {
+                    assert!(temperature > 0.0 && pick >= 0.0, "{}: row {r}", c.id);
+                    // Rows at temperatures from 0.5 to 1.5, and at 100.
+                    if r % 8 == 0 || r % 8 == 5 {
+                        drawn_off_argmax += usize::from(pick != greedy);
+                    }
+                }
+            }
+        }
+    }
+    assert!(refused >= cases.len(), "{refused}");
+    // Five tokens stand far above the rest: the draws leave the best one now and then at
+    // moderate temperatures, and nearly always at 100.
+    assert!(drawn_off_argmax >= cases.len(), "{drawn_off_argmax}");
+    // CpuProbe leaves `sample` to the trait's default, as WGSL does.
+    let unsupported = run_case(&CpuProbe::bf16_inputs(), &cases[0]);
+    assert!(
+        matches!(unsupported, Outcome::Unsupported(_)),
+        "{unsupported:?}"
+    );
+}
