@@ -354,6 +354,11 @@ def main():
          and "| tiny | sampled-f32 |" in summary),
         ("the bench JSON in results.json",
          "scenarios" in results.get("bench-tiny-f32.json", {})),
+        ("the host's time besides the forward pass and picks, in the JSON and the speed table",
+         "decode_host_ms_per_step" in next(
+             (x for x in results.get("bench-tiny-f32.json", {}).get("scenarios", [])
+              if x["name"] == "base"), {})
+         and "| base host ms |" in summary),
         ("the Nsight Systems table", "matvec_bf16_r4" in summary.split("Nsight Systems")[-1]),
         ("the Nsight Compute table", "| matvec_bf16_r4 | 1 |" in summary),
         ("both profiled bench runs passed (their flags accepted)",

@@ -2,7 +2,8 @@
 """The speed table of scripts/gpu-check.sh: dlp-run bench JSONs (bench-<shape>-<mode>.json; modes f32, bf16 (weights), bf16c
 (bf16 compute), bf16c-exp (bf16 compute, --cuda-lora-bf16, --cuda-kv-bf16, --cuda-experimental all), bf16c-safe (bf16c with
 the pieces of bf16c-exp that passed alone, when bf16c-exp failed), ctx4k-<mode> (~3,900 prompt tokens, in that mode),
-sampled-<mode> (temperature 1, top-p 0.9: batch 32's pick ms is the host's sampling time a decode step)) and
+sampled-<mode> (temperature 1, top-p 0.9: batch 32's pick ms is the host's sampling time a decode step); base host ms is
+the host's other work a batch-1 decode step (scheduling, the plan, callbacks: time the GPU waits)) and
 transformers+PEFT JSONs (peer-<shape>.json, from ../shared/gpu/peer_gpu.py) in one folder,
 against the CUDA speed issue's goals. Usage: gpu_speed_table.py DIR"""
 import glob, json, os, sys
@@ -47,15 +48,16 @@ for p in sorted(glob.glob(os.path.join(d, "bench-*.json"))):
     if mode.startswith("ctx4k"):
         pb = pf = None  # the peer decodes after a short prompt: no like-for-like ratio
     rows.append(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             shape, mode, b.get("prompt_tokens", "-"), f(base), f((b.get("ratios") or {}).get("fused3_over_base"), "{:.2f}"),
             f(scen(b, "base", "prefill_tokens_per_s"), "{:.0f}"), f(scen(b, "batch32"), "{:.0f}"),
             f(scen(b, "batch32", "decode_pick_ms_per_step"), "{:.2f}"),
+            f(scen(b, "base", "decode_host_ms_per_step"), "{:.3f}"),
             f(copy, "{:.0f}"), f(share, "{:.0f}%"),
             f(pb), f(base / pb if base and pb else None, "{:.1f}x"),
             f(fused3 / pf if fused3 and pf else None, "{:.1f}x")))
-print("| shape | mode | prompt tokens | base decode t/s | fused3/base (step time) | prefill t/s | batch32 t/s | batch32 pick ms | copy GB/s | base: % of copy | peer base t/s | vs peer base | fused3 vs peer fused3 |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| shape | mode | prompt tokens | base decode t/s | fused3/base (step time) | prefill t/s | batch32 t/s | batch32 pick ms | base host ms | copy GB/s | base: % of copy | peer base t/s | vs peer base | fused3 vs peer fused3 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows) if rows else "| (no bench results) |")
 print("goals (7B, bf16): base >= 220 t/s (70% of the bound), fused3/base <= 1.05, prefill >= 8000, "
       "batch32 >= 3000, >= 5x peer base, >= 15x peer fused3; 1B: base >= 60% of its bound")

@@ -36,7 +36,9 @@ produce milk? Explain your reasoning in a few sentences, as a farmer would to a 
 /// is decoding; pick ms: the host's time a decode step spends picking the tokens from their
 /// logit rows (sampling with filters, e.g. --temperature 1 --top-p 0.9; about 0 where the
 /// step picks them itself: greedy, and a temperature alone on the CPU or with
-/// --cuda-experimental device-sampling).
+/// --cuda-experimental device-sampling); host ms: the rest of a decode step's wall time, the
+/// host's work besides the forward pass and the picks (scheduling, the step's plan, the token
+/// callbacks: on a GPU, time the device waits for the host).
 ///
 /// Example: dlp-run bench --quick
 ///          dlp-run bench --synthetic-adapters 100 --rank 16 --json bench.json --plot bench.png

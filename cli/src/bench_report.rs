@@ -19,6 +19,9 @@ pub struct Sample {
     pub decode_secs: f64,
     /// Seconds the host spent picking those steps' tokens from their logit rows.
     pub decode_pick_secs: f64,
+    /// Wall seconds of those steps, each whole (the forward pass, the picks and the host's
+    /// other work: scheduling, the plan, the token callbacks).
+    pub decode_wall_secs: f64,
     /// Tokens sampled in decode-only steps, over all requests.
     pub decode_tokens: usize,
     /// Time between consecutive tokens of request 0, once every request of the batch has its
@@ -100,22 +103,41 @@ impl Measured {
         )
     }
 
-    /// Median decode seconds per step (per token of one sequence).
-    pub fn decode_step_secs(&self) -> f64 {
+    /// The median over rounds of `secs` of a round's decode steps, per step (per token of one
+    /// sequence).
+    fn per_step(&self, secs: impl Fn(&Sample) -> f64) -> f64 {
         median(
             self.samples
                 .iter()
-                .map(|s| s.decode_secs * self.batch as f64 / s.decode_tokens as f64)
+                .map(|s| secs(s) * self.batch as f64 / s.decode_tokens as f64)
                 .collect(),
         )
     }
 
+    /// Median decode seconds per step (per token of one sequence): the forward pass.
+    pub fn decode_step_secs(&self) -> f64 {
+        self.per_step(|s| s.decode_secs)
+    }
+
     /// Median seconds a decode step spent picking its tokens on the host.
     pub fn pick_step_secs(&self) -> f64 {
+        self.per_step(|s| s.decode_pick_secs)
+    }
+
+    /// Median seconds of a decode step's host work besides the forward pass and the picks
+    /// (scheduling, the step's plan, the token callbacks): the GPU's idle time between
+    /// steps, where the step's work does not overlap it.
+    pub fn host_step_secs(&self) -> f64 {
+        self.per_step(|s| s.decode_wall_secs - s.decode_secs - s.decode_pick_secs)
+    }
+
+    /// Median decode throughput by the wall clock, tokens/s over all requests: each decode
+    /// step's whole wall time ([`Self::decode_tps`] counts the forward passes only).
+    pub fn decode_wall_tps(&self) -> f64 {
         median(
             self.samples
                 .iter()
-                .map(|s| s.decode_pick_secs * self.batch as f64 / s.decode_tokens as f64)
+                .map(|s| s.decode_tokens as f64 / s.decode_wall_secs)
                 .collect(),
         )
     }
@@ -253,7 +275,7 @@ impl Report {
             outln!("kernels: {k}");
         }
         outln!(
-            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8}",
+            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>8}",
             "scenario",
             "K",
             "batch",
@@ -262,6 +284,7 @@ impl Report {
             "lat50 ms",
             "lat90 ms",
             "pick ms",
+            "host ms",
             "vs base"
         );
         let base = self.get("base").map(|b| b.decode_step_secs());
@@ -271,7 +294,7 @@ impl Report {
             let (lat50, lat90) = (m.latency(0.5), m.latency(0.9));
             no_latency |= lat50.is_nan();
             outln!(
-                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8}",
+                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>8}",
                 m.name,
                 m.k,
                 m.batch,
@@ -280,6 +303,7 @@ impl Report {
                 figure(lat50 * 1e3, 2),
                 figure(lat90 * 1e3, 2),
                 figure(m.pick_step_secs() * 1e3, 3),
+                figure(m.host_step_secs() * 1e3, 3),
                 figure(rel, 3)
             );
         }
@@ -341,6 +365,8 @@ impl Report {
                     "prefill_tokens_per_s": m.prefill_tps(), "decode_tokens_per_s": m.decode_tps(),
                     "decode_step_ms": m.decode_step_secs() * 1e3,
                     "decode_pick_ms_per_step": m.pick_step_secs() * 1e3,
+                    "decode_host_ms_per_step": m.host_step_secs() * 1e3,
+                    "decode_wall_tokens_per_s": m.decode_wall_tps(),
                     "latency_ms_median": m.latency(0.5) * 1e3, "latency_ms_p90": m.latency(0.9) * 1e3,
                     "rounds": m.samples.len(),
                     "decode_mb_per_token": m.bytes_per_token.map(|b| b as f64 / 1e6),

@@ -150,6 +150,7 @@ pub(crate) fn run_once<B: Backend>(model: &Model<B>, s: &Scenario, c: &Ctx) -> R
         // The first token comes from the prefill step; the rest from decode steps.
         decode_secs: stats.decode_secs,
         decode_pick_secs: stats.decode_pick_secs,
+        decode_wall_secs: stats.decode_wall_secs,
         decode_tokens: stats.decode_tokens,
         token_latencies: lat,
     })

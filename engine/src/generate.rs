@@ -303,6 +303,10 @@ pub struct GenStats {
     /// Seconds the host spent picking decode-only steps' tokens from their logit rows
     /// (sampling, grammars; rows side by side on the host's cores), after the forward pass.
     pub decode_pick_secs: f64,
+    /// Wall seconds of decode-only steps, each whole ([`crate::scheduler::Scheduler::step`]:
+    /// admission, planning, the forward pass, the picks, the events): what a client waits a
+    /// step. Less `decode_secs` and `decode_pick_secs`, the host's other work.
+    pub decode_wall_secs: f64,
     /// Forward passes.
     pub steps: usize,
 }

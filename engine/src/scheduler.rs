@@ -443,6 +443,7 @@ impl<B: Backend> Scheduler<B> {
         eos: &[u32],
         mut on_event: impl FnMut(Event<'_>) -> Result<Control>,
     ) -> Result<StepReport> {
+        let t_step = Instant::now();
         let mut report = StepReport::default();
         for (slot, positions) in self.released.drain(..) {
             self.kv
@@ -578,6 +579,9 @@ impl<B: Backend> Scheduler<B> {
                     },
                 ));
             }
+        }
+        if !has_prompt {
+            self.stats.decode_wall_secs += t_step.elapsed().as_secs_f64();
         }
         Ok(report)
     }
