@@ -486,8 +486,24 @@ pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A vocabulary of `vocab` tokens' ids in words, for errors: "ids 0 to 49151" (Rust's
+/// `0..49152` reads as inclusive to many).
+pub fn vocab_ids(vocab: usize) -> String {
+    match vocab {
+        0 => "no ids: the vocabulary is empty".into(),
+        v => format!("ids 0 to {}", v - 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vocab_ids_name_the_last_id() {
+        assert_eq!(super::vocab_ids(49_152), "ids 0 to 49151");
+        assert_eq!(super::vocab_ids(1), "ids 0 to 0");
+        assert!(super::vocab_ids(0).contains("empty"));
+    }
+
     use super::CudaExperimental as X;
     use clap::ValueEnum;
 

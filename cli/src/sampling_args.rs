@@ -154,7 +154,8 @@ impl SamplingArgs {
     pub fn check_token_ids_vocab(&self, vocab: usize) -> Result<()> {
         if let Some(&(t, _)) = self.logit_bias.iter().find(|&&(t, _)| t as usize >= vocab) {
             bail!(
-                "--logit-bias {t}=...: token {t} is outside this model's vocabulary (0..{vocab})"
+                "--logit-bias {t}=...: token {t} is outside this model's vocabulary ({})",
+                crate::common::vocab_ids(vocab)
             );
         }
         for (flag, ids) in [
@@ -162,7 +163,10 @@ impl SamplingArgs {
             ("--allowed-token-id", &self.allowed_token_ids),
         ] {
             if let Some(t) = ids.iter().find(|&&t| t as usize >= vocab) {
-                bail!("{flag} {t}: token {t} is outside this model's vocabulary (0..{vocab})");
+                bail!(
+                    "{flag} {t}: token {t} is outside this model's vocabulary ({})",
+                    crate::common::vocab_ids(vocab)
+                );
             }
         }
         Ok(())

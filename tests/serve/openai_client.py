@@ -199,6 +199,10 @@ def responses_api(client, args, chat, want):
     p = client.responses.parse(model="boolq", input=QUESTION, text_format=Verdict, temperature=0,
                                max_output_tokens=100)
     check(isinstance(p.output_parsed, Verdict), f"responses.parse: {p.output_text!r}")
+    # The parsed output sent back as the next turn's history (its parts carry `parsed`).
+    follow = [{"role": "user", "content": QUESTION}] + p.output + [{"role": "user", "content": "Thanks."}]
+    r = client.responses.create(model="boolq", input=follow, max_output_tokens=2)
+    check(r.status in ("completed", "incomplete"), f"parsed output sent back: {r.status}")
     tools = [{"type": "function", "name": "get_weather", "description": "The weather in a city",
               "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
                              "required": ["city"], "additionalProperties": False}}]

@@ -12,8 +12,9 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
+use super::body::bytes;
 use super::error::ApiError;
-use super::http::{body, AppResult, AppState};
+use super::http::{AppResult, AppState};
 use super::worker::Cmd;
 
 /// `POST /v1/load_lora_adapter`, checked.
@@ -159,14 +160,14 @@ pub(super) async fn load(
     let root = st.adapter_root.clone().ok_or_else(|| {
         ApiError::forbidden("runtime adapter loading is off: start the server with --allow-runtime-adapters --adapter-root DIR")
     })?;
-    let req = load_request(&body(b)?)?;
+    let req = load_request(&bytes(b)?)?;
     check_name(&req.name, &st.base_name)?;
     if st
         .adapters
         .read()
         .expect("not poisoned")
         .iter()
-        .any(|(n, _)| *n == req.name)
+        .any(|(n, _, _)| *n == req.name)
     {
         return Err(ApiError::bad_param(
             "lora_name",
@@ -195,10 +196,11 @@ pub(super) async fn load(
     answer
         .await
         .map_err(|_| ApiError::unavailable("the engine has stopped"))??;
-    st.adapters
-        .write()
-        .expect("not poisoned")
-        .push((req.name.clone(), dir.display().to_string()));
+    st.adapters.write().expect("not poisoned").push((
+        req.name.clone(),
+        dir.display().to_string(),
+        super::http::unix_now(),
+    ));
     Ok(format!("Success: LoRA adapter '{}' added successfully.", req.name).into_response())
 }
 
@@ -213,7 +215,7 @@ pub(super) async fn unload(
             "runtime adapter unloading is off: start the server with --allow-runtime-adapters --adapter-root DIR",
         ));
     }
-    let name = unload_request(&body(b)?)?;
+    let name = unload_request(&bytes(b)?)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     st.tx
         .send(Cmd::Unload {
@@ -227,7 +229,7 @@ pub(super) async fn unload(
     st.adapters
         .write()
         .expect("not poisoned")
-        .retain(|(n, _)| *n != name);
+        .retain(|(n, _, _)| *n != name);
     Ok(if gone {
         format!("Success: LoRA adapter '{name}' removed successfully.")
     } else {

@@ -1,7 +1,58 @@
-//! A request body read as JSON: one object, nothing after it, no key twice, and the field at
-//! fault named in every error.
+//! A request body: its bytes, or why they could not be read; read as JSON, one object,
+//! nothing after it, no key twice, and the field at fault named in every error.
 
-use super::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+
+use super::error::{ApiError, CLIENT_CLOSED};
+
+/// The body, or the reason it could not be read (413 past the size limit) as an OpenAI error.
+/// A client that closed its connection partway through the body gets 499 (nginx's "client
+/// closed request"; nobody reads it, but the request counts say what happened).
+pub(super) fn bytes(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|r| {
+        let (status, why) = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                r.status(),
+                "it grew past the size limit (--max-body-mib)".into(),
+            ),
+            _ if client_left(&r) => (
+                CLIENT_CLOSED,
+                "the client closed the connection before the whole body arrived".into(),
+            ),
+            s => (s, r.body_text()),
+        };
+        ApiError::status(status, format!("the request body could not be read: {why}"))
+    })
+}
+
+/// Whether a body read failed because the connection ended, not because the body was
+/// malformed (a bad chunk size is `InvalidData`/`InvalidInput`: the client's fault, a 400).
+/// hyper reports a `Content-Length` or chunked body cut short by the client as an
+/// `UnexpectedEof` I/O error, and a connection it dropped mid-body as an incomplete message.
+/// A failed write while the body is unread (a `100 Continue` to a client that reset) carries
+/// no I/O error and stays a 400.
+pub(super) fn client_left(r: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    let mut e = Some(r);
+    while let Some(err) = e {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe
+            );
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return true;
+        }
+        e = err.source();
+    }
+    false
+}
 
 /// Parses a JSON object into `T`, naming the field at fault when a value has the wrong type.
 /// Only an object, and nothing after it: serde would read an array's elements as the fields in
@@ -59,6 +110,12 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
         // A syntax error has no field (serde_path_to_error writes `?` where it stopped).
         let syntax = inner.is_syntax() || inner.is_eof();
         let known = path != "." && !path.is_empty() && !syntax;
+        // Where a syntax error stopped, as far as the fields go (`messages[1].content`), helps
+        // find it in a long body; `?` stands for a key not yet read.
+        let inside = match path.trim_end_matches(".?") {
+            "" | "." | "?" => String::new(),
+            p => format!(" (inside `{p}`)"),
+        };
         // An unknown field inside an object field is named by its whole path.
         let param = match (unknown, known) {
             (Some(u), true) if path != u && !path.ends_with(&format!(".{u}")) => {
@@ -68,7 +125,7 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             (u, false) => u,
         };
         let what = if syntax {
-            format!("the request body is not valid JSON: {msg}")
+            format!("the request body is not valid JSON: {msg}{inside}")
         } else {
             match &param {
                 Some(p) => format!("invalid request field `{p}`: {msg}"),
@@ -111,5 +168,56 @@ fn integer_ranges(msg: String) -> String {
     match found {
         Some((at, len, words)) => format!("{}{words}{}", &msg[..at], &msg[at + len..]),
         None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::extract::{FromRequest, Request};
+
+    use super::*;
+
+    /// The body's read, failed with `kind` after a first piece.
+    fn read_failing(kind: std::io::ErrorKind) -> Result<Bytes, ApiError> {
+        let pieces = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"{\"model\": ")),
+            Err(std::io::Error::new(kind, "the read failed")),
+        ]);
+        let req = Request::new(Body::from_stream(pieces));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        bytes(rt.block_on(Bytes::from_request(req, &())))
+    }
+
+    /// A body cut short by its client is 499; one the client got wrong (a bad chunk) is 400.
+    #[test]
+    fn a_body_cut_short_is_499_and_a_malformed_one_400() {
+        let e = read_failing(std::io::ErrorKind::UnexpectedEof).unwrap_err();
+        assert_eq!(e.status, CLIENT_CLOSED, "{e}");
+        assert!(e.message.contains("closed the connection"), "{e}");
+        let e = read_failing(std::io::ErrorKind::InvalidData).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST, "{e}");
+    }
+
+    /// A syntax error names the field it stopped in, never serde_path_to_error's `?` for a key
+    /// not yet read.
+    #[test]
+    fn a_syntax_error_names_where_it_stopped() {
+        let msg = |body: &str| {
+            let e = parse::<serde_json::Value>(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.status, e.param.as_deref()),
+                (StatusCode::BAD_REQUEST, None)
+            );
+            e.message
+        };
+        let m = msg(r#"{"model": "m", "messages": [{"role": "user", "content": "hi}]}"#);
+        assert!(m.ends_with("(inside `messages[0].content`)"), "{m}");
+        let m = msg(r#"{"model": "m", "messages": [{"role": "user" "content": "hi"}]}"#);
+        assert!(!m.contains('?'), "{m}");
+        let m = msg(r#"{"model": "m" "n": 1}"#);
+        assert!(!m.contains("inside"), "{m}");
     }
 }

@@ -56,7 +56,7 @@ pub fn chat(body: &[u8]) -> Result<Job, ApiError> {
         let given = job.max_tokens_param;
         return Err(ApiError::bad_param(
             given,
-            format!("`{given}` must be at least 1 for a chat completion"),
+            format!("`{given}` must be at least 1"),
         ));
     }
     match (b.logprobs.unwrap_or(false), b.top_logprobs) {

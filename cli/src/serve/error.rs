@@ -5,6 +5,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// nginx's 499 "client closed request": the status of a request whose client left before
+/// its answer (nobody reads it; the request counts say what happened).
+pub const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => panic!("499 is a valid status"),
+};
+
 /// An error answered to the client.
 #[derive(Debug, Clone)]
 pub struct ApiError {

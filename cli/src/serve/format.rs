@@ -373,8 +373,10 @@ impl Formats {
         // Abandoned requests would otherwise hold up every later one, a compile each.
         if gone.is_gone() {
             self.abandoned.inc();
-            let closed = axum::http::StatusCode::from_u16(499).expect("499 is a valid status");
-            return Err(ApiError::status(closed, "the client closed the request"));
+            return Err(ApiError::status(
+                super::error::CLIENT_CLOSED,
+                "the client closed the request",
+            ));
         }
         self.compiled.inc();
         let grammars = self

@@ -25,6 +25,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use super::adapters;
 use super::api::{self, Endpoint, Job, Selection};
+use super::body::bytes;
 use super::error::ApiError;
 use super::prompt::{fixed_mixture, prepare, Prepared};
 use super::response::{Collector, StreamState};
@@ -48,8 +49,10 @@ pub struct AppState {
     pub base_name: String,
     /// The model's path.
     pub base_path: String,
-    /// Loaded adapters as the HTTP side knows them: `(name, directory)`.
-    pub adapters: RwLock<Vec<(String, String)>>,
+    /// Loaded adapters as the HTTP side knows them: `(name, directory, Unix time of its
+    /// loading)` (`created` of its model object: the server's start for those it started
+    /// with).
+    pub adapters: RwLock<Vec<(String, String, u64)>>,
     /// The model's configuration (adapters loaded at run time are checked against it).
     pub config: ModelConfig,
     /// Structured output's compiler.
@@ -108,6 +111,11 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
 
 pub(super) type AppResult = Result<Response, ApiError>;
 
+/// Seconds since the Unix epoch, now (OpenAI's `created`; 0 on a clock set before 1970).
+pub(super) fn unix_now() -> u64 {
+    (SystemTime::now().duration_since(UNIX_EPOCH)).map_or(0, |d| d.as_secs())
+}
+
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
         "no route {} {}; this server answers /v1/models, /v1/models/{{id}}, /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
@@ -147,16 +155,16 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 
 /// The model objects: the base model, each adapter, and `auto` with a router.
 fn model_list(st: &AppState) -> Vec<Value> {
-    let model = |id: &str, root: &str, parent: Option<&str>| {
-        json!({"id": id, "object": "model", "created": st.started, "owned_by": "dlp-run",
+    let model = |id: &str, root: &str, parent: Option<&str>, created: u64| {
+        json!({"id": id, "object": "model", "created": created, "owned_by": "dlp-run",
                "root": root, "parent": parent, "max_model_len": st.context})
     };
-    let mut data = vec![model(&st.base_name, &st.base_path, None)];
-    for (name, dir) in st.adapters.read().expect("not poisoned").iter() {
-        data.push(model(name, dir, Some(&st.base_name)));
+    let mut data = vec![model(&st.base_name, &st.base_path, None, st.started)];
+    for (name, dir, created) in st.adapters.read().expect("not poisoned").iter() {
+        data.push(model(name, dir, Some(&st.base_name), *created));
     }
     if let Some(dir) = &st.router_dir {
-        data.push(model("auto", dir, Some(&st.base_name)));
+        data.push(model("auto", dir, Some(&st.base_name), st.started));
     }
     data
 }
@@ -185,25 +193,11 @@ async fn model(
     }
 }
 
-/// The body, or the reason it could not be read (413 past the size limit) as an OpenAI error.
-pub(super) fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|r| {
-        let why = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => "it grew past the size limit (--max-body-mib)".into(),
-            _ => r.body_text(),
-        };
-        ApiError::status(
-            r.status(),
-            format!("the request body could not be read: {why}"),
-        )
-    })
-}
-
 async fn completions(
     State(st): State<Arc<AppState>>,
     b: Result<Bytes, BytesRejection>,
 ) -> AppResult {
-    let job = api::completion(&body(b)?)?;
+    let job = api::completion(&bytes(b)?)?;
     serve_job(st, job).await
 }
 
@@ -211,13 +205,13 @@ async fn chat_completions(
     State(st): State<Arc<AppState>>,
     b: Result<Bytes, BytesRejection>,
 ) -> AppResult {
-    let job = api::chat(&body(b)?)?;
+    let job = api::chat(&bytes(b)?)?;
     serve_job(st, job).await
 }
 
 /// OpenAI's Responses API, answered through the chat pipeline.
 async fn responses(State(st): State<Arc<AppState>>, b: Result<Bytes, BytesRejection>) -> AppResult {
-    let (job, info) = super::responses::request(&body(b)?)?;
+    let (job, info) = super::responses::request(&bytes(b)?)?;
     let streamed = job.stream;
     let (meta, rx) = submit(st, job).await.map_err(|e| info.rename(e))?;
     if streamed {
@@ -270,7 +264,10 @@ pub(super) async fn submit(
     {
         return Err(ApiError::bad_param(
             format!("logit_bias.{t}"),
-            format!("`logit_bias` names token {t}, outside the vocabulary (0..{vocab})"),
+            format!(
+                "`logit_bias` names token {t}, outside the vocabulary ({})",
+                crate::common::vocab_ids(vocab)
+            ),
         ));
     }
     for (field, ids) in [
@@ -280,7 +277,10 @@ pub(super) async fn submit(
         if let Some((i, t)) = ids.iter().enumerate().find(|&(_, &t)| t as usize >= vocab) {
             return Err(ApiError::bad_param(
                 format!("{field}[{i}]"),
-                format!("`{field}[{i}]` is {t}, outside the vocabulary (0..{vocab})"),
+                format!(
+                    "`{field}[{i}]` is {t}, outside the vocabulary ({})",
+                    crate::common::vocab_ids(vocab)
+                ),
             ));
         }
     }
@@ -497,9 +497,7 @@ pub struct ResponseMeta {
 
 impl ResponseMeta {
     fn new(st: &AppState, job: &Job, prepared: &[Prepared]) -> Self {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = unix_now();
         let prefix = match job.endpoint {
             Endpoint::Chat => "chatcmpl",
             Endpoint::Completion => "cmpl",

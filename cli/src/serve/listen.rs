@@ -28,8 +28,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::body::bytes;
 use super::error::ApiError;
-use super::http::body;
 
 /// How long accept waits after an error such as "too many open files" before trying again
 /// (retrying at once would spin).
@@ -127,7 +127,7 @@ pub(super) async fn read_body(
             ),
         )
         .into_response(),
-        Ok(b) => match body(b) {
+        Ok(b) => match bytes(b) {
             Ok(bytes) => next.run(Request::from_parts(parts, bytes.into())).await,
             Err(e) => e.into_response(),
         },

@@ -136,7 +136,7 @@ struct Unanswered {
 impl Drop for Unanswered {
     fn drop(&mut self) {
         if let Some(endpoint) = self.endpoint.take() {
-            self.st.shared.metrics.request(&endpoint, 499);
+            (self.st.shared.metrics).request(&endpoint, super::error::CLIENT_CLOSED.as_u16());
         }
     }
 }

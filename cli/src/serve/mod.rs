@@ -26,6 +26,7 @@ mod response;
 mod responses;
 mod responses_options;
 mod responses_out;
+mod text_offset;
 mod token_fields;
 mod tokenize;
 mod tool_parser;
@@ -36,7 +37,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -242,6 +243,7 @@ impl WithBackend for &ServeArgs {
         });
         let tool_parser = args.tool_call_parser.resolve(tok.chat_template());
         let (tx, rx) = std::sync::mpsc::channel();
+        let started = http::unix_now();
         let state = Arc::new(http::AppState {
             tx: tx.clone(),
             shared: shared.clone(),
@@ -252,7 +254,7 @@ impl WithBackend for &ServeArgs {
             base_path: model_path.display().to_string(),
             adapters: std::sync::RwLock::new(
                 peft.iter()
-                    .map(|a| (a.name.clone(), a.dir.display().to_string()))
+                    .map(|a| (a.name.clone(), a.dir.display().to_string(), started))
                     .collect(),
             ),
             config: model.config.clone(),
@@ -268,9 +270,7 @@ impl WithBackend for &ServeArgs {
             api_key: args.api_key.clone(),
             adapter_root: adapter_root.filter(|_| args.allow_runtime_adapters),
             shutting_down: AtomicBool::new(false),
-            started: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            started,
         });
 
         let kv_gib = (2

@@ -26,10 +26,10 @@ pub struct Prepared {
 /// name that is not loaded.
 pub fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<NamedMix>, ApiError> {
     let loaded = st.adapters.read().expect("not poisoned");
-    let known = |n: &str| loaded.iter().any(|(a, _)| a == n);
+    let known = |n: &str| loaded.iter().any(|(a, _, _)| a == n);
     let names = || {
         let mut v = vec![st.base_name.clone()];
-        v.extend(loaded.iter().map(|(a, _)| a.clone()));
+        v.extend(loaded.iter().map(|(a, _, _)| a.clone()));
         if st.routing.is_some() {
             v.push("auto".into());
         }
@@ -63,7 +63,7 @@ pub fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<Name
                         "`lora_mixture` names adapter `{n}`, which is not loaded (adapters: {})",
                         loaded
                             .iter()
-                            .map(|(a, _)| a.as_str())
+                            .map(|(a, _, _)| a.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
                     ))
@@ -103,7 +103,10 @@ pub fn prepare(
             if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
                 return Err(ApiError::bad_param(
                     format!("{name}[{i}]"),
-                    format!("`{name}[{i}]` = {t} is outside the vocabulary (0..{vocab})"),
+                    format!(
+                        "`{name}[{i}]` = {t} is outside the vocabulary ({})",
+                        crate::common::vocab_ids(vocab)
+                    ),
                 ));
             }
             let text = tok

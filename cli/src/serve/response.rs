@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use super::api::Endpoint;
 use super::error::ApiError;
 use super::http::ResponseMeta;
+use super::text_offset::TextOffset;
 use super::worker::{Event, SegmentInfo, TokenLogprob};
 
 /// OpenAI's `finish_reason`.
@@ -38,42 +39,6 @@ fn segments_json(segments: &[SegmentInfo]) -> Value {
             v
         })
         .collect()
-}
-
-/// Where the next token starts in a choice's text, in characters (OpenAI's `text_offset`):
-/// tokens that hold part of a character add nothing until it is whole.
-#[derive(Default)]
-struct TextOffset {
-    chars: usize,
-    /// The start of a character not yet whole.
-    partial: Vec<u8>,
-}
-
-impl TextOffset {
-    fn push(&mut self, bytes: &[u8]) {
-        self.partial.extend_from_slice(bytes);
-        // Whole characters leave `partial`; bytes that can never be UTF-8 count as the one
-        // U+FFFD the text shows for them; an unfinished character waits for more.
-        let mut done = 0;
-        while let Err(e) = std::str::from_utf8(&self.partial[done..]) {
-            self.chars += utf8_chars(&self.partial[done..done + e.valid_up_to()]);
-            done += e.valid_up_to();
-            match e.error_len() {
-                Some(n) => (self.chars, done) = (self.chars + 1, done + n),
-                None => {
-                    self.partial.drain(..done);
-                    return;
-                }
-            }
-        }
-        self.chars += utf8_chars(&self.partial[done..]);
-        self.partial.clear();
-    }
-}
-
-/// Characters in bytes known to be UTF-8.
-fn utf8_chars(b: &[u8]) -> usize {
-    b.iter().filter(|&&c| c & 0xC0 != 0x80).count()
 }
 
 /// What one choice accumulated.
@@ -405,12 +370,16 @@ impl StreamState {
 
     /// The opening chunk of a choice, before its first text: chat's role; completions' echoed
     /// prompt (with its log-probabilities).
+    /// With `continuous_usage_stats` it counts the tokens before this event's: vLLM's role
+    /// chunk counts none, and so does completions' echo here (vLLM sends the echo with the
+    /// first token's text, counting it).
     fn open(&mut self, i: usize, out: &mut Vec<Value>) {
         let m = &self.meta;
         let c = &mut self.choices[i];
         if std::mem::replace(&mut c.opened, true) {
             return;
         }
+        let first = out.len();
         match m.endpoint {
             Endpoint::Chat => {
                 out.push(m.chat_delta(i, json!({"role": "assistant", "content": ""}), None))
@@ -429,6 +398,11 @@ impl StreamState {
                 ));
             }
             Endpoint::Completion => {}
+        }
+        if m.continuous_usage {
+            for chunk in &mut out[first..] {
+                chunk["usage"] = Self::choice_usage(m, i, c.tokens);
+            }
         }
     }
 
@@ -461,16 +435,16 @@ impl StreamState {
         match ev {
             Event::Prompt { choice, lp, .. } => self.choices[choice].prompt_lps.push(lp),
             Event::Token { text, choice, lp } if self.meta.tool_mode.is_some() => {
-                self.choices[choice].tokens += 1;
                 self.open(choice, &mut out);
+                self.choices[choice].tokens += 1;
                 self.hold(choice, &text, lp, &mut out);
             }
             Event::Text { choice, text } if self.meta.tool_mode.is_some() => {
                 self.hold(choice, &text, None, &mut out);
             }
             Event::Token { choice, lp, text } => {
-                self.choices[choice].tokens += 1;
                 self.open(choice, &mut out);
+                self.choices[choice].tokens += 1;
                 if !text.is_empty() || lp.is_some() {
                     out.push(self.text_chunk(choice, text, lp));
                 }
@@ -574,17 +548,21 @@ impl StreamState {
     /// vLLM's `continuous_usage_stats`: the usage so far in each chunk.
     /// A chunk about one choice counts that choice's tokens and its prompt's, as vLLM's do; the
     /// others (an error, the closing usage) count the whole request's.
+    /// Opening chunks (see [`Self::open`]) already hold theirs.
     fn add_usage(&self, out: &mut [Value]) {
         let m = &self.meta;
-        for chunk in out {
+        for chunk in out.iter_mut().filter(|c| c.get("usage").is_none()) {
             let one = chunk["choices"][0]["index"].as_u64().map(|i| i as usize);
             chunk["usage"] = match one.filter(|&i| i < self.choices.len()) {
-                Some(i) => {
-                    let (p, c) = (m.prompt_of(i).0.len(), self.choices[i].tokens);
-                    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
-                }
+                Some(i) => Self::choice_usage(m, i, self.choices[i].tokens),
                 None => m.usage(self.choices.iter().map(|c| c.tokens).sum()),
             };
         }
+    }
+
+    /// The usage of choice `i` after `tokens` generated tokens: its prompt's and those.
+    fn choice_usage(m: &ResponseMeta, i: usize, tokens: usize) -> Value {
+        let p = m.prompt_of(i).0.len();
+        json!({"prompt_tokens": p, "completion_tokens": tokens, "total_tokens": p + tokens})
     }
 }

@@ -127,6 +127,13 @@ pub fn request(body: &[u8]) -> Result<(Job, ResponseInfo), ApiError> {
     input(b.get("input"), &mut messages, &mut info.sources)?;
     chat.insert("messages".into(), Value::Array(messages));
     if let Some(m) = b.get("max_output_tokens").filter(|m| !m.is_null()) {
+        // A number below 1 in words about this field (chat's type check would say 0 to 2^64-1).
+        if m.is_number() && m.as_u64().is_none_or(|n| n < 1) {
+            return Err(ApiError::bad_param(
+                "max_output_tokens",
+                format!("`max_output_tokens` must be an integer of at least 1, found {m}"),
+            ));
+        }
         chat.insert("max_tokens".into(), m.clone());
     }
     if b.get("stream").and_then(Value::as_bool) == Some(true) {
@@ -193,6 +200,8 @@ fn input(
                 ))
             }
         };
+    // The call ids of the function_call items so far.
+    let mut calls: Vec<String> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at = format!("input[{i}]");
         let Some(o) = item.as_object() else {
@@ -231,8 +240,17 @@ fn input(
         // resend on assistant messages, a call's `caller` or `namespace`) are accepted.
         let allowed: &[&str] = match kind {
             "message" => &["type", "role", "content", "id", "status", "phase"],
+            // `parsed_arguments`: what the SDK's `responses.parse` adds to the calls it returns.
             "function_call" => &[
-                "type", "call_id", "name", "arguments", "id", "status", "caller", "namespace",
+                "type",
+                "call_id",
+                "name",
+                "arguments",
+                "id",
+                "status",
+                "caller",
+                "namespace",
+                "parsed_arguments",
             ],
             "function_call_output" => &["type", "call_id", "output", "id", "status", "name"],
             other => {
@@ -260,12 +278,19 @@ fn input(
                         format!("`{at}.role` is \"{role}\"; expected user, system, developer or assistant"),
                     ));
                 }
-                let content = text(field("content")?, &format!("{at}.content"))?;
+                // OpenAI's rule: a model's turn holds output parts, the others input parts.
+                let kinds: &[&str] = match role.as_str() {
+                    "assistant" => &["output_text", "refusal"],
+                    _ => &["input_text"],
+                };
+                let content = text(field("content")?, &format!("{at}.content"), kinds)?;
                 messages.push(json!({"role": role, "content": content}));
                 sources.push(Source::new(at));
             }
             "function_call" => {
-                let call = json!({"id": string("call_id")?, "type": "function",
+                let id = string("call_id")?;
+                calls.push(id.clone());
+                let call = json!({"id": id, "type": "function",
                                   "function": {"name": string("name")?, "arguments": string("arguments")?}});
                 // Calls right after an assistant message (or other calls) are that turn's.
                 match (messages.last_mut(), sources.last_mut()) {
@@ -287,9 +312,16 @@ fn input(
                 }
             }
             _ => {
-                let output = text(field("output")?, &format!("{at}.output"))?;
-                let m =
-                    json!({"role": "tool", "tool_call_id": string("call_id")?, "content": output});
+                let output = text(field("output")?, &format!("{at}.output"), &["input_text"])?;
+                let id = string("call_id")?;
+                // An output answers a call of this input: the server keeps no earlier ones.
+                if !calls.contains(&id) {
+                    return Err(ApiError::bad_param(
+                        format!("{at}.call_id"),
+                        format!("no function call found for function call output with call_id \"{id}\" (`{at}.call_id`): send the function_call item before its output"),
+                    ));
+                }
+                let m = json!({"role": "tool", "tool_call_id": id, "content": output});
                 messages.push(m);
                 sources.push(Source::new(at));
             }
@@ -298,9 +330,11 @@ fn input(
     Ok(())
 }
 
-/// A message's `content` for chat: a string, or its text parts (`input_text`, `output_text`,
-/// `refusal`) as chat's text parts, which chat joins as it joins its own.
-fn text(v: &Value, at: &str) -> Result<Value, ApiError> {
+/// A message's `content` for chat: a string, or its text parts of the types in `kinds`
+/// (`input_text`; a model's turn `output_text` and `refusal`) as chat's text parts, which chat
+/// joins as it joins its own. A part's other fields are refused, except an output part's
+/// `annotations` and `logprobs` (SDKs send a response's output back whole) and null ones.
+fn text(v: &Value, at: &str, kinds: &[&str]) -> Result<Value, ApiError> {
     let parts = match v {
         Value::String(_) => return Ok(v.clone()),
         Value::Array(parts) => parts,
@@ -314,16 +348,45 @@ fn text(v: &Value, at: &str) -> Result<Value, ApiError> {
     let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.iter().enumerate() {
         let kind = p.get("type").and_then(Value::as_str).unwrap_or("(none)");
-        let key = match kind {
-            "input_text" | "output_text" => "text",
-            "refusal" => "refusal",
-            k => {
-                return Err(ApiError::bad_param(
-                    format!("{at}[{j}]"),
-                    format!("`{at}[{j}]` is a part of type {k}; this model reads text only (input_text, output_text)"),
-                ))
-            }
+        let (key, extra): (&str, &[&str]) = match kind {
+            "input_text" => ("text", &[]),
+            // `parsed`: what the SDK's `responses.parse` adds to the parts it returns.
+            "output_text" => ("text", &["annotations", "logprobs", "parsed"]),
+            "refusal" => ("refusal", &[]),
+            _ => ("", &[]),
         };
+        if key.is_empty() {
+            return Err(ApiError::bad_param(
+                format!("{at}[{j}]"),
+                format!("`{at}[{j}]` is a part of type {kind}; this model reads text only (input_text; a model's turns output_text, refusal)"),
+            ));
+        }
+        if !kinds.contains(&kind) {
+            return Err(ApiError::bad_param(
+                format!("{at}[{j}]"),
+                format!(
+                    "`{at}[{j}]` is a part of type {kind}; here a part is {} (OpenAI's rule: a model's turns hold output parts, the others input parts)",
+                    kinds.join(" or ")
+                ),
+            ));
+        }
+        let known = |k: &str| k == "type" || k == key || extra.contains(&k);
+        if let Some((k, _)) =
+            (p.as_object().into_iter().flatten()).find(|(k, v)| !known(k.as_str()) && !v.is_null())
+        {
+            return Err(ApiError::bad_param(
+                format!("{at}[{j}].{k}"),
+                format!(
+                    "unknown field `{at}[{j}].{k}`: a {kind} part has {}",
+                    ["type", key]
+                        .iter()
+                        .chain(extra)
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         match p.get(key) {
             Some(Value::String(s)) => out.push(json!({"type": "text", "text": s})),
             _ => {

@@ -4,7 +4,6 @@
 //! reference and its Python SDK's types.
 
 use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -79,6 +78,18 @@ impl ResponseInfo {
         ] {
             echoed.insert(k.into(), get(k, default));
         }
+        // Function tools as they ran: strict only where they said so. OpenAI's default here
+        // is strict where the schema allows; the echo shows the difference.
+        for t in (echoed.get_mut("tools").and_then(Value::as_array_mut))
+            .into_iter()
+            .flatten()
+        {
+            if let Some(o) = t.as_object_mut() {
+                if o.get("strict").is_none_or(Value::is_null) {
+                    o.insert("strict".into(), json!(false));
+                }
+            }
+        }
         // Nothing is kept, whatever `store` asked.
         echoed.insert("store".into(), json!(false));
         echoed.insert("truncation".into(), json!("disabled"));
@@ -86,9 +97,7 @@ impl ResponseInfo {
         echoed.insert("reasoning".into(), Value::Null);
         ResponseInfo {
             id: new_id("resp"),
-            created_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created_at: super::http::unix_now(),
             echoed,
             sources: Vec::new(),
         }
@@ -164,9 +173,7 @@ impl ResponseInfo {
         }
         v["output"] = Value::Array(output);
         v["usage"] = usage(chat_usage);
-        v["completed_at"] = json!(SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()));
+        v["completed_at"] = json!(super::http::unix_now());
         v["dlp"] = dlp.clone();
         v
     }

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api::{parse, Selection};
+use super::body::bytes;
 use super::error::ApiError;
-use super::http::{body, AppResult, AppState};
+use super::http::{AppResult, AppState};
 use super::prompt::{check_text_len, fixed_mixture};
 use crate::routing::RouteBy;
 
@@ -78,7 +79,7 @@ pub async fn tokenize(
     State(st): State<Arc<AppState>>,
     b: Result<Bytes, BytesRejection>,
 ) -> AppResult {
-    let b: TokenizeBody = parse(&body(b)?)?;
+    let b: TokenizeBody = parse(&bytes(b)?)?;
     check_model(&st, b.model.as_deref())?;
     let strs = b.return_token_strs.unwrap_or(false);
     let is_chat = b.messages.is_some();
@@ -209,7 +210,7 @@ pub async fn detokenize(
     State(st): State<Arc<AppState>>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let b: DetokenizeBody = parse(&body(b)?)?;
+    let b: DetokenizeBody = parse(&bytes(b)?)?;
     check_model(&st, b.model.as_deref())?;
     let tokens = b.tokens.ok_or_else(|| {
         ApiError::bad_param("tokens", "`tokens` (a list of token ids) is required")
@@ -236,7 +237,10 @@ pub async fn detokenize(
     {
         return Err(ApiError::bad_param(
             format!("tokens[{i}]"),
-            format!("`tokens[{i}]` = {t} has no text in this model's tokenizer (ids 0..{vocab})"),
+            format!(
+                "`tokens[{i}]` = {t} has no text in this model's tokenizer ({})",
+                crate::common::vocab_ids(vocab)
+            ),
         ));
     }
     let ids = tokens;

@@ -285,10 +285,23 @@ impl<'t, B: Backend> Worker<'t, B> {
 
     fn unload(&mut self, name: &str, unloading: &mut Vec<String>) -> Result<(), ApiError> {
         let names = self.model.adapter_names();
-        if !names.iter().any(|n| n == name) || unloading.iter().any(|n| n == name) {
+        // Adapters being unloaded serve no new request: not listed as loaded.
+        let loaded: Vec<&str> = (names.iter().map(String::as_str))
+            .filter(|n| !unloading.iter().any(|u| u == n))
+            .collect();
+        if !loaded.contains(&name) {
+            let what = if names.iter().any(|n| n == name) {
+                "is being unloaded already (requests that were running with it finish first)"
+            } else {
+                "cannot be found"
+            };
             return Err(ApiError::not_found(format!(
-                "the adapter `{name}` cannot be found (loaded: {})",
-                names.join(", ")
+                "the adapter `{name}` {what}; loaded: {}",
+                if loaded.is_empty() {
+                    "none".into()
+                } else {
+                    loaded.join(", ")
+                }
             ))
             .param("lora_name")
             .code("adapter_not_found"));

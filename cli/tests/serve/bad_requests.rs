@@ -57,6 +57,7 @@ fn catalogue() -> Vec<Case> {
     let long_prompt = "word ".repeat(400);
     vec![
         case("malformed JSON", CHAT, b"{\"model\": \"boolq\",".to_vec(), 400, &["not valid JSON"], None),
+        case("malformed JSON deep in the body, named where", CHAT, b"{\"model\": \"boolq\", \"messages\": [{\"role\": \"user\", \"content\": \"hi}]}".to_vec(), 400, &["not valid JSON", "EOF while parsing a string", "(inside `messages[0].content`)"], None),
         case("empty body", CHAT, Vec::new(), 400, &["empty"], None),
         case("not an object", CHAT, b"[1, 2]".to_vec(), 400, &["must be a JSON object"], None),
         case("a byte order mark before the object", CHAT, [b"\xEF\xBB\xBF".to_vec(), chat_with(|_| ())].concat(), 400, &["byte order mark"], None),

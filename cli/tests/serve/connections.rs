@@ -64,6 +64,37 @@ fn stalled_and_surplus_connections() {
     let raw = exchange(&s, format!("{}{{", post_head(100)).as_bytes());
     assert!(raw.starts_with("HTTP/1.1 408"), "{raw}");
     assert!(raw.contains("--read-timeout"), "{raw}");
+    // A client that closes its connection partway through the body counts as 499 (client
+    // closed request), not as a bad request. Its write side closed, it may still read; the
+    // server is not bound to answer it.
+    let series = |status: u16| {
+        s.count(&format!(
+            "dlp_requests_total{{endpoint=\"/v1/completions\",status=\"{status}\"}}"
+        ))
+    };
+    let (left, bad) = (series(499), series(400));
+    let mut c = connect(&s);
+    c.write_all(format!("{}{{\"model\": ", post_head(100)).as_bytes())
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.is_empty() || raw.starts_with("HTTP/1.1 499"), "{raw}");
+    let t0 = Instant::now();
+    while series(499) == left && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        series(499),
+        left + 1.0,
+        "the body cut short was not counted as 499"
+    );
+    assert_eq!(
+        series(400),
+        bad,
+        "the body cut short counted as a bad request"
+    );
     // A body announced past the limit: 413 before any of it is read (not 408 for the wait).
     let raw = exchange(&s, post_head(99_999_999_999).as_bytes());
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");

@@ -336,11 +336,19 @@ impl Server {
     /// A metric's value (the first sample whose name and labels start with `prefix`).
     pub fn metric(&self, prefix: &str) -> f64 {
         let m = self.get("/metrics").body;
+        Self::metric_in(&m, prefix).unwrap_or_else(|| panic!("no metric {prefix} in\n{m}"))
+    }
+
+    /// A series that may not exist yet (a status never answered): 0 until it does.
+    pub fn count(&self, prefix: &str) -> f64 {
+        Self::metric_in(&self.get("/metrics").body, prefix).unwrap_or(0.0)
+    }
+
+    fn metric_in(m: &str, prefix: &str) -> Option<f64> {
         m.lines()
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {prefix} in\n{m}"))
     }
 
     /// Sends SIGTERM and waits for the exit.

@@ -73,6 +73,16 @@ fn responses_answer_as_chat_does() {
     let m = &chat["choices"][0]["message"];
     let r = s.ok("/v1/responses", &respond(as_items(&shot), json!({})));
     assert_eq!(r["object"], "response");
+    // Function tools are strict only where they say so (OpenAI's default here is strict where
+    // the schema allows), echoed as they ran.
+    assert_eq!(r["tools"][0]["strict"], false, "{}", r["tools"]);
+    let mut strict = flat_tools();
+    strict[0]["strict"] = json!(true);
+    let rs = s.ok(
+        "/v1/responses",
+        &respond(as_items(&shot), json!({"tools": strict})),
+    );
+    assert_eq!(rs["tools"][0]["strict"], true, "{}", rs["tools"]);
     assert_eq!(r["status"], "completed", "{r}");
     let out = r["output"].as_array().unwrap();
     assert_eq!(out.len(), 2, "{r}");
@@ -184,6 +194,29 @@ fn responses_answer_as_chat_does() {
         "previous_response_id",
     );
     refused(base(json!({"input": []})), "input");
+    for n in [0, -1] {
+        let a = s.post("/v1/responses", &base(json!({"max_output_tokens": n})));
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(a.body.contains("`max_output_tokens` must be"), "{}", a.body);
+        assert!(a.body.contains("at least 1"), "{}", a.body);
+        assert!(!a.body.contains("chat"), "{}", a.body);
+    }
+    // A part's fields are checked as chat's are, and user turns hold input parts only.
+    let user = |part: Value| json!({"input": [{"role": "user", "content": [part]}]});
+    refused(
+        base(user(json!({"type": "input_text", "text": "a", "foo": 1}))),
+        "input[0].content[0].foo",
+    );
+    refused(
+        base(user(json!({"type": "output_text", "text": "a"}))),
+        "input[0].content[0]",
+    );
+    // An output answers a call sent before it.
+    refused(
+        base(json!({"input": [{"role": "user", "content": "hi"},
+                              {"type": "function_call_output", "call_id": "nope", "output": "42"}]})),
+        "input[1].call_id",
+    );
     refused(
         base(json!({"input": [{"role": "user", "content": [{"type": "input_file"}]}]})),
         "input[0].content[0]",
@@ -314,6 +347,19 @@ fn responses_answer_as_chat_does() {
         json!({"input": [{"role": "assistant", "content": "a", "phase": "final_answer", "status": null},
                         {"role": "user", "content": "b"}]}),
     );
+    // Outputs sent back as the SDK returns them (`responses.parse` adds `parsed` and
+    // `parsed_arguments`), a refusal, a call's output as a list of parts.
+    ok(json!({"input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "a"}]},
+        {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+         "content": [{"type": "output_text", "text": "b", "annotations": [], "logprobs": [],
+                      "parsed": {"x": 1}},
+                     {"type": "refusal", "refusal": "no"}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "f",
+         "arguments": "{}", "parsed_arguments": {}, "status": "completed"},
+        {"type": "function_call_output", "call_id": "c1",
+         "output": [{"type": "input_text", "text": "42"}]},
+        {"role": "developer", "content": [{"type": "input_text", "text": "c"}]}]}));
     // Text parts go to the template as chat's do.
     let parts =
         json!([{"type": "input_text", "text": "Hello"}, {"type": "input_text", "text": "World"}]);

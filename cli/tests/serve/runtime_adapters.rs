@@ -72,6 +72,11 @@ fn load_and_unload_under_traffic() {
                 &json!({"lora_name": name, "lora_path": path}),
             )
         };
+        let unix_now = || {
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            t.unwrap().as_secs()
+        };
+        let before = unix_now();
         let r = load("copy", "boolq-copy");
         assert_eq!(r.status, 200, "{}", r.body);
         let models = s.get("/v1/models").json();
@@ -82,6 +87,9 @@ fn load_and_unload_under_traffic() {
             .find(|m| m["id"] == "copy")
             .expect("listed");
         assert_eq!(copy["parent"], "SmolLM2-135M-Instruct.Q4_1");
+        // Its model object was created by the load, not with the server.
+        let created = copy["created"].as_u64().unwrap();
+        assert!((before..=unix_now()).contains(&created), "{copy}");
         let r = s.ok("/v1/chat/completions", &chat("copy"));
         assert_eq!(r["choices"][0]["message"]["content"], boolq);
 
@@ -154,6 +162,20 @@ fn load_and_unload_under_traffic() {
         }
         let r = unload("second");
         assert_eq!(r.status, 200, "{}", r.body);
+        // Again while its request runs (or after it ended): a 404 that never lists it as
+        // loaded, and says it is on its way out while it is.
+        let again = unload("second");
+        assert_eq!(again.status, 404, "{}", again.body);
+        let message = serde_json::from_str::<Value>(&again.body).unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let loaded = message.split("loaded: ").nth(1).unwrap();
+        assert!(!loaded.split(", ").any(|n| n == "second"), "{message}");
+        assert!(
+            message.contains("is being unloaded already") || message.contains("cannot be found"),
+            "{message}"
+        );
         let done = h.join().unwrap();
         assert_eq!(done["choices"][0]["message"]["content"], alone);
         assert_eq!(s.post("/v1/chat/completions", &chat("second")).status, 404);

@@ -40,7 +40,7 @@ fn stream_usage_matches_the_answer() {
     let prompt = want["prompt_tokens"].as_u64().unwrap();
     // A chunk of one choice counts that choice's tokens (vLLM's rule), growing choice by
     // choice; the closing chunk counts the whole request's.
-    let mut seen = [0u64; 2];
+    let (mut seen, mut roles) = ([0u64; 2], 0);
     for e in &events[..events.len() - 1] {
         let u = &e["usage"];
         assert_eq!(u["prompt_tokens"], prompt, "{e}");
@@ -48,8 +48,22 @@ fn stream_usage_matches_the_answer() {
         let c = u["completion_tokens"].as_u64().unwrap();
         assert!(c >= seen[i], "usage went back: {e}");
         assert_eq!(u["total_tokens"].as_u64().unwrap(), prompt + c, "{e}");
+        // The role chunk opens a choice before its first token (vLLM counts none there);
+        // a chunk with text counts at least the token that made it.
+        let delta = &e["choices"][0]["delta"];
+        match delta.get("role") {
+            Some(_) => {
+                assert_eq!(c, 0, "the role chunk counted a token: {e}");
+                roles += 1;
+            }
+            None if delta["content"].as_str().is_some_and(|t| !t.is_empty()) => {
+                assert!(c > 0, "text counted no token: {e}")
+            }
+            None => {}
+        }
         seen[i] = c;
     }
+    assert_eq!(roles, 2, "one role chunk per choice: {events:?}");
     assert_eq!(events.last().unwrap()["usage"], want);
     assert_eq!(
         seen.iter().sum::<u64>(),
