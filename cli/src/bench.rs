@@ -300,6 +300,14 @@ impl WithBackend for &BenchArgs {
         if args.fused.contains(&0) {
             bail!("--fused 0: each K (adapters fused) must be at least 1");
         }
+        if let Some((i, k)) =
+            (args.fused.iter().enumerate()).find(|&(i, k)| args.fused[..i].contains(k))
+        {
+            bail!(
+                "--fused: K {k} is given twice (item {}); each K is one scenario",
+                i + 1
+            );
+        }
         if let Some(&k) = args.fused.iter().find(|&&k| k > n_adapters) {
             bail!(
                 "--fused {k}: needs {k} adapters and {n_adapters} are loaded (add --synthetic-adapters {k})",

@@ -178,12 +178,13 @@ const CUDA_HEADING: &str = "CUDA backend";
 pub struct ModelArgs {
     /// The base model: an HF directory (config.json + safetensors) or a .gguf file (a
     /// tokenizer.json beside it is used if present). Default: $DLP_MODEL, else
-    /// models/SmolLM2-135M-Instruct.Q4_1.gguf (run scripts/fetch-smollm2.sh).
+    /// models/SmolLM2-135M-Instruct.Q4_1.gguf (run scripts/fetch-smollm2.sh), else
+    /// ../shared/fixtures/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf.
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Load a PEFT LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`. All
     /// loaded adapters sit side by side, and each request chooses its mixture of them: `--mix` or
-    /// the router in generate and score, the request's `model` or `lora_mixture` in serve, the mode
+    /// the router in generate, `--mix` in score, the request's `model` or `lora_mixture` in serve, the mode
     /// in eval, the scenario in bench.
     #[arg(long = "adapter", value_name = "NAME=DIR")]
     pub adapters: Vec<String>,
@@ -311,8 +312,14 @@ impl ModelArgs {
         if let Some(p) = &self.model {
             return Ok(p.clone());
         }
-        if let Some(p) = std::env::var_os("DLP_MODEL") {
-            return Ok(PathBuf::from(p));
+        // Empty is unset, as shells' `VAR= cmd` means.
+        if let Some(p) = std::env::var_os("DLP_MODEL").filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            // Named here: a later "not found" would not say the path came from the variable.
+            if !p.exists() {
+                bail!("$DLP_MODEL is {:?}, which does not exist; set it to a model (an HF folder or a .gguf file), unset it, or pass --model PATH", p.display().to_string());
+            }
+            return Ok(p);
         }
         for p in DEFAULT_MODELS {
             if Path::new(p).exists() {

@@ -444,6 +444,15 @@ impl WithBackend for &GenerateArgs {
                 }
             }
         }
+        // An output format the length limit cut is not the format: say so (exit 0 still, as
+        // vLLM answers such a request; --json reports finish_reason "length").
+        if constraint.is_some() {
+            for (o, p) in outs.iter().zip(&prompts) {
+                if o.finish == FinishReason::Length {
+                    eprintln!("note: {}: the token limit (--max-tokens) ended the answer before its output format was complete; give more tokens", p.source);
+                }
+            }
+        }
         let broken: Vec<String> = (outs.iter().zip(&prompts))
             .filter_map(|(o, p)| failure(&p.source, o).map(|e| e.to_string()))
             .collect();

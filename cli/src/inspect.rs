@@ -196,6 +196,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         inspect_adapter(p)?
     } else if p.is_dir() && p.join(dlp_router::config::CONFIG_FILE).exists() {
         inspect_router(p)?
+    } else if p.is_dir() && p.join("adapter_model.safetensors").exists() {
+        bail!(
+            "{}: adapter_config.json: missing (the folder holds adapter_model.safetensors: a PEFT adapter needs both)",
+            p.display()
+        );
     } else if p.is_dir() {
         let cfg = ModelConfig::from_hf_dir(p)?;
         let files = weight_files(p)?;

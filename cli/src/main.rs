@@ -113,9 +113,14 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only for a terminal (a log file or pipe would get escape codes) and never
+    // under NO_COLOR.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(stderr::log_writer)
+        .with_ansi(ansi)
         .init();
     let result = match &cli.command {
         Command::Generate(a) => a

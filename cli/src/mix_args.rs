@@ -18,6 +18,9 @@ pub fn parse_mix_as(s: &str, what: &str) -> Result<Vec<(String, f32)>> {
     }
     s.split(',')
         .map(|part| {
+            if part.trim().is_empty() {
+                bail!("{what} `{s}`: an empty entry (a stray comma?); expected NAME=WEIGHT[,NAME=WEIGHT]...");
+            }
             let (n, w) = part
                 .split_once('=')
                 .with_context(|| format!("{what} `{part}`: expected NAME=WEIGHT"))?;

@@ -12,9 +12,17 @@ use dlp_router::RouterError;
 
 use crate::output::outln;
 
-/// Tokenizer used when `--tokenizer` is not given, relative to the working directory: the
-/// SmolLM2 tokenizer of the shared fixtures beside a checkout.
-const DEFAULT_TOKENIZER: &str = "../shared/fixtures/smollm2/tokenizer/tokenizer.json";
+/// Tokenizer used when `--tokenizer` is not given: the SmolLM2 tokenizer of the shared
+/// fixtures, under `$DLP_FIXTURES` where it is set, else beside a checkout (relative to the
+/// working directory).
+const DEFAULT_TOKENIZER: &str = "smollm2/tokenizer/tokenizer.json";
+
+fn default_tokenizer() -> PathBuf {
+    match std::env::var_os("DLP_FIXTURES").filter(|f| !f.is_empty()) {
+        Some(f) => PathBuf::from(f).join(DEFAULT_TOKENIZER),
+        None => Path::new("../shared/fixtures").join(DEFAULT_TOKENIZER),
+    }
+}
 
 /// Where router training runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,7 +78,8 @@ pub struct TrainRouterArgs {
     pub overwrite: bool,
     /// tokenizer.json to read text with (or a directory holding one, or a .gguf model whose
     /// vocabulary is then rebuilt as one): normally the base model's, though any works.
-    /// Default: ../shared/fixtures/smollm2/tokenizer/tokenizer.json (from the repository root).
+    /// Default: $DLP_FIXTURES/smollm2/tokenizer/tokenizer.json, else
+    /// ../shared/fixtures/smollm2/tokenizer/tokenizer.json (from the repository root).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// jsonl field holding the label (the adapter name).
@@ -134,7 +143,7 @@ pub struct TrainRouterArgs {
 /// as one (as `generate` reads it) into a temporary folder, returned with the path: the saved
 /// router copies it into `--out`, and a failed training leaves nothing behind.
 fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-    let p = arg.map_or_else(|| PathBuf::from(DEFAULT_TOKENIZER), Path::to_path_buf);
+    let p = arg.map_or_else(default_tokenizer, Path::to_path_buf);
     let p = if p.is_dir() {
         p.join("tokenizer.json")
     } else {
@@ -143,7 +152,7 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::Te
     if !p.is_file() {
         let default = match arg {
             None => {
-                " (the default, relative to the current directory: run from the repository root)"
+                " (the default: under $DLP_FIXTURES, else relative to the current directory: run from the repository root)"
             }
             Some(_) => "",
         };

@@ -119,6 +119,19 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     crate::output::check_outputs(&outputs, &inputs)?;
     let router = Router::load(&args.router)
         .with_context(|| format!("loading router {}", args.router.display()))?;
+    // A family member the router does not know would count nothing, silently (the default
+    // families name the eight tasks, which a router may hold only some of).
+    if !args.families.is_empty() {
+        let labels = router.labels();
+        for (fam, members) in &families {
+            if let Some(m) = members.iter().find(|m| !labels.contains(m)) {
+                bail!(
+                    "--family {fam}: `{m}` is not one of the router's labels ({})",
+                    labels.join(", ")
+                );
+            }
+        }
+    }
     let fields = Fields {
         text: args.text_field.clone(),
         label: args.label_field.clone(),

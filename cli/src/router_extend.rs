@@ -80,6 +80,8 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
     };
     let mut extended = out.router;
     extended.set_feature_stats(STATS_FILE);
+    // The extended router's own figures (`inspect` showed the old router's).
+    extended.set_dev_metrics(dev_metrics.clone());
     let tokenizer = router.config().tokenizer_path(dir);
     // In place (`--extend A --out A`) too: A is read whole above, then its files replaced,
     // all or none.

@@ -41,20 +41,44 @@ pub struct RouteArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "mix")]
     pub router: Option<PathBuf>,
     /// Routing granularity.
-    #[arg(long, value_enum, default_value = "request", requires = "router")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "request",
+        requires = "router",
+        conflicts_with = "mix"
+    )]
     pub route_by: RouteBy,
     /// Router top-p: keep the smallest set of adapters whose probability reaches P (at least
     /// one adapter is always kept).
-    #[arg(long, value_name = "P", default_value_t = 0.9, requires = "router")]
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.9,
+        requires = "router",
+        conflicts_with = "mix"
+    )]
     pub route_p: f32,
     /// Keep at most this many adapters per mixture (0 = no cap).
-    #[arg(long, value_name = "N", default_value_t = 0, requires = "router")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "router",
+        conflicts_with = "mix"
+    )]
     pub max_adapters: usize,
     /// How the kept probabilities become fusion weights.
-    #[arg(long, value_enum, default_value = "renorm", requires = "router")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "renorm",
+        requires = "router",
+        conflicts_with = "mix"
+    )]
     pub fusion_weights: FusionChoice,
     /// Print every routing decision to stderr (sentence, tokens, adapters and weights).
-    #[arg(long, requires = "router")]
+    #[arg(long, requires = "router", conflicts_with = "mix")]
     pub show_routing: bool,
 }
 

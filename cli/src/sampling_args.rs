@@ -130,9 +130,10 @@ impl SamplingArgs {
             .collect();
             if !idle.is_empty() {
                 eprintln!(
-                    "note: {} change nothing at --temperature 0 (greedy, the default); give \
+                    "note: {} {} nothing at --temperature 0 (greedy, the default); give \
                      --temperature above 0 to sample",
-                    idle.join(", ")
+                    idle.join(", "),
+                    if idle.len() == 1 { "changes" } else { "change" }
                 );
             }
         }

@@ -12,6 +12,8 @@ mod bad_data;
 mod bad_input;
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/flags.rs"]
+mod flags;
 #[path = "cli/gpu_check.rs"]
 mod gpu_check;
 #[path = "cli/outputs.rs"]

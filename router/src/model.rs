@@ -6,7 +6,7 @@ use std::path::Path;
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use tokenizers::Tokenizer;
 
-use crate::config::{RouterConfig, WEIGHTS_FILE};
+use crate::config::{DevMetrics, RouterConfig, WEIGHTS_FILE};
 use crate::select::{select, softmax, SelectConfig};
 use crate::RouterError;
 
@@ -325,6 +325,13 @@ impl Router {
     /// [`crate::extend`]); saved with the config.
     pub fn set_feature_stats(&mut self, file: &str) {
         self.config.feature_stats = Some(file.to_string());
+    }
+
+    /// Records the dev metrics of this router as it is now (`None`: not measured), saved with
+    /// the config: an extension replaces those of the router it extended, which describe
+    /// fewer labels.
+    pub fn set_dev_metrics(&mut self, dev: Option<DevMetrics>) {
+        self.config.dev = dev;
     }
 
     /// The adapter names, in logit order.

@@ -61,6 +61,8 @@ fn train_router_extend_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(base.join("router.json")).unwrap()).unwrap();
     assert_eq!(cfg["feature_stats"], "router-stats.safetensors");
     assert_eq!(cfg["trainings"][0]["kind"], "scratch");
+    let base_dev = cfg["dev"].clone();
+    assert!(base_dev["examples"].as_u64().unwrap() > 0, "{base_dev}");
 
     let out = run(&[
         "train-router",
@@ -86,6 +88,8 @@ fn train_router_extend_end_to_end() {
         serde_json::json!(["all_r4", "qv_r8", "mlp_r16"])
     );
     assert_eq!(cfg["trainings"][1]["kind"], "extend");
+    // The dev figures are the extended router's (or none), not a copy of the two-label one's.
+    assert_ne!(cfg["dev"], base_dev, "{}", cfg["dev"]);
     assert_eq!(
         cfg["trainings"][1]["labels"],
         serde_json::json!(["mlp_r16"])
