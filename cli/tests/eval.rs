@@ -167,6 +167,19 @@ fn bad_data_gets_clear_errors() {
         std::fs::write(&p, text).unwrap();
         p.display().to_string()
     };
+    // `eval` with `adapters` loaded, `flags`, on `file`: whether it succeeded, and its stderr.
+    let eval = |adapters: &[&str], flags: &[&str], file: String| {
+        let mut args: Vec<String> = vec!["eval".into()];
+        args.extend(s.model_args(adapters));
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend(["--data".to_string(), file]);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&argv);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
     let good = r#"{"task": "boolq", "instruction": "Is it?", "output": "the correct answer is true", "answer": "true", "kind": "mcq"}"#;
     let cases = [
         (
@@ -198,48 +211,45 @@ fn bad_data_gets_clear_errors() {
         ),
     ];
     for (file, needles) in cases {
-        let mut args: Vec<String> = vec!["eval".into()];
-        args.extend(s.model_args(&["boolq"]));
-        args.extend(["--modes", "oracle", "--data"].map(String::from));
-        args.push(file.clone());
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(&argv);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{file} should fail");
+        let (ok, err) = eval(&["boolq"], &["--modes", "oracle"], file.clone());
+        assert!(!ok, "{file} should fail");
         for n in needles {
             assert!(err.contains(n), "{file}: {err:?} lacks {n:?}");
         }
     }
     // A mode that needs the router, without one.
-    let mut args: Vec<String> = vec!["eval".into()];
-    args.extend(s.model_args(&["boolq"]));
-    args.extend(["--modes", "routed", "--data"].map(String::from));
-    args.push(write("ok.jsonl", good));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&argv);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --router"));
+    let (ok, err) = eval(&["boolq"], &["--modes", "routed"], write("ok.jsonl", good));
+    assert!(!ok && err.contains("needs --router"), "{err}");
     // The base model needs no adapter for a task (it asked for one per task).
-    let mut args: Vec<String> = vec!["eval".into()];
-    args.extend(s.model_args(&[]));
-    args.extend(["--modes", "base", "--max-tokens", "2", "--data"].map(String::from));
-    args.push(write(
-        "poetry.jsonl",
-        &good.replace("\"boolq\"", "\"poetry\""),
-    ));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&argv);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (ok, err) = eval(
+        &[],
+        &["--modes", "base", "--max-tokens", "2"],
+        write("poetry.jsonl", &good.replace("\"boolq\"", "\"poetry\"")),
+    );
+    assert!(ok, "{err}");
+    // A --label-map key that is no task (nor router label) is refused; routing flags with no
+    // routing mode are said to do nothing.
+    let (ok, err) = eval(
+        &["boolq"],
+        &["--modes", "base", "--label-map", "boolk=boolq"],
+        write("typo.jsonl", good),
+    );
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("`boolk` is neither a task of the data (boolq)"),
+        "{err}"
+    );
+    let idle = ["--modes", "base", "--max-tokens", "2", "--route-p", "0.5"];
+    let (ok, err) = eval(&[], &idle, write("idle.jsonl", good));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("note: --route-p changes nothing: no mode of this run routes (base)"),
+        "{err}"
+    );
     // --compose past the tasks loaded is refused before any mode runs (after them, before).
-    let mut args: Vec<String> = vec!["eval".into()];
-    args.extend(s.model_args(&["boolq"]));
-    args.extend(["--modes", "base", "--compose", "50", "--data"].map(String::from));
-    args.push(write("one-task.jsonl", good));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&argv);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let compose = ["--modes", "base", "--compose", "50"];
+    let (ok, err) = eval(&["boolq"], &compose, write("one-task.jsonl", good));
+    assert!(!ok, "{err}");
     assert!(
         err.contains("--compose 50: composing needs at least 2 tasks"),
         "{err}"

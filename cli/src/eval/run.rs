@@ -295,6 +295,45 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         .iter()
         .map(|&p| Ok((p, routing(args, &names, p)?)))
         .collect::<Result<_>>()?;
+    // A --label-map key that names neither a task of the data nor a router label maps
+    // nothing: a typo, refused rather than waved through.
+    let labels = (routers.iter().find_map(|(_, r)| r.as_ref())).map_or(&[][..], Routing::labels);
+    if let Some(k) = map
+        .keys()
+        .find(|k| !tasks.iter().any(|(t, _)| t == *k) && !labels.contains(k))
+    {
+        let tasks: Vec<&str> = tasks.iter().map(|(t, _)| t.as_str()).collect();
+        anyhow::bail!(
+            "--label-map {k}=...: `{k}` is neither a task of the data ({}) nor a router label{}",
+            tasks.join(", "),
+            if labels.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", labels.join(", "))
+            }
+        );
+    }
+    // The router's flags do nothing without a mode that routes: said, not waved through.
+    let routes = |m: &Mode| m.needs_router() || (*m == Mode::TeacherForced && have_router);
+    if !modes.iter().any(routes) {
+        let given = [
+            (args.route_p != [0.9], "--route-p"),
+            (args.max_adapters != 0, "--max-adapters"),
+            (
+                args.fusion_weights != crate::routing::FusionChoice::Renorm,
+                "--fusion-weights",
+            ),
+        ];
+        let idle: Vec<&str> = given.iter().filter_map(|&(g, f)| g.then_some(f)).collect();
+        if !idle.is_empty() {
+            eprintln!(
+                "note: {} {} nothing: no mode of this run routes ({})",
+                idle.join(", "),
+                if idle.len() == 1 { "changes" } else { "change" },
+                modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
+            );
+        }
+    }
 
     let mut items = Vec::new();
     let mut golds = Vec::new();
