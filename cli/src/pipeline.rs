@@ -185,7 +185,8 @@ impl<'t> TextStream<'t> {
 
     /// Adds generated token `id`: extends the text, and says whether generation stops here (a
     /// stop string appeared) or goes on under a new mixture (a sentence ended; `routing`
-    /// picks the next mixture from it, reported as a [`Decision`]).
+    /// picks the next mixture from it, reported as a [`Decision`]; none where a stop ends
+    /// the text at the same token).
     pub fn push(
         &mut self,
         id: u32,
@@ -235,6 +236,9 @@ impl<'t> TextStream<'t> {
             self.text.truncate(end);
             self.stopped = Some(k);
             control = Control::Stop;
+            // A sentence this token ended is routed for tokens that will not come: no
+            // decision (it would be counted and reported, never applied).
+            decision = None;
         }
         Ok((control, decision))
     }

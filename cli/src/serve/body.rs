@@ -108,7 +108,9 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
             .and_then(|m| m.split('`').next())
             .map(str::to_string);
         // A syntax error has no field (serde_path_to_error writes `?` where it stopped).
-        let syntax = inner.is_syntax() || inner.is_eof();
+        // A number past f64 (`1e999`) is a syntax error to serde_json, but one of a field.
+        let out_of_range = msg.starts_with("number out of range");
+        let syntax = (inner.is_syntax() || inner.is_eof()) && !out_of_range;
         let known = path != "." && !path.is_empty() && !syntax;
         // Where a syntax error stopped, as far as the fields go (`messages[1].content`), helps
         // find it in a long body; `?` stands for a key not yet read.
@@ -219,5 +221,9 @@ mod tests {
         assert!(!m.contains('?'), "{m}");
         let m = msg(r#"{"model": "m" "n": 1}"#);
         assert!(!m.contains("inside"), "{m}");
+        // A number past f64 is a field's error: named as the param.
+        let e = parse::<serde_json::Value>(br#"{"lora_mixture": {"a": 1e999}}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("lora_mixture.a"), "{e}");
+        assert!(e.message.contains("number out of range"), "{e}");
     }
 }

@@ -105,8 +105,8 @@ fn catalogue() -> Vec<Case> {
             CHAT,
             b"{\"model\": \"boolq\", \"lora_mixture\": {\"boolq\": 1e999}, \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}".to_vec(),
             400,
-            &["not valid JSON"],
-            None,
+            &["invalid request field `lora_mixture.boolq`", "number out of range"],
+            Some("lora_mixture.boolq"),
         ),
         case("overflowing mixture weight", CHAT, chat_with(|v| v["lora_mixture"] = json!({"boolq": 1e30})), 400, &["at most 100"], Some("lora_mixture.boolq")),
         case(

@@ -385,3 +385,85 @@ fn prompt_logprobs_token_ids_and_truncation() {
     assert_eq!(got[0], (0, whole[1]["mixture"].clone()), "{kept:?}");
     assert_eq!(got[1..], want[..], "{whole:?} -> {kept:?}");
 }
+
+/// A stop string that ends at the token which also ends a sentence: generation stops there,
+/// so the mixture routed from that sentence is never used. It is neither reported as a
+/// segment nor counted in `dlp_adapter_routed_total` (it was counted, and not reported).
+#[test]
+fn a_stop_at_a_sentence_end_routes_nothing_after_it() {
+    let Some(a) = assets() else { return };
+    let mut args = a.model_args();
+    args.extend(["--router".into(), a.router().display().to_string()]);
+    let s = Server::start(&args);
+    // `ignore_eos`: the adapters answer in one short sentence, which routes nothing after it.
+    let body = json!({"model": "auto", "dlp_route_by": "sentence", "seed": 1, "temperature": 0.8,
+                      "max_tokens": 60, "logprobs": 0, "ignore_eos": true,
+                      "prompt": "Tom has 3 apples. He buys 5 more. How many apples does he have?"});
+    // Every adapter of every segment is one routed count.
+    let routed = || {
+        let m = s.get("/metrics").body;
+        (m.lines())
+            .filter(|l| l.starts_with("dlp_adapter_routed_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    let counted = |r: &Value| {
+        (r["dlp"]["choices"][0]["segments"]
+            .as_array()
+            .unwrap()
+            .iter())
+        .map(|g| g["mixture"].as_array().unwrap().len() as f64)
+        .sum::<f64>()
+    };
+    let before = routed();
+    let full = s.ok("/v1/completions", &body);
+    assert_eq!(routed() - before, counted(&full), "{full}");
+    // A segment routed from a generated sentence whose opening token shows text, and that
+    // token's characters in the text (special tokens show none: `text_offset` says where).
+    let prompt_tokens = full["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    let chars: Vec<char> = full["choices"][0]["text"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .collect();
+    let offsets: Vec<usize> = (full["choices"][0]["logprobs"]["text_offset"].as_array())
+        .unwrap()
+        .iter()
+        .map(|o| o.as_u64().unwrap() as usize)
+        .collect();
+    let span = |at: usize| {
+        (
+            offsets[at],
+            offsets.get(at + 1).copied().unwrap_or(chars.len()),
+        )
+    };
+    let segments = full["dlp"]["choices"][0]["segments"].as_array().unwrap();
+    let (opened, end) = segments
+        .iter()
+        .filter(|g| g["source"] == "generated")
+        .find_map(|g| {
+            let at = g["first_token"].as_u64().unwrap() as usize - prompt_tokens;
+            let (start, end) = span(at);
+            (at < offsets.len() && end > start).then_some((g, end))
+        })
+        .unwrap_or_else(|| panic!("no generated sentence opened by a token with text: {full}"));
+    // The shortest tail of the text up to that token that appears nowhere earlier: a stop
+    // string that completes at that token and no sooner.
+    let text: String = chars[..end].iter().collect();
+    let stop = (1..=end)
+        .map(|n| chars[end - n..end].iter().collect::<String>())
+        .find(|t| text.find(t.as_str()) == Some(text.len() - t.len()))
+        .unwrap_or_else(|| panic!("no stop string for {text:?}"));
+    let mut cut = body.clone();
+    cut["stop"] = json!([stop]);
+    let before = routed();
+    let r = s.ok("/v1/completions", &cut);
+    assert_eq!(r["choices"][0]["finish_reason"], "stop", "{stop:?}: {r}");
+    let kept = r["dlp"]["choices"][0]["segments"].as_array().unwrap();
+    assert!(
+        kept.iter()
+            .all(|g| g["first_token"] != opened["first_token"]),
+        "{r}"
+    );
+    assert_eq!(routed() - before, counted(&r), "{stop:?}: {r}");
+}
