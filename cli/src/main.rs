@@ -54,31 +54,41 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// `allow_negative_numbers`: `--top-k -1` is a value the flag refuses by name, not
+// "unexpected argument '-1'".
 enum Command {
     /// Generate text (streamed), from one prompt or a batch of prompts, each with its own
     /// adapter mixture.
+    #[command(allow_negative_numbers = true)]
     Generate(generate::GenerateArgs),
     /// Write the teacher-forced logits of a token sequence to a safetensors file.
+    #[command(allow_negative_numbers = true)]
     Score(score::ScoreArgs),
     /// Print the token ids of a text, or the rendered chat prompt of a messages file.
+    #[command(allow_negative_numbers = true)]
     Tokenize(tokenize::TokenizeArgs),
     /// Show what a model directory, GGUF file, adapter or safetensors file holds.
     Inspect(inspect::InspectArgs),
     /// Train the DLP router (the mini-MLP that picks adapters per sentence) on labelled text.
+    #[command(allow_negative_numbers = true)]
     TrainRouter(router_cmd::TrainRouterArgs),
     /// Evaluate a trained router: per-task and family accuracy, top-p containment, confusion.
+    #[command(allow_negative_numbers = true)]
     EvalRouter(router_eval::EvalRouterArgs),
     /// Measure speed: base vs one LoRA vs K fused LoRAs vs token-level routing vs merged
     /// weights vs batches, interleaved in one run, reported as ratios.
+    #[command(allow_negative_numbers = true)]
     Bench(bench::BenchArgs),
     /// Evaluate adapters and routing on tasks: accuracy, BLEU/ROUGE, time per example per mode,
     /// the router's top-p swept, mixed-task prompts.
+    #[command(allow_negative_numbers = true)]
     Eval(eval::EvalArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (continuous batching; every request
     /// with its own adapter mixture, or routed by the DLP router with `"model": "auto"`).
     ///
     /// Requests sample with OpenAI's defaults (temperature 1, top_p 1) unless they set their
     /// own; `"temperature": 0` gives the greedy answer `generate` gives by default.
+    #[command(allow_negative_numbers = true)]
     Serve(serve::ServeArgs),
     /// Fuzz the parsers of users' files and requests (built with `--features fuzz`).
     #[cfg(feature = "fuzz")]

@@ -32,6 +32,11 @@ fn conflicting_repeated_and_cut_short_flags_are_named() {
         &["inspect", no_cfg.path().to_str().unwrap()],
         &["adapter_config.json: missing"],
     );
+    // A negative number is the flag's value, refused by the flag's name.
+    fails_with(
+        &args(&gen_cpu, &["--top-k", "-1", "--prompt", "hi"]),
+        &["invalid value '-1' for '--top-k"],
+    );
     let bench = ["bench", "--backend", "cpu", "-m", m, "--adapter", &qv];
     fails_with(
         &args(&bench, &["--fused", "1,1", "--quick"]),
