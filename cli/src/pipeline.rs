@@ -194,24 +194,9 @@ impl<'t> TextStream<'t> {
         names: &[String],
     ) -> dlp_engine::Result<(Control, Option<Decision>)> {
         self.position += 1;
-        let mut control = Control::Continue;
-        let mut decision = None;
-        if let Some(piece) = self.decoder.push(id)? {
-            self.text.push_str(&piece);
-            if let (Some(tracker), Some(routing)) = (&mut self.tracker, routing) {
-                if let Some(sentence) = tracker.push(&piece) {
-                    // The token just sampled opens the next sentence; it and all after it run
-                    // under the mixture routed from the finished one.
-                    let mix = routing.route(&[sentence.as_str()]).remove(0);
-                    decision = Some(Decision {
-                        source: "generated",
-                        text: sentence,
-                        first_token: self.position - 1,
-                        mixture: named(&mix, names),
-                    });
-                    control = Control::Remix(mix);
-                }
-            }
+        let piece = self.decoder.push(id)?;
+        if let Some(piece) = &piece {
+            self.text.push_str(piece);
         }
         self.generated += 1;
         if self.generated == self.opts.min_tokens {
@@ -235,12 +220,27 @@ impl<'t> TextStream<'t> {
             };
             self.text.truncate(end);
             self.stopped = Some(k);
-            control = Control::Stop;
-            // A sentence this token ended is routed for tokens that will not come: no
-            // decision (it would be counted and reported, never applied).
-            decision = None;
+            // Before any routing: a sentence this token ended would be routed for tokens that
+            // will not come (counted and reported, never applied).
+            return Ok((Control::Stop, None));
         }
-        Ok((control, decision))
+        let (Some(piece), Some(tracker), Some(routing)) = (piece, &mut self.tracker, routing)
+        else {
+            return Ok((Control::Continue, None));
+        };
+        let Some(sentence) = tracker.push(&piece) else {
+            return Ok((Control::Continue, None));
+        };
+        // The token just sampled opens the next sentence; it and all after it run under the
+        // mixture routed from the finished one.
+        let mix = routing.route(&[sentence.as_str()]).remove(0);
+        let decision = Decision {
+            source: "generated",
+            text: sentence,
+            first_token: self.position - 1,
+            mixture: named(&mix, names),
+        };
+        Ok((Control::Remix(mix), Some(decision)))
     }
 
     /// Ends the text of `out`, this stream's sequence: with `include_stop`, the end token that

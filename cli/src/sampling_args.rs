@@ -119,23 +119,15 @@ impl SamplingArgs {
         // Accepted (as vLLM does), but said: greedy decoding takes the argmax, so the filters
         // and the seed change nothing.
         if self.temperature == 0.0 {
-            let idle: Vec<&str> = [
-                (self.top_k != 0, "--top-k"),
-                (self.top_p != 1.0, "--top-p"),
-                (self.min_p != 0.0, "--min-p"),
-                (self.seed != 0, "--seed"),
-            ]
-            .iter()
-            .filter_map(|&(given, flag)| given.then_some(flag))
-            .collect();
-            if !idle.is_empty() {
-                eprintln!(
-                    "note: {} {} nothing at --temperature 0 (greedy, the default); give \
-                     --temperature above 0 to sample",
-                    idle.join(", "),
-                    if idle.len() == 1 { "changes" } else { "change" }
-                );
-            }
+            note_idle(
+                &[
+                    (self.top_k != 0, "--top-k"),
+                    (self.top_p != 1.0, "--top-p"),
+                    (self.min_p != 0.0, "--min-p"),
+                    (self.seed != 0, "--seed"),
+                ],
+                " at --temperature 0 (greedy, the default); give --temperature above 0 to sample",
+            );
         }
         Ok(())
     }
@@ -202,5 +194,17 @@ impl SamplingArgs {
             // Tokenized once the model's tokenizer is loaded.
             bad_words_ids: Vec::new(),
         }
+    }
+}
+
+/// Says on stderr that the flags given (`(given, flag)`) change nothing, `why` right after:
+/// accepted, as vLLM accepts such fields, but not waved through in silence.
+pub fn note_idle(flags: &[(bool, &str)], why: &str) {
+    let idle: Vec<&str> = (flags.iter())
+        .filter_map(|&(given, flag)| given.then_some(flag))
+        .collect();
+    if !idle.is_empty() {
+        let verb = if idle.len() == 1 { "changes" } else { "change" };
+        eprintln!("note: {} {verb} nothing{why}", idle.join(", "));
     }
 }

@@ -316,23 +316,18 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     // The router's flags do nothing without a mode that routes: said, not waved through.
     let routes = |m: &Mode| m.needs_router() || (*m == Mode::TeacherForced && have_router);
     if !modes.iter().any(routes) {
-        let given = [
-            (args.route_p != [0.9], "--route-p"),
-            (args.max_adapters != 0, "--max-adapters"),
-            (
-                args.fusion_weights != crate::routing::FusionChoice::Renorm,
-                "--fusion-weights",
-            ),
-        ];
-        let idle: Vec<&str> = given.iter().filter_map(|&(g, f)| g.then_some(f)).collect();
-        if !idle.is_empty() {
-            eprintln!(
-                "note: {} {} nothing: no mode of this run routes ({})",
-                idle.join(", "),
-                if idle.len() == 1 { "changes" } else { "change" },
-                modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(",")
-            );
-        }
+        let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+        crate::sampling_args::note_idle(
+            &[
+                (args.route_p != [0.9], "--route-p"),
+                (args.max_adapters != 0, "--max-adapters"),
+                (
+                    args.fusion_weights != crate::routing::FusionChoice::Renorm,
+                    "--fusion-weights",
+                ),
+            ],
+            &format!(": no mode of this run routes ({})", names.join(",")),
+        );
     }
 
     let mut items = Vec::new();

@@ -54,6 +54,14 @@ pub(super) fn client_left(r: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The first field of object `o` not in `known`, null ones counting as absent (SDKs write
+/// every field of an object back, unset ones as null); `None` for a value not an object.
+pub(super) fn unknown_field<'a>(o: &'a serde_json::Value, known: &[&str]) -> Option<&'a str> {
+    (o.as_object().into_iter().flatten())
+        .find(|(k, v)| !v.is_null() && !known.contains(&k.as_str()))
+        .map(|(k, _)| k.as_str())
+}
+
 /// Parses a JSON object into `T`, naming the field at fault when a value has the wrong type.
 /// Only an object, and nothing after it: serde would read an array's elements as the fields in
 /// order, and stop at the end of the first value.

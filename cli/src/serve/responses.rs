@@ -261,9 +261,7 @@ fn input(
             }
         };
         // Null fields are absent ones (an SDK may write every field of an output item back).
-        if let Some(k) = (o.iter())
-            .find_map(|(k, v)| (!allowed.contains(&k.as_str()) && !v.is_null()).then_some(k))
-        {
+        if let Some(k) = super::body::unknown_field(item, allowed) {
             return Err(ApiError::bad_param(
                 format!("{at}.{k}"),
                 format!("unknown field `{at}.{k}` in a {kind} item"),
@@ -333,7 +331,8 @@ fn input(
 /// A message's `content` for chat: a string, or its text parts of the types in `kinds`
 /// (`input_text`; a model's turn `output_text` and `refusal`) as chat's text parts, which chat
 /// joins as it joins its own. A part's other fields are refused, except an output part's
-/// `annotations` and `logprobs` (SDKs send a response's output back whole) and null ones.
+/// `annotations`, `logprobs` and `parsed` (SDKs send a response's output back whole) and null
+/// ones.
 fn text(v: &Value, at: &str, kinds: &[&str]) -> Result<Value, ApiError> {
     let parts = match v {
         Value::String(_) => return Ok(v.clone()),
@@ -348,19 +347,20 @@ fn text(v: &Value, at: &str, kinds: &[&str]) -> Result<Value, ApiError> {
     let mut out = Vec::with_capacity(parts.len());
     for (j, p) in parts.iter().enumerate() {
         let kind = p.get("type").and_then(Value::as_str).unwrap_or("(none)");
-        let (key, extra): (&str, &[&str]) = match kind {
-            "input_text" => ("text", &[]),
-            // `parsed`: what the SDK's `responses.parse` adds to the parts it returns.
-            "output_text" => ("text", &["annotations", "logprobs", "parsed"]),
-            "refusal" => ("refusal", &[]),
-            _ => ("", &[]),
+        // Each part's fields: its type, its text, and what an SDK returns beside them
+        // (`parsed`: what `responses.parse` adds to the parts it returns).
+        let fields: &[&str] = match kind {
+            "input_text" => &["type", "text"],
+            "output_text" => &["type", "text", "annotations", "logprobs", "parsed"],
+            "refusal" => &["type", "refusal"],
+            _ => &[],
         };
-        if key.is_empty() {
+        let Some(&key) = fields.get(1) else {
             return Err(ApiError::bad_param(
                 format!("{at}[{j}]"),
                 format!("`{at}[{j}]` is a part of type {kind}; this model reads text only (input_text; a model's turns output_text, refusal)"),
             ));
-        }
+        };
         if !kinds.contains(&kind) {
             return Err(ApiError::bad_param(
                 format!("{at}[{j}]"),
@@ -370,17 +370,13 @@ fn text(v: &Value, at: &str, kinds: &[&str]) -> Result<Value, ApiError> {
                 ),
             ));
         }
-        let known = |k: &str| k == "type" || k == key || extra.contains(&k);
-        if let Some((k, _)) =
-            (p.as_object().into_iter().flatten()).find(|(k, v)| !known(k.as_str()) && !v.is_null())
-        {
+        if let Some(k) = super::body::unknown_field(p, fields) {
             return Err(ApiError::bad_param(
                 format!("{at}[{j}].{k}"),
                 format!(
                     "unknown field `{at}[{j}].{k}`: a {kind} part has {}",
-                    ["type", key]
+                    fields
                         .iter()
-                        .chain(extra)
                         .map(|f| format!("`{f}`"))
                         .collect::<Vec<_>>()
                         .join(", ")

@@ -182,11 +182,7 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         };
         // A misspelt field (`paramters`) would otherwise leave the call unchecked; null ones
         // are absent (the SDK's dumps), as OpenAI takes them.
-        let unknown = |o: &Value, known: &[&str]| {
-            (o.as_object().into_iter().flatten())
-                .find(|(k, v)| !v.is_null() && !known.contains(&k.as_str()))
-                .map(|(k, _)| k.clone())
-        };
+        let unknown = super::body::unknown_field;
         // `cache_control`: a caching hint some clients add (accepted, as on text parts).
         if let Some(k) = unknown(&t, &["type", "function", "cache_control"]) {
             return Err(ApiError::bad_param(
@@ -196,7 +192,7 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         }
         if let Some(k) = unknown(f, &["name", "description", "parameters", "strict"]) {
             return Err(bad_field(
-                &k,
+                k,
                 format!("`{at}.function` has an unknown field `{k}` (expected `name`, `description`, `parameters`, `strict`)"),
             ));
         }
