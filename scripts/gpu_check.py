@@ -31,7 +31,7 @@ Why it is shaped this way:
   the other shapes at ~4,000 tokens, then the other modes); what no longer fits
   is reported as not run.
 - The first mode (bf16c-fast-prefetch: the paths measured fastest on the H200, lora-prefetch,
-  device-argmax and device-sampling;
+  device-argmax, device-sampling and packed-upload;
   bf16c-fast; or bf16c-exp, every
   path on), and every mode after it, leaves out each --cuda-experimental
   path whose own golden_cuda tests (`experimental::<path>::*`, or `<path>_<more>::*`: the path
@@ -56,7 +56,7 @@ Environment: SHAPES (default "7b 1b"; "none" skips the speed stage), MODES (defa
 --cuda-experimental paths off, and those that ride on them; bf16c-exp-no-batch-lora is
 bf16c-exp-without-batch-lora; bf16c-exp-lora-f32: bf16c-exp without --cuda-lora-bf16;
 bf16c-fast: bf16c-exp with --cuda-experimental fast, the paths measured fastest;
-bf16c-fast-prefetch: bf16c-fast with lora-prefetch, device-argmax and device-sampling; the narrowing and the probes apply when
+bf16c-fast-prefetch: bf16c-fast with lora-prefetch, device-argmax, device-sampling and packed-upload; the narrowing and the probes apply when
 one of bf16c-fast-prefetch, bf16c-fast or bf16c-exp is the first mode),
 BENCH_ARGS (the benches' scenarios instead of base,single,fused3,batch32 at 64 tokens, 3 rounds),
 PEERS=none

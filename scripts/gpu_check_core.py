@@ -26,7 +26,7 @@ MODES = (os.environ.get("MODES", "bf16c-fast-prefetch bf16c-fast bf16c-exp bf16c
          or ["bf16c"])
 # First modes whose paths are narrowed to those whose tests passed, and probed when they fail:
 # every path on, the fastest set (--cuda-experimental fast), and that set with lora-prefetch,
-# device-argmax and device-sampling.
+# device-argmax, device-sampling and packed-upload.
 EXP_FIRST = ("bf16c-exp", "bf16c-fast", "bf16c-fast-prefetch")
 # The bench scenarios the profilers run (e.g. "batch32"; "none": no profile); default: nsys
 # base,fused3, ncu base.
@@ -62,12 +62,13 @@ PATHS = {"decode-matvec": [], "fused-lora": ["decode-matvec"], "wide-grids": [],
          "norm-in-matvec": ["decode-matvec"], "kv-copy": [],
          "expand-launch": ["decode-matvec", "fused-lora"],
          "lora-prefetch": ["decode-matvec", "fused-lora", "expand-launch", "dependent-launch"],
-         "device-argmax": [], "device-sampling": []}
+         "device-argmax": [], "device-sampling": [], "packed-upload": []}
 WITHOUT = "bf16c-exp-without-"
 # The paths `--cuda-experimental fast` leaves out (cli/src/common.rs): three measured slower on
-# the H200, and lora-prefetch, device-argmax and device-sampling, not yet run on a GPU.
+# the H200, and lora-prefetch, device-argmax, device-sampling and packed-upload, not yet run
+# on a GPU.
 # One line: cli/src/common.rs's test reads it.
-LEFT_OUT_OF_FAST = {"fused-silu", "norm-in-matvec", "inline-shrink", "lora-prefetch", "device-argmax", "device-sampling"}
+LEFT_OUT_OF_FAST = {"fused-silu", "norm-in-matvec", "inline-shrink", "lora-prefetch", "device-argmax", "device-sampling", "packed-upload"}
 
 
 def without_mode(name):
@@ -107,12 +108,13 @@ def with_paths(flags, paths):
 # the other paths as bf16c-exp), the name earlier runs used.
 MODE_FLAGS["bf16c-exp-no-batch-lora"] = without_mode(WITHOUT + "batch-lora")
 # --cuda-experimental fast (every path but the three measured slower on the H200 and
-# the two not yet run on a GPU: LEFT_OUT_OF_FAST), as the other flags of bf16c-exp.
+# those not yet run on a GPU: LEFT_OUT_OF_FAST), as the other flags of bf16c-exp.
 MODE_FLAGS["bf16c-fast"] = EXP_ALL[:-1] + ["fast"]
-# bf16c-fast with lora-prefetch, device-argmax and device-sampling (not yet run on a GPU, so not
-# in fast): their effect against bf16c-fast; device-argmax alone moves base decode (no LoRA for
-# lora-prefetch), device-sampling only the sampled bench (greedy benches do not sample).
-MODE_FLAGS["bf16c-fast-prefetch"] = EXP_ALL[:-1] + ["fast,lora-prefetch,device-argmax,device-sampling"]
+# bf16c-fast with lora-prefetch, device-argmax, device-sampling and packed-upload (not yet run
+# on a GPU, so not in fast): their effect against bf16c-fast; device-argmax and packed-upload
+# move base decode (no LoRA for lora-prefetch), device-sampling only the sampled bench (greedy
+# benches do not sample).
+MODE_FLAGS["bf16c-fast-prefetch"] = EXP_ALL[:-1] + ["fast,lora-prefetch,device-argmax,device-sampling,packed-upload"]
 # bf16c-exp with the LoRA stacks in f32 (no --cuda-lora-bf16): that flag's effect alone.
 MODE_FLAGS["bf16c-exp-lora-f32"] = [f for f in EXP_ALL if f != "--cuda-lora-bf16"]
 for _mode in MODES:

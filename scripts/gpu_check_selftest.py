@@ -331,7 +331,7 @@ def main():
                                      "fused-silu", "norm-in-matvec",
                                      "kv-copy", "expand-launch",
                                      "lora-prefetch", "device-argmax",
-                                     "device-sampling"]))),
+                                     "device-sampling", "packed-upload"]))),
         ("lora_bench run again under each LORA_SWEEP setting, its table row in the summary",
          status.get("bench lora_bench-tiled_rows4") == "pass"
          and "== lora_bench-tiled_rows4 (LORA_SWEEP) ==\n| lora shrink+expand (tiled) | 1.00 | 1 "

@@ -105,9 +105,12 @@ pub enum CudaExperimental {
     /// their tokens on the GPU from the host sampler's draws and download a value per row; the
     /// same tokens, bit for bit. Not yet run on a GPU (so not in fast).
     DeviceSampling,
+    /// Each step's plan goes to the GPU in one host-to-device copy instead of eight (packed on
+    /// the host); the same values. Not yet run on a GPU (so not in fast).
+    PackedUpload,
     /// Every path above but fused-silu, norm-in-matvec and inline-shrink, which measured
-    /// slower on an H200, and lora-prefetch, device-argmax and device-sampling, not yet run on
-    /// one: the fastest
+    /// slower on an H200, and lora-prefetch, device-argmax, device-sampling and packed-upload,
+    /// not yet run on one: the fastest
     /// set measured there (7B: base decode 257 tok/s, 3 fused adapters 200 tok/s; with all,
     /// 226 and 198).
     Fast,
@@ -117,14 +120,16 @@ pub enum CudaExperimental {
 
 impl CudaExperimental {
     /// The paths `fast` leaves out: the first three each measured slower on an H200 than
-    /// without it; lora-prefetch, device-argmax and device-sampling have not run on a GPU yet.
-    const LEFT_OUT_OF_FAST: [CudaExperimental; 6] = [
+    /// without it; lora-prefetch, device-argmax, device-sampling and packed-upload have not run
+    /// on a GPU yet.
+    const LEFT_OUT_OF_FAST: [CudaExperimental; 7] = [
         CudaExperimental::FusedSilu,
         CudaExperimental::NormInMatvec,
         CudaExperimental::InlineShrink,
         CudaExperimental::LoraPrefetch,
         CudaExperimental::DeviceArgmax,
         CudaExperimental::DeviceSampling,
+        CudaExperimental::PackedUpload,
     ];
 
     /// Whether this name turns `path` on: itself, `all`, or `fast` for a path it keeps.
@@ -250,7 +255,8 @@ pub struct ModelArgs {
     ///
     /// These are off by default until a GPU run has verified them (scripts/gpu-check.sh). A
     /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch,
-    /// device-argmax and device-sampling (not yet run on a GPU) passed every CUDA test on an H200, alone and all together (the latest ones
+    /// device-argmax, device-sampling and packed-upload (not yet run on a GPU) passed every CUDA
+    /// test on an H200, alone and all together (the latest ones
     /// on the tiny test models only). With --cuda-bf16-compute on a model of Llama-2-7B's shape
     /// there: `fast` decoded 257 tok/s (3 fused adapters: 200), `all` 226 (198), none of them 143.
     /// fused-norm, fused-rope, fused-kv-store, inline-combine, rope-in-attention, fused-silu and
@@ -265,7 +271,9 @@ pub struct ModelArgs {
     /// float rounding); device-argmax picks greedy tokens on the GPU by the host sampler's rule
     /// (the same tokens, tested on the CPU emulator), device-sampling draws a temperature's tokens
     /// there from the host sampler's draws (the same tokens, bit for bit, tested on the CPU
-    /// emulator). README.md's Backends section describes each path.
+    /// emulator); packed-upload copies each step's plan in one transfer instead of eight (the
+    /// same values; its layout tested on the CPU). README.md's Backends section describes each
+    /// path.
     #[arg(long, help_heading = CUDA_HEADING, value_enum, value_delimiter = ',',
           value_name = "PATHS")]
     pub cuda_experimental: Vec<CudaExperimental>,
@@ -473,24 +481,49 @@ pub fn load_keeping_adapters<B: Backend>(
 /// far past any real prompt set, and it stops a stream such as /dev/zero from filling memory.
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 
-/// The bytes of `path`, given as `flag`, read whole: an error naming both for a file past
-/// [`MAX_INPUT_BYTES`] (or a stream that does not end), instead of reading without a limit.
+/// The bytes of `path`, given as `flag`, read whole; `-` reads standard input (`./-` names a
+/// file called `-`). An error naming both for an input past [`MAX_INPUT_BYTES`] (or a stream
+/// that does not end), instead of reading without a limit.
 pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
     use std::io::Read;
-    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = input_name(path);
+    let source: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).with_context(|| format!("reading {name}"))?)
+    };
     let mut bytes = Vec::new();
-    file.take(MAX_INPUT_BYTES + 1)
+    source
+        .take(MAX_INPUT_BYTES + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {}", path.display()))?;
+        .with_context(|| format!("reading {name}"))?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         bail!(
-            "{flag} {}: more than {} MiB; it is read whole into memory (split it into smaller \
-             files)",
-            path.display(),
+            "{flag} {name}: more than {} MiB; it is read whole into memory (split it into \
+             smaller files)",
             MAX_INPUT_BYTES >> 20
         );
     }
     Ok(bytes)
+}
+
+/// How messages name an input given as `path`: "standard input" for `-`.
+pub fn input_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "standard input".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// The UTF-8 text of `bytes` read from `name`, or an error naming the line and
+/// byte where it stops being UTF-8.
+pub fn utf8_text(bytes: Vec<u8>, name: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();
+        anyhow::anyhow!("{name}:{line}: not UTF-8 text (byte {bad} of the input)")
+    })
 }
 
 /// A vocabulary of `vocab` tokens' ids in words, for errors: "ids 0 to 49151" (Rust's
@@ -523,7 +556,7 @@ mod tests {
             .copied()
             .filter(|p| !matches!(p, X::All | X::Fast))
             .collect();
-        assert_eq!(paths.len(), 23);
+        assert_eq!(paths.len(), 24);
         for &p in &paths {
             let left_out = matches!(
                 p,
@@ -533,6 +566,7 @@ mod tests {
                     | X::LoraPrefetch
                     | X::DeviceArgmax
                     | X::DeviceSampling
+                    | X::PackedUpload
             );
             assert_eq!(X::Fast.turns_on(p), !left_out, "{p:?}");
             assert!(X::All.turns_on(p) && p.turns_on(p), "{p:?}");

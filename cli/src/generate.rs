@@ -39,13 +39,13 @@ pub struct GenerateArgs {
     /// give `messages` carry their own system message.
     #[arg(long, value_name = "TEXT", requires = "chat")]
     pub system: Option<String>,
-    /// The prompt.
+    /// The prompt; `-` reads it from standard input (to its end, less one final newline).
     #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompts")]
     pub prompt: Option<String>,
-    /// Many prompts, run as one batch: a JSONL file of objects with `prompt` (text) or
-    /// `messages` (chat), and optionally `mix` (`{"name": weight}` or "name=w,...", which wins
-    /// over `--mix` for its line); the sampling and format flags apply to every line (other
-    /// fields are refused).
+    /// Many prompts, run as one batch: a JSONL file (`-`: standard input) of objects with
+    /// `prompt` (text) or `messages` (chat), and optionally `mix` (`{"name": weight}` or
+    /// "name=w,...", which wins over `--mix` for its line); the sampling and format flags apply
+    /// to every line (other fields are refused).
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
     #[command(flatten)]
@@ -85,8 +85,23 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .transpose()?
         .unwrap_or_default();
     if let Some(p) = &args.prompt {
+        let text = if p == "-" {
+            let bytes = common::read_bounded(std::path::Path::new("-"), "--prompt")?;
+            let t = common::utf8_text(bytes, "standard input")?;
+            // What `echo` or a here-document ends with is not part of the prompt.
+            let t = t.strip_suffix('\n').unwrap_or(&t);
+            let t = t.strip_suffix('\r').unwrap_or(t);
+            if t.is_empty() {
+                bail!(
+                    "--prompt -: standard input is empty (pipe the prompt in, or give it as text)"
+                );
+            }
+            t.to_string()
+        } else {
+            p.clone()
+        };
         return Ok(vec![Prompt {
-            text: Some(p.clone()),
+            text: Some(text),
             messages: None,
             mix: default_mix,
             explicit_mix: args.mix.is_some(),
@@ -99,15 +114,14 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .as_ref()
         .context("give --prompt or --prompts")?;
     let bytes = common::read_bounded(path, "--prompts")?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let bad = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();
-        anyhow::anyhow!(
-            "{}:{line}: not UTF-8 text (byte {bad} of the file)",
-            path.display()
-        )
-    })?;
-    parse_prompts(&text, path, &default_mix, args.mix.is_some())
+    let name = common::input_name(path);
+    let text = common::utf8_text(bytes, &name)?;
+    parse_prompts(
+        &text,
+        std::path::Path::new(&name),
+        &default_mix,
+        args.mix.is_some(),
+    )
 }
 
 /// The prompts of a `--prompts` JSONL text read from `path` (named in messages): one object per

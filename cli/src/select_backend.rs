@@ -227,6 +227,7 @@ fn cuda_backend<J: WithBackend>(
             lora_prefetch: on(CudaExperimental::LoraPrefetch),
             device_argmax: on(CudaExperimental::DeviceArgmax),
             device_sampling: on(CudaExperimental::DeviceSampling),
+            packed_upload: on(CudaExperimental::PackedUpload),
         },
         poison_scratch: false,
         tune: None,

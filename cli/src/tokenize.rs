@@ -20,7 +20,8 @@ pub struct TokenizeArgs {
     /// Text to tokenize. Special tokens written in it (e.g. `<|im_start|>`) become their ids.
     #[arg(long)]
     pub text: Option<String>,
-    /// A JSON file of what `apply_chat_template` takes: a list of messages, or an object
+    /// A JSON file (`-`: standard input) of what `apply_chat_template` takes: a list of
+    /// messages, or an object
     /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true, false
     /// with "continue_final_message"), "continue_final_message"?, "chat_template_kwargs"?}`;
     /// prints the prompt the chat template renders.
@@ -133,14 +134,13 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
 /// `chat_template_kwargs` (more template variables).
 pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     let bytes = crate::common::read_bounded(f, "--chat-json")?;
-    let s = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", f.display()))?;
+    let name = crate::common::input_name(f);
+    let s = crate::common::utf8_text(bytes, &name)?;
     // A byte-order mark (as Windows editors save UTF-8) is not part of the JSON.
     let s = s.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(s);
-    let v: Value =
-        serde_json::from_str(&s).with_context(|| format!("{}: not valid JSON", f.display()))?;
+    let v: Value = serde_json::from_str(&s).with_context(|| format!("{name}: not valid JSON"))?;
     if let Some(k) = crate::json_keys::duplicate_key(s.as_bytes()) {
-        anyhow::bail!("{}: key `{k}` is given twice", f.display());
+        anyhow::bail!("{name}: key `{k}` is given twice");
     }
     const KEYS: [&str; 6] = [
         "messages",
@@ -155,22 +155,18 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
         Value::Object(o) => o,
         other => anyhow::bail!(
             "{}: expected a list of messages or an object with `messages`, found {other}",
-            f.display()
+            name
         ),
     };
     if let Some(k) = o.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        anyhow::bail!(
-            "{}: unknown key `{k}` (expected {})",
-            f.display(),
-            KEYS.join(", ")
-        );
+        anyhow::bail!("{}: unknown key `{k}` (expected {})", name, KEYS.join(", "));
     }
     let mut flag = |k: &str, default: bool| match o.remove(k) {
         None => Ok(default),
         Some(Value::Bool(b)) => Ok(b),
         Some(x) => Err(anyhow::anyhow!(
             "{}: `{k}` must be true or false, found {x}",
-            f.display()
+            name
         )),
     };
     let continue_final_message = flag("continue_final_message", false)?;
@@ -180,16 +176,16 @@ pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
         Some(Value::Object(k)) => k,
         Some(x) => anyhow::bail!(
             "{}: `chat_template_kwargs` must be an object, found {x}",
-            f.display()
+            name
         ),
     };
     let m = o
         .remove("messages")
-        .with_context(|| format!("{}: no `messages`", f.display()))?;
+        .with_context(|| format!("{name}: no `messages`"))?;
     let messages: Vec<ChatMessage> = serde_json::from_value(m).with_context(|| {
         format!(
             "{}: `messages` must be a list of objects with a string `role` (and `content`)",
-            f.display()
+            name
         )
     })?;
     Ok(ChatRequest {

@@ -35,6 +35,33 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// [`run`] with `input` on standard input.
+fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dlp-run"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Written from another thread: a child that fails early may never read it all.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked"),
+        "dlp-run {args:?} panicked: {err}"
+    );
+    out
+}
+
 /// `head` followed by `rest`: a command line built from a shared prefix.
 fn args<'a>(head: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
     [head, rest].concat()

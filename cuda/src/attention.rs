@@ -66,6 +66,7 @@ impl CudaBackend {
         // position another token of the step stores); `StepShape` carries the same test, so
         // a recorded graph's replays take the same kernels.
         let fused_store = self.options.experimental.fused_kv_store && step.tokens_alone;
+        let (slots, positions) = (step.kv_slots(), step.positions());
         if !fused_store {
             let mut a = self.args(if kv_bf16 {
                 &self.k.kv_store_bf16
@@ -73,10 +74,7 @@ impl CudaBackend {
                 &self.k.kv_store
             });
             a.arg(k).arg(v).arg(&mut *k_cache).arg(&mut *v_cache);
-            a.arg(&step.kv_slots)
-                .arg(&step.positions)
-                .arg(&kvd)
-                .arg(&cap);
+            a.arg(&slots).arg(&positions).arg(&kvd).arg(&cap);
             let chunks = self.kv_store_chunks(t_n, kv_dim) as u32;
             self.go(
                 "attention kv_store",
@@ -149,7 +147,7 @@ impl CudaBackend {
         } else {
             a.arg(&*k_cache).arg(&*v_cache);
         }
-        a.arg(&step.kv_slots).arg(&step.positions);
+        a.arg(&slots).arg(&positions);
         a.arg(&nh)
             .arg(&nkv)
             .arg(&hdi)

@@ -141,6 +141,14 @@ pub struct Experimental {
     /// host, bit for bit (the same probabilities, f64 sums in the same order, the same walk).
     /// Written without a GPU; not yet run on one.
     pub device_sampling: bool,
+    /// Each step's plan (token ids, positions, KV slots, segments, mixtures, logit rows, pick
+    /// arguments) packed on the host into one buffer ([`crate::step::StepLayout`]: each array
+    /// on a 64-byte boundary) and copied to the device in one host-to-device copy instead of
+    /// eight: seven driver calls and DMA transfers fewer per step, in front of every decode
+    /// step's first kernel (or graph replay). Steps of one shape share the layout, so a
+    /// recorded graph's addresses hold. The same values. Written without a GPU; not yet run
+    /// on one.
+    pub packed_upload: bool,
 }
 
 impl Experimental {
@@ -169,6 +177,7 @@ impl Experimental {
         lora_prefetch: false,
         device_argmax: false,
         device_sampling: false,
+        packed_upload: false,
     };
     /// Every path on (`--cuda-experimental all`).
     pub const ALL: Experimental = Experimental {
@@ -195,6 +204,7 @@ impl Experimental {
         lora_prefetch: true,
         device_argmax: true,
         device_sampling: true,
+        packed_upload: true,
     };
 }
 
@@ -226,6 +236,7 @@ impl Experimental {
             (x.lora_prefetch, "lora-prefetch"),
             (x.device_argmax, "device-argmax"),
             (x.device_sampling, "device-sampling"),
+            (x.packed_upload, "packed-upload"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

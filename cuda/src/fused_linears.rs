@@ -231,6 +231,7 @@ impl CudaBackend {
             return Ok((desc, scratch));
         }
         // u, then per job A, B^T, scales, offsets, ranks, then the step's three tables, and x.
+        let tables = step.lora_tables();
         let mut ptrs = Ptrs::<{ 1 + 5 * MATVEC_MAX_JOBS + 3 + 1 }>::new(self.stream());
         desc.sync = ptrs.write(su);
         let u0 = desc.sync + (SYNC_WORDS * std::mem::size_of::<f32>()) as u64;
@@ -250,9 +251,9 @@ impl CudaBackend {
             desc.n_slots[i] = l.ints.n_slots;
             desc.max_rank[i] = l.ints.max_rank;
         }
-        desc.seg_of_token = ptrs.read(&step.segment_of_token);
-        desc.mix_slots = ptrs.read(&step.mix_slots);
-        desc.mix_weights = ptrs.read(&step.mix_weights);
+        desc.seg_of_token = ptrs.read(&tables.seg_of_token);
+        desc.mix_slots = ptrs.read(&tables.mix_slots);
+        desc.mix_weights = ptrs.read(&tables.mix_weights);
         if self.options.poison_scratch {
             self.poison_fused_u(u0, region, per * chunks, n_tokens * kk, jobs.len())?;
         }

@@ -199,6 +199,7 @@ impl CudaBackend {
             Action::Eager => eager(reuse, body),
             Action::Replay => {
                 let rec = cache.get_mut(shape).expect("action said replay");
+                let recorded = rec.step.as_ref().and_then(CudaStep::layout);
                 // Same shape, same lengths: the upload reuses every buffer, so the addresses
                 // the graph holds stay valid. A failed upload has dropped them: the recording
                 // goes too (its graph would read freed memory).
@@ -209,6 +210,14 @@ impl CudaBackend {
                         return Err(e);
                     }
                 };
+                if step.layout() != recorded {
+                    // `packed-upload`: a layout is a function of the lengths a shape fixes, so
+                    // this is a plan whose arrays disagree with its shape; its arrays no longer
+                    // sit where the graph reads them.
+                    tracing::warn!("a step's packed plan moved under its CUDA graph; eager");
+                    cache.refuse(shape);
+                    return eager(reuse, body);
+                }
                 rec.step = Some(step);
                 rec.graph
                     .launch()

@@ -241,7 +241,7 @@ impl<'a, const N: usize> Ptrs<'a, N> {
     }
 
     /// The address of a buffer the launch reads.
-    pub(crate) fn read<T>(&mut self, b: &'a CudaSlice<T>) -> u64 {
+    pub(crate) fn read<T, B: DevicePtr<T>>(&mut self, b: &'a B) -> u64 {
         let (p, g) = b.device_ptr(self.stream);
         self.keep(g);
         p

@@ -11,6 +11,7 @@ use dlp_engine::{Error, Result};
 
 use crate::launch::{cfg, check_len, int, BLOCK};
 use crate::sgmv::sgmv_cols;
+use crate::step::LoraTables;
 use crate::{CudaBackend, CudaStep};
 
 /// A [`LoraStackHost`] on the device: stacked A and B^T with the rank-offset table.
@@ -101,7 +102,7 @@ impl CudaBackend {
         (f32_kernel, bf16_kernel): (&'a CudaFunction, &'a CudaFunction),
         input: &'a CudaSlice<f32>,
         l: &'a CudaLora,
-        step: &'a CudaStep,
+        t: &'a LoraTables<'a>,
         expand: bool,
     ) -> LaunchArgs<'a> {
         let (m, m16, dim) = if expand {
@@ -121,10 +122,10 @@ impl CudaBackend {
                 a
             }
         };
-        a.arg(&step.segment_of_token)
-            .arg(&step.mix_slots)
-            .arg(&step.mix_weights)
-            .arg(&step.mix_k_int)
+        a.arg(&t.seg_of_token)
+            .arg(&t.mix_slots)
+            .arg(&t.mix_weights)
+            .arg(t.mix_k)
             .arg(&l.slot_offset)
             .arg(&l.slot_rank)
             .arg(&l.slot_scale)
@@ -157,7 +158,8 @@ impl CudaBackend {
             return self.sgmv_shrink(x, l, step, n_tokens, cols, u);
         }
         let kernels = (&self.k.lora_shrink, &self.k.lora_shrink_bf16);
-        let mut a = self.lora_args(kernels, x, l, step, false);
+        let tables = step.lora_tables();
+        let mut a = self.lora_args(kernels, x, l, &tables, false);
         a.arg(u);
         self.go(
             "lora_shrink",
@@ -196,7 +198,8 @@ impl CudaBackend {
             )));
         }
         let kernels = (&self.k.lora_expand, &self.k.lora_expand_bf16);
-        let mut a = self.lora_args(kernels, u, l, step, true);
+        let tables = step.lora_tables();
+        let mut a = self.lora_args(kernels, u, l, &tables, true);
         a.arg(y);
         let gx = l.out_dim.div_ceil(BLOCK as usize) as u32;
         self.go(

@@ -151,7 +151,8 @@ impl CudaBackend {
         } else {
             (&self.k.lora_shrink_tiled, &self.k.lora_shrink_tiled_bf16)
         };
-        let mut a = self.lora_args(kernels, input, l, step, expand);
+        let tables = step.lora_tables();
+        let mut a = self.lora_args(kernels, input, l, &tables, expand);
         a.arg(&t).arg(out);
         self.go(op, a, launch)?;
         LaunchCounters::bump(&self.counts.tiled_lora);

@@ -140,6 +140,22 @@ impl Backend for CudaBackend {
             .map_err(|e| err(format!("download of {len} values: {e}")))
     }
 
+    fn download_into(&self, buf: &CudaSlice<f32>, len: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_len("download", "buf", buf.len(), len)?;
+        // Into the caller's vector, which keeps its capacity from step to step: a decode
+        // step's logit rows (513 KB a row on Llama 3) no longer take a fresh allocation each
+        // step. The driver call `download` makes (`clone_dtoh` allocates, then copies the
+        // same way); into pageable memory it returns once the copy is done. Only a longer
+        // vector is filled first (the copy overwrites every value).
+        out.resize(len, 0.0);
+        if len == 0 {
+            return Ok(());
+        }
+        self.stream()
+            .memcpy_dtoh(&buf.slice(0..len), out.as_mut_slice())
+            .map_err(|e| err(format!("download of {len} values: {e}")))
+    }
+
     fn upload_weight(&self, w: &HostTensor) -> Result<CudaWeight> {
         if w.shape.len() != 2 {
             return Err(Error::invalid(format!(
@@ -221,13 +237,14 @@ impl Backend for CudaBackend {
         }
         let d = int("embedding", dim)?;
         let c = cfg((n_tokens as u32, 1, 1), BLOCK, 0);
+        let ids = step.token_ids();
         if let Some(t) = &table.bf16 {
             let mut a = self.args(&self.k.embedding_bf16);
-            a.arg(t).arg(&step.token_ids).arg(&d).arg(out);
+            a.arg(t).arg(&ids).arg(&d).arg(out);
             return self.go("embedding", a, c);
         }
         let mut a = self.args(&self.k.embedding);
-        a.arg(&table.data).arg(&step.token_ids).arg(&d).arg(out);
+        a.arg(&table.data).arg(&ids).arg(&d).arg(out);
         self.go("embedding", a, c)
     }
 
@@ -337,10 +354,11 @@ impl Backend for CudaBackend {
             int("rope", n_heads)?,
             int("rope", head_dim)?,
         );
+        let positions = step.positions();
         let mut a = self.args(&self.k.rope);
         a.arg(x)
             .arg(cos_sin)
-            .arg(&step.positions)
+            .arg(&positions)
             .arg(&t)
             .arg(&h)
             .arg(&d);
@@ -372,8 +390,9 @@ impl Backend for CudaBackend {
         }
         let (t, d) = (int("rope", n_tokens)?, int("rope", head_dim)?);
         let (h, kvh) = (int("rope", n_heads)?, int("rope", n_kv_heads)?);
+        let positions = step.positions();
         let mut a = self.args(&self.k.rope_qk);
-        a.arg(q).arg(k).arg(cos_sin).arg(&step.positions);
+        a.arg(q).arg(k).arg(cos_sin).arg(&positions);
         a.arg(&t).arg(&h).arg(&kvh).arg(&d);
         self.go(
             "rope (q and k)",
@@ -535,10 +554,11 @@ impl Backend for CudaBackend {
             self.alloc(n * hidden)
         })?;
         let d = int("logits", hidden)?;
+        let dev_rows = step.logit_rows();
         let mut a = self.args(&self.k.logits_norm);
         a.arg(x)
             .arg(norm)
-            .arg(&step.logit_rows)
+            .arg(&dev_rows)
             .arg(&d)
             .arg(&eps)
             .arg(&mut *s);

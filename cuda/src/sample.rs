@@ -61,8 +61,9 @@ impl CudaBackend {
         let v = int("sample", vocab)?;
         let grid = u32::try_from(rows)
             .map_err(|_| crate::err(format!("sample: {rows} rows exceed a grid")))?;
+        let pick_args = step.pick_args();
         let mut a = self.args(&self.k.sample);
-        a.arg(logits).arg(&v).arg(&step.pick_args).arg(out);
+        a.arg(logits).arg(&v).arg(&pick_args).arg(out);
         let shared = shared_bytes(vocab) as u32;
         self.go("sample", a, cfg((grid, 1, 1), SAMPLE_THREADS, shared))
     }

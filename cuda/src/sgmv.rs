@@ -71,7 +71,8 @@ impl CudaBackend {
         let op = "lora_shrink (sgmv)";
         let t = int(op, n_tokens)?;
         let kernels = (&self.k.sgmv_shrink, &self.k.sgmv_shrink_bf16);
-        let mut a = self.lora_args(kernels, x, l, step, false);
+        let tables = step.lora_tables();
+        let mut a = self.lora_args(kernels, x, l, &tables, false);
         a.arg(&t).arg(u);
         let grid = (
             int(op, n_tokens.div_ceil(SGMV_TILE))? as u32,
@@ -94,7 +95,8 @@ impl CudaBackend {
         let op = "lora_expand (sgmv)";
         let (t, c) = (int(op, n_tokens)?, int(op, cols)?);
         let kernels = (&self.k.sgmv_expand, &self.k.sgmv_expand_bf16);
-        let mut a = self.lora_args(kernels, u, l, step, true);
+        let tables = step.lora_tables();
+        let mut a = self.lora_args(kernels, u, l, &tables, true);
         a.arg(&t).arg(&c).arg(y);
         let grid = (
             int(op, l.out_dim.div_ceil(16 * SGMV_WARPS))? as u32,

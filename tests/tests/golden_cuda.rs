@@ -222,6 +222,21 @@ mod experimental {
         }
     );
     alone_tests!(sgmv, "sgmv", Experimental { sgmv: true, ..NONE });
+    /// One host-to-device copy per step instead of eight: alone, and with graphs (a replay
+    /// copies into the recorded buffer, so steps of one shape must keep their layout).
+    mod packed_upload {
+        use super::*;
+        fn run_fixture(name: &str) {
+            let x = Experimental {
+                packed_upload: true,
+                ..NONE
+            };
+            alone(name, "packed-upload", x);
+            let graphs = Experimental { graphs: true, ..x };
+            alone(name, "packed-upload,graphs", graphs);
+        }
+        fixture_tests!(run_fixture);
+    }
     alone_tests!(
         fused_norm,
         "fused-norm",

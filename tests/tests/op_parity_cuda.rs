@@ -59,6 +59,26 @@ fn op_parity_cuda_sample() {
     assert_all_pass(&run_cases(&b, sample_cases()));
 }
 
+/// `--cuda-experimental packed-upload`: every op that reads the step's plan (embedding, rope,
+/// the KV store, attention, LoRA, logits, sample) reads it from the one packed buffer; the
+/// whole table and the sample rows, at the default path's bounds.
+#[test]
+fn op_parity_cuda_packed_upload() {
+    let opts = CudaOptions {
+        experimental: Experimental {
+            packed_upload: true,
+            ..Experimental::NONE
+        },
+        ..Default::default()
+    };
+    let Some(b) = cuda(opts) else {
+        return;
+    };
+    let mut results = run_all(&b);
+    results.extend(run_cases(&b, sample_cases()));
+    assert_all_pass(&results);
+}
+
 /// bf16 weight storage (`--cuda-bf16-weights`): embedding, matmul (with and without bias, one
 /// row and many, odd shapes) and logits on weights drawn as bf16 values, against the CPU on
 /// the same values.

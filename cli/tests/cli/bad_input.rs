@@ -234,7 +234,8 @@ fn bad_input_exits_non_zero_with_a_message() {
             "decode-matvec, fused-lora",
             "fused-norm, fused-rope, fused-kv-store, fused-shrink, dependent-launch, batch-lora, \
              inline-shrink, tiled-lora, inline-combine, rope-in-attention, fused-silu, norm-in-matvec, \
-             kv-copy, expand-launch, lora-prefetch, device-argmax, device-sampling, fast, all",
+             kv-copy, expand-launch, lora-prefetch, device-argmax, device-sampling, packed-upload, \
+             fast, all",
         ],
     );
     fails_with(

@@ -1,7 +1,7 @@
 //! Flags that conflict, repeat or leave a result short: refused with the flag named, or the
 //! shortfall said.
 
-use super::{args, fails_with, run};
+use super::{args, fails_with, run, run_with_stdin};
 use dlp_tests::fixtures;
 
 #[test]
@@ -61,5 +61,86 @@ fn conflicting_repeated_and_cut_short_flags_are_named() {
     assert!(
         err.contains("ended the answer before its output format was complete"),
         "{err}"
+    );
+}
+
+/// `-` reads standard input: `--prompt -` (less one final newline) generates what the same
+/// text given as `--prompt` does, `--prompts -` reads JSONL, `tokenize --chat-json -` a chat;
+/// an empty or non-UTF-8 input is refused naming standard input.
+#[test]
+fn a_dash_reads_standard_input() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let m = gguf.to_str().unwrap();
+    let gen = [
+        "generate",
+        "--backend",
+        "cpu",
+        "-m",
+        m,
+        "--max-tokens",
+        "6",
+        "--temperature",
+        "0",
+    ];
+    let prompt = "The capital of France is";
+    let given = run(&args(&gen, &["--prompt", prompt]));
+    assert!(
+        given.status.success(),
+        "{}",
+        String::from_utf8_lossy(&given.stderr)
+    );
+    let text = String::from_utf8_lossy(&given.stdout).to_string();
+    assert!(!text.trim().is_empty());
+    let piped = run_with_stdin(
+        &args(&gen, &["--prompt", "-"]),
+        format!("{prompt}\n").as_bytes(),
+    );
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), text);
+    let line = format!("{{\"prompt\": \"{prompt}\"}}\n");
+    let jsonl = run_with_stdin(&args(&gen, &["--prompts", "-", "--json"]), line.as_bytes());
+    let out = String::from_utf8_lossy(&jsonl.stdout);
+    assert!(
+        jsonl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&jsonl.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    let generated = v.to_string();
+    let first_word = text.split_whitespace().next().unwrap();
+    assert!(
+        generated.contains(first_word),
+        "{out} lacks {first_word:?} of {text:?}"
+    );
+    let chat = run_with_stdin(
+        &["tokenize", "-m", m, "--chat-json", "-"],
+        br#"[{"role": "user", "content": "Hello there"}]"#,
+    );
+    assert!(
+        chat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
+    assert!(String::from_utf8_lossy(&chat.stdout).contains("Hello there"));
+    // Errors name standard input, not a file called `-`.
+    let bad = run_with_stdin(
+        &args(&gen, &["--prompts", "-"]),
+        b"{\"prompt\": \"a\xff\"}\n",
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("standard input:1: not UTF-8 text"), "{err}");
+    let bad = run_with_stdin(&["tokenize", "-m", m, "--chat-json", "-"], b"{");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("standard input: not valid JSON"), "{err}");
+    fails_with(
+        &args(&gen, &["--prompt", "-"]),
+        &["--prompt -: standard input is empty"],
     );
 }

@@ -44,6 +44,7 @@ mod device_argmax {
         let verified = Experimental {
             device_argmax: true,
             lora_prefetch: false,
+            packed_upload: false,
             device_sampling: false,
             ..ALL
         };
@@ -83,6 +84,7 @@ mod device_sampling {
             device_sampling: true,
             device_argmax: false,
             lora_prefetch: false,
+            packed_upload: false,
             ..ALL
         };
         check_device_picks(
