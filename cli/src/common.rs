@@ -105,8 +105,8 @@ pub enum CudaExperimental {
     /// their tokens on the GPU from the host sampler's draws and download a value per row; the
     /// same tokens, bit for bit. Not yet run on a GPU (so not in fast).
     DeviceSampling,
-    /// Each step's plan goes to the GPU in one host-to-device copy instead of eight (packed on
-    /// the host); the same values. Not yet run on a GPU (so not in fast).
+    /// Each step's plan goes to the GPU in one host-to-device copy instead of up to eight
+    /// (packed on the host); the same values. Not yet run on a GPU (so not in fast).
     PackedUpload,
     /// Every path above but fused-silu, norm-in-matvec and inline-shrink, which measured
     /// slower on an H200, and lora-prefetch, device-argmax, device-sampling and packed-upload,
@@ -271,7 +271,7 @@ pub struct ModelArgs {
     /// float rounding); device-argmax picks greedy tokens on the GPU by the host sampler's rule
     /// (the same tokens, tested on the CPU emulator), device-sampling draws a temperature's tokens
     /// there from the host sampler's draws (the same tokens, bit for bit, tested on the CPU
-    /// emulator); packed-upload copies each step's plan in one transfer instead of eight (the
+    /// emulator); packed-upload copies each step's plan in one transfer instead of up to eight (the
     /// same values; its layout tested on the CPU). README.md's Backends section describes each
     /// path.
     #[arg(long, help_heading = CUDA_HEADING, value_enum, value_delimiter = ',',
@@ -499,8 +499,7 @@ pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
         .with_context(|| format!("reading {name}"))?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         bail!(
-            "{flag} {name}: more than {} MiB; it is read whole into memory (split it into \
-             smaller files)",
+            "{flag} {name}: more than {} MiB; it is read whole into memory (give a smaller input)",
             MAX_INPUT_BYTES >> 20
         );
     }

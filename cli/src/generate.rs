@@ -39,7 +39,8 @@ pub struct GenerateArgs {
     /// give `messages` carry their own system message.
     #[arg(long, value_name = "TEXT", requires = "chat")]
     pub system: Option<String>,
-    /// The prompt; `-` reads it from standard input (to its end, less one final newline).
+    /// The prompt; `-` reads it from standard input (to its end, less one final newline; a
+    /// prompt that is just `-` goes in a --prompts file).
     #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompts")]
     pub prompt: Option<String>,
     /// Many prompts, run as one batch: a JSONL file (`-`: standard input) of objects with
@@ -86,10 +87,15 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .unwrap_or_default();
     if let Some(p) = &args.prompt {
         let text = if p == "-" {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading the prompt from standard input (end it with Ctrl-D)");
+            }
             let bytes = common::read_bounded(std::path::Path::new("-"), "--prompt")?;
             let t = common::utf8_text(bytes, "standard input")?;
-            // What `echo` or a here-document ends with is not part of the prompt.
-            let t = t.strip_suffix('\n').unwrap_or(&t);
+            // Neither a byte-order mark (as Windows editors save UTF-8) nor the newline that
+            // `echo` or a here-document ends with is part of the prompt.
+            let t = t.strip_prefix('\u{feff}').unwrap_or(&t);
+            let t = t.strip_suffix('\n').unwrap_or(t);
             let t = t.strip_suffix('\r').unwrap_or(t);
             if t.is_empty() {
                 bail!(

@@ -45,7 +45,8 @@ pub fn mix_weight(w: f64, where_: impl FnOnce() -> String) -> Result<f32> {
             where_()
         );
     }
-    Ok(w as f32)
+    // `+ 0.0` turns -0 into 0 (echoed as 0).
+    Ok(w as f32 + 0.0)
 }
 
 /// Resolves a named mixture against the loaded adapters.

@@ -21,10 +21,9 @@ pub struct TokenizeArgs {
     #[arg(long)]
     pub text: Option<String>,
     /// A JSON file (`-`: standard input) of what `apply_chat_template` takes: a list of
-    /// messages, or an object
-    /// `{"messages", "tools"?, "documents"?, "add_generation_prompt"? (default true, false
-    /// with "continue_final_message"), "continue_final_message"?, "chat_template_kwargs"?}`;
-    /// prints the prompt the chat template renders.
+    /// messages, or an object `{"messages", "tools"?, "documents"?, "add_generation_prompt"?
+    /// (default true, false with "continue_final_message"), "continue_final_message"?,
+    /// "chat_template_kwargs"?}`; prints the prompt the chat template renders.
     #[arg(long, value_name = "FILE")]
     pub chat_json: Option<PathBuf>,
     /// Print the ids fed to the model for the prompt instead: the text's (or the rendered

@@ -144,8 +144,9 @@ pub struct Experimental {
     /// Each step's plan (token ids, positions, KV slots, segments, mixtures, logit rows, pick
     /// arguments) packed on the host into one buffer ([`crate::step::StepLayout`]: each array
     /// on a 64-byte boundary) and copied to the device in one host-to-device copy instead of
-    /// eight: seven driver calls and DMA transfers fewer per step, in front of every decode
-    /// step's first kernel (or graph replay). Steps of one shape share the layout, so a
+    /// one per array (seven in a decode step, eight where it samples on the device): six or
+    /// seven driver calls and DMA transfers fewer in front of every decode step's first kernel
+    /// (or graph replay). Steps of one shape share the layout, so a
     /// recorded graph's addresses hold. The same values. Written without a GPU; not yet run
     /// on one.
     pub packed_upload: bool,

@@ -210,13 +210,14 @@ impl CudaBackend {
                         return Err(e);
                     }
                 };
-                if step.layout() != recorded {
-                    // `packed-upload`: a layout is a function of the lengths a shape fixes, so
-                    // this is a plan whose arrays disagree with its shape; its arrays no longer
-                    // sit where the graph reads them.
+                if step.moved_from(recorded) {
+                    // `packed-upload`, with a plan whose lengths its shape does not fix (extra
+                    // `pick_args` on a step that does not sample, past the recorded buffer):
+                    // the graph would read the old addresses. This step runs eagerly.
                     tracing::warn!("a step's packed plan moved under its CUDA graph; eager");
                     cache.refuse(shape);
-                    return eager(reuse, body);
+                    body(&step)?;
+                    return Ok(Some(step));
                 }
                 rec.step = Some(step);
                 rec.graph

@@ -26,7 +26,7 @@ pub mod probe;
 pub mod ptx_cache;
 mod sample;
 pub mod sgmv;
-pub mod step;
+mod step;
 pub mod tune;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,7 @@
 //! [`CudaStep`]: a [`StepPlan`] uploaded to the device, its buffers reused from step to step
 //! (a recorded graph holds their addresses). By default each of the plan's eight arrays is a
-//! buffer of its own and a step makes eight host-to-device copies; with
+//! buffer of its own and a step makes a host-to-device copy per array that is not empty (seven
+//! in a decode step, eight where it samples on the device); with
 //! [`crate::Experimental::packed_upload`] they share one buffer laid out by [`StepLayout`] and a
 //! step makes one copy.
 
@@ -73,10 +74,11 @@ impl Words<'_> {
 
 /// Where each array of a step sits in the packed buffer (`packed-upload`), in 4-byte words.
 /// Each starts on a [`PACK_ALIGN_WORDS`] boundary and has room for at least one word, so every
-/// array's address lies inside the buffer even when it is empty (as [`CudaBackend::put`]
-/// allocates one element for an empty array). A function of the arrays' lengths alone: steps
-/// of one [`dlp_engine::backend::StepShape`] share a layout, so a recorded graph's addresses
-/// hold for every replay.
+/// array's address lies inside the buffer even when it is empty (as `CudaBackend::put`
+/// allocates one element for an empty array). A function of the arrays' lengths alone: the
+/// model's plan check fixes every length but `pick_args`' by the step's
+/// [`dlp_engine::backend::StepShape`] (and `pick_args`' too where the step samples), and
+/// `pick_args` comes last, so steps of one shape put every array at the same place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StepLayout {
     starts: [usize; 8],
@@ -140,6 +142,8 @@ enum Buffers {
         words: CudaSlice<u32>,
         layout: StepLayout,
         host: Vec<u32>,
+        /// Whether `words` was allocated by this upload (the old buffer was too small).
+        fresh: bool,
     },
 }
 
@@ -260,6 +264,18 @@ impl CudaStep {
             Buffers::Separate { .. } => None,
         }
     }
+
+    /// Whether this step's arrays may sit elsewhere than those of the step whose packed layout
+    /// was `recorded`, uploaded into that step's buffers: a new buffer, or an array at another
+    /// place. Never on the default path, whose buffers a step of the same shape always reuses.
+    pub(crate) fn moved_from(&self, recorded: Option<StepLayout>) -> bool {
+        match &self.buffers {
+            Buffers::Packed { layout, fresh, .. } => {
+                *fresh || recorded.is_none_or(|r| r.starts != layout.starts)
+            }
+            Buffers::Separate { .. } => false,
+        }
+    }
 }
 
 impl CudaBackend {
@@ -353,13 +369,18 @@ impl CudaBackend {
             None => (None, Vec::new()),
         };
         layout.pack(p, &mut host);
-        // A pageable copy returns once the driver has staged the words, so `host` may be
-        // rewritten by the next step while the DMA is still queued.
+        let fresh = old_words
+            .as_ref()
+            .is_none_or(|w| w.len() < layout.total().max(1));
+        // From pageable memory the driver stages the words before the call returns (it may
+        // synchronise to do so), so `host` may be rewritten by the next step: the default
+        // path's per-array copies rely on the same, from vectors the plan builder refills.
         let words = self.put_into(&host, old_words)?;
         Ok(Buffers::Packed {
             words,
             layout,
             host,
+            fresh,
         })
     }
 }
@@ -381,7 +402,8 @@ mod tests {
             mix_weights: (0..segments * k).map(|i| 0.5 + i as f32).collect(),
             logit_rows: (0..rows as u32).collect(),
             pick_args: if sample {
-                (0..2 * rows).map(|i| -(i as f32) - 0.25).collect()
+                let per_row = dlp_engine::cpu::sample::ARGS_PER_ROW;
+                (0..per_row * rows).map(|i| -(i as f32) - 0.25).collect()
             } else {
                 Vec::new()
             },

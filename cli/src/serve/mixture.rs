@@ -40,7 +40,8 @@ pub fn mixture(raw: Value) -> Result<Vec<(String, f32)>, ApiError> {
                 format!("the weight of adapter `{name}` in `lora_mixture` is {w}; expected a number >= 0 and at most {MAX_MIX_WEIGHT}"),
             ));
         }
-        out.push((name, w as f32));
+        // `+ 0.0` turns -0 into 0: a weight of -0 is 0, and is echoed as 0.
+        out.push((name, w as f32 + 0.0));
     }
     Ok(out)
 }
@@ -62,6 +63,8 @@ mod tests {
             [("piqa".to_string(), 0.25), ("boolq".to_string(), 100.0)]
         );
         assert!(read("{}").unwrap().is_empty());
+        let zero = read(r#"{"piqa": -0.0}"#).unwrap();
+        assert!(zero[0].1 == 0.0 && zero[0].1.is_sign_positive(), "{zero:?}");
         for (json, words) in [
             (
                 r#"{"boolq": 1e30}"#,

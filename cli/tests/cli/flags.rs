@@ -64,9 +64,10 @@ fn conflicting_repeated_and_cut_short_flags_are_named() {
     );
 }
 
-/// `-` reads standard input: `--prompt -` (less one final newline) generates what the same
-/// text given as `--prompt` does, `--prompts -` reads JSONL, `tokenize --chat-json -` a chat;
-/// an empty or non-UTF-8 input is refused naming standard input.
+/// `-` reads standard input: `--prompt -` (less a byte-order mark and one final newline)
+/// generates what the same text given as `--prompt` does, `--prompts -` reads JSONL,
+/// `tokenize --chat-json -` a chat; an empty or non-UTF-8 input is refused naming standard
+/// input.
 #[test]
 fn a_dash_reads_standard_input() {
     let Some(d) = fixtures("smollm2") else { return };
@@ -83,64 +84,48 @@ fn a_dash_reads_standard_input() {
         "--temperature",
         "0",
     ];
+    let stdout = |out: std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let stderr = |out: std::process::Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
     let prompt = "The capital of France is";
-    let given = run(&args(&gen, &["--prompt", prompt]));
-    assert!(
-        given.status.success(),
-        "{}",
-        String::from_utf8_lossy(&given.stderr)
-    );
-    let text = String::from_utf8_lossy(&given.stdout).to_string();
+    let text = stdout(run(&args(&gen, &["--prompt", prompt])));
     assert!(!text.trim().is_empty());
-    let piped = run_with_stdin(
-        &args(&gen, &["--prompt", "-"]),
-        format!("{prompt}\n").as_bytes(),
-    );
-    assert!(
-        piped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&piped.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&piped.stdout), text);
+    let dash = args(&gen, &["--prompt", "-"]);
+    let piped = run_with_stdin(&dash, format!("{prompt}\n").as_bytes());
+    assert_eq!(stdout(piped), text);
+    let bom = run_with_stdin(&dash, format!("\u{feff}{prompt}\r\n").as_bytes());
+    assert_eq!(stdout(bom), text);
     let line = format!("{{\"prompt\": \"{prompt}\"}}\n");
-    let jsonl = run_with_stdin(&args(&gen, &["--prompts", "-", "--json"]), line.as_bytes());
-    let out = String::from_utf8_lossy(&jsonl.stdout);
-    assert!(
-        jsonl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&jsonl.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
-    let generated = v.to_string();
-    let first_word = text.split_whitespace().next().unwrap();
-    assert!(
-        generated.contains(first_word),
-        "{out} lacks {first_word:?} of {text:?}"
-    );
+    let jsonl = stdout(run_with_stdin(
+        &args(&gen, &["--prompts", "-", "--json"]),
+        line.as_bytes(),
+    ));
+    let v: serde_json::Value = serde_json::from_str(&jsonl).expect("one JSON object");
+    let generated = v["results"][0]["text"].as_str().expect("results[0].text");
+    assert_eq!(generated.trim_end(), text.trim_end(), "{jsonl}");
     let chat = run_with_stdin(
         &["tokenize", "-m", m, "--chat-json", "-"],
         br#"[{"role": "user", "content": "Hello there"}]"#,
     );
-    assert!(
-        chat.status.success(),
-        "{}",
-        String::from_utf8_lossy(&chat.stderr)
-    );
-    assert!(String::from_utf8_lossy(&chat.stdout).contains("Hello there"));
+    assert!(stdout(chat).contains("Hello there"));
     // Errors name standard input, not a file called `-`.
     let bad = run_with_stdin(
         &args(&gen, &["--prompts", "-"]),
         b"{\"prompt\": \"a\xff\"}\n",
     );
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success());
+    let err = stderr(bad);
     assert!(err.contains("standard input:1: not UTF-8 text"), "{err}");
-    let bad = run_with_stdin(&["tokenize", "-m", m, "--chat-json", "-"], b"{");
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(!bad.status.success());
+    let err = stderr(run_with_stdin(
+        &["tokenize", "-m", m, "--chat-json", "-"],
+        b"{",
+    ));
     assert!(err.contains("standard input: not valid JSON"), "{err}");
-    fails_with(
-        &args(&gen, &["--prompt", "-"]),
-        &["--prompt -: standard input is empty"],
-    );
+    let err = stderr(run_with_stdin(&dash, b"\n"));
+    assert!(err.contains("--prompt -: standard input is empty"), "{err}");
 }

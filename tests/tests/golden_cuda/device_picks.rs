@@ -66,8 +66,9 @@ mod device_argmax {
 /// (`sample`) from the host sampler's draws and must generate what the host draws from
 /// the same backend's downloaded rows generate, bit for bit ([`check_device_argmax`]'s
 /// temperature sequence): alone (greedy steps then pick on the host), with
-/// `device-argmax`, and in the bf16 compute mode with every path run on a GPU so far
-/// (graphs replay the draw with the step, each step's draws uploaded with its plan).
+/// `device-argmax`, in the bf16 compute mode with every path run on a GPU so far (graphs
+/// replay the draw with the step, each step's draws uploaded with its plan), and with
+/// `packed-upload` and graphs (the draws read from the packed buffer as f32, replayed).
 mod device_sampling {
     use super::*;
 
@@ -87,9 +88,19 @@ mod device_sampling {
             packed_upload: false,
             ..ALL
         };
+        let packed = Experimental {
+            packed_upload: true,
+            graphs: true,
+            ..alone
+        };
         check_device_picks(
             name,
-            &[(false, alone), (false, with_argmax), (true, verified)],
+            &[
+                (false, alone),
+                (false, with_argmax),
+                (true, verified),
+                (true, packed),
+            ],
         );
     }
 
