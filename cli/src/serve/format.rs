@@ -104,6 +104,15 @@ fn response(f: Value) -> Result<Option<Format>, ApiError> {
                     "response_format.json_schema",
                     &["name", "schema", "strict", "description"],
                 )?;
+                // Optional here (vLLM's), OpenAI's rule where given.
+                let name = j.get("name").filter(|n| !n.is_null());
+                if let Some(n) = name.filter(|n| !n.as_str().is_some_and(super::tools::openai_name))
+                {
+                    return Err(ApiError::bad_param(
+                        "response_format.json_schema.name",
+                        format!("`response_format.json_schema.name` must be 1 to 64 letters, digits, `_` or `-`, found {n}"),
+                    ));
+                }
             }
         }
         _ => known_keys(&f, param, &["type"])?,

@@ -14,6 +14,7 @@ mod chat_options;
 mod error;
 mod format;
 mod http;
+mod json_text;
 mod listen;
 mod metrics;
 mod middleware;

@@ -197,10 +197,7 @@ pub(super) fn text_format(
         }
         // OpenAI's rule for the name.
         Some("json_schema")
-            if !f["name"].as_str().is_some_and(|n| {
-                (1..=64).contains(&n.len())
-                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            }) =>
+            if !f["name"].as_str().is_some_and(super::tools::openai_name) =>
         {
             return Err(ApiError::bad_param(
                 "text.format.name",

@@ -24,6 +24,8 @@
 use dlp_engine::tokenizer::chat::python_json;
 use serde_json::{json, Value};
 
+use super::json_text;
+
 /// A tool-call syntax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ToolParser {
@@ -45,6 +47,22 @@ pub struct Parsed {
     pub content: Option<String>,
     /// The calls in order.
     pub calls: Vec<(String, Value)>,
+    /// Each call's arguments as JSON text: the model's own, without the whitespace between
+    /// tokens, so numbers keep their digits ([`super::json_text`]); pythonic calls' values
+    /// written as JSON.
+    pub arguments: Vec<String>,
+}
+
+impl Parsed {
+    /// Parsed calls, each with its arguments' text.
+    fn new(content: Option<String>, calls: Vec<((String, Value), String)>) -> Self {
+        let (calls, arguments) = calls.into_iter().unzip();
+        Parsed {
+            content,
+            calls,
+            arguments,
+        }
+    }
 }
 
 const HERMES_OPEN: &str = "<tool_call>";
@@ -158,9 +176,12 @@ impl ToolParser {
             ToolParser::Hermes => hermes(text),
             ToolParser::Llama3Json => llama3_json(text),
             ToolParser::Mistral => mistral(text),
-            ToolParser::Pythonic => super::pythonic::parse(text).map(|calls| Parsed {
-                content: None,
-                calls,
+            ToolParser::Pythonic => super::pythonic::parse(text).map(|calls| {
+                let calls = calls.into_iter().map(|c| {
+                    let text = c.1.to_string();
+                    (c, text)
+                });
+                Parsed::new(None, calls.collect())
             }),
         }
     }
@@ -190,12 +211,17 @@ impl ToolParser {
     }
 }
 
-/// A call object: `name` and `arguments` (or `parameters`), an object.
-fn call_of(v: Value) -> Option<(String, Value)> {
+/// A call object written as `raw`, read as `v`: `name` and `arguments` (or `parameters`), an
+/// object; with the arguments' text as written, compacted.
+fn call_of(v: Value, raw: &str) -> Option<((String, Value), String)> {
     let Value::Object(mut o) = v else { return None };
     let name = o.remove("name")?.as_str()?.to_string();
-    let args = o.remove("arguments").or_else(|| o.remove("parameters"))?;
-    args.is_object().then_some((name, args))
+    let (key, args) = match o.remove("arguments") {
+        Some(a) => ("arguments", a),
+        None => ("parameters", o.remove("parameters")?),
+    };
+    let text = json_text::compact(json_text::member(raw, key)?);
+    args.is_object().then_some(((name, args), text))
 }
 
 fn content_of(text: String) -> Option<String> {
@@ -211,8 +237,8 @@ fn hermes(text: &str) -> Option<Parsed> {
         // One JSON value (a string in it may hold `</tool_call>`), then the closing tag; the
         // last block may lack it (the model ended the turn instead).
         let body = rest[open + HERMES_OPEN.len()..].trim_start();
-        let (v, after) = json_value(body)?;
-        calls.push(call_of(v)?);
+        let (v, raw, after) = json_value(body)?;
+        calls.push(call_of(v, raw)?);
         let after = after.trim_start();
         rest = match after.strip_prefix(HERMES_CLOSE) {
             Some(r) => r,
@@ -221,10 +247,7 @@ fn hermes(text: &str) -> Option<Parsed> {
         };
     }
     content.push_str(rest);
-    (!calls.is_empty()).then(|| Parsed {
-        content: content_of(content),
-        calls,
-    })
+    (!calls.is_empty()).then(|| Parsed::new(content_of(content), calls))
 }
 
 fn llama3_json(text: &str) -> Option<Parsed> {
@@ -235,8 +258,8 @@ fn llama3_json(text: &str) -> Option<Parsed> {
     }
     let mut calls = Vec::new();
     loop {
-        let (v, after) = json_value(rest)?;
-        calls.push(call_of(v)?);
+        let (v, raw, after) = json_value(rest)?;
+        calls.push(call_of(v, raw)?);
         rest = after.trim_start();
         match rest.strip_prefix(';') {
             Some(r) => rest = r.trim_start(),
@@ -244,10 +267,7 @@ fn llama3_json(text: &str) -> Option<Parsed> {
             None => return None,
         }
     }
-    Some(Parsed {
-        content: None,
-        calls,
-    })
+    Some(Parsed::new(None, calls))
 }
 
 fn mistral(text: &str) -> Option<Parsed> {
@@ -258,10 +278,10 @@ fn mistral(text: &str) -> Option<Parsed> {
         rest = rest.trim_start();
         let (value, after) = if rest.starts_with('[') {
             // A JSON list of calls (Mistral 7B v0.3's tokenizer).
-            let (v, after) = json_value(rest)?;
+            let (v, raw, after) = json_value(rest)?;
             let Value::Array(list) = v else { return None };
-            for c in list {
-                calls.push(call_of(c)?);
+            for (c, raw) in list.into_iter().zip(json_text::items(raw)?) {
+                calls.push(call_of(c, raw)?);
             }
             (None, after)
         } else {
@@ -273,14 +293,14 @@ fn mistral(text: &str) -> Option<Parsed> {
             }
             let args = &rest[name_end..];
             let args = args.strip_prefix(MISTRAL_ARGS).unwrap_or(args);
-            let (v, after) = json_value(args)?;
-            (Some((name.to_string(), v)), after)
+            let (v, raw, after) = json_value(args)?;
+            (Some((name.to_string(), v, raw)), after)
         };
-        if let Some((name, args)) = value {
+        if let Some((name, args, raw)) = value {
             if !args.is_object() {
                 return None;
             }
-            calls.push((name, args));
+            calls.push(((name, args), json_text::compact(raw)));
         }
         rest = after.trim_start();
         match rest.strip_prefix(MISTRAL_CALLS) {
@@ -289,22 +309,19 @@ fn mistral(text: &str) -> Option<Parsed> {
             None => return None,
         }
     }
-    (!calls.is_empty()).then(|| Parsed {
-        content: content_of(text[..at].to_string()),
-        calls,
-    })
+    (!calls.is_empty()).then(|| Parsed::new(content_of(text[..at].to_string()), calls))
 }
 
-/// The JSON value at the start of `text`, and the text after it; None where an object in it
-/// has a key twice (`{"name": "f", "arguments": {...}, "name": "g"}`: serde keeps the last,
-/// which would call `g` with `f`'s arguments), so the answer stays text.
-pub(super) fn json_value(text: &str) -> Option<(Value, &str)> {
+/// The JSON value at the start of `text`, its text, and the text after it; None where an
+/// object in it has a key twice (`{"name": "f", "arguments": {...}, "name": "g"}`: serde keeps
+/// the last, which would call `g` with `f`'s arguments), so the answer stays text.
+pub(super) fn json_value(text: &str) -> Option<(Value, &str, &str)> {
     let mut values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let v = values.next()?.ok()?;
     let (value, after) = text.split_at(values.byte_offset());
     match crate::json_keys::duplicate_key(value.as_bytes()) {
         Some(_) => None,
-        None => Some((v, after)),
+        None => Some((v, value, after)),
     }
 }
 
@@ -371,6 +388,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.content, None);
         assert_eq!(got.calls, vec![call("f", json!({"x": 1}))]);
+        assert_eq!(got.arguments, [r#"{"x":1}"#]);
         // No block, a block cut short, arguments that are not an object: text.
         for text in [
             "Paris is sunny.",
@@ -416,6 +434,7 @@ mod tests {
         let got = p
             .parse("<|python_tag|>{\"name\": \"f\", \"arguments\": {}}; {\"name\": \"g\", \"parameters\": {\"y\": \"z\"}}\n")
             .unwrap();
+        assert_eq!(got.arguments, ["{}", r#"{"y":"z"}"#]);
         assert_eq!(
             got.calls,
             vec![call("f", json!({})), call("g", json!({"y": "z"}))]
@@ -443,6 +462,11 @@ mod tests {
             got.calls,
             vec![call("f", json!({"x": 1})), call("g", json!({}))]
         );
+        assert_eq!(got.arguments, [r#"{"x":1}"#, "{}"]);
+        let got = p
+            .parse("[TOOL_CALLS]f[ARGS]{\"x\": 1.50}[TOOL_CALLS]g{}")
+            .unwrap();
+        assert_eq!(got.arguments, [r#"{"x":1.50}"#, "{}"]);
         let got = p
             .parse("[TOOL_CALLS]f[ARGS]{\"x\": 1}[TOOL_CALLS]g{}")
             .unwrap();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::api::{Job, PromptInput};
 use super::error::ApiError;
+use super::json_text;
 use super::tool_parser::ToolParser;
 
 /// How the answer becomes tool calls.
@@ -68,10 +69,13 @@ pub(super) fn tool_call(
             "none" => Ok(None),
             "required" => {
                 // `#/$defs/...` resolves from the root, which is now the list: each tool's
-                // definitions move there (pydantic's nested models), as vLLM moves them.
+                // definitions move there (pydantic's nested models), as vLLM moves them. Its
+                // other references (`#`, `#/properties/...`) point into the tool's own
+                // schema, now at `#/items/anyOf/<i>/properties/parameters`.
                 let mut defs = serde_json::Map::new();
                 let mut calls = Vec::with_capacity(tools.len());
-                for (name, params) in tools {
+                for (i, (name, params)) in tools.into_iter().enumerate() {
+                    let base = format!("#/items/anyOf/{i}/properties/parameters");
                     let mut params = params.clone();
                     for key in ["$defs", "definitions"] {
                         let Some(Value::Object(d)) =
@@ -79,7 +83,11 @@ pub(super) fn tool_call(
                         else {
                             continue;
                         };
-                        for (k, v) in d {
+                        for (k, mut v) in d {
+                            if key == "definitions" {
+                                rename_refs(&mut v);
+                            }
+                            rebase_refs(&mut v, &base);
                             if defs.get(&k).is_some_and(|old| *old != v) {
                                 return Err(ApiError::bad_param(
                                     "tools",
@@ -93,6 +101,7 @@ pub(super) fn tool_call(
                             rename_refs(&mut params);
                         }
                     }
+                    rebase_refs(&mut params, &base);
                     calls.push(json!({"type": "object", "additionalProperties": false,
                            "properties": {"name": {"const": name}, "parameters": params},
                            "required": ["name", "parameters"]}));
@@ -197,8 +206,7 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
             ));
         }
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
-        let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
+        if !openai_name(name) {
             let found = f.get("name").map_or("nothing".into(), Value::to_string);
             return Err(bad_field(
                 "name",
@@ -369,6 +377,34 @@ fn rename_refs(v: &mut Value) {
     }
 }
 
+/// OpenAI's rule for the name of a function or a JSON schema: 1 to 64 letters, digits, `_`
+/// or `-`.
+pub(super) fn openai_name(name: &str) -> bool {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    (1..=64).contains(&name.len()) && name.chars().all(valid)
+}
+
+/// A tool's references into its own schema (`#`, `#/properties/x`; not `#/$defs/...`, which
+/// moved to the root) made to point at `base`, where the schema now sits.
+fn rebase_refs(v: &mut Value, base: &str) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r))
+                        if r.starts_with('#') && !r.starts_with("#/$defs/") =>
+                    {
+                        *r = format!("{base}{}", &r[1..]);
+                    }
+                    (_, x) => rebase_refs(x, base),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rebase_refs(x, base)),
+        _ => {}
+    }
+}
+
 /// The answer as OpenAI's `tool_calls` and the text beside them (only `"auto"` has any), or
 /// None when it holds no whole call (a named call cut short, a `"required"` list cut inside
 /// its first call, with `"auto"` no call or a call of a function not offered: it is then
@@ -388,24 +424,28 @@ pub fn calls(
         json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
     };
     match mode {
+        // A forced call's arguments are the model's text, compacted (numbers keep their
+        // digits); its grammar made them the function's JSON. A key written twice (which the
+        // grammar cannot forbid) stays as written, for the client's parser to see.
         ToolMode::Named(name) => {
             let args: Value = serde_json::from_str(text).ok()?;
             args.is_object()
-                .then(|| (None, vec![call(name, args.to_string())]))
+                .then(|| (None, vec![call(name, json_text::compact(text))]))
         }
         ToolMode::Required => {
             // Cut by `max_tokens` or a stop string (a small model may repeat its call until
             // the limit), the calls written whole before the cut, as with `"auto"`.
-            let list =
-                serde_json::from_str::<Vec<Value>>(text).unwrap_or_else(|_| whole_items(text));
+            let list = json_text::items(text).unwrap_or_else(|| whole_items(text));
             if list.is_empty() {
                 return None;
             }
             let calls = list
                 .iter()
-                .map(|c| {
-                    let name = c.get("name")?.as_str()?;
-                    Some(call(name, c.get("parameters")?.to_string()))
+                .map(|&c| {
+                    let v: Value = serde_json::from_str(c).ok()?;
+                    let name = v.get("name")?.as_str()?;
+                    let args = json_text::member(c, "parameters")?;
+                    Some(call(name, json_text::compact(args)))
                 })
                 .collect::<Option<_>>()?;
             Some((None, calls))
@@ -423,22 +463,23 @@ pub fn calls(
             }
             let calls = kept
                 .iter()
-                .map(|(n, args)| call(n, args.to_string()))
+                .zip(&parsed.arguments)
+                .map(|((n, _), args)| call(n, args.clone()))
                 .collect();
             Some((parsed.content, calls))
         }
     }
 }
 
-/// The whole items at the start of a JSON list cut short (`[{...}, {...}, {"na`); an item
-/// with a key twice ends them, as in the parsers' calls.
-fn whole_items(text: &str) -> Vec<Value> {
+/// The text of each whole item at the start of a JSON list cut short (`[{...}, {...}, {"na`);
+/// an item with a key twice ends them, as in the parsers' calls.
+fn whole_items(text: &str) -> Vec<&str> {
     let mut items = Vec::new();
     let Some(mut rest) = text.trim_start().strip_prefix('[') else {
         return items;
     };
-    while let Some((v, after)) = super::tool_parser::json_value(rest) {
-        items.push(v);
+    while let Some((_, raw, after)) = super::tool_parser::json_value(rest) {
+        items.push(raw);
         match after.trim_start().strip_prefix(',') {
             Some(r) => rest = r,
             None => break,

@@ -374,3 +374,53 @@ fn pythonic_calls_sent_back_without_a_template_for_them() {
     let text = text["prompt"].as_str().unwrap();
     assert!(text.contains("[get_weather(city=\"Rome\")]"), "{text}");
 }
+
+/// Forced calls' arguments are the model's own text without whitespace between tokens, so a
+/// number keeps its digits (read as f64, SmolLM2's 98765432109876543210 came back as
+/// 9.876543210987654e+19); with `"required"`, a tool's references into its own schema
+/// (`#/properties/v`) resolve against it (they named the list, a 400).
+#[test]
+fn forced_calls_keep_the_models_text_and_their_own_references() {
+    let Some(s) = server(&[]) else { return };
+    let ask = |content: &str| json!([{"role": "user", "content": content}]);
+    let f = json!([{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+        "additionalProperties": false}}}]);
+    let named = json!({"type": "function", "function": {"name": "f"}});
+    let r = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "base", "temperature": 0, "max_tokens": 32, "logprobs": true,
+                "messages": ask("Repeat exactly this JSON: {\"n\": 98765432109876543210}"),
+                "tools": f, "tool_choice": named}),
+    );
+    let choice = &r["choices"][0];
+    let written: String = (choice["logprobs"]["content"].as_array().unwrap().iter())
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    // Integers only: no string to keep whitespace in.
+    let written: String = written.chars().filter(|c| !c.is_whitespace()).collect();
+    let args = choice["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    assert!(written.starts_with(args), "{args} is not {written}: {r}");
+    assert!(serde_json::from_str::<Value>(args).unwrap()["n"].is_number());
+    let a = json!([{"type": "function", "function": {"name": "a", "parameters": {
+        "type": "object", "additionalProperties": false, "required": ["v", "w"],
+        "properties": {"v": {"type": "integer", "minimum": 0, "maximum": 3},
+                       "w": {"$ref": "#/properties/v"}}}}}]);
+    let r = s.ok(
+        "/v1/chat/completions",
+        &json!({"model": "base", "temperature": 0, "max_tokens": 40, "messages": ask("call a"),
+                "tools": a, "tool_choice": "required", "parallel_tool_calls": false}),
+    );
+    let choice = &r["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{r}");
+    let args = &choice["message"]["tool_calls"][0]["function"]["arguments"];
+    let args: Value = serde_json::from_str(args.as_str().unwrap()).unwrap();
+    for k in ["v", "w"] {
+        assert!(
+            args[k].as_u64().is_some_and(|x| x <= 3),
+            "{k} is not an integer from 0 to 3: {r}"
+        );
+    }
+}

@@ -68,6 +68,41 @@ fn answers_become_calls_only_when_whole() {
     assert!(calls(&ToolMode::Required, r#"[{"name": "f"}]"#, None).is_none());
 }
 
+/// Every mode's arguments are the model's text, compacted: a number keeps its digits (an f64
+/// made 98765432109876543210 into 9.876543210987654e19 and 1e5 into 100000.0); a forced
+/// call's key written twice stays twice (it had been dropped silently).
+#[test]
+fn arguments_are_the_models_text() {
+    let args = |mode: &ToolMode, text: &str| {
+        let (_, c) = calls(mode, text, None).unwrap();
+        c.iter()
+            .map(|c| c["function"]["arguments"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let big = r#"{"n": 98765432109876543210, "e": 1e5, "p": 0.12345678901234567891}"#;
+    let want = r#"{"n":98765432109876543210,"e":1e5,"p":0.12345678901234567891}"#;
+    assert_eq!(args(&ToolMode::Named("f".into()), big), [want]);
+    let list = format!(
+        r#"[{{"name": "f", "parameters": {big}}}, {{"name": "g", "parameters": {{"x" : 1.50}}}}]"#
+    );
+    assert_eq!(args(&ToolMode::Required, &list), [want, r#"{"x":1.50}"#]);
+    // Cut short after the first call: the whole one keeps its text too.
+    let cut = format!(r#"[{{"name": "f", "parameters": {big}}}, {{"name": "g", "param"#);
+    assert_eq!(args(&ToolMode::Required, &cut), [want]);
+    let auto = ToolMode::Auto {
+        tools: vec!["f".into()],
+        parser: Some(ToolParser::Hermes),
+        parallel: true,
+    };
+    let text = format!("<tool_call>\n{{\"name\": \"f\", \"arguments\": {big}}}\n</tool_call>");
+    assert_eq!(args(&auto, &text), [want]);
+    let twice = r#"{"a": 1, "a": 2}"#;
+    assert_eq!(
+        args(&ToolMode::Named("f".into()), twice),
+        [r#"{"a":1,"a":2}"#]
+    );
+}
+
 /// `"auto"`: the parser's calls of offered functions, with the text beside them; a call of
 /// a function not offered leaves the answer as text; `parallel_tool_calls: false` keeps
 /// the first call.
@@ -181,6 +216,32 @@ fn required_hoists_definitions() {
         tool("g", "$defs", json!({"type": "integer"}))
     ]);
     assert!(tool_call(Some(clash), Some(json!("required")), None).is_err());
+}
+
+/// With "required", a tool's references into its own schema (`#`, `#/properties/v`) follow
+/// it into the list (they resolved against the list's root, failing or naming the list).
+#[test]
+fn required_rebases_references_into_each_tool() {
+    let params = |name: &str| {
+        json!({"type": "function", "function": {"name": name, "parameters": {
+            "type": "object", "$defs": {"N": {"$ref": "#/properties/v"}},
+            "properties": {"v": {"type": "integer"}, "w": {"$ref": "#/properties/v"},
+                           "child": {"$ref": "#"}, "n": {"$ref": "#/$defs/N"}}}}})
+    };
+    let tools = json!([params("f"), {"type": "function", "function": {"name": "g"}}]);
+    let (_, f) = tool_call(Some(tools), Some(json!("required")), None)
+        .unwrap()
+        .unwrap();
+    let Some((OutputFormat::JsonSchema(s), _)) = f else {
+        panic!()
+    };
+    let base = "#/items/anyOf/0/properties/parameters";
+    let p = &s["items"]["anyOf"][0]["properties"]["parameters"]["properties"];
+    assert_eq!(p["w"]["$ref"], format!("{base}/properties/v"));
+    assert_eq!(p["child"]["$ref"], base);
+    assert_eq!(p["n"]["$ref"], "#/$defs/N");
+    // A moved definition's references into its tool follow the tool too.
+    assert_eq!(s["$defs"]["N"]["$ref"], format!("{base}/properties/v"));
 }
 
 /// A call sent back is written as what was generated for it.
