@@ -68,51 +68,7 @@ pub(super) fn tool_call(
             "auto" => auto(),
             "none" => Ok(None),
             "required" => {
-                // `#/$defs/...` resolves from the root, which is now the list: each tool's
-                // definitions move there (pydantic's nested models), as vLLM moves them. Its
-                // other references (`#`, `#/properties/...`) point into the tool's own
-                // schema, now at `#/items/anyOf/<i>/properties/parameters`.
-                let mut defs = serde_json::Map::new();
-                let mut calls = Vec::with_capacity(tools.len());
-                for (i, (name, params)) in tools.into_iter().enumerate() {
-                    let base = format!("#/items/anyOf/{i}/properties/parameters");
-                    let mut params = params.clone();
-                    for key in ["$defs", "definitions"] {
-                        let Some(Value::Object(d)) =
-                            params.as_object_mut().and_then(|o| o.remove(key))
-                        else {
-                            continue;
-                        };
-                        for (k, mut v) in d {
-                            if key == "definitions" {
-                                rename_refs(&mut v);
-                            }
-                            rebase_refs(&mut v, &base);
-                            if defs.get(&k).is_some_and(|old| *old != v) {
-                                return Err(ApiError::bad_param(
-                                    "tools",
-                                    format!("two tools define `{k}` differently; with `tool_choice: \"required\"` their definitions share one namespace"),
-                                ));
-                            }
-                            defs.insert(k, v);
-                        }
-                        if key == "definitions" {
-                            // Its references now point at `$defs`.
-                            rename_refs(&mut params);
-                        }
-                    }
-                    rebase_refs(&mut params, &base);
-                    calls.push(json!({"type": "object", "additionalProperties": false,
-                           "properties": {"name": {"const": name}, "parameters": params},
-                           "required": ["name", "parameters"]}));
-                }
-                let mut list = json!({"type": "array", "minItems": 1, "items": {"anyOf": calls}});
-                if !defs.is_empty() {
-                    list["$defs"] = Value::Object(defs);
-                }
-                if parallel == Some(false) {
-                    list["maxItems"] = json!(1);
-                }
+                let list = required_list(tools, parallel)?;
                 Ok(Some((
                     ToolMode::Required,
                     Some((OutputFormat::JsonSchema(list), "tools".into())),
@@ -359,6 +315,56 @@ fn write_calls(messages: &mut [ChatMessage], mode: Option<&ToolMode>, parser: Op
     }
 }
 
+/// The grammar of `tool_choice: "required"`: a list of `{"name", "parameters"}` calls, one
+/// of `tools` each (at most one with `parallel_tool_calls: false`).
+///
+/// `#/$defs/...` resolves from the root, which is now the list: each tool's definitions move
+/// there (pydantic's nested models), as vLLM moves them. Its other references into itself
+/// (`#`, `#/properties/...`) follow it to `#/items/anyOf/<i>/properties/parameters`. A tool
+/// with an `$id` is a resource of its own, where its references already resolve: it stays
+/// as it is.
+fn required_list(tools: Vec<(String, Value)>, parallel: Option<bool>) -> Result<Value, ApiError> {
+    let mut defs = serde_json::Map::new();
+    let mut calls = Vec::with_capacity(tools.len());
+    for (i, (name, mut params)) in tools.into_iter().enumerate() {
+        let base = format!("#/items/anyOf/{i}/properties/parameters");
+        if params.get("$id").is_none() {
+            if params.get("definitions").is_some() {
+                // Its references, in `$defs` entries too, now point at `$defs`.
+                rename_refs(&mut params);
+            }
+            for key in ["$defs", "definitions"] {
+                let Some(Value::Object(d)) = params.as_object_mut().and_then(|o| o.remove(key))
+                else {
+                    continue;
+                };
+                for (k, mut v) in d {
+                    rebase_refs(&mut v, &base, false);
+                    if defs.get(&k).is_some_and(|old| *old != v) {
+                        return Err(ApiError::bad_param(
+                            "tools",
+                            format!("two tools define `{k}` differently (or its references into their own tool differ); with `tool_choice: \"required\"` their definitions share one namespace"),
+                        ));
+                    }
+                    defs.insert(k, v);
+                }
+            }
+            rebase_refs(&mut params, &base, false);
+        }
+        calls.push(json!({"type": "object", "additionalProperties": false,
+               "properties": {"name": {"const": name}, "parameters": params},
+               "required": ["name", "parameters"]}));
+    }
+    let mut list = json!({"type": "array", "minItems": 1, "items": {"anyOf": calls}});
+    if !defs.is_empty() {
+        list["$defs"] = Value::Object(defs);
+    }
+    if parallel == Some(false) {
+        list["maxItems"] = json!(1);
+    }
+    Ok(list)
+}
+
 /// `#/definitions/X` references into `#/$defs/X` (the definitions moved there).
 fn rename_refs(v: &mut Value) {
     match v {
@@ -385,22 +391,35 @@ pub(super) fn openai_name(name: &str) -> bool {
 }
 
 /// A tool's references into its own schema (`#`, `#/properties/x`; not `#/$defs/...`, which
-/// moved to the root) made to point at `base`, where the schema now sits.
-fn rebase_refs(v: &mut Value, base: &str) {
+/// moved to the root, nor an anchor's `#name`) made to point at `base`, where the schema now
+/// sits. `v` is a schema, or with `map` a map of names to schemas (`properties`, `$defs`),
+/// whose keys are names: a property named `const` is a schema, a schema's `const` data.
+fn rebase_refs(v: &mut Value, base: &str, map: bool) {
+    const MAPS: [&str; 5] = [
+        "properties",
+        "patternProperties",
+        "$defs",
+        "definitions",
+        "dependentSchemas",
+    ];
+    const DATA: [&str; 4] = ["const", "enum", "default", "examples"];
     match v {
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
                 match (k.as_str(), x) {
-                    ("$ref", Value::String(r))
-                        if r.starts_with('#') && !r.starts_with("#/$defs/") =>
-                    {
-                        *r = format!("{base}{}", &r[1..]);
+                    ("$ref", Value::String(r)) if !map => {
+                        let own = r == "#" || r.starts_with("#/");
+                        let moved = r.starts_with("#/$defs/") || r.starts_with("#/%24defs/");
+                        if own && !moved {
+                            *r = format!("{base}{}", &r[1..]);
+                        }
                     }
-                    (_, x) => rebase_refs(x, base),
+                    (k, _) if !map && DATA.contains(&k) => {}
+                    (k, x) => rebase_refs(x, base, !map && MAPS.contains(&k)),
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| rebase_refs(x, base)),
+        Value::Array(a) => a.iter_mut().for_each(|x| rebase_refs(x, base, false)),
         _ => {}
     }
 }

@@ -242,6 +242,34 @@ fn required_rebases_references_into_each_tool() {
     assert_eq!(p["n"]["$ref"], "#/$defs/N");
     // A moved definition's references into its tool follow the tool too.
     assert_eq!(s["$defs"]["N"]["$ref"], format!("{base}/properties/v"));
+    // An anchor is no pointer; a `const` holds data; a property named `const` is a schema;
+    // a tool with an `$id` resolves its references itself; `definitions` entries' own
+    // references to `definitions` follow them to `$defs`.
+    let tools = json!([
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+            "definitions": {"A": {"$ref": "#/definitions/B"}, "B": {"type": "integer"}},
+            "properties": {"a": {"$ref": "#node"}, "b": {"const": {"$ref": "#"}},
+                           "const": {"$ref": "#/properties/a"}, "c": {"$ref": "#/definitions/A"}}}}},
+        {"type": "function", "function": {"name": "g", "parameters": {"$id": "urn:g",
+            "type": "object", "$defs": {"C": {"type": "string"}},
+            "properties": {"c": {"$ref": "#/$defs/C"}, "d": {"$ref": "#/properties/c"}}}}}
+    ]);
+    let (_, f) = tool_call(Some(tools.clone()), Some(json!("required")), None)
+        .unwrap()
+        .unwrap();
+    let Some((OutputFormat::JsonSchema(s), _)) = f else {
+        panic!()
+    };
+    let p = &s["items"]["anyOf"][0]["properties"]["parameters"]["properties"];
+    assert_eq!(p["a"]["$ref"], "#node");
+    assert_eq!(p["b"]["const"], json!({"$ref": "#"}));
+    assert_eq!(p["const"]["$ref"], format!("{base}/properties/a"));
+    assert_eq!(p["c"]["$ref"], "#/$defs/A");
+    assert_eq!(s["$defs"]["A"]["$ref"], "#/$defs/B");
+    assert_eq!(
+        s["items"]["anyOf"][1]["properties"]["parameters"],
+        tools[1]["function"]["parameters"]
+    );
 }
 
 /// A call sent back is written as what was generated for it.
