@@ -91,7 +91,7 @@ impl Metrics {
         );
         r.register(
             "dlp_prompt_tokens",
-            "Prompt tokens admitted, per sequence (a request with n: 3 counts its prompt three times; its usage.prompt_tokens once)",
+            "Prompt tokens of the sequences accepted into the scheduler, queued for a KV slot or running (one cancelled while queued counts too), per sequence (a request with n: 3 counts its prompt three times; its usage.prompt_tokens once)",
             m.prompt_tokens.clone(),
         );
         r.register(
@@ -166,7 +166,7 @@ impl Metrics {
         );
         r.register(
             "dlp_adapter_routed",
-            "Mixture segments that included each adapter (routed or requested)",
+            "Mixture segments that gave each adapter a weight above 0 (routed or requested)",
             m.adapter_routed.clone(),
         );
         m

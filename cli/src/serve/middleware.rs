@@ -28,25 +28,45 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
         Some(v) => v.to_string(),
         None => format!("req_{:032x}", rand::random::<u128>()),
     };
-    let (method, path, t0) = (
-        req.method().clone(),
-        req.uri().path().to_string(),
-        Instant::now(),
-    );
+    let mut line = AccessLine {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        t0: Instant::now(),
+        status: None,
+        id,
+    };
     let mut resp = next.run(req).await;
-    // The access log (`serve -v`, or RUST_LOG=dlp_run::access=info): a line per answer, as
-    // vLLM's server writes, with the id the client sees; a stream's time is to its headers.
-    tracing::info!(
-        target: "dlp_run::access",
-        request_id = %id,
-        "{method} {path} {} in {:.1} ms",
-        resp.status().as_u16(),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    if let Ok(v) = header::HeaderValue::from_str(&id) {
+    line.status = Some(resp.status().as_u16());
+    if let Ok(v) = header::HeaderValue::from_str(&line.id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The access log's line of a request (`serve -v`, or RUST_LOG=dlp_run::access=info), as
+/// vLLM's server writes one per answer, with the id the client sees; a stream's time is to
+/// its headers. Written when dropped: a client that left before its answer (the handler
+/// dropped) gets its line too, as 499, the status it is counted under.
+struct AccessLine {
+    method: String,
+    path: String,
+    t0: Instant,
+    status: Option<u16>,
+    id: String,
+}
+
+impl Drop for AccessLine {
+    fn drop(&mut self) {
+        let status = self.status.unwrap_or(super::error::CLIENT_CLOSED.as_u16());
+        tracing::info!(
+            target: "dlp_run::access",
+            request_id = %self.id,
+            "{} {} {status} in {:.1} ms",
+            self.method,
+            self.path,
+            self.t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
 }
 
 /// A compressed body (`Content-Encoding: gzip`) is refused with 415 naming the header: it

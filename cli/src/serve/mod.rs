@@ -129,8 +129,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub max_body_mib: usize,
     /// On SIGINT/SIGTERM: stop accepting, let running requests finish for up to this many
-    /// seconds, then end what is left and exit 0 (connections whose clients do not read
-    /// their answers are closed 5 s later).
+    /// seconds (a second signal ends them at once), then end what is left and exit 0
+    /// (connections whose clients do not read their answers are closed 5 s later).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub shutdown_grace: u64,
     /// A client must send a request's headers, and then its body, within this many seconds
@@ -358,8 +358,14 @@ impl WithBackend for &ServeArgs {
                     grace.as_secs()
                 );
                 st.shutting_down.store(true, Ordering::SeqCst);
+                // The grace, or a second signal (Ctrl-C pressed again), ends what runs.
                 tokio::spawn(async move {
-                    tokio::time::sleep(grace).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(grace) => {}
+                        () = shutdown_signal() => eprintln!(
+                            "dlp-run serve: second signal: ending the running requests now"
+                        ),
+                    }
                     let _ = abort_tx.send(worker::Cmd::Abort);
                 });
             };

@@ -217,7 +217,8 @@ impl<'t, B: Backend> Worker<'t, B> {
             }
             added.push(id);
             for (_, mix) in &spec.segments {
-                for (a, _) in mix {
+                // A weight of 0 adds nothing: that adapter did no work.
+                for (a, _) in mix.iter().filter(|(_, w)| *w > 0.0) {
                     self.shared.metrics.routed(a);
                 }
             }
@@ -408,7 +409,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                 let (control, decision) =
                     l.text.push(token, routing.filter(|_| l.reroute), &names)?;
                 if let Some(d) = decision {
-                    for (a, _) in &d.mixture {
+                    for (a, _) in d.mixture.iter().filter(|(_, w)| *w > 0.0) {
                         metrics.routed(a);
                     }
                     l.decisions.push(d);

@@ -143,7 +143,9 @@ fn stalled_and_surplus_connections() {
 #[test]
 fn disconnect_frees_the_slot() {
     let Some(a) = assets() else { return };
-    let s = Server::start(&a.model_args());
+    let mut args = a.model_args();
+    args.push("-v".into());
+    let s = Server::start(&args);
     // `ignore_eos`: the boolq adapter answers in about 6 tokens, which could end the request
     // before the server sees its client gone.
     let body = json!({"model": "boolq", "max_tokens": 4000, "stream": true, "temperature": 0.7,
@@ -189,6 +191,11 @@ fn disconnect_frees_the_slot() {
         let series =
             format!("dlp_requests_total{{endpoint=\"/v1/chat/completions\",status=\"{status}\"}}");
         assert_eq!(s.metric(&series), 1.0, "{series}");
+    }
+    // The access log has a line for each, the one that got no answer as 499.
+    for status in [200, 499] {
+        let line = format!("POST /v1/chat/completions {status} in ");
+        assert!(s.log_has(&line), "no `{line}` line:\n{}", s.log());
     }
 }
 

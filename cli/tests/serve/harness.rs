@@ -352,11 +352,21 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.terminate_after(1)
+    }
+
+    /// Sends SIGTERM `signals` times, half a second apart, and waits for the exit.
+    pub fn terminate_after(mut self, signals: usize) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
+        for i in 0..signals {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
         }
         let t0 = Instant::now();
         loop {
