@@ -477,54 +477,6 @@ pub fn load_keeping_adapters<B: Backend>(
     Ok((Loaded { model, tokenizer }, adapters))
 }
 
-/// Most bytes an input file read whole into memory may hold (`--prompts`, `--chat-json`):
-/// far past any real prompt set, and it stops a stream such as /dev/zero from filling memory.
-pub const MAX_INPUT_BYTES: u64 = 256 << 20;
-
-/// The bytes of `path`, given as `flag`, read whole; `-` reads standard input (`./-` names a
-/// file called `-`). An error naming both for an input past [`MAX_INPUT_BYTES`] (or a stream
-/// that does not end), instead of reading without a limit.
-pub fn read_bounded(path: &Path, flag: &str) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let name = input_name(path);
-    let source: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::fs::File::open(path).with_context(|| format!("reading {name}"))?)
-    };
-    let mut bytes = Vec::new();
-    source
-        .take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("reading {name}"))?;
-    if bytes.len() as u64 > MAX_INPUT_BYTES {
-        bail!(
-            "{flag} {name}: more than {} MiB; it is read whole into memory (give a smaller input)",
-            MAX_INPUT_BYTES >> 20
-        );
-    }
-    Ok(bytes)
-}
-
-/// How messages name an input given as `path`: "standard input" for `-`.
-pub fn input_name(path: &Path) -> String {
-    if path.as_os_str() == "-" {
-        "standard input".into()
-    } else {
-        path.display().to_string()
-    }
-}
-
-/// The UTF-8 text of `bytes` read from `name`, or an error naming the line and
-/// byte where it stops being UTF-8.
-pub fn utf8_text(bytes: Vec<u8>, name: &str) -> Result<String> {
-    String::from_utf8(bytes).map_err(|e| {
-        let bad = e.utf8_error().valid_up_to();
-        let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();
-        anyhow::anyhow!("{name}:{line}: not UTF-8 text (byte {bad} of the input)")
-    })
-}
-
 /// A vocabulary of `vocab` tokens' ids in words, for errors: "ids 0 to 49151" (Rust's
 /// `0..49152` reads as inclusive to many).
 pub fn vocab_ids(vocab: usize) -> String {

@@ -13,7 +13,7 @@ use dlp_engine::tokenizer::{text_of_part, ChatMessage, ChatRequest};
 use dlp_engine::Backend;
 use serde_json::{json, Value};
 
-use crate::common::{self, load, Loaded, ModelArgs, WithBackend};
+use crate::common::{load, Loaded, ModelArgs, WithBackend};
 use crate::mix_args::{self, parse_mix};
 use crate::pipeline::{encode_prompt, peak_rss_mib, render_prompt, TextOptions, TextStream};
 use crate::routing::{named, Decision, RouteArgs, RouteBy, Routing};
@@ -90,8 +90,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
             if std::io::stdin().is_terminal() {
                 eprintln!("reading the prompt from standard input (end it with Ctrl-D)");
             }
-            let bytes = common::read_bounded(std::path::Path::new("-"), "--prompt")?;
-            let t = common::utf8_text(bytes, "standard input")?;
+            let (t, _) = crate::input::read_text(std::path::Path::new("-"), "--prompt")?;
             // Neither a byte-order mark (as Windows editors save UTF-8) nor the newline that
             // `echo` or a here-document ends with is part of the prompt.
             let t = t.strip_prefix('\u{feff}').unwrap_or(&t);
@@ -119,9 +118,7 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .prompts
         .as_ref()
         .context("give --prompt or --prompts")?;
-    let bytes = common::read_bounded(path, "--prompts")?;
-    let name = common::input_name(path);
-    let text = common::utf8_text(bytes, &name)?;
+    let (text, name) = crate::input::read_text(path, "--prompts")?;
     parse_prompts(
         &text,
         std::path::Path::new(&name),

@@ -11,6 +11,7 @@ mod format_args;
 #[cfg(feature = "fuzz")]
 mod fuzz;
 mod generate;
+mod input;
 mod inspect;
 mod json_keys;
 mod mix_args;

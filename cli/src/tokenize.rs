@@ -132,9 +132,7 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
 /// `tools`, `documents`, `add_generation_prompt` (default true), `continue_final_message` and
 /// `chat_template_kwargs` (more template variables).
 pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
-    let bytes = crate::common::read_bounded(f, "--chat-json")?;
-    let name = crate::common::input_name(f);
-    let s = crate::common::utf8_text(bytes, &name)?;
+    let (s, name) = crate::input::read_text(f, "--chat-json")?;
     // A byte-order mark (as Windows editors save UTF-8) is not part of the JSON.
     let s = s.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(s);
     let v: Value = serde_json::from_str(&s).with_context(|| format!("{name}: not valid JSON"))?;
