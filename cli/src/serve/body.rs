@@ -175,9 +175,29 @@ fn integer_ranges(msg: String) -> String {
         let at = msg.find(serde)?;
         ends_at(at + serde.len()).then_some((at, serde.len(), words))
     });
-    match found {
+    let msg = match found {
         Some((at, len, words)) => format!("{}{words}{}", &msg[..at], &msg[at + len..]),
         None => msg,
+    };
+    whole_float_as_range(msg)
+}
+
+/// serde_json reads an integer past 64 bits (`18446744073709551616`) as an f64, and calls it
+/// "invalid type: floating point `1.8446744073709552e+19`"; the client sent an integer, too
+/// large: said so.
+fn whole_float_as_range(msg: String) -> String {
+    const FLOAT: &str = "invalid type: floating point `";
+    let Some(rest) = msg.strip_prefix(FLOAT) else {
+        return msg;
+    };
+    let Some((v, after)) = rest.split_once('`') else {
+        return msg;
+    };
+    match v.parse::<f64>() {
+        Ok(x) if x.fract() == 0.0 && x.abs() >= 9.2e18 => {
+            format!("an integer past 64 bits (about {v}) is out of range{after}")
+        }
+        _ => msg,
     }
 }
 
@@ -213,6 +233,20 @@ mod tests {
 
     /// A syntax error names the field it stopped in, never serde_path_to_error's `?` for a key
     /// not yet read.
+    #[test]
+    fn an_integer_past_64_bits_is_out_of_range() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Seed {
+            seed: i64,
+        }
+        let e = parse::<Seed>(br#"{"seed": 18446744073709551616}"#).unwrap_err();
+        let said = e.to_string();
+        assert!(said.contains("an integer past 64 bits (about 1.8446744073709552e+19) is out of range, expected an integer from -2^63 to 2^63-1"), "{said}");
+        let e = parse::<Seed>(br#"{"seed": 1.5}"#).unwrap_err();
+        assert!(e.to_string().contains("floating point `1.5`"), "{e}");
+    }
+
     #[test]
     fn a_syntax_error_names_where_it_stopped() {
         let msg = |body: &str| {
