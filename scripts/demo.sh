@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh
-cargo build --release -q -p dlp-cli
 run=${CARGO_TARGET_DIR:-target}/release/dlp-run
+[ -x "$run" ] || echo "building dlp-run (release; the first build takes about 8 minutes on 2 cores)..."
+cargo build --release -q -p dlp-cli
 prompt=${1:-"What is the capital of France?"}
 echo "== base model =="
 $run generate --chat --prompt "$prompt" --max-tokens 64
@@ -22,7 +23,7 @@ your own PEFT adapters: dlp-run generate --adapter NAME=DIR --mix NAME=1 --chat 
 EOF
 fi
 if [ -d "$tasks" ]; then
-  q="Is the following statement true or false? Paris is the capital of France."
+  q="Please answer with true or false: is Paris the capital of France?"
   echo "== base model, a yes/no question =="
   $run generate --chat --prompt "$q" --max-tokens 32
   echo "== fused LoRAs: boolq 0.7 + piqa 0.3 =="

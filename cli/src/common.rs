@@ -251,7 +251,7 @@ pub struct ModelArgs {
     /// (scripts/gpu-check.sh).
     #[arg(long, help_heading = CUDA_HEADING)]
     pub cuda_kv_bf16: bool,
-    /// With --backend cuda: turn on GPU paths written without a GPU (`fast`: the fastest set).
+    /// With --backend cuda: turn on optional faster GPU paths (`fast`: the fastest verified set).
     ///
     /// These are off by default until a GPU run has verified them (scripts/gpu-check.sh). A
     /// comma-separated list of the paths below, `fast` or `all`. Every path but lora-prefetch,

@@ -353,7 +353,9 @@ impl WithBackend for &GenerateArgs {
                 TextStream::new(tok, r.prompt.len(), opts)
             })
             .collect();
-        let both_terminals = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let one_output = crate::stderr::same_as_stdout();
+        // Whether the answer streamed so far ends a line (a decision printed then needs none).
+        let mut line_ended = true;
         let mut stdout = std::io::stdout().lock();
         // A streamed answer that cannot be written (a full disk) ends the run with the error,
         // not an exit 0 with the text lost.
@@ -369,14 +371,22 @@ impl WithBackend for &GenerateArgs {
                 let (control, decision) = texts[i].push(id, rerouter, &names)?;
                 if let Some(d) = decision {
                     if rerouter.is_some_and(|r| r.show) {
-                        // On one terminal the answer streamed so far ends mid-line.
-                        let nl = if stream && both_terminals { "\n" } else { "" };
+                        // Where stdout and stderr meet (a terminal, `2>&1`), the answer
+                        // streamed so far may end mid-line.
+                        let nl = if stream && one_output && !line_ended {
+                            "\n"
+                        } else {
+                            ""
+                        };
                         eprintln!("{nl}{}", d.describe(i));
                     }
                     decisions[i].push(d);
                 }
                 if stream {
                     let ready = texts[i].take_ready(false).as_bytes();
+                    if let Some(&last) = ready.last() {
+                        line_ended = last == b'\n';
+                    }
                     if let Err(e) = stdout.write_all(ready).and_then(|()| stdout.flush()) {
                         write_failed.get_or_insert(e);
                         return Ok(Control::Stop);

@@ -94,7 +94,8 @@ pub struct TrainRouterArgs {
     /// Stop after this many epochs without a better dev loss; the best epoch's weights are kept.
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
-    /// Seed of initialisation, shuffling, augmentation and dropout: same seed, same router.
+    /// Seed of initialisation, shuffling, augmentation and dropout: same seed (and the same
+    /// --data in the same order), same router.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Examples per optimiser step.

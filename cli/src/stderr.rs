@@ -90,3 +90,27 @@ fn redirected<T>(to: &std::fs::File, f: impl FnOnce() -> T) -> T {
     unsafe { libc::dup2(to.as_raw_fd(), 2) };
     f()
 }
+
+/// Whether what goes to stderr shows in the same place as stdout: both on a terminal, or
+/// both the same file or pipe (`> log 2>&1`, `2>&1 | tee`), where a line written to stderr
+/// lands in the middle of stdout's.
+pub fn same_as_stdout() -> bool {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let id = |fd: std::os::fd::BorrowedFd<'_>| {
+            let f = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+            let m = f.metadata().ok()?;
+            Some((m.dev(), m.ino()))
+        };
+        let (out, err) = (id(std::io::stdout().as_fd()), id(std::io::stderr().as_fd()));
+        out.is_some() && out == err
+    }
+    #[cfg(not(unix))]
+    false
+}

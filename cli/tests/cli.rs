@@ -261,6 +261,36 @@ fn routed_generation_by_sentence() {
     assert_eq!(res["segments"][1]["first_token"].as_u64(), Some(second));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("route [0] prompt").count(), 2, "{err}");
+    // Streamed with stdout and stderr in one file (`> log 2>&1`): each decision on a line of
+    // its own, also those made mid-answer (they were glued to the answer's text).
+    let log = tmp.path().join("both.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut streamed = sentence.clone();
+    streamed.retain(|a| *a != "--json");
+    let at = streamed.iter().position(|a| *a == "--max-tokens").unwrap();
+    streamed[at + 1] = "48";
+    // An answer whose second sentence goes on in its first one's line.
+    let at = streamed.iter().position(|a| *a == "--prompt").unwrap();
+    streamed[at + 1] = "Write two sentences about the sun.";
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_dlp-run"))
+        .args(&streamed)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .status()
+        .unwrap();
+    let both = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{both}");
+    assert!(both.contains("route [0] generated"), "{both}");
+    for l in both.lines().filter(|l| l.contains("route [")) {
+        assert!(
+            l.starts_with("route ["),
+            "a decision glued to the answer: {l:?}"
+        );
+    }
+    assert!(
+        !both.contains("\n\nroute ["),
+        "a blank line before a decision: {both}"
+    );
     // Per request: one decision over the whole prompt.
     let out = run(&args);
     assert!(
