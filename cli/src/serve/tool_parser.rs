@@ -235,14 +235,15 @@ fn hermes(text: &str) -> Option<Parsed> {
     while let Some(open) = rest.find(HERMES_OPEN) {
         content.push_str(&rest[..open]);
         // One JSON value (a string in it may hold `</tool_call>`), then the closing tag; the
-        // last block may lack it (the model ended the turn instead).
+        // last block may lack it (the model ended the turn instead), or end inside it (an
+        // answer cut by `max_tokens` there: the call is whole, as vLLM's parser reads it).
         let body = rest[open + HERMES_OPEN.len()..].trim_start();
         let (v, raw, after) = json_value(body)?;
         calls.push(call_of(v, raw)?);
         let after = after.trim_start();
         rest = match after.strip_prefix(HERMES_CLOSE) {
             Some(r) => r,
-            None if after.is_empty() => "",
+            None if HERMES_CLOSE.starts_with(after) => "",
             None => return None,
         };
     }
@@ -389,6 +390,11 @@ mod tests {
         assert_eq!(got.content, None);
         assert_eq!(got.calls, vec![call("f", json!({"x": 1}))]);
         assert_eq!(got.arguments, [r#"{"x":1}"#]);
+        // Cut inside the closing tag: the call is whole.
+        let got = p
+            .parse("<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_")
+            .unwrap();
+        assert_eq!(got.calls, vec![call("f", json!({"x": 1}))]);
         // No block, a block cut short, arguments that are not an object: text.
         for text in [
             "Paris is sunny.",
