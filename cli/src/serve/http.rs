@@ -142,15 +142,22 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
+/// `/metrics`: OpenMetrics to a scraper that asks for it (Prometheus does), else the
+/// Prometheus text format 0.0.4, as vLLM's server answers.
+async fn metrics(State(st): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = (headers.get_all(header::ACCEPT).iter())
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let m = &st.shared.metrics;
+    let (kind, body) = if openmetrics {
+        (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        st.shared.metrics.render(),
-    )
-        .into_response()
+            m.render(),
+        )
+    } else {
+        ("text/plain; version=0.0.4; charset=utf-8", m.render_text())
+    };
+    ([(header::CONTENT_TYPE, kind)], body).into_response()
 }
 
 /// The model objects: the base model, each adapter, and `auto` with a router.

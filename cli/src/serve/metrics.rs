@@ -172,12 +172,19 @@ impl Metrics {
         m
     }
 
-    /// The text exposition.
+    /// The OpenMetrics text exposition (`application/openmetrics-text; version=1.0.0`).
     pub fn render(&self) -> String {
         let mut s = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+
+    /// The Prometheus text format 0.0.4 (`text/plain; version=0.0.4`), what vLLM's server
+    /// answers a scraper that does not ask for OpenMetrics: [`Self::render`] with each
+    /// counter family named by its samples' `_total` name, no `# UNIT` lines and no `# EOF`.
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render())
     }
 
     /// Counts one answered request.
@@ -205,5 +212,89 @@ impl Metrics {
                 adapter: adapter.to_string(),
             })
             .inc();
+    }
+}
+
+/// OpenMetrics text (as prometheus-client writes it: `# HELP`, `# TYPE`, then the samples of
+/// each family) in the Prometheus text format 0.0.4: a counter family `x` (samples
+/// `x_total`) is named `x_total` in its `# HELP` and `# TYPE` lines, `unknown` is `untyped`,
+/// and the `# UNIT` and `# EOF` lines, which 0.0.4 lacks, go.
+fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let lines: Vec<&str> = om.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        // A family's metadata lines, then its samples.
+        let start = i;
+        while i < lines.len() && lines[i].starts_with('#') {
+            i += 1;
+        }
+        let meta = &lines[start..i];
+        let kind = meta
+            .iter()
+            .find_map(|l| l.strip_prefix("# TYPE "))
+            .and_then(|t| t.rsplit(' ').next());
+        for l in meta {
+            let Some((tag, rest)) = l.strip_prefix("# ").and_then(|r| r.split_once(' ')) else {
+                continue;
+            };
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            match tag {
+                "HELP" | "TYPE" => {
+                    let name = match kind {
+                        Some("counter") if !name.ends_with("_total") => format!("{name}_total"),
+                        _ => name.to_string(),
+                    };
+                    let tail = if tag == "TYPE" && tail == "unknown" {
+                        "untyped"
+                    } else {
+                        tail
+                    };
+                    out.push_str(&format!("# {tag} {name} {tail}\n"));
+                }
+                _ => {} // UNIT, EOF
+            }
+        }
+        while i < lines.len() && !lines[i].starts_with('#') {
+            out.push_str(lines[i]);
+            out.push('\n');
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_take_their_samples_names_and_openmetrics_lines_go() {
+        let om = "# HELP dlp_requests HTTP requests.\n# TYPE dlp_requests counter\n\
+                  dlp_requests_total{endpoint=\"/health\",status=\"200\"} 1\n\
+                  # HELP dlp_queue_length Waiting.\n# TYPE dlp_queue_length gauge\n\
+                  # UNIT dlp_queue_length sequences\ndlp_queue_length 0\n\
+                  # HELP dlp_step_seconds Step.\n# TYPE dlp_step_seconds histogram\n\
+                  dlp_step_seconds_sum 0.5\ndlp_step_seconds_count 2\n\
+                  dlp_step_seconds_bucket{le=\"+Inf\"} 2\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP dlp_requests_total HTTP requests.\n# TYPE dlp_requests_total counter\n\
+             dlp_requests_total{endpoint=\"/health\",status=\"200\"} 1\n\
+             # HELP dlp_queue_length Waiting.\n# TYPE dlp_queue_length gauge\n\
+             dlp_queue_length 0\n\
+             # HELP dlp_step_seconds Step.\n# TYPE dlp_step_seconds histogram\n\
+             dlp_step_seconds_sum 0.5\ndlp_step_seconds_count 2\n\
+             dlp_step_seconds_bucket{le=\"+Inf\"} 2\n"
+        );
+        // The server's own families: every sample keeps its line, every counter is renamed.
+        let m = Metrics::new();
+        m.request("/health", 200);
+        let (om, text) = (m.render(), m.render_text());
+        let samples = |s: &str| s.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples(&om), samples(&text));
+        assert!(text.contains("# TYPE dlp_requests_total counter"), "{text}");
+        assert!(!text.contains("# EOF") && !text.contains("# TYPE dlp_requests counter"));
     }
 }

@@ -95,6 +95,28 @@ fn stalled_and_surplus_connections() {
         bad,
         "the body cut short counted as a bad request"
     );
+    // /metrics: OpenMetrics to a scraper that asks for it (Prometheus), else the text format
+    // 0.0.4 (curl, simple scrapers), whose counter families are named by their samples.
+    let get = |accept: &str| {
+        let head = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n");
+        exchange(&s, head.as_bytes())
+    };
+    let om = get("Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n");
+    assert!(
+        om.contains("content-type: application/openmetrics-text"),
+        "{om}"
+    );
+    assert!(
+        om.contains("# TYPE dlp_requests counter") && om.contains("# EOF"),
+        "{om}"
+    );
+    let text = get("");
+    assert!(
+        text.contains("content-type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE dlp_requests_total counter"), "{text}");
+    assert!(!text.contains("# EOF"), "{text}");
     // A body announced past the limit: 413 before any of it is read (not 408 for the wait).
     let raw = exchange(&s, post_head(99_999_999_999).as_bytes());
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
