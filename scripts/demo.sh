@@ -2,7 +2,7 @@
 # The main job: build dlp-run, install the default model if needed, and generate with the
 # base model, then with a fused mixture of LoRA adapters, then with the DLP router choosing
 # the mixture of every sentence (the shared task adapters and data, when they sit beside the
-# checkout; the router is trained once, about a minute, into routers/).
+# checkout; the router is trained once, about 35 s on 2 cores, into routers/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh

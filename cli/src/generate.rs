@@ -1,7 +1,7 @@
 //! `dlp-run generate`: stream text from one prompt, or run many prompts as one batch, each
 //! with its own adapter mixture.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -87,9 +87,6 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .unwrap_or_default();
     if let Some(p) = &args.prompt {
         let text = if p == "-" {
-            if std::io::stdin().is_terminal() {
-                eprintln!("reading the prompt from standard input (end it with Ctrl-D)");
-            }
             let (t, _) = crate::input::read_text(std::path::Path::new("-"), "--prompt")?;
             // Neither a byte-order mark (as Windows editors save UTF-8) nor the newline that
             // `echo` or a here-document ends with is part of the prompt.

@@ -19,6 +19,9 @@ pub fn read_text(path: &Path, flag: &str) -> Result<(String, String)> {
     use std::io::Read;
     let name = input_name(path);
     let source: Box<dyn Read> = if path.as_os_str() == "-" {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            eprintln!("reading {flag} from standard input (end it with Ctrl-D)");
+        }
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(std::fs::File::open(path).with_context(|| format!("reading {name}"))?)

@@ -291,6 +291,12 @@ fn routed_generation_by_sentence() {
         !both.contains("\n\nroute ["),
         "a blank line before a decision: {both}"
     );
+    // The answer went on in the line of the decision (the model wrote no line break there):
+    // without that, this run could not tell a glued decision from one on its own line.
+    let lines: Vec<&str> = both.lines().collect();
+    let mid_line = (lines.windows(2))
+        .any(|w| w[0].starts_with("route [0] generated") && w[1].starts_with(' '));
+    assert!(mid_line, "no decision made mid-line: {both}");
     // Per request: one decision over the whole prompt.
     let out = run(&args);
     assert!(

@@ -2,9 +2,10 @@
 //! a GPU run has verified it.
 
 /// Switches for the GPU paths written without a GPU (`--cuda-experimental`), off by default;
-/// each has passed every CUDA test on an H200 (`scripts/gpu-check.sh`; the later ones, and the
-/// fused LoRA's entry table, on the tiny test models only, whose SmolLM2 cases need fixtures
-/// too large to carry). Their kernels also pass on the CPU against the kernels verified first
+/// each but `lora-prefetch`, `device-argmax`, `device-sampling` and `packed-upload` (not yet run
+/// on a GPU) has passed every CUDA test on an H200 (`scripts/gpu-check.sh`; the later ones, and
+/// the fused LoRA's entry table, on the tiny test models only, whose SmolLM2 cases need
+/// fixtures too large to carry). Their kernels also pass on the CPU against the kernels verified first
 /// (`cuda/tests/kernels_on_cpu.rs`: indexing, barriers, inter-block counters and arithmetic,
 /// not speed or memory ordering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +143,8 @@ pub struct Experimental {
     /// Written without a GPU; not yet run on one.
     pub device_sampling: bool,
     /// Each step's plan (token ids, positions, KV slots, segments, mixtures, logit rows, pick
-    /// arguments) packed on the host into one buffer ([`crate::step::StepLayout`]: each array
-    /// on a 64-byte boundary) and copied to the device in one host-to-device copy instead of
+    /// arguments) packed on the host into one buffer (`StepLayout` in cuda/src/step.rs: each
+    /// array on a 64-byte boundary) and copied to the device in one host-to-device copy instead of
     /// one per array (seven in a decode step, eight where it samples on the device): six or
     /// seven driver calls and DMA transfers fewer in front of every decode step's first kernel
     /// (or graph replay). Steps of one shape share the layout, so a

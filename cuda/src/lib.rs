@@ -85,7 +85,8 @@ pub struct CudaOptions {
     /// pass on an H200.
     pub kv_bf16: bool,
     /// GPU paths written without a GPU, off by default (each has passed its tests on an H200,
-    /// the later ones with the tiny test models only).
+    /// the later ones with the tiny test models only, but the four not yet run on a GPU:
+    /// see [`Experimental`]).
     pub experimental: Experimental,
     /// For tests: before each fused shrink, fill the LoRA scratch's partial sums with NaN and
     /// its entry table with (offset 0, rank 1), so that an expand that read either before its

@@ -15,11 +15,11 @@ use crate::{err, launch, CudaBackend};
 
 /// Alignment of each array in the packed buffer, in 4-byte words: 64 bytes, a cache line
 /// (more than any kernel's vector load of these arrays needs).
-pub const PACK_ALIGN_WORDS: usize = 16;
+pub(crate) const PACK_ALIGN_WORDS: usize = 16;
 
 /// The eight arrays of a [`StepPlan`] in the packed buffer's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepArray {
+pub(crate) enum StepArray {
     TokenIds,
     Positions,
     KvSlots,
@@ -32,7 +32,7 @@ pub enum StepArray {
 
 impl StepArray {
     /// Every array, in the packed buffer's order.
-    pub const ALL: [StepArray; 8] = [
+    pub(crate) const ALL: [StepArray; 8] = [
         StepArray::TokenIds,
         StepArray::Positions,
         StepArray::KvSlots,
@@ -80,7 +80,7 @@ impl Words<'_> {
 /// [`dlp_engine::backend::StepShape`] (and `pick_args`' too where the step samples), and
 /// `pick_args` comes last, so steps of one shape put every array at the same place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StepLayout {
+pub(crate) struct StepLayout {
     starts: [usize; 8],
     lens: [usize; 8],
     total: usize,
@@ -88,7 +88,7 @@ pub struct StepLayout {
 
 impl StepLayout {
     /// The layout of `p`'s arrays.
-    pub fn of(p: &StepPlan) -> Self {
+    pub(crate) fn of(p: &StepPlan) -> Self {
         let mut l = StepLayout::default();
         let mut at = 0;
         for (i, a) in StepArray::ALL.into_iter().enumerate() {
@@ -102,19 +102,19 @@ impl StepLayout {
     }
 
     /// Words the packed buffer needs.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total
     }
 
     /// The words `a` occupies (empty for an empty array).
-    pub fn range(&self, a: StepArray) -> Range<usize> {
+    pub(crate) fn range(&self, a: StepArray) -> Range<usize> {
         let i = a as usize;
         self.starts[i]..self.starts[i] + self.lens[i]
     }
 
     /// Writes `p`'s arrays into `out` at this layout (`out` becomes [`Self::total`] words; the
     /// gaps are zero). `p` must be the plan the layout was made from.
-    pub fn pack(&self, p: &StepPlan, out: &mut Vec<u32>) {
+    pub(crate) fn pack(&self, p: &StepPlan, out: &mut Vec<u32>) {
         out.clear();
         out.resize(self.total, 0);
         for a in StepArray::ALL {
@@ -267,7 +267,9 @@ impl CudaStep {
 
     /// Whether this step's arrays may sit elsewhere than those of the step whose packed layout
     /// was `recorded`, uploaded into that step's buffers: a new buffer, or an array at another
-    /// place. Never on the default path, whose buffers a step of the same shape always reuses.
+    /// place. Never on the default path: a step of the same shape reuses every buffer a graph
+    /// reads (only `pick_args`, which no shape fixes where a step does not sample, may be
+    /// reallocated there, and such a step's graph never reads it).
     pub(crate) fn moved_from(&self, recorded: Option<StepLayout>) -> bool {
         match &self.buffers {
             Buffers::Packed { layout, fresh, .. } => {

@@ -224,7 +224,7 @@ mod experimental {
         }
     );
     alone_tests!(sgmv, "sgmv", Experimental { sgmv: true, ..NONE });
-    /// One host-to-device copy per step instead of eight: alone, and with graphs (a replay
+    /// One host-to-device copy per step instead of up to eight: alone, and with graphs (a replay
     /// copies into the recorded buffer, so steps of one shape must keep their layout).
     mod packed_upload {
         use super::*;
@@ -493,7 +493,7 @@ mod experimental {
         }
     }
 
-    // The device picks' checks: `device_argmax` and `device_sampling`.
+    // The device picks' checks: `device_argmax`, `device_sampling`, `packed_upload_sampling`.
     include!("golden_cuda/device_picks.rs");
 
     /// Every path together, in each storage and compute mode.

@@ -36,14 +36,14 @@ use super::error::ApiError;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for the open connections'
-/// requests to finish, up to `drain` after `shutdown` resolved; connections still open then
-/// (a client not reading its answer) are left to be dropped with the runtime.
+/// requests to finish, until `drain` resolves (it is first polled then); connections still
+/// open then (a client not reading its answer) are left to be dropped with the runtime.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     read_timeout: Duration,
     max_connections: usize,
-    drain: Duration,
+    drain: impl Future<Output = ()>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
@@ -84,14 +84,11 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "connections still open {} s after the shutdown signal (clients not reading their answers); closing them",
-            drain.as_secs()
-        );
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = drain => tracing::warn!(
+            "connections still open after the shutdown's drain (clients not reading their answers); closing them"
+        ),
     }
 }
 
@@ -159,7 +156,8 @@ mod tests {
             app,
             Duration::from_secs(30),
             8,
-            drain,
+            // Lazy: its timer starts when the shutdown begins.
+            async move { tokio::time::sleep(drain).await },
             async {
                 let _ = stop_rx.await;
             },

@@ -205,13 +205,16 @@ impl Metrics {
         });
     }
 
-    /// Counts one mixture segment that used `adapter`.
-    pub fn routed(&self, adapter: &str) {
-        self.adapter_routed
-            .get_or_create(&AdapterLabels {
-                adapter: adapter.to_string(),
-            })
-            .inc();
+    /// Counts one segment under `mixture` for each adapter it gives a weight above 0 (a weight
+    /// of 0 adds nothing: that adapter did no work).
+    pub fn routed_mixture(&self, mixture: &[(String, f32)]) {
+        for (adapter, _) in mixture.iter().filter(|(_, w)| *w > 0.0) {
+            self.adapter_routed
+                .get_or_create(&AdapterLabels {
+                    adapter: adapter.clone(),
+                })
+                .inc();
+        }
     }
 }
 
@@ -291,6 +294,11 @@ mod tests {
         // The server's own families: every sample keeps its line, every counter is renamed.
         let m = Metrics::new();
         m.request("/health", 200);
+        m.routed_mixture(&[("a".into(), 0.5), ("b".into(), 0.0)]);
+        assert!(m
+            .render()
+            .contains("dlp_adapter_routed_total{adapter=\"a\"} 1"));
+        assert!(!m.render().contains("adapter=\"b\""));
         let (om, text) = (m.render(), m.render_text());
         let samples = |s: &str| s.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(samples(&om), samples(&text));

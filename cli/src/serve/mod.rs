@@ -27,6 +27,7 @@ mod response;
 mod responses;
 mod responses_options;
 mod responses_out;
+mod schema_refs;
 mod text_offset;
 mod token_fields;
 mod tokenize;
@@ -349,10 +350,20 @@ impl WithBackend for &ServeArgs {
                     return;
                 }
             };
+            // Registered before serving: a signal is never lost between two waits for one.
+            let mut signals = match Signals::new() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: listening for SIGINT/SIGTERM: {e}");
+                    let _ = http_tx.send(worker::Cmd::Shutdown);
+                    return;
+                }
+            };
             let st = state.clone();
             let abort_tx = http_tx.clone();
+            let (aborted_tx, aborted_rx) = tokio::sync::oneshot::channel::<()>();
             let signal = async move {
-                shutdown_signal().await;
+                signals.next().await;
                 eprintln!(
                     "dlp-run serve: shutting down (running requests may finish for {}s)",
                     grace.as_secs()
@@ -362,15 +373,19 @@ impl WithBackend for &ServeArgs {
                 tokio::spawn(async move {
                     tokio::select! {
                         () = tokio::time::sleep(grace) => {}
-                        () = shutdown_signal() => eprintln!(
+                        () = signals.next() => eprintln!(
                             "dlp-run serve: second signal: ending the running requests now"
                         ),
                     }
                     let _ = abort_tx.send(worker::Cmd::Abort);
+                    let _ = aborted_tx.send(());
                 });
             };
-            // The grace, then time for the answers the abort sends to go out.
-            let drain = grace.saturating_add(DRAIN_AFTER_ABORT);
+            // Once the abort is sent, time for the answers it sends to go out.
+            let drain = async move {
+                let _ = aborted_rx.await;
+                tokio::time::sleep(DRAIN_AFTER_ABORT).await;
+            };
             listen::serve(listener, app, read_timeout, max_connections, drain, signal).await;
             let _ = http_tx.send(worker::Cmd::Shutdown);
         });
@@ -401,24 +416,37 @@ impl WithBackend for &ServeArgs {
 /// their clients before the remaining connections are closed.
 const DRAIN_AFTER_ABORT: Duration = Duration::from_secs(5);
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from creation on: a signal that arrives while
+/// nothing waits is kept for the next [`Signals::next`].
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

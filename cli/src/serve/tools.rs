@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::api::{Job, PromptInput};
 use super::error::ApiError;
 use super::json_text;
+use super::schema_refs;
 use super::tool_parser::ToolParser;
 
 /// How the answer becomes tool calls.
@@ -331,7 +332,7 @@ fn required_list(tools: Vec<(String, Value)>, parallel: Option<bool>) -> Result<
         if params.get("$id").is_none() {
             if params.get("definitions").is_some() {
                 // Its references, in `$defs` entries too, now point at `$defs`.
-                rename_refs(&mut params);
+                schema_refs::rename_definitions(&mut params);
             }
             for key in ["$defs", "definitions"] {
                 let Some(Value::Object(d)) = params.as_object_mut().and_then(|o| o.remove(key))
@@ -339,7 +340,7 @@ fn required_list(tools: Vec<(String, Value)>, parallel: Option<bool>) -> Result<
                     continue;
                 };
                 for (k, mut v) in d {
-                    rebase_refs(&mut v, &base, false);
+                    schema_refs::rebase(&mut v, &base);
                     if defs.get(&k).is_some_and(|old| *old != v) {
                         return Err(ApiError::bad_param(
                             "tools",
@@ -349,7 +350,7 @@ fn required_list(tools: Vec<(String, Value)>, parallel: Option<bool>) -> Result<
                     defs.insert(k, v);
                 }
             }
-            rebase_refs(&mut params, &base, false);
+            schema_refs::rebase(&mut params, &base);
         }
         calls.push(json!({"type": "object", "additionalProperties": false,
                "properties": {"name": {"const": name}, "parameters": params},
@@ -365,63 +366,11 @@ fn required_list(tools: Vec<(String, Value)>, parallel: Option<bool>) -> Result<
     Ok(list)
 }
 
-/// `#/definitions/X` references into `#/$defs/X` (the definitions moved there).
-fn rename_refs(v: &mut Value) {
-    match v {
-        Value::Object(o) => {
-            for (k, x) in o.iter_mut() {
-                match (k.as_str(), x) {
-                    ("$ref", Value::String(r)) if r.starts_with("#/definitions/") => {
-                        *r = r.replacen("#/definitions/", "#/$defs/", 1);
-                    }
-                    (_, x) => rename_refs(x),
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(rename_refs),
-        _ => {}
-    }
-}
-
 /// OpenAI's rule for the name of a function or a JSON schema: 1 to 64 letters, digits, `_`
 /// or `-`.
 pub(super) fn openai_name(name: &str) -> bool {
     let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     (1..=64).contains(&name.len()) && name.chars().all(valid)
-}
-
-/// A tool's references into its own schema (`#`, `#/properties/x`; not `#/$defs/...`, which
-/// moved to the root, nor an anchor's `#name`) made to point at `base`, where the schema now
-/// sits. `v` is a schema, or with `map` a map of names to schemas (`properties`, `$defs`),
-/// whose keys are names: a property named `const` is a schema, a schema's `const` data.
-fn rebase_refs(v: &mut Value, base: &str, map: bool) {
-    const MAPS: [&str; 5] = [
-        "properties",
-        "patternProperties",
-        "$defs",
-        "definitions",
-        "dependentSchemas",
-    ];
-    const DATA: [&str; 4] = ["const", "enum", "default", "examples"];
-    match v {
-        Value::Object(o) => {
-            for (k, x) in o.iter_mut() {
-                match (k.as_str(), x) {
-                    ("$ref", Value::String(r)) if !map => {
-                        let own = r == "#" || r.starts_with("#/");
-                        let moved = r.starts_with("#/$defs/") || r.starts_with("#/%24defs/");
-                        if own && !moved {
-                            *r = format!("{base}{}", &r[1..]);
-                        }
-                    }
-                    (k, _) if !map && DATA.contains(&k) => {}
-                    (k, x) => rebase_refs(x, base, !map && MAPS.contains(&k)),
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| rebase_refs(x, base, false)),
-        _ => {}
-    }
 }
 
 /// The answer as OpenAI's `tool_calls` and the text beside them (only `"auto"` has any), or

@@ -217,10 +217,7 @@ impl<'t, B: Backend> Worker<'t, B> {
             }
             added.push(id);
             for (_, mix) in &spec.segments {
-                // A weight of 0 adds nothing: that adapter did no work.
-                for (a, _) in mix.iter().filter(|(_, w)| *w > 0.0) {
-                    self.shared.metrics.routed(a);
-                }
+                self.shared.metrics.routed_mixture(mix);
             }
             self.shared.metrics.prompt_tokens.inc_by(prompt_len as u64);
             live.insert(
@@ -409,9 +406,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                 let (control, decision) =
                     l.text.push(token, routing.filter(|_| l.reroute), &names)?;
                 if let Some(d) = decision {
-                    for (a, _) in d.mixture.iter().filter(|(_, w)| *w > 0.0) {
-                        metrics.routed(a);
-                    }
+                    metrics.routed_mixture(&d.mixture);
                     l.decisions.push(d);
                 }
                 let text = l.text.take_ready(false).to_string();

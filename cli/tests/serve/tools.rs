@@ -403,6 +403,16 @@ fn forced_calls_keep_the_models_text_and_their_own_references() {
         .as_str()
         .unwrap();
     assert!(written.starts_with(args), "{args} is not {written}: {r}");
+    // Digits past what an f64 holds (the old arguments wrote 9.876543210987654e+19): without
+    // them, this answer could not tell the two apart.
+    let longest = args
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max();
+    assert!(
+        longest >= Some(18),
+        "SmolLM2 no longer writes the long number: {r}"
+    );
     assert!(serde_json::from_str::<Value>(args).unwrap()["n"].is_number());
     let a = json!([{"type": "function", "function": {"name": "a", "parameters": {
         "type": "object", "additionalProperties": false, "required": ["v", "w"],

@@ -249,6 +249,7 @@ fn required_rebases_references_into_each_tool() {
         {"type": "function", "function": {"name": "f", "parameters": {"type": "object",
             "definitions": {"A": {"$ref": "#/definitions/B"}, "B": {"type": "integer"}},
             "properties": {"a": {"$ref": "#node"}, "b": {"const": {"$ref": "#"}},
+                           "e": {"enum": [{"$ref": "#/definitions/B"}]},
                            "const": {"$ref": "#/properties/a"}, "c": {"$ref": "#/definitions/A"}}}}},
         {"type": "function", "function": {"name": "g", "parameters": {"$id": "urn:g",
             "type": "object", "$defs": {"C": {"type": "string"}},
@@ -263,6 +264,7 @@ fn required_rebases_references_into_each_tool() {
     let p = &s["items"]["anyOf"][0]["properties"]["parameters"]["properties"];
     assert_eq!(p["a"]["$ref"], "#node");
     assert_eq!(p["b"]["const"], json!({"$ref": "#"}));
+    assert_eq!(p["e"]["enum"][0], json!({"$ref": "#/definitions/B"}));
     assert_eq!(p["const"]["$ref"], format!("{base}/properties/a"));
     assert_eq!(p["c"]["$ref"], "#/$defs/A");
     assert_eq!(s["$defs"]["A"]["$ref"], "#/$defs/B");
