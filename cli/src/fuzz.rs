@@ -327,7 +327,7 @@ fn run_one(t: Target, env: &Env, input: &[u8]) {
             }
         }
         Target::Prompts => {
-            let _ = crate::generate::parse_prompts(&text, Path::new("prompts.jsonl"), &[], false);
+            let _ = crate::generate::parse_prompts(&text, "prompts.jsonl", &[], false);
         }
         Target::ServeRequest => {
             let body = input.get(1..).unwrap_or(&[]);

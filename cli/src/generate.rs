@@ -88,10 +88,8 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
     if let Some(p) = &args.prompt {
         let text = if p == "-" {
             let (t, _) = crate::input::read_text(std::path::Path::new("-"), "--prompt")?;
-            // Neither a byte-order mark (as Windows editors save UTF-8) nor the newline that
-            // `echo` or a here-document ends with is part of the prompt.
-            let t = t.strip_prefix('\u{feff}').unwrap_or(&t);
-            let t = t.strip_suffix('\n').unwrap_or(t);
+            // The newline that `echo` or a here-document ends with is not part of the prompt.
+            let t = t.strip_suffix('\n').unwrap_or(&t);
             let t = t.strip_suffix('\r').unwrap_or(t);
             if t.is_empty() {
                 bail!(
@@ -116,32 +114,25 @@ fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
         .as_ref()
         .context("give --prompt or --prompts")?;
     let (text, name) = crate::input::read_text(path, "--prompts")?;
-    parse_prompts(
-        &text,
-        std::path::Path::new(&name),
-        &default_mix,
-        args.mix.is_some(),
-    )
+    parse_prompts(&text, &name, &default_mix, args.mix.is_some())
 }
 
-/// The prompts of a `--prompts` JSONL text read from `path` (named in messages): one object per
-/// line with `prompt` or `messages`, and optionally `mix`; `default_mix` (from `--mix`, which
-/// makes every mixture explicit when `cli_mix`) where a line has none.
+/// The prompts of a `--prompts` JSONL text read from `source` (its name in messages): one
+/// object per line with `prompt` or `messages`, and optionally `mix`; `default_mix` (from
+/// `--mix`, which makes every mixture explicit when `cli_mix`) where a line has none.
 pub(crate) fn parse_prompts(
     text: &str,
-    path: &std::path::Path,
+    source: &str,
     default_mix: &[(String, f32)],
     cli_mix: bool,
 ) -> Result<Vec<Prompt>> {
     let mut out = Vec::new();
-    // A byte-order mark (as Windows editors save UTF-8) is not part of the first object.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let at = || format!("{}:{}", path.display(), i + 1);
+        let at = || format!("{source}:{}", i + 1);
         let v: Value =
             serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
         if let Some(k) = crate::json_keys::duplicate_key(line.as_bytes()) {
@@ -228,7 +219,7 @@ pub(crate) fn parse_prompts(
         });
     }
     if out.is_empty() {
-        bail!("{}: no prompts", path.display());
+        bail!("{source}: no prompts");
     }
     Ok(out)
 }
@@ -495,11 +486,10 @@ impl WithBackend for &GenerateArgs {
 #[cfg(test)]
 mod tests {
     use super::parse_prompts;
-    use std::path::Path;
 
     fn error_of(line: &str) -> String {
         let text = format!("{{\"prompt\": \"ok\"}}\n{line}\n");
-        match parse_prompts(&text, Path::new("p.jsonl"), &[], false) {
+        match parse_prompts(&text, "p.jsonl", &[], false) {
             Ok(_) => panic!("{line} was accepted"),
             Err(e) => format!("{e:#}"),
         }
@@ -543,16 +533,8 @@ mod tests {
             );
         }
         let ok = "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"a\"}]}], \"mix\": \"x=1\"}";
-        let p = parse_prompts(ok, Path::new("p.jsonl"), &[], false).unwrap();
+        let p = parse_prompts(ok, "p.jsonl", &[], false).unwrap();
         assert_eq!(p.len(), 1);
         assert!(p[0].explicit_mix);
-        // A UTF-8 byte-order mark before the first line is not an error.
-        let bom = "\u{feff}{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n";
-        assert_eq!(
-            parse_prompts(bom, Path::new("p.jsonl"), &[], false)
-                .unwrap()
-                .len(),
-            2
-        );
     }
 }

@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 
 /// The text of `path`, given as `flag`, read whole, and how messages name it; `-` reads
-/// standard input (`./-` names a file called `-`).
+/// standard input (`./-` names a file called `-`). A byte-order mark (as Windows editors save
+/// UTF-8) is not part of the text.
 ///
 /// # Errors
 /// A file that cannot be read, an input past [`MAX_INPUT_BYTES`] (or a stream that does not
@@ -37,11 +38,14 @@ pub fn read_text(path: &Path, flag: &str) -> Result<(String, String)> {
             MAX_INPUT_BYTES >> 20
         );
     }
-    let text = String::from_utf8(bytes).map_err(|e| {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count();
         anyhow::anyhow!("{name}:{line}: not UTF-8 text (byte {bad} of the input)")
     })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
     Ok((text, name))
 }
 
@@ -51,5 +55,20 @@ fn input_name(path: &Path) -> String {
         "standard input".into()
     } else {
         path.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_text;
+
+    #[test]
+    fn a_byte_order_mark_is_not_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.jsonl");
+        std::fs::write(&f, "\u{feff}{\"prompt\": \"a\"}\n").unwrap();
+        let (text, name) = read_text(&f, "--prompts").unwrap();
+        assert_eq!(text, "{\"prompt\": \"a\"}\n");
+        assert_eq!(name, f.display().to_string());
     }
 }

@@ -133,8 +133,6 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
 /// `chat_template_kwargs` (more template variables).
 pub fn read_chat_request(f: &std::path::Path) -> Result<ChatRequest> {
     let (s, name) = crate::input::read_text(f, "--chat-json")?;
-    // A byte-order mark (as Windows editors save UTF-8) is not part of the JSON.
-    let s = s.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(s);
     let v: Value = serde_json::from_str(&s).with_context(|| format!("{name}: not valid JSON"))?;
     if let Some(k) = crate::json_keys::duplicate_key(s.as_bytes()) {
         anyhow::bail!("{name}: key `{k}` is given twice");

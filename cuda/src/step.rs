@@ -318,37 +318,11 @@ impl CudaBackend {
         p: &StepPlan,
         reuse: Option<CudaStep>,
     ) -> Result<CudaStep> {
-        let buffers = match (self.options.experimental.packed_upload, reuse) {
-            (true, reuse) => {
-                let old = reuse.and_then(|s| match s.buffers {
-                    Buffers::Packed { words, host, .. } => Some((words, host)),
-                    Buffers::Separate { .. } => None,
-                });
-                self.upload_packed(p, old)?
-            }
-            (false, reuse) => {
-                // The old step's buffers, each reused where the new data fits.
-                let (old_u32, old_f32) = match reuse.map(|s| s.buffers) {
-                    Some(Buffers::Separate { u32s, f32s }) => (u32s.map(Some), f32s.map(Some)),
-                    _ => Default::default(),
-                };
-                // In U32_ARRAYS' order.
-                let [a, b, c, d, e, g] = old_u32;
-                let u32s = [
-                    self.put_into(&p.token_ids, a)?,
-                    self.put_into(&p.positions, b)?,
-                    self.put_into(&p.kv_slots, c)?,
-                    self.put_into(&p.segment_of_token, d)?,
-                    self.put_into(&p.mix_slots, e)?,
-                    self.put_into(&p.logit_rows, g)?,
-                ];
-                let [mw, pa] = old_f32;
-                let f32s = [
-                    self.put_into(&p.mix_weights, mw)?,
-                    self.put_into(&p.pick_args, pa)?,
-                ];
-                Buffers::Separate { u32s, f32s }
-            }
+        let old = reuse.map(|s| s.buffers);
+        let buffers = if self.options.experimental.packed_upload {
+            self.upload_packed(p, old)?
+        } else {
+            self.upload_separate(p, old)?
         };
         Ok(CudaStep {
             plan: p.clone(),
@@ -358,18 +332,39 @@ impl CudaBackend {
         })
     }
 
+    /// The default: each array in a buffer of its own, `old`'s reused where the new data fits
+    /// (a copy per array that is not empty).
+    fn upload_separate(&self, p: &StepPlan, old: Option<Buffers>) -> Result<Buffers> {
+        let (old_u32, old_f32) = match old {
+            Some(Buffers::Separate { u32s, f32s }) => (u32s.map(Some), f32s.map(Some)),
+            _ => Default::default(),
+        };
+        // In U32_ARRAYS' order.
+        let [a, b, c, d, e, g] = old_u32;
+        let u32s = [
+            self.put_into(&p.token_ids, a)?,
+            self.put_into(&p.positions, b)?,
+            self.put_into(&p.kv_slots, c)?,
+            self.put_into(&p.segment_of_token, d)?,
+            self.put_into(&p.mix_slots, e)?,
+            self.put_into(&p.logit_rows, g)?,
+        ];
+        let [mw, pa] = old_f32;
+        let f32s = [
+            self.put_into(&p.mix_weights, mw)?,
+            self.put_into(&p.pick_args, pa)?,
+        ];
+        Ok(Buffers::Separate { u32s, f32s })
+    }
+
     /// `packed-upload`: the plan's arrays packed on the host, then one copy into `old`'s
     /// buffer where it is large enough (a new one otherwise).
-    fn upload_packed(
-        &self,
-        p: &StepPlan,
-        old: Option<(CudaSlice<u32>, Vec<u32>)>,
-    ) -> Result<Buffers> {
-        let layout = StepLayout::of(p);
+    fn upload_packed(&self, p: &StepPlan, old: Option<Buffers>) -> Result<Buffers> {
         let (old_words, mut host) = match old {
-            Some((w, h)) => (Some(w), h),
-            None => (None, Vec::new()),
+            Some(Buffers::Packed { words, host, .. }) => (Some(words), host),
+            _ => (None, Vec::new()),
         };
+        let layout = StepLayout::of(p);
         layout.pack(p, &mut host);
         let fresh = old_words
             .as_ref()

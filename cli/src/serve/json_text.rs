@@ -36,8 +36,13 @@ pub fn compact(text: &str) -> String {
 /// not an object or has no such member (a key given twice: its last value, as serde_json
 /// reads it; callers refuse such objects first where that matters).
 pub fn member<'a>(object: &'a str, key: &str) -> Option<&'a str> {
-    let members: HashMap<String, &'a RawValue> = serde_json::from_str(object).ok()?;
-    members.get(key).map(|v| v.get())
+    members(object)?.get(key).map(|v| v.get())
+}
+
+/// Every member of the JSON object `object` by key, each value's text as written; None when
+/// `object` is not an object (a key given twice: its last value).
+pub fn members(object: &str) -> Option<HashMap<String, &RawValue>> {
+    serde_json::from_str(object).ok()
 }
 
 /// The text of each item of the JSON list `list` as written; None when it is not a list.

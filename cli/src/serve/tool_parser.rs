@@ -40,29 +40,24 @@ pub enum ToolParser {
 }
 
 /// An answer read by a [`ToolParser`]: the text outside the calls (None when it is only
-/// whitespace) and each call's `(name, arguments)`, the arguments a JSON object.
+/// whitespace) and the calls.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     /// The text outside the calls, as written.
     pub content: Option<String>,
     /// The calls in order.
-    pub calls: Vec<(String, Value)>,
-    /// Each call's arguments as JSON text: the model's own, without the whitespace between
-    /// tokens, so numbers keep their digits ([`super::json_text`]); pythonic calls' values
-    /// written as JSON.
-    pub arguments: Vec<String>,
+    pub calls: Vec<Call>,
 }
 
-impl Parsed {
-    /// Parsed calls, each with its arguments' text.
-    fn new(content: Option<String>, calls: Vec<((String, Value), String)>) -> Self {
-        let (calls, arguments) = calls.into_iter().unzip();
-        Parsed {
-            content,
-            calls,
-            arguments,
-        }
-    }
+/// One call read from an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments, a JSON object, as text: the model's own without the whitespace between
+    /// tokens, so numbers keep their digits ([`super::json_text`]); a pythonic call's values
+    /// written as JSON.
+    pub arguments: String,
 }
 
 const HERMES_OPEN: &str = "<tool_call>";
@@ -176,12 +171,14 @@ impl ToolParser {
             ToolParser::Hermes => hermes(text),
             ToolParser::Llama3Json => llama3_json(text),
             ToolParser::Mistral => mistral(text),
-            ToolParser::Pythonic => super::pythonic::parse(text).map(|calls| {
-                let calls = calls.into_iter().map(|c| {
-                    let text = c.1.to_string();
-                    (c, text)
-                });
-                Parsed::new(None, calls.collect())
+            ToolParser::Pythonic => super::pythonic::parse(text).map(|calls| Parsed {
+                content: None,
+                calls: (calls.into_iter())
+                    .map(|(name, args)| Call {
+                        name,
+                        arguments: args.to_string(),
+                    })
+                    .collect(),
             }),
         }
     }
@@ -212,16 +209,17 @@ impl ToolParser {
 }
 
 /// A call object written as `raw`, read as `v`: `name` and `arguments` (or `parameters`), an
-/// object; with the arguments' text as written, compacted.
-fn call_of(v: Value, raw: &str) -> Option<((String, Value), String)> {
-    let Value::Object(mut o) = v else { return None };
-    let name = o.remove("name")?.as_str()?.to_string();
-    let (key, args) = match o.remove("arguments") {
-        Some(a) => ("arguments", a),
-        None => ("parameters", o.remove("parameters")?),
+/// object, kept as written, compacted.
+fn call_of(v: &Value, raw: &str) -> Option<Call> {
+    let name = v.get("name")?.as_str()?.to_string();
+    let key = if v.get("arguments").is_some() {
+        "arguments"
+    } else {
+        "parameters"
     };
-    let text = json_text::compact(json_text::member(raw, key)?);
-    args.is_object().then_some(((name, args), text))
+    v.get(key)?.is_object().then_some(())?;
+    let arguments = json_text::compact(json_text::member(raw, key)?);
+    Some(Call { name, arguments })
 }
 
 fn content_of(text: String) -> Option<String> {
@@ -239,7 +237,7 @@ fn hermes(text: &str) -> Option<Parsed> {
         // answer cut by `max_tokens` there: the call is whole, as vLLM's parser reads it).
         let body = rest[open + HERMES_OPEN.len()..].trim_start();
         let (v, raw, after) = json_value(body)?;
-        calls.push(call_of(v, raw)?);
+        calls.push(call_of(&v, raw)?);
         let after = after.trim_start();
         rest = match after.strip_prefix(HERMES_CLOSE) {
             Some(r) => r,
@@ -248,7 +246,10 @@ fn hermes(text: &str) -> Option<Parsed> {
         };
     }
     content.push_str(rest);
-    (!calls.is_empty()).then(|| Parsed::new(content_of(content), calls))
+    (!calls.is_empty()).then(|| Parsed {
+        content: content_of(content),
+        calls,
+    })
 }
 
 fn llama3_json(text: &str) -> Option<Parsed> {
@@ -260,7 +261,7 @@ fn llama3_json(text: &str) -> Option<Parsed> {
     let mut calls = Vec::new();
     loop {
         let (v, raw, after) = json_value(rest)?;
-        calls.push(call_of(v, raw)?);
+        calls.push(call_of(&v, raw)?);
         rest = after.trim_start();
         match rest.strip_prefix(';') {
             Some(r) => rest = r.trim_start(),
@@ -268,7 +269,10 @@ fn llama3_json(text: &str) -> Option<Parsed> {
             None => return None,
         }
     }
-    Some(Parsed::new(None, calls))
+    Some(Parsed {
+        content: None,
+        calls,
+    })
 }
 
 fn mistral(text: &str) -> Option<Parsed> {
@@ -281,7 +285,7 @@ fn mistral(text: &str) -> Option<Parsed> {
             // A JSON list of calls (Mistral 7B v0.3's tokenizer).
             let (v, raw, after) = json_value(rest)?;
             let Value::Array(list) = v else { return None };
-            for (c, raw) in list.into_iter().zip(json_text::items(raw)?) {
+            for (c, raw) in list.iter().zip(json_text::items(raw)?) {
                 calls.push(call_of(c, raw)?);
             }
             (None, after)
@@ -301,7 +305,8 @@ fn mistral(text: &str) -> Option<Parsed> {
             if !args.is_object() {
                 return None;
             }
-            calls.push(((name, args), json_text::compact(raw)));
+            let arguments = json_text::compact(raw);
+            calls.push(Call { name, arguments });
         }
         rest = after.trim_start();
         match rest.strip_prefix(MISTRAL_CALLS) {
@@ -310,7 +315,10 @@ fn mistral(text: &str) -> Option<Parsed> {
             None => return None,
         }
     }
-    (!calls.is_empty()).then(|| Parsed::new(content_of(text[..at].to_string()), calls))
+    (!calls.is_empty()).then(|| Parsed {
+        content: content_of(text[..at].to_string()),
+        calls,
+    })
 }
 
 /// The JSON value at the start of `text`, its text, and the text after it; None where an
@@ -370,6 +378,18 @@ mod tests {
         (name.to_string(), args)
     }
 
+    /// The calls of `p` with their arguments read back as JSON.
+    fn read(p: &Parsed) -> Vec<(String, Value)> {
+        (p.calls.iter())
+            .map(|c| (c.name.clone(), serde_json::from_str(&c.arguments).unwrap()))
+            .collect()
+    }
+
+    /// The calls' arguments as written.
+    fn texts(p: &Parsed) -> Vec<&str> {
+        p.calls.iter().map(|c| c.arguments.as_str()).collect()
+    }
+
     #[test]
     fn hermes_reads_blocks_and_keeps_the_text_around_them() {
         let p = ToolParser::Hermes;
@@ -377,7 +397,7 @@ mod tests {
         let got = p.parse(text).unwrap();
         assert_eq!(got.content.as_deref(), Some("Let me look.\n\n"));
         assert_eq!(
-            got.calls,
+            read(&got),
             vec![
                 call("weather", json!({"city": "Paris"})),
                 call("time", json!({}))
@@ -388,13 +408,13 @@ mod tests {
             .parse("\n<tool_call>{\"name\": \"f\", \"parameters\": {\"x\": 1}}")
             .unwrap();
         assert_eq!(got.content, None);
-        assert_eq!(got.calls, vec![call("f", json!({"x": 1}))]);
-        assert_eq!(got.arguments, [r#"{"x":1}"#]);
+        assert_eq!(read(&got), vec![call("f", json!({"x": 1}))]);
+        assert_eq!(texts(&got), [r#"{"x":1}"#]);
         // Cut inside the closing tag: the call is whole.
         let got = p
             .parse("<tool_call>{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_")
             .unwrap();
-        assert_eq!(got.calls, vec![call("f", json!({"x": 1}))]);
+        assert_eq!(read(&got), vec![call("f", json!({"x": 1}))]);
         // No block, a block cut short, arguments that are not an object: text.
         for text in [
             "Paris is sunny.",
@@ -420,11 +440,14 @@ mod tests {
         let got = p
             .parse("<tool_call>{\"name\": \"f\", \"arguments\": {\"q\": \"a </tool_call> b\"}}</tool_call> done")
             .unwrap();
-        assert_eq!(got.calls, vec![call("f", json!({"q": "a </tool_call> b"}))]);
+        assert_eq!(
+            read(&got),
+            vec![call("f", json!({"q": "a </tool_call> b"}))]
+        );
         assert_eq!(got.content.as_deref(), Some(" done"));
         // What write gives, parse reads back.
         let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
-        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+        assert_eq!(read(&p.parse(&p.write(&calls)).unwrap()), calls);
     }
 
     #[test]
@@ -434,15 +457,15 @@ mod tests {
             .parse("{\"name\": \"f\", \"parameters\": {\"x\": 1}}")
             .unwrap();
         assert_eq!(
-            (got.content, got.calls),
+            (got.content.clone(), read(&got)),
             (None, vec![call("f", json!({"x": 1}))])
         );
         let got = p
             .parse("<|python_tag|>{\"name\": \"f\", \"arguments\": {}}; {\"name\": \"g\", \"parameters\": {\"y\": \"z\"}}\n")
             .unwrap();
-        assert_eq!(got.arguments, ["{}", r#"{"y":"z"}"#]);
+        assert_eq!(texts(&got), ["{}", r#"{"y":"z"}"#]);
         assert_eq!(
-            got.calls,
+            read(&got),
             vec![call("f", json!({})), call("g", json!({"y": "z"}))]
         );
         for text in [
@@ -454,7 +477,7 @@ mod tests {
             assert_eq!(p.parse(text), None, "{text}");
         }
         let calls = vec![call("f", json!({"x": 1})), call("g", json!({}))];
-        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+        assert_eq!(read(&p.parse(&p.write(&calls)).unwrap()), calls);
     }
 
     #[test]
@@ -465,20 +488,20 @@ mod tests {
             .unwrap();
         assert_eq!(got.content.as_deref(), Some("Checking."));
         assert_eq!(
-            got.calls,
+            read(&got),
             vec![call("f", json!({"x": 1})), call("g", json!({}))]
         );
-        assert_eq!(got.arguments, [r#"{"x":1}"#, "{}"]);
+        assert_eq!(texts(&got), [r#"{"x":1}"#, "{}"]);
         let got = p
             .parse("[TOOL_CALLS]f[ARGS]{\"x\": 1.50}[TOOL_CALLS]g{}")
             .unwrap();
-        assert_eq!(got.arguments, [r#"{"x":1.50}"#, "{}"]);
+        assert_eq!(texts(&got), [r#"{"x":1.50}"#, "{}"]);
         let got = p
             .parse("[TOOL_CALLS]f[ARGS]{\"x\": 1}[TOOL_CALLS]g{}")
             .unwrap();
         assert_eq!(got.content, None);
         assert_eq!(
-            got.calls,
+            read(&got),
             vec![call("f", json!({"x": 1})), call("g", json!({}))]
         );
         for text in [
@@ -492,7 +515,7 @@ mod tests {
             assert_eq!(p.parse(text), None, "{text}");
         }
         let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
-        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+        assert_eq!(read(&p.parse(&p.write(&calls)).unwrap()), calls);
         assert_eq!(p.content_end("Sure [TOOL", 0), 5);
         assert_eq!(p.content_end("Sure [TOOL_CALLS][{", 0), 5);
         let id = p.call_id();
@@ -557,7 +580,7 @@ mod tests {
             .unwrap();
         assert_eq!(got.content, None);
         assert_eq!(
-            got.calls,
+            read(&got),
             vec![
                 call("get_weather", json!({"city": "Paris"})),
                 call("get_time", json!({}))
@@ -566,7 +589,7 @@ mod tests {
         assert_eq!(p.parse("[links](https://example.com)"), None);
         let calls = vec![call("f", json!({"x": [1, "a"]})), call("g", json!({}))];
         assert_eq!(p.write(&calls), "[f(x=[1, \"a\"]), g()]");
-        assert_eq!(p.parse(&p.write(&calls)).unwrap().calls, calls);
+        assert_eq!(read(&p.parse(&p.write(&calls)).unwrap()), calls);
         assert!(p.call_id().starts_with("call_"));
     }
 }

@@ -410,10 +410,9 @@ pub fn calls(
             let calls = list
                 .iter()
                 .map(|&c| {
-                    let v: Value = serde_json::from_str(c).ok()?;
-                    let name = v.get("name")?.as_str()?;
-                    let args = json_text::member(c, "parameters")?;
-                    Some(call(name, json_text::compact(args)))
+                    let m = json_text::members(c)?;
+                    let name: String = serde_json::from_str(m.get("name")?.get()).ok()?;
+                    Some(call(&name, json_text::compact(m.get("parameters")?.get())))
                 })
                 .collect::<Option<_>>()?;
             Some((None, calls))
@@ -426,13 +425,11 @@ pub fn calls(
             let parsed = parser.expect("set by prepare").parse(text)?;
             let keep = if *parallel { parsed.calls.len() } else { 1 };
             let kept = &parsed.calls[..keep];
-            if !kept.iter().all(|(n, _)| tools.contains(n)) {
+            if !kept.iter().all(|c| tools.contains(&c.name)) {
                 return None;
             }
-            let calls = kept
-                .iter()
-                .zip(&parsed.arguments)
-                .map(|((n, _), args)| call(n, args.clone()))
+            let calls = (kept.iter())
+                .map(|c| call(&c.name, c.arguments.clone()))
                 .collect();
             Some((parsed.content, calls))
         }
