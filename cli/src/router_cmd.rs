@@ -230,7 +230,14 @@ pub fn check_out_dir(out: &Path, overwrite: bool, extend: Option<&Path>) -> Resu
                 out.display()
             )
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return check_creatable(out)
+        }
         Err(e) => bail!("train-router: --out {}: {e}", out.display()),
     };
     if !meta.is_dir() {
@@ -272,6 +279,41 @@ pub fn check_out_dir(out: &Path, overwrite: bool, extend: Option<&Path>) -> Resu
             out.display()
         );
     }
+    Ok(())
+}
+
+/// Checks that the missing folder `out` can be made when the router is saved (with its
+/// missing parents, as `mkdir -p`): its nearest existing ancestor is a folder in which a folder
+/// can be created now, so that a read-only place does not throw a finished training away.
+/// Nothing is left behind.
+fn check_creatable(out: &Path) -> Result<()> {
+    let mut base = out;
+    let base = loop {
+        base = match base.parent() {
+            Some(p) if p.as_os_str().is_empty() => break Path::new("."),
+            Some(p) => p,
+            None => break base,
+        };
+        if std::fs::symlink_metadata(base).is_ok() {
+            break base;
+        }
+    };
+    if !base.is_dir() {
+        bail!(
+            "train-router: --out {}: {} is not a folder",
+            out.display(),
+            base.display()
+        );
+    }
+    let probe = base.join(format!(".dlp-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe).with_context(|| {
+        format!(
+            "train-router: --out {}: cannot create a folder in {}",
+            out.display(),
+            base.display()
+        )
+    })?;
+    let _ = std::fs::remove_dir(&probe);
     Ok(())
 }
 

@@ -281,7 +281,8 @@ fn train_router_reads_a_gguf_vocabulary() {
 }
 
 /// `train-router --out`: never a file or a link to nothing; a folder holding a router or other
-/// files only with --overwrite (checked before the data is read: "no/data" does not exist).
+/// files only with --overwrite; a new one only where it can be made (checked before the data
+/// is read: "no/data" does not exist).
 #[test]
 fn train_router_out_is_a_new_or_empty_folder_unless_overwrite() {
     let tmp = tempfile::tempdir().unwrap();
@@ -293,6 +294,7 @@ fn train_router_out_is_a_new_or_empty_folder_unless_overwrite() {
     let router = tmp.path().join("router");
     std::fs::create_dir(&router).unwrap();
     std::fs::write(router.join("router.json"), "{}").unwrap();
+    let under_file = file.join("sub/router");
     let dangling = tmp.path().join("dangling");
     #[cfg(unix)]
     std::os::unix::fs::symlink(tmp.path().join("gone"), &dangling).unwrap();
@@ -313,6 +315,16 @@ fn train_router_out_is_a_new_or_empty_folder_unless_overwrite() {
         (
             router.to_str().unwrap(),
             &["--out", "already holds a router", "--overwrite"],
+        ),
+        // A folder to be made is checked before the training, not when it is saved.
+        (
+            under_file.to_str().unwrap(),
+            &["--out", "a.jsonl is not a folder"],
+        ),
+        #[cfg(target_os = "linux")]
+        (
+            "/proc/dlp-no-such/router",
+            &["--out", "cannot create a folder in /proc"],
         ),
     ] {
         fails_with(&["train-router", "--data", "no/data", "--out", out], want);
