@@ -1,6 +1,6 @@
 //! What every subcommand shares: the model/adapter/backend flags, loading, mixtures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -184,6 +184,7 @@ pub struct ModelArgs {
     /// The base model: an HF directory (config.json + safetensors) or a .gguf file (a
     /// tokenizer.json beside it is used if present). Default: $DLP_MODEL, else
     /// models/SmolLM2-135M-Instruct.Q4_1.gguf (run scripts/fetch-smollm2.sh), else
+    /// $DLP_FIXTURES/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf, else
     /// ../shared/fixtures/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf.
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
@@ -329,12 +330,19 @@ impl ModelArgs {
             }
             return Ok(p);
         }
-        for p in DEFAULT_MODELS {
-            if Path::new(p).exists() {
-                return Ok(PathBuf::from(p));
-            }
+        // The shared fixtures' copy under $DLP_FIXTURES too, where train-router's default
+        // tokenizer is looked for.
+        let fixtures = std::env::var_os("DLP_FIXTURES")
+            .filter(|f| !f.is_empty())
+            .map(|f| PathBuf::from(f).join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        let mut looked = vec![PathBuf::from(DEFAULT_MODELS[0])];
+        looked.extend(fixtures);
+        looked.push(PathBuf::from(DEFAULT_MODELS[1]));
+        if let Some(p) = looked.iter().find(|p| p.exists()) {
+            return Ok(p.clone());
         }
-        bail!("no --model given and no default model found (looked at $DLP_MODEL, {}); run scripts/fetch-smollm2.sh or pass --model PATH", DEFAULT_MODELS.join(", "))
+        let looked: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+        bail!("no --model given and no default model found (looked at $DLP_MODEL, {}); run scripts/fetch-smollm2.sh or pass --model PATH", looked.join(", "))
     }
 
     /// `NAME=DIR` pairs from `--adapter`.

@@ -136,7 +136,7 @@ macro_rules! common_fields {
             user: String,
             metadata: Value,
             store: bool,
-            service_tier: String,
+            service_tier: Value,
             // Extensions (vLLM's names).
             top_k: i64,
             min_p: f64,
@@ -224,6 +224,7 @@ common_fields!(body_struct
         // OpenAI's, accepted and ignored: they do not change what is generated.
         safety_identifier: String,
         prompt_cache_key: String,
+        prompt_cache_retention: String,
         // OpenAI's, for features this server lacks: accepted when they ask for none
         // (chat_options.rs).
         modalities: Value,
@@ -241,6 +242,10 @@ common_fields!(body_struct
 struct StreamOptions {
     include_usage: Option<bool>,
     continuous_usage_stats: Option<bool>,
+    /// OpenAI's padding of stream events against length side channels (its default: on),
+    /// accepted and ignored: the events carry no padding field.
+    #[allow(dead_code)]
+    include_obfuscation: Option<bool>,
 }
 
 /// A range check of a number: `ok` or a 400 naming `field` and the accepted range.
@@ -272,6 +277,8 @@ pub(super) fn common(c: Common, job: &mut Job) -> Result<(), ApiError> {
             ))
         }
     };
+    super::responses_options::check_metadata(c.metadata.as_ref())?;
+    super::responses_options::check_service_tier(c.service_tier.as_ref())?;
     let p = &mut job.params;
     // Checked as the sampler holds them, in f32: 1e40 is finite in f64 but not in f32, and
     // 1e-50 is > 0 in f64 but 0 in f32.

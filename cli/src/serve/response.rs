@@ -161,11 +161,14 @@ impl ResponseMeta {
         let mut offsets = Vec::new();
         let n = self.logprobs.unwrap_or(0);
         for (k, &(id, lp)) in tokens.iter().enumerate() {
-            offsets.push(offset.chars);
             let bytes = self.tok.token_bytes(id);
-            if k < generated || self.show_special || !self.tok.is_special(id) {
-                offset.push(&bytes);
-            }
+            offsets.push(
+                if k < generated || self.show_special || !self.tok.is_special(id) {
+                    offset.push(&bytes)
+                } else {
+                    offset.chars
+                },
+            );
             let name = self.token_str_of(id, &bytes);
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {

@@ -280,11 +280,19 @@ pub(super) fn logprobs(
     Ok(())
 }
 
-/// Fields a response repeats as sent, checked as OpenAI's API defines them: `metadata` (at
-/// most 16 string values, keys up to 64 characters, values up to 512) and `service_tier`.
+/// Fields a response repeats as sent, checked as OpenAI's API defines them: `metadata` and
+/// `service_tier` ([`check_metadata`], [`check_service_tier`]).
 pub(super) fn echoed(b: &Map<String, Value>) -> Result<(), ApiError> {
-    match b.get("metadata") {
-        None | Some(Value::Null) => {}
+    check_metadata(b.get("metadata"))?;
+    check_service_tier(b.get("service_tier"))
+}
+
+/// `metadata` as OpenAI's API defines it (every endpoint: chat and completions accept and
+/// ignore it, Responses repeats it): null, or an object of at most 16 string values, keys of
+/// at most 64 characters and values of at most 512.
+pub(super) fn check_metadata(v: Option<&Value>) -> Result<(), ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
         Some(Value::Object(m)) if m.len() <= 16 => {
             for (k, v) in m {
                 let ok =
@@ -296,14 +304,17 @@ pub(super) fn echoed(b: &Map<String, Value>) -> Result<(), ApiError> {
                     ));
                 }
             }
+            Ok(())
         }
-        Some(v) => {
-            return Err(ApiError::bad_param(
-                "metadata",
-                format!("`metadata` must be an object of at most 16 string values, found {v}"),
-            ))
-        }
+        Some(v) => Err(ApiError::bad_param(
+            "metadata",
+            format!("`metadata` must be an object of at most 16 string values, found {v}"),
+        )),
     }
+}
+
+/// `service_tier`: null or one of OpenAI's tiers (accepted; this server has one).
+pub(super) fn check_service_tier(v: Option<&Value>) -> Result<(), ApiError> {
     const TIERS: &[&str] = &[
         "auto",
         "default",
@@ -313,7 +324,7 @@ pub(super) fn echoed(b: &Map<String, Value>) -> Result<(), ApiError> {
         "fast",
         "ultrafast",
     ];
-    match b.get("service_tier") {
+    match v {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(t)) if TIERS.contains(&t.as_str()) => Ok(()),
         Some(v) => Err(ApiError::bad_param(

@@ -12,9 +12,13 @@ pub(super) struct TextOffset {
 }
 
 impl TextOffset {
-    /// Adds a token's bytes.
-    pub(super) fn push(&mut self, bytes: &[u8]) {
+    /// Adds a token's bytes; returns where the token's text starts. That is after the U+FFFD of
+    /// bytes before it that its own bytes show can never be UTF-8 (`e6 97` then `The` reads
+    /// `\u{FFFD}The`: `The` starts at 1), and before a character it completes.
+    pub(super) fn push(&mut self, bytes: &[u8]) -> usize {
+        let before = self.partial.len();
         self.partial.extend_from_slice(bytes);
+        let mut start = self.chars;
         // Whole characters leave `partial`; bytes that can never be UTF-8 count as the one
         // U+FFFD the text shows for them; an unfinished character waits for more.
         let mut done = 0;
@@ -22,19 +26,50 @@ impl TextOffset {
             self.chars += utf8_chars(&self.partial[done..done + e.valid_up_to()]);
             done += e.valid_up_to();
             match e.error_len() {
-                Some(n) => (self.chars, done) = (self.chars + 1, done + n),
+                Some(n) => {
+                    (self.chars, done) = (self.chars + 1, done + n);
+                    if done <= before {
+                        start = self.chars;
+                    }
+                }
                 None => {
                     self.partial.drain(..done);
-                    return;
+                    return start;
                 }
             }
         }
         self.chars += utf8_chars(&self.partial[done..]);
         self.partial.clear();
+        start
     }
 }
 
 /// Characters in bytes known to be UTF-8.
 fn utf8_chars(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c & 0xC0 != 0x80).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextOffset;
+
+    /// Each token's start, in characters, as the text decoded with U+FFFD for bad bytes shows it.
+    fn starts(tokens: &[&[u8]]) -> Vec<usize> {
+        let mut o = TextOffset::default();
+        tokens.iter().map(|t| o.push(t)).collect()
+    }
+
+    #[test]
+    fn a_token_starts_where_the_decoded_text_shows_it() {
+        // Whole characters: one per byte or several bytes.
+        assert_eq!(starts(&[b"ab", "é".as_bytes(), b"c"]), [0, 2, 3]);
+        // A character split over tokens: the one that completes it starts before it.
+        assert_eq!(starts(&[b"x", b"\xe6", b"\x97\xa5", b"y"]), [0, 1, 1, 2]);
+        // Bytes that never form one: "\u{FFFD}The", so `The` starts at 1.
+        assert_eq!(starts(&[b"\xe6\x97", b"The", b"C"]), [0, 1, 4]);
+        // The bad sequence runs into the token: it starts before the U+FFFD.
+        assert_eq!(starts(&[b"\xe6", b"\x97T", b"u"]), [0, 0, 2]);
+        // A lone continuation byte is bad at once.
+        assert_eq!(starts(&[b"\x80", b"a"]), [0, 1]);
+    }
 }

@@ -129,3 +129,37 @@ fn a_dash_reads_standard_input() {
     let err = stderr(run_with_stdin(&dash, b"\n"));
     assert!(err.contains("--prompt -: standard input is empty"), "{err}");
 }
+
+/// Without --model and $DLP_MODEL, the default model is also found under $DLP_FIXTURES (where
+/// train-router's default tokenizer is), from any working folder; where none is found, the
+/// error lists every place looked at.
+#[test]
+fn the_default_model_is_found_under_dlp_fixtures() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let root = d.parent().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let tokenize = |fixtures: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dlp-run"))
+            .args(["tokenize", "--text", "Hello"])
+            .current_dir(elsewhere.path())
+            .env_remove("DLP_MODEL")
+            .env("DLP_FIXTURES", fixtures)
+            .output()
+            .unwrap()
+    };
+    let o = tokenize(root);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!o.stdout.is_empty());
+    let o = tokenize(elsewhere.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    for n in [
+        "no default model found",
+        "$DLP_MODEL",
+        "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    ] {
+        assert!(err.contains(n), "{err:?} lacks {n:?}");
+    }
+    assert!(err.contains(&*elsewhere.path().to_string_lossy()), "{err}");
+}

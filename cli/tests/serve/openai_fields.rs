@@ -74,12 +74,40 @@ fn models_by_id_request_ids_and_sdk_fields() {
         &merged(
             chat.clone(),
             json!({"max_completion_tokens": 2, "safety_identifier": "u1", "prompt_cache_key": "k",
-                   "modalities": ["text"],
+                   "prompt_cache_retention": "24h", "metadata": {"team": "a"},
+                   "service_tier": "auto", "modalities": ["text"],
                    "reasoning_effort": "none", "verbosity": "medium", "audio": null,
                    "prediction": null, "web_search_options": null, "function_call": null}),
         ),
     );
     assert_eq!(sdk["choices"][0]["message"], plain["choices"][0]["message"]);
+    // The SDK's stream option for padding (its default on) is taken on both endpoints: the
+    // events carry no padding (it was a 400 there, taken by the Responses API).
+    for (path, body) in [
+        ("/v1/chat/completions", chat.clone()),
+        (
+            "/v1/completions",
+            json!({"model": chat["model"], "prompt": "Hi", "max_tokens": 2}),
+        ),
+    ] {
+        let opts = json!({"stream": true, "stream_options": {"include_obfuscation": true}});
+        let r = s.post(path, &merged(body, opts));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.body.contains("[DONE]"), "{path}: {}", r.body);
+    }
+    // Typed as OpenAI types them (metadata was taken whatever it held).
+    for (field, value, param) in [
+        ("metadata", json!(5), "metadata"),
+        ("metadata", json!({"a": 5}), "metadata.a"),
+        ("service_tier", json!("gold"), "service_tier"),
+    ] {
+        let r = s.post(
+            "/v1/chat/completions",
+            &merged(chat.clone(), json!({field: value})),
+        );
+        assert_eq!(r.status, 400, "{field}: {}", r.body);
+        assert_eq!(r.json()["error"]["param"], param, "{}", r.body);
+    }
     for (field, value, words) in [
         ("modalities", json!(["text", "audio"]), "text only"),
         ("reasoning_effort", json!("high"), "does not reason"),
