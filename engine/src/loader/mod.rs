@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod peft;
+mod peft_features;
 pub mod safetensors_dir;
 pub mod source;
 

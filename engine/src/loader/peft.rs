@@ -1,6 +1,7 @@
 //! PEFT LoRA adapters: `adapter_config.json` + `adapter_model.safetensors`, as written by
 //! `save_pretrained`. Everything PEFT can express that this engine would silently get wrong
-//! (DoRA, trained biases, `modules_to_save`, other PEFT types) is refused with a message.
+//! (DoRA, trained biases, `modules_to_save`, other PEFT types, the variants of
+//! [`super::peft_features`]) is refused with a message.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -158,60 +159,8 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
             path.display()
         )));
     }
-    // PEFT's switches are JSON booleans; Python would read `1` or `"yes"` as true, so
-    // another kind is refused rather than read as false (`"use_rslora": 1` had loaded as
-    // plain LoRA scaling).
-    for k in [
-        "use_dora",
-        "lora_bias",
-        "use_qalora",
-        "use_bdlora",
-        "fan_in_fan_out",
-        "use_rslora",
-    ] {
-        if let Some(x) = v.get(k).filter(|x| !x.is_null() && !x.is_boolean()) {
-            return Err(bad(format!(
-                "field `{k}`: expected true or false, found {x}"
-            )));
-        }
-    }
+    super::peft_features::check(&v, path)?;
     let truthy = |k: &str| v.get(k).is_some_and(|x| x.as_bool() == Some(true));
-    if truthy("use_dora") {
-        return Err(Error::unsupported(format!("{}: use_dora = true (DoRA adapters are not supported; merge the magnitude vector or retrain as plain LoRA)", path.display())));
-    }
-    if truthy("lora_bias") {
-        return Err(Error::unsupported(format!(
-            "{}: lora_bias = true (LoRA B biases are not supported)",
-            path.display()
-        )));
-    }
-    match v.get("bias").and_then(|b| b.as_str()) {
-        None | Some("none") => {}
-        Some(b) => {
-            return Err(Error::unsupported(format!(
-                "{}: bias = `{b}` (the adapter trains base-model biases; only bias = \"none\" is supported)",
-                path.display()
-            )))
-        }
-    }
-    match v.get("modules_to_save") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) if a.is_empty() => {}
-        Some(m) => {
-            return Err(Error::unsupported(format!(
-                "{}: modules_to_save = {m} (fully fine-tuned modules are not supported; only LoRA deltas)",
-                path.display()
-            )))
-        }
-    }
-    for unsupported in ["use_qalora", "use_bdlora"] {
-        if truthy(unsupported) {
-            return Err(Error::unsupported(format!(
-                "{}: {unsupported} = true is not supported",
-                path.display()
-            )));
-        }
-    }
     let r = v
         .get("r")
         .and_then(|x| x.as_u64())
@@ -246,7 +195,7 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
     let layers_pattern = match v.get("layers_pattern") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(vec![s.clone()]),
-        Some(Value::Array(a)) => Some(
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Some(
             a.iter()
                 .filter_map(|x| x.as_str().map(String::from))
                 .collect(),
@@ -283,8 +232,16 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         fancy_regex::Regex::new(&format!(r"^(.*\.)?(?:{k})$"))
             .map_err(|e| bad(format!("pattern `{k}`: {e}")))
     };
+    // PEFT reads the patterns' keys (a list or a string had been dropped without a word).
+    let patterns = |k: &str| match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(o) => Err(bad(format!(
+            "field `{k}`: expected an object of module pattern -> value, found {o}"
+        ))),
+    };
     let mut rank_pattern = Vec::new();
-    if let Some(m) = v.get("rank_pattern").and_then(|m| m.as_object()) {
+    if let Some(m) = patterns("rank_pattern")? {
         for (k, x) in m {
             let rank = x
                 .as_u64()
@@ -294,7 +251,7 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         }
     }
     let mut alpha_pattern = Vec::new();
-    if let Some(m) = v.get("alpha_pattern").and_then(|m| m.as_object()) {
+    if let Some(m) = patterns("alpha_pattern")? {
         for (k, x) in m {
             let a = x
                 .as_f64()
@@ -456,6 +413,7 @@ impl PeftAdapter {
         }
         let mut halves: BTreeMap<(usize, LoraModule), (Option<HostTensor>, Option<HostTensor>)> =
             BTreeMap::new();
+        let mut names: BTreeMap<(usize, LoraModule, bool), String> = BTreeMap::new();
         for_each_tensor(&file, |tname, t| {
             let Some((layer, m, is_a)) = parse_tensor_name(&tname) else {
                 let plain = tname.ends_with(".lora_A.weight") || tname.ends_with(".lora_B.weight");
@@ -466,6 +424,8 @@ impl PeftAdapter {
                     "a LoRA on a module this engine does not adapt (lm_head, embeddings or an \
                      unknown name); supported: q_proj, k_proj, v_proj, o_proj, gate_proj, \
                      up_proj and down_proj of `model.layers.N`"
+                } else if tname.ends_with(".lora_B.bias") {
+                    "a LoRA B bias, as `lora_bias = true` adapters hold (not supported)"
                 } else if tname.contains(".lora_A.") || tname.contains(".lora_B.") {
                     "its name has an adapter-name segment (`lora_A.<name>.weight`): that is the \
                      layout of a model's live state dict, not of PEFT's saved files, and PEFT \
@@ -492,6 +452,14 @@ impl PeftAdapter {
                     "tensor `{tname}`: layer {layer}, but the base model has {} layers (an adapter for a different model?)",
                     cfg.num_layers
                 )));
+            }
+            // With and without the `base_model.model.` prefix, two tensors can name one
+            // module's A (or B): which one PEFT would take is not for this loader to guess.
+            if let Some(first) = names.insert((layer, m, is_a), tname.clone()) {
+                return Err(Error::format(
+                    &file,
+                    format!("tensors `{first}` and `{tname}` both hold one module's LoRA weight; keep one"),
+                ));
             }
             let e = halves.entry((layer, m)).or_default();
             if is_a {

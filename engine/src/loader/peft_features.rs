@@ -1,0 +1,156 @@
+//! The settings of PEFT's `LoraConfig` that make an adapter other than plain LoRA
+//! (`delta W = scale * B @ A` on every token), refused with a message rather than computed as
+//! plain LoRA: DoRA, trained biases, `modules_to_save`, activated LoRA, replicated layers,
+//! initialisations that changed the base weights, and the other variants. Field names and
+//! meanings from PEFT's `LoraConfig` (peft/tuners/lora/config.py).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// `init_lora_weights` values that only chose the starting A and B: the trained adapter is
+/// plain LoRA on the unchanged base model.
+const PLAIN_INITS: [&str; 3] = ["gaussian", "eva", "orthogonal"];
+
+/// `init_lora_weights` values that also moved part of the base weight into the adapter at
+/// initialisation (PiSSA, OLoRA, CorDA, LoftQ, LoRA-GA): saved without PEFT's conversion, the
+/// adapter belongs with that changed base model, which is not the one loaded here.
+const BASE_CHANGING_INITS: [&str; 5] = ["pissa", "olora", "corda", "loftq", "lora_ga"];
+
+/// Fields whose non-empty value makes another computation than plain LoRA, and what it is.
+const VARIANTS: [(&str, &str); 7] = [
+    (
+        "alora_invocation_tokens",
+        "activated LoRA (the adapter applies only after its invocation tokens)",
+    ),
+    (
+        "layer_replication",
+        "replicated layers (PEFT rebuilds the layer stack)",
+    ),
+    (
+        "target_parameters",
+        "LoRA on parameters (not on linear modules)",
+    ),
+    (
+        "trainable_token_indices",
+        "trained embedding rows of chosen tokens",
+    ),
+    ("arrow_config", "Arrow routing among LoRA experts"),
+    ("kasa_config", "KaSA (singular values between B and A)"),
+    (
+        "monteclora_config",
+        "MonteCLoRA (Monte Carlo sampling over the adapter)",
+    ),
+];
+
+/// Checks `v`, the parsed `adapter_config.json` at `path`, for settings that are not plain
+/// LoRA. Errors: `Unsupported` naming the setting; `Format` for a switch that is not a JSON
+/// boolean or an `init_lora_weights` PEFT does not know.
+pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
+    let bad = |m: String| Error::format(path, m);
+    let unsupported = |m: String| Error::unsupported(format!("{}: {m}", path.display()));
+    // PEFT's switches are JSON booleans; Python would read `1` or `"yes"` as true, so
+    // another kind is refused rather than read as false (`"use_rslora": 1` had loaded as
+    // plain LoRA scaling).
+    for k in [
+        "use_dora",
+        "lora_bias",
+        "use_qalora",
+        "use_bdlora",
+        "fan_in_fan_out",
+        "use_rslora",
+    ] {
+        if let Some(x) = v.get(k).filter(|x| !x.is_null() && !x.is_boolean()) {
+            return Err(bad(format!(
+                "field `{k}`: expected true or false, found {x}"
+            )));
+        }
+    }
+    let truthy = |k: &str| v.get(k).is_some_and(|x| x.as_bool() == Some(true));
+    if truthy("use_dora") {
+        return Err(unsupported("use_dora = true (DoRA adapters are not supported; merge the magnitude vector or retrain as plain LoRA)".into()));
+    }
+    if truthy("lora_bias") {
+        return Err(unsupported(
+            "lora_bias = true (LoRA B biases are not supported)".into(),
+        ));
+    }
+    match v.get("bias").and_then(|b| b.as_str()) {
+        None | Some("none") => {}
+        Some(b) => {
+            return Err(unsupported(format!(
+            "bias = `{b}` (the adapter trains base-model biases; only bias = \"none\" is supported)"
+        )))
+        }
+    }
+    match v.get("modules_to_save") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.is_empty() => {}
+        Some(m) => {
+            return Err(unsupported(format!(
+            "modules_to_save = {m} (fully fine-tuned modules are not supported; only LoRA deltas)"
+        )))
+        }
+    }
+    for k in ["use_qalora", "use_bdlora"] {
+        if truthy(k) {
+            return Err(unsupported(format!("{k} = true is not supported")));
+        }
+    }
+    for (k, what) in VARIANTS {
+        let empty = match v.get(k) {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(_) => false,
+        };
+        if !empty {
+            return Err(unsupported(format!(
+                "{k} = {} is {what}, not plain LoRA; not supported",
+                v[k]
+            )));
+        }
+    }
+    init_weights(v.get("init_lora_weights"), path)
+}
+
+/// `init_lora_weights`: true, false, or a name PEFT knows ([`PLAIN_INITS`],
+/// [`BASE_CHANGING_INITS`], `pissa_niter_<n>`).
+fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
+    let name = match x {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => return Ok(()),
+        Some(Value::String(s)) => s.as_str(),
+        Some(o) => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "field `init_lora_weights`: expected true, false or a method name, found {o}"
+                ),
+            ))
+        }
+    };
+    if PLAIN_INITS.contains(&name) {
+        return Ok(());
+    }
+    let family = name.strip_prefix("pissa_niter_").map_or(name, |_| "pissa");
+    if BASE_CHANGING_INITS.contains(&family) {
+        return Err(Error::unsupported(format!(
+            "{}: init_lora_weights = \"{name}\": this initialisation moved part of the base \
+             weights into the adapter, so as saved it belongs with that changed base model; \
+             save it converted to plain LoRA (PEFT's save_pretrained with \
+             path_initial_model_for_weight_conversion), whose config says true",
+            path.display()
+        )));
+    }
+    Err(Error::format(
+        path,
+        format!(
+            "field `init_lora_weights`: unknown method \"{name}\"; expected true, false, {}, {} \
+             or pissa_niter_<n>",
+            PLAIN_INITS.join(", "),
+            BASE_CHANGING_INITS.join(", ")
+        ),
+    ))
+}

@@ -1,0 +1,145 @@
+//! PEFT settings and tensors that make an adapter other than plain LoRA, or leave it
+//! ambiguous: refused with the setting or tensors named (they had loaded as plain LoRA).
+
+use super::*;
+
+/// Every tensor of a safetensors file, with `extra` (name, shape, values) added.
+fn add_tensors(path: &Path, extra: Vec<(String, Vec<usize>, Vec<f32>)>) {
+    let mut all: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for_each_tensor(path, |n, t| {
+        all.push((n, t.shape, t.data));
+        Ok(())
+    })
+    .unwrap();
+    all.extend(extra);
+    let views: Vec<(String, TensorView)> = all
+        .iter()
+        .map(|(n, s, d)| {
+            let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
+            (n.clone(), v.unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+#[test]
+fn peft_variants_and_malformed_patterns_are_refused() {
+    let Some((_, c)) = cfg("tiny-llama") else {
+        return;
+    };
+    use serde_json::json;
+    let base_changing = "path_initial_model_for_weight_conversion";
+    let cases = [
+        ("alora_invocation_tokens", json!([5, 6]), "activated LoRA"),
+        (
+            "layer_replication",
+            json!([[0, 2], [1, 2]]),
+            "replicated layers",
+        ),
+        (
+            "target_parameters",
+            json!(["mlp.experts"]),
+            "LoRA on parameters",
+        ),
+        ("trainable_token_indices", json!([3]), "embedding rows"),
+        ("arrow_config", json!({"top_k": 2}), "Arrow"),
+        ("monteclora_config", json!({"n": 4}), "MonteCLoRA"),
+        ("init_lora_weights", json!("pissa"), base_changing),
+        ("init_lora_weights", json!("pissa_niter_4"), base_changing),
+        ("init_lora_weights", json!("loftq"), base_changing),
+        ("init_lora_weights", json!("olora"), base_changing),
+        (
+            "init_lora_weights",
+            json!("bogus"),
+            "unknown method \"bogus\"",
+        ),
+        (
+            "init_lora_weights",
+            json!(3),
+            "expected true, false or a method name",
+        ),
+        (
+            "alpha_pattern",
+            json!([["q_proj", 32]]),
+            "field `alpha_pattern`: expected an object",
+        ),
+        ("rank_pattern", json!("q_proj"), "field `rank_pattern`"),
+        (
+            "layers_pattern",
+            json!(["layers", 3]),
+            "field `layers_pattern`",
+        ),
+    ];
+    for (field, value, needle) in cases {
+        let Some(loaded) = load_with(&c, field, &value) else {
+            return;
+        };
+        must_contain(&err_of(loaded), &["adapter_config.json", field, needle]);
+    }
+    // What PEFT writes for a plain adapter (null, empty, and the initialisations that only
+    // chose the starting A and B) loads.
+    let plain = [
+        ("init_lora_weights", json!("gaussian")),
+        ("init_lora_weights", json!("eva")),
+        ("init_lora_weights", json!(false)),
+        ("loftq_config", json!({})),
+        ("target_parameters", json!([])),
+        ("velora_config", json!(null)),
+    ];
+    for (field, value) in plain {
+        let Some(loaded) = load_with(&c, field, &value) else {
+            return;
+        };
+        if let Err(e) = loaded {
+            panic!("{field} = {value}: {e}");
+        }
+    }
+}
+
+#[test]
+fn two_tensors_for_one_weight_and_a_lora_b_bias_are_named() {
+    let Some((_, c)) = cfg("tiny-llama") else {
+        return;
+    };
+    let stem = "model.layers.0.self_attn.q_proj";
+    let mut a = None;
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    let file = d.join("adapters/qv_r8/adapter_model.safetensors");
+    for_each_tensor(&file, |n, t| {
+        if n == format!("base_model.model.{stem}.lora_A.weight") {
+            a = Some(t);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let a = a.expect("the fixture adapts layer 0's q_proj");
+    // The same weight without the `base_model.model.` prefix, scaled: which copy wins was
+    // the loader's accident.
+    let scaled: Vec<f32> = a.data.iter().map(|x| x * 5.0).collect();
+    add_tensors(
+        &file,
+        vec![(format!("{stem}.lora_A.weight"), a.shape.clone(), scaled)],
+    );
+    let e = err_of(PeftAdapter::load("x", &d.join("adapters/qv_r8"), &c));
+    must_contain(
+        &e,
+        &[
+            &format!("`base_model.model.{stem}.lora_A.weight`"),
+            &format!("`{stem}.lora_A.weight`"),
+            "keep one",
+        ],
+    );
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    let file = d.join("adapters/qv_r8/adapter_model.safetensors");
+    let bias = format!("base_model.model.{stem}.lora_B.bias");
+    add_tensors(
+        &file,
+        vec![(bias.clone(), vec![c.hidden_size], vec![0.0; c.hidden_size])],
+    );
+    let e = err_of(PeftAdapter::load("x", &d.join("adapters/qv_r8"), &c));
+    must_contain(&e, &[&bias, "a LoRA B bias", "lora_bias = true"]);
+}
