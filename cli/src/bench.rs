@@ -314,20 +314,31 @@ impl WithBackend for &BenchArgs {
             );
         }
         let mut plans = scenarios(n_adapters, args.quick, args.router.is_some(), &args.fused);
+        // The merged-weights floor (base_f32, merged<K>_f32) runs on the CPU backend, outside
+        // --quick; each of its models runs the base scenario (no adapter at run time).
+        let floor_names = [
+            "base_f32".to_string(),
+            format!("merged{}_f32", 3.min(n_adapters)),
+        ];
+        let with_floor = !args.quick && loaded.model.backend.name() == "cpu";
+        let base_plan = plans[0].clone();
         let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
         if let Some(bad) = args.only.iter().find(|o| {
-            !plans.iter().any(|p| &p.name == *o)
-                && !["base_f32", "merged3_f32"].contains(&o.as_str())
+            let in_run = plans.iter().any(|p| &p.name == *o);
+            !(in_run || with_floor && floor_names.contains(o))
         }) {
-            let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+            let mut names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+            if with_floor {
+                names.extend(floor_names.iter().map(String::as_str));
+            }
+            let why = if floor_names.contains(bad) {
+                " (the merged-weights rows run on the CPU backend, without --quick)"
+            } else {
+                ""
+            };
             bail!(
-                "--only: no scenario `{bad}` in this run (have: {}{})",
-                names.join(", "),
-                if args.quick {
-                    ""
-                } else {
-                    ", base_f32, merged3_f32"
-                }
+                "--only: no scenario `{bad}` in this run{why} (have: {})",
+                names.join(", ")
             );
         }
         plans.retain(|p| wanted(&p.name));
@@ -364,15 +375,16 @@ impl WithBackend for &BenchArgs {
         let tok = loaded.tokenizer()?;
         let routing = bench_routing(args, tok, &names)?;
         // The merged-weights floor and its f32 base (merging needs f32 weights), on the CPU.
-        let merged = if args.quick
-            || loaded.model.backend.name() != "cpu"
-            || !(wanted("base_f32") || wanted("merged3_f32"))
-        {
+        let floor_wanted: Vec<bool> = floor_names.iter().map(|n| wanted(n)).collect();
+        let merged = if !with_floor || !floor_wanted.contains(&true) {
             None
         } else {
             let mix = equal_mix(0, 3.min(adapters.len()), adapters.len());
             let mut models = Vec::new();
-            for merge in [false, true] {
+            for merge in [false, true]
+                .into_iter()
+                .filter(|&m| floor_wanted[m as usize])
+            {
                 let mut files = ModelFiles::load_with(&path, false)?;
                 if merge {
                     merge_into(&mut files.weights, &adapters, &mix)?;
@@ -387,7 +399,7 @@ impl WithBackend for &BenchArgs {
             Some(models)
         };
         let eprint_progress = crate::progress::Progress::new(
-            rounds * (plans.len() + 2 * merged.is_some() as usize),
+            rounds * (plans.len() + merged.as_ref().map_or(0, Vec::len)),
             "bench {bar:30} {pos}/{len} {msg}",
             "bench",
         );
@@ -395,14 +407,11 @@ impl WithBackend for &BenchArgs {
             .iter()
             .map(|s| Measured::new(&s.name, s.k, s.batch))
             .collect();
-        let mut floor: Vec<Measured> = vec![
-            Measured::new("base_f32", 0, 1),
-            Measured::new(
-                &format!("merged{}_f32", 3.min(adapters.len())),
-                3.min(adapters.len()),
-                1,
-            ),
-        ];
+        let mut floor: Vec<Measured> = (floor_names.iter().zip([0, 3.min(n_adapters)]))
+            .zip(&floor_wanted)
+            .filter(|(_, &w)| w)
+            .map(|((name, k), _)| Measured::new(name, k, 1))
+            .collect();
         let ctx = Ctx {
             ids: &ids,
             starts: &starts,
@@ -431,8 +440,7 @@ impl WithBackend for &BenchArgs {
             if let Some(models) = &merged {
                 for (model, m) in models.iter().zip(floor.iter_mut()) {
                     eprint_progress.set_message(m.name.clone());
-                    let s = &plans[0];
-                    m.samples.push(run_once(model, s, &ctx)?);
+                    m.samples.push(run_once(model, &base_plan, &ctx)?);
                     eprint_progress.inc(1);
                 }
             }

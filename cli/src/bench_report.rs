@@ -34,7 +34,8 @@ pub struct Sample {
 pub struct Measured {
     /// Row name.
     pub name: String,
-    /// Adapters per mixture.
+    /// Adapters per mixture (0 for the base model and for `routed`, whose router chooses
+    /// them per sentence: see [`Measured::fixed_k`]).
     pub k: usize,
     /// Requests side by side.
     pub batch: usize,
@@ -86,6 +87,12 @@ impl Measured {
             samples: Vec::new(),
             bytes_per_token: None,
         }
+    }
+
+    /// Adapters per mixture, where the scenario fixes them (None for `routed`: the router
+    /// chooses per sentence).
+    pub fn fixed_k(&self) -> Option<usize> {
+        (self.name != "routed").then_some(self.k)
     }
 
     /// Bytes per second the median decode reads, GB/s, where the bytes are known.
@@ -296,7 +303,7 @@ impl Report {
             outln!(
                 "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>8}",
                 m.name,
-                m.k,
+                m.fixed_k().map_or("-".into(), |k| k.to_string()),
                 m.batch,
                 figure(m.prefill_tps(), 1),
                 figure(m.decode_tps(), 1),
@@ -361,7 +368,7 @@ impl Report {
             .iter()
             .map(|m| {
                 json!({
-                    "name": m.name, "k": m.k, "batch": m.batch,
+                    "name": m.name, "k": m.fixed_k(), "batch": m.batch,
                     "prefill_tokens_per_s": m.prefill_tps(), "decode_tokens_per_s": m.decode_tps(),
                     "decode_step_ms": m.decode_step_secs() * 1e3,
                     "decode_pick_ms_per_step": m.pick_step_secs() * 1e3,

@@ -255,6 +255,36 @@ fn bad_data_gets_clear_errors() {
         "{err}"
     );
     assert!(!err.contains("examples, modes"), "a mode ran first: {err}");
+    // Default modes are what the loaded parts allow: no adapter, so base alone, the others
+    // said (it had failed: "task `boolq` has no adapter"); a repeated mode runs once.
+    let json = tmp.path().join("e.json").display().to_string();
+    let (ok, err) = eval(
+        &[],
+        &["--max-tokens", "1", "--json", &json],
+        write("plain.jsonl", good),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("modes base, top-p"), "{err}");
+    for left in [
+        "oracle (needs every task's adapter",
+        "uniform (needs --adapter",
+    ] {
+        assert!(err.contains(left), "{err:?} lacks {left:?}");
+    }
+    let flags = ["--modes", "base,oracle,base", "--max-tokens", "1"];
+    let (ok, err) = eval(&["boolq"], &flags, write("twice.jsonl", good));
+    assert!(ok, "{err}");
+    assert!(err.contains("modes base,oracle, top-p"), "{err}");
+    // A prompt past the context is named (task and start) before any mode runs.
+    let long = good.replace("Is it?", &"Is it so? ".repeat(200));
+    let flags = ["--modes", "base", "--max-context", "64"];
+    let (ok, err) = eval(&[], &flags, write("long.jsonl", &long));
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("task `boolq`, the example starting \"Is it so? Is it so?"),
+        "{err}"
+    );
+    assert!(!err.contains("examples, modes"), "a mode ran first: {err}");
 }
 
 /// An adapter that overflows the forward pass (its B scaled by 1e30; it loads): every answer

@@ -226,7 +226,10 @@ pub fn compose(
             v
         })
         .collect();
-    let mut out = Vec::with_capacity(n);
+    // At most every question once: `n` may be far more (`--compose-n 1000000000` had asked
+    // for 48 GB up front).
+    let questions: usize = pools.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(n.min(questions / k));
     for _ in 0..n {
         let mut order: Vec<usize> = (0..pools.len()).filter(|&t| !pools[t].is_empty()).collect();
         if order.len() < k {
@@ -282,5 +285,26 @@ mod tests {
         assert!(check(std::slice::from_ref(&dev), "dev").is_ok());
         assert!(check(std::slice::from_ref(&test), "test").is_ok());
         assert!(check(&[dir.path().to_path_buf()], "test").is_ok());
+    }
+
+    /// Far more composed prompts asked for than the questions make: as many as they make,
+    /// each question once (a count of 1e9 had aborted on a 48 GB allocation).
+    #[test]
+    fn compose_n_is_bounded_by_the_questions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.jsonl");
+        let line = |task: &str, i: usize| {
+            format!(
+                r#"{{"task": "{task}", "instruction": "q{i}?", "output": "true", "answer": "true", "kind": "qa"}}"#
+            )
+        };
+        let lines: Vec<String> = (0..3).flat_map(|i| [line("a", i), line("b", i)]).collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let ex = super::read_examples(&path).unwrap();
+        let split = |t: &str| ex.iter().filter(|e| e.task == t).cloned().collect();
+        let tasks = vec![("a".to_string(), split("a")), ("b".to_string(), split("b"))];
+        let c = super::compose(&tasks, 2, 1_000_000_000, 7).unwrap();
+        assert_eq!(c.len(), 3);
+        assert!(c.iter().all(|p| p.parts[0].task != p.parts[1].task));
     }
 }

@@ -105,9 +105,16 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    /// The modes to run: as given (each checked against what is loaded), or every one the
-    /// loaded parts allow.
-    fn modes(&self, have_router: bool) -> Result<Vec<Mode>> {
+    /// The modes to run: as given (each checked against what is loaded; a repeat runs once),
+    /// or every one the loaded parts allow, with a note naming those left out and why.
+    /// `adapter_gap`: why some task of the data has no adapter (the oracle's mixture, and
+    /// teacher-forced's without a router, need one per task); `have_adapters`: any loaded.
+    fn modes(
+        &self,
+        have_router: bool,
+        adapter_gap: Option<&str>,
+        have_adapters: bool,
+    ) -> Result<Vec<Mode>> {
         if self.modes.is_empty() {
             let all = [
                 Mode::Base,
@@ -119,16 +126,40 @@ impl EvalArgs {
                 Mode::TokenLevel,
                 Mode::TeacherForced,
             ];
-            return Ok(all
-                .into_iter()
+            let why_not = |m: Mode| -> Option<String> {
+                let oracle = m == Mode::Oracle || (m == Mode::TeacherForced && !have_router);
+                if m.needs_router() && !have_router {
+                    Some("needs --router DIR".into())
+                } else if let (true, Some(gap)) = (oracle, adapter_gap) {
+                    Some(format!("needs every task's adapter: {gap}"))
+                } else if m == Mode::Uniform && !have_adapters {
+                    Some("needs --adapter NAME=DIR".into())
+                } else {
+                    None
+                }
+            };
+            let (run, left): (Vec<Mode>, Vec<Mode>) =
+                all.into_iter().partition(|&m| why_not(m).is_none());
+            // The router's modes are left out without a word when no router is given (as
+            // before); a mode the data or the adapters rule out is said.
+            let said: Vec<String> = (left.iter())
                 .filter(|m| have_router || !m.needs_router())
-                .collect());
+                .map(|&m| format!("{} ({})", m.name(), why_not(m).unwrap_or_default()))
+                .collect();
+            if !said.is_empty() {
+                eprintln!("note: default --modes leave out {}", said.join("; "));
+            }
+            return Ok(run);
         }
         if let Some(m) = self.modes.iter().find(|m| m.needs_router() && !have_router) {
             bail!("--modes {}: needs --router DIR", m.name());
         }
-        let mut m = self.modes.clone();
-        m.dedup();
+        let mut m: Vec<Mode> = Vec::new();
+        for &mode in &self.modes {
+            if !m.contains(&mode) {
+                m.push(mode);
+            }
+        }
         Ok(m)
     }
 

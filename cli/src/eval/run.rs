@@ -277,7 +277,10 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         data::adapter_for(task, &names, &map)?;
     }
     let have_router = args.router.is_some();
-    let modes = args.modes(have_router)?;
+    let adapter_gap = (tasks.iter())
+        .find_map(|(t, _)| data::adapter_for(t, &names, &map).err())
+        .map(|e| e.to_string());
+    let modes = args.modes(have_router, adapter_gap.as_deref(), !names.is_empty())?;
     let oracle_mixture = modes
         .iter()
         .any(|m| *m == Mode::Oracle || (*m == Mode::TeacherForced && !have_router));
@@ -338,7 +341,18 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
             .and_then(|a| names.iter().position(|n| *n == a));
         for e in ex {
             let max = args.max_tokens.unwrap_or(default_max_tokens(e.kind));
-            items.push(prepare(tok, &e.instruction, max, slot)?);
+            let item = prepare(tok, &e.instruction, max, slot)?;
+            // Said before any mode runs, naming the example (it had failed mid-run as
+            // "request 1", an index within one batch).
+            if item.ids.len() >= model.max_context {
+                let start: String = e.instruction.chars().take(60).collect();
+                anyhow::bail!(
+                    "task `{task}`, the example starting {start:?}: its prompt has {} tokens,                      the context holds {} (raise --max-context, up to the model's limit, or                      leave the example out)",
+                    item.ids.len(),
+                    model.max_context
+                );
+            }
+            items.push(item);
             golds.push(e);
         }
     }

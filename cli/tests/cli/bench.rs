@@ -1,18 +1,28 @@
 //! `dlp-run bench` end to end on the SmolLM2 fixture: the table, the JSON and its ratios, the
 //! memory section, the kernel set it names.
 
+use std::path::PathBuf;
+
 use dlp_tests::fixtures;
 
 use super::{fails_with, run};
+
+/// A temporary folder, the JSON report's path in it, and the SmolLM2 GGUF (None without the
+/// fixtures).
+fn setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    let d = fixtures("smollm2")?;
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    Some((tmp, json, d.join("SmolLM2-135M-Instruct.Q4_1.gguf")))
+}
 
 /// `dlp-run bench --cpu-int8` names its kernel set in the JSON, and `--cpu-int8` with another
 /// backend than the CPU is refused, naming the flag.
 #[test]
 fn bench_cpu_int8_names_its_kernels() {
-    let Some(d) = fixtures("smollm2") else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("bench.json");
-    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let Some((tmp, json, gguf)) = setup() else {
+        return;
+    };
     let args = [
         "bench",
         "-m",
@@ -77,11 +87,10 @@ fn bench_cpu_int8_names_its_kernels() {
 /// not a measurement): the table, and JSON with every scenario and the headline ratios.
 #[test]
 fn bench_quick_writes_ratios() {
-    let Some(d) = fixtures("smollm2") else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("bench.json");
+    let Some((tmp, json, gguf)) = setup() else {
+        return;
+    };
     let plot = tmp.path().join("bench.png");
-    let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let out = run(&[
         "bench",
         "--backend",
@@ -180,5 +189,55 @@ fn bench_quick_writes_ratios() {
             "q_proj,nope",
         ],
         &["--targets", "nope"],
+    );
+}
+
+/// The merged-weights rows alone (`--only`): measured, each running the base scenario on its
+/// own model, named as the run names them (merged1_f32 with one adapter); in a `--quick` run,
+/// which has none, refused with the reason. (`--only base_f32` had panicked, and a quick run
+/// had written an empty report.)
+#[test]
+fn bench_only_the_merged_rows() {
+    let Some((_tmp, json, gguf)) = setup() else {
+        return;
+    };
+    let args = [
+        "bench",
+        "--backend",
+        "cpu",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--synthetic-adapters",
+        "1",
+        "--rank",
+        "2",
+        "--new-tokens",
+        "2",
+        "--rounds",
+        "1",
+    ];
+    let only = ["--only", "merged1_f32", "--json", json.to_str().unwrap()];
+    let out = run(&[&args[..], &only].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = v["scenarios"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["name"], "merged1_f32");
+    assert_eq!(rows[0]["k"], 1);
+    assert!(
+        rows[0]["decode_tokens_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{v}"
+    );
+    fails_with(
+        &[&args[..], &["--quick", "--only", "base_f32"]].concat(),
+        &["--only: no scenario `base_f32`", "without --quick"],
+    );
+    fails_with(
+        &[&args[..], &["--only", "merged3_f32"]].concat(),
+        &["--only: no scenario `merged3_f32`", "merged1_f32"],
     );
 }
