@@ -175,7 +175,11 @@ fn inspect_router(dir: &Path) -> Result<String> {
     s += &format!(
         "  extendable (train-router --extend): {}\n",
         match &c.feature_stats {
-            Some(f) => format!("yes ({f})"),
+            // Read as extending reads it: a missing or broken file is a "no", with why.
+            Some(f) => match crate::router_extend::feature_stats(dir, &router, f) {
+                Ok(_) => format!("yes ({f})"),
+                Err(e) => format!("no ({f}: {e:#})"),
+            },
             None => "no (no feature statistics; written before extension existed)".into(),
         }
     );

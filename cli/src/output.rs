@@ -245,6 +245,33 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     })
 }
 
+/// The start of [`write_files_atomic`]'s temporary folder's name; the process id follows.
+const STAGING: &str = ".dlp-tmp-";
+
+/// The temporary folders in `dir` that [`write_files_atomic`] runs left when interrupted:
+/// named [`STAGING`] and the id of a process that is no longer running (checked in /proc,
+/// so on Linux only; elsewhere none is taken for stale).
+pub fn stale_staging(dir: &Path) -> Vec<PathBuf> {
+    let proc = Path::new("/proc/self");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(STAGING));
+            pid.is_some_and(|p| {
+                p.parse::<u32>().is_ok()
+                    && proc.exists()
+                    && !Path::new("/proc").join(p).exists()
+                    && e.file_type().is_ok_and(|t| t.is_dir())
+            })
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Has `write` write a set of files (a router: weights, config, tokenizer, statistics) into
 /// `dir`, all or none: they go into a temporary folder inside `dir` (so on its file system,
 /// whatever `dir` is: `.`, a mount point), and each is renamed over its namesake once every
@@ -257,7 +284,11 @@ pub fn write_files_atomic(
     write: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let staging = dir.join(format!(".dlp-tmp-{}", std::process::id()));
+    // An interrupted earlier write (Ctrl-C while saving) left its folder: gone now.
+    for stale in stale_staging(dir) {
+        let _ = std::fs::remove_dir_all(stale);
+    }
+    let staging = dir.join(format!("{STAGING}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging).with_context(|| format!("writing into {}", dir.display()))?;
     let written = write(&staging).map_err(|e| {
@@ -371,6 +402,21 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read_to_string(out.join("a")).unwrap(), "new a");
         assert_eq!(names(&out), ["a", "b", "notes.txt"]);
+        // An interrupted run's folder (a process id no system gives) goes at the next write;
+        // a running process's (init's, here) stays.
+        if std::path::Path::new("/proc/self").exists() {
+            let stale = out.join(".dlp-tmp-999999999");
+            std::fs::create_dir(&stale).unwrap();
+            std::fs::write(stale.join("a"), "cut short").unwrap();
+            let live = out.join(".dlp-tmp-1");
+            std::fs::create_dir(&live).unwrap();
+            assert_eq!(super::stale_staging(&out), std::slice::from_ref(&stale));
+            super::write_files_atomic(&out, "a", |d| Ok(std::fs::write(d.join("a"), "a3")?))
+                .unwrap();
+            assert!(!stale.exists());
+            std::fs::remove_dir(&live).unwrap();
+            assert_eq!(names(&out), ["a", "b", "notes.txt"]);
+        }
         // A new folder, and the current one (`--out .`, whose name is not its own).
         let fresh = tmp.path().join("fresh");
         super::write_files_atomic(&fresh, "x", |d| Ok(std::fs::write(d.join("x"), "x")?)).unwrap();

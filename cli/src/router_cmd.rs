@@ -249,9 +249,13 @@ pub fn check_out_dir(out: &Path, overwrite: bool, extend: Option<&Path>) -> Resu
     if overwrite {
         return Ok(());
     }
+    // What an interrupted save left is not the folder's content (it is removed at the save).
+    let stale = crate::output::stale_staging(out);
     let mut names: Vec<String> = std::fs::read_dir(out)
         .with_context(|| format!("train-router: reading --out {}", out.display()))?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter_map(|e| e.ok())
+        .filter(|e| !stale.contains(&e.path()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     if names.iter().any(|n| n == dlp_router::config::CONFIG_FILE) {
@@ -405,6 +409,8 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         dev_set.len(),
         dev_files.len(),
     );
+    check_training_memory(args, &train_set, tokenizer.get_vocab_size(true))?;
+    warn_labels_without_dev(&train_set, &dev_set);
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
     // What a later `--extend` needs of this training: per-label feature statistics.
     let stats = FeatureStats::compute(&outcome.router, &train_set)?;
@@ -438,6 +444,72 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
 
 /// A router chooses among labels: training one from a single label gives a router that
 /// always picks it (with no loss to learn from).
+/// Refuses, before training, a router whose training would not fit in the memory free: its
+/// parameters four times (weights, gradients, AdamW's two moments) and the per-label feature
+/// statistics (two f64 covariances of the last hidden width squared per label, kept for
+/// `--extend`). A note gives the statistics' size on disk where it passes 100 MB.
+fn check_training_memory(args: &TrainRouterArgs, train: &[Example], vocab: usize) -> Result<()> {
+    let labels: std::collections::BTreeSet<&str> = train.iter().map(|e| e.label.as_str()).collect();
+    let (params, stats) = router_sizes(args.embed_dim, &args.hidden, labels.len(), vocab);
+    let last = args.hidden.last().copied().unwrap_or(args.embed_dim);
+    let need = params * 4 * 4 + stats * 8;
+    if stats * 4 > 100_000_000 {
+        eprintln!(
+            "note: the feature statistics (for --extend) take {:.0} MB on disk: {} labels x 2 x {last}^2 (the last --hidden width squared)",
+            (stats * 4) as f64 / 1e6,
+            labels.len()
+        );
+    }
+    if let Some(free) = crate::bench_memory::available_bytes() {
+        if need > u128::from(free) {
+            bail!(
+                "train-router: --embed-dim {} --hidden {}: training needs about {:.1} GB ({params} parameters x 4 copies, and {:.1} GB of feature statistics), more than the {:.1} GB of memory free; use narrower layers",
+                args.embed_dim,
+                args.hidden.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+                need as f64 / 1e9,
+                (stats * 8) as f64 / 1e9,
+                free as f64 / 1e9
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A router's parameters (the embedding table, then each layer's weights and biases) and its
+/// feature statistics' values (two `width^2` covariances per label of the last hidden
+/// width, the means aside).
+fn router_sizes(embed: usize, hidden: &[usize], labels: usize, vocab: usize) -> (u128, u128) {
+    let mut widths = vec![embed];
+    widths.extend(hidden);
+    widths.push(labels);
+    let mlp: u128 = (widths.windows(2))
+        .map(|w| (w[0] as u128 + 1) * w[1] as u128)
+        .sum();
+    let last = hidden.last().copied().unwrap_or(embed) as u128;
+    (
+        vocab as u128 * embed as u128 + mlp,
+        labels as u128 * 2 * last * last,
+    )
+}
+
+/// Says which labels have no dev examples where others have some (dev files for some tasks
+/// only): early stopping and calibration then judge the router on the others alone.
+fn warn_labels_without_dev(train: &[Example], dev: &[Example]) {
+    let in_dev: std::collections::BTreeSet<&str> = dev.iter().map(|e| e.label.as_str()).collect();
+    let mut missing: Vec<&str> = (train.iter())
+        .map(|e| e.label.as_str())
+        .filter(|l| !in_dev.contains(l))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        eprintln!(
+            "warning: no dev examples for label(s) {}: early stopping and calibration judge the router on the others only; give their dev data (--dev), or give no dev files so that a share of each label's training examples is held out",
+            missing.join(", ")
+        );
+    }
+}
+
 fn check_labels(train: &[Example], field: &str) -> Result<()> {
     let mut labels: Vec<&str> = train.iter().map(|e| e.label.as_str()).collect();
     labels.sort_unstable();
@@ -449,5 +521,21 @@ fn check_labels(train: &[Example], field: &str) -> Result<()> {
             train.len()
         ),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The paper's size with SmolLM2's vocabulary (about 5M parameters), and the statistics
+    /// of the widest layers the flags allow (16 labels of 16384: 34 GB of f64 covariances).
+    #[test]
+    fn router_sizes_count_parameters_and_statistics() {
+        let (params, stats) = super::router_sizes(96, &[384, 384, 192], 14, 49152);
+        let mlp = 97 * 384 + 385 * 384 + 385 * 192 + 193 * 14;
+        assert_eq!(params, 49152 * 96 + mlp);
+        assert!((4_900_000..5_100_000).contains(&params), "{params}");
+        assert_eq!(stats, 14 * 2 * 192 * 192);
+        let (_, wide) = super::router_sizes(96, &[16384], 16, 49152);
+        assert_eq!(wide * 8, 16 * 2 * 16384 * 16384 * 8);
     }
 }

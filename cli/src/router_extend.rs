@@ -21,11 +21,17 @@ fn load_extendable(dir: &Path) -> Result<(Router, FeatureStats)> {
             dir.display()
         );
     };
-    let c = router.config();
-    let dim = c.hidden.last().copied().unwrap_or(c.embed_dim);
-    let stats = FeatureStats::load(&dir.join(&file), c.labels.len(), dim)
+    let stats = feature_stats(dir, &router, &file)
         .with_context(|| format!("--extend {}: reading {file}", dir.display()))?;
     Ok((router, stats))
+}
+
+/// The feature statistics `file` (router.json's `feature_stats`) of `router` in `dir`, read
+/// and checked against its labels and last layer's width, as extending reads them.
+pub fn feature_stats(dir: &Path, router: &Router, file: &str) -> Result<FeatureStats> {
+    let c = router.config();
+    let dim = c.hidden.last().copied().unwrap_or(c.embed_dim);
+    Ok(FeatureStats::load(&dir.join(file), c.labels.len(), dim)?)
 }
 
 /// Runs `train-router --extend DIR`.

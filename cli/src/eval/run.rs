@@ -347,7 +347,7 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
             if item.ids.len() >= model.max_context {
                 let start: String = e.instruction.chars().take(60).collect();
                 anyhow::bail!(
-                    "task `{task}`, the example starting {start:?}: its prompt has {} tokens,                      the context holds {} (raise --max-context, up to the model's limit, or                      leave the example out)",
+                    "task `{task}`, the example starting {start:?}: its prompt has {} tokens, the context holds {} (raise --max-context, up to the model's limit, or leave the example out)",
                     item.ids.len(),
                     model.max_context
                 );

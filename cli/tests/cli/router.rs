@@ -110,6 +110,23 @@ fn train_router_extend_end_to_end() {
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
+    // Without its statistics file it is not extendable, and says why (it had said yes).
+    std::fs::rename(
+        ext.join("router-stats.safetensors"),
+        tmp.path().join("stats"),
+    )
+    .unwrap();
+    let out = run(&["inspect", &s(&ext)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("extendable (train-router --extend): no (router-stats.safetensors:"),
+        "{text}"
+    );
+    std::fs::rename(
+        tmp.path().join("stats"),
+        ext.join("router-stats.safetensors"),
+    )
+    .unwrap();
     let json = tmp.path().join("eval.json");
     let out = run(&[
         "eval-router",
@@ -243,9 +260,9 @@ fn train_router_extend_end_to_end() {
 }
 
 /// `train-router --tokenizer model.gguf`: the GGUF's vocabulary is rebuilt as the router's
-/// tokenizer.json, which reads text as the model does.
+/// tokenizer.json, which reads text as the model does; labels without dev examples are named.
 #[test]
-fn train_router_reads_a_gguf_vocabulary() {
+fn train_router_reads_a_gguf_vocabulary_and_names_labels_without_dev() {
     let Some(d) = fixtures("smollm2") else { return };
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../router/demo");
     let tmp = tempfile::tempdir().unwrap();
@@ -278,6 +295,44 @@ fn train_router_reads_a_gguf_vocabulary() {
         String::from_utf8(o.stdout).unwrap()
     };
     assert_eq!(ids(&out.join("tokenizer.json")), ids(&gguf));
+    // Dev files for some labels only: the others are named (early stopping and calibration
+    // had judged the router on one label without a word).
+    let data = tmp.path().join("data");
+    for (task, splits) in [("apples", &["train", "dev"][..]), ("trains", &["train"])] {
+        std::fs::create_dir_all(data.join(task)).unwrap();
+        let lines: Vec<String> = (0..12)
+            .map(|i| format!(r#"{{"task": "{task}", "instruction": "{task} number {i}"}}"#))
+            .collect();
+        for split in splits {
+            std::fs::write(
+                data.join(task).join(format!("{split}.jsonl")),
+                lines.join("\n"),
+            )
+            .unwrap();
+        }
+    }
+    let o = run(&[
+        "train-router",
+        "--data",
+        &s(&data),
+        "--tokenizer",
+        &s(&gguf),
+        "--out",
+        &s(&tmp.path().join("r2")),
+        "--embed-dim",
+        "8",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: no dev examples for label(s) trains:"),
+        "{err}"
+    );
 }
 
 /// `train-router --out`: never a file or a link to nothing; a folder holding a router or other
@@ -341,6 +396,22 @@ fn train_router_out_is_a_new_or_empty_folder_unless_overwrite() {
             router_s,
         ],
         &["already holds a router", "--overwrite extends it in place"],
+    );
+    // A folder holding only what an interrupted save left (a process id no system gives) is
+    // empty: the same command again runs (it had been refused as "not empty").
+    let cut = tmp.path().join("cut");
+    std::fs::create_dir_all(cut.join(".dlp-tmp-999999999")).unwrap();
+    std::fs::write(cut.join(".dlp-tmp-999999999/router.json"), "{}").unwrap();
+    #[cfg(target_os = "linux")]
+    fails_with(
+        &[
+            "train-router",
+            "--data",
+            "no/data",
+            "--out",
+            cut.to_str().unwrap(),
+        ],
+        &["no/data"],
     );
     // With --overwrite the folder passes, and the data is read next.
     fails_with(
