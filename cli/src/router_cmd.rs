@@ -167,6 +167,15 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::Te
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok()
         && &magic == b"GGUF";
+    let named_gguf = p
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if named_gguf && !gguf {
+        bail!(
+            "--tokenizer {}: named .gguf, but it is not a GGUF file (no GGUF magic at its start)",
+            p.display()
+        );
+    }
     if !gguf {
         return Ok((p, None));
     }

@@ -139,10 +139,15 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let files = find_split_files(&args.data, &args.split)?;
     let records = read_all(&files, &fields)?;
     if records.is_empty() {
+        let shown: Vec<String> = args.data.iter().map(|p| p.display().to_string()).collect();
+        // --split picks a folder's file; a file given by name is read whatever it is called.
+        if args.data.iter().all(|p| p.is_file()) {
+            bail!("--data {}: no records (empty files)", shown.join(" "));
+        }
         bail!(
-            "no {}.jsonl records found under {:?} (choose the file with --split)",
-            args.split,
-            args.data
+            "--data {}: no {}.jsonl records found (choose another file of the folders with --split)",
+            shown.join(" "),
+            args.split
         );
     }
     let inputs: Vec<Example> = match args.granularity {

@@ -123,6 +123,12 @@ impl ModelConfig {
 
     /// Parses an HF config object; `path` is used in messages only.
     pub fn from_hf_json(v: &Value, path: &Path) -> Result<Self> {
+        if !v.is_object() {
+            return Err(Error::format(
+                path,
+                format!("expected a JSON object (an HF config.json: model_type, hidden_size, ...), found {v}"),
+            ));
+        }
         let f = Fields { v, path };
         let model_type = f.str_or("model_type", "")?;
         let archs: Vec<String> = v
@@ -138,6 +144,15 @@ impl ModelConfig {
             "llama" => Arch::Llama,
             "mistral" => Arch::Mistral,
             "qwen2" => Arch::Qwen2,
+            "" => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "missing field `model_type` (architectures {archs:?}); supported: \
+                         llama, mistral, qwen2"
+                    ),
+                ))
+            }
             other => {
                 return Err(Error::format(
                     path,
@@ -176,12 +191,18 @@ impl ModelConfig {
                     None | Some("default") => None,
                     Some("llama3") => {
                         let g = |k: &str| {
-                            s.get(k).and_then(|x| x.as_f64()).ok_or_else(|| {
+                            match s.get(k) {
+                            Some(x) => x.as_f64().ok_or_else(|| {
                                 Error::format(
                                     path,
-                                    format!("rope scaling `llama3` needs field `{k}`"),
+                                    format!("rope scaling `llama3`: field `{k}`: expected a number, found {x}"),
                                 )
-                            })
+                            }),
+                            None => Err(Error::format(
+                                path,
+                                format!("rope scaling `llama3` needs field `{k}`"),
+                            )),
+                        }
                         };
                         let l = Llama3Scaling {
                             factor: g("factor")?,
@@ -368,27 +389,44 @@ fn attention_windows(
             )
         })? as usize),
     };
+    // transformers' Qwen2Config keeps `sliding_window` only with `use_sliding_window`; a
+    // sliding layer without a window then attends to everything.
+    let qwen2_on = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
+    let window = match arch {
+        Arch::Qwen2 if !qwen2_on => None,
+        _ => window,
+    };
     if let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) {
         let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
             Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
         })?;
-        return types
-            .iter()
-            .enumerate()
+        let sliding = (types.iter().enumerate())
             .map(|(i, t)| match t.as_str() {
-                Some("full_attention") => Ok(None),
-                Some("sliding_attention") => window.map(Some).ok_or_else(|| {
-                    Error::format(
-                        path,
-                        format!(
-                            "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
-                        ),
-                    )
-                }),
+                Some("full_attention") => Ok(false),
+                Some("sliding_attention") => Ok(true),
                 _ => Err(Error::unsupported(format!(
                     "{}: layer_types[{i}] = {t} (supported: full_attention, sliding_attention)",
                     path.display()
                 ))),
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        return (sliding.iter().enumerate())
+            .map(|(i, &s)| match (s, arch, window) {
+                (false, _, _) => Ok(None),
+                // LlamaConfig does not read `layer_types`: every layer attends to everything.
+                (true, Arch::Llama, _) => {
+                    tracing::warn!(
+                        "{}: layer_types[{i}] asks for sliding attention, which Llama models do not have (transformers ignores it); the layer attends to the whole context",
+                        path.display()
+                    );
+                    Ok(None)
+                }
+                (true, Arch::Qwen2, w) => Ok(w),
+                (true, Arch::Mistral, Some(w)) => Ok(Some(w)),
+                (true, Arch::Mistral, None) => Err(Error::format(
+                    path,
+                    format!("layer_types[{i}] is sliding_attention but `sliding_window` is not set"),
+                )),
             })
             .collect();
     }
@@ -396,17 +434,11 @@ fn attention_windows(
         Arch::Llama => vec![None; layers],
         Arch::Mistral => vec![window; layers],
         Arch::Qwen2 => {
-            let on = v
-                .get("use_sliding_window")
-                .and_then(|b| b.as_bool())
-                .unwrap_or(false);
             let from = v
                 .get("max_window_layers")
                 .and_then(|x| x.as_u64())
                 .map_or(layers, |x| x as usize);
-            (0..layers)
-                .map(|i| window.filter(|_| on && i >= from))
-                .collect()
+            (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
     })
 }
@@ -491,96 +523,5 @@ impl Fields<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A field of the wrong type is an error naming it, not its default: a string
-    /// `rms_norm_eps` became 1e-6 and moved the logits, an `eos_token_id` of `["a"]` became
-    /// none and generation never stopped. llama3 RoPE values the formula divides by are checked.
-    #[test]
-    fn fields_of_the_wrong_type_are_refused() {
-        let base = serde_json::json!({"model_type": "llama", "hidden_size": 64,
-            "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "num_hidden_layers": 2, "vocab_size": 256, "eos_token_id": 2});
-        let p = Path::new("config.json");
-        let ok = ModelConfig::from_hf_json(&base, p).unwrap();
-        assert_eq!(ok.eos_token_ids, [2]);
-        let llama3 = |k: &str, v: f64| {
-            let mut r = serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0,
-                "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 8192});
-            r[k] = v.into();
-            r
-        };
-        assert!(ModelConfig::from_hf_json(
-            &{
-                let mut c = base.clone();
-                c["rope_parameters"] = llama3("factor", 8.0);
-                c
-            },
-            p
-        )
-        .unwrap()
-        .rope_llama3
-        .is_some());
-        for (field, value, want) in [
-            (
-                "rms_norm_eps",
-                serde_json::json!("x"),
-                "`rms_norm_eps`: expected a number",
-            ),
-            (
-                "rope_theta",
-                serde_json::json!(true),
-                "`rope_theta`: expected a number",
-            ),
-            (
-                "tie_word_embeddings",
-                serde_json::json!("yes"),
-                "expected true or false",
-            ),
-            ("mlp_bias", serde_json::json!(1), "expected true or false"),
-            (
-                "bos_token_id",
-                serde_json::json!("x"),
-                "`bos_token_id`: expected a token id",
-            ),
-            (
-                "eos_token_id",
-                serde_json::json!(-1),
-                "`eos_token_id`: expected a token id",
-            ),
-            ("eos_token_id", serde_json::json!(["a"]), "found \"a\""),
-            ("eos_token_id", serde_json::json!(2.5), "found 2.5"),
-            ("rope_parameters", llama3("factor", 0.0), "factor 0"),
-            ("rope_parameters", llama3("factor", -8.0), "factor -8"),
-            (
-                "rope_parameters",
-                llama3("high_freq_factor", 1.0),
-                "high_freq_factor > low_freq_factor",
-            ),
-            (
-                "rope_parameters",
-                llama3("original_max_position_embeddings", 0.0),
-                "expected all finite and > 0",
-            ),
-            (
-                "max_position_embeddings",
-                serde_json::json!(0),
-                "max_position_embeddings (GGUF: *.context_length) = 0 must be at least 2",
-            ),
-        ] {
-            let mut c = base.clone();
-            c[field] = value;
-            let e = ModelConfig::from_hf_json(&c, p).unwrap_err().to_string();
-            assert!(e.contains(want), "{field}: {e}");
-        }
-    }
-
-    #[test]
-    fn end_ids_outside_the_vocabulary_are_dropped() {
-        let p = Path::new("config.json");
-        assert_eq!(end_ids_in_vocab(p, &[2, 1 << 20, 7, 10], 10), [2, 7]);
-        assert_eq!(end_ids_in_vocab(p, &[], 10), Vec::<u32>::new());
-    }
-}
+#[path = "config/tests.rs"]
+mod tests;

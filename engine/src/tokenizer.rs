@@ -193,6 +193,22 @@ impl TextTokenizer {
         }
     }
 
+    /// Why the vocabulary of GGUF file `g` cannot be rebuilt as a tokenizer (its
+    /// `tokenizer.ggml.model` missing or not `gpt2`: SentencePiece `llama` files, ...), naming
+    /// the file; None when [`TextTokenizer::from_gguf`] reads it.
+    pub fn gguf_unsupported(g: &GgufFile) -> Option<String> {
+        let p = g.path.display();
+        match g.metadata.get("tokenizer.ggml.model").map(GgufValue::as_str) {
+            Some(Some("gpt2")) => None,
+            None => Some(format!("{p}: no `tokenizer.ggml.model` in its metadata, so no vocabulary to read text with")),
+            Some(Some(m)) => Some(format!(
+                "{p}: GGUF tokenizer model `{m}`{} is not rebuilt (only `gpt2` byte-level BPE is)",
+                if m == "llama" { " (SentencePiece)" } else { "" }
+            )),
+            Some(None) => Some(format!("{p}: `tokenizer.ggml.model` is not a string")),
+        }
+    }
+
     /// Rebuilds the byte-level BPE tokenizer stored in a GGUF file (`tokenizer.ggml.model` =
     /// `gpt2`), with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, control tokens as
     /// special tokens and user-defined ones as added text tokens (both matched whole), and the
@@ -200,14 +216,9 @@ impl TextTokenizer {
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let p = &g.path;
         let meta = |k: &str| g.metadata.get(k);
-        let model = meta("tokenizer.ggml.model")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("");
-        if model != "gpt2" {
+        if let Some(why) = Self::gguf_unsupported(g) {
             return Err(Error::unsupported(format!(
-                "{}: GGUF tokenizer model `{model}` (only `gpt2` byte-level BPE is rebuilt from GGUF); \
-                 pass the model's tokenizer.json instead",
-                p.display()
+                "{why}; put the model's tokenizer.json in the .gguf's folder"
             )));
         }
         let strings = |k: &str| -> Result<Vec<&str>> {

@@ -2,12 +2,15 @@
 //! truncated copies of it.
 
 mod common;
+#[path = "gguf/writer.rs"]
+mod writer;
 
 use std::path::{Path, PathBuf};
 
 use common::{fixture, scratch, GGUF};
 use dlp_engine::loader::gguf::{GgufFile, GgufValue};
 use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use writer::{Tensor, Writer, M};
 
 #[test]
 fn gguf_smollm2_config_and_weights() {
@@ -71,96 +74,6 @@ fn gguf_smollm2_config_and_weights() {
 }
 
 // ---------- synthetic GGUF files ----------
-
-/// Metadata values the test writer can emit.
-enum M {
-    U32(u32),
-    F32(f32),
-    Str(&'static str),
-    Strs(Vec<String>),
-    I32s(Vec<i32>),
-}
-
-struct Tensor {
-    name: String,
-    dims: Vec<u64>,
-    ty: u32,
-    data: Vec<u8>,
-}
-
-/// A minimal GGUF writer (v2/v3 layout, alignment 32).
-struct Writer {
-    version: u32,
-    kv: Vec<(String, M)>,
-    tensors: Vec<Tensor>,
-}
-
-fn put_str(b: &mut Vec<u8>, s: &str) {
-    b.extend((s.len() as u64).to_le_bytes());
-    b.extend(s.as_bytes());
-}
-
-impl Writer {
-    fn bytes(&self) -> Vec<u8> {
-        self.bytes_and_header_len().0
-    }
-
-    /// The file, and where its tensor data starts.
-    fn bytes_and_header_len(&self) -> (Vec<u8>, usize) {
-        let mut b = b"GGUF".to_vec();
-        b.extend(self.version.to_le_bytes());
-        b.extend((self.tensors.len() as u64).to_le_bytes());
-        b.extend((self.kv.len() as u64).to_le_bytes());
-        for (k, v) in &self.kv {
-            put_str(&mut b, k);
-            match v {
-                M::U32(x) => {
-                    b.extend(4u32.to_le_bytes());
-                    b.extend(x.to_le_bytes());
-                }
-                M::F32(x) => {
-                    b.extend(6u32.to_le_bytes());
-                    b.extend(x.to_le_bytes());
-                }
-                M::Str(s) => {
-                    b.extend(8u32.to_le_bytes());
-                    put_str(&mut b, s);
-                }
-                M::Strs(v) => {
-                    b.extend(9u32.to_le_bytes());
-                    b.extend(8u32.to_le_bytes());
-                    b.extend((v.len() as u64).to_le_bytes());
-                    v.iter().for_each(|s| put_str(&mut b, s));
-                }
-                M::I32s(v) => {
-                    b.extend(9u32.to_le_bytes());
-                    b.extend(5u32.to_le_bytes());
-                    b.extend((v.len() as u64).to_le_bytes());
-                    v.iter().for_each(|x| b.extend(x.to_le_bytes()));
-                }
-            }
-        }
-        let mut offset = 0u64;
-        for t in &self.tensors {
-            put_str(&mut b, &t.name);
-            b.extend((t.dims.len() as u32).to_le_bytes());
-            t.dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
-            b.extend(t.ty.to_le_bytes());
-            b.extend(offset.to_le_bytes());
-            offset = (offset + t.data.len() as u64).div_ceil(32) * 32;
-        }
-        let header_len = b.len();
-        for (i, t) in self.tensors.iter().enumerate() {
-            b.resize(b.len().div_ceil(32) * 32, 0);
-            b.extend(&t.data);
-            // The last tensor ends the file, so any truncation cuts into data.
-            if i + 1 < self.tensors.len() {
-                b.resize(b.len().div_ceil(32) * 32, 0);
-            }
-        }
-        (b, header_len)
-    }
-}
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -463,7 +376,7 @@ fn synthetic_gguf_errors() {
         .unwrap_err();
     assert!(
         e.to_string()
-            .contains("blk.0.attn_norm.weight has type unknown"),
+            .contains("blk.0.attn_norm.weight has type unknown (ggml type id 77)"),
         "{e}"
     );
 
@@ -535,6 +448,31 @@ fn synthetic_gguf_errors() {
         .unwrap_err()
         .to_string()
         .contains("tokenizer.ggml.merges"));
+    // A SentencePiece vocabulary, or none: the weights load without a tokenizer (token ids
+    // still work), and reading text says why (it said to pass a tokenizer.json, which no
+    // flag takes).
+    for (model, why) in [
+        (
+            Some("llama"),
+            "GGUF tokenizer model `llama` (SentencePiece) is not rebuilt",
+        ),
+        (None, "no `tokenizer.ggml.model` in its metadata"),
+    ] {
+        let mut w = tiny_llama();
+        w.kv.retain(|(k, _)| k != "tokenizer.ggml.model");
+        if let Some(m) = model {
+            w.kv.push(("tokenizer.ggml.model".into(), M::Str(m)));
+        }
+        let p = write(&dir, "spm.gguf", &w.bytes());
+        let g = GgufFile::open(&p).unwrap();
+        let e = TextTokenizer::from_gguf(&g).unwrap_err().to_string();
+        assert!(
+            e.contains(why) && e.contains("tokenizer.json in the .gguf's folder"),
+            "{e}"
+        );
+        let files = dlp_engine::loader::ModelFiles::load(&p).unwrap();
+        assert!(files.tokenizer.is_none());
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

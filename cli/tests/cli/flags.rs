@@ -25,6 +25,14 @@ fn conflicting_repeated_and_cut_short_flags_are_named() {
         ),
         &["--route-p", "cannot be used with", "--mix"],
     );
+    // An adapter folder that does not exist is said not to exist.
+    fails_with(
+        &args(
+            &gen_cpu,
+            &["--adapter", "x=/no/such/adapter", "--prompt", "hi"],
+        ),
+        &["adapter `x`: /no/such/adapter does not exist"],
+    );
     // A PEFT folder without its config is named as one (not as a model lacking config.json).
     let no_cfg = tempfile::tempdir().unwrap();
     std::fs::write(no_cfg.path().join("adapter_model.safetensors"), b"x").unwrap();

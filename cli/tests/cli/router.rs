@@ -127,6 +127,13 @@ fn train_router_extend_end_to_end() {
         ext.join("router-stats.safetensors"),
     )
     .unwrap();
+    // An empty file given by name is said to be empty (it was sent to --split).
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    fails_with(
+        &["eval-router", "--router", &s(&ext), "--data", &s(&empty)],
+        &["empty.jsonl: no records (empty files)"],
+    );
     let json = tmp.path().join("eval.json");
     let out = run(&[
         "eval-router",
@@ -332,6 +339,22 @@ fn train_router_reads_a_gguf_vocabulary_and_names_labels_without_dev() {
     assert!(
         err.contains("warning: no dev examples for label(s) trains:"),
         "{err}"
+    );
+    // A text file named .gguf is said not to be one (it was read as a tokenizer.json).
+    let fake = tmp.path().join("model.gguf");
+    std::fs::write(&fake, "not a model").unwrap();
+    let r3 = tmp.path().join("r3");
+    fails_with(
+        &[
+            "train-router",
+            "--data",
+            &s(&data),
+            "--tokenizer",
+            &s(&fake),
+            "--out",
+            &s(&r3),
+        ],
+        &["model.gguf: named .gguf, but it is not a GGUF file"],
     );
 }
 

@@ -329,11 +329,14 @@ impl GgufFile {
     }
 
     fn unsupported_type(&self, t: &GgufTensorInfo) -> Error {
+        let name = match Self::type_name(t.ggml_type) {
+            "unknown" => format!("unknown (ggml type id {})", t.ggml_type),
+            n => n.to_string(),
+        };
         Error::unsupported(format!(
-            "{}: tensor {} has type {}, supported: {}",
+            "{}: tensor {} has type {name}, supported: {}",
             self.path.display(),
             t.name,
-            Self::type_name(t.ggml_type),
             quant::SUPPORTED
         ))
     }

@@ -394,8 +394,13 @@ impl PeftAdapter {
     /// Loads the adapter in `dir` and checks it against the base model's shapes.
     pub fn load(name: &str, dir: &Path, cfg: &ModelConfig) -> Result<Self> {
         if !dir.is_dir() {
+            let what = if dir.exists() {
+                "is not a directory (a PEFT adapter is a folder: adapter_config.json and adapter_model.safetensors)"
+            } else {
+                "does not exist"
+            };
             return Err(Error::invalid(format!(
-                "adapter `{name}`: {} is not a directory",
+                "adapter `{name}`: {} {what}",
                 dir.display()
             )));
         }

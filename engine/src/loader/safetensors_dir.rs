@@ -67,52 +67,62 @@ pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> std::result::Result<Vec<f32>, Strin
     })
 }
 
+/// The `weight_map` of `model.safetensors.index.json` (tensor name -> shard file name), each
+/// shard a file that exists beside it.
+fn read_index(dir: &Path, index: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::format(
+            index,
+            format!("not valid JSON (truncated or corrupt?): {e}"),
+        )
+    })?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| {
+            Error::format(
+                index,
+                "missing object field `weight_map` (tensor name -> shard file)",
+            )
+        })?;
+    let mut entries = Vec::with_capacity(map.len());
+    for (name, f) in map {
+        let f = f.as_str().ok_or_else(|| {
+            Error::format(
+                index,
+                format!("weight_map[`{name}`]: expected a file name, found {f}"),
+            )
+        })?;
+        if f.contains('/') || f.contains('\\') {
+            return Err(Error::format(
+                index,
+                format!("weight_map[`{name}`]: `{f}` must be a file name in the same directory"),
+            ));
+        }
+        if !dir.join(f).exists() {
+            return Err(Error::format(
+                index,
+                format!("weight_map[`{name}`] names shard `{f}`, which does not exist"),
+            ));
+        }
+        entries.push((name.clone(), f.to_string()));
+    }
+    Ok(entries)
+}
+
+/// The index of a sharded HF model directory, if it has one.
+fn index_path(dir: &Path) -> Option<PathBuf> {
+    Some(dir.join("model.safetensors.index.json")).filter(|p| p.exists())
+}
+
 /// The safetensors files of an HF model directory: the shards named by the index, or
 /// `model.safetensors`.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            Error::format(
-                &index,
-                format!("not valid JSON (truncated or corrupt?): {e}"),
-            )
-        })?;
-        let map = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| {
-                Error::format(
-                    &index,
-                    "missing object field `weight_map` (tensor name -> shard file)",
-                )
-            })?;
-        let mut files = BTreeSet::new();
-        for (name, f) in map {
-            let f = f.as_str().ok_or_else(|| {
-                Error::format(
-                    &index,
-                    format!("weight_map[`{name}`]: expected a file name, found {f}"),
-                )
-            })?;
-            if f.contains('/') || f.contains('\\') {
-                return Err(Error::format(
-                    &index,
-                    format!(
-                        "weight_map[`{name}`]: `{f}` must be a file name in the same directory"
-                    ),
-                ));
-            }
-            let p = dir.join(f);
-            if !p.exists() {
-                return Err(Error::format(
-                    &index,
-                    format!("weight_map[`{name}`] names shard `{f}`, which does not exist"),
-                ));
-            }
-            files.insert(p);
-        }
+    if let Some(index) = index_path(dir) {
+        let files: BTreeSet<PathBuf> = (read_index(dir, &index)?.into_iter())
+            .map(|(_, f)| dir.join(f))
+            .collect();
         return Ok(files.into_iter().collect());
     }
     let single = dir.join("model.safetensors");
@@ -140,13 +150,40 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
+    // With an index, every tensor must be in the shard it names, and every shard's tensor
+    // named there: a stale index (a renamed or moved tensor) is said, not loaded by luck.
+    let index = index_path(dir);
+    let mut listed: std::collections::BTreeMap<String, String> = match &index {
+        Some(i) => read_index(dir, i)?.into_iter().collect(),
+        None => Default::default(),
+    };
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
     for file in &files {
-        for_each_tensor(file, |name, t| map.insert(name, t, file))?;
+        let shard = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        for_each_tensor(file, |name, t| {
+            if let (Some(index), Some(shard)) = (&index, &shard) {
+                match listed.remove(&name) {
+                    Some(s) if s == *shard => {}
+                    Some(s) => return Err(Error::format(index, format!(
+                        "weight_map[`{name}`] names shard `{s}`, but the tensor is in `{shard}`"
+                    ))),
+                    None => return Err(Error::format(index, format!(
+                        "shard `{shard}` holds tensor `{name}`, which weight_map does not list (a stale index?)"
+                    ))),
+                }
+            }
+            map.insert(name, t, file)
+        })?;
         bar.inc(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
     }
     bar.finish_and_clear();
+    if let (Some(index), Some((name, shard))) = (&index, listed.into_iter().next()) {
+        return Err(Error::format(
+            index,
+            format!("weight_map[`{name}`] names shard `{shard}`, which does not hold it"),
+        ));
+    }
     Ok(map)
 }
 

@@ -92,12 +92,18 @@ impl ModelFiles {
         let mut tokenizer = if beside.exists() {
             let t = TextTokenizer::from_file(&beside)?;
             fits(&t, &config, &beside)?;
-            t
+            Some(t)
+        } else if let Some(why) = TextTokenizer::gguf_unsupported(&g) {
+            // The weights still serve token ids (`score --ids`); text needs a tokenizer.json.
+            tracing::warn!(
+                "{why}; put the model's tokenizer.json in the .gguf's folder to read and write                  text (token ids work without it: `dlp-run score --ids`)"
+            );
+            None
         } else {
-            TextTokenizer::from_gguf(&g)?
+            Some(TextTokenizer::from_gguf(&g)?)
         };
-        if tokenizer.chat_template().is_none() {
-            tokenizer.set_chat_template(
+        if let Some(t) = tokenizer.as_mut().filter(|t| t.chat_template().is_none()) {
+            t.set_chat_template(
                 g.chat_template(),
                 &format!(
                     "tokenizer.chat_template of {}",
@@ -111,7 +117,7 @@ impl ModelFiles {
             format: "gguf",
             config,
             weights,
-            tokenizer: Some(tokenizer),
+            tokenizer,
         })
     }
 }

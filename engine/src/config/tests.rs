@@ -1,0 +1,133 @@
+//! Unit tests of [`super`]: fields of the wrong type, attention windows.
+
+use super::*;
+
+/// A field of the wrong type is an error naming it, not its default: a string
+/// `rms_norm_eps` became 1e-6 and moved the logits, an `eos_token_id` of `["a"]` became
+/// none and generation never stopped. llama3 RoPE values the formula divides by are checked.
+#[test]
+fn fields_of_the_wrong_type_are_refused() {
+    let base = serde_json::json!({"model_type": "llama", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 2, "vocab_size": 256, "eos_token_id": 2});
+    let p = Path::new("config.json");
+    let ok = ModelConfig::from_hf_json(&base, p).unwrap();
+    assert_eq!(ok.eos_token_ids, [2]);
+    let llama3 = |k: &str, v: f64| {
+        let mut r = serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0,
+            "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192});
+        r[k] = v.into();
+        r
+    };
+    assert!(ModelConfig::from_hf_json(
+        &{
+            let mut c = base.clone();
+            c["rope_parameters"] = llama3("factor", 8.0);
+            c
+        },
+        p
+    )
+    .unwrap()
+    .rope_llama3
+    .is_some());
+    for (field, value, want) in [
+        (
+            "rms_norm_eps",
+            serde_json::json!("x"),
+            "`rms_norm_eps`: expected a number",
+        ),
+        (
+            "rope_theta",
+            serde_json::json!(true),
+            "`rope_theta`: expected a number",
+        ),
+        (
+            "tie_word_embeddings",
+            serde_json::json!("yes"),
+            "expected true or false",
+        ),
+        ("mlp_bias", serde_json::json!(1), "expected true or false"),
+        (
+            "bos_token_id",
+            serde_json::json!("x"),
+            "`bos_token_id`: expected a token id",
+        ),
+        (
+            "eos_token_id",
+            serde_json::json!(-1),
+            "`eos_token_id`: expected a token id",
+        ),
+        ("eos_token_id", serde_json::json!(["a"]), "found \"a\""),
+        ("eos_token_id", serde_json::json!(2.5), "found 2.5"),
+        ("rope_parameters", llama3("factor", 0.0), "factor 0"),
+        ("rope_parameters", llama3("factor", -8.0), "factor -8"),
+        (
+            "rope_parameters",
+            llama3("high_freq_factor", 1.0),
+            "high_freq_factor > low_freq_factor",
+        ),
+        (
+            "rope_parameters",
+            llama3("original_max_position_embeddings", 0.0),
+            "expected all finite and > 0",
+        ),
+        (
+            "max_position_embeddings",
+            serde_json::json!(0),
+            "max_position_embeddings (GGUF: *.context_length) = 0 must be at least 2",
+        ),
+    ] {
+        let mut c = base.clone();
+        c[field] = value;
+        let e = ModelConfig::from_hf_json(&c, p).unwrap_err().to_string();
+        assert!(e.contains(want), "{field}: {e}");
+    }
+}
+
+#[test]
+fn end_ids_outside_the_vocabulary_are_dropped() {
+    let p = Path::new("config.json");
+    assert_eq!(end_ids_in_vocab(p, &[2, 1 << 20, 7, 10], 10), [2, 7]);
+    assert_eq!(end_ids_in_vocab(p, &[], 10), Vec::<u32>::new());
+}
+
+/// Sliding windows as transformers reads them per architecture: Qwen2 only with
+/// `use_sliding_window` (its sliding layers attend to everything without it), Llama never
+/// (LlamaConfig ignores `layer_types`), Mistral on every layer.
+#[test]
+fn sliding_windows_follow_transformers_per_architecture() {
+    let path = std::path::Path::new("config.json");
+    let types = serde_json::json!(["full_attention", "sliding_attention"]);
+    let cfg = |on: bool| serde_json::json!({"use_sliding_window": on, "sliding_window": 6, "layer_types": types});
+    let windows = |v: &serde_json::Value, arch| attention_windows(v, arch, 2, path).unwrap();
+    assert_eq!(windows(&cfg(true), Arch::Qwen2), [None, Some(6)]);
+    assert_eq!(windows(&cfg(false), Arch::Qwen2), [None, None]);
+    assert_eq!(windows(&cfg(true), Arch::Llama), [None, None]);
+    let mistral = serde_json::json!({"sliding_window": 5});
+    assert_eq!(windows(&mistral, Arch::Mistral), [Some(5), Some(5)]);
+    // Without layer_types: Qwen2's windows from max_window_layers on, when on.
+    let qwen = |on: bool| serde_json::json!({"use_sliding_window": on, "sliding_window": 4, "max_window_layers": 1});
+    assert_eq!(windows(&qwen(true), Arch::Qwen2), [None, Some(4)]);
+    assert_eq!(windows(&qwen(false), Arch::Qwen2), [None, None]);
+}
+
+/// A config that is no object, one without `model_type`, and a llama3 RoPE value of the wrong
+/// type are said as such (they read `model_type ``` and "needs field `factor`").
+#[test]
+fn missing_and_mistyped_fields_are_said_as_such() {
+    let p = Path::new("config.json");
+    let err = |v: serde_json::Value| ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+    assert!(err(serde_json::json!([])).contains("expected a JSON object"));
+    let e = err(serde_json::json!({"hidden_size": 64}));
+    assert!(e.contains("missing field `model_type`"), "{e}");
+    let e = err(serde_json::json!({"model_type": "llama", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256, "rope_scaling": {"rope_type": "llama3", "factor": "8",
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192}}));
+    assert!(
+        e.contains("field `factor`: expected a number, found \"8\""),
+        "{e}"
+    );
+}

@@ -1,0 +1,91 @@
+//! A minimal GGUF writer for the reader's tests: metadata values, tensors, the file's bytes.
+
+/// Metadata values the test writer can emit.
+pub enum M {
+    U32(u32),
+    F32(f32),
+    Str(&'static str),
+    Strs(Vec<String>),
+    I32s(Vec<i32>),
+}
+
+pub struct Tensor {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ty: u32,
+    pub data: Vec<u8>,
+}
+
+/// A minimal GGUF writer (v2/v3 layout, alignment 32).
+pub struct Writer {
+    pub version: u32,
+    pub kv: Vec<(String, M)>,
+    pub tensors: Vec<Tensor>,
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    b.extend((s.len() as u64).to_le_bytes());
+    b.extend(s.as_bytes());
+}
+
+impl Writer {
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bytes_and_header_len().0
+    }
+
+    /// The file, and where its tensor data starts.
+    pub fn bytes_and_header_len(&self) -> (Vec<u8>, usize) {
+        let mut b = b"GGUF".to_vec();
+        b.extend(self.version.to_le_bytes());
+        b.extend((self.tensors.len() as u64).to_le_bytes());
+        b.extend((self.kv.len() as u64).to_le_bytes());
+        for (k, v) in &self.kv {
+            put_str(&mut b, k);
+            match v {
+                M::U32(x) => {
+                    b.extend(4u32.to_le_bytes());
+                    b.extend(x.to_le_bytes());
+                }
+                M::F32(x) => {
+                    b.extend(6u32.to_le_bytes());
+                    b.extend(x.to_le_bytes());
+                }
+                M::Str(s) => {
+                    b.extend(8u32.to_le_bytes());
+                    put_str(&mut b, s);
+                }
+                M::Strs(v) => {
+                    b.extend(9u32.to_le_bytes());
+                    b.extend(8u32.to_le_bytes());
+                    b.extend((v.len() as u64).to_le_bytes());
+                    v.iter().for_each(|s| put_str(&mut b, s));
+                }
+                M::I32s(v) => {
+                    b.extend(9u32.to_le_bytes());
+                    b.extend(5u32.to_le_bytes());
+                    b.extend((v.len() as u64).to_le_bytes());
+                    v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+                }
+            }
+        }
+        let mut offset = 0u64;
+        for t in &self.tensors {
+            put_str(&mut b, &t.name);
+            b.extend((t.dims.len() as u32).to_le_bytes());
+            t.dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+            b.extend(t.ty.to_le_bytes());
+            b.extend(offset.to_le_bytes());
+            offset = (offset + t.data.len() as u64).div_ceil(32) * 32;
+        }
+        let header_len = b.len();
+        for (i, t) in self.tensors.iter().enumerate() {
+            b.resize(b.len().div_ceil(32) * 32, 0);
+            b.extend(&t.data);
+            // The last tensor ends the file, so any truncation cuts into data.
+            if i + 1 < self.tensors.len() {
+                b.resize(b.len().div_ceil(32) * 32, 0);
+            }
+        }
+        (b, header_len)
+    }
+}
