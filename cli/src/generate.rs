@@ -55,8 +55,11 @@ pub struct GenerateArgs {
     pub format: crate::format_args::FormatArgs,
     #[command(flatten)]
     pub routing: RouteArgs,
-    /// Print one JSON object (texts, token counts, prefill/decode times, tokens/s, peak RSS)
-    /// instead of streaming text.
+    /// Print one JSON object instead of streaming text: a result per prompt (`source`: where
+    /// it came from, `FILE:LINE` for --prompts; text, token counts, finish and stop reasons;
+    /// `mixture`: the one the prompt starts under; `segments`: every mixture from its first
+    /// token on, routed sentences included; `routing`: the router's decisions), and stats
+    /// (prefill/decode times, tokens/s, peak RSS).
     #[arg(long)]
     pub json: bool,
     /// Most tokens per forward pass while prefilling (longer prompts are chunked).
@@ -302,6 +305,13 @@ impl WithBackend for &GenerateArgs {
             }
             let (segments, routed) = match &routing {
                 Some(routing) if !p.explicit_mix => {
+                    if r.span.is_none() && routing.by == RouteBy::Sentence && !r.user.is_empty() {
+                        eprintln!(
+                            "note: {}: the chat template changed the user's text (not found in \
+                             the rendered prompt), so it is routed as one piece, not per sentence",
+                            p.source
+                        );
+                    }
                     routing.route_prompt(&r.text, r.span, &r.user, &starts, &names)
                 }
                 _ => (
@@ -328,13 +338,13 @@ impl WithBackend for &GenerateArgs {
         }
         let rerouter = routing.as_ref().filter(|r| r.by == RouteBy::Sentence);
         let stream = !args.json && requests.len() == 1;
-        let mut texts: Vec<TextStream> = requests
-            .iter()
-            .map(|r| {
+        let mut texts: Vec<TextStream> = (requests.iter().zip(&prompts))
+            .map(|(r, p)| {
                 let opts = TextOptions {
                     include_stop: args.sampling.include_stop_str,
                     show_special: args.sampling.show_special_tokens,
-                    reroute: rerouter.is_some(),
+                    // A line's own mixture holds for its whole answer, as for its prompt.
+                    reroute: rerouter.is_some() && !p.explicit_mix,
                     ..TextOptions::of(&params)
                 }
                 .eos_first(&loaded.eos_ids());
@@ -409,7 +419,8 @@ impl WithBackend for &GenerateArgs {
                 .iter()
                 .zip(&texts)
                 .zip(&decisions)
-                .map(|((o, t), routed)| {
+                .zip(&prompts)
+                .map(|(((o, t), routed), p)| {
                     let segments: Vec<Value> = o
                         .segments
                         .iter()
@@ -418,6 +429,7 @@ impl WithBackend for &GenerateArgs {
                         )
                         .collect();
                     let mut v = json!({
+                        "source": p.source,
                         "text": t.text, "prompt_tokens": o.prompt_tokens,
                         "completion_tokens": o.completion_tokens(), "finish_reason": o.finish,
                         "stop_reason": t.stop_reason(o), "mixture": named(&o.segments[0].1, &names),
@@ -444,8 +456,10 @@ impl WithBackend for &GenerateArgs {
             writeln!(stdout, "{}", serde_json::to_string_pretty(&v)?)
                 .context("writing the results to standard output")?;
         } else if !stream {
-            for (i, t) in texts.iter().enumerate() {
-                writeln!(stdout, "=== [{i}] ===\n{}", t.text)
+            // Each answer under its index and where its prompt came from (`FILE:LINE`, as the
+            // errors and notes name it).
+            for (i, (t, p)) in texts.iter().zip(&prompts).enumerate() {
+                writeln!(stdout, "=== [{i}] {} ===\n{}", p.source, t.text)
                     .context("writing the answers to standard output")?;
             }
         }
@@ -474,6 +488,7 @@ impl WithBackend for &GenerateArgs {
         match broken.len() {
             0 => Ok(()),
             1 => bail!("{}", broken[0]),
+            n if n == prompts.len() => bail!("all {n} prompts failed:\n  {}", broken.join("\n  ")),
             n => bail!(
                 "{n} of {} prompts failed (the others' answers are above):\n  {}",
                 prompts.len(),

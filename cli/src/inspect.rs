@@ -175,8 +175,9 @@ fn inspect_router(dir: &Path) -> Result<String> {
     s += &format!(
         "  extendable (train-router --extend): {}\n",
         match &c.feature_stats {
-            // Read as extending reads it: a missing or broken file is a "no", with why.
-            Some(f) => match crate::router_extend::feature_stats(dir, &router, f) {
+            // Its header checked as extending reads the file: a missing or broken one is a
+            // "no", with why.
+            Some(f) => match crate::router_extend::check_stats_header(dir, &router, f) {
                 Ok(_) => format!("yes ({f})"),
                 Err(e) => format!("no ({f}: {e:#})"),
             },

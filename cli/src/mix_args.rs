@@ -29,6 +29,9 @@ pub fn parse_mix_as(s: &str, what: &str) -> Result<Vec<(String, f32)>> {
                 .parse()
                 .with_context(|| format!("{what} `{part}`: weight `{w}` is not a number"))?;
             let w = mix_weight(w, || format!("{what} `{part}`"))?;
+            if n.trim().is_empty() {
+                bail!("{what} `{part}`: no adapter name before `=`; expected NAME=WEIGHT");
+            }
             Ok((n.trim().to_string(), w))
         })
         .collect()

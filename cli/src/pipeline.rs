@@ -67,9 +67,12 @@ pub fn render_prompt(
             false => bail!("the prompt is empty"),
         }
     }
-    let span = (!user.is_empty())
-        .then(|| rendered.rfind(&user).map(|at| at..at + user.len()))
-        .flatten();
+    // Templates that trim the content (Llama 3's, Mistral's) hold the text less its outer
+    // whitespace: found that way too, so routing by sentence still sees the sentences.
+    let span = [user.as_str(), user.trim()]
+        .into_iter()
+        .filter(|u| !u.is_empty())
+        .find_map(|u| rendered.rfind(u).map(|at| at..at + u.len()));
     Ok(Rendered {
         text: rendered,
         user,

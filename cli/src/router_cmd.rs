@@ -397,7 +397,8 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         );
     }
     check_labels(&train_set, &args.label_field)?;
-    if dev_set.is_empty() {
+    let held_out = dev_set.is_empty();
+    if held_out {
         (train_set, dev_set) = hold_out(train_set, args.dev_fraction, args.seed);
         eprintln!(
             "no dev files: holding out {} of the training examples as dev",
@@ -419,7 +420,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         dev_files.len(),
     );
     check_training_memory(args, &train_set, tokenizer.get_vocab_size(true))?;
-    warn_labels_without_dev(&train_set, &dev_set);
+    warn_labels_without_dev(&train_set, &dev_set, held_out);
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
     // What a later `--extend` needs of this training: per-label feature statistics.
     let stats = FeatureStats::compute(&outcome.router, &train_set)?;
@@ -451,8 +452,6 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     Ok(())
 }
 
-/// A router chooses among labels: training one from a single label gives a router that
-/// always picks it (with no loss to learn from).
 /// Refuses, before training, a router whose training would not fit in the memory free: its
 /// parameters four times (weights, gradients, AdamW's two moments) and the per-label feature
 /// statistics (two f64 covariances of the last hidden width squared per label, kept for
@@ -501,9 +500,10 @@ fn router_sizes(embed: usize, hidden: &[usize], labels: usize, vocab: usize) -> 
     )
 }
 
-/// Says which labels have no dev examples where others have some (dev files for some tasks
-/// only): early stopping and calibration then judge the router on the others alone.
-fn warn_labels_without_dev(train: &[Example], dev: &[Example]) {
+/// Says which labels have no dev examples: early stopping and calibration then judge the
+/// router on the others alone. `held_out`: the dev set was held out of the training data
+/// (a label with one example keeps it), else read from dev files (some tasks' only).
+fn warn_labels_without_dev(train: &[Example], dev: &[Example], held_out: bool) {
     let in_dev: std::collections::BTreeSet<&str> = dev.iter().map(|e| e.label.as_str()).collect();
     let mut missing: Vec<&str> = (train.iter())
         .map(|e| e.label.as_str())
@@ -511,14 +511,25 @@ fn warn_labels_without_dev(train: &[Example], dev: &[Example]) {
         .collect();
     missing.sort_unstable();
     missing.dedup();
-    if !missing.is_empty() {
-        eprintln!(
-            "warning: no dev examples for label(s) {}: early stopping and calibration judge the router on the others only; give their dev data (--dev), or give no dev files so that a share of each label's training examples is held out",
-            missing.join(", ")
-        );
+    if missing.is_empty() {
+        return;
     }
+    let fix = if held_out {
+        "they have too few training examples to hold one out; add examples, or give dev data \
+         (--dev)"
+    } else {
+        "give their dev data (--dev), or give no dev files so that a share of each label's \
+         training examples is held out"
+    };
+    eprintln!(
+        "warning: no dev examples for label(s) {}: early stopping and calibration judge the \
+         router on the others only; {fix}",
+        missing.join(", ")
+    );
 }
 
+/// A router chooses among labels: training one from a single label gives a router that
+/// always picks it (with no loss to learn from).
 fn check_labels(train: &[Example], field: &str) -> Result<()> {
     let mut labels: Vec<&str> = train.iter().map(|e| e.label.as_str()).collect();
     labels.sort_unstable();

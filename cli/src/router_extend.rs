@@ -26,12 +26,39 @@ fn load_extendable(dir: &Path) -> Result<(Router, FeatureStats)> {
     Ok((router, stats))
 }
 
+/// The labels and feature width of `router`'s statistics.
+fn stats_size(router: &Router) -> (usize, usize) {
+    let c = router.config();
+    (
+        c.labels.len(),
+        c.hidden.last().copied().unwrap_or(c.embed_dim),
+    )
+}
+
 /// The feature statistics `file` (router.json's `feature_stats`) of `router` in `dir`, read
 /// and checked against its labels and last layer's width, as extending reads them.
-pub fn feature_stats(dir: &Path, router: &Router, file: &str) -> Result<FeatureStats> {
-    let c = router.config();
-    let dim = c.hidden.last().copied().unwrap_or(c.embed_dim);
-    Ok(FeatureStats::load(&dir.join(file), c.labels.len(), dim)?)
+fn feature_stats(dir: &Path, router: &Router, file: &str) -> Result<FeatureStats> {
+    let (labels, dim) = stats_size(router);
+    Ok(FeatureStats::load(&dir.join(file), labels, dim)?)
+}
+
+/// Checks the header of `router`'s statistics file `file` in `dir` (every tensor extending
+/// reads, F32, of its shape) without reading its data, which can be gigabytes (`inspect`).
+pub fn check_stats_header(dir: &Path, router: &Router, file: &str) -> Result<()> {
+    let (labels, dim) = stats_size(router);
+    let path = dir.join(file);
+    let have: std::collections::HashMap<String, (safetensors::Dtype, Vec<usize>)> =
+        (dlp_engine::loader::safetensors_dir::header(&path)?.into_iter())
+            .map(|(n, d, s)| (n, (d, s)))
+            .collect();
+    for (name, shape) in FeatureStats::tensor_shapes(labels, dim) {
+        match have.get(&name) {
+            Some((safetensors::Dtype::F32, s)) if *s == shape => {}
+            Some((d, s)) => bail!("{name} is {d:?} {s:?}, expected F32 {shape:?}"),
+            None => bail!("no tensor {name}"),
+        }
+    }
+    Ok(())
 }
 
 /// Runs `train-router --extend DIR`.

@@ -108,12 +108,31 @@ impl Decision {
             text.push('…');
         }
         format!(
-            "route [{request}] {} @token {}: {text:?} -> {}",
+            "route [{request}] {} @token {}: \"{}\" -> {}",
             self.source,
             self.first_token,
+            quoted(&text),
             mix.join(" + ")
         )
     }
+}
+
+/// `text` for a line between double quotes: quotes, backslashes and control characters
+/// escaped (a newline as `\n`), every other character as it is (Rust's `{:?}` also escaped
+/// combining accents, `e\u{301}` for é).
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A loaded router, matched to the loaded adapters.
@@ -385,6 +404,13 @@ impl SentenceTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A routing line's text: quotes, backslashes and control characters escaped, a combining
+    /// accent (and every other character) as written.
+    #[test]
+    fn routed_text_is_quoted_for_one_line() {
+        assert_eq!(quoted("e\u{301} \"x\"\n\\"), "e\u{301} \\\"x\\\"\\n\\\\");
+    }
 
     #[test]
     fn pieces_map_to_the_tokens_that_start_in_them() {

@@ -297,6 +297,46 @@ fn routed_generation_by_sentence() {
     let mid_line = (lines.windows(2))
         .any(|w| w[0].starts_with("route [0] generated") && w[1].starts_with(' '));
     assert!(mid_line, "no decision made mid-line: {both}");
+    // A line with its own mixture keeps it for its whole answer (the router had taken over
+    // its generated sentences); answers are headed by their line.
+    let lines = tmp.path().join("p.jsonl");
+    let line = serde_json::json!({"prompt": "Tell me a short story about a dragon.", "mix": {"mlp_r16": 0.5}});
+    std::fs::write(&lines, format!("{line}\n{line}\n")).unwrap();
+    let mut own = streamed.clone();
+    let at = own.iter().position(|a| *a == "--prompt").unwrap();
+    own.splice(at..at + 2, ["--prompts", lines.to_str().unwrap()]);
+    let out = run(&own);
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("route ["), "{err}");
+    assert!(
+        text.contains("=== [1] ") && text.contains("p.jsonl:2 ==="),
+        "{text}"
+    );
+    // (The answer has sentences the router would have routed: else this could not fail.)
+    let answer = text.split("=== [1]").next().unwrap_or_default();
+    assert!(answer.matches(". ").count() >= 2, "{text}");
+    // A template that trims the user's text still shows its sentences (it had routed the
+    // whole request as one piece).
+    let trim = tmp.path().join("trim.jinja");
+    std::fs::write(
+        &trim,
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n\
+         {% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    )
+    .unwrap();
+    let padded = format!("  {prompt}\n");
+    let mut trimmed = sentence.clone();
+    let at = trimmed.iter().position(|a| *a == "--prompt").unwrap();
+    trimmed[at + 1] = &padded;
+    trimmed.extend(["--chat-template", trim.to_str().unwrap()]);
+    let out = run(&trimmed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("route [0] prompt").count(), 2, "{err}");
     // Per request: one decision over the whole prompt.
     let out = run(&args);
     assert!(

@@ -381,6 +381,8 @@ fn attention_windows(
     path: &Path,
 ) -> Result<Vec<Option<usize>>> {
     let window = match v.get("sliding_window") {
+        // Qwen2Config's default where the key is absent (an explicit null is none).
+        None if arch == Arch::Qwen2 => Some(4096),
         None | Some(Value::Null) => None,
         Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
             Error::format(
@@ -410,22 +412,30 @@ fn attention_windows(
                 ))),
             })
             .collect::<Result<Vec<bool>>>()?;
+        let asks = sliding.contains(&true);
+        if asks && arch == Arch::Llama {
+            // LlamaConfig does not read `layer_types`: every layer attends to everything.
+            tracing::warn!(
+                "{}: layer_types asks for sliding attention, which Llama models do not have (transformers ignores it); every layer attends to the whole context",
+                path.display()
+            );
+        }
+        if asks && arch == Arch::Qwen2 && window.is_none() {
+            tracing::warn!(
+                "{}: layer_types has sliding_attention layers but no window (`use_sliding_window` is not true, or `sliding_window` is null; transformers fails on them at run time); they attend to the whole context",
+                path.display()
+            );
+        }
         return (sliding.iter().enumerate())
             .map(|(i, &s)| match (s, arch, window) {
-                (false, _, _) => Ok(None),
-                // LlamaConfig does not read `layer_types`: every layer attends to everything.
-                (true, Arch::Llama, _) => {
-                    tracing::warn!(
-                        "{}: layer_types[{i}] asks for sliding attention, which Llama models do not have (transformers ignores it); the layer attends to the whole context",
-                        path.display()
-                    );
-                    Ok(None)
-                }
+                (false, _, _) | (true, Arch::Llama, _) => Ok(None),
                 (true, Arch::Qwen2, w) => Ok(w),
                 (true, Arch::Mistral, Some(w)) => Ok(Some(w)),
                 (true, Arch::Mistral, None) => Err(Error::format(
                     path,
-                    format!("layer_types[{i}] is sliding_attention but `sliding_window` is not set"),
+                    format!(
+                        "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
+                    ),
                 )),
             })
             .collect();
@@ -437,7 +447,7 @@ fn attention_windows(
             let from = v
                 .get("max_window_layers")
                 .and_then(|x| x.as_u64())
-                .map_or(layers, |x| x as usize);
+                .map_or(28, |x| x as usize); // Qwen2Config's default
             (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
     })

@@ -7,7 +7,7 @@ use dlp_engine::config::ModelConfig;
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::generate::{generate, GenRequest};
 use dlp_engine::loader::peft::PeftAdapter;
-use dlp_engine::loader::safetensors_dir::for_each_tensor;
+use dlp_engine::loader::safetensors_dir::{for_each_tensor, index_disagreements};
 use dlp_engine::loader::ModelFiles;
 use dlp_engine::lora::resolve_mixture;
 use dlp_engine::model::Model;
@@ -96,6 +96,25 @@ fn load_with(
         v[field] = value.clone()
     });
     Some(PeftAdapter::load("x", &ad, c))
+}
+
+/// Every tensor of a safetensors file, with `extra` (name, shape, values) added.
+fn add_tensors(path: &Path, extra: Vec<(String, Vec<usize>, Vec<f32>)>) {
+    let mut all: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for_each_tensor(path, |n, t| {
+        all.push((n, t.shape, t.data));
+        Ok(())
+    })
+    .unwrap();
+    all.extend(extra);
+    let views: Vec<(String, TensorView)> = all
+        .iter()
+        .map(|(n, s, d)| {
+            let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
+            (n.clone(), v.unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {

@@ -342,16 +342,12 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         for e in ex {
             let max = args.max_tokens.unwrap_or(default_max_tokens(e.kind));
             let item = prepare(tok, &e.instruction, max, slot)?;
-            // Said before any mode runs, naming the example (it had failed mid-run as
-            // "request 1", an index within one batch).
-            if item.ids.len() >= model.max_context {
-                let start: String = e.instruction.chars().take(60).collect();
-                anyhow::bail!(
-                    "task `{task}`, the example starting {start:?}: its prompt has {} tokens, the context holds {} (raise --max-context, up to the model's limit, or leave the example out)",
-                    item.ids.len(),
-                    model.max_context
-                );
-            }
+            fits(
+                &item,
+                model.max_context,
+                || format!("task `{task}`"),
+                &e.instruction,
+            )?;
             items.push(item);
             golds.push(e);
         }
@@ -362,6 +358,14 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     let composed_prompts = (args.compose.iter())
         .map(|&k| Ok((k, data::compose(&tasks, k, args.compose_n, args.seed)?)))
         .collect::<Result<Vec<_>>>()?;
+    for (k, prompts) in &composed_prompts {
+        for c in prompts {
+            let item = prepare(tok, &c.instruction, 1, None)?;
+            let tasks: Vec<&str> = c.parts.iter().map(|p| p.task.as_str()).collect();
+            let what = || format!("--compose {k}, the prompt of {}", tasks.join(" + "));
+            fits(&item, model.max_context, what, &c.instruction)?;
+        }
+    }
     let cx = Ctx {
         model,
         tok,
@@ -503,6 +507,22 @@ fn non_finite_error(runs: &[(String, Vec<String>)], composed: &[(String, usize)]
 
 /// Composed prompts under base, uniform and the routed modes (the first top-p), scored per
 /// question.
+/// Refuses, before any mode runs, a prompt (`what`, starting with `text`) that leaves no room
+/// for an answer in the context (it had failed mid-run as "request 1", an index within one
+/// batch).
+fn fits(item: &Item, context: usize, what: impl FnOnce() -> String, text: &str) -> Result<()> {
+    if item.ids.len() < context {
+        return Ok(());
+    }
+    let start: String = text.chars().take(60).collect();
+    anyhow::bail!(
+        "{}, the example starting {start:?}: its prompt has {} tokens, the context holds \
+         {context} (raise --max-context, up to the model's limit, or leave the example out)",
+        what(),
+        item.ids.len()
+    )
+}
+
 fn compose_runs<B: Backend>(
     args: &EvalArgs,
     cx: &Ctx<B>,

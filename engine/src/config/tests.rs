@@ -110,6 +110,11 @@ fn sliding_windows_follow_transformers_per_architecture() {
     let qwen = |on: bool| serde_json::json!({"use_sliding_window": on, "sliding_window": 4, "max_window_layers": 1});
     assert_eq!(windows(&qwen(true), Arch::Qwen2), [None, Some(4)]);
     assert_eq!(windows(&qwen(false), Arch::Qwen2), [None, None]);
+    // Qwen2Config's defaults where the keys are absent: window 4096 from layer 28 on.
+    let on = serde_json::json!({"use_sliding_window": true});
+    let w = attention_windows(&on, Arch::Qwen2, 30, path).unwrap();
+    assert_eq!(w[27], None);
+    assert_eq!(w[28..], [Some(4096), Some(4096)]);
 }
 
 /// A config that is no object, one without `model_type`, and a llama3 RoPE value of the wrong

@@ -11,16 +11,18 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// `init_lora_weights` values that only chose the starting A and B: the trained adapter is
-/// plain LoRA on the unchanged base model.
-const PLAIN_INITS: [&str; 3] = ["gaussian", "eva", "orthogonal"];
+/// plain LoRA on the unchanged base model (MiCA's forward is vanilla LoRA's, PEFT says).
+const PLAIN_INITS: [&str; 4] = ["gaussian", "eva", "orthogonal", "mica"];
 
 /// `init_lora_weights` values that also moved part of the base weight into the adapter at
-/// initialisation (PiSSA, OLoRA, CorDA, LoftQ, LoRA-GA): saved without PEFT's conversion, the
-/// adapter belongs with that changed base model, which is not the one loaded here.
-const BASE_CHANGING_INITS: [&str; 5] = ["pissa", "olora", "corda", "loftq", "lora_ga"];
+/// initialisation (PiSSA, OLoRA, CorDA, LoRA-GA): saved without PEFT's conversion, the
+/// adapter belongs with that changed base model, which is not the one loaded here. (LoftQ,
+/// which also quantised the base, is said apart: PEFT cannot convert it.)
+const BASE_CHANGING_INITS: [&str; 4] = ["pissa", "olora", "corda", "lora_ga"];
 
 /// Fields whose non-empty value makes another computation than plain LoRA, and what it is.
-const VARIANTS: [(&str, &str); 7] = [
+const VARIANTS: [(&str, &str); 8] = [
+    ("use_bdlora", "block-diagonal LoRA (BD-LoRA)"),
     (
         "alora_invocation_tokens",
         "activated LoRA (the adapter applies only after its invocation tokens)",
@@ -58,7 +60,6 @@ pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
         "use_dora",
         "lora_bias",
         "use_qalora",
-        "use_bdlora",
         "fan_in_fan_out",
         "use_rslora",
     ] {
@@ -94,14 +95,12 @@ pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
         )))
         }
     }
-    for k in ["use_qalora", "use_bdlora"] {
-        if truthy(k) {
-            return Err(unsupported(format!("{k} = true is not supported")));
-        }
+    if truthy("use_qalora") {
+        return Err(unsupported("use_qalora = true is not supported".into()));
     }
     for (k, what) in VARIANTS {
         let empty = match v.get(k) {
-            None | Some(Value::Null) => true,
+            None | Some(Value::Null) | Some(Value::Bool(false)) => true,
             Some(Value::Array(a)) => a.is_empty(),
             Some(Value::Object(o)) => o.is_empty(),
             Some(_) => false,
@@ -116,8 +115,10 @@ pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
     init_weights(v.get("init_lora_weights"), path)
 }
 
-/// `init_lora_weights`: true, false, or a name PEFT knows ([`PLAIN_INITS`],
-/// [`BASE_CHANGING_INITS`], `pissa_niter_<n>`).
+/// `init_lora_weights`: true, false, or a name (PEFT compares some without case): those of
+/// [`PLAIN_INITS`] pass, those of [`BASE_CHANGING_INITS`] (and `pissa_niter_<n>`) and `loftq`
+/// are refused; another name passes with a warning (PEFT keeps adding initialisations, and
+/// most only choose the starting A and B).
 fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
     let name = match x {
         None | Some(Value::Null) | Some(Value::Bool(_)) => return Ok(()),
@@ -131,10 +132,23 @@ fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
             ))
         }
     };
-    if PLAIN_INITS.contains(&name) {
+    let lower = name.to_ascii_lowercase();
+    if PLAIN_INITS.contains(&lower.as_str()) {
         return Ok(());
     }
-    let family = name.strip_prefix("pissa_niter_").map_or(name, |_| "pissa");
+    if lower == "loftq" {
+        return Err(Error::unsupported(format!(
+            "{}: init_lora_weights = \"{name}\": a LoftQ adapter belongs with the base model \
+             LoftQ quantised when it was made (the adapter holds the quantisation's residual), \
+             not with the one loaded here",
+            path.display()
+        )));
+    }
+    let family = if lower.starts_with("pissa") {
+        "pissa"
+    } else {
+        lower.as_str()
+    };
     if BASE_CHANGING_INITS.contains(&family) {
         return Err(Error::unsupported(format!(
             "{}: init_lora_weights = \"{name}\": this initialisation moved part of the base \
@@ -144,13 +158,13 @@ fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    Err(Error::format(
-        path,
-        format!(
-            "field `init_lora_weights`: unknown method \"{name}\"; expected true, false, {}, {} \
-             or pissa_niter_<n>",
-            PLAIN_INITS.join(", "),
-            BASE_CHANGING_INITS.join(", ")
-        ),
-    ))
+    tracing::warn!(
+        "{}: init_lora_weights = \"{name}\" is not a method this loader knows; it is read as plain \
+         LoRA, right for initialisations that only chose the starting A and B (known: {}; \
+         refused: {}, loftq)",
+        path.display(),
+        PLAIN_INITS.join(", "),
+        BASE_CHANGING_INITS.join(", ")
+    );
+    Ok(())
 }

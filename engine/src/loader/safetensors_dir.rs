@@ -142,6 +142,60 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     ))
 }
 
+/// The name, dtype and shape of every tensor of a safetensors file, from its header alone (the
+/// file is mapped; its data is not read).
+pub fn header(path: &Path) -> Result<Vec<(String, Dtype, Vec<usize>)>> {
+    let map = mmap(path)?;
+    let (_, meta) = SafeTensors::read_metadata(&map).map_err(|e| {
+        Error::format(
+            path,
+            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        )
+    })?;
+    let mut v: Vec<(String, Dtype, Vec<usize>)> = (meta.tensors().into_iter())
+        .map(|(n, i)| (n, i.dtype, i.shape.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
+/// Where the `model.safetensors.index.json` of `dir` disagrees with its shards' headers: an
+/// entry whose shard does not hold it, a shard tensor it lists in another shard or not at
+/// all. Empty without an index.
+pub fn index_disagreements(dir: &Path) -> Result<Vec<String>> {
+    let Some(index) = index_path(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut listed: std::collections::BTreeMap<String, String> =
+        read_index(dir, &index)?.into_iter().collect();
+    let shards: BTreeSet<String> = listed.values().cloned().collect();
+    let mut why = Vec::new();
+    for shard in &shards {
+        for (name, _, _) in header(&dir.join(shard))? {
+            match listed.get(&name) {
+                Some(s) if s == shard => {
+                    listed.remove(&name);
+                }
+                Some(s) => why.push(format!(
+                    "weight_map[`{name}`] names shard `{s}`, but the tensor is in `{shard}`"
+                )),
+                None => why.push(format!(
+                    "shard `{shard}` holds tensor `{name}`, which weight_map does not list"
+                )),
+            }
+        }
+    }
+    for (name, shard) in listed {
+        // Moved entries were said above, from the shard that holds them.
+        if !why.iter().any(|w| w.contains(&format!("[`{name}`]"))) {
+            why.push(format!(
+                "weight_map[`{name}`] names shard `{shard}`, which does not hold it"
+            ));
+        }
+    }
+    Ok(why)
+}
+
 /// All weights of an HF model directory, with a progress bar for large models.
 pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     let files = weight_files(dir)?;
@@ -150,40 +204,31 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum();
-    // With an index, every tensor must be in the shard it names, and every shard's tensor
-    // named there: a stale index (a renamed or moved tensor) is said, not loaded by luck.
-    let index = index_path(dir);
-    let mut listed: std::collections::BTreeMap<String, String> = match &index {
-        Some(i) => read_index(dir, i)?.into_iter().collect(),
-        None => Default::default(),
-    };
+    // A stale index (a tensor moved or renamed since it was written; a tied `lm_head.weight`
+    // that the safetensors converter dropped from the shards) is said, not refused: every
+    // shard is read, as transformers 5 reads them, and a tensor the model needs but no shard
+    // holds is named when the model is built.
+    if let Some(index) = index_path(dir) {
+        for why in index_disagreements(dir)? {
+            tracing::warn!("{}: {why}", index.display());
+        }
+    }
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
     for file in &files {
-        let shard = file.file_name().map(|n| n.to_string_lossy().into_owned());
         for_each_tensor(file, |name, t| {
-            if let (Some(index), Some(shard)) = (&index, &shard) {
-                match listed.remove(&name) {
-                    Some(s) if s == *shard => {}
-                    Some(s) => return Err(Error::format(index, format!(
-                        "weight_map[`{name}`] names shard `{s}`, but the tensor is in `{shard}`"
-                    ))),
-                    None => return Err(Error::format(index, format!(
-                        "shard `{shard}` holds tensor `{name}`, which weight_map does not list (a stale index?)"
-                    ))),
-                }
+            // Two shards holding one tensor: which copy wins is not for the loader to guess.
+            if map.contains(&name) {
+                return Err(Error::format(
+                    file,
+                    format!("tensor `{name}` is also in another shard of this model; keep one"),
+                ));
             }
             map.insert(name, t, file)
         })?;
         bar.inc(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
     }
     bar.finish_and_clear();
-    if let (Some(index), Some((name, shard))) = (&index, listed.into_iter().next()) {
-        return Err(Error::format(
-            index,
-            format!("weight_map[`{name}`] names shard `{shard}`, which does not hold it"),
-        ));
-    }
     Ok(map)
 }
 

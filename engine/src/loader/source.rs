@@ -96,7 +96,8 @@ impl ModelFiles {
         } else if let Some(why) = TextTokenizer::gguf_unsupported(&g) {
             // The weights still serve token ids (`score --ids`); text needs a tokenizer.json.
             tracing::warn!(
-                "{why}; put the model's tokenizer.json in the .gguf's folder to read and write                  text (token ids work without it: `dlp-run score --ids`)"
+                "{why}; put the model's tokenizer.json in the .gguf's folder to read and write \
+                 text (token ids work without it: `dlp-run score --ids`)"
             );
             None
         } else {

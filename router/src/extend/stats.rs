@@ -251,6 +251,21 @@ impl FeatureStats {
             .map_err(|e| RouterError::Weights(format!("{}: {e}", path.display())))
     }
 
+    /// The tensors a statistics file of `labels` labels of width `dim` holds, F32 each:
+    /// `stats.<i>.<whole|sentences>.{mean,cov,count}` with shapes `[dim]`, `[dim, dim]`, `[1]`.
+    /// A file's header can be checked against it without reading the data.
+    pub fn tensor_shapes(labels: usize, dim: usize) -> Vec<(String, Vec<usize>)> {
+        let mut v = Vec::with_capacity(labels * 6);
+        for i in 0..labels {
+            for part in ["whole", "sentences"] {
+                v.push((format!("stats.{i}.{part}.mean"), vec![dim]));
+                v.push((format!("stats.{i}.{part}.cov"), vec![dim, dim]));
+                v.push((format!("stats.{i}.{part}.count"), vec![1]));
+            }
+        }
+        v
+    }
+
     /// Reads the statistics of `labels` labels of width `dim`.
     pub fn load(path: &Path, labels: usize, dim: usize) -> Result<Self, RouterError> {
         let data = std::fs::read(path).map_err(|e| RouterError::io(path, e))?;

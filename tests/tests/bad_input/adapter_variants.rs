@@ -3,25 +3,6 @@
 
 use super::*;
 
-/// Every tensor of a safetensors file, with `extra` (name, shape, values) added.
-fn add_tensors(path: &Path, extra: Vec<(String, Vec<usize>, Vec<f32>)>) {
-    let mut all: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    for_each_tensor(path, |n, t| {
-        all.push((n, t.shape, t.data));
-        Ok(())
-    })
-    .unwrap();
-    all.extend(extra);
-    let views: Vec<(String, TensorView)> = all
-        .iter()
-        .map(|(n, s, d)| {
-            let v = TensorView::new(safetensors::Dtype::F32, s.clone(), bytemuck::cast_slice(d));
-            (n.clone(), v.unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
-}
-
 #[test]
 fn peft_variants_and_malformed_patterns_are_refused() {
     let Some((_, c)) = cfg("tiny-llama") else {
@@ -46,13 +27,18 @@ fn peft_variants_and_malformed_patterns_are_refused() {
         ("monteclora_config", json!({"n": 4}), "MonteCLoRA"),
         ("init_lora_weights", json!("pissa"), base_changing),
         ("init_lora_weights", json!("pissa_niter_4"), base_changing),
-        ("init_lora_weights", json!("loftq"), base_changing),
-        ("init_lora_weights", json!("olora"), base_changing),
         (
             "init_lora_weights",
-            json!("bogus"),
-            "unknown method \"bogus\"",
+            json!("loftq"),
+            "a LoftQ adapter belongs with the base model",
         ),
+        ("init_lora_weights", json!("OLoRA"), base_changing),
+        (
+            "use_bdlora",
+            json!({"lora_a_blocks": 2}),
+            "block-diagonal LoRA",
+        ),
+        ("init_lora_weights", json!("olora"), base_changing),
         (
             "init_lora_weights",
             json!(3),
@@ -77,11 +63,16 @@ fn peft_variants_and_malformed_patterns_are_refused() {
         must_contain(&err_of(loaded), &["adapter_config.json", field, needle]);
     }
     // What PEFT writes for a plain adapter (null, empty, and the initialisations that only
-    // chose the starting A and B) loads.
+    // chose the starting A and B, in any case) loads.
     let plain = [
         ("init_lora_weights", json!("gaussian")),
         ("init_lora_weights", json!("eva")),
         ("init_lora_weights", json!(false)),
+        ("init_lora_weights", json!("mica")),
+        ("init_lora_weights", json!("Gaussian")),
+        // A name this loader does not know: read as plain LoRA, with a warning.
+        ("init_lora_weights", json!("some_new_method")),
+        ("use_bdlora", json!(null)),
         ("loftq_config", json!({})),
         ("target_parameters", json!([])),
         ("velora_config", json!(null)),

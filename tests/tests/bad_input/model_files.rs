@@ -43,13 +43,22 @@ fn truncated_and_corrupt_model_files() {
     );
 }
 
-/// An index that disagrees with its shards (a tensor moved or renamed since it was written) is
-/// named, entry and shards (a renamed tensor had loaded by luck, a moved one was "missing").
+/// An index that disagrees with its shards (a tensor moved or renamed since it was written; a
+/// tied `lm_head.weight` the safetensors converter dropped) is reported, entry and shards,
+/// and the weights are what the shards hold, as transformers 5 reads them; a tensor the model
+/// needs that no shard read holds is named when the model is built. A tensor in two shards is
+/// refused (which copy won was the loader's accident).
 #[test]
-fn a_stale_shard_index_is_named() {
+fn a_stale_shard_index_is_reported_and_the_shards_read() {
     type Edit = fn(&mut serde_json::Value);
-    let edits: [(&str, Edit); 4] = [
-        ("names shard `model-00004-of-00014.safetensors`, but the tensor is in `model-00005",
+    let up = "model.layers.0.mlp.up_proj.weight";
+    // (what the index check says, how many disagreements, whether the moved tensor is still
+    // read, the edit)
+    let edits: [(&str, usize, bool, Edit); 4] = [
+        (
+            "weight_map[`model.layers.0.mlp.up_proj.weight`] names shard `model-00004-of-00014.safetensors`, but the tensor is in `model-00005",
+            2,
+            true,
             |v| {
                 let m = &mut v["weight_map"];
                 m["model.layers.0.mlp.up_proj.weight"] = "model-00004-of-00014.safetensors".into();
@@ -57,29 +66,72 @@ fn a_stale_shard_index_is_named() {
                 m["extra.weight"] = "model-00005-of-00014.safetensors".into();
             },
         ),
-        ("shard `model-00005-of-00014.safetensors` holds tensor `model.layers.0.mlp.up_proj.weight`, which weight_map does not list", |v| {
-            let m = v["weight_map"].as_object_mut().unwrap();
-            let shard = m.remove("model.layers.0.mlp.up_proj.weight").unwrap();
-            m.insert("model.layers.0.mlp.upp_proj.weight".into(), shard);
-        }),
-        ("weight_map[`extra.weight`] names shard `model-00005-of-00014.safetensors`, which does not hold it", |v| {
-            v["weight_map"]["extra.weight"] = "model-00005-of-00014.safetensors".into()
-        }),
-        // Moved to a shard no other entry names: not read at all, so the entry is the error.
+        (
+            "shard `model-00005-of-00014.safetensors` holds tensor `model.layers.0.mlp.up_proj.weight`, which weight_map does not list",
+            2,
+            true,
+            |v| {
+                let m = v["weight_map"].as_object_mut().unwrap();
+                let shard = m.remove("model.layers.0.mlp.up_proj.weight").unwrap();
+                m.insert("model.layers.0.mlp.upp_proj.weight".into(), shard);
+            },
+        ),
+        (
+            "weight_map[`extra.weight`] names shard `model-00005-of-00014.safetensors`, which does not hold it",
+            1,
+            true,
+            |v| v["weight_map"]["extra.weight"] = "model-00005-of-00014.safetensors".into(),
+        ),
+        // Moved to a shard no other entry names: that shard is not read.
         (
             "weight_map[`model.layers.0.mlp.up_proj.weight`] names shard `model-00004-of-00014.safetensors`, which does not hold it",
+            1,
+            false,
             |v| {
                 v["weight_map"]["model.layers.0.mlp.up_proj.weight"] =
                     "model-00004-of-00014.safetensors".into()
             },
         ),
     ];
-    for (needle, edit) in edits {
+    for (said, count, read, edit) in edits {
         let Some((_t, d)) = tmp_copy("tiny-llama") else {
             return;
         };
         edit_json(&d.join("model.safetensors.index.json"), edit);
-        let e = err_of(ModelFiles::load(&d));
-        must_contain(&e, &["model.safetensors.index.json", needle]);
+        let why = index_disagreements(&d).unwrap();
+        assert!(
+            why.iter().any(|w| w.contains(said)),
+            "{why:?} lacks {said:?}"
+        );
+        assert_eq!(why.len(), count, "{why:?}");
+        let files = ModelFiles::load(&d).unwrap();
+        assert_eq!(files.weights.contains(up), read, "{said}");
+        if !read {
+            // Building the model names the tensor no shard read holds.
+            let e = err_of(Model::new(
+                CpuBackend::new(),
+                files.config,
+                files.weights,
+                64,
+            ));
+            must_contain(&e, &[up, "missing"]);
+        }
     }
+    let Some((_t, d)) = tmp_copy("tiny-llama") else {
+        return;
+    };
+    assert!(index_disagreements(&d).unwrap().is_empty());
+    // The same tensor in a second shard.
+    let mut copy = None;
+    for_each_tensor(&d.join("model-00005-of-00014.safetensors"), |n, t| {
+        copy = Some((n, t.shape, t.data));
+        Ok(())
+    })
+    .unwrap();
+    add_tensors(
+        &d.join("model-00004-of-00014.safetensors"),
+        vec![copy.unwrap()],
+    );
+    let e = err_of(ModelFiles::load(&d));
+    must_contain(&e, &[up, "is also in another shard"]);
 }
