@@ -270,12 +270,19 @@ impl WithBackend for &GenerateArgs {
         let names = loaded.model.adapter_names().to_vec();
         let routing = Routing::new(&args.routing, &names)?;
         if routing.is_none() && !names.is_empty() {
-            if let Some(p) = prompts.iter().find(|p| !p.explicit_mix) {
+            let plain: Vec<&str> = (prompts.iter())
+                .filter(|p| !p.explicit_mix)
+                .map(|p| p.source.as_str())
+                .collect();
+            if let Some(first) = plain.first() {
                 // Loading an adapter does not apply it: say so rather than answer silently
-                // with the base model.
+                // with the base model; every such prompt counted, not only the first.
+                let which = match plain.len() {
+                    1 => first.to_string(),
+                    n => format!("{first} and {} more prompt(s) without a mix", n - 1),
+                };
                 eprintln!(
-                    "note: {}: no --mix and no --router, so the base model answers; the loaded adapters ({}) apply with e.g. --mix {}=1",
-                    p.source,
+                    "note: {which}: no --mix and no --router, so the base model answers; the loaded adapters ({}) apply with e.g. --mix {}=1",
                     names.join(", "),
                     names[0]
                 );
