@@ -45,8 +45,9 @@ pub struct GenerateArgs {
     pub prompt: Option<String>,
     /// Many prompts, run as one batch: a JSONL file (`-`: standard input) of objects with
     /// `prompt` (text) or `messages` (chat), and optionally `mix` (`{"name": weight}` or
-    /// "name=w,...", which wins over `--mix` for its line); the sampling and format flags apply
-    /// to every line (other fields are refused).
+    /// "name=w,...", which wins over `--mix` and `--router` for its line, its answer
+    /// included); the sampling and format flags apply to every line (other fields are
+    /// refused).
     #[arg(long, value_name = "FILE.jsonl")]
     pub prompts: Option<PathBuf>,
     #[command(flatten)]

@@ -20,11 +20,33 @@ pub struct Rendered {
     pub text: String,
     /// The user's text, as given.
     pub user: String,
-    /// Byte range of `user` in `text`, if the template kept it verbatim.
+    /// Byte range of `user` in `text` (or of `user` less its outer whitespace, for templates
+    /// that trim), if the template kept it; its last occurrence.
     pub span: Option<Range<usize>>,
     /// Rendered through the chat template (BOS rules differ: see
     /// [`TextTokenizer::bos_prefix`]).
     pub chat: bool,
+}
+
+/// Where the turn of message `last_user` of `c` ends in `rendered` (`c` rendered whole): the
+/// length of the conversation up to that message rendered alone, when that is how the whole
+/// one begins (chat templates render turn by turn); None when it is the last message or the
+/// template renders otherwise.
+fn user_turn_end(
+    tok: &TextTokenizer,
+    c: &ChatRequest,
+    last_user: Option<usize>,
+    rendered: &str,
+) -> Option<usize> {
+    let i = last_user.filter(|&i| i + 1 < c.messages.len())?;
+    let head = ChatRequest {
+        messages: c.messages[..=i].to_vec(),
+        add_generation_prompt: false,
+        continue_final_message: false,
+        ..c.clone()
+    };
+    let head = tok.render_chat_request(&head).ok()?;
+    rendered.starts_with(&head).then_some(head.len())
 }
 
 /// Renders a prompt, through the chat template when `chat` is set or a `conversation` (the
@@ -39,16 +61,14 @@ pub fn render_prompt(
     conversation: Option<ChatRequest>,
 ) -> Result<Rendered> {
     let is_chat = conversation.is_some() || chat;
-    let (rendered, user) = match (conversation, text) {
+    // `turn_end`: where the last user message's turn ends in the rendered text, where known.
+    let (rendered, user, turn_end) = match (conversation, text) {
         (Some(c), _) => {
-            let user = c
-                .messages
-                .iter()
-                .rev()
-                .find(|m| m.role() == "user")
-                .map(ChatMessage::text)
-                .unwrap_or_default();
-            (tok.render_chat_request(&c)?, user)
+            let last = c.messages.iter().rposition(|m| m.role() == "user");
+            let user = last.map(|i| c.messages[i].text()).unwrap_or_default();
+            let rendered = tok.render_chat_request(&c)?;
+            let end = user_turn_end(tok, &c, last, &rendered);
+            (rendered, user, end)
         }
         (None, Some(t)) if chat => {
             let mut m = Vec::new();
@@ -56,9 +76,9 @@ pub fn render_prompt(
                 m.push(ChatMessage::new("system", s));
             }
             m.push(ChatMessage::new("user", t));
-            (tok.render_chat(&m, true)?, t.to_string())
+            (tok.render_chat(&m, true)?, t.to_string(), None)
         }
-        (None, Some(t)) => (t.to_string(), t.to_string()),
+        (None, Some(t)) => (t.to_string(), t.to_string(), None),
         (None, None) => bail!("empty prompt"),
     };
     if rendered.is_empty() {
@@ -69,10 +89,13 @@ pub fn render_prompt(
     }
     // Templates that trim the content (Llama 3's, Mistral's) hold the text less its outer
     // whitespace: found that way too, so routing by sentence still sees the sentences.
+    // Searched up to the end of the user's turn: a later message repeating the text (an
+    // assistant's answer quoting the question) is not the user's.
+    let before = &rendered[..turn_end.unwrap_or(rendered.len())];
     let span = [user.as_str(), user.trim()]
         .into_iter()
         .filter(|u| !u.is_empty())
-        .find_map(|u| rendered.rfind(u).map(|at| at..at + u.len()));
+        .find_map(|u| before.rfind(u).map(|at| at..at + u.len()));
     Ok(Rendered {
         text: rendered,
         user,
@@ -115,6 +138,9 @@ pub struct TextOptions {
     pub show_special: bool,
     /// Re-route after every generated sentence.
     pub reroute: bool,
+    /// The token limit (`max_tokens`): its last token is never fed back, so a sentence it
+    /// opens is not routed (0: none known).
+    pub max_tokens: usize,
 }
 
 impl TextOptions {
@@ -132,6 +158,7 @@ impl TextOptions {
             stops: p.stop.clone(),
             stop_token_ids: p.stop_token_ids.clone(),
             min_tokens: p.min_tokens,
+            max_tokens: p.max_tokens,
             ..TextOptions::default()
         }
     }
@@ -234,6 +261,11 @@ impl<'t> TextStream<'t> {
         let Some(sentence) = tracker.push(&piece) else {
             return Ok((Control::Continue, None));
         };
+        // The limit's last token: nothing runs under a mixture routed now (it would be
+        // counted and reported, never applied), as after a stop string.
+        if self.opts.max_tokens > 0 && self.generated >= self.opts.max_tokens {
+            return Ok((Control::Continue, None));
+        }
         // The token just sampled opens the next sentence; it and all after it run under the
         // mixture routed from the finished one.
         let mix = routing.route(&[sentence.as_str()]).remove(0);

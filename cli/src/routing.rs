@@ -117,8 +117,8 @@ impl Decision {
     }
 }
 
-/// `text` for a line between double quotes: quotes, backslashes and control characters
-/// escaped (a newline as `\n`), every other character as it is (Rust's `{:?}` also escaped
+/// `text` for a line between double quotes: quotes, backslashes, control characters and
+/// [`invisible`] ones escaped (a newline as `\n`), every other character as it is (Rust's `{:?}` also escaped
 /// combining accents, `e\u{301}` for é).
 fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -128,11 +128,18 @@ fn quoted(text: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => out.extend(c.escape_default()),
+            c if c.is_control() || invisible(c) => out.extend(c.escape_default()),
             c => out.push(c),
         }
     }
     out
+}
+
+/// Format characters that would reorder or hide the rest of a line (bidirectional overrides,
+/// zero-width and line/paragraph separators, the byte-order mark): shown escaped.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
 }
 
 /// A loaded router, matched to the loaded adapters.
@@ -410,6 +417,7 @@ mod tests {
     #[test]
     fn routed_text_is_quoted_for_one_line() {
         assert_eq!(quoted("e\u{301} \"x\"\n\\"), "e\u{301} \\\"x\\\"\\n\\\\");
+        assert_eq!(quoted("a\u{202E}b"), "a\\u{202e}b");
     }
 
     #[test]

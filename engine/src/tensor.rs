@@ -198,6 +198,11 @@ impl WeightMap {
         self.tensors.get_mut(name).map(|(t, _)| t)
     }
 
+    /// The file a tensor was read from, if present.
+    pub fn file_of(&self, name: &str) -> Option<&Path> {
+        self.tensors.get(name).map(|(_, f)| f.as_path())
+    }
+
     /// Whether a tensor is present.
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)

@@ -358,7 +358,10 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
     let composed_prompts = (args.compose.iter())
         .map(|&k| Ok((k, data::compose(&tasks, k, args.compose_n, args.seed)?)))
         .collect::<Result<Vec<_>>>()?;
-    for (k, prompts) in &composed_prompts {
+    // Checked only where a mode will run them.
+    let routed = routers.first().is_some_and(|(_, r)| r.is_some());
+    let none_run = compose_modes(args, names.len(), routed).is_empty();
+    for (k, prompts) in composed_prompts.iter().filter(|_| !none_run) {
         for c in prompts {
             let item = prepare(tok, &c.instruction, 1, None)?;
             let tasks: Vec<&str> = c.parts.iter().map(|p| p.task.as_str()).collect();
@@ -505,8 +508,6 @@ fn non_finite_error(runs: &[(String, Vec<String>)], composed: &[(String, usize)]
     )
 }
 
-/// Composed prompts under base, uniform and the routed modes (the first top-p), scored per
-/// question.
 /// Refuses, before any mode runs, a prompt (`what`, starting with `text`) that leaves no room
 /// for an answer in the context (it had failed mid-run as "request 1", an index within one
 /// batch).
@@ -523,6 +524,21 @@ fn fits(item: &Item, context: usize, what: impl FnOnce() -> String, text: &str) 
     )
 }
 
+/// The modes composed prompts run under: base, uniform (with adapters) and the routed ones
+/// (with a router), as `--modes` limits them.
+fn compose_modes(args: &EvalArgs, n_adapters: usize, routed: bool) -> Vec<Mode> {
+    let mut modes = vec![Mode::Base];
+    if n_adapters > 0 {
+        modes.push(Mode::Uniform);
+    }
+    if routed {
+        modes.extend([Mode::Routed, Mode::RoutedSentence, Mode::TokenLevel]);
+    }
+    modes.retain(|m| args.modes.is_empty() || args.modes.contains(m));
+    modes
+}
+
+/// Composed prompts under [`compose_modes`] (the first top-p), scored per question.
 fn compose_runs<B: Backend>(
     args: &EvalArgs,
     cx: &Ctx<B>,
@@ -546,15 +562,7 @@ fn compose_runs<B: Backend>(
         routing: routers[0].1.as_ref(),
         n_adapters,
     };
-    let mut modes = vec![Mode::Base];
-    if n_adapters > 0 {
-        modes.push(Mode::Uniform);
-    }
-    if chooser.routing.is_some() {
-        modes.extend([Mode::Routed, Mode::RoutedSentence, Mode::TokenLevel]);
-    }
-    // `--modes`, when given, limits these too.
-    modes.retain(|m| args.modes.is_empty() || args.modes.contains(m));
+    let modes = compose_modes(args, n_adapters, chooser.routing.is_some());
     let mut out = Vec::new();
     for mode in modes {
         let k = prompts.first().map_or(0, |c| c.parts.len());

@@ -112,8 +112,23 @@ pub fn prepare(
             let text = tok
                 .decode(ids, false)
                 .map_err(|e| ApiError::bad_param(name, e.to_string()))?;
-            // Routed as one piece: there are no character offsets to split sentences by.
-            (ids.clone(), Vec::new(), text.clone(), None, text)
+            // Sentences are split where the tokens' bytes spell the decoded text (byte-level
+            // BPE: SmolLM2, Llama 3, Qwen2): each token starts where the bytes before it end.
+            // Else (a decoder that drops or adds text) the prompt is routed as one piece.
+            let pieces: Vec<Vec<u8>> = ids.iter().map(|&t| tok.token_bytes(t)).collect();
+            let (starts, span) = if pieces.concat() == text.as_bytes() {
+                let starts = (pieces.iter())
+                    .scan(0, |at, b| {
+                        let start = *at;
+                        *at += b.len();
+                        Some(start)
+                    })
+                    .collect();
+                (starts, Some(0..text.len()))
+            } else {
+                (Vec::new(), None)
+            };
+            (ids.clone(), starts, text.clone(), span, text)
         }
         PromptInput::Text(t) => {
             let r = render_prompt(tok, false, None, Some(t), None)

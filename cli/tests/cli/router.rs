@@ -318,26 +318,44 @@ fn train_router_reads_a_gguf_vocabulary_and_names_labels_without_dev() {
             .unwrap();
         }
     }
-    let o = run(&[
-        "train-router",
-        "--data",
-        &s(&data),
-        "--tokenizer",
-        &s(&gguf),
-        "--out",
-        &s(&tmp.path().join("r2")),
-        "--embed-dim",
-        "8",
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    // A small router trained on `data` into `out`: its stderr (it must succeed).
+    let train_small = |data: &std::path::Path, out: &str| {
+        let o = run(&[
+            "train-router",
+            "--data",
+            &s(data),
+            "--tokenizer",
+            &s(&gguf),
+            "--out",
+            &s(&tmp.path().join(out)),
+            "--embed-dim",
+            "8",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--quiet",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let err = train_small(&data, "r2");
     assert!(
         err.contains("warning: no dev examples for label(s) trains:"),
+        "{err}"
+    );
+    // Without dev files, a label too small to hold one example out is named as such.
+    let one = tmp.path().join("one.jsonl");
+    let mut lines: Vec<String> = (0..12)
+        .map(|i| format!(r#"{{"task": "apples", "instruction": "apples number {i}"}}"#))
+        .collect();
+    lines.push(r#"{"task": "pears", "instruction": "pears once"}"#.into());
+    std::fs::write(&one, lines.join("\n")).unwrap();
+    let err = train_small(&one, "r4");
+    assert!(
+        err.contains("no dev examples for label(s) pears: ")
+            && err.contains("too few training examples to hold one out"),
         "{err}"
     );
     // A text file named .gguf is said not to be one (it was read as a tokenizer.json).

@@ -198,6 +198,17 @@ fn answers_equal_generate_and_score() {
         sent["choices"][0]["segments"].as_array().unwrap().len() >= 2,
         "{sent}"
     );
+    // A token-id prompt is split into sentences as its text is (it had been routed as one
+    // piece while the response said "sentence").
+    let ids = s.ok("/tokenize", &json!({"model": "auto", "prompt": two}))["tokens"].clone();
+    let routed = |prompt: &Value| {
+        let body = json!({"model": "auto", "dlp_route_by": "sentence", "prompt": prompt,
+                          "max_tokens": 1, "temperature": 0});
+        s.ok("/v1/completions", &body)["dlp"]["choices"][0]["segments"].clone()
+    };
+    let (by_text, by_ids) = (routed(&json!(two)), routed(&ids));
+    assert!(by_text.as_array().unwrap().len() >= 2, "{by_text}");
+    assert_eq!(by_text, by_ids);
 
     // Echoed prompt log-probabilities against `score`'s logits.
     let ids: Vec<u32> = vec![504, 3575, 282, 4649, 314, 253, 1345, 30];

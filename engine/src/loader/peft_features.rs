@@ -48,8 +48,9 @@ const VARIANTS: [(&str, &str); 8] = [
 ];
 
 /// Checks `v`, the parsed `adapter_config.json` at `path`, for settings that are not plain
-/// LoRA. Errors: `Unsupported` naming the setting; `Format` for a switch that is not a JSON
-/// boolean or an `init_lora_weights` PEFT does not know.
+/// LoRA. Errors: `Unsupported` naming the setting (an `init_lora_weights` this loader does
+/// not know too); `Format` for a switch that is not a JSON boolean or an
+/// `init_lora_weights` that is no bool or string.
 pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
     let bad = |m: String| Error::format(path, m);
     let unsupported = |m: String| Error::unsupported(format!("{}: {m}", path.display()));
@@ -115,10 +116,9 @@ pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
     init_weights(v.get("init_lora_weights"), path)
 }
 
-/// `init_lora_weights`: true, false, or a name (PEFT compares some without case): those of
-/// [`PLAIN_INITS`] pass, those of [`BASE_CHANGING_INITS`] (and `pissa_niter_<n>`) and `loftq`
-/// are refused; another name passes with a warning (PEFT keeps adding initialisations, and
-/// most only choose the starting A and B).
+/// `init_lora_weights`: true, false, or a name (compared without case): those of
+/// [`PLAIN_INITS`] pass; those of [`BASE_CHANGING_INITS`] (and `pissa_niter_<n>`), `loftq`
+/// and names this loader does not know are refused.
 fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
     let name = match x {
         None | Some(Value::Null) | Some(Value::Bool(_)) => return Ok(()),
@@ -144,11 +144,11 @@ fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    let family = if lower.starts_with("pissa") {
-        "pissa"
-    } else {
-        lower.as_str()
-    };
+    // PEFT matches PiSSA (`pissa_niter_<n>`) and CorDA by their start.
+    let family = ["pissa", "corda"]
+        .into_iter()
+        .find(|f| lower.starts_with(f))
+        .unwrap_or(lower.as_str());
     if BASE_CHANGING_INITS.contains(&family) {
         return Err(Error::unsupported(format!(
             "{}: init_lora_weights = \"{name}\": this initialisation moved part of the base \
@@ -158,13 +158,14 @@ fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
             path.display()
         )));
     }
-    tracing::warn!(
-        "{}: init_lora_weights = \"{name}\" is not a method this loader knows; it is read as plain \
-         LoRA, right for initialisations that only chose the starting A and B (known: {}; \
-         refused: {}, loftq)",
+    // PEFT itself refuses a name it does not know; one from a newer PEFT may change the base
+    // weights or the forward pass (as five of its nine named methods do), so it is not read
+    // as plain LoRA.
+    Err(Error::unsupported(format!(
+        "{}: init_lora_weights = \"{name}\" is not a method this loader knows (plain LoRA: true, \
+         false, {}; refused: {}, loftq)",
         path.display(),
         PLAIN_INITS.join(", "),
         BASE_CHANGING_INITS.join(", ")
-    );
-    Ok(())
+    )))
 }

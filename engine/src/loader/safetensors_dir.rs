@@ -170,28 +170,30 @@ pub fn index_disagreements(dir: &Path) -> Result<Vec<String>> {
         read_index(dir, &index)?.into_iter().collect();
     let shards: BTreeSet<String> = listed.values().cloned().collect();
     let mut why = Vec::new();
+    let mut moved = std::collections::HashSet::new();
     for shard in &shards {
         for (name, _, _) in header(&dir.join(shard))? {
             match listed.get(&name) {
                 Some(s) if s == shard => {
                     listed.remove(&name);
                 }
-                Some(s) => why.push(format!(
-                    "weight_map[`{name}`] names shard `{s}`, but the tensor is in `{shard}`"
-                )),
+                Some(s) => {
+                    why.push(format!(
+                        "weight_map[`{name}`] names shard `{s}`, but the tensor is in `{shard}`"
+                    ));
+                    moved.insert(name);
+                }
                 None => why.push(format!(
                     "shard `{shard}` holds tensor `{name}`, which weight_map does not list"
                 )),
             }
         }
     }
-    for (name, shard) in listed {
-        // Moved entries were said above, from the shard that holds them.
-        if !why.iter().any(|w| w.contains(&format!("[`{name}`]"))) {
-            why.push(format!(
-                "weight_map[`{name}`] names shard `{shard}`, which does not hold it"
-            ));
-        }
+    // Moved entries were said above, from the shard that holds them.
+    for (name, shard) in listed.into_iter().filter(|(n, _)| !moved.contains(n)) {
+        why.push(format!(
+            "weight_map[`{name}`] names shard `{shard}`, which does not hold it"
+        ));
     }
     Ok(why)
 }
@@ -209,8 +211,17 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     // shard is read, as transformers 5 reads them, and a tensor the model needs but no shard
     // holds is named when the model is built.
     if let Some(index) = index_path(dir) {
-        for why in index_disagreements(dir)? {
-            tracing::warn!("{}: {why}", index.display());
+        // A few lines, not one per tensor of an index that disagrees throughout.
+        let why = index_disagreements(dir)?;
+        for w in why.iter().take(5) {
+            tracing::warn!("{}: {w}", index.display());
+        }
+        if why.len() > 5 {
+            tracing::warn!(
+                "{}: and {} more such entries",
+                index.display(),
+                why.len() - 5
+            );
         }
     }
     let bar = progress_bar(total, "loading weights");
@@ -218,10 +229,11 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     for file in &files {
         for_each_tensor(file, |name, t| {
             // Two shards holding one tensor: which copy wins is not for the loader to guess.
-            if map.contains(&name) {
+            if let Some(first) = map.file_of(&name) {
+                let first = first.file_name().unwrap_or_default().to_string_lossy();
                 return Err(Error::format(
                     file,
-                    format!("tensor `{name}` is also in another shard of this model; keep one"),
+                    format!("tensor `{name}` is also in shard `{first}` of this model; keep one"),
                 ));
             }
             map.insert(name, t, file)

@@ -33,6 +33,12 @@ fn peft_variants_and_malformed_patterns_are_refused() {
             "a LoftQ adapter belongs with the base model",
         ),
         ("init_lora_weights", json!("OLoRA"), base_changing),
+        ("init_lora_weights", json!("corda_v2"), base_changing),
+        (
+            "init_lora_weights",
+            json!("some_new_method"),
+            "\"some_new_method\" is not a method this loader knows",
+        ),
         (
             "use_bdlora",
             json!({"lora_a_blocks": 2}),
@@ -70,8 +76,6 @@ fn peft_variants_and_malformed_patterns_are_refused() {
         ("init_lora_weights", json!(false)),
         ("init_lora_weights", json!("mica")),
         ("init_lora_weights", json!("Gaussian")),
-        // A name this loader does not know: read as plain LoRA, with a warning.
-        ("init_lora_weights", json!("some_new_method")),
         ("use_bdlora", json!(null)),
         ("loftq_config", json!({})),
         ("target_parameters", json!([])),

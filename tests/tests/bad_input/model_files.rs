@@ -133,5 +133,12 @@ fn a_stale_shard_index_is_reported_and_the_shards_read() {
         vec![copy.unwrap()],
     );
     let e = err_of(ModelFiles::load(&d));
-    must_contain(&e, &[up, "is also in another shard"]);
+    must_contain(
+        &e,
+        &[
+            "model-00005-of-00014.safetensors",
+            up,
+            "is also in shard `model-00004-of-00014.safetensors`",
+        ],
+    );
 }
