@@ -67,7 +67,13 @@ pub fn render_prompt(
             let last = c.messages.iter().rposition(|m| m.role() == "user");
             let user = last.map(|i| c.messages[i].text()).unwrap_or_default();
             let rendered = tok.render_chat_request(&c)?;
-            let end = user_turn_end(tok, &c, last, &rendered);
+            // Only where the text occurs twice is there a later copy to tell apart (an
+            // extra template render otherwise spent on every chat request).
+            let twice =
+                !user.trim().is_empty() && rendered.match_indices(user.trim()).nth(1).is_some();
+            let end = twice
+                .then(|| user_turn_end(tok, &c, last, &rendered))
+                .flatten();
             (rendered, user, end)
         }
         (None, Some(t)) if chat => {

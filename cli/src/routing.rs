@@ -118,8 +118,8 @@ impl Decision {
 }
 
 /// `text` for a line between double quotes: quotes, backslashes, control characters and
-/// [`invisible`] ones escaped (a newline as `\n`), every other character as it is (Rust's `{:?}` also escaped
-/// combining accents, `e\u{301}` for é).
+/// [`invisible`] ones escaped (a newline as `\n`), every other character as it is (Rust's
+/// `{:?}` also escaped combining accents, `e\u{301}` for é).
 fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -136,10 +136,11 @@ fn quoted(text: &str) -> String {
 }
 
 /// Format characters that would reorder or hide the rest of a line (bidirectional overrides,
-/// zero-width and line/paragraph separators, the byte-order mark): shown escaped.
+/// zero-width and line/paragraph separators, the byte-order mark, tag characters): shown
+/// escaped.
 fn invisible(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// A loaded router, matched to the loaded adapters.

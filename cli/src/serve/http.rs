@@ -384,6 +384,17 @@ pub(super) async fn submit(
             let mut params = job.params.clone();
             params.max_tokens = m;
             params.seed = super::protocol::choice_seed(params.seed, j);
+            // Of this sequence's params: `max_tokens` is set there (the job's holds the
+            // default, which had cut sentence routing off after 128 tokens).
+            let text = TextOptions {
+                include_stop: job.include_stop,
+                show_special: job.show_special,
+                reroute: matches!(
+                    job.selection,
+                    Selection::Router(crate::routing::RouteBy::Sentence)
+                ),
+                ..TextOptions::of(&params)
+            };
             specs.push(SeqSpec {
                 choice: pi * job.n + j,
                 prompt: p.ids.clone(),
@@ -392,15 +403,7 @@ pub(super) async fn submit(
                 // Echo's and `prompt_logprobs`' alternatives: each response part cuts its own.
                 prompt_logprobs: job.logprobs.filter(|_| job.echo).max(job.prompt_logprobs),
                 logprobs: job.logprobs,
-                text: TextOptions {
-                    include_stop: job.include_stop,
-                    show_special: job.show_special,
-                    reroute: matches!(
-                        job.selection,
-                        Selection::Router(crate::routing::RouteBy::Sentence)
-                    ),
-                    ..TextOptions::of(&job.params)
-                },
+                text,
                 ignore_eos: job.ignore_eos,
                 constraint: constraint.clone(),
                 format_param: job.format.as_ref().map(|f| f.1.clone()),

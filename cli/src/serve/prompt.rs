@@ -124,7 +124,13 @@ pub fn prepare(
                         Some(start)
                     })
                     .collect();
-                (starts, Some(0..text.len()))
+                // Leading special tokens (a BOS from /tokenize) are not the text: the text
+                // path gives them no bytes either.
+                let lead: usize = (ids.iter().zip(&pieces))
+                    .take_while(|(&t, _)| tok.is_special(t))
+                    .map(|(_, b)| b.len())
+                    .sum();
+                (starts, Some(lead..text.len()))
             } else {
                 (Vec::new(), None)
             };

@@ -173,6 +173,9 @@ fn routed_generation_by_sentence() {
     let last = (first - prompt_len + 1).to_string();
     let (cut, _, segments) = routed_at(&last);
     assert!(!cut.contains(&first), "{cut:?} {segments}");
+    // One token more, and that sentence runs: routed (so the check above can fail).
+    let (more, _, _) = routed_at(&(first - prompt_len + 2).to_string());
+    assert!(more.contains(&first), "{more:?}");
     // A template that trims the user's text still shows its sentences (it had routed the
     // whole request as one piece).
     let trim = tmp.path().join("trim.jinja");

@@ -466,4 +466,30 @@ fn a_stop_at_a_sentence_end_routes_nothing_after_it() {
         "{r}"
     );
     assert_eq!(routed() - before, counted(&r), "{stop:?}: {r}");
+    // The same when `max_tokens` ends the answer at that token (it was reported and counted).
+    let last = opened["first_token"].as_u64().unwrap() as usize - prompt_tokens + 1;
+    let mut cut = body.clone();
+    cut["max_tokens"] = json!(last);
+    let before = routed();
+    let r = s.ok("/v1/completions", &cut);
+    assert_eq!(r["choices"][0]["finish_reason"], "length", "{r}");
+    let kept = r["dlp"]["choices"][0]["segments"].as_array().unwrap();
+    assert!(
+        kept.iter()
+            .all(|g| g["first_token"] != opened["first_token"]),
+        "{r}"
+    );
+    assert_eq!(routed() - before, counted(&r), "{r}");
+    // And past the default limit (128) sentences are still routed: the limit checked is the
+    // request's (it had been the default's, which cut re-routing off there).
+    let mut long = body.clone();
+    long["max_tokens"] = json!(200);
+    let r = s.ok("/v1/completions", &long);
+    let late = (r["dlp"]["choices"][0]["segments"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .filter(|g| g["source"] == "generated")
+    .any(|g| g["first_token"].as_u64().unwrap() as usize > prompt_tokens + 128);
+    assert!(late, "{r}");
 }
