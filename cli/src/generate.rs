@@ -348,17 +348,16 @@ impl WithBackend for &GenerateArgs {
         let stream = !args.json && requests.len() == 1;
         let mut texts: Vec<TextStream> = (requests.iter().zip(&prompts))
             .map(|(r, p)| {
-                let mut opts = TextOptions {
+                let room = loaded.model.max_context.saturating_sub(r.prompt.len());
+                let opts = TextOptions {
                     include_stop: args.sampling.include_stop_str,
                     show_special: args.sampling.show_special_tokens,
                     // A line's own mixture holds for its whole answer, as for its prompt.
                     reroute: rerouter.is_some() && !p.explicit_mix,
                     ..TextOptions::of(&params)
                 }
-                .eos_first(&loaded.eos_ids());
-                // The context may end the answer first: its last token is the limit then.
-                let room = loaded.model.max_context.saturating_sub(r.prompt.len());
-                opts.max_tokens = opts.max_tokens.min(room);
+                .eos_first(&loaded.eos_ids())
+                .within(room);
                 TextStream::new(tok, r.prompt.len(), opts)
             })
             .collect();

@@ -158,7 +158,14 @@ impl TextOptions {
         self
     }
 
-    /// The stops and `min_tokens` of `p`, with the other switches off.
+    /// With the limit at most `room` tokens: the context (`room` = its length less the
+    /// prompt's) may end the answer before `max_tokens` does.
+    pub fn within(mut self, room: usize) -> Self {
+        self.max_tokens = self.max_tokens.min(room);
+        self
+    }
+
+    /// The stops, `min_tokens` and `max_tokens` of `p`, with the other switches off.
     pub fn of(p: &SamplingParams) -> Self {
         TextOptions {
             stops: p.stop.clone(),

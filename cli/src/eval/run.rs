@@ -148,13 +148,9 @@ fn generate_items<B: Backend>(
                     r.prompt.len(),
                     TextOptions {
                         reroute: rerouter.is_some(),
-                        // The context may end the answer first: its last token is the limit.
-                        max_tokens: r
-                            .params
-                            .max_tokens
-                            .min(cx.model.max_context.saturating_sub(r.prompt.len())),
-                        ..TextOptions::default()
-                    },
+                        ..TextOptions::of(&r.params)
+                    }
+                    .within(cx.model.max_context.saturating_sub(r.prompt.len())),
                 )
             })
             .collect();

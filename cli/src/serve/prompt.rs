@@ -115,8 +115,13 @@ pub fn prepare(
             // Sentences are split where the tokens' bytes spell the decoded text (byte-level
             // BPE: SmolLM2, Llama 3, Qwen2): each token starts where the bytes before it end.
             // Else (a decoder that drops or adds text) the prompt is routed as one piece.
-            let pieces: Vec<Vec<u8>> = ids.iter().map(|&t| tok.token_bytes(t)).collect();
-            let (starts, span) = if pieces.concat() == text.as_bytes() {
+            // Only the router reads them (a decode per token otherwise spent for nothing).
+            let routed = fixed.is_none() && matches!(selection, Selection::Router(_));
+            let pieces: Vec<Vec<u8>> = match routed {
+                true => ids.iter().map(|&t| tok.token_bytes(t)).collect(),
+                false => Vec::new(),
+            };
+            let (starts, span) = if routed && pieces.concat() == text.as_bytes() {
                 let starts = (pieces.iter())
                     .scan(0, |at, b| {
                         let start = *at;

@@ -160,7 +160,7 @@ fn parse_config(path: &Path) -> Result<AdapterConfig> {
         )));
     }
     super::peft_features::check(&v, path)?;
-    let truthy = |k: &str| v.get(k).is_some_and(|x| x.as_bool() == Some(true));
+    let truthy = |k: &str| super::peft_features::truthy(&v, k);
     let r = v
         .get("r")
         .and_then(|x| x.as_u64())

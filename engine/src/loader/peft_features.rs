@@ -70,7 +70,7 @@ pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
             )));
         }
     }
-    let truthy = |k: &str| v.get(k).is_some_and(|x| x.as_bool() == Some(true));
+    let truthy = |k: &str| truthy(v, k);
     if truthy("use_dora") {
         return Err(unsupported("use_dora = true (DoRA adapters are not supported; merge the magnitude vector or retrain as plain LoRA)".into()));
     }
@@ -114,6 +114,11 @@ pub(super) fn check(v: &Value, path: &Path) -> Result<()> {
         }
     }
     init_weights(v.get("init_lora_weights"), path)
+}
+
+/// Whether switch `k` of config `v` is JSON `true` (its kind is checked by [`check`]).
+pub(super) fn truthy(v: &Value, k: &str) -> bool {
+    v.get(k).is_some_and(|x| x.as_bool() == Some(true))
 }
 
 /// `init_lora_weights`: true, false, or a name (compared without case): those of

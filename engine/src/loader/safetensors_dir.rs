@@ -116,14 +116,17 @@ fn index_path(dir: &Path) -> Option<PathBuf> {
     Some(dir.join("model.safetensors.index.json")).filter(|p| p.exists())
 }
 
+/// The shard files `entries` (an index's `weight_map`) name, each once, in name order.
+fn shards(dir: &Path, entries: &[(String, String)]) -> Vec<PathBuf> {
+    let files: BTreeSet<&String> = entries.iter().map(|(_, f)| f).collect();
+    files.into_iter().map(|f| dir.join(f)).collect()
+}
+
 /// The safetensors files of an HF model directory: the shards named by the index, or
 /// `model.safetensors`.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if let Some(index) = index_path(dir) {
-        let files: BTreeSet<PathBuf> = (read_index(dir, &index)?.into_iter())
-            .map(|(_, f)| dir.join(f))
-            .collect();
-        return Ok(files.into_iter().collect());
+        return Ok(shards(dir, &read_index(dir, &index)?));
     }
     let single = dir.join("model.safetensors");
     if single.exists() {
@@ -163,11 +166,15 @@ pub fn header(path: &Path) -> Result<Vec<(String, Dtype, Vec<usize>)>> {
 /// entry whose shard does not hold it, a shard tensor it lists in another shard or not at
 /// all. Empty without an index.
 pub fn index_disagreements(dir: &Path) -> Result<Vec<String>> {
-    let Some(index) = index_path(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut listed: std::collections::BTreeMap<String, String> =
-        read_index(dir, &index)?.into_iter().collect();
+    match index_path(dir) {
+        Some(index) => disagreements(dir, read_index(dir, &index)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// [`index_disagreements`] of the index `entries` of `dir`.
+fn disagreements(dir: &Path, entries: Vec<(String, String)>) -> Result<Vec<String>> {
+    let mut listed: std::collections::BTreeMap<String, String> = entries.into_iter().collect();
     let shards: BTreeSet<String> = listed.values().cloned().collect();
     let mut why = Vec::new();
     let mut moved = std::collections::HashSet::new();
@@ -200,7 +207,14 @@ pub fn index_disagreements(dir: &Path) -> Result<Vec<String>> {
 
 /// All weights of an HF model directory, with a progress bar for large models.
 pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
-    let files = weight_files(dir)?;
+    // The index read once: its shards are the files, and it is checked against them.
+    let index = index_path(dir)
+        .map(|i| read_index(dir, &i).map(|e| (i, e)))
+        .transpose()?;
+    let files = match &index {
+        Some((_, entries)) => shards(dir, entries),
+        None => weight_files(dir)?,
+    };
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -210,9 +224,9 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     // that the safetensors converter dropped from the shards) is said, not refused: every
     // shard is read, as transformers 5 reads them, and a tensor the model needs but no shard
     // holds is named when the model is built.
-    if let Some(index) = index_path(dir) {
+    if let Some((index, entries)) = index {
         // A few lines, not one per tensor of an index that disagrees throughout.
-        let why = index_disagreements(dir)?;
+        let why = disagreements(dir, entries)?;
         for w in why.iter().take(5) {
             tracing::warn!("{}: {w}", index.display());
         }

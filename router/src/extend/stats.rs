@@ -15,6 +15,12 @@ use crate::model::Router;
 use crate::segment::split_sentences;
 use crate::RouterError;
 
+/// The names of label `i`'s Gaussian `part` (`whole` or `sentences`) in a statistics file
+/// start with this (then `.mean`, `.cov`, `.count`).
+fn tensor_prefix(i: usize, part: &str) -> String {
+    format!("stats.{i}.{part}")
+}
+
 /// Mean and covariance of a set of features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gaussian {
@@ -235,7 +241,7 @@ impl FeatureStats {
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (i, s) in self.labels.iter().enumerate() {
             for (part, g) in [("whole", &s.whole), ("sentences", &s.sentences)] {
-                let p = format!("stats.{i}.{part}");
+                let p = tensor_prefix(i, part);
                 let d = self.dim;
                 owned.push((format!("{p}.mean"), vec![d], f32s(&g.mean)));
                 owned.push((format!("{p}.cov"), vec![d, d], f32s(&g.cov)));
@@ -258,9 +264,10 @@ impl FeatureStats {
         let mut v = Vec::with_capacity(labels * 6);
         for i in 0..labels {
             for part in ["whole", "sentences"] {
-                v.push((format!("stats.{i}.{part}.mean"), vec![dim]));
-                v.push((format!("stats.{i}.{part}.cov"), vec![dim, dim]));
-                v.push((format!("stats.{i}.{part}.count"), vec![1]));
+                let p = tensor_prefix(i, part);
+                v.push((format!("{p}.mean"), vec![dim]));
+                v.push((format!("{p}.cov"), vec![dim, dim]));
+                v.push((format!("{p}.count"), vec![1]));
             }
         }
         v
@@ -298,8 +305,8 @@ impl FeatureStats {
         let labels = (0..labels)
             .map(|i| {
                 Ok(LabelStats {
-                    whole: gaussian(format!("stats.{i}.whole"))?,
-                    sentences: gaussian(format!("stats.{i}.sentences"))?,
+                    whole: gaussian(tensor_prefix(i, "whole"))?,
+                    sentences: gaussian(tensor_prefix(i, "sentences"))?,
                 })
             })
             .collect::<Result<Vec<_>, RouterError>>()?;
