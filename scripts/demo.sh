@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-smollm2.sh
 run=${CARGO_TARGET_DIR:-target}/release/dlp-run
-[ -x "$run" ] || echo "building dlp-run (release; the first build takes about 8 minutes on 2 cores)..."
-cargo build --release -q -p dlp-cli
+[ -x "$run" ] || echo "building dlp-run (release; the first build takes about 8 minutes on 2 cores; cargo shows its progress)..."
+cargo build --release -p dlp-cli
 prompt=${1:-"What is the capital of France?"}
 echo "== base model =="
 $run generate --chat --prompt "$prompt" --max-tokens 64

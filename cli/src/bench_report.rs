@@ -282,7 +282,7 @@ impl Report {
             outln!("kernels: {k}");
         }
         outln!(
-            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>8}",
+            "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>9}",
             "scenario",
             "K",
             "batch",
@@ -292,7 +292,7 @@ impl Report {
             "lat90 ms",
             "pick ms",
             "host ms",
-            "vs base"
+            "step/base"
         );
         let base = self.get("base").map(|b| b.decode_step_secs());
         let mut no_latency = false;
@@ -301,7 +301,7 @@ impl Report {
             let (lat50, lat90) = (m.latency(0.5), m.latency(0.9));
             no_latency |= lat50.is_nan();
             outln!(
-                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>8}",
+                "{:<14} {:>3} {:>5} {:>11} {:>11} {:>9} {:>9} {:>8} {:>8} {:>9}",
                 m.name,
                 m.fixed_k().map_or("-".into(), |k| k.to_string()),
                 m.batch,
@@ -317,8 +317,10 @@ impl Report {
         if no_latency {
             outln!("(lat -: fewer than two of request 0's tokens were timed while its whole batch decoded; give more --new-tokens)");
         }
-        if base.is_none() {
-            outln!("(vs base -: the run has no base scenario to compare with)");
+        match base {
+            // A batch row's step decodes its whole batch, so its ratio is not per token.
+            Some(_) => outln!("(step/base: the decode step's time over base's, > 1 = slower; a step decodes the row's whole batch)"),
+            None => outln!("(step/base -: the run has no base scenario to compare with)"),
         }
         if let Some(p) = &self.peers {
             for (name, v) in p["peers"].as_object().into_iter().flatten() {

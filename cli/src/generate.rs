@@ -368,6 +368,12 @@ impl WithBackend for &GenerateArgs {
         // A streamed answer that cannot be written (a full disk) ends the run with the error,
         // not an exit 0 with the text lost.
         let mut write_failed: Option<std::io::Error> = None;
+        if stream && args.prompts.is_some() {
+            // A --prompts file's answers are headed however many lines it has, so that a
+            // script reading them need not tell one line from several.
+            writeln!(stdout, "=== [0] {} ===", prompts[0].source)
+                .context("writing the answers to standard output")?;
+        }
         // Every answer is printed, a broken one (NaN logits) too, before the error that names
         // its prompt: one bad mixture does not lose the batch.
         let (outs, stats) = generate_each(

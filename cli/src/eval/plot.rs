@@ -112,7 +112,7 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
             &root,
             l,
             t2 - 24,
-            "top-p sweep: accuracy % (solid) and adapters per mixture x10 (dashed) against p",
+            "top-p sweep against p: accuracy % (solid, left axis), adapters per mixture (dashed, right)",
             &BLACK,
             false,
         )
@@ -122,7 +122,38 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
             BLACK,
         ))
         .map_err(|x| e(x.to_string()))?;
-        let ps: Vec<f32> = rep.sweep.iter().map(|x| x.0).collect();
+        // Accuracy % on the left axis; adapters per mixture on the right, up to the most any
+        // point has (a uniform-like p = 1 can pass 10).
+        let most = rep.sweep.iter().map(|x| x.3).fold(1.0f64, f64::max).ceil();
+        for frac in [0.0, 0.25, 0.5, 0.75, 1.0] {
+            let y = t2 + h2 - (frac * h2 as f64) as i32;
+            draw_text(
+                &root,
+                20,
+                y - 4,
+                &format!("{:.0}", frac * 100.0),
+                &BLACK,
+                false,
+            )
+            .map_err(e)?;
+            // (No 0 on the right: it would touch the last p's label.)
+            if frac > 0.0 {
+                draw_text(
+                    &root,
+                    w - 46,
+                    y - 4,
+                    &format!("{:.1}", frac * most),
+                    &BLACK,
+                    false,
+                )
+                .map_err(e)?;
+            }
+            root.draw(&PathElement::new(vec![(l - 4, y), (l, y)], BLACK))
+                .map_err(|x| e(x.to_string()))?;
+        }
+        let mut ps: Vec<f32> = rep.sweep.iter().map(|x| x.0).collect();
+        ps.sort_by(f32::total_cmp);
+        ps.dedup();
         let (pmin, pmax) = ps
             .iter()
             .fold((f32::MAX, f32::MIN), |a, &p| (a.0.min(p), a.1.max(p)));
@@ -133,28 +164,33 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         for (mi, m) in modes.iter().enumerate() {
             let pts: Vec<&SweepPoint> = rep.sweep.iter().filter(|x| x.1 == *m).collect();
             let acc: Vec<(i32, i32)> = pts.iter().map(|x| (px(x.0), py(100.0 * x.2))).collect();
-            let ad: Vec<(i32, i32)> = pts.iter().map(|x| (px(x.0), py(10.0 * x.3))).collect();
-            let c = palette[mi % 8];
+            let ad: Vec<(i32, i32)> = pts
+                .iter()
+                .map(|x| (px(x.0), py(100.0 * x.3 / most)))
+                .collect();
+            // A mode keeps its colour from the bars above.
+            let at = rep.main.iter().position(|r| r.mode == *m).unwrap_or(mi);
+            let c = palette[at % 8];
             root.draw(&PathElement::new(acc.clone(), c.stroke_width(2)))
                 .map_err(|x| e(x.to_string()))?;
-            for (a, b) in ad.iter().zip(ad.iter().skip(1)).step_by(1) {
-                let mid = ((a.0 + b.0) / 2, (a.1 + b.1) / 2);
-                root.draw(&PathElement::new(vec![*a, mid], c))
-                    .map_err(|x| e(x.to_string()))?;
+            for (a, b) in ad.iter().zip(ad.iter().skip(1)) {
+                for dash in dashes(*a, *b) {
+                    root.draw(&PathElement::new(dash.to_vec(), c.stroke_width(2)))
+                        .map_err(|x| e(x.to_string()))?;
+                }
             }
             for &(x, y) in &acc {
                 root.draw(&Circle::new((x, y), 3, c.filled()))
                     .map_err(|x| e(x.to_string()))?;
             }
-            draw_text(
-                &root,
-                w - 200,
-                t2 + 10 + mi as i32 * 14,
-                m.name(),
-                &c,
-                false,
-            )
-            .map_err(e)?;
+            // The legend under the p axis, where no line can run through it.
+            let (x, y) = (
+                l + (mi as i32 % 4) * 220,
+                t2 + h2 + 26 + (mi as i32 / 4) * 14,
+            );
+            root.draw(&Rectangle::new([(x, y), (x + 10, y + 8)], c.filled()))
+                .map_err(|x| e(x.to_string()))?;
+            draw_text(&root, x + 14, y, m.name(), &BLACK, false).map_err(e)?;
         }
         for p in &ps {
             draw_text(
@@ -170,4 +206,40 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
     }
     root.present().map_err(|x| e(x.to_string()))?;
     Ok(())
+}
+
+/// The dashes of a dashed line from `a` to `b`: 6 pixels drawn, 4 left out, along its length.
+fn dashes(a: (i32, i32), b: (i32, i32)) -> Vec<[(i32, i32); 2]> {
+    let (dx, dy) = (f64::from(b.0 - a.0), f64::from(b.1 - a.1));
+    let len = dx.hypot(dy);
+    let at = |d: f64| {
+        let f = (d / len.max(1e-9)).min(1.0);
+        (a.0 + (f * dx).round() as i32, a.1 + (f * dy).round() as i32)
+    };
+    let mut out = Vec::new();
+    let mut d = 0.0;
+    while d < len {
+        out.push([at(d), at(d + 6.0)]);
+        d += 10.0;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dashes_cover_the_line_with_gaps() {
+        let d = super::dashes((0, 0), (30, 0));
+        assert_eq!(
+            d,
+            vec![[(0, 0), (6, 0)], [(10, 0), (16, 0)], [(20, 0), (26, 0)]]
+        );
+        // The last dash stops at the end; a zero-length line has none.
+        assert_eq!(super::dashes((0, 0), (0, 8)), vec![[(0, 0), (0, 6)]]);
+        assert_eq!(
+            super::dashes((0, 0), (0, 12)),
+            vec![[(0, 0), (0, 6)], [(0, 10), (0, 12)]]
+        );
+        assert!(super::dashes((5, 5), (5, 5)).is_empty());
+    }
 }

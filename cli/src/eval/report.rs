@@ -87,6 +87,8 @@ pub struct Report {
     backend: String,
     seconds: f64,
     settings: Value,
+    /// The top-p of the main table's router-run columns, where any ran with the router.
+    main_p: Option<f32>,
 }
 
 /// Per question of a composed prompt, whether the completion answers it: the completion's
@@ -207,6 +209,7 @@ impl Report {
             }
         }
         Report {
+            main_p: runs.iter().any(|r| r.p.is_some()).then_some(main_p),
             tasks: kinds,
             main,
             sweep,
@@ -384,6 +387,13 @@ impl Report {
         );
         if self.main.iter().any(|r| r.non_finite > 0) {
             row(&mut s, "non-finite", &|r| Some(r.non_finite as f64), 0);
+        }
+        if let Some(p) = self.main_p {
+            // The columns above do not say it, and a sweep's first value is easily misread.
+            let _ = writeln!(
+                s,
+                "(the router's columns at top-p {p}, the first of --route-p)"
+            );
         }
         if self
             .sweep

@@ -142,6 +142,19 @@ fn routed_generation_by_sentence() {
     // (The answer has sentences the router would have routed: else this could not fail.)
     let answer = text.split("=== [1]").next().unwrap_or_default();
     assert!(answer.matches(". ").count() >= 2, "{text}");
+    // A one-line file streams its answer under the same header (it had none).
+    std::fs::write(&lines, format!("{line}\n")).unwrap();
+    let out = run(&own);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("=== [0] ") && text.contains("p.jsonl:1 ===\n"),
+        "{text}"
+    );
     // A sentence opened by the limit's last token is not routed: nothing runs under that
     // mixture (it had been reported as a segment).
     let routed_at = |max: &str| {
