@@ -61,18 +61,15 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         BLACK,
     ))
     .map_err(|x| e(x.to_string()))?;
-    for frac in [0.25, 0.5, 0.75, 1.0] {
-        let y = t + bh - (frac * bh as f64) as i32;
-        draw_text(
-            &root,
-            20,
-            y - 4,
-            &format!("{:.0}", frac * 100.0),
-            &BLACK,
-            false,
-        )
-        .map_err(e)?;
-    }
+    // A vertical scale's labels at `x`: `frac` of `max` at `frac` of `height` above `bottom`.
+    let scale = |x: i32, bottom: i32, height: i32, max: f64, digits: usize, fracs: &[f64]| {
+        fracs.iter().try_for_each(|frac| {
+            let y = bottom - (frac * height as f64) as i32;
+            let text = format!("{:.digits$}", frac * max);
+            draw_text(&root, x, y - 4, &text, &BLACK, false).map_err(e)
+        })
+    };
+    scale(20, t + bh, bh, 100.0, 0, &[0.25, 0.5, 0.75, 1.0])?;
     for (ti, (task, _)) in rep.tasks.iter().enumerate() {
         let x0 = l + 3 + ti as i32 * group;
         for (mi, r) in rep.main.iter().enumerate() {
@@ -123,34 +120,13 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
         ))
         .map_err(|x| e(x.to_string()))?;
         // Accuracy % on the left axis; adapters per mixture on the right, up to the most any
-        // point has (a uniform-like p = 1 can pass 10).
-        let most = rep.sweep.iter().map(|x| x.3).fold(1.0f64, f64::max).ceil();
-        for frac in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let y = t2 + h2 - (frac * h2 as f64) as i32;
-            draw_text(
-                &root,
-                20,
-                y - 4,
-                &format!("{:.0}", frac * 100.0),
-                &BLACK,
-                false,
-            )
-            .map_err(e)?;
-            // (No 0 on the right: it would touch the last p's label.)
-            if frac > 0.0 {
-                draw_text(
-                    &root,
-                    w - 46,
-                    y - 4,
-                    &format!("{:.1}", frac * most),
-                    &BLACK,
-                    false,
-                )
-                .map_err(e)?;
-            }
-            root.draw(&PathElement::new(vec![(l - 4, y), (l, y)], BLACK))
-                .map_err(|x| e(x.to_string()))?;
-        }
+        // point has (a uniform-like p = 1 can pass 10), rounded up to a multiple of 4 so that
+        // the quarter marks are whole numbers.
+        let most = rep.sweep.iter().map(|x| x.3).fold(1.0f64, f64::max);
+        let most = (most / 4.0).ceil() * 4.0;
+        scale(20, t2 + h2, h2, 100.0, 0, &[0.0, 0.25, 0.5, 0.75, 1.0])?;
+        // (No 0 on the right: it would touch the last p's label.)
+        scale(w - 46, t2 + h2, h2, most, 0, &[0.25, 0.5, 0.75, 1.0])?;
         let mut ps: Vec<f32> = rep.sweep.iter().map(|x| x.0).collect();
         ps.sort_by(f32::total_cmp);
         ps.dedup();
