@@ -5,6 +5,7 @@
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::Result;
 
+use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, int};
 use crate::CudaBackend;
 
@@ -31,6 +32,7 @@ impl CudaBackend {
             .map_err(|_| crate::err(format!("argmax: {rows} rows exceed a grid")))?;
         let mut a = self.args(&self.k.argmax);
         a.arg(logits).arg(&v).arg(out);
+        LaunchCounters::bump(&self.counts.argmax);
         self.go("argmax", a, cfg((grid, 1, 1), ARGMAX_THREADS, 0))
     }
 }

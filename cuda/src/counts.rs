@@ -3,6 +3,7 @@
 //! is the one that ran, not a fallback that computes the same values.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::CudaBackend;
 
@@ -15,6 +16,11 @@ pub(crate) struct LaunchCounters {
     pub(crate) silu_mul: AtomicU64,
     pub(crate) add_rms_norm: AtomicU64,
     pub(crate) lora_prefetch: AtomicU64,
+    pub(crate) argmax: AtomicU64,
+    pub(crate) sample: AtomicU64,
+    pub(crate) graph_captures: AtomicU64,
+    pub(crate) graph_replays: AtomicU64,
+    pub(crate) graph_failures: AtomicU64,
 }
 
 impl LaunchCounters {
@@ -45,20 +51,56 @@ pub struct LaunchCounts {
     /// dependents ([`crate::Experimental::lora_prefetch`]; none where the device or the driver
     /// refuses dependent launches, whose plain-order fallback computes the same values).
     pub lora_prefetch: u64,
+    /// `argmax` launches ([`crate::Experimental::device_argmax`]'s greedy picks).
+    pub argmax: u64,
+    /// `sample` launches ([`crate::Experimental::device_sampling`]'s draws).
+    pub sample: u64,
+    /// Steps captured into a CUDA graph ([`crate::Experimental::graphs`]).
+    pub graph_captures: u64,
+    /// Steps run by replaying a captured graph: the launches of a replayed step are not counted
+    /// again, the graph's were counted at its capture.
+    pub graph_replays: u64,
+    /// Steps that meant to capture or replay and ran eagerly instead: a failed capture, or a
+    /// packed plan that moved under its graph (both logged as warnings). A test of graphs
+    /// checks this stays 0: the eager run computes the same values.
+    pub graph_failures: u64,
+}
+
+/// A handle on a backend's launch counts that stays readable after the backend is given away
+/// (tests hand it to a model by value).
+#[derive(Debug, Clone)]
+pub struct LaunchCounter(pub(crate) Arc<LaunchCounters>);
+
+impl LaunchCounter {
+    /// The counts so far (see [`LaunchCounts`]).
+    pub fn counts(&self) -> LaunchCounts {
+        let c = &self.0;
+        let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        LaunchCounts {
+            tiled_lora: get(&c.tiled_lora),
+            attention_combine: get(&c.attention_combine),
+            rope: get(&c.rope),
+            silu_mul: get(&c.silu_mul),
+            add_rms_norm: get(&c.add_rms_norm),
+            lora_prefetch: get(&c.lora_prefetch),
+            argmax: get(&c.argmax),
+            sample: get(&c.sample),
+            graph_captures: get(&c.graph_captures),
+            graph_replays: get(&c.graph_replays),
+            graph_failures: get(&c.graph_failures),
+        }
+    }
 }
 
 impl CudaBackend {
     /// Launches so far of the kernels that some switches remove or replace (see
     /// [`LaunchCounts`]).
     pub fn launches(&self) -> LaunchCounts {
-        let c = &self.counts;
-        LaunchCounts {
-            tiled_lora: c.tiled_lora.load(Ordering::Relaxed),
-            attention_combine: c.attention_combine.load(Ordering::Relaxed),
-            rope: c.rope.load(Ordering::Relaxed),
-            silu_mul: c.silu_mul.load(Ordering::Relaxed),
-            add_rms_norm: c.add_rms_norm.load(Ordering::Relaxed),
-            lora_prefetch: c.lora_prefetch.load(Ordering::Relaxed),
-        }
+        self.launch_counter().counts()
+    }
+
+    /// A handle on this backend's launch counts (see [`LaunchCounter`]).
+    pub fn launch_counter(&self) -> LaunchCounter {
+        LaunchCounter(Arc::clone(&self.counts))
     }
 }

@@ -13,6 +13,7 @@ use cudarc::driver::CudaGraph;
 use dlp_engine::backend::{StepPlan, StepShape};
 use dlp_engine::Result;
 
+use crate::counts::LaunchCounters;
 use crate::{err, CudaBackend, CudaStep};
 
 /// Steps of more tokens than this run eagerly (prefill): their shapes rarely repeat.
@@ -215,6 +216,7 @@ impl CudaBackend {
                     // `pick_args` on a step that does not sample, past the recorded buffer):
                     // the graph would read the old addresses. This step runs eagerly.
                     tracing::warn!("a step's packed plan moved under its CUDA graph; eager");
+                    LaunchCounters::bump(&self.counts.graph_failures);
                     cache.refuse(shape);
                     body(&step)?;
                     return Ok(Some(step));
@@ -223,6 +225,7 @@ impl CudaBackend {
                 rec.graph
                     .launch()
                     .map_err(|e| err(format!("replaying the CUDA graph of a step: {e}")))?;
+                LaunchCounters::bump(&self.counts.graph_replays);
                 self.sync_if_asked("graph replay")?;
                 Ok(reuse)
             }
@@ -233,6 +236,7 @@ impl CudaBackend {
                         graph
                             .launch()
                             .map_err(|e| err(format!("launching a captured step: {e}")))?;
+                        LaunchCounters::bump(&self.counts.graph_captures);
                         self.sync_if_asked("graph launch")?;
                         let rec = Recorded {
                             graph,
@@ -246,6 +250,7 @@ impl CudaBackend {
                         // error then comes back from it) and never capture this shape again.
                         if let Err(e) = outcome {
                             tracing::warn!("CUDA graph capture failed, running eagerly: {e}");
+                            LaunchCounters::bump(&self.counts.graph_failures);
                         }
                         cache.refuse(shape);
                         eager(reuse, body)

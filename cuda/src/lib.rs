@@ -36,7 +36,7 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use dlp_engine::{Error, Result};
 
-pub use counts::LaunchCounts;
+pub use counts::{LaunchCounter, LaunchCounts};
 pub use experimental::Experimental;
 pub use kernels::Kernels;
 pub use linears::NORM_FOLD_MAX_ROWS;
@@ -149,7 +149,7 @@ pub struct CudaBackend {
     /// Bumped whenever a scratch buffer is reallocated (recorded graphs hold its address).
     scratch_gen: AtomicU64,
     /// Launches of the kernels whose switches tests must see take effect ([`Self::launches`]).
-    pub(crate) counts: counts::LaunchCounters,
+    pub(crate) counts: std::sync::Arc<counts::LaunchCounters>,
     /// cuBLAS's workspace when graphs are on (cuBLAS must not allocate during a capture).
     _blas_workspace: Option<CudaSlice<u8>>,
 }
@@ -359,7 +359,7 @@ impl CudaBackend {
                 }),
                 capturing: AtomicBool::new(false),
                 scratch_gen: AtomicU64::new(0),
-                counts: counts::LaunchCounters::default(),
+                counts: Default::default(),
                 _blas_workspace: blas_workspace,
             })
         })

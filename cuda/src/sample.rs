@@ -7,6 +7,7 @@ use cudarc::driver::{CudaSlice, PushKernelArg};
 use dlp_engine::cpu::sample::ARGS_PER_ROW;
 use dlp_engine::Result;
 
+use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, int};
 use crate::{CudaBackend, CudaStep};
 
@@ -65,6 +66,7 @@ impl CudaBackend {
         let mut a = self.args(&self.k.sample);
         a.arg(logits).arg(&v).arg(&pick_args).arg(out);
         let shared = shared_bytes(vocab) as u32;
+        LaunchCounters::bump(&self.counts.sample);
         self.go("sample", a, cfg((grid, 1, 1), SAMPLE_THREADS, shared))
     }
 }

@@ -3,7 +3,7 @@
 //! `DLP_REQUIRE_CUDA=1`. Then every fixture again with bf16 weight storage, under its own bound.
 #![cfg(feature = "cuda")]
 
-use dlp_cuda::{CudaBackend, CudaOptions};
+use dlp_cuda::{CudaBackend, CudaOptions, LaunchCounter};
 use dlp_tests::{
     backend_or_skip, bf16_compute_logit_tol, bf16_logit_tol, fixture_tests, kv_bf16_logit_tol,
     lora_bf16_logit_tol, lora_tf32_logit_tol, run_golden, run_golden_bf16_weights,
@@ -142,8 +142,31 @@ mod experimental {
         } else {
             0.0
         };
+        let counter = b.launch_counter();
         run_golden_bf16_weights(name, b, bf16_compute_logit_tol(name) + tf32);
+        check_graphs_ran(&counter, experimental, &format!("{name}, {what}"));
         true
+    }
+
+    /// With graphs on, some step must have replayed a captured graph and none have fallen back
+    /// to running eagerly (a failed capture, a plan moved under its graph): the eager run
+    /// computes the same values, so the logits alone cannot tell.
+    fn check_graphs_ran(counter: &LaunchCounter, experimental: Experimental, what: &str) {
+        if experimental.graphs {
+            let c = counter.counts();
+            println!(
+                "{what}: {} graphs captured, {} replays",
+                c.graph_captures, c.graph_replays
+            );
+            assert!(
+                c.graph_replays > 0,
+                "{what}: no step replayed a CUDA graph: {c:?}"
+            );
+            assert_eq!(
+                c.graph_failures, 0,
+                "{what}: steps fell back to eager: {c:?}"
+            );
+        }
     }
 
     /// A test module `$module` running every fixture with the paths `$paths` (the CLI's

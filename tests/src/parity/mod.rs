@@ -8,7 +8,7 @@
 //! the f32 bounds hold (the rounding itself is not the kernel's error; the golden tests bound
 //! its effect on logits).
 
-use dlp_engine::backend::{LinearJob, ResidualNorm};
+use dlp_engine::backend::{LinearJob, ResidualNorm, StepPlan};
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::{Backend, Error, HostTensor, NO_ADAPTER};
 mod cases;
@@ -60,6 +60,30 @@ fn written_by_kernel<B: Backend>(b: &B, data: &[f32]) -> dlp_engine::Result<B::B
     Ok(dst)
 }
 
+/// `p` on the device the way a decode loop uploads its steps: into the buffers of an earlier
+/// step of the same lengths but other values (each array reversed, the weights negated), which
+/// had held an empty step in between. Any array a reused upload did not rewrite, or a view
+/// left at the empty step's lengths, then reads wrong values (`packed-upload` puts every array
+/// in one buffer; a graph replay reuses the recorded one).
+fn uploaded_over_others<B: Backend>(b: &B, p: &StepPlan) -> dlp_engine::Result<B::Step> {
+    let mut other = p.clone();
+    for v in [
+        &mut other.token_ids,
+        &mut other.positions,
+        &mut other.kv_slots,
+        &mut other.segment_of_token,
+        &mut other.mix_slots,
+        &mut other.logit_rows,
+    ] {
+        v.reverse();
+    }
+    other.mix_weights.iter_mut().for_each(|w| *w = -*w - 1.0);
+    other.pick_args.iter_mut().for_each(|a| *a = -*a - 1.0);
+    let earlier = b.upload_step(&other, None)?;
+    let empty = b.upload_step(&StepPlan::default(), Some(earlier))?;
+    b.upload_step(p, Some(empty))
+}
+
 /// Runs one case on `b`, inputs drawn from the case's seed.
 fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
@@ -81,7 +105,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let mut p = plan(*tokens);
             p.token_ids = (0..*tokens).map(|_| g.below(*vocab)).collect();
             p.token_ids[0] = (*vocab - 1) as u32;
-            let step = b.upload_step(&p, None)?;
+            let step = uploaded_over_others(b, &p)?;
             let mut out = poisoned(b, tokens * dim)?;
             b.embedding(&table, &step, *tokens, *dim, &mut out)?;
             vec![("out", b.download(&out, tokens * dim)?, None)]
@@ -130,7 +154,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let cs = b.upload(&cs)?;
             let mut p = plan(t);
             p.positions = positions.clone();
-            let step = b.upload_step(&p, None)?;
+            let step = uploaded_over_others(b, &p)?;
             match kv_heads {
                 None => {
                     b.rope(&mut x, &cs, &step, t, *heads, *head_dim)?;
@@ -178,7 +202,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let mut p = plan(t);
             p.kv_slots = kv_slots.clone();
             p.positions = positions.clone();
-            let step = b.upload_step(&p, None)?;
+            let step = uploaded_over_others(b, &p)?;
             let mut out = poisoned(b, t * q_dim)?;
             if *rope {
                 let cs = b.upload(&rope_table(positions, s.head_dim, &mut g))?;
@@ -241,7 +265,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             // A decode step: each token alone in its KV slot (a batch of sequences), the steps
             // `linears` may fuse differently from a prefill's.
             p.kv_slots = (0..*rows as u32).collect();
-            let step = b.upload_step(&p, None)?;
+            let step = uploaded_over_others(b, &p)?;
             let max_rank = mix
                 .as_ref()
                 .map_or(1, |m| *m.ranks.iter().max().unwrap_or(&1) as usize);
@@ -310,7 +334,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let head = b.upload_weight(&w2(*vocab, *hidden, &mut g))?;
             let mut p = plan(*tokens);
             p.logit_rows = rows.clone();
-            let step = b.upload_step(&p, None)?;
+            let step = uploaded_over_others(b, &p)?;
             let mut out = poisoned(b, rows.len() * vocab)?;
             b.logits(&x, &norm, 1e-5, &head, &step, *hidden, *vocab, &mut out)?;
             vec![("out", b.download(&out, rows.len() * vocab)?, None)]
@@ -326,7 +350,7 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             let logits = b.upload(&logits)?;
             let mut p = plan(*rows);
             p.pick_args = args;
-            let step = b.upload_step(&p, None)?;
+            let step = uploaded_over_others(b, &p)?;
             let mut out = poisoned(b, *rows)?;
             b.sample(&logits, *rows, *vocab, &step, &mut out)?;
             vec![("out", b.download(&out, *rows)?, None)]
@@ -346,7 +370,7 @@ fn exec_lora<B: Backend>(
     let host = lora_host(m, m.out_dim, bf16, g);
     let p = lora_plan(m, g);
     let lora = b.upload_lora(&host)?;
-    let step = b.upload_step(&p, None)?;
+    let step = uploaded_over_others(b, &p)?;
     let u_len = t * m.k * max_rank;
     if expand {
         let u = b.upload(&g.vec(u_len))?;

@@ -17,6 +17,7 @@ fn check_device_picks(name: &str, configs: &[(bool, Experimental)]) {
         };
         let Some(b) = cuda(opts) else { return };
         println!("{name}: bf16 compute {bf16_compute}, {experimental:?}");
+        let counter = b.launch_counter();
         let model = fx.load(b).unwrap();
         let vocab = model.config.vocab_size;
         use dlp_engine::Backend;
@@ -26,6 +27,12 @@ fn check_device_picks(name: &str, configs: &[(bool, Experimental)]) {
             experimental.device_sampling
         );
         dlp_tests::device_argmax::check_device_argmax(&model, &fx);
+        // The picks the check counts as the device's (tokens that came without rows) include
+        // host picks of a backend without the kernel: the kernels' own launches say they ran.
+        let c = counter.counts();
+        assert_eq!(c.argmax > 0, experimental.device_argmax, "{name}: argmax: {c:?}");
+        assert_eq!(c.sample > 0, experimental.device_sampling, "{name}: sample: {c:?}");
+        check_graphs_ran(&counter, experimental, name);
     }
 }
 

@@ -84,13 +84,21 @@ fn exact_then_reference(
 /// `lora-prefetch` computes what `expand-launch` computes, bit for bit (the same terms in the
 /// same order): the fused-LoRA cases on bf16 weights with f32 and bf16 A/B and in the bf16
 /// compute mode against the expand-launch backend (bound 0), then against the CPU, u and the
-/// entry table poisoned before each shrink (an expand reading them before its wait fails; the
-/// poison's memsets come between the kernel writing x and the shrink, so the shrink's early read
-/// of x is checked by kernels_on_cpu/prefetch.rs only). On sm_90 the shrinks and expands must
-/// have run as dependent launches (`LaunchCounts::lora_prefetch`), not the plain-order fallback.
+/// entry table poisoned before each shrink (an expand reading them before its wait fails).
+/// The poison's memsets come between the kernel writing x and the shrink, so one more run
+/// leaves them out: its shrinks follow the `add` that writes x directly (it releases its
+/// dependents at its start), and a shrink reading x before its wait reads zeros. On sm_90 the
+/// shrinks and expands must have run as dependent launches (`LaunchCounts::lora_prefetch`),
+/// not the plain-order fallback.
 #[test]
 fn op_parity_cuda_lora_prefetch_matches_expand_launch_exactly() {
-    for (lora_bf16, bf16_compute) in [(false, false), (true, false), (false, true)] {
+    let runs = [
+        (false, false, true),
+        (true, false, true),
+        (false, true, true),
+        (false, false, false),
+    ];
+    for (lora_bf16, bf16_compute, poison_scratch) in runs {
         let with = |prefetch: bool| CudaOptions {
             bf16_weights: true,
             bf16_compute,
@@ -101,14 +109,14 @@ fn op_parity_cuda_lora_prefetch_matches_expand_launch_exactly() {
                 lora_prefetch: prefetch,
                 ..FUSED
             },
-            poison_scratch: true,
+            poison_scratch,
             ..Default::default()
         };
         let Some((prefetch, expand)) = fused_and_unfused(with) else {
             return;
         };
         println!(
-            "lora-prefetch vs expand-launch, LoRA bf16 {lora_bf16}, bf16 compute {bf16_compute}"
+            "lora-prefetch vs expand-launch, LoRA bf16 {lora_bf16}, bf16 compute {bf16_compute}, poisoned scratch {poison_scratch}"
         );
         let cases = if lora_bf16 {
             bf16_lora_cases()
