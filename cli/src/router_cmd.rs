@@ -194,6 +194,10 @@ fn resolve_tokenizer(arg: Option<&Path>) -> Result<(PathBuf, Option<tempfile::Te
     Ok((dst, Some(tmp)))
 }
 
+/// How train-router picks a `--data` folder's files (for [`crate::eval::data::check_split_gaps`]).
+pub(crate) const TRAIN_HINT: &str =
+    "train-router reads each --data folder's train.jsonl (and its dev.jsonl as dev data)";
+
 /// The dev files of a training: `--dev`'s, else the `dev.jsonl` of each `--data` folder; an
 /// error for one that is also training data (dev figures, early stopping and calibration on
 /// training data say nothing), naming where it came from.
@@ -378,6 +382,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         label: args.label_field.clone(),
     };
     let train_files = find_split_files(&args.data, "train")?;
+    crate::eval::data::check_split_gaps(&args.data, "train", TRAIN_HINT)?;
     if train_files.is_empty() {
         bail!("no training data: --data names no jsonl file and no directory with train.jsonl");
     }

@@ -108,6 +108,11 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let mut inputs = crate::output::Inputs::default();
     inputs.router(Some(&args.router));
     crate::eval::data::check_split_applies(&args.data, &args.split)?;
+    crate::eval::data::check_split_gaps(
+        &args.data,
+        &args.split,
+        "--split picks which file of a folder is read",
+    )?;
     // The data too: `--json` naming a data file replaced it with the metrics.
     for f in find_split_files(&args.data, &args.split)? {
         inputs.file(&f);

@@ -69,6 +69,7 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
         label: args.label_field.clone(),
     };
     let files = find_split_files(&args.data, "train")?;
+    crate::eval::data::check_split_gaps(&args.data, "train", crate::router_cmd::TRAIN_HINT)?;
     if files.is_empty() {
         bail!("no data for the new labels: --data names no jsonl file and no directory with train.jsonl");
     }

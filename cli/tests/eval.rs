@@ -209,6 +209,42 @@ fn bad_data_gets_clear_errors() {
             write("noadapter.jsonl", &good.replace("\"boolq\"", "\"poetry\"")),
             vec!["poetry", "has no adapter", "--label-map"],
         ),
+        // Answers no completion can match (every example had scored 0 without a word), and a
+        // task of two kinds (its first example's kind had labelled it all).
+        (
+            write(
+                "yes.jsonl",
+                &good.replace("\"answer\": \"true\"", "\"answer\": \"yes\""),
+            ),
+            vec![
+                "yes.jsonl:1",
+                "`answer` \"yes\" can never be scored right",
+                "true/false",
+            ],
+        ),
+        (
+            write(
+                "units.jsonl",
+                &good.replace(
+                    "\"true\", \"kind\": \"mcq\"",
+                    "\"12 apples\", \"kind\": \"qa\"",
+                ),
+            ),
+            vec!["units.jsonl:1", "\"12 apples\"", "a qa answer is a number"],
+        ),
+        (
+            write(
+                "kinds.jsonl",
+                &format!(
+                    "{good}\n{}",
+                    good.replace("\"true\", \"kind\": \"mcq\"", "\"3\", \"kind\": \"qa\"")
+                ),
+            ),
+            vec![
+                "kinds.jsonl",
+                "task `boolq` has examples of kind mcq and of kind qa",
+            ],
+        ),
     ];
     for (file, needles) in cases {
         let (ok, err) = eval(&["boolq"], &["--modes", "oracle"], file.clone());
@@ -285,6 +321,42 @@ fn bad_data_gets_clear_errors() {
         "{err}"
     );
     assert!(!err.contains("examples, modes"), "a mode ran first: {err}");
+    // A --route-p value twice ran its modes twice, as two columns of one name.
+    let (ok, err) = eval(&[], &["--route-p", "0.9,0.5,0.9"], write("p.jsonl", good));
+    assert!(
+        !ok && err.contains("--route-p 0.9 is given more than once"),
+        "{err}"
+    );
+    // Examples without a gold output (as all of mawps'): no BLEU/ROUGE (they had been 0
+    // against "", pulling the qa means down) and no teacher-forced score (it forces the gold
+    // output's tokens: none), shown "-" and left out of the means, with a note.
+    let mawps = r#"{"task": "mawps", "instruction": "Tom has 3 apples and gets 4 more. How many?", "output": "", "answer": "7", "kind": "qa"}"#;
+    let json = tmp.path().join("m.json");
+    let flags = [
+        "--modes",
+        "base,teacher-forced",
+        "--max-tokens",
+        "8",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (ok, err) = eval(&["gsm8k"], &flags, write("mawps.jsonl", mawps));
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("teacher-forced: examples without a gold output to force are left out of its scores (mawps 1"),
+        "{err}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let m = &v["per_task"]["mawps"];
+    assert!(m["base"]["accuracy"].is_number(), "{m}");
+    assert!(
+        m["base"]["bleu"].is_null() && m["base"]["rougeL"].is_null(),
+        "{m}"
+    );
+    assert!(m["teacher-forced"]["accuracy"].is_null(), "{m}");
+    assert!(v["mean"]["teacher-forced"]["accuracy"].is_null(), "{v}");
+    assert_eq!(v["examples"]["base"][0]["answer"], "7");
+    assert_eq!(v["examples"]["base"][0]["index"], 0);
 }
 
 /// An adapter that overflows the forward pass (its B scaled by 1e30; it loads): every answer
@@ -353,4 +425,102 @@ fn broken_answers_are_reported_and_the_others_kept() {
     }
     assert_eq!(v["per_task"]["boolq"]["oracle"]["accuracy"], json!(0.0));
     assert!(v["per_task"]["boolq"]["base"]["accuracy"].is_number());
+}
+
+/// A routed run with a top-p sweep and composed prompts: the table names the top-p of its
+/// router columns; the sweep holds the swept modes only (top1 reads no p, and had been listed
+/// at the first one); each composed completion is in the JSON with how it was split and each
+/// question's answer, and its scores add up from them.
+#[test]
+fn routed_sweep_and_composed_prompts_report_what_they_ran() {
+    let Some(s) = setup() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let router = tmp.path().join("router");
+    let tokenizer = s.gguf.parent().unwrap().join("tokenizer/tokenizer.json");
+    let tasks = ["boolq", "gsm8k"];
+    let mut train: Vec<String> = vec!["train-router".into(), "--data".into()];
+    train.extend(
+        tasks
+            .iter()
+            .map(|t| s.data.join(t).join("dev.jsonl").display().to_string()),
+    );
+    let small = [
+        "--epochs",
+        "2",
+        "--embed-dim",
+        "32",
+        "--hidden",
+        "64",
+        "--quiet",
+    ];
+    train.extend(small.map(String::from));
+    train.extend(["--tokenizer".into(), tokenizer.display().to_string()]);
+    train.extend(["--out".into(), router.display().to_string()]);
+    let argv: Vec<&str> = train.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = tmp.path().join("eval.json");
+    let mut args: Vec<String> = vec!["eval".into()];
+    args.extend(s.model_args(&tasks));
+    args.extend([
+        "--router".into(),
+        router.display().to_string(),
+        "--data".into(),
+    ]);
+    args.extend(tasks.iter().map(|t| s.data.join(t).display().to_string()));
+    let flags = [
+        "--modes",
+        "routed,top1",
+        "--limit",
+        "2",
+        "--max-tokens",
+        "8",
+        "--route-p",
+        "0.5,1",
+        "--compose",
+        "2",
+        "--compose-n",
+        "2",
+        "--json",
+    ];
+    args.extend(flags.map(String::from));
+    args.push(json.display().to_string());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&argv);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("(the router's columns at top-p 0.5, the first of --route-p)"),
+        "{table}"
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let sweep = v["sweep"].as_array().unwrap();
+    let swept: Vec<(&str, f64)> = (sweep.iter())
+        .map(|x| (x["mode"].as_str().unwrap(), x["p"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(swept, [("routed", 0.5), ("routed", 1.0)], "{}", v["sweep"]);
+    let composed = &v["composed"]["2"]["routed"];
+    let examples = composed["examples"].as_array().unwrap();
+    assert_eq!(examples.len(), 2, "{composed}");
+    let mut right = 0;
+    for e in examples {
+        assert!(e["completion"].is_string(), "{e}");
+        assert!(
+            ["numbered", "in order"].contains(&e["split"].as_str().unwrap()),
+            "{e}"
+        );
+        let qs = e["questions"].as_array().unwrap();
+        assert_eq!(qs.len(), 2, "{e}");
+        right += qs.iter().filter(|q| q["correct"] == json!(true)).count();
+    }
+    let acc = composed["accuracy"].as_f64().unwrap();
+    assert!((acc - right as f64 / 4.0).abs() < 1e-12, "{composed}");
 }

@@ -118,6 +118,68 @@ fn duplicate_top_key(line: &str) -> Option<String> {
         .flatten()
 }
 
+/// What [`find_split_files`] skips without a word: folders named in `inputs` that give no
+/// `<split>.jsonl` at all, and task folders (subfolders of a named folder that hold `.jsonl`
+/// files) without one.
+#[derive(Debug, Default, PartialEq)]
+pub struct SplitGaps {
+    /// Named folders with no `<split>.jsonl` in them or their subfolders, each with the
+    /// `.jsonl` files it does hold (its own and its subfolders', names relative to it).
+    pub named: Vec<(PathBuf, Vec<String>)>,
+    /// Task folders without `<split>.jsonl`, in a named folder that gives some.
+    pub task_folders: Vec<PathBuf>,
+}
+
+/// The [`SplitGaps`] of `inputs` for `split` (inputs that are not folders are skipped: files
+/// are taken as given, and [`find_split_files`] names what does not exist).
+pub fn split_gaps(inputs: &[PathBuf], split: &str) -> SplitGaps {
+    let name = format!("{split}.jsonl");
+    let jsonl = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut gaps = SplitGaps::default();
+    for input in inputs.iter().filter(|p| p.is_dir()) {
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(input)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        subdirs.sort();
+        let own = input.join(&name).is_file();
+        let (with, without): (Vec<&PathBuf>, Vec<&PathBuf>) =
+            subdirs.iter().partition(|d| d.join(&name).is_file());
+        let tasks_without: Vec<PathBuf> = without
+            .into_iter()
+            .filter(|d| !jsonl(d).is_empty())
+            .cloned()
+            .collect();
+        if own || !with.is_empty() {
+            gaps.task_folders.extend(tasks_without);
+            continue;
+        }
+        let mut held = jsonl(input);
+        for d in &subdirs {
+            let sub = d.file_name().map(|n| n.to_string_lossy().into_owned());
+            held.extend(
+                jsonl(d)
+                    .into_iter()
+                    .map(|f| format!("{}/{f}", sub.clone().unwrap_or_default())),
+            );
+        }
+        gaps.named.push((input.clone(), held));
+    }
+    gaps
+}
+
 /// Finds the `<split>.jsonl` files that `inputs` name: a file is taken as given; a directory
 /// contributes `DIR/<split>.jsonl` and `DIR/*/<split>.jsonl` (one level of task folders, in
 /// name order). An input that yields nothing is not an error here; callers check the total.

@@ -48,11 +48,47 @@ pub fn check_split_applies(inputs: &[PathBuf], split: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a `--data` folder that gives no `<split>.jsonl` (it had been dropped without a word,
+/// the run going on with the other tasks), saying what it holds and `hint` (how the command
+/// picks a folder's file); notes task folders without one (a folder of tasks may mix).
+pub fn check_split_gaps(inputs: &[PathBuf], split: &str, hint: &str) -> Result<()> {
+    let gaps = dlp_router::data::split_gaps(inputs, split);
+    if let Some((dir, held)) = gaps.named.first() {
+        let held = match held.len() {
+            0 => "no .jsonl files".to_string(),
+            n if n > 6 => format!("{}, ... ({n} .jsonl files)", held[..6].join(", ")),
+            _ => held.join(", "),
+        };
+        bail!(
+            "--data {}: no {split}.jsonl in it or in its task folders (it holds {held}); {hint}",
+            dir.display()
+        );
+    }
+    if !gaps.task_folders.is_empty() {
+        let shown: Vec<String> = gaps
+            .task_folders
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        eprintln!(
+            "note: --data: {} task folder(s) without {split}.jsonl left out: {}",
+            shown.len(),
+            shown.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The jsonl files named by `--data`: files as given; directories as `DIR/<split>.jsonl` or
 /// `DIR/<task>/<split>.jsonl`.
 pub fn data_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>> {
     check_split_applies(inputs, split)?;
     let files = dlp_router::data::find_split_files(inputs, split)?;
+    check_split_gaps(
+        inputs,
+        split,
+        "--split picks which file of a folder is read",
+    )?;
     if files.is_empty() {
         bail!(
             "--data: no {split}.jsonl found in {} (give jsonl files, or directories holding <task>/{split}.jsonl)",
@@ -105,11 +141,24 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             }
             Ok(s)
         };
+        let answer = nonempty("answer")?;
+        // The gold answer, read as a completion, must score as itself: one no completion can
+        // match ("yes" for an mcq task) made every example silently wrong.
+        if !super::metrics::correct(kind, &answer, &answer) {
+            let rule = match kind {
+                Kind::Mcq => "an mcq answer is read as true/false, answerN, solutionN, optionN or one letter a-e",
+                Kind::Qa => "a qa answer is a number",
+            };
+            bail!(
+                "{}: `answer` {answer:?} can never be scored right: {rule}",
+                at()
+            );
+        }
         out.push(Example {
             task: nonempty("task")?,
             instruction: nonempty("instruction")?,
             output: field("output")?,
-            answer: nonempty("answer")?,
+            answer,
             kind,
         });
     }
@@ -126,6 +175,14 @@ pub fn load(files: &[PathBuf], limit: Option<usize>) -> Result<Vec<(String, Vec<
     for f in files {
         for e in read_examples(f)? {
             let i = match by_task.iter().position(|(t, _)| *t == e.task) {
+                // A task is scored one way (its first example's kind labelled it all).
+                Some(i) if by_task[i].1.first().is_some_and(|x| x.kind != e.kind) => bail!(
+                    "{}: task `{}` has examples of kind {} and of kind {}; a task is scored one way (give the others their own task name)",
+                    f.display(),
+                    e.task,
+                    by_task[i].1[0].kind.name(),
+                    e.kind.name()
+                ),
                 Some(i) => i,
                 None => {
                     by_task.push((e.task.clone(), Vec::new()));
@@ -258,7 +315,7 @@ mod tests {
     fn a_byte_order_mark_before_the_first_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.jsonl");
-        let line = r#"{"task": "boolq", "instruction": "q?", "output": "true", "answer": "true", "kind": "qa"}"#;
+        let line = r#"{"task": "boolq", "instruction": "q?", "output": "true", "answer": "true", "kind": "mcq"}"#;
         std::fs::write(&path, format!("\u{feff}{line}\n{line}\n")).unwrap();
         let ex = super::read_examples(&path).unwrap();
         assert_eq!(ex.len(), 2);
@@ -295,7 +352,7 @@ mod tests {
         let path = dir.path().join("test.jsonl");
         let line = |task: &str, i: usize| {
             format!(
-                r#"{{"task": "{task}", "instruction": "q{i}?", "output": "true", "answer": "true", "kind": "qa"}}"#
+                r#"{{"task": "{task}", "instruction": "q{i}?", "output": "true", "answer": "true", "kind": "mcq"}}"#
             )
         };
         let lines: Vec<String> = (0..3).flat_map(|i| [line("a", i), line("b", i)]).collect();

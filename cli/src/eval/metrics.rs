@@ -20,6 +20,16 @@ pub enum Kind {
     Qa,
 }
 
+impl Kind {
+    /// As the data files spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Mcq => "mcq",
+            Kind::Qa => "qa",
+        }
+    }
+}
+
 static MCQ: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)(true|false|answer[1-5]|solution[12]|option[12]|\b[a-e]\b)")
         .expect("valid regex")

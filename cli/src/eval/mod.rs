@@ -3,6 +3,7 @@
 //! side by side in one run; the router's top-p swept; prompts that mix tasks; time per
 //! example. Every split runs as large batches, each example with its own mixture.
 
+mod composed;
 pub(crate) mod data;
 mod metrics;
 mod modes;
@@ -81,9 +82,12 @@ pub struct EvalArgs {
     /// `task=adapter,...` (e.g. addsub=gsm8k).
     #[arg(long, value_name = "TASK=ADAPTER,...")]
     pub label_map: Option<String>,
-    /// Mixed-task prompts: K questions of K different tasks in one user message (a list runs
-    /// each K), scored per question, under base, uniform and the routed modes (those of them
-    /// `--modes` names, when given).
+    /// Mixed-task prompts: K questions of K different tasks in one user message, headed
+    /// `Question 1:`, `Question 2:`, ... (a list runs each K), under base, uniform and the
+    /// routed modes (those of them `--modes` names, when given). Scored per question: where
+    /// the completion heads its parts `Question N` too, each question's last answer in its own
+    /// part; otherwise by sentences from the end (the last question the last answer of its
+    /// kind, each one before it the last before that).
     #[arg(long, value_delimiter = ',', value_name = "K,...")]
     pub compose: Vec<usize>,
     /// Composed prompts per K.
@@ -179,6 +183,12 @@ impl EvalArgs {
         }
         if self.route_p.is_empty() {
             bail!("--route-p needs at least one value");
+        }
+        // A repeated value ran its modes twice, as two columns of one name.
+        if let Some((_, p)) =
+            (self.route_p.iter().enumerate()).find(|(i, p)| self.route_p[..*i].contains(p))
+        {
+            bail!("--route-p {p} is given more than once; give each value once");
         }
         if self.max_tokens == Some(0) {
             bail!("--max-tokens must be at least 1");

@@ -73,7 +73,10 @@ pub fn plot(rep: &Report, path: &Path) -> Result<()> {
     for (ti, (task, _)) in rep.tasks.iter().enumerate() {
         let x0 = l + 3 + ti as i32 * group;
         for (mi, r) in rep.main.iter().enumerate() {
-            let v = r.per[task].accuracy;
+            // A cell without a score (teacher-forced without gold outputs) has no bar.
+            let Some(v) = r.per[task].accuracy else {
+                continue;
+            };
             let x = x0 + mi as i32 * bw;
             let y = t + bh - (v * bh as f64) as i32;
             root.draw(&Rectangle::new(

@@ -12,7 +12,6 @@ use super::data::Example;
 use super::metrics::{self, Kind};
 use super::modes::Mode;
 use super::EvalArgs;
-use dlp_router::segment::split_sentences;
 
 /// One example under one mode.
 pub struct Outcome {
@@ -20,6 +19,9 @@ pub struct Outcome {
     pub completion: String,
     pub extracted: Option<String>,
     pub correct: bool,
+    /// Counted in the scores: false for a teacher-forced example without a gold output (a
+    /// task like mawps, whose data gives the answer alone).
+    pub scored: bool,
     /// Tokens generated (teacher-forced: of the gold answer).
     pub tokens: usize,
     /// Mean adapters per mixture it ran under.
@@ -48,17 +50,22 @@ pub struct ComposeRun {
     pub accuracy: f64,
     pub questions: usize,
     pub prompts: usize,
+    /// Prompts whose completion was split by its `Question N` headings (the others in order).
+    pub numbered: usize,
     pub mean_adapters: f64,
     pub time_per_example_s: f64,
     /// Prompts whose generation ended at a non-finite logit row (scored as wrong).
     pub non_finite: usize,
+    /// Each prompt's completion and its questions' answers, for the JSON.
+    pub examples: Vec<Value>,
 }
 
 /// Scores of one task under one mode.
 #[derive(Default, Clone)]
 pub(super) struct TaskScore {
     n: usize,
-    pub(super) accuracy: f64,
+    /// None where no example could be scored (teacher-forced without gold outputs).
+    pub(super) accuracy: Option<f64>,
     bleu: Option<f64>,
     rouge1: Option<f64>,
     rouge_l: Option<f64>,
@@ -91,29 +98,11 @@ pub struct Report {
     main_p: Option<f32>,
 }
 
-/// Per question of a composed prompt, whether the completion answers it: the completion's
-/// sentences are read in order, and each question takes the first sentence after the previous
-/// question's that holds an answer of its kind (its last such match counts).
-pub fn score_composed(parts: &[Example], completion: &str) -> Vec<bool> {
-    let sentences: Vec<&str> = split_sentences(completion)
-        .into_iter()
-        .map(|r| &completion[r])
-        .collect();
-    let mut cursor = 0;
-    parts
-        .iter()
-        .map(|p| {
-            let found = (cursor..sentences.len())
-                .find(|&i| metrics::extract(p.kind, sentences[i]).is_some());
-            match found {
-                Some(i) => {
-                    cursor = i + 1;
-                    metrics::correct(p.kind, sentences[i], &p.answer)
-                }
-                None => false,
-            }
-        })
-        .collect()
+impl TaskScore {
+    /// Mean adapters per mixture, where any example was scored.
+    fn adapters(&self) -> Option<f64> {
+        (self.n > 0).then_some(self.mean_adapters)
+    }
 }
 
 fn score(task: &str, kind: Kind, run: &ModeRun, golds: &[Example]) -> TaskScore {
@@ -122,21 +111,31 @@ fn score(task: &str, kind: Kind, run: &ModeRun, golds: &[Example]) -> TaskScore 
         .iter()
         .filter(|o| o.task == task)
         .zip(golds)
+        .filter(|(o, _)| o.scored)
         .collect();
     let n = mine.len();
     let mut s = TaskScore {
         n,
-        accuracy: mine.iter().filter(|(o, _)| o.correct).count() as f64 / n.max(1) as f64,
+        accuracy: (n > 0).then(|| mine.iter().filter(|(o, _)| o.correct).count() as f64 / n as f64),
         mean_adapters: mine.iter().map(|(o, _)| f64::from(o.adapters)).sum::<f64>()
             / n.max(1) as f64,
         ..Default::default()
     };
-    if kind == Kind::Qa {
-        let hyps: Vec<&str> = mine.iter().map(|(o, _)| o.completion.as_str()).collect();
-        let refs: Vec<&str> = mine.iter().map(|(_, g)| g.output.as_str()).collect();
+    // BLEU / ROUGE against the gold outputs there are: mawps' data has none (against "" they
+    // were 0, pulling the qa means down).
+    let with_ref: Vec<&(&Outcome, &Example)> = mine
+        .iter()
+        .filter(|(_, g)| !g.output.trim().is_empty())
+        .collect();
+    if kind == Kind::Qa && !with_ref.is_empty() {
+        let hyps: Vec<&str> = with_ref
+            .iter()
+            .map(|(o, _)| o.completion.as_str())
+            .collect();
+        let refs: Vec<&str> = with_ref.iter().map(|(_, g)| g.output.as_str()).collect();
         s.bleu = Some(metrics::corpus_bleu(&hyps, &refs));
         let avg = |f: fn(&str, &str) -> f64| {
-            hyps.iter().zip(&refs).map(|(h, r)| f(r, h)).sum::<f64>() / n.max(1) as f64
+            hyps.iter().zip(&refs).map(|(h, r)| f(r, h)).sum::<f64>() / refs.len() as f64
         };
         s.rouge1 = Some(avg(metrics::rouge1));
         s.rouge_l = Some(avg(metrics::rouge_l));
@@ -173,15 +172,13 @@ impl Report {
                 .map(|(t, ex)| (t.clone(), score(t, ex[0].kind, run, ex)))
                 .collect();
             let n = run.outcomes.len();
-            let acc = mean(per.values().map(|s| s.accuracy)).unwrap_or(0.0);
-            let adapters = run
-                .outcomes
-                .iter()
-                .map(|o| f64::from(o.adapters))
-                .sum::<f64>()
-                / n.max(1) as f64;
+            let acc = mean(per.values().filter_map(|s| s.accuracy)).unwrap_or(0.0);
+            // As the table's row: the mean over tasks of each task's mean (over examples it
+            // would weigh large tasks more than the accuracy beside it does).
+            let adapters = mean(per.values().filter_map(TaskScore::adapters)).unwrap_or(0.0);
             let non_finite = run.outcomes.iter().filter(|o| o.non_finite).count();
-            if let Some(p) = run.p {
+            // top1 and teacher-forced run at the first p only, and top1 reads no p at all.
+            if let Some(p) = run.p.filter(|_| run.mode.swept()) {
                 let secs = run.seconds / n.max(1) as f64;
                 sweep.push((p, run.mode, acc, adapters, secs, non_finite));
             }
@@ -195,17 +192,26 @@ impl Report {
                     tokens,
                     non_finite,
                 });
-                examples.push((
-                    run.mode,
-                    run.outcomes
-                        .iter()
-                        .map(|o| {
-                            json!({"task": o.task, "completion": o.completion,
-                                        "extracted": o.extracted, "correct": o.correct,
-                                        "non_finite": o.non_finite})
-                        })
-                        .collect(),
-                ));
+                // Each completion with its example's index in its task and the gold answer, so
+                // that the scores can be checked from the JSON alone.
+                let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+                let listed = (run.outcomes.iter())
+                    .map(|o| {
+                        let i = seen.entry(&o.task).or_default();
+                        *i += 1;
+                        let gold = (tasks.iter().find(|(t, _)| *t == o.task))
+                            .and_then(|(_, ex)| ex.get(*i - 1));
+                        let mut v = json!({"task": o.task, "index": *i - 1,
+                            "answer": gold.map(|g| g.answer.as_str()),
+                            "completion": o.completion, "extracted": o.extracted,
+                            "correct": o.correct, "non_finite": o.non_finite});
+                        if !o.scored {
+                            v["scored"] = json!(false);
+                        }
+                        v
+                    })
+                    .collect();
+                examples.push((run.mode, listed));
             }
         }
         Report {
@@ -266,13 +272,13 @@ impl Report {
             means.insert(
                 mode.name().into(),
                 json!({
-                    "accuracy": over(None, &|s| Some(s.accuracy)),
-                    "accuracy_mcq": over(Some(Kind::Mcq), &|s| Some(s.accuracy)),
-                    "accuracy_qa": over(Some(Kind::Qa), &|s| Some(s.accuracy)),
+                    "accuracy": over(None, &|s| s.accuracy),
+                    "accuracy_mcq": over(Some(Kind::Mcq), &|s| s.accuracy),
+                    "accuracy_qa": over(Some(Kind::Qa), &|s| s.accuracy),
                     "bleu": over(Some(Kind::Qa), &|s| s.bleu),
                     "rouge1": over(Some(Kind::Qa), &|s| s.rouge1),
                     "rougeL": over(Some(Kind::Qa), &|s| s.rouge_l),
-                    "mean_adapters": over(None, &|s| Some(s.mean_adapters)),
+                    "mean_adapters": over(None, &TaskScore::adapters),
                     "non_finite": non_finite,
                 }),
             );
@@ -294,9 +300,10 @@ impl Report {
                         (
                             r.mode.name().to_string(),
                             json!({"accuracy": r.accuracy, "questions": r.questions,
-                            "prompts": r.prompts, "mean_adapters": r.mean_adapters,
+                            "prompts": r.prompts, "split_by_headings": r.numbered,
+                            "mean_adapters": r.mean_adapters,
                             "time_per_example_s": r.time_per_example_s,
-                            "non_finite": r.non_finite}),
+                            "non_finite": r.non_finite, "examples": r.examples}),
                         )
                     })
                     .collect();
@@ -322,20 +329,28 @@ impl Report {
         let modes: Vec<&str> = self.main.iter().map(|m| m.mode.name()).collect();
         // A space before the longest name (`routed-sentence` filled 15 and ran into `routed`).
         let w = modes.iter().map(|m| m.len()).max().unwrap_or(0).max(14) + 1;
-        let _ = write!(s, "\n{:<16}", "accuracy %");
+        // The first column fits the longest task name (longer ones pushed the columns out).
+        let tw = (self.tasks.iter().map(|(t, _)| t.chars().count() + 1))
+            .max()
+            .unwrap_or(0)
+            .max(16);
+        let _ = write!(s, "\n{:<tw$}", "accuracy %");
         modes.iter().for_each(|m| {
             let _ = write!(s, "{m:>w$}");
         });
         s.push('\n');
         for (task, _) in &self.tasks {
-            let _ = write!(s, "{task:<16}");
+            let _ = write!(s, "{task:<tw$}");
             for r in &self.main {
-                let _ = write!(s, "{:>w$.1}", 100.0 * r.per[task].accuracy);
+                let _ = match r.per[task].accuracy {
+                    Some(a) => write!(s, "{:>w$.1}", 100.0 * a),
+                    None => write!(s, "{:>w$}", "-"),
+                };
             }
             s.push('\n');
         }
         let row = |s: &mut String, name: &str, f: &dyn Fn(&Row) -> Option<f64>, digits: usize| {
-            let _ = write!(s, "{name:<16}");
+            let _ = write!(s, "{name:<tw$}");
             for r in &self.main {
                 match f(r) {
                     Some(v) => {
@@ -351,7 +366,7 @@ impl Report {
         row(
             &mut s,
             "mean",
-            &|r| mean(r.per.values().map(|x| 100.0 * x.accuracy)),
+            &|r| mean(r.per.values().filter_map(|x| x.accuracy).map(|a| 100.0 * a)),
             1,
         );
         let qa = |per: &BTreeMap<String, TaskScore>, f: fn(&TaskScore) -> Option<f64>| {
@@ -370,7 +385,7 @@ impl Report {
         row(
             &mut s,
             "adapters/mix",
-            &|r| mean(r.per.values().map(|x| x.mean_adapters)),
+            &|r| mean(r.per.values().filter_map(TaskScore::adapters)),
             2,
         );
         row(
@@ -430,8 +445,8 @@ impl Report {
             for r in runs {
                 let _ = writeln!(
                     s,
-                    "  {:<16} accuracy {:>5.1}%  ({} questions, {} prompts)  adapters/mix {:.2}  {:.3} s/prompt",
-                    r.mode.name(), 100.0 * r.accuracy, r.questions, r.prompts, r.mean_adapters, r.time_per_example_s
+                    "  {:<16} accuracy {:>5.1}%  ({} questions, {} prompts, {} split by their headings)  adapters/mix {:.2}  {:.3} s/prompt",
+                    r.mode.name(), 100.0 * r.accuracy, r.questions, r.prompts, r.numbered, r.mean_adapters, r.time_per_example_s
                 );
                 if r.non_finite > 0 {
                     let _ = writeln!(

@@ -12,10 +12,11 @@ use dlp_engine::model::Model;
 use dlp_engine::tokenizer::TextTokenizer;
 use dlp_engine::{Backend, Sampler, SamplingParams};
 
-use super::data::{self, Composed, Example};
+use super::composed;
+use super::data::{self, Example};
 use super::metrics::{self, Kind};
 use super::modes::{Chooser, Mode, TokenRouter};
-use super::report::{self, ModeRun, Outcome, Report};
+use super::report::{ModeRun, Outcome, Report};
 use super::EvalArgs;
 use crate::common::{load, Loaded};
 use crate::pipeline::{encode_prompt, render_prompt, Rendered, TextOptions, TextStream};
@@ -50,14 +51,14 @@ pub struct Ctx<'a, B: Backend> {
 }
 
 /// The default answer length of a kind (the adapters' accuracy was measured with these).
-fn default_max_tokens(kind: Kind) -> usize {
+pub(super) fn default_max_tokens(kind: Kind) -> usize {
     match kind {
         Kind::Mcq => 16,
         Kind::Qa => 200,
     }
 }
 
-fn prepare(
+pub(super) fn prepare(
     tok: &TextTokenizer,
     instruction: &str,
     max_tokens: usize,
@@ -103,7 +104,7 @@ fn routing(args: &EvalArgs, names: &[String], p: f32) -> Result<Option<Routing>>
     )))
 }
 
-fn bar(n: usize, what: String) -> Progress {
+pub(super) fn bar(n: usize, what: String) -> Progress {
     Progress::new(
         n,
         "{msg:<28} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})",
@@ -113,7 +114,7 @@ fn bar(n: usize, what: String) -> Progress {
 
 /// Generates for every item under `mode` in batches of `batch`; returns each completion, its
 /// generated token count and the mean number of adapters per mixture it ran under.
-fn generate_items<B: Backend>(
+pub(super) fn generate_items<B: Backend>(
     cx: &Ctx<B>,
     items: &[&Item],
     mode: Mode,
@@ -361,7 +362,7 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     // Checked only where a mode will run them.
     let routed = routers.first().is_some_and(|(_, r)| r.is_some());
-    let none_run = compose_modes(args, names.len(), routed).is_empty();
+    let none_run = composed::compose_modes(args, names.len(), routed).is_empty();
     for (k, prompts) in composed_prompts.iter().filter(|_| !none_run) {
         for c in prompts {
             let item = prepare(tok, &c.instruction, 1, None)?;
@@ -410,6 +411,8 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
                 .into_iter()
                 .zip(&golds)
                 .map(|(g, gold)| Outcome {
+                    // Teacher-forced decodes the gold output's positions: none to decode.
+                    scored: mode != Mode::TeacherForced || !gold.output.trim().is_empty(),
                     task: gold.task.clone(),
                     correct: !g.non_finite && metrics::correct(gold.kind, &g.text, &gold.answer),
                     extracted: metrics::extract(gold.kind, &g.text),
@@ -428,9 +431,25 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
             });
         }
     }
+    if let Some(tf) = runs.iter().find(|r| r.mode == Mode::TeacherForced) {
+        let mut unscored: BTreeMap<&str, usize> = BTreeMap::new();
+        for o in tf.outcomes.iter().filter(|o| !o.scored) {
+            *unscored.entry(&o.task).or_default() += 1;
+        }
+        if !unscored.is_empty() {
+            let list: Vec<String> = unscored.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            eprintln!(
+                "note: teacher-forced: examples without a gold output to force are left out of its scores ({}; a task with none shows -)",
+                list.join(", ")
+            );
+        }
+    }
     let mut composed = BTreeMap::new();
     for (k, prompts) in &composed_prompts {
-        composed.insert(*k, compose_runs(args, &cx, prompts, &routers, names.len())?);
+        composed.insert(
+            *k,
+            composed::compose_runs(args, &cx, prompts, &routers, names.len())?,
+        );
     }
     let runs_summary: Vec<(String, Vec<String>)> = runs
         .iter()
@@ -523,72 +542,4 @@ fn fits(item: &Item, context: usize, what: impl FnOnce() -> String, text: &str) 
         what(),
         item.ids.len()
     )
-}
-
-/// The modes composed prompts run under: base, uniform (with adapters) and the routed ones
-/// (with a router), as `--modes` limits them.
-fn compose_modes(args: &EvalArgs, n_adapters: usize, routed: bool) -> Vec<Mode> {
-    let mut modes = vec![Mode::Base];
-    if n_adapters > 0 {
-        modes.push(Mode::Uniform);
-    }
-    if routed {
-        modes.extend([Mode::Routed, Mode::RoutedSentence, Mode::TokenLevel]);
-    }
-    modes.retain(|m| args.modes.is_empty() || args.modes.contains(m));
-    modes
-}
-
-/// Composed prompts under [`compose_modes`] (the first top-p), scored per question.
-fn compose_runs<B: Backend>(
-    args: &EvalArgs,
-    cx: &Ctx<B>,
-    prompts: &[Composed],
-    routers: &[(f32, Option<Routing>)],
-    n_adapters: usize,
-) -> Result<Vec<report::ComposeRun>> {
-    let items: Vec<Item> = prompts
-        .iter()
-        .map(|c| {
-            let max: usize = c
-                .parts
-                .iter()
-                .map(|p| args.max_tokens.unwrap_or(default_max_tokens(p.kind)))
-                .sum();
-            prepare(cx.tok, &c.instruction, max, None)
-        })
-        .collect::<Result<_>>()?;
-    let refs: Vec<&Item> = items.iter().collect();
-    let chooser = Chooser {
-        routing: routers[0].1.as_ref(),
-        n_adapters,
-    };
-    let modes = compose_modes(args, n_adapters, chooser.routing.is_some());
-    let mut out = Vec::new();
-    for mode in modes {
-        let k = prompts.first().map_or(0, |c| c.parts.len());
-        let b = bar(refs.len(), format!("compose {k}: {}", mode.name()));
-        let t0 = Instant::now();
-        let outs = generate_items(cx, &refs, mode, &chooser, &b)?;
-        b.finish_and_clear();
-        let secs = t0.elapsed().as_secs_f64();
-        let (mut right, mut total) = (0usize, 0usize);
-        let mut adapters = 0f32;
-        for (g, c) in outs.iter().zip(prompts) {
-            let scored = report::score_composed(&c.parts, &g.text);
-            right += scored.iter().filter(|&&x| x && !g.non_finite).count();
-            total += scored.len();
-            adapters += g.adapters;
-        }
-        out.push(report::ComposeRun {
-            mode,
-            accuracy: right as f64 / total.max(1) as f64,
-            questions: total,
-            prompts: prompts.len(),
-            mean_adapters: adapters as f64 / prompts.len().max(1) as f64,
-            time_per_example_s: secs / prompts.len().max(1) as f64,
-            non_finite: outs.iter().filter(|g| g.non_finite).count(),
-        });
-    }
-    Ok(out)
 }

@@ -226,3 +226,59 @@ fn bad_router_and_data_input_exits_non_zero_with_a_message() {
         );
     }
 }
+
+/// A `--data` folder without the split a command reads is named (eval, eval-router and
+/// train-router had dropped it silently and gone on with the other tasks); a task folder
+/// without it, in a folder of tasks, gets a note.
+#[test]
+fn data_folders_without_the_split_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let line = "{\"instruction\": \"Is it?\", \"output\": \"the correct answer is true\", \
+                \"answer\": \"true\", \"kind\": \"mcq\", \"task\": \"boolq\"}\n";
+    let (dev, train) = (tmp.path().join("tasks/a"), tmp.path().join("tasks/b"));
+    for (dir, file) in [(&dev, "dev.jsonl"), (&train, "train.jsonl")] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(file), line).unwrap();
+    }
+    // Not a task folder (no .jsonl): no note.
+    std::fs::create_dir_all(tmp.path().join("tasks/images")).unwrap();
+    let (dev, train) = (dev.to_str().unwrap(), train.to_str().unwrap());
+    fails_with(
+        &["eval", "--modes", "base", "--data", dev, train],
+        &[
+            "--data",
+            "tasks/b: no dev.jsonl",
+            "it holds train.jsonl",
+            "--split",
+        ],
+    );
+    fails_with(
+        &["train-router", "--out", "no/out", "--data", dev, train],
+        &[
+            "tasks/a: no train.jsonl",
+            "it holds dev.jsonl",
+            "train.jsonl",
+        ],
+    );
+    fails_with(
+        &["eval-router", "--router", "no/router", "--data", train],
+        &["tasks/b: no dev.jsonl"],
+    );
+    // A folder of tasks: the ones without the split are noted (the run then fails for want of
+    // a model here, after the note).
+    let tasks = tmp.path().join("tasks");
+    let out = run(&[
+        "eval-router",
+        "--router",
+        "no/router",
+        "--data",
+        tasks.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: --data: 1 task folder(s) without dev.jsonl left out:")
+            && err.contains("tasks/b")
+            && !err.contains("images"),
+        "{err}"
+    );
+}
