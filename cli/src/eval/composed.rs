@@ -36,43 +36,71 @@ pub struct Answered {
     pub correct: bool,
 }
 
-/// `Question N` as the prompt writes it (any case, optional space).
+/// A `Question N` heading: at the start of a line, after markdown marks (`**Question 1:**`,
+/// `### Question 2`), any case.
 static HEADING: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)\bquestion\s*(\d+)").expect("valid regex"));
+    LazyLock::new(|| Regex::new(r"(?im)^[\s#*>_-]*question\s*(\d+)").expect("valid regex"));
+/// `Question N` anywhere: its number is no answer ("as in Question 1").
+static MENTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bquestion\s*\d+").expect("valid regex"));
 
 /// Where each question's part of `completion` starts and ends, by its `Question N` headings
-/// taken in order (1, then 2 after it, ...); None where fewer than two are found. Questions
-/// past the last heading found get no part. The text before `Question 1` is no question's.
+/// (1, then 2 after it, ..., k): None unless all k are there. The text before `Question 1` is
+/// no question's; the last part ends at any later heading (a question the model made up).
 fn numbered_parts(completion: &str, k: usize) -> Option<Vec<std::ops::Range<usize>>> {
     let mut starts: Vec<(usize, usize)> = Vec::new();
+    let mut end = completion.len();
     for c in HEADING.captures_iter(completion) {
         let (Some(whole), Some(n)) = (c.get(0), c.get(1)) else {
             continue;
         };
         if starts.len() < k && n.as_str().parse::<usize>() == Ok(starts.len() + 1) {
             starts.push((whole.start(), whole.end()));
+        } else if starts.len() == k {
+            end = whole.start();
+            break;
         }
     }
-    if starts.len() < 2 {
+    if starts.len() < k {
         return None;
     }
-    let ends = starts.iter().skip(1).map(|s| s.0).chain([completion.len()]);
+    let ends = starts.iter().skip(1).map(|s| s.0).chain([end]);
     Some(starts.iter().zip(ends).map(|(s, e)| s.1..e).collect())
 }
 
-/// Scores each question of a composed prompt in `completion`. Where the completion is headed
-/// `Question 1`, `Question 2`, ... as the prompt is, a question's answer is the last match of
-/// its kind in its own part (the rule of single examples, per part: an answer to question 2
-/// cannot be read for question 1, nor the numbers of question 1 restated before its answer).
-/// Without headings the parts are unknown: questions take sentences in order, from the end
-/// ([`Split::InOrder`]); the first sentences of a completion that works its way to its answers
-/// are more often the question restated than an answer.
+/// `text` with every `Question N`'s digits turned to `#` (same length, so the ranges of
+/// [`numbered_parts`] still apply).
+fn without_question_numbers(text: &str) -> String {
+    let mut out = text.to_string();
+    for m in MENTION.find_iter(text) {
+        let digits = m
+            .as_str()
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .len();
+        let range = m.start() + digits..m.end();
+        out.replace_range(range.clone(), &"#".repeat(range.len()));
+    }
+    out
+}
+
+/// Scores each question of a composed prompt in `completion`. Where the completion heads its
+/// lines `Question 1`, `Question 2`, ... up to the last question, as the prompt does, a
+/// question's answer is the last match of its kind in its own part (the rule of single
+/// examples, per part: an answer to question 2 cannot be read for question 1, nor the numbers
+/// of question 1 restated before its answer). Otherwise the parts are unknown: questions take
+/// sentences in order, from the end ([`Split::InOrder`]); the first sentences of a completion
+/// that works its way to its answers are more often the question restated than an answer. A
+/// heuristic either way: the JSON keeps how each completion was split. `Question N`'s own
+/// number is never read as an answer.
 pub fn score_composed(parts: &[Example], completion: &str) -> (Vec<Answered>, Split) {
+    let numbered = numbered_parts(completion, parts.len());
+    let masked = without_question_numbers(completion);
+    let completion = masked.as_str();
     let answered = |p: &Example, text: &str| Answered {
         extracted: metrics::extract(p.kind, text),
         correct: metrics::correct(p.kind, text, &p.answer),
     };
-    if let Some(ranges) = numbered_parts(completion, parts.len()) {
+    if let Some(ranges) = numbered {
         let scored = parts
             .iter()
             .enumerate()
@@ -231,20 +259,33 @@ mod tests {
         assert_eq!(correct(&mike, text), (vec![false, false], Split::Numbered));
         let right = text.replace("= 2 orange", "= 4 orange");
         assert_eq!(correct(&mike, &right), (vec![true, true], Split::Numbered));
-        // Mixed kinds; a preamble before the first heading is no question's; a heading in
-        // any case; a question past the last heading has no part.
+        // Mixed kinds; a preamble (its own mention of the questions too) is no question's;
+        // headings in any case and under markdown marks; the last part ends at a question the
+        // model made up.
         let mixed = [ex(Kind::Mcq, "true"), ex(Kind::Qa, "12"), ex(Kind::Qa, "3")];
-        let text = "Sure, 7 answers. QUESTION 1: false... no, true. question2: 5 + 7 = 12.";
+        let text = "Sure, 7 answers: Question 1 and then Question 2.\n**QUESTION 1:** false... \
+                    no, true.\nquestion2: 5 + 7 = 12.\n### Question 3: 1 + 2 = 3.\nQuestion 4: \
+                    a made-up one, 99.";
         assert_eq!(
             correct(&mixed, text),
-            (vec![true, true, false], Split::Numbered)
+            (vec![true, true, true], Split::Numbered)
         );
-        // A mention of a later question inside an earlier part does not start it early unless
-        // it is the next heading; a repeated heading does not restart.
-        let text = "Question 1: true. Question 1 again: false. Question 2: 12";
-        let (a, _) = score_composed(&mixed[..2], text);
+        // A repeated heading does not restart a part; a question's own number, mentioned in
+        // another's part, is not read as its answer.
+        let text = "Question 1: true.\nQuestion 1 again: false.\nQuestion 2: 5 + 7 = 12, \
+                    the same steps as in Question 1.";
+        let (a, split) = score_composed(&mixed[..2], text);
+        assert_eq!(split, Split::Numbered);
         assert_eq!(a[0].extracted.as_deref(), Some("false"));
-        assert!(a[1].correct);
+        assert_eq!(a[1].extracted.as_deref(), Some("12"));
+        // Headings for some questions only: no numbering (the third answer, after the second
+        // heading, had been the second question's, and the third had none).
+        let sums = [ex(Kind::Qa, "4"), ex(Kind::Qa, "6"), ex(Kind::Qa, "9")];
+        let text = "Question 1: 2 + 2 = 4.\nQuestion 2: 3 + 3 = 6.\nThe third: 3 * 3 = 9.";
+        assert_eq!(
+            correct(&sums, text),
+            (vec![true, true, true], Split::InOrder)
+        );
     }
 
     #[test]

@@ -142,9 +142,18 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             Ok(s)
         };
         let answer = nonempty("answer")?;
-        // The gold answer, read as a completion, must score as itself: one no completion can
-        // match ("yes" for an mcq task) made every example silently wrong.
-        if !super::metrics::correct(kind, &answer, &answer) {
+        // One no completion can match ("yes" for an mcq task) made every example silently
+        // wrong: an mcq answer, read as a completion, must score as itself; a qa answer must
+        // read as a number (`.5` does: a completion's 0.5 matches it).
+        let scorable = match kind {
+            Kind::Mcq => super::metrics::correct(kind, &answer, &answer),
+            Kind::Qa => answer
+                .trim()
+                .replace(',', "")
+                .parse::<f64>()
+                .is_ok_and(f64::is_finite),
+        };
+        if !scorable {
             let rule = match kind {
                 Kind::Mcq => "an mcq answer is read as true/false, answerN, solutionN, optionN or one letter a-e",
                 Kind::Qa => "a qa answer is a number",

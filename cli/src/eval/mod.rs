@@ -85,9 +85,10 @@ pub struct EvalArgs {
     /// Mixed-task prompts: K questions of K different tasks in one user message, headed
     /// `Question 1:`, `Question 2:`, ... (a list runs each K), under base, uniform and the
     /// routed modes (those of them `--modes` names, when given). Scored per question: where
-    /// the completion heads its parts `Question N` too, each question's last answer in its own
-    /// part; otherwise by sentences from the end (the last question the last answer of its
-    /// kind, each one before it the last before that).
+    /// the completion heads lines `Question 1` ... `Question K` too, each question's last
+    /// answer in its own part; otherwise by sentences from the end (the last question the last
+    /// answer of its kind, each one before it the last before that). A heuristic either way:
+    /// the JSON keeps each completion and how it was split.
     #[arg(long, value_delimiter = ',', value_name = "K,...")]
     pub compose: Vec<usize>,
     /// Composed prompts per K.

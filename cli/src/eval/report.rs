@@ -215,7 +215,10 @@ impl Report {
             }
         }
         Report {
-            main_p: runs.iter().any(|r| r.p.is_some()).then_some(main_p),
+            // (top1 runs with the router but reads no p.)
+            main_p: (runs.iter())
+                .any(|r| r.p.is_some() && r.mode != Mode::Top1)
+                .then_some(main_p),
             tasks: kinds,
             main,
             sweep,
@@ -239,7 +242,7 @@ impl Report {
             for Row { mode, per, .. } in &self.main {
                 let s = &per[task];
                 let mut v =
-                    json!({"accuracy": s.accuracy, "n": s.n, "mean_adapters": s.mean_adapters});
+                    json!({"accuracy": s.accuracy, "n": s.n, "mean_adapters": s.adapters()});
                 if *kind == Kind::Qa {
                     v["bleu"] = json!(s.bleu);
                     v["rouge1"] = json!(s.rouge1);

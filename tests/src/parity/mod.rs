@@ -61,8 +61,8 @@ fn written_by_kernel<B: Backend>(b: &B, data: &[f32]) -> dlp_engine::Result<B::B
 }
 
 /// `p` on the device the way a decode loop uploads its steps: into the buffers of an earlier
-/// step of the same lengths but other values (each array reversed, the weights negated), which
-/// had held an empty step in between. Any array a reused upload did not rewrite, or a view
+/// step of the same lengths but other values (every entry changed: integers with their lowest
+/// bit flipped, floats negated less one), which had held an empty step in between. Any array a reused upload did not rewrite, or a view
 /// left at the empty step's lengths, then reads wrong values (`packed-upload` puts every array
 /// in one buffer; a graph replay reuses the recorded one).
 fn uploaded_over_others<B: Backend>(b: &B, p: &StepPlan) -> dlp_engine::Result<B::Step> {
@@ -75,7 +75,7 @@ fn uploaded_over_others<B: Backend>(b: &B, p: &StepPlan) -> dlp_engine::Result<B
         &mut other.mix_slots,
         &mut other.logit_rows,
     ] {
-        v.reverse();
+        v.iter_mut().for_each(|x| *x ^= 1);
     }
     other.mix_weights.iter_mut().for_each(|w| *w = -*w - 1.0);
     other.pick_args.iter_mut().for_each(|a| *a = -*a - 1.0);
