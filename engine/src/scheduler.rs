@@ -430,6 +430,16 @@ impl<B: Backend> Scheduler<B> {
         prompt_tokens
     }
 
+    /// Gives back the KV-cache memory of the slots freed since the last step (`sparse_kv`).
+    /// Each step does it first; a server gone idle calls it itself, since no step runs then
+    /// (the last requests' pages had stayed resident: 1.9 GB after an n = 16 request).
+    pub fn release_freed(&mut self, model: &Model<B>) {
+        for (slot, positions) in self.released.drain(..) {
+            self.kv
+                .release_slot(&model.backend, &model.config, slot, positions);
+        }
+    }
+
     /// Admits what fits, runs one forward pass, reports every logit row to `on_event`, and
     /// retires sequences that ended (EOS in `eos` or one of the request's `stop_token_ids`,
     /// `max_tokens`, a [`Control::Stop`], or a full KV slot). Does nothing when idle.
@@ -445,10 +455,7 @@ impl<B: Backend> Scheduler<B> {
     ) -> Result<StepReport> {
         let t_step = Instant::now();
         let mut report = StepReport::default();
-        for (slot, positions) in self.released.drain(..) {
-            self.kv
-                .release_slot(&model.backend, &model.config, slot, positions);
-        }
+        self.release_freed(model);
         let share = self.cfg.share_prefixes && model.backend.copies_kv();
         self.admit(&mut report.finished, share);
         if self.slots.iter().all(Option::is_none) {

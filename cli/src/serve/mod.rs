@@ -369,7 +369,9 @@ impl WithBackend for &ServeArgs {
                     grace.as_secs()
                 );
                 st.shutting_down.store(true, Ordering::SeqCst);
-                // The grace, or a second signal (Ctrl-C pressed again), ends what runs.
+                // The grace, or a second signal (Ctrl-C pressed again), ends what runs; a
+                // signal after that ends the process at once (it had been swallowed, the
+                // default handlers being replaced).
                 tokio::spawn(async move {
                     tokio::select! {
                         () = tokio::time::sleep(grace) => {}
@@ -379,6 +381,9 @@ impl WithBackend for &ServeArgs {
                     }
                     let _ = abort_tx.send(worker::Cmd::Abort);
                     let _ = aborted_tx.send(());
+                    signals.next().await;
+                    eprintln!("dlp-run serve: another signal: exiting now");
+                    std::process::exit(130);
                 });
             };
             // Once the abort is sent, time for the answers it sends to go out.

@@ -286,7 +286,16 @@ impl ResponsesStream {
             // are a fixed list, `invalid_prompt` its one for a request's fault; ours stays in
             // the message).
             let mut r = self.info.skeleton("failed");
-            r["output"] = json!(self.output);
+            let mut output = self.output.clone();
+            // The message being written when it failed, as far as it went (it was left out:
+            // `output` was empty after 250 text deltas).
+            if let Some(m) = &self.message {
+                output.push(
+                    json!({"type": "message", "id": m.id, "status": "incomplete",
+                    "role": "assistant", "content": [text_part(&m.text, &m.logprobs)]}),
+                );
+            }
+            r["output"] = json!(output);
             let code = e["code"].as_str().unwrap_or("server_error");
             let kind = if client {
                 "invalid_prompt"

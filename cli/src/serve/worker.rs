@@ -41,6 +41,15 @@ struct Live<'t> {
     format_param: Option<std::borrow::Cow<'static, str>>,
 }
 
+/// Where the worker is in a shutdown.
+#[derive(Default)]
+struct Stop {
+    /// [`Cmd::Abort`]: the running requests were ended; no more are let in.
+    aborted: bool,
+    /// [`Cmd::Shutdown`]: return once idle.
+    shutdown: bool,
+}
+
 /// The engine loop; returns when told to shut down (or the HTTP side is gone).
 pub struct Worker<'t, B: Backend> {
     /// The model with its adapters.
@@ -66,13 +75,14 @@ impl<'t, B: Backend> Worker<'t, B> {
         let mut live: HashMap<u64, Live<'t>> = HashMap::new();
         let mut unloading: Vec<String> = Vec::new();
         let mut next_id = 0u64;
-        let mut stopping = false;
+        let mut stop = Stop::default();
         let m = &self.shared.metrics;
         m.kv_slots_total.set(self.config.max_seqs as i64);
         m.adapters_loaded.set(self.adapters.len() as i64);
         loop {
             if !sched.has_work() {
-                if stopping {
+                sched.release_freed(&self.model);
+                if stop.shutdown {
                     return Ok(());
                 }
                 // Idle: wait for work (waking now and then to finish pending unloads).
@@ -83,7 +93,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                         &mut live,
                         &mut unloading,
                         &mut next_id,
-                        &mut stopping,
+                        &mut stop,
                     ),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -96,7 +106,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                     &mut live,
                     &mut unloading,
                     &mut next_id,
-                    &mut stopping,
+                    &mut stop,
                 );
             }
             self.drop_disconnected(&mut sched, &mut live);
@@ -115,9 +125,20 @@ impl<'t, B: Backend> Worker<'t, B> {
         live: &mut HashMap<u64, Live<'t>>,
         unloading: &mut Vec<String>,
         next_id: &mut u64,
-        stopping: &mut bool,
+        stop: &mut Stop,
     ) {
         match cmd {
+            // A request prepared while the shutdown's grace ran out (formats compile on one
+            // lock) is not let in after the running ones were ended: it had run to its end,
+            // holding the exit.
+            Cmd::Submit(sub) if stop.aborted => {
+                self.shared
+                    .outstanding
+                    .fetch_sub(sub.seqs.len(), Ordering::SeqCst);
+                let _ = sub.events.send(Event::Error(ApiError::unavailable(
+                    "the server shut down before this request started",
+                )));
+            }
             Cmd::Submit(sub) => self.submit(sub, sched, live, unloading, next_id),
             Cmd::Load {
                 adapter,
@@ -135,6 +156,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                 let _ = reply.send(r);
             }
             Cmd::Abort => {
+                stop.aborted = true;
                 for (id, l) in live.drain() {
                     sched.cancel(id);
                     let _ = l.events.send(Event::Error(ApiError::unavailable(
@@ -143,7 +165,7 @@ impl<'t, B: Backend> Worker<'t, B> {
                     self.shared.outstanding.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            Cmd::Shutdown => *stopping = true,
+            Cmd::Shutdown => stop.shutdown = true,
         }
     }
 

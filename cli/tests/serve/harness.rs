@@ -351,6 +351,15 @@ impl Server {
             .and_then(|v| v.parse().ok())
     }
 
+    /// The server's resident memory in MiB (`VmRSS` of /proc; None where there is none).
+    pub fn rss_mib(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(self) -> ExitStatus {
         self.terminate_after(1)

@@ -15,11 +15,12 @@ mod python;
 mod responses;
 mod runtime_adapters;
 mod sampling;
+mod shutdown;
 mod streaming;
 mod tokenize;
 mod tools;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -483,73 +484,4 @@ fn zero_weight_adapters_are_not_counted_as_routed() {
                       "messages": [{"role": "user", "content": "Is the sun a star?"}]});
     s.ok("/v1/chat/completions", &body);
     assert_eq!((routed("boolq"), routed("piqa")), (1.0, 0.0));
-}
-
-/// Sends a streamed chat request `body` over a raw connection to `s` and waits until it has
-/// generated tokens; the thread returns the raw (chunked) response when the server closes it.
-fn stream_while_terminating(s: &Server, body: Value) -> std::thread::JoinHandle<String> {
-    let (port, body) = (s.port, body.to_string());
-    let reader = std::thread::spawn(move || {
-        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            c,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut all = String::new();
-        c.read_to_string(&mut all).unwrap();
-        all
-    });
-    let t0 = Instant::now();
-    while s.metric("dlp_generation_tokens_total") < 2.0 {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    reader
-}
-
-/// SIGTERM: running streams end cleanly (finish_reason, [DONE]), new connections are refused
-/// or answered 503, and the process exits 0.
-#[test]
-fn sigterm_finishes_streams_and_exits_0() {
-    let Some(a) = assets() else { return };
-    let s = Server::start(&a.model_args());
-    let port = s.port;
-    let body = json!({"model": "boolq", "max_tokens": 48, "stream": true, "temperature": 0,
-                      "messages": [{"role": "user", "content": "Tell me about rivers."}]});
-    let reader = stream_while_terminating(&s, body);
-    let status = s.terminate();
-    assert!(status.success(), "exit status {status}");
-    // The raw (chunked) response holds the SSE lines intact.
-    let raw = reader.join().unwrap();
-    assert!(raw.contains("data: [DONE]"), "{raw}");
-    assert!(
-        raw.contains("\"finish_reason\":\"length\"") || raw.contains("\"finish_reason\":\"stop\""),
-        "{raw}"
-    );
-    // Nothing listens any more.
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
-}
-
-/// A second SIGTERM (Ctrl-C pressed again) ends the running requests at once, as the grace's
-/// end would: a long stream gets the shutdown error and [DONE], and the process exits 0 well
-/// within a 60 s grace.
-#[test]
-fn a_second_sigterm_cuts_the_grace_short() {
-    let Some(a) = assets() else { return };
-    let mut args = a.model_args();
-    args.extend(["--shutdown-grace", "60"].map(String::from));
-    let s = Server::start(&args);
-    let body = json!({"model": "boolq", "max_tokens": 4000, "stream": true, "temperature": 0,
-                      "ignore_eos": true,
-                      "messages": [{"role": "user", "content": "Tell me about rivers."}]});
-    let reader = stream_while_terminating(&s, body);
-    let t0 = Instant::now();
-    let status = s.terminate_after(2);
-    assert!(status.success(), "exit status {status}");
-    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
-    let raw = reader.join().unwrap();
-    assert!(raw.contains("shutting_down"), "{raw}");
-    assert!(raw.contains("data: [DONE]"), "{raw}");
 }
