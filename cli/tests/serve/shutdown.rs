@@ -9,29 +9,32 @@ use serde_json::{json, Value};
 
 use super::harness::{assets, Server};
 
-/// Sends streamed requests (`path`, `body`) over raw connections to `s` and waits until every
-/// one has generated tokens; each thread returns its raw (chunked) response when the server
-/// closes it.
+/// Posts `body` to `path` of `s` over a raw connection on a thread of its own, which returns
+/// the raw (chunked) response when the server closes the connection ("" where it fails).
+fn post_on_a_thread(s: &Server, path: &str, body: &Value) -> std::thread::JoinHandle<String> {
+    let (port, path, body) = (s.port, path.to_string(), body.to_string());
+    std::thread::spawn(move || {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            c,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut all = String::new();
+        let _ = c.read_to_string(&mut all);
+        all
+    })
+}
+
+/// Sends streamed requests (`path`, `body`) to `s` ([`post_on_a_thread`]) and waits until
+/// every one has generated tokens.
 fn stream_while_terminating(
     s: &Server,
     requests: &[(&str, Value)],
 ) -> Vec<std::thread::JoinHandle<String>> {
     let readers = (requests.iter())
-        .map(|(path, body)| {
-            let (port, path, body) = (s.port, path.to_string(), body.to_string());
-            std::thread::spawn(move || {
-                let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                write!(
-                    c,
-                    "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .unwrap();
-                let mut all = String::new();
-                c.read_to_string(&mut all).unwrap();
-                all
-            })
-        })
+        .map(|(path, body)| post_on_a_thread(s, path, body))
         .collect();
     let t0 = Instant::now();
     let n = requests.len() as f64;
@@ -119,21 +122,7 @@ fn requests_prepared_during_the_shutdown_are_refused() {
     let mut args = a.model_args();
     args.extend(["--shutdown-grace", "1"].map(String::from));
     let s = Server::start(&args);
-    let send = |body: Value| {
-        let (port, body) = (s.port, body.to_string());
-        std::thread::spawn(move || {
-            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            write!(
-                c,
-                "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
-            let mut all = String::new();
-            let _ = c.read_to_string(&mut all);
-            all
-        })
-    };
+    let send = |body: Value| post_on_a_thread(&s, "/v1/completions", &body);
     let slow: Vec<_> = (0..30)
         .map(|k| {
             // 45 patterns: a schema that takes a good part of a second to compile.
