@@ -159,7 +159,7 @@ fn inspect_router(dir: &Path) -> Result<String> {
     s += &format!("  calibration temperature: {:.3}\n", c.temperature);
     match &c.dev {
         Some(d) => {
-            s += &format!("  dev ({} texts): {d}\n", d.examples);
+            s += &format!("  dev ({}): {d}\n", d.texts());
         }
         None => s += "  dev: not measured\n",
     }
@@ -201,6 +201,14 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         inspect_adapter(p)?
     } else if p.is_dir() && p.join(dlp_router::config::CONFIG_FILE).exists() {
         inspect_router(p)?
+    } else if p.is_dir() && p.join(dlp_router::config::WEIGHTS_FILE).exists() {
+        // (It had fallen through to the model branch: "config.json: No such file".)
+        bail!(
+            "{}: {}: missing (the folder holds {}: a router needs both)",
+            p.display(),
+            dlp_router::config::CONFIG_FILE,
+            dlp_router::config::WEIGHTS_FILE
+        );
     } else if p.is_dir() && p.join("adapter_model.safetensors").exists() {
         bail!(
             "{}: adapter_config.json: missing (the folder holds adapter_model.safetensors: a PEFT adapter needs both)",

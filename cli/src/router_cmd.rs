@@ -50,7 +50,13 @@ pub struct TrainRouterArgs {
     /// embedding table, hidden layers and old output rows stay as they are (byte for byte);
     /// the new labels' rows are fitted against per-label feature statistics stored when it
     /// was trained. The body's settings (--embed-dim, --hidden, --tokenizer, ...) come from it.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["embed_dim", "hidden", "tokenizer", "max_tokens", "device"])]
+    // The scratch training's own settings: an extension fits its rows with --extend-steps
+    // alone (they had been taken and ignored).
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "embed_dim", "hidden", "tokenizer", "max_tokens", "device", "dev_fraction", "epochs",
+        "patience", "batch_size", "lr", "weight_decay", "chunk_prob", "token_dropout", "dropout",
+        "no_calibrate",
+    ])]
     pub extend: Option<PathBuf>,
     /// With --extend: full-batch optimiser steps for the new rows.
     #[arg(long, default_value_t = 300, requires = "extend",
@@ -426,6 +432,7 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
     );
     check_training_memory(args, &train_set, tokenizer.get_vocab_size(true))?;
     warn_labels_without_dev(&train_set, &dev_set, held_out);
+    note_dev_in_train(&train_set, &dev_set);
     let mut outcome = train(tokenizer, &train_set, &dev_set, &cfg)?;
     // What a later `--extend` needs of this training: per-label feature statistics.
     let stats = FeatureStats::compute(&outcome.router, &train_set)?;
@@ -450,8 +457,24 @@ pub fn train_router(args: &TrainRouterArgs) -> Result<()> {
         outcome.seconds,
         c.temperature
     );
+    if !args.no_calibrate {
+        // The fit searches 0.25..8: at an end it was stopped there, not at the best (an
+        // under-trained router), and a handful of dev texts fit it to themselves.
+        if !(0.26..=7.9).contains(&c.temperature) {
+            eprintln!(
+                "note: the calibration temperature {:.3} is at the end of its search range (0.25 to 8): the router may be under-trained (more --epochs) or the dev data unlike the training data",
+                c.temperature
+            );
+        }
+        if dev_set.len() < 30 {
+            eprintln!(
+                "note: the calibration temperature was fitted on {} dev text(s): give more dev data for probabilities top-p can rely on",
+                dev_set.len()
+            );
+        }
+    }
     if let Some(d) = &c.dev {
-        outln!("dev ({} texts): {d}", d.examples);
+        outln!("dev ({}): {d}", d.texts());
     }
     outln!("wrote {}", args.out.display());
     Ok(())
@@ -531,6 +554,30 @@ fn warn_labels_without_dev(train: &[Example], dev: &[Example], held_out: bool) {
          router on the others only; {fix}",
         missing.join(", ")
     );
+}
+
+/// Notes dev texts that also occur in the training data (the same file is refused; a copy, or
+/// benchmarks that share items, are not): the dev figures, early stopping and calibration
+/// count them as unseen; under another label they can never be right.
+fn note_dev_in_train(train: &[Example], dev: &[Example]) {
+    let seen: std::collections::HashMap<&str, &str> = (train.iter())
+        .map(|e| (e.text.trim(), e.label.as_str()))
+        .collect();
+    let (mut same, mut other) = (0usize, 0usize);
+    for e in dev {
+        match seen.get(e.text.trim()) {
+            Some(l) if *l == e.label => same += 1,
+            Some(_) => other += 1,
+            None => {}
+        }
+    }
+    if same + other > 0 {
+        eprintln!(
+            "note: {} of {} dev texts also occur in the training data ({same} under the same label, {other} under another): the dev figures count them as unseen",
+            same + other,
+            dev.len()
+        );
+    }
 }
 
 /// A router chooses among labels: training one from a single label gives a router that

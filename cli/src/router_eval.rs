@@ -42,7 +42,7 @@ pub struct EvalRouterArgs {
     /// Also cap the selected set at the k most probable labels.
     #[arg(long)]
     pub top_k: Option<usize>,
-    /// Hard cap on adapters per mixture.
+    /// Hard cap on adapters per mixture (0: no cap, as generate's --max-adapters).
     #[arg(long)]
     pub max_adapters: Option<usize>,
     /// `whole`: each record's text is one routing input (per-request routing). `sentence`: each
@@ -50,8 +50,10 @@ pub struct EvalRouterArgs {
     #[arg(long, value_enum, default_value_t = Granularity::Whole)]
     pub granularity: Granularity,
     /// Families of labels whose confusion is benign, as NAME=a,b,c (repeatable); given any,
-    /// they replace the built-in ones (the 14 benchmark tasks' families). Unlisted labels are
-    /// their own family.
+    /// they replace the built-in ones (the 14 benchmark tasks' families: science_qa =
+    /// arc_challenge, arc_easy, openbookqa; math_word = gsm8k, addsub, multiarith, singleeq,
+    /// svamp, mawps; aqua, multiple-choice algebra, and the other tasks each their own).
+    /// Unlisted labels are their own family.
     #[arg(long = "family")]
     pub families: Vec<String>,
     /// Write the metrics as JSON (keys include top1, family_top1, topp_containment,
@@ -84,6 +86,12 @@ fn parse_families(specs: &[String]) -> Result<Vec<Family>> {
         let members: Vec<String> = members.split(',').map(|m| m.trim().to_string()).collect();
         if name.is_empty() || members.iter().any(String::is_empty) {
             bail!("--family {s:?}: expected NAME=a,b,c with a name and no empty label");
+        }
+        // Families are told apart by name: two of one name would be one family.
+        if families.iter().any(|(other, _)| other == name) {
+            bail!(
+                "--family {s:?}: a family named `{name}` is already given; name each family once"
+            );
         }
         // A label in two families would count in the first only.
         for (other, theirs) in &families {
@@ -125,10 +133,18 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
     let router = Router::load(&args.router)
         .with_context(|| format!("loading router {}", args.router.display()))?;
     // A family member the router does not know would count nothing, silently (the default
-    // families name the eight tasks, which a router may hold only some of).
+    // families name the 14 tasks, which a router may hold only some of).
     if !args.families.is_empty() {
         let labels = router.labels();
         for (fam, members) in &families {
+            // A label no family lists is a family of its own name: a family named after a
+            // label it leaves out would take that label's texts in (`gsm8k=addsub,...`
+            // without gsm8k scored gsm8k's picks as family hits).
+            if labels.contains(fam) && !members.contains(fam) {
+                bail!(
+                    "--family {fam}: `{fam}` is a router label this family does not list (a label no family lists counts as a family of its own name); list it, or give the family another name"
+                );
+            }
             if let Some(m) = members.iter().find(|m| !labels.contains(m)) {
                 bail!(
                     "--family {fam}: `{m}` is not one of the router's labels ({})",

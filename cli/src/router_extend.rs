@@ -110,7 +110,16 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
     let dev_metrics = if known.is_empty() {
         None
     } else {
-        Some(dlp_router::extend::dev_metrics(&out.router, &known)?)
+        let mut d = dlp_router::extend::dev_metrics(&out.router, &known)?;
+        // Usually the new labels' dev data alone: said so wherever the figures are shown (they
+        // had read as the whole router's).
+        let mut covered: Vec<String> = known.iter().map(|e| e.label.clone()).collect();
+        covered.sort_unstable();
+        covered.dedup();
+        if covered.len() < out.router.labels().len() {
+            d.labels = covered;
+        }
+        Some(d)
     };
     let mut extended = out.router;
     extended.set_feature_stats(STATS_FILE);
@@ -135,7 +144,7 @@ pub fn extend_router(args: &TrainRouterArgs, dir: &Path) -> Result<()> {
         out.seconds
     );
     if let Some(d) = dev_metrics {
-        outln!("dev ({} texts of the router's labels): {d}", d.examples);
+        outln!("dev ({}): {d}", d.texts());
     }
     outln!("wrote {}", args.out.display());
     Ok(())

@@ -37,6 +37,29 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// [`run`], which must succeed (its stderr shown where it does not).
+fn succeeds(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "dlp-run {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// train-router's flags for a router trained in a blink (what the test checks is not its
+/// quality).
+const TINY_ROUTER: [&str; 7] = [
+    "--embed-dim",
+    "16",
+    "--hidden",
+    "16",
+    "--epochs",
+    "1",
+    "--quiet",
+];
+
 /// [`run`] with `input` on standard input.
 fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;

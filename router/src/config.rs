@@ -32,6 +32,24 @@ pub struct DevMetrics {
     /// Top-1 accuracy on the single sentences of the dev instructions (each labelled with its
     /// instruction's label): what `--route-by sentence` faces.
     pub sentence_top1: f32,
+    /// The labels of the dev texts where they are not all of the router's (an extension
+    /// measured on its new labels' dev data alone); empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+impl DevMetrics {
+    /// What the figures cover: `N texts`, and `of a, b only` where not every label's.
+    pub fn texts(&self) -> String {
+        match self.labels.is_empty() {
+            true => format!("{} texts", self.examples),
+            false => format!(
+                "{} texts of {} only; eval-router gives the whole router's",
+                self.examples,
+                self.labels.join(", ")
+            ),
+        }
+    }
 }
 
 /// One line, as `train-router`, `--extend` and `inspect` print it: `top-1 93.10%  top-p(0.9)

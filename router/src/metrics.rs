@@ -82,6 +82,10 @@ pub struct EvalReport {
     pub examples: usize,
     /// The top-p threshold used for containment and mixture size.
     pub p: f32,
+    /// The top-k cap of the selected set, where one was set.
+    pub top_k: Option<usize>,
+    /// The cap on adapters per mixture, where one was set.
+    pub max_adapters: Option<usize>,
     /// Share of texts whose most probable label is the true one.
     pub top1: f32,
     /// Share of texts whose most probable label is in the true label's family.
@@ -154,6 +158,8 @@ pub fn evaluate(
     EvalReport {
         examples: probs.len(),
         p: cfg.top_p.unwrap_or(1.0),
+        top_k: cfg.top_k.filter(|&k| k > 0),
+        max_adapters: cfg.max_adapters.filter(|&k| k > 0),
         top1: (0..n).map(|i| confusion[i][i]).sum::<usize>() as f32 / total,
         family_top1: fam_ok as f32 / total,
         topp_containment: contained as f32 / total,
@@ -176,13 +182,20 @@ impl EvalReport {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let pct = |x: f32| format!("{:.1}%", 100.0 * x);
+        // The selected set's limits, all of them (a cap had been left out of the label).
+        let mut set = format!("top-p(p={}", self.p);
+        if let Some(k) = self.top_k {
+            let _ = write!(set, ", top-k {k}");
+        }
+        if let Some(m) = self.max_adapters {
+            let _ = write!(set, ", max {m} adapters");
+        }
         let _ = writeln!(
             s,
-            "{} texts  top-1 {}  family top-1 {}  top-p(p={}) containment {}  mean adapters {:.2}  loss {:.3}",
+            "{} texts  top-1 {}  family top-1 {}  {set}) containment {}  mean adapters {:.2}  loss {:.3}",
             self.examples,
             pct(self.top1),
             pct(self.family_top1),
-            self.p,
             pct(self.topp_containment),
             self.mean_adapters,
             self.loss

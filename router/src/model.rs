@@ -262,7 +262,18 @@ impl Router {
     pub fn load(dir: impl AsRef<Path>) -> Result<Self, RouterError> {
         let dir = dir.as_ref();
         let config = RouterConfig::load(dir)?;
-        let tokenizer = load_tokenizer(&config.tokenizer_path(dir))?;
+        let tokenizer_path = config.tokenizer_path(dir);
+        let tokenizer = load_tokenizer(&tokenizer_path)?;
+        // Another tokenizer's ids index other rows (or none: they were dropped), and every
+        // figure falls silently (top-1 99.9% -> 66.1% with the wrong tokenizer.json).
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab != config.vocab_size {
+            return Err(RouterError::Tokenizer(format!(
+                "{}: {vocab} tokens, but the router's embedding has {} rows: not the tokenizer it was trained with (put that one back, or train the router again)",
+                tokenizer_path.display(),
+                config.vocab_size
+            )));
+        }
         let weights =
             RouterWeights::load(&dir.join(WEIGHTS_FILE), config.vocab_size, &config.widths())?;
         Ok(Router {

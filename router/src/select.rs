@@ -67,8 +67,18 @@ pub fn ranked(probs: &[f32]) -> Vec<usize> {
 
 /// How many of the `ranked` adapters top-p keeps: the smallest prefix whose cumulative
 /// probability reaches `p`, at least 1 (so `p <= 0` keeps exactly one); all of them when the
-/// total never reaches `p` (`p > 1`, or probabilities that sum to less).
+/// total never reaches `p` (`p > 1`, or probabilities that sum to less). `p = 1` keeps every
+/// adapter of non-zero probability.
 pub fn top_p_len(probs: &[f32], ranked: &[usize], p: f32) -> usize {
+    // p = 1 keeps every adapter of non-zero probability, as documented: the slack below had
+    // stopped it at 1 - 1e-6, leaving out the least probable ones (7.5 of 14 kept).
+    if p == 1.0 {
+        let positive = ranked
+            .iter()
+            .take_while(|&&i| probs[i].is_finite() && probs[i] > 0.0)
+            .count();
+        return positive.max(1);
+    }
     let mut cum = 0.0f32;
     for (n, &i) in ranked.iter().enumerate() {
         cum += if probs[i].is_finite() {

@@ -468,6 +468,7 @@ pub fn train(
         topp_containment: contained as f32 / dev.len() as f32,
         mean_adapters: kept as f32 / dev.len() as f32,
         sentence_top1,
+        labels: Vec::new(),
     };
     let seconds = start.elapsed().as_secs_f32();
     let config = RouterConfig {

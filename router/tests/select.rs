@@ -35,6 +35,9 @@ fn top_p_zero_keeps_one_and_one_keeps_all_nonzero() {
     assert_eq!(idx(&select(&p, &topp(-1.0))), vec![1]);
     assert_eq!(idx(&select(&p, &topp(1.0))), vec![1, 0, 2]);
     assert_eq!(idx(&select(&p, &topp(2.0))), vec![1, 0, 2, 3]);
+    // However small: the rounding slack had stopped p = 1 at 1 - 1e-6, keeping the first only.
+    let tiny = [0.999_999_6, 3e-7, 1e-7];
+    assert_eq!(idx(&select(&tiny, &topp(1.0))), vec![0, 1, 2]);
 }
 
 #[test]

@@ -138,7 +138,7 @@ fn a_full_stdout_is_an_error_after_the_files() {
     let (train, dev) = (demo.join("train.jsonl"), demo.join("dev.jsonl"));
     let tokenizer = d.join("tokenizer/tokenizer.json");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let out = run(&[
+    let head = [
         "train-router",
         "--data",
         &s(&train),
@@ -146,19 +146,8 @@ fn a_full_stdout_is_an_error_after_the_files() {
         &s(&tokenizer),
         "--out",
         &s(&router),
-        "--embed-dim",
-        "16",
-        "--hidden",
-        "16",
-        "--epochs",
-        "1",
-        "--quiet",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ];
+    succeeds(&[&head[..], &TINY_ROUTER[..]].concat());
     let (json, png) = (tmp.path().join("e.json"), tmp.path().join("c.png"));
     let err = full(&[
         "eval-router",

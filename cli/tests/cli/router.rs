@@ -193,6 +193,88 @@ fn train_router_extend_end_to_end() {
         &["--json", "which this run reads"],
     );
     assert_eq!(std::fs::read(&copy).unwrap(), before);
+    // Families are told apart by name: one named after a label it leaves out (gsm8k=addsub,...
+    // without gsm8k had scored gsm8k's own picks as family hits), or two of one name, refused.
+    eval_fails(
+        &["--family", "all_r4=qv_r8"],
+        &[
+            "--family all_r4",
+            "a router label this family does not list",
+        ],
+    );
+    eval_fails(
+        &["--family", "x=qv_r8", "--family", "x=all_r4"],
+        &["a family named `x` is already given"],
+    );
+    // Every limit of the selected set is in the label and the JSON (a --top-k run had read as
+    // plain top-p).
+    let head = ["eval-router", "--router", &ext_arg, "--data", dev_arg];
+    let out = succeeds(&[&head[..], &["--top-k", "1", "--json", &s(&json)]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("top-p(p=0.9, top-k 1) containment"), "{text}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(m["top_k"], 1, "{m}");
+    assert!(m["max_adapters"].is_null(), "{m}");
+    // Another tokenizer than the router's is refused (its ids index other rows: every figure
+    // fell without a word).
+    if let Some(compat) = fixtures("compat") {
+        let other = tmp.path().join("other-tokenizer");
+        std::fs::create_dir(&other).unwrap();
+        for f in ["router.json", "router.safetensors"] {
+            std::fs::copy(ext.join(f), other.join(f)).unwrap();
+        }
+        std::fs::copy(
+            compat.join("templates/tokenizer.json"),
+            other.join("tokenizer.json"),
+        )
+        .unwrap();
+        fails_with(
+            &["eval-router", "--router", &s(&other), "--data", dev_arg],
+            &["tokenizer.json", "not the tokenizer it was trained with"],
+        );
+        // A folder with the weights but no router.json is said to be a router missing it.
+        std::fs::remove_file(other.join("router.json")).unwrap();
+        fails_with(
+            &["inspect", &s(&other)],
+            &["router.json: missing", "a router needs both"],
+        );
+    }
+    // An extension measured on its new label's dev data alone says so, in its output and in
+    // `inspect` (the figures had read as the whole router's); the scratch training's own
+    // settings are refused beside --extend (they were taken and ignored).
+    let (new_dev, ext2) = (split("dev.jsonl", &is_new), tmp.path().join("ext2"));
+    let extend = [
+        "train-router",
+        "--extend",
+        &s(&base),
+        "--data",
+        &s(&new_train),
+    ];
+    let out = run(&[
+        &extend[..],
+        &["--dev", &s(&new_dev), "--out", &s(&ext2), "--quiet"],
+    ]
+    .concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("texts of mlp_r16 only; eval-router gives the whole router's"),
+        "{text}"
+    );
+    let out = run(&["inspect", &s(&ext2)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("texts of mlp_r16 only"));
+    fails_with(
+        &[
+            &extend[..],
+            &["--epochs", "3", "--out", &s(&tmp.path().join("ext3"))],
+        ]
+        .concat(),
+        &["--epochs", "cannot be used with", "--extend"],
+    );
 
     fails_with(
         &[
@@ -465,5 +547,36 @@ fn train_router_out_is_a_new_or_empty_folder_unless_overwrite() {
             "--overwrite",
         ],
         &["no/data"],
+    );
+}
+
+/// Dev texts that also occur in the training data are noted, with how many under another
+/// label (a copy of the training file as --dev had been taken without a word).
+#[test]
+fn dev_texts_seen_in_training_are_noted() {
+    let Some(d) = fixtures("smollm2") else { return };
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../router/demo");
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("copy.jsonl");
+    std::fs::copy(demo.join("train.jsonl"), &copy).unwrap();
+    let n = std::fs::read_to_string(&copy).unwrap().lines().count();
+    let (train, tok) = (demo.join("train.jsonl"), d.join("tokenizer/tokenizer.json"));
+    let out_dir = tmp.path().join("r");
+    let head = [
+        "train-router",
+        "--data",
+        train.to_str().unwrap(),
+        "--dev",
+        copy.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    let out = succeeds(&[&head[..], &TINY_ROUTER[..]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("note: {n} of {n} dev texts also occur in the training data ({n} under the same label, 0 under another)")),
+        "{err}"
     );
 }

@@ -320,5 +320,6 @@ pub fn dev_metrics(router: &Router, dev: &[Example]) -> Result<DevMetrics, Route
         topp_containment: contained as f32 / n,
         mean_adapters: kept as f32 / n,
         sentence_top1: sent_hits as f32 / sent.len().max(1) as f32,
+        labels: Vec::new(),
     })
 }
