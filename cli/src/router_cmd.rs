@@ -560,13 +560,15 @@ fn warn_labels_without_dev(train: &[Example], dev: &[Example], held_out: bool) {
 /// benchmarks that share items, are not): the dev figures, early stopping and calibration
 /// count them as unseen; under another label they can never be right.
 fn note_dev_in_train(train: &[Example], dev: &[Example]) {
-    let seen: std::collections::HashMap<&str, &str> = (train.iter())
-        .map(|e| (e.text.trim(), e.label.as_str()))
-        .collect();
+    // A text may be trained under several labels.
+    let mut seen: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    for e in train {
+        seen.entry(e.text.trim()).or_default().push(&e.label);
+    }
     let (mut same, mut other) = (0usize, 0usize);
     for e in dev {
         match seen.get(e.text.trim()) {
-            Some(l) if *l == e.label => same += 1,
+            Some(ls) if ls.contains(&e.label.as_str()) => same += 1,
             Some(_) => other += 1,
             None => {}
         }

@@ -140,9 +140,10 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
             // A label no family lists is a family of its own name: a family named after a
             // label it leaves out would take that label's texts in (`gsm8k=addsub,...`
             // without gsm8k scored gsm8k's picks as family hits).
-            if labels.contains(fam) && !members.contains(fam) {
+            let listed = families.iter().any(|(_, m)| m.contains(fam));
+            if labels.contains(fam) && !listed {
                 bail!(
-                    "--family {fam}: `{fam}` is a router label this family does not list (a label no family lists counts as a family of its own name); list it, or give the family another name"
+                    "--family {fam}: `{fam}` is a router label no family lists (such a label counts as a family of its own name, this one); list it, or give the family another name"
                 );
             }
             if let Some(m) = members.iter().find(|m| !labels.contains(m)) {

@@ -264,6 +264,8 @@ impl Router {
         let config = RouterConfig::load(dir)?;
         let tokenizer_path = config.tokenizer_path(dir);
         let tokenizer = load_tokenizer(&tokenizer_path)?;
+        let weights =
+            RouterWeights::load(&dir.join(WEIGHTS_FILE), config.vocab_size, &config.widths())?;
         // Another tokenizer's ids index other rows (or none: they were dropped), and every
         // figure falls silently (top-1 99.9% -> 66.1% with the wrong tokenizer.json).
         let vocab = tokenizer.get_vocab_size(true);
@@ -274,8 +276,6 @@ impl Router {
                 config.vocab_size
             )));
         }
-        let weights =
-            RouterWeights::load(&dir.join(WEIGHTS_FILE), config.vocab_size, &config.widths())?;
         Ok(Router {
             config,
             tokenizer,

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Slack on the cumulative-probability test, so that `p` given exactly (0.7 over 0.5 + 0.2)
-/// is not missed by rounding, and `p = 1` does not pull in adapters of zero probability.
+/// is not missed by rounding (`p = 1` has its own rule).
 const P_EPS: f32 = 1e-6;
 
 /// How the kept adapters' probabilities become fusion weights.

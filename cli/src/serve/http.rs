@@ -416,12 +416,6 @@ pub(super) async fn submit(
         events: tx,
         arrived,
     };
-    // Preparing can take long (formats compile on one lock): a shutdown begun meanwhile is
-    // not let in late.
-    if st.shutting_down.load(Ordering::SeqCst) {
-        st.shared.outstanding.fetch_sub(seqs, Ordering::SeqCst);
-        return Err(ApiError::unavailable("the server is shutting down"));
-    }
     if st.tx.send(Cmd::Submit(submission)).is_err() {
         st.shared.outstanding.fetch_sub(seqs, Ordering::SeqCst);
         return Err(ApiError::unavailable("the engine has stopped"));

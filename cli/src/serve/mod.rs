@@ -375,15 +375,15 @@ impl WithBackend for &ServeArgs {
                 tokio::spawn(async move {
                     tokio::select! {
                         () = tokio::time::sleep(grace) => {}
-                        () = signals.next() => eprintln!(
+                        _ = signals.next() => eprintln!(
                             "dlp-run serve: second signal: ending the running requests now"
                         ),
                     }
                     let _ = abort_tx.send(worker::Cmd::Abort);
                     let _ = aborted_tx.send(());
-                    signals.next().await;
-                    eprintln!("dlp-run serve: another signal: exiting now");
-                    std::process::exit(130);
+                    let signal = signals.next().await;
+                    eprintln!("dlp-run serve: another signal: exiting now, without the drain");
+                    Signals::die_of(signal);
                 });
             };
             // Once the abort is sent, time for the answers it sends to go out.
@@ -444,14 +444,29 @@ impl Signals {
         Ok(Signals {})
     }
 
-    /// The next SIGINT or SIGTERM.
-    async fn next(&mut self) {
+    /// The next SIGINT or SIGTERM: its number (2 where there are no such numbers).
+    async fn next(&mut self) -> i32 {
         #[cfg(unix)]
-        tokio::select! {
-            _ = self.int.recv() => {},
-            _ = self.term.recv() => {},
-        }
+        return tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+        };
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            2
+        }
+    }
+
+    /// Ends the process as signal `signal` does when nothing handles it, so that a supervisor
+    /// reads a stop by that signal (an exit status would read as a failure).
+    fn die_of(signal: i32) -> ! {
+        #[cfg(unix)]
+        // SAFETY: restoring the default action and raising the signal on this process.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+        std::process::exit(128 + signal)
     }
 }

@@ -197,18 +197,23 @@ fn train_router_extend_end_to_end() {
     // without gsm8k had scored gsm8k's own picks as family hits), or two of one name, refused.
     eval_fails(
         &["--family", "all_r4=qv_r8"],
-        &[
-            "--family all_r4",
-            "a router label this family does not list",
-        ],
+        &["--family all_r4", "a router label no family lists"],
     );
     eval_fails(
         &["--family", "x=qv_r8", "--family", "x=all_r4"],
         &["a family named `x` is already given"],
     );
+    // A family may bear a label's name where another family lists that label.
+    let head = ["eval-router", "--router", &ext_arg, "--data", dev_arg];
+    succeeds(
+        &[
+            &head[..],
+            &["--family", "all_r4=mlp_r16", "--family", "g=all_r4"],
+        ]
+        .concat(),
+    );
     // Every limit of the selected set is in the label and the JSON (a --top-k run had read as
     // plain top-p).
-    let head = ["eval-router", "--router", &ext_arg, "--data", dev_arg];
     let out = succeeds(&[&head[..], &["--top-k", "1", "--json", &s(&json)]].concat());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("top-p(p=0.9, top-k 1) containment"), "{text}");

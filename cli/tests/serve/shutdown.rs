@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use super::harness::{assets, Server};
 
 /// Posts `body` to `path` of `s` over a raw connection on a thread of its own, which returns
-/// the raw (chunked) response when the server closes the connection ("" where it fails).
+/// the raw (chunked) response when the server closes the connection (what came before an
+/// error reading it).
 fn post_on_a_thread(s: &Server, path: &str, body: &Value) -> std::thread::JoinHandle<String> {
     let (port, path, body) = (s.port, path.to_string(), body.to_string());
     std::thread::spawn(move || {
