@@ -468,7 +468,14 @@ pub fn train(
         topp_containment: contained as f32 / dev.len() as f32,
         mean_adapters: kept as f32 / dev.len() as f32,
         sentence_top1,
-        labels: Vec::new(),
+        // A dev set without some labels (train-router warns) measures the others only.
+        labels: match (0..labels.len()).all(|i| y_dev.contains(&i)) {
+            true => Vec::new(),
+            false => (labels.iter().enumerate())
+                .filter(|(i, _)| y_dev.contains(i))
+                .map(|(_, l)| l.clone())
+                .collect(),
+        },
     };
     let seconds = start.elapsed().as_secs_f32();
     let config = RouterConfig {

@@ -445,6 +445,15 @@ fn train_router_reads_a_gguf_vocabulary_and_names_labels_without_dev() {
             && err.contains("too few training examples to hold one out"),
         "{err}"
     );
+    // Its dev figures say which labels they cover (they had read as every label's).
+    let cfg = std::fs::read_to_string(tmp.path().join("r4/router.json")).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(
+        cfg["dev"]["labels"],
+        serde_json::json!(["apples"]),
+        "{}",
+        cfg["dev"]
+    );
     // A text file named .gguf is said not to be one (it was read as a tokenizer.json).
     let fake = tmp.path().join("model.gguf");
     std::fs::write(&fake, "not a model").unwrap();
