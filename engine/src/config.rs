@@ -180,6 +180,20 @@ impl ModelConfig {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", 10000.0)?,
             None => f.f64_or("rope_theta", 10000.0)?,
         };
+        // RoPE on part of each head (transformers' rotary init reads it; Llama's attention then
+        // fails on the shorter tables): refused rather than rotating whole heads silently.
+        for src in [Some(v), rope].into_iter().flatten() {
+            match src.get("partial_rotary_factor") {
+                None | Some(Value::Null) => {}
+                Some(x) if x.as_f64() == Some(1.0) => {}
+                Some(x) => {
+                    return Err(Error::format(
+                        path,
+                        format!("partial_rotary_factor {x}: rotary embeddings on part of each head are not supported (1.0, the whole head, is)"),
+                    ))
+                }
+            }
+        }
         let rope_llama3 = match scaling {
             None => None,
             Some(s) => {

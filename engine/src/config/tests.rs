@@ -136,3 +136,34 @@ fn missing_and_mistyped_fields_are_said_as_such() {
         "{e}"
     );
 }
+
+/// `partial_rotary_factor` other than 1 is refused (it had been ignored: whole heads rotated,
+/// logits of another model); 1, null or absent load.
+#[test]
+fn rotary_embeddings_on_part_of_a_head_are_refused() {
+    let p = Path::new("config.json");
+    let base = serde_json::json!({"model_type": "llama", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256});
+    let with = |at: Option<&str>, x: serde_json::Value| {
+        let mut c = base.clone();
+        match at {
+            Some(k) => {
+                c[k] = serde_json::json!({"rope_type": "default", "partial_rotary_factor": x})
+            }
+            None => c["partial_rotary_factor"] = x,
+        }
+        ModelConfig::from_hf_json(&c, p)
+    };
+    for at in [None, Some("rope_parameters")] {
+        let e = with(at, serde_json::json!(0.5)).unwrap_err().to_string();
+        assert!(e.contains("partial_rotary_factor 0.5: rotary embeddings on part of each head are not supported"), "{e}");
+        for ok in [
+            serde_json::json!(1.0),
+            serde_json::json!(1),
+            serde_json::Value::Null,
+        ] {
+            assert!(with(at, ok.clone()).is_ok(), "{at:?} {ok}");
+        }
+    }
+}
