@@ -18,6 +18,7 @@ mod mix_args;
 mod output;
 mod pipeline;
 mod progress;
+mod router_checks;
 mod router_cmd;
 mod router_eval;
 mod router_extend;

@@ -122,8 +122,9 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         "--split picks which file of a folder is read",
     )?;
     // The data too: `--json` naming a data file replaced it with the metrics.
-    for f in find_split_files(&args.data, &args.split)? {
-        inputs.file(&f);
+    let files = find_split_files(&args.data, &args.split)?;
+    for f in &files {
+        inputs.file(f);
     }
     let outputs = [
         ("--json", args.json.as_deref(), false),
@@ -158,7 +159,6 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         text: args.text_field.clone(),
         label: args.label_field.clone(),
     };
-    let files = find_split_files(&args.data, &args.split)?;
     let records = read_all(&files, &fields)?;
     if records.is_empty() {
         let shown: Vec<String> = args.data.iter().map(|p| p.display().to_string()).collect();

@@ -23,30 +23,9 @@ mod router;
 #[path = "cli/routing.rs"]
 mod routing;
 
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dlp-run"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !err.contains("panicked"),
-        "dlp-run {args:?} panicked: {err}"
-    );
-    out
-}
-
-/// [`run`], which must succeed (its stderr shown where it does not).
-fn succeeds(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "dlp-run {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+#[path = "common/run.rs"]
+mod run_cmd;
+use run_cmd::{run, succeeds};
 
 /// train-router's flags for a router trained in a blink (what the test checks is not its
 /// quality).

@@ -4,23 +4,12 @@
 //! clear errors for bad data.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_dlp-run"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !err.contains("panicked"),
-        "dlp-run {args:?} panicked: {err}"
-    );
-    out
-}
+#[path = "common/run.rs"]
+mod run_cmd;
+use run_cmd::{run, succeeds};
 
 struct Setup {
     gguf: PathBuf,
@@ -93,12 +82,7 @@ fn reduced_eval_keys_and_oracle_equals_generate() {
     );
     args.push(json.display().to_string());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&argv);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(&argv);
     let table = String::from_utf8_lossy(&out.stdout);
     for t in tasks {
         assert!(table.contains(t), "{table}");
@@ -140,12 +124,7 @@ fn reduced_eval_keys_and_oracle_equals_generate() {
         g.extend(["--chat", "--json", "--max-tokens", "24", "--prompts"].map(String::from));
         g.push(prompts.display().to_string());
         let gv: Vec<&str> = g.iter().map(String::as_str).collect();
-        let out = run(&gv);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(&gv);
         let gen: Value = serde_json::from_slice(&out.stdout).unwrap();
         for i in 0..10 {
             assert_eq!(
@@ -457,12 +436,7 @@ fn routed_sweep_and_composed_prompts_report_what_they_ran() {
     train.extend(["--tokenizer".into(), tokenizer.display().to_string()]);
     train.extend(["--out".into(), router.display().to_string()]);
     let argv: Vec<&str> = train.iter().map(String::as_str).collect();
-    let out = run(&argv);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&argv);
     let json = tmp.path().join("eval.json");
     let mut args: Vec<String> = vec!["eval".into()];
     args.extend(s.model_args(&tasks));
@@ -490,13 +464,8 @@ fn routed_sweep_and_composed_prompts_report_what_they_ran() {
     args.extend(flags.map(String::from));
     args.push(json.display().to_string());
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(&argv);
+    let out = succeeds(&argv);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         table.contains("(the router's columns at top-p 0.5, the first of --route-p)"),
         "{table}"

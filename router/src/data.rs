@@ -118,6 +118,15 @@ fn duplicate_top_key(line: &str) -> Option<String> {
         .flatten()
 }
 
+/// The entries of folder `dir`, in name order (unreadable entries left out).
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = (std::fs::read_dir(dir)?)
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 /// What [`find_split_files`] skips without a word: folders named in `inputs` that give no
 /// `<split>.jsonl` at all, and task folders (subfolders of a named folder that hold `.jsonl`
 /// files) without one.
@@ -135,25 +144,16 @@ pub struct SplitGaps {
 pub fn split_gaps(inputs: &[PathBuf], split: &str) -> SplitGaps {
     let name = format!("{split}.jsonl");
     let jsonl = |dir: &Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
+        (sorted_entries(dir).unwrap_or_default().iter())
             .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "jsonl"))
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        v.sort();
-        v
+            .collect()
     };
     let mut gaps = SplitGaps::default();
     for input in inputs.iter().filter(|p| p.is_dir()) {
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(input)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
+        let subdirs: Vec<PathBuf> = (sorted_entries(input).unwrap_or_default().into_iter())
             .filter(|p| p.is_dir())
             .collect();
-        subdirs.sort();
         let own = input.join(&name).is_file();
         let (with, without): (Vec<&PathBuf>, Vec<&PathBuf>) =
             subdirs.iter().partition(|d| d.join(&name).is_file());
@@ -208,12 +208,11 @@ pub fn find_split_files(inputs: &[PathBuf], split: &str) -> Result<Vec<PathBuf>,
         if input.join(&name).is_file() {
             out.push(input.join(&name));
         }
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(input)
-            .map_err(|e| RouterError::io(input, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        subdirs.sort();
+        let subdirs: Vec<PathBuf> = (sorted_entries(input)
+            .map_err(|e| RouterError::io(input, e))?)
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
         out.extend(
             subdirs
                 .into_iter()

@@ -29,8 +29,9 @@ pub enum Split {
     InOrder,
 }
 
-/// One question of a composed prompt: the answer read for it and whether it is right.
-#[derive(Debug, Clone, PartialEq)]
+/// One question of a composed prompt: the answer read for it and whether it is right (the
+/// default: none read, wrong).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Answered {
     pub extracted: Option<String>,
     pub correct: bool,
@@ -106,10 +107,7 @@ pub fn score_composed(parts: &[Example], completion: &str) -> (Vec<Answered>, Sp
             .enumerate()
             .map(|(i, p)| match ranges.get(i) {
                 Some(r) => answered(p, &completion[r.clone()]),
-                None => Answered {
-                    extracted: None,
-                    correct: false,
-                },
+                None => Answered::default(),
             })
             .collect();
         return (scored, Split::Numbered);
@@ -131,10 +129,7 @@ pub fn score_composed(parts: &[Example], completion: &str) -> (Vec<Answered>, Sp
                     end = i;
                     answered(p, sentences[i])
                 }
-                None => Answered {
-                    extracted: None,
-                    correct: false,
-                },
+                None => Answered::default(),
             }
         })
         .collect();

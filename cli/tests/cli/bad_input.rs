@@ -173,8 +173,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     }
     // Under --backend auto, one backend's flags choose it; two backends' flags are refused.
     let gen_auto = ["generate", "-m", m, "--max-tokens", "2", "--prompt", "hi"];
-    let o = run(&args(&gen_auto, &["--cpu-int8"]));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    succeeds(&args(&gen_auto, &["--cpu-int8"]));
     fails_with(
         &args(&gen_auto, &["--cpu-int8", "--cuda-kv-bf16"]),
         &["--cpu-int8 is for --backend cpu and --cuda-kv-bf16 for --backend cuda"],
@@ -328,7 +327,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     let one = tmp.path().join("one.jsonl");
     std::fs::write(&one, "{\"prompt\": \"hi\"}\n").unwrap();
     let max = u64::MAX.to_string();
-    let out = run(&args(
+    let out = succeeds(&args(
         &qv_cpu,
         &[
             "--prompts",
@@ -342,11 +341,6 @@ fn bad_input_exits_non_zero_with_a_message() {
             "--json",
         ],
     ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["results"][0]["finish_reason"], "context", "{v}");
     assert!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use dlp_tests::fixtures;
 
-use super::{fails_with, run};
+use super::{fails_with, run, succeeds};
 
 /// A temporary folder, the JSON report's path in it, and the SmolLM2 GGUF (None without the
 /// fixtures).
@@ -31,29 +31,26 @@ fn bench_cpu_int8_names_its_kernels() {
         "--only",
         "base",
     ];
-    let out = run(&[
-        &args[..],
+    let out = succeeds(
         &[
-            "--backend",
-            "cpu",
-            "--cpu-int8",
-            "--synthetic-adapters",
-            "1",
-        ],
-        &[
-            "--new-tokens",
-            "2",
-            "--rounds",
-            "1",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-    ]
-    .concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            &args[..],
+            &[
+                "--backend",
+                "cpu",
+                "--cpu-int8",
+                "--synthetic-adapters",
+                "1",
+            ],
+            &[
+                "--new-tokens",
+                "2",
+                "--rounds",
+                "1",
+                "--json",
+                json.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let kernels = v["kernels"].as_str().unwrap_or_default();
@@ -91,7 +88,7 @@ fn bench_quick_writes_ratios() {
         return;
     };
     let plot = tmp.path().join("bench.png");
-    let out = run(&[
+    let out = succeeds(&[
         "bench",
         "--backend",
         "cpu",
@@ -111,11 +108,6 @@ fn bench_quick_writes_ratios() {
         "--plot",
         plot.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let table = String::from_utf8_lossy(&out.stdout);
     for row in ["base", "single", "fused3", "token_level", "batch32"] {
         assert!(table.contains(row), "no {row} row in {table}");
@@ -217,12 +209,7 @@ fn bench_only_the_merged_rows() {
         "1",
     ];
     let only = ["--only", "merged1_f32", "--json", json.to_str().unwrap()];
-    let out = run(&[&args[..], &only].concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&[&args[..], &only].concat());
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let rows = v["scenarios"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v}");

@@ -37,25 +37,22 @@ fn train_router_extend_end_to_end() {
         "6",
         "--quiet",
     ];
-    let out = run(&[
+    succeeds(
         &[
-            "train-router",
-            "--data",
-            &s(&old_train),
-            "--dev",
-            &s(&old_dev),
-            "--tokenizer",
-            &s(&tokenizer),
-            "--out",
-            &s(&base),
-        ][..],
-        &small[..],
-    ]
-    .concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            &[
+                "train-router",
+                "--data",
+                &s(&old_train),
+                "--dev",
+                &s(&old_dev),
+                "--tokenizer",
+                &s(&tokenizer),
+                "--out",
+                &s(&base),
+            ][..],
+            &small[..],
+        ]
+        .concat(),
     );
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(base.join("router.json")).unwrap()).unwrap();
@@ -64,7 +61,7 @@ fn train_router_extend_end_to_end() {
     let base_dev = cfg["dev"].clone();
     assert!(base_dev["examples"].as_u64().unwrap() > 0, "{base_dev}");
 
-    let out = run(&[
+    let out = succeeds(&[
         "train-router",
         "--extend",
         &s(&base),
@@ -74,11 +71,6 @@ fn train_router_extend_end_to_end() {
         &s(&ext),
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("added 1 label(s): mlp_r16"), "{text}");
     let cfg: serde_json::Value =
@@ -135,7 +127,7 @@ fn train_router_extend_end_to_end() {
         &["empty.jsonl: no records (empty files)"],
     );
     let json = tmp.path().join("eval.json");
-    let out = run(&[
+    succeeds(&[
         "eval-router",
         "--router",
         &s(&ext),
@@ -144,11 +136,6 @@ fn train_router_extend_end_to_end() {
         "--json",
         &s(&json),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     // Plumbing, not quality (a router of two labels has a thin body; the 14-task experiment
     // measures quality): three labels, the new one reachable, every true label in the top-p set.
@@ -255,15 +242,12 @@ fn train_router_extend_end_to_end() {
         "--data",
         &s(&new_train),
     ];
-    let out = run(&[
-        &extend[..],
-        &["--dev", &s(&new_dev), "--out", &s(&ext2), "--quiet"],
-    ]
-    .concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        &[
+            &extend[..],
+            &["--dev", &s(&new_dev), "--out", &s(&ext2), "--quiet"],
+        ]
+        .concat(),
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -363,7 +347,7 @@ fn train_router_reads_a_gguf_vocabulary_and_names_labels_without_dev() {
     let out = tmp.path().join("r");
     let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let o = run(&[
+    succeeds(&[
         "train-router",
         "--data",
         &s(&demo.join("train.jsonl")),
@@ -381,11 +365,9 @@ fn train_router_reads_a_gguf_vocabulary_and_names_labels_without_dev() {
         "1",
         "--quiet",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ids = |model: &std::path::Path| {
         let text = "Natalia sold 48 clips in April, and half as many in May. Ünïcödé 🙂";
-        let o = run(&["tokenize", "-m", &s(model), "--text", text]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = succeeds(&["tokenize", "-m", &s(model), "--text", text]);
         String::from_utf8(o.stdout).unwrap()
     };
     assert_eq!(ids(&out.join("tokenizer.json")), ids(&gguf));

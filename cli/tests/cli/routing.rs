@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use dlp_tests::fixtures;
 
-use super::{fails_with, run};
+use super::{fails_with, run, succeeds};
 
 /// `--router DIR --route-by sentence`: a router trained on the demo labels (named after the
 /// SmolLM2 fixture adapters) gives each sentence of a two-topic prompt its own mixture, and
@@ -19,7 +19,7 @@ fn routed_generation_by_sentence() {
     let tmp = tempfile::tempdir().unwrap();
     let router = tmp.path().join("router");
     let (r, tokenizer) = (router.to_str().unwrap(), d.join("tokenizer/tokenizer.json"));
-    let out = run(&[
+    succeeds(&[
         "train-router",
         "--data",
         demo.join("train.jsonl").to_str().unwrap(),
@@ -30,11 +30,6 @@ fn routed_generation_by_sentence() {
         "--out",
         r,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let gguf = d.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let adapter = |n: &str| format!("{n}={}", d.join("adapters").join(n).display());
     let (qv, all, mlp) = (adapter("qv_r8"), adapter("all_r4"), adapter("mlp_r16"));
@@ -66,12 +61,7 @@ fn routed_generation_by_sentence() {
         vec!["--route-by", "sentence", "--show-routing"],
     ]
     .concat();
-    let out = run(&sentence);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(&sentence);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let res = &v["results"][0];
     let routing = res["routing"].as_array().unwrap();
@@ -144,13 +134,8 @@ fn routed_generation_by_sentence() {
     assert!(answer.matches(". ").count() >= 2, "{text}");
     // A one-line file streams its answer under the same header (it had none).
     std::fs::write(&lines, format!("{line}\n")).unwrap();
-    let out = run(&own);
+    let out = succeeds(&own);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         text.starts_with("=== [0] ") && text.contains("p.jsonl:1 ===\n"),
         "{text}"
@@ -163,12 +148,7 @@ fn routed_generation_by_sentence() {
         a[at + 1] = max;
         let at = a.iter().position(|x| *x == "--prompt").unwrap();
         a[at + 1] = "Tell me a short story about a dragon.";
-        let out = run(&a);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(&a);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let r = &v["results"][0];
         let firsts: Vec<u64> = (r["routing"].as_array().unwrap().iter())
@@ -223,12 +203,7 @@ fn routed_generation_by_sentence() {
     let mut two = sentence.clone();
     let at = two.iter().position(|a| *a == "--prompt").unwrap();
     two.splice(at..at + 2, ["--prompts", convo.to_str().unwrap()]);
-    let out = run(&two);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(&two);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let prompt_firsts = |r: &serde_json::Value| -> Vec<u64> {
         (r["routing"].as_array().unwrap().iter())
@@ -243,12 +218,7 @@ fn routed_generation_by_sentence() {
     assert_eq!(a.len(), 2, "{v}");
     assert_eq!(a, b, "{v}");
     // Per request: one decision over the whole prompt.
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(&args);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["results"][0]["routing"].as_array().unwrap().len(), 1);
     // A router label with no loaded adapter.
