@@ -101,7 +101,8 @@ impl Decision {
         let mix: Vec<String> = self
             .mixture
             .iter()
-            .map(|(n, w)| format!("{n} {w:.2}"))
+            // Three decimals: weights are often eighths (0.625 + 0.375 read 0.63 + 0.38).
+            .map(|(n, w)| format!("{n} {w:.3}"))
             .collect();
         let mut text: String = self.text.trim().chars().take(60).collect();
         if text.len() < self.text.trim().len() {
@@ -419,6 +420,21 @@ mod tests {
     fn routed_text_is_quoted_for_one_line() {
         assert_eq!(quoted("e\u{301} \"x\"\n\\"), "e\u{301} \\\"x\\\"\\n\\\\");
         assert_eq!(quoted("a\u{202E}b"), "a\\u{202e}b");
+    }
+
+    /// A routing line names each adapter with its weight to three decimals.
+    #[test]
+    fn routing_line_shows_weights_to_three_decimals() {
+        let d = Decision {
+            source: "prompt",
+            text: " Is it? ".into(),
+            first_token: 3,
+            mixture: vec![("boolq".into(), 0.625), ("piqa".into(), 0.375)],
+        };
+        assert_eq!(
+            d.describe(1),
+            "route [1] prompt @token 3: \"Is it?\" -> boolq 0.625 + piqa 0.375"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -73,10 +73,16 @@ pub struct AppState {
     pub started: u64,
 }
 
-/// The routes, with the API key check, request counting, the body size limit and the body
-/// read deadline (`read_timeout`).
-pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> Router {
-    Router::new()
+/// The routes, with the API key check, request counting, the body size limit, the body read
+/// deadline (`read_timeout`) and, with `--allowed-origins`, CORS (outside the key check: a
+/// browser's preflight carries no key, and an error needs the headers for the page to read it).
+pub fn router(
+    state: Arc<AppState>,
+    max_body: usize,
+    read_timeout: Duration,
+    cors: Option<tower_http::cors::CorsLayer>,
+) -> Router {
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
@@ -89,8 +95,8 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
         .route("/detokenize", post(super::tokenize::detokenize))
         .route("/v1/load_lora_adapter", post(adapters::load))
         .route("/v1/unload_lora_adapter", post(adapters::unload))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(super::middleware::not_found)
+        .method_not_allowed_fallback(super::middleware::method_not_allowed)
         .layer(middleware::from_fn_with_state(
             (read_timeout, max_body),
             super::listen::read_body,
@@ -99,7 +105,13 @@ pub fn router(state: Arc<AppState>, max_body: usize, read_timeout: Duration) -> 
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::middleware::auth,
-        ))
+        ));
+    // No layer at all without origins: no CORS header, OPTIONS answered as any method.
+    let routes = match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::middleware::count,
@@ -114,21 +126,6 @@ pub(super) type AppResult = Result<Response, ApiError>;
 /// Seconds since the Unix epoch, now (OpenAI's `created`; 0 on a clock set before 1970).
 pub(super) fn unix_now() -> u64 {
     (SystemTime::now().duration_since(UNIX_EPOCH)).map_or(0, |d| d.as_secs())
-}
-
-async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "no route {} {}; this server answers /v1/models, /v1/models/{{id}}, /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
-        req.method(),
-        req.uri().path()
-    ))
-}
-
-async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::status(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    )
 }
 
 async fn health(State(st): State<Arc<AppState>>) -> Response {

@@ -1,5 +1,5 @@
 //! The layers every request passes: the request id, the API key, the body's encoding, the
-//! request count.
+//! request count; and the answers to paths and methods no route takes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -159,4 +159,21 @@ impl Drop for Unanswered {
             (self.st.shared.metrics).request(&endpoint, super::error::CLIENT_CLOSED.as_u16());
         }
     }
+}
+
+/// A path no route answers: a 404 listing the routes.
+pub(super) async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {} {}; this server answers /v1/models, /v1/models/{{id}}, /v1/completions, /v1/chat/completions, /v1/responses, /tokenize, /detokenize, /v1/load_lora_adapter, /v1/unload_lora_adapter, /health and /metrics",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// A route asked with another method: a 405.
+pub(super) async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
 }

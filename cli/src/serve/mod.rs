@@ -11,6 +11,7 @@ pub(crate) mod api;
 mod body;
 mod chat;
 mod chat_options;
+mod cors;
 mod error;
 mod format;
 mod http;
@@ -97,6 +98,14 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on every endpoint but /health.
     #[arg(long, env = "DLP_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
+    /// Let web pages from these origins call the server from a browser (CORS: preflights
+    /// answered, `Access-Control-Allow-Origin` on every answer): comma-separated
+    /// `scheme://host[:port]` as the browser's Origin header writes it (no path or trailing
+    /// `/`), `null` for file:// pages, or `*` for any page; vLLM's JSON list
+    /// (`'["http://localhost:3000"]'`) is read too. Default: none, so that a page the user
+    /// opens cannot use a local server; vLLM's default is `*`.
+    #[arg(long, value_name = "ORIGINS")]
+    pub allowed_origins: Vec<String>,
     /// Sequences decoded at once (KV-cache slots, each holding --max-context positions);
     /// more requests wait in the queue.
     #[arg(long, value_name = "N", default_value_t = 32)]
@@ -182,6 +191,7 @@ impl WithBackend for &ServeArgs {
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let args = self;
         args.check()?;
+        let origins = cors::parse(&args.allowed_origins)?;
         let model_path = args.model.model_path()?;
         let base_name = args.served_model_name.clone().unwrap_or_else(|| {
             let p = model_path.file_name().unwrap_or(model_path.as_os_str());
@@ -330,6 +340,12 @@ impl WithBackend for &ServeArgs {
         } else if !addr.ip().to_canonical().is_loopback() {
             eprintln!("  warning: no API key on {}: whoever reaches this port can use the server (set --api-key or DLP_API_KEY)", addr.ip());
         }
+        if let Some(o) = &origins {
+            eprintln!("  {}", cors::describe(o));
+            if *o == cors::Origins::Any && args.api_key.is_none() {
+                eprintln!("  warning: --allowed-origins '*' without an API key: any web page open in a browser that reaches this port can use the server");
+            }
+        }
 
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -337,7 +353,12 @@ impl WithBackend for &ServeArgs {
             .build()
             .context("starting the HTTP runtime")?;
         let read_timeout = Duration::from_secs(args.read_timeout);
-        let app = http::router(state.clone(), args.max_body_mib << 20, read_timeout);
+        let app = http::router(
+            state.clone(),
+            args.max_body_mib << 20,
+            read_timeout,
+            origins.as_ref().map(cors::layer),
+        );
         let max_connections = args.max_connections;
         let grace = Duration::from_secs(args.shutdown_grace);
         let http_tx = tx.clone();

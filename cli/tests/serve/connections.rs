@@ -1,6 +1,6 @@
 //! Connections the way a network delivers them: a client that stalls in its headers or its
 //! body, one that announces a body past the limit, more connections than
-//! `--max-connections`, a client that leaves mid-answer, and the API key.
+//! `--max-connections`, a client that leaves mid-answer, the API key, and browsers (CORS).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -254,6 +254,15 @@ fn api_key_guards_everything_but_health() {
     args.extend(["--api-key", "s3cret"].map(String::from));
     let s = Server::start(&args);
     assert_eq!(s.get("/health").status, 200);
+    // Without --allowed-origins no page may read an answer: no CORS header, and a preflight
+    // is an ordinary request (here refused for its missing key).
+    let (status, h, _) = raw_answer(
+        &s,
+        "OPTIONS /v1/models HTTP/1.1\r\nHost: x\r\nOrigin: http://localhost:3000\r\nAccess-Control-Request-Method: GET\r\n",
+        "",
+    );
+    assert_eq!(status, 401);
+    assert_eq!(header(&h, "access-control-allow-origin"), None, "{h:?}");
     for path in ["/v1/models", "/metrics"] {
         let r = s.get(path);
         assert_eq!(r.status, 401, "{path}");
@@ -297,4 +306,120 @@ fn api_key_guards_everything_but_health() {
             );
         }
     }
+}
+
+/// A raw request's status and headers (names lowercased), and its body.
+fn raw_answer(s: &Server, head: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
+    let raw = exchange(
+        s,
+        format!(
+            "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let (top, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = top.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {raw:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, rest.to_string())
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// `--allowed-origins`: a browser's preflight is answered without the key (it carries none),
+/// the page's origin is named on every answer, errors included (else the page cannot read
+/// them), streams too; another origin is named nowhere.
+#[test]
+fn allowed_origins_answer_browsers_preflights_and_requests() {
+    let Some(a) = assets() else { return };
+    let mut args = a.model_args();
+    args.extend(
+        [
+            "--api-key",
+            "k",
+            "--allowed-origins",
+            "HTTP://LocalHost:3000,https://app.example",
+        ]
+        .map(String::from),
+    );
+    let s = Server::start(&args);
+    assert!(
+        s.log_has("CORS: browser pages from http://localhost:3000, https://app.example"),
+        "{}",
+        s.log()
+    );
+    let preflight = |origin: &str| {
+        raw_answer(
+            &s,
+            &format!("OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type, x-stainless-os\r\n"),
+            "",
+        )
+    };
+    let (status, h, _) = preflight("http://localhost:3000");
+    assert_eq!(status, 200, "{h:?}");
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert!(
+        header(&h, "access-control-allow-methods").is_some_and(|m| m.contains("POST")),
+        "{h:?}"
+    );
+    assert_eq!(
+        header(&h, "access-control-allow-headers"),
+        Some("authorization, content-type, x-stainless-os")
+    );
+    assert_eq!(header(&h, "access-control-max-age"), Some("600"));
+    let (_, h, _) = preflight("http://localhost:3001");
+    assert_eq!(header(&h, "access-control-allow-origin"), None, "{h:?}");
+
+    let body =
+        json!({"model": "boolq", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string();
+    let post = |origin: &str, key: bool, body: &str| {
+        let auth = if key {
+            "Authorization: Bearer k\r\n"
+        } else {
+            ""
+        };
+        raw_answer(
+            &s,
+            &format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nContent-Type: application/json\r\n{auth}"),
+            body,
+        )
+    };
+    for (key, want) in [(false, 401), (true, 200)] {
+        let (status, h, b) = post("https://app.example", key, &body);
+        assert_eq!(status, want, "{b}");
+        assert_eq!(
+            header(&h, "access-control-allow-origin"),
+            Some("https://app.example"),
+            "{h:?}"
+        );
+        assert!(
+            header(&h, "access-control-expose-headers").is_some_and(|e| e.contains("x-request-id")),
+            "{h:?}"
+        );
+    }
+    let (status, h, b) = post("http://localhost:3001", true, &body);
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(header(&h, "access-control-allow-origin"), None, "{h:?}");
+    let streamed = json!({"model": "boolq", "max_tokens": 2, "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let (status, h, b) = post("http://localhost:3000", true, &streamed);
+    assert_eq!(status, 200, "{b}");
+    assert!(b.contains("[DONE]"), "{b}");
+    assert_eq!(
+        header(&h, "access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
 }
