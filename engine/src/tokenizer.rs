@@ -435,10 +435,15 @@ impl TextTokenizer {
 
     /// The ids fed to the model for a prompt (raw text, or a rendered chat with `chat`): the
     /// text's ids with [`TextTokenizer::bos_prefix`] in front, and the byte offset where each
-    /// token starts (see [`TextTokenizer::encode_with_offsets`]).
+    /// token starts (see [`TextTokenizer::encode_with_offsets`]). A rendered chat that starts
+    /// with the BOS token's text (Llama 3's templates write `{{- bos_token }}`) gets no second
+    /// one: llama.cpp strips that text before tokenizing when it adds BOS itself
+    /// (`common/chat.cpp`, "To avoid double BOS / EOS tokens").
     pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<(Vec<u32>, Vec<usize>)> {
         let (mut ids, mut starts) = self.encode_with_offsets(text)?;
-        if let Some(bos) = self.bos_prefix(chat) {
+        let written = (self.special.bos.as_deref())
+            .is_some_and(|b| chat && !b.is_empty() && text.starts_with(b));
+        if let Some(bos) = self.bos_prefix(chat).filter(|_| !written) {
             ids.insert(0, bos);
             starts.insert(0, 0);
         }

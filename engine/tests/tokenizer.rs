@@ -310,3 +310,51 @@ fn compat_templates_render_as_transformers() {
         failures.join("\n")
     );
 }
+
+/// A GGUF adds BOS to a chat prompt as llama.cpp does (`add_bos`), and a template that writes
+/// `bos_token` itself (Llama 3's) gets no second one: llama.cpp strips the template's leading
+/// BOS text. Its place elsewhere in the text, or a template without it, changes nothing.
+#[test]
+fn gguf_chat_gets_one_bos_when_the_template_writes_it() {
+    let (Some(on), Some(off)) = (
+        fixture("compat/bos/llama-bpe-add-bos-true.gguf"),
+        fixture("compat/bos/llama-bpe-add-bos-false.gguf"),
+    ) else {
+        return;
+    };
+    let msgs: Vec<ChatMessage> =
+        serde_json::from_value(serde_json::json!([{"role": "user", "content": "Hi"}])).unwrap();
+    let ids_with = |gguf: &std::path::Path, template: &str| {
+        let mut tok = TextTokenizer::from_gguf(&GgufFile::open(gguf).unwrap()).unwrap();
+        tok.set_chat_template(Some(template.to_string()), "test");
+        let text = tok.render_chat(&msgs, true).unwrap();
+        let bos = tok.special_tokens().bos.clone().unwrap();
+        let bos_id = tok.token_id(&bos).unwrap();
+        let ids = tok.encode_prompt(&text, true).unwrap().0;
+        (
+            ids.iter().filter(|&&i| i == bos_id).count(),
+            ids[0] == bos_id,
+        )
+    };
+    let writes_bos = "{{- bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}";
+    let no_bos = "{% for m in messages %}{{ m.content }}{% endfor %}";
+    let bos_later = "{% for m in messages %}{{ m.content }}{% endfor %}{{ bos_token }}";
+    assert_eq!(
+        ids_with(&on, writes_bos),
+        (1, true),
+        "add_bos + template BOS"
+    );
+    assert_eq!(ids_with(&on, no_bos), (1, true), "add_bos alone");
+    assert_eq!(
+        ids_with(&on, bos_later),
+        (2, true),
+        "a BOS later in the text stays"
+    );
+    assert_eq!(ids_with(&off, writes_bos), (1, true), "template BOS alone");
+    assert_eq!(ids_with(&off, no_bos), (0, false), "neither");
+    // A raw prompt that starts with the BOS text is not a chat: both stay, as in llama.cpp.
+    let tok = TextTokenizer::from_gguf(&GgufFile::open(&on).unwrap()).unwrap();
+    let bos = tok.special_tokens().bos.clone().unwrap();
+    let raw = tok.encode_prompt(&format!("{bos}Hi"), false).unwrap().0;
+    assert_eq!(raw[..2], [raw[0], raw[0]], "{raw:?}");
+}
