@@ -46,6 +46,10 @@ pub struct TextTokenizer {
     template_source: String,
     /// Where the chat template came from (a file, or a field of one): its errors name it.
     template_name: String,
+    /// The model's `tool_use` template and where it came from: transformers and llama.cpp
+    /// render a conversation with tools through it, when the model has one (Hermes 2 Pro and
+    /// 3, Command-R).
+    tool_use_template: Option<(String, String)>,
     special: SpecialTokens,
     eos_ids: Vec<u32>,
     /// Ids of the special tokens (left out of decoded text unless asked), sorted.
@@ -132,14 +136,33 @@ impl TextTokenizer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Json::Null,
             Err(e) => return Err(Error::io(&cfg_path, e)),
         };
-        let (chat_template, template_name) = match std::fs::read_to_string(&jinja_path) {
-            Ok(t) => (Some(t), file_name(&jinja_path)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-                config_template(&cfg),
-                format!("chat_template of {}", file_name(&cfg_path)),
-            ),
-            Err(e) => return Err(Error::io(&jinja_path, e)),
-        };
+        let (chat_template, template_name, tool_use_template) =
+            match std::fs::read_to_string(&jinja_path) {
+                // transformers 5 writes other named templates beside it.
+                Ok(t) => {
+                    let tool_path = dir.join("additional_chat_templates/tool_use.jinja");
+                    let tool_use = match std::fs::read_to_string(&tool_path) {
+                        Ok(t) => Some((
+                            t,
+                            format!("additional_chat_templates/{}", file_name(&tool_path)),
+                        )),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(Error::io(&tool_path, e)),
+                    };
+                    (Some(t), file_name(&jinja_path), tool_use)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                    config_template(&cfg, "default"),
+                    format!("chat_template of {}", file_name(&cfg_path)),
+                    config_template(&cfg, "tool_use").map(|t| {
+                        (
+                            t,
+                            format!("the tool_use chat_template of {}", file_name(&cfg_path)),
+                        )
+                    }),
+                ),
+                Err(e) => return Err(Error::io(&jinja_path, e)),
+            };
         let special = SpecialTokens {
             bos: token_string(cfg.get("bos_token")),
             eos: token_string(cfg.get("eos_token")),
@@ -174,6 +197,7 @@ impl TextTokenizer {
                 file_name(&cfg_path)
             ),
             template_name,
+            tool_use_template,
             special,
             eos_ids,
             special_ids,
@@ -311,6 +335,13 @@ impl TextTokenizer {
             chat_template: g.chat_template(),
             template_source: format!("metadata `tokenizer.chat_template` of {}", file_name(p)),
             template_name: format!("tokenizer.chat_template of {}", file_name(p)),
+            // llama.cpp's converter writes named templates as `tokenizer.chat_template.NAME`.
+            tool_use_template: meta("tokenizer.chat_template.tool_use")
+                .and_then(GgufValue::as_str)
+                .map(|t| {
+                    let name = format!("tokenizer.chat_template.tool_use of {}", file_name(p));
+                    (t.to_string(), name)
+                }),
             special: SpecialTokens {
                 bos: name(id("tokenizer.ggml.bos_token_id")),
                 eos: name(id("tokenizer.ggml.eos_token_id")),
@@ -328,19 +359,32 @@ impl TextTokenizer {
         })
     }
 
-    /// Replaces (or removes) the chat template, e.g. with one given on the command line;
-    /// `origin` (its file, say) is what its errors name as `(in ORIGIN:LINE)`.
+    /// Replaces (or removes) the chat template, e.g. with one given on the command line, and
+    /// with it any `tool_use` template; `origin` (its file, say) is what its errors name as
+    /// `(in ORIGIN:LINE)`.
     pub fn set_chat_template(&mut self, t: Option<String>, origin: &str) {
         if t.is_some() {
             self.template_source = "the chat template that was set".into();
             self.template_name = origin.to_string();
+            self.tool_use_template = None;
         }
         self.chat_template = t;
     }
 
-    /// The chat template in use, if any.
+    /// The chat template of conversations without tools, if any.
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
+    }
+
+    /// The chat template a conversation renders with: with `tools` given (even an empty list,
+    /// as transformers' `tools is not None`), the model's `tool_use` template where it has one
+    /// (transformers' `get_chat_template`, llama.cpp's `template_tool_use`), else
+    /// [`TextTokenizer::chat_template`].
+    pub fn chat_template_for(&self, tools: bool) -> Option<&str> {
+        match &self.tool_use_template {
+            Some((t, _)) if tools => Some(t),
+            _ => self.chat_template(),
+        }
     }
 
     /// Token ids of `text`. Adds no BOS/EOS, but special tokens written in the text
@@ -476,6 +520,9 @@ impl TextTokenizer {
 
     /// Renders a full `apply_chat_template` request (see [`chat`] for the environment).
     pub fn render_chat_request(&self, req: &ChatRequest) -> Result<String> {
+        if let (Some((t, name)), Some(_)) = (&self.tool_use_template, &req.tools) {
+            return chat::render(t, name, req, &self.special);
+        }
         let t = self.chat_template.as_deref().ok_or_else(|| {
             Error::invalid(format!(
                 "the model has no chat template (looked in {}); give one with --chat-template FILE, or use a raw prompt",
@@ -496,16 +543,19 @@ pub fn file_name(p: &Path) -> String {
 }
 
 /// `chat_template` of a tokenizer_config.json: a string, or a list of named templates.
-fn config_template(cfg: &Json) -> Option<String> {
+/// For `name` "default": a string, or the list's `default` entry (its first without one);
+/// for another name, that entry of the list.
+fn config_template(cfg: &Json, name: &str) -> Option<String> {
     match cfg.get("chat_template")? {
-        Json::String(s) => Some(s.clone()),
+        Json::String(s) if name == "default" => Some(s.clone()),
         Json::Array(list) => {
             let named = |n: &str| {
                 list.iter()
                     .find(|t| t.get("name").and_then(Json::as_str) == Some(n))
             };
-            named("default")
-                .or(list.first())?
+            let first = list.first().filter(|_| name == "default");
+            named(name)
+                .or(first)?
                 .get("template")?
                 .as_str()
                 .map(String::from)

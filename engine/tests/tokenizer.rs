@@ -211,6 +211,8 @@ fn chat_template_errors_and_override() {
     );
 }
 
+/// transformers 4's tokenizer_config.json (named templates, bos/eos as objects), 5's
+/// chat_template.jinja over it, and the `tool_use` template conversations with tools take.
 #[test]
 fn transformers4_layout_and_jinja_precedence() {
     let Some(src) = fixture("smollm2/tokenizer/tokenizer.json") else {
@@ -228,6 +230,17 @@ fn transformers4_layout_and_jinja_precedence() {
         "<|im_start|>D<|im_end|>"
     );
     assert_eq!(tok.eos_token_ids(), [2]);
+    // With tools (an empty list too: transformers' `tools is not None`), the `tool_use` entry.
+    let with_tools = |tok: &TextTokenizer, tools: Option<Value>| {
+        let req = ChatRequest {
+            tools,
+            ..Default::default()
+        };
+        tok.render_chat_request(&req).unwrap()
+    };
+    assert_eq!(with_tools(&tok, Some(serde_json::json!([]))), "T");
+    assert_eq!(with_tools(&tok, None), "<|im_start|>D<|im_end|>");
+    assert_eq!(tok.chat_template_for(true), Some("T"));
     std::fs::write(dir.join("chat_template.jinja"), "J{{ messages | length }}").unwrap();
     let tok = TextTokenizer::from_hf_dir(&dir).unwrap().unwrap();
     assert_eq!(
@@ -235,6 +248,27 @@ fn transformers4_layout_and_jinja_precedence() {
         "J0",
         "chat_template.jinja wins"
     );
+    assert_eq!(
+        with_tools(&tok, Some(serde_json::json!([]))),
+        "J0",
+        "over the config's list too"
+    );
+    // transformers 5 keeps the other named templates beside it.
+    std::fs::create_dir(dir.join("additional_chat_templates")).unwrap();
+    std::fs::write(
+        dir.join("additional_chat_templates/tool_use.jinja"),
+        "U{{ tools | length }}",
+    )
+    .unwrap();
+    let mut tok = TextTokenizer::from_hf_dir(&dir).unwrap().unwrap();
+    assert_eq!(
+        with_tools(&tok, Some(serde_json::json!([{"type": "function"}]))),
+        "U1"
+    );
+    assert_eq!(with_tools(&tok, None), "J0");
+    // A template given on the command line replaces both.
+    tok.set_chat_template(Some("C".into()), "c.jinja");
+    assert_eq!(with_tools(&tok, Some(serde_json::json!([]))), "C");
     std::fs::write(dir.join("tokenizer_config.json"), "{not json").unwrap();
     let e = TextTokenizer::from_hf_dir(&dir).unwrap_err().to_string();
     assert!(

@@ -253,7 +253,8 @@ impl WithBackend for &ServeArgs {
             metrics: metrics::Metrics::new(),
             outstanding: AtomicUsize::new(0),
         });
-        let tool_parser = args.tool_call_parser.resolve(tok.chat_template());
+        // Calls are written by the template conversations with tools render with.
+        let tool_parser = args.tool_call_parser.resolve(tok.chat_template_for(true));
         let (tx, rx) = std::sync::mpsc::channel();
         let started = http::unix_now();
         let state = Arc::new(http::AppState {
@@ -328,7 +329,10 @@ impl WithBackend for &ServeArgs {
                 "  tools    forced calls only: the chat template shows no tool-call syntax (see --tool-call-parser)"
             ),
         }
-        if state.tool_parser.is_some() && !tok.chat_template().is_some_and(|t| t.contains("tools"))
+        if state.tool_parser.is_some()
+            && !tok
+                .chat_template_for(true)
+                .is_some_and(|t| t.contains("tools"))
         {
             eprintln!("  note: the chat template never reads `tools`: the model is not shown the functions it may call");
         }

@@ -178,7 +178,7 @@ fn encode(st: &AppState, f: TokenizeBody) -> Result<Vec<u32>, ApiError> {
                 .map(|(i, m)| super::chat::chat_message(i, m))
                 .collect::<Result<Vec<_>, _>>()?;
             // As /v1/chat/completions writes calls sent back (none forced here).
-            super::tools::calls_as_text(tok, &mut m, None, st.tool_parser);
+            super::tools::calls_as_text(tok, tools.is_some(), &mut m, None, st.tool_parser);
             super::tools::functions(tools.clone())?;
             let mut conversation = ChatRequest {
                 messages: m,

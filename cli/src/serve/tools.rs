@@ -254,6 +254,7 @@ pub fn prepare(
         if let PromptInput::Chat(chat) = p {
             calls_as_text(
                 tok,
+                chat.tools.is_some(),
                 &mut chat.messages,
                 job.tool_mode.as_ref(),
                 server_parser,
@@ -270,11 +271,12 @@ pub fn prepare(
 /// parser; else as the `[{"name", "parameters"}]` list `"required"` generates.
 pub(super) fn calls_as_text(
     tok: &TextTokenizer,
+    tools: bool,
     messages: &mut [ChatMessage],
     mode: Option<&ToolMode>,
     server_parser: Option<ToolParser>,
 ) {
-    if !tok.chat_template().is_some_and(reads_tool_calls) {
+    if !tok.chat_template_for(tools).is_some_and(reads_tool_calls) {
         write_calls(messages, mode, server_parser);
     }
 }

@@ -12,22 +12,14 @@ use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{context, Environment, ErrorKind, Value};
 
 use super::{ChatRequest, SpecialTokens};
+
+mod percent;
 use crate::error::{Error, Result};
 
 /// `{% generation %}` / `{% endgeneration %}` (with their whitespace markers): transformers'
 /// extension marks the assistant's tokens with it and renders the body unchanged.
 static GENERATION_TAG: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"\{%(-?)\s*(end)?generation\s*(-?)%\}").expect("valid regex")
-});
-
-/// A string literal followed by `%` and its operand (a parenthesised tuple, or a name with
-/// attributes and subscripts): Jinja2's Python string formatting, which minijinja's `%` (a
-/// number operator) does not do; rewritten into a call of `__percent_format`.
-static PERCENT_FORMAT: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(
-        r#"('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\s*%\s*(\((?:[^()]|\([^()]*\))*\)|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[^\]]*\])*)"#,
-    )
-    .expect("valid regex")
 });
 
 /// A message's content: `X.content` or `X['content']`, `X` a name, maybe indexed
@@ -106,39 +98,7 @@ fn prepare(template: &str) -> String {
             None => format!("{{%{l} if true {r}%}}"),
         }
     });
-    PERCENT_FORMAT
-        .replace_all(&t, "__percent_format($1, $2)")
-        .into_owned()
-}
-
-/// `fmt % args` as Python formats strings (printf style; a tuple or list gives the arguments),
-/// and the remainder for numbers.
-fn percent_format(lhs: Value, rhs: Value) -> std::result::Result<Value, minijinja::Error> {
-    match lhs.as_str() {
-        Some(fmt) => {
-            let args: Vec<Value> = match rhs.kind() {
-                ValueKind::Seq | ValueKind::Iterable => rhs.try_iter()?.collect(),
-                _ => vec![rhs],
-            };
-            minijinja::format_filter(minijinja::FormatStyle::Printf, fmt, &args).map(Value::from)
-        }
-        None => {
-            let (a, b) = (f64::try_from(lhs)?, f64::try_from(rhs)?);
-            if b == 0.0 {
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    "modulo by zero",
-                ));
-            }
-            // Python's sign convention: the result has the sign of the divisor.
-            let r = a - b * (a / b).floor();
-            Ok(if r.fract() == 0.0 && r.abs() < i64::MAX as f64 {
-                Value::from(r as i64)
-            } else {
-                Value::from(r)
-            })
-        }
-    }
+    percent::rewrite(&t)
 }
 
 /// Python's `datetime.now().strftime(format)` in local time.
@@ -216,7 +176,7 @@ pub(super) fn render(
         },
     );
     env.add_function("strftime_now", strftime_now);
-    env.add_function("__percent_format", percent_format);
+    env.add_function(percent::FUNCTION, percent::percent_format);
     // A template's loops have no bound of their own (two nested `range(100000)` spun for
     // minutes): a budget of steps, growing with the conversation.
     let fuel = TEMPLATE_FUEL + TEMPLATE_FUEL_PER_MESSAGE * req.messages.len() as u64;
