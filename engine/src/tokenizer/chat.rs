@@ -14,6 +14,7 @@ use minijinja::{context, Environment, ErrorKind, Value};
 use super::{ChatRequest, SpecialTokens};
 
 mod percent;
+mod python;
 use crate::error::{Error, Result};
 
 /// `{% generation %}` / `{% endgeneration %}` (with their whitespace markers): transformers'
@@ -169,6 +170,13 @@ pub(super) fn render(
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", tojson);
+    // Python's str() for printed values, and Jinja2's own indent and tests.
+    env.set_formatter(python::formatter);
+    env.add_filter("string", python::string);
+    env.add_filter("indent", python::indent);
+    env.add_test("iterable", python::is_iterable);
+    env.add_test("sequence", python::is_sequence);
+    env.add_test("number", python::is_number);
     env.add_function(
         "raise_exception",
         |msg: String| -> std::result::Result<Value, minijinja::Error> {
@@ -417,7 +425,7 @@ fn write_json(
             },
         },
         ValueKind::Number => match f64::try_from(v.clone()) {
-            Ok(f) => out.push_str(&py_float(f)),
+            Ok(f) => out.push_str(&python::float(f, ["NaN", "Infinity", "-Infinity"])),
             Err(_) => out.push_str(&v.to_string()),
         },
         ValueKind::String => json_str(v.as_str().unwrap_or(""), ascii, out),
@@ -486,29 +494,6 @@ fn json_str(s: &str, ascii: bool, out: &mut String) {
         }
     }
     out.push('"');
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, exponent form outside 1e-4..1e16.
-fn py_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let sci = format!("{f:e}"); // shortest digits, e.g. "1.5e-5"
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let s = format!("{f}");
-        if s.contains('.') {
-            s
-        } else {
-            s + ".0"
-        }
-    } else {
-        format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
-    }
 }
 
 #[cfg(test)]

@@ -167,13 +167,39 @@ fn python_json_keeps_big_integers_whole() {
     );
 }
 
+/// Printed values, `string`, `indent` and the tests as Jinja2 in transformers gives them
+/// (outputs of jinja2 3.1.6): Hammer's `{{ tools }}`, LFM2's `arg|string` of a list, Qwen's
+/// `args_value|string` of a float, Command-R's `indent` of a JSON block, GLM's `is iterable`
+/// of a null content.
 #[test]
-fn python_float_repr() {
-    assert_eq!(py_float(1.0), "1.0");
-    assert_eq!(py_float(0.1), "0.1");
-    assert_eq!(py_float(1e-5), "1e-05");
-    assert_eq!(py_float(1e16), "1e+16");
-    assert_eq!(py_float(123456.75), "123456.75");
+fn values_print_and_test_as_in_jinja2() {
+    let r = |t: &str, messages: serde_json::Value| {
+        let req = ChatRequest {
+            messages: serde_json::from_value(messages).unwrap(),
+            ..Default::default()
+        };
+        super::render(t, "t", &req, &SpecialTokens::default()).unwrap()
+    };
+    let none = serde_json::json!([]);
+    for (t, want) in [
+        (
+            "{{ [1, 'a', none, true, 2.5, \"it's\"] }}|{{ {'k': ['v'], 'n': 1e-5} }}",
+            "[1, 'a', None, True, 2.5, \"it's\"]|{'k': ['v'], 'n': 1e-05}",
+        ),
+        ("{{ ['red', 'blue'] | string }}|{{ 0.00001 | string }}", "['red', 'blue']|1e-05"),
+        ("{{ 1e16 }} {{ 2.5 }} {{ 4 / 2 }} {{ 3 }}", "1e+16 2.5 2.0 3"),
+        ("{{ '{\n' | indent(4, first=True) }}|", "    {\n|"),
+        ("{{ 'a\n\nb' | indent(2) }}|{{ 'a\nb' | indent('> ', blank=true) }}", "a\n\n  b|a\n> b"),
+        (
+            "{{ none is iterable }} {{ [] is iterable }} {{ 'a' is sequence }} {{ {} is sequence }} {{ true is number }}",
+            "False True True True True",
+        ),
+    ] {
+        assert_eq!(r(t, none.clone()), want, "{t}");
+    }
+    let null_content = serde_json::json!([{"role": "assistant", "content": null}]);
+    let glm = "{% set c = messages[0].content %}{% if c is iterable and c is not mapping %}{% for x in c %}{% endfor %}{% else %}{{ c }}{% endif %}";
+    assert_eq!(r(glm, null_content), "None");
 }
 
 /// Keyword arguments are template variables (not the renderer's own); `continue_final_message`
