@@ -223,7 +223,14 @@ impl TextTokenizer {
     pub fn gguf_unsupported(g: &GgufFile) -> Option<String> {
         let p = g.path.display();
         match g.metadata.get("tokenizer.ggml.model").map(GgufValue::as_str) {
-            Some(Some("gpt2")) => None,
+            Some(Some("gpt2")) => {
+                let pre = (g.metadata.get("tokenizer.ggml.pre"))
+                    .and_then(GgufValue::as_str)
+                    .unwrap_or("default");
+                pre_tokenizer(pre)
+                    .err()
+                    .map(|_| format!("{p}: {}", unknown_pre(pre)))
+            }
             None => Some(format!("{p}: no `tokenizer.ggml.model` in its metadata, so no vocabulary to read text with")),
             Some(Some(m)) => Some(format!(
                 "{p}: GGUF tokenizer model `{m}`{} is not rebuilt (only `gpt2` byte-level BPE is)",
@@ -565,7 +572,7 @@ fn config_template(cfg: &Json, name: &str) -> Option<String> {
 }
 
 /// `tokenizer.ggml.pre` values for which llama.cpp sets `add_bos` when the file does not say.
-const LLAMA_CPP_ADD_BOS_PRE: [&str; 10] = [
+const LLAMA_CPP_ADD_BOS_PRE: [&str; 11] = [
     "llama3",
     "llama-v3",
     "llama-bpe",
@@ -574,6 +581,7 @@ const LLAMA_CPP_ADD_BOS_PRE: [&str; 10] = [
     "pixtral",
     "midm-2.0",
     "lfm2",
+    "jina-v5-nano",
     "tekken",
     "llama4",
 ];
@@ -596,29 +604,70 @@ fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
     };
     let bytes = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
     let seq = |v: Vec<PreTokenizerWrapper>| PreTokenizerWrapper::from(Sequence::new(v));
-    Ok(match pre {
-        // `smollm`: transformers (the reference the fixtures were made with) converts this GGUF
-        // to plain byte-level GPT-2 splitting, without llama.cpp's digit isolation; we follow
-        // the reference so ids agree with it exactly.
-        "gpt2" | "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "trillion" | "smollm" => {
-            (bytes(true), false)
-        }
-        // Digits one by one, then GPT-2's regex (the StarCoder family, as llama.cpp does).
-        "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
-            (seq(vec![split(r"\p{N}")?, bytes(true)]), false)
-        }
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => {
-            (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true)
-        }
-        "smaug-bpe" | "chatglm-bpe" => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false),
-        "qwen2" | "stablelm2" | "deepseek-r1-qwen" | "hunyuan" => {
-            (seq(vec![split(QWEN2_RE)?, bytes(false)]), false)
-        }
-        other => {
-            tracing::warn!(
-                "GGUF tokenizer.ggml.pre `{other}` is not known here: using GPT-2's pre-tokenizer"
-            );
-            (bytes(true), false)
-        }
+    let is = |group: &[&str]| group.contains(&pre);
+    Ok(if is(&PRE_GPT2) {
+        (bytes(true), false)
+    } else if is(&PRE_DIGITS) {
+        (seq(vec![split(r"\p{N}")?, bytes(true)]), false)
+    } else if is(&PRE_LLAMA3) {
+        (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true)
+    } else if is(&PRE_LLAMA3_MERGED) {
+        (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false)
+    } else if is(&PRE_QWEN2) {
+        (seq(vec![split(QWEN2_RE)?, bytes(false)]), false)
+    } else if pre == "default" {
+        // No pre-tokenizer named (old conversions): llama.cpp warns that quality will suffer.
+        tracing::warn!(
+            "GGUF without tokenizer.ggml.pre: using GPT-2's pre-tokenizer (llama.cpp warns that generation quality may suffer; a tokenizer.json beside the .gguf is read instead)"
+        );
+        (bytes(true), false)
+    } else {
+        return Err(Error::unsupported(unknown_pre(pre)));
     })
 }
+
+/// The message for a `tokenizer.ggml.pre` not rebuilt here.
+fn unknown_pre(pre: &str) -> String {
+    format!(
+        "GGUF tokenizer.ggml.pre `{pre}` (llama.cpp's pre-tokenizer) is not one this build rebuilds (it does {}, {}, {}, {} and {}); its text would be split wrongly",
+        PRE_GPT2.join("/"),
+        PRE_DIGITS.join("/"),
+        PRE_LLAMA3.join("/"),
+        PRE_LLAMA3_MERGED.join("/"),
+        PRE_QWEN2.join("/")
+    )
+}
+
+/// `tokenizer.ggml.pre` values by how llama.cpp splits them (llama-vocab.cpp). GPT-2's regex
+/// alone. `smollm`: llama.cpp isolates digits first, but transformers (the reference the
+/// fixtures were made with, and the tokenizer the shared adapters were trained with) converts
+/// this GGUF to plain GPT-2 splitting; ids follow the reference (they differ where spaces
+/// run into a digit: "a  1").
+const PRE_GPT2: [&str; 8] = [
+    "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "smollm",
+];
+/// Digits one by one, then GPT-2's regex (the StarCoder family).
+const PRE_DIGITS: [&str; 6] = [
+    "starcoder",
+    "refact",
+    "command-r",
+    "codeshell",
+    "exaone",
+    "minerva",
+];
+/// Llama 3's regex, whole-word tokens taken before merges.
+const PRE_LLAMA3: [&str; 9] = [
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "falcon-h1",
+    "pixtral",
+    "midm-2.0",
+    "lfm2",
+    "jina-v5-nano",
+];
+/// Llama 3's regex with every word merged.
+const PRE_LLAMA3_MERGED: [&str; 2] = ["smaug-bpe", "chatglm-bpe"];
+/// Qwen2's regex (digits one by one).
+const PRE_QWEN2: [&str; 4] = ["qwen2", "stablelm2", "deepseek-r1-qwen", "hunyuan"];

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{fixture, scratch, GGUF};
 use dlp_engine::loader::gguf::{GgufFile, GgufValue};
-use dlp_engine::tokenizer::{ChatMessage, TextTokenizer};
+use dlp_engine::tokenizer::{ChatMessage, ChatRequest, TextTokenizer};
 use writer::{Tensor, Writer, M};
 
 #[test]
@@ -131,7 +131,7 @@ fn tiny_llama() -> Writer {
         ),
         ("llama.context_length".into(), M::U32(128)),
         ("tokenizer.ggml.model".into(), M::Str("gpt2")),
-        ("tokenizer.ggml.pre".into(), M::Str("no-such-pre")),
+        ("tokenizer.ggml.pre".into(), M::Str("gpt2")),
         ("tokenizer.ggml.tokens".into(), M::Strs(tokens)),
         (
             "tokenizer.ggml.token_type".into(),
@@ -300,8 +300,8 @@ fn synthetic_gguf_loads() {
     m.take("lm_head.weight", &[V, H]).unwrap();
     assert!(g.summary().contains("tensors: 13"));
 
-    // The tokenizer: unknown `pre` falls back to GPT-2; control and user-defined tokens are
-    // matched whole; control ones are special (skipped in output), user-defined ones text.
+    // The tokenizer: control and user-defined tokens are matched whole; control ones are
+    // special (skipped in output), user-defined ones text.
     let tok = TextTokenizer::from_gguf(&g).unwrap();
     assert_eq!(tok.encode("ab a<|user|>b").unwrap(), [5, 6, 7, 3]);
     assert_eq!(tok.decode(&[0, 5, 6, 1], true).unwrap(), "ab a");
@@ -519,5 +519,61 @@ fn gguf_v2_is_read() {
         g.metadata.get("llama.block_count"),
         Some(&GgufValue::U32(1))
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A `tokenizer.ggml.pre` not rebuilt here leaves the GGUF without a tokenizer, saying which
+/// (its text would be split wrongly; token ids still work), where it had been read as GPT-2's;
+/// llama.cpp's Llama 3 group (lfm2, pixtral, ...) is read as Llama 3's. A
+/// `tokenizer.chat_template.tool_use` renders conversations with tools.
+#[test]
+fn gguf_pre_tokenizers_and_tool_use_template() {
+    let dir = scratch("pre");
+    let with_pre = |pre: &'static str, name: &str| {
+        let mut w = tiny_llama();
+        let kv =
+            w.kv.iter_mut()
+                .find(|(k, _)| k == "tokenizer.ggml.pre")
+                .unwrap();
+        kv.1 = M::Str(pre);
+        GgufFile::open(&write(&dir, name, &w.bytes())).unwrap()
+    };
+    let g = with_pre("no-such-pre", "unknown.gguf");
+    let why = TextTokenizer::gguf_unsupported(&g).unwrap();
+    assert!(why.contains("tokenizer.ggml.pre `no-such-pre`"), "{why}");
+    let e = TextTokenizer::from_gguf(&g).unwrap_err().to_string();
+    assert!(
+        e.contains("no-such-pre") && e.contains("tokenizer.json"),
+        "{e}"
+    );
+    for pre in [
+        "lfm2",
+        "pixtral",
+        "falcon-h1",
+        "midm-2.0",
+        "llama-bpe",
+        "qwen2",
+        "starcoder",
+    ] {
+        let g = with_pre(pre, "known.gguf");
+        assert_eq!(TextTokenizer::gguf_unsupported(&g), None, "{pre}");
+        let tok = TextTokenizer::from_gguf(&g).unwrap();
+        assert_eq!(tok.encode("ab").unwrap(), [5], "{pre}");
+    }
+    let mut w = tiny_llama();
+    w.kv.push((
+        "tokenizer.chat_template.tool_use".into(),
+        M::Str("T{{ tools | length }}"),
+    ));
+    let g = GgufFile::open(&write(&dir, "tool_use.gguf", &w.bytes())).unwrap();
+    let tok = TextTokenizer::from_gguf(&g).unwrap();
+    let req = |tools| ChatRequest {
+        messages: vec![ChatMessage::new("user", "ab")],
+        tools,
+        ..Default::default()
+    };
+    let tools = Some(serde_json::json!([{"type": "function"}]));
+    assert_eq!(tok.render_chat_request(&req(tools)).unwrap(), "T1");
+    assert_eq!(tok.render_chat_request(&req(None)).unwrap(), "<|user|>ab");
     let _ = std::fs::remove_dir_all(dir);
 }
