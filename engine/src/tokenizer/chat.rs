@@ -44,10 +44,21 @@ static LOOPED_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
-/// Whether `template` loops over a message's content, directly or through an alias set from
-/// it (`{% set c = message['content'] %}{% for p in c %}`, which vLLM's detection follows too).
+/// `content is string` (`is not string`, `is iterable`, ...), also `['content']`: a template
+/// that tells text from a list of parts itself, often in a macro that takes the content as an
+/// argument (`render_content(message.content)`: Qwen3.5's, LFM2.5's).
+static TESTS_CONTENT_TYPE: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?:\bcontent|\[\s*['"]content['"]\s*\])\s+is\s+(?:not\s+)?(?:string|iterable|sequence|mapping)\b"#,
+    )
+    .expect("valid regex")
+});
+
+/// Whether `template` reads a message's content as a list itself: it loops over it, directly
+/// or through an alias set from it (`{% set c = message['content'] %}{% for p in c %}`, which
+/// vLLM's detection follows too), or tests whether it is a string.
 fn iterates_content(template: &str) -> bool {
-    if ITERATES_CONTENT.is_match(template) {
+    if ITERATES_CONTENT.is_match(template) || TESTS_CONTENT_TYPE.is_match(template) {
         return true;
     }
     let aliases: Vec<&str> = (CONTENT_ALIAS.captures_iter(template))

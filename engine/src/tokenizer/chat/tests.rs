@@ -80,6 +80,11 @@ fn text_parts_become_a_string_unless_the_template_loops_over_them() {
     assert_eq!(render(filtered, &m, false, None, None).unwrap(), "[a][b]");
     let indexed = "{% for p in messages[0]['content'] | list %}[{{ p.text }}]{% endfor %}";
     assert_eq!(render(indexed, &m, false, None, None).unwrap(), "[a][b]");
+    // A template that tells text from parts itself, in a macro (Qwen3.5's render_content).
+    let tested = "{% macro render(content) %}{% if content is string %}{{ content }}\
+                  {% else %}{% for p in content %}{{ p.text }}{% endfor %}{% endif %}{% endmacro %}\
+                  {% for m in messages %}{{ render(m.content) }}{% endfor %}";
+    assert_eq!(render(tested, &m, false, None, None).unwrap(), "ab");
     // An alias only printed (or looped over something else) is a string.
     let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
                    {% for x in [1] %}{% endfor %}{% endfor %}";
