@@ -276,6 +276,18 @@ fn unknown_characters_truncation_and_byte_level_coverage() {
     let m = tok.min_tokens(&text).unwrap();
     assert_eq!((m.len, m.unit), (2, "bytes"));
     check(&tok, &text, "byte-level gap");
+    // An added token covers its text's UTF-8 bytes, not its characters (the bound had
+    // refused 200 such tokens as 600 or more).
+    let mut w = v.clone();
+    let long = "日本語".repeat(8);
+    w["added_tokens"].as_array_mut().unwrap().push(json!({"id": 512, "content": long,
+        "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}));
+    let tok = load(&w, "byte-level-added");
+    assert_eq!(tok.min_tokens("").unwrap().per_token, 72);
+    assert_eq!(
+        check(&tok, &long.repeat(200), "added token of 72 bytes"),
+        (200, 200)
+    );
     // Behind a normalizer bytes are not counted, and characters need every byte spelled.
     v["normalizer"] = json!({"type": "NFC"});
     assert_eq!(load(&v, "byte-level-gap-nfc").min_tokens(""), None);

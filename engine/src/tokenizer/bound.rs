@@ -88,8 +88,14 @@ pub(super) fn token_bound(tok: &Tokenizer) -> Option<TokenBound> {
             *ok = has(&byte_char(b as u8).to_string());
         }
         if normalizer.is_null() {
+            // An added token is matched in the raw text and stored as it (not as byte
+            // characters): it covers its UTF-8 bytes, 3 for each of 日本語's characters.
+            let added = (tok.get_added_tokens_decoder().values())
+                .map(|t| t.content.len())
+                .max()
+                .unwrap_or(0);
             return Some(TokenBound {
-                per_token,
+                per_token: per_token.max(added),
                 bytes: Some(spellable),
             });
         }
