@@ -54,11 +54,12 @@ pub struct TextTokenizer {
     eos_ids: Vec<u32>,
     /// Ids of the special tokens (left out of decoded text unless asked), sorted.
     special_ids: Vec<u32>,
-    /// The BOS that goes in front of a prompt, and whether chat prompts get it too: an HF
-    /// tokenizer's post-processor BOS goes in front of raw prompts only (transformers encodes
-    /// a rendered chat with `add_special_tokens=False`); a GGUF's (llama.cpp's `add_bos`) in
-    /// front of both.
-    bos_prefix: Option<u32>,
+    /// The ids that go in front of a prompt and after a raw one, and whether chat prompts get
+    /// the front ones too: what an HF tokenizer's post-processor adds (`<s> $A </s>`) goes
+    /// around raw prompts only (transformers encodes a rendered chat with
+    /// `add_special_tokens=False`); a GGUF's BOS (llama.cpp's `add_bos`) in front of both.
+    prompt_prefix: Vec<u32>,
+    raw_suffix: Vec<u32>,
     bos_on_chat: bool,
     /// How many tokens a text's length proves, when known ([`TextTokenizer::min_tokens`]).
     token_bound: Option<bound::TokenBound>,
@@ -174,16 +175,12 @@ impl TextTokenizer {
             .iter()
             .filter_map(|s| tok.token_to_id(s))
             .collect();
-        // The id transformers' post-processor puts in front of a raw prompt (Llama 3's
-        // <|begin_of_text|>), found by comparing encodings with and without special tokens.
-        let bos_prefix = match (tok.encode("a", true), tok.encode("a", false)) {
-            (Ok(w), Ok(wo))
-                if w.get_ids().len() == wo.get_ids().len() + 1
-                    && w.get_ids()[1..] == *wo.get_ids() =>
-            {
-                Some(w.get_ids()[0])
-            }
-            _ => None,
+        // The ids transformers' post-processor puts around a raw prompt (Llama 3's
+        // <|begin_of_text|>; `<s> $A </s>`), found by comparing encodings with and without
+        // special tokens.
+        let (prompt_prefix, raw_suffix) = match (tok.encode("a", true), tok.encode("a", false)) {
+            (Ok(w), Ok(wo)) => added_around(w.get_ids(), wo.get_ids()),
+            _ => (Vec::new(), Vec::new()),
         };
         let token_bound = bound::token_bound(&tok);
         let special_ids = special_ids(&tok);
@@ -201,7 +198,8 @@ impl TextTokenizer {
             special,
             eos_ids,
             special_ids,
-            bos_prefix,
+            prompt_prefix,
+            raw_suffix,
             bos_on_chat: false,
             token_bound,
         })
@@ -356,11 +354,11 @@ impl TextTokenizer {
                 unk: name(id("tokenizer.ggml.unknown_token_id")),
             },
             eos_ids,
-            bos_prefix: if add_bos {
-                id("tokenizer.ggml.bos_token_id")
-            } else {
-                None
+            prompt_prefix: match add_bos {
+                true => id("tokenizer.ggml.bos_token_id").into_iter().collect(),
+                false => Vec::new(),
             },
+            raw_suffix: Vec::new(),
             bos_on_chat: true,
             token_bound,
         })
@@ -476,29 +474,39 @@ impl TextTokenizer {
         self.tok.get_vocab_size(true)
     }
 
-    /// The BOS id that goes in front of a prompt, if any: for an HF tokenizer what
+    /// The (first) id that goes in front of a prompt, if any: for an HF tokenizer what
     /// transformers adds to raw text (`add_special_tokens=True`) and nothing in front of a
     /// rendered chat (transformers encodes it with `add_special_tokens=False`: only what the
     /// template writes); for a GGUF what llama.cpp adds (`add_bos`) in both cases.
     pub fn bos_prefix(&self, chat: bool) -> Option<u32> {
-        self.bos_prefix.filter(|_| !chat || self.bos_on_chat)
+        (self.prompt_prefix.first().copied()).filter(|_| !chat || self.bos_on_chat)
     }
 
     /// The ids fed to the model for a prompt (raw text, or a rendered chat with `chat`): the
-    /// text's ids with [`TextTokenizer::bos_prefix`] in front, and the byte offset where each
-    /// token starts (see [`TextTokenizer::encode_with_offsets`]). A rendered chat that starts
-    /// with the BOS token's text (Llama 3's templates write `{{- bos_token }}`) gets no second
-    /// one: llama.cpp strips that text before tokenizing when it adds BOS itself
-    /// (`common/chat.cpp`, "To avoid double BOS / EOS tokens").
+    /// text's ids with what the tokenizer adds around them (see [`TextTokenizer::bos_prefix`];
+    /// after a raw prompt, what an HF post-processor appends, as transformers'
+    /// `tokenizer(text)`), and the byte offset where each token starts (see
+    /// [`TextTokenizer::encode_with_offsets`]; added tokens at the start or the end). A
+    /// rendered chat that starts with the BOS token's text (Llama 3's templates write
+    /// `{{- bos_token }}`) gets no second one: llama.cpp strips that text before tokenizing
+    /// when it adds BOS itself (`common/chat.cpp`, "To avoid double BOS / EOS tokens").
     pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<(Vec<u32>, Vec<usize>)> {
-        let (mut ids, mut starts) = self.encode_with_offsets(text)?;
+        let (ids, starts) = self.encode_with_offsets(text)?;
         let written = (self.special.bos.as_deref())
             .is_some_and(|b| chat && !b.is_empty() && text.starts_with(b));
-        if let Some(bos) = self.bos_prefix(chat).filter(|_| !written) {
-            ids.insert(0, bos);
-            starts.insert(0, 0);
-        }
-        Ok((ids, starts))
+        let prefix: &[u32] = match !chat || (self.bos_on_chat && !written) {
+            true => &self.prompt_prefix,
+            false => &[],
+        };
+        let suffix: &[u32] = if chat { &[] } else { &self.raw_suffix };
+        let all = [prefix, &ids, suffix].concat();
+        let at = [
+            vec![0; prefix.len()],
+            starts,
+            vec![text.len(); suffix.len()],
+        ]
+        .concat();
+        Ok((all, at))
     }
 
     /// The special-token strings (`bos_token`, ...).
@@ -671,3 +679,14 @@ const PRE_LLAMA3: [&str; 9] = [
 const PRE_LLAMA3_MERGED: [&str; 2] = ["smaug-bpe", "chatglm-bpe"];
 /// Qwen2's regex (digits one by one).
 const PRE_QWEN2: [&str; 4] = ["qwen2", "stablelm2", "deepseek-r1-qwen", "hunyuan"];
+
+/// What a post-processor adds around a text's ids: `with` (special tokens added) split around
+/// the first place `without` occurs in it; nothing when it does not occur.
+fn added_around(with: &[u32], without: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let n = without.len();
+    (0..=with.len().saturating_sub(n))
+        .find(|&i| with.get(i..i + n) == Some(without))
+        .map_or((Vec::new(), Vec::new()), |i| {
+            (with[..i].to_vec(), with[i + n..].to_vec())
+        })
+}

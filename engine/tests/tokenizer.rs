@@ -392,3 +392,79 @@ fn gguf_chat_gets_one_bos_when_the_template_writes_it() {
     let raw = tok.encode_prompt(&format!("{bos}Hi"), false).unwrap().0;
     assert_eq!(raw[..2], [raw[0], raw[0]], "{raw:?}");
 }
+
+/// A raw prompt gets what the tokenizer.json's post-processor adds, before and after, as
+/// transformers' `tokenizer(text)` (only a single token in front had been taken: `<s> $A </s>`
+/// lost both, two in front lost both); a rendered chat gets none of it.
+#[test]
+fn raw_prompts_get_what_the_post_processor_adds() {
+    let Some(src) = fixture("compat/templates/tokenizer.json") else {
+        return;
+    };
+    let mut v: Value = serde_json::from_slice(&std::fs::read(src).unwrap()).unwrap();
+    let dir = scratch("post");
+    let special = |t: &str| serde_json::json!({"SpecialToken": {"id": t, "type_id": 0}});
+    let seq = serde_json::json!({"Sequence": {"id": "A", "type_id": 0}});
+    let st = |t: &str, id: u32| {
+        (
+            t.to_string(),
+            serde_json::json!({"id": t, "ids": [id], "tokens": [t]}),
+        )
+    };
+    let specials: serde_json::Map<String, Value> = [
+        st("<|im_start|>", 1),
+        st("<|im_end|>", 2),
+        st("<|endoftext|>", 0),
+    ]
+    .into_iter()
+    .collect();
+    let hi = TextTokenizer::from_file(&{
+        let p = dir.join("tokenizer.json");
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        p
+    })
+    .unwrap()
+    .encode("Hi there")
+    .unwrap();
+    for (single, before, after) in [
+        (
+            vec![special("<|im_start|>"), seq.clone(), special("<|im_end|>")],
+            vec![1],
+            vec![2],
+        ),
+        (vec![seq.clone(), special("<|im_end|>")], vec![], vec![2]),
+        (
+            vec![
+                special("<|im_start|>"),
+                special("<|endoftext|>"),
+                seq.clone(),
+            ],
+            vec![1, 0],
+            vec![],
+        ),
+        (vec![special("<|im_start|>"), seq.clone()], vec![1], vec![]),
+    ] {
+        v["post_processor"] = serde_json::json!({"type": "TemplateProcessing", "single": single,
+            "pair": [seq.clone()], "special_tokens": specials});
+        let p = dir.join("tokenizer.json");
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        let tok = TextTokenizer::from_file(&p).unwrap();
+        let (ids, starts) = tok.encode_prompt("Hi there", false).unwrap();
+        assert_eq!(ids, [before.clone(), hi.clone(), after.clone()].concat());
+        assert_eq!(starts.len(), ids.len());
+        if !after.is_empty() {
+            assert_eq!(
+                starts.last(),
+                Some(&8),
+                "appended ids start at the text's end"
+            );
+        }
+        assert_eq!(
+            tok.encode_prompt("Hi there", true).unwrap().0,
+            hi,
+            "a chat gets none"
+        );
+        assert_eq!(tok.bos_prefix(false), before.first().copied());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
