@@ -203,7 +203,7 @@ pub(super) fn render(
     let fail = |e: minijinja::Error| {
         if e.kind() == ErrorKind::OutOfFuel {
             return Error::invalid(format!(
-                "chat template: it ran past {fuel} steps ({TEMPLATE_FUEL} and \
+                "chat template ({name}): it ran past {fuel} steps ({TEMPLATE_FUEL} and \
                  {TEMPLATE_FUEL_PER_MESSAGE} per message) without finishing: a loop that does \
                  not end, or one far longer than a conversation needs"
             ));

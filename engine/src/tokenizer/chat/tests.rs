@@ -316,6 +316,7 @@ fn runaway_templates_run_out_of_steps() {
     let t = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
     let e = render(t, &msgs(&[("user", "hi")]), false, None, None).unwrap_err();
     assert!(e.to_string().contains("ran past 20100000 steps"), "{e}");
+    assert!(e.to_string().starts_with("chat template (test)"), "{e}");
     // An ordinary template over many messages stays within its budget.
     let t = "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}";
     let many: Vec<(&str, &str)> = (0..20_000).map(|_| ("user", "hello there")).collect();
