@@ -71,7 +71,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     pub router: Option<PathBuf>,
     /// The prompt (rendered through the chat template when the model has one).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub prompt: Option<String>,
     /// Sample every token at this temperature, as a server's requests do (request i seeded
     /// with i), instead of the greedy pick; with --top-p, --top-k, --min-p. 0 = greedy, picked

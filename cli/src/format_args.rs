@@ -21,16 +21,16 @@ pub struct FormatArgs {
     #[arg(long)]
     pub json_object: bool,
     /// The answer is a match of this regular expression (Rust regex syntax), whole.
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", allow_hyphen_values = true)]
     pub regex: Option<String>,
     /// The answer is exactly one of these (repeatable: --choice yes --choice no).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub choice: Vec<String>,
     /// The answer is text of this context-free grammar, in Lark syntax (llguidance's
     /// dialect: `start: ...`, rules `name: a | b`, `"literals"`, `/regex/` terminals,
     /// `%json {schema}`) or in llama.cpp's GBNF (`root ::= ...`, `[a-z]` classes): the
     /// grammar itself, or a file holding it (a `.lark` or `.gbnf` file, say).
-    #[arg(long, value_name = "GRAMMAR|FILE")]
+    #[arg(long, value_name = "GRAMMAR|FILE", allow_hyphen_values = true)]
     pub grammar: Option<String>,
 }
 

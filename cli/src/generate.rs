@@ -37,11 +37,22 @@ pub struct GenerateArgs {
     pub chat: bool,
     /// System message for `--chat` (default: the template's own). Lines of `--prompts` that
     /// give `messages` carry their own system message.
-    #[arg(long, value_name = "TEXT", requires = "chat")]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        requires = "chat",
+        allow_hyphen_values = true
+    )]
     pub system: Option<String>,
     /// The prompt; `-` reads it from standard input (to its end, less one final newline; a
     /// prompt that is just `-` goes in a --prompts file).
-    #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompts")]
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "TEXT",
+        conflicts_with = "prompts",
+        allow_hyphen_values = true
+    )]
     pub prompt: Option<String>,
     /// Many prompts, run as one batch: a JSONL file (`-`: standard input) of objects with
     /// `prompt` (text) or `messages` (chat), and optionally `mix` (`{"name": weight}` or

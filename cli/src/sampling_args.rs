@@ -45,7 +45,7 @@ pub struct SamplingArgs {
     pub seed: u64,
     /// Stop when this string is generated (repeatable); it is not printed (unless
     /// --include-stop-str).
-    #[arg(long = "stop", value_name = "TEXT")]
+    #[arg(long = "stop", value_name = "TEXT", allow_hyphen_values = true)]
     pub stop: Vec<String>,
     /// Keep the stop string that ended the text at its end (vLLM's
     /// `include_stop_str_in_output`).
@@ -70,7 +70,7 @@ pub struct SamplingArgs {
     pub allowed_token_ids: Vec<u32>,
     /// Never write this word (repeatable; vLLM's `bad_words`): its last token is masked
     /// wherever the text so far ends with the rest of it, spelled alone or after a space.
-    #[arg(long = "bad-word", value_name = "WORD")]
+    #[arg(long = "bad-word", value_name = "WORD", allow_hyphen_values = true)]
     pub bad_words: Vec<String>,
 }
 

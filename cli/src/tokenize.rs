@@ -18,7 +18,7 @@ pub struct TokenizeArgs {
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Text to tokenize. Special tokens written in it (e.g. `<|im_start|>`) become their ids.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub text: Option<String>,
     /// A JSON file (`-`: standard input) of what `apply_chat_template` takes: a list of
     /// messages, or an object `{"messages", "tools"?, "documents"?, "add_generation_prompt"?

@@ -171,6 +171,28 @@ fn tokenize_and_chat_template() {
         String::from_utf8_lossy(&o.stdout).trim(),
         "[504,3575,282,4649,314]"
     );
+    // Text that starts with a hyphen is the flag's value (a negative number, a list item),
+    // not "unexpected argument '-5'"; so are stop strings and prompts.
+    let o = succeeds(&[
+        "tokenize",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--text",
+        "-5 apples",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[29,37,13855]");
+    let o = succeeds(&[
+        "generate",
+        "-m",
+        gguf.to_str().unwrap(),
+        "--prompt",
+        "- item one",
+        "--stop",
+        "---",
+        "--max-tokens",
+        "2",
+    ]);
+    assert!(!o.stdout.is_empty());
     let tmp = tempfile::tempdir().unwrap();
     let f = tmp.path().join("m.json");
     std::fs::write(&f, r#"[{"role": "user", "content": "What is 2+2?"}]"#).unwrap();
