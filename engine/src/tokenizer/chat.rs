@@ -13,6 +13,7 @@ use minijinja::{context, Environment, ErrorKind, Value};
 
 use super::{ChatRequest, SpecialTokens};
 
+mod methods;
 mod percent;
 mod python;
 use crate::error::{Error, Result};
@@ -179,7 +180,7 @@ pub(super) fn render(
     // minijinja picks escaping from the template's name (`.json`, `.html`); the name here is
     // the template's origin, and transformers never escapes.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(methods::unknown_method);
     env.add_filter("tojson", tojson);
     // Python's str() for printed values, and Jinja2's own indent and tests.
     env.set_formatter(python::formatter);

@@ -202,6 +202,18 @@ fn values_print_and_test_as_in_jinja2() {
     ] {
         assert_eq!(r(t, none.clone()), want, "{t}");
     }
+    // Python's string and list methods (jinja2 3.1.6's outputs).
+    for (t, want) in [
+        ("{{ 'é a b'.find('a') }} {{ 'é a b'.rfind(' ') }} {{ 'éab'.find('b', -1) }} {{ 'x'.find('y') }}", "2 3 2 -1"),
+        ("{% set s = 'héllo</think>rest' %}{{ s[:s.find('</think>')] }}|{{ s.index('rest') }}", "héllo|13"),
+        // (partition's tuple prints as a list here: minijinja has no tuples)
+        ("{{ 'a,b,c'.rsplit(',', 1) }} {{ 'a.b.c'.partition('.') | join('|') }} {{ 'a.b.c'.rpartition('.') | join('|') }}", "['a,b', 'c'] a|.|b.c a.b|.|c"),
+        ("{{ 'abc'.removeprefix('a') }} {{ 'abc'.removesuffix('c') }} {{ 'Hello'.swapcase() }}", "bc ab hELLO"),
+        ("[{{ 'x'.center(4, '*') }}|{{ 'x'.center(5) }}|{{ 'x'.ljust(3) }}|{{ 'x'.rjust(3, '0') }}|{{ '-5'.zfill(4) }}]", "[*x**|  x  |x  |00x|-005]"),
+        ("{{ ['user', 'assistant'].index('assistant') }}", "1"),
+    ] {
+        assert_eq!(r(t, none.clone()), want, "{t}");
+    }
     let null_content = serde_json::json!([{"role": "assistant", "content": null}]);
     let glm = "{% set c = messages[0].content %}{% if c is iterable and c is not mapping %}{% for x in c %}{% endfor %}{% else %}{{ c }}{% endif %}";
     assert_eq!(r(glm, null_content), "None");
