@@ -65,7 +65,8 @@ fn tag_end(t: &str, from: usize, close: &str) -> usize {
     while i < b.len() {
         match b[i] {
             b'\'' | b'"' => i = string_end(b, i),
-            _ if t[i..].starts_with(close) => return i,
+            // Bytes: `i` may sit inside a character written outside quotes.
+            _ if b[i..].starts_with(close.as_bytes()) => return i,
             _ => i += 1,
         }
     }
@@ -295,6 +296,7 @@ mod tests {
             "{% if loop.index % 2 %}x{% endif %}",
             "{% set s = '100%' %}{{ s }}",
             "{{ 'a' %}",
+            "{{ café ~ 'é' }}é{# é #}{% if ü %}ü{% endif %}",
         ] {
             assert_eq!(rewrite(t), t, "{t}");
         }
