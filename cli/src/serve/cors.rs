@@ -52,6 +52,9 @@ pub fn parse(values: &[String]) -> Result<Option<Origins>> {
             })?);
         }
     }
+    if list.is_empty() {
+        bail!("--allowed-origins: an empty list (give `scheme://host[:port]` origins, or `*`)");
+    }
     if list.iter().any(|o| o == "*") {
         if list.len() > 1 {
             bail!(
@@ -113,12 +116,34 @@ fn normalise(item: &str) -> Result<String, String> {
     if host.is_empty() {
         return Err("the host is empty".into());
     }
-    if let Some(p) = port {
-        if p.parse::<u16>().is_err() {
-            return Err(format!("the port `{p}` is not a number from 0 to 65535"));
+    let host = host.to_ascii_lowercase();
+    let port = match port {
+        None => None,
+        // As a browser serializes it: digits, no leading zero, the scheme's default left out.
+        Some(p) => {
+            let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            match p.parse::<u16>() {
+                Ok(n) if digits && n.to_string() == p => Some(n),
+                _ => {
+                    return Err(format!(
+                        "the port `{p}` is not a number from 0 to 65535 without leading zeros"
+                    ))
+                }
+            }
         }
-    }
-    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+    };
+    let default = if scheme == "http" { 80 } else { 443 };
+    let v6 = |h: String| {
+        if rest.starts_with('[') {
+            format!("[{h}]")
+        } else {
+            h
+        }
+    };
+    Ok(match port {
+        Some(p) if p != default => format!("{scheme}://{}:{p}", v6(host)),
+        _ => format!("{scheme}://{}", v6(host)),
+    })
 }
 
 /// The layer answering preflights and marking answers for `origins`: GET and POST, any
@@ -177,8 +202,15 @@ mod tests {
             .unwrap(),
             list(&["http://[::1]:8080", "https://a.example", "null"])
         );
-        // Repeated origins are kept once.
-        assert_eq!(one("http://x,http://X").unwrap(), list(&["http://x"]));
+        // Repeated origins are kept once; a scheme's default port is left out, as browsers do.
+        assert_eq!(
+            one("http://x,http://X,http://x:80").unwrap(),
+            list(&["http://x"])
+        );
+        assert_eq!(
+            one("https://a:443,http://a:443,http://[::1]:80").unwrap(),
+            list(&["http://[::1]", "http://a:443", "https://a"])
+        );
     }
 
     #[test]
@@ -189,6 +221,9 @@ mod tests {
             ("localhost:3000", "expected `scheme://host[:port]`"),
             ("ftp://a.example", "the scheme is `ftp`"),
             ("http://a.example:99999", "the port `99999`"),
+            ("http://a.example:03000", "without leading zeros"),
+            ("http://a.example:+3000", "the port `+3000`"),
+            ("[]", "an empty list"),
             ("http://::1", "must be in brackets"),
             ("http://user@a.example", "the host must be"),
             ("http://*.example.com", "the host must be"),

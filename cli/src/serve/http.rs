@@ -102,6 +102,7 @@ pub fn router(
             super::listen::read_body,
         ))
         .layer(middleware::from_fn(super::middleware::identity_only))
+        .layer(middleware::from_fn(super::middleware::json_only))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::middleware::auth,

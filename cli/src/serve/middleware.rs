@@ -86,6 +86,40 @@ pub(super) async fn identity_only(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// A POST body must be labelled JSON (`application/json` or `application/*+json`), else 415
+/// naming the header, as vLLM's FastAPI refuses it: a web page may send a cross-site POST
+/// without asking the server first (a CORS "simple request") only as `text/plain`, a form or
+/// no type at all, so this keeps pages of other sites from running requests on a local
+/// server (loading adapters, spending its compute) whatever `--allowed-origins` says.
+pub(super) async fn json_only(req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let given = req.headers().get(header::CONTENT_TYPE);
+    let essence = given.and_then(|v| v.to_str().ok()).map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let json = essence.as_deref().is_some_and(|e| {
+        e == "application/json" || (e.starts_with("application/") && e.ends_with("+json"))
+    });
+    if !json {
+        let got = match given {
+            None => "none".to_string(),
+            Some(v) => format!("`{}`", String::from_utf8_lossy(v.as_bytes())),
+        };
+        return ApiError::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/json (got {got}): with curl, add -H 'Content-Type: application/json'"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Every route but `/health` needs `Authorization: Bearer KEY` when a key is set.
 pub(super) async fn auth(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &st.api_key {

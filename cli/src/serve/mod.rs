@@ -101,9 +101,11 @@ pub struct ServeArgs {
     /// Let web pages from these origins call the server from a browser (CORS: preflights
     /// answered, `Access-Control-Allow-Origin` on every answer): comma-separated
     /// `scheme://host[:port]` as the browser's Origin header writes it (no path or trailing
-    /// `/`), `null` for file:// pages, or `*` for any page; vLLM's JSON list
-    /// (`'["http://localhost:3000"]'`) is read too. Default: none, so that a page the user
-    /// opens cannot use a local server; vLLM's default is `*`.
+    /// `/`), `null` for file:// pages (sandboxed frames of any site send it too), or `*` for
+    /// any page; vLLM's JSON list (`'["http://localhost:3000"]'`) is read too. Default: none,
+    /// so that a page the user opens cannot read a local server's answers (vLLM's default is
+    /// `*`); whatever this says, a POST must be labelled application/json, which a page of
+    /// another site cannot send unless the server allows its origin.
     #[arg(long, value_name = "ORIGINS")]
     pub allowed_origins: Vec<String>,
     /// Sequences decoded at once (KV-cache slots, each holding --max-context positions);

@@ -123,7 +123,7 @@ fn stalled_and_surplus_connections() {
     assert!(raw.contains("--max-body-mib"), "{raw}");
     // A chunked body, which announces no length, is cut off as it grows past the limit.
     let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, " ".repeat(1 << 16));
-    let head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     let raw = exchange(&s, (head.to_string() + &chunk.repeat(20)).as_bytes());
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
     assert!(
@@ -303,6 +303,29 @@ fn api_key_guards_everything_but_health() {
             assert!(
                 m.contains("Content-Encoding `gzip` is not supported"),
                 "{m}"
+            );
+        }
+    }
+    // A POST body must be labelled JSON: what a page of another site may send without a
+    // preflight (text/plain, a form, no type) is refused before it runs.
+    let b = body.to_string();
+    for (ty, status) in [
+        (Some("text/plain;charset=UTF-8"), 415),
+        (Some("application/x-www-form-urlencoded"), 415),
+        (None, 415),
+        (Some("Application/JSON; charset=utf-8"), 200),
+        (Some("application/vnd.api+json"), 200),
+    ] {
+        let ty = ty.map_or(String::new(), |t| format!("Content-Type: {t}\r\n"));
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n{ty}"
+        );
+        let (got, _, answer) = raw_answer(&s, &head, &b);
+        assert_eq!(got, status, "{ty}: {answer}");
+        if status == 415 {
+            assert!(
+                answer.contains("Content-Type must be application/json"),
+                "{answer}"
             );
         }
     }

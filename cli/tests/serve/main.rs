@@ -399,7 +399,7 @@ fn full_queue_answers_429() {
         let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
         write!(
             c,
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{long}",
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{long}",
             long.len()
         )
         .unwrap();

@@ -18,7 +18,7 @@ fn post_on_a_thread(s: &Server, path: &str, body: &Value) -> std::thread::JoinHa
         let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             c,
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
