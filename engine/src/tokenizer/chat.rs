@@ -45,9 +45,10 @@ static LOOPED_NAME: LazyLock<regex::Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
-/// `content is string` (`is not string`, `is iterable`, ...), also `['content']`: a template
-/// that tells text from a list of parts itself, often in a macro that takes the content as an
-/// argument (`render_content(message.content)`: Qwen3.5's, LFM2.5's).
+/// `content is string` (`is not string`, `is iterable`, ...), also `['content']`: with a loop
+/// over a name `content`, a template that tells text from a list of parts itself in a macro
+/// taking the content as an argument (`render_content(message.content)`: Qwen3.5's, LFM2.5's).
+/// Alone it is not enough: Qwen3's and SmolLM3's templates test it and render parts as ''.
 static TESTS_CONTENT_TYPE: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(
         r#"(?:\bcontent|\[\s*['"]content['"]\s*\])\s+is\s+(?:not\s+)?(?:string|iterable|sequence|mapping)\b"#,
@@ -57,9 +58,12 @@ static TESTS_CONTENT_TYPE: LazyLock<regex::Regex> = LazyLock::new(|| {
 
 /// Whether `template` reads a message's content as a list itself: it loops over it, directly
 /// or through an alias set from it (`{% set c = message['content'] %}{% for p in c %}`, which
-/// vLLM's detection follows too), or tests whether it is a string.
+/// vLLM's detection follows too), or tests its type and loops over a `content`.
 fn iterates_content(template: &str) -> bool {
-    if ITERATES_CONTENT.is_match(template) || TESTS_CONTENT_TYPE.is_match(template) {
+    let loops_content = || (LOOPED_NAME.captures_iter(template)).any(|c| &c[1] == "content");
+    if ITERATES_CONTENT.is_match(template)
+        || (TESTS_CONTENT_TYPE.is_match(template) && loops_content())
+    {
         return true;
     }
     let aliases: Vec<&str> = (CONTENT_ALIAS.captures_iter(template))

@@ -85,6 +85,11 @@ fn text_parts_become_a_string_unless_the_template_loops_over_them() {
                   {% else %}{% for p in content %}{{ p.text }}{% endfor %}{% endif %}{% endmacro %}\
                   {% for m in messages %}{{ render(m.content) }}{% endfor %}";
     assert_eq!(render(tested, &m, false, None, None).unwrap(), "ab");
+    // One that tests the type and renders parts as '' (Qwen3's, SmolLM3's) gets them joined,
+    // as vLLM joins them: the user's text is kept.
+    let blanks = "{% for m in messages %}{% if m.content is string %}{% set c = m.content %}\
+                  {% else %}{% set c = '' %}{% endif %}<{{ c }}>{% endfor %}";
+    assert_eq!(render(blanks, &m, false, None, None).unwrap(), "<a\nb>");
     // An alias only printed (or looped over something else) is a string.
     let printed = "{% for m in messages %}{% set c = m.content %}<{{ c }}>\
                    {% for x in [1] %}{% endfor %}{% endfor %}";
