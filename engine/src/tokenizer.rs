@@ -290,6 +290,12 @@ impl TextTokenizer {
             .and_then(GgufValue::as_str)
             .unwrap_or("default");
         let (pre_tok, ignore_merges) = pre_tokenizer(pre)?;
+        if pre == "default" {
+            tracing::warn!(
+                "{}: no tokenizer.ggml.pre: its text is split with GPT-2's pre-tokenizer, which may not be the model's (llama.cpp warns that generation quality may suffer); a tokenizer.json beside the .gguf is read instead",
+                file_name(p)
+            );
+        }
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .ignore_merges(ignore_merges)
@@ -331,7 +337,7 @@ impl TextTokenizer {
         // add_bos on; the metadata key, when present, decides.
         let add_bos = match meta("tokenizer.ggml.add_bos_token") {
             Some(v) => *v == GgufValue::Bool(true),
-            None => LLAMA_CPP_ADD_BOS_PRE.contains(&pre),
+            None => PRE_LLAMA3.contains(&pre),
         };
         let token_bound = bound::token_bound(&tok);
         Ok(TextTokenizer {
@@ -579,21 +585,6 @@ fn config_template(cfg: &Json, name: &str) -> Option<String> {
     }
 }
 
-/// `tokenizer.ggml.pre` values for which llama.cpp sets `add_bos` when the file does not say.
-const LLAMA_CPP_ADD_BOS_PRE: [&str; 11] = [
-    "llama3",
-    "llama-v3",
-    "llama-bpe",
-    "falcon3",
-    "falcon-h1",
-    "pixtral",
-    "midm-2.0",
-    "lfm2",
-    "jina-v5-nano",
-    "tekken",
-    "llama4",
-];
-
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -624,10 +615,8 @@ fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
     } else if is(&PRE_QWEN2) {
         (seq(vec![split(QWEN2_RE)?, bytes(false)]), false)
     } else if pre == "default" {
-        // No pre-tokenizer named (old conversions): llama.cpp warns that quality will suffer.
-        tracing::warn!(
-            "GGUF without tokenizer.ggml.pre: using GPT-2's pre-tokenizer (llama.cpp warns that generation quality may suffer; a tokenizer.json beside the .gguf is read instead)"
-        );
+        // No pre-tokenizer named (old conversions): GPT-2's here; llama.cpp's own default
+        // splits punctuation runs and digit groups first, and warns that quality will suffer.
         (bytes(true), false)
     } else {
         return Err(Error::unsupported(unknown_pre(pre)));
@@ -651,8 +640,8 @@ fn unknown_pre(pre: &str) -> String {
 /// fixtures were made with, and the tokenizer the shared adapters were trained with) converts
 /// this GGUF to plain GPT-2 splitting; ids follow the reference (they differ where spaces
 /// run into a digit: "a  1").
-const PRE_GPT2: [&str; 8] = [
-    "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "smollm",
+const PRE_GPT2: [&str; 9] = [
+    "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "smollm", "exaone4",
 ];
 /// Digits one by one, then GPT-2's regex (the StarCoder family).
 const PRE_DIGITS: [&str; 6] = [
@@ -661,7 +650,7 @@ const PRE_DIGITS: [&str; 6] = [
     "command-r",
     "codeshell",
     "exaone",
-    "minerva",
+    "minerva-7b",
 ];
 /// Llama 3's regex, whole-word tokens taken before merges.
 const PRE_LLAMA3: [&str; 9] = [
@@ -676,9 +665,15 @@ const PRE_LLAMA3: [&str; 9] = [
     "jina-v5-nano",
 ];
 /// Llama 3's regex with every word merged.
-const PRE_LLAMA3_MERGED: [&str; 2] = ["smaug-bpe", "chatglm-bpe"];
+const PRE_LLAMA3_MERGED: [&str; 4] = ["smaug-bpe", "dbrx", "chatglm-bpe", "glm4"];
 /// Qwen2's regex (digits one by one).
-const PRE_QWEN2: [&str; 4] = ["qwen2", "stablelm2", "deepseek-r1-qwen", "hunyuan"];
+const PRE_QWEN2: [&str; 5] = [
+    "qwen2",
+    "stablelm2",
+    "deepseek-r1-qwen",
+    "hunyuan",
+    "megrez",
+];
 
 /// What a post-processor adds around a text's ids: `with` (special tokens added) split around
 /// the first place `without` occurs in it; nothing when it does not occur.

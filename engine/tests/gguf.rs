@@ -553,7 +553,12 @@ fn gguf_pre_tokenizers_and_tool_use_template() {
         "midm-2.0",
         "llama-bpe",
         "qwen2",
+        "megrez",
         "starcoder",
+        "minerva-7b",
+        "dbrx",
+        "glm4",
+        "exaone4",
     ] {
         let g = with_pre(pre, "known.gguf");
         assert_eq!(TextTokenizer::gguf_unsupported(&g), None, "{pre}");
