@@ -12,7 +12,7 @@ use minijinja::{ErrorKind, Value};
 pub const FUNCTION: &str = "__percent_format";
 
 /// `template` with every `LITERAL % OPERAND` inside `{{ }}` and `{% %}` made
-/// `__percent_format(LITERAL, OPERAND)`. The operand is what Jinja2 binds to `%` (its
+/// `__percent_format(LITERAL, OPERAND, TUPLE)` (whether the operand is a tuple display). The operand is what Jinja2 binds to `%` (its
 /// `parse_unary`): a literal, name, parenthesised tuple, list or dict, with attributes,
 /// subscripts, calls and filters (`'%s' % x|upper` formats `x|upper`).
 pub fn rewrite(template: &str) -> String {
@@ -57,17 +57,24 @@ pub fn rewrite(template: &str) -> String {
     out
 }
 
-/// Where the tag opened before `from` ends: the first `close` outside string literals (the
-/// template's length if none).
+/// Where the tag opened before `from` ends: the first `close` outside string literals and
+/// dict braces (`{{ {'a': {'b': 1}} }}`), the template's length if none.
 fn tag_end(t: &str, from: usize, close: &str) -> usize {
     let b = t.as_bytes();
-    let mut i = from;
+    let (mut i, mut depth) = (from, 0usize);
     while i < b.len() {
         match b[i] {
             b'\'' | b'"' => i = string_end(b, i),
             // Bytes: `i` may sit inside a character written outside quotes.
-            _ if b[i..].starts_with(close.as_bytes()) => return i,
-            _ => i += 1,
+            _ if depth == 0 && b[i..].starts_with(close.as_bytes()) => return i,
+            c => {
+                match c {
+                    b'{' => depth += 1,
+                    b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                i += 1;
+            }
         }
     }
     b.len()
@@ -121,8 +128,10 @@ fn rewrite_expression(e: &str) -> String {
             let start = skip_ws(b, pct + 1);
             if let Some(end) = operand_end(b, start) {
                 out.push_str(&e[copied..i]);
+                // Python unpacks a tuple into the arguments, and takes anything else whole.
+                let tuple = is_tuple(b, start, end);
                 out.push_str(&format!(
-                    "{FUNCTION}({}, {})",
+                    "{FUNCTION}({}, {}, {tuple})",
                     &e[i..lit_end],
                     rewrite_expression(&e[start..end])
                 ));
@@ -135,6 +144,32 @@ fn rewrite_expression(e: &str) -> String {
     }
     out.push_str(&e[copied..]);
     out
+}
+
+/// Whether `b[start..end]` is a tuple display: `()`, or parentheses around a top-level comma.
+fn is_tuple(b: &[u8], start: usize, end: usize) -> bool {
+    if b.get(start) != Some(&b'(') || group_end(b, start) != Some(end) {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut j = start + 1;
+    let mut empty = true;
+    while j + 1 < end {
+        match b[j] {
+            b'\'' | b'"' => {
+                j = string_end(b, j);
+                empty = false;
+                continue;
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => return true,
+            c if !c.is_ascii_whitespace() => empty = false,
+            _ => {}
+        }
+        j += 1;
+    }
+    empty
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -181,7 +216,13 @@ fn operand_end(b: &[u8], i: usize) -> Option<usize> {
         b'(' | b'[' | b'{' => group_end(b, i)?,
         c if is_name_byte(c) => {
             let mut j = i;
-            while j < b.len() && (is_name_byte(b[j]) || (b[j] == b'.' && b[i].is_ascii_digit())) {
+            let number = b[i].is_ascii_digit();
+            while j < b.len()
+                && (is_name_byte(b[j])
+                    || (number && b[j] == b'.')
+                    // An exponent's sign: 1e-5.
+                    || (number && matches!(b[j], b'+' | b'-') && matches!(b[j - 1], b'e' | b'E')))
+            {
                 j += 1;
             }
             j
@@ -217,15 +258,26 @@ fn operand_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// `fmt % args` as Python formats strings (printf style; a tuple or list gives the arguments),
-/// and the remainder for numbers (Python's sign: that of the divisor).
-pub fn percent_format(lhs: Value, rhs: Value) -> Result<Value, minijinja::Error> {
+/// `fmt % args` as Python formats strings (printf style; the items of a tuple display, or
+/// the one value otherwise, are the arguments; a list or dict argument is written as Python's
+/// `str` writes it), and the remainder for numbers (Python's sign: that of the divisor).
+pub fn percent_format(
+    lhs: Value,
+    rhs: Value,
+    tuple: Option<bool>,
+) -> Result<Value, minijinja::Error> {
     match lhs.as_str() {
         Some(fmt) => {
-            let args: Vec<Value> = match rhs.kind() {
-                ValueKind::Seq | ValueKind::Iterable => rhs.try_iter()?.collect(),
-                _ => vec![rhs],
+            let args: Vec<Value> = match tuple.unwrap_or(false) {
+                true => rhs.try_iter()?.collect(),
+                false => vec![rhs],
             };
+            let args: Vec<Value> = (args.into_iter())
+                .map(|a| match a.kind() {
+                    ValueKind::Seq | ValueKind::Map => super::python::string(a),
+                    _ => a,
+                })
+                .collect();
             minijinja::format_filter(minijinja::FormatStyle::Printf, fmt, &args).map(Value::from)
         }
         None => {
@@ -255,26 +307,34 @@ mod tests {
         for (t, want) in [
             (
                 "{{ '%d of %s' % (a, b.c) }}",
-                "{{ __percent_format('%d of %s', (a, b.c)) }}",
+                "{{ __percent_format('%d of %s', (a, b.c), true) }}",
             ),
             (
                 "{{ \"%s!\" % name }}",
-                "{{ __percent_format(\"%s!\", name) }}",
+                "{{ __percent_format(\"%s!\", name, false) }}",
             ),
             (
                 "{%- set x = 'Hi %s' % messages[0]['content'] -%}",
-                "{%- set x = __percent_format('Hi %s', messages[0]['content']) -%}",
+                "{%- set x = __percent_format('Hi %s', messages[0]['content'], false) -%}",
             ),
             // Filters bind to the operand, as in Jinja2.
             (
                 "{{ '%s' % x | upper ~ '!' }}",
-                "{{ __percent_format('%s', x | upper) ~ '!' }}",
+                "{{ __percent_format('%s', x | upper, false) ~ '!' }}",
             ),
             (
                 "{{ 'a' + '%s%s' % ('%d' % 3, f(y)[0]) }}",
-                "{{ 'a' + __percent_format('%s%s', (__percent_format('%d', 3), f(y)[0])) }}",
+                "{{ 'a' + __percent_format('%s%s', (__percent_format('%d', 3, false), f(y)[0]), true) }}",
             ),
-            ("{{ '%.2f' % 2.5 }}", "{{ __percent_format('%.2f', 2.5) }}"),
+            ("{{ '%.2f' % 2.5 }}", "{{ __percent_format('%.2f', 2.5, false) }}"),
+            ("{{ '%s' % 1e-5 }}", "{{ __percent_format('%s', 1e-5, false) }}"),
+            ("{{ '%s' % [1, 2] }}", "{{ __percent_format('%s', [1, 2], false) }}"),
+            ("{{ '%s' % (x) }}", "{{ __percent_format('%s', (x), false) }}"),
+            ("{{ '%s' % (x,) }}", "{{ __percent_format('%s', (x,), true) }}"),
+            (
+                "{{ {'a': {'b': 1}} ~ ('%s' % 2) }}",
+                "{{ {'a': {'b': 1}} ~ (__percent_format('%s', 2, false)) }}",
+            ),
         ] {
             assert_eq!(rewrite(t), want, "{t}");
         }

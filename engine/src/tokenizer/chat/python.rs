@@ -235,11 +235,12 @@ pub fn is_iterable(v: &Value) -> bool {
     !v.is_none() && v.try_iter().is_ok()
 }
 
-/// Jinja2's `sequence` test: `len(x)` and `x[...]` work, so strings and dicts are sequences.
+/// Jinja2's `sequence` test: `len(x)` and `x[...]` work, so strings, dicts and undefined
+/// values (Jinja2's `Undefined` has both) are sequences.
 pub fn is_sequence(v: &Value) -> bool {
     matches!(
         v.kind(),
-        ValueKind::Seq | ValueKind::Map | ValueKind::String
+        ValueKind::Seq | ValueKind::Map | ValueKind::String | ValueKind::Undefined
     )
 }
 

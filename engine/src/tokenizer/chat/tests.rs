@@ -42,11 +42,11 @@ fn template_rewrites() {
     );
     assert_eq!(
         prepare("{{ '%d of %s' % (a, b.c) }}"),
-        "{{ __percent_format('%d of %s', (a, b.c)) }}"
+        "{{ __percent_format('%d of %s', (a, b.c), true) }}"
     );
     assert_eq!(
         prepare("{{ \"%s!\" % name }}"),
-        "{{ __percent_format(\"%s!\", name) }}"
+        "{{ __percent_format(\"%s!\", name, false) }}"
     );
     // Numbers keep minijinja's own operator.
     assert_eq!(
@@ -201,12 +201,17 @@ fn values_print_and_test_as_in_jinja2() {
         ("{{ '{\n' | indent(4, first=True) }}|", "    {\n|"),
         ("{{ 'a\n\nb' | indent(2) }}|{{ 'a\nb' | indent('> ', blank=true) }}", "a\n\n  b|a\n> b"),
         (
-            "{{ none is iterable }} {{ [] is iterable }} {{ 'a' is sequence }} {{ {} is sequence }} {{ true is number }}",
-            "False True True True True",
+            "{{ none is iterable }} {{ [] is iterable }} {{ 'a' is sequence }} {{ {} is sequence }} {{ true is number }} {{ nothing is sequence }}",
+            "False True True True True True",
         ),
     ] {
         assert_eq!(r(t, none.clone()), want, "{t}");
     }
+    // `%` as Python: a tuple's items are the arguments, anything else one argument.
+    assert_eq!(
+        r("{{ '%s|%s' % ('a', 1) }} {{ '%s' % [1, 'a'] }} {{ '%s' % {'k': [1]} }} {{ '%d' % 3 }} {{ '%s' % 1e-5 }}", none.clone()),
+        "a|1 [1, 'a'] {'k': [1]} 3 1e-05"
+    );
     // Python's string and list methods (jinja2 3.1.6's outputs).
     for (t, want) in [
         ("{{ 'é a b'.find('a') }} {{ 'é a b'.rfind(' ') }} {{ 'éab'.find('b', -1) }} {{ 'x'.find('y') }}", "2 3 2 -1"),
