@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dlp_engine::generate::Segments;
 use dlp_engine::lora::Mixture;
@@ -187,6 +187,24 @@ pub fn select_config(
 
 /// Loads the router in `dir`.
 pub fn load_router(dir: &Path) -> Result<Arc<Router>> {
+    let config = dir.join(dlp_router::config::CONFIG_FILE);
+    if !dir.is_dir() {
+        bail!(
+            "--router {}: not a directory (a router is the folder `dlp-run train-router --out DIR` writes)",
+            dir.display()
+        );
+    }
+    if !config.exists() {
+        let what = if dir.join("adapter_config.json").exists() {
+            "it is a PEFT LoRA adapter: load it with --adapter NAME=DIR; a router is the folder `dlp-run train-router --out DIR` writes".to_string()
+        } else {
+            format!(
+                "no {} in it, so it is not a router: train one with `dlp-run train-router --data DIR --out DIR`",
+                dlp_router::config::CONFIG_FILE
+            )
+        };
+        bail!("--router {}: {what}", dir.display());
+    }
     Ok(Arc::new(Router::load(dir).with_context(|| {
         format!("loading router {}", dir.display())
     })?))

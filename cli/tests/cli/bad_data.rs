@@ -30,6 +30,34 @@ fn bad_router_and_data_input_exits_non_zero_with_a_message() {
             &["labels.jsonl:2", "an adapter name"],
         );
     }
+    // --router given something that is not a router: a missing folder, an adapter, a folder
+    // without router.json; each says what a router is.
+    let adapter = fixtures("smollm2/adapters").and_then(|a| {
+        std::fs::read_dir(a)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+    });
+    let gen = |router: &str| {
+        ["generate", "-m", m, "--prompt", "hi", "--router", router].map(String::from)
+    };
+    fails_with(
+        &gen("no/such/router").each_ref().map(|s| s.as_str()),
+        &["not a directory", "train-router --out"],
+    );
+    let plain = tmp.path().to_str().unwrap().to_string();
+    fails_with(
+        &gen(&plain).each_ref().map(|s| s.as_str()),
+        &["no router.json", "train-router --data"],
+    );
+    if let Some(a) = adapter {
+        let a = a.to_str().unwrap().to_string();
+        fails_with(
+            &gen(&a).each_ref().map(|s| s.as_str()),
+            &["PEFT LoRA adapter", "--adapter NAME=DIR"],
+        );
+    }
     // Training data of one label, dev data named but empty, an extension of 0 steps.
     let one = tmp.path().join("one.jsonl");
     std::fs::write(
