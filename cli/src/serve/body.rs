@@ -62,6 +62,13 @@ pub(super) fn unknown_field<'a>(o: &'a serde_json::Value, known: &[&str]) -> Opt
         .map(|(k, _)| k.as_str())
 }
 
+/// ` (did you mean `K`?)` for the known field `K` most like a misspelt `field`, else "".
+pub(super) fn did_you_mean<S: AsRef<str>>(field: &str, known: &[S]) -> String {
+    let known: Vec<String> = known.iter().map(|k| k.as_ref().to_string()).collect();
+    crate::mix_args::closest_name(field, &known)
+        .map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
+}
+
 /// Parses a JSON object into `T`, naming the field at fault when a value has the wrong type.
 /// Only an object, and nothing after it: serde would read an array's elements as the fields in
 /// order, and stop at the end of the first value.
@@ -110,11 +117,18 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ap
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let msg = integer_ranges(inner.to_string());
+        let mut msg = integer_ranges(inner.to_string());
         let unknown = msg
             .strip_prefix("unknown field `")
             .and_then(|m| m.split('`').next())
             .map(str::to_string);
+        // serde lists the expected fields: the closest one to a misspelt field, first.
+        if let Some(u) = &unknown {
+            let expected: Vec<&str> = msg.split('`').skip(3).step_by(2).collect();
+            let near = did_you_mean(u, &expected);
+            let at = format!("unknown field `{u}`");
+            msg = msg.replacen(&at, &format!("{at}{near}"), 1);
+        }
         // A syntax error has no field (serde_path_to_error writes `?` where it stopped).
         // A number past f64 (`1e999`) is a syntax error to serde_json, but one of a field.
         let out_of_range = msg.starts_with("number out of range");

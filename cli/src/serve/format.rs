@@ -83,7 +83,8 @@ fn known_keys(v: &Value, at: &str, known: &[&str]) -> Result<(), ApiError> {
         Some(k) => Err(ApiError::bad_param(
             format!("{at}.{k}"),
             format!(
-                "`{at}` has an unknown field `{k}` (expected {})",
+                "`{at}` has an unknown field `{k}`{} (expected {})",
+                super::body::did_you_mean(k, known),
                 known.join(", ")
             ),
         )),

@@ -33,19 +33,22 @@ pub fn fixed_mixture(st: &AppState, selection: &Selection) -> Result<Option<Name
         if st.routing.is_some() {
             v.push("auto".into());
         }
-        v.join(", ")
+        v
     };
     Ok(match selection {
         Selection::Base => Some(vec![]),
         Selection::Adapter(m) if *m == st.base_name => Some(vec![]),
         Selection::Adapter(m) if known(m) => Some(vec![(m.clone(), 1.0)]),
         Selection::Adapter(m) => {
+            let names = names();
+            let near = crate::mix_args::closest_name(m, &names)
+                .map_or(String::new(), |n| format!("did you mean `{n}`? "));
             return Err(ApiError::not_found(format!(
-                "the model `{m}` does not exist on this server (models: {})",
-                names()
+                "the model `{m}` does not exist on this server ({near}models: {})",
+                names.join(", ")
             ))
             .param("model")
-            .code("model_not_found"))
+            .code("model_not_found"));
         }
         Selection::Router(_) if st.routing.is_none() => {
             return Err(ApiError::not_found(

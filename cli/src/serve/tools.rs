@@ -153,13 +153,18 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         if let Some(k) = unknown(&t, &["type", "function", "cache_control"]) {
             return Err(ApiError::bad_param(
                 format!("{at}.{k}"),
-                format!("`{at}` has an unknown field `{k}` (expected `type` and `function`)"),
+                format!(
+                    "`{at}` has an unknown field `{k}`{} (expected `type` and `function`)",
+                    super::body::did_you_mean(k, &["type", "function"])
+                ),
             ));
         }
-        if let Some(k) = unknown(f, &["name", "description", "parameters", "strict"]) {
+        let fields = ["name", "description", "parameters", "strict"];
+        if let Some(k) = unknown(f, &fields) {
+            let near = super::body::did_you_mean(k, &fields);
             return Err(bad_field(
                 k,
-                format!("`{at}.function` has an unknown field `{k}` (expected `name`, `description`, `parameters`, `strict`)"),
+                format!("`{at}.function` has an unknown field `{k}`{near} (expected `name`, `description`, `parameters`, `strict`)"),
             ));
         }
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
