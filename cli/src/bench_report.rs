@@ -335,17 +335,26 @@ impl Report {
         }
         if let Some(mem) = &self.memory {
             outln!("{}", mem.describe());
+            let mut past_probe = false;
             for m in &self.measured {
                 if let (Some(b), Some(gbs)) = (m.bytes_per_token, m.decode_gbs()) {
+                    let share = 100.0 * gbs / mem.bandwidth_gbs;
+                    past_probe |= share > 100.0;
                     outln!(
                         "  {:<14} {:>7.1} MB/token {:>6.1} GB/s  {:>3.0}% of {}",
                         m.name,
                         b as f64 / 1e6,
                         gbs,
-                        100.0 * gbs / mem.bandwidth_gbs,
+                        share,
                         mem.probe_name()
                     );
                 }
+            }
+            if past_probe {
+                outln!(
+                    "(a share past 100%: the {} probe read less than decode steps did, most often because other work slowed the probe on a busy machine; these shares are unreliable in this run)",
+                    mem.probe_name()
+                );
             }
         }
         let ratios = self.ratios();
