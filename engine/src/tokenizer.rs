@@ -5,6 +5,7 @@
 mod bound;
 pub use bound::MinTokens;
 mod bytes;
+mod gguf;
 pub use bytes::token_name;
 pub mod chat;
 mod messages;
@@ -15,15 +16,9 @@ pub use stream::StreamDecoder;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use tokenizers::decoders::byte_level::ByteLevel;
-use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::loader::gguf::{GgufFile, GgufValue};
 
 /// The special-token strings a template may write.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -213,161 +208,6 @@ impl TextTokenizer {
         } else {
             Ok(None)
         }
-    }
-
-    /// Why the vocabulary of GGUF file `g` cannot be rebuilt as a tokenizer (its
-    /// `tokenizer.ggml.model` missing or not `gpt2`: SentencePiece `llama` files, ...), naming
-    /// the file; None when [`TextTokenizer::from_gguf`] reads it.
-    pub fn gguf_unsupported(g: &GgufFile) -> Option<String> {
-        let p = g.path.display();
-        match g.metadata.get("tokenizer.ggml.model").map(GgufValue::as_str) {
-            Some(Some("gpt2")) => {
-                let pre = (g.metadata.get("tokenizer.ggml.pre"))
-                    .and_then(GgufValue::as_str)
-                    .unwrap_or("default");
-                pre_tokenizer(pre)
-                    .err()
-                    .map(|_| format!("{p}: {}", unknown_pre(pre)))
-            }
-            None => Some(format!("{p}: no `tokenizer.ggml.model` in its metadata, so no vocabulary to read text with")),
-            Some(Some(m)) => Some(format!(
-                "{p}: GGUF tokenizer model `{m}`{} is not rebuilt (only `gpt2` byte-level BPE is)",
-                if m == "llama" { " (SentencePiece)" } else { "" }
-            )),
-            Some(None) => Some(format!("{p}: `tokenizer.ggml.model` is not a string")),
-        }
-    }
-
-    /// Rebuilds the byte-level BPE tokenizer stored in a GGUF file (`tokenizer.ggml.model` =
-    /// `gpt2`), with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, control tokens as
-    /// special tokens and user-defined ones as added text tokens (both matched whole), and the
-    /// file's chat template.
-    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
-        let p = &g.path;
-        let meta = |k: &str| g.metadata.get(k);
-        if let Some(why) = Self::gguf_unsupported(g) {
-            return Err(Error::unsupported(format!(
-                "{why}; put the model's tokenizer.json in the .gguf's folder"
-            )));
-        }
-        let strings = |k: &str| -> Result<Vec<&str>> {
-            let a = meta(k)
-                .and_then(GgufValue::as_array)
-                .ok_or_else(|| Error::format(p, format!("missing metadata array `{k}`")))?;
-            a.iter()
-                .map(|v| {
-                    v.as_str().ok_or_else(|| {
-                        Error::format(p, format!("`{k}`: expected strings, found {v:?}"))
-                    })
-                })
-                .collect()
-        };
-        let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
-        let mut vocab = Vocab::default();
-        for (i, t) in tokens.iter().enumerate() {
-            vocab.entry(t.to_string()).or_insert(i as u32);
-        }
-        let merges = merges
-            .iter()
-            .map(|m| {
-                // Like llama.cpp: split at the first space after the first character.
-                let pos = m
-                    .char_indices()
-                    .skip(1)
-                    .find(|&(_, c)| c == ' ')
-                    .map(|(i, _)| i);
-                pos.map(|i| (m[..i].to_string(), m[i + 1..].to_string()))
-                    .ok_or_else(|| {
-                        Error::format(
-                            p,
-                            format!("tokenizer.ggml.merges: entry {m:?} is not \"left right\""),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let pre = meta("tokenizer.ggml.pre")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("default");
-        let (pre_tok, ignore_merges) = pre_tokenizer(pre)?;
-        if pre == "default" {
-            tracing::warn!(
-                "{}: no tokenizer.ggml.pre: its text is split with GPT-2's pre-tokenizer, which may not be the model's (llama.cpp warns that generation quality may suffer); a tokenizer.json beside the .gguf is read instead",
-                file_name(p)
-            );
-        }
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(|e| Error::format(p, format!("cannot build the BPE tokenizer: {e}")))?;
-        let mut tok = Tokenizer::new(bpe);
-        tok.with_pre_tokenizer(Some(pre_tok));
-        tok.with_decoder(Some(ByteLevel::default()));
-        // llama.cpp token types: 3 = control, 4 = user-defined; both are matched whole in text.
-        // Only control tokens are special (left out of generated text): user-defined ones are
-        // text, as llama.cpp prints them (Qwen's `<tool_call>`, which a tool-call parser reads,
-        // is one: transformers marks it `special: false`).
-        if let Some(types) = meta("tokenizer.ggml.token_type").and_then(GgufValue::as_array) {
-            let of_type = |want: u64, special: bool| -> Vec<AddedToken> {
-                (types.iter().zip(&tokens))
-                    .filter(|(ty, _)| ty.as_u64() == Some(want))
-                    .map(|(_, t)| AddedToken::from(t.to_string(), special))
-                    .collect()
-            };
-            tok.add_special_tokens(&of_type(3, true));
-            tok.add_tokens(&of_type(4, false));
-        }
-        let id = |k: &str| meta(k).and_then(GgufValue::as_u64).map(|v| v as u32);
-        let name = |i: Option<u32>| {
-            i.and_then(|i| tokens.get(i as usize))
-                .map(|s| s.to_string())
-        };
-        let mut eos_ids = Vec::new();
-        for k in [
-            "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.eot_token_id",
-            "tokenizer.ggml.eom_token_id",
-        ] {
-            if let Some(i) = id(k).filter(|i| !eos_ids.contains(i)) {
-                eos_ids.push(i);
-            }
-        }
-        // llama.cpp (llama-vocab.cpp, `load`): the Llama-3 family of pre-tokenizers turns
-        // add_bos on; the metadata key, when present, decides.
-        let add_bos = match meta("tokenizer.ggml.add_bos_token") {
-            Some(v) => *v == GgufValue::Bool(true),
-            None => PRE_LLAMA3.contains(&pre),
-        };
-        let token_bound = bound::token_bound(&tok);
-        Ok(TextTokenizer {
-            special_ids: special_ids(&tok),
-            tok,
-            chat_template: g.chat_template(),
-            template_source: format!("metadata `tokenizer.chat_template` of {}", file_name(p)),
-            template_name: format!("tokenizer.chat_template of {}", file_name(p)),
-            // llama.cpp's converter writes named templates as `tokenizer.chat_template.NAME`.
-            tool_use_template: meta("tokenizer.chat_template.tool_use")
-                .and_then(GgufValue::as_str)
-                .map(|t| {
-                    let name = format!("tokenizer.chat_template.tool_use of {}", file_name(p));
-                    (t.to_string(), name)
-                }),
-            special: SpecialTokens {
-                bos: name(id("tokenizer.ggml.bos_token_id")),
-                eos: name(id("tokenizer.ggml.eos_token_id")),
-                pad: name(id("tokenizer.ggml.padding_token_id")),
-                unk: name(id("tokenizer.ggml.unknown_token_id")),
-            },
-            eos_ids,
-            prompt_prefix: match add_bos {
-                true => id("tokenizer.ggml.bos_token_id").into_iter().collect(),
-                false => Vec::new(),
-            },
-            raw_suffix: Vec::new(),
-            bos_on_chat: true,
-            token_bound,
-        })
     }
 
     /// Replaces (or removes) the chat template, e.g. with one given on the command line, and
@@ -584,96 +424,6 @@ fn config_template(cfg: &Json, name: &str) -> Option<String> {
         _ => None,
     }
 }
-
-const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-/// llama.cpp's pre-tokenizer for a `tokenizer.ggml.pre` value (llama-vocab.cpp), as HF
-/// pre-tokenizers: regex splits followed by the byte-level mapping. Also whether BPE merges are
-/// skipped for words that are whole tokens (llama.cpp does so for llama3 only).
-fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
-    let split = |re: &str| -> Result<PreTokenizerWrapper> {
-        Split::new(
-            SplitPattern::Regex(re.into()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map(PreTokenizerWrapper::from)
-        .map_err(|e| Error::invalid(format!("pre-tokenizer regex: {e}")))
-    };
-    let bytes = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
-    let seq = |v: Vec<PreTokenizerWrapper>| PreTokenizerWrapper::from(Sequence::new(v));
-    let is = |group: &[&str]| group.contains(&pre);
-    Ok(if is(&PRE_GPT2) {
-        (bytes(true), false)
-    } else if is(&PRE_DIGITS) {
-        (seq(vec![split(r"\p{N}")?, bytes(true)]), false)
-    } else if is(&PRE_LLAMA3) {
-        (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true)
-    } else if is(&PRE_LLAMA3_MERGED) {
-        (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false)
-    } else if is(&PRE_QWEN2) {
-        (seq(vec![split(QWEN2_RE)?, bytes(false)]), false)
-    } else if pre == "default" {
-        // No pre-tokenizer named (old conversions): GPT-2's here; llama.cpp's own default
-        // splits punctuation runs and digit groups first, and warns that quality will suffer.
-        (bytes(true), false)
-    } else {
-        return Err(Error::unsupported(unknown_pre(pre)));
-    })
-}
-
-/// The message for a `tokenizer.ggml.pre` not rebuilt here.
-fn unknown_pre(pre: &str) -> String {
-    format!(
-        "GGUF tokenizer.ggml.pre `{pre}` (llama.cpp's pre-tokenizer) is not one this build rebuilds (it does {}, {}, {}, {} and {}); its text would be split wrongly",
-        PRE_GPT2.join("/"),
-        PRE_DIGITS.join("/"),
-        PRE_LLAMA3.join("/"),
-        PRE_LLAMA3_MERGED.join("/"),
-        PRE_QWEN2.join("/")
-    )
-}
-
-/// `tokenizer.ggml.pre` values by how llama.cpp splits them (llama-vocab.cpp). GPT-2's regex
-/// alone. `smollm`: llama.cpp isolates digits first, but transformers (the reference the
-/// fixtures were made with, and the tokenizer the shared adapters were trained with) converts
-/// this GGUF to plain GPT-2 splitting; ids follow the reference (they differ where spaces
-/// run into a digit: "a  1").
-const PRE_GPT2: [&str; 9] = [
-    "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "smollm", "exaone4",
-];
-/// Digits one by one, then GPT-2's regex (the StarCoder family).
-const PRE_DIGITS: [&str; 6] = [
-    "starcoder",
-    "refact",
-    "command-r",
-    "codeshell",
-    "exaone",
-    "minerva-7b",
-];
-/// Llama 3's regex, whole-word tokens taken before merges.
-const PRE_LLAMA3: [&str; 9] = [
-    "llama3",
-    "llama-v3",
-    "llama-bpe",
-    "falcon3",
-    "falcon-h1",
-    "pixtral",
-    "midm-2.0",
-    "lfm2",
-    "jina-v5-nano",
-];
-/// Llama 3's regex with every word merged.
-const PRE_LLAMA3_MERGED: [&str; 4] = ["smaug-bpe", "dbrx", "chatglm-bpe", "glm4"];
-/// Qwen2's regex (digits one by one).
-const PRE_QWEN2: [&str; 5] = [
-    "qwen2",
-    "stablelm2",
-    "deepseek-r1-qwen",
-    "hunyuan",
-    "megrez",
-];
 
 /// What a post-processor adds around a text's ids: `with` (special tokens added) split around
 /// the first place `without` occurs in it; nothing when it does not occur.
