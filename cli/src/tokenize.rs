@@ -57,15 +57,7 @@ pub fn load_tokenizer(path: &std::path::Path) -> Result<TextTokenizer> {
     } else {
         TextTokenizer::from_gguf(&g)?
     };
-    if t.chat_template().is_none() {
-        t.set_chat_template(
-            g.chat_template(),
-            &format!(
-                "tokenizer.chat_template of {}",
-                dlp_engine::tokenizer::file_name(path)
-            ),
-        );
-    }
+    t.adopt_gguf_templates(&g);
     Ok(t)
 }
 

@@ -580,5 +580,16 @@ fn gguf_pre_tokenizers_and_tool_use_template() {
     let tools = Some(serde_json::json!([{"type": "function"}]));
     assert_eq!(tok.render_chat_request(&req(tools)).unwrap(), "T1");
     assert_eq!(tok.render_chat_request(&req(None)).unwrap(), "<|user|>ab");
+    // A tokenizer.json without templates beside the GGUF takes both of the GGUF's.
+    if let Some(json) = fixture("compat/templates/tokenizer.json") {
+        let beside = dir.join("tokenizer.json");
+        std::fs::copy(json, &beside).unwrap();
+        let mut tok = TextTokenizer::from_file(&beside).unwrap();
+        assert_eq!(tok.chat_template(), None);
+        tok.adopt_gguf_templates(&g);
+        let tools = Some(serde_json::json!([]));
+        assert_eq!(tok.render_chat_request(&req(tools)).unwrap(), "T0");
+        assert_eq!(tok.render_chat_request(&req(None)).unwrap(), "<|user|>ab");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -103,14 +103,8 @@ impl ModelFiles {
         } else {
             Some(TextTokenizer::from_gguf(&g)?)
         };
-        if let Some(t) = tokenizer.as_mut().filter(|t| t.chat_template().is_none()) {
-            t.set_chat_template(
-                g.chat_template(),
-                &format!(
-                    "tokenizer.chat_template of {}",
-                    crate::tokenizer::file_name(path)
-                ),
-            );
+        if let Some(t) = tokenizer.as_mut() {
+            t.adopt_gguf_templates(&g);
         }
         let weights = g.load_weights_with(keep_packed)?;
         Ok(ModelFiles {

@@ -13,7 +13,29 @@ use super::{bound, file_name, special_ids, SpecialTokens, TextTokenizer};
 use crate::error::{Error, Result};
 use crate::loader::gguf::{GgufFile, GgufValue};
 
+/// A GGUF's `tool_use` template (llama.cpp's converter writes named templates as
+/// `tokenizer.chat_template.NAME`) and where it came from.
+fn gguf_tool_use_template(g: &GgufFile) -> Option<(String, String)> {
+    let t = g
+        .metadata
+        .get("tokenizer.chat_template.tool_use")?
+        .as_str()?;
+    let name = format!("tokenizer.chat_template.tool_use of {}", file_name(&g.path));
+    Some((t.to_string(), name))
+}
+
 impl TextTokenizer {
+    /// For a tokenizer without chat templates (a tokenizer.json beside a GGUF, say): the
+    /// GGUF's, its `tool_use` template too.
+    pub fn adopt_gguf_templates(&mut self, g: &GgufFile) {
+        if self.chat_template.is_some() {
+            return;
+        }
+        let origin = format!("tokenizer.chat_template of {}", file_name(&g.path));
+        self.set_chat_template(g.chat_template(), &origin);
+        self.tool_use_template = gguf_tool_use_template(g);
+    }
+
     /// Why the vocabulary of GGUF file `g` cannot be rebuilt as a tokenizer (its
     /// `tokenizer.ggml.model` missing or not `gpt2`: SentencePiece `llama` files, ...), naming
     /// the file; None when [`TextTokenizer::from_gguf`] reads it.
@@ -146,12 +168,7 @@ impl TextTokenizer {
             template_source: format!("metadata `tokenizer.chat_template` of {}", file_name(p)),
             template_name: format!("tokenizer.chat_template of {}", file_name(p)),
             // llama.cpp's converter writes named templates as `tokenizer.chat_template.NAME`.
-            tool_use_template: meta("tokenizer.chat_template.tool_use")
-                .and_then(GgufValue::as_str)
-                .map(|t| {
-                    let name = format!("tokenizer.chat_template.tool_use of {}", file_name(p));
-                    (t.to_string(), name)
-                }),
+            tool_use_template: gguf_tool_use_template(g),
             special: SpecialTokens {
                 bos: name(id("tokenizer.ggml.bos_token_id")),
                 eos: name(id("tokenizer.ggml.eos_token_id")),
