@@ -189,6 +189,7 @@ pub(super) fn render(
     // Python's str() for printed values, and Jinja2's own indent and tests.
     env.set_formatter(python::formatter);
     env.add_filter("string", python::string);
+    env.add_filter("join", python::join);
     env.add_filter("indent", python::indent);
     env.add_test("iterable", python::is_iterable);
     env.add_test("sequence", python::is_sequence);

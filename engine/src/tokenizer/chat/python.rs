@@ -142,6 +142,33 @@ pub fn string(v: Value) -> Value {
     }
 }
 
+/// Jinja2's `join(d="", attribute=None)`: each item (or its `attribute`) as Python's `str`
+/// writes it, joined by `d`.
+pub fn join(v: Value, d: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
+    let d = match d {
+        Some(d) => d,
+        None => kwargs.get::<Option<String>>("d")?.unwrap_or_default(),
+    };
+    let attribute: Option<Value> = kwargs.get("attribute")?;
+    kwargs.assert_all_used()?;
+    if let Some(s) = v.as_str() {
+        // A string joins its characters.
+        return Ok(s.chars().map(String::from).collect::<Vec<_>>().join(&d));
+    }
+    let mut parts = Vec::new();
+    for item in v.try_iter()? {
+        let item = match &attribute {
+            Some(a) => item.get_item(a)?,
+            None => item,
+        };
+        parts.push(match string(item) {
+            s if s.kind() == ValueKind::String => s.as_str().unwrap_or("").to_string(),
+            s => s.to_string(),
+        });
+    }
+    Ok(parts.join(&d))
+}
+
 /// Jinja2's `indent(width=4, first=False, blank=False)`: the text's lines (Python's
 /// `splitlines`, after adding a newline, so a trailing newline stays) joined by `\n`, each
 /// after the first indented unless blank; `width` a number of spaces or the indent itself.

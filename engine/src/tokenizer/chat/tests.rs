@@ -198,6 +198,10 @@ fn values_print_and_test_as_in_jinja2() {
         ),
         ("{{ ['red', 'blue'] | string }}|{{ 0.00001 | string }}", "['red', 'blue']|1e-05"),
         ("{{ 1e16 }} {{ 2.5 }} {{ 4 / 2 }} {{ 3 }}", "1e+16 2.5 2.0 3"),
+        (
+            "{{ [1e-5, [1], 'a', none] | join(', ') }}|{{ 'ab' | join('-') }}|{{ [{'n': 'x'}, {'n': 'y'}] | join('+', attribute='n') }}|{{ [1, 2] | join }}",
+            "1e-05, [1], a, None|a-b|x+y|12",
+        ),
         ("{{ '{\n' | indent(4, first=True) }}|", "    {\n|"),
         ("{{ 'a\n\nb' | indent(2) }}|{{ 'a\nb' | indent('> ', blank=true) }}", "a\n\n  b|a\n> b"),
         (
