@@ -570,8 +570,11 @@ fn gguf_pre_tokenizers_and_tool_use_template() {
         "tokenizer.chat_template.tool_use".into(),
         M::Str("T{{ tools | length }}"),
     ));
+    w.kv.push(("tokenizer.ggml.add_eos_token".into(), M::Bool(true)));
     let g = GgufFile::open(&write(&dir, "tool_use.gguf", &w.bytes())).unwrap();
     let tok = TextTokenizer::from_gguf(&g).unwrap();
+    // add_eos: llama.cpp appends EOS (id 1) to a raw prompt.
+    assert_eq!(tok.encode_prompt("ab", false).unwrap().0, [5, 1]);
     let req = |tools| ChatRequest {
         messages: vec![ChatMessage::new("user", "ab")],
         tools,

@@ -468,3 +468,47 @@ fn raw_prompts_get_what_the_post_processor_adds() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A byte-fallback vocabulary (Llama 2's, Mistral's): a byte token that came out, then a lone
+/// invalid byte, then any token made tokenizers' stream fail ("Invalid prefix": a whole
+/// decode turns both bytes into U+FFFD), which failed the request. The stream goes on, the
+/// newline that came out stays, and the rest is what the held ids decode to.
+#[test]
+fn stream_decoding_survives_a_byte_fallback_prefix_change() {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("<unk>".into(), serde_json::json!(0));
+    for b in 0..=255u32 {
+        vocab.insert(format!("<0x{b:02X}>"), serde_json::json!(1 + b));
+    }
+    for (i, s) in ["▁", "x", "▁x"].iter().enumerate() {
+        vocab.insert(s.to_string(), serde_json::json!(257 + i));
+    }
+    let v = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]},
+        "pre_tokenizer": null, "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": "<unk>",
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": ["▁ x"]}
+    });
+    let dir = scratch("byte-fallback");
+    let p = dir.join("tokenizer.json");
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    let tok = TextTokenizer::from_file(&p).unwrap();
+    let (nl, e6, x, sx) = (1 + 0x0A, 1 + 0xE6, 258, 259);
+    let mut s = tok.stream_decoder(true);
+    let mut text = String::new();
+    for id in [x, nl, e6, x, sx, e6] {
+        text.extend(s.push(id).unwrap());
+    }
+    text.extend(s.finish().unwrap());
+    assert_eq!(text, "x\n\u{FFFD}x x\u{FFFD}");
+    let _ = std::fs::remove_dir_all(dir);
+}

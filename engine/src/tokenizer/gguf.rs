@@ -180,7 +180,14 @@ impl TextTokenizer {
                 true => id("tokenizer.ggml.bos_token_id").into_iter().collect(),
                 false => Vec::new(),
             },
-            raw_suffix: Vec::new(),
+            // llama.cpp appends EOS to a raw prompt where the file sets add_eos (chat prompts
+            // are left as the template writes them here).
+            raw_suffix: match meta("tokenizer.ggml.add_eos_token") {
+                Some(GgufValue::Bool(true)) => {
+                    id("tokenizer.ggml.eos_token_id").into_iter().collect()
+                }
+                _ => Vec::new(),
+            },
             bos_on_chat: true,
             token_bound,
         })
@@ -242,8 +249,20 @@ fn unknown_pre(pre: &str) -> String {
 /// fixtures were made with, and the tokenizer the shared adapters were trained with) converts
 /// this GGUF to plain GPT-2 splitting; ids follow the reference (they differ where spaces
 /// run into a digit: "a  1").
-const PRE_GPT2: [&str; 9] = [
-    "gpt2", "gpt-2", "phi-2", "mpt", "olmo", "jais", "trillion", "smollm", "exaone4",
+const PRE_GPT2: [&str; 13] = [
+    "gpt2",
+    "gpt-2",
+    "phi-2",
+    "mpt",
+    "olmo",
+    "jais",
+    "trillion",
+    "smollm",
+    "exaone4",
+    "gigachat",
+    "a.x-4.0",
+    "mellum",
+    "modern-bert",
 ];
 /// Digits one by one, then GPT-2's regex (the StarCoder family).
 const PRE_DIGITS: [&str; 6] = [

@@ -44,19 +44,41 @@ impl<'a> StreamDecoder<'a> {
 
     /// Adds one generated id; returns the newly completed text, if any.
     pub fn push(&mut self, id: u32) -> Result<Option<String>> {
-        let piece = self
-            .inner
-            .step(id)
-            .map_err(|e| Error::invalid(format!("detokenizing id {id}: {e}")))?;
         self.ids.push(id);
-        match &piece {
-            Some(p) => {
-                self.emitted.push_str(p);
-                self.held = 0;
+        let piece = match self.inner.step(id) {
+            Ok(piece) => {
+                self.held = if piece.is_some() { 0 } else { self.held + 1 };
+                piece
             }
-            None => self.held += 1,
+            Err(_) => self.restart(id)?,
+        };
+        if let Some(p) = &piece {
+            self.emitted.push_str(p);
         }
         Ok(piece)
+    }
+
+    /// After the stream failed at `id`: a fresh one takes the ids not yet out. tokenizers'
+    /// `DecodeStream` fails ("Invalid prefix") where the text already out changes, as with a
+    /// byte-fallback vocabulary (Llama 2's, Mistral's) when a lone invalid byte follows a
+    /// byte token that was out (`<0x0A>` then `<0xE6>`: both become U+FFFD in a whole
+    /// decode); vLLM resets the stream there too. What was out stays as it was.
+    fn restart(&mut self, id: u32) -> Result<Option<String>> {
+        self.inner = self.tok.decode_stream(self.skip_special);
+        let pending = &self.ids[self.ids.len() - 1 - self.held..];
+        let (mut out, mut held) = (None::<String>, 0);
+        for &i in pending {
+            match self.inner.step(i) {
+                Ok(Some(p)) => {
+                    out.get_or_insert_with(String::new).push_str(&p);
+                    held = 0;
+                }
+                Ok(None) => held += 1,
+                Err(e) => return Err(Error::invalid(format!("detokenizing id {id}: {e}"))),
+            }
+        }
+        self.held = held;
+        Ok(out)
     }
 
     /// The text of the ids still held at the end of the sequence (an incomplete character:

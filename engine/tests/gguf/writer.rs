@@ -4,6 +4,7 @@
 pub enum M {
     U32(u32),
     F32(f32),
+    Bool(bool),
     Str(&'static str),
     Strs(Vec<String>),
     I32s(Vec<i32>),
@@ -49,6 +50,10 @@ impl Writer {
                 M::F32(x) => {
                     b.extend(6u32.to_le_bytes());
                     b.extend(x.to_le_bytes());
+                }
+                M::Bool(x) => {
+                    b.extend(7u32.to_le_bytes());
+                    b.push(*x as u8);
                 }
                 M::Str(s) => {
                     b.extend(8u32.to_le_bytes());
