@@ -24,9 +24,9 @@ static GENERATION_TAG: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"\{%(-?)\s*(end)?generation\s*(-?)%\}").expect("valid regex")
 });
 
-/// A message's content: `X.content` or `X['content']`, `X` a name, maybe indexed
-/// (`messages[0]`).
-const CONTENT: &str = r#"\w+(?:\[\s*-?\d+\s*\])?\s*(?:\.\s*content\b|\[\s*['"]content['"]\s*\])"#;
+/// A message's content: `X.content`, `X['content']` or `X.get('content')`, `X` a name, maybe
+/// indexed (`messages[0]`, `messages[i]`).
+const CONTENT: &str = r#"\w+(?:\[\s*-?\w+\s*\])?\s*(?:\.\s*content\b|\[\s*['"]content['"]\s*\]|\.\s*get\(\s*['"]content['"]\s*\))"#;
 
 /// `{% for ... in CONTENT %}`: the template reads a list of parts itself.
 static ITERATES_CONTENT: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -34,9 +34,13 @@ static ITERATES_CONTENT: LazyLock<regex::Regex> = LazyLock::new(|| {
         .expect("valid regex")
 });
 
-/// `{% set NAME = CONTENT %}`: an alias a template may loop over instead.
+/// `{% set NAME = CONTENT %}` (filters allowed: `| selectattr(...) | list`): an alias a
+/// template may loop over instead.
 static CONTENT_ALIAS: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(&format!(r"\bset\s+(\w+)\s*=\s*{CONTENT}\s*[-%]")).expect("valid regex")
+    regex::Regex::new(&format!(
+        r"\bset\s+(\w+)\s*=\s*{CONTENT}\s*(?:\|[^%]*)?[-%]"
+    ))
+    .expect("valid regex")
 });
 
 /// `{% for ... in NAME %}` (also with a filter or an `if`): the name a loop walks.
@@ -105,10 +109,13 @@ fn template_messages(template: &str, req: &ChatRequest) -> Value {
     Value::from_serialize(&messages)
 }
 
-/// The template text minijinja can compile: `{% generation %}` blocks made plain `if true`
-/// blocks (same whitespace control), string `%` formatting made function calls.
+/// The template text minijinja can compile: line ends made `\n` (Jinja2's lexer does so, in
+/// string literals too: a template saved with CRLF renders `\n`), `{% generation %}` blocks
+/// made plain `if true` blocks (same whitespace control), string `%` formatting made function
+/// calls and Python's string escapes minijinja's.
 fn prepare(template: &str) -> String {
-    let t = GENERATION_TAG.replace_all(template, |c: &regex::Captures| {
+    let template = template.replace("\r\n", "\n").replace('\r', "\n");
+    let t = GENERATION_TAG.replace_all(&template, |c: &regex::Captures| {
         let (l, r) = (&c[1], &c[3]);
         match c.get(2) {
             Some(_) => format!("{{%{l} endif {r}%}}"),
@@ -190,6 +197,7 @@ pub(super) fn render(
     env.set_formatter(python::formatter);
     env.add_filter("string", python::string);
     env.add_filter("join", python::join);
+    env.add_filter("trim", python::trim);
     env.add_filter("indent", python::indent);
     env.add_test("iterable", python::is_iterable);
     env.add_test("sequence", python::is_sequence);

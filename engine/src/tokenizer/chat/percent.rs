@@ -132,7 +132,7 @@ fn rewrite_expression(e: &str) -> String {
                 let tuple = is_tuple(b, start, end);
                 out.push_str(&format!(
                     "{FUNCTION}({}, {}, {tuple})",
-                    &e[i..lit_end],
+                    python_literal(&e[i..lit_end]),
                     rewrite_expression(&e[start..end])
                 ));
                 i = end;
@@ -140,10 +140,64 @@ fn rewrite_expression(e: &str) -> String {
                 continue;
             }
         }
+        out.push_str(&e[copied..i]);
+        out.push_str(&python_literal(&e[i..lit_end]));
+        copied = lit_end;
         i = lit_end;
     }
     out.push_str(&e[copied..]);
     out
+}
+
+/// A string literal (quotes included) with Python's escapes that minijinja reads otherwise
+/// written as minijinja reads them: Jinja2 decodes literals with Python's `unicode-escape`, so
+/// a backslash before a line break continues the line (Mistral Small 3.1's template builds its
+/// system prompt so), `\a` and `\v` are control characters, `\U0001F600` a character, and
+/// `\/` stays two characters (minijinja reads JSON's `\/`).
+fn python_literal(lit: &str) -> std::borrow::Cow<'_, str> {
+    let q = lit.chars().next().unwrap_or('"');
+    if !lit.contains('\\') || lit.len() < 2 || !lit.ends_with(q) {
+        return lit.into();
+    }
+    let mut out = String::with_capacity(lit.len());
+    out.push(q);
+    let mut chars = lit[1..lit.len() - 1].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            None => out.push('\\'),
+            Some('\n') => {}
+            Some('a') => out.push_str("\\x07"),
+            Some('v') => out.push_str("\\x0b"),
+            Some('/') => out.push_str("\\\\/"),
+            Some('U') => {
+                let hex: String = chars.clone().take(8).collect();
+                match u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 8)
+                    .and_then(char::from_u32)
+                {
+                    Some(ch) => {
+                        chars.nth(7);
+                        if ch == q || ch == '\\' {
+                            out.push('\\');
+                        }
+                        out.push(ch);
+                    }
+                    None => out.push_str("\\U"),
+                }
+            }
+            Some(d) => {
+                out.push('\\');
+                out.push(d);
+            }
+        }
+    }
+    out.push(q);
+    out.into()
 }
 
 /// Whether `b[start..end]` is a tuple display: `()`, or parentheses around a top-level comma.
@@ -331,6 +385,11 @@ mod tests {
             ("{{ '%s' % [1, 2] }}", "{{ __percent_format('%s', [1, 2], false) }}"),
             ("{{ '%s' % (x) }}", "{{ __percent_format('%s', (x), false) }}"),
             ("{{ '%s' % (x,) }}", "{{ __percent_format('%s', (x,), true) }}"),
+            // Python's escapes (a literal's line continuation, \a, \U, \/).
+            (
+                "{{ \"a\\\nb\\a\\U0001F600\\/\" ~ '\\U0000005c' }}",
+                "{{ \"ab\\x07😀\\\\/\" ~ '\\\\' }}",
+            ),
             (
                 "{{ {'a': {'b': 1}} ~ ('%s' % 2) }}",
                 "{{ {'a': {'b': 1}} ~ (__percent_format('%s', 2, false)) }}",
@@ -357,6 +416,7 @@ mod tests {
             "{% set s = '100%' %}{{ s }}",
             "{{ 'a' %}",
             "{{ café ~ 'é' }}é{# é #}{% if ü %}ü{% endif %}",
+            "{{ 'a\\nb\\\\' ~ \"\\d\" }} 'c\\\nd'",
         ] {
             assert_eq!(rewrite(t), t, "{t}");
         }

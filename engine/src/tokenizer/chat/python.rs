@@ -142,6 +142,19 @@ pub fn string(v: Value) -> Value {
     }
 }
 
+/// Jinja2's `trim(chars=None)`: the value as Python's `str` writes it (a list system message
+/// in Llama 3.2 Vision's template), stripped of whitespace or of `chars`.
+pub fn trim(v: Value, chars: Option<String>) -> String {
+    let s = string(v);
+    let s = s.as_str().map_or_else(|| s.to_string(), str::to_string);
+    match chars {
+        Some(c) => s
+            .trim_matches(&c.chars().collect::<Vec<_>>()[..])
+            .to_string(),
+        None => s.trim().to_string(),
+    }
+}
+
 /// Jinja2's `join(d="", attribute=None)`: each item (or its `attribute`) as Python's `str`
 /// writes it, joined by `d`.
 pub fn join(v: Value, d: Option<String>, kwargs: Kwargs) -> Result<String, Error> {

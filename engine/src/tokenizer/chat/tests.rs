@@ -80,6 +80,16 @@ fn text_parts_become_a_string_unless_the_template_loops_over_them() {
     assert_eq!(render(filtered, &m, false, None, None).unwrap(), "[a][b]");
     let indexed = "{% for p in messages[0]['content'] | list %}[{{ p.text }}]{% endfor %}";
     assert_eq!(render(indexed, &m, false, None, None).unwrap(), "[a][b]");
+    // Content reached by `.get('content')` (Kimi-K2's), a variable index, a filtered alias.
+    let got = "{% macro rc(msg) %}{% set c = msg.get('content') %}{% if c is string %}{{ c }}\
+               {% else %}{% for p in c %}{{ p['text'] }}{% endfor %}{% endif %}{% endmacro %}\
+               {% for m in messages %}{{ rc(m) }}{% endfor %}";
+    assert_eq!(render(got, &m, false, None, None).unwrap(), "ab");
+    let var = "{% for i in range(1) %}{% for p in messages[i]['content'] %}{{ p.text }};{% endfor %}{% endfor %}";
+    assert_eq!(render(var, &m, false, None, None).unwrap(), "a;b;");
+    let sel = "{% for m in messages %}{% set t = m['content'] | selectattr('type', 'equalto', 'text') | list %}\
+               {% for p in t %}[{{ p['text'] }}]{% endfor %}{% endfor %}";
+    assert_eq!(render(sel, &m, false, None, None).unwrap(), "[a][b]");
     // A template that tells text from parts itself, in a macro (Qwen3.5's render_content).
     let tested = "{% macro render(content) %}{% if content is string %}{{ content }}\
                   {% else %}{% for p in content %}{{ p.text }}{% endfor %}{% endif %}{% endmacro %}\
@@ -198,6 +208,9 @@ fn values_print_and_test_as_in_jinja2() {
         ),
         ("{{ ['red', 'blue'] | string }}|{{ 0.00001 | string }}", "['red', 'blue']|1e-05"),
         ("{{ 1e16 }} {{ 2.5 }} {{ 4 / 2 }} {{ 3 }}", "1e+16 2.5 2.0 3"),
+        // CRLF line ends are \n, in literals too; trim prints Python's str; a literal's
+        // backslash-newline continues it.
+        ("a\r\n{{ 'x\r\ny' }}|{{ [' a '] | trim }}|{{ ' b ' | trim }}|{{ 'xxcxx' | trim('x') }}|{{ 'c\\\nd' }}", "a\nx\ny|[' a ']|b|c|cd"),
         (
             "{{ [1e-5, [1], 'a', none] | join(', ') }}|{{ 'ab' | join('-') }}|{{ [{'n': 'x'}, {'n': 'y'}] | join('+', attribute='n') }}|{{ [1, 2] | join }}",
             "1e-05, [1], a, None|a-b|x+y|12",
