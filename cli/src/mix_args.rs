@@ -73,14 +73,19 @@ pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<
 
 /// The loaded name most like a misspelt `name` (Jaro-Winkler similarity, the measure clap
 /// uses for its own suggestions, above 0.8), for "did you mean".
-pub fn closest_name<'a>(name: &str, names: &'a [String]) -> Option<&'a str> {
+pub fn closest_name<'a, S: AsRef<str>>(name: &str, names: &'a [S]) -> Option<&'a str> {
     let name = name.to_lowercase();
     names
         .iter()
-        .map(|n| (strsim::jaro_winkler(&name, &n.to_lowercase()), n))
+        .map(|n| {
+            (
+                strsim::jaro_winkler(&name, &n.as_ref().to_lowercase()),
+                n.as_ref(),
+            )
+        })
         .filter(|(sim, _)| *sim > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, n)| n.as_str())
+        .map(|(_, n)| n)
 }
 
 #[cfg(test)]

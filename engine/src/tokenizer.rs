@@ -345,6 +345,9 @@ impl TextTokenizer {
             false => &[],
         };
         let suffix: &[u32] = if chat { &[] } else { &self.raw_suffix };
+        if prefix.is_empty() && suffix.is_empty() {
+            return Ok((ids, starts));
+        }
         let all = [prefix, &ids, suffix].concat();
         let at = [
             vec![0; prefix.len()],

@@ -64,8 +64,7 @@ pub(super) fn unknown_field<'a>(o: &'a serde_json::Value, known: &[&str]) -> Opt
 
 /// ` (did you mean `K`?)` for the known field `K` most like a misspelt `field`, else "".
 pub(super) fn did_you_mean<S: AsRef<str>>(field: &str, known: &[S]) -> String {
-    let known: Vec<String> = known.iter().map(|k| k.as_ref().to_string()).collect();
-    crate::mix_args::closest_name(field, &known)
+    crate::mix_args::closest_name(field, known)
         .map_or(String::new(), |n| format!(" (did you mean `{n}`?)"))
 }
 

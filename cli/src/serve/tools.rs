@@ -162,9 +162,10 @@ pub(super) fn functions(tools: Option<Value>) -> Result<Vec<(String, Value)>, Ap
         let fields = ["name", "description", "parameters", "strict"];
         if let Some(k) = unknown(f, &fields) {
             let near = super::body::did_you_mean(k, &fields);
+            let expected = fields.map(|f| format!("`{f}`")).join(", ");
             return Err(bad_field(
                 k,
-                format!("`{at}.function` has an unknown field `{k}`{near} (expected `name`, `description`, `parameters`, `strict`)"),
+                format!("`{at}.function` has an unknown field `{k}`{near} (expected {expected})"),
             ));
         }
         let name = f.get("name").and_then(Value::as_str).unwrap_or_default();

@@ -39,22 +39,20 @@ fn bad_router_and_data_input_exits_non_zero_with_a_message() {
             .map(|e| e.path())
             .find(|p| p.is_dir())
     });
-    let gen = |router: &str| {
-        ["generate", "-m", m, "--prompt", "hi", "--router", router].map(String::from)
+    let routed = |router: &str, says: &[&str]| {
+        fails_with(
+            &["generate", "-m", m, "--prompt", "hi", "--router", router],
+            says,
+        )
     };
-    fails_with(
-        &gen("no/such/router").each_ref().map(|s| s.as_str()),
-        &["not a directory", "train-router --out"],
-    );
-    let plain = tmp.path().to_str().unwrap().to_string();
-    fails_with(
-        &gen(&plain).each_ref().map(|s| s.as_str()),
+    routed("no/such/router", &["not a directory", "train-router --out"]);
+    routed(
+        tmp.path().to_str().unwrap(),
         &["no router.json", "train-router --data"],
     );
     if let Some(a) = adapter {
-        let a = a.to_str().unwrap().to_string();
-        fails_with(
-            &gen(&a).each_ref().map(|s| s.as_str()),
+        routed(
+            a.to_str().unwrap(),
             &["PEFT LoRA adapter", "--adapter NAME=DIR"],
         );
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::harness::{assets, Server};
+use super::harness::{assets, raw_response, Server};
 
 /// Sends `bytes` on a new connection and reads until the server closes it or 30 s pass; the
 /// bytes read. A failed write is ignored: the server may answer and close before taking all.
@@ -341,18 +341,7 @@ fn raw_answer(s: &Server, head: &str, body: &str) -> (u16, Vec<(String, String)>
         )
         .as_bytes(),
     );
-    let (top, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = top.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {raw:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, rest.to_string())
+    raw_response(&raw)
 }
 
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {

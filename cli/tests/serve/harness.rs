@@ -288,25 +288,14 @@ impl Server {
         let mut raw = Vec::new();
         let _ = c.read_to_end(&mut raw);
         let _ = writer.join();
-        let raw = String::from_utf8_lossy(&raw).to_string();
-        let status = raw
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"));
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let header = |n: &str| {
-            head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(n).then(|| v.trim().to_string())
-            })
-        };
+        let (status, headers, body) = raw_response(&String::from_utf8_lossy(&raw));
+        let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         Answer {
             status,
             retry_after: header("retry-after"),
             request_id: header("x-request-id"),
             content_type: header("content-type").unwrap_or_default(),
-            body: body.to_string(),
+            body,
         }
     }
 
@@ -401,6 +390,21 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// A raw HTTP response's status, headers (names lowercased) and body.
+pub fn raw_response(raw: &str) -> (u16, Vec<(String, String)>, String) {
+    let (top, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let mut lines = top.lines();
+    let status = (lines.next())
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
 }
 
 /// The `data:` payloads of a server-sent-events body.

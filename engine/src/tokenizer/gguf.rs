@@ -46,9 +46,7 @@ impl TextTokenizer {
                 let pre = (g.metadata.get("tokenizer.ggml.pre"))
                     .and_then(GgufValue::as_str)
                     .unwrap_or("default");
-                pre_tokenizer(pre)
-                    .err()
-                    .map(|_| format!("{p}: {}", unknown_pre(pre)))
+                (pre_group(pre).is_none()).then(|| format!("{p}: {}", unknown_pre(pre)))
             }
             None => Some(format!("{p}: no `tokenizer.ggml.model` in its metadata, so no vocabulary to read text with")),
             Some(Some(m)) => Some(format!(
@@ -110,7 +108,8 @@ impl TextTokenizer {
         let pre = meta("tokenizer.ggml.pre")
             .and_then(GgufValue::as_str)
             .unwrap_or("default");
-        let (pre_tok, ignore_merges) = pre_tokenizer(pre)?;
+        let group = pre_group(pre).ok_or_else(|| Error::unsupported(unknown_pre(pre)))?;
+        let (pre_tok, ignore_merges) = pre_tokenizer(group)?;
         if pre == "default" {
             tracing::warn!(
                 "{}: no tokenizer.ggml.pre: its text is split with GPT-2's pre-tokenizer, which may not be the model's (llama.cpp warns that generation quality may suffer); a tokenizer.json beside the .gguf is read instead",
@@ -158,7 +157,7 @@ impl TextTokenizer {
         // add_bos on; the metadata key, when present, decides.
         let add_bos = match meta("tokenizer.ggml.add_bos_token") {
             Some(v) => *v == GgufValue::Bool(true),
-            None => PRE_LLAMA3.contains(&pre),
+            None => group == PreGroup::Llama3,
         };
         let token_bound = bound::token_bound(&tok);
         Ok(TextTokenizer {
@@ -197,10 +196,36 @@ impl TextTokenizer {
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-/// llama.cpp's pre-tokenizer for a `tokenizer.ggml.pre` value (llama-vocab.cpp), as HF
-/// pre-tokenizers: regex splits followed by the byte-level mapping. Also whether BPE merges are
-/// skipped for words that are whole tokens (llama.cpp does so for llama3 only).
-fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
+/// How llama.cpp splits a group of `tokenizer.ggml.pre` values (llama-vocab.cpp).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PreGroup {
+    Gpt2,
+    Digits,
+    Llama3,
+    Llama3Merged,
+    Qwen2,
+}
+
+/// The group of a `tokenizer.ggml.pre` value; None for one not rebuilt here. No value
+/// (`default`, old conversions) splits as GPT-2 here; llama.cpp's own default splits
+/// punctuation runs and digit groups first, and warns that quality will suffer.
+fn pre_group(pre: &str) -> Option<PreGroup> {
+    [
+        (&PRE_GPT2[..], PreGroup::Gpt2),
+        (&["default"], PreGroup::Gpt2),
+        (&PRE_DIGITS, PreGroup::Digits),
+        (&PRE_LLAMA3, PreGroup::Llama3),
+        (&PRE_LLAMA3_MERGED, PreGroup::Llama3Merged),
+        (&PRE_QWEN2, PreGroup::Qwen2),
+    ]
+    .into_iter()
+    .find_map(|(names, group)| names.contains(&pre).then_some(group))
+}
+
+/// llama.cpp's pre-tokenizer for a group, as HF pre-tokenizers: regex splits followed by the
+/// byte-level mapping. Also whether BPE merges are skipped for words that are whole tokens
+/// (llama.cpp does so for the Llama 3 group only).
+fn pre_tokenizer(group: PreGroup) -> Result<(PreTokenizerWrapper, bool)> {
     let split = |re: &str| -> Result<PreTokenizerWrapper> {
         Split::new(
             SplitPattern::Regex(re.into()),
@@ -212,23 +237,12 @@ fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
     };
     let bytes = |use_regex| PreTokenizerWrapper::from(ByteLevel::new(false, true, use_regex));
     let seq = |v: Vec<PreTokenizerWrapper>| PreTokenizerWrapper::from(Sequence::new(v));
-    let is = |group: &[&str]| group.contains(&pre);
-    Ok(if is(&PRE_GPT2) {
-        (bytes(true), false)
-    } else if is(&PRE_DIGITS) {
-        (seq(vec![split(r"\p{N}")?, bytes(true)]), false)
-    } else if is(&PRE_LLAMA3) {
-        (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true)
-    } else if is(&PRE_LLAMA3_MERGED) {
-        (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false)
-    } else if is(&PRE_QWEN2) {
-        (seq(vec![split(QWEN2_RE)?, bytes(false)]), false)
-    } else if pre == "default" {
-        // No pre-tokenizer named (old conversions): GPT-2's here; llama.cpp's own default
-        // splits punctuation runs and digit groups first, and warns that quality will suffer.
-        (bytes(true), false)
-    } else {
-        return Err(Error::unsupported(unknown_pre(pre)));
+    Ok(match group {
+        PreGroup::Gpt2 => (bytes(true), false),
+        PreGroup::Digits => (seq(vec![split(r"\p{N}")?, bytes(true)]), false),
+        PreGroup::Llama3 => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true),
+        PreGroup::Llama3Merged => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false),
+        PreGroup::Qwen2 => (seq(vec![split(QWEN2_RE)?, bytes(false)]), false),
     })
 }
 

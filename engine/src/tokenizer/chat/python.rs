@@ -145,8 +145,7 @@ pub fn string(v: Value) -> Value {
 /// Jinja2's `trim(chars=None)`: the value as Python's `str` writes it (a list system message
 /// in Llama 3.2 Vision's template), stripped of whitespace or of `chars`.
 pub fn trim(v: Value, chars: Option<String>) -> String {
-    let s = string(v);
-    let s = s.as_str().map_or_else(|| s.to_string(), str::to_string);
+    let s = string(v).to_string();
     match chars {
         Some(c) => s
             .trim_matches(&c.chars().collect::<Vec<_>>()[..])
@@ -174,10 +173,7 @@ pub fn join(v: Value, d: Option<String>, kwargs: Kwargs) -> Result<String, Error
             Some(a) => item.get_item(a)?,
             None => item,
         };
-        parts.push(match string(item) {
-            s if s.kind() == ValueKind::String => s.as_str().unwrap_or("").to_string(),
-            s => s.to_string(),
-        });
+        parts.push(string(item).to_string());
     }
     Ok(parts.join(&d))
 }
