@@ -276,9 +276,13 @@ fn config_text(c: &ModelConfig) -> String {
         None => format!("RoPE theta {}", c.rope_theta),
     };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
+    let qk_norm = match c.qk_norm {
+        true => ", each head's query and key RMS-normed before RoPE",
+        false => "",
+    };
     format!(
         "  {:?}: {} layers, hidden {}, MLP {}, vocabulary {}, context {}\n  \
-         attention: {} query heads, {} key/value heads, head width {}; {window}\n  \
+         attention: {} query heads, {} key/value heads, head width {}{qk_norm}; {window}\n  \
          {rope}; RMSNorm epsilon {}\n  \
          lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}\n  \
          BOS id {bos}, end ids {:?}",

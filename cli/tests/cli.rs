@@ -244,22 +244,39 @@ fn inspect_backends_lists_what_auto_picks() {
 /// dump, a line per layer's window).
 #[test]
 fn inspect_prints_the_model_config() {
-    let Some(d) = fixtures("compat/tiny-qwen2-sw") else {
-        return;
-    };
-    let out = run(&["inspect", &d.to_string_lossy()]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    for needle in [
-        "Qwen2: 2 layers, hidden 64",
-        "4 query heads, 2 key/value heads, head width 16",
-        "sliding windows (layer:window) 1:",
-        "biases: q/k/v yes, o no, MLP no",
-        "end ids [2]",
-    ] {
-        assert!(text.contains(needle), "no {needle:?} in {text}");
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "compat/tiny-qwen2-sw",
+            &[
+                "Qwen2: 2 layers, hidden 64",
+                "4 query heads, 2 key/value heads, head width 16",
+                "sliding windows (layer:window) 1:",
+                "biases: q/k/v yes, o no, MLP no",
+                "end ids [2]",
+            ],
+        ),
+        // Qwen3 (this repository's fixture): heads wider than hidden / heads, normed q and k.
+        (
+            "tiny-qwen3",
+            &[
+                "Qwen3: 2 layers, hidden 64",
+                "head width 32, each head's query and key RMS-normed before RoPE;",
+                "biases: q/k/v no, o no, MLP no",
+            ],
+        ),
+    ];
+    for (fixture, needles) in cases {
+        let Some(d) = fixtures(fixture) else {
+            return;
+        };
+        let out = run(&["inspect", &d.to_string_lossy()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        for needle in needles {
+            assert!(text.contains(needle), "no {needle:?} in {text}");
+        }
+        assert!(!text.contains("None"), "{text}");
     }
-    assert!(!text.contains("None"), "{text}");
 }
 
 /// What a Vulkan driver prints while the adapter opens (Mesa's `XDG_RUNTIME_DIR is invalid`,

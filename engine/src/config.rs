@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Which member of the Llama family: they share one forward pass and differ in biases only.
+/// Which member of the Llama family: they share one forward pass and differ in biases, sliding
+/// windows and Qwen3's per-head query/key norms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// Llama 2/3, SmolLM2 (`LlamaForCausalLM`).
@@ -17,6 +18,17 @@ pub enum Arch {
     Mistral,
     /// Qwen2 (`Qwen2ForCausalLM`): q/k/v projections carry biases.
     Qwen2,
+    /// Qwen3 (`Qwen3ForCausalLM`): an RMSNorm over each head's query and key (`q_norm`,
+    /// `k_norm`, weights of `head_dim`) before RoPE; biases only with `attention_bias`; Qwen2's
+    /// sliding-window rules.
+    Qwen3,
+}
+
+impl Arch {
+    /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.
+    fn qwen_windows(self) -> bool {
+        matches!(self, Arch::Qwen2 | Arch::Qwen3)
+    }
 }
 
 /// Llama-3 style RoPE frequency scaling (`rope_type: llama3`).
@@ -67,6 +79,9 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// gate/up/down projections have biases.
     pub mlp_bias: bool,
+    /// Each head's query and key go through an RMSNorm (width `head_dim`, weights
+    /// `self_attn.q_norm` / `self_attn.k_norm`) before RoPE: Qwen3.
+    pub qk_norm: bool,
     /// Beginning-of-sequence id, if the model has one.
     pub bos_token_id: Option<u32>,
     /// Every id that ends generation.
@@ -144,12 +159,13 @@ impl ModelConfig {
             "llama" => Arch::Llama,
             "mistral" => Arch::Mistral,
             "qwen2" => Arch::Qwen2,
+            "qwen3" => Arch::Qwen3,
             "" => {
                 return Err(Error::format(
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2"
+                         llama, mistral, qwen2, qwen3"
                     ),
                 ))
             }
@@ -158,7 +174,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2"
+                         supported: llama, mistral, qwen2, qwen3"
                     ),
                 ))
             }
@@ -170,6 +186,8 @@ impl ModelConfig {
         }
         let num_kv_heads = f.usize_or("num_key_value_heads", num_heads)?;
         let head_dim = match v.get("head_dim") {
+            // Qwen3Config's default (its models' heads are wider than hidden / heads).
+            Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
             Some(Value::Null) | None => hidden_size / num_heads,
             Some(_) => f.usize("head_dim")?,
         };
@@ -287,6 +305,7 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: f.bool_or("mlp_bias", false)?,
+            qk_norm: arch == Arch::Qwen3,
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),
@@ -386,8 +405,9 @@ fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
 }
 
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
-/// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's `use_sliding_window`
-/// from layer `max_window_layers` on, or Mistral's `sliding_window` in every layer.
+/// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
+/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's `sliding_window` in every
+/// layer.
 fn attention_windows(
     v: &Value,
     arch: Arch,
@@ -395,8 +415,9 @@ fn attention_windows(
     path: &Path,
 ) -> Result<Vec<Option<usize>>> {
     let window = match v.get("sliding_window") {
-        // Qwen2Config's default where the key is absent (an explicit null is none).
-        None if arch == Arch::Qwen2 => Some(4096),
+        // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
+        // is none).
+        None if arch.qwen_windows() => Some(4096),
         None | Some(Value::Null) => None,
         Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
             Error::format(
@@ -405,11 +426,11 @@ fn attention_windows(
             )
         })? as usize),
     };
-    // transformers' Qwen2Config keeps `sliding_window` only with `use_sliding_window`; a
-    // sliding layer without a window then attends to everything.
-    let qwen2_on = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
+    // transformers' Qwen2Config and Qwen3Config keep `sliding_window` only with
+    // `use_sliding_window`; a sliding layer without a window then attends to everything.
+    let qwen_on = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
     let window = match arch {
-        Arch::Qwen2 if !qwen2_on => None,
+        a if a.qwen_windows() && !qwen_on => None,
         _ => window,
     };
     if let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) {
@@ -434,7 +455,7 @@ fn attention_windows(
                 path.display()
             );
         }
-        if asks && arch == Arch::Qwen2 && window.is_none() {
+        if asks && arch.qwen_windows() && window.is_none() {
             tracing::warn!(
                 "{}: layer_types has sliding_attention layers but no window (`use_sliding_window` is not true, or `sliding_window` is null; transformers fails on them at run time); they attend to the whole context",
                 path.display()
@@ -443,7 +464,7 @@ fn attention_windows(
         return (sliding.iter().enumerate())
             .map(|(i, &s)| match (s, arch, window) {
                 (false, _, _) | (true, Arch::Llama, _) => Ok(None),
-                (true, Arch::Qwen2, w) => Ok(w),
+                (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
                 (true, Arch::Mistral, Some(w)) => Ok(Some(w)),
                 (true, Arch::Mistral, None) => Err(Error::format(
                     path,
@@ -457,11 +478,11 @@ fn attention_windows(
     Ok(match arch {
         Arch::Llama => vec![None; layers],
         Arch::Mistral => vec![window; layers],
-        Arch::Qwen2 => {
+        Arch::Qwen2 | Arch::Qwen3 => {
             let from = v
                 .get("max_window_layers")
                 .and_then(|x| x.as_u64())
-                .map_or(28, |x| x as usize); // Qwen2Config's default
+                .map_or(28, |x| x as usize); // Qwen2Config's and Qwen3Config's default
             (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
     })

@@ -1,5 +1,6 @@
-//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2 and
-//! Qwen2 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings).
+//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2, Qwen2
+//! and Qwen3 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings, sliding
+//! windows, Qwen3's per-head query/key norms).
 
 use crate::backend::{
     AttnShape, Backend, LinearJob, ResidualNorm, ResidualSite, StepPlan, StepShape, NO_ADAPTER,
@@ -27,6 +28,9 @@ pub struct Linear<B: Backend> {
 struct Layer<B: Backend> {
     attn_norm: B::Buf,
     ffn_norm: B::Buf,
+    /// Qwen3's `q_norm` and `k_norm` weights (`[head_dim]` each), applied to every head of the
+    /// query and key before RoPE; `None` for the other families.
+    qk_norm: Option<(B::Buf, B::Buf)>,
     /// Indexed by [`LoraModule::index`].
     linears: [Linear<B>; 7],
     /// The fused-LoRA stack of each module; `None` where no loaded adapter targets it.
@@ -87,6 +91,9 @@ pub struct Workspace<B: Backend> {
     gate: B::Buf,
     up: B::Buf,
     act: B::Buf,
+    /// The normed query and key (`[tokens, q_dim]`, `[tokens, kv_dim]`) of a model with
+    /// per-head query/key norms ([`ModelConfig::qk_norm`]).
+    qk_normed: Option<(B::Buf, B::Buf)>,
     u: B::Buf,
     logits: B::Buf,
     /// [`Backend::argmax`]'s output, a value per logit row.
@@ -175,7 +182,17 @@ impl<B: Backend> Model<B> {
                 lin(Up, c.mlp_bias)?,
                 lin(Down, c.mlp_bias)?,
             ];
+            let qk_norm = if c.qk_norm {
+                let mut norm = |m: &str| -> Result<B::Buf> {
+                    let name = format!("{p}.self_attn.{m}.weight");
+                    backend.upload(&w.take(&name, &[c.head_dim])?.values())
+                };
+                Some((norm("q_norm")?, norm("k_norm")?))
+            } else {
+                None
+            };
             layers.push(Layer {
+                qk_norm,
                 attn_norm: backend.upload(
                     &w.take(&format!("{p}.input_layernorm.weight"), &[h])?
                         .values(),
@@ -290,6 +307,10 @@ impl<B: Backend> Model<B> {
             gate: b.alloc(t * c.intermediate_size)?,
             up: b.alloc(t * c.intermediate_size)?,
             act: b.alloc(t * c.intermediate_size)?,
+            qk_normed: match c.qk_norm {
+                true => Some((b.alloc(t * c.q_dim())?, b.alloc(t * c.kv_dim())?)),
+                false => None,
+            },
             u: b.alloc(t * mix_k * self.max_lora_rank().max(1))?,
             logits: b.alloc(t * c.vocab_size)?,
             picks: b.alloc(t)?,
@@ -437,9 +458,21 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
             ];
             b.linears(&ws.h, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
+            // Qwen3: each head's query and key normed over head_dim (rows = tokens x heads).
+            let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
+                (None, _) => (&mut ws.q, &mut ws.k),
+                (Some((qw, kw)), Some((qn, kn))) => {
+                    b.rms_norm(&ws.q, qw, t * c.num_heads, c.head_dim, eps, qn)?;
+                    b.rms_norm(&ws.k, kw, t * c.num_kv_heads, c.head_dim, eps, kn)?;
+                    (qn, kn)
+                }
+                (Some(_), None) => return Err(Error::invalid(
+                    "the workspace has no buffers for the query/key norms (made for another model)",
+                )),
+            };
             b.rope_attention(
-                &mut ws.q,
-                &mut ws.k,
+                q,
+                k,
                 &ws.v,
                 &self.rope,
                 &mut kv.k[li],

@@ -354,18 +354,18 @@ fn synthetic_gguf_errors() {
     b[at..at + 8].copy_from_slice(&3u32.to_le_bytes().repeat(2)); // count = huge
     assert!(open_err(&write(&dir, "arr.gguf", &b)).contains("array of"));
 
-    // Types: Q5_K is parsed but not loaded; an unknown type number likewise.
+    // Types: IQ4_XS is parsed but not loaded; an unknown type number likewise.
     let mut w = tiny_llama();
     let down = w
         .tensors
         .iter_mut()
         .find(|t| t.name == "blk.0.ffn_down.weight")
         .unwrap();
-    (down.ty, down.dims, down.data) = (13, vec![256, H as u64], vec![0; H * 176]);
-    let g = GgufFile::open(&write(&dir, "q5k.gguf", &w.bytes())).unwrap();
+    (down.ty, down.dims, down.data) = (23, vec![256, H as u64], vec![0; H * 136]);
+    let g = GgufFile::open(&write(&dir, "iq4xs.gguf", &w.bytes())).unwrap();
     let e = g.load_weights().unwrap_err().to_string();
     assert!(
-        e.contains("tensor blk.0.ffn_down.weight has type Q5_K, supported: F32, F16"),
+        e.contains("tensor blk.0.ffn_down.weight has type IQ4_XS, supported: F32, F16"),
         "{e}"
     );
     let mut w = tiny_llama();

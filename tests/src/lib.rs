@@ -34,9 +34,17 @@ pub const LOGIT_TOL: f32 = 2e-3;
 /// Greedy tokens must agree wherever the reference top-1/top-2 margin exceeds this.
 pub const MARGIN: f32 = 1e-2;
 
-/// The fixtures folder (`DLP_FIXTURES`, default `../shared/fixtures` beside the checkout), or
-/// `None` with a printed reason. With `DLP_REQUIRE_FIXTURES=1` a missing folder panics.
+/// The fixture folder `sub`: this repository's own (`tests/fixtures`: the Qwen models, made by
+/// `tests/fixtures/make_qwen.py`), else the shared fixtures' (`DLP_FIXTURES`, default
+/// `../shared/fixtures` beside the checkout), or `None` with a printed reason. With
+/// `DLP_REQUIRE_FIXTURES=1` a missing folder panics.
 pub fn fixtures(sub: &str) -> Option<PathBuf> {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(sub);
+    if own.join("golden.json").exists() {
+        return Some(own);
+    }
     let dir = fixtures_root().join(sub);
     if dir.exists() {
         return Some(dir);
@@ -122,8 +130,9 @@ pub fn backend_or_skip<B, E: std::fmt::Display>(
     }
 }
 
-/// One `#[test]` per fixture model (`tiny_llama`, `tiny_qwen2`, `tiny_llama3`, `smollm2`), each
-/// calling `$run("<fixture folder>")`.
+/// One `#[test]` per fixture model (`tiny_llama`, `tiny_qwen2`, `tiny_llama3`, `smollm2`, and
+/// this repository's `tiny_qwen3`, `tiny_qwen3_gguf`, `tiny_qwen2_gguf`), each calling
+/// `$run("<fixture folder>")`.
 #[macro_export]
 macro_rules! fixture_tests {
     ($run:path) => {
@@ -138,6 +147,18 @@ macro_rules! fixture_tests {
         #[test]
         fn tiny_llama3() {
             $run("tiny-llama3");
+        }
+        #[test]
+        fn tiny_qwen3() {
+            $run("tiny-qwen3");
+        }
+        #[test]
+        fn tiny_qwen3_gguf() {
+            $run("tiny-qwen3-gguf");
+        }
+        #[test]
+        fn tiny_qwen2_gguf() {
+            $run("tiny-qwen2-gguf");
         }
         #[test]
         fn smollm2() {
@@ -391,7 +412,7 @@ pub fn check_case_within(
         let d = (got - want).abs();
         worst = worst.max(d);
         if d > tol {
-            return Err(format!("{n}: {what} at position {pos}: got {got}, reference {want} (|diff| {d:.2e} > {tol:.0e})"));
+            return Err(format!("{n}: {what} at position {pos}: got {got}, reference {want} (|diff| {d:.2e} > {tol:.2e})"));
         }
         Ok(())
     };

@@ -115,6 +115,36 @@ fn sliding_windows_follow_transformers_per_architecture() {
     let w = attention_windows(&on, Arch::Qwen2, 30, path).unwrap();
     assert_eq!(w[27], None);
     assert_eq!(w[28..], [Some(4096), Some(4096)]);
+    // Qwen3Config reads them as Qwen2Config does.
+    assert_eq!(windows(&cfg(true), Arch::Qwen3), [None, Some(6)]);
+    assert_eq!(windows(&cfg(false), Arch::Qwen3), [None, None]);
+    assert_eq!(windows(&qwen(true), Arch::Qwen3), [None, Some(4)]);
+    assert_eq!(attention_windows(&on, Arch::Qwen3, 30, path).unwrap(), w);
+}
+
+/// Qwen3: per-head query/key norms, biases only with `attention_bias`, and Qwen3Config's
+/// `head_dim` of 128 where the config has none (not hidden / heads, as for the others).
+#[test]
+fn qwen3_reads_as_transformers_qwen3config() {
+    let p = Path::new("config.json");
+    let base = serde_json::json!({"model_type": "qwen3", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 2, "vocab_size": 256});
+    let c = ModelConfig::from_hf_json(&base, p).unwrap();
+    assert_eq!(c.arch, Arch::Qwen3);
+    assert!(c.qk_norm && !c.qkv_bias && !c.o_bias);
+    assert_eq!((c.head_dim, c.q_dim(), c.kv_dim()), (128, 512, 256));
+    let mut v = base.clone();
+    v["head_dim"] = 32.into();
+    v["attention_bias"] = true.into();
+    let c = ModelConfig::from_hf_json(&v, p).unwrap();
+    assert!(c.qkv_bias && c.o_bias);
+    assert_eq!(c.head_dim, 32);
+    let mut v = base;
+    v["model_type"] = "qwen2".into();
+    let c = ModelConfig::from_hf_json(&v, p).unwrap();
+    assert!(!c.qk_norm && c.qkv_bias);
+    assert_eq!(c.head_dim, 16);
 }
 
 /// A config that is no object, one without `model_type`, and a llama3 RoPE value of the wrong

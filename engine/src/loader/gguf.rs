@@ -1,9 +1,11 @@
 //! GGUF reader (llama.cpp's model format, versions 2 and 3, little-endian): memory-maps the file,
 //! parses and bounds-checks header, metadata and tensor infos, builds a
-//! [`ModelConfig`](crate::config::ModelConfig) from the `llama.*` metadata and dequantises tensors
-//! to f32 under HF names, with attn_q / attn_k rows restored to HF's rotate-half layout.
+//! [`ModelConfig`](crate::config::ModelConfig) from the `llama.*`, `qwen2.*` or `qwen3.*`
+//! metadata and dequantises tensors to f32 under HF names, with a `llama` file's attn_q / attn_k
+//! rows restored to HF's rotate-half layout.
 
 mod hparams;
+mod kquant;
 pub mod quant;
 mod reader;
 
@@ -15,6 +17,7 @@ use memmap2::Mmap;
 
 use reader::Reader;
 
+use crate::config::Arch;
 use crate::error::{Error, Result};
 use crate::tensor::{HostTensor, Packed, PackedKind, WeightMap};
 
@@ -169,6 +172,8 @@ fn hf_name(name: &str) -> Option<String> {
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
         "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
         "ffn_gate" => "mlp.gate_proj",
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
@@ -362,7 +367,7 @@ impl GgufFile {
     /// As [`GgufFile::load_weights`]; with `keep_packed`, 2-D tensors stored as F16, BF16,
     /// Q8_0, Q4_0 or Q4_1 keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
     pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
-        self.check_arch()?;
+        let (arch, _) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
         let total: u64 = self.tensors.iter().filter_map(|t| t.byte_size()).sum();
@@ -401,7 +406,11 @@ impl GgufFile {
                 }
                 _ => self.dequantize(t)?,
             };
-            let n_head = if t.name.contains(".attn_q.") {
+            // Only llama.cpp's `llama` converter permutes q/k rows (its RoPE is GPT-J style);
+            // `qwen2`/`qwen3` keep HF's layout and run NEOX RoPE, which is HF's.
+            let n_head = if arch != Arch::Llama {
+                None
+            } else if t.name.contains(".attn_q.") {
                 Some(heads)
             } else if t.name.contains(".attn_k.") {
                 Some(kv_heads)

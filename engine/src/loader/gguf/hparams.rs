@@ -1,4 +1,5 @@
-//! [`ModelConfig`] from a GGUF file's `llama.*` and `tokenizer.ggml.*` metadata.
+//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3) and `tokenizer.ggml.*`
+//! metadata.
 
 use super::{GgufFile, GgufTensorInfo};
 use crate::config::{Arch, ModelConfig};
@@ -36,13 +37,17 @@ impl GgufFile {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    pub(super) fn check_arch(&self) -> Result<()> {
+    /// The model family and its metadata prefix, from `general.architecture`: llama.cpp's
+    /// `llama` (Llama, Mistral, SmolLM2), `qwen2` and `qwen3`.
+    pub(super) fn arch(&self) -> Result<(Arch, &'static str)> {
         match self
             .metadata
             .get("general.architecture")
             .and_then(|v| v.as_str())
         {
-            Some("llama") => Ok(()),
+            Some("llama") => Ok((Arch::Llama, "llama")),
+            Some("qwen2") => Ok((Arch::Qwen2, "qwen2")),
+            Some("qwen3") => Ok((Arch::Qwen3, "qwen3")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -52,25 +57,28 @@ impl GgufFile {
                     &self.path,
                     format!(
                         "unknown architecture: metadata `general.architecture` is {found}, \
-                         expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it)"
+                         expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
+                         \"qwen2\" or \"qwen3\""
                     ),
                 ))
             }
         }
     }
 
-    /// (query heads, key/value heads) from `llama.attention.*`.
+    /// (query heads, key/value heads) from `<arch>.attention.*`.
     pub(super) fn head_counts(&self) -> Result<(usize, usize)> {
-        let heads = self.meta_usize("llama.attention.head_count")?;
+        let (_, a) = self.arch()?;
+        let heads = self.meta_usize(&format!("{a}.attention.head_count"))?;
         let kv = self
-            .meta_u64("llama.attention.head_count_kv")?
+            .meta_u64(&format!("{a}.attention.head_count_kv"))?
             .map_or(heads, |v| v as usize);
         Ok((heads, kv))
     }
 
-    /// Model hyper-parameters from the `llama.*` and `tokenizer.ggml.*` metadata.
+    /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
-        self.check_arch()?;
+        let (arch, a) = self.arch()?;
+        let key = |k: &str| format!("{a}.{k}");
         let p = &self.path;
         if self.tensor("rope_freqs.weight").is_some() {
             return Err(Error::unsupported(format!(
@@ -81,7 +89,7 @@ impl GgufFile {
         }
         if let Some(s) = self
             .metadata
-            .get("llama.rope.scaling.type")
+            .get(&key("rope.scaling.type"))
             .and_then(|v| v.as_str())
         {
             if s != "none" {
@@ -91,29 +99,39 @@ impl GgufFile {
                 )));
             }
         }
-        if self.meta_u64("llama.expert_count")?.unwrap_or(0) > 0 {
+        if self.meta_u64(&key("expert_count"))?.unwrap_or(0) > 0 {
             return Err(Error::unsupported(format!(
-                "{}: mixture-of-experts llama models",
+                "{}: mixture-of-experts {a} models",
                 p.display()
             )));
         }
-        let hidden = self.meta_usize("llama.embedding_length")?;
+        let hidden = self.meta_usize(&key("embedding_length"))?;
         let (heads, kv_heads) = self.head_counts()?;
         if heads == 0 {
-            return Err(Error::format(p, "llama.attention.head_count must be > 0"));
+            return Err(Error::format(
+                p,
+                format!("{a}.attention.head_count must be > 0"),
+            ));
         }
         let head_dim = self
-            .meta_u64("llama.attention.key_length")?
+            .meta_u64(&key("attention.key_length"))?
             .map_or(hidden / heads, |v| v as usize);
-        if let Some(rot) = self.meta_u64("llama.rope.dimension_count")? {
+        if let Some(rot) = self.meta_u64(&key("rope.dimension_count"))? {
             if rot as usize != head_dim {
                 return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding (llama.rope.dimension_count {rot} != head_dim {head_dim})",
+                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim})",
                     p.display()
                 )));
             }
         }
-        let vocab_size = match self.meta_u64("llama.vocab_size")? {
+        let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
+        if qk_norm != (arch == Arch::Qwen3) {
+            return Err(Error::format(
+                p,
+                format!("tensor `blk.0.attn_q_norm.weight` {}: per-head query/key norms are Qwen3's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
+            ));
+        }
+        let vocab_size = match self.meta_u64(&key("vocab_size"))? {
             Some(v) => v as usize,
             None => match self
                 .metadata
@@ -124,7 +142,7 @@ impl GgufFile {
                 None => {
                     return Err(Error::format(
                         p,
-                        "missing metadata `llama.vocab_size` and `tokenizer.ggml.tokens`",
+                        format!("missing metadata `{a}.vocab_size` and `tokenizer.ggml.tokens`"),
                     ))
                 }
             },
@@ -143,36 +161,37 @@ impl GgufFile {
             }
         }
         ModelConfig {
-            arch: Arch::Llama,
+            arch,
             hidden_size: hidden,
-            intermediate_size: self.meta_usize("llama.feed_forward_length")?,
-            num_layers: self.meta_usize("llama.block_count")?,
+            intermediate_size: self.meta_usize(&key("feed_forward_length"))?,
+            num_layers: self.meta_usize(&key("block_count"))?,
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim,
             vocab_size,
             rms_norm_eps: self
-                .meta_f64("llama.attention.layer_norm_rms_epsilon")?
+                .meta_f64(&key("attention.layer_norm_rms_epsilon"))?
                 .ok_or_else(|| {
                     Error::format(
                         p,
-                        "missing metadata `llama.attention.layer_norm_rms_epsilon`",
+                        format!("missing metadata `{a}.attention.layer_norm_rms_epsilon`"),
                     )
                 })? as f32,
-            rope_theta: self.meta_f64("llama.rope.freq_base")?.unwrap_or(10000.0),
+            rope_theta: self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0),
             rope_llama3: None,
             max_position_embeddings: self
-                .meta_u64("llama.context_length")?
+                .meta_u64(&key("context_length"))?
                 .map_or(4096, |v| v as usize),
             tie_word_embeddings: self.tensor("output.weight").is_none(),
             qkv_bias: self.tensor("blk.0.attn_q.bias").is_some(),
             o_bias: self.tensor("blk.0.attn_output.bias").is_some(),
             mlp_bias: self.tensor("blk.0.ffn_down.bias").is_some(),
+            qk_norm,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
-            // llama.cpp's `llama` architecture has no sliding window (Mistral GGUFs run with
-            // full attention there too).
-            attention_window: vec![None; self.meta_usize("llama.block_count")?.min(1 << 16)],
+            // llama.cpp's `llama`, `qwen2` and `qwen3` architectures have no sliding window
+            // (Mistral GGUFs run with full attention there too).
+            attention_window: vec![None; self.meta_usize(&key("block_count"))?.min(1 << 16)],
         }
         .validated(p)
     }

@@ -1,8 +1,11 @@
 //! ggml tensor types: block geometry of every known type, and dequantisation of the types this
-//! engine loads (F32, F16, BF16, Q4_0, Q4_1, Q8_0), bit-exact with ggml's reference code.
+//! engine loads (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the k-quants Q2_K to Q6_K),
+//! bit-exact with ggml's reference code.
 
 use half::{bf16, f16};
 use rayon::prelude::*;
+
+use super::kquant;
 
 /// `GGML_TYPE_F32`
 pub const F32: u32 = 0;
@@ -12,13 +15,28 @@ pub const F16: u32 = 1;
 pub const Q4_0: u32 = 2;
 /// `GGML_TYPE_Q4_1`
 pub const Q4_1: u32 = 3;
+/// `GGML_TYPE_Q5_0`
+pub const Q5_0: u32 = 6;
+/// `GGML_TYPE_Q5_1`
+pub const Q5_1: u32 = 7;
 /// `GGML_TYPE_Q8_0`
 pub const Q8_0: u32 = 8;
+/// `GGML_TYPE_Q2_K`
+pub const Q2_K: u32 = 10;
+/// `GGML_TYPE_Q3_K`
+pub const Q3_K: u32 = 11;
+/// `GGML_TYPE_Q4_K`
+pub const Q4_K: u32 = 12;
+/// `GGML_TYPE_Q5_K`
+pub const Q5_K: u32 = 13;
+/// `GGML_TYPE_Q6_K`
+pub const Q6_K: u32 = 14;
 /// `GGML_TYPE_BF16`
 pub const BF16: u32 = 30;
 
 /// The types [`dequantize`] handles, as listed in error messages.
-pub const SUPPORTED: &str = "F32, F16, BF16, Q4_0, Q4_1, Q8_0";
+pub const SUPPORTED: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
 
 /// Name, elements per block and bytes per block of a ggml type (ggml.c `type_traits`).
 /// Sizes are known for types we cannot dequantise too, so `open` can still bounds-check them.
@@ -62,7 +80,10 @@ pub fn type_info(t: u32) -> Option<(&'static str, u64, u64)> {
 
 /// Whether [`dequantize`] handles type `t`.
 pub fn is_supported(t: u32) -> bool {
-    matches!(t, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q8_0)
+    matches!(
+        t,
+        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+    )
 }
 
 fn half_at(b: &[u8], i: usize) -> f32 {
@@ -135,6 +156,13 @@ pub fn dequantize_serial(t: u32, bytes: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        Q5_0 => kquant::q5_0(bytes, out),
+        Q5_1 => kquant::q5_1(bytes, out),
+        Q2_K => kquant::q2_k(bytes, out),
+        Q3_K => kquant::q3_k(bytes, out),
+        Q4_K => kquant::q4_k(bytes, out),
+        Q5_K => kquant::q5_k(bytes, out),
+        Q6_K => kquant::q6_k(bytes, out),
         _ => unreachable!("dequantize called on unsupported type {t}"),
     }
 }

@@ -1,0 +1,186 @@
+//! Dequantisation of ggml's 5-bit legacy types (Q5_0, Q5_1) and its k-quants (Q2_K, Q3_K,
+//! Q4_K, Q5_K, Q6_K): what `Q4_K_M`, `Q5_K_M`, `Q3_K_L`, ... GGUFs hold. Each function reads
+//! whole blocks and follows ggml's reference `dequantize_row_*` (ggml-quants.c) operation by
+//! operation, products unfused, so the values are bit-identical to ggml's and gguf-py's.
+//!
+//! Block layouts (bytes, in file order; `QK_K` = 256 values per k-quant block):
+//! - Q5_0 (22): f16 `d`, `qh` (32 high bits, little-endian), `qs[16]` (low nibbles).
+//! - Q5_1 (24): f16 `d`, f16 `m`, `qh`, `qs[16]`.
+//! - Q2_K (84): `scales[16]` (4-bit scale, 4-bit min), `qs[64]`, f16 `d`, f16 `dmin`.
+//! - Q3_K (110): `hmask[32]`, `qs[64]`, `scales[12]` (16 packed 6-bit scales), f16 `d`.
+//! - Q4_K (144): f16 `d`, f16 `dmin`, `scales[12]` (8 packed 6-bit scale/min pairs), `qs[128]`.
+//! - Q5_K (176): f16 `d`, f16 `dmin`, `scales[12]`, `qh[32]`, `qs[128]`.
+//! - Q6_K (210): `ql[128]`, `qh[64]`, `scales[16]` (i8), f16 `d`.
+
+use half::f16;
+
+fn half_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Q5_0 blocks (32 values each): `y = (q - 16) * d`, q's fifth bit from `qh`.
+pub fn q5_0(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(22)) {
+        let d = half_at(b, 0);
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let qs = &b[6..22];
+        for j in 0..16 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            y[j] = (((qs[j] as u32 & 0x0f) | h0) as i32 - 16) as f32 * d;
+            y[j + 16] = (((qs[j] as u32 >> 4) | h1) as i32 - 16) as f32 * d;
+        }
+    }
+}
+
+/// Q5_1 blocks (32 values each): `y = q * d + m`.
+pub fn q5_1(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(24)) {
+        let (d, m) = (half_at(b, 0), half_at(b, 2));
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let qs = &b[8..24];
+        for j in 0..16 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            y[j] = ((qs[j] as u32 & 0x0f) | h0) as f32 * d + m;
+            y[j + 16] = ((qs[j] as u32 >> 4) | h1) as f32 * d + m;
+        }
+    }
+}
+
+/// Q2_K blocks: 16 groups of 16 values, `y = d * scale * q - dmin * min` (2-bit q).
+pub fn q2_k(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(84)) {
+        let (scales, qs) = (&b[0..16], &b[16..80]);
+        let (d, min) = (half_at(b, 80), half_at(b, 82));
+        let mut is = 0;
+        let mut yi = 0;
+        for q in qs.chunks_exact(32) {
+            for shift in [0, 2, 4, 6] {
+                for half in [&q[0..16], &q[16..32]] {
+                    let sc = scales[is];
+                    is += 1;
+                    let (dl, ml) = (d * (sc & 0x0f) as f32, min * (sc >> 4) as f32);
+                    for &v in half {
+                        y[yi] = dl * ((v >> shift) & 3) as f32 - ml;
+                        yi += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Q3_K blocks: 16 groups of 16 values, `y = d * (scale - 32) * (q - 4 * !hbit)` (3-bit q).
+pub fn q3_k(bytes: &[u8], out: &mut [f32]) {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(110)) {
+        let (hm, qs, packed) = (&b[0..32], &b[32..96], &b[96..108]);
+        let d_all = half_at(b, 108);
+        // The 16 six-bit scales, unpacked as ggml does (low nibbles from the first 8 bytes,
+        // the two high bits of each from the last 4).
+        let word =
+            |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+        let (a0, a1, tmp) = (word(0), word(4), word(8));
+        let aux = [
+            (a0 & KMASK2) | ((tmp & KMASK1) << 4),
+            (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
+            ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
+            ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
+        ];
+        let scale = |i: usize| (aux[i / 4] >> (8 * (i % 4))) as u8 as i8 as i32;
+        let (mut is, mut yi, mut m) = (0, 0, 1u8);
+        for q in qs.chunks_exact(32) {
+            for shift in [0, 2, 4, 6] {
+                for off in [0, 16] {
+                    let dl = d_all * (scale(is) - 32) as f32;
+                    is += 1;
+                    for l in off..off + 16 {
+                        let low = ((q[l] >> shift) & 3) as i32;
+                        let sub = if hm[l] & m != 0 { 0 } else { 4 };
+                        y[yi] = dl * (low - sub) as f32;
+                        yi += 1;
+                    }
+                }
+                m <<= 1;
+            }
+        }
+    }
+}
+
+/// Scale and min `j` (0..8) of a Q4_K/Q5_K block's 12 packed bytes (ggml's
+/// `get_scale_min_k4`): six bits each, the high two of 4..8 kept in the top bits of 0..8.
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Q4_K blocks: 8 groups of 32 values, `y = d * scale * q - dmin * min` (4-bit q).
+pub fn q4_k(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(144)) {
+        let (d, min) = (half_at(b, 0), half_at(b, 2));
+        let (scales, qs) = (&b[4..16], &b[16..144]);
+        for (g, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            let (s1, m1) = scale_min_k4(2 * g, scales);
+            let (s2, m2) = scale_min_k4(2 * g + 1, scales);
+            let (d1, m1) = (d * s1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * s2 as f32, min * m2 as f32);
+            for l in 0..32 {
+                y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
+                y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// Q5_K blocks: as Q4_K with a fifth bit per value from `qh`.
+pub fn q5_k(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(176)) {
+        let (d, min) = (half_at(b, 0), half_at(b, 2));
+        let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+        for (g, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            let (s1, m1) = scale_min_k4(2 * g, scales);
+            let (s2, m2) = scale_min_k4(2 * g + 1, scales);
+            let (d1, m1) = (d * s1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * s2 as f32, min * m2 as f32);
+            let (u1, u2) = (1u8 << (2 * g), 2u8 << (2 * g));
+            for l in 0..32 {
+                let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+                let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+                y[l] = d1 * ((q[l] & 0x0f) + h1) as f32 - m1;
+                y[l + 32] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// Q6_K blocks: 16 groups of 16 values, `y = d * scale * (q - 32)` (6-bit q, i8 scales).
+pub fn q6_k(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(210)) {
+        let d = half_at(b, 208);
+        for n in 0..2 {
+            let ql = &b[64 * n..64 * n + 64];
+            let qh = &b[128 + 32 * n..128 + 32 * n + 32];
+            let sc = |i: usize| b[192 + 8 * n + i] as i8 as f32;
+            let y = &mut y[128 * n..128 * n + 128];
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
+                let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                y[l] = d * sc(is) * q1 as f32;
+                y[l + 32] = d * sc(is + 2) * q2 as f32;
+                y[l + 64] = d * sc(is + 4) * q3 as f32;
+                y[l + 96] = d * sc(is + 6) * q4 as f32;
+            }
+        }
+    }
+}
