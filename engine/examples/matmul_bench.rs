@@ -1,7 +1,8 @@
-//! CPU matmul on packed vs f32 weights at SmolLM2's shapes: decode (1 row), a 4-row and a
-//! 32-row batch, and prefill (256 rows). Prints time per call and the weight bytes each call
-//! streams, so the figures can be read against memory bandwidth. Run:
-//! `cargo run --release -p dlp-engine --example matmul_bench`.
+//! CPU matmul on packed vs f32 weights at SmolLM2's shapes, and at a 2048-wide shape (Qwen3
+//! 1.7B's) with the k-quants: decode (1 row), a 4-row and a 32-row batch, and prefill (256
+//! rows). Prints time per call and the weight bytes each call streams, so the figures can be
+//! read against memory bandwidth. Run: `cargo run --release -p dlp-engine --example
+//! matmul_bench`.
 
 use std::time::Instant;
 
@@ -30,6 +31,25 @@ fn quantize_q4_1(v: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Random blocks of `kind` (a k-quant) for `n` rows of `k`: the timing needs valid blocks, not
+/// a quantisation of particular weights; each block is drawn until its values are small.
+fn random_blocks(kind: PackedKind, n: usize, k: usize, rnd: &mut impl FnMut() -> f32) -> Vec<u8> {
+    let (per, bsize) = kind.block();
+    let mut bytes = vec![0u8; n * kind.row_bytes(k)];
+    let mut vals = vec![0f32; per];
+    for b in bytes.chunks_exact_mut(bsize) {
+        loop {
+            b.iter_mut()
+                .for_each(|v| *v = ((rnd() + 0.5) * 256.0) as u8);
+            kind.dequantize(b, &mut vals);
+            if vals.iter().all(|v| v.is_finite() && v.abs() <= 4.0) {
+                break;
+            }
+        }
+    }
+    bytes
+}
+
 fn main() {
     let be = CpuBackend::new();
     let mut seed = 1u64;
@@ -40,7 +60,7 @@ fn main() {
         ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
     println!("threads {}", rayon::current_num_threads());
-    for (n, k) in [(1536usize, 576usize), (49152, 576)] {
+    for (n, k) in [(1536usize, 576usize), (49152, 576), (2048, 2048)] {
         let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
         let f32w = be
             .upload_weight(&HostTensor::new(vec![n, k], w.clone()))
@@ -65,6 +85,19 @@ fn main() {
                 },
             ))
             .unwrap();
+        // The k-quants where rows are whole blocks of 256.
+        let kquants: Vec<(&str, _)> = [PackedKind::Q4_K, PackedKind::Q6_K]
+            .into_iter()
+            .filter(|_| k % 256 == 0)
+            .map(|kind| {
+                let packed = Packed {
+                    kind,
+                    bytes: random_blocks(kind, n, k, &mut rnd),
+                };
+                let w = be.upload_weight(&HostTensor::packed(n, k, packed)).unwrap();
+                (kind.name(), w)
+            })
+            .collect();
         // `MATMUL_BENCH_ROWS=1,32` limits the row counts (e.g. to profile one case).
         let rows_list: Vec<usize> = std::env::var("MATMUL_BENCH_ROWS")
             .ok()
@@ -76,7 +109,9 @@ fn main() {
                 .unwrap();
             let mut out = be.alloc(rows * n).unwrap();
             let mut line = format!("[{n:>5} x {k}] rows {rows:>3}:");
-            for (name, wt) in [("f32", &f32w), ("Q8_0", &q8), ("Q4_1", &q41)] {
+            let mut kinds = vec![("f32", &f32w), ("Q8_0", &q8), ("Q4_1", &q41)];
+            kinds.extend(kquants.iter().map(|(n, w)| (*n, w)));
+            for (name, wt) in kinds {
                 let iters = (2_000_000_000 / (n * k * rows.max(4))).clamp(3, 2000);
                 be.matmul(&x, wt, None, rows, k, n, &mut out).unwrap();
                 let t = Instant::now();

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// Compact weight formats a backend may compute on directly (dequantised block by block inside
 /// its matmul) instead of f32: GGUF's quantisations and half precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // ggml's names (Q4_K), as users and llama.cpp write them
 pub enum PackedKind {
     /// IEEE half, 2 bytes per value.
     F16,
@@ -21,6 +22,21 @@ pub enum PackedKind {
     Q4_0,
     /// ggml Q4_1: blocks of 32 nibbles `q * d + m` (20 bytes).
     Q4_1,
+    /// ggml Q5_0: blocks of 32 five-bit `(q - 16) * d` (22 bytes).
+    Q5_0,
+    /// ggml Q5_1: blocks of 32 five-bit `q * d + m` (24 bytes).
+    Q5_1,
+    /// ggml Q2_K: blocks of 256 two-bit values, 16 groups with 4-bit scales and mins (84 bytes).
+    Q2_K,
+    /// ggml Q3_K: blocks of 256 three-bit values, 16 groups with 6-bit scales (110 bytes).
+    Q3_K,
+    /// ggml Q4_K: blocks of 256 nibbles, 8 groups with 6-bit scales and mins (144 bytes).
+    Q4_K,
+    /// ggml Q5_K: blocks of 256 five-bit values, 8 groups with 6-bit scales and mins (176
+    /// bytes).
+    Q5_K,
+    /// ggml Q6_K: blocks of 256 six-bit values, 16 groups with 8-bit scales (210 bytes).
+    Q6_K,
 }
 
 impl PackedKind {
@@ -33,6 +49,13 @@ impl PackedKind {
             q::Q8_0 => PackedKind::Q8_0,
             q::Q4_0 => PackedKind::Q4_0,
             q::Q4_1 => PackedKind::Q4_1,
+            q::Q5_0 => PackedKind::Q5_0,
+            q::Q5_1 => PackedKind::Q5_1,
+            q::Q2_K => PackedKind::Q2_K,
+            q::Q3_K => PackedKind::Q3_K,
+            q::Q4_K => PackedKind::Q4_K,
+            q::Q5_K => PackedKind::Q5_K,
+            q::Q6_K => PackedKind::Q6_K,
             _ => return None,
         })
     }
@@ -46,17 +69,28 @@ impl PackedKind {
             PackedKind::Q8_0 => q::Q8_0,
             PackedKind::Q4_0 => q::Q4_0,
             PackedKind::Q4_1 => q::Q4_1,
+            PackedKind::Q5_0 => q::Q5_0,
+            PackedKind::Q5_1 => q::Q5_1,
+            PackedKind::Q2_K => q::Q2_K,
+            PackedKind::Q3_K => q::Q3_K,
+            PackedKind::Q4_K => q::Q4_K,
+            PackedKind::Q5_K => q::Q5_K,
+            PackedKind::Q6_K => q::Q6_K,
         }
+    }
+
+    /// Whether the CPU backend has kernels of its own for these blocks (the legacy 4- and 8-bit
+    /// types: SIMD dots, integer dots, AMX tile packing); the others are dequantised a block
+    /// at a time into f32 and dotted.
+    pub fn has_block_kernels(self) -> bool {
+        matches!(self, PackedKind::Q8_0 | PackedKind::Q4_0 | PackedKind::Q4_1)
     }
 
     /// `(values per block, bytes per block)`.
     pub fn block(self) -> (usize, usize) {
-        match self {
-            PackedKind::F16 | PackedKind::BF16 => (1, 2),
-            PackedKind::Q8_0 => (32, 34),
-            PackedKind::Q4_0 => (32, 18),
-            PackedKind::Q4_1 => (32, 20),
-        }
+        let (_, per, bytes) = crate::loader::gguf::quant::type_info(self.ggml_type())
+            .expect("every packed kind is a known ggml type");
+        (per as usize, bytes as usize)
     }
 
     /// Bytes of host memory per parameter.
@@ -67,13 +101,9 @@ impl PackedKind {
 
     /// The name ggml gives the type.
     pub fn name(self) -> &'static str {
-        match self {
-            PackedKind::F16 => "F16",
-            PackedKind::BF16 => "BF16",
-            PackedKind::Q8_0 => "Q8_0",
-            PackedKind::Q4_0 => "Q4_0",
-            PackedKind::Q4_1 => "Q4_1",
-        }
+        crate::loader::gguf::quant::type_info(self.ggml_type())
+            .expect("every packed kind is a known ggml type")
+            .0
     }
 
     /// Bytes of one row of `cols` values (`cols` must be a multiple of the block).

@@ -29,7 +29,20 @@ fn random_packed(kind: PackedKind, n: usize, k: usize, rng: &mut Rng) -> Packed 
         .map(|_| rng.next() as u8)
         .collect();
     let (per, bsize) = kind.block();
-    if per == 32 {
+    if !kind.has_block_kernels() && per > 1 {
+        // Q5 and k-quants: random blocks, each drawn again until its values are finite and
+        // small (their f16 scales sit at several places in the block).
+        let mut vals = vec![0f32; per];
+        for b in bytes.chunks_exact_mut(bsize) {
+            loop {
+                b.iter_mut().for_each(|v| *v = rng.next() as u8);
+                kind.dequantize(b, &mut vals);
+                if vals.iter().all(|v| v.is_finite() && v.abs() <= 4.0) {
+                    break;
+                }
+            }
+        }
+    } else if per == 32 {
         for b in bytes.chunks_exact_mut(bsize) {
             let d = 0.005 + 0.01 * rng.f().abs();
             b[..2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
@@ -84,17 +97,22 @@ fn amx_matmul_matches_bf16_reference() {
 /// `round`ed inputs and weights; returns the number of cases.
 fn run_cases(be: &CpuBackend, row_counts: &[usize], round: fn(f32) -> f32) -> usize {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let kinds = [
-        None,
-        Some(PackedKind::Q4_0),
-        Some(PackedKind::Q4_1),
-        Some(PackedKind::Q8_0),
-        Some(PackedKind::F16),
-        Some(PackedKind::BF16),
+    use PackedKind::*;
+    let packed = [
+        Q4_0, Q4_1, Q8_0, F16, BF16, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
     ];
+    let kinds = std::iter::once(None).chain(packed.map(Some));
     let mut cases = 0;
     for kind in kinds {
-        for (n, k) in [(1, 32), (5, 64), (67, 96), (130, 608), (33, 37)] {
+        for (n, k) in [
+            (1, 32),
+            (5, 64),
+            (67, 96),
+            (130, 608),
+            (33, 37),
+            (19, 256),
+            (70, 768),
+        ] {
             if kind.is_some_and(|kd| k % kd.block().0 != 0) {
                 continue;
             }

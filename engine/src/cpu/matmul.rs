@@ -3,7 +3,7 @@
 //! One row (decode) is memory-bound: a parallel dot product per output feature reads `W` once.
 //! Several rows (prefill, batches) go through the panel kernel of [`super::avx512_rows`] on
 //! CPUs with AVX-512, else the `gemm` crate's blocked kernels. Packed
-//! weights (Q8_0/Q4_0/Q4_1/F16/BF16) stay packed: decode dequantises in registers
+//! weights (Q8_0/Q4_0/Q4_1/F16/BF16, Q5, k-quants) stay packed: decode dequantises in registers
 //! ([`super::packed_dot`]), several rows dequantise one tile of features at a time.
 
 use std::cell::RefCell;
@@ -122,7 +122,7 @@ pub fn matmul(
         }),
         (None, _) => gemm_f32(x, &w.data, rows, n, w.cols, n, out, threads()),
         (Some(p), 1) => gemv_packed(x, w.cols, p, out),
-        (Some(p), r) if r <= FEW_ROWS_WIDE && wide_kernel() && p.kind.block().0 == 32 => {
+        (Some(p), r) if r <= FEW_ROWS_WIDE && wide_kernel() && p.kind.has_block_kernels() => {
             few_rows_wide(x, w, p, rows, out)
         }
         (Some(p), _) if wide_kernel() => {

@@ -58,7 +58,7 @@ pub(super) fn amx_tiles_packed<'e>(
             // The tile's weights as the packers read them (F16 and BF16 blocks: none).
             let tile = match &w.packed {
                 None => Some(Weights::F32(&w.data[c0 * k..c1 * k])),
-                Some(p) if p.kind.block().0 == 32 => {
+                Some(p) if p.kind.has_block_kernels() => {
                     let rb = p.kind.row_bytes(k);
                     Some(Weights::Blocks {
                         bsize: p.kind.block().1,

@@ -58,7 +58,7 @@ pub struct CpuWeight {
     pub cols: usize,
     /// Row-major values (empty when `packed` holds them).
     pub data: Vec<f32>,
-    /// Compact storage (Q8_0/Q4_0/Q4_1/F16/BF16), dequantised inside the kernels.
+    /// Compact storage (Q8_0/Q4_0/Q4_1/F16/BF16, Q5 and k-quants), dequantised inside the kernels.
     pub packed: Option<Packed>,
 }
 

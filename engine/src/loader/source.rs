@@ -58,7 +58,7 @@ impl ModelFiles {
         Self::load_with(path, false)
     }
 
-    /// As [`ModelFiles::load`]; with `keep_packed`, a GGUF's F16/BF16/Q8_0/Q4_0/Q4_1 matrices
+    /// As [`ModelFiles::load`]; with `keep_packed`, a GGUF's F16/BF16/Q8_0/Q4/Q5/k-quant matrices
     /// stay in their compact blocks (for a backend whose [`crate::Backend::packed_weights`] is
     /// true). HF directories always load as f32.
     pub fn load_with(path: &Path, keep_packed: bool) -> Result<Self> {

@@ -18,7 +18,20 @@ fn half_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// 32 bytes as an array (its length known to the compiler: no bounds checks in the loops).
+#[inline(always)]
+fn as32(b: &[u8]) -> &[u8; 32] {
+    b.try_into().expect("32 bytes")
+}
+
+/// 32 values as an array.
+#[inline(always)]
+fn as32_mut(y: &mut [f32]) -> &mut [f32; 32] {
+    y.try_into().expect("32 values")
+}
+
 /// Q5_0 blocks (32 values each): `y = (q - 16) * d`, q's fifth bit from `qh`.
+#[inline(always)]
 pub fn q5_0(bytes: &[u8], out: &mut [f32]) {
     for (y, b) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(22)) {
         let d = half_at(b, 0);
@@ -34,6 +47,7 @@ pub fn q5_0(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// Q5_1 blocks (32 values each): `y = q * d + m`.
+#[inline(always)]
 pub fn q5_1(bytes: &[u8], out: &mut [f32]) {
     for (y, b) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(24)) {
         let (d, m) = (half_at(b, 0), half_at(b, 2));
@@ -49,6 +63,7 @@ pub fn q5_1(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// Q2_K blocks: 16 groups of 16 values, `y = d * scale * q - dmin * min` (2-bit q).
+#[inline(always)]
 pub fn q2_k(bytes: &[u8], out: &mut [f32]) {
     for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(84)) {
         let (scales, qs) = (&b[0..16], &b[16..80]);
@@ -72,6 +87,7 @@ pub fn q2_k(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// Q3_K blocks: 16 groups of 16 values, `y = d * (scale - 32) * (q - 4 * !hbit)` (3-bit q).
+#[inline(always)]
 pub fn q3_k(bytes: &[u8], out: &mut [f32]) {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
@@ -123,6 +139,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 /// Q4_K blocks: 8 groups of 32 values, `y = d * scale * q - dmin * min` (4-bit q).
+#[inline(always)]
 pub fn q4_k(bytes: &[u8], out: &mut [f32]) {
     for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(144)) {
         let (d, min) = (half_at(b, 0), half_at(b, 2));
@@ -132,15 +149,21 @@ pub fn q4_k(bytes: &[u8], out: &mut [f32]) {
             let (s2, m2) = scale_min_k4(2 * g + 1, scales);
             let (d1, m1) = (d * s1 as f32, min * m1 as f32);
             let (d2, m2) = (d * s2 as f32, min * m2 as f32);
+            // Fixed sizes: no bounds checks, so the loops vectorise.
+            let (q, (lo, hi)) = (as32(q), y.split_at_mut(32));
+            let (lo, hi) = (as32_mut(lo), as32_mut(hi));
             for l in 0..32 {
-                y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
-                y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
+                lo[l] = d1 * (q[l] & 0x0f) as f32 - m1;
+            }
+            for l in 0..32 {
+                hi[l] = d2 * (q[l] >> 4) as f32 - m2;
             }
         }
     }
 }
 
 /// Q5_K blocks: as Q4_K with a fifth bit per value from `qh`.
+#[inline(always)]
 pub fn q5_k(bytes: &[u8], out: &mut [f32]) {
     for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(176)) {
         let (d, min) = (half_at(b, 0), half_at(b, 2));
@@ -151,35 +174,43 @@ pub fn q5_k(bytes: &[u8], out: &mut [f32]) {
             let (d1, m1) = (d * s1 as f32, min * m1 as f32);
             let (d2, m2) = (d * s2 as f32, min * m2 as f32);
             let (u1, u2) = (1u8 << (2 * g), 2u8 << (2 * g));
+            let (q, qh, (lo, hi)) = (as32(q), as32(qh), y.split_at_mut(32));
+            let (lo, hi) = (as32_mut(lo), as32_mut(hi));
             for l in 0..32 {
                 let h1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+                lo[l] = d1 * ((q[l] & 0x0f) + h1) as f32 - m1;
+            }
+            for l in 0..32 {
                 let h2 = if qh[l] & u2 != 0 { 16 } else { 0 };
-                y[l] = d1 * ((q[l] & 0x0f) + h1) as f32 - m1;
-                y[l + 32] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
+                hi[l] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
             }
         }
     }
 }
 
 /// Q6_K blocks: 16 groups of 16 values, `y = d * scale * (q - 32)` (6-bit q, i8 scales).
+#[inline(always)]
 pub fn q6_k(bytes: &[u8], out: &mut [f32]) {
     for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(210)) {
         let d = half_at(b, 208);
         for n in 0..2 {
             let ql = &b[64 * n..64 * n + 64];
-            let qh = &b[128 + 32 * n..128 + 32 * n + 32];
+            let qh = as32(&b[128 + 32 * n..128 + 32 * n + 32]);
             let sc = |i: usize| b[192 + 8 * n + i] as i8 as f32;
-            let y = &mut y[128 * n..128 * n + 128];
-            for l in 0..32 {
-                let is = l / 16;
-                let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
-                let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                y[l] = d * sc(is) * q1 as f32;
-                y[l + 32] = d * sc(is + 2) * q2 as f32;
-                y[l + 64] = d * sc(is + 4) * q3 as f32;
-                y[l + 96] = d * sc(is + 6) * q4 as f32;
+            // ggml's loop over l writes y[l], y[l + 32], y[l + 64], y[l + 96]: here one
+            // quarter at a time (low or high nibbles of ql[0..32] or ql[32..64], two bits of
+            // qh), each in two halves of 16 that share a scale (ggml's `is = l / 16`).
+            for quarter in 0..4 {
+                let src = as32(&ql[32 * (quarter % 2)..32 * (quarter % 2) + 32]);
+                let (nib, hs) = (4 * (quarter / 2) as u32, 2 * quarter as u32);
+                let y = as32_mut(&mut y[128 * n + 32 * quarter..128 * n + 32 * quarter + 32]);
+                for half in 0..2 {
+                    let s = sc(half + 2 * quarter);
+                    for l in 16 * half..16 * half + 16 {
+                        let q = (((src[l] >> nib) & 0x0f) | (((qh[l] >> hs) & 3) << 4)) as i32;
+                        y[l] = d * s * (q - 32) as f32;
+                    }
+                }
             }
         }
     }
