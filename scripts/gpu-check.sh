@@ -67,6 +67,9 @@ for l in sys.stdin:
   # device tool's limit.
   fx=${DLP_FIXTURES:-../shared/fixtures}
   for f in tiny-llama tiny-qwen2 tiny-llama3 compat; do cp -r "$fx/$f" "$G/fixtures/"; done
+  # This repository's Qwen fixtures: the prebuilt tests look for them where they were built,
+  # a path the GPU machine does not have, then under DLP_FIXTURES (this folder).
+  for f in tests/fixtures/tiny-*; do cp -r "$f" "$G/fixtures/"; done
   # The speed stage: the model/adapter maker and the transformers+PEFT timer (not committed:
   # they travel in .gpu), and a tokenizer for the random models.
   mkdir -p "$G/gpu" && cp "$fx/../gpu/make_model.py" "$fx/../gpu/peer_gpu.py" "$G/gpu/"

@@ -204,7 +204,7 @@ pub struct ModelArgs {
     ///
     /// By default the CPU backend keeps a GGUF's compact blocks (Q4_0/Q4_K 0.5625, Q4_1 0.625,
     /// Q5_K 0.69, Q6_K 0.82, Q8_0 1.0625, F16/BF16 2 bytes per parameter; Q2_K, Q3_K, Q5_0,
-    /// Q5_1 likewise) and dequantises them inside its matmuls.
+    /// Q5_1, IQ4_NL, IQ4_XS likewise) and dequantises them inside its matmuls.
     #[arg(long, help_heading = BACKEND_HEADING)]
     pub f32_weights: bool,
     /// With --backend wgpu: store the large weights as f16 (half the memory of f32).
@@ -301,7 +301,7 @@ pub struct ModelArgs {
     /// matmul's input rows are quantised per block of 32 and meet the GGUF's Q4_0/Q4_1/Q8_0 blocks;
     /// other 2-D weights (f32, F16, BF16, Q5 and k-quant) are quantised to Q8_0 at load. LoRA, attention and
     /// norms stay f32. Faster decode and batches, above all on CPUs without AVX-512; logits move by
-    /// the quantisation: up to 1.7 on SmolLM2 and 0.11 on the tiny test models against the float64
+    /// the quantisation: up to 1.7 on SmolLM2 and 0.13 on the tiny test models against the float64
     /// reference (tested bounds 3.3 and 0.22; f32: 2e-3).
     #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub cpu_int8: bool,

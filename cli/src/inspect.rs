@@ -273,7 +273,16 @@ fn config_text(c: &ModelConfig) -> String {
             "RoPE theta {}, Llama-3 scaling (factor {}, low/high frequency factors {}/{}, original context {})",
             c.rope_theta, r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings
         ),
-        None => format!("RoPE theta {}", c.rope_theta),
+        None => match &c.rope_freq_factors {
+            Some(f) => format!(
+                "RoPE theta {}, frequencies divided by rope_freqs.weight ({} factors, {} to {})",
+                c.rope_theta,
+                f.len(),
+                f.iter().copied().fold(f64::INFINITY, f64::min),
+                f.iter().copied().fold(0.0, f64::max),
+            ),
+            None => format!("RoPE theta {}", c.rope_theta),
+        },
     };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
     let qk_norm = match c.qk_norm {

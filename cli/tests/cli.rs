@@ -244,7 +244,7 @@ fn inspect_backends_lists_what_auto_picks() {
 /// dump, a line per layer's window).
 #[test]
 fn inspect_prints_the_model_config() {
-    let cases: [(&str, &[&str]); 2] = [
+    let cases: [(&str, &[&str]); 3] = [
         (
             "compat/tiny-qwen2-sw",
             &[
@@ -264,11 +264,23 @@ fn inspect_prints_the_model_config() {
                 "biases: q/k/v no, o no, MLP no",
             ],
         ),
+        // A GGUF as Llama 3.1's are written: its RoPE scaling as rope_freqs.weight.
+        (
+            "tiny-llama-gguf",
+            &[
+                "Llama: 1 layers, hidden 256",
+                "frequencies divided by rope_freqs.weight (32 factors, 1 to 8)",
+                "lm_head tied to the embedding: no",
+            ],
+        ),
     ];
     for (fixture, needles) in cases {
         let Some(d) = fixtures(fixture) else {
-            return;
+            continue;
         };
+        // A GGUF fixture's model is its file.
+        let gguf = d.join("model.gguf");
+        let d = if gguf.exists() { gguf } else { d };
         let out = run(&["inspect", &d.to_string_lossy()]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");

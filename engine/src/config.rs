@@ -69,6 +69,10 @@ pub struct ModelConfig {
     pub rope_theta: f64,
     /// Llama-3 frequency scaling, if any.
     pub rope_llama3: Option<Llama3Scaling>,
+    /// Per-frequency divisors (`head_dim / 2` values): llama.cpp's `rope_freqs.weight`, the
+    /// form a GGUF gives Llama-3 scaling (its converter computes them from the same formula).
+    /// Frequency `i` is `theta^(-2i/d) / factors[i]`.
+    pub rope_freq_factors: Option<Vec<f64>>,
     /// Longest context the model was trained for.
     pub max_position_embeddings: usize,
     /// lm_head shares the embedding table.
@@ -300,6 +304,7 @@ impl ModelConfig {
             rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
             rope_theta,
             rope_llama3,
+            rope_freq_factors: None,
             max_position_embeddings: f.usize_or("max_position_embeddings", 4096)?,
             tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,

@@ -127,7 +127,17 @@ impl<B: Backend> Model<B> {
         // loads both spellings); an untied one needs both.
         let (embed, lm_head) = match (embed_t, head_t, c.tie_word_embeddings) {
             (Some(e), Some(hd), false) => (backend.upload_weight(&e)?, Some(backend.upload_weight(&hd)?)),
-            (Some(e), _, true) => (backend.upload_weight(&e)?, None),
+            (Some(e), head, true) => {
+                // transformers 4 ties such a file to the embedding (as here); transformers 5
+                // keeps the stored lm_head: say so where the two differ.
+                if head.is_some_and(|hd| hd.values() != e.values()) {
+                    tracing::warn!(
+                        "{}: config.json says tie_word_embeddings = true, but the file also holds an `lm_head.weight` that differs from the embedding; it is tied (transformers 4 does the same; transformers 5 would use the stored lm_head)",
+                        w.origin.display()
+                    );
+                }
+                (backend.upload_weight(&e)?, None)
+            }
             (None, Some(hd), true) => (backend.upload_weight(&hd)?, None),
             (None, Some(_), false) => {
                 return Err(Error::format(

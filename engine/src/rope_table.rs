@@ -6,12 +6,16 @@ use std::f64::consts::PI;
 use crate::config::ModelConfig;
 
 /// Inverse frequencies `1 / theta^(2i/d)`, with Llama-3 scaling applied when configured
-/// (transformers' `_compute_llama3_parameters`).
+/// (transformers' `_compute_llama3_parameters`), or divided by a GGUF's frequency factors
+/// (llama.cpp's `rope_freqs`: ggml's rope divides each frequency by its factor).
 pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
     let d = cfg.head_dim;
     let base: Vec<f64> = (0..d / 2)
         .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
         .collect();
+    if let Some(factors) = &cfg.rope_freq_factors {
+        return base.iter().zip(factors).map(|(f, s)| f / s).collect();
+    }
     let Some(s) = cfg.rope_llama3 else {
         return base;
     };

@@ -37,6 +37,10 @@ pub enum PackedKind {
     Q5_K,
     /// ggml Q6_K: blocks of 256 six-bit values, 16 groups with 8-bit scales (210 bytes).
     Q6_K,
+    /// ggml IQ4_NL: blocks of 32 nibbles indexing a non-linear table, one f16 scale (18 bytes).
+    IQ4_NL,
+    /// ggml IQ4_XS: blocks of 256 such nibbles, 8 groups with 6-bit scales (136 bytes).
+    IQ4_XS,
 }
 
 impl PackedKind {
@@ -56,6 +60,8 @@ impl PackedKind {
             q::Q4_K => PackedKind::Q4_K,
             q::Q5_K => PackedKind::Q5_K,
             q::Q6_K => PackedKind::Q6_K,
+            q::IQ4_NL => PackedKind::IQ4_NL,
+            q::IQ4_XS => PackedKind::IQ4_XS,
             _ => return None,
         })
     }
@@ -76,6 +82,8 @@ impl PackedKind {
             PackedKind::Q4_K => q::Q4_K,
             PackedKind::Q5_K => q::Q5_K,
             PackedKind::Q6_K => q::Q6_K,
+            PackedKind::IQ4_NL => q::IQ4_NL,
+            PackedKind::IQ4_XS => q::IQ4_XS,
         }
     }
 

@@ -99,7 +99,7 @@ fn run_cases(be: &CpuBackend, row_counts: &[usize], round: fn(f32) -> f32) -> us
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     use PackedKind::*;
     let packed = [
-        Q4_0, Q4_1, Q8_0, F16, BF16, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+        Q4_0, Q4_1, Q8_0, F16, BF16, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
     ];
     let kinds = std::iter::once(None).chain(packed.map(Some));
     let mut cases = 0;
@@ -112,6 +112,7 @@ fn run_cases(be: &CpuBackend, row_counts: &[usize], round: fn(f32) -> f32) -> us
             (33, 37),
             (19, 256),
             (70, 768),
+            (9, 2304),
         ] {
             if kind.is_some_and(|kd| k % kd.block().0 != 0) {
                 continue;

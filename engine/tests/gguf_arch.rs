@@ -101,3 +101,83 @@ fn other_architectures_are_named() {
         "{e}"
     );
 }
+
+/// Llama 3.1's RoPE scaling as llama.cpp writes it (`rope_freqs.weight`, one divisor per
+/// frequency) is read and checked: `head_dim / 2` finite values > 0.
+#[test]
+fn rope_freqs_are_read_and_checked() {
+    let bytes = fixture("tiny-llama-gguf");
+    let g = GgufFile::open(&write("llama31.gguf", &bytes)).unwrap();
+    let c = g.config().unwrap();
+    let factors = c.rope_freq_factors.clone().expect("rope_freqs read");
+    assert_eq!(factors.len(), c.head_dim / 2);
+    // Llama 3.1's formula: 1 for the fast frequencies, `factor` (8) for the slow ones.
+    assert_eq!((factors[0], factors[factors.len() - 1]), (1.0, 8.0));
+    let values: Vec<u8> = factors
+        .iter()
+        .flat_map(|&f| (f as f32).to_le_bytes())
+        .collect();
+    // A factor of -1 and a tensor of half the length (the count in its info is patched).
+    let at = find(&bytes, &values);
+    let mut bad = bytes.clone();
+    bad[at + 4..at + 8].copy_from_slice(&(-1.0f32).to_le_bytes());
+    let e = config_error("neg.gguf", &bad);
+    assert!(e.contains("rope_freqs.weight`: value 1 is -1"), "{e}");
+    let dims_at = find(&bytes, b"rope_freqs.weight") + "rope_freqs.weight".len() + 4;
+    let mut short = bytes.clone();
+    short[dims_at..dims_at + 8].copy_from_slice(&(factors.len() as u64 / 2).to_le_bytes());
+    let e = config_error("short.gguf", &short);
+    assert!(e.contains("has shape [16]: expected [32]"), "{e}");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> usize {
+    (0..hay.len())
+        .find(|&i| hay[i..].starts_with(needle))
+        .expect("present")
+}
+
+/// A qwen3 file without `key_length` (its heads are wider than embedding / heads): the message
+/// says which key is missing, not that the rotary embedding is partial.
+#[test]
+fn missing_key_length_is_named() {
+    let bytes = fixture("tiny-qwen3-gguf");
+    let e = config_error(
+        "nokl.gguf",
+        &patched(&bytes, b"attention.key_length", b"attention.kez_length"),
+    );
+    assert!(
+        e.contains("no `qwen3.attention.key_length`") && e.contains("= 64 wide"),
+        "{e}"
+    );
+}
+
+/// One shard of a split GGUF is said to be one, with how to merge the shards (its tensors
+/// alone would be reported missing one by one).
+#[test]
+fn a_shard_of_a_split_file_is_named() {
+    let mut w = gguf_py_like_split_header();
+    w.extend(fixture("tiny-qwen3-gguf")[24..].iter());
+    let e = config_error("m-00001-of-00003.gguf", &w);
+    assert!(
+        e.contains("shard 1 of 3 of a split GGUF") && e.contains("llama-gguf-split --merge"),
+        "{e}"
+    );
+}
+
+/// The fixture's header with three more metadata entries in front of its own: `split.no = 0`
+/// and `split.count = 3` (u16, as gguf-split writes them) and `x.y`, whose 17 bytes make the
+/// 64 added bytes keep the data section's 32-byte alignment. Magic, version, tensor count,
+/// then the entry count raised by three.
+fn gguf_py_like_split_header() -> Vec<u8> {
+    let bytes = fixture("tiny-qwen3-gguf");
+    let mut out = bytes[..16].to_vec();
+    let kv = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    out.extend((kv + 3).to_le_bytes());
+    for (k, v) in [("split.no", 0u16), ("split.count", 3), ("x.y", 0)] {
+        out.extend((k.len() as u64).to_le_bytes());
+        out.extend(k.as_bytes());
+        out.extend(2u32.to_le_bytes()); // GGUF_TYPE_UINT16
+        out.extend(v.to_le_bytes());
+    }
+    out
+}

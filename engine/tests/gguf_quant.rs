@@ -45,7 +45,7 @@ fn dequantised_as_gguf_py_does() {
     let names: Vec<&str> = cases.iter().map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["Q2_K", "Q3_K", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K"],
+        ["IQ4_NL", "IQ4_XS", "Q2_K", "Q3_K", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K"],
         "the vectors file holds every type it should"
     );
     for (name, raw, want) in &cases {

@@ -29,11 +29,13 @@ fn run_fixture(name: &str) {
 }
 
 fixture_tests!(run_fixture);
+dlp_tests::gguf_fixture_tests!(run_fixture);
 dlp_tests::compat_fixture_tests!(run_fixture);
 
 /// The same fixtures with f16 weights.
 mod f16_weights {
     dlp_tests::fixture_tests!(super::run_fixture_f16);
+    dlp_tests::gguf_fixture_tests!(super::run_fixture_f16);
 }
 
 /// f16 weights (`WgpuOptions::f16_weights`, `--wgpu-f16-weights`): largest |logit - float64

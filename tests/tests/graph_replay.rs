@@ -11,16 +11,23 @@ use dlp_tests::cpu_probe::CpuProbe;
 use dlp_tests::{fixtures, Fixture};
 
 /// A batch of three sequences with different mixtures, remixed during generation: dozens of
-/// decode steps share a shape, and every one launches what the first of its shape did.
+/// decode steps share a shape, and every one launches what the first of its shape did. On
+/// Llama and on Qwen3 (whose query/key norms write buffers of their own).
 #[test]
 fn decode_steps_of_one_shape_launch_the_same_work() {
-    let Some(dir) = fixtures("tiny-llama") else {
+    for name in ["tiny-llama", "tiny-qwen3"] {
+        replays_match(name);
+    }
+}
+
+fn replays_match(name: &str) {
+    let Some(dir) = fixtures(name) else {
         return;
     };
     let fx = Fixture::open(&dir);
     let model = fx
         .load(CpuProbe::replay_check())
-        .expect("loading tiny-llama");
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     let names = model.adapter_names().to_vec();
     assert!(names.len() >= 2, "the fixture has {names:?}");
     let mix = |w: &[f32]| {
@@ -52,7 +59,7 @@ fn decode_steps_of_one_shape_launch_the_same_work() {
     .expect("every step of a repeated shape matched the first of its shape");
     assert!(outs.iter().all(|o| o.tokens.len() == 16));
     let checked = model.backend.replays_checked();
-    println!("{checked} steps checked against the first of their shape");
+    println!("{name}: {checked} steps checked against the first of their shape");
     assert!(checked >= 10, "only {checked} steps repeated a shape");
 }
 

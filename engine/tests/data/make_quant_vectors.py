@@ -26,6 +26,8 @@ HALVES = {
     T.Q4_K: [0, 2],
     T.Q5_K: [0, 2],
     T.Q6_K: [208],
+    T.IQ4_NL: [0],
+    T.IQ4_XS: [0],
 }
 
 rng = np.random.default_rng(20261205)

@@ -5,6 +5,23 @@ use super::{GgufFile, GgufTensorInfo};
 use crate::config::{Arch, ModelConfig};
 use crate::error::{Error, Result};
 
+/// Tokens that end generation in llama.cpp whatever the file's eos/eot/eom ids say
+/// (llama-vocab.cpp's list).
+const EOG_TEXTS: [&str; 12] = [
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
 impl GgufFile {
     fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
         match self.metadata.get(key) {
@@ -75,18 +92,46 @@ impl GgufFile {
         Ok((heads, kv))
     }
 
+    /// `rope_freqs.weight` (Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency),
+    /// checked: `head_dim / 2` finite values > 0.
+    fn rope_freq_factors(&self, head_dim: usize) -> Result<Option<Vec<f64>>> {
+        let Some(t) = self.tensor("rope_freqs.weight") else {
+            return Ok(None);
+        };
+        let want = head_dim / 2;
+        if t.n_elements() != want as u64 || t.dims.len() != 1 {
+            return Err(Error::format(
+                &self.path,
+                format!("tensor `rope_freqs.weight` has shape {:?}: expected [{want}] (head_dim / 2, one factor per RoPE frequency)", t.dims),
+            ));
+        }
+        let values = self.dequantize(t)?.values().into_owned();
+        if let Some((i, v)) =
+            (values.iter().enumerate()).find(|(_, v)| !(v.is_finite() && **v > 0.0))
+        {
+            return Err(Error::format(
+                &self.path,
+                format!("tensor `rope_freqs.weight`: value {i} is {v}; each frequency factor must be a finite number > 0"),
+            ));
+        }
+        Ok(Some(values.into_iter().map(f64::from).collect()))
+    }
+
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
+        // One shard of a split file (`gguf-split`; the hub's `-00001-of-0000N.gguf`) holds part
+        // of the tensors only.
+        if let Some(n) = self.meta_u64("split.count")?.filter(|&n| n > 1) {
+            let no = self.meta_u64("split.no")?.unwrap_or(0) + 1;
+            return Err(Error::unsupported(format!(
+                "{}: shard {no} of {n} of a split GGUF (`split.count`); merge the shards into one file first: `llama-gguf-split --merge {} merged.gguf` (with the first shard's name)",
+                self.path.display(),
+                self.path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+            )));
+        }
         let (arch, a) = self.arch()?;
         let key = |k: &str| format!("{a}.{k}");
         let p = &self.path;
-        if self.tensor("rope_freqs.weight").is_some() {
-            return Err(Error::unsupported(format!(
-                "{}: RoPE frequency factors (`rope_freqs.weight`, llama.cpp's form of llama3 rope \
-                 scaling): load this model from its HF safetensors directory instead",
-                p.display()
-            )));
-        }
         if let Some(s) = self
             .metadata
             .get(&key("rope.scaling.type"))
@@ -113,10 +158,15 @@ impl GgufFile {
                 format!("{a}.attention.head_count must be > 0"),
             ));
         }
-        let head_dim = self
-            .meta_u64(&key("attention.key_length"))?
-            .map_or(hidden / heads, |v| v as usize);
+        let key_length = self.meta_u64(&key("attention.key_length"))?;
+        let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
         if let Some(rot) = self.meta_u64(&key("rope.dimension_count"))? {
+            if rot as usize != head_dim && key_length.is_none() {
+                return Err(Error::format(
+                    p,
+                    format!("no `{a}.attention.key_length`, so each head is taken as embedding_length / head_count = {head_dim} wide, but `{a}.rope.dimension_count` is {rot}: the file needs its key_length"),
+                ));
+            }
             if rot as usize != head_dim {
                 return Err(Error::unsupported(format!(
                     "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim})",
@@ -124,6 +174,7 @@ impl GgufFile {
                 )));
             }
         }
+        let rope_freq_factors = self.rope_freq_factors(head_dim)?;
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != (arch == Arch::Qwen3) {
             return Err(Error::format(
@@ -160,6 +211,20 @@ impl GgufFile {
                 }
             }
         }
+        // llama.cpp's end-of-generation tokens by their text (llama-vocab.cpp): a Qwen GGUF
+        // whose eos id is <|im_end|> still ends at <|endoftext|>, as its generation_config says.
+        let tokens = self.metadata.get("tokenizer.ggml.tokens");
+        for (i, t) in tokens
+            .and_then(|v| v.as_array())
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let i = i as u32;
+            if t.as_str().is_some_and(|t| EOG_TEXTS.contains(&t)) && !eos.contains(&i) {
+                eos.push(i);
+            }
+        }
         ModelConfig {
             arch,
             hidden_size: hidden,
@@ -179,6 +244,7 @@ impl GgufFile {
                 })? as f32,
             rope_theta: self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0),
             rope_llama3: None,
+            rope_freq_factors,
             max_position_embeddings: self
                 .meta_u64(&key("context_length"))?
                 .map_or(4096, |v| v as usize),

@@ -1,5 +1,6 @@
-//! Dequantisation of ggml's 5-bit legacy types (Q5_0, Q5_1) and its k-quants (Q2_K, Q3_K,
-//! Q4_K, Q5_K, Q6_K): what `Q4_K_M`, `Q5_K_M`, `Q3_K_L`, ... GGUFs hold. Each function reads
+//! Dequantisation of ggml's 5-bit legacy types (Q5_0, Q5_1), its k-quants (Q2_K, Q3_K, Q4_K,
+//! Q5_K, Q6_K) and the two 4-bit non-linear types (IQ4_NL, IQ4_XS): what `Q4_K_M`, `Q5_K_M`,
+//! `Q3_K_L`, `IQ4_XS`, ... GGUFs hold. Each function reads
 //! whole blocks and follows ggml's reference `dequantize_row_*` (ggml-quants.c) operation by
 //! operation, products unfused, so the values are bit-identical to ggml's and gguf-py's.
 //!
@@ -11,6 +12,7 @@
 //! - Q4_K (144): f16 `d`, f16 `dmin`, `scales[12]` (8 packed 6-bit scale/min pairs), `qs[128]`.
 //! - Q5_K (176): f16 `d`, f16 `dmin`, `scales[12]`, `qh[32]`, `qs[128]`.
 //! - Q6_K (210): `ql[128]`, `qh[64]`, `scales[16]` (i8), f16 `d`.
+//! - IQ4_NL (18): f16 `d`, `qs[16]`; IQ4_XS (136): f16 `d`, `scales_h`, `scales_l[4]`, `qs[128]`.
 
 use half::f16;
 
@@ -211,6 +213,46 @@ pub fn q6_k(bytes: &[u8], out: &mut [f32]) {
                         y[l] = d * s * (q - 32) as f32;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The 16 values a 4-bit IQ4 code stands for (ggml's `kvalues_iq4nl`).
+const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// IQ4_NL blocks (32 values, 18 bytes: f16 `d`, 16 bytes of nibbles): `y = d * kvalues[q]`.
+/// llama.cpp stores rows it cannot cut into 256-value k-quant blocks this way (Q2_K and Q3_K
+/// files of models whose width is not a multiple of 256).
+#[inline(always)]
+pub fn iq4_nl(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(32).zip(bytes.chunks_exact(18)) {
+        let d = half_at(b, 0);
+        let qs = &b[2..18];
+        for j in 0..16 {
+            y[j] = d * KVALUES_IQ4NL[(qs[j] & 0x0f) as usize] as f32;
+            y[j + 16] = d * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as f32;
+        }
+    }
+}
+
+/// IQ4_XS blocks (256 values, 136 bytes: f16 `d`, `scales_h` (u16), `scales_l[4]`, `qs[128]`):
+/// 8 groups of 32, each `y = d * (scale - 32) * kvalues[q]` with a 6-bit scale.
+#[inline(always)]
+pub fn iq4_xs(bytes: &[u8], out: &mut [f32]) {
+    for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(136)) {
+        let d = half_at(b, 0);
+        let scales_h = u16::from_le_bytes([b[2], b[3]]) as i32;
+        let (scales_l, qs) = (&b[4..8], &b[8..136]);
+        for (ib, (q, y)) in qs.chunks_exact(16).zip(y.chunks_exact_mut(32)).enumerate() {
+            let ls = ((scales_l[ib / 2] as i32 >> (4 * (ib % 2))) & 0x0f)
+                | (((scales_h >> (2 * ib)) & 3) << 4);
+            let dl = d * (ls - 32) as f32;
+            for j in 0..16 {
+                y[j] = dl * KVALUES_IQ4NL[(q[j] & 0x0f) as usize] as f32;
+                y[j + 16] = dl * KVALUES_IQ4NL[(q[j] >> 4) as usize] as f32;
             }
         }
     }

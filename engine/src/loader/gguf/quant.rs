@@ -1,6 +1,6 @@
 //! ggml tensor types: block geometry of every known type, and dequantisation of the types this
-//! engine loads (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the k-quants Q2_K to Q6_K),
-//! bit-exact with ggml's reference code.
+//! engine loads (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, the k-quants Q2_K to Q6_K,
+//! IQ4_NL and IQ4_XS), bit-exact with ggml's reference code.
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -31,12 +31,16 @@ pub const Q4_K: u32 = 12;
 pub const Q5_K: u32 = 13;
 /// `GGML_TYPE_Q6_K`
 pub const Q6_K: u32 = 14;
+/// `GGML_TYPE_IQ4_NL`
+pub const IQ4_NL: u32 = 20;
+/// `GGML_TYPE_IQ4_XS`
+pub const IQ4_XS: u32 = 23;
 /// `GGML_TYPE_BF16`
 pub const BF16: u32 = 30;
 
 /// The types [`dequantize`] handles, as listed in error messages.
 pub const SUPPORTED: &str =
-    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
 
 /// Name, elements per block and bytes per block of a ggml type (ggml.c `type_traits`).
 /// Sizes are known for types we cannot dequantise too, so `open` can still bounds-check them.
@@ -82,7 +86,20 @@ pub fn type_info(t: u32) -> Option<(&'static str, u64, u64)> {
 pub fn is_supported(t: u32) -> bool {
     matches!(
         t,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q2_K
+            | Q3_K
+            | Q4_K
+            | Q5_K
+            | Q6_K
+            | IQ4_NL
+            | IQ4_XS
     )
 }
 
@@ -163,6 +180,8 @@ pub fn dequantize_serial(t: u32, bytes: &[u8], out: &mut [f32]) {
         Q4_K => kquant::q4_k(bytes, out),
         Q5_K => kquant::q5_k(bytes, out),
         Q6_K => kquant::q6_k(bytes, out),
+        IQ4_NL => kquant::iq4_nl(bytes, out),
+        IQ4_XS => kquant::iq4_xs(bytes, out),
         _ => unreachable!("dequantize called on unsupported type {t}"),
     }
 }
