@@ -208,6 +208,9 @@ pub struct WeightMap {
     tensors: HashMap<String, (HostTensor, PathBuf)>,
     /// Where the weights came from (a directory or a file), for messages.
     pub origin: PathBuf,
+    /// The name a tensor has in the file, where it differs from its HF name (a GGUF's
+    /// `blk.0.attn_q.weight`), so that messages name what the file holds.
+    pub file_name: Option<fn(&str) -> Option<String>>,
 }
 
 impl WeightMap {
@@ -216,6 +219,7 @@ impl WeightMap {
         WeightMap {
             tensors: HashMap::new(),
             origin: origin.as_ref().to_path_buf(),
+            file_name: None,
         }
     }
 
@@ -251,21 +255,36 @@ impl WeightMap {
         self.tensors.keys().map(|s| s.as_str())
     }
 
+    /// `name` for a message: the file's own name first where it has one, and shapes said in
+    /// its order too (a GGUF lists `ne[0]`, the columns, first).
+    fn described(&self, name: &str, shape: &[usize]) -> (String, String) {
+        match self.file_name.and_then(|f| f(name)) {
+            Some(own) => {
+                let rev: Vec<usize> = shape.iter().rev().copied().collect();
+                (
+                    format!("`{own}` ({name})"),
+                    format!("{rev:?} (GGUF order, ne[0] first)"),
+                )
+            }
+            None => (format!("`{name}`"), format!("{shape:?}")),
+        }
+    }
+
     /// Removes and returns a tensor, checking its shape.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let (t, file) = self.tensors.remove(name).ok_or_else(|| {
-            Error::format(
+        let Some((t, file)) = self.tensors.remove(name) else {
+            let (what, want) = self.described(name, shape);
+            return Err(Error::format(
                 &self.origin,
-                format!("missing tensor `{name}` (expected shape {shape:?})"),
-            )
-        })?;
+                format!("missing tensor {what} (expected shape {want})"),
+            ));
+        };
         if t.shape != shape {
+            let (what, want) = self.described(name, shape);
+            let (_, got) = self.described(name, &t.shape);
             return Err(Error::format(
                 file,
-                format!(
-                    "tensor `{name}` has shape {:?}, expected {shape:?}",
-                    t.shape
-                ),
+                format!("tensor {what} has shape {got}, expected {want}"),
             ));
         }
         Ok(t)

@@ -181,3 +181,23 @@ fn gguf_py_like_split_header() -> Vec<u8> {
     }
     out
 }
+
+/// A tensor of the wrong shape is named as the file names it, its shape in the file's order.
+#[test]
+fn shape_errors_name_the_file_s_tensor() {
+    let bytes = fixture("tiny-qwen3-gguf");
+    // q_norm's one dimension (128) halved in its tensor info.
+    let at = find(&bytes, b"blk.0.attn_q_norm.weight") + "blk.0.attn_q_norm.weight".len() + 4;
+    let mut bad = bytes.clone();
+    bad[at..at + 8].copy_from_slice(&64u64.to_le_bytes());
+    let files = dlp_engine::loader::ModelFiles::load(&write("qnorm.gguf", &bad)).unwrap();
+    let backend = dlp_engine::cpu::CpuBackend::new();
+    let e = dlp_engine::model::Model::new(backend, files.config, files.weights, 64)
+        .err()
+        .expect("a q_norm of 64 values for heads of 128")
+        .to_string();
+    assert!(
+        e.contains("tensor `blk.0.attn_q_norm.weight` (model.layers.0.self_attn.q_norm.weight) has shape [64] (GGUF order, ne[0] first), expected [128]"),
+        "{e}"
+    );
+}

@@ -6,6 +6,7 @@
 
 mod hparams;
 mod kquant;
+mod names;
 pub mod quant;
 mod reader;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use names::hf_name;
 use reader::Reader;
 
 use crate::config::Arch;
@@ -148,38 +150,6 @@ impl std::fmt::Debug for GgufFile {
             .field("tensors", &self.tensors.len())
             .finish()
     }
-}
-
-/// HF name of a GGUF tensor, or `None` for tensors the model does not use (e.g. `rope_freqs`).
-fn hf_name(name: &str) -> Option<String> {
-    match name {
-        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
-        "output_norm.weight" => return Some("model.norm.weight".into()),
-        "output.weight" => return Some("lm_head.weight".into()),
-        _ => {}
-    }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (module, suffix) = rest.split_once('.')?;
-    if suffix != "weight" && suffix != "bias" {
-        return None;
-    }
-    let hf = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
 }
 
 impl GgufFile {
@@ -371,6 +341,7 @@ impl GgufFile {
         let (arch, _) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
+        map.file_name = Some(names::gguf_name);
         let total: u64 = self.tensors.iter().filter_map(|t| t.byte_size()).sum();
         let bar = if self.mmap.len() as u64 > PROGRESS_BYTES {
             let b = indicatif::ProgressBar::new(total);
@@ -540,29 +511,6 @@ fn short_value(v: &GgufValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_map_to_hf() {
-        assert_eq!(
-            hf_name("token_embd.weight").as_deref(),
-            Some("model.embed_tokens.weight")
-        );
-        assert_eq!(
-            hf_name("blk.12.attn_k.bias").as_deref(),
-            Some("model.layers.12.self_attn.k_proj.bias")
-        );
-        assert_eq!(
-            hf_name("blk.0.ffn_norm.weight").as_deref(),
-            Some("model.layers.0.post_attention_layernorm.weight")
-        );
-        assert_eq!(
-            hf_name("blk.3.ffn_down.weight").as_deref(),
-            Some("model.layers.3.mlp.down_proj.weight")
-        );
-        assert_eq!(hf_name("rope_freqs.weight"), None);
-        assert_eq!(hf_name("blk.x.attn_q.weight"), None);
-        assert_eq!(hf_name("blk.0.attn_q.scale"), None);
-    }
 
     #[test]
     fn value_conversions() {

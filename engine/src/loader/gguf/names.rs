@@ -1,0 +1,91 @@
+//! GGUF tensor names (llama.cpp's `blk.N.attn_q.weight`) and the HF names the model takes
+//! (`model.layers.N.self_attn.q_proj.weight`), both ways: loading maps GGUF to HF, messages
+//! about a tensor map back, so that they name the tensor the file holds.
+
+/// Per-layer modules: (GGUF, HF).
+const LAYER: [(&str, &str); 11] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// Whole-model tensors: (GGUF, HF).
+const GLOBAL: [(&str, &str); 3] = [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+
+/// HF name of a GGUF tensor, or `None` for tensors the model does not use (e.g. `rope_freqs`).
+pub fn hf_name(name: &str) -> Option<String> {
+    if let Some((_, hf)) = GLOBAL.iter().find(|(g, _)| *g == name) {
+        return Some(hf.to_string());
+    }
+    let (layer, module, suffix) = split(name.strip_prefix("blk.")?)?;
+    let (_, hf) = LAYER.iter().find(|(g, _)| *g == module)?;
+    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
+}
+
+/// GGUF name of an HF tensor name, where the model's tensors have one.
+pub fn gguf_name(name: &str) -> Option<String> {
+    if let Some((g, _)) = GLOBAL.iter().find(|(_, hf)| *hf == name) {
+        return Some(g.to_string());
+    }
+    let (layer, module, suffix) = split(name.strip_prefix("model.layers.")?)?;
+    let (g, _) = LAYER.iter().find(|(_, hf)| *hf == module)?;
+    Some(format!("blk.{layer}.{g}.{suffix}"))
+}
+
+/// `N.<module>.weight|bias` as (N, module, suffix).
+fn split(rest: &str) -> Option<(usize, &str, &str)> {
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, suffix) = rest.rsplit_once('.')?;
+    matches!(suffix, "weight" | "bias").then_some(())?;
+    Some((layer.parse().ok()?, module, suffix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_both_ways() {
+        for (g, hf) in [
+            ("token_embd.weight", "model.embed_tokens.weight"),
+            (
+                "blk.12.attn_k.bias",
+                "model.layers.12.self_attn.k_proj.bias",
+            ),
+            (
+                "blk.0.ffn_norm.weight",
+                "model.layers.0.post_attention_layernorm.weight",
+            ),
+            (
+                "blk.3.ffn_down.weight",
+                "model.layers.3.mlp.down_proj.weight",
+            ),
+            (
+                "blk.1.attn_q_norm.weight",
+                "model.layers.1.self_attn.q_norm.weight",
+            ),
+        ] {
+            assert_eq!(hf_name(g).as_deref(), Some(hf));
+            assert_eq!(gguf_name(hf).as_deref(), Some(g));
+        }
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+        assert_eq!(hf_name("blk.x.attn_q.weight"), None);
+        assert_eq!(hf_name("blk.0.attn_q.scale"), None);
+        assert_eq!(
+            gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq"),
+            None
+        );
+    }
+}
