@@ -89,6 +89,11 @@ fn dot_row_generic(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) -> f32
                 .map(|(x, w)| x * conv(w))
                 .sum();
         }
+        // Q4_K and Q6_K (what `Q4_K_M` files hold): dequantised in registers and dotted as
+        // they go, the weights never written out (a 2048 x 2048 gemv, 2 cores: Q4_K 430 ->
+        // 270 us, Q6_K 400 -> 255 us against the runs below).
+        PackedKind::Q4_K => crate::loader::gguf::quant::dot_q4_k(row, x, &mut acc),
+        PackedKind::Q6_K => crate::loader::gguf::quant::dot_q6_k(row, x, &mut acc),
         // Q5 and k-quants: runs of blocks dequantised (ggml's reference code, inlined here, so
         // the AVX2 and AVX-512 builds of this function vectorise it: 4x faster on Q6_K than the
         // copy compiled without them) into a buffer that stays in L1, then dotted; blocks are

@@ -257,3 +257,66 @@ pub fn iq4_xs(bytes: &[u8], out: &mut [f32]) {
         }
     }
 }
+
+/// `acc[l % 16] += x[l] * w[l]` over Q4_K blocks `bytes` (`x`: as many values), `w` as
+/// [`q4_k`] computes it, value for value: the CPU's decode dot without writing the weights
+/// out (the most common k-quant of `Q4_K_M` files). It walks the blocks as [`q4_k`] does; one
+/// walk for both (a trait choosing to store or dot each 16 values) made Q4_K's dot and
+/// dequantisation 3x slower (not vectorised), so the walk is written twice.
+#[inline(always)]
+pub fn dot_q4_k(bytes: &[u8], x: &[f32], acc: &mut [f32; 16]) {
+    for (xb, b) in x.chunks_exact(256).zip(bytes.chunks_exact(144)) {
+        let (d, min) = (half_at(b, 0), half_at(b, 2));
+        let (scales, qs) = (&b[4..16], &b[16..144]);
+        for (g, (q, xg)) in qs.chunks_exact(32).zip(xb.chunks_exact(64)).enumerate() {
+            let (s1, m1) = scale_min_k4(2 * g, scales);
+            let (s2, m2) = scale_min_k4(2 * g + 1, scales);
+            let (d1, m1) = (d * s1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * s2 as f32, min * m2 as f32);
+            let q = as32(q);
+            let (lo, hi) = xg.split_at(32);
+            let (lo, hi): (&[f32; 32], &[f32; 32]) =
+                (lo.try_into().expect("32"), hi.try_into().expect("32"));
+            for h in 0..2 {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let l = 16 * h + j;
+                    *a += lo[l] * (d1 * (q[l] & 0x0f) as f32 - m1);
+                }
+            }
+            for h in 0..2 {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let l = 16 * h + j;
+                    *a += hi[l] * (d2 * (q[l] >> 4) as f32 - m2);
+                }
+            }
+        }
+    }
+}
+
+/// As [`dot_q4_k`] for Q6_K blocks, `w` as [`q6_k`] computes it (`Q4_K_M` files hold their
+/// output matrix and some others in Q6_K).
+#[inline(always)]
+pub fn dot_q6_k(bytes: &[u8], x: &[f32], acc: &mut [f32; 16]) {
+    for (xb, b) in x.chunks_exact(256).zip(bytes.chunks_exact(210)) {
+        let d = half_at(b, 208);
+        for n in 0..2 {
+            let ql = &b[64 * n..64 * n + 64];
+            let qh = as32(&b[128 + 32 * n..128 + 32 * n + 32]);
+            let sc = |i: usize| b[192 + 8 * n + i] as i8 as f32;
+            for quarter in 0..4 {
+                let src = as32(&ql[32 * (quarter % 2)..32 * (quarter % 2) + 32]);
+                let (nib, hs) = (4 * (quarter / 2) as u32, 2 * quarter as u32);
+                let at = 128 * n + 32 * quarter;
+                let xq: &[f32; 32] = xb[at..at + 32].try_into().expect("32");
+                for half in 0..2 {
+                    let s = sc(half + 2 * quarter);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let l = 16 * half + j;
+                        let q = (((src[l] >> nib) & 0x0f) | (((qh[l] >> hs) & 3) << 4)) as i32;
+                        *a += xq[l] * (d * s * (q - 32) as f32);
+                    }
+                }
+            }
+        }
+    }
+}
