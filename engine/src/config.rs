@@ -401,7 +401,7 @@ fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
     let (keep, drop): (Vec<u32>, Vec<u32>) = ids.iter().partition(|&&i| (i as usize) < vocab);
     if !drop.is_empty() {
         tracing::warn!(
-            "{}: end-of-sequence id(s) {drop:?} (eos_token_id; GGUF: tokenizer.ggml.eos/eot/eom_token_id) \
+            "{}: end-of-sequence id(s) {drop:?} (eos_token_id; GGUF: tokenizer.ggml.eos/eot/eom_token_id or llama.cpp's end tokens by text) \
              are outside the vocabulary of {vocab} tokens and can never be produced; ignored",
             path.display()
         );

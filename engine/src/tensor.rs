@@ -226,9 +226,10 @@ impl WeightMap {
     /// Adds a tensor read from `file`; refuses NaN/inf values, naming the tensor.
     pub fn insert(&mut self, name: String, t: HostTensor, file: &Path) -> Result<()> {
         if let Some((i, v)) = t.first_non_finite() {
+            let (what, _) = self.described(&name, &t.shape);
             return Err(Error::format(
                 file,
-                format!("tensor `{name}` holds a non-finite value ({v}) at flat index {i}: the weights are corrupt"),
+                format!("tensor {what} holds a non-finite value ({v}) at flat index {i}: the weights are corrupt"),
             ));
         }
         self.tensors.insert(name, (t, file.to_path_buf()));

@@ -157,14 +157,23 @@ fn missing_key_length_is_named() {
 fn a_shard_of_a_split_file_is_named() {
     let mut w = gguf_py_like_split_header();
     w.extend(fixture("tiny-qwen3-gguf")[24..].iter());
-    let e = config_error("m-00001-of-00003.gguf", &w);
+    // The second shard: the merge command names the first.
+    let e = config_error("m-00002-of-00003.gguf", &w);
     assert!(
-        e.contains("shard 1 of 3 of a split GGUF") && e.contains("llama-gguf-split --merge"),
+        e.contains("shard 2 of 3 of a split GGUF")
+            && e.contains("llama-gguf-split --merge m-00001-of-00003.gguf merged.gguf"),
         "{e}"
     );
+    // Reading text with it says the same (its vocabulary may be in another shard).
+    let g = GgufFile::open(&write("m-00002-of-00003.gguf", &w)).unwrap();
+    let e = dlp_engine::tokenizer::TextTokenizer::from_gguf(&g)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("shard 2 of 3"), "{e}");
 }
 
-/// The fixture's header with three more metadata entries in front of its own: `split.no = 0`
+/// The fixture's header with three more metadata entries in front of its own: `split.no = 1`
 /// and `split.count = 3` (u16, as gguf-split writes them) and `x.y`, whose 17 bytes make the
 /// 64 added bytes keep the data section's 32-byte alignment. Magic, version, tensor count,
 /// then the entry count raised by three.
@@ -173,7 +182,7 @@ fn gguf_py_like_split_header() -> Vec<u8> {
     let mut out = bytes[..16].to_vec();
     let kv = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
     out.extend((kv + 3).to_le_bytes());
-    for (k, v) in [("split.no", 0u16), ("split.count", 3), ("x.y", 0)] {
+    for (k, v) in [("split.no", 1u16), ("split.count", 3), ("x.y", 0)] {
         out.extend((k.len() as u64).to_le_bytes());
         out.extend(k.as_bytes());
         out.extend(2u32.to_le_bytes()); // GGUF_TYPE_UINT16

@@ -175,5 +175,8 @@ mod int8 {
     }
 
     fixture_tests!(run_fixture);
+    // What `--cpu-int8` does to a Q4_K_M-style file: its k-quant, Q5 and IQ4 weights
+    // dequantised and requantised to Q8_0 (its Q4_0/Q4_1/Q8_0 kept as they are).
+    dlp_tests::gguf_fixture_tests!(run_fixture);
     dlp_tests::compat_fixture_tests!(run_fixture);
 }

@@ -335,8 +335,8 @@ impl GgufFile {
     }
 
     /// As [`GgufFile::load_weights`]; with `keep_packed`, 2-D tensors stored in a type a
-    /// [`PackedKind`] names (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K) keep their
-    /// blocks ([`HostTensor::packed`]) instead of becoming f32.
+    /// [`PackedKind`] names (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL,
+    /// IQ4_XS) keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
     pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
         let (arch, _) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;

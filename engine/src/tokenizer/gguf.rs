@@ -62,6 +62,7 @@ impl TextTokenizer {
     /// special tokens and user-defined ones as added text tokens (both matched whole), and the
     /// file's chat template.
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        g.check_not_split()?;
         let p = &g.path;
         let meta = |k: &str| g.metadata.get(k);
         if let Some(why) = Self::gguf_unsupported(g) {

@@ -5,6 +5,14 @@ use super::{GgufFile, GgufTensorInfo};
 use crate::config::{Arch, ModelConfig};
 use crate::error::{Error, Result};
 
+/// `m-00003-of-00005.gguf` -> `m-00001-of-00005.gguf` (gguf-split's names; `n` the count).
+fn first_shard_name(name: &str, n: u64) -> Option<String> {
+    let of = format!("-of-{n:05}");
+    let at = name.find(&of)?;
+    let start = at.checked_sub(6).filter(|&s| name.as_bytes()[s] == b'-')?;
+    Some(format!("{}-00001{}", &name[..start], &name[at..]))
+}
+
 /// Tokens that end generation in llama.cpp whatever the file's eos/eot/eom ids say
 /// (llama-vocab.cpp's list).
 const EOG_TEXTS: [&str; 12] = [
@@ -117,18 +125,31 @@ impl GgufFile {
         Ok(Some(values.into_iter().map(f64::from).collect()))
     }
 
+    /// Refuses one shard of a split file (`gguf-split`; the hub's `-00001-of-0000N.gguf`): it
+    /// holds part of the tensors only. The message gives the merge command, with the first
+    /// shard's name where the file's follows the `-0000K-of-0000N` pattern.
+    pub fn check_not_split(&self) -> Result<()> {
+        let Some(n) = self.meta_u64("split.count")?.filter(|&n| n > 1) else {
+            return Ok(());
+        };
+        let no = self.meta_u64("split.no")?.unwrap_or(0) + 1;
+        let name = self
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let first = first_shard_name(&name, n).unwrap_or(name);
+        Err(Error::unsupported(format!(
+            "{}: shard {no} of {n} of a split GGUF (`split.count`); merge the shards into one file first: `llama-gguf-split --merge {first} merged.gguf`",
+            self.path.display()
+        )))
+    }
+
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         // One shard of a split file (`gguf-split`; the hub's `-00001-of-0000N.gguf`) holds part
         // of the tensors only.
-        if let Some(n) = self.meta_u64("split.count")?.filter(|&n| n > 1) {
-            let no = self.meta_u64("split.no")?.unwrap_or(0) + 1;
-            return Err(Error::unsupported(format!(
-                "{}: shard {no} of {n} of a split GGUF (`split.count`); merge the shards into one file first: `llama-gguf-split --merge {} merged.gguf` (with the first shard's name)",
-                self.path.display(),
-                self.path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
-            )));
-        }
+        self.check_not_split()?;
         let (arch, a) = self.arch()?;
         let key = |k: &str| format!("{a}.{k}");
         let p = &self.path;
@@ -213,6 +234,8 @@ impl GgufFile {
         }
         // llama.cpp's end-of-generation tokens by their text (llama-vocab.cpp): a Qwen GGUF
         // whose eos id is <|im_end|> still ends at <|endoftext|>, as its generation_config says.
+        // llama.cpp's FIM pad/repo/file-separator tokens, also ends there, are left out: HF's
+        // generation_config does not stop at them, and dlp-run has no fill-in-the-middle mode.
         let tokens = self.metadata.get("tokenizer.ggml.tokens");
         for (i, t) in tokens
             .and_then(|v| v.as_array())
