@@ -44,26 +44,17 @@ pub enum PackedKind {
 }
 
 impl PackedKind {
+    /// Every kind.
+    pub const ALL: [PackedKind; 14] = {
+        use PackedKind::*;
+        [
+            F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+        ]
+    };
+
     /// The kind of a ggml type id, if it is one of these.
     pub fn from_ggml(t: u32) -> Option<Self> {
-        use crate::loader::gguf::quant as q;
-        Some(match t {
-            q::F16 => PackedKind::F16,
-            q::BF16 => PackedKind::BF16,
-            q::Q8_0 => PackedKind::Q8_0,
-            q::Q4_0 => PackedKind::Q4_0,
-            q::Q4_1 => PackedKind::Q4_1,
-            q::Q5_0 => PackedKind::Q5_0,
-            q::Q5_1 => PackedKind::Q5_1,
-            q::Q2_K => PackedKind::Q2_K,
-            q::Q3_K => PackedKind::Q3_K,
-            q::Q4_K => PackedKind::Q4_K,
-            q::Q5_K => PackedKind::Q5_K,
-            q::Q6_K => PackedKind::Q6_K,
-            q::IQ4_NL => PackedKind::IQ4_NL,
-            q::IQ4_XS => PackedKind::IQ4_XS,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|k| k.ggml_type() == t)
     }
 
     /// The ggml type id.
@@ -88,8 +79,8 @@ impl PackedKind {
     }
 
     /// Whether the CPU backend has kernels of its own for these blocks (the legacy 4- and 8-bit
-    /// types: SIMD dots, integer dots, AMX tile packing); the others are dequantised a block
-    /// at a time into f32 and dotted.
+    /// types: SIMD dots, integer dots, AMX tile packing); the others are dequantised in f32
+    /// inside the dot or a tile ([`crate::cpu::packed_dot`]).
     pub fn has_block_kernels(self) -> bool {
         matches!(self, PackedKind::Q8_0 | PackedKind::Q4_0 | PackedKind::Q4_1)
     }

@@ -97,11 +97,7 @@ fn amx_matmul_matches_bf16_reference() {
 /// `round`ed inputs and weights; returns the number of cases.
 fn run_cases(be: &CpuBackend, row_counts: &[usize], round: fn(f32) -> f32) -> usize {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    use PackedKind::*;
-    let packed = [
-        Q4_0, Q4_1, Q8_0, F16, BF16, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
-    ];
-    let kinds = std::iter::once(None).chain(packed.map(Some));
+    let kinds = std::iter::once(None).chain(PackedKind::ALL.map(Some));
     let mut cases = 0;
     for kind in kinds {
         for (n, k) in [

@@ -1,7 +1,8 @@
 //! Dot products of an f32 vector with one row of packed weights (Q8_0, Q4_0, Q4_1, F16,
-//! BF16, and the Q5 and k-quant types), dequantising block by block in registers (the Q5 and
-//! k-quant blocks into a block-sized buffer): decode reads 0.33–2 bytes per weight instead of
-//! 4, which is what bounds a memory-bound gemv.
+//! BF16, and the Q5, k-quant and IQ4 types), dequantising block by block in registers (the
+//! kinds other than Q4_K and Q6_K among the newer ones a run of blocks at a time into an L1
+//! buffer): decode reads 0.33–2 bytes per weight instead of 4, which is what bounds a
+//! memory-bound gemv.
 //!
 //! Activations stay f32 (unlike llama.cpp, which quantises them to Q8 for integer dot
 //! products), so results match the f32 path up to summation order. On x86-64 the AVX-512
@@ -392,10 +393,8 @@ mod tests {
     #[test]
     fn dequantize_is_bit_identical() {
         let mut rnd = xorshift(0x2545_f491_4f6c_dd1du64);
-        use PackedKind::*;
-        for kind in [
-            Q4_0, Q4_1, Q8_0, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
-        ] {
+        // Every kind of blocks (F16 and BF16 have none).
+        for kind in PackedKind::ALL.into_iter().filter(|k| k.block().0 > 1) {
             // 37 blocks: two gathered chunks of 16 and a partial one. (The k-quants' scales
             // sit elsewhere: their random ones may be inf or NaN, whose bits compare alike.)
             let (per, bsize) = kind.block();

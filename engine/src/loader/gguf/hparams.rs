@@ -147,8 +147,6 @@ impl GgufFile {
 
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
-        // One shard of a split file (`gguf-split`; the hub's `-00001-of-0000N.gguf`) holds part
-        // of the tensors only.
         self.check_not_split()?;
         let (arch, a) = self.arch()?;
         let key = |k: &str| format!("{a}.{k}");
@@ -172,6 +170,7 @@ impl GgufFile {
             )));
         }
         let hidden = self.meta_usize(&key("embedding_length"))?;
+        let num_layers = self.meta_usize(&key("block_count"))?;
         let (heads, kv_heads) = self.head_counts()?;
         if heads == 0 {
             return Err(Error::format(
@@ -234,7 +233,7 @@ impl GgufFile {
         }
         // llama.cpp's end-of-generation tokens by their text (llama-vocab.cpp): a Qwen GGUF
         // whose eos id is <|im_end|> still ends at <|endoftext|>, as its generation_config says.
-        // llama.cpp's FIM pad/repo/file-separator tokens, also ends there, are left out: HF's
+        // llama.cpp's FIM pad/repo/file-separator tokens, where it also ends, are left out: HF's
         // generation_config does not stop at them, and dlp-run has no fill-in-the-middle mode.
         let tokens = self.metadata.get("tokenizer.ggml.tokens");
         for (i, t) in tokens
@@ -252,7 +251,7 @@ impl GgufFile {
             arch,
             hidden_size: hidden,
             intermediate_size: self.meta_usize(&key("feed_forward_length"))?,
-            num_layers: self.meta_usize(&key("block_count"))?,
+            num_layers,
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim,
@@ -280,7 +279,7 @@ impl GgufFile {
             eos_token_ids: eos,
             // llama.cpp's `llama`, `qwen2` and `qwen3` architectures have no sliding window
             // (Mistral GGUFs run with full attention there too).
-            attention_window: vec![None; self.meta_usize(&key("block_count"))?.min(1 << 16)],
+            attention_window: vec![None; num_layers.min(1 << 16)],
         }
         .validated(p)
     }

@@ -83,25 +83,9 @@ pub fn type_info(t: u32) -> Option<(&'static str, u64, u64)> {
     })
 }
 
-/// Whether [`dequantize`] handles type `t`.
+/// Whether [`dequantize`] handles type `t`: f32 and every kind a backend may keep packed.
 pub fn is_supported(t: u32) -> bool {
-    matches!(
-        t,
-        F32 | F16
-            | BF16
-            | Q4_0
-            | Q4_1
-            | Q5_0
-            | Q5_1
-            | Q8_0
-            | Q2_K
-            | Q3_K
-            | Q4_K
-            | Q5_K
-            | Q6_K
-            | IQ4_NL
-            | IQ4_XS
-    )
+    t == F32 || crate::tensor::PackedKind::from_ggml(t).is_some()
 }
 
 fn half_at(b: &[u8], i: usize) -> f32 {
