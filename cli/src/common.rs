@@ -204,16 +204,19 @@ pub struct ModelArgs {
     ///
     /// By default the CPU backend keeps a GGUF's compact blocks (Q4_0/Q4_K 0.5625, Q4_1 0.625,
     /// Q5_K 0.69, Q6_K 0.82, Q8_0 1.0625, F16/BF16 2 bytes per parameter; Q2_K, Q3_K, Q5_0,
-    /// Q5_1, IQ4_NL, IQ4_XS likewise) and dequantises them inside its matmuls.
+    /// Q5_1, IQ4_NL, IQ4_XS likewise) and dequantises them inside its matmuls; the wgpu backend
+    /// keeps the quantised kinds as groups of the same values (5-10 bits per parameter: Q4_K
+    /// 6, Q6_K 10, Q8_0 9) and decodes them in its shaders.
     #[arg(long, help_heading = BACKEND_HEADING)]
     pub f32_weights: bool,
     /// With --backend wgpu: store the large weights as f16 (half the memory of f32).
     ///
     /// The large weights are the matmul weights, lm_head and the embedding table; activations,
-    /// accumulation, KV cache, LoRA and norms stay f32. Needs an adapter with shader-f16 (an error
-    /// otherwise). Tolerance: logits differ from the float64 reference by the weights' rounding,
-    /// measured up to 2.5e-2 on SmolLM2-135M (tested bound 5e-2; tiny test models 1e-2; f32
-    /// weights: 2e-3).
+    /// accumulation, KV cache, LoRA and norms stay f32. A GGUF's quantised matrices stay
+    /// quantised either way (the same values as on the CPU); this rounds the f32, f16 and bf16
+    /// ones. Needs an adapter with shader-f16 (an error otherwise). Tolerance: logits differ
+    /// from the float64 reference by the weights' rounding, measured up to 2.6e-3 on a tiny
+    /// f32 model (tested bound 1e-2; f32 weights: 2e-3).
     #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub wgpu_f16_weights: bool,
     /// With --backend cuda: store the 2-D weights in bf16 (half the memory and bytes of f32).

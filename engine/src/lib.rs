@@ -26,6 +26,7 @@ pub mod scheduler;
 pub mod structured;
 pub mod tensor;
 pub mod tokenizer;
+pub mod weight_groups;
 
 pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, StepShape, NO_ADAPTER};
 pub use config::{Arch, ModelConfig};

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use dlp_engine::tensor::PackedKind;
+use dlp_engine::weight_groups::{regroup, GroupLayout};
 use dlp_engine::{Error, HostTensor, LoraStackHost, Result, StepPlan};
 
 use crate::device::{AdapterPolicy, Gpu};
@@ -23,15 +24,46 @@ pub(crate) struct Block {
     pub buf: wgpu::Buffer,
 }
 
+/// How a weight's values are stored on the device; each is read by its own build of the
+/// weight-reading shaders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum WeightStore {
+    /// 4 bytes a value.
+    #[default]
+    F32,
+    /// 2 bytes a value ([`WgpuOptions::f16_weights`]).
+    F16,
+    /// A GGUF's quantised blocks as scale-offset groups (`dlp_engine::weight_groups`), the
+    /// values exactly the CPU's: 5-10 bits a value by kind.
+    Groups(GroupLayout),
+}
+
+impl std::fmt::Display for WeightStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightStore::F32 => write!(f, "f32"),
+            WeightStore::F16 => write!(f, "f16"),
+            WeightStore::Groups(g) => write!(
+                f,
+                "{}-bit groups of {}{}",
+                g.bits,
+                g.size,
+                if g.has_min { " with mins" } else { "" }
+            ),
+        }
+    }
+}
+
 /// A 2-D weight `[rows, cols]`, as one or more row blocks each within the binding limit,
-/// stored as f32 or (with [`WgpuOptions::f16_weights`]) f16.
+/// stored as f32, (with [`WgpuOptions::f16_weights`]) f16, or, where the model file holds it
+/// block-quantised (a GGUF's Q4_K, Q8_0, ...), as scale-offset groups of the same values.
 pub struct WgpuWeight {
     /// Rows (output features / vocabulary).
     pub rows: usize,
     /// Columns (input features).
     pub cols: usize,
-    /// Whether the values are stored as f16 (read by the shaders' f16 variants).
-    pub f16: bool,
+    /// How the values are stored.
+    pub store: WeightStore,
     pub(crate) blocks: Vec<Block>,
 }
 
@@ -69,8 +101,9 @@ pub struct WgpuOptions {
     /// Store the large weights (matmul weights, lm_head, embedding table) as f16, half the
     /// memory and bandwidth of f32; activations, accumulation, the KV cache, LoRA and norms
     /// stay f32. Needs the adapter's `SHADER_F16` feature (an error names the adapter when it
-    /// lacks it). Logits then differ from the f32 path by the weights' rounding: up to 2.5e-2
-    /// measured on SmolLM2-135M, tested bound 5e-2 (`tests/tests/golden_wgpu.rs`).
+    /// lacks it). Logits then differ from the f32 path by the weights' rounding: up to 2.6e-3
+    /// measured on a tiny f32 model, tested bound 1e-2 (`tests/tests/golden_wgpu.rs`). A GGUF's
+    /// quantised matrices are not rounded: they stay [`WeightStore::Groups`] either way.
     pub f16_weights: bool,
     /// Split weights into row blocks of at most this many bytes (tests use a small cap to
     /// exercise the splitting that big weights need); `None`: the adapter's binding limit.
@@ -171,18 +204,10 @@ impl WgpuBackend {
                 w.shape
             )));
         };
-        let f16 = self.gpu.f16;
-        let row_bytes = (cols.max(1) * if f16 { 2 } else { 4 }) as u64;
-        // Buffers are padded to a multiple of 4 bytes (an odd count of f16): a block of whole
-        // rows within the limit rounded down to 4 bytes stays within it once padded.
-        let per_block = (self.block_bytes / 4 * 4 / row_bytes) as usize;
-        if per_block == 0 {
-            return Err(err(format!(
-                "weight [{rows}, {cols}]: one row ({row_bytes} bytes) exceeds the adapter's max_storage_buffer_binding_size ({} bytes)",
-                self.gpu.max_binding
-            )));
-        }
-        // f16 storage: a file's own f16 values as they are, anything else rounded to nearest.
+        // A GGUF's quantised blocks stay compact (regrouped, the same values); f16 storage
+        // takes a file's own f16 values as they are and rounds anything else to nearest.
+        let groups = w.packed.as_ref().and_then(|p| regroup(p.kind, &p.bytes));
+        let f16 = self.gpu.f16 && groups.is_none();
         let bits: Vec<u16> = match &w.packed {
             Some(p) if f16 && p.kind == PackedKind::F16 => p
                 .bytes
@@ -192,23 +217,39 @@ impl WgpuBackend {
             _ if f16 => w.values().iter().map(|&v| f16_bits(v)).collect(),
             _ => Vec::new(),
         };
-        let values = if f16 { Default::default() } else { w.values() };
+        let values = if groups.is_none() && !f16 {
+            w.values()
+        } else {
+            Default::default()
+        };
+        let (store, data, row_bytes): (WeightStore, &[u8], usize) = match &groups {
+            Some((layout, words)) => (
+                WeightStore::Groups(*layout),
+                bytemuck::cast_slice(words),
+                layout.row_words(cols) * 4,
+            ),
+            None if f16 => (WeightStore::F16, bytemuck::cast_slice(&bits), cols * 2),
+            None => (WeightStore::F32, bytemuck::cast_slice(&values), cols * 4),
+        };
+        // Buffers are padded to a multiple of 4 bytes (an odd count of f16): a block of whole
+        // rows within the limit rounded down to 4 bytes stays within it once padded.
+        let per_block = (self.block_bytes / 4 * 4 / row_bytes.max(1) as u64) as usize;
+        if per_block == 0 {
+            return Err(err(format!(
+                "weight [{rows}, {cols}]: one row ({row_bytes} bytes, {store}) exceeds the adapter's max_storage_buffer_binding_size ({} bytes)",
+                self.gpu.max_binding
+            )));
+        }
         let mut blocks = Vec::new();
         let mut start = 0;
         while start < rows.max(1) {
             let n = per_block.min(rows - start.min(rows));
-            let range = start * cols..(start + n) * cols;
-            let dtype = if f16 { "f16" } else { "f32" };
             let what = format!(
-                "weight [{rows}, {cols}] {dtype} rows {start}..{}",
+                "weight [{rows}, {cols}] {store} rows {start}..{}",
                 start + n
             );
-            let buf = if f16 {
-                let data: &[u8] = bytemuck::cast_slice(&bits[range]);
-                self.gpu.storage(&what, data.len() as u64, Some(data))?
-            } else {
-                self.buffer(&what, &values[range])?.buf
-            };
+            let data = &data[start * row_bytes..(start + n) * row_bytes];
+            let buf = self.gpu.storage(&what, data.len() as u64, Some(data))?;
             blocks.push(Block {
                 start,
                 rows: n,
@@ -219,7 +260,7 @@ impl WgpuBackend {
         Ok(WgpuWeight {
             rows,
             cols,
-            f16,
+            store,
             blocks,
         })
     }

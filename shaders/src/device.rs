@@ -7,6 +7,8 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dlp_engine::{Error, Result};
+
+use crate::backend::WeightStore;
 use wgpu::util::DeviceExt;
 
 /// Uniform slots (256 bytes each) recorded before the pending work is submitted.
@@ -73,13 +75,16 @@ struct Pending {
 pub struct Variant {
     /// The tiled matmul's rows per invocation (0: as written).
     pub tm: u32,
-    /// Weights stored as f16 (`alias WT = f16;` and `enable f16;`); needs `SHADER_F16`.
-    pub f16: bool,
+    /// How the weights the shader reads are stored.
+    pub weights: WeightStore,
 }
 
 impl Variant {
     /// The shader as written: f32 weights.
-    pub const PLAIN: Variant = Variant { tm: 0, f16: false };
+    pub const PLAIN: Variant = Variant {
+        tm: 0,
+        weights: WeightStore::F32,
+    };
 }
 
 /// The line of matmul.wgsl that sets the tiled kernel's rows per invocation.
@@ -87,6 +92,9 @@ const TM_LINE: &str = "const TM: u32 = 8u;";
 
 /// The line of a weight-reading shader that names its weights' storage type.
 const WT_F32: &str = "alias WT = f32;";
+
+/// The line of a weight-reading shader that reads weight `i` as f32.
+const WVAL_F32: &str = "fn wval(i: u32) -> f32 { return f32(w[i]); }";
 
 type PipeKey = (&'static str, &'static str, Variant);
 
@@ -260,21 +268,48 @@ impl Gpu {
             }
             src = src.replace(TM_LINE, &format!("const TM: u32 = {}u;", v.tm));
         }
-        if v.f16 {
-            // The f16-weight variant: the same shader with its weight array typed f16 (each
-            // value widened to f32 where it is read; accumulation stays f32).
-            if !self.f16 {
-                return Err(backend_err(format!(
-                    "shader {op}.wgsl: f16 variant asked on a device opened without SHADER_F16 ({})",
-                    self.info.name
-                )));
+        if v.weights != WeightStore::F32 && !(src.contains(WT_F32) && src.contains(WVAL_F32)) {
+            return Err(backend_err(format!(
+                "shader {op}.wgsl has no {} variant (no `{WT_F32}` and `{WVAL_F32}` lines)",
+                v.weights
+            )));
+        }
+        match v.weights {
+            WeightStore::F32 => {}
+            WeightStore::F16 => {
+                // The same shader with its weight array typed f16 (each value widened to f32
+                // where it is read; accumulation stays f32).
+                if !self.f16 {
+                    return Err(backend_err(format!(
+                        "shader {op}.wgsl: f16 variant asked on a device opened without SHADER_F16 ({})",
+                        self.info.name
+                    )));
+                }
+                src = format!("enable f16;\n{}", src.replace(WT_F32, "alias WT = f16;"));
             }
-            if !src.contains(WT_F32) {
-                return Err(backend_err(format!(
-                    "shader {op}.wgsl has no f16-weight variant (no `{WT_F32}` line)"
-                )));
+            WeightStore::Groups(g) => {
+                // The weight array as u32 words and weight_groups.wgsl's reader of them.
+                let reader = include_str!("../wgsl/weight_groups.wgsl")
+                    .replace(
+                        "const GB: u32 = 4u;",
+                        &format!("const GB: u32 = {}u;", g.bits),
+                    )
+                    .replace(
+                        "const GS: u32 = 32u;",
+                        &format!("const GS: u32 = {}u;", g.size),
+                    )
+                    .replace(
+                        "const GH: u32 = 1u;",
+                        &format!("const GH: u32 = {}u;", g.has_min as u32),
+                    )
+                    .replace(
+                        "const GZ: i32 = 0;",
+                        &format!("const GZ: i32 = {};", g.zero),
+                    );
+                src = src
+                    .replace(WT_F32, "alias WT = u32;")
+                    .replace(WVAL_F32, &reader);
             }
-            src = format!("enable f16;\n{}", src.replace(WT_F32, "alias WT = f16;"));
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self
@@ -294,9 +329,9 @@ impl Gpu {
                 cache: None,
             });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            let f16 = if v.f16 { " (f16 weights)" } else { "" };
             return Err(backend_err(format!(
-                "shader {op}.wgsl entry `{entry}`{f16}: {e}"
+                "shader {op}.wgsl entry `{entry}` ({} weights): {e}",
+                v.weights
             )));
         }
         let pipe = Arc::new(pipe);

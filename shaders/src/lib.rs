@@ -7,6 +7,10 @@
 //! are built a second time with `WT = f16` (and `enable f16;`), widening each value to f32
 //! where it is read. Activations, accumulation, the KV cache, LoRA and norms stay f32.
 //!
+//! A GGUF's quantised matrices (Q4_K, Q8_0, ...) stay quantised on the device in either mode:
+//! regrouped at upload (`dlp_engine::weight_groups`) and read by a third build of the same
+//! shaders, whose `fn wval` is `wgsl/weight_groups.wgsl`'s decoder (the CPU's values exactly).
+//!
 //! Dispatches are recorded into one pending command encoder and submitted when something is
 //! read back (or a reused buffer is overwritten), so a forward pass never waits on the GPU.
 //! Weights larger than the adapter's storage binding limit are split into row blocks.
@@ -19,7 +23,7 @@ mod half;
 mod ops;
 mod params;
 
-pub use backend::{WgpuBackend, WgpuBuf, WgpuLora, WgpuOptions, WgpuStep, WgpuWeight};
+pub use backend::{WeightStore, WgpuBackend, WgpuBuf, WgpuLora, WgpuOptions, WgpuStep, WgpuWeight};
 pub use device::{is_software, list_adapters, AdapterPolicy};
 pub use half::{f16_bits, f16_to_f32, round_f16};
 

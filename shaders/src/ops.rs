@@ -40,16 +40,19 @@ impl WgpuBackend {
                 (3, bias.unwrap_or(&self.dummy)),
                 (4, out),
             ];
-            let f16 = w.f16;
+            let weights = w.store;
             if rows <= 4 {
-                let v = Variant { tm: 0, f16 };
+                let v = Variant { tm: 0, weights };
                 self.gpu
                     .dispatch("matmul", "gemv", v, &p, &bufs, groups_1d(b.rows, 8))?;
             } else {
                 // Rows per invocation: 16 rows per workgroup for small batches, else 64.
                 let tm = if rows <= 16 { 2 } else { 8 };
                 let g = [b.rows.div_ceil(64) as u32, rows.div_ceil(8 * tm) as u32, 1];
-                let v = Variant { tm: tm as u32, f16 };
+                let v = Variant {
+                    tm: tm as u32,
+                    weights,
+                };
                 self.gpu.dispatch("matmul", "tiled", v, &p, &bufs, g)?;
             }
         }
@@ -108,6 +111,17 @@ impl Backend for WgpuBackend {
         self.upload_weight_impl(w)
     }
 
+    fn weight_bytes(&self, w: &WgpuWeight) -> Option<usize> {
+        Some(w.blocks.iter().map(|b| b.buf.size() as usize).sum())
+    }
+
+    /// A GGUF's quantised blocks reach [`Backend::upload_weight`] as they are and stay compact
+    /// on the device (as scale-offset groups, [`crate::WeightStore::Groups`]); f16 and bf16
+    /// tensors become f32 or f16 there, as before.
+    fn packed_weights(&self) -> bool {
+        true
+    }
+
     fn upload_lora(&self, s: &LoraStackHost) -> Result<WgpuLora> {
         self.upload_lora_impl(s)
     }
@@ -152,7 +166,7 @@ impl Backend for WgpuBackend {
             let g = groups_1d(n_tokens * dim, 256);
             let v = Variant {
                 tm: 0,
-                f16: table.f16,
+                weights: table.store,
             };
             self.gpu.dispatch("embedding", "main", v, &p, &bufs, g)?;
         }

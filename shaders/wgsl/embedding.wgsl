@@ -3,7 +3,8 @@
 // writing only the tokens whose id falls in its block.
 //
 // WT is the table's storage type; the host builds an f16-table variant by substituting
-// `alias WT = f16;` (and `enable f16;`). Values are widened to f32 on the way out.
+// `alias WT = f16;` (and `enable f16;`), and a quantised one as matmul.wgsl says. Values are
+// widened to f32 on the way out.
 
 struct P {
     n_tokens: u32,
@@ -17,9 +18,10 @@ struct P {
 }
 
 alias WT = f32;
+fn wval(i: u32) -> f32 { return f32(w[i]); }
 
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> table: array<WT>;
+@group(0) @binding(1) var<storage, read> w: array<WT>;
 @group(0) @binding(2) var<storage, read> plan: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
@@ -35,5 +37,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if id < p.row_start || id >= p.row_start + p.block_rows {
         return;
     }
-    dst[i] = f32(table[(id - p.row_start) * p.dim + c]);
+    dst[i] = wval((id - p.row_start) * p.dim + c);
 }

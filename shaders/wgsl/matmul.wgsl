@@ -15,8 +15,9 @@
 // the K loop).
 //
 // WT is the weights' storage type: the host builds an f16-weight variant by substituting
-// `alias WT = f16;` (and `enable f16;`). Each weight is widened to f32 where it is read;
-// everything else stays f32.
+// `alias WT = f16;` (and `enable f16;`), and a quantised one (a GGUF's blocks as scale-offset
+// groups, `weight_groups.wgsl`) by typing WT u32 and putting that file's reader in place of
+// `fn wval`. Each weight is widened to f32 where it is read; everything else stays f32.
 
 struct P {
     rows: u32,
@@ -36,6 +37,7 @@ struct P {
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
 alias WT = f32;
+fn wval(i: u32) -> f32 { return f32(w[i]); }
 
 const TM: u32 = 8u;
 const BM: u32 = 8u * TM;
@@ -102,7 +104,7 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
             let gk = k0 + idx % BK;
             var v = 0.0;
             if col0 + c < p.n_blk && gk < p.k {
-                v = f32(w[(col0 + c) * p.k + gk]);
+                v = wval((col0 + c) * p.k + gk);
             }
             ws[(idx % BK) * BN + c] = v;
         }
@@ -187,7 +189,7 @@ fn gemv(
             }
         }
         for (var j = 0u; j < GC; j++) {
-            let wv = f32(w[base[j] + kk]);
+            let wv = wval(base[j] + kk);
             for (var r = 0u; r < GR; r++) {
                 acc[j * GR + r] = fma(wv, xv[r], acc[j * GR + r]);
             }

@@ -6,13 +6,17 @@
 //! so the f32 bounds apply), whole and split, and a check that weights really are stored
 //! rounded to f16. Without the feature: `unsupported` is printed, a failure only when
 //! `DLP_REQUIRE_WGPU_F16=1`.
+//!
+//! Quantised weights (a GGUF's blocks, kept as scale-offset groups): every kind's cases,
+//! whole and split, and a check that they really stay compact on the device.
 
 use dlp_engine::{Backend, HostTensor, StepPlan, NO_ADAPTER};
 use dlp_tests::parity::{
-    assert_all_pass, cases, f16_weight_cases, run_all, run_case, run_cases, Op, Outcome, ParityCase,
+    assert_all_pass, cases, f16_weight_cases, quant_weight_cases, run_all, run_case, run_cases, Op,
+    Outcome, ParityCase,
 };
 use dlp_tests::{backend_or_skip, skip_unless_required};
-use dlp_wgpu::{round_f16, AdapterPolicy, WgpuBackend, WgpuOptions};
+use dlp_wgpu::{round_f16, AdapterPolicy, WeightStore, WgpuBackend, WgpuOptions};
 
 fn backend(cap: Option<u64>) -> Option<WgpuBackend> {
     backend_or_skip(
@@ -168,5 +172,41 @@ fn f16_weights_are_stored_rounded() {
             want[row..row + k],
             "embedding of {id}"
         );
+    }
+}
+
+#[test]
+fn op_parity_wgpu_quantised_weights() {
+    let Some(b) = backend(None) else { return };
+    assert_all_pass(&run_cases(&b, quant_weight_cases()));
+}
+
+#[test]
+fn op_parity_wgpu_quantised_weights_split() {
+    // 4 KiB per binding: a few rows of groups per block.
+    let Some(b) = backend(Some(4096)) else { return };
+    assert_all_pass(&run_split(&b, quant_weight_cases()));
+}
+
+/// The quantised cases compare the same values on both sides; this checks the device really
+/// keeps each kind's blocks compact, as scale-offset groups, and no longer as f32.
+#[test]
+fn quantised_weights_stay_compact() {
+    use dlp_engine::tensor::{Packed, PackedKind};
+    use dlp_engine::weight_groups::GroupLayout;
+    let Some(b) = backend(None) else { return };
+    let (rows, cols) = (64, 512);
+    for kind in PackedKind::ALL {
+        let Some(layout) = GroupLayout::of(kind) else {
+            continue;
+        };
+        let bytes = vec![0u8; rows * kind.row_bytes(cols)];
+        let w = b
+            .upload_weight(&HostTensor::packed(rows, cols, Packed { kind, bytes }))
+            .unwrap();
+        assert_eq!(w.store, WeightStore::Groups(layout), "{kind:?}");
+        let stored = b.weight_bytes(&w).unwrap();
+        assert_eq!(stored, rows * layout.row_words(cols) * 4, "{kind:?}");
+        assert!(stored * 3 <= rows * cols * 4, "{kind:?}: {stored} bytes");
     }
 }

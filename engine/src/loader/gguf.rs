@@ -5,7 +5,7 @@
 //! rows restored to HF's rotate-half layout.
 
 mod hparams;
-mod kquant;
+pub(crate) mod kquant;
 mod names;
 pub mod quant;
 mod reader;

@@ -2,6 +2,7 @@
 //! prefill steps, several KV slots; each case with a printable id, a seed and an NMSE bound.
 
 use dlp_engine::backend::ResidualSite;
+use dlp_engine::tensor::PackedKind;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
 /// NMSE bound for elementwise ops (embedding, rms_norm, rope, silu_mul, add).
@@ -129,6 +130,9 @@ pub struct ParityCase {
     /// The KV cache's earlier positions drawn as bf16 values, for `--cuda-kv-bf16` (the
     /// step's keys and values stay f32: the reference rounds them as the store does).
     pub bf16_kv: bool,
+    /// Weights drawn as random blocks of this ggml kind (a GGUF's packed tensors), for the
+    /// backends that keep them compact; the reference computes on the same blocks.
+    pub quant: Option<PackedKind>,
 }
 
 pub(super) fn case(id: String, op: Op, tol: f64) -> ParityCase {
@@ -145,6 +149,7 @@ pub(super) fn case(id: String, op: Op, tol: f64) -> ParityCase {
         bf16_weights: false,
         bf16_lora: false,
         bf16_kv: false,
+        quant: None,
     }
 }
 
@@ -386,6 +391,67 @@ pub fn sample_cases() -> Vec<ParityCase> {
         .map(|(rows, vocab)| {
             let id = format!("sample(rows={rows},vocab={vocab})");
             case(id, Op::Sample { rows, vocab }, 0.0)
+        })
+        .collect()
+}
+
+/// Embedding, matmul and logits cases of these shapes (`(vocab, dim, tokens)`,
+/// `(rows, k, n, bias)`, `(hidden, vocab, tokens, rows)`), each made by `make(id, op, tol)`:
+/// the ops that read `upload_weight`'s tensors, for a weight-storage option's case set.
+pub(super) fn weight_cases(
+    embeddings: &[(usize, usize, usize)],
+    matmuls: &[(usize, usize, usize, bool)],
+    logits: &[(usize, usize, usize, &[u32])],
+    make: impl Fn(String, Op, f64) -> ParityCase,
+) -> Vec<ParityCase> {
+    let mut v = Vec::new();
+    for &(vocab, dim, tokens) in embeddings {
+        let id = format!("embedding(vocab={vocab},dim={dim},tokens={tokens})");
+        v.push(make(
+            id,
+            Op::Embedding { vocab, dim, tokens },
+            ELEMENTWISE_TOL,
+        ));
+    }
+    for &(rows, k, n, bias) in matmuls {
+        let id = matmul_id(rows, k, n, bias);
+        v.push(make(id, Op::Matmul { rows, k, n, bias }, REDUCTION_TOL));
+    }
+    for &(hidden, vocab, tokens, rows) in logits {
+        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
+        let rows = rows.to_vec();
+        let op = Op::Logits {
+            hidden,
+            vocab,
+            tokens,
+            rows,
+        };
+        v.push(make(id, op, REDUCTION_TOL));
+    }
+    v
+}
+
+/// The quantised-weight cases, for each block-quantised kind: matmul (gemv at 1 and 4 rows,
+/// both tiled variants, with and without bias), the embedding lookup and logits, weights drawn
+/// as random blocks of the kind (K a multiple of 256, so every kind's blocks fit).
+pub fn quant_weight_cases() -> Vec<ParityCase> {
+    let kinds = PackedKind::ALL.into_iter();
+    kinds
+        .filter(|k| !matches!(k, PackedKind::F16 | PackedKind::BF16))
+        .flat_map(|kind| {
+            let matmuls = [
+                (1, 256, 11, false),
+                (4, 512, 9, true),
+                (5, 256, 70, true),
+                (33, 256, 67, false),
+            ];
+            let logits: [(usize, usize, usize, &[u32]); 1] = [(256, 301, 3, &[2, 0])];
+            weight_cases(&[(37, 256, 5)], &matmuls, &logits, |id, op, tol| {
+                ParityCase {
+                    quant: Some(kind),
+                    ..case(format!("{} {id}", kind.name()), op, tol)
+                }
+            })
         })
         .collect()
 }

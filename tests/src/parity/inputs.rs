@@ -1,7 +1,8 @@
 //! The seeded inputs the parity cases draw: the generator, step plans, rope tables, the logit
 //! rows of `argmax` and `sample`, and the LoRA stacks and mixtures.
 
-use dlp_engine::{LoraStackHost, StepPlan, NO_ADAPTER};
+use dlp_engine::tensor::{Packed, PackedKind};
+use dlp_engine::{HostTensor, LoraStackHost, StepPlan, NO_ADAPTER};
 
 use super::Mixture;
 
@@ -32,6 +33,33 @@ impl Rng {
     pub(super) fn below(&mut self, n: usize) -> u32 {
         (self.next() % n.max(1) as u64) as u32
     }
+}
+
+/// A `[rows, cols]` tensor of random `kind` blocks (`cols` a multiple of its block), each
+/// block's f16 scales (and mins) set to random values in [0.004, 0.02] so that the values are
+/// finite and of order 1 (random bytes there would give infinities and NaNs).
+pub(super) fn random_blocks(kind: PackedKind, rows: usize, cols: usize, g: &mut Rng) -> HostTensor {
+    use PackedKind::*;
+    let scales: &[usize] = match kind {
+        Q8_0 | Q4_0 | Q5_0 | IQ4_NL | IQ4_XS => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        F16 | BF16 => panic!("{kind:?} is not block-quantised"),
+    };
+    let (per, block) = kind.block();
+    assert!(cols.is_multiple_of(per), "{cols} columns of {kind:?}");
+    let mut bytes: Vec<u8> = (0..rows * cols / per * block)
+        .map(|_| g.next() as u8)
+        .collect();
+    for b in bytes.chunks_exact_mut(block) {
+        for &at in scales {
+            let d = half::f16::from_f32(0.012 + 0.008 * g.f());
+            b[at..at + 2].copy_from_slice(&d.to_le_bytes());
+        }
+    }
+    HostTensor::packed(rows, cols, Packed { kind, bytes })
 }
 
 /// An empty step plan of `tokens` tokens: slot 0, position 0, segment 0, no adapter.

@@ -15,9 +15,14 @@ mod cases;
 mod inputs;
 mod option_cases;
 
-use inputs::{argmax_rows, lora_host, lora_plan, plan, rope_table, sample_rows, Rng};
+use inputs::{
+    argmax_rows, lora_host, lora_plan, plan, random_blocks, rope_table, sample_rows, Rng,
+};
 
-pub use cases::{cases, sample_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
+pub use cases::{
+    cases, quant_weight_cases, sample_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
+    REDUCTION_TOL,
+};
 pub use option_cases::{
     batch_lora_cases, bf16_kv_cases, bf16_lora_cases, bf16_weight_cases, decode_matvec_cases,
     f16_weight_cases, fused_kv_store_cases, fused_silu_cases, norm_in_matvec_cases,
@@ -89,6 +94,9 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
     let (f16, bf16, c_bf16_kv) = (c.f16_weights, c.bf16_weights, c.bf16_kv);
     let w2 = |rows: usize, cols: usize, g: &mut Rng| {
+        if let Some(kind) = c.quant {
+            return random_blocks(kind, rows, cols, g);
+        }
         let mut v = g.vec(rows * cols);
         if f16 {
             v.iter_mut().for_each(|x| *x = dlp_wgpu::round_f16(*x));

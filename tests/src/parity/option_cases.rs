@@ -4,50 +4,29 @@
 use dlp_engine::backend::ResidualSite;
 use dlp_engine::NO_ADAPTER;
 
-use super::cases::{attn, attn_window, case, cases, lora, matmul_id};
-use super::cases::{Mixture, Op, ParityCase, ELEMENTWISE_TOL, REDUCTION_TOL};
+use super::cases::{attn, attn_window, case, cases, lora, matmul_id, weight_cases};
+use super::cases::{Mixture, Op, ParityCase, REDUCTION_TOL};
 
 /// The f16-weight cases: matmul (gemv and both tiled variants, odd K so rows of f16 straddle
 /// 4-byte words, odd sizes so buffers need padding), logits and embedding, weights drawn as f16.
 pub fn f16_weight_cases() -> Vec<ParityCase> {
-    let f16 = |id: String, op: Op, tol: f64| ParityCase {
-        f16_weights: true,
-        ..case(format!("f16w {id}"), op, tol)
-    };
-    let mut v = Vec::new();
-    for (vocab, dim, tokens) in [(37, 19, 5), (1001, 7, 33)] {
-        let id = format!("embedding(vocab={vocab},dim={dim},tokens={tokens})");
-        v.push(f16(
-            id,
-            Op::Embedding { vocab, dim, tokens },
-            ELEMENTWISE_TOL,
-        ));
-    }
-    for (rows, k, n, bias) in [
+    let matmuls = [
         (1, 7, 11, false),
         (4, 301, 9, true),
         (5, 7, 11, true),
         (17, 65, 131, false),
         (67, 129, 70, true),
-    ] {
-        let id = matmul_id(rows, k, n, bias);
-        v.push(f16(id, Op::Matmul { rows, k, n, bias }, REDUCTION_TOL));
-    }
-    for (hidden, vocab, tokens, rows) in [
-        (19, 37, 5, vec![4, 0, 2]),
-        (64, 301, 3, vec![2]),
-        (576, 1001, 6, vec![0, 1, 2, 3, 4, 5]),
-    ] {
-        let id = format!("logits(hidden={hidden},vocab={vocab},tokens={tokens},rows={rows:?})");
-        let op = Op::Logits {
-            hidden,
-            vocab,
-            tokens,
-            rows,
-        };
-        v.push(f16(id, op, REDUCTION_TOL));
-    }
-    v
+    ];
+    let logits: [(usize, usize, usize, &[u32]); 3] = [
+        (19, 37, 5, &[4, 0, 2]),
+        (64, 301, 3, &[2]),
+        (576, 1001, 6, &[0, 1, 2, 3, 4, 5]),
+    ];
+    let embeddings = [(37, 19, 5), (1001, 7, 33)];
+    weight_cases(&embeddings, &matmuls, &logits, |id, op, tol| ParityCase {
+        f16_weights: true,
+        ..case(format!("f16w {id}"), op, tol)
+    })
 }
 
 /// [`f16_weight_cases`] with the weights drawn as bf16 values instead, for a backend that

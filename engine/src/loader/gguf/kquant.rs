@@ -16,7 +16,7 @@
 
 use half::f16;
 
-fn half_at(b: &[u8], i: usize) -> f32 {
+pub(crate) fn half_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
@@ -91,23 +91,11 @@ pub fn q2_k(bytes: &[u8], out: &mut [f32]) {
 /// Q3_K blocks: 16 groups of 16 values, `y = d * (scale - 32) * (q - 4 * !hbit)` (3-bit q).
 #[inline(always)]
 pub fn q3_k(bytes: &[u8], out: &mut [f32]) {
-    const KMASK1: u32 = 0x0303_0303;
-    const KMASK2: u32 = 0x0f0f_0f0f;
     for (y, b) in out.chunks_exact_mut(256).zip(bytes.chunks_exact(110)) {
-        let (hm, qs, packed) = (&b[0..32], &b[32..96], &b[96..108]);
+        let (hm, qs) = (&b[0..32], &b[32..96]);
         let d_all = half_at(b, 108);
-        // The 16 six-bit scales, unpacked as ggml does (low nibbles from the first 8 bytes,
-        // the two high bits of each from the last 4).
-        let word =
-            |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
-        let (a0, a1, tmp) = (word(0), word(4), word(8));
-        let aux = [
-            (a0 & KMASK2) | ((tmp & KMASK1) << 4),
-            (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
-            ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
-            ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
-        ];
-        let scale = |i: usize| (aux[i / 4] >> (8 * (i % 4))) as u8 as i8 as i32;
+        let scales = q3_k_scales(&b[96..108]);
+        let scale = |i: usize| scales[i] as i32;
         let (mut is, mut yi, mut m) = (0, 0, 1u8);
         for q in qs.chunks_exact(32) {
             for shift in [0, 2, 4, 6] {
@@ -127,9 +115,27 @@ pub fn q3_k(bytes: &[u8], out: &mut [f32]) {
     }
 }
 
+/// The 16 six-bit scales of a Q3_K block from its 12 packed bytes, unpacked as ggml does (low
+/// nibbles from the first 8 bytes, the two high bits of each from the last 4), as `i8`
+/// (0..64; ggml subtracts 32 where it uses them).
+pub(crate) fn q3_k_scales(packed: &[u8]) -> [i8; 16] {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let word =
+        |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+    let (a0, a1, tmp) = (word(0), word(4), word(8));
+    let aux = [
+        (a0 & KMASK2) | ((tmp & KMASK1) << 4),
+        (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
+        ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
+        ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
+    ];
+    std::array::from_fn(|i| (aux[i / 4] >> (8 * (i % 4))) as u8 as i8)
+}
+
 /// Scale and min `j` (0..8) of a Q4_K/Q5_K block's 12 packed bytes (ggml's
 /// `get_scale_min_k4`): six bits each, the high two of 4..8 kept in the top bits of 0..8.
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -219,7 +225,7 @@ pub fn q6_k(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// The 16 values a 4-bit IQ4 code stands for (ggml's `kvalues_iq4nl`).
-const KVALUES_IQ4NL: [i8; 16] = [
+pub(crate) const KVALUES_IQ4NL: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
