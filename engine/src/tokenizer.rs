@@ -6,6 +6,7 @@ mod bound;
 pub use bound::MinTokens;
 mod bytes;
 mod gguf;
+mod sentencepiece;
 pub use bytes::token_name;
 pub mod chat;
 mod messages;

@@ -447,14 +447,10 @@ fn synthetic_gguf_errors() {
         .unwrap_err()
         .to_string()
         .contains("tokenizer.ggml.merges"));
-    // A SentencePiece vocabulary, or none: the weights load without a tokenizer (token ids
-    // still work), and reading text says why (it said to pass a tokenizer.json, which no
-    // flag takes).
+    // A vocabulary of a kind not rebuilt, or none: the weights load without a tokenizer
+    // (token ids still work), and reading text says why.
     for (model, why) in [
-        (
-            Some("llama"),
-            "GGUF tokenizer model `llama` (SentencePiece) is not rebuilt",
-        ),
+        (Some("t5"), "GGUF tokenizer model `t5` is not rebuilt"),
         (None, "no `tokenizer.ggml.model` in its metadata"),
     ] {
         let mut w = tiny_llama();

@@ -37,8 +37,8 @@ impl TextTokenizer {
     }
 
     /// Why the vocabulary of GGUF file `g` cannot be rebuilt as a tokenizer (its
-    /// `tokenizer.ggml.model` missing or not `gpt2`: SentencePiece `llama` files, ...), naming
-    /// the file; None when [`TextTokenizer::from_gguf`] reads it.
+    /// `tokenizer.ggml.model` missing, or neither `gpt2` nor `llama`: T5's Unigram, BERT's
+    /// WordPiece, ...), naming the file; None when [`TextTokenizer::from_gguf`] reads it.
     pub fn gguf_unsupported(g: &GgufFile) -> Option<String> {
         let p = g.path.display();
         match g.metadata.get("tokenizer.ggml.model").map(GgufValue::as_str) {
@@ -48,19 +48,20 @@ impl TextTokenizer {
                     .unwrap_or("default");
                 (pre_group(pre).is_none()).then(|| format!("{p}: {}", unknown_pre(pre)))
             }
+            Some(Some("llama")) => None,
             None => Some(format!("{p}: no `tokenizer.ggml.model` in its metadata, so no vocabulary to read text with")),
             Some(Some(m)) => Some(format!(
-                "{p}: GGUF tokenizer model `{m}`{} is not rebuilt (only `gpt2` byte-level BPE is)",
-                if m == "llama" { " (SentencePiece)" } else { "" }
+                "{p}: GGUF tokenizer model `{m}` is not rebuilt (`gpt2`, byte-level BPE, and `llama`, SentencePiece, are)"
             )),
             Some(None) => Some(format!("{p}: `tokenizer.ggml.model` is not a string")),
         }
     }
 
-    /// Rebuilds the byte-level BPE tokenizer stored in a GGUF file (`tokenizer.ggml.model` =
-    /// `gpt2`), with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, control tokens as
-    /// special tokens and user-defined ones as added text tokens (both matched whole), and the
-    /// file's chat template.
+    /// Rebuilds the tokenizer stored in a GGUF file: byte-level BPE (`tokenizer.ggml.model` =
+    /// `gpt2`) with llama.cpp's pre-tokenizer for `tokenizer.ggml.pre`, or a SentencePiece
+    /// vocabulary (`llama`, see `sentencepiece.rs`); control tokens as special tokens and
+    /// user-defined ones as added text tokens (both matched whole), and the file's chat
+    /// template.
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         g.check_not_split()?;
         let p = &g.path;
@@ -83,61 +84,31 @@ impl TextTokenizer {
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
-        let mut vocab = Vocab::default();
-        for (i, t) in tokens.iter().enumerate() {
-            vocab.entry(t.to_string()).or_insert(i as u32);
-        }
-        let merges = merges
-            .iter()
-            .map(|m| {
-                // Like llama.cpp: split at the first space after the first character.
-                let pos = m
-                    .char_indices()
-                    .skip(1)
-                    .find(|&(_, c)| c == ' ')
-                    .map(|(i, _)| i);
-                pos.map(|i| (m[..i].to_string(), m[i + 1..].to_string()))
-                    .ok_or_else(|| {
-                        Error::format(
-                            p,
-                            format!("tokenizer.ggml.merges: entry {m:?} is not \"left right\""),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let pre = meta("tokenizer.ggml.pre")
-            .and_then(GgufValue::as_str)
-            .unwrap_or("default");
-        let group = pre_group(pre).ok_or_else(|| Error::unsupported(unknown_pre(pre)))?;
-        let (pre_tok, ignore_merges) = pre_tokenizer(group)?;
-        if pre == "default" {
-            tracing::warn!(
-                "{}: no tokenizer.ggml.pre: its text is split with GPT-2's pre-tokenizer, which may not be the model's (llama.cpp warns that generation quality may suffer); a tokenizer.json beside the .gguf is read instead",
-                file_name(p)
-            );
-        }
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(|e| Error::format(p, format!("cannot build the BPE tokenizer: {e}")))?;
-        let mut tok = Tokenizer::new(bpe);
-        tok.with_pre_tokenizer(Some(pre_tok));
-        tok.with_decoder(Some(ByteLevel::default()));
-        // llama.cpp token types: 3 = control, 4 = user-defined; both are matched whole in text.
-        // Only control tokens are special (left out of generated text): user-defined ones are
-        // text, as llama.cpp prints them (Qwen's `<tool_call>`, which a tool-call parser reads,
-        // is one: transformers marks it `special: false`).
+        let sentencepiece =
+            meta("tokenizer.ggml.model").and_then(GgufValue::as_str) == Some("llama");
+        let (mut tok, group) = if sentencepiece {
+            (super::sentencepiece::build(g, &tokens)?, None)
+        } else {
+            let (tok, group) = byte_level(g, &tokens, strings("tokenizer.ggml.merges")?)?;
+            (tok, Some(group))
+        };
+        // llama.cpp token types: 2 = unknown, 3 = control, 4 = user-defined; all are matched
+        // whole in text (llama.cpp matches the first two where it parses special tokens, as
+        // chat prompts are). Only they are special (left out of generated text): user-defined
+        // tokens are text, as llama.cpp prints them (Qwen's `<tool_call>`, which a tool-call
+        // parser reads, is one: transformers marks it `special: false`). Not normalised: the
+        // text between them is a piece of its own (SentencePiece's prefix space included).
         if let Some(types) = meta("tokenizer.ggml.token_type").and_then(GgufValue::as_array) {
-            let of_type = |want: u64, special: bool| -> Vec<AddedToken> {
+            let of_type = |want: &[u64], special: bool| -> Vec<AddedToken> {
                 (types.iter().zip(&tokens))
-                    .filter(|(ty, _)| ty.as_u64() == Some(want))
-                    .map(|(_, t)| AddedToken::from(t.to_string(), special))
+                    .filter(|(ty, _)| ty.as_u64().is_some_and(|t| want.contains(&t)))
+                    .map(|(_, t)| AddedToken::from(t.to_string(), special).normalized(false))
                     .collect()
             };
-            tok.add_special_tokens(&of_type(3, true));
-            tok.add_tokens(&of_type(4, false));
+            // Byte-level files mark their unknown token so rarely that transformers' list
+            // (control only) is kept for them.
+            tok.add_special_tokens(&of_type(if sentencepiece { &[2, 3] } else { &[3] }, true));
+            tok.add_tokens(&of_type(&[4], false));
         }
         let id = |k: &str| meta(k).and_then(GgufValue::as_u64).map(|v| v as u32);
         let name = |i: Option<u32>| {
@@ -154,11 +125,11 @@ impl TextTokenizer {
                 eos_ids.push(i);
             }
         }
-        // llama.cpp (llama-vocab.cpp, `load`): the Llama-3 family of pre-tokenizers turns
-        // add_bos on; the metadata key, when present, decides.
+        // llama.cpp (llama-vocab.cpp, `load`): SentencePiece vocabularies and the Llama-3
+        // family of pre-tokenizers turn add_bos on; the metadata key, when present, decides.
         let add_bos = match meta("tokenizer.ggml.add_bos_token") {
             Some(v) => *v == GgufValue::Bool(true),
-            None => group == PreGroup::Llama3,
+            None => group.is_none_or(|g| g == PreGroup::Llama3),
         };
         let token_bound = bound::token_bound(&tok);
         Ok(TextTokenizer {
@@ -192,6 +163,55 @@ impl TextTokenizer {
             token_bound,
         })
     }
+}
+
+/// The byte-level BPE of a `gpt2` vocabulary (`tokens` and their `merges`), split as
+/// llama.cpp splits text for the file's `tokenizer.ggml.pre`, and that pre-tokenizer's group.
+fn byte_level(g: &GgufFile, tokens: &[&str], merges: Vec<&str>) -> Result<(Tokenizer, PreGroup)> {
+    let p = &g.path;
+    let meta = |k: &str| g.metadata.get(k);
+    let mut vocab = Vocab::default();
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.entry(t.to_string()).or_insert(i as u32);
+    }
+    let merges = merges
+        .iter()
+        .map(|m| {
+            // Like llama.cpp: split at the first space after the first character.
+            let pos = m
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| c == ' ')
+                .map(|(i, _)| i);
+            pos.map(|i| (m[..i].to_string(), m[i + 1..].to_string()))
+                .ok_or_else(|| {
+                    Error::format(
+                        p,
+                        format!("tokenizer.ggml.merges: entry {m:?} is not \"left right\""),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pre = meta("tokenizer.ggml.pre")
+        .and_then(GgufValue::as_str)
+        .unwrap_or("default");
+    let group = pre_group(pre).ok_or_else(|| Error::unsupported(unknown_pre(pre)))?;
+    let (pre_tok, ignore_merges) = pre_tokenizer(group)?;
+    if pre == "default" {
+        tracing::warn!(
+            "{}: no tokenizer.ggml.pre: its text is split with GPT-2's pre-tokenizer, which may not be the model's (llama.cpp warns that generation quality may suffer); a tokenizer.json beside the .gguf is read instead",
+            file_name(p)
+        );
+    }
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(ignore_merges)
+        .build()
+        .map_err(|e| Error::format(p, format!("cannot build the BPE tokenizer: {e}")))?;
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(pre_tok));
+    tok.with_decoder(Some(ByteLevel::default()));
+    Ok((tok, group))
 }
 
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

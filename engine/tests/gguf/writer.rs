@@ -8,6 +8,9 @@ pub enum M {
     Str(&'static str),
     Strs(Vec<String>),
     I32s(Vec<i32>),
+    // Written by tokenizer_spm.rs only (the file is included by two test crates).
+    #[allow(dead_code)]
+    F32s(Vec<f32>),
 }
 
 pub struct Tensor {
@@ -68,6 +71,12 @@ impl Writer {
                 M::I32s(v) => {
                     b.extend(9u32.to_le_bytes());
                     b.extend(5u32.to_le_bytes());
+                    b.extend((v.len() as u64).to_le_bytes());
+                    v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+                }
+                M::F32s(v) => {
+                    b.extend(9u32.to_le_bytes());
+                    b.extend(6u32.to_le_bytes());
                     b.extend((v.len() as u64).to_le_bytes());
                     v.iter().for_each(|x| b.extend(x.to_le_bytes()));
                 }

@@ -1,0 +1,166 @@
+//! SentencePiece vocabularies stored in GGUF files (`tokenizer.ggml.model` = `llama`: Llama 2,
+//! Mistral, TinyLlama, CodeLlama, ...), rebuilt as the BPE tokenizer the Llama 2
+//! `tokenizer.json` describes: a space in front of each piece of text, spaces as `▁`, BPE with
+//! byte fallback (`<0xAB>` pieces for what the vocabulary lacks), and a decoder that undoes
+//! all three.
+//!
+//! Such a file stores no merges, only each token's score. The merges are rebuilt from the
+//! scores as transformers does for these files (`generate_merges`, tokenization_utils_base.py):
+//! every split of a token into two tokens is a merge, ranked by the whole token's score. That
+//! is llama.cpp's SentencePiece algorithm too (llm_tokenizer_spm: the best-scoring adjacent
+//! pair is merged first). Where transformers and llama.cpp part, the pieces of text follow
+//! llama.cpp and SentencePiece: a piece that starts with a space still gets the prefix space
+//! (transformers' Metaspace adds none there), and the text after a control or user-defined
+//! token is a piece of its own with its own prefix space (`tests/fixtures/make_spm_vocab.py`).
+
+use std::collections::HashMap;
+
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
+use tokenizers::{NormalizerWrapper, Tokenizer};
+
+use crate::error::{Error, Result};
+use crate::loader::gguf::{GgufFile, GgufValue};
+
+/// SentencePiece's word-boundary mark, which stands for a space.
+const SPACE: &str = "\u{2581}";
+
+/// The tokenizer of `g`'s SentencePiece vocabulary `tokens` (control and user-defined tokens
+/// are added by the caller). `tokenizer.ggml.add_space_prefix` (default true, as llama.cpp)
+/// decides the prefix space; the unknown token is `tokenizer.ggml.unknown_token_id` (default
+/// 0, SentencePiece's).
+pub(super) fn build(g: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
+    let p = &g.path;
+    let key = "tokenizer.ggml.scores";
+    let scores = g
+        .metadata
+        .get(key)
+        .and_then(GgufValue::as_array)
+        .ok_or_else(|| {
+            Error::format(
+                p,
+                format!("missing metadata array `{key}` (a SentencePiece vocabulary's scores)"),
+            )
+        })?;
+    if scores.len() != tokens.len() {
+        return Err(Error::format(
+            p,
+            format!(
+                "`{key}` has {} entries for {} tokens",
+                scores.len(),
+                tokens.len()
+            ),
+        ));
+    }
+    let scores = scores
+        .iter()
+        .map(|v| {
+            (v.as_f64())
+                .map(|s| s as f32)
+                .ok_or_else(|| Error::format(p, format!("`{key}`: expected numbers, found {v:?}")))
+        })
+        .collect::<Result<Vec<f32>>>()?;
+    let meta = |k: &str| g.metadata.get(k);
+    let unk_id = meta("tokenizer.ggml.unknown_token_id")
+        .and_then(GgufValue::as_u64)
+        .unwrap_or(0) as usize;
+    let unk = tokens.get(unk_id).ok_or_else(|| {
+        Error::format(
+            p,
+            format!(
+                "tokenizer.ggml.unknown_token_id {unk_id} is outside the vocabulary ({} tokens)",
+                tokens.len()
+            ),
+        )
+    })?;
+    let mut vocab = Vocab::default();
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.entry(t.to_string()).or_insert(i as u32);
+    }
+    let merges = merges_from_scores(tokens, &scores);
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .unk_token(unk.to_string())
+        .fuse_unk(true)
+        .byte_fallback(true)
+        .build()
+        .map_err(|e| Error::format(p, format!("cannot build the BPE tokenizer: {e}")))?;
+    let mut tok = Tokenizer::new(bpe);
+    let prefix = !matches!(
+        meta("tokenizer.ggml.add_space_prefix"),
+        Some(GgufValue::Bool(false))
+    );
+    let replace = Replace::new(" ", SPACE)
+        .map_err(|e| Error::invalid(format!("SentencePiece normaliser: {e}")))?;
+    let mut normalizers = vec![NormalizerWrapper::from(replace)];
+    if prefix {
+        normalizers.insert(0, Prepend::new(SPACE.into()).into());
+    }
+    tok.with_normalizer(Some(NormalizerSequence::new(normalizers)));
+    let unspace = Replace::new(SPACE, " ")
+        .map_err(|e| Error::invalid(format!("SentencePiece decoder: {e}")))?;
+    let mut decoders = vec![
+        DecoderWrapper::Replace(unspace),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    tok.with_decoder(Some(DecoderSequence::new(decoders)));
+    Ok(tok)
+}
+
+/// BPE merges implied by a SentencePiece vocabulary (transformers' `generate_merges` with
+/// scores): for each token in order, each split into two tokens (ordered by their ids), then
+/// all of them by the whole token's score, best first, ties by the longer left part and the
+/// longer right part (in characters), else in that order.
+pub(crate) fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> {
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        ids.entry(t).or_insert(i);
+    }
+    struct Merge<'a> {
+        left: &'a str,
+        right: &'a str,
+        score: f32,
+        chars: (usize, usize),
+    }
+    let mut merges = Vec::new();
+    for (i, &token) in tokens.iter().enumerate() {
+        if ids[token] != i {
+            continue; // a repeated token: its first entry stands
+        }
+        let at = merges.len();
+        let n = token.chars().count();
+        for (k, (cut, _)) in token.char_indices().skip(1).enumerate() {
+            let (left, right) = token.split_at(cut);
+            if ids.contains_key(left) && ids.contains_key(right) {
+                let chars = (k + 1, n - k - 1);
+                let score = scores[i];
+                merges.push(Merge {
+                    left,
+                    right,
+                    score,
+                    chars,
+                });
+            }
+        }
+        merges[at..].sort_by_key(|m| (ids[m.left], ids[m.right]));
+    }
+    // Stable: equal keys keep the order above, as Python's sorted(reverse=True) does.
+    merges.sort_by(|a, b| {
+        (b.score.total_cmp(&a.score))
+            .then(b.chars.0.cmp(&a.chars.0))
+            .then(b.chars.1.cmp(&a.chars.1))
+    });
+    merges
+        .into_iter()
+        .map(|m| (m.left.to_string(), m.right.to_string()))
+        .collect()
+}
