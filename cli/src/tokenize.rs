@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use dlp_engine::loader::gguf::GgufFile;
-use dlp_engine::tokenizer::{ChatMessage, ChatRequest, TextTokenizer};
+use dlp_engine::tokenizer::{token_name, ChatMessage, ChatRequest, TextTokenizer};
 use serde_json::Value;
 
 use crate::output::{out, outln};
@@ -98,8 +98,8 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
         if args.show_tokens {
             let tokens = ids
                 .iter()
-                .map(|&id| Ok(serde_json::json!({"id": id, "text": tok.decode(&[id], false)?})))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|&id| serde_json::json!({"id": id, "text": token_name(&tok.token_bytes(id))}))
+                .collect::<Vec<_>>();
             outln!("{}", serde_json::to_string(&tokens)?);
         } else {
             outln!("{}", serde_json::to_string(&ids)?);

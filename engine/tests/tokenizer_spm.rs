@@ -57,6 +57,13 @@ fn trained_vocabulary_tokenizes_as_llama_cpp_and_sentencepiece() {
     }
     // Where a piece starts with a space, or follows a control or user-defined token.
     assert_eq!(differs_from_transformers, 4);
+    // A piece's bytes keep its space (decoding it alone drops a text's first space), for
+    // logprobs and --show-tokens; byte pieces are their byte.
+    let ids = tok.encode("Hello 東").unwrap();
+    let bytes: Vec<Vec<u8>> = ids.iter().map(|&i| tok.token_bytes(i)).collect();
+    assert_eq!(bytes.concat(), " Hello 東".as_bytes(), "{ids:?}");
+    assert_eq!(bytes[0], b" H");
+    assert_eq!(bytes.last().unwrap().len(), 1, "a byte-fallback piece");
     // llama.cpp's defaults for a SentencePiece vocabulary: BOS in front, `</s>` ends.
     assert_eq!(tok.bos_prefix(false), Some(1));
     assert_eq!(tok.eos_token_ids(), vec![2]);

@@ -7,9 +7,16 @@ use super::TextTokenizer;
 
 impl TextTokenizer {
     /// The bytes token `id` adds to a text: a byte-fallback token's byte (`<0xF0>`), a
-    /// byte-level BPE token's bytes (GPT-2's byte-to-character table, inverted), else the
+    /// byte-level BPE token's bytes (GPT-2's byte-to-character table, inverted), a
+    /// SentencePiece piece's spelling with `▁` as a space (`▁Paris` is " Paris": decoding it
+    /// alone drops the space, as a SentencePiece decoder drops a text's first one), else the
     /// UTF-8 of its decoded text. Empty for an id outside the vocabulary.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        if let Some(piece) =
+            (self.tok.id_to_token(id)).filter(|p| p.starts_with('\u{2581}') && !self.is_special(id))
+        {
+            return piece.replace('\u{2581}', " ").into_bytes();
+        }
         let decoded = self.tok.decode(&[id], false).unwrap_or_default();
         if !decoded.contains('\u{FFFD}') {
             return decoded.into_bytes();
