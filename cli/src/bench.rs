@@ -483,22 +483,32 @@ impl WithBackend for &BenchArgs {
                 }
             }
         }
+        // What the weights are kept as: a GGUF's blocks as the CPU keeps them, or as wgpu's
+        // groups of the same values; an HF directory's always as f32.
+        let gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         let report = Report {
             model: path.display().to_string(),
             sampling: describe_sampling(&sampling),
             backend: loaded.model.backend.name(),
             weights: format!(
                 "{}, LoRA {}{}",
-                if args.model.wgpu_f16_weights {
+                if args.model.wgpu_f16_weights && gguf {
+                    "f16 (the GGUF's quantised matrices as groups of their values)"
+                } else if args.model.wgpu_f16_weights {
                     "f16"
                 } else if args.model.cuda_bf16_compute {
                     "bf16 (bf16 compute)"
                 } else if args.model.cuda_bf16_weights {
                     "bf16"
-                } else if loaded.model.backend.packed_weights() && !args.model.f32_weights {
-                    "packed (the file's own types)"
-                } else {
+                } else if !(gguf && loaded.model.backend.packed_weights()) || args.model.f32_weights
+                {
                     "f32"
+                } else if loaded.model.backend.name().starts_with("wgpu") {
+                    "the GGUF's quantised matrices as groups of their values, the rest f32"
+                } else {
+                    "packed (the file's own types)"
                 },
                 if args.model.lora_f16 {
                     "f16"

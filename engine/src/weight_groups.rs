@@ -1,6 +1,6 @@
 //! Scale-offset groups: the one storage in which a GPU backend keeps ggml's block-quantised
 //! weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the k-quants, IQ4_NL, IQ4_XS), so that a GGUF model
-//! takes about its file's size on the device instead of 4 bytes a weight (f32) or 2 (f16).
+//! takes 5 to 10 bits a weight on the device instead of 32 (f32) or 16 (f16).
 //!
 //! Every one of these kinds dequantises, group by group, as `y = a * (q - z) - b`: ggml's block
 //! and sub-block scales fold into a group's `a` and `b`, computed exactly as the CPU's
@@ -10,12 +10,17 @@
 //! `b` as f32 bits, codes of 4 or 8 bits, the first value in the lowest bits.
 //!
 //! Decoded as `a * f32(q - z) - b` without fusing (`b` left out where the kind has none), the
-//! values are bit for bit those of the CPU (`engine/tests/weight_groups.rs`).
+//! values are bit for bit those of the CPU ([`GroupLayout::decode`]:
+//! `engine/tests/weight_groups.rs`; the WGSL decoder on lavapipe: the embedding rows of the
+//! op-parity cases). WGSL cannot forbid a driver to fuse `a * t - b` into one FMA: for the kinds
+//! with a min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) a GPU may then differ by one rounding.
 //!
 //! Why not the blocks as the file stores them: WGSL reads storage as u32 words, which Q8_0's
 //! 34-byte and Q6_K's 210-byte blocks straddle, and each kind would need its own decoder in
-//! every weight-reading shader. The price: 4-bit kinds take 5-8 bits a weight here (Q4_K: 6,
-//! its file 4.5), 5- to 8-bit kinds 9-10 (Q6_K: 10, its file 6.6).
+//! every weight-reading shader. The price, bits a weight here (in the file): Q4_0 5 (4.5),
+//! Q4_1 and Q4_K 6 (5, 4.5), Q3_K 6 (3.4), Q2_K 8 (2.6), Q8_0 9 (8.5), Q5_0 9 (5.5), Q5_1 and
+//! Q5_K 10 (6, 5.5), Q6_K 10 (6.6), IQ4_NL and IQ4_XS 9 (4.5, 4.25: their codes are the
+//! table's 8-bit values).
 
 use crate::loader::gguf::kquant::{half_at, q3_k_scales, scale_min_k4, KVALUES_IQ4NL};
 use rayon::prelude::*;

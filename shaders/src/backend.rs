@@ -34,7 +34,7 @@ pub enum WeightStore {
     /// 2 bytes a value ([`WgpuOptions::f16_weights`]).
     F16,
     /// A GGUF's quantised blocks as scale-offset groups (`dlp_engine::weight_groups`), the
-    /// values exactly the CPU's: 5-10 bits a value by kind.
+    /// CPU's values: 5-10 bits a value by kind.
     Groups(GroupLayout),
 }
 
@@ -207,6 +207,15 @@ impl WgpuBackend {
         // A GGUF's quantised blocks stay compact (regrouped, the same values); f16 storage
         // takes a file's own f16 values as they are and rounds anything else to nearest.
         let groups = w.packed.as_ref().and_then(|p| regroup(p.kind, &p.bytes));
+        if let Some((layout, _)) = &groups {
+            // A packed tensor's rows are whole blocks (`HostTensor::packed`), hence whole groups.
+            if cols % layout.size as usize != 0 {
+                return Err(Error::invalid(format!(
+                    "upload_weight: a packed [{rows}, {cols}] weight whose rows are not whole groups of {}",
+                    layout.size
+                )));
+            }
+        }
         let f16 = self.gpu.f16 && groups.is_none();
         let bits: Vec<u16> = match &w.packed {
             Some(p) if f16 && p.kind == PackedKind::F16 => p

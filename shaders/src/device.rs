@@ -289,23 +289,29 @@ impl Gpu {
             }
             WeightStore::Groups(g) => {
                 // The weight array as u32 words and weight_groups.wgsl's reader of them.
-                let reader = include_str!("../wgsl/weight_groups.wgsl")
-                    .replace(
+                let mut reader = include_str!("../wgsl/weight_groups.wgsl").to_string();
+                for (line, value) in [
+                    (
                         "const GB: u32 = 4u;",
-                        &format!("const GB: u32 = {}u;", g.bits),
-                    )
-                    .replace(
+                        format!("const GB: u32 = {}u;", g.bits),
+                    ),
+                    (
                         "const GS: u32 = 32u;",
-                        &format!("const GS: u32 = {}u;", g.size),
-                    )
-                    .replace(
+                        format!("const GS: u32 = {}u;", g.size),
+                    ),
+                    (
                         "const GH: u32 = 1u;",
-                        &format!("const GH: u32 = {}u;", g.has_min as u32),
-                    )
-                    .replace(
-                        "const GZ: i32 = 0;",
-                        &format!("const GZ: i32 = {};", g.zero),
-                    );
+                        format!("const GH: u32 = {}u;", g.has_min as u32),
+                    ),
+                    ("const GZ: i32 = 0;", format!("const GZ: i32 = {};", g.zero)),
+                ] {
+                    if !reader.contains(line) {
+                        return Err(backend_err(format!(
+                            "weight_groups.wgsl has no `{line}` line to set the layout's constant"
+                        )));
+                    }
+                    reader = reader.replace(line, &value);
+                }
                 src = src
                     .replace(WT_F32, "alias WT = u32;")
                     .replace(WVAL_F32, &reader);

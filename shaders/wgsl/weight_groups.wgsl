@@ -2,8 +2,9 @@
 // tensors are kept as. Not a shader of its own: the host puts this reader in place of a
 // weight-reading shader's `fn wval` line (and types its weight array `w` as u32), with the
 // layout's constants substituted. A group of GS values is GW words: a (f32 bits), b (where
-// GH = 1), then the codes, GB bits each from the lowest; value = a * f32(q - GZ) - b,
-// unfused as the CPU's dequantisation computes it.
+// GH = 1), then the codes, GB bits each from the lowest; value = a * f32(q - GZ) - b, as the
+// CPU's dequantisation computes it (unless a driver fuses the two into one FMA, which WGSL
+// cannot forbid: then one rounding apart for the kinds with a min).
 
 const GB: u32 = 4u;
 const GS: u32 = 32u;

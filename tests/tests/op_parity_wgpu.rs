@@ -7,13 +7,14 @@
 //! rounded to f16. Without the feature: `unsupported` is printed, a failure only when
 //! `DLP_REQUIRE_WGPU_F16=1`.
 //!
-//! Quantised weights (a GGUF's blocks, kept as scale-offset groups): every kind's cases,
-//! whole and split, and a check that they really stay compact on the device.
+//! Packed weights (a GGUF's tensors: quantised blocks, kept as scale-offset groups, and
+//! F16/BF16): every kind's cases, whole and split, and a check that quantised ones really stay
+//! compact on the device.
 
 use dlp_engine::{Backend, HostTensor, StepPlan, NO_ADAPTER};
 use dlp_tests::parity::{
-    assert_all_pass, cases, f16_weight_cases, quant_weight_cases, run_all, run_case, run_cases, Op,
-    Outcome, ParityCase,
+    assert_all_pass, cases, f16_weight_cases, packed_weight_cases, run_all, run_case, run_cases,
+    Op, Outcome, ParityCase,
 };
 use dlp_tests::{backend_or_skip, skip_unless_required};
 use dlp_wgpu::{round_f16, AdapterPolicy, WeightStore, WgpuBackend, WgpuOptions};
@@ -176,25 +177,27 @@ fn f16_weights_are_stored_rounded() {
 }
 
 #[test]
-fn op_parity_wgpu_quantised_weights() {
+fn op_parity_wgpu_packed_weights() {
     let Some(b) = backend(None) else { return };
-    assert_all_pass(&run_cases(&b, quant_weight_cases()));
+    assert_all_pass(&run_cases(&b, packed_weight_cases()));
 }
 
 #[test]
-fn op_parity_wgpu_quantised_weights_split() {
+fn op_parity_wgpu_packed_weights_split() {
     // 4 KiB per binding: a few rows of groups per block.
     let Some(b) = backend(Some(4096)) else { return };
-    assert_all_pass(&run_split(&b, quant_weight_cases()));
+    assert_all_pass(&run_split(&b, packed_weight_cases()));
 }
 
 /// The quantised cases compare the same values on both sides; this checks the device really
-/// keeps each kind's blocks compact, as scale-offset groups, and no longer as f32.
+/// keeps each kind's blocks compact, as scale-offset groups, and no longer as f32, and that
+/// the loaders hand it them packed.
 #[test]
 fn quantised_weights_stay_compact() {
     use dlp_engine::tensor::{Packed, PackedKind};
     use dlp_engine::weight_groups::GroupLayout;
     let Some(b) = backend(None) else { return };
+    assert!(b.packed_weights(), "loaders would dequantise before upload");
     let (rows, cols) = (64, 512);
     for kind in PackedKind::ALL {
         let Some(layout) = GroupLayout::of(kind) else {

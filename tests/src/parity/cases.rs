@@ -130,8 +130,8 @@ pub struct ParityCase {
     /// The KV cache's earlier positions drawn as bf16 values, for `--cuda-kv-bf16` (the
     /// step's keys and values stay f32: the reference rounds them as the store does).
     pub bf16_kv: bool,
-    /// Weights drawn as random blocks of this ggml kind (a GGUF's packed tensors), for the
-    /// backends that keep them compact; the reference computes on the same blocks.
+    /// Weights drawn as random blocks of this kind (a GGUF's packed tensors, as the loader
+    /// hands them to backends that keep them packed); the reference computes on the same.
     pub quant: Option<PackedKind>,
 }
 
@@ -431,13 +431,14 @@ pub(super) fn weight_cases(
     v
 }
 
-/// The quantised-weight cases, for each block-quantised kind: matmul (gemv at 1 and 4 rows,
-/// both tiled variants, with and without bias), the embedding lookup and logits, weights drawn
-/// as random blocks of the kind (K a multiple of 256, so every kind's blocks fit).
-pub fn quant_weight_cases() -> Vec<ParityCase> {
-    let kinds = PackedKind::ALL.into_iter();
-    kinds
-        .filter(|k| !matches!(k, PackedKind::F16 | PackedKind::BF16))
+/// The packed-weight cases (a GGUF's tensors as the loader hands them to a backend that
+/// keeps them packed), for each kind, the block-quantised ones and F16/BF16: matmul (gemv at 1
+/// and 4 rows, both tiled variants, with and without bias), the embedding lookup and logits,
+/// weights drawn as random blocks of the kind (K a multiple of 256, so every kind's blocks
+/// fit).
+pub fn packed_weight_cases() -> Vec<ParityCase> {
+    PackedKind::ALL
+        .into_iter()
         .flat_map(|kind| {
             let matmuls = [
                 (1, 256, 11, false),

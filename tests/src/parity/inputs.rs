@@ -37,16 +37,26 @@ impl Rng {
 
 /// A `[rows, cols]` tensor of random `kind` blocks (`cols` a multiple of its block), each
 /// block's f16 scales (and mins) set to random values in [0.004, 0.02] so that the values are
-/// finite and of order 1 (random bytes there would give infinities and NaNs).
+/// finite and of order 1 (random bytes there would give infinities and NaNs); F16 and BF16:
+/// random values in [-1, 1] rounded to the type.
 pub(super) fn random_blocks(kind: PackedKind, rows: usize, cols: usize, g: &mut Rng) -> HostTensor {
     use PackedKind::*;
+    if matches!(kind, F16 | BF16) {
+        let bytes = (0..rows * cols)
+            .flat_map(|_| match kind {
+                F16 => half::f16::from_f32(g.f()).to_le_bytes(),
+                _ => half::bf16::from_f32(g.f()).to_le_bytes(),
+            })
+            .collect();
+        return HostTensor::packed(rows, cols, Packed { kind, bytes });
+    }
     let scales: &[usize] = match kind {
         Q8_0 | Q4_0 | Q5_0 | IQ4_NL | IQ4_XS => &[0],
         Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
         Q2_K => &[80, 82],
         Q3_K => &[108],
         Q6_K => &[208],
-        F16 | BF16 => panic!("{kind:?} is not block-quantised"),
+        F16 | BF16 => unreachable!("returned above"),
     };
     let (per, block) = kind.block();
     assert!(cols.is_multiple_of(per), "{cols} columns of {kind:?}");

@@ -20,7 +20,7 @@ use inputs::{
 };
 
 pub use cases::{
-    cases, quant_weight_cases, sample_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
+    cases, packed_weight_cases, sample_cases, Mixture, Op, ParityCase, ELEMENTWISE_TOL,
     REDUCTION_TOL,
 };
 pub use option_cases::{
