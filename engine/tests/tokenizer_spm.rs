@@ -126,6 +126,20 @@ fn merges_follow_the_scores_and_the_prefix_switch() {
     assert_eq!(tok.decode(&[8], true).unwrap(), " ab");
     // Bytes the vocabulary lacks: the unknown token (no `<0x..>` pieces in this one).
     assert_eq!(tok.encode("z").unwrap(), vec![0]);
+    // No special ids in the file: llama.cpp's defaults (<s> is 1); one outside the vocabulary
+    // is left out (no BOS), not put in front of every prompt.
+    assert_eq!(tok.bos_prefix(false), Some(1));
+    let far = vec![("tokenizer.ggml.bos_token_id".to_string(), M::U32(999))];
+    let tok = open(&dir, "d.gguf", &vocab(&tokens, &scores, far)).unwrap();
+    assert_eq!(tok.bos_prefix(false), None);
+    // A token written twice is its later id (llama.cpp's map, transformers' dict).
+    let mut twice = tokens.to_vec();
+    twice.push("ab");
+    let mut s3 = scores.to_vec();
+    s3.push(-1.0);
+    let tok = open(&dir, "e.gguf", &vocab(&twice, &s3, vec![])).unwrap();
+    assert_eq!(tok.encode("ab").unwrap(), vec![8]);
+    assert_eq!(tok.token_id("ab"), Some(10));
     let _ = std::fs::remove_dir_all(dir);
 }
 

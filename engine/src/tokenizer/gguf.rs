@@ -110,7 +110,30 @@ impl TextTokenizer {
             tok.add_special_tokens(&of_type(if sentencepiece { &[2, 3] } else { &[3] }, true));
             tok.add_tokens(&of_type(&[4], false));
         }
-        let id = |k: &str| meta(k).and_then(GgufValue::as_u64).map(|v| v as u32);
+        // A special id outside the vocabulary is left out with a warning, as llama.cpp does;
+        // a SentencePiece vocabulary without one takes llama.cpp's defaults (<unk> 0, <s> 1,
+        // </s> 2).
+        let id = |k: &str| {
+            let default = match k {
+                "tokenizer.ggml.unknown_token_id" => Some(0),
+                "tokenizer.ggml.bos_token_id" => Some(1),
+                "tokenizer.ggml.eos_token_id" => Some(2),
+                _ => None,
+            };
+            let v = meta(k).and_then(GgufValue::as_u64);
+            match v.or(default.filter(|_| sentencepiece)) {
+                Some(i) if (i as usize) < tokens.len() => Some(i as u32),
+                Some(i) => {
+                    tracing::warn!(
+                        "{}: `{k}` {i} is outside the vocabulary ({} tokens); left out",
+                        file_name(p),
+                        tokens.len()
+                    );
+                    None
+                }
+                None => None,
+            }
+        };
         let name = |i: Option<u32>| {
             i.and_then(|i| tokens.get(i as usize))
                 .map(|s| s.to_string())

@@ -78,9 +78,23 @@ pub(super) fn build(g: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
             ),
         )
     })?;
-    let mut vocab = Vocab::default();
-    for (i, t) in tokens.iter().enumerate() {
-        vocab.entry(t.to_string()).or_insert(i as u32);
+    // A token written twice is its later id, as in llama.cpp's and transformers' maps.
+    let vocab: Vocab = (tokens.iter().enumerate())
+        .map(|(i, t)| (t.to_string(), i as u32))
+        .collect();
+    // Scores that do not rank the tokens (llama.cpp writes -1000 for every token of a
+    // vocabulary converted from a tokenizer.json alone): llama.cpp then merges the leftmost of
+    // equal pairs first, which ranked merges cannot reproduce.
+    let mut distinct: Vec<u32> = scores.iter().map(|s| s.to_bits()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() * 2 < tokens.len() {
+        tracing::warn!(
+            "{}: only {} different scores for {} tokens: ties between merges are broken as transformers breaks them, not as llama.cpp does (leftmost first); for the model's own tokenization put its tokenizer.json beside the .gguf",
+            super::file_name(p),
+            distinct.len(),
+            tokens.len()
+        );
     }
     let merges = merges_from_scores(tokens, &scores);
     let bpe = BPE::builder()
@@ -117,14 +131,12 @@ pub(super) fn build(g: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
 }
 
 /// BPE merges implied by a SentencePiece vocabulary (transformers' `generate_merges` with
-/// scores): for each token in order, each split into two tokens (ordered by their ids), then
+/// scores): for each token in order (a repeated one at its last place), each split into two
+/// tokens (ordered by their ids), then
 /// all of them by the whole token's score, best first, ties by the longer left part and the
 /// longer right part (in characters), else in that order.
 pub(crate) fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> {
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
-        ids.entry(t).or_insert(i);
-    }
+    let ids: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, &t)| (t, i)).collect();
     struct Merge<'a> {
         left: &'a str,
         right: &'a str,
@@ -134,7 +146,7 @@ pub(crate) fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String
     let mut merges = Vec::new();
     for (i, &token) in tokens.iter().enumerate() {
         if ids[token] != i {
-            continue; // a repeated token: its first entry stands
+            continue; // a repeated token: its last entry stands
         }
         let at = merges.len();
         let n = token.chars().count();
