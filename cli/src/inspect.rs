@@ -268,11 +268,8 @@ fn config_text(c: &ModelConfig) -> String {
         }
         _ => format!("sliding windows (layer:window) {}", windows.join(" ")),
     };
-    let rope = match &c.rope_llama3 {
-        Some(r) => format!(
-            "RoPE theta {}, Llama-3 scaling (factor {}, low/high frequency factors {}/{}, original context {})",
-            c.rope_theta, r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings
-        ),
+    let rope = match &c.rope_scaling {
+        Some(r) => format!("RoPE theta {}, {}", c.rope_theta, r.describe()),
         None => match &c.rope_freq_factors {
             Some(f) => format!(
                 "RoPE theta {}, frequencies divided by rope_freqs.weight ({} factors, {} to {})",

@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod rope;
+pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
+
 /// Which member of the Llama family: they share one forward pass and differ in biases, sliding
 /// windows and Qwen3's per-head query/key norms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,19 +32,6 @@ impl Arch {
     fn qwen_windows(self) -> bool {
         matches!(self, Arch::Qwen2 | Arch::Qwen3)
     }
-}
-
-/// Llama-3 style RoPE frequency scaling (`rope_type: llama3`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Llama3Scaling {
-    /// `factor`
-    pub factor: f64,
-    /// `low_freq_factor`
-    pub low_freq_factor: f64,
-    /// `high_freq_factor`
-    pub high_freq_factor: f64,
-    /// `original_max_position_embeddings`
-    pub original_max_position_embeddings: f64,
 }
 
 /// Everything the forward pass needs to know about a model.
@@ -67,8 +57,8 @@ pub struct ModelConfig {
     pub rms_norm_eps: f32,
     /// RoPE base.
     pub rope_theta: f64,
-    /// Llama-3 frequency scaling, if any.
-    pub rope_llama3: Option<Llama3Scaling>,
+    /// RoPE frequency scaling (Llama 3's, linear, YaRN), if any.
+    pub rope_scaling: Option<RopeScaling>,
     /// Per-frequency divisors (`head_dim / 2` values): llama.cpp's `rope_freqs.weight`, the
     /// form a GGUF gives Llama-3 scaling (its converter computes them from the same formula).
     /// Frequency `i` is `theta^(-2i/d) / factors[i]`.
@@ -216,65 +206,10 @@ impl ModelConfig {
                 }
             }
         }
-        let rope_llama3 = match scaling {
+        let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
+        let rope_scaling = match scaling {
+            Some(s) => rope::parse(s, path, max_position_embeddings as f64)?,
             None => None,
-            Some(s) => {
-                let kind = s
-                    .get("rope_type")
-                    .or_else(|| s.get("type"))
-                    .and_then(|t| t.as_str());
-                match kind {
-                    None | Some("default") => None,
-                    Some("llama3") => {
-                        let g = |k: &str| {
-                            match s.get(k) {
-                            Some(x) => x.as_f64().ok_or_else(|| {
-                                Error::format(
-                                    path,
-                                    format!("rope scaling `llama3`: field `{k}`: expected a number, found {x}"),
-                                )
-                            }),
-                            None => Err(Error::format(
-                                path,
-                                format!("rope scaling `llama3` needs field `{k}`"),
-                            )),
-                        }
-                        };
-                        let l = Llama3Scaling {
-                            factor: g("factor")?,
-                            low_freq_factor: g("low_freq_factor")?,
-                            high_freq_factor: g("high_freq_factor")?,
-                            original_max_position_embeddings: g(
-                                "original_max_position_embeddings",
-                            )?,
-                        };
-                        // The formula divides by each of these and by their difference
-                        // (transformers' _compute_llama3_parameters).
-                        let ok = |x: f64| x.is_finite() && x > 0.0;
-                        if !(ok(l.factor)
-                            && ok(l.low_freq_factor)
-                            && ok(l.original_max_position_embeddings)
-                            && l.high_freq_factor.is_finite()
-                            && l.high_freq_factor > l.low_freq_factor)
-                        {
-                            return Err(Error::format(
-                                path,
-                                format!(
-                                    "rope scaling `llama3`: factor {}, low_freq_factor {}, high_freq_factor {}, original_max_position_embeddings {}; expected all finite and > 0, and high_freq_factor > low_freq_factor",
-                                    l.factor, l.low_freq_factor, l.high_freq_factor, l.original_max_position_embeddings
-                                ),
-                            ));
-                        }
-                        Some(l)
-                    }
-                    Some(other) => {
-                        return Err(Error::unsupported(format!(
-                            "{}: rope scaling type `{other}` (supported: default, llama3)",
-                            path.display()
-                        )))
-                    }
-                }
-            }
         };
         let act = f.str_or("hidden_act", "silu")?;
         if act != "silu" {
@@ -303,9 +238,9 @@ impl ModelConfig {
             vocab_size: f.usize("vocab_size")?,
             rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
             rope_theta,
-            rope_llama3,
+            rope_scaling,
             rope_freq_factors: None,
-            max_position_embeddings: f.usize_or("max_position_embeddings", 4096)?,
+            max_position_embeddings,
             tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,

@@ -1,12 +1,12 @@
-//! The RoPE angle table, computed once on the host in f64 (including Llama-3 frequency
-//! scaling) so that every backend rotates by exactly the same f32 cos/sin values.
+//! The RoPE angle table, computed once on the host in f64 (frequency scaling included) so
+//! that every backend rotates by exactly the same f32 cos/sin values.
 
 use std::f64::consts::PI;
 
-use crate::config::ModelConfig;
+use crate::config::{Llama3Scaling, ModelConfig, RopeScaling, YarnScaling};
 
-/// Inverse frequencies `1 / theta^(2i/d)`, with Llama-3 scaling applied when configured
-/// (transformers' `_compute_llama3_parameters`), or divided by a GGUF's frequency factors
+/// Inverse frequencies `1 / theta^(2i/d)`, scaled as configured (Llama 3's, linear, YaRN:
+/// transformers' `_compute_*_parameters`), or divided by a GGUF's frequency factors
 /// (llama.cpp's `rope_freqs`: ggml's rope divides each frequency by its factor).
 pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
     let d = cfg.head_dim;
@@ -16,9 +16,16 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
     if let Some(factors) = &cfg.rope_freq_factors {
         return base.iter().zip(factors).map(|(f, s)| f / s).collect();
     }
-    let Some(s) = cfg.rope_llama3 else {
-        return base;
-    };
+    match &cfg.rope_scaling {
+        None => base,
+        Some(RopeScaling::Llama3(s)) => llama3(base, s),
+        Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
+        Some(RopeScaling::Yarn(y)) => yarn(base, y, cfg.rope_theta, d),
+    }
+}
+
+/// Llama 3's: long wavelengths divided by `factor`, short ones kept, a smooth blend between.
+fn llama3(base: Vec<f64>, s: &Llama3Scaling) -> Vec<f64> {
     let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
     let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
     base.into_iter()
@@ -37,15 +44,43 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
         .collect()
 }
 
-/// `[positions, head_dim/2, 2]` of (cos, sin) for positions `0..positions`.
+/// YaRN's: frequency `i` is `f / factor` (interpolated) below the ramp's start, `f` above its
+/// end, linear between; the ramp runs over the dimensions whose frequencies turn `beta_fast`
+/// and `beta_slow` times over the original context (`find_correction_range`).
+fn yarn(base: Vec<f64>, y: &YarnScaling, theta: f64, dim: usize) -> Vec<f64> {
+    let d = dim as f64;
+    let correction_dim = |rotations: f64| {
+        d * (y.original_max_position_embeddings / (rotations * 2.0 * PI)).ln() / (2.0 * theta.ln())
+    };
+    let (mut low, mut high) = (correction_dim(y.beta_fast), correction_dim(y.beta_slow));
+    if y.truncate {
+        (low, high) = (low.floor(), high.ceil());
+    }
+    let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
+    if low == high {
+        high += 0.001; // transformers' guard against a zero-width ramp
+    }
+    base.into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+            let extrapolation = 1.0 - ramp;
+            (f / y.factor) * (1.0 - extrapolation) + f * extrapolation
+        })
+        .collect()
+}
+
+/// `[positions, head_dim/2, 2]` of (cos, sin) for positions `0..positions`, times the
+/// scaling's attention factor (YaRN's; transformers multiplies cos and sin by it).
 pub fn cos_sin_table(cfg: &ModelConfig, positions: usize) -> Vec<f32> {
     let inv = inv_freq(cfg);
+    let scale = cfg.rope_scaling.map_or(1.0, |s| s.attention_factor());
     let mut t = Vec::with_capacity(positions * inv.len() * 2);
     for p in 0..positions {
         for &f in &inv {
             let a = p as f64 * f;
-            t.push(a.cos() as f32);
-            t.push(a.sin() as f32);
+            t.push((a.cos() * scale) as f32);
+            t.push((a.sin() * scale) as f32);
         }
     }
     t

@@ -182,6 +182,29 @@ macro_rules! gguf_fixture_tests {
     };
 }
 
+/// One `#[test]` per RoPE-scaling fixture of this repository (`tiny_qwen2_yarn`, its GGUF
+/// form `tiny_qwen2_yarn_gguf`, `tiny_llama_linear`: made by
+/// `tests/fixtures/make_rope_scaling.py`), each calling `$run("<fixture folder>")`. The
+/// scaling is in the host's RoPE table, the same for every backend: run where the plain
+/// fixtures run.
+#[macro_export]
+macro_rules! rope_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_qwen2_yarn() {
+            $run("tiny-qwen2-yarn");
+        }
+        #[test]
+        fn tiny_qwen2_yarn_gguf() {
+            $run("tiny-qwen2-yarn-gguf");
+        }
+        #[test]
+        fn tiny_llama_linear() {
+            $run("tiny-llama-linear");
+        }
+    };
+}
+
 /// One `#[test]` per compatibility fixture (`../shared/fixtures/compat`): sliding-window
 /// Mistral and Qwen2, every PEFT `target_modules` form, and a tied checkpoint stored as
 /// `lm_head.weight` only; each calling `$run("compat/<folder>")`.

@@ -29,7 +29,7 @@ fn fields_of_the_wrong_type_are_refused() {
         p
     )
     .unwrap()
-    .rope_llama3
+    .rope_scaling
     .is_some());
     for (field, value, want) in [
         (

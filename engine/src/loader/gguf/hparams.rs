@@ -2,7 +2,7 @@
 //! metadata.
 
 use super::{GgufFile, GgufTensorInfo};
-use crate::config::{Arch, ModelConfig};
+use crate::config::{yarn_mscale, Arch, ModelConfig, RopeScaling, YarnScaling};
 use crate::error::{Error, Result};
 
 /// `m-00003-of-00005.gguf` -> `m-00001-of-00005.gguf` (gguf-split's names; `n` the count).
@@ -145,24 +145,100 @@ impl GgufFile {
         )))
     }
 
+    /// RoPE scaling as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
+    /// `rope.scaling.type` (default `linear`), `rope.scaling.factor` (or the old
+    /// `rope.scale_linear`; none or 1: no scaling), and for YaRN the original context, the
+    /// two betas and `rope.scaling.attn_factor`, which multiplies YaRN's cos/sin factor.
+    fn rope_scaling(&self, key: &dyn Fn(&str) -> String) -> Result<Option<RopeScaling>> {
+        let p = &self.path;
+        let kind = match self.metadata.get(&key("rope.scaling.type")) {
+            None => "linear",
+            Some(v) => v.as_str().ok_or_else(|| {
+                Error::format(
+                    p,
+                    format!(
+                        "`{}`: expected a string, found {v:?}",
+                        key("rope.scaling.type")
+                    ),
+                )
+            })?,
+        };
+        let factor = match self.meta_f64(&key("rope.scaling.factor"))? {
+            Some(f) => Some(f),
+            None => self.meta_f64(&key("rope.scale_linear"))?,
+        };
+        let factor = match (kind, factor) {
+            ("none", _) | (_, None) => return Ok(None),
+            (_, Some(f)) if f == 0.0 || f == 1.0 => return Ok(None),
+            (_, Some(f)) if !(f.is_finite() && f > 0.0) => {
+                return Err(Error::format(
+                    p,
+                    format!(
+                        "`{}` is {f}; expected a finite number > 0",
+                        key("rope.scaling.factor")
+                    ),
+                ))
+            }
+            (_, Some(f)) => f,
+        };
+        let attn = self.meta_f64(&key("rope.scaling.attn_factor"))?;
+        if kind != "yarn" && attn.is_some_and(|a| a != 1.0) {
+            return Err(Error::unsupported(format!(
+                "{}: `{}` with rope scaling `{kind}` (only YaRN's cos/sin factor is read)",
+                p.display(),
+                key("rope.scaling.attn_factor")
+            )));
+        }
+        match kind {
+            "linear" => Ok(Some(RopeScaling::Linear { factor })),
+            "yarn" => {
+                if self
+                    .metadata
+                    .contains_key(&key("rope.scaling.yarn_log_multiplier"))
+                {
+                    return Err(Error::unsupported(format!(
+                        "{}: YaRN with `rope.scaling.yarn_log_multiplier` (DeepSeek's attention scaling)",
+                        p.display()
+                    )));
+                }
+                let original = match self.meta_f64(&key("rope.scaling.original_context_length"))? {
+                    Some(o) => o,
+                    None => self.meta_f64(&key("context_length"))?.unwrap_or(4096.0),
+                };
+                let or = |k: &str, d: f64| -> Result<f64> {
+                    Ok(self.meta_f64(&key(k))?.filter(|&v| v != 0.0).unwrap_or(d))
+                };
+                let attn = attn.filter(|&a| a != 0.0).unwrap_or(1.0);
+                let y = YarnScaling {
+                    factor,
+                    original_max_position_embeddings: original,
+                    beta_fast: or("rope.scaling.yarn_beta_fast", 32.0)?,
+                    beta_slow: or("rope.scaling.yarn_beta_slow", 1.0)?,
+                    attention_factor: attn * yarn_mscale(factor, 1.0),
+                    truncate: true,
+                };
+                let ok = |x: f64| x.is_finite() && x > 0.0;
+                if !(ok(original) && ok(y.beta_fast) && ok(y.beta_slow) && ok(y.attention_factor)) {
+                    return Err(Error::format(
+                        p,
+                        format!("YaRN settings out of range: original context {original}, betas {} / {}, attention factor {}", y.beta_fast, y.beta_slow, y.attention_factor),
+                    ));
+                }
+                Ok(Some(RopeScaling::Yarn(y)))
+            }
+            other => Err(Error::unsupported(format!(
+                "{}: rope scaling type `{other}` in GGUF (supported: none, linear, yarn)",
+                p.display()
+            ))),
+        }
+    }
+
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         self.check_not_split()?;
         let (arch, a) = self.arch()?;
         let key = |k: &str| format!("{a}.{k}");
         let p = &self.path;
-        if let Some(s) = self
-            .metadata
-            .get(&key("rope.scaling.type"))
-            .and_then(|v| v.as_str())
-        {
-            if s != "none" {
-                return Err(Error::unsupported(format!(
-                    "{}: rope scaling type `{s}` in GGUF",
-                    p.display()
-                )));
-            }
-        }
         if self.meta_u64(&key("expert_count"))?.unwrap_or(0) > 0 {
             return Err(Error::unsupported(format!(
                 "{}: mixture-of-experts {a} models",
@@ -265,7 +341,7 @@ impl GgufFile {
                     )
                 })? as f32,
             rope_theta: self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0),
-            rope_llama3: None,
+            rope_scaling: self.rope_scaling(&key)?,
             rope_freq_factors,
             max_position_embeddings: self
                 .meta_u64(&key("context_length"))?

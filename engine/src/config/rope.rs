@@ -1,0 +1,234 @@
+//! RoPE frequency scaling, as transformers reads it from `rope_parameters` (transformers 5) or
+//! `rope_scaling` (4) and computes it (`modeling_rope_utils.py`): Llama 3's, linear position
+//! interpolation, and YaRN (Qwen2.5's and Qwen3's long-context setting). The angle table
+//! applies it (`crate::rope_table`); GGUF files give the same settings as
+//! `<arch>.rope.scaling.*` (`loader::gguf::hparams`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Llama-3 style RoPE frequency scaling (`rope_type: llama3`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3Scaling {
+    /// `factor`
+    pub factor: f64,
+    /// `low_freq_factor`
+    pub low_freq_factor: f64,
+    /// `high_freq_factor`
+    pub high_freq_factor: f64,
+    /// `original_max_position_embeddings`
+    pub original_max_position_embeddings: f64,
+}
+
+/// YaRN (`rope_type: yarn`, arXiv 2309.00071): frequencies past the pretraining context
+/// interpolated by `factor`, the fast ones kept, a linear ramp between, and cos/sin scaled by
+/// `attention_factor`. transformers' `_compute_yarn_parameters`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YarnScaling {
+    /// `factor`: how much longer than the pretraining context.
+    pub factor: f64,
+    /// `original_max_position_embeddings`: the pretraining context.
+    pub original_max_position_embeddings: f64,
+    /// `beta_fast` (default 32): rotations over the original context above which a frequency is
+    /// kept as is.
+    pub beta_fast: f64,
+    /// `beta_slow` (default 1): rotations below which it is interpolated fully.
+    pub beta_slow: f64,
+    /// What cos and sin are multiplied by: `attention_factor`, else `0.1 ln(factor) + 1` (or
+    /// the ratio of that with `mscale` and `mscale_all_dim`, DeepSeek's form).
+    pub attention_factor: f64,
+    /// `truncate` (default true): the ramp's ends rounded outwards to whole dimensions.
+    pub truncate: bool,
+}
+
+/// A model's RoPE frequency scaling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    /// Llama 3's.
+    Llama3(Llama3Scaling),
+    /// Linear position interpolation (`rope_type: linear`): every frequency divided by `factor`.
+    Linear {
+        /// `factor`
+        factor: f64,
+    },
+    /// YaRN.
+    Yarn(YarnScaling),
+}
+
+impl RopeScaling {
+    /// What the cos/sin table is multiplied by (1 but for YaRN).
+    pub fn attention_factor(&self) -> f64 {
+        match self {
+            RopeScaling::Yarn(y) => y.attention_factor,
+            _ => 1.0,
+        }
+    }
+
+    /// A line for `inspect`.
+    pub fn describe(&self) -> String {
+        match self {
+            RopeScaling::Llama3(r) => format!(
+                "Llama-3 scaling (factor {}, low/high frequency factors {}/{}, original context {})",
+                r.factor, r.low_freq_factor, r.high_freq_factor, r.original_max_position_embeddings
+            ),
+            RopeScaling::Linear { factor } => format!("linear scaling (positions / {factor})"),
+            RopeScaling::Yarn(y) => format!(
+                "YaRN scaling (factor {}, original context {}, beta fast/slow {}/{}, cos/sin x {:.6})",
+                y.factor, y.original_max_position_embeddings, y.beta_fast, y.beta_slow, y.attention_factor
+            ),
+        }
+    }
+}
+
+/// `0.1 mscale ln(scale) + 1`, 1 at `scale <= 1` (YaRN's Eq. 21, transformers'
+/// `yarn_get_mscale`).
+pub fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
+    if scale <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * scale.ln() + 1.0
+    }
+}
+
+/// The scaling of a config's `rope_parameters` / `rope_scaling` object `s` (`None`: default
+/// RoPE). `max_position_embeddings` stands in for a missing
+/// `original_max_position_embeddings`, as transformers' `standardize_rope_params` does.
+pub(super) fn parse(
+    s: &Value,
+    path: &Path,
+    max_position_embeddings: f64,
+) -> Result<Option<RopeScaling>> {
+    let kind = (s.get("rope_type").or_else(|| s.get("type"))).and_then(|t| t.as_str());
+    let number = |kind: &str, k: &str, default: Option<f64>| -> Result<f64> {
+        match s.get(k) {
+            Some(Value::Null) | None => default.ok_or_else(|| {
+                Error::format(path, format!("rope scaling `{kind}` needs field `{k}`"))
+            }),
+            Some(x) => x.as_f64().ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("rope scaling `{kind}`: field `{k}`: expected a number, found {x}"),
+                )
+            }),
+        }
+    };
+    let positive = |kind: &str, k: &str, x: f64| -> Result<f64> {
+        if x.is_finite() && x > 0.0 {
+            Ok(x)
+        } else {
+            Err(Error::format(
+                path,
+                format!("rope scaling `{kind}`: `{k}` is {x}; expected a finite number > 0"),
+            ))
+        }
+    };
+    let original = Some(max_position_embeddings);
+    Ok(Some(match kind {
+        None | Some("default") => return Ok(None),
+        Some("llama3") => {
+            let g = |k: &str| number("llama3", k, None);
+            let l = Llama3Scaling {
+                factor: g("factor")?,
+                low_freq_factor: g("low_freq_factor")?,
+                high_freq_factor: g("high_freq_factor")?,
+                original_max_position_embeddings: number(
+                    "llama3",
+                    "original_max_position_embeddings",
+                    original,
+                )?,
+            };
+            // The formula divides by each of these and by their difference
+            // (transformers' _compute_llama3_parameters).
+            let ok = |x: f64| x.is_finite() && x > 0.0;
+            if !(ok(l.factor)
+                && ok(l.low_freq_factor)
+                && ok(l.original_max_position_embeddings)
+                && l.high_freq_factor.is_finite()
+                && l.high_freq_factor > l.low_freq_factor)
+            {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "rope scaling `llama3`: factor {}, low_freq_factor {}, high_freq_factor {}, original_max_position_embeddings {}; expected all finite and > 0, and high_freq_factor > low_freq_factor",
+                        l.factor, l.low_freq_factor, l.high_freq_factor, l.original_max_position_embeddings
+                    ),
+                ));
+            }
+            RopeScaling::Llama3(l)
+        }
+        Some("linear") => RopeScaling::Linear {
+            factor: positive("linear", "factor", number("linear", "factor", None)?)?,
+        },
+        Some("yarn") => {
+            let original = positive(
+                "yarn",
+                "original_max_position_embeddings",
+                number("yarn", "original_max_position_embeddings", original)?,
+            )?;
+            // A null factor is the ratio of the two contexts (DeepSeek-V3's configs).
+            let factor = match s.get("factor") {
+                Some(Value::Null) => max_position_embeddings / original,
+                _ => number("yarn", "factor", None)?,
+            };
+            let factor = positive("yarn", "factor", factor)?;
+            let opt = |k: &str| -> Result<Option<f64>> {
+                match s.get(k) {
+                    Some(Value::Null) | None => Ok(None),
+                    Some(_) => number("yarn", k, None).map(Some),
+                }
+            };
+            // transformers: `mscale and mscale_all_dim` (0 counts as absent), `beta_fast or 32`.
+            let attention_factor = match (
+                opt("attention_factor")?,
+                opt("mscale")?,
+                opt("mscale_all_dim")?,
+            ) {
+                (Some(a), _, _) => a,
+                (None, Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                    yarn_mscale(factor, m) / yarn_mscale(factor, all)
+                }
+                _ => yarn_mscale(factor, 1.0),
+            };
+            let truncate = match s.get("truncate") {
+                Some(Value::Null) | None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(x) => {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                        "rope scaling `yarn`: field `truncate`: expected true or false, found {x}"
+                    ),
+                    ))
+                }
+            };
+            let beta =
+                |k: &str, d: f64| Ok::<f64, Error>(opt(k)?.filter(|&b| b != 0.0).unwrap_or(d));
+            let y = YarnScaling {
+                factor,
+                original_max_position_embeddings: original,
+                beta_fast: beta("beta_fast", 32.0)?,
+                beta_slow: beta("beta_slow", 1.0)?,
+                attention_factor: positive("yarn", "attention_factor", attention_factor)?,
+                truncate,
+            };
+            // The ramp's ends are logs of these over 2 pi (find_correction_dim).
+            positive("yarn", "beta_fast", y.beta_fast)?;
+            positive("yarn", "beta_slow", y.beta_slow)?;
+            RopeScaling::Yarn(y)
+        }
+        Some(other) => {
+            let why = match other {
+                "dynamic" => " (dynamic NTK changes the frequencies with each sequence's length past the original context)",
+                "longrope" => " (Phi-3's)",
+                _ => "",
+            };
+            return Err(Error::unsupported(format!(
+                "{}: rope scaling type `{other}`{why} (supported: default, llama3, linear, yarn)",
+                path.display()
+            )));
+        }
+    }))
+}
