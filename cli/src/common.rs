@@ -377,6 +377,11 @@ impl ModelArgs {
         let model = self.model_path()?;
         if model.is_dir() {
             inputs.dir(&model, crate::output::MODEL_FILES);
+            // Its weights: `model.safetensors` or the index's shards, not every
+            // `.safetensors` there (a logits file written beside them is not read).
+            for f in dlp_engine::loader::safetensors_dir::weight_files(&model).unwrap_or_default() {
+                inputs.file(&f);
+            }
         } else {
             inputs.file(&model);
             // A GGUF's tokenizer.json (and what it brings) beside it.

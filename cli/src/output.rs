@@ -74,14 +74,14 @@ pub struct Inputs {
     dirs: Vec<(PathBuf, &'static [&'static str])>,
 }
 
-/// The files a model directory's loader reads.
+/// The files a model directory's loader reads by name (its shards are added by name too).
 pub const MODEL_FILES: &[&str] = &[
     "config.json",
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "chat_template.jinja",
-    "*.safetensors",
+    "model.safetensors",
     "model.safetensors.index.json",
 ];
 /// The files a PEFT adapter's loader reads.

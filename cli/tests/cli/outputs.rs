@@ -51,6 +51,30 @@ fn outputs_keep_inputs_links_and_devices() {
     // A new file in the adapter's folder replaces nothing: allowed.
     let beside = adapter.join("logits.safetensors");
     assert!(score(&beside).status.success());
+    // In the model's folder too, and again once it exists: the loader reads model.safetensors
+    // or the index's shards, not every .safetensors file there; a shard stays refused.
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(&tiny).unwrap() {
+        let (path, name) = (e.as_ref().unwrap().path(), e.unwrap().file_name());
+        if path.is_file() && !name.to_string_lossy().starts_with("golden") {
+            std::fs::copy(&path, model.join(name)).unwrap();
+        }
+    }
+    let score_model = |out: &std::path::Path| {
+        let ids = ["score", "--backend", "cpu", "--ids", "1,2,3", "--out"];
+        run(&[
+            &ids[..],
+            &[out.to_str().unwrap(), "-m", model.to_str().unwrap()],
+        ]
+        .concat())
+    };
+    for _ in 0..2 {
+        let o = score_model(&model.join("logits.safetensors"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = score_model(&model.join("model-00003-of-00014.safetensors"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("which this run reads"));
     let (shape, want) = read_logits(&beside);
     assert_eq!(shape[0], 3);
 
