@@ -185,10 +185,8 @@ impl ModelConfig {
             Some(Value::Null) | None => hidden_size / num_heads,
             Some(_) => f.usize("head_dim")?,
         };
-        // transformers 5 keeps RoPE under `rope_parameters`; 4 has `rope_theta` + `rope_scaling`.
-        let rope = v.get("rope_parameters").filter(|r| r.is_object());
-        let scaling = rope.or_else(|| v.get("rope_scaling").filter(|r| r.is_object()));
-        let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some()) {
+        let rope = rope::settings(v, path)?;
+        let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some_and(|t| !t.is_null())) {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", 10000.0)?,
             None => f.f64_or("rope_theta", 10000.0)?,
         };
@@ -207,8 +205,17 @@ impl ModelConfig {
             }
         }
         let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
-        let rope_scaling = match scaling {
-            Some(s) => rope::parse(s, path, max_position_embeddings as f64)?,
+        // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
+        // prefers it there (`standardize_rope_params`).
+        let original = match v.get("original_max_position_embeddings") {
+            None | Some(Value::Null) => max_position_embeddings as f64,
+            Some(_) => f.usize("original_max_position_embeddings")? as f64,
+        };
+        let top_level = v
+            .get("original_max_position_embeddings")
+            .is_some_and(|o| !o.is_null());
+        let rope_scaling = match rope {
+            Some(s) => rope::parse(s, path, max_position_embeddings as f64, original, top_level)?,
             None => None,
         };
         let act = f.str_or("hidden_act", "silu")?;

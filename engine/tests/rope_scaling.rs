@@ -5,12 +5,17 @@
 //! End to end (logits of models with YaRN and linear scaling, HF and GGUF): the golden runs'
 //! `tiny_qwen2_yarn`, `tiny_qwen2_yarn_gguf` and `tiny_llama_linear`.
 
+#[allow(dead_code)]
+#[path = "gguf/writer.rs"]
+mod writer;
+
 use std::path::Path;
 
 use dlp_engine::config::RopeScaling;
 use dlp_engine::rope_table::{cos_sin_table, inv_freq};
 use dlp_engine::ModelConfig;
 use serde_json::Value;
+use writer::{Writer, M};
 
 #[test]
 fn frequencies_and_factor_are_transformers() {
@@ -112,4 +117,150 @@ fn unusable_scaling_is_named() {
         let e = with(scaling.clone());
         assert!(e.contains(want), "{scaling}: {e}");
     }
+}
+
+/// Where transformers finds the settings: `rope_scaling` over `rope_parameters`, a
+/// `rope_theta` inside them over the top-level one, a top-level
+/// `original_max_position_embeddings` (Phi-3's form) over theirs, `truncate: null` as false;
+/// settings that are not one object are refused.
+#[test]
+fn config_forms_are_read_as_transformers_reads_them() {
+    let yarn = |c: &Value| match ModelConfig::from_hf_json(c, Path::new("config.json")) {
+        Ok(cfg) => match cfg.rope_scaling {
+            Some(RopeScaling::Yarn(y)) => Ok((cfg.rope_theta, y)),
+            other => Err(format!("{other:?}")),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let mut c = serde_json::json!({"model_type": "llama", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256, "max_position_embeddings": 1024, "rope_theta": 10000.0,
+        "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64,
+            "rope_theta": 50000.0, "truncate": null}});
+    let (theta, y) = yarn(&c).unwrap();
+    assert_eq!(
+        (theta, y.original_max_position_embeddings, y.truncate),
+        (50000.0, 64.0, false)
+    );
+    c["original_max_position_embeddings"] = 200.into();
+    c["rope_parameters"] = serde_json::json!({"rope_type": "linear", "factor": 2.0});
+    let (_, y) = yarn(&c).unwrap();
+    assert_eq!(y.original_max_position_embeddings, 200.0);
+    for (key, value, want) in [
+        (
+            "rope_scaling",
+            serde_json::json!("yarn"),
+            "`rope_scaling`: expected an object",
+        ),
+        (
+            "rope_scaling",
+            serde_json::json!([1]),
+            "`rope_scaling`: expected an object",
+        ),
+        (
+            "rope_scaling",
+            serde_json::json!({"rope_type": null, "type": "yarn", "factor": 4}),
+            "`rope_type`: expected a string",
+        ),
+        (
+            "rope_scaling",
+            serde_json::json!({"full_attention": {"rope_type": "yarn", "factor": 4}}),
+            "per layer type (full_attention)",
+        ),
+    ] {
+        let mut c = c.clone();
+        c[key] = value;
+        let e = yarn(&c).unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+/// GGUF metadata as llama.cpp reads it: a factor without a type is linear (the old
+/// `rope.scale_linear` too), `none` or a factor of 1 is none; YaRN takes the original context
+/// and `attn_factor`; what llama.cpp would apply and this engine does not is refused.
+#[test]
+fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
+    use dlp_engine::loader::gguf::GgufFile;
+    let dir = std::env::temp_dir().join(format!("dlp-rope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |extra: Vec<(&str, M)>| {
+        let mut kv: Vec<(String, M)> = vec![
+            ("general.architecture".into(), M::Str("llama")),
+            ("llama.embedding_length".into(), M::U32(64)),
+            ("llama.feed_forward_length".into(), M::U32(160)),
+            ("llama.block_count".into(), M::U32(1)),
+            ("llama.attention.head_count".into(), M::U32(4)),
+            ("llama.attention.head_count_kv".into(), M::U32(2)),
+            (
+                "llama.attention.layer_norm_rms_epsilon".into(),
+                M::F32(1e-6),
+            ),
+            ("llama.context_length".into(), M::U32(512)),
+            ("llama.vocab_size".into(), M::U32(256)),
+        ];
+        kv.extend(extra.into_iter().map(|(k, v)| (format!("llama.{k}"), v)));
+        let w = Writer {
+            version: 3,
+            kv,
+            tensors: Vec::new(),
+        };
+        let p = dir.join("rope.gguf");
+        std::fs::write(&p, w.bytes()).unwrap();
+        GgufFile::open(&p)
+            .and_then(|g| g.config())
+            .map(|c| c.rope_scaling)
+    };
+    let linear = Some(RopeScaling::Linear { factor: 2.0 });
+    assert_eq!(
+        config(vec![("rope.scaling.factor", M::F32(2.0))]).unwrap(),
+        linear
+    );
+    assert_eq!(
+        config(vec![("rope.scale_linear", M::F32(2.0))]).unwrap(),
+        linear
+    );
+    let none = vec![
+        ("rope.scaling.type", M::Str("none")),
+        ("rope.scaling.factor", M::F32(2.0)),
+    ];
+    assert_eq!(config(none).unwrap(), None);
+    let yarn = config(vec![
+        ("rope.scaling.type", M::Str("yarn")),
+        ("rope.scaling.factor", M::F32(4.0)),
+        ("rope.scaling.original_context_length", M::U32(128)),
+        ("rope.scaling.attn_factor", M::F32(0.5)),
+    ]);
+    match yarn.unwrap() {
+        Some(RopeScaling::Yarn(y)) => {
+            assert_eq!(y.original_max_position_embeddings, 128.0);
+            assert!((y.attention_factor - 0.5 * (0.1 * 4f64.ln() + 1.0)).abs() < 1e-9);
+        }
+        other => panic!("{other:?}"),
+    }
+    for (extra, want) in [
+        (
+            vec![("rope.scaling.type", M::Str("foo"))],
+            "rope scaling type `foo` in GGUF",
+        ),
+        (
+            vec![("rope.scaling.attn_factor", M::F32(0.5))],
+            "read only as a finite factor > 0 on YaRN's",
+        ),
+        (
+            vec![
+                ("rope.scaling.type", M::Str("yarn")),
+                ("rope.scaling.factor", M::F32(4.0)),
+                ("rope.scaling.attn_factor", M::F32(0.0)),
+            ],
+            "read only as a finite factor > 0 on YaRN's",
+        ),
+        (
+            vec![("rope.scaling.factor", M::F32(-2.0))],
+            "expected a finite number > 0",
+        ),
+    ] {
+        let e = config(extra).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

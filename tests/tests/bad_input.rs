@@ -558,8 +558,8 @@ fn catalogue_of_bad_files() {
         ),
         (
             "rope_parameters",
-            serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
-            &["yarn"],
+            serde_json::json!({"rope_type": "dynamic", "factor": 4.0}),
+            &["dynamic", "dynamic NTK"],
         ),
     ];
     for (field, value, needles) in config_cases {

@@ -93,15 +93,56 @@ pub fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
     }
 }
 
-/// The scaling of a config's `rope_parameters` / `rope_scaling` object `s` (`None`: default
-/// RoPE). `max_position_embeddings` stands in for a missing
-/// `original_max_position_embeddings`, as transformers' `standardize_rope_params` does.
+/// A config's RoPE settings object, as transformers picks it: `rope_scaling` (transformers 4's
+/// name, preferred where a config has both) or `rope_parameters` (5's); `None` where neither
+/// is set. Anything but an object is refused, and so are per-layer-type settings (an object of
+/// objects, Gemma's form), which this engine does not apply.
+pub(super) fn settings<'a>(v: &'a Value, path: &Path) -> Result<Option<&'a Value>> {
+    for key in ["rope_scaling", "rope_parameters"] {
+        match v.get(key) {
+            None | Some(Value::Null) => continue,
+            Some(s @ Value::Object(m)) => {
+                if !m.is_empty() && m.values().all(Value::is_object) {
+                    return Err(Error::unsupported(format!(
+                        "{}: `{key}` per layer type ({}): one RoPE setting for every layer is supported",
+                        path.display(),
+                        m.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                return Ok(Some(s));
+            }
+            Some(x) => {
+                return Err(Error::format(
+                    path,
+                    format!("`{key}`: expected an object, found {x}"),
+                ))
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The scaling of a config's RoPE settings object `s` (see [`settings`]; `None`: default
+/// RoPE). The pretraining context is `original`, where the config gives it beside the settings
+/// (`top_level`), else the settings' own, else `original` (then `max_position_embeddings`), as
+/// transformers' `standardize_rope_params` does.
 pub(super) fn parse(
     s: &Value,
     path: &Path,
     max_position_embeddings: f64,
+    original: f64,
+    top_level: bool,
 ) -> Result<Option<RopeScaling>> {
-    let kind = (s.get("rope_type").or_else(|| s.get("type"))).and_then(|t| t.as_str());
+    let kind = match s.get("rope_type").or_else(|| s.get("type")) {
+        None => None,
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(x) => {
+            return Err(Error::format(
+                path,
+                format!("RoPE settings: `rope_type`: expected a string, found {x}"),
+            ))
+        }
+    };
     let number = |kind: &str, k: &str, default: Option<f64>| -> Result<f64> {
         match s.get(k) {
             Some(Value::Null) | None => default.ok_or_else(|| {
@@ -125,7 +166,12 @@ pub(super) fn parse(
             ))
         }
     };
-    let original = Some(max_position_embeddings);
+    let original_of = |kind: &str| -> Result<f64> {
+        match top_level {
+            true => Ok(original),
+            false => number(kind, "original_max_position_embeddings", Some(original)),
+        }
+    };
     Ok(Some(match kind {
         None | Some("default") => return Ok(None),
         Some("llama3") => {
@@ -134,11 +180,7 @@ pub(super) fn parse(
                 factor: g("factor")?,
                 low_freq_factor: g("low_freq_factor")?,
                 high_freq_factor: g("high_freq_factor")?,
-                original_max_position_embeddings: number(
-                    "llama3",
-                    "original_max_position_embeddings",
-                    original,
-                )?,
+                original_max_position_embeddings: original_of("llama3")?,
             };
             // The formula divides by each of these and by their difference
             // (transformers' _compute_llama3_parameters).
@@ -166,7 +208,7 @@ pub(super) fn parse(
             let original = positive(
                 "yarn",
                 "original_max_position_embeddings",
-                number("yarn", "original_max_position_embeddings", original)?,
+                original_of("yarn")?,
             )?;
             // A null factor is the ratio of the two contexts (DeepSeek-V3's configs).
             let factor = match s.get("factor") {
@@ -192,8 +234,10 @@ pub(super) fn parse(
                 }
                 _ => yarn_mscale(factor, 1.0),
             };
+            // transformers reads `truncate` with `get("truncate", True)`: a null is false.
             let truncate = match s.get("truncate") {
-                Some(Value::Null) | None => true,
+                None => true,
+                Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
                 Some(x) => {
                     return Err(Error::format(

@@ -147,8 +147,10 @@ impl GgufFile {
 
     /// RoPE scaling as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
     /// `rope.scaling.type` (default `linear`), `rope.scaling.factor` (or the old
-    /// `rope.scale_linear`; none or 1: no scaling), and for YaRN the original context, the
-    /// two betas and `rope.scaling.attn_factor`, which multiplies YaRN's cos/sin factor.
+    /// `rope.scale_linear`; none or 1: no scaling), and for YaRN the original context and
+    /// `rope.scaling.attn_factor`, which multiplies YaRN's cos/sin factor. llama.cpp applies
+    /// that attn_factor without YaRN too; such a file is refused here. It reads no betas for
+    /// these architectures (32 and 1), so neither does this.
     fn rope_scaling(&self, key: &dyn Fn(&str) -> String) -> Result<Option<RopeScaling>> {
         let p = &self.path;
         let kind = match self.metadata.get(&key("rope.scaling.type")) {
@@ -163,74 +165,82 @@ impl GgufFile {
                 )
             })?,
         };
+        if !matches!(kind, "none" | "linear" | "yarn") {
+            return Err(Error::unsupported(format!(
+                "{}: rope scaling type `{kind}` in GGUF (supported: none, linear, yarn)",
+                p.display()
+            )));
+        }
         let factor = match self.meta_f64(&key("rope.scaling.factor"))? {
             Some(f) => Some(f),
             None => self.meta_f64(&key("rope.scale_linear"))?,
         };
-        let factor = match (kind, factor) {
-            ("none", _) | (_, None) => return Ok(None),
-            (_, Some(f)) if f == 0.0 || f == 1.0 => return Ok(None),
-            (_, Some(f)) if !(f.is_finite() && f > 0.0) => {
-                return Err(Error::format(
-                    p,
-                    format!(
-                        "`{}` is {f}; expected a finite number > 0",
-                        key("rope.scaling.factor")
-                    ),
-                ))
-            }
-            (_, Some(f)) => f,
-        };
+        if let Some(f) = factor.filter(|&f| !(f.is_finite() && f >= 0.0)) {
+            return Err(Error::format(
+                p,
+                format!(
+                    "`{}` is {f}; expected a finite number > 0",
+                    key("rope.scaling.factor")
+                ),
+            ));
+        }
+        let factor = factor.filter(|&f| kind != "none" && f != 0.0 && f != 1.0);
         let attn = self.meta_f64(&key("rope.scaling.attn_factor"))?;
-        if kind != "yarn" && attn.is_some_and(|a| a != 1.0) {
+        if let Some(a) = attn.filter(|&a| a != 1.0) {
+            if !(kind == "yarn" && factor.is_some() && a.is_finite() && a > 0.0) {
+                return Err(Error::unsupported(format!(
+                    "{}: `{}` {a} with rope scaling `{kind}` and factor {factor:?} (read only as a finite factor > 0 on YaRN's)",
+                    p.display(),
+                    key("rope.scaling.attn_factor")
+                )));
+            }
+        }
+        let Some(factor) = factor else {
+            return Ok(None);
+        };
+        if kind == "linear" {
+            return Ok(Some(RopeScaling::Linear { factor }));
+        }
+        if self
+            .metadata
+            .contains_key(&key("rope.scaling.yarn_log_multiplier"))
+        {
             return Err(Error::unsupported(format!(
-                "{}: `{}` with rope scaling `{kind}` (only YaRN's cos/sin factor is read)",
-                p.display(),
-                key("rope.scaling.attn_factor")
+                "{}: YaRN with `rope.scaling.yarn_log_multiplier` (DeepSeek's attention scaling)",
+                p.display()
             )));
         }
-        match kind {
-            "linear" => Ok(Some(RopeScaling::Linear { factor })),
-            "yarn" => {
-                if self
-                    .metadata
-                    .contains_key(&key("rope.scaling.yarn_log_multiplier"))
-                {
-                    return Err(Error::unsupported(format!(
-                        "{}: YaRN with `rope.scaling.yarn_log_multiplier` (DeepSeek's attention scaling)",
-                        p.display()
-                    )));
-                }
-                let original = match self.meta_f64(&key("rope.scaling.original_context_length"))? {
-                    Some(o) => o,
-                    None => self.meta_f64(&key("context_length"))?.unwrap_or(4096.0),
-                };
-                let or = |k: &str, d: f64| -> Result<f64> {
-                    Ok(self.meta_f64(&key(k))?.filter(|&v| v != 0.0).unwrap_or(d))
-                };
-                let attn = attn.filter(|&a| a != 0.0).unwrap_or(1.0);
-                let y = YarnScaling {
-                    factor,
-                    original_max_position_embeddings: original,
-                    beta_fast: or("rope.scaling.yarn_beta_fast", 32.0)?,
-                    beta_slow: or("rope.scaling.yarn_beta_slow", 1.0)?,
-                    attention_factor: attn * yarn_mscale(factor, 1.0),
-                    truncate: true,
-                };
-                let ok = |x: f64| x.is_finite() && x > 0.0;
-                if !(ok(original) && ok(y.beta_fast) && ok(y.beta_slow) && ok(y.attention_factor)) {
-                    return Err(Error::format(
-                        p,
-                        format!("YaRN settings out of range: original context {original}, betas {} / {}, attention factor {}", y.beta_fast, y.beta_slow, y.attention_factor),
-                    ));
-                }
-                Ok(Some(RopeScaling::Yarn(y)))
+        for (k, d) in [
+            ("rope.scaling.yarn_beta_fast", 32.0),
+            ("rope.scaling.yarn_beta_slow", 1.0),
+        ] {
+            if let Some(b) = self.meta_f64(&key(k))?.filter(|&b| b != d) {
+                tracing::warn!(
+                    "{}: `{}` {b} is not read, as llama.cpp reads it for none of llama, qwen2 and qwen3 ({d} is used)",
+                    p.display(),
+                    key(k)
+                );
             }
-            other => Err(Error::unsupported(format!(
-                "{}: rope scaling type `{other}` in GGUF (supported: none, linear, yarn)",
-                p.display()
-            ))),
         }
+        let original = match self.meta_f64(&key("rope.scaling.original_context_length"))? {
+            Some(o) => o,
+            None => self.meta_f64(&key("context_length"))?.unwrap_or(4096.0),
+        };
+        let y = YarnScaling {
+            factor,
+            original_max_position_embeddings: original,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
+            attention_factor: attn.unwrap_or(1.0) * yarn_mscale(factor, 1.0),
+            truncate: true,
+        };
+        if !(original.is_finite() && original > 0.0) {
+            return Err(Error::format(
+                p,
+                format!("YaRN's original context is {original}; expected a number > 0"),
+            ));
+        }
+        Ok(Some(RopeScaling::Yarn(y)))
     }
 
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
