@@ -297,7 +297,15 @@ fn config_text(c: &ModelConfig) -> String {
         c.hidden_size,
         c.intermediate_size,
         c.vocab_size,
-        c.max_position_embeddings,
+        match c.context_limit() {
+            n if n > c.max_position_embeddings => {
+                format!(
+                    "{n} (max_position_embeddings {}, stretched by its RoPE scaling)",
+                    c.max_position_embeddings
+                )
+            }
+            n => n.to_string(),
+        },
         c.num_heads,
         c.num_kv_heads,
         c.head_dim,

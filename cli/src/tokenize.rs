@@ -33,7 +33,8 @@ pub struct TokenizeArgs {
     pub prompt_ids: bool,
     /// With --text: print each token's id and text (`{"id": 7042, "text": " Paris"}`), as
     /// `--logit-bias` and the server's `logit_bias` need them (a leading space is part of a
-    /// token: " Paris" and "Paris" are different ids).
+    /// token: " Paris" and "Paris" are different ids); a token holding part of a character is
+    /// named by its bytes (`bytes:\xf0\x9f`), as OpenAI's logprobs name it.
     #[arg(long, requires = "text")]
     pub show_tokens: bool,
     /// Use this chat template (a Jinja file) instead of the model's.

@@ -86,6 +86,19 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The longest sequence the model takes, in tokens: `max_position_embeddings`, or what a
+    /// linear or YaRN scaling stretches the context to where that is longer (vLLM's rule:
+    /// `max_position_embeddings * factor`, YaRN `original_max_position_embeddings * factor`;
+    /// Qwen2.5 with YaRN factor 4 over 32768: 131072).
+    pub fn context_limit(&self) -> usize {
+        let scaled = match self.rope_scaling {
+            Some(RopeScaling::Yarn(y)) => y.original_max_position_embeddings * y.factor,
+            Some(RopeScaling::Linear { factor }) => self.max_position_embeddings as f64 * factor,
+            _ => 0.0,
+        };
+        self.max_position_embeddings.max(scaled.min(1e8) as usize)
+    }
+
     /// Output width of q_proj.
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
@@ -207,15 +220,23 @@ impl ModelConfig {
         let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
-        let original = match v.get("original_max_position_embeddings") {
-            None | Some(Value::Null) => max_position_embeddings as f64,
-            Some(_) => f.usize("original_max_position_embeddings")? as f64,
-        };
-        let top_level = v
-            .get("original_max_position_embeddings")
-            .is_some_and(|o| !o.is_null());
         let rope_scaling = match rope {
-            Some(s) => rope::parse(s, path, max_position_embeddings as f64, original, top_level)?,
+            Some(s) => {
+                let top = v
+                    .get("original_max_position_embeddings")
+                    .filter(|o| !o.is_null());
+                let original = match top {
+                    None => max_position_embeddings as f64,
+                    Some(_) => f.f64_or("original_max_position_embeddings", 0.0)?,
+                };
+                rope::parse(
+                    s,
+                    path,
+                    max_position_embeddings as f64,
+                    original,
+                    top.is_some(),
+                )?
+            }
             None => None,
         };
         let act = f.str_or("hidden_act", "silu")?;

@@ -112,7 +112,7 @@ enum StepOut<'a> {
 
 impl<B: Backend> Model<B> {
     /// Builds the model from host weights (consumed) on `backend`; `max_context` caps the RoPE
-    /// table (and so the KV cache) below the model's `max_position_embeddings`.
+    /// table (and so the KV cache) below the model's [`ModelConfig::context_limit`].
     pub fn new(
         backend: B,
         config: ModelConfig,
@@ -228,7 +228,7 @@ impl<B: Backend> Model<B> {
                 leftover[0]
             );
         }
-        let max_context = max_context.min(c.max_position_embeddings).max(1);
+        let max_context = max_context.min(c.context_limit()).max(1);
         let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
         Ok(Model {
             backend,

@@ -146,6 +146,22 @@ fn config_forms_are_read_as_transformers_reads_them() {
     c["rope_parameters"] = serde_json::json!({"rope_type": "linear", "factor": 2.0});
     let (_, y) = yarn(&c).unwrap();
     assert_eq!(y.original_max_position_embeddings, 200.0);
+    // The context it stretches to, as vLLM allows (original x factor), where that is longer.
+    let cfg = ModelConfig::from_hf_json(&c, Path::new("config.json")).unwrap();
+    assert_eq!(
+        (cfg.max_position_embeddings, cfg.context_limit()),
+        (1024, 1024)
+    );
+    c["original_max_position_embeddings"] = 4096.into();
+    let cfg = ModelConfig::from_hf_json(&c, Path::new("config.json")).unwrap();
+    assert_eq!(cfg.context_limit(), 16384);
+    // Without RoPE settings, a top-level original context is not read at all.
+    let mut plain = c.clone();
+    plain["rope_scaling"] = Value::Null;
+    plain["rope_parameters"] = Value::Null;
+    plain["original_max_position_embeddings"] = "x".into();
+    let cfg = ModelConfig::from_hf_json(&plain, Path::new("config.json")).unwrap();
+    assert_eq!((cfg.rope_scaling, cfg.context_limit()), (None, 1024));
     for (key, value, want) in [
         (
             "rope_scaling",
@@ -183,7 +199,7 @@ fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
     use dlp_engine::loader::gguf::GgufFile;
     let dir = std::env::temp_dir().join(format!("dlp-rope-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = |extra: Vec<(&str, M)>| {
+    let config_with = |extra: Vec<(&str, M)>, tensors: Vec<writer::Tensor>| {
         let mut kv: Vec<(String, M)> = vec![
             ("general.architecture".into(), M::Str("llama")),
             ("llama.embedding_length".into(), M::U32(64)),
@@ -202,7 +218,7 @@ fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
         let w = Writer {
             version: 3,
             kv,
-            tensors: Vec::new(),
+            tensors,
         };
         let p = dir.join("rope.gguf");
         std::fs::write(&p, w.bytes()).unwrap();
@@ -210,6 +226,7 @@ fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
             .and_then(|g| g.config())
             .map(|c| c.rope_scaling)
     };
+    let config = |extra: Vec<(&str, M)>| config_with(extra, Vec::new());
     let linear = Some(RopeScaling::Linear { factor: 2.0 });
     assert_eq!(
         config(vec![("rope.scaling.factor", M::F32(2.0))]).unwrap(),
@@ -237,6 +254,17 @@ fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
         }
         other => panic!("{other:?}"),
     }
+    // Llama 3's scaling as rope_freqs.weight beside another scaling: refused, not one dropped.
+    let freqs = writer::Tensor {
+        name: "rope_freqs.weight".into(),
+        dims: vec![8],
+        ty: 0,
+        data: [1f32; 8].iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    let e = config_with(vec![("rope.scaling.factor", M::F32(2.0))], vec![freqs])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one RoPE scaling at a time"), "{e}");
     for (extra, want) in [
         (
             vec![("rope.scaling.type", M::Str("foo"))],
@@ -256,7 +284,7 @@ fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
         ),
         (
             vec![("rope.scaling.factor", M::F32(-2.0))],
-            "expected a finite number > 0",
+            "expected a finite number >= 0",
         ),
     ] {
         let e = config(extra).unwrap_err().to_string();

@@ -126,12 +126,20 @@ fn merges_follow_the_scores_and_the_prefix_switch() {
     assert_eq!(tok.decode(&[8], true).unwrap(), " ab");
     // Bytes the vocabulary lacks: the unknown token (no `<0x..>` pieces in this one).
     assert_eq!(tok.encode("z").unwrap(), vec![0]);
-    // No special ids in the file: llama.cpp's defaults (<s> is 1); one outside the vocabulary
-    // is left out (no BOS), not put in front of every prompt.
+    // No special ids in the file: llama.cpp's defaults (<s> is 1), and so for one outside the
+    // vocabulary (not put in front of every prompt as it is).
     assert_eq!(tok.bos_prefix(false), Some(1));
     let far = vec![("tokenizer.ggml.bos_token_id".to_string(), M::U32(999))];
     let tok = open(&dir, "d.gguf", &vocab(&tokens, &scores, far)).unwrap();
-    assert_eq!(tok.bos_prefix(false), None);
+    assert_eq!(tok.bos_prefix(false), Some(1));
+    let tokens2 = ["<unk>"];
+    let far = vec![("tokenizer.ggml.bos_token_id".to_string(), M::U32(999))];
+    let tok = open(&dir, "f.gguf", &vocab(&tokens2, &[0.0], far)).unwrap();
+    assert_eq!(
+        tok.bos_prefix(false),
+        None,
+        "no default where the vocabulary has no id 1 either"
+    );
     // A token written twice is its later id (llama.cpp's map, transformers' dict).
     let mut twice = tokens.to_vec();
     twice.push("ab");
@@ -164,10 +172,8 @@ fn broken_sentencepiece_metadata_is_named() {
         &[0.0, -1.0, -2.0],
         vec![("tokenizer.ggml.unknown_token_id".to_string(), M::U32(7))],
     );
-    let e = open(&dir, "unk.gguf", &w).err().unwrap().to_string();
-    assert!(
-        e.contains("unknown_token_id 7 is outside the vocabulary (3 tokens)"),
-        "{e}"
-    );
+    // An unknown id outside the vocabulary: llama.cpp's default (0) with a warning.
+    let tok = open(&dir, "unk.gguf", &w).unwrap();
+    assert_eq!(tok.encode("a\u{378}").unwrap(), vec![1, 2, 0]);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -84,10 +84,24 @@ impl TextTokenizer {
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
+        if tokens.is_empty() {
+            return Err(Error::format(p, "`tokenizer.ggml.tokens` is empty"));
+        }
         let sentencepiece =
             meta("tokenizer.ggml.model").and_then(GgufValue::as_str) == Some("llama");
+        let ids: Vec<(&str, Option<u32>)> = SPECIAL_IDS
+            .iter()
+            .map(|&(k, default)| {
+                (
+                    k,
+                    special_id(g, k, default.filter(|_| sentencepiece), tokens.len()),
+                )
+            })
+            .collect();
+        let id = |k: &str| ids.iter().find(|(key, _)| *key == k).and_then(|(_, i)| *i);
         let (mut tok, group) = if sentencepiece {
-            (super::sentencepiece::build(g, &tokens)?, None)
+            let unk = id("tokenizer.ggml.unknown_token_id").unwrap_or(0);
+            (super::sentencepiece::build(g, &tokens, unk as usize)?, None)
         } else {
             let (tok, group) = byte_level(g, &tokens, strings("tokenizer.ggml.merges")?)?;
             (tok, Some(group))
@@ -110,30 +124,6 @@ impl TextTokenizer {
             tok.add_special_tokens(&of_type(if sentencepiece { &[2, 3] } else { &[3] }, true));
             tok.add_tokens(&of_type(&[4], false));
         }
-        // A special id outside the vocabulary is left out with a warning, as llama.cpp does;
-        // a SentencePiece vocabulary without one takes llama.cpp's defaults (<unk> 0, <s> 1,
-        // </s> 2).
-        let id = |k: &str| {
-            let default = match k {
-                "tokenizer.ggml.unknown_token_id" => Some(0),
-                "tokenizer.ggml.bos_token_id" => Some(1),
-                "tokenizer.ggml.eos_token_id" => Some(2),
-                _ => None,
-            };
-            let v = meta(k).and_then(GgufValue::as_u64);
-            match v.or(default.filter(|_| sentencepiece)) {
-                Some(i) if (i as usize) < tokens.len() => Some(i as u32),
-                Some(i) => {
-                    tracing::warn!(
-                        "{}: `{k}` {i} is outside the vocabulary ({} tokens); left out",
-                        file_name(p),
-                        tokens.len()
-                    );
-                    None
-                }
-                None => None,
-            }
-        };
         let name = |i: Option<u32>| {
             i.and_then(|i| tokens.get(i as usize))
                 .map(|s| s.to_string())
@@ -235,6 +225,42 @@ fn byte_level(g: &GgufFile, tokens: &[&str], merges: Vec<&str>) -> Result<(Token
     tok.with_pre_tokenizer(Some(pre_tok));
     tok.with_decoder(Some(ByteLevel::default()));
     Ok((tok, group))
+}
+
+/// The special-token ids a GGUF names, with llama.cpp's defaults for a SentencePiece
+/// vocabulary (llama-vocab.cpp: <unk> 0, <s> 1, </s> 2).
+const SPECIAL_IDS: [(&str, Option<u64>); 6] = [
+    ("tokenizer.ggml.bos_token_id", Some(1)),
+    ("tokenizer.ggml.eos_token_id", Some(2)),
+    ("tokenizer.ggml.unknown_token_id", Some(0)),
+    ("tokenizer.ggml.eot_token_id", None),
+    ("tokenizer.ggml.eom_token_id", None),
+    ("tokenizer.ggml.padding_token_id", None),
+];
+
+/// Special id `key` of `g` as llama.cpp reads it: the file's, or `default` where the file has
+/// none, or one outside the vocabulary or not an integer (with a warning, as llama.cpp's "bad
+/// special token"); `None` where neither gives one.
+fn special_id(g: &GgufFile, key: &str, default: Option<u64>, n_tokens: usize) -> Option<u32> {
+    let fallback = default
+        .filter(|&d| (d as usize) < n_tokens)
+        .map(|d| d as u32);
+    let Some(v) = g.metadata.get(key) else {
+        return fallback;
+    };
+    match v.as_u64() {
+        Some(i) if (i as usize) < n_tokens => Some(i as u32),
+        _ => {
+            tracing::warn!(
+                "{}: `{key}` {v:?} is not an id of the vocabulary ({n_tokens} tokens); {}",
+                file_name(&g.path),
+                fallback.map_or("left out".to_string(), |d| format!(
+                    "{d} is used, as llama.cpp does"
+                ))
+            );
+            fallback
+        }
+    }
 }
 
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

@@ -27,14 +27,16 @@ use tokenizers::{NormalizerWrapper, Tokenizer};
 use crate::error::{Error, Result};
 use crate::loader::gguf::{GgufFile, GgufValue};
 
+/// The longest token (in bytes) whose splits become merges.
+const MAX_MERGED_BYTES: usize = 1024;
+
 /// SentencePiece's word-boundary mark, which stands for a space.
 const SPACE: &str = "\u{2581}";
 
 /// The tokenizer of `g`'s SentencePiece vocabulary `tokens` (control and user-defined tokens
-/// are added by the caller). `tokenizer.ggml.add_space_prefix` (default true, as llama.cpp)
-/// decides the prefix space; the unknown token is `tokenizer.ggml.unknown_token_id` (default
-/// 0, SentencePiece's).
-pub(super) fn build(g: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
+/// are added by the caller; `unk_id`, an index of `tokens`, is the unknown token).
+/// `tokenizer.ggml.add_space_prefix` (default true, as llama.cpp) decides the prefix space.
+pub(super) fn build(g: &GgufFile, tokens: &[&str], unk_id: usize) -> Result<Tokenizer> {
     let p = &g.path;
     let key = "tokenizer.ggml.scores";
     let scores = g
@@ -66,18 +68,7 @@ pub(super) fn build(g: &GgufFile, tokens: &[&str]) -> Result<Tokenizer> {
         })
         .collect::<Result<Vec<f32>>>()?;
     let meta = |k: &str| g.metadata.get(k);
-    let unk_id = meta("tokenizer.ggml.unknown_token_id")
-        .and_then(GgufValue::as_u64)
-        .unwrap_or(0) as usize;
-    let unk = tokens.get(unk_id).ok_or_else(|| {
-        Error::format(
-            p,
-            format!(
-                "tokenizer.ggml.unknown_token_id {unk_id} is outside the vocabulary ({} tokens)",
-                tokens.len()
-            ),
-        )
-    })?;
+    let unk = tokens[unk_id];
     // A token written twice is its later id, as in llama.cpp's and transformers' maps.
     let vocab: Vocab = (tokens.iter().enumerate())
         .map(|(i, t)| (t.to_string(), i as u32))
@@ -147,6 +138,12 @@ pub(crate) fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String
     for (i, &token) in tokens.iter().enumerate() {
         if ids[token] != i {
             continue; // a repeated token: its last entry stands
+        }
+        // Every cut of a token hashes both halves: quadratic in its length. Real pieces are
+        // short (SentencePiece's default limit is 16 characters); a hostile file's megabyte
+        // token gets no merges (it can then only be matched whole, as no text reaches it).
+        if token.len() > MAX_MERGED_BYTES {
+            continue;
         }
         let at = merges.len();
         let n = token.chars().count();

@@ -176,12 +176,13 @@ impl GgufFile {
             None => self.meta_f64(&key("rope.scale_linear"))?,
         };
         if let Some(f) = factor.filter(|&f| !(f.is_finite() && f >= 0.0)) {
+            let named = match self.metadata.contains_key(&key("rope.scaling.factor")) {
+                true => key("rope.scaling.factor"),
+                false => key("rope.scale_linear"),
+            };
             return Err(Error::format(
                 p,
-                format!(
-                    "`{}` is {f}; expected a finite number > 0",
-                    key("rope.scaling.factor")
-                ),
+                format!("`{named}` is {f}; expected a finite number >= 0 (0 or 1: no scaling)"),
             ));
         }
         let factor = factor.filter(|&f| kind != "none" && f != 0.0 && f != 1.0);
@@ -189,9 +190,10 @@ impl GgufFile {
         if let Some(a) = attn.filter(|&a| a != 1.0) {
             if !(kind == "yarn" && factor.is_some() && a.is_finite() && a > 0.0) {
                 return Err(Error::unsupported(format!(
-                    "{}: `{}` {a} with rope scaling `{kind}` and factor {factor:?} (read only as a finite factor > 0 on YaRN's)",
+                    "{}: `{}` {a} with rope scaling `{kind}` and {} (read only as a finite factor > 0 on YaRN's)",
                     p.display(),
-                    key("rope.scaling.attn_factor")
+                    key("rope.scaling.attn_factor"),
+                    factor.map_or("no scaling factor".to_string(), |f| format!("factor {f}"))
                 )));
             }
         }
@@ -281,6 +283,14 @@ impl GgufFile {
             }
         }
         let rope_freq_factors = self.rope_freq_factors(head_dim)?;
+        let rope_scaling = self.rope_scaling(&key)?;
+        if let (Some(s), Some(_)) = (&rope_scaling, &rope_freq_factors) {
+            return Err(Error::unsupported(format!(
+                "{}: both `rope_freqs.weight` (Llama 3's scaling) and {}: one RoPE scaling at a time is supported",
+                p.display(),
+                s.describe()
+            )));
+        }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != (arch == Arch::Qwen3) {
             return Err(Error::format(
@@ -351,7 +361,7 @@ impl GgufFile {
                     )
                 })? as f32,
             rope_theta: self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0),
-            rope_scaling: self.rope_scaling(&key)?,
+            rope_scaling,
             rope_freq_factors,
             max_position_embeddings: self
                 .meta_u64(&key("context_length"))?
