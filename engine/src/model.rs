@@ -142,19 +142,30 @@ impl<B: Backend> Model<B> {
             (None, Some(_), false) => {
                 return Err(Error::format(
                     &w.origin,
-                    "missing tensor `model.embed_tokens.weight` (the input embedding); `lm_head.weight` is there, but config.json says tie_word_embeddings = false, so it cannot stand in for it",
+                    format!(
+                        "missing tensor {} (the input embedding); {} is there, but the model is not tied (config.json's tie_word_embeddings is false), so it cannot stand in for it",
+                        w.display_name("model.embed_tokens.weight"),
+                        w.display_name("lm_head.weight")
+                    ),
                 ))
             }
             (Some(_), None, false) => {
                 return Err(Error::format(
                     &w.origin,
-                    "missing tensor `lm_head.weight` (tie_word_embeddings is false)",
+                    format!(
+                        "missing tensor {} (tie_word_embeddings is false)",
+                        w.display_name("lm_head.weight")
+                    ),
                 ))
             }
             (None, None, _) => {
                 return Err(Error::format(
                     &w.origin,
-                    "missing tensor `model.embed_tokens.weight` (and no `lm_head.weight` either)",
+                    format!(
+                        "missing tensor {} (and no {} either)",
+                        w.display_name("model.embed_tokens.weight"),
+                        w.display_name("lm_head.weight")
+                    ),
                 ))
             }
         };

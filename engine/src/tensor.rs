@@ -262,6 +262,12 @@ impl WeightMap {
         }
     }
 
+    /// How messages name tensor `name`: as the model file names it, with the HF name beside
+    /// it for a GGUF (`` `token_embd.weight` (model.embed_tokens.weight) ``).
+    pub fn display_name(&self, name: &str) -> String {
+        self.described(name, &[]).0
+    }
+
     /// Removes and returns a tensor, checking its shape.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let Some((t, file)) = self.tensors.remove(name) else {

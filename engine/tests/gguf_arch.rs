@@ -210,3 +210,22 @@ fn shape_errors_name_the_file_s_tensor() {
         "{e}"
     );
 }
+
+#[test]
+fn a_missing_embedding_is_named_as_the_file_names_it() {
+    let bad = patched(
+        &fixture("tiny-qwen3-gguf"),
+        b"token_embd.weight",
+        b"token_embX.weight",
+    );
+    let files = dlp_engine::loader::ModelFiles::load(&write("noembd.gguf", &bad)).unwrap();
+    let backend = dlp_engine::cpu::CpuBackend::new();
+    let e = dlp_engine::model::Model::new(backend, files.config, files.weights, 64)
+        .err()
+        .expect("no embedding")
+        .to_string();
+    assert!(
+        e.contains("missing tensor `token_embd.weight` (model.embed_tokens.weight) (and no `output.weight` (lm_head.weight) either)"),
+        "{e}"
+    );
+}
