@@ -505,10 +505,8 @@ impl WithBackend for &BenchArgs {
                 } else if !(gguf && loaded.model.backend.packed_weights()) || args.model.f32_weights
                 {
                     "f32"
-                } else if loaded.model.backend.name().starts_with("wgpu") {
-                    "the GGUF's quantised matrices as groups of their values, the rest f32"
                 } else {
-                    "packed (the file's own types)"
+                    loaded.model.backend.packed_description()
                 },
                 if args.model.lora_f16 {
                     "f16"

@@ -287,6 +287,11 @@ pub trait Backend: Send + Sync + Sized {
     fn packed_weights(&self) -> bool {
         false
     }
+    /// What a GGUF's packed tensors are kept as where [`Backend::packed_weights`] is true, for
+    /// reports (`bench`'s weights column).
+    fn packed_description(&self) -> &'static str {
+        "packed (the file's own types)"
+    }
     /// Runs `step` (one forward pass) where this backend's ops run best. Default: on the
     /// caller's thread. The CPU backend runs it on a worker of its thread pool, so that each
     /// op's parallel loop forks and joins among the workers instead of waking the caller's

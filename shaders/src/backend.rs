@@ -206,8 +206,7 @@ impl WgpuBackend {
         };
         // A GGUF's quantised blocks stay compact (regrouped, the same values); f16 storage
         // takes a file's own f16 values as they are and rounds anything else to nearest.
-        let groups = w.packed.as_ref().and_then(|p| regroup(p.kind, &p.bytes));
-        if let Some((layout, _)) = &groups {
+        if let Some(layout) = w.packed.as_ref().and_then(|p| GroupLayout::of(p.kind)) {
             // A packed tensor's rows are whole blocks (`HostTensor::packed`), hence whole groups.
             if cols % layout.size as usize != 0 {
                 return Err(Error::invalid(format!(
@@ -216,6 +215,7 @@ impl WgpuBackend {
                 )));
             }
         }
+        let groups = w.packed.as_ref().and_then(|p| regroup(p.kind, &p.bytes));
         let f16 = self.gpu.f16 && groups.is_none();
         let bits: Vec<u16> = match &w.packed {
             Some(p) if f16 && p.kind == PackedKind::F16 => p

@@ -122,6 +122,10 @@ impl Backend for WgpuBackend {
         true
     }
 
+    fn packed_description(&self) -> &'static str {
+        "the GGUF's quantised matrices as groups of their values, the rest f32"
+    }
+
     fn upload_lora(&self, s: &LoraStackHost) -> Result<WgpuLora> {
         self.upload_lora_impl(s)
     }

@@ -126,7 +126,7 @@ pub(super) fn build(g: &GgufFile, tokens: &[&str], unk_id: usize) -> Result<Toke
 /// tokens (ordered by their ids), then
 /// all of them by the whole token's score, best first, ties by the longer left part and the
 /// longer right part (in characters), else in that order.
-pub(crate) fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> {
+fn merges_from_scores(tokens: &[&str], scores: &[f32]) -> Vec<(String, String)> {
     let ids: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, &t)| (t, i)).collect();
     struct Merge<'a> {
         left: &'a str,

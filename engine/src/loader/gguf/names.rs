@@ -26,22 +26,33 @@ const GLOBAL: [(&str, &str); 3] = [
 
 /// HF name of a GGUF tensor, or `None` for tensors the model does not use (e.g. `rope_freqs`).
 pub fn hf_name(name: &str) -> Option<String> {
-    if let Some((_, hf)) = GLOBAL.iter().find(|(g, _)| *g == name) {
-        return Some(hf.to_string());
-    }
-    let (layer, module, suffix) = split(name.strip_prefix("blk.")?)?;
-    let (_, hf) = LAYER.iter().find(|(g, _)| *g == module)?;
-    Some(format!("model.layers.{layer}.{hf}.{suffix}"))
+    translate(name, ("blk.", "model.layers."), |(gguf, hf)| (gguf, hf))
 }
 
 /// GGUF name of an HF tensor name, where the model's tensors have one.
 pub fn gguf_name(name: &str) -> Option<String> {
-    if let Some((g, _)) = GLOBAL.iter().find(|(_, hf)| *hf == name) {
-        return Some(g.to_string());
+    translate(name, ("model.layers.", "blk."), |(gguf, hf)| (hf, gguf))
+}
+
+/// `name` through the tables, each pair read as (from, to) by `side`; layer tensors from
+/// prefix `layers.0` to `layers.1`.
+fn translate<'a>(
+    name: &str,
+    layers: (&str, &str),
+    side: fn((&'a str, &'a str)) -> (&'a str, &'a str),
+) -> Option<String> {
+    let to = |table: &[(&'a str, &'a str)], from: &str| {
+        (table.iter().map(|&p| side(p))).find_map(|(f, t)| (f == from).then_some(t))
+    };
+    if let Some(t) = to(&GLOBAL, name) {
+        return Some(t.to_string());
     }
-    let (layer, module, suffix) = split(name.strip_prefix("model.layers.")?)?;
-    let (g, _) = LAYER.iter().find(|(_, hf)| *hf == module)?;
-    Some(format!("blk.{layer}.{g}.{suffix}"))
+    let (layer, module, suffix) = split(name.strip_prefix(layers.0)?)?;
+    Some(format!(
+        "{}{layer}.{}.{suffix}",
+        layers.1,
+        to(&LAYER, module)?
+    ))
 }
 
 /// `N.<module>.weight|bias` as (N, module, suffix).
