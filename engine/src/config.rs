@@ -25,6 +25,11 @@ pub enum Arch {
     /// `k_norm`, weights of `head_dim`) before RoPE; biases only with `attention_bias`; Qwen2's
     /// sliding-window rules.
     Qwen3,
+    /// Phi-3 and Phi-4 (`Phi3ForCausalLM`): Llama's computation with q/k/v stored as one matrix
+    /// (`self_attn.qkv_proj`, rows q then k then v) and gate/up as one (`mlp.gate_up_proj`, rows
+    /// gate then up), split at load ([`crate::loader::fused`]); no biases; `sliding_window`, when
+    /// set, in every layer (transformers' Phi3Model; `layer_types` is not read).
+    Phi3,
 }
 
 impl Arch {
@@ -167,12 +172,13 @@ impl ModelConfig {
             "mistral" => Arch::Mistral,
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
+            "phi3" => Arch::Phi3,
             "" => {
                 return Err(Error::format(
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3"
+                         llama, mistral, qwen2, qwen3, phi3"
                     ),
                 ))
             }
@@ -181,7 +187,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3"
+                         supported: llama, mistral, qwen2, qwen3, phi3"
                     ),
                 ))
             }
@@ -220,6 +226,9 @@ impl ModelConfig {
         let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
+        if arch == Arch::Phi3 {
+            phi3_rope_is_default(rope, path)?;
+        }
         let rope_scaling = match rope {
             Some(s) => {
                 let top = v
@@ -374,8 +383,8 @@ fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
 
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
-/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's `sliding_window` in every
-/// layer.
+/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
+/// `sliding_window` in every layer (Phi-3 reads no `layer_types`).
 fn attention_windows(
     v: &Value,
     arch: Arch,
@@ -401,7 +410,15 @@ fn attention_windows(
         a if a.qwen_windows() && !qwen_on => None,
         _ => window,
     };
-    if let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) {
+    let layer_types = v.get("layer_types").filter(|t| !t.is_null());
+    if let (Some(_), Arch::Phi3) = (layer_types, arch) {
+        // Phi3Model applies `sliding_window` to every layer whatever else the config says.
+        tracing::warn!(
+            "{}: layer_types is not read for Phi-3 models (transformers applies `sliding_window`, if set, in every layer)",
+            path.display()
+        );
+    }
+    if let Some(types) = layer_types.filter(|_| arch != Arch::Phi3) {
         let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
             Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
         })?;
@@ -433,8 +450,8 @@ fn attention_windows(
             .map(|(i, &s)| match (s, arch, window) {
                 (false, _, _) | (true, Arch::Llama, _) => Ok(None),
                 (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
-                (true, Arch::Mistral, Some(w)) => Ok(Some(w)),
-                (true, Arch::Mistral, None) => Err(Error::format(
+                (true, Arch::Mistral | Arch::Phi3, Some(w)) => Ok(Some(w)),
+                (true, Arch::Mistral | Arch::Phi3, None) => Err(Error::format(
                     path,
                     format!(
                         "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
@@ -445,7 +462,7 @@ fn attention_windows(
     }
     Ok(match arch {
         Arch::Llama => vec![None; layers],
-        Arch::Mistral => vec![window; layers],
+        Arch::Mistral | Arch::Phi3 => vec![window; layers],
         Arch::Qwen2 | Arch::Qwen3 => {
             let from = v
                 .get("max_window_layers")
@@ -454,6 +471,24 @@ fn attention_windows(
             (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
     })
+}
+
+/// Refuses RoPE scaling on a Phi-3 config: transformers' Phi3Config reads every scaling type it
+/// accepts (`su`, `yarn`, `longrope`) as LongRoPE (the 128k-context Phi-3 and Phi-3.5 models),
+/// which this engine does not apply; `default` (Phi-3-mini-4k, Phi-4) is plain RoPE.
+fn phi3_rope_is_default(rope: Option<&Value>, path: &Path) -> Result<()> {
+    let kind = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type")));
+    match kind {
+        None => Ok(()),
+        Some(Value::String(k)) if k == "default" => Ok(()),
+        Some(k) => Err(Error::unsupported(format!(
+            "{}: Phi-3 RoPE scaling type {}: transformers' Phi3Config reads it as LongRoPE (the \
+             128k-context Phi-3 and Phi-3.5 models), which is not supported; plain RoPE \
+             (Phi-3-mini-4k, Phi-4) is",
+            path.display(),
+            k
+        ))),
+    }
 }
 
 /// More layers than any model has (guards allocations sized by a corrupt header).

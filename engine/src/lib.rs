@@ -79,7 +79,7 @@ impl LoraModule {
     }
 
     /// The HF tensor-name stem inside a layer (`self_attn.q_proj`, ...).
-    pub fn hf_path(self) -> &'static str {
+    pub const fn hf_path(self) -> &'static str {
         match self {
             Self::Q => "self_attn.q_proj",
             Self::K => "self_attn.k_proj",

@@ -249,7 +249,7 @@ impl WeightMap {
 
     /// `name` for a message: the file's own name first where it has one, and shapes said in
     /// its order too (a GGUF lists `ne[0]`, the columns, first).
-    fn described(&self, name: &str, shape: &[usize]) -> (String, String) {
+    pub(crate) fn described(&self, name: &str, shape: &[usize]) -> (String, String) {
         match self.file_name.and_then(|f| f(name)) {
             Some(own) => {
                 let rev: Vec<usize> = shape.iter().rev().copied().collect();
@@ -286,6 +286,51 @@ impl WeightMap {
             ));
         }
         Ok(t)
+    }
+
+    /// Replaces the 2-D tensor `name`, if present, by consecutive blocks of its rows: `parts`
+    /// are (name, rows) in row order, each kept in the tensor's storage (f32 or packed blocks,
+    /// whose rows are whole blocks), from the same file. The tensor must be
+    /// `[sum of rows, cols]`. Returns whether it was present.
+    pub fn split_rows(
+        &mut self,
+        name: &str,
+        cols: usize,
+        parts: &[(String, usize)],
+    ) -> Result<bool> {
+        let rows: usize = parts.iter().map(|p| p.1).sum();
+        let file = self
+            .file_of(name)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let Some(t) = self.take_opt(name, &[rows, cols])? else {
+            return Ok(false);
+        };
+        let mut start = 0;
+        for (part, n) in parts {
+            let piece = match &t.packed {
+                Some(p) => {
+                    let row = p.kind.row_bytes(cols);
+                    let bytes = p.bytes[start * row..(start + n) * row].to_vec();
+                    HostTensor::packed(
+                        *n,
+                        cols,
+                        Packed {
+                            kind: p.kind,
+                            bytes,
+                        },
+                    )
+                }
+                None => HostTensor::new(
+                    vec![*n, cols],
+                    t.data[start * cols..(start + n) * cols].to_vec(),
+                ),
+            };
+            // The values were checked when the whole tensor was inserted.
+            self.tensors.insert(part.clone(), (piece, file.clone()));
+            start += n;
+        }
+        Ok(true)
     }
 
     /// Removes and returns a tensor if present, checking its shape.

@@ -1,6 +1,7 @@
-//! GGUF files of llama.cpp's `qwen2` and `qwen3` architectures: hyper-parameters read under
-//! their own prefix, and what does not fit the architecture refused by name. Their logits
-//! against transformers: the golden runs' `tiny_qwen2_gguf` and `tiny_qwen3_gguf`.
+//! GGUF files of llama.cpp's `qwen2`, `qwen3` and `phi3` architectures: hyper-parameters read
+//! under their own prefix, and what does not fit the architecture refused by name. Their
+//! logits against transformers: the golden runs' `tiny_qwen2_gguf`, `tiny_qwen3_gguf` and
+//! `tiny_phi3_gguf`.
 
 use std::path::{Path, PathBuf};
 
@@ -94,10 +95,10 @@ fn qk_norms_must_match_the_architecture() {
 
 #[test]
 fn other_architectures_are_named() {
-    let phi = patched(&fixture("tiny-qwen3-gguf"), b"qwen3", b"phi_3");
-    let e = config_error("phi3.gguf", &phi);
+    let gemma = patched(&fixture("tiny-qwen3-gguf"), b"qwen3", b"gemma");
+    let e = config_error("gemma.gguf", &gemma);
     assert!(
-        e.contains("`general.architecture` is \"phi_3\"") && e.contains("\"qwen3\""),
+        e.contains("`general.architecture` is \"gemma\"") && e.contains("\"phi3\""),
         "{e}"
     );
 }
@@ -226,6 +227,56 @@ fn a_missing_embedding_is_named_as_the_file_names_it() {
         .to_string();
     assert!(
         e.contains("missing tensor `token_embd.weight` (model.embed_tokens.weight) (and no `output.weight` (lm_head.weight) either)"),
+        "{e}"
+    );
+}
+
+/// A `phi3` file as llama.cpp reads it: its stacked `attn_qkv` and `ffn_up` (gate, then up)
+/// split into the model's modules at load, kept in their blocks; its sliding window not
+/// applied (llama.cpp turns it off); LongRoPE's factor tensors and a missing stacked tensor
+/// named.
+#[test]
+fn phi3_files_split_their_stacked_matrices() {
+    use dlp_engine::loader::ModelFiles;
+    use dlp_engine::tensor::PackedKind;
+    let bytes = fixture("tiny-phi3-gguf");
+    let path = write("phi3.gguf", &bytes);
+    let c = GgufFile::open(&path).unwrap().config().unwrap();
+    assert_eq!(c.arch, Arch::Phi3);
+    assert_eq!(c.attention_window, [None]);
+    assert!(!c.tie_word_embeddings && !c.qkv_bias);
+    let mut files = ModelFiles::load_with(&path, true).unwrap();
+    let w = &mut files.weights;
+    for (name, shape, kind) in [
+        ("self_attn.q_proj", [256usize, 256], PackedKind::Q4_K),
+        ("self_attn.k_proj", [128, 256], PackedKind::Q4_K),
+        ("self_attn.v_proj", [128, 256], PackedKind::Q4_K),
+        ("mlp.gate_proj", [256, 256], PackedKind::Q5_K),
+        ("mlp.up_proj", [256, 256], PackedKind::Q5_K),
+    ] {
+        let t = w
+            .take(&format!("model.layers.0.{name}.weight"), shape.as_slice())
+            .unwrap();
+        assert_eq!(t.packed.map(|p| p.kind), Some(kind), "{name}");
+    }
+    assert!(!w.contains("model.layers.0.self_attn.qkv_proj.weight"));
+    assert!(!w.contains("model.layers.0.mlp.gate_up_proj.weight"));
+
+    let long = patched(
+        &bytes,
+        b"blk.0.attn_output.weight",
+        b"rope_factors_long.weight",
+    );
+    let e = config_error("phi3-longrope.gguf", &long);
+    assert!(e.contains("`rope_factors_long.weight`: LongRoPE"), "{e}");
+
+    let no_qkv = patched(&bytes, b"blk.0.attn_qkv.weight", b"blk.0.attn_qkX.weight");
+    let e = ModelFiles::load(&write("phi3-noqkv.gguf", &no_qkv))
+        .err()
+        .expect("no q/k/v")
+        .to_string();
+    assert!(
+        e.contains("missing tensor `blk.0.attn_qkv.weight` (model.layers.0.self_attn.qkv_proj.weight) (expected shape [256, 512] (GGUF order, ne[0] first): the rows of q_proj, k_proj, v_proj stacked)"),
         "{e}"
     );
 }

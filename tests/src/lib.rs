@@ -205,6 +205,25 @@ macro_rules! rope_fixture_tests {
     };
 }
 
+/// One `#[test]` per Phi-3 fixture of this repository (`tiny_phi3`: stacked `qkv_proj` and
+/// `gate_up_proj`, adapters on them, a sliding window; `tiny_phi3_gguf`: llama.cpp's `phi3`
+/// file with quantised stacked matrices; made by `tests/fixtures/make_phi3.py`), each calling
+/// `$run("<fixture folder>")`. The stacked matrices are split at load, so every backend runs
+/// them as the other models: run where the plain fixtures run.
+#[macro_export]
+macro_rules! phi3_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_phi3() {
+            $run("tiny-phi3");
+        }
+        #[test]
+        fn tiny_phi3_gguf() {
+            $run("tiny-phi3-gguf");
+        }
+    };
+}
+
 /// One `#[test]` per compatibility fixture (`../shared/fixtures/compat`): sliding-window
 /// Mistral and Qwen2, every PEFT `target_modules` form, and a tied checkpoint stored as
 /// `lm_head.weight` only; each calling `$run("compat/<folder>")`.

@@ -19,6 +19,7 @@ fn run_fixture(name: &str) {
 fixture_tests!(run_fixture);
 dlp_tests::gguf_fixture_tests!(run_fixture);
 dlp_tests::rope_fixture_tests!(run_fixture);
+dlp_tests::phi3_fixture_tests!(run_fixture);
 dlp_tests::compat_fixture_tests!(run_fixture);
 
 /// The same fixtures with the 2-D weights stored in bf16 (`--cuda-bf16-weights`, the

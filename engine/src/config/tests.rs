@@ -197,3 +197,61 @@ fn rotary_embeddings_on_part_of_a_head_are_refused() {
         }
     }
 }
+
+/// Phi-3 as transformers' Phi3Config reads it: Phi-3-mini-4k's config (its window in every
+/// layer, `layer_types` not read, the top-level original context beside plain RoPE); every
+/// RoPE scaling type is LongRoPE there (`su` and `yarn` included), refused by name, not read as
+/// YaRN.
+#[test]
+fn phi3_reads_as_transformers_phi3config() {
+    let p = Path::new("config.json");
+    let mini_4k = serde_json::json!({"model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
+        "hidden_size": 96, "intermediate_size": 256, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "num_hidden_layers": 3, "vocab_size": 32064,
+        "max_position_embeddings": 4096, "original_max_position_embeddings": 4096,
+        "rope_scaling": null, "rope_theta": 10000.0, "sliding_window": 2047,
+        "attention_bias": false, "hidden_act": "silu", "rms_norm_eps": 1e-5,
+        "bos_token_id": 1, "eos_token_id": 32000, "tie_word_embeddings": false});
+    let c = ModelConfig::from_hf_json(&mini_4k, p).unwrap();
+    assert_eq!(c.arch, Arch::Phi3);
+    assert_eq!(c.attention_window, [Some(2047); 3]);
+    assert!(c.rope_scaling.is_none() && !c.qkv_bias && !c.mlp_bias && !c.qk_norm);
+    assert_eq!((c.head_dim, c.context_limit()), (24, 4096));
+    let mut v = mini_4k.clone();
+    v["layer_types"] = serde_json::json!(["full_attention", "full_attention", "full_attention"]);
+    assert_eq!(
+        ModelConfig::from_hf_json(&v, p).unwrap().attention_window,
+        [Some(2047); 3]
+    );
+    v["sliding_window"] = serde_json::Value::Null;
+    assert_eq!(
+        ModelConfig::from_hf_json(&v, p).unwrap().attention_window,
+        [None; 3]
+    );
+    for (key, kind) in [
+        ("rope_scaling", "longrope"),
+        ("rope_scaling", "su"),
+        ("rope_scaling", "yarn"),
+        ("rope_parameters", "linear"),
+    ] {
+        let mut v = mini_4k.clone();
+        let factors = vec![1.0; 12];
+        v[key] = serde_json::json!({"type": kind, "factor": 2.0,
+            "short_factor": factors, "long_factor": factors});
+        let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("Phi-3 RoPE scaling type \"{kind}\"")) && e.contains("LongRoPE"),
+            "{kind}: {e}"
+        );
+    }
+    let mut v = mini_4k.clone();
+    v["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 250000.0});
+    assert_eq!(
+        ModelConfig::from_hf_json(&v, p).unwrap().rope_theta,
+        250000.0
+    );
+    // Phi-4-mini: rotary embeddings on 3/4 of each head.
+    v["rope_parameters"]["partial_rotary_factor"] = 0.75.into();
+    let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+    assert!(e.contains("partial_rotary_factor 0.75"), "{e}");
+}

@@ -361,7 +361,7 @@ impl GgufFile {
             indicatif::ProgressBar::hidden()
         };
         for t in &self.tensors {
-            let Some(name) = hf_name(&t.name) else {
+            let Some(mut name) = hf_name(&t.name) else {
                 tracing::debug!(
                     "{}: skipping tensor `{}` (not used by the model)",
                     self.path.display(),
@@ -369,6 +369,11 @@ impl GgufFile {
                 );
                 continue;
             };
+            // llama.cpp's `phi3` keeps gate and up stacked in `ffn_up` (gate rows first, as
+            // transformers' `gate_up_proj`); the loader splits it under that name.
+            if arch == Arch::Phi3 && name.ends_with(".mlp.up_proj.weight") {
+                name = name.replace(".mlp.up_proj.", ".mlp.gate_up_proj.");
+            }
             let packed_kind = PackedKind::from_ggml(t.ggml_type).filter(|_| keep_packed);
             let mut ht = match packed_kind {
                 Some(kind) if t.dims.len() == 2 => {

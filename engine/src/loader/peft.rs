@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::fused::{stored_modules, StoredModule};
 use super::safetensors_dir::for_each_tensor;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -373,8 +374,12 @@ fn layer_index(key: &str, pattern: Option<&str>) -> Option<usize> {
 }
 
 /// Splits `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight` into
-/// (3, Q, is_a). `None` for names that are not LoRA A/B weights of a decoder layer.
-fn parse_tensor_name(name: &str) -> Option<(usize, LoraModule, bool)> {
+/// (3, Q's entry of `modules`, is_a). `None` for names that are not LoRA A/B weights of a
+/// decoder layer's module in `modules` (the model's [`stored_modules`]).
+fn parse_tensor_name(
+    name: &str,
+    modules: &'static [StoredModule],
+) -> Option<(usize, &'static StoredModule, bool)> {
     let rest = name.strip_prefix("base_model.model.").unwrap_or(name);
     let rest = rest.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
@@ -384,9 +389,7 @@ fn parse_tensor_name(name: &str) -> Option<(usize, LoraModule, bool)> {
     } else {
         (rest.strip_suffix(".lora_B.weight")?, false)
     };
-    let m = LoraModule::ALL
-        .into_iter()
-        .find(|m| m.hf_path() == module)?;
+    let m = modules.iter().find(|m| m.hf_path == module)?;
     Some((layer, m, ab))
 }
 
@@ -416,19 +419,27 @@ impl PeftAdapter {
             }
             return Err(Error::format(dir, "missing adapter_model.safetensors"));
         }
-        let mut halves: BTreeMap<(usize, LoraModule), (Option<HostTensor>, Option<HostTensor>)> =
-            BTreeMap::new();
-        let mut names: BTreeMap<(usize, LoraModule, bool), String> = BTreeMap::new();
+        type Halves = (Option<HostTensor>, Option<HostTensor>);
+        let mut halves: BTreeMap<(usize, &str), (&StoredModule, Halves)> = BTreeMap::new();
+        let mut names: BTreeMap<(usize, &str, bool), String> = BTreeMap::new();
+        let modules = stored_modules(cfg.arch);
+        let supported = (modules.iter().map(|m| m.peft_name()))
+            .collect::<Vec<_>>()
+            .join(", ");
         for_each_tensor(&file, |tname, t| {
-            let Some((layer, m, is_a)) = parse_tensor_name(&tname) else {
+            let Some((layer, m, is_a)) = parse_tensor_name(&tname, modules) else {
                 let plain = tname.ends_with(".lora_A.weight") || tname.ends_with(".lora_B.weight");
+                let unknown;
                 let why = if tname.contains("lora_magnitude") {
                     "a DoRA magnitude vector (DoRA is not supported)"
                 } else if plain {
                     // A well-formed LoRA pair on a module this engine does not adapt.
-                    "a LoRA on a module this engine does not adapt (lm_head, embeddings or an \
-                     unknown name); supported: q_proj, k_proj, v_proj, o_proj, gate_proj, \
-                     up_proj and down_proj of `model.layers.N`"
+                    unknown = format!(
+                        "a LoRA on a module this engine does not adapt (lm_head, embeddings or a \
+                         name this model does not have); supported for this model: {supported} \
+                         of `model.layers.N`"
+                    );
+                    &unknown
                 } else if tname.ends_with(".lora_B.bias") {
                     "a LoRA B bias, as `lora_bias = true` adapters hold (not supported)"
                 } else if tname.contains(".lora_A.") || tname.contains(".lora_B.") {
@@ -460,13 +471,16 @@ impl PeftAdapter {
             }
             // With and without the `base_model.model.` prefix, two tensors can name one
             // module's A (or B): which one PEFT would take is not for this loader to guess.
-            if let Some(first) = names.insert((layer, m, is_a), tname.clone()) {
+            if let Some(first) = names.insert((layer, m.hf_path, is_a), tname.clone()) {
                 return Err(Error::format(
                     &file,
                     format!("tensors `{first}` and `{tname}` both hold one module's LoRA weight; keep one"),
                 ));
             }
-            let e = halves.entry((layer, m)).or_default();
+            let e = &mut halves
+                .entry((layer, m.hf_path))
+                .or_insert((m, (None, None)))
+                .1;
             if is_a {
                 e.0 = Some(t)
             } else {
@@ -475,8 +489,8 @@ impl PeftAdapter {
             Ok(())
         })?;
         let mut pairs = BTreeMap::new();
-        for ((layer, m), (a, b)) in halves {
-            let stem = format!("base_model.model.model.layers.{layer}.{}", m.hf_path());
+        for ((layer, _), (m, (a, b))) in halves {
+            let stem = format!("base_model.model.model.layers.{layer}.{}", m.hf_path);
             let (a, b) = match (a, b) {
                 (Some(a), Some(b)) => (a, b),
                 (a, _) => {
@@ -487,8 +501,9 @@ impl PeftAdapter {
                     ));
                 }
             };
-            let (r, scale) = ac.rank_scale(&format!("model.layers.{layer}.{}", m.hf_path()));
-            let (n_in, n_out) = cfg.module_dims(m);
+            let (r, scale) = ac.rank_scale(&format!("model.layers.{layer}.{}", m.hf_path));
+            let (n_in, rows) = m.dims(cfg);
+            let n_out: usize = rows.iter().sum();
             if a.shape != [r, n_in] || b.shape != [n_out, r] {
                 return Err(Error::format(&file, format!(
                     "tensor `{stem}.lora_A.weight` has shape {:?} and `lora_B` {:?}; the base model needs [{r}, {n_in}] and [{n_out}, {r}] (rank {r} from the config; an adapter for a different model?)",
@@ -497,7 +512,7 @@ impl PeftAdapter {
             }
             // The tensors say which modules the adapter touches; PEFT's rules in the config
             // must agree (a disagreement means a config for another adapter or model).
-            let key = format!("model.layers.{layer}.{}", m.hf_path());
+            let key = format!("model.layers.{layer}.{}", m.hf_path);
             if let Err(why) = ac.selects(&key) {
                 return Err(Error::format(
                     dir.join("adapter_config.json"),
@@ -510,7 +525,24 @@ impl PeftAdapter {
                     format!("field `lora_alpha` (or its `alpha_pattern`) gives `{key}` a scale of {scale} (alpha / r{}); expected at most {MAX_SCALE:e} in magnitude", if ac.rslora { " with rsLoRA: alpha / sqrt(r)" } else { "" }),
                 ));
             }
-            pairs.insert((layer, m), LoraPair { a, b, scale });
+            if let [part] = m.parts {
+                pairs.insert((layer, *part), LoraPair { a, b, scale });
+                continue;
+            }
+            // A stacked module's LoRA, per part: the same A, that part's rows of B.
+            let mut start = 0;
+            for (&part, n) in m.parts.iter().zip(rows) {
+                let b = HostTensor::new(vec![n, r], b.data[start * r..(start + n) * r].to_vec());
+                start += n;
+                pairs.insert(
+                    (layer, part),
+                    LoraPair {
+                        a: a.clone(),
+                        b,
+                        scale,
+                    },
+                );
+            }
         }
         if pairs.is_empty() {
             return Err(Error::format(&file, "holds no LoRA weights"));

@@ -67,7 +67,8 @@ impl ModelFiles {
                 return Err(Error::format(path, not_a_model_dir(path)));
             }
             let config = ModelConfig::from_hf_dir(path)?;
-            let weights = load_hf_weights(path)?;
+            let mut weights = load_hf_weights(path)?;
+            super::fused::split_stacked(&mut weights, &config)?;
             let tokenizer = TextTokenizer::from_hf_dir(path)?;
             if let Some(t) = &tokenizer {
                 fits(t, &config, &path.join("tokenizer.json"))?;
@@ -106,7 +107,8 @@ impl ModelFiles {
         if let Some(t) = tokenizer.as_mut() {
             t.adopt_gguf_templates(&g);
         }
-        let weights = g.load_weights_with(keep_packed)?;
+        let mut weights = g.load_weights_with(keep_packed)?;
+        super::fused::split_stacked(&mut weights, &config)?;
         Ok(ModelFiles {
             path: path.into(),
             format: "gguf",

@@ -138,3 +138,74 @@ fn two_tensors_for_one_weight_and_a_lora_b_bias_are_named() {
     let e = err_of(PeftAdapter::load("x", &d.join("adapters/qv_r8"), &c));
     must_contain(&e, &[&bias, "a LoRA B bias", "lora_bias = true"]);
 }
+
+/// A Phi-3 adapter adapts the stacked `qkv_proj` and `gate_up_proj`: loaded, each stacked pair
+/// becomes one pair per module (the same A, that module's rows of B). On another model (or
+/// a `q_proj` LoRA on Phi-3), the module is named with the ones this model has; a stacked B
+/// of the wrong height is named with the height the stack needs.
+#[test]
+fn stacked_module_adapters() {
+    let (Some((phi, pc)), Some((_, lc))) = (cfg("tiny-phi3"), cfg("tiny-llama")) else {
+        return;
+    };
+    let dir = phi.join("adapters/stacked_r4");
+    let a = PeftAdapter::load("s", &dir, &pc).unwrap();
+    use dlp_engine::LoraModule::*;
+    assert_eq!(a.targets, [Q, K, V, O, Gate, Up, Down]);
+    let mut stacked = Vec::new();
+    for_each_tensor(&dir.join("adapter_model.safetensors"), |n, t| {
+        if n.contains("layers.1.self_attn.qkv_proj.lora_") {
+            stacked.push(t);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let [sa, sb] = &stacked[..] else {
+        panic!("the fixture adapts layer 1's qkv_proj")
+    };
+    let (q, k, v) = (pc.q_dim(), pc.kv_dim(), pc.kv_dim());
+    for (m, from, rows) in [(Q, 0, q), (K, q, k), (V, q + k, v)] {
+        let p = &a.pairs[&(1, m)];
+        assert_eq!(p.a.data, sa.data, "{m:?}: A is the stack's");
+        assert_eq!(p.b.shape, [rows, 4]);
+        assert_eq!(p.b.data, sb.data[from * 4..(from + rows) * 4], "{m:?}");
+    }
+
+    let e = err_of(PeftAdapter::load("s", &dir, &lc));
+    must_contain(
+        &e,
+        &[
+            "layers.0.mlp.gate_up_proj.lora_A.weight`: a LoRA on a module this engine does not adapt",
+            "supported for this model: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+        ],
+    );
+    let Some(llama) = fixtures("tiny-llama") else {
+        return;
+    };
+    let e = err_of(PeftAdapter::load("q", &llama.join("adapters/qv_r8"), &pc));
+    must_contain(
+        &e,
+        &["supported for this model: qkv_proj, o_proj, gate_up_proj, down_proj"],
+    );
+
+    let Some((_t, d)) = tmp_copy("tiny-phi3") else {
+        return;
+    };
+    let file = d.join("adapters/stacked_r4/adapter_model.safetensors");
+    rewrite(&file, |n, shape, data| {
+        Some(match n.contains("layers.0.mlp.gate_up_proj.lora_B") {
+            true => (vec![shape[0] - 1, shape[1]], data[shape[1]..].to_vec()),
+            false => (shape, data),
+        })
+    });
+    let e = err_of(PeftAdapter::load("s", &d.join("adapters/stacked_r4"), &pc));
+    let ff = pc.intermediate_size;
+    must_contain(
+        &e,
+        &[
+            "`base_model.model.model.layers.0.mlp.gate_up_proj.lora_A.weight`",
+            &format!("`lora_B` [{}, 4]", 2 * ff - 1),
+            &format!("[{}, 4]", 2 * ff),
+        ],
+    );
+}

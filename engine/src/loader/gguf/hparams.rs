@@ -73,6 +73,7 @@ impl GgufFile {
             Some("llama") => Ok((Arch::Llama, "llama")),
             Some("qwen2") => Ok((Arch::Qwen2, "qwen2")),
             Some("qwen3") => Ok((Arch::Qwen3, "qwen3")),
+            Some("phi3") => Ok((Arch::Phi3, "phi3")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -83,7 +84,7 @@ impl GgufFile {
                     format!(
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
-                         \"qwen2\" or \"qwen3\""
+                         \"qwen2\", \"qwen3\" or \"phi3\""
                     ),
                 ))
             }
@@ -245,6 +246,33 @@ impl GgufFile {
         Ok(Some(RopeScaling::Yarn(y)))
     }
 
+    /// A `phi3` GGUF as llama.cpp reads it: LongRoPE's factor tensors (the 128k-context models)
+    /// refused; `phi3.attention.sliding_window` not applied, as llama.cpp does not apply it
+    /// (llama.cpp#13676) and transformers does not read it from a GGUF, with a warning.
+    fn phi3_checks(&self) -> Result<()> {
+        for t in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+            if self.tensor(t).is_some() {
+                return Err(Error::unsupported(format!(
+                    "{}: tensor `{t}`: LongRoPE (the 128k-context Phi-3 and Phi-3.5 models); \
+                     plain RoPE (Phi-3-mini-4k, Phi-4) is supported",
+                    self.path.display()
+                )));
+            }
+        }
+        if let Some(w) = self
+            .meta_u64("phi3.attention.sliding_window")?
+            .filter(|&w| w > 0)
+        {
+            tracing::warn!(
+                "{}: `phi3.attention.sliding_window` {w} is not applied: every layer attends to \
+                 the whole context, as in llama.cpp (which turns Phi-3's window off) and in \
+                 transformers' reading of a GGUF; the HF model applies it past {w} tokens",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         self.check_not_split()?;
@@ -290,6 +318,9 @@ impl GgufFile {
                 p.display(),
                 s.describe()
             )));
+        }
+        if arch == Arch::Phi3 {
+            self.phi3_checks()?;
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != (arch == Arch::Qwen3) {
@@ -374,7 +405,7 @@ impl GgufFile {
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
             // llama.cpp's `llama`, `qwen2` and `qwen3` architectures have no sliding window
-            // (Mistral GGUFs run with full attention there too).
+            // (Mistral GGUFs run with full attention there too), and it turns `phi3`'s off.
             attention_window: vec![None; num_layers.min(1 << 16)],
         }
         .validated(p)

@@ -2,10 +2,13 @@
 //! (`model.layers.N.self_attn.q_proj.weight`), both ways: loading maps GGUF to HF, messages
 //! about a tensor map back, so that they name the tensor the file holds.
 
-/// Per-layer modules: (GGUF, HF).
-const LAYER: [(&str, &str); 11] = [
+/// Per-layer modules: (GGUF, HF). Read GGUF to HF, the first row of a GGUF name wins: a `phi3`
+/// file's `ffn_up` (gate and up stacked) is renamed by the loader, and the second `ffn_up` row
+/// names `gate_up_proj` in messages.
+const LAYER: [(&str, &str); 13] = [
     ("attn_norm", "input_layernorm"),
     ("ffn_norm", "post_attention_layernorm"),
+    ("attn_qkv", "self_attn.qkv_proj"),
     ("attn_q", "self_attn.q_proj"),
     ("attn_k", "self_attn.k_proj"),
     ("attn_v", "self_attn.v_proj"),
@@ -15,6 +18,7 @@ const LAYER: [(&str, &str); 11] = [
     ("ffn_gate", "mlp.gate_proj"),
     ("ffn_up", "mlp.up_proj"),
     ("ffn_down", "mlp.down_proj"),
+    ("ffn_up", "mlp.gate_up_proj"),
 ];
 
 /// Whole-model tensors: (GGUF, HF).
