@@ -1,6 +1,6 @@
 //! Dot products of an f32 vector with one row of packed weights (Q8_0, Q4_0, Q4_1, F16,
 //! BF16, and the Q5, k-quant and IQ4 types), dequantising block by block in registers (the
-//! kinds other than Q4_K and Q6_K among the newer ones a run of blocks at a time into an L1
+//! kinds other than Q4_K, Q5_K and Q6_K among the newer ones a run of blocks at a time into an L1
 //! buffer): decode reads 0.33–2 bytes per weight instead of 4, which is what bounds a
 //! memory-bound gemv.
 //!
@@ -95,6 +95,8 @@ fn dot_row_generic(kind: PackedKind, x: &[f32], xsum: &[f32], row: &[u8]) -> f32
         // 270 us, Q6_K 400 -> 255 us against the runs below).
         PackedKind::Q4_K => crate::loader::gguf::quant::dot_q4_k(row, x, &mut acc),
         PackedKind::Q6_K => crate::loader::gguf::quant::dot_q6_k(row, x, &mut acc),
+        // Q5_K likewise (`Q5_K_M` files).
+        PackedKind::Q5_K => crate::loader::gguf::quant::dot_q5_k(row, x, &mut acc),
         // Q5 and k-quants: runs of blocks dequantised (ggml's reference code, inlined here, so
         // the AVX2 and AVX-512 builds of this function vectorise it: 4x faster on Q6_K than the
         // copy compiled without them) into a buffer that stays in L1, then dotted; blocks are
@@ -332,32 +334,40 @@ pub(super) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
 mod tests {
     use super::*;
 
-    /// Every kind against dequantise-then-dot, on random blocks.
+    /// Where a block's f16 scales sit: (d, and the min's where the kind has one).
+    fn scale_offsets(kind: PackedKind) -> (usize, Option<usize>) {
+        use PackedKind::*;
+        match kind {
+            Q4_1 | Q5_1 | Q4_K | Q5_K => (0, Some(2)),
+            Q2_K => (80, Some(82)),
+            Q3_K => (108, None),
+            Q6_K => (208, None),
+            _ => (0, None),
+        }
+    }
+
+    /// Every kind against dequantise-then-dot, on random blocks (two k-quant blocks a row, so
+    /// the block kernels' walks cross a block).
     #[test]
     fn matches_dequantised_dot() {
         let mut rnd = xorshift(0x9e3779b97f4a7c15u64);
-        let k = 96;
+        let k = 512;
         let x: Vec<f32> = (0..k)
             .map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0)
             .collect();
         let mut xsum = Vec::new();
         block_sums(&x, &mut xsum);
-        for kind in [
-            PackedKind::Q4_0,
-            PackedKind::Q4_1,
-            PackedKind::Q8_0,
-            PackedKind::F16,
-            PackedKind::BF16,
-        ] {
+        for kind in PackedKind::ALL {
             let nb = kind.row_bytes(k);
             let mut row: Vec<u8> = (0..nb).map(|_| rnd() as u8).collect();
             // Sane scales (random bytes could make an f16 inf/NaN).
             let (per, bsize) = kind.block();
-            if per == QK {
+            if per > 1 {
+                let (d, m) = scale_offsets(kind);
                 for b in row.chunks_exact_mut(bsize) {
-                    b[..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
-                    if kind == PackedKind::Q4_1 {
-                        b[2..4].copy_from_slice(&f16::from_f32(-0.05).to_le_bytes());
+                    b[d..d + 2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+                    if let Some(m) = m {
+                        b[m..m + 2].copy_from_slice(&f16::from_f32(-0.05).to_le_bytes());
                     }
                 }
             } else {

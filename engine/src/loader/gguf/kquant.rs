@@ -271,14 +271,31 @@ pub fn iq4_xs(bytes: &[u8], out: &mut [f32]) {
 /// dequantisation 3x slower (not vectorised), so the walk is written twice.
 #[inline(always)]
 pub fn dot_q4_k(bytes: &[u8], x: &[f32], acc: &mut [f32; 16]) {
-    for (xb, b) in x.chunks_exact(256).zip(bytes.chunks_exact(144)) {
+    dot_q45_k::<false>(bytes, x, acc)
+}
+
+/// As [`dot_q4_k`] for Q5_K blocks, `w` as [`q5_k`] computes it, value for value (what
+/// `Q5_K_M` and `Q5_K_S` files hold most of their matrices in).
+#[inline(always)]
+pub fn dot_q5_k(bytes: &[u8], x: &[f32], acc: &mut [f32; 16]) {
+    dot_q45_k::<true>(bytes, x, acc)
+}
+
+/// The walk of [`dot_q4_k`] and, with `Q5`, [`dot_q5_k`] (the fifth bits from `qh`): one
+/// build per kind (a constant, not a branch per value), so each vectorises as written alone.
+#[inline(always)]
+fn dot_q45_k<const Q5: bool>(bytes: &[u8], x: &[f32], acc: &mut [f32; 16]) {
+    let (size, qs_at) = if Q5 { (176, 48) } else { (144, 16) };
+    for (xb, b) in x.chunks_exact(256).zip(bytes.chunks_exact(size)) {
         let (d, min) = (half_at(b, 0), half_at(b, 2));
-        let (scales, qs) = (&b[4..16], &b[16..144]);
+        let (scales, qs) = (&b[4..16], &b[qs_at..size]);
+        let qh = if Q5 { as32(&b[16..48]) } else { &[0u8; 32] };
         for (g, (q, xg)) in qs.chunks_exact(32).zip(xb.chunks_exact(64)).enumerate() {
             let (s1, m1) = scale_min_k4(2 * g, scales);
             let (s2, m2) = scale_min_k4(2 * g + 1, scales);
             let (d1, m1) = (d * s1 as f32, min * m1 as f32);
             let (d2, m2) = (d * s2 as f32, min * m2 as f32);
+            let (u1, u2) = (1u8 << (2 * g), 2u8 << (2 * g));
             let q = as32(q);
             let (lo, hi) = xg.split_at(32);
             let (lo, hi): (&[f32; 32], &[f32; 32]) =
@@ -286,13 +303,15 @@ pub fn dot_q4_k(bytes: &[u8], x: &[f32], acc: &mut [f32; 16]) {
             for h in 0..2 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     let l = 16 * h + j;
-                    *a += lo[l] * (d1 * (q[l] & 0x0f) as f32 - m1);
+                    let h1 = if Q5 && qh[l] & u1 != 0 { 16 } else { 0 };
+                    *a += lo[l] * (d1 * ((q[l] & 0x0f) + h1) as f32 - m1);
                 }
             }
             for h in 0..2 {
                 for (j, a) in acc.iter_mut().enumerate() {
                     let l = 16 * h + j;
-                    *a += hi[l] * (d2 * (q[l] >> 4) as f32 - m2);
+                    let h2 = if Q5 && qh[l] & u2 != 0 { 16 } else { 0 };
+                    *a += hi[l] * (d2 * ((q[l] >> 4) + h2) as f32 - m2);
                 }
             }
         }

@@ -6,7 +6,7 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use super::kquant;
-pub(crate) use super::kquant::{dot_q4_k, dot_q6_k};
+pub(crate) use super::kquant::{dot_q4_k, dot_q5_k, dot_q6_k};
 
 /// `GGML_TYPE_F32`
 pub const F32: u32 = 0;
