@@ -59,7 +59,8 @@ pub struct BenchArgs {
     /// Rank of the synthetic adapters.
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
-    /// Modules the synthetic adapters target (PEFT names).
+    /// Modules the synthetic adapters target (PEFT names; on Phi-3, qkv_proj and gate_up_proj name
+    /// the modules they stack).
     #[arg(
         long,
         default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -259,14 +260,18 @@ impl WithBackend for &BenchArgs {
         let synthetic = args
             .synthetic_adapters
             .unwrap_or(if args.model.adapters.is_empty() { 8 } else { 0 });
-        let targets: Vec<LoraModule> = args
-            .targets
-            .split(',')
-            .map(|t| {
-                LoraModule::from_peft_name(t.trim())
-                    .with_context(|| format!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"))
-            })
-            .collect::<Result<_>>()?;
+        // A stacked module (Phi-3's qkv_proj, gate_up_proj) names the modules it holds.
+        let stored = dlp_engine::loader::fused::stored_modules(loaded.model.config.arch);
+        let mut targets: Vec<LoraModule> = Vec::new();
+        for t in args.targets.split(',').map(str::trim) {
+            match (LoraModule::from_peft_name(t), stored.iter().find(|m| m.peft_name() == t)) {
+                (Some(m), _) => targets.push(m),
+                (None, Some(s)) => targets.extend(s.parts),
+                (None, None) => bail!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3's qkv_proj and gate_up_proj)"),
+            }
+        }
+        targets.sort();
+        targets.dedup();
         let path = args.model.model_path()?;
         let cfg = loaded.model.config.clone();
         let specs = args.model.adapter_specs()?;

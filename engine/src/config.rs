@@ -227,7 +227,7 @@ impl ModelConfig {
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
         if arch == Arch::Phi3 {
-            phi3_rope_is_default(rope, path)?;
+            rope::phi3_is_default(rope, path)?;
         }
         let rope_scaling = match rope {
             Some(s) => {
@@ -249,13 +249,16 @@ impl ModelConfig {
             None => None,
         };
         let act = f.str_or("hidden_act", "silu")?;
-        if act != "silu" {
+        // transformers' ACT2FN maps `swish` to the same SiLU.
+        if act != "silu" && act != "swish" {
             return Err(Error::unsupported(format!(
-                "{}: hidden_act `{act}` (only silu is supported)",
+                "{}: hidden_act `{act}` (only silu, also named swish, is supported)",
                 path.display()
             )));
         }
-        let attention_bias = f.bool_or("attention_bias", false)?;
+        // Phi-3's linears have no biases whatever the config says (Phi3Config has neither key).
+        let no_bias = arch == Arch::Phi3;
+        let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
         let num_layers = f.usize("num_hidden_layers")?;
         if num_layers > MAX_LAYERS {
             return Err(Error::format(
@@ -281,7 +284,7 @@ impl ModelConfig {
             tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
-            mlp_bias: f.bool_or("mlp_bias", false)?,
+            mlp_bias: f.bool_or("mlp_bias", false)? && !no_bias,
             qk_norm: arch == Arch::Qwen3,
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
@@ -471,24 +474,6 @@ fn attention_windows(
             (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
     })
-}
-
-/// Refuses RoPE scaling on a Phi-3 config: transformers' Phi3Config reads every scaling type it
-/// accepts (`su`, `yarn`, `longrope`) as LongRoPE (the 128k-context Phi-3 and Phi-3.5 models),
-/// which this engine does not apply; `default` (Phi-3-mini-4k, Phi-4) is plain RoPE.
-fn phi3_rope_is_default(rope: Option<&Value>, path: &Path) -> Result<()> {
-    let kind = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type")));
-    match kind {
-        None => Ok(()),
-        Some(Value::String(k)) if k == "default" => Ok(()),
-        Some(k) => Err(Error::unsupported(format!(
-            "{}: Phi-3 RoPE scaling type {}: transformers' Phi3Config reads it as LongRoPE (the \
-             128k-context Phi-3 and Phi-3.5 models), which is not supported; plain RoPE \
-             (Phi-3-mini-4k, Phi-4) is",
-            path.display(),
-            k
-        ))),
-    }
 }
 
 /// More layers than any model has (guards allocations sized by a corrupt header).

@@ -290,8 +290,11 @@ impl WeightMap {
 
     /// Replaces the 2-D tensor `name`, if present, by consecutive blocks of its rows: `parts`
     /// are (name, rows) in row order, each kept in the tensor's storage (f32 or packed blocks,
-    /// whose rows are whole blocks), from the same file. The tensor must be
-    /// `[sum of rows, cols]`. Returns whether it was present.
+    /// whose rows are whole blocks), from the same file. Returns whether it was present. A part
+    /// the map holds already is replaced, with a warning (transformers, too, takes the stacked
+    /// tensor and ignores the other).
+    ///
+    /// Errors: the tensor is not `[sum of rows, cols]` (the message names it and both shapes).
     pub fn split_rows(
         &mut self,
         name: &str,
@@ -326,6 +329,14 @@ impl WeightMap {
                     t.data[start * cols..(start + n) * cols].to_vec(),
                 ),
             };
+            if self.contains(part) {
+                tracing::warn!(
+                    "{}: both {} and {}: the rows of the first are used",
+                    self.origin.display(),
+                    self.display_name(name),
+                    self.display_name(part)
+                );
+            }
             // The values were checked when the whole tensor was inserted.
             self.tensors.insert(part.clone(), (piece, file.clone()));
             start += n;

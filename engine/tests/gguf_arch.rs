@@ -262,8 +262,18 @@ fn phi3_files_split_their_stacked_matrices() {
     assert!(!w.contains("model.layers.0.self_attn.qkv_proj.weight"));
     assert!(!w.contains("model.layers.0.mlp.gate_up_proj.weight"));
 
-    let long = patched(
+    // A LongRoPE file as llama.cpp's converter writes it: the factor tensors and an
+    // `attn_factor` (here the window's key renamed, its value 8), which alone is refused as
+    // another scaling's.
+    let attn = patched(
         &bytes,
+        b"phi3.attention.sliding_window",
+        b"phi3.rope.scaling.attn_factor",
+    );
+    let e = config_error("phi3-attn.gguf", &attn);
+    assert!(e.contains("`phi3.rope.scaling.attn_factor` 8"), "{e}");
+    let long = patched(
+        &attn,
         b"blk.0.attn_output.weight",
         b"rope_factors_long.weight",
     );

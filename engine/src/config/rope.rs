@@ -276,3 +276,25 @@ pub(super) fn parse(
         }
     }))
 }
+
+/// Refuses RoPE scaling on a Phi-3 config, as transformers' Phi3Config reads it: `su`, `yarn`
+/// and `longrope` are LongRoPE there (the 128k-context Phi-3 and Phi-3.5 models), which this
+/// engine does not apply; any other type but `default` fails its `validate_rope`. `default`
+/// (Phi-3-mini-4k, Phi-4) is plain RoPE.
+pub(super) fn phi3_is_default(rope: Option<&Value>, path: &Path) -> Result<()> {
+    let kind = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type")));
+    let why = match kind {
+        None => return Ok(()),
+        Some(Value::String(k)) if k == "default" => return Ok(()),
+        Some(Value::String(k)) if ["su", "yarn", "longrope"].contains(&k.as_str()) => {
+            "transformers' Phi3Config reads it as LongRoPE (the 128k-context Phi-3 and Phi-3.5 \
+             models), which is not supported"
+        }
+        Some(_) => "transformers' Phi3Config accepts only `default` and LongRoPE",
+    };
+    Err(Error::unsupported(format!(
+        "{}: Phi-3 RoPE scaling type {}: {why}; plain RoPE (Phi-3-mini-4k, Phi-4) is supported",
+        path.display(),
+        kind.map_or(Value::Null, Clone::clone)
+    )))
+}

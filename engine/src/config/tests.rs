@@ -217,6 +217,12 @@ fn phi3_reads_as_transformers_phi3config() {
     assert_eq!(c.attention_window, [Some(2047); 3]);
     assert!(c.rope_scaling.is_none() && !c.qkv_bias && !c.mlp_bias && !c.qk_norm);
     assert_eq!((c.head_dim, c.context_limit()), (24, 4096));
+    // Keys Phi3Config does not read: its linears have no biases; `swish` is ACT2FN's SiLU.
+    let mut v = mini_4k.clone();
+    (v["attention_bias"], v["mlp_bias"]) = (true.into(), true.into());
+    v["hidden_act"] = "swish".into();
+    let c = ModelConfig::from_hf_json(&v, p).unwrap();
+    assert!(!c.qkv_bias && !c.o_bias && !c.mlp_bias);
     let mut v = mini_4k.clone();
     v["layer_types"] = serde_json::json!(["full_attention", "full_attention", "full_attention"]);
     assert_eq!(
@@ -239,8 +245,14 @@ fn phi3_reads_as_transformers_phi3config() {
         v[key] = serde_json::json!({"type": kind, "factor": 2.0,
             "short_factor": factors, "long_factor": factors});
         let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+        let why = match kind {
+            "linear" => "accepts only `default` and LongRoPE",
+            _ => "reads it as LongRoPE",
+        };
         assert!(
-            e.contains(&format!("Phi-3 RoPE scaling type \"{kind}\"")) && e.contains("LongRoPE"),
+            e.contains(&format!(
+                "Phi-3 RoPE scaling type \"{kind}\": transformers' Phi3Config {why}"
+            )),
             "{kind}: {e}"
         );
     }

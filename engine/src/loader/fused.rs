@@ -70,8 +70,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
 
 /// Splits every stacked module's weight of `w` into its parts' weights (`qkv_proj.weight` into
 /// `q_proj.weight`, `k_proj.weight`, `v_proj.weight`), kept as stored (f32 or packed blocks).
-/// A layer may hold the parts already (llama.cpp writes some Phi-3 files with separate q/k/v);
-/// one with neither is refused, naming the stacked tensor.
+/// A layer may hold the parts instead (llama.cpp's `create_tensor_qkv` reads separate q/k/v
+/// where a file has no `attn_qkv`); one with neither is refused, naming the stacked tensor.
 ///
 /// Errors: a stacked tensor whose shape is not `[sum of the parts' rows, in]`, or a missing one.
 pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
@@ -100,4 +100,103 @@ pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{HostTensor, Packed, PackedKind};
+
+    fn phi3(layers: usize) -> ModelConfig {
+        let v = serde_json::json!({"model_type": "phi3", "hidden_size": 32,
+            "intermediate_size": 24, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "num_hidden_layers": layers, "vocab_size": 16});
+        ModelConfig::from_hf_json(&v, std::path::Path::new("config.json")).unwrap()
+    }
+
+    /// `(shape, f32 values, packed bytes)` of layer-0 module `m`.
+    fn part(w: &mut WeightMap, m: &str) -> (Vec<usize>, Vec<f32>, Option<Vec<u8>>) {
+        let t = w.get_mut(&format!("model.layers.0.{m}.weight")).unwrap();
+        (
+            t.shape.clone(),
+            t.data.clone(),
+            t.packed.clone().map(|p| p.bytes),
+        )
+    }
+
+    /// Rows in order, f32 and packed (Q8_0 rows of 34-byte blocks, moved whole); a part the
+    /// file also holds gives way to the stack's rows; a layer holding the parts is kept.
+    #[test]
+    fn stacked_rows_split_in_order() {
+        let file = std::path::Path::new("model.safetensors");
+        let mut w = WeightMap::new("m");
+        let put = |w: &mut WeightMap, name: &str, t: HostTensor| {
+            w.insert(format!("model.layers.{name}.weight"), t, file)
+                .unwrap()
+        };
+        let qkv: Vec<f32> = (0..64 * 32).map(|i| i as f32).collect();
+        put(
+            &mut w,
+            "0.self_attn.qkv_proj",
+            HostTensor::new(vec![64, 32], qkv.clone()),
+        );
+        let stale = HostTensor::new(vec![32, 32], vec![-1.0; 32 * 32]);
+        put(&mut w, "0.self_attn.q_proj", stale);
+        let mut bytes: Vec<u8> = (0..48 * 34).map(|i| (i % 251) as u8).collect();
+        // Each block's f16 scale 0.5 (random bytes could be a NaN).
+        bytes
+            .chunks_exact_mut(34)
+            .for_each(|b| b[..2].copy_from_slice(&[0x00, 0x38]));
+        let kind = PackedKind::Q8_0;
+        let gu = HostTensor::packed(
+            48,
+            32,
+            Packed {
+                kind,
+                bytes: bytes.clone(),
+            },
+        );
+        put(&mut w, "0.mlp.gate_up_proj", gu);
+        for (m, rows) in [("q", 32), ("k", 16), ("v", 16)] {
+            let t = HostTensor::new(vec![rows, 32], vec![0.5; rows * 32]);
+            put(&mut w, &format!("1.self_attn.{m}_proj"), t);
+        }
+        for m in ["gate", "up"] {
+            put(
+                &mut w,
+                &format!("1.mlp.{m}_proj"),
+                HostTensor::new(vec![24, 32], vec![0.5; 24 * 32]),
+            );
+        }
+        split_stacked(&mut w, &phi3(2)).unwrap();
+        let q = part(&mut w, "self_attn.q_proj");
+        assert_eq!(q, (vec![32, 32], qkv[..32 * 32].to_vec(), None));
+        assert_eq!(part(&mut w, "self_attn.k_proj").1, qkv[32 * 32..48 * 32]);
+        assert_eq!(part(&mut w, "self_attn.v_proj").1, qkv[48 * 32..]);
+        let gate = part(&mut w, "mlp.gate_proj");
+        assert_eq!(
+            (gate.0, gate.2.unwrap()),
+            (vec![24, 32], bytes[..24 * 34].to_vec())
+        );
+        assert_eq!(part(&mut w, "mlp.up_proj").2.unwrap(), bytes[24 * 34..]);
+        assert!(!w.contains("model.layers.0.self_attn.qkv_proj.weight"));
+        assert!(w.contains("model.layers.1.mlp.up_proj.weight"));
+
+        // A stack of the wrong height, and a layer with neither form.
+        let mut w = WeightMap::new("m");
+        put(
+            &mut w,
+            "0.self_attn.qkv_proj",
+            HostTensor::new(vec![63, 32], vec![0.0; 63 * 32]),
+        );
+        let e = split_stacked(&mut w, &phi3(1)).unwrap_err().to_string();
+        let want =
+            "`model.layers.0.self_attn.qkv_proj.weight` has shape [63, 32], expected [64, 32]";
+        assert!(e.contains(want), "{e}");
+        let e = split_stacked(&mut WeightMap::new("m"), &phi3(1))
+            .unwrap_err()
+            .to_string();
+        let want = "missing tensor `model.layers.0.self_attn.qkv_proj.weight` (expected shape [64, 32]: the rows of q_proj, k_proj, v_proj stacked)";
+        assert!(e.contains(want), "{e}");
+    }
 }

@@ -152,23 +152,32 @@ fn stacked_module_adapters() {
     let a = PeftAdapter::load("s", &dir, &pc).unwrap();
     use dlp_engine::LoraModule::*;
     assert_eq!(a.targets, [Q, K, V, O, Gate, Up, Down]);
-    let mut stacked = Vec::new();
-    for_each_tensor(&dir.join("adapter_model.safetensors"), |n, t| {
-        if n.contains("layers.1.self_attn.qkv_proj.lora_") {
-            stacked.push(t);
+    let (q, kv, ff) = (pc.q_dim(), pc.kv_dim(), pc.intermediate_size);
+    let splits = [
+        (
+            "self_attn.qkv_proj",
+            vec![(Q, 0, q), (K, q, kv), (V, q + kv, kv)],
+        ),
+        ("mlp.gate_up_proj", vec![(Gate, 0, ff), (Up, ff, ff)]),
+    ];
+    for (module, parts) in splits {
+        let mut stacked = Vec::new();
+        for_each_tensor(&dir.join("adapter_model.safetensors"), |n, t| {
+            if n.contains(&format!("layers.1.{module}.lora_")) {
+                stacked.push(t);
+            }
+            Ok(())
+        })
+        .unwrap();
+        let [sa, sb] = &stacked[..] else {
+            panic!("the fixture adapts layer 1's {module}")
+        };
+        for (m, from, rows) in parts {
+            let p = &a.pairs[&(1, m)];
+            assert_eq!(p.a.data, sa.data, "{m:?}: A is the stack's");
+            assert_eq!(p.b.shape, [rows, 4]);
+            assert_eq!(p.b.data, sb.data[from * 4..(from + rows) * 4], "{m:?}");
         }
-        Ok(())
-    })
-    .unwrap();
-    let [sa, sb] = &stacked[..] else {
-        panic!("the fixture adapts layer 1's qkv_proj")
-    };
-    let (q, k, v) = (pc.q_dim(), pc.kv_dim(), pc.kv_dim());
-    for (m, from, rows) in [(Q, 0, q), (K, q, k), (V, q + k, v)] {
-        let p = &a.pairs[&(1, m)];
-        assert_eq!(p.a.data, sa.data, "{m:?}: A is the stack's");
-        assert_eq!(p.b.shape, [rows, 4]);
-        assert_eq!(p.b.data, sb.data[from * 4..(from + rows) * 4], "{m:?}");
     }
 
     let e = err_of(PeftAdapter::load("s", &dir, &lc));

@@ -1,5 +1,5 @@
-//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3) and `tokenizer.ggml.*`
-//! metadata.
+//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3) and
+//! `tokenizer.ggml.*` metadata.
 
 use super::{GgufFile, GgufTensorInfo};
 use crate::config::{yarn_mscale, Arch, ModelConfig, RopeScaling, YarnScaling};
@@ -310,6 +310,11 @@ impl GgufFile {
                 )));
             }
         }
+        // Before the RoPE keys: a LongRoPE file's own (its attn_factor) would be refused as
+        // another scaling's.
+        if arch == Arch::Phi3 {
+            self.phi3_checks()?;
+        }
         let rope_freq_factors = self.rope_freq_factors(head_dim)?;
         let rope_scaling = self.rope_scaling(&key)?;
         if let (Some(s), Some(_)) = (&rope_scaling, &rope_freq_factors) {
@@ -318,9 +323,6 @@ impl GgufFile {
                 p.display(),
                 s.describe()
             )));
-        }
-        if arch == Arch::Phi3 {
-            self.phi3_checks()?;
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != (arch == Arch::Qwen3) {
