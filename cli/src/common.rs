@@ -310,7 +310,9 @@ pub struct ModelArgs {
     #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub cpu_int8: bool,
     /// Longest sequence, prompt and answer together, in tokens (the RoPE table and KV cache are
-    /// sized to it); capped by the model's own limit.
+    /// sized to it); capped by the model's own limit. On a LongRoPE model (Phi-3-128k,
+    /// Phi-3.5) it also picks the factor set, as llama.cpp's context size does: the long
+    /// factors above the original context (4096), the short ones up to it.
     #[arg(long, value_name = "TOKENS", default_value_t = 8192,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
     pub max_context: usize,

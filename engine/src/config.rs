@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod longrope;
 mod rope;
+pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 
 /// Which member of the Llama family: they share one forward pass and differ in biases, sliding
@@ -96,9 +98,9 @@ impl ModelConfig {
     /// `max_position_embeddings * factor`, YaRN `original_max_position_embeddings * factor`;
     /// Qwen2.5 with YaRN factor 4 over 32768: 131072).
     pub fn context_limit(&self) -> usize {
-        let scaled = match self.rope_scaling {
+        let scaled = match &self.rope_scaling {
             Some(RopeScaling::Yarn(y)) => y.original_max_position_embeddings * y.factor,
-            Some(RopeScaling::Linear { factor }) => self.max_position_embeddings as f64 * factor,
+            Some(RopeScaling::Linear { factor }) => self.max_position_embeddings as f64 * *factor,
             _ => 0.0,
         };
         self.max_position_embeddings.max(scaled.min(1e8) as usize)
@@ -226,24 +228,25 @@ impl ModelConfig {
         let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
-        if arch == Arch::Phi3 {
-            rope::phi3_is_default(rope, path)?;
-        }
         let rope_scaling = match rope {
             Some(s) => {
                 let top = v
                     .get("original_max_position_embeddings")
                     .filter(|o| !o.is_null());
-                let original = match top {
-                    None => max_position_embeddings as f64,
-                    Some(_) => f.f64_or("original_max_position_embeddings", 0.0)?,
+                // Phi3Config has the attribute whatever the file says (4096 by default), and
+                // transformers prefers it.
+                let (original, top_level) = match (top, arch) {
+                    (Some(_), _) => (f.f64_or("original_max_position_embeddings", 0.0)?, true),
+                    (None, Arch::Phi3) => (4096.0, true),
+                    (None, _) => (max_position_embeddings as f64, false),
                 };
                 rope::parse(
                     s,
                     path,
                     max_position_embeddings as f64,
                     original,
-                    top.is_some(),
+                    top_level,
+                    arch == Arch::Phi3,
                 )?
             }
             None => None,
@@ -361,6 +364,9 @@ impl ModelConfig {
                  vocabulary of {} tokens",
                 self.vocab_size
             ));
+        }
+        if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
+            l.check(self.head_dim, path)?;
         }
         let mut cfg = self;
         cfg.eos_token_ids = end_ids_in_vocab(path, &cfg.eos_token_ids, cfg.vocab_size);

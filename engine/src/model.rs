@@ -240,6 +240,16 @@ impl<B: Backend> Model<B> {
             );
         }
         let max_context = max_context.min(c.context_limit()).max(1);
+        if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
+            let original = l.original_max_position_embeddings;
+            let (set, hint) = match max_context as f64 > original {
+                true => ("long", format!("a --max-context of {original} or less")),
+                false => ("short", format!("a --max-context above {original}")),
+            };
+            tracing::info!(
+                "LongRoPE: the {set} factors, for a context of {max_context} tokens (the original is {original}; {hint} picks the other set)"
+            );
+        }
         let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
         Ok(Model {
             backend,

@@ -5,10 +5,12 @@ use std::f64::consts::PI;
 
 use crate::config::{Llama3Scaling, ModelConfig, RopeScaling, YarnScaling};
 
-/// Inverse frequencies `1 / theta^(2i/d)`, scaled as configured (Llama 3's, linear, YaRN:
-/// transformers' `_compute_*_parameters`), or divided by a GGUF's frequency factors
-/// (llama.cpp's `rope_freqs`: ggml's rope divides each frequency by its factor).
-pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
+/// Inverse frequencies `1 / theta^(2i/d)` of a model loaded for `positions` positions, scaled
+/// as configured (Llama 3's, linear, YaRN, LongRoPE: transformers' `_compute_*_parameters`;
+/// LongRoPE's factor set picked by `positions`, see [`crate::config::LongRopeScaling`]), or
+/// divided by a GGUF's frequency factors (llama.cpp's `rope_freqs`: ggml's rope divides each
+/// frequency by its factor).
+pub fn inv_freq(cfg: &ModelConfig, positions: usize) -> Vec<f64> {
     let d = cfg.head_dim;
     let base: Vec<f64> = (0..d / 2)
         .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
@@ -21,6 +23,10 @@ pub fn inv_freq(cfg: &ModelConfig) -> Vec<f64> {
         Some(RopeScaling::Llama3(s)) => llama3(base, s),
         Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
         Some(RopeScaling::Yarn(y)) => yarn(base, y, cfg.rope_theta, d),
+        Some(RopeScaling::LongRope(l)) => {
+            let factors = l.factors(positions);
+            base.iter().zip(factors).map(|(f, s)| f / s).collect()
+        }
     }
 }
 
@@ -71,10 +77,14 @@ fn yarn(base: Vec<f64>, y: &YarnScaling, theta: f64, dim: usize) -> Vec<f64> {
 }
 
 /// `[positions, head_dim/2, 2]` of (cos, sin) for positions `0..positions`, times the
-/// scaling's attention factor (YaRN's; transformers multiplies cos and sin by it).
+/// scaling's attention factor (YaRN's and LongRoPE's; transformers multiplies cos and sin by
+/// it).
 pub fn cos_sin_table(cfg: &ModelConfig, positions: usize) -> Vec<f32> {
-    let inv = inv_freq(cfg);
-    let scale = cfg.rope_scaling.map_or(1.0, |s| s.attention_factor());
+    let inv = inv_freq(cfg, positions);
+    let scale = cfg
+        .rope_scaling
+        .as_ref()
+        .map_or(1.0, |s| s.attention_factor());
     let mut t = Vec::with_capacity(positions * inv.len() * 2);
     for p in 0..positions {
         for &f in &inv {

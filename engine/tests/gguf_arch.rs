@@ -233,7 +233,7 @@ fn a_missing_embedding_is_named_as_the_file_names_it() {
 
 /// A `phi3` file as llama.cpp reads it: its stacked `attn_qkv` and `ffn_up` (gate, then up)
 /// split into the model's modules at load, kept in their blocks; its sliding window not
-/// applied (llama.cpp turns it off); LongRoPE's factor tensors and a missing stacked tensor
+/// applied (llama.cpp turns it off); misshapen LongRoPE factors and a missing stacked tensor
 /// named.
 #[test]
 fn phi3_files_split_their_stacked_matrices() {
@@ -278,7 +278,7 @@ fn phi3_files_split_their_stacked_matrices() {
         b"rope_factors_long.weight",
     );
     let e = config_error("phi3-longrope.gguf", &long);
-    assert!(e.contains("`rope_factors_long.weight`: LongRoPE"), "{e}");
+    assert!(e.contains("tensor `rope_factors_long.weight` has shape [256, 256]: expected [32] (head_dim / 2, one factor per RoPE frequency)"), "{e}");
 
     let no_qkv = patched(&bytes, b"blk.0.attn_qkv.weight", b"blk.0.attn_qkX.weight");
     let e = ModelFiles::load(&write("phi3-noqkv.gguf", &no_qkv))
@@ -287,6 +287,39 @@ fn phi3_files_split_their_stacked_matrices() {
         .to_string();
     assert!(
         e.contains("missing tensor `blk.0.attn_qkv.weight` (model.layers.0.self_attn.qkv_proj.weight) (expected shape [256, 512] (GGUF order, ne[0] first): the rows of q_proj, k_proj, v_proj stacked)"),
+        "{e}"
+    );
+}
+
+/// LongRoPE as llama.cpp's converter writes it for Phi-3: both factor tensors, the cos/sin
+/// factor and the original context from `phi3.rope.scaling.*`; one set alone is named. Its
+/// logits against transformers: the golden runs' `tiny_phi3_longrope_gguf`.
+#[test]
+fn phi3_longrope_is_read_from_its_tensors_and_keys() {
+    use dlp_engine::config::RopeScaling;
+    let bytes = fixture("tiny-phi3-longrope-gguf");
+    let c = GgufFile::open(&write("phi3-lr.gguf", &bytes))
+        .unwrap()
+        .config()
+        .unwrap();
+    let Some(RopeScaling::LongRope(l)) = c.rope_scaling else {
+        panic!("{:?}", c.rope_scaling)
+    };
+    assert_eq!(l.short_factor.len(), 8);
+    assert_eq!((l.short_factor[1] as f32, l.long_factor[1]), (1.1, 2.5));
+    assert_eq!(l.original_max_position_embeddings, 8.0);
+    // sqrt(1 + ln(256 / 8) / ln(8)), as the converter computes it, stored as f32.
+    assert!((l.attention_factor - (1.0 + 32f64.ln() / 8f64.ln()).sqrt()).abs() < 1e-6);
+    let one = patched(
+        &bytes,
+        b"rope_factors_short.weight",
+        b"rope_factors_shorX.weight",
+    );
+    let e = config_error("phi3-lr-one.gguf", &one);
+    assert!(
+        e.contains(
+            "tensor `rope_factors_short.weight` is missing: LongRoPE needs both factor sets"
+        ),
         "{e}"
     );
 }

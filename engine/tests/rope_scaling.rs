@@ -1,7 +1,8 @@
 //! RoPE frequency scaling against transformers' own computation (`ROPE_INIT_FUNCTIONS`):
 //! inverse frequencies and the cos/sin factor for linear and YaRN configs (Qwen2.5's and
 //! Qwen3's long-context settings, betas, no truncation, explicit and DeepSeek-style factors),
-//! Llama 3's and none, from `data/rope_vectors.json` (made by `data/make_rope_vectors.py`).
+//! LongRoPE (Phi-3's and Phi-3.5's forms, both factor sets), Llama 3's and none, from
+//! `data/rope_vectors.json` (made by `data/make_rope_vectors.py`).
 //! End to end (logits of models with YaRN and linear scaling, HF and GGUF): the golden runs'
 //! `tiny_qwen2_yarn`, `tiny_qwen2_yarn_gguf` and `tiny_llama_linear`.
 
@@ -21,7 +22,7 @@ use writer::{Writer, M};
 fn frequencies_and_factor_are_transformers() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rope_vectors.json");
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    assert_eq!(cases.len(), 11);
+    assert_eq!(cases.len(), 15);
     let mut kinds = Vec::new();
     for case in &cases {
         let cfg = ModelConfig::from_hf_json(&case["config"], Path::new("config.json")).unwrap();
@@ -31,21 +32,37 @@ fn frequencies_and_factor_are_transformers() {
             Some(RopeScaling::Llama3(_)) => "llama3",
             Some(RopeScaling::Linear { .. }) => "linear",
             Some(RopeScaling::Yarn(_)) => "yarn",
+            Some(RopeScaling::LongRope(_)) => "longrope",
         });
-        let want: Vec<f64> = (case["inv_freq"].as_array().unwrap().iter())
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let got = inv_freq(&cfg);
-        assert_eq!(got.len(), want.len(), "{what}");
-        // transformers computes them in f32 (powers and the blend: up to 4.4e-7 relative); here
-        // in f64.
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-6 * w.abs(),
-                "{what}: frequency {i}: {g} vs {w}"
-            );
+        let values = |k: &str| -> Vec<f64> {
+            (case[k].as_array().unwrap().iter())
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        };
+        // LongRoPE's short set up to the original context, its long set past it; the others
+        // the same at any length.
+        let original = case["original"].as_u64().unwrap_or(1 << 20) as usize;
+        let mut sets = vec![(original, values("inv_freq"))];
+        if case.get("long_inv_freq").is_some() {
+            sets.push((original + 1, values("long_inv_freq")));
         }
-        let factor = cfg.rope_scaling.map_or(1.0, |s| s.attention_factor());
+        for (positions, want) in sets {
+            let got = inv_freq(&cfg, positions);
+            assert_eq!(got.len(), want.len(), "{what}");
+            // transformers computes them in f32 (powers and the blend: up to 4.4e-7 relative);
+            // here in f64.
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-6 * w.abs(),
+                    "{what} at {positions} positions: frequency {i}: {g} vs {w}"
+                );
+            }
+        }
+        let got = inv_freq(&cfg, 2);
+        let factor = cfg
+            .rope_scaling
+            .as_ref()
+            .map_or(1.0, |s| s.attention_factor());
         let want_factor = case["attention_factor"].as_f64().unwrap();
         assert!(
             (factor - want_factor).abs() < 1e-12,
@@ -65,9 +82,10 @@ fn frequencies_and_factor_are_transformers() {
             count("none"),
             count("linear"),
             count("yarn"),
-            count("llama3")
+            count("llama3"),
+            count("longrope")
         ),
-        (1, 2, 7, 1)
+        (1, 2, 7, 1, 4)
     );
 }
 
@@ -84,6 +102,7 @@ fn unusable_scaling_is_named() {
             .map(|e| e.to_string())
             .unwrap_or_default()
     };
+    let ones = vec![1.0; 8];
     for (scaling, want) in [
         (
             serde_json::json!({"type": "dynamic", "factor": 2.0}),
@@ -111,7 +130,28 @@ fn unusable_scaling_is_named() {
         ),
         (
             serde_json::json!({"rope_type": "longrope", "factor": 4}),
-            "`longrope` (Phi-3's)",
+            "rope scaling `longrope` needs field `short_factor`",
+        ),
+        (
+            serde_json::json!({"rope_type": "longrope", "short_factor": "x", "long_factor": []}),
+            "field `short_factor`: expected a list of numbers, found \"x\"",
+        ),
+        (
+            // Heads of 16: 8 frequencies.
+            serde_json::json!({"rope_type": "longrope", "short_factor": ones, "long_factor": [1.0]}),
+            "LongRoPE `long_factor` has 1 values; expected head_dim / 2 = 8",
+        ),
+        (
+            serde_json::json!({"rope_type": "longrope", "short_factor": [1, 1, 1, 1, 1, 1, 1, 0], "long_factor": ones}),
+            "LongRoPE `short_factor` holds 0; expected finite numbers > 0",
+        ),
+        (
+            serde_json::json!({"rope_type": "longrope", "short_factor": ones, "long_factor": ones, "attention_factor": -1}),
+            "field `attention_factor`: expected a finite number > 0, found -1",
+        ),
+        (
+            serde_json::json!({"rope_type": "longrope", "short_factor": ones, "long_factor": ones, "original_max_position_embeddings": 1}),
+            "original_max_position_embeddings is 1; expected a number > 1",
         ),
     ] {
         let e = with(scaling.clone());
@@ -161,7 +201,10 @@ fn config_forms_are_read_as_transformers_reads_them() {
     plain["rope_parameters"] = Value::Null;
     plain["original_max_position_embeddings"] = "x".into();
     let cfg = ModelConfig::from_hf_json(&plain, Path::new("config.json")).unwrap();
-    assert_eq!((cfg.rope_scaling, cfg.context_limit()), (None, 1024));
+    assert_eq!(
+        (cfg.rope_scaling.clone(), cfg.context_limit()),
+        (None, 1024)
+    );
     for (key, value, want) in [
         (
             "rope_scaling",

@@ -1,6 +1,7 @@
 //! RoPE frequency scaling, as transformers reads it from `rope_parameters` (transformers 5) or
 //! `rope_scaling` (4) and computes it (`modeling_rope_utils.py`): Llama 3's, linear position
-//! interpolation, and YaRN (Qwen2.5's and Qwen3's long-context setting). The angle table
+//! interpolation, YaRN (Qwen2.5's and Qwen3's long-context setting) and LongRoPE (Phi-3's,
+//! [`super::longrope`]). The angle table
 //! applies it (`crate::rope_table`); GGUF files give the same settings as
 //! `<arch>.rope.scaling.*` (`loader::gguf::hparams`).
 
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::longrope::{self, LongRopeScaling};
 use crate::error::{Error, Result};
 
 /// Llama-3 style RoPE frequency scaling (`rope_type: llama3`).
@@ -45,7 +47,7 @@ pub struct YarnScaling {
 }
 
 /// A model's RoPE frequency scaling.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     /// Llama 3's.
     Llama3(Llama3Scaling),
@@ -56,13 +58,16 @@ pub enum RopeScaling {
     },
     /// YaRN.
     Yarn(YarnScaling),
+    /// LongRoPE.
+    LongRope(LongRopeScaling),
 }
 
 impl RopeScaling {
-    /// What the cos/sin table is multiplied by (1 but for YaRN).
+    /// What the cos/sin table is multiplied by (1 but for YaRN and LongRoPE).
     pub fn attention_factor(&self) -> f64 {
         match self {
             RopeScaling::Yarn(y) => y.attention_factor,
+            RopeScaling::LongRope(l) => l.attention_factor,
             _ => 1.0,
         }
     }
@@ -78,6 +83,10 @@ impl RopeScaling {
             RopeScaling::Yarn(y) => format!(
                 "YaRN scaling (factor {}, original context {}, beta fast/slow {}/{}, cos/sin x {:.6})",
                 y.factor, y.original_max_position_embeddings, y.beta_fast, y.beta_slow, y.attention_factor
+            ),
+            RopeScaling::LongRope(l) => format!(
+                "LongRoPE (original context {}: its short factors where loaded for that many positions or fewer, else its long ones; cos/sin x {:.6})",
+                l.original_max_position_embeddings, l.attention_factor
             ),
         }
     }
@@ -125,13 +134,15 @@ pub(super) fn settings<'a>(v: &'a Value, path: &Path) -> Result<Option<&'a Value
 /// The scaling of a config's RoPE settings object `s` (see [`settings`]; `None`: default
 /// RoPE). The pretraining context is `original`, where the config gives it beside the settings
 /// (`top_level`), else the settings' own, else `original` (then `max_position_embeddings`), as
-/// transformers' `standardize_rope_params` does.
+/// transformers' `standardize_rope_params` does. With `phi3`, the types as Phi3Config reads
+/// them: `su` and `yarn` are LongRoPE, and it accepts no other scaling.
 pub(super) fn parse(
     s: &Value,
     path: &Path,
     max_position_embeddings: f64,
     original: f64,
     top_level: bool,
+    phi3: bool,
 ) -> Result<Option<RopeScaling>> {
     let kind = match s.get("rope_type").or_else(|| s.get("type")) {
         None => None,
@@ -142,6 +153,17 @@ pub(super) fn parse(
                 format!("RoPE settings: `rope_type`: expected a string, found {x}"),
             ))
         }
+    };
+    let kind = match kind {
+        Some("su" | "yarn") if phi3 => Some("longrope"),
+        Some(k) if phi3 && k != "default" && k != "longrope" => {
+            return Err(Error::unsupported(format!(
+                "{}: Phi-3 RoPE scaling type `{k}`: transformers' Phi3Config accepts only \
+                 `default` and LongRoPE (`longrope`, `su`, `yarn`)",
+                path.display()
+            )))
+        }
+        k => k,
     };
     let number = |kind: &str, k: &str, default: Option<f64>| -> Result<f64> {
         match s.get(k) {
@@ -263,38 +285,21 @@ pub(super) fn parse(
             positive("yarn", "beta_slow", y.beta_slow)?;
             RopeScaling::Yarn(y)
         }
+        Some("longrope") => RopeScaling::LongRope(longrope::parse(
+            s,
+            path,
+            max_position_embeddings,
+            original_of("longrope")?,
+        )?),
         Some(other) => {
             let why = match other {
                 "dynamic" => " (dynamic NTK changes the frequencies with each sequence's length past the original context)",
-                "longrope" => " (Phi-3's)",
                 _ => "",
             };
             return Err(Error::unsupported(format!(
-                "{}: rope scaling type `{other}`{why} (supported: default, llama3, linear, yarn)",
+                "{}: rope scaling type `{other}`{why} (supported: default, llama3, linear, yarn, longrope)",
                 path.display()
             )));
         }
     }))
-}
-
-/// Refuses RoPE scaling on a Phi-3 config, as transformers' Phi3Config reads it: `su`, `yarn`
-/// and `longrope` are LongRoPE there (the 128k-context Phi-3 and Phi-3.5 models), which this
-/// engine does not apply; any other type but `default` fails its `validate_rope`. `default`
-/// (Phi-3-mini-4k, Phi-4) is plain RoPE.
-pub(super) fn phi3_is_default(rope: Option<&Value>, path: &Path) -> Result<()> {
-    let kind = rope.and_then(|r| r.get("rope_type").or_else(|| r.get("type")));
-    let why = match kind {
-        None => return Ok(()),
-        Some(Value::String(k)) if k == "default" => return Ok(()),
-        Some(Value::String(k)) if ["su", "yarn", "longrope"].contains(&k.as_str()) => {
-            "transformers' Phi3Config reads it as LongRoPE (the 128k-context Phi-3 and Phi-3.5 \
-             models), which is not supported"
-        }
-        Some(_) => "transformers' Phi3Config accepts only `default` and LongRoPE",
-    };
-    Err(Error::unsupported(format!(
-        "{}: Phi-3 RoPE scaling type {}: {why}; plain RoPE (Phi-3-mini-4k, Phi-4) is supported",
-        path.display(),
-        kind.map_or(Value::Null, Clone::clone)
-    )))
 }

@@ -199,9 +199,8 @@ fn rotary_embeddings_on_part_of_a_head_are_refused() {
 }
 
 /// Phi-3 as transformers' Phi3Config reads it: Phi-3-mini-4k's config (its window in every
-/// layer, `layer_types` not read, the top-level original context beside plain RoPE); every
-/// RoPE scaling type is LongRoPE there (`su` and `yarn` included), refused by name, not read as
-/// YaRN.
+/// layer, `layer_types` not read, the top-level original context beside plain RoPE); `su` and
+/// `yarn` are LongRoPE there (not YaRN), and no other scaling is accepted.
 #[test]
 fn phi3_reads_as_transformers_phi3config() {
     let p = Path::new("config.json");
@@ -237,24 +236,29 @@ fn phi3_reads_as_transformers_phi3config() {
     for (key, kind) in [
         ("rope_scaling", "longrope"),
         ("rope_scaling", "su"),
-        ("rope_scaling", "yarn"),
+        ("rope_parameters", "yarn"),
         ("rope_parameters", "linear"),
     ] {
         let mut v = mini_4k.clone();
-        let factors = vec![1.0; 12];
+        let (short, long) = (vec![1.0; 12], vec![2.0; 12]);
         v[key] = serde_json::json!({"type": kind, "factor": 2.0,
-            "short_factor": factors, "long_factor": factors});
-        let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
-        let why = match kind {
-            "linear" => "accepts only `default` and LongRoPE",
-            _ => "reads it as LongRoPE",
-        };
-        assert!(
-            e.contains(&format!(
-                "Phi-3 RoPE scaling type \"{kind}\": transformers' Phi3Config {why}"
-            )),
-            "{kind}: {e}"
-        );
+            "short_factor": short, "long_factor": long});
+        match ModelConfig::from_hf_json(&v, p) {
+            Ok(c) => match c.rope_scaling {
+                Some(RopeScaling::LongRope(l)) if kind != "linear" => {
+                    assert_eq!((l.short_factor, l.long_factor), (short, long));
+                    assert_eq!(l.original_max_position_embeddings, 4096.0);
+                }
+                other => panic!("{kind}: {other:?}"),
+            },
+            Err(e) => assert!(
+                kind == "linear"
+                    && e.to_string().contains(
+                        "Phi-3 RoPE scaling type `linear`: transformers' Phi3Config accepts only `default` and LongRoPE"
+                    ),
+                "{kind}: {e}"
+            ),
+        }
     }
     let mut v = mini_4k.clone();
     v["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 250000.0});

@@ -2,7 +2,7 @@
 //! `tokenizer.ggml.*` metadata.
 
 use super::{GgufFile, GgufTensorInfo};
-use crate::config::{yarn_mscale, Arch, ModelConfig, RopeScaling, YarnScaling};
+use crate::config::{yarn_mscale, Arch, LongRopeScaling, ModelConfig, RopeScaling, YarnScaling};
 use crate::error::{Error, Result};
 
 /// `m-00003-of-00005.gguf` -> `m-00001-of-00005.gguf` (gguf-split's names; `n` the count).
@@ -104,14 +104,20 @@ impl GgufFile {
     /// `rope_freqs.weight` (Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency),
     /// checked: `head_dim / 2` finite values > 0.
     fn rope_freq_factors(&self, head_dim: usize) -> Result<Option<Vec<f64>>> {
-        let Some(t) = self.tensor("rope_freqs.weight") else {
+        self.frequency_factors("rope_freqs.weight", head_dim)
+    }
+
+    /// The per-frequency divisors in tensor `name`, if the file has it, checked: `head_dim / 2`
+    /// finite values > 0.
+    fn frequency_factors(&self, name: &str, head_dim: usize) -> Result<Option<Vec<f64>>> {
+        let Some(t) = self.tensor(name) else {
             return Ok(None);
         };
         let want = head_dim / 2;
         if t.n_elements() != want as u64 || t.dims.len() != 1 {
             return Err(Error::format(
                 &self.path,
-                format!("tensor `rope_freqs.weight` has shape {:?}: expected [{want}] (head_dim / 2, one factor per RoPE frequency)", t.dims),
+                format!("tensor `{name}` has shape {:?}: expected [{want}] (head_dim / 2, one factor per RoPE frequency)", t.dims),
             ));
         }
         let values = self.dequantize(t)?.values().into_owned();
@@ -120,7 +126,7 @@ impl GgufFile {
         {
             return Err(Error::format(
                 &self.path,
-                format!("tensor `rope_freqs.weight`: value {i} is {v}; each frequency factor must be a finite number > 0"),
+                format!("tensor `{name}`: value {i} is {v}; each frequency factor must be a finite number > 0"),
             ));
         }
         Ok(Some(values.into_iter().map(f64::from).collect()))
@@ -246,19 +252,12 @@ impl GgufFile {
         Ok(Some(RopeScaling::Yarn(y)))
     }
 
-    /// A `phi3` GGUF as llama.cpp reads it: LongRoPE's factor tensors (the 128k-context models)
-    /// refused; `phi3.attention.sliding_window` not applied, as llama.cpp does not apply it
+    /// A `phi3` GGUF as llama.cpp reads it: LongRoPE (the 128k-context models) from its factor
+    /// tensors `rope_factors_short` and `rope_factors_long`, `rope.scaling.attn_factor`
+    /// (default 1) and `rope.scaling.original_context_length` (default the context length);
+    /// `phi3.attention.sliding_window` not applied, as llama.cpp does not apply it
     /// (llama.cpp#13676) and transformers does not read it from a GGUF, with a warning.
-    fn phi3_checks(&self) -> Result<()> {
-        for t in ["rope_factors_long.weight", "rope_factors_short.weight"] {
-            if self.tensor(t).is_some() {
-                return Err(Error::unsupported(format!(
-                    "{}: tensor `{t}`: LongRoPE (the 128k-context Phi-3 and Phi-3.5 models); \
-                     plain RoPE (Phi-3-mini-4k, Phi-4) is supported",
-                    self.path.display()
-                )));
-            }
-        }
+    fn phi3_longrope(&self, head_dim: usize) -> Result<Option<LongRopeScaling>> {
         if let Some(w) = self
             .meta_u64("phi3.attention.sliding_window")?
             .filter(|&w| w > 0)
@@ -270,7 +269,38 @@ impl GgufFile {
                 self.path.display()
             );
         }
-        Ok(())
+        let short = self.frequency_factors("rope_factors_short.weight", head_dim)?;
+        let long = self.frequency_factors("rope_factors_long.weight", head_dim)?;
+        let (short_factor, long_factor) = match (short, long) {
+            (None, None) => return Ok(None),
+            (Some(s), Some(l)) => (s, l),
+            (s, _) => {
+                let missing = if s.is_none() { "short" } else { "long" };
+                return Err(Error::format(
+                    &self.path,
+                    format!("tensor `rope_factors_{missing}.weight` is missing: LongRoPE needs both factor sets"),
+                ));
+            }
+        };
+        let context = self.meta_f64("phi3.context_length")?.unwrap_or(4096.0);
+        let original =
+            (self.meta_f64("phi3.rope.scaling.original_context_length")?).unwrap_or(context);
+        let attention_factor = self
+            .meta_f64("phi3.rope.scaling.attn_factor")?
+            .unwrap_or(1.0);
+        let ok = |x: f64| x.is_finite() && x > 0.0;
+        if !(ok(original) && ok(attention_factor)) {
+            return Err(Error::format(
+                &self.path,
+                format!("LongRoPE: `phi3.rope.scaling.original_context_length` {original} and `phi3.rope.scaling.attn_factor` {attention_factor}; expected finite numbers > 0"),
+            ));
+        }
+        Ok(Some(LongRopeScaling {
+            short_factor,
+            long_factor,
+            original_max_position_embeddings: original,
+            attention_factor,
+        }))
     }
 
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
@@ -310,13 +340,16 @@ impl GgufFile {
                 )));
             }
         }
-        // Before the RoPE keys: a LongRoPE file's own (its attn_factor) would be refused as
-        // another scaling's.
-        if arch == Arch::Phi3 {
-            self.phi3_checks()?;
-        }
         let rope_freq_factors = self.rope_freq_factors(head_dim)?;
-        let rope_scaling = self.rope_scaling(&key)?;
+        // A LongRoPE file's own keys (its attn_factor) are not another scaling's.
+        let longrope = match arch {
+            Arch::Phi3 => self.phi3_longrope(head_dim)?,
+            _ => None,
+        };
+        let rope_scaling = match longrope {
+            Some(l) => Some(RopeScaling::LongRope(l)),
+            None => self.rope_scaling(&key)?,
+        };
         if let (Some(s), Some(_)) = (&rope_scaling, &rope_freq_factors) {
             return Err(Error::unsupported(format!(
                 "{}: both `rope_freqs.weight` (Llama 3's scaling) and {}: one RoPE scaling at a time is supported",
