@@ -268,8 +268,15 @@ fn config_text(c: &ModelConfig) -> String {
         }
         _ => format!("sliding windows (layer:window) {}", windows.join(" ")),
     };
+    let part = match c.rotary_dim < c.head_dim {
+        true => format!(
+            " on the first {} of each head's {} dimensions",
+            c.rotary_dim, c.head_dim
+        ),
+        false => String::new(),
+    };
     let rope = match &c.rope_scaling {
-        Some(r) => format!("RoPE theta {}, {}", c.rope_theta, r.describe()),
+        Some(r) => format!("RoPE theta {}{part}, {}", c.rope_theta, r.describe()),
         None => match &c.rope_freq_factors {
             Some(f) => format!(
                 "RoPE theta {}, frequencies divided by rope_freqs.weight ({} factors, {} to {})",
@@ -278,7 +285,7 @@ fn config_text(c: &ModelConfig) -> String {
                 f.iter().copied().fold(f64::INFINITY, f64::min),
                 f.iter().copied().fold(0.0, f64::max),
             ),
-            None => format!("RoPE theta {}", c.rope_theta),
+            None => format!("RoPE theta {}{part}", c.rope_theta),
         },
     };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());

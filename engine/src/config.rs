@@ -58,6 +58,11 @@ pub struct ModelConfig {
     pub num_kv_heads: usize,
     /// Per-head width.
     pub head_dim: usize,
+    /// The leading dimensions of each head that RoPE rotates (`head_dim` but for Phi-3's
+    /// `partial_rotary_factor` or a GGUF's `rope.dimension_count`); the rest pass through.
+    /// Loading moves them to the end of each head's two halves ([`crate::loader::partial_rotary`]),
+    /// so the backends rotate whole heads by a table whose last frequencies are identity.
+    pub rotary_dim: usize,
     /// Vocabulary size (rows of the embedding table).
     pub vocab_size: usize,
     /// RMSNorm epsilon.
@@ -211,20 +216,7 @@ impl ModelConfig {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", 10000.0)?,
             None => f.f64_or("rope_theta", 10000.0)?,
         };
-        // RoPE on part of each head (transformers' rotary init reads it; Llama's attention then
-        // fails on the shorter tables): refused rather than rotating whole heads silently.
-        for src in [Some(v), rope].into_iter().flatten() {
-            match src.get("partial_rotary_factor") {
-                None | Some(Value::Null) => {}
-                Some(x) if x.as_f64() == Some(1.0) => {}
-                Some(x) => {
-                    return Err(Error::format(
-                        path,
-                        format!("partial_rotary_factor {x}: rotary embeddings on part of each head are not supported (1.0, the whole head, is)"),
-                    ))
-                }
-            }
-        }
+        let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
         let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
@@ -278,6 +270,7 @@ impl ModelConfig {
             num_heads,
             num_kv_heads,
             head_dim,
+            rotary_dim,
             vocab_size: f.usize("vocab_size")?,
             rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
             rope_theta,
@@ -366,7 +359,7 @@ impl ModelConfig {
             ));
         }
         if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
-            l.check(self.head_dim, path)?;
+            l.check(self.rotary_dim, path)?;
         }
         let mut cfg = self;
         cfg.eos_token_ids = end_ids_in_vocab(path, &cfg.eos_token_ids, cfg.vocab_size);

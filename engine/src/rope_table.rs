@@ -11,7 +11,8 @@ use crate::config::{Llama3Scaling, ModelConfig, RopeScaling, YarnScaling};
 /// divided by a GGUF's frequency factors (llama.cpp's `rope_freqs`: ggml's rope divides each
 /// frequency by its factor).
 pub fn inv_freq(cfg: &ModelConfig, positions: usize) -> Vec<f64> {
-    let d = cfg.head_dim;
+    // Over the rotated dimensions only (transformers' `dim = head_dim * partial_rotary_factor`).
+    let d = cfg.rotary_dim;
     let base: Vec<f64> = (0..d / 2)
         .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
         .collect();
@@ -78,19 +79,24 @@ fn yarn(base: Vec<f64>, y: &YarnScaling, theta: f64, dim: usize) -> Vec<f64> {
 
 /// `[positions, head_dim/2, 2]` of (cos, sin) for positions `0..positions`, times the
 /// scaling's attention factor (YaRN's and LongRoPE's; transformers multiplies cos and sin by
-/// it).
+/// it). Past `rotary_dim / 2` (RoPE on part of each head) the pairs are (1, 0): the dimensions
+/// loading put there pass through ([`crate::loader::partial_rotary`]).
 pub fn cos_sin_table(cfg: &ModelConfig, positions: usize) -> Vec<f32> {
     let inv = inv_freq(cfg, positions);
     let scale = cfg
         .rope_scaling
         .as_ref()
         .map_or(1.0, |s| s.attention_factor());
-    let mut t = Vec::with_capacity(positions * inv.len() * 2);
+    let half = cfg.head_dim / 2;
+    let mut t = Vec::with_capacity(positions * half * 2);
     for p in 0..positions {
         for &f in &inv {
             let a = p as f64 * f;
             t.push((a.cos() * scale) as f32);
             t.push((a.sin() * scale) as f32);
+        }
+        for _ in inv.len()..half {
+            t.extend([1.0, 0.0]);
         }
     }
     t

@@ -278,7 +278,7 @@ fn phi3_files_split_their_stacked_matrices() {
         b"rope_factors_long.weight",
     );
     let e = config_error("phi3-longrope.gguf", &long);
-    assert!(e.contains("tensor `rope_factors_long.weight` has shape [256, 256]: expected [32] (head_dim / 2, one factor per RoPE frequency)"), "{e}");
+    assert!(e.contains("tensor `rope_factors_long.weight` has shape [256, 256]: expected [32] (one factor per RoPE frequency)"), "{e}");
 
     let no_qkv = patched(&bytes, b"blk.0.attn_qkv.weight", b"blk.0.attn_qkX.weight");
     let e = ModelFiles::load(&write("phi3-noqkv.gguf", &no_qkv))
@@ -320,6 +320,28 @@ fn phi3_longrope_is_read_from_its_tensors_and_keys() {
         e.contains(
             "tensor `rope_factors_short.weight` is missing: LongRoPE needs both factor sets"
         ),
+        "{e}"
+    );
+}
+
+/// A `phi3` file rotating part of each head (`rope.dimension_count` 12 of 16, as Phi-4-mini's
+/// 96 of 128), its LongRoPE factors one per rotated frequency; another architecture's partial
+/// rotation is refused. Logits: the golden runs' `tiny_phi3_partial_rotary_gguf`.
+#[test]
+fn phi3_partial_rotary_is_read() {
+    let bytes = fixture("tiny-phi3-partial-gguf");
+    let c = GgufFile::open(&write("phi3-part.gguf", &bytes))
+        .unwrap()
+        .config()
+        .unwrap();
+    assert_eq!((c.head_dim, c.rotary_dim), (16, 12));
+    let mut q3 = fixture("tiny-qwen3-gguf");
+    // The u32 after the key's name and value type: 128, now 64.
+    let at = find(&q3, b"qwen3.rope.dimension_count") + "qwen3.rope.dimension_count".len() + 4;
+    q3[at..at + 4].copy_from_slice(&64u32.to_le_bytes());
+    let e = config_error("q3-part.gguf", &q3);
+    assert!(
+        e.contains("partial rotary embedding (qwen3.rope.dimension_count 64 != head_dim 128; an even part is read for phi3 files only)"),
         "{e}"
     );
 }

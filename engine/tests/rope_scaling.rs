@@ -139,7 +139,7 @@ fn unusable_scaling_is_named() {
         (
             // Heads of 16: 8 frequencies.
             serde_json::json!({"rope_type": "longrope", "short_factor": ones, "long_factor": [1.0]}),
-            "LongRoPE `long_factor` has 1 values; expected head_dim / 2 = 8",
+            "LongRoPE `long_factor` has 1 values; expected one per rotated frequency, 8",
         ),
         (
             serde_json::json!({"rope_type": "longrope", "short_factor": [1, 1, 1, 1, 1, 1, 1, 0], "long_factor": ones}),
@@ -195,6 +195,14 @@ fn config_forms_are_read_as_transformers_reads_them() {
     c["original_max_position_embeddings"] = 4096.into();
     let cfg = ModelConfig::from_hf_json(&c, Path::new("config.json")).unwrap();
     assert_eq!(cfg.context_limit(), 16384);
+    // An empty `rope_scaling` is unset (transformers: `rope_scaling or rope_parameters`).
+    let mut empty = c.clone();
+    (empty["rope_scaling"], empty["rope_parameters"]) =
+        (serde_json::json!({}), c["rope_scaling"].clone());
+    assert_eq!(
+        yarn(&empty).unwrap().1.original_max_position_embeddings,
+        4096.0
+    );
     // Without RoPE settings, a top-level original context is not read at all.
     let mut plain = c.clone();
     plain["rope_scaling"] = Value::Null;
@@ -334,4 +342,56 @@ fn gguf_metadata_is_read_as_llama_cpp_reads_it() {
         assert!(e.contains(want), "{e}");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A phi3 GGUF's LongRoPE (factor tensors) beside a position scaling factor, which llama.cpp
+/// would apply on top: refused, not dropped. (The file's LongRoPE alone: the golden runs'
+/// `tiny_phi3_longrope_gguf`.)
+#[test]
+fn gguf_longrope_beside_a_scaling_factor_is_refused() {
+    use dlp_engine::loader::gguf::GgufFile;
+    let dir = std::env::temp_dir().join(format!("dlp-longrope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let factors = |name: &str| writer::Tensor {
+        name: name.into(),
+        dims: vec![8],
+        ty: 0,
+        data: [1.5f32; 8].iter().flat_map(|f| f.to_le_bytes()).collect(),
+    };
+    let config = |factor: f32| {
+        let kv: Vec<(String, M)> = [
+            ("general.architecture", M::Str("phi3")),
+            ("phi3.embedding_length", M::U32(64)),
+            ("phi3.feed_forward_length", M::U32(160)),
+            ("phi3.block_count", M::U32(1)),
+            ("phi3.attention.head_count", M::U32(4)),
+            ("phi3.attention.layer_norm_rms_epsilon", M::F32(1e-5)),
+            ("phi3.context_length", M::U32(512)),
+            ("phi3.vocab_size", M::U32(256)),
+            ("phi3.rope.scaling.factor", M::F32(factor)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let tensors = vec![
+            factors("rope_factors_short.weight"),
+            factors("rope_factors_long.weight"),
+        ];
+        let p = dir.join(format!("lr-{factor}.gguf"));
+        let w = Writer {
+            version: 3,
+            kv,
+            tensors,
+        };
+        std::fs::write(&p, w.bytes()).unwrap();
+        GgufFile::open(&p)
+            .and_then(|g| g.config())
+            .map(|c| c.rope_scaling)
+    };
+    assert!(matches!(config(1.0), Ok(Some(RopeScaling::LongRope(_)))));
+    let e = config(4.0).unwrap_err().to_string();
+    assert!(
+        e.contains("`phi3.rope.scaling.factor` 4 beside LongRoPE's factor tensors"),
+        "{e}"
+    );
 }

@@ -208,7 +208,8 @@ macro_rules! rope_fixture_tests {
 /// One `#[test]` per Phi-3 fixture of this repository (`tiny_phi3`: stacked `qkv_proj` and
 /// `gate_up_proj`, adapters on them, a sliding window; `tiny_phi3_gguf`: llama.cpp's `phi3`
 /// file with quantised stacked matrices; `tiny_phi3_longrope` and its GGUF form: LongRoPE's
-/// long factors; made by `tests/fixtures/make_phi3.py`), each calling
+/// long factors; `tiny_phi3_partial_rotary` and its GGUF form: the same with RoPE on 3/4 of
+/// each head; made by `tests/fixtures/make_phi3.py`), each calling
 /// `$run("<fixture folder>")`. The stacked matrices are split at load, so every backend runs
 /// them as the other models: run where the plain fixtures run.
 #[macro_export]
@@ -229,6 +230,14 @@ macro_rules! phi3_fixture_tests {
         #[test]
         fn tiny_phi3_longrope_gguf() {
             $run("tiny-phi3-longrope-gguf");
+        }
+        #[test]
+        fn tiny_phi3_partial_rotary() {
+            $run("tiny-phi3-partial");
+        }
+        #[test]
+        fn tiny_phi3_partial_rotary_gguf() {
+            $run("tiny-phi3-partial-gguf");
         }
     };
 }

@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 /// the original context or less can hold, and on any whole sequence longer than it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongRopeScaling {
-    /// `short_factor`: `head_dim / 2` divisors.
+    /// `short_factor`: `rotary_dim / 2` divisors.
     pub short_factor: Vec<f64>,
-    /// `long_factor`: `head_dim / 2` divisors.
+    /// `long_factor`: `rotary_dim / 2` divisors.
     pub long_factor: Vec<f64>,
     /// `original_max_position_embeddings`: the pretraining context.
     pub original_max_position_embeddings: f64,
@@ -37,19 +37,20 @@ impl LongRopeScaling {
         }
     }
 
-    /// Checks the factor lists against the head: `head_dim / 2` finite values > 0 each.
-    pub fn check(&self, head_dim: usize, path: &Path) -> Result<()> {
+    /// Checks the factor lists against the rotated part of a head: `rotary_dim / 2` finite
+    /// values > 0 each.
+    pub fn check(&self, rotary_dim: usize, path: &Path) -> Result<()> {
         for (name, f) in [
             ("short_factor", &self.short_factor),
             ("long_factor", &self.long_factor),
         ] {
-            if f.len() != head_dim / 2 {
+            if f.len() != rotary_dim / 2 {
                 return Err(Error::format(
                     path,
                     format!(
-                        "LongRoPE `{name}` has {} values; expected head_dim / 2 = {}",
+                        "LongRoPE `{name}` has {} values; expected one per rotated frequency, {}",
                         f.len(),
-                        head_dim / 2
+                        rotary_dim / 2
                     ),
                 ));
             }

@@ -104,12 +104,14 @@ pub fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
 
 /// A config's RoPE settings object, as transformers picks it: `rope_scaling` (transformers 4's
 /// name, preferred where a config has both) or `rope_parameters` (5's); `None` where neither
-/// is set. Anything but an object is refused, and so are per-layer-type settings (an object of
+/// is set. An empty object counts as unset (transformers reads `rope_scaling or
+/// rope_parameters`). Anything but an object is refused, and so are per-layer-type settings (an object of
 /// objects, Gemma's form), which this engine does not apply.
 pub(super) fn settings<'a>(v: &'a Value, path: &Path) -> Result<Option<&'a Value>> {
     for key in ["rope_scaling", "rope_parameters"] {
         match v.get(key) {
             None | Some(Value::Null) => continue,
+            Some(Value::Object(m)) if m.is_empty() => continue,
             Some(s @ Value::Object(m)) => {
                 if !m.is_empty() && m.values().all(Value::is_object) {
                     return Err(Error::unsupported(format!(
@@ -302,4 +304,51 @@ pub(super) fn parse(
             )));
         }
     }))
+}
+
+/// The dimensions of each head RoPE rotates: `int(head_dim * partial_rotary_factor)` as
+/// transformers computes them (the factor read from the RoPE settings, else the config's top
+/// level; 1 where neither has one). Only Phi-3's attention applies a part (`phi3`); for the
+/// other architectures transformers' attention fails on the shorter tables, so a factor other
+/// than 1 is refused there. Errors: a factor outside (0, 1], or an odd or zero width.
+pub(super) fn rotary_dim(
+    v: &Value,
+    rope: Option<&Value>,
+    head_dim: usize,
+    phi3: bool,
+    path: &Path,
+) -> Result<usize> {
+    let found = [rope, Some(v)]
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.get("partial_rotary_factor").filter(|x| !x.is_null()));
+    let Some(x) = found else {
+        return Ok(head_dim);
+    };
+    let f = x
+        .as_f64()
+        .filter(|f| *f > 0.0 && *f <= 1.0)
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                format!("field `partial_rotary_factor`: expected a number in (0, 1], found {x}"),
+            )
+        })?;
+    if f == 1.0 {
+        return Ok(head_dim);
+    }
+    if !phi3 {
+        return Err(Error::format(
+            path,
+            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3 models only (1.0, the whole head, for the others)"),
+        ));
+    }
+    let dim = (head_dim as f64 * f) as usize;
+    if dim == 0 || dim % 2 == 1 {
+        return Err(Error::format(
+            path,
+            format!("partial_rotary_factor {x} of head_dim {head_dim} rotates {dim} dimensions; expected an even number > 0"),
+        ));
+    }
+    Ok(dim)
 }

@@ -266,8 +266,24 @@ fn phi3_reads_as_transformers_phi3config() {
         ModelConfig::from_hf_json(&v, p).unwrap().rope_theta,
         250000.0
     );
-    // Phi-4-mini: rotary embeddings on 3/4 of each head.
+    // Phi-4-mini: rotary embeddings on 3/4 of each head (int(24 * 0.75) = 18), read from the
+    // settings over the top level; an odd part, or a part on another architecture, refused.
     v["rope_parameters"]["partial_rotary_factor"] = 0.75.into();
+    v["partial_rotary_factor"] = 0.5.into();
+    assert_eq!(ModelConfig::from_hf_json(&v, p).unwrap().rotary_dim, 18);
+    v["rope_parameters"]["partial_rotary_factor"] = serde_json::Value::Null;
+    assert_eq!(ModelConfig::from_hf_json(&v, p).unwrap().rotary_dim, 12);
+    v["partial_rotary_factor"] = 0.3.into();
     let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
-    assert!(e.contains("partial_rotary_factor 0.75"), "{e}");
+    assert!(
+        e.contains("rotates 7 dimensions; expected an even number > 0"),
+        "{e}"
+    );
+    v["partial_rotary_factor"] = 1.5.into();
+    let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+    assert!(e.contains("expected a number in (0, 1], found 1.5"), "{e}");
+    v["partial_rotary_factor"] = 0.5.into();
+    v["model_type"] = "llama".into();
+    let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+    assert!(e.contains("supported for Phi-3 models only"), "{e}");
 }

@@ -3,6 +3,7 @@
 
 pub mod fused;
 pub mod gguf;
+pub mod partial_rotary;
 pub mod peft;
 mod peft_features;
 pub mod safetensors_dir;

@@ -547,6 +547,15 @@ impl PeftAdapter {
         if pairs.is_empty() {
             return Err(Error::format(&file, "holds no LoRA weights"));
         }
+        // B's query and key rows in the order loading gave the base model's.
+        if cfg.rotary_dim != cfg.head_dim {
+            let order = super::partial_rotary::head_order(cfg.head_dim, cfg.rotary_dim);
+            for ((_, m), p) in pairs.iter_mut() {
+                if matches!(m, LoraModule::Q | LoraModule::K) {
+                    super::partial_rotary::reorder_rows(&mut p.b, &order);
+                }
+            }
+        }
         Ok(PeftAdapter {
             name: name.to_string(),
             dir: dir.to_path_buf(),

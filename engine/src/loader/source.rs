@@ -69,6 +69,7 @@ impl ModelFiles {
             let config = ModelConfig::from_hf_dir(path)?;
             let mut weights = load_hf_weights(path)?;
             super::fused::split_stacked(&mut weights, &config)?;
+            super::partial_rotary::reorder_heads(&mut weights, &config)?;
             let tokenizer = TextTokenizer::from_hf_dir(path)?;
             if let Some(t) = &tokenizer {
                 fits(t, &config, &path.join("tokenizer.json"))?;
@@ -109,6 +110,7 @@ impl ModelFiles {
         }
         let mut weights = g.load_weights_with(keep_packed)?;
         super::fused::split_stacked(&mut weights, &config)?;
+        super::partial_rotary::reorder_heads(&mut weights, &config)?;
         Ok(ModelFiles {
             path: path.into(),
             format: "gguf",

@@ -107,17 +107,17 @@ impl GgufFile {
         self.frequency_factors("rope_freqs.weight", head_dim)
     }
 
-    /// The per-frequency divisors in tensor `name`, if the file has it, checked: `head_dim / 2`
+    /// The per-frequency divisors in tensor `name`, if the file has it, checked: `rotary_dim / 2`
     /// finite values > 0.
-    fn frequency_factors(&self, name: &str, head_dim: usize) -> Result<Option<Vec<f64>>> {
+    fn frequency_factors(&self, name: &str, rotary_dim: usize) -> Result<Option<Vec<f64>>> {
         let Some(t) = self.tensor(name) else {
             return Ok(None);
         };
-        let want = head_dim / 2;
+        let want = rotary_dim / 2;
         if t.n_elements() != want as u64 || t.dims.len() != 1 {
             return Err(Error::format(
                 &self.path,
-                format!("tensor `{name}` has shape {:?}: expected [{want}] (head_dim / 2, one factor per RoPE frequency)", t.dims),
+                format!("tensor `{name}` has shape {:?}: expected [{want}] (one factor per RoPE frequency)", t.dims),
             ));
         }
         let values = self.dequantize(t)?.values().into_owned();
@@ -257,7 +257,7 @@ impl GgufFile {
     /// (default 1) and `rope.scaling.original_context_length` (default the context length);
     /// `phi3.attention.sliding_window` not applied, as llama.cpp does not apply it
     /// (llama.cpp#13676) and transformers does not read it from a GGUF, with a warning.
-    fn phi3_longrope(&self, head_dim: usize) -> Result<Option<LongRopeScaling>> {
+    fn phi3_longrope(&self, rotary_dim: usize) -> Result<Option<LongRopeScaling>> {
         if let Some(w) = self
             .meta_u64("phi3.attention.sliding_window")?
             .filter(|&w| w > 0)
@@ -269,8 +269,8 @@ impl GgufFile {
                 self.path.display()
             );
         }
-        let short = self.frequency_factors("rope_factors_short.weight", head_dim)?;
-        let long = self.frequency_factors("rope_factors_long.weight", head_dim)?;
+        let short = self.frequency_factors("rope_factors_short.weight", rotary_dim)?;
+        let long = self.frequency_factors("rope_factors_long.weight", rotary_dim)?;
         let (short_factor, long_factor) = match (short, long) {
             (None, None) => return Ok(None),
             (Some(s), Some(l)) => (s, l),
@@ -282,6 +282,16 @@ impl GgufFile {
                 ));
             }
         };
+        // llama.cpp would scale the positions too (its factor, for every architecture); its
+        // converter writes none for LongRoPE, and this engine applies none beside it.
+        for k in ["phi3.rope.scaling.factor", "phi3.rope.scale_linear"] {
+            if let Some(f) = self.meta_f64(k)?.filter(|&f| f != 0.0 && f != 1.0) {
+                return Err(Error::unsupported(format!(
+                    "{}: `{k}` {f} beside LongRoPE's factor tensors: one RoPE scaling at a time is supported",
+                    self.path.display()
+                )));
+            }
+        }
         let context = self.meta_f64("phi3.context_length")?.unwrap_or(4096.0);
         let original =
             (self.meta_f64("phi3.rope.scaling.original_context_length")?).unwrap_or(context);
@@ -326,24 +336,33 @@ impl GgufFile {
         }
         let key_length = self.meta_u64(&key("attention.key_length"))?;
         let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
-        if let Some(rot) = self.meta_u64(&key("rope.dimension_count"))? {
-            if rot as usize != head_dim && key_length.is_none() {
+        // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
+        // architectures only Phi-3 (Phi-4-mini) has fewer than the head's.
+        let rotary_dim = match self.meta_u64(&key("rope.dimension_count"))? {
+            None => head_dim,
+            Some(rot) if rot as usize == head_dim => head_dim,
+            Some(rot)
+                if arch == Arch::Phi3 && rot > 0 && rot % 2 == 0 && (rot as usize) < head_dim =>
+            {
+                rot as usize
+            }
+            Some(rot) if key_length.is_none() => {
                 return Err(Error::format(
                     p,
                     format!("no `{a}.attention.key_length`, so each head is taken as embedding_length / head_count = {head_dim} wide, but `{a}.rope.dimension_count` is {rot}: the file needs its key_length"),
                 ));
             }
-            if rot as usize != head_dim {
+            Some(rot) => {
                 return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim})",
+                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3 files only)",
                     p.display()
                 )));
             }
-        }
+        };
         let rope_freq_factors = self.rope_freq_factors(head_dim)?;
         // A LongRoPE file's own keys (its attn_factor) are not another scaling's.
         let longrope = match arch {
-            Arch::Phi3 => self.phi3_longrope(head_dim)?,
+            Arch::Phi3 => self.phi3_longrope(rotary_dim)?,
             _ => None,
         };
         let rope_scaling = match longrope {
@@ -417,6 +436,7 @@ impl GgufFile {
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim,
+            rotary_dim,
             vocab_size,
             rms_norm_eps: self
                 .meta_f64(&key("attention.layer_norm_rms_epsilon"))?

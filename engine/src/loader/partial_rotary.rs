@@ -1,0 +1,117 @@
+//! RoPE on part of each head (Phi-4-mini's `partial_rotary_factor` 0.75; a GGUF's
+//! `rope.dimension_count` below the head width) without a kernel of its own. transformers
+//! rotates the first `r` dimensions of a head as pairs `(i, i + r/2)` and passes the rest
+//! through; the backends rotate whole heads as pairs `(j, j + d/2)`. Attention reads queries
+//! and keys only through their dot products, which any one reordering of a head's dimensions
+//! applied to both keeps, so loading reorders the rows of q_proj and k_proj (their biases, and
+//! each LoRA's B) to put rotated pair `i` at `(i, i + d/2)` and the passed-through dimensions
+//! in the pairs `r/2..d/2`, whose table entries are the identity
+//! ([`crate::rope_table::cos_sin_table`]). Values (and so the output) are untouched.
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::tensor::{HostTensor, WeightMap};
+use crate::LoraModule;
+
+/// `order[j]`: the dimension of transformers' head layout that loading puts at `j`.
+pub fn head_order(head_dim: usize, rotary_dim: usize) -> Vec<usize> {
+    let (h, r) = (head_dim / 2, rotary_dim / 2);
+    let pass = (head_dim - rotary_dim) / 2;
+    let mut order = vec![0; head_dim];
+    for i in 0..r {
+        (order[i], order[h + i]) = (i, r + i);
+    }
+    for k in 0..h - r {
+        (order[r + k], order[h + r + k]) = (rotary_dim + k, rotary_dim + pass + k);
+    }
+    order
+}
+
+/// The rows of a `[heads * head_dim, cols]` tensor (or a `[heads * head_dim]` bias), each head
+/// reordered by `order` ([`head_order`]); packed rows move whole.
+pub fn reorder_rows(t: &mut HostTensor, order: &[usize]) {
+    let d = order.len();
+    let rows = t.shape[0];
+    let perm: Vec<usize> = (0..rows).map(|j| j / d * d + order[j % d]).collect();
+    match &mut t.packed {
+        Some(p) => {
+            let row = p.bytes.len() / rows;
+            p.bytes = perm
+                .iter()
+                .flat_map(|&i| &p.bytes[i * row..(i + 1) * row])
+                .copied()
+                .collect();
+        }
+        None => {
+            let cols = t.data.len() / rows;
+            t.data = perm
+                .iter()
+                .flat_map(|&i| &t.data[i * cols..(i + 1) * cols])
+                .copied()
+                .collect();
+        }
+    }
+}
+
+/// Reorders every layer's q_proj and k_proj rows (weights and biases) for `cfg`'s partial
+/// rotary width; nothing where RoPE covers whole heads. A tensor the map lacks is left for the
+/// model to name; one whose rows are not whole heads is left for its shape check.
+pub fn reorder_heads(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
+    if cfg.rotary_dim == cfg.head_dim {
+        return Ok(());
+    }
+    let order = head_order(cfg.head_dim, cfg.rotary_dim);
+    for layer in 0..cfg.num_layers {
+        for m in [LoraModule::Q, LoraModule::K] {
+            for suffix in ["weight", "bias"] {
+                let name = format!("model.layers.{layer}.{}.{suffix}", m.hf_path());
+                if let Some(t) = w.get_mut(&name).filter(|t| t.shape[0] % cfg.head_dim == 0) {
+                    reorder_rows(t, &order);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rotated pair `(i, i + r/2)` lands on `(i, i + d/2)`; the passed-through dimensions fill
+    /// the rest in order; every dimension once.
+    #[test]
+    fn head_order_pairs_rotated_dimensions_across_the_halves() {
+        // d = 8, r = 4: rotated pairs (0, 2), (1, 3); passed 4..8.
+        assert_eq!(head_order(8, 4), [0, 1, 4, 5, 2, 3, 6, 7]);
+        assert_eq!(head_order(6, 6), [0, 1, 2, 3, 4, 5]);
+        for (d, r) in [(16, 12), (128, 96), (64, 2), (10, 8)] {
+            let o = head_order(d, r);
+            let mut seen = o.clone();
+            seen.sort();
+            assert_eq!(seen, (0..d).collect::<Vec<_>>(), "{d} {r}");
+            for i in 0..r / 2 {
+                assert_eq!((o[i], o[d / 2 + i]), (i, i + r / 2), "{d} {r}");
+            }
+        }
+    }
+
+    /// Whole heads move as `order` says, f32 rows and packed rows alike; a bias as rows of one.
+    #[test]
+    fn rows_reorder_per_head() {
+        let order = head_order(4, 2); // [0, 2, 1, 3]
+        let mut t = HostTensor::new(vec![8, 2], (0..16).map(|v| v as f32).collect());
+        reorder_rows(&mut t, &order);
+        let rows: Vec<f32> = t.data.chunks(2).map(|r| r[0] / 2.0).collect();
+        assert_eq!(rows, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        let mut bias = HostTensor::new(vec![4], vec![10.0, 11.0, 12.0, 13.0]);
+        reorder_rows(&mut bias, &order);
+        assert_eq!(bias.data, [10.0, 12.0, 11.0, 13.0]);
+        let kind = crate::tensor::PackedKind::F16;
+        let bytes: Vec<u8> = (0..4 * 32 * 2).map(|i| (i / 64) as u8).collect();
+        let mut p = HostTensor::packed(4, 32, crate::tensor::Packed { kind, bytes });
+        reorder_rows(&mut p, &order);
+        let firsts: Vec<u8> = p.packed.unwrap().bytes.chunks(64).map(|r| r[0]).collect();
+        assert_eq!(firsts, [0, 2, 1, 3]);
+    }
+}
