@@ -279,7 +279,7 @@ fn config_text(c: &ModelConfig) -> String {
         Some(r) => format!("RoPE theta {}{part}, {}", c.rope_theta, r.describe()),
         None => match &c.rope_freq_factors {
             Some(f) => format!(
-                "RoPE theta {}, frequencies divided by rope_freqs.weight ({} factors, {} to {})",
+                "RoPE theta {}{part}, frequencies divided by rope_freqs.weight ({} factors, {} to {})",
                 c.rope_theta,
                 f.len(),
                 f.iter().copied().fold(f64::INFINITY, f64::min),

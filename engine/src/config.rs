@@ -361,6 +361,13 @@ impl ModelConfig {
         if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
             l.check(self.rotary_dim, path)?;
         }
+        // Loading reorders q and k heads for a partial rotation, not per-head norm weights.
+        if self.qk_norm && self.rotary_dim != self.head_dim {
+            return bad(format!(
+                "rotary embeddings on {} of each head's {} dimensions with per-head query/key norms: not supported together",
+                self.rotary_dim, self.head_dim
+            ));
+        }
         let mut cfg = self;
         cfg.eos_token_ids = end_ids_in_vocab(path, &cfg.eos_token_ids, cfg.vocab_size);
         Ok(cfg)

@@ -242,12 +242,18 @@ impl<B: Backend> Model<B> {
         let max_context = max_context.min(c.context_limit()).max(1);
         if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
             let original = l.original_max_position_embeddings;
-            let (set, hint) = match max_context as f64 > original {
-                true => ("long", format!("a --max-context of {original} or less")),
-                false => ("short", format!("a --max-context above {original}")),
+            let long = max_context as f64 > original;
+            // The other set, where the model's own limit leaves it reachable.
+            let hint = match (long, c.context_limit() as f64 > original) {
+                (true, _) => {
+                    format!("; a --max-context of {original} or less picks the short ones")
+                }
+                (false, true) => format!("; a --max-context above {original} picks the long ones"),
+                (false, false) => String::new(),
             };
             tracing::info!(
-                "LongRoPE: the {set} factors, for a context of {max_context} tokens (the original is {original}; {hint} picks the other set)"
+                "LongRoPE: the {} factors, for a context of {max_context} tokens (the original is {original}{hint})",
+                if long { "long" } else { "short" }
             );
         }
         let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;

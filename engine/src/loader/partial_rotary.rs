@@ -65,7 +65,12 @@ pub fn reorder_heads(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
         for m in [LoraModule::Q, LoraModule::K] {
             for suffix in ["weight", "bias"] {
                 let name = format!("model.layers.{layer}.{}.{suffix}", m.hf_path());
-                if let Some(t) = w.get_mut(&name).filter(|t| t.shape[0] % cfg.head_dim == 0) {
+                // Whole heads only (a 0-d or empty tensor of a corrupt file included): the
+                // model's shape check names the rest.
+                let heads = |t: &&mut HostTensor| {
+                    (t.shape.first()).is_some_and(|&r| r > 0 && r % cfg.head_dim == 0)
+                };
+                if let Some(t) = w.get_mut(&name).filter(heads) {
                     reorder_rows(t, &order);
                 }
             }
@@ -94,6 +99,37 @@ mod tests {
                 assert_eq!((o[i], o[d / 2 + i]), (i, i + r / 2), "{d} {r}");
             }
         }
+    }
+
+    /// A corrupt file's 0-d or empty q/k tensors are left for the model's shape check, not a
+    /// panic; whole heads are reordered.
+    #[test]
+    fn only_whole_heads_are_reordered() {
+        let v = serde_json::json!({"model_type": "phi3", "hidden_size": 8,
+            "intermediate_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
+            "vocab_size": 8, "partial_rotary_factor": 0.5});
+        let cfg = ModelConfig::from_hf_json(&v, std::path::Path::new("c.json")).unwrap();
+        assert_eq!((cfg.head_dim, cfg.rotary_dim), (4, 2));
+        let file = std::path::Path::new("m");
+        let mut w = WeightMap::new("m");
+        let put = |w: &mut WeightMap, n: &str, t| w.insert(format!("model.layers.0.{n}"), t, file);
+        put(
+            &mut w,
+            "self_attn.q_proj.bias",
+            HostTensor::new(vec![], vec![1.0]),
+        )
+        .unwrap();
+        put(
+            &mut w,
+            "self_attn.k_proj.bias",
+            HostTensor::new(vec![0], vec![]),
+        )
+        .unwrap();
+        let k = HostTensor::new(vec![8, 1], (0..8).map(|v| v as f32).collect());
+        put(&mut w, "self_attn.k_proj.weight", k).unwrap();
+        reorder_heads(&mut w, &cfg).unwrap();
+        let k = w.get_mut("model.layers.0.self_attn.k_proj.weight").unwrap();
+        assert_eq!(k.data, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
     }
 
     /// Whole heads move as `order` says, f32 rows and packed rows alike; a bias as rows of one.
