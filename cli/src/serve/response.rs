@@ -162,13 +162,15 @@ impl ResponseMeta {
         let n = self.logprobs.unwrap_or(0);
         for (k, &(id, lp)) in tokens.iter().enumerate() {
             let bytes = self.tok.token_bytes(id);
-            offsets.push(
-                if k < generated || self.show_special || !self.tok.is_special(id) {
-                    offset.push(&bytes)
-                } else {
-                    offset.chars
-                },
-            );
+            offsets.push(if k < generated {
+                offset.push(&bytes)
+            } else if self.show_special || !self.tok.is_special(id) {
+                // Whether the answer's text, decoded alone, drops this token's leading space.
+                let drops = || (self.tok.decode(&[id], false)).is_ok_and(|t| !t.starts_with(' '));
+                offset.push_answer(&bytes, drops)
+            } else {
+                offset.chars
+            });
             let name = self.token_str_of(id, &bytes);
             lps.push(lp.map(|l| l.logprob));
             tops.push(lp.map(|l| {

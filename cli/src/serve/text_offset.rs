@@ -9,6 +9,8 @@ pub(super) struct TextOffset {
     pub(super) chars: usize,
     /// The start of a character not yet whole.
     partial: Vec<u8>,
+    /// An answer token was pushed ([`TextOffset::push_answer`]).
+    answer_started: bool,
 }
 
 impl TextOffset {
@@ -44,6 +46,25 @@ impl TextOffset {
     }
 }
 
+impl TextOffset {
+    /// As [`TextOffset::push`] for a token of the answer: the answer's first one may bring a
+    /// space its text does not show (a SentencePiece decoder drops a text's first space:
+    /// `▁Paris` answers "Paris"; `drops_space` says whether this token's does), which then
+    /// moves no later token's start.
+    pub(super) fn push_answer(
+        &mut self,
+        bytes: &[u8],
+        drops_space: impl FnOnce() -> bool,
+    ) -> usize {
+        let first = !std::mem::replace(&mut self.answer_started, true);
+        let start = self.push(bytes);
+        if first && bytes.first() == Some(&b' ') && self.chars > start && drops_space() {
+            self.chars -= 1;
+        }
+        start
+    }
+}
+
 /// Characters in bytes known to be UTF-8.
 fn utf8_chars(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c & 0xC0 != 0x80).count()
@@ -71,5 +92,25 @@ mod tests {
         assert_eq!(starts(&[b"\xe6", b"\x97T", b"u"]), [0, 0, 2]);
         // A lone continuation byte is bad at once.
         assert_eq!(starts(&[b"\x80", b"a"]), [0, 1]);
+    }
+
+    /// A SentencePiece answer "Paris is" from " Paris" and " is": its first token's space is
+    /// not in the text, the others' are; a byte-level answer keeps its first space.
+    #[test]
+    fn an_answer_s_dropped_first_space_moves_no_token() {
+        let answer = |drops: bool, tokens: &[&[u8]]| {
+            let mut o = TextOffset::default();
+            // An echoed prompt first: its tokens count as they are.
+            let prompt = o.push(b"The");
+            let mut v = vec![prompt];
+            v.extend(tokens.iter().map(|t| o.push_answer(t, || drops)));
+            v
+        };
+        assert_eq!(answer(true, &[b" Paris", b" is"]), [0, 3, 8]);
+        assert_eq!(answer(false, &[b" Paris", b" is"]), [0, 3, 9]);
+        // A lone space piece, then the word: both start where the word does.
+        assert_eq!(answer(true, &[b" ", b"Paris"]), [0, 3, 3]);
+        // Only the first answer token's space.
+        assert_eq!(answer(true, &[b"A", b" B"]), [0, 3, 4]);
     }
 }
