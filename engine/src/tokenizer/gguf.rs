@@ -265,6 +265,9 @@ fn special_id(g: &GgufFile, key: &str, default: Option<u64>, n_tokens: usize) ->
 
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// o200k's (GPT-4o's tokenizer.json, the form llama.cpp's GPT4O regex is rewritten from): a
+/// capitalised word splits from the one before it, contractions stay on their word.
+const O200K_RE: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// How llama.cpp splits a group of `tokenizer.ggml.pre` values (llama-vocab.cpp).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -274,6 +277,7 @@ enum PreGroup {
     Llama3,
     Llama3Merged,
     Qwen2,
+    Gpt4o,
 }
 
 /// The group of a `tokenizer.ggml.pre` value; None for one not rebuilt here. No value
@@ -287,6 +291,7 @@ fn pre_group(pre: &str) -> Option<PreGroup> {
         (&PRE_LLAMA3, PreGroup::Llama3),
         (&PRE_LLAMA3_MERGED, PreGroup::Llama3Merged),
         (&PRE_QWEN2, PreGroup::Qwen2),
+        (&PRE_GPT4O, PreGroup::Gpt4o),
     ]
     .into_iter()
     .find_map(|(names, group)| names.contains(&pre).then_some(group))
@@ -313,18 +318,20 @@ fn pre_tokenizer(group: PreGroup) -> Result<(PreTokenizerWrapper, bool)> {
         PreGroup::Llama3 => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), true),
         PreGroup::Llama3Merged => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false),
         PreGroup::Qwen2 => (seq(vec![split(QWEN2_RE)?, bytes(false)]), false),
+        PreGroup::Gpt4o => (seq(vec![split(O200K_RE)?, bytes(false)]), false),
     })
 }
 
 /// The message for a `tokenizer.ggml.pre` not rebuilt here.
 fn unknown_pre(pre: &str) -> String {
     format!(
-        "GGUF tokenizer.ggml.pre `{pre}` (llama.cpp's pre-tokenizer) is not one this build rebuilds (it does {}, {}, {}, {} and {}); its text would be split wrongly",
+        "GGUF tokenizer.ggml.pre `{pre}` (llama.cpp's pre-tokenizer) is not one this build rebuilds (it does {}, {}, {}, {}, {} and {}); its text would be split wrongly",
         PRE_GPT2.join("/"),
         PRE_DIGITS.join("/"),
         PRE_LLAMA3.join("/"),
         PRE_LLAMA3_MERGED.join("/"),
-        PRE_QWEN2.join("/")
+        PRE_QWEN2.join("/"),
+        PRE_GPT4O.join("/")
     )
 }
 
@@ -371,6 +378,8 @@ const PRE_LLAMA3: [&str; 9] = [
 ];
 /// Llama 3's regex with every word merged.
 const PRE_LLAMA3_MERGED: [&str; 4] = ["smaug-bpe", "dbrx", "chatglm-bpe", "glm4"];
+/// o200k's regex (Phi-4-mini, Llama 4).
+const PRE_GPT4O: [&str; 4] = ["gpt-4o", "llama4", "kanana2", "talkie"];
 /// Qwen2's regex (digits one by one).
 const PRE_QWEN2: [&str; 5] = [
     "qwen2",
