@@ -266,7 +266,10 @@ fn special_id(g: &GgufFile, key: &str, default: Option<u64>, n_tokens: usize) ->
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// o200k's (GPT-4o's tokenizer.json, the form llama.cpp's GPT4O regex is rewritten from): a
-/// capitalised word splits from the one before it, contractions stay on their word.
+/// capitalised word splits from the one before it, contractions stay on their word. As the
+/// model's training and transformers split: llama.cpp's rewrite for its regex engine splits
+/// combining marks off words and treats non-ASCII letters as both cases (`cafe\u{301}`,
+/// `ÉCOLE`), so on accented, Greek, Cyrillic or Indic text its ids differ from these.
 const O200K_RE: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// How llama.cpp splits a group of `tokenizer.ggml.pre` values (llama-vocab.cpp).
