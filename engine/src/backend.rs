@@ -275,20 +275,17 @@ pub trait Backend: Send + Sync + Sized {
         None
     }
     /// Starts (`capture`) or stops the attached profiler's capture range, so that a profile
-    /// holds only the steps in between (CUDA: `cuProfilerStart`/`cuProfilerStop`, honoured by
-    /// `ncu --profile-from-start off` and `nsys profile --capture-range=cudaProfilerApi`; with
-    /// no profiler attached it does nothing). Default: nothing.
-    fn profiler_range(&self, capture: bool) {
-        let _ = capture;
-    }
+    /// holds only the steps between (CUDA: `cuProfilerStart`/`Stop`, honoured by `ncu
+    /// --profile-from-start off` and `nsys profile --capture-range=cudaProfilerApi`). Default:
+    /// nothing (as with no profiler attached).
+    fn profiler_range(&self, _capture: bool) {}
     /// Whether [`Backend::upload_weight`] keeps packed tensors ([`crate::tensor::Packed`])
     /// compact and computes on them; loaders then skip dequantising. Default: false (a packed
     /// tensor is dequantised to f32 on upload).
     fn packed_weights(&self) -> bool {
         false
     }
-    /// What a GGUF's packed tensors are kept as where [`Backend::packed_weights`] is true, for
-    /// reports (`bench`'s weights column).
+    /// What a GGUF's packed tensors are kept as (where `packed_weights`), for `bench`.
     fn packed_description(&self) -> &'static str {
         "packed (the file's own types)"
     }

@@ -168,6 +168,32 @@ impl HostTensor {
         }
     }
 
+    /// The rows `rows` (indices along the first dimension, in that order; a 1-D tensor's
+    /// elements) as a tensor of their own, in this one's storage: packed rows move whole.
+    /// Panics on a 0-d tensor or an index past the rows.
+    pub fn gather_rows(&self, rows: impl IntoIterator<Item = usize>) -> HostTensor {
+        fn gather<T: Copy>(v: &[T], total: usize, rows: &[usize]) -> Vec<T> {
+            let len = v.len().checked_div(total).unwrap_or(0);
+            rows.iter()
+                .flat_map(|&r| &v[r * len..(r + 1) * len])
+                .copied()
+                .collect()
+        }
+        let rows: Vec<usize> = rows.into_iter().collect();
+        let mut shape = self.shape.clone();
+        let total = std::mem::replace(&mut shape[0], rows.len());
+        let packed = (self.packed.as_ref()).map(|p| Packed {
+            kind: p.kind,
+            bytes: gather(&p.bytes, total, &rows),
+        });
+        let data = gather(&self.data, total, &rows);
+        HostTensor {
+            shape,
+            data,
+            packed,
+        }
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -311,24 +337,7 @@ impl WeightMap {
         };
         let mut start = 0;
         for (part, n) in parts {
-            let piece = match &t.packed {
-                Some(p) => {
-                    let row = p.kind.row_bytes(cols);
-                    let bytes = p.bytes[start * row..(start + n) * row].to_vec();
-                    HostTensor::packed(
-                        *n,
-                        cols,
-                        Packed {
-                            kind: p.kind,
-                            bytes,
-                        },
-                    )
-                }
-                None => HostTensor::new(
-                    vec![*n, cols],
-                    t.data[start * cols..(start + n) * cols].to_vec(),
-                ),
-            };
+            let piece = t.gather_rows(start..start + n);
             if self.contains(part) {
                 tracing::warn!(
                     "{}: both {} and {}: the rows of the first are used",

@@ -31,26 +31,7 @@ pub fn head_order(head_dim: usize, rotary_dim: usize) -> Vec<usize> {
 /// reordered by `order` ([`head_order`]); packed rows move whole.
 pub fn reorder_rows(t: &mut HostTensor, order: &[usize]) {
     let d = order.len();
-    let rows = t.shape[0];
-    let perm: Vec<usize> = (0..rows).map(|j| j / d * d + order[j % d]).collect();
-    match &mut t.packed {
-        Some(p) => {
-            let row = p.bytes.len() / rows;
-            p.bytes = perm
-                .iter()
-                .flat_map(|&i| &p.bytes[i * row..(i + 1) * row])
-                .copied()
-                .collect();
-        }
-        None => {
-            let cols = t.data.len() / rows;
-            t.data = perm
-                .iter()
-                .flat_map(|&i| &t.data[i * cols..(i + 1) * cols])
-                .copied()
-                .collect();
-        }
-    }
+    *t = t.gather_rows((0..t.shape[0]).map(|j| j / d * d + order[j % d]));
 }
 
 /// Reorders every layer's q_proj and k_proj rows (weights and biases) for `cfg`'s partial

@@ -532,7 +532,7 @@ impl PeftAdapter {
             // A stacked module's LoRA, per part: the same A, that part's rows of B.
             let mut start = 0;
             for (&part, n) in m.parts.iter().zip(rows) {
-                let b = HostTensor::new(vec![n, r], b.data[start * r..(start + n) * r].to_vec());
+                let b = b.gather_rows(start..start + n);
                 start += n;
                 pairs.insert(
                     (layer, part),

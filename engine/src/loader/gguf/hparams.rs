@@ -101,12 +101,6 @@ impl GgufFile {
         Ok((heads, kv))
     }
 
-    /// `rope_freqs.weight` (Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency),
-    /// checked: one finite value > 0 per rotated frequency (`rotary_dim / 2`).
-    fn rope_freq_factors(&self, rotary_dim: usize) -> Result<Option<Vec<f64>>> {
-        self.frequency_factors("rope_freqs.weight", rotary_dim)
-    }
-
     /// The per-frequency divisors in tensor `name`, if the file has it, checked: `rotary_dim / 2`
     /// finite values > 0.
     fn frequency_factors(&self, name: &str, rotary_dim: usize) -> Result<Option<Vec<f64>>> {
@@ -359,7 +353,8 @@ impl GgufFile {
                 )));
             }
         };
-        let rope_freq_factors = self.rope_freq_factors(rotary_dim)?;
+        // Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency.
+        let rope_freq_factors = self.frequency_factors("rope_freqs.weight", rotary_dim)?;
         // A LongRoPE file's own keys (its attn_factor) are not another scaling's.
         let longrope = match arch {
             Arch::Phi3 => self.phi3_longrope(rotary_dim)?,
