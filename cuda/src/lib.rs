@@ -8,6 +8,7 @@
 mod argmax;
 mod attention;
 mod counts;
+mod elementwise;
 mod experimental;
 mod fused_linears;
 mod gemm;

@@ -80,7 +80,7 @@ pub const MATVEC_PARTS: [&str; 4] = [
 ];
 
 /// Every kernel file, in the order the backend loads them.
-pub const SOURCES: [KernelSource; 9] = [
+pub const SOURCES: [KernelSource; 11] = [
     KernelSource {
         name: "embedding",
         src: include_str!("../kernels/embedding.cu"),
@@ -114,6 +114,16 @@ pub const SOURCES: [KernelSource; 9] = [
     KernelSource {
         name: "add",
         src: include_str!("../kernels/add.cu"),
+        parts: &[],
+    },
+    KernelSource {
+        name: "gelu_mul",
+        src: include_str!("../kernels/gelu_mul.cu"),
+        parts: &[],
+    },
+    KernelSource {
+        name: "scale",
+        src: include_str!("../kernels/scale.cu"),
         parts: &[],
     },
     KernelSource {

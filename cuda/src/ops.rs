@@ -15,6 +15,9 @@ use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, grid_1d, int, BLOCK};
 use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
 
+/// The device buffer of every op.
+type Slice = CudaSlice<f32>;
+
 impl Backend for CudaBackend {
     type Buf = CudaSlice<f32>;
     type Weight = CudaWeight;
@@ -439,24 +442,17 @@ impl Backend for CudaBackend {
         rope_then_attention(self, q, k, v, cos_sin, k_cache, v_cache, step, s, out)
     }
 
-    fn silu_mul(
-        &self,
-        gate: &CudaSlice<f32>,
-        up: &CudaSlice<f32>,
-        n: usize,
-        out: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        check_len("silu_mul", "gate", gate.len(), n)?;
-        check_len("silu_mul", "up", up.len(), n)?;
-        check_len("silu_mul", "out", out.len(), n)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let nn = int("silu_mul", n)?;
+    fn silu_mul(&self, g: &Slice, up: &Slice, n: usize, out: &mut Slice) -> Result<()> {
         LaunchCounters::bump(&self.counts.silu_mul);
-        let mut a = self.args(&self.k.silu_mul);
-        a.arg(gate).arg(up).arg(&nn).arg(out);
-        self.go("silu_mul", a, grid_1d(n))
+        self.gated_impl("silu_mul", &self.k.silu_mul, g, up, n, out)
+    }
+
+    fn gelu_mul(&self, g: &Slice, up: &Slice, n: usize, out: &mut Slice) -> Result<()> {
+        self.gated_impl("gelu_mul", &self.k.gelu_mul, g, up, n, out)
+    }
+
+    fn scale(&self, x: &mut Slice, s: f32, n: usize) -> Result<()> {
+        self.scale_impl(x, s, n)
     }
 
     fn add_rms_norm(

@@ -39,6 +39,8 @@ fn every_module_builds() {
         "rope",
         "silu_mul",
         "add",
+        "gelu_mul",
+        "scale",
         "argmax",
         "sample",
     ] {
@@ -55,6 +57,50 @@ fn add_matches() {
     m.launch("add", (2, 1, 1), 256, 0, &[arg(&pa), arg(&pb), arg(&n)])
         .unwrap();
     assert!(a.iter().enumerate().all(|(i, v)| *v == 3.0 * i as f32));
+}
+
+/// `gelu_mul` (Gemma's GeGLU; not yet run on a GPU) computes what the CPU reference computes,
+/// within a few ulps (the device `expf` against the CPU's vector `exp`) above 1e-3 in size, over both tails and a
+/// NaN; `scale` multiplies exactly. Lengths past one launch's threads (grid-stride loop).
+#[test]
+fn gelu_mul_and_scale_match_the_cpu() {
+    let n = 5000usize;
+    let gate: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 40.0 - 20.0)
+        .chain([f32::NAN, 0.0, -0.0, 1e30, -1e30])
+        .collect();
+    let n = gate.len();
+    let up: Vec<f32> = (0..n).map(|i| 1.0 + (i % 13) as f32 / 7.0).collect();
+    let mut want = vec![0.0f32; n];
+    let cpu = dlp_engine::cpu::CpuBackend::new();
+    dlp_engine::Backend::gelu_mul(&cpu, &gate, &up, n, &mut want).unwrap();
+    let m = module("gelu_mul", &[], Order::FORWARD).unwrap();
+    let (mut g, mut u, mut out) = (gate.clone(), up.clone(), vec![f32::NAN; n]);
+    let (pg, pu, po, nn) = (dev(&mut g), dev(&mut u), dev(&mut out), n as i32);
+    m.launch(
+        "gelu_mul",
+        (3, 1, 1),
+        256,
+        0,
+        &[arg(&pg), arg(&pu), arg(&nn), arg(&po)],
+    )
+    .unwrap();
+    for (i, (o, w)) in out.iter().zip(&want).enumerate() {
+        // Where the value is tiny (the far negative tail, exp of a large z) the two roundings
+        // of z differ by ulps of z, and so the values by more: bounded there absolutely.
+        let close = (o - w).abs() <= 4e-6 * w.abs().max(1e-3) || (o.is_nan() && w.is_nan());
+        assert!(
+            close,
+            "gelu_mul({}) * {}: kernel {o}, CPU {w}",
+            gate[i], up[i]
+        );
+    }
+    let m = module("scale", &[], Order::FORWARD).unwrap();
+    let mut x = up.clone();
+    let (px, s) = (dev(&mut x), 33.941_124f32);
+    m.launch("scale", (2, 1, 1), 256, 0, &[arg(&px), arg(&s), arg(&nn)])
+        .unwrap();
+    assert!(x.iter().zip(&up).all(|(x, u)| *x == u * s));
 }
 
 /// `argmax` (`--cuda-experimental device-argmax`, not yet run on a GPU) picks what the CPU

@@ -308,6 +308,8 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
         ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
         ("silu_mul", &["silu_mul"][..]),
         ("add", &["add"][..]),
+        ("gelu_mul", &["gelu_mul"][..]),
+        ("scale", &["scale"][..]),
         ("logits", &["logits_norm"][..]),
         (
             "attention",

@@ -7,8 +7,11 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod gemma;
 mod longrope;
 mod rope;
+mod windows;
+pub use gemma::{Activation, GemmaFeatures};
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 
@@ -32,6 +35,13 @@ pub enum Arch {
     /// gate then up), split at load ([`crate::loader::fused`]); no biases; `sliding_window`, when
     /// set, in every layer (transformers' Phi3Model; `layer_types` is not read).
     Phi3,
+    /// Gemma (`GemmaForCausalLM`): GELU-gated feed-forward, a scaled embedding, norms by
+    /// `1 + w` ([`GemmaFeatures`]); no biases.
+    Gemma,
+    /// Gemma 3 text (`Gemma3ForCausalLM`, `model_type: gemma3_text`): Gemma with Qwen3's
+    /// per-head query/key norms, norms around both sub-blocks, sliding-window layers (five in
+    /// six by default) with a RoPE base of their own ([`GemmaFeatures`]).
+    Gemma3,
 }
 
 impl Arch {
@@ -92,6 +102,10 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// Every id that ends generation.
     pub eos_token_ids: Vec<u32>,
+    /// The feed-forward gate's activation.
+    pub activation: Activation,
+    /// Gemma's additions to the computation; `None` for the other families.
+    pub gemma: Option<GemmaFeatures>,
     /// Per layer: the sliding attention window (a query sees itself and the `w - 1` positions
     /// before it), or None for full causal attention.
     pub attention_window: Vec<Option<usize>>,
@@ -180,12 +194,20 @@ impl ModelConfig {
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "phi3" => Arch::Phi3,
+            "gemma" => Arch::Gemma,
+            "gemma3_text" => Arch::Gemma3,
+            "gemma3" => {
+                return Err(Error::unsupported(format!(
+                    "{}: model_type `gemma3` (Gemma3ForConditionalGeneration, text and images): load the text-only Gemma3ForCausalLM (`gemma3_text`, e.g. gemma-3-1b) or a GGUF of the model",
+                    path.display()
+                )))
+            }
             "" => {
                 return Err(Error::format(
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3"
+                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text"
                     ),
                 ))
             }
@@ -194,11 +216,22 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3"
+                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text"
                     ),
                 ))
             }
         };
+        // Gemma 3's RoPE settings per layer type, as one Llama reading plus the local base.
+        let gemma3_view;
+        let (v, local_rope_theta) = match arch {
+            Arch::Gemma3 => {
+                let (view, local) = gemma::gemma3_rope(v, path)?;
+                gemma3_view = view;
+                (&gemma3_view, Some(local))
+            }
+            _ => (v, None),
+        };
+        let f = Fields { v, path };
         let hidden_size = f.usize("hidden_size")?;
         let num_heads = f.usize("num_attention_heads")?;
         if num_heads == 0 {
@@ -208,6 +241,8 @@ impl ModelConfig {
         let head_dim = match v.get("head_dim") {
             // Qwen3Config's default (its models' heads are wider than hidden / heads).
             Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
+            // GemmaConfig's and Gemma3TextConfig's default.
+            Some(Value::Null) | None if matches!(arch, Arch::Gemma | Arch::Gemma3) => 256,
             Some(Value::Null) | None => hidden_size / num_heads,
             Some(_) => f.usize("head_dim")?,
         };
@@ -243,16 +278,12 @@ impl ModelConfig {
             }
             None => None,
         };
-        let act = f.str_or("hidden_act", "silu")?;
-        // transformers' ACT2FN maps `swish` to the same SiLU.
-        if act != "silu" && act != "swish" {
-            return Err(Error::unsupported(format!(
-                "{}: hidden_act `{act}` (only silu, also named swish, is supported)",
-                path.display()
-            )));
-        }
-        // Phi-3's linears have no biases whatever the config says (Phi3Config has neither key).
+        let activation = gemma::activation(v, arch, path)?;
+        let gemma = gemma::from_hf(v, arch, head_dim, local_rope_theta, path)?;
+        // Phi-3's and Gemma's MLPs have no biases whatever the config says; Phi-3 has no
+        // attention biases either (Phi3Config has neither key).
         let no_bias = arch == Arch::Phi3;
+        let no_mlp_bias = no_bias || gemma.is_some();
         let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
         let num_layers = f.usize("num_hidden_layers")?;
         if num_layers > MAX_LAYERS {
@@ -261,7 +292,7 @@ impl ModelConfig {
                 format!("num_hidden_layers = {num_layers}: more than {MAX_LAYERS} layers is not a model this engine can load"),
             ));
         }
-        let attention_window = attention_windows(v, arch, num_layers, path)?;
+        let attention_window = windows::attention_windows(v, arch, num_layers, path)?;
         ModelConfig {
             arch,
             hidden_size,
@@ -280,13 +311,15 @@ impl ModelConfig {
             tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
-            mlp_bias: f.bool_or("mlp_bias", false)? && !no_bias,
-            qk_norm: arch == Arch::Qwen3,
+            mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
+            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),
             eos_token_ids: ids_of(path, "eos_token_id", v.get("eos_token_id"))?,
             attention_window,
+            activation,
+            gemma,
         }
         .validated(path)
     }
@@ -388,98 +421,6 @@ fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
         );
     }
     keep
-}
-
-/// Each layer's sliding window, as transformers reads the config: `layer_types`
-/// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
-/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
-/// `sliding_window` in every layer (Phi-3 reads no `layer_types`).
-fn attention_windows(
-    v: &Value,
-    arch: Arch,
-    layers: usize,
-    path: &Path,
-) -> Result<Vec<Option<usize>>> {
-    let window = match v.get("sliding_window") {
-        // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
-        // is none).
-        None if arch.qwen_windows() => Some(4096),
-        None | Some(Value::Null) => None,
-        Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
-            Error::format(
-                path,
-                format!("field `sliding_window`: expected a positive integer or null, found {x}"),
-            )
-        })? as usize),
-    };
-    // transformers' Qwen2Config and Qwen3Config keep `sliding_window` only with
-    // `use_sliding_window`; a sliding layer without a window then attends to everything.
-    let qwen_on = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
-    let window = match arch {
-        a if a.qwen_windows() && !qwen_on => None,
-        _ => window,
-    };
-    let layer_types = v.get("layer_types").filter(|t| !t.is_null());
-    if let (Some(_), Arch::Phi3) = (layer_types, arch) {
-        // Phi3Model applies `sliding_window` to every layer whatever else the config says.
-        tracing::warn!(
-            "{}: layer_types is not read for Phi-3 models (transformers applies `sliding_window`, if set, in every layer)",
-            path.display()
-        );
-    }
-    if let Some(types) = layer_types.filter(|_| arch != Arch::Phi3) {
-        let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
-            Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
-        })?;
-        let sliding = (types.iter().enumerate())
-            .map(|(i, t)| match t.as_str() {
-                Some("full_attention") => Ok(false),
-                Some("sliding_attention") => Ok(true),
-                _ => Err(Error::unsupported(format!(
-                    "{}: layer_types[{i}] = {t} (supported: full_attention, sliding_attention)",
-                    path.display()
-                ))),
-            })
-            .collect::<Result<Vec<bool>>>()?;
-        let asks = sliding.contains(&true);
-        if asks && arch == Arch::Llama {
-            // LlamaConfig does not read `layer_types`: every layer attends to everything.
-            tracing::warn!(
-                "{}: layer_types asks for sliding attention, which Llama models do not have (transformers ignores it); every layer attends to the whole context",
-                path.display()
-            );
-        }
-        if asks && arch.qwen_windows() && window.is_none() {
-            tracing::warn!(
-                "{}: layer_types has sliding_attention layers but no window (`use_sliding_window` is not true, or `sliding_window` is null; transformers fails on them at run time); they attend to the whole context",
-                path.display()
-            );
-        }
-        return (sliding.iter().enumerate())
-            .map(|(i, &s)| match (s, arch, window) {
-                (false, _, _) | (true, Arch::Llama, _) => Ok(None),
-                (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
-                (true, Arch::Mistral | Arch::Phi3, Some(w)) => Ok(Some(w)),
-                (true, Arch::Mistral | Arch::Phi3, None) => Err(Error::format(
-                    path,
-                    format!(
-                        "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
-                    ),
-                )),
-            })
-            .collect();
-    }
-    Ok(match arch {
-        Arch::Llama => vec![None; layers],
-        Arch::Mistral | Arch::Phi3 => vec![window; layers],
-        Arch::Qwen2 | Arch::Qwen3 => {
-            let from = v
-                .get("max_window_layers")
-                .and_then(|x| x.as_u64())
-                .map_or(28, |x| x as usize); // Qwen2Config's and Qwen3Config's default
-            (0..layers).map(|i| window.filter(|_| i >= from)).collect()
-        }
-    })
 }
 
 /// More layers than any model has (guards allocations sized by a corrupt header).

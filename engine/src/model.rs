@@ -1,17 +1,18 @@
-//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2, Qwen2
-//! and Qwen3 differ only in configuration (biases, GQA, RoPE scaling, tied embeddings, sliding
-//! windows, Qwen3's per-head query/key norms).
+//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2, Qwen2,
+//! Qwen3, Phi-3 and Gemma differ only in configuration (biases, GQA, RoPE scaling, tied
+//! embeddings, sliding windows, per-head query/key norms, Gemma's scaled embedding, GELU and
+//! norms around both sub-blocks).
 
 use crate::backend::{
     AttnShape, Backend, LinearJob, ResidualNorm, ResidualSite, StepPlan, StepShape, NO_ADAPTER,
 };
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::loader::peft::PeftAdapter;
-use crate::tensor::WeightMap;
-use crate::{lora, rope_table, LoraModule};
+use crate::{lora, LoraModule};
 
+mod load;
 mod picks;
 mod plan_check;
 
@@ -31,6 +32,12 @@ struct Layer<B: Backend> {
     /// Qwen3's `q_norm` and `k_norm` weights (`[head_dim]` each), applied to every head of the
     /// query and key before RoPE; `None` for the other families.
     qk_norm: Option<(B::Buf, B::Buf)>,
+    /// Gemma 3's norms of the attention's and the feed-forward's outputs
+    /// (`post_attention_layernorm`, `post_feedforward_layernorm`; `ffn_norm` is then its
+    /// `pre_feedforward_layernorm`); `None` for the other families.
+    post_norms: Option<(B::Buf, B::Buf)>,
+    /// The RoPE table of this layer: Gemma 3's sliding-window layers have their own base.
+    local_rope: bool,
     /// Indexed by [`LoraModule::index`].
     linears: [Linear<B>; 7],
     /// The fused-LoRA stack of each module; `None` where no loaded adapter targets it.
@@ -68,6 +75,8 @@ pub struct Model<B: Backend> {
     norm: B::Buf,
     layers: Vec<Layer<B>>,
     rope: B::Buf,
+    /// Gemma 3's table for its sliding-window layers ([`Layer::local_rope`]).
+    rope_local: Option<B::Buf>,
     /// Positions covered by the RoPE table: the longest context this model instance serves.
     pub max_context: usize,
     adapter_names: Vec<String>,
@@ -94,6 +103,9 @@ pub struct Workspace<B: Backend> {
     /// The normed query and key (`[tokens, q_dim]`, `[tokens, kv_dim]`) of a model with
     /// per-head query/key norms ([`ModelConfig::qk_norm`]).
     qk_normed: Option<(B::Buf, B::Buf)>,
+    /// A sub-block's normed output (`[tokens, hidden]`) for models with post-norms
+    /// ([`crate::config::GemmaFeatures::sandwich_norms`]).
+    post_normed: Option<B::Buf>,
     u: B::Buf,
     logits: B::Buf,
     /// [`Backend::argmax`]'s output, a value per logit row.
@@ -111,166 +123,6 @@ enum StepOut<'a> {
 }
 
 impl<B: Backend> Model<B> {
-    /// Builds the model from host weights (consumed) on `backend`; `max_context` caps the RoPE
-    /// table (and so the KV cache) below the model's [`ModelConfig::context_limit`].
-    pub fn new(
-        backend: B,
-        config: ModelConfig,
-        mut w: WeightMap,
-        max_context: usize,
-    ) -> Result<Self> {
-        let c = &config;
-        let (h, v) = (c.hidden_size, c.vocab_size);
-        let embed_t = w.take_opt("model.embed_tokens.weight", &[v, h])?;
-        let head_t = w.take_opt("lm_head.weight", &[v, h])?;
-        // A tied checkpoint may store the shared matrix under either name (transformers
-        // loads both spellings); an untied one needs both.
-        let (embed, lm_head) = match (embed_t, head_t, c.tie_word_embeddings) {
-            (Some(e), Some(hd), false) => (backend.upload_weight(&e)?, Some(backend.upload_weight(&hd)?)),
-            (Some(e), head, true) => {
-                // transformers 4 ties such a file to the embedding (as here); transformers 5
-                // keeps the stored lm_head: say so where the two differ.
-                if head.is_some_and(|hd| hd.values() != e.values()) {
-                    tracing::warn!(
-                        "{}: config.json says tie_word_embeddings = true, but the file also holds an `lm_head.weight` that differs from the embedding; it is tied (transformers 4 does the same; transformers 5 would use the stored lm_head)",
-                        w.origin.display()
-                    );
-                }
-                (backend.upload_weight(&e)?, None)
-            }
-            (None, Some(hd), true) => (backend.upload_weight(&hd)?, None),
-            (None, Some(_), false) => {
-                return Err(Error::format(
-                    &w.origin,
-                    format!(
-                        "missing tensor {} (the input embedding); {} is there, but the model is not tied (config.json's tie_word_embeddings is false), so it cannot stand in for it",
-                        w.display_name("model.embed_tokens.weight"),
-                        w.display_name("lm_head.weight")
-                    ),
-                ))
-            }
-            (Some(_), None, false) => {
-                return Err(Error::format(
-                    &w.origin,
-                    format!(
-                        "missing tensor {} (tie_word_embeddings is false)",
-                        w.display_name("lm_head.weight")
-                    ),
-                ))
-            }
-            (None, None, _) => {
-                return Err(Error::format(
-                    &w.origin,
-                    format!(
-                        "missing tensor {} (and no {} either)",
-                        w.display_name("model.embed_tokens.weight"),
-                        w.display_name("lm_head.weight")
-                    ),
-                ))
-            }
-        };
-        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
-        let mut layers = Vec::with_capacity(c.num_layers);
-        for i in 0..c.num_layers {
-            let p = format!("model.layers.{i}");
-            let mut lin = |m: LoraModule, bias: bool| -> Result<Linear<B>> {
-                let (n_in, n_out) = c.module_dims(m);
-                let wt = w.take(&format!("{p}.{}.weight", m.hf_path()), &[n_out, n_in])?;
-                let b = if bias {
-                    Some(
-                        backend.upload(
-                            &w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?
-                                .values(),
-                        )?,
-                    )
-                } else {
-                    None
-                };
-                Ok(Linear {
-                    w: backend.upload_weight(&wt)?,
-                    b,
-                    n_in,
-                    n_out,
-                })
-            };
-            use LoraModule::*;
-            let linears = [
-                lin(Q, c.qkv_bias)?,
-                lin(K, c.qkv_bias)?,
-                lin(V, c.qkv_bias)?,
-                lin(O, c.o_bias)?,
-                lin(Gate, c.mlp_bias)?,
-                lin(Up, c.mlp_bias)?,
-                lin(Down, c.mlp_bias)?,
-            ];
-            let qk_norm = if c.qk_norm {
-                let mut norm = |m: &str| -> Result<B::Buf> {
-                    let name = format!("{p}.self_attn.{m}.weight");
-                    backend.upload(&w.take(&name, &[c.head_dim])?.values())
-                };
-                Some((norm("q_norm")?, norm("k_norm")?))
-            } else {
-                None
-            };
-            layers.push(Layer {
-                qk_norm,
-                attn_norm: backend.upload(
-                    &w.take(&format!("{p}.input_layernorm.weight"), &[h])?
-                        .values(),
-                )?,
-                ffn_norm: backend.upload(
-                    &w.take(&format!("{p}.post_attention_layernorm.weight"), &[h])?
-                        .values(),
-                )?,
-                linears,
-                lora: Default::default(),
-                lora_max_rank: [0; 7],
-            });
-        }
-        let leftover: Vec<&str> = w
-            .names()
-            .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
-            .collect();
-        if !leftover.is_empty() {
-            tracing::warn!(
-                "{}: {} tensors not used by the model, e.g. {}",
-                w.origin.display(),
-                leftover.len(),
-                leftover[0]
-            );
-        }
-        let max_context = max_context.min(c.context_limit()).max(1);
-        if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
-            let original = l.original_max_position_embeddings;
-            let long = max_context as f64 > original;
-            // The other set, where the model's own limit leaves it reachable.
-            let hint = match (long, c.context_limit() as f64 > original) {
-                (true, _) => {
-                    format!("; a --max-context of {original} or less picks the short ones")
-                }
-                (false, true) => format!("; a --max-context above {original} picks the long ones"),
-                (false, false) => String::new(),
-            };
-            tracing::info!(
-                "LongRoPE: the {} factors, for a context of {max_context} tokens (the original is {original}{hint})",
-                if long { "long" } else { "short" }
-            );
-        }
-        let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
-        Ok(Model {
-            backend,
-            config,
-            embed,
-            lm_head,
-            norm,
-            layers,
-            rope,
-            max_context,
-            adapter_names: Vec::new(),
-            lora_id: crate::backend::unique_id(),
-        })
-    }
-
     /// Replaces the loaded adapters: slot `i` is `adapters[i]`. Each (layer, module) that any
     /// adapter targets gets one stack with all of them side by side.
     pub fn set_adapters(&mut self, adapters: &[PeftAdapter]) -> Result<()> {
@@ -346,6 +198,10 @@ impl<B: Backend> Model<B> {
             act: b.alloc(t * c.intermediate_size)?,
             qk_normed: match c.qk_norm {
                 true => Some((b.alloc(t * c.q_dim())?, b.alloc(t * c.kv_dim())?)),
+                false => None,
+            },
+            post_normed: match c.gemma.as_ref().is_some_and(|g| g.sandwich_norms) {
+                true => Some(b.alloc(t * c.hidden_size)?),
                 false => None,
             },
             u: b.alloc(t * mix_k * self.max_lora_rank().max(1))?,
@@ -482,6 +338,14 @@ impl<B: Backend> Model<B> {
         let hd = c.hidden_size;
         let eps = c.rms_norm_eps;
         b.embedding(&self.embed, step, t, hd, &mut ws.x)?;
+        if let Some(g) = &c.gemma {
+            b.scale(&mut ws.x, g.embed_scale, t * hd)?;
+        }
+        if self.layers.iter().any(|l| l.post_norms.is_some()) && ws.post_normed.is_none() {
+            return Err(Error::invalid(
+                "the workspace has no buffer for the post-norms (made for another model)",
+            ));
+        }
         if let Some(first) = self.layers.first() {
             b.rms_norm(&ws.x, &first.attn_norm, t, hd, eps, &mut ws.h)?;
         }
@@ -507,11 +371,15 @@ impl<B: Backend> Model<B> {
                     "the workspace has no buffers for the query/key norms (made for another model)",
                 )),
             };
+            let rope = match (layer.local_rope, &self.rope_local) {
+                (true, Some(local)) => local,
+                _ => &self.rope,
+            };
             b.rope_attention(
                 q,
                 k,
                 &ws.v,
-                &self.rope,
+                rope,
                 &mut kv.k[li],
                 &mut kv.v[li],
                 step,
@@ -530,22 +398,50 @@ impl<B: Backend> Model<B> {
                 site: ResidualSite::Attention,
             };
             let o_in = n_in(LoraModule::O);
-            b.linear_add_rms_norm(&ws.att, t, o_in, step, &mut o, &mut ws.u, ffn_norm)?;
+            match (&layer.post_norms, &mut ws.post_normed) {
+                // Gemma 3: the attention's output normed before the residual add.
+                (Some((post_attn, _)), Some(pn)) => {
+                    b.linears(&ws.att, t, o_in, step, &mut o, &mut ws.u)?;
+                    b.rms_norm(&ws.o, post_attn, t, hd, eps, pn)?;
+                    b.add_rms_norm(&mut ws.x, pn, &layer.ffn_norm, t, hd, eps, &mut ws.h)?
+                }
+                _ => b.linear_add_rms_norm(&ws.att, t, o_in, step, &mut o, &mut ws.u, ffn_norm)?,
+            }
             let mut gate_up = [
                 linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
                 linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
             ];
-            b.linears_silu_mul(
-                &ws.h,
-                t,
-                n_in(LoraModule::Gate),
-                step,
-                &mut gate_up,
-                &mut ws.u,
-                &mut ws.act,
-            )?;
+            let gate_in = n_in(LoraModule::Gate);
+            match c.activation {
+                Activation::Silu => b.linears_silu_mul(
+                    &ws.h,
+                    t,
+                    gate_in,
+                    step,
+                    &mut gate_up,
+                    &mut ws.u,
+                    &mut ws.act,
+                )?,
+                Activation::GeluTanh => {
+                    b.linears(&ws.h, t, gate_in, step, &mut gate_up, &mut ws.u)?;
+                    let n = t * c.intermediate_size;
+                    b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
+                }
+            }
             let mut down = [linear_job(layer, LoraModule::Down, any_lora, &mut ws.o)];
             let down_in = n_in(LoraModule::Down);
+            if let (Some((_, post_ffn)), Some(pn)) = (&layer.post_norms, &mut ws.post_normed) {
+                // Gemma 3: the feed-forward's output normed before the residual add.
+                b.linears(&ws.act, t, down_in, step, &mut down, &mut ws.u)?;
+                b.rms_norm(&ws.o, post_ffn, t, hd, eps, pn)?;
+                match self.layers.get(li + 1) {
+                    Some(next) => {
+                        b.add_rms_norm(&mut ws.x, pn, &next.attn_norm, t, hd, eps, &mut ws.h)?
+                    }
+                    None => b.add(&mut ws.x, pn, t * hd)?,
+                }
+                continue;
+            }
             match self.layers.get(li + 1) {
                 Some(next) => {
                     let attn_norm = ResidualNorm {

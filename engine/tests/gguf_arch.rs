@@ -95,10 +95,10 @@ fn qk_norms_must_match_the_architecture() {
 
 #[test]
 fn other_architectures_are_named() {
-    let gemma = patched(&fixture("tiny-qwen3-gguf"), b"qwen3", b"gemma");
-    let e = config_error("gemma.gguf", &gemma);
+    let bloom = patched(&fixture("tiny-qwen3-gguf"), b"qwen3", b"bloom");
+    let e = config_error("bloom.gguf", &bloom);
     assert!(
-        e.contains("`general.architecture` is \"gemma\"") && e.contains("\"phi3\""),
+        e.contains("`general.architecture` is \"bloom\"") && e.contains("\"gemma3\""),
         "{e}"
     );
 }

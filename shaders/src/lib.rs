@@ -37,6 +37,8 @@ pub(crate) fn source(op: &str) -> &'static str {
         "attention" => include_str!("../wgsl/attention.wgsl"),
         "silu_mul" => include_str!("../wgsl/silu_mul.wgsl"),
         "add" => include_str!("../wgsl/add.wgsl"),
+        "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
+        "scale" => include_str!("../wgsl/scale.wgsl"),
         "argmax" => include_str!("../wgsl/argmax.wgsl"),
         "lora" => include_str!("../wgsl/lora.wgsl"),
         "logits" => include_str!("../wgsl/logits.wgsl"),

@@ -58,6 +58,27 @@ impl WgpuBackend {
         }
         Ok(())
     }
+
+    /// `silu_mul` or `gelu_mul` (shader `op`): `out[i] = act(gate[i]) * up[i]`.
+    fn gated(
+        &self,
+        op: &'static str,
+        gate: &WgpuBuf,
+        up: &WgpuBuf,
+        n: usize,
+        out: &WgpuBuf,
+    ) -> Result<()> {
+        check_len(op, "gate", gate.len, n)?;
+        check_len(op, "up", up.len, n)?;
+        check_len(op, "out", out.len, n)?;
+        let p = CountP {
+            n: n as u32,
+            _p: [0; 3],
+        };
+        let bufs = [(1, &gate.buf), (2, &up.buf), (3, &out.buf)];
+        let g = groups_1d(n, 256);
+        self.gpu.dispatch(op, "main", Variant::PLAIN, &p, &bufs, g)
+    }
 }
 
 fn too_many(op: &str, what: &str, n: usize) -> Result<()> {
@@ -306,22 +327,24 @@ impl Backend for WgpuBackend {
     }
 
     fn silu_mul(&self, gate: &WgpuBuf, up: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
-        check_len("silu_mul", "gate", gate.len, n)?;
-        check_len("silu_mul", "up", up.len, n)?;
-        check_len("silu_mul", "out", out.len, n)?;
-        let p = CountP {
+        self.gated("silu_mul", gate, up, n, out)
+    }
+
+    fn gelu_mul(&self, gate: &WgpuBuf, up: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
+        self.gated("gelu_mul", gate, up, n, out)
+    }
+
+    fn scale(&self, x: &mut WgpuBuf, s: f32, n: usize) -> Result<()> {
+        check_len("scale", "x", x.len, n)?;
+        let p = ScaleP {
             n: n as u32,
-            _p: [0; 3],
+            s,
+            _p: [0; 2],
         };
-        let bufs = [(1, &gate.buf), (2, &up.buf), (3, &out.buf)];
-        self.gpu.dispatch(
-            "silu_mul",
-            "main",
-            Variant::PLAIN,
-            &p,
-            &bufs,
-            groups_1d(n, 256),
-        )
+        let bufs = [(1, &x.buf)];
+        let g = groups_1d(n, 256);
+        self.gpu
+            .dispatch("scale", "main", Variant::PLAIN, &p, &bufs, g)
     }
 
     fn add(&self, dst: &mut WgpuBuf, src: &WgpuBuf, n: usize) -> Result<()> {

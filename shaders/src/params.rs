@@ -75,12 +75,21 @@ pub struct AttentionP {
     pub _p: [u32; 3],
 }
 
-/// `silu_mul.wgsl` and `add.wgsl`.
+/// `silu_mul.wgsl`, `gelu_mul.wgsl` and `add.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct CountP {
     pub n: u32,
     pub _p: [u32; 3],
+}
+
+/// `scale.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct ScaleP {
+    pub n: u32,
+    pub s: f32,
+    pub _p: [u32; 2],
 }
 
 /// `argmax.wgsl`.

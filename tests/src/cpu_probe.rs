@@ -375,6 +375,14 @@ impl Backend for CpuProbe {
         self.log(|| format!("silu_mul {:x} {:x} {n} {:x}", buf(gate), buf(up), buf(out)));
         self.cpu.silu_mul(gate, up, n, out)
     }
+    fn gelu_mul(&self, gate: &Buf, up: &Buf, n: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("gelu_mul {:x} {:x} {n} {:x}", buf(gate), buf(up), buf(out)));
+        self.cpu.gelu_mul(gate, up, n, out)
+    }
+    fn scale(&self, x: &mut Buf, s: f32, n: usize) -> Result<()> {
+        self.log(|| format!("scale {:x} {s} {n}", buf(x)));
+        self.cpu.scale(x, s, n)
+    }
     fn add(&self, dst: &mut Buf, src: &Buf, n: usize) -> Result<()> {
         self.log(|| format!("add {:x} {:x} {n}", buf(dst), buf(src)));
         self.cpu.add(dst, src, n)

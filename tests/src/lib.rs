@@ -242,6 +242,34 @@ macro_rules! phi3_fixture_tests {
     };
 }
 
+/// One `#[test]` per Gemma fixture of this repository (`tiny_gemma3`: Gemma 3's sliding and
+/// full-attention layers with their two RoPE tables, norms around both sub-blocks, a query
+/// scale other than head_dim's, two adapters; `tiny_gemma3_gguf`: llama.cpp's `gemma3` file;
+/// `tiny_gemma` and its GGUF form: Gemma (1); made by `tests/fixtures/make_gemma.py`), each
+/// calling `$run("<fixture folder>")`. GELU and the embedding scale are ops of every backend:
+/// run where the plain fixtures run.
+#[macro_export]
+macro_rules! gemma_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_gemma3() {
+            $run("tiny-gemma3");
+        }
+        #[test]
+        fn tiny_gemma3_gguf() {
+            $run("tiny-gemma3-gguf");
+        }
+        #[test]
+        fn tiny_gemma() {
+            $run("tiny-gemma");
+        }
+        #[test]
+        fn tiny_gemma_gguf() {
+            $run("tiny-gemma-gguf");
+        }
+    };
+}
+
 /// One `#[test]` per compatibility fixture (`../shared/fixtures/compat`): sliding-window
 /// Mistral and Qwen2, every PEFT `target_modules` form, and a tied checkpoint stored as
 /// `lm_head.weight` only; each calling `$run("compat/<folder>")`.

@@ -22,6 +22,7 @@ dlp_tests::gguf_fixture_tests!(run_fixture);
 dlp_tests::compat_fixture_tests!(run_fixture);
 dlp_tests::rope_fixture_tests!(run_fixture);
 dlp_tests::phi3_fixture_tests!(run_fixture);
+dlp_tests::gemma_fixture_tests!(run_fixture);
 
 #[test]
 fn smollm2_f32_weights() {

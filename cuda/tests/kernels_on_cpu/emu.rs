@@ -76,6 +76,8 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "rope" => vec![include_str!("../../kernels/rope.cu")],
         "silu_mul" => vec![include_str!("../../kernels/silu_mul.cu")],
         "add" => vec![include_str!("../../kernels/add.cu")],
+        "gelu_mul" => vec![include_str!("../../kernels/gelu_mul.cu")],
+        "scale" => vec![include_str!("../../kernels/scale.cu")],
         "argmax" => vec![include_str!("../../kernels/argmax.cu")],
         // As the backend's `logits` module has them: sample.cu reuses argmax's keys.
         "sample" => vec![

@@ -1,5 +1,6 @@
 //! Unit tests of [`super`]: fields of the wrong type, attention windows.
 
+use super::windows::attention_windows;
 use super::*;
 
 /// A field of the wrong type is an error naming it, not its default: a string

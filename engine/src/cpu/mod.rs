@@ -22,6 +22,7 @@ mod avx512_blocks;
 mod avx512_rows;
 mod embedding;
 pub(crate) mod exp_poly;
+mod gelu_mul;
 mod huge_pages;
 pub mod int8;
 mod linears;
@@ -39,6 +40,7 @@ mod packed_dot;
 mod rms_norm;
 mod rope;
 pub mod sample;
+mod scale;
 mod silu_mul;
 
 use std::sync::Mutex;
@@ -476,6 +478,20 @@ impl Backend for CpuBackend {
         check_len("silu_mul", "up", up.len(), n)?;
         check_len("silu_mul", "out", out.len(), n)?;
         silu_mul::silu_mul(&gate[..n], &up[..n], &mut out[..n]);
+        Ok(())
+    }
+
+    fn gelu_mul(&self, gate: &Vec<f32>, up: &Vec<f32>, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_len("gelu_mul", "gate", gate.len(), n)?;
+        check_len("gelu_mul", "up", up.len(), n)?;
+        check_len("gelu_mul", "out", out.len(), n)?;
+        gelu_mul::gelu_mul(&gate[..n], &up[..n], &mut out[..n]);
+        Ok(())
+    }
+
+    fn scale(&self, x: &mut Vec<f32>, s: f32, n: usize) -> Result<()> {
+        check_len("scale", "x", x.len(), n)?;
+        scale::scale(&mut x[..n], s);
         Ok(())
     }
 

@@ -1,29 +1,50 @@
-//! `silu_mul`: the SwiGLU activation, `silu(gate) * up`.
+//! `silu_mul`: the SwiGLU activation, `silu(gate) * up`; and the gated loop it shares with
+//! [`super::gelu_mul`], whose tanh-approximated GELU is `g * sigmoid(z(g))` too.
 
 use rayon::prelude::*;
 
 /// Values per parallel task.
 const CHUNK: usize = 1 << 13;
 
+/// `2 sqrt(2/pi)`: GELU's tanh form `0.5 g (1 + tanh(c (g + 0.044715 g^3)))`, with
+/// `c = sqrt(2/pi)`, is `g * sigmoid(2c (g + 0.044715 g^3))`.
+pub(super) const GELU_K: f32 = 1.595_769_2;
+/// The cubic term's coefficient of GELU's tanh approximation.
+pub(super) const GELU_C: f32 = 0.044_715;
+
 /// `out[i] = gate[i] * sigmoid(gate[i]) * up[i]`.
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    gated::<false>(gate, up, out)
+}
+
+/// `out[i] = g * sigmoid(z) * up[i]` with `g = gate[i]` and `z = g` (SiLU) or, with `GELU`,
+/// `z = GELU_K (g + GELU_C g^3)` (GELU's tanh approximation).
+pub(super) fn gated<const GELU: bool>(gate: &[f32], up: &[f32], out: &mut [f32]) {
     let n = out.len();
-    assert!(gate.len() >= n && up.len() >= n, "silu_mul: short inputs");
+    assert!(
+        gate.len() >= n && up.len() >= n,
+        "gated activation: short inputs"
+    );
     let run = |(i, o): (usize, &mut [f32])| {
         let (g, u) = (&gate[i * CHUNK..][..o.len()], &up[i * CHUNK..][..o.len()]);
         #[cfg(target_arch = "x86_64")]
         if super::avx512::available() {
             // SAFETY: AVX-512F and FMA checked; `g` and `u` are as long as `o`.
-            return unsafe { silu_mul_avx512(g, u, o) };
+            return unsafe { silu_mul_avx512::<GELU>(g, u, o) };
         }
         #[cfg(target_arch = "x86_64")]
         if super::packed_dot::has_avx2() {
             // SAFETY: AVX2 and FMA checked; `g` and `u` are as long as `o`.
-            return unsafe { silu_mul_avx2(g, u, o) };
+            return unsafe { silu_mul_avx2::<GELU>(g, u, o) };
         }
-        o.iter_mut()
-            .zip(g.iter().zip(u))
-            .for_each(|(o, (g, u))| *o = g / (1.0 + (-g).exp()) * u);
+        o.iter_mut().zip(g.iter().zip(u)).for_each(|(o, (&g, u))| {
+            let z = if GELU {
+                GELU_K * (g + GELU_C * g * g * g)
+            } else {
+                g
+            };
+            *o = g / (1.0 + (-z).exp()) * u
+        });
     };
     if n <= CHUNK {
         run((0, out));
@@ -39,17 +60,23 @@ pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// AVX-512F and FMA; `g` and `u` hold `o.len()` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn silu_mul_avx512(g: &[f32], u: &[f32], o: &mut [f32]) {
+unsafe fn silu_mul_avx512<const GELU: bool>(g: &[f32], u: &[f32], o: &mut [f32]) {
     use std::arch::x86_64::*;
     let n = o.len();
     let one = _mm512_set1_ps(1.0);
+    let (k, kc) = (_mm512_set1_ps(GELU_K), _mm512_set1_ps(GELU_K * GELU_C));
     for i in (0..n).step_by(16) {
         let m = ((1u32 << (n - i).min(16)) - 1) as u16;
         // SAFETY: lanes at or past `n` are masked off.
         unsafe {
             let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(i));
             let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(i));
-            let e = super::avx512::exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+            // GELU: z = g (K + K C g^2).
+            let z = match GELU {
+                true => _mm512_mul_ps(gv, _mm512_fmadd_ps(kc, _mm512_mul_ps(gv, gv), k)),
+                false => gv,
+            };
+            let e = super::avx512::exp16(_mm512_sub_ps(_mm512_setzero_ps(), z));
             let s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
             _mm512_mask_storeu_ps(o.as_mut_ptr().add(i), m, _mm512_mul_ps(s, uv));
         }
@@ -63,12 +90,17 @@ unsafe fn silu_mul_avx512(g: &[f32], u: &[f32], o: &mut [f32]) {
 /// AVX2 and FMA; `g` and `u` hold `o.len()` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn silu_mul_avx2(g: &[f32], u: &[f32], o: &mut [f32]) {
+unsafe fn silu_mul_avx2<const GELU: bool>(g: &[f32], u: &[f32], o: &mut [f32]) {
     use std::arch::x86_64::*;
     let one = _mm256_set1_ps(1.0);
+    let (k, kc) = (_mm256_set1_ps(GELU_K), _mm256_set1_ps(GELU_K * GELU_C));
     let silu = |gv: __m256, uv: __m256| {
+        let z = match GELU {
+            true => _mm256_mul_ps(gv, _mm256_fmadd_ps(kc, _mm256_mul_ps(gv, gv), k)),
+            false => gv,
+        };
         // SAFETY: AVX2 and FMA (this function's features).
-        let e = unsafe { super::avx2::exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv)) };
+        let e = unsafe { super::avx2::exp8(_mm256_sub_ps(_mm256_setzero_ps(), z)) };
         _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), uv)
     };
     let (mut oc, mut gc, mut uc) = (o.chunks_exact_mut(8), g.chunks_exact(8), u.chunks_exact(8));

@@ -374,6 +374,11 @@ impl GgufFile {
             if arch == Arch::Phi3 && name.ends_with(".mlp.up_proj.weight") {
                 name = name.replace(".mlp.up_proj.", ".mlp.gate_up_proj.");
             }
+            // llama.cpp's `gemma3` names the pre-feed-forward norm `ffn_norm` and the norm of
+            // the attention's output `post_attention_norm` (transformers' post_attention_layernorm).
+            if arch == Arch::Gemma3 && t.name.contains(".ffn_norm.") {
+                name = name.replace(".post_attention_layernorm.", ".pre_feedforward_layernorm.");
+            }
             let packed_kind = PackedKind::from_ggml(t.ggml_type).filter(|_| keep_packed);
             let mut ht = match packed_kind {
                 Some(kind) if t.dims.len() == 2 => {

@@ -2,6 +2,7 @@
 //! tensor names, so the model is built the same way whatever the file format.
 
 pub mod fused;
+pub mod gemma;
 pub mod gguf;
 pub mod partial_rotary;
 pub mod peft;

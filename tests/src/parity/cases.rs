@@ -5,7 +5,7 @@ use dlp_engine::backend::ResidualSite;
 use dlp_engine::tensor::PackedKind;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
-/// NMSE bound for elementwise ops (embedding, rms_norm, rope, silu_mul, add).
+/// NMSE bound for elementwise ops (embedding, rms_norm, rope, silu_mul, gelu_mul, scale, add).
 pub const ELEMENTWISE_TOL: f64 = 1e-7;
 /// NMSE bound for reductions (matmul, attention, LoRA, logits).
 pub const REDUCTION_TOL: f64 = 5e-5;
@@ -51,6 +51,10 @@ pub enum Op {
     },
     /// `silu_mul` of `n` values.
     SiluMul { n: usize },
+    /// `gelu_mul` of `n` values.
+    GeluMul { n: usize },
+    /// `scale` of `n` values in place.
+    Scale { n: usize },
     /// `add` of `n` values.
     Add { n: usize },
     /// `lora_shrink` (`expand: false`) or `lora_expand` over a mixture.
@@ -333,6 +337,8 @@ pub fn cases() -> Vec<ParityCase> {
     for n in [5, 1001, 70000] {
         v.push(case(format!("silu_mul(n={n})"), Op::SiluMul { n }, e));
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));
+        v.push(case(format!("gelu_mul(n={n})"), Op::GeluMul { n }, e));
+        v.push(case(format!("scale(n={n})"), Op::Scale { n }, e));
     }
     const NA: u32 = NO_ADAPTER;
     // Mixed ranks, slot 1 does not target the module, three segments of K=3 with unused entries.

@@ -233,6 +233,18 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.silu_mul(&gate, &up, *n, &mut out)?;
             vec![("out", b.download(&out, *n)?, None)]
         }
+        Op::GeluMul { n } => {
+            let gate: Vec<f32> = g.vec(*n).iter().map(|x| x * 8.0).collect();
+            let (gate, up) = (b.upload(&gate)?, b.upload(&g.vec(*n))?);
+            let mut out = poisoned(b, *n)?;
+            b.gelu_mul(&gate, &up, *n, &mut out)?;
+            vec![("out", b.download(&out, *n)?, None)]
+        }
+        Op::Scale { n } => {
+            let mut x = b.upload(&g.vec(*n))?;
+            b.scale(&mut x, 33.941_124, *n)?;
+            vec![("x", b.download(&x, *n)?, None)]
+        }
         Op::Add { n } => {
             let (mut dst, src) = (b.upload(&g.vec(*n))?, b.upload(&g.vec(*n))?);
             b.add(&mut dst, &src, *n)?;

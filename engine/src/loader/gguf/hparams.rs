@@ -1,8 +1,11 @@
-//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3) and
+//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma3) and
 //! `tokenizer.ggml.*` metadata.
 
 use super::{GgufFile, GgufTensorInfo};
-use crate::config::{yarn_mscale, Arch, LongRopeScaling, ModelConfig, RopeScaling, YarnScaling};
+use crate::config::{
+    yarn_mscale, Activation, Arch, GemmaFeatures, LongRopeScaling, ModelConfig, RopeScaling,
+    YarnScaling,
+};
 use crate::error::{Error, Result};
 
 /// `m-00003-of-00005.gguf` -> `m-00001-of-00005.gguf` (gguf-split's names; `n` the count).
@@ -74,6 +77,12 @@ impl GgufFile {
             Some("qwen2") => Ok((Arch::Qwen2, "qwen2")),
             Some("qwen3") => Ok((Arch::Qwen3, "qwen3")),
             Some("phi3") => Ok((Arch::Phi3, "phi3")),
+            Some("gemma") => Ok((Arch::Gemma, "gemma")),
+            Some("gemma3") => Ok((Arch::Gemma3, "gemma3")),
+            Some("gemma2") => Err(Error::unsupported(format!(
+                "{}: a `gemma2` GGUF: Gemma 2's soft-capped attention is not supported (Gemma and Gemma 3 are)",
+                self.path.display()
+            ))),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -84,7 +93,7 @@ impl GgufFile {
                     format!(
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
-                         \"qwen2\", \"qwen3\" or \"phi3\""
+                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\" or \"gemma3\""
                     ),
                 ))
             }
@@ -307,6 +316,61 @@ impl GgufFile {
         }))
     }
 
+    /// Gemma's features and every architecture's per-layer windows, as llama.cpp reads a
+    /// `gemma` / `gemma3` GGUF: the embedding scaled by `sqrt(embedding_length)`; for `gemma3`,
+    /// norms around both sub-blocks, and with `gemma3.attention.sliding_window` > 0 that window
+    /// in five layers of six (the sixth, twelfth, ... attend to everything) whose RoPE base is
+    /// 10000, unscaled; attention scaled by `(embedding_length / head_count)^-0.5` for the 27B
+    /// (62 layers), else `head_dim^-0.5`; `final_logit_softcapping` refused. llama.cpp's
+    /// `llama`, `qwen2` and `qwen3` have no window (Mistral GGUFs run with full attention there
+    /// too), and it turns `phi3`'s off.
+    fn gemma(
+        &self,
+        arch: Arch,
+        hidden: usize,
+        heads: usize,
+        head_dim: usize,
+        layers: usize,
+    ) -> Result<(Option<GemmaFeatures>, Vec<Option<usize>>)> {
+        let none = vec![None; layers.min(1 << 16)];
+        let a = match arch {
+            Arch::Gemma => "gemma",
+            Arch::Gemma3 => "gemma3",
+            _ => return Ok((None, none)),
+        };
+        let cap = self.meta_f64(&format!("{a}.final_logit_softcapping"))?;
+        if let Some(c) = cap.filter(|&c| c != 0.0) {
+            return Err(Error::unsupported(format!(
+                "{}: `{a}.final_logit_softcapping` {c}: soft-capped logits are not supported",
+                self.path.display()
+            )));
+        }
+        let gemma3 = arch == Arch::Gemma3;
+        let window = match gemma3 {
+            true => self
+                .meta_u64("gemma3.attention.sliding_window")?
+                .filter(|&w| w > 0),
+            false => None,
+        };
+        let windows = match window {
+            Some(w) => (0..none.len())
+                .map(|i| (i % 6 < 5).then_some(w as usize))
+                .collect(),
+            None => none,
+        };
+        let scale_dim = match (gemma3, layers) {
+            (true, 62) => (hidden / heads) as f64,
+            _ => head_dim as f64,
+        };
+        let features = GemmaFeatures {
+            embed_scale: (hidden as f32).sqrt(),
+            sandwich_norms: gemma3,
+            local_rope_theta: window.map(|_| 10000.0),
+            query_pre_attn_scalar: scale_dim,
+        };
+        Ok((Some(features), windows))
+    }
+
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         self.check_not_split()?;
@@ -372,12 +436,13 @@ impl GgufFile {
             )));
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
-        if qk_norm != (arch == Arch::Qwen3) {
+        if qk_norm != matches!(arch, Arch::Qwen3 | Arch::Gemma3) {
             return Err(Error::format(
                 p,
-                format!("tensor `blk.0.attn_q_norm.weight` {}: per-head query/key norms are Qwen3's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
+                format!("tensor `blk.0.attn_q_norm.weight` {}: per-head query/key norms are Qwen3's and Gemma 3's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
             ));
         }
+        let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
         let vocab_size = match self.meta_u64(&key("vocab_size"))? {
             Some(v) => v as usize,
             None => match self
@@ -454,9 +519,12 @@ impl GgufFile {
             qk_norm,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
-            // llama.cpp's `llama`, `qwen2` and `qwen3` architectures have no sliding window
-            // (Mistral GGUFs run with full attention there too), and it turns `phi3`'s off.
-            attention_window: vec![None; num_layers.min(1 << 16)],
+            attention_window,
+            activation: match gemma {
+                Some(_) => Activation::GeluTanh,
+                None => Activation::Silu,
+            },
+            gemma,
         }
         .validated(p)
     }

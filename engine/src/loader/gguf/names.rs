@@ -3,9 +3,10 @@
 //! about a tensor map back, so that they name the tensor the file holds.
 
 /// Per-layer modules: (GGUF, HF). Read GGUF to HF, the first row of a GGUF name wins: a `phi3`
-/// file's `ffn_up` (gate and up stacked) is renamed by the loader, and the second `ffn_up` row
-/// names `gate_up_proj` in messages.
-const LAYER: [(&str, &str); 13] = [
+/// file's `ffn_up` (gate and up stacked) and a `gemma3` file's `ffn_norm` (the pre-feed-forward
+/// norm beside its post-attention one) are renamed by the loader, and the later rows name
+/// `gate_up_proj` and `pre_feedforward_layernorm` in messages.
+const LAYER: [(&str, &str); 16] = [
     ("attn_norm", "input_layernorm"),
     ("ffn_norm", "post_attention_layernorm"),
     ("attn_qkv", "self_attn.qkv_proj"),
@@ -19,6 +20,9 @@ const LAYER: [(&str, &str); 13] = [
     ("ffn_up", "mlp.up_proj"),
     ("ffn_down", "mlp.down_proj"),
     ("ffn_up", "mlp.gate_up_proj"),
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+    ("ffn_norm", "pre_feedforward_layernorm"),
 ];
 
 /// Whole-model tensors: (GGUF, HF).

@@ -1,0 +1,45 @@
+//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and `scale`,
+//! with the CPU reference's checks.
+
+use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
+use dlp_engine::Result;
+
+use crate::launch::{check_len, grid_1d, int};
+use crate::CudaBackend;
+
+impl CudaBackend {
+    /// `out[i] = act(gate[i]) * up[i]` for `n` values by kernel `f` (`op`: `silu_mul` or
+    /// `gelu_mul`, whose parameters are `(gate, up, n, out)`).
+    pub(crate) fn gated_impl(
+        &self,
+        op: &str,
+        f: &CudaFunction,
+        gate: &CudaSlice<f32>,
+        up: &CudaSlice<f32>,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len(op, "gate", gate.len(), n)?;
+        check_len(op, "up", up.len(), n)?;
+        check_len(op, "out", out.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int(op, n)?;
+        let mut a = self.args(f);
+        a.arg(gate).arg(up).arg(&nn).arg(out);
+        self.go(op, a, grid_1d(n))
+    }
+
+    /// `x[i] *= s` for `n` values (kernel `scale(x, s, n)`).
+    pub(crate) fn scale_impl(&self, x: &mut CudaSlice<f32>, s: f32, n: usize) -> Result<()> {
+        check_len("scale", "x", x.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int("scale", n)?;
+        let mut a = self.args(&self.k.scale);
+        a.arg(x).arg(&s).arg(&nn);
+        self.go("scale", a, grid_1d(n))
+    }
+}

@@ -1,0 +1,323 @@
+//! Gemma (`GemmaForCausalLM`) and Gemma 3 (`Gemma3ForCausalLM`, `model_type: gemma3_text`):
+//! what they add to the Llama computation, read as transformers 5's GemmaConfig and
+//! Gemma3TextConfig read a config.json (transformers 4's keys included), and the feed-forward
+//! activation of every family.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{Arch, Fields};
+use crate::error::{Error, Result};
+
+/// The activation of the feed-forward gate: `act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// SiLU (SwiGLU): Llama, Mistral, Qwen, Phi-3.
+    Silu,
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`, GeGLU): Gemma.
+    GeluTanh,
+}
+
+/// What Gemma adds to the Llama computation (transformers' GemmaModel and Gemma3TextModel).
+/// Its RMSNorms multiply by `1 + w`: loading adds the 1 to an HF checkpoint's norm weights
+/// (llama.cpp's converter has already added it to a GGUF's), so the backends' norm is Llama's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmaFeatures {
+    /// The embedding rows are multiplied by `sqrt(hidden_size)`, in f32 (transformers'
+    /// `Gemma*TextScaledWordEmbedding`; llama.cpp's `sqrtf(n_embd)`); a tied lm_head reads the
+    /// table unscaled.
+    pub embed_scale: f32,
+    /// Gemma 3: the attention and feed-forward outputs are each normed before their residual
+    /// add (`post_attention_layernorm`, `post_feedforward_layernorm`), and the feed-forward
+    /// input by `pre_feedforward_layernorm`.
+    pub sandwich_norms: bool,
+    /// Gemma 3: the RoPE base of the sliding-window layers (`rope_local_base_freq`;
+    /// transformers 5's `rope_parameters.sliding_attention.rope_theta`; llama.cpp's 10000),
+    /// unscaled. The full-attention layers use `rope_theta` and the RoPE scaling.
+    pub local_rope_theta: Option<f64>,
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (Gemma 3; llama.cpp's
+    /// `f_attention_scale`) where the backends scale by `head_dim^-0.5`: loading multiplies the
+    /// per-head query norm by `sqrt(head_dim / query_pre_attn_scalar)` when they differ.
+    pub query_pre_attn_scalar: f64,
+}
+
+/// The feed-forward activation of an HF config: `hidden_act` (`silu`, or `swish`, the same in
+/// transformers' ACT2FN), Gemma 3's `hidden_activation` (`gelu_pytorch_tanh`), Gemma's
+/// `hidden_act` (`gelu_pytorch_tanh`, or `gelu`, which GemmaConfig replaces by it).
+pub(super) fn activation(v: &Value, arch: Arch, path: &Path) -> Result<Activation> {
+    let f = Fields { v, path };
+    let (key, default) = match arch {
+        Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
+        Arch::Gemma => ("hidden_act", "gelu_pytorch_tanh"),
+        _ => ("hidden_act", "silu"),
+    };
+    let act = f.str_or(key, default)?;
+    match (arch, act.as_str()) {
+        (Arch::Gemma, "gelu" | "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
+        (Arch::Gemma3, "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
+        (Arch::Gemma | Arch::Gemma3, other) => Err(Error::unsupported(format!(
+            "{}: {key} `{other}` (Gemma models use gelu_pytorch_tanh, GELU's tanh approximation)",
+            path.display()
+        ))),
+        (_, "silu" | "swish") => Ok(Activation::Silu),
+        (_, other) => Err(Error::unsupported(format!(
+            "{}: hidden_act `{other}` (only silu, also named swish, is supported)",
+            path.display()
+        ))),
+    }
+}
+
+/// Gemma's features from an HF config, `None` for the other families. Refused: soft-capped
+/// attention or logits (`attn_logit_softcapping`, `final_logit_softcapping`: Gemma 2's, which
+/// Gemma3TextConfig also takes) and bidirectional attention (EmbeddingGemma).
+pub(super) fn from_hf(
+    v: &Value,
+    arch: Arch,
+    head_dim: usize,
+    local_rope_theta: Option<f64>,
+    path: &Path,
+) -> Result<Option<GemmaFeatures>> {
+    if !matches!(arch, Arch::Gemma | Arch::Gemma3) {
+        return Ok(None);
+    }
+    let f = Fields { v, path };
+    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if let Some(c) = v.get(key).filter(|c| !c.is_null()) {
+            return Err(Error::unsupported(format!(
+                "{}: `{key}` {c}: soft-capped attention or logits (Gemma 2's) are not supported",
+                path.display()
+            )));
+        }
+    }
+    if f.bool_or("use_bidirectional_attention", false)? {
+        return Err(Error::unsupported(format!(
+            "{}: `use_bidirectional_attention` (an embedding model, not a causal LM)",
+            path.display()
+        )));
+    }
+    let gemma3 = arch == Arch::Gemma3;
+    let hidden = f.usize("hidden_size")?;
+    let query_pre_attn_scalar = match gemma3 {
+        // Gemma3TextConfig's default; GemmaAttention scales by head_dim^-0.5.
+        true => f.f64_or("query_pre_attn_scalar", 256.0)?,
+        false => head_dim as f64,
+    };
+    if !(query_pre_attn_scalar.is_finite() && query_pre_attn_scalar > 0.0) {
+        return Err(Error::format(
+            path,
+            format!("`query_pre_attn_scalar` is {query_pre_attn_scalar}; expected a number > 0"),
+        ));
+    }
+    Ok(Some(GemmaFeatures {
+        embed_scale: (hidden as f32).sqrt(),
+        sandwich_norms: gemma3,
+        local_rope_theta,
+        query_pre_attn_scalar,
+    }))
+}
+
+/// Gemma 3's RoPE settings as one config the Llama reading takes, and the local base:
+/// transformers 5 writes `rope_parameters` per layer type (`full_attention`,
+/// `sliding_attention`); transformers 4 `rope_theta` and `rope_scaling` for the full-attention
+/// layers and `rope_local_base_freq` for the others. The returned config holds the
+/// full-attention settings as its `rope_parameters` and Gemma3TextConfig's default base,
+/// 1,000,000, where it gives none; the local base defaults to 10,000. Scaling the local layers
+/// is refused.
+pub(super) fn gemma3_rope(v: &Value, path: &Path) -> Result<(Value, f64)> {
+    let mut out = v.clone();
+    let per_type = v
+        .get("rope_parameters")
+        .filter(|p| p.get("full_attention").is_some() || p.get("sliding_attention").is_some());
+    let local = match per_type {
+        Some(p) => {
+            out["rope_parameters"] = p.get("full_attention").cloned().unwrap_or(Value::Null);
+            p.get("sliding_attention").filter(|s| !s.is_null())
+        }
+        None => None,
+    };
+    let local_theta = match local {
+        Some(s) => {
+            let kind = s
+                .get("rope_type")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            if kind != "default" {
+                return Err(Error::unsupported(format!(
+                    "{}: `rope_parameters.sliding_attention` of type `{kind}`: the sliding-window layers' RoPE is read unscaled",
+                    path.display()
+                )));
+            }
+            Fields { v: s, path }.f64_or("rope_theta", 10000.0)?
+        }
+        None => Fields { v, path }.f64_or("rope_local_base_freq", 10000.0)?,
+    };
+    if !(local_theta.is_finite() && local_theta > 0.0) {
+        return Err(Error::format(
+            path,
+            format!("the sliding-window layers' RoPE base is {local_theta}; expected a number > 0"),
+        ));
+    }
+    let has_theta = |x: Option<&Value>| {
+        x.and_then(|r| r.get("rope_theta"))
+            .is_some_and(|t| !t.is_null())
+    };
+    if !has_theta(Some(&out))
+        && !has_theta(out.get("rope_parameters"))
+        && !has_theta(out.get("rope_scaling"))
+    {
+        out["rope_theta"] = Value::from(1_000_000.0);
+    }
+    Ok((out, local_theta))
+}
+
+/// Gemma 3's sliding layers where the config lists no `layer_types`: every layer but each
+/// `sliding_window_pattern`-th (default 6; Gemma3TextConfig's reading of older configs).
+pub(super) fn gemma3_sliding(v: &Value, layers: usize, path: &Path) -> Result<Vec<bool>> {
+    let pattern = Fields { v, path }.usize_or("sliding_window_pattern", 6)?;
+    if pattern == 0 {
+        return Err(Error::format(path, "`sliding_window_pattern` must be > 0"));
+    }
+    Ok((0..layers).map(|i| (i + 1) % pattern != 0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Activation, ModelConfig, RopeScaling};
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    /// gemma-3-1b-it's config.json as the Hub has it (transformers 4's keys: no
+    /// `layer_types`, `sliding_window_pattern`, `rope_local_base_freq`).
+    fn gemma3_1b() -> Value {
+        json!({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+            "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
+            "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768,
+            "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6, "rope_local_base_freq": 10000,
+            "rope_scaling": null, "rope_theta": 1000000, "sliding_window": 512,
+            "sliding_window_pattern": 6, "final_logit_softcapping": null,
+            "attn_logit_softcapping": null, "vocab_size": 262144, "bos_token_id": 2,
+            "eos_token_id": [1, 106]})
+    }
+
+    fn read(v: &Value) -> crate::error::Result<ModelConfig> {
+        ModelConfig::from_hf_json(v, Path::new("config.json"))
+    }
+
+    fn refused(v: Value, want: &str) {
+        let e = read(&v).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+
+    /// transformers 4's keys: five sliding layers in six (the sixth, twelfth, ... full), the
+    /// two RoPE bases, the scaling on the full-attention layers only, Gemma's features.
+    #[test]
+    fn gemma3_transformers4_config() {
+        let c = read(&gemma3_1b()).unwrap();
+        let full: Vec<usize> = (0..26)
+            .filter(|&i| c.attention_window[i].is_none())
+            .collect();
+        assert_eq!(full, [5, 11, 17, 23]);
+        assert!(c.attention_window.iter().flatten().all(|&w| w == 512));
+        assert_eq!(
+            (c.rope_theta, c.activation, c.qk_norm),
+            (1e6, Activation::GeluTanh, true)
+        );
+        assert_eq!(
+            (c.mlp_bias, c.qkv_bias, c.eos_token_ids.clone()),
+            (false, false, vec![1, 106])
+        );
+        let g = c.gemma.unwrap();
+        assert_eq!(g.local_rope_theta, Some(10000.0));
+        assert!(g.sandwich_norms && g.query_pre_attn_scalar == 256.0);
+        assert_eq!(g.embed_scale, (1152f32).sqrt());
+        // gemma-3-4b's text config: linear scaling 8 on the full-attention layers.
+        let mut v = gemma3_1b();
+        v["rope_scaling"] = json!({"rope_type": "linear", "factor": 8.0});
+        v["sliding_window_pattern"] = json!(3);
+        let c = read(&v).unwrap();
+        assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 8.0));
+        assert_eq!(c.gemma.unwrap().local_rope_theta, Some(10000.0));
+        let full: Vec<usize> = (0..26)
+            .filter(|&i| c.attention_window[i].is_none())
+            .collect();
+        assert_eq!(full, [2, 5, 8, 11, 14, 17, 20, 23]);
+        // Gemma3TextConfig's defaults where the keys are absent.
+        let mut v = gemma3_1b();
+        for k in [
+            "rope_theta",
+            "rope_local_base_freq",
+            "query_pre_attn_scalar",
+            "head_dim",
+        ] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v["head_dim"] = json!(null);
+        let c = read(&v).unwrap();
+        assert_eq!((c.rope_theta, c.head_dim), (1e6, 256));
+        assert_eq!(c.gemma.unwrap().local_rope_theta, Some(10000.0));
+    }
+
+    /// transformers 5's form: RoPE settings per layer type; a scaled sliding layer is refused.
+    #[test]
+    fn gemma3_rope_parameters_per_layer_type() {
+        let mut v = gemma3_1b();
+        v["rope_parameters"] = json!({
+            "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 5e5},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 2e4}});
+        v.as_object_mut().unwrap().remove("rope_scaling");
+        v.as_object_mut().unwrap().remove("rope_theta");
+        let c = read(&v).unwrap();
+        assert_eq!(c.rope_theta, 5e5);
+        assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 4.0));
+        assert_eq!(c.gemma.unwrap().local_rope_theta, Some(2e4));
+        v["rope_parameters"]["sliding_attention"] = json!({"rope_type": "linear", "factor": 2.0});
+        refused(v, "sliding-window layers' RoPE is read unscaled");
+    }
+
+    /// Gemma (1): `hidden_act: gelu` is GemmaConfig's legacy name for the tanh GELU; no
+    /// windows, norms after attention only, head_dim 256 by default.
+    #[test]
+    fn gemma_config() {
+        let v = json!({"model_type": "gemma", "hidden_size": 2048, "intermediate_size": 16384,
+            "num_hidden_layers": 18, "num_attention_heads": 8, "num_key_value_heads": 1,
+            "hidden_act": "gelu", "vocab_size": 256000, "sliding_window": 4096});
+        let c = read(&v).unwrap();
+        assert_eq!(
+            (c.activation, c.head_dim, c.qk_norm),
+            (Activation::GeluTanh, 256, false)
+        );
+        assert!(c.attention_window.iter().all(Option::is_none));
+        let g = c.gemma.unwrap();
+        assert!(!g.sandwich_norms && g.local_rope_theta.is_none());
+        assert_eq!(g.query_pre_attn_scalar, 256.0);
+    }
+
+    /// What Gemma models have that this engine does not run is refused, naming it.
+    #[test]
+    fn gemma_refusals() {
+        for (k, val, want) in [
+            ("final_logit_softcapping", json!(30.0), "soft-capped"),
+            ("attn_logit_softcapping", json!(50.0), "soft-capped"),
+            (
+                "use_bidirectional_attention",
+                json!(true),
+                "embedding model",
+            ),
+            ("hidden_activation", json!("gelu"), "gelu_pytorch_tanh"),
+            ("model_type", json!("gemma3"), "gemma3_text"),
+            (
+                "model_type",
+                json!("gemma2"),
+                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text",
+            ),
+            ("sliding_window", json!(null), "sliding layers need one"),
+            ("sliding_window_pattern", json!(0), "sliding_window_pattern"),
+        ] {
+            let mut v = gemma3_1b();
+            v[k] = val;
+            refused(v, want);
+        }
+    }
+}

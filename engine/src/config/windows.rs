@@ -1,0 +1,114 @@
+//! Each layer's sliding attention window, as transformers' configs read it.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{gemma, Arch};
+use crate::error::{Error, Result};
+
+/// Each layer's sliding window, as transformers reads the config: `layer_types`
+/// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
+/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
+/// `sliding_window` in every layer (Phi-3 reads no `layer_types`), or Gemma 3's in every layer
+/// but each `sliding_window_pattern`-th (default 6).
+pub(super) fn attention_windows(
+    v: &Value,
+    arch: Arch,
+    layers: usize,
+    path: &Path,
+) -> Result<Vec<Option<usize>>> {
+    let window = match v.get("sliding_window") {
+        // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
+        // is none).
+        None if arch.qwen_windows() || arch == Arch::Gemma3 => Some(4096),
+        None | Some(Value::Null) => None,
+        Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("field `sliding_window`: expected a positive integer or null, found {x}"),
+            )
+        })? as usize),
+    };
+    // transformers' Qwen2Config and Qwen3Config keep `sliding_window` only with
+    // `use_sliding_window`; a sliding layer without a window then attends to everything.
+    let qwen_on = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
+    let window = match arch {
+        a if a.qwen_windows() && !qwen_on => None,
+        _ => window,
+    };
+    let layer_types = v.get("layer_types").filter(|t| !t.is_null());
+    if let (Some(_), Arch::Phi3) = (layer_types, arch) {
+        // Phi3Model applies `sliding_window` to every layer whatever else the config says.
+        tracing::warn!(
+            "{}: layer_types is not read for Phi-3 models (transformers applies `sliding_window`, if set, in every layer)",
+            path.display()
+        );
+    }
+    if let Some(types) = layer_types.filter(|_| arch != Arch::Phi3) {
+        let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
+            Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
+        })?;
+        let sliding = (types.iter().enumerate())
+            .map(|(i, t)| match t.as_str() {
+                Some("full_attention") => Ok(false),
+                Some("sliding_attention") => Ok(true),
+                _ => Err(Error::unsupported(format!(
+                    "{}: layer_types[{i}] = {t} (supported: full_attention, sliding_attention)",
+                    path.display()
+                ))),
+            })
+            .collect::<Result<Vec<bool>>>()?;
+        let asks = sliding.contains(&true);
+        if asks && matches!(arch, Arch::Llama | Arch::Gemma) {
+            // LlamaConfig does not read `layer_types`: every layer attends to everything.
+            tracing::warn!(
+                "{}: layer_types asks for sliding attention, which Llama models do not have (transformers ignores it); every layer attends to the whole context",
+                path.display()
+            );
+        }
+        if asks && arch.qwen_windows() && window.is_none() {
+            tracing::warn!(
+                "{}: layer_types has sliding_attention layers but no window (`use_sliding_window` is not true, or `sliding_window` is null; transformers fails on them at run time); they attend to the whole context",
+                path.display()
+            );
+        }
+        return (sliding.iter().enumerate())
+            .map(|(i, &s)| match (s, arch, window) {
+                (false, _, _) | (true, Arch::Llama | Arch::Gemma, _) => Ok(None),
+                (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
+                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma3, Some(w)) => Ok(Some(w)),
+                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma3, None) => Err(Error::format(
+                    path,
+                    format!(
+                        "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
+                    ),
+                )),
+            })
+            .collect();
+    }
+    Ok(match arch {
+        Arch::Llama | Arch::Gemma => vec![None; layers],
+        Arch::Gemma3 => {
+            let sliding = gemma::gemma3_sliding(v, layers, path)?;
+            match window {
+                Some(_) => sliding.iter().map(|&s| window.filter(|_| s)).collect(),
+                None if sliding.contains(&true) => {
+                    return Err(Error::format(
+                        path,
+                        "`sliding_window` is null, but Gemma 3's sliding layers need one",
+                    ))
+                }
+                None => vec![None; layers],
+            }
+        }
+        Arch::Mistral | Arch::Phi3 => vec![window; layers],
+        Arch::Qwen2 | Arch::Qwen3 => {
+            let from = v
+                .get("max_window_layers")
+                .and_then(|x| x.as_u64())
+                .map_or(28, |x| x as usize); // Qwen2Config's and Qwen3Config's default
+            (0..layers).map(|i| window.filter(|_| i >= from)).collect()
+        }
+    })
+}

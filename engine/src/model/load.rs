@@ -1,0 +1,203 @@
+//! Building a [`Model`] from host weights: the embedding and output head (tied or not), each
+//! layer's linears and norms, and the RoPE tables.
+
+use super::{Layer, Linear, Model};
+use crate::backend::Backend;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::rope_table;
+use crate::tensor::WeightMap;
+use crate::LoraModule;
+
+impl<B: Backend> Model<B> {
+    /// Builds the model from host weights (consumed) on `backend`; `max_context` caps the RoPE
+    /// table (and so the KV cache) below the model's [`ModelConfig::context_limit`].
+    pub fn new(
+        backend: B,
+        config: ModelConfig,
+        mut w: WeightMap,
+        max_context: usize,
+    ) -> Result<Self> {
+        let c = &config;
+        let (h, v) = (c.hidden_size, c.vocab_size);
+        let embed_t = w.take_opt("model.embed_tokens.weight", &[v, h])?;
+        let head_t = w.take_opt("lm_head.weight", &[v, h])?;
+        // A tied checkpoint may store the shared matrix under either name (transformers
+        // loads both spellings); an untied one needs both.
+        let (embed, lm_head) = match (embed_t, head_t, c.tie_word_embeddings) {
+            (Some(e), Some(hd), false) => (backend.upload_weight(&e)?, Some(backend.upload_weight(&hd)?)),
+            (Some(e), head, true) => {
+                // transformers 4 ties such a file to the embedding (as here); transformers 5
+                // keeps the stored lm_head: say so where the two differ.
+                if head.is_some_and(|hd| hd.values() != e.values()) {
+                    tracing::warn!(
+                        "{}: config.json says tie_word_embeddings = true, but the file also holds an `lm_head.weight` that differs from the embedding; it is tied (transformers 4 does the same; transformers 5 would use the stored lm_head)",
+                        w.origin.display()
+                    );
+                }
+                (backend.upload_weight(&e)?, None)
+            }
+            (None, Some(hd), true) => (backend.upload_weight(&hd)?, None),
+            (None, Some(_), false) => {
+                return Err(Error::format(
+                    &w.origin,
+                    format!(
+                        "missing tensor {} (the input embedding); {} is there, but the model is not tied (config.json's tie_word_embeddings is false), so it cannot stand in for it",
+                        w.display_name("model.embed_tokens.weight"),
+                        w.display_name("lm_head.weight")
+                    ),
+                ))
+            }
+            (Some(_), None, false) => {
+                return Err(Error::format(
+                    &w.origin,
+                    format!(
+                        "missing tensor {} (tie_word_embeddings is false)",
+                        w.display_name("lm_head.weight")
+                    ),
+                ))
+            }
+            (None, None, _) => {
+                return Err(Error::format(
+                    &w.origin,
+                    format!(
+                        "missing tensor {} (and no {} either)",
+                        w.display_name("model.embed_tokens.weight"),
+                        w.display_name("lm_head.weight")
+                    ),
+                ))
+            }
+        };
+        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("model.layers.{i}");
+            let mut lin = |m: LoraModule, bias: bool| -> Result<Linear<B>> {
+                let (n_in, n_out) = c.module_dims(m);
+                let wt = w.take(&format!("{p}.{}.weight", m.hf_path()), &[n_out, n_in])?;
+                let b = if bias {
+                    Some(
+                        backend.upload(
+                            &w.take(&format!("{p}.{}.bias", m.hf_path()), &[n_out])?
+                                .values(),
+                        )?,
+                    )
+                } else {
+                    None
+                };
+                Ok(Linear {
+                    w: backend.upload_weight(&wt)?,
+                    b,
+                    n_in,
+                    n_out,
+                })
+            };
+            use LoraModule::*;
+            let linears = [
+                lin(Q, c.qkv_bias)?,
+                lin(K, c.qkv_bias)?,
+                lin(V, c.qkv_bias)?,
+                lin(O, c.o_bias)?,
+                lin(Gate, c.mlp_bias)?,
+                lin(Up, c.mlp_bias)?,
+                lin(Down, c.mlp_bias)?,
+            ];
+            let qk_norm = if c.qk_norm {
+                let mut norm = |m: &str| -> Result<B::Buf> {
+                    let name = format!("{p}.self_attn.{m}.weight");
+                    backend.upload(&w.take(&name, &[c.head_dim])?.values())
+                };
+                Some((norm("q_norm")?, norm("k_norm")?))
+            } else {
+                None
+            };
+            let mut norm = |name: &str| -> Result<B::Buf> {
+                backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())
+            };
+            // Gemma 3 norms each sub-block's output; its pre-feed-forward norm has its own name.
+            let sandwich = c.gemma.as_ref().is_some_and(|g| g.sandwich_norms);
+            let (ffn_norm, post_norms) = match sandwich {
+                true => (
+                    norm("pre_feedforward_layernorm")?,
+                    Some((
+                        norm("post_attention_layernorm")?,
+                        norm("post_feedforward_layernorm")?,
+                    )),
+                ),
+                false => (norm("post_attention_layernorm")?, None),
+            };
+            let local_rope = c
+                .gemma
+                .as_ref()
+                .is_some_and(|g| g.local_rope_theta.is_some())
+                && c.attention_window.get(i).copied().flatten().is_some();
+            layers.push(Layer {
+                qk_norm,
+                post_norms,
+                local_rope,
+                attn_norm: norm("input_layernorm")?,
+                ffn_norm,
+                linears,
+                lora: Default::default(),
+                lora_max_rank: [0; 7],
+            });
+        }
+        let leftover: Vec<&str> = w
+            .names()
+            .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
+            .collect();
+        if !leftover.is_empty() {
+            tracing::warn!(
+                "{}: {} tensors not used by the model, e.g. {}",
+                w.origin.display(),
+                leftover.len(),
+                leftover[0]
+            );
+        }
+        let max_context = max_context.min(c.context_limit()).max(1);
+        if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
+            let original = l.original_max_position_embeddings;
+            let long = max_context as f64 > original;
+            // The other set, where the model's own limit leaves it reachable.
+            let hint = match (long, c.context_limit() as f64 > original) {
+                (true, _) => {
+                    format!("; a --max-context of {original} or less picks the short ones")
+                }
+                (false, true) => format!("; a --max-context above {original} picks the long ones"),
+                (false, false) => String::new(),
+            };
+            tracing::info!(
+                "LongRoPE: the {} factors, for a context of {max_context} tokens (the original is {original}{hint})",
+                if long { "long" } else { "short" }
+            );
+        }
+        let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
+        // Gemma 3's sliding-window layers: their own base, no scaling.
+        let local = c.gemma.as_ref().and_then(|g| g.local_rope_theta);
+        let rope_local = match local {
+            Some(theta) => {
+                let local = ModelConfig {
+                    rope_theta: theta,
+                    rope_scaling: None,
+                    rope_freq_factors: None,
+                    ..c.clone()
+                };
+                Some(backend.upload(&rope_table::cos_sin_table(&local, max_context))?)
+            }
+            None => None,
+        };
+        Ok(Model {
+            backend,
+            config,
+            embed,
+            lm_head,
+            norm,
+            layers,
+            rope,
+            rope_local,
+            max_context,
+            adapter_names: Vec::new(),
+            lora_id: crate::backend::unique_id(),
+        })
+    }
+}
