@@ -289,6 +289,27 @@ fn config_text(c: &ModelConfig) -> String {
         },
     };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
+    let gemma = match &c.gemma {
+        Some(g) => format!(
+            "\n  Gemma: {:?} feed-forward, embedding x {}, norms by 1 + w{}{}{}",
+            c.activation,
+            g.embed_scale,
+            if g.sandwich_norms {
+                ", norms around attention and feed-forward"
+            } else {
+                ""
+            },
+            match g.local_rope_theta {
+                Some(t) => format!(", sliding layers' RoPE theta {t} (unscaled)"),
+                None => String::new(),
+            },
+            match g.query_pre_attn_scalar == c.head_dim as f64 {
+                true => String::new(),
+                false => format!(", scores scaled by {}^-0.5", g.query_pre_attn_scalar),
+            },
+        ),
+        None => String::new(),
+    };
     let qk_norm = match c.qk_norm {
         true => ", each head's query and key RMS-normed before RoPE",
         false => "",
@@ -298,7 +319,7 @@ fn config_text(c: &ModelConfig) -> String {
          attention: {} query heads, {} key/value heads, head width {}{qk_norm}; {window}\n  \
          {rope}; RMSNorm epsilon {}\n  \
          lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}\n  \
-         BOS id {bos}, end ids {:?}",
+         BOS id {bos}, end ids {:?}{gemma}",
         c.arch,
         c.num_layers,
         c.hidden_size,

@@ -4,16 +4,22 @@
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 use dlp_engine::Result;
 
+use std::sync::atomic::AtomicU64;
+
+use crate::counts::LaunchCounters;
 use crate::launch::{check_len, grid_1d, int};
 use crate::CudaBackend;
 
 impl CudaBackend {
     /// `out[i] = act(gate[i]) * up[i]` for `n` values by kernel `f` (`op`: `silu_mul` or
-    /// `gelu_mul`, whose parameters are `(gate, up, n, out)`).
+    /// `gelu_mul`, whose parameters are `(gate, up, n, out)`); `count`: the launch counter to
+    /// bump, after the checks, where a launch is made.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn gated_impl(
         &self,
         op: &str,
         f: &CudaFunction,
+        count: Option<&AtomicU64>,
         gate: &CudaSlice<f32>,
         up: &CudaSlice<f32>,
         n: usize,
@@ -26,6 +32,9 @@ impl CudaBackend {
             return Ok(());
         }
         let nn = int(op, n)?;
+        if let Some(c) = count {
+            LaunchCounters::bump(c);
+        }
         let mut a = self.args(f);
         a.arg(gate).arg(up).arg(&nn).arg(out);
         self.go(op, a, grid_1d(n))

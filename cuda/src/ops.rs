@@ -443,12 +443,12 @@ impl Backend for CudaBackend {
     }
 
     fn silu_mul(&self, g: &Slice, up: &Slice, n: usize, out: &mut Slice) -> Result<()> {
-        LaunchCounters::bump(&self.counts.silu_mul);
-        self.gated_impl("silu_mul", &self.k.silu_mul, g, up, n, out)
+        let count = Some(&self.counts.silu_mul);
+        self.gated_impl("silu_mul", &self.k.silu_mul, count, g, up, n, out)
     }
 
     fn gelu_mul(&self, g: &Slice, up: &Slice, n: usize, out: &mut Slice) -> Result<()> {
-        self.gated_impl("gelu_mul", &self.k.gelu_mul, g, up, n, out)
+        self.gated_impl("gelu_mul", &self.k.gelu_mul, None, g, up, n, out)
     }
 
     fn scale(&self, x: &mut Slice, s: f32, n: usize) -> Result<()> {

@@ -119,6 +119,8 @@ impl ModelConfig {
     pub fn context_limit(&self) -> usize {
         let scaled = match &self.rope_scaling {
             Some(RopeScaling::Yarn(y)) => y.original_max_position_embeddings * y.factor,
+            // Gemma 3's max_position_embeddings is already the scaled context (vLLM's rule).
+            Some(RopeScaling::Linear { .. }) if self.arch == Arch::Gemma3 => 0.0,
             Some(RopeScaling::Linear { factor }) => self.max_position_embeddings as f64 * *factor,
             _ => 0.0,
         };
@@ -196,18 +198,14 @@ impl ModelConfig {
             "phi3" => Arch::Phi3,
             "gemma" => Arch::Gemma,
             "gemma3_text" => Arch::Gemma3,
-            "gemma3" => {
-                return Err(Error::unsupported(format!(
-                    "{}: model_type `gemma3` (Gemma3ForConditionalGeneration, text and images): load the text-only Gemma3ForCausalLM (`gemma3_text`, e.g. gemma-3-1b) or a GGUF of the model",
-                    path.display()
-                )))
-            }
+            // Text and images (Gemma3ForConditionalGeneration): its text model.
+            "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
             "" => {
                 return Err(Error::format(
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text"
+                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text, gemma3"
                     ),
                 ))
             }
@@ -216,18 +214,19 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text"
+                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text, gemma3"
                     ),
                 ))
             }
         };
-        // Gemma 3's RoPE settings per layer type, as one Llama reading plus the local base.
-        let gemma3_view;
+        // Gemma's defaults; Gemma 3's RoPE settings per layer type, as one Llama reading plus
+        // the local base.
+        let gemma_view;
         let (v, local_rope_theta) = match arch {
-            Arch::Gemma3 => {
-                let (view, local) = gemma::gemma3_rope(v, path)?;
-                gemma3_view = view;
-                (&gemma3_view, Some(local))
+            Arch::Gemma | Arch::Gemma3 => {
+                let (view, local) = gemma::gemma_view(v, arch, path)?;
+                gemma_view = view;
+                (&gemma_view, local)
             }
             _ => (v, None),
         };

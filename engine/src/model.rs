@@ -29,8 +29,8 @@ pub struct Linear<B: Backend> {
 struct Layer<B: Backend> {
     attn_norm: B::Buf,
     ffn_norm: B::Buf,
-    /// Qwen3's `q_norm` and `k_norm` weights (`[head_dim]` each), applied to every head of the
-    /// query and key before RoPE; `None` for the other families.
+    /// Qwen3's and Gemma 3's `q_norm` and `k_norm` weights (`[head_dim]` each), applied to
+    /// every head of the query and key before RoPE; `None` for the other families.
     qk_norm: Option<(B::Buf, B::Buf)>,
     /// Gemma 3's norms of the attention's and the feed-forward's outputs
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`; `ffn_norm` is then its
@@ -359,7 +359,8 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
             ];
             b.linears(&ws.h, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
-            // Qwen3: each head's query and key normed over head_dim (rows = tokens x heads).
+            // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
+            // heads).
             let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
                 (None, _) => (&mut ws.q, &mut ws.k),
                 (Some((qw, kw)), Some((qn, kn))) => {

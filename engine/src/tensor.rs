@@ -253,6 +253,14 @@ impl WeightMap {
         Ok(())
     }
 
+    /// Renames tensor `from` to `to` (a checkpoint's own prefix to the model's); drops it with
+    /// `to` = `None`. Nothing where `from` is absent.
+    pub fn rename(&mut self, from: &str, to: Option<String>) {
+        if let (Some(t), Some(to)) = (self.tensors.remove(from), to) {
+            self.tensors.insert(to, t);
+        }
+    }
+
     /// A tensor to modify in place (e.g. to merge adapters into it).
     pub fn get_mut(&mut self, name: &str) -> Option<&mut HostTensor> {
         self.tensors.get_mut(name).map(|(t, _)| t)

@@ -21,5 +21,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     let g = gate[i];
     let z = 1.5957692 * (g + 0.044715 * g * g * g);
-    dst[i] = g / (1.0 + exp(-z)) * up[i];
+    // 0 where exp(-z) would overflow (WGSL leaves that value undefined): the CPU's g / inf
+    // there, and below 1e-34 of the product from z = -80 on.
+    dst[i] = select(g / (1.0 + exp(-z)) * up[i], 0.0, z < -80.0);
 }

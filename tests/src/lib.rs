@@ -245,6 +245,8 @@ macro_rules! phi3_fixture_tests {
 /// One `#[test]` per Gemma fixture of this repository (`tiny_gemma3`: Gemma 3's sliding and
 /// full-attention layers with their two RoPE tables, norms around both sub-blocks, a query
 /// scale other than head_dim's, two adapters; `tiny_gemma3_gguf`: llama.cpp's `gemma3` file;
+/// `tiny_gemma3_multimodal_text`: the text model of a text-and-image checkpoint, its adapter's
+/// vision-tower LoRAs left out;
 /// `tiny_gemma` and its GGUF form: Gemma (1); made by `tests/fixtures/make_gemma.py`), each
 /// calling `$run("<fixture folder>")`. GELU and the embedding scale are ops of every backend:
 /// run where the plain fixtures run.
@@ -258,6 +260,10 @@ macro_rules! gemma_fixture_tests {
         #[test]
         fn tiny_gemma3_gguf() {
             $run("tiny-gemma3-gguf");
+        }
+        #[test]
+        fn tiny_gemma3_multimodal_text() {
+            $run("tiny-gemma3-mm");
         }
         #[test]
         fn tiny_gemma() {

@@ -117,25 +117,63 @@ pub(super) fn from_hf(
     }))
 }
 
-/// Gemma 3's RoPE settings as one config the Llama reading takes, and the local base:
+/// Gemma's config with GemmaConfig's or Gemma3TextConfig's defaults for absent keys
+/// ([`GEMMA_DEFAULTS`], [`GEMMA3_DEFAULTS`], tied embeddings); for Gemma 3 its RoPE settings as
+/// one config the Llama reading takes, and the local base:
 /// transformers 5 writes `rope_parameters` per layer type (`full_attention`,
 /// `sliding_attention`); transformers 4 `rope_theta` and `rope_scaling` for the full-attention
 /// layers and `rope_local_base_freq` for the others. The returned config holds the
 /// full-attention settings as its `rope_parameters` and Gemma3TextConfig's default base,
 /// 1,000,000, where it gives none; the local base defaults to 10,000. Scaling the local layers
 /// is refused.
-pub(super) fn gemma3_rope(v: &Value, path: &Path) -> Result<(Value, f64)> {
+pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, Option<f64>)> {
     let mut out = v.clone();
+    let defaults: &[(&str, f64)] = match arch {
+        Arch::Gemma3 => &GEMMA3_DEFAULTS,
+        _ => &GEMMA_DEFAULTS,
+    };
+    for &(key, default) in defaults {
+        if out.get(key).is_none() {
+            out[key] = match default.fract() == 0.0 {
+                true => Value::from(default as u64),
+                false => Value::from(default),
+            };
+        }
+    }
+    if out.get("tie_word_embeddings").is_none() {
+        out["tie_word_embeddings"] = true.into();
+    }
+    if arch != Arch::Gemma3 {
+        return Ok((out, None));
+    }
     let per_type = v
         .get("rope_parameters")
         .filter(|p| p.get("full_attention").is_some() || p.get("sliding_attention").is_some());
     let local = match per_type {
         Some(p) => {
-            out["rope_parameters"] = p.get("full_attention").cloned().unwrap_or(Value::Null);
-            p.get("sliding_attention").filter(|s| !s.is_null())
+            // Gemma3TextConfig updates the full-attention settings with `rope_scaling`.
+            let mut full = p.get("full_attention").cloned().unwrap_or(Value::Null);
+            if let (Value::Object(f), Some(Value::Object(s))) = (&mut full, v.get("rope_scaling")) {
+                f.extend(s.clone());
+                out.as_object_mut().map(|o| o.remove("rope_scaling"));
+            }
+            out["rope_parameters"] = full;
+            match p.get("sliding_attention") {
+                None | Some(Value::Null) => None,
+                Some(s @ Value::Object(_)) => Some(s),
+                Some(x) => {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "`rope_parameters.sliding_attention`: expected an object, found {x}"
+                        ),
+                    ))
+                }
+            }
         }
         None => None,
     };
+    let top_local = Fields { v, path }.f64_or("rope_local_base_freq", 10000.0)?;
     let local_theta = match local {
         Some(s) => {
             let kind = s
@@ -148,9 +186,9 @@ pub(super) fn gemma3_rope(v: &Value, path: &Path) -> Result<(Value, f64)> {
                     path.display()
                 )));
             }
-            Fields { v: s, path }.f64_or("rope_theta", 10000.0)?
+            Fields { v: s, path }.f64_or("rope_theta", top_local)?
         }
-        None => Fields { v, path }.f64_or("rope_local_base_freq", 10000.0)?,
+        None => top_local,
     };
     if !(local_theta.is_finite() && local_theta > 0.0) {
         return Err(Error::format(
@@ -168,8 +206,74 @@ pub(super) fn gemma3_rope(v: &Value, path: &Path) -> Result<(Value, f64)> {
     {
         out["rope_theta"] = Value::from(1_000_000.0);
     }
-    Ok((out, local_theta))
+    Ok((out, Some(local_theta)))
 }
+
+/// The text model's config of Gemma 3's text-and-image checkpoint (`model_type: gemma3`,
+/// `Gemma3ForConditionalGeneration`): its `text_config`, with the end and start ids and
+/// `tie_word_embeddings` of the outer config where the text one lacks them (the Hub's files
+/// keep `eos_token_id` [1, 106] outside).
+///
+/// # Errors
+/// No `text_config` object, or one of another model type.
+pub(super) fn multimodal_text_config(v: &Value, path: &Path) -> Result<Value> {
+    let mut text =
+        match v.get("text_config") {
+            Some(t @ Value::Object(_)) => t.clone(),
+            _ => return Err(Error::format(
+                path,
+                "model_type `gemma3` (Gemma3ForConditionalGeneration) needs a `text_config` object",
+            )),
+        };
+    match text.get("model_type").and_then(Value::as_str) {
+        None | Some("gemma3_text") => text["model_type"] = "gemma3_text".into(),
+        Some(other) => {
+            return Err(Error::unsupported(format!(
+                "{}: `text_config.model_type` `{other}` in a gemma3 config (expected gemma3_text)",
+                path.display()
+            )))
+        }
+    }
+    for key in ["eos_token_id", "bos_token_id", "tie_word_embeddings"] {
+        if let (None, Some(outer)) = (text.get(key), v.get(key)) {
+            text[key] = outer.clone();
+        }
+    }
+    Ok(text)
+}
+
+/// GemmaConfig's defaults for keys a config leaves out.
+const GEMMA_DEFAULTS: [(&str, f64); 11] = [
+    ("vocab_size", 256_000.0),
+    ("hidden_size", 3072.0),
+    ("intermediate_size", 24_576.0),
+    ("num_hidden_layers", 28.0),
+    ("num_attention_heads", 16.0),
+    ("num_key_value_heads", 16.0),
+    ("head_dim", 256.0),
+    ("max_position_embeddings", 8192.0),
+    ("rms_norm_eps", 1e-6),
+    ("bos_token_id", 2.0),
+    ("eos_token_id", 1.0),
+];
+
+/// Gemma3TextConfig's defaults, which a sparse config (the Hub's gemma-3-4b `text_config`
+/// names six keys) relies on.
+const GEMMA3_DEFAULTS: [(&str, f64); 13] = [
+    ("vocab_size", 262_208.0),
+    ("hidden_size", 2304.0),
+    ("intermediate_size", 9216.0),
+    ("num_hidden_layers", 26.0),
+    ("num_attention_heads", 8.0),
+    ("num_key_value_heads", 4.0),
+    ("head_dim", 256.0),
+    ("max_position_embeddings", 131_072.0),
+    ("rms_norm_eps", 1e-6),
+    ("bos_token_id", 2.0),
+    ("eos_token_id", 1.0),
+    ("query_pre_attn_scalar", 256.0),
+    ("sliding_window", 4096.0),
+];
 
 /// Gemma 3's sliding layers where the config lists no `layer_types`: every layer but each
 /// `sliding_window_pattern`-th (default 6; Gemma3TextConfig's reading of older configs).
@@ -219,6 +323,8 @@ mod tests {
             .filter(|&i| c.attention_window[i].is_none())
             .collect();
         assert_eq!(full, [5, 11, 17, 23]);
+        // No `tie_word_embeddings` key: Gemma3TextConfig ties.
+        assert!(c.tie_word_embeddings);
         assert!(c.attention_window.iter().flatten().all(|&w| w == 512));
         assert_eq!(
             (c.rope_theta, c.activation, c.qk_norm),
@@ -259,6 +365,42 @@ mod tests {
         assert_eq!(c.gemma.unwrap().local_rope_theta, Some(10000.0));
     }
 
+    /// google/gemma-3-4b-it's config.json (text and images): its sparse `text_config` read
+    /// with Gemma3TextConfig's defaults, the outer end ids.
+    #[test]
+    fn gemma3_multimodal_config() {
+        let v = json!({"architectures": ["Gemma3ForConditionalGeneration"],
+            "boi_token_index": 255999, "eoi_token_index": 256000, "eos_token_id": [1, 106],
+            "image_token_index": 262144, "mm_tokens_per_image": 256, "model_type": "gemma3",
+            "text_config": {"hidden_size": 2560, "intermediate_size": 10240,
+                "model_type": "gemma3_text", "num_hidden_layers": 34,
+                "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024},
+            "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model"}});
+        let c = read(&v).unwrap();
+        assert_eq!((c.num_heads, c.num_kv_heads, c.head_dim), (8, 4, 256));
+        assert_eq!(
+            (c.vocab_size, c.num_layers, c.hidden_size),
+            (262_208, 34, 2560)
+        );
+        assert_eq!(
+            (c.eos_token_ids.clone(), c.bos_token_id),
+            (vec![1, 106], Some(2))
+        );
+        assert!(c.tie_word_embeddings && c.qk_norm);
+        assert_eq!((c.rope_theta, c.max_position_embeddings), (1e6, 131_072));
+        assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 8.0));
+        assert_eq!(c.attention_window[5], None);
+        assert_eq!(c.attention_window[4], Some(1024));
+        let g = c.gemma.unwrap();
+        assert_eq!(
+            (g.local_rope_theta, g.query_pre_attn_scalar),
+            (Some(10000.0), 256.0)
+        );
+        let mut bad = v.clone();
+        bad["text_config"]["model_type"] = json!("llama");
+        refused(bad, "expected gemma3_text");
+    }
+
     /// transformers 5's form: RoPE settings per layer type; a scaled sliding layer is refused.
     #[test]
     fn gemma3_rope_parameters_per_layer_type() {
@@ -272,6 +414,19 @@ mod tests {
         assert_eq!(c.rope_theta, 5e5);
         assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 4.0));
         assert_eq!(c.gemma.unwrap().local_rope_theta, Some(2e4));
+        // A `rope_scaling` beside them updates the full-attention settings (transformers').
+        let mut both = v.clone();
+        both["rope_parameters"]["full_attention"] =
+            json!({"rope_type": "default", "rope_theta": 1e6});
+        both["rope_scaling"] = json!({"rope_type": "linear", "factor": 8.0});
+        let c = read(&both).unwrap();
+        assert_eq!(c.rope_theta, 1e6);
+        assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 8.0));
+        both["rope_parameters"]["sliding_attention"] = json!(3);
+        refused(
+            both,
+            "`rope_parameters.sliding_attention`: expected an object",
+        );
         v["rope_parameters"]["sliding_attention"] = json!({"rope_type": "linear", "factor": 2.0});
         refused(v, "sliding-window layers' RoPE is read unscaled");
     }
@@ -306,11 +461,15 @@ mod tests {
                 "embedding model",
             ),
             ("hidden_activation", json!("gelu"), "gelu_pytorch_tanh"),
-            ("model_type", json!("gemma3"), "gemma3_text"),
+            (
+                "model_type",
+                json!("gemma3"),
+                "needs a `text_config` object",
+            ),
             (
                 "model_type",
                 json!("gemma2"),
-                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text",
+                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text, gemma3",
             ),
             ("sliding_window", json!(null), "sliding layers need one"),
             ("sliding_window_pattern", json!(0), "sliding_window_pattern"),

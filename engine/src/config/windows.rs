@@ -61,9 +61,10 @@ pub(super) fn attention_windows(
             .collect::<Result<Vec<bool>>>()?;
         let asks = sliding.contains(&true);
         if asks && matches!(arch, Arch::Llama | Arch::Gemma) {
-            // LlamaConfig does not read `layer_types`: every layer attends to everything.
+            // LlamaConfig and GemmaConfig do not read `layer_types`: every layer attends to
+            // everything.
             tracing::warn!(
-                "{}: layer_types asks for sliding attention, which Llama models do not have (transformers ignores it); every layer attends to the whole context",
+                "{}: layer_types asks for sliding attention, which {arch:?} models do not have (transformers ignores it); every layer attends to the whole context",
                 path.display()
             );
         }

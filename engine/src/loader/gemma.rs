@@ -18,6 +18,7 @@ pub fn prepare(w: &mut WeightMap, cfg: &ModelConfig, hf: bool) -> Result<()> {
         return Ok(());
     };
     if hf {
+        text_model_of_multimodal(w);
         let norms: Vec<String> = (w.names())
             .filter(|n| n.ends_with("norm.weight"))
             .map(String::from)
@@ -46,6 +47,40 @@ pub fn prepare(w: &mut WeightMap, cfg: &ModelConfig, hf: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the decoder of Gemma 3's text-and-image checkpoint (`Gemma3ForConditionalGeneration`)
+/// keeps its tensors, as the Hub's files name them (transformers 4's and 5's saved form) and as
+/// transformers 5's live modules do, with the model's names for them; `None`: the vision tower
+/// and projector, which text alone never reaches (dropped).
+const MULTIMODAL: [(&str, Option<&str>); 7] = [
+    ("language_model.model.", Some("model.")),
+    ("language_model.lm_head.", Some("lm_head.")),
+    ("model.language_model.", Some("model.")),
+    ("vision_tower.", None),
+    ("multi_modal_projector.", None),
+    ("model.vision_tower.", None),
+    ("model.multi_modal_projector.", None),
+];
+
+/// The text decoder of a Gemma 3 text-and-image checkpoint under the model's names, its vision
+/// tensors dropped (nothing for a text-only checkpoint).
+fn text_model_of_multimodal(w: &mut WeightMap) {
+    let names: Vec<String> = w.names().map(String::from).collect();
+    let mut dropped = 0;
+    for name in names {
+        let Some((from, to)) = MULTIMODAL.iter().find(|(p, _)| name.starts_with(p)) else {
+            continue;
+        };
+        dropped += to.is_none() as usize;
+        w.rename(&name, to.map(|t| format!("{t}{}", &name[from.len()..])));
+    }
+    if dropped > 0 {
+        tracing::info!(
+            "{}: {dropped} tensors of the vision tower and projector left out (text only)",
+            w.origin.display()
+        );
+    }
 }
 
 /// `t`'s values through `f`, as f32 (a packed tensor is unpacked: norms are vectors).

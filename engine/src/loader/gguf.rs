@@ -341,7 +341,10 @@ impl GgufFile {
         let (arch, _) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
-        map.file_name = Some(names::gguf_name);
+        map.file_name = Some(match arch {
+            Arch::Gemma3 => names::gguf_name_gemma3,
+            _ => names::gguf_name,
+        });
         let total: u64 = self.tensors.iter().filter_map(|t| t.byte_size()).sum();
         let bar = if self.mmap.len() as u64 > PROGRESS_BYTES {
             let b = indicatif::ProgressBar::new(total);

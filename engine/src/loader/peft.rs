@@ -373,6 +373,15 @@ fn layer_index(key: &str, pattern: Option<&str>) -> Option<usize> {
     re.captures(key).ok()??.get(1)?.as_str().parse().ok()
 }
 
+/// Where a model holds its decoder layers: `model.layers.`; Gemma 3's text-and-image model
+/// `language_model.model.layers.` (its files) or `model.language_model.layers.` (transformers
+/// 5's live modules, which PEFT saves).
+const DECODER_PREFIXES: [&str; 3] = [
+    "model.layers.",
+    "language_model.model.layers.",
+    "model.language_model.layers.",
+];
+
 /// Splits `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight` into
 /// (3, Q's entry of `modules`, is_a). `None` for names that are not LoRA A/B weights of a
 /// decoder layer's module in `modules` (the model's [`stored_modules`]).
@@ -381,7 +390,7 @@ fn parse_tensor_name(
     modules: &'static [StoredModule],
 ) -> Option<(usize, &'static StoredModule, bool)> {
     let rest = name.strip_prefix("base_model.model.").unwrap_or(name);
-    let rest = rest.strip_prefix("model.layers.")?;
+    let rest = DECODER_PREFIXES.iter().find_map(|p| rest.strip_prefix(p))?;
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, ab) = if let Some(m) = rest.strip_suffix(".lora_A.weight") {
@@ -426,35 +435,19 @@ impl PeftAdapter {
         let supported = (modules.iter().map(|m| m.peft_name()))
             .collect::<Vec<_>>()
             .join(", ");
+        let mut vision = 0;
         for_each_tensor(&file, |tname, t| {
+            // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
+            // image model): text alone never reaches them.
+            if ["vision_tower.", "multi_modal_projector."]
+                .iter()
+                .any(|p| tname.contains(p))
+            {
+                vision += 1;
+                return Ok(());
+            }
             let Some((layer, m, is_a)) = parse_tensor_name(&tname, modules) else {
-                let plain = tname.ends_with(".lora_A.weight") || tname.ends_with(".lora_B.weight");
-                let unknown;
-                let why = if tname.contains("lora_magnitude") {
-                    "a DoRA magnitude vector (DoRA is not supported)"
-                } else if plain {
-                    // A well-formed LoRA pair on a module this engine does not adapt.
-                    unknown = format!(
-                        "a LoRA on a module this engine does not adapt (lm_head, embeddings or a \
-                         name this model does not have); supported for this model: {supported} \
-                         of `model.layers.N`"
-                    );
-                    &unknown
-                } else if tname.ends_with(".lora_B.bias") {
-                    "a LoRA B bias, as `lora_bias = true` adapters hold (not supported)"
-                } else if tname.contains(".lora_A.") || tname.contains(".lora_B.") {
-                    "its name has an adapter-name segment (`lora_A.<name>.weight`): that is the \
-                     layout of a model's live state dict, not of PEFT's saved files, and PEFT \
-                     itself would load such a file as a freshly initialised (random) adapter; \
-                     save it with `model.save_pretrained(...)` or rename the keys to \
-                     `...lora_A.weight` / `...lora_B.weight`"
-                } else if tname.contains("lora_embedding") {
-                    "an embedding LoRA (only linear modules are supported)"
-                } else if tname.ends_with(".bias") {
-                    "a bias (LoRA biases are not supported)"
-                } else {
-                    "not a LoRA A/B weight of a decoder layer"
-                };
+                let why = super::peft_features::not_a_lora_weight(&tname, &supported);
                 return Err(Error::format(&file, format!("tensor `{tname}`: {why}")));
             };
             if let Some((i, v)) = t.first_non_finite() {
@@ -488,6 +481,11 @@ impl PeftAdapter {
             }
             Ok(())
         })?;
+        if vision > 0 {
+            tracing::warn!(
+                "adapter `{name}`: {vision} tensors on the vision tower or projector left out (text only)"
+            );
+        }
         let mut pairs = BTreeMap::new();
         for ((layer, _), (m, (a, b))) in halves {
             let stem = format!("base_model.model.model.layers.{layer}.{}", m.hf_path);

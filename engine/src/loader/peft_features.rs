@@ -174,3 +174,33 @@ fn init_weights(x: Option<&Value>, path: &Path) -> Result<()> {
         BASE_CHANGING_INITS.join(", ")
     )))
 }
+
+/// Why tensor `tname` of an adapter file is none of the LoRA A/B weights this engine applies
+/// (`supported`: the model's module names), for the error that names it.
+pub(super) fn not_a_lora_weight(tname: &str, supported: &str) -> String {
+    let plain = tname.ends_with(".lora_A.weight") || tname.ends_with(".lora_B.weight");
+    let why = if tname.contains("lora_magnitude") {
+        "a DoRA magnitude vector (DoRA is not supported)"
+    } else if plain {
+        // A well-formed LoRA pair on a module this engine does not adapt.
+        return format!(
+            "a LoRA on a module this engine does not adapt (lm_head, embeddings or a name this \
+             model does not have); supported for this model: {supported} of `model.layers.N`"
+        );
+    } else if tname.ends_with(".lora_B.bias") {
+        "a LoRA B bias, as `lora_bias = true` adapters hold (not supported)"
+    } else if tname.contains(".lora_A.") || tname.contains(".lora_B.") {
+        "its name has an adapter-name segment (`lora_A.<name>.weight`): that is the layout of a \
+         model's live state dict, not of PEFT's saved files, and PEFT itself would load such a \
+         file as a freshly initialised (random) adapter; save it with \
+         `model.save_pretrained(...)` or rename the keys to `...lora_A.weight` / \
+         `...lora_B.weight`"
+    } else if tname.contains("lora_embedding") {
+        "an embedding LoRA (only linear modules are supported)"
+    } else if tname.ends_with(".bias") {
+        "a bias (LoRA biases are not supported)"
+    } else {
+        "not a LoRA A/B weight of a decoder layer"
+    };
+    why.to_string()
+}

@@ -1,7 +1,7 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma3) and
 //! `tokenizer.ggml.*` metadata.
 
-use super::{GgufFile, GgufTensorInfo};
+use super::{GgufFile, GgufTensorInfo, GgufValue};
 use crate::config::{
     yarn_mscale, Activation, Arch, GemmaFeatures, LongRopeScaling, ModelConfig, RopeScaling,
     YarnScaling,
@@ -319,9 +319,10 @@ impl GgufFile {
     /// Gemma's features and every architecture's per-layer windows, as llama.cpp reads a
     /// `gemma` / `gemma3` GGUF: the embedding scaled by `sqrt(embedding_length)`; for `gemma3`,
     /// norms around both sub-blocks, and with `gemma3.attention.sliding_window` > 0 that window
-    /// in five layers of six (the sixth, twelfth, ... attend to everything) whose RoPE base is
-    /// 10000, unscaled; attention scaled by `(embedding_length / head_count)^-0.5` for the 27B
-    /// (62 layers), else `head_dim^-0.5`; `final_logit_softcapping` refused. llama.cpp's
+    /// in the sliding layers ([`GgufFile::gemma3_sliding`]: five of six by default) whose RoPE
+    /// base is `gemma3.rope.freq_base_swa` (default 10000), unscaled; attention scaled by
+    /// `(embedding_length / head_count)^-0.5` for the 27B (62 layers), else `head_dim^-0.5`;
+    /// `final_logit_softcapping` refused. llama.cpp's
     /// `llama`, `qwen2` and `qwen3` have no window (Mistral GGUFs run with full attention there
     /// too), and it turns `phi3`'s off.
     fn gemma(
@@ -353,22 +354,68 @@ impl GgufFile {
             false => None,
         };
         let windows = match window {
-            Some(w) => (0..none.len())
-                .map(|i| (i % 6 < 5).then_some(w as usize))
+            Some(w) => (self.gemma3_sliding(none.len())?.into_iter())
+                .map(|s| s.then_some(w as usize))
                 .collect(),
             None => none,
         };
         let scale_dim = match (gemma3, layers) {
-            (true, 62) => (hidden / heads) as f64,
+            (true, 62) if hidden >= heads => (hidden / heads) as f64,
+            (true, 62) => {
+                return Err(Error::format(
+                    &self.path,
+                    format!("gemma3.embedding_length {hidden} is below gemma3.attention.head_count {heads}: the 27B's attention scale (embedding_length / head_count)^-0.5 is undefined"),
+                ))
+            }
             _ => head_dim as f64,
         };
+        let local_base = self
+            .meta_f64("gemma3.rope.freq_base_swa")?
+            .unwrap_or(10000.0);
+        if !(local_base.is_finite() && local_base > 0.0) {
+            return Err(Error::format(
+                &self.path,
+                format!("gemma3.rope.freq_base_swa is {local_base}; expected a number > 0"),
+            ));
+        }
         let features = GemmaFeatures {
             embed_scale: (hidden as f32).sqrt(),
             sandwich_norms: gemma3,
-            local_rope_theta: window.map(|_| 10000.0),
+            local_rope_theta: window.map(|_| local_base),
             query_pre_attn_scalar: scale_dim,
         };
         Ok((Some(features), windows))
+    }
+
+    /// Which of a `gemma3` file's `layers` layers slide, as llama.cpp's `set_swa_pattern`
+    /// reads `gemma3.attention.sliding_window_pattern`: a period `p` (layer `i` slides where
+    /// `i % p < p - 1`; 0: every layer), or one flag per layer; absent, the period 6.
+    fn gemma3_sliding(&self, layers: usize) -> Result<Vec<bool>> {
+        let key = "gemma3.attention.sliding_window_pattern";
+        let bad = |found: &GgufValue| {
+            Error::format(
+                &self.path,
+                format!("metadata `{key}`: expected a period or {layers} per-layer flags, found {found:?}"),
+            )
+        };
+        let period = |p: u64| {
+            (0..layers as u64)
+                .map(|i| p == 0 || i % p < p - 1)
+                .collect()
+        };
+        match self.metadata.get(key) {
+            None => Ok(period(6)),
+            Some(v) => match (v.as_u64(), v.as_array()) {
+                (Some(p), _) => Ok(period(p)),
+                (_, Some(a)) if a.len() == layers => (a.iter())
+                    .map(|x| match x {
+                        GgufValue::Bool(b) => Ok(*b),
+                        x => x.as_u64().map(|u| u != 0).ok_or_else(|| bad(v)),
+                    })
+                    .collect(),
+                _ => Err(bad(v)),
+            },
+        }
     }
 
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.

@@ -37,6 +37,20 @@ pub fn hf_name(name: &str) -> Option<String> {
     translate(name, ("blk.", "model.layers."), |(gguf, hf)| (gguf, hf))
 }
 
+/// GGUF name of an HF tensor name in a `gemma3` file, whose post-attention norm is
+/// `post_attention_norm` and pre-feed-forward norm `ffn_norm` ([`gguf_name`] otherwise).
+pub fn gguf_name_gemma3(name: &str) -> Option<String> {
+    for (hf, gguf) in [
+        (".post_attention_layernorm.", ".post_attention_norm."),
+        (".pre_feedforward_layernorm.", ".ffn_norm."),
+    ] {
+        if name.contains(hf) {
+            return gguf_name(name).map(|n| n.replace(".ffn_norm.", gguf));
+        }
+    }
+    gguf_name(name)
+}
+
 /// GGUF name of an HF tensor name, where the model's tensors have one.
 pub fn gguf_name(name: &str) -> Option<String> {
     translate(name, ("model.layers.", "blk."), |(gguf, hf)| (hf, gguf))
@@ -98,6 +112,26 @@ mod tests {
         ] {
             assert_eq!(hf_name(g).as_deref(), Some(hf));
             assert_eq!(gguf_name(hf).as_deref(), Some(g));
+        }
+        for (hf, g) in [
+            (
+                "model.layers.2.post_attention_layernorm.weight",
+                "blk.2.post_attention_norm.weight",
+            ),
+            (
+                "model.layers.2.pre_feedforward_layernorm.weight",
+                "blk.2.ffn_norm.weight",
+            ),
+            (
+                "model.layers.2.post_feedforward_layernorm.weight",
+                "blk.2.post_ffw_norm.weight",
+            ),
+            (
+                "model.layers.2.self_attn.q_proj.weight",
+                "blk.2.attn_q.weight",
+            ),
+        ] {
+            assert_eq!(gguf_name_gemma3(hf).as_deref(), Some(g));
         }
         assert_eq!(hf_name("rope_freqs.weight"), None);
         assert_eq!(hf_name("blk.x.attn_q.weight"), None);

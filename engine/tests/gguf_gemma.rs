@@ -1,0 +1,138 @@
+//! `gemma3` GGUF hyper-parameters as llama.cpp reads them: which layers slide (the window key
+//! present, absent or 0; `sliding_window_pattern` as a period or per-layer flags), the sliding
+//! layers' RoPE base (`rope.freq_base_swa`, default 10000), the 27B's attention scale, and
+//! soft-capped logits refused. Their logits against transformers: the golden runs'
+//! `tiny_gemma3_gguf` and `tiny_gemma_gguf`.
+
+#[allow(dead_code)]
+#[path = "gguf/writer.rs"]
+mod writer;
+
+use dlp_engine::config::ModelConfig;
+use dlp_engine::loader::gguf::GgufFile;
+use writer::{Tensor, Writer, M};
+
+/// A `gemma3` file's metadata (and its layer-0 query norm) with `extra` keys.
+fn gemma3(layers: u32, hidden: u32, heads: u32, head_dim: u32, extra: Vec<(&str, M)>) -> Vec<u8> {
+    let mut kv = vec![
+        ("general.architecture".to_string(), M::Str("gemma3")),
+        ("gemma3.context_length".into(), M::U32(4096)),
+        ("gemma3.embedding_length".into(), M::U32(hidden)),
+        ("gemma3.feed_forward_length".into(), M::U32(64)),
+        ("gemma3.block_count".into(), M::U32(layers)),
+        ("gemma3.attention.head_count".into(), M::U32(heads)),
+        ("gemma3.attention.head_count_kv".into(), M::U32(1)),
+        ("gemma3.attention.key_length".into(), M::U32(head_dim)),
+        (
+            "gemma3.attention.layer_norm_rms_epsilon".into(),
+            M::F32(1e-6),
+        ),
+        ("gemma3.vocab_size".into(), M::U32(64)),
+        ("gemma3.rope.freq_base".into(), M::F32(1e6)),
+    ];
+    kv.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+    let norm = Tensor {
+        name: "blk.0.attn_q_norm.weight".into(),
+        dims: vec![head_dim as u64],
+        ty: 0,
+        data: vec![0; 4 * head_dim as usize],
+    };
+    Writer {
+        version: 3,
+        kv,
+        tensors: vec![norm],
+    }
+    .bytes()
+}
+
+fn read(name: &str, bytes: &[u8]) -> dlp_engine::Result<ModelConfig> {
+    let dir = std::env::temp_dir().join(format!("dlp-gguf-gemma-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    GgufFile::open(&p)?.config()
+}
+
+/// Layers attending to everything (no window).
+fn full_layers(c: &ModelConfig) -> Vec<usize> {
+    (0..c.num_layers)
+        .filter(|&i| c.attention_window[i].is_none())
+        .collect()
+}
+
+#[test]
+fn gemma3_sliding_layers_and_their_rope_base() {
+    let window = || ("gemma3.attention.sliding_window", M::U32(512));
+    let c = read("w.gguf", &gemma3(12, 64, 4, 16, vec![window()])).unwrap();
+    assert_eq!(full_layers(&c), [5, 11]);
+    assert!(c.attention_window.iter().flatten().all(|&w| w == 512));
+    let g = c.gemma.as_ref().unwrap();
+    assert_eq!((g.local_rope_theta, c.rope_theta), (Some(10000.0), 1e6));
+    assert!(g.sandwich_norms && c.qk_norm && c.tie_word_embeddings);
+    // No window, or 0: every layer full, one RoPE table.
+    for (name, extra) in [
+        ("none.gguf", vec![]),
+        (
+            "zero.gguf",
+            vec![("gemma3.attention.sliding_window", M::U32(0))],
+        ),
+    ] {
+        let c = read(name, &gemma3(12, 64, 4, 16, extra)).unwrap();
+        assert_eq!(full_layers(&c).len(), 12, "{name}");
+        assert_eq!(c.gemma.unwrap().local_rope_theta, None, "{name}");
+    }
+    // A period of 4, the sliding layers' own base.
+    let extra = vec![
+        window(),
+        ("gemma3.attention.sliding_window_pattern", M::U32(4)),
+        ("gemma3.rope.freq_base_swa", M::F32(5000.0)),
+    ];
+    let c = read("p4.gguf", &gemma3(12, 64, 4, 16, extra)).unwrap();
+    assert_eq!(full_layers(&c), [3, 7, 11]);
+    assert_eq!(c.gemma.unwrap().local_rope_theta, Some(5000.0));
+    // One flag per layer; a list of another length is refused, naming the key.
+    let flags = |n: usize| M::I32s((0..n).map(|i| (i % 3 != 0) as i32).collect());
+    let extra = vec![
+        window(),
+        ("gemma3.attention.sliding_window_pattern", flags(6)),
+    ];
+    let c = read("flags.gguf", &gemma3(6, 64, 4, 16, extra)).unwrap();
+    assert_eq!(full_layers(&c), [0, 3]);
+    let extra = vec![
+        window(),
+        ("gemma3.attention.sliding_window_pattern", flags(5)),
+    ];
+    let e = read("flags5.gguf", &gemma3(6, 64, 4, 16, extra))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sliding_window_pattern") && e.contains("6 per-layer flags"),
+        "{e}"
+    );
+}
+
+#[test]
+fn gemma3_attention_scale_and_refusals() {
+    // The 27B (62 layers): (embedding_length / head_count)^-0.5, as llama.cpp; else head_dim's.
+    let c = read("27b.gguf", &gemma3(62, 5376, 32, 128, vec![])).unwrap();
+    assert_eq!(c.gemma.unwrap().query_pre_attn_scalar, 168.0);
+    let c = read("26.gguf", &gemma3(26, 5376, 32, 128, vec![])).unwrap();
+    assert_eq!(c.gemma.unwrap().query_pre_attn_scalar, 128.0);
+    let e = read("27b-bad.gguf", &gemma3(62, 16, 32, 16, vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gemma3.embedding_length 16 is below"), "{e}");
+    let cap = vec![("gemma3.final_logit_softcapping", M::F32(30.0))];
+    let e = read("cap.gguf", &gemma3(6, 64, 4, 16, cap))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("soft-capped logits"), "{e}");
+    let base = vec![
+        ("gemma3.rope.freq_base_swa", M::F32(-1.0)),
+        ("gemma3.attention.sliding_window", M::U32(8)),
+    ];
+    let e = read("base.gguf", &gemma3(6, 64, 4, 16, base))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("freq_base_swa is -1"), "{e}");
+}
