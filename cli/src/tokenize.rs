@@ -58,7 +58,7 @@ pub fn load_tokenizer(path: &std::path::Path) -> Result<TextTokenizer> {
     } else {
         TextTokenizer::from_gguf(&g)?
     };
-    t.adopt_gguf_templates(&g);
+    t.adopt_gguf(&g);
     Ok(t)
 }
 

@@ -253,10 +253,10 @@ impl WeightMap {
         Ok(())
     }
 
-    /// Renames tensor `from` to `to` (a checkpoint's own prefix to the model's); drops it with
-    /// `to` = `None`. Nothing where `from` is absent.
-    pub fn rename(&mut self, from: &str, to: Option<String>) {
-        if let (Some(t), Some(to)) = (self.tensors.remove(from), to) {
+    /// Renames tensor `from` to `to` (a checkpoint's own prefix to the model's); nothing where
+    /// `from` is absent.
+    pub fn rename(&mut self, from: &str, to: String) {
+        if let Some(t) = self.tensors.remove(from) {
             self.tensors.insert(to, t);
         }
     }

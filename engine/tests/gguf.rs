@@ -584,7 +584,7 @@ fn gguf_pre_tokenizers_and_tool_use_template() {
         std::fs::copy(json, &beside).unwrap();
         let mut tok = TextTokenizer::from_file(&beside).unwrap();
         assert_eq!(tok.chat_template(), None);
-        tok.adopt_gguf_templates(&g);
+        tok.adopt_gguf(&g);
         let tools = Some(serde_json::json!([]));
         assert_eq!(tok.render_chat_request(&req(tools)).unwrap(), "T0");
         assert_eq!(tok.render_chat_request(&req(None)).unwrap(), "<|user|>ab");

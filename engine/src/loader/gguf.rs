@@ -5,6 +5,7 @@
 //! rows restored to HF's rotate-half layout.
 
 mod hparams;
+pub(crate) use hparams::EOG_TEXTS;
 pub(crate) mod kquant;
 mod names;
 pub mod quant;

@@ -439,10 +439,7 @@ impl PeftAdapter {
         for_each_tensor(&file, |tname, t| {
             // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
             // image model): text alone never reaches them.
-            if ["vision_tower.", "multi_modal_projector."]
-                .iter()
-                .any(|p| tname.contains(p))
-            {
+            if super::gemma::vision_tensor(&tname) {
                 vision += 1;
                 return Ok(());
             }

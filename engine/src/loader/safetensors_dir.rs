@@ -240,8 +240,13 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     }
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
+    let mut vision = 0;
     for file in &files {
         for_each_tensor(file, |name, t| {
+            if super::gemma::vision_tensor(&name) {
+                vision += 1;
+                return Ok(());
+            }
             // Two shards holding one tensor: which copy wins is not for the loader to guess.
             if let Some(first) = map.file_of(&name) {
                 let first = first.file_name().unwrap_or_default().to_string_lossy();
@@ -255,6 +260,12 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
         bar.inc(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
     }
     bar.finish_and_clear();
+    if vision > 0 {
+        tracing::info!(
+            "{}: {vision} tensors of the vision tower and projector left out (text only)",
+            dir.display()
+        );
+    }
     Ok(map)
 }
 

@@ -107,7 +107,7 @@ impl ModelFiles {
             Some(TextTokenizer::from_gguf(&g)?)
         };
         if let Some(t) = tokenizer.as_mut() {
-            t.adopt_gguf_templates(&g);
+            t.adopt_gguf(&g);
         }
         let mut weights = g.load_weights_with(keep_packed)?;
         super::fused::split_stacked(&mut weights, &config)?;

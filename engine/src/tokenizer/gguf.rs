@@ -25,15 +25,36 @@ fn gguf_tool_use_template(g: &GgufFile) -> Option<(String, String)> {
 }
 
 impl TextTokenizer {
-    /// For a tokenizer without chat templates (a tokenizer.json beside a GGUF, say): the
-    /// GGUF's, its `tool_use` template too.
-    pub fn adopt_gguf_templates(&mut self, g: &GgufFile) {
-        if self.chat_template.is_some() {
-            return;
+    /// What a tokenizer.json beside a GGUF (without a tokenizer_config.json) takes from the
+    /// GGUF: its chat templates (the `tool_use` one too) where the tokenizer has none; the
+    /// texts of its start and end tokens (`tokenizer.ggml.bos_token_id` / `eos_token_id`, read
+    /// in this tokenizer's vocabulary) where the tokenizer names none, so that a template's
+    /// `{{ bos_token }}` writes llama.cpp's BOS; and llama.cpp's end-of-generation tokens by
+    /// their text (Gemma's `<end_of_turn>`) as end ids. A tokenizer rebuilt from the GGUF has
+    /// all of them already.
+    pub fn adopt_gguf(&mut self, g: &GgufFile) {
+        if self.chat_template.is_none() {
+            let origin = format!("tokenizer.chat_template of {}", file_name(&g.path));
+            self.set_chat_template(g.chat_template(), &origin);
+            self.tool_use_template = gguf_tool_use_template(g);
         }
-        let origin = format!("tokenizer.chat_template of {}", file_name(&g.path));
-        self.set_chat_template(g.chat_template(), &origin);
-        self.tool_use_template = gguf_tool_use_template(g);
+        let id = |k: &str| g.metadata.get(k).and_then(GgufValue::as_u64);
+        let text = |i: Option<u64>| i.and_then(|i| self.tok.id_to_token(u32::try_from(i).ok()?));
+        if self.special.bos.is_none() {
+            self.special.bos = text(id("tokenizer.ggml.bos_token_id"));
+        }
+        if self.special.eos.is_none() {
+            self.special.eos = text(id("tokenizer.ggml.eos_token_id"));
+        }
+        let ends = (self.special.eos.iter().map(String::as_str))
+            .chain(crate::loader::gguf::EOG_TEXTS)
+            .filter_map(|t| self.tok.token_to_id(t))
+            .collect::<Vec<u32>>();
+        for i in ends {
+            if !self.eos_ids.contains(&i) {
+                self.eos_ids.push(i);
+            }
+        }
     }
 
     /// Why the vocabulary of GGUF file `g` cannot be rebuilt as a tokenizer (its

@@ -18,7 +18,7 @@ fn first_shard_name(name: &str, n: u64) -> Option<String> {
 
 /// Tokens that end generation in llama.cpp whatever the file's eos/eot/eom ids say
 /// (llama-vocab.cpp's list).
-const EOG_TEXTS: [&str; 12] = [
+pub(crate) const EOG_TEXTS: [&str; 12] = [
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
