@@ -127,6 +127,12 @@ impl ModelConfig {
         self.max_position_embeddings.max(scaled.min(1e8) as usize)
     }
 
+    /// Whether each sub-block's output is normed before its residual add (Gemma 3's
+    /// [`GemmaFeatures::sandwich_norms`]).
+    pub fn sandwich_norms(&self) -> bool {
+        self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
+    }
+
     /// Output width of q_proj.
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim

@@ -36,8 +36,6 @@ struct Layer<B: Backend> {
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`; `ffn_norm` is then its
     /// `pre_feedforward_layernorm`); `None` for the other families.
     post_norms: Option<(B::Buf, B::Buf)>,
-    /// The RoPE table of this layer: Gemma 3's sliding-window layers have their own base.
-    local_rope: bool,
     /// Indexed by [`LoraModule::index`].
     linears: [Linear<B>; 7],
     /// The fused-LoRA stack of each module; `None` where no loaded adapter targets it.
@@ -75,7 +73,8 @@ pub struct Model<B: Backend> {
     norm: B::Buf,
     layers: Vec<Layer<B>>,
     rope: B::Buf,
-    /// Gemma 3's table for its sliding-window layers ([`Layer::local_rope`]).
+    /// Gemma 3's table for its sliding-window layers (those with a window), when its local
+    /// base applies ([`crate::config::GemmaFeatures::local_rope_theta`]).
     rope_local: Option<B::Buf>,
     /// Positions covered by the RoPE table: the longest context this model instance serves.
     pub max_context: usize,
@@ -200,7 +199,7 @@ impl<B: Backend> Model<B> {
                 true => Some((b.alloc(t * c.q_dim())?, b.alloc(t * c.kv_dim())?)),
                 false => None,
             },
-            post_normed: match c.gemma.as_ref().is_some_and(|g| g.sandwich_norms) {
+            post_normed: match c.sandwich_norms() {
                 true => Some(b.alloc(t * c.hidden_size)?),
                 false => None,
             },
@@ -341,11 +340,6 @@ impl<B: Backend> Model<B> {
         if let Some(g) = &c.gemma {
             b.scale(&mut ws.x, g.embed_scale, t * hd)?;
         }
-        if self.layers.iter().any(|l| l.post_norms.is_some()) && ws.post_normed.is_none() {
-            return Err(Error::invalid(
-                "the workspace has no buffer for the post-norms (made for another model)",
-            ));
-        }
         if let Some(first) = self.layers.first() {
             b.rms_norm(&ws.x, &first.attn_norm, t, hd, eps, &mut ws.h)?;
         }
@@ -372,8 +366,10 @@ impl<B: Backend> Model<B> {
                     "the workspace has no buffers for the query/key norms (made for another model)",
                 )),
             };
-            let rope = match (layer.local_rope, &self.rope_local) {
-                (true, Some(local)) => local,
+            // Gemma 3's sliding-window layers have a RoPE base of their own.
+            let window = c.attention_window.get(li).copied().flatten();
+            let rope = match (window, &self.rope_local) {
+                (Some(_), Some(local)) => local,
                 _ => &self.rope,
             };
             b.rope_attention(
@@ -385,29 +381,25 @@ impl<B: Backend> Model<B> {
                 &mut kv.v[li],
                 step,
                 AttnShape {
-                    window: c.attention_window.get(li).copied().flatten().unwrap_or(0),
+                    window: window.unwrap_or(0),
                     ..shape
                 },
                 &mut ws.att,
             )?;
-            let mut o = [linear_job(layer, LoraModule::O, any_lora, &mut ws.o)];
-            let ffn_norm = ResidualNorm {
-                residual: &mut ws.x,
-                w: &layer.ffn_norm,
-                eps,
-                out: &mut ws.h,
-                site: ResidualSite::Attention,
-            };
-            let o_in = n_in(LoraModule::O);
-            match (&layer.post_norms, &mut ws.post_normed) {
-                // Gemma 3: the attention's output normed before the residual add.
-                (Some((post_attn, _)), Some(pn)) => {
-                    b.linears(&ws.att, t, o_in, step, &mut o, &mut ws.u)?;
-                    b.rms_norm(&ws.o, post_attn, t, hd, eps, pn)?;
-                    b.add_rms_norm(&mut ws.x, pn, &layer.ffn_norm, t, hd, eps, &mut ws.h)?
-                }
-                _ => b.linear_add_rms_norm(&ws.att, t, o_in, step, &mut o, &mut ws.u, ffn_norm)?,
-            }
+            // Gemma 3 norms each sub-block's output before its residual add.
+            let post = layer.post_norms.as_ref();
+            let ffn_norm = Some((&layer.ffn_norm, ResidualSite::Attention));
+            let post_attn = post.map(|p| &p.0);
+            self.project_residual(
+                step,
+                t,
+                any_lora,
+                layer,
+                LoraModule::O,
+                post_attn,
+                ffn_norm,
+                ws,
+            )?;
             let mut gate_up = [
                 linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
                 linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
@@ -429,37 +421,18 @@ impl<B: Backend> Model<B> {
                     b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
                 }
             }
-            let mut down = [linear_job(layer, LoraModule::Down, any_lora, &mut ws.o)];
-            let down_in = n_in(LoraModule::Down);
-            if let (Some((_, post_ffn)), Some(pn)) = (&layer.post_norms, &mut ws.post_normed) {
-                // Gemma 3: the feed-forward's output normed before the residual add.
-                b.linears(&ws.act, t, down_in, step, &mut down, &mut ws.u)?;
-                b.rms_norm(&ws.o, post_ffn, t, hd, eps, pn)?;
-                match self.layers.get(li + 1) {
-                    Some(next) => {
-                        b.add_rms_norm(&mut ws.x, pn, &next.attn_norm, t, hd, eps, &mut ws.h)?
-                    }
-                    None => b.add(&mut ws.x, pn, t * hd)?,
-                }
-                continue;
-            }
-            match self.layers.get(li + 1) {
-                Some(next) => {
-                    let attn_norm = ResidualNorm {
-                        residual: &mut ws.x,
-                        w: &next.attn_norm,
-                        eps,
-                        out: &mut ws.h,
-                        site: ResidualSite::FeedForward,
-                    };
-                    let u = &mut ws.u;
-                    b.linear_add_rms_norm(&ws.act, t, down_in, step, &mut down, u, attn_norm)?
-                }
-                None => {
-                    b.linears(&ws.act, t, down_in, step, &mut down, &mut ws.u)?;
-                    b.add(&mut ws.x, &ws.o, t * hd)?
-                }
-            }
+            let next = (self.layers.get(li + 1)).map(|n| (&n.attn_norm, ResidualSite::FeedForward));
+            let post_ffn = post.map(|p| &p.1);
+            self.project_residual(
+                step,
+                t,
+                any_lora,
+                layer,
+                LoraModule::Down,
+                post_ffn,
+                next,
+                ws,
+            )?;
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         b.logits(
@@ -472,5 +445,57 @@ impl<B: Backend> Model<B> {
             c.vocab_size,
             &mut ws.logits,
         )
+    }
+
+    /// A sub-block's output projection `m` (o_proj reading `ws.att`, down_proj reading
+    /// `ws.act`, into `ws.o`) and the residual add into `ws.x` with the RMSNorm that reads its
+    /// result into `ws.h` (`next`: that norm's weight and site; `None` after the last layer:
+    /// the add alone). With `post_norm` (Gemma 3's), the projection's output is normed first
+    /// and the add and norm follow it; without, the backend's `linear_add_rms_norm` (fused
+    /// where it can).
+    #[allow(clippy::too_many_arguments)]
+    fn project_residual(
+        &self,
+        step: &B::Step,
+        t: usize,
+        any_lora: bool,
+        layer: &Layer<B>,
+        m: LoraModule,
+        post_norm: Option<&B::Buf>,
+        next: Option<(&B::Buf, ResidualSite)>,
+        ws: &mut Workspace<B>,
+    ) -> Result<()> {
+        let b = &self.backend;
+        let (hd, eps) = (self.config.hidden_size, self.config.rms_norm_eps);
+        let n_in = layer.linears[m.index()].n_in;
+        let input = if m == LoraModule::O { &ws.att } else { &ws.act };
+        let mut job = [linear_job(layer, m, any_lora, &mut ws.o)];
+        match (post_norm, &mut ws.post_normed, next) {
+            (Some(w), Some(normed), next) => {
+                b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
+                b.rms_norm(&ws.o, w, t, hd, eps, normed)?;
+                match next {
+                    Some((w, _)) => b.add_rms_norm(&mut ws.x, normed, w, t, hd, eps, &mut ws.h),
+                    None => b.add(&mut ws.x, normed, t * hd),
+                }
+            }
+            (Some(_), None, _) => Err(Error::invalid(
+                "the workspace has no buffer for the post-norms (made for another model)",
+            )),
+            (None, _, Some((w, site))) => {
+                let norm = ResidualNorm {
+                    residual: &mut ws.x,
+                    w,
+                    eps,
+                    out: &mut ws.h,
+                    site,
+                };
+                b.linear_add_rms_norm(input, t, n_in, step, &mut job, &mut ws.u, norm)
+            }
+            (None, _, None) => {
+                b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
+                b.add(&mut ws.x, &ws.o, t * hd)
+            }
+        }
     }
 }

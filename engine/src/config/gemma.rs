@@ -118,7 +118,7 @@ pub(super) fn from_hf(
 }
 
 /// Gemma's config with GemmaConfig's or Gemma3TextConfig's defaults for absent keys
-/// ([`GEMMA_DEFAULTS`], [`GEMMA3_DEFAULTS`], tied embeddings); for Gemma 3 its RoPE settings as
+/// ([`defaults`]); for Gemma 3 its RoPE settings as
 /// one config the Llama reading takes, and the local base:
 /// transformers 5 writes `rope_parameters` per layer type (`full_attention`,
 /// `sliding_attention`); transformers 4 `rope_theta` and `rope_scaling` for the full-attention
@@ -128,20 +128,10 @@ pub(super) fn from_hf(
 /// is refused.
 pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, Option<f64>)> {
     let mut out = v.clone();
-    let defaults: &[(&str, f64)] = match arch {
-        Arch::Gemma3 => &GEMMA3_DEFAULTS,
-        _ => &GEMMA_DEFAULTS,
-    };
-    for &(key, default) in defaults {
-        if out.get(key).is_none() {
-            out[key] = match default.fract() == 0.0 {
-                true => Value::from(default as u64),
-                false => Value::from(default),
-            };
+    if let (Some(out), Value::Object(d)) = (out.as_object_mut(), defaults(arch)) {
+        for (key, default) in d {
+            out.entry(key).or_insert(default);
         }
-    }
-    if out.get("tie_word_embeddings").is_none() {
-        out["tie_word_embeddings"] = true.into();
     }
     if arch != Arch::Gemma3 {
         return Ok((out, None));
@@ -242,38 +232,23 @@ pub(super) fn multimodal_text_config(v: &Value, path: &Path) -> Result<Value> {
     Ok(text)
 }
 
-/// GemmaConfig's defaults for keys a config leaves out.
-const GEMMA_DEFAULTS: [(&str, f64); 11] = [
-    ("vocab_size", 256_000.0),
-    ("hidden_size", 3072.0),
-    ("intermediate_size", 24_576.0),
-    ("num_hidden_layers", 28.0),
-    ("num_attention_heads", 16.0),
-    ("num_key_value_heads", 16.0),
-    ("head_dim", 256.0),
-    ("max_position_embeddings", 8192.0),
-    ("rms_norm_eps", 1e-6),
-    ("bos_token_id", 2.0),
-    ("eos_token_id", 1.0),
-];
-
-/// Gemma3TextConfig's defaults, which a sparse config (the Hub's gemma-3-4b `text_config`
-/// names six keys) relies on.
-const GEMMA3_DEFAULTS: [(&str, f64); 13] = [
-    ("vocab_size", 262_208.0),
-    ("hidden_size", 2304.0),
-    ("intermediate_size", 9216.0),
-    ("num_hidden_layers", 26.0),
-    ("num_attention_heads", 8.0),
-    ("num_key_value_heads", 4.0),
-    ("head_dim", 256.0),
-    ("max_position_embeddings", 131_072.0),
-    ("rms_norm_eps", 1e-6),
-    ("bos_token_id", 2.0),
-    ("eos_token_id", 1.0),
-    ("query_pre_attn_scalar", 256.0),
-    ("sliding_window", 4096.0),
-];
+/// GemmaConfig's and Gemma3TextConfig's defaults for keys a config leaves out (a sparse
+/// config relies on them: the Hub's gemma-3-4b `text_config` names six keys).
+fn defaults(arch: Arch) -> Value {
+    match arch {
+        Arch::Gemma3 => serde_json::json!({
+            "vocab_size": 262_208, "hidden_size": 2304, "intermediate_size": 9216,
+            "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+            "head_dim": 256, "max_position_embeddings": 131_072, "rms_norm_eps": 1e-6,
+            "bos_token_id": 2, "eos_token_id": 1, "query_pre_attn_scalar": 256,
+            "sliding_window": 4096, "tie_word_embeddings": true}),
+        _ => serde_json::json!({
+            "vocab_size": 256_000, "hidden_size": 3072, "intermediate_size": 24_576,
+            "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16,
+            "head_dim": 256, "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
+            "bos_token_id": 2, "eos_token_id": 1, "tie_word_embeddings": true}),
+    }
+}
 
 /// Gemma 3's sliding layers where the config lists no `layer_types`: every layer but each
 /// `sliding_window_pattern`-th (default 6; Gemma3TextConfig's reading of older configs).

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use names::hf_name;
 use reader::Reader;
 
 use crate::config::Arch;
@@ -342,10 +341,7 @@ impl GgufFile {
         let (arch, _) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
-        map.file_name = Some(match arch {
-            Arch::Gemma3 => names::gguf_name_gemma3,
-            _ => names::gguf_name,
-        });
+        map.file_name = Some(names::gguf_name_of(arch));
         let total: u64 = self.tensors.iter().filter_map(|t| t.byte_size()).sum();
         let bar = if self.mmap.len() as u64 > PROGRESS_BYTES {
             let b = indicatif::ProgressBar::new(total);
@@ -365,7 +361,7 @@ impl GgufFile {
             indicatif::ProgressBar::hidden()
         };
         for t in &self.tensors {
-            let Some(mut name) = hf_name(&t.name) else {
+            let Some(name) = names::hf_name_in(arch, &t.name) else {
                 tracing::debug!(
                     "{}: skipping tensor `{}` (not used by the model)",
                     self.path.display(),
@@ -373,16 +369,6 @@ impl GgufFile {
                 );
                 continue;
             };
-            // llama.cpp's `phi3` keeps gate and up stacked in `ffn_up` (gate rows first, as
-            // transformers' `gate_up_proj`); the loader splits it under that name.
-            if arch == Arch::Phi3 && name.ends_with(".mlp.up_proj.weight") {
-                name = name.replace(".mlp.up_proj.", ".mlp.gate_up_proj.");
-            }
-            // llama.cpp's `gemma3` names the pre-feed-forward norm `ffn_norm` and the norm of
-            // the attention's output `post_attention_norm` (transformers' post_attention_layernorm).
-            if arch == Arch::Gemma3 && t.name.contains(".ffn_norm.") {
-                name = name.replace(".post_attention_layernorm.", ".pre_feedforward_layernorm.");
-            }
             let packed_kind = PackedKind::from_ggml(t.ggml_type).filter(|_| keep_packed);
             let mut ht = match packed_kind {
                 Some(kind) if t.dims.len() == 2 => {

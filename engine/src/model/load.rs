@@ -115,8 +115,7 @@ impl<B: Backend> Model<B> {
                 backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())
             };
             // Gemma 3 norms each sub-block's output; its pre-feed-forward norm has its own name.
-            let sandwich = c.gemma.as_ref().is_some_and(|g| g.sandwich_norms);
-            let (ffn_norm, post_norms) = match sandwich {
+            let (ffn_norm, post_norms) = match c.sandwich_norms() {
                 true => (
                     norm("pre_feedforward_layernorm")?,
                     Some((
@@ -126,15 +125,9 @@ impl<B: Backend> Model<B> {
                 ),
                 false => (norm("post_attention_layernorm")?, None),
             };
-            let local_rope = c
-                .gemma
-                .as_ref()
-                .is_some_and(|g| g.local_rope_theta.is_some())
-                && c.attention_window.get(i).copied().flatten().is_some();
             layers.push(Layer {
                 qk_norm,
                 post_norms,
-                local_rope,
                 attn_norm: norm("input_layernorm")?,
                 ffn_norm,
                 linears,

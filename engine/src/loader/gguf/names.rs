@@ -2,6 +2,8 @@
 //! (`model.layers.N.self_attn.q_proj.weight`), both ways: loading maps GGUF to HF, messages
 //! about a tensor map back, so that they name the tensor the file holds.
 
+use crate::config::Arch;
+
 /// Per-layer modules: (GGUF, HF). Read GGUF to HF, the first row of a GGUF name wins: a `phi3`
 /// file's `ffn_up` (gate and up stacked) and a `gemma3` file's `ffn_norm` (the pre-feed-forward
 /// norm beside its post-attention one) are renamed by the loader, and the later rows name
@@ -37,9 +39,36 @@ pub fn hf_name(name: &str) -> Option<String> {
     translate(name, ("blk.", "model.layers."), |(gguf, hf)| (gguf, hf))
 }
 
+/// HF name of a tensor of an `arch` GGUF: [`hf_name`], but where the architecture gives a
+/// GGUF name another meaning. llama.cpp's `phi3` keeps gate and up stacked in `ffn_up` (gate
+/// rows first, as transformers' `gate_up_proj`; the loader splits it under that name);
+/// `gemma3`'s `ffn_norm` is the pre-feed-forward norm (its `post_attention_norm` is
+/// transformers' `post_attention_layernorm`).
+pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
+    let hf = hf_name(name)?;
+    Some(match arch {
+        Arch::Phi3 if hf.ends_with(".mlp.up_proj.weight") => {
+            hf.replace(".mlp.up_proj.", ".mlp.gate_up_proj.")
+        }
+        Arch::Gemma3 if name.contains(".ffn_norm.") => {
+            hf.replace(".post_attention_layernorm.", ".pre_feedforward_layernorm.")
+        }
+        _ => hf,
+    })
+}
+
+/// How messages name the tensors of an `arch` GGUF: [`gguf_name`], the reverse of
+/// [`hf_name_in`] (a `gemma3` file's norms named as it names them).
+pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
+    match arch {
+        Arch::Gemma3 => gguf_name_gemma3,
+        _ => gguf_name,
+    }
+}
+
 /// GGUF name of an HF tensor name in a `gemma3` file, whose post-attention norm is
 /// `post_attention_norm` and pre-feed-forward norm `ffn_norm` ([`gguf_name`] otherwise).
-pub fn gguf_name_gemma3(name: &str) -> Option<String> {
+fn gguf_name_gemma3(name: &str) -> Option<String> {
     for (hf, gguf) in [
         (".post_attention_layernorm.", ".post_attention_norm."),
         (".pre_feedforward_layernorm.", ".ffn_norm."),
@@ -131,7 +160,8 @@ mod tests {
                 "blk.2.attn_q.weight",
             ),
         ] {
-            assert_eq!(gguf_name_gemma3(hf).as_deref(), Some(g));
+            assert_eq!(gguf_name_of(Arch::Gemma3)(hf).as_deref(), Some(g));
+            assert_eq!(hf_name_in(Arch::Gemma3, g).as_deref(), Some(hf));
         }
         assert_eq!(hf_name("rope_freqs.weight"), None);
         assert_eq!(hf_name("blk.x.attn_q.weight"), None);
