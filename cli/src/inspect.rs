@@ -291,7 +291,7 @@ fn config_text(c: &ModelConfig) -> String {
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
     let gemma = match &c.gemma {
         Some(g) => format!(
-            "\n  Gemma: {:?} feed-forward, embedding x {}, norms by 1 + w{}{}{}",
+            "\n  Gemma: {:?} feed-forward, embedding x {}, norms by 1 + w{}{}{}{}",
             c.activation,
             g.embed_scale,
             if g.sandwich_norms {
@@ -306,6 +306,14 @@ fn config_text(c: &ModelConfig) -> String {
             match g.query_pre_attn_scalar == c.head_dim as f64 {
                 true => String::new(),
                 false => format!(", scores scaled by {}^-0.5", g.query_pre_attn_scalar),
+            },
+            match (g.attn_softcap, g.final_softcap) {
+                (None, None) => String::new(),
+                (a, f) => format!(
+                    ", soft caps: attention scores {}, logits {}",
+                    a.map_or("none".into(), |a| a.to_string()),
+                    f.map_or("none".into(), |f| f.to_string())
+                ),
             },
         ),
         None => String::new(),

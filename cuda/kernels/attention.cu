@@ -13,6 +13,8 @@
 // With `--cuda-experimental rope-in-attention`, the `_store` kernels' `_rope` entries also
 // rotate the step's queries and keys (as `rope` would, by the angles of `cos_sin`) as they read
 // them, so no rope launch comes first.
+// Gemma 2's soft-capped scores (`cap * tanh(s / cap)`) have kernels of their own
+// (`attention_softcap*`: the plain kernel with CAP set); the others are compiled without it.
 
 #define ATTN_WARPS 4
 #define ATTN_MAX_HEAD_DIM 256
@@ -83,13 +85,13 @@ struct AttnShared {
 };
 
 // One position's step of a warp's online softmax: the score q.k (lanes split head_dim, then a
-// shuffle sum), then the running max m, sum l and accumulator acc. `key(d)` and `value(d)`
-// give element d of the position's key and value.
-template <typename Key, typename Value>
+// shuffle sum), with CAP soft-capped by `cap`, then the running max m, sum l and accumulator
+// acc. `key(d)` and `value(d)` give element d of the position's key and value.
+template <bool CAP, typename Key, typename Value>
 __device__ __forceinline__ void attend_position(const float (&qr)[ATTN_PER_LANE],
                                                 float (&acc)[ATTN_PER_LANE], float& m,
                                                 float& l, int lane, int head_dim, Key key,
-                                                Value value) {
+                                                Value value, float cap) {
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < ATTN_PER_LANE; i++) {
@@ -97,6 +99,7 @@ __device__ __forceinline__ void attend_position(const float (&qr)[ATTN_PER_LANE]
         if (d < head_dim) s += qr[i] * key(d);
     }
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (CAP) s = cap * tanhf(s / cap);
     const float m_new = fmaxf(m, s);
     const float corr = expf(m - m_new), e = expf(s - m_new);
     l = l * corr + e;
@@ -117,7 +120,8 @@ __device__ __forceinline__ void attend_position(const float (&qr)[ATTN_PER_LANE]
 // always the range's last position when the range holds it, so it is taken after the loop
 // (which stays the plain one), by the warp whose turn it would have been: the same order.
 // With ROPE, the query and the fresh key are read rotated by the angles at `cs` (`roped`).
-template <typename C, bool FRESH, bool ROPE = false>
+// With CAP, the scores are soft-capped by `cap` (`attend_position`).
+template <typename C, bool FRESH, bool ROPE = false, bool CAP = false>
 __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
                                              const C* __restrict__ k_cache,
                                              const C* __restrict__ v_cache, size_t base,
@@ -125,7 +129,8 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
                                              int p_end, AttnShared& sh,
                                              const float* __restrict__ k_new,
                                              const float* __restrict__ v_new, int p_new,
-                                             const float* __restrict__ cs = nullptr) {
+                                             const float* __restrict__ cs = nullptr,
+                                             float cap = 0.0f) {
     const int half = head_dim / 2;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     float qr[ATTN_PER_LANE], acc[ATTN_PER_LANE];
@@ -142,15 +147,15 @@ __device__ __forceinline__ void attend_range(const float* __restrict__ qv,
     for (int p = p_begin + warp; p < cache_end; p += ATTN_WARPS) {
         const C* kp = k_cache + base + (size_t)p * kv_dim;
         const C* vp = v_cache + base + (size_t)p * kv_dim;
-        attend_position(
+        attend_position<CAP>(
             qr, acc, m, l, lane, head_dim, [&](int d) { return kv_load(kp, d); },
-            [&](int d) { return kv_load(vp, d); });
+            [&](int d) { return kv_load(vp, d); }, cap);
     }
     if (has_new && (p_new - p_begin) % ATTN_WARPS == warp) {
-        attend_position(
+        attend_position<CAP>(
             qr, acc, m, l, lane, head_dim,
             [&](int d) { return kv_round(k_cache, roped<ROPE>(k_new, cs, d, half)); },
-            [&](int d) { return kv_round(v_cache, v_new[d]); });
+            [&](int d) { return kv_round(v_cache, v_new[d]); }, cap);
     }
     if (lane == 0) {
         sh.m[warp] = m;
@@ -233,22 +238,24 @@ __device__ __forceinline__ void store_own(C* k_cache, C* v_cache, const AttnRow&
 
 // grid (n_heads, n_tokens), block ATTN_WARPS * 32; head_dim <= ATTN_MAX_HEAD_DIM. With STORE,
 // the step's k and v (`k`, `v`, [T, kv_dim]) are stored here (`k_w`, `v_w`: the caches); with
-// ROPE (and STORE), q and k are rotated as read (`cos_sin` [positions, head_dim / 2, 2]).
-template <typename C, bool STORE, bool ROPE = false>
+// ROPE (and STORE), q and k are rotated as read (`cos_sin` [positions, head_dim / 2, 2]); with
+// CAP, the scores are soft-capped by `cap`.
+template <typename C, bool STORE, bool ROPE = false, bool CAP = false>
 __device__ __forceinline__ void attention_body(
     const float* __restrict__ q, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
     const unsigned* __restrict__ kv_slots, const unsigned* __restrict__ positions, int n_heads,
     int n_kv_heads, int head_dim, int capacity, float scale, int window,
     float* __restrict__ out, const float* k, const float* v, C* k_w, C* v_w,
-    const float* __restrict__ cos_sin = nullptr) {
+    const float* __restrict__ cos_sin = nullptr, float cap = 0.0f) {
     __shared__ AttnShared sh;
     const int h = blockIdx.x, t = blockIdx.y;
     const AttnRow r = attn_row(q, kv_slots, positions, h, t, n_heads, n_kv_heads, head_dim,
                                capacity, window);
     const float* cs = ROPE ? cos_sin + (size_t)r.pos * (head_dim / 2) * 2 : nullptr;
-    attend_range<C, STORE, ROPE>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim, scale,
-                                 r.start, r.pos + 1, sh, STORE ? k + r.own : nullptr,
-                                 STORE ? v + r.own : nullptr, r.pos, cs);
+    attend_range<C, STORE, ROPE, CAP>(r.qv, k_cache, v_cache, r.base, r.kv_dim, head_dim,
+                                      scale, r.start, r.pos + 1, sh,
+                                      STORE ? k + r.own : nullptr, STORE ? v + r.own : nullptr,
+                                      r.pos, cs, cap);
     float* o = out + ((size_t)t * n_heads + h) * head_dim;
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) o[d] = sh.acc[0][d] / sh.l[0];
     if (STORE && r.writer) store_own<C, ROPE>(k_w, v_w, r, k, v, head_dim, cs);
@@ -422,6 +429,17 @@ ATTENTION_SPLIT_STORE_ROPE(attention_split_store_rope_bf16, kv_bf16)
     }
 ATTENTION_SPLIT_STORE_LAST_ROPE(attention_split_store_last_rope, float)
 ATTENTION_SPLIT_STORE_LAST_ROPE(attention_split_store_last_rope_bf16, kv_bf16)
+
+// Gemma 2's soft-capped attention (`attention_softcap`, `_bf16`): the plain kernel's
+// parameters, then the cap (> 0).
+#define ATTENTION_SOFTCAP(NAME, C)                                                            \
+    ATTN_ENTRY NAME(ATTN_PARAMS(const C* __restrict__), float* __restrict__ out, float cap) { \
+        PDL_TRIGGER();                                                                        \
+        attention_body<C, false, false, true>(ATTN_ARGS, out, nullptr, nullptr, nullptr,      \
+                                              nullptr, nullptr, cap);                         \
+    }
+ATTENTION_SOFTCAP(attention_softcap, float)
+ATTENTION_SOFTCAP(attention_softcap_bf16, kv_bf16)
 
 // out[t, h, :] from the splits' partials (`combine_splits`). grid (n_heads, n_tokens).
 extern "C" __global__ void attention_combine(const float* __restrict__ part, int n_heads,

@@ -5,7 +5,9 @@
 //! the attention kernel (`attention*_store*`); with [`crate::Experimental::inline_combine`],
 //! the split kernel's last block per (token, head) merges the splits (`attention_split*_last*`);
 //! with [`crate::Experimental::rope_in_attention`], the fused-store kernels rotate q and k
-//! themselves (`attention*_store*_rope*`). Kernels in `kernels/attention.cu`.
+//! themselves (`attention*_store*_rope*`). Gemma 2's soft-capped scores take the plain kernel
+//! with the cap (`attention_softcap*`) and none of those paths. Kernels in
+//! `kernels/attention.cu`.
 
 use cudarc::driver::{CudaSlice, DevicePtrMut, PushKernelArg};
 use dlp_engine::backend::{AttnShape, Backend};
@@ -52,6 +54,15 @@ impl CudaBackend {
         check_len("attention", "v", v.len(), t_n * kv_dim)?;
         check_len("attention", "out", out.len(), t_n * q_dim)?;
         check_len("attention", "v_cache", v_cache.len(), k_cache.len())?;
+        s.check_scores()?;
+        // Gemma 2's capped scores: the plain kernel with the cap (`attention_softcap*`), none
+        // of the experimental paths.
+        let capped = s.softcap > 0.0;
+        if capped && rope.is_some() {
+            return Err(err(
+                "attention: the rope is not fused with soft-capped scores",
+            ));
+        }
         // Values the caches hold (two per f32 element when they store bf16).
         let cache_values = k_cache.len() * if self.options.kv_bf16 { 2 } else { 1 };
         let slots = cache_values / (s.capacity * kv_dim).max(1);
@@ -65,7 +76,7 @@ impl CudaBackend {
         // A decode step may store its keys and values inside attention (no token reads a
         // position another token of the step stores); `StepShape` carries the same test, so
         // a recorded graph's replays take the same kernels.
-        let fused_store = self.options.experimental.fused_kv_store && step.tokens_alone;
+        let fused_store = self.options.experimental.fused_kv_store && step.tokens_alone && !capped;
         let (slots, positions) = (step.kv_slots(), step.positions());
         if !fused_store {
             let mut a = self.args(if kv_bf16 {
@@ -87,7 +98,7 @@ impl CudaBackend {
             int("attention", s.n_kv_heads)?,
             int("attention", hd)?,
         );
-        let scale = 1.0f32 / (hd as f32).sqrt();
+        let scale = s.scale;
         let window = int("attention", s.window)?;
         let ty = u32::try_from(t_n)
             .ok()
@@ -97,7 +108,10 @@ impl CudaBackend {
                     "cuda attention: {t_n} tokens in one step (max 65535)"
                 ))
             })?;
-        let splits = self.attention_splits(s.capacity, t_n);
+        let splits = match capped {
+            true => 1,
+            false => self.attention_splits(s.capacity, t_n),
+        };
         // `inline-combine`: the split kernel merges its splits itself (no combine launch).
         let last = splits > 1 && self.options.experimental.inline_combine;
         // The one kernel that writes `out` takes it from here.
@@ -135,11 +149,12 @@ impl CudaBackend {
         } else {
             (out.take().expect("not yet taken"), 1)
         };
-        let f = self
-            .k
-            .attn
-            .pick(splits > 1, fused_store, last, rope.is_some(), kv_bf16)
-            .ok_or_else(|| err("attention: the rope is fused only with the fused KV store"))?;
+        let f = match capped {
+            true => Some(&self.k.attn.softcap[usize::from(kv_bf16)]),
+            false => (self.k.attn).pick(splits > 1, fused_store, last, rope.is_some(), kv_bf16),
+        };
+        let f =
+            f.ok_or_else(|| err("attention: the rope is fused only with the fused KV store"))?;
         let mut a = self.args(f);
         a.arg(q);
         if fused_store {
@@ -167,6 +182,10 @@ impl CudaBackend {
         if let Some(cos_sin) = rope {
             // The `_rope` kernels' last parameter: the rope table.
             a.arg(cos_sin);
+        }
+        if capped {
+            // The `_softcap` kernels' last parameter.
+            a.arg(&s.softcap);
         }
         self.go(
             "attention",

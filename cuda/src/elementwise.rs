@@ -40,15 +40,23 @@ impl CudaBackend {
         self.go(op, a, grid_1d(n))
     }
 
-    /// `x[i] *= s` for `n` values (kernel `scale(x, s, n)`).
-    pub(crate) fn scale_impl(&self, x: &mut CudaSlice<f32>, s: f32, n: usize) -> Result<()> {
-        check_len("scale", "x", x.len(), n)?;
+    /// `x[i] = f(x[i], s)` for `n` values: kernel `op(x, s, n)`, `scale` (`x * s`) or
+    /// `softcap` (`s * tanh(x / s)`).
+    pub(crate) fn in_place_impl(
+        &self,
+        op: &'static str,
+        f: &CudaFunction,
+        x: &mut CudaSlice<f32>,
+        s: f32,
+        n: usize,
+    ) -> Result<()> {
+        check_len(op, "x", x.len(), n)?;
         if n == 0 {
             return Ok(());
         }
-        let nn = int("scale", n)?;
-        let mut a = self.args(&self.k.scale);
+        let nn = int(op, n)?;
+        let mut a = self.args(f);
         a.arg(x).arg(&s).arg(&nn);
-        self.go("scale", a, grid_1d(n))
+        self.go(op, a, grid_1d(n))
     }
 }

@@ -61,6 +61,7 @@ pub struct Kernels {
     pub(crate) silu_mul: CudaFunction,
     pub(crate) gelu_mul: CudaFunction,
     pub(crate) scale: CudaFunction,
+    pub(crate) softcap: CudaFunction,
     pub(crate) add: CudaFunction,
     pub(crate) lora_shrink: CudaFunction,
     pub(crate) lora_shrink_bf16: CudaFunction,
@@ -199,11 +200,13 @@ impl Kernels {
                 store_rope: pair("attention_store_rope")?,
                 split_store_rope: pair("attention_split_store_rope")?,
                 split_store_last_rope: pair("attention_split_store_last_rope")?,
+                softcap: pair("attention_softcap")?,
             },
             attention_combine: get("attention", "attention_combine")?,
             silu_mul: get("silu_mul", "silu_mul")?,
             gelu_mul: get("gelu_mul", "gelu_mul")?,
             scale: get("scale", "scale")?,
+            softcap: get("softcap", "softcap")?,
             add: get("add", "add")?,
             lora_shrink: get("lora", "lora_shrink")?,
             lora_shrink_bf16: get("lora", "lora_shrink_bf16")?,
@@ -250,7 +253,8 @@ fn threads_of(var: Result<String, std::env::VarError>) -> Result<usize, String> 
 /// The attention kernels, each `[f32 cache, bf16 cache]`: `plain` (one block per (token,
 /// head)), `split` (flash-decoding partials, merged by `attention_combine`), `_store` (decode
 /// steps store their keys and values inside: `fused-kv-store`), `_last` (the split blocks merge
-/// themselves: `inline-combine`), `_rope` (q and k rotated as read: `rope-in-attention`).
+/// themselves: `inline-combine`), `_rope` (q and k rotated as read: `rope-in-attention`);
+/// `softcap` (Gemma 2's capped scores: the plain kernel with the cap, taken alone).
 pub(crate) struct AttnKernels {
     pub(crate) plain: [CudaFunction; 2],
     pub(crate) split: [CudaFunction; 2],
@@ -261,6 +265,7 @@ pub(crate) struct AttnKernels {
     pub(crate) store_rope: [CudaFunction; 2],
     pub(crate) split_store_rope: [CudaFunction; 2],
     pub(crate) split_store_last_rope: [CudaFunction; 2],
+    pub(crate) softcap: [CudaFunction; 2],
 }
 
 impl AttnKernels {

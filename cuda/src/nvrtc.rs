@@ -80,7 +80,7 @@ pub const MATVEC_PARTS: [&str; 4] = [
 ];
 
 /// Every kernel file, in the order the backend loads them.
-pub const SOURCES: [KernelSource; 11] = [
+pub const SOURCES: [KernelSource; 12] = [
     KernelSource {
         name: "embedding",
         src: include_str!("../kernels/embedding.cu"),
@@ -124,6 +124,11 @@ pub const SOURCES: [KernelSource; 11] = [
     KernelSource {
         name: "scale",
         src: include_str!("../kernels/scale.cu"),
+        parts: &[],
+    },
+    KernelSource {
+        name: "softcap",
+        src: include_str!("../kernels/softcap.cu"),
         parts: &[],
     },
     KernelSource {

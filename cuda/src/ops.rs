@@ -435,7 +435,8 @@ impl Backend for CudaBackend {
         let x = &self.options.experimental;
         // Only where the fused store takes the step (decode: each token alone in its slot);
         // `StepShape` carries the same test, so a recorded graph's replays take the same path.
-        if x.rope_in_attention && x.fused_kv_store && step.tokens_alone {
+        // (Gemma 2's capped scores have the plain kernel only.)
+        if x.rope_in_attention && x.fused_kv_store && step.tokens_alone && s.softcap == 0.0 {
             crate::attention::check_rope_table(cos_sin, step, s.n_tokens, s.head_dim)?;
             return self.attention_impl(Some(cos_sin), q, k, v, k_cache, v_cache, step, s, out);
         }
@@ -452,7 +453,12 @@ impl Backend for CudaBackend {
     }
 
     fn scale(&self, x: &mut Slice, s: f32, n: usize) -> Result<()> {
-        self.scale_impl(x, s, n)
+        self.in_place_impl("scale", &self.k.scale, x, s, n)
+    }
+
+    fn softcap(&self, x: &mut Slice, cap: f32, n: usize) -> Result<()> {
+        dlp_engine::backend::check_softcap(cap)?;
+        self.in_place_impl("softcap", &self.k.softcap, x, cap, n)
     }
 
     fn add_rms_norm(

@@ -41,6 +41,7 @@ fn every_module_builds() {
         "add",
         "gelu_mul",
         "scale",
+        "softcap",
         "argmax",
         "sample",
     ] {
@@ -101,6 +102,37 @@ fn gelu_mul_and_scale_match_the_cpu() {
     m.launch("scale", (2, 1, 1), 256, 0, &[arg(&px), arg(&s), arg(&nn)])
         .unwrap();
     assert!(x.iter().zip(&up).all(|(x, u)| *x == u * s));
+}
+
+/// `softcap` (Gemma 2's final logit cap; not yet run on a GPU) computes what the CPU reference
+/// computes within a few ulps (the device `tanhf` against Rust's), over the slope, both flat
+/// tails, huge values and a NaN, past one launch's threads.
+#[test]
+fn softcap_matches_the_cpu() {
+    let cap = 3.0f32;
+    let x: Vec<f32> = (0..5000)
+        .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 40.0 - 20.0)
+        .chain([f32::NAN, 0.0, -0.0, 1e30, -1e30, f32::INFINITY])
+        .collect();
+    let n = x.len();
+    let mut want = x.clone();
+    let cpu = dlp_engine::cpu::CpuBackend::new();
+    dlp_engine::Backend::softcap(&cpu, &mut want, cap, n).unwrap();
+    let m = module("softcap", &[], Order::FORWARD).unwrap();
+    let mut got = x.clone();
+    let (px, nn) = (dev(&mut got), n as i32);
+    m.launch(
+        "softcap",
+        (3, 1, 1),
+        256,
+        0,
+        &[arg(&px), arg(&cap), arg(&nn)],
+    )
+    .unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let close = (g - w).abs() <= 4e-7 * w.abs().max(1e-3) || (g.is_nan() && w.is_nan());
+        assert!(close, "softcap({}): kernel {g}, CPU {w}", x[i]);
+    }
 }
 
 /// `argmax` (`--cuda-experimental device-argmax`, not yet run on a GPU) picks what the CPU

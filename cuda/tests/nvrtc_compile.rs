@@ -310,6 +310,7 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
         ("add", &["add"][..]),
         ("gelu_mul", &["gelu_mul"][..]),
         ("scale", &["scale"][..]),
+        ("softcap", &["softcap"][..]),
         ("logits", &["logits_norm"][..]),
         (
             "attention",
@@ -332,6 +333,8 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
                 "attention_split_store_rope_bf16",
                 "attention_split_store_last_rope",
                 "attention_split_store_last_rope_bf16",
+                "attention_softcap",
+                "attention_softcap_bf16",
                 "attention_combine",
             ][..],
         ),

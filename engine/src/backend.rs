@@ -96,8 +96,21 @@ pub struct LinearJob<'a, B: Backend> {
     pub out: &'a mut B::Buf,
 }
 
-/// Shapes of one attention call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Checks a soft cap for [`Backend::softcap`].
+///
+/// # Errors
+/// A cap that is not a finite number > 0.
+pub fn check_softcap(cap: f32) -> Result<()> {
+    match cap.is_finite() && cap > 0.0 {
+        true => Ok(()),
+        false => Err(Error::invalid(format!(
+            "softcap: cap {cap}; expected a finite number > 0"
+        ))),
+    }
+}
+
+/// Shapes of one attention call, and how its scores are formed.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnShape {
     /// Tokens in the step.
     pub n_tokens: usize,
@@ -112,6 +125,34 @@ pub struct AttnShape {
     /// Sliding-window attention: a query at position `i` sees keys `j` with
     /// `i - window < j <= i` (Mistral, Qwen2); 0 = the whole prefix.
     pub window: usize,
+    /// Factor of the scores `q·k`: `head_dim^-0.5` ([`AttnShape::head_scale`]), or Gemma's
+    /// `query_pre_attn_scalar^-0.5`.
+    pub scale: f32,
+    /// Gemma 2's soft cap of the scaled scores, `softcap * tanh(s / softcap)` before the
+    /// softmax (transformers' `attn_logit_softcapping`); 0 = none.
+    pub softcap: f32,
+}
+
+impl AttnShape {
+    /// `head_dim^-0.5`, the scale of scaled dot-product attention, as every backend computed
+    /// it before the scale became a field (the same f32 expression, the same value).
+    pub fn head_scale(head_dim: usize) -> f32 {
+        1.0 / (head_dim as f32).sqrt()
+    }
+
+    /// Checks what every backend's attention assumes of `scale` and `softcap`.
+    ///
+    /// # Errors
+    /// A scale that is not a finite number > 0, a cap that is not finite and >= 0.
+    pub fn check_scores(&self) -> Result<()> {
+        let (s, c) = (self.scale, self.softcap);
+        if !(s.is_finite() && s > 0.0 && c.is_finite() && c >= 0.0) {
+            return Err(Error::invalid(format!(
+                "attention: scale {s} and soft cap {c}; expected a finite scale > 0 and a finite cap >= 0 (0: none)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A compute backend: buffer management plus the engine's ops. See the module docs.
@@ -376,8 +417,10 @@ pub trait Backend: Send + Sync + Sized {
     }
     /// Causal GQA attention over the KV cache. First stores `k`, `v` (`[T, n_kv_heads*head_dim]`)
     /// at each token's (kv slot, position) in `k_cache` / `v_cache`; then each token attends to
-    /// positions `start..=pos` of its slot (`start = pos + 1 - window` with a window, else 0): `out[t, h, :] = softmax(q·K^T / sqrt(head_dim)) V`, query
-    /// head `h` reading kv head `h / (n_heads / n_kv_heads)`.
+    /// positions `start..=pos` of its slot (`start = pos + 1 - window` with a window, else 0):
+    /// `out[t, h, :] = softmax(cap(q·K^T * scale)) V`, query head `h` reading kv head
+    /// `h / (n_heads / n_kv_heads)`; `cap(s) = softcap * tanh(s / softcap)` where
+    /// `softcap > 0`, else `s` ([`AttnShape`]).
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -431,6 +474,9 @@ pub trait Backend: Send + Sync + Sized {
     ) -> Result<()>;
     /// `x[i] *= s` for `n` values (Gemma's embedding scale).
     fn scale(&self, x: &mut Self::Buf, s: f32, n: usize) -> Result<()>;
+    /// `x[i] = cap * tanh(x[i] / cap)` for `n` values, `cap > 0` (Gemma 2's final logit soft
+    /// cap, `final_logit_softcapping`).
+    fn softcap(&self, x: &mut Self::Buf, cap: f32, n: usize) -> Result<()>;
     /// `dst[i] += src[i]` for `n` values.
     fn add(&self, dst: &mut Self::Buf, src: &Self::Buf, n: usize) -> Result<()>;
     /// The residual add and the RMSNorm that reads its result: `x[r, :] += y[r, :]`, then

@@ -38,6 +38,10 @@ pub enum Arch {
     /// Gemma (`GemmaForCausalLM`): GELU-gated feed-forward, a scaled embedding, norms by
     /// `1 + w` ([`GemmaFeatures`]); no biases.
     Gemma,
+    /// Gemma 2 (`Gemma2ForCausalLM`): Gemma with norms around both sub-blocks, a sliding
+    /// window in every other layer (the first, third, ...), and soft-capped attention scores
+    /// and logits ([`GemmaFeatures`]).
+    Gemma2,
     /// Gemma 3 text (`Gemma3ForCausalLM`, `model_type: gemma3_text`): Gemma with Qwen3's
     /// per-head query/key norms, norms around both sub-blocks, sliding-window layers (five in
     /// six by default) with a RoPE base of their own ([`GemmaFeatures`]).
@@ -45,6 +49,11 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Gemma, Gemma 2 or Gemma 3 ([`GemmaFeatures`]).
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3)
+    }
+
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.
     fn qwen_windows(self) -> bool {
         matches!(self, Arch::Qwen2 | Arch::Qwen3)
@@ -133,6 +142,23 @@ impl ModelConfig {
         self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
     }
 
+    /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5`, else
+    /// `head_dim^-0.5` ([`crate::backend::AttnShape::head_scale`]).
+    pub fn attention_scale(&self) -> f32 {
+        match &self.gemma {
+            Some(g) => (1.0 / g.query_pre_attn_scalar.sqrt()) as f32,
+            None => crate::backend::AttnShape::head_scale(self.head_dim),
+        }
+    }
+
+    /// Gemma 2's soft caps `(attention scores, final logits)` ([`GemmaFeatures`]), each
+    /// `None` where the model has none.
+    pub fn softcaps(&self) -> (Option<f32>, Option<f32>) {
+        self.gemma
+            .as_ref()
+            .map_or((None, None), |g| (g.attn_softcap, g.final_softcap))
+    }
+
     /// Output width of q_proj.
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim
@@ -203,6 +229,7 @@ impl ModelConfig {
             "qwen3" => Arch::Qwen3,
             "phi3" => Arch::Phi3,
             "gemma" => Arch::Gemma,
+            "gemma2" => Arch::Gemma2,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -211,7 +238,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text, gemma3"
+                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3"
                     ),
                 ))
             }
@@ -220,7 +247,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text, gemma3"
+                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3"
                     ),
                 ))
             }
@@ -229,7 +256,7 @@ impl ModelConfig {
         // the local base.
         let gemma_view;
         let (v, local_rope_theta) = match arch {
-            Arch::Gemma | Arch::Gemma3 => {
+            Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 => {
                 let (view, local) = gemma::gemma_view(v, arch, path)?;
                 gemma_view = view;
                 (&gemma_view, local)
@@ -246,8 +273,8 @@ impl ModelConfig {
         let head_dim = match v.get("head_dim") {
             // Qwen3Config's default (its models' heads are wider than hidden / heads).
             Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
-            // GemmaConfig's and Gemma3TextConfig's default.
-            Some(Value::Null) | None if matches!(arch, Arch::Gemma | Arch::Gemma3) => 256,
+            // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default.
+            Some(Value::Null) | None if arch.is_gemma() => 256,
             Some(Value::Null) | None => hidden_size / num_heads,
             Some(_) => f.usize("head_dim")?,
         };

@@ -298,11 +298,16 @@ impl<B: Backend> Model<B> {
             head_dim: c.head_dim,
             capacity: kv.capacity,
             window: 0,
+            scale: c.attention_scale(),
+            softcap: c.softcaps().0.unwrap_or(0.0),
         };
         let reuse = ws.step.take();
         let ws_step = b.run_recorded(&recorded, plan, reuse, &mut |step| {
             self.launch_step(step, t, any_lora, shape, kv, ws)?;
             let rows = plan.logit_rows.len();
+            if let Some(cap) = c.softcaps().1 {
+                b.softcap(&mut ws.logits, cap, rows * c.vocab_size)?;
+            }
             match pick {
                 Some(PickOp::Argmax) => b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks),
                 Some(PickOp::Sample) => {

@@ -3,7 +3,8 @@
 //! several sequences in one step, prefill chunks attending to themselves (also in blocks of
 //! consecutive tokens, and blocks that straddle two sequences), sliding windows
 //! (shorter and longer than the context), and decode steps whose few (token, KV head) tasks
-//! are split over their positions and combined by log-sum-exp. Caches start
+//! are split over their positions and combined by log-sum-exp; Gemma 2's soft-capped scores
+//! with a scale of their own (unwindowed and long-window cases). Caches start
 //! random, the output is poisoned with NaN. Whichever kernel this CPU runs (AVX-512, AVX2 or
 //! the portable loop) is held to the same bound.
 
@@ -20,13 +21,15 @@ struct Case {
     at: Vec<(u32, u32)>,
     /// Sliding window (0: none).
     window: usize,
+    /// `(scale, softcap)` of Gemma 2's scores; `None`: `head_dim^-0.5`, no cap.
+    scored: Option<(f32, f32)>,
 }
 
 impl Case {
     fn id(&self) -> String {
         format!(
-            "attention(heads={},kv_heads={},head_dim={},at={:?},window={})",
-            self.heads, self.kv_heads, self.head_dim, self.at, self.window
+            "attention(heads={},kv_heads={},head_dim={},at={:?},window={},scored={:?})",
+            self.heads, self.kv_heads, self.head_dim, self.at, self.window, self.scored
         )
     }
 }
@@ -56,13 +59,21 @@ fn cases() -> Vec<Case> {
             ] {
                 // 300: a window long enough to be split, starting past position 0.
                 for window in [0, 1, 5, 64, 300] {
-                    cases.push(Case {
-                        heads,
-                        kv_heads,
-                        head_dim,
-                        at: at.clone(),
-                        window,
-                    });
+                    // A cap of 2.5 bites: the scaled scores spread over several units.
+                    let scored = match window {
+                        0 | 300 => vec![None, Some((0.2, 2.5))],
+                        _ => vec![None],
+                    };
+                    for scored in scored {
+                        cases.push(Case {
+                            heads,
+                            kv_heads,
+                            head_dim,
+                            at: at.clone(),
+                            window,
+                            scored,
+                        });
+                    }
                 }
             }
         }
@@ -86,15 +97,22 @@ fn reference(c: &Case, q: &[f32], kc: &[f32], vc: &[f32], cap: usize) -> Vec<f64
                 0
             };
             let row = |p: usize| (slot as usize * cap + first + p) * kv_dim + kvh * hd;
+            let (scale, softcap) = match c.scored {
+                Some((s, cap)) => (s as f64, Some(cap as f64)),
+                None => (1.0 / (hd as f64).sqrt(), None),
+            };
             let scores: Vec<f64> = (first..=pos as usize)
                 .map(|p| p - first)
                 .map(|p| {
                     let k = &kc[row(p)..][..hd];
-                    qh.iter()
+                    let s = qh
+                        .iter()
                         .zip(k)
                         .map(|(a, b)| *a as f64 * *b as f64)
                         .sum::<f64>()
-                        / (hd as f64).sqrt()
+                        * scale;
+                    // transformers' Gemma 2: s / cap, tanh, * cap.
+                    softcap.map_or(s, |cap| cap * (s / cap).tanh())
                 })
                 .collect();
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -168,6 +186,8 @@ fn attention_matches_f64_reference() {
             head_dim: hd,
             capacity: cap,
             window: c.window,
+            scale: c.scored.map_or(AttnShape::head_scale(hd), |s| s.0),
+            softcap: c.scored.map_or(0.0, |s| s.1),
         };
         be.attention(&qb, &kb, &vb, &mut kcb, &mut vcb, &step, shape, &mut out)
             .unwrap();

@@ -1,8 +1,10 @@
 //! `gemma3` GGUF hyper-parameters as llama.cpp reads them: which layers slide (the window key
 //! present, absent or 0; `sliding_window_pattern` as a period or per-layer flags), the sliding
 //! layers' RoPE base (`rope.freq_base_swa`, default 10000), the 27B's attention scale, and
-//! soft-capped logits refused. Their logits against transformers: the golden runs'
-//! `tiny_gemma3_gguf` and `tiny_gemma_gguf`.
+//! soft-capped logits refused (llama.cpp's `gemma3` applies none); `gemma2`'s: the window in
+//! every other layer (default 4096), the soft caps (defaults 50 and 30), its 27B's scale. Their
+//! logits against transformers: the golden runs' `tiny_gemma3_gguf`, `tiny_gemma2_gguf` and
+//! `tiny_gemma_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -12,23 +14,29 @@ use dlp_engine::config::ModelConfig;
 use dlp_engine::loader::gguf::GgufFile;
 use writer::{Tensor, Writer, M};
 
-/// A `gemma3` file's metadata (and its layer-0 query norm) with `extra` keys.
-fn gemma3(layers: u32, hidden: u32, heads: u32, head_dim: u32, extra: Vec<(&str, M)>) -> Vec<u8> {
+/// An `arch` (`gemma2`, `gemma3`) file's metadata with `extra` keys (and, for `gemma3`, its
+/// layer-0 query norm).
+fn gguf(
+    arch: &'static str,
+    layers: u32,
+    hidden: u32,
+    heads: u32,
+    head_dim: u32,
+    extra: Vec<(&str, M)>,
+) -> Vec<u8> {
+    let key = |k: &str| format!("{arch}.{k}");
     let mut kv = vec![
-        ("general.architecture".to_string(), M::Str("gemma3")),
-        ("gemma3.context_length".into(), M::U32(4096)),
-        ("gemma3.embedding_length".into(), M::U32(hidden)),
-        ("gemma3.feed_forward_length".into(), M::U32(64)),
-        ("gemma3.block_count".into(), M::U32(layers)),
-        ("gemma3.attention.head_count".into(), M::U32(heads)),
-        ("gemma3.attention.head_count_kv".into(), M::U32(1)),
-        ("gemma3.attention.key_length".into(), M::U32(head_dim)),
-        (
-            "gemma3.attention.layer_norm_rms_epsilon".into(),
-            M::F32(1e-6),
-        ),
-        ("gemma3.vocab_size".into(), M::U32(64)),
-        ("gemma3.rope.freq_base".into(), M::F32(1e6)),
+        ("general.architecture".to_string(), M::Str(arch)),
+        (key("context_length"), M::U32(4096)),
+        (key("embedding_length"), M::U32(hidden)),
+        (key("feed_forward_length"), M::U32(64)),
+        (key("block_count"), M::U32(layers)),
+        (key("attention.head_count"), M::U32(heads)),
+        (key("attention.head_count_kv"), M::U32(1)),
+        (key("attention.key_length"), M::U32(head_dim)),
+        (key("attention.layer_norm_rms_epsilon"), M::F32(1e-6)),
+        (key("vocab_size"), M::U32(64)),
+        (key("rope.freq_base"), M::F32(1e6)),
     ];
     kv.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
     let norm = Tensor {
@@ -37,10 +45,11 @@ fn gemma3(layers: u32, hidden: u32, heads: u32, head_dim: u32, extra: Vec<(&str,
         ty: 0,
         data: vec![0; 4 * head_dim as usize],
     };
+    let tensors = if arch == "gemma3" { vec![norm] } else { vec![] };
     Writer {
         version: 3,
         kv,
-        tensors: vec![norm],
+        tensors,
     }
     .bytes()
 }
@@ -63,7 +72,7 @@ fn full_layers(c: &ModelConfig) -> Vec<usize> {
 #[test]
 fn gemma3_sliding_layers_and_their_rope_base() {
     let window = || ("gemma3.attention.sliding_window", M::U32(512));
-    let c = read("w.gguf", &gemma3(12, 64, 4, 16, vec![window()])).unwrap();
+    let c = read("w.gguf", &gguf("gemma3", 12, 64, 4, 16, vec![window()])).unwrap();
     assert_eq!(full_layers(&c), [5, 11]);
     assert!(c.attention_window.iter().flatten().all(|&w| w == 512));
     let g = c.gemma.as_ref().unwrap();
@@ -77,7 +86,7 @@ fn gemma3_sliding_layers_and_their_rope_base() {
             vec![("gemma3.attention.sliding_window", M::U32(0))],
         ),
     ] {
-        let c = read(name, &gemma3(12, 64, 4, 16, extra)).unwrap();
+        let c = read(name, &gguf("gemma3", 12, 64, 4, 16, extra)).unwrap();
         assert_eq!(full_layers(&c).len(), 12, "{name}");
         assert_eq!(c.gemma.unwrap().local_rope_theta, None, "{name}");
     }
@@ -87,7 +96,7 @@ fn gemma3_sliding_layers_and_their_rope_base() {
         ("gemma3.attention.sliding_window_pattern", M::U32(4)),
         ("gemma3.rope.freq_base_swa", M::F32(5000.0)),
     ];
-    let c = read("p4.gguf", &gemma3(12, 64, 4, 16, extra)).unwrap();
+    let c = read("p4.gguf", &gguf("gemma3", 12, 64, 4, 16, extra)).unwrap();
     assert_eq!(full_layers(&c), [3, 7, 11]);
     assert_eq!(c.gemma.unwrap().local_rope_theta, Some(5000.0));
     // One flag per layer; a list of another length is refused, naming the key.
@@ -96,13 +105,13 @@ fn gemma3_sliding_layers_and_their_rope_base() {
         window(),
         ("gemma3.attention.sliding_window_pattern", flags(6)),
     ];
-    let c = read("flags.gguf", &gemma3(6, 64, 4, 16, extra)).unwrap();
+    let c = read("flags.gguf", &gguf("gemma3", 6, 64, 4, 16, extra)).unwrap();
     assert_eq!(full_layers(&c), [0, 3]);
     let extra = vec![
         window(),
         ("gemma3.attention.sliding_window_pattern", flags(5)),
     ];
-    let e = read("flags5.gguf", &gemma3(6, 64, 4, 16, extra))
+    let e = read("flags5.gguf", &gguf("gemma3", 6, 64, 4, 16, extra))
         .unwrap_err()
         .to_string();
     assert!(
@@ -114,25 +123,71 @@ fn gemma3_sliding_layers_and_their_rope_base() {
 #[test]
 fn gemma3_attention_scale_and_refusals() {
     // The 27B (62 layers): (embedding_length / head_count)^-0.5, as llama.cpp; else head_dim's.
-    let c = read("27b.gguf", &gemma3(62, 5376, 32, 128, vec![])).unwrap();
+    let c = read("27b.gguf", &gguf("gemma3", 62, 5376, 32, 128, vec![])).unwrap();
     assert_eq!(c.gemma.unwrap().query_pre_attn_scalar, 168.0);
-    let c = read("26.gguf", &gemma3(26, 5376, 32, 128, vec![])).unwrap();
+    let c = read("26.gguf", &gguf("gemma3", 26, 5376, 32, 128, vec![])).unwrap();
     assert_eq!(c.gemma.unwrap().query_pre_attn_scalar, 128.0);
-    let e = read("27b-bad.gguf", &gemma3(62, 16, 32, 16, vec![]))
+    let e = read("27b-bad.gguf", &gguf("gemma3", 62, 16, 32, 16, vec![]))
         .unwrap_err()
         .to_string();
     assert!(e.contains("gemma3.embedding_length 16 is below"), "{e}");
     let cap = vec![("gemma3.final_logit_softcapping", M::F32(30.0))];
-    let e = read("cap.gguf", &gemma3(6, 64, 4, 16, cap))
+    let e = read("cap.gguf", &gguf("gemma3", 6, 64, 4, 16, cap))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("soft-capped logits"), "{e}");
+    assert!(e.contains("applies no soft cap to the logits"), "{e}");
     let base = vec![
         ("gemma3.rope.freq_base_swa", M::F32(-1.0)),
         ("gemma3.attention.sliding_window", M::U32(8)),
     ];
-    let e = read("base.gguf", &gemma3(6, 64, 4, 16, base))
+    let e = read("base.gguf", &gguf("gemma3", 6, 64, 4, 16, base))
         .unwrap_err()
         .to_string();
     assert!(e.contains("freq_base_swa is -1"), "{e}");
+}
+
+/// llama.cpp's `gemma2`: the window (4096 where the file names none) in layers 0, 2, ...; the
+/// caps from the file, else 50 and 30; the 27B (46 layers) scaled by
+/// `(embedding_length / head_count)^-0.5`; no local RoPE base; a cap or window of 0 refused.
+#[test]
+fn gemma2_windows_caps_and_scale() {
+    let c = read("g2.gguf", &gguf("gemma2", 6, 64, 4, 16, vec![])).unwrap();
+    assert_eq!(full_layers(&c), [1, 3, 5]);
+    assert!(c.attention_window.iter().flatten().all(|&w| w == 4096));
+    assert_eq!(c.softcaps(), (Some(50.0), Some(30.0)));
+    let g = c.gemma.as_ref().unwrap();
+    assert!(g.sandwich_norms && !c.qk_norm && g.local_rope_theta.is_none());
+    assert_eq!(g.query_pre_attn_scalar, 16.0);
+    let extra = vec![
+        ("gemma2.attention.sliding_window", M::U32(8)),
+        ("gemma2.attn_logit_softcapping", M::F32(4.0)),
+        ("gemma2.final_logit_softcapping", M::F32(6.0)),
+    ];
+    let c = read("g2-keys.gguf", &gguf("gemma2", 4, 64, 4, 16, extra)).unwrap();
+    assert_eq!(c.attention_window, [Some(8), None, Some(8), None]);
+    assert_eq!(c.softcaps(), (Some(4.0), Some(6.0)));
+    let c = read("g2-27b.gguf", &gguf("gemma2", 46, 4608, 32, 128, vec![])).unwrap();
+    assert_eq!(c.gemma.unwrap().query_pre_attn_scalar, 144.0);
+    for (name, extra, want) in [
+        (
+            "g2-cap0.gguf",
+            vec![("gemma2.attn_logit_softcapping", M::F32(0.0))],
+            "`gemma2.attn_logit_softcapping` is 0; expected a soft cap > 0",
+        ),
+        (
+            "g2-capnan.gguf",
+            vec![("gemma2.final_logit_softcapping", M::F32(f32::NAN))],
+            "`gemma2.final_logit_softcapping` is NaN",
+        ),
+        (
+            "g2-w0.gguf",
+            vec![("gemma2.attention.sliding_window", M::U32(0))],
+            "`gemma2.attention.sliding_window` is 0",
+        ),
+    ] {
+        let e = read(name, &gguf("gemma2", 4, 64, 4, 16, extra))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{name}: {e}");
+    }
 }

@@ -39,6 +39,7 @@ pub(crate) fn source(op: &str) -> &'static str {
         "add" => include_str!("../wgsl/add.wgsl"),
         "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
+        "softcap" => include_str!("../wgsl/softcap.wgsl"),
         "argmax" => include_str!("../wgsl/argmax.wgsl"),
         "lora" => include_str!("../wgsl/lora.wgsl"),
         "logits" => include_str!("../wgsl/logits.wgsl"),

@@ -79,6 +79,18 @@ impl WgpuBackend {
         let g = groups_1d(n, 256);
         self.gpu.dispatch(op, "main", Variant::PLAIN, &p, &bufs, g)
     }
+
+    /// `scale` or `softcap` (shader `op`): `x[i] = f(x[i], s)` for `n` values.
+    fn in_place(&self, op: &'static str, x: &mut WgpuBuf, s: f32, n: usize) -> Result<()> {
+        check_len(op, "x", x.len, n)?;
+        let p = ScaleP {
+            n: n as u32,
+            s,
+            _p: [0; 2],
+        };
+        let g = groups_1d(n, 256);
+        (self.gpu).dispatch(op, "main", Variant::PLAIN, &p, &[(1, &x.buf)], g)
+    }
 }
 
 fn too_many(op: &str, what: &str, n: usize) -> Result<()> {
@@ -294,6 +306,7 @@ impl Backend for WgpuBackend {
         check_len("attention", "k", k.len, t_n * kv_dim)?;
         check_len("attention", "v", v.len, t_n * kv_dim)?;
         check_len("attention", "out", out.len, t_n * q_dim)?;
+        s.check_scores()?;
         if hd > MAX_HEAD_DIM || s.n_kv_heads == 0 || !s.n_heads.is_multiple_of(s.n_kv_heads) {
             return Err(Error::unsupported(format!(
                 "wgpu attention: head_dim {hd} (at most {MAX_HEAD_DIM}), {} heads over {} kv heads",
@@ -311,9 +324,10 @@ impl Backend for WgpuBackend {
             capacity: s.capacity as u32,
             pos_off: step.off.pos,
             slot_off: step.off.slots,
-            scale: 1.0 / (hd as f32).sqrt(),
+            scale: s.scale,
             window: u32::try_from(s.window).unwrap_or(u32::MAX),
-            _p: [0; 3],
+            softcap: s.softcap,
+            _p: [0; 2],
         };
         let (kc, vc, sb) = (&k_cache.buf, &v_cache.buf, &step.buf);
         let store = [(2, &k.buf), (3, &v.buf), (4, kc), (5, vc), (6, sb)];
@@ -335,16 +349,12 @@ impl Backend for WgpuBackend {
     }
 
     fn scale(&self, x: &mut WgpuBuf, s: f32, n: usize) -> Result<()> {
-        check_len("scale", "x", x.len, n)?;
-        let p = ScaleP {
-            n: n as u32,
-            s,
-            _p: [0; 2],
-        };
-        let bufs = [(1, &x.buf)];
-        let g = groups_1d(n, 256);
-        self.gpu
-            .dispatch("scale", "main", Variant::PLAIN, &p, &bufs, g)
+        self.in_place("scale", x, s, n)
+    }
+
+    fn softcap(&self, x: &mut WgpuBuf, cap: f32, n: usize) -> Result<()> {
+        dlp_engine::backend::check_softcap(cap)?;
+        self.in_place("softcap", x, cap, n)
     }
 
     fn add(&self, dst: &mut WgpuBuf, src: &WgpuBuf, n: usize) -> Result<()> {

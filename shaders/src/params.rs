@@ -72,7 +72,9 @@ pub struct AttentionP {
     pub scale: f32,
     /// Sliding window (0: none).
     pub window: u32,
-    pub _p: [u32; 3],
+    /// Soft cap of the scaled scores (0: none).
+    pub softcap: f32,
+    pub _p: [u32; 2],
 }
 
 /// `silu_mul.wgsl`, `gelu_mul.wgsl` and `add.wgsl`.
@@ -83,7 +85,7 @@ pub struct CountP {
     pub _p: [u32; 3],
 }
 
-/// `scale.wgsl`.
+/// `scale.wgsl` (`s`: the factor) and `softcap.wgsl` (`s`: the cap).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct ScaleP {

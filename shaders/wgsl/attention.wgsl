@@ -1,7 +1,8 @@
 // attention: causal GQA over the KV cache ([slots, capacity, n_kv_heads * head_dim]).
 // `store_kv` writes the step's K/V at each token's (slot, position); `attend` then runs one
 // workgroup per (head, token) over positions start..=pos (start = pos + 1 - window with a
-// sliding window, else 0) in chunks of 64 with an online softmax.
+// sliding window, else 0) in chunks of 64 with an online softmax. Scores are `q.k * scale`,
+// soft-capped as `softcap * tanh(s / softcap)` where `softcap > 0` (Gemma 2).
 
 struct P {
     n_tokens: u32,
@@ -13,7 +14,8 @@ struct P {
     slot_off: u32,
     scale: f32,
     window: u32,
-    _p0: u32,
+    // Gemma 2's soft cap of the scaled scores (0: none).
+    softcap: f32,
     _p1: u32,
     _p2: u32,
 }
@@ -99,6 +101,10 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 sd = fma(qs[d], k_cache[at + d], sd);
             }
             s = sd * p.scale;
+            if p.softcap > 0.0 {
+                // Clamped as softcap.wgsl clamps: no overflow inside tanh.
+                s = p.softcap * tanh(clamp(s / p.softcap, -10.0, 10.0));
+            }
         }
         red[lid] = s;
         workgroupBarrier();

@@ -383,6 +383,10 @@ impl Backend for CpuProbe {
         self.log(|| format!("scale {:x} {s} {n}", buf(x)));
         self.cpu.scale(x, s, n)
     }
+    fn softcap(&self, x: &mut Buf, cap: f32, n: usize) -> Result<()> {
+        self.log(|| format!("softcap {:x} {cap} {n}", buf(x)));
+        self.cpu.softcap(x, cap, n)
+    }
     fn add(&self, dst: &mut Buf, src: &Buf, n: usize) -> Result<()> {
         self.log(|| format!("add {:x} {:x} {n}", buf(dst), buf(src)));
         self.cpu.add(dst, src, n)

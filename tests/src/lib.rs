@@ -247,9 +247,11 @@ macro_rules! phi3_fixture_tests {
 /// scale other than head_dim's, two adapters; `tiny_gemma3_gguf`: llama.cpp's `gemma3` file;
 /// `tiny_gemma3_multimodal_text`: the text model of a text-and-image checkpoint, its adapter's
 /// vision-tower LoRAs left out;
-/// `tiny_gemma` and its GGUF form: Gemma (1); made by `tests/fixtures/make_gemma.py`), each
-/// calling `$run("<fixture folder>")`. GELU and the embedding scale are ops of every backend:
-/// run where the plain fixtures run.
+/// `tiny_gemma` and its GGUF form: Gemma (1); `tiny_gemma2`: Gemma 2's soft-capped attention
+/// scores and logits, a window in every other layer, a query scale other than head_dim's, two
+/// adapters; `tiny_gemma2_gguf`: llama.cpp's `gemma2` file; made by
+/// `tests/fixtures/make_gemma.py`), each calling `$run("<fixture folder>")`. GELU, the embedding
+/// scale and the soft caps are ops of every backend: run where the plain fixtures run.
 #[macro_export]
 macro_rules! gemma_fixture_tests {
     ($run:path) => {
@@ -272,6 +274,14 @@ macro_rules! gemma_fixture_tests {
         #[test]
         fn tiny_gemma_gguf() {
             $run("tiny-gemma-gguf");
+        }
+        #[test]
+        fn tiny_gemma2() {
+            $run("tiny-gemma2");
+        }
+        #[test]
+        fn tiny_gemma2_gguf() {
+            $run("tiny-gemma2-gguf");
         }
     };
 }

@@ -159,12 +159,31 @@ fn rope(m: &Module, s: &mut Step) -> Result<(), String> {
 /// Float64 attention of `s` (q and k already rotated; caches f32, the store's positions
 /// already written) over each token's window of positions: out `[T, n_heads * head_dim]`.
 fn attention_ref(s: &Step) -> Vec<f64> {
+    attention_ref_scored(s, false, None)
+}
+
+/// [`attention_ref`] over the caches as stored (the bf16 ones decoded, with `bf16`), each
+/// score `q.k * scale` soft-capped, `cap * tanh(s / cap)`, where `scored` gives
+/// `(scale, cap)` (Gemma 2's), else `q.k / sqrt(head_dim)`.
+fn attention_ref_scored(s: &Step, bf16: bool, scored: Option<(f64, f64)>) -> Vec<f64> {
     let (h, kvh, d) = (
         s.n_heads as usize,
         s.n_kv_heads as usize,
         s.head_dim as usize,
     );
     let (kv_dim, cap) = (kvh * d, s.capacity as usize);
+    let (k_cache, v_cache): (Vec<f32>, Vec<f32>) = match bf16 {
+        true => {
+            let f = |c: &[u16]| {
+                c.iter()
+                    .map(|b| half::bf16::from_bits(*b).to_f32())
+                    .collect()
+            };
+            (f(&s.k_cache16), f(&s.v_cache16))
+        }
+        false => (s.k_cache.clone(), s.v_cache.clone()),
+    };
+    let scale = scored.map_or(1.0 / (d as f64).sqrt(), |x| x.0);
     let mut out = vec![0f64; s.out_len()];
     for t in 0..s.t() {
         let (slot, pos) = (s.slots[t] as usize, s.positions[t] as usize);
@@ -178,19 +197,21 @@ fn attention_ref(s: &Step) -> Vec<f64> {
             let row = |c: &[f32], p: usize| c[(slot * cap + p) * kv_dim + g * d..][..d].to_vec();
             let scores: Vec<f64> = (start..=pos)
                 .map(|p| {
-                    let kr = row(&s.k_cache, p);
-                    q.iter()
+                    let kr = row(&k_cache, p);
+                    let x = q
+                        .iter()
                         .zip(&kr)
                         .map(|(a, b)| *a as f64 * *b as f64)
                         .sum::<f64>()
-                        / (d as f64).sqrt()
+                        * scale;
+                    scored.map_or(x, |(_, c)| c * (x / c).tanh())
                 })
                 .collect();
             let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
             let w: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
             let sum: f64 = w.iter().sum();
             for (p, wp) in (start..=pos).zip(&w) {
-                let vr = row(&s.v_cache, p);
+                let vr = row(&v_cache, p);
                 for i in 0..d {
                     out[(t * h + head) * d + i] += wp / sum * vr[i] as f64;
                 }
@@ -401,4 +422,71 @@ fn attention_entries_match_the_verified_kernels() {
         }
     }
     runs.finish();
+}
+
+/// `attention_softcap` (Gemma 2's soft-capped scores with a scale of their own; not yet run on
+/// a GPU) on f32 and bf16 caches, with and without a window, head_dim 16 and 256, in every
+/// block order, against float64 attention with the same cap and scale; the cap is checked to
+/// move that reference, so a kernel that ignored it would fail.
+#[test]
+fn softcap_attention_matches_float64() {
+    let (scale, cap) = (0.3f32, 1.5f32);
+    let mut runs = Runs::default();
+    for heads in [(4, 2, 16), (2, 1, 256)] {
+        for window in [0, 8] {
+            for bf16 in [false, true] {
+                for (name, order) in ORDERS {
+                    let label = format!("heads {heads:?} window {window} kv_bf16={bf16} {name}");
+                    runs.check(
+                        label,
+                        softcap_case(heads, window, bf16, order, (scale, cap)),
+                    );
+                }
+            }
+        }
+    }
+    runs.finish();
+}
+
+fn softcap_case(
+    heads: (usize, usize, usize),
+    window: i32,
+    bf16: bool,
+    order: Order,
+    (scale, cap): (f32, f32),
+) -> Result<(), String> {
+    let m = module("attention", &[], order)?;
+    let mut s = Step::new(heads, window, &[5, 20, 63]);
+    let mut out = vec![f32::NAN; s.out_len()];
+    let mut p = Params::new(&mut s, bf16);
+    p.scale = scale;
+    let po = dev(&mut out);
+    let mut a = p.args();
+    a.extend([arg(&po), arg(&cap)]);
+    let name = if bf16 {
+        "attention_softcap_bf16"
+    } else {
+        "attention_softcap"
+    };
+    m.launch(
+        name,
+        (s.n_heads as u32, s.t() as u32, 1),
+        ATTN_THREADS,
+        0,
+        &a,
+    )?;
+    let want = attention_ref_scored(&s, bf16, Some((scale as f64, cap as f64)));
+    let uncapped = attention_ref_scored(&s, bf16, Some((scale as f64, 1e12)));
+    let moved = want
+        .iter()
+        .zip(&uncapped)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    if moved < 1e-3 {
+        return Err(format!("the cap moves the reference by only {moved:.2e}"));
+    }
+    match worst(&out, &want) {
+        e if e > 1e-5 => Err(format!("{name}: {e:.2e} from float64")),
+        _ => Ok(()),
+    }
 }

@@ -78,6 +78,7 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "add" => vec![include_str!("../../kernels/add.cu")],
         "gelu_mul" => vec![include_str!("../../kernels/gelu_mul.cu")],
         "scale" => vec![include_str!("../../kernels/scale.cu")],
+        "softcap" => vec![include_str!("../../kernels/softcap.cu")],
         "argmax" => vec![include_str!("../../kernels/argmax.cu")],
         // As the backend's `logits` module has them: sample.cu reuses argmax's keys.
         "sample" => vec![

@@ -1,7 +1,7 @@
-//! Gemma (`GemmaForCausalLM`) and Gemma 3 (`Gemma3ForCausalLM`, `model_type: gemma3_text`):
-//! what they add to the Llama computation, read as transformers 5's GemmaConfig and
-//! Gemma3TextConfig read a config.json (transformers 4's keys included), and the feed-forward
-//! activation of every family.
+//! Gemma (`GemmaForCausalLM`), Gemma 2 (`Gemma2ForCausalLM`) and Gemma 3 (`Gemma3ForCausalLM`,
+//! `model_type: gemma3_text`): what they add to the Llama computation, read as transformers 5's
+//! GemmaConfig, Gemma2Config and Gemma3TextConfig read a config.json (transformers 4's keys
+//! included), and the feed-forward activation of every family.
 
 use std::path::Path;
 
@@ -19,7 +19,8 @@ pub enum Activation {
     GeluTanh,
 }
 
-/// What Gemma adds to the Llama computation (transformers' GemmaModel and Gemma3TextModel).
+/// What Gemma adds to the Llama computation (transformers' GemmaModel, Gemma2Model and
+/// Gemma3TextModel).
 /// Its RMSNorms multiply by `1 + w`: loading adds the 1 to an HF checkpoint's norm weights
 /// (llama.cpp's converter has already added it to a GGUF's), so the backends' norm is Llama's.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +29,7 @@ pub struct GemmaFeatures {
     /// `Gemma*TextScaledWordEmbedding`; llama.cpp's `sqrtf(n_embd)`); a tied lm_head reads the
     /// table unscaled.
     pub embed_scale: f32,
-    /// Gemma 3: the attention and feed-forward outputs are each normed before their residual
+    /// Gemma 2 and 3: the attention and feed-forward outputs are each normed before their residual
     /// add (`post_attention_layernorm`, `post_feedforward_layernorm`), and the feed-forward
     /// input by `pre_feedforward_layernorm`.
     pub sandwich_norms: bool,
@@ -36,10 +37,14 @@ pub struct GemmaFeatures {
     /// transformers 5's `rope_parameters.sliding_attention.rope_theta`; llama.cpp's 10000),
     /// unscaled. The full-attention layers use `rope_theta` and the RoPE scaling.
     pub local_rope_theta: Option<f64>,
-    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (Gemma 3; llama.cpp's
-    /// `f_attention_scale`) where the backends scale by `head_dim^-0.5`: loading multiplies the
-    /// per-head query norm by `sqrt(head_dim / query_pre_attn_scalar)` when they differ.
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (Gemma 2 and 3; llama.cpp's
+    /// `f_attention_scale`), not `head_dim^-0.5` ([`super::ModelConfig::attention_scale`]).
     pub query_pre_attn_scalar: f64,
+    /// Gemma 2: the scaled attention scores soft-capped, `cap * tanh(s / cap)`, before the
+    /// mask and softmax (`attn_logit_softcapping`, GemmaConfig 2's default 50).
+    pub attn_softcap: Option<f32>,
+    /// Gemma 2: the logits soft-capped the same way (`final_logit_softcapping`, default 30).
+    pub final_softcap: Option<f32>,
 }
 
 /// The feed-forward activation of an HF config: `hidden_act` (`silu`, or `swish`, the same in
@@ -48,15 +53,15 @@ pub struct GemmaFeatures {
 pub(super) fn activation(v: &Value, arch: Arch, path: &Path) -> Result<Activation> {
     let f = Fields { v, path };
     let (key, default) = match arch {
-        Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
+        Arch::Gemma2 | Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
         Arch::Gemma => ("hidden_act", "gelu_pytorch_tanh"),
         _ => ("hidden_act", "silu"),
     };
     let act = f.str_or(key, default)?;
     match (arch, act.as_str()) {
         (Arch::Gemma, "gelu" | "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
-        (Arch::Gemma3, "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
-        (Arch::Gemma | Arch::Gemma3, other) => Err(Error::unsupported(format!(
+        (Arch::Gemma2 | Arch::Gemma3, "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
+        (Arch::Gemma | Arch::Gemma2 | Arch::Gemma3, other) => Err(Error::unsupported(format!(
             "{}: {key} `{other}` (Gemma models use gelu_pytorch_tanh, GELU's tanh approximation)",
             path.display()
         ))),
@@ -68,9 +73,13 @@ pub(super) fn activation(v: &Value, arch: Arch, path: &Path) -> Result<Activatio
     }
 }
 
-/// Gemma's features from an HF config, `None` for the other families. Refused: soft-capped
-/// attention or logits (`attn_logit_softcapping`, `final_logit_softcapping`: Gemma 2's, which
-/// Gemma3TextConfig also takes) and bidirectional attention (EmbeddingGemma).
+/// Gemma's features from an HF config, `None` for the other families. The soft caps
+/// (`attn_logit_softcapping`, `final_logit_softcapping`) are read for Gemma 2 and Gemma 3 (whose
+/// config takes them too; null: none); GemmaModel has none. Refused: bidirectional attention
+/// (EmbeddingGemma).
+///
+/// # Errors
+/// A cap or `query_pre_attn_scalar` that is not a number > 0.
 pub(super) fn from_hf(
     v: &Value,
     arch: Arch,
@@ -78,30 +87,38 @@ pub(super) fn from_hf(
     local_rope_theta: Option<f64>,
     path: &Path,
 ) -> Result<Option<GemmaFeatures>> {
-    if !matches!(arch, Arch::Gemma | Arch::Gemma3) {
+    if !arch.is_gemma() {
         return Ok(None);
     }
     let f = Fields { v, path };
-    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
-        if let Some(c) = v.get(key).filter(|c| !c.is_null()) {
-            return Err(Error::unsupported(format!(
-                "{}: `{key}` {c}: soft-capped attention or logits (Gemma 2's) are not supported",
-                path.display()
-            )));
+    let cap = |key: &str| -> Result<Option<f32>> {
+        match v.get(key).filter(|c| !c.is_null()) {
+            None => Ok(None),
+            Some(_) if arch == Arch::Gemma => Ok(None),
+            Some(c) => match c.as_f64().filter(|c| c.is_finite() && *c > 0.0) {
+                Some(c) => Ok(Some(c as f32)),
+                None => Err(Error::format(
+                    path,
+                    format!("`{key}` is {c}; expected a number > 0, or null for none"),
+                )),
+            },
         }
-    }
+    };
+    let (attn_softcap, final_softcap) = (
+        cap("attn_logit_softcapping")?,
+        cap("final_logit_softcapping")?,
+    );
     if f.bool_or("use_bidirectional_attention", false)? {
         return Err(Error::unsupported(format!(
             "{}: `use_bidirectional_attention` (an embedding model, not a causal LM)",
             path.display()
         )));
     }
-    let gemma3 = arch == Arch::Gemma3;
     let hidden = f.usize("hidden_size")?;
-    let query_pre_attn_scalar = match gemma3 {
-        // Gemma3TextConfig's default; GemmaAttention scales by head_dim^-0.5.
-        true => f.f64_or("query_pre_attn_scalar", 256.0)?,
-        false => head_dim as f64,
+    let query_pre_attn_scalar = match arch {
+        // GemmaAttention scales by head_dim^-0.5; the others' configs default to 256.
+        Arch::Gemma => head_dim as f64,
+        _ => f.f64_or("query_pre_attn_scalar", 256.0)?,
     };
     if !(query_pre_attn_scalar.is_finite() && query_pre_attn_scalar > 0.0) {
         return Err(Error::format(
@@ -111,9 +128,11 @@ pub(super) fn from_hf(
     }
     Ok(Some(GemmaFeatures {
         embed_scale: (hidden as f32).sqrt(),
-        sandwich_norms: gemma3,
+        sandwich_norms: arch != Arch::Gemma,
         local_rope_theta,
         query_pre_attn_scalar,
+        attn_softcap,
+        final_softcap,
     }))
 }
 
@@ -232,7 +251,7 @@ pub(super) fn multimodal_text_config(v: &Value, path: &Path) -> Result<Value> {
     Ok(text)
 }
 
-/// GemmaConfig's and Gemma3TextConfig's defaults for keys a config leaves out (a sparse
+/// GemmaConfig's, Gemma2Config's and Gemma3TextConfig's defaults for keys a config leaves out (a sparse
 /// config relies on them: the Hub's gemma-3-4b `text_config` names six keys).
 fn defaults(arch: Arch) -> Value {
     match arch {
@@ -242,6 +261,13 @@ fn defaults(arch: Arch) -> Value {
             "head_dim": 256, "max_position_embeddings": 131_072, "rms_norm_eps": 1e-6,
             "bos_token_id": 2, "eos_token_id": 1, "query_pre_attn_scalar": 256,
             "sliding_window": 4096, "tie_word_embeddings": true}),
+        Arch::Gemma2 => serde_json::json!({
+            "vocab_size": 256_000, "hidden_size": 2304, "intermediate_size": 9216,
+            "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
+            "head_dim": 256, "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
+            "bos_token_id": 2, "eos_token_id": 1, "query_pre_attn_scalar": 256,
+            "sliding_window": 4096, "final_logit_softcapping": 30.0,
+            "attn_logit_softcapping": 50.0, "tie_word_embeddings": true}),
         _ => serde_json::json!({
             "vocab_size": 256_000, "hidden_size": 3072, "intermediate_size": 24_576,
             "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16,
@@ -250,10 +276,19 @@ fn defaults(arch: Arch) -> Value {
     }
 }
 
-/// Gemma 3's sliding layers where the config lists no `layer_types`: every layer but each
-/// `sliding_window_pattern`-th (default 6; Gemma3TextConfig's reading of older configs).
-pub(super) fn gemma3_sliding(v: &Value, layers: usize, path: &Path) -> Result<Vec<bool>> {
-    let pattern = Fields { v, path }.usize_or("sliding_window_pattern", 6)?;
+/// Gemma 2's and 3's sliding layers where the config lists no `layer_types`: Gemma 3's every
+/// layer but each `sliding_window_pattern`-th (default 6; Gemma3TextConfig's reading of older
+/// configs), Gemma 2's every other one from the first (Gemma2Config reads no pattern).
+pub(super) fn gemma_sliding(
+    v: &Value,
+    arch: Arch,
+    layers: usize,
+    path: &Path,
+) -> Result<Vec<bool>> {
+    let pattern = match arch {
+        Arch::Gemma2 => 2,
+        _ => Fields { v, path }.usize_or("sliding_window_pattern", 6)?,
+    };
     if pattern == 0 {
         return Err(Error::format(path, "`sliding_window_pattern` must be > 0"));
     }
@@ -424,12 +459,79 @@ mod tests {
         assert_eq!(g.query_pre_attn_scalar, 256.0);
     }
 
+    /// google/gemma-2-2b-it's config.json as the Hub has it (transformers 4.42's keys).
+    fn gemma2_2b() -> Value {
+        json!({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2",
+            "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "bos_token_id": 2,
+            "eos_token_id": [1, 107], "head_dim": 256, "hidden_act": "gelu_pytorch_tanh",
+            "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304,
+            "intermediate_size": 9216, "max_position_embeddings": 8192,
+            "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4,
+            "pad_token_id": 0, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+            "rope_theta": 10000.0, "sliding_window": 4096, "vocab_size": 256000})
+    }
+
+    /// Gemma 2: the window in every other layer from the first, both caps, norms around both
+    /// sub-blocks, no query/key norms; the 27B's scale (query_pre_attn_scalar 144, not
+    /// head_dim 128); Gemma2Config's defaults (caps 50 and 30) for a sparse config, and null
+    /// caps read as none.
+    #[test]
+    fn gemma2_config() {
+        let c = read(&gemma2_2b()).unwrap();
+        let sliding: Vec<usize> = (0..26)
+            .filter(|&i| c.attention_window[i] == Some(4096))
+            .collect();
+        assert_eq!(sliding, (0..26).step_by(2).collect::<Vec<_>>());
+        assert!((1..26).step_by(2).all(|i| c.attention_window[i].is_none()));
+        assert_eq!(
+            (c.activation, c.qk_norm, c.tie_word_embeddings, c.rope_theta),
+            (Activation::GeluTanh, false, true, 10000.0)
+        );
+        assert_eq!(c.softcaps(), (Some(50.0), Some(30.0)));
+        assert_eq!(c.attention_scale(), 1.0 / 16.0);
+        let g = c.gemma.as_ref().unwrap();
+        assert!(g.sandwich_norms && g.local_rope_theta.is_none());
+        let mut v = gemma2_2b();
+        for (k, x) in [
+            ("hidden_size", 4608),
+            ("num_attention_heads", 32),
+            ("num_key_value_heads", 16),
+            ("head_dim", 128),
+            ("query_pre_attn_scalar", 144),
+            ("num_hidden_layers", 46),
+        ] {
+            v[k] = json!(x);
+        }
+        assert_eq!(read(&v).unwrap().attention_scale(), 1.0 / 12.0);
+        let c = read(&json!({"model_type": "gemma2", "layer_types": null})).unwrap();
+        assert_eq!((c.hidden_size, c.num_layers, c.head_dim), (2304, 26, 256));
+        assert_eq!(c.softcaps(), (Some(50.0), Some(30.0)));
+        let mut v = gemma2_2b();
+        v["attn_logit_softcapping"] = json!(null);
+        v["final_logit_softcapping"] = json!(null);
+        assert_eq!(read(&v).unwrap().softcaps(), (None, None));
+        // Gemma (1) has no caps, whatever the file says (GemmaModel reads none).
+        let v = json!({"model_type": "gemma", "hidden_size": 64, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 1, "num_key_value_heads": 1,
+            "vocab_size": 8,
+            "final_logit_softcapping": 30.0});
+        assert_eq!(read(&v).unwrap().softcaps(), (None, None));
+    }
+
     /// What Gemma models have that this engine does not run is refused, naming it.
     #[test]
     fn gemma_refusals() {
         for (k, val, want) in [
-            ("final_logit_softcapping", json!(30.0), "soft-capped"),
-            ("attn_logit_softcapping", json!(50.0), "soft-capped"),
+            (
+                "final_logit_softcapping",
+                json!(0.0),
+                "expected a number > 0",
+            ),
+            (
+                "attn_logit_softcapping",
+                json!("50"),
+                "expected a number > 0",
+            ),
             (
                 "use_bidirectional_attention",
                 json!(true),
@@ -443,8 +545,8 @@ mod tests {
             ),
             (
                 "model_type",
-                json!("gemma2"),
-                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma3_text, gemma3",
+                json!("gemma4"),
+                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3",
             ),
             ("sliding_window", json!(null), "sliding layers need one"),
             ("sliding_window_pattern", json!(0), "sliding_window_pattern"),

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
 /// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
 /// `sliding_window` in every layer (Phi-3 reads no `layer_types`), or Gemma 3's in every layer
-/// but each `sliding_window_pattern`-th (default 6).
+/// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer.
 pub(super) fn attention_windows(
     v: &Value,
     arch: Arch,
@@ -21,7 +21,7 @@ pub(super) fn attention_windows(
     let window = match v.get("sliding_window") {
         // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
         // is none).
-        None if arch.qwen_windows() || arch == Arch::Gemma3 => Some(4096),
+        None if arch.qwen_windows() || matches!(arch, Arch::Gemma2 | Arch::Gemma3) => Some(4096),
         None | Some(Value::Null) => None,
         Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
             Error::format(
@@ -78,26 +78,30 @@ pub(super) fn attention_windows(
             .map(|(i, &s)| match (s, arch, window) {
                 (false, _, _) | (true, Arch::Llama | Arch::Gemma, _) => Ok(None),
                 (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
-                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma3, Some(w)) => Ok(Some(w)),
-                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma3, None) => Err(Error::format(
-                    path,
-                    format!(
-                        "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
-                    ),
-                )),
+                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3, Some(w)) => {
+                    Ok(Some(w))
+                }
+                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3, None) => {
+                    Err(Error::format(
+                        path,
+                        format!(
+                            "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
+                        ),
+                    ))
+                }
             })
             .collect();
     }
     Ok(match arch {
         Arch::Llama | Arch::Gemma => vec![None; layers],
-        Arch::Gemma3 => {
-            let sliding = gemma::gemma3_sliding(v, layers, path)?;
+        Arch::Gemma2 | Arch::Gemma3 => {
+            let sliding = gemma::gemma_sliding(v, arch, layers, path)?;
             match window {
                 Some(_) => sliding.iter().map(|&s| window.filter(|_| s)).collect(),
                 None if sliding.contains(&true) => {
                     return Err(Error::format(
                         path,
-                        "`sliding_window` is null, but Gemma 3's sliding layers need one",
+                        "`sliding_window` is null, but Gemma 2's and 3's sliding layers need one",
                     ))
                 }
                 None => vec![None; layers],

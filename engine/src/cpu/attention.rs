@@ -39,6 +39,7 @@ pub fn attention(
     check_len("attention", "k", k.len(), t_n * kv_dim)?;
     check_len("attention", "v", v.len(), t_n * kv_dim)?;
     check_len("attention", "out", out.len(), t_n * q_dim)?;
+    s.check_scores()?;
     step.check_kv_positions(
         t_n,
         k_cache.len() / (s.capacity * kv_dim).max(1),
@@ -51,7 +52,7 @@ pub fn attention(
         v_cache[at..at + kv_dim].copy_from_slice(&v[t * kv_dim..(t + 1) * kv_dim]);
     }
     let (k_cache, v_cache) = (&*k_cache, &*v_cache);
-    let scale = 1.0 / (hd as f32).sqrt();
+    let (scale, softcap) = (s.scale, s.softcap);
     // The positions token `t` attends, `from .. to`: a sliding window drops the oldest.
     let span = |t: usize| {
         let pos = step.positions[t] as usize;
@@ -75,6 +76,7 @@ pub fn attention(
             stride: kv_dim,
             len: to - from,
             scale,
+            softcap,
         }
     };
     // Prefill: one task per block of consecutive tokens, while the blocks keep every core busy.
@@ -271,6 +273,8 @@ struct Heads<'a> {
     /// Positions scored (`0..len`).
     len: usize,
     scale: f32,
+    /// [`AttnShape::softcap`].
+    softcap: f32,
 }
 
 impl Heads<'_> {
@@ -344,6 +348,12 @@ fn softmax_spans(
         let (a, b) = h.span(r);
         row[..a].fill(0.0);
         row[b..].fill(0.0);
+        if h.softcap > 0.0 {
+            // Gemma 2's soft cap of the scaled scores, written back divided by the scale: the
+            // softmax's own `* scale` then gives `cap * tanh(s * scale / cap)`.
+            let (into, back) = (h.scale / h.softcap, h.softcap / h.scale);
+            (row[a..b].iter_mut()).for_each(|x| *x = back * (*x * into).tanh());
+        }
         softmax(r, &mut row[a..b], lse);
     }
 }

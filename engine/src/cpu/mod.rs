@@ -42,6 +42,7 @@ mod rope;
 pub mod sample;
 mod scale;
 mod silu_mul;
+mod softcap;
 
 use std::sync::Mutex;
 
@@ -492,6 +493,13 @@ impl Backend for CpuBackend {
     fn scale(&self, x: &mut Vec<f32>, s: f32, n: usize) -> Result<()> {
         check_len("scale", "x", x.len(), n)?;
         scale::scale(&mut x[..n], s);
+        Ok(())
+    }
+
+    fn softcap(&self, x: &mut Vec<f32>, cap: f32, n: usize) -> Result<()> {
+        check_len("softcap", "x", x.len(), n)?;
+        crate::backend::check_softcap(cap)?;
+        softcap::softcap(&mut x[..n], cap);
         Ok(())
     }
 

@@ -64,9 +64,13 @@ const PHI3: [StoredModule; 4] = [
 pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     match arch {
         Arch::Phi3 => &PHI3,
-        Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma | Arch::Gemma3 => {
-            &SINGLE
-        }
+        Arch::Llama
+        | Arch::Mistral
+        | Arch::Qwen2
+        | Arch::Qwen3
+        | Arch::Gemma
+        | Arch::Gemma2
+        | Arch::Gemma3 => &SINGLE,
     }
 }
 

@@ -70,7 +70,7 @@ impl ModelFiles {
             let mut weights = load_hf_weights(path)?;
             super::fused::split_stacked(&mut weights, &config)?;
             super::partial_rotary::reorder_heads(&mut weights, &config)?;
-            super::gemma::prepare(&mut weights, &config, true)?;
+            super::gemma::prepare_hf(&mut weights, &config);
             let tokenizer = TextTokenizer::from_hf_dir(path)?;
             if let Some(t) = &tokenizer {
                 fits(t, &config, &path.join("tokenizer.json"))?;
@@ -112,7 +112,6 @@ impl ModelFiles {
         let mut weights = g.load_weights_with(keep_packed)?;
         super::fused::split_stacked(&mut weights, &config)?;
         super::partial_rotary::reorder_heads(&mut weights, &config)?;
-        super::gemma::prepare(&mut weights, &config, false)?;
         Ok(ModelFiles {
             path: path.into(),
             format: "gguf",

@@ -55,6 +55,8 @@ pub enum Op {
     GeluMul { n: usize },
     /// `scale` of `n` values in place.
     Scale { n: usize },
+    /// `softcap` of `n` values in place, by a cap that saturates some of them.
+    Softcap { n: usize },
     /// `add` of `n` values.
     Add { n: usize },
     /// `lora_shrink` (`expand: false`) or `lora_expand` over a mixture.
@@ -184,6 +186,23 @@ pub(super) fn attn_window(
     at: &[(u32, u32)],
     window: usize,
 ) -> ParityCase {
+    attn_scored(heads, kv, hd, cap, slots, at, window, None)
+}
+
+/// An attention case, with Gemma's scores where `scored` gives `(scale, softcap)` (else
+/// `head_dim^-0.5`, no cap).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attn_scored(
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    cap: usize,
+    slots: usize,
+    at: &[(u32, u32)],
+    window: usize,
+    scored: Option<(f32, f32)>,
+) -> ParityCase {
+    let (scale, softcap) = scored.unwrap_or((AttnShape::head_scale(hd), 0.0));
     let shape = AttnShape {
         n_tokens: at.len(),
         n_heads: heads,
@@ -191,13 +210,19 @@ pub(super) fn attn_window(
         head_dim: hd,
         capacity: cap,
         window,
+        scale,
+        softcap,
     };
     let w = if window > 0 {
         format!(",window={window}")
     } else {
         String::new()
     };
-    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?}{w})", at.len());
+    let s = match scored {
+        Some((scale, softcap)) => format!(",scale={scale},softcap={softcap}"),
+        None => String::new(),
+    };
+    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?}{w}{s})", at.len());
     let op = Op::Attention {
         shape,
         slots,
@@ -334,11 +359,27 @@ pub fn cases() -> Vec<ParityCase> {
     v.push(attn_window(3, 1, 64, 96, 2, &prefill, 5));
     v.push(attn_window(2, 2, 128, 300, 1, &[(0, 299)], 256));
     v.push(attn_window(2, 1, 8, 8, 1, &[(0, 0), (0, 1), (0, 2)], 1));
+    // Gemma 2's scores (a scale of their own, soft-capped low enough to bite): decode in two
+    // slots, a windowed prefill chunk, head_dim 256.
+    let gemma = Some((0.25, 1.5));
+    v.push(attn_scored(4, 2, 16, 80, 2, &[(0, 5), (1, 70)], 0, gemma));
+    v.push(attn_scored(3, 1, 64, 96, 2, &prefill, 5, gemma));
+    v.push(attn_scored(
+        2,
+        1,
+        256,
+        40,
+        1,
+        &[(0, 39)],
+        0,
+        Some((0.0625, 2.0)),
+    ));
     for n in [5, 1001, 70000] {
         v.push(case(format!("silu_mul(n={n})"), Op::SiluMul { n }, e));
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));
         v.push(case(format!("gelu_mul(n={n})"), Op::GeluMul { n }, e));
         v.push(case(format!("scale(n={n})"), Op::Scale { n }, e));
+        v.push(case(format!("softcap(n={n})"), Op::Softcap { n }, e));
     }
     const NA: u32 = NO_ADAPTER;
     // Mixed ranks, slot 1 does not target the module, three segments of K=3 with unused entries.

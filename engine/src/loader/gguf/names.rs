@@ -42,15 +42,15 @@ pub fn hf_name(name: &str) -> Option<String> {
 /// HF name of a tensor of an `arch` GGUF: [`hf_name`], but where the architecture gives a
 /// GGUF name another meaning. llama.cpp's `phi3` keeps gate and up stacked in `ffn_up` (gate
 /// rows first, as transformers' `gate_up_proj`; the loader splits it under that name);
-/// `gemma3`'s `ffn_norm` is the pre-feed-forward norm (its `post_attention_norm` is
-/// transformers' `post_attention_layernorm`).
+/// `gemma2`'s and `gemma3`'s `ffn_norm` is the pre-feed-forward norm (their
+/// `post_attention_norm` is transformers' `post_attention_layernorm`).
 pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
     let hf = hf_name(name)?;
     Some(match arch {
         Arch::Phi3 if hf.ends_with(".mlp.up_proj.weight") => {
             hf.replace(".mlp.up_proj.", ".mlp.gate_up_proj.")
         }
-        Arch::Gemma3 if name.contains(".ffn_norm.") => {
+        Arch::Gemma2 | Arch::Gemma3 if name.contains(".ffn_norm.") => {
             hf.replace(".post_attention_layernorm.", ".pre_feedforward_layernorm.")
         }
         _ => hf,
@@ -61,12 +61,12 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
 /// [`hf_name_in`] (a `gemma3` file's norms named as it names them).
 pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
     match arch {
-        Arch::Gemma3 => gguf_name_gemma3,
+        Arch::Gemma2 | Arch::Gemma3 => gguf_name_gemma3,
         _ => gguf_name,
     }
 }
 
-/// GGUF name of an HF tensor name in a `gemma3` file, whose post-attention norm is
+/// GGUF name of an HF tensor name in a `gemma2` or `gemma3` file, whose post-attention norm is
 /// `post_attention_norm` and pre-feed-forward norm `ffn_norm` ([`gguf_name`] otherwise).
 fn gguf_name_gemma3(name: &str) -> Option<String> {
     for (hf, gguf) in [
