@@ -318,6 +318,13 @@ fn config_text(c: &ModelConfig) -> String {
         ),
         None => String::new(),
     };
+    let gemma = match &c.granite {
+        Some(g) => format!(
+            "{gemma}\n  Granite: embedding x {}, attention scores x {} (not head_dim^-0.5), each residual branch x {}, logits / {}",
+            g.embedding, g.attention, g.residual, g.logits
+        ),
+        None => gemma,
+    };
     let qk_norm = match c.qk_norm {
         true => ", each head's query and key RMS-normed before RoPE",
         false => "",

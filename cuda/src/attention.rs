@@ -57,11 +57,20 @@ impl CudaBackend {
         s.check_scores()?;
         // Gemma 2's capped scores: the plain kernel with the cap (`attention_softcap*`), none
         // of the experimental paths.
-        let capped = s.softcap > 0.0;
+        let capped = s.capped();
         if capped && rope.is_some() {
             return Err(err(
                 "attention: the rope is not fused with soft-capped scores",
             ));
+        }
+        let x = &self.options.experimental;
+        if capped && (x.split_attention || x.fused_kv_store || x.inline_combine) {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "soft-capped attention (Gemma 2) takes the plain attention kernel: --cuda-experimental split-attention, fused-kv-store, inline-combine and rope-in-attention do not apply to it"
+                )
+            });
         }
         // Values the caches hold (two per f32 element when they store bf16).
         let cache_values = k_cache.len() * if self.options.kv_bf16 { 2 } else { 1 };

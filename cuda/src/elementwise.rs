@@ -1,5 +1,5 @@
-//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and `scale`,
-//! with the CPU reference's checks.
+//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and the
+//! in-place ones (`scale`, `softcap`), with the CPU reference's checks.
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 use dlp_engine::Result;

@@ -436,7 +436,7 @@ impl Backend for CudaBackend {
         // Only where the fused store takes the step (decode: each token alone in its slot);
         // `StepShape` carries the same test, so a recorded graph's replays take the same path.
         // (Gemma 2's capped scores have the plain kernel only.)
-        if x.rope_in_attention && x.fused_kv_store && step.tokens_alone && s.softcap == 0.0 {
+        if x.rope_in_attention && x.fused_kv_store && step.tokens_alone && !s.capped() {
             crate::attention::check_rope_table(cos_sin, step, s.n_tokens, s.head_dim)?;
             return self.attention_impl(Some(cos_sin), q, k, v, k_cache, v_cache, step, s, out);
         }

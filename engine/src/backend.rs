@@ -140,6 +140,11 @@ impl AttnShape {
         1.0 / (head_dim as f32).sqrt()
     }
 
+    /// Whether the scores are soft-capped (`softcap > 0`).
+    pub fn capped(&self) -> bool {
+        self.softcap > 0.0
+    }
+
     /// Checks what every backend's attention assumes of `scale` and `softcap`.
     ///
     /// # Errors

@@ -8,12 +8,15 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 mod gemma;
+mod granite;
 mod longrope;
 mod rope;
 mod windows;
 pub use gemma::{Activation, GemmaFeatures};
+pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
+pub(crate) use windows::sliding_every;
 
 /// Which member of the Llama family: they share one forward pass and differ in biases, sliding
 /// windows and Qwen3's per-head query/key norms.
@@ -46,6 +49,9 @@ pub enum Arch {
     /// per-head query/key norms, norms around both sub-blocks, sliding-window layers (five in
     /// six by default) with a RoPE base of their own ([`GemmaFeatures`]).
     Gemma3,
+    /// IBM Granite (`GraniteForCausalLM`): Llama with multipliers of the embedding, the
+    /// attention scores, each residual branch and the logits ([`GraniteScales`]).
+    Granite,
 }
 
 impl Arch {
@@ -115,6 +121,8 @@ pub struct ModelConfig {
     pub activation: Activation,
     /// Gemma's additions to the computation; `None` for the other families.
     pub gemma: Option<GemmaFeatures>,
+    /// Granite's multipliers; `None` for the other families.
+    pub granite: Option<GraniteScales>,
     /// Per layer: the sliding attention window (a query sees itself and the `w - 1` positions
     /// before it), or None for full causal attention.
     pub attention_window: Vec<Option<usize>>,
@@ -136,7 +144,7 @@ impl ModelConfig {
         self.max_position_embeddings.max(scaled.min(1e8) as usize)
     }
 
-    /// Whether each sub-block's output is normed before its residual add (Gemma 3's
+    /// Whether each sub-block's output is normed before its residual add (Gemma 2's and 3's
     /// [`GemmaFeatures::sandwich_norms`]).
     pub fn sandwich_norms(&self) -> bool {
         self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
@@ -145,10 +153,35 @@ impl ModelConfig {
     /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5`, else
     /// `head_dim^-0.5` ([`crate::backend::AttnShape::head_scale`]).
     pub fn attention_scale(&self) -> f32 {
-        match &self.gemma {
-            Some(g) => (1.0 / g.query_pre_attn_scalar.sqrt()) as f32,
-            None => crate::backend::AttnShape::head_scale(self.head_dim),
+        match (&self.gemma, &self.granite) {
+            // Where they are equal, head_dim's f32 expression (the same value to the bit).
+            (Some(g), _) if g.query_pre_attn_scalar != self.head_dim as f64 => {
+                (1.0 / g.query_pre_attn_scalar.sqrt()) as f32
+            }
+            (_, Some(g)) => g.attention,
+            _ => crate::backend::AttnShape::head_scale(self.head_dim),
         }
+    }
+
+    /// The factor of the embedding rows: Gemma's `sqrt(hidden_size)`, Granite's
+    /// `embedding_multiplier` (where it is not 1); `None`: the rows as stored.
+    pub fn embed_scale(&self) -> Option<f32> {
+        match (&self.gemma, &self.granite) {
+            (Some(g), _) => Some(g.embed_scale),
+            (_, Some(g)) => Some(g.embedding).filter(|&s| s != 1.0),
+            _ => None,
+        }
+    }
+
+    /// Granite's factor of each sub-block's output before its residual add (where it is not
+    /// 1).
+    pub fn residual_scale(&self) -> Option<f32> {
+        (self.granite.as_ref()).and_then(|g| Some(g.residual).filter(|&s| s != 1.0))
+    }
+
+    /// Granite's divisor of the logits (where it is not 1).
+    pub fn logit_divisor(&self) -> Option<f32> {
+        (self.granite.as_ref()).and_then(|g| Some(g.logits).filter(|&s| s != 1.0))
     }
 
     /// Gemma 2's soft caps `(attention scores, final logits)` ([`GemmaFeatures`]), each
@@ -230,6 +263,7 @@ impl ModelConfig {
             "phi3" => Arch::Phi3,
             "gemma" => Arch::Gemma,
             "gemma2" => Arch::Gemma2,
+            "granite" => Arch::Granite,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -238,7 +272,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3"
+                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite"
                     ),
                 ))
             }
@@ -247,7 +281,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3"
+                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite"
                     ),
                 ))
             }
@@ -312,6 +346,7 @@ impl ModelConfig {
         };
         let activation = gemma::activation(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, local_rope_theta, path)?;
+        let granite = granite::from_hf(v, arch, path)?;
         // Phi-3's and Gemma's MLPs have no biases whatever the config says; Phi-3 has no
         // attention biases either (Phi3Config has neither key).
         let no_bias = arch == Arch::Phi3;
@@ -352,6 +387,7 @@ impl ModelConfig {
             attention_window,
             activation,
             gemma,
+            granite,
         }
         .validated(path)
     }
@@ -476,6 +512,13 @@ fn ids_of(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
         Some(Value::Array(a)) => a.iter().map(id).collect(),
         Some(x) => Ok(vec![id(x)?]),
     }
+}
+
+/// `x` as an f32 where that is finite and > 0 (a cap, a scale, a multiplier: a value that
+/// passes in f64 but narrows to 0 or infinity is refused too).
+pub(crate) fn positive_f32(x: f64) -> Option<f32> {
+    let y = x as f32;
+    (y.is_finite() && y > 0.0).then_some(y)
 }
 
 struct Fields<'a> {

@@ -32,7 +32,7 @@ struct Layer<B: Backend> {
     /// Qwen3's and Gemma 3's `q_norm` and `k_norm` weights (`[head_dim]` each), applied to
     /// every head of the query and key before RoPE; `None` for the other families.
     qk_norm: Option<(B::Buf, B::Buf)>,
-    /// Gemma 3's norms of the attention's and the feed-forward's outputs
+    /// Gemma 2's and 3's norms of the attention's and the feed-forward's outputs
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`; `ffn_norm` is then its
     /// `pre_feedforward_layernorm`); `None` for the other families.
     post_norms: Option<(B::Buf, B::Buf)>,
@@ -308,6 +308,9 @@ impl<B: Backend> Model<B> {
             if let Some(cap) = c.softcaps().1 {
                 b.softcap(&mut ws.logits, cap, rows * c.vocab_size)?;
             }
+            if let Some(d) = c.logit_divisor() {
+                b.scale(&mut ws.logits, 1.0 / d, rows * c.vocab_size)?;
+            }
             match pick {
                 Some(PickOp::Argmax) => b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks),
                 Some(PickOp::Sample) => {
@@ -342,8 +345,8 @@ impl<B: Backend> Model<B> {
         let hd = c.hidden_size;
         let eps = c.rms_norm_eps;
         b.embedding(&self.embed, step, t, hd, &mut ws.x)?;
-        if let Some(g) = &c.gemma {
-            b.scale(&mut ws.x, g.embed_scale, t * hd)?;
+        if let Some(s) = c.embed_scale() {
+            b.scale(&mut ws.x, s, t * hd)?;
         }
         if let Some(first) = self.layers.first() {
             b.rms_norm(&ws.x, &first.attn_norm, t, hd, eps, &mut ws.h)?;
@@ -391,7 +394,7 @@ impl<B: Backend> Model<B> {
                 },
                 &mut ws.att,
             )?;
-            // Gemma 3 norms each sub-block's output before its residual add.
+            // Gemma 2 and 3 norm each sub-block's output before its residual add.
             let post = layer.post_norms.as_ref();
             let ffn_norm = Some((&layer.ffn_norm, ResidualSite::Attention));
             let post_attn = post.map(|p| &p.0);
@@ -455,9 +458,9 @@ impl<B: Backend> Model<B> {
     /// A sub-block's output projection `m` (o_proj reading `ws.att`, down_proj reading
     /// `ws.act`, into `ws.o`) and the residual add into `ws.x` with the RMSNorm that reads its
     /// result into `ws.h` (`next`: that norm's weight and site; `None` after the last layer:
-    /// the add alone). With `post_norm` (Gemma 3's), the projection's output is normed first
-    /// and the add and norm follow it; without, the backend's `linear_add_rms_norm` (fused
-    /// where it can).
+    /// the add alone). With `post_norm` (Gemma 2's and 3's), the projection's output is normed
+    /// first and the add and norm follow it; with Granite's residual multiplier, it is scaled
+    /// first; with neither, the backend's `linear_add_rms_norm` (fused where it can).
     #[allow(clippy::too_many_arguments)]
     fn project_residual(
         &self,
@@ -475,19 +478,31 @@ impl<B: Backend> Model<B> {
         let n_in = layer.linears[m.index()].n_in;
         let input = if m == LoraModule::O { &ws.att } else { &ws.act };
         let mut job = [linear_job(layer, m, any_lora, &mut ws.o)];
-        match (post_norm, &mut ws.post_normed, next) {
-            (Some(w), Some(normed), next) => {
+        let residual = self.config.residual_scale();
+        match (post_norm, &mut ws.post_normed, next, residual) {
+            (Some(w), Some(normed), next, _) => {
                 b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
                 b.rms_norm(&ws.o, w, t, hd, eps, normed)?;
+                if let Some(r) = residual {
+                    b.scale(normed, r, t * hd)?;
+                }
                 match next {
                     Some((w, _)) => b.add_rms_norm(&mut ws.x, normed, w, t, hd, eps, &mut ws.h),
                     None => b.add(&mut ws.x, normed, t * hd),
                 }
             }
-            (Some(_), None, _) => Err(Error::invalid(
+            (Some(_), None, _, _) => Err(Error::invalid(
                 "the workspace has no buffer for the post-norms (made for another model)",
             )),
-            (None, _, Some((w, site))) => {
+            (None, _, next, Some(r)) => {
+                b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
+                b.scale(&mut ws.o, r, t * hd)?;
+                match next {
+                    Some((w, _)) => b.add_rms_norm(&mut ws.x, &ws.o, w, t, hd, eps, &mut ws.h),
+                    None => b.add(&mut ws.x, &ws.o, t * hd),
+                }
+            }
+            (None, _, Some((w, site)), None) => {
                 let norm = ResidualNorm {
                     residual: &mut ws.x,
                     w,
@@ -497,7 +512,7 @@ impl<B: Backend> Model<B> {
                 };
                 b.linear_add_rms_norm(input, t, n_in, step, &mut job, &mut ws.u, norm)
             }
-            (None, _, None) => {
+            (None, _, None, None) => {
                 b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
                 b.add(&mut ws.x, &ws.o, t * hd)
             }

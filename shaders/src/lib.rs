@@ -34,12 +34,19 @@ pub(crate) fn source(op: &str) -> &'static str {
         "rms_norm" => include_str!("../wgsl/rms_norm.wgsl"),
         "matmul" => include_str!("../wgsl/matmul.wgsl"),
         "rope" => include_str!("../wgsl/rope.wgsl"),
-        "attention" => include_str!("../wgsl/attention.wgsl"),
+        // The soft caps' tanh (`tanh_f32`) is appended to the shaders that cap.
+        "attention" => concat!(
+            include_str!("../wgsl/attention.wgsl"),
+            include_str!("../wgsl/tanh.wgsl")
+        ),
         "silu_mul" => include_str!("../wgsl/silu_mul.wgsl"),
         "add" => include_str!("../wgsl/add.wgsl"),
         "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
-        "softcap" => include_str!("../wgsl/softcap.wgsl"),
+        "softcap" => concat!(
+            include_str!("../wgsl/softcap.wgsl"),
+            include_str!("../wgsl/tanh.wgsl")
+        ),
         "argmax" => include_str!("../wgsl/argmax.wgsl"),
         "lora" => include_str!("../wgsl/lora.wgsl"),
         "logits" => include_str!("../wgsl/logits.wgsl"),

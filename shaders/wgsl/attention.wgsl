@@ -102,8 +102,8 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             }
             s = sd * p.scale;
             if p.softcap > 0.0 {
-                // Clamped as softcap.wgsl clamps: no overflow inside tanh.
-                s = p.softcap * tanh(clamp(s / p.softcap, -10.0, 10.0));
+                // tanh.wgsl's tanh_f32 (appended), as softcap.wgsl.
+                s = p.softcap * tanh_f32(s / p.softcap);
             }
         }
         red[lid] = s;

@@ -1,6 +1,6 @@
-// softcap: x[i] = cap * tanh(x[i] / cap) (Gemma 2's final logit soft cap). The argument is
-// clamped to [-10, 10] first: tanh there is within f32 rounding of +-1 (1 - 4e-9), and an
-// implementation that computes tanh from exponentials cannot overflow.
+// softcap: x[i] = cap * tanh(x[i] / cap) (Gemma 2's final logit soft cap), by `tanh_f32`
+// (tanh.wgsl, appended: a small relative error at every cap; a NaN stays NaN, as on the CPU
+// and CUDA).
 
 struct P {
     n: u32,
@@ -18,5 +18,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if i >= p.n {
         return;
     }
-    x[i] = p.cap * tanh(clamp(x[i] / p.cap, -10.0, 10.0));
+    x[i] = p.cap * tanh_f32(x[i] / p.cap);
 }

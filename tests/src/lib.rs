@@ -286,6 +286,40 @@ macro_rules! gemma_fixture_tests {
     };
 }
 
+/// One `#[test]` per Granite fixture of this repository (`tiny_granite`: IBM Granite's
+/// multipliers of the embedding, the attention scores, each residual branch and the logits, two
+/// adapters (one on o_proj and down_proj, whose outputs the residual multiplier scales);
+/// `tiny_granite_gguf`: llama.cpp's `granite` file; made by `tests/fixtures/make_granite.py`),
+/// each calling `$run("<fixture folder>")`. The multipliers are the `scale` op and the
+/// attention's scale: run where the plain fixtures run.
+#[macro_export]
+macro_rules! granite_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_granite() {
+            $run("tiny-granite");
+        }
+        #[test]
+        fn tiny_granite_gguf() {
+            $run("tiny-granite-gguf");
+        }
+    };
+}
+
+/// One `#[test]`, `tiny_gemma2`, calling `$run("tiny-gemma2")`: Gemma 2's soft-capped scores
+/// and logits in the modes that round on purpose (bf16 weights or compute, bf16 LoRA, the bf16
+/// KV cache; on the CPU the bounds the CUDA modes are held to), and on CUDA beside its
+/// experimental paths, which capped scores must leave for the plain attention kernel.
+#[macro_export]
+macro_rules! softcap_fixture_test {
+    ($run:path) => {
+        #[test]
+        fn tiny_gemma2() {
+            $run("tiny-gemma2");
+        }
+    };
+}
+
 /// One `#[test]` per compatibility fixture (`../shared/fixtures/compat`): sliding-window
 /// Mistral and Qwen2, every PEFT `target_modules` form, and a tied checkpoint stored as
 /// `lm_head.weight` only; each calling `$run("compat/<folder>")`.

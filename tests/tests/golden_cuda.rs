@@ -21,6 +21,7 @@ dlp_tests::gguf_fixture_tests!(run_fixture);
 dlp_tests::rope_fixture_tests!(run_fixture);
 dlp_tests::phi3_fixture_tests!(run_fixture);
 dlp_tests::gemma_fixture_tests!(run_fixture);
+dlp_tests::granite_fixture_tests!(run_fixture);
 dlp_tests::compat_fixture_tests!(run_fixture);
 
 /// The same fixtures with the 2-D weights stored in bf16 (`--cuda-bf16-weights`, the
@@ -40,6 +41,7 @@ mod bf16_weights {
     }
 
     fixture_tests!(run_fixture);
+    dlp_tests::softcap_fixture_test!(run_fixture);
 }
 
 /// `--cuda-bf16-compute` (weights in bf16, every base matmul's and the lm_head's input rounded
@@ -59,6 +61,7 @@ mod bf16_compute {
     }
 
     fixture_tests!(run_fixture);
+    dlp_tests::softcap_fixture_test!(run_fixture);
 }
 
 /// LoRA A and B stored in bf16 (`--cuda-lora-bf16`), f32 weights, under
@@ -77,6 +80,7 @@ mod lora_bf16 {
     }
 
     fixture_tests!(run_fixture);
+    dlp_tests::softcap_fixture_test!(run_fixture);
 }
 
 /// The KV cache stored in bf16 (`--cuda-kv-bf16`), f32 weights, with split attention off and
@@ -106,6 +110,7 @@ mod kv_bf16 {
     }
 
     fixture_tests!(run_fixture);
+    dlp_tests::softcap_fixture_test!(run_fixture);
 }
 
 /// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode, one test
@@ -582,5 +587,6 @@ mod experimental {
         }
 
         fixture_tests!(run_fixture);
+        dlp_tests::softcap_fixture_test!(run_fixture);
     }
 }

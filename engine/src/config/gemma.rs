@@ -94,12 +94,18 @@ pub(super) fn from_hf(
     let cap = |key: &str| -> Result<Option<f32>> {
         match v.get(key).filter(|c| !c.is_null()) {
             None => Ok(None),
-            Some(_) if arch == Arch::Gemma => Ok(None),
-            Some(c) => match c.as_f64().filter(|c| c.is_finite() && *c > 0.0) {
-                Some(c) => Ok(Some(c as f32)),
+            Some(c) if arch == Arch::Gemma => {
+                tracing::warn!(
+                    "{}: `{key}` {c} is not read for Gemma (1) models (transformers' GemmaModel applies no soft cap)",
+                    path.display()
+                );
+                Ok(None)
+            }
+            Some(c) => match c.as_f64().and_then(super::positive_f32) {
+                Some(c) => Ok(Some(c)),
                 None => Err(Error::format(
                     path,
-                    format!("`{key}` is {c}; expected a number > 0, or null for none"),
+                    format!("`{key}` is {c}; expected a finite number > 0, or null for none"),
                 )),
             },
         }
@@ -118,9 +124,16 @@ pub(super) fn from_hf(
     let query_pre_attn_scalar = match arch {
         // GemmaAttention scales by head_dim^-0.5; the others' configs default to 256.
         Arch::Gemma => head_dim as f64,
+        // Null is refused, as transformers' configs refuse it (the caps' null means none).
+        _ if v.get("query_pre_attn_scalar").is_some_and(Value::is_null) => {
+            return Err(Error::format(
+                path,
+                "`query_pre_attn_scalar` is null; expected a number > 0 (the attention scale is its inverse square root)",
+            ))
+        }
         _ => f.f64_or("query_pre_attn_scalar", 256.0)?,
     };
-    if !(query_pre_attn_scalar.is_finite() && query_pre_attn_scalar > 0.0) {
+    if super::positive_f32(1.0 / query_pre_attn_scalar.sqrt()).is_none() {
         return Err(Error::format(
             path,
             format!("`query_pre_attn_scalar` is {query_pre_attn_scalar}; expected a number > 0"),
@@ -136,7 +149,7 @@ pub(super) fn from_hf(
     }))
 }
 
-/// Gemma's config with GemmaConfig's or Gemma3TextConfig's defaults for absent keys
+/// Gemma's config with GemmaConfig's, Gemma2Config's or Gemma3TextConfig's defaults for absent keys
 /// ([`defaults`]); for Gemma 3 its RoPE settings as
 /// one config the Llama reading takes, and the local base:
 /// transformers 5 writes `rope_parameters` per layer type (`full_attention`,
@@ -292,7 +305,7 @@ pub(super) fn gemma_sliding(
     if pattern == 0 {
         return Err(Error::format(path, "`sliding_window_pattern` must be > 0"));
     }
-    Ok((0..layers).map(|i| (i + 1) % pattern != 0).collect())
+    Ok(super::windows::sliding_every(layers, pattern))
 }
 
 #[cfg(test)]
@@ -522,16 +535,10 @@ mod tests {
     #[test]
     fn gemma_refusals() {
         for (k, val, want) in [
-            (
-                "final_logit_softcapping",
-                json!(0.0),
-                "expected a number > 0",
-            ),
-            (
-                "attn_logit_softcapping",
-                json!("50"),
-                "expected a number > 0",
-            ),
+            ("final_logit_softcapping", json!(0.0), "a finite number > 0"),
+            ("attn_logit_softcapping", json!("50"), "a finite number > 0"),
+            ("attn_logit_softcapping", json!(1e39), "a finite number > 0"),
+            ("query_pre_attn_scalar", json!(null), "`query_pre_attn_scalar` is null"),
             (
                 "use_bidirectional_attention",
                 json!(true),
@@ -546,7 +553,7 @@ mod tests {
             (
                 "model_type",
                 json!("gemma4"),
-                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3",
+                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite",
             ),
             ("sliding_window", json!(null), "sliding layers need one"),
             ("sliding_window_pattern", json!(0), "sliding_window_pattern"),

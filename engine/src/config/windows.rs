@@ -7,6 +7,13 @@ use serde_json::Value;
 use super::{gemma, Arch};
 use crate::error::{Error, Result};
 
+/// Which of `layers` layers slide with a period `p`: all but every `p`-th (layer `i` slides
+/// where `i % p < p - 1`, llama.cpp's `set_swa_pattern`; transformers' Gemma 2 and 3 configs
+/// write the same as `(i + 1) % p != 0`); `p` = 0: every layer.
+pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
+    (0..layers).map(|i| p == 0 || i % p < p - 1).collect()
+}
+
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
 /// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
@@ -60,8 +67,8 @@ pub(super) fn attention_windows(
             })
             .collect::<Result<Vec<bool>>>()?;
         let asks = sliding.contains(&true);
-        if asks && matches!(arch, Arch::Llama | Arch::Gemma) {
-            // LlamaConfig and GemmaConfig do not read `layer_types`: every layer attends to
+        if asks && matches!(arch, Arch::Llama | Arch::Gemma | Arch::Granite) {
+            // LlamaConfig, GemmaConfig and GraniteConfig do not read `layer_types`: every layer attends to
             // everything.
             tracing::warn!(
                 "{}: layer_types asks for sliding attention, which {arch:?} models do not have (transformers ignores it); every layer attends to the whole context",
@@ -76,7 +83,7 @@ pub(super) fn attention_windows(
         }
         return (sliding.iter().enumerate())
             .map(|(i, &s)| match (s, arch, window) {
-                (false, _, _) | (true, Arch::Llama | Arch::Gemma, _) => Ok(None),
+                (false, _, _) | (true, Arch::Llama | Arch::Gemma | Arch::Granite, _) => Ok(None),
                 (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
                 (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3, Some(w)) => {
                     Ok(Some(w))
@@ -93,7 +100,7 @@ pub(super) fn attention_windows(
             .collect();
     }
     Ok(match arch {
-        Arch::Llama | Arch::Gemma => vec![None; layers],
+        Arch::Llama | Arch::Gemma | Arch::Granite => vec![None; layers],
         Arch::Gemma2 | Arch::Gemma3 => {
             let sliding = gemma::gemma_sliding(v, arch, layers, path)?;
             match window {

@@ -313,9 +313,9 @@ impl Heads<'_> {
     }
 }
 
-/// `o[r] = softmax(q[r] . K^T * scale) @ V` for each row `r` over its span, and `lse[r]` the
-/// log-sum-exp of its scaled scores (what combines the parts of a split task); `scores` is
-/// scratch (`[rows, len]`).
+/// `o[r] = softmax(cap(q[r] . K^T * scale)) @ V` for each row `r` over its span (`cap`: the
+/// soft cap where [`Heads::softcap`] > 0, [`softmax_spans`]), and `lse[r]` the log-sum-exp of
+/// its scores (what combines the parts of a split task); `scores` is scratch (`[rows, len]`).
 #[inline(always)]
 fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) {
     let (hd, n) = h.dims(o);

@@ -70,7 +70,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Qwen3
         | Arch::Gemma
         | Arch::Gemma2
-        | Arch::Gemma3 => &SINGLE,
+        | Arch::Gemma3
+        | Arch::Granite => &SINGLE,
     }
 }
 

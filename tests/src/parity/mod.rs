@@ -245,11 +245,10 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.scale(&mut x, 33.941_124, *n)?;
             vec![("x", b.download(&x, *n)?, None)]
         }
-        Op::Softcap { n } => {
-            // Values to +-20 against a cap of 3: the flat tails and the slope between.
+        Op::Softcap { n, cap } => {
             let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 20.0).collect();
             let mut x = b.upload(&x)?;
-            b.softcap(&mut x, 3.0, *n)?;
+            b.softcap(&mut x, *cap, *n)?;
             vec![("x", b.download(&x, *n)?, None)]
         }
         Op::Add { n } => {

@@ -37,7 +37,8 @@ fn check_device_picks(name: &str, configs: &[(bool, Experimental)]) {
 }
 
 /// `#[test]`s running `run_fixture` on the tiny fixtures (the SmolLM2 cases need fixtures too
-/// large for the GPU run to carry).
+/// large for the GPU run to carry), and on Gemma 2's, whose logits are soft-capped on the device
+/// before the pick.
 macro_rules! tiny_fixture_tests {
     ($run:ident) => {
         #[test]
@@ -48,6 +49,11 @@ macro_rules! tiny_fixture_tests {
         #[test]
         fn tiny_llama3() {
             $run("tiny-llama3");
+        }
+
+        #[test]
+        fn tiny_gemma2() {
+            $run("tiny-gemma2");
         }
     };
 }

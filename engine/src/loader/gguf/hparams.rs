@@ -1,10 +1,11 @@
-//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma3) and
-//! `tokenizer.ggml.*` metadata.
+//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma2,
+//! gemma3, granite) and `tokenizer.ggml.*` metadata.
 
-use super::{GgufFile, GgufTensorInfo, GgufValue};
+mod families;
+
+use super::{GgufFile, GgufTensorInfo};
 use crate::config::{
-    yarn_mscale, Activation, Arch, GemmaFeatures, LongRopeScaling, ModelConfig, RopeScaling,
-    YarnScaling,
+    yarn_mscale, Activation, Arch, LongRopeScaling, ModelConfig, RopeScaling, YarnScaling,
 };
 use crate::error::{Error, Result};
 
@@ -80,6 +81,7 @@ impl GgufFile {
             Some("gemma") => Ok((Arch::Gemma, "gemma")),
             Some("gemma2") => Ok((Arch::Gemma2, "gemma2")),
             Some("gemma3") => Ok((Arch::Gemma3, "gemma3")),
+            Some("granite") => Ok((Arch::Granite, "granite")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -90,7 +92,7 @@ impl GgufFile {
                     format!(
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
-                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\" or \"gemma3\""
+                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\" or \"granite\""
                     ),
                 ))
             }
@@ -313,151 +315,6 @@ impl GgufFile {
         }))
     }
 
-    /// Gemma's features and every architecture's per-layer windows, as llama.cpp reads a
-    /// `gemma` / `gemma2` / `gemma3` GGUF: the embedding scaled by `sqrt(embedding_length)`;
-    /// for `gemma2` and `gemma3`, norms around both sub-blocks and attention scaled by
-    /// `(embedding_length / head_count)^-0.5` for the 27B (46 / 62 layers), else
-    /// `head_dim^-0.5`. `gemma2`: the window `gemma2.attention.sliding_window` (default 4096)
-    /// in every other layer from the first, the soft caps `gemma2.attn_logit_softcapping`
-    /// (default 50) and `gemma2.final_logit_softcapping` (default 30). `gemma3`: with
-    /// `gemma3.attention.sliding_window` > 0 that window in the sliding layers
-    /// ([`GgufFile::gemma3_sliding`]: five of six by default) whose RoPE base is
-    /// `gemma3.rope.freq_base_swa` (default 10000), unscaled; `final_logit_softcapping`
-    /// refused (llama.cpp's `gemma3` applies none). llama.cpp's
-    /// `llama`, `qwen2` and `qwen3` have no window (Mistral GGUFs run with full attention there
-    /// too), and it turns `phi3`'s off.
-    fn gemma(
-        &self,
-        arch: Arch,
-        hidden: usize,
-        heads: usize,
-        head_dim: usize,
-        layers: usize,
-    ) -> Result<(Option<GemmaFeatures>, Vec<Option<usize>>)> {
-        let none = vec![None; layers.min(1 << 16)];
-        let a = match arch {
-            Arch::Gemma => "gemma",
-            Arch::Gemma2 => "gemma2",
-            Arch::Gemma3 => "gemma3",
-            _ => return Ok((None, none)),
-        };
-        let (attn_softcap, final_softcap) = match arch {
-            Arch::Gemma2 => (
-                Some(self.softcap("gemma2.attn_logit_softcapping", 50.0)?),
-                Some(self.softcap("gemma2.final_logit_softcapping", 30.0)?),
-            ),
-            _ => {
-                let cap = self.meta_f64(&format!("{a}.final_logit_softcapping"))?;
-                if let Some(c) = cap.filter(|&c| c != 0.0) {
-                    return Err(Error::unsupported(format!(
-                        "{}: `{a}.final_logit_softcapping` {c}: llama.cpp's `{a}` applies no soft cap to the logits, so a file that sets one is not read (Gemma 2's `gemma2` files are)",
-                        self.path.display()
-                    )));
-                }
-                (None, None)
-            }
-        };
-        let gemma3 = arch == Arch::Gemma3;
-        let (window, sliding) = match arch {
-            Arch::Gemma2 => {
-                let key = "gemma2.attention.sliding_window";
-                let w = self.meta_u64(key)?.unwrap_or(4096);
-                if w == 0 {
-                    return Err(Error::format(
-                        &self.path,
-                        format!("metadata `{key}` is 0; expected the sliding layers' window (> 0)"),
-                    ));
-                }
-                (Some(w), (0..none.len()).map(|i| i % 2 == 0).collect())
-            }
-            Arch::Gemma3 => match self.meta_u64("gemma3.attention.sliding_window")? {
-                Some(w) if w > 0 => (Some(w), self.gemma3_sliding(none.len())?),
-                _ => (None, vec![]),
-            },
-            _ => (None, vec![]),
-        };
-        let windows = match window {
-            Some(w) => (sliding.into_iter())
-                .map(|s| s.then_some(w as usize))
-                .collect(),
-            None => none,
-        };
-        let scale_dim = match (arch, layers) {
-            (Arch::Gemma2, 46) | (Arch::Gemma3, 62) if hidden >= heads => (hidden / heads) as f64,
-            (Arch::Gemma2, 46) | (Arch::Gemma3, 62) => {
-                return Err(Error::format(
-                    &self.path,
-                    format!("{a}.embedding_length {hidden} is below {a}.attention.head_count {heads}: the 27B's attention scale (embedding_length / head_count)^-0.5 is undefined"),
-                ))
-            }
-            _ => head_dim as f64,
-        };
-        let local_base = self
-            .meta_f64("gemma3.rope.freq_base_swa")?
-            .unwrap_or(10000.0);
-        if !(local_base.is_finite() && local_base > 0.0) {
-            return Err(Error::format(
-                &self.path,
-                format!("gemma3.rope.freq_base_swa is {local_base}; expected a number > 0"),
-            ));
-        }
-        let features = GemmaFeatures {
-            embed_scale: (hidden as f32).sqrt(),
-            sandwich_norms: arch != Arch::Gemma,
-            local_rope_theta: window.filter(|_| gemma3).map(|_| local_base),
-            query_pre_attn_scalar: scale_dim,
-            attn_softcap,
-            final_softcap,
-        };
-        Ok((Some(features), windows))
-    }
-
-    /// A soft cap from metadata `key` (`default` where absent), as llama.cpp reads Gemma 2's.
-    ///
-    /// # Errors
-    /// A cap that is not a finite number > 0 (llama.cpp would divide by it).
-    fn softcap(&self, key: &str, default: f64) -> Result<f32> {
-        let cap = self.meta_f64(key)?.unwrap_or(default);
-        match cap.is_finite() && cap > 0.0 {
-            true => Ok(cap as f32),
-            false => Err(Error::format(
-                &self.path,
-                format!("metadata `{key}` is {cap}; expected a soft cap > 0"),
-            )),
-        }
-    }
-
-    /// Which of a `gemma3` file's `layers` layers slide, as llama.cpp's `set_swa_pattern`
-    /// reads `gemma3.attention.sliding_window_pattern`: a period `p` (layer `i` slides where
-    /// `i % p < p - 1`; 0: every layer), or one flag per layer; absent, the period 6.
-    fn gemma3_sliding(&self, layers: usize) -> Result<Vec<bool>> {
-        let key = "gemma3.attention.sliding_window_pattern";
-        let bad = |found: &GgufValue| {
-            Error::format(
-                &self.path,
-                format!("metadata `{key}`: expected a period or {layers} per-layer flags, found {found:?}"),
-            )
-        };
-        let period = |p: u64| {
-            (0..layers as u64)
-                .map(|i| p == 0 || i % p < p - 1)
-                .collect()
-        };
-        match self.metadata.get(key) {
-            None => Ok(period(6)),
-            Some(v) => match (v.as_u64(), v.as_array()) {
-                (Some(p), _) => Ok(period(p)),
-                (_, Some(a)) if a.len() == layers => (a.iter())
-                    .map(|x| match x {
-                        GgufValue::Bool(b) => Ok(*b),
-                        x => x.as_u64().map(|u| u != 0).ok_or_else(|| bad(v)),
-                    })
-                    .collect(),
-                _ => Err(bad(v)),
-            },
-        }
-    }
-
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         self.check_not_split()?;
@@ -530,6 +387,7 @@ impl GgufFile {
             ));
         }
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
+        let granite = self.granite(arch, head_dim)?;
         let vocab_size = match self.meta_u64(&key("vocab_size"))? {
             Some(v) => v as usize,
             None => match self
@@ -612,6 +470,7 @@ impl GgufFile {
                 None => Activation::Silu,
             },
             gemma,
+            granite,
         }
         .validated(p)
     }

@@ -61,14 +61,14 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
 /// [`hf_name_in`] (a `gemma3` file's norms named as it names them).
 pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
     match arch {
-        Arch::Gemma2 | Arch::Gemma3 => gguf_name_gemma3,
+        Arch::Gemma2 | Arch::Gemma3 => gguf_name_gemma,
         _ => gguf_name,
     }
 }
 
 /// GGUF name of an HF tensor name in a `gemma2` or `gemma3` file, whose post-attention norm is
 /// `post_attention_norm` and pre-feed-forward norm `ffn_norm` ([`gguf_name`] otherwise).
-fn gguf_name_gemma3(name: &str) -> Option<String> {
+fn gguf_name_gemma(name: &str) -> Option<String> {
     for (hf, gguf) in [
         (".post_attention_layernorm.", ".post_attention_norm."),
         (".pre_feedforward_layernorm.", ".ffn_norm."),

@@ -4,7 +4,8 @@
 //! soft-capped logits refused (llama.cpp's `gemma3` applies none); `gemma2`'s: the window in
 //! every other layer (default 4096), the soft caps (defaults 50 and 30), its 27B's scale. Their
 //! logits against transformers: the golden runs' `tiny_gemma3_gguf`, `tiny_gemma2_gguf` and
-//! `tiny_gemma_gguf`.
+//! `tiny_gemma_gguf`. `granite`'s multipliers: required, 0 meaning none; RoPE switched off
+//! refused; logits: `tiny_granite_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -14,8 +15,8 @@ use dlp_engine::config::ModelConfig;
 use dlp_engine::loader::gguf::GgufFile;
 use writer::{Tensor, Writer, M};
 
-/// An `arch` (`gemma2`, `gemma3`) file's metadata with `extra` keys (and, for `gemma3`, its
-/// layer-0 query norm).
+/// An `arch` (`gemma2`, `gemma3`, `granite`) file's metadata with `extra` keys (and, for
+/// `gemma3`, its layer-0 query norm).
 fn gguf(
     arch: &'static str,
     layers: u32,
@@ -190,4 +191,59 @@ fn gemma2_windows_caps_and_scale() {
             .to_string();
         assert!(e.contains(want), "{name}: {e}");
     }
+}
+
+/// llama.cpp's `granite`: the four multipliers read (0: not applied; the attention's 0:
+/// head_dim^-0.5), each required, a negative one refused, and a file that turns RoPE off
+/// (`granite.rope.scaling.finetuned` false) refused.
+#[test]
+fn granite_multipliers() {
+    let all = |e: f32, a: f32, r: f32, l: f32| {
+        vec![
+            ("granite.embedding_scale", M::F32(e)),
+            ("granite.attention.scale", M::F32(a)),
+            ("granite.residual_scale", M::F32(r)),
+            ("granite.logit_scale", M::F32(l)),
+        ]
+    };
+    let c = read(
+        "gr.gguf",
+        &gguf("granite", 2, 64, 4, 16, all(12.0, 0.125, 0.25, 8.0)),
+    )
+    .unwrap();
+    assert_eq!((c.embed_scale(), c.attention_scale()), (Some(12.0), 0.125));
+    assert_eq!(
+        (c.residual_scale(), c.logit_divisor()),
+        (Some(0.25), Some(8.0))
+    );
+    assert!(c.gemma.is_none() && c.attention_window.iter().all(Option::is_none));
+    let c = read(
+        "gr0.gguf",
+        &gguf("granite", 2, 64, 4, 16, all(0.0, 0.0, 0.0, 0.0)),
+    )
+    .unwrap();
+    assert_eq!((c.embed_scale(), c.attention_scale()), (None, 0.25));
+    assert_eq!((c.residual_scale(), c.logit_divisor()), (None, None));
+    let mut missing = all(12.0, 0.125, 0.25, 8.0);
+    missing.remove(2);
+    let e = read("gr-miss.gguf", &gguf("granite", 2, 64, 4, 16, missing))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing metadata `granite.residual_scale`"),
+        "{e}"
+    );
+    let e = read(
+        "gr-neg.gguf",
+        &gguf("granite", 2, 64, 4, 16, all(12.0, -1.0, 0.25, 8.0)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`granite.attention.scale` is -1"), "{e}");
+    let mut nope = all(12.0, 0.125, 0.25, 8.0);
+    nope.push(("granite.rope.scaling.finetuned", M::Bool(false)));
+    let e = read("gr-nope.gguf", &gguf("granite", 2, 64, 4, 16, nope))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("granite.rope.scaling.finetuned"), "{e}");
 }
