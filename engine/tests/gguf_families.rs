@@ -240,10 +240,15 @@ fn granite_multipliers() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("`granite.attention.scale` is -1"), "{e}");
-    let mut nope = all(12.0, 0.125, 0.25, 8.0);
-    nope.push(("granite.rope.scaling.finetuned", M::Bool(false)));
-    let e = read("gr-nope.gguf", &gguf("granite", 2, 64, 4, 16, nope))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("granite.rope.scaling.finetuned"), "{e}");
+    for (name, off) in [
+        ("gr-nope.gguf", M::Bool(false)),
+        ("gr-nope0.gguf", M::U32(0)),
+    ] {
+        let mut nope = all(12.0, 0.125, 0.25, 8.0);
+        nope.push(("granite.rope.scaling.finetuned", off));
+        let e = read(name, &gguf("granite", 2, 64, 4, 16, nope))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("granite.rope.scaling.finetuned"), "{e}");
+    }
 }

@@ -35,6 +35,13 @@ pub(super) fn from_hf(v: &Value, arch: Arch, path: &Path) -> Result<Option<Grani
     }
     let f = Fields { v, path };
     let get = |key: &str| -> Result<f32> {
+        if v.get(key).is_some_and(Value::is_null) {
+            // transformers' GraniteConfig refuses it too.
+            return Err(Error::format(
+                path,
+                format!("`{key}` is null; expected a number > 0 (or no key: 1)"),
+            ));
+        }
         let x = f.f64_or(key, 1.0)?;
         super::positive_f32(x).ok_or_else(|| {
             Error::format(
@@ -96,6 +103,8 @@ mod tests {
         for (k, x) in [
             ("logits_scaling", json!(0)),
             ("residual_multiplier", json!("a")),
+            ("embedding_multiplier", json!(null)),
+            ("attention_multiplier", json!(1e39)),
         ] {
             let mut bad = v.clone();
             bad[k] = x;

@@ -378,9 +378,10 @@ impl GgufFile {
                 }
                 _ => self.dequantize(t)?,
             };
-            // Only llama.cpp's `llama` converter permutes q/k rows (its RoPE is GPT-J style);
-            // `qwen2`/`qwen3` keep HF's layout and run NEOX RoPE, which is HF's.
-            let n_head = if arch != Arch::Llama {
+            // Only llama.cpp's `llama` converter and those built on it (`granite`) permute q/k
+            // rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/`gemma*` keep HF's layout
+            // and run NEOX RoPE, which is HF's.
+            let n_head = if !matches!(arch, Arch::Llama | Arch::Granite) {
                 None
             } else if t.name.contains(".attn_q.") {
                 Some(heads)

@@ -175,7 +175,10 @@ impl GgufFile {
                 )),
             }
         };
-        if let Some(GgufValue::Bool(false)) = self.metadata.get("granite.rope.scaling.finetuned") {
+        let finetuned = self.metadata.get("granite.rope.scaling.finetuned");
+        if matches!(finetuned, Some(GgufValue::Bool(false)))
+            || finetuned.and_then(|v| v.as_u64()) == Some(0)
+        {
             return Err(Error::unsupported(format!(
                 "{}: `granite.rope.scaling.finetuned` is false: llama.cpp then leaves out the rotary embedding, which this engine always applies",
                 self.path.display()
