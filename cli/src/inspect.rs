@@ -318,10 +318,17 @@ fn config_text(c: &ModelConfig) -> String {
         ),
         None => String::new(),
     };
-    let gemma = match &c.granite {
+    let extras = match &c.granite {
         Some(g) => format!(
-            "{gemma}\n  Granite: embedding x {}, attention scores x {} (not head_dim^-0.5), each residual branch x {}, logits / {}",
-            g.embedding, g.attention, g.residual, g.logits
+            "{gemma}\n  Granite: embedding x {}, attention scores x {}{}, each residual branch x {}, logits / {}",
+            g.embedding,
+            g.attention,
+            match g.attention == dlp_engine::backend::AttnShape::head_scale(c.head_dim) {
+                true => " (head_dim^-0.5)",
+                false => " (not head_dim^-0.5)",
+            },
+            g.residual,
+            g.logits
         ),
         None => gemma,
     };
@@ -334,7 +341,7 @@ fn config_text(c: &ModelConfig) -> String {
          attention: {} query heads, {} key/value heads, head width {}{qk_norm}; {window}\n  \
          {rope}; RMSNorm epsilon {}\n  \
          lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}\n  \
-         BOS id {bos}, end ids {:?}{gemma}",
+         BOS id {bos}, end ids {:?}{extras}",
         c.arch,
         c.num_layers,
         c.hidden_size,

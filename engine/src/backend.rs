@@ -125,8 +125,9 @@ pub struct AttnShape {
     /// Sliding-window attention: a query at position `i` sees keys `j` with
     /// `i - window < j <= i` (Mistral, Qwen2); 0 = the whole prefix.
     pub window: usize,
-    /// Factor of the scores `q·k`: `head_dim^-0.5` ([`AttnShape::head_scale`]), or Gemma's
-    /// `query_pre_attn_scalar^-0.5`.
+    /// Factor of the scores `q·k`: `head_dim^-0.5` ([`AttnShape::head_scale`]), Gemma's
+    /// `query_pre_attn_scalar^-0.5` or Granite's `attention_multiplier`
+    /// ([`crate::config::ModelConfig::attention_scale`]).
     pub scale: f32,
     /// Gemma 2's soft cap of the scaled scores, `softcap * tanh(s / softcap)` before the
     /// softmax (transformers' `attn_logit_softcapping`); 0 = none.

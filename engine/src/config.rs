@@ -150,7 +150,8 @@ impl ModelConfig {
         self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
     }
 
-    /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5`, else
+    /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5` (head_dim's
+    /// own f32 expression where the two are equal), Granite's `attention_multiplier`, else
     /// `head_dim^-0.5` ([`crate::backend::AttnShape::head_scale`]).
     pub fn attention_scale(&self) -> f32 {
         match (&self.gemma, &self.granite) {
@@ -514,12 +515,18 @@ fn ids_of(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
     }
 }
 
-/// `x` as an f32 where that is finite and > 0 (a cap, a scale, a multiplier: a value that
-/// passes in f64 but narrows to 0 or infinity is refused too).
+/// `x` as an f32 where that and its reciprocal are normal numbers > 0 (a cap, a scale, a
+/// multiplier, which the backends divide by or multiply scores with: a value that passes in f64
+/// but narrows to 0, a subnormal or infinity in f32 is refused too, as is one whose reciprocal
+/// would).
 pub(crate) fn positive_f32(x: f64) -> Option<f32> {
     let y = x as f32;
-    (y.is_finite() && y > 0.0).then_some(y)
+    (y.is_normal() && y > 0.0 && y.recip().is_normal()).then_some(y)
 }
+
+/// How the messages of [`positive_f32`]'s refusals say what was expected.
+pub(crate) const POSITIVE_F32: &str =
+    "a number > 0 between about 1e-38 and 1e38 (an f32, as is its reciprocal)";
 
 struct Fields<'a> {
     v: &'a Value,

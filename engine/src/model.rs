@@ -479,43 +479,36 @@ impl<B: Backend> Model<B> {
         let input = if m == LoraModule::O { &ws.att } else { &ws.act };
         let mut job = [linear_job(layer, m, any_lora, &mut ws.o)];
         let residual = self.config.residual_scale();
-        match (post_norm, &mut ws.post_normed, next, residual) {
-            (Some(w), Some(normed), next, _) => {
-                b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
+        if let (None, None, Some((w, site))) = (post_norm, residual, next) {
+            let norm = ResidualNorm {
+                residual: &mut ws.x,
+                w,
+                eps,
+                out: &mut ws.h,
+                site,
+            };
+            return b.linear_add_rms_norm(input, t, n_in, step, &mut job, &mut ws.u, norm);
+        }
+        b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
+        // What the residual adds: the product, normed (Gemma 2, 3) and scaled (Granite).
+        let out = match (post_norm, &mut ws.post_normed) {
+            (None, _) => &mut ws.o,
+            (Some(w), Some(normed)) => {
                 b.rms_norm(&ws.o, w, t, hd, eps, normed)?;
-                if let Some(r) = residual {
-                    b.scale(normed, r, t * hd)?;
-                }
-                match next {
-                    Some((w, _)) => b.add_rms_norm(&mut ws.x, normed, w, t, hd, eps, &mut ws.h),
-                    None => b.add(&mut ws.x, normed, t * hd),
-                }
+                normed
             }
-            (Some(_), None, _, _) => Err(Error::invalid(
-                "the workspace has no buffer for the post-norms (made for another model)",
-            )),
-            (None, _, next, Some(r)) => {
-                b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
-                b.scale(&mut ws.o, r, t * hd)?;
-                match next {
-                    Some((w, _)) => b.add_rms_norm(&mut ws.x, &ws.o, w, t, hd, eps, &mut ws.h),
-                    None => b.add(&mut ws.x, &ws.o, t * hd),
-                }
+            (Some(_), None) => {
+                return Err(Error::invalid(
+                    "the workspace has no buffer for the post-norms (made for another model)",
+                ))
             }
-            (None, _, Some((w, site)), None) => {
-                let norm = ResidualNorm {
-                    residual: &mut ws.x,
-                    w,
-                    eps,
-                    out: &mut ws.h,
-                    site,
-                };
-                b.linear_add_rms_norm(input, t, n_in, step, &mut job, &mut ws.u, norm)
-            }
-            (None, _, None, None) => {
-                b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
-                b.add(&mut ws.x, &ws.o, t * hd)
-            }
+        };
+        if let Some(r) = residual {
+            b.scale(out, r, t * hd)?;
+        }
+        match next {
+            Some((w, _)) => b.add_rms_norm(&mut ws.x, out, w, t, hd, eps, &mut ws.h),
+            None => b.add(&mut ws.x, out, t * hd),
         }
     }
 }

@@ -56,7 +56,7 @@ fn gguf(
 }
 
 fn read(name: &str, bytes: &[u8]) -> dlp_engine::Result<ModelConfig> {
-    let dir = std::env::temp_dir().join(format!("dlp-gguf-gemma-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("dlp-gguf-families-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -108,6 +108,15 @@ fn gemma3_sliding_layers_and_their_rope_base() {
     ];
     let c = read("flags.gguf", &gguf("gemma3", 6, 64, 4, 16, extra)).unwrap();
     assert_eq!(full_layers(&c), [0, 3]);
+    // A period of 0, or one longer than the model (even u64::MAX): every layer slides.
+    for p in [0, 7, u64::MAX] {
+        let extra = vec![
+            window(),
+            ("gemma3.attention.sliding_window_pattern", M::U64(p)),
+        ];
+        let c = read("p.gguf", &gguf("gemma3", 6, 64, 4, 16, extra)).unwrap();
+        assert!(full_layers(&c).is_empty(), "period {p}");
+    }
     let extra = vec![
         window(),
         ("gemma3.attention.sliding_window_pattern", flags(5)),
@@ -173,7 +182,7 @@ fn gemma2_windows_caps_and_scale() {
         (
             "g2-cap0.gguf",
             vec![("gemma2.attn_logit_softcapping", M::F32(0.0))],
-            "`gemma2.attn_logit_softcapping` is 0; expected a soft cap > 0",
+            "`gemma2.attn_logit_softcapping` is 0; expected a soft cap",
         ),
         (
             "g2-capnan.gguf",

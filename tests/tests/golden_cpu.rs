@@ -62,7 +62,7 @@ mod bf16_weights {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// The CUDA bf16 compute mode (`--cuda-bf16-compute`) emulated on the CPU: weights rounded to
@@ -82,7 +82,7 @@ mod bf16_compute {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// Both: the bf16 compute mode with LoRA A and B in bf16 (`--cuda-bf16-compute
@@ -101,7 +101,7 @@ mod bf16_compute_and_lora {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// LoRA A and B rounded to bf16 at upload (what `--cuda-lora-bf16` stores), on the CPU: the
@@ -116,7 +116,7 @@ mod lora_bf16 {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// Both LoRA products' inputs rounded to TF32 (what `--cuda-experimental sgmv` computes on
@@ -132,7 +132,7 @@ mod lora_tf32 {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// Keys and values rounded to bf16 as they are stored (what `--cuda-kv-bf16` keeps), on the
@@ -148,7 +148,7 @@ mod kv_bf16 {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// `--cpu-amx`: matmuls of several rows (prefill, the batch) on the AMX tile unit, inputs and

@@ -41,7 +41,7 @@ mod bf16_weights {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// `--cuda-bf16-compute` (weights in bf16, every base matmul's and the lm_head's input rounded
@@ -61,7 +61,7 @@ mod bf16_compute {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// LoRA A and B stored in bf16 (`--cuda-lora-bf16`), f32 weights, under
@@ -80,7 +80,7 @@ mod lora_bf16 {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// The KV cache stored in bf16 (`--cuda-kv-bf16`), f32 weights, with split attention off and
@@ -110,7 +110,7 @@ mod kv_bf16 {
     }
 
     fixture_tests!(run_fixture);
-    dlp_tests::softcap_fixture_test!(run_fixture);
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
 
 /// The unverified paths (`--cuda-experimental`): each alone in the bf16 compute mode, one test
@@ -587,6 +587,6 @@ mod experimental {
         }
 
         fixture_tests!(run_fixture);
-        dlp_tests::softcap_fixture_test!(run_fixture);
+        dlp_tests::scored_fixture_tests!(run_fixture);
     }
 }

@@ -105,7 +105,10 @@ pub(super) fn from_hf(
                 Some(c) => Ok(Some(c)),
                 None => Err(Error::format(
                     path,
-                    format!("`{key}` is {c}; expected a finite number > 0, or null for none"),
+                    format!(
+                        "`{key}` is {c}; expected {}, or null for none",
+                        super::POSITIVE_F32
+                    ),
                 )),
             },
         }
@@ -535,9 +538,10 @@ mod tests {
     #[test]
     fn gemma_refusals() {
         for (k, val, want) in [
-            ("final_logit_softcapping", json!(0.0), "a finite number > 0"),
-            ("attn_logit_softcapping", json!("50"), "a finite number > 0"),
-            ("attn_logit_softcapping", json!(1e39), "a finite number > 0"),
+            ("final_logit_softcapping", json!(0.0), "between about 1e-38 and 1e38"),
+            ("attn_logit_softcapping", json!("50"), "between about 1e-38 and 1e38"),
+            ("attn_logit_softcapping", json!(1e39), "between about 1e-38 and 1e38"),
+            ("final_logit_softcapping", json!(1e-39), "between about 1e-38 and 1e38"),
             ("query_pre_attn_scalar", json!(null), "`query_pre_attn_scalar` is null"),
             (
                 "use_bidirectional_attention",

@@ -28,7 +28,8 @@ pub struct GraniteScales {
 /// Granite's multipliers from an HF config, `None` for the other families.
 ///
 /// # Errors
-/// A multiplier that is not a finite number > 0 (the message names its key).
+/// A multiplier that is not a number > 0 that f32 holds with its reciprocal
+/// ([`super::positive_f32`]; the message names its key).
 pub(super) fn from_hf(v: &Value, arch: Arch, path: &Path) -> Result<Option<GraniteScales>> {
     if arch != Arch::Granite {
         return Ok(None);
@@ -46,7 +47,7 @@ pub(super) fn from_hf(v: &Value, arch: Arch, path: &Path) -> Result<Option<Grani
         super::positive_f32(x).ok_or_else(|| {
             Error::format(
                 path,
-                format!("`{key}` is {x}; expected a finite number > 0"),
+                format!("`{key}` is {x}; expected {}", super::POSITIVE_F32),
             )
         })
     };

@@ -3,6 +3,9 @@
 /// Metadata values the test writer can emit.
 pub enum M {
     U32(u32),
+    // Written by gguf_families.rs only (the file is included by several test crates).
+    #[allow(dead_code)]
+    U64(u64),
     F32(f32),
     Bool(bool),
     Str(&'static str),
@@ -48,6 +51,10 @@ impl Writer {
             match v {
                 M::U32(x) => {
                     b.extend(4u32.to_le_bytes());
+                    b.extend(x.to_le_bytes());
+                }
+                M::U64(x) => {
+                    b.extend(10u32.to_le_bytes());
                     b.extend(x.to_le_bytes());
                 }
                 M::F32(x) => {

@@ -377,6 +377,9 @@ pub fn cases() -> Vec<ParityCase> {
         0,
         Some((0.0625, 2.0)),
     ));
+    // Granite's scale (an attention multiplier, no cap), which every CUDA path must take.
+    let at = [(0, 5), (1, 70)];
+    v.push(attn_scored(4, 2, 16, 80, 2, &at, 0, Some((0.09, 0.0))));
     // A cap so large it barely bites: the scores as they are, to the tanh's relative accuracy.
     let at = [(0, 5), (1, 70)];
     v.push(attn_scored(4, 2, 16, 80, 2, &at, 0, Some((0.25, 1e5))));

@@ -37,8 +37,8 @@ fn check_device_picks(name: &str, configs: &[(bool, Experimental)]) {
 }
 
 /// `#[test]`s running `run_fixture` on the tiny fixtures (the SmolLM2 cases need fixtures too
-/// large for the GPU run to carry), and on Gemma 2's, whose logits are soft-capped on the device
-/// before the pick.
+/// large for the GPU run to carry), and on Gemma 2's and Granite's, whose logits are soft-capped
+/// or divided on the device before the pick.
 macro_rules! tiny_fixture_tests {
     ($run:ident) => {
         #[test]
@@ -51,10 +51,7 @@ macro_rules! tiny_fixture_tests {
             $run("tiny-llama3");
         }
 
-        #[test]
-        fn tiny_gemma2() {
-            $run("tiny-gemma2");
-        }
+        dlp_tests::scored_fixture_tests!($run);
     };
 }
 

@@ -2,7 +2,7 @@
 //! them: Gemma's features and every architecture's per-layer windows, Granite's multipliers.
 
 use super::super::{GgufFile, GgufValue};
-use crate::config::{sliding_every, Arch, GemmaFeatures, GraniteScales};
+use crate::config::{sliding_every, Arch, GemmaFeatures, GraniteScales, POSITIVE_F32};
 use crate::error::{Error, Result};
 
 impl GgufFile {
@@ -114,7 +114,7 @@ impl GgufFile {
         crate::config::positive_f32(cap).ok_or_else(|| {
             Error::format(
                 &self.path,
-                format!("metadata `{key}` is {cap}; expected a soft cap > 0"),
+                format!("metadata `{key}` is {cap}; expected a soft cap, {POSITIVE_F32}"),
             )
         })
     }
@@ -153,7 +153,8 @@ impl GgufFile {
     ///
     /// # Errors
     /// A missing key, a negative or non-finite one; `granite.rope.scaling.finetuned` false
-    /// (llama.cpp's switch that turns RoPE off, which this engine always applies).
+    /// (llama.cpp's switch that turns RoPE off, which this engine always applies) or not a
+    /// bool.
     pub(super) fn granite(&self, arch: Arch, head_dim: usize) -> Result<Option<GraniteScales>> {
         if arch != Arch::Granite {
             return Ok(None);
@@ -164,9 +165,7 @@ impl GgufFile {
                 Some(x) => crate::config::positive_f32(x).ok_or_else(|| {
                     Error::format(
                         &self.path,
-                        format!(
-                            "metadata `{key}` is {x}; expected a finite number > 0 (or 0: none)"
-                        ),
+                        format!("metadata `{key}` is {x}; expected {POSITIVE_F32} (or 0: none)"),
                     )
                 }),
                 None => Err(Error::format(
@@ -175,14 +174,21 @@ impl GgufFile {
                 )),
             }
         };
-        let finetuned = self.metadata.get("granite.rope.scaling.finetuned");
-        if matches!(finetuned, Some(GgufValue::Bool(false)))
-            || finetuned.and_then(|v| v.as_u64()) == Some(0)
-        {
-            return Err(Error::unsupported(format!(
-                "{}: `granite.rope.scaling.finetuned` is false: llama.cpp then leaves out the rotary embedding, which this engine always applies",
-                self.path.display()
-            )));
+        let key = "granite.rope.scaling.finetuned";
+        match self.metadata.get(key) {
+            None | Some(GgufValue::Bool(true)) => {}
+            Some(GgufValue::Bool(false)) => {
+                return Err(Error::unsupported(format!(
+                    "{}: `{key}` is false: llama.cpp then leaves out the rotary embedding, which this engine always applies",
+                    self.path.display()
+                )))
+            }
+            Some(other) => {
+                return Err(Error::format(
+                    &self.path,
+                    format!("metadata `{key}`: expected a bool (as llama.cpp reads it), found {other:?}"),
+                ))
+            }
         }
         let head_scale = crate::backend::AttnShape::head_scale(head_dim);
         Ok(Some(GraniteScales {

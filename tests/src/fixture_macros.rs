@@ -1,0 +1,224 @@
+//! The `#[test]` lists of the golden suites: one macro per family of fixtures, each test
+//! calling `$run("<fixture folder>")`, so that every backend's suite runs the same cases.
+
+/// One `#[test]` per fixture model (`tiny_llama`, `tiny_qwen2`, `tiny_llama3`, `smollm2`, and
+/// this repository's `tiny_qwen3`), each calling `$run("<fixture folder>")`.
+#[macro_export]
+macro_rules! fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_llama() {
+            $run("tiny-llama");
+        }
+        #[test]
+        fn tiny_qwen2() {
+            $run("tiny-qwen2");
+        }
+        #[test]
+        fn tiny_llama3() {
+            $run("tiny-llama3");
+        }
+        #[test]
+        fn tiny_qwen3() {
+            $run("tiny-qwen3");
+        }
+        #[test]
+        fn smollm2() {
+            $run("smollm2");
+        }
+    };
+}
+
+/// One `#[test]` per GGUF fixture of this repository (`tiny_qwen3_gguf`, `tiny_qwen2_gguf`,
+/// `tiny_llama_gguf`: llama.cpp's architectures, every quantisation type the engine reads,
+/// Llama 3.1's `rope_freqs`), each calling `$run("<fixture folder>")`. For the backends' own
+/// paths (f32, the CPU's packed blocks, wgpu's f16 weights): their random quantised weights
+/// are harsher than a trained model's, so the precision emulations, whose bounds were measured
+/// on the other fixtures, do not run them.
+#[macro_export]
+macro_rules! gguf_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_qwen3_gguf() {
+            $run("tiny-qwen3-gguf");
+        }
+        #[test]
+        fn tiny_qwen2_gguf() {
+            $run("tiny-qwen2-gguf");
+        }
+        #[test]
+        fn tiny_llama_gguf() {
+            $run("tiny-llama-gguf");
+        }
+    };
+}
+
+/// One `#[test]` per RoPE-scaling fixture of this repository (`tiny_qwen2_yarn`, its GGUF
+/// form `tiny_qwen2_yarn_gguf`, `tiny_llama_linear`: made by
+/// `tests/fixtures/make_rope_scaling.py`), each calling `$run("<fixture folder>")`. The
+/// scaling is in the host's RoPE table, the same for every backend: run where the plain
+/// fixtures run.
+#[macro_export]
+macro_rules! rope_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_qwen2_yarn() {
+            $run("tiny-qwen2-yarn");
+        }
+        #[test]
+        fn tiny_qwen2_yarn_gguf() {
+            $run("tiny-qwen2-yarn-gguf");
+        }
+        #[test]
+        fn tiny_llama_linear() {
+            $run("tiny-llama-linear");
+        }
+    };
+}
+
+/// One `#[test]` per Phi-3 fixture of this repository (`tiny_phi3`: stacked `qkv_proj` and
+/// `gate_up_proj`, adapters on them, a sliding window; `tiny_phi3_gguf`: llama.cpp's `phi3`
+/// file with quantised stacked matrices; `tiny_phi3_longrope` and its GGUF form: LongRoPE's
+/// long factors; `tiny_phi3_partial_rotary` and its GGUF form: the same with RoPE on 3/4 of
+/// each head; made by `tests/fixtures/make_phi3.py`), each calling
+/// `$run("<fixture folder>")`. The stacked matrices are split at load, so every backend runs
+/// them as the other models: run where the plain fixtures run.
+#[macro_export]
+macro_rules! phi3_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_phi3() {
+            $run("tiny-phi3");
+        }
+        #[test]
+        fn tiny_phi3_gguf() {
+            $run("tiny-phi3-gguf");
+        }
+        #[test]
+        fn tiny_phi3_longrope() {
+            $run("tiny-phi3-longrope");
+        }
+        #[test]
+        fn tiny_phi3_longrope_gguf() {
+            $run("tiny-phi3-longrope-gguf");
+        }
+        #[test]
+        fn tiny_phi3_partial_rotary() {
+            $run("tiny-phi3-partial");
+        }
+        #[test]
+        fn tiny_phi3_partial_rotary_gguf() {
+            $run("tiny-phi3-partial-gguf");
+        }
+    };
+}
+
+/// One `#[test]` per Gemma fixture of this repository (`tiny_gemma3`: Gemma 3's sliding and
+/// full-attention layers with their two RoPE tables, norms around both sub-blocks, a query
+/// scale other than head_dim's, two adapters; `tiny_gemma3_gguf`: llama.cpp's `gemma3` file;
+/// `tiny_gemma3_multimodal_text`: the text model of a text-and-image checkpoint, its adapter's
+/// vision-tower LoRAs left out;
+/// `tiny_gemma` and its GGUF form: Gemma (1); `tiny_gemma2`: Gemma 2's soft-capped attention
+/// scores and logits, a window in every other layer, a query scale other than head_dim's, two
+/// adapters; `tiny_gemma2_gguf`: llama.cpp's `gemma2` file; made by
+/// `tests/fixtures/make_gemma.py`), each calling `$run("<fixture folder>")`. GELU, the embedding
+/// scale and the soft caps are ops of every backend: run where the plain fixtures run.
+#[macro_export]
+macro_rules! gemma_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_gemma3() {
+            $run("tiny-gemma3");
+        }
+        #[test]
+        fn tiny_gemma3_gguf() {
+            $run("tiny-gemma3-gguf");
+        }
+        #[test]
+        fn tiny_gemma3_multimodal_text() {
+            $run("tiny-gemma3-mm");
+        }
+        #[test]
+        fn tiny_gemma() {
+            $run("tiny-gemma");
+        }
+        #[test]
+        fn tiny_gemma_gguf() {
+            $run("tiny-gemma-gguf");
+        }
+        #[test]
+        fn tiny_gemma2() {
+            $run("tiny-gemma2");
+        }
+        #[test]
+        fn tiny_gemma2_gguf() {
+            $run("tiny-gemma2-gguf");
+        }
+    };
+}
+
+/// One `#[test]` per Granite fixture of this repository (`tiny_granite`: IBM Granite's
+/// multipliers of the embedding, the attention scores, each residual branch and the logits, two
+/// adapters (one on o_proj and down_proj, whose outputs the residual multiplier scales);
+/// `tiny_granite_gguf`: llama.cpp's `granite` file; made by `tests/fixtures/make_granite.py`),
+/// each calling `$run("<fixture folder>")`. The multipliers are the `scale` op and the
+/// attention's scale: run where the plain fixtures run.
+#[macro_export]
+macro_rules! granite_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_granite() {
+            $run("tiny-granite");
+        }
+        #[test]
+        fn tiny_granite_gguf() {
+            $run("tiny-granite-gguf");
+        }
+    };
+}
+
+/// One `#[test]` per fixture whose attention scores are not plain `q.k / sqrt(head_dim)`
+/// (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale; `tiny_granite`:
+/// Granite's score, residual and logit multipliers), each calling `$run("<fixture folder>")`: in
+/// the modes that round on purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on
+/// the CPU the bounds the CUDA modes are held to), and on CUDA beside its experimental paths
+/// (which capped scores must leave for the plain attention kernel, and which must take
+/// Granite's scale).
+#[macro_export]
+macro_rules! scored_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_gemma2() {
+            $run("tiny-gemma2");
+        }
+        #[test]
+        fn tiny_granite() {
+            $run("tiny-granite");
+        }
+    };
+}
+
+/// One `#[test]` per compatibility fixture (`../shared/fixtures/compat`): sliding-window
+/// Mistral and Qwen2, every PEFT `target_modules` form, and a tied checkpoint stored as
+/// `lm_head.weight` only; each calling `$run("compat/<folder>")`.
+#[macro_export]
+macro_rules! compat_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn compat_mistral_sliding_window() {
+            $run("compat/tiny-mistral-sw");
+        }
+        #[test]
+        fn compat_qwen2_sliding_window_per_layer() {
+            $run("compat/tiny-qwen2-sw");
+        }
+        #[test]
+        fn compat_peft_target_module_forms() {
+            $run("compat/tiny-llama-peft-names");
+        }
+        #[test]
+        fn compat_tied_lm_head_only() {
+            $run("compat/tiny-llama-tied-lmhead-only");
+        }
+    };
+}
