@@ -58,11 +58,6 @@ impl CudaBackend {
         // Gemma 2's capped scores: the plain kernel with the cap (`attention_softcap*`), none
         // of the experimental paths.
         let capped = s.capped();
-        if capped && rope.is_some() {
-            return Err(err(
-                "attention: the rope is not fused with soft-capped scores",
-            ));
-        }
         let x = &self.options.experimental;
         if capped && (x.split_attention || x.fused_kv_store || x.inline_combine) {
             static SAID: std::sync::Once = std::sync::Once::new();
@@ -158,12 +153,11 @@ impl CudaBackend {
         } else {
             (out.take().expect("not yet taken"), 1)
         };
-        let f = match capped {
-            true => Some(&self.k.attn.softcap[usize::from(kv_bf16)]),
-            false => (self.k.attn).pick(splits > 1, fused_store, last, rope.is_some(), kv_bf16),
-        };
-        let f =
-            f.ok_or_else(|| err("attention: the rope is fused only with the fused KV store"))?;
+        let f = (self.k.attn)
+            .pick(splits > 1, fused_store, last, rope.is_some(), capped, kv_bf16)
+            .ok_or_else(|| {
+                err("attention: no kernel fuses the rope without the fused KV store, or caps the scores in a split, fused or roped launch")
+            })?;
         let mut a = self.args(f);
         a.arg(q);
         if fused_store {

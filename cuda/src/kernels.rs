@@ -271,15 +271,22 @@ pub(crate) struct AttnKernels {
 impl AttnKernels {
     /// The entry for a launch: `split` (several blocks per (token, head)), `store` (the fused
     /// KV store), `last` (with `split`: merged inside), `rope` (with `store`: rotated inside),
-    /// on a bf16 cache or not; `None` for a combination no kernel has (rope without the store).
+    /// `capped` (Gemma 2's soft-capped scores: the plain launch only), on a bf16 cache or not;
+    /// `None` for a combination no kernel has (rope without the store, a cap with any of the
+    /// others).
     pub(crate) fn pick(
         &self,
         split: bool,
         store: bool,
         last: bool,
         rope: bool,
+        capped: bool,
         kv_bf16: bool,
     ) -> Option<&CudaFunction> {
+        if capped {
+            let plain = !(split || store || rope);
+            return plain.then(|| &self.softcap[usize::from(kv_bf16)]);
+        }
         let pair = match (split, store, last && split, rope) {
             (_, false, _, true) => return None,
             (false, false, _, false) => &self.plain,

@@ -320,8 +320,8 @@ impl Heads<'_> {
 fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) {
     let (hd, n) = h.dims(o);
     key_scores(h, hd, scores);
-    softmax_spans(h, scores, lse, |_, row, lse| {
-        *lse = softmax_row(row, h.scale)
+    softmax_spans(h, scores, lse, |_, row, lse, scale| {
+        *lse = softmax_row(row, scale)
     });
     o.fill(0.0);
     for p in 0..n {
@@ -335,26 +335,30 @@ fn attend(h: &Heads<'_>, scores: &mut Vec<f32>, o: &mut [f32], lse: &mut [f32]) 
 }
 
 /// Each row `r` of `scores` (`[rows, len]`) made its softmax over its own span by
-/// `softmax(r, row[a..b], lse[r])`, and its scores outside the span zeroed: weight 0 in the
-/// value sums, which then may run over the positions of several rows at once.
+/// `softmax(r, row[a..b], lse[r], scale)` (`scale`: the factor still to apply to the row), and
+/// its scores outside the span zeroed: weight 0 in the value sums, which then may run over the
+/// positions of several rows at once. Gemma 2's capped scores are scaled and capped here,
+/// `cap * tanh(s * scale / cap)`, and take a factor of 1.
 #[inline(always)]
 fn softmax_spans(
     h: &Heads<'_>,
     scores: &mut [f32],
     lse: &mut [f32],
-    mut softmax: impl FnMut(usize, &mut [f32], &mut f32),
+    mut softmax: impl FnMut(usize, &mut [f32], &mut f32, f32),
 ) {
     for (r, (row, lse)) in scores.chunks_mut(h.len).zip(lse).enumerate() {
         let (a, b) = h.span(r);
         row[..a].fill(0.0);
         row[b..].fill(0.0);
-        if h.softcap > 0.0 {
-            // Gemma 2's soft cap of the scaled scores, written back divided by the scale: the
-            // softmax's own `* scale` then gives `cap * tanh(s * scale / cap)`.
-            let (into, back) = (h.scale / h.softcap, h.softcap / h.scale);
-            (row[a..b].iter_mut()).for_each(|x| *x = back * (*x * into).tanh());
-        }
-        softmax(r, &mut row[a..b], lse);
+        let scale = match h.softcap > 0.0 {
+            true => {
+                let (cap, into) = (h.softcap, h.scale / h.softcap);
+                (row[a..b].iter_mut()).for_each(|x| *x = cap * (*x * into).tanh());
+                1.0
+            }
+            false => h.scale,
+        };
+        softmax(r, &mut row[a..b], lse, scale);
     }
 }
 

@@ -189,23 +189,6 @@ pub(super) fn attn_window(
     at: &[(u32, u32)],
     window: usize,
 ) -> ParityCase {
-    attn_scored(heads, kv, hd, cap, slots, at, window, None)
-}
-
-/// An attention case, with Gemma's scores where `scored` gives `(scale, softcap)` (else
-/// `head_dim^-0.5`, no cap).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attn_scored(
-    heads: usize,
-    kv: usize,
-    hd: usize,
-    cap: usize,
-    slots: usize,
-    at: &[(u32, u32)],
-    window: usize,
-    scored: Option<(f32, f32)>,
-) -> ParityCase {
-    let (scale, softcap) = scored.unwrap_or((AttnShape::head_scale(hd), 0.0));
     let shape = AttnShape {
         n_tokens: at.len(),
         n_heads: heads,
@@ -213,19 +196,15 @@ pub(super) fn attn_scored(
         head_dim: hd,
         capacity: cap,
         window,
-        scale,
-        softcap,
+        scale: AttnShape::head_scale(hd),
+        softcap: 0.0,
     };
     let w = if window > 0 {
         format!(",window={window}")
     } else {
         String::new()
     };
-    let s = match scored {
-        Some((scale, softcap)) => format!(",scale={scale},softcap={softcap}"),
-        None => String::new(),
-    };
-    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?}{w}{s})", at.len());
+    let id = format!("attention(tokens={},heads={heads},kv_heads={kv},head_dim={hd},cap={cap},slots={slots},at={at:?}{w})", at.len());
     let op = Op::Attention {
         shape,
         slots,
@@ -234,6 +213,17 @@ pub(super) fn attn_scored(
         rope: false,
     };
     case(id, op, REDUCTION_TOL)
+}
+
+/// Attention case `c` with Gemma's or Granite's scores: `q.k * scale`, soft-capped by
+/// `softcap` where it is > 0 (in place of `head_dim^-0.5`, no cap).
+pub(super) fn scored(mut c: ParityCase, scale: f32, softcap: f32) -> ParityCase {
+    if let Op::Attention { shape, .. } = &mut c.op {
+        (shape.scale, shape.softcap) = (scale, softcap);
+        c.id.pop();
+        c.id.push_str(&format!(",scale={scale},softcap={softcap})"));
+    }
+    c
 }
 
 pub(super) fn lora(
@@ -364,25 +354,14 @@ pub fn cases() -> Vec<ParityCase> {
     v.push(attn_window(2, 1, 8, 8, 1, &[(0, 0), (0, 1), (0, 2)], 1));
     // Gemma 2's scores (a scale of their own, soft-capped low enough to bite): decode in two
     // slots, a windowed prefill chunk, head_dim 256.
-    let gemma = Some((0.25, 1.5));
-    v.push(attn_scored(4, 2, 16, 80, 2, &[(0, 5), (1, 70)], 0, gemma));
-    v.push(attn_scored(3, 1, 64, 96, 2, &prefill, 5, gemma));
-    v.push(attn_scored(
-        2,
-        1,
-        256,
-        40,
-        1,
-        &[(0, 39)],
-        0,
-        Some((0.0625, 2.0)),
-    ));
+    let two = [(0, 5), (1, 70)];
+    v.push(scored(attn(4, 2, 16, 80, 2, &two), 0.25, 1.5));
+    v.push(scored(attn_window(3, 1, 64, 96, 2, &prefill, 5), 0.25, 1.5));
+    v.push(scored(attn(2, 1, 256, 40, 1, &[(0, 39)]), 0.0625, 2.0));
     // Granite's scale (an attention multiplier, no cap), which every CUDA path must take.
-    let at = [(0, 5), (1, 70)];
-    v.push(attn_scored(4, 2, 16, 80, 2, &at, 0, Some((0.09, 0.0))));
+    v.push(scored(attn(4, 2, 16, 80, 2, &two), 0.09, 0.0));
     // A cap so large it barely bites: the scores as they are, to the tanh's relative accuracy.
-    let at = [(0, 5), (1, 70)];
-    v.push(attn_scored(4, 2, 16, 80, 2, &at, 0, Some((0.25, 1e5))));
+    v.push(scored(attn(4, 2, 16, 80, 2, &two), 0.25, 1e5));
     for n in [5, 1001, 70000] {
         v.push(case(format!("silu_mul(n={n})"), Op::SiluMul { n }, e));
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));

@@ -24,11 +24,9 @@ pub(super) unsafe fn attend_avx2(
         return attend(h, scores, o, lse);
     }
     key_scores_avx2(h, hd, scores);
-    softmax_spans(h, scores, lse, |_, row, lse| {
+    softmax_spans(h, scores, lse, |_, row, lse, scale| {
         // SAFETY: AVX2 and FMA (this function's features).
-        unsafe {
-            crate::cpu::avx2::softmax_rows(row, row.len(), h.scale, std::slice::from_mut(lse))
-        }
+        unsafe { crate::cpu::avx2::softmax_rows(row, row.len(), scale, std::slice::from_mut(lse)) }
     });
     // Rows in register blocks of G x 8C accumulators: two rows x 32 dims, or, where three or
     // more rows remain (a prefill block, a group of 3+ heads), up to six rows x 16 dims, so that

@@ -41,9 +41,9 @@ pub(super) unsafe fn attend_avx512(
     }
     key_scores(h, hd, scores);
     let mut inv = [0f32; MAX_ROWS];
-    softmax_spans(h, scores, lse, |r, row, lse| {
+    softmax_spans(h, scores, lse, |r, row, lse, scale| {
         // SAFETY: AVX-512F and FMA (this function's features).
-        let (max, sum) = unsafe { softmax_row(row, h.scale) };
+        let (max, sum) = unsafe { softmax_row(row, scale) };
         inv[r] = 1.0 / sum;
         *lse = max + sum.ln();
     });
