@@ -288,6 +288,14 @@ fn config_text(c: &ModelConfig) -> String {
             None => format!("RoPE theta {}{part}", c.rope_theta),
         },
     };
+    let nope: Vec<String> = (c.rope_layers.iter().enumerate())
+        .filter(|(_, r)| !**r)
+        .map(|(l, _)| l.to_string())
+        .collect();
+    let rope = match nope.is_empty() {
+        true => rope,
+        false => format!("{rope}; NoPE layers (no rotation) {}", nope.join(" ")),
+    };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
     let gemma = match &c.gemma {
         Some(g) => format!(

@@ -7,15 +7,18 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod forward;
 mod gemma;
 mod granite;
 mod longrope;
 mod rope;
+mod smollm3;
 mod windows;
 pub use gemma::{Activation, GemmaFeatures};
 pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
+pub(crate) use smollm3::{rope_every, NOPE_EVERY};
 pub(crate) use windows::sliding_every;
 
 /// Which member of the Llama family: they share one forward pass and differ in biases, sliding
@@ -52,6 +55,10 @@ pub enum Arch {
     /// IBM Granite (`GraniteForCausalLM`): Llama with multipliers of the embedding, the
     /// attention scores, each residual branch and the logits ([`GraniteScales`]).
     Granite,
+    /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
+    /// ([`ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
+    /// in the layers `layer_types` names.
+    SmolLM3,
 }
 
 impl Arch {
@@ -123,6 +130,9 @@ pub struct ModelConfig {
     pub gemma: Option<GemmaFeatures>,
     /// Granite's multipliers; `None` for the other families.
     pub granite: Option<GraniteScales>,
+    /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
+    /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
+    pub rope_layers: Vec<bool>,
     /// Per layer: the sliding attention window (a query sees itself and the `w - 1` positions
     /// before it), or None for full causal attention.
     pub attention_window: Vec<Option<usize>>,
@@ -142,55 +152,6 @@ impl ModelConfig {
             _ => 0.0,
         };
         self.max_position_embeddings.max(scaled.min(1e8) as usize)
-    }
-
-    /// Whether each sub-block's output is normed before its residual add (Gemma 2's and 3's
-    /// [`GemmaFeatures::sandwich_norms`]).
-    pub fn sandwich_norms(&self) -> bool {
-        self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
-    }
-
-    /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5` (head_dim's
-    /// own f32 expression where the two are equal), Granite's `attention_multiplier`, else
-    /// `head_dim^-0.5` ([`crate::backend::AttnShape::head_scale`]).
-    pub fn attention_scale(&self) -> f32 {
-        match (&self.gemma, &self.granite) {
-            // Where they are equal, head_dim's f32 expression (the same value to the bit).
-            (Some(g), _) if g.query_pre_attn_scalar != self.head_dim as f64 => {
-                (1.0 / g.query_pre_attn_scalar.sqrt()) as f32
-            }
-            (_, Some(g)) => g.attention,
-            _ => crate::backend::AttnShape::head_scale(self.head_dim),
-        }
-    }
-
-    /// The factor of the embedding rows: Gemma's `sqrt(hidden_size)`, Granite's
-    /// `embedding_multiplier` (where it is not 1); `None`: the rows as stored.
-    pub fn embed_scale(&self) -> Option<f32> {
-        match (&self.gemma, &self.granite) {
-            (Some(g), _) => Some(g.embed_scale),
-            (_, Some(g)) => Some(g.embedding).filter(|&s| s != 1.0),
-            _ => None,
-        }
-    }
-
-    /// Granite's factor of each sub-block's output before its residual add (where it is not
-    /// 1).
-    pub fn residual_scale(&self) -> Option<f32> {
-        (self.granite.as_ref()).and_then(|g| Some(g.residual).filter(|&s| s != 1.0))
-    }
-
-    /// Granite's divisor of the logits (where it is not 1).
-    pub fn logit_divisor(&self) -> Option<f32> {
-        (self.granite.as_ref()).and_then(|g| Some(g.logits).filter(|&s| s != 1.0))
-    }
-
-    /// Gemma 2's soft caps `(attention scores, final logits)` ([`GemmaFeatures`]), each
-    /// `None` where the model has none.
-    pub fn softcaps(&self) -> (Option<f32>, Option<f32>) {
-        self.gemma
-            .as_ref()
-            .map_or((None, None), |g| (g.attn_softcap, g.final_softcap))
     }
 
     /// Output width of q_proj.
@@ -265,6 +226,7 @@ impl ModelConfig {
             "gemma" => Arch::Gemma,
             "gemma2" => Arch::Gemma2,
             "granite" => Arch::Granite,
+            "smollm3" => Arch::SmolLM3,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -273,7 +235,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite"
+                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3"
                     ),
                 ))
             }
@@ -282,7 +244,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite"
+                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3"
                     ),
                 ))
             }
@@ -314,9 +276,11 @@ impl ModelConfig {
             Some(_) => f.usize("head_dim")?,
         };
         let rope = rope::settings(v, path)?;
+        // SmolLM3Config's `default_theta`; the others' 10000.
+        let default_theta = if arch == Arch::SmolLM3 { 2e6 } else { 10000.0 };
         let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some_and(|t| !t.is_null())) {
-            Some(r) => Fields { v: r, path }.f64_or("rope_theta", 10000.0)?,
-            None => f.f64_or("rope_theta", 10000.0)?,
+            Some(r) => Fields { v: r, path }.f64_or("rope_theta", default_theta)?,
+            None => f.f64_or("rope_theta", default_theta)?,
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
         let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
@@ -360,7 +324,8 @@ impl ModelConfig {
                 format!("num_hidden_layers = {num_layers}: more than {MAX_LAYERS} layers is not a model this engine can load"),
             ));
         }
-        let attention_window = windows::attention_windows(v, arch, num_layers, path)?;
+        let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
+        let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
         ModelConfig {
             arch,
             hidden_size,
@@ -376,7 +341,8 @@ impl ModelConfig {
             rope_scaling,
             rope_freq_factors: None,
             max_position_embeddings,
-            tie_word_embeddings: f.bool_or("tie_word_embeddings", false)?,
+            // SmolLM3Config ties by default.
+            tie_word_embeddings: f.bool_or("tie_word_embeddings", arch == Arch::SmolLM3)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
@@ -386,6 +352,7 @@ impl ModelConfig {
                 .copied(),
             eos_token_ids: ids_of(path, "eos_token_id", v.get("eos_token_id"))?,
             attention_window,
+            rope_layers,
             activation,
             gemma,
             granite,
@@ -410,10 +377,13 @@ impl ModelConfig {
                 return bad(format!("{name} = {v} exceeds {max}: not a model this engine can load (a corrupt file?)"));
             }
         }
-        if self.attention_window.len() != self.num_layers {
+        if self.attention_window.len() != self.num_layers
+            || self.rope_layers.len() != self.num_layers
+        {
             return bad(format!(
-                "{} attention windows for {} layers",
+                "{} attention windows and {} RoPE flags for {} layers",
                 self.attention_window.len(),
+                self.rope_layers.len(),
                 self.num_layers
             ));
         }

@@ -76,6 +76,9 @@ pub struct Model<B: Backend> {
     /// Gemma 3's table for its sliding-window layers (those with a window), when its local
     /// base applies ([`crate::config::GemmaFeatures::local_rope_theta`]).
     rope_local: Option<B::Buf>,
+    /// The identity table of NoPE layers ([`ModelConfig::rope_layers`] false), where the model
+    /// has any ([`crate::rope_table::identity_table`]).
+    rope_none: Option<B::Buf>,
     /// Positions covered by the RoPE table: the longest context this model instance serves.
     pub max_context: usize,
     adapter_names: Vec<String>,
@@ -374,10 +377,16 @@ impl<B: Backend> Model<B> {
                     "the workspace has no buffers for the query/key norms (made for another model)",
                 )),
             };
-            // Gemma 3's sliding-window layers have a RoPE base of their own.
+            // Gemma 3's sliding-window layers have a RoPE base of their own; SmolLM3's NoPE
+            // layers rotate by the identity.
             let window = c.attention_window.get(li).copied().flatten();
-            let rope = match (window, &self.rope_local) {
-                (Some(_), Some(local)) => local,
+            let rope = match (c.rope_layers.get(li), window, &self.rope_local) {
+                (Some(false), ..) => self.rope_none.as_ref().ok_or_else(|| {
+                    Error::invalid(format!(
+                        "layer {li} is NoPE, but no identity table was made"
+                    ))
+                })?,
+                (_, Some(_), Some(local)) => local,
                 _ => &self.rope,
             };
             b.rope_attention(

@@ -77,6 +77,14 @@ fn yarn(base: Vec<f64>, y: &YarnScaling, theta: f64, dim: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The table of NoPE layers (SmolLM3's): `[positions, head_dim/2, 2]` of (1, 0), so that the
+/// backends' RoPE leaves the query and key as they are (`x * 1 - y * 0` is `x` in f32 exactly)
+/// and every fused RoPE path serves them unchanged. No scaling's attention factor: transformers
+/// multiplies it into the rotation these layers skip.
+pub fn identity_table(positions: usize, head_dim: usize) -> Vec<f32> {
+    [1.0, 0.0].repeat(positions * (head_dim / 2))
+}
+
 /// `[positions, head_dim/2, 2]` of (cos, sin) for positions `0..positions`, times the
 /// scaling's attention factor (YaRN's and LongRoPE's; transformers multiplies cos and sin by
 /// it). Past `rotary_dim / 2` (RoPE on part of each head) the pairs are (1, 0): the dimensions

@@ -5,7 +5,8 @@
 //! every other layer (default 4096), the soft caps (defaults 50 and 30), its 27B's scale. Their
 //! logits against transformers: the golden runs' `tiny_gemma3_gguf`, `tiny_gemma2_gguf` and
 //! `tiny_gemma_gguf`. `granite`'s multipliers: required, 0 meaning none; RoPE switched off
-//! refused; logits: `tiny_granite_gguf`.
+//! refused; logits: `tiny_granite_gguf`. `smollm3`'s NoPE layers: every fourth, whatever the
+//! file holds (llama.cpp has no key for them); logits: `tiny_smollm3_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -15,7 +16,7 @@ use dlp_engine::config::ModelConfig;
 use dlp_engine::loader::gguf::GgufFile;
 use writer::{Tensor, Writer, M};
 
-/// An `arch` (`gemma2`, `gemma3`, `granite`) file's metadata with `extra` keys (and, for
+/// An `arch` (`gemma2`, `gemma3`, `granite`, `smollm3`) file's metadata with `extra` keys (and, for
 /// `gemma3`, its layer-0 query norm).
 fn gguf(
     arch: &'static str,
@@ -260,4 +261,18 @@ fn granite_multipliers() {
             .to_string();
         assert!(e.contains("granite.rope.scaling.finetuned"), "{e}");
     }
+}
+
+/// llama.cpp's `smollm3`: layers 3, 7, ... are NoPE (its fixed `n_no_rope_layer_step` of 4; a
+/// key naming another interval is not read, as llama.cpp reads none), no window; the `llama`
+/// file of the same numbers rotates everywhere.
+#[test]
+fn smollm3_nope_every_fourth_layer() {
+    let interval = || vec![("smollm3.no_rope_layer_interval", M::U32(2))];
+    let c = read("s.gguf", &gguf("smollm3", 9, 64, 4, 16, interval())).unwrap();
+    let nope: Vec<usize> = (0..9).filter(|&i| !c.rope_layers[i]).collect();
+    assert_eq!(nope, [3, 7]);
+    assert_eq!(full_layers(&c).len(), 9);
+    let c = read("l.gguf", &gguf("llama", 9, 64, 4, 16, interval())).unwrap();
+    assert!(!c.rope_layers.contains(&false));
 }

@@ -177,13 +177,33 @@ macro_rules! granite_fixture_tests {
     };
 }
 
-/// One `#[test]` per fixture whose attention scores are not plain `q.k / sqrt(head_dim)`
-/// (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale; `tiny_granite`:
-/// Granite's score, residual and logit multipliers), each calling `$run("<fixture folder>")`: in
-/// the modes that round on purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on
-/// the CPU the bounds the CUDA modes are held to), and on CUDA beside its experimental paths
-/// (which capped scores must leave for the plain attention kernel, and which must take
-/// Granite's scale).
+/// One `#[test]` per SmolLM3 fixture of this repository (`tiny_smollm3`: a NoPE layer given by
+/// `no_rope_layers`, sliding by its `layer_types`, two adapters; `tiny_smollm3_gguf`: llama.cpp's
+/// `smollm3` file, every fourth layer NoPE; made by `tests/fixtures/make_smollm3.py`), each
+/// calling `$run("<fixture folder>")`. NoPE layers rotate by an identity table: run where the
+/// plain fixtures run.
+#[macro_export]
+macro_rules! smollm3_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_smollm3() {
+            $run("tiny-smollm3");
+        }
+        #[test]
+        fn tiny_smollm3_gguf() {
+            $run("tiny-smollm3-gguf");
+        }
+    };
+}
+
+/// One `#[test]` per fixture whose attention scores are not plain `rope(q).rope(k) /
+/// sqrt(head_dim)` (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale;
+/// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE
+/// layer, unrotated), each calling `$run("<fixture folder>")`: in the modes that round on
+/// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
+/// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
+/// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
+/// must pass a NoPE layer's identity table through).
 #[macro_export]
 macro_rules! scored_fixture_tests {
     ($run:path) => {
@@ -194,6 +214,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_granite() {
             $run("tiny-granite");
+        }
+        #[test]
+        fn tiny_smollm3() {
+            $run("tiny-smollm3");
         }
     };
 }

@@ -101,7 +101,8 @@ fn sliding_windows_follow_transformers_per_architecture() {
     let path = std::path::Path::new("config.json");
     let types = serde_json::json!(["full_attention", "sliding_attention"]);
     let cfg = |on: bool| serde_json::json!({"use_sliding_window": on, "sliding_window": 6, "layer_types": types});
-    let windows = |v: &serde_json::Value, arch| attention_windows(v, arch, 2, path).unwrap();
+    let windows =
+        |v: &serde_json::Value, arch| attention_windows(v, arch, &[true; 2], path).unwrap();
     assert_eq!(windows(&cfg(true), Arch::Qwen2), [None, Some(6)]);
     assert_eq!(windows(&cfg(false), Arch::Qwen2), [None, None]);
     assert_eq!(windows(&cfg(true), Arch::Llama), [None, None]);
@@ -113,14 +114,111 @@ fn sliding_windows_follow_transformers_per_architecture() {
     assert_eq!(windows(&qwen(false), Arch::Qwen2), [None, None]);
     // Qwen2Config's defaults where the keys are absent: window 4096 from layer 28 on.
     let on = serde_json::json!({"use_sliding_window": true});
-    let w = attention_windows(&on, Arch::Qwen2, 30, path).unwrap();
+    let w = attention_windows(&on, Arch::Qwen2, &[true; 30], path).unwrap();
     assert_eq!(w[27], None);
     assert_eq!(w[28..], [Some(4096), Some(4096)]);
     // Qwen3Config reads them as Qwen2Config does.
     assert_eq!(windows(&cfg(true), Arch::Qwen3), [None, Some(6)]);
     assert_eq!(windows(&cfg(false), Arch::Qwen3), [None, None]);
     assert_eq!(windows(&qwen(true), Arch::Qwen3), [None, Some(4)]);
-    assert_eq!(attention_windows(&on, Arch::Qwen3, 30, path).unwrap(), w);
+    assert_eq!(
+        attention_windows(&on, Arch::Qwen3, &[true; 30], path).unwrap(),
+        w
+    );
+}
+
+/// SmolLM3 as SmolLM3Config reads it: `no_rope_layers` (1 = RoPE) over the interval, a NoPE
+/// layer every `no_rope_layer_interval` (default 4) layers without the list, RoPE theta 2e6
+/// and tied embeddings by default, windows in the NoPE layers with `use_sliding_window` (or
+/// where `layer_types` says); a short list, entries other than 0/1 and an interval of 0 are
+/// refused by name. Every other family rotates in every layer.
+#[test]
+fn smollm3_reads_as_transformers_smollm3config() {
+    let p = Path::new("config.json");
+    let base = serde_json::json!({"model_type": "smollm3", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 8, "vocab_size": 256});
+    let read = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = base.clone();
+        f(&mut v);
+        ModelConfig::from_hf_json(&v, p)
+    };
+    let c = read(&|_| ()).unwrap();
+    assert_eq!(c.arch, Arch::SmolLM3);
+    let every4 = [true, true, true, false, true, true, true, false];
+    assert_eq!(c.rope_layers, every4);
+    assert_eq!(c.rope_theta, 2e6);
+    assert!(c.tie_word_embeddings);
+    assert_eq!(c.attention_window, [None; 8]);
+    let c = read(&|v| v["no_rope_layer_interval"] = 3.into()).unwrap();
+    assert_eq!(
+        c.rope_layers,
+        [true, true, false, true, true, false, true, true]
+    );
+    // The list wins over the interval; a longer list's tail is not read; booleans are read.
+    let c = read(&|v| {
+        v["no_rope_layers"] = serde_json::json!([0, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
+        v["no_rope_layer_interval"] = 2.into();
+    })
+    .unwrap();
+    assert_eq!(
+        c.rope_layers,
+        [false, true, true, true, true, true, true, false]
+    );
+    let c = read(&|v| v["no_rope_layers"] = serde_json::json!(vec![true; 8])).unwrap();
+    assert!(!c.rope_layers.contains(&false));
+    // Windows: SmolLM3Config's layer types (NoPE layers slide with use_sliding_window).
+    let c = read(&|v| {
+        v["use_sliding_window"] = true.into();
+        v["sliding_window"] = 16.into();
+    })
+    .unwrap();
+    let slid: Vec<_> = every4.iter().map(|&r| (!r).then_some(16)).collect();
+    assert_eq!(c.attention_window, slid);
+    let c = read(&|v| v["sliding_window"] = 16.into()).unwrap();
+    assert_eq!(c.attention_window, [None; 8]);
+    let c = read(&|v| {
+        v["sliding_window"] = 16.into();
+        v["layer_types"] = serde_json::json!(vec!["sliding_attention"; 8]);
+    })
+    .unwrap();
+    assert_eq!(c.attention_window, [Some(16); 8]);
+    for (f, want) in [
+        (
+            &(|v: &mut serde_json::Value| v["no_rope_layers"] = serde_json::json!([1, 1, 0]))
+                as &dyn Fn(&mut serde_json::Value),
+            "expected a list of at least 8 entries",
+        ),
+        (
+            &|v| v["no_rope_layers"] = serde_json::json!([1, 1, 2, 1, 1, 1, 1, 1]),
+            "`no_rope_layers`[2]: expected 1 (RoPE) or 0 (NoPE), found 2",
+        ),
+        (
+            &|v| v["no_rope_layers"] = serde_json::json!("1110"),
+            "field `no_rope_layers`",
+        ),
+        (
+            &|v| v["no_rope_layer_interval"] = 0.into(),
+            "`no_rope_layer_interval`: expected a positive integer",
+        ),
+        (
+            &|v| v["no_rope_layer_interval"] = (-4).into(),
+            "`no_rope_layer_interval`: expected a non-negative integer",
+        ),
+        (
+            &|v| v["layer_types"] = serde_json::json!(vec!["sliding_attention"; 8]),
+            "layer_types[0] is sliding_attention but `sliding_window` is not set",
+        ),
+    ] {
+        let e = read(f).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let mut llama = base.clone();
+    llama["model_type"] = "llama".into();
+    llama["no_rope_layers"] = serde_json::json!(vec![0; 8]);
+    let c = ModelConfig::from_hf_json(&llama, p).unwrap();
+    assert!(!c.rope_layers.contains(&false) && !c.tie_word_embeddings);
+    assert_eq!(c.rope_theta, 10000.0);
 }
 
 /// Qwen3: per-head query/key norms, biases only with `attention_bias`, and Qwen3Config's

@@ -18,13 +18,15 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
 /// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
 /// `sliding_window` in every layer (Phi-3 reads no `layer_types`), or Gemma 3's in every layer
-/// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer.
+/// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer, or
+/// SmolLM3's `use_sliding_window` in its NoPE layers (`rope_layers` false).
 pub(super) fn attention_windows(
     v: &Value,
     arch: Arch,
-    layers: usize,
+    rope_layers: &[bool],
     path: &Path,
 ) -> Result<Vec<Option<usize>>> {
+    let layers = rope_layers.len();
     let window = match v.get("sliding_window") {
         // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
         // is none).
@@ -39,9 +41,13 @@ pub(super) fn attention_windows(
     };
     // transformers' Qwen2Config and Qwen3Config keep `sliding_window` only with
     // `use_sliding_window`; a sliding layer without a window then attends to everything.
-    let qwen_on = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
+    let use_sliding = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
+    // SmolLM3Config's `layer_types` where none is given: sliding in its NoPE layers.
+    let smollm3_default = rope_layers
+        .iter()
+        .map(|&r| use_sliding && window.is_some() && !r);
     let window = match arch {
-        a if a.qwen_windows() && !qwen_on => None,
+        a if a.qwen_windows() && !use_sliding => None,
         _ => window,
     };
     let layer_types = v.get("layer_types").filter(|t| !t.is_null());
@@ -85,17 +91,23 @@ pub(super) fn attention_windows(
             .map(|(i, &s)| match (s, arch, window) {
                 (false, _, _) | (true, Arch::Llama | Arch::Gemma | Arch::Granite, _) => Ok(None),
                 (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
-                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3, Some(w)) => {
-                    Ok(Some(w))
-                }
-                (true, Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3, None) => {
-                    Err(Error::format(
-                        path,
-                        format!(
-                            "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
-                        ),
-                    ))
-                }
+                // SmolLM3's sliding mask reads `sliding_window` whatever `use_sliding_window`
+                // says (transformers' eager and SDPA attention).
+                (
+                    true,
+                    Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 | Arch::SmolLM3,
+                    Some(w),
+                ) => Ok(Some(w)),
+                (
+                    true,
+                    Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 | Arch::SmolLM3,
+                    None,
+                ) => Err(Error::format(
+                    path,
+                    format!(
+                        "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
+                    ),
+                )),
             })
             .collect();
     }
@@ -115,6 +127,7 @@ pub(super) fn attention_windows(
             }
         }
         Arch::Mistral | Arch::Phi3 => vec![window; layers],
+        Arch::SmolLM3 => smollm3_default.map(|s| window.filter(|_| s)).collect(),
         Arch::Qwen2 | Arch::Qwen3 => {
             let from = v
                 .get("max_window_layers")

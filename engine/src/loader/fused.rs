@@ -71,7 +71,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Gemma
         | Arch::Gemma2
         | Arch::Gemma3
-        | Arch::Granite => &SINGLE,
+        | Arch::Granite
+        | Arch::SmolLM3 => &SINGLE,
     }
 }
 

@@ -179,6 +179,10 @@ impl<B: Backend> Model<B> {
             }
             None => None,
         };
+        let rope_none = match c.rope_layers.contains(&false) {
+            true => Some(backend.upload(&rope_table::identity_table(max_context, c.head_dim))?),
+            false => None,
+        };
         Ok(Model {
             backend,
             config,
@@ -188,6 +192,7 @@ impl<B: Backend> Model<B> {
             layers,
             rope,
             rope_local,
+            rope_none,
             max_context,
             adapter_names: Vec::new(),
             lora_id: crate::backend::unique_id(),

@@ -1,11 +1,12 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma2,
-//! gemma3, granite) and `tokenizer.ggml.*` metadata.
+//! gemma3, granite, smollm3) and `tokenizer.ggml.*` metadata.
 
 mod families;
 
 use super::{GgufFile, GgufTensorInfo};
 use crate::config::{
-    yarn_mscale, Activation, Arch, LongRopeScaling, ModelConfig, RopeScaling, YarnScaling,
+    rope_every, yarn_mscale, Activation, Arch, LongRopeScaling, ModelConfig, RopeScaling,
+    YarnScaling, NOPE_EVERY,
 };
 use crate::error::{Error, Result};
 
@@ -82,6 +83,7 @@ impl GgufFile {
             Some("gemma2") => Ok((Arch::Gemma2, "gemma2")),
             Some("gemma3") => Ok((Arch::Gemma3, "gemma3")),
             Some("granite") => Ok((Arch::Granite, "granite")),
+            Some("smollm3") => Ok((Arch::SmolLM3, "smollm3")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -92,7 +94,8 @@ impl GgufFile {
                     format!(
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
-                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\" or \"granite\""
+                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\" \
+                         or \"smollm3\""
                     ),
                 ))
             }
@@ -465,6 +468,11 @@ impl GgufFile {
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
             attention_window,
+            // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets.
+            rope_layers: match arch {
+                Arch::SmolLM3 => rope_every(num_layers, NOPE_EVERY),
+                _ => vec![true; num_layers],
+            },
             activation: match gemma {
                 Some(_) => Activation::GeluTanh,
                 None => Activation::Silu,

@@ -1,0 +1,55 @@
+//! What the forward pass asks of a config beyond its fields: the factors and caps some
+//! families put into the computation (Gemma's, Gemma 2's, Granite's).
+
+use super::ModelConfig;
+
+impl ModelConfig {
+    /// Whether each sub-block's output is normed before its residual add (Gemma 2's and 3's
+    /// [`GemmaFeatures::sandwich_norms`]).
+    pub fn sandwich_norms(&self) -> bool {
+        self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
+    }
+
+    /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5` (head_dim's
+    /// own f32 expression where the two are equal), Granite's `attention_multiplier`, else
+    /// `head_dim^-0.5` ([`crate::backend::AttnShape::head_scale`]).
+    pub fn attention_scale(&self) -> f32 {
+        match (&self.gemma, &self.granite) {
+            // Where they are equal, head_dim's f32 expression (the same value to the bit).
+            (Some(g), _) if g.query_pre_attn_scalar != self.head_dim as f64 => {
+                (1.0 / g.query_pre_attn_scalar.sqrt()) as f32
+            }
+            (_, Some(g)) => g.attention,
+            _ => crate::backend::AttnShape::head_scale(self.head_dim),
+        }
+    }
+
+    /// The factor of the embedding rows: Gemma's `sqrt(hidden_size)`, Granite's
+    /// `embedding_multiplier` (where it is not 1); `None`: the rows as stored.
+    pub fn embed_scale(&self) -> Option<f32> {
+        match (&self.gemma, &self.granite) {
+            (Some(g), _) => Some(g.embed_scale),
+            (_, Some(g)) => Some(g.embedding).filter(|&s| s != 1.0),
+            _ => None,
+        }
+    }
+
+    /// Granite's factor of each sub-block's output before its residual add (where it is not
+    /// 1).
+    pub fn residual_scale(&self) -> Option<f32> {
+        (self.granite.as_ref()).and_then(|g| Some(g.residual).filter(|&s| s != 1.0))
+    }
+
+    /// Granite's divisor of the logits (where it is not 1).
+    pub fn logit_divisor(&self) -> Option<f32> {
+        (self.granite.as_ref()).and_then(|g| Some(g.logits).filter(|&s| s != 1.0))
+    }
+
+    /// Gemma 2's soft caps `(attention scores, final logits)` ([`GemmaFeatures`]), each
+    /// `None` where the model has none.
+    pub fn softcaps(&self) -> (Option<f32>, Option<f32>) {
+        self.gemma
+            .as_ref()
+            .map_or((None, None), |g| (g.attn_softcap, g.final_softcap))
+    }
+}

@@ -1,0 +1,55 @@
+//! SmolLM3's NoPE layers: which layers rotate their query and key.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{Arch, Fields};
+use crate::error::{Error, Result};
+
+/// llama.cpp's fixed NoPE step for a `smollm3` GGUF (`n_no_rope_layer_step`, set in its source
+/// and read from no key), and SmolLM3Config's default `no_rope_layer_interval`.
+pub(crate) const NOPE_EVERY: usize = 4;
+
+/// Whether each of `layers` layers applies RoPE when every `interval`-th is NoPE (layer `i`
+/// rotates where `(i + 1) % interval != 0`, SmolLM3Config's and llama.cpp's rule).
+pub(crate) fn rope_every(layers: usize, interval: usize) -> Vec<bool> {
+    (0..layers).map(|i| (i + 1) % interval != 0).collect()
+}
+
+/// Each layer's RoPE flag as transformers reads a config: SmolLM3's `no_rope_layers` (at least
+/// one entry per layer, 1 = RoPE, 0 = NoPE), or, where that is null or absent, a NoPE layer
+/// every `no_rope_layer_interval` (default 4) layers; every other family rotates in every
+/// layer.
+///
+/// # Errors
+/// A list shorter than the model or holding anything but 0 and 1 (or booleans), an interval
+/// that is not a positive integer.
+pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> Result<Vec<bool>> {
+    if arch != Arch::SmolLM3 {
+        return Ok(vec![true; layers]);
+    }
+    let err = |m: String| Error::format(path, m);
+    if let Some(list) = v.get("no_rope_layers").filter(|l| !l.is_null()) {
+        let Some(items) = list.as_array().filter(|a| a.len() >= layers) else {
+            return Err(err(format!(
+                "field `no_rope_layers`: expected a list of at least {layers} entries (one per layer: 1 = RoPE, 0 = NoPE), found {list}"
+            )));
+        };
+        // transformers reads the first `layers` entries only.
+        return (items.iter().take(layers).enumerate())
+            .map(|(i, x)| match (x.as_u64(), x.as_bool()) {
+                (Some(n @ (0 | 1)), _) => Ok(n == 1),
+                (_, Some(b)) => Ok(b),
+                _ => Err(err(format!(
+                    "field `no_rope_layers`[{i}]: expected 1 (RoPE) or 0 (NoPE), found {x}"
+                ))),
+            })
+            .collect();
+    }
+    let interval = Fields { v, path }.usize_or("no_rope_layer_interval", NOPE_EVERY)?;
+    if interval == 0 {
+        return Err(err("field `no_rope_layer_interval`: expected a positive integer (a NoPE layer every that many layers), found 0".into()));
+    }
+    Ok(rope_every(layers, interval))
+}
