@@ -340,9 +340,15 @@ fn config_text(c: &ModelConfig) -> String {
         ),
         None => gemma,
     };
-    let qk_norm = match c.qk_norm {
-        true => ", each head's query and key RMS-normed before RoPE",
-        false => "",
+    let qk_norm = match (c.qk_norm, c.qk_norm_widths().0 == c.head_dim) {
+        (true, true) => ", each head's query and key RMS-normed before RoPE",
+        (true, false) => ", the query and key RMS-normed over all heads before RoPE",
+        (false, _) => "",
+    };
+    let extras = match c.pre_norms() {
+        true => extras,
+        false => format!("{extras}
+  norms: none before attention or the feed-forward; each one's output normed before its residual add"),
     };
     format!(
         "  {:?}: {} layers, hidden {}, MLP {}, vocabulary {}, context {}\n  \

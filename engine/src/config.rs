@@ -55,6 +55,10 @@ pub enum Arch {
     /// IBM Granite (`GraniteForCausalLM`): Llama with multipliers of the embedding, the
     /// attention scores, each residual branch and the logits ([`GraniteScales`]).
     Granite,
+    /// OLMo 2 (`Olmo2ForCausalLM`): Llama with no norm before attention or the feed-forward,
+    /// each sub-block's output normed before its residual add instead, and the query and key
+    /// RMS-normed over all heads at once (q_dim and kv_dim wide) before RoPE; no MLP biases.
+    Olmo2,
     /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
     /// ([`ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
     /// in the layers `layer_types` names.
@@ -117,8 +121,9 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// gate/up/down projections have biases.
     pub mlp_bias: bool,
-    /// Each head's query and key go through an RMSNorm (width `head_dim`, weights
-    /// `self_attn.q_norm` / `self_attn.k_norm`) before RoPE: Qwen3.
+    /// The query and key go through an RMSNorm (weights `self_attn.q_norm` / `self_attn.k_norm`)
+    /// before RoPE: each head's (Qwen3, Gemma 3) or all heads' at once (OLMo 2;
+    /// [`ModelConfig::qk_norm_widths`]).
     pub qk_norm: bool,
     /// Beginning-of-sequence id, if the model has one.
     pub bos_token_id: Option<u32>,
@@ -227,6 +232,7 @@ impl ModelConfig {
             "gemma2" => Arch::Gemma2,
             "granite" => Arch::Granite,
             "smollm3" => Arch::SmolLM3,
+            "olmo2" => Arch::Olmo2,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -235,7 +241,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3"
+                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2"
                     ),
                 ))
             }
@@ -244,7 +250,7 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3"
+                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2"
                     ),
                 ))
             }
@@ -312,10 +318,10 @@ impl ModelConfig {
         let activation = gemma::activation(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, local_rope_theta, path)?;
         let granite = granite::from_hf(v, arch, path)?;
-        // Phi-3's and Gemma's MLPs have no biases whatever the config says; Phi-3 has no
-        // attention biases either (Phi3Config has neither key).
+        // Phi-3's, Gemma's and OLMo 2's MLPs have no biases whatever the config says; Phi-3
+        // has no attention biases either (Phi3Config has neither key).
         let no_bias = arch == Arch::Phi3;
-        let no_mlp_bias = no_bias || gemma.is_some();
+        let no_mlp_bias = no_bias || gemma.is_some() || arch == Arch::Olmo2;
         let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
         let num_layers = f.usize("num_hidden_layers")?;
         if num_layers > MAX_LAYERS {
@@ -336,7 +342,11 @@ impl ModelConfig {
             head_dim,
             rotary_dim,
             vocab_size: f.usize("vocab_size")?,
-            rms_norm_eps: f.f64_or("rms_norm_eps", 1e-6)? as f32,
+            // Olmo2Config's default is 1e-5.
+            rms_norm_eps: f.f64_or(
+                "rms_norm_eps",
+                if arch == Arch::Olmo2 { 1e-5 } else { 1e-6 },
+            )? as f32,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
@@ -346,7 +356,7 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
-            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3),
+            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3 | Arch::Olmo2),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),

@@ -27,14 +27,17 @@ pub struct Linear<B: Backend> {
 }
 
 struct Layer<B: Backend> {
-    attn_norm: B::Buf,
-    ffn_norm: B::Buf,
-    /// Qwen3's and Gemma 3's `q_norm` and `k_norm` weights (`[head_dim]` each), applied to
-    /// every head of the query and key before RoPE; `None` for the other families.
+    /// The norms of the attention's and the feed-forward's inputs; `None` for OLMo 2, whose
+    /// linears read the residual stream as it is ([`ModelConfig::pre_norms`]).
+    attn_norm: Option<B::Buf>,
+    ffn_norm: Option<B::Buf>,
+    /// The `q_norm` and `k_norm` weights, applied to the query and key before RoPE: Qwen3's
+    /// and Gemma 3's per head (`[head_dim]` each), OLMo 2's over all heads (`[q_dim]`,
+    /// `[kv_dim]`; [`ModelConfig::qk_norm_widths`]); `None` for the other families.
     qk_norm: Option<(B::Buf, B::Buf)>,
-    /// Gemma 2's and 3's norms of the attention's and the feed-forward's outputs
-    /// (`post_attention_layernorm`, `post_feedforward_layernorm`; `ffn_norm` is then its
-    /// `pre_feedforward_layernorm`); `None` for the other families.
+    /// Gemma 2's, 3's and OLMo 2's norms of the attention's and the feed-forward's outputs
+    /// (`post_attention_layernorm`, `post_feedforward_layernorm`; Gemma's `ffn_norm` is then
+    /// its `pre_feedforward_layernorm`); `None` for the other families.
     post_norms: Option<(B::Buf, B::Buf)>,
     /// Indexed by [`LoraModule::index`].
     linears: [Linear<B>; 7],
@@ -103,7 +106,7 @@ pub struct Workspace<B: Backend> {
     up: B::Buf,
     act: B::Buf,
     /// The normed query and key (`[tokens, q_dim]`, `[tokens, kv_dim]`) of a model with
-    /// per-head query/key norms ([`ModelConfig::qk_norm`]).
+    /// query/key norms ([`ModelConfig::qk_norm`]).
     qk_normed: Option<(B::Buf, B::Buf)>,
     /// A sub-block's normed output (`[tokens, hidden]`) for models with post-norms
     /// ([`crate::config::GemmaFeatures::sandwich_norms`]).
@@ -202,7 +205,7 @@ impl<B: Backend> Model<B> {
                 true => Some((b.alloc(t * c.q_dim())?, b.alloc(t * c.kv_dim())?)),
                 false => None,
             },
-            post_normed: match c.sandwich_norms() {
+            post_normed: match c.post_norms() {
                 true => Some(b.alloc(t * c.hidden_size)?),
                 false => None,
             },
@@ -351,11 +354,13 @@ impl<B: Backend> Model<B> {
         if let Some(s) = c.embed_scale() {
             b.scale(&mut ws.x, s, t * hd)?;
         }
-        if let Some(first) = self.layers.first() {
-            b.rms_norm(&ws.x, &first.attn_norm, t, hd, eps, &mut ws.h)?;
+        if let Some(w) = self.layers.first().and_then(|l| l.attn_norm.as_ref()) {
+            b.rms_norm(&ws.x, w, t, hd, eps, &mut ws.h)?;
         }
         // Each residual add is fused with the RMSNorm that reads its result (the FFN's, then
         // the next layer's attention norm): `ws.h` holds the normed input of every linears.
+        // Without those norms (OLMo 2) the linears read the residual stream `ws.x` itself.
+        let pre_norms = c.pre_norms();
         for (li, layer) in self.layers.iter().enumerate() {
             let n_in = |m: LoraModule| layer.linears[m.index()].n_in;
             let mut qkv = [
@@ -363,14 +368,16 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::K, any_lora, &mut ws.k),
                 linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
             ];
-            b.linears(&ws.h, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
+            let input = if pre_norms { &ws.h } else { &ws.x };
+            b.linears(input, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
             // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
-            // heads).
+            // heads); OLMo 2: all heads at once (rows = tokens).
             let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
                 (None, _) => (&mut ws.q, &mut ws.k),
                 (Some((qw, kw)), Some((qn, kn))) => {
-                    b.rms_norm(&ws.q, qw, t * c.num_heads, c.head_dim, eps, qn)?;
-                    b.rms_norm(&ws.k, kw, t * c.num_kv_heads, c.head_dim, eps, kn)?;
+                    let (wq, wk) = c.qk_norm_widths();
+                    b.rms_norm(&ws.q, qw, t * c.q_dim() / wq, wq, eps, qn)?;
+                    b.rms_norm(&ws.k, kw, t * c.kv_dim() / wk, wk, eps, kn)?;
                     (qn, kn)
                 }
                 (Some(_), None) => return Err(Error::invalid(
@@ -405,7 +412,7 @@ impl<B: Backend> Model<B> {
             )?;
             // Gemma 2 and 3 norm each sub-block's output before its residual add.
             let post = layer.post_norms.as_ref();
-            let ffn_norm = Some((&layer.ffn_norm, ResidualSite::Attention));
+            let ffn_norm = (layer.ffn_norm.as_ref()).map(|w| (w, ResidualSite::Attention));
             let post_attn = post.map(|p| &p.0);
             self.project_residual(
                 step,
@@ -422,9 +429,10 @@ impl<B: Backend> Model<B> {
                 linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
             ];
             let gate_in = n_in(LoraModule::Gate);
+            let input = if pre_norms { &ws.h } else { &ws.x };
             match c.activation {
                 Activation::Silu => b.linears_silu_mul(
-                    &ws.h,
+                    input,
                     t,
                     gate_in,
                     step,
@@ -433,12 +441,13 @@ impl<B: Backend> Model<B> {
                     &mut ws.act,
                 )?,
                 Activation::GeluTanh => {
-                    b.linears(&ws.h, t, gate_in, step, &mut gate_up, &mut ws.u)?;
+                    b.linears(input, t, gate_in, step, &mut gate_up, &mut ws.u)?;
                     let n = t * c.intermediate_size;
                     b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
                 }
             }
-            let next = (self.layers.get(li + 1)).map(|n| (&n.attn_norm, ResidualSite::FeedForward));
+            let next = (self.layers.get(li + 1).and_then(|n| n.attn_norm.as_ref()))
+                .map(|w| (w, ResidualSite::FeedForward));
             let post_ffn = post.map(|p| &p.1);
             self.project_residual(
                 step,
@@ -466,8 +475,9 @@ impl<B: Backend> Model<B> {
 
     /// A sub-block's output projection `m` (o_proj reading `ws.att`, down_proj reading
     /// `ws.act`, into `ws.o`) and the residual add into `ws.x` with the RMSNorm that reads its
-    /// result into `ws.h` (`next`: that norm's weight and site; `None` after the last layer:
-    /// the add alone). With `post_norm` (Gemma 2's and 3's), the projection's output is normed
+    /// result into `ws.h` (`next`: that norm's weight and site; `None` after the last layer,
+    /// or in OLMo 2, which norms no input: the add alone). With `post_norm` (Gemma 2's and 3's,
+    /// OLMo 2's), the projection's output is normed
     /// first and the add and norm follow it; with Granite's residual multiplier, it is scaled
     /// first; with neither, the backend's `linear_add_rms_norm` (fused where it can).
     #[allow(clippy::too_many_arguments)]

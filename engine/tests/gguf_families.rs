@@ -6,7 +6,8 @@
 //! logits against transformers: the golden runs' `tiny_gemma3_gguf`, `tiny_gemma2_gguf` and
 //! `tiny_gemma_gguf`. `granite`'s multipliers: required, 0 meaning none; RoPE switched off
 //! refused; logits: `tiny_granite_gguf`. `smollm3`'s NoPE layers: every fourth, whatever the
-//! file holds (llama.cpp has no key for them); logits: `tiny_smollm3_gguf`.
+//! file holds (llama.cpp has no key for them); logits: `tiny_smollm3_gguf`. `olmo2`: its
+//! norms, an OLMo 3 file (a window) refused; logits: `tiny_olmo2_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -16,8 +17,8 @@ use dlp_engine::config::ModelConfig;
 use dlp_engine::loader::gguf::GgufFile;
 use writer::{Tensor, Writer, M};
 
-/// An `arch` (`gemma2`, `gemma3`, `granite`, `smollm3`) file's metadata with `extra` keys (and, for
-/// `gemma3`, its layer-0 query norm).
+/// An `arch` (`gemma2`, `gemma3`, `granite`, `smollm3`, `olmo2`) file's metadata with `extra`
+/// keys (and, for `gemma3` and `olmo2`, a layer-0 query norm).
 fn gguf(
     arch: &'static str,
     layers: u32,
@@ -47,7 +48,10 @@ fn gguf(
         ty: 0,
         data: vec![0; 4 * head_dim as usize],
     };
-    let tensors = if arch == "gemma3" { vec![norm] } else { vec![] };
+    let tensors = match arch {
+        "gemma3" | "olmo2" => vec![norm],
+        _ => vec![],
+    };
     Writer {
         version: 3,
         kv,
@@ -275,4 +279,24 @@ fn smollm3_nope_every_fourth_layer() {
     assert_eq!(full_layers(&c).len(), 9);
     let c = read("l.gguf", &gguf("llama", 9, 64, 4, 16, interval())).unwrap();
     assert!(!c.rope_layers.contains(&false));
+}
+
+/// llama.cpp's `olmo2`: no input norms, norms after each sub-block, the query/key norms over
+/// whole projections; `olmo2.attention.sliding_window` > 0 (llama.cpp's OLMo 3 files) refused
+/// by name, 0 read.
+#[test]
+fn olmo2_norms_and_olmo3_windows() {
+    let c = read("o.gguf", &gguf("olmo2", 2, 64, 4, 16, vec![])).unwrap();
+    assert!(c.qk_norm && !c.pre_norms() && c.post_norms());
+    assert_eq!(c.qk_norm_widths(), (64, 16));
+    let no_window = vec![("olmo2.attention.sliding_window", M::U32(0))];
+    assert!(read("o0.gguf", &gguf("olmo2", 2, 64, 4, 16, no_window)).is_ok());
+    let window = vec![("olmo2.attention.sliding_window", M::U32(4096))];
+    let e = read("o3.gguf", &gguf("olmo2", 2, 64, 4, 16, window))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`olmo2.attention.sliding_window` is 4096: an OLMo 3 file"),
+        "{e}"
+    );
 }

@@ -196,6 +196,25 @@ macro_rules! smollm3_fixture_tests {
     };
 }
 
+/// One `#[test]` per OLMo 2 fixture of this repository (`tiny_olmo2`: no norms before the
+/// sub-blocks, norms after them, the query and key normed over all heads at once, two adapters
+/// (one on q_proj and k_proj, whose outputs those norms read); `tiny_olmo2_gguf`: llama.cpp's
+/// `olmo2` file; made by `tests/fixtures/make_olmo2.py`), each calling
+/// `$run("<fixture folder>")`. Existing ops in another order: run where the plain fixtures run.
+#[macro_export]
+macro_rules! olmo2_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_olmo2() {
+            $run("tiny-olmo2");
+        }
+        #[test]
+        fn tiny_olmo2_gguf() {
+            $run("tiny-olmo2-gguf");
+        }
+    };
+}
+
 /// One `#[test]` per fixture whose attention scores are not plain `rope(q).rope(k) /
 /// sqrt(head_dim)` (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale;
 /// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE

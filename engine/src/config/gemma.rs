@@ -557,7 +557,7 @@ mod tests {
             (
                 "model_type",
                 json!("gemma4"),
-                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3",
+                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2",
             ),
             ("sliding_window", json!(null), "sliding layers need one"),
             ("sliding_window_pattern", json!(0), "sliding_window_pattern"),

@@ -386,3 +386,28 @@ fn phi3_reads_as_transformers_phi3config() {
     let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
     assert!(e.contains("supported for Phi-3 models only"), "{e}");
 }
+
+/// OLMo 2 as Olmo2Config reads it: norms after each sub-block and none before, the query and
+/// key normed over whole projections, no MLP biases whatever `mlp_bias` says, RMSNorm epsilon
+/// 1e-5 by default; `layer_types` is not read (no windows).
+#[test]
+fn olmo2_reads_as_transformers_olmo2config() {
+    let p = Path::new("config.json");
+    let v = serde_json::json!({"model_type": "olmo2", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 2, "vocab_size": 256, "mlp_bias": true, "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"]});
+    let c = ModelConfig::from_hf_json(&v, p).unwrap();
+    assert_eq!(c.arch, Arch::Olmo2);
+    assert!(c.qk_norm && !c.pre_norms() && c.post_norms() && !c.sandwich_norms());
+    assert_eq!(c.qk_norm_widths(), (64, 32));
+    assert!(!c.mlp_bias && !c.qkv_bias && !c.tie_word_embeddings);
+    assert_eq!((c.rms_norm_eps, c.rope_theta), (1e-5, 10000.0));
+    assert_eq!(c.attention_window, [None, None]);
+    let mut qwen3 = v.clone();
+    qwen3["model_type"] = "qwen3".into();
+    qwen3["head_dim"] = 16.into();
+    let c = ModelConfig::from_hf_json(&qwen3, p).unwrap();
+    assert!(c.pre_norms() && !c.post_norms());
+    assert_eq!((c.qk_norm_widths(), c.rms_norm_eps), ((16, 16), 1e-6));
+}

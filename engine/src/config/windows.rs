@@ -73,8 +73,13 @@ pub(super) fn attention_windows(
             })
             .collect::<Result<Vec<bool>>>()?;
         let asks = sliding.contains(&true);
-        if asks && matches!(arch, Arch::Llama | Arch::Gemma | Arch::Granite) {
-            // LlamaConfig, GemmaConfig and GraniteConfig do not read `layer_types`: every layer attends to
+        if asks
+            && matches!(
+                arch,
+                Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2
+            )
+        {
+            // LlamaConfig, GemmaConfig, GraniteConfig and Olmo2Config do not read `layer_types`: every layer attends to
             // everything.
             tracing::warn!(
                 "{}: layer_types asks for sliding attention, which {arch:?} models do not have (transformers ignores it); every layer attends to the whole context",
@@ -89,7 +94,8 @@ pub(super) fn attention_windows(
         }
         return (sliding.iter().enumerate())
             .map(|(i, &s)| match (s, arch, window) {
-                (false, _, _) | (true, Arch::Llama | Arch::Gemma | Arch::Granite, _) => Ok(None),
+                (false, _, _)
+                | (true, Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2, _) => Ok(None),
                 (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
                 // SmolLM3's sliding mask reads `sliding_window` whatever `use_sliding_window`
                 // says (transformers' eager and SDPA attention).
@@ -112,7 +118,7 @@ pub(super) fn attention_windows(
             .collect();
     }
     Ok(match arch {
-        Arch::Llama | Arch::Gemma | Arch::Granite => vec![None; layers],
+        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 => vec![None; layers],
         Arch::Gemma2 | Arch::Gemma3 => {
             let sliding = gemma::gemma_sliding(v, arch, layers, path)?;
             match window {

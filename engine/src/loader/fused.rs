@@ -72,7 +72,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Gemma2
         | Arch::Gemma3
         | Arch::Granite
-        | Arch::SmolLM3 => &SINGLE,
+        | Arch::SmolLM3
+        | Arch::Olmo2 => &SINGLE,
     }
 }
 

@@ -103,32 +103,41 @@ impl<B: Backend> Model<B> {
                 lin(Down, c.mlp_bias)?,
             ];
             let qk_norm = if c.qk_norm {
-                let mut norm = |m: &str| -> Result<B::Buf> {
+                let mut norm = |m: &str, width: usize| -> Result<B::Buf> {
                     let name = format!("{p}.self_attn.{m}.weight");
-                    backend.upload(&w.take(&name, &[c.head_dim])?.values())
+                    backend.upload(&w.take(&name, &[width])?.values())
                 };
-                Some((norm("q_norm")?, norm("k_norm")?))
+                let (q, k) = c.qk_norm_widths();
+                Some((norm("q_norm", q)?, norm("k_norm", k)?))
             } else {
                 None
             };
             let mut norm = |name: &str| -> Result<B::Buf> {
                 backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())
             };
-            // Gemma 3 norms each sub-block's output; its pre-feed-forward norm has its own name.
-            let (ffn_norm, post_norms) = match c.sandwich_norms() {
-                true => (
-                    norm("pre_feedforward_layernorm")?,
-                    Some((
-                        norm("post_attention_layernorm")?,
-                        norm("post_feedforward_layernorm")?,
-                    )),
+            // Gemma 2 and 3 norm each sub-block's output too (their pre-feed-forward norm has a
+            // name of its own), OLMo 2 only its output.
+            let post_norms = match c.post_norms() {
+                true => Some((
+                    norm("post_attention_layernorm")?,
+                    norm("post_feedforward_layernorm")?,
+                )),
+                false => None,
+            };
+            let (attn_norm, ffn_norm) = match (c.pre_norms(), c.sandwich_norms()) {
+                (false, _) => (None, None),
+                (true, sandwich) => (
+                    Some(norm("input_layernorm")?),
+                    Some(norm(match sandwich {
+                        true => "pre_feedforward_layernorm",
+                        false => "post_attention_layernorm",
+                    })?),
                 ),
-                false => (norm("post_attention_layernorm")?, None),
             };
             layers.push(Layer {
                 qk_norm,
                 post_norms,
-                attn_norm: norm("input_layernorm")?,
+                attn_norm,
                 ffn_norm,
                 linears,
                 lora: Default::default(),

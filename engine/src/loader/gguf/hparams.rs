@@ -1,5 +1,5 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma2,
-//! gemma3, granite, smollm3) and `tokenizer.ggml.*` metadata.
+//! gemma3, granite, smollm3, olmo2) and `tokenizer.ggml.*` metadata.
 
 mod families;
 
@@ -84,6 +84,7 @@ impl GgufFile {
             Some("gemma3") => Ok((Arch::Gemma3, "gemma3")),
             Some("granite") => Ok((Arch::Granite, "granite")),
             Some("smollm3") => Ok((Arch::SmolLM3, "smollm3")),
+            Some("olmo2") => Ok((Arch::Olmo2, "olmo2")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -94,8 +95,8 @@ impl GgufFile {
                     format!(
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
-                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\" \
-                         or \"smollm3\""
+                         \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
+                         \"smollm3\" or \"olmo2\""
                     ),
                 ))
             }
@@ -383,11 +384,23 @@ impl GgufFile {
             )));
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
-        if qk_norm != matches!(arch, Arch::Qwen3 | Arch::Gemma3) {
+        if qk_norm != matches!(arch, Arch::Qwen3 | Arch::Gemma3 | Arch::Olmo2) {
             return Err(Error::format(
                 p,
-                format!("tensor `blk.0.attn_q_norm.weight` {}: per-head query/key norms are Qwen3's and Gemma 3's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
+                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's and OLMo 2's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
             ));
+        }
+        // llama.cpp writes OLMo 3 as `olmo2` with a window (in three layers of four, their
+        // RoPE unscaled): not OLMo 2's computation.
+        let swa = "olmo2.attention.sliding_window";
+        if let Some(w) = self
+            .meta_u64(swa)?
+            .filter(|&w| w > 0 && arch == Arch::Olmo2)
+        {
+            return Err(Error::unsupported(format!(
+                "{}: `{swa}` is {w}: an OLMo 3 file (sliding attention in three layers of four), which dlp-run does not read; OLMo 2's `olmo2` files have no window",
+                p.display()
+            )));
         }
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
         let granite = self.granite(arch, head_dim)?;
