@@ -10,13 +10,15 @@
 #                                  # fixtures into .gpu/ (git-ignored via .git/info/exclude)
 #   scripts/gpu-check.sh [run]     # on the GPU machine: scripts/gpu_check.py with .gpu/
 #   scripts/gpu-check.sh prepare-smollm2   # here: the SmolLM2 fixtures (118 MB, over one
-#                                  # carry) as a tar in two parts, .gpu-smol/1 and .gpu-smol/2
+#                                  # carry) as a tar in as many parts as the carry needs
+#                                  # (.gpu-smol/1, /2, ...; three beside 22 MB of tracked files)
 #   scripts/gpu-check.sh staged    # on the GPU machine: which parts are there
 #
 # SmolLM2's golden_cuda cases run only where its fixtures are: carry [".gpu-smol/1"] in one
-# device call (command `scripts/gpu-check.sh staged`), [".gpu-smol/2"] in the next, then [".gpu"]
-# in the run, each call within the machine's idle release of the one before (30 s: a warm
-# machine keeps what earlier calls carried; a cold one starts bare). The two extra calls cost
+# device call (command `scripts/gpu-check.sh staged`), [".gpu-smol/2"] in the next, and so on
+# for each part, then [".gpu"] in the run, each call within the machine's idle release of the
+# one before (30 s: a warm machine keeps what earlier calls carried; a cold one starts bare).
+# The extra calls cost
 # device time (the machine's start comes first either way): leave the run's timeout_s room for
 # a rerun, or skip this. The run checks the parts against the tar's SHA-256 and unpacks them
 # beside the tiny fixtures, its SmolLM2 tests last; without them (or with a part missing or
@@ -63,13 +65,11 @@ for l in sys.stdin:
   for t in op_parity_cuda golden_cuda nvrtc_compile; do
     [ -x "$G/bin/$t" ] || { echo "prepare: no test executable $t" >&2; exit 1; }
   done
-  # The tiny and compatibility fixtures travel (about 8 MB); smollm2 (118 MB) is over the
-  # device tool's limit.
+  # The shared tiny and compatibility fixtures travel (about 8 MB); smollm2 (118 MB) is over
+  # the device tool's limit. This repository's own (tests/fixtures/tiny-*) travel as tracked
+  # files: the run links them beside these (scripts/gpu_check.py, `linked`).
   fx=${DLP_FIXTURES:-../shared/fixtures}
   for f in tiny-llama tiny-qwen2 tiny-llama3 compat; do cp -r "$fx/$f" "$G/fixtures/"; done
-  # This repository's Qwen fixtures: the prebuilt tests look for them where they were built,
-  # a path the GPU machine does not have, then under DLP_FIXTURES (this folder).
-  for f in tests/fixtures/tiny-*; do cp -r "$f" "$G/fixtures/"; done
   # The speed stage: the model/adapter maker and the transformers+PEFT timer (not committed:
   # they travel in .gpu), and a tokenizer for the random models.
   mkdir -p "$G/gpu" && cp "$fx/../gpu/make_model.py" "$fx/../gpu/peer_gpu.py" "$G/gpu/"
@@ -87,9 +87,9 @@ for l in sys.stdin:
   ls -la "$G/bin"; du -sh "$G"; cat "$G/VERSION"
 }
 
-# The SmolLM2 fixtures as one tar split into two equal parts (one device carry each, which
-# also carries the tracked files: 64 MiB in all), every part folder with the whole tar's
-# SHA-256 and the number of parts.
+# The SmolLM2 fixtures as one tar split into equal parts, as few as fit one device carry each
+# beside the tracked files (64 MiB in all, 1 MiB kept free), every part folder with the whole
+# tar's SHA-256 and the number of parts.
 prepare_smollm2() {
   set -e
   exclude=$(git rev-parse --git-path info/exclude)
@@ -101,22 +101,27 @@ prepare_smollm2() {
   # Writable once unpacked (the shared fixtures are read-only), so a rerun can replace them.
   tar -C "$fx" --dereference --mode=u+w -cf "$G-smol/smollm2.tar" smollm2
   sum=$(sha256sum "$G-smol/smollm2.tar" | cut -d' ' -f1)
-  split -n 2 -d -a 1 "$G-smol/smollm2.tar" "$G-smol/part."
-  rm "$G-smol/smollm2.tar"
   tracked=$(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c)
-  for p in "$G-smol"/part.*; do
-    size=$(stat -c %s "$p")
-    if [ $((size + tracked + (1 << 20))) -gt $((64 << 20)) ]; then
-      echo "prepare-smollm2: $p ($size bytes) and the tracked files ($tracked) leave under" \
-        "1 MiB of a 64 MiB carry" >&2
+  room=$(((64 << 20) - tracked - (1 << 20)))
+  size=$(stat -c %s "$G-smol/smollm2.tar")
+  if [ "$room" -le $((1 << 20)) ]; then
+    echo "prepare-smollm2: the tracked files ($tracked bytes) leave no room in a 64 MiB carry" >&2
+    exit 1
+  fi
+  n=$(((size + room - 1) / room))
+  split -n "$n" -d -a 3 "$G-smol/smollm2.tar" "$G-smol/part."
+  rm "$G-smol/smollm2.tar"
+  for i in $(seq 0 $((n - 1))); do
+    p="$G-smol/part.$(printf %03d "$i")"
+    if [ $(($(stat -c %s "$p") + tracked + (1 << 20))) -gt $((64 << 20)) ]; then
+      echo "prepare-smollm2: $p and the tracked files ($tracked) leave under 1 MiB of a 64 MiB carry" >&2
       exit 1
     fi
-  done
-  for i in 0 1; do
     mkdir -p "$G-smol/$((i + 1))"
-    mv "$G-smol/part.$i" "$G-smol/$((i + 1))/part"
-    printf '%s %s\n' "$sum" 2 > "$G-smol/$((i + 1))/tar.sha256"
+    mv "$p" "$G-smol/$((i + 1))/part"
+    printf '%s %s\n' "$sum" "$n" > "$G-smol/$((i + 1))/tar.sha256"
   done
+  echo "prepare-smollm2: $n parts; carry each in a call of its own ([\".gpu-smol/1\"], ...)"
   du -sh "$G-smol"/*
 }
 

@@ -12,10 +12,11 @@ Why it is shaped this way:
   backend's loading of kernel modules on several threads fail twice where one at a time
   passes, the rest of the run sets DLP_CUDA_COMPILE_THREADS=1 and records the failure,
   instead of failing every CUDA test.
-- The tests read .gpu/fixtures (the tiny and compatibility fixtures), plus SmolLM2 where its
-  two parts came in earlier calls (`scripts/gpu-check.sh prepare-smollm2`: 118 MB, over one
-  carry): checked against the tar's SHA-256 and unpacked into .gpu-run/fixtures, a `fixtures`
-  step saying which (`fixtures()`).
+- The tests read .gpu-run/fixtures: links to .gpu/fixtures (the shared tiny and compatibility
+  fixtures) and to this checkout's tests/fixtures/tiny-* (tracked files travel anyway; a copy in
+  .gpu would count twice against the carry), plus SmolLM2 where its parts came in earlier
+  calls (`scripts/gpu-check.sh prepare-smollm2`: 118 MB, over one carry): checked against the
+  tar's SHA-256 and unpacked there, a `fixtures` step saying which (`fixtures()`).
 - The random models of the speed stage are made in the background while the tests run
   (smallest first; they need the GPU for seconds and the disk for the rest), never while a
   benchmark is timed if it can be helped.
@@ -114,26 +115,51 @@ def setup_env():
 SMOL = os.environ.get("GPU_CHECK_SMOL_DIR", G + "-smol")
 
 
+# This checkout's own fixtures (tracked, so they travel with the working tree).
+OWN_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+
 def fixtures():
-    """The fixtures folder the tests read: .gpu/fixtures, or with the SmolLM2 parts carried
-    (scripts/gpu-check.sh prepare-smollm2) a folder in .gpu-run holding links to those and
-    SmolLM2 unpacked, when every part is there and the tar's SHA-256 matches. Recorded as a
-    `fixtures` step either way; SmolLM2 is optional, so nothing here stops the run (a damaged
-    part or a failed unpack is a FAIL step, and the tests read .gpu/fixtures)."""
-    carried = os.path.abspath(os.path.join(G, "fixtures"))
+    """The fixtures folder the tests read, .gpu-run/fixtures (`linked`), with SmolLM2 unpacked
+    there when its parts were carried (scripts/gpu-check.sh prepare-smollm2), every part is
+    there and the tar's SHA-256 matches. Recorded as a `fixtures` step either way; SmolLM2 is
+    optional, so nothing here stops the run (a damaged part or a failed unpack is a FAIL step,
+    and the tests read the other fixtures)."""
+    here = linked(os.path.abspath(os.path.join(R, "fixtures")))
     sums = sorted(glob.glob(os.path.join(SMOL, "*", "tar.sha256")))
     if not sums:
         record("fixtures", "smollm2", "not carried (its golden_cuda cases skip)")
-        return carried
+        return here
     try:
-        return unpack_smollm2(carried, sums[0])
+        unpack_smollm2(here, sums[0])
     except Exception as e:  # noqa: BLE001 (optional: recorded, the run goes on)
         record("fixtures", "smollm2", f"FAIL ({type(e).__name__}: {e})")
-        return carried
+    return here
 
 
-def unpack_smollm2(carried, sum_file):
-    """fixtures()'s work once a part's checksum file is there: the fixtures folder to use."""
+def linked(here):
+    """`here` emptied (an earlier run's unpack included: read-only folders) and filled with links
+    to each fixture folder of .gpu/fixtures and this checkout's tests/fixtures/tiny-* (the
+    prebuilt tests look for those where they were built, then under DLP_FIXTURES). Returns
+    `here`."""
+    if os.path.lexists(here):
+        for d, _, _ in os.walk(here):
+            os.chmod(d, 0o755)
+        shutil.rmtree(here)
+    os.makedirs(here)
+    carried = os.path.abspath(os.path.join(G, "fixtures"))
+    own = os.path.abspath(OWN_FIXTURES)
+    folders = [(carried, f) for f in sorted(os.listdir(carried))] if os.path.isdir(carried) else []
+    folders += [(own, f) for f in sorted(os.listdir(own)) if f.startswith("tiny-")]
+    for src, f in folders:
+        # SmolLM2 only unpacked from its parts; a name in both places: the carried one.
+        if f != "smollm2" and not os.path.lexists(os.path.join(here, f)):
+            os.symlink(os.path.join(src, f), os.path.join(here, f))
+    return here
+
+
+def unpack_smollm2(here, sum_file):
+    """fixtures()'s work once a part's checksum file is there: SmolLM2 into `here`."""
     import hashlib
     import tarfile
     fields = report.read(sum_file).split()
@@ -145,7 +171,7 @@ def unpack_smollm2(carried, sum_file):
     if missing:
         record("fixtures", "smollm2", f"not run: {', '.join(missing)} missing (each part is "
                "carried by a call of its own, on a machine kept warm between them)")
-        return carried
+        return
     digest = hashlib.sha256()
     for p in parts:
         with open(p, "rb") as f:
@@ -154,17 +180,7 @@ def unpack_smollm2(carried, sum_file):
     if digest.hexdigest() != want:
         record("fixtures", "smollm2", f"FAIL (the parts' SHA-256 is {digest.hexdigest()}, "
                f"{sum_file} says {want}: a part from another prepare?)")
-        return carried
-    here = os.path.abspath(os.path.join(R, "fixtures"))
-    if os.path.exists(here):
-        for d, _, _ in os.walk(here):  # an earlier run's unpack (read-only folders)
-            os.chmod(d, 0o755)
-        shutil.rmtree(here)
-    os.makedirs(here)
-    # Links to the carried fixtures, but not to a SmolLM2 among them (unpacked here instead).
-    for f in os.listdir(carried) if os.path.isdir(carried) else []:
-        if f != "smollm2":
-            os.symlink(os.path.join(carried, f), os.path.join(here, f))
+        return
     cat = os.path.join(R, "smollm2.tar")
     with open(cat, "wb") as dst:
         for p in parts:
@@ -179,7 +195,6 @@ def unpack_smollm2(carried, sum_file):
     finally:
         os.remove(cat)
     record("fixtures", "smollm2", "pass (carried in parts, SHA-256 checked, unpacked)")
-    return here
 
 
 def binaries():

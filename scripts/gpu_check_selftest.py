@@ -252,8 +252,9 @@ def main():
     import gpu_check_serve
     import gpu_check_speed
     # SmolLM2's parts damaged, then one missing: a FAIL, then a not-run step, and the tests read
-    # the carried fixtures either way (in this process: the run above took the good parts).
+    # the other fixtures either way (in this process: the run above took the good parts).
     gpu_check.SMOL = os.path.join(tmp, "smol-damaged")
+    gpu_check.R = os.path.join(tmp, "run-damaged")
     shutil.copytree(os.path.join(tmp, "smol"), gpu_check.SMOL)
     with open(os.path.join(gpu_check.SMOL, "2", "part"), "ab") as f:
         f.write(b"x")
@@ -287,7 +288,12 @@ def main():
          "fixtures read either way",
          smol_steps[0].startswith("FAIL (the parts' SHA-256")
          and smol_steps[1].startswith("not run:") and "2/part missing" in smol_steps[1]
-         and smol_fallbacks == [os.path.abspath(os.path.join(".gpu", "fixtures"))] * 2),
+         and smol_fallbacks == [os.path.join(tmp, "run-damaged", "fixtures")] * 2
+         and not os.path.exists(os.path.join(tmp, "run-damaged", "fixtures", "smollm2"))),
+        ("this checkout's own fixtures linked where the tests read them (not carried in .gpu)",
+         all(os.path.exists(os.path.join(d, "fixtures", "tiny-olmo2", "golden.json"))
+             and os.path.islink(os.path.join(d, "fixtures", "tiny-olmo2"))
+             for d in (os.path.join(tmp, "run"), os.path.join(tmp, "run-damaged")))),
         ("a mode derived from bf16c-exp narrowed as it is, still without its own path",
          status.get("plan bf16c-exp-without-graphs", "").startswith("narrowed as bf16c-exp: ")
          and "fused-shrink" not in status.get("plan bf16c-exp-without-graphs", "")
