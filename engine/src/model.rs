@@ -109,7 +109,7 @@ pub struct Workspace<B: Backend> {
     /// query/key norms ([`ModelConfig::qk_norm`]).
     qk_normed: Option<(B::Buf, B::Buf)>,
     /// A sub-block's normed output (`[tokens, hidden]`) for models with post-norms
-    /// ([`crate::config::GemmaFeatures::sandwich_norms`]).
+    /// ([`ModelConfig::post_norms`]).
     post_normed: Option<B::Buf>,
     u: B::Buf,
     logits: B::Buf,
@@ -410,7 +410,7 @@ impl<B: Backend> Model<B> {
                 },
                 &mut ws.att,
             )?;
-            // Gemma 2 and 3 norm each sub-block's output before its residual add.
+            // Gemma 2 and 3 and OLMo 2 norm each sub-block's output before its residual add.
             let post = layer.post_norms.as_ref();
             let ffn_norm = (layer.ffn_norm.as_ref()).map(|w| (w, ResidualSite::Attention));
             let post_attn = post.map(|p| &p.0);

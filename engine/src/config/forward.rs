@@ -30,7 +30,7 @@ impl ModelConfig {
     }
 
     /// Whether each sub-block's output is normed before its residual add (Gemma 2's and 3's
-    /// [`GemmaFeatures::sandwich_norms`]).
+    /// [`super::GemmaFeatures::sandwich_norms`]).
     pub fn sandwich_norms(&self) -> bool {
         self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
     }

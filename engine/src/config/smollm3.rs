@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{Arch, Fields};
+use super::Arch;
 use crate::error::{Error, Result};
 
 /// llama.cpp's fixed NoPE step for a `smollm3` GGUF (`n_no_rope_layer_step`, set in its source
@@ -23,33 +23,43 @@ pub(crate) fn rope_every(layers: usize, interval: usize) -> Vec<bool> {
 /// layer.
 ///
 /// # Errors
-/// A list shorter than the model or holding anything but 0 and 1 (or booleans), an interval
-/// that is not a positive integer.
+/// As SmolLM3Config's typed fields refuse them: a list shorter than the model or holding
+/// anything but the integers 0 and 1 (booleans included), an interval that is not an integer
+/// (null included), or, where it is used, not a positive one.
 pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> Result<Vec<bool>> {
     if arch != Arch::SmolLM3 {
         return Ok(vec![true; layers]);
     }
     let err = |m: String| Error::format(path, m);
+    // Any integer (Python's); only the default reading needs a positive one.
+    let interval = match v.get("no_rope_layer_interval") {
+        None => NOPE_EVERY as i128,
+        Some(x) => (x.as_i64().map(i128::from).or_else(|| x.as_u64().map(i128::from))).ok_or_else(|| {
+            err(format!("field `no_rope_layer_interval`: expected an integer (a NoPE layer every that many layers), found {x}"))
+        })?,
+    };
     if let Some(list) = v.get("no_rope_layers").filter(|l| !l.is_null()) {
         let Some(items) = list.as_array().filter(|a| a.len() >= layers) else {
             return Err(err(format!(
                 "field `no_rope_layers`: expected a list of at least {layers} entries (one per layer: 1 = RoPE, 0 = NoPE), found {list}"
             )));
         };
-        // transformers reads the first `layers` entries only.
-        return (items.iter().take(layers).enumerate())
-            .map(|(i, x)| match (x.as_u64(), x.as_bool()) {
-                (Some(n @ (0 | 1)), _) => Ok(n == 1),
-                (_, Some(b)) => Ok(b),
+        let flags = (items.iter().enumerate())
+            .map(|(i, x)| match x.as_u64() {
+                Some(n @ (0 | 1)) => Ok(n == 1),
                 _ => Err(err(format!(
                     "field `no_rope_layers`[{i}]: expected 1 (RoPE) or 0 (NoPE), found {x}"
                 ))),
             })
-            .collect();
+            .collect::<Result<Vec<bool>>>()?;
+        // transformers reads the first `layers` entries only (and checks them all).
+        return Ok(flags[..layers].to_vec());
     }
-    let interval = Fields { v, path }.usize_or("no_rope_layer_interval", NOPE_EVERY)?;
-    if interval == 0 {
-        return Err(err("field `no_rope_layer_interval`: expected a positive integer (a NoPE layer every that many layers), found 0".into()));
+    if interval <= 0 {
+        return Err(err(format!("field `no_rope_layer_interval`: expected a positive integer (a NoPE layer every that many layers), found {interval}")));
     }
-    Ok(rope_every(layers, interval))
+    Ok(rope_every(
+        layers,
+        interval.min(usize::MAX as i128) as usize,
+    ))
 }

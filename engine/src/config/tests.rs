@@ -130,8 +130,9 @@ fn sliding_windows_follow_transformers_per_architecture() {
 /// SmolLM3 as SmolLM3Config reads it: `no_rope_layers` (1 = RoPE) over the interval, a NoPE
 /// layer every `no_rope_layer_interval` (default 4) layers without the list, RoPE theta 2e6
 /// and tied embeddings by default, windows in the NoPE layers with `use_sliding_window` (or
-/// where `layer_types` says); a short list, entries other than 0/1 and an interval of 0 are
-/// refused by name. Every other family rotates in every layer.
+/// where `layer_types` says); what SmolLM3Config's typed fields refuse (a short list, entries
+/// other than the integers 0 and 1, an interval that is no integer, or 0 where it is read, a
+/// non-boolean `use_sliding_window`) is refused by name. Every other family rotates in every layer.
 #[test]
 fn smollm3_reads_as_transformers_smollm3config() {
     let p = Path::new("config.json");
@@ -155,18 +156,19 @@ fn smollm3_reads_as_transformers_smollm3config() {
         c.rope_layers,
         [true, true, false, true, true, false, true, true]
     );
-    // The list wins over the interval; a longer list's tail is not read; booleans are read.
+    let c = read(&|v| v["no_rope_layer_interval"] = u64::MAX.into()).unwrap();
+    assert!(!c.rope_layers.contains(&false));
+    // The list wins over the interval (even one of 0, which only the default reading divides
+    // by); a longer list's tail is not read.
     let c = read(&|v| {
         v["no_rope_layers"] = serde_json::json!([0, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
-        v["no_rope_layer_interval"] = 2.into();
+        v["no_rope_layer_interval"] = 0.into();
     })
     .unwrap();
     assert_eq!(
         c.rope_layers,
         [false, true, true, true, true, true, true, false]
     );
-    let c = read(&|v| v["no_rope_layers"] = serde_json::json!(vec![true; 8])).unwrap();
-    assert!(!c.rope_layers.contains(&false));
     // Windows: SmolLM3Config's layer types (NoPE layers slide with use_sliding_window).
     let c = read(&|v| {
         v["use_sliding_window"] = true.into();
@@ -203,11 +205,37 @@ fn smollm3_reads_as_transformers_smollm3config() {
         ),
         (
             &|v| v["no_rope_layer_interval"] = (-4).into(),
-            "`no_rope_layer_interval`: expected a non-negative integer",
+            "`no_rope_layer_interval`: expected a positive integer (a NoPE layer every that many layers), found -4",
         ),
         (
             &|v| v["layer_types"] = serde_json::json!(vec!["sliding_attention"; 8]),
             "layer_types[0] is sliding_attention but `sliding_window` is not set",
+        ),
+        // SmolLM3Config's typed fields: booleans, bad entries past the layers, a null or
+        // string interval (beside a list too), a non-boolean `use_sliding_window` (it had
+        // read as false).
+        (
+            &|v| v["no_rope_layers"] = serde_json::json!(vec![true; 8]),
+            "`no_rope_layers`[0]: expected 1 (RoPE) or 0 (NoPE), found true",
+        ),
+        (
+            &|v| v["no_rope_layers"] = serde_json::json!([1, 1, 1, 0, 1, 1, 1, 0, "x"]),
+            "`no_rope_layers`[8]",
+        ),
+        (
+            &|v| v["no_rope_layer_interval"] = serde_json::Value::Null,
+            "`no_rope_layer_interval`: expected an integer",
+        ),
+        (
+            &|v| {
+                v["no_rope_layers"] = serde_json::json!(vec![1; 8]);
+                v["no_rope_layer_interval"] = "4".into();
+            },
+            "`no_rope_layer_interval`: expected an integer (a NoPE layer every that many layers), found \"4\"",
+        ),
+        (
+            &|v| v["use_sliding_window"] = 1.into(),
+            "field `use_sliding_window`: expected true or false, found 1",
         ),
     ] {
         let e = read(f).unwrap_err().to_string();

@@ -41,7 +41,15 @@ pub(super) fn attention_windows(
     };
     // transformers' Qwen2Config and Qwen3Config keep `sliding_window` only with
     // `use_sliding_window`; a sliding layer without a window then attends to everything.
-    let use_sliding = v.get("use_sliding_window").and_then(|b| b.as_bool()) == Some(true);
+    let use_sliding = match v.get("use_sliding_window") {
+        None | Some(Value::Null) => false,
+        Some(x) => x.as_bool().ok_or_else(|| {
+            Error::format(
+                path,
+                format!("field `use_sliding_window`: expected true or false, found {x}"),
+            )
+        })?,
+    };
     // SmolLM3Config's `layer_types` where none is given: sliding in its NoPE layers.
     let smollm3_default = rope_layers
         .iter()
@@ -79,8 +87,8 @@ pub(super) fn attention_windows(
                 Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2
             )
         {
-            // LlamaConfig, GemmaConfig, GraniteConfig and Olmo2Config do not read `layer_types`: every layer attends to
-            // everything.
+            // LlamaConfig, GemmaConfig, GraniteConfig and Olmo2Config do not read `layer_types`:
+            // every layer attends to everything.
             tracing::warn!(
                 "{}: layer_types asks for sliding attention, which {arch:?} models do not have (transformers ignores it); every layer attends to the whole context",
                 path.display()
