@@ -108,7 +108,8 @@ prepare_smollm2() {
     echo "prepare-smollm2: the tracked files ($tracked bytes) leave no room in a 64 MiB carry" >&2
     exit 1
   fi
-  n=$(((size + room - 1) / room))
+  # `split -n` gives the last part the remainder (up to n - 1 bytes more): room for it.
+  n=$(((size + room - 4097) / (room - 4096)))
   split -n "$n" -d -a 3 "$G-smol/smollm2.tar" "$G-smol/part."
   rm "$G-smol/smollm2.tar"
   for i in $(seq 0 $((n - 1))); do

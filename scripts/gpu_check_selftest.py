@@ -168,7 +168,7 @@ def busy_server(adapters):
 
 def smol_parts(folder, file):
     """`scripts/gpu-check.sh prepare-smollm2`'s layout in `folder`, of a tar holding `file` as
-    smollm2/config.json: two parts, each folder with the tar's SHA-256 and the part count."""
+    smollm2/config.json: three parts, each folder with the tar's SHA-256 and the part count."""
     import hashlib
     import io
     import tarfile
@@ -176,13 +176,14 @@ def smol_parts(folder, file):
     with tarfile.open(fileobj=buf, mode="w") as t:
         t.add(file, arcname="smollm2/config.json")
     data = buf.getvalue()
-    half = len(data) // 2
-    for i, part in enumerate((data[:half], data[half:])):
+    third = len(data) // 3
+    parts = (data[:third], data[third:2 * third], data[2 * third:])
+    for i, part in enumerate(parts):
         os.makedirs(os.path.join(folder, str(i + 1)))
         with open(os.path.join(folder, str(i + 1), "part"), "wb") as f:
             f.write(part)
         with open(os.path.join(folder, str(i + 1), "tar.sha256"), "w") as f:
-            f.write(f"{hashlib.sha256(data).hexdigest()} 2\n")
+            f.write(f"{hashlib.sha256(data).hexdigest()} {len(parts)}\n")
 
 
 def main():
@@ -251,6 +252,11 @@ def main():
     import gpu_check_core
     import gpu_check_serve
     import gpu_check_speed
+    # A rerun into the same folder, whose earlier unpack left read-only folders.
+    for d, _, _ in os.walk(os.path.join(tmp, "run", "fixtures", "smollm2")):
+        os.chmod(d, 0o555)
+    gpu_check.R, gpu_check.SMOL = os.path.join(tmp, "run"), os.path.join(tmp, "smol")
+    rerun = (gpu_check.fixtures(), gpu_check_core.runs[-1].status)
     # SmolLM2's parts damaged, then one missing: a FAIL, then a not-run step, and the tests read
     # the other fixtures either way (in this process: the run above took the good parts).
     gpu_check.SMOL = os.path.join(tmp, "smol-damaged")
@@ -281,7 +287,10 @@ def main():
     except ValueError as e:
         unknown = str(e)
     checks = [
-        ("SmolLM2's two parts checked against the tar's SHA-256 and unpacked beside the fixtures",
+        ("a rerun unpacks SmolLM2 again over the earlier unpack's read-only folders",
+         rerun[1].startswith("pass") and rerun[0] == os.path.join(tmp, "run", "fixtures")
+         and os.path.exists(os.path.join(tmp, "run", "fixtures", "smollm2", "config.json"))),
+        ("SmolLM2's three parts checked against the tar's SHA-256 and unpacked beside the fixtures",
          status.get("fixtures smollm2", "").startswith("pass")
          and os.path.exists(os.path.join(tmp, "run", "fixtures", "smollm2", "config.json"))),
         ("a damaged SmolLM2 part a FAIL step, a missing one a not-run step; the carried "

@@ -21,8 +21,8 @@ pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 pub(crate) use smollm3::{rope_every, NOPE_EVERY};
 pub(crate) use windows::sliding_every;
 
-/// Which member of the Llama family: they share one forward pass and differ in biases, sliding
-/// windows and Qwen3's per-head query/key norms.
+/// Which member of the Llama family: they share one forward pass and differ in configuration
+/// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// Llama 2/3, SmolLM2 (`LlamaForCausalLM`).
@@ -289,7 +289,13 @@ impl ModelConfig {
             None => f.f64_or("rope_theta", default_theta)?,
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
-        let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
+        // Olmo2Config's default is 2048, SmolLM3Config's 32768.
+        let context = match arch {
+            Arch::Olmo2 => 2048,
+            Arch::SmolLM3 => 32768,
+            _ => 4096,
+        };
+        let max_position_embeddings = f.usize_or("max_position_embeddings", context)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
         let rope_scaling = match rope {
@@ -443,10 +449,10 @@ impl ModelConfig {
         if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
             l.check(self.rotary_dim, path)?;
         }
-        // Loading reorders q and k heads for a partial rotation, not per-head norm weights.
+        // Loading reorders q and k heads for a partial rotation, not query/key norm weights.
         if self.qk_norm && self.rotary_dim != self.head_dim {
             return bad(format!(
-                "rotary embeddings on {} of each head's {} dimensions with per-head query/key norms: not supported together",
+                "rotary embeddings on {} of each head's {} dimensions with query/key norms: not supported together",
                 self.rotary_dim, self.head_dim
             ));
         }

@@ -1,7 +1,8 @@
-//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2, Qwen2,
-//! Qwen3, Phi-3 and Gemma differ only in configuration (biases, GQA, RoPE scaling, tied
-//! embeddings, sliding windows, per-head query/key norms, Gemma's scaled embedding, GELU and
-//! norms around both sub-blocks).
+//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2/3,
+//! Qwen2, Qwen3, Phi-3, Gemma 1/2/3, Granite and OLMo 2 differ only in configuration (biases,
+//! GQA, RoPE scaling, NoPE layers, tied embeddings, sliding windows, query/key norms per head or
+//! over all heads, Gemma's scaled embedding, GELU and norms around both sub-blocks, OLMo 2's
+//! norms after them only, soft caps, Granite's multipliers).
 
 use crate::backend::{
     AttnShape, Backend, LinearJob, ResidualNorm, ResidualSite, StepPlan, StepShape, NO_ADAPTER,
@@ -509,7 +510,7 @@ impl<B: Backend> Model<B> {
             return b.linear_add_rms_norm(input, t, n_in, step, &mut job, &mut ws.u, norm);
         }
         b.linears(input, t, n_in, step, &mut job, &mut ws.u)?;
-        // What the residual adds: the product, normed (Gemma 2, 3) and scaled (Granite).
+        // What the residual adds: the product, normed (Gemma 2, 3, OLMo 2) and scaled (Granite).
         let out = match (post_norm, &mut ws.post_normed) {
             (None, _) => &mut ws.o,
             (Some(w), Some(normed)) => {

@@ -41,7 +41,12 @@ fn gguf(
         (key("vocab_size"), M::U32(64)),
         (key("rope.freq_base"), M::F32(1e6)),
     ];
-    kv.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+    // An `extra` key replaces the default of that name.
+    let extra: Vec<(String, M)> = (extra.into_iter())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    kv.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    kv.extend(extra);
     let norm = Tensor {
         name: "blk.0.attn_q_norm.weight".into(),
         dims: vec![head_dim as u64],
@@ -279,6 +284,18 @@ fn smollm3_nope_every_fourth_layer() {
     assert_eq!(full_layers(&c).len(), 9);
     let c = read("l.gguf", &gguf("llama", 9, 64, 4, 16, interval())).unwrap();
     assert!(!c.rope_layers.contains(&false));
+    // A corrupt block count is refused, not allocated per layer (2^40 flags had aborted).
+    for arch in ["smollm3", "llama"] {
+        let key = format!("{arch}.block_count");
+        let huge = vec![(key.as_str(), M::U64(1 << 40))];
+        let e = read("huge.gguf", &gguf(arch, 4, 64, 4, 16, huge))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("num_hidden_layers = 1099511627776 exceeds"),
+            "{e}"
+        );
+    }
 }
 
 /// llama.cpp's `olmo2`: no input norms, norms after each sub-block, the query/key norms over

@@ -218,7 +218,8 @@ macro_rules! olmo2_fixture_tests {
 /// One `#[test]` per fixture whose attention scores are not plain `rope(q).rope(k) /
 /// sqrt(head_dim)` (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale;
 /// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE
-/// layer, unrotated), each calling `$run("<fixture folder>")`: in the modes that round on
+/// layer, unrotated; `tiny_olmo2`: its query and key normed over all heads, its linears reading
+/// the residual stream unnormed), each calling `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
 /// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
@@ -237,6 +238,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_smollm3() {
             $run("tiny-smollm3");
+        }
+        #[test]
+        fn tiny_olmo2() {
+            $run("tiny-olmo2");
         }
     };
 }

@@ -70,7 +70,7 @@ impl ModelConfig {
         (self.granite.as_ref()).and_then(|g| Some(g.logits).filter(|&s| s != 1.0))
     }
 
-    /// Gemma 2's soft caps `(attention scores, final logits)` ([`GemmaFeatures`]), each
+    /// Gemma 2's soft caps `(attention scores, final logits)` ([`super::GemmaFeatures`]), each
     /// `None` where the model has none.
     pub fn softcaps(&self) -> (Option<f32>, Option<f32>) {
         self.gemma

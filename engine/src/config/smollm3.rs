@@ -23,9 +23,11 @@ pub(crate) fn rope_every(layers: usize, interval: usize) -> Vec<bool> {
 /// layer.
 ///
 /// # Errors
-/// As SmolLM3Config's typed fields refuse them: a list shorter than the model or holding
-/// anything but the integers 0 and 1 (booleans included), an interval that is not an integer
-/// (null included), or, where it is used, not a positive one.
+/// A list shorter than the model, or with an entry that is not an integer (booleans, strings,
+/// null: SmolLM3Config's typed field refuses them) or is neither 0 nor 1 (transformers reads 2
+/// as RoPE; refused here as a likely mistake); an interval that is not an integer (null
+/// included, as SmolLM3Config refuses it), or, where it is used, not a positive one (transformers
+/// makes every layer NoPE for -1 and fails on 0).
 pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> Result<Vec<bool>> {
     if arch != Arch::SmolLM3 {
         return Ok(vec![true; layers]);

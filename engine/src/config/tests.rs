@@ -244,6 +244,8 @@ fn smollm3_reads_as_transformers_smollm3config() {
     let mut llama = base.clone();
     llama["model_type"] = "llama".into();
     llama["no_rope_layers"] = serde_json::json!(vec![0; 8]);
+    // LlamaConfig does not type `use_sliding_window` (transformers loads a 1 there).
+    llama["use_sliding_window"] = 1.into();
     let c = ModelConfig::from_hf_json(&llama, p).unwrap();
     assert!(!c.rope_layers.contains(&false) && !c.tie_word_embeddings);
     assert_eq!(c.rope_theta, 10000.0);

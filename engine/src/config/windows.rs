@@ -41,8 +41,12 @@ pub(super) fn attention_windows(
     };
     // transformers' Qwen2Config and Qwen3Config keep `sliding_window` only with
     // `use_sliding_window`; a sliding layer without a window then attends to everything.
+    // Qwen2Config, Qwen3Config and SmolLM3Config type it as a bool (another value is refused
+    // there, and had read as false here); the other families do not read it.
+    let typed = arch.qwen_windows() || arch == Arch::SmolLM3;
     let use_sliding = match v.get("use_sliding_window") {
         None | Some(Value::Null) => false,
+        Some(x) if !typed => x.as_bool() == Some(true),
         Some(x) => x.as_bool().ok_or_else(|| {
             Error::format(
                 path,

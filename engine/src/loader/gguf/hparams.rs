@@ -481,10 +481,12 @@ impl GgufFile {
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
             attention_window,
-            // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets.
+            // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets. Sized as
+            // `gemma()` sizes the windows: a corrupt block count is refused by `validated`,
+            // not allocated.
             rope_layers: match arch {
-                Arch::SmolLM3 => rope_every(num_layers, NOPE_EVERY),
-                _ => vec![true; num_layers],
+                Arch::SmolLM3 => rope_every(num_layers.min(1 << 16), NOPE_EVERY),
+                _ => vec![true; num_layers.min(1 << 16)],
             },
             activation: match gemma {
                 Some(_) => Activation::GeluTanh,
