@@ -329,13 +329,7 @@ impl ModelConfig {
         let no_bias = arch == Arch::Phi3;
         let no_mlp_bias = no_bias || gemma.is_some() || arch == Arch::Olmo2;
         let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
-        let num_layers = f.usize("num_hidden_layers")?;
-        if num_layers > MAX_LAYERS {
-            return Err(Error::format(
-                path,
-                format!("num_hidden_layers = {num_layers}: more than {MAX_LAYERS} layers is not a model this engine can load"),
-            ));
-        }
+        let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
         ModelConfig {
@@ -380,8 +374,8 @@ impl ModelConfig {
     /// real model has (a corrupt header must not make the loader allocate terabytes).
     pub fn validated(self, path: &Path) -> Result<Self> {
         let bad = |m: String| Err(Error::format(path, m));
+        layer_count(self.num_layers, path)?;
         for (name, v, max) in [
-            ("num_hidden_layers", self.num_layers, MAX_LAYERS),
             ("hidden_size", self.hidden_size, 1 << 20),
             ("intermediate_size", self.intermediate_size, 1 << 22),
             ("num_attention_heads", self.num_heads, 1 << 14),
@@ -480,6 +474,19 @@ fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
 
 /// More layers than any model has (guards allocations sized by a corrupt header).
 const MAX_LAYERS: usize = 4096;
+
+/// `n`, a model's layer count (HF `num_hidden_layers`, GGUF `block_count`), where a model can
+/// have that many: checked as it is read, before anything is sized per layer (a corrupt
+/// header's 2^40 layers had aborted the process allocating them).
+pub(crate) fn layer_count(n: usize, path: &Path) -> Result<usize> {
+    match n > MAX_LAYERS {
+        true => Err(Error::format(
+            path,
+            format!("num_hidden_layers = {n} exceeds {MAX_LAYERS}: not a model this engine can load (a corrupt file?)"),
+        )),
+        false => Ok(n),
+    }
+}
 
 /// `bos_token_id` / `eos_token_id`: a token id, a list of them, or null (none). Anything else
 /// is an error: dropped silently, generation would never stop at the end token.

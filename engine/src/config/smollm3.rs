@@ -46,7 +46,7 @@ pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> 
                 "field `no_rope_layers`: expected a list of at least {layers} entries (one per layer: 1 = RoPE, 0 = NoPE), found {list}"
             )));
         };
-        let flags = (items.iter().enumerate())
+        let mut flags = (items.iter().enumerate())
             .map(|(i, x)| match x.as_u64() {
                 Some(n @ (0 | 1)) => Ok(n == 1),
                 _ => Err(err(format!(
@@ -55,7 +55,8 @@ pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> 
             })
             .collect::<Result<Vec<bool>>>()?;
         // transformers reads the first `layers` entries only (and checks them all).
-        return Ok(flags[..layers].to_vec());
+        flags.truncate(layers);
+        return Ok(flags);
     }
     if interval <= 0 {
         return Err(err(format!("field `no_rope_layer_interval`: expected a positive integer (a NoPE layer every that many layers), found {interval}")));

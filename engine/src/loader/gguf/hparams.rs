@@ -5,8 +5,8 @@ mod families;
 
 use super::{GgufFile, GgufTensorInfo};
 use crate::config::{
-    rope_every, yarn_mscale, Activation, Arch, LongRopeScaling, ModelConfig, RopeScaling,
-    YarnScaling, NOPE_EVERY,
+    layer_count, rope_every, yarn_mscale, Activation, Arch, LongRopeScaling, ModelConfig,
+    RopeScaling, YarnScaling, NOPE_EVERY,
 };
 use crate::error::{Error, Result};
 
@@ -332,7 +332,7 @@ impl GgufFile {
             )));
         }
         let hidden = self.meta_usize(&key("embedding_length"))?;
-        let num_layers = self.meta_usize(&key("block_count"))?;
+        let num_layers = layer_count(self.meta_usize(&key("block_count"))?, p)?;
         let (heads, kv_heads) = self.head_counts()?;
         if heads == 0 {
             return Err(Error::format(
@@ -481,12 +481,10 @@ impl GgufFile {
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
             attention_window,
-            // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets. Sized as
-            // `gemma()` sizes the windows: a corrupt block count is refused by `validated`,
-            // not allocated.
+            // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets.
             rope_layers: match arch {
-                Arch::SmolLM3 => rope_every(num_layers.min(1 << 16), NOPE_EVERY),
-                _ => vec![true; num_layers.min(1 << 16)],
+                Arch::SmolLM3 => rope_every(num_layers, NOPE_EVERY),
+                _ => vec![true; num_layers],
             },
             activation: match gemma {
                 Some(_) => Activation::GeluTanh,

@@ -27,7 +27,7 @@ impl GgufFile {
         head_dim: usize,
         layers: usize,
     ) -> Result<(Option<GemmaFeatures>, Vec<Option<usize>>)> {
-        let none = vec![None; layers.min(1 << 16)];
+        let none = vec![None; layers];
         let a = match arch {
             Arch::Gemma => "gemma",
             Arch::Gemma2 => "gemma2",
