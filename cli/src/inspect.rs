@@ -296,20 +296,20 @@ fn config_text(c: &ModelConfig) -> String {
         true => rope,
         false => format!("{rope}; NoPE layers (no rotation) {}", nope.join(" ")),
     };
+    let rope = match c.local_rope_theta {
+        Some(t) => format!("{rope}; sliding layers' RoPE theta {t} (unscaled)"),
+        None => rope,
+    };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
     let gemma = match &c.gemma {
         Some(g) => format!(
-            "\n  Gemma: {:?} feed-forward, embedding x {}, norms by 1 + w{}{}{}{}",
+            "\n  Gemma: {:?} feed-forward, embedding x {}, norms by 1 + w{}{}{}",
             c.activation,
             g.embed_scale,
             if g.sandwich_norms {
                 ", norms around attention and feed-forward"
             } else {
                 ""
-            },
-            match g.local_rope_theta {
-                Some(t) => format!(", sliding layers' RoPE theta {t} (unscaled)"),
-                None => String::new(),
             },
             match g.query_pre_attn_scalar == c.head_dim as f64 {
                 true => String::new(),

@@ -244,7 +244,7 @@ fn inspect_backends_lists_what_auto_picks() {
 /// dump, a line per layer's window).
 #[test]
 fn inspect_prints_the_model_config() {
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 4] = [
         (
             "compat/tiny-qwen2-sw",
             &[
@@ -262,6 +262,18 @@ fn inspect_prints_the_model_config() {
                 "Qwen3: 2 layers, hidden 64",
                 "head width 32, each head's query and key RMS-normed before RoPE;",
                 "biases: q/k/v no, o no, MLP no",
+            ],
+        ),
+        // OLMo 3 in the Hub's layout: YaRN and base 10000 in the full-attention layer, the
+        // sliding layers at Olmo3Config's 500000, unscaled.
+        (
+            "tiny-olmo3",
+            &[
+                "Olmo3: 4 layers, hidden 64",
+                "sliding windows (layer:window) 0:6 2:6 3:6",
+                "RoPE theta 10000, YaRN scaling (factor 4, original context 64",
+                "sliding layers' RoPE theta 500000 (unscaled)",
+                "norms: none before attention or the feed-forward",
             ],
         ),
         // A GGUF as Llama 3.1's are written: its RoPE scaling as rope_freqs.weight.

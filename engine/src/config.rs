@@ -7,19 +7,26 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod fields;
 mod forward;
 mod gemma;
 mod granite;
 mod longrope;
+mod olmo3;
 mod rope;
 mod smollm3;
 mod windows;
+use fields::Fields;
 pub use gemma::{Activation, GemmaFeatures};
 pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 pub(crate) use smollm3::{rope_every, NOPE_EVERY};
 pub(crate) use windows::sliding_every;
+
+/// The HF `model_type`s read ([`ModelConfig::from_hf_json`]), for messages.
+pub const MODEL_TYPES: &str =
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -59,6 +66,10 @@ pub enum Arch {
     /// each sub-block's output normed before its residual add instead, and the query and key
     /// RMS-normed over all heads at once (q_dim and kv_dim wide) before RoPE; no MLP biases.
     Olmo2,
+    /// OLMo 3 (`Olmo3ForCausalLM`): OLMo 2 with a sliding window in three layers of four
+    /// (`layer_types`), whose RoPE is unscaled and has a base of its own
+    /// ([`ModelConfig::local_rope_theta`]).
+    Olmo3,
     /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
     /// ([`ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
     /// in the layers `layer_types` names.
@@ -74,6 +85,12 @@ impl Arch {
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.
     fn qwen_windows(self) -> bool {
         matches!(self, Arch::Qwen2 | Arch::Qwen3)
+    }
+
+    /// OLMo 2 or OLMo 3: norms after each sub-block only, query/key norms over all heads, no
+    /// MLP biases.
+    pub fn is_olmo(self) -> bool {
+        matches!(self, Arch::Olmo2 | Arch::Olmo3)
     }
 }
 
@@ -138,6 +155,13 @@ pub struct ModelConfig {
     /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
     /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
     pub rope_layers: Vec<bool>,
+    /// The RoPE base of the sliding-window layers, which rotate unscaled, where it differs from
+    /// the others' rotation: Gemma 3's (`rope_local_base_freq`, transformers 5's
+    /// `rope_parameters.sliding_attention`; llama.cpp's `gemma3.rope.freq_base_swa`, default
+    /// 10000) and OLMo 3's (`rope_parameters.sliding_attention`; llama.cpp's `olmo2` sliding
+    /// layers: the file's base, with no YaRN). `None`: every layer rotates by `rope_theta` and
+    /// the scaling.
+    pub local_rope_theta: Option<f64>,
     /// Per layer: the sliding attention window (a query sees itself and the `w - 1` positions
     /// before it), or None for full causal attention.
     pub attention_window: Vec<Option<usize>>,
@@ -233,6 +257,7 @@ impl ModelConfig {
             "granite" => Arch::Granite,
             "smollm3" => Arch::SmolLM3,
             "olmo2" => Arch::Olmo2,
+            "olmo3" => Arch::Olmo3,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -240,8 +265,7 @@ impl ModelConfig {
                 return Err(Error::format(
                     path,
                     format!(
-                        "missing field `model_type` (architectures {archs:?}); supported: \
-                         llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2"
+                        "missing field `model_type` (architectures {archs:?}); supported: {MODEL_TYPES}"
                     ),
                 ))
             }
@@ -250,19 +274,24 @@ impl ModelConfig {
                     path,
                     format!(
                         "unknown architecture: model_type `{other}` (architectures {archs:?}); \
-                         supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2"
+                         supported: {MODEL_TYPES}"
                     ),
                 ))
             }
         };
-        // Gemma's defaults; Gemma 3's RoPE settings per layer type, as one Llama reading plus
-        // the local base.
-        let gemma_view;
+        // Gemma's defaults; Gemma 3's and OLMo 3's RoPE settings per layer type, as one Llama
+        // reading plus the local base.
+        let view;
         let (v, local_rope_theta) = match arch {
             Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 => {
-                let (view, local) = gemma::gemma_view(v, arch, path)?;
-                gemma_view = view;
-                (&gemma_view, local)
+                let (gemma_view, local) = gemma::gemma_view(v, arch, path)?;
+                view = gemma_view;
+                (&view, local)
+            }
+            Arch::Olmo3 => {
+                let (olmo3_view, local) = olmo3::olmo3_view(v, path)?;
+                view = olmo3_view;
+                (&view, Some(local))
             }
             _ => (v, None),
         };
@@ -289,9 +318,9 @@ impl ModelConfig {
             None => f.f64_or("rope_theta", default_theta)?,
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
-        // Olmo2Config's default is 2048, SmolLM3Config's 32768.
+        // Olmo2Config's and Olmo3Config's default is 2048, SmolLM3Config's 32768.
         let context = match arch {
-            Arch::Olmo2 => 2048,
+            Arch::Olmo2 | Arch::Olmo3 => 2048,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };
@@ -322,12 +351,12 @@ impl ModelConfig {
             None => None,
         };
         let activation = gemma::activation(v, arch, path)?;
-        let gemma = gemma::from_hf(v, arch, head_dim, local_rope_theta, path)?;
+        let gemma = gemma::from_hf(v, arch, head_dim, path)?;
         let granite = granite::from_hf(v, arch, path)?;
-        // Phi-3's, Gemma's and OLMo 2's MLPs have no biases whatever the config says; Phi-3
-        // has no attention biases either (Phi3Config has neither key).
+        // Phi-3's, Gemma's and OLMo's MLPs have no biases whatever the config says; Phi-3 has
+        // no attention biases either (Phi3Config has neither key).
         let no_bias = arch == Arch::Phi3;
-        let no_mlp_bias = no_bias || gemma.is_some() || arch == Arch::Olmo2;
+        let no_mlp_bias = no_bias || gemma.is_some() || arch.is_olmo();
         let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
@@ -342,11 +371,9 @@ impl ModelConfig {
             head_dim,
             rotary_dim,
             vocab_size: f.usize("vocab_size")?,
-            // Olmo2Config's default is 1e-5.
-            rms_norm_eps: f.f64_or(
-                "rms_norm_eps",
-                if arch == Arch::Olmo2 { 1e-5 } else { 1e-6 },
-            )? as f32,
+            // Olmo2Config's and Olmo3Config's default is 1e-5.
+            rms_norm_eps: f.f64_or("rms_norm_eps", if arch.is_olmo() { 1e-5 } else { 1e-6 })?
+                as f32,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
@@ -356,11 +383,12 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
-            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3 | Arch::Olmo2),
+            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.is_olmo(),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),
             eos_token_ids: ids_of(path, "eos_token_id", v.get("eos_token_id"))?,
+            local_rope_theta,
             attention_window,
             rope_layers,
             activation,
@@ -520,62 +548,6 @@ pub(crate) fn positive_f32(x: f64) -> Option<f32> {
 /// How the messages of [`positive_f32`]'s refusals say what was expected.
 pub(crate) const POSITIVE_F32: &str =
     "a number > 0 between about 1e-38 and 1e38 (an f32, as is its reciprocal)";
-
-struct Fields<'a> {
-    v: &'a Value,
-    path: &'a Path,
-}
-
-impl Fields<'_> {
-    fn usize(&self, k: &str) -> Result<usize> {
-        match self.v.get(k) {
-            Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| {
-                Error::format(
-                    self.path,
-                    format!("field `{k}`: expected a non-negative integer, found {x}"),
-                )
-            }),
-            None => Err(Error::format(self.path, format!("missing field `{k}`"))),
-        }
-    }
-    fn usize_or(&self, k: &str, d: usize) -> Result<usize> {
-        match self.v.get(k) {
-            None | Some(Value::Null) => Ok(d),
-            Some(_) => self.usize(k),
-        }
-    }
-    fn f64_or(&self, k: &str, d: f64) -> Result<f64> {
-        match self.v.get(k) {
-            None | Some(Value::Null) => Ok(d),
-            Some(x) => x.as_f64().ok_or_else(|| {
-                Error::format(
-                    self.path,
-                    format!("field `{k}`: expected a number, found {x}"),
-                )
-            }),
-        }
-    }
-    fn bool_or(&self, k: &str, d: bool) -> Result<bool> {
-        match self.v.get(k) {
-            None | Some(Value::Null) => Ok(d),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(x) => Err(Error::format(
-                self.path,
-                format!("field `{k}`: expected true or false, found {x}"),
-            )),
-        }
-    }
-    fn str_or(&self, k: &str, d: &str) -> Result<String> {
-        match self.v.get(k) {
-            None | Some(Value::Null) => Ok(d.to_string()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(x) => Err(Error::format(
-                self.path,
-                format!("field `{k}`: expected a string, found {x}"),
-            )),
-        }
-    }
-}
 
 #[cfg(test)]
 #[path = "config/tests.rs"]

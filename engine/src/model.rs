@@ -77,8 +77,8 @@ pub struct Model<B: Backend> {
     norm: B::Buf,
     layers: Vec<Layer<B>>,
     rope: B::Buf,
-    /// Gemma 3's table for its sliding-window layers (those with a window), when its local
-    /// base applies ([`crate::config::GemmaFeatures::local_rope_theta`]).
+    /// The table of the sliding-window layers (those with a window), where their RoPE differs
+    /// from the others' (Gemma 3's and OLMo 3's; [`ModelConfig::local_rope_theta`]).
     rope_local: Option<B::Buf>,
     /// The identity table of NoPE layers ([`ModelConfig::rope_layers`] false), where the model
     /// has any ([`crate::rope_table::identity_table`]).
@@ -385,8 +385,8 @@ impl<B: Backend> Model<B> {
                     "the workspace has no buffers for the query/key norms (made for another model)",
                 )),
             };
-            // Gemma 3's sliding-window layers have a RoPE base of their own; SmolLM3's NoPE
-            // layers rotate by the identity.
+            // Gemma 3's and OLMo 3's sliding-window layers rotate by a table of their own;
+            // SmolLM3's NoPE layers by the identity.
             let window = c.attention_window.get(li).copied().flatten();
             let rope = match (c.rope_layers.get(li), window, &self.rope_local) {
                 (Some(false), ..) => self.rope_none.as_ref().ok_or_else(|| {

@@ -7,7 +7,8 @@
 //! `tiny_gemma_gguf`. `granite`'s multipliers: required, 0 meaning none; RoPE switched off
 //! refused; logits: `tiny_granite_gguf`. `smollm3`'s NoPE layers: every fourth, whatever the
 //! file holds (llama.cpp has no key for them); logits: `tiny_smollm3_gguf`. `olmo2`: its
-//! norms, an OLMo 3 file (a window) refused; logits: `tiny_olmo2_gguf`.
+//! norms, and OLMo 3's windows where the file has one; logits: `tiny_olmo2_gguf`,
+//! `tiny_olmo3_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -87,7 +88,7 @@ fn gemma3_sliding_layers_and_their_rope_base() {
     assert_eq!(full_layers(&c), [5, 11]);
     assert!(c.attention_window.iter().flatten().all(|&w| w == 512));
     let g = c.gemma.as_ref().unwrap();
-    assert_eq!((g.local_rope_theta, c.rope_theta), (Some(10000.0), 1e6));
+    assert_eq!((c.local_rope_theta, c.rope_theta), (Some(10000.0), 1e6));
     assert!(g.sandwich_norms && c.qk_norm && c.tie_word_embeddings);
     // No window, or 0: every layer full, one RoPE table.
     for (name, extra) in [
@@ -99,7 +100,7 @@ fn gemma3_sliding_layers_and_their_rope_base() {
     ] {
         let c = read(name, &gguf("gemma3", 12, 64, 4, 16, extra)).unwrap();
         assert_eq!(full_layers(&c).len(), 12, "{name}");
-        assert_eq!(c.gemma.unwrap().local_rope_theta, None, "{name}");
+        assert_eq!(c.local_rope_theta, None, "{name}");
     }
     // A period of 4, the sliding layers' own base.
     let extra = vec![
@@ -109,7 +110,7 @@ fn gemma3_sliding_layers_and_their_rope_base() {
     ];
     let c = read("p4.gguf", &gguf("gemma3", 12, 64, 4, 16, extra)).unwrap();
     assert_eq!(full_layers(&c), [3, 7, 11]);
-    assert_eq!(c.gemma.unwrap().local_rope_theta, Some(5000.0));
+    assert_eq!(c.local_rope_theta, Some(5000.0));
     // One flag per layer; a list of another length is refused, naming the key.
     let flags = |n: usize| M::I32s((0..n).map(|i| (i % 3 != 0) as i32).collect());
     let extra = vec![
@@ -163,7 +164,7 @@ fn gemma3_attention_scale_and_refusals() {
     let e = read("base.gguf", &gguf("gemma3", 6, 64, 4, 16, base))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("freq_base_swa is -1"), "{e}");
+    assert!(e.contains("`gemma3.rope.freq_base_swa` is -1"), "{e}");
 }
 
 /// llama.cpp's `gemma2`: the window (4096 where the file names none) in layers 0, 2, ...; the
@@ -176,7 +177,7 @@ fn gemma2_windows_caps_and_scale() {
     assert!(c.attention_window.iter().flatten().all(|&w| w == 4096));
     assert_eq!(c.softcaps(), (Some(50.0), Some(30.0)));
     let g = c.gemma.as_ref().unwrap();
-    assert!(g.sandwich_norms && !c.qk_norm && g.local_rope_theta.is_none());
+    assert!(g.sandwich_norms && !c.qk_norm && c.local_rope_theta.is_none());
     assert_eq!(g.query_pre_attn_scalar, 16.0);
     let extra = vec![
         ("gemma2.attention.sliding_window", M::U32(8)),
@@ -299,21 +300,34 @@ fn smollm3_nope_every_fourth_layer() {
 }
 
 /// llama.cpp's `olmo2`: no input norms, norms after each sub-block, the query/key norms over
-/// whole projections; `olmo2.attention.sliding_window` > 0 (llama.cpp's OLMo 3 files) refused
-/// by name, 0 read.
+/// whole projections; with `olmo2.attention.sliding_window` > 0 (llama.cpp's OLMo 3 files)
+/// that window in three layers of four, rotating at the file's base with no scaling; a
+/// window of 0 is OLMo 2's full attention.
 #[test]
 fn olmo2_norms_and_olmo3_windows() {
+    use dlp_engine::config::Arch;
     let c = read("o.gguf", &gguf("olmo2", 2, 64, 4, 16, vec![])).unwrap();
     assert!(c.qk_norm && !c.pre_norms() && c.post_norms());
     assert_eq!(c.qk_norm_widths(), (64, 16));
+    assert_eq!((c.arch, c.local_rope_theta), (Arch::Olmo2, None));
     let no_window = vec![("olmo2.attention.sliding_window", M::U32(0))];
-    assert!(read("o0.gguf", &gguf("olmo2", 2, 64, 4, 16, no_window)).is_ok());
-    let window = vec![("olmo2.attention.sliding_window", M::U32(4096))];
-    let e = read("o3.gguf", &gguf("olmo2", 2, 64, 4, 16, window))
+    let c = read("o0.gguf", &gguf("olmo2", 2, 64, 4, 16, no_window)).unwrap();
+    assert_eq!((c.arch, full_layers(&c)), (Arch::Olmo2, vec![0, 1]));
+    let window = || vec![("olmo2.attention.sliding_window", M::U32(4096))];
+    let c = read("o3.gguf", &gguf("olmo2", 5, 64, 4, 16, window())).unwrap();
+    assert_eq!(c.arch, Arch::Olmo3);
+    assert!(c.qk_norm && !c.pre_norms() && c.post_norms());
+    assert_eq!(full_layers(&c), vec![3]);
+    assert_eq!(c.attention_window[0], Some(4096));
+    assert_eq!((c.rope_theta, c.local_rope_theta), (1e6, Some(1e6)));
+    // A base of the sliding layers' own is not read.
+    let mut swa = window();
+    swa.push(("olmo2.rope.freq_base_swa", M::F32(1e4)));
+    let e = read("o3s.gguf", &gguf("olmo2", 5, 64, 4, 16, swa))
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("`olmo2.attention.sliding_window` is 4096: an OLMo 3 file"),
+        e.contains("`olmo2.rope.freq_base_swa` 10000 differs"),
         "{e}"
     );
 }

@@ -1,31 +1,32 @@
 //! What the forward pass asks of a config beyond its fields: where the norms sit (Gemma 2's
-//! and 3's, OLMo 2's) and the factors and caps some families put into the computation
+//! and 3's, OLMo 2's and 3's) and the factors and caps some families put into the computation
 //! (Gemma's, Gemma 2's, Granite's).
 
-use super::{Arch, ModelConfig};
+use super::ModelConfig;
 
 impl ModelConfig {
     /// Whether each layer norms the input of its attention and feed-forward (`input_layernorm`
-    /// and the pre-feed-forward norm); OLMo 2 norms their outputs only ([`Self::post_norms`]).
+    /// and the pre-feed-forward norm); OLMo 2 and 3 norm their outputs only
+    /// ([`Self::post_norms`]).
     pub fn pre_norms(&self) -> bool {
-        self.arch != Arch::Olmo2
+        !self.arch.is_olmo()
     }
 
     /// Whether each sub-block's output is normed before its residual add
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`): Gemma 2's and 3's
-    /// [`Self::sandwich_norms`], and OLMo 2's, which has no others.
+    /// [`Self::sandwich_norms`], and OLMo 2's and 3's, which have no others.
     pub fn post_norms(&self) -> bool {
-        self.sandwich_norms() || self.arch == Arch::Olmo2
+        self.sandwich_norms() || self.arch.is_olmo()
     }
 
     /// The widths the query and key norms ([`ModelConfig::qk_norm`]) run over, `(query,
     /// key)`: each head's, `(head_dim, head_dim)` (Qwen3, Gemma 3), or the whole projection's,
-    /// `(q_dim, kv_dim)` (OLMo 2's `Olmo2RMSNorm(num_heads * head_dim)`). Each row of the query
-    /// is `q_dim / query` such vectors.
+    /// `(q_dim, kv_dim)` (OLMo 2's and 3's `Olmo2RMSNorm(num_heads * head_dim)`). Each row of
+    /// the query is `q_dim / query` such vectors.
     pub fn qk_norm_widths(&self) -> (usize, usize) {
-        match self.arch {
-            Arch::Olmo2 => (self.q_dim(), self.kv_dim()),
-            _ => (self.head_dim, self.head_dim),
+        match self.arch.is_olmo() {
+            true => (self.q_dim(), self.kv_dim()),
+            false => (self.head_dim, self.head_dim),
         }
     }
 

@@ -33,10 +33,6 @@ pub struct GemmaFeatures {
     /// add (`post_attention_layernorm`, `post_feedforward_layernorm`), and the feed-forward
     /// input by `pre_feedforward_layernorm`.
     pub sandwich_norms: bool,
-    /// Gemma 3: the RoPE base of the sliding-window layers (`rope_local_base_freq`;
-    /// transformers 5's `rope_parameters.sliding_attention.rope_theta`; llama.cpp's 10000),
-    /// unscaled. The full-attention layers use `rope_theta` and the RoPE scaling.
-    pub local_rope_theta: Option<f64>,
     /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (Gemma 2 and 3; llama.cpp's
     /// `f_attention_scale`), not `head_dim^-0.5` ([`super::ModelConfig::attention_scale`]).
     pub query_pre_attn_scalar: f64,
@@ -84,7 +80,6 @@ pub(super) fn from_hf(
     v: &Value,
     arch: Arch,
     head_dim: usize,
-    local_rope_theta: Option<f64>,
     path: &Path,
 ) -> Result<Option<GemmaFeatures>> {
     if !arch.is_gemma() {
@@ -145,7 +140,6 @@ pub(super) fn from_hf(
     Ok(Some(GemmaFeatures {
         embed_scale: (hidden as f32).sqrt(),
         sandwich_norms: arch != Arch::Gemma,
-        local_rope_theta,
         query_pre_attn_scalar,
         attn_softcap,
         final_softcap,
@@ -171,6 +165,7 @@ pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, O
     if arch != Arch::Gemma3 {
         return Ok((out, None));
     }
+    super::rope::per_type_only(v, "Gemma 3", path)?;
     let per_type = v
         .get("rope_parameters")
         .filter(|p| p.get("full_attention").is_some() || p.get("sliding_attention").is_some());
@@ -230,6 +225,10 @@ pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, O
         && !has_theta(out.get("rope_scaling"))
     {
         out["rope_theta"] = Value::from(1_000_000.0);
+    }
+    // transformers 5 reads either layout as settings per layer type.
+    if let Some(full) = super::rope::settings(&out, path)? {
+        super::rope::per_type_truncate(full, path)?;
     }
     Ok((out, Some(local_theta)))
 }
@@ -361,7 +360,7 @@ mod tests {
             (false, false, vec![1, 106])
         );
         let g = c.gemma.unwrap();
-        assert_eq!(g.local_rope_theta, Some(10000.0));
+        assert_eq!(c.local_rope_theta, Some(10000.0));
         assert!(g.sandwich_norms && g.query_pre_attn_scalar == 256.0);
         assert_eq!(g.embed_scale, (1152f32).sqrt());
         // gemma-3-4b's text config: linear scaling 8 on the full-attention layers.
@@ -370,7 +369,7 @@ mod tests {
         v["sliding_window_pattern"] = json!(3);
         let c = read(&v).unwrap();
         assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 8.0));
-        assert_eq!(c.gemma.unwrap().local_rope_theta, Some(10000.0));
+        assert_eq!(c.local_rope_theta, Some(10000.0));
         let full: Vec<usize> = (0..26)
             .filter(|&i| c.attention_window[i].is_none())
             .collect();
@@ -388,7 +387,7 @@ mod tests {
         v["head_dim"] = json!(null);
         let c = read(&v).unwrap();
         assert_eq!((c.rope_theta, c.head_dim), (1e6, 256));
-        assert_eq!(c.gemma.unwrap().local_rope_theta, Some(10000.0));
+        assert_eq!(c.local_rope_theta, Some(10000.0));
     }
 
     /// google/gemma-3-4b-it's config.json (text and images): its sparse `text_config` read
@@ -419,7 +418,7 @@ mod tests {
         assert_eq!(c.attention_window[4], Some(1024));
         let g = c.gemma.unwrap();
         assert_eq!(
-            (g.local_rope_theta, g.query_pre_attn_scalar),
+            (c.local_rope_theta, g.query_pre_attn_scalar),
             (Some(10000.0), 256.0)
         );
         let mut bad = v.clone();
@@ -439,7 +438,7 @@ mod tests {
         let c = read(&v).unwrap();
         assert_eq!(c.rope_theta, 5e5);
         assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 4.0));
-        assert_eq!(c.gemma.unwrap().local_rope_theta, Some(2e4));
+        assert_eq!(c.local_rope_theta, Some(2e4));
         // A `rope_scaling` beside them updates the full-attention settings (transformers').
         let mut both = v.clone();
         both["rope_parameters"]["full_attention"] =
@@ -455,6 +454,14 @@ mod tests {
         );
         v["rope_parameters"]["sliding_attention"] = json!({"rope_type": "linear", "factor": 2.0});
         refused(v, "sliding-window layers' RoPE is read unscaled");
+        // Flat settings, which Gemma3TextConfig keeps but never applies; YaRN's `truncate`,
+        // which transformers does not read here (in either layout).
+        let mut flat = gemma3_1b();
+        flat["rope_parameters"] = json!({"rope_type": "linear", "factor": 2.0});
+        refused(flat, "Gemma 3 reads its RoPE per layer type");
+        let mut yarn = gemma3_1b();
+        yarn["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0, "truncate": false});
+        refused(yarn, "`truncate: false` in the full-attention layers' YaRN");
     }
 
     /// Gemma (1): `hidden_act: gelu` is GemmaConfig's legacy name for the tanh GELU; no
@@ -471,7 +478,7 @@ mod tests {
         );
         assert!(c.attention_window.iter().all(Option::is_none));
         let g = c.gemma.unwrap();
-        assert!(!g.sandwich_norms && g.local_rope_theta.is_none());
+        assert!(!g.sandwich_norms && c.local_rope_theta.is_none());
         assert_eq!(g.query_pre_attn_scalar, 256.0);
     }
 
@@ -506,7 +513,7 @@ mod tests {
         assert_eq!(c.softcaps(), (Some(50.0), Some(30.0)));
         assert_eq!(c.attention_scale(), 1.0 / 16.0);
         let g = c.gemma.as_ref().unwrap();
-        assert!(g.sandwich_norms && g.local_rope_theta.is_none());
+        assert!(g.sandwich_norms && c.local_rope_theta.is_none());
         let mut v = gemma2_2b();
         for (k, x) in [
             ("hidden_size", 4608),
@@ -538,11 +545,31 @@ mod tests {
     #[test]
     fn gemma_refusals() {
         for (k, val, want) in [
-            ("final_logit_softcapping", json!(0.0), "between about 1e-38 and 1e38"),
-            ("attn_logit_softcapping", json!("50"), "between about 1e-38 and 1e38"),
-            ("attn_logit_softcapping", json!(1e39), "between about 1e-38 and 1e38"),
-            ("final_logit_softcapping", json!(1e-39), "between about 1e-38 and 1e38"),
-            ("query_pre_attn_scalar", json!(null), "`query_pre_attn_scalar` is null"),
+            (
+                "final_logit_softcapping",
+                json!(0.0),
+                "between about 1e-38 and 1e38",
+            ),
+            (
+                "attn_logit_softcapping",
+                json!("50"),
+                "between about 1e-38 and 1e38",
+            ),
+            (
+                "attn_logit_softcapping",
+                json!(1e39),
+                "between about 1e-38 and 1e38",
+            ),
+            (
+                "final_logit_softcapping",
+                json!(1e-39),
+                "between about 1e-38 and 1e38",
+            ),
+            (
+                "query_pre_attn_scalar",
+                json!(null),
+                "`query_pre_attn_scalar` is null",
+            ),
             (
                 "use_bidirectional_attention",
                 json!(true),
@@ -554,11 +581,7 @@ mod tests {
                 json!("gemma3"),
                 "needs a `text_config` object",
             ),
-            (
-                "model_type",
-                json!("gemma4"),
-                "supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2",
-            ),
+            ("model_type", json!("gemma4"), super::super::MODEL_TYPES),
             ("sliding_window", json!(null), "sliding layers need one"),
             ("sliding_window_pattern", json!(0), "sliding_window_pattern"),
         ] {

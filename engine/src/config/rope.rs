@@ -102,6 +102,36 @@ pub fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
     }
 }
 
+/// Refuses a `truncate` other than true in the full-attention settings of a per-layer-type
+/// config (Gemma 3's, OLMo 3's `rope_parameters.full_attention`). transformers 5.25's YaRN reads
+/// `truncate` from the top level of `rope_parameters` (`_compute_yarn_parameters`), which
+/// there holds the layer types, so it truncates whatever the setting says; reading the setting
+/// would leave transformers' logits, ignoring it would leave the file's meaning.
+pub(super) fn per_type_truncate(full: &Value, path: &Path) -> Result<()> {
+    match full.get("truncate") {
+        None | Some(Value::Bool(true)) => Ok(()),
+        Some(x) => Err(Error::unsupported(format!(
+            "{}: `truncate: {x}` in the full-attention layers' YaRN settings: transformers 5.25 does not read it in a config with RoPE settings per layer type (it truncates), so the two readings differ; remove the key to get transformers' logits",
+            path.display()
+        ))),
+    }
+}
+
+/// Refuses flat `rope_parameters` (one `rope_type` / `rope_theta` for every layer) in a config of
+/// `family`, whose transformers config reads RoPE per layer type only (Gemma3TextConfig's and
+/// Olmo3Config's: they keep flat settings beside the per-type defaults and never apply them).
+pub(super) fn per_type_only(v: &Value, family: &str, path: &Path) -> Result<()> {
+    match v.get("rope_parameters") {
+        Some(p @ Value::Object(m)) if m.contains_key("rope_type") || m.contains_key("rope_theta") => {
+            Err(Error::format(
+                path,
+                format!("`rope_parameters` {p}: {family} reads its RoPE per layer type (`full_attention`, `sliding_attention`); transformers keeps flat settings but never applies them"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A config's RoPE settings object, as transformers picks it: `rope_scaling` (transformers 4's
 /// name, preferred where a config has both) or `rope_parameters` (5's); `None` where neither
 /// is set. An empty object counts as unset (transformers reads `rope_scaling or

@@ -14,11 +14,28 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
     (0..layers).map(|i| p == 0 || i % p < p - 1).collect()
 }
 
+/// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
+/// GraniteConfig and Olmo2Config read no `layer_types`, and every layer attends to everything.
+fn windowless(arch: Arch) -> bool {
+    match arch {
+        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 => true,
+        Arch::Mistral
+        | Arch::Qwen2
+        | Arch::Qwen3
+        | Arch::Phi3
+        | Arch::Gemma2
+        | Arch::Gemma3
+        | Arch::SmolLM3
+        | Arch::Olmo3 => false,
+    }
+}
+
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
 /// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
 /// `sliding_window` in every layer (Phi-3 reads no `layer_types`), or Gemma 3's in every layer
 /// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer, or
+/// OLMo 3's in three layers of four, or
 /// SmolLM3's `use_sliding_window` in its NoPE layers (`rope_layers` false).
 pub(super) fn attention_windows(
     v: &Value,
@@ -30,7 +47,11 @@ pub(super) fn attention_windows(
     let window = match v.get("sliding_window") {
         // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
         // is none).
-        None if arch.qwen_windows() || matches!(arch, Arch::Gemma2 | Arch::Gemma3) => Some(4096),
+        None if arch.qwen_windows()
+            || matches!(arch, Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3) =>
+        {
+            Some(4096)
+        }
         None | Some(Value::Null) => None,
         Some(x) => Some(x.as_u64().filter(|&w| w > 0).ok_or_else(|| {
             Error::format(
@@ -85,14 +106,7 @@ pub(super) fn attention_windows(
             })
             .collect::<Result<Vec<bool>>>()?;
         let asks = sliding.contains(&true);
-        if asks
-            && matches!(
-                arch,
-                Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2
-            )
-        {
-            // LlamaConfig, GemmaConfig, GraniteConfig and Olmo2Config do not read `layer_types`:
-            // every layer attends to everything.
+        if asks && windowless(arch) {
             tracing::warn!(
                 "{}: layer_types asks for sliding attention, which {arch:?} models do not have (transformers ignores it); every layer attends to the whole context",
                 path.display()
@@ -105,22 +119,15 @@ pub(super) fn attention_windows(
             );
         }
         return (sliding.iter().enumerate())
-            .map(|(i, &s)| match (s, arch, window) {
-                (false, _, _)
-                | (true, Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2, _) => Ok(None),
-                (true, Arch::Qwen2 | Arch::Qwen3, w) => Ok(w),
+            .map(|(i, &s)| match (s, window) {
+                (false, _) => Ok(None),
+                _ if windowless(arch) => Ok(None),
+                (true, w) if arch.qwen_windows() => Ok(w),
                 // SmolLM3's sliding mask reads `sliding_window` whatever `use_sliding_window`
                 // says (transformers' eager and SDPA attention).
-                (
-                    true,
-                    Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 | Arch::SmolLM3,
-                    Some(w),
-                ) => Ok(Some(w)),
-                (
-                    true,
-                    Arch::Mistral | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 | Arch::SmolLM3,
-                    None,
-                ) => Err(Error::format(
+                (true, Some(w)) => Ok(Some(w)),
+                // transformers fails on these at run time (Olmo3Attention, for one).
+                (true, None) => Err(Error::format(
                     path,
                     format!(
                         "layer_types[{i}] is sliding_attention but `sliding_window` is not set"
@@ -131,14 +138,18 @@ pub(super) fn attention_windows(
     }
     Ok(match arch {
         Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 => vec![None; layers],
-        Arch::Gemma2 | Arch::Gemma3 => {
-            let sliding = gemma::gemma_sliding(v, arch, layers, path)?;
+        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 => {
+            let sliding = match arch {
+                // Olmo3Config's `layer_types` where none is given.
+                Arch::Olmo3 => sliding_every(layers, 4),
+                _ => gemma::gemma_sliding(v, arch, layers, path)?,
+            };
             match window {
                 Some(_) => sliding.iter().map(|&s| window.filter(|_| s)).collect(),
                 None if sliding.contains(&true) => {
                     return Err(Error::format(
                         path,
-                        "`sliding_window` is null, but Gemma 2's and 3's sliding layers need one",
+                         "`sliding_window` is null, but Gemma 2's, Gemma 3's and OLMo 3's sliding layers need one",
                     ))
                 }
                 None => vec![None; layers],

@@ -73,7 +73,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Gemma3
         | Arch::Granite
         | Arch::SmolLM3
-        | Arch::Olmo2 => &SINGLE,
+        | Arch::Olmo2
+        | Arch::Olmo3 => &SINGLE,
     }
 }
 

@@ -174,9 +174,11 @@ impl<B: Backend> Model<B> {
             );
         }
         let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
-        // Gemma 3's sliding-window layers: their own base, no scaling.
-        let local = c.gemma.as_ref().and_then(|g| g.local_rope_theta);
-        let rope_local = match local {
+        // Gemma 3's and OLMo 3's sliding-window layers: their own base, no scaling (no table
+        // of their own where that is the others' rotation).
+        let same =
+            |t: f64| t == c.rope_theta && c.rope_scaling.is_none() && c.rope_freq_factors.is_none();
+        let rope_local = match c.local_rope_theta.filter(|&t| !same(t)) {
             Some(theta) => {
                 let local = ModelConfig {
                     rope_theta: theta,

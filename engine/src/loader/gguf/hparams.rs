@@ -68,7 +68,8 @@ impl GgufFile {
     }
 
     /// The model family and its metadata prefix, from `general.architecture`: llama.cpp's
-    /// `llama` (Llama, Mistral, SmolLM2), `qwen2` and `qwen3`.
+    /// `llama` (Llama, Mistral, SmolLM2), `qwen2`, `qwen3`, ..., and `olmo2`, which is OLMo 3
+    /// where `olmo2.attention.sliding_window` is > 0.
     pub(super) fn arch(&self) -> Result<(Arch, &'static str)> {
         match self
             .metadata
@@ -84,7 +85,11 @@ impl GgufFile {
             Some("gemma3") => Ok((Arch::Gemma3, "gemma3")),
             Some("granite") => Ok((Arch::Granite, "granite")),
             Some("smollm3") => Ok((Arch::SmolLM3, "smollm3")),
-            Some("olmo2") => Ok((Arch::Olmo2, "olmo2")),
+            // llama.cpp writes OLMo 3 as `olmo2` with a window.
+            Some("olmo2") => match self.meta_u64("olmo2.attention.sliding_window")? {
+                Some(w) if w > 0 => Ok((Arch::Olmo3, "olmo2")),
+                _ => Ok((Arch::Olmo2, "olmo2")),
+            },
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -384,25 +389,15 @@ impl GgufFile {
             )));
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
-        if qk_norm != matches!(arch, Arch::Qwen3 | Arch::Gemma3 | Arch::Olmo2) {
+        if qk_norm != (matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.is_olmo()) {
             return Err(Error::format(
                 p,
-                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's and OLMo 2's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
+                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's and OLMo's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
             ));
         }
-        // llama.cpp writes OLMo 3 as `olmo2` with a window (in three layers of four, their
-        // RoPE unscaled): not OLMo 2's computation.
-        let swa = "olmo2.attention.sliding_window";
-        if let Some(w) = self
-            .meta_u64(swa)?
-            .filter(|&w| w > 0 && arch == Arch::Olmo2)
-        {
-            return Err(Error::unsupported(format!(
-                "{}: `{swa}` is {w}: an OLMo 3 file (sliding attention in three layers of four), which dlp-run does not read; OLMo 2's `olmo2` files have no window",
-                p.display()
-            )));
-        }
+        let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
+        let local_rope_theta = self.local_rope_theta(arch, &attention_window, rope_theta)?;
         let granite = self.granite(arch, head_dim)?;
         let vocab_size = match self.meta_u64(&key("vocab_size"))? {
             Some(v) => v as usize,
@@ -467,7 +462,7 @@ impl GgufFile {
                         format!("missing metadata `{a}.attention.layer_norm_rms_epsilon`"),
                     )
                 })? as f32,
-            rope_theta: self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0),
+            rope_theta,
             rope_scaling,
             rope_freq_factors,
             max_position_embeddings: self
@@ -480,6 +475,7 @@ impl GgufFile {
             qk_norm,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
+            local_rope_theta,
             attention_window,
             // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets.
             rope_layers: match arch {

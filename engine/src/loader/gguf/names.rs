@@ -58,10 +58,11 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
 }
 
 /// How messages name the tensors of an `arch` GGUF: [`gguf_name`], the reverse of
-/// [`hf_name_in`] (a `gemma2`, `gemma3` or `olmo2` file's norms named as it names them).
+/// [`hf_name_in`] (a `gemma2`, `gemma3` or `olmo2` file's norms named as it names them; OLMo 3
+/// files are `olmo2` files).
 pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
     match arch {
-        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 => gguf_name_gemma,
+        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 | Arch::Olmo3 => gguf_name_gemma,
         _ => gguf_name,
     }
 }

@@ -16,7 +16,8 @@ impl GgufFile {
     /// `gemma3.attention.sliding_window` > 0 that window in the sliding layers
     /// ([`GgufFile::gemma3_sliding`]: five of six by default) whose RoPE base is
     /// `gemma3.rope.freq_base_swa` (default 10000), unscaled; `final_logit_softcapping`
-    /// refused (llama.cpp's `gemma3` applies none). llama.cpp's
+    /// refused (llama.cpp's `gemma3` applies none). An OLMo 3 file (`olmo2` with
+    /// `olmo2.attention.sliding_window` > 0): that window in three layers of four. llama.cpp's
     /// `llama`, `qwen2` and `qwen3` have no window (Mistral GGUFs run with full attention there
     /// too), and it turns `phi3`'s off.
     pub(super) fn gemma(
@@ -32,6 +33,12 @@ impl GgufFile {
             Arch::Gemma => "gemma",
             Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
+            // llama.cpp's OLMo 3 (`olmo2` with a window): `set_swa_pattern(4)`.
+            Arch::Olmo3 => {
+                let w = self.meta_usize("olmo2.attention.sliding_window")?;
+                let sliding = sliding_every(layers, 4).into_iter();
+                return Ok((None, sliding.map(|s| s.then_some(w)).collect()));
+            }
             _ => return Ok((None, none)),
         };
         let (attn_softcap, final_softcap) = match arch {
@@ -50,7 +57,6 @@ impl GgufFile {
                 (None, None)
             }
         };
-        let gemma3 = arch == Arch::Gemma3;
         let (window, sliding) = match arch {
             Arch::Gemma2 => {
                 let key = "gemma2.attention.sliding_window";
@@ -85,24 +91,52 @@ impl GgufFile {
             }
             _ => head_dim as f64,
         };
-        let local_base = self
-            .meta_f64("gemma3.rope.freq_base_swa")?
-            .unwrap_or(10000.0);
-        if !(local_base.is_finite() && local_base > 0.0) {
-            return Err(Error::format(
-                &self.path,
-                format!("gemma3.rope.freq_base_swa is {local_base}; expected a number > 0"),
-            ));
-        }
         let features = GemmaFeatures {
             embed_scale: (hidden as f32).sqrt(),
             sandwich_norms: arch != Arch::Gemma,
-            local_rope_theta: window.filter(|_| gemma3).map(|_| local_base),
             query_pre_attn_scalar: scale_dim,
             attn_softcap,
             final_softcap,
         };
         Ok((Some(features), windows))
+    }
+
+    /// The RoPE base of the sliding-window layers, which rotate unscaled
+    /// ([`crate::config::ModelConfig::local_rope_theta`]), where `windows` has any: a `gemma3`
+    /// file's `gemma3.rope.freq_base_swa` (default 10000); an OLMo 3 file's `rope_theta`, the
+    /// file's base (llama.cpp rotates its sliding layers at that base with no YaRN).
+    ///
+    /// # Errors
+    /// A base that is not a number > 0; an OLMo 3 file whose `olmo2.rope.freq_base_swa`
+    /// differs from its base (llama.cpp's `olmo2` rotation is not known to read it).
+    pub(super) fn local_rope_theta(
+        &self,
+        arch: Arch,
+        windows: &[Option<usize>],
+        rope_theta: f64,
+    ) -> Result<Option<f64>> {
+        if windows.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let (key, base) = match arch {
+            Arch::Gemma3 => ("gemma3.rope.freq_base_swa", 10000.0),
+            Arch::Olmo3 => ("olmo2.rope.freq_base_swa", rope_theta),
+            _ => return Ok(None),
+        };
+        let local = self.meta_f64(key)?.unwrap_or(base);
+        if !(local.is_finite() && local > 0.0) {
+            return Err(Error::format(
+                &self.path,
+                format!("metadata `{key}` is {local}; expected a number > 0"),
+            ));
+        }
+        if arch == Arch::Olmo3 && local != rope_theta {
+            return Err(Error::unsupported(format!(
+                "{}: metadata `{key}` {local} differs from `olmo2.rope.freq_base` {rope_theta}: llama.cpp rotates OLMo 3's sliding layers at the file's base, and a base of their own is not read",
+                self.path.display()
+            )));
+        }
+        Ok(Some(local))
     }
 
     /// A soft cap from metadata `key` (`default` where absent), as llama.cpp reads Gemma 2's.
