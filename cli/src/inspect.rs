@@ -297,8 +297,10 @@ fn config_text(c: &ModelConfig) -> String {
         false => format!("{rope}; NoPE layers (no rotation) {}", nope.join(" ")),
     };
     let rope = match c.local_rope_theta {
-        Some(t) => format!("{rope}; sliding layers' RoPE theta {t} (unscaled)"),
-        None => rope,
+        Some(t) if c.attention_window.iter().any(Option::is_some) => {
+            format!("{rope}; sliding layers' RoPE theta {t} (unscaled)")
+        }
+        _ => rope,
     };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
     let gemma = match &c.gemma {

@@ -26,7 +26,7 @@ pub(crate) use windows::sliding_every;
 
 /// The HF `model_type`s read ([`ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -70,6 +70,10 @@ pub enum Arch {
     /// (`layer_types`), whose RoPE is unscaled and has a base of its own
     /// ([`ModelConfig::local_rope_theta`]).
     Olmo3,
+    /// EXAONE 4 (`Exaone4ForCausalLM`): OLMo 2's norms with each head's query and key normed (as
+    /// Qwen3's), and, where the config has a window, sliding layers (three of four by default)
+    /// that rotate beside full-attention layers that do not (NoPE); no biases.
+    Exaone4,
     /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
     /// ([`ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
     /// in the layers `layer_types` names.
@@ -87,10 +91,15 @@ impl Arch {
         matches!(self, Arch::Qwen2 | Arch::Qwen3)
     }
 
-    /// OLMo 2 or OLMo 3: norms after each sub-block only, query/key norms over all heads, no
-    /// MLP biases.
+    /// OLMo 2 or OLMo 3: query/key norms over all heads.
     pub fn is_olmo(self) -> bool {
         matches!(self, Arch::Olmo2 | Arch::Olmo3)
+    }
+
+    /// Norms after each sub-block and none before, no MLP biases (transformers'
+    /// `Olmo2DecoderLayer` and `Olmo2MLP`: OLMo 2 and 3, EXAONE 4).
+    pub fn post_norms_only(self) -> bool {
+        self.is_olmo() || self == Arch::Exaone4
     }
 }
 
@@ -155,12 +164,13 @@ pub struct ModelConfig {
     /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
     /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
     pub rope_layers: Vec<bool>,
-    /// The RoPE base of the sliding-window layers, which rotate unscaled, where it differs from
-    /// the others' rotation: Gemma 3's (`rope_local_base_freq`, transformers 5's
+    /// The RoPE base of the sliding-window layers (those with a window), which rotate
+    /// unscaled: Gemma 3's (`rope_local_base_freq`, transformers 5's
     /// `rope_parameters.sliding_attention`; llama.cpp's `gemma3.rope.freq_base_swa`, default
     /// 10000) and OLMo 3's (`rope_parameters.sliding_attention`; llama.cpp's `olmo2` sliding
-    /// layers: the file's base, with no YaRN). `None`: every layer rotates by `rope_theta` and
-    /// the scaling.
+    /// layers: the file's base, with no YaRN). It may equal the others' rotation (the model
+    /// then makes no second table). `None`: every layer rotates by `rope_theta` and the
+    /// scaling.
     pub local_rope_theta: Option<f64>,
     /// Per layer: the sliding attention window (a query sees itself and the `w - 1` positions
     /// before it), or None for full causal attention.
@@ -258,6 +268,7 @@ impl ModelConfig {
             "smollm3" => Arch::SmolLM3,
             "olmo2" => Arch::Olmo2,
             "olmo3" => Arch::Olmo3,
+            "exaone4" => Arch::Exaone4,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -318,9 +329,10 @@ impl ModelConfig {
             None => f.f64_or("rope_theta", default_theta)?,
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
-        // Olmo2Config's and Olmo3Config's default is 2048, SmolLM3Config's 32768.
+        // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 2048, SmolLM3Config's
+        // 32768.
         let context = match arch {
-            Arch::Olmo2 | Arch::Olmo3 => 2048,
+            Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };
@@ -353,14 +365,17 @@ impl ModelConfig {
         let activation = gemma::activation(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, path)?;
         let granite = granite::from_hf(v, arch, path)?;
-        // Phi-3's, Gemma's and OLMo's MLPs have no biases whatever the config says; Phi-3 has
-        // no attention biases either (Phi3Config has neither key).
-        let no_bias = arch == Arch::Phi3;
-        let no_mlp_bias = no_bias || gemma.is_some() || arch.is_olmo();
+        // Phi-3's, Gemma's, OLMo's and EXAONE 4's MLPs have no biases whatever the config
+        // says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
+        // are made without).
+        let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
+        let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only();
         let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
+        let rope_layers =
+            smollm3::exaone4_rope_layers(v, arch, &attention_window).unwrap_or(rope_layers);
         ModelConfig {
             arch,
             hidden_size,
@@ -371,9 +386,11 @@ impl ModelConfig {
             head_dim,
             rotary_dim,
             vocab_size: f.usize("vocab_size")?,
-            // Olmo2Config's and Olmo3Config's default is 1e-5.
-            rms_norm_eps: f.f64_or("rms_norm_eps", if arch.is_olmo() { 1e-5 } else { 1e-6 })?
-                as f32,
+            // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 1e-5.
+            rms_norm_eps: f.f64_or(
+                "rms_norm_eps",
+                if arch.post_norms_only() { 1e-5 } else { 1e-6 },
+            )? as f32,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
@@ -383,7 +400,7 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: attention_bias,
             mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
-            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.is_olmo(),
+            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.post_norms_only(),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),

@@ -8,7 +8,8 @@
 //! refused; logits: `tiny_granite_gguf`. `smollm3`'s NoPE layers: every fourth, whatever the
 //! file holds (llama.cpp has no key for them); logits: `tiny_smollm3_gguf`. `olmo2`: its
 //! norms, and OLMo 3's windows where the file has one; logits: `tiny_olmo2_gguf`,
-//! `tiny_olmo3_gguf`.
+//! `tiny_olmo3_gguf`. `exaone4`: windows and NoPE layers in 64-layer files only; logits:
+//! `tiny_exaone4_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -55,7 +56,7 @@ fn gguf(
         data: vec![0; 4 * head_dim as usize],
     };
     let tensors = match arch {
-        "gemma3" | "olmo2" => vec![norm],
+        "gemma3" | "olmo2" | "exaone4" => vec![norm],
         _ => vec![],
     };
     Writer {
@@ -330,4 +331,51 @@ fn olmo2_norms_and_olmo3_windows() {
         e.contains("`olmo2.rope.freq_base_swa` 10000 differs"),
         "{e}"
     );
+    // The converter's per-layer flags, as three in four; another pattern is refused.
+    let mut pattern = window();
+    pattern.push((
+        "olmo2.attention.sliding_window_pattern",
+        M::I32s(vec![1, 1, 1, 0, 1]),
+    ));
+    assert!(read("o3p.gguf", &gguf("olmo2", 5, 64, 4, 16, pattern)).is_ok());
+    for other in [M::U32(6), M::I32s(vec![1; 5])] {
+        let mut pattern = window();
+        pattern.push(("olmo2.attention.sliding_window_pattern", other));
+        let e = read("o3q.gguf", &gguf("olmo2", 5, 64, 4, 16, pattern))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not three sliding layers in four"), "{e}");
+    }
+}
+
+/// llama.cpp's `exaone4`: OLMo 2's norms with per-head query/key norms; a window only in a
+/// 64-layer file (`exaone4.attention.sliding_window`, default 4096, in three layers of four,
+/// the others NoPE); any other count attends to everything and rotates in every layer whatever
+/// the key says.
+#[test]
+fn exaone4_windows_only_at_64_layers() {
+    use dlp_engine::config::Arch;
+    let window = || vec![("exaone4.attention.sliding_window", M::U32(8))];
+    let c = read("e3.gguf", &gguf("exaone4", 3, 64, 4, 16, window())).unwrap();
+    assert_eq!(c.arch, Arch::Exaone4);
+    assert!(c.qk_norm && !c.pre_norms() && c.post_norms());
+    assert_eq!(c.qk_norm_widths(), (16, 16));
+    assert_eq!(
+        (full_layers(&c), c.rope_layers),
+        (vec![0, 1, 2], vec![true; 3])
+    );
+    let c = read("e64.gguf", &gguf("exaone4", 64, 64, 4, 16, vec![])).unwrap();
+    assert_eq!(
+        c.attention_window[..4],
+        [Some(4096), Some(4096), Some(4096), None]
+    );
+    assert_eq!(c.rope_layers[..4], [true, true, true, false]);
+    assert_eq!(full_layers(&c).len(), 16);
+    let c = read("e64w.gguf", &gguf("exaone4", 64, 64, 4, 16, window())).unwrap();
+    assert_eq!(c.attention_window[0], Some(8));
+    let zero = vec![("exaone4.attention.sliding_window", M::U32(0))];
+    let e = read("e64z.gguf", &gguf("exaone4", 64, 64, 4, 16, zero))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`exaone4.attention.sliding_window` is 0"), "{e}");
 }

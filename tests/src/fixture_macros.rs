@@ -196,16 +196,19 @@ macro_rules! smollm3_fixture_tests {
     };
 }
 
-/// One `#[test]` per OLMo fixture of this repository (`tiny_olmo2`: no norms before the
+/// One `#[test]` per fixture of this repository with OLMo 2's norms (`tiny_olmo2`: no norms before the
 /// sub-blocks, norms after them, the query and key normed over all heads at once, two adapters
 /// (one on q_proj and k_proj, whose outputs those norms read); `tiny_olmo2_gguf`: llama.cpp's
 /// `olmo2` file; made by `tests/fixtures/make_olmo2.py`; `tiny_olmo3`: OLMo 3's sliding layers,
 /// chosen by `layer_types`, rotating unscaled at a base of their own beside a YaRN
 /// full-attention layer; `tiny_olmo3_gguf`: llama.cpp's `olmo2` file with a window; made by
-/// `tests/fixtures/make_olmo3.py`), each calling `$run("<fixture folder>")`. Existing ops in
+/// `tests/fixtures/make_olmo3.py`; `tiny_exaone4`: per-head query/key norms, sliding layers
+/// beside a NoPE full-attention layer, Llama 3 RoPE scaling, two adapters; `tiny_exaone4_gguf`:
+/// llama.cpp's `exaone4` file of three layers, unwindowed; made by
+/// `tests/fixtures/make_exaone4.py`), each calling `$run("<fixture folder>")`. Existing ops in
 /// another order, and a second RoPE table: run where the plain fixtures run.
 #[macro_export]
-macro_rules! olmo_fixture_tests {
+macro_rules! post_norm_fixture_tests {
     ($run:path) => {
         #[test]
         fn tiny_olmo2() {
@@ -223,6 +226,14 @@ macro_rules! olmo_fixture_tests {
         fn tiny_olmo3_gguf() {
             $run("tiny-olmo3-gguf");
         }
+        #[test]
+        fn tiny_exaone4() {
+            $run("tiny-exaone4");
+        }
+        #[test]
+        fn tiny_exaone4_gguf() {
+            $run("tiny-exaone4-gguf");
+        }
     };
 }
 
@@ -231,7 +242,8 @@ macro_rules! olmo_fixture_tests {
 /// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE
 /// layer, unrotated; `tiny_olmo2`: its query and key normed over all heads, its linears reading
 /// the residual stream unnormed; `tiny_olmo3`: that, and sliding layers rotating by a table of
-/// their own beside a YaRN full-attention layer), each calling `$run("<fixture folder>")`: in the modes that round on
+/// their own beside a YaRN full-attention layer; `tiny_exaone4`: OLMo 2's norms, sliding layers
+/// beside a NoPE full-attention layer), each calling `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
 /// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
@@ -258,6 +270,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_olmo3() {
             $run("tiny-olmo3");
+        }
+        #[test]
+        fn tiny_exaone4() {
+            $run("tiny-exaone4");
         }
     };
 }

@@ -25,7 +25,7 @@ dlp_tests::phi3_fixture_tests!(run_fixture);
 dlp_tests::gemma_fixture_tests!(run_fixture);
 dlp_tests::granite_fixture_tests!(run_fixture);
 dlp_tests::smollm3_fixture_tests!(run_fixture);
-dlp_tests::olmo_fixture_tests!(run_fixture);
+dlp_tests::post_norm_fixture_tests!(run_fixture);
 
 #[test]
 fn smollm2_f32_weights() {

@@ -6,21 +6,21 @@ use super::ModelConfig;
 
 impl ModelConfig {
     /// Whether each layer norms the input of its attention and feed-forward (`input_layernorm`
-    /// and the pre-feed-forward norm); OLMo 2 and 3 norm their outputs only
-    /// ([`Self::post_norms`]).
+    /// and the pre-feed-forward norm); OLMo 2 and 3 and EXAONE 4 norm their outputs only
+    /// ([`Self::post_norms`], [`super::Arch::post_norms_only`]).
     pub fn pre_norms(&self) -> bool {
-        !self.arch.is_olmo()
+        !self.arch.post_norms_only()
     }
 
     /// Whether each sub-block's output is normed before its residual add
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`): Gemma 2's and 3's
-    /// [`Self::sandwich_norms`], and OLMo 2's and 3's, which have no others.
+    /// [`Self::sandwich_norms`], and OLMo 2's and 3's and EXAONE 4's, which have no others.
     pub fn post_norms(&self) -> bool {
-        self.sandwich_norms() || self.arch.is_olmo()
+        self.sandwich_norms() || self.arch.post_norms_only()
     }
 
     /// The widths the query and key norms ([`ModelConfig::qk_norm`]) run over, `(query,
-    /// key)`: each head's, `(head_dim, head_dim)` (Qwen3, Gemma 3), or the whole projection's,
+    /// key)`: each head's, `(head_dim, head_dim)` (Qwen3, Gemma 3, EXAONE 4), or the whole projection's,
     /// `(q_dim, kv_dim)` (OLMo 2's and 3's `Olmo2RMSNorm(num_heads * head_dim)`). Each row of
     /// the query is `q_dim / query` such vectors.
     pub fn qk_norm_widths(&self) -> (usize, usize) {

@@ -196,10 +196,7 @@ pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, O
     let top_local = Fields { v, path }.f64_or("rope_local_base_freq", 10000.0)?;
     let local_theta = match local {
         Some(s) => {
-            let kind = s
-                .get("rope_type")
-                .and_then(Value::as_str)
-                .unwrap_or("default");
+            let kind = super::rope::kind(s).unwrap_or("default");
             if kind != "default" {
                 return Err(Error::unsupported(format!(
                     "{}: `rope_parameters.sliding_attention` of type `{kind}`: the sliding-window layers' RoPE is read unscaled",
@@ -227,9 +224,10 @@ pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, O
         out["rope_theta"] = Value::from(1_000_000.0);
     }
     // transformers 5 reads either layout as settings per layer type.
-    if let Some(full) = super::rope::settings(&out, path)? {
-        super::rope::per_type_truncate(full, path)?;
-    }
+    super::rope::per_type_truncate(v, super::rope::settings(&out, path)?, path)?;
+    // transformers reads a top-level `original_max_position_embeddings` for flat settings only.
+    out.as_object_mut()
+        .map(|o| o.remove("original_max_position_embeddings"));
     Ok((out, Some(local_theta)))
 }
 
@@ -462,6 +460,9 @@ mod tests {
         let mut yarn = gemma3_1b();
         yarn["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0, "truncate": false});
         refused(yarn, "`truncate: false` in the full-attention layers' YaRN");
+        let mut typed = gemma3_1b();
+        typed["rope_parameters"] = json!({"sliding_attention": {"type": "linear", "factor": 2.0}});
+        refused(typed, "sliding-window layers' RoPE is read unscaled");
     }
 
     /// Gemma (1): `hidden_act: gelu` is GemmaConfig's legacy name for the tanh GELU; no

@@ -25,8 +25,8 @@ const DEFAULT_THETA: f64 = 500_000.0;
 /// `rope_parameters` that is not an object of per-layer-type objects (a flat one, which
 /// Olmo3Config keeps but its rotary embedding never reads, is refused rather than ignored);
 /// sliding-window settings of another type than `default` (the sliding layers are read
-/// unscaled); a base that is not a number > 0; YaRN's `truncate` other than true
-/// ([`super::rope::per_type_truncate`]).
+/// unscaled, whether `rope_type` or transformers 4's `type` names it); a base that is not a
+/// number > 0; YaRN's `truncate` other than true ([`super::rope::per_type_truncate`]).
 pub(super) fn olmo3_view(v: &Value, path: &Path) -> Result<(Value, f64)> {
     let err = |m: String| Error::format(path, m);
     super::rope::per_type_only(v, "OLMo 3", path)?;
@@ -59,7 +59,11 @@ pub(super) fn olmo3_view(v: &Value, path: &Path) -> Result<(Value, f64)> {
             )))
         }
     }
-    full.entry("rope_type").or_insert("default".into());
+    // Olmo3Config's default settings, where neither `rope_type` nor transformers 4's `type`
+    // names one.
+    if super::rope::kind(&Value::Object(full.clone())).is_none() {
+        full.insert("rope_type".into(), "default".into());
+    }
     let theta = |o: &Map<String, Value>, fallback: Option<&Value>, what: &str| -> Result<f64> {
         let t = match o.get("rope_theta").filter(|t| !t.is_null()) {
             Some(t) => t,
@@ -78,20 +82,26 @@ pub(super) fn olmo3_view(v: &Value, path: &Path) -> Result<(Value, f64)> {
     };
     let full_theta = theta(&full, v.get("rope_theta"), "full-attention")?;
     full.insert("rope_theta".into(), full_theta.into());
-    let kind = sliding.get("rope_type").and_then(Value::as_str);
-    if let Some(kind) = kind.filter(|&k| k != "default") {
+    let sliding = Value::Object(sliding);
+    if let Some(kind) = super::rope::kind(&sliding).filter(|&k| k != "default") {
         return Err(Error::unsupported(format!(
             "{}: `rope_parameters.sliding_attention` of type `{kind}`: OLMo 3's sliding-window layers are read unscaled",
             path.display()
         )));
     }
-    let local_theta = theta(&sliding, None, "sliding-window")?;
+    let local_theta = match &sliding {
+        Value::Object(s) => theta(s, None, "sliding-window")?,
+        _ => DEFAULT_THETA,
+    };
     let full = Value::Object(full);
-    super::rope::per_type_truncate(&full, path)?;
+    super::rope::per_type_truncate(v, Some(&full), path)?;
     let mut out = v.clone();
     if let Some(o) = out.as_object_mut() {
         o.remove("rope_scaling");
         o.remove("rope_theta");
+        // transformers reads a top-level `original_max_position_embeddings` for flat settings
+        // only.
+        o.remove("original_max_position_embeddings");
         o.insert("rope_parameters".into(), full);
     }
     Ok((out, local_theta))
@@ -152,7 +162,25 @@ mod tests {
         assert!(matches!(c.rope_scaling, Some(RopeScaling::Linear { factor }) if factor == 2.0));
         assert_eq!((c.rope_theta, c.local_rope_theta), (3e4, Some(2e4)));
 
-        // No window and no sliding layers: full attention everywhere.
+        // transformers 4's `type` names YaRN as `rope_type` does, in either place; a top-level
+        // `original_max_position_embeddings` is not read beside per-type settings.
+        let yarn = json!({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64});
+        let mut typed = olmo3(4);
+        typed["rope_parameters"] = json!({"full_attention": yarn});
+        typed["original_max_position_embeddings"] = json!(2048);
+        let mut merged = olmo3(4);
+        merged["rope_parameters"] = json!({"sliding_attention": {"rope_theta": 1e4}});
+        merged["rope_scaling"] = yarn;
+        for v in [typed, merged] {
+            let c = read(&v).unwrap();
+            let Some(RopeScaling::Yarn(y)) = c.rope_scaling else {
+                panic!("{:?}", c.rope_scaling)
+            };
+            assert_eq!((y.factor, y.original_max_position_embeddings), (4.0, 64.0));
+        }
+
+        // No window and no sliding layers: full attention everywhere (transformers fails to
+        // build the sliding mask it makes in any case).
         let mut full = olmo3(2);
         full["sliding_window"] = json!(null);
         full["layer_types"] = json!(["full_attention", "full_attention"]);
@@ -172,6 +200,16 @@ mod tests {
                 "rope_parameters",
                 json!({"sliding_attention": {"rope_type": "linear", "factor": 2.0}}),
                 "sliding-window layers are read unscaled",
+            ),
+            (
+                "rope_parameters",
+                json!({"sliding_attention": {"type": "linear", "factor": 2.0}}),
+                "sliding-window layers are read unscaled",
+            ),
+            (
+                "rope_parameters",
+                json!({"full_attention": {"rope_type": "yarn", "factor": 2.0}, "truncate": false}),
+                "`truncate: false` in `rope_parameters` (beside the layer types)",
             ),
             (
                 "rope_parameters",

@@ -102,19 +102,38 @@ pub fn yarn_mscale(scale: f64, mscale: f64) -> f64 {
     }
 }
 
-/// Refuses a `truncate` other than true in the full-attention settings of a per-layer-type
-/// config (Gemma 3's, OLMo 3's `rope_parameters.full_attention`). transformers 5.25's YaRN reads
-/// `truncate` from the top level of `rope_parameters` (`_compute_yarn_parameters`), which
-/// there holds the layer types, so it truncates whatever the setting says; reading the setting
-/// would leave transformers' logits, ignoring it would leave the file's meaning.
-pub(super) fn per_type_truncate(full: &Value, path: &Path) -> Result<()> {
-    match full.get("truncate") {
-        None | Some(Value::Bool(true)) => Ok(()),
-        Some(x) => Err(Error::unsupported(format!(
-            "{}: `truncate: {x}` in the full-attention layers' YaRN settings: transformers 5.25 does not read it in a config with RoPE settings per layer type (it truncates), so the two readings differ; remove the key to get transformers' logits",
-            path.display()
-        ))),
+/// Refuses a YaRN `truncate` other than true in a per-layer-type config (Gemma 3's, OLMo 3's):
+/// in the full-attention settings `full` (`rope_parameters.full_attention`, or transformers 4's
+/// `rope_scaling` merged into them), which transformers 5.25 does not read there, and at the
+/// top of `rope_parameters`, which it does (`_compute_yarn_parameters` reads
+/// `config.rope_parameters.get("truncate", True)`, the object that holds the layer types). The
+/// first would leave transformers' logits if read, the second the file's meaning if ignored.
+pub(super) fn per_type_truncate(v: &Value, full: Option<&Value>, path: &Path) -> Result<()> {
+    let top = v.get("rope_parameters").and_then(|p| p.get("truncate"));
+    for (found, where_) in [
+        (
+            full.and_then(|f| f.get("truncate")),
+            "the full-attention layers' YaRN settings",
+        ),
+        (top, "`rope_parameters` (beside the layer types)"),
+    ] {
+        match found {
+            None | Some(Value::Bool(true)) => {}
+            Some(x) => return Err(Error::unsupported(format!(
+                "{}: `truncate: {x}` in {where_}: transformers 5.25 reads `truncate` at the top of a config's RoPE settings per layer type only, and this engine in neither place; remove the key (truncate: true) to get transformers' logits",
+                path.display()
+            ))),
+        }
     }
+    Ok(())
+}
+
+/// The RoPE type of settings `s`: `rope_type`, or transformers 4's `type` (transformers 5
+/// falls back to it, `standardize_rope_params`); `None` where neither is a string.
+pub(super) fn kind(s: &Value) -> Option<&str> {
+    s.get("rope_type")
+        .or_else(|| s.get("type"))
+        .and_then(Value::as_str)
 }
 
 /// Refuses flat `rope_parameters` (one `rope_type` / `rope_theta` for every layer) in a config of

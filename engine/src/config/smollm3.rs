@@ -1,4 +1,4 @@
-//! SmolLM3's NoPE layers: which layers rotate their query and key.
+//! NoPE layers (SmolLM3's, EXAONE 4's): which layers rotate their query and key.
 
 use std::path::Path;
 
@@ -65,4 +65,17 @@ pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> 
         layers,
         interval.min(usize::MAX as i128) as usize,
     ))
+}
+
+/// EXAONE 4's RoPE flags, given each layer's window ([`super::windows::attention_windows`]):
+/// where the config has a `sliding_window`, only the sliding layers rotate and the
+/// full-attention ones are NoPE (Exaone4Attention rotates where `sliding_window is None or
+/// is_sliding`); without one, every layer rotates. `None` for the other families.
+pub(super) fn exaone4_rope_layers(
+    v: &Value,
+    arch: Arch,
+    windows: &[Option<usize>],
+) -> Option<Vec<bool>> {
+    let windowed = !matches!(v.get("sliding_window"), Some(Value::Null));
+    (arch == Arch::Exaone4).then(|| windows.iter().map(|w| !windowed || w.is_some()).collect())
 }

@@ -441,3 +441,53 @@ fn olmo2_reads_as_transformers_olmo2config() {
     assert!(c.pre_norms() && !c.post_norms());
     assert_eq!((c.qk_norm_widths(), c.rms_norm_eps), ((16, 16), 1e-6));
 }
+
+/// EXAONE 4 as Exaone4Config and Exaone4Attention read it (checked against transformers 5.25):
+/// OLMo 2's norms with per-head query/key norms; no biases whatever the config says; with a
+/// window, the sliding layers (all but every `sliding_window_pattern`-th, default 4) rotate and
+/// the full-attention ones do not; without one, every layer rotates.
+#[test]
+fn exaone4_reads_as_transformers_exaone4config() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "exaone4", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 5, "vocab_size": 256, "attention_bias": true, "mlp_bias": true});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Exaone4);
+    assert!(c.qk_norm && !c.pre_norms() && c.post_norms());
+    assert_eq!(c.qk_norm_widths(), (16, 16));
+    assert!(!c.mlp_bias && !c.qkv_bias && !c.o_bias && !c.tie_word_embeddings);
+    assert_eq!((c.rms_norm_eps, c.max_position_embeddings), (1e-5, 2048));
+    let w = Some(4096);
+    assert_eq!(c.attention_window, [w, w, w, None, w]);
+    assert_eq!(c.rope_layers, [true, true, true, false, true]);
+    // A pattern of 2; layer_types over it; no window: every layer rotates.
+    let mut two = v.clone();
+    two["sliding_window_pattern"] = 2.into();
+    two["sliding_window"] = 8.into();
+    let c = read(&two).unwrap();
+    assert_eq!(c.rope_layers, [true, false, true, false, true]);
+    two["layer_types"] = serde_json::json!(vec!["full_attention"; 5]);
+    let c = read(&two).unwrap();
+    assert_eq!(
+        (c.attention_window, c.rope_layers),
+        (vec![None; 5], vec![false; 5])
+    );
+    two["sliding_window"] = serde_json::Value::Null;
+    assert_eq!(read(&two).unwrap().rope_layers, [true; 5]);
+    // Where Exaone4Config fails without `layer_types`: a string pattern (TypeError), a null
+    // window (a pattern of 0, ZeroDivisionError).
+    for (key, value) in [
+        ("sliding_window_pattern", serde_json::json!("LLLG")),
+        ("sliding_window", serde_json::Value::Null),
+    ] {
+        let mut bad = v.clone();
+        bad[key] = value;
+        let e = read(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("no `layer_types`, and `sliding_window_pattern` is"),
+            "{e}"
+        );
+    }
+}

@@ -26,7 +26,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Gemma2
         | Arch::Gemma3
         | Arch::SmolLM3
-        | Arch::Olmo3 => false,
+        | Arch::Olmo3
+        | Arch::Exaone4 => false,
     }
 }
 
@@ -35,7 +36,8 @@ fn windowless(arch: Arch) -> bool {
 /// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
 /// `sliding_window` in every layer (Phi-3 reads no `layer_types`), or Gemma 3's in every layer
 /// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer, or
-/// OLMo 3's in three layers of four, or
+/// OLMo 3's in three layers of four, or EXAONE 4's in all but each
+/// `sliding_window_pattern`-th (default 4), or
 /// SmolLM3's `use_sliding_window` in its NoPE layers (`rope_layers` false).
 pub(super) fn attention_windows(
     v: &Value,
@@ -48,7 +50,10 @@ pub(super) fn attention_windows(
         // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
         // is none).
         None if arch.qwen_windows()
-            || matches!(arch, Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3) =>
+            || matches!(
+                arch,
+                Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 | Arch::Exaone4
+            ) =>
         {
             Some(4096)
         }
@@ -138,10 +143,11 @@ pub(super) fn attention_windows(
     }
     Ok(match arch {
         Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 => vec![None; layers],
-        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 => {
+        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 | Arch::Exaone4 => {
             let sliding = match arch {
                 // Olmo3Config's `layer_types` where none is given.
                 Arch::Olmo3 => sliding_every(layers, 4),
+                Arch::Exaone4 => exaone4_sliding(v, layers, window.is_some(), path)?,
                 _ => gemma::gemma_sliding(v, arch, layers, path)?,
             };
             match window {
@@ -149,7 +155,7 @@ pub(super) fn attention_windows(
                 None if sliding.contains(&true) => {
                     return Err(Error::format(
                         path,
-                         "`sliding_window` is null, but Gemma 2's, Gemma 3's and OLMo 3's sliding layers need one",
+                         "`sliding_window` is null, but Gemma 2's, Gemma 3's, OLMo 3's and EXAONE 4's sliding layers need one",
                     ))
                 }
                 None => vec![None; layers],
@@ -165,4 +171,35 @@ pub(super) fn attention_windows(
             (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
     })
+}
+
+/// EXAONE 4's sliding layers where the config lists no `layer_types`, as Exaone4Config makes
+/// them: all but each `sliding_window_pattern`-th layer (default 4).
+///
+/// # Errors
+/// Where Exaone4Config fails: a pattern that is a string (its `"LLLG"` form, which it
+/// documents but does not read without `layer_types`), not an integer, or 0 (also what a null
+/// `sliding_window` makes it), which it divides by.
+fn exaone4_sliding(v: &Value, layers: usize, windowed: bool, path: &Path) -> Result<Vec<bool>> {
+    let key = "sliding_window_pattern";
+    // A null window makes Exaone4Config's pattern 0.
+    let period = match v.get(key) {
+        None => Some(4),
+        Some(x) => x.as_u64(),
+    }
+    .filter(|&p| p > 0 && windowed);
+    let period = period.ok_or_else(|| {
+        Error::format(
+            path,
+            format!(
+                "no `layer_types`, and `{key}` is {} with `sliding_window` {}: transformers' Exaone4Config makes the layer types only from a positive integer pattern with a window; list `layer_types`",
+                v.get(key).map_or("absent".into(), |x| x.to_string()),
+                v.get("sliding_window").map_or("absent".into(), |x| x.to_string()),
+            ),
+        )
+    })?;
+    Ok(sliding_every(
+        layers,
+        period.min(layers as u64 + 1) as usize,
+    ))
 }

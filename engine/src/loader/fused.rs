@@ -74,7 +74,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Granite
         | Arch::SmolLM3
         | Arch::Olmo2
-        | Arch::Olmo3 => &SINGLE,
+        | Arch::Olmo3
+        | Arch::Exaone4 => &SINGLE,
     }
 }
 

@@ -90,6 +90,7 @@ impl GgufFile {
                 Some(w) if w > 0 => Ok((Arch::Olmo3, "olmo2")),
                 _ => Ok((Arch::Olmo2, "olmo2")),
             },
+            Some("exaone4") => Ok((Arch::Exaone4, "exaone4")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -101,7 +102,7 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\" or \"olmo2\""
+                         \"smollm3\", \"olmo2\" or \"exaone4\""
                     ),
                 ))
             }
@@ -389,10 +390,10 @@ impl GgufFile {
             )));
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
-        if qk_norm != (matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.is_olmo()) {
+        if qk_norm != (matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.post_norms_only()) {
             return Err(Error::format(
                 p,
-                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's and OLMo's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
+                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's, OLMo's and EXAONE 4's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
             ));
         }
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
@@ -444,6 +445,15 @@ impl GgufFile {
                 eos.push(i);
             }
         }
+        // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets; its `exaone4`:
+        // with windows, the sliding layers alone rotate.
+        let rope_layers = match arch {
+            Arch::SmolLM3 => rope_every(num_layers, NOPE_EVERY),
+            Arch::Exaone4 if attention_window.iter().any(Option::is_some) => {
+                attention_window.iter().map(Option::is_some).collect()
+            }
+            _ => vec![true; num_layers],
+        };
         ModelConfig {
             arch,
             hidden_size: hidden,
@@ -477,11 +487,7 @@ impl GgufFile {
             eos_token_ids: eos,
             local_rope_theta,
             attention_window,
-            // llama.cpp's `smollm3`: every fourth layer NoPE, a step no key sets.
-            rope_layers: match arch {
-                Arch::SmolLM3 => rope_every(num_layers, NOPE_EVERY),
-                _ => vec![true; num_layers],
-            },
+            rope_layers,
             activation: match gemma {
                 Some(_) => Activation::GeluTanh,
                 None => Activation::Silu,

@@ -58,16 +58,16 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
 }
 
 /// How messages name the tensors of an `arch` GGUF: [`gguf_name`], the reverse of
-/// [`hf_name_in`] (a `gemma2`, `gemma3` or `olmo2` file's norms named as it names them; OLMo 3
-/// files are `olmo2` files).
+/// [`hf_name_in`] (a `gemma2`, `gemma3`, `olmo2` or `exaone4` file's norms named as it names
+/// them; OLMo 3 files are `olmo2` files).
 pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
     match arch {
-        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 | Arch::Olmo3 => gguf_name_gemma,
+        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => gguf_name_gemma,
         _ => gguf_name,
     }
 }
 
-/// GGUF name of an HF tensor name in a `gemma2`, `gemma3` or `olmo2` file, whose post-attention
+/// GGUF name of an HF tensor name in a `gemma2`, `gemma3`, `olmo2` or `exaone4` file, whose post-attention
 /// norm is `post_attention_norm` and pre-feed-forward norm (not OLMo 2's) `ffn_norm`
 /// ([`gguf_name`] otherwise).
 fn gguf_name_gemma(name: &str) -> Option<String> {

@@ -14,10 +14,12 @@ impl GgufFile {
     /// in every other layer from the first, the soft caps `gemma2.attn_logit_softcapping`
     /// (default 50) and `gemma2.final_logit_softcapping` (default 30). `gemma3`: with
     /// `gemma3.attention.sliding_window` > 0 that window in the sliding layers
-    /// ([`GgufFile::gemma3_sliding`]: five of six by default) whose RoPE base is
+    /// ([`GgufFile::sliding_pattern`]: five of six by default) whose RoPE base is
     /// `gemma3.rope.freq_base_swa` (default 10000), unscaled; `final_logit_softcapping`
     /// refused (llama.cpp's `gemma3` applies none). An OLMo 3 file (`olmo2` with
-    /// `olmo2.attention.sliding_window` > 0): that window in three layers of four. llama.cpp's
+    /// `olmo2.attention.sliding_window` > 0): that window in three layers of four. An `exaone4`
+    /// file of 64 layers: `exaone4.attention.sliding_window` (default 4096) in three layers of
+    /// four; of any other count: none, whatever the key says. llama.cpp's
     /// `llama`, `qwen2` and `qwen3` have no window (Mistral GGUFs run with full attention there
     /// too), and it turns `phi3`'s off.
     pub(super) fn gemma(
@@ -36,6 +38,29 @@ impl GgufFile {
             // llama.cpp's OLMo 3 (`olmo2` with a window): `set_swa_pattern(4)`.
             Arch::Olmo3 => {
                 let w = self.meta_usize("olmo2.attention.sliding_window")?;
+                let sliding = sliding_every(layers, 4);
+                // llama.cpp's converter writes the layer types as flags; which forms its loader
+                // reads is not pinned down here, so a pattern other than three in four is
+                // refused rather than read one way.
+                if self.sliding_pattern("olmo2", layers, 4)? != sliding {
+                    return Err(Error::unsupported(format!(
+                        "{}: metadata `olmo2.attention.sliding_window_pattern` is not three sliding layers in four, the only OLMo 3 pattern read",
+                        self.path.display()
+                    )));
+                }
+                return Ok((None, sliding.into_iter().map(|s| s.then_some(w)).collect()));
+            }
+            // llama.cpp's `exaone4`: windows in a 64-layer file only (EXAONE 4.0 32B's),
+            // `exaone4.attention.sliding_window` wide (default 4096), `set_swa_pattern(4)`.
+            Arch::Exaone4 if layers == 64 => {
+                let key = "exaone4.attention.sliding_window";
+                let w = self.meta_u64(key)?.unwrap_or(4096) as usize;
+                if w == 0 {
+                    return Err(Error::format(
+                        &self.path,
+                        format!("metadata `{key}` is 0; expected the sliding layers' window (> 0)"),
+                    ));
+                }
                 let sliding = sliding_every(layers, 4).into_iter();
                 return Ok((None, sliding.map(|s| s.then_some(w)).collect()));
             }
@@ -70,7 +95,7 @@ impl GgufFile {
                 (Some(w), sliding_every(none.len(), 2))
             }
             Arch::Gemma3 => match self.meta_u64("gemma3.attention.sliding_window")? {
-                Some(w) if w > 0 => (Some(w), self.gemma3_sliding(none.len())?),
+                Some(w) if w > 0 => (Some(w), self.sliding_pattern("gemma3", none.len(), 6)?),
                 _ => (None, vec![]),
             },
             _ => (None, vec![]),
@@ -153,11 +178,12 @@ impl GgufFile {
         })
     }
 
-    /// Which of a `gemma3` file's `layers` layers slide, as llama.cpp's `set_swa_pattern`
-    /// reads `gemma3.attention.sliding_window_pattern`: a period `p` (layer `i` slides where
-    /// `i % p < p - 1`; 0: every layer), or one flag per layer; absent, the period 6.
-    fn gemma3_sliding(&self, layers: usize) -> Result<Vec<bool>> {
-        let key = "gemma3.attention.sliding_window_pattern";
+    /// Which of a file's `layers` layers slide, as llama.cpp's `set_swa_pattern` reads
+    /// `<a>.attention.sliding_window_pattern`: a period `p` (layer `i` slides where
+    /// `i % p < p - 1`; 0: every layer), or one flag per layer; absent, the period `default`
+    /// (`gemma3`'s 6).
+    fn sliding_pattern(&self, a: &str, layers: usize, default: u64) -> Result<Vec<bool>> {
+        let key = &format!("{a}.attention.sliding_window_pattern");
         let bad = |found: &GgufValue| {
             Error::format(
                 &self.path,
@@ -166,7 +192,7 @@ impl GgufFile {
         };
         let period = |p: u64| sliding_every(layers, p.min(layers as u64 + 1) as usize);
         match self.metadata.get(key) {
-            None => Ok(period(6)),
+            None => Ok(period(default)),
             Some(v) => match (v.as_u64(), v.as_array()) {
                 (Some(p), _) => Ok(period(p)),
                 (_, Some(a)) if a.len() == layers => (a.iter())
