@@ -26,7 +26,7 @@ pub(crate) use windows::sliding_every;
 
 /// The HF `model_type`s read ([`ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -74,6 +74,9 @@ pub enum Arch {
     /// Qwen3's), and, where the config has a window, sliding layers (three of four by default)
     /// that rotate beside full-attention layers that do not (NoPE); no biases.
     Exaone4,
+    /// Seed-OSS (`SeedOssForCausalLM`): Llama with q/k/v biases by default (`attention_bias`
+    /// true), an o_proj bias only with `attention_out_bias`, and 128-wide heads by default.
+    SeedOss,
     /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
     /// ([`ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
     /// in the layers `layer_types` names.
@@ -269,6 +272,7 @@ impl ModelConfig {
             "olmo2" => Arch::Olmo2,
             "olmo3" => Arch::Olmo3,
             "exaone4" => Arch::Exaone4,
+            "seed_oss" => Arch::SeedOss,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -314,8 +318,10 @@ impl ModelConfig {
         }
         let num_kv_heads = f.usize_or("num_key_value_heads", num_heads)?;
         let head_dim = match v.get("head_dim") {
-            // Qwen3Config's default (its models' heads are wider than hidden / heads).
+            // Qwen3Config's default (its models' heads are wider than hidden / heads), and
+            // SeedOssConfig's where the key is absent (its null is hidden / heads).
             Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
+            None if arch == Arch::SeedOss => 128,
             // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default.
             Some(Value::Null) | None if arch.is_gemma() => 256,
             Some(Value::Null) | None => hidden_size / num_heads,
@@ -330,9 +336,10 @@ impl ModelConfig {
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
         // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 2048, SmolLM3Config's
-        // 32768.
+        // 32768, SeedOssConfig's 524288.
         let context = match arch {
             Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
+            Arch::SeedOss => 524_288,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };
@@ -370,7 +377,13 @@ impl ModelConfig {
         // are made without).
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
         let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only();
-        let attention_bias = f.bool_or("attention_bias", false)? && !no_bias;
+        // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`.
+        let seed = arch == Arch::SeedOss;
+        let attention_bias = f.bool_or("attention_bias", seed)? && !no_bias;
+        let o_bias = match seed {
+            true => f.bool_or("attention_out_bias", false)?,
+            false => attention_bias,
+        };
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
@@ -398,7 +411,7 @@ impl ModelConfig {
             // SmolLM3Config ties by default.
             tie_word_embeddings: f.bool_or("tie_word_embeddings", arch == Arch::SmolLM3)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
-            o_bias: attention_bias,
+            o_bias,
             mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
             qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.post_norms_only(),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?

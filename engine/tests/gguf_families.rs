@@ -9,7 +9,8 @@
 //! file holds (llama.cpp has no key for them); logits: `tiny_smollm3_gguf`. `olmo2`: its
 //! norms, and OLMo 3's windows where the file has one; logits: `tiny_olmo2_gguf`,
 //! `tiny_olmo3_gguf`. `exaone4`: windows and NoPE layers in 64-layer files only; logits:
-//! `tiny_exaone4_gguf`.
+//! `tiny_exaone4_gguf`. `seed_oss`: an attention scale of its own refused; logits:
+//! `tiny_seed_oss_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -378,4 +379,23 @@ fn exaone4_windows_only_at_64_layers() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`exaone4.attention.sliding_window` is 0"), "{e}");
+}
+
+/// llama.cpp's `seed_oss`: Llama's computation, its biases read from the tensors the file has;
+/// an attention scale of its own (`seed_oss.attention.scale`, which its converter does not
+/// write) refused.
+#[test]
+fn seed_oss_attention_scale_refused() {
+    use dlp_engine::config::Arch;
+    let c = read("s.gguf", &gguf("seed_oss", 2, 64, 4, 16, vec![])).unwrap();
+    assert_eq!(c.arch, Arch::SeedOss);
+    assert!(c.pre_norms() && !c.qk_norm && !c.qkv_bias);
+    assert_eq!(full_layers(&c), vec![0, 1]);
+    let zero = vec![("seed_oss.attention.scale", M::F32(0.0))];
+    assert!(read("s0.gguf", &gguf("seed_oss", 2, 64, 4, 16, zero)).is_ok());
+    let scale = vec![("seed_oss.attention.scale", M::F32(0.5))];
+    let e = read("s1.gguf", &gguf("seed_oss", 2, 64, 4, 16, scale))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`seed_oss.attention.scale` 0.5"), "{e}");
 }

@@ -237,6 +237,25 @@ macro_rules! post_norm_fixture_tests {
     };
 }
 
+/// One `#[test]` per Seed-OSS fixture of this repository (`tiny_seed_oss`: q/k/v and o_proj
+/// biases, heads wider than hidden / heads, two adapters; `tiny_seed_oss_gguf`: llama.cpp's
+/// `seed_oss` file, its feed-forward input norm named `post_attention_norm`; made by
+/// `tests/fixtures/make_seed_oss.py`), each calling `$run("<fixture folder>")`. Llama's
+/// computation with biases: run where the plain fixtures run.
+#[macro_export]
+macro_rules! seed_oss_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_seed_oss() {
+            $run("tiny-seed-oss");
+        }
+        #[test]
+        fn tiny_seed_oss_gguf() {
+            $run("tiny-seed-oss-gguf");
+        }
+    };
+}
+
 /// One `#[test]` per fixture whose attention scores are not plain `rope(q).rope(k) /
 /// sqrt(head_dim)` (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale;
 /// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE

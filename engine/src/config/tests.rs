@@ -491,3 +491,29 @@ fn exaone4_reads_as_transformers_exaone4config() {
         );
     }
 }
+
+/// Seed-OSS as SeedOssConfig reads it (checked against transformers 5.25): q/k/v biases by
+/// default, an o_proj bias only with `attention_out_bias`, 128-wide heads where `head_dim` is
+/// absent (hidden / heads where it is null), a 524288-token context; no windows.
+#[test]
+fn seed_oss_reads_as_transformers_seedossconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p).unwrap();
+    let v = serde_json::json!({"model_type": "seed_oss", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 2, "vocab_size": 256, "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"]});
+    let c = read(&v);
+    assert_eq!(c.arch, Arch::SeedOss);
+    assert_eq!((c.head_dim, c.max_position_embeddings), (128, 524_288));
+    assert!(c.qkv_bias && !c.o_bias && !c.mlp_bias && c.pre_norms() && !c.qk_norm);
+    assert_eq!(c.attention_window, [None, None]);
+    let mut other = v.clone();
+    other["head_dim"] = serde_json::Value::Null;
+    other["attention_bias"] = false.into();
+    other["attention_out_bias"] = true.into();
+    other["mlp_bias"] = true.into();
+    let c = read(&other);
+    assert_eq!(c.head_dim, 16);
+    assert!(!c.qkv_bias && c.o_bias && c.mlp_bias);
+}

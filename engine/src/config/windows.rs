@@ -15,10 +15,11 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 }
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
-/// GraniteConfig and Olmo2Config read no `layer_types`, and every layer attends to everything.
+/// GraniteConfig, Olmo2Config and SeedOssConfig read no `layer_types`, and every layer attends
+/// to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
-        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 => true,
+        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 | Arch::SeedOss => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3
@@ -142,7 +143,9 @@ pub(super) fn attention_windows(
             .collect();
     }
     Ok(match arch {
-        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 => vec![None; layers],
+        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 | Arch::SeedOss => {
+            vec![None; layers]
+        }
         Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 | Arch::Exaone4 => {
             let sliding = match arch {
                 // Olmo3Config's `layer_types` where none is given.

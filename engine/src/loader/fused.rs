@@ -75,7 +75,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::SmolLM3
         | Arch::Olmo2
         | Arch::Olmo3
-        | Arch::Exaone4 => &SINGLE,
+        | Arch::Exaone4
+        | Arch::SeedOss => &SINGLE,
     }
 }
 

@@ -91,6 +91,7 @@ impl GgufFile {
                 _ => Ok((Arch::Olmo2, "olmo2")),
             },
             Some("exaone4") => Ok((Arch::Exaone4, "exaone4")),
+            Some("seed_oss") => Ok((Arch::SeedOss, "seed_oss")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -102,7 +103,7 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\", \"olmo2\" or \"exaone4\""
+                         \"smollm3\", \"olmo2\", \"exaone4\" or \"seed_oss\""
                     ),
                 ))
             }
@@ -400,6 +401,15 @@ impl GgufFile {
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
         let local_rope_theta = self.local_rope_theta(arch, &attention_window, rope_theta)?;
         let granite = self.granite(arch, head_dim)?;
+        // llama.cpp's `seed_oss` scales the scores by `seed_oss.attention.scale` where it is
+        // set (its converter writes none); transformers' Seed-OSS by head_dim^-0.5.
+        let scale = self.meta_f64("seed_oss.attention.scale")?;
+        if let Some(s) = scale.filter(|&s| s != 0.0 && arch == Arch::SeedOss) {
+            return Err(Error::unsupported(format!(
+                "{}: metadata `seed_oss.attention.scale` {s}: an attention scale other than head_dim^-0.5 is not read for `seed_oss` files",
+                p.display()
+            )));
+        }
         let vocab_size = match self.meta_u64(&key("vocab_size"))? {
             Some(v) => v as usize,
             None => match self

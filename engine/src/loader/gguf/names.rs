@@ -58,11 +58,14 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
 }
 
 /// How messages name the tensors of an `arch` GGUF: [`gguf_name`], the reverse of
-/// [`hf_name_in`] (a `gemma2`, `gemma3`, `olmo2` or `exaone4` file's norms named as it names
-/// them; OLMo 3 files are `olmo2` files).
+/// [`hf_name_in`] (a `gemma2`, `gemma3`, `olmo2`, `exaone4` or `seed_oss` file's norms named as
+/// it names them: `seed_oss` calls its feed-forward input norm `post_attention_norm`; OLMo 3
+/// files are `olmo2` files).
 pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
     match arch {
-        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => gguf_name_gemma,
+        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 | Arch::SeedOss => {
+            gguf_name_gemma
+        }
         _ => gguf_name,
     }
 }
