@@ -99,6 +99,12 @@ impl Arch {
         matches!(self, Arch::Olmo2 | Arch::Olmo3)
     }
 
+    /// Whether the query and key go through RMSNorms before RoPE ([`ModelConfig::qk_norm`]):
+    /// Qwen3's, Gemma 3's, OLMo's and EXAONE 4's.
+    pub fn has_qk_norm(self) -> bool {
+        matches!(self, Arch::Qwen3 | Arch::Gemma3) || self.post_norms_only()
+    }
+
     /// Norms after each sub-block and none before, no MLP biases (transformers'
     /// `Olmo2DecoderLayer` and `Olmo2MLP`: OLMo 2 and 3, EXAONE 4).
     pub fn post_norms_only(self) -> bool {
@@ -413,7 +419,7 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias,
             mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
-            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.post_norms_only(),
+            qk_norm: arch.has_qk_norm(),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),

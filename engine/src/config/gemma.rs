@@ -196,7 +196,10 @@ pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, O
     let top_local = Fields { v, path }.f64_or("rope_local_base_freq", 10000.0)?;
     let local_theta = match local {
         Some(s) => {
-            let kind = super::rope::kind(s).unwrap_or("default");
+            let kind = s
+                .as_object()
+                .and_then(super::rope::kind)
+                .unwrap_or("default");
             if kind != "default" {
                 return Err(Error::unsupported(format!(
                     "{}: `rope_parameters.sliding_attention` of type `{kind}`: the sliding-window layers' RoPE is read unscaled",

@@ -61,7 +61,7 @@ pub(super) fn olmo3_view(v: &Value, path: &Path) -> Result<(Value, f64)> {
     }
     // Olmo3Config's default settings, where neither `rope_type` nor transformers 4's `type`
     // names one.
-    if super::rope::kind(&Value::Object(full.clone())).is_none() {
+    if super::rope::kind(&full).is_none() {
         full.insert("rope_type".into(), "default".into());
     }
     let theta = |o: &Map<String, Value>, fallback: Option<&Value>, what: &str| -> Result<f64> {
@@ -82,17 +82,13 @@ pub(super) fn olmo3_view(v: &Value, path: &Path) -> Result<(Value, f64)> {
     };
     let full_theta = theta(&full, v.get("rope_theta"), "full-attention")?;
     full.insert("rope_theta".into(), full_theta.into());
-    let sliding = Value::Object(sliding);
     if let Some(kind) = super::rope::kind(&sliding).filter(|&k| k != "default") {
         return Err(Error::unsupported(format!(
             "{}: `rope_parameters.sliding_attention` of type `{kind}`: OLMo 3's sliding-window layers are read unscaled",
             path.display()
         )));
     }
-    let local_theta = match &sliding {
-        Value::Object(s) => theta(s, None, "sliding-window")?,
-        _ => DEFAULT_THETA,
-    };
+    let local_theta = theta(&sliding, None, "sliding-window")?;
     let full = Value::Object(full);
     super::rope::per_type_truncate(v, Some(&full), path)?;
     let mut out = v.clone();

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::longrope::{self, LongRopeScaling};
 use crate::error::{Error, Result};
@@ -130,7 +130,7 @@ pub(super) fn per_type_truncate(v: &Value, full: Option<&Value>, path: &Path) ->
 
 /// The RoPE type of settings `s`: `rope_type`, or transformers 4's `type` (transformers 5
 /// falls back to it, `standardize_rope_params`); `None` where neither is a string.
-pub(super) fn kind(s: &Value) -> Option<&str> {
+pub(super) fn kind(s: &Map<String, Value>) -> Option<&str> {
     s.get("rope_type")
         .or_else(|| s.get("type"))
         .and_then(Value::as_str)

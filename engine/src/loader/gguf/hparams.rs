@@ -391,7 +391,7 @@ impl GgufFile {
             )));
         }
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
-        if qk_norm != (matches!(arch, Arch::Qwen3 | Arch::Gemma3) || arch.post_norms_only()) {
+        if qk_norm != arch.has_qk_norm() {
             return Err(Error::format(
                 p,
                 format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's, OLMo's and EXAONE 4's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),

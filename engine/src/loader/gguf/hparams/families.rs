@@ -48,21 +48,13 @@ impl GgufFile {
                         self.path.display()
                     )));
                 }
-                return Ok((None, sliding.into_iter().map(|s| s.then_some(w)).collect()));
+                return Ok((None, windowed(sliding, w)));
             }
             // llama.cpp's `exaone4`: windows in a 64-layer file only (EXAONE 4.0 32B's),
             // `exaone4.attention.sliding_window` wide (default 4096), `set_swa_pattern(4)`.
             Arch::Exaone4 if layers == 64 => {
-                let key = "exaone4.attention.sliding_window";
-                let w = self.meta_u64(key)?.unwrap_or(4096) as usize;
-                if w == 0 {
-                    return Err(Error::format(
-                        &self.path,
-                        format!("metadata `{key}` is 0; expected the sliding layers' window (> 0)"),
-                    ));
-                }
-                let sliding = sliding_every(layers, 4).into_iter();
-                return Ok((None, sliding.map(|s| s.then_some(w)).collect()));
+                let w = self.window_or("exaone4.attention.sliding_window", 4096)?;
+                return Ok((None, windowed(sliding_every(layers, 4), w)));
             }
             _ => return Ok((None, none)),
         };
@@ -82,29 +74,18 @@ impl GgufFile {
                 (None, None)
             }
         };
-        let (window, sliding) = match arch {
+        let windows = match arch {
             Arch::Gemma2 => {
-                let key = "gemma2.attention.sliding_window";
-                let w = self.meta_u64(key)?.unwrap_or(4096);
-                if w == 0 {
-                    return Err(Error::format(
-                        &self.path,
-                        format!("metadata `{key}` is 0; expected the sliding layers' window (> 0)"),
-                    ));
-                }
-                (Some(w), sliding_every(none.len(), 2))
+                let w = self.window_or("gemma2.attention.sliding_window", 4096)?;
+                windowed(sliding_every(layers, 2), w)
             }
             Arch::Gemma3 => match self.meta_u64("gemma3.attention.sliding_window")? {
-                Some(w) if w > 0 => (Some(w), self.sliding_pattern("gemma3", none.len(), 6)?),
-                _ => (None, vec![]),
+                Some(w) if w > 0 => {
+                    windowed(self.sliding_pattern("gemma3", layers, 6)?, w as usize)
+                }
+                _ => none,
             },
-            _ => (None, vec![]),
-        };
-        let windows = match window {
-            Some(w) => (sliding.into_iter())
-                .map(|s| s.then_some(w as usize))
-                .collect(),
-            None => none,
+            _ => none,
         };
         let scale_dim = match (arch, layers) {
             (Arch::Gemma2, 46) | (Arch::Gemma3, 62) if hidden >= heads => (hidden / heads) as f64,
@@ -162,6 +143,20 @@ impl GgufFile {
             )));
         }
         Ok(Some(local))
+    }
+
+    /// The window in metadata `key`, `default` where the file has none.
+    ///
+    /// # Errors
+    /// A window of 0 (sliding layers need one).
+    fn window_or(&self, key: &str, default: u64) -> Result<usize> {
+        match self.meta_u64(key)?.unwrap_or(default) {
+            0 => Err(Error::format(
+                &self.path,
+                format!("metadata `{key}` is 0; expected the sliding layers' window (> 0)"),
+            )),
+            w => Ok(w as usize),
+        }
     }
 
     /// A soft cap from metadata `key` (`default` where absent), as llama.cpp reads Gemma 2's.
@@ -258,4 +253,9 @@ impl GgufFile {
             logits: get("granite.logit_scale", 1.0)?,
         }))
     }
+}
+
+/// Each layer's window: `w` in the layers `sliding` marks, none elsewhere.
+fn windowed(sliding: Vec<bool>, w: usize) -> Vec<Option<usize>> {
+    sliding.into_iter().map(|s| s.then_some(w)).collect()
 }
