@@ -268,12 +268,16 @@ fn config_text(c: &ModelConfig) -> String {
         }
         _ => format!("sliding windows (layer:window) {}", windows.join(" ")),
     };
+    let pairs = match c.rope_interleaved {
+        true => " in adjacent pairs",
+        false => "",
+    };
     let part = match c.rotary_dim < c.head_dim {
         true => format!(
-            " on the first {} of each head's {} dimensions",
+            " on the first {} of each head's {} dimensions{pairs}",
             c.rotary_dim, c.head_dim
         ),
-        false => String::new(),
+        false => pairs.to_string(),
     };
     let rope = match &c.rope_scaling {
         Some(r) => format!("RoPE theta {}{part}, {}", c.rope_theta, r.describe()),
@@ -347,10 +351,13 @@ fn config_text(c: &ModelConfig) -> String {
         (true, false) => ", the query and key RMS-normed over all heads before RoPE",
         (false, _) => "",
     };
-    let extras = match c.pre_norms() {
-        true => extras,
-        false => format!("{extras}
+    // Gemma's line above says its own.
+    let extras = match (c.pre_norms(), c.post_norms() && c.gemma.is_none()) {
+        (false, _) => format!("{extras}
   norms: none before attention or the feed-forward; each one's output normed before its residual add"),
+        (true, true) => format!("{extras}
+  norms: before attention and the feed-forward, and each one's output normed before its residual add"),
+        (true, false) => extras,
     };
     format!(
         "  {:?}: {} layers, hidden {}, MLP {}, vocabulary {}, context {}\n  \

@@ -244,7 +244,7 @@ fn inspect_backends_lists_what_auto_picks() {
 /// dump, a line per layer's window).
 #[test]
 fn inspect_prints_the_model_config() {
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         (
             "compat/tiny-qwen2-sw",
             &[
@@ -274,6 +274,17 @@ fn inspect_prints_the_model_config() {
                 "RoPE theta 10000, YaRN scaling (factor 4, original context 64",
                 "sliding layers' RoPE theta 500000 (unscaled)",
                 "norms: none before attention or the feed-forward",
+            ],
+        ),
+        // GLM-4 in the Hub's layout: half of each head rotated, in adjacent pairs; norms around
+        // both sub-blocks.
+        (
+            "tiny-glm4",
+            &[
+                "Glm4: 3 layers, hidden 64",
+                "RoPE theta 10000 on the first 12 of each head's 24 dimensions in adjacent pairs;",
+                "biases: q/k/v yes, o no, MLP no",
+                "norms: before attention and the feed-forward, and each one's output normed",
             ],
         ),
         // A GGUF as Llama 3.1's are written: its RoPE scaling as rope_freqs.weight.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod arch;
 mod fields;
 mod forward;
 mod gemma;
@@ -16,101 +17,15 @@ mod olmo3;
 mod rope;
 mod smollm3;
 mod windows;
+pub use arch::{Arch, MODEL_TYPES};
 use fields::Fields;
+pub use forward::NormNames;
 pub use gemma::{Activation, GemmaFeatures};
 pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 pub(crate) use smollm3::{rope_every, NOPE_EVERY};
 pub(crate) use windows::sliding_every;
-
-/// The HF `model_type`s read ([`ModelConfig::from_hf_json`]), for messages.
-pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss";
-
-/// Which member of the Llama family: they share one forward pass and differ in configuration
-/// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    /// Llama 2/3, SmolLM2 (`LlamaForCausalLM`).
-    Llama,
-    /// Mistral (`MistralForCausalLM`): Llama with GQA and, when configured, sliding-window
-    /// attention in every layer.
-    Mistral,
-    /// Qwen2 (`Qwen2ForCausalLM`): q/k/v projections carry biases.
-    Qwen2,
-    /// Qwen3 (`Qwen3ForCausalLM`): an RMSNorm over each head's query and key (`q_norm`,
-    /// `k_norm`, weights of `head_dim`) before RoPE; biases only with `attention_bias`; Qwen2's
-    /// sliding-window rules.
-    Qwen3,
-    /// Phi-3 and Phi-4 (`Phi3ForCausalLM`): Llama's computation with q/k/v stored as one matrix
-    /// (`self_attn.qkv_proj`, rows q then k then v) and gate/up as one (`mlp.gate_up_proj`, rows
-    /// gate then up), split at load ([`crate::loader::fused`]); no biases; `sliding_window`, when
-    /// set, in every layer (transformers' Phi3Model; `layer_types` is not read).
-    Phi3,
-    /// Gemma (`GemmaForCausalLM`): GELU-gated feed-forward, a scaled embedding, norms by
-    /// `1 + w` ([`GemmaFeatures`]); no biases.
-    Gemma,
-    /// Gemma 2 (`Gemma2ForCausalLM`): Gemma with norms around both sub-blocks, a sliding
-    /// window in every other layer (the first, third, ...), and soft-capped attention scores
-    /// and logits ([`GemmaFeatures`]).
-    Gemma2,
-    /// Gemma 3 text (`Gemma3ForCausalLM`, `model_type: gemma3_text`): Gemma with Qwen3's
-    /// per-head query/key norms, norms around both sub-blocks, sliding-window layers (five in
-    /// six by default) with a RoPE base of their own ([`GemmaFeatures`]).
-    Gemma3,
-    /// IBM Granite (`GraniteForCausalLM`): Llama with multipliers of the embedding, the
-    /// attention scores, each residual branch and the logits ([`GraniteScales`]).
-    Granite,
-    /// OLMo 2 (`Olmo2ForCausalLM`): Llama with no norm before attention or the feed-forward,
-    /// each sub-block's output normed before its residual add instead, and the query and key
-    /// RMS-normed over all heads at once (q_dim and kv_dim wide) before RoPE; no MLP biases.
-    Olmo2,
-    /// OLMo 3 (`Olmo3ForCausalLM`): OLMo 2 with a sliding window in three layers of four
-    /// (`layer_types`), whose RoPE is unscaled and has a base of its own
-    /// ([`ModelConfig::local_rope_theta`]).
-    Olmo3,
-    /// EXAONE 4 (`Exaone4ForCausalLM`): OLMo 2's norms with each head's query and key normed (as
-    /// Qwen3's), and, where the config has a window, sliding layers (three of four by default)
-    /// that rotate beside full-attention layers that do not (NoPE); no biases.
-    Exaone4,
-    /// Seed-OSS (`SeedOssForCausalLM`): Llama with q/k/v biases by default (`attention_bias`
-    /// true), an o_proj bias only with `attention_out_bias`, and 128-wide heads by default.
-    SeedOss,
-    /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
-    /// ([`ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
-    /// in the layers `layer_types` names.
-    SmolLM3,
-}
-
-impl Arch {
-    /// Gemma, Gemma 2 or Gemma 3 ([`GemmaFeatures`]).
-    pub fn is_gemma(self) -> bool {
-        matches!(self, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3)
-    }
-
-    /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.
-    fn qwen_windows(self) -> bool {
-        matches!(self, Arch::Qwen2 | Arch::Qwen3)
-    }
-
-    /// OLMo 2 or OLMo 3: query/key norms over all heads.
-    pub fn is_olmo(self) -> bool {
-        matches!(self, Arch::Olmo2 | Arch::Olmo3)
-    }
-
-    /// Whether the query and key go through RMSNorms before RoPE ([`ModelConfig::qk_norm`]):
-    /// Qwen3's, Gemma 3's, OLMo's and EXAONE 4's.
-    pub fn has_qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Gemma3) || self.post_norms_only()
-    }
-
-    /// Norms after each sub-block and none before, no MLP biases (transformers'
-    /// `Olmo2DecoderLayer` and `Olmo2MLP`: OLMo 2 and 3, EXAONE 4).
-    pub fn post_norms_only(self) -> bool {
-        self.is_olmo() || self == Arch::Exaone4
-    }
-}
 
 /// Everything the forward pass needs to know about a model.
 #[derive(Debug, Clone)]
@@ -134,6 +49,11 @@ pub struct ModelConfig {
     /// Loading moves them to the end of each head's two halves ([`crate::loader::partial_rotary`]),
     /// so the backends rotate whole heads by a table whose last frequencies are identity.
     pub rotary_dim: usize,
+    /// RoPE rotates adjacent dimensions `(2i, 2i + 1)` of the rotated part (GLM's
+    /// `rotate_half`, llama.cpp's NORM RoPE where a converter did not permute the rows), not
+    /// the two halves `(i, i + rotary_dim / 2)`. Loading reorders query and key rows to the
+    /// halves ([`crate::loader::partial_rotary`]), so no backend sees this.
+    pub rope_interleaved: bool,
     /// Vocabulary size (rows of the embedding table).
     pub vocab_size: usize,
     /// RMSNorm epsilon.
@@ -279,6 +199,8 @@ impl ModelConfig {
             "olmo3" => Arch::Olmo3,
             "exaone4" => Arch::Exaone4,
             "seed_oss" => Arch::SeedOss,
+            "glm" => Arch::Glm,
+            "glm4" => Arch::Glm4,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -322,12 +244,21 @@ impl ModelConfig {
         if num_heads == 0 {
             return Err(Error::format(path, "num_attention_heads must be > 0"));
         }
-        let num_kv_heads = f.usize_or("num_key_value_heads", num_heads)?;
+        // GlmConfig's and Glm4Config's default is 2 (GLM-4-9B's), the others' every head.
+        let kv_default = if arch.is_glm() { 2 } else { num_heads };
+        let num_kv_heads = f.usize_or("num_key_value_heads", kv_default)?;
         let head_dim = match v.get("head_dim") {
             // Qwen3Config's default (its models' heads are wider than hidden / heads), and
             // SeedOssConfig's where the key is absent (its null is hidden / heads).
             Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
-            None if arch == Arch::SeedOss => 128,
+            None if arch == Arch::SeedOss || arch.is_glm() => 128,
+            // GlmAttention and Glm4Attention take a null as the width and fail.
+            Some(Value::Null) if arch.is_glm() => {
+                return Err(Error::format(
+                    path,
+                    "field `head_dim`: expected a positive integer (GlmConfig's default is 128; null is no width)",
+                ))
+            }
             // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default.
             Some(Value::Null) | None if arch.is_gemma() => 256,
             Some(Value::Null) | None => hidden_size / num_heads,
@@ -340,12 +271,13 @@ impl ModelConfig {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", default_theta)?,
             None => f.f64_or("rope_theta", default_theta)?,
         };
-        let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch == Arch::Phi3, path)?;
+        let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch, path)?;
         // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 2048, SmolLM3Config's
-        // 32768, SeedOssConfig's 524288.
+        // 32768, SeedOssConfig's 524288, GlmConfig's and Glm4Config's 131072.
         let context = match arch {
             Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
             Arch::SeedOss => 524_288,
+            Arch::Glm | Arch::Glm4 => 131_072,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };
@@ -382,13 +314,14 @@ impl ModelConfig {
         // says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
         // are made without).
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
-        let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only();
-        // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`.
+        let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only() || arch.is_glm();
+        // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`;
+        // GLM's configs bias q/k/v by default and its o_proj has none.
         let seed = arch == Arch::SeedOss;
-        let attention_bias = f.bool_or("attention_bias", seed)? && !no_bias;
-        let o_bias = match seed {
-            true => f.bool_or("attention_out_bias", false)?,
-            false => attention_bias,
+        let attention_bias = f.bool_or("attention_bias", seed || arch.is_glm())? && !no_bias;
+        let o_bias = match (seed, arch.is_glm()) {
+            (true, _) => f.bool_or("attention_out_bias", false)?,
+            (false, glm) => attention_bias && !glm,
         };
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
@@ -404,11 +337,17 @@ impl ModelConfig {
             num_kv_heads,
             head_dim,
             rotary_dim,
+            rope_interleaved: arch.is_glm(),
             vocab_size: f.usize("vocab_size")?,
-            // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 1e-5.
+            // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 1e-5, GlmConfig's
+            // and Glm4Config's 1.5625e-7.
             rms_norm_eps: f.f64_or(
                 "rms_norm_eps",
-                if arch.post_norms_only() { 1e-5 } else { 1e-6 },
+                match arch {
+                    _ if arch.post_norms_only() => 1e-5,
+                    Arch::Glm | Arch::Glm4 => 1.5625e-7,
+                    _ => 1e-6,
+                },
             )? as f32,
             rope_theta,
             rope_scaling,
@@ -423,7 +362,11 @@ impl ModelConfig {
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),
-            eos_token_ids: ids_of(path, "eos_token_id", v.get("eos_token_id"))?,
+            eos_token_ids: match v.get("eos_token_id") {
+                // GlmConfig's and Glm4Config's ends where the config names none.
+                None | Some(Value::Null) if arch.is_glm() => vec![151_329, 151_336, 151_338],
+                eos => ids_of(path, "eos_token_id", eos)?,
+            },
             local_rope_theta,
             attention_window,
             rope_layers,

@@ -10,7 +10,8 @@
 //! norms, and OLMo 3's windows where the file has one; logits: `tiny_olmo2_gguf`,
 //! `tiny_olmo3_gguf`. `exaone4`: windows and NoPE layers in 64-layer files only; logits:
 //! `tiny_exaone4_gguf`. `seed_oss`: an attention scale of its own refused; logits:
-//! `tiny_seed_oss_gguf`.
+//! `tiny_seed_oss_gguf`. `glm4`: RoPE on `rope.dimension_count` dimensions in adjacent pairs,
+//! GLM-4V's M-RoPE sections refused; logits: `tiny_glm4_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -395,4 +396,41 @@ fn seed_oss_attention_scale_refused() {
         &gguf("seed_oss", 2, 64, 4, 16, scale),
         "`seed_oss.attention.scale` 0.5",
     );
+}
+
+/// llama.cpp's `glm4`: NORM RoPE (adjacent pairs, on HF's rows) over `rope.dimension_count`
+/// dimensions (half a head as its converter writes them), norms around both sub-blocks; a
+/// GLM-4V file's M-RoPE sections refused (all zero is a text model's); a partial width in a
+/// `llama` file still refused.
+#[test]
+fn glm4_partial_interleaved_rope_and_mrope_refused() {
+    use dlp_engine::config::Arch;
+    let half = || ("glm4.rope.dimension_count", M::U32(8));
+    let c = read("g.gguf", &gguf("glm4", 2, 64, 4, 16, vec![half()])).unwrap();
+    assert_eq!((c.arch, c.head_dim, c.rotary_dim), (Arch::Glm4, 16, 8));
+    assert!(c.rope_interleaved && c.pre_norms() && c.post_norms() && !c.qk_norm);
+    assert_eq!(c.norm_names().attn_out, "post_self_attn_layernorm");
+    let zeros = vec![
+        half(),
+        ("glm4.rope.dimension_sections", M::I32s(vec![0; 4])),
+    ];
+    assert!(read("g0.gguf", &gguf("glm4", 2, 64, 4, 16, zeros)).is_ok());
+    let mrope = vec![
+        half(),
+        ("glm4.rope.dimension_sections", M::I32s(vec![8, 12, 12, 0])),
+    ];
+    refused(
+        "gm.gguf",
+        &gguf("glm4", 2, 64, 4, 16, mrope),
+        "M-RoPE (GLM-4V's position sections",
+    );
+    let llama = vec![("llama.rope.dimension_count", M::U32(8))];
+    refused(
+        "lp.gguf",
+        &gguf("llama", 2, 64, 4, 16, llama),
+        "an even part is read for phi3 and glm4 files only",
+    );
+    // Not NORM RoPE for the others: their rows are HF's halves (or un-permuted to them).
+    let c = read("s.gguf", &gguf("seed_oss", 2, 64, 4, 16, vec![])).unwrap();
+    assert!(!c.rope_interleaved);
 }

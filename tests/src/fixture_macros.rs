@@ -256,13 +256,39 @@ macro_rules! seed_oss_fixture_tests {
     };
 }
 
+/// One `#[test]` per GLM fixture of this repository (`tiny_glm4`: GLM-4-0414's output norms,
+/// q/k/v biases, gate/up stacked, RoPE on half of each head in adjacent pairs, a Hub-layout
+/// config, two adapters, one on `gate_up_proj`; `tiny_glm`: GLM without the output norms, 128-wide
+/// heads by default, YaRN on the rotated part; `tiny_glm4_gguf`: llama.cpp's `glm4` file; made
+/// by `tests/fixtures/make_glm.py`), each calling `$run("<fixture folder>")`. Llama's
+/// computation once loading has reordered the query and key rows: run where the plain fixtures
+/// run.
+#[macro_export]
+macro_rules! glm_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_glm4() {
+            $run("tiny-glm4");
+        }
+        #[test]
+        fn tiny_glm() {
+            $run("tiny-glm");
+        }
+        #[test]
+        fn tiny_glm4_gguf() {
+            $run("tiny-glm4-gguf");
+        }
+    };
+}
+
 /// One `#[test]` per fixture whose attention scores are not plain `rope(q).rope(k) /
 /// sqrt(head_dim)` (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale;
 /// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE
 /// layer, unrotated; `tiny_olmo2`: its query and key normed over all heads, its linears reading
 /// the residual stream unnormed; `tiny_olmo3`: that, and sliding layers rotating by a table of
 /// their own beside a YaRN full-attention layer; `tiny_exaone4`: OLMo 2's norms, sliding layers
-/// beside a NoPE full-attention layer), each calling `$run("<fixture folder>")`: in the modes that round on
+/// beside a NoPE full-attention layer; `tiny_glm4`: norms before and after each sub-block, RoPE on
+/// half of each head in adjacent pairs), each calling `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
 /// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
@@ -293,6 +319,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_exaone4() {
             $run("tiny-exaone4");
+        }
+        #[test]
+        fn tiny_glm4() {
+            $run("tiny-glm4");
         }
     };
 }

@@ -4,6 +4,21 @@
 
 use super::ModelConfig;
 
+/// The names of a decoder layer's norms (`model.layers.N.<name>.weight`), as transformers'
+/// modules of the family call them: Llama's `post_attention_layernorm` is the feed-forward's
+/// input norm, Gemma 2's the attention's output norm; GLM-4 has names of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormNames {
+    /// Before attention ([`ModelConfig::pre_norms`]).
+    pub attn_in: &'static str,
+    /// Before the feed-forward ([`ModelConfig::pre_norms`]).
+    pub ffn_in: &'static str,
+    /// After attention, before its residual add ([`ModelConfig::post_norms`]).
+    pub attn_out: &'static str,
+    /// After the feed-forward, before its residual add ([`ModelConfig::post_norms`]).
+    pub ffn_out: &'static str,
+}
+
 impl ModelConfig {
     /// Whether each layer norms the input of its attention and feed-forward (`input_layernorm`
     /// and the pre-feed-forward norm); OLMo 2 and 3 and EXAONE 4 norm their outputs only
@@ -19,6 +34,35 @@ impl ModelConfig {
         self.sandwich_norms() || self.arch.post_norms_only()
     }
 
+    /// What a layer's norms are called in the checkpoint ([`NormNames`]).
+    pub fn norm_names(&self) -> NormNames {
+        let (attn_in, attn_out, ffn_out) = (
+            "input_layernorm",
+            "post_attention_layernorm",
+            "post_feedforward_layernorm",
+        );
+        match (self.arch, self.sandwich_norms()) {
+            (super::Arch::Glm4, _) => NormNames {
+                attn_in,
+                ffn_in: "post_attention_layernorm",
+                attn_out: "post_self_attn_layernorm",
+                ffn_out: "post_mlp_layernorm",
+            },
+            (_, true) => NormNames {
+                attn_in,
+                ffn_in: "pre_feedforward_layernorm",
+                attn_out,
+                ffn_out,
+            },
+            (_, false) => NormNames {
+                attn_in,
+                ffn_in: "post_attention_layernorm",
+                attn_out,
+                ffn_out,
+            },
+        }
+    }
+
     /// The widths the query and key norms ([`ModelConfig::qk_norm`]) run over, `(query,
     /// key)`: each head's, `(head_dim, head_dim)` (Qwen3, Gemma 3, EXAONE 4), or the whole projection's,
     /// `(q_dim, kv_dim)` (OLMo 2's and 3's `Olmo2RMSNorm(num_heads * head_dim)`). Each row of
@@ -30,10 +74,10 @@ impl ModelConfig {
         }
     }
 
-    /// Whether each sub-block's output is normed before its residual add (Gemma 2's and 3's
-    /// [`super::GemmaFeatures::sandwich_norms`]).
+    /// Whether each sub-block is normed both before and after, its output before its residual
+    /// add (Gemma 2's and 3's [`super::GemmaFeatures::sandwich_norms`], GLM-4's).
     pub fn sandwich_norms(&self) -> bool {
-        self.gemma.as_ref().is_some_and(|g| g.sandwich_norms)
+        self.gemma.as_ref().is_some_and(|g| g.sandwich_norms) || self.arch == super::Arch::Glm4
     }
 
     /// The factor of the attention scores: Gemma's `query_pre_attn_scalar^-0.5` (head_dim's

@@ -357,23 +357,23 @@ pub(super) fn parse(
 
 /// The dimensions of each head RoPE rotates: `int(head_dim * partial_rotary_factor)` as
 /// transformers computes them (the factor read from the RoPE settings, else the config's top
-/// level; 1 where neither has one). Only Phi-3's attention applies a part (`phi3`); for the
-/// other architectures transformers' attention fails on the shorter tables, so a factor other
-/// than 1 is refused there. Errors: a factor outside (0, 1], or an odd or zero width.
+/// level; where neither has one, GlmConfig's and Glm4Config's 0.5 and 1 for the others). Only
+/// Phi-3's and GLM's attention apply a part; for the other architectures transformers'
+/// attention fails on the shorter tables, so a factor other than 1 is refused there. Errors: a
+/// factor outside (0, 1], or an odd or zero width.
 pub(super) fn rotary_dim(
     v: &Value,
     rope: Option<&Value>,
     head_dim: usize,
-    phi3: bool,
+    arch: super::Arch,
     path: &Path,
 ) -> Result<usize> {
     let found = [rope, Some(v)]
         .into_iter()
         .flatten()
         .find_map(|s| s.get("partial_rotary_factor").filter(|x| !x.is_null()));
-    let Some(x) = found else {
-        return Ok(head_dim);
-    };
+    let default = serde_json::json!(if arch.is_glm() { 0.5 } else { 1.0 });
+    let x = found.unwrap_or(&default);
     let f = x
         .as_f64()
         .filter(|f| *f > 0.0 && *f <= 1.0)
@@ -386,10 +386,10 @@ pub(super) fn rotary_dim(
     if f == 1.0 {
         return Ok(head_dim);
     }
-    if !phi3 {
+    if !(arch == super::Arch::Phi3 || arch.is_glm()) {
         return Err(Error::format(
             path,
-            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3 models only (1.0, the whole head, for the others)"),
+            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3 and GLM models only (1.0, the whole head, for the others)"),
         ));
     }
     let dim = (head_dim as f64 * f) as usize;

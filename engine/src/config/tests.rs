@@ -316,7 +316,7 @@ fn rotary_embeddings_on_part_of_a_head_are_refused() {
     };
     for at in [None, Some("rope_parameters")] {
         let e = with(at, serde_json::json!(0.5)).unwrap_err().to_string();
-        assert!(e.contains("partial_rotary_factor 0.5: rotary embeddings on part of each head are supported for Phi-3 models only"), "{e}");
+        assert!(e.contains("partial_rotary_factor 0.5: rotary embeddings on part of each head are supported for Phi-3 and GLM models only"), "{e}");
         for ok in [
             serde_json::json!(1.0),
             serde_json::json!(1),
@@ -414,7 +414,7 @@ fn phi3_reads_as_transformers_phi3config() {
     v["partial_rotary_factor"] = 0.5.into();
     v["model_type"] = "llama".into();
     let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
-    assert!(e.contains("supported for Phi-3 models only"), "{e}");
+    assert!(e.contains("supported for Phi-3 and GLM models only"), "{e}");
 }
 
 /// OLMo 2 as Olmo2Config reads it: norms after each sub-block and none before, the query and
@@ -516,4 +516,60 @@ fn seed_oss_reads_as_transformers_seedossconfig() {
     let c = read(&other);
     assert_eq!(c.head_dim, 16);
     assert!(!c.qkv_bias && c.o_bias && c.mlp_bias);
+}
+
+/// GLM and GLM-4 as GlmConfig and Glm4Config read them (checked against transformers 5.25):
+/// 128-wide heads and two key/value heads where absent, RoPE on half of each head in adjacent
+/// pairs unless `partial_rotary_factor` (top level or in the RoPE settings) says otherwise, q/k/v
+/// biases by default and never on o_proj or the MLP, eps 1.5625e-7, a 131072-token context,
+/// GLM-4's ends where none are named; norms around both sub-blocks in GLM-4 alone; a null
+/// `head_dim` refused (GlmAttention fails on it).
+#[test]
+fn glm_reads_as_transformers_glmconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "glm4", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 151_552, "mlp_bias": true});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Glm4);
+    assert_eq!((c.head_dim, c.num_kv_heads, c.rotary_dim), (128, 2, 64));
+    assert!(c.rope_interleaved && c.qkv_bias && !c.o_bias && !c.mlp_bias);
+    assert_eq!(
+        (c.rms_norm_eps, c.max_position_embeddings),
+        (1.5625e-7, 131_072)
+    );
+    assert_eq!(c.eos_token_ids, [151_329, 151_336, 151_338]);
+    assert!(c.pre_norms() && c.post_norms() && !c.qk_norm && c.gemma.is_none());
+    let names = c.norm_names();
+    assert_eq!(
+        [names.attn_in, names.ffn_in, names.attn_out, names.ffn_out],
+        [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "post_self_attn_layernorm",
+            "post_mlp_layernorm"
+        ]
+    );
+    let mut glm = v.clone();
+    glm["model_type"] = "glm".into();
+    glm["head_dim"] = 32.into();
+    glm["attention_bias"] = false.into();
+    glm["eos_token_id"] = 7.into();
+    glm["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e4,
+        "partial_rotary_factor": 0.75});
+    let c = read(&glm).unwrap();
+    assert_eq!((c.arch, c.head_dim, c.rotary_dim), (Arch::Glm, 32, 24));
+    assert!(c.rope_interleaved && !c.qkv_bias && !c.post_norms());
+    assert_eq!(c.eos_token_ids, [7]);
+    assert_eq!(c.norm_names().ffn_in, "post_attention_layernorm");
+    glm["partial_rotary_factor"] = 1.0.into();
+    glm["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e4});
+    assert_eq!(read(&glm).unwrap().rotary_dim, 32);
+    glm["head_dim"] = serde_json::Value::Null;
+    let e = read(&glm).unwrap_err().to_string();
+    assert!(
+        e.contains("field `head_dim`: expected a positive integer"),
+        "{e}"
+    );
 }

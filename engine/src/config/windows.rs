@@ -15,11 +15,17 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 }
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
-/// GraniteConfig, Olmo2Config and SeedOssConfig read no `layer_types`, and every layer attends
-/// to everything.
+/// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig and Glm4Config read no `layer_types`,
+/// and every layer attends to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
-        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 | Arch::SeedOss => true,
+        Arch::Llama
+        | Arch::Gemma
+        | Arch::Granite
+        | Arch::Olmo2
+        | Arch::SeedOss
+        | Arch::Glm
+        | Arch::Glm4 => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3
@@ -143,9 +149,6 @@ pub(super) fn attention_windows(
             .collect();
     }
     Ok(match arch {
-        Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Olmo2 | Arch::SeedOss => {
-            vec![None; layers]
-        }
         Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 | Arch::Exaone4 => {
             let sliding = match arch {
                 // Olmo3Config's `layer_types` where none is given.
@@ -173,6 +176,8 @@ pub(super) fn attention_windows(
                 .map_or(28, |x| x as usize); // Qwen2Config's and Qwen3Config's default
             (0..layers).map(|i| window.filter(|_| i >= from)).collect()
         }
+        // The families [`windowless`] lists (its match names every family).
+        _ => vec![None; layers],
     })
 }
 

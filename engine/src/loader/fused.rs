@@ -60,10 +60,17 @@ const PHI3: [StoredModule; 4] = [
     SINGLE[6],
 ];
 
+/// GLM and GLM-4 (transformers' GlmMLP and Glm4MLP; llama.cpp's `glm4` `ffn_up` of twice the
+/// feed-forward width): gate and up stacked, the others alone.
+const GLM: [StoredModule; 6] = [
+    SINGLE[0], SINGLE[1], SINGLE[2], SINGLE[3], PHI3[2], SINGLE[6],
+];
+
 /// The linear modules of `arch`'s decoder layers as its files store them, in forward order.
 pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     match arch {
         Arch::Phi3 => &PHI3,
+        Arch::Glm | Arch::Glm4 => &GLM,
         Arch::Llama
         | Arch::Mistral
         | Arch::Qwen2

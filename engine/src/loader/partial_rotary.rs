@@ -7,19 +7,26 @@
 //! each LoRA's B) to put rotated pair `i` at `(i, i + d/2)` and the passed-through dimensions
 //! in the pairs `r/2..d/2`, whose table entries are the identity
 //! ([`crate::rope_table::cos_sin_table`]). Values (and so the output) are untouched.
+//!
+//! GLM rotates adjacent pairs `(2i, 2i + 1)` of its rotated part instead
+//! ([`ModelConfig::rope_interleaved`]); the same reordering puts them at `(i, i + d/2)`.
 
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::tensor::{HostTensor, WeightMap};
 use crate::LoraModule;
 
-/// `order[j]`: the dimension of transformers' head layout that loading puts at `j`.
-pub fn head_order(head_dim: usize, rotary_dim: usize) -> Vec<usize> {
+/// `order[j]`: the dimension of transformers' head layout that loading puts at `j`; rotated
+/// pair `i` is `(i, i + rotary_dim / 2)` there, or `(2i, 2i + 1)` where `interleaved`.
+pub fn head_order(head_dim: usize, rotary_dim: usize, interleaved: bool) -> Vec<usize> {
     let (h, r) = (head_dim / 2, rotary_dim / 2);
     let pass = (head_dim - rotary_dim) / 2;
     let mut order = vec![0; head_dim];
     for i in 0..r {
-        (order[i], order[h + i]) = (i, r + i);
+        (order[i], order[h + i]) = match interleaved {
+            true => (2 * i, 2 * i + 1),
+            false => (i, r + i),
+        };
     }
     for k in 0..h - r {
         (order[r + k], order[h + r + k]) = (rotary_dim + k, rotary_dim + pass + k);
@@ -34,14 +41,21 @@ pub fn reorder_rows(t: &mut HostTensor, order: &[usize]) {
     *t = t.gather_rows((0..t.shape[0]).map(|j| j / d * d + order[j % d]));
 }
 
+/// The order loading gives each head's query and key rows for `cfg` ([`head_order`]), or
+/// `None` where it keeps transformers' (RoPE over whole heads in halves).
+pub fn config_order(cfg: &ModelConfig) -> Option<Vec<usize>> {
+    (cfg.rotary_dim != cfg.head_dim || cfg.rope_interleaved)
+        .then(|| head_order(cfg.head_dim, cfg.rotary_dim, cfg.rope_interleaved))
+}
+
 /// Reorders every layer's q_proj and k_proj rows (weights and biases) for `cfg`'s partial
-/// rotary width; nothing where RoPE covers whole heads. A tensor the map lacks is left for the
-/// model to name; one whose rows are not whole heads is left for its shape check.
+/// rotary width or interleaved pairs ([`config_order`]); nothing where it keeps them. A tensor
+/// the map lacks is left for the model to name; one whose rows are not whole heads is left
+/// for its shape check.
 pub fn reorder_heads(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
-    if cfg.rotary_dim == cfg.head_dim {
+    let Some(order) = config_order(cfg) else {
         return Ok(());
-    }
-    let order = head_order(cfg.head_dim, cfg.rotary_dim);
+    };
     for layer in 0..cfg.num_layers {
         for m in [LoraModule::Q, LoraModule::K] {
             for suffix in ["weight", "bias"] {
@@ -69,15 +83,24 @@ mod tests {
     #[test]
     fn head_order_pairs_rotated_dimensions_across_the_halves() {
         // d = 8, r = 4: rotated pairs (0, 2), (1, 3); passed 4..8.
-        assert_eq!(head_order(8, 4), [0, 1, 4, 5, 2, 3, 6, 7]);
-        assert_eq!(head_order(6, 6), [0, 1, 2, 3, 4, 5]);
-        for (d, r) in [(16, 12), (128, 96), (64, 2), (10, 8)] {
-            let o = head_order(d, r);
-            let mut seen = o.clone();
-            seen.sort();
-            assert_eq!(seen, (0..d).collect::<Vec<_>>(), "{d} {r}");
-            for i in 0..r / 2 {
-                assert_eq!((o[i], o[d / 2 + i]), (i, i + r / 2), "{d} {r}");
+        assert_eq!(head_order(8, 4, false), [0, 1, 4, 5, 2, 3, 6, 7]);
+        assert_eq!(head_order(6, 6, false), [0, 1, 2, 3, 4, 5]);
+        // Interleaved, d = 8, r = 4: rotated pairs (0, 1), (2, 3); passed 4..8.
+        assert_eq!(head_order(8, 4, true), [0, 2, 4, 5, 1, 3, 6, 7]);
+        assert_eq!(head_order(4, 4, true), [0, 2, 1, 3]);
+        for interleaved in [false, true] {
+            for (d, r) in [(16, 12), (128, 96), (64, 2), (10, 8), (128, 64), (8, 8)] {
+                let o = head_order(d, r, interleaved);
+                let mut seen = o.clone();
+                seen.sort();
+                assert_eq!(seen, (0..d).collect::<Vec<_>>(), "{d} {r}");
+                for i in 0..r / 2 {
+                    let want = match interleaved {
+                        true => (2 * i, 2 * i + 1),
+                        false => (i, i + r / 2),
+                    };
+                    assert_eq!((o[i], o[d / 2 + i]), want, "{d} {r} {interleaved}");
+                }
             }
         }
     }
@@ -116,7 +139,7 @@ mod tests {
     /// Whole heads move as `order` says, f32 rows and packed rows alike; a bias as rows of one.
     #[test]
     fn rows_reorder_per_head() {
-        let order = head_order(4, 2); // [0, 2, 1, 3]
+        let order = head_order(4, 2, false); // [0, 2, 1, 3]
         let mut t = HostTensor::new(vec![8, 2], (0..16).map(|v| v as f32).collect());
         reorder_rows(&mut t, &order);
         let rows: Vec<f32> = t.data.chunks(2).map(|r| r[0] / 2.0).collect();

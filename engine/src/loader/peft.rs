@@ -543,8 +543,7 @@ impl PeftAdapter {
             return Err(Error::format(&file, "holds no LoRA weights"));
         }
         // B's query and key rows in the order loading gave the base model's.
-        if cfg.rotary_dim != cfg.head_dim {
-            let order = super::partial_rotary::head_order(cfg.head_dim, cfg.rotary_dim);
+        if let Some(order) = super::partial_rotary::config_order(cfg) {
             for ((_, m), p) in pairs.iter_mut() {
                 if matches!(m, LoraModule::Q | LoraModule::K) {
                     super::partial_rotary::reorder_rows(&mut p.b, &order);

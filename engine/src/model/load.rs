@@ -115,24 +115,15 @@ impl<B: Backend> Model<B> {
             let mut norm = |name: &str| -> Result<B::Buf> {
                 backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())
             };
-            // Gemma 2 and 3 norm each sub-block's output too (their pre-feed-forward norm has a
-            // name of its own), OLMo 2 only its output.
+            // Gemma 2 and 3 and GLM-4 norm each sub-block's output too, OLMo 2 only its output.
+            let names = c.norm_names();
             let post_norms = match c.post_norms() {
-                true => Some((
-                    norm("post_attention_layernorm")?,
-                    norm("post_feedforward_layernorm")?,
-                )),
+                true => Some((norm(names.attn_out)?, norm(names.ffn_out)?)),
                 false => None,
             };
-            let (attn_norm, ffn_norm) = match (c.pre_norms(), c.sandwich_norms()) {
-                (false, _) => (None, None),
-                (true, sandwich) => (
-                    Some(norm("input_layernorm")?),
-                    Some(norm(match sandwich {
-                        true => "pre_feedforward_layernorm",
-                        false => "post_attention_layernorm",
-                    })?),
-                ),
+            let (attn_norm, ffn_norm) = match c.pre_norms() {
+                true => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
+                false => (None, None),
             };
             layers.push(Layer {
                 qk_norm,

@@ -92,6 +92,7 @@ impl GgufFile {
             },
             Some("exaone4") => Ok((Arch::Exaone4, "exaone4")),
             Some("seed_oss") => Ok((Arch::SeedOss, "seed_oss")),
+            Some("glm4") => Ok((Arch::Glm4, "glm4")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -103,7 +104,7 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\", \"olmo2\", \"exaone4\" or \"seed_oss\""
+                         \"smollm3\", \"olmo2\", \"exaone4\", \"seed_oss\" or \"glm4\""
                     ),
                 ))
             }
@@ -350,13 +351,12 @@ impl GgufFile {
         let key_length = self.meta_u64(&key("attention.key_length"))?;
         let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
-        // architectures only Phi-3 (Phi-4-mini) has fewer than the head's.
+        // architectures only Phi-3 (Phi-4-mini) and GLM-4 (half) have fewer than the head's.
+        let partial = matches!(arch, Arch::Phi3 | Arch::Glm4);
         let rotary_dim = match self.meta_u64(&key("rope.dimension_count"))? {
             None => head_dim,
             Some(rot) if rot as usize == head_dim => head_dim,
-            Some(rot)
-                if arch == Arch::Phi3 && rot > 0 && rot % 2 == 0 && (rot as usize) < head_dim =>
-            {
+            Some(rot) if partial && rot > 0 && rot % 2 == 0 && (rot as usize) < head_dim => {
                 rot as usize
             }
             Some(rot) if key_length.is_none() => {
@@ -367,7 +367,7 @@ impl GgufFile {
             }
             Some(rot) => {
                 return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3 files only)",
+                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3 and glm4 files only)",
                     p.display()
                 )));
             }
@@ -398,6 +398,7 @@ impl GgufFile {
             ));
         }
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
+        self.glm4_text_rope(arch)?;
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
         let local_rope_theta = self.local_rope_theta(arch, &attention_window, rope_theta)?;
         let granite = self.granite(arch, head_dim)?;
@@ -473,6 +474,9 @@ impl GgufFile {
             num_kv_heads: kv_heads,
             head_dim,
             rotary_dim,
+            // llama.cpp's `glm4` runs NORM RoPE on HF's rows, which its converter leaves as
+            // they are (GLM's adjacent pairs).
+            rope_interleaved: arch == Arch::Glm4,
             vocab_size,
             rms_norm_eps: self
                 .meta_f64(&key("attention.layer_norm_rms_epsilon"))?

@@ -43,12 +43,21 @@ pub fn hf_name(name: &str) -> Option<String> {
 /// GGUF name another meaning. llama.cpp's `phi3` keeps gate and up stacked in `ffn_up` (gate
 /// rows first, as transformers' `gate_up_proj`; the loader splits it under that name);
 /// `gemma2`'s and `gemma3`'s `ffn_norm` is the pre-feed-forward norm (their
-/// `post_attention_norm` is transformers' `post_attention_layernorm`).
+/// `post_attention_norm` is transformers' `post_attention_layernorm`); `glm4` stacks gate and
+/// up as `phi3` does, and its output norms take Glm4DecoderLayer's names.
 pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
     let hf = hf_name(name)?;
     Some(match arch {
-        Arch::Phi3 if hf.ends_with(".mlp.up_proj.weight") => {
+        Arch::Phi3 | Arch::Glm4 if hf.ends_with(".mlp.up_proj.weight") => {
             hf.replace(".mlp.up_proj.", ".mlp.gate_up_proj.")
+        }
+        // Glm4DecoderLayer's own names for the output norms; its `post_attention_layernorm` is
+        // the feed-forward's input norm (`ffn_norm`), as Llama's.
+        Arch::Glm4 if name.contains(".post_attention_norm.") => {
+            hf.replace(".post_attention_layernorm.", ".post_self_attn_layernorm.")
+        }
+        Arch::Glm4 if name.contains(".post_ffw_norm.") => {
+            hf.replace(".post_feedforward_layernorm.", ".post_mlp_layernorm.")
         }
         Arch::Gemma2 | Arch::Gemma3 if name.contains(".ffn_norm.") => {
             hf.replace(".post_attention_layernorm.", ".pre_feedforward_layernorm.")
@@ -66,6 +75,7 @@ pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
         Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 | Arch::SeedOss => {
             gguf_name_gemma
         }
+        Arch::Glm4 => gguf_name_glm4,
         _ => gguf_name,
     }
 }
@@ -80,6 +90,22 @@ fn gguf_name_gemma(name: &str) -> Option<String> {
     ] {
         if name.contains(hf) {
             return gguf_name(name).map(|n| n.replace(".ffn_norm.", gguf));
+        }
+    }
+    gguf_name(name)
+}
+
+/// GGUF name of a GLM-4 tensor name ([`hf_name_in`] reversed).
+fn gguf_name_glm4(name: &str) -> Option<String> {
+    for (hf, gguf) in [
+        (".post_self_attn_layernorm.", ".post_attention_norm."),
+        (".post_mlp_layernorm.", ".post_ffw_norm."),
+    ] {
+        if let Some(layer) = name
+            .strip_prefix("model.layers.")
+            .filter(|n| n.contains(hf))
+        {
+            return Some(format!("blk.{}", layer.replace(hf, gguf)));
         }
     }
     gguf_name(name)
@@ -167,6 +193,28 @@ mod tests {
         ] {
             assert_eq!(gguf_name_of(Arch::Gemma3)(hf).as_deref(), Some(g));
             assert_eq!(hf_name_in(Arch::Gemma3, g).as_deref(), Some(hf));
+        }
+        for (hf, g) in [
+            (
+                "model.layers.1.post_self_attn_layernorm.weight",
+                "blk.1.post_attention_norm.weight",
+            ),
+            (
+                "model.layers.1.post_attention_layernorm.weight",
+                "blk.1.ffn_norm.weight",
+            ),
+            (
+                "model.layers.1.post_mlp_layernorm.weight",
+                "blk.1.post_ffw_norm.weight",
+            ),
+            (
+                "model.layers.1.mlp.gate_up_proj.weight",
+                "blk.1.ffn_up.weight",
+            ),
+            ("model.layers.1.self_attn.k_proj.bias", "blk.1.attn_k.bias"),
+        ] {
+            assert_eq!(gguf_name_of(Arch::Glm4)(hf).as_deref(), Some(g));
+            assert_eq!(hf_name_in(Arch::Glm4, g).as_deref(), Some(hf));
         }
         assert_eq!(hf_name("rope_freqs.weight"), None);
         assert_eq!(hf_name("blk.x.attn_q.weight"), None);

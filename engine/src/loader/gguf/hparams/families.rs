@@ -201,6 +201,25 @@ impl GgufFile {
         }
     }
 
+    /// Refuses a `glm4` file with M-RoPE sections (`glm4.rope.dimension_sections`, a GLM-4V
+    /// vision model's, whose converter permuted q/k for NEOX RoPE; llama.cpp then runs M-RoPE),
+    /// which this engine does not read; nothing for the other architectures.
+    pub(super) fn glm4_text_rope(&self, arch: Arch) -> Result<()> {
+        let key = "glm4.rope.dimension_sections";
+        let sections = match self.metadata.get(key) {
+            Some(GgufValue::Array(a)) => a.iter().map(|v| v.as_u64()).collect(),
+            Some(v) => vec![v.as_u64()],
+            None => return Ok(()),
+        };
+        match arch == Arch::Glm4 && sections.iter().any(|s| *s != Some(0)) {
+            true => Err(Error::unsupported(format!(
+                "{}: `{key}` is {sections:?}: M-RoPE (GLM-4V's position sections, with q/k rows permuted for it) is not read; a text-only GLM-4 file has none",
+                self.path.display()
+            ))),
+            false => Ok(()),
+        }
+    }
+
     /// Granite's multipliers as llama.cpp reads a `granite` GGUF (`None` for the other
     /// architectures): `granite.embedding_scale`, `granite.residual_scale`,
     /// `granite.logit_scale` (each 0: not applied) and `granite.attention.scale` (0:

@@ -1,0 +1,103 @@
+//! Which member of the Llama family a model is, and what each member changes.
+
+/// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
+pub const MODEL_TYPES: &str =
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4";
+
+/// Which member of the Llama family: they share one forward pass and differ in configuration
+/// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 2/3, SmolLM2 (`LlamaForCausalLM`).
+    Llama,
+    /// Mistral (`MistralForCausalLM`): Llama with GQA and, when configured, sliding-window
+    /// attention in every layer.
+    Mistral,
+    /// Qwen2 (`Qwen2ForCausalLM`): q/k/v projections carry biases.
+    Qwen2,
+    /// Qwen3 (`Qwen3ForCausalLM`): an RMSNorm over each head's query and key (`q_norm`,
+    /// `k_norm`, weights of `head_dim`) before RoPE; biases only with `attention_bias`; Qwen2's
+    /// sliding-window rules.
+    Qwen3,
+    /// Phi-3 and Phi-4 (`Phi3ForCausalLM`): Llama's computation with q/k/v stored as one matrix
+    /// (`self_attn.qkv_proj`, rows q then k then v) and gate/up as one (`mlp.gate_up_proj`, rows
+    /// gate then up), split at load ([`crate::loader::fused`]); no biases; `sliding_window`, when
+    /// set, in every layer (transformers' Phi3Model; `layer_types` is not read).
+    Phi3,
+    /// Gemma (`GemmaForCausalLM`): GELU-gated feed-forward, a scaled embedding, norms by
+    /// `1 + w` ([`super::GemmaFeatures`]); no biases.
+    Gemma,
+    /// Gemma 2 (`Gemma2ForCausalLM`): Gemma with norms around both sub-blocks, a sliding
+    /// window in every other layer (the first, third, ...), and soft-capped attention scores
+    /// and logits ([`super::GemmaFeatures`]).
+    Gemma2,
+    /// Gemma 3 text (`Gemma3ForCausalLM`, `model_type: gemma3_text`): Gemma with Qwen3's
+    /// per-head query/key norms, norms around both sub-blocks, sliding-window layers (five in
+    /// six by default) with a RoPE base of their own ([`super::GemmaFeatures`]).
+    Gemma3,
+    /// IBM Granite (`GraniteForCausalLM`): Llama with multipliers of the embedding, the
+    /// attention scores, each residual branch and the logits ([`super::GraniteScales`]).
+    Granite,
+    /// OLMo 2 (`Olmo2ForCausalLM`): Llama with no norm before attention or the feed-forward,
+    /// each sub-block's output normed before its residual add instead, and the query and key
+    /// RMS-normed over all heads at once (q_dim and kv_dim wide) before RoPE; no MLP biases.
+    Olmo2,
+    /// OLMo 3 (`Olmo3ForCausalLM`): OLMo 2 with a sliding window in three layers of four
+    /// (`layer_types`), whose RoPE is unscaled and has a base of its own
+    /// ([`super::ModelConfig::local_rope_theta`]).
+    Olmo3,
+    /// EXAONE 4 (`Exaone4ForCausalLM`): OLMo 2's norms with each head's query and key normed (as
+    /// Qwen3's), and, where the config has a window, sliding layers (three of four by default)
+    /// that rotate beside full-attention layers that do not (NoPE); no biases.
+    Exaone4,
+    /// Seed-OSS (`SeedOssForCausalLM`): Llama with q/k/v biases by default (`attention_bias`
+    /// true), an o_proj bias only with `attention_out_bias`, and 128-wide heads by default.
+    SeedOss,
+    /// SmolLM3 (`SmolLM3ForCausalLM`): Llama with NoPE layers, which rotate nothing
+    /// ([`super::ModelConfig::rope_layers`]: every fourth by default), and a window, where configured,
+    /// in the layers `layer_types` names.
+    SmolLM3,
+    /// GLM (`GlmForCausalLM`: GLM-4-9B-chat-hf, GLM-Edge): Llama with q/k/v biases
+    /// (`attention_bias`, true by default), gate/up stored as one matrix (`mlp.gate_up_proj`,
+    /// gate rows first), and RoPE on the first half of each head
+    /// (`partial_rotary_factor` 0.5 by default) in adjacent pairs
+    /// ([`super::ModelConfig::rope_interleaved`]).
+    Glm,
+    /// GLM-4-0414 and GLM-Z1 (`Glm4ForCausalLM`): GLM with each sub-block's output normed before
+    /// its residual add (`post_self_attn_layernorm`, `post_mlp_layernorm`), as Gemma 2's.
+    Glm4,
+}
+
+impl Arch {
+    /// Gemma, Gemma 2 or Gemma 3 ([`super::GemmaFeatures`]).
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3)
+    }
+
+    /// GLM or GLM-4 ([`Arch::Glm`], [`Arch::Glm4`]).
+    pub fn is_glm(self) -> bool {
+        matches!(self, Arch::Glm | Arch::Glm4)
+    }
+
+    /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.
+    pub(super) fn qwen_windows(self) -> bool {
+        matches!(self, Arch::Qwen2 | Arch::Qwen3)
+    }
+
+    /// OLMo 2 or OLMo 3: query/key norms over all heads.
+    pub fn is_olmo(self) -> bool {
+        matches!(self, Arch::Olmo2 | Arch::Olmo3)
+    }
+
+    /// Whether the query and key go through RMSNorms before RoPE ([`super::ModelConfig::qk_norm`]):
+    /// Qwen3's, Gemma 3's, OLMo's and EXAONE 4's.
+    pub fn has_qk_norm(self) -> bool {
+        matches!(self, Arch::Qwen3 | Arch::Gemma3) || self.post_norms_only()
+    }
+
+    /// Norms after each sub-block and none before, no MLP biases (transformers'
+    /// `Olmo2DecoderLayer` and `Olmo2MLP`: OLMo 2 and 3, EXAONE 4).
+    pub fn post_norms_only(self) -> bool {
+        self.is_olmo() || self == Arch::Exaone4
+    }
+}
