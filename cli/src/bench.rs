@@ -260,14 +260,15 @@ impl WithBackend for &BenchArgs {
         let synthetic = args
             .synthetic_adapters
             .unwrap_or(if args.model.adapters.is_empty() { 8 } else { 0 });
-        // A stacked module (Phi-3's qkv_proj, gate_up_proj) names the modules it holds.
+        // A stacked module (Phi-3's qkv_proj, Phi-3's and GLM's gate_up_proj) names the modules
+        // it holds.
         let stored = dlp_engine::loader::fused::stored_modules(loaded.model.config.arch);
         let mut targets: Vec<LoraModule> = Vec::new();
         for t in args.targets.split(',').map(str::trim) {
             match (LoraModule::from_peft_name(t), stored.iter().find(|m| m.peft_name() == t)) {
                 (Some(m), _) => targets.push(m),
                 (None, Some(s)) => targets.extend(s.parts),
-                (None, None) => bail!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3's qkv_proj and gate_up_proj)"),
+                (None, None) => bail!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3's qkv_proj, Phi-3's and GLM's gate_up_proj)"),
             }
         }
         targets.sort();

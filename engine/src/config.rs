@@ -44,13 +44,13 @@ pub struct ModelConfig {
     pub num_kv_heads: usize,
     /// Per-head width.
     pub head_dim: usize,
-    /// The leading dimensions of each head that RoPE rotates (`head_dim` but for Phi-3's
-    /// `partial_rotary_factor` or a GGUF's `rope.dimension_count`); the rest pass through.
+    /// The leading dimensions of each head that RoPE rotates (`head_dim` but for Phi-3's and
+    /// GLM's `partial_rotary_factor` or a GGUF's `rope.dimension_count`); the rest pass through.
     /// Loading moves them to the end of each head's two halves ([`crate::loader::partial_rotary`]),
     /// so the backends rotate whole heads by a table whose last frequencies are identity.
     pub rotary_dim: usize,
-    /// RoPE rotates adjacent dimensions `(2i, 2i + 1)` of the rotated part (GLM's
-    /// `rotate_half`, llama.cpp's NORM RoPE where a converter did not permute the rows), not
+    /// RoPE rotates adjacent dimensions `(2i, 2i + 1)` of the rotated part (GLM's and ERNIE
+    /// 4.5's `rotate_half`, llama.cpp's NORM RoPE where a converter did not permute the rows), not
     /// the two halves `(i, i + rotary_dim / 2)`. Loading reorders query and key rows to the
     /// halves ([`crate::loader::partial_rotary`]), so no backend sees this.
     pub rope_interleaved: bool,
@@ -201,6 +201,7 @@ impl ModelConfig {
             "seed_oss" => Arch::SeedOss,
             "glm" => Arch::Glm,
             "glm4" => Arch::Glm4,
+            "ernie4_5" => Arch::Ernie45,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -244,14 +245,22 @@ impl ModelConfig {
         if num_heads == 0 {
             return Err(Error::format(path, "num_attention_heads must be > 0"));
         }
-        // GlmConfig's and Glm4Config's default is 2 (GLM-4-9B's), the others' every head.
-        let kv_default = if arch.is_glm() { 2 } else { num_heads };
+        // GlmConfig's, Glm4Config's and Ernie4_5Config's default is 2, the others' every head.
+        let two_kv = arch.is_glm() || arch == Arch::Ernie45;
+        let kv_default = if two_kv { 2 } else { num_heads };
+        // Their attention divides by a null and fails.
+        if two_kv && v.get("num_key_value_heads").is_some_and(Value::is_null) {
+            return Err(Error::format(
+                path,
+                "field `num_key_value_heads`: expected a positive integer (the default is 2; null is no count)",
+            ));
+        }
         let num_kv_heads = f.usize_or("num_key_value_heads", kv_default)?;
         let head_dim = match v.get("head_dim") {
             // Qwen3Config's default (its models' heads are wider than hidden / heads), and
             // SeedOssConfig's where the key is absent (its null is hidden / heads).
             Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
-            None if arch == Arch::SeedOss || arch.is_glm() => 128,
+            None if matches!(arch, Arch::SeedOss | Arch::Ernie45) || arch.is_glm() => 128,
             // GlmAttention and Glm4Attention take a null as the width and fail.
             Some(Value::Null) if arch.is_glm() => {
                 return Err(Error::format(
@@ -277,7 +286,7 @@ impl ModelConfig {
         let context = match arch {
             Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
             Arch::SeedOss => 524_288,
-            Arch::Glm | Arch::Glm4 => 131_072,
+            Arch::Glm | Arch::Glm4 | Arch::Ernie45 => 131_072,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };
@@ -316,12 +325,20 @@ impl ModelConfig {
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
         let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only() || arch.is_glm();
         // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`;
-        // GLM's configs bias q/k/v by default and its o_proj has none.
+        // GLM's configs bias q/k/v by default and its o_proj has none; ERNIE 4.5's `use_bias`
+        // biases every projection (it reads no `attention_bias` or `mlp_bias`).
         let seed = arch == Arch::SeedOss;
-        let attention_bias = f.bool_or("attention_bias", seed || arch.is_glm())? && !no_bias;
+        let attention_bias = match arch {
+            Arch::Ernie45 => f.bool_or("use_bias", false)?,
+            _ => f.bool_or("attention_bias", seed || arch.is_glm())? && !no_bias,
+        };
         let o_bias = match (seed, arch.is_glm()) {
             (true, _) => f.bool_or("attention_out_bias", false)?,
             (false, glm) => attention_bias && !glm,
+        };
+        let mlp_bias = match arch {
+            Arch::Ernie45 => attention_bias,
+            _ => f.bool_or("mlp_bias", false)? && !no_mlp_bias,
         };
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
@@ -337,14 +354,14 @@ impl ModelConfig {
             num_kv_heads,
             head_dim,
             rotary_dim,
-            rope_interleaved: arch.is_glm(),
+            rope_interleaved: arch.rope_interleaved(),
             vocab_size: f.usize("vocab_size")?,
-            // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 1e-5, GlmConfig's
-            // and Glm4Config's 1.5625e-7.
+            // Olmo2Config's, Olmo3Config's, Exaone4Config's and Ernie4_5Config's default is
+            // 1e-5, GlmConfig's and Glm4Config's 1.5625e-7.
             rms_norm_eps: f.f64_or(
                 "rms_norm_eps",
                 match arch {
-                    _ if arch.post_norms_only() => 1e-5,
+                    _ if arch.post_norms_only() || arch == Arch::Ernie45 => 1e-5,
                     Arch::Glm | Arch::Glm4 => 1.5625e-7,
                     _ => 1e-6,
                 },
@@ -353,11 +370,14 @@ impl ModelConfig {
             rope_scaling,
             rope_freq_factors: None,
             max_position_embeddings,
-            // SmolLM3Config ties by default.
-            tie_word_embeddings: f.bool_or("tie_word_embeddings", arch == Arch::SmolLM3)?,
+            // SmolLM3Config and Ernie4_5Config tie by default.
+            tie_word_embeddings: f.bool_or(
+                "tie_word_embeddings",
+                matches!(arch, Arch::SmolLM3 | Arch::Ernie45),
+            )?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias,
-            mlp_bias: f.bool_or("mlp_bias", false)? && !no_mlp_bias,
+            mlp_bias,
             qk_norm: arch.has_qk_norm(),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
@@ -451,10 +471,13 @@ impl ModelConfig {
             l.check(self.rotary_dim, path)?;
         }
         // Loading reorders q and k heads for a partial rotation, not query/key norm weights.
-        if self.qk_norm && self.rotary_dim != self.head_dim {
+        // Loading reorders query and key rows for these, and not the norms' weights.
+        if self.qk_norm && (self.rotary_dim != self.head_dim || self.rope_interleaved) {
             return bad(format!(
-                "rotary embeddings on {} of each head's {} dimensions with query/key norms: not supported together",
-                self.rotary_dim, self.head_dim
+                "rotary embeddings on {} of each head's {} dimensions{} with query/key norms: not supported together",
+                self.rotary_dim,
+                self.head_dim,
+                if self.rope_interleaved { " in adjacent pairs" } else { "" }
             ));
         }
         let mut cfg = self;
@@ -531,3 +554,6 @@ pub(crate) const POSITIVE_F32: &str =
 #[cfg(test)]
 #[path = "config/tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "config/variant_tests.rs"]
+mod variant_tests;

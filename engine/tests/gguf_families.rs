@@ -11,7 +11,8 @@
 //! `tiny_olmo3_gguf`. `exaone4`: windows and NoPE layers in 64-layer files only; logits:
 //! `tiny_exaone4_gguf`. `seed_oss`: an attention scale of its own refused; logits:
 //! `tiny_seed_oss_gguf`. `glm4`: RoPE on `rope.dimension_count` dimensions in adjacent pairs,
-//! GLM-4V's M-RoPE sections refused; logits: `tiny_glm4_gguf`.
+//! GLM-4V's M-RoPE sections refused; logits: `tiny_glm4_gguf`. `ernie4_5`: whole heads in
+//! adjacent pairs; logits: `tiny_ernie4_5_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
@@ -30,6 +31,19 @@ fn gguf(
     heads: u32,
     head_dim: u32,
     extra: Vec<(&str, M)>,
+) -> Vec<u8> {
+    gguf_with(arch, layers, hidden, heads, head_dim, extra, vec![])
+}
+
+/// [`gguf`] with `more` tensors.
+fn gguf_with(
+    arch: &'static str,
+    layers: u32,
+    hidden: u32,
+    heads: u32,
+    head_dim: u32,
+    extra: Vec<(&str, M)>,
+    more: Vec<Tensor>,
 ) -> Vec<u8> {
     let key = |k: &str| format!("{arch}.{k}");
     let mut kv = vec![
@@ -57,10 +71,11 @@ fn gguf(
         ty: 0,
         data: vec![0; 4 * head_dim as usize],
     };
-    let tensors = match arch {
+    let mut tensors = match arch {
         "gemma3" | "olmo2" | "exaone4" => vec![norm],
         _ => vec![],
     };
+    tensors.extend(more);
     Writer {
         version: 3,
         kv,
@@ -401,9 +416,9 @@ fn seed_oss_attention_scale_refused() {
 /// llama.cpp's `glm4`: NORM RoPE (adjacent pairs, on HF's rows) over `rope.dimension_count`
 /// dimensions (half a head as its converter writes them), norms around both sub-blocks; a
 /// GLM-4V file's M-RoPE sections refused (all zero is a text model's); a partial width in a
-/// `llama` file still refused.
+/// `llama` file still refused. llama.cpp's `ernie4_5`: NORM RoPE over whole heads.
 #[test]
-fn glm4_partial_interleaved_rope_and_mrope_refused() {
+fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     use dlp_engine::config::Arch;
     let half = || ("glm4.rope.dimension_count", M::U32(8));
     let c = read("g.gguf", &gguf("glm4", 2, 64, 4, 16, vec![half()])).unwrap();
@@ -415,20 +430,55 @@ fn glm4_partial_interleaved_rope_and_mrope_refused() {
         ("glm4.rope.dimension_sections", M::I32s(vec![0; 4])),
     ];
     assert!(read("g0.gguf", &gguf("glm4", 2, 64, 4, 16, zeros)).is_ok());
-    let mrope = vec![
-        half(),
-        ("glm4.rope.dimension_sections", M::I32s(vec![8, 12, 12, 0])),
-    ];
+    // GLM-4V's M-RoPE, an odd width, GLM-OCR's appended prediction layer (llama.cpp reads the
+    // first and the last).
+    let sections = ("glm4.rope.dimension_sections", M::I32s(vec![8, 12, 12, 0]));
+    for (name, extra, want) in [
+        (
+            "gm.gguf",
+            vec![half(), sections],
+            "`glm4.rope.dimension_sections` is [8, 12, 12, 0]: M-RoPE (GLM-4V's position sections",
+        ),
+        (
+            "go.gguf",
+            vec![("glm4.rope.dimension_count", M::U32(7))],
+            "`glm4.rope.dimension_count` is 7; expected an even number > 0 and at most head_dim 16",
+        ),
+        (
+            "gn.gguf",
+            vec![half(), ("glm4.nextn_predict_layers", M::U32(1))],
+            "`glm4.nextn_predict_layers` is 1",
+        ),
+    ] {
+        refused(name, &gguf("glm4", 2, 64, 4, 16, extra), want);
+    }
+    // q/k/v stacked, which llama.cpp also reads.
+    let qkv = Tensor {
+        name: "blk.0.attn_qkv.weight".into(),
+        dims: vec![64, 96],
+        ty: 0,
+        data: vec![0; 4 * 64 * 96],
+    };
     refused(
-        "gm.gguf",
-        &gguf("glm4", 2, 64, 4, 16, mrope),
-        "M-RoPE (GLM-4V's position sections",
+        "gq.gguf",
+        &gguf_with("glm4", 2, 64, 4, 16, vec![half()], vec![qkv]),
+        "q/k/v stacked in one tensor are not read for glm4 files",
     );
     let llama = vec![("llama.rope.dimension_count", M::U32(8))];
     refused(
         "lp.gguf",
         &gguf("llama", 2, 64, 4, 16, llama),
         "an even part is read for phi3 and glm4 files only",
+    );
+    // `ernie4_5`: NORM RoPE over whole heads (llama.cpp asserts n_rot = head_dim).
+    let c = read("e.gguf", &gguf("ernie4_5", 2, 64, 4, 16, vec![])).unwrap();
+    assert_eq!((c.arch, c.rotary_dim), (Arch::Ernie45, 16));
+    assert!(c.rope_interleaved && !c.post_norms());
+    let part = vec![("ernie4_5.rope.dimension_count", M::U32(8))];
+    refused(
+        "ep.gguf",
+        &gguf("ernie4_5", 2, 64, 4, 16, part),
+        "ernie4_5.rope.dimension_count 8 != head_dim 16",
     );
     // Not NORM RoPE for the others: their rows are HF's halves (or un-permuted to them).
     let c = read("s.gguf", &gguf("seed_oss", 2, 64, 4, 16, vec![])).unwrap();

@@ -256,15 +256,17 @@ macro_rules! seed_oss_fixture_tests {
     };
 }
 
-/// One `#[test]` per GLM fixture of this repository (`tiny_glm4`: GLM-4-0414's output norms,
-/// q/k/v biases, gate/up stacked, RoPE on half of each head in adjacent pairs, a Hub-layout
-/// config, two adapters, one on `gate_up_proj`; `tiny_glm`: GLM without the output norms, 128-wide
-/// heads by default, YaRN on the rotated part; `tiny_glm4_gguf`: llama.cpp's `glm4` file; made
-/// by `tests/fixtures/make_glm.py`), each calling `$run("<fixture folder>")`. Llama's
-/// computation once loading has reordered the query and key rows: run where the plain fixtures
-/// run.
+/// One `#[test]` per fixture whose RoPE turns adjacent pairs `(2i, 2i + 1)` of each head
+/// (`tiny_glm4`: GLM-4-0414's output norms, q/k/v biases, gate/up stacked, RoPE on half of each
+/// head, a Hub-layout config, two adapters, one on `gate_up_proj`; `tiny_glm`: GLM without the
+/// output norms, 128-wide heads by default, YaRN on the rotated part; `tiny_glm4_gguf`:
+/// llama.cpp's `glm4` file; made by `tests/fixtures/make_glm.py`; `tiny_ernie4_5`: ERNIE 4.5
+/// over whole heads, biases on every projection, tied by default; `tiny_ernie4_5_gguf`:
+/// llama.cpp's `ernie4_5` file; made by `make_ernie.py`), each calling
+/// `$run("<fixture folder>")`. Llama's computation once loading has reordered the query and
+/// key rows: run where the plain fixtures run.
 #[macro_export]
-macro_rules! glm_fixture_tests {
+macro_rules! pair_rope_fixture_tests {
     ($run:path) => {
         #[test]
         fn tiny_glm4() {
@@ -277,6 +279,14 @@ macro_rules! glm_fixture_tests {
         #[test]
         fn tiny_glm4_gguf() {
             $run("tiny-glm4-gguf");
+        }
+        #[test]
+        fn tiny_ernie4_5() {
+            $run("tiny-ernie4_5");
+        }
+        #[test]
+        fn tiny_ernie4_5_gguf() {
+            $run("tiny-ernie4_5-gguf");
         }
     };
 }

@@ -27,7 +27,7 @@ dlp_tests::granite_fixture_tests!(run_fixture);
 dlp_tests::smollm3_fixture_tests!(run_fixture);
 dlp_tests::post_norm_fixture_tests!(run_fixture);
 dlp_tests::seed_oss_fixture_tests!(run_fixture);
-dlp_tests::glm_fixture_tests!(run_fixture);
+dlp_tests::pair_rope_fixture_tests!(run_fixture);
 
 #[test]
 fn smollm2_f32_weights() {

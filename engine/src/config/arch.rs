@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -66,6 +66,10 @@ pub enum Arch {
     /// GLM-4-0414 and GLM-Z1 (`Glm4ForCausalLM`): GLM with each sub-block's output normed before
     /// its residual add (`post_self_attn_layernorm`, `post_mlp_layernorm`), as Gemma 2's.
     Glm4,
+    /// ERNIE 4.5 dense (`Ernie4_5ForCausalLM`, ERNIE-4.5-0.3B): Llama with RoPE over whole heads
+    /// in adjacent pairs ([`super::ModelConfig::rope_interleaved`]) and, with `use_bias`,
+    /// biases on every projection.
+    Ernie45,
 }
 
 impl Arch {
@@ -77,6 +81,12 @@ impl Arch {
     /// GLM or GLM-4 ([`Arch::Glm`], [`Arch::Glm4`]).
     pub fn is_glm(self) -> bool {
         matches!(self, Arch::Glm | Arch::Glm4)
+    }
+
+    /// Whether transformers rotates adjacent pairs `(2i, 2i + 1)` of each head (GLM's and
+    /// ERNIE 4.5's `rotate_half`), not its halves ([`super::ModelConfig::rope_interleaved`]).
+    pub fn rope_interleaved(self) -> bool {
+        self.is_glm() || self == Arch::Ernie45
     }
 
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.

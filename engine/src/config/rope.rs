@@ -357,10 +357,12 @@ pub(super) fn parse(
 
 /// The dimensions of each head RoPE rotates: `int(head_dim * partial_rotary_factor)` as
 /// transformers computes them (the factor read from the RoPE settings, else the config's top
-/// level; where neither has one, GlmConfig's and Glm4Config's 0.5 and 1 for the others). Only
+/// level; where neither has one, GlmConfig's and Glm4Config's 0.5 and 1 for the others; a null
+/// at the top level is 1, as GlmConfig's default then never reaches the RoPE settings). Only
 /// Phi-3's and GLM's attention apply a part; for the other architectures transformers'
 /// attention fails on the shorter tables, so a factor other than 1 is refused there. Errors: a
-/// factor outside (0, 1], or an odd or zero width.
+/// factor outside (0, 1] (for GLM, a null in the RoPE settings, on which its RoPE fails), or
+/// an odd or zero width.
 pub(super) fn rotary_dim(
     v: &Value,
     rope: Option<&Value>,
@@ -368,12 +370,17 @@ pub(super) fn rotary_dim(
     arch: super::Arch,
     path: &Path,
 ) -> Result<usize> {
-    let found = [rope, Some(v)]
-        .into_iter()
-        .flatten()
-        .find_map(|s| s.get("partial_rotary_factor").filter(|x| !x.is_null()));
+    let key = "partial_rotary_factor";
     let default = serde_json::json!(if arch.is_glm() { 0.5 } else { 1.0 });
-    let x = found.unwrap_or(&default);
+    let x = match (rope.and_then(|r| r.get(key)), v.get(key)) {
+        // GLM's RoPE fails on a null of its own settings; the others read the top level then.
+        (Some(Value::Null), _) if arch.is_glm() => &Value::Null,
+        (Some(x), _) if !x.is_null() => x,
+        // A top-level null: no factor reaches the RoPE settings, which then rotate whole heads.
+        (_, Some(Value::Null)) => return Ok(head_dim),
+        (_, Some(x)) => x,
+        (_, None) => &default,
+    };
     let f = x
         .as_f64()
         .filter(|f| *f > 0.0 && *f <= 1.0)

@@ -15,8 +15,8 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 }
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
-/// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig and Glm4Config read no `layer_types`,
-/// and every layer attends to everything.
+/// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config and Ernie4_5Config read no
+/// `layer_types`, and every layer attends to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
         Arch::Llama
@@ -25,7 +25,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Olmo2
         | Arch::SeedOss
         | Arch::Glm
-        | Arch::Glm4 => true,
+        | Arch::Glm4
+        | Arch::Ernie45 => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

@@ -83,7 +83,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Olmo2
         | Arch::Olmo3
         | Arch::Exaone4
-        | Arch::SeedOss => &SINGLE,
+        | Arch::SeedOss
+        | Arch::Ernie45 => &SINGLE,
     }
 }
 

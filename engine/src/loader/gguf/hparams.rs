@@ -93,6 +93,7 @@ impl GgufFile {
             Some("exaone4") => Ok((Arch::Exaone4, "exaone4")),
             Some("seed_oss") => Ok((Arch::SeedOss, "seed_oss")),
             Some("glm4") => Ok((Arch::Glm4, "glm4")),
+            Some("ernie4_5") => Ok((Arch::Ernie45, "ernie4_5")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -104,7 +105,7 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\", \"olmo2\", \"exaone4\", \"seed_oss\" or \"glm4\""
+                         \"smollm3\", \"olmo2\", \"exaone4\", \"seed_oss\", \"glm4\" or \"ernie4_5\""
                     ),
                 ))
             }
@@ -365,6 +366,12 @@ impl GgufFile {
                     format!("no `{a}.attention.key_length`, so each head is taken as embedding_length / head_count = {head_dim} wide, but `{a}.rope.dimension_count` is {rot}: the file needs its key_length"),
                 ));
             }
+            Some(rot) if partial => {
+                return Err(Error::format(
+                    p,
+                    format!("`{a}.rope.dimension_count` is {rot}; expected an even number > 0 and at most head_dim {head_dim}"),
+                ));
+            }
             Some(rot) => {
                 return Err(Error::unsupported(format!(
                     "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3 and glm4 files only)",
@@ -398,7 +405,7 @@ impl GgufFile {
             ));
         }
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
-        self.glm4_text_rope(arch)?;
+        self.glm4_text_only(arch)?;
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
         let local_rope_theta = self.local_rope_theta(arch, &attention_window, rope_theta)?;
         let granite = self.granite(arch, head_dim)?;
@@ -474,9 +481,9 @@ impl GgufFile {
             num_kv_heads: kv_heads,
             head_dim,
             rotary_dim,
-            // llama.cpp's `glm4` runs NORM RoPE on HF's rows, which its converter leaves as
-            // they are (GLM's adjacent pairs).
-            rope_interleaved: arch == Arch::Glm4,
+            // llama.cpp's `glm4` and `ernie4_5` run NORM RoPE on HF's rows, which their
+            // converters leave as they are (adjacent pairs, as transformers rotates them).
+            rope_interleaved: matches!(arch, Arch::Glm4 | Arch::Ernie45),
             vocab_size,
             rms_norm_eps: self
                 .meta_f64(&key("attention.layer_norm_rms_epsilon"))?

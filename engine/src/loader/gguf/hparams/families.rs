@@ -201,23 +201,47 @@ impl GgufFile {
         }
     }
 
-    /// Refuses a `glm4` file with M-RoPE sections (`glm4.rope.dimension_sections`, a GLM-4V
-    /// vision model's, whose converter permuted q/k for NEOX RoPE; llama.cpp then runs M-RoPE),
-    /// which this engine does not read; nothing for the other architectures.
-    pub(super) fn glm4_text_rope(&self, arch: Arch) -> Result<()> {
+    /// Refuses what a `glm4` file may hold beyond GLM-4's text model, which this engine does
+    /// not read (nothing for the other architectures): M-RoPE sections
+    /// (`glm4.rope.dimension_sections`, GLM-4V's, whose converter permuted q/k for NEOX RoPE),
+    /// appended next-token-prediction layers (`glm4.nextn_predict_layers`, GLM-OCR's, which
+    /// llama.cpp leaves out of the forward pass), and q/k/v stacked in `attn_qkv` (which
+    /// llama.cpp reads; its converter writes them apart).
+    pub(super) fn glm4_text_only(&self, arch: Arch) -> Result<()> {
+        if arch != Arch::Glm4 {
+            return Ok(());
+        }
+        let p = self.path.display();
         let key = "glm4.rope.dimension_sections";
         let sections = match self.metadata.get(key) {
-            Some(GgufValue::Array(a)) => a.iter().map(|v| v.as_u64()).collect(),
-            Some(v) => vec![v.as_u64()],
-            None => return Ok(()),
+            Some(GgufValue::Array(a)) => a.clone(),
+            Some(v) => vec![v.clone()],
+            None => vec![],
         };
-        match arch == Arch::Glm4 && sections.iter().any(|s| *s != Some(0)) {
-            true => Err(Error::unsupported(format!(
-                "{}: `{key}` is {sections:?}: M-RoPE (GLM-4V's position sections, with q/k rows permuted for it) is not read; a text-only GLM-4 file has none",
-                self.path.display()
-            ))),
-            false => Ok(()),
+        if sections.iter().any(|v| v.as_u64() != Some(0)) {
+            let shown = |v: &GgufValue| v.as_u64().map_or(format!("{v:?}"), |n| n.to_string());
+            let sections: Vec<String> = sections.iter().map(shown).collect();
+            return Err(Error::unsupported(format!(
+                "{p}: `{key}` is [{}]: M-RoPE (GLM-4V's position sections, with q/k rows permuted for it) is not read; a text-only GLM-4 file has none",
+                sections.join(", ")
+            )));
         }
+        let key = "glm4.nextn_predict_layers";
+        if let Some(n) = self.meta_u64(key)?.filter(|&n| n > 0) {
+            return Err(Error::unsupported(format!(
+                "{p}: `{key}` is {n}: next-token-prediction layers appended to the model (GLM-OCR's) are not read"
+            )));
+        }
+        if self
+            .tensors
+            .iter()
+            .any(|t| t.name.ends_with(".attn_qkv.weight"))
+        {
+            return Err(Error::unsupported(format!(
+                "{p}: tensor `blk.N.attn_qkv.weight`: q/k/v stacked in one tensor are not read for glm4 files (llama.cpp's converter writes attn_q, attn_k and attn_v)"
+            )));
+        }
+        Ok(())
     }
 
     /// Granite's multipliers as llama.cpp reads a `granite` GGUF (`None` for the other

@@ -1,0 +1,137 @@
+//! Unit tests of [`super`]: the Llama variants whose configs differ from LlamaConfig only in
+//! defaults and in what they read (Seed-OSS, GLM, GLM-4, ERNIE 4.5), each checked against its
+//! transformers 5.25 config class.
+
+use std::path::Path;
+
+use super::{Arch, ModelConfig};
+
+/// Seed-OSS as SeedOssConfig reads it (checked against transformers 5.25): q/k/v biases by
+/// default, an o_proj bias only with `attention_out_bias`, 128-wide heads where `head_dim` is
+/// absent (hidden / heads where it is null), a 524288-token context; no windows.
+#[test]
+fn seed_oss_reads_as_transformers_seedossconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p).unwrap();
+    let v = serde_json::json!({"model_type": "seed_oss", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 2, "vocab_size": 256, "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"]});
+    let c = read(&v);
+    assert_eq!(c.arch, Arch::SeedOss);
+    assert_eq!((c.head_dim, c.max_position_embeddings), (128, 524_288));
+    assert!(c.qkv_bias && !c.o_bias && !c.mlp_bias && c.pre_norms() && !c.qk_norm);
+    assert_eq!(c.attention_window, [None, None]);
+    let mut other = v.clone();
+    other["head_dim"] = serde_json::Value::Null;
+    other["attention_bias"] = false.into();
+    other["attention_out_bias"] = true.into();
+    other["mlp_bias"] = true.into();
+    let c = read(&other);
+    assert_eq!(c.head_dim, 16);
+    assert!(!c.qkv_bias && c.o_bias && c.mlp_bias);
+}
+
+/// GLM and GLM-4 as GlmConfig and Glm4Config read them (checked against transformers 5.25):
+/// 128-wide heads and two key/value heads where absent, RoPE on half of each head in adjacent
+/// pairs unless `partial_rotary_factor` (top level or in the RoPE settings) says otherwise, q/k/v
+/// biases by default and never on o_proj or the MLP, eps 1.5625e-7, a 131072-token context,
+/// GLM-4's ends where none are named; norms around both sub-blocks in GLM-4 alone; a null
+/// `head_dim` refused (GlmAttention fails on it).
+#[test]
+fn glm_reads_as_transformers_glmconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "glm4", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 151_552, "mlp_bias": true});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Glm4);
+    assert_eq!((c.head_dim, c.num_kv_heads, c.rotary_dim), (128, 2, 64));
+    assert!(c.rope_interleaved && c.qkv_bias && !c.o_bias && !c.mlp_bias);
+    assert_eq!(
+        (c.rms_norm_eps, c.max_position_embeddings),
+        (1.5625e-7, 131_072)
+    );
+    assert_eq!(c.eos_token_ids, [151_329, 151_336, 151_338]);
+    assert!(c.pre_norms() && c.post_norms() && !c.qk_norm && c.gemma.is_none());
+    let names = c.norm_names();
+    assert_eq!(
+        [names.attn_in, names.ffn_in, names.attn_out, names.ffn_out],
+        [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "post_self_attn_layernorm",
+            "post_mlp_layernorm"
+        ]
+    );
+    let mut glm = v.clone();
+    glm["model_type"] = "glm".into();
+    glm["head_dim"] = 32.into();
+    glm["attention_bias"] = false.into();
+    glm["eos_token_id"] = 7.into();
+    glm["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e4,
+        "partial_rotary_factor": 0.75});
+    let c = read(&glm).unwrap();
+    assert_eq!((c.arch, c.head_dim, c.rotary_dim), (Arch::Glm, 32, 24));
+    assert!(c.rope_interleaved && !c.qkv_bias && !c.post_norms());
+    assert_eq!(c.eos_token_ids, [7]);
+    assert_eq!(c.norm_names().ffn_in, "post_attention_layernorm");
+    glm["partial_rotary_factor"] = 1.0.into();
+    glm["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e4});
+    assert_eq!(read(&glm).unwrap().rotary_dim, 32);
+    // A top-level null: GlmConfig's 0.5 never reaches the RoPE settings, whole heads rotate;
+    // a null in the RoPE settings fails in transformers.
+    glm["partial_rotary_factor"] = serde_json::Value::Null;
+    assert_eq!(read(&glm).unwrap().rotary_dim, 32);
+    glm["rope_parameters"]["partial_rotary_factor"] = serde_json::Value::Null;
+    let e = read(&glm).unwrap_err().to_string();
+    assert!(
+        e.contains("`partial_rotary_factor`: expected a number in (0, 1], found null"),
+        "{e}"
+    );
+    glm["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e4});
+    glm["num_key_value_heads"] = serde_json::Value::Null;
+    let e = read(&glm).unwrap_err().to_string();
+    assert!(
+        e.contains("field `num_key_value_heads`: expected a positive integer"),
+        "{e}"
+    );
+    glm["num_key_value_heads"] = 4.into();
+    glm["head_dim"] = serde_json::Value::Null;
+    let e = read(&glm).unwrap_err().to_string();
+    assert!(
+        e.contains("field `head_dim`: expected a positive integer"),
+        "{e}"
+    );
+}
+
+/// ERNIE 4.5 dense as Ernie4_5Config reads it (checked against transformers 5.25): 128-wide
+/// heads and two key/value heads where absent (hidden / heads where `head_dim` is null), RoPE
+/// over whole heads in adjacent pairs, `use_bias` on every projection (no `attention_bias` or
+/// `mlp_bias` read), tied by default, eps 1e-5, a 131072-token context; a partial rotary factor
+/// refused (its attention rotates whole heads).
+#[test]
+fn ernie4_5_reads_as_transformers_ernie4_5config() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "ernie4_5", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256, "attention_bias": true, "mlp_bias": true});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Ernie45);
+    assert_eq!((c.head_dim, c.num_kv_heads, c.rotary_dim), (128, 2, 128));
+    assert!(c.rope_interleaved && c.tie_word_embeddings);
+    assert!(!c.qkv_bias && !c.o_bias && !c.mlp_bias && c.pre_norms() && !c.post_norms());
+    assert_eq!((c.rms_norm_eps, c.max_position_embeddings), (1e-5, 131_072));
+    let mut other = v.clone();
+    other["use_bias"] = true.into();
+    other["head_dim"] = serde_json::Value::Null;
+    other["tie_word_embeddings"] = false.into();
+    let c = read(&other).unwrap();
+    assert_eq!(c.head_dim, 16);
+    assert!(c.qkv_bias && c.o_bias && c.mlp_bias && !c.tie_word_embeddings);
+    other["partial_rotary_factor"] = 0.5.into();
+    let e = read(&other).unwrap_err().to_string();
+    assert!(e.contains("supported for Phi-3 and GLM models only"), "{e}");
+}
