@@ -247,9 +247,14 @@ impl ModelConfig {
         }
         // GlmConfig's, Glm4Config's and Ernie4_5Config's default is 2, the others' every head.
         let two_kv = arch.is_glm() || arch == Arch::Ernie45;
-        let kv_default = if two_kv { 2 } else { num_heads };
-        // Their attention divides by a null and fails.
-        if two_kv && v.get("num_key_value_heads").is_some_and(Value::is_null) {
+        let null_kv = v.get("num_key_value_heads").is_some_and(Value::is_null);
+        let kv_default = match (two_kv, null_kv) {
+            // Ernie4_5Config reads a null as one key/value head per query head.
+            (true, false) => 2,
+            _ => num_heads,
+        };
+        // GLM's attention divides by a null and fails.
+        if arch.is_glm() && null_kv {
             return Err(Error::format(
                 path,
                 "field `num_key_value_heads`: expected a positive integer (the default is 2; null is no count)",
@@ -274,8 +279,12 @@ impl ModelConfig {
             Some(_) => f.usize("head_dim")?,
         };
         let rope = rope::settings(v, path)?;
-        // SmolLM3Config's `default_theta`; the others' 10000.
-        let default_theta = if arch == Arch::SmolLM3 { 2e6 } else { 10000.0 };
+        // SmolLM3Config's and Ernie4_5Config's `default_theta`; the others' 10000.
+        let default_theta = match arch {
+            Arch::SmolLM3 => 2e6,
+            Arch::Ernie45 => 5e5,
+            _ => 10000.0,
+        };
         let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some_and(|t| !t.is_null())) {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", default_theta)?,
             None => f.f64_or("rope_theta", default_theta)?,

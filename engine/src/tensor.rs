@@ -322,17 +322,19 @@ impl WeightMap {
         Ok(t)
     }
 
-    /// Replaces the 2-D tensor `name`, if present, by consecutive blocks of its rows: `parts`
-    /// are (name, rows) in row order, each kept in the tensor's storage (f32 or packed blocks,
-    /// whose rows are whole blocks), from the same file. Returns whether it was present. A part
-    /// the map holds already is replaced, with a warning (transformers, too, takes the stacked
-    /// tensor and ignores the other).
+    /// Replaces the tensor `name` (a matrix of `cols` columns, or a bias vector where `cols`
+    /// is `None`), if present, by consecutive blocks of its rows: `parts` are (name, rows) in
+    /// row order, each kept in the tensor's storage (f32 or packed blocks, whose rows are whole
+    /// blocks), from the same file. Returns whether it was present. A part the map holds already
+    /// is replaced, with a warning (transformers, too, takes the stacked tensor and ignores the
+    /// other).
     ///
-    /// Errors: the tensor is not `[sum of rows, cols]` (the message names it and both shapes).
+    /// Errors: the tensor is not `[sum of rows, cols]` (`[sum of rows]`; the message names it
+    /// and both shapes).
     pub fn split_rows(
         &mut self,
         name: &str,
-        cols: usize,
+        cols: Option<usize>,
         parts: &[(String, usize)],
     ) -> Result<bool> {
         let rows: usize = parts.iter().map(|p| p.1).sum();
@@ -340,7 +342,8 @@ impl WeightMap {
             .file_of(name)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let Some(t) = self.take_opt(name, &[rows, cols])? else {
+        let shape: Vec<usize> = std::iter::once(rows).chain(cols).collect();
+        let Some(t) = self.take_opt(name, &shape)? else {
             return Ok(false);
         };
         let mut start = 0;

@@ -11,7 +11,8 @@
 //! `tiny_olmo3_gguf`. `exaone4`: windows and NoPE layers in 64-layer files only; logits:
 //! `tiny_exaone4_gguf`. `seed_oss`: an attention scale of its own refused; logits:
 //! `tiny_seed_oss_gguf`. `glm4`: RoPE on `rope.dimension_count` dimensions in adjacent pairs,
-//! GLM-4V's M-RoPE sections refused; logits: `tiny_glm4_gguf`. `ernie4_5`: whole heads in
+//! GLM-4V's M-RoPE sections refused; logits: `tiny_glm4_gguf`; `chatglm`: GLM, its q/k/v biases
+//! stacked or not; logits: `tiny_glm_chatglm_gguf`. `ernie4_5`: whole heads in
 //! adjacent pairs; logits: `tiny_ernie4_5_gguf`.
 
 #[allow(dead_code)]
@@ -452,23 +453,27 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     ] {
         refused(name, &gguf("glm4", 2, 64, 4, 16, extra), want);
     }
-    // q/k/v stacked, which llama.cpp also reads.
-    let qkv = Tensor {
-        name: "blk.0.attn_qkv.weight".into(),
-        dims: vec![64, 96],
+    // `chatglm` (THUDM's GLM-4-9B-chat and ChatGLM3): GLM without output norms; q/k/v and
+    // their biases may be stacked (`attn_qkv`, split at load).
+    let bias = Tensor {
+        name: "blk.0.attn_qkv.bias".into(),
+        dims: vec![96],
         ty: 0,
-        data: vec![0; 4 * 64 * 96],
+        data: vec![0; 4 * 96],
     };
-    refused(
-        "gq.gguf",
-        &gguf_with("glm4", 2, 64, 4, 16, vec![half()], vec![qkv]),
-        "q/k/v stacked in one tensor are not read for glm4 files",
-    );
+    let half = vec![("chatglm.rope.dimension_count", M::U32(8))];
+    let c = read(
+        "c.gguf",
+        &gguf_with("chatglm", 2, 64, 4, 16, half, vec![bias]),
+    )
+    .unwrap();
+    assert_eq!((c.arch, c.rotary_dim), (Arch::Glm, 8));
+    assert!(c.rope_interleaved && c.qkv_bias && !c.o_bias && !c.post_norms());
     let llama = vec![("llama.rope.dimension_count", M::U32(8))];
     refused(
         "lp.gguf",
         &gguf("llama", 2, 64, 4, 16, llama),
-        "an even part is read for phi3 and glm4 files only",
+        "an even part is read for phi3, chatglm and glm4 files only",
     );
     // `ernie4_5`: NORM RoPE over whole heads (llama.cpp asserts n_rot = head_dim).
     let c = read("e.gguf", &gguf("ernie4_5", 2, 64, 4, 16, vec![])).unwrap();

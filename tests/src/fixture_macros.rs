@@ -260,7 +260,8 @@ macro_rules! seed_oss_fixture_tests {
 /// (`tiny_glm4`: GLM-4-0414's output norms, q/k/v biases, gate/up stacked, RoPE on half of each
 /// head, a Hub-layout config, two adapters, one on `gate_up_proj`; `tiny_glm`: GLM without the
 /// output norms, 128-wide heads by default, YaRN on the rotated part; `tiny_glm4_gguf`:
-/// llama.cpp's `glm4` file; made by `tests/fixtures/make_glm.py`; `tiny_ernie4_5`: ERNIE 4.5
+/// llama.cpp's `glm4` file; `tiny_glm_chatglm_gguf`: its `chatglm` file, q/k/v and their biases
+/// stacked in two layers of three; made by `tests/fixtures/make_glm.py`; `tiny_ernie4_5`: ERNIE 4.5
 /// over whole heads, biases on every projection, tied by default; `tiny_ernie4_5_gguf`:
 /// llama.cpp's `ernie4_5` file; made by `make_ernie.py`), each calling
 /// `$run("<fixture folder>")`. Llama's computation once loading has reordered the query and
@@ -279,6 +280,10 @@ macro_rules! pair_rope_fixture_tests {
         #[test]
         fn tiny_glm4_gguf() {
             $run("tiny-glm4-gguf");
+        }
+        #[test]
+        fn tiny_glm_chatglm_gguf() {
+            $run("tiny-glm-chatglm-gguf");
         }
         #[test]
         fn tiny_ernie4_5() {

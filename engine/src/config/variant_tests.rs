@@ -109,7 +109,8 @@ fn glm_reads_as_transformers_glmconfig() {
 /// ERNIE 4.5 dense as Ernie4_5Config reads it (checked against transformers 5.25): 128-wide
 /// heads and two key/value heads where absent (hidden / heads where `head_dim` is null), RoPE
 /// over whole heads in adjacent pairs, `use_bias` on every projection (no `attention_bias` or
-/// `mlp_bias` read), tied by default, eps 1e-5, a 131072-token context; a partial rotary factor
+/// `mlp_bias` read), tied by default, eps 1e-5, a 131072-token context, RoPE base 500000 where
+/// none is given, a null key/value head count as every head's; a partial rotary factor
 /// refused (its attention rotates whole heads).
 #[test]
 fn ernie4_5_reads_as_transformers_ernie4_5config() {
@@ -124,6 +125,11 @@ fn ernie4_5_reads_as_transformers_ernie4_5config() {
     assert!(c.rope_interleaved && c.tie_word_embeddings);
     assert!(!c.qkv_bias && !c.o_bias && !c.mlp_bias && c.pre_norms() && !c.post_norms());
     assert_eq!((c.rms_norm_eps, c.max_position_embeddings), (1e-5, 131_072));
+    // Ernie4_5Config's `default_theta`; a null key/value head count is every head's.
+    assert_eq!(c.rope_theta, 500_000.0);
+    let mut nulls = v.clone();
+    nulls["num_key_value_heads"] = serde_json::Value::Null;
+    assert_eq!(read(&nulls).unwrap().num_kv_heads, 4);
     let mut other = v.clone();
     other["use_bias"] = true.into();
     other["head_dim"] = serde_json::Value::Null;

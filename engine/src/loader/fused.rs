@@ -88,25 +88,39 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     }
 }
 
-/// Splits every stacked module's weight of `w` into its parts' weights (`qkv_proj.weight` into
-/// `q_proj.weight`, `k_proj.weight`, `v_proj.weight`), kept as stored (f32 or packed blocks).
-/// A layer may hold the parts instead (llama.cpp's `create_tensor_qkv` reads separate q/k/v
-/// where a file has no `attn_qkv`); one with neither is refused, naming the stacked tensor.
+/// The modules a model file of `arch` may hold stacked: those of [`stored_modules`], and
+/// GLM's q/k/v, which llama.cpp's `chatglm` files (from THUDM's checkpoints) stack in
+/// `attn_qkv` (its `glm4` loader reads them so too) where transformers' GLM models and their
+/// adapters keep them apart.
+fn file_stacks(arch: Arch) -> impl Iterator<Item = &'static StoredModule> {
+    let glm_qkv = arch.is_glm().then_some(&PHI3[0]);
+    (stored_modules(arch).iter())
+        .filter(|m| m.parts.len() > 1)
+        .chain(glm_qkv)
+}
+
+/// Splits every stacked module's weight (and bias, where it has one) of `w` into its parts'
+/// (`qkv_proj.weight` into `q_proj.weight`, `k_proj.weight`, `v_proj.weight`), kept as stored
+/// (f32 or packed blocks). A layer may hold the parts instead (llama.cpp's
+/// `create_tensor_qkv` reads separate q/k/v where a file has no `attn_qkv`); one with neither
+/// is refused, naming the stacked tensor.
 ///
-/// Errors: a stacked tensor whose shape is not `[sum of the parts' rows, in]`, or a missing one.
+/// Errors: a stacked tensor whose shape is not `[sum of the parts' rows, in]` (a bias
+/// `[sum of the parts' rows]`), or a missing one.
 pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
     for layer in 0..cfg.num_layers {
-        for m in stored_modules(cfg.arch)
-            .iter()
-            .filter(|m| m.parts.len() > 1)
-        {
+        for m in file_stacks(cfg.arch) {
             let stem = format!("model.layers.{layer}");
             let (n_in, rows) = m.dims(cfg);
-            let parts: Vec<(String, usize)> = (m.parts.iter().zip(&rows))
-                .map(|(p, &r)| (format!("{stem}.{}.weight", p.hf_path()), r))
-                .collect();
+            let parts = |suffix: &str| -> Vec<(String, usize)> {
+                (m.parts.iter().zip(&rows))
+                    .map(|(p, &r)| (format!("{stem}.{}.{suffix}", p.hf_path()), r))
+                    .collect()
+            };
+            w.split_rows(&format!("{stem}.{}.bias", m.hf_path), None, &parts("bias"))?;
+            let parts = parts("weight");
             let name = format!("{stem}.{}.weight", m.hf_path);
-            if !w.split_rows(&name, n_in, &parts)? && !w.contains(&parts[0].0) {
+            if !w.split_rows(&name, Some(n_in), &parts)? && !w.contains(&parts[0].0) {
                 let (what, shape) = w.described(&name, &[rows.iter().sum(), n_in]);
                 let parts: Vec<&str> = m.parts.iter().map(|p| p.peft_name()).collect();
                 return Err(Error::format(
@@ -144,8 +158,9 @@ mod tests {
         )
     }
 
-    /// Rows in order, f32 and packed (Q8_0 rows of 34-byte blocks, moved whole); a part the
-    /// file also holds gives way to the stack's rows; a layer holding the parts is kept.
+    /// Rows in order, f32 and packed (Q8_0 rows of 34-byte blocks, moved whole), a stacked bias
+    /// likewise; a part the file also holds gives way to the stack's rows; a layer holding the
+    /// parts is kept.
     #[test]
     fn stacked_rows_split_in_order() {
         let file = std::path::Path::new("model.safetensors");
@@ -188,7 +203,21 @@ mod tests {
                 HostTensor::new(vec![24, 32], vec![0.5; 24 * 32]),
             );
         }
+        let bias: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let file = std::path::Path::new("model.safetensors");
+        let qkv_bias = HostTensor::new(vec![64], bias.clone());
+        (w.insert(
+            "model.layers.0.self_attn.qkv_proj.bias".into(),
+            qkv_bias,
+            file,
+        ))
+        .unwrap();
         split_stacked(&mut w, &phi3(2)).unwrap();
+        let k_bias = w.get_mut("model.layers.0.self_attn.k_proj.bias").unwrap();
+        assert_eq!(
+            (&k_bias.shape[..], &k_bias.data[..]),
+            (&[16][..], &bias[32..48])
+        );
         let q = part(&mut w, "self_attn.q_proj");
         assert_eq!(q, (vec![32, 32], qkv[..32 * 32].to_vec(), None));
         assert_eq!(part(&mut w, "self_attn.k_proj").1, qkv[32 * 32..48 * 32]);

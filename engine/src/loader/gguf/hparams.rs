@@ -92,6 +92,8 @@ impl GgufFile {
             },
             Some("exaone4") => Ok((Arch::Exaone4, "exaone4")),
             Some("seed_oss") => Ok((Arch::SeedOss, "seed_oss")),
+            // GLM-4-9B-chat and ChatGLM3 (THUDM's checkpoints), and GlmForCausalLM's.
+            Some("chatglm") => Ok((Arch::Glm, "chatglm")),
             Some("glm4") => Ok((Arch::Glm4, "glm4")),
             Some("ernie4_5") => Ok((Arch::Ernie45, "ernie4_5")),
             other => {
@@ -105,7 +107,7 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\", \"olmo2\", \"exaone4\", \"seed_oss\", \"glm4\" or \"ernie4_5\""
+                         \"smollm3\", \"olmo2\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\" or \"ernie4_5\""
                     ),
                 ))
             }
@@ -352,8 +354,8 @@ impl GgufFile {
         let key_length = self.meta_u64(&key("attention.key_length"))?;
         let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
-        // architectures only Phi-3 (Phi-4-mini) and GLM-4 (half) have fewer than the head's.
-        let partial = matches!(arch, Arch::Phi3 | Arch::Glm4);
+        // architectures only Phi-3 (Phi-4-mini) and GLM (half) have fewer than the head's.
+        let partial = arch == Arch::Phi3 || arch.is_glm();
         let rotary_dim = match self.meta_u64(&key("rope.dimension_count"))? {
             None => head_dim,
             Some(rot) if rot as usize == head_dim => head_dim,
@@ -374,7 +376,7 @@ impl GgufFile {
             }
             Some(rot) => {
                 return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3 and glm4 files only)",
+                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3, chatglm and glm4 files only)",
                     p.display()
                 )));
             }
@@ -481,9 +483,9 @@ impl GgufFile {
             num_kv_heads: kv_heads,
             head_dim,
             rotary_dim,
-            // llama.cpp's `glm4` and `ernie4_5` run NORM RoPE on HF's rows, which their
-            // converters leave as they are (adjacent pairs, as transformers rotates them).
-            rope_interleaved: matches!(arch, Arch::Glm4 | Arch::Ernie45),
+            // llama.cpp's `chatglm`, `glm4` and `ernie4_5` run NORM RoPE on HF's rows, which
+            // their converters leave as they are (adjacent pairs, as transformers rotates them).
+            rope_interleaved: arch.rope_interleaved(),
             vocab_size,
             rms_norm_eps: self
                 .meta_f64(&key("attention.layer_norm_rms_epsilon"))?
@@ -500,7 +502,10 @@ impl GgufFile {
                 .meta_u64(&key("context_length"))?
                 .map_or(4096, |v| v as usize),
             tie_word_embeddings: self.tensor("output.weight").is_none(),
-            qkv_bias: self.tensor("blk.0.attn_q.bias").is_some(),
+            // A `chatglm` file's biases may be stacked as its weights are.
+            qkv_bias: ["attn_q", "attn_qkv"]
+                .iter()
+                .any(|t| self.tensor(&format!("blk.0.{t}.bias")).is_some()),
             o_bias: self.tensor("blk.0.attn_output.bias").is_some(),
             mlp_bias: self.tensor("blk.0.ffn_down.bias").is_some(),
             qk_norm,

@@ -43,12 +43,12 @@ pub fn hf_name(name: &str) -> Option<String> {
 /// GGUF name another meaning. llama.cpp's `phi3` keeps gate and up stacked in `ffn_up` (gate
 /// rows first, as transformers' `gate_up_proj`; the loader splits it under that name);
 /// `gemma2`'s and `gemma3`'s `ffn_norm` is the pre-feed-forward norm (their
-/// `post_attention_norm` is transformers' `post_attention_layernorm`); `glm4` stacks gate and
-/// up as `phi3` does, and its output norms take Glm4DecoderLayer's names.
+/// `post_attention_norm` is transformers' `post_attention_layernorm`); `chatglm` and `glm4`
+/// stack gate and up as `phi3` does, and `glm4`'s output norms take Glm4DecoderLayer's names.
 pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
     let hf = hf_name(name)?;
     Some(match arch {
-        Arch::Phi3 | Arch::Glm4 if hf.ends_with(".mlp.up_proj.weight") => {
+        Arch::Phi3 | Arch::Glm | Arch::Glm4 if hf.ends_with(".mlp.up_proj.weight") => {
             hf.replace(".mlp.up_proj.", ".mlp.gate_up_proj.")
         }
         // Glm4DecoderLayer's own names for the output norms; its `post_attention_layernorm` is

@@ -204,9 +204,8 @@ impl GgufFile {
     /// Refuses what a `glm4` file may hold beyond GLM-4's text model, which this engine does
     /// not read (nothing for the other architectures): M-RoPE sections
     /// (`glm4.rope.dimension_sections`, GLM-4V's, whose converter permuted q/k for NEOX RoPE),
-    /// appended next-token-prediction layers (`glm4.nextn_predict_layers`, GLM-OCR's, which
-    /// llama.cpp leaves out of the forward pass), and q/k/v stacked in `attn_qkv` (which
-    /// llama.cpp reads; its converter writes them apart).
+    /// and appended next-token-prediction layers (`glm4.nextn_predict_layers`, GLM-OCR's, which
+    /// llama.cpp leaves out of the forward pass).
     pub(super) fn glm4_text_only(&self, arch: Arch) -> Result<()> {
         if arch != Arch::Glm4 {
             return Ok(());
@@ -230,15 +229,6 @@ impl GgufFile {
         if let Some(n) = self.meta_u64(key)?.filter(|&n| n > 0) {
             return Err(Error::unsupported(format!(
                 "{p}: `{key}` is {n}: next-token-prediction layers appended to the model (GLM-OCR's) are not read"
-            )));
-        }
-        if self
-            .tensors
-            .iter()
-            .any(|t| t.name.ends_with(".attn_qkv.weight"))
-        {
-            return Err(Error::unsupported(format!(
-                "{p}: tensor `blk.N.attn_qkv.weight`: q/k/v stacked in one tensor are not read for glm4 files (llama.cpp's converter writes attn_q, attn_k and attn_v)"
             )));
         }
         Ok(())
