@@ -202,6 +202,7 @@ impl ModelConfig {
             "glm" => Arch::Glm,
             "glm4" => Arch::Glm4,
             "ernie4_5" => Arch::Ernie45,
+            "ministral" => Arch::Ministral,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -251,6 +252,8 @@ impl ModelConfig {
         let kv_default = match (two_kv, null_kv) {
             // Ernie4_5Config reads a null as one key/value head per query head.
             (true, false) => 2,
+            // MinistralConfig's default.
+            (false, false) if arch == Arch::Ministral => 8,
             _ => num_heads,
         };
         // GLM's attention divides by a null and fails.
@@ -266,6 +269,13 @@ impl ModelConfig {
             // SeedOssConfig's where the key is absent (its null is hidden / heads).
             Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
             None if matches!(arch, Arch::SeedOss | Arch::Ernie45) || arch.is_glm() => 128,
+            // MinistralAttention takes MinistralConfig's null default as the width and fails.
+            Some(Value::Null) | None if arch == Arch::Ministral => {
+                return Err(Error::format(
+                    path,
+                    "field `head_dim`: expected a positive integer (MinistralConfig has no default width)",
+                ))
+            }
             // GlmAttention and Glm4Attention take a null as the width and fail.
             Some(Value::Null) if arch.is_glm() => {
                 return Err(Error::format(
@@ -295,7 +305,7 @@ impl ModelConfig {
         let context = match arch {
             Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
             Arch::SeedOss => 524_288,
-            Arch::Glm | Arch::Glm4 | Arch::Ernie45 => 131_072,
+            Arch::Glm | Arch::Glm4 | Arch::Ernie45 | Arch::Ministral => 131_072,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };

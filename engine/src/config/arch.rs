@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -70,6 +70,9 @@ pub enum Arch {
     /// in adjacent pairs ([`super::ModelConfig::rope_interleaved`]) and, with `use_bias`,
     /// biases on every projection.
     Ernie45,
+    /// Ministral (`MinistralForCausalLM`, Ministral-8B-Instruct-2410): Mistral with a window
+    /// per layer (`layer_types`; every layer slides by default), 4096 unless the config says.
+    Ministral,
 }
 
 impl Arch {

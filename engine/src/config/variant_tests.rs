@@ -1,5 +1,5 @@
 //! Unit tests of [`super`]: the Llama variants whose configs differ from LlamaConfig only in
-//! defaults and in what they read (Seed-OSS, GLM, GLM-4, ERNIE 4.5), each checked against its
+//! defaults and in what they read (Seed-OSS, GLM, GLM-4, ERNIE 4.5, Ministral), each checked against its
 //! transformers 5.25 config class.
 
 use std::path::Path;
@@ -140,4 +140,44 @@ fn ernie4_5_reads_as_transformers_ernie4_5config() {
     other["partial_rotary_factor"] = 0.5.into();
     let e = read(&other).unwrap_err().to_string();
     assert!(e.contains("supported for Phi-3 and GLM models only"), "{e}");
+}
+
+/// Ministral as MinistralConfig reads it (checked against transformers 5.25): a window of 4096
+/// where `sliding_window` is absent (an explicit null is none), in every layer unless
+/// `layer_types` says otherwise; eight key/value heads and a 131072-token context by default;
+/// no default head width (MinistralAttention fails without one). MistralConfig's window is
+/// 4096 where absent too.
+#[test]
+fn ministral_reads_as_transformers_ministralconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "ministral", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 8, "num_hidden_layers": 3,
+        "vocab_size": 256, "head_dim": 16});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Ministral);
+    assert_eq!((c.num_kv_heads, c.max_position_embeddings), (8, 131_072));
+    assert_eq!(c.attention_window, [Some(4096); 3]);
+    assert!(!c.qkv_bias && !c.rope_interleaved && c.pre_norms() && !c.post_norms());
+    let mut typed = v.clone();
+    typed["sliding_window"] = 6.into();
+    typed["layer_types"] =
+        serde_json::json!(["sliding_attention", "full_attention", "sliding_attention"]);
+    assert_eq!(
+        read(&typed).unwrap().attention_window,
+        [Some(6), None, Some(6)]
+    );
+    typed["sliding_window"] = serde_json::Value::Null;
+    typed["layer_types"] = serde_json::Value::Null;
+    assert_eq!(read(&typed).unwrap().attention_window, [None; 3]);
+    let mut mistral = v.clone();
+    mistral["model_type"] = "mistral".into();
+    assert_eq!(read(&mistral).unwrap().attention_window, [Some(4096); 3]);
+    let mut headless = v.clone();
+    headless.as_object_mut().unwrap().remove("head_dim");
+    let e = read(&headless).unwrap_err().to_string();
+    assert!(
+        e.contains("field `head_dim`: expected a positive integer"),
+        "{e}"
+    );
 }

@@ -35,14 +35,16 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Gemma3
         | Arch::SmolLM3
         | Arch::Olmo3
-        | Arch::Exaone4 => false,
+        | Arch::Exaone4
+        | Arch::Ministral => false,
     }
 }
 
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
 /// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
-/// `sliding_window` in every layer (Phi-3 reads no `layer_types`), or Gemma 3's in every layer
+/// `sliding_window` in every layer (Phi-3 reads no `layer_types`; Ministral's default 4096),
+/// or Gemma 3's in every layer
 /// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer, or
 /// OLMo 3's in three layers of four, or EXAONE 4's in all but each
 /// `sliding_window_pattern`-th (default 4), or
@@ -55,12 +57,18 @@ pub(super) fn attention_windows(
 ) -> Result<Vec<Option<usize>>> {
     let layers = rope_layers.len();
     let window = match v.get("sliding_window") {
-        // Qwen2Config's and Qwen3Config's default where the key is absent (an explicit null
-        // is none).
+        // The configs' default where the key is absent, 4096 (MistralConfig's and
+        // MinistralConfig's too; Qwen2Config's and Qwen3Config's apply with
+        // `use_sliding_window`); an explicit null is none.
         None if arch.qwen_windows()
             || matches!(
                 arch,
-                Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 | Arch::Exaone4
+                Arch::Mistral
+                    | Arch::Ministral
+                    | Arch::Gemma2
+                    | Arch::Gemma3
+                    | Arch::Olmo3
+                    | Arch::Exaone4
             ) =>
         {
             Some(4096)
@@ -168,7 +176,8 @@ pub(super) fn attention_windows(
                 None => vec![None; layers],
             }
         }
-        Arch::Mistral | Arch::Phi3 => vec![window; layers],
+        // MinistralConfig's `layer_types` where none is given: every layer slides.
+        Arch::Mistral | Arch::Phi3 | Arch::Ministral => vec![window; layers],
         Arch::SmolLM3 => smollm3_default.map(|s| window.filter(|_| s)).collect(),
         Arch::Qwen2 | Arch::Qwen3 => {
             let from = v

@@ -84,7 +84,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Olmo3
         | Arch::Exaone4
         | Arch::SeedOss
-        | Arch::Ernie45 => &SINGLE,
+        | Arch::Ernie45
+        | Arch::Ministral => &SINGLE,
     }
 }
 
