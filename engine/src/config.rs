@@ -252,8 +252,8 @@ impl ModelConfig {
         let kv_default = match (two_kv, null_kv) {
             // Ernie4_5Config reads a null as one key/value head per query head.
             (true, false) => 2,
-            // MinistralConfig's default.
-            (false, false) if arch == Arch::Ministral => 8,
+            // MistralConfig's and MinistralConfig's default.
+            (false, false) if matches!(arch, Arch::Mistral | Arch::Ministral) => 8,
             _ => num_heads,
         };
         // GLM's attention divides by a null and fails.
@@ -301,11 +301,12 @@ impl ModelConfig {
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch, path)?;
         // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 2048, SmolLM3Config's
-        // 32768, SeedOssConfig's 524288, GlmConfig's and Glm4Config's 131072.
+        // 32768, SeedOssConfig's 524288, GlmConfig's, Glm4Config's, Ernie4_5Config's,
+        // MistralConfig's and MinistralConfig's 131072.
         let context = match arch {
             Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
             Arch::SeedOss => 524_288,
-            Arch::Glm | Arch::Glm4 | Arch::Ernie45 | Arch::Ministral => 131_072,
+            Arch::Glm | Arch::Glm4 | Arch::Ernie45 | Arch::Mistral | Arch::Ministral => 131_072,
             Arch::SmolLM3 => 32768,
             _ => 4096,
         };

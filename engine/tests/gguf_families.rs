@@ -461,14 +461,26 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
         ty: 0,
         data: vec![0; 4 * 96],
     };
-    let half = vec![("chatglm.rope.dimension_count", M::U32(8))];
+    let half = || vec![("chatglm.rope.dimension_count", M::U32(8))];
     let c = read(
         "c.gguf",
-        &gguf_with("chatglm", 2, 64, 4, 16, half, vec![bias]),
+        &gguf_with("chatglm", 1, 64, 4, 16, half(), vec![bias]),
     )
     .unwrap();
     assert_eq!((c.arch, c.rotary_dim), (Arch::Glm, 8));
     assert!(c.rope_interleaved && c.qkv_bias && !c.o_bias && !c.post_norms());
+    // Biases in some layers only (llama.cpp reads each layer's): refused, not dropped.
+    let later = Tensor {
+        name: "blk.1.attn_q.bias".into(),
+        dims: vec![64],
+        ty: 0,
+        data: vec![0; 4 * 64],
+    };
+    refused(
+        "cb.gguf",
+        &gguf_with("chatglm", 2, 64, 4, 16, half(), vec![later]),
+        "layer 0 has no `attn_q`/`attn_qkv` bias and layer 1 has one",
+    );
     let llama = vec![("llama.rope.dimension_count", M::U32(8))];
     refused(
         "lp.gguf",

@@ -237,14 +237,15 @@ macro_rules! post_norm_fixture_tests {
     };
 }
 
-/// One `#[test]` per Seed-OSS fixture of this repository (`tiny_seed_oss`: q/k/v and o_proj
-/// biases, heads wider than hidden / heads, two adapters; `tiny_seed_oss_gguf`: llama.cpp's
-/// `seed_oss` file, its feed-forward input norm named `post_attention_norm`; made by
-/// `tests/fixtures/make_seed_oss.py`; and `tiny_ministral`: Ministral's windows per layer from
-/// `layer_types`, made by `make_ministral.py`), each calling `$run("<fixture folder>")`.
-/// Llama's computation with biases or windows: run where the plain fixtures run.
+/// One `#[test]` per fixture of a Llama variant that needs no step of its own (`tiny_seed_oss`:
+/// Seed-OSS's q/k/v and o_proj biases, heads wider than hidden / heads, two adapters;
+/// `tiny_seed_oss_gguf`: llama.cpp's `seed_oss` file, its feed-forward input norm named
+/// `post_attention_norm`; made by `tests/fixtures/make_seed_oss.py`; `tiny_ministral`:
+/// Ministral's window per layer from `layer_types`, made by `make_ministral.py`), each calling
+/// `$run("<fixture folder>")`. Llama's computation with biases or windows: run where the plain
+/// fixtures run.
 #[macro_export]
-macro_rules! seed_oss_fixture_tests {
+macro_rules! llama_variant_fixture_tests {
     ($run:path) => {
         #[test]
         fn tiny_seed_oss() {

@@ -26,7 +26,7 @@ dlp_tests::gemma_fixture_tests!(run_fixture);
 dlp_tests::granite_fixture_tests!(run_fixture);
 dlp_tests::smollm3_fixture_tests!(run_fixture);
 dlp_tests::post_norm_fixture_tests!(run_fixture);
-dlp_tests::seed_oss_fixture_tests!(run_fixture);
+dlp_tests::llama_variant_fixture_tests!(run_fixture);
 dlp_tests::pair_rope_fixture_tests!(run_fixture);
 
 #[test]

@@ -145,8 +145,8 @@ fn ernie4_5_reads_as_transformers_ernie4_5config() {
 /// Ministral as MinistralConfig reads it (checked against transformers 5.25): a window of 4096
 /// where `sliding_window` is absent (an explicit null is none), in every layer unless
 /// `layer_types` says otherwise; eight key/value heads and a 131072-token context by default;
-/// no default head width (MinistralAttention fails without one). MistralConfig's window is
-/// 4096 where absent too.
+/// no default head width (MinistralAttention fails without one). MistralConfig's window,
+/// key/value heads and context have the same defaults; a null head count is every head's.
 #[test]
 fn ministral_reads_as_transformers_ministralconfig() {
     let p = Path::new("config.json");
@@ -170,9 +170,15 @@ fn ministral_reads_as_transformers_ministralconfig() {
     typed["sliding_window"] = serde_json::Value::Null;
     typed["layer_types"] = serde_json::Value::Null;
     assert_eq!(read(&typed).unwrap().attention_window, [None; 3]);
+    // MistralConfig's defaults: the window, eight key/value heads, a 131072-token context.
     let mut mistral = v.clone();
     mistral["model_type"] = "mistral".into();
-    assert_eq!(read(&mistral).unwrap().attention_window, [Some(4096); 3]);
+    let c = read(&mistral).unwrap();
+    assert_eq!(c.attention_window, [Some(4096); 3]);
+    assert_eq!((c.num_kv_heads, c.max_position_embeddings), (8, 131_072));
+    mistral["num_key_value_heads"] = serde_json::Value::Null;
+    mistral["num_attention_heads"] = 4.into();
+    assert_eq!(read(&mistral).unwrap().num_kv_heads, 4);
     let mut headless = v.clone();
     headless.as_object_mut().unwrap().remove("head_dim");
     let e = read(&headless).unwrap_err().to_string();

@@ -89,14 +89,16 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     }
 }
 
-/// The modules a model file of `arch` may hold stacked: those of [`stored_modules`], and
-/// GLM's q/k/v, which llama.cpp's `chatglm` files (from THUDM's checkpoints) stack in
-/// `attn_qkv` (its `glm4` loader reads them so too) where transformers' GLM models and their
-/// adapters keep them apart.
-fn file_stacks(arch: Arch) -> impl Iterator<Item = &'static StoredModule> {
-    let glm_qkv = arch.is_glm().then_some(&PHI3[0]);
+/// The modules a model file of `arch` may hold stacked, each with whether the stack is the
+/// form the family's checkpoints take (a layer with neither it nor its parts is then refused
+/// naming it): those of [`stored_modules`], and GLM's q/k/v, which llama.cpp's `chatglm`
+/// files (from THUDM's checkpoints) may stack in `attn_qkv` (its `glm4` loader reads them so
+/// too) where transformers' GLM models and their adapters keep them apart.
+fn file_stacks(arch: Arch) -> impl Iterator<Item = (&'static StoredModule, bool)> {
+    let glm_qkv = arch.is_glm().then_some((&PHI3[0], false));
     (stored_modules(arch).iter())
         .filter(|m| m.parts.len() > 1)
+        .map(|m| (m, true))
         .chain(glm_qkv)
 }
 
@@ -110,7 +112,7 @@ fn file_stacks(arch: Arch) -> impl Iterator<Item = &'static StoredModule> {
 /// `[sum of the parts' rows]`), or a missing one.
 pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
     for layer in 0..cfg.num_layers {
-        for m in file_stacks(cfg.arch) {
+        for (m, usual) in file_stacks(cfg.arch) {
             let stem = format!("model.layers.{layer}");
             let (n_in, rows) = m.dims(cfg);
             let parts = |suffix: &str| -> Vec<(String, usize)> {
@@ -121,7 +123,8 @@ pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
             w.split_rows(&format!("{stem}.{}.bias", m.hf_path), None, &parts("bias"))?;
             let parts = parts("weight");
             let name = format!("{stem}.{}.weight", m.hf_path);
-            if !w.split_rows(&name, Some(n_in), &parts)? && !w.contains(&parts[0].0) {
+            // Where the stack is optional, the model names the missing part.
+            if !w.split_rows(&name, Some(n_in), &parts)? && !w.contains(&parts[0].0) && usual {
                 let (what, shape) = w.described(&name, &[rows.iter().sum(), n_in]);
                 let parts: Vec<&str> = m.parts.iter().map(|p| p.peft_name()).collect();
                 return Err(Error::format(
@@ -243,6 +246,19 @@ mod tests {
         let want =
             "`model.layers.0.self_attn.qkv_proj.weight` has shape [63, 32], expected [64, 32]";
         assert!(e.contains(want), "{e}");
+        // GLM's q/k/v stack is optional (transformers' checkpoints keep them apart): a layer
+        // with neither form is left for the model to name q_proj; its gate/up stack is not.
+        let v = serde_json::json!({"model_type": "glm", "hidden_size": 32,
+            "intermediate_size": 24, "num_attention_heads": 4, "num_hidden_layers": 1,
+            "vocab_size": 16, "head_dim": 8});
+        let glm = ModelConfig::from_hf_json(&v, std::path::Path::new("config.json")).unwrap();
+        let mut w = WeightMap::new("m");
+        let gu = HostTensor::new(vec![48, 32], vec![0.5; 48 * 32]);
+        put(&mut w, "0.mlp.gate_up_proj", gu);
+        split_stacked(&mut w, &glm).unwrap();
+        assert!(w.contains("model.layers.0.mlp.up_proj.weight"));
+        let e = split_stacked(&mut WeightMap::new("m"), &glm).unwrap_err();
+        assert!(e.to_string().contains("mlp.gate_up_proj.weight"), "{e}");
         let e = split_stacked(&mut WeightMap::new("m"), &phi3(1))
             .unwrap_err()
             .to_string();

@@ -330,6 +330,27 @@ impl GgufFile {
         }))
     }
 
+    /// Whether the layers' `modules` (GGUF stems: one module, or its stacked and unstacked
+    /// forms) have biases. llama.cpp reads each layer's own; this engine's layers share one
+    /// form, so a file with them in some layers only is refused, naming the first layer that
+    /// differs from layer 0 (its biases had been dropped with a warning, or been asked for).
+    fn biased(&self, modules: &[&str], layers: usize) -> Result<bool> {
+        let has = |l: usize| {
+            (modules.iter()).any(|m| self.tensor(&format!("blk.{l}.{m}.bias")).is_some())
+        };
+        let first = has(0);
+        match (1..layers).find(|&l| has(l) != first) {
+            Some(l) => Err(Error::unsupported(format!(
+                "{}: layer 0 {} `{m}` bias and layer {l} {}: biases in some layers only are not read",
+                self.path.display(),
+                if first { "has a" } else { "has no" },
+                if first { "has none" } else { "has one" },
+                m = modules.join("`/`"),
+            ))),
+            None => Ok(first),
+        }
+    }
+
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         self.check_not_split()?;
@@ -361,6 +382,12 @@ impl GgufFile {
             Some(rot) if rot as usize == head_dim => head_dim,
             Some(rot) if partial && rot > 0 && rot % 2 == 0 && (rot as usize) < head_dim => {
                 rot as usize
+            }
+            Some(rot) if partial && (rot == 0 || rot % 2 == 1) => {
+                return Err(Error::format(
+                    p,
+                    format!("`{a}.rope.dimension_count` is {rot}; expected an even number > 0 and at most head_dim {head_dim}"),
+                ));
             }
             Some(rot) if key_length.is_none() => {
                 return Err(Error::format(
@@ -502,12 +529,10 @@ impl GgufFile {
                 .meta_u64(&key("context_length"))?
                 .map_or(4096, |v| v as usize),
             tie_word_embeddings: self.tensor("output.weight").is_none(),
-            // A `chatglm` file's biases may be stacked as its weights are.
-            qkv_bias: ["attn_q", "attn_qkv"]
-                .iter()
-                .any(|t| self.tensor(&format!("blk.0.{t}.bias")).is_some()),
-            o_bias: self.tensor("blk.0.attn_output.bias").is_some(),
-            mlp_bias: self.tensor("blk.0.ffn_down.bias").is_some(),
+            // A `chatglm` file's q/k/v biases may be stacked as its weights are.
+            qkv_bias: self.biased(&["attn_q", "attn_qkv"], num_layers)?,
+            o_bias: self.biased(&["attn_output"], num_layers)?,
+            mlp_bias: self.biased(&["ffn_down"], num_layers)?,
             qk_norm,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
