@@ -246,24 +246,24 @@ impl ModelConfig {
         if num_heads == 0 {
             return Err(Error::format(path, "num_attention_heads must be > 0"));
         }
-        // GlmConfig's, Glm4Config's and Ernie4_5Config's default is 2, the others' every head.
-        let two_kv = arch.is_glm() || arch == Arch::Ernie45;
-        let null_kv = v.get("num_key_value_heads").is_some_and(Value::is_null);
-        let kv_default = match (two_kv, null_kv) {
-            // Ernie4_5Config reads a null as one key/value head per query head.
-            (true, false) => 2,
-            // MistralConfig's and MinistralConfig's default.
-            (false, false) if matches!(arch, Arch::Mistral | Arch::Ministral) => 8,
+        // Where the key is absent, GlmConfig's, Glm4Config's and Ernie4_5Config's default is 2,
+        // MistralConfig's and MinistralConfig's 8, the others' every head; a null is every
+        // head (their `__post_init__`), but for GLM, whose attention divides by it and fails.
+        let kv_default = match arch {
+            _ if arch.is_glm() || arch == Arch::Ernie45 => 2,
+            Arch::Mistral | Arch::Ministral => 8,
             _ => num_heads,
         };
-        // GLM's attention divides by a null and fails.
-        if arch.is_glm() && null_kv {
-            return Err(Error::format(
-                path,
-                "field `num_key_value_heads`: expected a positive integer (the default is 2; null is no count)",
-            ));
-        }
-        let num_kv_heads = f.usize_or("num_key_value_heads", kv_default)?;
+        let num_kv_heads = match v.get("num_key_value_heads") {
+            Some(Value::Null) if arch.is_glm() => {
+                return Err(Error::format(
+                    path,
+                    "field `num_key_value_heads`: expected a positive integer (the default is 2; null is no count)",
+                ))
+            }
+            Some(Value::Null) => num_heads,
+            _ => f.usize_or("num_key_value_heads", kv_default)?,
+        };
         let head_dim = match v.get("head_dim") {
             // Qwen3Config's default (its models' heads are wider than hidden / heads), and
             // SeedOssConfig's where the key is absent (its null is hidden / heads).

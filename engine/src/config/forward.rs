@@ -36,30 +36,24 @@ impl ModelConfig {
 
     /// What a layer's norms are called in the checkpoint ([`NormNames`]).
     pub fn norm_names(&self) -> NormNames {
-        let (attn_in, attn_out, ffn_out) = (
-            "input_layernorm",
-            "post_attention_layernorm",
-            "post_feedforward_layernorm",
-        );
-        match (self.arch, self.sandwich_norms()) {
-            (super::Arch::Glm4, _) => NormNames {
-                attn_in,
-                ffn_in: "post_attention_layernorm",
+        // Llama's, and Gemma 2's and 3's, whose feed-forward input norm has a name of its own.
+        let llama = NormNames {
+            attn_in: "input_layernorm",
+            ffn_in: "post_attention_layernorm",
+            attn_out: "post_attention_layernorm",
+            ffn_out: "post_feedforward_layernorm",
+        };
+        match self.arch {
+            super::Arch::Glm4 => NormNames {
                 attn_out: "post_self_attn_layernorm",
                 ffn_out: "post_mlp_layernorm",
+                ..llama
             },
-            (_, true) => NormNames {
-                attn_in,
+            _ if self.sandwich_norms() => NormNames {
                 ffn_in: "pre_feedforward_layernorm",
-                attn_out,
-                ffn_out,
+                ..llama
             },
-            (_, false) => NormNames {
-                attn_in,
-                ffn_in: "post_attention_layernorm",
-                attn_out,
-                ffn_out,
-            },
+            _ => llama,
         }
     }
 
