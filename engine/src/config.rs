@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 mod arch;
+mod defaults;
 mod fields;
 mod forward;
 mod gemma;
@@ -49,8 +50,8 @@ pub struct ModelConfig {
     /// Loading moves them to the end of each head's two halves ([`crate::loader::partial_rotary`]),
     /// so the backends rotate whole heads by a table whose last frequencies are identity.
     pub rotary_dim: usize,
-    /// RoPE rotates adjacent dimensions `(2i, 2i + 1)` of the rotated part (GLM's and ERNIE
-    /// 4.5's `rotate_half`, llama.cpp's NORM RoPE where a converter did not permute the rows), not
+    /// RoPE rotates adjacent dimensions `(2i, 2i + 1)` of the rotated part (GLM's, ERNIE
+    /// 4.5's and Helium's `rotate_half`, llama.cpp's NORM RoPE where a converter did not permute the rows), not
     /// the two halves `(i, i + rotary_dim / 2)`. Loading reorders query and key rows to the
     /// halves ([`crate::loader::partial_rotary`]), so no backend sees this.
     pub rope_interleaved: bool,
@@ -203,6 +204,9 @@ impl ModelConfig {
             "glm4" => Arch::Glm4,
             "ernie4_5" => Arch::Ernie45,
             "ministral" => Arch::Ministral,
+            "exaone" => Arch::Exaone,
+            "internlm3" => Arch::InternLM3,
+            "helium" => Arch::Helium,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -238,37 +242,39 @@ impl ModelConfig {
                 view = olmo3_view;
                 (&view, Some(local))
             }
-            _ => (v, None),
+            _ => match defaults::aliased(v, arch) {
+                Some(aliased) => {
+                    view = aliased;
+                    (&view, None)
+                }
+                None => (v, None),
+            },
         };
         let f = Fields { v, path };
+        let defaults = defaults::Defaults::of(arch);
         let hidden_size = f.usize("hidden_size")?;
         let num_heads = f.usize("num_attention_heads")?;
         if num_heads == 0 {
             return Err(Error::format(path, "num_attention_heads must be > 0"));
         }
-        // Where the key is absent, GlmConfig's, Glm4Config's and Ernie4_5Config's default is 2,
-        // MistralConfig's and MinistralConfig's 8, the others' every head; a null is every
-        // head (their `__post_init__`), but for GLM, whose attention divides by it and fails.
-        let kv_default = match arch {
-            _ if arch.is_glm() || arch == Arch::Ernie45 => 2,
-            Arch::Mistral | Arch::Ministral => 8,
-            _ => num_heads,
-        };
+        // A null is every head (the classes' `__post_init__`), but for GLM, whose attention
+        // divides by it and fails, and Helium, whose strict config takes no null.
         let num_kv_heads = match v.get("num_key_value_heads") {
-            Some(Value::Null) if arch.is_glm() => {
+            Some(Value::Null) if arch.is_glm() || arch == Arch::Helium => {
                 return Err(Error::format(
                     path,
-                    "field `num_key_value_heads`: expected a positive integer (the default is 2; null is no count)",
+                    "field `num_key_value_heads`: expected a positive integer (null is no count)",
                 ))
             }
             Some(Value::Null) => num_heads,
-            _ => f.usize_or("num_key_value_heads", kv_default)?,
+            _ => f.usize_or(
+                "num_key_value_heads",
+                defaults.kv_heads.unwrap_or(num_heads),
+            )?,
         };
         let head_dim = match v.get("head_dim") {
-            // Qwen3Config's default (its models' heads are wider than hidden / heads), and
-            // SeedOssConfig's where the key is absent (its null is hidden / heads).
-            Some(Value::Null) | None if arch == Arch::Qwen3 => 128,
-            None if matches!(arch, Arch::SeedOss | Arch::Ernie45) || arch.is_glm() => 128,
+            // Qwen3Config's default (its models' heads are wider than hidden / heads), null too.
+            Some(Value::Null) if arch == Arch::Qwen3 => 128,
             // MinistralAttention takes MinistralConfig's null default as the width and fails.
             Some(Value::Null) | None if arch == Arch::Ministral => {
                 return Err(Error::format(
@@ -276,41 +282,35 @@ impl ModelConfig {
                     "field `head_dim`: expected a positive integer (MinistralConfig has no default width)",
                 ))
             }
-            // GlmAttention and Glm4Attention take a null as the width and fail.
-            Some(Value::Null) if arch.is_glm() => {
+            // GlmAttention and Glm4Attention take a null as the width and fail; HeliumConfig
+            // takes none.
+            Some(Value::Null) if arch.is_glm() || arch == Arch::Helium => {
                 return Err(Error::format(
                     path,
-                    "field `head_dim`: expected a positive integer (GlmConfig's default is 128; null is no width)",
+                    "field `head_dim`: expected a positive integer (the default is 128; null is no width)",
                 ))
             }
-            // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default.
-            Some(Value::Null) | None if arch.is_gemma() => 256,
-            Some(Value::Null) | None => hidden_size / num_heads,
+            // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default, null too.
+            Some(Value::Null) if arch.is_gemma() => 256,
+            None => defaults.head_dim.unwrap_or(hidden_size / num_heads),
+            Some(Value::Null) => hidden_size / num_heads,
             Some(_) => f.usize("head_dim")?,
         };
+        // HeliumAttention's o_proj is hidden x hidden.
+        if arch == Arch::Helium && num_heads * head_dim != hidden_size {
+            return Err(Error::format(
+                path,
+                format!("Helium's o_proj is hidden_size x hidden_size, so num_attention_heads {num_heads} x head_dim {head_dim} must be hidden_size {hidden_size}"),
+            ));
+        }
         let rope = rope::settings(v, path)?;
-        // SmolLM3Config's and Ernie4_5Config's `default_theta`; the others' 10000.
-        let default_theta = match arch {
-            Arch::SmolLM3 => 2e6,
-            Arch::Ernie45 => 5e5,
-            _ => 10000.0,
-        };
+        let default_theta = defaults.rope_theta;
         let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some_and(|t| !t.is_null())) {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", default_theta)?,
             None => f.f64_or("rope_theta", default_theta)?,
         };
         let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch, path)?;
-        // Olmo2Config's, Olmo3Config's and Exaone4Config's default is 2048, SmolLM3Config's
-        // 32768, SeedOssConfig's 524288, GlmConfig's, Glm4Config's, Ernie4_5Config's,
-        // MistralConfig's and MinistralConfig's 131072.
-        let context = match arch {
-            Arch::Olmo2 | Arch::Olmo3 | Arch::Exaone4 => 2048,
-            Arch::SeedOss => 524_288,
-            Arch::Glm | Arch::Glm4 | Arch::Ernie45 | Arch::Mistral | Arch::Ministral => 131_072,
-            Arch::SmolLM3 => 32768,
-            _ => 4096,
-        };
-        let max_position_embeddings = f.usize_or("max_position_embeddings", context)?;
+        let max_position_embeddings = f.usize_or("max_position_embeddings", defaults.context)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
         let rope_scaling = match rope {
@@ -345,8 +345,9 @@ impl ModelConfig {
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
         let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only() || arch.is_glm();
         // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`;
-        // GLM's configs bias q/k/v by default and its o_proj has none; ERNIE 4.5's `use_bias`
-        // biases every projection (it reads no `attention_bias` or `mlp_bias`).
+        // GLM's configs bias q/k/v by default and its o_proj has none, nor has Helium's;
+        // ERNIE 4.5's `use_bias` biases every projection (it reads no `attention_bias` or
+        // `mlp_bias`).
         let seed = arch == Arch::SeedOss;
         let attention_bias = match arch {
             Arch::Ernie45 => f.bool_or("use_bias", false)?,
@@ -354,12 +355,19 @@ impl ModelConfig {
         };
         let o_bias = match (seed, arch.is_glm()) {
             (true, _) => f.bool_or("attention_out_bias", false)?,
-            (false, glm) => attention_bias && !glm,
+            (false, glm) => attention_bias && !glm && arch != Arch::Helium,
         };
         let mlp_bias = match arch {
             Arch::Ernie45 => attention_bias,
             _ => f.bool_or("mlp_bias", false)? && !no_mlp_bias,
         };
+        // InternLM3Config's check: its Llama computation biases q/k/v/o alike.
+        if arch == Arch::InternLM3 && attention_bias != mlp_bias {
+            return Err(Error::unsupported(format!(
+                "{}: InternLM3 with `qkv_bias` {attention_bias} and `bias` {mlp_bias}: transformers' InternLM3Config refuses them unequal",
+                path.display()
+            )));
+        }
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
@@ -376,25 +384,12 @@ impl ModelConfig {
             rotary_dim,
             rope_interleaved: arch.rope_interleaved(),
             vocab_size: f.usize("vocab_size")?,
-            // Olmo2Config's, Olmo3Config's, Exaone4Config's and Ernie4_5Config's default is
-            // 1e-5, GlmConfig's and Glm4Config's 1.5625e-7.
-            rms_norm_eps: f.f64_or(
-                "rms_norm_eps",
-                match arch {
-                    _ if arch.post_norms_only() || arch == Arch::Ernie45 => 1e-5,
-                    Arch::Glm | Arch::Glm4 => 1.5625e-7,
-                    _ => 1e-6,
-                },
-            )? as f32,
+            rms_norm_eps: f.f64_or("rms_norm_eps", defaults.rms_norm_eps)? as f32,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
             max_position_embeddings,
-            // SmolLM3Config and Ernie4_5Config tie by default.
-            tie_word_embeddings: f.bool_or(
-                "tie_word_embeddings",
-                matches!(arch, Arch::SmolLM3 | Arch::Ernie45),
-            )?,
+            tie_word_embeddings: f.bool_or("tie_word_embeddings", defaults.tie)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias,
             mlp_bias,
@@ -405,6 +400,8 @@ impl ModelConfig {
             eos_token_ids: match v.get("eos_token_id") {
                 // GlmConfig's and Glm4Config's ends where the config names none.
                 None | Some(Value::Null) if arch.is_glm() => vec![151_329, 151_336, 151_338],
+                // ExaoneConfig's: EXAONE 3's `[|endofturn|]`.
+                None if arch == Arch::Exaone => vec![361],
                 eos => ids_of(path, "eos_token_id", eos)?,
             },
             local_rope_theta,

@@ -23,6 +23,8 @@ pub fn inv_freq(cfg: &ModelConfig, positions: usize) -> Vec<f64> {
         None => base,
         Some(RopeScaling::Llama3(s)) => llama3(base, s),
         Some(RopeScaling::Linear { factor }) => base.into_iter().map(|f| f / factor).collect(),
+        // Default frequencies within the context it allows (RopeScaling::Dynamic).
+        Some(RopeScaling::Dynamic { .. }) => base,
         Some(RopeScaling::Yarn(y)) => yarn(base, y, cfg.rope_theta, d),
         Some(RopeScaling::LongRope(l)) => {
             let factors = l.factors(positions);

@@ -501,3 +501,25 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     let c = read("s.gguf", &gguf("seed_oss", 2, 64, 4, 16, vec![])).unwrap();
     assert!(!c.rope_interleaved);
 }
+
+/// llama.cpp's `exaone` (EXAONE 3 and 3.5): Llama's graph on HF's q/k rows (NEOX RoPE, so the
+/// rows are not un-permuted as a `llama` file's are), no norms but Llama's.
+#[test]
+fn exaone_is_llama_on_hf_rows() {
+    use dlp_engine::config::Arch;
+    let c = read("e.gguf", &gguf("exaone", 2, 64, 4, 16, vec![])).unwrap();
+    assert_eq!((c.arch, c.head_dim, c.rotary_dim), (Arch::Exaone, 16, 16));
+    assert!(!c.rope_interleaved && c.pre_norms() && !c.post_norms() && !c.qk_norm);
+    refused(
+        "ep.gguf",
+        &gguf(
+            "exaone",
+            2,
+            64,
+            4,
+            16,
+            vec![("exaone.rope.dimension_count", M::U32(8))],
+        ),
+        "partial rotary embedding (exaone.rope.dimension_count 8 != head_dim 16",
+    );
+}

@@ -33,6 +33,7 @@ fn frequencies_and_factor_are_transformers() {
             Some(RopeScaling::Linear { .. }) => "linear",
             Some(RopeScaling::Yarn(_)) => "yarn",
             Some(RopeScaling::LongRope(_)) => "longrope",
+            Some(RopeScaling::Dynamic { .. }) => "dynamic",
         });
         let values = |k: &str| -> Vec<f64> {
             (case[k].as_array().unwrap().iter())
@@ -105,8 +106,16 @@ fn unusable_scaling_is_named() {
     let ones = vec![1.0; 8];
     for (scaling, want) in [
         (
-            serde_json::json!({"type": "dynamic", "factor": 2.0}),
-            "rope scaling type `dynamic` (dynamic NTK",
+            serde_json::json!({"type": "ntk", "factor": 2.0}),
+            "rope scaling type `ntk` (supported: default, llama3, linear, yarn, longrope, dynamic)",
+        ),
+        (
+            serde_json::json!({"type": "dynamic"}),
+            "rope scaling `dynamic` needs field `factor`",
+        ),
+        (
+            serde_json::json!({"type": "dynamic", "factor": -6}),
+            "rope scaling `dynamic`: `factor` is -6; expected a finite number > 0",
         ),
         (
             serde_json::json!({"rope_type": "linear"}),
@@ -394,4 +403,24 @@ fn gguf_longrope_beside_a_scaling_factor_is_refused() {
         e.contains("`phi3.rope.scaling.factor` 4 beside LongRoPE's factor tensors"),
         "{e}"
     );
+}
+
+/// Dynamic NTK (InternLM3's configs): transformers rotates as default RoPE up to
+/// `max_position_embeddings` (`_compute_dynamic_ntk_parameters` at that length leaves the base
+/// as it is), so the table is the default one and the context ends there, not stretched by the
+/// factor as a linear or YaRN scaling's is.
+#[test]
+fn dynamic_ntk_is_default_rope_within_the_context() {
+    let mut v = serde_json::json!({"model_type": "llama", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256, "max_position_embeddings": 512, "rope_theta": 5e7});
+    let plain = ModelConfig::from_hf_json(&v, Path::new("config.json")).unwrap();
+    v["rope_scaling"] = serde_json::json!({"rope_type": "dynamic", "factor": 6.0});
+    let dynamic = ModelConfig::from_hf_json(&v, Path::new("config.json")).unwrap();
+    assert!(matches!(dynamic.rope_scaling, Some(RopeScaling::Dynamic { factor }) if factor == 6.0));
+    assert_eq!(inv_freq(&dynamic, 512), inv_freq(&plain, 512));
+    assert_eq!(dynamic.context_limit(), 512);
+    v["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 6.0});
+    let linear = ModelConfig::from_hf_json(&v, Path::new("config.json")).unwrap();
+    assert_eq!(linear.context_limit(), 3072);
 }

@@ -241,7 +241,11 @@ macro_rules! post_norm_fixture_tests {
 /// Seed-OSS's q/k/v and o_proj biases, heads wider than hidden / heads, two adapters;
 /// `tiny_seed_oss_gguf`: llama.cpp's `seed_oss` file, its feed-forward input norm named
 /// `post_attention_norm`; made by `tests/fixtures/make_seed_oss.py`; `tiny_ministral`:
-/// Ministral's window per layer from `layer_types`, made by `make_ministral.py`), each calling
+/// Ministral's window per layer from `layer_types`, made by `make_ministral.py`; `tiny_exaone`:
+/// EXAONE 3.5's checkpoint names and Hub-layout config, Llama-3 scaling, an adapter under EXAONE's
+/// names and one under Llama's; `tiny_exaone_gguf`: llama.cpp's `exaone` file, the scaling as
+/// `rope_freqs.weight`; made by `make_exaone.py`; `tiny_internlm3`: `qkv_bias` and `bias`,
+/// dynamic NTK scaling within the context, made by `make_internlm3.py`), each calling
 /// `$run("<fixture folder>")`. Llama's computation with biases or windows: run where the plain
 /// fixtures run.
 #[macro_export]
@@ -259,6 +263,18 @@ macro_rules! llama_variant_fixture_tests {
         fn tiny_ministral() {
             $run("tiny-ministral");
         }
+        #[test]
+        fn tiny_exaone() {
+            $run("tiny-exaone");
+        }
+        #[test]
+        fn tiny_exaone_gguf() {
+            $run("tiny-exaone-gguf");
+        }
+        #[test]
+        fn tiny_internlm3() {
+            $run("tiny-internlm3");
+        }
     };
 }
 
@@ -269,7 +285,8 @@ macro_rules! llama_variant_fixture_tests {
 /// llama.cpp's `glm4` file; `tiny_glm_chatglm_gguf`: its `chatglm` file, q/k/v and their biases
 /// stacked in two layers of three; made by `tests/fixtures/make_glm.py`; `tiny_ernie4_5`: ERNIE 4.5
 /// over whole heads, biases on every projection, tied by default; `tiny_ernie4_5_gguf`:
-/// llama.cpp's `ernie4_5` file; made by `make_ernie.py`), each calling
+/// llama.cpp's `ernie4_5` file; made by `make_ernie.py`; `tiny_helium`: Helium's q/k/v and MLP
+/// biases, none on o_proj; made by `make_helium.py`), each calling
 /// `$run("<fixture folder>")`. Llama's computation once loading has reordered the query and
 /// key rows: run where the plain fixtures run.
 #[macro_export]
@@ -298,6 +315,10 @@ macro_rules! pair_rope_fixture_tests {
         #[test]
         fn tiny_ernie4_5_gguf() {
             $run("tiny-ernie4_5-gguf");
+        }
+        #[test]
+        fn tiny_helium() {
+            $run("tiny-helium");
         }
     };
 }

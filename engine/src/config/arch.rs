@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -73,6 +73,17 @@ pub enum Arch {
     /// Ministral (`MinistralForCausalLM`, Ministral-8B-Instruct-2410): Mistral with a window
     /// per layer (`layer_types`; every layer slides by default), 4096 unless the config says.
     Ministral,
+    /// EXAONE 3 and 3.5 (`ExaoneForCausalLM`; transformers 5 runs it as Llama): Llama under
+    /// other names (`transformer.h.<i>.attn.attention.q_proj`, `mlp.c_fc_0`, ..., renamed at
+    /// load, [`crate::loader::exaone`]) and config keys (`num_layers`, `layer_norm_epsilon`).
+    Exaone,
+    /// InternLM3 (`InternLM3ForCausalLM`; transformers 5 runs it as Llama): Llama with
+    /// `qkv_bias` / `bias` for `attention_bias` / `mlp_bias`, which must agree.
+    InternLM3,
+    /// Helium (`HeliumForCausalLM`, Kyutai's Helium-1): Llama with RoPE in adjacent pairs
+    /// ([`super::ModelConfig::rope_interleaved`]) and, with `attention_bias`, q/k/v biases
+    /// (none on o_proj).
+    Helium,
 }
 
 impl Arch {
@@ -86,10 +97,10 @@ impl Arch {
         matches!(self, Arch::Glm | Arch::Glm4)
     }
 
-    /// Whether transformers rotates adjacent pairs `(2i, 2i + 1)` of each head (GLM's and
-    /// ERNIE 4.5's `rotate_half`), not its halves ([`super::ModelConfig::rope_interleaved`]).
+    /// Whether transformers rotates adjacent pairs `(2i, 2i + 1)` of each head (GLM's, ERNIE
+    /// 4.5's and Helium's `rotate_half`), not its halves ([`super::ModelConfig::rope_interleaved`]).
     pub fn rope_interleaved(self) -> bool {
-        self.is_glm() || self == Arch::Ernie45
+        self.is_glm() || matches!(self, Arch::Ernie45 | Arch::Helium)
     }
 
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.

@@ -60,6 +60,15 @@ pub enum RopeScaling {
     Yarn(YarnScaling),
     /// LongRoPE.
     LongRope(LongRopeScaling),
+    /// Dynamic NTK (`rope_type: dynamic`): transformers rotates as default RoPE while a
+    /// sequence is at most `max_position_embeddings` long and, past that, moves the base with
+    /// the length and re-rotates every position, which a KV cache cannot follow. So the
+    /// frequencies are the default ones and the context ends at `max_position_embeddings`
+    /// ([`super::ModelConfig::context_limit`]).
+    Dynamic {
+        /// `factor` (checked, and shown by `inspect`; unused within the context).
+        factor: f64,
+    },
 }
 
 impl RopeScaling {
@@ -87,6 +96,9 @@ impl RopeScaling {
             RopeScaling::LongRope(l) => format!(
                 "LongRoPE (original context {}: its short factors where loaded for that many positions or fewer, else its long ones; cos/sin x {:.6})",
                 l.original_max_position_embeddings, l.attention_factor
+            ),
+            RopeScaling::Dynamic { factor } => format!(
+                "dynamic NTK (factor {factor}): default frequencies within max_position_embeddings, where the context ends (past it transformers re-rotates every cached position)"
             ),
         }
     }
@@ -342,13 +354,12 @@ pub(super) fn parse(
             max_position_embeddings,
             original_of("longrope")?,
         )?),
+        Some("dynamic") => RopeScaling::Dynamic {
+            factor: positive("dynamic", "factor", number("dynamic", "factor", None)?)?,
+        },
         Some(other) => {
-            let why = match other {
-                "dynamic" => " (dynamic NTK changes the frequencies with each sequence's length past the original context)",
-                _ => "",
-            };
             return Err(Error::unsupported(format!(
-                "{}: rope scaling type `{other}`{why} (supported: default, llama3, linear, yarn, longrope)",
+                "{}: rope scaling type `{other}` (supported: default, llama3, linear, yarn, longrope, dynamic)",
                 path.display()
             )));
         }

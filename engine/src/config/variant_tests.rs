@@ -1,5 +1,6 @@
 //! Unit tests of [`super`]: the Llama variants whose configs differ from LlamaConfig only in
-//! defaults and in what they read (Seed-OSS, GLM, GLM-4, ERNIE 4.5, Ministral), each checked against its
+//! defaults and in what they read (Seed-OSS, GLM, GLM-4, ERNIE 4.5, Ministral,
+//! EXAONE 3, InternLM3, Helium), each checked against its
 //! transformers 5.25 config class.
 
 use std::path::Path;
@@ -184,6 +185,112 @@ fn ministral_reads_as_transformers_ministralconfig() {
     let e = read(&headless).unwrap_err().to_string();
     assert!(
         e.contains("field `head_dim`: expected a positive integer"),
+        "{e}"
+    );
+}
+
+/// EXAONE 3 as ExaoneConfig reads it (checked against transformers 5.25): its Hub keys
+/// `num_layers`, `layer_norm_epsilon` and `activation_function` (winning over the Llama names
+/// where a file has both, as transformers sets them last); eight key/value heads, eps 1e-5, RoPE
+/// base 500000, a 4096-token context and `[|endofturn|]` (361) as the end where absent.
+#[test]
+fn exaone_reads_as_transformers_exaoneconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "exaone", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 16, "num_layers": 3,
+        "vocab_size": 512, "layer_norm_epsilon": 1e-3, "activation_function": "silu"});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Exaone);
+    assert_eq!((c.num_layers, c.rms_norm_eps, c.head_dim), (3, 1e-3, 4));
+    assert_eq!(
+        (c.num_kv_heads, c.rope_theta, c.max_position_embeddings),
+        (8, 5e5, 4096)
+    );
+    assert_eq!(c.eos_token_ids, [361]);
+    assert!(!c.qkv_bias && !c.rope_interleaved && !c.tie_word_embeddings);
+    let mut both = v.clone();
+    both["num_hidden_layers"] = 5.into();
+    both["rms_norm_eps"] = 1e-6.into();
+    both["eos_token_id"] = serde_json::Value::Null;
+    let c = read(&both).unwrap();
+    assert_eq!((c.num_layers, c.rms_norm_eps), (3, 1e-3));
+    assert!(c.eos_token_ids.is_empty());
+    both["activation_function"] = "gelu".into();
+    let e = read(&both).unwrap_err().to_string();
+    assert!(e.contains("hidden_act `gelu`"), "{e}");
+}
+
+/// InternLM3 as InternLM3Config reads it (checked against transformers 5.25): `qkv_bias` and
+/// `bias` for Llama's `attention_bias` (q/k/v/o) and `mlp_bias`, refused unequal; 128-wide heads
+/// and two key/value heads where absent (hidden / heads where `head_dim` is null), eps 1e-5, a
+/// 32768-token context; its dynamic NTK scaling read as default RoPE within that context.
+#[test]
+fn internlm3_reads_as_transformers_internlm3config() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "internlm3", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256, "qkv_bias": true, "bias": true, "attention_bias": false,
+        "rope_scaling": {"rope_type": "dynamic", "factor": 6.0}});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::InternLM3);
+    assert_eq!((c.head_dim, c.num_kv_heads, c.rms_norm_eps), (128, 2, 1e-5));
+    assert_eq!(
+        (c.max_position_embeddings, c.context_limit()),
+        (32768, 32768)
+    );
+    assert!(c.qkv_bias && c.o_bias && c.mlp_bias && !c.tie_word_embeddings);
+    let mut other = v.clone();
+    other["head_dim"] = serde_json::Value::Null;
+    other["bias"] = false.into();
+    let e = read(&other).unwrap_err().to_string();
+    assert!(
+        e.contains("InternLM3 with `qkv_bias` true and `bias` false"),
+        "{e}"
+    );
+    other["qkv_bias"] = false.into();
+    let c = read(&other).unwrap();
+    assert_eq!(c.head_dim, 16);
+    assert!(!c.qkv_bias && !c.o_bias && !c.mlp_bias);
+}
+
+/// Helium as HeliumConfig reads it (checked against transformers 5.25): RoPE in adjacent
+/// pairs, `attention_bias` on q/k/v only, 128-wide heads and 20 key/value heads where absent,
+/// eps 1e-8, RoPE base 100000; a null head width or count refused (its strict config takes
+/// none), and so are heads that do not fill hidden_size (its o_proj is hidden x hidden).
+#[test]
+fn helium_reads_as_transformers_heliumconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "helium", "hidden_size": 2560,
+        "intermediate_size": 160, "num_attention_heads": 20, "num_hidden_layers": 2,
+        "vocab_size": 256, "attention_bias": true, "mlp_bias": true});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Helium);
+    assert_eq!(
+        (c.head_dim, c.num_kv_heads, c.rms_norm_eps),
+        (128, 20, 1e-8)
+    );
+    assert_eq!((c.rope_theta, c.max_position_embeddings), (1e5, 4096));
+    assert!(c.rope_interleaved && c.qkv_bias && !c.o_bias && c.mlp_bias);
+    for (key, want) in [
+        ("head_dim", "field `head_dim`: expected a positive integer"),
+        (
+            "num_key_value_heads",
+            "field `num_key_value_heads`: expected a positive integer",
+        ),
+    ] {
+        let mut null = v.clone();
+        null[key] = serde_json::Value::Null;
+        let e = read(&null).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    let mut narrow = v.clone();
+    narrow["head_dim"] = 64.into();
+    let e = read(&narrow).unwrap_err().to_string();
+    assert!(
+        e.contains("num_attention_heads 20 x head_dim 64 must be hidden_size 2560"),
         "{e}"
     );
 }

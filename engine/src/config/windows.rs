@@ -15,8 +15,9 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 }
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
-/// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config and Ernie4_5Config read no
-/// `layer_types`, and every layer attends to everything.
+/// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
+/// ExaoneConfig, InternLM3Config and HeliumConfig read no `layer_types`, and every layer
+/// attends to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
         Arch::Llama
@@ -26,7 +27,10 @@ fn windowless(arch: Arch) -> bool {
         | Arch::SeedOss
         | Arch::Glm
         | Arch::Glm4
-        | Arch::Ernie45 => true,
+        | Arch::Ernie45
+        | Arch::Exaone
+        | Arch::InternLM3
+        | Arch::Helium => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

@@ -85,7 +85,10 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Exaone4
         | Arch::SeedOss
         | Arch::Ernie45
-        | Arch::Ministral => &SINGLE,
+        | Arch::Ministral
+        | Arch::Exaone
+        | Arch::InternLM3
+        | Arch::Helium => &SINGLE,
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::fused::{stored_modules, StoredModule};
 use super::safetensors_dir::for_each_tensor;
-use crate::config::ModelConfig;
+use crate::config::{Arch, ModelConfig};
 use crate::error::{Error, Result};
 use crate::tensor::HostTensor;
 use crate::LoraModule;
@@ -436,7 +436,17 @@ impl PeftAdapter {
             .collect::<Vec<_>>()
             .join(", ");
         let mut vision = 0;
+        // An EXAONE 3 adapter trained on the remote code's names: its config's selectors and
+        // patterns name modules so too.
+        let mut exaone_names = false;
         for_each_tensor(&file, |tname, t| {
+            let tname = match (cfg.arch, super::exaone::llama_name(&tname)) {
+                (Arch::Exaone, Some(llama)) => {
+                    exaone_names = true;
+                    llama
+                }
+                _ => tname,
+            };
             // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
             // image model): text alone never reaches them.
             if super::gemma::vision_tensor(&tname) {
@@ -496,7 +506,12 @@ impl PeftAdapter {
                     ));
                 }
             };
-            let (r, scale) = ac.rank_scale(&format!("model.layers.{layer}.{}", m.hf_path));
+            let key = format!("model.layers.{layer}.{}", m.hf_path);
+            let key = match exaone_names {
+                true => super::exaone::exaone_name(&key),
+                false => key,
+            };
+            let (r, scale) = ac.rank_scale(&key);
             let (n_in, rows) = m.dims(cfg);
             let n_out: usize = rows.iter().sum();
             if a.shape != [r, n_in] || b.shape != [n_out, r] {
@@ -507,7 +522,6 @@ impl PeftAdapter {
             }
             // The tensors say which modules the adapter touches; PEFT's rules in the config
             // must agree (a disagreement means a config for another adapter or model).
-            let key = format!("model.layers.{layer}.{}", m.hf_path);
             if let Err(why) = ac.selects(&key) {
                 return Err(Error::format(
                     dir.join("adapter_config.json"),

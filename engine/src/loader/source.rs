@@ -68,6 +68,9 @@ impl ModelFiles {
             }
             let config = ModelConfig::from_hf_dir(path)?;
             let mut weights = load_hf_weights(path)?;
+            if config.arch == crate::config::Arch::Exaone {
+                super::exaone::rename_checkpoint(&mut weights)?;
+            }
             super::fused::split_stacked(&mut weights, &config)?;
             super::partial_rotary::reorder_heads(&mut weights, &config)?;
             super::gemma::prepare_hf(&mut weights, &config);

@@ -147,6 +147,14 @@ impl<B: Backend> Model<B> {
                 leftover[0]
             );
         }
+        if let Some(crate::config::RopeScaling::Dynamic { factor }) = &c.rope_scaling {
+            if max_context > c.context_limit() {
+                tracing::info!(
+                    "dynamic NTK scaling (factor {factor}): the context ends at max_position_embeddings {}, within which transformers rotates as default RoPE",
+                    c.context_limit()
+                );
+            }
+        }
         let max_context = max_context.min(c.context_limit()).max(1);
         if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
             let original = l.original_max_position_embeddings;

@@ -96,6 +96,8 @@ impl GgufFile {
             Some("chatglm") => Ok((Arch::Glm, "chatglm")),
             Some("glm4") => Ok((Arch::Glm4, "glm4")),
             Some("ernie4_5") => Ok((Arch::Ernie45, "ernie4_5")),
+            // EXAONE 3 and 3.5: Llama's graph on HF's q/k rows (NEOX RoPE).
+            Some("exaone") => Ok((Arch::Exaone, "exaone")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -107,7 +109,8 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\", \"olmo2\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\" or \"ernie4_5\""
+                         \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\" \
+                         or \"ernie4_5\""
                     ),
                 ))
             }

@@ -1,0 +1,94 @@
+//! What each family's transformers config class takes where a `config.json` leaves a key out,
+//! and the keys some classes read under other names (`attribute_map`).
+
+use serde_json::Value;
+
+use super::Arch;
+
+/// One family's defaults for absent keys (its `*Config` class's field defaults). A key that is
+/// present but null is read by each class's own rules, in [`super::ModelConfig::from_hf_json`].
+pub(super) struct Defaults {
+    /// `num_key_value_heads`; `None`: every query head.
+    pub kv_heads: Option<usize>,
+    /// `head_dim`; `None`: hidden_size / num_attention_heads.
+    pub head_dim: Option<usize>,
+    /// The RoPE base (`rope_theta`, the class's `default_theta`).
+    pub rope_theta: f64,
+    /// `max_position_embeddings`.
+    pub context: usize,
+    /// `rms_norm_eps`.
+    pub rms_norm_eps: f64,
+    /// `tie_word_embeddings`.
+    pub tie: bool,
+}
+
+impl Defaults {
+    /// `arch`'s defaults, from transformers 5.25's config classes.
+    pub(super) fn of(arch: Arch) -> Self {
+        use Arch::*;
+        let kv_heads = match arch {
+            Glm | Glm4 | Ernie45 | InternLM3 => Some(2),
+            Mistral | Ministral | Exaone => Some(8),
+            // HeliumConfig's default is 20 whatever the head count (Helium-1's 2B has 20 heads).
+            Helium => Some(20),
+            _ => None,
+        };
+        let head_dim = match arch {
+            Qwen3 | SeedOss | Ernie45 | Glm | Glm4 | InternLM3 | Helium => Some(128),
+            Gemma | Gemma2 | Gemma3 => Some(256),
+            _ => None,
+        };
+        let rope_theta = match arch {
+            SmolLM3 => 2e6,
+            Ernie45 | Exaone => 5e5,
+            Helium => 1e5,
+            _ => 1e4,
+        };
+        let context = match arch {
+            Olmo2 | Olmo3 | Exaone4 => 2048,
+            SeedOss => 524_288,
+            Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
+            SmolLM3 | InternLM3 => 32768,
+            _ => 4096,
+        };
+        let rms_norm_eps = match arch {
+            _ if arch.post_norms_only() => 1e-5,
+            Ernie45 | Exaone | InternLM3 => 1e-5,
+            Glm | Glm4 => 1.5625e-7,
+            Helium => 1e-8,
+            _ => 1e-6,
+        };
+        Defaults {
+            kv_heads,
+            head_dim,
+            rope_theta,
+            context,
+            rms_norm_eps,
+            tie: matches!(arch, SmolLM3 | Ernie45),
+        }
+    }
+}
+
+/// `v` with the keys `arch`'s config class reads under other names (its `attribute_map`)
+/// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
+/// `activation_function`, InternLM3's `qkv_bias` and `bias`. Where a file has both names, the
+/// alias wins, as transformers sets it last. `None`: no key to copy.
+pub(super) fn aliased(v: &Value, arch: Arch) -> Option<Value> {
+    let aliases: &[(&str, &str)] = match arch {
+        Arch::Exaone => &[
+            ("num_layers", "num_hidden_layers"),
+            ("layer_norm_epsilon", "rms_norm_eps"),
+            ("activation_function", "hidden_act"),
+        ],
+        Arch::InternLM3 => &[("qkv_bias", "attention_bias"), ("bias", "mlp_bias")],
+        _ => return None,
+    };
+    let mut out = v.clone();
+    let o = out.as_object_mut()?;
+    for (alias, name) in aliases {
+        if let Some(x) = v.get(*alias) {
+            o.insert(name.to_string(), x.clone());
+        }
+    }
+    Some(out)
+}
