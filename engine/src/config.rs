@@ -363,10 +363,10 @@ impl ModelConfig {
         };
         // InternLM3Config's check: its Llama computation biases q/k/v/o alike.
         if arch == Arch::InternLM3 && attention_bias != mlp_bias {
-            return Err(Error::unsupported(format!(
-                "{}: InternLM3 with `qkv_bias` {attention_bias} and `bias` {mlp_bias}: transformers' InternLM3Config refuses them unequal",
-                path.display()
-            )));
+            return Err(Error::format(
+                path,
+                format!("InternLM3 with `qkv_bias` (`attention_bias`) {attention_bias} and `bias` (`mlp_bias`) {mlp_bias}: InternLM3Config refuses them unequal"),
+            ));
         }
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
@@ -400,7 +400,8 @@ impl ModelConfig {
             eos_token_ids: match v.get("eos_token_id") {
                 // GlmConfig's and Glm4Config's ends where the config names none.
                 None | Some(Value::Null) if arch.is_glm() => vec![151_329, 151_336, 151_338],
-                // ExaoneConfig's: EXAONE 3's `[|endofturn|]`.
+                // ExaoneConfig's: EXAONE 3's `[|endofturn|]`. (LlamaConfig's 2, InternLM3Config's
+                // and HeliumConfig's, is a placeholder no tokenizer is known to share: not set.)
                 None if arch == Arch::Exaone => vec![361],
                 eos => ids_of(path, "eos_token_id", eos)?,
             },

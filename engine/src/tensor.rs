@@ -225,9 +225,19 @@ pub struct WeightMap {
     tensors: HashMap<String, (HostTensor, PathBuf)>,
     /// Where the weights came from (a directory or a file), for messages.
     pub origin: PathBuf,
-    /// The name a tensor has in the file, where it differs from its HF name (a GGUF's
-    /// `blk.0.attn_q.weight`), so that messages name what the file holds.
-    pub file_name: Option<fn(&str) -> Option<String>>,
+    /// How the file names its tensors, where that differs from HF's (a GGUF's
+    /// `blk.0.attn_q.weight`, an EXAONE 3 checkpoint's), so that messages name what the file
+    /// holds.
+    pub file_names: Option<FileNames>,
+}
+
+/// How a model file names its tensors where they are not HF's, for messages.
+#[derive(Debug, Clone, Copy)]
+pub struct FileNames {
+    /// The file's name for an HF name (`None`: the same).
+    pub of: fn(&str) -> Option<String>,
+    /// Whether the file lists shapes with `ne[0]` (the columns) first, as a GGUF does.
+    pub gguf_order: bool,
 }
 
 impl WeightMap {
@@ -236,7 +246,7 @@ impl WeightMap {
         WeightMap {
             tensors: HashMap::new(),
             origin: origin.as_ref().to_path_buf(),
-            file_name: None,
+            file_names: None,
         }
     }
 
@@ -284,14 +294,18 @@ impl WeightMap {
     /// `name` for a message: the file's own name first where it has one, and shapes said in
     /// its order too (a GGUF lists `ne[0]`, the columns, first).
     pub(crate) fn described(&self, name: &str, shape: &[usize]) -> (String, String) {
-        match self.file_name.and_then(|f| f(name)) {
-            Some(own) => {
+        let own = self
+            .file_names
+            .and_then(|n| Some(((n.of)(name)?, n.gguf_order)));
+        match own {
+            Some((own, true)) => {
                 let rev: Vec<usize> = shape.iter().rev().copied().collect();
                 (
                     format!("`{own}` ({name})"),
                     format!("{rev:?} (GGUF order, ne[0] first)"),
                 )
             }
+            Some((own, false)) => (format!("`{own}` ({name})"), format!("{shape:?}")),
             None => (format!("`{name}`"), format!("{shape:?}")),
         }
     }

@@ -86,11 +86,17 @@ fn gguf_with(
 }
 
 fn read(name: &str, bytes: &[u8]) -> dlp_engine::Result<ModelConfig> {
-    let dir = std::env::temp_dir().join(format!("dlp-gguf-families-{}", std::process::id()));
+    // A folder per call: tests run in parallel, and two that named their files alike (`s.gguf`
+    // for smollm3 and seed_oss) had read each other's.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("dlp-gguf-families-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
-    GgufFile::open(&p)?.config()
+    let config = GgufFile::open(&p).and_then(|g| g.config());
+    let _ = std::fs::remove_dir_all(&dir);
+    config
 }
 
 /// Asserts that reading `bytes` (as file `name`) fails with a message containing `want`.
@@ -502,10 +508,11 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     assert!(!c.rope_interleaved);
 }
 
-/// llama.cpp's `exaone` (EXAONE 3 and 3.5): Llama's graph on HF's q/k rows (NEOX RoPE, so the
-/// rows are not un-permuted as a `llama` file's are), no norms but Llama's.
+/// llama.cpp's `exaone` (EXAONE 3 and 3.5): Llama's graph, whole-head RoPE on halves (NEOX:
+/// HF's rows, which `tiny-exaone-gguf` checks are not un-permuted as a `llama` file's are), no
+/// norms but Llama's; a partial rotation refused.
 #[test]
-fn exaone_is_llama_on_hf_rows() {
+fn exaone_reads_as_llama() {
     use dlp_engine::config::Arch;
     let c = read("e.gguf", &gguf("exaone", 2, 64, 4, 16, vec![])).unwrap();
     assert_eq!((c.arch, c.head_dim, c.rotary_dim), (Arch::Exaone, 16, 16));

@@ -558,8 +558,13 @@ fn catalogue_of_bad_files() {
         ),
         (
             "rope_parameters",
-            serde_json::json!({"rope_type": "dynamic", "factor": 4.0}),
-            &["dynamic", "dynamic NTK"],
+            serde_json::json!({"rope_type": "dynamic"}),
+            &["rope scaling `dynamic`", "needs field `factor`"],
+        ),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_type": "ntk", "factor": 4.0}),
+            &["rope scaling type `ntk`", "dynamic"],
         ),
     ];
     for (field, value, needles) in config_cases {

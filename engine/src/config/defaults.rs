@@ -5,8 +5,12 @@ use serde_json::Value;
 
 use super::Arch;
 
-/// One family's defaults for absent keys (its `*Config` class's field defaults). A key that is
-/// present but null is read by each class's own rules, in [`super::ModelConfig::from_hf_json`].
+/// One family's defaults for absent keys. A key that is present but null is read by each
+/// class's own rules, in [`super::ModelConfig::from_hf_json`]. Gemma's rows are not read:
+/// [`super::gemma`] fills GemmaConfig's defaults in first. Rows that are not their class's
+/// (kept as they were, since real checkpoints name these keys): LlamaConfig's and
+/// GraniteConfig's context (2048 there), Qwen2Config's and Qwen3Config's key/value heads (32)
+/// and context (32768), Phi3Config's eps (1e-5).
 pub(super) struct Defaults {
     /// `num_key_value_heads`; `None`: every query head.
     pub kv_heads: Option<usize>,
@@ -23,7 +27,7 @@ pub(super) struct Defaults {
 }
 
 impl Defaults {
-    /// `arch`'s defaults, from transformers 5.25's config classes.
+    /// `arch`'s defaults: transformers 5.25's config classes' but where [`Defaults`] says.
     pub(super) fn of(arch: Arch) -> Self {
         use Arch::*;
         let kv_heads = match arch {
@@ -72,7 +76,7 @@ impl Defaults {
 /// `v` with the keys `arch`'s config class reads under other names (its `attribute_map`)
 /// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
 /// `activation_function`, InternLM3's `qkv_bias` and `bias`. Where a file has both names, the
-/// alias wins, as transformers sets it last. `None`: no key to copy.
+/// alias wins, as transformers sets it last. `None`: a family without aliases.
 pub(super) fn aliased(v: &Value, arch: Arch) -> Option<Value> {
     let aliases: &[(&str, &str)] = match arch {
         Arch::Exaone => &[

@@ -246,7 +246,9 @@ fn internlm3_reads_as_transformers_internlm3config() {
     other["bias"] = false.into();
     let e = read(&other).unwrap_err().to_string();
     assert!(
-        e.contains("InternLM3 with `qkv_bias` true and `bias` false"),
+        e.contains(
+            "InternLM3 with `qkv_bias` (`attention_bias`) true and `bias` (`mlp_bias`) false"
+        ),
         "{e}"
     );
     other["qkv_bias"] = false.into();

@@ -1,8 +1,9 @@
 //! EXAONE 3's tensor names as Llama's. EXAONE 3 and 3.5 checkpoints (`ExaoneForCausalLM`, first
 //! run as remote code) keep GPT-2's names (`transformer.h.<i>.attn.attention.q_proj`,
 //! `mlp.c_fc_0`, ...); transformers 5 runs them as `LlamaForCausalLM`, renaming each tensor
-//! as it loads (its `conversion_mapping` for `exaone`) and back as it saves, so its PEFT
-//! adapters carry Llama's names and those trained on the remote code carry EXAONE's.
+//! as it loads (its `conversion_mapping` for `exaone`; it saves them back under EXAONE's). PEFT
+//! saves an adapter under the live modules' names: Llama's from transformers 5, EXAONE's from
+//! the remote code.
 
 use crate::error::{Error, Result};
 use crate::tensor::WeightMap;
@@ -86,9 +87,12 @@ pub fn rename_checkpoint(w: &mut WeightMap) -> Result<()> {
         w.rename(&name, to);
         renamed = true;
     }
-    // Messages name a missing tensor as the checkpoint would hold it.
+    // Messages name a tensor as the checkpoint holds it (shapes in its own order).
     if renamed {
-        w.file_name = Some(|name| Some(exaone_name(name)).filter(|e| e != name));
+        w.file_names = Some(crate::tensor::FileNames {
+            of: |name| Some(exaone_name(name)).filter(|e| e != name),
+            gguf_order: false,
+        });
     }
     Ok(())
 }
@@ -176,7 +180,16 @@ mod tests {
         rename_checkpoint(&mut w).unwrap();
         assert!(w.contains("model.layers.0.input_layernorm.weight"));
         assert!(w.contains("model.layers.0.post_attention_layernorm.weight"));
+        // Messages name what the checkpoint holds, shapes in its (HF's) order.
+        let e = w.take("model.layers.0.self_attn.q_proj.weight", &[8, 4]);
+        let e = e.err().unwrap().to_string();
+        assert!(e.contains("missing tensor `transformer.h.0.attn.attention.q_proj.weight` (model.layers.0.self_attn.q_proj.weight) (expected shape [8, 4])"), "{e}");
+        let e = w.take("model.layers.0.input_layernorm.weight", &[2]);
+        let e = e.err().unwrap().to_string();
+        assert!(e.contains("tensor `transformer.h.0.ln_1.weight` (model.layers.0.input_layernorm.weight) has shape [1], expected [2]"), "{e}");
         w.insert("transformer.h.0.ln_1.weight".into(), t(), file)
+            .unwrap();
+        w.insert("model.layers.0.input_layernorm.weight".into(), t(), file)
             .unwrap();
         let e = rename_checkpoint(&mut w).unwrap_err().to_string();
         assert!(e.contains("`transformer.h.0.ln_1.weight` and `model.layers.0.input_layernorm.weight` are one tensor"), "{e}");

@@ -341,7 +341,10 @@ impl GgufFile {
         let (arch, _) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
-        map.file_name = Some(names::gguf_name_of(arch));
+        map.file_names = Some(crate::tensor::FileNames {
+            of: names::gguf_name_of(arch),
+            gguf_order: true,
+        });
         let total: u64 = self.tensors.iter().filter_map(|t| t.byte_size()).sum();
         let bar = if self.mmap.len() as u64 > PROGRESS_BYTES {
             let b = indicatif::ProgressBar::new(total);

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::fused::{stored_modules, StoredModule};
+use super::peft_selector::{layer_index, Selector};
 use super::safetensors_dir::for_each_tensor;
 use crate::config::{Arch, ModelConfig};
 use crate::error::{Error, Result};
@@ -52,64 +53,6 @@ pub struct PeftAdapter {
     pub targets: Vec<LoraModule>,
     /// The weights per (layer, module).
     pub pairs: BTreeMap<(usize, LoraModule), LoraPair>,
-}
-
-/// A PEFT module selector (`target_modules`, `exclude_modules`), matched against a module's
-/// full name (`model.layers.3.self_attn.q_proj`) as PEFT's `check_target_module_exists` does.
-enum Selector {
-    /// One string: a Python regular expression, full-matched (`re.fullmatch`).
-    Regex(fancy_regex::Regex, String),
-    /// A list: each entry equal to the full name or a dotted suffix of it.
-    Names(Vec<String>),
-    /// `"all-linear"`: every linear layer of the decoder (not the output head).
-    AllLinear,
-}
-
-impl Selector {
-    fn parse(field: &str, v: &Value) -> std::result::Result<Self, String> {
-        match v {
-            Value::String(s) if s == "all-linear" => Ok(Selector::AllLinear),
-            Value::String(s) => fancy_regex::Regex::new(&format!("^(?:{s})$"))
-                .map(|re| Selector::Regex(re, s.clone()))
-                .map_err(|e| {
-                    format!("`{field}`: the regular expression `{s}` does not compile: {e}")
-                }),
-            Value::Array(a) => a
-                .iter()
-                .map(|m| {
-                    m.as_str().map(str::to_string).ok_or_else(|| {
-                        format!("`{field}`: every entry must be a module name, found {m}")
-                    })
-                })
-                .collect::<std::result::Result<_, _>>()
-                .map(Selector::Names),
-            other => Err(format!(
-                "`{field}`: expected a module-name list or a regular expression, found {other}"
-            )),
-        }
-    }
-
-    /// Whether it selects the module `key`; `Names` also says whether the match was exact
-    /// (PEFT applies `layers_to_transform` only to suffix matches).
-    fn matches(&self, key: &str) -> (bool, bool) {
-        match self {
-            Selector::Regex(re, _) => (re.is_match(key).unwrap_or(false), false),
-            Selector::Names(names) => {
-                let exact = names.iter().any(|n| n == key);
-                let suffix = names.iter().any(|n| key.ends_with(&format!(".{n}")));
-                (exact || suffix, exact)
-            }
-            Selector::AllLinear => (true, false),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Selector::Regex(_, s) => format!("the regular expression `{s}`"),
-            Selector::Names(n) => format!("{n:?}"),
-            Selector::AllLinear => "\"all-linear\"".into(),
-        }
-    }
 }
 
 /// The parsed `adapter_config.json` fields that matter.
@@ -363,16 +306,6 @@ impl AdapterConfig {
 /// found out as a failed request.
 const MAX_SCALE: f32 = 1e4;
 
-/// The layer index in a module's full name as PEFT finds it: `.*\.<pattern>\.(\d+)\.` with
-/// `layers_pattern`, else `.*\.[^.]*\.(\d+)\.`.
-fn layer_index(key: &str, pattern: Option<&str>) -> Option<usize> {
-    let re = match pattern {
-        Some(p) => fancy_regex::Regex::new(&format!(r"^.*\.(?:{p})\.(\d+)\.")).ok()?,
-        None => fancy_regex::Regex::new(r"^.*\.[^.]*\.(\d+)\.").ok()?,
-    };
-    re.captures(key).ok()??.get(1)?.as_str().parse().ok()
-}
-
 /// Where a model holds its decoder layers: `model.layers.`; Gemma 3's text-and-image model
 /// `language_model.model.layers.` (its files) or `model.language_model.layers.` (transformers
 /// 5's live modules, which PEFT saves).
@@ -436,16 +369,15 @@ impl PeftAdapter {
             .collect::<Vec<_>>()
             .join(", ");
         let mut vision = 0;
-        // An EXAONE 3 adapter trained on the remote code's names: its config's selectors and
-        // patterns name modules so too.
-        let mut exaone_names = false;
-        for_each_tensor(&file, |tname, t| {
-            let tname = match (cfg.arch, super::exaone::llama_name(&tname)) {
-                (Arch::Exaone, Some(llama)) => {
-                    exaone_names = true;
-                    llama
+        // Modules named as EXAONE 3's remote code names them: the config's selectors and
+        // patterns name them so too, and messages do.
+        let mut exaone_named = std::collections::BTreeSet::new();
+        for_each_tensor(&file, |own, t| {
+            let (tname, exaone) = match cfg.arch {
+                Arch::Exaone => {
+                    super::exaone::llama_name(&own).map_or((own.clone(), false), |l| (l, true))
                 }
-                _ => tname,
+                _ => (own.clone(), false),
             };
             // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
             // image model): text alone never reaches them.
@@ -455,8 +387,12 @@ impl PeftAdapter {
             }
             let Some((layer, m, is_a)) = parse_tensor_name(&tname, modules) else {
                 let why = super::peft_features::not_a_lora_weight(&tname, &supported);
-                return Err(Error::format(&file, format!("tensor `{tname}`: {why}")));
+                return Err(Error::format(&file, format!("tensor `{own}`: {why}")));
             };
+            if exaone {
+                exaone_named.insert((layer, m.hf_path));
+            }
+            let tname = own;
             if let Some((i, v)) = t.first_non_finite() {
                 return Err(Error::format(
                     &file,
@@ -495,7 +431,12 @@ impl PeftAdapter {
         }
         let mut pairs = BTreeMap::new();
         for ((layer, _), (m, (a, b))) in halves {
-            let stem = format!("base_model.model.model.layers.{layer}.{}", m.hf_path);
+            let key = format!("model.layers.{layer}.{}", m.hf_path);
+            let key = match exaone_named.contains(&(layer, m.hf_path)) {
+                true => super::exaone::exaone_name(&key),
+                false => key,
+            };
+            let stem = format!("base_model.model.{key}");
             let (a, b) = match (a, b) {
                 (Some(a), Some(b)) => (a, b),
                 (a, _) => {
@@ -505,11 +446,6 @@ impl PeftAdapter {
                         format!("missing tensor `{stem}.{missing}.weight`"),
                     ));
                 }
-            };
-            let key = format!("model.layers.{layer}.{}", m.hf_path);
-            let key = match exaone_names {
-                true => super::exaone::exaone_name(&key),
-                false => key,
             };
             let (r, scale) = ac.rank_scale(&key);
             let (n_in, rows) = m.dims(cfg);
