@@ -242,7 +242,7 @@ impl ModelConfig {
                 view = olmo3_view;
                 (&view, Some(local))
             }
-            _ => match defaults::aliased(v, arch) {
+            _ => match defaults::aliased(v, arch, path)? {
                 Some(aliased) => {
                     view = aliased;
                     (&view, None)

@@ -1,9 +1,12 @@
 //! What each family's transformers config class takes where a `config.json` leaves a key out,
 //! and the keys some classes read under other names (`attribute_map`).
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::Arch;
+use crate::error::{Error, Result};
 
 /// One family's defaults for absent keys. A key that is present but null is read by each
 /// class's own rules, in [`super::ModelConfig::from_hf_json`]. Gemma's rows are not read:
@@ -73,26 +76,55 @@ impl Defaults {
     }
 }
 
+/// What an aliased key must hold (its class's field type; a null fails there too).
+#[derive(Clone, Copy)]
+enum Kind {
+    Count,
+    Number,
+    Text,
+    Flag,
+}
+
 /// `v` with the keys `arch`'s config class reads under other names (its `attribute_map`)
 /// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
 /// `activation_function`, InternLM3's `qkv_bias` and `bias`. Where a file has both names, the
-/// alias wins, as transformers sets it last. `None`: a family without aliases.
-pub(super) fn aliased(v: &Value, arch: Arch) -> Option<Value> {
-    let aliases: &[(&str, &str)] = match arch {
+/// alias wins, as transformers sets it last. `Ok(None)`: a family without aliases.
+///
+/// # Errors
+/// An alias holding a value of another type, or null (named as the file names it).
+pub(super) fn aliased(v: &Value, arch: Arch, path: &Path) -> Result<Option<Value>> {
+    use Kind::*;
+    let aliases: &[(&str, &str, Kind)] = match arch {
         Arch::Exaone => &[
-            ("num_layers", "num_hidden_layers"),
-            ("layer_norm_epsilon", "rms_norm_eps"),
-            ("activation_function", "hidden_act"),
+            ("num_layers", "num_hidden_layers", Count),
+            ("layer_norm_epsilon", "rms_norm_eps", Number),
+            ("activation_function", "hidden_act", Text),
         ],
-        Arch::InternLM3 => &[("qkv_bias", "attention_bias"), ("bias", "mlp_bias")],
-        _ => return None,
+        Arch::InternLM3 => &[
+            ("qkv_bias", "attention_bias", Flag),
+            ("bias", "mlp_bias", Flag),
+        ],
+        _ => return Ok(None),
     };
     let mut out = v.clone();
-    let o = out.as_object_mut()?;
-    for (alias, name) in aliases {
-        if let Some(x) = v.get(*alias) {
-            o.insert(name.to_string(), x.clone());
+    let Some(o) = out.as_object_mut() else {
+        return Ok(None);
+    };
+    for (alias, name, kind) in aliases {
+        let Some(x) = v.get(*alias) else { continue };
+        let (ok, want) = match kind {
+            Count => (x.is_u64(), "a non-negative integer"),
+            Number => (x.is_number(), "a number"),
+            Text => (x.is_string(), "a string"),
+            Flag => (x.is_boolean(), "true or false"),
+        };
+        if !ok {
+            return Err(Error::format(
+                path,
+                format!("field `{alias}` (read as `{name}`): expected {want}, found {x}"),
+            ));
         }
+        o.insert(name.to_string(), x.clone());
     }
-    Some(out)
+    Ok(Some(out))
 }

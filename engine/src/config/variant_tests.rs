@@ -296,3 +296,24 @@ fn helium_reads_as_transformers_heliumconfig() {
         "{e}"
     );
 }
+
+/// An aliased key of the wrong type, or null (transformers' strict classes refuse both), is
+/// named as the file names it.
+#[test]
+fn aliased_keys_are_named_as_the_file_names_them() {
+    let p = Path::new("config.json");
+    for (model_type, key, value, want) in [
+        ("exaone", "layer_norm_epsilon", serde_json::json!("1e-5"), "field `layer_norm_epsilon` (read as `rms_norm_eps`): expected a number, found \"1e-5\""),
+        ("exaone", "layer_norm_epsilon", serde_json::Value::Null, "field `layer_norm_epsilon` (read as `rms_norm_eps`): expected a number, found null"),
+        ("exaone", "num_layers", serde_json::json!(-2), "field `num_layers` (read as `num_hidden_layers`): expected a non-negative integer"),
+        ("exaone", "activation_function", serde_json::json!(1), "field `activation_function` (read as `hidden_act`): expected a string"),
+        ("internlm3", "qkv_bias", serde_json::json!("yes"), "field `qkv_bias` (read as `attention_bias`): expected true or false"),
+    ] {
+        let mut v = serde_json::json!({"model_type": model_type, "hidden_size": 64,
+            "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "vocab_size": 256});
+        v[key] = value;
+        let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}
