@@ -359,10 +359,21 @@ fn config_text(c: &ModelConfig) -> String {
   norms: before attention and the feed-forward, and each one's output normed before its residual add"),
         (true, false) => extras,
     };
+    let extras = match (c.layer_norms(), c.logit_scale) {
+        (true, scale) => format!(
+            "{extras}\n  Cohere: LayerNorms (no bias); attention and the feed-forward side by side on one normed input, both added to the residual; logits x {}",
+            scale.map_or("1".into(), |s| s.to_string())
+        ),
+        (false, _) => extras,
+    };
+    let norm = match c.layer_norms() {
+        true => "LayerNorm",
+        false => "RMSNorm",
+    };
     format!(
         "  {:?}: {} layers, hidden {}, MLP {}, vocabulary {}, context {}\n  \
          attention: {} query heads, {} key/value heads, head width {}{qk_norm}; {window}\n  \
-         {rope}; RMSNorm epsilon {}\n  \
+         {rope}; {norm} epsilon {}\n  \
          lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}\n  \
          BOS id {bos}, end ids {:?}{extras}",
         c.arch,

@@ -244,7 +244,7 @@ fn inspect_backends_lists_what_auto_picks() {
 /// dump, a line per layer's window).
 #[test]
 fn inspect_prints_the_model_config() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
         (
             "compat/tiny-qwen2-sw",
             &[
@@ -285,6 +285,16 @@ fn inspect_prints_the_model_config() {
                 "RoPE theta 10000 on the first 12 of each head's 24 dimensions in adjacent pairs;",
                 "biases: q/k/v yes, o no, MLP no",
                 "norms: before attention and the feed-forward, and each one's output normed",
+            ],
+        ),
+        // Cohere 2: LayerNorms, parallel blocks, its logits' factor; a NoPE full-attention layer.
+        (
+            "tiny-cohere2",
+            &[
+                "Cohere2: 4 layers, hidden 64",
+                "sliding windows (layer:window) 0:6 1:6 2:6",
+                "in adjacent pairs; NoPE layers (no rotation) 3; LayerNorm epsilon 0.00001",
+                "Cohere: LayerNorms (no bias); attention and the feed-forward side by side on one normed input, both added to the residual; logits x 0.0625",
             ],
         ),
         // A GGUF as Llama 3.1's are written: its RoPE scaling as rope_freqs.weight.

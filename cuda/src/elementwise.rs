@@ -1,5 +1,6 @@
-//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and the
-//! in-place ones (`scale`, `softcap`), with the CPU reference's checks.
+//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels), the
+//! in-place ones (`scale`, `softcap`) and the row-wise norms (`rms_norm`, `center`), with the
+//! CPU reference's checks.
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 use dlp_engine::Result;
@@ -7,7 +8,7 @@ use dlp_engine::Result;
 use std::sync::atomic::AtomicU64;
 
 use crate::counts::LaunchCounters;
-use crate::launch::{check_len, grid_1d, int};
+use crate::launch::{cfg, check_len, grid_1d, int};
 use crate::CudaBackend;
 
 impl CudaBackend {
@@ -58,5 +59,46 @@ impl CudaBackend {
         let mut a = self.args(f);
         a.arg(x).arg(&s).arg(&nn);
         self.go(op, a, grid_1d(n))
+    }
+
+    /// `rms_norm` ([`dlp_engine::Backend::rms_norm`]): one block per row.
+    pub(crate) fn rms_norm_impl(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("rms_norm", "x", x.len(), rows * dim)?;
+        check_len("rms_norm", "out", out.len(), rows * dim)?;
+        check_len("rms_norm", "w", w.len(), dim)?;
+        if rows == 0 || dim == 0 {
+            return Ok(());
+        }
+        let d = int("rms_norm", dim)?;
+        let mut a = self.args(&self.k.rms_norm);
+        a.arg(x).arg(w).arg(&d).arg(&eps).arg(out);
+        let block = self.row_block(rows);
+        self.go("rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
+    }
+
+    /// `center` ([`dlp_engine::Backend::center`]): one block per row, as `rms_norm`.
+    pub(crate) fn center_impl(
+        &self,
+        x: &mut CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+    ) -> Result<()> {
+        check_len("center", "x", x.len(), rows * dim)?;
+        if rows == 0 || dim == 0 {
+            return Ok(());
+        }
+        let d = int("center", dim)?;
+        let mut a = self.args(&self.k.center);
+        a.arg(x).arg(&d);
+        let block = self.row_block(rows);
+        self.go("center", a, cfg((rows as u32, 1, 1), block, 0))
     }
 }

@@ -48,6 +48,13 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/sample.cu")
 );
 
+/// `center.cu` reuses `block_sum` from `rms_norm.cu`, so it is compiled after it.
+const CENTER_SRC: &str = concat!(
+    include_str!("../kernels/rms_norm.cu"),
+    "\n",
+    include_str!("../kernels/center.cu")
+);
+
 /// `lora_prefetch.cu`, `sgmv.cu` and `lora_tiled.cu` share `lora.cu`'s entry lookups and pair
 /// parameters: the four are one module (`lora`), compiled in that order.
 const LORA_SRC: &str = concat!(
@@ -80,7 +87,7 @@ pub const MATVEC_PARTS: [&str; 4] = [
 ];
 
 /// Every kernel file, in the order the backend loads them.
-pub const SOURCES: [KernelSource; 12] = [
+pub const SOURCES: [KernelSource; 13] = [
     KernelSource {
         name: "embedding",
         src: include_str!("../kernels/embedding.cu"),
@@ -129,6 +136,11 @@ pub const SOURCES: [KernelSource; 12] = [
     KernelSource {
         name: "softcap",
         src: include_str!("../kernels/softcap.cu"),
+        parts: &[],
+    },
+    KernelSource {
+        name: "center",
+        src: CENTER_SRC,
         parts: &[],
     },
     KernelSource {

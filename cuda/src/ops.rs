@@ -260,17 +260,11 @@ impl Backend for CudaBackend {
         eps: f32,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check_len("rms_norm", "x", x.len(), rows * dim)?;
-        check_len("rms_norm", "out", out.len(), rows * dim)?;
-        check_len("rms_norm", "w", w.len(), dim)?;
-        if rows == 0 || dim == 0 {
-            return Ok(());
-        }
-        let d = int("rms_norm", dim)?;
-        let mut a = self.args(&self.k.rms_norm);
-        a.arg(x).arg(w).arg(&d).arg(&eps).arg(out);
-        let block = self.row_block(rows);
-        self.go("rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
+        self.rms_norm_impl(x, w, rows, dim, eps, out)
+    }
+
+    fn center(&self, x: &mut CudaSlice<f32>, rows: usize, dim: usize) -> Result<()> {
+        self.center_impl(x, rows, dim)
     }
 
     fn matmul(

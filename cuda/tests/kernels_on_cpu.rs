@@ -42,6 +42,7 @@ fn every_module_builds() {
         "gelu_mul",
         "scale",
         "softcap",
+        "center",
         "argmax",
         "sample",
     ] {
@@ -132,6 +133,40 @@ fn softcap_matches_the_cpu() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let close = (g - w).abs() <= 4e-7 * w.abs().max(1e-3) || (g.is_nan() && w.is_nan());
         assert!(close, "softcap({}): kernel {g}, CPU {w}", x[i]);
+    }
+}
+
+/// `center` (LayerNorm's centering, Cohere's; not yet run on a GPU) gives what the CPU
+/// reference gives (both sum and subtract in double): rows narrower than a warp, wider than a
+/// block's threads, far from zero on average, and in the reverse block order; rows apart.
+#[test]
+fn center_matches_the_cpu() {
+    for (rows, dim, threads) in [(3usize, 19usize, 256u32), (2, 1000, 256), (4, 4100, 1024)] {
+        let x: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 8.0 - 4.0 + (i / dim) as f32 * 300.0)
+            .collect();
+        let mut want = x.clone();
+        let cpu = dlp_engine::cpu::CpuBackend::new();
+        dlp_engine::Backend::center(&cpu, &mut want, rows, dim).unwrap();
+        for order in [Order::FORWARD, Order::REVERSE] {
+            let m = module("center", &[], order).unwrap();
+            let mut got = x.clone();
+            let (px, d) = (dev(&mut got), dim as i32);
+            m.launch(
+                "center",
+                (rows as u32, 1, 1),
+                threads,
+                0,
+                &[arg(&px), arg(&d)],
+            )
+            .unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "center [{rows}x{dim}] {i}: kernel {g}, CPU {w}"
+                );
+            }
+        }
     }
 }
 

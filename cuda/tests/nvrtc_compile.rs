@@ -311,6 +311,7 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
         ("gelu_mul", &["gelu_mul"][..]),
         ("scale", &["scale"][..]),
         ("softcap", &["softcap"][..]),
+        ("center", &["center"][..]),
         ("logits", &["logits_norm"][..]),
         (
             "attention",

@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 mod arch;
+mod cohere;
 mod defaults;
 mod fields;
 mod forward;
@@ -91,6 +92,8 @@ pub struct ModelConfig {
     pub gemma: Option<GemmaFeatures>,
     /// Granite's multipliers; `None` for the other families.
     pub granite: Option<GraniteScales>,
+    /// Cohere's factor of the logits (`logit_scale`); `None` for the other families.
+    pub logit_scale: Option<f32>,
     /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
     /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
     pub rope_layers: Vec<bool>,
@@ -207,6 +210,8 @@ impl ModelConfig {
             "exaone" => Arch::Exaone,
             "internlm3" => Arch::InternLM3,
             "helium" => Arch::Helium,
+            "cohere" => Arch::Cohere,
+            "cohere2" => Arch::Cohere2,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -343,7 +348,11 @@ impl ModelConfig {
         // says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
         // are made without).
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
-        let no_mlp_bias = no_bias || gemma.is_some() || arch.post_norms_only() || arch.is_glm();
+        let no_mlp_bias = no_bias
+            || gemma.is_some()
+            || arch.post_norms_only()
+            || arch.is_glm()
+            || arch.is_cohere();
         // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`;
         // GLM's configs bias q/k/v by default and its o_proj has none, nor has Helium's;
         // ERNIE 4.5's `use_bias` biases every projection (it reads no `attention_bias` or
@@ -368,11 +377,12 @@ impl ModelConfig {
                 format!("InternLM3 with `qkv_bias` (`attention_bias`) {attention_bias} and `bias` (`mlp_bias`) {mlp_bias}: InternLM3Config refuses them unequal"),
             ));
         }
+        let logit_scale = cohere::logit_scale(v, arch, path)?;
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
         let rope_layers =
-            smollm3::exaone4_rope_layers(v, arch, &attention_window).unwrap_or(rope_layers);
+            smollm3::sliding_rope_layers(v, arch, &attention_window).unwrap_or(rope_layers);
         ModelConfig {
             arch,
             hidden_size,
@@ -400,6 +410,8 @@ impl ModelConfig {
             eos_token_ids: match v.get("eos_token_id") {
                 // GlmConfig's and Glm4Config's ends where the config names none.
                 None | Some(Value::Null) if arch.is_glm() => vec![151_329, 151_336, 151_338],
+                // CohereConfig's and Cohere2Config's: `<|END_OF_TURN_TOKEN|>`.
+                None if arch.is_cohere() => vec![255_001],
                 // ExaoneConfig's: EXAONE 3's `[|endofturn|]`. (LlamaConfig's 2, InternLM3Config's
                 // and HeliumConfig's, is a placeholder no tokenizer is known to share: not set.)
                 None if arch == Arch::Exaone => vec![361],
@@ -411,6 +423,7 @@ impl ModelConfig {
             activation,
             gemma,
             granite,
+            logit_scale,
         }
         .validated(path)
     }

@@ -318,6 +318,9 @@ impl<B: Backend> Model<B> {
             if let Some(d) = c.logit_divisor() {
                 b.scale(&mut ws.logits, 1.0 / d, rows * c.vocab_size)?;
             }
+            if let Some(s) = c.logit_scale {
+                b.scale(&mut ws.logits, s, rows * c.vocab_size)?;
+            }
             match pick {
                 Some(PickOp::Argmax) => b.argmax(&ws.logits, rows, c.vocab_size, &mut ws.picks),
                 Some(PickOp::Sample) => {
@@ -355,12 +358,18 @@ impl<B: Backend> Model<B> {
         if let Some(s) = c.embed_scale() {
             b.scale(&mut ws.x, s, t * hd)?;
         }
+        // A LayerNorm model's residual stream stays centered (ModelConfig::layer_norms).
+        if c.layer_norms() {
+            b.center(&mut ws.x, t, hd)?;
+        }
         if let Some(w) = self.layers.first().and_then(|l| l.attn_norm.as_ref()) {
             b.rms_norm(&ws.x, w, t, hd, eps, &mut ws.h)?;
         }
         // Each residual add is fused with the RMSNorm that reads its result (the FFN's, then
         // the next layer's attention norm): `ws.h` holds the normed input of every linears.
         // Without those norms (OLMo 2) the linears read the residual stream `ws.x` itself.
+        // Cohere's feed-forward has no norm of its own: the attention's add is plain, and
+        // `ws.h` still holds the input both read.
         let pre_norms = c.pre_norms();
         for (li, layer) in self.layers.iter().enumerate() {
             let n_in = |m: LoraModule| layer.linears[m.index()].n_in;
@@ -480,7 +489,8 @@ impl<B: Backend> Model<B> {
     /// or in OLMo 2, which norms no input: the add alone). With `post_norm` (Gemma 2's and 3's,
     /// OLMo 2's), the projection's output is normed
     /// first and the add and norm follow it; with Granite's residual multiplier, it is scaled
-    /// first; with neither, the backend's `linear_add_rms_norm` (fused where it can).
+    /// first; in a LayerNorm model, centered ([`ModelConfig::layer_norms`]); with none of
+    /// these, the backend's `linear_add_rms_norm` (fused where it can).
     #[allow(clippy::too_many_arguments)]
     fn project_residual(
         &self,
@@ -499,7 +509,8 @@ impl<B: Backend> Model<B> {
         let input = if m == LoraModule::O { &ws.att } else { &ws.act };
         let mut job = [linear_job(layer, m, any_lora, &mut ws.o)];
         let residual = self.config.residual_scale();
-        if let (None, None, Some((w, site))) = (post_norm, residual, next) {
+        let centered = self.config.layer_norms();
+        if let (None, None, Some((w, site)), false) = (post_norm, residual, next, centered) {
             let norm = ResidualNorm {
                 residual: &mut ws.x,
                 w,
@@ -525,6 +536,10 @@ impl<B: Backend> Model<B> {
         };
         if let Some(r) = residual {
             b.scale(out, r, t * hd)?;
+        }
+        // What a LayerNorm model adds to its centered residual stream is centered first.
+        if centered {
+            b.center(out, t, hd)?;
         }
         match next {
             Some((w, _)) => b.add_rms_norm(&mut ws.x, out, w, t, hd, eps, &mut ws.h),

@@ -530,3 +530,69 @@ fn exaone_reads_as_llama() {
         "partial rotary embedding (exaone.rope.dimension_count 8 != head_dim 16",
     );
 }
+
+/// llama.cpp's `command-r` and `cohere2` (Cohere, Cohere 2): LayerNorms, parallel blocks, NORM
+/// RoPE on HF's rows (adjacent pairs); the eps from `attention.layer_norm_epsilon` and the
+/// logits' factor from `logit_scale`, both required (0: no factor); `cohere2`'s window
+/// (required) in three layers of four, the only ones that rotate.
+#[test]
+fn command_r_and_cohere2_read_as_llama_cpp() {
+    use dlp_engine::config::Arch;
+    let keys = |a: &str, scale: f32| {
+        let (eps, logit) = match a {
+            "command-r" => (
+                "command-r.attention.layer_norm_epsilon",
+                "command-r.logit_scale",
+            ),
+            _ => (
+                "cohere2.attention.layer_norm_epsilon",
+                "cohere2.logit_scale",
+            ),
+        };
+        vec![(eps, M::F32(1e-5)), (logit, M::F32(scale))]
+    };
+    let c = read(
+        "c.gguf",
+        &gguf("command-r", 2, 64, 4, 16, keys("command-r", 0.0625)),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.arch, c.logit_scale, c.rms_norm_eps),
+        (Arch::Cohere, Some(0.0625), 1e-5)
+    );
+    assert!(c.layer_norms() && c.parallel_block() && c.rope_interleaved);
+    assert_eq!(full_layers(&c).len(), 2);
+    let c = read(
+        "c0.gguf",
+        &gguf("command-r", 2, 64, 4, 16, keys("command-r", 0.0)),
+    )
+    .unwrap();
+    assert_eq!(c.logit_scale, None);
+    let mut k2 = keys("cohere2", 0.5);
+    k2.push(("cohere2.attention.sliding_window", M::U32(6)));
+    let c = read("c2.gguf", &gguf("cohere2", 5, 64, 4, 16, k2)).unwrap();
+    assert_eq!(c.arch, Arch::Cohere2);
+    assert_eq!(
+        c.attention_window,
+        [Some(6), Some(6), Some(6), None, Some(6)]
+    );
+    assert_eq!(c.rope_layers, [true, true, true, false, true]);
+    // Each of the three required keys missing in turn.
+    refused(
+        "n.gguf",
+        &gguf("cohere2", 2, 64, 4, 16, keys("cohere2", 0.5)),
+        "missing metadata `cohere2.attention.sliding_window`",
+    );
+    let mut k = keys("command-r", 0.0);
+    let scale = k.split_off(1);
+    refused(
+        "s.gguf",
+        &gguf("command-r", 2, 64, 4, 16, k),
+        "missing metadata `command-r.logit_scale`",
+    );
+    refused(
+        "e.gguf",
+        &gguf("command-r", 2, 64, 4, 16, scale),
+        "missing metadata `command-r.attention.layer_norm_epsilon`",
+    );
+}

@@ -32,6 +32,7 @@ pub(crate) fn source(op: &str) -> &'static str {
     match op {
         "embedding" => include_str!("../wgsl/embedding.wgsl"),
         "rms_norm" => include_str!("../wgsl/rms_norm.wgsl"),
+        "center" => include_str!("../wgsl/center.wgsl"),
         "matmul" => include_str!("../wgsl/matmul.wgsl"),
         "rope" => include_str!("../wgsl/rope.wgsl"),
         // The soft caps' tanh (`tanh_f32`) is appended to the shaders that cap.

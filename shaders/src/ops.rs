@@ -239,6 +239,24 @@ impl Backend for WgpuBackend {
         )
     }
 
+    fn center(&self, x: &mut WgpuBuf, rows: usize, dim: usize) -> Result<()> {
+        check_len("center", "x", x.len, rows * dim)?;
+        let p = CenterP {
+            rows: rows as u32,
+            dim: dim as u32,
+            _p: [0; 2],
+        };
+        let bufs = [(1, &x.buf)];
+        self.gpu.dispatch(
+            "center",
+            "main",
+            Variant::PLAIN,
+            &p,
+            &bufs,
+            groups_1d(rows, 1),
+        )
+    }
+
     fn matmul(
         &self,
         x: &WgpuBuf,

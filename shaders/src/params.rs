@@ -25,6 +25,15 @@ pub struct RmsNormP {
     pub _p: u32,
 }
 
+/// `center.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct CenterP {
+    pub rows: u32,
+    pub dim: u32,
+    pub _p: [u32; 2],
+}
+
 /// `logits.wgsl` (`gather_norm`).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]

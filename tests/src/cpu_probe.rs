@@ -296,6 +296,10 @@ impl Backend for CpuProbe {
         });
         self.cpu.rms_norm(x, w, rows, dim, eps, out)
     }
+    fn center(&self, x: &mut Buf, rows: usize, dim: usize) -> Result<()> {
+        self.log(|| format!("center {:x} {rows} {dim}", buf(x)));
+        self.cpu.center(x, rows, dim)
+    }
     fn matmul(
         &self,
         x: &Buf,

@@ -393,3 +393,27 @@ macro_rules! compat_fixture_tests {
         }
     };
 }
+
+/// One `#[test]` per fixture of a LayerNorm model with parallel blocks (`tiny_cohere`: Cohere's
+/// LayerNorms, attention and feed-forward on one normed input, adjacent-pair RoPE, q/k/v/o
+/// biases, `logit_scale`, tied; `tiny_cohere2`: Cohere 2's sliding layers beside a NoPE
+/// full-attention layer; `tiny_cohere2_gguf`: llama.cpp's `cohere2` file; made by
+/// `tests/fixtures/make_cohere.py`), each calling
+/// `$run("<fixture folder>")`. They need the `center` op (the residual stream kept centered).
+#[macro_export]
+macro_rules! cohere_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_cohere() {
+            $run("tiny-cohere");
+        }
+        #[test]
+        fn tiny_cohere2() {
+            $run("tiny-cohere2");
+        }
+        #[test]
+        fn tiny_cohere2_gguf() {
+            $run("tiny-cohere2-gguf");
+        }
+    };
+}

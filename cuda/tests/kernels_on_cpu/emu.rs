@@ -79,6 +79,11 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "gelu_mul" => vec![include_str!("../../kernels/gelu_mul.cu")],
         "scale" => vec![include_str!("../../kernels/scale.cu")],
         "softcap" => vec![include_str!("../../kernels/softcap.cu")],
+        // As the backend's `center` module has them: center.cu reuses rms_norm's block_sum.
+        "center" => vec![
+            include_str!("../../kernels/rms_norm.cu"),
+            include_str!("../../kernels/center.cu"),
+        ],
         "argmax" => vec![include_str!("../../kernels/argmax.cu")],
         // As the backend's `logits` module has them: sample.cu reuses argmax's keys.
         "sample" => vec![

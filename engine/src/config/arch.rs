@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -84,6 +84,15 @@ pub enum Arch {
     /// ([`super::ModelConfig::rope_interleaved`]) and, with `attention_bias`, q/k/v biases
     /// (none on o_proj).
     Helium,
+    /// Cohere (`CohereForCausalLM`: Command R, Aya Expanse): LayerNorms (no bias) where Llama
+    /// has RMSNorms ([`super::ModelConfig::layer_norms`]), attention and feed-forward side by
+    /// side on one normed input ([`super::ModelConfig::parallel_block`]), RoPE in adjacent
+    /// pairs, the logits multiplied by `logit_scale`, tied by default.
+    Cohere,
+    /// Cohere 2 (`Cohere2ForCausalLM`: Command R7B, Aya Expanse 32B's successors): Cohere with
+    /// sliding-window layers (three of four by default), the only ones that rotate; the
+    /// full-attention layers are NoPE.
+    Cohere2,
 }
 
 impl Arch {
@@ -98,9 +107,15 @@ impl Arch {
     }
 
     /// Whether transformers rotates adjacent pairs `(2i, 2i + 1)` of each head (GLM's, ERNIE
-    /// 4.5's and Helium's `rotate_half`), not its halves ([`super::ModelConfig::rope_interleaved`]).
+    /// 4.5's, Helium's and Cohere's `rotate_half`), not its halves
+    /// ([`super::ModelConfig::rope_interleaved`]).
     pub fn rope_interleaved(self) -> bool {
-        self.is_glm() || matches!(self, Arch::Ernie45 | Arch::Helium)
+        self.is_glm() || self.is_cohere() || matches!(self, Arch::Ernie45 | Arch::Helium)
+    }
+
+    /// Cohere or Cohere 2 ([`Arch::Cohere`], [`Arch::Cohere2`]).
+    pub fn is_cohere(self) -> bool {
+        matches!(self, Arch::Cohere | Arch::Cohere2)
     }
 
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.

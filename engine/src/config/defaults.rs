@@ -47,7 +47,7 @@ impl Defaults {
         };
         let rope_theta = match arch {
             SmolLM3 => 2e6,
-            Ernie45 | Exaone => 5e5,
+            Ernie45 | Exaone | Cohere => 5e5,
             Helium => 1e5,
             _ => 1e4,
         };
@@ -56,11 +56,12 @@ impl Defaults {
             SeedOss => 524_288,
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
+            Cohere | Cohere2 => 8192,
             _ => 4096,
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
-            Ernie45 | Exaone | InternLM3 => 1e-5,
+            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,
             _ => 1e-6,
@@ -71,7 +72,7 @@ impl Defaults {
             rope_theta,
             context,
             rms_norm_eps,
-            tie: matches!(arch, SmolLM3 | Ernie45),
+            tie: matches!(arch, SmolLM3 | Ernie45 | Cohere | Cohere2),
         }
     }
 }
@@ -87,7 +88,8 @@ enum Kind {
 
 /// `v` with the keys `arch`'s config class reads under other names (its `attribute_map`)
 /// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
-/// `activation_function`, InternLM3's `qkv_bias` and `bias`. Where a file has both names, the
+/// `activation_function`, InternLM3's `qkv_bias` and `bias`, Cohere's `layer_norm_eps` (its
+/// norms' eps, not an alias, but read as one). Where a file has both names, the
 /// alias wins, as transformers sets it last. `Ok(None)`: a family without aliases.
 ///
 /// # Errors
@@ -104,12 +106,17 @@ pub(super) fn aliased(v: &Value, arch: Arch, path: &Path) -> Result<Option<Value
             ("qkv_bias", "attention_bias", Flag),
             ("bias", "mlp_bias", Flag),
         ],
+        Arch::Cohere | Arch::Cohere2 => &[("layer_norm_eps", "rms_norm_eps", Number)],
         _ => return Ok(None),
     };
     let mut out = v.clone();
     let Some(o) = out.as_object_mut() else {
         return Ok(None);
     };
+    // CohereConfig's norms read `layer_norm_eps` alone (an `rms_norm_eps` key is left unread).
+    if arch.is_cohere() {
+        o.remove("rms_norm_eps");
+    }
     for (alias, name, kind) in aliases {
         let Some(x) = v.get(*alias) else { continue };
         let (ok, want) = match kind {

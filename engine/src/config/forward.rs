@@ -34,7 +34,8 @@ impl ModelConfig {
         self.sandwich_norms() || self.arch.post_norms_only()
     }
 
-    /// What a layer's norms are called in the checkpoint ([`NormNames`]).
+    /// What a layer's norms are called in the checkpoint ([`NormNames`]; a
+    /// [`Self::parallel_block`] has no feed-forward input norm).
     pub fn norm_names(&self) -> NormNames {
         // Llama's, and Gemma 2's and 3's, whose feed-forward input norm has a name of its own.
         let llama = NormNames {
@@ -107,6 +108,21 @@ impl ModelConfig {
     /// Granite's divisor of the logits (where it is not 1).
     pub fn logit_divisor(&self) -> Option<f32> {
         (self.granite.as_ref()).and_then(|g| Some(g.logits).filter(|&s| s != 1.0))
+    }
+
+    /// Whether the norms are LayerNorms without bias (Cohere's): `(x - mean(x)) /
+    /// sqrt(var(x) + eps) * w`, which is `rms_norm(x - mean(x)) * w`. The forward pass keeps the
+    /// residual stream centered ([`crate::Backend::center`]: the embedding, and each
+    /// sub-block's output before its add), so that every RMSNorm of it is the LayerNorm.
+    pub fn layer_norms(&self) -> bool {
+        self.arch.is_cohere()
+    }
+
+    /// Whether attention and the feed-forward read the same normed input side by side and both
+    /// add to the residual (Cohere's `residual + attn(ln(x)) + mlp(ln(x))`): no feed-forward
+    /// input norm.
+    pub fn parallel_block(&self) -> bool {
+        self.arch.is_cohere()
     }
 
     /// Gemma 2's soft caps `(attention scores, final logits)` ([`super::GemmaFeatures`]), each

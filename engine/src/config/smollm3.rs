@@ -67,15 +67,20 @@ pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> 
     ))
 }
 
-/// EXAONE 4's RoPE flags, given each layer's window ([`super::windows::attention_windows`]):
-/// where the config has a `sliding_window`, only the sliding layers rotate and the
-/// full-attention ones are NoPE (Exaone4Attention rotates where `sliding_window is None or
-/// is_sliding`); without one, every layer rotates. `None` for the other families.
-pub(super) fn exaone4_rope_layers(
+/// EXAONE 4's and Cohere 2's RoPE flags, given each layer's window
+/// ([`super::windows::attention_windows`]): only the sliding layers rotate and the
+/// full-attention ones are NoPE. Without a `sliding_window` (null), EXAONE 4 rotates every
+/// layer (Exaone4Attention rotates where `sliding_window is None or is_sliding`) and Cohere 2
+/// none (Cohere2Attention rotates where its own window is set). `None` for the other families.
+pub(super) fn sliding_rope_layers(
     v: &Value,
     arch: Arch,
     windows: &[Option<usize>],
 ) -> Option<Vec<bool>> {
     let windowed = !matches!(v.get("sliding_window"), Some(Value::Null));
-    (arch == Arch::Exaone4).then(|| windows.iter().map(|w| !windowed || w.is_some()).collect())
+    match arch {
+        Arch::Exaone4 => Some(windows.iter().map(|w| !windowed || w.is_some()).collect()),
+        Arch::Cohere2 => Some(windows.iter().map(Option::is_some).collect()),
+        _ => None,
+    }
 }

@@ -317,3 +317,72 @@ fn aliased_keys_are_named_as_the_file_names_them() {
         assert!(e.contains(want), "{e}");
     }
 }
+
+/// Cohere and Cohere 2 as CohereConfig and Cohere2Config read them (checked against
+/// transformers 5.25): `layer_norm_eps` for the norms (an `rms_norm_eps` key left unread),
+/// LayerNorms and parallel blocks, RoPE in adjacent pairs, `logit_scale` 0.0625, tied, an
+/// 8192-token context, RoPE base 500000 (Cohere) or 10000 (Cohere 2), `<|END_OF_TURN_TOKEN|>`
+/// (255001) as the end where absent, no MLP biases; `use_qk_norm` refused. Cohere 2's sliding
+/// layers (all but each `sliding_window_pattern`-th, default 4, with a 4096 window) alone
+/// rotate; with a null window nothing slides or rotates.
+#[test]
+fn cohere_reads_as_transformers_cohereconfig() {
+    let p = Path::new("config.json");
+    let read = |v: &serde_json::Value| ModelConfig::from_hf_json(v, p);
+    let v = serde_json::json!({"model_type": "cohere", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_hidden_layers": 2,
+        "vocab_size": 256_000, "rms_norm_eps": 1e-3, "attention_bias": true, "mlp_bias": true});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Cohere);
+    assert!(c.layer_norms() && c.parallel_block() && c.rope_interleaved && c.tie_word_embeddings);
+    assert_eq!(
+        (c.rms_norm_eps, c.logit_scale, c.rope_theta),
+        (1e-5, Some(0.0625), 5e5)
+    );
+    assert_eq!((c.max_position_embeddings, c.head_dim), (8192, 16));
+    assert_eq!(c.eos_token_ids, [255_001]);
+    assert!(c.qkv_bias && c.o_bias && !c.mlp_bias);
+    let mut other = v.clone();
+    other["layer_norm_eps"] = 1e-3.into();
+    other["logit_scale"] = 0.25.into();
+    let c = read(&other).unwrap();
+    assert_eq!((c.rms_norm_eps, c.logit_scale), (1e-3, Some(0.25)));
+    other["use_qk_norm"] = true.into();
+    let e = read(&other).unwrap_err().to_string();
+    assert!(e.contains("`use_qk_norm`"), "{e}");
+    other["use_qk_norm"] = false.into();
+    other["logit_scale"] = serde_json::Value::Null;
+    let e = read(&other).unwrap_err().to_string();
+    assert!(
+        e.contains("field `logit_scale`: expected a finite number"),
+        "{e}"
+    );
+
+    let mut v2 = v.clone();
+    v2["model_type"] = "cohere2".into();
+    v2["num_hidden_layers"] = 6.into();
+    let c = read(&v2).unwrap();
+    assert_eq!((c.arch, c.rope_theta), (Arch::Cohere2, 1e4));
+    let w = Some(4096);
+    assert_eq!(c.attention_window, [w, w, w, None, w, w]);
+    assert_eq!(c.rope_layers, [true, true, true, false, true, true]);
+    v2["sliding_window_pattern"] = 3.into();
+    v2["sliding_window"] = 6.into();
+    let c = read(&v2).unwrap();
+    assert_eq!(
+        c.attention_window,
+        [Some(6), Some(6), None, Some(6), Some(6), None]
+    );
+    v2["sliding_window"] = serde_json::Value::Null;
+    let c = read(&v2).unwrap();
+    assert_eq!(
+        (c.attention_window, c.rope_layers),
+        (vec![None; 6], vec![false; 6])
+    );
+    v2["sliding_window_pattern"] = 0.into();
+    let e = read(&v2).unwrap_err().to_string();
+    assert!(
+        e.contains("field `sliding_window_pattern`: expected a positive integer"),
+        "{e}"
+    );
+}

@@ -30,7 +30,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Ernie45
         | Arch::Exaone
         | Arch::InternLM3
-        | Arch::Helium => true,
+        | Arch::Helium
+        | Arch::Cohere => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3
@@ -40,7 +41,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::SmolLM3
         | Arch::Olmo3
         | Arch::Exaone4
-        | Arch::Ministral => false,
+        | Arch::Ministral
+        | Arch::Cohere2 => false,
     }
 }
 
@@ -73,6 +75,7 @@ pub(super) fn attention_windows(
                     | Arch::Gemma3
                     | Arch::Olmo3
                     | Arch::Exaone4
+                    | Arch::Cohere2
             ) =>
         {
             Some(4096)
@@ -180,6 +183,13 @@ pub(super) fn attention_windows(
                 None => vec![None; layers],
             }
         }
+        // Cohere2Config's `layer_types` where none is given: all but each
+        // `sliding_window_pattern`-th (default 4), whatever the window; with no window
+        // (null), Cohere2Attention slides nowhere.
+        Arch::Cohere2 => {
+            let sliding = pattern_sliding(v, layers, path)?;
+            sliding.iter().map(|&s| window.filter(|_| s)).collect()
+        }
         // MinistralConfig's `layer_types` where none is given: every layer slides.
         Arch::Mistral | Arch::Phi3 | Arch::Ministral => vec![window; layers],
         Arch::SmolLM3 => smollm3_default.map(|s| window.filter(|_| s)).collect(),
@@ -193,6 +203,28 @@ pub(super) fn attention_windows(
         // The families [`windowless`] lists (its match names every family).
         _ => vec![None; layers],
     })
+}
+
+/// Cohere 2's sliding layers where the config lists no `layer_types`, as Cohere2Config makes
+/// them: all but each `sliding_window_pattern`-th layer (default 4).
+///
+/// # Errors
+/// A pattern that is not a positive integer (Cohere2Config divides by it).
+fn pattern_sliding(v: &Value, layers: usize, path: &Path) -> Result<Vec<bool>> {
+    let key = "sliding_window_pattern";
+    let period = match v.get(key) {
+        None => 4,
+        Some(x) => x.as_u64().filter(|&p| p > 0).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("field `{key}`: expected a positive integer (a full-attention layer every that many), found {x}"),
+            )
+        })?,
+    };
+    Ok(sliding_every(
+        layers,
+        period.min(layers as u64 + 1) as usize,
+    ))
 }
 
 /// EXAONE 4's sliding layers where the config lists no `layer_types`, as Exaone4Config makes

@@ -20,6 +20,7 @@ mod avx512;
 mod avx512_blocks;
 #[cfg(target_arch = "x86_64")]
 mod avx512_rows;
+mod center;
 mod embedding;
 pub(crate) mod exp_poly;
 mod gelu_mul;
@@ -380,6 +381,12 @@ impl Backend for CpuBackend {
             eps,
             &mut out[..rows * dim],
         );
+        Ok(())
+    }
+
+    fn center(&self, x: &mut Vec<f32>, rows: usize, dim: usize) -> Result<()> {
+        check_len("center", "x", x.len(), rows * dim)?;
+        center::center(&mut x[..rows * dim], dim.max(1));
         Ok(())
     }
 

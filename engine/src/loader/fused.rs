@@ -88,7 +88,9 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Ministral
         | Arch::Exaone
         | Arch::InternLM3
-        | Arch::Helium => &SINGLE,
+        | Arch::Helium
+        | Arch::Cohere
+        | Arch::Cohere2 => &SINGLE,
     }
 }
 

@@ -121,9 +121,11 @@ impl<B: Backend> Model<B> {
                 true => Some((norm(names.attn_out)?, norm(names.ffn_out)?)),
                 false => None,
             };
-            let (attn_norm, ffn_norm) = match c.pre_norms() {
-                true => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
-                false => (None, None),
+            // Cohere's feed-forward reads the attention's normed input.
+            let (attn_norm, ffn_norm) = match (c.pre_norms(), c.parallel_block()) {
+                (true, false) => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
+                (true, true) => (Some(norm(names.attn_in)?), None),
+                (false, _) => (None, None),
             };
             layers.push(Layer {
                 qk_norm,

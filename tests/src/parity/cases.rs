@@ -5,8 +5,8 @@ use dlp_engine::backend::ResidualSite;
 use dlp_engine::tensor::PackedKind;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
-/// NMSE bound for elementwise ops (embedding, rms_norm, rope, silu_mul, gelu_mul, scale,
-/// softcap, add).
+/// NMSE bound for elementwise ops (embedding, rms_norm, center, rope, silu_mul, gelu_mul,
+/// scale, softcap, add).
 pub const ELEMENTWISE_TOL: f64 = 1e-7;
 /// NMSE bound for reductions (matmul, attention, LoRA, logits).
 pub const REDUCTION_TOL: f64 = 5e-5;
@@ -24,6 +24,8 @@ pub enum Op {
     RmsNorm { rows: usize, dim: usize },
     /// `add_rms_norm` (the residual add and the RMSNorm after it) over `rows` x `dim`.
     AddRmsNorm { rows: usize, dim: usize },
+    /// `center` over `rows` x `dim` in place (rows far from zero on average).
+    Center { rows: usize, dim: usize },
     /// `matmul` `[rows, k] @ [n, k]^T`.
     Matmul {
         rows: usize,
@@ -280,6 +282,13 @@ pub fn cases() -> Vec<ParityCase> {
         v.push(case(
             format!("rms_norm(rows={rows},dim={dim})"),
             Op::RmsNorm { rows, dim },
+            e,
+        ));
+    }
+    for (rows, dim) in [(5, 19), (1, 4096), (3, 1000), (70, 64)] {
+        v.push(case(
+            format!("center(rows={rows},dim={dim})"),
+            Op::Center { rows, dim },
             e,
         ));
     }

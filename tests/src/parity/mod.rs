@@ -125,6 +125,15 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.rms_norm(&x, &w, *rows, *dim, 1e-5, &mut out)?;
             vec![("out", b.download(&out, rows * dim)?, None)]
         }
+        Op::Center { rows, dim } => {
+            // Offset per row, so that a kernel that did not subtract the mean shows.
+            let x: Vec<f32> = (g.vec(rows * dim).iter().enumerate())
+                .map(|(i, v)| v + (i / dim) as f32 * 3.0 - 2.0)
+                .collect();
+            let mut x = b.upload(&x)?;
+            b.center(&mut x, *rows, *dim)?;
+            vec![("x", b.download(&x, rows * dim)?, None)]
+        }
         Op::AddRmsNorm { rows, dim } => {
             let n = rows * dim;
             let mut x = b.upload(&g.vec(n))?;

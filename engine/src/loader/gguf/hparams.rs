@@ -98,6 +98,9 @@ impl GgufFile {
             Some("ernie4_5") => Ok((Arch::Ernie45, "ernie4_5")),
             // EXAONE 3 and 3.5: Llama's graph on HF's q/k rows (NEOX RoPE).
             Some("exaone") => Ok((Arch::Exaone, "exaone")),
+            // Command R and Aya (`CohereForCausalLM`), Command R7B (`Cohere2ForCausalLM`).
+            Some("command-r") => Ok((Arch::Cohere, "command-r")),
+            Some("cohere2") => Ok((Arch::Cohere2, "cohere2")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -109,8 +112,8 @@ impl GgufFile {
                         "unknown architecture: metadata `general.architecture` is {found}, \
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
-                         \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\" \
-                         or \"ernie4_5\""
+                         \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
+                         \"ernie4_5\", \"command-r\" or \"cohere2\""
                     ),
                 ))
             }
@@ -499,6 +502,8 @@ impl GgufFile {
         // with windows, the sliding layers alone rotate.
         let rope_layers = match arch {
             Arch::SmolLM3 => rope_every(num_layers, NOPE_EVERY),
+            // llama.cpp's `cohere2`: the sliding layers alone rotate.
+            Arch::Cohere2 => attention_window.iter().map(Option::is_some).collect(),
             Arch::Exaone4 if attention_window.iter().any(Option::is_some) => {
                 attention_window.iter().map(Option::is_some).collect()
             }
@@ -517,14 +522,7 @@ impl GgufFile {
             // their converters leave as they are (adjacent pairs, as transformers rotates them).
             rope_interleaved: arch.rope_interleaved(),
             vocab_size,
-            rms_norm_eps: self
-                .meta_f64(&key("attention.layer_norm_rms_epsilon"))?
-                .ok_or_else(|| {
-                    Error::format(
-                        p,
-                        format!("missing metadata `{a}.attention.layer_norm_rms_epsilon`"),
-                    )
-                })? as f32,
+            rms_norm_eps: self.norm_eps(arch)?,
             rope_theta,
             rope_scaling,
             rope_freq_factors,
@@ -548,6 +546,7 @@ impl GgufFile {
             },
             gemma,
             granite,
+            logit_scale: self.logit_scale(arch)?,
         }
         .validated(p)
     }

@@ -52,6 +52,19 @@ impl GgufFile {
             }
             // llama.cpp's `exaone4`: windows in a 64-layer file only (EXAONE 4.0 32B's),
             // `exaone4.attention.sliding_window` wide (default 4096), `set_swa_pattern(4)`.
+            // llama.cpp's `cohere2`: `cohere2.attention.sliding_window` (required) in three
+            // layers of four.
+            Arch::Cohere2 => {
+                let key = "cohere2.attention.sliding_window";
+                if self.meta_u64(key)?.is_none() {
+                    return Err(Error::format(
+                        &self.path,
+                        format!("missing metadata `{key}`"),
+                    ));
+                }
+                let w = self.window_or(key, 0)?;
+                return Ok((None, windowed(sliding_every(layers, 4), w)));
+            }
             Arch::Exaone4 if layers == 64 => {
                 let w = self.window_or("exaone4.attention.sliding_window", 4096)?;
                 return Ok((None, windowed(sliding_every(layers, 4), w)));
@@ -243,6 +256,41 @@ impl GgufFile {
     /// A missing key, a negative or non-finite one; `granite.rope.scaling.finetuned` false
     /// (llama.cpp's switch that turns RoPE off, which this engine always applies) or not a
     /// bool.
+    /// The norms' eps: `<arch>.attention.layer_norm_rms_epsilon`, or a Cohere file's
+    /// `attention.layer_norm_epsilon` (its norms are LayerNorms), each required as llama.cpp
+    /// requires it.
+    pub(super) fn norm_eps(&self, arch: Arch) -> Result<f32> {
+        let (_, a) = self.arch()?;
+        let key = match arch.is_cohere() {
+            true => format!("{a}.attention.layer_norm_epsilon"),
+            false => format!("{a}.attention.layer_norm_rms_epsilon"),
+        };
+        let eps = self.meta_f64(&key)?;
+        let eps = eps.ok_or_else(|| Error::format(&self.path, format!("missing metadata `{key}`")));
+        Ok(eps? as f32)
+    }
+
+    /// A Cohere file's `<arch>.logit_scale` (required, as llama.cpp requires it; 0: none,
+    /// as llama.cpp then scales nothing), `None` for the other families.
+    pub(super) fn logit_scale(&self, arch: Arch) -> Result<Option<f32>> {
+        if !arch.is_cohere() {
+            return Ok(None);
+        }
+        let (_, a) = self.arch()?;
+        let key = format!("{a}.logit_scale");
+        match self.meta_f64(&key)? {
+            Some(s) if s.is_finite() => Ok(Some(s as f32).filter(|&s| s != 0.0)),
+            Some(s) => Err(Error::format(
+                &self.path,
+                format!("metadata `{key}` is {s}; expected a finite number"),
+            )),
+            None => Err(Error::format(
+                &self.path,
+                format!("missing metadata `{key}` (llama.cpp requires it of a {a} file)"),
+            )),
+        }
+    }
+
     pub(super) fn granite(&self, arch: Arch, head_dim: usize) -> Result<Option<GraniteScales>> {
         if arch != Arch::Granite {
             return Ok(None);

@@ -1,0 +1,42 @@
+//! What Cohere's configs add to the Llama reading (`CohereConfig`, `Cohere2Config`): the
+//! logits' factor, and the query/key LayerNorms that are refused.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::fields::Fields;
+use super::Arch;
+use crate::error::{Error, Result};
+
+/// Cohere's `logit_scale` (default 0.0625; CohereForCausalLM multiplies the logits by it),
+/// `None` for the other families.
+///
+/// # Errors
+/// A factor that is not a finite number (a null, which CohereConfig takes, fails in its
+/// forward); `use_qk_norm` (Command R+'s per-head LayerNorms of the query and key, whose
+/// weights differ per head), which is not read.
+pub(super) fn logit_scale(v: &Value, arch: Arch, path: &Path) -> Result<Option<f32>> {
+    if !arch.is_cohere() {
+        return Ok(None);
+    }
+    let f = Fields { v, path };
+    if f.bool_or("use_qk_norm", false)? {
+        return Err(Error::unsupported(format!(
+            "{}: `use_qk_norm` (Command R+'s LayerNorms of each head's query and key, one weight per head) is not supported",
+            path.display()
+        )));
+    }
+    let scale = match v.get("logit_scale") {
+        None => 0.0625,
+        Some(x) => x.as_f64().filter(|s| s.is_finite()).ok_or_else(|| {
+            Error::format(
+                path,
+                format!(
+                    "field `logit_scale`: expected a finite number (the logits' factor), found {x}"
+                ),
+            )
+        })?,
+    };
+    Ok(Some(scale as f32))
+}
