@@ -294,7 +294,7 @@ fn inspect_prints_the_model_config() {
                 "Cohere2: 4 layers, hidden 64",
                 "sliding windows (layer:window) 0:6 1:6 2:6",
                 "in adjacent pairs; NoPE layers (no rotation) 3; LayerNorm epsilon 0.00001",
-                "Cohere: LayerNorms (no bias); attention and the feed-forward side by side on one normed input, both added to the residual; logits x 0.0625",
+                "Cohere: LayerNorms (no bias); attention and the feed-forward side by side on one normed input, both added to the residual; logits x 1.5",
             ],
         ),
         // A GGUF as Llama 3.1's are written: its RoPE scaling as rope_freqs.weight.

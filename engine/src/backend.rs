@@ -258,7 +258,8 @@ pub trait Backend: Send + Sync + Sized {
     /// `x[r, :] -= mean(x[r, :])` in place for `rows` rows of width `dim`: LayerNorm's first
     /// step. The RMSNorm that reads the result completes it (`layer_norm(x) * w =
     /// rms_norm(x - mean(x)) * w`, the same eps), so a LayerNorm model keeps its residual
-    /// stream centered and runs every RMSNorm op, fused ones included, as its LayerNorm.
+    /// stream centered and runs `rms_norm`, `add_rms_norm` and the norm in `logits` as its
+    /// LayerNorm (`linear_add_rms_norm` is not used for it: the product is centered first).
     fn center(&self, x: &mut Self::Buf, rows: usize, dim: usize) -> Result<()>;
     /// `out[rows, n] = x[rows, k] @ W^T (+ bias[n])` where `W` is `[n, k]`.
     #[allow(clippy::too_many_arguments)]

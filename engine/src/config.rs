@@ -287,9 +287,9 @@ impl ModelConfig {
                     "field `head_dim`: expected a positive integer (MinistralConfig has no default width)",
                 ))
             }
-            // GlmAttention and Glm4Attention take a null as the width and fail; HeliumConfig
-            // takes none.
-            Some(Value::Null) if arch.is_glm() || arch == Arch::Helium => {
+            // GlmAttention, Glm4Attention and CohereAttention take a null as the width and
+            // fail; HeliumConfig takes none.
+            Some(Value::Null) if arch.is_glm() || arch.is_cohere() || arch == Arch::Helium => {
                 return Err(Error::format(
                     path,
                     "field `head_dim`: expected a positive integer (the default is 128; null is no width)",
@@ -479,8 +479,12 @@ impl ModelConfig {
         }
         // Either one out of range turns every logit NaN, which would otherwise load fine.
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            let (hf, gguf) = match self.layer_norms() {
+                true => ("layer_norm_eps", "layer_norm_epsilon"),
+                false => ("rms_norm_eps", "layer_norm_rms_epsilon"),
+            };
             return bad(format!(
-                "rms_norm_eps (GGUF: *.attention.layer_norm_rms_epsilon) = {} must be finite and >= 0",
+                "{hf} (GGUF: *.attention.{gguf}) = {} must be finite and >= 0",
                 self.rms_norm_eps
             ));
         }

@@ -28,7 +28,22 @@ fn main(
     for (var d = lid; d < p.dim; d += 256u) {
         s += x[base + d];
     }
-    red[lid] = s;
+    let mean = row_sum(lid, s) / f32(p.dim);
+    // A second pass over what is left (f32 sums, where the CPU's and CUDA's are f64): a row far
+    // from zero on average loses digits of its mean in the first, which this recovers.
+    var rest = 0.0;
+    for (var d = lid; d < p.dim; d += 256u) {
+        rest += x[base + d] - mean;
+    }
+    let left = row_sum(lid, rest) / f32(p.dim);
+    for (var d = lid; d < p.dim; d += 256u) {
+        x[base + d] = (x[base + d] - mean) - left;
+    }
+}
+
+// The workgroup's sum of `v` (every invocation's), in every invocation.
+fn row_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
     workgroupBarrier();
     for (var h = 128u; h > 0u; h >>= 1u) {
         if lid < h {
@@ -36,8 +51,8 @@ fn main(
         }
         workgroupBarrier();
     }
-    let mean = red[0] / f32(p.dim);
-    for (var d = lid; d < p.dim; d += 256u) {
-        x[base + d] = x[base + d] - mean;
-    }
+    let total = red[0];
+    // Everyone has read it before the next call writes red again.
+    workgroupBarrier();
+    return total;
 }

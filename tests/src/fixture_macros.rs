@@ -330,7 +330,8 @@ macro_rules! pair_rope_fixture_tests {
 /// the residual stream unnormed; `tiny_olmo3`: that, and sliding layers rotating by a table of
 /// their own beside a YaRN full-attention layer; `tiny_exaone4`: OLMo 2's norms, sliding layers
 /// beside a NoPE full-attention layer; `tiny_glm4`: norms before and after each sub-block, RoPE on
-/// half of each head in adjacent pairs), each calling `$run("<fixture folder>")`: in the modes that round on
+/// half of each head in adjacent pairs; `tiny_cohere`, `tiny_cohere2`: LayerNorms through the
+/// `center` op, parallel blocks, and Cohere 2's NoPE layer), each calling `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
 /// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
@@ -365,6 +366,14 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_glm4() {
             $run("tiny-glm4");
+        }
+        #[test]
+        fn tiny_cohere() {
+            $run("tiny-cohere");
+        }
+        #[test]
+        fn tiny_cohere2() {
+            $run("tiny-cohere2");
         }
     };
 }

@@ -89,7 +89,7 @@ pub enum Arch {
     /// side on one normed input ([`super::ModelConfig::parallel_block`]), RoPE in adjacent
     /// pairs, the logits multiplied by `logit_scale`, tied by default.
     Cohere,
-    /// Cohere 2 (`Cohere2ForCausalLM`: Command R7B, Aya Expanse 32B's successors): Cohere with
+    /// Cohere 2 (`Cohere2ForCausalLM`: Command R7B, Command A, Aya Vision's text model): Cohere with
     /// sliding-window layers (three of four by default), the only ones that rotate; the
     /// full-attention layers are NoPE.
     Cohere2,

@@ -14,14 +14,15 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 /// A factor that is not a finite number (a null, which CohereConfig takes, fails in its
-/// forward); `use_qk_norm` (Command R+'s per-head LayerNorms of the query and key, whose
-/// weights differ per head), which is not read.
+/// forward); Cohere's `use_qk_norm` (Command R+'s per-head LayerNorms of the query and key,
+/// whose weights differ per head), which is not read.
 pub(super) fn logit_scale(v: &Value, arch: Arch, path: &Path) -> Result<Option<f32>> {
     if !arch.is_cohere() {
         return Ok(None);
     }
     let f = Fields { v, path };
-    if f.bool_or("use_qk_norm", false)? {
+    // Cohere2Attention reads no `use_qk_norm`.
+    if arch == Arch::Cohere && f.bool_or("use_qk_norm", false)? {
         return Err(Error::unsupported(format!(
             "{}: `use_qk_norm` (Command R+'s LayerNorms of each head's query and key, one weight per head) is not supported",
             path.display()

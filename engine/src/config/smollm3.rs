@@ -69,9 +69,10 @@ pub(super) fn rope_layers(v: &Value, arch: Arch, layers: usize, path: &Path) -> 
 
 /// EXAONE 4's and Cohere 2's RoPE flags, given each layer's window
 /// ([`super::windows::attention_windows`]): only the sliding layers rotate and the
-/// full-attention ones are NoPE. Without a `sliding_window` (null), EXAONE 4 rotates every
-/// layer (Exaone4Attention rotates where `sliding_window is None or is_sliding`) and Cohere 2
-/// none (Cohere2Attention rotates where its own window is set). `None` for the other families.
+/// full-attention ones are NoPE (Cohere2Attention rotates where its own window is set).
+/// Without a `sliding_window` (null), EXAONE 4 rotates every layer (Exaone4Attention rotates
+/// where `sliding_window is None or is_sliding`); Cohere 2 has none then (refused). `None` for
+/// the other families.
 pub(super) fn sliding_rope_layers(
     v: &Value,
     arch: Arch,

@@ -322,9 +322,9 @@ fn aliased_keys_are_named_as_the_file_names_them() {
 /// transformers 5.25): `layer_norm_eps` for the norms (an `rms_norm_eps` key left unread),
 /// LayerNorms and parallel blocks, RoPE in adjacent pairs, `logit_scale` 0.0625, tied, an
 /// 8192-token context, RoPE base 500000 (Cohere) or 10000 (Cohere 2), `<|END_OF_TURN_TOKEN|>`
-/// (255001) as the end where absent, no MLP biases; `use_qk_norm` refused. Cohere 2's sliding
-/// layers (all but each `sliding_window_pattern`-th, default 4, with a 4096 window) alone
-/// rotate; with a null window nothing slides or rotates.
+/// (255001) as the end where absent, no MLP biases; Cohere's `use_qk_norm` and a null
+/// `head_dim` refused. Cohere 2's sliding layers (all but each `sliding_window_pattern`-th,
+/// default 4, with a 4096 window) alone rotate; a null window refused (Cohere2Model fails).
 #[test]
 fn cohere_reads_as_transformers_cohereconfig() {
     let p = Path::new("config.json");
@@ -357,10 +357,18 @@ fn cohere_reads_as_transformers_cohereconfig() {
         e.contains("field `logit_scale`: expected a finite number"),
         "{e}"
     );
+    let mut null_width = v.clone();
+    null_width["head_dim"] = serde_json::Value::Null;
+    let e = read(&null_width).unwrap_err().to_string();
+    assert!(
+        e.contains("field `head_dim`: expected a positive integer"),
+        "{e}"
+    );
 
     let mut v2 = v.clone();
     v2["model_type"] = "cohere2".into();
     v2["num_hidden_layers"] = 6.into();
+    v2["use_qk_norm"] = true.into(); // Cohere2Attention reads none.
     let c = read(&v2).unwrap();
     assert_eq!((c.arch, c.rope_theta), (Arch::Cohere2, 1e4));
     let w = Some(4096);
@@ -374,11 +382,12 @@ fn cohere_reads_as_transformers_cohereconfig() {
         [Some(6), Some(6), None, Some(6), Some(6), None]
     );
     v2["sliding_window"] = serde_json::Value::Null;
-    let c = read(&v2).unwrap();
-    assert_eq!(
-        (c.attention_window, c.rope_layers),
-        (vec![None; 6], vec![false; 6])
+    let e = read(&v2).unwrap_err().to_string();
+    assert!(
+        e.contains("`sliding_window` is null, but Cohere 2 needs one"),
+        "{e}"
     );
+    v2["sliding_window"] = 6.into();
     v2["sliding_window_pattern"] = 0.into();
     let e = read(&v2).unwrap_err().to_string();
     assert!(

@@ -184,11 +184,17 @@ pub(super) fn attention_windows(
             }
         }
         // Cohere2Config's `layer_types` where none is given: all but each
-        // `sliding_window_pattern`-th (default 4), whatever the window; with no window
-        // (null), Cohere2Attention slides nowhere.
+        // `sliding_window_pattern`-th (default 4). Cohere2Model makes a sliding mask whatever
+        // the layers, and fails without a window.
         Arch::Cohere2 => {
             let sliding = pattern_sliding(v, layers, path)?;
-            sliding.iter().map(|&s| window.filter(|_| s)).collect()
+            let Some(w) = window else {
+                return Err(Error::format(
+                    path,
+                    "`sliding_window` is null, but Cohere 2 needs one (transformers' Cohere2Model fails without it)",
+                ));
+            };
+            sliding.iter().map(|&s| s.then_some(w)).collect()
         }
         // MinistralConfig's `layer_types` where none is given: every layer slides.
         Arch::Mistral | Arch::Phi3 | Arch::Ministral => vec![window; layers],

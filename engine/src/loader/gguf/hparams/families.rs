@@ -19,7 +19,8 @@ impl GgufFile {
     /// refused (llama.cpp's `gemma3` applies none). An OLMo 3 file (`olmo2` with
     /// `olmo2.attention.sliding_window` > 0): that window in three layers of four. An `exaone4`
     /// file of 64 layers: `exaone4.attention.sliding_window` (default 4096) in three layers of
-    /// four; of any other count: none, whatever the key says. llama.cpp's
+    /// four; of any other count: none, whatever the key says. A `cohere2` file:
+    /// `cohere2.attention.sliding_window` (required) in three layers of four. llama.cpp's
     /// `llama`, `qwen2` and `qwen3` have no window (Mistral GGUFs run with full attention there
     /// too), and it turns `phi3`'s off.
     pub(super) fn gemma(
@@ -50,8 +51,6 @@ impl GgufFile {
                 }
                 return Ok((None, windowed(sliding, w)));
             }
-            // llama.cpp's `exaone4`: windows in a 64-layer file only (EXAONE 4.0 32B's),
-            // `exaone4.attention.sliding_window` wide (default 4096), `set_swa_pattern(4)`.
             // llama.cpp's `cohere2`: `cohere2.attention.sliding_window` (required) in three
             // layers of four.
             Arch::Cohere2 => {
@@ -65,6 +64,8 @@ impl GgufFile {
                 let w = self.window_or(key, 0)?;
                 return Ok((None, windowed(sliding_every(layers, 4), w)));
             }
+            // llama.cpp's `exaone4`: windows in a 64-layer file only (EXAONE 4.0 32B's),
+            // `exaone4.attention.sliding_window` wide (default 4096), `set_swa_pattern(4)`.
             Arch::Exaone4 if layers == 64 => {
                 let w = self.window_or("exaone4.attention.sliding_window", 4096)?;
                 return Ok((None, windowed(sliding_every(layers, 4), w)));
@@ -247,15 +248,6 @@ impl GgufFile {
         Ok(())
     }
 
-    /// Granite's multipliers as llama.cpp reads a `granite` GGUF (`None` for the other
-    /// architectures): `granite.embedding_scale`, `granite.residual_scale`,
-    /// `granite.logit_scale` (each 0: not applied) and `granite.attention.scale` (0:
-    /// `head_dim^-0.5`), all four required, as llama.cpp requires them.
-    ///
-    /// # Errors
-    /// A missing key, a negative or non-finite one; `granite.rope.scaling.finetuned` false
-    /// (llama.cpp's switch that turns RoPE off, which this engine always applies) or not a
-    /// bool.
     /// The norms' eps: `<arch>.attention.layer_norm_rms_epsilon`, or a Cohere file's
     /// `attention.layer_norm_epsilon` (its norms are LayerNorms), each required as llama.cpp
     /// requires it.
@@ -291,6 +283,15 @@ impl GgufFile {
         }
     }
 
+    /// Granite's multipliers as llama.cpp reads a `granite` GGUF (`None` for the other
+    /// architectures): `granite.embedding_scale`, `granite.residual_scale`,
+    /// `granite.logit_scale` (each 0: not applied) and `granite.attention.scale` (0:
+    /// `head_dim^-0.5`), all four required, as llama.cpp requires them.
+    ///
+    /// # Errors
+    /// A missing key, a negative or non-finite one; `granite.rope.scaling.finetuned` false
+    /// (llama.cpp's switch that turns RoPE off, which this engine always applies) or not a
+    /// bool.
     pub(super) fn granite(&self, arch: Arch, head_dim: usize) -> Result<Option<GraniteScales>> {
         if arch != Arch::Granite {
             return Ok(None);
