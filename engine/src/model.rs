@@ -315,10 +315,7 @@ impl<B: Backend> Model<B> {
             if let Some(cap) = c.softcaps().1 {
                 b.softcap(&mut ws.logits, cap, rows * c.vocab_size)?;
             }
-            if let Some(d) = c.logit_divisor() {
-                b.scale(&mut ws.logits, 1.0 / d, rows * c.vocab_size)?;
-            }
-            if let Some(s) = c.logit_scale {
+            if let Some(s) = c.logit_factor() {
                 b.scale(&mut ws.logits, s, rows * c.vocab_size)?;
             }
             match pick {

@@ -110,6 +110,12 @@ impl ModelConfig {
         (self.granite.as_ref()).and_then(|g| Some(g.logits).filter(|&s| s != 1.0))
     }
 
+    /// What the logits are multiplied by, where anything: `1 / ` Granite's divisor, or
+    /// Cohere's `logit_scale` (no family has both).
+    pub fn logit_factor(&self) -> Option<f32> {
+        self.logit_divisor().map(|d| 1.0 / d).or(self.logit_scale)
+    }
+
     /// Whether the norms are LayerNorms without bias (Cohere's): `(x - mean(x)) /
     /// sqrt(var(x) + eps) * w`, which is `rms_norm(x - mean(x)) * w`. The forward pass keeps the
     /// residual stream centered ([`crate::Backend::center`]: the embedding, and each

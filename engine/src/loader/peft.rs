@@ -373,23 +373,21 @@ impl PeftAdapter {
         // patterns name them so too, and messages do.
         let mut exaone_named = std::collections::BTreeSet::new();
         for_each_tensor(&file, |own, t| {
-            let (tname, exaone) = match cfg.arch {
-                Arch::Exaone => {
-                    super::exaone::llama_name(&own).map_or((own.clone(), false), |l| (l, true))
-                }
-                _ => (own.clone(), false),
-            };
+            let llama = (cfg.arch == Arch::Exaone)
+                .then(|| super::exaone::llama_name(&own))
+                .flatten();
+            let tname = llama.as_deref().unwrap_or(&own);
             // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
             // image model): text alone never reaches them.
-            if super::gemma::vision_tensor(&tname) {
+            if super::gemma::vision_tensor(tname) {
                 vision += 1;
                 return Ok(());
             }
-            let Some((layer, m, is_a)) = parse_tensor_name(&tname, modules) else {
-                let why = super::peft_features::not_a_lora_weight(&tname, &supported);
+            let Some((layer, m, is_a)) = parse_tensor_name(tname, modules) else {
+                let why = super::peft_features::not_a_lora_weight(tname, &supported);
                 return Err(Error::format(&file, format!("tensor `{own}`: {why}")));
             };
-            if exaone {
+            if llama.is_some() {
                 exaone_named.insert((layer, m.hf_path));
             }
             let tname = own;

@@ -522,7 +522,7 @@ impl GgufFile {
             // their converters leave as they are (adjacent pairs, as transformers rotates them).
             rope_interleaved: arch.rope_interleaved(),
             vocab_size,
-            rms_norm_eps: self.norm_eps(arch)?,
+            rms_norm_eps: self.norm_eps(arch, a)?,
             rope_theta,
             rope_scaling,
             rope_freq_factors,
@@ -546,7 +546,7 @@ impl GgufFile {
             },
             gemma,
             granite,
-            logit_scale: self.logit_scale(arch)?,
+            logit_scale: self.logit_scale(arch, a)?,
         }
         .validated(p)
     }

@@ -251,8 +251,7 @@ impl GgufFile {
     /// The norms' eps: `<arch>.attention.layer_norm_rms_epsilon`, or a Cohere file's
     /// `attention.layer_norm_epsilon` (its norms are LayerNorms), each required as llama.cpp
     /// requires it.
-    pub(super) fn norm_eps(&self, arch: Arch) -> Result<f32> {
-        let (_, a) = self.arch()?;
+    pub(super) fn norm_eps(&self, arch: Arch, a: &str) -> Result<f32> {
         let key = match arch.is_cohere() {
             true => format!("{a}.attention.layer_norm_epsilon"),
             false => format!("{a}.attention.layer_norm_rms_epsilon"),
@@ -264,11 +263,10 @@ impl GgufFile {
 
     /// A Cohere file's `<arch>.logit_scale` (required, as llama.cpp requires it; 0: none,
     /// as llama.cpp then scales nothing), `None` for the other families.
-    pub(super) fn logit_scale(&self, arch: Arch) -> Result<Option<f32>> {
+    pub(super) fn logit_scale(&self, arch: Arch, a: &str) -> Result<Option<f32>> {
         if !arch.is_cohere() {
             return Ok(None);
         }
-        let (_, a) = self.arch()?;
         let key = format!("{a}.logit_scale");
         match self.meta_f64(&key)? {
             Some(s) if s.is_finite() => Ok(Some(s as f32).filter(|&s| s != 0.0)),
