@@ -60,7 +60,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
     /// Modules the synthetic adapters target (PEFT names; on Phi-3, qkv_proj and gate_up_proj name
-    /// the modules they stack).
+    /// the modules they stack; StarCoder2's c_fc/c_proj and Phi's dense/fc1/fc2 the modules they
+    /// are; gate_proj is left out on a model without one).
     #[arg(
         long,
         default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -268,11 +269,13 @@ impl WithBackend for &BenchArgs {
             match (LoraModule::from_peft_name(t), stored.iter().find(|m| m.peft_name() == t)) {
                 (Some(m), _) => targets.push(m),
                 (None, Some(s)) => targets.extend(s.parts),
-                (None, None) => bail!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3's qkv_proj, Phi-3's and GLM's gate_up_proj)"),
+                (None, None) => bail!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3's qkv_proj, Phi-3's and GLM's gate_up_proj; StarCoder2's c_fc, c_proj; Phi's dense, fc1, fc2)"),
             }
         }
         targets.sort();
         targets.dedup();
+        // An ungated feed-forward has no gate_proj (the default list names it).
+        targets.retain(|&m| loaded.model.config.has_module(m));
         let path = args.model.model_path()?;
         let cfg = loaded.model.config.clone();
         let specs = args.model.adapter_specs()?;

@@ -509,6 +509,16 @@ impl WithBackend for &GenerateArgs {
                 }
             }
         }
+        // The context, not --max-tokens, ended these: say so, or a cut answer looks finished
+        // (--json reports finish_reason "context").
+        for (o, p) in outs.iter().zip(&prompts) {
+            if o.finish == FinishReason::Context {
+                eprintln!(
+                    "note: {}: the context ({} tokens, prompt included: --max-context or the model's limit) filled before the answer ended; it is cut there",
+                    p.source, loaded.model.max_context
+                );
+            }
+        }
         let broken: Vec<String> = (outs.iter().zip(&prompts))
             .filter_map(|(o, p)| failure(&p.source, o).map(|e| e.to_string()))
             .collect();

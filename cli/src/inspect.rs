@@ -359,11 +359,26 @@ fn config_text(c: &ModelConfig) -> String {
   norms: before attention and the feed-forward, and each one's output normed before its residual add"),
         (true, false) => extras,
     };
-    let extras = match (c.layer_norms(), c.logit_scale) {
-        (true, scale) => format!(
+    let extras = match (c.layer_norms(), c.arch.is_cohere()) {
+        (true, true) => format!(
             "{extras}\n  Cohere: LayerNorms (no bias); attention and the feed-forward side by side on one normed input, both added to the residual; logits x {}",
-            scale.map_or("1".into(), |s| s.to_string())
+            c.logit_scale.map_or("1".into(), |s| s.to_string())
         ),
+        (true, false) => {
+            let block = match c.parallel_block() {
+                true => "attention and the feed-forward side by side on one normed input",
+                false => "attention, then the feed-forward",
+            };
+            let mlp = match c.arch.gated_mlp() {
+                true => "gated feed-forward",
+                false => "ungated GELU feed-forward (up, gelu, down)",
+            };
+            let head = match c.arch == dlp_engine::config::Arch::Phi {
+                true => "; a bias on the output head",
+                false => "",
+            };
+            format!("{extras}\n  LayerNorms with biases; {block}; {mlp}{head}")
+        }
         (false, _) => extras,
     };
     let norm = match c.layer_norms() {

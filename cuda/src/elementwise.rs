@@ -1,6 +1,7 @@
-//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels), the
-//! in-place ones (`scale`, `softcap`) and the row-wise norms (`rms_norm`, `center`), with the
-//! CPU reference's checks.
+//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and the
+//! ungated `gelu`, the in-place ones (`scale`, `softcap`), the row-wise norms (`rms_norm`,
+//! `center`, the fused `add_rms_norm`), the residual `add` and `add_bias`, with the CPU
+//! reference's checks.
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 use dlp_engine::Result;
@@ -100,5 +101,88 @@ impl CudaBackend {
         a.arg(x).arg(&d);
         let block = self.row_block(rows);
         self.go("center", a, cfg((rows as u32, 1, 1), block, 0))
+    }
+
+    /// The fused `add_rms_norm` ([`dlp_engine::Backend::add_rms_norm`]): one block per row,
+    /// `rms_norm`'s block size (the same sums in the same order).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_rms_norm_impl(
+        &self,
+        x: &mut CudaSlice<f32>,
+        y: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("add_rms_norm", "x", x.len(), rows * dim)?;
+        check_len("add_rms_norm", "y", y.len(), rows * dim)?;
+        check_len("add_rms_norm", "out", out.len(), rows * dim)?;
+        check_len("add_rms_norm", "w", w.len(), dim)?;
+        if rows == 0 || dim == 0 {
+            return Ok(());
+        }
+        let d = int("add_rms_norm", dim)?;
+        let mut a = self.args(&self.k.add_rms_norm);
+        a.arg(x).arg(y).arg(w).arg(&d).arg(&eps).arg(out);
+        let block = self.row_block(rows);
+        self.go("add_rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
+    }
+
+    /// `add` ([`dlp_engine::Backend::add`]): `dst[i] += src[i]`.
+    pub(crate) fn add_impl(
+        &self,
+        dst: &mut CudaSlice<f32>,
+        src: &CudaSlice<f32>,
+        n: usize,
+    ) -> Result<()> {
+        check_len("add", "dst", dst.len(), n)?;
+        check_len("add", "src", src.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int("add", n)?;
+        let mut a = self.args(&self.k.add);
+        a.arg(dst).arg(src).arg(&nn);
+        self.go("add", a, grid_1d(n))
+    }
+
+    /// `gelu` ([`dlp_engine::Backend::gelu`]): `out[i] = gelu(x[i])`, as `gelu_mul` computes
+    /// it.
+    pub(crate) fn gelu_impl(
+        &self,
+        x: &CudaSlice<f32>,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("gelu", "x", x.len(), n)?;
+        check_len("gelu", "out", out.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int("gelu", n)?;
+        let mut a = self.args(&self.k.gelu);
+        a.arg(x).arg(&nn).arg(out);
+        self.go("gelu", a, grid_1d(n))
+    }
+
+    /// `add_bias` ([`dlp_engine::Backend::add_bias`]): `x[r, :] += bias` over `rows * dim`
+    /// values, by the kernel that adds a linear's bias (`bias_add`, in matmul.cu).
+    pub(crate) fn add_bias_impl(
+        &self,
+        x: &mut CudaSlice<f32>,
+        bias: &CudaSlice<f32>,
+        rows: usize,
+        dim: usize,
+    ) -> Result<()> {
+        check_len("add_bias", "x", x.len(), rows * dim)?;
+        check_len("add_bias", "bias", bias.len(), dim)?;
+        let n = rows * dim;
+        if n == 0 {
+            return Ok(());
+        }
+        // matmul.cu's `bias_add`, which adds a linear's bias after cuBLAS.
+        self.bias_add(x, bias, rows, dim)
     }
 }

@@ -469,31 +469,19 @@ impl Backend for CudaBackend {
         if !self.options.experimental.fused_norm {
             return add_then_rms_norm(self, x, y, w, rows, dim, eps, out);
         }
-        check_len("add_rms_norm", "x", x.len(), rows * dim)?;
-        check_len("add_rms_norm", "y", y.len(), rows * dim)?;
-        check_len("add_rms_norm", "out", out.len(), rows * dim)?;
-        check_len("add_rms_norm", "w", w.len(), dim)?;
-        if rows == 0 || dim == 0 {
-            return Ok(());
-        }
-        let d = int("add_rms_norm", dim)?;
-        let mut a = self.args(&self.k.add_rms_norm);
-        a.arg(x).arg(y).arg(w).arg(&d).arg(&eps).arg(out);
-        // The block size of `rms_norm`: the same sums in the same order.
-        let block = self.row_block(rows);
-        self.go("add_rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
+        self.add_rms_norm_impl(x, y, w, rows, dim, eps, out)
     }
 
     fn add(&self, dst: &mut CudaSlice<f32>, src: &CudaSlice<f32>, n: usize) -> Result<()> {
-        check_len("add", "dst", dst.len(), n)?;
-        check_len("add", "src", src.len(), n)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let nn = int("add", n)?;
-        let mut a = self.args(&self.k.add);
-        a.arg(dst).arg(src).arg(&nn);
-        self.go("add", a, grid_1d(n))
+        self.add_impl(dst, src, n)
+    }
+
+    fn gelu(&self, x: &CudaSlice<f32>, n: usize, out: &mut CudaSlice<f32>) -> Result<()> {
+        self.gelu_impl(x, n, out)
+    }
+
+    fn add_bias(&self, x: &mut Slice, bias: &Slice, rows: usize, dim: usize) -> Result<()> {
+        self.add_bias_impl(x, bias, rows, dim)
     }
 
     fn lora_shrink(

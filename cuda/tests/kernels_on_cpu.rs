@@ -105,6 +105,29 @@ fn gelu_mul_and_scale_match_the_cpu() {
     assert!(x.iter().zip(&up).all(|(x, u)| *x == u * s));
 }
 
+/// `gelu` (StarCoder2's and Phi-2's ungated activation; not yet run on a GPU) computes what
+/// the CPU reference computes, within `gelu_mul`'s bound, past one launch's threads.
+#[test]
+fn gelu_matches_the_cpu() {
+    let x: Vec<f32> = (0..5000)
+        .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 40.0 - 20.0)
+        .chain([f32::NAN, 0.0, -0.0, 1e30, -1e30])
+        .collect();
+    let n = x.len();
+    let mut want = vec![0.0f32; n];
+    let cpu = dlp_engine::cpu::CpuBackend::new();
+    dlp_engine::Backend::gelu(&cpu, &x, n, &mut want).unwrap();
+    let m = module("gelu_mul", &[], Order::FORWARD).unwrap();
+    let (mut g, mut out) = (x.clone(), vec![f32::NAN; n]);
+    let (pg, po, nn) = (dev(&mut g), dev(&mut out), n as i32);
+    m.launch("gelu", (3, 1, 1), 256, 0, &[arg(&pg), arg(&nn), arg(&po)])
+        .unwrap();
+    for (i, (o, w)) in out.iter().zip(&want).enumerate() {
+        let close = (o - w).abs() <= 4e-6 * w.abs().max(1e-3) || (o.is_nan() && w.is_nan());
+        assert!(close, "gelu({}): kernel {o}, CPU {w}", x[i]);
+    }
+}
+
 /// `softcap` (Gemma 2's final logit cap; not yet run on a GPU) computes what the CPU reference
 /// computes within a few ulps (the device `tanhf` against Rust's), over the slope, both flat
 /// tails, huge values and a NaN, past one launch's threads.

@@ -421,6 +421,13 @@ pub trait Backend: Send + Sync + Sized {
         n: usize,
         out: &mut Self::Buf,
     ) -> Result<()>;
+    /// `out[i] = gelu(x[i])` for `n` values: the ungated feed-forward activation (StarCoder2's
+    /// `gelu_pytorch_tanh`, Phi-2's `gelu_new`), GELU's tanh approximation computed as
+    /// [`Backend::gelu_mul`] computes it (`gelu_mul` with `up` all ones, to the bit).
+    fn gelu(&self, x: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `x[r, :] += bias` for `rows` rows of `dim` (`x`: `[rows, dim]`, `bias`: `[dim]`): the
+    /// bias of a LayerNorm (StableLM's, StarCoder2's, Phi-2's), added after the norm.
+    fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Buf, rows: usize, dim: usize) -> Result<()>;
     /// `x[i] *= s` for `n` values (Gemma's embedding scale).
     fn scale(&self, x: &mut Self::Buf, s: f32, n: usize) -> Result<()>;
     /// `x[i] = cap * tanh(x[i] / cap)` for `n` values, `cap > 0` (Gemma 2's final logit soft

@@ -14,6 +14,8 @@ mod fields;
 mod forward;
 mod gemma;
 mod granite;
+mod heads;
+mod layernorm;
 mod longrope;
 mod olmo3;
 mod rope;
@@ -94,6 +96,10 @@ pub struct ModelConfig {
     pub granite: Option<GraniteScales>,
     /// Cohere's factor of the logits (`logit_scale`); `None` for the other families.
     pub logit_scale: Option<f32>,
+    /// Attention and the feed-forward read one normed input side by side and both add to the
+    /// residual, `x + attn(ln(x)) + mlp(ln(x))`, with no feed-forward input norm: Cohere's,
+    /// Phi's, StableLM's with `use_parallel_residual` ([`ModelConfig::parallel_block`]).
+    pub parallel_residual: bool,
     /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
     /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
     pub rope_layers: Vec<bool>,
@@ -212,6 +218,9 @@ impl ModelConfig {
             "helium" => Arch::Helium,
             "cohere" => Arch::Cohere,
             "cohere2" => Arch::Cohere2,
+            "stablelm" => Arch::StableLm,
+            "starcoder2" => Arch::Starcoder2,
+            "phi" => Arch::Phi,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -262,52 +271,8 @@ impl ModelConfig {
         if num_heads == 0 {
             return Err(Error::format(path, "num_attention_heads must be > 0"));
         }
-        // A null is every head (the classes' `__post_init__`), but for GLM, whose attention
-        // divides by it and fails, and Helium, whose strict config takes no null.
-        let num_kv_heads = match v.get("num_key_value_heads") {
-            Some(Value::Null) if arch.is_glm() || arch == Arch::Helium => {
-                return Err(Error::format(
-                    path,
-                    "field `num_key_value_heads`: expected a positive integer (null is no count)",
-                ))
-            }
-            Some(Value::Null) => num_heads,
-            _ => f.usize_or(
-                "num_key_value_heads",
-                defaults.kv_heads.unwrap_or(num_heads),
-            )?,
-        };
-        let head_dim = match v.get("head_dim") {
-            // Qwen3Config's default (its models' heads are wider than hidden / heads), null too.
-            Some(Value::Null) if arch == Arch::Qwen3 => 128,
-            // MinistralAttention takes MinistralConfig's null default as the width and fails.
-            Some(Value::Null) | None if arch == Arch::Ministral => {
-                return Err(Error::format(
-                    path,
-                    "field `head_dim`: expected a positive integer (MinistralConfig has no default width)",
-                ))
-            }
-            // GlmAttention, Glm4Attention and CohereAttention take a null as the width and
-            // fail; HeliumConfig takes none.
-            Some(Value::Null) if arch.is_glm() || arch.is_cohere() || arch == Arch::Helium => {
-                return Err(Error::format(
-                    path,
-                    "field `head_dim`: expected a positive integer (the default is 128; null is no width)",
-                ))
-            }
-            // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default, null too.
-            Some(Value::Null) if arch.is_gemma() => 256,
-            None => defaults.head_dim.unwrap_or(hidden_size / num_heads),
-            Some(Value::Null) => hidden_size / num_heads,
-            Some(_) => f.usize("head_dim")?,
-        };
-        // HeliumAttention's o_proj is hidden x hidden.
-        if arch == Arch::Helium && num_heads * head_dim != hidden_size {
-            return Err(Error::format(
-                path,
-                format!("Helium's o_proj is hidden_size x hidden_size, so num_attention_heads {num_heads} x head_dim {head_dim} must be hidden_size {hidden_size}"),
-            ));
-        }
+        let num_kv_heads = heads::kv_heads(v, arch, num_heads, defaults.kv_heads, path)?;
+        let head_dim = heads::head_dim(v, arch, hidden_size, num_heads, defaults.head_dim, path)?;
         let rope = rope::settings(v, path)?;
         let default_theta = defaults.rope_theta;
         let rope_theta = match rope.filter(|r| r.get("rope_theta").is_some_and(|t| !t.is_null())) {
@@ -341,7 +306,11 @@ impl ModelConfig {
             }
             None => None,
         };
-        let activation = gemma::activation(v, arch, path)?;
+        let activation = match layernorm::ungated_activation(v, arch, path)? {
+            Some(a) => a,
+            None => gemma::activation(v, arch, path)?,
+        };
+        layernorm::refuse_qk_layernorm(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, path)?;
         let granite = granite::from_hf(v, arch, path)?;
         // Phi-3's, Gemma's, OLMo's and EXAONE 4's MLPs have no biases whatever the config
@@ -370,6 +339,9 @@ impl ModelConfig {
             Arch::Ernie45 => attention_bias,
             _ => f.bool_or("mlp_bias", false)? && !no_mlp_bias,
         };
+        // StableLM's, StarCoder2's and Phi's keys of their own.
+        let (attention_bias, o_bias, mlp_bias) =
+            layernorm::biases(v, arch, path)?.unwrap_or((attention_bias, o_bias, mlp_bias));
         // InternLM3Config's check: its Llama computation biases q/k/v/o alike.
         if arch == Arch::InternLM3 && attention_bias != mlp_bias {
             return Err(Error::format(
@@ -378,6 +350,7 @@ impl ModelConfig {
             ));
         }
         let logit_scale = cohere::logit_scale(v, arch, path)?;
+        let parallel_residual = layernorm::parallel_residual(v, arch, path)?;
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
@@ -424,6 +397,7 @@ impl ModelConfig {
             gemma,
             granite,
             logit_scale,
+            parallel_residual,
         }
         .validated(path)
     }
@@ -479,10 +453,7 @@ impl ModelConfig {
         }
         // Either one out of range turns every logit NaN, which would otherwise load fine.
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
-            let (hf, gguf) = match self.layer_norms() {
-                true => ("layer_norm_eps", "layer_norm_epsilon"),
-                false => ("rms_norm_eps", "layer_norm_rms_epsilon"),
-            };
+            let (hf, gguf) = self.arch.eps_keys();
             return bad(format!(
                 "{hf} (GGUF: *.attention.{gguf}) = {} must be finite and >= 0",
                 self.rms_norm_eps
@@ -586,6 +557,9 @@ pub(crate) fn positive_f32(x: f64) -> Option<f32> {
 pub(crate) const POSITIVE_F32: &str =
     "a number > 0 between about 1e-38 and 1e38 (an f32, as is its reciprocal)";
 
+#[cfg(test)]
+#[path = "config/norm_bias_tests.rs"]
+mod norm_bias_tests;
 #[cfg(test)]
 #[path = "config/tests.rs"]
 mod tests;

@@ -97,8 +97,14 @@ pub fn synthetic_adapter(
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut pairs = std::collections::BTreeMap::new();
+    // A module the model lacks (an ungated feed-forward's gate) is left out.
+    let targets: Vec<LoraModule> = targets
+        .iter()
+        .copied()
+        .filter(|&m| cfg.has_module(m))
+        .collect();
     for layer in 0..cfg.num_layers {
-        for &m in targets {
+        for &m in &targets {
             let (n_in, n_out) = cfg.module_dims(m);
             let (sa, sb) = (1.0 / (n_in as f32).sqrt(), 0.02);
             let a: Vec<f32> = (0..rank * n_in)
@@ -124,7 +130,7 @@ pub fn synthetic_adapter(
         r: rank,
         alpha: 2.0 * rank as f64,
         rslora: false,
-        targets: targets.to_vec(),
+        targets,
         pairs,
     }
 }

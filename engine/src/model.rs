@@ -1,8 +1,10 @@
-//! The Llama-family decoder, written once over [`Backend`]: Llama 2/3, Mistral, SmolLM2/3,
-//! Qwen2, Qwen3, Phi-3, Gemma 1/2/3, Granite and OLMo 2 differ only in configuration (biases,
-//! GQA, RoPE scaling, NoPE layers, tied embeddings, sliding windows, query/key norms per head or
-//! over all heads, Gemma's scaled embedding, GELU and norms around both sub-blocks, OLMo 2's
-//! norms after them only, soft caps, Granite's multipliers).
+//! The Llama-family decoder, written once over [`Backend`]: every family of
+//! [`crate::config::Arch`] (Llama 2/3, Mistral, Qwen, Phi-3, Gemma 1/2/3, OLMo, Cohere,
+//! StableLM, StarCoder2, Phi, ...) differs only in configuration (biases, GQA, RoPE scaling,
+//! NoPE layers, tied embeddings, sliding windows, query/key norms per head or over all heads,
+//! Gemma's scaled embedding, GELU and norms around both sub-blocks, OLMo 2's norms after them
+//! only, soft caps, Granite's multipliers, LayerNorms with or without biases, parallel blocks,
+//! ungated feed-forwards).
 
 use crate::backend::{
     AttnShape, Backend, LinearJob, ResidualNorm, ResidualSite, StepPlan, StepShape, NO_ADAPTER,
@@ -27,11 +29,19 @@ pub struct Linear<B: Backend> {
     n_out: usize,
 }
 
+/// A norm's weight and, for a LayerNorm with a bias ([`crate::config::Arch::norm_bias`]), its
+/// bias (`[hidden]` each).
+struct Norm<B: Backend> {
+    weight: B::Buf,
+    bias: Option<B::Buf>,
+}
+
 struct Layer<B: Backend> {
     /// The norms of the attention's and the feed-forward's inputs; `None` for OLMo 2, whose
-    /// linears read the residual stream as it is ([`ModelConfig::pre_norms`]).
-    attn_norm: Option<B::Buf>,
-    ffn_norm: Option<B::Buf>,
+    /// linears read the residual stream as it is ([`ModelConfig::pre_norms`]), and the
+    /// feed-forward's of a [`ModelConfig::parallel_block`].
+    attn_norm: Option<Norm<B>>,
+    ffn_norm: Option<Norm<B>>,
     /// The `q_norm` and `k_norm` weights, applied to the query and key before RoPE: Qwen3's
     /// and Gemma 3's per head (`[head_dim]` each), OLMo 2's over all heads (`[q_dim]`,
     /// `[kv_dim]`; [`ModelConfig::qk_norm_widths`]); `None` for the other families.
@@ -40,29 +50,45 @@ struct Layer<B: Backend> {
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`; Gemma's `ffn_norm` is then
     /// its `pre_feedforward_layernorm`); `None` for the other families.
     post_norms: Option<(B::Buf, B::Buf)>,
-    /// Indexed by [`LoraModule::index`].
-    linears: [Linear<B>; 7],
+    /// Indexed by [`LoraModule::index`]; `None` for a module the model lacks
+    /// ([`ModelConfig::has_module`]: an ungated feed-forward's gate).
+    linears: [Option<Linear<B>>; 7],
     /// The fused-LoRA stack of each module; `None` where no loaded adapter targets it.
     lora: [Option<B::Lora>; 7],
     /// Largest rank in each stack (0 when none).
     lora_max_rank: [usize; 7],
 }
 
+impl<B: Backend> Layer<B> {
+    /// Module `m`.
+    ///
+    /// # Errors
+    /// A module this model does not have (the forward pass asks only for those it has).
+    fn linear(&self, m: LoraModule) -> Result<&Linear<B>> {
+        self.linears[m.index()]
+            .as_ref()
+            .ok_or_else(|| Error::invalid(format!("this model has no {} module", m.hf_path())))
+    }
+}
+
 /// Module `m` of `layer` as a [`LinearJob`] writing `out`, with its LoRA stack when `lora_on`.
+///
+/// # Errors
+/// A module the model lacks ([`Layer::linear`]).
 fn linear_job<'a, B: Backend>(
     layer: &'a Layer<B>,
     m: LoraModule,
     lora_on: bool,
     out: &'a mut B::Buf,
-) -> LinearJob<'a, B> {
-    let l = &layer.linears[m.index()];
-    LinearJob {
+) -> Result<LinearJob<'a, B>> {
+    let l = layer.linear(m)?;
+    Ok(LinearJob {
         w: &l.w,
         bias: l.b.as_ref(),
         n_out: l.n_out,
         lora: layer.lora[m.index()].as_ref().filter(|_| lora_on),
         out,
-    }
+    })
 }
 
 /// A loaded model on a backend, with its adapters.
@@ -76,6 +102,10 @@ pub struct Model<B: Backend> {
     lm_head: Option<B::Weight>,
     norm: B::Buf,
     layers: Vec<Layer<B>>,
+    /// What each row of logits adds after the head (`[vocab]`): the final LayerNorm's bias
+    /// through the head, and the head's own bias (Phi's); `None` where the model has neither
+    /// (`load::logit_bias`).
+    logit_bias: Option<B::Buf>,
     rope: B::Buf,
     /// The table of the sliding-window layers (those with a window), where their RoPE differs
     /// from the others' (Gemma 3's and OLMo 3's; [`ModelConfig::local_rope_theta`]).
@@ -140,6 +170,18 @@ impl<B: Backend> Model<B> {
                 )));
             }
         }
+        // Every adapter's modules exist here, checked before any stack is replaced.
+        for a in adapters {
+            if let Some(((layer, m), _)) =
+                (a.pairs.iter()).find(|((_, m), _)| !self.config.has_module(*m))
+            {
+                return Err(Error::invalid(format!(
+                    "adapter `{}` targets layer {layer}'s {}, which this model does not have",
+                    a.name,
+                    m.hf_path()
+                )));
+            }
+        }
         // New stacks, new id (first: a failed upload below has already replaced some).
         self.lora_id = crate::backend::unique_id();
         for (li, layer) in self.layers.iter_mut().enumerate() {
@@ -160,7 +202,7 @@ impl<B: Backend> Model<B> {
         let b = &self.backend;
         let mut total = b.weight_bytes(self.lm_head.as_ref().unwrap_or(&self.embed))?;
         for layer in &self.layers {
-            for l in &layer.linears {
+            for l in layer.linears.iter().flatten() {
                 total += b.weight_bytes(&l.w)?;
             }
         }
@@ -199,7 +241,8 @@ impl<B: Backend> Model<B> {
             v: b.alloc(t * c.kv_dim())?,
             att: b.alloc(t * c.q_dim())?,
             o: b.alloc(t * c.hidden_size)?,
-            gate: b.alloc(t * c.intermediate_size)?,
+            // An ungated feed-forward writes no gate.
+            gate: b.alloc(t * c.intermediate_size * c.has_module(LoraModule::Gate) as usize)?,
             up: b.alloc(t * c.intermediate_size)?,
             act: b.alloc(t * c.intermediate_size)?,
             qk_normed: match c.qk_norm {
@@ -312,6 +355,9 @@ impl<B: Backend> Model<B> {
         let ws_step = b.run_recorded(&recorded, plan, reuse, &mut |step| {
             self.launch_step(step, t, any_lora, shape, kv, ws)?;
             let rows = plan.logit_rows.len();
+            if let Some(bias) = &self.logit_bias {
+                b.add_bias(&mut ws.logits, bias, rows, c.vocab_size)?;
+            }
             if let Some(cap) = c.softcaps().1 {
                 b.softcap(&mut ws.logits, cap, rows * c.vocab_size)?;
             }
@@ -359,24 +405,28 @@ impl<B: Backend> Model<B> {
         if c.layer_norms() {
             b.center(&mut ws.x, t, hd)?;
         }
-        if let Some(w) = self.layers.first().and_then(|l| l.attn_norm.as_ref()) {
-            b.rms_norm(&ws.x, w, t, hd, eps, &mut ws.h)?;
+        if let Some(n) = self.layers.first().and_then(|l| l.attn_norm.as_ref()) {
+            b.rms_norm(&ws.x, &n.weight, t, hd, eps, &mut ws.h)?;
+            if let Some(bias) = &n.bias {
+                b.add_bias(&mut ws.h, bias, t, hd)?;
+            }
         }
         // Each residual add is fused with the RMSNorm that reads its result (the FFN's, then
         // the next layer's attention norm): `ws.h` holds the normed input of every linears.
         // Without those norms (OLMo 2) the linears read the residual stream `ws.x` itself.
-        // Cohere's feed-forward has no norm of its own: the attention's add is plain, and
-        // `ws.h` still holds the input both read.
+        // A parallel block's feed-forward (Cohere's, Phi's) has no norm of its own: the
+        // attention's add is plain, and `ws.h` still holds the input both read. A LayerNorm's
+        // bias is added to `ws.h` after its norm.
         let pre_norms = c.pre_norms();
         for (li, layer) in self.layers.iter().enumerate() {
-            let n_in = |m: LoraModule| layer.linears[m.index()].n_in;
+            let n_in = |m: LoraModule| layer.linear(m).map(|l| l.n_in);
             let mut qkv = [
-                linear_job(layer, LoraModule::Q, any_lora, &mut ws.q),
-                linear_job(layer, LoraModule::K, any_lora, &mut ws.k),
-                linear_job(layer, LoraModule::V, any_lora, &mut ws.v),
+                linear_job(layer, LoraModule::Q, any_lora, &mut ws.q)?,
+                linear_job(layer, LoraModule::K, any_lora, &mut ws.k)?,
+                linear_job(layer, LoraModule::V, any_lora, &mut ws.v)?,
             ];
             let input = if pre_norms { &ws.h } else { &ws.x };
-            b.linears(input, t, n_in(LoraModule::Q), step, &mut qkv, &mut ws.u)?;
+            b.linears(input, t, n_in(LoraModule::Q)?, step, &mut qkv, &mut ws.u)?;
             // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
             // heads); OLMo 2: all heads at once (rows = tokens).
             let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
@@ -431,30 +481,29 @@ impl<B: Backend> Model<B> {
                 ffn_norm,
                 ws,
             )?;
-            let mut gate_up = [
-                linear_job(layer, LoraModule::Gate, any_lora, &mut ws.gate),
-                linear_job(layer, LoraModule::Up, any_lora, &mut ws.up),
-            ];
-            let gate_in = n_in(LoraModule::Gate);
             let input = if pre_norms { &ws.h } else { &ws.x };
-            match c.activation {
-                Activation::Silu => b.linears_silu_mul(
-                    input,
-                    t,
-                    gate_in,
-                    step,
-                    &mut gate_up,
-                    &mut ws.u,
-                    &mut ws.act,
-                )?,
-                Activation::GeluTanh => {
-                    b.linears(input, t, gate_in, step, &mut gate_up, &mut ws.u)?;
-                    let n = t * c.intermediate_size;
+            let n_in = n_in(LoraModule::Up)?;
+            let n = t * c.intermediate_size;
+            let job = |m, out| linear_job(layer, m, any_lora, out);
+            let (gate, up) = (LoraModule::Gate, LoraModule::Up);
+            match (c.arch.gated_mlp(), c.activation) {
+                // StarCoder2's and Phi's `down(gelu(up(x)))` (their configs allow only GELU).
+                (false, _) => {
+                    b.linears(input, t, n_in, step, &mut [job(up, &mut ws.up)?], &mut ws.u)?;
+                    b.gelu(&ws.up, n, &mut ws.act)?
+                }
+                (true, Activation::Silu) => {
+                    let mut jobs = [job(gate, &mut ws.gate)?, job(up, &mut ws.up)?];
+                    b.linears_silu_mul(input, t, n_in, step, &mut jobs, &mut ws.u, &mut ws.act)?
+                }
+                (true, Activation::GeluTanh) => {
+                    let mut jobs = [job(gate, &mut ws.gate)?, job(up, &mut ws.up)?];
+                    b.linears(input, t, n_in, step, &mut jobs, &mut ws.u)?;
                     b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
                 }
             }
             let next = (self.layers.get(li + 1).and_then(|n| n.attn_norm.as_ref()))
-                .map(|w| (w, ResidualSite::FeedForward));
+                .map(|n| (n, ResidualSite::FeedForward));
             let post_ffn = post.map(|p| &p.1);
             self.project_residual(
                 step,
@@ -497,20 +546,20 @@ impl<B: Backend> Model<B> {
         layer: &Layer<B>,
         m: LoraModule,
         post_norm: Option<&B::Buf>,
-        next: Option<(&B::Buf, ResidualSite)>,
+        next: Option<(&Norm<B>, ResidualSite)>,
         ws: &mut Workspace<B>,
     ) -> Result<()> {
         let b = &self.backend;
         let (hd, eps) = (self.config.hidden_size, self.config.rms_norm_eps);
-        let n_in = layer.linears[m.index()].n_in;
+        let n_in = layer.linear(m)?.n_in;
         let input = if m == LoraModule::O { &ws.att } else { &ws.act };
-        let mut job = [linear_job(layer, m, any_lora, &mut ws.o)];
+        let mut job = [linear_job(layer, m, any_lora, &mut ws.o)?];
         let residual = self.config.residual_scale();
         let centered = self.config.layer_norms();
-        if let (None, None, Some((w, site)), false) = (post_norm, residual, next, centered) {
+        if let (None, None, Some((n, site)), false) = (post_norm, residual, next, centered) {
             let norm = ResidualNorm {
                 residual: &mut ws.x,
-                w,
+                w: &n.weight,
                 eps,
                 out: &mut ws.h,
                 site,
@@ -539,7 +588,13 @@ impl<B: Backend> Model<B> {
             b.center(out, t, hd)?;
         }
         match next {
-            Some((w, _)) => b.add_rms_norm(&mut ws.x, out, w, t, hd, eps, &mut ws.h),
+            Some((n, _)) => {
+                b.add_rms_norm(&mut ws.x, out, &n.weight, t, hd, eps, &mut ws.h)?;
+                match &n.bias {
+                    Some(bias) => b.add_bias(&mut ws.h, bias, t, hd),
+                    None => Ok(()),
+                }
+            }
             None => b.add(&mut ws.x, out, t * hd),
         }
     }

@@ -360,9 +360,18 @@ impl WeightMap {
         let Some(t) = self.take_opt(name, &shape)? else {
             return Ok(false);
         };
-        let mut start = 0;
-        for (part, n) in parts {
-            let piece = t.gather_rows(start..start + n);
+        // A single part is the tensor renamed (StarCoder2's `c_fc` as up_proj): moved whole.
+        let pieces: Vec<HostTensor> = match parts {
+            [_] => vec![t],
+            _ => (parts.iter())
+                .scan(0, |start, (_, n)| {
+                    let piece = t.gather_rows(*start..*start + n);
+                    *start += n;
+                    Some(piece)
+                })
+                .collect(),
+        };
+        for ((part, _), piece) in parts.iter().zip(pieces) {
             if self.contains(part) {
                 tracing::warn!(
                     "{}: both {} and {}: the rows of the first are used",
@@ -373,7 +382,6 @@ impl WeightMap {
             }
             // The values were checked when the whole tensor was inserted.
             self.tensors.insert(part.clone(), (piece, file.clone()));
-            start += n;
         }
         Ok(true)
     }

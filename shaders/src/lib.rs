@@ -42,6 +42,8 @@ pub(crate) fn source(op: &str) -> &'static str {
         ),
         "silu_mul" => include_str!("../wgsl/silu_mul.wgsl"),
         "add" => include_str!("../wgsl/add.wgsl"),
+        "add_bias" => include_str!("../wgsl/add_bias.wgsl"),
+        "gelu" => include_str!("../wgsl/gelu.wgsl"),
         "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
         "softcap" => concat!(

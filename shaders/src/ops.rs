@@ -366,6 +366,36 @@ impl Backend for WgpuBackend {
         self.gated("gelu_mul", gate, up, n, out)
     }
 
+    fn gelu(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
+        check_len("gelu", "x", x.len, n)?;
+        check_len("gelu", "out", out.len, n)?;
+        let p = CountP {
+            n: n as u32,
+            _p: [0; 3],
+        };
+        let bufs = [(1, &x.buf), (2, &out.buf)];
+        self.gpu
+            .dispatch("gelu", "main", Variant::PLAIN, &p, &bufs, groups_1d(n, 256))
+    }
+
+    fn add_bias(&self, x: &mut WgpuBuf, bias: &WgpuBuf, rows: usize, dim: usize) -> Result<()> {
+        check_len("add_bias", "x", x.len, rows * dim)?;
+        check_len("add_bias", "bias", bias.len, dim)?;
+        let n = rows * dim;
+        if n == 0 {
+            return Ok(());
+        }
+        let p = AddBiasP {
+            n: n as u32,
+            dim: dim as u32,
+            _p: [0; 2],
+        };
+        let bufs = [(1, &x.buf), (2, &bias.buf)];
+        let g = groups_1d(n, 256);
+        self.gpu
+            .dispatch("add_bias", "main", Variant::PLAIN, &p, &bufs, g)
+    }
+
     fn scale(&self, x: &mut WgpuBuf, s: f32, n: usize) -> Result<()> {
         self.in_place("scale", x, s, n)
     }

@@ -86,12 +86,21 @@ pub struct AttentionP {
     pub _p: [u32; 2],
 }
 
-/// `silu_mul.wgsl`, `gelu_mul.wgsl` and `add.wgsl`.
+/// `silu_mul.wgsl`, `gelu_mul.wgsl`, `gelu.wgsl` and `add.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct CountP {
     pub n: u32,
     pub _p: [u32; 3],
+}
+
+/// `add_bias.wgsl` (`n`: rows x dim values).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct AddBiasP {
+    pub n: u32,
+    pub dim: u32,
+    pub _p: [u32; 2],
 }
 
 /// `scale.wgsl` (`s`: the factor) and `softcap.wgsl` (`s`: the cap).

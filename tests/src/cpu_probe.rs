@@ -383,6 +383,14 @@ impl Backend for CpuProbe {
         self.log(|| format!("gelu_mul {:x} {:x} {n} {:x}", buf(gate), buf(up), buf(out)));
         self.cpu.gelu_mul(gate, up, n, out)
     }
+    fn gelu(&self, x: &Buf, n: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("gelu {:x} {n} {:x}", buf(x), buf(out)));
+        self.cpu.gelu(x, n, out)
+    }
+    fn add_bias(&self, x: &mut Buf, bias: &Buf, rows: usize, dim: usize) -> Result<()> {
+        self.log(|| format!("add_bias {:x} {:x} {rows} {dim}", buf(x), buf(bias)));
+        self.cpu.add_bias(x, bias, rows, dim)
+    }
     fn scale(&self, x: &mut Buf, s: f32, n: usize) -> Result<()> {
         self.log(|| format!("scale {:x} {s} {n}", buf(x)));
         self.cpu.scale(x, s, n)

@@ -331,7 +331,8 @@ macro_rules! pair_rope_fixture_tests {
 /// their own beside a YaRN full-attention layer; `tiny_exaone4`: OLMo 2's norms, sliding layers
 /// beside a NoPE full-attention layer; `tiny_glm4`: norms before and after each sub-block, RoPE on
 /// half of each head in adjacent pairs; `tiny_cohere`, `tiny_cohere2`: LayerNorms through the
-/// `center` op, parallel blocks, and Cohere 2's NoPE layer), each calling `$run("<fixture folder>")`: in the modes that round on
+/// `center` op, parallel blocks, and Cohere 2's NoPE layer; `tiny_stablelm`, `tiny_starcoder2`,
+/// `tiny_phi`: LayerNorms with biases, ungated GELU feed-forwards, Phi's head bias), each calling `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
 /// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
@@ -374,6 +375,22 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_cohere2() {
             $run("tiny-cohere2");
+        }
+        #[test]
+        fn tiny_stablelm() {
+            $run("tiny-stablelm");
+        }
+        #[test]
+        fn tiny_stablelm_par() {
+            $run("tiny-stablelm-par");
+        }
+        #[test]
+        fn tiny_starcoder2() {
+            $run("tiny-starcoder2");
+        }
+        #[test]
+        fn tiny_phi() {
+            $run("tiny-phi");
         }
     };
 }
@@ -423,6 +440,35 @@ macro_rules! cohere_fixture_tests {
         #[test]
         fn tiny_cohere2_gguf() {
             $run("tiny-cohere2-gguf");
+        }
+    };
+}
+
+/// One `#[test]` per fixture of a LayerNorm-with-bias model (made by
+/// `tests/fixtures/make_stablelm.py`): `tiny_stablelm` (StableLM: norm biases, RoPE on a quarter
+/// of each head, q/k/v biases, untied), `tiny_stablelm_par` (its `use_parallel_residual`, tied),
+/// `tiny_starcoder2` (an ungated GELU feed-forward as `c_fc`/`c_proj`, biases everywhere, a
+/// window, tied), `tiny_phi` (Phi-2: parallel blocks, an ungated `fc1`/`fc2`, RoPE on half of
+/// each head, `dense` for o_proj, `final_layernorm`, a head bias), each calling
+/// `$run("<fixture folder>")`. They need the `add_bias` and `gelu` ops.
+#[macro_export]
+macro_rules! norm_bias_fixture_tests {
+    ($run:path) => {
+        #[test]
+        fn tiny_stablelm() {
+            $run("tiny-stablelm");
+        }
+        #[test]
+        fn tiny_stablelm_par() {
+            $run("tiny-stablelm-par");
+        }
+        #[test]
+        fn tiny_starcoder2() {
+            $run("tiny-starcoder2");
+        }
+        #[test]
+        fn tiny_phi() {
+            $run("tiny-phi");
         }
     };
 }

@@ -29,6 +29,7 @@ dlp_tests::post_norm_fixture_tests!(run_fixture);
 dlp_tests::llama_variant_fixture_tests!(run_fixture);
 dlp_tests::pair_rope_fixture_tests!(run_fixture);
 dlp_tests::cohere_fixture_tests!(run_fixture);
+dlp_tests::norm_bias_fixture_tests!(run_fixture);
 
 #[test]
 fn smollm2_f32_weights() {

@@ -347,6 +347,15 @@ fn bad_input_exits_non_zero_with_a_message() {
         v["results"][0]["completion_tokens"].as_u64().unwrap() > 1,
         "{v}"
     );
+    // The cut answer is not silent: a note names the prompt and the context.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "note: {}:1: the context (24 tokens",
+            one.display()
+        )),
+        "{err}"
+    );
     // Flags that would be silently ignored, and prompt-file errors that name their line.
     fails_with(
         &args(&gen_cpu, &["--system", "be brief", "--prompt", "hi"]),

@@ -76,7 +76,11 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "rope" => vec![include_str!("../../kernels/rope.cu")],
         "silu_mul" => vec![include_str!("../../kernels/silu_mul.cu")],
         "add" => vec![include_str!("../../kernels/add.cu")],
-        "gelu_mul" => vec![include_str!("../../kernels/gelu_mul.cu")],
+        // As the backend's module has them: gelu.cu beside gelu_mul.cu.
+        "gelu_mul" => vec![
+            include_str!("../../kernels/gelu_mul.cu"),
+            include_str!("../../kernels/gelu.cu"),
+        ],
         "scale" => vec![include_str!("../../kernels/scale.cu")],
         "softcap" => vec![include_str!("../../kernels/softcap.cu")],
         // As the backend's `center` module has them: center.cu reuses rms_norm's block_sum.

@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -93,6 +93,20 @@ pub enum Arch {
     /// sliding-window layers (three of four by default), the only ones that rotate; the
     /// full-attention layers are NoPE.
     Cohere2,
+    /// StableLM 2 and 3B-4E1T (`StableLmForCausalLM`): LayerNorms with biases
+    /// ([`Arch::norm_bias`]), RoPE on the first quarter of each head by default
+    /// (`partial_rotary_factor` 0.25), q/k/v biases with `use_qkv_bias`, and with
+    /// `use_parallel_residual` attention and feed-forward side by side on one normed input.
+    StableLm,
+    /// StarCoder2 (`Starcoder2ForCausalLM`): LayerNorms with biases, an ungated feed-forward
+    /// (`mlp.c_fc`, GELU's tanh form, `mlp.c_proj`), biases on every projection with `use_bias`
+    /// (the default), a `sliding_window` (where set) in every layer, tied by default.
+    Starcoder2,
+    /// Phi-1, Phi-1.5 and Phi-2 (`PhiForCausalLM`): LayerNorms with biases, attention and an
+    /// ungated feed-forward (`mlp.fc1`, `gelu_new`, `mlp.fc2`) side by side on one normed input,
+    /// RoPE on the first half of each head by default, biases on every projection (o_proj is
+    /// `self_attn.dense`) and on the output head, the final norm `model.final_layernorm`.
+    Phi,
 }
 
 impl Arch {
@@ -116,6 +130,28 @@ impl Arch {
     /// Cohere or Cohere 2 ([`Arch::Cohere`], [`Arch::Cohere2`]).
     pub fn is_cohere(self) -> bool {
         matches!(self, Arch::Cohere | Arch::Cohere2)
+    }
+
+    /// Whether the norms are LayerNorms with a bias beside their weight (`<norm>.bias`, added
+    /// after the norm): StableLM's, StarCoder2's and Phi's.
+    pub fn norm_bias(self) -> bool {
+        matches!(self, Arch::StableLm | Arch::Starcoder2 | Arch::Phi)
+    }
+
+    /// The config keys of the norms' epsilon, `(HF, GGUF suffix)`, for messages: LayerNorm
+    /// families' (`layer_norm_eps`, StarCoder2's `norm_epsilon`) or the RMSNorm ones'.
+    pub fn eps_keys(self) -> (&'static str, &'static str) {
+        match self {
+            Arch::Starcoder2 => ("norm_epsilon", "layer_norm_epsilon"),
+            _ if self.is_cohere() || self.norm_bias() => ("layer_norm_eps", "layer_norm_epsilon"),
+            _ => ("rms_norm_eps", "layer_norm_rms_epsilon"),
+        }
+    }
+
+    /// Whether the feed-forward is gated (`down(act(gate(x)) * up(x))`), not
+    /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, read as up and down).
+    pub fn gated_mlp(self) -> bool {
+        !matches!(self, Arch::Starcoder2 | Arch::Phi)
     }
 
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.

@@ -36,6 +36,8 @@ impl Defaults {
         let kv_heads = match arch {
             Glm | Glm4 | Ernie45 | InternLM3 => Some(2),
             Mistral | Ministral | Exaone => Some(8),
+            Starcoder2 => Some(2),
+            StableLm => Some(32),
             // HeliumConfig's default is 20 whatever the head count (Helium-1's 2B has 20 heads).
             Helium => Some(20),
             _ => None,
@@ -57,11 +59,13 @@ impl Defaults {
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
             Cohere | Cohere2 => 8192,
+            Phi => 2048,
             _ => 4096,
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
             Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 => 1e-5,
+            _ if arch.norm_bias() => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,
             _ => 1e-6,
@@ -72,7 +76,7 @@ impl Defaults {
             rope_theta,
             context,
             rms_norm_eps,
-            tie: matches!(arch, SmolLM3 | Ernie45 | Cohere | Cohere2),
+            tie: matches!(arch, SmolLM3 | Ernie45 | Cohere | Cohere2 | Starcoder2),
         }
     }
 }
@@ -88,8 +92,9 @@ enum Kind {
 
 /// `v` with the keys `arch`'s config class reads under other names (its `attribute_map`)
 /// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
-/// `activation_function`, InternLM3's `qkv_bias` and `bias`, Cohere's `layer_norm_eps` (its
-/// norms' eps, not an alias, but read as one). Where a file has both names, the
+/// `activation_function`, InternLM3's `qkv_bias` and `bias`, Cohere's, StableLM's and Phi's
+/// `layer_norm_eps` and StarCoder2's `norm_epsilon` (their norms' eps, not aliases, but read
+/// as one). Where a file has both names, the
 /// alias wins, as transformers sets it last. `Ok(None)`: a family without aliases.
 ///
 /// # Errors
@@ -106,15 +111,19 @@ pub(super) fn aliased(v: &Value, arch: Arch, path: &Path) -> Result<Option<Value
             ("qkv_bias", "attention_bias", Flag),
             ("bias", "mlp_bias", Flag),
         ],
-        Arch::Cohere | Arch::Cohere2 => &[("layer_norm_eps", "rms_norm_eps", Number)],
+        Arch::Cohere | Arch::Cohere2 | Arch::StableLm | Arch::Phi => {
+            &[("layer_norm_eps", "rms_norm_eps", Number)]
+        }
+        Arch::Starcoder2 => &[("norm_epsilon", "rms_norm_eps", Number)],
         _ => return Ok(None),
     };
     let mut out = v.clone();
     let Some(o) = out.as_object_mut() else {
         return Ok(None);
     };
-    // CohereConfig's norms read `layer_norm_eps` alone (an `rms_norm_eps` key is left unread).
-    if arch.is_cohere() {
+    // CohereConfig's norms read `layer_norm_eps` alone (an `rms_norm_eps` key is left unread),
+    // as StableLM's, Phi's (and StarCoder2's `norm_epsilon`) do.
+    if arch.is_cohere() || arch.norm_bias() {
         o.remove("rms_norm_eps");
     }
     for (alias, name, kind) in aliases {

@@ -116,19 +116,35 @@ impl ModelConfig {
         self.logit_divisor().map(|d| 1.0 / d).or(self.logit_scale)
     }
 
-    /// Whether the norms are LayerNorms without bias (Cohere's): `(x - mean(x)) /
-    /// sqrt(var(x) + eps) * w`, which is `rms_norm(x - mean(x)) * w`. The forward pass keeps the
+    /// Whether the norms are LayerNorms (Cohere's without bias; StableLM's, StarCoder2's and
+    /// Phi's with one, [`super::Arch::norm_bias`], added after the norm): `(x - mean(x)) /
+    /// sqrt(var(x) + eps) * w (+ b)`, which is `rms_norm(x - mean(x)) * w (+ b)`. The forward pass keeps the
     /// residual stream centered ([`crate::Backend::center`]: the embedding, and each
     /// sub-block's output before its add), so that every RMSNorm of it is the LayerNorm.
     pub fn layer_norms(&self) -> bool {
-        self.arch.is_cohere()
+        self.arch.is_cohere() || self.arch.norm_bias()
     }
 
     /// Whether attention and the feed-forward read the same normed input side by side and both
-    /// add to the residual (Cohere's `residual + attn(ln(x)) + mlp(ln(x))`): no feed-forward
-    /// input norm.
+    /// add to the residual (Cohere's and Phi's `residual + attn(ln(x)) + mlp(ln(x))`; StableLM's
+    /// with `use_parallel_residual`): no feed-forward input norm.
     pub fn parallel_block(&self) -> bool {
-        self.arch.is_cohere()
+        self.parallel_residual
+    }
+
+    /// Whether layer modules `m` exists: every one but the gate of an ungated feed-forward
+    /// ([`super::Arch::gated_mlp`]).
+    pub fn has_module(&self, m: crate::LoraModule) -> bool {
+        m != crate::LoraModule::Gate || self.arch.gated_mlp()
+    }
+
+    /// The final norm's name (`<name>.weight`, `<name>.bias`): Phi's `model.final_layernorm`,
+    /// else `model.norm`.
+    pub fn final_norm_name(&self) -> &'static str {
+        match self.arch {
+            super::Arch::Phi => "model.final_layernorm",
+            _ => "model.norm",
+        }
     }
 
     /// Gemma 2's soft caps `(attention scores, final logits)` ([`super::GemmaFeatures`]), each

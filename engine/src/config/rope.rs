@@ -368,12 +368,13 @@ pub(super) fn parse(
 
 /// The dimensions of each head RoPE rotates: `int(head_dim * partial_rotary_factor)` as
 /// transformers computes them (the factor read from the RoPE settings, else the config's top
-/// level; where neither has one, GlmConfig's and Glm4Config's 0.5 and 1 for the others; a null
-/// at the top level is 1, as GlmConfig's default then never reaches the RoPE settings). Only
-/// Phi-3's and GLM's attention apply a part; for the other architectures transformers'
-/// attention fails on the shorter tables, so a factor other than 1 is refused there. Errors: a
-/// factor outside (0, 1] (for GLM, a null in the RoPE settings, on which its RoPE fails), or
-/// an odd or zero width.
+/// level; where neither has one, GlmConfig's, Glm4Config's and PhiConfig's 0.5, StableLmConfig's
+/// 0.25 and 1 for the others; a null at the top level is 1 for GLM, as GlmConfig's default then
+/// never reaches the RoPE settings, and refused for StableLM and Phi, whose attention then
+/// fails). Only Phi-3's, Phi's, StableLM's and GLM's attention apply a part; for the other
+/// architectures transformers' attention fails on the shorter tables, so a factor other than 1
+/// is refused there. Errors: a factor outside (0, 1] (for GLM, StableLM and Phi, a null in the
+/// RoPE settings, on which their RoPE fails), or an odd or zero width.
 pub(super) fn rotary_dim(
     v: &Value,
     rope: Option<&Value>,
@@ -382,11 +383,22 @@ pub(super) fn rotary_dim(
     path: &Path,
 ) -> Result<usize> {
     let key = "partial_rotary_factor";
-    let default = serde_json::json!(if arch.is_glm() { 0.5 } else { 1.0 });
+    // The classes' defaults (StableLmConfig's and PhiConfig's `__post_init__`).
+    let (default, strict) = match arch {
+        a if a.is_glm() => (0.5, true),
+        super::Arch::Phi => (0.5, true),
+        super::Arch::StableLm => (0.25, true),
+        _ => (1.0, false),
+    };
+    let default = serde_json::json!(default);
     let x = match (rope.and_then(|r| r.get(key)), v.get(key)) {
-        // GLM's RoPE fails on a null of its own settings; the others read the top level then.
-        (Some(Value::Null), _) if arch.is_glm() => &Value::Null,
+        // GLM's, StableLM's and Phi's RoPE fail on a null (their attention multiplies by it);
+        // the others read the top level then.
+        (Some(Value::Null), _) if strict => &Value::Null,
         (Some(x), _) if !x.is_null() => x,
+        // StableLM's and Phi's attention index the RoPE settings for it, where a top-level
+        // null leaves none; GLM's then rotates whole heads.
+        (_, Some(Value::Null)) if strict && !arch.is_glm() => &Value::Null,
         // A top-level null: no factor reaches the RoPE settings, which then rotate whole heads.
         (_, Some(Value::Null)) => return Ok(head_dim),
         (_, Some(x)) => x,
@@ -404,10 +416,10 @@ pub(super) fn rotary_dim(
     if f == 1.0 {
         return Ok(head_dim);
     }
-    if !(arch == super::Arch::Phi3 || arch.is_glm()) {
+    if !(arch == super::Arch::Phi3 || strict) {
         return Err(Error::format(
             path,
-            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3 and GLM models only (1.0, the whole head, for the others)"),
+            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3, Phi, StableLM and GLM models only (1.0, the whole head, for the others)"),
         ));
     }
     let dim = (head_dim as f64 * f) as usize;

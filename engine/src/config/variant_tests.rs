@@ -140,7 +140,10 @@ fn ernie4_5_reads_as_transformers_ernie4_5config() {
     assert!(c.qkv_bias && c.o_bias && c.mlp_bias && !c.tie_word_embeddings);
     other["partial_rotary_factor"] = 0.5.into();
     let e = read(&other).unwrap_err().to_string();
-    assert!(e.contains("supported for Phi-3 and GLM models only"), "{e}");
+    assert!(
+        e.contains("supported for Phi-3, Phi, StableLM and GLM models only"),
+        "{e}"
+    );
 }
 
 /// Ministral as MinistralConfig reads it (checked against transformers 5.25): a window of 4096

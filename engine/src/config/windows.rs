@@ -31,7 +31,9 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Exaone
         | Arch::InternLM3
         | Arch::Helium
-        | Arch::Cohere => true,
+        | Arch::Cohere
+        | Arch::StableLm
+        | Arch::Phi => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3
@@ -42,14 +44,16 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Olmo3
         | Arch::Exaone4
         | Arch::Ministral
-        | Arch::Cohere2 => false,
+        | Arch::Cohere2
+        | Arch::Starcoder2 => false,
     }
 }
 
 /// Each layer's sliding window, as transformers reads the config: `layer_types`
 /// (`sliding_attention` / `full_attention`) when given; otherwise Qwen2's and Qwen3's
-/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's and Phi-3's
-/// `sliding_window` in every layer (Phi-3 reads no `layer_types`; Ministral's default 4096),
+/// `use_sliding_window` from layer `max_window_layers` on, or Mistral's, Phi-3's and StarCoder2's
+/// `sliding_window` in every layer (Phi-3 and StarCoder2 read no `layer_types`; Ministral's
+/// default 4096),
 /// or Gemma 3's in every layer
 /// but each `sliding_window_pattern`-th (default 6), or Gemma 2's in every other layer, or
 /// OLMo 3's in three layers of four, or EXAONE 4's in all but each
@@ -112,14 +116,16 @@ pub(super) fn attention_windows(
         _ => window,
     };
     let layer_types = v.get("layer_types").filter(|t| !t.is_null());
-    if let (Some(_), Arch::Phi3) = (layer_types, arch) {
-        // Phi3Model applies `sliding_window` to every layer whatever else the config says.
+    let every_layer = matches!(arch, Arch::Phi3 | Arch::Starcoder2);
+    if let (Some(_), true) = (layer_types, every_layer) {
+        // Phi3Model and Starcoder2Model apply `sliding_window` to every layer whatever else the
+        // config says.
         tracing::warn!(
-            "{}: layer_types is not read for Phi-3 models (transformers applies `sliding_window`, if set, in every layer)",
+            "{}: layer_types is not read for {arch:?} models (transformers applies `sliding_window`, if set, in every layer)",
             path.display()
         );
     }
-    if let Some(types) = layer_types.filter(|_| arch != Arch::Phi3) {
+    if let Some(types) = layer_types.filter(|_| !every_layer) {
         let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
             Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
         })?;
@@ -197,7 +203,7 @@ pub(super) fn attention_windows(
             sliding.iter().map(|&s| s.then_some(w)).collect()
         }
         // MinistralConfig's `layer_types` where none is given: every layer slides.
-        Arch::Mistral | Arch::Phi3 | Arch::Ministral => vec![window; layers],
+        Arch::Mistral | Arch::Phi3 | Arch::Ministral | Arch::Starcoder2 => vec![window; layers],
         Arch::SmolLM3 => smollm3_default.map(|s| window.filter(|_| s)).collect(),
         Arch::Qwen2 | Arch::Qwen3 => {
             let from = v

@@ -5,7 +5,7 @@
 /// computed as the equal `g * sigmoid(2 sqrt(2/pi) (g + 0.044715 g^3)) * up[i]` by the loop
 /// [`super::silu_mul::silu_mul`] runs (its vector `exp`).
 pub fn gelu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    super::silu_mul::gated::<true>(gate, up, out)
+    super::silu_mul::gated::<true>(gate, Some(up), out)
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 
 use std::cell::RefCell;
 
+use super::add_bias::add_bias;
 use super::amx;
 use super::linears::check_jobs;
-use super::matmul::add_bias;
 use super::matmul_amx::amx_tiles_packed;
 use super::CpuBackend;
 use crate::backend::{LinearJob, StepPlan};

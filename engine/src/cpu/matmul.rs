@@ -136,14 +136,8 @@ pub fn matmul(
         (Some(p), _) => gemm_packed(x, w, p, rows, out),
     }
     if let Some(b) = bias {
-        add_bias(&mut out[..rows * n], &b[..n]);
+        super::add_bias::add_bias(&mut out[..rows * n], &b[..n]);
     }
-}
-
-/// Adds `bias` to every row of `out` (rows of `bias.len()` values).
-pub(super) fn add_bias(out: &mut [f32], bias: &[f32]) {
-    out.chunks_mut(bias.len())
-        .for_each(|o| o.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
 }
 
 fn threads() -> gemm::Parallelism {

@@ -14,19 +14,28 @@ pub(super) const GELU_C: f32 = 0.044_715;
 
 /// `out[i] = gate[i] * sigmoid(gate[i]) * up[i]`.
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    gated::<false>(gate, up, out)
+    gated::<false>(gate, Some(up), out)
 }
 
+/// What an ungated activation ([`super::gelu::gelu`]) multiplies by: times 1 is exact.
+static ONES: [f32; CHUNK] = [1.0; CHUNK];
+
 /// `out[i] = g * sigmoid(z) * up[i]` with `g = gate[i]` and `z = g` (SiLU) or, with `GELU`,
-/// `z = GELU_K (g + GELU_C g^3)` (GELU's tanh approximation).
-pub(super) fn gated<const GELU: bool>(gate: &[f32], up: &[f32], out: &mut [f32]) {
+/// `z = GELU_K (g + GELU_C g^3)` (GELU's tanh approximation); `up` `None`: all ones (the
+/// activation alone).
+pub(super) fn gated<const GELU: bool>(gate: &[f32], up: Option<&[f32]>, out: &mut [f32]) {
     let n = out.len();
     assert!(
-        gate.len() >= n && up.len() >= n,
+        gate.len() >= n && up.is_none_or(|u| u.len() >= n),
         "gated activation: short inputs"
     );
     let run = |(i, o): (usize, &mut [f32])| {
-        let (g, u) = (&gate[i * CHUNK..][..o.len()], &up[i * CHUNK..][..o.len()]);
+        let g = &gate[i * CHUNK..][..o.len()];
+        // Each task's slice is at most CHUNK long.
+        let u = match up {
+            Some(up) => &up[i * CHUNK..][..o.len()],
+            None => &ONES[..o.len()],
+        };
         #[cfg(target_arch = "x86_64")]
         if super::avx512::available() {
             // SAFETY: AVX-512F and FMA checked; `g` and `u` are as long as `o`.

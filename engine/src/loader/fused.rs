@@ -1,5 +1,6 @@
 //! Linear modules as a model's files store them. Most architectures store each of this
-//! engine's seven modules alone; Phi-3 stacks q/k/v in one matrix (`self_attn.qkv_proj`) and
+//! engine's seven modules alone (StarCoder2 and Phi under names of their own, read as one
+//! "stack" of a single part); Phi-3 stacks q/k/v in one matrix (`self_attn.qkv_proj`) and
 //! gate/up in another (`mlp.gate_up_proj`), and its PEFT adapters adapt those. Loading splits
 //! them into row blocks, so the forward pass (and each backend) sees the same seven modules
 //! for every architecture: `y = W x` for a stacked `W` is the stacked products of its blocks,
@@ -66,11 +67,50 @@ const GLM: [StoredModule; 6] = [
     SINGLE[0], SINGLE[1], SINGLE[2], SINGLE[3], PHI3[2], SINGLE[6],
 ];
 
+/// StarCoder2 (transformers' Starcoder2MLP): an ungated feed-forward, `mlp.c_fc` (read as up)
+/// and `mlp.c_proj` (down).
+const STARCODER2: [StoredModule; 6] = [
+    SINGLE[0],
+    SINGLE[1],
+    SINGLE[2],
+    SINGLE[3],
+    StoredModule {
+        hf_path: "mlp.c_fc",
+        parts: &[LoraModule::Up],
+    },
+    StoredModule {
+        hf_path: "mlp.c_proj",
+        parts: &[LoraModule::Down],
+    },
+];
+
+/// Phi (transformers' PhiAttention and PhiMLP): o_proj is `self_attn.dense`, the ungated
+/// feed-forward `mlp.fc1` (up) and `mlp.fc2` (down).
+const PHI: [StoredModule; 6] = [
+    SINGLE[0],
+    SINGLE[1],
+    SINGLE[2],
+    StoredModule {
+        hf_path: "self_attn.dense",
+        parts: &[LoraModule::O],
+    },
+    StoredModule {
+        hf_path: "mlp.fc1",
+        parts: &[LoraModule::Up],
+    },
+    StoredModule {
+        hf_path: "mlp.fc2",
+        parts: &[LoraModule::Down],
+    },
+];
+
 /// The linear modules of `arch`'s decoder layers as its files store them, in forward order.
 pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     match arch {
         Arch::Phi3 => &PHI3,
         Arch::Glm | Arch::Glm4 => &GLM,
+        Arch::Starcoder2 => &STARCODER2,
+        Arch::Phi => &PHI,
         Arch::Llama
         | Arch::Mistral
         | Arch::Qwen2
@@ -90,8 +130,37 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::InternLM3
         | Arch::Helium
         | Arch::Cohere
-        | Arch::Cohere2 => &SINGLE,
+        | Arch::Cohere2
+        | Arch::StableLm => &SINGLE,
     }
+}
+
+/// How messages name a renamed module's tensors (`model.layers.0.mlp.c_fc.bias` for up_proj's)
+/// in a StarCoder2 or Phi checkpoint, which [`split_stacked`] reads under this engine's names;
+/// `None` for the other families.
+pub fn file_names(arch: Arch) -> Option<crate::tensor::FileNames> {
+    let of: fn(&str) -> Option<String> = match arch {
+        Arch::Starcoder2 => |n| stored_name(n, &STARCODER2),
+        Arch::Phi => |n| stored_name(n, &PHI),
+        _ => return None,
+    };
+    Some(crate::tensor::FileNames {
+        of,
+        gguf_order: false,
+    })
+}
+
+/// `name` (`model.layers.N.<engine path>.<suffix>`) under the stored name of the single-part
+/// module of `modules` that holds it, where that differs.
+fn stored_name(name: &str, modules: &[StoredModule]) -> Option<String> {
+    modules
+        .iter()
+        .filter(|m| m.parts.len() == 1 && m.hf_path != m.parts[0].hf_path())
+        .find_map(|m| {
+            let from = format!(".{}.", m.parts[0].hf_path());
+            name.contains(&from)
+                .then(|| name.replacen(&from, &format!(".{}.", m.hf_path), 1))
+        })
 }
 
 /// The modules a model file of `arch` may hold stacked, each with whether the stack is the
@@ -102,7 +171,7 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
 fn file_stacks(arch: Arch) -> impl Iterator<Item = (&'static StoredModule, bool)> {
     let glm_qkv = arch.is_glm().then_some((&PHI3[0], false));
     (stored_modules(arch).iter())
-        .filter(|m| m.parts.len() > 1)
+        .filter(|m| m.parts.len() > 1 || m.hf_path != m.parts[0].hf_path())
         .map(|m| (m, true))
         .chain(glm_qkv)
 }
@@ -132,12 +201,13 @@ pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
             if !w.split_rows(&name, Some(n_in), &parts)? && !w.contains(&parts[0].0) && usual {
                 let (what, shape) = w.described(&name, &[rows.iter().sum(), n_in]);
                 let parts: Vec<&str> = m.parts.iter().map(|p| p.peft_name()).collect();
+                let stacked = match parts.len() {
+                    1 => String::new(),
+                    _ => format!(": the rows of {} stacked", parts.join(", ")),
+                };
                 return Err(Error::format(
                     &w.origin,
-                    format!(
-                        "missing tensor {what} (expected shape {shape}: the rows of {} stacked)",
-                        parts.join(", ")
-                    ),
+                    format!("missing tensor {what} (expected shape {shape}{stacked})"),
                 ));
             }
         }

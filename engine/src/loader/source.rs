@@ -72,6 +72,9 @@ impl ModelFiles {
                 super::exaone::rename_checkpoint(&mut weights)?;
             }
             super::fused::split_stacked(&mut weights, &config)?;
+            if weights.file_names.is_none() {
+                weights.file_names = super::fused::file_names(config.arch);
+            }
             super::partial_rotary::reorder_heads(&mut weights, &config)?;
             super::gemma::prepare_hf(&mut weights, &config);
             let tokenizer = TextTokenizer::from_hf_dir(path)?;

@@ -1,11 +1,12 @@
 //! Building a [`Model`] from host weights: the embedding and output head (tied or not), each
 //! layer's linears and norms, and the RoPE tables.
 
-use super::{Layer, Linear, Model};
+use super::{Layer, Linear, Model, Norm};
 use crate::backend::Backend;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::rope_table;
+use crate::tensor::HostTensor;
 use crate::tensor::WeightMap;
 use crate::LoraModule;
 
@@ -25,7 +26,7 @@ impl<B: Backend> Model<B> {
         // A tied checkpoint may store the shared matrix under either name (transformers
         // loads both spellings); an untied one needs both.
         let (embed, lm_head) = match (embed_t, head_t, c.tie_word_embeddings) {
-            (Some(e), Some(hd), false) => (backend.upload_weight(&e)?, Some(backend.upload_weight(&hd)?)),
+            (Some(e), Some(hd), false) => (e, Some(hd)),
             (Some(e), head, true) => {
                 // transformers 4 ties such a file to the embedding (as here); transformers 5
                 // keeps the stored lm_head: say so where the two differ.
@@ -35,9 +36,9 @@ impl<B: Backend> Model<B> {
                         w.origin.display()
                     );
                 }
-                (backend.upload_weight(&e)?, None)
+                (e, None)
             }
-            (None, Some(hd), true) => (backend.upload_weight(&hd)?, None),
+            (None, Some(hd), true) => (hd, None),
             (None, Some(_), false) => {
                 return Err(Error::format(
                     &w.origin,
@@ -68,7 +69,13 @@ impl<B: Backend> Model<B> {
                 ))
             }
         };
-        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
+        let final_norm = c.final_norm_name();
+        let norm = backend.upload(&w.take(&format!("{final_norm}.weight"), &[h])?.values())?;
+        let logit_bias = logit_bias(c, &mut w, lm_head.as_ref().unwrap_or(&embed))?
+            .map(|b| backend.upload(&b))
+            .transpose()?;
+        let embed = backend.upload_weight(&embed)?;
+        let lm_head = lm_head.map(|t| backend.upload_weight(&t)).transpose()?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let p = format!("model.layers.{i}");
@@ -93,14 +100,17 @@ impl<B: Backend> Model<B> {
                 })
             };
             use LoraModule::*;
+            // An ungated feed-forward has no gate (Arch::gated_mlp).
             let linears = [
-                lin(Q, c.qkv_bias)?,
-                lin(K, c.qkv_bias)?,
-                lin(V, c.qkv_bias)?,
-                lin(O, c.o_bias)?,
-                lin(Gate, c.mlp_bias)?,
-                lin(Up, c.mlp_bias)?,
-                lin(Down, c.mlp_bias)?,
+                Some(lin(Q, c.qkv_bias)?),
+                Some(lin(K, c.qkv_bias)?),
+                Some(lin(V, c.qkv_bias)?),
+                Some(lin(O, c.o_bias)?),
+                c.has_module(Gate)
+                    .then(|| lin(Gate, c.mlp_bias))
+                    .transpose()?,
+                Some(lin(Up, c.mlp_bias)?),
+                Some(lin(Down, c.mlp_bias)?),
             ];
             let qk_norm = if c.qk_norm {
                 let mut norm = |m: &str, width: usize| -> Result<B::Buf> {
@@ -112,16 +122,31 @@ impl<B: Backend> Model<B> {
             } else {
                 None
             };
-            let mut norm = |name: &str| -> Result<B::Buf> {
-                backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())
+            // A LayerNorm's bias (Arch::norm_bias) beside its weight.
+            let mut norm = |name: &str| -> Result<Norm<B>> {
+                let weight =
+                    backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())?;
+                let bias = match c.arch.norm_bias() {
+                    true => {
+                        Some(backend.upload(&w.take(&format!("{p}.{name}.bias"), &[h])?.values())?)
+                    }
+                    false => None,
+                };
+                Ok(Norm { weight, bias })
             };
             // Gemma 2 and 3 and GLM-4 norm each sub-block's output too, OLMo 2 only its output.
             let names = c.norm_names();
             let post_norms = match c.post_norms() {
-                true => Some((norm(names.attn_out)?, norm(names.ffn_out)?)),
+                // No family has both yet: a bias here would have to be added too.
+                true if c.arch.norm_bias() => {
+                    return Err(Error::unsupported(
+                        "norms after each sub-block with LayerNorm biases",
+                    ))
+                }
+                true => Some((norm(names.attn_out)?.weight, norm(names.ffn_out)?.weight)),
                 false => None,
             };
-            // Cohere's feed-forward reads the attention's normed input.
+            // A parallel block's feed-forward reads the attention's normed input.
             let (attn_norm, ffn_norm) = match (c.pre_norms(), c.parallel_block()) {
                 (true, false) => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
                 (true, true) => (Some(norm(names.attn_in)?), None),
@@ -202,6 +227,7 @@ impl<B: Backend> Model<B> {
             lm_head,
             norm,
             layers,
+            logit_bias,
             rope,
             rope_local,
             rope_none,
@@ -210,4 +236,43 @@ impl<B: Backend> Model<B> {
             lora_id: crate::backend::unique_id(),
         })
     }
+}
+
+/// What the final norm's bias and the output head's (Phi's `lm_head.bias`) add to each row of
+/// logits, `lm_head_bias + head . final_norm_bias` (`[vocab]`, summed in f64), where the model
+/// has either: the head reads `norm(x) * w + b`, and `head . b` is the same for every row, so
+/// the backends' fused norm-and-head (`logits`) runs as for an RMSNorm and the row is added
+/// after it ([`crate::Backend::add_bias`]). `head`: the output head as stored (`[vocab,
+/// hidden]`).
+fn logit_bias(c: &ModelConfig, w: &mut WeightMap, head: &HostTensor) -> Result<Option<Vec<f32>>> {
+    let (h, v) = (c.hidden_size, c.vocab_size);
+    let norm_bias = match c.arch.norm_bias() {
+        true => Some(w.take(&format!("{}.bias", c.final_norm_name()), &[h])?),
+        false => None,
+    };
+    let head_bias = match c.arch == crate::config::Arch::Phi {
+        true => Some(w.take("lm_head.bias", &[v])?),
+        false => None,
+    };
+    if norm_bias.is_none() && head_bias.is_none() {
+        return Ok(None);
+    }
+    let rows = head.values();
+    let b = norm_bias.as_ref().map(|b| b.values());
+    let own = head_bias.as_ref().map(|b| b.values());
+    // vocab x hidden products (205 M for StableLM 2 1.6B): over the rows in parallel.
+    use rayon::prelude::*;
+    let out = (0..v)
+        .into_par_iter()
+        .map(|r| {
+            let from_norm = b.as_ref().map_or(0.0, |b| {
+                (rows[r * h..(r + 1) * h].iter().zip(b.iter()))
+                    .map(|(&x, &y)| x as f64 * y as f64)
+                    .sum::<f64>()
+            });
+            let own = own.as_ref().map_or(0.0, |o| o[r] as f64);
+            (own + from_norm) as f32
+        })
+        .collect();
+    Ok(Some(out))
 }

@@ -5,7 +5,7 @@ use dlp_engine::backend::ResidualSite;
 use dlp_engine::tensor::PackedKind;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
-/// NMSE bound for elementwise ops (embedding, rms_norm, center, rope, silu_mul, gelu_mul,
+/// NMSE bound for elementwise ops (embedding, rms_norm, center, add_bias, rope, silu_mul, gelu_mul, gelu,
 /// scale, softcap, add).
 pub const ELEMENTWISE_TOL: f64 = 1e-7;
 /// NMSE bound for reductions (matmul, attention, LoRA, logits).
@@ -56,6 +56,10 @@ pub enum Op {
     SiluMul { n: usize },
     /// `gelu_mul` of `n` values.
     GeluMul { n: usize },
+    /// `gelu` (ungated) of `n` values.
+    Gelu { n: usize },
+    /// `add_bias` of a `[dim]` bias to `rows` x `dim` in place.
+    AddBias { rows: usize, dim: usize },
     /// `scale` of `n` values in place.
     Scale { n: usize },
     /// `softcap` of `n` values (to +-20) in place, by `cap`: 3 saturates some of them; a large
@@ -292,6 +296,10 @@ pub fn cases() -> Vec<ParityCase> {
             e,
         ));
     }
+    for (rows, dim) in [(5, 19), (1, 4096), (70, 64)] {
+        let id = format!("add_bias(rows={rows},dim={dim})");
+        v.push(case(id, Op::AddBias { rows, dim }, e));
+    }
     // 8,200: past what a block of 1,024 threads keeps in registers on CUDA (8 values each).
     for (rows, dim) in [(5, 19), (1, 4096), (3, 1000), (70, 64), (2, 8200)] {
         v.push(case(
@@ -375,6 +383,7 @@ pub fn cases() -> Vec<ParityCase> {
         v.push(case(format!("silu_mul(n={n})"), Op::SiluMul { n }, e));
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));
         v.push(case(format!("gelu_mul(n={n})"), Op::GeluMul { n }, e));
+        v.push(case(format!("gelu(n={n})"), Op::Gelu { n }, e));
         v.push(case(format!("scale(n={n})"), Op::Scale { n }, e));
         for cap in [3.0, 1e6] {
             let id = format!("softcap(n={n},cap={cap})");

@@ -249,6 +249,19 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.gelu_mul(&gate, &up, *n, &mut out)?;
             vec![("out", b.download(&out, *n)?, None)]
         }
+        Op::Gelu { n } => {
+            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 8.0).collect();
+            let x = b.upload(&x)?;
+            let mut out = poisoned(b, *n)?;
+            b.gelu(&x, *n, &mut out)?;
+            vec![("out", b.download(&out, *n)?, None)]
+        }
+        Op::AddBias { rows, dim } => {
+            let mut x = b.upload(&g.vec(rows * dim))?;
+            let bias = b.upload(&g.vec(*dim))?;
+            b.add_bias(&mut x, &bias, *rows, *dim)?;
+            vec![("x", b.download(&x, rows * dim)?, None)]
+        }
         Op::Scale { n } => {
             let mut x = b.upload(&g.vec(*n))?;
             b.scale(&mut x, 33.941_124, *n)?;

@@ -547,6 +547,7 @@ impl GgufFile {
             gemma,
             granite,
             logit_scale: self.logit_scale(arch, a)?,
+            parallel_residual: arch.is_cohere(),
         }
         .validated(p)
     }

@@ -1,0 +1,92 @@
+//! The attention's head counts and width as each family's config class reads them: defaults,
+//! nulls, and the widths some attention modules fix.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::fields::Fields;
+use super::Arch;
+use crate::error::{Error, Result};
+
+/// `num_key_value_heads`: `default` where absent (`None`: every query head); a null is every
+/// head (the classes' `__post_init__`), but for GLM, whose attention divides by it and fails,
+/// and Helium, StableLM and StarCoder2, whose typed configs take no null.
+///
+/// # Errors
+/// A null where refused, or a value that is not a count.
+pub(super) fn kv_heads(
+    v: &Value,
+    arch: Arch,
+    num_heads: usize,
+    default: Option<usize>,
+    path: &Path,
+) -> Result<usize> {
+    let strict = arch.is_glm() || matches!(arch, Arch::Helium | Arch::StableLm | Arch::Starcoder2);
+    match v.get("num_key_value_heads") {
+        Some(Value::Null) if strict => Err(Error::format(
+            path,
+            "field `num_key_value_heads`: expected a positive integer (null is no count)",
+        )),
+        Some(Value::Null) => Ok(num_heads),
+        _ => Fields { v, path }.usize_or("num_key_value_heads", default.unwrap_or(num_heads)),
+    }
+}
+
+/// `head_dim`: `default` where absent (`None`: hidden_size / num_attention_heads), each family's
+/// null rule; Helium's heads must fill hidden_size (its o_proj is hidden x hidden), and
+/// StableLM's width is hidden_size / num_attention_heads whatever the config says
+/// (StableLmAttention reads no `head_dim`; its rotary embedding would, so a different one is
+/// refused).
+///
+/// # Errors
+/// A null or absent width where the family's attention fails on it, a value that is not a
+/// count, or widths that do not fit together as above.
+pub(super) fn head_dim(
+    v: &Value,
+    arch: Arch,
+    hidden_size: usize,
+    num_heads: usize,
+    default: Option<usize>,
+    path: &Path,
+) -> Result<usize> {
+    let f = Fields { v, path };
+    let head_dim = match v.get("head_dim") {
+        // Qwen3Config's default (its models' heads are wider than hidden / heads), null too.
+        Some(Value::Null) if arch == Arch::Qwen3 => 128,
+        // MinistralAttention takes MinistralConfig's null default as the width and fails.
+        Some(Value::Null) | None if arch == Arch::Ministral => {
+            return Err(Error::format(
+                path,
+                "field `head_dim`: expected a positive integer (MinistralConfig has no default width)",
+            ))
+        }
+        // GlmAttention, Glm4Attention and CohereAttention take a null as the width and
+        // fail; HeliumConfig takes none.
+        Some(Value::Null) if arch.is_glm() || arch.is_cohere() || arch == Arch::Helium => {
+            return Err(Error::format(
+                path,
+                "field `head_dim`: expected a positive integer (the default is 128; null is no width)",
+            ))
+        }
+        // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default, null too.
+        Some(Value::Null) if arch.is_gemma() => 256,
+        None => default.unwrap_or(hidden_size / num_heads),
+        Some(Value::Null) => hidden_size / num_heads,
+        Some(_) => f.usize("head_dim")?,
+    };
+    // HeliumAttention's o_proj is hidden x hidden.
+    if arch == Arch::Helium && num_heads * head_dim != hidden_size {
+        return Err(Error::format(
+            path,
+            format!("Helium's o_proj is hidden_size x hidden_size, so num_attention_heads {num_heads} x head_dim {head_dim} must be hidden_size {hidden_size}"),
+        ));
+    }
+    if arch == Arch::StableLm && head_dim != hidden_size / num_heads {
+        return Err(Error::format(
+            path,
+            format!("field `head_dim` = {head_dim}: StableLM's attention heads are hidden_size / num_attention_heads = {} wide (StableLmAttention reads no head_dim)", hidden_size / num_heads),
+        ));
+    }
+    Ok(head_dim)
+}

@@ -1,0 +1,82 @@
+//! What the configs of the LayerNorm-with-bias families add to the Llama reading
+//! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`): their bias keys, the parallel block,
+//! and the per-head query/key LayerNorms that are refused.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::fields::Fields;
+use super::{Activation, Arch};
+use crate::error::{Error, Result};
+
+/// `(q/k/v, o_proj, feed-forward)` biases of StableLM (`use_qkv_bias`, default false; its
+/// o_proj and MLP have none), StarCoder2 (`use_bias`, default true, on every projection) and
+/// Phi (always, every projection); `None` for the other families (read as Llama's).
+///
+/// # Errors
+/// A key that is not true or false.
+pub(super) fn biases(v: &Value, arch: Arch, path: &Path) -> Result<Option<(bool, bool, bool)>> {
+    let f = Fields { v, path };
+    Ok(match arch {
+        Arch::StableLm => Some((f.bool_or("use_qkv_bias", false)?, false, false)),
+        Arch::Starcoder2 => {
+            let b = f.bool_or("use_bias", true)?;
+            Some((b, b, b))
+        }
+        Arch::Phi => Some((true, true, true)),
+        _ => None,
+    })
+}
+
+/// StarCoder2's and Phi's ungated feed-forward activation (`hidden_act`, default
+/// `gelu_pytorch_tanh` and `gelu_new`): GELU's tanh approximation under any of its three names
+/// (transformers' PytorchGELUTanh, NewGELUActivation, FastGELUActivation); `None` for the
+/// other families.
+///
+/// # Errors
+/// Another activation (exact GELU among them), or a value that is not a string.
+pub(super) fn ungated_activation(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activation>> {
+    let default = match arch {
+        Arch::Starcoder2 => "gelu_pytorch_tanh",
+        Arch::Phi => "gelu_new",
+        _ => return Ok(None),
+    };
+    match (Fields { v, path }).str_or("hidden_act", default)?.as_str() {
+        "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Some(Activation::GeluTanh)),
+        other => Err(Error::unsupported(format!(
+            "{}: hidden_act `{other}` (supported for this family: GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
+            path.display()
+        ))),
+    }
+}
+
+/// `qk_layernorm` refused on StableLM and Phi (LayerNorms of each head's query and key, whose
+/// weights differ per head in StableLM 2 12B: not supported).
+///
+/// # Errors
+/// `qk_layernorm` true, or a value that is not true or false.
+pub(super) fn refuse_qk_layernorm(v: &Value, arch: Arch, path: &Path) -> Result<()> {
+    let f = Fields { v, path };
+    if matches!(arch, Arch::StableLm | Arch::Phi) && f.bool_or("qk_layernorm", false)? {
+        return Err(Error::unsupported(format!(
+            "{}: `qk_layernorm` (LayerNorms of each head's query and key) is not supported",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether attention and the feed-forward sit side by side ([`super::ModelConfig::parallel_residual`]):
+/// always for Cohere and Phi, with `use_parallel_residual` (default false) for StableLM.
+///
+/// # Errors
+/// A key that is not true or false.
+pub(super) fn parallel_residual(v: &Value, arch: Arch, path: &Path) -> Result<bool> {
+    let f = Fields { v, path };
+    Ok(match arch {
+        Arch::StableLm => f.bool_or("use_parallel_residual", false)?,
+        Arch::Phi => true,
+        _ => arch.is_cohere(),
+    })
+}
