@@ -74,6 +74,9 @@ for l in sys.stdin:
   # they travel in .gpu), and a tokenizer for the random models.
   mkdir -p "$G/gpu" && cp "$fx/../gpu/make_model.py" "$fx/../gpu/peer_gpu.py" "$G/gpu/"
   cp -r --no-preserve=mode "$fx/smollm2/tokenizer" "$G/tokenizer"
+  # Its tokenizer.json (3.4 MB) travels compressed (0.45 MB); the run unpacks it
+  # (scripts/gpu_check.py, `tokenizer_dir`).
+  xz -T0 -6 "$G/tokenizer/tokenizer.json"
   chmod -R u+w "$G/fixtures" "$G/gpu"
   # Symbols stay (panics' backtraces name their functions); debug info goes.
   for b in "$G"/bin/*; do
