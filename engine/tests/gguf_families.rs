@@ -15,95 +15,15 @@
 //! stacked or not; logits: `tiny_glm_chatglm_gguf`. `ernie4_5`: whole heads in
 //! adjacent pairs; logits: `tiny_ernie4_5_gguf`.
 
+#[path = "gguf/family_files.rs"]
+mod family_files;
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
 mod writer;
 
 use dlp_engine::config::ModelConfig;
-use dlp_engine::loader::gguf::GgufFile;
-use writer::{Tensor, Writer, M};
-
-/// An `arch` (`gemma2`, `gemma3`, `granite`, `smollm3`, `olmo2`) file's metadata with `extra`
-/// keys (and, for `gemma3` and `olmo2`, a layer-0 query norm).
-fn gguf(
-    arch: &'static str,
-    layers: u32,
-    hidden: u32,
-    heads: u32,
-    head_dim: u32,
-    extra: Vec<(&str, M)>,
-) -> Vec<u8> {
-    gguf_with(arch, layers, hidden, heads, head_dim, extra, vec![])
-}
-
-/// [`gguf`] with `more` tensors.
-fn gguf_with(
-    arch: &'static str,
-    layers: u32,
-    hidden: u32,
-    heads: u32,
-    head_dim: u32,
-    extra: Vec<(&str, M)>,
-    more: Vec<Tensor>,
-) -> Vec<u8> {
-    let key = |k: &str| format!("{arch}.{k}");
-    let mut kv = vec![
-        ("general.architecture".to_string(), M::Str(arch)),
-        (key("context_length"), M::U32(4096)),
-        (key("embedding_length"), M::U32(hidden)),
-        (key("feed_forward_length"), M::U32(64)),
-        (key("block_count"), M::U32(layers)),
-        (key("attention.head_count"), M::U32(heads)),
-        (key("attention.head_count_kv"), M::U32(1)),
-        (key("attention.key_length"), M::U32(head_dim)),
-        (key("attention.layer_norm_rms_epsilon"), M::F32(1e-6)),
-        (key("vocab_size"), M::U32(64)),
-        (key("rope.freq_base"), M::F32(1e6)),
-    ];
-    // An `extra` key replaces the default of that name.
-    let extra: Vec<(String, M)> = (extra.into_iter())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    kv.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
-    kv.extend(extra);
-    let norm = Tensor {
-        name: "blk.0.attn_q_norm.weight".into(),
-        dims: vec![head_dim as u64],
-        ty: 0,
-        data: vec![0; 4 * head_dim as usize],
-    };
-    let mut tensors = match arch {
-        "gemma3" | "olmo2" | "exaone4" => vec![norm],
-        _ => vec![],
-    };
-    tensors.extend(more);
-    Writer {
-        version: 3,
-        kv,
-        tensors,
-    }
-    .bytes()
-}
-
-fn read(name: &str, bytes: &[u8]) -> dlp_engine::Result<ModelConfig> {
-    // A folder per call: tests run in parallel, and two that named their files alike (`s.gguf`
-    // for smollm3 and seed_oss) had read each other's.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("dlp-gguf-families-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    let config = GgufFile::open(&p).and_then(|g| g.config());
-    let _ = std::fs::remove_dir_all(&dir);
-    config
-}
-
-/// Asserts that reading `bytes` (as file `name`) fails with a message containing `want`.
-fn refused(name: &str, bytes: &[u8], want: &str) {
-    let e = read(name, bytes).unwrap_err().to_string();
-    assert!(e.contains(want), "{e}");
-}
+use family_files::{gguf, gguf_with, read, refused};
+use writer::{Tensor, M};
 
 /// Layers attending to everything (no window).
 fn full_layers(c: &ModelConfig) -> Vec<usize> {
@@ -491,7 +411,7 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     refused(
         "lp.gguf",
         &gguf("llama", 2, 64, 4, 16, llama),
-        "an even part is read for phi3, chatglm and glm4 files only",
+        "an even part is read for phi3, phi2, stablelm, chatglm and glm4 files only",
     );
     // `ernie4_5`: NORM RoPE over whole heads (llama.cpp asserts n_rot = head_dim).
     let c = read("e.gguf", &gguf("ernie4_5", 2, 64, 4, 16, vec![])).unwrap();

@@ -449,7 +449,9 @@ macro_rules! cohere_fixture_tests {
 /// of each head, q/k/v biases, untied), `tiny_stablelm_par` (its `use_parallel_residual`, tied),
 /// `tiny_starcoder2` (an ungated GELU feed-forward as `c_fc`/`c_proj`, biases everywhere, a
 /// window, tied), `tiny_phi` (Phi-2: parallel blocks, an ungated `fc1`/`fc2`, RoPE on half of
-/// each head, `dense` for o_proj, `final_layernorm`, a head bias), each calling
+/// each head, `dense` for o_proj, `final_layernorm`, a head bias), and llama.cpp's files of the
+/// three (`tiny_phi_gguf`: `phi2`, q/k/v stacked in `attn_qkv`; `tiny_stablelm_gguf`;
+/// `tiny_starcoder2_gguf`: no window; each with layer 0 in Q8_0), each calling
 /// `$run("<fixture folder>")`. They need the `add_bias` and `gelu` ops.
 #[macro_export]
 macro_rules! norm_bias_fixture_tests {
@@ -469,6 +471,18 @@ macro_rules! norm_bias_fixture_tests {
         #[test]
         fn tiny_phi() {
             $run("tiny-phi");
+        }
+        #[test]
+        fn tiny_phi_gguf() {
+            $run("tiny-phi-gguf");
+        }
+        #[test]
+        fn tiny_stablelm_gguf() {
+            $run("tiny-stablelm-gguf");
+        }
+        #[test]
+        fn tiny_starcoder2_gguf() {
+            $run("tiny-starcoder2-gguf");
         }
     };
 }

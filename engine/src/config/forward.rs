@@ -138,15 +138,6 @@ impl ModelConfig {
         m != crate::LoraModule::Gate || self.arch.gated_mlp()
     }
 
-    /// The final norm's name (`<name>.weight`, `<name>.bias`): Phi's `model.final_layernorm`,
-    /// else `model.norm`.
-    pub fn final_norm_name(&self) -> &'static str {
-        match self.arch {
-            super::Arch::Phi => "model.final_layernorm",
-            _ => "model.norm",
-        }
-    }
-
     /// Gemma 2's soft caps `(attention scores, final logits)` ([`super::GemmaFeatures`]), each
     /// `None` where the model has none.
     pub fn softcaps(&self) -> (Option<f32>, Option<f32>) {

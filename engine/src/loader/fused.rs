@@ -135,13 +135,44 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     }
 }
 
+/// Phi's final norm as stored (`model.final_layernorm`), read as `model.norm`.
+const PHI_FINAL_NORM: &str = "model.final_layernorm.";
+
+/// Renames a Phi checkpoint's `model.final_layernorm.{weight,bias}` to `model.norm.*`, the name
+/// the model (and a `phi2` GGUF's `output_norm`) reads; nothing for the other families.
+///
+/// # Errors
+/// A tensor present under both names (which one to read is not for the loader to guess).
+pub fn rename_final_norm(w: &mut WeightMap, arch: Arch) -> Result<()> {
+    if arch != Arch::Phi {
+        return Ok(());
+    }
+    for suffix in ["weight", "bias"] {
+        let (from, to) = (
+            format!("{PHI_FINAL_NORM}{suffix}"),
+            format!("model.norm.{suffix}"),
+        );
+        if w.contains(&from) && w.contains(&to) {
+            return Err(Error::format(
+                &w.origin,
+                format!("tensors `{from}` and `{to}` are one tensor (Phi's final norm) under two names; keep one"),
+            ));
+        }
+        w.rename(&from, to);
+    }
+    Ok(())
+}
+
 /// How messages name a renamed module's tensors (`model.layers.0.mlp.c_fc.bias` for up_proj's)
-/// in a StarCoder2 or Phi checkpoint, which [`split_stacked`] reads under this engine's names;
-/// `None` for the other families.
+/// and Phi's final norm in a StarCoder2 or Phi checkpoint, which [`split_stacked`] and
+/// [`rename_final_norm`] read under this engine's names; `None` for the other families.
 pub fn file_names(arch: Arch) -> Option<crate::tensor::FileNames> {
     let of: fn(&str) -> Option<String> = match arch {
         Arch::Starcoder2 => |n| stored_name(n, &STARCODER2),
-        Arch::Phi => |n| stored_name(n, &PHI),
+        Arch::Phi => |n| match n.strip_prefix("model.norm.") {
+            Some(suffix) => Some(format!("{PHI_FINAL_NORM}{suffix}")),
+            None => stored_name(n, &PHI),
+        },
         _ => return None,
     };
     Some(crate::tensor::FileNames {
@@ -165,11 +196,12 @@ fn stored_name(name: &str, modules: &[StoredModule]) -> Option<String> {
 
 /// The modules a model file of `arch` may hold stacked, each with whether the stack is the
 /// form the family's checkpoints take (a layer with neither it nor its parts is then refused
-/// naming it): those of [`stored_modules`], and GLM's q/k/v, which llama.cpp's `chatglm`
-/// files (from THUDM's checkpoints) may stack in `attn_qkv` (its `glm4` loader reads them so
-/// too) where transformers' GLM models and their adapters keep them apart.
+/// naming it): those of [`stored_modules`], and GLM's and Phi's q/k/v, which llama.cpp's
+/// `chatglm` files (from THUDM's checkpoints) and `phi2` files (converted from Phi-2's first
+/// checkpoints, `Wqkv`) may stack in `attn_qkv` (its `glm4` loader reads them so too) where
+/// transformers' models and their adapters keep them apart.
 fn file_stacks(arch: Arch) -> impl Iterator<Item = (&'static StoredModule, bool)> {
-    let glm_qkv = arch.is_glm().then_some((&PHI3[0], false));
+    let glm_qkv = (arch.is_glm() || arch == Arch::Phi).then_some((&PHI3[0], false));
     (stored_modules(arch).iter())
         .filter(|m| m.parts.len() > 1 || m.hf_path != m.parts[0].hf_path())
         .map(|m| (m, true))

@@ -72,6 +72,7 @@ impl ModelFiles {
                 super::exaone::rename_checkpoint(&mut weights)?;
             }
             super::fused::split_stacked(&mut weights, &config)?;
+            super::fused::rename_final_norm(&mut weights, config.arch)?;
             if weights.file_names.is_none() {
                 weights.file_names = super::fused::file_names(config.arch);
             }

@@ -69,8 +69,7 @@ impl<B: Backend> Model<B> {
                 ))
             }
         };
-        let final_norm = c.final_norm_name();
-        let norm = backend.upload(&w.take(&format!("{final_norm}.weight"), &[h])?.values())?;
+        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
         let logit_bias = logit_bias(c, &mut w, lm_head.as_ref().unwrap_or(&embed))?
             .map(|b| backend.upload(&b))
             .transpose()?;
@@ -247,7 +246,7 @@ impl<B: Backend> Model<B> {
 fn logit_bias(c: &ModelConfig, w: &mut WeightMap, head: &HostTensor) -> Result<Option<Vec<f32>>> {
     let (h, v) = (c.hidden_size, c.vocab_size);
     let norm_bias = match c.arch.norm_bias() {
-        true => Some(w.take(&format!("{}.bias", c.final_norm_name()), &[h])?),
+        true => Some(w.take("model.norm.bias", &[h])?),
         false => None,
     };
     let head_bias = match c.arch == crate::config::Arch::Phi {

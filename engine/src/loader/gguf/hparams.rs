@@ -1,5 +1,7 @@
-//! [`ModelConfig`] from a GGUF file's `<arch>.*` (llama, qwen2, qwen3, phi3, gemma, gemma2,
-//! gemma3, granite, smollm3, olmo2) and `tokenizer.ggml.*` metadata.
+//! [`ModelConfig`] from a GGUF file's `<arch>.*` (the architectures [`GgufFile`]'s `arch`
+//! names: llama, qwen2, qwen3, phi3, gemma*, granite, smollm3, olmo2, exaone*, seed_oss, chatglm,
+//! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2) and `tokenizer.ggml.*`
+//! metadata.
 
 mod families;
 
@@ -101,6 +103,10 @@ impl GgufFile {
             // Command R and Aya (`CohereForCausalLM`), Command R7B (`Cohere2ForCausalLM`).
             Some("command-r") => Ok((Arch::Cohere, "command-r")),
             Some("cohere2") => Ok((Arch::Cohere2, "cohere2")),
+            Some("stablelm") => Ok((Arch::StableLm, "stablelm")),
+            Some("starcoder2") => Ok((Arch::Starcoder2, "starcoder2")),
+            // Phi-1.5 and Phi-2 (`PhiForCausalLM`).
+            Some("phi2") => Ok((Arch::Phi, "phi2")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -113,7 +119,7 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\" or \"cohere2\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\" or \"phi2\""
                     ),
                 ))
             }
@@ -381,8 +387,9 @@ impl GgufFile {
         let key_length = self.meta_u64(&key("attention.key_length"))?;
         let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
-        // architectures only Phi-3 (Phi-4-mini) and GLM (half) have fewer than the head's.
-        let partial = arch == Arch::Phi3 || arch.is_glm();
+        // architectures only Phi-3 (Phi-4-mini), GLM (half), StableLM (a quarter) and Phi-2
+        // have fewer than the head's.
+        let partial = matches!(arch, Arch::Phi3 | Arch::StableLm | Arch::Phi) || arch.is_glm();
         let rotary_dim = match self.meta_u64(&key("rope.dimension_count"))? {
             None => head_dim,
             Some(rot) if rot as usize == head_dim => head_dim,
@@ -409,7 +416,7 @@ impl GgufFile {
             }
             Some(rot) => {
                 return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3, chatglm and glm4 files only)",
+                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3, phi2, stablelm, chatglm and glm4 files only)",
                     p.display()
                 )));
             }
@@ -540,14 +547,19 @@ impl GgufFile {
             local_rope_theta,
             attention_window,
             rope_layers,
-            activation: match gemma {
-                Some(_) => Activation::GeluTanh,
-                None => Activation::Silu,
+            // StarCoder2's and Phi-2's ungated feed-forwards: GELU's tanh form, as llama.cpp's.
+            activation: match (&gemma, arch.gated_mlp()) {
+                (Some(_), _) | (None, false) => Activation::GeluTanh,
+                (None, true) => Activation::Silu,
             },
             gemma,
             granite,
             logit_scale: self.logit_scale(arch, a)?,
-            parallel_residual: arch.is_cohere(),
+            // llama.cpp's `stablelm` runs the parallel block where a layer has no `ffn_norm`.
+            parallel_residual: match arch {
+                Arch::StableLm => self.tensor("blk.0.ffn_norm.weight").is_none(),
+                _ => arch.is_cohere() || arch == Arch::Phi,
+            },
         }
         .validated(p)
     }

@@ -28,10 +28,13 @@ const LAYER: [(&str, &str); 16] = [
 ];
 
 /// Whole-model tensors: (GGUF, HF).
-const GLOBAL: [(&str, &str); 3] = [
+const GLOBAL: [(&str, &str); 5] = [
     ("token_embd.weight", "model.embed_tokens.weight"),
     ("output_norm.weight", "model.norm.weight"),
     ("output.weight", "lm_head.weight"),
+    // The LayerNorm families' (`phi2`, `stablelm`, `starcoder2`).
+    ("output_norm.bias", "model.norm.bias"),
+    ("output.bias", "lm_head.bias"),
 ];
 
 /// HF name of a GGUF tensor, or `None` for tensors the model does not use (e.g. `rope_freqs`).

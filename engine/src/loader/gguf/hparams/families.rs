@@ -252,7 +252,7 @@ impl GgufFile {
     /// `attention.layer_norm_epsilon` (its norms are LayerNorms), each required as llama.cpp
     /// requires it.
     pub(super) fn norm_eps(&self, arch: Arch, a: &str) -> Result<f32> {
-        let key = match arch.is_cohere() {
+        let key = match arch.is_cohere() || arch.norm_bias() {
             true => format!("{a}.attention.layer_norm_epsilon"),
             false => format!("{a}.attention.layer_norm_rms_epsilon"),
         };
