@@ -59,13 +59,11 @@ pub struct BenchArgs {
     /// Rank of the synthetic adapters.
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
-    /// Modules the synthetic adapters target (PEFT names; on Phi-3, qkv_proj and gate_up_proj name
-    /// the modules they stack; StarCoder2's c_fc/c_proj and Phi's dense/fc1/fc2 the modules they
-    /// are; gate_proj is left out on a model without one).
-    #[arg(
-        long,
-        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    )]
+    /// Modules the synthetic adapters target, by PEFT name: as the model's files name them (Phi-3's
+    /// qkv_proj and gate_up_proj, the modules they stack; StarCoder2's c_fc/c_proj, Phi's
+    /// dense/fc1/fc2) or as Llama's (up_proj is StarCoder2's c_fc and Phi's fc1). The default's
+    /// gate_proj is left out on a model without one.
+    #[arg(long, default_value = crate::bench_targets::DEFAULT)]
     pub targets: String,
     /// A trained router (its labels = the adapter names) for the router-chosen and
     /// token-level scenarios; without one, a randomly initialised router of the paper's size
@@ -261,21 +259,7 @@ impl WithBackend for &BenchArgs {
         let synthetic = args
             .synthetic_adapters
             .unwrap_or(if args.model.adapters.is_empty() { 8 } else { 0 });
-        // A stacked module (Phi-3's qkv_proj, Phi-3's and GLM's gate_up_proj) names the modules
-        // it holds.
-        let stored = dlp_engine::loader::fused::stored_modules(loaded.model.config.arch);
-        let mut targets: Vec<LoraModule> = Vec::new();
-        for t in args.targets.split(',').map(str::trim) {
-            match (LoraModule::from_peft_name(t), stored.iter().find(|m| m.peft_name() == t)) {
-                (Some(m), _) => targets.push(m),
-                (None, Some(s)) => targets.extend(s.parts),
-                (None, None) => bail!("--targets: unknown module `{t}` (PEFT names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; Phi-3's qkv_proj, Phi-3's and GLM's gate_up_proj; StarCoder2's c_fc, c_proj; Phi's dense, fc1, fc2)"),
-            }
-        }
-        targets.sort();
-        targets.dedup();
-        // An ungated feed-forward has no gate_proj (the default list names it).
-        targets.retain(|&m| loaded.model.config.has_module(m));
+        let targets = crate::bench_targets::parse(&args.targets, &loaded.model.config)?;
         let path = args.model.model_path()?;
         let cfg = loaded.model.config.clone();
         let specs = args.model.adapter_specs()?;

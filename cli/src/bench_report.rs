@@ -274,8 +274,12 @@ impl Report {
     /// The table on stdout; an error where stdout cannot be written.
     pub fn print(&self) -> anyhow::Result<()> {
         outln!(
-            "dlp-run bench: {} on {} (weights: {}), {} adapters (rank {}), prompt {} tokens, {} new tokens ({}), {} rounds, {} threads",
-            self.model, self.backend, self.weights, self.adapters, self.rank, self.prompt_tokens,
+            "dlp-run bench: {} on {} (weights: {}), {} adapter{} (rank {}{}), prompt {} tokens, {} new tokens ({}), {} rounds, {} threads",
+            self.model, self.backend, self.weights, self.adapters,
+            if self.adapters == 1 { "" } else { "s" },
+            // The largest, where the adapters' ranks differ (loaded ones beside synthetic).
+            if self.adapters > 1 { "up to " } else { "" },
+            self.rank, self.prompt_tokens,
             self.new_tokens, self.sampling, self.rounds, self.threads
         );
         if let Some(k) = &self.kernels {

@@ -365,13 +365,17 @@ fn config_text(c: &ModelConfig) -> String {
             c.logit_scale.map_or("1".into(), |s| s.to_string())
         ),
         (true, false) => {
-            let block = match c.parallel_block() {
-                true => "attention and the feed-forward side by side on one normed input",
-                false => "attention, then the feed-forward",
+            let block = match (c.parallel_block(), c.arch.parallel_norms()) {
+                (true, false) => "attention and the feed-forward side by side on one normed input",
+                (true, true) => "attention and the feed-forward side by side, each on its own norm of one input",
+                (false, _) => "attention, then the feed-forward",
             };
-            let mlp = match c.arch.gated_mlp() {
-                true => "gated feed-forward",
-                false => "ungated GELU feed-forward (up, gelu, down)",
+            let mlp = match (c.arch.gated_mlp(), c.activation) {
+                (true, _) => "gated feed-forward",
+                (false, dlp_engine::config::Activation::GeluErf) => {
+                    "ungated feed-forward (up, exact GELU, down)"
+                }
+                (false, _) => "ungated feed-forward (up, GELU's tanh form, down)",
             };
             let head = match c.arch == dlp_engine::config::Arch::Phi {
                 true => "; a bias on the output head",

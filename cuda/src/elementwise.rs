@@ -148,23 +148,25 @@ impl CudaBackend {
         self.go("add", a, grid_1d(n))
     }
 
-    /// `gelu` ([`dlp_engine::Backend::gelu`]): `out[i] = gelu(x[i])`, as `gelu_mul` computes
-    /// it.
-    pub(crate) fn gelu_impl(
+    /// `out[i] = f(x[i])` for `n` values by kernel `f` (`op`: `gelu`, as `gelu_mul` computes
+    /// it, or `gelu_erf`; parameters `(x, n, out)`).
+    pub(crate) fn unary_impl(
         &self,
+        op: &'static str,
+        f: &CudaFunction,
         x: &CudaSlice<f32>,
         n: usize,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check_len("gelu", "x", x.len(), n)?;
-        check_len("gelu", "out", out.len(), n)?;
+        check_len(op, "x", x.len(), n)?;
+        check_len(op, "out", out.len(), n)?;
         if n == 0 {
             return Ok(());
         }
-        let nn = int("gelu", n)?;
-        let mut a = self.args(&self.k.gelu);
+        let nn = int(op, n)?;
+        let mut a = self.args(f);
         a.arg(x).arg(&nn).arg(out);
-        self.go("gelu", a, grid_1d(n))
+        self.go(op, a, grid_1d(n))
     }
 
     /// `add_bias` ([`dlp_engine::Backend::add_bias`]): `x[r, :] += bias` over `rows * dim`

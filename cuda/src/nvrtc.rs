@@ -48,7 +48,7 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/sample.cu")
 );
 
-/// `gelu.cu` beside `gelu_mul.cu`: one module (one compile fewer at start).
+/// `gelu.cu` (`gelu`, `gelu_erf`) beside `gelu_mul.cu`: one module (one compile fewer at start).
 const GELU_SRC: &str = concat!(
     include_str!("../kernels/gelu_mul.cu"),
     "\n",

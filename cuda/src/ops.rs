@@ -476,8 +476,12 @@ impl Backend for CudaBackend {
         self.add_impl(dst, src, n)
     }
 
-    fn gelu(&self, x: &CudaSlice<f32>, n: usize, out: &mut CudaSlice<f32>) -> Result<()> {
-        self.gelu_impl(x, n, out)
+    fn gelu(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
+        self.unary_impl("gelu", &self.k.gelu, x, n, out)
+    }
+
+    fn gelu_erf(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
+        self.unary_impl("gelu_erf", &self.k.gelu_erf, x, n, out)
     }
 
     fn add_bias(&self, x: &mut Slice, bias: &Slice, rows: usize, dim: usize) -> Result<()> {

@@ -105,8 +105,9 @@ fn gelu_mul_and_scale_match_the_cpu() {
     assert!(x.iter().zip(&up).all(|(x, u)| *x == u * s));
 }
 
-/// `gelu` (StarCoder2's and Phi-2's ungated activation; not yet run on a GPU) computes what
-/// the CPU reference computes, within `gelu_mul`'s bound, past one launch's threads.
+/// `gelu` (StarCoder2's and Phi-2's ungated activation) and `gelu_erf` (GPT-NeoX's; neither yet
+/// run on a GPU) compute what the CPU reference computes, within `gelu_mul`'s bound, past one
+/// launch's threads.
 #[test]
 fn gelu_matches_the_cpu() {
     let x: Vec<f32> = (0..5000)
@@ -114,17 +115,23 @@ fn gelu_matches_the_cpu() {
         .chain([f32::NAN, 0.0, -0.0, 1e30, -1e30])
         .collect();
     let n = x.len();
-    let mut want = vec![0.0f32; n];
     let cpu = dlp_engine::cpu::CpuBackend::new();
-    dlp_engine::Backend::gelu(&cpu, &x, n, &mut want).unwrap();
     let m = module("gelu_mul", &[], Order::FORWARD).unwrap();
-    let (mut g, mut out) = (x.clone(), vec![f32::NAN; n]);
-    let (pg, po, nn) = (dev(&mut g), dev(&mut out), n as i32);
-    m.launch("gelu", (3, 1, 1), 256, 0, &[arg(&pg), arg(&nn), arg(&po)])
+    for op in ["gelu", "gelu_erf"] {
+        let mut want = vec![0.0f32; n];
+        match op {
+            "gelu" => dlp_engine::Backend::gelu(&cpu, &x, n, &mut want),
+            _ => dlp_engine::Backend::gelu_erf(&cpu, &x, n, &mut want),
+        }
         .unwrap();
-    for (i, (o, w)) in out.iter().zip(&want).enumerate() {
-        let close = (o - w).abs() <= 4e-6 * w.abs().max(1e-3) || (o.is_nan() && w.is_nan());
-        assert!(close, "gelu({}): kernel {o}, CPU {w}", x[i]);
+        let (mut g, mut out) = (x.clone(), vec![f32::NAN; n]);
+        let (pg, po, nn) = (dev(&mut g), dev(&mut out), n as i32);
+        m.launch(op, (3, 1, 1), 256, 0, &[arg(&pg), arg(&nn), arg(&po)])
+            .unwrap();
+        for (i, (o, w)) in out.iter().zip(&want).enumerate() {
+            let close = (o - w).abs() <= 4e-6 * w.abs().max(1e-3) || (o.is_nan() && w.is_nan());
+            assert!(close, "{op}({}): kernel {o}, CPU {w}", x[i]);
+        }
     }
 }
 

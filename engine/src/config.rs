@@ -221,6 +221,7 @@ impl ModelConfig {
             "stablelm" => Arch::StableLm,
             "starcoder2" => Arch::Starcoder2,
             "phi" => Arch::Phi,
+            "gpt_neox" => Arch::GptNeoX,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),

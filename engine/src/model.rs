@@ -18,6 +18,9 @@ use crate::{lora, LoraModule};
 mod load;
 mod picks;
 mod plan_check;
+mod workspace;
+
+pub use workspace::Workspace;
 
 use picks::PickOp;
 
@@ -120,38 +123,6 @@ pub struct Model<B: Backend> {
     lora_id: u64,
 }
 
-/// Scratch buffers for steps of up to `tokens` tokens, reused from step to step.
-pub struct Workspace<B: Backend> {
-    /// A [`crate::backend::unique_id`] (part of [`StepShape`]).
-    id: u64,
-    tokens: usize,
-    mix_k: usize,
-    x: B::Buf,
-    h: B::Buf,
-    q: B::Buf,
-    k: B::Buf,
-    v: B::Buf,
-    att: B::Buf,
-    o: B::Buf,
-    gate: B::Buf,
-    up: B::Buf,
-    act: B::Buf,
-    /// The normed query and key (`[tokens, q_dim]`, `[tokens, kv_dim]`) of a model with
-    /// query/key norms ([`ModelConfig::qk_norm`]).
-    qk_normed: Option<(B::Buf, B::Buf)>,
-    /// A sub-block's normed output (`[tokens, hidden]`) for models with post-norms
-    /// ([`ModelConfig::post_norms`]).
-    post_normed: Option<B::Buf>,
-    u: B::Buf,
-    logits: B::Buf,
-    /// [`Backend::argmax`]'s output, a value per logit row.
-    picks: B::Buf,
-    /// What [`Model::forward_argmax`] downloads (its picks, or the rows where the backend
-    /// picks on the host), reused across steps.
-    host: Vec<f32>,
-    step: Option<B::Step>,
-}
-
 /// What a step downloads: every logit row, or each row's pick by `op` ([`picks`]).
 enum StepOut<'a> {
     Logits(&'a mut Vec<f32>),
@@ -221,44 +192,6 @@ impl<B: Backend> Model<B> {
             .flat_map(|l| l.lora_max_rank)
             .max()
             .unwrap_or(0)
-    }
-
-    /// Scratch for steps of up to `tokens` tokens, logits for up to `tokens` rows, and
-    /// mixtures of up to `mix_k` adapters.
-    pub fn workspace(&self, tokens: usize, mix_k: usize) -> Result<Workspace<B>> {
-        let c = &self.config;
-        let b = &self.backend;
-        let t = tokens.max(1);
-        let mix_k = mix_k.max(1);
-        Ok(Workspace {
-            id: crate::backend::unique_id(),
-            tokens: t,
-            mix_k,
-            x: b.alloc(t * c.hidden_size)?,
-            h: b.alloc(t * c.hidden_size)?,
-            q: b.alloc(t * c.q_dim())?,
-            k: b.alloc(t * c.kv_dim())?,
-            v: b.alloc(t * c.kv_dim())?,
-            att: b.alloc(t * c.q_dim())?,
-            o: b.alloc(t * c.hidden_size)?,
-            // An ungated feed-forward writes no gate.
-            gate: b.alloc(t * c.intermediate_size * c.has_module(LoraModule::Gate) as usize)?,
-            up: b.alloc(t * c.intermediate_size)?,
-            act: b.alloc(t * c.intermediate_size)?,
-            qk_normed: match c.qk_norm {
-                true => Some((b.alloc(t * c.q_dim())?, b.alloc(t * c.kv_dim())?)),
-                false => None,
-            },
-            post_normed: match c.post_norms() {
-                true => Some(b.alloc(t * c.hidden_size)?),
-                false => None,
-            },
-            u: b.alloc(t * mix_k * self.max_lora_rank().max(1))?,
-            logits: b.alloc(t * c.vocab_size)?,
-            picks: b.alloc(t)?,
-            host: Vec::new(),
-            step: None,
-        })
     }
 
     /// A KV cache for `slots` sequences of up to `capacity` positions (at most `max_context`),
@@ -415,8 +348,9 @@ impl<B: Backend> Model<B> {
         // the next layer's attention norm): `ws.h` holds the normed input of every linears.
         // Without those norms (OLMo 2) the linears read the residual stream `ws.x` itself.
         // A parallel block's feed-forward (Cohere's, Phi's) has no norm of its own: the
-        // attention's add is plain, and `ws.h` still holds the input both read. A LayerNorm's
-        // bias is added to `ws.h` after its norm.
+        // attention's add is plain, and `ws.h` still holds the input both read (GPT-NeoX's has:
+        // it is written into `ws.h` once q/k/v have read it). A LayerNorm's bias is added to
+        // `ws.h` after its norm.
         let pre_norms = c.pre_norms();
         for (li, layer) in self.layers.iter().enumerate() {
             let n_in = |m: LoraModule| layer.linear(m).map(|l| l.n_in);
@@ -427,6 +361,15 @@ impl<B: Backend> Model<B> {
             ];
             let input = if pre_norms { &ws.h } else { &ws.x };
             b.linears(input, t, n_in(LoraModule::Q)?, step, &mut qkv, &mut ws.u)?;
+            // GPT-NeoX's parallel feed-forward reads its own norm of the same input: into `ws.h`
+            // now, q/k/v read, before the attention's add changes `ws.x`.
+            let parallel_norm = layer.ffn_norm.as_ref().filter(|_| c.parallel_block());
+            if let Some(n) = parallel_norm {
+                b.rms_norm(&ws.x, &n.weight, t, hd, eps, &mut ws.h)?;
+                if let Some(bias) = &n.bias {
+                    b.add_bias(&mut ws.h, bias, t, hd)?;
+                }
+            }
             // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
             // heads); OLMo 2: all heads at once (rows = tokens).
             let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
@@ -469,7 +412,9 @@ impl<B: Backend> Model<B> {
             )?;
             // Gemma 2 and 3 and OLMo 2 norm each sub-block's output before its residual add.
             let post = layer.post_norms.as_ref();
-            let ffn_norm = (layer.ffn_norm.as_ref()).map(|w| (w, ResidualSite::Attention));
+            let ffn_norm = (layer.ffn_norm.as_ref())
+                .filter(|_| parallel_norm.is_none())
+                .map(|w| (w, ResidualSite::Attention));
             let post_attn = post.map(|p| &p.0);
             self.project_residual(
                 step,
@@ -487,10 +432,14 @@ impl<B: Backend> Model<B> {
             let job = |m, out| linear_job(layer, m, any_lora, out);
             let (gate, up) = (LoraModule::Gate, LoraModule::Up);
             match (c.arch.gated_mlp(), c.activation) {
-                // StarCoder2's and Phi's `down(gelu(up(x)))` (their configs allow only GELU).
-                (false, _) => {
+                // StarCoder2's, Phi's and GPT-NeoX's `down(gelu(up(x)))` (their configs allow
+                // only GELU).
+                (false, act) => {
                     b.linears(input, t, n_in, step, &mut [job(up, &mut ws.up)?], &mut ws.u)?;
-                    b.gelu(&ws.up, n, &mut ws.act)?
+                    match act {
+                        Activation::GeluErf => b.gelu_erf(&ws.up, n, &mut ws.act)?,
+                        _ => b.gelu(&ws.up, n, &mut ws.act)?,
+                    }
                 }
                 (true, Activation::Silu) => {
                     let mut jobs = [job(gate, &mut ws.gate)?, job(up, &mut ws.up)?];
@@ -500,6 +449,11 @@ impl<B: Backend> Model<B> {
                     let mut jobs = [job(gate, &mut ws.gate)?, job(up, &mut ws.up)?];
                     b.linears(input, t, n_in, step, &mut jobs, &mut ws.u)?;
                     b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
+                }
+                (true, Activation::GeluErf) => {
+                    return Err(Error::unsupported(
+                        "a gated feed-forward with the exact GELU",
+                    ))
                 }
             }
             let next = (self.layers.get(li + 1).and_then(|n| n.attn_norm.as_ref()))

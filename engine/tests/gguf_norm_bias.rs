@@ -31,7 +31,7 @@ fn layernorm_families_read_as_llama_cpp() {
     assert_eq!((c.arch, c.rotary_dim, c.rms_norm_eps), (Arch::Phi, 8, 1e-5));
     assert!(c.layer_norms() && c.parallel_block() && !c.arch.gated_mlp());
     assert_eq!(c.activation, Activation::GeluTanh);
-    // `stablelm`: sequential where layer 0 has a feed-forward norm, parallel where it has none.
+    // `stablelm`: sequential where its layer has a feed-forward norm, parallel where none has.
     let ffn_norm = Tensor {
         name: "blk.0.ffn_norm.weight".into(),
         dims: vec![64],
@@ -40,7 +40,7 @@ fn layernorm_families_read_as_llama_cpp() {
     };
     let bytes = gguf_with(
         "stablelm",
-        2,
+        1,
         64,
         4,
         16,
@@ -76,5 +76,49 @@ fn layernorm_families_read_as_llama_cpp() {
         "o.gguf",
         &gguf("stablelm", 2, 64, 4, 16, keys("stablelm", 5)),
         "`stablelm.rope.dimension_count` is 5; expected an even number",
+    );
+    // `stablelm`: a feed-forward norm in some layers only (llama.cpp would mix parallel and
+    // sequential blocks), an o_proj bias (StableLM's has none; llama.cpp reads none).
+    let tensor = |name: &str| Tensor {
+        name: name.into(),
+        dims: vec![64],
+        ty: 0,
+        data: vec![0; 4 * 64],
+    };
+    let bytes = gguf_with(
+        "stablelm",
+        2,
+        64,
+        4,
+        16,
+        keys("stablelm", 4),
+        vec![tensor("blk.1.ffn_norm.weight")],
+    );
+    refused(
+        "m.gguf",
+        &bytes,
+        "layers with and without `ffn_norm` (blk.1.ffn_norm.weight present, blk.0.ffn_norm.weight missing)",
+    );
+    let bytes = gguf_with(
+        "stablelm",
+        2,
+        64,
+        4,
+        16,
+        keys("stablelm", 4),
+        vec![
+            tensor("blk.0.attn_output.bias"),
+            tensor("blk.1.attn_output.bias"),
+        ],
+    );
+    refused(
+        "b.gguf",
+        &bytes,
+        "tensor `blk.0.attn_output.bias`: a `stablelm` file's o_proj",
+    );
+    refused(
+        "w.gguf",
+        &gguf("phi2", 2, 64, 4, 16, keys("phi2", 20)),
+        "`phi2.rope.dimension_count` is 20, more than head_dim 16",
     );
 }

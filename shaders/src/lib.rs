@@ -44,6 +44,7 @@ pub(crate) fn source(op: &str) -> &'static str {
         "add" => include_str!("../wgsl/add.wgsl"),
         "add_bias" => include_str!("../wgsl/add_bias.wgsl"),
         "gelu" => include_str!("../wgsl/gelu.wgsl"),
+        "gelu_erf" => include_str!("../wgsl/gelu_erf.wgsl"),
         "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
         "softcap" => concat!(

@@ -80,6 +80,19 @@ impl WgpuBackend {
         self.gpu.dispatch(op, "main", Variant::PLAIN, &p, &bufs, g)
     }
 
+    /// `out[i] = f(x[i])` for `n` values by shader `op` (`gelu`, `gelu_erf`).
+    fn unary(&self, op: &'static str, x: &WgpuBuf, n: usize, out: &WgpuBuf) -> Result<()> {
+        check_len(op, "x", x.len, n)?;
+        check_len(op, "out", out.len, n)?;
+        let p = CountP {
+            n: n as u32,
+            _p: [0; 3],
+        };
+        let bufs = [(1, &x.buf), (2, &out.buf)];
+        self.gpu
+            .dispatch(op, "main", Variant::PLAIN, &p, &bufs, groups_1d(n, 256))
+    }
+
     /// `scale` or `softcap` (shader `op`): `x[i] = f(x[i], s)` for `n` values.
     fn in_place(&self, op: &'static str, x: &mut WgpuBuf, s: f32, n: usize) -> Result<()> {
         check_len(op, "x", x.len, n)?;
@@ -367,15 +380,11 @@ impl Backend for WgpuBackend {
     }
 
     fn gelu(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
-        check_len("gelu", "x", x.len, n)?;
-        check_len("gelu", "out", out.len, n)?;
-        let p = CountP {
-            n: n as u32,
-            _p: [0; 3],
-        };
-        let bufs = [(1, &x.buf), (2, &out.buf)];
-        self.gpu
-            .dispatch("gelu", "main", Variant::PLAIN, &p, &bufs, groups_1d(n, 256))
+        self.unary("gelu", x, n, out)
+    }
+
+    fn gelu_erf(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
+        self.unary("gelu_erf", x, n, out)
     }
 
     fn add_bias(&self, x: &mut WgpuBuf, bias: &WgpuBuf, rows: usize, dim: usize) -> Result<()> {

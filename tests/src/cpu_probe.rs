@@ -387,6 +387,10 @@ impl Backend for CpuProbe {
         self.log(|| format!("gelu {:x} {n} {:x}", buf(x), buf(out)));
         self.cpu.gelu(x, n, out)
     }
+    fn gelu_erf(&self, x: &Buf, n: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("gelu_erf {:x} {n} {:x}", buf(x), buf(out)));
+        self.cpu.gelu_erf(x, n, out)
+    }
     fn add_bias(&self, x: &mut Buf, bias: &Buf, rows: usize, dim: usize) -> Result<()> {
         self.log(|| format!("add_bias {:x} {:x} {rows} {dim}", buf(x), buf(bias)));
         self.cpu.add_bias(x, bias, rows, dim)

@@ -332,7 +332,9 @@ macro_rules! pair_rope_fixture_tests {
 /// beside a NoPE full-attention layer; `tiny_glm4`: norms before and after each sub-block, RoPE on
 /// half of each head in adjacent pairs; `tiny_cohere`, `tiny_cohere2`: LayerNorms through the
 /// `center` op, parallel blocks, and Cohere 2's NoPE layer; `tiny_stablelm`, `tiny_starcoder2`,
-/// `tiny_phi`: LayerNorms with biases, ungated GELU feed-forwards, Phi's head bias), each calling `$run("<fixture folder>")`: in the modes that round on
+/// `tiny_phi`: LayerNorms with biases, ungated GELU feed-forwards, Phi's head bias; `tiny_gpt_neox`:
+/// a norm for each side of a parallel block, the exact GELU), each calling
+/// `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
 /// leave for the plain attention kernel, which must take Granite's scale, and whose fused RoPE
@@ -391,6 +393,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_phi() {
             $run("tiny-phi");
+        }
+        #[test]
+        fn tiny_gpt_neox() {
+            $run("tiny-gpt-neox");
         }
     };
 }
@@ -451,8 +457,10 @@ macro_rules! cohere_fixture_tests {
 /// window, tied), `tiny_phi` (Phi-2: parallel blocks, an ungated `fc1`/`fc2`, RoPE on half of
 /// each head, `dense` for o_proj, `final_layernorm`, a head bias), and llama.cpp's files of the
 /// three (`tiny_phi_gguf`: `phi2`, q/k/v stacked in `attn_qkv`; `tiny_stablelm_gguf`;
-/// `tiny_starcoder2_gguf`: no window; each with layer 0 in Q8_0), each calling
-/// `$run("<fixture folder>")`. They need the `add_bias` and `gelu` ops.
+/// `tiny_starcoder2_gguf`: no window; each with layer 0 in Q8_0), and GPT-NeoX's
+/// (`make_gpt_neox.py`: `tiny_gpt_neox`, parallel blocks with a norm each, q/k/v stacked per head,
+/// the exact GELU, untied; `tiny_gpt_neox_seq`, sequential, tied, no attention biases), each calling
+/// `$run("<fixture folder>")`. They need the `add_bias`, `gelu` and `gelu_erf` ops.
 #[macro_export]
 macro_rules! norm_bias_fixture_tests {
     ($run:path) => {
@@ -483,6 +491,14 @@ macro_rules! norm_bias_fixture_tests {
         #[test]
         fn tiny_starcoder2_gguf() {
             $run("tiny-starcoder2-gguf");
+        }
+        #[test]
+        fn tiny_gpt_neox() {
+            $run("tiny-gpt-neox");
+        }
+        #[test]
+        fn tiny_gpt_neox_seq() {
+            $run("tiny-gpt-neox-seq");
         }
     };
 }

@@ -31,6 +31,14 @@ dlp_tests::pair_rope_fixture_tests!(run_fixture);
 dlp_tests::cohere_fixture_tests!(run_fixture);
 dlp_tests::norm_bias_fixture_tests!(run_fixture);
 
+/// GPT-NeoX's exact GELU moves this fixture's logits by only 5.5e-4 from its tanh form (the
+/// script's measure), under the 2e-3 bound of the run above: held to 1e-4 here (the CPU's f32
+/// measured 1.3e-6), so a forward pass running the tanh form fails.
+#[test]
+fn gpt_neox_exact_gelu() {
+    run_golden_within("tiny-gpt-neox", CpuBackend::new(), 1e-4);
+}
+
 #[test]
 fn smollm2_f32_weights() {
     run_golden_f32_weights("smollm2", CpuBackend::new());

@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -107,6 +107,13 @@ pub enum Arch {
     /// RoPE on the first half of each head by default, biases on every projection (o_proj is
     /// `self_attn.dense`) and on the output head, the final norm `model.final_layernorm`.
     Phi,
+    /// GPT-NeoX (`GPTNeoXForCausalLM`: Pythia, GPT-NeoX-20B, Dolly v2): LayerNorms with biases,
+    /// q/k/v stacked per head in `attention.query_key_value` (each head's q, k, v rows in turn;
+    /// split at load, [`crate::loader::gpt_neox`]), RoPE on a quarter of each head
+    /// (`rotary_pct`), an ungated feed-forward (`mlp.dense_h_to_4h`, exact GELU,
+    /// `mlp.dense_4h_to_h`), and with `use_parallel_residual` (the default) attention and the
+    /// feed-forward side by side, each on its own norm of one input.
+    GptNeoX,
 }
 
 impl Arch {
@@ -135,7 +142,16 @@ impl Arch {
     /// Whether the norms are LayerNorms with a bias beside their weight (`<norm>.bias`, added
     /// after the norm): StableLM's, StarCoder2's and Phi's.
     pub fn norm_bias(self) -> bool {
-        matches!(self, Arch::StableLm | Arch::Starcoder2 | Arch::Phi)
+        matches!(
+            self,
+            Arch::StableLm | Arch::Starcoder2 | Arch::Phi | Arch::GptNeoX
+        )
+    }
+
+    /// Whether a parallel block's feed-forward has a norm of its own (GPT-NeoX's
+    /// `x + attn(ln1(x)) + mlp(ln2(x))`), not the attention's (Cohere's, Phi's).
+    pub fn parallel_norms(self) -> bool {
+        self == Arch::GptNeoX
     }
 
     /// The config keys of the norms' epsilon, `(HF, GGUF suffix)`, for messages: LayerNorm
@@ -151,7 +167,7 @@ impl Arch {
     /// Whether the feed-forward is gated (`down(act(gate(x)) * up(x))`), not
     /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, read as up and down).
     pub fn gated_mlp(self) -> bool {
-        !matches!(self, Arch::Starcoder2 | Arch::Phi)
+        !matches!(self, Arch::Starcoder2 | Arch::Phi | Arch::GptNeoX)
     }
 
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.

@@ -59,7 +59,7 @@ impl Defaults {
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
             Cohere | Cohere2 => 8192,
-            Phi => 2048,
+            Phi | GptNeoX => 2048,
             _ => 4096,
         };
         let rms_norm_eps = match arch {
@@ -115,6 +115,13 @@ pub(super) fn aliased(v: &Value, arch: Arch, path: &Path) -> Result<Option<Value
             &[("layer_norm_eps", "rms_norm_eps", Number)]
         }
         Arch::Starcoder2 => &[("norm_epsilon", "rms_norm_eps", Number)],
+        // GPTNeoXConfig's RoPE keys (its `convert_rope_params_to_dict`; a value in the RoPE
+        // settings wins, as there).
+        Arch::GptNeoX => &[
+            ("layer_norm_eps", "rms_norm_eps", Number),
+            ("rotary_pct", "partial_rotary_factor", Number),
+            ("rotary_emb_base", "rope_theta", Number),
+        ],
         _ => return Ok(None),
     };
     let mut out = v.clone();

@@ -10,13 +10,16 @@ use serde_json::Value;
 use super::{Arch, Fields};
 use crate::error::{Error, Result};
 
-/// The activation of the feed-forward gate: `act(gate) * up`.
+/// The feed-forward's activation: of the gate, `act(gate) * up`, or of the ungated
+/// `act(up)` ([`Arch::gated_mlp`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// SiLU (SwiGLU): Llama, Mistral, Qwen, Phi-3.
     Silu,
-    /// GELU, tanh approximation (`gelu_pytorch_tanh`, GeGLU): Gemma.
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`, GeGLU): Gemma; ungated: StarCoder2, Phi.
     GeluTanh,
+    /// The exact GELU (`gelu`, with erf), ungated: GPT-NeoX (Pythia).
+    GeluErf,
 }
 
 /// What Gemma adds to the Llama computation (transformers' GemmaModel, Gemma2Model and

@@ -82,10 +82,10 @@ pub(super) fn head_dim(
             format!("Helium's o_proj is hidden_size x hidden_size, so num_attention_heads {num_heads} x head_dim {head_dim} must be hidden_size {hidden_size}"),
         ));
     }
-    if arch == Arch::StableLm && head_dim != hidden_size / num_heads {
+    if matches!(arch, Arch::StableLm | Arch::GptNeoX) && head_dim != hidden_size / num_heads {
         return Err(Error::format(
             path,
-            format!("field `head_dim` = {head_dim}: StableLM's attention heads are hidden_size / num_attention_heads = {} wide (StableLmAttention reads no head_dim)", hidden_size / num_heads),
+            format!("field `head_dim` = {head_dim}: {arch:?}'s attention heads are hidden_size / num_attention_heads = {} wide (its attention reads no head_dim)", hidden_size / num_heads),
         ));
     }
     Ok(head_dim)

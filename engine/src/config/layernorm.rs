@@ -25,27 +25,34 @@ pub(super) fn biases(v: &Value, arch: Arch, path: &Path) -> Result<Option<(bool,
             Some((b, b, b))
         }
         Arch::Phi => Some((true, true, true)),
+        // GPTNeoXAttention's query_key_value and dense with `attention_bias`; its MLP always.
+        Arch::GptNeoX => {
+            let b = f.bool_or("attention_bias", true)?;
+            Some((b, b, true))
+        }
         _ => None,
     })
 }
 
-/// StarCoder2's and Phi's ungated feed-forward activation (`hidden_act`, default
-/// `gelu_pytorch_tanh` and `gelu_new`): GELU's tanh approximation under any of its three names
-/// (transformers' PytorchGELUTanh, NewGELUActivation, FastGELUActivation); `None` for the
-/// other families.
+/// StarCoder2's, Phi's and GPT-NeoX's ungated feed-forward activation (`hidden_act`, default
+/// `gelu_pytorch_tanh`, `gelu_new` and `gelu`): GELU's tanh approximation under any of its three
+/// names (transformers' PytorchGELUTanh, NewGELUActivation, FastGELUActivation; GPT-NeoX-20B's
+/// `gelu_fast`), or the exact GELU (`gelu`); `None` for the other families.
 ///
 /// # Errors
-/// Another activation (exact GELU among them), or a value that is not a string.
+/// Another activation, or a value that is not a string.
 pub(super) fn ungated_activation(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activation>> {
     let default = match arch {
         Arch::Starcoder2 => "gelu_pytorch_tanh",
         Arch::Phi => "gelu_new",
+        Arch::GptNeoX => "gelu",
         _ => return Ok(None),
     };
     match (Fields { v, path }).str_or("hidden_act", default)?.as_str() {
         "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Some(Activation::GeluTanh)),
+        "gelu" => Ok(Some(Activation::GeluErf)),
         other => Err(Error::unsupported(format!(
-            "{}: hidden_act `{other}` (supported for this family: GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
+            "{}: hidden_act `{other}` (supported for this family: gelu, or GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
             path.display()
         ))),
     }
@@ -76,6 +83,7 @@ pub(super) fn parallel_residual(v: &Value, arch: Arch, path: &Path) -> Result<bo
     let f = Fields { v, path };
     Ok(match arch {
         Arch::StableLm => f.bool_or("use_parallel_residual", false)?,
+        Arch::GptNeoX => f.bool_or("use_parallel_residual", true)?,
         Arch::Phi => true,
         _ => arch.is_cohere(),
     })

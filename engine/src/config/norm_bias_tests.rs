@@ -66,7 +66,7 @@ fn stablelm_reads_as_stablelmconfig() {
     bad["head_dim"] = 32.into();
     let e = read(&bad).unwrap_err().to_string();
     assert!(
-        e.contains("StableLM's attention heads are hidden_size / num_attention_heads = 16"),
+        e.contains("StableLm's attention heads are hidden_size / num_attention_heads = 16"),
         "{e}"
     );
     let mut bad = v;
@@ -75,8 +75,9 @@ fn stablelm_reads_as_stablelmconfig() {
 }
 
 /// Starcoder2Config: `norm_epsilon`, 2 key/value heads, biases on every projection unless
-/// `use_bias` is false, an ungated GELU-tanh feed-forward without a gate module, tied, the
-/// window (none unless set) in every layer whatever `layer_types` says; exact GELU refused.
+/// `use_bias` is false, an ungated GELU-tanh feed-forward without a gate module (the exact GELU
+/// where `hidden_act` says `gelu`), tied, the window (none unless set) in every layer whatever
+/// `layer_types` says; another activation refused.
 #[test]
 fn starcoder2_reads_as_starcoder2config() {
     let v = base("starcoder2");
@@ -103,10 +104,13 @@ fn starcoder2_reads_as_starcoder2config() {
         (c.rms_norm_eps, c.attention_window.clone()),
         (1e-3, vec![Some(6); 2])
     );
+    // The exact GELU too (ACT2FN's `gelu`); another activation refused.
     v["hidden_act"] = "gelu".into();
+    assert_eq!(read(&v).unwrap().activation, Activation::GeluErf);
+    v["hidden_act"] = "relu".into();
     let e = read(&v).unwrap_err().to_string();
     assert!(
-        e.contains("hidden_act `gelu`") && e.contains("tanh approximation"),
+        e.contains("hidden_act `relu`") && e.contains("tanh approximation"),
         "{e}"
     );
 }
@@ -134,4 +138,48 @@ fn phi_reads_as_phiconfig() {
         (8, 2048, 4)
     );
     assert_eq!(c.activation, Activation::GeluTanh);
+}
+
+/// GPTNeoXConfig in the Hub's layout (Pythia-70m's `config.json`: `rotary_pct`,
+/// `rotary_emb_base`, `layer_norm_eps`): every key/value head, heads of hidden / heads, RoPE on a
+/// quarter of each, parallel blocks with a norm each, biases everywhere, the exact GELU;
+/// `use_parallel_residual` false and `attention_bias` false as read; GPT-NeoX-20B's
+/// `gelu_fast`; a `head_dim` of another width refused.
+#[test]
+fn gpt_neox_reads_as_gptneoxconfig() {
+    let v = serde_json::json!({"architectures": ["GPTNeoXForCausalLM"], "bos_token_id": 0,
+        "eos_token_id": 0, "hidden_act": "gelu", "hidden_size": 512, "intermediate_size": 2048,
+        "layer_norm_eps": 1e-05, "max_position_embeddings": 2048, "model_type": "gpt_neox",
+        "num_attention_heads": 8, "num_hidden_layers": 6, "rotary_emb_base": 10000,
+        "rotary_pct": 0.25, "tie_word_embeddings": false, "use_parallel_residual": true,
+        "vocab_size": 50304});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::GptNeoX);
+    assert_eq!((c.num_kv_heads, c.head_dim, c.rotary_dim), (8, 64, 16));
+    assert_eq!((c.rope_theta, c.rms_norm_eps), (1e4, 1e-5));
+    assert!(c.parallel_block() && c.arch.parallel_norms() && c.layer_norms());
+    assert!(c.qkv_bias && c.o_bias && c.mlp_bias && !c.arch.gated_mlp());
+    assert_eq!(c.activation, Activation::GeluErf);
+    let mut w = v.clone();
+    w["use_parallel_residual"] = false.into();
+    w["attention_bias"] = false.into();
+    w["hidden_act"] = "gelu_fast".into();
+    w["rotary_pct"] = 1.0.into();
+    w["rotary_emb_base"] = 500.into();
+    let c = read(&w).unwrap();
+    assert!(!c.parallel_block() && !c.qkv_bias && !c.o_bias && c.mlp_bias);
+    assert_eq!(
+        (c.activation, c.rotary_dim, c.rope_theta),
+        (Activation::GeluTanh, 64, 500.0)
+    );
+    w["head_dim"] = 32.into();
+    let e = read(&w).unwrap_err().to_string();
+    assert!(
+        e.contains("GptNeoX's attention heads are hidden_size / num_attention_heads = 64"),
+        "{e}"
+    );
+    let mut w = v;
+    w["rotary_pct"] = serde_json::Value::Null;
+    let e = read(&w).unwrap_err().to_string();
+    assert!(e.contains("field `rotary_pct`"), "{e}");
 }

@@ -387,7 +387,7 @@ pub(super) fn rotary_dim(
     let (default, strict) = match arch {
         a if a.is_glm() => (0.5, true),
         super::Arch::Phi => (0.5, true),
-        super::Arch::StableLm => (0.25, true),
+        super::Arch::StableLm | super::Arch::GptNeoX => (0.25, true),
         _ => (1.0, false),
     };
     let default = serde_json::json!(default);

@@ -33,7 +33,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Helium
         | Arch::Cohere
         | Arch::StableLm
-        | Arch::Phi => true,
+        | Arch::Phi
+        | Arch::GptNeoX => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

@@ -1,11 +1,28 @@
 //! `gelu`: the ungated feed-forward activation of StarCoder2 (`gelu_pytorch_tanh`) and Phi-2
-//! (`gelu_new`), GELU's tanh approximation (PyTorch's `gelu(approximate="tanh")`).
+//! (`gelu_new`), GELU's tanh approximation (PyTorch's `gelu(approximate="tanh")`); and
+//! `gelu_erf`, the exact GELU of GPT-NeoX (`gelu`, PyTorch's default).
+
+use rayon::prelude::*;
 
 /// `out[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, `x = x[i]`, computed as
 /// [`super::gelu_mul::gelu_mul`] computes it with `up` all ones (the same loop; times 1 is
 /// exact).
 pub fn gelu(x: &[f32], out: &mut [f32]) {
     super::silu_mul::gated::<true>(x, None, out)
+}
+
+/// `out[i] = x / 2 * (1 + erf(x / sqrt(2)))`, `x = x[i]`, in f64 (libm's `erf`), rounded once.
+pub fn gelu_erf(x: &[f32], out: &mut [f32]) {
+    const PAR_MIN: usize = 1 << 14;
+    let f = |(o, &x): (&mut f32, &f32)| {
+        let x = x as f64;
+        *o = (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32;
+    };
+    if out.len() < PAR_MIN {
+        out.iter_mut().zip(x).for_each(f);
+    } else {
+        out.par_iter_mut().zip(x.par_iter()).for_each(f);
+    }
 }
 
 #[cfg(test)]
@@ -36,5 +53,27 @@ mod tests {
         let mut out = [0.0; 2];
         gelu(&[1.0, -1.0], &mut out);
         assert!((out[0] - 0.841_192).abs() < 1e-5 && (out[1] + 0.158_808).abs() < 1e-5);
+    }
+
+    /// Known values (erf's tables), both tails (0 and x), NaN through.
+    #[test]
+    fn gelu_erf_values() {
+        let x = [0.0f32, 1.0, -1.0, 2.0, -3.0, 10.0, -10.0, f32::NAN];
+        let mut out = [0.0f32; 8];
+        gelu_erf(&x, &mut out);
+        // 1 * Phi(1) = 0.8413447460685429; -1 * Phi(-1) = -0.15865525393145707.
+        let want = [
+            0.0,
+            0.841_344_8,
+            -0.158_655_25,
+            1.954_499_7,
+            -0.004_049_694,
+            10.0,
+            -0.0,
+        ];
+        for (o, w) in out.iter().zip(want) {
+            assert!((o - w).abs() <= 1e-7 * w.abs().max(1e-3), "{o} vs {w}");
+        }
+        assert!(out[7].is_nan());
     }
 }

@@ -445,6 +445,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn gelu_erf(&self, x: &Vec<f32>, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_len("gelu_erf", "x", x.len(), n)?;
+        check_len("gelu_erf", "out", out.len(), n)?;
+        gelu::gelu_erf(&x[..n], &mut out[..n]);
+        Ok(())
+    }
+
     fn add_bias(&self, x: &mut Vec<f32>, bias: &Vec<f32>, rows: usize, dim: usize) -> Result<()> {
         check_len("add_bias", "x", x.len(), rows * dim)?;
         check_len("add_bias", "bias", bias.len(), dim)?;

@@ -104,6 +104,29 @@ const PHI: [StoredModule; 6] = [
     },
 ];
 
+/// GPT-NeoX (transformers' GPTNeoXAttention and GPTNeoXMLP): q/k/v stacked in
+/// `attention.query_key_value` (reordered from per-head rows at load,
+/// [`super::gpt_neox::reorder_qkv`]), o_proj as `attention.dense`, an ungated feed-forward
+/// `mlp.dense_h_to_4h` (up) and `mlp.dense_4h_to_h` (down).
+const GPT_NEOX: [StoredModule; 4] = [
+    StoredModule {
+        hf_path: "attention.query_key_value",
+        parts: &[LoraModule::Q, LoraModule::K, LoraModule::V],
+    },
+    StoredModule {
+        hf_path: "attention.dense",
+        parts: &[LoraModule::O],
+    },
+    StoredModule {
+        hf_path: "mlp.dense_h_to_4h",
+        parts: &[LoraModule::Up],
+    },
+    StoredModule {
+        hf_path: "mlp.dense_4h_to_h",
+        parts: &[LoraModule::Down],
+    },
+];
+
 /// The linear modules of `arch`'s decoder layers as its files store them, in forward order.
 pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     match arch {
@@ -111,6 +134,7 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         Arch::Glm | Arch::Glm4 => &GLM,
         Arch::Starcoder2 => &STARCODER2,
         Arch::Phi => &PHI,
+        Arch::GptNeoX => &GPT_NEOX,
         Arch::Llama
         | Arch::Mistral
         | Arch::Qwen2
@@ -179,6 +203,11 @@ pub fn file_names(arch: Arch) -> Option<crate::tensor::FileNames> {
         of,
         gguf_order: false,
     })
+}
+
+/// [`stored_name`] over `arch`'s modules.
+pub fn stored_name_in(arch: Arch, name: &str) -> Option<String> {
+    stored_name(name, stored_modules(arch))
 }
 
 /// `name` (`model.layers.N.<engine path>.<suffix>`) under the stored name of the single-part

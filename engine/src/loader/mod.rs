@@ -5,6 +5,7 @@ pub mod exaone;
 pub mod fused;
 pub mod gemma;
 pub mod gguf;
+pub mod gpt_neox;
 pub mod partial_rotary;
 pub mod peft;
 mod peft_features;

@@ -369,13 +369,15 @@ impl PeftAdapter {
             .collect::<Vec<_>>()
             .join(", ");
         let mut vision = 0;
-        // Modules named as EXAONE 3's remote code names them: the config's selectors and
-        // patterns name them so too, and messages do.
+        // Modules named as EXAONE 3's remote code or GPT-NeoX name them: the config's selectors
+        // and patterns name them so too, and messages do.
         let mut exaone_named = std::collections::BTreeSet::new();
         for_each_tensor(&file, |own, t| {
-            let llama = (cfg.arch == Arch::Exaone)
-                .then(|| super::exaone::llama_name(&own))
-                .flatten();
+            let llama = match cfg.arch {
+                Arch::Exaone => super::exaone::llama_name(&own),
+                Arch::GptNeoX => super::gpt_neox::model_name(&own),
+                _ => None,
+            };
             let tname = llama.as_deref().unwrap_or(&own);
             // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
             // image model): text alone never reaches them.
@@ -430,9 +432,10 @@ impl PeftAdapter {
         let mut pairs = BTreeMap::new();
         for ((layer, _), (m, (a, b))) in halves {
             let key = format!("model.layers.{layer}.{}", m.hf_path);
-            let key = match exaone_named.contains(&(layer, m.hf_path)) {
-                true => super::exaone::exaone_name(&key),
-                false => key,
+            let key = match (exaone_named.contains(&(layer, m.hf_path)), cfg.arch) {
+                (true, Arch::GptNeoX) => super::gpt_neox::stored_name(&key).unwrap_or(key),
+                (true, _) => super::exaone::exaone_name(&key),
+                (false, _) => key,
             };
             let stem = format!("base_model.model.{key}");
             let (a, b) = match (a, b) {
@@ -472,7 +475,12 @@ impl PeftAdapter {
                 pairs.insert((layer, *part), LoraPair { a, b, scale });
                 continue;
             }
-            // A stacked module's LoRA, per part: the same A, that part's rows of B.
+            // A stacked module's LoRA, per part: the same A, that part's rows of B (GPT-NeoX's
+            // q/k/v rows per head first reordered as the base model's were).
+            let b = match cfg.arch {
+                Arch::GptNeoX => super::gpt_neox::reorder_qkv(&b, cfg),
+                _ => b,
+            };
             let mut start = 0;
             for (&part, n) in m.parts.iter().zip(rows) {
                 let b = b.gather_rows(start..start + n);

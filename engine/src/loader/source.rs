@@ -68,8 +68,12 @@ impl ModelFiles {
             }
             let config = ModelConfig::from_hf_dir(path)?;
             let mut weights = load_hf_weights(path)?;
-            if config.arch == crate::config::Arch::Exaone {
-                super::exaone::rename_checkpoint(&mut weights)?;
+            match config.arch {
+                crate::config::Arch::Exaone => super::exaone::rename_checkpoint(&mut weights)?,
+                crate::config::Arch::GptNeoX => {
+                    super::gpt_neox::prepare_checkpoint(&mut weights, &config)?
+                }
+                _ => {}
             }
             super::fused::split_stacked(&mut weights, &config)?;
             super::fused::rename_final_norm(&mut weights, config.arch)?;

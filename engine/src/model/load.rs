@@ -148,7 +148,14 @@ impl<B: Backend> Model<B> {
             // A parallel block's feed-forward reads the attention's normed input.
             let (attn_norm, ffn_norm) = match (c.pre_norms(), c.parallel_block()) {
                 (true, false) => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
-                (true, true) => (Some(norm(names.attn_in)?), None),
+                (true, true) => {
+                    let ffn = c
+                        .arch
+                        .parallel_norms()
+                        .then(|| norm(names.ffn_in))
+                        .transpose()?;
+                    (Some(norm(names.attn_in)?), ffn)
+                }
                 (false, _) => (None, None),
             };
             layers.push(Layer {

@@ -5,7 +5,7 @@ use dlp_engine::backend::ResidualSite;
 use dlp_engine::tensor::PackedKind;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
-/// NMSE bound for elementwise ops (embedding, rms_norm, center, add_bias, rope, silu_mul, gelu_mul, gelu,
+/// NMSE bound for elementwise ops (embedding, rms_norm, center, add_bias, rope, silu_mul, gelu_mul, gelu, gelu_erf,
 /// scale, softcap, add).
 pub const ELEMENTWISE_TOL: f64 = 1e-7;
 /// NMSE bound for reductions (matmul, attention, LoRA, logits).
@@ -58,6 +58,8 @@ pub enum Op {
     GeluMul { n: usize },
     /// `gelu` (ungated) of `n` values.
     Gelu { n: usize },
+    /// `gelu_erf` (the exact GELU) of `n` values.
+    GeluErf { n: usize },
     /// `add_bias` of a `[dim]` bias to `rows` x `dim` in place.
     AddBias { rows: usize, dim: usize },
     /// `scale` of `n` values in place.
@@ -384,6 +386,7 @@ pub fn cases() -> Vec<ParityCase> {
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));
         v.push(case(format!("gelu_mul(n={n})"), Op::GeluMul { n }, e));
         v.push(case(format!("gelu(n={n})"), Op::Gelu { n }, e));
+        v.push(case(format!("gelu_erf(n={n})"), Op::GeluErf { n }, e));
         v.push(case(format!("scale(n={n})"), Op::Scale { n }, e));
         for cap in [3.0, 1e6] {
             let id = format!("softcap(n={n},cap={cap})");

@@ -256,6 +256,13 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.gelu(&x, *n, &mut out)?;
             vec![("out", b.download(&out, *n)?, None)]
         }
+        Op::GeluErf { n } => {
+            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 8.0).collect();
+            let x = b.upload(&x)?;
+            let mut out = poisoned(b, *n)?;
+            b.gelu_erf(&x, *n, &mut out)?;
+            vec![("out", b.download(&out, *n)?, None)]
+        }
         Op::AddBias { rows, dim } => {
             let mut x = b.upload(&g.vec(rows * dim))?;
             let bias = b.upload(&g.vec(*dim))?;

@@ -396,23 +396,19 @@ impl GgufFile {
             Some(rot) if partial && rot > 0 && rot % 2 == 0 && (rot as usize) < head_dim => {
                 rot as usize
             }
-            Some(rot) if partial && (rot == 0 || rot % 2 == 1) => {
+            // Whatever the head width, no count of these is one.
+            Some(rot) if rot == 0 || rot % 2 == 1 => {
                 return Err(Error::format(
                     p,
                     format!("`{a}.rope.dimension_count` is {rot}; expected an even number > 0 and at most head_dim {head_dim}"),
                 ));
             }
-            Some(rot) if key_length.is_none() => {
-                return Err(Error::format(
-                    p,
-                    format!("no `{a}.attention.key_length`, so each head is taken as embedding_length / head_count = {head_dim} wide, but `{a}.rope.dimension_count` is {rot}: the file needs its key_length"),
-                ));
-            }
-            Some(rot) if partial => {
-                return Err(Error::format(
-                    p,
-                    format!("`{a}.rope.dimension_count` is {rot}; expected an even number > 0 and at most head_dim {head_dim}"),
-                ));
+            Some(rot) if rot as usize > head_dim => {
+                let msg = match key_length {
+                    None => format!("no `{a}.attention.key_length`, so each head is taken as embedding_length / head_count = {head_dim} wide, but `{a}.rope.dimension_count` is {rot}, more than that (a file whose heads are wider needs its key_length)"),
+                    Some(_) => format!("`{a}.rope.dimension_count` is {rot}, more than head_dim {head_dim}"),
+                };
+                return Err(Error::format(p, msg));
             }
             Some(rot) => {
                 return Err(Error::unsupported(format!(
@@ -555,11 +551,7 @@ impl GgufFile {
             gemma,
             granite,
             logit_scale: self.logit_scale(arch, a)?,
-            // llama.cpp's `stablelm` runs the parallel block where a layer has no `ffn_norm`.
-            parallel_residual: match arch {
-                Arch::StableLm => self.tensor("blk.0.ffn_norm.weight").is_none(),
-                _ => arch.is_cohere() || arch == Arch::Phi,
-            },
+            parallel_residual: self.parallel_residual(arch, a, num_layers)?,
         }
         .validated(p)
     }

@@ -261,6 +261,42 @@ impl GgufFile {
         Ok(eps? as f32)
     }
 
+    /// Whether attention and the feed-forward sit side by side: always for `command-r`,
+    /// `cohere2` and `phi2`; for `stablelm`, where its layers have no `ffn_norm` (llama.cpp
+    /// decides per layer; a file with it in some layers only is refused). A `stablelm` file's
+    /// o_proj and MLP biases are refused here too: StableLM's modules have none, and llama.cpp
+    /// reads none.
+    pub(super) fn parallel_residual(&self, arch: Arch, a: &str, layers: usize) -> Result<bool> {
+        if arch != Arch::StableLm {
+            return Ok(arch.is_cohere() || arch == Arch::Phi);
+        }
+        for t in ["attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
+            if let Some(i) =
+                (0..layers).find(|i| self.tensor(&format!("blk.{i}.{t}.bias")).is_some())
+            {
+                return Err(Error::format(
+                    &self.path,
+                    format!("tensor `blk.{i}.{t}.bias`: a `{a}` file's o_proj and feed-forward have no biases (StableLM's, and llama.cpp reads none)"),
+                ));
+            }
+        }
+        let normed: Vec<usize> = (0..layers)
+            .filter(|i| self.tensor(&format!("blk.{i}.ffn_norm.weight")).is_some())
+            .collect();
+        match normed.len() {
+            0 => Ok(true),
+            n if n == layers => Ok(false),
+            _ => {
+                let missing = (0..layers).find(|i| !normed.contains(i)).unwrap_or(0);
+                Err(Error::unsupported(format!(
+                    "{}: `{a}` layers with and without `ffn_norm` (blk.{}.ffn_norm.weight present, blk.{missing}.ffn_norm.weight missing): parallel and sequential blocks in one model",
+                    self.path.display(),
+                    normed[0]
+                )))
+            }
+        }
+    }
+
     /// A Cohere file's `<arch>.logit_scale` (required, as llama.cpp requires it; 0: none,
     /// as llama.cpp then scales nothing), `None` for the other families.
     pub(super) fn logit_scale(&self, arch: Arch, a: &str) -> Result<Option<f32>> {
