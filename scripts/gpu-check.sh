@@ -81,8 +81,20 @@ for l in sys.stdin:
   # Symbols stay (panics' backtraces name their functions); debug info goes.
   for b in "$G"/bin/*; do
     strip --strip-debug "$b" || exit 1
-    xz -T0 -6 "$b" || exit 1
+    xz -T0 -9e "$b" || exit 1
   done
+  # The fixtures as one tar.xz (7.6 MB to 5.7; scripts/gpu_check.py `carried_fixtures` unpacks
+  # it): what the 64 MiB carry has room for beside the tracked files.
+  tar -C "$G" -cf - fixtures | xz -T0 -9e > "$G/fixtures.tar.xz"
+  rm -rf "$G/fixtures"
+  # What the device tool carries: the tracked files and .gpu, 64 MiB at most.
+  tracked=$(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c)
+  packed=$(du -sb "$G" | cut -f1)
+  echo "prepare: tracked files $tracked bytes + $G $packed = $((tracked + packed)) of $((64 << 20))"
+  if [ $((tracked + packed)) -gt $((64 << 20)) ]; then
+    echo "prepare: over the device tool's 64 MiB carry" >&2
+    exit 1
+  fi
   # Which commit the binaries are of: the run prints it and warns when it is not HEAD.
   dirty=""
   [ -n "$(git status --porcelain)" ] && dirty=" (with uncommitted changes)"
