@@ -87,12 +87,15 @@ for l in sys.stdin:
   # it): what the 64 MiB carry has room for beside the tracked files.
   tar -C "$G" -cf - fixtures | xz -T0 -9e > "$G/fixtures.tar.xz"
   rm -rf "$G/fixtures"
-  # What the device tool carries: the tracked files and .gpu, 64 MiB at most.
-  tracked=$(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c)
+  # What the device tool carries: the working tree (tracked files and untracked ones git does
+  # not ignore) and .gpu, 64 MiB at most. Over it, no .gpu is left (a run would carry less).
+  tree=$(git ls-files -z --cached --others --exclude-standard |
+    xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}' || true)
   packed=$(du -sb "$G" | cut -f1)
-  echo "prepare: tracked files $tracked bytes + $G $packed = $((tracked + packed)) of $((64 << 20))"
-  if [ $((tracked + packed)) -gt $((64 << 20)) ]; then
-    echo "prepare: over the device tool's 64 MiB carry" >&2
+  echo "prepare: working tree $tree bytes + $G $packed = $((tree + packed)) of $((64 << 20))"
+  if [ $((tree + packed)) -gt $((64 << 20)) ]; then
+    echo "prepare: over the device tool's 64 MiB carry; $G removed" >&2
+    rm -rf "$G"
     exit 1
   fi
   # Which commit the binaries are of: the run prints it and warns when it is not HEAD.

@@ -12,8 +12,9 @@ Why it is shaped this way:
   backend's loading of kernel modules on several threads fail twice where one at a time
   passes, the rest of the run sets DLP_CUDA_COMPILE_THREADS=1 and records the failure,
   instead of failing every CUDA test.
-- The tests read .gpu-run/fixtures: links to .gpu/fixtures (the shared tiny and compatibility
-  fixtures) and to this checkout's tests/fixtures/tiny-* (tracked files travel anyway; a copy in
+- The tests read .gpu-run/fixtures: links to the shared tiny and compatibility fixtures
+  (.gpu/fixtures.tar.xz unpacked into .gpu-run/carried, `carried_fixtures`) and to this
+  checkout's tests/fixtures/tiny-* (tracked files travel anyway; a copy in
   .gpu would count twice against the carry), plus SmolLM2 where its parts came in earlier
   calls (`scripts/gpu-check.sh prepare-smollm2`: 118 MB, over one carry): checked against the
   tar's SHA-256 and unpacked there, a `fixtures` step saying which (`fixtures()`).
@@ -141,7 +142,7 @@ def fixtures():
 
 def linked(here):
     """`here` emptied (an earlier run's unpack included: read-only folders) and filled with links
-    to each fixture folder of .gpu/fixtures and this checkout's tests/fixtures/tiny-* (the
+    to each fixture folder `prepare` carried (`carried_fixtures`) and this checkout's tests/fixtures/tiny-* (the
     prebuilt tests look for those where they were built, then under DLP_FIXTURES). Returns
     `here`."""
     if os.path.lexists(here):
@@ -170,11 +171,17 @@ def carried_fixtures():
         return plain
     dst = os.path.abspath(os.path.join(R, "carried"))
     mark = os.path.join(dst, ".unpacked")
-    if not os.path.exists(mark) or os.path.getmtime(mark) < os.path.getmtime(packed):
+    if os.path.exists(mark) and os.path.getmtime(mark) >= os.path.getmtime(packed):
+        return os.path.join(dst, "fixtures")
+
+    def emptied():
         if os.path.lexists(dst):
             for d, _, _ in os.walk(dst):
                 os.chmod(d, 0o755)
             shutil.rmtree(dst)
+
+    try:
+        emptied()
         os.makedirs(dst)
         import tarfile
         with tarfile.open(packed, "r:xz") as t:
@@ -182,7 +189,11 @@ def carried_fixtures():
                 t.extractall(dst, filter="data")
             except TypeError:  # a Python without extraction filters
                 t.extractall(dst)
-        open(mark, "w").close()  # a partial unpack is redone
+        open(mark, "w").close()  # written last: a partial unpack is redone
+    except Exception as e:  # noqa: BLE001 (the run goes on with this checkout's fixtures)
+        record("fixtures", "carried", f"FAIL ({type(e).__name__}: {e})")
+        emptied()
+        return plain
     return os.path.join(dst, "fixtures")
 
 
@@ -275,14 +286,14 @@ def tokenizer_dir():
     os.makedirs(dst, exist_ok=True)
     for f in os.listdir(src):
         p, out = os.path.join(src, f), os.path.join(dst, f.removesuffix(".xz"))
-        if os.path.exists(out):
+        if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(p):
             continue
         if f.endswith(".xz"):
             with lzma.open(p) as a, open(out + ".tmp", "wb") as b:
                 shutil.copyfileobj(a, b)
-            os.replace(out + ".tmp", out)  # a partial unpack never passes for the file
         else:
-            shutil.copy(p, out)
+            shutil.copy(p, out + ".tmp")
+        os.replace(out + ".tmp", out)  # a partial copy never passes for the file
     return dst
 
 

@@ -88,7 +88,8 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// Every id that ends generation.
     pub eos_token_ids: Vec<u32>,
-    /// The feed-forward gate's activation.
+    /// The feed-forward's activation (of its gate, or of its up projection where it has no
+    /// gate: [`Arch::gated_mlp`]).
     pub activation: Activation,
     /// Gemma's additions to the computation; `None` for the other families.
     pub gemma: Option<GemmaFeatures>,
@@ -96,9 +97,10 @@ pub struct ModelConfig {
     pub granite: Option<GraniteScales>,
     /// Cohere's factor of the logits (`logit_scale`); `None` for the other families.
     pub logit_scale: Option<f32>,
-    /// Attention and the feed-forward read one normed input side by side and both add to the
-    /// residual, `x + attn(ln(x)) + mlp(ln(x))`, with no feed-forward input norm: Cohere's,
-    /// Phi's, StableLM's with `use_parallel_residual` ([`ModelConfig::parallel_block`]).
+    /// Attention and the feed-forward read one input side by side and both add to the
+    /// residual, `x + attn(ln(x)) + mlp(ln(x))` with no feed-forward input norm (Cohere's,
+    /// Phi's, StableLM's with `use_parallel_residual`) or `x + attn(ln1(x)) + mlp(ln2(x))`
+    /// (GPT-NeoX's, [`Arch::parallel_norms`]) ([`ModelConfig::parallel_block`]).
     pub parallel_residual: bool,
     /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
     /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
@@ -429,6 +431,10 @@ impl ModelConfig {
                 self.rope_layers.len(),
                 self.num_layers
             ));
+        }
+        // No family has it (the exact GELU is GPT-NeoX's, ungated).
+        if self.arch.gated_mlp() && self.activation == gemma::Activation::GeluErf {
+            return bad("a gated feed-forward with the exact GELU is not supported".into());
         }
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("num_attention_heads, num_key_value_heads and head_dim must be > 0".into());

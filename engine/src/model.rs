@@ -62,6 +62,26 @@ struct Layer<B: Backend> {
     lora_max_rank: [usize; 7],
 }
 
+impl<B: Backend> Norm<B> {
+    /// `out = rms_norm(x) * weight (+ bias)` over `rows` rows of `dim` (`x` already centered in
+    /// a LayerNorm model, so this is its LayerNorm).
+    fn apply(
+        &self,
+        b: &B,
+        x: &B::Buf,
+        rows: usize,
+        dim: usize,
+        eps: f32,
+        out: &mut B::Buf,
+    ) -> Result<()> {
+        b.rms_norm(x, &self.weight, rows, dim, eps, out)?;
+        match &self.bias {
+            Some(bias) => b.add_bias(out, bias, rows, dim),
+            None => Ok(()),
+        }
+    }
+}
+
 impl<B: Backend> Layer<B> {
     /// Module `m`.
     ///
@@ -339,10 +359,7 @@ impl<B: Backend> Model<B> {
             b.center(&mut ws.x, t, hd)?;
         }
         if let Some(n) = self.layers.first().and_then(|l| l.attn_norm.as_ref()) {
-            b.rms_norm(&ws.x, &n.weight, t, hd, eps, &mut ws.h)?;
-            if let Some(bias) = &n.bias {
-                b.add_bias(&mut ws.h, bias, t, hd)?;
-            }
+            n.apply(b, &ws.x, t, hd, eps, &mut ws.h)?;
         }
         // Each residual add is fused with the RMSNorm that reads its result (the FFN's, then
         // the next layer's attention norm): `ws.h` holds the normed input of every linears.
@@ -365,10 +382,7 @@ impl<B: Backend> Model<B> {
             // now, q/k/v read, before the attention's add changes `ws.x`.
             let parallel_norm = layer.ffn_norm.as_ref().filter(|_| c.parallel_block());
             if let Some(n) = parallel_norm {
-                b.rms_norm(&ws.x, &n.weight, t, hd, eps, &mut ws.h)?;
-                if let Some(bias) = &n.bias {
-                    b.add_bias(&mut ws.h, bias, t, hd)?;
-                }
+                n.apply(b, &ws.x, t, hd, eps, &mut ws.h)?;
             }
             // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
             // heads); OLMo 2: all heads at once (rows = tokens).

@@ -140,7 +140,7 @@ impl Arch {
     }
 
     /// Whether the norms are LayerNorms with a bias beside their weight (`<norm>.bias`, added
-    /// after the norm): StableLM's, StarCoder2's and Phi's.
+    /// after the norm): StableLM's, StarCoder2's, Phi's and GPT-NeoX's.
     pub fn norm_bias(self) -> bool {
         matches!(
             self,

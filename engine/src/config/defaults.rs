@@ -94,7 +94,7 @@ enum Kind {
 /// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
 /// `activation_function`, InternLM3's `qkv_bias` and `bias`, Cohere's, StableLM's and Phi's
 /// `layer_norm_eps` and StarCoder2's `norm_epsilon` (their norms' eps, not aliases, but read
-/// as one). Where a file has both names, the
+/// as one), GPT-NeoX's `layer_norm_eps`, `rotary_pct` and `rotary_emb_base`. Where a file has both names, the
 /// alias wins, as transformers sets it last. `Ok(None)`: a family without aliases.
 ///
 /// # Errors

@@ -35,7 +35,7 @@ impl ModelConfig {
     }
 
     /// What a layer's norms are called in the checkpoint ([`NormNames`]; a
-    /// [`Self::parallel_block`] has no feed-forward input norm).
+    /// [`Self::parallel_block`] has no feed-forward input norm, but GPT-NeoX's).
     pub fn norm_names(&self) -> NormNames {
         // Llama's, and Gemma 2's and 3's, whose feed-forward input norm has a name of its own.
         let llama = NormNames {
@@ -125,9 +125,10 @@ impl ModelConfig {
         self.arch.is_cohere() || self.arch.norm_bias()
     }
 
-    /// Whether attention and the feed-forward read the same normed input side by side and both
-    /// add to the residual (Cohere's and Phi's `residual + attn(ln(x)) + mlp(ln(x))`; StableLM's
-    /// with `use_parallel_residual`): no feed-forward input norm.
+    /// Whether attention and the feed-forward read the same input side by side and both add to
+    /// the residual: Cohere's and Phi's `residual + attn(ln(x)) + mlp(ln(x))` (and StableLM's with
+    /// `use_parallel_residual`), no feed-forward input norm; GPT-NeoX's `residual +
+    /// attn(ln1(x)) + mlp(ln2(x))` ([`super::Arch::parallel_norms`]).
     pub fn parallel_block(&self) -> bool {
         self.parallel_residual
     }

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 /// `num_key_value_heads`: `default` where absent (`None`: every query head); a null is every
 /// head (the classes' `__post_init__`), but for GLM, whose attention divides by it and fails,
-/// and Helium, StableLM and StarCoder2, whose typed configs take no null.
+/// and Helium, StableLM and StarCoder2, whose typed configs take no null. GPT-NeoX's is every
+/// head whatever the config says (GPTNeoXConfig reads no such key).
 ///
 /// # Errors
 /// A null where refused, or a value that is not a count.
@@ -22,6 +23,10 @@ pub(super) fn kv_heads(
     default: Option<usize>,
     path: &Path,
 ) -> Result<usize> {
+    // GPTNeoXConfig has no such key (its attention has a key/value head per query head).
+    if arch == Arch::GptNeoX {
+        return Ok(num_heads);
+    }
     let strict = arch.is_glm() || matches!(arch, Arch::Helium | Arch::StableLm | Arch::Starcoder2);
     match v.get("num_key_value_heads") {
         Some(Value::Null) if strict => Err(Error::format(
@@ -35,9 +40,9 @@ pub(super) fn kv_heads(
 
 /// `head_dim`: `default` where absent (`None`: hidden_size / num_attention_heads), each family's
 /// null rule; Helium's heads must fill hidden_size (its o_proj is hidden x hidden), and
-/// StableLM's width is hidden_size / num_attention_heads whatever the config says
-/// (StableLmAttention reads no `head_dim`; its rotary embedding would, so a different one is
-/// refused).
+/// StableLM's and GPT-NeoX's width is hidden_size / num_attention_heads whatever the config
+/// says (their attention reads no `head_dim`; StableLM's rotary embedding would, so a different
+/// one is refused).
 ///
 /// # Errors
 /// A null or absent width where the family's attention fails on it, a value that is not a
@@ -82,10 +87,15 @@ pub(super) fn head_dim(
             format!("Helium's o_proj is hidden_size x hidden_size, so num_attention_heads {num_heads} x head_dim {head_dim} must be hidden_size {hidden_size}"),
         ));
     }
-    if matches!(arch, Arch::StableLm | Arch::GptNeoX) && head_dim != hidden_size / num_heads {
+    let family = match arch {
+        Arch::StableLm => Some("StableLM"),
+        Arch::GptNeoX => Some("GPT-NeoX"),
+        _ => None,
+    };
+    if let Some(family) = family.filter(|_| head_dim != hidden_size / num_heads) {
         return Err(Error::format(
             path,
-            format!("field `head_dim` = {head_dim}: {arch:?}'s attention heads are hidden_size / num_attention_heads = {} wide (its attention reads no head_dim)", hidden_size / num_heads),
+            format!("field `head_dim` = {head_dim}: {family}'s attention heads are hidden_size / num_attention_heads = {} wide (its attention reads no head_dim)", hidden_size / num_heads),
         ));
     }
     Ok(head_dim)

@@ -1,5 +1,6 @@
 //! What the configs of the LayerNorm-with-bias families add to the Llama reading
-//! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`): their bias keys, the parallel block,
+//! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`, `GPTNeoXConfig`): their bias keys, the
+//! parallel block,
 //! and the per-head query/key LayerNorms that are refused.
 
 use std::path::Path;
@@ -11,8 +12,9 @@ use super::{Activation, Arch};
 use crate::error::{Error, Result};
 
 /// `(q/k/v, o_proj, feed-forward)` biases of StableLM (`use_qkv_bias`, default false; its
-/// o_proj and MLP have none), StarCoder2 (`use_bias`, default true, on every projection) and
-/// Phi (always, every projection); `None` for the other families (read as Llama's).
+/// o_proj and MLP have none), StarCoder2 (`use_bias`, default true, on every projection), Phi
+/// (always, every projection) and GPT-NeoX (`attention_bias`, default true, on the attention's;
+/// the MLP's always); `None` for the other families (read as Llama's).
 ///
 /// # Errors
 /// A key that is not true or false.
@@ -75,7 +77,8 @@ pub(super) fn refuse_qk_layernorm(v: &Value, arch: Arch, path: &Path) -> Result<
 }
 
 /// Whether attention and the feed-forward sit side by side ([`super::ModelConfig::parallel_residual`]):
-/// always for Cohere and Phi, with `use_parallel_residual` (default false) for StableLM.
+/// always for Cohere and Phi, with `use_parallel_residual` (default false for StableLM, true for
+/// GPT-NeoX).
 ///
 /// # Errors
 /// A key that is not true or false.

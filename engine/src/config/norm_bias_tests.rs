@@ -66,7 +66,7 @@ fn stablelm_reads_as_stablelmconfig() {
     bad["head_dim"] = 32.into();
     let e = read(&bad).unwrap_err().to_string();
     assert!(
-        e.contains("StableLm's attention heads are hidden_size / num_attention_heads = 16"),
+        e.contains("StableLM's attention heads are hidden_size / num_attention_heads = 16"),
         "{e}"
     );
     let mut bad = v;
@@ -175,7 +175,7 @@ fn gpt_neox_reads_as_gptneoxconfig() {
     w["head_dim"] = 32.into();
     let e = read(&w).unwrap_err().to_string();
     assert!(
-        e.contains("GptNeoX's attention heads are hidden_size / num_attention_heads = 64"),
+        e.contains("GPT-NeoX's attention heads are hidden_size / num_attention_heads = 64"),
         "{e}"
     );
     let mut w = v;

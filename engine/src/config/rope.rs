@@ -404,13 +404,21 @@ pub(super) fn rotary_dim(
         (_, Some(x)) => x,
         (_, None) => &default,
     };
+    // GPT-NeoX's Hub configs name it `rotary_pct` (read as the factor, `defaults::aliased`).
+    let top_level = v.get(key).is_some_and(|t| std::ptr::eq(t, x));
+    let name = match (arch, v.get("rotary_pct")) {
+        (super::Arch::GptNeoX, Some(_)) if top_level => {
+            "rotary_pct` (read as `partial_rotary_factor"
+        }
+        _ => key,
+    };
     let f = x
         .as_f64()
         .filter(|f| *f > 0.0 && *f <= 1.0)
         .ok_or_else(|| {
             Error::format(
                 path,
-                format!("field `partial_rotary_factor`: expected a number in (0, 1], found {x}"),
+                format!("field `{name}`: expected a number in (0, 1], found {x}"),
             )
         })?;
     if f == 1.0 {

@@ -11,12 +11,14 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
     super::silu_mul::gated::<true>(x, None, out)
 }
 
-/// `out[i] = x / 2 * (1 + erf(x / sqrt(2)))`, `x = x[i]`, in f64 (libm's `erf`), rounded once.
+/// `out[i] = x / 2 * (1 + erf(x / sqrt(2)))`, `x = x[i]`, computed in f64 as
+/// `x / 2 * erfc(-x / sqrt(2))` (libm's `erfc`, which keeps its relative accuracy in the tail
+/// far below zero where `1 + erf` cancels), rounded once.
 pub fn gelu_erf(x: &[f32], out: &mut [f32]) {
     const PAR_MIN: usize = 1 << 14;
     let f = |(o, &x): (&mut f32, &f32)| {
         let x = x as f64;
-        *o = (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32;
+        *o = (0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)) as f32;
     };
     if out.len() < PAR_MIN {
         out.iter_mut().zip(x).for_each(f);

@@ -371,7 +371,7 @@ impl PeftAdapter {
         let mut vision = 0;
         // Modules named as EXAONE 3's remote code or GPT-NeoX name them: the config's selectors
         // and patterns name them so too, and messages do.
-        let mut exaone_named = std::collections::BTreeSet::new();
+        let mut stored_named = std::collections::BTreeSet::new();
         for_each_tensor(&file, |own, t| {
             let llama = match cfg.arch {
                 Arch::Exaone => super::exaone::llama_name(&own),
@@ -390,7 +390,7 @@ impl PeftAdapter {
                 return Err(Error::format(&file, format!("tensor `{own}`: {why}")));
             };
             if llama.is_some() {
-                exaone_named.insert((layer, m.hf_path));
+                stored_named.insert((layer, m.hf_path));
             }
             let tname = own;
             if let Some((i, v)) = t.first_non_finite() {
@@ -432,7 +432,7 @@ impl PeftAdapter {
         let mut pairs = BTreeMap::new();
         for ((layer, _), (m, (a, b))) in halves {
             let key = format!("model.layers.{layer}.{}", m.hf_path);
-            let key = match (exaone_named.contains(&(layer, m.hf_path)), cfg.arch) {
+            let key = match (stored_named.contains(&(layer, m.hf_path)), cfg.arch) {
                 (true, Arch::GptNeoX) => super::gpt_neox::stored_name(&key).unwrap_or(key),
                 (true, _) => super::exaone::exaone_name(&key),
                 (false, _) => key,

@@ -36,11 +36,30 @@ pub fn for_each_tensor(
         let view = st
             .tensor(&name)
             .map_err(|e| Error::format(path, format!("tensor `{name}`: {e}")))?;
+        if saved_buffer(&name, view.dtype()) {
+            continue;
+        }
         let data = to_f32(view.dtype(), view.data())
             .map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
         f(name, HostTensor::new(view.shape().to_vec(), data))?;
     }
     Ok(())
+}
+
+/// Buffers older transformers saved beside the weights (GPT-NeoX's and GPT-2's causal masks
+/// `attention.bias` and `masked_bias`, RoPE's `inv_freq`), by name.
+const BUFFERS: [&str; 3] = [
+    ".attention.bias",
+    ".attention.masked_bias",
+    ".rotary_emb.inv_freq",
+];
+
+/// Whether tensor `name` of `dtype` is such a buffer stored as booleans or integers (a mask):
+/// no model reads it, so it is left out rather than refused for its dtype. One stored as
+/// floats is read and left to the model's loader (`gpt_neox::prepare_checkpoint` drops it).
+fn saved_buffer(name: &str, dtype: Dtype) -> bool {
+    let float = matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64);
+    !float && (dtype == Dtype::BOOL || BUFFERS.iter().any(|b| name.ends_with(b)))
 }
 
 /// Converts raw little-endian bytes of `dtype` to f32.
@@ -282,4 +301,53 @@ pub fn progress_bar(total_bytes: u64, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GPT-NeoX checkpoint of transformers 4 (its causal mask saved as a boolean buffer) is
+    /// read without it; another boolean or integer tensor is refused for its dtype.
+    #[test]
+    fn boolean_buffers_are_left_out() {
+        use safetensors::tensor::TensorView;
+        let dir = std::env::temp_dir().join(format!("dlp-st-buffers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let w: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mask = [1u8; 4];
+        let write = |name: &str, extra: (&str, Dtype)| {
+            let tensors = [
+                (
+                    "gpt_neox.layers.0.attention.dense.weight",
+                    TensorView::new(Dtype::F32, vec![2], &w).unwrap(),
+                ),
+                (
+                    extra.0,
+                    TensorView::new(extra.1, vec![2, 2], &mask).unwrap(),
+                ),
+            ];
+            let p = dir.join(name);
+            safetensors::serialize_to_file(tensors, None, &p).unwrap();
+            p
+        };
+        let mut seen = Vec::new();
+        let p = write(
+            "a.safetensors",
+            ("gpt_neox.layers.0.attention.bias", Dtype::BOOL),
+        );
+        for_each_tensor(&p, |n, _| {
+            seen.push(n);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, ["gpt_neox.layers.0.attention.dense.weight"]);
+        let p = write(
+            "b.safetensors",
+            ("model.layers.0.mlp.up_proj.weight", Dtype::U8),
+        );
+        let e = for_each_tensor(&p, |_, _| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("dtype U8 is not supported"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -145,7 +145,8 @@ impl<B: Backend> Model<B> {
                 true => Some((norm(names.attn_out)?.weight, norm(names.ffn_out)?.weight)),
                 false => None,
             };
-            // A parallel block's feed-forward reads the attention's normed input.
+            // A parallel block's feed-forward reads the attention's normed input (GPT-NeoX's its
+            // own norm of the same input).
             let (attn_norm, ffn_norm) = match (c.pre_norms(), c.parallel_block()) {
                 (true, false) => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
                 (true, true) => {

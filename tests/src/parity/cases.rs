@@ -386,7 +386,9 @@ pub fn cases() -> Vec<ParityCase> {
         v.push(case(format!("add(n={n})"), Op::Add { n }, e));
         v.push(case(format!("gelu_mul(n={n})"), Op::GeluMul { n }, e));
         v.push(case(format!("gelu(n={n})"), Op::Gelu { n }, e));
-        v.push(case(format!("gelu_erf(n={n})"), Op::GeluErf { n }, e));
+        // Tighter than the others: the tanh form is within 3e-9 of it on these inputs, so a
+        // kernel computing that instead must fail (erf's own error is about 1e-14 here).
+        v.push(case(format!("gelu_erf(n={n})"), Op::GeluErf { n }, 1e-11));
         v.push(case(format!("scale(n={n})"), Op::Scale { n }, e));
         for cap in [3.0, 1e6] {
             let id = format!("softcap(n={n},cap={cap})");

@@ -435,6 +435,7 @@ impl GgufFile {
                 s.describe()
             )));
         }
+        self.stablelm_biases(arch, a, num_layers)?;
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != arch.has_qk_norm() {
             return Err(Error::format(

@@ -261,14 +261,11 @@ impl GgufFile {
         Ok(eps? as f32)
     }
 
-    /// Whether attention and the feed-forward sit side by side: always for `command-r`,
-    /// `cohere2` and `phi2`; for `stablelm`, where its layers have no `ffn_norm` (llama.cpp
-    /// decides per layer; a file with it in some layers only is refused). A `stablelm` file's
-    /// o_proj and MLP biases are refused here too: StableLM's modules have none, and llama.cpp
-    /// reads none.
-    pub(super) fn parallel_residual(&self, arch: Arch, a: &str, layers: usize) -> Result<bool> {
+    /// A `stablelm` file's o_proj and feed-forward biases, refused: StableLM's modules have
+    /// none, and llama.cpp reads none (nothing to check for the other families).
+    pub(super) fn stablelm_biases(&self, arch: Arch, a: &str, layers: usize) -> Result<()> {
         if arch != Arch::StableLm {
-            return Ok(arch.is_cohere() || arch == Arch::Phi);
+            return Ok(());
         }
         for t in ["attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
             if let Some(i) =
@@ -279,6 +276,16 @@ impl GgufFile {
                     format!("tensor `blk.{i}.{t}.bias`: a `{a}` file's o_proj and feed-forward have no biases (StableLM's, and llama.cpp reads none)"),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Whether attention and the feed-forward sit side by side: always for `command-r`,
+    /// `cohere2` and `phi2`; for `stablelm`, where its layers have no `ffn_norm` (llama.cpp
+    /// decides per layer; a file with it in some layers only is refused).
+    pub(super) fn parallel_residual(&self, arch: Arch, a: &str, layers: usize) -> Result<bool> {
+        if arch != Arch::StableLm {
+            return Ok(arch.is_cohere() || arch == Arch::Phi);
         }
         let normed: Vec<usize> = (0..layers)
             .filter(|i| self.tensor(&format!("blk.{i}.ffn_norm.weight")).is_some())
