@@ -194,11 +194,11 @@ fn unknown_architecture() {
         return;
     };
     edit_json(&d.join("config.json"), |v| {
-        v["model_type"] = "gpt_neox".into()
+        v["model_type"] = "falcon".into()
     });
     must_contain(
         &err_of(ModelFiles::load(&d)),
-        &["config.json", "unknown architecture", "gpt_neox"],
+        &["config.json", "unknown architecture", "falcon"],
     );
 }
 
