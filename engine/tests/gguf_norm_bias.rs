@@ -32,12 +32,14 @@ fn layernorm_families_read_as_llama_cpp() {
     assert!(c.layer_norms() && c.parallel_block() && !c.arch.gated_mlp());
     assert_eq!(c.activation, Activation::GeluTanh);
     // `stablelm`: sequential where its layer has a feed-forward norm, parallel where none has.
-    let ffn_norm = Tensor {
-        name: "blk.0.ffn_norm.weight".into(),
+    // A zero f32 `[64]` tensor of that name.
+    let tensor = |name: &str| Tensor {
+        name: name.into(),
         dims: vec![64],
         ty: 0,
         data: vec![0; 4 * 64],
     };
+    let ffn_norm = tensor("blk.0.ffn_norm.weight");
     let bytes = gguf_with(
         "stablelm",
         1,
@@ -79,12 +81,6 @@ fn layernorm_families_read_as_llama_cpp() {
     );
     // `stablelm`: a feed-forward norm in some layers only (llama.cpp would mix parallel and
     // sequential blocks), an o_proj bias (StableLM's has none; llama.cpp reads none).
-    let tensor = |name: &str| Tensor {
-        name: name.into(),
-        dims: vec![64],
-        ty: 0,
-        data: vec![0; 4 * 64],
-    };
     let bytes = gguf_with(
         "stablelm",
         2,

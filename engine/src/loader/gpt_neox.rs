@@ -73,27 +73,15 @@ pub fn reorder_qkv(t: &HostTensor, cfg: &ModelConfig) -> HostTensor {
     }
 }
 
-/// Renames a GPT-NeoX checkpoint's whole-model tensors and layers to Llama's prefixes, leaves
-/// out the buffers older checkpoints saved (`attention.bias`, `attention.masked_bias`,
-/// `rotary_emb.inv_freq`: masks and tables transformers recomputes), and reorders each layer's
-/// query_key_value rows ([`reorder_qkv`]).
+/// Renames a GPT-NeoX checkpoint's whole-model tensors and layers to Llama's prefixes and
+/// reorders each layer's query_key_value rows ([`reorder_qkv`]). (The buffers older checkpoints
+/// saved, masks and RoPE tables, are left out as the files are read.)
 ///
 /// # Errors
 /// A tensor present under both names.
 pub fn prepare_checkpoint(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
     let names: Vec<String> = w.names().map(String::from).collect();
     for name in names {
-        if [
-            ".attention.bias",
-            ".attention.masked_bias",
-            ".rotary_emb.inv_freq",
-        ]
-        .iter()
-        .any(|b| name.ends_with(b))
-        {
-            w.remove(&name);
-            continue;
-        }
         let Some(to) = model_name(&name) else {
             continue;
         };

@@ -54,12 +54,11 @@ const BUFFERS: [&str; 3] = [
     ".rotary_emb.inv_freq",
 ];
 
-/// Whether tensor `name` of `dtype` is such a buffer stored as booleans or integers (a mask):
-/// no model reads it, so it is left out rather than refused for its dtype. One stored as
-/// floats is read and left to the model's loader (`gpt_neox::prepare_checkpoint` drops it).
+/// Whether tensor `name` of `dtype` is such a buffer, or any boolean tensor (a mask): no model
+/// reads one, so it is left out here, in whatever dtype it was saved (a mask's booleans would
+/// otherwise be refused for their dtype, and a float one reported unused).
 fn saved_buffer(name: &str, dtype: Dtype) -> bool {
-    let float = matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64);
-    !float && (dtype == Dtype::BOOL || BUFFERS.iter().any(|b| name.ends_with(b)))
+    dtype == Dtype::BOOL || BUFFERS.iter().any(|b| name.ends_with(b))
 }
 
 /// Converts raw little-endian bytes of `dtype` to f32.
@@ -308,7 +307,7 @@ mod tests {
     use super::*;
 
     /// A GPT-NeoX checkpoint of transformers 4 (its causal mask saved as a boolean buffer) is
-    /// read without it; another boolean or integer tensor is refused for its dtype.
+    /// read without it, as is a float RoPE table; an integer weight is refused for its dtype.
     #[test]
     fn boolean_buffers_are_left_out() {
         use safetensors::tensor::TensorView;
@@ -324,24 +323,32 @@ mod tests {
                 ),
                 (
                     extra.0,
-                    TensorView::new(extra.1, vec![2, 2], &mask).unwrap(),
+                    TensorView::new(extra.1, vec![32 / extra.1.bitsize()], &mask).unwrap(),
                 ),
             ];
             let p = dir.join(name);
             safetensors::serialize_to_file(tensors, None, &p).unwrap();
             p
         };
-        let mut seen = Vec::new();
-        let p = write(
-            "a.safetensors",
-            ("gpt_neox.layers.0.attention.bias", Dtype::BOOL),
-        );
-        for_each_tensor(&p, |n, _| {
-            seen.push(n);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(seen, ["gpt_neox.layers.0.attention.dense.weight"]);
+        // A boolean mask, and a RoPE table saved as floats: only the weight is read.
+        for (file, buffer) in [
+            (
+                "a.safetensors",
+                ("gpt_neox.layers.0.attention.bias", Dtype::BOOL),
+            ),
+            (
+                "f.safetensors",
+                ("model.layers.0.self_attn.rotary_emb.inv_freq", Dtype::F32),
+            ),
+        ] {
+            let mut seen = Vec::new();
+            for_each_tensor(&write(file, buffer), |n, _| {
+                seen.push(n);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, ["gpt_neox.layers.0.attention.dense.weight"]);
+        }
         let p = write(
             "b.safetensors",
             ("model.layers.0.mlp.up_proj.weight", Dtype::U8),

@@ -169,10 +169,7 @@ impl<B: Backend> Model<B> {
                 lora_max_rank: [0; 7],
             });
         }
-        let leftover: Vec<&str> = w
-            .names()
-            .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
-            .collect();
+        let leftover: Vec<&str> = w.names().collect();
         if !leftover.is_empty() {
             tracing::warn!(
                 "{}: {} tensors not used by the model, e.g. {}",
