@@ -47,7 +47,9 @@ prepare() {
   done
   # Everything is built first: a failed build leaves the last good .gpu in place.
   cargo build --release -p dlp-cuda --example lora_bench
-  cargo build --release -p dlp-cli --features cuda
+  # The CUDA run's dlp-run has no WGSL backend: it runs `--backend cuda` (and `cpu`), and wgpu's
+  # code is 1.5 MB of the compressed carry.
+  cargo build --release -p dlp-cli --no-default-features --features cuda
   # Test executables (built with scripts/test.sh's features, so its build is reused): their
   # paths come from cargo's JSON messages.
   tests=$(cargo test --no-run "${features[@]}" --test op_parity_cuda --test golden_cuda \
@@ -78,9 +80,10 @@ for l in sys.stdin:
   # (scripts/gpu_check.py, `tokenizer_dir`).
   xz -T0 -6 "$G/tokenizer/tokenizer.json"
   chmod -R u+w "$G/fixtures" "$G/gpu"
-  # Symbols stay (panics' backtraces name their functions); debug info goes.
+  # Debug info and symbols go (1.5 MB of the compressed carry): a panic still says what and
+  # where (file:line); only a backtrace's frames lose their names.
   for b in "$G"/bin/*; do
-    strip --strip-debug "$b" || exit 1
+    strip --strip-all "$b" || exit 1
     xz -T0 -9e "$b" || exit 1
   done
   # The fixtures as one tar.xz (7.6 MB to 5.7; scripts/gpu_check.py `carried_fixtures` unpacks

@@ -365,7 +365,7 @@ fn config_text(c: &ModelConfig) -> String {
             c.logit_scale.map_or("1".into(), |s| s.to_string())
         ),
         (true, false) => {
-            let block = match (c.parallel_block(), c.arch.parallel_norms()) {
+            let block = match (c.parallel_block(), c.parallel_norms) {
                 (true, false) => "attention and the feed-forward side by side on one normed input",
                 (true, true) => "attention and the feed-forward side by side, each on its own norm of one input",
                 (false, _) => "attention, then the feed-forward",
@@ -377,7 +377,7 @@ fn config_text(c: &ModelConfig) -> String {
                 }
                 (false, _) => "ungated feed-forward (up, GELU's tanh form, down)",
             };
-            let head = match c.arch == dlp_engine::config::Arch::Phi {
+            let head = match c.arch.head_bias() {
                 true => "; a bias on the output head",
                 false => "",
             };

@@ -426,7 +426,8 @@ pub trait Backend: Send + Sync + Sized {
     /// [`Backend::gelu_mul`] computes it (`gelu_mul` with `up` all ones, to the bit).
     fn gelu(&self, x: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
     /// `out[i] = x[i] / 2 * (1 + erf(x[i] / sqrt(2)))` for `n` values: the exact GELU
-    /// (transformers' `gelu`, PyTorch's default `F.gelu`), GPT-NeoX's ungated activation.
+    /// (transformers' `gelu`, PyTorch's default `F.gelu`), GPT-NeoX's and Falcon's ungated
+    /// activation.
     fn gelu_erf(&self, x: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
     /// `x[r, :] += bias` for `rows` rows of `dim` (`x`: `[rows, dim]`, `bias`: `[dim]`): the
     /// bias of a LayerNorm (StableLM's, StarCoder2's, Phi-2's), added after the norm.

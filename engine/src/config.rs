@@ -10,9 +10,11 @@ use crate::error::{Error, Result};
 mod arch;
 mod cohere;
 mod defaults;
+mod falcon;
 mod fields;
 mod forward;
 mod gemma;
+mod gptj;
 mod granite;
 mod heads;
 mod layernorm;
@@ -100,8 +102,13 @@ pub struct ModelConfig {
     /// Attention and the feed-forward read one input side by side and both add to the
     /// residual, `x + attn(ln(x)) + mlp(ln(x))` with no feed-forward input norm (Cohere's,
     /// Phi's, StableLM's with `use_parallel_residual`) or `x + attn(ln1(x)) + mlp(ln2(x))`
-    /// (GPT-NeoX's, [`Arch::parallel_norms`]) ([`ModelConfig::parallel_block`]).
+    /// (GPT-NeoX's, Falcon's new architecture with two norms: [`ModelConfig::parallel_norms`])
+    /// ([`ModelConfig::parallel_block`]).
     pub parallel_residual: bool,
+    /// In a [`ModelConfig::parallel_block`], the feed-forward reads a norm of its own
+    /// (`x + attn(ln1(x)) + mlp(ln2(x))`: GPT-NeoX's `post_attention_layernorm`, Falcon's
+    /// `ln_mlp`), not the attention's; false otherwise.
+    pub parallel_norms: bool,
     /// Per layer: whether its query and key are rotated (RoPE); false for SmolLM3's NoPE
     /// layers, which attend by content alone (transformers' `no_rope_layers`, 1 = RoPE).
     pub rope_layers: Vec<bool>,
@@ -224,6 +231,8 @@ impl ModelConfig {
             "starcoder2" => Arch::Starcoder2,
             "phi" => Arch::Phi,
             "gpt_neox" => Arch::GptNeoX,
+            "falcon" => Arch::Falcon,
+            "gptj" => Arch::GptJ,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -259,6 +268,14 @@ impl ModelConfig {
                 view = olmo3_view;
                 (&view, Some(local))
             }
+            Arch::Falcon => {
+                view = falcon::falcon_view(v, path)?;
+                (&view, None)
+            }
+            Arch::GptJ => {
+                view = gptj::gptj_view(v, path)?;
+                (&view, None)
+            }
             _ => match defaults::aliased(v, arch, path)? {
                 Some(aliased) => {
                     view = aliased;
@@ -282,7 +299,10 @@ impl ModelConfig {
             Some(r) => Fields { v: r, path }.f64_or("rope_theta", default_theta)?,
             None => f.f64_or("rope_theta", default_theta)?,
         };
-        let rotary_dim = rope::rotary_dim(v, rope, head_dim, arch, path)?;
+        let rotary_dim = match arch {
+            Arch::GptJ => gptj::rotary_dim(v, head_dim, path)?,
+            _ => rope::rotary_dim(v, rope, head_dim, arch, path)?,
+        };
         let max_position_embeddings = f.usize_or("max_position_embeddings", defaults.context)?;
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
@@ -353,7 +373,13 @@ impl ModelConfig {
             ));
         }
         let logit_scale = cohere::logit_scale(v, arch, path)?;
-        let parallel_residual = layernorm::parallel_residual(v, arch, path)?;
+        let (parallel_residual, parallel_norms) = match arch {
+            Arch::Falcon => falcon::parallel(v),
+            _ => {
+                let parallel = layernorm::parallel_residual(v, arch, path)?;
+                (parallel, parallel && arch == Arch::GptNeoX)
+            }
+        };
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
@@ -391,6 +417,10 @@ impl ModelConfig {
                 // ExaoneConfig's: EXAONE 3's `[|endofturn|]`. (LlamaConfig's 2, InternLM3Config's
                 // and HeliumConfig's, is a placeholder no tokenizer is known to share: not set.)
                 None if arch == Arch::Exaone => vec![361],
+                // FalconConfig's: Falcon's `<|endoftext|>`.
+                None if arch == Arch::Falcon => vec![11],
+                // GPTJConfig's: GPT-2's `<|endoftext|>`.
+                None if arch == Arch::GptJ => vec![50256],
                 eos => ids_of(path, "eos_token_id", eos)?,
             },
             local_rope_theta,
@@ -401,6 +431,7 @@ impl ModelConfig {
             granite,
             logit_scale,
             parallel_residual,
+            parallel_norms,
         }
         .validated(path)
     }
@@ -432,7 +463,7 @@ impl ModelConfig {
                 self.num_layers
             ));
         }
-        // No family has it (the exact GELU is GPT-NeoX's, ungated).
+        // No family has it (the exact GELU is GPT-NeoX's and Falcon's, ungated).
         if self.arch.gated_mlp() && self.activation == gemma::Activation::GeluErf {
             return bad("a gated feed-forward with the exact GELU is not supported".into());
         }
@@ -564,6 +595,12 @@ pub(crate) fn positive_f32(x: f64) -> Option<f32> {
 pub(crate) const POSITIVE_F32: &str =
     "a number > 0 between about 1e-38 and 1e38 (an f32, as is its reciprocal)";
 
+#[cfg(test)]
+#[path = "config/falcon_tests.rs"]
+mod falcon_tests;
+#[cfg(test)]
+#[path = "config/gptj_tests.rs"]
+mod gptj_tests;
 #[cfg(test)]
 #[path = "config/norm_bias_tests.rs"]
 mod norm_bias_tests;

@@ -364,9 +364,9 @@ impl<B: Backend> Model<B> {
         // Each residual add is fused with the RMSNorm that reads its result (the FFN's, then
         // the next layer's attention norm): `ws.h` holds the normed input of every linears.
         // Without those norms (OLMo 2) the linears read the residual stream `ws.x` itself.
-        // A parallel block's feed-forward (Cohere's, Phi's) has no norm of its own: the
-        // attention's add is plain, and `ws.h` still holds the input both read (GPT-NeoX's has:
-        // it is written into `ws.h` once q/k/v have read it). A LayerNorm's bias is added to
+        // A parallel block's feed-forward (Cohere's, Phi's, GPT-J's, Falcon-7B's) has no norm of
+        // its own: the attention's add is plain, and `ws.h` still holds the input both read
+        // (GPT-NeoX's and Falcon-40B's has: it is written into `ws.h` once q/k/v have read it). A LayerNorm's bias is added to
         // `ws.h` after its norm.
         let pre_norms = c.pre_norms();
         for (li, layer) in self.layers.iter().enumerate() {
@@ -378,8 +378,8 @@ impl<B: Backend> Model<B> {
             ];
             let input = if pre_norms { &ws.h } else { &ws.x };
             b.linears(input, t, n_in(LoraModule::Q)?, step, &mut qkv, &mut ws.u)?;
-            // GPT-NeoX's parallel feed-forward reads its own norm of the same input: into `ws.h`
-            // now, q/k/v read, before the attention's add changes `ws.x`.
+            // GPT-NeoX's (and Falcon-40B's) parallel feed-forward reads its own norm of the same
+            // input: into `ws.h` now, q/k/v read, before the attention's add changes `ws.x`.
             let parallel_norm = layer.ffn_norm.as_ref().filter(|_| c.parallel_block());
             if let Some(n) = parallel_norm {
                 n.apply(b, &ws.x, t, hd, eps, &mut ws.h)?;
@@ -446,8 +446,8 @@ impl<B: Backend> Model<B> {
             let job = |m, out| linear_job(layer, m, any_lora, out);
             let (gate, up) = (LoraModule::Gate, LoraModule::Up);
             match (c.arch.gated_mlp(), c.activation) {
-                // StarCoder2's, Phi's and GPT-NeoX's `down(gelu(up(x)))` (their configs allow
-                // only GELU).
+                // StarCoder2's, Phi's, GPT-NeoX's and Falcon's `down(gelu(up(x)))` (their
+                // configs allow only GELU).
                 (false, act) => {
                     b.linears(input, t, n_in, step, &mut [job(up, &mut ws.up)?], &mut ws.u)?;
                     match act {

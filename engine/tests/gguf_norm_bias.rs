@@ -1,9 +1,10 @@
-//! llama.cpp's `stablelm`, `starcoder2` and `phi2` GGUFs (LayerNorms with biases) as its loader
+//! llama.cpp's `stablelm`, `starcoder2`, `phi2` and `falcon` GGUFs (LayerNorms with biases) as its loader
 //! reads their metadata: the eps from `attention.layer_norm_epsilon` (required), RoPE on
 //! `rope.dimension_count` dimensions (a part for `stablelm` and `phi2`), `phi2`'s parallel
 //! blocks, `stablelm`'s where a layer has no `ffn_norm`, and `starcoder2` with no window (its
-//! loader reads none). Their logits against transformers: the golden runs' `tiny_phi_gguf`,
-//! `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`.
+//! loader reads none), and `falcon` (always parallel, a norm each where its layers hold
+//! `attn_norm_2`). Their logits against transformers: the golden runs' `tiny_phi_gguf`,
+//! `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`, `tiny_falcon_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/family_files.rs"]
@@ -25,6 +26,16 @@ fn keys(arch: &'static str, rot: u32) -> Vec<(&'static str, M)> {
     ]
 }
 
+/// A zero f32 `[64]` tensor named `name`.
+fn tensor(name: &str) -> Tensor {
+    Tensor {
+        name: name.into(),
+        dims: vec![64],
+        ty: 0,
+        data: vec![0; 4 * 64],
+    }
+}
+
 #[test]
 fn layernorm_families_read_as_llama_cpp() {
     let c = read("p.gguf", &gguf("phi2", 2, 64, 4, 16, keys("phi2", 8))).unwrap();
@@ -32,13 +43,6 @@ fn layernorm_families_read_as_llama_cpp() {
     assert!(c.layer_norms() && c.parallel_block() && !c.arch.gated_mlp());
     assert_eq!(c.activation, Activation::GeluTanh);
     // `stablelm`: sequential where its layer has a feed-forward norm, parallel where none has.
-    // A zero f32 `[64]` tensor of that name.
-    let tensor = |name: &str| Tensor {
-        name: name.into(),
-        dims: vec![64],
-        ty: 0,
-        data: vec![0; 4 * 64],
-    };
     let ffn_norm = tensor("blk.0.ffn_norm.weight");
     let bytes = gguf_with(
         "stablelm",
@@ -116,5 +120,61 @@ fn layernorm_families_read_as_llama_cpp() {
         "w.gguf",
         &gguf("phi2", 2, 64, 4, 16, keys("phi2", 20)),
         "`phi2.rope.dimension_count` is 20, more than head_dim 16",
+    );
+}
+
+/// llama.cpp's `falcon`: parallel blocks, a second norm where every layer has `attn_norm_2`
+/// (Falcon-40B's), the checkpoint's exact GELU, no linear biases; a second norm in some layers
+/// only and a linear's bias refused.
+#[test]
+fn falcon_reads_as_llama_cpp() {
+    let c = read("f.gguf", &gguf("falcon", 2, 64, 4, 16, keys("falcon", 16))).unwrap();
+    assert_eq!(
+        (c.arch, c.num_kv_heads, c.rotary_dim),
+        (Arch::Falcon, 1, 16)
+    );
+    assert!(c.layer_norms() && c.parallel_block() && !c.parallel_norms);
+    assert!(!c.arch.gated_mlp() && !c.qkv_bias && !c.o_bias && !c.mlp_bias);
+    assert_eq!(c.activation, Activation::GeluErf);
+    let norms = |layers: &[usize]| {
+        // Each layer's first norm, and the second where `layers` says.
+        let more = (0..2)
+            .map(|i| tensor(&format!("blk.{i}.attn_norm.weight")))
+            .chain(
+                layers
+                    .iter()
+                    .map(|i| tensor(&format!("blk.{i}.attn_norm_2.weight"))),
+            )
+            .collect();
+        gguf_with("falcon", 2, 64, 4, 16, keys("falcon", 16), more)
+    };
+    let c = read("f40.gguf", &norms(&[0, 1])).unwrap();
+    assert!(c.parallel_block() && c.parallel_norms);
+    let names = c.norm_names();
+    assert_eq!((names.attn_in, names.ffn_in), ("ln_attn", "ln_mlp"));
+    refused(
+        "m.gguf",
+        &norms(&[1]),
+        "layers with and without a second norm (blk.1.attn_norm_2.weight present, blk.0.attn_norm_2.weight missing)",
+    );
+    let bytes = gguf_with(
+        "falcon",
+        2,
+        64,
+        4,
+        16,
+        keys("falcon", 16),
+        vec![tensor("blk.1.attn_qkv.bias")],
+    );
+    refused(
+        "b.gguf",
+        &bytes,
+        "tensor `blk.1.attn_qkv.bias`: a `falcon` file's linears have no biases",
+    );
+    // llama.cpp's `falcon` rotates whole heads (it asserts n_rot = head_dim).
+    refused(
+        "r.gguf",
+        &gguf("falcon", 2, 64, 4, 16, keys("falcon", 8)),
+        "partial rotary embedding (falcon.rope.dimension_count 8 != head_dim 16",
     );
 }

@@ -333,7 +333,9 @@ macro_rules! pair_rope_fixture_tests {
 /// half of each head in adjacent pairs; `tiny_cohere`, `tiny_cohere2`: LayerNorms through the
 /// `center` op, parallel blocks, and Cohere 2's NoPE layer; `tiny_stablelm`, `tiny_starcoder2`,
 /// `tiny_phi`: LayerNorms with biases, ungated GELU feed-forwards, Phi's head bias; `tiny_gpt_neox`:
-/// a norm for each side of a parallel block, the exact GELU), each calling
+/// a norm for each side of a parallel block, the exact GELU; `tiny_falcon`: that with q/k/v
+/// stacked per key/value group over two key/value heads; `tiny_gptj`: RoPE in adjacent pairs on
+/// half of each head, a head bias), each calling
 /// `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
@@ -398,6 +400,14 @@ macro_rules! scored_fixture_tests {
         fn tiny_gpt_neox() {
             $run("tiny-gpt-neox");
         }
+        #[test]
+        fn tiny_falcon() {
+            $run("tiny-falcon");
+        }
+        #[test]
+        fn tiny_gptj() {
+            $run("tiny-gptj");
+        }
     };
 }
 
@@ -459,7 +469,15 @@ macro_rules! cohere_fixture_tests {
 /// three (`tiny_phi_gguf`: `phi2`, q/k/v stacked in `attn_qkv`; `tiny_stablelm_gguf`;
 /// `tiny_starcoder2_gguf`: no window; each with layer 0 in Q8_0), and GPT-NeoX's
 /// (`make_gpt_neox.py`: `tiny_gpt_neox`, parallel blocks with a norm each, q/k/v stacked per head,
-/// the exact GELU, untied; `tiny_gpt_neox_seq`, sequential, tied, no attention biases), each calling
+/// the exact GELU, untied; `tiny_gpt_neox_seq`, sequential, tied, no attention biases), and
+/// Falcon's (`make_falcon.py`: `tiny_falcon`, Falcon-40B's new architecture, q/k/v per group of
+/// two heads over two key/value heads, `ln_attn` and `ln_mlp`, biases, untied; `tiny_falcon_mq`,
+/// Falcon-7B's multi-query attention and one norm side by side, no biases, tied;
+/// `tiny_falcon_seq`, q/k/v per head, sequential, biases, GELU's tanh form, untied;
+/// `tiny_falcon_gguf`, llama.cpp's `falcon` file of Falcon-40B's layout: `attn_qkv` as [q; k; v],
+/// `attn_norm_2`, layer 0 in Q8_0), and GPT-J's (`make_gptj.py`: `tiny_gptj`, one norm read side
+/// by side, RoPE in adjacent pairs on half of each head, a head bias, untied; `tiny_gptj_full`,
+/// the whole head rotated, tied), each calling
 /// `$run("<fixture folder>")`. They need the `add_bias`, `gelu` and `gelu_erf` ops.
 #[macro_export]
 macro_rules! norm_bias_fixture_tests {
@@ -499,6 +517,30 @@ macro_rules! norm_bias_fixture_tests {
         #[test]
         fn tiny_gpt_neox_seq() {
             $run("tiny-gpt-neox-seq");
+        }
+        #[test]
+        fn tiny_falcon() {
+            $run("tiny-falcon");
+        }
+        #[test]
+        fn tiny_falcon_mq() {
+            $run("tiny-falcon-mq");
+        }
+        #[test]
+        fn tiny_falcon_seq() {
+            $run("tiny-falcon-seq");
+        }
+        #[test]
+        fn tiny_falcon_gguf() {
+            $run("tiny-falcon-gguf");
+        }
+        #[test]
+        fn tiny_gptj() {
+            $run("tiny-gptj");
+        }
+        #[test]
+        fn tiny_gptj_full() {
+            $run("tiny-gptj-full");
         }
     };
 }

@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -114,6 +114,21 @@ pub enum Arch {
     /// `mlp.dense_4h_to_h`), and with `use_parallel_residual` (the default) attention and the
     /// feed-forward side by side, each on its own norm of one input.
     GptNeoX,
+    /// Falcon (`FalconForCausalLM`: Falcon-7B, -40B, -180B, Falcon2-11B): GPT-NeoX's modules
+    /// under `self_attention` with q/k/v stacked per key/value group in `query_key_value`
+    /// (Falcon-7B's one multi-query group, Falcon-40B's `num_kv_heads` groups; split at load,
+    /// [`crate::loader::prefixed`]), LayerNorms with biases, full RoPE, an ungated
+    /// feed-forward (exact GELU by default), biases on every linear with `bias`, attention and
+    /// the feed-forward side by side (`parallel_attn`) on one norm or, in the
+    /// `new_decoder_architecture` with two (`ln_attn`, `ln_mlp`), on a norm each
+    /// ([`super::falcon`]); tied by default.
+    Falcon,
+    /// GPT-J (`GPTJForCausalLM`: GPT-J-6B): one LayerNorm with a bias (`ln_1`) read by
+    /// attention and an ungated feed-forward (`mlp.fc_in`, `gelu_new`, `mlp.fc_out`, both
+    /// biased) side by side, RoPE in adjacent pairs on the first `rotary_dim` dimensions of each
+    /// head at base 10000, no attention biases, a bias on the output head, the names and keys of
+    /// GPT-2 (`transformer.h.<i>.attn.q_proj`, `n_embd`, ...: [`super::gptj`]).
+    GptJ,
 }
 
 impl Arch {
@@ -128,10 +143,12 @@ impl Arch {
     }
 
     /// Whether transformers rotates adjacent pairs `(2i, 2i + 1)` of each head (GLM's, ERNIE
-    /// 4.5's, Helium's and Cohere's `rotate_half`), not its halves
+    /// 4.5's, Helium's and Cohere's `rotate_half`, GPT-J's `rotate_every_two`), not its halves
     /// ([`super::ModelConfig::rope_interleaved`]).
     pub fn rope_interleaved(self) -> bool {
-        self.is_glm() || self.is_cohere() || matches!(self, Arch::Ernie45 | Arch::Helium)
+        self.is_glm()
+            || self.is_cohere()
+            || matches!(self, Arch::Ernie45 | Arch::Helium | Arch::GptJ)
     }
 
     /// Cohere or Cohere 2 ([`Arch::Cohere`], [`Arch::Cohere2`]).
@@ -140,18 +157,22 @@ impl Arch {
     }
 
     /// Whether the norms are LayerNorms with a bias beside their weight (`<norm>.bias`, added
-    /// after the norm): StableLM's, StarCoder2's, Phi's and GPT-NeoX's.
+    /// after the norm): StableLM's, StarCoder2's, Phi's, GPT-NeoX's, Falcon's and GPT-J's.
     pub fn norm_bias(self) -> bool {
         matches!(
             self,
-            Arch::StableLm | Arch::Starcoder2 | Arch::Phi | Arch::GptNeoX
+            Arch::StableLm
+                | Arch::Starcoder2
+                | Arch::Phi
+                | Arch::GptNeoX
+                | Arch::Falcon
+                | Arch::GptJ
         )
     }
 
-    /// Whether a parallel block's feed-forward has a norm of its own (GPT-NeoX's
-    /// `x + attn(ln1(x)) + mlp(ln2(x))`), not the attention's (Cohere's, Phi's).
-    pub fn parallel_norms(self) -> bool {
-        self == Arch::GptNeoX
+    /// Whether the output head has a bias (`lm_head.bias`: Phi's and GPT-J's).
+    pub fn head_bias(self) -> bool {
+        matches!(self, Arch::Phi | Arch::GptJ)
     }
 
     /// The config keys of the norms' epsilon, `(HF, GGUF suffix)`, for messages: LayerNorm
@@ -159,15 +180,20 @@ impl Arch {
     pub fn eps_keys(self) -> (&'static str, &'static str) {
         match self {
             Arch::Starcoder2 => ("norm_epsilon", "layer_norm_epsilon"),
+            Arch::Falcon | Arch::GptJ => ("layer_norm_epsilon", "layer_norm_epsilon"),
             _ if self.is_cohere() || self.norm_bias() => ("layer_norm_eps", "layer_norm_epsilon"),
             _ => ("rms_norm_eps", "layer_norm_rms_epsilon"),
         }
     }
 
     /// Whether the feed-forward is gated (`down(act(gate(x)) * up(x))`), not
-    /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, read as up and down).
+    /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, GPT-NeoX's and
+    /// Falcon's `dense_h_to_4h`/`dense_4h_to_h`, read as up and down).
     pub fn gated_mlp(self) -> bool {
-        !matches!(self, Arch::Starcoder2 | Arch::Phi | Arch::GptNeoX)
+        !matches!(
+            self,
+            Arch::Starcoder2 | Arch::Phi | Arch::GptNeoX | Arch::Falcon | Arch::GptJ
+        )
     }
 
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.

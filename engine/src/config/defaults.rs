@@ -59,7 +59,7 @@ impl Defaults {
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
             Cohere | Cohere2 => 8192,
-            Phi | GptNeoX => 2048,
+            Phi | GptNeoX | Falcon | GptJ => 2048,
             _ => 4096,
         };
         let rms_norm_eps = match arch {
@@ -76,7 +76,10 @@ impl Defaults {
             rope_theta,
             context,
             rms_norm_eps,
-            tie: matches!(arch, SmolLM3 | Ernie45 | Cohere | Cohere2 | Starcoder2),
+            tie: matches!(
+                arch,
+                SmolLM3 | Ernie45 | Cohere | Cohere2 | Starcoder2 | Falcon
+            ),
         }
     }
 }

@@ -42,6 +42,17 @@ impl Fields<'_> {
             }),
         }
     }
+    /// As [`Self::f64_or`], but a null is refused (a typed field its class takes no null for,
+    /// as FalconConfig's and GPTJConfig's `layer_norm_epsilon`).
+    pub(super) fn f64_no_null_or(&self, k: &str, d: f64) -> Result<f64> {
+        match self.v.get(k) {
+            Some(Value::Null) => Err(Error::format(
+                self.path,
+                format!("field `{k}`: expected a number, found null"),
+            )),
+            _ => self.f64_or(k, d),
+        }
+    }
     pub(super) fn bool_or(&self, k: &str, d: bool) -> Result<bool> {
         match self.v.get(k) {
             None | Some(Value::Null) => Ok(d),

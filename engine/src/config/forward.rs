@@ -35,7 +35,8 @@ impl ModelConfig {
     }
 
     /// What a layer's norms are called in the checkpoint ([`NormNames`]; a
-    /// [`Self::parallel_block`] has no feed-forward input norm, but GPT-NeoX's).
+    /// [`Self::parallel_block`] has no feed-forward input norm, but GPT-NeoX's and Falcon's
+    /// with [`Self::parallel_norms`]).
     pub fn norm_names(&self) -> NormNames {
         // Llama's, and Gemma 2's and 3's, whose feed-forward input norm has a name of its own.
         let llama = NormNames {
@@ -52,6 +53,17 @@ impl ModelConfig {
             },
             _ if self.sandwich_norms() => NormNames {
                 ffn_in: "pre_feedforward_layernorm",
+                ..llama
+            },
+            // GPTJBlock's one norm.
+            super::Arch::GptJ => NormNames {
+                attn_in: "ln_1",
+                ..llama
+            },
+            // FalconDecoderLayer's two norms of the new architecture.
+            super::Arch::Falcon if self.parallel_norms => NormNames {
+                attn_in: "ln_attn",
+                ffn_in: "ln_mlp",
                 ..llama
             },
             _ => llama,
@@ -127,8 +139,9 @@ impl ModelConfig {
 
     /// Whether attention and the feed-forward read the same input side by side and both add to
     /// the residual: Cohere's and Phi's `residual + attn(ln(x)) + mlp(ln(x))` (and StableLM's with
-    /// `use_parallel_residual`), no feed-forward input norm; GPT-NeoX's `residual +
-    /// attn(ln1(x)) + mlp(ln2(x))` ([`super::Arch::parallel_norms`]).
+    /// `use_parallel_residual`, Falcon's with `parallel_attn`), no feed-forward input norm;
+    /// GPT-NeoX's `residual + attn(ln1(x)) + mlp(ln2(x))` ([`Self::parallel_norms`]; Falcon's
+    /// two-norm new architecture too).
     pub fn parallel_block(&self) -> bool {
         self.parallel_residual
     }

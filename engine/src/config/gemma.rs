@@ -18,7 +18,7 @@ pub enum Activation {
     Silu,
     /// GELU, tanh approximation (`gelu_pytorch_tanh`, GeGLU): Gemma; ungated: StarCoder2, Phi.
     GeluTanh,
-    /// The exact GELU (`gelu`, with erf), ungated: GPT-NeoX (Pythia).
+    /// The exact GELU (`gelu`, with erf), ungated: GPT-NeoX (Pythia), Falcon.
     GeluErf,
 }
 

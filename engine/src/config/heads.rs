@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 
 /// `num_key_value_heads`: `default` where absent (`None`: every query head); a null is every
 /// head (the classes' `__post_init__`), but for GLM, whose attention divides by it and fails,
-/// and Helium, StableLM and StarCoder2, whose typed configs take no null. GPT-NeoX's is every
-/// head whatever the config says (GPTNeoXConfig reads no such key).
+/// and Helium, StableLM and StarCoder2, whose typed configs take no null. GPT-NeoX's and
+/// GPT-J's is every head whatever the config says (their configs read no such key); Falcon's is
+/// its own keys' ([`super::falcon::falcon_view`]).
 ///
 /// # Errors
 /// A null where refused, or a value that is not a count.
@@ -23,9 +24,14 @@ pub(super) fn kv_heads(
     default: Option<usize>,
     path: &Path,
 ) -> Result<usize> {
-    // GPTNeoXConfig has no such key (its attention has a key/value head per query head).
-    if arch == Arch::GptNeoX {
+    // GPTNeoXConfig and GPTJConfig have no such key (their attention has a key/value head per
+    // query head).
+    if matches!(arch, Arch::GptNeoX | Arch::GptJ) {
         return Ok(num_heads);
+    }
+    // Falcon's, from its own keys ([`super::falcon::falcon_view`]).
+    if arch == Arch::Falcon {
+        return Fields { v, path }.usize("num_key_value_heads");
     }
     let strict = arch.is_glm() || matches!(arch, Arch::Helium | Arch::StableLm | Arch::Starcoder2);
     match v.get("num_key_value_heads") {
@@ -40,9 +46,9 @@ pub(super) fn kv_heads(
 
 /// `head_dim`: `default` where absent (`None`: hidden_size / num_attention_heads), each family's
 /// null rule; Helium's heads must fill hidden_size (its o_proj is hidden x hidden), and
-/// StableLM's and GPT-NeoX's width is hidden_size / num_attention_heads whatever the config
-/// says (their attention reads no `head_dim`; StableLM's rotary embedding would, so a different
-/// one is refused).
+/// StableLM's, GPT-NeoX's, Falcon's and GPT-J's width is hidden_size / num_attention_heads
+/// whatever the config says (their attention reads no `head_dim`; StableLM's rotary embedding
+/// would, so a different one is refused).
 ///
 /// # Errors
 /// A null or absent width where the family's attention fails on it, a value that is not a
@@ -90,6 +96,8 @@ pub(super) fn head_dim(
     let family = match arch {
         Arch::StableLm => Some("StableLM"),
         Arch::GptNeoX => Some("GPT-NeoX"),
+        Arch::Falcon => Some("Falcon"),
+        Arch::GptJ => Some("GPT-J"),
         _ => None,
     };
     if let Some(family) = family.filter(|_| head_dim != hidden_size / num_heads) {

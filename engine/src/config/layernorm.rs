@@ -1,7 +1,7 @@
 //! What the configs of the LayerNorm-with-bias families add to the Llama reading
-//! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`, `GPTNeoXConfig`): their bias keys, the
-//! parallel block,
-//! and the per-head query/key LayerNorms that are refused.
+//! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`, `GPTNeoXConfig`, `FalconConfig`,
+//! `GPTJConfig`): their bias keys and activations, the parallel block, and the per-head
+//! query/key LayerNorms that are refused.
 
 use std::path::Path;
 
@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 
 /// `(q/k/v, o_proj, feed-forward)` biases of StableLM (`use_qkv_bias`, default false; its
 /// o_proj and MLP have none), StarCoder2 (`use_bias`, default true, on every projection), Phi
-/// (always, every projection) and GPT-NeoX (`attention_bias`, default true, on the attention's;
-/// the MLP's always); `None` for the other families (read as Llama's).
+/// (always, every projection), GPT-NeoX (`attention_bias`, default true, on the attention's;
+/// the MLP's always), Falcon (`bias`, default false, on every linear) and GPT-J (its MLP's
+/// only); `None` for the other families (read as Llama's).
 ///
 /// # Errors
 /// A key that is not true or false.
@@ -32,29 +33,46 @@ pub(super) fn biases(v: &Value, arch: Arch, path: &Path) -> Result<Option<(bool,
             let b = f.bool_or("attention_bias", true)?;
             Some((b, b, true))
         }
+        // GPTJAttention's linears have none, GPTJMLP's have theirs.
+        Arch::GptJ => Some((false, false, true)),
+        // FalconLinear's `bias` on every linear (a null is none, as in FalconConfig).
+        Arch::Falcon => {
+            let b = f.bool_or("bias", false)?;
+            Some((b, b, b))
+        }
         _ => None,
     })
 }
 
-/// StarCoder2's, Phi's and GPT-NeoX's ungated feed-forward activation (`hidden_act`, default
-/// `gelu_pytorch_tanh`, `gelu_new` and `gelu`): GELU's tanh approximation under any of its three
-/// names (transformers' PytorchGELUTanh, NewGELUActivation, FastGELUActivation; GPT-NeoX-20B's
-/// `gelu_fast`), or the exact GELU (`gelu`); `None` for the other families.
+/// StarCoder2's, Phi's, GPT-NeoX's, Falcon's and GPT-J's ungated feed-forward activation
+/// (`hidden_act`, default `gelu_pytorch_tanh`, `gelu_new` and `gelu`; Falcon's `activation`,
+/// default `gelu`; GPT-J's `activation_function`, default `gelu_new`; a null refused for the
+/// last two): GELU's tanh approximation under any of its three names (transformers'
+/// PytorchGELUTanh, NewGELUActivation, FastGELUActivation; GPT-NeoX-20B's `gelu_fast`), or the
+/// exact GELU (`gelu`); `None` for the other families.
 ///
 /// # Errors
 /// Another activation, or a value that is not a string.
 pub(super) fn ungated_activation(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activation>> {
-    let default = match arch {
-        Arch::Starcoder2 => "gelu_pytorch_tanh",
-        Arch::Phi => "gelu_new",
-        Arch::GptNeoX => "gelu",
+    let (key, default) = match arch {
+        Arch::Starcoder2 => ("hidden_act", "gelu_pytorch_tanh"),
+        Arch::Phi => ("hidden_act", "gelu_new"),
+        Arch::GptNeoX => ("hidden_act", "gelu"),
+        Arch::Falcon => ("activation", "gelu"),
+        Arch::GptJ => ("activation_function", "gelu_new"),
         _ => return Ok(None),
     };
-    match (Fields { v, path }).str_or("hidden_act", default)?.as_str() {
+    if matches!(arch, Arch::Falcon | Arch::GptJ) && v.get(key).is_some_and(Value::is_null) {
+        return Err(Error::format(
+            path,
+            format!("field `{key}`: expected an activation's name (null is none)"),
+        ));
+    }
+    match (Fields { v, path }).str_or(key, default)?.as_str() {
         "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Some(Activation::GeluTanh)),
         "gelu" => Ok(Some(Activation::GeluErf)),
         other => Err(Error::unsupported(format!(
-            "{}: hidden_act `{other}` (supported for this family: gelu, or GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
+            "{}: {key} `{other}` (supported for this family: gelu, or GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
             path.display()
         ))),
     }
@@ -77,7 +95,7 @@ pub(super) fn refuse_qk_layernorm(v: &Value, arch: Arch, path: &Path) -> Result<
 }
 
 /// Whether attention and the feed-forward sit side by side ([`super::ModelConfig::parallel_residual`]):
-/// always for Cohere and Phi, with `use_parallel_residual` (default false for StableLM, true for
+/// always for Cohere, Phi and GPT-J, with `use_parallel_residual` (default false for StableLM, true for
 /// GPT-NeoX).
 ///
 /// # Errors
@@ -87,7 +105,7 @@ pub(super) fn parallel_residual(v: &Value, arch: Arch, path: &Path) -> Result<bo
     Ok(match arch {
         Arch::StableLm => f.bool_or("use_parallel_residual", false)?,
         Arch::GptNeoX => f.bool_or("use_parallel_residual", true)?,
-        Arch::Phi => true,
+        Arch::Phi | Arch::GptJ => true,
         _ => arch.is_cohere(),
     })
 }

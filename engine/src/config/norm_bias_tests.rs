@@ -157,7 +157,7 @@ fn gpt_neox_reads_as_gptneoxconfig() {
     assert_eq!(c.arch, Arch::GptNeoX);
     assert_eq!((c.num_kv_heads, c.head_dim, c.rotary_dim), (8, 64, 16));
     assert_eq!((c.rope_theta, c.rms_norm_eps), (1e4, 1e-5));
-    assert!(c.parallel_block() && c.arch.parallel_norms() && c.layer_norms());
+    assert!(c.parallel_block() && c.parallel_norms && c.layer_norms());
     assert!(c.qkv_bias && c.o_bias && c.mlp_bias && !c.arch.gated_mlp());
     assert_eq!(c.activation, Activation::GeluErf);
     let mut w = v.clone();

@@ -34,7 +34,9 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Cohere
         | Arch::StableLm
         | Arch::Phi
-        | Arch::GptNeoX => true,
+        | Arch::GptNeoX
+        | Arch::Falcon
+        | Arch::GptJ => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

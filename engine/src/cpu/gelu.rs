@@ -1,6 +1,6 @@
-//! `gelu`: the ungated feed-forward activation of StarCoder2 (`gelu_pytorch_tanh`) and Phi-2
-//! (`gelu_new`), GELU's tanh approximation (PyTorch's `gelu(approximate="tanh")`); and
-//! `gelu_erf`, the exact GELU of GPT-NeoX (`gelu`, PyTorch's default).
+//! `gelu`: the ungated feed-forward activation of StarCoder2 (`gelu_pytorch_tanh`), Phi-2 and
+//! GPT-J (`gelu_new`), GELU's tanh approximation (PyTorch's `gelu(approximate="tanh")`); and
+//! `gelu_erf`, the exact GELU of GPT-NeoX and Falcon (`gelu`, PyTorch's default).
 
 use rayon::prelude::*;
 

@@ -106,7 +106,7 @@ const PHI: [StoredModule; 6] = [
 
 /// GPT-NeoX (transformers' GPTNeoXAttention and GPTNeoXMLP): q/k/v stacked in
 /// `attention.query_key_value` (reordered from per-head rows at load,
-/// [`super::gpt_neox::reorder_qkv`]), o_proj as `attention.dense`, an ungated feed-forward
+/// [`super::prefixed::reorder_qkv`]), o_proj as `attention.dense`, an ungated feed-forward
 /// `mlp.dense_h_to_4h` (up) and `mlp.dense_4h_to_h` (down).
 const GPT_NEOX: [StoredModule; 4] = [
     StoredModule {
@@ -127,6 +127,51 @@ const GPT_NEOX: [StoredModule; 4] = [
     },
 ];
 
+/// Falcon (transformers' FalconAttention and FalconMLP): GPT-NeoX's modules under
+/// `self_attention` (q/k/v rows per key/value group, reordered at load).
+const FALCON: [StoredModule; 4] = [
+    StoredModule {
+        hf_path: "self_attention.query_key_value",
+        parts: &[LoraModule::Q, LoraModule::K, LoraModule::V],
+    },
+    StoredModule {
+        hf_path: "self_attention.dense",
+        parts: &[LoraModule::O],
+    },
+    GPT_NEOX[2],
+    GPT_NEOX[3],
+];
+
+/// GPT-J (transformers' GPTJAttention and GPTJMLP): q/k/v/o as `attn.q_proj`, `attn.k_proj`,
+/// `attn.v_proj`, `attn.out_proj`, an ungated feed-forward `mlp.fc_in` (up) and `mlp.fc_out`
+/// (down).
+const GPT_J: [StoredModule; 6] = [
+    StoredModule {
+        hf_path: "attn.q_proj",
+        parts: &[LoraModule::Q],
+    },
+    StoredModule {
+        hf_path: "attn.k_proj",
+        parts: &[LoraModule::K],
+    },
+    StoredModule {
+        hf_path: "attn.v_proj",
+        parts: &[LoraModule::V],
+    },
+    StoredModule {
+        hf_path: "attn.out_proj",
+        parts: &[LoraModule::O],
+    },
+    StoredModule {
+        hf_path: "mlp.fc_in",
+        parts: &[LoraModule::Up],
+    },
+    StoredModule {
+        hf_path: "mlp.fc_out",
+        parts: &[LoraModule::Down],
+    },
+];
+
 /// The linear modules of `arch`'s decoder layers as its files store them, in forward order.
 pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     match arch {
@@ -135,6 +180,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         Arch::Starcoder2 => &STARCODER2,
         Arch::Phi => &PHI,
         Arch::GptNeoX => &GPT_NEOX,
+        Arch::Falcon => &FALCON,
+        Arch::GptJ => &GPT_J,
         Arch::Llama
         | Arch::Mistral
         | Arch::Qwen2

@@ -7,7 +7,7 @@
 mod hparams;
 pub(crate) use hparams::EOG_TEXTS;
 pub(crate) mod kquant;
-mod names;
+pub(crate) mod names;
 pub mod quant;
 mod reader;
 

@@ -5,11 +5,11 @@ pub mod exaone;
 pub mod fused;
 pub mod gemma;
 pub mod gguf;
-pub mod gpt_neox;
 pub mod partial_rotary;
 pub mod peft;
 mod peft_features;
 mod peft_selector;
+pub mod prefixed;
 pub mod safetensors_dir;
 pub mod source;
 

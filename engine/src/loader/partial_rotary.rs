@@ -8,8 +8,9 @@
 //! in the pairs `r/2..d/2`, whose table entries are the identity
 //! ([`crate::rope_table::cos_sin_table`]). Values (and so the output) are untouched.
 //!
-//! GLM and ERNIE 4.5 rotate adjacent pairs `(2i, 2i + 1)` of the rotated part instead
-//! ([`ModelConfig::rope_interleaved`]); the same reordering puts them at `(i, i + d/2)`.
+//! GLM, ERNIE 4.5 and GPT-J (its `rotary_dim` dimensions) rotate adjacent pairs `(2i, 2i + 1)`
+//! of the rotated part instead ([`ModelConfig::rope_interleaved`]); the same reordering puts
+//! them at `(i, i + d/2)`.
 
 use crate::config::ModelConfig;
 use crate::error::Result;

@@ -369,13 +369,13 @@ impl PeftAdapter {
             .collect::<Vec<_>>()
             .join(", ");
         let mut vision = 0;
-        // Modules named as EXAONE 3's remote code or GPT-NeoX name them: the config's selectors
-        // and patterns name them so too, and messages do.
+        // Modules named as EXAONE 3's remote code, GPT-NeoX, Falcon or GPT-J name them: the
+        // config's selectors and patterns name them so too, and messages do.
         let mut stored_named = std::collections::BTreeSet::new();
         for_each_tensor(&file, |own, t| {
             let llama = match cfg.arch {
                 Arch::Exaone => super::exaone::llama_name(&own),
-                Arch::GptNeoX => super::gpt_neox::model_name(&own),
+                arch if super::prefixed::applies(arch) => super::prefixed::model_name(arch, &own),
                 _ => None,
             };
             let tname = llama.as_deref().unwrap_or(&own);
@@ -433,7 +433,9 @@ impl PeftAdapter {
         for ((layer, _), (m, (a, b))) in halves {
             let key = format!("model.layers.{layer}.{}", m.hf_path);
             let key = match (stored_named.contains(&(layer, m.hf_path)), cfg.arch) {
-                (true, Arch::GptNeoX) => super::gpt_neox::stored_name(&key).unwrap_or(key),
+                (true, arch) if super::prefixed::applies(arch) => {
+                    super::prefixed::stored_name(arch, &key).unwrap_or(key)
+                }
                 (true, _) => super::exaone::exaone_name(&key),
                 (false, _) => key,
             };
@@ -476,10 +478,10 @@ impl PeftAdapter {
                 continue;
             }
             // A stacked module's LoRA, per part: the same A, that part's rows of B (GPT-NeoX's
-            // q/k/v rows per head first reordered as the base model's were).
-            let b = match cfg.arch {
-                Arch::GptNeoX => super::gpt_neox::reorder_qkv(&b, cfg),
-                _ => b,
+            // and Falcon's q/k/v rows per head or group first reordered as the base model's were).
+            let b = match super::prefixed::grouped_qkv(cfg.arch) {
+                true => super::prefixed::reorder_qkv(&b, cfg),
+                false => b,
             };
             let mut start = 0;
             for (&part, n) in m.parts.iter().zip(rows) {

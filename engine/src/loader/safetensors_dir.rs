@@ -46,11 +46,14 @@ pub fn for_each_tensor(
     Ok(())
 }
 
-/// Buffers older transformers saved beside the weights (GPT-NeoX's and GPT-2's causal masks
-/// `attention.bias` and `masked_bias`, RoPE's `inv_freq`), by name.
-const BUFFERS: [&str; 3] = [
+/// Buffers older transformers saved beside the weights (GPT-NeoX's causal mask
+/// `attention.bias` and `attention.masked_bias`, GPT-J's `attn.bias` and `attn.masked_bias`,
+/// which early GPT-J code saved as uint8, RoPE's `inv_freq`), by name.
+const BUFFERS: [&str; 5] = [
     ".attention.bias",
     ".attention.masked_bias",
+    ".attn.bias",
+    ".attn.masked_bias",
     ".rotary_emb.inv_freq",
 ];
 
@@ -307,7 +310,8 @@ mod tests {
     use super::*;
 
     /// A GPT-NeoX checkpoint of transformers 4 (its causal mask saved as a boolean buffer) is
-    /// read without it, as is a float RoPE table; an integer weight is refused for its dtype.
+    /// read without it, as are a float RoPE table and GPT-J's uint8 mask; an integer weight is
+    /// refused for its dtype.
     #[test]
     fn boolean_buffers_are_left_out() {
         use safetensors::tensor::TensorView;
@@ -340,6 +344,8 @@ mod tests {
                 "f.safetensors",
                 ("model.layers.0.self_attn.rotary_emb.inv_freq", Dtype::F32),
             ),
+            // Early GPT-J code's mask, in uint8.
+            ("j.safetensors", ("transformer.h.0.attn.bias", Dtype::U8)),
         ] {
             let mut seen = Vec::new();
             for_each_tensor(&write(file, buffer), |n, _| {

@@ -70,8 +70,8 @@ impl ModelFiles {
             let mut weights = load_hf_weights(path)?;
             match config.arch {
                 crate::config::Arch::Exaone => super::exaone::rename_checkpoint(&mut weights)?,
-                crate::config::Arch::GptNeoX => {
-                    super::gpt_neox::prepare_checkpoint(&mut weights, &config)?
+                arch if super::prefixed::applies(arch) => {
+                    super::prefixed::prepare_checkpoint(&mut weights, &config)?
                 }
                 _ => {}
             }
@@ -121,6 +121,7 @@ impl ModelFiles {
             t.adopt_gguf(&g);
         }
         let mut weights = g.load_weights_with(keep_packed)?;
+        super::gguf::names::rename_falcon_norms(&mut weights, &config);
         super::fused::split_stacked(&mut weights, &config)?;
         super::partial_rotary::reorder_heads(&mut weights, &config)?;
         Ok(ModelFiles {

@@ -145,16 +145,12 @@ impl<B: Backend> Model<B> {
                 true => Some((norm(names.attn_out)?.weight, norm(names.ffn_out)?.weight)),
                 false => None,
             };
-            // A parallel block's feed-forward reads the attention's normed input (GPT-NeoX's its
-            // own norm of the same input).
+            // A parallel block's feed-forward reads the attention's normed input; GPT-NeoX's and
+            // Falcon-40B's read a norm of their own of the same input.
             let (attn_norm, ffn_norm) = match (c.pre_norms(), c.parallel_block()) {
                 (true, false) => (Some(norm(names.attn_in)?), Some(norm(names.ffn_in)?)),
                 (true, true) => {
-                    let ffn = c
-                        .arch
-                        .parallel_norms()
-                        .then(|| norm(names.ffn_in))
-                        .transpose()?;
+                    let ffn = (c.parallel_norms).then(|| norm(names.ffn_in)).transpose()?;
                     (Some(norm(names.attn_in)?), ffn)
                 }
                 (false, _) => (None, None),
@@ -242,7 +238,7 @@ impl<B: Backend> Model<B> {
     }
 }
 
-/// What the final norm's bias and the output head's (Phi's `lm_head.bias`) add to each row of
+/// What the final norm's bias and the output head's (Phi's and GPT-J's `lm_head.bias`) add to each row of
 /// logits, `lm_head_bias + head . final_norm_bias` (`[vocab]`, summed in f64), where the model
 /// has either: the head reads `norm(x) * w + b`, and `head . b` is the same for every row, so
 /// the backends' fused norm-and-head (`logits`) runs as for an RMSNorm and the row is added
@@ -254,7 +250,7 @@ fn logit_bias(c: &ModelConfig, w: &mut WeightMap, head: &HostTensor) -> Result<O
         true => Some(w.take("model.norm.bias", &[h])?),
         false => None,
     };
-    let head_bias = match c.arch == crate::config::Arch::Phi {
+    let head_bias = match c.arch.head_bias() {
         true => Some(w.take("lm_head.bias", &[v])?),
         false => None,
     };

@@ -107,6 +107,8 @@ impl GgufFile {
             Some("starcoder2") => Ok((Arch::Starcoder2, "starcoder2")),
             // Phi-1.5 and Phi-2 (`PhiForCausalLM`).
             Some("phi2") => Ok((Arch::Phi, "phi2")),
+            // Falcon-7B, -40B, -180B (`FalconForCausalLM`, q/k/v stacked as [q; k; v]).
+            Some("falcon") => Ok((Arch::Falcon, "falcon")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -119,7 +121,7 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\" or \"phi2\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\" or \"falcon\""
                     ),
                 ))
             }
@@ -435,7 +437,7 @@ impl GgufFile {
                 s.describe()
             )));
         }
-        self.stablelm_biases(arch, a, num_layers)?;
+        self.unread_biases(arch, num_layers)?;
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != arch.has_qk_norm() {
             return Err(Error::format(
@@ -544,8 +546,12 @@ impl GgufFile {
             local_rope_theta,
             attention_window,
             rope_layers,
-            // StarCoder2's and Phi-2's ungated feed-forwards: GELU's tanh form, as llama.cpp's.
+            // StarCoder2's and Phi-2's ungated feed-forwards: GELU's tanh form, as llama.cpp's
+            // and their checkpoints'. Falcon's checkpoints run the exact GELU (FalconConfig's
+            // `gelu`), which this follows where llama.cpp runs the tanh form (about 5e-4 apart
+            // in the tiny fixture's logits).
             activation: match (&gemma, arch.gated_mlp()) {
+                (None, false) if arch == Arch::Falcon => Activation::GeluErf,
                 (Some(_), _) | (None, false) => Activation::GeluTanh,
                 (None, true) => Activation::Silu,
             },
@@ -553,6 +559,7 @@ impl GgufFile {
             granite,
             logit_scale: self.logit_scale(arch, a)?,
             parallel_residual: self.parallel_residual(arch, a, num_layers)?,
+            parallel_norms: self.falcon_second_norm(arch, a, num_layers)?,
         }
         .validated(p)
     }

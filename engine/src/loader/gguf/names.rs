@@ -49,6 +49,13 @@ pub fn hf_name(name: &str) -> Option<String> {
 /// `post_attention_norm` is transformers' `post_attention_layernorm`); `chatglm` and `glm4`
 /// stack gate and up as `phi3` does, and `glm4`'s output norms take Glm4DecoderLayer's names.
 pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
+    // Falcon-40B's second norm, attention's input ([`rename_falcon_norms`]).
+    if arch == Arch::Falcon {
+        let falcon = name.strip_prefix("blk.").and_then(split);
+        if let Some((layer, "attn_norm_2", suffix)) = falcon {
+            return Some(format!("model.layers.{layer}.ln_attn.{suffix}"));
+        }
+    }
     let hf = hf_name(name)?;
     Some(match arch {
         Arch::Phi3 | Arch::Glm | Arch::Glm4 if hf.ends_with(".mlp.up_proj.weight") => {
@@ -65,6 +72,11 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
         Arch::Gemma2 | Arch::Gemma3 if name.contains(".ffn_norm.") => {
             hf.replace(".post_attention_layernorm.", ".pre_feedforward_layernorm.")
         }
+        // llama.cpp's `falcon`: q/k/v stacked [q; k; v] (its converter reorders Falcon's
+        // groups), split as Falcon's `query_key_value` after the reorder an HF checkpoint takes.
+        Arch::Falcon if name.contains(".attn_qkv.") => {
+            hf.replace(".self_attn.qkv_proj.", ".self_attention.query_key_value.")
+        }
         _ => hf,
     })
 }
@@ -79,7 +91,41 @@ pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
             gguf_name_gemma
         }
         Arch::Glm4 => gguf_name_glm4,
+        Arch::Falcon => gguf_name_falcon,
         _ => gguf_name,
+    }
+}
+
+/// GGUF name of a Falcon tensor name ([`hf_name_in`] and [`rename_falcon_norms`] reversed).
+fn gguf_name_falcon(name: &str) -> Option<String> {
+    for (hf, gguf) in [
+        (".ln_attn.", ".attn_norm_2."),
+        (".ln_mlp.", ".attn_norm."),
+        (".self_attention.query_key_value.", ".attn_qkv."),
+    ] {
+        if let Some(layer) = name
+            .strip_prefix("model.layers.")
+            .filter(|n| n.contains(hf))
+        {
+            return Some(format!("blk.{}", layer.replace(hf, gguf)));
+        }
+    }
+    gguf_name(name)
+}
+
+/// A `falcon` file's norms under FalconDecoderLayer's names where it has two (Falcon-40B's:
+/// `attn_norm_2`, attention's input, read as `ln_attn`; `attn_norm`, then the feed-forward's
+/// as llama.cpp's graph reads it, renamed here from `input_layernorm` to `ln_mlp`); nothing
+/// otherwise.
+pub fn rename_falcon_norms(w: &mut crate::tensor::WeightMap, cfg: &crate::config::ModelConfig) {
+    if cfg.arch != Arch::Falcon || !cfg.parallel_norms {
+        return;
+    }
+    for layer in 0..cfg.num_layers {
+        for suffix in ["weight", "bias"] {
+            let from = format!("model.layers.{layer}.input_layernorm.{suffix}");
+            w.rename(&from, from.replace(".input_layernorm.", ".ln_mlp."));
+        }
     }
 }
 
@@ -219,6 +265,26 @@ mod tests {
             assert_eq!(gguf_name_of(Arch::Glm4)(hf).as_deref(), Some(g));
             assert_eq!(hf_name_in(Arch::Glm4, g).as_deref(), Some(hf));
         }
+        for (hf, g) in [
+            ("model.layers.1.ln_attn.bias", "blk.1.attn_norm_2.bias"),
+            (
+                "model.layers.0.self_attention.query_key_value.weight",
+                "blk.0.attn_qkv.weight",
+            ),
+            (
+                "model.layers.1.input_layernorm.weight",
+                "blk.1.attn_norm.weight",
+            ),
+            ("model.layers.0.mlp.up_proj.weight", "blk.0.ffn_up.weight"),
+        ] {
+            assert_eq!(gguf_name_of(Arch::Falcon)(hf).as_deref(), Some(g));
+            assert_eq!(hf_name_in(Arch::Falcon, g).as_deref(), Some(hf));
+        }
+        assert_eq!(
+            gguf_name_of(Arch::Falcon)("model.layers.1.ln_mlp.weight").as_deref(),
+            Some("blk.1.attn_norm.weight")
+        );
+        assert_eq!(hf_name_in(Arch::Llama, "blk.0.attn_norm_2.weight"), None);
         assert_eq!(hf_name("rope_freqs.weight"), None);
         assert_eq!(hf_name("blk.x.attn_q.weight"), None);
         assert_eq!(hf_name("blk.0.attn_q.scale"), None);

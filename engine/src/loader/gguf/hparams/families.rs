@@ -261,31 +261,64 @@ impl GgufFile {
         Ok(eps? as f32)
     }
 
-    /// A `stablelm` file's o_proj and feed-forward biases, refused: StableLM's modules have
-    /// none, and llama.cpp reads none (nothing to check for the other families).
-    pub(super) fn stablelm_biases(&self, arch: Arch, a: &str, layers: usize) -> Result<()> {
-        if arch != Arch::StableLm {
-            return Ok(());
-        }
-        for t in ["attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
+    /// A `stablelm` file's o_proj and feed-forward biases, and any linear's bias in a `falcon`
+    /// file, refused: llama.cpp reads none (StableLM's modules have none; Falcon's released
+    /// checkpoints have none, `bias` false). Nothing to check for the other families.
+    pub(super) fn unread_biases(&self, arch: Arch, layers: usize) -> Result<()> {
+        let (linears, why): (&[&str], &str) = match arch {
+            Arch::StableLm => (
+                &["attn_output", "ffn_gate", "ffn_up", "ffn_down"],
+                "a `stablelm` file's o_proj and feed-forward have no biases (StableLM's, and llama.cpp reads none)",
+            ),
+            Arch::Falcon => (
+                &["attn_qkv", "attn_output", "ffn_up", "ffn_down"],
+                "a `falcon` file's linears have no biases (Falcon's released checkpoints', and llama.cpp reads none)",
+            ),
+            _ => return Ok(()),
+        };
+        for t in linears {
             if let Some(i) =
                 (0..layers).find(|i| self.tensor(&format!("blk.{i}.{t}.bias")).is_some())
             {
                 return Err(Error::format(
                     &self.path,
-                    format!("tensor `blk.{i}.{t}.bias`: a `{a}` file's o_proj and feed-forward have no biases (StableLM's, and llama.cpp reads none)"),
+                    format!("tensor `blk.{i}.{t}.bias`: {why}"),
                 ));
             }
         }
         Ok(())
     }
 
+    /// Whether a `falcon` file's feed-forward has a norm of its own: Falcon-40B's, whose layers
+    /// hold `attn_norm_2` (attention's input norm; `attn_norm` is then the feed-forward's, as
+    /// llama.cpp's graph reads them); false for the other families. A layer without
+    /// `attn_norm` is left for the model's loader to name.
+    ///
+    /// # Errors
+    /// `attn_norm_2` in some layers only (llama.cpp would run two kinds of layer).
+    pub(super) fn falcon_second_norm(&self, arch: Arch, a: &str, layers: usize) -> Result<bool> {
+        if arch != Arch::Falcon {
+            return Ok(false);
+        }
+        let has = |i: usize, norm: &str| self.tensor(&format!("blk.{i}.{norm}.weight")).is_some();
+        let present: Vec<usize> = (0..layers).filter(|&i| has(i, "attn_norm")).collect();
+        let (with, without): (Vec<usize>, Vec<usize>) =
+            present.iter().partition(|&&i| has(i, "attn_norm_2"));
+        match (with.first(), without.first()) {
+            (Some(w), Some(wo)) => Err(Error::unsupported(format!(
+                "{}: `{a}` layers with and without a second norm (blk.{w}.attn_norm_2.weight present, blk.{wo}.attn_norm_2.weight missing)",
+                self.path.display()
+            ))),
+            (with, _) => Ok(with.is_some()),
+        }
+    }
+
     /// Whether attention and the feed-forward sit side by side: always for `command-r`,
-    /// `cohere2` and `phi2`; for `stablelm`, where its layers have no `ffn_norm` (llama.cpp
+    /// `cohere2`, `phi2` and `falcon`; for `stablelm`, where its layers have no `ffn_norm` (llama.cpp
     /// decides per layer; a file with it in some layers only is refused).
     pub(super) fn parallel_residual(&self, arch: Arch, a: &str, layers: usize) -> Result<bool> {
         if arch != Arch::StableLm {
-            return Ok(arch.is_cohere() || arch == Arch::Phi);
+            return Ok(arch.is_cohere() || matches!(arch, Arch::Phi | Arch::Falcon));
         }
         let normed: Vec<usize> = (0..layers)
             .filter(|i| self.tensor(&format!("blk.{i}.ffn_norm.weight")).is_some())
