@@ -22,7 +22,9 @@ mod longrope;
 mod olmo3;
 mod rope;
 mod smollm3;
+mod token_ids;
 mod windows;
+
 pub use arch::{Arch, MODEL_TYPES};
 use fields::Fields;
 pub use forward::NormNames;
@@ -31,6 +33,7 @@ pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 pub(crate) use smollm3::{rope_every, NOPE_EVERY};
+use token_ids::{end_ids_in_vocab, ids_of};
 pub(crate) use windows::sliding_every;
 
 /// Everything the forward pass needs to know about a model.
@@ -409,20 +412,7 @@ impl ModelConfig {
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),
-            eos_token_ids: match v.get("eos_token_id") {
-                // GlmConfig's and Glm4Config's ends where the config names none.
-                None | Some(Value::Null) if arch.is_glm() => vec![151_329, 151_336, 151_338],
-                // CohereConfig's and Cohere2Config's: `<|END_OF_TURN_TOKEN|>`.
-                None if arch.is_cohere() => vec![255_001],
-                // ExaoneConfig's: EXAONE 3's `[|endofturn|]`. (LlamaConfig's 2, InternLM3Config's
-                // and HeliumConfig's, is a placeholder no tokenizer is known to share: not set.)
-                None if arch == Arch::Exaone => vec![361],
-                // FalconConfig's: Falcon's `<|endoftext|>`.
-                None if arch == Arch::Falcon => vec![11],
-                // GPTJConfig's: GPT-2's `<|endoftext|>`.
-                None if arch == Arch::GptJ => vec![50256],
-                eos => ids_of(path, "eos_token_id", eos)?,
-            },
+            eos_token_ids: token_ids::eos_ids(v, arch, path)?,
             local_rope_theta,
             attention_window,
             rope_layers,
@@ -530,22 +520,6 @@ impl ModelConfig {
     }
 }
 
-/// The end-token ids of `ids` inside a vocabulary of `vocab` tokens. One outside can never be
-/// produced, so it ends nothing: it is dropped with a warning rather than refused (a config out
-/// of step with its weights still runs; the other end ids, the tokenizer's and `max_tokens`
-/// still end generation).
-fn end_ids_in_vocab(path: &Path, ids: &[u32], vocab: usize) -> Vec<u32> {
-    let (keep, drop): (Vec<u32>, Vec<u32>) = ids.iter().partition(|&&i| (i as usize) < vocab);
-    if !drop.is_empty() {
-        tracing::warn!(
-            "{}: end-of-sequence id(s) {drop:?} (eos_token_id; GGUF: tokenizer.ggml.eos/eot/eom_token_id or llama.cpp's end tokens by text) \
-             are outside the vocabulary of {vocab} tokens and can never be produced; ignored",
-            path.display()
-        );
-    }
-    keep
-}
-
 /// More layers than any model has (guards allocations sized by a corrupt header).
 const MAX_LAYERS: usize = 4096;
 
@@ -559,26 +533,6 @@ pub(crate) fn layer_count(n: usize, path: &Path) -> Result<usize> {
             format!("num_hidden_layers = {n} exceeds {MAX_LAYERS}: not a model this engine can load (a corrupt file?)"),
         )),
         false => Ok(n),
-    }
-}
-
-/// `bos_token_id` / `eos_token_id`: a token id, a list of them, or null (none). Anything else
-/// is an error: dropped silently, generation would never stop at the end token.
-fn ids_of(path: &Path, field: &str, v: Option<&Value>) -> Result<Vec<u32>> {
-    let id = |x: &Value| {
-        x.as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| {
-                Error::format(
-                    path,
-                    format!("field `{field}`: expected a token id (a non-negative integer), a list of them or null, found {x}"),
-                )
-            })
-    };
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a.iter().map(id).collect(),
-        Some(x) => Ok(vec![id(x)?]),
     }
 }
 

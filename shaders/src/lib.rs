@@ -43,8 +43,15 @@ pub(crate) fn source(op: &str) -> &'static str {
         "silu_mul" => include_str!("../wgsl/silu_mul.wgsl"),
         "add" => include_str!("../wgsl/add.wgsl"),
         "add_bias" => include_str!("../wgsl/add_bias.wgsl"),
-        "gelu" => include_str!("../wgsl/gelu.wgsl"),
-        "gelu_erf" => include_str!("../wgsl/gelu_erf.wgsl"),
+        // The unary ops' bindings and entry point, then each op's `op`.
+        "gelu" => concat!(
+            include_str!("../wgsl/unary.wgsl"),
+            include_str!("../wgsl/gelu.wgsl")
+        ),
+        "gelu_erf" => concat!(
+            include_str!("../wgsl/unary.wgsl"),
+            include_str!("../wgsl/gelu_erf.wgsl")
+        ),
         "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
         "softcap" => concat!(

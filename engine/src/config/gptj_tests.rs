@@ -16,6 +16,16 @@ fn refused(v: &Value, want: &str) {
     assert!(e.contains(want), "{e}");
 }
 
+/// `(hidden, heads, layers, context)` as read.
+fn sizes(c: &ModelConfig) -> (usize, usize, usize, usize) {
+    (
+        c.hidden_size,
+        c.num_heads,
+        c.num_layers,
+        c.max_position_embeddings,
+    )
+}
+
 /// EleutherAI/gpt-j-6b's config.json (its keys that transformers reads).
 fn gpt_j_6b() -> Value {
     json!({"activation_function": "gelu_new", "architectures": ["GPTJForCausalLM"],
@@ -67,15 +77,7 @@ fn gptj_aliases_and_widths() {
         "num_hidden_layers": 2, "max_position_embeddings": 256, "vocab_size": 256,
         "rotary_dim": 16, "n_inner": 96, "activation_function": "gelu"});
     let c = read(&v).unwrap();
-    assert_eq!(
-        (
-            c.hidden_size,
-            c.num_heads,
-            c.num_layers,
-            c.max_position_embeddings
-        ),
-        (64, 4, 2, 256)
-    );
+    assert_eq!(sizes(&c), (64, 4, 2, 256));
     assert_eq!((c.rotary_dim, c.intermediate_size), (16, 96));
     assert_eq!(c.activation, Activation::GeluErf);
     // Both names: the Llama one wins, as in transformers (its attribute_map sets it last).
@@ -88,16 +90,7 @@ fn gptj_aliases_and_widths() {
     ] {
         both[own] = n.into();
     }
-    let c = read(&both).unwrap();
-    assert_eq!(
-        (
-            c.hidden_size,
-            c.num_heads,
-            c.num_layers,
-            c.max_position_embeddings
-        ),
-        (64, 4, 2, 256)
-    );
+    assert_eq!(sizes(&read(&both).unwrap()), (64, 4, 2, 256));
 }
 
 /// The rotations GPT-J's attention fails on, a null `rotary_dim` (GPTJConfig's typed field),
