@@ -247,18 +247,23 @@ def binaries():
         if missing:
             raise RuntimeError(f"GPU_CHECK_BIN_DIR {given} lacks {', '.join(missing)}")
         return {b: os.path.abspath(os.path.join(given, b)) for b in need}
-    if not glob.glob(os.path.join(G, "bin", "*.xz")) and shutil.which("cargo"):
+    packed = os.path.join(G, "bin.tar.xz")
+    if not os.path.isfile(packed) and shutil.which("cargo"):
         subprocess.run(["scripts/gpu-check.sh", "prepare"], check=True)
     bindir = os.path.join(R, "bin")
     os.makedirs(bindir, exist_ok=True)
-    for z in glob.glob(os.path.join(G, "bin", "*.xz")):
-        exe = os.path.join(bindir, os.path.basename(z)[:-3])
-        if os.path.exists(exe) and os.path.getmtime(exe) >= os.path.getmtime(z):
-            continue
-        with lzma.open(z) as src, open(exe + ".tmp", "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.chmod(exe + ".tmp", 0o755)
-        os.replace(exe + ".tmp", exe)  # a partial unpack never passes for a binary
+    if os.path.isfile(packed):
+        import tarfile
+        with tarfile.open(packed, "r:xz") as t:
+            for m in t.getmembers():
+                exe = os.path.join(bindir, os.path.basename(m.name))
+                if not m.isfile() or (os.path.exists(exe)
+                                      and os.path.getmtime(exe) >= os.path.getmtime(packed)):
+                    continue
+                with t.extractfile(m) as src, open(exe + ".tmp", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.chmod(exe + ".tmp", 0o755)
+                os.replace(exe + ".tmp", exe)  # a partial unpack never passes for a binary
     version = report.read(os.path.join(G, "VERSION")).strip()
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -270,7 +275,7 @@ def binaries():
             f"{head}: run 'scripts/gpu-check.sh prepare' again")
     missing = [b for b in need if not os.path.exists(os.path.join(bindir, b))]
     if missing:
-        raise RuntimeError(f"{G}/bin lacks {', '.join(missing)}: run 'scripts/gpu-check.sh "
+        raise RuntimeError(f"{G}/bin.tar.xz lacks {', '.join(missing)}: run 'scripts/gpu-check.sh "
                            f"prepare' where cargo is, and carry {G}")
     return {b: os.path.abspath(os.path.join(bindir, b)) for b in need}
 

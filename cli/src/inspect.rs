@@ -252,6 +252,18 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
+/// The feed-forward's shape and activation, for [`config_text`].
+fn mlp_line(c: &ModelConfig) -> &'static str {
+    use dlp_engine::config::Activation;
+    match (c.arch.gated_mlp(), c.activation) {
+        (true, _) => "gated feed-forward",
+        (false, Activation::GeluTanh) => "ungated feed-forward (up, GELU's tanh form, down)",
+        (false, Activation::GeluErf) => "ungated feed-forward (up, exact GELU, down)",
+        (false, Activation::Relu2) => "ungated feed-forward (up, squared ReLU, down)",
+        (false, Activation::Silu) => "ungated feed-forward (up, SiLU, down)",
+    }
+}
+
 /// A model's config in a few indented lines: shape, attention, RoPE, biases, special ids.
 fn config_text(c: &ModelConfig) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
@@ -370,19 +382,19 @@ fn config_text(c: &ModelConfig) -> String {
                 (true, true) => "attention and the feed-forward side by side, each on its own norm of one input",
                 (false, _) => "attention, then the feed-forward",
             };
-            let mlp = match (c.arch.gated_mlp(), c.activation) {
-                (true, _) => "gated feed-forward",
-                (false, dlp_engine::config::Activation::GeluErf) => {
-                    "ungated feed-forward (up, exact GELU, down)"
-                }
-                (false, _) => "ungated feed-forward (up, GELU's tanh form, down)",
-            };
+            let mlp = mlp_line(c);
             let head = match c.arch.head_bias() {
                 true => "; a bias on the output head",
                 false => "",
             };
-            format!("{extras}\n  LayerNorms with biases; {block}; {mlp}{head}")
+            let one_plus = match c.norm_weights_less_one() {
+                true => " (LayerNorm1P: an HF file's weights stored less one, the 1 added at load)",
+                false => "",
+            };
+            format!("{extras}\n  LayerNorms with biases{one_plus}; {block}; {mlp}{head}")
         }
+        // Arcee's: RMSNorms around an ungated feed-forward.
+        (false, _) if !c.arch.gated_mlp() => format!("{extras}\n  {}", mlp_line(c)),
         (false, _) => extras,
     };
     let norm = match c.layer_norms() {

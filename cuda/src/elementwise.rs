@@ -149,7 +149,7 @@ impl CudaBackend {
     }
 
     /// `out[i] = f(x[i])` for `n` values by kernel `f` (`op`: `gelu`, as `gelu_mul` computes
-    /// it, or `gelu_erf`; parameters `(x, n, out)`).
+    /// it, `gelu_erf` or `relu_sq`; parameters `(x, n, out)`).
     pub(crate) fn unary_impl(
         &self,
         op: &'static str,

@@ -48,11 +48,14 @@ const LOGITS_SRC: &str = concat!(
     include_str!("../kernels/sample.cu")
 );
 
-/// `gelu.cu` (`gelu`, `gelu_erf`) beside `gelu_mul.cu`: one module (one compile fewer at start).
+/// The feed-forward activations in one module (compiles fewer at start): `gelu_mul.cu`,
+/// `gelu.cu` (`gelu`, `gelu_erf`) and `relu_sq.cu`.
 const GELU_SRC: &str = concat!(
     include_str!("../kernels/gelu_mul.cu"),
     "\n",
-    include_str!("../kernels/gelu.cu")
+    include_str!("../kernels/gelu.cu"),
+    "\n",
+    include_str!("../kernels/relu_sq.cu")
 );
 
 /// `center.cu` reuses `block_sum` from `rms_norm.cu`, so it is compiled after it.

@@ -484,6 +484,10 @@ impl Backend for CudaBackend {
         self.unary_impl("gelu_erf", &self.k.gelu_erf, x, n, out)
     }
 
+    fn relu_sq(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
+        self.unary_impl("relu_sq", &self.k.relu_sq, x, n, out)
+    }
+
     fn add_bias(&self, x: &mut Slice, bias: &Slice, rows: usize, dim: usize) -> Result<()> {
         self.add_bias_impl(x, bias, rows, dim)
     }

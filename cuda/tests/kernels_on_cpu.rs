@@ -105,11 +105,11 @@ fn gelu_mul_and_scale_match_the_cpu() {
     assert!(x.iter().zip(&up).all(|(x, u)| *x == u * s));
 }
 
-/// `gelu` (StarCoder2's and Phi-2's ungated activation) and `gelu_erf` (GPT-NeoX's; neither yet
-/// run on a GPU) compute what the CPU reference computes, within `gelu_mul`'s bound, past one
-/// launch's threads.
+/// `gelu` (StarCoder2's and Phi-2's ungated activation), `gelu_erf` (GPT-NeoX's) and `relu_sq`
+/// (Arcee's and Nemotron's; none yet run on a GPU) compute what the CPU reference computes,
+/// within `gelu_mul`'s bound (`relu_sq` to the bit), past one launch's threads.
 #[test]
-fn gelu_matches_the_cpu() {
+fn ungated_activations_match_the_cpu() {
     let x: Vec<f32> = (0..5000)
         .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 40.0 - 20.0)
         .chain([f32::NAN, 0.0, -0.0, 1e30, -1e30])
@@ -117,11 +117,12 @@ fn gelu_matches_the_cpu() {
     let n = x.len();
     let cpu = dlp_engine::cpu::CpuBackend::new();
     let m = module("gelu_mul", &[], Order::FORWARD).unwrap();
-    for op in ["gelu", "gelu_erf"] {
+    for op in ["gelu", "gelu_erf", "relu_sq"] {
         let mut want = vec![0.0f32; n];
         match op {
             "gelu" => dlp_engine::Backend::gelu(&cpu, &x, n, &mut want),
-            _ => dlp_engine::Backend::gelu_erf(&cpu, &x, n, &mut want),
+            "gelu_erf" => dlp_engine::Backend::gelu_erf(&cpu, &x, n, &mut want),
+            _ => dlp_engine::Backend::relu_sq(&cpu, &x, n, &mut want),
         }
         .unwrap();
         let (mut g, mut out) = (x.clone(), vec![f32::NAN; n]);
@@ -129,7 +130,10 @@ fn gelu_matches_the_cpu() {
         m.launch(op, (3, 1, 1), 256, 0, &[arg(&pg), arg(&nn), arg(&po)])
             .unwrap();
         for (i, (o, w)) in out.iter().zip(&want).enumerate() {
-            let close = (o - w).abs() <= 4e-6 * w.abs().max(1e-3) || (o.is_nan() && w.is_nan());
+            // relu_sq to the bit (one rounding of one product, infinities included).
+            let bound = if op == "relu_sq" { 0.0 } else { 4e-6 };
+            let close =
+                o == w || (o - w).abs() <= bound * w.abs().max(1e-3) || (o.is_nan() && w.is_nan());
             assert!(close, "{op}({}): kernel {o}, CPU {w}", x[i]);
         }
     }

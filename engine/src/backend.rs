@@ -429,6 +429,9 @@ pub trait Backend: Send + Sync + Sized {
     /// (transformers' `gelu`, PyTorch's default `F.gelu`), GPT-NeoX's and Falcon's ungated
     /// activation.
     fn gelu_erf(&self, x: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out[i] = max(x[i], 0)^2` for `n` values, NaN kept: the squared ReLU (transformers'
+    /// `relu2`; So et al. 2021, arXiv 2109.08668), Arcee's and Nemotron's ungated activation.
+    fn relu_sq(&self, x: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
     /// `x[r, :] += bias` for `rows` rows of `dim` (`x`: `[rows, dim]`, `bias`: `[dim]`): the
     /// bias of a LayerNorm (StableLM's, StarCoder2's, Phi-2's), added after the norm.
     fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Buf, rows: usize, dim: usize) -> Result<()>;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod activation;
 mod arch;
 mod cohere;
 mod defaults;
@@ -25,10 +26,11 @@ mod smollm3;
 mod token_ids;
 mod windows;
 
+pub use activation::Activation;
 pub use arch::{Arch, MODEL_TYPES};
 use fields::Fields;
 pub use forward::NormNames;
-pub use gemma::{Activation, GemmaFeatures};
+pub use gemma::GemmaFeatures;
 pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
@@ -236,6 +238,8 @@ impl ModelConfig {
             "gpt_neox" => Arch::GptNeoX,
             "falcon" => Arch::Falcon,
             "gptj" => Arch::GptJ,
+            "arcee" => Arch::Arcee,
+            "nemotron" => Arch::Nemotron,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -332,9 +336,9 @@ impl ModelConfig {
             }
             None => None,
         };
-        let activation = match layernorm::ungated_activation(v, arch, path)? {
+        let activation = match activation::ungated(v, arch, path)? {
             Some(a) => a,
-            None => gemma::activation(v, arch, path)?,
+            None => activation::gated(v, arch, path)?,
         };
         layernorm::refuse_qk_layernorm(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, path)?;
@@ -453,9 +457,14 @@ impl ModelConfig {
                 self.num_layers
             ));
         }
-        // No family has it (the exact GELU is GPT-NeoX's and Falcon's, ungated).
-        if self.arch.gated_mlp() && self.activation == gemma::Activation::GeluErf {
-            return bad("a gated feed-forward with the exact GELU is not supported".into());
+        // No family has them (the exact GELU is GPT-NeoX's and Falcon's, the squared ReLU
+        // Arcee's and Nemotron's, ungated).
+        let ungated_only = [Activation::GeluErf, Activation::Relu2];
+        if self.arch.gated_mlp() && ungated_only.contains(&self.activation) {
+            return bad(
+                "a gated feed-forward with the exact GELU or the squared ReLU is not supported"
+                    .into(),
+            );
         }
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("num_attention_heads, num_key_value_heads and head_dim must be > 0".into());
@@ -558,6 +567,9 @@ mod gptj_tests;
 #[cfg(test)]
 #[path = "config/norm_bias_tests.rs"]
 mod norm_bias_tests;
+#[cfg(test)]
+#[path = "config/relu2_tests.rs"]
+mod relu2_tests;
 #[cfg(test)]
 #[path = "config/tests.rs"]
 mod tests;

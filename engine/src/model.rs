@@ -446,13 +446,17 @@ impl<B: Backend> Model<B> {
             let job = |m, out| linear_job(layer, m, any_lora, out);
             let (gate, up) = (LoraModule::Gate, LoraModule::Up);
             match (c.arch.gated_mlp(), c.activation) {
-                // StarCoder2's, Phi's, GPT-NeoX's and Falcon's `down(gelu(up(x)))` (their
-                // configs allow only GELU).
+                // StarCoder2's, Phi's, GPT-NeoX's, Falcon's and GPT-J's `down(gelu(up(x)))`,
+                // Arcee's and Nemotron's `down(relu2(up(x)))` (or any of the three).
                 (false, act) => {
                     b.linears(input, t, n_in, step, &mut [job(up, &mut ws.up)?], &mut ws.u)?;
                     match act {
+                        Activation::GeluTanh => b.gelu(&ws.up, n, &mut ws.act)?,
                         Activation::GeluErf => b.gelu_erf(&ws.up, n, &mut ws.act)?,
-                        _ => b.gelu(&ws.up, n, &mut ws.act)?,
+                        Activation::Relu2 => b.relu_sq(&ws.up, n, &mut ws.act)?,
+                        Activation::Silu => {
+                            return Err(Error::unsupported("an ungated feed-forward with SiLU"))
+                        }
                     }
                 }
                 (true, Activation::Silu) => {
@@ -464,9 +468,9 @@ impl<B: Backend> Model<B> {
                     b.linears(input, t, n_in, step, &mut jobs, &mut ws.u)?;
                     b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
                 }
-                (true, Activation::GeluErf) => {
+                (true, Activation::GeluErf | Activation::Relu2) => {
                     return Err(Error::unsupported(
-                        "a gated feed-forward with the exact GELU",
+                        "a gated feed-forward with the exact GELU or the squared ReLU",
                     ))
                 }
             }

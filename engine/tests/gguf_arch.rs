@@ -341,7 +341,7 @@ fn phi3_partial_rotary_is_read() {
     q3[at..at + 4].copy_from_slice(&64u32.to_le_bytes());
     let e = config_error("q3-part.gguf", &q3);
     assert!(
-        e.contains("partial rotary embedding (qwen3.rope.dimension_count 64 != head_dim 128; an even part is read for phi3, phi2, stablelm, chatglm and glm4 files only)"),
+        e.contains("partial rotary embedding (qwen3.rope.dimension_count 64 != head_dim 128; an even part is read for phi3, phi2, stablelm, nemotron, chatglm and glm4 files only)"),
         "{e}"
     );
 }

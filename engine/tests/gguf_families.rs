@@ -411,7 +411,7 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     refused(
         "lp.gguf",
         &gguf("llama", 2, 64, 4, 16, llama),
-        "an even part is read for phi3, phi2, stablelm, chatglm and glm4 files only",
+        "an even part is read for phi3, phi2, stablelm, nemotron, chatglm and glm4 files only",
     );
     // `ernie4_5`: NORM RoPE over whole heads (llama.cpp asserts n_rot = head_dim).
     let c = read("e.gguf", &gguf("ernie4_5", 2, 64, 4, 16, vec![])).unwrap();

@@ -3,8 +3,10 @@
 //! `rope.dimension_count` dimensions (a part for `stablelm` and `phi2`), `phi2`'s parallel
 //! blocks, `stablelm`'s where a layer has no `ffn_norm`, and `starcoder2` with no window (its
 //! loader reads none), and `falcon` (always parallel, a norm each where its layers hold
-//! `attn_norm_2`). Their logits against transformers: the golden runs' `tiny_phi_gguf`,
-//! `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`, `tiny_falcon_gguf`.
+//! `attn_norm_2`), the squared-ReLU families `nemotron` (LayerNorms, a part rotated) and
+//! `arcee` (RMSNorms). Their logits against transformers: the golden runs' `tiny_phi_gguf`,
+//! `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`, `tiny_falcon_gguf`, `tiny_nemotron_gguf`,
+//! `tiny_arcee_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/family_files.rs"]
@@ -176,5 +178,152 @@ fn falcon_reads_as_llama_cpp() {
         "r.gguf",
         &gguf("falcon", 2, 64, 4, 16, keys("falcon", 8)),
         "partial rotary embedding (falcon.rope.dimension_count 8 != head_dim 16",
+    );
+}
+
+/// `nemotron`: LayerNorms (its eps key), RoPE on `rope.dimension_count` of each head, the
+/// squared ReLU ungated; `arcee`: RMSNorms, whole heads, the squared ReLU, and the o_proj and
+/// feed-forward biases its graph does not add refused.
+#[test]
+fn relu2_families_read_as_llama_cpp() {
+    let c = read(
+        "n.gguf",
+        &gguf("nemotron", 2, 64, 4, 16, keys("nemotron", 8)),
+    )
+    .unwrap();
+    assert_eq!((c.arch, c.rotary_dim), (Arch::Nemotron, 8));
+    assert!(c.layer_norms() && !c.parallel_block() && !c.arch.gated_mlp());
+    assert_eq!(c.activation, Activation::Relu2);
+    assert!(!c.o_bias && !c.mlp_bias);
+    // Minitron's heads, wider than embedding_length / head_count, rotating the file's count
+    // (llama.cpp's converter's, from hidden / heads); the biases its graph adds where present.
+    let biases = ["attn_output", "ffn_up", "ffn_down"]
+        .iter()
+        .flat_map(|t| (0..2).map(move |i| tensor(&format!("blk.{i}.{t}.bias"))))
+        .collect();
+    let wide = gguf_with("nemotron", 2, 64, 4, 24, keys("nemotron", 8), biases);
+    let c = read("w.gguf", &wide).unwrap();
+    assert_eq!((c.head_dim, c.rotary_dim, c.q_dim()), (24, 8, 96));
+    assert!(c.o_bias && c.mlp_bias);
+    let rms = || vec![("arcee.attention.layer_norm_rms_epsilon", M::F32(1e-5))];
+    let c = read("a.gguf", &gguf("arcee", 2, 64, 4, 16, rms())).unwrap();
+    assert_eq!((c.arch, c.rotary_dim), (Arch::Arcee, 16));
+    assert!(!c.layer_norms() && !c.arch.gated_mlp());
+    assert_eq!(c.activation, Activation::Relu2);
+    for t in ["attn_output", "ffn_up", "ffn_down"] {
+        let name = format!("blk.1.{t}.bias");
+        let bytes = gguf_with("arcee", 2, 64, 4, 16, rms(), vec![tensor(&name)]);
+        refused(
+            "b.gguf",
+            &bytes,
+            &format!(
+                "tensor `{name}`: llama.cpp's `arcee` graph adds no o_proj or feed-forward bias"
+            ),
+        );
+    }
+    let mut partial = rms();
+    partial.push(("arcee.rope.dimension_count", M::U32(8)));
+    refused(
+        "r.gguf",
+        &gguf("arcee", 2, 64, 4, 16, partial),
+        "partial rotary embedding (arcee.rope.dimension_count 8 != head_dim 16",
+    );
+}
+
+/// A whole one-layer `arch` file (hidden 64, 4 heads of 16 over one key/value head, a
+/// feed-forward of 64 ungated, vocabulary 64; every weight zero) with `more` tensors, loaded
+/// into a CPU model.
+fn load_whole(arch: &'static str, keys: Vec<(&'static str, M)>, more: &[(&str, u64)]) -> String {
+    let t = |name: &str, dims: &[u64]| Tensor {
+        name: name.into(),
+        dims: dims.to_vec(),
+        ty: 0,
+        data: vec![0; 4 * dims.iter().product::<u64>() as usize],
+    };
+    let mut tensors = vec![t("token_embd.weight", &[64, 64])];
+    let mut norms = vec!["output_norm", "blk.0.attn_norm", "blk.0.ffn_norm"];
+    for (name, dims) in [
+        ("attn_q", [64, 64]),
+        ("attn_k", [64, 16]),
+        ("attn_v", [64, 16]),
+        ("attn_output", [64, 64]),
+        ("ffn_up", [64, 64]),
+        ("ffn_down", [64, 64]),
+    ] {
+        tensors.push(t(&format!("blk.0.{name}.weight"), &dims));
+    }
+    for n in norms.drain(..) {
+        tensors.push(t(&format!("{n}.weight"), &[64]));
+        if arch == "nemotron" {
+            tensors.push(t(&format!("{n}.bias"), &[64]));
+        }
+    }
+    tensors.extend(more.iter().map(|(name, n)| t(name, &[*n])));
+    let bytes = gguf_with(arch, 1, 64, 4, 16, keys, tensors);
+    let dir = std::env::temp_dir().join(format!(
+        "dlp-gguf-whole-{}-{arch}-{}",
+        std::process::id(),
+        more.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("m.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    let files = dlp_engine::loader::ModelFiles::load(&p).unwrap();
+    let made = dlp_engine::model::Model::new(
+        dlp_engine::cpu::CpuBackend::new(),
+        files.config,
+        files.weights,
+        16,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    made.err().map(|e| e.to_string()).unwrap_or_default()
+}
+
+/// A linear bias the configuration leaves unread (one of q/k/v's, one side of the
+/// feed-forward's), which llama.cpp's graph would add, is refused by name, not run without.
+#[test]
+fn a_lone_linear_bias_is_refused() {
+    let rms = || vec![("arcee.attention.layer_norm_rms_epsilon", M::F32(1e-5))];
+    assert_eq!(load_whole("arcee", rms(), &[]), "", "the whole file loads");
+    let e = load_whole("arcee", rms(), &[("blk.0.attn_v.bias", 16)]);
+    assert!(
+        e.contains("tensor `blk.0.attn_v.bias` (model.layers.0.self_attn.v_proj.bias): a bias this model's configuration does not read"),
+        "{e}"
+    );
+    assert_eq!(load_whole("nemotron", keys("nemotron", 8), &[]), "");
+    let e = load_whole(
+        "nemotron",
+        keys("nemotron", 8),
+        &[("blk.0.ffn_up.bias", 64)],
+    );
+    assert!(e.contains("tensor `blk.0.ffn_up.bias`"), "{e}");
+    // Values as wide as keys only.
+    let mut v = keys("nemotron", 8);
+    v.push(("nemotron.attention.value_length", M::U32(8)));
+    refused(
+        "v.gguf",
+        &gguf("nemotron", 1, 64, 4, 16, v),
+        "`nemotron.attention.value_length` 8 differs from the key width 16",
+    );
+    // llama.cpp's `nemotron` graph reads no frequency factors.
+    let e = read(
+        "f.gguf",
+        &gguf_with(
+            "nemotron",
+            1,
+            64,
+            4,
+            16,
+            keys("nemotron", 8),
+            vec![tensor("rope_freqs.weight")],
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "tensor `rope_freqs.weight`: llama.cpp's `nemotron` graph reads no frequency factors"
+        ),
+        "{e}"
     );
 }

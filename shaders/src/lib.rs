@@ -52,6 +52,10 @@ pub(crate) fn source(op: &str) -> &'static str {
             include_str!("../wgsl/unary.wgsl"),
             include_str!("../wgsl/gelu_erf.wgsl")
         ),
+        "relu_sq" => concat!(
+            include_str!("../wgsl/unary.wgsl"),
+            include_str!("../wgsl/relu_sq.wgsl")
+        ),
         "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
         "softcap" => concat!(

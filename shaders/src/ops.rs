@@ -80,7 +80,7 @@ impl WgpuBackend {
         self.gpu.dispatch(op, "main", Variant::PLAIN, &p, &bufs, g)
     }
 
-    /// `out[i] = f(x[i])` for `n` values by shader `op` (`gelu`, `gelu_erf`).
+    /// `out[i] = f(x[i])` for `n` values by shader `op` (`gelu`, `gelu_erf`, `relu_sq`).
     fn unary(&self, op: &'static str, x: &WgpuBuf, n: usize, out: &WgpuBuf) -> Result<()> {
         check_len(op, "x", x.len, n)?;
         check_len(op, "out", out.len, n)?;
@@ -385,6 +385,10 @@ impl Backend for WgpuBackend {
 
     fn gelu_erf(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
         self.unary("gelu_erf", x, n, out)
+    }
+
+    fn relu_sq(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
+        self.unary("relu_sq", x, n, out)
     }
 
     fn add_bias(&self, x: &mut WgpuBuf, bias: &WgpuBuf, rows: usize, dim: usize) -> Result<()> {

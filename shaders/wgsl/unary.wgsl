@@ -1,4 +1,4 @@
-// The elementwise unary ops' layout (gelu.wgsl, gelu_erf.wgsl, each appended to this file):
+// The elementwise unary ops' layout (gelu.wgsl, gelu_erf.wgsl, relu_sq.wgsl, each appended to this file):
 // dst[i] = op(x[i]) for i < n, `op` defined by the op's own file.
 
 struct P {

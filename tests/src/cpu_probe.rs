@@ -391,6 +391,10 @@ impl Backend for CpuProbe {
         self.log(|| format!("gelu_erf {:x} {n} {:x}", buf(x), buf(out)));
         self.cpu.gelu_erf(x, n, out)
     }
+    fn relu_sq(&self, x: &Buf, n: usize, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("relu_sq {:x} {n} {:x}", buf(x), buf(out)));
+        self.cpu.relu_sq(x, n, out)
+    }
     fn add_bias(&self, x: &mut Buf, bias: &Buf, rows: usize, dim: usize) -> Result<()> {
         self.log(|| format!("add_bias {:x} {:x} {rows} {dim}", buf(x), buf(bias)));
         self.cpu.add_bias(x, bias, rows, dim)

@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -129,6 +129,16 @@ pub enum Arch {
     /// head at base 10000, no attention biases, a bias on the output head, the names and keys of
     /// GPT-2 (`transformer.h.<i>.attn.q_proj`, `n_embd`, ...: [`super::gptj`]).
     GptJ,
+    /// Arcee (`ArceeForCausalLM`: AFM-4.5B): Llama with an ungated feed-forward,
+    /// `down_proj(relu2(up_proj(x)))` (the squared ReLU by default, `hidden_act`), no
+    /// `gate_proj`.
+    Arcee,
+    /// Nemotron (`NemotronForCausalLM`: Nemotron-4, Minitron, Nemotron-Mini): LayerNorms with
+    /// biases whose weights are stored less one (`NemotronLayerNorm1P`, `w + 1`, added at load
+    /// as Gemma's), RoPE in halves on the first half of each head by default
+    /// (`partial_rotary_factor` 0.5), Arcee's ungated squared-ReLU feed-forward, biases on
+    /// q/k/v/o with `attention_bias` and on the feed-forward with `mlp_bias`, `norm_eps`.
+    Nemotron,
 }
 
 impl Arch {
@@ -157,7 +167,8 @@ impl Arch {
     }
 
     /// Whether the norms are LayerNorms with a bias beside their weight (`<norm>.bias`, added
-    /// after the norm): StableLM's, StarCoder2's, Phi's, GPT-NeoX's, Falcon's and GPT-J's.
+    /// after the norm): StableLM's, StarCoder2's, Phi's, GPT-NeoX's, Falcon's, GPT-J's and
+    /// Nemotron's.
     pub fn norm_bias(self) -> bool {
         matches!(
             self,
@@ -167,6 +178,7 @@ impl Arch {
                 | Arch::GptNeoX
                 | Arch::Falcon
                 | Arch::GptJ
+                | Arch::Nemotron
         )
     }
 
@@ -181,6 +193,7 @@ impl Arch {
         match self {
             Arch::Starcoder2 => ("norm_epsilon", "layer_norm_epsilon"),
             Arch::Falcon | Arch::GptJ => ("layer_norm_epsilon", "layer_norm_epsilon"),
+            Arch::Nemotron => ("norm_eps", "layer_norm_epsilon"),
             _ if self.is_cohere() || self.norm_bias() => ("layer_norm_eps", "layer_norm_epsilon"),
             _ => ("rms_norm_eps", "layer_norm_rms_epsilon"),
         }
@@ -188,11 +201,18 @@ impl Arch {
 
     /// Whether the feed-forward is gated (`down(act(gate(x)) * up(x))`), not
     /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, GPT-NeoX's and
-    /// Falcon's `dense_h_to_4h`/`dense_4h_to_h`, read as up and down).
+    /// Falcon's `dense_h_to_4h`/`dense_4h_to_h`, GPT-J's `fc_in`/`fc_out`, read as up and down;
+    /// Arcee's and Nemotron's `up_proj`/`down_proj`).
     pub fn gated_mlp(self) -> bool {
         !matches!(
             self,
-            Arch::Starcoder2 | Arch::Phi | Arch::GptNeoX | Arch::Falcon | Arch::GptJ
+            Arch::Starcoder2
+                | Arch::Phi
+                | Arch::GptNeoX
+                | Arch::Falcon
+                | Arch::GptJ
+                | Arch::Arcee
+                | Arch::Nemotron
         )
     }
 

@@ -64,7 +64,7 @@ impl Defaults {
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
-            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 => 1e-5,
+            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee => 1e-5,
             _ if arch.norm_bias() => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,
@@ -96,8 +96,8 @@ enum Kind {
 /// `v` with the keys `arch`'s config class reads under other names (its `attribute_map`)
 /// copied to the names the reader uses: EXAONE 3's `num_layers`, `layer_norm_epsilon` and
 /// `activation_function`, InternLM3's `qkv_bias` and `bias`, Cohere's, StableLM's and Phi's
-/// `layer_norm_eps` and StarCoder2's `norm_epsilon` (their norms' eps, not aliases, but read
-/// as one), GPT-NeoX's `layer_norm_eps`, `rotary_pct` and `rotary_emb_base`. Where a file has both names, the
+/// `layer_norm_eps`, StarCoder2's `norm_epsilon` and Nemotron's `norm_eps` (their norms' eps,
+/// not aliases, but read as one), GPT-NeoX's `layer_norm_eps`, `rotary_pct` and `rotary_emb_base`. Where a file has both names, the
 /// alias wins, as transformers sets it last. `Ok(None)`: a family without aliases.
 ///
 /// # Errors
@@ -118,6 +118,7 @@ pub(super) fn aliased(v: &Value, arch: Arch, path: &Path) -> Result<Option<Value
             &[("layer_norm_eps", "rms_norm_eps", Number)]
         }
         Arch::Starcoder2 => &[("norm_epsilon", "rms_norm_eps", Number)],
+        Arch::Nemotron => &[("norm_eps", "rms_norm_eps", Number)],
         // GPTNeoXConfig's RoPE keys (its `convert_rope_params_to_dict`; a value in the RoPE
         // settings wins, as there).
         Arch::GptNeoX => &[

@@ -128,6 +128,13 @@ impl ModelConfig {
         self.logit_divisor().map(|d| 1.0 / d).or(self.logit_scale)
     }
 
+    /// Whether an HF checkpoint stores its norm weights less one, the norms multiplying by
+    /// `1 + w`: GemmaRMSNorm's and Nemotron's LayerNorm1P (loading adds the 1,
+    /// [`crate::loader::gemma::prepare_hf`]; llama.cpp's converters have added it to a GGUF's).
+    pub fn norm_weights_less_one(&self) -> bool {
+        self.gemma.is_some() || self.arch == super::Arch::Nemotron
+    }
+
     /// Whether the norms are LayerNorms (Cohere's without bias; StableLM's, StarCoder2's and
     /// Phi's with one, [`super::Arch::norm_bias`], added after the norm): `(x - mean(x)) /
     /// sqrt(var(x) + eps) * w (+ b)`, which is `rms_norm(x - mean(x)) * w (+ b)`. The forward pass keeps the

@@ -1,7 +1,7 @@
 //! Gemma (`GemmaForCausalLM`), Gemma 2 (`Gemma2ForCausalLM`) and Gemma 3 (`Gemma3ForCausalLM`,
 //! `model_type: gemma3_text`): what they add to the Llama computation, read as transformers 5's
 //! GemmaConfig, Gemma2Config and Gemma3TextConfig read a config.json (transformers 4's keys
-//! included), and the feed-forward activation of every family.
+//! included).
 
 use std::path::Path;
 
@@ -9,18 +9,6 @@ use serde_json::Value;
 
 use super::{Arch, Fields};
 use crate::error::{Error, Result};
-
-/// The feed-forward's activation: of the gate, `act(gate) * up`, or of the ungated
-/// `act(up)` ([`Arch::gated_mlp`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// SiLU (SwiGLU): Llama, Mistral, Qwen, Phi-3.
-    Silu,
-    /// GELU, tanh approximation (`gelu_pytorch_tanh`, GeGLU): Gemma; ungated: StarCoder2, Phi.
-    GeluTanh,
-    /// The exact GELU (`gelu`, with erf), ungated: GPT-NeoX (Pythia), Falcon.
-    GeluErf,
-}
 
 /// What Gemma adds to the Llama computation (transformers' GemmaModel, Gemma2Model and
 /// Gemma3TextModel).
@@ -44,32 +32,6 @@ pub struct GemmaFeatures {
     pub attn_softcap: Option<f32>,
     /// Gemma 2: the logits soft-capped the same way (`final_logit_softcapping`, default 30).
     pub final_softcap: Option<f32>,
-}
-
-/// The feed-forward activation of an HF config: `hidden_act` (`silu`, or `swish`, the same in
-/// transformers' ACT2FN), Gemma 3's `hidden_activation` (`gelu_pytorch_tanh`), Gemma's
-/// `hidden_act` (`gelu_pytorch_tanh`, or `gelu`, which GemmaConfig replaces by it).
-pub(super) fn activation(v: &Value, arch: Arch, path: &Path) -> Result<Activation> {
-    let f = Fields { v, path };
-    let (key, default) = match arch {
-        Arch::Gemma2 | Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
-        Arch::Gemma => ("hidden_act", "gelu_pytorch_tanh"),
-        _ => ("hidden_act", "silu"),
-    };
-    let act = f.str_or(key, default)?;
-    match (arch, act.as_str()) {
-        (Arch::Gemma, "gelu" | "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
-        (Arch::Gemma2 | Arch::Gemma3, "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
-        (Arch::Gemma | Arch::Gemma2 | Arch::Gemma3, other) => Err(Error::unsupported(format!(
-            "{}: {key} `{other}` (Gemma models use gelu_pytorch_tanh, GELU's tanh approximation)",
-            path.display()
-        ))),
-        (_, "silu" | "swish") => Ok(Activation::Silu),
-        (_, other) => Err(Error::unsupported(format!(
-            "{}: hidden_act `{other}` (only silu, also named swish, is supported)",
-            path.display()
-        ))),
-    }
 }
 
 /// Gemma's features from an HF config, `None` for the other families. The soft caps

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 /// `num_key_value_heads`: `default` where absent (`None`: every query head); a null is every
 /// head (the classes' `__post_init__`), but for GLM, whose attention divides by it and fails,
-/// and Helium, StableLM and StarCoder2, whose typed configs take no null. GPT-NeoX's and
+/// and Helium, StableLM and StarCoder2, whose typed configs take no null; Nemotron's must be
+/// given (NemotronConfig keeps a missing or null count, on which its attention fails). GPT-NeoX's and
 /// GPT-J's is every head whatever the config says (their configs read no such key); Falcon's is
 /// its own keys' ([`super::falcon::falcon_view`]).
 ///
@@ -33,8 +34,17 @@ pub(super) fn kv_heads(
     if arch == Arch::Falcon {
         return Fields { v, path }.usize("num_key_value_heads");
     }
-    let strict = arch.is_glm() || matches!(arch, Arch::Helium | Arch::StableLm | Arch::Starcoder2);
+    // Their attention fails on a null count (NemotronConfig leaves it as it is).
+    let strict = arch.is_glm()
+        || matches!(
+            arch,
+            Arch::Helium | Arch::StableLm | Arch::Starcoder2 | Arch::Nemotron
+        );
     match v.get("num_key_value_heads") {
+        None if arch == Arch::Nemotron => Err(Error::format(
+            path,
+            "missing field `num_key_value_heads` (NemotronConfig has no default: its attention fails without it)",
+        )),
         Some(Value::Null) if strict => Err(Error::format(
             path,
             "field `num_key_value_heads`: expected a positive integer (null is no count)",
@@ -52,7 +62,8 @@ pub(super) fn kv_heads(
 ///
 /// # Errors
 /// A null or absent width where the family's attention fails on it, a value that is not a
-/// count, or widths that do not fit together as above.
+/// count, widths that do not fit together as above, or (Llama, Gemma 2 and 3, EXAONE 3,
+/// InternLM3, GPT-NeoX, Arcee) a hidden size the heads do not divide.
 pub(super) fn head_dim(
     v: &Value,
     arch: Arch,
@@ -62,6 +73,23 @@ pub(super) fn head_dim(
     path: &Path,
 ) -> Result<usize> {
     let f = Fields { v, path };
+    // These classes' `validate_architecture` refuses it whatever `head_dim` says.
+    let divides = matches!(
+        arch,
+        Arch::Llama
+            | Arch::Gemma2
+            | Arch::Gemma3
+            | Arch::Exaone
+            | Arch::InternLM3
+            | Arch::GptNeoX
+            | Arch::Arcee
+    );
+    if divides && !hidden_size.is_multiple_of(num_heads) {
+        return Err(Error::format(
+            path,
+            format!("hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads} (this family's config class refuses it)"),
+        ));
+    }
     let head_dim = match v.get("head_dim") {
         // Qwen3Config's default (its models' heads are wider than hidden / heads), null too.
         Some(Value::Null) if arch == Arch::Qwen3 => 128,

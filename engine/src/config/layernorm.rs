@@ -1,6 +1,6 @@
 //! What the configs of the LayerNorm-with-bias families add to the Llama reading
 //! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`, `GPTNeoXConfig`, `FalconConfig`,
-//! `GPTJConfig`): their bias keys and activations, the parallel block, and the per-head
+//! `GPTJConfig`): their bias keys, the parallel block, and the per-head
 //! query/key LayerNorms that are refused.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::fields::Fields;
-use super::{Activation, Arch};
+use super::Arch;
 use crate::error::{Error, Result};
 
 /// `(q/k/v, o_proj, feed-forward)` biases of StableLM (`use_qkv_bias`, default false; its
@@ -42,40 +42,6 @@ pub(super) fn biases(v: &Value, arch: Arch, path: &Path) -> Result<Option<(bool,
         }
         _ => None,
     })
-}
-
-/// StarCoder2's, Phi's, GPT-NeoX's, Falcon's and GPT-J's ungated feed-forward activation
-/// (`hidden_act`, default `gelu_pytorch_tanh`, `gelu_new` and `gelu`; Falcon's `activation`,
-/// default `gelu`; GPT-J's `activation_function`, default `gelu_new`; a null refused for the
-/// last two): GELU's tanh approximation under any of its three names (transformers'
-/// PytorchGELUTanh, NewGELUActivation, FastGELUActivation; GPT-NeoX-20B's `gelu_fast`), or the
-/// exact GELU (`gelu`); `None` for the other families.
-///
-/// # Errors
-/// Another activation, or a value that is not a string.
-pub(super) fn ungated_activation(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activation>> {
-    let (key, default) = match arch {
-        Arch::Starcoder2 => ("hidden_act", "gelu_pytorch_tanh"),
-        Arch::Phi => ("hidden_act", "gelu_new"),
-        Arch::GptNeoX => ("hidden_act", "gelu"),
-        Arch::Falcon => ("activation", "gelu"),
-        Arch::GptJ => ("activation_function", "gelu_new"),
-        _ => return Ok(None),
-    };
-    if matches!(arch, Arch::Falcon | Arch::GptJ) && v.get(key).is_some_and(Value::is_null) {
-        return Err(Error::format(
-            path,
-            format!("field `{key}`: expected an activation's name (null is none)"),
-        ));
-    }
-    match (Fields { v, path }).str_or(key, default)?.as_str() {
-        "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Some(Activation::GeluTanh)),
-        "gelu" => Ok(Some(Activation::GeluErf)),
-        other => Err(Error::unsupported(format!(
-            "{}: {key} `{other}` (supported for this family: gelu, or GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
-            path.display()
-        ))),
-    }
 }
 
 /// `qk_layernorm` refused on StableLM and Phi (LayerNorms of each head's query and key, whose

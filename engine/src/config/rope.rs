@@ -368,13 +368,13 @@ pub(super) fn parse(
 
 /// The dimensions of each head RoPE rotates: `int(head_dim * partial_rotary_factor)` as
 /// transformers computes them (the factor read from the RoPE settings, else the config's top
-/// level; where neither has one, GlmConfig's, Glm4Config's and PhiConfig's 0.5, StableLmConfig's
-/// 0.25 and 1 for the others; a null at the top level is 1 for GLM, as GlmConfig's default then
-/// never reaches the RoPE settings, and refused for StableLM and Phi, whose attention then
-/// fails). Only Phi-3's, Phi's, StableLM's and GLM's attention apply a part; for the other
+/// level; where neither has one, GlmConfig's, Glm4Config's, PhiConfig's and NemotronConfig's 0.5,
+/// StableLmConfig's and GPT-NeoX's 0.25 and 1 for the others; a null at the top level is 1 for GLM, as GlmConfig's default then
+/// never reaches the RoPE settings, and refused for StableLM, Phi and Nemotron, whose attention
+/// then fails). Only Phi-3's, Phi's, StableLM's, GPT-NeoX's, Nemotron's and GLM's attention apply a part; for the other
 /// architectures transformers' attention fails on the shorter tables, so a factor other than 1
-/// is refused there. Errors: a factor outside (0, 1] (for GLM, StableLM and Phi, a null in the
-/// RoPE settings, on which their RoPE fails), or an odd or zero width.
+/// is refused there. Errors: a factor outside (0, 1] (for GLM, StableLM, Phi, GPT-NeoX and
+/// Nemotron, a null in the RoPE settings, on which their RoPE fails), or an odd or zero width.
 pub(super) fn rotary_dim(
     v: &Value,
     rope: Option<&Value>,
@@ -388,6 +388,8 @@ pub(super) fn rotary_dim(
         a if a.is_glm() => (0.5, true),
         super::Arch::Phi => (0.5, true),
         super::Arch::StableLm | super::Arch::GptNeoX => (0.25, true),
+        // NemotronConfig's `__post_init__` (`setdefault`: a null stays, and fails there).
+        super::Arch::Nemotron => (0.5, true),
         _ => (1.0, false),
     };
     let default = serde_json::json!(default);
@@ -427,7 +429,7 @@ pub(super) fn rotary_dim(
     if !(arch == super::Arch::Phi3 || strict) {
         return Err(Error::format(
             path,
-            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3, Phi, StableLM and GLM models only (1.0, the whole head, for the others)"),
+            format!("partial_rotary_factor {x}: rotary embeddings on part of each head are supported for Phi-3, Phi, StableLM, GPT-NeoX, Nemotron and GLM models only (1.0, the whole head, for the others)"),
         ));
     }
     let dim = (head_dim as f64 * f) as usize;

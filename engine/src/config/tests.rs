@@ -316,7 +316,7 @@ fn rotary_embeddings_on_part_of_a_head_are_refused() {
     };
     for at in [None, Some("rope_parameters")] {
         let e = with(at, serde_json::json!(0.5)).unwrap_err().to_string();
-        assert!(e.contains("partial_rotary_factor 0.5: rotary embeddings on part of each head are supported for Phi-3, Phi, StableLM and GLM models only"), "{e}");
+        assert!(e.contains("partial_rotary_factor 0.5: rotary embeddings on part of each head are supported for Phi-3, Phi, StableLM, GPT-NeoX, Nemotron and GLM models only"), "{e}");
         for ok in [
             serde_json::json!(1.0),
             serde_json::json!(1),
@@ -415,7 +415,7 @@ fn phi3_reads_as_transformers_phi3config() {
     v["model_type"] = "llama".into();
     let e = ModelConfig::from_hf_json(&v, p).unwrap_err().to_string();
     assert!(
-        e.contains("supported for Phi-3, Phi, StableLM and GLM models only"),
+        e.contains("supported for Phi-3, Phi, StableLM, GPT-NeoX, Nemotron and GLM models only"),
         "{e}"
     );
 }

@@ -46,6 +46,10 @@ pub(super) fn eos_ids(v: &Value, arch: Arch, path: &Path) -> Result<Vec<u32>> {
         None if arch == Arch::Falcon => vec![11],
         // GPTJConfig's: GPT-2's `<|endoftext|>`.
         None if arch == Arch::GptJ => vec![50256],
+        // ArceeConfig's: Llama 3's `<|end_of_text|>`, AFM's too.
+        None if arch == Arch::Arcee => vec![128_001],
+        // NemotronConfig's: Nemotron-4's and Minitron's `</s>`.
+        None if arch == Arch::Nemotron => vec![3],
         eos => ids_of(path, "eos_token_id", eos)?,
     })
 }

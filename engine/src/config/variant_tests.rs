@@ -141,7 +141,7 @@ fn ernie4_5_reads_as_transformers_ernie4_5config() {
     other["partial_rotary_factor"] = 0.5.into();
     let e = read(&other).unwrap_err().to_string();
     assert!(
-        e.contains("supported for Phi-3, Phi, StableLM and GLM models only"),
+        e.contains("supported for Phi-3, Phi, StableLM, GPT-NeoX, Nemotron and GLM models only"),
         "{e}"
     );
 }

@@ -16,7 +16,8 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
 /// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
-/// ExaoneConfig, InternLM3Config and HeliumConfig read no `layer_types`, and every layer
+/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig and NemotronConfig read no
+/// `layer_types`, and every layer
 /// attends to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
@@ -36,7 +37,9 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Phi
         | Arch::GptNeoX
         | Arch::Falcon
-        | Arch::GptJ => true,
+        | Arch::GptJ
+        | Arch::Arcee
+        | Arch::Nemotron => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

@@ -2,8 +2,6 @@
 //! GPT-J (`gelu_new`), GELU's tanh approximation (PyTorch's `gelu(approximate="tanh")`); and
 //! `gelu_erf`, the exact GELU of GPT-NeoX and Falcon (`gelu`, PyTorch's default).
 
-use rayon::prelude::*;
-
 /// `out[i] = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, `x = x[i]`, computed as
 /// [`super::gelu_mul::gelu_mul`] computes it with `up` all ones (the same loop; times 1 is
 /// exact).
@@ -15,16 +13,10 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
 /// `x / 2 * erfc(-x / sqrt(2))` (libm's `erfc`, which keeps its relative accuracy in the tail
 /// far below zero where `1 + erf` cancels), rounded once.
 pub fn gelu_erf(x: &[f32], out: &mut [f32]) {
-    const PAR_MIN: usize = 1 << 14;
-    let f = |(o, &x): (&mut f32, &f32)| {
+    super::unary::map(x, out, |x| {
         let x = x as f64;
-        *o = (0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)) as f32;
-    };
-    if out.len() < PAR_MIN {
-        out.iter_mut().zip(x).for_each(f);
-    } else {
-        out.par_iter_mut().zip(x.par_iter()).for_each(f);
-    }
+        (0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)) as f32
+    });
 }
 
 #[cfg(test)]

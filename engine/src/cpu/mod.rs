@@ -41,12 +41,14 @@ mod matmul;
 #[cfg(target_arch = "x86_64")]
 mod matmul_amx;
 mod packed_dot;
+mod relu_sq;
 mod rms_norm;
 mod rope;
 pub mod sample;
 mod scale;
 mod silu_mul;
 mod softcap;
+mod unary;
 
 use std::sync::Mutex;
 
@@ -449,6 +451,13 @@ impl Backend for CpuBackend {
         check_len("gelu_erf", "x", x.len(), n)?;
         check_len("gelu_erf", "out", out.len(), n)?;
         gelu::gelu_erf(&x[..n], &mut out[..n]);
+        Ok(())
+    }
+
+    fn relu_sq(&self, x: &Vec<f32>, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        check_len("relu_sq", "x", x.len(), n)?;
+        check_len("relu_sq", "out", out.len(), n)?;
+        relu_sq::relu_sq(&x[..n], &mut out[..n]);
         Ok(())
     }
 

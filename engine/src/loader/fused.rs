@@ -172,6 +172,12 @@ const GPT_J: [StoredModule; 6] = [
     },
 ];
 
+/// Arcee and Nemotron (transformers' ArceeMLP and NemotronMLP): Llama's modules but the gate,
+/// an ungated feed-forward.
+const LLAMA_UNGATED: [StoredModule; 6] = [
+    SINGLE[0], SINGLE[1], SINGLE[2], SINGLE[3], SINGLE[5], SINGLE[6],
+];
+
 /// The linear modules of `arch`'s decoder layers as its files store them, in forward order.
 pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
     match arch {
@@ -182,6 +188,7 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         Arch::GptNeoX => &GPT_NEOX,
         Arch::Falcon => &FALCON,
         Arch::GptJ => &GPT_J,
+        Arch::Arcee | Arch::Nemotron => &LLAMA_UNGATED,
         Arch::Llama
         | Arch::Mistral
         | Arch::Qwen2

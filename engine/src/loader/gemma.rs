@@ -1,19 +1,23 @@
 //! Gemma's weights as the Llama computation reads them ([`crate::config::GemmaFeatures`]):
-//! GemmaRMSNorm multiplies by `1 + w`, so an HF checkpoint's norm weights get the 1 added
-//! (llama.cpp's converter adds it when it writes a GGUF). The attention scale
-//! (`query_pre_attn_scalar`) is the backends' ([`crate::backend::AttnShape::scale`]).
+//! GemmaRMSNorm multiplies by `1 + w`, as Nemotron's LayerNorm1P does, so an HF checkpoint's
+//! norm weights get the 1 added ([`ModelConfig::norm_weights_less_one`]; llama.cpp's converters
+//! add it when they write a GGUF). The attention scale (`query_pre_attn_scalar`) is the
+//! backends' ([`crate::backend::AttnShape::scale`]).
 
 use crate::config::ModelConfig;
 use crate::tensor::{HostTensor, WeightMap};
 
-/// Prepares the weights of a Gemma HF checkpoint (nothing for the other families; a GGUF's
-/// need nothing): the text model of a text-and-image checkpoint under the model's names, the
-/// norms + 1. A tensor the map lacks is left for the model to name.
+/// Prepares the weights of a Gemma HF checkpoint: the text model of a text-and-image
+/// checkpoint under the model's names, the norms + 1; of a Nemotron one (`NemotronLayerNorm1P`
+/// normalizes by `weight + 1`), the norms + 1; nothing for the other families (a GGUF's need
+/// nothing). A tensor the map lacks is left for the model to name.
 pub fn prepare_hf(w: &mut WeightMap, cfg: &ModelConfig) {
-    if cfg.gemma.is_none() {
+    if cfg.gemma.is_some() {
+        text_model_of_multimodal(w);
+    }
+    if !cfg.norm_weights_less_one() {
         return;
     }
-    text_model_of_multimodal(w);
     let norms: Vec<String> = (w.names())
         .filter(|n| n.ends_with("norm.weight"))
         .map(String::from)

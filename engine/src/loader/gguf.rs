@@ -381,10 +381,14 @@ impl GgufFile {
                 }
                 _ => self.dequantize(t)?,
             };
-            // Only llama.cpp's `llama` converter and those built on it (`granite`, `smollm3`)
-            // permute q/k rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/`gemma*` keep
-            // HF's layout and run NEOX RoPE, which is HF's.
-            let n_head = if !matches!(arch, Arch::Llama | Arch::Granite | Arch::SmolLM3) {
+            // Only llama.cpp's `llama` converter and those built on it (`granite`, `smollm3`,
+            // `arcee`) permute q/k rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/
+            // `gemma*`/`nemotron` keep HF's layout and run NEOX RoPE, which is HF's.
+            let llama_rows = matches!(
+                arch,
+                Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
+            );
+            let n_head = if !llama_rows {
                 None
             } else if t.name.contains(".attn_q.") {
                 Some(heads)

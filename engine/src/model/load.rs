@@ -166,6 +166,16 @@ impl<B: Backend> Model<B> {
             });
         }
         let leftover: Vec<&str> = w.names().collect();
+        // llama.cpp adds every linear bias a GGUF holds: one this configuration leaves unread
+        // (a q/k/v set with one, an MLP bias on one side) would give other logits than its.
+        let gguf = w.file_names.is_some_and(|n| n.gguf_order);
+        if let Some(b) = leftover.iter().find(|n| gguf && n.ends_with(".bias")) {
+            let (what, _) = w.described(b, &[]);
+            return Err(Error::format(
+                &w.origin,
+                format!("tensor {what}: a bias this model's configuration does not read (its module's siblings have none); llama.cpp would add it"),
+            ));
+        }
         if !leftover.is_empty() {
             tracing::warn!(
                 "{}: {} tensors not used by the model, e.g. {}",

@@ -6,7 +6,7 @@ use dlp_engine::tensor::PackedKind;
 use dlp_engine::{AttnShape, NO_ADAPTER};
 
 /// NMSE bound for elementwise ops (embedding, rms_norm, center, add_bias, rope, silu_mul, gelu_mul, gelu, gelu_erf,
-/// scale, softcap, add).
+/// relu_sq, scale, softcap, add).
 pub const ELEMENTWISE_TOL: f64 = 1e-7;
 /// NMSE bound for reductions (matmul, attention, LoRA, logits).
 pub const REDUCTION_TOL: f64 = 5e-5;
@@ -60,6 +60,8 @@ pub enum Op {
     Gelu { n: usize },
     /// `gelu_erf` (the exact GELU) of `n` values.
     GeluErf { n: usize },
+    /// `relu_sq` (the squared ReLU) of `n` values.
+    ReluSq { n: usize },
     /// `add_bias` of a `[dim]` bias to `rows` x `dim` in place.
     AddBias { rows: usize, dim: usize },
     /// `scale` of `n` values in place.
@@ -389,6 +391,8 @@ pub fn cases() -> Vec<ParityCase> {
         // Tighter than the others: the tanh form is within 3e-9 of it on these inputs, so a
         // kernel computing that instead must fail (erf's own error is about 1e-14 here).
         v.push(case(format!("gelu_erf(n={n})"), Op::GeluErf { n }, 1e-11));
+        // One rounding of one product, as the CPU's: equal but for a fused neighbour.
+        v.push(case(format!("relu_sq(n={n})"), Op::ReluSq { n }, 1e-14));
         v.push(case(format!("scale(n={n})"), Op::Scale { n }, e));
         for cap in [3.0, 1e6] {
             let id = format!("softcap(n={n},cap={cap})");

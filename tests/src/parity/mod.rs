@@ -263,6 +263,13 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.gelu_erf(&x, *n, &mut out)?;
             vec![("out", b.download(&out, *n)?, None)]
         }
+        Op::ReluSq { n } => {
+            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 4.0).collect();
+            let x = b.upload(&x)?;
+            let mut out = poisoned(b, *n)?;
+            b.relu_sq(&x, *n, &mut out)?;
+            vec![("out", b.download(&out, *n)?, None)]
+        }
         Op::AddBias { rows, dim } => {
             let mut x = b.upload(&g.vec(rows * dim))?;
             let bias = b.upload(&g.vec(*dim))?;

@@ -218,3 +218,24 @@ fn stacked_module_adapters() {
         ],
     );
 }
+
+/// An adapter of a gated model's `gate_proj` (tiny-llama's `mlp_pattern`) on Arcee, whose
+/// feed-forward has no gate: the module is named with the ones Arcee has.
+#[test]
+fn gate_lora_on_an_ungated_model() {
+    let (Some((_, arcee)), Some(llama)) = (cfg("tiny-arcee"), fixtures("tiny-llama")) else {
+        return;
+    };
+    let e = err_of(PeftAdapter::load(
+        "m",
+        &llama.join("adapters/mlp_pattern"),
+        &arcee,
+    ));
+    must_contain(
+        &e,
+        &[
+            "mlp.gate_proj.lora_A.weight`: a LoRA on a module this engine does not adapt",
+            "supported for this model: q_proj, k_proj, v_proj, o_proj, up_proj, down_proj",
+        ],
+    );
+}

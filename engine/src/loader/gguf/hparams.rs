@@ -109,6 +109,10 @@ impl GgufFile {
             Some("phi2") => Ok((Arch::Phi, "phi2")),
             // Falcon-7B, -40B, -180B (`FalconForCausalLM`, q/k/v stacked as [q; k; v]).
             Some("falcon") => Ok((Arch::Falcon, "falcon")),
+            // AFM (`ArceeForCausalLM`: Llama's converter, q/k rows permuted).
+            Some("arcee") => Ok((Arch::Arcee, "arcee")),
+            // Nemotron-4 and Minitron (`NemotronForCausalLM`: norms stored with the 1 added).
+            Some("nemotron") => Ok((Arch::Nemotron, "nemotron")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -121,7 +125,7 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\" or \"falcon\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\" or \"nemotron\""
                     ),
                 ))
             }
@@ -389,9 +393,12 @@ impl GgufFile {
         let key_length = self.meta_u64(&key("attention.key_length"))?;
         let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
-        // architectures only Phi-3 (Phi-4-mini), GLM (half), StableLM (a quarter) and Phi-2
-        // have fewer than the head's.
-        let partial = matches!(arch, Arch::Phi3 | Arch::StableLm | Arch::Phi) || arch.is_glm();
+        // architectures only Phi-3 (Phi-4-mini), GLM (half), StableLM (a quarter), Phi-2 and
+        // Nemotron (half) have fewer than the head's.
+        let partial = matches!(
+            arch,
+            Arch::Phi3 | Arch::StableLm | Arch::Phi | Arch::Nemotron
+        ) || arch.is_glm();
         let rotary_dim = match self.meta_u64(&key("rope.dimension_count"))? {
             None => head_dim,
             Some(rot) if rot as usize == head_dim => head_dim,
@@ -414,11 +421,21 @@ impl GgufFile {
             }
             Some(rot) => {
                 return Err(Error::unsupported(format!(
-                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3, phi2, stablelm, chatglm and glm4 files only)",
+                    "{}: partial rotary embedding ({a}.rope.dimension_count {rot} != head_dim {head_dim}; an even part is read for phi3, phi2, stablelm, nemotron, chatglm and glm4 files only)",
                     p.display()
                 )));
             }
         };
+        self.nemotron_rope(arch, hidden / heads, head_dim, rotary_dim)?;
+        // Values as wide as keys: the attention kernels' one head width.
+        if let Some(v) = self.meta_u64(&key("attention.value_length"))? {
+            if v as usize != head_dim {
+                return Err(Error::unsupported(format!(
+                    "{}: `{a}.attention.value_length` {v} differs from the key width {head_dim}: value heads of another width are not supported",
+                    p.display()
+                )));
+            }
+        }
         // Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency.
         let rope_freq_factors = self.frequency_factors("rope_freqs.weight", rotary_dim)?;
         // A LongRoPE file's own keys (its attn_factor) are not another scaling's.
@@ -552,6 +569,8 @@ impl GgufFile {
             // in the tiny fixture's logits).
             activation: match (&gemma, arch.gated_mlp()) {
                 (None, false) if arch == Arch::Falcon => Activation::GeluErf,
+                // llama.cpp's LLM_FFN_RELU_SQR, their checkpoints' `relu2`.
+                (None, false) if matches!(arch, Arch::Arcee | Arch::Nemotron) => Activation::Relu2,
                 (Some(_), _) | (None, false) => Activation::GeluTanh,
                 (None, true) => Activation::Silu,
             },

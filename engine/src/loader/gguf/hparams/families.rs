@@ -248,6 +248,36 @@ impl GgufFile {
         Ok(())
     }
 
+    /// A `nemotron` file's rotation as llama.cpp runs it: no `rope_freqs.weight` (its loader
+    /// makes none and refuses a file holding one); a warning where the heads are wider than
+    /// embedding_length / head_count (`narrow`) and a part rotates, as llama.cpp's converter
+    /// counts that part as factor x `narrow`, not x head_dim as transformers rotates
+    /// (Minitron-8B: 42 where it rotates 64). Nothing for the other families.
+    pub(super) fn nemotron_rope(
+        &self,
+        arch: Arch,
+        narrow: usize,
+        head_dim: usize,
+        rotary_dim: usize,
+    ) -> Result<()> {
+        if arch != Arch::Nemotron {
+            return Ok(());
+        }
+        if self.tensor("rope_freqs.weight").is_some() {
+            return Err(Error::format(
+                &self.path,
+                "tensor `rope_freqs.weight`: llama.cpp's `nemotron` graph reads no frequency factors",
+            ));
+        }
+        if head_dim != narrow && rotary_dim < head_dim {
+            tracing::warn!(
+                "{}: a `nemotron` file with heads of {head_dim} (not embedding_length / head_count = {narrow}) rotating {rotary_dim} of them: llama.cpp's converter counts factor x {narrow} there, so the checkpoint it came from may rotate more; run as llama.cpp runs it",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The norms' eps: `<arch>.attention.layer_norm_rms_epsilon`, or a Cohere file's
     /// `attention.layer_norm_epsilon` (its norms are LayerNorms), each required as llama.cpp
     /// requires it.
@@ -261,9 +291,11 @@ impl GgufFile {
         Ok(eps? as f32)
     }
 
-    /// A `stablelm` file's o_proj and feed-forward biases, and any linear's bias in a `falcon`
-    /// file, refused: llama.cpp reads none (StableLM's modules have none; Falcon's released
-    /// checkpoints have none, `bias` false). Nothing to check for the other families.
+    /// A `stablelm` file's o_proj and feed-forward biases, any linear's bias in a `falcon`
+    /// file, and an `arcee` file's o_proj and feed-forward biases, refused: llama.cpp reads none
+    /// (StableLM's modules have none; Falcon's released checkpoints have none, `bias` false;
+    /// llama.cpp's `arcee` graph adds q/k/v biases only). Nothing to check for the other
+    /// families.
     pub(super) fn unread_biases(&self, arch: Arch, layers: usize) -> Result<()> {
         let (linears, why): (&[&str], &str) = match arch {
             Arch::StableLm => (
@@ -273,6 +305,10 @@ impl GgufFile {
             Arch::Falcon => (
                 &["attn_qkv", "attn_output", "ffn_up", "ffn_down"],
                 "a `falcon` file's linears have no biases (Falcon's released checkpoints', and llama.cpp reads none)",
+            ),
+            Arch::Arcee => (
+                &["attn_output", "ffn_up", "ffn_down"],
+                "llama.cpp's `arcee` graph adds no o_proj or feed-forward bias (AFM has none)",
             ),
             _ => return Ok(()),
         };
