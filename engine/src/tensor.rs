@@ -271,6 +271,36 @@ impl WeightMap {
         }
     }
 
+    /// Renames every tensor `model_name` gives another name (a checkpoint's own names to
+    /// Llama's, which the model reads); whether any was. `whose` names the checkpoint's names
+    /// in messages (`EXAONE's`).
+    ///
+    /// # Errors
+    /// A tensor present under both names (which one the model should read is not for the
+    /// loader to guess).
+    pub fn rename_to_model(
+        &mut self,
+        model_name: impl Fn(&str) -> Option<String>,
+        whose: &str,
+    ) -> Result<bool> {
+        let names: Vec<String> = self.names().map(String::from).collect();
+        let mut renamed = false;
+        for name in names {
+            let Some(to) = model_name(&name) else {
+                continue;
+            };
+            if self.contains(&to) {
+                return Err(Error::format(
+                    &self.origin,
+                    format!("tensors `{name}` and `{to}` are one tensor under {whose} and Llama's names; keep one"),
+                ));
+            }
+            self.rename(&name, to);
+            renamed = true;
+        }
+        Ok(renamed)
+    }
+
     /// A tensor to modify in place (e.g. to merge adapters into it).
     pub fn get_mut(&mut self, name: &str) -> Option<&mut HostTensor> {
         self.tensors.get_mut(name).map(|(t, _)| t)

@@ -40,7 +40,15 @@ pub(crate) fn source(op: &str) -> &'static str {
             include_str!("../wgsl/attention.wgsl"),
             include_str!("../wgsl/tanh.wgsl")
         ),
-        "silu_mul" => include_str!("../wgsl/silu_mul.wgsl"),
+        // The gated activations' bindings and entry point, then each op's `op`.
+        "silu_mul" => concat!(
+            include_str!("../wgsl/gated.wgsl"),
+            include_str!("../wgsl/silu_mul.wgsl")
+        ),
+        "gelu_mul" => concat!(
+            include_str!("../wgsl/gated.wgsl"),
+            include_str!("../wgsl/gelu_mul.wgsl")
+        ),
         "add" => include_str!("../wgsl/add.wgsl"),
         "add_bias" => include_str!("../wgsl/add_bias.wgsl"),
         // The unary ops' bindings and entry point, then each op's `op`.
@@ -56,7 +64,6 @@ pub(crate) fn source(op: &str) -> &'static str {
             include_str!("../wgsl/unary.wgsl"),
             include_str!("../wgsl/relu_sq.wgsl")
         ),
-        "gelu_mul" => include_str!("../wgsl/gelu_mul.wgsl"),
         "scale" => include_str!("../wgsl/scale.wgsl"),
         "softcap" => concat!(
             include_str!("../wgsl/softcap.wgsl"),

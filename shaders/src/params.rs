@@ -86,7 +86,7 @@ pub struct AttentionP {
     pub _p: [u32; 2],
 }
 
-/// `silu_mul.wgsl`, `gelu_mul.wgsl`, `unary.wgsl` (gelu, gelu_erf, relu_sq) and `add.wgsl`.
+/// `gated.wgsl` (silu_mul, gelu_mul), `unary.wgsl` (gelu, gelu_erf, relu_sq) and `add.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct CountP {

@@ -1,23 +1,5 @@
-// silu_mul: out[i] = silu(gate[i]) * up[i] (SwiGLU).
+// silu_mul: out[i] = silu(gate[i]) * up[i] (SwiGLU). Appended to gated.wgsl, which calls `op`.
 
-struct P {
-    n: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> gate: array<f32>;
-@group(0) @binding(2) var<storage, read> up: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if i >= p.n {
-        return;
-    }
-    let g = gate[i];
-    dst[i] = g / (1.0 + exp(-g)) * up[i];
+fn op(g: f32, u: f32) -> f32 {
+    return g / (1.0 + exp(-g)) * u;
 }

@@ -34,8 +34,8 @@ const UNREAD: [&str; 4] = [
 /// scaling, as GPT-J rotates).
 ///
 /// # Errors
-/// A key of another type, a null eps (GPTJConfig takes none), hidden not a multiple of the
-/// heads (GPTJAttention refuses it).
+/// A key of another type, a null eps (GPTJConfig takes none). (Hidden not a multiple of the
+/// heads is refused with the other families', [`super::heads::head_dim`].)
 pub(super) fn gptj_view(v: &Value, path: &Path) -> Result<Value> {
     let bad = |m: String| Err(Error::format(path, m));
     let Some(o) = v.as_object() else {
@@ -46,7 +46,7 @@ pub(super) fn gptj_view(v: &Value, path: &Path) -> Result<Value> {
         out.remove(key);
     }
     let f = Fields { v, path };
-    let (mut hidden, mut heads) = (0, 0);
+    let mut hidden = 0;
     for (own, llama) in KEYS {
         // The Llama name wins where both are present (GPTJConfig's attribute_map sets it last);
         // where neither is, the message names GPT-J's, and the context takes its default.
@@ -57,16 +57,9 @@ pub(super) fn gptj_view(v: &Value, path: &Path) -> Result<Value> {
         };
         let n = f.usize(key)?;
         out.insert(llama.into(), n.into());
-        match own {
-            "n_embd" => hidden = n,
-            "n_head" => heads = n,
-            _ => {}
+        if own == "n_embd" {
+            hidden = n;
         }
-    }
-    if heads == 0 || !hidden.is_multiple_of(heads) {
-        return bad(format!(
-            "n_embd {hidden} must be a multiple of n_head {heads} (GPTJAttention refuses it)"
-        ));
     }
     let inner = f.usize_or("n_inner", hidden.saturating_mul(4))?;
     out.insert("intermediate_size".into(), inner.into());

@@ -63,7 +63,7 @@ pub(super) fn kv_heads(
 /// # Errors
 /// A null or absent width where the family's attention fails on it, a value that is not a
 /// count, widths that do not fit together as above, or (Llama, Gemma 2 and 3, EXAONE 3,
-/// InternLM3, GPT-NeoX, Arcee) a hidden size the heads do not divide.
+/// InternLM3, GPT-NeoX, Falcon, GPT-J, Arcee) a hidden size the heads do not divide.
 pub(super) fn head_dim(
     v: &Value,
     arch: Arch,
@@ -73,21 +73,34 @@ pub(super) fn head_dim(
     path: &Path,
 ) -> Result<usize> {
     let f = Fields { v, path };
-    // These classes' `validate_architecture` refuses it whatever `head_dim` says.
-    let divides = matches!(
-        arch,
+    // These classes' `validate_architecture`, and Falcon's and GPT-J's attention, refuse it
+    // whatever `head_dim` says (GPT-J's keys named as its own).
+    let (hidden_key, heads_key, why) = match arch {
+        Arch::GptJ => ("n_embd", "n_head", "GPTJAttention refuses it"),
+        Arch::Falcon => (
+            "hidden_size",
+            "num_attention_heads",
+            "FalconAttention refuses it",
+        ),
         Arch::Llama
-            | Arch::Gemma2
-            | Arch::Gemma3
-            | Arch::Exaone
-            | Arch::InternLM3
-            | Arch::GptNeoX
-            | Arch::Arcee
-    );
-    if divides && !hidden_size.is_multiple_of(num_heads) {
+        | Arch::Gemma2
+        | Arch::Gemma3
+        | Arch::Exaone
+        | Arch::InternLM3
+        | Arch::GptNeoX
+        | Arch::Arcee => (
+            "hidden_size",
+            "num_attention_heads",
+            "its config class refuses it",
+        ),
+        _ => ("", "", ""),
+    };
+    if !why.is_empty() && !hidden_size.is_multiple_of(num_heads) {
         return Err(Error::format(
             path,
-            format!("hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads} (this family's config class refuses it)"),
+            format!(
+                "{hidden_key} {hidden_size} must be a multiple of {heads_key} {num_heads} ({why})"
+            ),
         ));
     }
     let head_dim = match v.get("head_dim") {

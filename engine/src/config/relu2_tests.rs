@@ -108,7 +108,7 @@ fn arcee_refusals() {
     // ArceeConfig's `validate_architecture`, whatever `head_dim` says.
     refused(
         &with(afm(), "num_attention_heads", json!(24)),
-        "hidden_size 2560 is not a multiple of num_attention_heads 24",
+        "hidden_size 2560 must be a multiple of num_attention_heads 24",
     );
 }
 

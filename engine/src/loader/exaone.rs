@@ -5,7 +5,7 @@
 //! saves an adapter under the live modules' names: Llama's from transformers 5, EXAONE's from
 //! the remote code.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::WeightMap;
 
 /// transformers' renamings, in its order: (EXAONE's, Llama's); the first three only at the
@@ -72,23 +72,8 @@ pub fn exaone_name(key: &str) -> String {
 /// A tensor present under both names (which one the model should read is not for the loader
 /// to guess).
 pub fn rename_checkpoint(w: &mut WeightMap) -> Result<()> {
-    let names: Vec<String> = w.names().map(String::from).collect();
-    let mut renamed = false;
-    for name in names {
-        let Some(to) = llama_name(&name) else {
-            continue;
-        };
-        if w.contains(&to) {
-            return Err(Error::format(
-                &w.origin,
-                format!("tensors `{name}` and `{to}` are one tensor under EXAONE's and Llama's names; keep one"),
-            ));
-        }
-        w.rename(&name, to);
-        renamed = true;
-    }
     // Messages name a tensor as the checkpoint holds it (shapes in its own order).
-    if renamed {
+    if w.rename_to_model(llama_name, "EXAONE's")? {
         w.file_names = Some(crate::tensor::FileNames {
             of: |name| Some(exaone_name(name)).filter(|e| e != name),
             gguf_order: false,

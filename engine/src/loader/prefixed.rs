@@ -12,7 +12,7 @@
 //! ([`super::fused::stored_modules`]).
 
 use crate::config::{Arch, ModelConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{HostTensor, WeightMap};
 
 /// (the checkpoint's prefix, Llama's), each at the start of a name.
@@ -135,19 +135,7 @@ pub fn grouped_qkv(arch: Arch) -> bool {
 /// # Errors
 /// A tensor present under both names.
 pub fn prepare_checkpoint(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
-    let names: Vec<String> = w.names().map(String::from).collect();
-    for name in names {
-        let Some(to) = model_name(cfg.arch, &name) else {
-            continue;
-        };
-        if w.contains(&to) {
-            return Err(Error::format(
-                &w.origin,
-                format!("tensors `{name}` and `{to}` are one tensor under the checkpoint's and Llama's names; keep one"),
-            ));
-        }
-        w.rename(&name, to);
-    }
+    w.rename_to_model(|n| model_name(cfg.arch, n), "the checkpoint's")?;
     if let Some(module) = qkv_module(cfg.arch) {
         for layer in 0..cfg.num_layers {
             for suffix in ["weight", "bias"] {

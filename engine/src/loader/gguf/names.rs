@@ -96,13 +96,10 @@ pub fn gguf_name_of(arch: Arch) -> fn(&str) -> Option<String> {
     }
 }
 
-/// GGUF name of a Falcon tensor name ([`hf_name_in`] and [`rename_falcon_norms`] reversed).
-fn gguf_name_falcon(name: &str) -> Option<String> {
-    for (hf, gguf) in [
-        (".ln_attn.", ".attn_norm_2."),
-        (".ln_mlp.", ".attn_norm."),
-        (".self_attention.query_key_value.", ".attn_qkv."),
-    ] {
+/// GGUF name of a layer tensor whose module an architecture names its own way: the first of
+/// `renamed` (`(HF module, GGUF module)`, dots around each) in `name`, or [`gguf_name`].
+fn gguf_name_renamed(name: &str, renamed: &[(&str, &str)]) -> Option<String> {
+    for (hf, gguf) in renamed {
         if let Some(layer) = name
             .strip_prefix("model.layers.")
             .filter(|n| n.contains(hf))
@@ -111,6 +108,18 @@ fn gguf_name_falcon(name: &str) -> Option<String> {
         }
     }
     gguf_name(name)
+}
+
+/// GGUF name of a Falcon tensor name ([`hf_name_in`] and [`rename_falcon_norms`] reversed).
+fn gguf_name_falcon(name: &str) -> Option<String> {
+    gguf_name_renamed(
+        name,
+        &[
+            (".ln_attn.", ".attn_norm_2."),
+            (".ln_mlp.", ".attn_norm."),
+            (".self_attention.query_key_value.", ".attn_qkv."),
+        ],
+    )
 }
 
 /// A `falcon` file's norms under FalconDecoderLayer's names where it has two (Falcon-40B's:
@@ -146,18 +155,13 @@ fn gguf_name_gemma(name: &str) -> Option<String> {
 
 /// GGUF name of a GLM-4 tensor name ([`hf_name_in`] reversed).
 fn gguf_name_glm4(name: &str) -> Option<String> {
-    for (hf, gguf) in [
-        (".post_self_attn_layernorm.", ".post_attention_norm."),
-        (".post_mlp_layernorm.", ".post_ffw_norm."),
-    ] {
-        if let Some(layer) = name
-            .strip_prefix("model.layers.")
-            .filter(|n| n.contains(hf))
-        {
-            return Some(format!("blk.{}", layer.replace(hf, gguf)));
-        }
-    }
-    gguf_name(name)
+    gguf_name_renamed(
+        name,
+        &[
+            (".post_self_attn_layernorm.", ".post_attention_norm."),
+            (".post_mlp_layernorm.", ".post_ffw_norm."),
+        ],
+    )
 }
 
 /// GGUF name of an HF tensor name, where the model's tensors have one.
