@@ -260,6 +260,9 @@ fn mlp_line(c: &ModelConfig) -> &'static str {
         (false, Activation::GeluTanh) => "ungated feed-forward (up, GELU's tanh form, down)",
         (false, Activation::GeluErf) => "ungated feed-forward (up, exact GELU, down)",
         (false, Activation::Relu2) => "ungated feed-forward (up, squared ReLU, down)",
+        (false, Activation::Xielu) => {
+            "ungated feed-forward (up, xIELU with each layer's constants, down)"
+        }
         (false, Activation::Silu) => "ungated feed-forward (up, SiLU, down)",
     }
 }
@@ -393,7 +396,7 @@ fn config_text(c: &ModelConfig) -> String {
             };
             format!("{extras}\n  LayerNorms with biases{one_plus}; {block}; {mlp}{head}")
         }
-        // Arcee's: RMSNorms around an ungated feed-forward.
+        // Arcee's and Apertus's: RMSNorms around an ungated feed-forward.
         (false, _) if !c.arch.gated_mlp() => format!("{extras}\n  {}", mlp_line(c)),
         (false, _) => extras,
     };

@@ -4,7 +4,7 @@
 //! reference's checks.
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
-use dlp_engine::Result;
+use dlp_engine::{Result, Xielu};
 
 use std::sync::atomic::AtomicU64;
 
@@ -167,6 +167,27 @@ impl CudaBackend {
         let mut a = self.args(f);
         a.arg(x).arg(&nn).arg(out);
         self.go(op, a, grid_1d(n))
+    }
+
+    /// `xielu` ([`dlp_engine::Backend::xielu`]): [`Self::unary_impl`]'s launch with one layer's
+    /// constants after `n`.
+    pub(crate) fn xielu_impl(
+        &self,
+        x: &CudaSlice<f32>,
+        n: usize,
+        p: Xielu,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("xielu", "x", x.len(), n)?;
+        check_len("xielu", "out", out.len(), n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = int("xielu", n)?;
+        let mut a = self.args(&self.k.xielu);
+        a.arg(x).arg(&nn).arg(&p.alpha_p).arg(&p.alpha_n);
+        a.arg(&p.beta).arg(&p.eps).arg(out);
+        self.go("xielu", a, grid_1d(n))
     }
 
     /// `add_bias` ([`dlp_engine::Backend::add_bias`]): `x[r, :] += bias` over `rows * dim`

@@ -49,13 +49,15 @@ const LOGITS_SRC: &str = concat!(
 );
 
 /// The feed-forward activations in one module (compiles fewer at start): `gelu_mul.cu`,
-/// `gelu.cu` (`gelu`, `gelu_erf`) and `relu_sq.cu`.
+/// `gelu.cu` (`gelu`, `gelu_erf`), `relu_sq.cu` and `xielu.cu`.
 const GELU_SRC: &str = concat!(
     include_str!("../kernels/gelu_mul.cu"),
     "\n",
     include_str!("../kernels/gelu.cu"),
     "\n",
-    include_str!("../kernels/relu_sq.cu")
+    include_str!("../kernels/relu_sq.cu"),
+    "\n",
+    include_str!("../kernels/xielu.cu")
 );
 
 /// `center.cu` reuses `block_sum` from `rms_norm.cu`, so it is compiled after it.

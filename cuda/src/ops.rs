@@ -9,7 +9,7 @@ use dlp_engine::backend::{
     LoraStackHost, ResidualNorm, StepPlan, StepShape,
 };
 use dlp_engine::tensor::HostTensor;
-use dlp_engine::{Error, Result};
+use dlp_engine::{Error, Result, Xielu};
 
 use crate::counts::LaunchCounters;
 use crate::launch::{cfg, check_len, grid_1d, int, BLOCK};
@@ -486,6 +486,10 @@ impl Backend for CudaBackend {
 
     fn relu_sq(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
         self.unary_impl("relu_sq", &self.k.relu_sq, x, n, out)
+    }
+
+    fn xielu(&self, x: &Slice, n: usize, p: Xielu, out: &mut Slice) -> Result<()> {
+        self.xielu_impl(x, n, p, out)
     }
 
     fn add_bias(&self, x: &mut Slice, bias: &Slice, rows: usize, dim: usize) -> Result<()> {

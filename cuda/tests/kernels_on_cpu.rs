@@ -139,6 +139,43 @@ fn ungated_activations_match_the_cpu() {
     }
 }
 
+/// `xielu` (Apertus's activation; not yet run on a GPU) computes what the CPU reference
+/// computes, within a few ulps (the device `expm1f` against Rust's), over both branches, the
+/// eps clamp, values near 0 where expm1 must keep its digits, the tails and a NaN.
+#[test]
+fn xielu_matches_the_cpu() {
+    let x: Vec<f32> = (0..5000)
+        .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 40.0 - 20.0)
+        .chain((0..200).map(|i| -(i as f32) * 1e-8))
+        .chain([f32::NAN, 0.0, -0.0, 1e30, -1e30])
+        .collect();
+    let n = x.len();
+    let cpu = dlp_engine::cpu::CpuBackend::new();
+    let m = module("gelu_mul", &[], Order::FORWARD).unwrap();
+    for eps in [-1e-6f32, -0.25] {
+        let p = dlp_engine::Xielu {
+            alpha_p: 0.9,
+            alpha_n: 1.3,
+            beta: 0.4,
+            eps,
+        };
+        let mut want = vec![0.0f32; n];
+        dlp_engine::Backend::xielu(&cpu, &x, n, p, &mut want).unwrap();
+        let (mut g, mut out) = (x.clone(), vec![f32::NAN; n]);
+        let (pg, po, nn) = (dev(&mut g), dev(&mut out), n as i32);
+        let consts = [p.alpha_p, p.alpha_n, p.beta, p.eps];
+        let mut args = vec![arg(&pg), arg(&nn)];
+        args.extend(consts.iter().map(arg));
+        args.push(arg(&po));
+        m.launch("xielu", (3, 1, 1), 256, 0, &args).unwrap();
+        for (i, (o, w)) in out.iter().zip(&want).enumerate() {
+            let close =
+                o == w || (o - w).abs() <= 4e-6 * w.abs().max(1e-12) || (o.is_nan() && w.is_nan());
+            assert!(close, "xielu({}, eps {eps}): kernel {o}, CPU {w}", x[i]);
+        }
+    }
+}
+
 /// `softcap` (Gemma 2's final logit cap; not yet run on a GPU) computes what the CPU reference
 /// computes within a few ulps (the device `tanhf` against Rust's), over the slope, both flat
 /// tails, huge values and a NaN, past one launch's threads.

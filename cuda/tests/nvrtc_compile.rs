@@ -308,7 +308,10 @@ fn dependent_launch_releases_and_waits_where_the_matvec_needs_them() {
         ("rms_norm", &["rms_norm", "add_rms_norm"][..]),
         ("silu_mul", &["silu_mul"][..]),
         ("add", &["add"][..]),
-        ("gelu_mul", &["gelu_mul", "gelu", "gelu_erf", "relu_sq"][..]),
+        (
+            "gelu_mul",
+            &["gelu_mul", "gelu", "gelu_erf", "relu_sq", "xielu"][..],
+        ),
         ("scale", &["scale"][..]),
         ("softcap", &["softcap"][..]),
         ("center", &["center"][..]),

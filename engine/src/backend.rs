@@ -53,6 +53,36 @@ pub fn unique_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The constants of one layer's xIELU activation ([`Backend::xielu`]; Huang et al. 2024, arXiv
+/// 2411.13010), as the kernels use them: `alpha_p = softplus(alpha_p')`, `alpha_n = beta +
+/// softplus(alpha_n')` of the learned `alpha_p'`, `alpha_n'` ([`Xielu::from_learned`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Xielu {
+    /// The positive side's quadratic coefficient.
+    pub alpha_p: f32,
+    /// The negative side's coefficient, `beta` included.
+    pub alpha_n: f32,
+    /// The linear term of both sides.
+    pub beta: f32,
+    /// The clamp of the negative side's `expm1(min(x, eps))` (negative; -1e-6 in Apertus).
+    pub eps: f32,
+}
+
+impl Xielu {
+    /// From the parameters a checkpoint stores (transformers' `XIELUActivation`: `alpha_p`,
+    /// `alpha_n`, `beta`, `eps`; llama.cpp's `xielu.*` keys), folding the softplus in f64 as
+    /// PyTorch's (`log1p(exp(x))`, `x` itself past 20) and ggml's `ggml_xielu` do.
+    pub fn from_learned(alpha_p: f64, alpha_n: f64, beta: f64, eps: f64) -> Self {
+        let softplus = |x: f64| if x > 20.0 { x } else { x.exp().ln_1p() };
+        Xielu {
+            alpha_p: softplus(alpha_p) as f32,
+            alpha_n: (beta + softplus(alpha_n)) as f32,
+            beta: beta as f32,
+            eps: eps as f32,
+        }
+    }
+}
+
 /// Everything a step's launches depend on besides the contents of its plan: the identities of
 /// the buffers it reads and writes (workspace, KV cache, LoRA stacks; [`unique_id`]s) and the
 /// sizes that set its grids. Two steps of one shape launch the same kernels on the same
@@ -432,6 +462,10 @@ pub trait Backend: Send + Sync + Sized {
     /// `out[i] = max(x[i], 0)^2` for `n` values, NaN kept: the squared ReLU (transformers'
     /// `relu2`; So et al. 2021, arXiv 2109.08668), Arcee's and Nemotron's ungated activation.
     fn relu_sq(&self, x: &Self::Buf, n: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `out[i] = xielu(x[i])` for `n` values with one layer's constants `p`: `alpha_p * x * x +
+    /// beta * x` for `x > 0`, else `(expm1(min(x, eps)) - x) * alpha_n + beta * x` (xIELU, Huang
+    /// et al. 2024, arXiv 2411.13010), Apertus's ungated activation.
+    fn xielu(&self, x: &Self::Buf, n: usize, p: Xielu, out: &mut Self::Buf) -> Result<()>;
     /// `x[r, :] += bias` for `rows` rows of `dim` (`x`: `[rows, dim]`, `bias`: `[dim]`): the
     /// bias of a LayerNorm (StableLM's, StarCoder2's, Phi-2's), added after the norm.
     fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Buf, rows: usize, dim: usize) -> Result<()>;

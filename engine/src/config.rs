@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 mod activation;
+mod apertus;
 mod arch;
 mod cohere;
 mod defaults;
@@ -240,6 +241,7 @@ impl ModelConfig {
             "gptj" => Arch::GptJ,
             "arcee" => Arch::Arcee,
             "nemotron" => Arch::Nemotron,
+            "apertus" => Arch::Apertus,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -281,6 +283,10 @@ impl ModelConfig {
             }
             Arch::GptJ => {
                 view = gptj::gptj_view(v, path)?;
+                (&view, None)
+            }
+            Arch::Apertus => {
+                view = apertus::apertus_view(v, path)?;
                 (&view, None)
             }
             _ => match defaults::aliased(v, arch, path)? {
@@ -347,7 +353,9 @@ impl ModelConfig {
         // says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
         // are made without).
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
+        // ApertusMLP's linears have none either.
         let no_mlp_bias = no_bias
+            || arch == Arch::Apertus
             || gemma.is_some()
             || arch.post_norms_only()
             || arch.is_glm()
@@ -458,11 +466,11 @@ impl ModelConfig {
             ));
         }
         // No family has them (the exact GELU is GPT-NeoX's and Falcon's, the squared ReLU
-        // Arcee's and Nemotron's, ungated).
-        let ungated_only = [Activation::GeluErf, Activation::Relu2];
+        // Arcee's and Nemotron's, xIELU Apertus's, ungated).
+        let ungated_only = [Activation::GeluErf, Activation::Relu2, Activation::Xielu];
         if self.arch.gated_mlp() && ungated_only.contains(&self.activation) {
             return bad(
-                "a gated feed-forward with the exact GELU or the squared ReLU is not supported"
+                "a gated feed-forward with the exact GELU, the squared ReLU or xIELU is not supported"
                     .into(),
             );
         }
@@ -558,6 +566,9 @@ pub(crate) fn positive_f32(x: f64) -> Option<f32> {
 pub(crate) const POSITIVE_F32: &str =
     "a number > 0 between about 1e-38 and 1e38 (an f32, as is its reciprocal)";
 
+#[cfg(test)]
+#[path = "config/apertus_tests.rs"]
+mod apertus_tests;
 #[cfg(test)]
 #[path = "config/falcon_tests.rs"]
 mod falcon_tests;

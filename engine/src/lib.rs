@@ -28,7 +28,7 @@ pub mod tensor;
 pub mod tokenizer;
 pub mod weight_groups;
 
-pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, StepShape, NO_ADAPTER};
+pub use backend::{AttnShape, Backend, LoraStackHost, StepPlan, StepShape, Xielu, NO_ADAPTER};
 pub use config::{Arch, ModelConfig};
 pub use error::{Error, Result};
 pub use sampler::{Sampler, SamplingParams};

@@ -60,6 +60,9 @@ struct Layer<B: Backend> {
     lora: [Option<B::Lora>; 7],
     /// Largest rank in each stack (0 when none).
     lora_max_rank: [usize; 7],
+    /// The layer's xIELU constants ([`Activation::Xielu`], Apertus's); `None` for the other
+    /// activations.
+    xielu: Option<crate::backend::Xielu>,
 }
 
 impl<B: Backend> Norm<B> {
@@ -447,13 +450,20 @@ impl<B: Backend> Model<B> {
             let (gate, up) = (LoraModule::Gate, LoraModule::Up);
             match (c.arch.gated_mlp(), c.activation) {
                 // StarCoder2's, Phi's, GPT-NeoX's, Falcon's and GPT-J's `down(gelu(up(x)))`,
-                // Arcee's and Nemotron's `down(relu2(up(x)))` (or any of the three).
+                // Arcee's and Nemotron's `down(relu2(up(x)))` (or any of the three), Apertus's
+                // `down(xielu(up(x)))` with the layer's constants.
                 (false, act) => {
                     b.linears(input, t, n_in, step, &mut [job(up, &mut ws.up)?], &mut ws.u)?;
                     match act {
                         Activation::GeluTanh => b.gelu(&ws.up, n, &mut ws.act)?,
                         Activation::GeluErf => b.gelu_erf(&ws.up, n, &mut ws.act)?,
                         Activation::Relu2 => b.relu_sq(&ws.up, n, &mut ws.act)?,
+                        Activation::Xielu => {
+                            let p = layer.xielu.ok_or_else(|| {
+                                Error::invalid(format!("layer {li} has no xIELU constants"))
+                            })?;
+                            b.xielu(&ws.up, n, p, &mut ws.act)?
+                        }
                         Activation::Silu => {
                             return Err(Error::unsupported("an ungated feed-forward with SiLU"))
                         }
@@ -468,9 +478,9 @@ impl<B: Backend> Model<B> {
                     b.linears(input, t, n_in, step, &mut jobs, &mut ws.u)?;
                     b.gelu_mul(&ws.gate, &ws.up, n, &mut ws.act)?
                 }
-                (true, Activation::GeluErf | Activation::Relu2) => {
+                (true, Activation::GeluErf | Activation::Relu2 | Activation::Xielu) => {
                     return Err(Error::unsupported(
-                        "a gated feed-forward with the exact GELU or the squared ReLU",
+                        "a gated feed-forward with the exact GELU, the squared ReLU or xIELU",
                     ))
                 }
             }

@@ -4,9 +4,9 @@
 //! blocks, `stablelm`'s where a layer has no `ffn_norm`, and `starcoder2` with no window (its
 //! loader reads none), and `falcon` (always parallel, a norm each where its layers hold
 //! `attn_norm_2`), the squared-ReLU families `nemotron` (LayerNorms, a part rotated) and
-//! `arcee` (RMSNorms). Their logits against transformers: the golden runs' `tiny_phi_gguf`,
-//! `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`, `tiny_falcon_gguf`, `tiny_nemotron_gguf`,
-//! `tiny_arcee_gguf`.
+//! `arcee` (RMSNorms), and `apertus` (xIELU, its constants in metadata). Their logits against
+//! transformers: the golden runs' `tiny_phi_gguf`, `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`,
+//! `tiny_falcon_gguf`, `tiny_nemotron_gguf`, `tiny_arcee_gguf`, `tiny_apertus_gguf`.
 
 #[allow(dead_code)]
 #[path = "gguf/family_files.rs"]
@@ -232,7 +232,7 @@ fn relu2_families_read_as_llama_cpp() {
 
 /// A whole one-layer `arch` file (hidden 64, 4 heads of 16 over one key/value head, a
 /// feed-forward of 64 ungated, vocabulary 64; every weight zero) with `more` tensors, loaded
-/// into a CPU model.
+/// into a CPU model: the error of either step, or "".
 fn load_whole(arch: &'static str, keys: Vec<(&'static str, M)>, more: &[(&str, u64)]) -> String {
     let t = |name: &str, dims: &[u64]| Tensor {
         name: name.into(),
@@ -260,21 +260,21 @@ fn load_whole(arch: &'static str, keys: Vec<(&'static str, M)>, more: &[(&str, u
     }
     tensors.extend(more.iter().map(|(name, n)| t(name, &[*n])));
     let bytes = gguf_with(arch, 1, 64, 4, 16, keys, tensors);
-    let dir = std::env::temp_dir().join(format!(
-        "dlp-gguf-whole-{}-{arch}-{}",
-        std::process::id(),
-        more.len()
-    ));
+    // A folder per call: tests run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("dlp-gguf-whole-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("m.gguf");
     std::fs::write(&p, bytes).unwrap();
-    let files = dlp_engine::loader::ModelFiles::load(&p).unwrap();
-    let made = dlp_engine::model::Model::new(
-        dlp_engine::cpu::CpuBackend::new(),
-        files.config,
-        files.weights,
-        16,
-    );
+    let made = dlp_engine::loader::ModelFiles::load(&p).and_then(|files| {
+        dlp_engine::model::Model::new(
+            dlp_engine::cpu::CpuBackend::new(),
+            files.config,
+            files.weights,
+            16,
+        )
+    });
     let _ = std::fs::remove_dir_all(&dir);
     made.err().map(|e| e.to_string()).unwrap_or_default()
 }
@@ -326,4 +326,79 @@ fn a_lone_linear_bias_is_refused() {
         ),
         "{e}"
     );
+}
+
+/// `apertus`: RMSNorms, per-head query/key norms, whole heads rotated in halves, xIELU; the
+/// feed-forward biases its graph does not add and a part rotated (its graph asserts n_rot ==
+/// head_dim) refused; a whole file loads with its `xielu.*` constants (no architecture prefix,
+/// one per layer) and is refused by the key's name without one.
+#[test]
+fn apertus_reads_as_llama_cpp() {
+    let rms = || vec![("apertus.attention.layer_norm_rms_epsilon", M::F32(1e-5))];
+    let c = read("ap.gguf", &gguf("apertus", 2, 64, 4, 16, rms())).unwrap();
+    assert_eq!((c.arch, c.rotary_dim), (Arch::Apertus, 16));
+    assert_eq!(c.activation, Activation::Xielu);
+    assert!(c.qk_norm && !c.rope_interleaved && !c.layer_norms() && !c.arch.gated_mlp());
+    for t in ["ffn_up", "ffn_down"] {
+        let name = format!("blk.0.{t}.bias");
+        let bytes = gguf_with("apertus", 2, 64, 4, 16, rms(), vec![tensor(&name)]);
+        let want =
+            format!("tensor `{name}`: llama.cpp's `apertus` graph adds no feed-forward bias");
+        refused("b.gguf", &bytes, &want);
+    }
+    let mut partial = rms();
+    partial.push(("apertus.rope.dimension_count", M::U32(8)));
+    refused(
+        "r.gguf",
+        &gguf("apertus", 2, 64, 4, 16, partial),
+        "partial rotary embedding (apertus.rope.dimension_count 8 != head_dim 16",
+    );
+    // `gguf_with` writes the query norm of the families that have one.
+    let norms = [("blk.0.attn_k_norm.weight", 16)];
+    let with = |skip: &str| {
+        let mut k = rms();
+        for (key, v) in [
+            ("xielu.alpha_p", 0.5),
+            ("xielu.alpha_n", 0.25),
+            ("xielu.beta", 0.5),
+            ("xielu.eps", -1e-6),
+        ] {
+            if key != skip {
+                k.push((key, M::F32s(vec![v])));
+            }
+        }
+        k
+    };
+    assert_eq!(
+        load_whole("apertus", with(""), &norms),
+        "",
+        "the whole file loads"
+    );
+    let e = load_whole("apertus", with("xielu.beta"), &norms);
+    assert!(e.contains("missing metadata `xielu.beta`"), "{e}");
+    // llama.cpp loads a query norm's bias and never adds it: left unread here too.
+    let norm_bias = [norms[0], ("blk.0.attn_q_norm.bias", 16)];
+    assert_eq!(load_whole("apertus", with(""), &norm_bias), "");
+}
+
+/// A GGUF's tensors of a layer past `block_count`, and a norm bias of an RMSNorm family, are
+/// refused by name (llama.cpp counts a file's tensors: "wrong number of tensors"), not left
+/// unread.
+#[test]
+fn layers_past_block_count_are_refused() {
+    let rms = || vec![("arcee.attention.layer_norm_rms_epsilon", M::F32(1e-5))];
+    let e = load_whole("arcee", rms(), &[("blk.0.attn_norm.bias", 64)]);
+    let want = "tensor `blk.0.attn_norm.bias` (model.layers.0.input_layernorm.bias): a norm's bias this model's norms do not have";
+    assert!(e.contains(want), "{e}");
+    for extra in ["blk.1.attn_norm.weight", "blk.1.attn_q.bias"] {
+        let e = load_whole("arcee", rms(), &[(extra, 64)]);
+        let want = format!("tensor `{extra}` (model.layers.1.");
+        assert!(e.contains(&want), "{e}");
+        assert!(
+            e.contains(
+                "is of layer 1, past the file's block_count 1; llama.cpp refuses such a file"
+            ),
+            "{e}"
+        );
+    }
 }

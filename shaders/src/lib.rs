@@ -64,6 +64,10 @@ pub(crate) fn source(op: &str) -> &'static str {
             include_str!("../wgsl/unary.wgsl"),
             include_str!("../wgsl/relu_sq.wgsl")
         ),
+        "xielu" => concat!(
+            include_str!("../wgsl/unary.wgsl"),
+            include_str!("../wgsl/xielu.wgsl")
+        ),
         "scale" => include_str!("../wgsl/scale.wgsl"),
         "softcap" => concat!(
             include_str!("../wgsl/softcap.wgsl"),

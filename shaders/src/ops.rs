@@ -1,7 +1,7 @@
 //! `impl Backend for WgpuBackend`: host-side checks (the CPU reference's, so both backends
 //! refuse the same inputs) and one or two dispatches per op.
 
-use dlp_engine::{AttnShape, Backend, Error, HostTensor, LoraStackHost, Result, StepPlan};
+use dlp_engine::{AttnShape, Backend, Error, HostTensor, LoraStackHost, Result, StepPlan, Xielu};
 
 use crate::backend::{check_len, err, WgpuBackend, WgpuBuf, WgpuLora, WgpuStep, WgpuWeight};
 use crate::device::{groups_1d, Variant};
@@ -80,13 +80,22 @@ impl WgpuBackend {
         self.gpu.dispatch(op, "main", Variant::PLAIN, &p, &bufs, g)
     }
 
-    /// `out[i] = f(x[i])` for `n` values by shader `op` (`gelu`, `gelu_erf`, `relu_sq`).
-    fn unary(&self, op: &'static str, x: &WgpuBuf, n: usize, out: &WgpuBuf) -> Result<()> {
+    /// `out[i] = f(x[i])` for `n` values by shader `op` (`gelu`, `gelu_erf`, `relu_sq`, `xielu`)
+    /// with its constants `c` (xielu's; zero for the others).
+    fn unary(
+        &self,
+        op: &'static str,
+        x: &WgpuBuf,
+        n: usize,
+        c: [f32; 4],
+        out: &WgpuBuf,
+    ) -> Result<()> {
         check_len(op, "x", x.len, n)?;
         check_len(op, "out", out.len, n)?;
-        let p = CountP {
+        let p = UnaryP {
             n: n as u32,
             _p: [0; 3],
+            c,
         };
         let bufs = [(1, &x.buf), (2, &out.buf)];
         self.gpu
@@ -380,15 +389,20 @@ impl Backend for WgpuBackend {
     }
 
     fn gelu(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
-        self.unary("gelu", x, n, out)
+        self.unary("gelu", x, n, [0.0; 4], out)
     }
 
     fn gelu_erf(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
-        self.unary("gelu_erf", x, n, out)
+        self.unary("gelu_erf", x, n, [0.0; 4], out)
     }
 
     fn relu_sq(&self, x: &WgpuBuf, n: usize, out: &mut WgpuBuf) -> Result<()> {
-        self.unary("relu_sq", x, n, out)
+        self.unary("relu_sq", x, n, [0.0; 4], out)
+    }
+
+    fn xielu(&self, x: &WgpuBuf, n: usize, p: Xielu, out: &mut WgpuBuf) -> Result<()> {
+        let c = [p.alpha_p, p.alpha_n, p.beta, p.eps];
+        self.unary("xielu", x, n, c, out)
     }
 
     fn add_bias(&self, x: &mut WgpuBuf, bias: &WgpuBuf, rows: usize, dim: usize) -> Result<()> {

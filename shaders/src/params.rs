@@ -86,7 +86,7 @@ pub struct AttentionP {
     pub _p: [u32; 2],
 }
 
-/// `gated.wgsl` (silu_mul, gelu_mul), `unary.wgsl` (gelu, gelu_erf, relu_sq) and `add.wgsl`.
+/// `gated.wgsl` (silu_mul, gelu_mul) and `add.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct CountP {
@@ -110,6 +110,16 @@ pub struct ScaleP {
     pub n: u32,
     pub s: f32,
     pub _p: [u32; 2],
+}
+
+/// `unary.wgsl` (gelu, gelu_erf, relu_sq, xielu): `n` values, `c` the op's constants (xielu's
+/// alpha_p, alpha_n, beta, eps; [`dlp_engine::Xielu`]), zero for the others.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct UnaryP {
+    pub n: u32,
+    pub _p: [u32; 3],
+    pub c: [f32; 4],
 }
 
 /// `argmax.wgsl`.

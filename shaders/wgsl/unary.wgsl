@@ -1,11 +1,13 @@
-// The elementwise unary ops' layout (gelu.wgsl, gelu_erf.wgsl, relu_sq.wgsl, each appended to this file):
-// dst[i] = op(x[i]) for i < n, `op` defined by the op's own file.
+// The elementwise unary ops' layout (gelu.wgsl, gelu_erf.wgsl, relu_sq.wgsl, xielu.wgsl, each
+// appended to this file): dst[i] = op(x[i]) for i < n, `op` defined by the op's own file, with
+// up to four constants `c` of its own (xielu's; zero for the others).
 
 struct P {
     n: u32,
     _p0: u32,
     _p1: u32,
     _p2: u32,
+    c: vec4<f32>,
 }
 
 @group(0) @binding(0) var<uniform> p: P;

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use dlp_engine::backend::{linears_each, AttnShape, Backend, LinearJob, LoraStackHost, StepShape};
 use dlp_engine::cpu::CpuBackend;
 use dlp_engine::tensor::HostTensor;
-use dlp_engine::{Error, Result, StepPlan};
+use dlp_engine::{Error, Result, StepPlan, Xielu};
 
 type Cpu = CpuBackend;
 type Buf = <Cpu as Backend>::Buf;
@@ -394,6 +394,10 @@ impl Backend for CpuProbe {
     fn relu_sq(&self, x: &Buf, n: usize, out: &mut Buf) -> Result<()> {
         self.log(|| format!("relu_sq {:x} {n} {:x}", buf(x), buf(out)));
         self.cpu.relu_sq(x, n, out)
+    }
+    fn xielu(&self, x: &Buf, n: usize, p: Xielu, out: &mut Buf) -> Result<()> {
+        self.log(|| format!("xielu {:x} {n} {p:?} {:x}", buf(x), buf(out)));
+        self.cpu.xielu(x, n, p, out)
     }
     fn add_bias(&self, x: &mut Buf, bias: &Buf, rows: usize, dim: usize) -> Result<()> {
         self.log(|| format!("add_bias {:x} {:x} {rows} {dim}", buf(x), buf(bias)));

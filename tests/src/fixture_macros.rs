@@ -336,7 +336,8 @@ macro_rules! pair_rope_fixture_tests {
 /// a norm for each side of a parallel block, the exact GELU; `tiny_falcon`: that with q/k/v
 /// stacked per key/value group over two key/value heads; `tiny_gptj`: RoPE in adjacent pairs on
 /// half of each head, a head bias; `tiny_nemotron`: LayerNorm1P, RoPE on half of each head, the
-/// squared ReLU; `tiny_arcee`: the squared ReLU under RMSNorms, YaRN), each calling
+/// squared ReLU; `tiny_arcee`: the squared ReLU under RMSNorms, YaRN; `tiny_apertus`: xIELU with
+/// each layer's constants, per-head query/key norms, Llama 3's RoPE scaling), each calling
 /// `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
@@ -416,6 +417,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_arcee() {
             $run("tiny-arcee");
+        }
+        #[test]
+        fn tiny_apertus() {
+            $run("tiny-apertus");
         }
     };
 }
@@ -550,41 +555,6 @@ macro_rules! norm_bias_fixture_tests {
         #[test]
         fn tiny_gptj_full() {
             $run("tiny-gptj-full");
-        }
-    };
-}
-
-/// One `#[test]` per fixture of a squared-ReLU model (`tests/fixtures/make_arcee.py`,
-/// `make_nemotron.py`): `tiny_arcee` (Arcee: Llama with an ungated `up_proj`/`down_proj`
-/// feed-forward, GQA, YaRN, untied), `tiny_nemotron` (Nemotron: LayerNorm1P norms, weight + 1
-/// and a bias, RoPE in halves on half of each head, heads wider than hidden / heads, biases on
-/// q/k/v/o and the feed-forward, untied), `tiny_nemotron_plain` (no linear biases, tied, the
-/// classes' RoPE defaults), and llama.cpp's files of these (`tiny_arcee_gguf`: q/k rows permuted,
-/// YaRN's keys; `tiny_nemotron_gguf`, of `tiny-nemotron-plain`: the norms stored with the 1
-/// added, `rope.dimension_count` 8 of 16; each with layer 0 in Q8_0), each calling
-/// `$run("<fixture folder>")`. They need the `relu_sq` op.
-#[macro_export]
-macro_rules! relu2_fixture_tests {
-    ($run:path) => {
-        #[test]
-        fn tiny_arcee() {
-            $run("tiny-arcee");
-        }
-        #[test]
-        fn tiny_nemotron() {
-            $run("tiny-nemotron");
-        }
-        #[test]
-        fn tiny_nemotron_plain() {
-            $run("tiny-nemotron-plain");
-        }
-        #[test]
-        fn tiny_arcee_gguf() {
-            $run("tiny-arcee-gguf");
-        }
-        #[test]
-        fn tiny_nemotron_gguf() {
-            $run("tiny-nemotron-gguf");
         }
     };
 }

@@ -1,6 +1,7 @@
 //! Shared helpers for the golden tests: finding the fixtures, reading the reference numbers,
 //! and comparing logits with the tolerances the fixtures support.
 
+mod activation_fixtures;
 pub mod broken;
 pub mod cpu_probe;
 pub mod device_argmax;

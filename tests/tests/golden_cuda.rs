@@ -28,7 +28,7 @@ dlp_tests::llama_variant_fixture_tests!(run_fixture);
 dlp_tests::pair_rope_fixture_tests!(run_fixture);
 dlp_tests::cohere_fixture_tests!(run_fixture);
 dlp_tests::norm_bias_fixture_tests!(run_fixture);
-dlp_tests::relu2_fixture_tests!(run_fixture);
+dlp_tests::activation_fixture_tests!(run_fixture);
 dlp_tests::compat_fixture_tests!(run_fixture);
 
 /// The same fixtures with the 2-D weights stored in bf16 (`--cuda-bf16-weights`, the

@@ -42,7 +42,7 @@ dlp_tests::llama_variant_fixture_tests!(run_fixture);
 dlp_tests::pair_rope_fixture_tests!(run_fixture);
 dlp_tests::cohere_fixture_tests!(run_fixture);
 dlp_tests::norm_bias_fixture_tests!(run_fixture);
-dlp_tests::relu2_fixture_tests!(run_fixture);
+dlp_tests::activation_fixture_tests!(run_fixture);
 
 /// GPT-NeoX's exact GELU (WGSL's erfc fit) held to 1e-4: its tanh form moves this fixture's
 /// logits by 5.5e-4, under the 2e-3 bound of the run above.

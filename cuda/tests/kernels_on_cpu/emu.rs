@@ -76,11 +76,12 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         "rope" => vec![include_str!("../../kernels/rope.cu")],
         "silu_mul" => vec![include_str!("../../kernels/silu_mul.cu")],
         "add" => vec![include_str!("../../kernels/add.cu")],
-        // As the backend's module has them: gelu.cu and relu_sq.cu beside gelu_mul.cu.
+        // As the backend's module has them: gelu.cu, relu_sq.cu and xielu.cu beside gelu_mul.cu.
         "gelu_mul" => vec![
             include_str!("../../kernels/gelu_mul.cu"),
             include_str!("../../kernels/gelu.cu"),
             include_str!("../../kernels/relu_sq.cu"),
+            include_str!("../../kernels/xielu.cu"),
         ],
         "scale" => vec![include_str!("../../kernels/scale.cu")],
         "softcap" => vec![include_str!("../../kernels/softcap.cu")],

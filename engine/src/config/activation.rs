@@ -21,6 +21,8 @@ pub enum Activation {
     GeluErf,
     /// The squared ReLU (`relu2`), ungated: Arcee, Nemotron.
     Relu2,
+    /// xIELU (`xielu`), ungated, with constants learned per layer: Apertus.
+    Xielu,
 }
 
 /// The feed-forward activation of an HF config: `hidden_act` (`silu`, or `swish`, the same in
@@ -51,13 +53,13 @@ pub(super) fn gated(v: &Value, arch: Arch, path: &Path) -> Result<Activation> {
 
 /// The ungated feed-forward's activation, read as each family's config reads it: StarCoder2's
 /// `hidden_act` (default `gelu_pytorch_tanh`), Phi's (`gelu_new`), GPT-NeoX's (`gelu`), Arcee's
-/// and Nemotron's (`relu2`), Falcon's `activation` (`gelu`) and GPT-J's `activation_function`
-/// (`gelu_new`); a null is refused for Falcon, GPT-J, Arcee and Nemotron, whose MLPs then
-/// fail. Read: GELU's tanh
-/// approximation under any of its three names (transformers' PytorchGELUTanh,
-/// NewGELUActivation, FastGELUActivation; GPT-NeoX-20B's `gelu_fast`), the exact GELU (`gelu`)
-/// or the squared ReLU (`relu2`, ReLUSquaredActivation; each family's MLP runs ACT2FN of the
-/// key); `None` for the other families.
+/// and Nemotron's (`relu2`), Apertus's (`xielu`), Falcon's `activation` (`gelu`) and GPT-J's
+/// `activation_function` (`gelu_new`); a null is refused for Falcon, GPT-J, Arcee, Nemotron
+/// and Apertus, whose MLPs then fail. Read: GELU's tanh approximation under any of its three
+/// names (transformers' PytorchGELUTanh, NewGELUActivation, FastGELUActivation; GPT-NeoX-20B's
+/// `gelu_fast`), the exact GELU (`gelu`), the squared ReLU (`relu2`, ReLUSquaredActivation;
+/// each family's MLP runs ACT2FN of the key) or, for Apertus, xIELU (`xielu`,
+/// XIELUActivation); `None` for the other families.
 ///
 /// # Errors
 /// Another activation, or a value that is not a string.
@@ -69,11 +71,12 @@ pub(super) fn ungated(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activ
         Arch::Falcon => ("activation", "gelu"),
         Arch::GptJ => ("activation_function", "gelu_new"),
         Arch::Arcee | Arch::Nemotron => ("hidden_act", "relu2"),
+        Arch::Apertus => ("hidden_act", "xielu"),
         _ => return Ok(None),
     };
     let null_fails = matches!(
         arch,
-        Arch::Falcon | Arch::GptJ | Arch::Arcee | Arch::Nemotron
+        Arch::Falcon | Arch::GptJ | Arch::Arcee | Arch::Nemotron | Arch::Apertus
     );
     if null_fails && v.get(key).is_some_and(Value::is_null) {
         return Err(Error::format(
@@ -85,9 +88,13 @@ pub(super) fn ungated(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activ
         "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Some(Activation::GeluTanh)),
         "gelu" => Ok(Some(Activation::GeluErf)),
         "relu2" => Ok(Some(Activation::Relu2)),
+        // ApertusMLP's own activation, with its learned constants; not read for another
+        // family (whose checkpoints have none to read).
+        "xielu" if arch == Arch::Apertus => Ok(Some(Activation::Xielu)),
         other => Err(Error::unsupported(format!(
-            "{}: {key} `{other}` (supported for this family: relu2, gelu, or GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
-            path.display()
+            "{}: {key} `{other}` (supported for this family: {}relu2, gelu, or GELU's tanh approximation, gelu_pytorch_tanh, gelu_new or gelu_fast)",
+            path.display(),
+            if arch == Arch::Apertus { "xielu, " } else { "" }
         ))),
     }
 }

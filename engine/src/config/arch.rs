@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -139,6 +139,12 @@ pub enum Arch {
     /// (`partial_rotary_factor` 0.5), Arcee's ungated squared-ReLU feed-forward, biases on
     /// q/k/v/o with `attention_bias` and on the feed-forward with `mlp_bias`, `norm_eps`.
     Nemotron,
+    /// Apertus (`ApertusForCausalLM`: Swiss AI's Apertus-8B and -70B): Llama with Qwen3's
+    /// per-head query and key norms, an ungated feed-forward `down_proj(xielu(up_proj(x)))`
+    /// whose xIELU constants are learned per layer (`mlp.act_fn.alpha_p`, `alpha_n`, `beta`,
+    /// `eps`), its norms named `attention_layernorm` and `feedforward_layernorm` (renamed at
+    /// load), biases on q/k/v/o with `attention_bias`, Llama 3's RoPE scaling by default.
+    Apertus,
 }
 
 impl Arch {
@@ -202,7 +208,7 @@ impl Arch {
     /// Whether the feed-forward is gated (`down(act(gate(x)) * up(x))`), not
     /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, GPT-NeoX's and
     /// Falcon's `dense_h_to_4h`/`dense_4h_to_h`, GPT-J's `fc_in`/`fc_out`, read as up and down;
-    /// Arcee's and Nemotron's `up_proj`/`down_proj`).
+    /// Arcee's, Nemotron's and Apertus's `up_proj`/`down_proj`).
     pub fn gated_mlp(self) -> bool {
         !matches!(
             self,
@@ -213,6 +219,7 @@ impl Arch {
                 | Arch::GptJ
                 | Arch::Arcee
                 | Arch::Nemotron
+                | Arch::Apertus
         )
     }
 
@@ -227,9 +234,9 @@ impl Arch {
     }
 
     /// Whether the query and key go through RMSNorms before RoPE ([`super::ModelConfig::qk_norm`]):
-    /// Qwen3's, Gemma 3's, OLMo's and EXAONE 4's.
+    /// Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's.
     pub fn has_qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Gemma3) || self.post_norms_only()
+        matches!(self, Arch::Qwen3 | Arch::Gemma3 | Arch::Apertus) || self.post_norms_only()
     }
 
     /// Norms after each sub-block and none before, no MLP biases (transformers'

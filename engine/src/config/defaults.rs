@@ -49,6 +49,8 @@ impl Defaults {
         };
         let rope_theta = match arch {
             SmolLM3 => 2e6,
+            // ApertusConfig's `default_theta`.
+            Apertus => 1.2e7,
             Ernie45 | Exaone | Cohere => 5e5,
             Helium => 1e5,
             _ => 1e4,
@@ -59,12 +61,13 @@ impl Defaults {
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
             Cohere | Cohere2 => 8192,
+            Apertus => 65536,
             Phi | GptNeoX | Falcon | GptJ => 2048,
             _ => 4096,
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
-            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee => 1e-5,
+            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus => 1e-5,
             _ if arch.norm_bias() => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,

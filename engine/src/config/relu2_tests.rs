@@ -187,7 +187,7 @@ fn nemotron_refusals() {
     );
 }
 
-/// A gated feed-forward with the squared ReLU or the exact GELU is no family's: a Llama config
+/// A gated feed-forward with the squared ReLU, the exact GELU or xIELU is no family's: a Llama config
 /// naming it is refused as it is read, and a configuration holding it (a GGUF's, built
 /// otherwise) by the check every reader ends with.
 #[test]
@@ -197,14 +197,14 @@ fn gated_relu2_is_refused() {
         "hidden_act": "relu2"});
     refused(&llama, "hidden_act `relu2`");
     let gated = read(&with(llama, "hidden_act", json!("silu"))).unwrap();
-    for act in [Activation::Relu2, Activation::GeluErf] {
+    for act in [Activation::Relu2, Activation::GeluErf, Activation::Xielu] {
         let c = ModelConfig {
             activation: act,
             ..gated.clone()
         };
         let e = c.validated(Path::new("m.gguf")).unwrap_err().to_string();
         assert!(
-            e.contains("a gated feed-forward with the exact GELU or the squared ReLU"),
+            e.contains("a gated feed-forward with the exact GELU, the squared ReLU or xIELU"),
             "{e}"
         );
     }

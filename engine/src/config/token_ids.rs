@@ -50,6 +50,8 @@ pub(super) fn eos_ids(v: &Value, arch: Arch, path: &Path) -> Result<Vec<u32>> {
         None if arch == Arch::Arcee => vec![128_001],
         // NemotronConfig's: Nemotron-4's and Minitron's `</s>`.
         None if arch == Arch::Nemotron => vec![3],
+        // ApertusConfig's: Apertus's `</s>`.
+        None if arch == Arch::Apertus => vec![2],
         eos => ids_of(path, "eos_token_id", eos)?,
     })
 }

@@ -16,7 +16,8 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
 /// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
-/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig and NemotronConfig read no
+/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig and ApertusConfig
+/// read no
 /// `layer_types`, and every layer
 /// attends to everything.
 fn windowless(arch: Arch) -> bool {
@@ -39,7 +40,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Falcon
         | Arch::GptJ
         | Arch::Arcee
-        | Arch::Nemotron => true,
+        | Arch::Nemotron
+        | Arch::Apertus => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

@@ -49,10 +49,11 @@ mod scale;
 mod silu_mul;
 mod softcap;
 mod unary;
+mod xielu;
 
 use std::sync::Mutex;
 
-use crate::backend::{AttnShape, Backend, LoraStackHost, StepPlan};
+use crate::backend::{AttnShape, Backend, LoraStackHost, StepPlan, Xielu};
 use crate::error::{Error, Result};
 use crate::tensor::{HostTensor, Packed};
 
@@ -458,6 +459,13 @@ impl Backend for CpuBackend {
         check_len("relu_sq", "x", x.len(), n)?;
         check_len("relu_sq", "out", out.len(), n)?;
         relu_sq::relu_sq(&x[..n], &mut out[..n]);
+        Ok(())
+    }
+
+    fn xielu(&self, x: &Vec<f32>, n: usize, p: Xielu, out: &mut Vec<f32>) -> Result<()> {
+        check_len("xielu", "x", x.len(), n)?;
+        check_len("xielu", "out", out.len(), n)?;
+        xielu::xielu(&x[..n], p, &mut out[..n]);
         Ok(())
     }
 

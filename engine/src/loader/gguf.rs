@@ -418,6 +418,10 @@ impl GgufFile {
             bar.inc(t.byte_size().unwrap_or(0));
         }
         bar.finish_and_clear();
+        // Apertus's xIELU constants are metadata in a GGUF, tensors in a checkpoint.
+        if arch == Arch::Apertus {
+            super::apertus::insert_gguf_constants(&self.metadata, &self.path, &mut map)?;
+        }
         Ok(map)
     }
 

@@ -1,6 +1,7 @@
 //! Model and adapter loaders. Everything is converted to f32 [`crate::HostTensor`]s under HF
 //! tensor names, so the model is built the same way whatever the file format.
 
+pub mod apertus;
 pub mod exaone;
 pub mod fused;
 pub mod gemma;

@@ -70,6 +70,7 @@ impl ModelFiles {
             let mut weights = load_hf_weights(path)?;
             match config.arch {
                 crate::config::Arch::Exaone => super::exaone::rename_checkpoint(&mut weights)?,
+                crate::config::Arch::Apertus => super::apertus::rename_checkpoint(&mut weights)?,
                 arch if super::prefixed::applies(arch) => {
                     super::prefixed::prepare_checkpoint(&mut weights, &config)?
                 }

@@ -3,7 +3,7 @@
 
 use super::{Layer, Linear, Model, Norm};
 use crate::backend::Backend;
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::rope_table;
 use crate::tensor::HostTensor;
@@ -155,7 +155,12 @@ impl<B: Backend> Model<B> {
                 }
                 (false, _) => (None, None),
             };
+            let xielu = match c.activation {
+                Activation::Xielu => Some(crate::loader::apertus::xielu_constants(&mut w, i)?),
+                _ => None,
+            };
             layers.push(Layer {
+                xielu,
                 qk_norm,
                 post_norms,
                 attn_norm,
@@ -166,15 +171,8 @@ impl<B: Backend> Model<B> {
             });
         }
         let leftover: Vec<&str> = w.names().collect();
-        // llama.cpp adds every linear bias a GGUF holds: one this configuration leaves unread
-        // (a q/k/v set with one, an MLP bias on one side) would give other logits than its.
-        let gguf = w.file_names.is_some_and(|n| n.gguf_order);
-        if let Some(b) = leftover.iter().find(|n| gguf && n.ends_with(".bias")) {
-            let (what, _) = w.described(b, &[]);
-            return Err(Error::format(
-                &w.origin,
-                format!("tensor {what}: a bias this model's configuration does not read (its module's siblings have none); llama.cpp would add it"),
-            ));
+        if w.file_names.is_some_and(|n| n.gguf_order) {
+            refuse_gguf_leftovers(c, &w, &leftover)?;
         }
         if !leftover.is_empty() {
             tracing::warn!(
@@ -246,6 +244,47 @@ impl<B: Backend> Model<B> {
             lora_id: crate::backend::unique_id(),
         })
     }
+}
+
+/// A GGUF's tensors the model leaves unread where llama.cpp would not run the file as read
+/// here: one of a layer past `block_count` (llama.cpp counts a file's tensors, "wrong number of
+/// tensors"), and a linear's bias, which its graph adds (one of a q/k/v set alone, one side of
+/// the feed-forward's: other logits than its), or a norm's its norms lack. An `apertus` file's
+/// optional `attn_q_norm.bias` and `attn_k_norm.bias`, which llama.cpp loads and never adds,
+/// are left to the caller's warning.
+///
+/// # Errors
+/// The first such tensor, named as the file names it.
+fn refuse_gguf_leftovers(c: &ModelConfig, w: &WeightMap, leftover: &[&str]) -> Result<()> {
+    let layer = |n: &str| {
+        let rest = n.strip_prefix("model.layers.")?;
+        rest.split('.').next()?.parse::<usize>().ok()
+    };
+    let past = leftover.iter().filter_map(|n| Some((layer(n)?, *n)));
+    if let Some((l, n)) = past.filter(|(l, _)| *l >= c.num_layers).min() {
+        let (what, _) = w.described(n, &[]);
+        return Err(Error::format(
+            &w.origin,
+            format!(
+                "tensor {what} is of layer {l}, past the file's block_count {}; llama.cpp refuses such a file (wrong number of tensors)",
+                c.num_layers
+            ),
+        ));
+    }
+    // llama.cpp's `apertus` loader declares these and its graph never adds them.
+    let optional = |n: &str| {
+        c.arch == crate::Arch::Apertus && (n.contains(".q_norm.") || n.contains(".k_norm."))
+    };
+    let bias = |n: &&&str| n.ends_with(".bias") && !optional(n);
+    if let Some(b) = leftover.iter().find(bias) {
+        let (what, _) = w.described(b, &[]);
+        let why = match b.contains("norm.") {
+            true => "a norm's bias this model's norms do not have; llama.cpp refuses such a file (wrong number of tensors)",
+            false => "a bias this model's configuration does not read (its module's siblings have none); llama.cpp would add it",
+        };
+        return Err(Error::format(&w.origin, format!("tensor {what}: {why}")));
+    }
+    Ok(())
 }
 
 /// What the final norm's bias and the output head's (Phi's and GPT-J's `lm_head.bias`) add to each row of

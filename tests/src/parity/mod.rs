@@ -270,6 +270,19 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.relu_sq(&x, *n, &mut out)?;
             vec![("out", b.download(&out, *n)?, None)]
         }
+        Op::Xielu { n, spread, eps } => {
+            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * spread).collect();
+            let x = b.upload(&x)?;
+            let mut out = poisoned(b, *n)?;
+            let p = dlp_engine::Xielu {
+                alpha_p: 0.9,
+                alpha_n: 1.3,
+                beta: 0.4,
+                eps: *eps,
+            };
+            b.xielu(&x, *n, p, &mut out)?;
+            vec![("out", b.download(&out, *n)?, None)]
+        }
         Op::AddBias { rows, dim } => {
             let mut x = b.upload(&g.vec(rows * dim))?;
             let bias = b.upload(&g.vec(*dim))?;

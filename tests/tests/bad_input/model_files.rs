@@ -144,8 +144,9 @@ fn a_stale_shard_index_is_reported_and_the_shards_read() {
     );
 }
 
-/// A tensor missing from a checkpoint under prefixes of its own (GPT-J's, Falcon's) is named
-/// as the file names it, not under the Llama names the model reads it by.
+/// A tensor missing from a checkpoint under prefixes or norm names of its own (GPT-J's,
+/// Falcon's, Apertus's) is named as the file names it, not under the Llama names the model reads
+/// it by; so is a missing xIELU constant, which transformers would leave uninitialized.
 #[test]
 fn missing_tensors_are_named_as_stored() {
     for (fixture, gone) in [
@@ -153,6 +154,12 @@ fn missing_tensors_are_named_as_stored() {
         ("tiny-gptj", "transformer.h.0.ln_1.bias"),
         ("tiny-falcon", "transformer.h.0.ln_mlp.weight"),
         ("tiny-falcon", "transformer.h.1.self_attention.dense.bias"),
+        (
+            "tiny-apertus",
+            "model.layers.1.feedforward_layernorm.weight",
+        ),
+        ("tiny-apertus", "model.layers.0.mlp.act_fn.eps"),
+        ("tiny-apertus", "model.layers.1.mlp.act_fn.alpha_n"),
     ] {
         let Some((_t, d)) = tmp_copy(fixture) else {
             return;

@@ -1,7 +1,7 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (the architectures [`GgufFile`]'s `arch`
 //! names: llama, qwen2, qwen3, phi3, gemma*, granite, smollm3, olmo2, exaone*, seed_oss, chatglm,
-//! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2) and `tokenizer.ggml.*`
-//! metadata.
+//! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2, falcon, arcee, nemotron,
+//! apertus) and `tokenizer.ggml.*` metadata.
 
 mod families;
 
@@ -113,6 +113,9 @@ impl GgufFile {
             Some("arcee") => Ok((Arch::Arcee, "arcee")),
             // Nemotron-4 and Minitron (`NemotronForCausalLM`: norms stored with the 1 added).
             Some("nemotron") => Ok((Arch::Nemotron, "nemotron")),
+            // Apertus (`ApertusForCausalLM`: HF's q/k rows, NEOX RoPE; xIELU constants in
+            // `xielu.*` metadata).
+            Some("apertus") => Ok((Arch::Apertus, "apertus")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -125,7 +128,7 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\" or \"nemotron\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\" or \"apertus\""
                     ),
                 ))
             }
@@ -459,7 +462,7 @@ impl GgufFile {
         if qk_norm != arch.has_qk_norm() {
             return Err(Error::format(
                 p,
-                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's, OLMo's and EXAONE 4's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
+                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
             ));
         }
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
@@ -571,6 +574,8 @@ impl GgufFile {
                 (None, false) if arch == Arch::Falcon => Activation::GeluErf,
                 // llama.cpp's LLM_FFN_RELU_SQR, their checkpoints' `relu2`.
                 (None, false) if matches!(arch, Arch::Arcee | Arch::Nemotron) => Activation::Relu2,
+                // llama.cpp's ggml_xielu with the `xielu.*` constants (loader::apertus).
+                (None, false) if arch == Arch::Apertus => Activation::Xielu,
                 (Some(_), _) | (None, false) => Activation::GeluTanh,
                 (None, true) => Activation::Silu,
             },

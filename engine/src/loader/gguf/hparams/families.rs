@@ -292,10 +292,10 @@ impl GgufFile {
     }
 
     /// A `stablelm` file's o_proj and feed-forward biases, any linear's bias in a `falcon`
-    /// file, and an `arcee` file's o_proj and feed-forward biases, refused: llama.cpp reads none
-    /// (StableLM's modules have none; Falcon's released checkpoints have none, `bias` false;
-    /// llama.cpp's `arcee` graph adds q/k/v biases only). Nothing to check for the other
-    /// families.
+    /// file, an `arcee` file's o_proj and feed-forward biases and an `apertus` file's
+    /// feed-forward biases, refused: llama.cpp reads none (StableLM's modules have none;
+    /// Falcon's released checkpoints have none, `bias` false; llama.cpp's `arcee` graph adds
+    /// q/k/v biases only, its `apertus` graph q/k/v/o). Nothing to check for the other families.
     pub(super) fn unread_biases(&self, arch: Arch, layers: usize) -> Result<()> {
         let (linears, why): (&[&str], &str) = match arch {
             Arch::StableLm => (
@@ -309,6 +309,10 @@ impl GgufFile {
             Arch::Arcee => (
                 &["attn_output", "ffn_up", "ffn_down"],
                 "llama.cpp's `arcee` graph adds no o_proj or feed-forward bias (AFM has none)",
+            ),
+            Arch::Apertus => (
+                &["ffn_up", "ffn_down"],
+                "llama.cpp's `apertus` graph adds no feed-forward bias (ApertusMLP has none)",
             ),
             _ => return Ok(()),
         };

@@ -1,0 +1,240 @@
+//! Apertus's checkpoints (`ApertusForCausalLM`): its norms' names, renamed to Llama's at load,
+//! and each layer's xIELU constants, from an HF checkpoint's `mlp.act_fn` tensors or from a
+//! GGUF's `xielu.*` metadata, where llama.cpp's converter writes the same values.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::gguf::GgufValue;
+use crate::backend::Xielu;
+use crate::error::{Error, Result};
+use crate::tensor::{FileNames, HostTensor, WeightMap};
+
+/// transformers' `ApertusDecoderLayer` norm names and Llama's, which the model reads.
+const NORMS: [(&str, &str); 2] = [
+    (".attention_layernorm.", ".input_layernorm."),
+    (".feedforward_layernorm.", ".post_attention_layernorm."),
+];
+
+/// Llama's name of an Apertus tensor, where it differs.
+fn llama_name(name: &str) -> Option<String> {
+    (NORMS.iter().find(|(a, _)| name.contains(a))).map(|(a, l)| name.replacen(a, l, 1))
+}
+
+/// Apertus's name of a tensor the model reads under Llama's (for messages).
+fn apertus_name(name: &str) -> Option<String> {
+    (NORMS.iter().find(|(_, l)| name.contains(l))).map(|(a, l)| name.replacen(l, a, 1))
+}
+
+/// Renames an Apertus checkpoint's norms to Llama's.
+///
+/// # Errors
+/// A norm under Llama's name: transformers' `ApertusDecoderLayer` does not read it (its own
+/// is then missing, which transformers fills with ones), so it is no Apertus checkpoint.
+pub fn rename_checkpoint(w: &mut WeightMap) -> Result<()> {
+    let llama = w.names().filter(|n| apertus_name(n).is_some()).min();
+    let llama = llama.map(String::from);
+    if let Some(n) = llama {
+        let own = apertus_name(&n).unwrap_or_default();
+        return Err(Error::format(
+            &w.origin,
+            format!("tensor `{n}`: an Apertus checkpoint names this norm `{own}` (transformers' Apertus does not read Llama's name)"),
+        ));
+    }
+    if w.rename_to_model(llama_name, "Apertus's")? {
+        w.file_names = Some(FileNames {
+            of: apertus_name,
+            gguf_order: false,
+        });
+    }
+    Ok(())
+}
+
+/// The learned constants of `XIELUActivation`, as a checkpoint stores them under
+/// `model.layers.<i>.mlp.act_fn.`: the parameters `alpha_p` and `alpha_n` (`[1]`, before their
+/// softplus) and the buffers `beta` and `eps` (0-dimensional); llama.cpp's metadata key of each.
+const CONSTANTS: [(&str, &[usize]); 4] = [
+    ("alpha_p", &[1]),
+    ("alpha_n", &[1]),
+    ("beta", &[]),
+    ("eps", &[]),
+];
+
+/// Layer `layer`'s xIELU constants ([`Xielu::from_learned`]), taken from `w`.
+///
+/// # Errors
+/// A constant missing, of another shape, or not finite (named as the file names it).
+pub fn xielu_constants(w: &mut WeightMap, layer: usize) -> Result<Xielu> {
+    let mut v = [0.0f64; 4];
+    for (slot, (name, shape)) in v.iter_mut().zip(CONSTANTS) {
+        let full = format!("model.layers.{layer}.mlp.act_fn.{name}");
+        let x = w.take(&full, shape)?.values()[0];
+        if !x.is_finite() {
+            return Err(Error::format(
+                &w.origin,
+                format!(
+                    "tensor {} is {x}: expected a finite number",
+                    w.display_name(&full)
+                ),
+            ));
+        }
+        *slot = x.into();
+    }
+    Ok(Xielu::from_learned(v[0], v[1], v[2], v[3]))
+}
+
+/// A GGUF's xIELU constants as the tensors an HF checkpoint holds, put into `w`: llama.cpp's
+/// keys `xielu.alpha_p`, `xielu.alpha_n`, `xielu.beta` and `xielu.eps` (no architecture
+/// prefix), each an array of one number per layer or one number for every layer (llama.cpp's
+/// `get_key_or_arr`), holding the checkpoint's values (its converter's `.item()` of each).
+///
+/// # Errors
+/// A key missing, an array of another length than `apertus.block_count`, or a value that is
+/// not a finite number.
+pub fn insert_gguf_constants(
+    meta: &BTreeMap<String, GgufValue>,
+    path: &Path,
+    w: &mut WeightMap,
+) -> Result<()> {
+    let bad = |m: String| Error::format(path, m);
+    let layers = (meta.get("apertus.block_count").and_then(GgufValue::as_u64))
+        .ok_or_else(|| bad("missing metadata `apertus.block_count`".into()))?
+        as usize;
+    for (name, shape) in CONSTANTS {
+        let key = format!("xielu.{name}");
+        let values: Vec<f64> = match meta.get(&key) {
+            None => {
+                return Err(bad(format!(
+                    "missing metadata `{key}` (Apertus's xIELU constants, one per layer)"
+                )))
+            }
+            Some(GgufValue::Array(a)) if a.len() != layers => {
+                return Err(bad(format!(
+                    "metadata `{key}` holds {} values; expected one per layer ({layers})",
+                    a.len()
+                )))
+            }
+            Some(GgufValue::Array(a)) => a.iter().map(number).collect::<Option<_>>(),
+            Some(one) => number(one).map(|x| vec![x; layers]),
+        }
+        .filter(|v| v.iter().all(|x| x.is_finite()))
+        .ok_or_else(|| bad(format!("metadata `{key}`: expected finite numbers")))?;
+        for (i, x) in values.into_iter().enumerate() {
+            let t = HostTensor::new(shape.to_vec(), vec![x as f32]);
+            w.insert(format!("model.layers.{i}.mlp.act_fn.{name}"), t, path)?;
+        }
+    }
+    Ok(())
+}
+
+/// A metadata number, negative ones included.
+fn number(v: &GgufValue) -> Option<f64> {
+    match *v {
+        GgufValue::I8(x) => Some(x.into()),
+        GgufValue::I16(x) => Some(x.into()),
+        GgufValue::I32(x) => Some(x.into()),
+        GgufValue::I64(x) => Some(x as f64),
+        _ => v.as_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both norms renamed both ways, and nothing else.
+    #[test]
+    fn norm_names() {
+        let a = "model.layers.3.attention_layernorm.weight";
+        let l = "model.layers.3.input_layernorm.weight";
+        assert_eq!(llama_name(a).as_deref(), Some(l));
+        assert_eq!(apertus_name(l).as_deref(), Some(a));
+        let f = "model.layers.0.feedforward_layernorm.weight";
+        assert_eq!(
+            llama_name(f).as_deref(),
+            Some("model.layers.0.post_attention_layernorm.weight")
+        );
+        assert_eq!(llama_name("model.layers.0.mlp.up_proj.weight"), None);
+        assert_eq!(apertus_name("model.norm.weight"), None);
+    }
+
+    /// Apertus's names renamed; Llama's refused, named with Apertus's, in a mix as alone.
+    #[test]
+    fn checkpoint_norms() {
+        let norm = || HostTensor::new(vec![2], vec![1.0, 2.0]);
+        let mut w = WeightMap::new("m");
+        for n in ["attention_layernorm", "feedforward_layernorm"] {
+            let name = format!("model.layers.0.{n}.weight");
+            w.insert(name, norm(), Path::new("m")).unwrap();
+        }
+        rename_checkpoint(&mut w).unwrap();
+        let mut names: Vec<&str> = w.names().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "model.layers.0.input_layernorm.weight",
+                "model.layers.0.post_attention_layernorm.weight"
+            ]
+        );
+        let n = "model.layers.1.post_attention_layernorm.weight";
+        let mut mixed = WeightMap::new("m");
+        mixed.insert(n.into(), norm(), Path::new("m")).unwrap();
+        let name = "model.layers.0.attention_layernorm.weight".to_string();
+        mixed.insert(name, norm(), Path::new("m")).unwrap();
+        let e = rename_checkpoint(&mut mixed).unwrap_err().to_string();
+        assert!(e.contains(&format!("tensor `{n}`: an Apertus checkpoint names this norm `model.layers.1.feedforward_layernorm.weight`")), "{e}");
+    }
+
+    fn meta(entries: &[(&str, GgufValue)]) -> BTreeMap<String, GgufValue> {
+        let mut m: BTreeMap<String, GgufValue> = entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        m.insert("apertus.block_count".into(), GgufValue::U32(2));
+        m
+    }
+
+    /// Arrays per layer and a scalar for all, as llama.cpp's get_key_or_arr reads them, into
+    /// the checkpoint's shapes; the refusals name the key.
+    #[test]
+    fn gguf_constants() {
+        use GgufValue::{Array, Str, F32, I32};
+        let arr = |a: f32, b: f32| Array(vec![F32(a), F32(b)]);
+        let ok = meta(&[
+            ("xielu.alpha_p", arr(0.5, 1.5)),
+            ("xielu.alpha_n", arr(-0.5, 2.0)),
+            ("xielu.beta", F32(0.5)),
+            ("xielu.eps", arr(-1e-6, -0.25)),
+        ]);
+        let mut w = WeightMap::new("m.gguf");
+        insert_gguf_constants(&ok, Path::new("m.gguf"), &mut w).unwrap();
+        let c1 = xielu_constants(&mut w, 1).unwrap();
+        assert_eq!(c1, Xielu::from_learned(1.5, 2.0, 0.5, -0.25));
+        assert_eq!(xielu_constants(&mut w, 0).unwrap().eps, -1e-6);
+        let e = |m: &BTreeMap<String, GgufValue>| {
+            let mut w = WeightMap::new("m.gguf");
+            insert_gguf_constants(m, Path::new("m.gguf"), &mut w)
+                .unwrap_err()
+                .to_string()
+        };
+        let mut short = ok.clone();
+        short.insert("xielu.alpha_n".into(), Array(vec![F32(1.0)]));
+        assert!(e(&short).contains("`xielu.alpha_n` holds 1 values; expected one per layer (2)"));
+        let mut gone = ok.clone();
+        gone.remove("xielu.eps");
+        assert!(e(&gone).contains("missing metadata `xielu.eps`"));
+        let mut text = ok.clone();
+        text.insert("xielu.beta".into(), Str("half".into()));
+        assert!(e(&text).contains("`xielu.beta`: expected finite numbers"));
+        let mut inf = ok.clone();
+        inf.insert("xielu.alpha_p".into(), arr(f32::INFINITY, 1.0));
+        assert!(e(&inf).contains("`xielu.alpha_p`: expected finite numbers"));
+        // A negative integer is a number too.
+        let mut int = ok;
+        int.insert("xielu.eps".into(), I32(-1));
+        let mut w = WeightMap::new("m.gguf");
+        insert_gguf_constants(&int, Path::new("m.gguf"), &mut w).unwrap();
+        assert_eq!(xielu_constants(&mut w, 1).unwrap().eps, -1.0);
+    }
+}
