@@ -1,5 +1,5 @@
 //! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and the
-//! ungated `gelu`, the in-place ones (`scale`, `softcap`), the row-wise norms (`rms_norm`,
+//! ungated ones (`gelu`, `gelu_erf`, `relu_sq`, and `xielu` with its constants), the in-place ones (`scale`, `softcap`), the row-wise norms (`rms_norm`,
 //! `center`, the fused `add_rms_norm`), the residual `add` and `add_bias`, with the CPU
 //! reference's checks.
 

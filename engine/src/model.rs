@@ -4,7 +4,7 @@
 //! NoPE layers, tied embeddings, sliding windows, query/key norms per head or over all heads,
 //! Gemma's scaled embedding, GELU and norms around both sub-blocks, OLMo 2's norms after them
 //! only, soft caps, Granite's multipliers, LayerNorms with or without biases, parallel blocks,
-//! ungated feed-forwards).
+//! ungated feed-forwards) and, for Apertus, each layer's learned xIELU constants.
 
 use crate::backend::{
     AttnShape, Backend, LinearJob, ResidualNorm, ResidualSite, StepPlan, StepShape, NO_ADAPTER,

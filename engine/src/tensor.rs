@@ -301,6 +301,11 @@ impl WeightMap {
         Ok(renamed)
     }
 
+    /// Removes a tensor the model does not read, whatever its shape.
+    pub fn remove(&mut self, name: &str) -> Option<HostTensor> {
+        self.tensors.remove(name).map(|(t, _)| t)
+    }
+
     /// A tensor to modify in place (e.g. to merge adapters into it).
     pub fn get_mut(&mut self, name: &str) -> Option<&mut HostTensor> {
         self.tensors.get_mut(name).map(|(t, _)| t)

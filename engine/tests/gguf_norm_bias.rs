@@ -381,24 +381,22 @@ fn apertus_reads_as_llama_cpp() {
     assert_eq!(load_whole("apertus", with(""), &norm_bias), "");
 }
 
-/// A GGUF's tensors of a layer past `block_count`, and a norm bias of an RMSNorm family, are
-/// refused by name (llama.cpp counts a file's tensors: "wrong number of tensors"), not left
-/// unread.
+/// A GGUF's tensors llama.cpp's loader would not make, which it refuses ("wrong number of
+/// tensors"): a norm bias of an RMSNorm family, tensors of a layer past `block_count`, an
+/// ungated family's gate; refused by name, not left unread.
 #[test]
-fn layers_past_block_count_are_refused() {
+fn stray_tensors_are_refused() {
     let rms = || vec![("arcee.attention.layer_norm_rms_epsilon", M::F32(1e-5))];
     let e = load_whole("arcee", rms(), &[("blk.0.attn_norm.bias", 64)]);
     let want = "tensor `blk.0.attn_norm.bias` (model.layers.0.input_layernorm.bias): a norm's bias this model's norms do not have";
     assert!(e.contains(want), "{e}");
     for extra in ["blk.1.attn_norm.weight", "blk.1.attn_q.bias"] {
         let e = load_whole("arcee", rms(), &[(extra, 64)]);
-        let want = format!("tensor `{extra}` (model.layers.1.");
+        let want = format!("tensor `{extra}` is of layer 1, past `arcee.block_count` 1; llama.cpp refuses such a file");
         assert!(e.contains(&want), "{e}");
-        assert!(
-            e.contains(
-                "is of layer 1, past the file's block_count 1; llama.cpp refuses such a file"
-            ),
-            "{e}"
-        );
     }
+    // An ungated family's gate, which llama.cpp's loader does not make.
+    let e = load_whole("arcee", rms(), &[("blk.0.ffn_gate.weight", 64)]);
+    let want = "tensor `blk.0.ffn_gate.weight`: a `arcee` model's feed-forward has no gate";
+    assert!(e.contains(want), "{e}");
 }

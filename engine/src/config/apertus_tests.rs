@@ -121,7 +121,8 @@ fn defaults_and_biases() {
 }
 
 /// Other activations ApertusMLP runs through ACT2FN, and what it cannot: a null (ACT2FN has
-/// no None), SiLU ungated (not supported here), an unknown name; xIELU in another family.
+/// no None), SiLU ungated (not supported here), an unknown name; xIELU in another family; a
+/// null `head_dim`, which ApertusAttention takes as the width.
 #[test]
 fn activations() {
     let mut v = apertus_8b();
@@ -137,6 +138,13 @@ fn activations() {
     let e = read(&v).unwrap_err().to_string();
     assert!(
         e.contains("hidden_act `silu` (supported for this family: xielu, relu2"),
+        "{e}"
+    );
+    let mut null_width = apertus_8b();
+    null_width["head_dim"] = json!(null);
+    let e = read(&null_width).unwrap_err().to_string();
+    assert!(
+        e.contains("field `head_dim`: expected a positive integer (null is no width"),
         "{e}"
     );
     let mut arcee = apertus_8b();

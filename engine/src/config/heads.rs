@@ -121,6 +121,14 @@ pub(super) fn head_dim(
                 "field `head_dim`: expected a positive integer (the default is 128; null is no width)",
             ))
         }
+        // ApertusAttention reads `getattr(config, "head_dim", hidden // heads)`: a null is
+        // taken as the width, and fails.
+        Some(Value::Null) if arch == Arch::Apertus => {
+            return Err(Error::format(
+                path,
+                "field `head_dim`: expected a positive integer (null is no width; leave the key out for hidden_size / num_attention_heads)",
+            ))
+        }
         // GemmaConfig's, Gemma2Config's and Gemma3TextConfig's default, null too.
         Some(Value::Null) if arch.is_gemma() => 256,
         None => default.unwrap_or(hidden_size / num_heads),

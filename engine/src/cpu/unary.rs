@@ -1,4 +1,4 @@
-//! The elementwise unary ops' loop (`gelu_erf`, `relu_sq`; WGSL's `unary.wgsl`): `out[i] =
+//! The elementwise unary ops' loop (`gelu_erf`, `relu_sq`, `xielu`; WGSL's `unary.wgsl`): `out[i] =
 //! f(x[i])`, split over the thread pool past a length where that pays.
 
 use rayon::prelude::*;

@@ -75,9 +75,10 @@ mod tests {
         let p = Xielu::from_learned(raw(0.8), raw(0.8 - 0.5), 0.5, -1e-6);
         assert!((p.alpha_p - 0.8).abs() < 1e-7 && (p.alpha_n - 0.8).abs() < 1e-7);
         assert_eq!((p.beta, p.eps), (0.5, -1e-6));
-        // Past PyTorch's softplus threshold (20) it is the identity.
-        let q = Xielu::from_learned(30.0, -30.0, 0.25, -0.5);
-        assert_eq!(q.alpha_p, 30.0);
+        // Past PyTorch's softplus threshold (20) it is the identity (log1p(exp(1000)) would
+        // overflow to infinity).
+        let q = Xielu::from_learned(1000.0, -30.0, 0.25, -0.5);
+        assert_eq!(q.alpha_p, 1000.0);
         assert!((q.alpha_n - 0.25).abs() < 1e-9);
     }
 }

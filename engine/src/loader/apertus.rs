@@ -52,7 +52,7 @@ pub fn rename_checkpoint(w: &mut WeightMap) -> Result<()> {
 
 /// The learned constants of `XIELUActivation`, as a checkpoint stores them under
 /// `model.layers.<i>.mlp.act_fn.`: the parameters `alpha_p` and `alpha_n` (`[1]`, before their
-/// softplus) and the buffers `beta` and `eps` (0-dimensional); llama.cpp's metadata key of each.
+/// softplus) and the buffers `beta` and `eps` (0-dimensional); a GGUF's `xielu.<name>` key.
 const CONSTANTS: [(&str, &[usize]); 4] = [
     ("alpha_p", &[1]),
     ("alpha_n", &[1]),
@@ -83,15 +83,18 @@ pub fn xielu_constants(w: &mut WeightMap, layer: usize) -> Result<Xielu> {
     Ok(Xielu::from_learned(v[0], v[1], v[2], v[3]))
 }
 
-/// A GGUF's xIELU constants as the tensors an HF checkpoint holds, put into `w`: llama.cpp's
-/// keys `xielu.alpha_p`, `xielu.alpha_n`, `xielu.beta` and `xielu.eps` (no architecture
-/// prefix), each an array of one number per layer or one number for every layer (llama.cpp's
-/// `get_key_or_arr`), holding the checkpoint's values (its converter's `.item()` of each).
+/// An `apertus` GGUF's weights made a checkpoint's: its xIELU constants as the tensors an HF
+/// checkpoint holds, put into `w` from llama.cpp's keys `xielu.alpha_p`, `xielu.alpha_n`,
+/// `xielu.beta` and `xielu.eps` (no architecture prefix), each an array of one number per layer
+/// or one number for every layer (llama.cpp's `get_key_or_arr`), holding the checkpoint's values
+/// (its converter's `.item()` of each); any number type is read, where llama.cpp takes F32
+/// only. The query and key norms' biases, which llama.cpp's loader takes as optional and its
+/// graph never adds, are dropped with a warning.
 ///
 /// # Errors
 /// A key missing, an array of another length than `apertus.block_count`, or a value that is
-/// not a finite number.
-pub fn insert_gguf_constants(
+/// not a number finite in f32.
+pub fn prepare_gguf(
     meta: &BTreeMap<String, GgufValue>,
     path: &Path,
     w: &mut WeightMap,
@@ -114,28 +117,32 @@ pub fn insert_gguf_constants(
                     a.len()
                 )))
             }
-            Some(GgufValue::Array(a)) => a.iter().map(number).collect::<Option<_>>(),
-            Some(one) => number(one).map(|x| vec![x; layers]),
+            Some(GgufValue::Array(a)) => a.iter().map(GgufValue::as_f64).collect::<Option<_>>(),
+            Some(one) => one.as_f64().map(|x| vec![x; layers]),
         }
-        .filter(|v| v.iter().all(|x| x.is_finite()))
+        .filter(|v| v.iter().all(|&x| (x as f32).is_finite()))
         .ok_or_else(|| bad(format!("metadata `{key}`: expected finite numbers")))?;
         for (i, x) in values.into_iter().enumerate() {
             let t = HostTensor::new(shape.to_vec(), vec![x as f32]);
             w.insert(format!("model.layers.{i}.mlp.act_fn.{name}"), t, path)?;
         }
     }
-    Ok(())
-}
-
-/// A metadata number, negative ones included.
-fn number(v: &GgufValue) -> Option<f64> {
-    match *v {
-        GgufValue::I8(x) => Some(x.into()),
-        GgufValue::I16(x) => Some(x.into()),
-        GgufValue::I32(x) => Some(x.into()),
-        GgufValue::I64(x) => Some(x as f64),
-        _ => v.as_f64(),
+    let unread: Vec<String> = (w.names())
+        .filter(|n| n.ends_with("_norm.bias") && n.contains(".self_attn."))
+        .map(String::from)
+        .collect();
+    if let Some(first) = unread.first() {
+        tracing::warn!(
+            "{}: {} query/key norm biases left unread, as llama.cpp's `apertus` graph leaves them (e.g. {})",
+            path.display(),
+            unread.len(),
+            w.display_name(first)
+        );
     }
+    for n in &unread {
+        w.remove(n);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -208,13 +215,13 @@ mod tests {
             ("xielu.eps", arr(-1e-6, -0.25)),
         ]);
         let mut w = WeightMap::new("m.gguf");
-        insert_gguf_constants(&ok, Path::new("m.gguf"), &mut w).unwrap();
+        prepare_gguf(&ok, Path::new("m.gguf"), &mut w).unwrap();
         let c1 = xielu_constants(&mut w, 1).unwrap();
         assert_eq!(c1, Xielu::from_learned(1.5, 2.0, 0.5, -0.25));
         assert_eq!(xielu_constants(&mut w, 0).unwrap().eps, -1e-6);
         let e = |m: &BTreeMap<String, GgufValue>| {
             let mut w = WeightMap::new("m.gguf");
-            insert_gguf_constants(m, Path::new("m.gguf"), &mut w)
+            prepare_gguf(m, Path::new("m.gguf"), &mut w)
                 .unwrap_err()
                 .to_string()
         };
@@ -234,7 +241,7 @@ mod tests {
         let mut int = ok;
         int.insert("xielu.eps".into(), I32(-1));
         let mut w = WeightMap::new("m.gguf");
-        insert_gguf_constants(&int, Path::new("m.gguf"), &mut w).unwrap();
+        prepare_gguf(&int, Path::new("m.gguf"), &mut w).unwrap();
         assert_eq!(xielu_constants(&mut w, 1).unwrap().eps, -1.0);
     }
 }

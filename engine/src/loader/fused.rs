@@ -173,8 +173,7 @@ const GPT_J: [StoredModule; 6] = [
 ];
 
 /// Arcee, Nemotron and Apertus (transformers' ArceeMLP, NemotronMLP and ApertusMLP): Llama's
-/// modules but the gate,
-/// an ungated feed-forward.
+/// modules but the gate, an ungated feed-forward.
 const LLAMA_UNGATED: [StoredModule; 6] = [
     SINGLE[0], SINGLE[1], SINGLE[2], SINGLE[3], SINGLE[5], SINGLE[6],
 ];

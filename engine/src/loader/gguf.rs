@@ -78,11 +78,15 @@ impl GgufValue {
             _ => None,
         }
     }
-    /// The value as a float, if it is any number.
+    /// The value as a float, if it is any number (a negative integer included).
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Self::F32(v) => Some(v.into()),
             Self::F64(v) => Some(v),
+            Self::I8(v) => Some(v.into()),
+            Self::I16(v) => Some(v.into()),
+            Self::I32(v) => Some(v.into()),
+            Self::I64(v) => Some(v as f64),
             _ => self.as_u64().map(|v| v as f64),
         }
     }
@@ -418,9 +422,8 @@ impl GgufFile {
             bar.inc(t.byte_size().unwrap_or(0));
         }
         bar.finish_and_clear();
-        // Apertus's xIELU constants are metadata in a GGUF, tensors in a checkpoint.
         if arch == Arch::Apertus {
-            super::apertus::insert_gguf_constants(&self.metadata, &self.path, &mut map)?;
+            super::apertus::prepare_gguf(&self.metadata, &self.path, &mut map)?;
         }
         Ok(map)
     }
@@ -529,6 +532,8 @@ mod tests {
         assert_eq!(GgufValue::I32(-1).as_u64(), None);
         assert_eq!(GgufValue::U16(7).as_u64(), Some(7));
         assert_eq!(GgufValue::F32(0.5).as_f64(), Some(0.5));
+        assert_eq!(GgufValue::I32(-3).as_f64(), Some(-3.0));
+        assert_eq!(GgufValue::Str("1".into()).as_f64(), None);
         assert_eq!(GgufFile::type_name(13), "Q5_K");
         assert_eq!(GgufFile::type_name(999), "unknown");
     }

@@ -172,7 +172,7 @@ impl<B: Backend> Model<B> {
         }
         let leftover: Vec<&str> = w.names().collect();
         if w.file_names.is_some_and(|n| n.gguf_order) {
-            refuse_gguf_leftovers(c, &w, &leftover)?;
+            refuse_gguf_leftovers(&w, &leftover)?;
         }
         if !leftover.is_empty() {
             tracing::warn!(
@@ -246,37 +246,17 @@ impl<B: Backend> Model<B> {
     }
 }
 
-/// A GGUF's tensors the model leaves unread where llama.cpp would not run the file as read
-/// here: one of a layer past `block_count` (llama.cpp counts a file's tensors, "wrong number of
-/// tensors"), and a linear's bias, which its graph adds (one of a q/k/v set alone, one side of
-/// the feed-forward's: other logits than its), or a norm's its norms lack. An `apertus` file's
-/// optional `attn_q_norm.bias` and `attn_k_norm.bias`, which llama.cpp loads and never adds,
-/// are left to the caller's warning.
+/// A GGUF's bias the model leaves unread: a linear's, which llama.cpp's graph adds (one of a
+/// q/k/v set alone, one side of the feed-forward's: other logits than its), or a norm's its
+/// norms lack (llama.cpp then refuses the file). An `apertus` file's optional query and key norm
+/// biases, which llama.cpp loads and never adds, are dropped before
+/// ([`crate::loader::apertus::prepare_gguf`]); tensors llama.cpp would not make are refused as
+/// the file's metadata is read (`stray_tensors`).
 ///
 /// # Errors
 /// The first such tensor, named as the file names it.
-fn refuse_gguf_leftovers(c: &ModelConfig, w: &WeightMap, leftover: &[&str]) -> Result<()> {
-    let layer = |n: &str| {
-        let rest = n.strip_prefix("model.layers.")?;
-        rest.split('.').next()?.parse::<usize>().ok()
-    };
-    let past = leftover.iter().filter_map(|n| Some((layer(n)?, *n)));
-    if let Some((l, n)) = past.filter(|(l, _)| *l >= c.num_layers).min() {
-        let (what, _) = w.described(n, &[]);
-        return Err(Error::format(
-            &w.origin,
-            format!(
-                "tensor {what} is of layer {l}, past the file's block_count {}; llama.cpp refuses such a file (wrong number of tensors)",
-                c.num_layers
-            ),
-        ));
-    }
-    // llama.cpp's `apertus` loader declares these and its graph never adds them.
-    let optional = |n: &str| {
-        c.arch == crate::Arch::Apertus && (n.contains(".q_norm.") || n.contains(".k_norm."))
-    };
-    let bias = |n: &&&str| n.ends_with(".bias") && !optional(n);
-    if let Some(b) = leftover.iter().find(bias) {
+fn refuse_gguf_leftovers(w: &WeightMap, leftover: &[&str]) -> Result<()> {
+    if let Some(b) = leftover.iter().find(|n| n.ends_with(".bias")) {
         let (what, _) = w.described(b, &[]);
         let why = match b.contains("norm.") {
             true => "a norm's bias this model's norms do not have; llama.cpp refuses such a file (wrong number of tensors)",

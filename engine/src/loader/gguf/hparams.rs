@@ -458,6 +458,7 @@ impl GgufFile {
             )));
         }
         self.unread_biases(arch, num_layers)?;
+        self.stray_tensors(arch, a, num_layers)?;
         let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
         if qk_norm != arch.has_qk_norm() {
             return Err(Error::format(

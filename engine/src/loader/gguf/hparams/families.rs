@@ -329,6 +329,37 @@ impl GgufFile {
         Ok(())
     }
 
+    /// Tensors llama.cpp's loader would not make, so that it refuses the file ("wrong number of
+    /// tensors"), where they would otherwise be left unread: any of a layer past `block_count`,
+    /// and an ungated family's `ffn_gate`. Checked before any weight is read.
+    ///
+    /// # Errors
+    /// The first such tensor by name.
+    pub(super) fn stray_tensors(&self, arch: Arch, a: &str, layers: usize) -> Result<()> {
+        let layer = |n: &str| {
+            let rest = n.strip_prefix("blk.")?;
+            rest.split('.').next()?.parse::<usize>().ok()
+        };
+        let past = (self.tensors.iter()).filter_map(|t| Some((layer(&t.name)?, t.name.as_str())));
+        if let Some((l, n)) = past.filter(|(l, _)| *l >= layers).min() {
+            return Err(Error::format(
+                &self.path,
+                format!("tensor `{n}` is of layer {l}, past `{a}.block_count` {layers}; llama.cpp refuses such a file (wrong number of tensors)"),
+            ));
+        }
+        if !arch.gated_mlp() {
+            if let Some(i) =
+                (0..layers).find(|i| self.tensor(&format!("blk.{i}.ffn_gate.weight")).is_some())
+            {
+                return Err(Error::format(
+                    &self.path,
+                    format!("tensor `blk.{i}.ffn_gate.weight`: a `{a}` model's feed-forward has no gate; llama.cpp refuses such a file (wrong number of tensors)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a `falcon` file's feed-forward has a norm of its own: Falcon-40B's, whose layers
     /// hold `attn_norm_2` (attention's input norm; `attn_norm` is then the feed-forward's, as
     /// llama.cpp's graph reads them); false for the other families. A layer without
