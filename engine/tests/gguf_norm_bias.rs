@@ -383,7 +383,7 @@ fn apertus_reads_as_llama_cpp() {
 
 /// A GGUF's tensors llama.cpp's loader would not make, which it refuses ("wrong number of
 /// tensors"): a norm bias of an RMSNorm family, tensors of a layer past `block_count`, an
-/// ungated family's gate; refused by name, not left unread.
+/// ungated family's gate, any other the model leaves unread; refused by name, not left unread.
 #[test]
 fn stray_tensors_are_refused() {
     let rms = || vec![("arcee.attention.layer_norm_rms_epsilon", M::F32(1e-5))];
@@ -395,6 +395,15 @@ fn stray_tensors_are_refused() {
         let want = format!("tensor `{extra}` is of layer 1, past `arcee.block_count` 1; llama.cpp refuses such a file");
         assert!(e.contains(&want), "{e}");
     }
+    // A norm the family has not (Gemma 2's after attention), which Llama's names would read as
+    // its feed-forward norm: refused, not one of the two dropped.
+    let e = load_whole("arcee", rms(), &[("blk.0.post_attention_norm.weight", 64)]);
+    let want = "tensors `blk.0.ffn_norm.weight` and `blk.0.post_attention_norm.weight` are both read as model.layers.0.post_attention_layernorm.weight in a `arcee` file";
+    assert!(e.contains(want), "{e}");
+    // A mapped tensor the model leaves unread (a Gemma 2 norm after the feed-forward).
+    let e = load_whole("arcee", rms(), &[("blk.0.post_ffw_norm.weight", 64)]);
+    let want = "tensor `blk.0.post_ffw_norm.weight` (model.layers.0.post_feedforward_layernorm.weight): this model's configuration does not read it; llama.cpp refuses such a file";
+    assert!(e.contains(want), "{e}");
     // An ungated family's gate, which llama.cpp's loader does not make.
     let e = load_whole("arcee", rms(), &[("blk.0.ffn_gate.weight", 64)]);
     let want = "tensor `blk.0.ffn_gate.weight`: a `arcee` model's feed-forward has no gate";

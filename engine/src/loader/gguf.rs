@@ -342,7 +342,7 @@ impl GgufFile {
     /// [`PackedKind`] names (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL,
     /// IQ4_XS) keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
     pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
-        let (arch, _) = self.arch()?;
+        let (arch, a) = self.arch()?;
         let (heads, kv_heads) = self.head_counts()?;
         let mut map = WeightMap::new(&self.path);
         map.file_names = Some(crate::tensor::FileNames {
@@ -367,6 +367,10 @@ impl GgufFile {
         } else {
             indicatif::ProgressBar::hidden()
         };
+        // The GGUF tensor each HF name was read from: two that the model would read as one
+        // (a `llama` file's `ffn_norm` and a `post_attention_norm`) are refused, not one of them
+        // dropped.
+        let mut from: std::collections::HashMap<String, &str> = Default::default();
         for t in &self.tensors {
             let Some(name) = names::hf_name_in(arch, &t.name) else {
                 tracing::debug!(
@@ -417,6 +421,12 @@ impl GgufFile {
                     }
                     None => ht.data = quant::unpermute_rows(&ht.data, rows, cols, n),
                 }
+            }
+            if let Some(first) = from.insert(name.clone(), &t.name) {
+                return Err(Error::format(
+                    &self.path,
+                    format!("tensors `{first}` and `{}` are both read as {name} in a `{a}` file; llama.cpp's loader makes one of them only", t.name),
+                ));
             }
             map.insert(name, ht, &self.path)?;
             bar.inc(t.byte_size().unwrap_or(0));

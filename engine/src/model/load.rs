@@ -264,6 +264,13 @@ fn refuse_gguf_leftovers(w: &WeightMap, leftover: &[&str]) -> Result<()> {
         };
         return Err(Error::format(&w.origin, format!("tensor {what}: {why}")));
     }
+    if let Some(n) = leftover.iter().min() {
+        let (what, _) = w.described(n, &[]);
+        return Err(Error::format(
+            &w.origin,
+            format!("tensor {what}: this model's configuration does not read it; llama.cpp refuses such a file (wrong number of tensors)"),
+        ));
+    }
     Ok(())
 }
 
