@@ -405,7 +405,10 @@ fn stray_tensors_are_refused() {
     let want = "tensor `blk.0.post_ffw_norm.weight` (model.layers.0.post_feedforward_layernorm.weight): this model's configuration does not read it; llama.cpp refuses such a file";
     assert!(e.contains(want), "{e}");
     // An ungated family's gate, which llama.cpp's loader does not make.
-    let e = load_whole("arcee", rms(), &[("blk.0.ffn_gate.weight", 64)]);
-    let want = "tensor `blk.0.ffn_gate.weight`: a `arcee` model's feed-forward has no gate";
-    assert!(e.contains(want), "{e}");
+    for part in ["weight", "bias"] {
+        let name = format!("blk.0.ffn_gate.{part}");
+        let e = load_whole("arcee", rms(), &[(&name, 64)]);
+        let want = format!("tensor `{name}`: a `arcee` model's feed-forward has no gate");
+        assert!(e.contains(&want), "{e}");
+    }
 }

@@ -348,12 +348,13 @@ impl GgufFile {
             ));
         }
         if !arch.gated_mlp() {
-            if let Some(i) =
-                (0..layers).find(|i| self.tensor(&format!("blk.{i}.ffn_gate.weight")).is_some())
-            {
+            let gate = (0..layers)
+                .flat_map(|i| ["weight", "bias"].map(|s| format!("blk.{i}.ffn_gate.{s}")))
+                .find(|n| self.tensor(n).is_some());
+            if let Some(n) = gate {
                 return Err(Error::format(
                     &self.path,
-                    format!("tensor `blk.{i}.ffn_gate.weight`: a `{a}` model's feed-forward has no gate; llama.cpp refuses such a file (wrong number of tensors)"),
+                    format!("tensor `{n}`: a `{a}` model's feed-forward has no gate; llama.cpp refuses such a file (wrong number of tensors)"),
                 ));
             }
         }
