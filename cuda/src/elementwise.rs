@@ -4,7 +4,7 @@
 //! reference's checks.
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
-use dlp_engine::{Result, Xielu};
+use dlp_engine::Result;
 
 use std::sync::atomic::AtomicU64;
 
@@ -149,13 +149,15 @@ impl CudaBackend {
     }
 
     /// `out[i] = f(x[i])` for `n` values by kernel `f` (`op`: `gelu`, as `gelu_mul` computes
-    /// it, `gelu_erf` or `relu_sq`; parameters `(x, n, out)`).
+    /// it, `gelu_erf`, `relu_sq`, or `xielu` with its constants `c`, empty for the others;
+    /// parameters `(x, n, c..., out)`).
     pub(crate) fn unary_impl(
         &self,
         op: &'static str,
         f: &CudaFunction,
         x: &CudaSlice<f32>,
         n: usize,
+        c: &[f32],
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         check_len(op, "x", x.len(), n)?;
@@ -165,29 +167,12 @@ impl CudaBackend {
         }
         let nn = int(op, n)?;
         let mut a = self.args(f);
-        a.arg(x).arg(&nn).arg(out);
-        self.go(op, a, grid_1d(n))
-    }
-
-    /// `xielu` ([`dlp_engine::Backend::xielu`]): [`Self::unary_impl`]'s launch with one layer's
-    /// constants after `n`.
-    pub(crate) fn xielu_impl(
-        &self,
-        x: &CudaSlice<f32>,
-        n: usize,
-        p: Xielu,
-        out: &mut CudaSlice<f32>,
-    ) -> Result<()> {
-        check_len("xielu", "x", x.len(), n)?;
-        check_len("xielu", "out", out.len(), n)?;
-        if n == 0 {
-            return Ok(());
+        a.arg(x).arg(&nn);
+        for v in c {
+            a.arg(v);
         }
-        let nn = int("xielu", n)?;
-        let mut a = self.args(&self.k.xielu);
-        a.arg(x).arg(&nn).arg(&p.alpha_p).arg(&p.alpha_n);
-        a.arg(&p.beta).arg(&p.eps).arg(out);
-        self.go("xielu", a, grid_1d(n))
+        a.arg(out);
+        self.go(op, a, grid_1d(n))
     }
 
     /// `add_bias` ([`dlp_engine::Backend::add_bias`]): `x[r, :] += bias` over `rows * dim`

@@ -477,19 +477,20 @@ impl Backend for CudaBackend {
     }
 
     fn gelu(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
-        self.unary_impl("gelu", &self.k.gelu, x, n, out)
+        self.unary_impl("gelu", &self.k.gelu, x, n, &[], out)
     }
 
     fn gelu_erf(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
-        self.unary_impl("gelu_erf", &self.k.gelu_erf, x, n, out)
+        self.unary_impl("gelu_erf", &self.k.gelu_erf, x, n, &[], out)
     }
 
     fn relu_sq(&self, x: &Slice, n: usize, out: &mut Slice) -> Result<()> {
-        self.unary_impl("relu_sq", &self.k.relu_sq, x, n, out)
+        self.unary_impl("relu_sq", &self.k.relu_sq, x, n, &[], out)
     }
 
     fn xielu(&self, x: &Slice, n: usize, p: Xielu, out: &mut Slice) -> Result<()> {
-        self.xielu_impl(x, n, p, out)
+        let c = [p.alpha_p, p.alpha_n, p.beta, p.eps];
+        self.unary_impl("xielu", &self.k.xielu, x, n, &c, out)
     }
 
     fn add_bias(&self, x: &mut Slice, bias: &Slice, rows: usize, dim: usize) -> Result<()> {

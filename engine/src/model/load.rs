@@ -246,32 +246,27 @@ impl<B: Backend> Model<B> {
     }
 }
 
-/// A GGUF's bias the model leaves unread: a linear's, which llama.cpp's graph adds (one of a
-/// q/k/v set alone, one side of the feed-forward's: other logits than its), or a norm's its
-/// norms lack (llama.cpp then refuses the file). An `apertus` file's optional query and key norm
-/// biases, which llama.cpp loads and never adds, are dropped before
-/// ([`crate::loader::apertus::prepare_gguf`]); tensors llama.cpp would not make are refused as
-/// the file's metadata is read (`stray_tensors`).
+/// A GGUF's tensors the model leaves unread, refused (llama.cpp's loader refuses a file holding
+/// a tensor it does not make: "wrong number of tensors"), the message saying why each kind
+/// matters: a linear's bias llama.cpp's graph would add (one of a q/k/v set alone, one side of
+/// the feed-forward's: other logits than its), a norm's bias the norms lack, any other. An
+/// `apertus` file's optional query and key norm biases, which llama.cpp loads and never adds,
+/// are dropped before ([`crate::loader::apertus::prepare_gguf`]); a layer past `block_count`
+/// and an ungated family's gate are refused as the metadata is read (`stray_tensors`).
 ///
 /// # Errors
-/// The first such tensor, named as the file names it.
+/// The first such tensor by name, named as the file names it.
 fn refuse_gguf_leftovers(w: &WeightMap, leftover: &[&str]) -> Result<()> {
-    if let Some(b) = leftover.iter().find(|n| n.ends_with(".bias")) {
-        let (what, _) = w.described(b, &[]);
-        let why = match b.contains("norm.") {
-            true => "a norm's bias this model's norms do not have; llama.cpp refuses such a file (wrong number of tensors)",
-            false => "a bias this model's configuration does not read (its module's siblings have none); llama.cpp would add it",
-        };
-        return Err(Error::format(&w.origin, format!("tensor {what}: {why}")));
-    }
-    if let Some(n) = leftover.iter().min() {
-        let (what, _) = w.described(n, &[]);
-        return Err(Error::format(
-            &w.origin,
-            format!("tensor {what}: this model's configuration does not read it; llama.cpp refuses such a file (wrong number of tensors)"),
-        ));
-    }
-    Ok(())
+    let Some(n) = leftover.iter().min() else {
+        return Ok(());
+    };
+    let why = match (n.ends_with(".bias"), n.contains("norm.")) {
+        (true, false) => "a bias this model's configuration does not read (its module's siblings have none); llama.cpp would add it",
+        (true, true) => "a norm's bias this model's norms do not have; llama.cpp refuses such a file (wrong number of tensors)",
+        (false, _) => "this model's configuration does not read it; llama.cpp refuses such a file (wrong number of tensors)",
+    };
+    let (what, _) = w.described(n, &[]);
+    Err(Error::format(&w.origin, format!("tensor {what}: {why}")))
 }
 
 /// What the final norm's bias and the output head's (Phi's and GPT-J's `lm_head.bias`) add to each row of

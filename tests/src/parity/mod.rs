@@ -89,6 +89,22 @@ fn uploaded_over_others<B: Backend>(b: &B, p: &StepPlan) -> dlp_engine::Result<B
     b.upload_step(p, Some(empty))
 }
 
+/// A unary op's outputs: `n` inputs drawn from `g` and spread to +-`spread`, written by `op`
+/// into a poisoned buffer.
+fn unary<B: Backend>(
+    b: &B,
+    g: &mut Rng,
+    n: usize,
+    spread: f32,
+    op: impl FnOnce(&B::Buf, &mut B::Buf) -> dlp_engine::Result<()>,
+) -> dlp_engine::Result<Vec<Output>> {
+    let x: Vec<f32> = g.vec(n).iter().map(|x| x * spread).collect();
+    let x = b.upload(&x)?;
+    let mut out = poisoned(b, n)?;
+    op(&x, &mut out)?;
+    Ok(vec![("out", b.download(&out, n)?, None)])
+}
+
 /// Runs one case on `b`, inputs drawn from the case's seed.
 fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
     let mut g = Rng(c.seed);
@@ -249,39 +265,17 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.gelu_mul(&gate, &up, *n, &mut out)?;
             vec![("out", b.download(&out, *n)?, None)]
         }
-        Op::Gelu { n } => {
-            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 8.0).collect();
-            let x = b.upload(&x)?;
-            let mut out = poisoned(b, *n)?;
-            b.gelu(&x, *n, &mut out)?;
-            vec![("out", b.download(&out, *n)?, None)]
-        }
-        Op::GeluErf { n } => {
-            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 8.0).collect();
-            let x = b.upload(&x)?;
-            let mut out = poisoned(b, *n)?;
-            b.gelu_erf(&x, *n, &mut out)?;
-            vec![("out", b.download(&out, *n)?, None)]
-        }
-        Op::ReluSq { n } => {
-            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * 4.0).collect();
-            let x = b.upload(&x)?;
-            let mut out = poisoned(b, *n)?;
-            b.relu_sq(&x, *n, &mut out)?;
-            vec![("out", b.download(&out, *n)?, None)]
-        }
+        Op::Gelu { n } => unary(b, &mut g, *n, 8.0, |x, o| b.gelu(x, *n, o))?,
+        Op::GeluErf { n } => unary(b, &mut g, *n, 8.0, |x, o| b.gelu_erf(x, *n, o))?,
+        Op::ReluSq { n } => unary(b, &mut g, *n, 4.0, |x, o| b.relu_sq(x, *n, o))?,
         Op::Xielu { n, spread, eps } => {
-            let x: Vec<f32> = g.vec(*n).iter().map(|x| x * spread).collect();
-            let x = b.upload(&x)?;
-            let mut out = poisoned(b, *n)?;
             let p = dlp_engine::Xielu {
                 alpha_p: 0.9,
                 alpha_n: 1.3,
                 beta: 0.4,
                 eps: *eps,
             };
-            b.xielu(&x, *n, p, &mut out)?;
-            vec![("out", b.download(&out, *n)?, None)]
+            unary(b, &mut g, *n, *spread, |x, o| b.xielu(x, *n, p, o))?
         }
         Op::AddBias { rows, dim } => {
             let mut x = b.upload(&g.vec(rows * dim))?;

@@ -191,6 +191,11 @@ fn translate<'a>(
 }
 
 /// `N.<module>.weight|bias` as (N, module, suffix).
+/// The layer of a GGUF tensor named `blk.<layer>.<...>`, whatever its suffix.
+pub(crate) fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split_once('.')?.0.parse().ok()
+}
+
 fn split(rest: &str) -> Option<(usize, &str, &str)> {
     let (layer, rest) = rest.split_once('.')?;
     let (module, suffix) = rest.rsplit_once('.')?;

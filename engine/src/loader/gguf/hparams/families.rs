@@ -1,6 +1,7 @@
 //! The GGUF readings of the families that add to Llama's computation, as llama.cpp reads
 //! them: Gemma's features and every architecture's per-layer windows, Granite's multipliers.
 
+use super::super::names::layer_of;
 use super::super::{GgufFile, GgufValue};
 use crate::config::{sliding_every, Arch, GemmaFeatures, GraniteScales, POSITIVE_F32};
 use crate::error::{Error, Result};
@@ -336,11 +337,8 @@ impl GgufFile {
     /// # Errors
     /// The first such tensor by name.
     pub(super) fn stray_tensors(&self, arch: Arch, a: &str, layers: usize) -> Result<()> {
-        let layer = |n: &str| {
-            let rest = n.strip_prefix("blk.")?;
-            rest.split('.').next()?.parse::<usize>().ok()
-        };
-        let past = (self.tensors.iter()).filter_map(|t| Some((layer(&t.name)?, t.name.as_str())));
+        let past =
+            (self.tensors.iter()).filter_map(|t| Some((layer_of(&t.name)?, t.name.as_str())));
         if let Some((l, n)) = past.filter(|(l, _)| *l >= layers).min() {
             return Err(Error::format(
                 &self.path,
