@@ -48,7 +48,8 @@ prepare() {
   # Everything is built first: a failed build leaves the last good .gpu in place.
   cargo build --release -p dlp-cuda --example lora_bench
   # The CUDA run's dlp-run has no WGSL backend: it runs `--backend cuda` (and `cpu`), and wgpu's
-  # code is 1.5 MB of the compressed carry.
+  # code is 1.5 MB of the compressed carry; nor router training (`train`: burn), which it never
+  # runs (burn: 1.25 of the 5.8 MB it took compressed).
   cargo build --release -p dlp-cli --no-default-features --features cuda
   # Test executables (built with scripts/test.sh's features, so its build is reused): their
   # paths come from cargo's JSON messages.

@@ -139,6 +139,8 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 # features unify the same way for every step and nothing is compiled twice.
 cuda=(--workspace --features dlp-cli/cuda,dlp-cli/fuzz,dlp-tests/cuda)
 cargo clippy "${cuda[@]}" --all-targets -q -- -D warnings
+# The GPU check's dlp-run (scripts/gpu-check.sh `prepare`): no WGSL backend, no router training.
+cargo clippy -p dlp-cli --no-default-features --features cuda -q -- -D warnings
 # The other CPUs people build on, linted without running: ARM Linux (Graviton, Grace with CUDA:
 # the CUDA features too) and Apple silicon's macOS. Code that only x86-64 or Linux compiles
 # (its SIMD and AMX kernels, libc calls) must stay behind its cfg. Needs the targets' standard

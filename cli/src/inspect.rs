@@ -177,10 +177,13 @@ fn inspect_router(dir: &Path) -> Result<String> {
         match &c.feature_stats {
             // Its header checked as extending reads the file: a missing or broken one is a
             // "no", with why.
+            #[cfg(feature = "train")]
             Some(f) => match crate::router_extend::check_stats_header(dir, &router, f) {
                 Ok(_) => format!("yes ({f})"),
                 Err(e) => format!("no ({f}: {e:#})"),
             },
+            #[cfg(not(feature = "train"))]
+            Some(f) => format!("not checked ({f}; this dlp-run was built without `train`)"),
             None => "no (no feature statistics; written before extension existed)".into(),
         }
     );

@@ -19,9 +19,12 @@ mod mix_args;
 mod output;
 mod pipeline;
 mod progress;
+#[cfg(feature = "train")]
 mod router_checks;
+#[cfg(feature = "train")]
 mod router_cmd;
 mod router_eval;
+#[cfg(feature = "train")]
 mod router_extend;
 mod routing;
 mod sampling_args;
@@ -81,6 +84,7 @@ enum Command {
     /// Show what a model directory, GGUF file, adapter or safetensors file holds.
     Inspect(inspect::InspectArgs),
     /// Train the DLP router (the mini-MLP that picks adapters per sentence) on labelled text.
+    #[cfg(feature = "train")]
     #[command(allow_negative_numbers = true)]
     TrainRouter(router_cmd::TrainRouterArgs),
     /// Evaluate a trained router: per-task and family accuracy, top-p containment, confusion.
@@ -168,6 +172,7 @@ fn main() {
         #[cfg(feature = "fuzz")]
         Command::Fuzz(a) => fuzz::run(a),
         Command::Inspect(a) => inspect::run(a),
+        #[cfg(feature = "train")]
         Command::TrainRouter(a) => router_cmd::train_router(a),
         Command::EvalRouter(a) => router_eval::eval_router(a),
     };

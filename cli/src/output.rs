@@ -246,11 +246,13 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
 }
 
 /// The start of [`write_files_atomic`]'s temporary folder's name; the process id follows.
+#[cfg(feature = "train")]
 const STAGING: &str = ".dlp-tmp-";
 
 /// The temporary folders in `dir` that [`write_files_atomic`] runs left when interrupted:
 /// named [`STAGING`] and the id of a process that is no longer running (checked in /proc,
 /// so on Linux only; elsewhere none is taken for stale).
+#[cfg(feature = "train")]
 pub fn stale_staging(dir: &Path) -> Vec<PathBuf> {
     let proc = Path::new("/proc/self");
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -278,6 +280,7 @@ pub fn stale_staging(dir: &Path) -> Vec<PathBuf> {
 /// one is written, the file `last` (the config that names the others) last. A failed write (a
 /// full disk) so leaves an earlier set whole; other files in `dir` stay. Errors name `dir`,
 /// not the temporary folder.
+#[cfg(feature = "train")]
 pub fn write_files_atomic(
     dir: &Path,
     last: &str,
@@ -379,6 +382,7 @@ mod tests {
     /// set as it was, names the folder asked for, and leaves no temporary folder; one that
     /// succeeds replaces its files, and other files in the folder stay.
     #[test]
+    #[cfg(feature = "train")]
     fn file_sets_are_replaced_all_or_none() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("router");
