@@ -291,6 +291,13 @@ fn file_stacks(arch: Arch) -> impl Iterator<Item = (&'static StoredModule, bool)
         .chain(glm_qkv)
 }
 
+/// Whether a model file of `arch` may hold q/k/v stacked in one tensor that [`split_stacked`]
+/// splits under HF's names (Phi-3's `qkv_proj`, Falcon's `query_key_value`, GLM's and Phi's
+/// optional `attn_qkv`).
+pub fn stacks_qkv(arch: Arch) -> bool {
+    file_stacks(arch).any(|(m, _)| m.parts.len() > 1 && m.parts.contains(&LoraModule::Q))
+}
+
 /// Splits every stacked module's weight (and bias, where it has one) of `w` into its parts'
 /// (`qkv_proj.weight` into `q_proj.weight`, `k_proj.weight`, `v_proj.weight`), kept as stored
 /// (f32 or packed blocks). A layer may hold the parts instead (llama.cpp's

@@ -6,6 +6,7 @@
 
 mod hparams;
 pub(crate) use hparams::EOG_TEXTS;
+mod fused_qkv;
 pub(crate) mod kquant;
 pub(crate) mod names;
 pub mod quant;
@@ -300,8 +301,11 @@ impl GgufFile {
         Ok(())
     }
 
-    /// The raw bytes of a tensor (bounds were checked by `open` for every known type).
-    fn tensor_bytes(&self, t: &GgufTensorInfo) -> Result<&[u8]> {
+    /// A tensor's bytes as the file stores them (bounds were checked by `open` for every known
+    /// type).
+    ///
+    /// Errors: a type whose block size is not known ([`GgufFile::type_name`] `unknown`).
+    pub fn tensor_bytes(&self, t: &GgufTensorInfo) -> Result<&[u8]> {
         let size = t.byte_size().ok_or_else(|| self.unsupported_type(t))?;
         let start = (self.data_offset + t.offset) as usize;
         Ok(&self.mmap[start..start + size as usize])
@@ -342,8 +346,7 @@ impl GgufFile {
     /// [`PackedKind`] names (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL,
     /// IQ4_XS) keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
     pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
-        let (arch, a) = self.arch()?;
-        let (heads, kv_heads) = self.head_counts()?;
+        let (arch, _) = self.arch()?;
         let mut map = WeightMap::new(&self.path);
         map.file_names = Some(crate::tensor::FileNames {
             of: names::gguf_name_of(arch),
@@ -371,17 +374,19 @@ impl GgufFile {
         // (a `llama` file's `ffn_norm` and a `post_attention_norm`) are refused, not one of them
         // dropped.
         let mut from: std::collections::HashMap<String, &str> = Default::default();
+        // Where a fused `attn_qkv` is split (`fused_qkv`): the model's widths.
+        let mut config = None;
         for t in &self.tensors {
-            let Some(name) = names::hf_name_in(arch, &t.name) else {
+            if names::hf_name_in(arch, &t.name).is_none() {
                 tracing::debug!(
                     "{}: skipping tensor `{}` (not used by the model)",
                     self.path.display(),
                     t.name
                 );
                 continue;
-            };
+            }
             let packed_kind = PackedKind::from_ggml(t.ggml_type).filter(|_| keep_packed);
-            let mut ht = match packed_kind {
+            let ht = match packed_kind {
                 Some(kind) if t.dims.len() == 2 => {
                     let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
                     let bytes = self.tensor_bytes(t)?.to_vec();
@@ -389,53 +394,90 @@ impl GgufFile {
                 }
                 _ => self.dequantize(t)?,
             };
-            // Only llama.cpp's `llama` converter and those built on it (`granite`, `smollm3`,
-            // `arcee`) permute q/k rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/
-            // `gemma*`/`nemotron` keep HF's layout and run NEOX RoPE, which is HF's.
-            let llama_rows = matches!(
-                arch,
-                Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
-            );
-            let n_head = if !llama_rows {
-                None
-            } else if t.name.contains(".attn_q.") {
-                Some(heads)
-            } else if t.name.contains(".attn_k.") {
-                Some(kv_heads)
-            } else {
-                None
+            let mut parts = None;
+            if fused_qkv::splits(arch) && t.name.contains(".attn_qkv.") {
+                let c = match &config {
+                    Some(c) => c,
+                    None => config.insert(self.config()?),
+                };
+                parts = fused_qkv::parts(&t.name, c).map(|p| (p, c.hidden_size));
+            }
+            let pieces = match parts {
+                Some((parts, hidden)) => fused_qkv::split(&self.path, &t.name, ht, parts, hidden)?,
+                None => vec![(t.name.clone(), ht)],
             };
-            if let Some(n) = n_head {
-                let rows = ht.shape.first().copied().unwrap_or(0);
-                if n == 0 || !rows.is_multiple_of(n.saturating_mul(2)) || ht.shape.len() > 2 {
-                    return Err(Error::format(
-                        &self.path,
-                        format!("tensor `{}` has shape {:?}: rows not divisible into {n} heads of even size", t.name, ht.shape),
-                    ));
-                }
-                let cols = ht.shape.get(1).copied().unwrap_or(1);
-                match &mut ht.packed {
-                    // Rows of blocks move as wholes: permute rows of `row_bytes` bytes.
-                    Some(p) => {
-                        p.bytes = quant::unpermute_rows(&p.bytes, rows, p.kind.row_bytes(cols), n)
-                    }
-                    None => ht.data = quant::unpermute_rows(&ht.data, rows, cols, n),
-                }
+            for (part, ht) in pieces {
+                self.read_as(&t.name, &part, ht, &mut from, &mut map)?;
             }
-            if let Some(first) = from.insert(name.clone(), &t.name) {
-                return Err(Error::format(
-                    &self.path,
-                    format!("tensors `{first}` and `{}` are both read as {name} in a `{a}` file; llama.cpp's loader makes one of them only", t.name),
-                ));
-            }
-            map.insert(name, ht, &self.path)?;
             bar.inc(t.byte_size().unwrap_or(0));
         }
         bar.finish_and_clear();
+        fused_qkv::check_one_form(&self.path, &from)?;
         if arch == Arch::Apertus {
             super::apertus::prepare_gguf(&self.metadata, &self.path, &mut map)?;
         }
         Ok(map)
+    }
+
+    /// Inserts `ht`, read from GGUF tensor `source` as `part` (itself, or a part of a fused
+    /// tensor), into `map` under its HF name, a `llama`-converted file's q/k rows restored to
+    /// HF's layout; `from` notes the source of each HF name.
+    ///
+    /// Errors: q/k rows not divisible into the query (key/value) heads of even size; two GGUF
+    /// tensors read under one HF name.
+    fn read_as<'a>(
+        &self,
+        source: &'a str,
+        part: &str,
+        mut ht: HostTensor,
+        from: &mut std::collections::HashMap<String, &'a str>,
+        map: &mut WeightMap,
+    ) -> Result<()> {
+        let (arch, a) = self.arch()?;
+        let Some(name) = names::hf_name_in(arch, part) else {
+            return Ok(());
+        };
+        let (heads, kv_heads) = self.head_counts()?;
+        // Only llama.cpp's `llama` converter and those built on it (`granite`, `smollm3`,
+        // `arcee`) permute q/k rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/
+        // `gemma*`/`nemotron` keep HF's layout and run NEOX RoPE, which is HF's.
+        let llama_rows = matches!(
+            arch,
+            Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
+        );
+        let n_head = if !llama_rows {
+            None
+        } else if part.contains(".attn_q.") {
+            Some(heads)
+        } else if part.contains(".attn_k.") {
+            Some(kv_heads)
+        } else {
+            None
+        };
+        if let Some(n) = n_head {
+            let rows = ht.shape.first().copied().unwrap_or(0);
+            if n == 0 || !rows.is_multiple_of(n.saturating_mul(2)) || ht.shape.len() > 2 {
+                return Err(Error::format(
+                        &self.path,
+                        format!("tensor `{source}` has shape {:?}: rows not divisible into {n} heads of even size", ht.shape),
+                    ));
+            }
+            let cols = ht.shape.get(1).copied().unwrap_or(1);
+            match &mut ht.packed {
+                // Rows of blocks move as wholes: permute rows of `row_bytes` bytes.
+                Some(p) => {
+                    p.bytes = quant::unpermute_rows(&p.bytes, rows, p.kind.row_bytes(cols), n)
+                }
+                None => ht.data = quant::unpermute_rows(&ht.data, rows, cols, n),
+            }
+        }
+        if let Some(first) = from.insert(name.clone(), source) {
+            return Err(Error::format(
+                    &self.path,
+                    format!("tensors `{first}` and `{source}` are both read as {name} in a `{a}` file; llama.cpp's loader makes one of them only"),
+                ));
+        }
+        map.insert(name, ht, &self.path)
     }
 
     /// `tokenizer.chat_template`, if present.

@@ -14,6 +14,54 @@ pub enum M {
     // Written by tokenizer_spm.rs only (the file is included by two test crates).
     #[allow(dead_code)]
     F32s(Vec<f32>),
+    /// Any value as the reader returns it (a file's metadata copied into another).
+    #[allow(dead_code)]
+    Value(dlp_engine::loader::gguf::GgufValue),
+}
+
+/// GGUF's type number of a metadata value.
+fn value_type(v: &dlp_engine::loader::gguf::GgufValue) -> u32 {
+    use dlp_engine::loader::gguf::GgufValue as V;
+    match v {
+        V::U8(_) => 0,
+        V::I8(_) => 1,
+        V::U16(_) => 2,
+        V::I16(_) => 3,
+        V::U32(_) => 4,
+        V::I32(_) => 5,
+        V::F32(_) => 6,
+        V::Bool(_) => 7,
+        V::Str(_) => 8,
+        V::Array(_) => 9,
+        V::U64(_) => 10,
+        V::I64(_) => 11,
+        V::F64(_) => 12,
+    }
+}
+
+/// A metadata value's bytes after its type number (an array: its elements' type, an empty
+/// one's taken as u32, the count, the elements).
+fn put_value(b: &mut Vec<u8>, v: &dlp_engine::loader::gguf::GgufValue) {
+    use dlp_engine::loader::gguf::GgufValue as V;
+    match v {
+        V::U8(x) => b.push(*x),
+        V::I8(x) => b.extend(x.to_le_bytes()),
+        V::U16(x) => b.extend(x.to_le_bytes()),
+        V::I16(x) => b.extend(x.to_le_bytes()),
+        V::U32(x) => b.extend(x.to_le_bytes()),
+        V::I32(x) => b.extend(x.to_le_bytes()),
+        V::F32(x) => b.extend(x.to_le_bytes()),
+        V::Bool(x) => b.push(*x as u8),
+        V::Str(s) => put_str(b, s),
+        V::Array(a) => {
+            b.extend(a.first().map_or(4, value_type).to_le_bytes());
+            b.extend((a.len() as u64).to_le_bytes());
+            a.iter().for_each(|e| put_value(b, e));
+        }
+        V::U64(x) => b.extend(x.to_le_bytes()),
+        V::I64(x) => b.extend(x.to_le_bytes()),
+        V::F64(x) => b.extend(x.to_le_bytes()),
+    }
 }
 
 pub struct Tensor {
@@ -86,6 +134,10 @@ impl Writer {
                     b.extend(6u32.to_le_bytes());
                     b.extend((v.len() as u64).to_le_bytes());
                     v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+                }
+                M::Value(v) => {
+                    b.extend(value_type(v).to_le_bytes());
+                    put_value(&mut b, v);
                 }
             }
         }
