@@ -214,12 +214,10 @@ fn shape_errors_name_the_file_s_tensor() {
 
 #[test]
 fn a_missing_embedding_is_named_as_the_file_names_it() {
-    let bad = patched(
-        &fixture("tiny-qwen3-gguf"),
-        b"token_embd.weight",
-        b"token_embX.weight",
-    );
-    let files = dlp_engine::loader::ModelFiles::load(&write("noembd.gguf", &bad)).unwrap();
+    let path = write("noembd.gguf", &fixture("tiny-qwen3-gguf"));
+    let mut files = dlp_engine::loader::ModelFiles::load(&path).unwrap();
+    // A file without it; one with it under another name is refused as it is read (below).
+    files.weights.remove("model.embed_tokens.weight").unwrap();
     let backend = dlp_engine::cpu::CpuBackend::new();
     let e = dlp_engine::model::Model::new(backend, files.config, files.weights, 64)
         .err()
@@ -227,6 +225,20 @@ fn a_missing_embedding_is_named_as_the_file_names_it() {
         .to_string();
     assert!(
         e.contains("missing tensor `token_embd.weight` (model.embed_tokens.weight) (and no `output.weight` (lm_head.weight) either)"),
+        "{e}"
+    );
+    // A tensor the model does not know, which llama.cpp's loader refuses too.
+    let bad = patched(
+        &fixture("tiny-qwen3-gguf"),
+        b"token_embd.weight",
+        b"token_embX.weight",
+    );
+    let e = dlp_engine::loader::ModelFiles::load(&write("embX.gguf", &bad))
+        .err()
+        .expect("an unknown tensor")
+        .to_string();
+    assert!(
+        e.contains("tensor `token_embX.weight` is not one this engine reads in a `qwen3` file, nor one llama.cpp's loader makes for it"),
         "{e}"
     );
 }
@@ -280,8 +292,11 @@ fn phi3_files_split_their_stacked_matrices() {
     let e = config_error("phi3-longrope.gguf", &long);
     assert!(e.contains("tensor `rope_factors_long.weight` has shape [256, 256]: expected [32] (one factor per RoPE frequency)"), "{e}");
 
-    let no_qkv = patched(&bytes, b"blk.0.attn_qkv.weight", b"blk.0.attn_qkX.weight");
-    let e = ModelFiles::load(&write("phi3-noqkv.gguf", &no_qkv))
+    let mut no_qkv = GgufFile::open(&path).unwrap().load_weights().unwrap();
+    no_qkv
+        .remove("model.layers.0.self_attn.qkv_proj.weight")
+        .unwrap();
+    let e = dlp_engine::loader::fused::split_stacked(&mut no_qkv, &c)
         .err()
         .expect("no q/k/v")
         .to_string();

@@ -346,7 +346,7 @@ impl GgufFile {
     /// [`PackedKind`] names (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL,
     /// IQ4_XS) keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
     pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
-        let (arch, _) = self.arch()?;
+        let (arch, a) = self.arch()?;
         let mut map = WeightMap::new(&self.path);
         map.file_names = Some(crate::tensor::FileNames {
             of: names::gguf_name_of(arch),
@@ -378,6 +378,12 @@ impl GgufFile {
         let mut config = None;
         for t in &self.tensors {
             if names::hf_name_in(arch, &t.name).is_none() {
+                if !names::read_elsewhere(arch, &t.name) {
+                    return Err(Error::format(
+                        &self.path,
+                        format!("tensor `{}` is not one this engine reads in a `{a}` file, nor one llama.cpp's loader makes for it (llama.cpp refuses the file: wrong number of tensors)", t.name),
+                    ));
+                }
                 tracing::debug!(
                     "{}: skipping tensor `{}` (not used by the model)",
                     self.path.display(),

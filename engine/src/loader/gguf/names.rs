@@ -190,12 +190,31 @@ fn translate<'a>(
     ))
 }
 
-/// `N.<module>.weight|bias` as (N, module, suffix).
 /// The layer of a GGUF tensor named `blk.<layer>.<...>`, whatever its suffix.
 pub(crate) fn layer_of(name: &str) -> Option<usize> {
     name.strip_prefix("blk.")?.split_once('.')?.0.parse().ok()
 }
 
+/// Whether tensor `name` of an `arch` GGUF, which has no HF name ([`hf_name_in`] is `None`),
+/// is one llama.cpp's loader makes for the family and this engine reads with the metadata or
+/// may leave unread: the RoPE frequency divisors `rope_freqs` (Llama 3's scaling), a `phi3`
+/// file's LongRoPE factors `rope_factors_short`/`_long`, and what generation does not use: a
+/// `qwen3` file's reranking head `cls.output`, a `gemma3` file's embedding projections
+/// `dense_2`/`dense_3` (llama.cpp's embedding mode). Any other such tensor (a LongRoPE factor in
+/// another family, a quantization scale `blk.N.attn_q.scale`, an old `attn_rot_embd`) the
+/// loader refuses, as llama.cpp's refuses a file holding a tensor it does not make: left
+/// unread, it could change what the model computes.
+pub fn read_elsewhere(arch: Arch, name: &str) -> bool {
+    match name {
+        "rope_freqs.weight" => true,
+        "rope_factors_short.weight" | "rope_factors_long.weight" => arch == Arch::Phi3,
+        "cls.output.weight" => arch == Arch::Qwen3,
+        "dense_2.weight" | "dense_3.weight" => arch == Arch::Gemma3,
+        _ => false,
+    }
+}
+
+/// `N.<module>.weight|bias` as (N, module, suffix).
 fn split(rest: &str) -> Option<(usize, &str, &str)> {
     let (layer, rest) = rest.split_once('.')?;
     let (module, suffix) = rest.rsplit_once('.')?;
@@ -297,6 +316,9 @@ mod tests {
         assert_eq!(hf_name("rope_freqs.weight"), None);
         assert_eq!(hf_name("blk.x.attn_q.weight"), None);
         assert_eq!(hf_name("blk.0.attn_q.scale"), None);
+        assert!(read_elsewhere(Arch::Phi3, "rope_factors_long.weight"));
+        assert!(!read_elsewhere(Arch::Llama, "rope_factors_long.weight"));
+        assert!(!read_elsewhere(Arch::Llama, "blk.0.attn_q.scale"));
         assert_eq!(
             gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq"),
             None
