@@ -389,7 +389,7 @@ fn config_text(c: &ModelConfig) -> String {
                 (false, _) => "attention, then the feed-forward",
             };
             let mlp = mlp_line(c);
-            let head = match c.arch.head_bias() {
+            let head = match c.head_bias {
                 true => "; a bias on the output head",
                 false => "",
             };
@@ -411,7 +411,7 @@ fn config_text(c: &ModelConfig) -> String {
         "  {:?}: {} layers, hidden {}, MLP {}, vocabulary {}, context {}\n  \
          attention: {} query heads, {} key/value heads, head width {}{qk_norm}; {window}\n  \
          {rope}; {norm} epsilon {}\n  \
-         lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}\n  \
+         lm_head tied to the embedding: {}; biases: q/k/v {}, o {}, MLP {}, lm_head {}\n  \
          BOS id {bos}, end ids {:?}{extras}",
         c.arch,
         c.num_layers,
@@ -435,6 +435,7 @@ fn config_text(c: &ModelConfig) -> String {
         yes(c.qkv_bias),
         yes(c.o_bias),
         yes(c.mlp_bias),
+        yes(c.head_bias),
         c.eos_token_ids,
     )
 }

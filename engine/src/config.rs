@@ -88,6 +88,10 @@ pub struct ModelConfig {
     pub o_bias: bool,
     /// gate/up/down projections have biases.
     pub mlp_bias: bool,
+    /// The output head has a bias (`lm_head.bias`): Phi's and GPT-J's
+    /// ([`Arch::head_bias`]), and a `qwen2` GGUF's optional `output.bias`, which llama.cpp's
+    /// graph adds.
+    pub head_bias: bool,
     /// The query and key go through an RMSNorm (weights `self_attn.q_norm` / `self_attn.k_norm`)
     /// before RoPE: each head's (Qwen3, Gemma 3) or all heads' at once (OLMo 2;
     /// [`ModelConfig::qk_norm_widths`]).
@@ -420,6 +424,7 @@ impl ModelConfig {
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias,
             mlp_bias,
+            head_bias: arch.head_bias(),
             qk_norm: arch.has_qk_norm(),
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use dlp_engine::loader::gguf::GgufFile;
 use dlp_engine::loader::ModelFiles;
-use writer::{Tensor, Writer, M};
+use writer::{Tensor, Writer};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -64,24 +64,18 @@ enum Form {
 /// `attn_qkv` as `form` says; the number of layers fused.
 fn rewrite(src: &Path, form: Form) -> (Writer, usize) {
     let g = GgufFile::open(src).unwrap();
-    let kv = (g.metadata.iter())
-        // The writer aligns to 32, GGUF's default.
-        .filter(|(k, _)| k.as_str() != "general.alignment")
-        .map(|(k, v)| (k.clone(), M::Value(v.clone())))
-        .collect();
+    let mut w = Writer::copy_of(&g);
+    let stored = std::mem::take(&mut w.tensors);
     let find = |n: &str| g.tensors.iter().find(|t| t.name == n);
-    let copy = |t: &dlp_engine::loader::gguf::GgufTensorInfo, name: &str| Tensor {
-        name: name.into(),
-        dims: t.dims.clone(),
-        ty: t.ggml_type,
-        data: g.tensor_bytes(t).unwrap().to_vec(),
+    let copy = |t: &dlp_engine::loader::gguf::GgufTensorInfo| {
+        stored.iter().find(|s| s.name == t.name).unwrap().clone()
     };
     let mut tensors = Vec::new();
     let mut fused_layers = std::collections::BTreeSet::new();
     for t in &g.tensors {
         let Some((stem, suffix)) = t.name.split_once(".attn_q.") else {
             if !(t.name.contains(".attn_k.") || t.name.contains(".attn_v.")) {
-                tensors.push(copy(t, &t.name));
+                tensors.push(copy(t));
             }
             continue;
         };
@@ -95,7 +89,7 @@ fn rewrite(src: &Path, form: Form) -> (Writer, usize) {
             Form::BiasesOnly => suffix == "bias",
         };
         if !fuse || form == Form::Both {
-            tensors.extend(parts.iter().map(|p| copy(p, &p.name)));
+            tensors.extend(parts.iter().map(|p| copy(p)));
         }
         if fuse {
             let rows: u64 = parts.iter().map(|p| p.dims.last().unwrap()).sum();
@@ -127,11 +121,7 @@ fn rewrite(src: &Path, form: Form) -> (Writer, usize) {
             fused_layers.insert(stem.to_string());
         }
     }
-    let w = Writer {
-        version: g.version,
-        kv,
-        tensors,
-    };
+    w.tensors = tensors;
     (w, fused_layers.len())
 }
 

@@ -412,3 +412,61 @@ fn stray_tensors_are_refused() {
         assert!(e.contains(&want), "{e}");
     }
 }
+
+/// A `qwen2` file's optional `output.bias`, which llama.cpp's `qwen2` graph adds to the head's
+/// product, is read and added to every row of logits; a `qwen3` file's, which its graph does
+/// not add, is refused by name (llama.cpp refuses the file: a tensor it does not make).
+#[test]
+fn a_qwen2_head_bias_is_added_as_llama_cpp_adds_it() {
+    use dlp_engine::generate::{score_batch, ScoreInput, ScoreMode};
+    use dlp_engine::loader::gguf::GgufFile;
+    use dlp_engine::loader::ModelFiles;
+    use dlp_engine::model::Model;
+    let dir = std::env::temp_dir().join(format!("dlp-head-bias-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let load = |path: &std::path::Path| {
+        let f = ModelFiles::load(path)?;
+        Model::new(dlp_engine::cpu::CpuBackend::new(), f.config, f.weights, 64)
+    };
+    let ids = ScoreInput {
+        ids: vec![1, 7, 42, 3, 99],
+        segments: vec![],
+    };
+    for (family, added) in [("qwen2", true), ("qwen3", false)] {
+        let src = fixtures.join(format!("tiny-{family}-gguf/model.gguf"));
+        let g = GgufFile::open(&src).unwrap();
+        let vocab = g.config().unwrap().vocab_size;
+        let bias: Vec<f32> = (0..vocab)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 8.0)
+            .collect();
+        let mut w = writer::Writer::copy_of(&g);
+        w.tensors.push(Tensor {
+            name: "output.bias".into(),
+            dims: vec![vocab as u64],
+            ty: 0,
+            data: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
+        });
+        let path = dir.join(format!("{family}.gguf"));
+        std::fs::write(&path, w.bytes()).unwrap();
+        if !added {
+            let e = load(&path).err().expect("refused").to_string();
+            assert!(e.contains("tensor `output.bias` (lm_head.bias)"), "{e}");
+            continue;
+        }
+        assert!(ModelFiles::load(&path).unwrap().config.head_bias);
+        let score =
+            |m: &Model<_>| score_batch(m, std::slice::from_ref(&ids), ScoreMode::Prefill, 8);
+        let plain = score(&load(&src).unwrap()).unwrap().remove(0);
+        let biased = score(&load(&path).unwrap()).unwrap().remove(0);
+        for (row, (p, b)) in plain.chunks(vocab).zip(biased.chunks(vocab)).enumerate() {
+            for (v, ((p, b), want)) in p.iter().zip(b).zip(&bias).enumerate() {
+                assert!(
+                    (b - p - want).abs() < 1e-4,
+                    "row {row}, token {v}: {p} + {want} vs {b}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -281,7 +281,7 @@ fn logit_bias(c: &ModelConfig, w: &mut WeightMap, head: &HostTensor) -> Result<O
         true => Some(w.take("model.norm.bias", &[h])?),
         false => None,
     };
-    let head_bias = match c.arch.head_bias() {
+    let head_bias = match c.head_bias {
         true => Some(w.take("lm_head.bias", &[v])?),
         false => None,
     };

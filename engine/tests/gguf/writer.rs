@@ -64,6 +64,7 @@ fn put_value(b: &mut Vec<u8>, v: &dlp_engine::loader::gguf::GgufValue) {
     }
 }
 
+#[derive(Clone)]
 pub struct Tensor {
     pub name: String,
     pub dims: Vec<u64>,
@@ -84,6 +85,29 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
 }
 
 impl Writer {
+    /// `g` as it is: its metadata (but `general.alignment`: this writer aligns to 32, GGUF's
+    /// default) and its tensors' bytes as stored.
+    #[allow(dead_code)]
+    pub fn copy_of(g: &dlp_engine::loader::gguf::GgufFile) -> Writer {
+        let kv = (g.metadata.iter())
+            .filter(|(k, _)| k.as_str() != "general.alignment")
+            .map(|(k, v)| (k.clone(), M::Value(v.clone())))
+            .collect();
+        let tensors = (g.tensors.iter())
+            .map(|t| Tensor {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ggml_type,
+                data: g.tensor_bytes(t).unwrap().to_vec(),
+            })
+            .collect();
+        Writer {
+            version: g.version,
+            kv,
+            tensors,
+        }
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         self.bytes_and_header_len().0
     }

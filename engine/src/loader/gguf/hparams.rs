@@ -561,6 +561,8 @@ impl GgufFile {
             qkv_bias: self.biased(&["attn_q", "attn_qkv"], num_layers)?,
             o_bias: self.biased(&["attn_output"], num_layers)?,
             mlp_bias: self.biased(&["ffn_down"], num_layers)?,
+            head_bias: arch.head_bias()
+                || (arch == Arch::Qwen2 && self.tensor("output.bias").is_some()),
             qk_norm,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
