@@ -376,10 +376,10 @@ impl WeightMap {
     /// row order, each kept in the tensor's storage (f32 or packed blocks, whose rows are whole
     /// blocks), from the same file. Returns whether it was present. A part the map holds already
     /// is replaced, with a warning (transformers, too, takes the stacked tensor and ignores the
-    /// other).
+    /// other), or in a GGUF's map refused.
     ///
     /// Errors: the tensor is not `[sum of rows, cols]` (`[sum of rows]`; the message names it
-    /// and both shapes).
+    /// and both shapes); a GGUF's part present beside it.
     pub fn split_rows(
         &mut self,
         name: &str,
@@ -407,6 +407,18 @@ impl WeightMap {
                 .collect(),
         };
         for ((part, _), piece) in parts.iter().zip(pieces) {
+            // A GGUF with both: llama.cpp's loader makes one of them and refuses the file (a
+            // tensor left over).
+            if self.contains(part) && self.file_names.is_some_and(|n| n.gguf_order) {
+                return Err(Error::format(
+                    &self.origin,
+                    format!(
+                        "both {} and {}: llama.cpp's loader reads one of them only and refuses the file",
+                        self.display_name(name),
+                        self.display_name(part)
+                    ),
+                ));
+            }
             if self.contains(part) {
                 tracing::warn!(
                     "{}: both {} and {}: the rows of the first are used",

@@ -231,6 +231,15 @@ fn mixed_forms_and_wrong_rows_are_refused_by_name() {
             && e.contains("both read as"),
         "{e}"
     );
+    // So in a family whose stack the loader splits under HF's names (`glm4`'s optional one).
+    let glm4 = fixtures().join("tiny-glm4-gguf/model.gguf");
+    let e = refusal(&temp, &rewrite(&glm4, Form::Both).0, "glm4-both.gguf");
+    assert!(
+        e.contains("both `blk.0.attn_qkv.")
+            && e.contains("and `blk.0.attn_q.")
+            && e.contains("llama.cpp's loader reads one of them only"),
+        "{e}"
+    );
     // A row short: named, with the widths it should stack.
     let llama = fixtures().join("tiny-llama-gguf/model.gguf");
     let (mut w, _) = rewrite(&llama, Form::Fused);
