@@ -374,8 +374,8 @@ impl GgufFile {
         // (a `llama` file's `ffn_norm` and a `post_attention_norm`) are refused, not one of them
         // dropped.
         let mut from: std::collections::HashMap<String, &str> = Default::default();
-        // Where a fused `attn_qkv` is split (`fused_qkv`): the model's widths.
-        let mut config = None;
+        // Where a fused `attn_qkv` is split (`fused_qkv`): q/k/v's rows and the input width.
+        let mut widths = None;
         for t in &self.tensors {
             if names::hf_name_in(arch, &t.name).is_none() {
                 if !names::read_elsewhere(arch, &t.name) {
@@ -402,11 +402,16 @@ impl GgufFile {
             };
             let mut parts = None;
             if fused_qkv::splits(arch) && t.name.contains(".attn_qkv.") {
-                let c = match &config {
-                    Some(c) => c,
-                    None => config.insert(self.config()?),
+                let &mut (rows, hidden) = match &mut widths {
+                    Some(w) => w,
+                    None => {
+                        let (heads, kv_heads) = self.head_counts()?;
+                        let (hidden, _, head_dim) = self.widths()?;
+                        let kv = kv_heads * head_dim;
+                        widths.insert(([heads * head_dim, kv, kv], hidden))
+                    }
                 };
-                parts = fused_qkv::parts(&t.name, c).map(|p| (p, c.hidden_size));
+                parts = fused_qkv::parts(&t.name, rows).map(|p| (p, hidden));
             }
             let pieces = match parts {
                 Some((parts, hidden)) => fused_qkv::split(&self.path, &t.name, ht, parts, hidden)?,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::{Arch, ModelConfig};
+use crate::config::Arch;
 use crate::error::{Error, Result};
 use crate::tensor::HostTensor;
 use crate::LoraModule;
@@ -29,15 +29,18 @@ pub fn splits(arch: Arch) -> bool {
 }
 
 /// When GGUF tensor `name` is a layer's fused `attn_qkv` (weight or bias), the names of its
-/// parts (`blk.N.attn_q.weight`, ...) and their rows for `cfg`, in row order; `None` for
-/// any other tensor.
-pub fn parts(name: &str, cfg: &ModelConfig) -> Option<[(String, usize); 3]> {
+/// parts (`blk.N.attn_q.weight`, ...) with their `rows` (q's, k's, v's: heads x head width,
+/// key/value heads x head width twice, as llama.cpp's `create_tensor_qkv` takes them), in row
+/// order; `None` for any other tensor.
+pub fn parts(name: &str, rows: [usize; 3]) -> Option<[(String, usize); 3]> {
     let (stem, suffix) = name.split_once(".attn_qkv.")?;
     let layer = stem.strip_prefix("blk.")?;
     if layer.parse::<usize>().is_err() || !matches!(suffix, "weight" | "bias") {
         return None;
     }
-    Some(PARTS.map(|(m, part)| (format!("{stem}.{part}.{suffix}"), cfg.module_dims(m).1)))
+    Some(std::array::from_fn(|i| {
+        (format!("{stem}.{}.{suffix}", PARTS[i].1), rows[i])
+    }))
 }
 
 /// Splits `t`, read from the fused GGUF tensor `name` of `path`, into `parts` ([`parts`]).

@@ -145,6 +145,29 @@ impl GgufFile {
         Ok((heads, kv))
     }
 
+    /// `(hidden, key_length, head width)`: `<arch>.embedding_length`, the file's
+    /// `<arch>.attention.key_length` and the head width it gives, embedding_length / head_count
+    /// where the file has none, as llama.cpp reads them.
+    ///
+    /// Errors: a head count of 0, a missing or non-integer width.
+    pub(super) fn widths(&self) -> Result<(usize, Option<u64>, usize)> {
+        let (_, a) = self.arch()?;
+        let hidden = self.meta_usize(&format!("{a}.embedding_length"))?;
+        let (heads, _) = self.head_counts()?;
+        if heads == 0 {
+            return Err(Error::format(
+                &self.path,
+                format!("{a}.attention.head_count must be > 0"),
+            ));
+        }
+        let key_length = self.meta_u64(&format!("{a}.attention.key_length"))?;
+        Ok((
+            hidden,
+            key_length,
+            key_length.map_or(hidden / heads, |v| v as usize),
+        ))
+    }
+
     /// The per-frequency divisors in tensor `name`, if the file has it, checked: `rotary_dim / 2`
     /// finite values > 0.
     fn frequency_factors(&self, name: &str, rotary_dim: usize) -> Result<Option<Vec<f64>>> {
@@ -384,17 +407,9 @@ impl GgufFile {
                 p.display()
             )));
         }
-        let hidden = self.meta_usize(&key("embedding_length"))?;
         let num_layers = layer_count(self.meta_usize(&key("block_count"))?, p)?;
         let (heads, kv_heads) = self.head_counts()?;
-        if heads == 0 {
-            return Err(Error::format(
-                p,
-                format!("{a}.attention.head_count must be > 0"),
-            ));
-        }
-        let key_length = self.meta_u64(&key("attention.key_length"))?;
-        let head_dim = key_length.map_or(hidden / heads, |v| v as usize);
+        let (hidden, key_length, head_dim) = self.widths()?;
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
         // architectures only Phi-3 (Phi-4-mini), GLM (half), StableLM (a quarter), Phi-2 and
         // Nemotron (half) have fewer than the head's.
