@@ -214,7 +214,7 @@ fn mixed_forms_and_wrong_rows_are_refused_by_name() {
     // llama.cpp reads attn_qkv.bias only beside attn_qkv.weight, and the reverse.
     let e = refusal(&temp, &rewrite(&qwen2, Form::WeightsOnly).0, "w.gguf");
     assert!(
-        e.contains("`blk.0.attn_k.bias` beside `blk.0.attn_qkv.weight`")
+        e.contains("`blk.0.attn_q.bias` beside `blk.0.attn_qkv.weight`")
             && e.contains("llama.cpp reads a fused attn_qkv's bias from attn_qkv.bias"),
         "{e}"
     );
@@ -226,17 +226,26 @@ fn mixed_forms_and_wrong_rows_are_refused_by_name() {
     // Both forms of a layer: llama.cpp makes the fused one and leaves the others over.
     let e = refusal(&temp, &rewrite(&qwen2, Form::Both).0, "both.gguf");
     assert!(
-        e.contains("`blk.0.attn_q.")
-            && e.contains("`blk.0.attn_qkv.")
-            && e.contains("both read as"),
+        e.contains("tensor `blk.0.attn_q.weight` beside `blk.0.attn_qkv.weight`: llama.cpp reads one form of a layer's q/k/v only"),
         "{e}"
     );
     // So in a family whose stack the loader splits under HF's names (`glm4`'s optional one).
     let glm4 = fixtures().join("tiny-glm4-gguf/model.gguf");
-    let e = refusal(&temp, &rewrite(&glm4, Form::Both).0, "glm4-both.gguf");
+    let e = refusal(&temp, &rewrite(&glm4, Form::WeightsOnly).0, "glm4-w.gguf");
+    assert!(e.contains("beside `blk.0.attn_qkv.weight`"), "{e}");
+    // And a `phi3` file's separate gate beside its stacked gate and up.
+    let phi3 = GgufFile::open(&fixtures().join("tiny-phi3-gguf/model.gguf")).unwrap();
+    let mut w = Writer::copy_of(&phi3);
+    let mut gate = (w.tensors.iter())
+        .find(|t| t.name == "blk.0.ffn_down.weight")
+        .unwrap()
+        .clone();
+    gate.name = "blk.0.ffn_gate.weight".into();
+    w.tensors.push(gate);
+    let e = refusal(&temp, &w, "phi3-gate.gguf");
     assert!(
-        e.contains("both `blk.0.attn_qkv.")
-            && e.contains("and `blk.0.attn_q.")
+        e.contains("both `blk.0.ffn_up.weight`")
+            && e.contains("and `blk.0.ffn_gate.weight`")
             && e.contains("llama.cpp's loader reads one of them only"),
         "{e}"
     );

@@ -374,6 +374,7 @@ impl GgufFile {
         // (a `llama` file's `ffn_norm` and a `post_attention_norm`) are refused, not one of them
         // dropped.
         let mut from: std::collections::HashMap<String, &str> = Default::default();
+        fused_qkv::check_one_form(&self.path, self.tensors.iter().map(|t| t.name.as_str()))?;
         // Where a fused `attn_qkv` is split (`fused_qkv`): q/k/v's rows and the input width.
         let mut widths = None;
         for t in &self.tensors {
@@ -423,7 +424,6 @@ impl GgufFile {
             bar.inc(t.byte_size().unwrap_or(0));
         }
         bar.finish_and_clear();
-        fused_qkv::check_one_form(&self.path, &from)?;
         if arch == Arch::Apertus {
             super::apertus::prepare_gguf(&self.metadata, &self.path, &mut map)?;
         }

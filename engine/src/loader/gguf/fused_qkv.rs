@@ -6,20 +6,15 @@
 //! apart, stacked by rows. It is split back into them before anything else reads them: a
 //! `llama` file's q/k rows are then restored to HF's layout as separate ones are.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::Arch;
 use crate::error::{Error, Result};
 use crate::tensor::HostTensor;
-use crate::LoraModule;
 
-/// The parts, in row order, with the GGUF names they are read under.
-const PARTS: [(LoraModule, &str); 3] = [
-    (LoraModule::Q, "attn_q"),
-    (LoraModule::K, "attn_k"),
-    (LoraModule::V, "attn_v"),
-];
+/// The GGUF names of the parts, in row order.
+const PARTS: [&str; 3] = ["attn_q", "attn_k", "attn_v"];
 
 /// Whether an `arch` GGUF's `attn_qkv` is split here. Not where the loader reads it as the
 /// family's stacked module under HF's names (Phi-3's `qkv_proj`, Falcon's `query_key_value`,
@@ -39,7 +34,7 @@ pub fn parts(name: &str, rows: [usize; 3]) -> Option<[(String, usize); 3]> {
         return None;
     }
     Some(std::array::from_fn(|i| {
-        (format!("{stem}.{}.{suffix}", PARTS[i].1), rows[i])
+        (format!("{stem}.{}.{suffix}", PARTS[i]), rows[i])
     }))
 }
 
@@ -79,37 +74,57 @@ pub fn split(
         .collect())
 }
 
-/// Refuses a layer whose q/k/v weights and biases come in different forms: a fused weight
-/// with separate biases, or separate weights with a fused bias. llama.cpp reads
-/// `attn_qkv.bias` only beside `attn_qkv.weight`, and `attn_q.bias` (...) only beside
-/// `attn_q.weight`, so its loader refuses such a file (a tensor left over: "wrong number of
-/// tensors"). `sources` maps each HF name read to the GGUF tensor it came from.
-pub fn check_one_form(path: &Path, sources: &HashMap<String, &str>) -> Result<()> {
-    let fused = |source: &str| source.contains(".attn_qkv.");
-    // In name order, so that a file with several is refused naming the same tensor each time.
-    let mut read: Vec<_> = sources.iter().collect();
-    read.sort();
-    for (hf, bias) in read {
-        let Some(stem) = PARTS
-            .iter()
-            .find_map(|(m, _)| hf.strip_suffix(&format!(".{}.bias", m.hf_path())))
+/// Refuses a layer whose q/k/v come in two forms: a fused `attn_qkv` beside a separate
+/// `attn_q`, `attn_k` or `attn_v` (weights or biases), a fused weight with separate biases, or
+/// separate weights with a fused bias. llama.cpp's `create_tensor_qkv` (and the loaders of the
+/// families that stack q/k/v natively) reads `attn_qkv.bias` only beside `attn_qkv.weight`
+/// and the separate biases only beside the separate weights, so its loader refuses such a file
+/// (a tensor left over: "wrong number of tensors"). `names`: the file's tensors.
+pub fn check_one_form<'a>(path: &Path, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    // Per layer, the first tensor of each form: fused weight, separate weight, fused bias,
+    // separate bias.
+    let mut layers: BTreeMap<usize, [Option<&str>; 4]> = BTreeMap::new();
+    for name in names {
+        let mut it = name.split('.');
+        let (Some("blk"), Some(layer), Some(module), Some(suffix), None) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
         else {
             continue;
         };
-        let weight = format!("{stem}.{}.weight", LoraModule::Q.hf_path());
-        let Some(weight) = sources.get(&weight) else {
+        let Ok(layer) = layer.parse::<usize>() else {
             continue;
         };
-        if fused(bias) != fused(weight) {
-            let reads = match fused(weight) {
-                true => "a fused attn_qkv's bias from attn_qkv.bias",
-                false => "attn_qkv.bias only beside a fused attn_qkv.weight",
-            };
-            return Err(Error::format(
-                path,
-                format!("tensor `{bias}` beside `{weight}`: llama.cpp reads {reads} (its loader refuses this file: a tensor left over)"),
-            ));
-        }
+        let separate = PARTS.contains(&module);
+        let form = match (module, suffix) {
+            ("attn_qkv", "weight") => 0,
+            (_, "weight") if separate => 1,
+            ("attn_qkv", "bias") => 2,
+            (_, "bias") if separate => 3,
+            _ => continue,
+        };
+        layers.entry(layer).or_default()[form].get_or_insert(name);
+    }
+    for [fused_w, sep_w, fused_b, sep_b] in layers.into_values() {
+        let (one, other, why) = match (fused_w, sep_w, fused_b, sep_b) {
+            (Some(f), Some(s), _, _) | (_, _, Some(f), Some(s)) => {
+                (s, f, "llama.cpp reads one form of a layer's q/k/v only")
+            }
+            (Some(w), None, None, Some(b)) => (
+                b,
+                w,
+                "llama.cpp reads a fused attn_qkv's bias from attn_qkv.bias only",
+            ),
+            (None, Some(w), Some(b), None) => (
+                b,
+                w,
+                "llama.cpp reads attn_qkv.bias only beside a fused attn_qkv.weight",
+            ),
+            _ => continue,
+        };
+        return Err(Error::format(
+            path,
+            format!("tensor `{one}` beside `{other}`: {why} (its loader refuses this file: a tensor left over)"),
+        ));
     }
     Ok(())
 }
