@@ -72,7 +72,13 @@ for l in sys.stdin:
   # the device tool's limit. This repository's own (tests/fixtures/tiny-*) travel as tracked
   # files: the run links them beside these (scripts/gpu_check.py, `linked`).
   fx=${DLP_FIXTURES:-../shared/fixtures}
-  for f in tiny-llama tiny-qwen2 tiny-llama3 compat; do cp -r "$fx/$f" "$G/fixtures/"; done
+  for f in tiny-llama tiny-qwen2 tiny-llama3; do cp -r "$fx/$f" "$G/fixtures/"; done
+  # Of the compatibility fixtures, the models golden_cuda runs (not the templates and BOS
+  # cases, which no CUDA test reads).
+  mkdir -p "$G/fixtures/compat"
+  for f in tiny-mistral-sw tiny-qwen2-sw tiny-llama-peft-names tiny-llama-tied-lmhead-only; do
+    cp -r "$fx/compat/$f" "$G/fixtures/compat/"
+  done
   # The speed stage: the model/adapter maker and the transformers+PEFT timer (not committed:
   # they travel in .gpu), and a tokenizer for the random models.
   mkdir -p "$G/gpu" && cp "$fx/../gpu/make_model.py" "$fx/../gpu/peer_gpu.py" "$G/gpu/"

@@ -87,6 +87,10 @@ enum Command {
     #[cfg(feature = "train")]
     #[command(allow_negative_numbers = true)]
     TrainRouter(router_cmd::TrainRouterArgs),
+    /// Train the DLP router: not in this build (without the `train` feature).
+    #[cfg(not(feature = "train"))]
+    #[command(hide = true)]
+    TrainRouter(NoTrainArgs),
     /// Evaluate a trained router: per-task and family accuracy, top-p containment, confusion.
     #[command(allow_negative_numbers = true)]
     EvalRouter(router_eval::EvalRouterArgs),
@@ -109,6 +113,15 @@ enum Command {
     #[cfg(feature = "fuzz")]
     #[command(hide = true)]
     Fuzz(fuzz::FuzzArgs),
+}
+
+/// `train-router`'s arguments in a build without it: taken whole, so that the command says
+/// why it is missing whatever flags it was given.
+#[cfg(not(feature = "train"))]
+#[derive(Debug, clap::Args)]
+struct NoTrainArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    _args: Vec<String>,
 }
 
 /// With the `fuzz` feature: single allocations are capped while a fuzz target runs.
@@ -172,6 +185,10 @@ fn main() {
         #[cfg(feature = "fuzz")]
         Command::Fuzz(a) => fuzz::run(a),
         Command::Inspect(a) => inspect::run(a),
+        #[cfg(not(feature = "train"))]
+        Command::TrainRouter(_) => Err(anyhow::anyhow!(
+            "train-router: this dlp-run was built without the `train` feature (router training); build it with the default features"
+        )),
         #[cfg(feature = "train")]
         Command::TrainRouter(a) => router_cmd::train_router(a),
         Command::EvalRouter(a) => router_eval::eval_router(a),

@@ -229,6 +229,10 @@ pub struct WeightMap {
     /// `blk.0.attn_q.weight`, an EXAONE 3 checkpoint's), so that messages name what the file
     /// holds.
     pub file_names: Option<FileNames>,
+    /// The tensors read as rows of a stacked one (a fused `attn_qkv`'s q/k/v, Phi-3's
+    /// `gate_up_proj`'s gate and up): each HF name's stacked tensor as the file names it, so
+    /// that messages name what the file holds.
+    pub rows_of: HashMap<String, String>,
 }
 
 /// How a model file names its tensors where they are not HF's, for messages.
@@ -247,6 +251,7 @@ impl WeightMap {
             tensors: HashMap::new(),
             origin: origin.as_ref().to_path_buf(),
             file_names: None,
+            rows_of: HashMap::new(),
         }
     }
 
@@ -332,7 +337,7 @@ impl WeightMap {
         let own = self
             .file_names
             .and_then(|n| Some(((n.of)(name)?, n.gguf_order)));
-        match own {
+        let (what, shape) = match own {
             Some((own, true)) => {
                 let rev: Vec<usize> = shape.iter().rev().copied().collect();
                 (
@@ -342,6 +347,10 @@ impl WeightMap {
             }
             Some((own, false)) => (format!("`{own}` ({name})"), format!("{shape:?}")),
             None => (format!("`{name}`"), format!("{shape:?}")),
+        };
+        match self.rows_of.get(name) {
+            Some(stacked) => (format!("{what} (rows of `{stacked}`)"), shape),
+            None => (what, shape),
         }
     }
 
@@ -429,6 +438,8 @@ impl WeightMap {
             }
             // The values were checked when the whole tensor was inserted.
             self.tensors.insert(part.clone(), (piece, file.clone()));
+            let stacked = self.file_names.and_then(|n| (n.of)(name));
+            (self.rows_of).insert(part.clone(), stacked.unwrap_or_else(|| name.to_string()));
         }
         Ok(true)
     }

@@ -318,6 +318,21 @@ fn exaone4_windows_only_at_64_layers() {
         &gguf("exaone4", 64, 64, 4, 16, zero),
         "`exaone4.attention.sliding_window` is 0",
     );
+    // Next-token-prediction layers (llama.cpp loads and skips them; they would run here as
+    // layers), as in a `glm4` file; none (0) is read.
+    for arch in ["exaone4", "glm4"] {
+        let key: &'static str = Box::leak(format!("{arch}.nextn_predict_layers").into_boxed_str());
+        refused(
+            "mtp.gguf",
+            &gguf(arch, 3, 64, 4, 16, vec![(key, M::U32(1))]),
+            &format!("`{key}` is 1: next-token-prediction layers appended to the model"),
+        );
+        read(
+            "mtp0.gguf",
+            &gguf(arch, 3, 64, 4, 16, vec![(key, M::U32(0))]),
+        )
+        .unwrap();
+    }
 }
 
 /// llama.cpp's `seed_oss`: Llama's computation, its biases read from the tensors the file has;

@@ -249,6 +249,20 @@ fn mixed_forms_and_wrong_rows_are_refused_by_name() {
             && e.contains("llama.cpp's loader reads one of them only"),
         "{e}"
     );
+    // A part's bad value named as the part, and the tensor the file holds it in.
+    let (mut w, _) = rewrite(&qwen2, Form::Fused);
+    let t = (w.tensors.iter_mut())
+        .find(|t| t.name == "blk.0.attn_qkv.weight")
+        .unwrap();
+    assert_eq!(t.ty, 0, "parts of mixed types, fused in f32");
+    // The last row: v's.
+    let at = 4 * (t.dims[1] as usize - 1) * t.dims[0] as usize;
+    t.data[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let e = refusal(&temp, &w, "nan.gguf");
+    assert!(
+        e.contains("tensor `blk.0.attn_v.weight` (model.layers.0.self_attn.v_proj.weight) (rows of `blk.0.attn_qkv.weight`) holds a non-finite value"),
+        "{e}"
+    );
     // A row short: named, with the widths it should stack.
     let llama = fixtures().join("tiny-llama-gguf/model.gguf");
     let (mut w, _) = rewrite(&llama, Form::Fused);

@@ -451,7 +451,10 @@ fn a_qwen2_head_bias_is_added_as_llama_cpp_adds_it() {
         std::fs::write(&path, w.bytes()).unwrap();
         if !added {
             let e = load(&path).err().expect("refused").to_string();
-            assert!(e.contains("tensor `output.bias` (lm_head.bias)"), "{e}");
+            assert!(
+                e.contains("tensor `output.bias` (lm_head.bias): an output head bias, which llama.cpp's loader makes for `qwen2` and `phi2` files only"),
+                "{e}"
+            );
             continue;
         }
         assert!(ModelFiles::load(&path).unwrap().config.head_bias);
@@ -467,6 +470,40 @@ fn a_qwen2_head_bias_is_added_as_llama_cpp_adds_it() {
                 );
             }
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Tensors a family's llama.cpp loader does not make are refused by name, not skipped:
+/// `rope_freqs` in a `qwen2` file (llama.cpp reads it in `llama`, `granite`, `arcee`,
+/// `exaone`, `exaone4` and `apertus` files only), and a per-tensor scale, which llama.cpp
+/// multiplies in and this engine does not.
+#[test]
+fn tensors_the_family_does_not_have_are_refused() {
+    use dlp_engine::loader::gguf::GgufFile;
+    let dir = std::env::temp_dir().join(format!("dlp-unread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    for (family, name, dims, want) in [
+        ("qwen2", "rope_freqs.weight", vec![16u64], "tensor `rope_freqs.weight` is not one this engine reads in a `qwen2` file, nor one llama.cpp's loader makes for it"),
+        ("llama", "blk.0.attn_q.scale", vec![1], "tensor `blk.0.attn_q.scale` is a per-tensor scale (NVFP4's), which llama.cpp multiplies into its product; not supported"),
+    ] {
+        let g = GgufFile::open(&fixtures.join(format!("tiny-{family}-gguf/model.gguf"))).unwrap();
+        let mut w = writer::Writer::copy_of(&g);
+        let n: u64 = dims.iter().product();
+        w.tensors.push(Tensor {
+            name: name.into(),
+            dims,
+            ty: 0,
+            data: (0..n).flat_map(|_| 1f32.to_le_bytes()).collect(),
+        });
+        let path = dir.join(format!("{family}.gguf"));
+        std::fs::write(&path, w.bytes()).unwrap();
+        let e = dlp_engine::loader::ModelFiles::load(&path)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(want), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

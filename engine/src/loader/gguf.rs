@@ -11,6 +11,7 @@ pub(crate) mod kquant;
 pub(crate) mod names;
 pub mod quant;
 mod reader;
+mod weights;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,9 +21,8 @@ use memmap2::Mmap;
 
 use reader::Reader;
 
-use crate::config::Arch;
 use crate::error::{Error, Result};
-use crate::tensor::{HostTensor, Packed, PackedKind, WeightMap};
+use crate::tensor::HostTensor;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -334,161 +334,6 @@ impl GgufFile {
         quant::dequantize(t.ggml_type, bytes, &mut data);
         let shape = t.dims.iter().rev().map(|&d| d as usize).collect();
         Ok(HostTensor::new(shape, data))
-    }
-
-    /// Every tensor the model uses, dequantised to f32 under its HF name, with attn_q / attn_k
-    /// (weights and biases) un-permuted to HF's layout. Shows a progress bar for large files.
-    pub fn load_weights(&self) -> Result<WeightMap> {
-        self.load_weights_with(false)
-    }
-
-    /// As [`GgufFile::load_weights`]; with `keep_packed`, 2-D tensors stored in a type a
-    /// [`PackedKind`] names (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL,
-    /// IQ4_XS) keep their blocks ([`HostTensor::packed`]) instead of becoming f32.
-    pub fn load_weights_with(&self, keep_packed: bool) -> Result<WeightMap> {
-        let (arch, a) = self.arch()?;
-        let mut map = WeightMap::new(&self.path);
-        map.file_names = Some(crate::tensor::FileNames {
-            of: names::gguf_name_of(arch),
-            gguf_order: true,
-        });
-        let total: u64 = self.tensors.iter().filter_map(|t| t.byte_size()).sum();
-        let bar = if self.mmap.len() as u64 > PROGRESS_BYTES {
-            let b = indicatif::ProgressBar::new(total);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "loading {msg} [{bar:40}] {bytes}/{total_bytes} ({eta})",
-            ) {
-                b.set_style(style.progress_chars("=> "));
-            }
-            b.set_message(
-                self.path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        // The GGUF tensor each HF name was read from: two that the model would read as one
-        // (a `llama` file's `ffn_norm` and a `post_attention_norm`) are refused, not one of them
-        // dropped.
-        let mut from: std::collections::HashMap<String, &str> = Default::default();
-        fused_qkv::check_one_form(&self.path, self.tensors.iter().map(|t| t.name.as_str()))?;
-        // Where a fused `attn_qkv` is split (`fused_qkv`): q/k/v's rows and the input width.
-        let mut widths = None;
-        for t in &self.tensors {
-            if names::hf_name_in(arch, &t.name).is_none() {
-                if !names::read_elsewhere(arch, &t.name) {
-                    return Err(Error::format(
-                        &self.path,
-                        format!("tensor `{}` is not one this engine reads in a `{a}` file, nor one llama.cpp's loader makes for it (llama.cpp refuses the file: wrong number of tensors)", t.name),
-                    ));
-                }
-                tracing::debug!(
-                    "{}: skipping tensor `{}` (not used by the model)",
-                    self.path.display(),
-                    t.name
-                );
-                continue;
-            }
-            let packed_kind = PackedKind::from_ggml(t.ggml_type).filter(|_| keep_packed);
-            let ht = match packed_kind {
-                Some(kind) if t.dims.len() == 2 => {
-                    let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
-                    let bytes = self.tensor_bytes(t)?.to_vec();
-                    HostTensor::packed(rows, cols, Packed { kind, bytes })
-                }
-                _ => self.dequantize(t)?,
-            };
-            let mut parts = None;
-            if fused_qkv::splits(arch) && t.name.contains(".attn_qkv.") {
-                let &mut (rows, hidden) = match &mut widths {
-                    Some(w) => w,
-                    None => {
-                        let (heads, kv_heads) = self.head_counts()?;
-                        let (hidden, _, head_dim) = self.widths()?;
-                        let kv = kv_heads * head_dim;
-                        widths.insert(([heads * head_dim, kv, kv], hidden))
-                    }
-                };
-                parts = fused_qkv::parts(&t.name, rows).map(|p| (p, hidden));
-            }
-            let pieces = match parts {
-                Some((parts, hidden)) => fused_qkv::split(&self.path, &t.name, ht, parts, hidden)?,
-                None => vec![(t.name.clone(), ht)],
-            };
-            for (part, ht) in pieces {
-                self.read_as(&t.name, &part, ht, &mut from, &mut map)?;
-            }
-            bar.inc(t.byte_size().unwrap_or(0));
-        }
-        bar.finish_and_clear();
-        if arch == Arch::Apertus {
-            super::apertus::prepare_gguf(&self.metadata, &self.path, &mut map)?;
-        }
-        Ok(map)
-    }
-
-    /// Inserts `ht`, read from GGUF tensor `source` as `part` (itself, or a part of a fused
-    /// tensor), into `map` under its HF name, a `llama`-converted file's q/k rows restored to
-    /// HF's layout; `from` notes the source of each HF name.
-    ///
-    /// Errors: q/k rows not divisible into the query (key/value) heads of even size; two GGUF
-    /// tensors read under one HF name.
-    fn read_as<'a>(
-        &self,
-        source: &'a str,
-        part: &str,
-        mut ht: HostTensor,
-        from: &mut std::collections::HashMap<String, &'a str>,
-        map: &mut WeightMap,
-    ) -> Result<()> {
-        let (arch, a) = self.arch()?;
-        let Some(name) = names::hf_name_in(arch, part) else {
-            return Ok(());
-        };
-        let (heads, kv_heads) = self.head_counts()?;
-        // Only llama.cpp's `llama` converter and those built on it (`granite`, `smollm3`,
-        // `arcee`) permute q/k rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/
-        // `gemma*`/`nemotron` keep HF's layout and run NEOX RoPE, which is HF's.
-        let llama_rows = matches!(
-            arch,
-            Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
-        );
-        let n_head = if !llama_rows {
-            None
-        } else if part.contains(".attn_q.") {
-            Some(heads)
-        } else if part.contains(".attn_k.") {
-            Some(kv_heads)
-        } else {
-            None
-        };
-        if let Some(n) = n_head {
-            let rows = ht.shape.first().copied().unwrap_or(0);
-            if n == 0 || !rows.is_multiple_of(n.saturating_mul(2)) || ht.shape.len() > 2 {
-                return Err(Error::format(
-                        &self.path,
-                        format!("tensor `{source}` has shape {:?}: rows not divisible into {n} heads of even size", ht.shape),
-                    ));
-            }
-            let cols = ht.shape.get(1).copied().unwrap_or(1);
-            match &mut ht.packed {
-                // Rows of blocks move as wholes: permute rows of `row_bytes` bytes.
-                Some(p) => {
-                    p.bytes = quant::unpermute_rows(&p.bytes, rows, p.kind.row_bytes(cols), n)
-                }
-                None => ht.data = quant::unpermute_rows(&ht.data, rows, cols, n),
-            }
-        }
-        if let Some(first) = from.insert(name.clone(), source) {
-            return Err(Error::format(
-                    &self.path,
-                    format!("tensors `{first}` and `{source}` are both read as {name} in a `{a}` file; llama.cpp's loader makes one of them only"),
-                ));
-        }
-        map.insert(name, ht, &self.path)
     }
 
     /// `tokenizer.chat_template`, if present.

@@ -261,6 +261,8 @@ fn refuse_gguf_leftovers(w: &WeightMap, leftover: &[&str]) -> Result<()> {
         return Ok(());
     };
     let why = match (n.ends_with(".bias"), n.contains("norm.")) {
+        // llama.cpp's loaders make `output.bias` for `qwen2` (optional) and `phi2` only.
+        _ if *n == "lm_head.bias" => "an output head bias, which llama.cpp's loader makes for `qwen2` and `phi2` files only; it refuses this file (wrong number of tensors)",
         (true, false) => "a bias this model's configuration does not read (its module's siblings have none); llama.cpp would add it",
         (true, true) => "a norm's bias this model's norms do not have; llama.cpp refuses such a file (wrong number of tensors)",
         (false, _) => "this model's configuration does not read it; llama.cpp refuses such a file (wrong number of tensors)",
@@ -269,7 +271,8 @@ fn refuse_gguf_leftovers(w: &WeightMap, leftover: &[&str]) -> Result<()> {
     Err(Error::format(&w.origin, format!("tensor {what}: {why}")))
 }
 
-/// What the final norm's bias and the output head's (Phi's and GPT-J's `lm_head.bias`) add to each row of
+/// What the final norm's bias and the output head's (`lm_head.bias`: Phi's, GPT-J's, a `qwen2`
+/// GGUF's; [`ModelConfig::head_bias`]) add to each row of
 /// logits, `lm_head_bias + head . final_norm_bias` (`[vocab]`, summed in f64), where the model
 /// has either: the head reads `norm(x) * w + b`, and `head . b` is the same for every row, so
 /// the backends' fused norm-and-head (`logits`) runs as for an RMSNorm and the row is added

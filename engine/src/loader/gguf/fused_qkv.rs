@@ -28,13 +28,11 @@ pub fn splits(arch: Arch) -> bool {
 /// key/value heads x head width twice, as llama.cpp's `create_tensor_qkv` takes them), in row
 /// order; `None` for any other tensor.
 pub fn parts(name: &str, rows: [usize; 3]) -> Option<[(String, usize); 3]> {
-    let (stem, suffix) = name.split_once(".attn_qkv.")?;
-    let layer = stem.strip_prefix("blk.")?;
-    if layer.parse::<usize>().is_err() || !matches!(suffix, "weight" | "bias") {
+    let (layer, "attn_qkv", suffix) = super::names::layer_tensor(name)? else {
         return None;
-    }
+    };
     Some(std::array::from_fn(|i| {
-        (format!("{stem}.{}.{suffix}", PARTS[i]), rows[i])
+        (format!("blk.{layer}.{}.{suffix}", PARTS[i]), rows[i])
     }))
 }
 
@@ -48,18 +46,21 @@ pub fn split(
     parts: [(String, usize); 3],
     hidden: usize,
 ) -> Result<Vec<(String, HostTensor)>> {
-    let rows: usize = parts.iter().map(|p| p.1).sum();
+    let [q, k, v] = parts.each_ref().map(|p| p.1);
+    let rows = q.checked_add(k).and_then(|r| r.checked_add(v));
     let want: Vec<usize> = match name.ends_with(".bias") {
-        true => vec![rows],
-        false => vec![rows, hidden],
+        true => rows.into_iter().collect(),
+        false => rows.into_iter().chain([hidden]).collect(),
     };
-    if t.shape != want {
-        let [q, k, v] = parts.each_ref().map(|p| p.1);
+    if rows.is_none() || t.shape != want {
+        // As the file lists them, ne[0] first.
+        let ggml = |s: &[usize]| s.iter().rev().copied().collect::<Vec<_>>();
         return Err(Error::format(
             path,
             format!(
-                "tensor `{name}` has shape {:?} (rows first), expected {want:?}: the rows of attn_q, attn_k and attn_v stacked ({q} + {k} + {v})",
-                t.shape
+                "tensor `{name}` has shape {:?} (GGUF order, ne[0] first), expected {:?}: the rows of attn_q, attn_k and attn_v stacked ({q} + {k} + {v})",
+                ggml(&t.shape),
+                ggml(&want)
             ),
         ));
     }
@@ -85,13 +86,7 @@ pub fn check_one_form<'a>(path: &Path, names: impl IntoIterator<Item = &'a str>)
     // separate bias.
     let mut layers: BTreeMap<usize, [Option<&str>; 4]> = BTreeMap::new();
     for name in names {
-        let mut it = name.split('.');
-        let (Some("blk"), Some(layer), Some(module), Some(suffix), None) =
-            (it.next(), it.next(), it.next(), it.next(), it.next())
-        else {
-            continue;
-        };
-        let Ok(layer) = layer.parse::<usize>() else {
+        let Some((layer, module, suffix)) = super::names::layer_tensor(name) else {
             continue;
         };
         let separate = PARTS.contains(&module);

@@ -4,6 +4,7 @@
 //! apertus) and `tokenizer.ggml.*` metadata.
 
 mod families;
+mod heads;
 
 use super::{GgufFile, GgufTensorInfo};
 use crate::config::{
@@ -133,39 +134,6 @@ impl GgufFile {
                 ))
             }
         }
-    }
-
-    /// (query heads, key/value heads) from `<arch>.attention.*`.
-    pub(super) fn head_counts(&self) -> Result<(usize, usize)> {
-        let (_, a) = self.arch()?;
-        let heads = self.meta_usize(&format!("{a}.attention.head_count"))?;
-        let kv = self
-            .meta_u64(&format!("{a}.attention.head_count_kv"))?
-            .map_or(heads, |v| v as usize);
-        Ok((heads, kv))
-    }
-
-    /// `(hidden, key_length, head width)`: `<arch>.embedding_length`, the file's
-    /// `<arch>.attention.key_length` and the head width it gives, embedding_length / head_count
-    /// where the file has none, as llama.cpp reads them.
-    ///
-    /// Errors: a head count of 0, a missing or non-integer width.
-    pub(super) fn widths(&self) -> Result<(usize, Option<u64>, usize)> {
-        let (_, a) = self.arch()?;
-        let hidden = self.meta_usize(&format!("{a}.embedding_length"))?;
-        let (heads, _) = self.head_counts()?;
-        if heads == 0 {
-            return Err(Error::format(
-                &self.path,
-                format!("{a}.attention.head_count must be > 0"),
-            ));
-        }
-        let key_length = self.meta_u64(&format!("{a}.attention.key_length"))?;
-        Ok((
-            hidden,
-            key_length,
-            key_length.map_or(hidden / heads, |v| v as usize),
-        ))
     }
 
     /// The per-frequency divisors in tensor `name`, if the file has it, checked: `rotary_dim / 2`
@@ -454,8 +422,13 @@ impl GgufFile {
                 )));
             }
         }
-        // Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency.
-        let rope_freq_factors = self.frequency_factors("rope_freqs.weight", rotary_dim)?;
+        // Llama 3.1+ GGUFs: llama3 RoPE scaling as one divisor per frequency, in the families
+        // whose llama.cpp loader makes `rope_freqs` (another's holding it is refused as its
+        // weights are read).
+        let rope_freq_factors = match super::names::read_elsewhere(arch, "rope_freqs.weight") {
+            true => self.frequency_factors("rope_freqs.weight", rotary_dim)?,
+            false => None,
+        };
         // A LongRoPE file's own keys (its attn_factor) are not another scaling's.
         let longrope = match arch {
             Arch::Phi3 => self.phi3_longrope(rotary_dim)?,

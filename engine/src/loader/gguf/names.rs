@@ -197,21 +197,35 @@ pub(crate) fn layer_of(name: &str) -> Option<usize> {
 
 /// Whether tensor `name` of an `arch` GGUF, which has no HF name ([`hf_name_in`] is `None`),
 /// is one llama.cpp's loader makes for the family and this engine reads with the metadata or
-/// may leave unread: the RoPE frequency divisors `rope_freqs` (Llama 3's scaling), a `phi3`
-/// file's LongRoPE factors `rope_factors_short`/`_long`, and what generation does not use: a
-/// `qwen3` file's reranking head `cls.output`, a `gemma3` file's embedding projections
-/// `dense_2`/`dense_3` (llama.cpp's embedding mode). Any other such tensor (a LongRoPE factor in
-/// another family, a quantization scale `blk.N.attn_q.scale`, an old `attn_rot_embd`) the
-/// loader refuses, as llama.cpp's refuses a file holding a tensor it does not make: left
-/// unread, it could change what the model computes.
+/// may leave unread: the RoPE frequency divisors `rope_freqs` (Llama 3's scaling) of the
+/// families whose loader makes it (`llama`, `granite`, `arcee`, `exaone`, `exaone4`,
+/// `apertus`), a `phi3` file's LongRoPE factors `rope_factors_short`/`_long`, and what
+/// generation does not use: a `qwen3` file's reranking head `cls.output`, a `gemma3` file's
+/// embedding projections `dense_2`/`dense_3` (llama.cpp's embedding mode). Any other such
+/// tensor (`rope_freqs` or a LongRoPE factor in another family, a per-tensor scale
+/// `blk.N.attn_q.scale`, an old `attn_rot_embd`) the loader refuses: llama.cpp refuses the file
+/// or (the scales) multiplies it in, and left unread it would change what the model computes.
 pub fn read_elsewhere(arch: Arch, name: &str) -> bool {
     match name {
-        "rope_freqs.weight" => true,
+        "rope_freqs.weight" => matches!(
+            arch,
+            Arch::Llama
+                | Arch::Granite
+                | Arch::Arcee
+                | Arch::Exaone
+                | Arch::Exaone4
+                | Arch::Apertus
+        ),
         "rope_factors_short.weight" | "rope_factors_long.weight" => arch == Arch::Phi3,
         "cls.output.weight" => arch == Arch::Qwen3,
         "dense_2.weight" | "dense_3.weight" => arch == Arch::Gemma3,
         _ => false,
     }
+}
+
+/// `blk.N.<module>.weight|bias` as (N, module, suffix); `None` for other names.
+pub(crate) fn layer_tensor(name: &str) -> Option<(usize, &str, &str)> {
+    split(name.strip_prefix("blk.")?)
 }
 
 /// `N.<module>.weight|bias` as (N, module, suffix).
@@ -319,6 +333,8 @@ mod tests {
         assert!(read_elsewhere(Arch::Phi3, "rope_factors_long.weight"));
         assert!(!read_elsewhere(Arch::Llama, "rope_factors_long.weight"));
         assert!(!read_elsewhere(Arch::Llama, "blk.0.attn_q.scale"));
+        assert!(read_elsewhere(Arch::Llama, "rope_freqs.weight"));
+        assert!(!read_elsewhere(Arch::Qwen2, "rope_freqs.weight"));
         assert_eq!(
             gguf_name("model.layers.0.self_attn.rotary_emb.inv_freq"),
             None

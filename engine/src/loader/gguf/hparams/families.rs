@@ -220,8 +220,11 @@ impl GgufFile {
     /// not read (nothing for the other architectures): M-RoPE sections
     /// (`glm4.rope.dimension_sections`, GLM-4V's, whose converter permuted q/k for NEOX RoPE),
     /// and appended next-token-prediction layers (`glm4.nextn_predict_layers`, GLM-OCR's, which
-    /// llama.cpp leaves out of the forward pass).
+    /// llama.cpp leaves out of the forward pass; an `exaone4` file's too).
     pub(super) fn glm4_text_only(&self, arch: Arch) -> Result<()> {
+        if arch == Arch::Exaone4 {
+            return self.no_prediction_layers("exaone4");
+        }
         if arch != Arch::Glm4 {
             return Ok(());
         }
@@ -240,13 +243,22 @@ impl GgufFile {
                 sections.join(", ")
             )));
         }
-        let key = "glm4.nextn_predict_layers";
-        if let Some(n) = self.meta_u64(key)?.filter(|&n| n > 0) {
-            return Err(Error::unsupported(format!(
-                "{p}: `{key}` is {n}: next-token-prediction layers appended to the model (GLM-OCR's) are not read"
-            )));
+        self.no_prediction_layers("glm4")
+    }
+
+    /// Refuses next-token-prediction layers appended to the model (a count above 0 in
+    /// `<a>.nextn_predict_layers`: GLM-OCR's, EXAONE 4's with MTP), which llama.cpp loads and
+    /// leaves out of the forward pass and this engine does not read (it would run them as
+    /// layers).
+    fn no_prediction_layers(&self, a: &str) -> Result<()> {
+        let key = format!("{a}.nextn_predict_layers");
+        match self.meta_u64(&key)?.filter(|&n| n > 0) {
+            Some(n) => Err(Error::unsupported(format!(
+                "{}: `{key}` is {n}: next-token-prediction layers appended to the model (llama.cpp loads and skips them) are not read",
+                self.path.display()
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A `nemotron` file's rotation as llama.cpp runs it: no `rope_freqs.weight` (its loader
