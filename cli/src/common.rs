@@ -306,9 +306,9 @@ pub struct ModelArgs {
     /// attention and norms stay f32. Faster decode and batches, above all on CPUs without
     /// AVX-512; logits move by the quantisation: up to 1.7 on SmolLM2 and 0.13 on the tiny test
     /// models against the float64 reference (tested bounds 3.3 and 0.22; f32: 2e-3); a tiny
-    /// k-quant GGUF, requantised to Q8_0, 0.46 (bound 1.0). Gemma's families move most: 0.19
-    /// to 0.65 on this repository's tiny Gemma models, 1.35 on its tiny k-quant Gemma 3 GGUF
-    /// (measured once, not tested bounds).
+    /// k-quant GGUF, requantised to Q8_0, 0.46 (bound 1.0). Gemma's families move most: 0.33
+    /// on a tiny Gemma 2 (bound 0.65); measured once, not tested: 0.19 to 0.65 on the other
+    /// tiny Gemma models, 1.35 on a tiny k-quant Gemma 3 GGUF.
     #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub cpu_int8: bool,
     /// Longest sequence, prompt and answer together, in tokens (the RoPE table and KV cache are

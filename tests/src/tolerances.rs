@@ -102,10 +102,15 @@ pub fn amx_logit_tol(name: &str) -> f32 {
 /// logits span about 40; bf16 inputs under `--cpu-amx` move them by 0.37). Bounds: about twice
 /// that. This repository's GGUF fixtures, whose k-quant, Q5 and IQ4 weights are dequantised
 /// and requantised to Q8_0 (a second rounding of each): tiny-llama-gguf 1.7e-2, tiny-qwen2-gguf
-/// 4.8e-2, tiny-qwen3-gguf 4.6e-1 (random quantised weights, logits up to ~9); bound 1.0.
+/// 4.8e-2, tiny-qwen3-gguf 4.6e-1 (random quantised weights, logits up to ~9); bound 1.0. The
+/// families' fixtures (`scored_fixture_tests`, AVX2 kernels): tiny-cohere 2.1e-2 to
+/// tiny-olmo2 1.87e-1 under the tiny bound, but tiny-exaone4 2.57e-1 and tiny-gemma2 3.27e-1
+/// (bounds 0.55 and 0.65).
 pub fn int8_logit_tol(name: &str) -> f32 {
     match name {
         n if n.ends_with("-gguf") => 1.0,
+        "tiny-gemma2" => 0.65,
+        "tiny-exaone4" => 0.55,
         _ => smollm2_or_tiny(name, 3.3, 0.22),
     }
 }

@@ -205,4 +205,6 @@ mod int8 {
     // dequantised and requantised to Q8_0 (its Q4_0/Q4_1/Q8_0 kept as they are).
     dlp_tests::gguf_fixture_tests!(run_fixture);
     dlp_tests::compat_fixture_tests!(run_fixture);
+    // The families' own fixtures: their norms, activations and layouts on the int8 path.
+    dlp_tests::scored_fixture_tests!(run_fixture);
 }
