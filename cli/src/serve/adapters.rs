@@ -136,9 +136,10 @@ pub fn confine(root: &Path, given: &str) -> Result<PathBuf, ApiError> {
         return Err(outside());
     }
     if !canon.is_dir() {
+        let why = dlp_engine::loader::peft::not_a_folder(&canon);
         return Err(ApiError::bad_param(
             "lora_path",
-            format!("`lora_path` `{given}` is not a directory (expected a PEFT adapter directory)"),
+            format!("`lora_path` `{given}` {why}"),
         ));
     }
     for f in ["adapter_config.json", "adapter_model.safetensors"] {

@@ -335,14 +335,27 @@ fn parse_tensor_name(
     Some((layer, m, ab))
 }
 
+/// Why `path`, which exists and is not a folder, is not an adapter: a GGUF (llama.cpp's LoRA
+/// adapters, from `convert_lora_to_gguf.py`, are not read: the PEFT folder it converts from is)
+/// or some other file.
+pub fn not_a_folder(path: &Path) -> &'static str {
+    let mut magic = [0u8; 4];
+    let gguf = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|_| &magic == b"GGUF");
+    match gguf {
+        true => "is a GGUF file: llama.cpp's LoRA GGUFs are not read; pass the PEFT adapter folder it was converted from (adapter_config.json and adapter_model.safetensors)",
+        false => "is not a directory (a PEFT adapter is a folder: adapter_config.json and adapter_model.safetensors)",
+    }
+}
+
 impl PeftAdapter {
     /// Loads the adapter in `dir` and checks it against the base model's shapes.
     pub fn load(name: &str, dir: &Path, cfg: &ModelConfig) -> Result<Self> {
         if !dir.is_dir() {
-            let what = if dir.exists() {
-                "is not a directory (a PEFT adapter is a folder: adapter_config.json and adapter_model.safetensors)"
-            } else {
-                "does not exist"
+            let what = match dir.exists() {
+                true => not_a_folder(dir),
+                false => "does not exist",
             };
             return Err(Error::invalid(format!(
                 "adapter `{name}`: {} {what}",

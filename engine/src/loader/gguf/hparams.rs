@@ -181,6 +181,23 @@ impl GgufFile {
         )))
     }
 
+    /// Refuses a GGUF that is not a model (`general.type` other than "model"; files from
+    /// before the key have none): a llama.cpp LoRA adapter ("adapter", from
+    /// `convert_lora_to_gguf.py`), a vision projector, ...
+    fn check_is_model(&self) -> Result<()> {
+        match self.metadata.get("general.type").and_then(|v| v.as_str()) {
+            None | Some("model") => Ok(()),
+            Some("adapter") => Err(Error::unsupported(format!(
+                "{}: a llama.cpp LoRA adapter (`general.type` \"adapter\"), not a model; llama.cpp's LoRA GGUFs are not read: pass the PEFT adapter folder it was converted from with --adapter, and the base model with -m",
+                self.path.display()
+            ))),
+            Some(t) => Err(Error::format(
+                &self.path,
+                format!("`general.type` is {t:?}, not \"model\": not a model file"),
+            )),
+        }
+    }
+
     /// RoPE scaling as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
     /// `rope.scaling.type` (default `linear`), `rope.scaling.factor` (or the old
     /// `rope.scale_linear`; none or 1: no scaling), and for YaRN the original context and
@@ -366,6 +383,7 @@ impl GgufFile {
     /// Model hyper-parameters from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig> {
         self.check_not_split()?;
+        self.check_is_model()?;
         let (arch, a) = self.arch()?;
         let key = |k: &str| format!("{a}.{k}");
         let p = &self.path;
