@@ -194,6 +194,18 @@ impl HostTensor {
         }
     }
 
+    /// Consecutive blocks of the rows, of `rows` rows each in order (they should sum to
+    /// `shape[0]`), kept in the tensor's storage (f32 or packed blocks).
+    pub fn split_rows(&self, rows: impl IntoIterator<Item = usize>) -> Vec<HostTensor> {
+        (rows.into_iter())
+            .scan(0, |start, n| {
+                let piece = self.gather_rows(*start..*start + n);
+                *start += n;
+                Some(piece)
+            })
+            .collect()
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -407,13 +419,7 @@ impl WeightMap {
         // A single part is the tensor renamed (StarCoder2's `c_fc` as up_proj): moved whole.
         let pieces: Vec<HostTensor> = match parts {
             [_] => vec![t],
-            _ => (parts.iter())
-                .scan(0, |start, (_, n)| {
-                    let piece = t.gather_rows(*start..*start + n);
-                    *start += n;
-                    Some(piece)
-                })
-                .collect(),
+            _ => t.split_rows(parts.iter().map(|p| p.1)),
         };
         for ((part, _), piece) in parts.iter().zip(pieces) {
             // A GGUF with both: llama.cpp's loader makes one of them and refuses the file (a

@@ -42,10 +42,14 @@ fn llama_cpp_lora_ggufs_are_refused_saying_what_to_pass() {
     std::fs::create_dir_all(&dir).unwrap();
     let lora = dir.join("lora.gguf");
     std::fs::write(&lora, lora_gguf()).unwrap();
-    let e = ModelFiles::load(&lora)
-        .err()
-        .expect("not a model")
-        .to_string();
+    // What loading `path` as a model says.
+    let refused = |path: &std::path::Path| {
+        ModelFiles::load(path)
+            .err()
+            .expect("not a model")
+            .to_string()
+    };
+    let e = refused(&lora);
     assert!(
         e.contains("lora.gguf: a llama.cpp LoRA adapter (`general.type` \"adapter\"), not a model")
             && e.contains("pass the PEFT adapter folder it was converted from with --adapter"),
@@ -57,10 +61,7 @@ fn llama_cpp_lora_ggufs_are_refused_saying_what_to_pass() {
     w.kv.push(("general.type".into(), M::Str("mmproj")));
     let other = dir.join("mmproj.gguf");
     std::fs::write(&other, w.bytes()).unwrap();
-    let e = ModelFiles::load(&other)
-        .err()
-        .expect("not a model")
-        .to_string();
+    let e = refused(&other);
     assert!(
         e.contains("`general.type` is \"mmproj\", not \"model\""),
         "{e}"

@@ -64,15 +64,8 @@ pub fn split(
             ),
         ));
     }
-    let mut start = 0;
-    Ok(parts
-        .into_iter()
-        .map(|(part, n)| {
-            let piece = t.gather_rows(start..start + n);
-            start += n;
-            (part, piece)
-        })
-        .collect())
+    let pieces = t.split_rows([q, k, v]);
+    Ok(parts.into_iter().map(|p| p.0).zip(pieces).collect())
 }
 
 /// Refuses a layer whose q/k/v come in two forms: a fused `attn_qkv` beside a separate
