@@ -188,11 +188,13 @@ pub struct ModelArgs {
     /// ../shared/fixtures/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf.
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
-    /// Load a PEFT LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`. All
+    /// Load a LoRA adapter under a name (repeatable): `--adapter math=adapters/gsm8k`. A PEFT
+    /// folder (adapter_config.json, adapter_model.safetensors) or a llama.cpp LoRA GGUF
+    /// (convert_lora_to_gguf.py's; scaled as llama.cpp scales it: adapter.lora.alpha / r). All
     /// loaded adapters sit side by side, and each request chooses its mixture of them: `--mix` or
     /// the router in generate, `--mix` in score, the request's `model` or `lora_mixture` in serve, the mode
     /// in eval, the scenario in bench.
-    #[arg(long = "adapter", value_name = "NAME=DIR")]
+    #[arg(long = "adapter", value_name = "NAME=PATH")]
     pub adapters: Vec<String>,
     /// Compute backend.
     #[arg(long, help_heading = BACKEND_HEADING, value_enum, default_value = "auto")]
@@ -354,16 +356,16 @@ impl ModelArgs {
         bail!("no --model given and no default model found (looked at $DLP_MODEL, {}); run scripts/fetch-smollm2.sh or pass --model PATH", looked.join(", "))
     }
 
-    /// `NAME=DIR` pairs from `--adapter`.
+    /// `NAME=PATH` pairs from `--adapter`.
     pub fn adapter_specs(&self) -> Result<Vec<(String, PathBuf)>> {
         self.adapters
             .iter()
             .map(|s| {
                 let (n, d) = s
                     .split_once('=')
-                    .with_context(|| format!("--adapter `{s}`: expected NAME=DIR"))?;
+                    .with_context(|| format!("--adapter `{s}`: expected NAME=PATH"))?;
                 if n.is_empty() || d.is_empty() {
-                    bail!("--adapter `{s}`: expected NAME=DIR with a non-empty name and directory");
+                    bail!("--adapter `{s}`: expected NAME=PATH with a non-empty name and path");
                 }
                 // `--mix a=0.5,b=0.5` could never name it (as train-router refuses such labels).
                 if n.contains([',', '=']) || n.trim() != n {

@@ -258,6 +258,8 @@ fn run_one(t: Target, env: &Env, input: &[u8]) {
         Target::Gguf => {
             let p = write("model.gguf", input);
             let _ = dlp_engine::loader::ModelFiles::load_with(&p, true);
+            // And as a llama.cpp LoRA adapter of the tiny model.
+            let _ = dlp_engine::loader::peft::PeftAdapter::load("fuzz", &p, &env.tiny_config);
         }
         Target::SafetensorsIndex => {
             let m = d.join("model");

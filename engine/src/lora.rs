@@ -126,6 +126,7 @@ pub fn synthetic_adapter(
     PeftAdapter {
         name: name.to_string(),
         dir: std::path::PathBuf::from(format!("<synthetic seed {seed}>")),
+        format: crate::loader::peft::AdapterFormat::Peft,
         base_model: None,
         r: rank,
         alpha: 2.0 * rank as f64,

@@ -135,8 +135,8 @@ pub fn confine(root: &Path, given: &str) -> Result<PathBuf, ApiError> {
     if !canon.starts_with(root) {
         return Err(outside());
     }
-    if !canon.is_dir() {
-        let why = dlp_engine::loader::peft::not_a_folder(&canon);
+    if !canon.is_dir() && !dlp_engine::loader::gguf::is_gguf_file(&canon) {
+        let why = dlp_engine::loader::peft::NOT_AN_ADAPTER;
         return Err(ApiError::bad_param(
             "lora_path",
             format!("`lora_path` `{given}` {why}"),

@@ -263,7 +263,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
     fails_with(
         &args(&gen_cpu, &["--adapter", "qv", "--prompt", "hi"]),
-        &["NAME=DIR"],
+        &["NAME=PATH"],
     );
     fails_with(
         &args(&score_cpu, &["--ids", "1,x", "--out", "/dev/null"]),

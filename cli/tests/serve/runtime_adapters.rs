@@ -37,6 +37,12 @@ fn load_and_unload_under_traffic() {
     std::fs::write(&cfg, c.to_string()).unwrap();
     let tiny = dlp_tests::fixtures("tiny-llama").unwrap();
     copy_dir(&tiny.join("adapters/qv_r8"), &root.join("other-base"));
+    // A llama.cpp LoRA GGUF is read (here one for another family, refused as such) and a
+    // file that is neither a folder nor a GGUF is refused as that.
+    let arcee = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/gguf-lora/tiny-arcee.all_r8.f32.gguf");
+    std::fs::copy(arcee, root.join("arcee.gguf")).unwrap();
+    std::fs::write(root.join("notes.txt"), "not an adapter").unwrap();
     std::fs::create_dir(tmp.path().join("outside")).unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("escape")).unwrap();
@@ -102,6 +108,18 @@ fn load_and_unload_under_traffic() {
             ("x", "/etc", 403, &["outside --adapter-root"][..]),
             ("x", "dora", 400, &["use_dora"][..]),
             ("x", "other-base", 400, &["shape"][..]),
+            (
+                "x",
+                "arcee.gguf",
+                400,
+                &["an adapter for a `arcee` model"][..],
+            ),
+            (
+                "x",
+                "notes.txt",
+                400,
+                &["is neither a directory", "nor a GGUF file"][..],
+            ),
             ("auto", "second", 400, &["taken"][..]),
             ("", "second", 400, &["1 to 128"][..]),
         ] {

@@ -5,6 +5,7 @@
 //! rows restored to HF's rotate-half layout.
 
 mod hparams;
+pub mod lora;
 pub(crate) use hparams::EOG_TEXTS;
 mod fused_qkv;
 pub(crate) mod kquant;
@@ -105,6 +106,16 @@ impl GgufValue {
             _ => None,
         }
     }
+}
+
+/// Whether `path` is a file that starts with GGUF's magic (a model, or a llama.cpp LoRA
+/// adapter).
+pub fn is_gguf_file(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok_and(|_| &magic == b"GGUF")
 }
 
 /// One tensor's header entry.

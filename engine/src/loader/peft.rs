@@ -32,20 +32,56 @@ impl LoraPair {
     pub fn rank(&self) -> usize {
         self.a.shape[0]
     }
+
+    /// A stacked module's pair (`a` `[r, in]`, `b` `[sum(rows), r]`) as one pair per part in
+    /// `parts`: the same A, that part's `rows` of B (`B A x` stacked is the parts' products
+    /// stacked). The caller checked B's rows.
+    pub(crate) fn per_part(
+        a: HostTensor,
+        b: HostTensor,
+        scale: f32,
+        parts: &[LoraModule],
+        rows: &[usize],
+    ) -> Vec<(LoraModule, LoraPair)> {
+        if let [part] = parts {
+            return vec![(*part, LoraPair { a, b, scale })];
+        }
+        let mut start = 0;
+        (parts.iter().zip(rows))
+            .map(|(&part, &n)| {
+                let b = b.gather_rows(start..start + n);
+                start += n;
+                let a = a.clone();
+                (part, LoraPair { a, b, scale })
+            })
+            .collect()
+    }
 }
 
-/// A loaded PEFT LoRA adapter.
+/// Where an adapter was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterFormat {
+    /// A PEFT folder (`adapter_config.json` + `adapter_model.safetensors`).
+    Peft,
+    /// A llama.cpp LoRA GGUF ([`crate::loader::gguf::lora`]).
+    LlamaCppGguf,
+}
+
+/// A loaded LoRA adapter: a PEFT folder or a llama.cpp LoRA GGUF ([`AdapterFormat`]).
 #[derive(Debug, Clone)]
 pub struct PeftAdapter {
     /// The name it is referred to by (in mixtures, router labels).
     pub name: String,
-    /// Its directory.
+    /// Its directory (a PEFT adapter) or file (a GGUF).
     pub dir: PathBuf,
-    /// `base_model_name_or_path` from the config, for `inspect`.
+    /// What it was read from.
+    pub format: AdapterFormat,
+    /// `base_model_name_or_path` from the config (a GGUF's `general.base_model.0.name`), for
+    /// `inspect`.
     pub base_model: Option<String>,
-    /// Default rank `r`.
+    /// Default rank `r` (a GGUF: the largest of its tensors').
     pub r: usize,
-    /// Default `lora_alpha`.
+    /// Default `lora_alpha` (a GGUF: `adapter.lora.alpha`, 0 where absent).
     pub alpha: f64,
     /// `use_rslora`.
     pub rslora: bool,
@@ -304,7 +340,7 @@ impl AdapterConfig {
 /// The largest scale (`alpha / r`) an adapter's module may have: past it an update only
 /// drowns the base model, and `lora_alpha: 1e38` made every logit NaN; refused at load, not
 /// found out as a failed request.
-const MAX_SCALE: f32 = 1e4;
+pub(crate) const MAX_SCALE: f32 = 1e4;
 
 /// Where a model holds its decoder layers: `model.layers.`; Gemma 3's text-and-image model
 /// `language_model.model.layers.` (its files) or `model.language_model.layers.` (transformers
@@ -335,26 +371,19 @@ fn parse_tensor_name(
     Some((layer, m, ab))
 }
 
-/// Why `path`, which exists and is not a folder, is not an adapter: a GGUF (llama.cpp's LoRA
-/// adapters, from `convert_lora_to_gguf.py`, are not read: the PEFT folder it converts from is)
-/// or some other file.
-pub fn not_a_folder(path: &Path) -> &'static str {
-    let mut magic = [0u8; 4];
-    let gguf = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok_and(|_| &magic == b"GGUF");
-    match gguf {
-        true => "is a GGUF file: llama.cpp's LoRA GGUFs are not read; pass the PEFT adapter folder it was converted from (adapter_config.json and adapter_model.safetensors)",
-        false => "is not a directory (a PEFT adapter is a folder: adapter_config.json and adapter_model.safetensors)",
-    }
-}
+/// Why `path`, which exists and is neither a folder nor a GGUF, is not an adapter.
+pub const NOT_AN_ADAPTER: &str = "is neither a directory (a PEFT adapter: adapter_config.json and adapter_model.safetensors) nor a GGUF file (a llama.cpp LoRA adapter)";
 
 impl PeftAdapter {
-    /// Loads the adapter in `dir` and checks it against the base model's shapes.
+    /// Loads the adapter in `dir` (a PEFT folder, or a llama.cpp LoRA GGUF file:
+    /// [`crate::loader::gguf::lora`]) and checks it against the base model's shapes.
     pub fn load(name: &str, dir: &Path, cfg: &ModelConfig) -> Result<Self> {
+        if super::gguf::is_gguf_file(dir) {
+            return super::gguf::lora::load(name, dir, cfg);
+        }
         if !dir.is_dir() {
             let what = match dir.exists() {
-                true => not_a_folder(dir),
+                true => NOT_AN_ADAPTER,
                 false => "does not exist",
             };
             return Err(Error::invalid(format!(
@@ -486,56 +515,46 @@ impl PeftAdapter {
                     format!("field `lora_alpha` (or its `alpha_pattern`) gives `{key}` a scale of {scale} (alpha / r{}); expected at most {MAX_SCALE:e} in magnitude", if ac.rslora { " with rsLoRA: alpha / sqrt(r)" } else { "" }),
                 ));
             }
-            if let [part] = m.parts {
-                pairs.insert((layer, *part), LoraPair { a, b, scale });
-                continue;
-            }
-            // A stacked module's LoRA, per part: the same A, that part's rows of B (GPT-NeoX's
-            // and Falcon's q/k/v rows per head or group first reordered as the base model's were).
-            let b = match super::prefixed::grouped_qkv(cfg.arch) {
+            // A stacked module's LoRA, per part (GPT-NeoX's and Falcon's q/k/v rows per head or
+            // group first reordered as the base model's were).
+            let b = match m.parts.len() > 1 && super::prefixed::grouped_qkv(cfg.arch) {
                 true => super::prefixed::reorder_qkv(&b, cfg),
                 false => b,
             };
-            let mut start = 0;
-            for (&part, n) in m.parts.iter().zip(rows) {
-                let b = b.gather_rows(start..start + n);
-                start += n;
-                pairs.insert(
-                    (layer, part),
-                    LoraPair {
-                        a: a.clone(),
-                        b,
-                        scale,
-                    },
-                );
+            for (part, pair) in LoraPair::per_part(a, b, scale, m.parts, &rows) {
+                pairs.insert((layer, part), pair);
             }
         }
         if pairs.is_empty() {
             return Err(Error::format(&file, "holds no LoRA weights"));
         }
-        // B's query and key rows in the order loading gave the base model's.
+        Ok(PeftAdapter {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            format: AdapterFormat::Peft,
+            base_model: ac.base_model,
+            r: ac.r,
+            alpha: ac.alpha,
+            rslora: ac.rslora,
+            targets: Vec::new(),
+            pairs,
+        }
+        .in_model_order(cfg))
+    }
+
+    /// `self` with its B's query and key rows in the order loading gave the base model's
+    /// ([`super::partial_rotary`]) and `targets` listed from its pairs.
+    pub(crate) fn in_model_order(mut self, cfg: &ModelConfig) -> Self {
         if let Some(order) = super::partial_rotary::config_order(cfg) {
-            for ((_, m), p) in pairs.iter_mut() {
+            for ((_, m), p) in self.pairs.iter_mut() {
                 if matches!(m, LoraModule::Q | LoraModule::K) {
                     super::partial_rotary::reorder_rows(&mut p.b, &order);
                 }
             }
         }
-        Ok(PeftAdapter {
-            name: name.to_string(),
-            dir: dir.to_path_buf(),
-            base_model: ac.base_model,
-            r: ac.r,
-            alpha: ac.alpha,
-            rslora: ac.rslora,
-            targets: {
-                let mut t: Vec<LoraModule> = pairs.keys().map(|k| k.1).collect();
-                t.sort();
-                t.dedup();
-                t
-            },
-            pairs,
-        })
+        let targets: std::collections::BTreeSet<_> = self.pairs.keys().map(|k| k.1).collect();
+        self.targets = targets.into_iter().collect();
+        self
     }
 
     /// Parameters of every A and B.
@@ -547,13 +566,31 @@ impl PeftAdapter {
     pub fn summary(&self) -> String {
         let params = self.num_params();
         let layers: std::collections::BTreeSet<usize> = self.pairs.keys().map(|k| k.0).collect();
+        let (kind, scaling) = match self.format {
+            AdapterFormat::Peft => (
+                "PEFT LoRA adapter",
+                format!(
+                    "r = {}, lora_alpha = {}, rsLoRA = {}",
+                    self.r, self.alpha, self.rslora
+                ),
+            ),
+            AdapterFormat::LlamaCppGguf => (
+                "llama.cpp LoRA adapter (GGUF)",
+                format!(
+                    "r = {} (largest), adapter.lora.alpha = {} (scale {}, as llama.cpp)",
+                    self.r,
+                    self.alpha,
+                    match self.alpha == 0.0 {
+                        true => "1",
+                        false => "alpha / each tensor's r",
+                    }
+                ),
+            ),
+        };
         format!(
-            "PEFT LoRA adapter `{}`\n  base model: {}\n  r = {}, lora_alpha = {}, rsLoRA = {}\n  targets: {}\n  layers: {} ({}..={})\n  parameters: {params}",
+            "{kind} `{}`\n  base model: {}\n  {scaling}\n  targets: {}\n  layers: {} ({}..={})\n  parameters: {params}",
             self.name,
             self.base_model.as_deref().unwrap_or("?"),
-            self.r,
-            self.alpha,
-            self.rslora,
             self.targets.iter().map(|m| m.peft_name()).collect::<Vec<_>>().join(", "),
             layers.len(),
             layers.first().unwrap_or(&0),

@@ -1,6 +1,7 @@
 //! A minimal GGUF writer for the reader's tests: metadata values, tensors, the file's bytes.
 
 /// Metadata values the test writer can emit.
+#[derive(Clone)]
 pub enum M {
     U32(u32),
     // Written by gguf_families.rs only (the file is included by several test crates).
@@ -73,6 +74,7 @@ pub struct Tensor {
 }
 
 /// A minimal GGUF writer (v2/v3 layout, alignment 32).
+#[derive(Clone)]
 pub struct Writer {
     pub version: u32,
     pub kv: Vec<(String, M)>,

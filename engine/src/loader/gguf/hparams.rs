@@ -188,7 +188,7 @@ impl GgufFile {
         match self.metadata.get("general.type").and_then(|v| v.as_str()) {
             None | Some("model") => Ok(()),
             Some("adapter") => Err(Error::unsupported(format!(
-                "{}: a llama.cpp LoRA adapter (`general.type` \"adapter\"), not a model; llama.cpp's LoRA GGUFs are not read: pass the PEFT adapter folder it was converted from with --adapter, and the base model with -m",
+                "{}: a llama.cpp LoRA adapter (`general.type` \"adapter\"), not a model: pass it with --adapter NAME=PATH, and its base model with -m",
                 self.path.display()
             ))),
             Some(t) => Err(Error::format(

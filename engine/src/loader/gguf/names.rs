@@ -223,6 +223,18 @@ pub fn read_elsewhere(arch: Arch, name: &str) -> bool {
     }
 }
 
+/// Whether an `arch` file's attn_q / attn_k rows (weights, biases, a LoRA's B) are permuted
+/// by llama.cpp's converter: only its `llama` converter and those built on it (`granite`,
+/// `smollm3`, `arcee`) permute them (`LlamaModel.permute`; their RoPE is GPT-J style);
+/// `qwen2`/`qwen3`/`phi3`/`gemma*`/`nemotron`/`apertus` keep HF's layout and run NEOX RoPE,
+/// which is HF's.
+pub(crate) fn permuted_qk(arch: Arch) -> bool {
+    matches!(
+        arch,
+        Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
+    )
+}
+
 /// `blk.N.<module>.weight|bias` as (N, module, suffix); `None` for other names.
 pub(crate) fn layer_tensor(name: &str) -> Option<(usize, &str, &str)> {
     split(name.strip_prefix("blk.")?)

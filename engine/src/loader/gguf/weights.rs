@@ -171,13 +171,7 @@ impl GgufFile {
                 format!("tensor `{part}` (of `{source}`) has no HF name"),
             )
         })?;
-        // Only llama.cpp's `llama` converter and those built on it (`granite`, `smollm3`,
-        // `arcee`) permute q/k rows (their RoPE is GPT-J style); `qwen2`/`qwen3`/`phi3`/
-        // `gemma*`/`nemotron` keep HF's layout and run NEOX RoPE, which is HF's.
-        let llama_rows = matches!(
-            r.arch,
-            Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
-        );
+        let llama_rows = names::permuted_qk(r.arch);
         let n_head = match names::layer_tensor(part) {
             Some((_, "attn_q", _)) if llama_rows => Some(r.heads.0),
             Some((_, "attn_k", _)) if llama_rows => Some(r.heads.1),
