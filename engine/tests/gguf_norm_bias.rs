@@ -395,15 +395,14 @@ fn stray_tensors_are_refused() {
         let want = format!("tensor `{extra}` is of layer 1, past `arcee.block_count` 1; llama.cpp refuses such a file");
         assert!(e.contains(&want), "{e}");
     }
-    // A norm the family has not (Gemma 2's after attention), which Llama's names would read as
-    // its feed-forward norm: refused, not one of the two dropped.
-    let e = load_whole("arcee", rms(), &[("blk.0.post_attention_norm.weight", 64)]);
-    let want = "tensors `blk.0.ffn_norm.weight` and `blk.0.post_attention_norm.weight` are both read as model.layers.0.post_attention_layernorm.weight in a `arcee` file";
-    assert!(e.contains(want), "{e}");
-    // A mapped tensor the model leaves unread (a Gemma 2 norm after the feed-forward).
-    let e = load_whole("arcee", rms(), &[("blk.0.post_ffw_norm.weight", 64)]);
-    let want = "tensor `blk.0.post_ffw_norm.weight` (model.layers.0.post_feedforward_layernorm.weight): this model's configuration does not read it; llama.cpp refuses such a file";
-    assert!(e.contains(want), "{e}");
+    // Norms the family has not (Gemma 2's after attention, which Llama's names would read as
+    // its feed-forward norm, and after the feed-forward): refused by name.
+    for norm in ["post_attention_norm", "post_ffw_norm"] {
+        let name = format!("blk.0.{norm}.weight");
+        let e = load_whole("arcee", rms(), &[(&name, 64)]);
+        let want = format!("tensor `{name}` is not one this engine reads in a `arcee` file, nor one llama.cpp's loader makes for it");
+        assert!(e.contains(&want), "{e}");
+    }
     // An ungated family's gate, which llama.cpp's loader does not make.
     for part in ["weight", "bias"] {
         let name = format!("blk.0.ffn_gate.{part}");
@@ -504,6 +503,31 @@ fn tensors_the_family_does_not_have_are_refused() {
             .expect("refused")
             .to_string();
         assert!(e.contains(want), "{e}");
+    }
+    // A family whose feed-forward input norm is `ffn_norm` (llama.cpp makes no
+    // `post_attention_norm` for it): the other name is refused, not read as that norm; the
+    // families with post-sub-block norms keep theirs.
+    for (family, from, to) in [
+        ("llama", ".ffn_norm.", ".post_attention_norm."),
+        ("exaone", ".ffn_norm.", ".post_attention_norm."),
+        ("qwen2", ".ffn_norm.", ".post_ffw_norm."),
+    ] {
+        let g = GgufFile::open(&fixtures.join(format!("tiny-{family}-gguf/model.gguf"))).unwrap();
+        let mut w = writer::Writer::copy_of(&g);
+        let t = w
+            .tensors
+            .iter_mut()
+            .find(|t| t.name.contains(from))
+            .unwrap();
+        t.name = t.name.replace(from, to);
+        let path = dir.join(format!("{family}-post-norm.gguf"));
+        std::fs::write(&path, w.bytes()).unwrap();
+        let e = dlp_engine::loader::ModelFiles::load(&path)
+            .err()
+            .expect("refused")
+            .to_string();
+        let want = format!("{to}weight` is not one this engine reads in a `{family}` file");
+        assert!(e.contains(&want), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

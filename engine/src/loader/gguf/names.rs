@@ -49,6 +49,9 @@ pub fn hf_name(name: &str) -> Option<String> {
 /// `post_attention_norm` is transformers' `post_attention_layernorm`); `chatglm` and `glm4`
 /// stack gate and up as `phi3` does, and `glm4`'s output norms take Glm4DecoderLayer's names.
 pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
+    if layer_tensor(name).is_some_and(|(_, module, _)| !post_norm_made_for(arch, module)) {
+        return None;
+    }
     // Falcon-40B's second norm, attention's input ([`rename_falcon_norms`]).
     if arch == Arch::Falcon {
         let falcon = name.strip_prefix("blk.").and_then(split);
@@ -79,6 +82,26 @@ pub fn hf_name_in(arch: Arch, name: &str) -> Option<String> {
         }
         _ => hf,
     })
+}
+
+/// Whether llama.cpp's loader makes layer tensor `module` for `arch`, where that depends on the
+/// family: the norms after attention and after the feed-forward only for the families whose
+/// graphs have them (models/gemma2.cpp, gemma3, olmo2, exaone4, glm4; seed-oss's
+/// `post_attention_norm`, which is its feed-forward's input norm). A `llama` file's is
+/// `ffn_norm`: one holding a `post_attention_norm` instead is refused, as llama.cpp refuses it
+/// (it had been read as the feed-forward's input norm).
+fn post_norm_made_for(arch: Arch, module: &str) -> bool {
+    use Arch::*;
+    match module {
+        "post_attention_norm" => {
+            matches!(
+                arch,
+                Gemma2 | Gemma3 | Olmo2 | Olmo3 | Exaone4 | SeedOss | Glm4
+            )
+        }
+        "post_ffw_norm" => matches!(arch, Gemma2 | Gemma3 | Olmo2 | Olmo3 | Exaone4 | Glm4),
+        _ => true,
+    }
 }
 
 /// How messages name the tensors of an `arch` GGUF: [`gguf_name`], the reverse of
