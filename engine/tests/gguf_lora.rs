@@ -5,6 +5,7 @@
 //! regrouped, Phi-3's stacks). What llama.cpp refuses, or this engine cannot apply, is refused by
 //! name.
 
+mod common;
 #[allow(dead_code)]
 #[path = "gguf/writer.rs"]
 mod writer;
@@ -85,6 +86,35 @@ fn llama_cpp_converted_adapters_load_as_their_peft_folders() {
             let want = (alpha / p.rank() as f64) as f32;
             assert_eq!(g.scale, want, "{stem} {k:?}: scale");
         }
+    }
+}
+
+/// `--outtype q8_0`: A in Q8_0 blocks (within a block's step of PEFT's values), B in F16
+/// (the converter's fallback for rows of r = 8 values, not a multiple of 32). The file is the
+/// GGUF fuzz seed, written by the converter from the shared tiny-llama's `qv_r8`.
+#[test]
+fn a_q8_0_adapter_loads_within_its_rounding() {
+    let Some(dir) = common::fixture("tiny-llama") else {
+        return;
+    };
+    let cfg = ModelFiles::load(&dir).unwrap().config;
+    let peft = PeftAdapter::load("p", &dir.join("adapters/qv_r8"), &cfg).unwrap();
+    let seed = fixtures().join("../fuzz/corpus/gguf/lora-llama.gguf");
+    let q8 = PeftAdapter::load("q", &seed, &cfg).unwrap();
+    assert_eq!(q8.pairs.len(), peft.pairs.len());
+    for (k, p) in &peft.pairs {
+        let g = &q8.pairs[k];
+        assert!(g.b.values() == rounded(&p.b, "f16"), "{k:?}: B");
+        // Q8_0: 32 values per block scaled by a step of max|x| / 127 (stored in f16): rounding
+        // moves each by half a step, the step's own rounding by up to 127 * 2^-11 of one more.
+        let a = p.a.values();
+        for (i, (&x, &y)) in g.a.values().iter().zip(a.iter()).enumerate() {
+            let block = &a[i / 32 * 32..(i / 32 + 1) * 32];
+            let step = block.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            assert!((x - y).abs() <= step * 0.57, "{k:?} A[{i}]: {x} vs {y}");
+        }
+        assert!(g.a.values() != a, "{k:?}: A not rounded at all?");
+        assert_eq!(g.scale, p.scale);
     }
 }
 
