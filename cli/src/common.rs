@@ -399,8 +399,12 @@ impl ModelArgs {
                 inputs.file(&model.with_file_name(f));
             }
         }
-        for (_, dir) in self.adapter_specs()? {
-            inputs.dir(&dir, crate::output::ADAPTER_FILES);
+        for (_, path) in self.adapter_specs()? {
+            // A PEFT folder's files, or a llama.cpp LoRA GGUF itself.
+            match path.is_dir() {
+                true => inputs.dir(&path, crate::output::ADAPTER_FILES),
+                false => inputs.file(&path),
+            }
         }
         if let Some(t) = &self.chat_template {
             inputs.file(t);

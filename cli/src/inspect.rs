@@ -243,9 +243,12 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     } else if p.exists() {
         let g = GgufFile::open(p)?;
         let mut s = g.summary();
-        match g.config() {
-            Ok(c) => s += &format!("\nmodel config as dlp-run reads it:\n{}", config_text(&c)),
-            Err(e) => s += &format!("\nnot loadable as a model: {e}"),
+        match (dlp_engine::loader::gguf::lora::describe(&g), g.config()) {
+            (Some(adapter), _) => s += &format!("\n{adapter}"),
+            (None, Ok(c)) => {
+                s += &format!("\nmodel config as dlp-run reads it:\n{}", config_text(&c))
+            }
+            (None, Err(e)) => s += &format!("\nnot loadable as a model: {e}"),
         }
         s
     } else {

@@ -322,6 +322,20 @@ fn inspect_prints_the_model_config() {
         }
         assert!(!text.contains("None"), "{text}");
     }
+    // A llama.cpp LoRA GGUF: what it adapts, not "not loadable as a model".
+    let lora = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/gguf-lora/tiny-phi3.stacked_r4.f16.gguf");
+    let out = run(&["inspect", &lora.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "llama.cpp LoRA adapter (`adapter.type` \"lora\") for `phi3` models",
+        "adapter.lora.alpha = 8 (scale alpha / r)",
+        "ranks: {4}",
+        "pairs: 8 on attn_output, attn_qkv, ffn_down, ffn_up",
+        "load it with --adapter NAME=PATH",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in {text}");
+    }
 }
 
 /// What a Vulkan driver prints while the adapter opens (Mesa's `XDG_RUNTIME_DIR is invalid`,

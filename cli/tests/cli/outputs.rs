@@ -48,6 +48,34 @@ fn outputs_keep_inputs_links_and_devices() {
         assert!(err.contains("which this run reads"), "{err}");
     }
     assert_eq!(std::fs::read(&weights).unwrap(), before);
+    // A llama.cpp LoRA GGUF given as the adapter: the file itself is an input.
+    let gguf = tmp.path().join("arcee.gguf");
+    let lora = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/gguf-lora/tiny-arcee.all_r8.f32.gguf");
+    std::fs::copy(&lora, &gguf).unwrap();
+    let arcee =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-arcee");
+    let o = run(&[
+        "score",
+        "--backend",
+        "cpu",
+        "-m",
+        arcee.to_str().unwrap(),
+        "--adapter",
+        &format!("a={}", gguf.display()),
+        "--mix",
+        "a=1",
+        "--ids",
+        "1,2,3",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("which this run reads"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&gguf).unwrap(), std::fs::read(&lora).unwrap());
     // A new file in the adapter's folder replaces nothing: allowed.
     let beside = adapter.join("logits.safetensors");
     assert!(score(&beside).status.success());

@@ -286,6 +286,58 @@ pub fn load(name: &str, path: &Path, cfg: &ModelConfig) -> Result<PeftAdapter> {
     .in_model_order(cfg))
 }
 
+/// What a llama.cpp LoRA GGUF holds, in a few lines for `inspect` (which has no base model to
+/// check it against); `None` for a GGUF that is not an adapter (`general.type`).
+pub fn describe(f: &GgufFile) -> Option<String> {
+    let meta_str = |k: &str| f.metadata.get(k).and_then(GgufValue::as_str);
+    if meta_str("general.type") != Some("adapter") {
+        return None;
+    }
+    let mut modules = std::collections::BTreeSet::new();
+    let (mut layers, mut ranks) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    let mut pairs = 0;
+    for t in &f.tensors {
+        let Some(base) = t.name.strip_suffix(".lora_b") else {
+            continue;
+        };
+        pairs += 1;
+        ranks.insert(t.dims.first().copied().unwrap_or(0));
+        match names::layer_tensor(base) {
+            Some((layer, module, _)) => {
+                layers.insert(layer);
+                modules.insert(module.to_string());
+            }
+            None => {
+                modules.insert(base.to_string());
+            }
+        }
+    }
+    let alpha = match f.metadata.get("adapter.lora.alpha") {
+        Some(GgufValue::F32(a)) if *a != 0.0 => format!("{a} (scale alpha / r)"),
+        Some(GgufValue::F32(_)) | None => "0 (scale 1)".into(),
+        Some(v) => format!("{v:?} (not an f32: refused at load)"),
+    };
+    let list =
+        |s: &std::collections::BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+    Some(format!(
+        "llama.cpp LoRA adapter (`adapter.type` {:?}) for `{}` models\n  adapter.lora.alpha = {alpha}\n  ranks: {:?}\n  pairs: {pairs} on {}\n  layers: {} ({}..={}){}\nload it with --adapter NAME=PATH on a base model of that family",
+        meta_str("adapter.type").unwrap_or("?"),
+        meta_str("general.architecture").unwrap_or("?"),
+        ranks,
+        list(&modules),
+        layers.len(),
+        layers.first().unwrap_or(&0),
+        layers.last().unwrap_or(&0),
+        match f.metadata.contains_key("adapter.alora.invocation_tokens") {
+            true => "\n  activated LoRA (adapter.alora.invocation_tokens): not supported",
+            false => "",
+        },
+    ))
+}
+
 /// Why GGUF tensor `name` (a LoRA half of `base`) is not read.
 fn not_adaptable(name: &str, base: &str) -> String {
     match base {
