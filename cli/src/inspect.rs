@@ -16,8 +16,8 @@ use crate::output::outln;
 #[derive(Debug, Args, Clone)]
 #[command(override_usage = "dlp-run inspect <PATH>\n       dlp-run inspect --backends")]
 pub struct InspectArgs {
-    /// An HF model directory, a .gguf file, a PEFT adapter directory, a router directory
-    /// (`train-router --out`) or a .safetensors file.
+    /// An HF model directory, a .gguf file (a model or a llama.cpp LoRA adapter), a PEFT
+    /// adapter directory, a router directory (`train-router --out`) or a .safetensors file.
     #[arg(value_name = "PATH", required_unless_present = "backends")]
     pub path: Option<PathBuf>,
     /// List the compute backends this machine offers (and what `--backend auto` picks).

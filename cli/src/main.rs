@@ -56,7 +56,7 @@ use clap::{Parser, Subcommand};
 /// seed_oss, chatglm, glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2, falcon,
 /// arcee, nemotron, apertus;
 /// F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 and the k-quants Q2_K to Q6_K, IQ4_NL, IQ4_XS).
-/// Adapters: PEFT LoRA directories.
+/// Adapters: PEFT LoRA directories, llama.cpp LoRA GGUFs.
 #[derive(Debug, Parser)]
 #[command(name = "dlp-run", version, about, long_about, verbatim_doc_comment)]
 struct Cli {

@@ -60,10 +60,10 @@ pub fn mixture<B: Backend>(model: &Model<B>, named: &[(String, f32)]) -> Result<
         match (named.iter()).find(|(n, _)| !names.contains(n) && said.contains(&format!("`{n}`"))) {
             Some((n, _)) => match closest_name(n, names) {
                 Some(near) => anyhow::anyhow!(
-                    "{e}; did you mean `{near}`? (or load it with --adapter {n}=DIR)"
+                    "{e}; did you mean `{near}`? (or load it with --adapter {n}=PATH)"
                 ),
                 None => anyhow::anyhow!(
-                    "{e}; load it with --adapter {n}=DIR (a PEFT adapter directory)"
+                    "{e}; load it with --adapter {n}=PATH (a PEFT adapter directory or a llama.cpp LoRA GGUF)"
                 ),
             },
             None => e.into(),

@@ -54,17 +54,31 @@ fn lora_alpha(peft: &Path) -> f64 {
     v["lora_alpha"].as_f64().unwrap()
 }
 
+/// The fixture folder `name` names (`compat-<x>`: the shared fixtures' `compat/<x>`) and the
+/// model in it (a GGUF fixture's `model.gguf`); `None` where the shared fixtures are absent.
+fn fixture(name: &str) -> Option<(PathBuf, PathBuf)> {
+    let dir = match name.strip_prefix("compat-") {
+        Some(shared) => common::fixture(&format!("compat/{shared}"))?,
+        None => fixtures().join(name),
+    };
+    let gguf = dir.join("model.gguf");
+    let model = if gguf.exists() { gguf } else { dir.clone() };
+    Some((dir, model))
+}
+
 #[test]
 fn llama_cpp_converted_adapters_load_as_their_peft_folders() {
     let files = converted();
-    assert!(files.len() >= 8, "{files:?}");
+    assert!(files.len() >= 17, "{files:?}");
     for f in files {
         let stem = f.file_stem().unwrap().to_str().unwrap();
-        let [fixture, adapter, ty] = stem.split('.').collect::<Vec<_>>()[..] else {
+        let [fixture_name, adapter, ty] = stem.split('.').collect::<Vec<_>>()[..] else {
             panic!("{stem}: expected <fixture>.<adapter>.<type>")
         };
-        let dir = fixtures().join(fixture);
-        let cfg = ModelFiles::load(&dir).unwrap().config;
+        let Some((dir, model)) = fixture(fixture_name) else {
+            continue;
+        };
+        let cfg = ModelFiles::load(&model).unwrap().config;
         let peft_dir = dir.join("adapters").join(adapter);
         let peft = PeftAdapter::load("p", &peft_dir, &cfg).unwrap();
         let gguf =
@@ -170,16 +184,29 @@ fn what_llama_cpp_refuses_or_this_engine_cannot_apply_is_refused_by_name() {
         f(&mut w);
         w
     };
-    // Not an adapter, or not LoRA.
+    // Not an adapter (a model, with or without `general.type`), or not LoRA.
     refused(
         &with(&|w| set(w, "general.type", M::Str("model"))),
         &cfg,
-        &["is a model", "pass it with -m"],
+        &["is a model (`general.type` \"model\")", "pass it with -m"],
+    );
+    refused(
+        &with(&|w| w.kv.retain(|(k, _)| k != "general.type")),
+        &cfg,
+        &[
+            "is a model (no `general.type` \"adapter\")",
+            "pass it with -m",
+        ],
+    );
+    refused(
+        &with(&|w| w.kv.retain(|(k, _)| k != "general.architecture")),
+        &cfg,
+        &["metadata `general.architecture` is missing"],
     );
     refused(
         &with(&|w| set(w, "adapter.type", M::Str("cvec"))),
         &cfg,
-        &["`adapter.type` is Some(\"cvec\"), expected \"lora\""],
+        &["`adapter.type` is \"cvec\", expected \"lora\""],
     );
     // Another family's adapter (llama.cpp: "model arch and LoRA arch mismatch").
     refused(
@@ -260,6 +287,18 @@ fn what_llama_cpp_refuses_or_this_engine_cannot_apply_is_refused_by_name() {
         &cfg,
         &["layer 7, but the base model has 2 layers"],
     );
+    // Layer numbers as llama.cpp never writes them (they had been read as layer 1).
+    for odd in ["blk.01.", "blk.+1."] {
+        let w = renamed("blk.1.", odd);
+        refused(
+            &w,
+            &cfg,
+            &[
+                &format!("tensor `{odd}"),
+                "a layer number as llama.cpp never writes it",
+            ],
+        );
+    }
     refused(
         &renamed("blk.1.ffn_up.", "blk.1.ffn_gate."),
         &cfg,
@@ -279,6 +318,23 @@ fn what_llama_cpp_refuses_or_this_engine_cannot_apply_is_refused_by_name() {
             "`blk.0.attn_v.weight.lora_a` has ne",
             "(GGUF order); the base model needs",
         ],
+    );
+    // Rank 0 (which scales by alpha / 0).
+    refused(
+        &with(&|w| {
+            for t in &mut w.tensors {
+                if t.name.starts_with("blk.0.attn_v.") {
+                    let r = match t.name.ends_with("lora_a") {
+                        true => 1,
+                        false => 0,
+                    };
+                    t.dims[r] = 0;
+                    t.data.clear();
+                }
+            }
+        }),
+        &cfg,
+        &["`blk.0.attn_v.weight.lora_a` has rank 0"],
     );
     // A non-finite value; a 3-D half.
     refused(

@@ -55,7 +55,7 @@ pub fn load_request(body: &[u8]) -> Result<LoadRequest, ApiError> {
     let path = b.lora_path.ok_or_else(|| {
         ApiError::bad_param(
             "lora_path",
-            "`lora_path` is required (a directory under --adapter-root)",
+            "`lora_path` is required (a PEFT adapter directory or a llama.cpp LoRA GGUF under --adapter-root)",
         )
     })?;
     Ok(LoadRequest { name, path })
@@ -89,7 +89,7 @@ pub fn check_name(name: &str, base: &str) -> Result<(), ApiError> {
 }
 
 /// Resolves `given` (relative to `root`, or absolute inside it) to a canonical adapter
-/// directory under `root` (itself canonical). 403 for a path that leads out of the root, by
+/// directory or LoRA GGUF under `root` (itself canonical). 403 for a path that leads out of the root, by
 /// `..` or through a symbolic link (the directory or the adapter's files); 404 when nothing
 /// is there.
 pub fn confine(root: &Path, given: &str) -> Result<PathBuf, ApiError> {
@@ -152,7 +152,7 @@ pub fn confine(root: &Path, given: &str) -> Result<PathBuf, ApiError> {
     Ok(canon)
 }
 
-/// `POST /v1/load_lora_adapter`: loads a PEFT adapter from under `--adapter-root` (off the
+/// `POST /v1/load_lora_adapter`: loads an adapter (PEFT folder or LoRA GGUF) from under `--adapter-root` (off the
 /// async threads) and hands it to the engine, which serves it from its next step.
 pub(super) async fn load(
     State(st): State<Arc<AppState>>,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 /// Path of the SmolLM2 GGUF inside the fixtures.
+#[allow(dead_code)] // not every test file uses it
 pub const GGUF: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// `$DLP_FIXTURES/<rel>` (default `../shared/fixtures` beside the workspace), or `None` with a

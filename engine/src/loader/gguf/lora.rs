@@ -19,7 +19,10 @@
 //!   skips them; any other tensor that is not a `.lora_a`/`.lora_b` is refused.
 //!
 //! What llama.cpp would apply but this engine does not is refused by name: activated LoRA
-//! (`adapter.alora.invocation_tokens`), LoRA on the token embeddings or the output head.
+//! (`adapter.alora.invocation_tokens`), LoRA on the token embeddings or the output head. One
+//! form llama.cpp refuses is read: a pair on `attn_qkv` where the base holds q, k and v apart
+//! (or the reverse), which llama.cpp applies only to a base of the same form; the product is
+//! the same either way (one A, B's rows per part).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,24 +108,37 @@ pub fn load(name: &str, path: &Path, cfg: &ModelConfig) -> Result<PeftAdapter> {
     let meta_str = |k: &str| f.metadata.get(k).and_then(GgufValue::as_str);
     match meta_str("general.type") {
         Some("adapter") => {}
-        Some("model") => {
-            return Err(bad(
-                "is a model (`general.type` \"model\"), not a LoRA adapter: pass it with -m".into(),
-            ))
-        }
-        other => {
+        // Models written before the key have none.
+        Some("model") | None => {
             return Err(bad(format!(
-                "`general.type` is {other:?}, expected \"adapter\" (a llama.cpp LoRA adapter)"
+                "is a model ({}), not a LoRA adapter: pass it with -m",
+                match meta_str("general.type") {
+                    Some(_) => "`general.type` \"model\"",
+                    None => "no `general.type` \"adapter\"",
+                }
+            )))
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "`general.type` is \"{other}\", expected \"adapter\" (a llama.cpp LoRA adapter)"
             )))
         }
     }
-    if meta_str("adapter.type") != Some("lora") {
-        return Err(bad(format!(
-            "`adapter.type` is {:?}, expected \"lora\"",
-            meta_str("adapter.type")
-        )));
+    match meta_str("adapter.type") {
+        Some("lora") => {}
+        Some(t) => return Err(bad(format!("`adapter.type` is \"{t}\", expected \"lora\""))),
+        None => {
+            return Err(bad(
+                "metadata `adapter.type` is missing, expected \"lora\"".into()
+            ))
+        }
     }
-    let a = meta_str("general.architecture").unwrap_or("");
+    let Some(a) = meta_str("general.architecture") else {
+        return Err(bad(
+            "metadata `general.architecture` is missing: which model family the adapter is for"
+                .into(),
+        ));
+    };
     match gguf_arch(cfg.arch) {
         Some(want) if want == a => {}
         Some(want) => {
@@ -235,6 +251,12 @@ pub fn load(name: &str, path: &Path, cfg: &ModelConfig) -> Result<PeftAdapter> {
         let n_in = parts.first().map_or(0, |&m| cfg.module_dims(m).0);
         let rows: Vec<usize> = parts.iter().map(|&m| cfg.module_dims(m).1).collect();
         let (n_out, r) = (rows.iter().sum::<usize>(), a.shape[0]);
+        if r == 0 {
+            return Err(bad(format!(
+                "`{base}.lora_a` has rank 0 (ne {:?}): a LoRA pair has rank 1 or more",
+                ggml_order(&a)
+            )));
+        }
         if a.shape != [r, n_in] || b.shape != [n_out, r] {
             return Err(bad(format!(
                 "`{base}.lora_a` has ne {:?} and `.lora_b` {:?} (GGUF order); the base model needs [{n_in}, r] and [r, {n_out}] with one rank r (an adapter for a different model?)",
@@ -340,6 +362,15 @@ pub fn describe(f: &GgufFile) -> Option<String> {
 
 /// Why GGUF tensor `name` (a LoRA half of `base`) is not read.
 fn not_adaptable(name: &str, base: &str) -> String {
+    let layer = base
+        .strip_prefix("blk.")
+        .and_then(|r| r.split_once('.'))
+        .map(|l| l.0);
+    if layer.is_some_and(|l| l.parse::<usize>().map_or(true, |n| n.to_string() != l)) {
+        return format!(
+            "tensor `{name}`: a layer number as llama.cpp never writes it (`blk.N.`, N in decimal without sign or leading zeros)"
+        );
+    }
     match base {
         "token_embd.weight" | "output.weight" => format!(
             "tensor `{name}`: LoRA on the token embeddings or the output head is not supported (only on the decoder layers' linear modules)"

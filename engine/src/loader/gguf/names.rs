@@ -268,7 +268,10 @@ fn split(rest: &str) -> Option<(usize, &str, &str)> {
     let (layer, rest) = rest.split_once('.')?;
     let (module, suffix) = rest.rsplit_once('.')?;
     matches!(suffix, "weight" | "bias").then_some(())?;
-    Some((layer.parse().ok()?, module, suffix))
+    // The number as llama.cpp writes it (`str::parse` also takes `+0` and `00`, names
+    // llama.cpp's never match).
+    let n: usize = layer.parse().ok()?;
+    (n.to_string() == layer).then_some((n, module, suffix))
 }
 
 #[cfg(test)]
