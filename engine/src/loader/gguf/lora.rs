@@ -203,7 +203,9 @@ pub fn load(name: &str, path: &Path, cfg: &ModelConfig) -> Result<PeftAdapter> {
                 t.name, cfg.num_layers
             )));
         }
-        if t.dims.len() != 2 {
+        // Dimensions past the second of size 1 are ggml's own padding (ne is always 4 long):
+        // llama.cpp reads such a half as the matrix it is.
+        if t.dims.len() < 2 || t.dims[2..].iter().any(|&d| d != 1) {
             return Err(bad(format!(
                 "tensor `{}` has {} dimensions {:?}; a LoRA half has 2",
                 t.name,
@@ -211,7 +213,8 @@ pub fn load(name: &str, path: &Path, cfg: &ModelConfig) -> Result<PeftAdapter> {
                 t.dims
             )));
         }
-        let ht = f.dequantize(t)?;
+        let mut ht = f.dequantize(t)?;
+        ht.shape = vec![t.dims[1] as usize, t.dims[0] as usize];
         if let Some((i, v)) = ht.first_non_finite() {
             return Err(bad(format!(
                 "tensor `{}` holds a non-finite value ({v}) at flat index {i}",
