@@ -303,14 +303,17 @@ pub struct ModelArgs {
     /// With --backend cpu: 8-bit activations with integer dot products, as llama.cpp's.
     ///
     /// The dot products use AVX2, AVX-VNNI or AVX-512 VNNI, picked at run time. Each matmul's
-    /// input rows are quantised per block of 32 and meet the GGUF's Q4_0/Q4_1/Q8_0 blocks; other
-    /// 2-D weights (f32, F16, BF16, Q5, k-quant, IQ4) are quantised to Q8_0 at load. LoRA,
-    /// attention and norms stay f32. Faster decode and batches, above all on CPUs without
-    /// AVX-512; logits move by the quantisation: up to 1.7 on SmolLM2 and 0.13 on the tiny test
-    /// models against the float64 reference (tested bounds 3.3 and 0.22; f32: 2e-3); a tiny
-    /// k-quant GGUF, requantised to Q8_0, 0.46 (bound 1.0). Gemma's families move most: 0.33
-    /// on a tiny Gemma 2 (bound 0.65); measured once, not tested: 0.19 to 0.65 on the other
-    /// tiny Gemma models, 1.35 on a tiny k-quant Gemma 3 GGUF.
+    /// input rows are quantised per block of 32 (scales in f32; llama.cpp's in f16) and meet the
+    /// GGUF's Q4_0/Q4_1/Q8_0 blocks, as llama.cpp's do; other 2-D weights (f32, F16, BF16, Q5,
+    /// k-quant, IQ4; the embedding table and a tied head too) are quantised to Q8_0 at load,
+    /// where llama.cpp keeps their own type (f32 weights meet f32 inputs there). LoRA, attention
+    /// and norms stay f32. Faster decode and batches, above all on CPUs without AVX-512; logits
+    /// move by the quantisation: up to 1.7 on SmolLM2 (llama.cpp on the same file: 0.65 to 1.33)
+    /// and 0.13 on the tiny test models against the float64 reference (tested bounds 3.3 and
+    /// 0.22; f32: 2e-3); a tiny k-quant GGUF, requantised to Q8_0, 0.46 (bound 1.0). Gemma's
+    /// families move most: 0.33 on a tiny Gemma 2 (bound 0.65); measured once, not tested: 0.19
+    /// to 0.65 on the other tiny Gemma models, 1.35 on a tiny Gemma 3 GGUF of mostly f32 layers
+    /// (llama.cpp: 0.72 on that file, 1.36 given the Q8_0 weights this mode makes).
     #[arg(long, help_heading = BACKEND_HEADING, conflicts_with = "f32_weights")]
     pub cpu_int8: bool,
     /// Longest sequence, prompt and answer together, in tokens (the RoPE table and KV cache are
