@@ -328,8 +328,8 @@ fn inspect_prints_the_model_config() {
     let out = run(&["inspect", &lora.to_string_lossy()]);
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "llama.cpp LoRA adapter (`adapter.type` \"lora\") for `phi3` models",
-        "adapter.lora.alpha = 8 (scale alpha / r)",
+        "llama.cpp LoRA adapter for `phi3` models",
+        "adapter.lora.alpha = 8 (scale alpha / r): scale 2 at r 4",
         "ranks: {4}",
         "pairs: 8 on attn_output, attn_qkv, ffn_down, ffn_up",
         "load it with --adapter NAME=PATH",

@@ -200,12 +200,13 @@ impl WithBackend for &ServeArgs {
             let s = p.to_string_lossy();
             s.strip_suffix(".gguf").unwrap_or(&s).to_string()
         });
-        let adapter_root = match &args.adapter_root {
-            Some(d) => Some(d.canonicalize().with_context(|| {
-                format!("--adapter-root {}: not an existing directory", d.display())
-            })?),
-            None => None,
-        };
+        let adapter_root =
+            match &args.adapter_root {
+                Some(d) => Some(d.canonicalize().ok().filter(|c| c.is_dir()).with_context(
+                    || format!("--adapter-root {}: not an existing directory", d.display()),
+                )?),
+                None => None,
+            };
         // Bind first: a port in use is reported before minutes of loading.
         let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))
             .with_context(|| format!("listening on {}:{}", args.host, args.port))?;

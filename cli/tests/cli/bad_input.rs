@@ -22,14 +22,20 @@ fn bad_input_exits_non_zero_with_a_message() {
     let gen_cpu = ["generate", "--backend", "cpu", "-m", m];
     let score_cpu = ["score", "--backend", "cpu", "-m", m];
     let qv_cpu = args(&gen_cpu, &["--adapter", &qv]);
-    // The OS error is said once (the engine's error printed it and also returned it as its
-    // cause, so an error chain printed it twice).
+    // A folder that is no PEFT adapter, said once (an error chain had printed the OS error
+    // twice; a missing adapter_config.json is now named before any read).
     let empty = tempfile::tempdir().unwrap();
     let adapter = format!("x={}", empty.path().display());
     let bad_adapter = args(&gen_cpu, &["--adapter", &adapter, "--prompt", "hi"]);
-    fails_with(&bad_adapter, &["adapter_config.json"]);
+    fails_with(
+        &bad_adapter,
+        &["not a PEFT adapter folder: no adapter_config.json"],
+    );
     let err = String::from_utf8_lossy(&run(&bad_adapter).stderr).into_owned();
-    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    assert_eq!(err.matches("no adapter_config.json").count(), 1, "{err}");
+    // A folder of llama.cpp GGUFs: which file to give.
+    std::fs::write(empty.path().join("a.gguf"), b"GGUF").unwrap();
+    fails_with(&bad_adapter, &["it holds 1 .gguf files: give one of them"]);
     fails_with(
         &args(&qv_cpu, &["--mix", "nope=1", "--prompt", "hi"]),
         &["--mix: mixture names adapter `nope`", "not loaded"],

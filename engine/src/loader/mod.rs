@@ -8,6 +8,7 @@ pub mod gemma;
 pub mod gguf;
 pub mod partial_rotary;
 pub mod peft;
+mod peft_config;
 mod peft_features;
 mod peft_selector;
 pub mod prefixed;

@@ -340,17 +340,30 @@ pub fn describe(f: &GgufFile) -> Option<String> {
             }
         }
     }
-    let alpha = match f.metadata.get("adapter.lora.alpha") {
-        Some(GgufValue::F32(a)) if *a != 0.0 => format!("{a} (scale alpha / r)"),
-        Some(GgufValue::F32(_)) | None => "0 (scale 1)".into(),
-        Some(v) => format!("{v:?} (not an f32: refused at load)"),
+    let (alpha, scales) = match f.metadata.get("adapter.lora.alpha") {
+        Some(GgufValue::F32(a)) if !a.is_finite() => (format!("{a} (refused at load)"), vec![]),
+        Some(GgufValue::F32(a)) if *a != 0.0 => {
+            let s = ranks
+                .iter()
+                .map(|&r| format!("{} at r {r}", a / r.max(1) as f32));
+            (format!("{a} (scale alpha / r)"), s.collect())
+        }
+        Some(GgufValue::F32(_)) | None => ("0 (scale 1)".into(), vec![]),
+        Some(v) => (format!("{v:?} (not an f32: refused at load)"), vec![]),
+    };
+    let kind = match meta_str("adapter.type") {
+        Some("lora") => String::new(),
+        t => format!(" (`adapter.type` {t:?}, not \"lora\": refused at load)"),
     };
     let list =
         |s: &std::collections::BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
     Some(format!(
-        "llama.cpp LoRA adapter (`adapter.type` {:?}) for `{}` models\n  adapter.lora.alpha = {alpha}\n  ranks: {:?}\n  pairs: {pairs} on {}\n  layers: {} ({}..={}){}\nload it with --adapter NAME=PATH on a base model of that family",
-        meta_str("adapter.type").unwrap_or("?"),
+        "llama.cpp LoRA adapter{kind} for `{}` models\n  adapter.lora.alpha = {alpha}{}\n  ranks: {:?}\n  pairs: {pairs} on {}\n  layers: {} ({}..={}){}\nload it with --adapter NAME=PATH on a base model of that family (--mix NAME=W is llama.cpp's --lora-scaled PATH W)",
         meta_str("general.architecture").unwrap_or("?"),
+        match scales.is_empty() {
+            true => String::new(),
+            false => format!(": scale {}", scales.join(", ")),
+        },
         ranks,
         list(&modules),
         layers.len(),
