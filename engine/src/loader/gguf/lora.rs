@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{names, quant, GgufFile, GgufValue};
+use super::{names, GgufFile, GgufValue};
 use crate::config::{Arch, ModelConfig};
 use crate::error::{Error, Result};
 use crate::loader::peft::{AdapterFormat, LoraPair, PeftAdapter, MAX_SCALE};
@@ -279,11 +279,17 @@ pub fn load(name: &str, path: &Path, cfg: &ModelConfig) -> Result<PeftAdapter> {
         rank = rank.max(r);
         for (part, mut pair) in LoraPair::per_part(a, b, scale, parts, &rows) {
             let heads = match part {
-                LoraModule::Q => cfg.num_heads,
-                _ => cfg.num_kv_heads,
+                LoraModule::Q => Some(cfg.num_heads),
+                LoraModule::K => Some(cfg.num_kv_heads),
+                _ => None,
             };
-            if names::permuted_qk(file_arch) && matches!(part, LoraModule::Q | LoraModule::K) {
-                unpermute(&mut pair.b, heads, &base, path)?;
+            if let Some(n) = heads.filter(|_| names::permuted_qk(file_arch)) {
+                if !super::weights::unpermute_heads(&mut pair.b, n) {
+                    return Err(bad(format!(
+                        "`{base}.lora_b`: {} rows are not {n} heads of even size",
+                        pair.b.shape[0]
+                    )));
+                }
             }
             if let Some(first) = from.insert((layer, part), base.clone()) {
                 return Err(bad(format!(
@@ -400,17 +406,4 @@ fn not_adaptable(name: &str, base: &str) -> String {
 /// `t`'s shape in GGUF order (ne0 first), as llama.cpp's messages and gguf-py show it.
 fn ggml_order(t: &HostTensor) -> Vec<usize> {
     t.shape.iter().rev().copied().collect()
-}
-
-/// Restores HF's row order of a `llama`-converted q or k LoRA B of `heads` heads.
-fn unpermute(b: &mut HostTensor, heads: usize, base: &str, path: &Path) -> Result<()> {
-    let (rows, cols) = (b.shape[0], b.shape[1]);
-    if heads == 0 || !rows.is_multiple_of(heads.saturating_mul(2)) {
-        return Err(Error::format(
-            path,
-            format!("`{base}.lora_b`: {rows} rows are not {heads} heads of even size"),
-        ));
-    }
-    b.data = quant::unpermute_rows(&b.data, rows, cols, heads);
-    Ok(())
 }

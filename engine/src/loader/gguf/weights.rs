@@ -178,20 +178,11 @@ impl GgufFile {
             _ => None,
         };
         if let Some(n) = n_head {
-            let rows = ht.shape.first().copied().unwrap_or(0);
-            if n == 0 || !rows.is_multiple_of(n.saturating_mul(2)) || ht.shape.len() > 2 {
+            if !unpermute_heads(&mut ht, n) {
                 return Err(Error::format(
                     &self.path,
                     format!("tensor `{source}` has shape {:?}: rows not divisible into {n} heads of even size", ht.shape),
                 ));
-            }
-            let cols = ht.shape.get(1).copied().unwrap_or(1);
-            match &mut ht.packed {
-                // Rows of blocks move as wholes: permute rows of `row_bytes` bytes.
-                Some(p) => {
-                    p.bytes = quant::unpermute_rows(&p.bytes, rows, p.kind.row_bytes(cols), n)
-                }
-                None => ht.data = quant::unpermute_rows(&ht.data, rows, cols, n),
             }
         }
         if part != source {
@@ -205,4 +196,21 @@ impl GgufFile {
         }
         map.insert(name, ht, &self.path)
     }
+}
+
+/// Restores HF's row order of a `llama`-converted q or k tensor (a weight, a bias, a LoRA's B)
+/// of `n` heads, f32 or packed ([`quant::unpermute_rows`]); false, `t` untouched, where its rows
+/// are not `n` heads of even size or it has more than 2 dimensions.
+pub(super) fn unpermute_heads(t: &mut HostTensor, n: usize) -> bool {
+    let rows = t.shape.first().copied().unwrap_or(0);
+    if n == 0 || !rows.is_multiple_of(n.saturating_mul(2)) || t.shape.len() > 2 {
+        return false;
+    }
+    let cols = t.shape.get(1).copied().unwrap_or(1);
+    match &mut t.packed {
+        // Rows of blocks move as wholes: permute rows of `row_bytes` bytes.
+        Some(p) => p.bytes = quant::unpermute_rows(&p.bytes, rows, p.kind.row_bytes(cols), n),
+        None => t.data = quant::unpermute_rows(&t.data, rows, cols, n),
+    }
+    true
 }
