@@ -367,10 +367,17 @@ fn config_text(c: &ModelConfig) -> String {
         ),
         None => gemma,
     };
-    let qk_norm = match (c.qk_norm, c.qk_norm_widths().0 == c.head_dim) {
-        (true, true) => ", each head's query and key RMS-normed before RoPE",
-        (true, false) => ", the query and key RMS-normed over all heads before RoPE",
-        (false, _) => "",
+    let qk_norm = match (
+        c.qk_norm,
+        c.qk_norm_per_head,
+        c.qk_norm_widths().0 == c.head_dim,
+    ) {
+        (true, true, _) => {
+            ", each head's query and key LayerNorm-ed before RoPE, a weight per head"
+        }
+        (true, false, true) => ", each head's query and key RMS-normed before RoPE",
+        (true, false, false) => ", the query and key RMS-normed over all heads before RoPE",
+        (false, ..) => "",
     };
     // Gemma's line above says its own.
     let extras = match (c.pre_norms(), c.post_norms() && c.gemma.is_none()) {

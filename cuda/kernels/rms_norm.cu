@@ -1,5 +1,6 @@
-// rms_norm: out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w. One block per row; the
-// sum of squares is accumulated in double, as the CPU reference does.
+// rms_norm: out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w[r % w_rows, :]. One block per
+// row; the sum of squares is accumulated in double, as the CPU reference does. w_rows is 1, or
+// the heads where each head has a weight of its own (rows = tokens x heads).
 
 __device__ __forceinline__ double block_sum(double v, double* shared) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -25,12 +26,12 @@ __device__ __forceinline__ void norm_row(const float* __restrict__ x, const floa
     for (int i = threadIdx.x; i < dim; i += blockDim.x) out[i] = x[i] * inv * w[i];
 }
 
-// Row r of x into row r of out.
+// Row r of x into row r of out, scaled by weight row r % w_rows.
 extern "C" __global__ void rms_norm(const float* __restrict__ x, const float* __restrict__ w,
-                                    int dim, float eps, float* __restrict__ out) {
+                                    int dim, int w_rows, float eps, float* __restrict__ out) {
     PDL_TRIGGER();
     const size_t r = blockIdx.x;
-    norm_row(x + r * dim, w, dim, eps, out + r * dim);
+    norm_row(x + r * dim, w + (r % (size_t)w_rows) * dim, dim, eps, out + r * dim);
 }
 
 // add_rms_norm (`--cuda-experimental fused-norm`): the residual add and the RMSNorm that reads

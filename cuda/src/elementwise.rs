@@ -63,24 +63,27 @@ impl CudaBackend {
     }
 
     /// `rms_norm` ([`dlp_engine::Backend::rms_norm`]): one block per row.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn rms_norm_impl(
         &self,
         x: &CudaSlice<f32>,
         w: &CudaSlice<f32>,
         rows: usize,
         dim: usize,
+        w_rows: usize,
         eps: f32,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        dlp_engine::backend::check_norm_weight_rows(rows, w_rows)?;
         check_len("rms_norm", "x", x.len(), rows * dim)?;
         check_len("rms_norm", "out", out.len(), rows * dim)?;
-        check_len("rms_norm", "w", w.len(), dim)?;
+        check_len("rms_norm", "w", w.len(), w_rows * dim)?;
         if rows == 0 || dim == 0 {
             return Ok(());
         }
-        let d = int("rms_norm", dim)?;
+        let (d, wr) = (int("rms_norm", dim)?, int("rms_norm", w_rows)?);
         let mut a = self.args(&self.k.rms_norm);
-        a.arg(x).arg(w).arg(&d).arg(&eps).arg(out);
+        a.arg(x).arg(w).arg(&d).arg(&wr).arg(&eps).arg(out);
         let block = self.row_block(rows);
         self.go("rms_norm", a, cfg((rows as u32, 1, 1), block, 0))
     }

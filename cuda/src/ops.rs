@@ -257,10 +257,11 @@ impl Backend for CudaBackend {
         w: &CudaSlice<f32>,
         rows: usize,
         dim: usize,
+        w_rows: usize,
         eps: f32,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.rms_norm_impl(x, w, rows, dim, eps, out)
+        self.rms_norm_impl(x, w, rows, dim, w_rows, eps, out)
     }
 
     fn center(&self, x: &mut CudaSlice<f32>, rows: usize, dim: usize) -> Result<()> {

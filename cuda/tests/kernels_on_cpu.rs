@@ -412,38 +412,47 @@ fn faults(defines: &[&str]) {
     }
 }
 
-/// rms_norm (passed on an H200) against its formula: the emulator runs real kernels.
+/// rms_norm (passed on an H200 with one weight row) against its formula, with one weight row
+/// and with one per head (rows = 2 tokens x 3 heads): the emulator runs real kernels.
 #[test]
 fn rms_norm_matches_cpu() {
     let m = module("rms_norm", &[], Order::FORWARD).unwrap();
-    let (rows, dim, eps) = (3usize, 700usize, 1e-5f32);
-    let mut x: Vec<f32> = (0..rows * dim)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
-        .collect();
-    let mut w: Vec<f32> = (0..dim).map(|i| 0.5 + (i % 13) as f32 / 10.0).collect();
-    let mut out = vec![f32::NAN; rows * dim];
-    let mut want = vec![0f32; rows * dim];
-    for r in 0..rows {
-        let s = r * dim..(r + 1) * dim;
-        let ss: f64 = x[s.clone()].iter().map(|v| (*v as f64) * (*v as f64)).sum();
-        let inv = (1.0 / (ss / dim as f64 + eps as f64).sqrt()) as f32;
-        for i in s {
-            want[i] = x[i] * inv * w[i - r * dim];
+    let (rows, dim, eps) = (6usize, 700usize, 1e-5f32);
+    for w_rows in [1usize, 3] {
+        let mut x: Vec<f32> = (0..rows * dim)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let mut w: Vec<f32> = (0..w_rows * dim)
+            .map(|i| 0.5 + (i % 13) as f32 / 10.0 + (i / dim) as f32)
+            .collect();
+        let mut out = vec![f32::NAN; rows * dim];
+        let mut want = vec![0f32; rows * dim];
+        for r in 0..rows {
+            let s = r * dim..(r + 1) * dim;
+            let ss: f64 = x[s.clone()].iter().map(|v| (*v as f64) * (*v as f64)).sum();
+            let inv = (1.0 / (ss / dim as f64 + eps as f64).sqrt()) as f32;
+            for i in s {
+                want[i] = x[i] * inv * w[r % w_rows * dim + i - r * dim];
+            }
         }
+        let (px, pw, po) = (dev(&mut x), dev(&mut w), dev(&mut out));
+        let (d, wr) = (dim as i32, w_rows as i32);
+        m.launch(
+            "rms_norm",
+            (rows as u32, 1, 1),
+            256,
+            0,
+            &[arg(&px), arg(&pw), arg(&d), arg(&wr), arg(&eps), arg(&po)],
+        )
+        .unwrap();
+        let worst = out
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-6,
+            "rms_norm (w_rows {w_rows}) differs by {worst}"
+        );
     }
-    let (px, pw, po, d) = (dev(&mut x), dev(&mut w), dev(&mut out), dim as i32);
-    m.launch(
-        "rms_norm",
-        (rows as u32, 1, 1),
-        256,
-        0,
-        &[arg(&px), arg(&pw), arg(&d), arg(&eps), arg(&po)],
-    )
-    .unwrap();
-    let worst = out
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(worst <= 1e-6, "rms_norm differs by {worst}");
 }

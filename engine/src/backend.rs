@@ -38,6 +38,20 @@ pub fn check_kv_copy(buf_len: usize, from: usize, to: usize, len: usize) -> Resu
     Ok(())
 }
 
+/// Checks [`Backend::rms_norm`]'s weight rows: at least one, and a whole number of them in
+/// `rows` (each head of every token its own).
+///
+/// # Errors
+/// `w_rows` 0 or not dividing `rows`.
+pub fn check_norm_weight_rows(rows: usize, w_rows: usize) -> Result<()> {
+    if w_rows == 0 || !rows.is_multiple_of(w_rows) {
+        return Err(crate::error::Error::invalid(format!(
+            "rms_norm: {rows} rows cannot take a weight of {w_rows} rows (one per row of each group)"
+        )));
+    }
+    Ok(())
+}
+
 /// Values a rope table (`Backend::rope`'s layout: rows of head_dim/2 (cos, sin) pairs, one per
 /// position) must hold for the first `n_tokens` of `positions`: up to the largest position's row.
 /// Each backend checks its buffer against it with its own error.
@@ -275,13 +289,21 @@ pub trait Backend: Send + Sync + Sized {
         dim: usize,
         out: &mut Self::Buf,
     ) -> Result<()>;
-    /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w` for `rows` rows of width `dim`.
+    /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w[r % w_rows, :]` for `rows` rows of
+    /// width `dim`; `w` is `[w_rows, dim]`: one row for every row of `x` (`w_rows` 1), or one per
+    /// head where `x` is `[tokens, heads, dim]` (`w_rows` = heads: StableLM 2 12B's and Command
+    /// R+'s query/key norms, which have a weight of their own in each head).
+    ///
+    /// # Errors
+    /// `w_rows` 0 or not dividing `rows`; buffers shorter than the shapes.
+    #[allow(clippy::too_many_arguments)]
     fn rms_norm(
         &self,
         x: &Self::Buf,
         w: &Self::Buf,
         rows: usize,
         dim: usize,
+        w_rows: usize,
         eps: f32,
         out: &mut Self::Buf,
     ) -> Result<()>;

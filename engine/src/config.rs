@@ -94,8 +94,15 @@ pub struct ModelConfig {
     pub head_bias: bool,
     /// The query and key go through an RMSNorm (weights `self_attn.q_norm` / `self_attn.k_norm`)
     /// before RoPE: each head's (Qwen3, Gemma 3) or all heads' at once (OLMo 2;
-    /// [`ModelConfig::qk_norm_widths`]).
+    /// [`ModelConfig::qk_norm_widths`]); with [`ModelConfig::qk_norm_per_head`], a LayerNorm.
     pub qk_norm: bool,
+    /// The query/key norms ([`ModelConfig::qk_norm`]) are LayerNorms of each head with a weight
+    /// of its own in each head and no bias: StableLM 2 12B's `qk_layernorm`
+    /// (`StableLmLayerNormPerHead`), Command R+'s `use_qk_norm` (`CohereLayerNorm((heads,
+    /// head_dim))`); llama.cpp's optional `attn_q_norm` `[head_dim, n_head]` in `stablelm` and
+    /// `command-r`. Weights `[n_heads * head_dim]` and `[n_kv_heads * head_dim]`, head after
+    /// head ([`ModelConfig::qk_norm_weight_rows`]).
+    pub qk_norm_per_head: bool,
     /// Beginning-of-sequence id, if the model has one.
     pub bos_token_id: Option<u32>,
     /// Every id that ends generation.
@@ -350,7 +357,7 @@ impl ModelConfig {
             Some(a) => a,
             None => activation::gated(v, arch, path)?,
         };
-        layernorm::refuse_qk_layernorm(v, arch, path)?;
+        let qk_norm_per_head = layernorm::qk_norm_per_head(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, path)?;
         let granite = granite::from_hf(v, arch, path)?;
         // Phi-3's, Gemma's, OLMo's and EXAONE 4's MLPs have no biases whatever the config
@@ -425,7 +432,8 @@ impl ModelConfig {
             o_bias,
             mlp_bias,
             head_bias: arch.head_bias(),
-            qk_norm: arch.has_qk_norm(),
+            qk_norm: arch.has_qk_norm() || qk_norm_per_head,
+            qk_norm_per_head,
             bos_token_id: ids_of(path, "bos_token_id", v.get("bos_token_id"))?
                 .first()
                 .copied(),
@@ -525,16 +533,6 @@ impl ModelConfig {
         }
         if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
             l.check(self.rotary_dim, path)?;
-        }
-        // Loading reorders q and k heads for a partial rotation, not query/key norm weights.
-        // Loading reorders query and key rows for these, and not the norms' weights.
-        if self.qk_norm && (self.rotary_dim != self.head_dim || self.rope_interleaved) {
-            return bad(format!(
-                "rotary embeddings on {} of each head's {} dimensions{} with query/key norms: not supported together",
-                self.rotary_dim,
-                self.head_dim,
-                if self.rope_interleaved { " in adjacent pairs" } else { "" }
-            ));
         }
         let mut cfg = self;
         cfg.eos_token_ids = end_ids_in_vocab(path, &cfg.eos_token_ids, cfg.vocab_size);

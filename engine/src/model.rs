@@ -77,7 +77,7 @@ impl<B: Backend> Norm<B> {
         eps: f32,
         out: &mut B::Buf,
     ) -> Result<()> {
-        b.rms_norm(x, &self.weight, rows, dim, eps, out)?;
+        b.rms_norm(x, &self.weight, rows, dim, 1, eps, out)?;
         match &self.bias {
             Some(bias) => b.add_bias(out, bias, rows, dim),
             None => Ok(()),
@@ -388,13 +388,20 @@ impl<B: Backend> Model<B> {
                 n.apply(b, &ws.x, t, hd, eps, &mut ws.h)?;
             }
             // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
-            // heads); OLMo 2: all heads at once (rows = tokens).
+            // heads); OLMo 2: all heads at once (rows = tokens); StableLM 2 12B, Command R+: each
+            // head's LayerNorm (centered first) with its own weight row.
             let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
                 (None, _) => (&mut ws.q, &mut ws.k),
                 (Some((qw, kw)), Some((qn, kn))) => {
                     let (wq, wk) = c.qk_norm_widths();
-                    b.rms_norm(&ws.q, qw, t * c.q_dim() / wq, wq, eps, qn)?;
-                    b.rms_norm(&ws.k, kw, t * c.kv_dim() / wk, wk, eps, kn)?;
+                    let (rq, rk) = (t * c.q_dim() / wq, t * c.kv_dim() / wk);
+                    if c.qk_norm_per_head {
+                        b.center(&mut ws.q, rq, wq)?;
+                        b.center(&mut ws.k, rk, wk)?;
+                    }
+                    let (hq, hk) = c.qk_norm_weight_rows();
+                    b.rms_norm(&ws.q, qw, rq, wq, hq, eps, qn)?;
+                    b.rms_norm(&ws.k, kw, rk, wk, hk, eps, kn)?;
                     (qn, kn)
                 }
                 (Some(_), None) => return Err(Error::invalid(
@@ -553,7 +560,7 @@ impl<B: Backend> Model<B> {
         let out = match (post_norm, &mut ws.post_normed) {
             (None, _) => &mut ws.o,
             (Some(w), Some(normed)) => {
-                b.rms_norm(&ws.o, w, t, hd, eps, normed)?;
+                b.rms_norm(&ws.o, w, t, hd, 1, eps, normed)?;
                 normed
             }
             (Some(_), None) => {

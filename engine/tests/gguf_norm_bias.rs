@@ -531,3 +531,39 @@ fn tensors_the_family_does_not_have_are_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Query/key norms with a weight per head (`attn_q_norm` `[head_dim, heads]`), as llama.cpp's
+/// loaders make them: optional in `stablelm` (StableLM 2 12B's), in `command-r` exactly where
+/// there are 64 layers or more (its test for Command R+). The logits: `tiny_stablelm_gguf`.
+#[test]
+fn per_head_qk_norms_read_as_llama_cpp() {
+    let norm = || Tensor {
+        name: "blk.0.attn_q_norm.weight".into(),
+        dims: vec![16, 4],
+        ty: 0,
+        data: vec![0; 4 * 64],
+    };
+    let stablelm = |more| gguf_with("stablelm", 1, 64, 4, 16, keys("stablelm", 4), more);
+    let c = read("sq.gguf", &stablelm(vec![norm()])).unwrap();
+    assert!(c.qk_norm && c.qk_norm_per_head);
+    assert_eq!(c.qk_norm_weight_rows(), (4, 1));
+    let c = read("s.gguf", &stablelm(vec![])).unwrap();
+    assert!(!c.qk_norm && !c.qk_norm_per_head);
+    let mut k = keys("command-r", 16);
+    k.push(("command-r.logit_scale", M::F32(0.5)));
+    let command_r = |layers, more| gguf_with("command-r", layers, 64, 4, 16, k.clone(), more);
+    let c = read("r64.gguf", &command_r(64, vec![norm()])).unwrap();
+    assert!(c.qk_norm && c.qk_norm_per_head && c.rope_interleaved);
+    let c = read("r2.gguf", &command_r(2, vec![])).unwrap();
+    assert!(!c.qk_norm);
+    refused(
+        "r2q.gguf",
+        &command_r(2, vec![norm()]),
+        "tensor `blk.0.attn_q_norm.weight` is present: llama.cpp's `command-r` has them exactly where there are 64 layers or more (Command R+), and this file has 2",
+    );
+    refused(
+        "r64b.gguf",
+        &command_r(64, vec![]),
+        "tensor `blk.0.attn_q_norm.weight` is missing",
+    );
+}

@@ -238,17 +238,19 @@ impl Backend for WgpuBackend {
         w: &WgpuBuf,
         rows: usize,
         dim: usize,
+        w_rows: usize,
         eps: f32,
         out: &mut WgpuBuf,
     ) -> Result<()> {
+        dlp_engine::backend::check_norm_weight_rows(rows, w_rows)?;
         check_len("rms_norm", "x", x.len, rows * dim)?;
         check_len("rms_norm", "out", out.len, rows * dim)?;
-        check_len("rms_norm", "w", w.len, dim)?;
+        check_len("rms_norm", "w", w.len, w_rows * dim)?;
         let p = RmsNormP {
             rows: rows as u32,
             dim: dim as u32,
             eps,
-            _p: 0,
+            w_rows: w_rows as u32,
         };
         let bufs = [(1, &x.buf), (2, &w.buf), (3, &out.buf)];
         self.gpu.dispatch(

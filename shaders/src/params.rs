@@ -22,7 +22,8 @@ pub struct RmsNormP {
     pub rows: u32,
     pub dim: u32,
     pub eps: f32,
-    pub _p: u32,
+    /// The weight's rows: row `r` is scaled by weight row `r % w_rows`.
+    pub w_rows: u32,
 }
 
 /// `center.wgsl`.

@@ -1,10 +1,11 @@
-// rms_norm: out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w; one workgroup per row.
+// rms_norm: out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w[r % w_rows, :]; one workgroup
+// per row. w_rows: 1, or the heads where each head has a weight of its own.
 
 struct P {
     rows: u32,
     dim: u32,
     eps: f32,
-    _p0: u32,
+    w_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -39,7 +40,8 @@ fn main(
         workgroupBarrier();
     }
     let inv = 1.0 / sqrt(red[0] / f32(p.dim) + p.eps);
+    let wbase = (r % p.w_rows) * p.dim;
     for (var d = lid; d < p.dim; d += 256u) {
-        dst[base + d] = x[base + d] * inv * w[d];
+        dst[base + d] = x[base + d] * inv * w[wbase + d];
     }
 }

@@ -283,18 +283,19 @@ impl Backend for CpuProbe {
         w: &Buf,
         rows: usize,
         dim: usize,
+        w_rows: usize,
         eps: f32,
         out: &mut Buf,
     ) -> Result<()> {
         self.log(|| {
             format!(
-                "rms_norm {:x} {:x} {rows} {dim} {eps} {:x}",
+                "rms_norm {:x} {:x} {rows} {dim} {w_rows} {eps} {:x}",
                 buf(x),
                 buf(w),
                 buf(out)
             )
         });
-        self.cpu.rms_norm(x, w, rows, dim, eps, out)
+        self.cpu.rms_norm(x, w, rows, dim, w_rows, eps, out)
     }
     fn center(&self, x: &mut Buf, rows: usize, dim: usize) -> Result<()> {
         self.log(|| format!("center {:x} {rows} {dim}", buf(x)));
@@ -478,7 +479,7 @@ impl Backend for CpuProbe {
         }
         let mut normed = vec![0.0; picked.len()];
         self.cpu
-            .rms_norm(&picked, norm, rows.len(), hidden, eps, &mut normed)?;
+            .rms_norm(&picked, norm, rows.len(), hidden, 1, eps, &mut normed)?;
         self.cpu.matmul(
             &rounded(&normed, normed.len(), round_bf16),
             lm_head,

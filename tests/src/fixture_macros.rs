@@ -330,8 +330,9 @@ macro_rules! pair_rope_fixture_tests {
 /// the residual stream unnormed; `tiny_olmo3`: that, and sliding layers rotating by a table of
 /// their own beside a YaRN full-attention layer; `tiny_exaone4`: OLMo 2's norms, sliding layers
 /// beside a NoPE full-attention layer; `tiny_glm4`: norms before and after each sub-block, RoPE on
-/// half of each head in adjacent pairs; `tiny_cohere`, `tiny_cohere2`: LayerNorms through the
-/// `center` op, parallel blocks, and Cohere 2's NoPE layer; `tiny_stablelm`, `tiny_starcoder2`,
+/// half of each head in adjacent pairs; `tiny_cohere`, `tiny_cohere_qk`, `tiny_cohere2`: LayerNorms
+/// through the `center` op, parallel blocks, Command R+'s per-head query/key norms, and Cohere 2's
+/// NoPE layer; `tiny_stablelm`, `tiny_stablelm_par` (StableLM 2 12B's per-head query/key norms), `tiny_starcoder2`,
 /// `tiny_phi`: LayerNorms with biases, ungated GELU feed-forwards, Phi's head bias; `tiny_gpt_neox`:
 /// a norm for each side of a parallel block, the exact GELU; `tiny_falcon`: that with q/k/v
 /// stacked per key/value group over two key/value heads; `tiny_gptj`: RoPE in adjacent pairs on
@@ -377,6 +378,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_cohere() {
             $run("tiny-cohere");
+        }
+        #[test]
+        fn tiny_cohere_qk() {
+            $run("tiny-cohere-qk");
         }
         #[test]
         fn tiny_cohere2() {
@@ -452,7 +457,8 @@ macro_rules! compat_fixture_tests {
 
 /// One `#[test]` per fixture of a LayerNorm model with parallel blocks (`tiny_cohere`: Cohere's
 /// LayerNorms, attention and feed-forward on one normed input, adjacent-pair RoPE, q/k/v/o
-/// biases, `logit_scale`, tied; `tiny_cohere2`: Cohere 2's sliding layers beside a NoPE
+/// biases, `logit_scale`, tied; `tiny_cohere_qk`: Command R+'s LayerNorms of each head's query
+/// and key, a weight per head; `tiny_cohere2`: Cohere 2's sliding layers beside a NoPE
 /// full-attention layer; `tiny_cohere2_gguf`: llama.cpp's `cohere2` file; made by
 /// `tests/fixtures/make_cohere.py`), each calling
 /// `$run("<fixture folder>")`. They need the `center` op (the residual stream kept centered).
@@ -462,6 +468,10 @@ macro_rules! cohere_fixture_tests {
         #[test]
         fn tiny_cohere() {
             $run("tiny-cohere");
+        }
+        #[test]
+        fn tiny_cohere_qk() {
+            $run("tiny-cohere-qk");
         }
         #[test]
         fn tiny_cohere2() {
@@ -476,11 +486,13 @@ macro_rules! cohere_fixture_tests {
 
 /// One `#[test]` per fixture of a LayerNorm-with-bias model (made by
 /// `tests/fixtures/make_stablelm.py`): `tiny_stablelm` (StableLM: norm biases, RoPE on a quarter
-/// of each head, q/k/v biases, untied), `tiny_stablelm_par` (its `use_parallel_residual`, tied),
+/// of each head, q/k/v biases, untied), `tiny_stablelm_par` (its `use_parallel_residual` and
+/// StableLM 2 12B's per-head query/key LayerNorms, tied),
 /// `tiny_starcoder2` (an ungated GELU feed-forward as `c_fc`/`c_proj`, biases everywhere, a
 /// window, tied), `tiny_phi` (Phi-2: parallel blocks, an ungated `fc1`/`fc2`, RoPE on half of
 /// each head, `dense` for o_proj, `final_layernorm`, a head bias), and llama.cpp's files of the
-/// three (`tiny_phi_gguf`: `phi2`, q/k/v stacked in `attn_qkv`; `tiny_stablelm_gguf`;
+/// three (`tiny_phi_gguf`: `phi2`, q/k/v stacked in `attn_qkv`; `tiny_stablelm_gguf`, with
+/// `attn_q_norm`/`attn_k_norm` a weight per head;
 /// `tiny_starcoder2_gguf`: no window; each with layer 0 in Q8_0), and GPT-NeoX's
 /// (`make_gpt_neox.py`: `tiny_gpt_neox`, parallel blocks with a norm each, q/k/v stacked per head,
 /// the exact GELU, untied; `tiny_gpt_neox_seq`, sequential, tied, no attention biases), and

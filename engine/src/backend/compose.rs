@@ -36,7 +36,7 @@ pub fn add_then_rms_norm<B: Backend>(
     out: &mut B::Buf,
 ) -> Result<()> {
     b.add(x, y, rows * dim)?;
-    b.rms_norm(x, w, rows, dim, eps, out)
+    b.rms_norm(x, w, rows, dim, 1, eps, out)
 }
 
 /// [`Backend::rope_attention`] as [`Backend::rope_qk`] then [`Backend::attention`]: the

@@ -1,11 +1,10 @@
 //! What Cohere's configs add to the Llama reading (`CohereConfig`, `Cohere2Config`): the
-//! logits' factor, and the query/key LayerNorms that are refused.
+//! logits' factor (Command R+'s query/key norms: `layernorm::qk_norm_per_head`).
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::fields::Fields;
 use super::Arch;
 use crate::error::{Error, Result};
 
@@ -14,19 +13,10 @@ use crate::error::{Error, Result};
 ///
 /// # Errors
 /// A factor that is not a finite number (a null, which CohereConfig takes, fails in its
-/// forward); Cohere's `use_qk_norm` (Command R+'s per-head LayerNorms of the query and key,
-/// whose weights differ per head), which is not read.
+/// forward).
 pub(super) fn logit_scale(v: &Value, arch: Arch, path: &Path) -> Result<Option<f32>> {
     if !arch.is_cohere() {
         return Ok(None);
-    }
-    let f = Fields { v, path };
-    // Cohere2Attention reads no `use_qk_norm`.
-    if arch == Arch::Cohere && f.bool_or("use_qk_norm", false)? {
-        return Err(Error::unsupported(format!(
-            "{}: `use_qk_norm` (Command R+'s LayerNorms of each head's query and key, one weight per head) is not supported",
-            path.display()
-        )));
     }
     let scale = match v.get("logit_scale") {
         None => 0.0625,

@@ -81,6 +81,16 @@ impl ModelConfig {
         }
     }
 
+    /// The rows of the query and key norms' weights, `(query, key)`, each
+    /// [`ModelConfig::qk_norm_widths`] wide: a row per head, `(n_heads, n_kv_heads)`, where
+    /// each head has a weight of its own ([`ModelConfig::qk_norm_per_head`]), else `(1, 1)`.
+    pub fn qk_norm_weight_rows(&self) -> (usize, usize) {
+        match self.qk_norm_per_head {
+            true => (self.num_heads, self.num_kv_heads),
+            false => (1, 1),
+        }
+    }
+
     /// Whether each sub-block is normed both before and after, its output before its residual
     /// add (Gemma 2's and 3's [`super::GemmaFeatures::sandwich_norms`], GLM-4's).
     pub fn sandwich_norms(&self) -> bool {

@@ -44,20 +44,25 @@ pub(super) fn biases(v: &Value, arch: Arch, path: &Path) -> Result<Option<(bool,
     })
 }
 
-/// `qk_layernorm` refused on StableLM and Phi (LayerNorms of each head's query and key, whose
-/// weights differ per head in StableLM 2 12B: not supported).
+/// Whether each head's query and key go through a LayerNorm with a weight per head
+/// ([`super::ModelConfig::qk_norm_per_head`]): StableLM's `qk_layernorm` (StableLM 2 12B's),
+/// Cohere's `use_qk_norm` (Command R+'s); default false. Cohere2Attention reads no
+/// `use_qk_norm`.
 ///
 /// # Errors
-/// `qk_layernorm` true, or a value that is not true or false.
-pub(super) fn refuse_qk_layernorm(v: &Value, arch: Arch, path: &Path) -> Result<()> {
+/// A key that is not true or false; Phi's `qk_layernorm` (one LayerNorm with a bias shared by
+/// the heads, which no released Phi checkpoint sets), refused.
+pub(super) fn qk_norm_per_head(v: &Value, arch: Arch, path: &Path) -> Result<bool> {
     let f = Fields { v, path };
-    if matches!(arch, Arch::StableLm | Arch::Phi) && f.bool_or("qk_layernorm", false)? {
-        return Err(Error::unsupported(format!(
-            "{}: `qk_layernorm` (LayerNorms of each head's query and key) is not supported",
+    match arch {
+        Arch::StableLm => f.bool_or("qk_layernorm", false),
+        Arch::Cohere => f.bool_or("use_qk_norm", false),
+        Arch::Phi if f.bool_or("qk_layernorm", false)? => Err(Error::unsupported(format!(
+            "{}: Phi's `qk_layernorm` (one LayerNorm with a bias for every head's query and key) is not supported",
             path.display()
-        )));
+        ))),
+        _ => Ok(false),
     }
-    Ok(())
 }
 
 /// Whether attention and the feed-forward sit side by side ([`super::ModelConfig::parallel_residual`]):

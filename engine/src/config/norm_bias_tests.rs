@@ -17,8 +17,9 @@ fn base(model_type: &str) -> serde_json::Value {
 
 /// StableLmConfig: `layer_norm_eps` (an `rms_norm_eps` key left unread), RoPE on a quarter of
 /// each head, 32 key/value heads, q/k/v biases only with `use_qkv_bias`, sequential blocks
-/// unless `use_parallel_residual`, SiLU-gated, untied; `qk_layernorm` and a null
-/// `partial_rotary_factor` (its attention multiplies by it) refused.
+/// unless `use_parallel_residual`, SiLU-gated, untied; `qk_layernorm` (StableLM 2 12B's) as
+/// per-head query/key LayerNorms beside the partial rotation; a null `partial_rotary_factor`
+/// (its attention multiplies by it) refused.
 #[test]
 fn stablelm_reads_as_stablelmconfig() {
     let mut v = base("stablelm");
@@ -43,12 +44,15 @@ fn stablelm_reads_as_stablelmconfig() {
     let c = read(&v).unwrap();
     assert!(c.qkv_bias && !c.o_bias && c.parallel_block());
     assert_eq!((c.rms_norm_eps, c.rotary_dim), (1e-6, 8));
-    let mut bad = v.clone();
-    bad["qk_layernorm"] = true.into();
-    let e = read(&bad).unwrap_err().to_string();
-    assert!(
-        e.contains("`qk_layernorm`") && e.contains("not supported"),
-        "{e}"
+    assert!(!c.qk_norm && !c.qk_norm_per_head);
+    let mut qk = v.clone();
+    qk["qk_layernorm"] = true.into();
+    qk["num_key_value_heads"] = 8.into();
+    let c = read(&qk).unwrap();
+    assert!(c.qk_norm && c.qk_norm_per_head && c.rotary_dim < c.head_dim);
+    assert_eq!(
+        (c.qk_norm_widths(), c.qk_norm_weight_rows()),
+        ((16, 16), (32, 8))
     );
     let mut bad = v.clone();
     bad["partial_rotary_factor"] = serde_json::Value::Null;
@@ -117,7 +121,8 @@ fn starcoder2_reads_as_starcoder2config() {
 
 /// PhiConfig in the Hub's layout (Phi-2's `config.json`: a top-level `partial_rotary_factor`
 /// of 0.4, `num_key_value_heads` null, `rope_theta`): every key/value head, RoPE on 32 of 80
-/// dimensions, parallel blocks, biases on every projection, untied, `gelu_new`, a 2048 context.
+/// dimensions, parallel blocks, biases on every projection, untied, `gelu_new`, a 2048 context;
+/// its `qk_layernorm` (one LayerNorm with a bias shared by the heads) refused.
 #[test]
 fn phi_reads_as_phiconfig() {
     let v = serde_json::json!({"model_type": "phi", "architectures": ["PhiForCausalLM"],
@@ -138,6 +143,13 @@ fn phi_reads_as_phiconfig() {
         (8, 2048, 4)
     );
     assert_eq!(c.activation, Activation::GeluTanh);
+    let mut qk = v.clone();
+    qk["qk_layernorm"] = true.into();
+    let e = read(&qk).unwrap_err().to_string();
+    assert!(
+        e.contains("Phi's `qk_layernorm`") && e.contains("not supported"),
+        "{e}"
+    );
 }
 
 /// GPTNeoXConfig in the Hub's layout (Pythia-70m's `config.json`: `rotary_pct`,

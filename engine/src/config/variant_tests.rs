@@ -325,8 +325,8 @@ fn aliased_keys_are_named_as_the_file_names_them() {
 /// transformers 5.25): `layer_norm_eps` for the norms (an `rms_norm_eps` key left unread),
 /// LayerNorms and parallel blocks, RoPE in adjacent pairs, `logit_scale` 0.0625, tied, an
 /// 8192-token context, RoPE base 500000 (Cohere) or 10000 (Cohere 2), `<|END_OF_TURN_TOKEN|>`
-/// (255001) as the end where absent, no MLP biases; Cohere's `use_qk_norm` and a null
-/// `head_dim` refused. Cohere 2's sliding layers (all but each `sliding_window_pattern`-th,
+/// (255001) as the end where absent, no MLP biases; Cohere's `use_qk_norm` (Command R+'s) as
+/// per-head query/key LayerNorms, a non-boolean one and a null `head_dim` refused. Cohere 2's sliding layers (all but each `sliding_window_pattern`-th,
 /// default 4, with a 4096 window) alone rotate; a null window refused (Cohere2Model fails).
 #[test]
 fn cohere_reads_as_transformers_cohereconfig() {
@@ -350,7 +350,15 @@ fn cohere_reads_as_transformers_cohereconfig() {
     other["logit_scale"] = 0.25.into();
     let c = read(&other).unwrap();
     assert_eq!((c.rms_norm_eps, c.logit_scale), (1e-3, Some(0.25)));
+    assert!(!c.qk_norm && !c.qk_norm_per_head);
     other["use_qk_norm"] = true.into();
+    let c = read(&other).unwrap();
+    assert!(c.qk_norm && c.qk_norm_per_head && c.rope_interleaved);
+    assert_eq!(
+        (c.qk_norm_widths(), c.qk_norm_weight_rows()),
+        ((16, 16), (4, 4))
+    );
+    other["use_qk_norm"] = "yes".into();
     let e = read(&other).unwrap_err().to_string();
     assert!(e.contains("`use_qk_norm`"), "{e}");
     other["use_qk_norm"] = false.into();
@@ -373,6 +381,7 @@ fn cohere_reads_as_transformers_cohereconfig() {
     v2["num_hidden_layers"] = 6.into();
     v2["use_qk_norm"] = true.into(); // Cohere2Attention reads none.
     let c = read(&v2).unwrap();
+    assert!(!c.qk_norm);
     assert_eq!((c.arch, c.rope_theta), (Arch::Cohere2, 1e4));
     let w = Some(4096);
     assert_eq!(c.attention_window, [w, w, w, None, w, w]);

@@ -34,6 +34,7 @@ pub fn logits(
             &x[r * hidden..(r + 1) * hidden],
             norm,
             hidden,
+            1,
             eps,
             &mut scratch[i * hidden..(i + 1) * hidden],
         );

@@ -312,16 +312,19 @@ impl Backend for CpuBackend {
         w: &Vec<f32>,
         rows: usize,
         dim: usize,
+        w_rows: usize,
         eps: f32,
         out: &mut Vec<f32>,
     ) -> Result<()> {
+        crate::backend::check_norm_weight_rows(rows, w_rows)?;
         check_len("rms_norm", "x", x.len(), rows * dim)?;
         check_len("rms_norm", "out", out.len(), rows * dim)?;
-        check_len("rms_norm", "w", w.len(), dim)?;
+        check_len("rms_norm", "w", w.len(), w_rows * dim)?;
         rms_norm::rms_norm(
             &x[..rows * dim],
-            &w[..dim],
+            &w[..w_rows * dim],
             dim,
+            w_rows,
             eps,
             &mut out[..rows * dim],
         );

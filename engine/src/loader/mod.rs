@@ -12,6 +12,7 @@ mod peft_config;
 mod peft_features;
 mod peft_selector;
 pub mod prefixed;
+pub mod qk_norm;
 pub mod safetensors_dir;
 pub mod source;
 

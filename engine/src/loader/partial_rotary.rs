@@ -49,26 +49,29 @@ pub fn config_order(cfg: &ModelConfig) -> Option<Vec<usize>> {
         .then(|| head_order(cfg.head_dim, cfg.rotary_dim, cfg.rope_interleaved))
 }
 
-/// Reorders every layer's q_proj and k_proj rows (weights and biases) for `cfg`'s partial
-/// rotary width or interleaved pairs ([`config_order`]); nothing where it keeps them. A tensor
-/// the map lacks is left for the model to name; one whose rows are not whole heads is left
-/// for its shape check.
+/// Reorders every layer's q_proj and k_proj rows (weights and biases), and the query/key norms'
+/// weights (`self_attn.{q,k}_norm.weight`: a head's, every head's, or all heads' at once,
+/// which the norm reads in the reordered dimensions), for `cfg`'s partial rotary width or
+/// interleaved pairs ([`config_order`]); nothing where it keeps them. A tensor the map lacks is
+/// left for the model to name; one whose rows are not whole heads is left for its shape check.
 pub fn reorder_heads(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
     let Some(order) = config_order(cfg) else {
         return Ok(());
     };
     for layer in 0..cfg.num_layers {
-        for m in [LoraModule::Q, LoraModule::K] {
-            for suffix in ["weight", "bias"] {
-                let name = format!("model.layers.{layer}.{}.{suffix}", m.hf_path());
-                // Whole heads only (a 0-d or empty tensor of a corrupt file included): the
-                // model's shape check names the rest.
-                let heads = |t: &&mut HostTensor| {
-                    (t.shape.first()).is_some_and(|&r| r > 0 && r % cfg.head_dim == 0)
-                };
-                if let Some(t) = w.get_mut(&name).filter(heads) {
-                    reorder_rows(t, &order);
-                }
+        let norms = ["q_norm", "k_norm"].map(|n| format!("self_attn.{n}.weight"));
+        let projections = [LoraModule::Q, LoraModule::K]
+            .into_iter()
+            .flat_map(|m| ["weight", "bias"].map(|s| format!("{}.{s}", m.hf_path())));
+        for tail in projections.chain(norms) {
+            let name = format!("model.layers.{layer}.{tail}");
+            // Whole heads only (a 0-d or empty tensor of a corrupt file included): the model's
+            // shape check names the rest.
+            let heads = |t: &&mut HostTensor| {
+                (t.shape.first()).is_some_and(|&r| r > 0 && r % cfg.head_dim == 0)
+            };
+            if let Some(t) = w.get_mut(&name).filter(heads) {
+                reorder_rows(t, &order);
             }
         }
     }

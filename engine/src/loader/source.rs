@@ -81,6 +81,7 @@ impl ModelFiles {
             if weights.file_names.is_none() {
                 weights.file_names = super::fused::file_names(config.arch);
             }
+            super::qk_norm::gather(&mut weights, &config)?;
             super::partial_rotary::reorder_heads(&mut weights, &config)?;
             super::gemma::prepare_hf(&mut weights, &config);
             let tokenizer = TextTokenizer::from_hf_dir(path)?;
@@ -124,6 +125,7 @@ impl ModelFiles {
         let mut weights = g.load_weights_with(keep_packed)?;
         super::gguf::names::rename_falcon_norms(&mut weights, &config);
         super::fused::split_stacked(&mut weights, &config)?;
+        super::qk_norm::gather(&mut weights, &config)?;
         super::partial_rotary::reorder_heads(&mut weights, &config)?;
         Ok(ModelFiles {
             path: path.into(),

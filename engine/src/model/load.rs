@@ -116,8 +116,8 @@ impl<B: Backend> Model<B> {
                     let name = format!("{p}.self_attn.{m}.weight");
                     backend.upload(&w.take(&name, &[width])?.values())
                 };
-                let (q, k) = c.qk_norm_widths();
-                Some((norm("q_norm", q)?, norm("k_norm", k)?))
+                let ((q, k), (hq, hk)) = (c.qk_norm_widths(), c.qk_norm_weight_rows());
+                Some((norm("q_norm", q * hq)?, norm("k_norm", k * hk)?))
             } else {
                 None
             };

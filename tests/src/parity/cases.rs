@@ -20,8 +20,13 @@ pub enum Op {
         dim: usize,
         tokens: usize,
     },
-    /// `rms_norm` over `rows` x `dim`.
-    RmsNorm { rows: usize, dim: usize },
+    /// `rms_norm` over `rows` x `dim`, its weight `[w_rows, dim]` (row `r` takes weight row
+    /// `r % w_rows`: a weight per head where `w_rows` > 1).
+    RmsNorm {
+        rows: usize,
+        dim: usize,
+        w_rows: usize,
+    },
     /// `add_rms_norm` (the residual add and the RMSNorm after it) over `rows` x `dim`.
     AddRmsNorm { rows: usize, dim: usize },
     /// `center` over `rows` x `dim` in place (rows far from zero on average).
@@ -291,7 +296,20 @@ pub fn cases() -> Vec<ParityCase> {
     for (rows, dim) in [(5, 19), (1, 576), (3, 1000), (70, 64)] {
         v.push(case(
             format!("rms_norm(rows={rows},dim={dim})"),
-            Op::RmsNorm { rows, dim },
+            Op::RmsNorm {
+                rows,
+                dim,
+                w_rows: 1,
+            },
+            e,
+        ));
+    }
+    // A weight per head (StableLM 2 12B's, Command R+'s query/key norms): 6 tokens x 4 heads of
+    // 16, one token's 12 heads of 128.
+    for (rows, dim, w_rows) in [(24, 16, 4), (12, 128, 12)] {
+        v.push(case(
+            format!("rms_norm(rows={rows},dim={dim},w_rows={w_rows})"),
+            Op::RmsNorm { rows, dim, w_rows },
             e,
         ));
     }

@@ -134,11 +134,11 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.embedding(&table, &step, *tokens, *dim, &mut out)?;
             vec![("out", b.download(&out, tokens * dim)?, None)]
         }
-        Op::RmsNorm { rows, dim } => {
+        Op::RmsNorm { rows, dim, w_rows } => {
             let x = b.upload(&g.vec(rows * dim))?;
-            let w = b.upload(&g.vec(*dim))?;
+            let w = b.upload(&g.vec(w_rows * dim))?;
             let mut out = poisoned(b, rows * dim)?;
-            b.rms_norm(&x, &w, *rows, *dim, 1e-5, &mut out)?;
+            b.rms_norm(&x, &w, *rows, *dim, *w_rows, 1e-5, &mut out)?;
             vec![("out", b.download(&out, rows * dim)?, None)]
         }
         Op::Center { rows, dim } => {

@@ -465,13 +465,7 @@ impl GgufFile {
         }
         self.unread_biases(arch, num_layers)?;
         self.stray_tensors(arch, a, num_layers)?;
-        let qk_norm = self.tensor("blk.0.attn_q_norm.weight").is_some();
-        if qk_norm != arch.has_qk_norm() {
-            return Err(Error::format(
-                p,
-                format!("tensor `blk.0.attn_q_norm.weight` {}: query/key norms are Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's, and this is a `{a}` GGUF", if qk_norm { "is present" } else { "is missing" }),
-            ));
-        }
+        let (qk_norm, qk_norm_per_head) = self.qk_norms(arch, a, num_layers)?;
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
         self.glm4_text_only(arch)?;
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
@@ -570,6 +564,7 @@ impl GgufFile {
             head_bias: arch.head_bias()
                 || (arch == Arch::Qwen2 && self.tensor("output.bias").is_some()),
             qk_norm,
+            qk_norm_per_head,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: eos,
             local_rope_theta,

@@ -1,6 +1,8 @@
-//! A GGUF's attention widths: head counts and the head width, as llama.cpp reads them.
+//! A GGUF's attention widths: head counts and the head width, as llama.cpp reads them; which
+//! query/key norms it has.
 
 use super::super::GgufFile;
+use crate::config::Arch;
 use crate::error::{Error, Result};
 
 impl GgufFile {
@@ -34,6 +36,48 @@ impl GgufFile {
             hidden,
             key_length,
             key_length.map_or(hidden / heads, |v| v as usize),
+        ))
+    }
+
+    /// `(qk_norm, qk_norm_per_head)` ([`crate::config::ModelConfig::qk_norm`]) from
+    /// `blk.0.attn_q_norm.weight`, as llama.cpp's loaders make it (`src/models/*.cpp`): always
+    /// in Qwen3, Gemma 3, Apertus, OLMo and EXAONE 4 (one weight for every head, or OLMo's
+    /// whole-projection one); optional in `stablelm` (StableLM 2 12B's, a weight per head);
+    /// in `command-r` exactly where there are 64 layers or more (Command R+'s, a weight per
+    /// head: llama.cpp's test for it).
+    ///
+    /// Errors: the tensor missing where the family has it, present where it has none.
+    pub(in crate::loader::gguf) fn qk_norms(
+        &self,
+        arch: Arch,
+        a: &str,
+        layers: usize,
+    ) -> Result<(bool, bool)> {
+        let present = self.tensor("blk.0.attn_q_norm.weight").is_some();
+        let want = match arch {
+            Arch::StableLm => return Ok((present, present)),
+            Arch::Cohere => layers >= 64,
+            _ => arch.has_qk_norm(),
+        };
+        if present == want {
+            return Ok((present, present && arch == Arch::Cohere));
+        }
+        let why = match arch {
+            Arch::Cohere => format!(
+                "llama.cpp's `command-r` has them exactly where there are 64 layers or more \
+                 (Command R+), and this file has {layers}"
+            ),
+            _ => format!(
+                "query/key norms are Qwen3's, Gemma 3's, Apertus's, OLMo's, EXAONE 4's, \
+                 StableLM 2 12B's and Command R+'s, and this is a `{a}` GGUF"
+            ),
+        };
+        Err(Error::format(
+            &self.path,
+            format!(
+                "tensor `blk.0.attn_q_norm.weight` {}: {why}",
+                if present { "is present" } else { "is missing" }
+            ),
         ))
     }
 }
