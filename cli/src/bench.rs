@@ -249,8 +249,16 @@ impl WithBackend for &BenchArgs {
         }
         let sampling = args.sampling()?;
         let outputs = [
-            ("--json", args.json.as_deref(), false),
-            ("--plot", args.plot.as_deref(), true),
+            (
+                "--json",
+                args.json.as_deref(),
+                crate::output::OutFormat::Text,
+            ),
+            (
+                "--plot",
+                args.plot.as_deref(),
+                crate::output::OutFormat::Png,
+            ),
         ];
         let mut inputs = args.model.inputs()?;
         inputs.router(args.router.as_deref());

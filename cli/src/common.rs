@@ -1,6 +1,6 @@
 //! What every subcommand shares: the model/adapter/backend flags, loading, mixtures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -196,6 +196,12 @@ pub struct ModelArgs {
     /// in eval, the scenario in bench.
     #[arg(long = "adapter", value_name = "NAME=PATH")]
     pub adapters: Vec<String>,
+    /// llama.cpp's `--lora FILE` (hidden): refused, saying how it is written here.
+    #[arg(long = "lora", hide = true, value_name = "FILE")]
+    pub llama_cpp_lora: Vec<String>,
+    /// llama.cpp's `--lora-scaled FILE SCALE` (hidden): refused as `--lora` is.
+    #[arg(long = "lora-scaled", hide = true, num_args = 2, value_names = ["FILE", "SCALE"])]
+    pub llama_cpp_lora_scaled: Vec<String>,
     /// Compute backend.
     #[arg(long, help_heading = BACKEND_HEADING, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
@@ -360,7 +366,16 @@ impl ModelArgs {
     }
 
     /// `NAME=PATH` pairs from `--adapter`.
+    ///
+    /// # Errors
+    /// A malformed pair; llama.cpp's `--lora`/`--lora-scaled`, with their forms here.
     pub fn adapter_specs(&self) -> Result<Vec<(String, PathBuf)>> {
+        if let Some(f) = self.llama_cpp_lora.first() {
+            bail!("--lora {f}: that is llama.cpp's flag; here an adapter is loaded under a name and mixed by it: --adapter NAME={f} --mix NAME=1");
+        }
+        if let [f, w, ..] = &self.llama_cpp_lora_scaled[..] {
+            bail!("--lora-scaled {f} {w}: that is llama.cpp's flag; here: --adapter NAME={f} --mix NAME={w}");
+        }
         self.adapters
             .iter()
             .map(|s| {
@@ -370,9 +385,8 @@ impl ModelArgs {
                 if n.is_empty() || d.is_empty() {
                     bail!("--adapter `{s}`: expected NAME=PATH with a non-empty name and path");
                 }
-                // `--mix a=0.5,b=0.5` could never name it (as train-router refuses such labels).
-                if n.contains([',', '=']) || n.trim() != n {
-                    bail!("--adapter `{s}`: the name `{n}` may not hold `,` or `=` or start or end with a space (--mix could not name it)");
+                if let Err(why) = adapter_name_fault(n) {
+                    bail!("--adapter `{s}`: the name `{n}` {why}");
                 }
                 Ok((n.to_string(), PathBuf::from(d)))
             })
@@ -450,6 +464,23 @@ impl ModelArgs {
     }
 }
 
+/// Why `name` cannot name an adapter, the same rules for `--adapter` and a server's
+/// `/v1/load_lora_adapter`: 1 to 128 characters, no whitespace or control characters (it is a
+/// request's `model` and a metrics label), no `,` or `=` (`--mix a=0.5,b=0.5` could not name it,
+/// as train-router refuses such labels).
+pub fn adapter_name_fault(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err("must have 1 to 128 characters");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace or control characters");
+    }
+    if name.contains([',', '=']) {
+        return Err("must not contain `,` or `=` (--mix could not name it)");
+    }
+    Ok(())
+}
+
 /// A model loaded on some backend, with its tokenizer.
 pub struct Loaded<B: Backend> {
     /// The model with its adapters.
@@ -481,6 +512,17 @@ pub fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>> {
     Ok(load_keeping_adapters(backend, args)?.0)
 }
 
+/// `e` under the context `doing` and `path`, or `doing` alone where `e`'s own message names
+/// `path` already (the loaders' format errors begin with it), so that it is not said twice.
+fn in_context(e: dlp_engine::Error, doing: String, path: &Path) -> anyhow::Error {
+    let shown = path.display().to_string();
+    let ctx = match e.to_string().contains(&shown) {
+        true => doing.trim_end_matches(" from").to_string(),
+        false => format!("{doing} {shown}"),
+    };
+    anyhow::Error::new(e).context(ctx)
+}
+
 /// As [`load`], also returning the adapters' host copies (slot order), for callers that
 /// change the adapter set later (the server's runtime loading).
 pub fn load_keeping_adapters<B: Backend>(
@@ -490,13 +532,13 @@ pub fn load_keeping_adapters<B: Backend>(
     let path = args.model_path()?;
     let keep_packed = backend.packed_weights() && !args.f32_weights;
     let files = ModelFiles::load_with(&path, keep_packed)
-        .with_context(|| format!("loading model {}", path.display()))?;
+        .map_err(|e| in_context(e, "loading model".into(), &path))?;
     let adapters = args
         .adapter_specs()?
         .iter()
         .map(|(n, d)| {
             PeftAdapter::load(n, d, &files.config)
-                .with_context(|| format!("loading adapter `{n}` from {}", d.display()))
+                .map_err(|e| in_context(e, format!("loading adapter `{n}` from"), d))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut model = Model::new(backend, files.config, files.weights, args.max_context)?;

@@ -5,10 +5,27 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// What an output file holds, which its name must not contradict.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OutFormat {
+    /// Text (JSON): any name, a device such as `/dev/stdout` included.
+    Text,
+    /// A PNG plot: the name must end in `.png`.
+    Png,
+    /// A safetensors file: any name but one whose extension names another format (`.gguf`,
+    /// `.json`, `.png`, ...), which a reader would take for that format.
+    Safetensors,
+}
+
+/// Extensions of formats a safetensors file must not be named as.
+const NOT_SAFETENSORS: [&str; 11] = [
+    "gguf", "json", "jsonl", "png", "npy", "npz", "pt", "pth", "bin", "csv", "txt",
+];
+
 /// Checks, before a long run, that the file `flag` names can be written at its end: not a
-/// directory, in a directory that exists, and a `.png` when `png` (the plots are PNGs); so a
-/// typo does not throw away the run's results. The file itself is not touched.
-pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
+/// directory, in a directory that exists, and named as its `format` allows ([`OutFormat`]);
+/// so a typo does not throw away the run's results. The file itself is not touched.
+pub fn check_output_path(flag: &str, path: &Path, format: OutFormat) -> Result<()> {
     let link = path;
     let path = &follow_link(path);
     if path.is_dir() {
@@ -28,14 +45,20 @@ pub fn check_output_path(flag: &str, path: &Path, png: bool) -> Result<()> {
             parent.display()
         );
     }
-    let is_png = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if png && !is_png {
-        bail!(
+    let ext = (path.extension().and_then(|e| e.to_str())).map(str::to_ascii_lowercase);
+    match format {
+        OutFormat::Png if ext.as_deref() != Some("png") => bail!(
             "{flag} {}: the plot is a PNG; name a .png file",
             path.display()
-        );
+        ),
+        OutFormat::Safetensors if ext.is_some_and(|e| NOT_SAFETENSORS.contains(&e.as_str())) => {
+            bail!(
+                "{flag} {}: the file is written as safetensors, not as its name's `.{}`; name a .safetensors file",
+                link.display(),
+                path.extension().unwrap_or_default().to_string_lossy()
+            )
+        }
+        _ => {}
     }
     // Written beside as a temporary file, then renamed ([`write_atomic`]): that must be
     // possible now, not after an evaluation of hours (`/proc/x.json` failed only then).
@@ -154,16 +177,16 @@ fn resolve(p: &Path) -> Option<PathBuf> {
     Some(parent.canonicalize().ok()?.join(p.file_name()?))
 }
 
-/// Checks, before a run, the files it will write (`(flag, path, png)` as
+/// Checks, before a run, the files it will write (`(flag, path, format)` as
 /// [`check_output_path`]; None: not asked for): each writable, no two the same file (the
 /// second would replace the first's results), none an input of the run.
-pub fn check_outputs(outputs: &[(&str, Option<&Path>, bool)], inputs: &Inputs) -> Result<()> {
-    let outputs: Vec<(&str, &Path, bool)> = outputs
+pub fn check_outputs(outputs: &[(&str, Option<&Path>, OutFormat)], inputs: &Inputs) -> Result<()> {
+    let outputs: Vec<(&str, &Path, OutFormat)> = outputs
         .iter()
-        .filter_map(|&(f, p, png)| Some((f, p?, png)))
+        .filter_map(|&(f, p, format)| Some((f, p?, format)))
         .collect();
-    for (i, &(flag, path, png)) in outputs.iter().enumerate() {
-        check_output_path(flag, path, png)?;
+    for (i, &(flag, path, format)) in outputs.iter().enumerate() {
+        check_output_path(flag, path, format)?;
         if let Some(input) = inputs.replaced_by(path) {
             bail!(
                 "{flag} {}: would replace {}, which this run reads; name another file",

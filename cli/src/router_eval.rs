@@ -10,7 +10,7 @@ use dlp_router::metrics::{default_families, evaluate, truth_indices, Family};
 use dlp_router::segment::split_sentences;
 use dlp_router::{Router, SelectConfig};
 
-use crate::output::{out, outln};
+use crate::output::{out, outln, OutFormat};
 
 /// Measure a router on labelled data: top-1, family top-1, whether the true label is inside the
 /// top-p set, mean adapters per mixture, and the confusion matrix.
@@ -127,8 +127,8 @@ pub fn eval_router(args: &EvalRouterArgs) -> Result<()> {
         inputs.file(f);
     }
     let outputs = [
-        ("--json", args.json.as_deref(), false),
-        ("--png", args.png.as_deref(), true),
+        ("--json", args.json.as_deref(), OutFormat::Text),
+        ("--png", args.png.as_deref(), OutFormat::Png),
     ];
     crate::output::check_outputs(&outputs, &inputs)?;
     let router = Router::load(&args.router)

@@ -10,7 +10,7 @@ use safetensors::{tensor::TensorView, Dtype};
 
 use crate::common::{load, ModelArgs, WithBackend};
 use crate::mix_args::{mixture, parse_mix};
-use crate::output::{check_outputs, write_atomic};
+use crate::output::{check_outputs, write_atomic, OutFormat};
 
 /// How the tokens are fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,7 +65,8 @@ impl WithBackend for &ScoreArgs {
     type Out = ();
     fn run<B: Backend>(self, backend: B) -> Result<()> {
         let ids = parse_ids(&self.ids)?;
-        check_outputs(&[("--out", Some(&self.out), false)], &self.model.inputs()?)?;
+        let out = ("--out", Some(self.out.as_path()), OutFormat::Safetensors);
+        check_outputs(&[out], &self.model.inputs()?)?;
         let named = self
             .mix
             .as_deref()

@@ -67,6 +67,8 @@ pub fn run(args: &TokenizeArgs) -> Result<()> {
     let margs = crate::common::ModelArgs {
         model: args.model.clone(),
         adapters: vec![],
+        llama_cpp_lora: vec![],
+        llama_cpp_lora_scaled: vec![],
         backend: crate::common::BackendChoice::Cpu,
         threads: None,
         max_context: 0,

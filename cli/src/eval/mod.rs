@@ -211,8 +211,16 @@ impl EvalArgs {
             bail!("--compose-n 0: no composed prompts to run; give at least 1 (default 40)");
         }
         let outputs = [
-            ("--json", self.json.as_deref(), false),
-            ("--plot", self.plot.as_deref(), true),
+            (
+                "--json",
+                self.json.as_deref(),
+                crate::output::OutFormat::Text,
+            ),
+            (
+                "--plot",
+                self.plot.as_deref(),
+                crate::output::OutFormat::Png,
+            ),
         ];
         let mut inputs = self.model.inputs()?;
         inputs.router(self.router.as_deref());

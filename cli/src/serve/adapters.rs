@@ -69,17 +69,12 @@ pub fn unload_request(body: &[u8]) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_param("lora_name", "`lora_name` is required"))
 }
 
-/// An adapter name must be usable as a `model` value and a metrics label: 1 to 128
-/// characters, no whitespace or control characters, and neither `auto` nor the base model's
-/// name.
+/// An adapter name must be usable as a `model` value and a metrics label
+/// ([`crate::common::adapter_name_fault`], `--adapter`'s rules), and neither `auto` nor the base
+/// model's name.
 pub fn check_name(name: &str, base: &str) -> Result<(), ApiError> {
     let bad = |why: &str| ApiError::bad_param("lora_name", format!("`lora_name` `{name}` {why}"));
-    if name.is_empty() || name.chars().count() > 128 {
-        return Err(bad("must have 1 to 128 characters"));
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("must not contain whitespace or control characters"));
-    }
+    crate::common::adapter_name_fault(name).map_err(bad)?;
     if name == "auto" || name == base {
         return Err(bad(
             "is taken (`auto` is the router; the base model has its own name)",
@@ -279,7 +274,7 @@ mod tests {
     #[test]
     fn names() {
         assert!(check_name("math-2", "base").is_ok());
-        for bad in ["", "auto", "base", "a b", "x\n"] {
+        for bad in ["", "auto", "base", "a b", "x\n", "a,b", "a=b"] {
             assert_eq!(check_name(bad, "base").unwrap_err().status, 400, "{bad:?}");
         }
     }

@@ -49,7 +49,25 @@ fn bad_input_exits_non_zero_with_a_message() {
     let comma = format!("a,b={}", d.join("adapters/qv_r8").display());
     fails_with(
         &args(&gen_cpu, &["--adapter", &comma, "--prompt", "hi"]),
-        &["--adapter", "the name `a,b` may not hold `,`"],
+        &["--adapter", "the name `a,b` must not contain `,` or `=`"],
+    );
+    let space = format!("a b={}", d.join("adapters/qv_r8").display());
+    fails_with(
+        &args(&gen_cpu, &["--adapter", &space, "--prompt", "hi"]),
+        &["the name `a b` must not contain whitespace"],
+    );
+    // llama.cpp's flags: their forms here.
+    let lora = d.join("adapters/qv_r8").display().to_string();
+    fails_with(
+        &args(&gen_cpu, &["--lora", &lora, "--prompt", "hi"]),
+        &[
+            "that is llama.cpp's flag",
+            &format!("--adapter NAME={lora} --mix NAME=1"),
+        ],
+    );
+    fails_with(
+        &args(&gen_cpu, &["--lora-scaled", &lora, "0.5", "--prompt", "hi"]),
+        &[&format!("--adapter NAME={lora} --mix NAME=0.5")],
     );
     fails_with(
         &args(&qv_cpu, &["--mix", "qv=3.5e38", "--prompt", "hi"]),

@@ -48,8 +48,22 @@ fn outputs_keep_inputs_links_and_devices() {
         assert!(err.contains("which this run reads"), "{err}");
     }
     assert_eq!(std::fs::read(&weights).unwrap(), before);
-    // A llama.cpp LoRA GGUF given as the adapter: the file itself is an input.
-    let gguf = tmp.path().join("arcee.gguf");
+    // A name of another format (a reader would take the safetensors for it): refused before
+    // the run, nothing written.
+    for name in ["logits.gguf", "logits.JSON"] {
+        let out = tmp.path().join(name);
+        let o = score(&out);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains("the file is written as safetensors") && err.contains(name),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+    // A llama.cpp LoRA GGUF given as the adapter: the file itself is an input (named without
+    // `.gguf`, which the format check would refuse first; it is read as GGUF by its magic).
+    let gguf = tmp.path().join("arcee-lora");
     let lora = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/gguf-lora/tiny-arcee.all_r8.f32.gguf");
     std::fs::copy(&lora, &gguf).unwrap();
