@@ -253,6 +253,7 @@ impl ModelConfig {
             "arcee" => Arch::Arcee,
             "nemotron" => Arch::Nemotron,
             "apertus" => Arch::Apertus,
+            "jais2" => Arch::Jais2,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration): its text model.
             "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
@@ -374,11 +375,12 @@ impl ModelConfig {
         // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`;
         // GLM's configs bias q/k/v by default and its o_proj has none, nor has Helium's;
         // ERNIE 4.5's `use_bias` biases every projection (it reads no `attention_bias` or
-        // `mlp_bias`).
+        // `mlp_bias`); Jais2Config's `attention_bias` and `mlp_bias` are true by default.
         let seed = arch == Arch::SeedOss;
+        let jais2 = arch == Arch::Jais2;
         let attention_bias = match arch {
             Arch::Ernie45 => f.bool_or("use_bias", false)?,
-            _ => f.bool_or("attention_bias", seed || arch.is_glm())? && !no_bias,
+            _ => f.bool_or("attention_bias", seed || arch.is_glm() || jais2)? && !no_bias,
         };
         let o_bias = match (seed, arch.is_glm()) {
             (true, _) => f.bool_or("attention_out_bias", false)?,
@@ -386,7 +388,7 @@ impl ModelConfig {
         };
         let mlp_bias = match arch {
             Arch::Ernie45 => attention_bias,
-            _ => f.bool_or("mlp_bias", false)? && !no_mlp_bias,
+            _ => f.bool_or("mlp_bias", jais2)? && !no_mlp_bias,
         };
         // StableLM's, StarCoder2's and Phi's keys of their own.
         let (attention_bias, o_bias, mlp_bias) =

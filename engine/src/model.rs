@@ -47,7 +47,9 @@ struct Layer<B: Backend> {
     ffn_norm: Option<Norm<B>>,
     /// The `q_norm` and `k_norm` weights, applied to the query and key before RoPE: Qwen3's
     /// and Gemma 3's per head (`[head_dim]` each), OLMo 2's over all heads (`[q_dim]`,
-    /// `[kv_dim]`; [`ModelConfig::qk_norm_widths`]); `None` for the other families.
+    /// `[kv_dim]`; [`ModelConfig::qk_norm_widths`]), StableLM 2 12B's and Command R+'s a row per
+    /// head (`[q_dim]`, `[kv_dim]`, after `center`: [`ModelConfig::qk_norm_per_head`]); `None`
+    /// for the other families.
     qk_norm: Option<(B::Buf, B::Buf)>,
     /// Gemma 2's, 3's and OLMo 2's norms of the attention's and the feed-forward's outputs
     /// (`post_attention_layernorm`, `post_feedforward_layernorm`; Gemma's `ffn_norm` is then

@@ -15,6 +15,7 @@
 //! stacked or not; logits: `tiny_glm_chatglm_gguf`. `ernie4_5`: whole heads in
 //! adjacent pairs; logits: `tiny_ernie4_5_gguf`.
 
+#[allow(dead_code)]
 #[path = "gguf/family_files.rs"]
 mod family_files;
 #[allow(dead_code)]

@@ -4,7 +4,8 @@
 //! blocks, `stablelm`'s where a layer has no `ffn_norm`, and `starcoder2` with no window (its
 //! loader reads none), and `falcon` (always parallel, a norm each where its layers hold
 //! `attn_norm_2`), the squared-ReLU families `nemotron` (LayerNorms, a part rotated) and
-//! `arcee` (RMSNorms), and `apertus` (xIELU, its constants in metadata). Their logits against
+//! `arcee` (RMSNorms), `apertus` (xIELU, its constants in metadata) and `jais2` (LayerNorms,
+//! the squared ReLU, whole heads rotated). Their logits against
 //! transformers: the golden runs' `tiny_phi_gguf`, `tiny_stablelm_gguf`, `tiny_starcoder2_gguf`,
 //! `tiny_falcon_gguf`, `tiny_nemotron_gguf`, `tiny_arcee_gguf`, `tiny_apertus_gguf`.
 
@@ -16,17 +17,8 @@ mod family_files;
 mod writer;
 
 use dlp_engine::config::{Activation, Arch};
-use family_files::{gguf, gguf_with, read, refused};
+use family_files::{gguf, gguf_with, layernorm_keys as keys, read, refused};
 use writer::{Tensor, M};
-
-/// `arch`'s required eps key, with `rot` rotated dimensions.
-fn keys(arch: &'static str, rot: u32) -> Vec<(&'static str, M)> {
-    let key = |k: &str| -> &'static str { Box::leak(format!("{arch}.{k}").into_boxed_str()) };
-    vec![
-        (key("attention.layer_norm_epsilon"), M::F32(1e-5)),
-        (key("rope.dimension_count"), M::U32(rot)),
-    ]
-}
 
 /// A zero f32 `[64]` tensor named `name`.
 fn tensor(name: &str) -> Tensor {
@@ -532,38 +524,25 @@ fn tensors_the_family_does_not_have_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Query/key norms with a weight per head (`attn_q_norm` `[head_dim, heads]`), as llama.cpp's
-/// loaders make them: optional in `stablelm` (StableLM 2 12B's), in `command-r` exactly where
-/// there are 64 layers or more (its test for Command R+). The logits: `tiny_stablelm_gguf`.
+/// A `jais2` file (Jais 2: `conversion/jais.py`'s Jais2Model, a TextModel; llama.cpp's
+/// src/models/jais2.cpp): LayerNorms with biases from `attention.layer_norm_epsilon`
+/// (required), whole heads in halves (NEOX, HF's rows), an ungated squared-ReLU feed-forward,
+/// sequential blocks; tied where it has no `output.weight`.
 #[test]
-fn per_head_qk_norms_read_as_llama_cpp() {
-    let norm = || Tensor {
-        name: "blk.0.attn_q_norm.weight".into(),
-        dims: vec![16, 4],
-        ty: 0,
-        data: vec![0; 4 * 64],
-    };
-    let stablelm = |more| gguf_with("stablelm", 1, 64, 4, 16, keys("stablelm", 4), more);
-    let c = read("sq.gguf", &stablelm(vec![norm()])).unwrap();
-    assert!(c.qk_norm && c.qk_norm_per_head);
-    assert_eq!(c.qk_norm_weight_rows(), (4, 1));
-    let c = read("s.gguf", &stablelm(vec![])).unwrap();
-    assert!(!c.qk_norm && !c.qk_norm_per_head);
-    let mut k = keys("command-r", 16);
-    k.push(("command-r.logit_scale", M::F32(0.5)));
-    let command_r = |layers, more| gguf_with("command-r", layers, 64, 4, 16, k.clone(), more);
-    let c = read("r64.gguf", &command_r(64, vec![norm()])).unwrap();
-    assert!(c.qk_norm && c.qk_norm_per_head && c.rope_interleaved);
-    let c = read("r2.gguf", &command_r(2, vec![])).unwrap();
-    assert!(!c.qk_norm);
-    refused(
-        "r2q.gguf",
-        &command_r(2, vec![norm()]),
-        "tensor `blk.0.attn_q_norm.weight` is present: llama.cpp's `command-r` has them exactly where there are 64 layers or more (Command R+), and this file has 2",
+fn jais2_reads_as_llama_cpp() {
+    let c = read("j.gguf", &gguf("jais2", 2, 64, 4, 16, keys("jais2", 16))).unwrap();
+    assert_eq!(
+        (c.arch, c.rotary_dim, c.rms_norm_eps),
+        (Arch::Jais2, 16, 1e-5)
     );
+    assert!(c.layer_norms() && c.arch.norm_bias() && !c.rope_interleaved);
+    assert!(!c.parallel_block() && !c.arch.gated_mlp() && c.tie_word_embeddings);
+    assert_eq!(c.activation, Activation::Relu2);
+    let mut k = keys("jais2", 16);
+    k.remove(0);
     refused(
-        "r64b.gguf",
-        &command_r(64, vec![]),
-        "tensor `blk.0.attn_q_norm.weight` is missing",
+        "je.gguf",
+        &gguf("jais2", 2, 64, 4, 16, k),
+        "missing metadata `jais2.attention.layer_norm_epsilon`",
     );
 }

@@ -8,7 +8,9 @@
 /// on half of each head, heads wider than hidden / heads, biases on q/k/v/o and the feed-forward,
 /// the squared ReLU, untied), `tiny_nemotron_plain` (no linear biases, tied, the classes' RoPE
 /// defaults), `tiny_apertus` (Apertus: xIELU with each layer's constants, per-head query/key
-/// norms, biases on q/k/v/o, Llama 3's RoPE scaling, untied), and llama.cpp's files of these
+/// norms, biases on q/k/v/o, Llama 3's RoPE scaling, untied), `tiny_jais2` (`make_jais2.py`:
+/// Jais 2, LayerNorms with biases, the squared ReLU, biases on q/k/v/o and the feed-forward,
+/// untied), and llama.cpp's files of these
 /// (`tiny_arcee_gguf`: q/k rows permuted, YaRN's keys; `tiny_nemotron_gguf`, of
 /// `tiny-nemotron-plain`: the norms stored with the 1 added, `rope.dimension_count` 8 of 16;
 /// `tiny_apertus_gguf`: the xIELU constants in `xielu.*` metadata, `rope_freqs`; each with layer 0
@@ -31,6 +33,10 @@ macro_rules! activation_fixture_tests {
         #[test]
         fn tiny_apertus() {
             $run("tiny-apertus");
+        }
+        #[test]
+        fn tiny_jais2() {
+            $run("tiny-jais2");
         }
         #[test]
         fn tiny_arcee_gguf() {

@@ -338,7 +338,8 @@ macro_rules! pair_rope_fixture_tests {
 /// stacked per key/value group over two key/value heads; `tiny_gptj`: RoPE in adjacent pairs on
 /// half of each head, a head bias; `tiny_nemotron`: LayerNorm1P, RoPE on half of each head, the
 /// squared ReLU; `tiny_arcee`: the squared ReLU under RMSNorms, YaRN; `tiny_apertus`: xIELU with
-/// each layer's constants, per-head query/key norms, Llama 3's RoPE scaling), each calling
+/// each layer's constants, per-head query/key norms, Llama 3's RoPE scaling; `tiny_jais2`:
+/// LayerNorms with biases and the squared ReLU), each calling
 /// `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
@@ -426,6 +427,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_apertus() {
             $run("tiny-apertus");
+        }
+        #[test]
+        fn tiny_jais2() {
+            $run("tiny-jais2");
         }
     };
 }

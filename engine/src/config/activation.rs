@@ -19,7 +19,7 @@ pub enum Activation {
     GeluTanh,
     /// The exact GELU (`gelu`, with erf), ungated: GPT-NeoX (Pythia), Falcon.
     GeluErf,
-    /// The squared ReLU (`relu2`), ungated: Arcee, Nemotron.
+    /// The squared ReLU (`relu2`), ungated: Arcee, Nemotron, Jais 2.
     Relu2,
     /// xIELU (`xielu`), ungated, with constants learned per layer: Apertus.
     Xielu,
@@ -70,13 +70,13 @@ pub(super) fn ungated(v: &Value, arch: Arch, path: &Path) -> Result<Option<Activ
         Arch::GptNeoX => ("hidden_act", "gelu"),
         Arch::Falcon => ("activation", "gelu"),
         Arch::GptJ => ("activation_function", "gelu_new"),
-        Arch::Arcee | Arch::Nemotron => ("hidden_act", "relu2"),
+        Arch::Arcee | Arch::Nemotron | Arch::Jais2 => ("hidden_act", "relu2"),
         Arch::Apertus => ("hidden_act", "xielu"),
         _ => return Ok(None),
     };
     let null_fails = matches!(
         arch,
-        Arch::Falcon | Arch::GptJ | Arch::Arcee | Arch::Nemotron | Arch::Apertus
+        Arch::Falcon | Arch::GptJ | Arch::Arcee | Arch::Nemotron | Arch::Apertus | Arch::Jais2
     );
     if null_fails && v.get(key).is_some_and(Value::is_null) {
         return Err(Error::format(

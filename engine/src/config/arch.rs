@@ -145,6 +145,11 @@ pub enum Arch {
     /// `eps`), its norms named `attention_layernorm` and `feedforward_layernorm` (renamed at
     /// load), biases on q/k/v/o with `attention_bias`, Llama 3's RoPE scaling by default.
     Apertus,
+    /// Jais 2 (`Jais2ForCausalLM`: Jais-2-8B and -70B): Llama with LayerNorms with biases
+    /// (`nn.LayerNorm`) for its norms, Nemotron's ungated squared-ReLU feed-forward
+    /// (`up_proj`/`down_proj`), biases on q/k/v/o (`attention_bias`) and on the feed-forward
+    /// (`mlp_bias`), both true by default.
+    Jais2,
 }
 
 impl Arch {
@@ -173,8 +178,8 @@ impl Arch {
     }
 
     /// Whether the norms are LayerNorms with a bias beside their weight (`<norm>.bias`, added
-    /// after the norm): StableLM's, StarCoder2's, Phi's, GPT-NeoX's, Falcon's, GPT-J's and
-    /// Nemotron's.
+    /// after the norm): StableLM's, StarCoder2's, Phi's, GPT-NeoX's, Falcon's, GPT-J's,
+    /// Nemotron's and Jais 2's.
     pub fn norm_bias(self) -> bool {
         matches!(
             self,
@@ -185,6 +190,7 @@ impl Arch {
                 | Arch::Falcon
                 | Arch::GptJ
                 | Arch::Nemotron
+                | Arch::Jais2
         )
     }
 
@@ -208,7 +214,7 @@ impl Arch {
     /// Whether the feed-forward is gated (`down(act(gate(x)) * up(x))`), not
     /// `down(act(up(x)))` (StarCoder2's `c_fc`/`c_proj`, Phi's `fc1`/`fc2`, GPT-NeoX's and
     /// Falcon's `dense_h_to_4h`/`dense_4h_to_h`, GPT-J's `fc_in`/`fc_out`, read as up and down;
-    /// Arcee's, Nemotron's and Apertus's `up_proj`/`down_proj`).
+    /// Arcee's, Nemotron's, Apertus's and Jais 2's `up_proj`/`down_proj`).
     pub fn gated_mlp(self) -> bool {
         !matches!(
             self,
@@ -220,6 +226,7 @@ impl Arch {
                 | Arch::Arcee
                 | Arch::Nemotron
                 | Arch::Apertus
+                | Arch::Jais2
         )
     }
 
@@ -233,8 +240,10 @@ impl Arch {
         matches!(self, Arch::Olmo2 | Arch::Olmo3)
     }
 
-    /// Whether the query and key go through RMSNorms before RoPE ([`super::ModelConfig::qk_norm`]):
-    /// Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's.
+    /// Whether the family's query and key always go through RMSNorms before RoPE
+    /// ([`super::ModelConfig::qk_norm`]): Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's.
+    /// StableLM's and Cohere's per-head LayerNorms are a config's choice
+    /// ([`super::ModelConfig::qk_norm_per_head`]).
     pub fn has_qk_norm(self) -> bool {
         matches!(self, Arch::Qwen3 | Arch::Gemma3 | Arch::Apertus) || self.post_norms_only()
     }

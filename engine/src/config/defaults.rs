@@ -60,7 +60,7 @@ impl Defaults {
             SeedOss => 524_288,
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
-            Cohere | Cohere2 => 8192,
+            Cohere | Cohere2 | Jais2 => 8192,
             Apertus => 65536,
             Phi | GptNeoX | Falcon | GptJ => 2048,
             _ => 4096,
@@ -117,7 +117,7 @@ pub(super) fn aliased(v: &Value, arch: Arch, path: &Path) -> Result<Option<Value
             ("qkv_bias", "attention_bias", Flag),
             ("bias", "mlp_bias", Flag),
         ],
-        Arch::Cohere | Arch::Cohere2 | Arch::StableLm | Arch::Phi => {
+        Arch::Cohere | Arch::Cohere2 | Arch::StableLm | Arch::Phi | Arch::Jais2 => {
             &[("layer_norm_eps", "rms_norm_eps", Number)]
         }
         Arch::Starcoder2 => &[("norm_epsilon", "rms_norm_eps", Number)],

@@ -71,7 +71,8 @@ impl ModelConfig {
     }
 
     /// The widths the query and key norms ([`ModelConfig::qk_norm`]) run over, `(query,
-    /// key)`: each head's, `(head_dim, head_dim)` (Qwen3, Gemma 3, EXAONE 4), or the whole projection's,
+    /// key)`: each head's, `(head_dim, head_dim)` (Qwen3, Gemma 3, EXAONE 4; StableLM 2 12B and
+    /// Command R+, a weight row per head: [`ModelConfig::qk_norm_weight_rows`]), or the whole projection's,
     /// `(q_dim, kv_dim)` (OLMo 2's and 3's `Olmo2RMSNorm(num_heads * head_dim)`). Each row of
     /// the query is `q_dim / query` such vectors.
     pub fn qk_norm_widths(&self) -> (usize, usize) {

@@ -63,7 +63,7 @@ pub(super) fn kv_heads(
 /// # Errors
 /// A null or absent width where the family's attention fails on it, a value that is not a
 /// count, widths that do not fit together as above, or (Llama, Gemma 2 and 3, EXAONE 3,
-/// InternLM3, GPT-NeoX, Falcon, GPT-J, Arcee) a hidden size the heads do not divide.
+/// InternLM3, GPT-NeoX, Falcon, GPT-J, Arcee, Jais 2) a hidden size the heads do not divide.
 pub(super) fn head_dim(
     v: &Value,
     arch: Arch,
@@ -88,7 +88,8 @@ pub(super) fn head_dim(
         | Arch::Exaone
         | Arch::InternLM3
         | Arch::GptNeoX
-        | Arch::Arcee => (
+        | Arch::Arcee
+        | Arch::Jais2 => (
             "hidden_size",
             "num_attention_heads",
             "its config class refuses it",

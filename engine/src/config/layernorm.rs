@@ -1,7 +1,7 @@
 //! What the configs of the LayerNorm-with-bias families add to the Llama reading
 //! (`StableLmConfig`, `Starcoder2Config`, `PhiConfig`, `GPTNeoXConfig`, `FalconConfig`,
-//! `GPTJConfig`): their bias keys, the parallel block, and the per-head
-//! query/key LayerNorms that are refused.
+//! `GPTJConfig`): their bias keys, the parallel block, and the query/key LayerNorms
+//! (StableLM 2 12B's and Command R+'s per head; Phi's shared one, refused).
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! Arcee and Nemotron, the squared-ReLU families, as transformers 5.25's ArceeConfig and
-//! NemotronConfig read them: configs of AFM-4.5B's and Minitron-8B's shapes, each class's
-//! defaults, and what their modules fail on.
+//! Arcee, Nemotron and Jais 2, the squared-ReLU families, as transformers 5.25's ArceeConfig,
+//! NemotronConfig and Jais2Config read them: configs of AFM-4.5B's, Minitron-8B's and
+//! Jais-2-8B's shapes, each class's defaults, and what their modules fail on.
 
 use std::path::Path;
 
@@ -208,4 +208,43 @@ fn gated_relu2_is_refused() {
             "{e}"
         );
     }
+}
+
+/// Jais2Config (Jais-2-8B's shape, the class's defaults): LayerNorms with biases, whole heads
+/// rotated in halves, the squared ReLU ungated, biases on q/k/v/o and the feed-forward by
+/// default, `layer_norm_eps` (an RMSNorm key is not its eps), an 8192-token context, eos 150024,
+/// untied; a null activation refused.
+#[test]
+fn jais2_reads_as_jais2config() {
+    let v = json!({"architectures": ["Jais2ForCausalLM"], "model_type": "jais2",
+        "hidden_size": 3328, "intermediate_size": 26624, "num_attention_heads": 26,
+        "num_hidden_layers": 32, "vocab_size": 150272, "rms_norm_eps": 0.5});
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Jais2);
+    assert_eq!((c.num_kv_heads, c.head_dim, c.rotary_dim), (26, 128, 128));
+    assert!(c.layer_norms() && c.arch.norm_bias() && !c.rope_interleaved);
+    assert!(!c.arch.gated_mlp() && !c.parallel_block() && !c.tie_word_embeddings);
+    assert_eq!(c.activation, Activation::Relu2);
+    assert!(c.qkv_bias && c.o_bias && c.mlp_bias);
+    assert_eq!(
+        (c.rms_norm_eps, c.max_position_embeddings, c.rope_theta),
+        (1e-5, 8192, 1e4)
+    );
+    assert_eq!(c.eos_token_ids, [150_024]);
+    let plain = with(
+        with(v.clone(), "attention_bias", json!(false)),
+        "mlp_bias",
+        json!(false),
+    );
+    let c = read(&with(plain, "layer_norm_eps", json!(1e-6))).unwrap();
+    assert!(!c.qkv_bias && !c.o_bias && !c.mlp_bias);
+    assert_eq!(c.rms_norm_eps, 1e-6);
+    refused(
+        &with(v.clone(), "hidden_act", json!(null)),
+        "field `hidden_act`",
+    );
+    refused(
+        &with(v, "num_attention_heads", json!(24)),
+        "hidden_size 3328 must be a multiple of num_attention_heads 24",
+    );
 }

@@ -52,6 +52,8 @@ pub(super) fn eos_ids(v: &Value, arch: Arch, path: &Path) -> Result<Vec<u32>> {
         None if arch == Arch::Nemotron => vec![3],
         // ApertusConfig's: Apertus's `</s>`.
         None if arch == Arch::Apertus => vec![2],
+        // Jais2Config's.
+        None if arch == Arch::Jais2 => vec![150_024],
         eos => ids_of(path, "eos_token_id", eos)?,
     })
 }

@@ -16,7 +16,7 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
 /// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
-/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig and ApertusConfig
+/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig, ApertusConfig and Jais2Config
 /// read no `layer_types`, and every layer attends to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
@@ -39,7 +39,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::GptJ
         | Arch::Arcee
         | Arch::Nemotron
-        | Arch::Apertus => true,
+        | Arch::Apertus
+        | Arch::Jais2 => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

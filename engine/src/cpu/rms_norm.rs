@@ -6,8 +6,9 @@ use rayon::prelude::*;
 /// `r % w_rows` of `w` (`[w_rows, dim]`: 1 for one weight, the heads for a weight per head).
 /// `w_rows` is at least 1.
 pub fn rms_norm(x: &[f32], w: &[f32], dim: usize, w_rows: usize, eps: f32, out: &mut [f32]) {
-    out.par_chunks_mut(dim)
-        .zip(x.par_chunks(dim))
+    // `dim` 0: no rows to norm (chunks of 0 would panic).
+    out.par_chunks_mut(dim.max(1))
+        .zip(x.par_chunks(dim.max(1)))
         .enumerate()
         .for_each(|(r, (o, x))| {
             let w = &w[r % w_rows * dim..];

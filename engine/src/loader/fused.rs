@@ -172,7 +172,8 @@ const GPT_J: [StoredModule; 6] = [
     },
 ];
 
-/// Arcee, Nemotron and Apertus (transformers' ArceeMLP, NemotronMLP and ApertusMLP): Llama's
+/// Arcee, Nemotron, Apertus and Jais 2 (transformers' ArceeMLP, NemotronMLP, ApertusMLP and
+/// Jais2MLP): Llama's
 /// modules but the gate, an ungated feed-forward.
 const LLAMA_UNGATED: [StoredModule; 6] = [
     SINGLE[0], SINGLE[1], SINGLE[2], SINGLE[3], SINGLE[5], SINGLE[6],
@@ -188,7 +189,7 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         Arch::GptNeoX => &GPT_NEOX,
         Arch::Falcon => &FALCON,
         Arch::GptJ => &GPT_J,
-        Arch::Arcee | Arch::Nemotron | Arch::Apertus => &LLAMA_UNGATED,
+        Arch::Arcee | Arch::Nemotron | Arch::Apertus | Arch::Jais2 => &LLAMA_UNGATED,
         Arch::Llama
         | Arch::Mistral
         | Arch::Qwen2

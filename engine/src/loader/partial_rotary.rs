@@ -140,6 +140,34 @@ mod tests {
         assert_eq!(k.data, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
     }
 
+    /// The query/key norms' weights move with the heads' rows: a weight for every head
+    /// (`[head_dim]`, Qwen3's), a row per head (`[heads * head_dim]`, StableLM 2 12B's), or the
+    /// whole projection's (`[q_dim]`, OLMo's), each reordered within each head.
+    #[test]
+    fn qk_norm_weights_are_reordered_with_the_heads() {
+        let v = serde_json::json!({"model_type": "phi3", "hidden_size": 8,
+            "intermediate_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
+            "vocab_size": 8, "partial_rotary_factor": 0.5});
+        let cfg = ModelConfig::from_hf_json(&v, std::path::Path::new("c.json")).unwrap();
+        assert_eq!(head_order(4, 2, false), [0, 2, 1, 3]);
+        let file = std::path::Path::new("m");
+        let mut w = WeightMap::new("m");
+        let q: Vec<f32> = (0..4).map(|v| v as f32).collect();
+        let k: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let (qn, kn) = (
+            "model.layers.0.self_attn.q_norm.weight",
+            "model.layers.0.self_attn.k_norm.weight",
+        );
+        w.insert(qn.into(), HostTensor::new(vec![4], q), file)
+            .unwrap();
+        w.insert(kn.into(), HostTensor::new(vec![8], k), file)
+            .unwrap();
+        reorder_heads(&mut w, &cfg).unwrap();
+        assert_eq!(w.get_mut(qn).unwrap().data, [0.0, 2.0, 1.0, 3.0]);
+        let k = &w.get_mut(kn).unwrap().data;
+        assert_eq!(k, &[0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+    }
+
     /// Whole heads move as `order` says, f32 rows and packed rows alike; a bias as rows of one.
     #[test]
     fn rows_reorder_per_head() {

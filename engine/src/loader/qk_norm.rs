@@ -34,12 +34,18 @@ pub fn gather(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
             let name = format!("{p}.{m}_norm.weight");
             let (values, file) = if per_head_tensors {
                 let head = |h: usize| format!("{p}.{m}_layernorm.norms.{h}.weight");
-                if w.contains(&head(heads)) {
+                let prefix = format!("{p}.{m}_layernorm.norms.");
+                let past = (w.names())
+                    .filter_map(|n| n.strip_prefix(&prefix)?.split('.').next()?.parse().ok())
+                    .filter(|&h: &usize| h >= heads)
+                    .min();
+                if let Some(h) = past {
+                    let file = w.file_of(&head(h)).unwrap_or(w.origin.as_path());
                     return Err(Error::format(
-                        &w.origin,
+                        file,
                         format!(
                             "tensor `{}`: a norm past the {heads} heads of `{m}_layernorm` (StableLmLayerNormPerHead makes one per head)",
-                            head(heads)
+                            head(h)
                         ),
                     ));
                 }

@@ -87,3 +87,13 @@ pub fn refused(name: &str, bytes: &[u8], want: &str) {
     let e = read(name, bytes).unwrap_err().to_string();
     assert!(e.contains(want), "{e}");
 }
+
+/// A LayerNorm family `arch`'s required eps key (`attention.layer_norm_epsilon`, 1e-5), with
+/// `rot` rotated dimensions.
+pub fn layernorm_keys(arch: &'static str, rot: u32) -> Vec<(&'static str, M)> {
+    let key = |k: &str| -> &'static str { Box::leak(format!("{arch}.{k}").into_boxed_str()) };
+    vec![
+        (key("attention.layer_norm_epsilon"), M::F32(1e-5)),
+        (key("rope.dimension_count"), M::U32(rot)),
+    ]
+}

@@ -1,6 +1,6 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (the architectures [`GgufFile`]'s `arch`
 //! names: llama, qwen2, qwen3, phi3, gemma*, granite, smollm3, olmo2, exaone*, seed_oss, chatglm,
-//! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2, falcon, arcee, nemotron,
+//! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2, falcon, arcee, nemotron, jais2,
 //! apertus) and `tokenizer.ggml.*` metadata.
 
 mod families;
@@ -114,6 +114,8 @@ impl GgufFile {
             Some("arcee") => Ok((Arch::Arcee, "arcee")),
             // Nemotron-4 and Minitron (`NemotronForCausalLM`: norms stored with the 1 added).
             Some("nemotron") => Ok((Arch::Nemotron, "nemotron")),
+            // Jais 2 (`Jais2ForCausalLM`: its converter keeps HF's rows; NEOX RoPE).
+            Some("jais2") => Ok((Arch::Jais2, "jais2")),
             // Apertus (`ApertusForCausalLM`: HF's q/k rows, NEOX RoPE; xIELU constants in
             // `xielu.*` metadata).
             Some("apertus") => Ok((Arch::Apertus, "apertus")),
@@ -129,7 +131,7 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\" or \"apertus\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\", \"apertus\" or \"jais2\""
                     ),
                 ))
             }
@@ -577,7 +579,9 @@ impl GgufFile {
             activation: match (&gemma, arch.gated_mlp()) {
                 (None, false) if arch == Arch::Falcon => Activation::GeluErf,
                 // llama.cpp's LLM_FFN_RELU_SQR, their checkpoints' `relu2`.
-                (None, false) if matches!(arch, Arch::Arcee | Arch::Nemotron) => Activation::Relu2,
+                (None, false) if matches!(arch, Arch::Arcee | Arch::Nemotron | Arch::Jais2) => {
+                    Activation::Relu2
+                }
                 // llama.cpp's ggml_xielu with the `xielu.*` constants (loader::apertus).
                 (None, false) if arch == Arch::Apertus => Activation::Xielu,
                 (Some(_), _) | (None, false) => Activation::GeluTanh,

@@ -46,7 +46,9 @@ impl GgufFile {
     /// in `command-r` exactly where there are 64 layers or more (Command R+'s, a weight per
     /// head: llama.cpp's test for it).
     ///
-    /// Errors: the tensor missing where the family has it, present where it has none.
+    /// Errors: the tensor missing where the family has it, present where it has none; a
+    /// `stablelm` file with the norms of some layers or projections only (llama.cpp takes each
+    /// as optional; its converter writes all or none, and this engine reads all or none).
     pub(in crate::loader::gguf) fn qk_norms(
         &self,
         arch: Arch,
@@ -55,7 +57,21 @@ impl GgufFile {
     ) -> Result<(bool, bool)> {
         let present = self.tensor("blk.0.attn_q_norm.weight").is_some();
         let want = match arch {
-            Arch::StableLm => return Ok((present, present)),
+            Arch::StableLm => {
+                let names = (0..layers)
+                    .flat_map(|i| ["q", "k"].map(|m| format!("blk.{i}.attn_{m}_norm.weight")));
+                let missing: Vec<String> = names.filter(|n| self.tensor(n).is_none()).collect();
+                if !missing.is_empty() && missing.len() < 2 * layers {
+                    return Err(Error::format(
+                        &self.path,
+                        format!(
+                            "a `stablelm` file with the query/key norms of some layers only (`{}` is missing): StableLM 2 12B's are in every layer, for both; this engine reads them in all or in none",
+                            missing[0]
+                        ),
+                    ));
+                }
+                return Ok((missing.is_empty(), missing.is_empty()));
+            }
             Arch::Cohere => layers >= 64,
             _ => arch.has_qk_norm(),
         };

@@ -1,0 +1,68 @@
+//! Query/key norms with a weight per head in llama.cpp's files: StableLM 2 12B's (`stablelm`,
+//! optional) and Command R+'s (`command-r`, exactly with 64 layers or more), read as its
+//! loaders make them. Their logits against transformers: the golden runs' `tiny_stablelm_gguf`.
+
+#[allow(dead_code)]
+#[path = "gguf/family_files.rs"]
+mod family_files;
+#[allow(dead_code)]
+#[path = "gguf/writer.rs"]
+mod writer;
+
+use family_files::{gguf_with, layernorm_keys as keys, read, refused};
+use writer::{Tensor, M};
+
+/// Query/key norms with a weight per head (`attn_q_norm` `[head_dim, heads]`), as llama.cpp's
+/// loaders make them: optional in `stablelm` (StableLM 2 12B's), in `command-r` exactly where
+/// there are 64 layers or more (its test for Command R+). The logits: `tiny_stablelm_gguf`.
+#[test]
+fn per_head_qk_norms_read_as_llama_cpp() {
+    // Layer `l`'s query (`m` "q", 4 heads) or key ("k", 1 head) norm.
+    let norm = |l: usize, m: &str| {
+        let heads = if m == "q" { 4 } else { 1 };
+        Tensor {
+            name: format!("blk.{l}.attn_{m}_norm.weight"),
+            dims: vec![16, heads],
+            ty: 0,
+            data: vec![0; 4 * 16 * heads as usize],
+        }
+    };
+    let stablelm =
+        |layers, more| gguf_with("stablelm", layers, 64, 4, 16, keys("stablelm", 4), more);
+    let both = vec![norm(0, "q"), norm(0, "k")];
+    let c = read("sq.gguf", &stablelm(1, both.clone())).unwrap();
+    assert!(c.qk_norm && c.qk_norm_per_head);
+    assert_eq!(c.qk_norm_weight_rows(), (4, 1));
+    let c = read("s.gguf", &stablelm(1, vec![])).unwrap();
+    assert!(!c.qk_norm && !c.qk_norm_per_head);
+    // Some norms only (q's without k's; layer 0's without layer 1's): refused by name, where
+    // llama.cpp would run the others unnormed.
+    let some = "a `stablelm` file with the query/key norms of some layers only";
+    refused(
+        "sq-only.gguf",
+        &stablelm(1, vec![norm(0, "q")]),
+        &format!("{some} (`blk.0.attn_k_norm.weight` is missing)"),
+    );
+    refused(
+        "s-layer0.gguf",
+        &stablelm(2, both),
+        &format!("{some} (`blk.1.attn_q_norm.weight` is missing)"),
+    );
+    let mut k = keys("command-r", 16);
+    k.push(("command-r.logit_scale", M::F32(0.5)));
+    let command_r = |layers, more| gguf_with("command-r", layers, 64, 4, 16, k.clone(), more);
+    let c = read("r64.gguf", &command_r(64, vec![norm(0, "q")])).unwrap();
+    assert!(c.qk_norm && c.qk_norm_per_head && c.rope_interleaved);
+    let c = read("r2.gguf", &command_r(2, vec![])).unwrap();
+    assert!(!c.qk_norm);
+    refused(
+        "r2q.gguf",
+        &command_r(2, vec![norm(0, "q")]),
+        "tensor `blk.0.attn_q_norm.weight` is present: llama.cpp's `command-r` has them exactly where there are 64 layers or more (Command R+), and this file has 2",
+    );
+    refused(
+        "r64b.gguf",
+        &command_r(64, vec![]),
+        "tensor `blk.0.attn_q_norm.weight` is missing",
+    );
+}
