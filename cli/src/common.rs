@@ -193,7 +193,9 @@ pub struct ModelArgs {
     /// (convert_lora_to_gguf.py's; scaled as llama.cpp scales it: adapter.lora.alpha / r). All
     /// loaded adapters sit side by side, and each request chooses its mixture of them: `--mix` or
     /// the router in generate, `--mix` in score, the request's `model` or `lora_mixture` in serve, the mode
-    /// in eval, the scenario in bench.
+    /// in eval, the scenario in bench. NAME: 1 to 128 characters, no whitespace, `,` or `=` (as
+    /// the server's /v1/load_lora_adapter takes them; serve also refuses `auto`, the router, and
+    /// the base model's name).
     #[arg(long = "adapter", value_name = "NAME=PATH")]
     pub adapters: Vec<String>,
     /// llama.cpp's `--lora FILE` (hidden): refused, saying how it is written here.
@@ -370,11 +372,16 @@ impl ModelArgs {
     /// # Errors
     /// A malformed pair; llama.cpp's `--lora`/`--lora-scaled`, with their forms here.
     pub fn adapter_specs(&self) -> Result<Vec<(String, PathBuf)>> {
-        if let Some(f) = self.llama_cpp_lora.first() {
-            bail!("--lora {f}: that is llama.cpp's flag; here an adapter is loaded under a name and mixed by it: --adapter NAME={f} --mix NAME=1");
-        }
-        if let [f, w, ..] = &self.llama_cpp_lora_scaled[..] {
-            bail!("--lora-scaled {f} {w}: that is llama.cpp's flag; here: --adapter NAME={f} --mix NAME={w}");
+        let scaled = self
+            .llama_cpp_lora_scaled
+            .chunks(2)
+            .map(|p| (&p[0], p.get(1)));
+        let given: Vec<(&String, Option<&String>)> = (self.llama_cpp_lora.iter())
+            .map(|f| (f, None))
+            .chain(scaled)
+            .collect();
+        if !given.is_empty() {
+            bail!("{}", llama_cpp_lora_hint(&given));
         }
         self.adapters
             .iter()
@@ -481,6 +488,45 @@ pub fn adapter_name_fault(name: &str) -> std::result::Result<(), &'static str> {
     Ok(())
 }
 
+/// What to write here for llama.cpp's `--lora FILE` / `--lora-scaled FILE W` (`(FILE, W)`): each
+/// file loaded under a name (`a`, `b`, ...) with `--adapter`, then mixed by those names.
+fn llama_cpp_lora_hint(given: &[(&String, Option<&String>)]) -> String {
+    // A path the shell would split or expand, quoted so that the line can be pasted.
+    let quoted = |f: &str| match f
+        .chars()
+        .any(|c| c.is_whitespace() || "'\"$`\\!*?;&|<>()".contains(c))
+    {
+        true => format!("'{}'", f.replace('\'', "'\\''")),
+        false => f.to_string(),
+    };
+    let name = |i: usize| match i < 26 {
+        true => ((b'a' + i as u8) as char).to_string(),
+        false => format!("a{i}"),
+    };
+    let flags: Vec<String> = given
+        .iter()
+        .map(|(f, w)| match w {
+            None => format!("--lora {}", quoted(f)),
+            Some(w) => format!("--lora-scaled {} {w}", quoted(f)),
+        })
+        .collect();
+    let adapters: Vec<String> = (given.iter().enumerate())
+        .map(|(i, (f, _))| format!("--adapter {}={}", name(i), quoted(f)))
+        .collect();
+    let mix: Vec<String> = (given.iter().enumerate())
+        .map(|(i, (_, w))| format!("{}={}", name(i), w.map_or("1", |w| w.as_str())))
+        .collect();
+    format!(
+        "{}: llama.cpp's flag{}; here each adapter is loaded under a name and mixed by that name: {}; \
+         then `--mix {}` in generate and score, or a request's `model` (one adapter's name) or \
+         `lora_mixture` ({{\"a\": 0.5, ...}}) in serve",
+        flags.join(" "),
+        if given.len() > 1 { "s" } else { "" },
+        adapters.join(" "),
+        mix.join(",")
+    )
+}
+
 /// A model loaded on some backend, with its tokenizer.
 pub struct Loaded<B: Backend> {
     /// The model with its adapters.
@@ -537,8 +583,13 @@ pub fn load_keeping_adapters<B: Backend>(
         .adapter_specs()?
         .iter()
         .map(|(n, d)| {
-            PeftAdapter::load(n, d, &files.config)
-                .map_err(|e| in_context(e, format!("loading adapter `{n}` from"), d))
+            PeftAdapter::load(n, d, &files.config).map_err(|e| {
+                // The loader's own message names the adapter already: nothing to add.
+                match e.to_string().contains(&format!("adapter `{n}`")) {
+                    true => anyhow::Error::new(e),
+                    false => in_context(e, format!("loading adapter `{n}` from"), d),
+                }
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let mut model = Model::new(backend, files.config, files.weights, args.max_context)?;

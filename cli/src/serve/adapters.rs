@@ -75,10 +75,11 @@ pub fn unload_request(body: &[u8]) -> Result<String, ApiError> {
 pub fn check_name(name: &str, base: &str) -> Result<(), ApiError> {
     let bad = |why: &str| ApiError::bad_param("lora_name", format!("`lora_name` `{name}` {why}"));
     crate::common::adapter_name_fault(name).map_err(bad)?;
-    if name == "auto" || name == base {
-        return Err(bad(
-            "is taken (`auto` is the router; the base model has its own name)",
-        ));
+    if name == "auto" {
+        return Err(bad("is taken: `auto` is the router"));
+    }
+    if name == base {
+        return Err(bad("is taken: it is the base model's name"));
     }
     Ok(())
 }

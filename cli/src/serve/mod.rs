@@ -200,6 +200,11 @@ impl WithBackend for &ServeArgs {
             let s = p.to_string_lossy();
             s.strip_suffix(".gguf").unwrap_or(&s).to_string()
         });
+        // The base model's name is a request's `model`: `auto` is the router's, and an empty
+        // one reads as no model at all.
+        if base_name == "auto" || base_name.trim().is_empty() {
+            bail!("--served-model-name `{base_name}`: the base model's name must not be empty or `auto` (`model: \"auto\"` is the router); pick another");
+        }
         let adapter_root =
             match &args.adapter_root {
                 Some(d) => Some(d.canonicalize().ok().filter(|c| c.is_dir()).with_context(

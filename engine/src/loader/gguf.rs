@@ -108,6 +108,36 @@ impl GgufValue {
     }
 }
 
+/// The value as a message names it: its GGUF type and value (`the string "4"`, `the u32 4`,
+/// `an array of 3 values`), not Rust's debug form.
+impl std::fmt::Display for GgufValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::U8(v) => write!(f, "the u8 {v}"),
+            Self::I8(v) => write!(f, "the i8 {v}"),
+            Self::U16(v) => write!(f, "the u16 {v}"),
+            Self::I16(v) => write!(f, "the i16 {v}"),
+            Self::U32(v) => write!(f, "the u32 {v}"),
+            Self::I32(v) => write!(f, "the i32 {v}"),
+            Self::U64(v) => write!(f, "the u64 {v}"),
+            Self::I64(v) => write!(f, "the i64 {v}"),
+            Self::F32(v) => write!(f, "the f32 {v}"),
+            Self::F64(v) => write!(f, "the f64 {v}"),
+            Self::Bool(v) => write!(f, "the bool {v}"),
+            Self::Str(s) if s.chars().count() > 64 => {
+                let head: String = s.chars().take(64).collect();
+                write!(
+                    f,
+                    "the string {head:?}... ({} characters)",
+                    s.chars().count()
+                )
+            }
+            Self::Str(s) => write!(f, "the string {s:?}"),
+            Self::Array(a) => write!(f, "an array of {} values", a.len()),
+        }
+    }
+}
+
 /// Whether `path` is a file that starts with GGUF's magic (a model, or a llama.cpp LoRA
 /// adapter).
 pub fn is_gguf_file(path: &Path) -> bool {

@@ -102,6 +102,16 @@ impl ModelFiles {
                 path.display()
             )));
         }
+        // An HF checkpoint's own file given for its folder (transformers takes the folder).
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext, "safetensors" | "json" | "bin") && !super::gguf::is_gguf_file(path) {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = dir.map_or(".".into(), |d| d.display().to_string());
+            return Err(Error::invalid(format!(
+                "{}: a file of an HF checkpoint, not a model; pass the folder that holds config.json and the weights ({dir}), or a .gguf file",
+                path.display()
+            )));
+        }
         let g = GgufFile::open(path)?;
         let config = g.config()?;
         let beside = path.with_file_name("tokenizer.json");

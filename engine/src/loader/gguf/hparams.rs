@@ -45,7 +45,7 @@ impl GgufFile {
             Some(v) => v.as_u64().map(Some).ok_or_else(|| {
                 Error::format(
                     &self.path,
-                    format!("metadata `{key}`: expected a non-negative integer, found {v:?}"),
+                    format!("metadata `{key}`: expected a non-negative integer, found {v}"),
                 )
             }),
         }
@@ -61,7 +61,7 @@ impl GgufFile {
             Some(v) => v.as_f64().map(Some).ok_or_else(|| {
                 Error::format(
                     &self.path,
-                    format!("metadata `{key}`: expected a number, found {v:?}"),
+                    format!("metadata `{key}`: expected a number, found {v}"),
                 )
             }),
         }
@@ -214,7 +214,7 @@ impl GgufFile {
                 Error::format(
                     p,
                     format!(
-                        "`{}`: expected a string, found {v:?}",
+                        "`{}`: expected a string, found {v}",
                         key("rope.scaling.type")
                     ),
                 )

@@ -197,7 +197,7 @@ impl GgufFile {
         let bad = |found: &GgufValue| {
             Error::format(
                 &self.path,
-                format!("metadata `{key}`: expected a period or {layers} per-layer flags, found {found:?}"),
+                format!("metadata `{key}`: expected a period or {layers} per-layer flags, found {found}"),
             )
         };
         let period = |p: u64| sliding_every(layers, p.min(layers as u64 + 1) as usize);
@@ -236,7 +236,7 @@ impl GgufFile {
             None => vec![],
         };
         if sections.iter().any(|v| v.as_u64() != Some(0)) {
-            let shown = |v: &GgufValue| v.as_u64().map_or(format!("{v:?}"), |n| n.to_string());
+            let shown = |v: &GgufValue| v.as_u64().map_or(v.to_string(), |n| n.to_string());
             let sections: Vec<String> = sections.iter().map(shown).collect();
             return Err(Error::unsupported(format!(
                 "{p}: `{key}` is [{}]: M-RoPE (GLM-4V's position sections, with q/k rows permuted for it) is not read; a text-only GLM-4 file has none",
@@ -479,7 +479,7 @@ impl GgufFile {
             Some(other) => {
                 return Err(Error::format(
                     &self.path,
-                    format!("metadata `{key}`: expected a bool (as llama.cpp reads it), found {other:?}"),
+                    format!("metadata `{key}`: expected a bool (as llama.cpp reads it), found {other}"),
                 ))
             }
         }
