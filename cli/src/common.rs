@@ -367,37 +367,13 @@ impl ModelArgs {
         bail!("no --model given and no default model found (looked at $DLP_MODEL, {}); run scripts/fetch-smollm2.sh or pass --model PATH", looked.join(", "))
     }
 
-    /// `NAME=PATH` pairs from `--adapter`.
-    ///
-    /// # Errors
-    /// A malformed pair; llama.cpp's `--lora`/`--lora-scaled`, with their forms here.
+    /// `NAME=PATH` pairs from `--adapter` ([`crate::adapter_args::specs`], its errors).
     pub fn adapter_specs(&self) -> Result<Vec<(String, PathBuf)>> {
-        let scaled = self
-            .llama_cpp_lora_scaled
-            .chunks(2)
-            .map(|p| (&p[0], p.get(1)));
-        let given: Vec<(&String, Option<&String>)> = (self.llama_cpp_lora.iter())
-            .map(|f| (f, None))
-            .chain(scaled)
-            .collect();
-        if !given.is_empty() {
-            bail!("{}", llama_cpp_lora_hint(&given));
-        }
-        self.adapters
-            .iter()
-            .map(|s| {
-                let (n, d) = s
-                    .split_once('=')
-                    .with_context(|| format!("--adapter `{s}`: expected NAME=PATH"))?;
-                if n.is_empty() || d.is_empty() {
-                    bail!("--adapter `{s}`: expected NAME=PATH with a non-empty name and path");
-                }
-                if let Err(why) = adapter_name_fault(n) {
-                    bail!("--adapter `{s}`: the name `{n}` {why}");
-                }
-                Ok((n.to_string(), PathBuf::from(d)))
-            })
-            .collect()
+        crate::adapter_args::specs(
+            &self.adapters,
+            &self.llama_cpp_lora,
+            &self.llama_cpp_lora_scaled,
+        )
     }
 
     /// The files this model, its adapters and its chat template are read from, so that no
@@ -471,62 +447,6 @@ impl ModelArgs {
     }
 }
 
-/// Why `name` cannot name an adapter, the same rules for `--adapter` and a server's
-/// `/v1/load_lora_adapter`: 1 to 128 characters, no whitespace or control characters (it is a
-/// request's `model` and a metrics label), no `,` or `=` (`--mix a=0.5,b=0.5` could not name it,
-/// as train-router refuses such labels).
-pub fn adapter_name_fault(name: &str) -> std::result::Result<(), &'static str> {
-    if name.is_empty() || name.chars().count() > 128 {
-        return Err("must have 1 to 128 characters");
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain whitespace or control characters");
-    }
-    if name.contains([',', '=']) {
-        return Err("must not contain `,` or `=` (--mix could not name it)");
-    }
-    Ok(())
-}
-
-/// What to write here for llama.cpp's `--lora FILE` / `--lora-scaled FILE W` (`(FILE, W)`): each
-/// file loaded under a name (`a`, `b`, ...) with `--adapter`, then mixed by those names.
-fn llama_cpp_lora_hint(given: &[(&String, Option<&String>)]) -> String {
-    // A path the shell would split or expand, quoted so that the line can be pasted.
-    let quoted = |f: &str| match f
-        .chars()
-        .any(|c| c.is_whitespace() || "'\"$`\\!*?;&|<>()".contains(c))
-    {
-        true => format!("'{}'", f.replace('\'', "'\\''")),
-        false => f.to_string(),
-    };
-    let name = |i: usize| match i < 26 {
-        true => ((b'a' + i as u8) as char).to_string(),
-        false => format!("a{i}"),
-    };
-    let flags: Vec<String> = given
-        .iter()
-        .map(|(f, w)| match w {
-            None => format!("--lora {}", quoted(f)),
-            Some(w) => format!("--lora-scaled {} {w}", quoted(f)),
-        })
-        .collect();
-    let adapters: Vec<String> = (given.iter().enumerate())
-        .map(|(i, (f, _))| format!("--adapter {}={}", name(i), quoted(f)))
-        .collect();
-    let mix: Vec<String> = (given.iter().enumerate())
-        .map(|(i, (_, w))| format!("{}={}", name(i), w.map_or("1", |w| w.as_str())))
-        .collect();
-    format!(
-        "{}: llama.cpp's flag{}; here each adapter is loaded under a name and mixed by that name: {}; \
-         then `--mix {}` in generate and score, or a request's `model` (one adapter's name) or \
-         `lora_mixture` ({{\"a\": 0.5, ...}}) in serve",
-        flags.join(" "),
-        if given.len() > 1 { "s" } else { "" },
-        adapters.join(" "),
-        mix.join(",")
-    )
-}
-
 /// A model loaded on some backend, with its tokenizer.
 pub struct Loaded<B: Backend> {
     /// The model with its adapters.
@@ -558,15 +478,17 @@ pub fn load<B: Backend>(backend: B, args: &ModelArgs) -> Result<Loaded<B>> {
     Ok(load_keeping_adapters(backend, args)?.0)
 }
 
-/// `e` under the context `doing` and `path`, or `doing` alone where `e`'s own message names
-/// `path` already (the loaders' format errors begin with it), so that it is not said twice.
-fn in_context(e: dlp_engine::Error, doing: String, path: &Path) -> anyhow::Error {
-    let shown = path.display().to_string();
-    let ctx = match e.to_string().contains(&shown) {
-        true => doing.trim_end_matches(" from").to_string(),
-        false => format!("{doing} {shown}"),
-    };
-    anyhow::Error::new(e).context(ctx)
+/// `e` with what was being loaded (`model`, adapter `a`) and from where as its context, less
+/// what `e`'s own message says already: the path (the loaders' format errors begin with it),
+/// or the path and the thing itself (the adapter loader's "adapter `a`: P ..."), so that
+/// nothing is said twice.
+fn in_context(e: dlp_engine::Error, what: &str, path: &Path) -> anyhow::Error {
+    let (msg, shown) = (e.to_string(), path.display().to_string());
+    match (msg.contains(&shown), msg.contains(what)) {
+        (true, true) => anyhow::Error::new(e),
+        (true, false) => anyhow::Error::new(e).context(format!("loading {what}")),
+        (false, _) => anyhow::Error::new(e).context(format!("loading {what} from {shown}")),
+    }
 }
 
 /// As [`load`], also returning the adapters' host copies (slot order), for callers that
@@ -577,19 +499,14 @@ pub fn load_keeping_adapters<B: Backend>(
 ) -> Result<(Loaded<B>, Vec<PeftAdapter>)> {
     let path = args.model_path()?;
     let keep_packed = backend.packed_weights() && !args.f32_weights;
-    let files = ModelFiles::load_with(&path, keep_packed)
-        .map_err(|e| in_context(e, "loading model".into(), &path))?;
+    let files =
+        ModelFiles::load_with(&path, keep_packed).map_err(|e| in_context(e, "model", &path))?;
     let adapters = args
         .adapter_specs()?
         .iter()
         .map(|(n, d)| {
-            PeftAdapter::load(n, d, &files.config).map_err(|e| {
-                // The loader's own message names the adapter already: nothing to add.
-                match e.to_string().contains(&format!("adapter `{n}`")) {
-                    true => anyhow::Error::new(e),
-                    false => in_context(e, format!("loading adapter `{n}` from"), d),
-                }
-            })
+            PeftAdapter::load(n, d, &files.config)
+                .map_err(|e| in_context(e, &format!("adapter `{n}`"), d))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut model = Model::new(backend, files.config, files.weights, args.max_context)?;

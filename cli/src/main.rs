@@ -1,5 +1,6 @@
 //! `dlp-run`: serve many task LoRAs from one base model. See `dlp-run --help`.
 
+mod adapter_args;
 mod bench;
 mod bench_memory;
 mod bench_peers;

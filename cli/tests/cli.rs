@@ -12,6 +12,8 @@ mod bad_data;
 mod bad_input;
 #[path = "cli/bench.rs"]
 mod bench;
+#[path = "cli/elsewhere.rs"]
+mod elsewhere;
 #[path = "cli/flags.rs"]
 mod flags;
 #[path = "cli/gpu_check.rs"]

@@ -9,10 +9,12 @@ use crate::error::{Error, Result};
 use crate::tensor::HostTensor;
 
 mod attn_shape;
+mod checks;
 mod compose;
 mod lora_stack;
 mod step_plan;
 pub use attn_shape::{check_softcap, AttnShape};
+pub use checks::{check_kv_copy, check_norm_weight_rows, rope_table_len};
 pub use compose::{
     add_then_rms_norm, gate_silu_width, linear_then_add_rms_norm, linears_each,
     linears_then_silu_mul, rope_each, rope_then_attention, ResidualNorm, ResidualSite,
@@ -22,43 +24,6 @@ pub use step_plan::StepPlan;
 
 /// Marks an unused entry of a segment's mixture (`StepPlan::mix_slots`).
 pub const NO_ADAPTER: u32 = u32::MAX;
-
-/// Checks a [`Backend::copy_kv`] of `len` values from `from` to `to` in a buffer of
-/// `buf_len` values: both ranges inside it, and apart.
-///
-/// # Errors
-/// Either range past the buffer, or the two overlapping.
-pub fn check_kv_copy(buf_len: usize, from: usize, to: usize, len: usize) -> Result<()> {
-    let end = from.max(to).checked_add(len);
-    if end.is_none_or(|e| e > buf_len) || from.abs_diff(to) < len {
-        return Err(crate::error::Error::invalid(format!(
-            "copy_kv: {len} values from {from} to {to} in a buffer of {buf_len}"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks [`Backend::rms_norm`]'s weight rows: at least one, and a whole number of them in
-/// `rows` (each head of every token its own).
-///
-/// # Errors
-/// `w_rows` 0 or not dividing `rows`.
-pub fn check_norm_weight_rows(rows: usize, w_rows: usize) -> Result<()> {
-    if w_rows == 0 || !rows.is_multiple_of(w_rows) {
-        return Err(crate::error::Error::invalid(format!(
-            "rms_norm: {rows} rows cannot take a weight of {w_rows} rows (one per row of each group)"
-        )));
-    }
-    Ok(())
-}
-
-/// Values a rope table (`Backend::rope`'s layout: rows of head_dim/2 (cos, sin) pairs, one per
-/// position) must hold for the first `n_tokens` of `positions`: up to the largest position's row.
-/// Each backend checks its buffer against it with its own error.
-pub fn rope_table_len(positions: &[u32], n_tokens: usize, head_dim: usize) -> usize {
-    let max_pos = positions[..n_tokens].iter().copied().max().unwrap_or(0) as usize;
-    (max_pos + 1) * (head_dim / 2) * 2
-}
 
 /// A fresh id, unique in this process (never reused): what a recorded step
 /// ([`Backend::run_recorded`]) keys on to know that the buffers it baked in still exist.

@@ -70,11 +70,11 @@ pub fn unload_request(body: &[u8]) -> Result<String, ApiError> {
 }
 
 /// An adapter name must be usable as a `model` value and a metrics label
-/// ([`crate::common::adapter_name_fault`], `--adapter`'s rules), and neither `auto` nor the base
+/// ([`crate::adapter_args::adapter_name_fault`], `--adapter`'s rules), and neither `auto` nor the base
 /// model's name.
 pub fn check_name(name: &str, base: &str) -> Result<(), ApiError> {
     let bad = |why: &str| ApiError::bad_param("lora_name", format!("`lora_name` `{name}` {why}"));
-    crate::common::adapter_name_fault(name).map_err(bad)?;
+    crate::adapter_args::adapter_name_fault(name).map_err(bad)?;
     if name == "auto" {
         return Err(bad("is taken: `auto` is the router"));
     }

@@ -109,14 +109,19 @@ mod tests {
         }
     }
 
+    /// One layer of two heads of 4, RoPE on half of each (Phi-3's `partial_rotary_factor` 0.5).
+    fn half_rotated() -> ModelConfig {
+        let v = serde_json::json!({"model_type": "phi3", "hidden_size": 8,
+            "intermediate_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
+            "vocab_size": 8, "partial_rotary_factor": 0.5});
+        ModelConfig::from_hf_json(&v, std::path::Path::new("c.json")).unwrap()
+    }
+
     /// A corrupt file's 0-d or empty q/k tensors are left for the model's shape check, not a
     /// panic; whole heads are reordered.
     #[test]
     fn only_whole_heads_are_reordered() {
-        let v = serde_json::json!({"model_type": "phi3", "hidden_size": 8,
-            "intermediate_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
-            "vocab_size": 8, "partial_rotary_factor": 0.5});
-        let cfg = ModelConfig::from_hf_json(&v, std::path::Path::new("c.json")).unwrap();
+        let cfg = half_rotated();
         assert_eq!((cfg.head_dim, cfg.rotary_dim), (4, 2));
         let file = std::path::Path::new("m");
         let mut w = WeightMap::new("m");
@@ -145,10 +150,7 @@ mod tests {
     /// whole projection's (`[q_dim]`, OLMo's), each reordered within each head.
     #[test]
     fn qk_norm_weights_are_reordered_with_the_heads() {
-        let v = serde_json::json!({"model_type": "phi3", "hidden_size": 8,
-            "intermediate_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1,
-            "vocab_size": 8, "partial_rotary_factor": 0.5});
-        let cfg = ModelConfig::from_hf_json(&v, std::path::Path::new("c.json")).unwrap();
+        let cfg = half_rotated();
         assert_eq!(head_order(4, 2, false), [0, 2, 1, 3]);
         let file = std::path::Path::new("m");
         let mut w = WeightMap::new("m");
