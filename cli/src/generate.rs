@@ -317,9 +317,10 @@ impl WithBackend for &GenerateArgs {
             if ids.len() >= ctx {
                 bail!(
                     "{}: the prompt has {} tokens, the context holds {ctx} (--max-context or the \
-                     model's limit; leave room for at least one new token)",
+                     model's limit{}; leave room for at least one new token)",
                     p.source,
-                    ids.len()
+                    ids.len(),
+                    loaded.model.config.context_note(ctx)
                 );
             }
             let (segments, routed) = match &routing {

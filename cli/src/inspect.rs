@@ -74,6 +74,7 @@ fn backends_text() -> String {
 fn tensor_table(files: &[PathBuf]) -> Result<String> {
     let mut by_dtype: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut lines = Vec::new();
+    let mut vision = 0;
     for f in files {
         let map = mmap(f)?;
         let st = safetensors::SafeTensors::deserialize(&map)
@@ -82,6 +83,9 @@ fn tensor_table(files: &[PathBuf]) -> Result<String> {
         ts.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, v) in ts {
             let n: usize = v.shape().iter().product();
+            if dlp_engine::loader::gemma::vision_tensor(&name) {
+                vision += n;
+            }
             let e = by_dtype.entry(format!("{:?}", v.dtype())).or_default();
             e.0 += 1;
             e.1 += n;
@@ -91,7 +95,14 @@ fn tensor_table(files: &[PathBuf]) -> Result<String> {
         }
     }
     let total: usize = by_dtype.values().map(|v| v.1).sum();
-    let mut s = format!("  parameters: {total} ({:.1} M)\n", total as f64 / 1e6);
+    let mut s = format!("  parameters: {total} ({:.1} M)", total as f64 / 1e6);
+    if vision > 0 {
+        s += &format!(
+            ", of which {vision} ({:.1} M) in the vision tower and projector, which text never reaches (not loaded)",
+            vision as f64 / 1e6
+        );
+    }
+    s += "\n";
     for (d, (c, n)) in &by_dtype {
         s += &format!("  {d}: {c} tensors, {n} values\n");
     }
@@ -429,6 +440,10 @@ fn config_text(c: &ModelConfig) -> String {
         c.intermediate_size,
         c.vocab_size,
         match c.context_limit() {
+            n if c.attn_temperature.is_some_and(|t| n == t.floor) => format!(
+                "{n} (the RoPE settings reach {}; past {n} queries are scaled by Llama 4's attention temperature, which dlp-run does not apply)",
+                c.scaled_context()
+            ),
             n if n > c.max_position_embeddings => {
                 format!(
                     "{n} (max_position_embeddings {}, stretched by its RoPE scaling)",

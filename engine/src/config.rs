@@ -21,10 +21,13 @@ mod granite;
 mod heads;
 mod layernorm;
 mod longrope;
+mod ministral3;
+mod multimodal;
 mod olmo3;
 mod rope;
 mod smollm3;
 mod token_ids;
+mod validate;
 mod windows;
 
 pub use activation::Activation;
@@ -34,6 +37,7 @@ pub use forward::NormNames;
 pub use gemma::GemmaFeatures;
 pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
+pub use ministral3::AttnTemperature;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 pub(crate) use smollm3::{rope_every, NOPE_EVERY};
 use token_ids::{end_ids_in_vocab, ids_of};
@@ -78,6 +82,9 @@ pub struct ModelConfig {
     /// form a GGUF gives Llama-3 scaling (its converter computes them from the same formula).
     /// Frequency `i` is `theta^(-2i/d) / factors[i]`.
     pub rope_freq_factors: Option<Vec<f64>>,
+    /// Llama 4's attention temperature (Ministral 3's), which ends the context at its floor
+    /// ([`AttnTemperature`]); `None` for the other families.
+    pub attn_temperature: Option<AttnTemperature>,
     /// Longest context the model was trained for.
     pub max_position_embeddings: usize,
     /// lm_head shares the embedding table.
@@ -146,8 +153,31 @@ impl ModelConfig {
     /// The longest sequence the model takes, in tokens: `max_position_embeddings`, or what a
     /// linear or YaRN scaling stretches the context to where that is longer (vLLM's rule:
     /// `max_position_embeddings * factor`, YaRN `original_max_position_embeddings * factor`;
-    /// Qwen2.5 with YaRN factor 4 over 32768: 131072).
+    /// Qwen2.5 with YaRN factor 4 over 32768: 131072). An [`AttnTemperature`]'s floor ends it
+    /// sooner (Ministral 3: 16384 of 262144), since the engine does not scale queries past it.
     pub fn context_limit(&self) -> usize {
+        let limit = self.scaled_context();
+        match self.attn_temperature {
+            Some(t) => limit.min(t.floor),
+            None => limit,
+        }
+    }
+
+    /// Why a context of `ctx` tokens ends there, for the messages of a sequence that does not
+    /// fit: where an [`AttnTemperature`] ends it (`ctx` at its floor), that; else nothing.
+    pub fn context_note(&self, ctx: usize) -> String {
+        match self.attn_temperature {
+            Some(t) if ctx >= t.floor => format!(
+                "; the model's limit is {}: past it, queries are scaled by Llama 4's attention temperature, which dlp-run does not apply",
+                t.floor
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// The context the RoPE settings give the model ([`ModelConfig::context_limit`] before an
+    /// [`AttnTemperature`]'s floor).
+    pub fn scaled_context(&self) -> usize {
         let scaled = match &self.rope_scaling {
             Some(RopeScaling::Yarn(y)) => y.original_max_position_embeddings * y.factor,
             // Gemma 3's max_position_embeddings is already the scaled context (vLLM's rule).
@@ -210,6 +240,13 @@ impl ModelConfig {
                 format!("expected a JSON object (an HF config.json: model_type, hidden_size, ...), found {v}"),
             ));
         }
+        if let Some(q) = v.get("quantization_config").filter(|q| !q.is_null()) {
+            let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("?");
+            return Err(Error::unsupported(format!(
+                "{}: a quantized checkpoint (`quantization_config`, quant_method `{method}`): this engine reads F32, F16 and BF16 safetensors (the BF16 release, or a GGUF, of the same model)",
+                path.display()
+            )));
+        }
         let f = Fields { v, path };
         let model_type = f.str_or("model_type", "")?;
         let archs: Vec<String> = v
@@ -254,9 +291,13 @@ impl ModelConfig {
             "nemotron" => Arch::Nemotron,
             "apertus" => Arch::Apertus,
             "jais2" => Arch::Jais2,
+            "ministral3" => Arch::Ministral3,
             "gemma3_text" => Arch::Gemma3,
-            // Text and images (Gemma3ForConditionalGeneration): its text model.
-            "gemma3" => return Self::from_hf_json(&gemma::multimodal_text_config(v, path)?, path),
+            // Text and images (Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration):
+            // the text model.
+            t @ ("gemma3" | "mistral3") => {
+                return Self::from_hf_json(&multimodal::text_config(v, t, path)?, path)
+            }
             "" => {
                 return Err(Error::format(
                     path,
@@ -299,6 +340,10 @@ impl ModelConfig {
             }
             Arch::Apertus => {
                 view = apertus::apertus_view(v, path)?;
+                (&view, None)
+            }
+            Arch::Ministral3 => {
+                view = ministral3::ministral3_view(v, path)?;
                 (&view, None)
             }
             _ => match defaults::aliased(v, arch, path)? {
@@ -353,6 +398,10 @@ impl ModelConfig {
                 )?
             }
             None => None,
+        };
+        let attn_temperature = match arch {
+            Arch::Ministral3 => ministral3::attn_temperature(rope, rope_scaling.as_ref(), path)?,
+            _ => None,
         };
         let activation = match activation::ungated(v, arch, path)? {
             Some(a) => a,
@@ -428,6 +477,7 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
+            attn_temperature,
             max_position_embeddings,
             tie_word_embeddings: f.bool_or("tie_word_embeddings", defaults.tie)?,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
@@ -451,94 +501,6 @@ impl ModelConfig {
             parallel_norms,
         }
         .validated(path)
-    }
-
-    /// Checks the numbers fit together (heads divide, GQA groups whole) and stay within sizes a
-    /// real model has (a corrupt header must not make the loader allocate terabytes).
-    pub fn validated(self, path: &Path) -> Result<Self> {
-        let bad = |m: String| Err(Error::format(path, m));
-        layer_count(self.num_layers, path)?;
-        for (name, v, max) in [
-            ("hidden_size", self.hidden_size, 1 << 20),
-            ("intermediate_size", self.intermediate_size, 1 << 22),
-            ("num_attention_heads", self.num_heads, 1 << 14),
-            ("num_key_value_heads", self.num_kv_heads, 1 << 14),
-            ("head_dim", self.head_dim, 1 << 14),
-            ("vocab_size", self.vocab_size, 1 << 24),
-        ] {
-            if v > max {
-                return bad(format!("{name} = {v} exceeds {max}: not a model this engine can load (a corrupt file?)"));
-            }
-        }
-        if self.attention_window.len() != self.num_layers
-            || self.rope_layers.len() != self.num_layers
-        {
-            return bad(format!(
-                "{} attention windows and {} RoPE flags for {} layers",
-                self.attention_window.len(),
-                self.rope_layers.len(),
-                self.num_layers
-            ));
-        }
-        // No family has them (the exact GELU is GPT-NeoX's and Falcon's, the squared ReLU
-        // Arcee's and Nemotron's, xIELU Apertus's, ungated).
-        let ungated_only = [Activation::GeluErf, Activation::Relu2, Activation::Xielu];
-        if self.arch.gated_mlp() && ungated_only.contains(&self.activation) {
-            return bad(
-                "a gated feed-forward with the exact GELU, the squared ReLU or xIELU is not supported"
-                    .into(),
-            );
-        }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
-            return bad("num_attention_heads, num_key_value_heads and head_dim must be > 0".into());
-        }
-        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
-            return bad(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_heads, self.num_kv_heads
-            ));
-        }
-        if !self.head_dim.is_multiple_of(2) {
-            return bad(format!("head_dim {} must be even for RoPE", self.head_dim));
-        }
-        if self.hidden_size == 0 || self.vocab_size == 0 || self.num_layers == 0 {
-            return bad("hidden_size, vocab_size and num_hidden_layers must be > 0".into());
-        }
-        // A context must hold a prompt token and a new one (0 was reported as "1 positions").
-        if self.max_position_embeddings < 2 {
-            return bad(format!(
-                "max_position_embeddings (GGUF: *.context_length) = {} must be at least 2",
-                self.max_position_embeddings
-            ));
-        }
-        // Either one out of range turns every logit NaN, which would otherwise load fine.
-        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
-            let (hf, gguf) = self.arch.eps_keys();
-            return bad(format!(
-                "{hf} (GGUF: *.attention.{gguf}) = {} must be finite and >= 0",
-                self.rms_norm_eps
-            ));
-        }
-        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
-            return bad(format!(
-                "rope_theta (GGUF: *.rope.freq_base) = {} must be finite and > 0",
-                self.rope_theta
-            ));
-        }
-        // A start token outside the vocabulary cannot be embedded.
-        if let Some(id) = self.bos_token_id.filter(|&i| i as usize >= self.vocab_size) {
-            return bad(format!(
-                "bos_token_id (GGUF: tokenizer.ggml.bos_token_id) = {id} is outside the \
-                 vocabulary of {} tokens",
-                self.vocab_size
-            ));
-        }
-        if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
-            l.check(self.rotary_dim, path)?;
-        }
-        let mut cfg = self;
-        cfg.eos_token_ids = end_ids_in_vocab(path, &cfg.eos_token_ids, cfg.vocab_size);
-        Ok(cfg)
     }
 }
 
@@ -580,6 +542,9 @@ mod falcon_tests;
 #[cfg(test)]
 #[path = "config/gptj_tests.rs"]
 mod gptj_tests;
+#[cfg(test)]
+#[path = "config/ministral3_tests.rs"]
+mod ministral3_tests;
 #[cfg(test)]
 #[path = "config/norm_bias_tests.rs"]
 mod norm_bias_tests;

@@ -55,7 +55,8 @@ macro_rules! gguf_fixture_tests {
 
 /// One `#[test]` per RoPE-scaling fixture of this repository (`tiny_qwen2_yarn`, its GGUF
 /// form `tiny_qwen2_yarn_gguf`, `tiny_llama_linear`: made by
-/// `tests/fixtures/make_rope_scaling.py`), each calling `$run("<fixture folder>")`. The
+/// `tests/fixtures/make_rope_scaling.py`; `tiny_ministral3`: YaRN with Ministral 3's cos/sin
+/// factor, `tests/fixtures/make_ministral3.py`), each calling `$run("<fixture folder>")`. The
 /// scaling is in the host's RoPE table, the same for every backend: run where the plain
 /// fixtures run.
 #[macro_export]
@@ -72,6 +73,10 @@ macro_rules! rope_fixture_tests {
         #[test]
         fn tiny_llama_linear() {
             $run("tiny-llama-linear");
+        }
+        #[test]
+        fn tiny_ministral3() {
+            $run("tiny-ministral3");
         }
     };
 }
@@ -339,7 +344,8 @@ macro_rules! pair_rope_fixture_tests {
 /// half of each head, a head bias; `tiny_nemotron`: LayerNorm1P, RoPE on half of each head, the
 /// squared ReLU; `tiny_arcee`: the squared ReLU under RMSNorms, YaRN; `tiny_apertus`: xIELU with
 /// each layer's constants, per-head query/key norms, Llama 3's RoPE scaling; `tiny_jais2`:
-/// LayerNorms with biases and the squared ReLU), each calling
+/// LayerNorms with biases and the squared ReLU; `tiny_ministral3`: YaRN, Ministral 3's), each
+/// calling
 /// `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
@@ -431,6 +437,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_jais2() {
             $run("tiny-jais2");
+        }
+        #[test]
+        fn tiny_ministral3() {
+            $run("tiny-ministral3");
         }
     };
 }

@@ -72,3 +72,51 @@ fn habits_from_elsewhere_get_their_forms_here() {
         ],
     );
 }
+
+/// Ministral 3's context as transformers runs it reaches 1024 positions in the tiny fixture;
+/// past 64 its queries would need Llama 4's attention temperature, which is not applied: 64
+/// tokens are scored whatever --max-context asks, 65 are refused with the reason.
+#[test]
+fn ministral3_context_ends_where_the_temperature_begins() {
+    let tiny =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-ministral3");
+    let out = tempfile::tempdir().unwrap();
+    let ids = |n: usize| {
+        (0..n)
+            .map(|i| (i % 200 + 3).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let score = |n: usize| {
+        let o = out.path().join(format!("{n}.safetensors"));
+        let m = tiny.to_str().unwrap().to_string();
+        let v = [
+            "score",
+            "--backend",
+            "cpu",
+            "-m",
+            &m,
+            "--max-context",
+            "1024",
+        ];
+        let mut a: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--ids".into(),
+            ids(n),
+            "--out".into(),
+            o.display().to_string(),
+        ]);
+        a
+    };
+    let a = score(64);
+    let r = super::run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let a = score(65);
+    fails_with(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            "--ids: 65 tokens, the context holds 64",
+            "the model's limit is 64: past it, queries are scaled by Llama 4's attention temperature",
+        ],
+    );
+}

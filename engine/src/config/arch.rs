@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus, jais2, ministral3, mistral3";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -150,6 +150,11 @@ pub enum Arch {
     /// (`up_proj`/`down_proj`), biases on q/k/v/o (`attention_bias`) and on the feed-forward
     /// (`mlp_bias`), both true by default.
     Jais2,
+    /// Ministral 3 (`Ministral3ForCausalLM`, the text model of `Mistral3ForConditionalGeneration`:
+    /// Ministral-3-3B, -8B and -14B, 2512): Mistral with YaRN RoPE by default and Llama 4's
+    /// attention temperature ([`super::ModelConfig::attn_temperature`]); no window unless
+    /// `sliding_window` is set, then in every layer.
+    Ministral3,
 }
 
 impl Arch {

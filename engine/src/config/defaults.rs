@@ -35,7 +35,7 @@ impl Defaults {
         use Arch::*;
         let kv_heads = match arch {
             Glm | Glm4 | Ernie45 | InternLM3 => Some(2),
-            Mistral | Ministral | Exaone => Some(8),
+            Mistral | Ministral | Ministral3 | Exaone => Some(8),
             Starcoder2 => Some(2),
             StableLm => Some(32),
             // HeliumConfig's default is 20 whatever the head count (Helium-1's 2B has 20 heads).
@@ -43,7 +43,7 @@ impl Defaults {
             _ => None,
         };
         let head_dim = match arch {
-            Qwen3 | SeedOss | Ernie45 | Glm | Glm4 | InternLM3 | Helium => Some(128),
+            Qwen3 | SeedOss | Ernie45 | Glm | Glm4 | InternLM3 | Helium | Ministral3 => Some(128),
             Gemma | Gemma2 | Gemma3 => Some(256),
             _ => None,
         };
@@ -58,6 +58,7 @@ impl Defaults {
         let context = match arch {
             Olmo2 | Olmo3 | Exaone4 => 2048,
             SeedOss => 524_288,
+            Ministral3 => 262_144,
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
             Cohere | Cohere2 | Jais2 => 8192,
@@ -67,7 +68,7 @@ impl Defaults {
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
-            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus => 1e-5,
+            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus | Ministral3 => 1e-5,
             _ if arch.norm_bias() => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,

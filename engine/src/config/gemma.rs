@@ -199,39 +199,6 @@ pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, O
     Ok((out, Some(local_theta)))
 }
 
-/// The text model's config of Gemma 3's text-and-image checkpoint (`model_type: gemma3`,
-/// `Gemma3ForConditionalGeneration`): its `text_config`, with the end and start ids and
-/// `tie_word_embeddings` of the outer config where the text one lacks them (the Hub's files
-/// keep `eos_token_id` [1, 106] outside).
-///
-/// # Errors
-/// No `text_config` object, or one of another model type.
-pub(super) fn multimodal_text_config(v: &Value, path: &Path) -> Result<Value> {
-    let mut text =
-        match v.get("text_config") {
-            Some(t @ Value::Object(_)) => t.clone(),
-            _ => return Err(Error::format(
-                path,
-                "model_type `gemma3` (Gemma3ForConditionalGeneration) needs a `text_config` object",
-            )),
-        };
-    match text.get("model_type").and_then(Value::as_str) {
-        None | Some("gemma3_text") => text["model_type"] = "gemma3_text".into(),
-        Some(other) => {
-            return Err(Error::unsupported(format!(
-                "{}: `text_config.model_type` `{other}` in a gemma3 config (expected gemma3_text)",
-                path.display()
-            )))
-        }
-    }
-    for key in ["eos_token_id", "bos_token_id", "tie_word_embeddings"] {
-        if let (None, Some(outer)) = (text.get(key), v.get(key)) {
-            text[key] = outer.clone();
-        }
-    }
-    Ok(text)
-}
-
 /// GemmaConfig's, Gemma2Config's and Gemma3TextConfig's defaults for keys a config leaves out (a sparse
 /// config relies on them: the Hub's gemma-3-4b `text_config` names six keys).
 fn defaults(arch: Arch) -> Value {

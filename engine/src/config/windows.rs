@@ -51,6 +51,7 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Olmo3
         | Arch::Exaone4
         | Arch::Ministral
+        | Arch::Ministral3
         | Arch::Cohere2
         | Arch::Starcoder2 => false,
     }
@@ -209,8 +210,11 @@ pub(super) fn attention_windows(
             };
             sliding.iter().map(|&s| s.then_some(w)).collect()
         }
-        // MinistralConfig's `layer_types` where none is given: every layer slides.
-        Arch::Mistral | Arch::Phi3 | Arch::Ministral | Arch::Starcoder2 => vec![window; layers],
+        // MinistralConfig's `layer_types` where none is given: every layer slides. Ministral
+        // 3's attention reads `sliding_window` (absent: none) and no `layer_types`.
+        Arch::Mistral | Arch::Phi3 | Arch::Ministral | Arch::Ministral3 | Arch::Starcoder2 => {
+            vec![window; layers]
+        }
         Arch::SmolLM3 => smollm3_default.map(|s| window.filter(|_| s)).collect(),
         Arch::Qwen2 | Arch::Qwen3 => {
             let from = v

@@ -205,6 +205,7 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::SeedOss
         | Arch::Ernie45
         | Arch::Ministral
+        | Arch::Ministral3
         | Arch::Exaone
         | Arch::InternLM3
         | Arch::Helium

@@ -7,14 +7,12 @@
 use crate::config::ModelConfig;
 use crate::tensor::{HostTensor, WeightMap};
 
-/// Prepares the weights of a Gemma HF checkpoint: the text model of a text-and-image
-/// checkpoint under the model's names, the norms + 1; of a Nemotron one (`NemotronLayerNorm1P`
-/// normalizes by `weight + 1`), the norms + 1; nothing for the other families (a GGUF's need
-/// nothing). A tensor the map lacks is left for the model to name.
+/// Prepares the weights of an HF checkpoint: the text model of a text-and-image checkpoint
+/// (Gemma 3's, Mistral 3's) under the model's names; for Gemma, the norms + 1; for Nemotron
+/// (`NemotronLayerNorm1P` normalizes by `weight + 1`), the norms + 1 (a GGUF's need nothing).
+/// A tensor the map lacks is left for the model to name.
 pub fn prepare_hf(w: &mut WeightMap, cfg: &ModelConfig) {
-    if cfg.gemma.is_some() {
-        text_model_of_multimodal(w);
-    }
+    text_model_of_multimodal(w);
     if !cfg.norm_weights_less_one() {
         return;
     }
@@ -29,8 +27,8 @@ pub fn prepare_hf(w: &mut WeightMap, cfg: &ModelConfig) {
     }
 }
 
-/// Where the decoder of Gemma 3's text-and-image checkpoint (`Gemma3ForConditionalGeneration`)
-/// keeps its tensors, as the Hub's files name them (transformers 4's and 5's saved form) and as
+/// Where the decoder of a text-and-image checkpoint (`Gemma3ForConditionalGeneration`,
+/// `Mistral3ForConditionalGeneration`) keeps its tensors, as the Hub's files name them (transformers 4's and 5's saved form) and as
 /// transformers 5's live modules do, with the model's names for them.
 const MULTIMODAL: [(&str, &str); 3] = [
     ("language_model.model.", "model."),
@@ -47,8 +45,8 @@ pub fn vision_tensor(name: &str) -> bool {
     name.starts_with("vision_tower.") || name.starts_with("multi_modal_projector.")
 }
 
-/// The text decoder of a Gemma 3 text-and-image checkpoint under the model's names (nothing
-/// for a text-only checkpoint).
+/// The text decoder of a text-and-image checkpoint under the model's names (nothing for a
+/// text-only checkpoint, whose names never start so).
 fn text_model_of_multimodal(w: &mut WeightMap) {
     let names: Vec<String> = w.names().map(String::from).collect();
     for name in names {

@@ -94,9 +94,9 @@ pub struct PeftAdapter {
 /// found out as a failed request.
 pub(crate) const MAX_SCALE: f32 = 1e4;
 
-/// Where a model holds its decoder layers: `model.layers.`; Gemma 3's text-and-image model
-/// `language_model.model.layers.` (its files) or `model.language_model.layers.` (transformers
-/// 5's live modules, which PEFT saves).
+/// Where a model holds its decoder layers: `model.layers.`; a text-and-image model's (Gemma 3's,
+/// Mistral 3's) `language_model.model.layers.` (transformers 4's modules and the Hub's files) or
+/// `model.language_model.layers.` (transformers 5's live modules, which PEFT saves).
 const DECODER_PREFIXES: [&str; 3] = [
     "model.layers.",
     "language_model.model.layers.",
@@ -104,14 +104,17 @@ const DECODER_PREFIXES: [&str; 3] = [
 ];
 
 /// Splits `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight` into
-/// (3, Q's entry of `modules`, is_a). `None` for names that are not LoRA A/B weights of a
-/// decoder layer's module in `modules` (the model's [`stored_modules`]).
+/// (3, Q's entry of `modules`, is_a, the decoder's prefix `model.layers.`). `None` for names
+/// that are not LoRA A/B weights of a decoder layer's module in `modules` (the model's
+/// [`stored_modules`]).
 fn parse_tensor_name(
     name: &str,
     modules: &'static [StoredModule],
-) -> Option<(usize, &'static StoredModule, bool)> {
+) -> Option<(usize, &'static StoredModule, bool, &'static str)> {
     let rest = name.strip_prefix("base_model.model.").unwrap_or(name);
-    let rest = DECODER_PREFIXES.iter().find_map(|p| rest.strip_prefix(p))?;
+    let (prefix, rest) = DECODER_PREFIXES
+        .iter()
+        .find_map(|p| Some((*p, rest.strip_prefix(p)?)))?;
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, ab) = if let Some(m) = rest.strip_suffix(".lora_A.weight") {
@@ -120,7 +123,7 @@ fn parse_tensor_name(
         (rest.strip_suffix(".lora_B.weight")?, false)
     };
     let m = modules.iter().find(|m| m.hf_path == module)?;
-    Some((layer, m, ab))
+    Some((layer, m, ab, prefix))
 }
 
 /// Why `path`, which exists and is neither a folder nor a GGUF, is not an adapter.
@@ -202,6 +205,7 @@ impl PeftAdapter {
         // Modules named as EXAONE 3's remote code, GPT-NeoX, Falcon or GPT-J name them: the
         // config's selectors and patterns name them so too, and messages do.
         let mut stored_named = std::collections::BTreeSet::new();
+        let mut prefixes: BTreeMap<(usize, &str), &str> = BTreeMap::new();
         for_each_tensor(&file, |own, t| {
             let llama = match cfg.arch {
                 Arch::Exaone => super::exaone::llama_name(&own),
@@ -215,12 +219,21 @@ impl PeftAdapter {
                 vision += 1;
                 return Ok(());
             }
-            let Some((layer, m, is_a)) = parse_tensor_name(tname, modules) else {
+            let Some((layer, m, is_a, prefix)) = parse_tensor_name(tname, modules) else {
                 let why = super::peft_features::not_a_lora_weight(tname, &supported);
                 return Err(Error::format(&file, format!("tensor `{own}`: {why}")));
             };
             if llama.is_some() {
                 stored_named.insert((layer, m.hf_path));
+            }
+            // The module's name in the model the adapter was made on, which PEFT's selectors
+            // and patterns read: a text-and-image model's decoder is not at `model.layers.`.
+            if let Some(other) = prefixes.insert((layer, m.hf_path), prefix) {
+                if other != prefix {
+                    return Err(Error::format(&file, format!(
+                        "tensor `{own}`: its module is also named under `{other}`; one model's names, please"
+                    )));
+                }
             }
             let tname = own;
             if let Some((i, v)) = t.first_non_finite() {
@@ -261,7 +274,8 @@ impl PeftAdapter {
         }
         let mut pairs = BTreeMap::new();
         for ((layer, _), (m, (a, b))) in halves {
-            let key = format!("model.layers.{layer}.{}", m.hf_path);
+            let prefix = prefixes[&(layer, m.hf_path)];
+            let key = format!("{prefix}{layer}.{}", m.hf_path);
             let key = match (stored_named.contains(&(layer, m.hf_path)), cfg.arch) {
                 (true, arch) if super::prefixed::applies(arch) => {
                     super::prefixed::stored_name(arch, &key).unwrap_or(key)

@@ -190,6 +190,18 @@ impl<B: Backend> Model<B> {
                 );
             }
         }
+        if let Some(t) = c
+            .attn_temperature
+            .filter(|_| max_context > c.context_limit())
+        {
+            tracing::info!(
+                "the context ends at {} tokens: from there on the model scales its queries by 1 + {} ln(1 + floor(pos / {})) (Llama 4's attention temperature), which this engine does not apply (the RoPE settings reach {})",
+                t.floor,
+                t.beta,
+                t.floor,
+                c.scaled_context()
+            );
+        }
         let max_context = max_context.min(c.context_limit()).max(1);
         if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
             let original = l.original_max_position_embeddings;

@@ -1,15 +1,15 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (the architectures [`GgufFile`]'s `arch`
 //! names: llama, qwen2, qwen3, phi3, gemma*, granite, smollm3, olmo2, exaone*, seed_oss, chatglm,
 //! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2, falcon, arcee, nemotron, jais2,
-//! apertus) and `tokenizer.ggml.*` metadata.
+//! apertus, mistral3) and `tokenizer.ggml.*` metadata.
 
 mod families;
 mod heads;
+mod rope;
 
 use super::{GgufFile, GgufTensorInfo};
 use crate::config::{
-    layer_count, rope_every, yarn_mscale, Activation, Arch, LongRopeScaling, ModelConfig,
-    RopeScaling, YarnScaling, NOPE_EVERY,
+    layer_count, rope_every, Activation, Arch, ModelConfig, RopeScaling, NOPE_EVERY,
 };
 use crate::error::{Error, Result};
 
@@ -119,6 +119,9 @@ impl GgufFile {
             // Apertus (`ApertusForCausalLM`: HF's q/k rows, NEOX RoPE; xIELU constants in
             // `xielu.*` metadata).
             Some("apertus") => Ok((Arch::Apertus, "apertus")),
+            // Ministral 3 (`Ministral3ForCausalLM`, Mistral 3's text model): Llama's converter,
+            // YaRN, Llama 4's attention temperature.
+            Some("mistral3") => Ok((Arch::Ministral3, "mistral3")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -131,36 +134,11 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\", \"apertus\" or \"jais2\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\", \"apertus\", \"jais2\" or \"mistral3\""
                     ),
                 ))
             }
         }
-    }
-
-    /// The per-frequency divisors in tensor `name`, if the file has it, checked: `rotary_dim / 2`
-    /// finite values > 0.
-    fn frequency_factors(&self, name: &str, rotary_dim: usize) -> Result<Option<Vec<f64>>> {
-        let Some(t) = self.tensor(name) else {
-            return Ok(None);
-        };
-        let want = rotary_dim / 2;
-        if t.n_elements() != want as u64 || t.dims.len() != 1 {
-            return Err(Error::format(
-                &self.path,
-                format!("tensor `{name}` has shape {:?}: expected [{want}] (one factor per RoPE frequency)", t.dims),
-            ));
-        }
-        let values = self.dequantize(t)?.values().into_owned();
-        if let Some((i, v)) =
-            (values.iter().enumerate()).find(|(_, v)| !(v.is_finite() && **v > 0.0))
-        {
-            return Err(Error::format(
-                &self.path,
-                format!("tensor `{name}`: value {i} is {v}; each frequency factor must be a finite number > 0"),
-            ));
-        }
-        Ok(Some(values.into_iter().map(f64::from).collect()))
     }
 
     /// Refuses one shard of a split file (`gguf-split`; the hub's `-00001-of-0000N.gguf`): it
@@ -198,167 +176,6 @@ impl GgufFile {
                 format!("`general.type` is {t:?}, not \"model\": not a model file"),
             )),
         }
-    }
-
-    /// RoPE scaling as llama.cpp reads it (llama-model.cpp, llama-context.cpp):
-    /// `rope.scaling.type` (default `linear`), `rope.scaling.factor` (or the old
-    /// `rope.scale_linear`; none or 1: no scaling), and for YaRN the original context and
-    /// `rope.scaling.attn_factor`, which multiplies YaRN's cos/sin factor. llama.cpp applies
-    /// that attn_factor without YaRN too; such a file is refused here. It reads no betas for
-    /// these architectures (32 and 1), so neither does this.
-    fn rope_scaling(&self, key: &dyn Fn(&str) -> String) -> Result<Option<RopeScaling>> {
-        let p = &self.path;
-        let kind = match self.metadata.get(&key("rope.scaling.type")) {
-            None => "linear",
-            Some(v) => v.as_str().ok_or_else(|| {
-                Error::format(
-                    p,
-                    format!(
-                        "`{}`: expected a string, found {v}",
-                        key("rope.scaling.type")
-                    ),
-                )
-            })?,
-        };
-        if !matches!(kind, "none" | "linear" | "yarn") {
-            return Err(Error::unsupported(format!(
-                "{}: rope scaling type `{kind}` in GGUF (supported: none, linear, yarn)",
-                p.display()
-            )));
-        }
-        let factor = match self.meta_f64(&key("rope.scaling.factor"))? {
-            Some(f) => Some(f),
-            None => self.meta_f64(&key("rope.scale_linear"))?,
-        };
-        if let Some(f) = factor.filter(|&f| !(f.is_finite() && f >= 0.0)) {
-            let named = match self.metadata.contains_key(&key("rope.scaling.factor")) {
-                true => key("rope.scaling.factor"),
-                false => key("rope.scale_linear"),
-            };
-            return Err(Error::format(
-                p,
-                format!("`{named}` is {f}; expected a finite number >= 0 (0 or 1: no scaling)"),
-            ));
-        }
-        let factor = factor.filter(|&f| kind != "none" && f != 0.0 && f != 1.0);
-        let attn = self.meta_f64(&key("rope.scaling.attn_factor"))?;
-        if let Some(a) = attn.filter(|&a| a != 1.0) {
-            if !(kind == "yarn" && factor.is_some() && a.is_finite() && a > 0.0) {
-                return Err(Error::unsupported(format!(
-                    "{}: `{}` {a} with rope scaling `{kind}` and {} (read only as a finite factor > 0 on YaRN's)",
-                    p.display(),
-                    key("rope.scaling.attn_factor"),
-                    factor.map_or("no scaling factor".to_string(), |f| format!("factor {f}"))
-                )));
-            }
-        }
-        let Some(factor) = factor else {
-            return Ok(None);
-        };
-        if kind == "linear" {
-            return Ok(Some(RopeScaling::Linear { factor }));
-        }
-        if self
-            .metadata
-            .contains_key(&key("rope.scaling.yarn_log_multiplier"))
-        {
-            return Err(Error::unsupported(format!(
-                "{}: YaRN with `rope.scaling.yarn_log_multiplier` (DeepSeek's attention scaling)",
-                p.display()
-            )));
-        }
-        for (k, d) in [
-            ("rope.scaling.yarn_beta_fast", 32.0),
-            ("rope.scaling.yarn_beta_slow", 1.0),
-        ] {
-            if let Some(b) = self.meta_f64(&key(k))?.filter(|&b| b != d) {
-                tracing::warn!(
-                    "{}: `{}` {b} is not read, as llama.cpp reads it for none of llama, qwen2 and qwen3 ({d} is used)",
-                    p.display(),
-                    key(k)
-                );
-            }
-        }
-        let original = match self.meta_f64(&key("rope.scaling.original_context_length"))? {
-            Some(o) => o,
-            None => self.meta_f64(&key("context_length"))?.unwrap_or(4096.0),
-        };
-        let y = YarnScaling {
-            factor,
-            original_max_position_embeddings: original,
-            beta_fast: 32.0,
-            beta_slow: 1.0,
-            attention_factor: attn.unwrap_or(1.0) * yarn_mscale(factor, 1.0),
-            truncate: true,
-        };
-        if !(original.is_finite() && original > 0.0) {
-            return Err(Error::format(
-                p,
-                format!("YaRN's original context is {original}; expected a number > 0"),
-            ));
-        }
-        Ok(Some(RopeScaling::Yarn(y)))
-    }
-
-    /// A `phi3` GGUF as llama.cpp reads it: LongRoPE (the 128k-context models) from its factor
-    /// tensors `rope_factors_short` and `rope_factors_long`, `rope.scaling.attn_factor`
-    /// (default 1) and `rope.scaling.original_context_length` (default the context length);
-    /// `phi3.attention.sliding_window` not applied, as llama.cpp does not apply it
-    /// (llama.cpp#13676) and transformers does not read it from a GGUF, with a warning.
-    fn phi3_longrope(&self, rotary_dim: usize) -> Result<Option<LongRopeScaling>> {
-        if let Some(w) = self
-            .meta_u64("phi3.attention.sliding_window")?
-            .filter(|&w| w > 0)
-        {
-            tracing::warn!(
-                "{}: `phi3.attention.sliding_window` {w} is not applied: every layer attends to \
-                 the whole context, as in llama.cpp (which turns Phi-3's window off) and in \
-                 transformers' reading of a GGUF; the HF model applies it past {w} tokens",
-                self.path.display()
-            );
-        }
-        let short = self.frequency_factors("rope_factors_short.weight", rotary_dim)?;
-        let long = self.frequency_factors("rope_factors_long.weight", rotary_dim)?;
-        let (short_factor, long_factor) = match (short, long) {
-            (None, None) => return Ok(None),
-            (Some(s), Some(l)) => (s, l),
-            (s, _) => {
-                let missing = if s.is_none() { "short" } else { "long" };
-                return Err(Error::format(
-                    &self.path,
-                    format!("tensor `rope_factors_{missing}.weight` is missing: LongRoPE needs both factor sets"),
-                ));
-            }
-        };
-        // llama.cpp would scale the positions too (its factor, for every architecture); its
-        // converter writes none for LongRoPE, and this engine applies none beside it.
-        for k in ["phi3.rope.scaling.factor", "phi3.rope.scale_linear"] {
-            if let Some(f) = self.meta_f64(k)?.filter(|&f| f != 0.0 && f != 1.0) {
-                return Err(Error::unsupported(format!(
-                    "{}: `{k}` {f} beside LongRoPE's factor tensors: one RoPE scaling at a time is supported",
-                    self.path.display()
-                )));
-            }
-        }
-        let context = self.meta_f64("phi3.context_length")?.unwrap_or(4096.0);
-        let original =
-            (self.meta_f64("phi3.rope.scaling.original_context_length")?).unwrap_or(context);
-        let attention_factor = self
-            .meta_f64("phi3.rope.scaling.attn_factor")?
-            .unwrap_or(1.0);
-        let ok = |x: f64| x.is_finite() && x > 0.0;
-        if !(ok(original) && ok(attention_factor)) {
-            return Err(Error::format(
-                &self.path,
-                format!("LongRoPE: `phi3.rope.scaling.original_context_length` {original} and `phi3.rope.scaling.attn_factor` {attention_factor}; expected finite numbers > 0"),
-            ));
-        }
-        Ok(Some(LongRopeScaling {
-            short_factor,
-            long_factor,
-            original_max_position_embeddings: original,
-            attention_factor,
-        }))
     }
 
     /// Whether the layers' `modules` (GGUF stems: one module, or its stacked and unstacked
@@ -553,6 +370,7 @@ impl GgufFile {
             vocab_size,
             rms_norm_eps: self.norm_eps(arch, a)?,
             rope_theta,
+            attn_temperature: self.attn_temperature(arch, &key, rope_scaling.as_ref())?,
             rope_scaling,
             rope_freq_factors,
             max_position_embeddings: self

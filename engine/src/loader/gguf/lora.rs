@@ -65,6 +65,7 @@ pub fn gguf_arch(arch: Arch) -> Option<&'static str> {
         Arch::Arcee => "arcee",
         Arch::Nemotron => "nemotron",
         Arch::Jais2 => "jais2",
+        Arch::Ministral3 => "mistral3",
         Arch::Apertus => "apertus",
         Arch::GptNeoX => "gptneox",
         Arch::Ministral | Arch::Helium | Arch::GptJ => return None,

@@ -238,6 +238,7 @@ pub fn read_elsewhere(arch: Arch, name: &str) -> bool {
                 | Arch::Exaone
                 | Arch::Exaone4
                 | Arch::Apertus
+                | Arch::Ministral3
         ),
         "rope_factors_short.weight" | "rope_factors_long.weight" => arch == Arch::Phi3,
         "cls.output.weight" => arch == Arch::Qwen3,
@@ -248,13 +249,13 @@ pub fn read_elsewhere(arch: Arch, name: &str) -> bool {
 
 /// Whether an `arch` file's attn_q / attn_k rows (weights, biases, a LoRA's B) are permuted
 /// by llama.cpp's converter: only its `llama` converter and those built on it (`granite`,
-/// `smollm3`, `arcee`) permute them (`LlamaModel.permute`; their RoPE is GPT-J style);
+/// `smollm3`, `arcee`, `mistral3`) permute them (`LlamaModel.permute`; their RoPE is GPT-J style);
 /// `qwen2`/`qwen3`/`phi3`/`gemma*`/`nemotron`/`apertus` keep HF's layout and run NEOX RoPE,
 /// which is HF's.
 pub(crate) fn permuted_qk(arch: Arch) -> bool {
     matches!(
         arch,
-        Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee
+        Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee | Arch::Ministral3
     )
 }
 

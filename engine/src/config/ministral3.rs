@@ -1,0 +1,114 @@
+//! Ministral 3 (`ministral3`) and the text model of Mistral 3's text-and-image checkpoints
+//! (`mistral3`, `Mistral3ForConditionalGeneration`): Ministral3Config's defaults and Llama 4's
+//! attention temperature.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::{rope, RopeScaling};
+use crate::error::{Error, Result};
+
+/// Llama 4's attention temperature, which Ministral 3 applies (transformers'
+/// `get_llama_4_attn_scale`; llama.cpp's `attention.temperature_scale`): the query of the token
+/// at position `pos` is multiplied by `1 + beta * ln(1 + ⌊pos / floor⌋)` after RoPE. Below
+/// `floor` the factor is exactly 1. This engine does not apply the factor, so
+/// [`super::ModelConfig::context_limit`] ends the context at `floor`, where the model computes
+/// as Mistral does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnTemperature {
+    /// `rope_parameters.llama_4_scaling_beta` (Ministral 3: 0.1).
+    pub beta: f64,
+    /// The positions per step of the factor: `rope_parameters.original_max_position_embeddings`
+    /// (Ministral 3: 16384; GGUF `rope.scaling.original_context_length`).
+    pub floor: usize,
+}
+
+/// Ministral3Config's defaults (transformers 5.25) for the keys `v` leaves out: its RoPE settings
+/// (YaRN, factor 16 over 16384 positions, base 1e6, beta 0.1) where it has none
+/// ([`rope::settings`]) and no `rope_parameters` object, and no window (MistralConfig's 4096
+/// does not apply).
+///
+/// # Errors
+/// RoPE settings that are not an object ([`rope::settings`]).
+pub(super) fn ministral3_view(v: &Value, path: &Path) -> Result<Value> {
+    let mut out = json!({
+        "vocab_size": 131_072, "hidden_size": 4096, "intermediate_size": 14_336,
+        "num_hidden_layers": 34, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "head_dim": 128, "max_position_embeddings": 262_144, "rms_norm_eps": 1e-5,
+        "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": false,
+        "sliding_window": null,
+    });
+    for (k, x) in v.as_object().into_iter().flatten() {
+        out[k] = x.clone();
+    }
+    let own = v.get("rope_parameters").is_some_and(Value::is_object);
+    if rope::settings(v, path)?.is_none() && !own {
+        out["rope_parameters"] = json!({
+            "rope_type": "yarn", "rope_theta": 1_000_000.0, "factor": 16.0,
+            "original_max_position_embeddings": 16384,
+            "max_position_embeddings": out["max_position_embeddings"].clone(),
+            "beta_fast": 32.0, "beta_slow": 1.0, "mscale_all_dim": 1.0, "mscale": 1.0,
+            "llama_4_scaling_beta": 0.1,
+        });
+    }
+    Ok(out)
+}
+
+/// Ministral 3's attention temperature from its RoPE settings `settings`
+/// ([`rope::settings`]; `scaling`, what they parsed to): `llama_4_scaling_beta` over
+/// `original_max_position_embeddings` (the settings' own, else the YaRN scaling's). `None` where
+/// beta is 0 (the factor is then 1 everywhere).
+///
+/// # Errors
+/// No settings, no beta or no pretraining context (transformers' Ministral3Attention fails on
+/// either), or a beta that is not a finite number.
+pub(super) fn attn_temperature(
+    settings: Option<&Value>,
+    scaling: Option<&RopeScaling>,
+    path: &Path,
+) -> Result<Option<AttnTemperature>> {
+    let missing = |what: &str| {
+        Error::format(
+            path,
+            format!("Ministral 3 needs `{what}` in its RoPE settings (`rope_parameters`): transformers' Ministral3Attention scales queries by it"),
+        )
+    };
+    let get = |k: &str| settings.and_then(|s| s.get(k)).filter(|x| !x.is_null());
+    let beta = match get("llama_4_scaling_beta") {
+        None => return Err(missing("llama_4_scaling_beta")),
+        Some(x) => x.as_f64().filter(|b| b.is_finite()).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("field `llama_4_scaling_beta`: expected a finite number, found {x}"),
+            )
+        })?,
+    };
+    if beta == 0.0 {
+        return Ok(None);
+    }
+    // A whole number, as transformers' configs write it (`16384`, or `16384.0`).
+    let whole = |x: f64| (x.is_finite() && x >= 1.0 && x.fract() == 0.0 && x < 1e9).then_some(x);
+    let floor = match (get("original_max_position_embeddings"), scaling) {
+        (Some(x), _) => x.as_f64().and_then(whole).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("field `original_max_position_embeddings`: expected a positive whole number, found {x}"),
+            )
+        })?,
+        (None, Some(RopeScaling::Yarn(y))) => {
+            let o = y.original_max_position_embeddings;
+            whole(o).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("YaRN's original context {o} is not a whole number, which Llama 4's attention temperature steps by"),
+                )
+            })?
+        }
+        (None, _) => return Err(missing("original_max_position_embeddings")),
+    };
+    Ok(Some(AttnTemperature {
+        beta,
+        floor: floor as usize,
+    }))
+}

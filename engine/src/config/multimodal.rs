@@ -1,0 +1,65 @@
+//! The text model of a text-and-image checkpoint: Gemma 3's (`gemma3`,
+//! `Gemma3ForConditionalGeneration`) and Mistral 3's (`mistral3`,
+//! `Mistral3ForConditionalGeneration`: Ministral 3, Mistral Small 3.1 and 3.2). Their weights
+//! are renamed at load ([`crate::loader::gemma`]); the vision tower is left out.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The text models a wrapper of `model_type` holds, the first its class's default where
+/// `text_config` names none (Gemma3Config's `gemma3_text`, Mistral3Config's `mistral`), and the
+/// class's name, for messages.
+fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
+    match model_type {
+        "gemma3" => (&["gemma3_text"], "Gemma3ForConditionalGeneration"),
+        _ => (
+            &["mistral", "ministral3"],
+            "Mistral3ForConditionalGeneration",
+        ),
+    }
+}
+
+/// The text model's config of a `model_type` text-and-image checkpoint (`gemma3` or `mistral3`):
+/// its `text_config`, with the end and start ids, `tie_word_embeddings` and
+/// `quantization_config` of the outer config where the text one lacks them (the Hub's gemma-3 files keep `eos_token_id` [1, 106] outside).
+///
+/// # Errors
+/// No `text_config` object, or one of a model type the wrapper does not hold here.
+pub(super) fn text_config(v: &Value, model_type: &str, path: &Path) -> Result<Value> {
+    let (inner, class) = text_models(model_type);
+    let mut text = match v.get("text_config") {
+        Some(t @ Value::Object(_)) => t.clone(),
+        _ => {
+            return Err(Error::format(
+                path,
+                format!("model_type `{model_type}` ({class}) needs a `text_config` object"),
+            ))
+        }
+    };
+    match text.get("model_type").and_then(Value::as_str) {
+        None => text["model_type"] = inner[0].into(),
+        Some(t) if inner.contains(&t) => {}
+        Some(other) => {
+            return Err(Error::unsupported(format!(
+                "{}: `text_config.model_type` `{other}` in a {model_type} config (expected {})",
+                path.display(),
+                inner.join(" or ")
+            )))
+        }
+    }
+    // The outer quantization applies to the text model's weights (Ministral 3's FP8 releases).
+    for key in [
+        "eos_token_id",
+        "bos_token_id",
+        "tie_word_embeddings",
+        "quantization_config",
+    ] {
+        if let (None, Some(outer)) = (text.get(key), v.get(key)) {
+            text[key] = outer.clone();
+        }
+    }
+    Ok(text)
+}

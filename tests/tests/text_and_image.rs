@@ -1,0 +1,171 @@
+//! The text model of a text-and-image checkpoint (`mistral3`, `Mistral3ForConditionalGeneration`:
+//! Ministral 3's releases, Mistral Small 3.1 and 3.2) scores as that text model: the
+//! `tiny-ministral3` fixture re-saved as the wrapper, its config in `text_config` beside a
+//! vision config, its weights under the names transformers 4 saved (`language_model.model.*`,
+//! `language_model.lm_head.*`, the Hub's files) or 5 saves (`model.language_model.*`), with a
+//! vision tower and projector beside them, which text never reaches; its adapter likewise under
+//! the wrapper's names. Every golden case must match, as the fixture's own run does. PEFT's
+//! selectors and patterns read the module's full name in the wrapper
+//! (`model.language_model.layers.0.self_attn.q_proj`), as PEFT does.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use dlp_engine::cpu::CpuBackend;
+use dlp_engine::generate::{score_batch, ScoreMode, DEFAULT_STEP_TOKENS};
+use dlp_tests::{cpu_model, fixtures, run_golden, Fixture};
+use safetensors::{Dtype, SafeTensors};
+
+/// `src`'s tensors renamed by `rename`, with `extra` zero tensors `[4]`, written to `dst`.
+fn resaved(src: &Path, dst: &Path, rename: &dyn Fn(&str) -> String, extra: &[&str]) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let zeros = vec![0u8; 16];
+    let mut out: HashMap<String, safetensors::tensor::TensorView> = HashMap::new();
+    for (name, view) in st.tensors() {
+        out.insert(rename(&name), view);
+    }
+    for e in extra {
+        let v = safetensors::tensor::TensorView::new(Dtype::F32, vec![4], &zeros).unwrap();
+        out.insert(e.to_string(), v);
+    }
+    safetensors::serialize_to_file(out, None, dst).unwrap();
+}
+
+/// The fixture as a `mistral3` checkpoint in `dir`, weights named by `rename`.
+fn wrapped(fixture: &Path, dir: &Path, rename: &dyn Fn(&str) -> String, vision: &[&str]) {
+    let text: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("config.json")).unwrap()).unwrap();
+    let config = serde_json::json!({
+        "architectures": ["Mistral3ForConditionalGeneration"], "model_type": "mistral3",
+        "image_token_index": 10, "projector_hidden_act": "gelu", "spatial_merge_size": 2,
+        "text_config": text,
+        "vision_config": {"model_type": "pixtral", "hidden_size": 4, "num_hidden_layers": 1},
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    for f in ["golden.json", "golden.safetensors"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    resaved(
+        &fixture.join("model.safetensors"),
+        &dir.join("model.safetensors"),
+        rename,
+        vision,
+    );
+    let adapter = dir.join("adapters/all_r8");
+    std::fs::create_dir_all(&adapter).unwrap();
+    let from = fixture.join("adapters/all_r8");
+    std::fs::copy(
+        from.join("adapter_config.json"),
+        adapter.join("adapter_config.json"),
+    )
+    .unwrap();
+    // PEFT names the wrapper's decoder layers as the checkpoint does.
+    let lora = |n: &str| {
+        let layer = n.strip_prefix("base_model.model.").unwrap();
+        format!("base_model.model.{}", rename(layer))
+    };
+    resaved(
+        &from.join("adapter_model.safetensors"),
+        &adapter.join("adapter_model.safetensors"),
+        &lora,
+        &[],
+    );
+}
+
+/// A text model's tensor name as the wrapper's checkpoint names it.
+type Rename = fn(&str) -> String;
+
+/// transformers 4's wrapper names (`language_model.model.*`, `language_model.lm_head.*`).
+fn v4(n: &str) -> String {
+    match n.strip_prefix("lm_head.") {
+        Some(rest) => format!("language_model.lm_head.{rest}"),
+        None => format!("language_model.{n}"),
+    }
+}
+
+/// transformers 5's wrapper names (`model.language_model.*`), PEFT's view of them.
+fn v5(n: &str) -> String {
+    match n.strip_prefix("model.") {
+        Some(rest) => format!("model.language_model.{rest}"),
+        None => n.to_string(),
+    }
+}
+
+#[test]
+fn mistral3_checkpoints_score_as_their_text_model() {
+    let Some(fixture) = fixtures("tiny-ministral3") else {
+        return;
+    };
+    // transformers 4's names (the Hub's files) and 5's.
+    let forms: [(Rename, [&str; 2]); 2] = [
+        (
+            v4,
+            [
+                "vision_tower.transformer.layers.0.ffn_norm.weight",
+                "multi_modal_projector.linear_1.weight",
+            ],
+        ),
+        (
+            v5,
+            [
+                "model.vision_tower.transformer.layers.0.ffn_norm.weight",
+                "model.multi_modal_projector.linear_1.weight",
+            ],
+        ),
+    ];
+    for (rename, vision) in forms {
+        let dir = tempfile::tempdir().unwrap();
+        wrapped(&fixture, dir.path(), &rename, &vision);
+        run_golden(dir.path().to_str().unwrap(), CpuBackend::new());
+    }
+}
+
+/// The logits of every case of the wrapped fixture in `dir`, its adapter's config edited by
+/// `edit`.
+fn logits_with(dir: &Path, edit: &dyn Fn(&mut serde_json::Value)) -> Vec<Vec<f32>> {
+    let cfg = dir.join("adapters/all_r8/adapter_config.json");
+    let mut ac: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    edit(&mut ac);
+    std::fs::write(&cfg, ac.to_string()).unwrap();
+    let fx = Fixture::open(dir);
+    let model = cpu_model(&fx);
+    let cases = &fx.golden.cases;
+    let inputs: Vec<_> = cases.iter().map(|c| fx.input(&model, c)).collect();
+    score_batch(&model, &inputs, ScoreMode::Prefill, DEFAULT_STEP_TOKENS).unwrap()
+}
+
+/// PEFT matches `target_modules` (a regular expression: the whole name) and the patterns (a
+/// name's end) against the wrapper's full module names: a regex naming `language_model` selects
+/// the decoder's modules, and an `alpha_pattern` keyed `language_model.layers.0...` applies (had
+/// been refused, and ignored).
+#[test]
+fn peft_rules_read_the_wrappers_module_names() {
+    let Some(fixture) = fixtures("tiny-ministral3") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    wrapped(&fixture, dir.path(), &v5, &[]);
+    let plain = logits_with(dir.path(), &|_| {});
+    let regex = logits_with(dir.path(), &|ac| {
+        ac["target_modules"] =
+            ".*language_model.*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)".into()
+    });
+    assert_eq!(plain, regex);
+    let pattern = |key: &'static str| {
+        move |ac: &mut serde_json::Value| ac["alpha_pattern"] = serde_json::json!({ key: 64 })
+    };
+    let full = logits_with(
+        dir.path(),
+        &pattern("language_model.layers.0.self_attn.q_proj"),
+    );
+    let short = logits_with(dir.path(), &pattern("layers.0.self_attn.q_proj"));
+    assert_eq!(full, short);
+    let moved = (full.iter().flatten().zip(plain.iter().flatten()))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        moved > 1e-2,
+        "alpha_pattern moved the logits by only {moved}"
+    );
+}
