@@ -515,8 +515,10 @@ impl WithBackend for &GenerateArgs {
         for (o, p) in outs.iter().zip(&prompts) {
             if o.finish == FinishReason::Context {
                 eprintln!(
-                    "note: {}: the context ({} tokens, prompt included: --max-context or the model's limit) filled before the answer ended; it is cut there",
-                    p.source, loaded.model.max_context
+                    "note: {}: the context ({} tokens, prompt included: --max-context or the model's limit{}) filled before the answer ended; it is cut there",
+                    p.source,
+                    loaded.model.max_context,
+                    loaded.model.config.context_note(loaded.model.max_context)
                 );
             }
         }

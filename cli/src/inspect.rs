@@ -83,7 +83,7 @@ fn tensor_table(files: &[PathBuf]) -> Result<String> {
         ts.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, v) in ts {
             let n: usize = v.shape().iter().product();
-            if dlp_engine::loader::gemma::vision_tensor(&name) {
+            if dlp_engine::loader::multimodal::vision_tensor(&name) {
                 vision += n;
             }
             let e = by_dtype.entry(format!("{:?}", v.dtype())).or_default();
@@ -440,7 +440,7 @@ fn config_text(c: &ModelConfig) -> String {
         c.intermediate_size,
         c.vocab_size,
         match c.context_limit() {
-            n if c.attn_temperature.is_some_and(|t| n == t.floor) => format!(
+            n if c.attn_temperature.is_some_and(|t| n == t.step) => format!(
                 "{n} (the RoPE settings reach {}; past {n} queries are scaled by Llama 4's attention temperature, which dlp-run does not apply)",
                 c.scaled_context()
             ),

@@ -230,8 +230,9 @@ impl<B: Backend> Model<B> {
     pub fn kv_cache_with(&self, slots: usize, capacity: usize, sparse: bool) -> Result<KvCache<B>> {
         if capacity > self.max_context {
             return Err(Error::invalid(format!(
-                "a context of {capacity} positions exceeds this model's limit of {}",
-                self.max_context
+                "a context of {capacity} positions exceeds this model's limit of {}{}",
+                self.max_context,
+                self.config.context_note(self.max_context)
             )));
         }
         KvCache::new(

@@ -62,7 +62,7 @@ fn mistral3_reads_as_llama_cpp() {
     // The f32 of the file.
     let t = AttnTemperature {
         beta: f64::from(0.1f32),
-        floor: 16384,
+        step: 16384,
     };
     assert_eq!(c.attn_temperature, Some(t));
     assert_eq!((c.scaled_context(), c.context_limit()), (262_144, 16384));
@@ -102,7 +102,7 @@ fn mistral3_reads_as_llama_cpp() {
     keys = ministral3(vec![("mistral3.rope.scaling.type", M::Str("none"))]);
     let c = read("m4.gguf", &keys).unwrap();
     assert!(c.rope_scaling.is_none());
-    assert_eq!(c.attn_temperature.map(|t| t.floor), Some(16384));
+    assert_eq!(c.attn_temperature.map(|t| t.step), Some(16384));
 }
 
 #[test]

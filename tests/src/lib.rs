@@ -302,7 +302,8 @@ fn logsumexp(row: &[f32]) -> f64 {
 
 /// The reference's 32 largest logits per position and their ids (`[len, k]` each, best first):
 /// the stored `.topk_ids`/`.topk_logits`, or, where a fixture stores the full `.logits` instead
-/// (this repository's tiny fixtures, to keep them small), ranked from those.
+/// (this repository's tiny fixtures, to keep them small), ranked from those. With full logits
+/// the top-k check repeats the full comparison; the top-1 id still gives the greedy check.
 fn reference_top_k(fx: &Fixture, n: &str, len: usize) -> (Vec<u32>, Vec<f32>) {
     if fx.has(&format!("{n}.topk_ids")) {
         return (
@@ -316,7 +317,8 @@ fn reference_top_k(fx: &Fixture, n: &str, len: usize) -> (Vec<u32>, Vec<f32>) {
     let (mut ids, mut values) = (Vec::with_capacity(len * k), Vec::with_capacity(len * k));
     for row in logits.chunks_exact(vocab) {
         let mut order: Vec<usize> = (0..vocab).collect();
-        // Largest first; equal logits keep the lower id first, as torch.topk does on ties.
+        // Largest first, equal logits by id (torch.topk leaves their order open; only the
+        // greedy check reads the order, and only where the reference margin is clear).
         order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
         for &i in &order[..k] {
             ids.push(i as u32);

@@ -11,17 +11,18 @@ use crate::error::{Error, Result};
 
 /// Llama 4's attention temperature, which Ministral 3 applies (transformers'
 /// `get_llama_4_attn_scale`; llama.cpp's `attention.temperature_scale`): the query of the token
-/// at position `pos` is multiplied by `1 + beta * ln(1 + ⌊pos / floor⌋)` after RoPE. Below
-/// `floor` the factor is exactly 1. This engine does not apply the factor, so
-/// [`super::ModelConfig::context_limit`] ends the context at `floor`, where the model computes
+/// at position `pos` is multiplied by `1 + beta * ln(1 + ⌊pos / step⌋)` after RoPE. Below
+/// `step` the factor is exactly 1. This engine does not apply the factor, so
+/// [`super::ModelConfig::context_limit`] ends the context at `step`, where the model computes
 /// as Mistral does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnTemperature {
     /// `rope_parameters.llama_4_scaling_beta` (Ministral 3: 0.1).
     pub beta: f64,
     /// The positions per step of the factor: `rope_parameters.original_max_position_embeddings`
-    /// (Ministral 3: 16384; GGUF `rope.scaling.original_context_length`).
-    pub floor: usize,
+    /// (Ministral 3: 16384; GGUF `rope.scaling.original_context_length`; llama.cpp's
+    /// `n_attn_temp_floor_scale`).
+    pub step: usize,
 }
 
 /// Ministral3Config's defaults (transformers 5.25) for the keys `v` leaves out: its RoPE settings
@@ -55,15 +56,18 @@ pub(super) fn ministral3_view(v: &Value, path: &Path) -> Result<Value> {
     Ok(out)
 }
 
-/// Ministral 3's attention temperature from its RoPE settings `settings`
-/// ([`rope::settings`]; `scaling`, what they parsed to): `llama_4_scaling_beta` over
-/// `original_max_position_embeddings` (the settings' own, else the YaRN scaling's). `None` where
-/// beta is 0 (the factor is then 1 everywhere).
+/// Ministral 3's attention temperature from config `v`, its RoPE settings `settings`
+/// ([`rope::settings`]) and what they parsed to (`scaling`): `llama_4_scaling_beta` over the
+/// pretraining context transformers' standardized settings hold, the one the scaling rotates by
+/// (YaRN's, Llama 3's, LongRoPE's: a top-level `original_max_position_embeddings` first, as
+/// `standardize_rope_params`), else the config's own (top level first). `None` where beta is 0
+/// (the factor is then 1 everywhere).
 ///
 /// # Errors
 /// No settings, no beta or no pretraining context (transformers' Ministral3Attention fails on
-/// either), or a beta that is not a finite number.
+/// either), a beta that is not a finite number, or a context that is not a whole number.
 pub(super) fn attn_temperature(
+    v: &Value,
     settings: Option<&Value>,
     scaling: Option<&RopeScaling>,
     path: &Path,
@@ -89,26 +93,33 @@ pub(super) fn attn_temperature(
     }
     // A whole number, as transformers' configs write it (`16384`, or `16384.0`).
     let whole = |x: f64| (x.is_finite() && x >= 1.0 && x.fract() == 0.0 && x < 1e9).then_some(x);
-    let floor = match (get("original_max_position_embeddings"), scaling) {
-        (Some(x), _) => x.as_f64().and_then(whole).ok_or_else(|| {
+    let scaled = match scaling {
+        Some(RopeScaling::Yarn(y)) => Some(y.original_max_position_embeddings),
+        Some(RopeScaling::Llama3(l)) => Some(l.original_max_position_embeddings),
+        Some(RopeScaling::LongRope(l)) => Some(l.original_max_position_embeddings),
+        _ => None,
+    };
+    let own = v
+        .get("original_max_position_embeddings")
+        .filter(|x| !x.is_null())
+        .or_else(|| get("original_max_position_embeddings"));
+    let step = match (scaled, own) {
+        (Some(o), _) => whole(o).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("the RoPE scaling's original context {o} is not a whole number, which Llama 4's attention temperature steps by"),
+            )
+        })?,
+        (None, Some(x)) => x.as_f64().and_then(whole).ok_or_else(|| {
             Error::format(
                 path,
                 format!("field `original_max_position_embeddings`: expected a positive whole number, found {x}"),
             )
         })?,
-        (None, Some(RopeScaling::Yarn(y))) => {
-            let o = y.original_max_position_embeddings;
-            whole(o).ok_or_else(|| {
-                Error::format(
-                    path,
-                    format!("YaRN's original context {o} is not a whole number, which Llama 4's attention temperature steps by"),
-                )
-            })?
-        }
-        (None, _) => return Err(missing("original_max_position_embeddings")),
+        (None, None) => return Err(missing("original_max_position_embeddings")),
     };
     Ok(Some(AttnTemperature {
         beta,
-        floor: floor as usize,
+        step: step as usize,
     }))
 }

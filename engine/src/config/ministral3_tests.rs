@@ -74,7 +74,7 @@ fn the_text_model_of_a_text_and_image_config() {
         c.attn_temperature,
         Some(AttnTemperature {
             beta: 0.1,
-            floor: 16384
+            step: 16384
         })
     );
     // The RoPE settings reach 262144 positions; the temperature ends the context at 16384.
@@ -107,7 +107,7 @@ fn ministral3_config_defaults() {
         c.attn_temperature,
         Some(AttnTemperature {
             beta: 0.1,
-            floor: 16384
+            step: 16384
         })
     );
     assert!(matches!(c.rope_scaling, Some(RopeScaling::Yarn(_))));
@@ -139,12 +139,41 @@ fn no_temperature_at_beta_zero() {
         "original_max_position_embeddings": 8192});
     let c = read(&v).unwrap();
     assert_eq!(
-        (c.attn_temperature.map(|t| t.floor), c.context_limit()),
+        (c.attn_temperature.map(|t| t.step), c.context_limit()),
         (Some(8192), 8192)
     );
     // Written as a float, as transformers takes it.
     v["rope_parameters"]["original_max_position_embeddings"] = json!(8192.0);
     assert_eq!(read(&v).unwrap().context_limit(), 8192);
+}
+
+/// The step is the pretraining context transformers' standardized RoPE settings hold, the one
+/// the scaling rotates by: a top-level `original_max_position_embeddings` over the settings'
+/// own, and Llama 3's scaling's (`max_position_embeddings` where none is given).
+#[test]
+fn the_step_is_the_scalings_original_context() {
+    let mut v = text(&ministral3_8b());
+    v["original_max_position_embeddings"] = json!(1000);
+    let c = read(&v).unwrap();
+    let Some(RopeScaling::Yarn(y)) = &c.rope_scaling else {
+        panic!("{:?}", c.rope_scaling)
+    };
+    assert_eq!(y.original_max_position_embeddings, 1000.0);
+    assert_eq!(
+        (c.attn_temperature.map(|t| t.step), c.context_limit()),
+        (Some(1000), 1000)
+    );
+    let mut v = text(&ministral3_8b());
+    v["rope_parameters"] = json!({"rope_type": "llama3", "rope_theta": 1e6, "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "llama_4_scaling_beta": 0.1});
+    let c = read(&v).unwrap();
+    assert_eq!(c.attn_temperature.map(|t| t.step), Some(262_144));
+    // Ministral3Model reads no `layer_types`: the window applies in every layer.
+    let mut v = text(&ministral3_8b());
+    v["num_hidden_layers"] = json!(2);
+    v["sliding_window"] = json!(512);
+    v["layer_types"] = json!(["full_attention", "sliding_attention"]);
+    assert_eq!(read(&v).unwrap().attention_window, [Some(512), Some(512)]);
 }
 
 /// What transformers' Ministral3Attention fails on, and what this engine does not read.
@@ -170,8 +199,11 @@ fn refusals() {
     v["rope_parameters"]["original_max_position_embeddings"] = json!(16384.5);
     refused(
         &v,
-        "field `original_max_position_embeddings`: expected a positive whole number, found 16384.5",
+        "the RoPE scaling's original context 16384.5 is not a whole number",
     );
+    let mut v = text(&ministral3_8b());
+    v["rope_parameters"]["original_max_position_embeddings"] = json!(1);
+    refused(&v, "steps every 1 position");
     let mut v = ministral3_8b();
     v["text_config"]["model_type"] = json!("llama");
     refused(

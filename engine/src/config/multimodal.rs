@@ -1,7 +1,7 @@
 //! The text model of a text-and-image checkpoint: Gemma 3's (`gemma3`,
 //! `Gemma3ForConditionalGeneration`) and Mistral 3's (`mistral3`,
 //! `Mistral3ForConditionalGeneration`: Ministral 3, Mistral Small 3.1 and 3.2). Their weights
-//! are renamed at load ([`crate::loader::gemma`]); the vision tower is left out.
+//! are renamed at load ([`crate::loader::multimodal`]); the vision tower is left out.
 
 use std::path::Path;
 
@@ -23,8 +23,8 @@ fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
 }
 
 /// The text model's config of a `model_type` text-and-image checkpoint (`gemma3` or `mistral3`):
-/// its `text_config`, with the end and start ids, `tie_word_embeddings` and
-/// `quantization_config` of the outer config where the text one lacks them (the Hub's gemma-3 files keep `eos_token_id` [1, 106] outside).
+/// its `text_config`, with the end and start ids and `tie_word_embeddings` of the outer config
+/// where the text one lacks them (the Hub's gemma-3 files keep `eos_token_id` [1, 106] outside).
 ///
 /// # Errors
 /// No `text_config` object, or one of a model type the wrapper does not hold here.
@@ -50,13 +50,10 @@ pub(super) fn text_config(v: &Value, model_type: &str, path: &Path) -> Result<Va
             )))
         }
     }
-    // The outer quantization applies to the text model's weights (Ministral 3's FP8 releases).
-    for key in [
-        "eos_token_id",
-        "bos_token_id",
-        "tie_word_embeddings",
-        "quantization_config",
-    ] {
+    // transformers 5 reads `tie_word_embeddings` of the outer config alone (default true), but
+    // keeps a stored lm_head that differs from the embedding: the text config's, where given,
+    // says which a checkpoint has. (An outer `quantization_config` is refused before this.)
+    for key in ["eos_token_id", "bos_token_id", "tie_word_embeddings"] {
         if let (None, Some(outer)) = (text.get(key), v.get(key)) {
             text[key] = outer.clone();
         }

@@ -65,6 +65,13 @@ impl ModelConfig {
                 self.max_position_embeddings
             ));
         }
+        // The context an attention temperature leaves (Ministral 3's) must hold two as well.
+        if let Some(t) = self.attn_temperature.filter(|t| t.step < 2) {
+            return bad(format!(
+                "Llama 4's attention temperature steps every {} position (original_max_position_embeddings; GGUF: *.rope.scaling.original_context_length), which leaves no context of 2 tokens",
+                t.step
+            ));
+        }
         // Either one out of range turns every logit NaN, which would otherwise load fine.
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
             let (hf, gguf) = self.arch.eps_keys();

@@ -124,10 +124,10 @@ pub(super) fn attention_windows(
         _ => window,
     };
     let layer_types = v.get("layer_types").filter(|t| !t.is_null());
-    let every_layer = matches!(arch, Arch::Phi3 | Arch::Starcoder2);
+    let every_layer = matches!(arch, Arch::Phi3 | Arch::Starcoder2 | Arch::Ministral3);
     if let (Some(_), true) = (layer_types, every_layer) {
-        // Phi3Model and Starcoder2Model apply `sliding_window` to every layer whatever else the
-        // config says.
+        // Phi3Model, Starcoder2Model and Ministral3Model apply `sliding_window` to every layer
+        // whatever else the config says.
         tracing::warn!(
             "{}: layer_types is not read for {arch:?} models (transformers applies `sliding_window`, if set, in every layer)",
             path.display()

@@ -12,7 +12,7 @@ use crate::tensor::{HostTensor, WeightMap};
 /// (`NemotronLayerNorm1P` normalizes by `weight + 1`), the norms + 1 (a GGUF's need nothing).
 /// A tensor the map lacks is left for the model to name.
 pub fn prepare_hf(w: &mut WeightMap, cfg: &ModelConfig) {
-    text_model_of_multimodal(w);
+    super::multimodal::text_model(w);
     if !cfg.norm_weights_less_one() {
         return;
     }
@@ -27,88 +27,10 @@ pub fn prepare_hf(w: &mut WeightMap, cfg: &ModelConfig) {
     }
 }
 
-/// Where the decoder of a text-and-image checkpoint (`Gemma3ForConditionalGeneration`,
-/// `Mistral3ForConditionalGeneration`) keeps its tensors, as the Hub's files name them (transformers 4's and 5's saved form) and as
-/// transformers 5's live modules do, with the model's names for them.
-const MULTIMODAL: [(&str, &str); 3] = [
-    ("language_model.model.", "model."),
-    ("language_model.lm_head.", "lm_head."),
-    ("model.language_model.", "model."),
-];
-
-/// Whether tensor `name` (of a checkpoint, or of a PEFT adapter: `base_model.model.` in
-/// front) belongs to a vision tower or its projector, which text alone never reaches: the
-/// loaders leave them out as they read (a 4B's tower is 0.4 B parameters).
-pub fn vision_tensor(name: &str) -> bool {
-    let name = name.strip_prefix("base_model.model.").unwrap_or(name);
-    let name = name.strip_prefix("model.").unwrap_or(name);
-    name.starts_with("vision_tower.") || name.starts_with("multi_modal_projector.")
-}
-
-/// The text decoder of a text-and-image checkpoint under the model's names (nothing for a
-/// text-only checkpoint, whose names never start so).
-fn text_model_of_multimodal(w: &mut WeightMap) {
-    let names: Vec<String> = w.names().map(String::from).collect();
-    for name in names {
-        if let Some((from, to)) = MULTIMODAL.iter().find(|(p, _)| name.starts_with(p)) {
-            w.rename(&name, format!("{to}{}", &name[from.len()..]));
-        }
-    }
-}
-
 /// `t`'s values through `f`, as f32 (a packed tensor is unpacked: norms are vectors).
 fn map_values(t: &mut HostTensor, f: impl Fn(f32) -> f32) {
     if t.packed.is_some() {
         *t = HostTensor::new(t.shape.clone(), t.values().into_owned());
     }
     t.data.iter_mut().for_each(|x| *x = f(*x));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The vision tower and projector under every prefix a checkpoint or an adapter gives them
-    /// (transformers 4's and 5's, PEFT's); the decoder's tensors renamed to the model's.
-    #[test]
-    fn multimodal_names() {
-        for n in [
-            "vision_tower.encoder.layers.0.mlp.fc1.weight",
-            "model.vision_tower.encoder.layers.0.mlp.fc1.weight",
-            "multi_modal_projector.mm_input_projection_weight",
-            "base_model.model.model.vision_tower.encoder.layers.0.self_attn.q_proj.lora_A.weight",
-            "base_model.model.multi_modal_projector.linear.lora_B.weight",
-        ] {
-            assert!(vision_tensor(n), "{n}");
-        }
-        for n in [
-            "model.layers.0.self_attn.q_proj.weight",
-            "language_model.model.layers.0.mlp.up_proj.weight",
-            "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight",
-        ] {
-            assert!(!vision_tensor(n), "{n}");
-        }
-        let mut w = WeightMap::new("m");
-        for n in [
-            "language_model.model.norm.weight",
-            "model.language_model.layers.0.input_layernorm.weight",
-            "language_model.lm_head.weight",
-            "model.layers.1.input_layernorm.weight",
-        ] {
-            let t = HostTensor::new(vec![1], vec![1.0]);
-            w.insert(n.into(), t, std::path::Path::new("m")).unwrap();
-        }
-        text_model_of_multimodal(&mut w);
-        let mut names: Vec<&str> = w.names().collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "lm_head.weight",
-                "model.layers.0.input_layernorm.weight",
-                "model.layers.1.input_layernorm.weight",
-                "model.norm.weight"
-            ]
-        );
-    }
 }

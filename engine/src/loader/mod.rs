@@ -6,6 +6,7 @@ pub mod exaone;
 pub mod fused;
 pub mod gemma;
 pub mod gguf;
+pub mod multimodal;
 pub mod partial_rotary;
 pub mod peft;
 mod peft_config;

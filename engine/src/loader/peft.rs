@@ -213,9 +213,9 @@ impl PeftAdapter {
                 _ => None,
             };
             let tname = llama.as_deref().unwrap_or(&own);
-            // Gemma 3's vision tower and projector (an `all-linear` adapter on the text-and-
-            // image model): text alone never reaches them.
-            if super::gemma::vision_tensor(tname) {
+            // A text-and-image model's vision tower and projector (an `all-linear` adapter on
+            // the whole model): text alone never reaches them.
+            if super::multimodal::vision_tensor(tname) {
                 vision += 1;
                 return Ok(());
             }

@@ -264,7 +264,7 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     let mut vision = 0;
     for file in &files {
         for_each_tensor(file, |name, t| {
-            if super::gemma::vision_tensor(&name) {
+            if super::multimodal::vision_tensor(&name) {
                 vision += 1;
                 return Ok(());
             }

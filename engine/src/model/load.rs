@@ -196,9 +196,9 @@ impl<B: Backend> Model<B> {
         {
             tracing::info!(
                 "the context ends at {} tokens: from there on the model scales its queries by 1 + {} ln(1 + floor(pos / {})) (Llama 4's attention temperature), which this engine does not apply (the RoPE settings reach {})",
-                t.floor,
+                t.step,
                 t.beta,
-                t.floor,
+                t.step,
                 c.scaled_context()
             );
         }

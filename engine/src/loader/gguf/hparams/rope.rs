@@ -252,25 +252,25 @@ impl GgufFile {
                 ))
             }
         };
-        let floor = match scaling {
+        let step = match scaling {
             Some(RopeScaling::Yarn(y)) => y.original_max_position_embeddings,
             _ => match self.meta_f64(&key("rope.scaling.original_context_length"))? {
                 Some(o) => o,
                 None => self.meta_f64(&key("context_length"))?.unwrap_or(0.0),
             },
         };
-        if !(floor.is_finite() && floor >= 1.0) {
+        if !(step.is_finite() && step >= 1.0) {
             return Err(Error::format(
                 &self.path,
                 format!(
-                    "`{k}` {beta} needs an original context (`{}`) of at least 1; found {floor}",
+                    "`{k}` {beta} needs an original context (`{}`) of at least 1; found {step}",
                     key("rope.scaling.original_context_length")
                 ),
             ));
         }
         Ok(Some(AttnTemperature {
             beta,
-            floor: floor as usize,
+            step: step as usize,
         }))
     }
 }
