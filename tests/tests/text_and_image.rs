@@ -168,4 +168,19 @@ fn peft_rules_read_the_wrappers_module_names() {
         moved > 1e-2,
         "alpha_pattern moved the logits by only {moved}"
     );
+    // The first key that matches wins, in the file's order, even over one equal to the name
+    // (PEFT 0.21's get_pattern_key): layer 0's q_proj takes `q_proj`'s 64, not its own 16.
+    let q = logits_with(dir.path(), &|ac| {
+        ac["alpha_pattern"] = serde_json::json!({"q_proj": 64});
+    });
+    let first = logits_with(dir.path(), &|ac| {
+        ac["alpha_pattern"] =
+            serde_json::json!({"q_proj": 64, "model.language_model.layers.0.self_attn.q_proj": 16});
+    });
+    assert_eq!(q, first);
+    let exact_first = logits_with(dir.path(), &|ac| {
+        ac["alpha_pattern"] =
+            serde_json::json!({"model.language_model.layers.0.self_attn.q_proj": 16, "q_proj": 64});
+    });
+    assert_ne!(q, exact_first);
 }

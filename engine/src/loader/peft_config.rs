@@ -235,16 +235,13 @@ impl AdapterConfig {
         Ok(())
     }
 
-    /// Rank and scale of one module, after `rank_pattern` / `alpha_pattern` (the first key
-    /// equal to the name, else the first whose pattern matches, as PEFT's `get_pattern_key`).
+    /// Rank and scale of one module, after `rank_pattern` / `alpha_pattern`: the first key, in
+    /// the file's order, whose pattern matches the name (PEFT 0.21's `get_pattern_key`; a key
+    /// equal to the name matches, but does not go before an earlier one that matches too).
     pub(super) fn rank_scale(&self, full_name: &str) -> (usize, f32) {
         fn pick<T: Copy>(p: &[(fancy_regex::Regex, String, T)], name: &str) -> Option<T> {
             p.iter()
-                .find(|(_, k, _)| k == name)
-                .or_else(|| {
-                    p.iter()
-                        .find(|(re, _, _)| re.is_match(name).unwrap_or(false))
-                })
+                .find(|(re, _, _)| re.is_match(name).unwrap_or(false))
                 .map(|x| x.2)
         }
         let r = pick(&self.rank_pattern, full_name).unwrap_or(self.r);
