@@ -552,6 +552,9 @@ mod norm_bias_tests;
 #[path = "config/relu2_tests.rs"]
 mod relu2_tests;
 #[cfg(test)]
+#[path = "config/test_read.rs"]
+mod test_read;
+#[cfg(test)]
 #[path = "config/tests.rs"]
 mod tests;
 #[cfg(test)]

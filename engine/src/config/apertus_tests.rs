@@ -1,15 +1,10 @@
 //! Apertus as transformers 5.25's ApertusConfig reads it: a config of Apertus-8B's shape, the
 //! class's defaults (its RoPE settings above all), and what its modules fail on.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
+use super::test_read::read;
 use super::{Activation, Arch, ModelConfig, RopeScaling};
-
-fn read(v: &Value) -> crate::Result<ModelConfig> {
-    ModelConfig::from_hf_json(v, Path::new("config.json"))
-}
 
 /// Apertus-8B-Instruct-2509's config (transformers 4's layout: `rope_scaling` and a top-level
 /// `rope_theta`).

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 
 /// One family's defaults for absent keys. A key that is present but null is read by each
 /// class's own rules, in [`super::ModelConfig::from_hf_json`]. Gemma's rows are not read:
-/// [`super::gemma`] fills GemmaConfig's defaults in first. Rows that are not their class's
+/// [`super::gemma`] fills GemmaConfig's defaults in first, as [`super::ministral3`] fills
+/// Ministral3Config's ([`with_defaults`]). Rows that are not their class's
 /// (kept as they were, since real checkpoints name these keys): LlamaConfig's and
 /// GraniteConfig's context (2048 there), Qwen2Config's and Qwen3Config's key/value heads (32)
 /// and context (32768), Phi3Config's eps (1e-5).
@@ -35,7 +36,7 @@ impl Defaults {
         use Arch::*;
         let kv_heads = match arch {
             Glm | Glm4 | Ernie45 | InternLM3 => Some(2),
-            Mistral | Ministral | Ministral3 | Exaone => Some(8),
+            Mistral | Ministral | Exaone => Some(8),
             Starcoder2 => Some(2),
             StableLm => Some(32),
             // HeliumConfig's default is 20 whatever the head count (Helium-1's 2B has 20 heads).
@@ -43,7 +44,7 @@ impl Defaults {
             _ => None,
         };
         let head_dim = match arch {
-            Qwen3 | SeedOss | Ernie45 | Glm | Glm4 | InternLM3 | Helium | Ministral3 => Some(128),
+            Qwen3 | SeedOss | Ernie45 | Glm | Glm4 | InternLM3 | Helium => Some(128),
             Gemma | Gemma2 | Gemma3 => Some(256),
             _ => None,
         };
@@ -58,7 +59,6 @@ impl Defaults {
         let context = match arch {
             Olmo2 | Olmo3 | Exaone4 => 2048,
             SeedOss => 524_288,
-            Ministral3 => 262_144,
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
             Cohere | Cohere2 | Jais2 => 8192,
@@ -68,7 +68,7 @@ impl Defaults {
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
-            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus | Ministral3 => 1e-5,
+            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus => 1e-5,
             _ if arch.norm_bias() => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,
@@ -86,6 +86,19 @@ impl Defaults {
             ),
         }
     }
+}
+
+/// `v` with the keys of `defaults` (an object: a config class's defaults) that it lacks, for a
+/// family whose sparse configs rely on more defaults than [`Defaults`] holds (Gemma's, Ministral
+/// 3's). A key present as null stays null, for the class's own rules.
+pub(super) fn with_defaults(v: &Value, defaults: Value) -> Value {
+    let mut out = v.clone();
+    if let (Some(out), Value::Object(d)) = (out.as_object_mut(), defaults) {
+        for (key, default) in d {
+            out.entry(key).or_insert(default);
+        }
+    }
+    out
 }
 
 /// What an aliased key must hold (its class's field type; a null fails there too).

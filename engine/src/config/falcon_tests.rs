@@ -1,20 +1,10 @@
 //! Falcon as transformers 5.25's FalconConfig and FalconDecoderLayer read it: the Hub's
 //! Falcon-7B, Falcon-40B and Falcon2-11B configs, and the layouts refused.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
-use super::{Activation, Arch, ModelConfig};
-
-fn read(v: &Value) -> crate::Result<ModelConfig> {
-    ModelConfig::from_hf_json(v, Path::new("config.json"))
-}
-
-fn refused(v: &Value, want: &str) {
-    let e = read(v).unwrap_err().to_string();
-    assert!(e.contains(want), "{e}");
-}
+use super::test_read::{read, refused};
+use super::{Activation, Arch};
 
 /// tiiuae/falcon-7b's config.json (transformers 4.27's keys).
 fn falcon_7b() -> Value {

@@ -121,12 +121,7 @@ pub(super) fn from_hf(
 /// 1,000,000, where it gives none; the local base defaults to 10,000. Scaling the local layers
 /// is refused.
 pub(super) fn gemma_view(v: &Value, arch: Arch, path: &Path) -> Result<(Value, Option<f64>)> {
-    let mut out = v.clone();
-    if let (Some(out), Value::Object(d)) = (out.as_object_mut(), defaults(arch)) {
-        for (key, default) in d {
-            out.entry(key).or_insert(default);
-        }
-    }
+    let mut out = super::defaults::with_defaults(v, defaults(arch));
     if arch != Arch::Gemma3 {
         return Ok((out, None));
     }

@@ -1,20 +1,10 @@
 //! GPT-J as transformers 5.25's GPTJConfig reads it: EleutherAI/gpt-j-6b's config, its Llama
 //! aliases, and the rotations its attention fails on.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
+use super::test_read::{read, refused};
 use super::{Activation, Arch, ModelConfig};
-
-fn read(v: &Value) -> crate::Result<ModelConfig> {
-    ModelConfig::from_hf_json(v, Path::new("config.json"))
-}
-
-fn refused(v: &Value, want: &str) {
-    let e = read(v).unwrap_err().to_string();
-    assert!(e.contains(want), "{e}");
-}
 
 /// `(hidden, heads, layers, context)` as read.
 fn sizes(c: &ModelConfig) -> (usize, usize, usize, usize) {

@@ -25,24 +25,23 @@ pub struct AttnTemperature {
     pub step: usize,
 }
 
-/// Ministral3Config's defaults (transformers 5.25) for the keys `v` leaves out: its RoPE settings
-/// (YaRN, factor 16 over 16384 positions, base 1e6, beta 0.1) where it has none
-/// ([`rope::settings`]) and no `rope_parameters` object, and no window (MistralConfig's 4096
-/// does not apply).
+/// Ministral3Config's defaults (transformers 5.25) for the keys `v` leaves out, and its RoPE
+/// settings (YaRN, factor 16 over 16384 positions, base 1e6, beta 0.1) where it has none
+/// ([`rope::settings`]) and no `rope_parameters` object. It has no window by default, where
+/// MistralConfig has 4096 ([`super::windows`]).
 ///
 /// # Errors
 /// RoPE settings that are not an object ([`rope::settings`]).
 pub(super) fn ministral3_view(v: &Value, path: &Path) -> Result<Value> {
-    let mut out = json!({
-        "vocab_size": 131_072, "hidden_size": 4096, "intermediate_size": 14_336,
-        "num_hidden_layers": 34, "num_attention_heads": 32, "num_key_value_heads": 8,
-        "head_dim": 128, "max_position_embeddings": 262_144, "rms_norm_eps": 1e-5,
-        "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": false,
-        "sliding_window": null,
-    });
-    for (k, x) in v.as_object().into_iter().flatten() {
-        out[k] = x.clone();
-    }
+    let mut out = super::defaults::with_defaults(
+        v,
+        json!({
+            "vocab_size": 131_072, "hidden_size": 4096, "intermediate_size": 14_336,
+            "num_hidden_layers": 34, "num_attention_heads": 32, "num_key_value_heads": 8,
+            "head_dim": 128, "max_position_embeddings": 262_144, "rms_norm_eps": 1e-5,
+            "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": false,
+        }),
+    );
     let own = v.get("rope_parameters").is_some_and(Value::is_object);
     if rope::settings(v, path)?.is_none() && !own {
         out["rope_parameters"] = json!({

@@ -2,20 +2,10 @@
 //! image config of Ministral-3-8B's shape, the class's defaults, Llama 4's attention temperature
 //! ending the context, and what is refused.
 
-use std::path::Path;
-
 use serde_json::{json, Value};
 
-use super::{Arch, AttnTemperature, ModelConfig, RopeScaling};
-
-fn read(v: &Value) -> crate::Result<ModelConfig> {
-    ModelConfig::from_hf_json(v, Path::new("config.json"))
-}
-
-fn refused(v: &Value, want: &str) {
-    let e = read(v).unwrap_err().to_string();
-    assert!(e.contains(want), "{e}");
-}
+use super::test_read::{read, refused};
+use super::{Arch, AttnTemperature, RopeScaling};
 
 /// A `mistral3` config of Ministral-3-8B-Instruct-2512's shape: the text model's settings in
 /// `text_config`, a vision tower beside it.

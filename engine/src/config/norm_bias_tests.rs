@@ -1,14 +1,9 @@
 //! StableLM, StarCoder2 and Phi as their transformers config classes read them (checked
 //! against transformers 5.25's StableLmConfig, Starcoder2Config and PhiConfig).
 
-use std::path::Path;
-
-use super::{Activation, Arch, ModelConfig};
+use super::test_read::read;
+use super::{Activation, Arch};
 use crate::LoraModule;
-
-fn read(v: &serde_json::Value) -> crate::Result<ModelConfig> {
-    ModelConfig::from_hf_json(v, Path::new("config.json"))
-}
 
 fn base(model_type: &str) -> serde_json::Value {
     serde_json::json!({"model_type": model_type, "hidden_size": 64, "intermediate_size": 160,

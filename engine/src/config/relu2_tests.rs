@@ -6,16 +6,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::test_read::{read, refused};
 use super::{Activation, Arch, ModelConfig, RopeScaling};
-
-fn read(v: &Value) -> crate::Result<ModelConfig> {
-    ModelConfig::from_hf_json(v, Path::new("config.json"))
-}
-
-fn refused(v: &Value, want: &str) {
-    let e = read(v).unwrap_err().to_string();
-    assert!(e.contains(want), "{e}");
-}
 
 /// A config of AFM-4.5B's shape (`arcee`): GQA, 128-wide heads, YaRN x20 from 4096.
 fn afm() -> Value {

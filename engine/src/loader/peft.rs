@@ -195,7 +195,7 @@ impl PeftAdapter {
             return Err(Error::format(dir, "missing adapter_model.safetensors"));
         }
         type Halves = (Option<HostTensor>, Option<HostTensor>);
-        let mut halves: BTreeMap<(usize, &str), (&StoredModule, Halves)> = BTreeMap::new();
+        let mut halves: BTreeMap<(usize, &str), (&StoredModule, &str, Halves)> = BTreeMap::new();
         let mut names: BTreeMap<(usize, &str, bool), String> = BTreeMap::new();
         let modules = stored_modules(cfg.arch);
         let supported = (modules.iter().map(|m| m.peft_name()))
@@ -205,7 +205,6 @@ impl PeftAdapter {
         // Modules named as EXAONE 3's remote code, GPT-NeoX, Falcon or GPT-J name them: the
         // config's selectors and patterns name them so too, and messages do.
         let mut stored_named = std::collections::BTreeSet::new();
-        let mut prefixes: BTreeMap<(usize, &str), &str> = BTreeMap::new();
         for_each_tensor(&file, |own, t| {
             let llama = match cfg.arch {
                 Arch::Exaone => super::exaone::llama_name(&own),
@@ -225,15 +224,6 @@ impl PeftAdapter {
             };
             if llama.is_some() {
                 stored_named.insert((layer, m.hf_path));
-            }
-            // The module's name in the model the adapter was made on, which PEFT's selectors
-            // and patterns read: a text-and-image model's decoder is not at `model.layers.`.
-            if let Some(other) = prefixes.insert((layer, m.hf_path), prefix) {
-                if other != prefix {
-                    return Err(Error::format(&file, format!(
-                        "tensor `{own}`: its module is also named under `{other}`; one model's names, please"
-                    )));
-                }
             }
             let tname = own;
             if let Some((i, v)) = t.first_non_finite() {
@@ -256,10 +246,18 @@ impl PeftAdapter {
                     format!("tensors `{first}` and `{tname}` both hold one module's LoRA weight; keep one"),
                 ));
             }
-            let e = &mut halves
-                .entry((layer, m.hf_path))
-                .or_insert((m, (None, None)))
-                .1;
+            // The module's name in the model the adapter was made on (its decoder's prefix),
+            // which PEFT's selectors and patterns read: a text-and-image model's decoder is not
+            // at `model.layers.`.
+            let (_, under, e) =
+                halves
+                    .entry((layer, m.hf_path))
+                    .or_insert((m, prefix, (None, None)));
+            if *under != prefix {
+                return Err(Error::format(&file, format!(
+                    "tensor `{tname}`: its module is also named under `{under}`; one model's names, please"
+                )));
+            }
             if is_a {
                 e.0 = Some(t)
             } else {
@@ -273,8 +271,7 @@ impl PeftAdapter {
             );
         }
         let mut pairs = BTreeMap::new();
-        for ((layer, _), (m, (a, b))) in halves {
-            let prefix = prefixes[&(layer, m.hf_path)];
+        for ((layer, _), (m, prefix, (a, b))) in halves {
             let key = format!("{prefix}{layer}.{}", m.hf_path);
             let key = match (stored_named.contains(&(layer, m.hf_path)), cfg.arch) {
                 (true, arch) if super::prefixed::applies(arch) => {
