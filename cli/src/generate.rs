@@ -317,10 +317,9 @@ impl WithBackend for &GenerateArgs {
             if ids.len() >= ctx {
                 bail!(
                     "{}: the prompt has {} tokens, the context holds {ctx} (--max-context or the \
-                     model's limit{}; leave room for at least one new token)",
+                     model's limit; leave room for at least one new token)",
                     p.source,
                     ids.len(),
-                    loaded.model.config.context_note(ctx)
                 );
             }
             let (segments, routed) = match &routing {
@@ -515,10 +514,9 @@ impl WithBackend for &GenerateArgs {
         for (o, p) in outs.iter().zip(&prompts) {
             if o.finish == FinishReason::Context {
                 eprintln!(
-                    "note: {}: the context ({} tokens, prompt included: --max-context or the model's limit{}) filled before the answer ended; it is cut there",
+                    "note: {}: the context ({} tokens, prompt included: --max-context or the model's limit) filled before the answer ended; it is cut there",
                     p.source,
                     loaded.model.max_context,
-                    loaded.model.config.context_note(loaded.model.max_context)
                 );
             }
         }

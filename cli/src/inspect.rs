@@ -338,6 +338,13 @@ fn config_text(c: &ModelConfig) -> String {
         }
         _ => rope,
     };
+    let rope = match c.attn_temperature {
+        Some(t) => format!(
+            "{rope}; Llama 4's attention temperature: queries x (1 + {} ln(1 + floor(pos / {})))",
+            t.beta, t.step
+        ),
+        None => rope,
+    };
     let bos = c.bos_token_id.map_or("none".into(), |b| b.to_string());
     let gemma = match &c.gemma {
         Some(g) => format!(
@@ -440,10 +447,6 @@ fn config_text(c: &ModelConfig) -> String {
         c.intermediate_size,
         c.vocab_size,
         match c.context_limit() {
-            n if c.attn_temperature.is_some_and(|t| n == t.step) => format!(
-                "{n} (the RoPE settings reach {}; past {n} queries are scaled by Llama 4's attention temperature, which dlp-run does not apply)",
-                c.scaled_context()
-            ),
             n if n > c.max_position_embeddings => {
                 format!(
                     "{n} (max_position_embeddings {}, stretched by its RoPE scaling)",

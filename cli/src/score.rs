@@ -81,10 +81,9 @@ impl WithBackend for &ScoreArgs {
         }
         if ids.len() > model.max_context {
             bail!(
-                "--ids: {} tokens, the context holds {} (--max-context or the model's limit{})",
+                "--ids: {} tokens, the context holds {} (--max-context or the model's limit)",
                 ids.len(),
                 model.max_context,
-                model.config.context_note(model.max_context)
             );
         }
         let mix = mixture(model, &named).context("--mix")?;

@@ -82,8 +82,8 @@ pub struct ModelConfig {
     /// form a GGUF gives Llama-3 scaling (its converter computes them from the same formula).
     /// Frequency `i` is `theta^(-2i/d) / factors[i]`.
     pub rope_freq_factors: Option<Vec<f64>>,
-    /// Llama 4's attention temperature (Ministral 3's), which ends the context at its step
-    /// ([`AttnTemperature`]); `None` for the other families.
+    /// Llama 4's attention temperature (Ministral 3's): queries scaled by position past its
+    /// step ([`AttnTemperature`]); `None` for the other families.
     pub attn_temperature: Option<AttnTemperature>,
     /// Longest context the model was trained for.
     pub max_position_embeddings: usize,
@@ -153,31 +153,8 @@ impl ModelConfig {
     /// The longest sequence the model takes, in tokens: `max_position_embeddings`, or what a
     /// linear or YaRN scaling stretches the context to where that is longer (vLLM's rule:
     /// `max_position_embeddings * factor`, YaRN `original_max_position_embeddings * factor`;
-    /// Qwen2.5 with YaRN factor 4 over 32768: 131072). An [`AttnTemperature`]'s step ends it
-    /// sooner (Ministral 3: 16384 of 262144), since the engine does not scale queries past it.
+    /// Qwen2.5 with YaRN factor 4 over 32768: 131072; Ministral 3: 262144).
     pub fn context_limit(&self) -> usize {
-        let limit = self.scaled_context();
-        match self.attn_temperature {
-            Some(t) => limit.min(t.step),
-            None => limit,
-        }
-    }
-
-    /// Why a context of `ctx` tokens ends there, for the messages of a sequence that does not
-    /// fit: where an [`AttnTemperature`] ends it (`ctx` at its step), that; else nothing.
-    pub fn context_note(&self, ctx: usize) -> String {
-        match self.attn_temperature {
-            Some(t) if ctx >= t.step => format!(
-                "; the model's limit is {}: past it, queries are scaled by Llama 4's attention temperature, which dlp-run does not apply",
-                t.step
-            ),
-            _ => String::new(),
-        }
-    }
-
-    /// The context the RoPE settings give the model ([`ModelConfig::context_limit`] before an
-    /// [`AttnTemperature`]'s step).
-    pub fn scaled_context(&self) -> usize {
         let scaled = match &self.rope_scaling {
             Some(RopeScaling::Yarn(y)) => y.original_max_position_embeddings * y.factor,
             // Gemma 3's max_position_embeddings is already the scaled context (vLLM's rule).

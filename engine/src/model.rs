@@ -141,6 +141,10 @@ pub struct Model<B: Backend> {
     /// The identity table of NoPE layers ([`ModelConfig::rope_layers`] false), where the model
     /// has any ([`crate::rope_table::identity_table`]).
     rope_none: Option<B::Buf>,
+    /// The queries' table where the model scales them by position and the context reaches the
+    /// step where that starts (Ministral 3's attention temperature;
+    /// [`crate::rope_table::query_table`]); the keys rotate by `rope`.
+    rope_query: Option<B::Buf>,
     /// Positions covered by the RoPE table: the longest context this model instance serves.
     pub max_context: usize,
     adapter_names: Vec<String>,
@@ -230,9 +234,8 @@ impl<B: Backend> Model<B> {
     pub fn kv_cache_with(&self, slots: usize, capacity: usize, sparse: bool) -> Result<KvCache<B>> {
         if capacity > self.max_context {
             return Err(Error::invalid(format!(
-                "a context of {capacity} positions exceeds this model's limit of {}{}",
+                "a context of {capacity} positions exceeds this model's limit of {}",
                 self.max_context,
-                self.config.context_note(self.max_context)
             )));
         }
         KvCache::new(
@@ -423,20 +426,20 @@ impl<B: Backend> Model<B> {
                 (_, Some(_), Some(local)) => local,
                 _ => &self.rope,
             };
-            b.rope_attention(
-                q,
-                k,
-                &ws.v,
-                rope,
-                &mut kv.k[li],
-                &mut kv.v[li],
-                step,
-                AttnShape {
-                    window: window.unwrap_or(0),
-                    ..shape
-                },
-                &mut ws.att,
-            )?;
+            let shape = AttnShape {
+                window: window.unwrap_or(0),
+                ..shape
+            };
+            let (kc, vc) = (&mut kv.k[li], &mut kv.v[li]);
+            match &self.rope_query {
+                // Queries and keys by their own tables, each through the plain `rope`.
+                Some(rq) if std::ptr::eq(rope, &self.rope) => {
+                    b.rope(q, rq, step, t, c.num_heads, c.head_dim)?;
+                    b.rope(k, rope, step, t, c.num_kv_heads, c.head_dim)?;
+                    b.attention(q, k, &ws.v, kc, vc, step, shape, &mut ws.att)?;
+                }
+                _ => b.rope_attention(q, k, &ws.v, rope, kc, vc, step, shape, &mut ws.att)?,
+            }
             // Gemma 2 and 3 and OLMo 2 norm each sub-block's output before its residual add.
             let post = layer.post_norms.as_ref();
             let ffn_norm = (layer.ffn_norm.as_ref())

@@ -214,10 +214,9 @@ impl<B: Backend> Scheduler<B> {
         }
         if req.prompt.len() >= self.cfg.capacity {
             return Err(Error::invalid(format!(
-                "the prompt has {} tokens, the context holds {} (leave room for at least one new token{})",
+                "the prompt has {} tokens, the context holds {} (leave room for at least one new token)",
                 req.prompt.len(),
                 self.cfg.capacity,
-                model.config.context_note(self.cfg.capacity)
             )));
         }
         let vocab = model.config.vocab_size;

@@ -337,8 +337,6 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
 
     let mut items = Vec::new();
     let mut golds = Vec::new();
-    // Why the context ends where it does, for the refusals below (Ministral 3's).
-    let note = model.config.context_note(model.max_context);
     for (task, ex) in &tasks {
         let slot = data::adapter_for(task, &names, &map)
             .ok()
@@ -348,7 +346,7 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
             let item = prepare(tok, &e.instruction, max, slot)?;
             fits(
                 &item,
-                (model.max_context, &note),
+                model.max_context,
                 || format!("task `{task}`"),
                 &e.instruction,
             )?;
@@ -370,7 +368,7 @@ pub fn run<B: Backend>(args: &EvalArgs, backend: B) -> Result<()> {
             let item = prepare(tok, &c.instruction, 1, None)?;
             let tasks: Vec<&str> = c.parts.iter().map(|p| p.task.as_str()).collect();
             let what = || format!("--compose {k}, the prompt of {}", tasks.join(" + "));
-            fits(&item, (model.max_context, &note), what, &c.instruction)?;
+            fits(&item, model.max_context, what, &c.instruction)?;
         }
     }
     let cx = Ctx {
@@ -532,20 +530,15 @@ fn non_finite_error(runs: &[(String, Vec<String>)], composed: &[(String, usize)]
 
 /// Refuses, before any mode runs, a prompt (`what`, starting with `text`) that leaves no room
 /// for an answer in the context (it had failed mid-run as "request 1", an index within one
-/// batch); `note` says why the context ends there ([`dlp_engine::config::ModelConfig::context_note`]).
-fn fits(
-    item: &Item,
-    (context, note): (usize, &str),
-    what: impl FnOnce() -> String,
-    text: &str,
-) -> Result<()> {
+/// batch).
+fn fits(item: &Item, context: usize, what: impl FnOnce() -> String, text: &str) -> Result<()> {
     if item.ids.len() < context {
         return Ok(());
     }
     let start: String = text.chars().take(60).collect();
     anyhow::bail!(
         "{}, the example starting {start:?}: its prompt has {} tokens, the context holds \
-         {context} (raise --max-context, up to the model's limit, or leave the example out{note})",
+         {context} (raise --max-context, up to the model's limit, or leave the example out)",
         what(),
         item.ids.len()
     )

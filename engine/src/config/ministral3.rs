@@ -11,18 +11,27 @@ use crate::error::{Error, Result};
 
 /// Llama 4's attention temperature, which Ministral 3 applies (transformers'
 /// `get_llama_4_attn_scale`; llama.cpp's `attention.temperature_scale`): the query of the token
-/// at position `pos` is multiplied by `1 + beta * ln(1 + ⌊pos / step⌋)` after RoPE. Below
-/// `step` the factor is exactly 1. This engine does not apply the factor, so
-/// [`super::ModelConfig::context_limit`] ends the context at `step`, where the model computes
-/// as Mistral does.
+/// at position `pos` is multiplied by [`AttnTemperature::factor`] after RoPE. Below `step` the
+/// factor is exactly 1. The engine folds it into a query-only copy of the RoPE table
+/// ([`crate::rope_table::query_table`]): the factor is a scalar per position, so it commutes
+/// with the rotation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnTemperature {
     /// `rope_parameters.llama_4_scaling_beta` (Ministral 3: 0.1).
     pub beta: f64,
     /// The positions per step of the factor: `rope_parameters.original_max_position_embeddings`
     /// (Ministral 3: 16384; GGUF `rope.scaling.original_context_length`; llama.cpp's
-    /// `n_attn_temp_floor_scale`).
+    /// `n_attn_temp_floor_scale`). At least 1.
     pub step: usize,
+}
+
+impl AttnTemperature {
+    /// The query's factor at position `pos` (from 0): `1 + beta * ln(1 + ⌊pos / step⌋)`
+    /// (transformers' `get_llama_4_attn_scale` over `cache_position`; llama.cpp's
+    /// `llm_graph_input_attn_temp` with `mistral3`'s offset 0). Exactly 1 below `step`.
+    pub fn factor(&self, pos: usize) -> f64 {
+        1.0 + self.beta * (1.0 + (pos / self.step.max(1)) as f64).ln()
+    }
 }
 
 /// Ministral3Config's defaults (transformers 5.25) for the keys `v` leaves out, and its RoPE

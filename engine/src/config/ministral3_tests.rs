@@ -67,13 +67,13 @@ fn the_text_model_of_a_text_and_image_config() {
             step: 16384
         })
     );
-    // The RoPE settings reach 262144 positions; the temperature ends the context at 16384.
-    assert_eq!((c.scaled_context(), c.context_limit()), (262_144, 16384));
+    // The RoPE settings reach 262144 positions, the context.
+    assert_eq!(c.context_limit(), 262_144);
     // The text config alone reads the same.
     let t = read(&text(&ministral3_8b())).unwrap();
     assert_eq!(
         (t.arch, t.context_limit(), t.attn_temperature),
-        (c.arch, 16384, c.attn_temperature)
+        (c.arch, 262_144, c.attn_temperature)
     );
 }
 
@@ -128,13 +128,13 @@ fn no_temperature_at_beta_zero() {
     v["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 1e6, "llama_4_scaling_beta": 0.1,
         "original_max_position_embeddings": 8192});
     let c = read(&v).unwrap();
-    assert_eq!(
-        (c.attn_temperature.map(|t| t.step), c.context_limit()),
-        (Some(8192), 8192)
-    );
+    assert_eq!(c.attn_temperature.map(|t| t.step), Some(8192));
     // Written as a float, as transformers takes it.
     v["rope_parameters"]["original_max_position_embeddings"] = json!(8192.0);
-    assert_eq!(read(&v).unwrap().context_limit(), 8192);
+    assert_eq!(
+        read(&v).unwrap().attn_temperature.map(|t| t.step),
+        Some(8192)
+    );
 }
 
 /// The step is the pretraining context transformers' standardized RoPE settings hold, the one
@@ -149,10 +149,7 @@ fn the_step_is_the_scalings_original_context() {
         panic!("{:?}", c.rope_scaling)
     };
     assert_eq!(y.original_max_position_embeddings, 1000.0);
-    assert_eq!(
-        (c.attn_temperature.map(|t| t.step), c.context_limit()),
-        (Some(1000), 1000)
-    );
+    assert_eq!(c.attn_temperature.map(|t| t.step), Some(1000));
     let mut v = text(&ministral3_8b());
     v["rope_parameters"] = json!({"rope_type": "llama3", "rope_theta": 1e6, "factor": 8.0,
         "low_freq_factor": 1.0, "high_freq_factor": 4.0, "llama_4_scaling_beta": 0.1});
@@ -164,6 +161,22 @@ fn the_step_is_the_scalings_original_context() {
     v["sliding_window"] = json!(512);
     v["layer_types"] = json!(["full_attention", "sliding_attention"]);
     assert_eq!(read(&v).unwrap().attention_window, [Some(512), Some(512)]);
+}
+
+/// The factor, as transformers' `get_llama_4_attn_scale` computes it: 1 below the step, then
+/// `1 + beta ln(1 + floor(pos / step))`; a step of 1 scales from position 1 on.
+#[test]
+fn the_factor_by_position() {
+    let t = AttnTemperature {
+        beta: 0.1,
+        step: 16384,
+    };
+    assert_eq!([t.factor(0), t.factor(16383)], [1.0, 1.0]);
+    assert_eq!(t.factor(16384), 1.0 + 0.1 * 2f64.ln());
+    assert_eq!(t.factor(3 * 16384 - 1), 1.0 + 0.1 * 3f64.ln());
+    assert_eq!(t.factor(262_143), 1.0 + 0.1 * 16f64.ln());
+    let one = AttnTemperature { beta: 0.5, step: 1 };
+    assert_eq!([one.factor(0), one.factor(1)], [1.0, 1.0 + 0.5 * 2f64.ln()]);
 }
 
 /// What transformers' Ministral3Attention fails on, and what this engine does not read.
@@ -192,8 +205,14 @@ fn refusals() {
         "the RoPE scaling's original context 16384.5 is not a whole number",
     );
     let mut v = text(&ministral3_8b());
-    v["rope_parameters"]["original_max_position_embeddings"] = json!(1);
-    refused(&v, "steps every 1 position");
+    v["rope_parameters"]["original_max_position_embeddings"] = json!(0);
+    refused(
+        &v,
+        "`original_max_position_embeddings` is 0; expected a finite number > 0",
+    );
+    v["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 1e6, "llama_4_scaling_beta": 0.1,
+        "original_max_position_embeddings": 0});
+    refused(&v, "expected a positive whole number, found 0");
     let mut v = ministral3_8b();
     v["text_config"]["model_type"] = json!("llama");
     refused(

@@ -65,12 +65,9 @@ impl ModelConfig {
                 self.max_position_embeddings
             ));
         }
-        // The context an attention temperature leaves (Ministral 3's) must hold two as well.
-        if let Some(t) = self.attn_temperature.filter(|t| t.step < 2) {
-            return bad(format!(
-                "Llama 4's attention temperature steps every {} position (original_max_position_embeddings; GGUF: *.rope.scaling.original_context_length), which leaves no context of 2 tokens",
-                t.step
-            ));
+        // Ministral 3's attention temperature steps by a count of positions.
+        if self.attn_temperature.is_some_and(|t| t.step == 0) {
+            return bad("Llama 4's attention temperature steps every 0 positions (original_max_position_embeddings; GGUF: *.rope.scaling.original_context_length); expected at least 1".into());
         }
         // Either one out of range turns every logit NaN, which would otherwise load fine.
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {

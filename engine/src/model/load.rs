@@ -190,18 +190,6 @@ impl<B: Backend> Model<B> {
                 );
             }
         }
-        if let Some(t) = c
-            .attn_temperature
-            .filter(|_| max_context > c.context_limit())
-        {
-            tracing::info!(
-                "the context ends at {} tokens: from there on the model scales its queries by 1 + {} ln(1 + floor(pos / {})) (Llama 4's attention temperature), which this engine does not apply (the RoPE settings reach {})",
-                t.step,
-                t.beta,
-                t.step,
-                c.scaled_context()
-            );
-        }
         let max_context = max_context.min(c.context_limit()).max(1);
         if let Some(crate::config::RopeScaling::LongRope(l)) = &c.rope_scaling {
             let original = l.original_max_position_embeddings;
@@ -220,6 +208,11 @@ impl<B: Backend> Model<B> {
             );
         }
         let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
+        // Ministral 3's queries past the temperature's step rotate by a table of their own.
+        let rope_query = match rope_table::query_table(c, max_context) {
+            Some(t) => Some(backend.upload(&t)?),
+            None => None,
+        };
         // Gemma 3's and OLMo 3's sliding-window layers: their own base, no scaling (no table
         // of their own where that is the others' rotation).
         let same =
@@ -251,6 +244,7 @@ impl<B: Backend> Model<B> {
             rope,
             rope_local,
             rope_none,
+            rope_query,
             max_context,
             adapter_names: Vec::new(),
             lora_id: crate::backend::unique_id(),
