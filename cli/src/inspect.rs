@@ -393,6 +393,9 @@ fn config_text(c: &ModelConfig) -> String {
         (true, true, _) => {
             ", each head's query and key LayerNorm-ed before RoPE, a weight per head"
         }
+        (true, false, true) if c.arch.qk_norm_after_rope() => {
+            ", each head's query and key RMS-normed after RoPE"
+        }
         (true, false, true) => ", each head's query and key RMS-normed before RoPE",
         (true, false, false) => ", the query and key RMS-normed over all heads before RoPE",
         (false, ..) => "",

@@ -19,6 +19,7 @@ mod gemma;
 mod gptj;
 mod granite;
 mod heads;
+mod hunyuan;
 mod layernorm;
 mod longrope;
 mod ministral3;
@@ -269,6 +270,7 @@ impl ModelConfig {
             "apertus" => Arch::Apertus,
             "jais2" => Arch::Jais2,
             "ministral3" => Arch::Ministral3,
+            "hunyuan_v1_dense" => Arch::Hunyuan,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration):
             // the text model.
@@ -351,6 +353,11 @@ impl ModelConfig {
             _ => rope::rotary_dim(v, rope, head_dim, arch, path)?,
         };
         let max_position_embeddings = f.usize_or("max_position_embeddings", defaults.context)?;
+        // HunYuan's `dynamic` RoPE with an `alpha` is a fixed, stretched base.
+        let (rope_theta, rope) = match arch {
+            Arch::Hunyuan => hunyuan::ntk_alpha(rope, rope_theta, head_dim, path)?,
+            _ => (rope_theta, rope),
+        };
         // Phi-3's configs keep the pretraining context beside the RoPE settings; transformers
         // prefers it there (`standardize_rope_params`).
         let rope_scaling = match rope {
@@ -397,7 +404,8 @@ impl ModelConfig {
             || gemma.is_some()
             || arch.post_norms_only()
             || arch.is_glm()
-            || arch.is_cohere();
+            || arch.is_cohere()
+            || arch == Arch::Hunyuan;
         // SeedOssConfig biases q/k/v by default and o_proj only with `attention_out_bias`;
         // GLM's configs bias q/k/v by default and its o_proj has none, nor has Helium's;
         // ERNIE 4.5's `use_bias` biases every projection (it reads no `attention_bias` or
@@ -519,6 +527,9 @@ mod falcon_tests;
 #[cfg(test)]
 #[path = "config/gptj_tests.rs"]
 mod gptj_tests;
+#[cfg(test)]
+#[path = "config/hunyuan_tests.rs"]
+mod hunyuan_tests;
 #[cfg(test)]
 #[path = "config/ministral3_tests.rs"]
 mod ministral3_tests;

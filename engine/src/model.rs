@@ -15,6 +15,7 @@ use crate::kv_cache::KvCache;
 use crate::loader::peft::PeftAdapter;
 use crate::{lora, LoraModule};
 
+mod attend;
 mod load;
 mod picks;
 mod plan_check;
@@ -393,53 +394,7 @@ impl<B: Backend> Model<B> {
             if let Some(n) = parallel_norm {
                 n.apply(b, &ws.x, t, hd, eps, &mut ws.h)?;
             }
-            // Qwen3, Gemma 3: each head's query and key normed over head_dim (rows = tokens x
-            // heads); OLMo 2: all heads at once (rows = tokens); StableLM 2 12B, Command R+: each
-            // head's LayerNorm (centered first) with its own weight row.
-            let (q, k) = match (&layer.qk_norm, &mut ws.qk_normed) {
-                (None, _) => (&mut ws.q, &mut ws.k),
-                (Some((qw, kw)), Some((qn, kn))) => {
-                    let (wq, wk) = c.qk_norm_widths();
-                    let (rq, rk) = (t * c.q_dim() / wq, t * c.kv_dim() / wk);
-                    if c.qk_norm_per_head {
-                        b.center(&mut ws.q, rq, wq)?;
-                        b.center(&mut ws.k, rk, wk)?;
-                    }
-                    let (hq, hk) = c.qk_norm_weight_rows();
-                    b.rms_norm(&ws.q, qw, rq, wq, hq, eps, qn)?;
-                    b.rms_norm(&ws.k, kw, rk, wk, hk, eps, kn)?;
-                    (qn, kn)
-                }
-                (Some(_), None) => return Err(Error::invalid(
-                    "the workspace has no buffers for the query/key norms (made for another model)",
-                )),
-            };
-            // Gemma 3's and OLMo 3's sliding-window layers rotate by a table of their own;
-            // SmolLM3's NoPE layers by the identity.
-            let window = c.attention_window.get(li).copied().flatten();
-            let rope = match (c.rope_layers.get(li), window, &self.rope_local) {
-                (Some(false), ..) => self.rope_none.as_ref().ok_or_else(|| {
-                    Error::invalid(format!(
-                        "layer {li} is NoPE, but no identity table was made"
-                    ))
-                })?,
-                (_, Some(_), Some(local)) => local,
-                _ => &self.rope,
-            };
-            let shape = AttnShape {
-                window: window.unwrap_or(0),
-                ..shape
-            };
-            let (kc, vc) = (&mut kv.k[li], &mut kv.v[li]);
-            match &self.rope_query {
-                // Queries and keys by their own tables, each through the plain `rope`.
-                Some(rq) if std::ptr::eq(rope, &self.rope) => {
-                    b.rope(q, rq, step, t, c.num_heads, c.head_dim)?;
-                    b.rope(k, rope, step, t, c.num_kv_heads, c.head_dim)?;
-                    b.attention(q, k, &ws.v, kc, vc, step, shape, &mut ws.att)?;
-                }
-                _ => b.rope_attention(q, k, &ws.v, rope, kc, vc, step, shape, &mut ws.att)?,
-            }
+            self.attend(li, layer, step, t, shape, kv, ws)?;
             // Gemma 2 and 3 and OLMo 2 norm each sub-block's output before its residual add.
             let post = layer.post_norms.as_ref();
             let ffn_norm = (layer.ffn_norm.as_ref())

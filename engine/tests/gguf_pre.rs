@@ -53,3 +53,22 @@ fn o200k_splits_capitals_and_keeps_contractions() {
     assert_eq!(ids("llama4"), [vec![0, 5], vec![7]]);
     assert_eq!(ids("llama-bpe"), [vec![4, 0], vec![0, 6]]);
 }
+
+/// DeepSeek V3's group (HunYuan dense's `hunyuan-dense`) lets an ASCII punctuation mark lead a
+/// word, so "'tis" is one piece, where Llama 3's splits the contraction "'t" off first; and it
+/// splits CJK runs from the space before them, which Llama 3 keeps on the word.
+#[test]
+fn deepseek3_keeps_a_leading_mark_on_its_word() {
+    let tokens = ["'", "t", "i", "s", "'t", "is", "'tis"];
+    let merges = ["' t", "i s", "'t is"];
+    let ids = |pre| encode(pre, &tokens, &merges, &["'tis"]);
+    assert_eq!(ids("hunyuan-dense"), [vec![6]]);
+    assert_eq!(ids("deepseek-v3"), [vec![6]]);
+    assert_eq!(ids("llama-bpe"), [vec![4, 5]]);
+    // " 中" byte-level: "Ġ" and the three bytes of 中 (e4 b8 ad as ä ¸ Ń).
+    let tokens = ["Ġ", "ä", "¸", "Ń", "Ġä", "Ġä¸", "Ġä¸Ń", "ä¸", "ä¸Ń"];
+    let merges = ["Ġ ä", "Ġä ¸", "Ġä¸ Ń", "ä ¸", "ä¸ Ń"];
+    let ids = |pre| encode(pre, &tokens, &merges, &[" 中"]);
+    assert_eq!(ids("hunyuan-dense"), [vec![0, 8]]);
+    assert_eq!(ids("llama-bpe"), [vec![6]]);
+}

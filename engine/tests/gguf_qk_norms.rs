@@ -1,6 +1,8 @@
-//! Query/key norms with a weight per head in llama.cpp's files: StableLM 2 12B's (`stablelm`,
-//! optional) and Command R+'s (`command-r`, exactly with 64 layers or more), read as its
-//! loaders make them. Their logits against transformers: the golden runs' `tiny_stablelm_gguf`.
+//! Query/key norms in llama.cpp's files: StableLM 2 12B's (`stablelm`, optional) and Command
+//! R+'s (`command-r`, exactly with 64 layers or more) with a weight per head, read as its
+//! loaders make them, and HunYuan dense's (`hunyuan-dense`) after RoPE. Their logits against
+//! transformers: the golden runs' `tiny_stablelm_gguf`; a converted `hunyuan-dense` file was
+//! checked once against llama.cpp and transformers (the note of that change).
 
 #[allow(dead_code)]
 #[path = "gguf/family_files.rs"]
@@ -9,7 +11,8 @@ mod family_files;
 #[path = "gguf/writer.rs"]
 mod writer;
 
-use family_files::{gguf_with, layernorm_keys as keys, read, refused};
+use dlp_engine::config::Arch;
+use family_files::{gguf, gguf_with, layernorm_keys as keys, read, refused};
 use writer::{Tensor, M};
 
 /// Query/key norms with a weight per head (`attn_q_norm` `[head_dim, heads]`), as llama.cpp's
@@ -63,6 +66,36 @@ fn per_head_qk_norms_read_as_llama_cpp() {
     refused(
         "r64b.gguf",
         &command_r(64, vec![]),
+        "tensor `blk.0.attn_q_norm.weight` is missing",
+    );
+}
+
+/// llama.cpp's `hunyuan-dense`: HunYuan dense's query/key norms, one weight for every head,
+/// after RoPE; HF's q/k rows (NEOX RoPE, no permutation); the NTK-alpha base as the file's own
+/// (its converter writes the stretched base and no scaling). A file without the norms is
+/// refused, where llama.cpp's loader requires them.
+#[test]
+fn hunyuan_dense_norms_after_rope() {
+    let base = 1e4 * 1000f64.powf(128.0 / 126.0);
+    let keys = vec![
+        ("hunyuan-dense.rope.freq_base", M::F32(base as f32)),
+        ("hunyuan-dense.rope.scaling.type", M::Str("none")),
+        ("hunyuan-dense.rope.scaling.factor", M::F32(1.0)),
+    ];
+    let c = read("h.gguf", &gguf("hunyuan-dense", 2, 64, 4, 16, keys)).unwrap();
+    assert_eq!(c.arch, Arch::Hunyuan);
+    assert!(c.qk_norm && !c.qk_norm_per_head && c.arch.qk_norm_after_rope());
+    assert!(!c.rope_interleaved && c.rope_scaling.is_none());
+    assert_eq!(c.rope_theta, f64::from(base as f32));
+    let mut bytes = gguf("hunyuan-dense", 2, 64, 4, 16, vec![]);
+    // The same file without its layer-0 query norm: the tensor's name made another's.
+    let at = (bytes.windows(24))
+        .position(|w| w == b"blk.0.attn_q_norm.weight")
+        .unwrap();
+    bytes[at..at + 24].copy_from_slice(b"blk.0.attn_x_norm.weight");
+    refused(
+        "hn.gguf",
+        &bytes,
         "tensor `blk.0.attn_q_norm.weight` is missing",
     );
 }

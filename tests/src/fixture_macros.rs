@@ -250,7 +250,9 @@ macro_rules! post_norm_fixture_tests {
 /// EXAONE 3.5's checkpoint names and Hub-layout config, Llama-3 scaling, an adapter under EXAONE's
 /// names and one under Llama's; `tiny_exaone_gguf`: llama.cpp's `exaone` file, the scaling as
 /// `rope_freqs.weight`; made by `make_exaone.py`; `tiny_internlm3`: `qkv_bias` and `bias`,
-/// dynamic NTK scaling within the context, made by `make_internlm3.py`), each calling
+/// dynamic NTK scaling within the context, made by `make_internlm3.py`; `tiny_hunyuan`:
+/// HunYuan's query/key norms after RoPE and its NTK-alpha base, made by `make_hunyuan.py`),
+/// each calling
 /// `$run("<fixture folder>")`. Llama's computation with biases or windows: run where the plain
 /// fixtures run.
 #[macro_export]
@@ -279,6 +281,10 @@ macro_rules! llama_variant_fixture_tests {
         #[test]
         fn tiny_internlm3() {
             $run("tiny-internlm3");
+        }
+        #[test]
+        fn tiny_hunyuan() {
+            $run("tiny-hunyuan");
         }
     };
 }
@@ -344,8 +350,8 @@ macro_rules! pair_rope_fixture_tests {
 /// half of each head, a head bias; `tiny_nemotron`: LayerNorm1P, RoPE on half of each head, the
 /// squared ReLU; `tiny_arcee`: the squared ReLU under RMSNorms, YaRN; `tiny_apertus`: xIELU with
 /// each layer's constants, per-head query/key norms, Llama 3's RoPE scaling; `tiny_jais2`:
-/// LayerNorms with biases and the squared ReLU; `tiny_ministral3`: YaRN, Ministral 3's), each
-/// calling
+/// LayerNorms with biases and the squared ReLU; `tiny_ministral3`: YaRN, Ministral 3's attention
+/// temperature; `tiny_hunyuan`: query/key norms after RoPE), each calling
 /// `$run("<fixture folder>")`: in the modes that round on
 /// purpose (bf16 weights or compute, bf16 LoRA, the bf16 KV cache; on the CPU the bounds the
 /// CUDA modes are held to), and on CUDA beside its experimental paths (which capped scores must
@@ -441,6 +447,10 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_ministral3() {
             $run("tiny-ministral3");
+        }
+        #[test]
+        fn tiny_hunyuan() {
+            $run("tiny-hunyuan");
         }
     };
 }

@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus, jais2, ministral3, mistral3";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus, jais2, ministral3, mistral3, hunyuan_v1_dense";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -155,6 +155,11 @@ pub enum Arch {
     /// attention temperature ([`super::ModelConfig::attn_temperature`]); no window unless
     /// `sliding_window` is set, then in every layer.
     Ministral3,
+    /// HunYuan dense (`HunYuanDenseV1ForCausalLM`: Hunyuan-0.5B to -7B, Hunyuan-MT-7B): Llama
+    /// with an RMSNorm over each head's query and key (`query_layernorm`, `key_layernorm`)
+    /// after RoPE ([`Arch::qk_norm_after_rope`]), and NTK-alpha RoPE (its base stretched by
+    /// `alpha`, [`super::hunyuan`]).
+    Hunyuan,
 }
 
 impl Arch {
@@ -245,12 +250,22 @@ impl Arch {
         matches!(self, Arch::Olmo2 | Arch::Olmo3)
     }
 
-    /// Whether the family's query and key always go through RMSNorms before RoPE
-    /// ([`super::ModelConfig::qk_norm`]): Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's.
+    /// Whether the family's query and key always go through RMSNorms
+    /// ([`super::ModelConfig::qk_norm`]): Qwen3's, Gemma 3's, Apertus's, OLMo's and EXAONE 4's
+    /// before RoPE, HunYuan's after it.
     /// StableLM's and Cohere's per-head LayerNorms are a config's choice
     /// ([`super::ModelConfig::qk_norm_per_head`]).
     pub fn has_qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Gemma3 | Arch::Apertus) || self.post_norms_only()
+        matches!(
+            self,
+            Arch::Qwen3 | Arch::Gemma3 | Arch::Apertus | Arch::Hunyuan
+        ) || self.post_norms_only()
+    }
+
+    /// Whether the query/key norms ([`Arch::has_qk_norm`]) come after RoPE, not before:
+    /// HunYuan's (`HunYuanDenseV1Attention`; llama.cpp's `hunyuan-dense` graph).
+    pub fn qk_norm_after_rope(self) -> bool {
+        self == Arch::Hunyuan
     }
 
     /// Norms after each sub-block and none before, no MLP biases (transformers'

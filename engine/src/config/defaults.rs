@@ -57,7 +57,7 @@ impl Defaults {
             _ => 1e4,
         };
         let context = match arch {
-            Olmo2 | Olmo3 | Exaone4 => 2048,
+            Olmo2 | Olmo3 | Exaone4 | Hunyuan => 2048,
             SeedOss => 524_288,
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,
@@ -68,7 +68,7 @@ impl Defaults {
         };
         let rms_norm_eps = match arch {
             _ if arch.post_norms_only() => 1e-5,
-            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus => 1e-5,
+            Ernie45 | Exaone | InternLM3 | Cohere | Cohere2 | Arcee | Apertus | Hunyuan => 1e-5,
             _ if arch.norm_bias() => 1e-5,
             Glm | Glm4 => 1.5625e-7,
             Helium => 1e-8,

@@ -16,8 +16,8 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
 /// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
-/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig, ApertusConfig and Jais2Config
-/// read no `layer_types`, and every layer attends to everything.
+/// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig, ApertusConfig,
+/// Jais2Config and HunYuanDenseV1Config read no `layer_types`, and every layer attends to everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
         Arch::Llama
@@ -40,7 +40,8 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Arcee
         | Arch::Nemotron
         | Arch::Apertus
-        | Arch::Jais2 => true,
+        | Arch::Jais2
+        | Arch::Hunyuan => true,
         Arch::Mistral
         | Arch::Qwen2
         | Arch::Qwen3

@@ -8,46 +8,18 @@ use std::path::Path;
 use super::gguf::GgufValue;
 use crate::backend::Xielu;
 use crate::error::{Error, Result};
-use crate::tensor::{FileNames, HostTensor, WeightMap};
+use crate::tensor::{HostTensor, WeightMap};
 
-/// transformers' `ApertusDecoderLayer` norm names and Llama's, which the model reads.
-const NORMS: [(&str, &str); 2] = [
-    (".attention_layernorm.", ".input_layernorm."),
-    (".feedforward_layernorm.", ".post_attention_layernorm."),
-];
+/// transformers' `ApertusDecoderLayer` norm names, renamed to Llama's at load
+/// ([`super::renamed::rename_checkpoint`]).
+pub(super) struct Apertus;
 
-/// Llama's name of an Apertus tensor, where it differs.
-fn llama_name(name: &str) -> Option<String> {
-    (NORMS.iter().find(|(a, _)| name.contains(a))).map(|(a, l)| name.replacen(a, l, 1))
-}
-
-/// Apertus's name of a tensor the model reads under Llama's (for messages).
-fn apertus_name(name: &str) -> Option<String> {
-    (NORMS.iter().find(|(_, l)| name.contains(l))).map(|(a, l)| name.replacen(l, a, 1))
-}
-
-/// Renames an Apertus checkpoint's norms to Llama's.
-///
-/// # Errors
-/// A norm under Llama's name: transformers' `ApertusDecoderLayer` does not read it (its own
-/// is then missing, which transformers fills with ones), so it is no Apertus checkpoint.
-pub fn rename_checkpoint(w: &mut WeightMap) -> Result<()> {
-    let llama = w.names().filter(|n| apertus_name(n).is_some()).min();
-    let llama = llama.map(String::from);
-    if let Some(n) = llama {
-        let own = apertus_name(&n).unwrap_or_default();
-        return Err(Error::format(
-            &w.origin,
-            format!("tensor `{n}`: an Apertus checkpoint names this norm `{own}` (transformers' Apertus does not read Llama's name)"),
-        ));
-    }
-    if w.rename_to_model(llama_name, "Apertus's")? {
-        w.file_names = Some(FileNames {
-            of: apertus_name,
-            gguf_order: false,
-        });
-    }
-    Ok(())
+impl super::renamed::OwnNames for Apertus {
+    const FAMILY: &'static str = "Apertus";
+    const PAIRS: &'static [(&'static str, &'static str)] = &[
+        (".attention_layernorm.", ".input_layernorm."),
+        (".feedforward_layernorm.", ".post_attention_layernorm."),
+    ];
 }
 
 /// The learned constants of `XIELUActivation`, as a checkpoint stores them under
@@ -148,50 +120,6 @@ pub fn prepare_gguf(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Both norms renamed both ways, and nothing else.
-    #[test]
-    fn norm_names() {
-        let a = "model.layers.3.attention_layernorm.weight";
-        let l = "model.layers.3.input_layernorm.weight";
-        assert_eq!(llama_name(a).as_deref(), Some(l));
-        assert_eq!(apertus_name(l).as_deref(), Some(a));
-        let f = "model.layers.0.feedforward_layernorm.weight";
-        assert_eq!(
-            llama_name(f).as_deref(),
-            Some("model.layers.0.post_attention_layernorm.weight")
-        );
-        assert_eq!(llama_name("model.layers.0.mlp.up_proj.weight"), None);
-        assert_eq!(apertus_name("model.norm.weight"), None);
-    }
-
-    /// Apertus's names renamed; Llama's refused, named with Apertus's, in a mix as alone.
-    #[test]
-    fn checkpoint_norms() {
-        let norm = || HostTensor::new(vec![2], vec![1.0, 2.0]);
-        let mut w = WeightMap::new("m");
-        for n in ["attention_layernorm", "feedforward_layernorm"] {
-            let name = format!("model.layers.0.{n}.weight");
-            w.insert(name, norm(), Path::new("m")).unwrap();
-        }
-        rename_checkpoint(&mut w).unwrap();
-        let mut names: Vec<&str> = w.names().collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "model.layers.0.input_layernorm.weight",
-                "model.layers.0.post_attention_layernorm.weight"
-            ]
-        );
-        let n = "model.layers.1.post_attention_layernorm.weight";
-        let mut mixed = WeightMap::new("m");
-        mixed.insert(n.into(), norm(), Path::new("m")).unwrap();
-        let name = "model.layers.0.attention_layernorm.weight".to_string();
-        mixed.insert(name, norm(), Path::new("m")).unwrap();
-        let e = rename_checkpoint(&mut mixed).unwrap_err().to_string();
-        assert!(e.contains(&format!("tensor `{n}`: an Apertus checkpoint names this norm `model.layers.1.feedforward_layernorm.weight`")), "{e}");
-    }
 
     fn meta(entries: &[(&str, GgufValue)]) -> BTreeMap<String, GgufValue> {
         let mut m: BTreeMap<String, GgufValue> = entries

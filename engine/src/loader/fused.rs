@@ -211,7 +211,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Helium
         | Arch::Cohere
         | Arch::Cohere2
-        | Arch::StableLm => &SINGLE,
+        | Arch::StableLm
+        | Arch::Hunyuan => &SINGLE,
     }
 }
 

@@ -14,6 +14,7 @@ mod peft_features;
 mod peft_selector;
 pub mod prefixed;
 pub mod qk_norm;
+mod renamed;
 pub mod safetensors_dir;
 pub mod source;
 

@@ -70,7 +70,12 @@ impl ModelFiles {
             let mut weights = load_hf_weights(path)?;
             match config.arch {
                 crate::config::Arch::Exaone => super::exaone::rename_checkpoint(&mut weights)?,
-                crate::config::Arch::Apertus => super::apertus::rename_checkpoint(&mut weights)?,
+                crate::config::Arch::Apertus => {
+                    super::renamed::rename_checkpoint::<super::apertus::Apertus>(&mut weights)?
+                }
+                crate::config::Arch::Hunyuan => {
+                    super::renamed::rename_checkpoint::<super::renamed::Hunyuan>(&mut weights)?
+                }
                 arch if super::prefixed::applies(arch) => {
                     super::prefixed::prepare_checkpoint(&mut weights, &config)?
                 }

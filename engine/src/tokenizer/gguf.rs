@@ -286,6 +286,14 @@ fn special_id(g: &GgufFile, key: &str, default: Option<u64>, n_tokens: usize) ->
 
 const LLAMA3_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_RE: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// llama.cpp's `DEEPSEEK3_LLM` splits (llama-vocab.cpp), applied in turn: digit groups of up
+/// to three, runs of CJK ideographs and kana, then words (an ASCII punctuation mark may lead
+/// one), punctuation runs and whitespace.
+const DEEPSEEK3_RES: [&str; 3] = [
+    r"\p{N}{1,3}",
+    r"[一-龥぀-ゟ゠-ヿ]+",
+    r##"[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"##,
+];
 /// o200k's (GPT-4o's tokenizer.json, the form llama.cpp's GPT4O regex is rewritten from): a
 /// capitalised word splits from the one before it, contractions stay on their word. As the
 /// model's training and transformers split: llama.cpp's rewrite for its regex engine splits
@@ -302,6 +310,7 @@ enum PreGroup {
     Llama3Merged,
     Qwen2,
     Gpt4o,
+    Deepseek3,
 }
 
 /// The group of a `tokenizer.ggml.pre` value; None for one not rebuilt here. No value
@@ -316,6 +325,7 @@ fn pre_group(pre: &str) -> Option<PreGroup> {
         (&PRE_LLAMA3_MERGED, PreGroup::Llama3Merged),
         (&PRE_QWEN2, PreGroup::Qwen2),
         (&PRE_GPT4O, PreGroup::Gpt4o),
+        (&PRE_DEEPSEEK3, PreGroup::Deepseek3),
     ]
     .into_iter()
     .find_map(|(names, group)| names.contains(&pre).then_some(group))
@@ -343,19 +353,28 @@ fn pre_tokenizer(group: PreGroup) -> Result<(PreTokenizerWrapper, bool)> {
         PreGroup::Llama3Merged => (seq(vec![split(LLAMA3_RE)?, bytes(false)]), false),
         PreGroup::Qwen2 => (seq(vec![split(QWEN2_RE)?, bytes(false)]), false),
         PreGroup::Gpt4o => (seq(vec![split(O200K_RE)?, bytes(false)]), false),
+        PreGroup::Deepseek3 => {
+            let mut v = DEEPSEEK3_RES
+                .map(split)
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?;
+            v.push(bytes(false));
+            (seq(v), false)
+        }
     })
 }
 
 /// The message for a `tokenizer.ggml.pre` not rebuilt here.
 fn unknown_pre(pre: &str) -> String {
     format!(
-        "GGUF tokenizer.ggml.pre `{pre}` (llama.cpp's pre-tokenizer) is not one this build rebuilds (it does {}, {}, {}, {}, {} and {}); its text would be split wrongly",
+        "GGUF tokenizer.ggml.pre `{pre}` (llama.cpp's pre-tokenizer) is not one this build rebuilds (it does {}, {}, {}, {}, {}, {} and {}); its text would be split wrongly",
         PRE_GPT2.join("/"),
         PRE_DIGITS.join("/"),
         PRE_LLAMA3.join("/"),
         PRE_LLAMA3_MERGED.join("/"),
         PRE_QWEN2.join("/"),
-        PRE_GPT4O.join("/")
+        PRE_GPT4O.join("/"),
+        PRE_DEEPSEEK3.join("/")
     )
 }
 
@@ -402,6 +421,9 @@ const PRE_LLAMA3: [&str; 9] = [
 ];
 /// Llama 3's regex with every word merged.
 const PRE_LLAMA3_MERGED: [&str; 4] = ["smaug-bpe", "dbrx", "chatglm-bpe", "glm4"];
+/// DeepSeek V3's three regexes, one after the other (HunYuan dense's; llama.cpp's
+/// `DEEPSEEK3_LLM` group).
+const PRE_DEEPSEEK3: [&str; 4] = ["deepseek-v3", "hunyuan-dense", "joyai-llm", "hy_v4"];
 /// o200k's regex (Phi-4-mini, Llama 4).
 const PRE_GPT4O: [&str; 4] = ["gpt-4o", "llama4", "kanana2", "talkie"];
 /// Qwen2's regex (digits one by one).

@@ -56,7 +56,7 @@ pub fn gguf_with(
         data: vec![0; 4 * head_dim as usize],
     };
     let mut tensors = match arch {
-        "gemma3" | "olmo2" | "exaone4" | "apertus" => vec![norm],
+        "gemma3" | "olmo2" | "exaone4" | "apertus" | "hunyuan-dense" => vec![norm],
         _ => vec![],
     };
     tensors.extend(more);

@@ -122,6 +122,9 @@ impl GgufFile {
             // Ministral 3 (`Ministral3ForCausalLM`, Mistral 3's text model): Llama's converter,
             // YaRN, Llama 4's attention temperature.
             Some("mistral3") => Ok((Arch::Ministral3, "mistral3")),
+            // HunYuan dense (`HunYuanDenseV1ForCausalLM`: HF's q/k rows, NEOX RoPE, the
+            // NTK-alpha base written as the file's base).
+            Some("hunyuan-dense") => Ok((Arch::Hunyuan, "hunyuan-dense")),
             other => {
                 let found = match other {
                     Some(a) => format!("{a:?}"),
@@ -134,7 +137,7 @@ impl GgufFile {
                          expected \"llama\" (Llama, Mistral and SmolLM2 GGUFs use it), \
                          \"qwen2\", \"qwen3\", \"phi3\", \"gemma\", \"gemma2\", \"gemma3\", \"granite\", \
                          \"smollm3\", \"olmo2\", \"exaone\", \"exaone4\", \"seed_oss\", \"chatglm\", \"glm4\", \
-                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\", \"apertus\", \"jais2\" or \"mistral3\""
+                         \"ernie4_5\", \"command-r\", \"cohere2\", \"stablelm\", \"starcoder2\", \"phi2\", \"falcon\", \"arcee\", \"nemotron\", \"apertus\", \"jais2\", \"mistral3\" or \"hunyuan-dense\""
                     ),
                 ))
             }

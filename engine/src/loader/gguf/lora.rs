@@ -66,6 +66,7 @@ pub fn gguf_arch(arch: Arch) -> Option<&'static str> {
         Arch::Nemotron => "nemotron",
         Arch::Jais2 => "jais2",
         Arch::Ministral3 => "mistral3",
+        Arch::Hunyuan => "hunyuan-dense",
         Arch::Apertus => "apertus",
         Arch::GptNeoX => "gptneox",
         Arch::Ministral | Arch::Helium | Arch::GptJ => return None,

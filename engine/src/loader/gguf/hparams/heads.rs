@@ -41,7 +41,7 @@ impl GgufFile {
 
     /// `(qk_norm, qk_norm_per_head)` ([`crate::config::ModelConfig::qk_norm`]) from
     /// `blk.0.attn_q_norm.weight`, as llama.cpp's loaders make it (`src/models/*.cpp`): always
-    /// in Qwen3, Gemma 3, Apertus, OLMo and EXAONE 4 (one weight for every head, or OLMo's
+    /// in Qwen3, Gemma 3, Apertus, OLMo, EXAONE 4 and HunYuan dense (one weight for every head, or OLMo's
     /// whole-projection one); optional in `stablelm` (StableLM 2 12B's, a weight per head);
     /// in `command-r` exactly where there are 64 layers or more (Command R+'s, a weight per
     /// head: llama.cpp's test for it).
@@ -85,7 +85,7 @@ impl GgufFile {
             ),
             _ => format!(
                 "query/key norms are Qwen3's, Gemma 3's, Apertus's, OLMo's, EXAONE 4's, \
-                 StableLM 2 12B's and Command R+'s, and this is a `{a}` GGUF"
+                 HunYuan's, StableLM 2 12B's and Command R+'s, and this is a `{a}` GGUF"
             ),
         };
         Err(Error::format(
