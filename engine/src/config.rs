@@ -20,6 +20,7 @@ mod gptj;
 mod granite;
 mod heads;
 mod hunyuan;
+pub(crate) use hunyuan::ntk_alpha_base;
 mod layernorm;
 mod longrope;
 mod ministral3;
@@ -398,7 +399,7 @@ impl ModelConfig {
         // says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
         // are made without).
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
-        // ApertusMLP's linears have none either.
+        // ApertusMLP's and HunYuanDenseV1MLP's linears have none either.
         let no_mlp_bias = no_bias
             || arch == Arch::Apertus
             || gemma.is_some()

@@ -23,7 +23,7 @@ mod family_files;
 mod writer;
 
 use dlp_engine::config::ModelConfig;
-use family_files::{gguf, gguf_with, read, refused};
+use family_files::{gguf, gguf_with, read, refused, zero_tensor};
 use writer::{Tensor, M};
 
 /// Layers attending to everything (no window).
@@ -412,12 +412,7 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
     assert_eq!((c.arch, c.rotary_dim), (Arch::Glm, 8));
     assert!(c.rope_interleaved && c.qkv_bias && !c.o_bias && !c.post_norms());
     // Biases in some layers only (llama.cpp reads each layer's): refused, not dropped.
-    let later = Tensor {
-        name: "blk.1.attn_q.bias".into(),
-        dims: vec![64],
-        ty: 0,
-        data: vec![0; 4 * 64],
-    };
+    let later = zero_tensor("blk.1.attn_q.bias", vec![64]);
     refused(
         "cb.gguf",
         &gguf_with("chatglm", 2, 64, 4, 16, half(), vec![later]),

@@ -1,8 +1,9 @@
 //! llama.cpp's `mistral3` GGUFs (Ministral 3's text model, as its converter's `Ministral3Model`
 //! writes them) as its loader and llama-context.cpp read them: YaRN with the betas of the file,
 //! the cos/sin factor `mscale(factor, 1) / mscale(factor, yarn_log_multiplier)`, and Llama 4's
-//! attention temperature (`attention.temperature_scale` over YaRN's original context). The logits against transformers: the golden runs' `tiny_ministral3`
-//! (HF); a converted file was checked once against llama.cpp (the note of this change).
+//! attention temperature (`attention.temperature_scale` over YaRN's original context). The
+//! logits against transformers: the golden runs' `tiny_ministral3` (HF); a converted file was
+//! checked once against llama.cpp, past the temperature's step too (the notes of stops 80, 81).
 
 #[allow(dead_code)]
 #[path = "gguf/family_files.rs"]

@@ -12,7 +12,7 @@ mod family_files;
 mod writer;
 
 use dlp_engine::config::Arch;
-use family_files::{gguf, gguf_with, layernorm_keys as keys, read, refused};
+use family_files::{gguf, gguf_with, layernorm_keys as keys, read, refused, zero_tensor};
 use writer::{Tensor, M};
 
 /// Query/key norms with a weight per head (`attn_q_norm` `[head_dim, heads]`), as llama.cpp's
@@ -97,5 +97,38 @@ fn hunyuan_dense_norms_after_rope() {
         "hn.gguf",
         &bytes,
         "tensor `blk.0.attn_q_norm.weight` is missing",
+    );
+    // A file's `rope.scaling.alpha` > 0 stretches its base as llama.cpp's loader does (its
+    // converter writes none); 0 or less leaves it; another architecture's is not read.
+    let alpha = |a: f32, arch: &'static str| {
+        let name: &'static str = Box::leak(format!("{arch}.rope.scaling.alpha").into_boxed_str());
+        read(
+            "ha.gguf",
+            &gguf(arch, 2, 64, 4, 16, vec![(name, M::F32(a))]),
+        )
+        .map(|c| c.rope_theta)
+    };
+    let stretched = 1e6 * 1000f64.powf(16.0 / 14.0);
+    assert!((alpha(1000.0, "hunyuan-dense").unwrap() / stretched - 1.0).abs() < 1e-12);
+    assert_eq!(alpha(0.0, "hunyuan-dense").unwrap(), 1e6);
+    assert_eq!(alpha(-5.0, "hunyuan-dense").unwrap(), 1e6);
+    assert_eq!(alpha(1000.0, "llama").unwrap(), 1e6);
+    // Biases llama.cpp's graph does not add, and XD-RoPE sections, refused.
+    let bias = zero_tensor("blk.1.ffn_down.bias", vec![64]);
+    refused(
+        "hb.gguf",
+        &gguf_with("hunyuan-dense", 2, 64, 4, 16, vec![], vec![bias]),
+        "tensor `blk.1.ffn_down.bias`: llama.cpp's `hunyuan-dense` graph adds no o_proj or feed-forward bias",
+    );
+    let sections = M::I32s(vec![8, 0, 0, 0]);
+    refused(
+        "hs.gguf",
+        &gguf("hunyuan-dense", 2, 64, 4, 16, vec![("hunyuan-dense.rope.dimension_sections", sections)]),
+        "`hunyuan-dense.rope.dimension_sections` is [8, 0, 0, 0]: M-RoPE (HunYuan's XD-RoPE sections) is not read",
+    );
+    let e = alpha(f32::NAN, "hunyuan-dense").unwrap_err().to_string();
+    assert!(
+        e.contains("`hunyuan-dense.rope.scaling.alpha` is NaN; expected a finite number"),
+        "{e}"
     );
 }

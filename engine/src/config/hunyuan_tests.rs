@@ -105,3 +105,31 @@ fn refusals() {
     v["hidden_size"] = json!(64);
     refused(&v, "NTK-alpha RoPE needs a head_dim above 2");
 }
+
+/// An alpha whose base overflows, or vanishes, is refused naming the alpha.
+#[test]
+fn alpha_without_a_base() {
+    for alpha in [1e300, 1e-300] {
+        let mut v = hunyuan_7b();
+        v["rope_scaling"]["alpha"] = json!(alpha);
+        refused(
+            &v,
+            &format!("RoPE setting `alpha` {alpha}: the RoPE base it makes"),
+        );
+    }
+}
+
+/// transformers' value of the alpha base of a Hub config (`10000 * 1000 ** (128 / 126)` in
+/// Python), and `factor` required as its validation requires it.
+#[test]
+fn alpha_base_as_python_computes_it() {
+    let c = read(&hunyuan_7b()).unwrap();
+    assert!(
+        (c.rope_theta / 11158839.92507748 - 1.0).abs() < 1e-14,
+        "{}",
+        c.rope_theta
+    );
+    let mut v = hunyuan_7b();
+    v["rope_scaling"].as_object_mut().unwrap().remove("factor");
+    refused(&v, "RoPE settings of type `dynamic` need a `factor`");
+}

@@ -17,7 +17,8 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
 /// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
 /// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig, ApertusConfig,
-/// Jais2Config and HunYuanDenseV1Config read no `layer_types`, and every layer attends to everything.
+/// Jais2Config and HunYuanDenseV1Config read no `layer_types`, and every layer attends to
+/// everything.
 fn windowless(arch: Arch) -> bool {
     match arch {
         Arch::Llama

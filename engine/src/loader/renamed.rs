@@ -1,52 +1,52 @@
-//! Checkpoints that name some of Llama's tensors otherwise (Apertus's norms, HunYuan's
-//! query/key norms): renamed to Llama's names at load, and named back in messages.
+//! Checkpoints that name some tensors otherwise than the model reads them (Apertus's norms,
+//! Llama's `input_layernorm`/`post_attention_layernorm`; HunYuan's query/key norms, Qwen3's
+//! `q_norm`/`k_norm`): renamed at load, and named back in messages.
 
 use crate::error::{Error, Result};
 use crate::tensor::{FileNames, WeightMap};
 
-/// A family's own names of tensors the model reads under Llama's.
+/// A family's own names of tensors the model reads under others.
 pub(super) trait OwnNames {
     /// The family, for messages ("Apertus").
     const FAMILY: &'static str;
-    /// `(its fragment, Llama's)` pairs, each replaced once in a name.
+    /// `(its fragment, the model's)` pairs, each replaced once in a name.
     const PAIRS: &'static [(&'static str, &'static str)];
 }
 
-/// Llama's name of a `T` tensor, where it differs.
+/// The model's name of a `T` tensor, where it differs.
 fn llama_name<T: OwnNames>(name: &str) -> Option<String> {
     (T::PAIRS.iter().find(|(a, _)| name.contains(a))).map(|(a, l)| name.replacen(a, l, 1))
 }
 
-/// `T`'s name of a tensor the model reads under Llama's (for messages).
+/// `T`'s name of a tensor the model reads under another (for messages).
 fn own_name<T: OwnNames>(name: &str) -> Option<String> {
     (T::PAIRS.iter().find(|(_, l)| name.contains(l))).map(|(a, l)| name.replacen(l, a, 1))
 }
 
-/// Renames a `T` checkpoint's tensors to Llama's names; messages then name them as the file
-/// does.
+/// Renames a `T` checkpoint's tensors to the names the model reads; messages then name every
+/// tensor as the family's checkpoints do (a missing one too).
 ///
 /// # Errors
-/// A tensor under Llama's name: transformers' `T` does not read it (its own is then missing,
-/// which transformers fills with its initial values), so it is no `T` checkpoint.
+/// A tensor under the model's name: transformers' `T` does not read it (its own is then
+/// missing, which transformers fills with its initial values), so it is no `T` checkpoint.
 pub(super) fn rename_checkpoint<T: OwnNames>(w: &mut WeightMap) -> Result<()> {
-    let llama = w.names().filter(|n| own_name::<T>(n).is_some()).min();
-    if let Some(n) = llama.map(String::from) {
+    let theirs = w.names().filter(|n| own_name::<T>(n).is_some()).min();
+    if let Some(n) = theirs.map(String::from) {
         let own = own_name::<T>(&n).unwrap_or_default();
         return Err(Error::format(
             &w.origin,
             format!(
-                "tensor `{n}`: an {} checkpoint names this tensor `{own}` (transformers' {} does not read Llama's name)",
+                "tensor `{n}`: {}'s checkpoints name this tensor `{own}`, the only name transformers' {} reads",
                 T::FAMILY,
                 T::FAMILY
             ),
         ));
     }
-    if w.rename_to_model(llama_name::<T>, &format!("{}'s", T::FAMILY))? {
-        w.file_names = Some(FileNames {
-            of: own_name::<T>,
-            gguf_order: false,
-        });
-    }
+    w.rename_to_model(llama_name::<T>, &format!("{}'s", T::FAMILY))?;
+    w.file_names = Some(FileNames {
+        of: own_name::<T>,
+        gguf_order: false,
+    });
     Ok(())
 }
 
@@ -116,7 +116,8 @@ mod tests {
         assert_eq!(own_name::<Apertus>("model.norm.weight"), None);
     }
 
-    /// A family's names renamed; Llama's refused, named with the family's, in a mix as alone.
+    /// A family's names renamed; the model's refused, named with the family's, in a mix as
+    /// alone; a missing tensor named as the family's checkpoints name it.
     #[test]
     fn checkpoint_names() {
         let norm = || HostTensor::new(vec![2], vec![1.0, 2.0]);
@@ -147,6 +148,15 @@ mod tests {
         let e = rename_checkpoint::<Apertus>(&mut mixed)
             .unwrap_err()
             .to_string();
-        assert!(e.contains(&format!("tensor `{n}`: an Apertus checkpoint names this tensor `model.layers.1.feedforward_layernorm.weight`")), "{e}");
+        assert!(e.contains(&format!("tensor `{n}`: Apertus's checkpoints name this tensor `model.layers.1.feedforward_layernorm.weight`, the only name transformers' Apertus reads")), "{e}");
+        // A missing tensor is named as the family's checkpoints name it.
+        let mut none = WeightMap::new("m");
+        rename_checkpoint::<Hunyuan>(&mut none).unwrap();
+        let e = none.take("model.layers.0.self_attn.k_norm.weight", &[2]);
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("missing tensor `model.layers.0.self_attn.key_layernorm.weight`"),
+            "{e}"
+        );
     }
 }

@@ -42,6 +42,16 @@ impl<B: Backend> Model<B> {
             window: window.unwrap_or(0),
             ..shape
         };
+        // The queries' own table is the main table scaled; no family with one has NoPE or
+        // sliding layers of another base, or norms after RoPE (Llama 4, which scales its NoPE
+        // layers' queries, is not read).
+        if self.rope_query.is_some()
+            && (!std::ptr::eq(rope, &self.rope) || c.arch.qk_norm_after_rope())
+        {
+            return Err(Error::unsupported(format!(
+                "layer {li}: an attention temperature on a layer with its own RoPE table or with query/key norms after RoPE"
+            )));
+        }
         let (kc, vc) = (&mut kv.k[li], &mut kv.v[li]);
         let heads = (c.num_heads, c.num_kv_heads);
         if c.arch.qk_norm_after_rope() {
@@ -52,7 +62,7 @@ impl<B: Backend> Model<B> {
         let (q, k) = qk_normed(b, c, layer, t, &mut ws.q, &mut ws.k, &mut ws.qk_normed)?;
         match &self.rope_query {
             // Queries and keys by their own tables, each through the plain `rope`.
-            Some(rq) if std::ptr::eq(rope, &self.rope) => {
+            Some(rq) => {
                 b.rope(q, rq, step, t, c.num_heads, c.head_dim)?;
                 b.rope(k, rope, step, t, c.num_kv_heads, c.head_dim)?;
                 b.attention(q, k, &ws.v, kc, vc, step, shape, &mut ws.att)

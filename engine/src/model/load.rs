@@ -179,7 +179,7 @@ impl<B: Backend> Model<B> {
                 "{}: {} tensors not used by the model, e.g. {}",
                 w.origin.display(),
                 leftover.len(),
-                leftover[0]
+                w.display_name(leftover[0])
             );
         }
         if let Some(crate::config::RopeScaling::Dynamic { factor }) = &c.rope_scaling {

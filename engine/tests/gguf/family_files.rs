@@ -97,3 +97,14 @@ pub fn layernorm_keys(arch: &'static str, rot: u32) -> Vec<(&'static str, M)> {
         (key("rope.dimension_count"), M::U32(rot)),
     ]
 }
+
+/// An F32 tensor `name` of `dims` (GGUF order), all zeros.
+pub fn zero_tensor(name: &str, dims: Vec<u64>) -> Tensor {
+    let n: u64 = dims.iter().product();
+    Tensor {
+        name: name.into(),
+        dims,
+        ty: 0,
+        data: vec![0; 4 * n as usize],
+    }
+}

@@ -1,7 +1,7 @@
 //! [`ModelConfig`] from a GGUF file's `<arch>.*` (the architectures [`GgufFile`]'s `arch`
 //! names: llama, qwen2, qwen3, phi3, gemma*, granite, smollm3, olmo2, exaone*, seed_oss, chatglm,
 //! glm4, ernie4_5, command-r, cohere2, stablelm, starcoder2, phi2, falcon, arcee, nemotron, jais2,
-//! apertus, mistral3) and `tokenizer.ggml.*` metadata.
+//! apertus, mistral3, hunyuan-dense) and `tokenizer.ggml.*` metadata.
 
 mod families;
 mod heads;
@@ -289,7 +289,8 @@ impl GgufFile {
         self.stray_tensors(arch, a, num_layers)?;
         let (qk_norm, qk_norm_per_head) = self.qk_norms(arch, a, num_layers)?;
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
-        self.glm4_text_only(arch)?;
+        let rope_theta = self.ntk_alpha(arch, &key, rope_theta, head_dim)?;
+        self.text_only(arch)?;
         let (gemma, attention_window) = self.gemma(arch, hidden, heads, head_dim, num_layers)?;
         let local_rope_theta = self.local_rope_theta(arch, &attention_window, rope_theta)?;
         let granite = self.granite(arch, head_dim)?;

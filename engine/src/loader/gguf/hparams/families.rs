@@ -216,21 +216,30 @@ impl GgufFile {
         }
     }
 
-    /// Refuses what a `glm4` file may hold beyond GLM-4's text model, which this engine does
-    /// not read (nothing for the other architectures): M-RoPE sections
-    /// (`glm4.rope.dimension_sections`, GLM-4V's, whose converter permuted q/k for NEOX RoPE),
-    /// and appended next-token-prediction layers (`glm4.nextn_predict_layers`, GLM-OCR's, which
-    /// llama.cpp leaves out of the forward pass; an `exaone4` file's too).
-    pub(super) fn glm4_text_only(&self, arch: Arch) -> Result<()> {
-        if arch == Arch::Exaone4 {
-            return self.no_prediction_layers("exaone4");
+    /// Refuses what a file may hold beyond the text model, which this engine does not read:
+    /// M-RoPE sections (`glm4.rope.dimension_sections`, GLM-4V's, whose converter permuted q/k
+    /// for NEOX RoPE; `hunyuan-dense.rope.dimension_sections`, on which llama.cpp's HunYuan
+    /// graph turns to XD-RoPE), and appended next-token-prediction layers
+    /// (`glm4.nextn_predict_layers`, GLM-OCR's, which llama.cpp leaves out of the forward pass;
+    /// an `exaone4` file's too). Nothing for the other architectures.
+    pub(super) fn text_only(&self, arch: Arch) -> Result<()> {
+        match arch {
+            Arch::Exaone4 => self.no_prediction_layers("exaone4"),
+            Arch::Hunyuan => self.no_rope_sections("hunyuan-dense", "HunYuan's XD-RoPE sections"),
+            Arch::Glm4 => {
+                let why = "GLM-4V's position sections, with q/k rows permuted for it";
+                self.no_rope_sections("glm4", why)?;
+                self.no_prediction_layers("glm4")
+            }
+            _ => Ok(()),
         }
-        if arch != Arch::Glm4 {
-            return Ok(());
-        }
+    }
+
+    /// Refuses `<a>.rope.dimension_sections` with a section other than 0 (M-RoPE, `what`).
+    fn no_rope_sections(&self, a: &str, what: &str) -> Result<()> {
         let p = self.path.display();
-        let key = "glm4.rope.dimension_sections";
-        let sections = match self.metadata.get(key) {
+        let key = format!("{a}.rope.dimension_sections");
+        let sections = match self.metadata.get(&key) {
             Some(GgufValue::Array(a)) => a.clone(),
             Some(v) => vec![v.clone()],
             None => vec![],
@@ -239,11 +248,11 @@ impl GgufFile {
             let shown = |v: &GgufValue| v.as_u64().map_or(v.to_string(), |n| n.to_string());
             let sections: Vec<String> = sections.iter().map(shown).collect();
             return Err(Error::unsupported(format!(
-                "{p}: `{key}` is [{}]: M-RoPE (GLM-4V's position sections, with q/k rows permuted for it) is not read; a text-only GLM-4 file has none",
+                "{p}: `{key}` is [{}]: M-RoPE ({what}) is not read; a text-only file has none",
                 sections.join(", ")
             )));
         }
-        self.no_prediction_layers("glm4")
+        Ok(())
     }
 
     /// Refuses next-token-prediction layers appended to the model (a count above 0 in
@@ -326,6 +335,10 @@ impl GgufFile {
             Arch::Apertus => (
                 &["ffn_up", "ffn_down"],
                 "llama.cpp's `apertus` graph adds no feed-forward bias (ApertusMLP has none)",
+            ),
+            Arch::Hunyuan => (
+                &["attn_output", "ffn_gate", "ffn_up", "ffn_down"],
+                "llama.cpp's `hunyuan-dense` graph adds no o_proj or feed-forward bias",
             ),
             _ => return Ok(()),
         };

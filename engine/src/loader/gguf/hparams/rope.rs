@@ -224,6 +224,39 @@ impl GgufFile {
         }))
     }
 
+    /// The RoPE base of an `arch` file with base `base` and heads of `head_dim` (the key's):
+    /// where a `hunyuan-dense` file has `rope.scaling.alpha` > 0, stretched by it as
+    /// llama.cpp's loader does (`base * alpha^(head_dim / (head_dim - 2))`, there in f32; its
+    /// converter writes the stretched base and no alpha); else `base`. llama.cpp reads the key
+    /// for every architecture and applies it for HunYuan's only.
+    ///
+    /// # Errors
+    /// An alpha that is not finite, or one that makes no usable base.
+    pub(super) fn ntk_alpha(
+        &self,
+        arch: Arch,
+        key: &dyn Fn(&str) -> String,
+        base: f64,
+        head_dim: usize,
+    ) -> Result<f64> {
+        let k = key("rope.scaling.alpha");
+        let alpha = match self.meta_f64(&k)? {
+            Some(a) if arch == Arch::Hunyuan => a,
+            _ => return Ok(base),
+        };
+        if !alpha.is_finite() {
+            return Err(Error::format(
+                &self.path,
+                format!("`{k}` is {alpha}; expected a finite number"),
+            ));
+        }
+        if alpha <= 0.0 {
+            return Ok(base);
+        }
+        crate::config::ntk_alpha_base(base, alpha, head_dim)
+            .map_err(|why| Error::format(&self.path, format!("`{k}` {alpha}: {why}")))
+    }
+
     /// Llama 4's attention temperature as llama.cpp's `mistral3` reads it:
     /// `attention.temperature_scale` (beta; absent or 0: none) over YaRN's original context
     /// (`rope.scaling.original_context_length`, else `context_length`). `None` for the other
