@@ -53,7 +53,7 @@ use clap::{Parser, Subcommand};
 /// EXAONE 3, EXAONE 4, Seed-OSS, GLM-4-9B-chat-hf, GLM-4-0414, ERNIE 4.5 dense, Ministral,
 /// InternLM3, Helium, Command R, Command R+, Command R7B, StableLM 2 (12B too), StarCoder2,
 /// Phi-1.5/2, GPT-NeoX/Pythia, Falcon, GPT-J, Arcee AFM, Nemotron/Minitron, Apertus, Jais 2,
-/// Ministral 3, Mistral Small 3.1/3.2 text, HunYuan dense) or
+/// Ministral 3, Mistral Small 3.1/3.2 text, HunYuan dense, EXAONE 4.5 text) or
 /// a GGUF file (llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3, granite, smollm3, olmo2 and its
 /// OLMo 3 files, exaone, exaone4, seed_oss, chatglm, glm4, ernie4_5, command-r, cohere2,
 /// stablelm, starcoder2, phi2, falcon, arcee, nemotron, apertus, jais2, mistral3, hunyuan-dense;

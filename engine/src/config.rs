@@ -275,7 +275,7 @@ impl ModelConfig {
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration):
             // the text model.
-            t @ ("gemma3" | "mistral3") => {
+            t @ ("gemma3" | "mistral3" | "exaone4_5") => {
                 return Self::from_hf_json(&multimodal::text_config(v, t, path)?, path)
             }
             "" => {

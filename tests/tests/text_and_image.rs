@@ -1,5 +1,6 @@
 //! The text model of a text-and-image checkpoint (`mistral3`, `Mistral3ForConditionalGeneration`:
-//! Ministral 3's releases, Mistral Small 3.1 and 3.2) scores as that text model: the
+//! Ministral 3's releases, Mistral Small 3.1 and 3.2; `exaone4_5`, EXAONE 4.5's) scores as that
+//! text model: the
 //! `tiny-ministral3` fixture re-saved as the wrapper, its config in `text_config` beside a
 //! vision config, its weights under the names transformers 4 saved (`language_model.model.*`,
 //! `language_model.lm_head.*`, the Hub's files) or 5 saves (`model.language_model.*`), with a
@@ -32,17 +33,29 @@ fn resaved(src: &Path, dst: &Path, rename: &dyn Fn(&str) -> String, extra: &[&st
     safetensors::serialize_to_file(out, None, dst).unwrap();
 }
 
-/// The fixture as a `mistral3` checkpoint in `dir`, weights named by `rename`.
-fn wrapped(fixture: &Path, dir: &Path, rename: &dyn Fn(&str) -> String, vision: &[&str]) {
-    let text: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture.join("config.json")).unwrap()).unwrap();
-    let config = serde_json::json!({
+/// A `mistral3` config holding the text config `text`.
+fn mistral3(text: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
         "architectures": ["Mistral3ForConditionalGeneration"], "model_type": "mistral3",
         "image_token_index": 10, "projector_hidden_act": "gelu", "spatial_merge_size": 2,
         "text_config": text,
         "vision_config": {"model_type": "pixtral", "hidden_size": 4, "num_hidden_layers": 1},
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    })
+}
+
+/// The fixture as a text-and-image checkpoint in `dir`: its config in the one `outer` makes,
+/// weights named by `rename`, its adapters `adapters` likewise.
+fn wrapped_as(
+    fixture: &Path,
+    dir: &Path,
+    outer: fn(serde_json::Value) -> serde_json::Value,
+    adapters: &[&str],
+    rename: &dyn Fn(&str) -> String,
+    vision: &[&str],
+) {
+    let text: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("config.json")).unwrap()).unwrap();
+    std::fs::write(dir.join("config.json"), outer(text).to_string()).unwrap();
     for f in ["golden.json", "golden.safetensors"] {
         std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
     }
@@ -52,25 +65,29 @@ fn wrapped(fixture: &Path, dir: &Path, rename: &dyn Fn(&str) -> String, vision: 
         rename,
         vision,
     );
-    let adapter = dir.join("adapters/all_r8");
-    std::fs::create_dir_all(&adapter).unwrap();
-    let from = fixture.join("adapters/all_r8");
-    std::fs::copy(
-        from.join("adapter_config.json"),
-        adapter.join("adapter_config.json"),
-    )
-    .unwrap();
     // PEFT names the wrapper's decoder layers as the checkpoint does.
     let lora = |n: &str| {
         let layer = n.strip_prefix("base_model.model.").unwrap();
         format!("base_model.model.{}", rename(layer))
     };
-    resaved(
-        &from.join("adapter_model.safetensors"),
-        &adapter.join("adapter_model.safetensors"),
-        &lora,
-        &[],
-    );
+    for name in adapters {
+        let from = fixture.join("adapters").join(name);
+        let to = dir.join("adapters").join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        let config = "adapter_config.json";
+        std::fs::copy(from.join(config), to.join(config)).unwrap();
+        resaved(
+            &from.join("adapter_model.safetensors"),
+            &to.join("adapter_model.safetensors"),
+            &lora,
+            &[],
+        );
+    }
+}
+
+/// `tiny-ministral3` as a `mistral3` checkpoint in `dir`, weights named by `rename`.
+fn wrapped(fixture: &Path, dir: &Path, rename: &dyn Fn(&str) -> String, vision: &[&str]) {
+    wrapped_as(fixture, dir, mistral3, &["all_r8"], rename, vision);
 }
 
 /// A text model's tensor name as the wrapper's checkpoint names it.
@@ -117,6 +134,44 @@ fn mistral3_checkpoints_score_as_their_text_model() {
     for (rename, vision) in forms {
         let dir = tempfile::tempdir().unwrap();
         wrapped(&fixture, dir.path(), &rename, &vision);
+        run_golden(dir.path().to_str().unwrap(), CpuBackend::new());
+    }
+}
+
+/// EXAONE 4.5 (`exaone4_5`, `Exaone4_5_ForConditionalGeneration`): an EXAONE 4 text model
+/// (`tiny-exaone4`: sliding and full layers) under transformers 5's names, its `text_config`
+/// named `exaone4` or, as its first releases did, `exaone4_5_text`, beside a Qwen2-VL-style
+/// vision tower (`model.visual.*`) and the multi-token-prediction layer the loader leaves unread
+/// (`mtp.*`, which transformers ignores too).
+#[test]
+fn exaone4_5_checkpoints_score_as_their_text_model() {
+    let Some(fixture) = fixtures("tiny-exaone4") else {
+        return;
+    };
+    fn outer(text: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"architectures": ["Exaone4_5_ForConditionalGeneration"],
+            "model_type": "exaone4_5", "image_token_id": 67, "video_token_id": 68,
+            "text_config": text, "vision_config": {"model_type": "exaone4_5_vision", "depth": 1}})
+    }
+    fn first_release(mut text: serde_json::Value) -> serde_json::Value {
+        text["model_type"] = "exaone4_5_text".into();
+        outer(text)
+    }
+    let vision = [
+        "model.visual.blocks.0.attn.qkv.weight",
+        "model.visual.merger.mlp.0.weight",
+        "mtp.fc.weight",
+    ];
+    for form in [outer, first_release] {
+        let dir = tempfile::tempdir().unwrap();
+        wrapped_as(
+            &fixture,
+            dir.path(),
+            form,
+            &["all_r4", "qk_r8"],
+            &v5,
+            &vision,
+        );
         run_golden(dir.path().to_str().unwrap(), CpuBackend::new());
     }
 }

@@ -1,6 +1,7 @@
 //! The text model of a text-and-image checkpoint: Gemma 3's (`gemma3`,
-//! `Gemma3ForConditionalGeneration`) and Mistral 3's (`mistral3`,
-//! `Mistral3ForConditionalGeneration`: Ministral 3, Mistral Small 3.1 and 3.2). Their weights
+//! `Gemma3ForConditionalGeneration`), Mistral 3's (`mistral3`,
+//! `Mistral3ForConditionalGeneration`: Ministral 3, Mistral Small 3.1 and 3.2) and EXAONE 4.5's
+//! (`exaone4_5`, `Exaone4_5_ForConditionalGeneration`: an EXAONE 4 text model). Their weights
 //! are renamed at load ([`crate::loader::multimodal`]); the vision tower is left out.
 
 use std::path::Path;
@@ -10,11 +11,16 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// The text models a wrapper of `model_type` holds, the first its class's default where
-/// `text_config` names none (Gemma3Config's `gemma3_text`, Mistral3Config's `mistral`), and the
+/// `text_config` names none (Gemma3Config's `gemma3_text`, Mistral3Config's `mistral`,
+/// Exaone4_5_Config's `exaone4`, which its first releases named `exaone4_5_text`), and the
 /// class's name, for messages.
 fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
     match model_type {
         "gemma3" => (&["gemma3_text"], "Gemma3ForConditionalGeneration"),
+        "exaone4_5" => (
+            &["exaone4", "exaone4_5_text"],
+            "Exaone4_5_ForConditionalGeneration",
+        ),
         _ => (
             &["mistral", "ministral3"],
             "Mistral3ForConditionalGeneration",
@@ -22,7 +28,8 @@ fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
     }
 }
 
-/// The text model's config of a `model_type` text-and-image checkpoint (`gemma3` or `mistral3`):
+/// The text model's config of a `model_type` text-and-image checkpoint (`gemma3`, `mistral3` or
+/// `exaone4_5`):
 /// its `text_config`, with the end and start ids and `tie_word_embeddings` of the outer config
 /// where the text one lacks them (the Hub's gemma-3 files keep `eos_token_id` [1, 106] outside).
 ///
@@ -41,6 +48,8 @@ pub(super) fn text_config(v: &Value, model_type: &str, path: &Path) -> Result<Va
     };
     match text.get("model_type").and_then(Value::as_str) {
         None => text["model_type"] = inner[0].into(),
+        // Exaone4_5_Config reads its first releases' name as EXAONE 4's.
+        Some("exaone4_5_text") => text["model_type"] = "exaone4".into(),
         Some(t) if inner.contains(&t) => {}
         Some(other) => {
             return Err(Error::unsupported(format!(

@@ -19,7 +19,10 @@ const MULTIMODAL: [(&str, &str); 3] = [
 pub fn vision_tensor(name: &str) -> bool {
     let name = name.strip_prefix("base_model.model.").unwrap_or(name);
     let name = name.strip_prefix("model.").unwrap_or(name);
-    name.starts_with("vision_tower.") || name.starts_with("multi_modal_projector.")
+    // EXAONE 4.5's tower and merger are `visual.*` (Qwen2-VL's layout).
+    ["vision_tower.", "multi_modal_projector.", "visual."]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 /// The text decoder of a text-and-image checkpoint under the model's names (nothing for a
@@ -48,6 +51,8 @@ mod tests {
             "multi_modal_projector.mm_input_projection_weight",
             "base_model.model.model.vision_tower.encoder.layers.0.self_attn.q_proj.lora_A.weight",
             "base_model.model.multi_modal_projector.linear.lora_B.weight",
+            "model.visual.blocks.0.attn.qkv.weight",
+            "model.visual.merger.mlp.0.weight",
         ] {
             assert!(vision_tensor(n), "{n}");
         }
