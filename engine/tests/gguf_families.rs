@@ -319,21 +319,28 @@ fn exaone4_windows_only_at_64_layers() {
         &gguf("exaone4", 64, 64, 4, 16, zero),
         "`exaone4.attention.sliding_window` is 0",
     );
-    // Next-token-prediction layers (llama.cpp loads and skips them; they would run here as
-    // layers), as in a `glm4` file; none (0) is read.
+    // Next-token-prediction layers (EXAONE 4.5's, GLM-OCR's): llama.cpp loads and does not
+    // run them, so the model has the layers before them (a 64 + 1 file has the 64-layer
+    // windows); all of them is refused. Their tensors left unread: `gguf_mtp.rs`.
     for arch in ["exaone4", "glm4"] {
         let key: &'static str = Box::leak(format!("{arch}.nextn_predict_layers").into_boxed_str());
-        refused(
-            "mtp.gguf",
-            &gguf(arch, 3, 64, 4, 16, vec![(key, M::U32(1))]),
-            &format!("`{key}` is 1: next-token-prediction layers appended to the model"),
+        let layers = |all, n| {
+            read(
+                "mtp.gguf",
+                &gguf(arch, all, 64, 4, 16, vec![(key, M::U32(n))]),
+            )
+        };
+        assert_eq!(layers(3, 1).unwrap().num_layers, 2);
+        assert_eq!(layers(3, 0).unwrap().num_layers, 3);
+        let e = layers(3, 3).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("`{key}` is 3, which leaves none of the 3 layers")),
+            "{e}"
         );
-        read(
-            "mtp0.gguf",
-            &gguf(arch, 3, 64, 4, 16, vec![(key, M::U32(0))]),
-        )
-        .unwrap();
     }
+    let mtp = vec![("exaone4.nextn_predict_layers", M::U32(1))];
+    let c = read("e65.gguf", &gguf("exaone4", 65, 64, 4, 16, mtp)).unwrap();
+    assert_eq!((c.num_layers, c.attention_window[0]), (64, Some(4096)));
 }
 
 /// llama.cpp's `seed_oss`: Llama's computation, its biases read from the tensors the file has;
@@ -389,8 +396,8 @@ fn glm4_and_ernie4_5_rotate_adjacent_pairs() {
         ),
         (
             "gn.gguf",
-            vec![half(), ("glm4.nextn_predict_layers", M::U32(1))],
-            "`glm4.nextn_predict_layers` is 1",
+            vec![half(), ("glm4.nextn_predict_layers", M::U32(2))],
+            "`glm4.nextn_predict_layers` is 2, which leaves none of the 2 layers",
         ),
     ] {
         refused(name, &gguf("glm4", 2, 64, 4, 16, extra), want);

@@ -215,7 +215,9 @@ impl GgufFile {
                 p.display()
             )));
         }
-        let num_layers = layer_count(self.meta_usize(&key("block_count"))?, p)?;
+        let all_layers = layer_count(self.meta_usize(&key("block_count"))?, p)?;
+        // llama.cpp runs the layers before the next-token-prediction ones it appends.
+        let num_layers = self.forward_layers(a, all_layers)?;
         let (heads, kv_heads) = self.head_counts()?;
         let (hidden, key_length, head_dim) = self.widths()?;
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these
@@ -286,7 +288,7 @@ impl GgufFile {
             )));
         }
         self.unread_biases(arch, num_layers)?;
-        self.stray_tensors(arch, a, num_layers)?;
+        self.stray_tensors(arch, a, all_layers)?;
         let (qk_norm, qk_norm_per_head) = self.qk_norms(arch, a, num_layers)?;
         let rope_theta = self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0);
         let rope_theta = self.ntk_alpha(arch, &key, rope_theta, head_dim)?;

@@ -51,7 +51,13 @@ impl GgufFile {
             heads: self.head_counts()?,
             from: HashMap::new(),
         };
+        let prediction = self.prediction_layers_from(a)?;
+        let mut skipped = 0;
         for t in &self.tensors {
+            if prediction.is_some_and(|f| names::layer_of(&t.name).is_some_and(|l| l >= f)) {
+                skipped += 1;
+                continue;
+            }
             if names::hf_name_in(arch, &t.name).is_none() {
                 self.unread(arch, a, &t.name)?;
                 continue;
@@ -69,6 +75,12 @@ impl GgufFile {
             bar.inc(t.byte_size().unwrap_or(0));
         }
         bar.finish_and_clear();
+        if skipped > 0 {
+            tracing::info!(
+                "{}: {skipped} tensors of the next-token-prediction layers left out (llama.cpp loads them and does not run them)",
+                self.path.display()
+            );
+        }
         if arch == Arch::Apertus {
             super::super::apertus::prepare_gguf(&self.metadata, &self.path, &mut map)?;
         }

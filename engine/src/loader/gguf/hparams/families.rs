@@ -219,18 +219,14 @@ impl GgufFile {
     /// Refuses what a file may hold beyond the text model, which this engine does not read:
     /// M-RoPE sections (`glm4.rope.dimension_sections`, GLM-4V's, whose converter permuted q/k
     /// for NEOX RoPE; `hunyuan-dense.rope.dimension_sections`, on which llama.cpp's HunYuan
-    /// graph turns to XD-RoPE), and appended next-token-prediction layers
-    /// (`glm4.nextn_predict_layers`, GLM-OCR's, which llama.cpp leaves out of the forward pass;
-    /// an `exaone4` file's too). Nothing for the other architectures.
+    /// graph turns to XD-RoPE). Nothing for the other architectures.
     pub(super) fn text_only(&self, arch: Arch) -> Result<()> {
         match arch {
-            Arch::Exaone4 => self.no_prediction_layers("exaone4"),
             Arch::Hunyuan => self.no_rope_sections("hunyuan-dense", "HunYuan's XD-RoPE sections"),
-            Arch::Glm4 => {
-                let why = "GLM-4V's position sections, with q/k rows permuted for it";
-                self.no_rope_sections("glm4", why)?;
-                self.no_prediction_layers("glm4")
-            }
+            Arch::Glm4 => self.no_rope_sections(
+                "glm4",
+                "GLM-4V's position sections, with q/k rows permuted for it",
+            ),
             _ => Ok(()),
         }
     }
@@ -255,19 +251,35 @@ impl GgufFile {
         Ok(())
     }
 
-    /// Refuses next-token-prediction layers appended to the model (a count above 0 in
-    /// `<a>.nextn_predict_layers`: GLM-OCR's, EXAONE 4's with MTP), which llama.cpp loads and
-    /// leaves out of the forward pass and this engine does not read (it would run them as
-    /// layers).
-    fn no_prediction_layers(&self, a: &str) -> Result<()> {
+    /// The layers the forward pass runs of the `all` in `<a>.block_count`: all but the
+    /// next-token-prediction layers appended after them (`<a>.nextn_predict_layers`: EXAONE
+    /// 4.5's and GLM-OCR's multi-token prediction), which llama.cpp loads and does not run
+    /// (its `n_layer()`); their tensors are not read ([`GgufFile::prediction_layers_from`]).
+    ///
+    /// # Errors
+    /// A count that leaves no layer.
+    pub(in crate::loader::gguf) fn forward_layers(&self, a: &str, all: usize) -> Result<usize> {
         let key = format!("{a}.nextn_predict_layers");
-        match self.meta_u64(&key)?.filter(|&n| n > 0) {
-            Some(n) => Err(Error::unsupported(format!(
-                "{}: `{key}` is {n}: next-token-prediction layers appended to the model (llama.cpp loads and skips them) are not read",
-                self.path.display()
-            ))),
-            None => Ok(()),
+        match self.meta_u64(&key)?.unwrap_or(0) {
+            n if n < all as u64 => Ok(all - n as usize),
+            n => Err(Error::format(
+                &self.path,
+                format!("`{key}` is {n}, which leaves none of the {all} layers of `{a}.block_count` to run"),
+            )),
         }
+    }
+
+    /// The first next-token-prediction layer of an `a` file that has any
+    /// ([`GgufFile::forward_layers`]): its tensors, and those of the layers after it, are left
+    /// unread.
+    ///
+    /// # Errors
+    /// As [`GgufFile::forward_layers`]; a `block_count` that is no layer count.
+    pub(in crate::loader::gguf) fn prediction_layers_from(&self, a: &str) -> Result<Option<usize>> {
+        let key = format!("{a}.block_count");
+        let all = crate::config::layer_count(self.meta_usize(&key)?, &self.path)?;
+        let forward = self.forward_layers(a, all)?;
+        Ok((forward < all).then_some(forward))
     }
 
     /// A `nemotron` file's rotation as llama.cpp runs it: no `rope_freqs.weight` (its loader
