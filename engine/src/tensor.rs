@@ -378,7 +378,7 @@ impl WeightMap {
             let (what, want) = self.described(name, shape);
             return Err(Error::format(
                 &self.origin,
-                format!("missing tensor {what} (expected shape {want})"),
+                format!("missing tensor {what}: expected shape {want}"),
             ));
         };
         if t.shape != shape {

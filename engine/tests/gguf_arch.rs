@@ -300,7 +300,7 @@ fn phi3_files_split_their_stacked_matrices() {
         .expect_err("no q/k/v")
         .to_string();
     assert!(
-        e.contains("missing tensor `blk.0.attn_qkv.weight` (model.layers.0.self_attn.qkv_proj.weight) (expected shape [256, 512] (GGUF order, ne[0] first): the rows of q_proj, k_proj, v_proj stacked)"),
+        e.contains("missing tensor `blk.0.attn_qkv.weight` (model.layers.0.self_attn.qkv_proj.weight): expected shape [256, 512] (GGUF order, ne[0] first), the rows of q_proj, k_proj, v_proj stacked"),
         "{e}"
     );
 }

@@ -168,7 +168,7 @@ mod tests {
         // Messages name what the checkpoint holds, shapes in its (HF's) order.
         let e = w.take("model.layers.0.self_attn.q_proj.weight", &[8, 4]);
         let e = e.err().unwrap().to_string();
-        assert!(e.contains("missing tensor `transformer.h.0.attn.attention.q_proj.weight` (model.layers.0.self_attn.q_proj.weight) (expected shape [8, 4])"), "{e}");
+        assert!(e.contains("missing tensor `transformer.h.0.attn.attention.q_proj.weight` (model.layers.0.self_attn.q_proj.weight): expected shape [8, 4]"), "{e}");
         let e = w.take("model.layers.0.input_layernorm.weight", &[2]);
         let e = e.err().unwrap().to_string();
         assert!(e.contains("tensor `transformer.h.0.ln_1.weight` (model.layers.0.input_layernorm.weight) has shape [1], expected [2]"), "{e}");

@@ -328,11 +328,11 @@ pub fn split_stacked(w: &mut WeightMap, cfg: &ModelConfig) -> Result<()> {
                 let parts: Vec<&str> = m.parts.iter().map(|p| p.peft_name()).collect();
                 let stacked = match parts.len() {
                     1 => String::new(),
-                    _ => format!(": the rows of {} stacked", parts.join(", ")),
+                    _ => format!(", the rows of {} stacked", parts.join(", ")),
                 };
                 return Err(Error::format(
                     &w.origin,
-                    format!("missing tensor {what} (expected shape {shape}{stacked})"),
+                    format!("missing tensor {what}: expected shape {shape}{stacked}"),
                 ));
             }
         }
@@ -462,7 +462,7 @@ mod tests {
         let e = split_stacked(&mut WeightMap::new("m"), &phi3(1))
             .unwrap_err()
             .to_string();
-        let want = "missing tensor `model.layers.0.self_attn.qkv_proj.weight` (expected shape [64, 32]: the rows of q_proj, k_proj, v_proj stacked)";
+        let want = "missing tensor `model.layers.0.self_attn.qkv_proj.weight`: expected shape [64, 32], the rows of q_proj, k_proj, v_proj stacked";
         assert!(e.contains(want), "{e}");
     }
 }
