@@ -229,12 +229,18 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             p.display()
         );
     } else if p.is_dir() {
-        let cfg = ModelConfig::from_hf_dir(p)?;
+        // A model this engine cannot run is still described, with the reason (as a GGUF is).
+        let described = match ModelConfig::from_hf_dir(p) {
+            Ok(cfg) => config_text(&cfg),
+            Err(e) if p.join("config.json").is_file() => {
+                format!("{}\n  not loadable as a model: {e}", raw_config_text(p))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let files = weight_files(p)?;
         format!(
-            "HF model {}\n{}\n  weight files: {}\n{}",
+            "HF model {}\n{described}\n  weight files: {}\n{}",
             p.display(),
-            config_text(&cfg),
             files.len(),
             tensor_table(&files)?
         )
@@ -267,6 +273,47 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     };
     outln!("{text}");
     Ok(())
+}
+
+/// What a `config.json` this engine does not read says of itself: its model type, classes and
+/// sizes (a text-and-image config's text model's too), as far as it holds them.
+fn raw_config_text(dir: &Path) -> String {
+    let v: serde_json::Value = match std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(v) => v,
+        None => return "  config.json: not readable as JSON".into(),
+    };
+    let field = |v: &serde_json::Value, k: &str| match v.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(x) if !x.is_null() => x.to_string(),
+        _ => "?".into(),
+    };
+    // ", 24 layers, hidden 1024, vocabulary 248320", or nothing where it names no size.
+    let sizes = |v: &serde_json::Value| {
+        let keys = ["num_hidden_layers", "hidden_size", "vocab_size"];
+        match keys.map(|k| field(v, k)) {
+            [l, h, n] if [&l, &h, &n].iter().any(|x| *x != "?") => {
+                format!(", {l} layers, hidden {h}, vocabulary {n}")
+            }
+            _ => String::new(),
+        }
+    };
+    let mut s = format!(
+        "  config.json: model_type {}, architectures {}{}",
+        field(&v, "model_type"),
+        field(&v, "architectures"),
+        sizes(&v)
+    );
+    if let Some(t) = v.get("text_config").filter(|t| t.is_object()) {
+        s += &format!(
+            "\n  text_config: model_type {}{}",
+            field(t, "model_type"),
+            sizes(t)
+        );
+    }
+    s
 }
 
 /// The feed-forward's shape and activation, for [`config_text`].

@@ -171,3 +171,35 @@ fn the_default_model_is_found_under_dlp_fixtures() {
     }
     assert!(err.contains(&*elsewhere.path().to_string_lossy()), "{err}");
 }
+
+/// `inspect` describes a model it cannot run (its config's type, classes and sizes, its
+/// weights) and says why, as it does for such a GGUF; a folder without `config.json` is refused.
+#[test]
+fn inspect_describes_a_model_it_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-hunyuan");
+    std::fs::copy(
+        tiny.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let config = r#"{"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"],
+        "text_config": {"model_type": "qwen3_5_text", "num_hidden_layers": 24, "hidden_size": 1024,
+        "vocab_size": 248320}}"#;
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    let out = super::run(&["inspect", dir.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "config.json: model_type qwen3_5, architectures [\"Qwen3_5ForConditionalGeneration\"]\n",
+        "text_config: model_type qwen3_5_text, 24 layers, hidden 1024, vocabulary 248320",
+        "not loadable as a model: ",
+        "unknown architecture: model_type `qwen3_5`",
+        "parameters: 94592 (0.1 M)",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in {text}");
+    }
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    fails_with(&["inspect", dir.path().to_str().unwrap()], &["config.json"]);
+}
