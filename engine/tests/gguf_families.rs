@@ -321,25 +321,35 @@ fn exaone4_windows_only_at_64_layers() {
     );
     // Next-token-prediction layers (EXAONE 4.5's, GLM-OCR's): llama.cpp loads and does not
     // run them, so the model has the layers before them (a 64 + 1 file has the 64-layer
-    // windows); all of them is refused. Their tensors left unread: `gguf_mtp.rs`.
+    // windows); all of them is refused, and so is a count over layers without the prediction
+    // layer's `nextn.eh_proj`, as llama.cpp's loader refuses both. Their tensors left unread:
+    // `gguf_mtp.rs`.
+    let eh_proj = |l: u32| zero_tensor(&format!("blk.{l}.nextn.eh_proj.weight"), vec![128, 64]);
     for arch in ["exaone4", "glm4"] {
         let key: &'static str = Box::leak(format!("{arch}.nextn_predict_layers").into_boxed_str());
-        let layers = |all, n| {
-            read(
-                "mtp.gguf",
-                &gguf(arch, all, 64, 4, 16, vec![(key, M::U32(n))]),
-            )
+        let layers = |all, n, more| {
+            let k = vec![(key, M::U32(n))];
+            read("mtp.gguf", &gguf_with(arch, all, 64, 4, 16, k, more))
         };
-        assert_eq!(layers(3, 1).unwrap().num_layers, 2);
-        assert_eq!(layers(3, 0).unwrap().num_layers, 3);
-        let e = layers(3, 3).unwrap_err().to_string();
+        assert_eq!(layers(3, 1, vec![eh_proj(2)]).unwrap().num_layers, 2);
+        assert_eq!(layers(3, 0, vec![]).unwrap().num_layers, 3);
+        let e = layers(3, 3, vec![]).unwrap_err().to_string();
         assert!(
             e.contains(&format!("`{key}` is 3, which leaves none of the 3 layers")),
             "{e}"
         );
+        let e = layers(3, 2, vec![eh_proj(2)]).unwrap_err().to_string();
+        assert!(
+            e.contains("but layer 1 of the 3 has no `blk.1.nextn.eh_proj.weight`"),
+            "{e}"
+        );
     }
     let mtp = vec![("exaone4.nextn_predict_layers", M::U32(1))];
-    let c = read("e65.gguf", &gguf("exaone4", 65, 64, 4, 16, mtp)).unwrap();
+    let c = read(
+        "e65.gguf",
+        &gguf_with("exaone4", 65, 64, 4, 16, mtp, vec![eh_proj(64)]),
+    )
+    .unwrap();
     assert_eq!((c.num_layers, c.attention_window[0]), (64, Some(4096)));
 }
 

@@ -62,7 +62,13 @@ pub(super) fn text_config(v: &Value, model_type: &str, path: &Path) -> Result<Va
     // transformers 5 reads `tie_word_embeddings` of the outer config alone (default true), but
     // keeps a stored lm_head that differs from the embedding: the text config's, where given,
     // says which a checkpoint has. (An outer `quantization_config` is refused before this.)
-    for key in ["eos_token_id", "bos_token_id", "tie_word_embeddings"] {
+    // (EXAONE 4.5 keeps its prediction layers' count outside, where vLLM reads it.)
+    for key in [
+        "eos_token_id",
+        "bos_token_id",
+        "tie_word_embeddings",
+        "num_nextn_predict_layers",
+    ] {
         if let (None, Some(outer)) = (text.get(key), v.get(key)) {
             text[key] = outer.clone();
         }

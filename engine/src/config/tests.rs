@@ -494,3 +494,28 @@ fn exaone4_reads_as_transformers_exaone4config() {
         );
     }
 }
+
+/// EXAONE 4.5's `layer_types` may list its multi-token-prediction layers after the model's
+/// (`num_nextn_predict_layers`, kept outside `text_config`): those entries are dropped, as vLLM
+/// drops them; a list of any other length is refused.
+#[test]
+fn exaone4_5_layer_types_of_its_prediction_layers() {
+    let p = Path::new("config.json");
+    let mut types = vec!["sliding_attention"; 3];
+    types.extend(["full_attention", "sliding_attention"]);
+    let text = serde_json::json!({"model_type": "exaone4", "hidden_size": 64,
+        "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 4, "vocab_size": 256, "sliding_window": 8, "layer_types": types});
+    let v = serde_json::json!({"model_type": "exaone4_5", "num_nextn_predict_layers": 1,
+        "text_config": text});
+    let c = ModelConfig::from_hf_json(&v, p).unwrap();
+    let w = Some(8);
+    assert_eq!(c.attention_window, [w, w, w, None]);
+    let mut two = v.clone();
+    two["num_nextn_predict_layers"] = 2.into();
+    let e = ModelConfig::from_hf_json(&two, p).unwrap_err().to_string();
+    assert!(
+        e.contains("expected a list of 4 strings (one per layer)"),
+        "{e}"
+    );
+}

@@ -136,9 +136,19 @@ pub(super) fn attention_windows(
         );
     }
     if let Some(types) = layer_types.filter(|_| !every_layer) {
-        let types = types.as_array().filter(|a| a.len() == layers).ok_or_else(|| {
-            Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
-        })?;
+        // EXAONE 4.5's releases list their multi-token-prediction layers' types after the
+        // model's (`num_nextn_predict_layers`); vLLM drops them, as here (those layers do not
+        // run), where transformers 5.25 refuses the config.
+        let mtp = match arch {
+            Arch::Exaone4 => v.get("num_nextn_predict_layers").and_then(Value::as_u64),
+            _ => None,
+        };
+        let fits = |n: usize| n == layers || mtp.is_some_and(|m| n as u64 == layers as u64 + m);
+        let types = (types.as_array().filter(|a| fits(a.len())))
+            .map(|a| &a[..layers])
+            .ok_or_else(|| {
+                Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
+            })?;
         let sliding = (types.iter().enumerate())
             .map(|(i, t)| match t.as_str() {
                 Some("full_attention") => Ok(false),

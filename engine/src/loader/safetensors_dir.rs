@@ -261,11 +261,17 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     }
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
-    let mut vision = 0;
+    let (mut vision, mut prediction) = (0, 0);
     for file in &files {
         for_each_tensor(file, |name, t| {
             if super::multimodal::vision_tensor(&name) {
                 vision += 1;
+                return Ok(());
+            }
+            // Multi-token-prediction layers (EXAONE 4.5's `mtp.*`), which transformers skips
+            // on load and the forward pass never runs.
+            if name.starts_with("mtp.") {
+                prediction += 1;
                 return Ok(());
             }
             // Two shards holding one tensor: which copy wins is not for the loader to guess.
@@ -284,6 +290,12 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     if vision > 0 {
         tracing::info!(
             "{}: {vision} tensors of the vision tower and projector left out (text only)",
+            dir.display()
+        );
+    }
+    if prediction > 0 {
+        tracing::info!(
+            "{}: {prediction} tensors of the multi-token-prediction layers (`mtp.*`) left out: the forward pass does not run them",
             dir.display()
         );
     }

@@ -260,13 +260,27 @@ impl GgufFile {
     /// A count that leaves no layer.
     pub(in crate::loader::gguf) fn forward_layers(&self, a: &str, all: usize) -> Result<usize> {
         let key = format!("{a}.nextn_predict_layers");
-        match self.meta_u64(&key)?.unwrap_or(0) {
-            n if n < all as u64 => Ok(all - n as usize),
-            n => Err(Error::format(
+        let n = match self.meta_u64(&key)?.unwrap_or(0) {
+            n if n < all as u64 => n as usize,
+            n => {
+                return Err(Error::format(
+                    &self.path,
+                    format!("`{key}` is {n}, which leaves none of the {all} layers of `{a}.block_count` to run"),
+                ))
+            }
+        };
+        // Each is a prediction layer, as llama.cpp's loaders require (they make its
+        // `nextn.eh_proj`): else the count would drop layers the model runs.
+        if let Some(i) = (all - n..all).find(|i| {
+            self.tensor(&format!("blk.{i}.nextn.eh_proj.weight"))
+                .is_none()
+        }) {
+            return Err(Error::format(
                 &self.path,
-                format!("`{key}` is {n}, which leaves none of the {all} layers of `{a}.block_count` to run"),
-            )),
+                format!("`{key}` is {n}, but layer {i} of the {all} has no `blk.{i}.nextn.eh_proj.weight`: it is no next-token-prediction layer (llama.cpp refuses such a file)"),
+            ));
         }
+        Ok(all - n)
     }
 
     /// The first next-token-prediction layer of an `a` file that has any
