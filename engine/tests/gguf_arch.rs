@@ -224,7 +224,7 @@ fn a_missing_embedding_is_named_as_the_file_names_it() {
         .expect("no embedding")
         .to_string();
     assert!(
-        e.contains("missing tensor `token_embd.weight` (model.embed_tokens.weight) (and no `output.weight` (lm_head.weight) either)"),
+        e.contains("missing tensor `token_embd.weight` (model.embed_tokens.weight), and no `output.weight` (lm_head.weight) either"),
         "{e}"
     );
     // A tensor the model does not know, which llama.cpp's loader refuses too.

@@ -344,6 +344,27 @@ fn exaone4_windows_only_at_64_layers() {
             "{e}"
         );
     }
+    // Another architecture's loader refuses such layers' tensors: so does this.
+    let llama = vec![("llama.nextn_predict_layers", M::U32(1))];
+    refused(
+        "lm.gguf",
+        &gguf_with("llama", 3, 64, 4, 16, llama, vec![eh_proj(2)]),
+        "`llama.nextn_predict_layers` is 1: next-token-prediction layers are read in `exaone4` and `glm4` files",
+    );
+    // A 64 + 1 file's windows: its converter's flags (the prediction layer's last), else three
+    // layers in four.
+    let mut flags = vec![1i32; 65];
+    flags[1] = 0;
+    let pattern = ("exaone4.attention.sliding_window_pattern", M::I32s(flags));
+    let mtp = vec![("exaone4.nextn_predict_layers", M::U32(1)), pattern];
+    let c = read(
+        "e65f.gguf",
+        &gguf_with("exaone4", 65, 64, 4, 16, mtp, vec![eh_proj(64)]),
+    )
+    .unwrap();
+    let w = Some(4096);
+    assert_eq!(c.attention_window[..4], [w, None, w, w]);
+    assert_eq!(c.attention_window.len(), 64);
     let mtp = vec![("exaone4.nextn_predict_layers", M::U32(1))];
     let c = read(
         "e65.gguf",

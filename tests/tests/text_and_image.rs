@@ -153,9 +153,17 @@ fn exaone4_5_checkpoints_score_as_their_text_model() {
             "model_type": "exaone4_5", "image_token_id": 67, "video_token_id": 68,
             "text_config": text, "vision_config": {"model_type": "exaone4_5_vision", "depth": 1}})
     }
+    // As first released: the text model type, and `layer_types` listing the prediction layer
+    // after the model's (counted outside `text_config`).
     fn first_release(mut text: serde_json::Value) -> serde_json::Value {
         text["model_type"] = "exaone4_5_text".into();
-        outer(text)
+        text["layer_types"]
+            .as_array_mut()
+            .unwrap()
+            .push("sliding_attention".into());
+        let mut v = outer(text);
+        v["num_nextn_predict_layers"] = 1.into();
+        v
     }
     let vision = [
         "model.visual.blocks.0.attn.qkv.weight",

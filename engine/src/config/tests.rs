@@ -515,7 +515,14 @@ fn exaone4_5_layer_types_of_its_prediction_layers() {
     two["num_nextn_predict_layers"] = 2.into();
     let e = ModelConfig::from_hf_json(&two, p).unwrap_err().to_string();
     assert!(
-        e.contains("expected a list of 4 strings (one per layer)"),
+        e.contains(
+            "expected a list of 4 strings (one per layer, or 6 with the 2 prediction layers')"
+        ),
         "{e}"
     );
+    // The prediction layer's entry is checked as the others.
+    let mut odd = v.clone();
+    odd["text_config"]["layer_types"][4] = "chunked_attention".into();
+    let e = ModelConfig::from_hf_json(&odd, p).unwrap_err().to_string();
+    assert!(e.contains("layer_types[4] = \"chunked_attention\""), "{e}");
 }

@@ -144,12 +144,17 @@ pub(super) fn attention_windows(
             _ => None,
         };
         let fits = |n: usize| n == layers || mtp.is_some_and(|m| n as u64 == layers as u64 + m);
-        let types = (types.as_array().filter(|a| fits(a.len())))
-            .map(|a| &a[..layers])
-            .ok_or_else(|| {
-                Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer), found {types}"))
-            })?;
-        let sliding = (types.iter().enumerate())
+        let with_mtp = match mtp {
+            Some(m) if m > 0 => {
+                format!(", or {} with the {m} prediction layers'", layers as u64 + m)
+            }
+            _ => String::new(),
+        };
+        let types = types.as_array().filter(|a| fits(a.len())).ok_or_else(|| {
+            Error::format(path, format!("field `layer_types`: expected a list of {layers} strings (one per layer{with_mtp}), found {types}"))
+        })?;
+        // Every entry checked; the prediction layers' then dropped.
+        let mut sliding = (types.iter().enumerate())
             .map(|(i, t)| match t.as_str() {
                 Some("full_attention") => Ok(false),
                 Some("sliding_attention") => Ok(true),
@@ -159,6 +164,7 @@ pub(super) fn attention_windows(
                 ))),
             })
             .collect::<Result<Vec<bool>>>()?;
+        sliding.truncate(layers);
         let asks = sliding.contains(&true);
         if asks && windowless(arch) {
             tracing::warn!(

@@ -62,7 +62,7 @@ impl<B: Backend> Model<B> {
                 return Err(Error::format(
                     &w.origin,
                     format!(
-                        "missing tensor {} (and no {} either)",
+                        "missing tensor {}, and no {} either",
                         w.display_name("model.embed_tokens.weight"),
                         w.display_name("lm_head.weight")
                     ),

@@ -217,7 +217,7 @@ impl GgufFile {
         }
         let all_layers = layer_count(self.meta_usize(&key("block_count"))?, p)?;
         // llama.cpp runs the layers before the next-token-prediction ones it appends.
-        let num_layers = self.forward_layers(a, all_layers)?;
+        let num_layers = self.forward_layers(arch, a, all_layers)?;
         let (heads, kv_heads) = self.head_counts()?;
         let (hidden, key_length, head_dim) = self.widths()?;
         // llama.cpp rotates the first `rope.dimension_count` dimensions of each head; of these

@@ -51,7 +51,7 @@ impl GgufFile {
             heads: self.head_counts()?,
             from: HashMap::new(),
         };
-        let prediction = self.prediction_layers_from(a)?;
+        let prediction = self.prediction_layers_from(arch, a)?;
         let mut skipped = 0;
         for t in &self.tensors {
             if prediction.is_some_and(|f| names::layer_of(&t.name).is_some_and(|l| l >= f)) {

@@ -65,11 +65,17 @@ impl GgufFile {
                 let w = self.window_or(key, 0)?;
                 return Ok((None, windowed(sliding_every(layers, 4), w)));
             }
-            // llama.cpp's `exaone4`: windows in a 64-layer file only (EXAONE 4.0 32B's),
-            // `exaone4.attention.sliding_window` wide (default 4096), `set_swa_pattern(4)`.
+            // llama.cpp's `exaone4`: windows in a file of 64 layers (before any prediction
+            // layers: EXAONE 4.0 32B's, 4.5 33B's) only, `exaone4.attention.sliding_window` wide
+            // (default 4096), in the layers its `sliding_window_pattern` flags (its converter
+            // writes `layer_types` there, the prediction layers' included), else three in four
+            // (`load_swa_pattern(ml, 4)`).
             Arch::Exaone4 if layers == 64 => {
                 let w = self.window_or("exaone4.attention.sliding_window", 4096)?;
-                return Ok((None, windowed(sliding_every(layers, 4), w)));
+                return Ok((
+                    None,
+                    windowed(self.sliding_pattern("exaone4", layers, 4)?, w),
+                ));
             }
             _ => return Ok((None, none)),
         };
@@ -190,7 +196,8 @@ impl GgufFile {
 
     /// Which of a file's `layers` layers slide, as llama.cpp's `set_swa_pattern` reads
     /// `<a>.attention.sliding_window_pattern`: a period `p` (layer `i` slides where
-    /// `i % p < p - 1`; 0: every layer), or one flag per layer; absent, the period `default`
+    /// `i % p < p - 1`; 0: every layer), or one flag per layer (the prediction layers' after
+    /// them, which do not run, may follow: an EXAONE 4.5 file's); absent, the period `default`
     /// (`gemma3`'s 6).
     fn sliding_pattern(&self, a: &str, layers: usize, default: u64) -> Result<Vec<bool>> {
         let key = &format!("{a}.attention.sliding_window_pattern");
@@ -201,11 +208,13 @@ impl GgufFile {
             )
         };
         let period = |p: u64| sliding_every(layers, p.min(layers as u64 + 1) as usize);
+        let all = self.meta_u64(&format!("{a}.block_count"))?.unwrap_or(0) as usize;
         match self.metadata.get(key) {
             None => Ok(period(default)),
             Some(v) => match (v.as_u64(), v.as_array()) {
                 (Some(p), _) => Ok(period(p)),
-                (_, Some(a)) if a.len() == layers => (a.iter())
+                (_, Some(flags)) if flags.len() == layers || flags.len() == all => (flags.iter())
+                    .take(layers)
                     .map(|x| match x {
                         GgufValue::Bool(b) => Ok(*b),
                         x => x.as_u64().map(|u| u != 0).ok_or_else(|| bad(v)),
@@ -255,12 +264,27 @@ impl GgufFile {
     /// next-token-prediction layers appended after them (`<a>.nextn_predict_layers`: EXAONE
     /// 4.5's and GLM-OCR's multi-token prediction), which llama.cpp loads and does not run
     /// (its `n_layer()`); their tensors are not read ([`GgufFile::prediction_layers_from`]).
+    /// Only llama.cpp's `exaone4` and `glm4` loaders make such layers; the others' refuse their
+    /// tensors, and so does this.
     ///
     /// # Errors
-    /// A count that leaves no layer.
-    pub(in crate::loader::gguf) fn forward_layers(&self, a: &str, all: usize) -> Result<usize> {
+    /// A count that leaves no layer, one over layers without `nextn.eh_proj`, or any in a file
+    /// of another architecture.
+    pub(in crate::loader::gguf) fn forward_layers(
+        &self,
+        arch: Arch,
+        a: &str,
+        all: usize,
+    ) -> Result<usize> {
         let key = format!("{a}.nextn_predict_layers");
         let n = match self.meta_u64(&key)?.unwrap_or(0) {
+            0 => return Ok(all),
+            n if !matches!(arch, Arch::Exaone4 | Arch::Glm4) => {
+                return Err(Error::unsupported(format!(
+                    "{}: `{key}` is {n}: next-token-prediction layers are read in `exaone4` and `glm4` files, whose llama.cpp loaders make them (its `{a}` loader refuses their tensors)",
+                    self.path.display()
+                )))
+            }
             n if n < all as u64 => n as usize,
             n => {
                 return Err(Error::format(
@@ -289,10 +313,14 @@ impl GgufFile {
     ///
     /// # Errors
     /// As [`GgufFile::forward_layers`]; a `block_count` that is no layer count.
-    pub(in crate::loader::gguf) fn prediction_layers_from(&self, a: &str) -> Result<Option<usize>> {
+    pub(in crate::loader::gguf) fn prediction_layers_from(
+        &self,
+        arch: Arch,
+        a: &str,
+    ) -> Result<Option<usize>> {
         let key = format!("{a}.block_count");
         let all = crate::config::layer_count(self.meta_usize(&key)?, &self.path)?;
-        let forward = self.forward_layers(a, all)?;
+        let forward = self.forward_layers(arch, a, all)?;
         Ok((forward < all).then_some(forward))
     }
 
