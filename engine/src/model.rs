@@ -236,7 +236,7 @@ impl<B: Backend> Model<B> {
         if capacity > self.max_context {
             return Err(Error::invalid(format!(
                 "a context of {capacity} positions exceeds this model's limit of {}",
-                self.max_context,
+                self.max_context
             )));
         }
         KvCache::new(

@@ -92,23 +92,6 @@ pub fn identity_table(positions: usize, head_dim: usize) -> Vec<f32> {
 /// it). Past `rotary_dim / 2` (RoPE on part of each head) the pairs are (1, 0): the dimensions
 /// loading put there pass through ([`crate::loader::partial_rotary`]).
 pub fn cos_sin_table(cfg: &ModelConfig, positions: usize) -> Vec<f32> {
-    scaled_table(cfg, positions, |_| 1.0)
-}
-
-/// The queries' table where the model scales its queries by position (Llama 4's attention
-/// temperature, Ministral 3's; [`crate::config::AttnTemperature`]): [`cos_sin_table`] with row
-/// `pos` times the factor at `pos`, pass-through pairs included (`(t, 0)` scales what they
-/// carry). Rotating by it equals rotating then scaling, as transformers does, since the factor
-/// is the same for every pair of the row. `None` where it would equal [`cos_sin_table`]: no
-/// temperature, or no position at or past its step. (An odd `head_dim`, whose last element no
-/// pair would scale, is refused for RoPE by [`ModelConfig::validated`].)
-pub fn query_table(cfg: &ModelConfig, positions: usize) -> Option<Vec<f32>> {
-    let t = cfg.attn_temperature.filter(|t| positions > t.step)?;
-    Some(scaled_table(cfg, positions, |p| t.factor(p)))
-}
-
-/// [`cos_sin_table`] with each row `p` also times `factor(p)` (in f64, one rounding).
-fn scaled_table(cfg: &ModelConfig, positions: usize, factor: impl Fn(usize) -> f64) -> Vec<f32> {
     let inv = inv_freq(cfg, positions);
     let scale = cfg
         .rope_scaling
@@ -117,18 +100,33 @@ fn scaled_table(cfg: &ModelConfig, positions: usize, factor: impl Fn(usize) -> f
     let half = cfg.head_dim / 2;
     let mut t = Vec::with_capacity(positions * half * 2);
     for p in 0..positions {
-        // The scaling's attention factor is part of the rotation (transformers multiplies cos
-        // and sin by it); the pairs past it pass through, times the query's factor alone.
-        let q = factor(p);
-        let row = scale * q;
         for &f in &inv {
             let a = p as f64 * f;
-            t.push((a.cos() * row) as f32);
-            t.push((a.sin() * row) as f32);
+            t.push((a.cos() * scale) as f32);
+            t.push((a.sin() * scale) as f32);
         }
         for _ in inv.len()..half {
-            t.extend([q as f32, 0.0]);
+            t.extend([1.0, 0.0]);
         }
     }
     t
+}
+
+/// The queries' table where the model scales its queries by position (Llama 4's attention
+/// temperature, Ministral 3's; [`crate::config::AttnTemperature`]): the keys' table `keys`
+/// ([`cos_sin_table`]) with row `pos` times the factor at `pos` (the product in f64, one
+/// rounding), pass-through pairs included (`(t, 0)` scales what they carry). Rotating by it
+/// equals rotating then scaling, as transformers does, since the factor is the same for every
+/// pair of the row. `None` where it would equal `keys`: no temperature, or no position at or
+/// past its step. (An odd `head_dim`, whose last element no pair would scale, is refused for
+/// RoPE by [`ModelConfig::validated`].)
+pub fn query_table(cfg: &ModelConfig, keys: &[f32]) -> Option<Vec<f32>> {
+    let row = (cfg.head_dim / 2 * 2).max(1);
+    let t = cfg.attn_temperature.filter(|t| keys.len() / row > t.step)?;
+    let mut q = keys.to_vec();
+    for (p, r) in q.chunks_mut(row).enumerate().skip(t.step) {
+        let f = t.factor(p);
+        r.iter_mut().for_each(|x| *x = (f64::from(*x) * f) as f32);
+    }
+    Some(q)
 }

@@ -30,8 +30,9 @@ fn rows_from_the_step_on_are_scaled_by_their_factor() {
     let t = c.attn_temperature.unwrap();
     assert_eq!((t.step, t.beta), (64, 0.1));
     // No position reaches the step: the keys' table serves the queries.
-    assert!(query_table(&c, 64).is_none());
-    let (keys, queries) = (cos_sin_table(&c, 200), query_table(&c, 200).unwrap());
+    assert!(query_table(&c, &cos_sin_table(&c, 64)).is_none());
+    let keys = cos_sin_table(&c, 200);
+    let queries = query_table(&c, &keys).unwrap();
     let row = 16; // head_dim / 2 pairs of two
     assert_eq!(queries.len(), keys.len());
     assert_eq!(queries[..64 * row], keys[..64 * row], "below the step");
@@ -54,7 +55,8 @@ fn rows_from_the_step_on_are_scaled_by_their_factor() {
     // No temperature at beta 0.
     let mut rope: serde_json::Value = serde_json::from_str(YARN).unwrap();
     rope["llama_4_scaling_beta"] = json!(0.0);
-    assert!(query_table(&config(rope, json!({})), 200).is_none());
+    let c = config(rope, json!({}));
+    assert!(query_table(&c, &cos_sin_table(&c, 200)).is_none());
 }
 
 /// RoPE on part of each head (no family with a temperature has it, but the table serves any):
@@ -68,7 +70,8 @@ fn pass_through_pairs_carry_the_factor() {
     let mut c = ModelConfig::from_hf_json(&v, Path::new("config.json")).unwrap();
     assert_eq!((c.head_dim, c.rotary_dim), (16, 8));
     c.attn_temperature = Some(AttnTemperature { beta: 0.5, step: 8 });
-    let (keys, queries) = (cos_sin_table(&c, 20), query_table(&c, 20).unwrap());
+    let keys = cos_sin_table(&c, 20);
+    let queries = query_table(&c, &keys).unwrap();
     let p = 17; // ⌊17 / 8⌋ = 2
     let f = (1.0 + 0.5 * 3f64.ln()) as f32;
     let (k, q) = (&keys[p * 16..(p + 1) * 16], &queries[p * 16..(p + 1) * 16]);

@@ -62,8 +62,9 @@ pub(super) fn text_config(v: &Value, model_type: &str, path: &Path) -> Result<Va
     // transformers 5 reads `tie_word_embeddings` of the outer config alone (its class's
     // default where absent: true for Gemma 3's and Mistral 3's, false for EXAONE 4.5's), and
     // does not tie a stored lm_head that differs from the embedding: the text config's flag,
-    // where given, says which a checkpoint has (as vLLM reads it). (An outer `quantization_config` is refused before this.)
-    // (EXAONE 4.5 keeps its prediction layers' count outside, where vLLM reads it.)
+    // where given, says which a checkpoint has (as vLLM reads it). EXAONE 4.5 keeps its
+    // prediction layers' count outside, where vLLM reads it. (An outer `quantization_config`
+    // is refused before this.)
     for key in [
         "eos_token_id",
         "bos_token_id",

@@ -7,12 +7,10 @@
 use crate::config::ModelConfig;
 use crate::tensor::{HostTensor, WeightMap};
 
-/// Prepares the weights of an HF checkpoint: the text model of a text-and-image checkpoint
-/// (Gemma 3's, Mistral 3's) under the model's names; for Gemma, the norms + 1; for Nemotron
+/// Prepares the weights of an HF checkpoint: for Gemma, the norms + 1; for Nemotron
 /// (`NemotronLayerNorm1P` normalizes by `weight + 1`), the norms + 1 (a GGUF's need nothing).
 /// A tensor the map lacks is left for the model to name.
 pub fn prepare_hf(w: &mut WeightMap, cfg: &ModelConfig) {
-    super::multimodal::text_model(w);
     if !cfg.norm_weights_less_one() {
         return;
     }

@@ -1,12 +1,13 @@
 //! Text-and-image checkpoints (`Gemma3ForConditionalGeneration`,
-//! `Mistral3ForConditionalGeneration`): their text decoder under the text model's names, and
-//! their vision tower and projector, which text never reaches, left out by the loaders.
+//! `Mistral3ForConditionalGeneration`, `Exaone4_5_ForConditionalGeneration`): their text decoder
+//! under the text model's names, and their vision tower and projector, which text never
+//! reaches, left out by the loaders.
 
 use crate::tensor::WeightMap;
 
-/// Where the decoder of a text-and-image checkpoint (`Gemma3ForConditionalGeneration`,
-/// `Mistral3ForConditionalGeneration`) keeps its tensors, as the Hub's files name them (transformers 4's and 5's saved form) and as
-/// transformers 5's live modules do, with the model's names for them.
+/// Where the decoder of a text-and-image checkpoint keeps its tensors, as the Hub's files name
+/// them (transformers 4's and 5's saved forms) and as transformers 5's live modules do, with
+/// the model's names for them.
 const MULTIMODAL: [(&str, &str); 3] = [
     ("language_model.model.", "model."),
     ("language_model.lm_head.", "lm_head."),

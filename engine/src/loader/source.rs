@@ -68,6 +68,9 @@ impl ModelFiles {
             }
             let config = ModelConfig::from_hf_dir(path)?;
             let mut weights = load_hf_weights(path)?;
+            // A text-and-image checkpoint's decoder under the model's names, before any step
+            // that reads them.
+            super::multimodal::text_model(&mut weights);
             match config.arch {
                 crate::config::Arch::Exaone => super::exaone::rename_checkpoint(&mut weights)?,
                 crate::config::Arch::Apertus => {

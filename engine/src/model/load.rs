@@ -207,12 +207,11 @@ impl<B: Backend> Model<B> {
                 if long { "long" } else { "short" }
             );
         }
-        let rope = backend.upload(&rope_table::cos_sin_table(c, max_context))?;
+        let keys = rope_table::cos_sin_table(c, max_context);
         // Ministral 3's queries past the temperature's step rotate by a table of their own.
-        let rope_query = match rope_table::query_table(c, max_context) {
-            Some(t) => Some(backend.upload(&t)?),
-            None => None,
-        };
+        let rope_query =
+            (rope_table::query_table(c, &keys).map(|t| backend.upload(&t))).transpose()?;
+        let rope = backend.upload(&keys)?;
         // Gemma 3's and OLMo 3's sliding-window layers: their own base, no scaling (no table
         // of their own where that is the others' rotation).
         let same =

@@ -42,9 +42,9 @@ impl GgufFile {
     /// `(qk_norm, qk_norm_per_head)` ([`crate::config::ModelConfig::qk_norm`]) from
     /// `blk.0.attn_q_norm.weight`, as llama.cpp's loaders make it (`src/models/*.cpp`): always
     /// in Qwen3, Gemma 3, Apertus, OLMo, EXAONE 4 and HunYuan dense (one weight for every
-    /// head, or OLMo's whole-projection one); optional in `stablelm` (StableLM 2 12B's, a weight per head);
-    /// in `command-r` exactly where there are 64 layers or more (Command R+'s, a weight per
-    /// head: llama.cpp's test for it).
+    /// head, or OLMo's whole-projection one); optional in `stablelm` (StableLM 2 12B's, a weight
+    /// per head); in `command-r` exactly where there are 64 layers or more (Command R+'s, a
+    /// weight per head: llama.cpp's test for it).
     ///
     /// Errors: the tensor missing where the family has it, present where it has none; a
     /// `stablelm` file with the norms of some layers or projections only (llama.cpp takes each
