@@ -163,11 +163,19 @@ def linked(here):
 
 def carried_fixtures():
     """The shared fixtures `prepare` packed: `.gpu/fixtures.tar.xz` (7.6 MB as files, 5.7 so, to
-    fit the 64 MiB carry) unpacked into the run folder once, or `.gpu/fixtures` where that is a
-    folder. Returns the folder (absent where neither was carried)."""
+    fit the 64 MiB carry), or `.gpu-fx/fixtures.tar.xz` where it moved there (carried in a call
+    before the run: the tracked files and .gpu passed one carry), unpacked into the run folder
+    once, or `.gpu/fixtures` where that is a folder. Returns the folder (absent where none was
+    carried: recorded, and the shared fixtures' CUDA tests then fail)."""
     plain = os.path.abspath(os.path.join(G, "fixtures"))
     packed = os.path.join(G, "fixtures.tar.xz")
-    if os.path.isdir(plain) or not os.path.isfile(packed):
+    if not os.path.isfile(packed):
+        packed = os.path.join(G + "-fx", "fixtures.tar.xz")
+    if os.path.isdir(plain):
+        return plain
+    if not os.path.isfile(packed):
+        record("fixtures", "carried", "not carried: neither .gpu/fixtures.tar.xz nor .gpu-fx/ "
+               "(carry [\".gpu-fx\"] in a call before the run, as `prepare` said)")
         return plain
     dst = os.path.abspath(os.path.join(R, "carried"))
     mark = os.path.join(dst, ".unpacked")

@@ -475,7 +475,14 @@ fn config_text(c: &ModelConfig) -> String {
                 true => " (LayerNorm1P: an HF file's weights stored less one, the 1 added at load)",
                 false => "",
             };
-            format!("{extras}\n  LayerNorms with biases{one_plus}; {block}; {mlp}{head}")
+            let norms = match c.arch.unweighted_norms() {
+                true => "LayerNorms with neither weight nor bias",
+                false => "LayerNorms with biases",
+            };
+            let clamp = c.clip_qkv.map_or(String::new(), |l| {
+                format!("; query, key and value clamped to +-{l}")
+            });
+            format!("{extras}\n  {norms}{one_plus}; {block}; {mlp}{head}{clamp}")
         }
         // Arcee's and Apertus's: RMSNorms around an ungated feed-forward.
         (false, _) if !c.arch.gated_mlp() => format!("{extras}\n  {}", mlp_line(c)),
@@ -495,7 +502,13 @@ fn config_text(c: &ModelConfig) -> String {
         c.num_layers,
         c.hidden_size,
         c.intermediate_size,
-        c.vocab_size,
+        match c.input_vocab {
+            Some(rows) => format!(
+                "{} (the output head's; the embedding's {rows}, ids past the head's inputs only)",
+                c.vocab_size
+            ),
+            None => c.vocab_size.to_string(),
+        },
         match c.context_limit() {
             n if n > c.max_position_embeddings => {
                 format!(

@@ -49,12 +49,12 @@ use clap::{Parser, Subcommand};
 ///   dlp-run score --ids 504,3575,282 --out logits.safetensors --mode decode
 ///
 /// Models: an HF directory (config.json + safetensors; Llama 2/3, Mistral, Qwen2, Qwen3,
-/// SmolLM2, SmolLM3, Phi-3, Phi-4, Gemma, Gemma 2, Gemma 3 text, Granite, OLMo 2, OLMo 3,
-/// EXAONE 3, EXAONE 4, Seed-OSS, GLM-4-9B-chat-hf, GLM-4-0414, ERNIE 4.5 dense, Ministral,
+/// SmolLM2, SmolLM3, Phi-3, Phi-4, Gemma, Gemma 2, Gemma 3 text, VaultGemma, Granite, OLMo,
+/// OLMo 2, OLMo 3, EXAONE 3, EXAONE 4, Seed-OSS, GLM-4-9B-chat-hf, GLM-4-0414, ERNIE 4.5 dense, Ministral,
 /// InternLM3, Helium, Command R, Command R+, Command R7B, StableLM 2 (12B too), StarCoder2,
 /// Phi-1.5/2, GPT-NeoX/Pythia, Falcon, GPT-J, Arcee AFM, Nemotron/Minitron, Apertus, Jais 2,
-/// Ministral 3, Mistral Small 3.1/3.2 text, HunYuan dense, EXAONE 4.5 text) or
-/// a GGUF file (llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3, granite, smollm3, olmo2 and its
+/// Ministral 3, Mistral Small 3.1/3.2 text, HunYuan dense, EXAONE 4.5 text, Apertus 1.5 text) or
+/// a GGUF file (llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3, granite, smollm3, olmo, olmo2 and its
 /// OLMo 3 files, exaone, exaone4, seed_oss, chatglm, glm4, ernie4_5, command-r, cohere2,
 /// stablelm, starcoder2, phi2, falcon, arcee, nemotron, apertus, jais2, mistral3, hunyuan-dense;
 /// F32/F16/BF16/Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 and the k-quants Q2_K to Q6_K, IQ4_NL, IQ4_XS).

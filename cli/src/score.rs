@@ -75,10 +75,13 @@ impl WithBackend for &ScoreArgs {
             .unwrap_or_default();
         let loaded = load(backend, &self.model)?;
         let model = &loaded.model;
-        let vocab = model.config.vocab_size;
-        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
-            bail!("--ids: token id {bad} is outside the vocabulary (size {vocab})");
+        // Ids the embedding holds (Apertus 1.5's past its pruned head's too); the logits are
+        // the head's `vocab_size` wide.
+        let rows = model.config.embed_rows();
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= rows) {
+            bail!("--ids: token id {bad} is outside the vocabulary (size {rows})");
         }
+        let vocab = model.config.vocab_size;
         if ids.len() > model.max_context {
             bail!(
                 "--ids: {} tokens, the context holds {} (--max-context or the model's limit)",

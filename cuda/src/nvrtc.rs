@@ -99,7 +99,7 @@ pub const MATVEC_PARTS: [&str; 4] = [
 ];
 
 /// Every kernel file, in the order the backend loads them.
-pub const SOURCES: [KernelSource; 13] = [
+pub const SOURCES: [KernelSource; 14] = [
     KernelSource {
         name: "embedding",
         src: include_str!("../kernels/embedding.cu"),
@@ -148,6 +148,11 @@ pub const SOURCES: [KernelSource; 13] = [
     KernelSource {
         name: "softcap",
         src: include_str!("../kernels/softcap.cu"),
+        parts: &[],
+    },
+    KernelSource {
+        name: "clamp",
+        src: include_str!("../kernels/clamp.cu"),
         parts: &[],
     },
     KernelSource {

@@ -456,6 +456,11 @@ impl Backend for CudaBackend {
         self.in_place_impl("softcap", &self.k.softcap, x, cap, n)
     }
 
+    fn clamp(&self, x: &mut Slice, limit: f32, n: usize) -> Result<()> {
+        dlp_engine::backend::check_clamp(limit)?;
+        self.in_place_impl("clamp", &self.k.clamp, x, limit, n)
+    }
+
     fn add_rms_norm(
         &self,
         x: &mut CudaSlice<f32>,

@@ -42,6 +42,7 @@ fn every_module_builds() {
         "gelu_mul",
         "scale",
         "softcap",
+        "clamp",
         "center",
         "argmax",
         "sample",
@@ -204,6 +205,46 @@ fn softcap_matches_the_cpu() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let close = (g - w).abs() <= 4e-7 * w.abs().max(1e-3) || (g.is_nan() && w.is_nan());
         assert!(close, "softcap({}): kernel {g}, CPU {w}", x[i]);
+    }
+}
+
+/// `clamp` (OLMo's `clip_qkv`; not yet run on a GPU) gives exactly what the CPU reference gives:
+/// values inside, at and past both limits, infinities, signed zeros and a NaN (kept), past one
+/// launch's threads.
+#[test]
+fn clamp_matches_the_cpu() {
+    let limit = 2.5f32;
+    let x: Vec<f32> = (0..5000)
+        .map(|i| ((i * 7919) % 4001) as f32 / 4001.0 * 10.0 - 5.0)
+        .chain([
+            f32::NAN,
+            2.5,
+            -2.5,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ])
+        .collect();
+    let n = x.len();
+    let mut want = x.clone();
+    let cpu = dlp_engine::cpu::CpuBackend::new();
+    dlp_engine::Backend::clamp(&cpu, &mut want, limit, n).unwrap();
+    assert!(want[n - 7].is_nan() && want[n - 2] == limit && want[n - 1] == -limit);
+    let m = module("clamp", &[], Order::FORWARD).unwrap();
+    let mut got = x.clone();
+    let (px, nn) = (dev(&mut got), n as i32);
+    m.launch(
+        "clamp",
+        (3, 1, 1),
+        256,
+        0,
+        &[arg(&px), arg(&limit), arg(&nn)],
+    )
+    .unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+        assert!(same, "clamp({}): kernel {g}, CPU {w}", x[i]);
     }
 }
 

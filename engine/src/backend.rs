@@ -13,7 +13,7 @@ mod checks;
 mod compose;
 mod lora_stack;
 mod step_plan;
-pub use attn_shape::{check_softcap, AttnShape};
+pub use attn_shape::{check_clamp, check_softcap, AttnShape};
 pub use checks::{check_kv_copy, check_norm_weight_rows, rope_table_len};
 pub use compose::{
     add_then_rms_norm, gate_silu_width, linear_then_add_rms_norm, linears_each,
@@ -461,6 +461,10 @@ pub trait Backend: Send + Sync + Sized {
     /// `x[i] = cap * tanh(x[i] / cap)` for `n` values, `cap > 0` (Gemma 2's final logit soft
     /// cap, `final_logit_softcapping`).
     fn softcap(&self, x: &mut Self::Buf, cap: f32, n: usize) -> Result<()>;
+    /// `x[i] = min(max(x[i], -limit), limit)` for `n` values, `limit > 0`, NaN kept (PyTorch's
+    /// `clamp_`): OLMo's `clip_qkv` on the query, key and value projections. (llama.cpp's
+    /// `ggml_clamp` turns a NaN into a limit; only a non-finite projection tells them apart.)
+    fn clamp(&self, x: &mut Self::Buf, limit: f32, n: usize) -> Result<()>;
     /// `dst[i] += src[i]` for `n` values.
     fn add(&self, dst: &mut Self::Buf, src: &Self::Buf, n: usize) -> Result<()>;
     /// The residual add and the RMSNorm that reads its result: `x[r, :] += y[r, :]`, then

@@ -72,8 +72,13 @@ pub struct ModelConfig {
     /// the two halves `(i, i + rotary_dim / 2)`. Loading reorders query and key rows to the
     /// halves ([`crate::loader::partial_rotary`]), so no backend sees this.
     pub rope_interleaved: bool,
-    /// Vocabulary size (rows of the embedding table).
+    /// Vocabulary size: the logits' width, the rows of the output head, and of the embedding
+    /// table but where [`ModelConfig::input_vocab`] says otherwise.
     pub vocab_size: usize,
+    /// The embedding table's rows where the output head has fewer (Apertus 1.5's pruned head:
+    /// `vocab_size` rows in, `output_vocab_size` logits out; ids past the head's are inputs
+    /// only); `None`: the same as [`ModelConfig::vocab_size`]. See [`ModelConfig::embed_rows`].
+    pub input_vocab: Option<usize>,
     /// RMSNorm epsilon.
     pub rms_norm_eps: f32,
     /// RoPE base.
@@ -84,6 +89,10 @@ pub struct ModelConfig {
     /// form a GGUF gives Llama-3 scaling (its converter computes them from the same formula).
     /// Frequency `i` is `theta^(-2i/d) / factors[i]`.
     pub rope_freq_factors: Option<Vec<f64>>,
+    /// OLMo's `clip_qkv`: the query, key and value projections (biases and LoRAs included)
+    /// clamped to `[-c, c]` before anything else reads them ([`crate::Backend::clamp`]);
+    /// `None` for no clamp and for the other families.
+    pub clip_qkv: Option<f32>,
     /// Llama 4's attention temperature (Ministral 3's): queries scaled by position past its
     /// step ([`AttnTemperature`]); `None` for the other families.
     pub attn_temperature: Option<AttnTemperature>,
@@ -152,6 +161,12 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The embedding table's rows: the ids a prompt may hold ([`ModelConfig::input_vocab`],
+    /// else [`ModelConfig::vocab_size`]).
+    pub fn embed_rows(&self) -> usize {
+        self.input_vocab.unwrap_or(self.vocab_size)
+    }
+
     /// The longest sequence the model takes, in tokens: `max_position_embeddings`, or what a
     /// linear or YaRN scaling stretches the context to where that is longer (vLLM's rule:
     /// `max_position_embeddings * factor`, YaRN `original_max_position_embeddings * factor`;
@@ -245,8 +260,10 @@ impl ModelConfig {
             "phi3" => Arch::Phi3,
             "gemma" => Arch::Gemma,
             "gemma2" => Arch::Gemma2,
+            "vaultgemma" => Arch::VaultGemma,
             "granite" => Arch::Granite,
             "smollm3" => Arch::SmolLM3,
+            "olmo" => Arch::Olmo,
             "olmo2" => Arch::Olmo2,
             "olmo3" => Arch::Olmo3,
             "exaone4" => Arch::Exaone4,
@@ -268,14 +285,14 @@ impl ModelConfig {
             "gptj" => Arch::GptJ,
             "arcee" => Arch::Arcee,
             "nemotron" => Arch::Nemotron,
-            "apertus" => Arch::Apertus,
+            "apertus" | "apertus1p5_text" => Arch::Apertus,
             "jais2" => Arch::Jais2,
             "ministral3" => Arch::Ministral3,
             "hunyuan_v1_dense" => Arch::Hunyuan,
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration):
             // the text model.
-            t @ ("gemma3" | "mistral3" | "exaone4_5") => {
+            t @ ("gemma3" | "mistral3" | "exaone4_5" | "apertus1p5") => {
                 return Self::from_hf_json(&multimodal::text_config(v, t, path)?, path)
             }
             "" => {
@@ -300,7 +317,7 @@ impl ModelConfig {
         // reading plus the local base.
         let view;
         let (v, local_rope_theta) = match arch {
-            Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 => {
+            Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 | Arch::VaultGemma => {
                 let (gemma_view, local) = gemma::gemma_view(v, arch, path)?;
                 view = gemma_view;
                 (&view, local)
@@ -395,8 +412,8 @@ impl ModelConfig {
         let qk_norm_per_head = layernorm::qk_norm_per_head(v, arch, path)?;
         let gemma = gemma::from_hf(v, arch, head_dim, path)?;
         let granite = granite::from_hf(v, arch, path)?;
-        // Phi-3's, Gemma's, OLMo's and EXAONE 4's MLPs have no biases whatever the config
-        // says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
+        // Phi-3's, Gemma's, OLMo's (1, 2 and 3) and EXAONE 4's MLPs have no biases whatever
+        // the config says; Phi-3 and EXAONE 4 have no attention biases either (their attention modules
         // are made without).
         let no_bias = matches!(arch, Arch::Phi3 | Arch::Exaone4);
         // ApertusMLP's and HunYuanDenseV1MLP's linears have none either.
@@ -404,6 +421,7 @@ impl ModelConfig {
             || arch == Arch::Apertus
             || gemma.is_some()
             || arch.post_norms_only()
+            || arch == Arch::Olmo
             || arch.is_glm()
             || arch.is_cohere()
             || arch == Arch::Hunyuan;
@@ -444,6 +462,11 @@ impl ModelConfig {
             }
         };
         let num_layers = layer_count(f.usize("num_hidden_layers")?, path)?;
+        let tie_word_embeddings = f.bool_or("tie_word_embeddings", defaults.tie)?;
+        let (vocab_size, input_vocab) = match model_type.as_str() {
+            "apertus1p5_text" => apertus::pruned_head(v, tie_word_embeddings, path)?,
+            _ => (f.usize("vocab_size")?, None),
+        };
         let rope_layers = smollm3::rope_layers(v, arch, num_layers, path)?;
         let attention_window = windows::attention_windows(v, arch, &rope_layers, path)?;
         let rope_layers =
@@ -458,14 +481,20 @@ impl ModelConfig {
             head_dim,
             rotary_dim,
             rope_interleaved: arch.rope_interleaved(),
-            vocab_size: f.usize("vocab_size")?,
-            rms_norm_eps: f.f64_or("rms_norm_eps", defaults.rms_norm_eps)? as f32,
+            vocab_size,
+            input_vocab,
+            // OlmoLayerNorm's epsilon is fixed (OlmoConfig has no key for it).
+            rms_norm_eps: match arch {
+                Arch::Olmo => 1e-5,
+                _ => f.f64_or("rms_norm_eps", defaults.rms_norm_eps)? as f32,
+            },
+            clip_qkv: olmo_clip_qkv(v, arch, path)?,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
             attn_temperature,
             max_position_embeddings,
-            tie_word_embeddings: f.bool_or("tie_word_embeddings", defaults.tie)?,
+            tie_word_embeddings,
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias,
             mlp_bias,
@@ -487,6 +516,24 @@ impl ModelConfig {
             parallel_norms,
         }
         .validated(path)
+    }
+}
+
+/// OLMo's `clip_qkv` (null or absent: none); `None` for the other families, which
+/// transformers reads no such key for.
+///
+/// # Errors
+/// A `clip_qkv` that is not null or a number > 0 (an f32 whose reciprocal is one too).
+fn olmo_clip_qkv(v: &Value, arch: Arch, path: &Path) -> Result<Option<f32>> {
+    match v.get("clip_qkv").filter(|c| !c.is_null()) {
+        Some(c) if arch == Arch::Olmo => match c.as_f64().and_then(positive_f32) {
+            Some(c) => Ok(Some(c)),
+            None => Err(Error::format(
+                path,
+                format!("`clip_qkv` is {c}; expected {POSITIVE_F32}, or null for none"),
+            )),
+        },
+        _ => Ok(None),
     }
 }
 
@@ -538,6 +585,9 @@ mod ministral3_tests;
 #[path = "config/norm_bias_tests.rs"]
 mod norm_bias_tests;
 #[cfg(test)]
+#[path = "config/olmo_tests.rs"]
+mod olmo_tests;
+#[cfg(test)]
 #[path = "config/relu2_tests.rs"]
 mod relu2_tests;
 #[cfg(test)]
@@ -549,3 +599,6 @@ mod tests;
 #[cfg(test)]
 #[path = "config/variant_tests.rs"]
 mod variant_tests;
+#[cfg(test)]
+#[path = "config/vaultgemma_tests.rs"]
+mod vaultgemma_tests;

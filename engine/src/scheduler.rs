@@ -219,7 +219,7 @@ impl<B: Backend> Scheduler<B> {
                 self.cfg.capacity,
             )));
         }
-        let vocab = model.config.vocab_size;
+        let vocab = model.config.embed_rows();
         if let Some(t) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::invalid(format!(
                 "token id {t} is outside the vocabulary ({vocab})"

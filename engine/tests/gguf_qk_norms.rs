@@ -1,6 +1,7 @@
 //! Query/key norms in llama.cpp's files: StableLM 2 12B's (`stablelm`, optional) and Command
 //! R+'s (`command-r`, exactly with 64 layers or more) with a weight per head, read as its
-//! loaders make them, and HunYuan dense's (`hunyuan-dense`) after RoPE. Their logits against
+//! loaders make them, and HunYuan dense's (`hunyuan-dense`) after RoPE; OLMo's (`olmo`) query,
+//! key and value clamp. Their logits against
 //! transformers: the golden runs' `tiny_stablelm_gguf`; a converted `hunyuan-dense` file was
 //! checked once against llama.cpp and transformers (the note of that change).
 
@@ -130,5 +131,51 @@ fn hunyuan_dense_norms_after_rope() {
     assert!(
         e.contains("`hunyuan-dense.rope.scaling.alpha` is NaN; expected a finite number"),
         "{e}"
+    );
+}
+
+/// llama.cpp's `olmo` (OLMo's first release): its LayerNorms' epsilon from
+/// `attention.layer_norm_epsilon` (required, as llama.cpp requires it), and `clip_qkv` as
+/// `attention.clamp_kqv`, a clamp where it is > 0 and finite, none where it is 0 or less,
+/// +infinity (which clamps nothing) or absent; a NaN refused. The logits: `tiny_olmo_gguf`.
+#[test]
+fn olmo_clamp_and_layer_norm_eps() {
+    let clamp = |c: Option<M>| {
+        let mut k = keys("olmo", 16);
+        k.extend(c.map(|c| ("olmo.attention.clamp_kqv", c)));
+        read("o.gguf", &gguf("olmo", 2, 64, 4, 16, k))
+    };
+    let c = clamp(Some(M::F32(8.0))).unwrap();
+    assert_eq!(c.arch, Arch::Olmo);
+    assert!(c.layer_norms() && c.arch.unweighted_norms() && !c.rope_interleaved);
+    assert_eq!((c.clip_qkv, c.rms_norm_eps), (Some(8.0), 1e-5));
+    for none in [
+        None,
+        Some(M::F32(0.0)),
+        Some(M::F32(-1.0)),
+        Some(M::F32(f32::INFINITY)),
+    ] {
+        assert_eq!(clamp(none).unwrap().clip_qkv, None);
+    }
+    let e = clamp(Some(M::F32(f32::NAN))).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "`olmo.attention.clamp_kqv` is NaN; expected 0 or less (no clamp) or a number > 0"
+        ),
+        "{e}"
+    );
+    // The RMS key other families carry is not the one read.
+    refused(
+        "oe.gguf",
+        &gguf("olmo", 2, 64, 4, 16, vec![]),
+        "missing metadata `olmo.attention.layer_norm_epsilon`",
+    );
+    // Another architecture's clamp key is not read.
+    let k = vec![("llama.attention.clamp_kqv", M::F32(8.0))];
+    assert_eq!(
+        read("l.gguf", &gguf("llama", 2, 64, 4, 16, k))
+            .unwrap()
+            .clip_qkv,
+        None
     );
 }

@@ -69,6 +69,7 @@ pub(crate) fn source(op: &str) -> &'static str {
             include_str!("../wgsl/xielu.wgsl")
         ),
         "scale" => include_str!("../wgsl/scale.wgsl"),
+        "clamp" => include_str!("../wgsl/clamp.wgsl"),
         "softcap" => concat!(
             include_str!("../wgsl/softcap.wgsl"),
             include_str!("../wgsl/tanh.wgsl")

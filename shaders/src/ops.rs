@@ -434,6 +434,11 @@ impl Backend for WgpuBackend {
         self.in_place("softcap", x, cap, n)
     }
 
+    fn clamp(&self, x: &mut WgpuBuf, limit: f32, n: usize) -> Result<()> {
+        dlp_engine::backend::check_clamp(limit)?;
+        self.in_place("clamp", x, limit, n)
+    }
+
     fn add(&self, dst: &mut WgpuBuf, src: &WgpuBuf, n: usize) -> Result<()> {
         check_len("add", "dst", dst.len, n)?;
         check_len("add", "src", src.len, n)?;

@@ -8,7 +8,10 @@
 /// on half of each head, heads wider than hidden / heads, biases on q/k/v/o and the feed-forward,
 /// the squared ReLU, untied), `tiny_nemotron_plain` (no linear biases, tied, the classes' RoPE
 /// defaults), `tiny_apertus` (Apertus: xIELU with each layer's constants, per-head query/key
-/// norms, biases on q/k/v/o, Llama 3's RoPE scaling, untied), `tiny_jais2` (`make_jais2.py`:
+/// norms, biases on q/k/v/o, Llama 3's RoPE scaling, untied), `tiny_apertus1p5`
+/// (`make_apertus1p5.py`: Apertus 1.5's text-and-media checkpoint, its media tokenizers left
+/// out, an embedding of 256 rows and a head pruned to 200 logits, prompts with input-only ids),
+/// `tiny_jais2` (`make_jais2.py`:
 /// Jais 2, LayerNorms with biases, the squared ReLU, biases on q/k/v/o and the feed-forward,
 /// untied), and llama.cpp's files of these
 /// (`tiny_arcee_gguf`: q/k rows permuted, YaRN's keys; `tiny_nemotron_gguf`, of
@@ -33,6 +36,10 @@ macro_rules! activation_fixture_tests {
         #[test]
         fn tiny_apertus() {
             $run("tiny-apertus");
+        }
+        #[test]
+        fn tiny_apertus1p5() {
+            $run("tiny-apertus1p5");
         }
         #[test]
         fn tiny_jais2() {

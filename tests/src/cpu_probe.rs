@@ -408,6 +408,11 @@ impl Backend for CpuProbe {
         self.log(|| format!("scale {:x} {s} {n}", buf(x)));
         self.cpu.scale(x, s, n)
     }
+    fn clamp(&self, x: &mut Buf, limit: f32, n: usize) -> Result<()> {
+        self.log(|| format!("clamp {:x} {limit} {n}", buf(x)));
+        self.cpu.clamp(x, limit, n)
+    }
+
     fn softcap(&self, x: &mut Buf, cap: f32, n: usize) -> Result<()> {
         self.log(|| format!("softcap {:x} {cap} {n}", buf(x)));
         self.cpu.softcap(x, cap, n)

@@ -126,7 +126,8 @@ macro_rules! phi3_fixture_tests {
 /// `tiny_gemma` and its GGUF form: Gemma (1); `tiny_gemma2`: Gemma 2's soft-capped attention
 /// scores and logits, a window in every other layer, a query scale other than head_dim's, two
 /// adapters; `tiny_gemma2_gguf`: llama.cpp's `gemma2` file; made by
-/// `tests/fixtures/make_gemma.py`), each calling `$run("<fixture folder>")`. GELU, the embedding
+/// `tests/fixtures/make_gemma.py`; `tiny_vaultgemma`: Gemma 2 without the norms after each
+/// sub-block; made by `make_vaultgemma.py`), each calling `$run("<fixture folder>")`. GELU, the embedding
 /// scale and the soft caps are ops of every backend: run where the plain fixtures run.
 #[macro_export]
 macro_rules! gemma_fixture_tests {
@@ -158,6 +159,10 @@ macro_rules! gemma_fixture_tests {
         #[test]
         fn tiny_gemma2_gguf() {
             $run("tiny-gemma2-gguf");
+        }
+        #[test]
+        fn tiny_vaultgemma() {
+            $run("tiny-vaultgemma");
         }
     };
 }
@@ -251,13 +256,23 @@ macro_rules! post_norm_fixture_tests {
 /// names and one under Llama's; `tiny_exaone_gguf`: llama.cpp's `exaone` file, the scaling as
 /// `rope_freqs.weight`; made by `make_exaone.py`; `tiny_internlm3`: `qkv_bias` and `bias`,
 /// dynamic NTK scaling within the context, made by `make_internlm3.py`; `tiny_hunyuan`:
-/// HunYuan's query/key norms after RoPE and its NTK-alpha base, made by `make_hunyuan.py`),
+/// HunYuan's query/key norms after RoPE and its NTK-alpha base, made by `make_hunyuan.py`;
+/// `tiny_olmo`: OLMo's LayerNorms without weights and its `clip_qkv`; `tiny_olmo_gguf`:
+/// llama.cpp's `olmo` file, its `clamp_kqv`; made by `make_olmo.py`),
 /// each calling
-/// `$run("<fixture folder>")`. Llama's computation with biases or windows: run where the plain
+/// `$run("<fixture folder>")`. Llama's computation with biases, windows, a clamp: run where the plain
 /// fixtures run.
 #[macro_export]
 macro_rules! llama_variant_fixture_tests {
     ($run:path) => {
+        #[test]
+        fn tiny_olmo() {
+            $run("tiny-olmo");
+        }
+        #[test]
+        fn tiny_olmo_gguf() {
+            $run("tiny-olmo-gguf");
+        }
         #[test]
         fn tiny_seed_oss() {
             $run("tiny-seed-oss");
@@ -336,7 +351,8 @@ macro_rules! pair_rope_fixture_tests {
 
 /// One `#[test]` per fixture whose attention scores are not plain `rope(q).rope(k) /
 /// sqrt(head_dim)` (`tiny_gemma2`: Gemma 2's soft-capped scores and logits and its own scale;
-/// `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE
+/// `tiny_vaultgemma`: those without Gemma 2's norms after each sub-block; `tiny_olmo`: LayerNorms
+/// without weights through the `center` op, the query, key and value clamped; `tiny_granite`: Granite's score, residual and logit multipliers; `tiny_smollm3`: a NoPE
 /// layer, unrotated; `tiny_olmo2`: its query and key normed over all heads, its linears reading
 /// the residual stream unnormed; `tiny_olmo3`: that, and sliding layers rotating by a table of
 /// their own beside a YaRN full-attention layer; `tiny_exaone4`: OLMo 2's norms, sliding layers
@@ -363,6 +379,14 @@ macro_rules! scored_fixture_tests {
         #[test]
         fn tiny_gemma2() {
             $run("tiny-gemma2");
+        }
+        #[test]
+        fn tiny_vaultgemma() {
+            $run("tiny-vaultgemma");
+        }
+        #[test]
+        fn tiny_olmo() {
+            $run("tiny-olmo");
         }
         #[test]
         fn tiny_granite() {

@@ -102,7 +102,7 @@ pub fn prepare(
     let (ids, starts, text, span, user) = match input {
         PromptInput::Ids(ids) => {
             check_prompt_len(st, name, kept(ids.len()))?;
-            let vocab = st.config.vocab_size;
+            let vocab = st.config.embed_rows();
             if let Some((i, t)) = ids.iter().enumerate().find(|(_, &t)| t as usize >= vocab) {
                 return Err(ApiError::bad_param(
                     format!("{name}[{i}]"),

@@ -229,7 +229,7 @@ pub async fn detokenize(
     }
     // Ids past the tokenizer's vocabulary (a model may have more rows) have no text: the
     // tokenizer would drop them silently.
-    let vocab = st.config.vocab_size.min(st.tok.vocab_size());
+    let vocab = st.config.embed_rows().min(st.tok.vocab_size());
     if let Some((i, t)) = tokens
         .iter()
         .enumerate()

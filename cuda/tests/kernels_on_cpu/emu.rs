@@ -85,6 +85,7 @@ fn files(module: &str) -> Option<Vec<&'static str>> {
         ],
         "scale" => vec![include_str!("../../kernels/scale.cu")],
         "softcap" => vec![include_str!("../../kernels/softcap.cu")],
+        "clamp" => vec![include_str!("../../kernels/clamp.cu")],
         // As the backend's `center` module has them: center.cu reuses rms_norm's block_sum.
         "center" => vec![
             include_str!("../../kernels/rms_norm.cu"),

@@ -16,6 +16,19 @@ pub fn check_softcap(cap: f32) -> Result<()> {
     }
 }
 
+/// Checks a [`super::Backend::clamp`] limit: a finite number > 0.
+///
+/// # Errors
+/// [`Error::invalid`] naming the limit otherwise.
+pub fn check_clamp(limit: f32) -> Result<()> {
+    match limit.is_finite() && limit > 0.0 {
+        true => Ok(()),
+        false => Err(Error::invalid(format!(
+            "clamp: limit {limit}; expected a finite number > 0"
+        ))),
+    }
+}
+
 /// Shapes of one attention call, and how its scores are formed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnShape {

@@ -31,18 +31,24 @@ pub enum Activation {
 pub(super) fn gated(v: &Value, arch: Arch, path: &Path) -> Result<Activation> {
     let f = Fields { v, path };
     let (key, default) = match arch {
-        Arch::Gemma2 | Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
+        Arch::Gemma2 | Arch::Gemma3 | Arch::VaultGemma => {
+            ("hidden_activation", "gelu_pytorch_tanh")
+        }
         Arch::Gemma => ("hidden_act", "gelu_pytorch_tanh"),
         _ => ("hidden_act", "silu"),
     };
     let act = f.str_or(key, default)?;
     match (arch, act.as_str()) {
         (Arch::Gemma, "gelu" | "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
-        (Arch::Gemma2 | Arch::Gemma3, "gelu_pytorch_tanh") => Ok(Activation::GeluTanh),
-        (Arch::Gemma | Arch::Gemma2 | Arch::Gemma3, other) => Err(Error::unsupported(format!(
+        (Arch::Gemma2 | Arch::Gemma3 | Arch::VaultGemma, "gelu_pytorch_tanh") => {
+            Ok(Activation::GeluTanh)
+        }
+        (Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 | Arch::VaultGemma, other) => {
+            Err(Error::unsupported(format!(
             "{}: {key} `{other}` (Gemma models use gelu_pytorch_tanh, GELU's tanh approximation)",
             path.display()
-        ))),
+        )))
+        }
         (_, "silu" | "swish") => Ok(Activation::Silu),
         (_, other) => Err(Error::unsupported(format!(
             "{}: hidden_act `{other}` (only silu, also named swish, is supported)",

@@ -147,3 +147,46 @@ fn activations() {
     let e = read(&arcee).unwrap_err().to_string();
     assert!(e.contains("hidden_act `xielu`"), "{e}");
 }
+
+/// Apertus 1.5's text config (`apertus1p5_text`), its head pruned: `output_vocab_size` logits,
+/// `vocab_size` embedding rows; unpruned where null or equal; refused as
+/// Apertus1p5TextConfig refuses it, or tied.
+#[test]
+fn apertus1p5_pruned_head() {
+    let mut v = apertus_8b();
+    v["model_type"] = json!("apertus1p5_text");
+    v["vocab_size"] = json!(266_752);
+    v["output_vocab_size"] = json!(131_072);
+    let c = read(&v).unwrap();
+    assert_eq!(c.arch, Arch::Apertus);
+    assert_eq!((c.vocab_size, c.embed_rows()), (131_072, 266_752));
+    for (out, rows) in [(json!(null), None), (json!(266_752), None)] {
+        v["output_vocab_size"] = out;
+        let c = read(&v).unwrap();
+        assert_eq!((c.vocab_size, c.input_vocab), (266_752, rows));
+    }
+    for bad in [json!(0), json!(266_753), json!("x")] {
+        v["output_vocab_size"] = bad;
+        assert!(read(&v).is_err());
+    }
+    v["output_vocab_size"] = json!(131_072);
+    v["tie_word_embeddings"] = json!(true);
+    let e = read(&v).unwrap_err().to_string();
+    assert!(e.contains("pruned head"), "{e}");
+    // The first Apertus's config class reads no such key.
+    let mut v = apertus_8b();
+    v["output_vocab_size"] = json!(1000);
+    assert_eq!(read(&v).unwrap().vocab_size, 131_072);
+    // The text-and-media wrapper holds the same text model.
+    let mut text = apertus_8b();
+    text["model_type"] = json!("apertus1p5_text");
+    text["vocab_size"] = json!(266_752);
+    text["output_vocab_size"] = json!(131_072);
+    let w = json!({"architectures": ["Apertus1p5ForConditionalGeneration"],
+        "model_type": "apertus1p5", "text_config": text, "tie_word_embeddings": false});
+    let c = read(&w).unwrap();
+    assert_eq!(
+        (c.arch, c.vocab_size, c.embed_rows()),
+        (Arch::Apertus, 131_072, 266_752)
+    );
+}

@@ -2,7 +2,7 @@
 
 /// The HF `model_type`s read ([`super::ModelConfig::from_hf_json`]), for messages.
 pub const MODEL_TYPES: &str =
-    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus, jais2, ministral3, mistral3, hunyuan_v1_dense, exaone4_5";
+    "llama, mistral, qwen2, qwen3, phi3, gemma, gemma2, gemma3_text, gemma3, granite, smollm3, olmo2, olmo3, exaone4, seed_oss, glm, glm4, ernie4_5, ministral, exaone, internlm3, helium, cohere, cohere2, stablelm, starcoder2, phi, gpt_neox, falcon, gptj, arcee, nemotron, apertus, jais2, ministral3, mistral3, hunyuan_v1_dense, exaone4_5, vaultgemma, olmo, apertus1p5_text, apertus1p5";
 
 /// Which member of the Llama family: they share one forward pass and differ in configuration
 /// (biases, sliding windows, query/key norms, where the norms sit, NoPE layers, multipliers).
@@ -35,6 +35,14 @@ pub enum Arch {
     /// per-head query/key norms, norms around both sub-blocks, sliding-window layers (five in
     /// six by default) with a RoPE base of their own ([`super::GemmaFeatures`]).
     Gemma3,
+    /// OLMo (`OlmoForCausalLM`: OLMo-1B, -7B, 1.7-7B; AI2's first release): Llama with
+    /// LayerNorms that have no weight or bias ([`Arch::unweighted_norms`]) and, with
+    /// `clip_qkv`, the query, key and value projections clamped ([`super::ModelConfig::clip_qkv`]).
+    Olmo,
+    /// VaultGemma (`VaultGemmaForCausalLM`, Google's VaultGemma 1B, trained with differential
+    /// privacy): Gemma 2 without the norms after each sub-block, its feed-forward input norm
+    /// named `pre_feedforward_layernorm` ([`super::GemmaFeatures`]).
+    VaultGemma,
     /// IBM Granite (`GraniteForCausalLM`): Llama with multipliers of the embedding, the
     /// attention scores, each residual branch and the logits ([`super::GraniteScales`]).
     Granite,
@@ -163,9 +171,12 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// Gemma, Gemma 2 or Gemma 3 ([`super::GemmaFeatures`]).
+    /// Gemma, Gemma 2, Gemma 3 or VaultGemma ([`super::GemmaFeatures`]).
     pub fn is_gemma(self) -> bool {
-        matches!(self, Arch::Gemma | Arch::Gemma2 | Arch::Gemma3)
+        matches!(
+            self,
+            Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 | Arch::VaultGemma
+        )
     }
 
     /// GLM or GLM-4 ([`Arch::Glm`], [`Arch::Glm4`]).
@@ -216,6 +227,8 @@ impl Arch {
             Arch::Starcoder2 => ("norm_epsilon", "layer_norm_epsilon"),
             Arch::Falcon | Arch::GptJ => ("layer_norm_epsilon", "layer_norm_epsilon"),
             Arch::Nemotron => ("norm_eps", "layer_norm_epsilon"),
+            // OlmoLayerNorm's epsilon is fixed; an `olmo` GGUF's is `layer_norm_epsilon`.
+            Arch::Olmo => ("(none: OlmoLayerNorm's fixed 1e-5)", "layer_norm_epsilon"),
             _ if self.is_cohere() || self.norm_bias() => ("layer_norm_eps", "layer_norm_epsilon"),
             _ => ("rms_norm_eps", "layer_norm_rms_epsilon"),
         }
@@ -243,6 +256,12 @@ impl Arch {
     /// Reads `use_sliding_window` / `max_window_layers` as Qwen2Config and Qwen3Config do.
     pub(super) fn qwen_windows(self) -> bool {
         matches!(self, Arch::Qwen2 | Arch::Qwen3)
+    }
+
+    /// Whether the norms have neither weight nor bias (OLMo's `OlmoLayerNorm`, llama.cpp's
+    /// `olmo` graph's `build_norm(x, NULL, NULL, LLM_NORM)`): loading makes their weights ones.
+    pub fn unweighted_norms(self) -> bool {
+        self == Arch::Olmo
     }
 
     /// OLMo 2 or OLMo 3: query/key norms over all heads.

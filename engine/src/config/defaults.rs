@@ -45,7 +45,7 @@ impl Defaults {
         };
         let head_dim = match arch {
             Qwen3 | SeedOss | Ernie45 | Glm | Glm4 | InternLM3 | Helium => Some(128),
-            Gemma | Gemma2 | Gemma3 => Some(256),
+            Gemma | Gemma2 | Gemma3 | VaultGemma => Some(256),
             _ => None,
         };
         let rope_theta = match arch {
@@ -57,7 +57,7 @@ impl Defaults {
             _ => 1e4,
         };
         let context = match arch {
-            Olmo2 | Olmo3 | Exaone4 | Hunyuan => 2048,
+            Olmo | Olmo2 | Olmo3 | Exaone4 | Hunyuan => 2048,
             SeedOss => 524_288,
             Glm | Glm4 | Ernie45 | Mistral | Ministral => 131_072,
             SmolLM3 | InternLM3 => 32768,

@@ -51,7 +51,7 @@ impl ModelConfig {
                 ffn_out: "post_mlp_layernorm",
                 ..llama
             },
-            _ if self.sandwich_norms() => NormNames {
+            _ if self.sandwich_norms() || self.arch == super::Arch::VaultGemma => NormNames {
                 ffn_in: "pre_feedforward_layernorm",
                 ..llama
             },
@@ -147,12 +147,13 @@ impl ModelConfig {
     }
 
     /// Whether the norms are LayerNorms (Cohere's without bias; StableLM's, StarCoder2's and
-    /// Phi's with one, [`super::Arch::norm_bias`], added after the norm): `(x - mean(x)) /
+    /// Phi's with one, [`super::Arch::norm_bias`], added after the norm; OLMo's with neither
+    /// weight nor bias, [`super::Arch::unweighted_norms`], weights of ones): `(x - mean(x)) /
     /// sqrt(var(x) + eps) * w (+ b)`, which is `rms_norm(x - mean(x)) * w (+ b)`. The forward pass keeps the
     /// residual stream centered ([`crate::Backend::center`]: the embedding, and each
     /// sub-block's output before its add), so that every RMSNorm of it is the LayerNorm.
     pub fn layer_norms(&self) -> bool {
-        self.arch.is_cohere() || self.arch.norm_bias()
+        self.arch.is_cohere() || self.arch.norm_bias() || self.arch.unweighted_norms()
     }
 
     /// Whether attention and the feed-forward read the same input side by side and both add to

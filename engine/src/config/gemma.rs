@@ -1,7 +1,7 @@
-//! Gemma (`GemmaForCausalLM`), Gemma 2 (`Gemma2ForCausalLM`) and Gemma 3 (`Gemma3ForCausalLM`,
-//! `model_type: gemma3_text`): what they add to the Llama computation, read as transformers 5's
-//! GemmaConfig, Gemma2Config and Gemma3TextConfig read a config.json (transformers 4's keys
-//! included).
+//! Gemma (`GemmaForCausalLM`), Gemma 2 (`Gemma2ForCausalLM`), Gemma 3 (`Gemma3ForCausalLM`,
+//! `model_type: gemma3_text`) and VaultGemma (`VaultGemmaForCausalLM`): what they add to the
+//! Llama computation, read as transformers 5's GemmaConfig, Gemma2Config, Gemma3TextConfig and
+//! VaultGemmaConfig read a config.json (transformers 4's keys included).
 
 use std::path::Path;
 
@@ -22,7 +22,8 @@ pub struct GemmaFeatures {
     pub embed_scale: f32,
     /// Gemma 2 and 3: the attention and feed-forward outputs are each normed before their residual
     /// add (`post_attention_layernorm`, `post_feedforward_layernorm`), and the feed-forward
-    /// input by `pre_feedforward_layernorm`.
+    /// input by `pre_feedforward_layernorm`. VaultGemma has that input norm alone (Gemma's
+    /// place, Gemma 2's name).
     pub sandwich_norms: bool,
     /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (Gemma 2 and 3; llama.cpp's
     /// `f_attention_scale`), not `head_dim^-0.5` ([`super::ModelConfig::attention_scale`]).
@@ -77,7 +78,8 @@ pub(super) fn from_hf(
         cap("attn_logit_softcapping")?,
         cap("final_logit_softcapping")?,
     );
-    if f.bool_or("use_bidirectional_attention", false)? {
+    // VaultGemmaConfig has no such key (its attention is causal whatever a file says).
+    if arch != Arch::VaultGemma && f.bool_or("use_bidirectional_attention", false)? {
         return Err(Error::unsupported(format!(
             "{}: `use_bidirectional_attention` (an embedding model, not a causal LM)",
             path.display()
@@ -104,7 +106,7 @@ pub(super) fn from_hf(
     }
     Ok(Some(GemmaFeatures {
         embed_scale: (hidden as f32).sqrt(),
-        sandwich_norms: arch != Arch::Gemma,
+        sandwich_norms: matches!(arch, Arch::Gemma2 | Arch::Gemma3),
         query_pre_attn_scalar,
         attn_softcap,
         final_softcap,
@@ -204,7 +206,8 @@ fn defaults(arch: Arch) -> Value {
             "head_dim": 256, "max_position_embeddings": 131_072, "rms_norm_eps": 1e-6,
             "bos_token_id": 2, "eos_token_id": 1, "query_pre_attn_scalar": 256,
             "sliding_window": 4096, "tie_word_embeddings": true}),
-        Arch::Gemma2 => serde_json::json!({
+        // VaultGemmaConfig's defaults are Gemma2Config's.
+        Arch::Gemma2 | Arch::VaultGemma => serde_json::json!({
             "vocab_size": 256_000, "hidden_size": 2304, "intermediate_size": 9216,
             "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4,
             "head_dim": 256, "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
@@ -221,7 +224,8 @@ fn defaults(arch: Arch) -> Value {
 
 /// Gemma 2's and 3's sliding layers where the config lists no `layer_types`: Gemma 3's every
 /// layer but each `sliding_window_pattern`-th (default 6; Gemma3TextConfig's reading of older
-/// configs), Gemma 2's every other one from the first (Gemma2Config reads no pattern).
+/// configs), Gemma 2's and VaultGemma's every other one from the first (their configs read no
+/// pattern).
 pub(super) fn gemma_sliding(
     v: &Value,
     arch: Arch,
@@ -229,7 +233,7 @@ pub(super) fn gemma_sliding(
     path: &Path,
 ) -> Result<Vec<bool>> {
     let pattern = match arch {
-        Arch::Gemma2 => 2,
+        Arch::Gemma2 | Arch::VaultGemma => 2,
         _ => Fields { v, path }.usize_or("sliding_window_pattern", 6)?,
     };
     if pattern == 0 {

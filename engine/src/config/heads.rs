@@ -85,6 +85,7 @@ pub(super) fn head_dim(
         Arch::Llama
         | Arch::Gemma2
         | Arch::Gemma3
+        | Arch::VaultGemma
         | Arch::Exaone
         | Arch::InternLM3
         | Arch::GptNeoX
@@ -122,9 +123,9 @@ pub(super) fn head_dim(
                 "field `head_dim`: expected a positive integer (the default is 128; null is no width)",
             ))
         }
-        // ApertusAttention reads `getattr(config, "head_dim", hidden // heads)`: a null is
-        // taken as the width, and fails.
-        Some(Value::Null) if arch == Arch::Apertus => {
+        // ApertusAttention and OlmoAttention read `getattr(config, "head_dim", hidden //
+        // heads)`: a null is taken as the width, and fails.
+        Some(Value::Null) if matches!(arch, Arch::Apertus | Arch::Olmo) => {
             return Err(Error::format(
                 path,
                 "field `head_dim`: expected a positive integer (null is no width; leave the key out for hidden_size / num_attention_heads)",

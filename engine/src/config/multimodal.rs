@@ -1,8 +1,11 @@
 //! The text model of a text-and-image checkpoint: Gemma 3's (`gemma3`,
 //! `Gemma3ForConditionalGeneration`), Mistral 3's (`mistral3`,
-//! `Mistral3ForConditionalGeneration`: Ministral 3, Mistral Small 3.1 and 3.2) and EXAONE 4.5's
-//! (`exaone4_5`, `Exaone4_5_ForConditionalGeneration`: an EXAONE 4 text model). Their weights
-//! are renamed at load ([`crate::loader::multimodal`]); the vision tower is left out.
+//! `Mistral3ForConditionalGeneration`: Ministral 3, Mistral Small 3.1 and 3.2), EXAONE 4.5's
+//! (`exaone4_5`, `Exaone4_5_ForConditionalGeneration`: an EXAONE 4 text model) and Apertus
+//! 1.5's (`apertus1p5`, `Apertus1p5ForConditionalGeneration`: an Apertus text model, images
+//! and audio as tokens of its vocabulary). Their weights are renamed at load
+//! ([`crate::loader::multimodal`]); the vision tower (Apertus 1.5's image and audio
+//! tokenizers) is left out.
 
 use std::path::Path;
 
@@ -12,8 +15,8 @@ use crate::error::{Error, Result};
 
 /// The text models a wrapper of `model_type` holds, the first its class's default where
 /// `text_config` names none (Gemma3Config's `gemma3_text`, Mistral3Config's `mistral`,
-/// Exaone4_5_Config's `exaone4`, which its first releases named `exaone4_5_text`), and the
-/// class's name, for messages.
+/// Exaone4_5_Config's `exaone4`, which its first releases named `exaone4_5_text`,
+/// Apertus1p5Config's `apertus1p5_text`), and the class's name, for messages.
 fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
     match model_type {
         "gemma3" => (&["gemma3_text"], "Gemma3ForConditionalGeneration"),
@@ -21,6 +24,7 @@ fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
             &["exaone4", "exaone4_5_text"],
             "Exaone4_5_ForConditionalGeneration",
         ),
+        "apertus1p5" => (&["apertus1p5_text"], "Apertus1p5ForConditionalGeneration"),
         _ => (
             &["mistral", "ministral3"],
             "Mistral3ForConditionalGeneration",
@@ -28,8 +32,8 @@ fn text_models(model_type: &str) -> (&'static [&'static str], &'static str) {
     }
 }
 
-/// The text model's config of a `model_type` text-and-image checkpoint (`gemma3`, `mistral3` or
-/// `exaone4_5`):
+/// The text model's config of a `model_type` text-and-image checkpoint (`gemma3`, `mistral3`,
+/// `exaone4_5` or `apertus1p5`):
 /// its `text_config`, with the end and start ids and `tie_word_embeddings` of the outer config
 /// where the text one lacks them (the Hub's gemma-3 files keep `eos_token_id` [1, 106] outside).
 ///

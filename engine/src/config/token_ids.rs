@@ -54,6 +54,8 @@ pub(super) fn eos_ids(v: &Value, arch: Arch, path: &Path) -> Result<Vec<u32>> {
         None if arch == Arch::Apertus => vec![2],
         // Jais2Config's.
         None if arch == Arch::Jais2 => vec![150_024],
+        // OlmoConfig's: OLMo's `<|endoftext|>`.
+        None if arch == Arch::Olmo => vec![50_279],
         eos => ids_of(path, "eos_token_id", eos)?,
     })
 }

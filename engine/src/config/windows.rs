@@ -15,7 +15,7 @@ pub(crate) fn sliding_every(layers: usize, p: usize) -> Vec<bool> {
 }
 
 /// Families whose configs have no window: transformers' LlamaConfig, GemmaConfig,
-/// GraniteConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
+/// GraniteConfig, OlmoConfig, Olmo2Config, SeedOssConfig, GlmConfig, Glm4Config, Ernie4_5Config,
 /// ExaoneConfig, InternLM3Config, HeliumConfig, ArceeConfig, NemotronConfig, ApertusConfig,
 /// Jais2Config and HunYuanDenseV1Config read no `layer_types`, and every layer attends to
 /// everything.
@@ -24,6 +24,7 @@ fn windowless(arch: Arch) -> bool {
         Arch::Llama
         | Arch::Gemma
         | Arch::Granite
+        | Arch::Olmo
         | Arch::Olmo2
         | Arch::SeedOss
         | Arch::Glm
@@ -49,6 +50,7 @@ fn windowless(arch: Arch) -> bool {
         | Arch::Phi3
         | Arch::Gemma2
         | Arch::Gemma3
+        | Arch::VaultGemma
         | Arch::SmolLM3
         | Arch::Olmo3
         | Arch::Exaone4
@@ -87,6 +89,7 @@ pub(super) fn attention_windows(
                     | Arch::Ministral
                     | Arch::Gemma2
                     | Arch::Gemma3
+                    | Arch::VaultGemma
                     | Arch::Olmo3
                     | Arch::Exaone4
                     | Arch::Cohere2
@@ -197,7 +200,7 @@ pub(super) fn attention_windows(
             .collect();
     }
     Ok(match arch {
-        Arch::Gemma2 | Arch::Gemma3 | Arch::Olmo3 | Arch::Exaone4 => {
+        Arch::Gemma2 | Arch::Gemma3 | Arch::VaultGemma | Arch::Olmo3 | Arch::Exaone4 => {
             let sliding = match arch {
                 // Olmo3Config's `layer_types` where none is given.
                 Arch::Olmo3 => sliding_every(layers, 4),
@@ -209,7 +212,7 @@ pub(super) fn attention_windows(
                 None if sliding.contains(&true) => {
                     return Err(Error::format(
                         path,
-                         "`sliding_window` is null, but Gemma 2's, Gemma 3's, OLMo 3's and EXAONE 4's sliding layers need one",
+                         "`sliding_window` is null, but Gemma 2's, Gemma 3's, VaultGemma's, OLMo 3's and EXAONE 4's sliding layers need one",
                     ))
                 }
                 None => vec![None; layers],

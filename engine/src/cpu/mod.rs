@@ -37,6 +37,7 @@ mod lora;
 #[cfg(target_arch = "x86_64")]
 mod lora_amx;
 pub use lora::CpuLora;
+mod clamp;
 mod matmul;
 #[cfg(target_arch = "x86_64")]
 mod matmul_amx;
@@ -491,6 +492,13 @@ impl Backend for CpuBackend {
         check_len("softcap", "x", x.len(), n)?;
         crate::backend::check_softcap(cap)?;
         softcap::softcap(&mut x[..n], cap);
+        Ok(())
+    }
+
+    fn clamp(&self, x: &mut Vec<f32>, limit: f32, n: usize) -> Result<()> {
+        check_len("clamp", "x", x.len(), n)?;
+        crate::backend::check_clamp(limit)?;
+        clamp::clamp(&mut x[..n], limit);
         Ok(())
     }
 

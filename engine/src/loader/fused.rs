@@ -196,6 +196,8 @@ pub fn stored_modules(arch: Arch) -> &'static [StoredModule] {
         | Arch::Qwen3
         | Arch::Gemma
         | Arch::Gemma2
+        | Arch::VaultGemma
+        | Arch::Olmo
         | Arch::Gemma3
         | Arch::Granite
         | Arch::SmolLM3

@@ -1,5 +1,6 @@
 //! Text-and-image checkpoints (`Gemma3ForConditionalGeneration`,
-//! `Mistral3ForConditionalGeneration`, `Exaone4_5_ForConditionalGeneration`): their text decoder
+//! `Mistral3ForConditionalGeneration`, `Exaone4_5_ForConditionalGeneration`,
+//! `Apertus1p5ForConditionalGeneration`): their text decoder
 //! under the text model's names, and their vision tower and projector, which text never
 //! reaches, left out by the loaders.
 
@@ -20,10 +21,17 @@ const MULTIMODAL: [(&str, &str); 3] = [
 pub fn vision_tensor(name: &str) -> bool {
     let name = name.strip_prefix("base_model.model.").unwrap_or(name);
     let name = name.strip_prefix("model.").unwrap_or(name);
-    // EXAONE 4.5's tower and merger are `visual.*` (Qwen2-VL's layout).
-    ["vision_tower.", "multi_modal_projector.", "visual."]
-        .iter()
-        .any(|p| name.starts_with(p))
+    // EXAONE 4.5's tower and merger are `visual.*` (Qwen2-VL's layout); Apertus 1.5's image
+    // and audio tokenizers (a VQ-VAE, WavTokenizer) turn media into tokens before the decoder.
+    [
+        "vision_tower.",
+        "multi_modal_projector.",
+        "visual.",
+        "vision_tokenizer.",
+        "audio_tokenizer.",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// The text decoder of a text-and-image checkpoint under the model's names (nothing for a

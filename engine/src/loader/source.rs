@@ -164,7 +164,7 @@ fn fits(t: &TextTokenizer, config: &ModelConfig, file: &Path) -> Result<()> {
         t.hf_tokenizer().get_vocab_size(false),
         t.hf_tokenizer().get_vocab_size(true),
     );
-    let rows = config.vocab_size;
+    let rows = config.embed_rows();
     if base > rows {
         return Err(Error::format(
             file,

@@ -9,7 +9,8 @@ use crate::kv_cache::KvCache;
 
 impl<B: Backend> Model<B> {
     /// Layer `li`'s attention on the step's `ws.q`, `ws.k`, `ws.v` (`t` tokens) into `ws.att`,
-    /// its keys and values stored in `kv`: the query/key norms where the model has them, before
+    /// its keys and values stored in `kv`: OLMo's clamp of all three where it has one
+    /// ([`ModelConfig::clip_qkv`]); the query/key norms where the model has them, before
     /// RoPE (Qwen3's, Gemma 3's, OLMo's, ...) or after it (HunYuan's,
     /// [`crate::config::Arch::qk_norm_after_rope`]); RoPE by the layer's table, the queries by
     /// their own where the model scales them (Ministral 3's attention temperature); then
@@ -26,6 +27,12 @@ impl<B: Backend> Model<B> {
         ws: &mut Workspace<B>,
     ) -> Result<()> {
         let (c, b) = (&self.config, &self.backend);
+        // OLMo's clip_qkv: the projections as transformers' clamp_ leaves them, LoRAs included.
+        if let Some(limit) = c.clip_qkv {
+            b.clamp(&mut ws.q, limit, t * c.q_dim())?;
+            b.clamp(&mut ws.k, limit, t * c.kv_dim())?;
+            b.clamp(&mut ws.v, limit, t * c.kv_dim())?;
+        }
         // Gemma 3's and OLMo 3's sliding-window layers rotate by a table of their own;
         // SmolLM3's NoPE layers by the identity.
         let window = c.attention_window.get(li).copied().flatten();

@@ -21,7 +21,8 @@ impl<B: Backend> Model<B> {
     ) -> Result<Self> {
         let c = &config;
         let (h, v) = (c.hidden_size, c.vocab_size);
-        let embed_t = w.take_opt("model.embed_tokens.weight", &[v, h])?;
+        // Apertus 1.5's embedding has more rows than its pruned head.
+        let embed_t = w.take_opt("model.embed_tokens.weight", &[c.embed_rows(), h])?;
         let head_t = w.take_opt("lm_head.weight", &[v, h])?;
         // A tied checkpoint may store the shared matrix under either name (transformers
         // loads both spellings); an untied one needs both.
@@ -69,7 +70,12 @@ impl<B: Backend> Model<B> {
                 ))
             }
         };
-        let norm = backend.upload(&w.take("model.norm.weight", &[h])?.values())?;
+        // OLMo's norms have no weight: ones, so that the backends' norm is theirs.
+        let ones = c.arch.unweighted_norms().then(|| vec![1f32; h]);
+        let norm = match &ones {
+            Some(ones) => backend.upload(ones)?,
+            None => backend.upload(&w.take("model.norm.weight", &[h])?.values())?,
+        };
         let logit_bias = logit_bias(c, &mut w, lm_head.as_ref().unwrap_or(&embed))?
             .map(|b| backend.upload(&b))
             .transpose()?;
@@ -123,8 +129,12 @@ impl<B: Backend> Model<B> {
             };
             // A LayerNorm's bias (Arch::norm_bias) beside its weight.
             let mut norm = |name: &str| -> Result<Norm<B>> {
-                let weight =
-                    backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())?;
+                let weight = match &ones {
+                    Some(ones) => backend.upload(ones)?,
+                    None => {
+                        backend.upload(&w.take(&format!("{p}.{name}.weight"), &[h])?.values())?
+                    }
+                };
                 let bias = match c.arch.norm_bias() {
                     true => {
                         Some(backend.upload(&w.take(&format!("{p}.{name}.bias"), &[h])?.values())?)

@@ -53,10 +53,11 @@ impl<B: Backend> Model<B> {
                     plan.kv_slots[i], plan.positions[i]
                 ));
             }
-            if plan.token_ids[i] as usize >= self.config.vocab_size {
+            if plan.token_ids[i] as usize >= self.config.embed_rows() {
                 return bad(format!(
                     "token id {} is outside the vocabulary ({})",
-                    plan.token_ids[i], self.config.vocab_size
+                    plan.token_ids[i],
+                    self.config.embed_rows()
                 ));
             }
         }

@@ -77,6 +77,9 @@ pub enum Op {
     /// one leaves them nearly as they are, which only a tanh accurate relative to its value
     /// near 0 gives.
     Softcap { n: usize, cap: f32 },
+    /// `clamp` of `n` values (to +-3) in place to +-1.5: about half of them past a limit, the
+    /// first four the limits themselves and the infinities.
+    Clamp { n: usize },
     /// `add` of `n` values.
     Add { n: usize },
     /// `lora_shrink` (`expand: false`) or `lora_expand` over a mixture.
@@ -425,6 +428,8 @@ pub fn cases() -> Vec<ParityCase> {
             let id = format!("softcap(n={n},cap={cap})");
             v.push(case(id, Op::Softcap { n, cap }, e));
         }
+        // Comparisons only: equal to the bit (an NMSE of 0), so any rounding fails.
+        v.push(case(format!("clamp(n={n})"), Op::Clamp { n }, 0.0));
     }
     const NA: u32 = NO_ADAPTER;
     // Mixed ranks, slot 1 does not target the module, three segments of K=3 with unused entries.

@@ -294,6 +294,15 @@ fn exec<B: Backend>(b: &B, c: &ParityCase) -> dlp_engine::Result<Vec<Output>> {
             b.softcap(&mut x, *cap, *n)?;
             vec![("x", b.download(&x, *n)?, None)]
         }
+        Op::Clamp { n } => {
+            let mut x: Vec<f32> = g.vec(*n).iter().map(|x| x * 3.0).collect();
+            // Both limits exactly, and both infinities (clamped to them).
+            let edges = [1.5, -1.5, f32::INFINITY, f32::NEG_INFINITY];
+            x.iter_mut().zip(edges).for_each(|(v, e)| *v = e);
+            let mut x = b.upload(&x)?;
+            b.clamp(&mut x, 1.5, *n)?;
+            vec![("x", b.download(&x, *n)?, None)]
+        }
         Op::Add { n } => {
             let (mut dst, src) = (b.upload(&g.vec(*n))?, b.upload(&g.vec(*n))?);
             b.add(&mut dst, &src, *n)?;

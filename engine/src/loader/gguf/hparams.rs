@@ -88,6 +88,7 @@ impl GgufFile {
             Some("gemma3") => Ok((Arch::Gemma3, "gemma3")),
             Some("granite") => Ok((Arch::Granite, "granite")),
             Some("smollm3") => Ok((Arch::SmolLM3, "smollm3")),
+            Some("olmo") => Ok((Arch::Olmo, "olmo")),
             // llama.cpp writes OLMo 3 as `olmo2` with a window.
             Some("olmo2") => match self.meta_u64("olmo2.attention.sliding_window")? {
                 Some(w) if w > 0 => Ok((Arch::Olmo3, "olmo2")),
@@ -374,9 +375,11 @@ impl GgufFile {
             // their converters leave as they are (adjacent pairs, as transformers rotates them).
             rope_interleaved: arch.rope_interleaved(),
             vocab_size,
+            input_vocab: None,
             rms_norm_eps: self.norm_eps(arch, a)?,
             rope_theta,
             attn_temperature: self.attn_temperature(arch, &key, rope_scaling.as_ref())?,
+            clip_qkv: self.clamp_kqv(arch, a)?,
             rope_scaling,
             rope_freq_factors,
             max_position_embeddings: self

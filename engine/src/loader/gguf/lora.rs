@@ -37,7 +37,7 @@ use crate::LoraModule;
 /// The `general.architecture` llama.cpp's converter writes for a model of `arch` (its
 /// `convert_hf_to_gguf.py` registry: Mistral and InternLM3 are `llama`, OLMo 3 `olmo2`),
 /// which a LoRA adapter for that model carries; `None` where llama.cpp converts no such model
-/// (Ministral, Helium, GPT-J).
+/// (Ministral, Helium, GPT-J, VaultGemma).
 pub fn gguf_arch(arch: Arch) -> Option<&'static str> {
     Some(match arch {
         Arch::Llama | Arch::Mistral | Arch::InternLM3 => "llama",
@@ -69,7 +69,8 @@ pub fn gguf_arch(arch: Arch) -> Option<&'static str> {
         Arch::Hunyuan => "hunyuan-dense",
         Arch::Apertus => "apertus",
         Arch::GptNeoX => "gptneox",
-        Arch::Ministral | Arch::Helium | Arch::GptJ => return None,
+        Arch::Olmo => "olmo",
+        Arch::Ministral | Arch::Helium | Arch::GptJ | Arch::VaultGemma => return None,
     })
 }
 

@@ -249,13 +249,15 @@ pub fn read_elsewhere(arch: Arch, name: &str) -> bool {
 
 /// Whether an `arch` file's attn_q / attn_k rows (weights, biases, a LoRA's B) are permuted
 /// by llama.cpp's converter: only its `llama` converter and those built on it (`granite`,
-/// `smollm3`, `arcee`, `mistral3`) permute them (`LlamaModel.permute`; their RoPE is GPT-J style);
+/// `smollm3`, `arcee`, `mistral3`) permute them (`LlamaModel.permute`; their RoPE is GPT-J
+/// style), and `olmo`'s, which copies the permutation of the weights but not of the biases
+/// (OLMo has none; un-permuting a bias as stored gives what llama.cpp's graph computes);
 /// `qwen2`/`qwen3`/`phi3`/`gemma*`/`nemotron`/`apertus` keep HF's layout and run NEOX RoPE,
 /// which is HF's.
 pub(crate) fn permuted_qk(arch: Arch) -> bool {
     matches!(
         arch,
-        Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee | Arch::Ministral3
+        Arch::Llama | Arch::Granite | Arch::SmolLM3 | Arch::Arcee | Arch::Ministral3 | Arch::Olmo
     )
 }
 

@@ -354,11 +354,11 @@ impl GgufFile {
         Ok(())
     }
 
-    /// The norms' eps: `<arch>.attention.layer_norm_rms_epsilon`, or a Cohere file's
-    /// `attention.layer_norm_epsilon` (its norms are LayerNorms), each required as llama.cpp
-    /// requires it.
+    /// The norms' eps: `<arch>.attention.layer_norm_rms_epsilon`, or the LayerNorm families'
+    /// `attention.layer_norm_epsilon` (Cohere's, those with norm biases, OLMo's), each required
+    /// as llama.cpp requires it.
     pub(super) fn norm_eps(&self, arch: Arch, a: &str) -> Result<f32> {
-        let key = match arch.is_cohere() || arch.norm_bias() {
+        let key = match arch.is_cohere() || arch.norm_bias() || arch.unweighted_norms() {
             true => format!("{a}.attention.layer_norm_epsilon"),
             false => format!("{a}.attention.layer_norm_rms_epsilon"),
         };
@@ -393,6 +393,10 @@ impl GgufFile {
             Arch::Hunyuan => (
                 &["attn_output", "ffn_gate", "ffn_up", "ffn_down"],
                 "llama.cpp's `hunyuan-dense` graph adds no o_proj or feed-forward bias",
+            ),
+            Arch::Olmo => (
+                &["attn_output", "ffn_gate", "ffn_up", "ffn_down"],
+                "llama.cpp's `olmo` graph adds no o_proj or feed-forward bias (OLMo has none)",
             ),
             _ => return Ok(()),
         };

@@ -1,11 +1,44 @@
 //! A GGUF's attention widths: head counts and the head width, as llama.cpp reads them; which
-//! query/key norms it has.
+//! query/key norms it has; an `olmo` file's clamp.
 
 use super::super::GgufFile;
 use crate::config::Arch;
 use crate::error::{Error, Result};
 
 impl GgufFile {
+    /// An `olmo` file's `olmo.attention.clamp_kqv` (its converter writes OLMo's `clip_qkv`):
+    /// the limit where it is > 0, as llama.cpp's `build_qkv` clamps only then; `None` where
+    /// it is absent, 0 or less, or +infinity (a clamp that changes nothing), and for the other
+    /// families (llama.cpp reads the key for MPT and DBRX too, families dlp-run does not read).
+    ///
+    /// # Errors
+    /// A limit that is not a number (NaN among them), or > 0 but too small for an f32 whose
+    /// reciprocal is one too.
+    pub(in crate::loader::gguf) fn clamp_kqv(&self, arch: Arch, a: &str) -> Result<Option<f32>> {
+        if arch != Arch::Olmo {
+            return Ok(None);
+        }
+        let key = format!("{a}.attention.clamp_kqv");
+        let expected = format!(
+            "expected 0 or less (no clamp) or {}",
+            crate::config::POSITIVE_F32
+        );
+        match self.meta_f64(&key)? {
+            Some(c) if c.is_nan() => Err(Error::format(
+                &self.path,
+                format!("metadata `{key}` is NaN; {expected}"),
+            )),
+            Some(c) if c > 0.0 && c.is_finite() => match crate::config::positive_f32(c) {
+                Some(c) => Ok(Some(c)),
+                None => Err(Error::format(
+                    &self.path,
+                    format!("metadata `{key}` is {c}; {expected}"),
+                )),
+            },
+            _ => Ok(None),
+        }
+    }
+
     /// (query heads, key/value heads) from `<arch>.attention.*`.
     pub(in crate::loader::gguf) fn head_counts(&self) -> Result<(usize, usize)> {
         let (_, a) = self.arch()?;
