@@ -98,7 +98,7 @@ fn tensor_table(files: &[PathBuf]) -> Result<String> {
     let mut s = format!("  parameters: {total} ({:.1} M)", total as f64 / 1e6);
     if vision > 0 {
         s += &format!(
-            ", of which {vision} ({:.1} M) in the vision tower and projector, which text never reaches (not loaded)",
+            ", of which {vision} ({:.1} M) in the vision tower and projector (Apertus 1.5: its image and audio tokenizers), which text never reaches (not loaded)",
             vision as f64 / 1e6
         );
     }

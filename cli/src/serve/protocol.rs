@@ -195,10 +195,12 @@ pub fn token_logprob(logits: &[f32], token: u32, top: usize) -> TokenLogprob {
             lp(own)
         },
         top: best.into_iter().map(|(i, x)| (i, lp(x))).collect(),
-        // A NaN logit (or a token past the logits) ranks last: no comparison with it holds.
-        rank: match own.is_nan() {
-            true => logits.len().max(1),
-            false => logits.iter().filter(|&&x| x >= own).count(),
+        // A NaN logit ranks last: no comparison with it holds. A token past the logits (an
+        // input-only id of a pruned head, Apertus 1.5's media tokens) after every one of them.
+        rank: match logits.get(token as usize) {
+            None => logits.len() + 1,
+            Some(x) if x.is_nan() => logits.len(),
+            Some(_) => logits.iter().filter(|&&x| x >= own).count(),
         },
     }
 }
@@ -218,7 +220,21 @@ pub fn choice_seed(seed: u64, j: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::choice_seed;
+    use super::{choice_seed, token_logprob};
+
+    /// Ranks from 1, ties sharing their last; a NaN logit last of the logits; a token past
+    /// them (an input-only id of a pruned head) after every one, with no log-probability.
+    #[test]
+    fn ranks_of_tied_nan_and_past_the_logits_tokens() {
+        let logits = [1.0, 3.0, 3.0, f32::NAN];
+        let rank = |t: u32| token_logprob(&logits, t, 2).rank;
+        assert_eq!(
+            [rank(1), rank(2), rank(0), rank(3), rank(4)],
+            [2, 2, 3, 4, 5]
+        );
+        let past = token_logprob(&logits, 9, 2);
+        assert_eq!((past.logprob, past.top.len()), (f32::NEG_INFINITY, 2));
+    }
 
     #[test]
     fn choices_of_one_seed_are_not_other_seeds() {

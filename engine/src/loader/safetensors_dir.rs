@@ -289,7 +289,7 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     bar.finish_and_clear();
     if vision > 0 {
         tracing::info!(
-            "{}: {vision} tensors of the vision tower and projector left out (text only)",
+            "{}: {vision} tensors of the vision tower and projector (or media tokenizers) left out (text only)",
             dir.display()
         );
     }
