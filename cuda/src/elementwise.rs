@@ -1,18 +1,67 @@
-//! The gated activations (`silu_mul`, `gelu_mul`: one launch shape, two kernels) and the
-//! ungated ones (`gelu`, `gelu_erf`, `relu_sq`, and `xielu` with its constants), the in-place ones (`scale`, `softcap`), the row-wise norms (`rms_norm`,
-//! `center`, the fused `add_rms_norm`), the residual `add` and `add_bias`, with the CPU
-//! reference's checks.
+//! The embedding rows' gather, the gated activations (`silu_mul`, `gelu_mul`: one launch
+//! shape, two kernels) and the ungated ones (`gelu`, `gelu_erf`, `relu_sq`, and `xielu` with
+//! its constants), the in-place ones (`scale`, `softcap`, `clamp`), the row-wise norms
+//! (`rms_norm`, `center`, the fused `add_rms_norm`), the residual `add` and `add_bias`, with
+//! the CPU reference's checks.
 
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
-use dlp_engine::Result;
+use dlp_engine::{Error, Result};
 
 use std::sync::atomic::AtomicU64;
 
 use crate::counts::LaunchCounters;
-use crate::launch::{cfg, check_len, grid_1d, int};
-use crate::CudaBackend;
+use crate::launch::{cfg, check_len, grid_1d, int, BLOCK};
+use crate::{CudaBackend, CudaStep, CudaWeight};
 
 impl CudaBackend {
+    /// `embedding` ([`dlp_engine::Backend::embedding`]): one block per token, each copying
+    /// its table row (f32, or bf16 widened) into `out`, after the CPU reference's checks.
+    pub(crate) fn embedding_impl(
+        &self,
+        table: &CudaWeight,
+        step: &CudaStep,
+        n_tokens: usize,
+        dim: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check_len("embedding", "out", out.len(), n_tokens * dim)?;
+        if table.cols != dim {
+            return Err(Error::invalid(format!(
+                "embedding: table has {} columns, expected {dim}",
+                table.cols
+            )));
+        }
+        check_len(
+            "embedding",
+            "token_ids",
+            step.plan.token_ids.len(),
+            n_tokens,
+        )?;
+        if let Some(&id) = step.plan.token_ids[..n_tokens]
+            .iter()
+            .find(|&&id| id as usize >= table.rows)
+        {
+            return Err(Error::invalid(format!(
+                "token id {id} is outside the vocabulary (size {})",
+                table.rows
+            )));
+        }
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        let d = int("embedding", dim)?;
+        let c = cfg((n_tokens as u32, 1, 1), BLOCK, 0);
+        let ids = step.token_ids();
+        if let Some(t) = &table.bf16 {
+            let mut a = self.args(&self.k.embedding_bf16);
+            a.arg(t).arg(&ids).arg(&d).arg(out);
+            return self.go("embedding", a, c);
+        }
+        let mut a = self.args(&self.k.embedding);
+        a.arg(&table.data).arg(&ids).arg(&d).arg(out);
+        self.go("embedding", a, c)
+    }
+
     /// `out[i] = act(gate[i]) * up[i]` for `n` values by kernel `f` (`op`: `silu_mul` or
     /// `gelu_mul`, whose parameters are `(gate, up, n, out)`); `count`: the launch counter to
     /// bump, after the checks, where a launch is made.
@@ -42,8 +91,8 @@ impl CudaBackend {
         self.go(op, a, grid_1d(n))
     }
 
-    /// `x[i] = f(x[i], s)` for `n` values: kernel `op(x, s, n)`, `scale` (`x * s`) or
-    /// `softcap` (`s * tanh(x / s)`).
+    /// `x[i] = f(x[i], s)` for `n` values: kernel `op(x, s, n)`, `scale` (`x * s`),
+    /// `softcap` (`s * tanh(x / s)`) or `clamp` (to `[-s, s]`).
     pub(crate) fn in_place_impl(
         &self,
         op: &'static str,

@@ -12,7 +12,7 @@ use dlp_engine::tensor::HostTensor;
 use dlp_engine::{Error, Result, Xielu};
 
 use crate::counts::LaunchCounters;
-use crate::launch::{cfg, check_len, grid_1d, int, BLOCK};
+use crate::launch::{cfg, check_len, grid_1d, int};
 use crate::{err, CudaBackend, CudaLora, CudaStep, CudaWeight};
 
 /// The device buffer of every op.
@@ -213,42 +213,7 @@ impl Backend for CudaBackend {
         dim: usize,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check_len("embedding", "out", out.len(), n_tokens * dim)?;
-        if table.cols != dim {
-            return Err(Error::invalid(format!(
-                "embedding: table has {} columns, expected {dim}",
-                table.cols
-            )));
-        }
-        check_len(
-            "embedding",
-            "token_ids",
-            step.plan.token_ids.len(),
-            n_tokens,
-        )?;
-        if let Some(&id) = step.plan.token_ids[..n_tokens]
-            .iter()
-            .find(|&&id| id as usize >= table.rows)
-        {
-            return Err(Error::invalid(format!(
-                "token id {id} is outside the vocabulary (size {})",
-                table.rows
-            )));
-        }
-        if n_tokens == 0 {
-            return Ok(());
-        }
-        let d = int("embedding", dim)?;
-        let c = cfg((n_tokens as u32, 1, 1), BLOCK, 0);
-        let ids = step.token_ids();
-        if let Some(t) = &table.bf16 {
-            let mut a = self.args(&self.k.embedding_bf16);
-            a.arg(t).arg(&ids).arg(&d).arg(out);
-            return self.go("embedding", a, c);
-        }
-        let mut a = self.args(&self.k.embedding);
-        a.arg(&table.data).arg(&ids).arg(&d).arg(out);
-        self.go("embedding", a, c)
+        self.embedding_impl(table, step, n_tokens, dim, out)
     }
 
     fn rms_norm(

@@ -177,6 +177,17 @@ fn xielu_matches_the_cpu() {
     }
 }
 
+/// `x` through the in-place kernel `op(x, s, n)` of module `op` (`softcap`, `clamp`), three
+/// blocks of 256 threads: fewer than the values, so each thread strides.
+fn in_place_kernel(op: &str, x: &[f32], s: f32) -> Vec<f32> {
+    let m = module(op, &[], Order::FORWARD).unwrap();
+    let mut got = x.to_vec();
+    let (px, n) = (dev(&mut got), x.len() as i32);
+    m.launch(op, (3, 1, 1), 256, 0, &[arg(&px), arg(&s), arg(&n)])
+        .unwrap();
+    got
+}
+
 /// `softcap` (Gemma 2's final logit cap; not yet run on a GPU) computes what the CPU reference
 /// computes within a few ulps (the device `tanhf` against Rust's), over the slope, both flat
 /// tails, huge values and a NaN, past one launch's threads.
@@ -191,17 +202,7 @@ fn softcap_matches_the_cpu() {
     let mut want = x.clone();
     let cpu = dlp_engine::cpu::CpuBackend::new();
     dlp_engine::Backend::softcap(&cpu, &mut want, cap, n).unwrap();
-    let m = module("softcap", &[], Order::FORWARD).unwrap();
-    let mut got = x.clone();
-    let (px, nn) = (dev(&mut got), n as i32);
-    m.launch(
-        "softcap",
-        (3, 1, 1),
-        256,
-        0,
-        &[arg(&px), arg(&cap), arg(&nn)],
-    )
-    .unwrap();
+    let got = in_place_kernel("softcap", &x, cap);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let close = (g - w).abs() <= 4e-7 * w.abs().max(1e-3) || (g.is_nan() && w.is_nan());
         assert!(close, "softcap({}): kernel {g}, CPU {w}", x[i]);
@@ -231,17 +232,7 @@ fn clamp_matches_the_cpu() {
     let cpu = dlp_engine::cpu::CpuBackend::new();
     dlp_engine::Backend::clamp(&cpu, &mut want, limit, n).unwrap();
     assert!(want[n - 7].is_nan() && want[n - 2] == limit && want[n - 1] == -limit);
-    let m = module("clamp", &[], Order::FORWARD).unwrap();
-    let mut got = x.clone();
-    let (px, nn) = (dev(&mut got), n as i32);
-    m.launch(
-        "clamp",
-        (3, 1, 1),
-        256,
-        0,
-        &[arg(&px), arg(&limit), arg(&nn)],
-    )
-    .unwrap();
+    let got = in_place_kernel("clamp", &x, limit);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
         assert!(same, "clamp({}): kernel {g}, CPU {w}", x[i]);

@@ -25,6 +25,7 @@ mod layernorm;
 mod longrope;
 mod ministral3;
 mod multimodal;
+mod olmo;
 mod olmo3;
 mod rope;
 mod smollm3;
@@ -488,7 +489,7 @@ impl ModelConfig {
                 Arch::Olmo => 1e-5,
                 _ => f.f64_or("rms_norm_eps", defaults.rms_norm_eps)? as f32,
             },
-            clip_qkv: olmo_clip_qkv(v, arch, path)?,
+            clip_qkv: olmo::clip_qkv(v, arch, path)?,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,
@@ -516,24 +517,6 @@ impl ModelConfig {
             parallel_norms,
         }
         .validated(path)
-    }
-}
-
-/// OLMo's `clip_qkv` (null or absent: none); `None` for the other families, which
-/// transformers reads no such key for.
-///
-/// # Errors
-/// A `clip_qkv` that is not null or a number > 0 (an f32 whose reciprocal is one too).
-fn olmo_clip_qkv(v: &Value, arch: Arch, path: &Path) -> Result<Option<f32>> {
-    match v.get("clip_qkv").filter(|c| !c.is_null()) {
-        Some(c) if arch == Arch::Olmo => match c.as_f64().and_then(positive_f32) {
-            Some(c) => Ok(Some(c)),
-            None => Err(Error::format(
-                path,
-                format!("`clip_qkv` is {c}; expected {POSITIVE_F32}, or null for none"),
-            )),
-        },
-        _ => Ok(None),
     }
 }
 

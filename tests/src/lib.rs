@@ -9,6 +9,7 @@ mod fixture_macros;
 mod golden;
 pub mod parity;
 pub mod prefix_sharing;
+mod scored_fixtures;
 mod tolerances;
 pub use golden::{
     longest_per_mixture, run_golden, run_golden_bf16_weights, run_golden_bf16_weights_with,
