@@ -237,9 +237,14 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
+        // How the weights are stored where the tensor table alone would not say what they mean.
+        let quant = match dlp_engine::config::Fp8Quant::of_hf_dir(p) {
+            Ok(Some(q)) => format!("\n  weights: {}, dequantized to f32 at load", q.describe()),
+            _ => String::new(),
+        };
         let files = weight_files(p)?;
         format!(
-            "HF model {}\n{described}\n  weight files: {}\n{}",
+            "HF model {}\n{described}{quant}\n  weight files: {}\n{}",
             p.display(),
             files.len(),
             tensor_table(&files)?

@@ -27,6 +27,7 @@ mod ministral3;
 mod multimodal;
 mod olmo;
 mod olmo3;
+mod quantization;
 mod rope;
 mod smollm3;
 mod token_ids;
@@ -41,6 +42,7 @@ pub use gemma::GemmaFeatures;
 pub use granite::GraniteScales;
 pub use longrope::LongRopeScaling;
 pub use ministral3::AttnTemperature;
+pub use quantization::Fp8Quant;
 pub use rope::{yarn_mscale, Llama3Scaling, RopeScaling, YarnScaling};
 pub(crate) use smollm3::{rope_every, NOPE_EVERY};
 use token_ids::{end_ids_in_vocab, ids_of};
@@ -235,13 +237,9 @@ impl ModelConfig {
                 format!("expected a JSON object (an HF config.json: model_type, hidden_size, ...), found {v}"),
             ));
         }
-        if let Some(q) = v.get("quantization_config").filter(|q| !q.is_null()) {
-            let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("?");
-            return Err(Error::unsupported(format!(
-                "{}: a quantized checkpoint (`quantization_config`, quant_method `{method}`): this engine reads F32, F16 and BF16 safetensors (the BF16 release, or a GGUF, of the same model)",
-                path.display()
-            )));
-        }
+        // Read again by the loader, which dequantizes; checked here so that a config it
+        // cannot load fails before anything else is read.
+        Fp8Quant::of_config(v, path)?;
         let f = Fields { v, path };
         let model_type = f.str_or("model_type", "")?;
         let archs: Vec<String> = v

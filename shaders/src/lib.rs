@@ -68,9 +68,17 @@ pub(crate) fn source(op: &str) -> &'static str {
             include_str!("../wgsl/unary.wgsl"),
             include_str!("../wgsl/xielu.wgsl")
         ),
-        "scale" => include_str!("../wgsl/scale.wgsl"),
-        "clamp" => include_str!("../wgsl/clamp.wgsl"),
+        // The in-place ops' bindings and entry point, then each op's `op`.
+        "scale" => concat!(
+            include_str!("../wgsl/in_place.wgsl"),
+            include_str!("../wgsl/scale.wgsl")
+        ),
+        "clamp" => concat!(
+            include_str!("../wgsl/in_place.wgsl"),
+            include_str!("../wgsl/clamp.wgsl")
+        ),
         "softcap" => concat!(
+            include_str!("../wgsl/in_place.wgsl"),
             include_str!("../wgsl/softcap.wgsl"),
             include_str!("../wgsl/tanh.wgsl")
         ),

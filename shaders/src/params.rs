@@ -104,7 +104,8 @@ pub struct AddBiasP {
     pub _p: [u32; 2],
 }
 
-/// `scale.wgsl` (`s`: the factor) and `softcap.wgsl` (`s`: the cap).
+/// `in_place.wgsl` (scale, clamp, softcap): `n` values, `s` the op's constant (the scale's
+/// factor, the clamp's limit, the cap).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct ScaleP {

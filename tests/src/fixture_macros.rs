@@ -258,7 +258,10 @@ macro_rules! post_norm_fixture_tests {
 /// dynamic NTK scaling within the context, made by `make_internlm3.py`; `tiny_hunyuan`:
 /// HunYuan's query/key norms after RoPE and its NTK-alpha base, made by `make_hunyuan.py`;
 /// `tiny_olmo`: OLMo's LayerNorms without weights and its `clip_qkv`; `tiny_olmo_gguf`:
-/// llama.cpp's `olmo` file, its `clamp_kqv`; made by `make_olmo.py`),
+/// llama.cpp's `olmo` file, its `clamp_kqv`; made by `make_olmo.py`; `tiny_qwen3_fp8`: an FP8
+/// checkpoint's F8_E4M3 weights times their 16×32 block scales, one linear left in BF16;
+/// `tiny_mistral_fp8`: one scale per weight and a static scheme's activation scales; made by
+/// `make_fp8.py`),
 /// each calling
 /// `$run("<fixture folder>")`. Llama's computation with biases, windows, a clamp: run where the plain
 /// fixtures run.
@@ -272,6 +275,14 @@ macro_rules! llama_variant_fixture_tests {
         #[test]
         fn tiny_olmo_gguf() {
             $run("tiny-olmo-gguf");
+        }
+        #[test]
+        fn tiny_qwen3_fp8() {
+            $run("tiny-qwen3-fp8");
+        }
+        #[test]
+        fn tiny_mistral_fp8() {
+            $run("tiny-mistral-fp8");
         }
         #[test]
         fn tiny_seed_oss() {

@@ -225,11 +225,15 @@ fn refusals() {
         &v,
         "model_type `mistral3` (Mistral3ForConditionalGeneration) needs a `text_config` object",
     );
-    // The FP8 releases: the wrapper's quantization applies to the text model.
+    // The wrapper's quantization applies to the text model: the FP8 releases' is read (the
+    // loader dequantizes), another method is refused.
     let mut v = ministral3_8b();
-    v["quantization_config"] = json!({"quant_method": "fp8", "weight_block_size": null});
+    v["quantization_config"] = json!({"quant_method": "fp8", "weight_block_size": null,
+                                      "activation_scheme": "static"});
+    read(&v).unwrap();
+    v["quantization_config"] = json!({"quant_method": "awq", "bits": 4});
     refused(
         &v,
-        "a quantized checkpoint (`quantization_config`, quant_method `fp8`)",
+        "a quantized checkpoint (`quantization_config`, quant_method `awq`)",
     );
 }

@@ -3,6 +3,7 @@
 
 pub mod apertus;
 pub mod exaone;
+pub mod fp8;
 pub mod fused;
 pub mod gemma;
 pub mod gguf;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::{Dtype, SafeTensors};
 
+use crate::config::Fp8Quant;
 use crate::error::{Error, Result};
 use crate::tensor::{HostTensor, WeightMap};
 
@@ -18,10 +19,28 @@ pub fn mmap(path: &Path) -> Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))
 }
 
-/// Calls `f(name, tensor)` for every tensor of a safetensors file, upcast to f32.
+/// Calls `f(name, tensor)` for every tensor of a safetensors file, upcast to f32. 8-bit floats
+/// are refused: their values mean something only with the scales that an FP8 model checkpoint
+/// declares ([`load_hf_weights`] reads those).
 pub fn for_each_tensor(
     path: &Path,
     mut f: impl FnMut(String, HostTensor) -> Result<()>,
+) -> Result<()> {
+    for_each_typed(path, |name, dtype, t| {
+        if float8(dtype) || dtype == Dtype::F8_E8M0 {
+            return Err(Error::format(
+                path,
+                format!("tensor `{name}` is an 8-bit float ({dtype:?}): only an FP8 model checkpoint's weights are read in that form, with the scales its config.json declares"),
+            ));
+        }
+        f(name, t)
+    })
+}
+
+/// As [`for_each_tensor`], with each tensor's stored dtype.
+fn for_each_typed(
+    path: &Path,
+    mut f: impl FnMut(String, Dtype, HostTensor) -> Result<()>,
 ) -> Result<()> {
     let map = mmap(path)?;
     let st = SafeTensors::deserialize(&map).map_err(|e| {
@@ -41,7 +60,11 @@ pub fn for_each_tensor(
         }
         let data = to_f32(view.dtype(), view.data())
             .map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
-        f(name, HostTensor::new(view.shape().to_vec(), data))?;
+        f(
+            name,
+            view.dtype(),
+            HostTensor::new(view.shape().to_vec(), data),
+        )?;
     }
     Ok(())
 }
@@ -64,7 +87,13 @@ fn saved_buffer(name: &str, dtype: Dtype) -> bool {
     dtype == Dtype::BOOL || BUFFERS.iter().any(|b| name.ends_with(b))
 }
 
-/// Converts raw little-endian bytes of `dtype` to f32.
+/// Whether `dtype` is an 8-bit float that holds a quantized weight ([`super::fp8`]).
+fn float8(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F8_E4M3 | Dtype::F8_E5M2)
+}
+
+/// Converts raw little-endian bytes of `dtype` to f32 (8-bit floats exactly, as stored: an
+/// FP8 checkpoint's scales are applied by [`super::fp8::dequantize`]).
 pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
     let chunks = |n: usize| bytes.chunks_exact(n);
     Ok(match dtype {
@@ -80,9 +109,12 @@ pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> std::result::Result<Vec<f32>, Strin
         Dtype::F64 => chunks(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
+        Dtype::F8_E4M3 => bytes.iter().map(|&b| super::fp8::e4m3_to_f32(b)).collect(),
+        Dtype::F8_E5M2 => bytes.iter().map(|&b| super::fp8::e5m2_to_f32(b)).collect(),
+        Dtype::F8_E8M0 => bytes.iter().map(|&b| super::fp8::e8m0_to_f32(b)).collect(),
         other => {
             return Err(format!(
-                "dtype {other:?} is not supported (expected F32, F16, BF16 or F64)"
+                "dtype {other:?} is not supported (expected F32, F16, BF16, F64, or an FP8 checkpoint's F8_E4M3 with its scales)"
             ))
         }
     })
@@ -226,8 +258,9 @@ fn disagreements(dir: &Path, entries: Vec<(String, String)>) -> Result<Vec<Strin
     Ok(why)
 }
 
-/// All weights of an HF model directory, with a progress bar for large models.
-pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
+/// All weights of an HF model directory, with a progress bar for large models; an FP8
+/// checkpoint's (`quant`, from its config) dequantized to f32 ([`super::fp8`]).
+pub fn load_hf_weights(dir: &Path, quant: Option<&Fp8Quant>) -> Result<WeightMap> {
     // The index read once: its shards are the files, and it is checked against them.
     let index = index_path(dir)
         .map(|i| read_index(dir, &i).map(|e| (i, e)))
@@ -262,8 +295,9 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
     let (mut vision, mut prediction) = (0, 0);
+    let mut float8_names = Vec::new();
     for file in &files {
-        for_each_tensor(file, |name, t| {
+        for_each_typed(file, |name, dtype, t| {
             if super::multimodal::vision_tensor(&name) {
                 vision += 1;
                 return Ok(());
@@ -282,11 +316,27 @@ pub fn load_hf_weights(dir: &Path) -> Result<WeightMap> {
                     format!("tensor `{name}` is also in shard `{first}` of this model; keep one"),
                 ));
             }
+            if float8(dtype) {
+                float8_names.push(name.clone());
+            }
             map.insert(name, t, file)
         })?;
         bar.inc(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
     }
     bar.finish_and_clear();
+    let done = super::fp8::dequantize(&mut map, quant, &float8_names)?;
+    if let Some(q) = quant.filter(|_| done.weights > 0) {
+        let dropped = match done.activation_scales + done.cache_scales {
+            0 => String::new(),
+            n => format!("; {n} activation and KV-cache scales (for FP8 kernels) left out"),
+        };
+        tracing::info!(
+            "{}: {}: {} weights dequantized to f32 at load, as transformers does without an FP8 GPU{dropped}",
+            dir.display(),
+            q.describe(),
+            done.weights
+        );
+    }
     if vision > 0 {
         tracing::info!(
             "{}: {vision} tensors of the vision tower and projector (or media tokenizers) left out (text only)",
@@ -373,6 +423,13 @@ mod tests {
         );
         let e = for_each_tensor(&p, |_, _| Ok(())).unwrap_err().to_string();
         assert!(e.contains("dtype U8 is not supported"), "{e}");
+        // An 8-bit float outside an FP8 checkpoint's load (an adapter's, say) has no scales.
+        let p = write(
+            "f.safetensors",
+            ("base_model.model.lm_head.lora_A.weight", Dtype::F8_E4M3),
+        );
+        let e = for_each_tensor(&p, |_, _| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("is an 8-bit float (F8_E4M3)"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -186,3 +186,43 @@ fn unknown_architecture() {
         &["config.json", "unknown architecture", "bloom"],
     );
 }
+
+/// An FP8 checkpoint is read only with the scales its config declares: without its
+/// `quantization_config` the 8-bit weights are refused (their values alone are not the
+/// weights), a block size that does not match the stored scale grid names the tensor, and
+/// another quantization method is refused by name. (The golden tests check the values.)
+#[test]
+fn fp8_checkpoints_are_read_with_their_declared_scales() {
+    let Some((_t, d)) = tmp_copy("tiny-qwen3-fp8") else {
+        return;
+    };
+    let files = ModelFiles::load(&d).unwrap();
+    assert!(!files.weights.names().any(|n| n.contains("scale")));
+    let config = d.join("config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    edit_json(&config, |v| {
+        v.as_object_mut().unwrap().remove("quantization_config");
+    });
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &[
+            "model.safetensors",
+            "tensor `model.layers.0.mlp.down_proj.weight` is an 8-bit float, but config.json declares no FP8",
+        ],
+    );
+    std::fs::write(&config, &original).unwrap();
+    edit_json(&config, |v| {
+        v["quantization_config"]["weight_block_size"] = serde_json::json!([32, 16]);
+    });
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &["`model.layers.0.mlp.down_proj.weight_scale_inv` has shape [4, 5], but FP8 weight `model.layers.0.mlp.down_proj.weight` [64, 160] needs one scale, or [2, 10]: one per 32×16 block"],
+    );
+    edit_json(&config, |v| {
+        v["quantization_config"] = serde_json::json!({"quant_method": "bitsandbytes"});
+    });
+    must_contain(
+        &err_of(ModelFiles::load(&d)),
+        &["config.json", "quant_method `bitsandbytes`"],
+    );
+}
