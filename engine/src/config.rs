@@ -11,6 +11,7 @@ mod activation;
 mod apertus;
 mod arch;
 mod cohere;
+mod compressed_tensors;
 mod defaults;
 mod falcon;
 mod fields;

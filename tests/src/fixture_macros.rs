@@ -260,8 +260,9 @@ macro_rules! post_norm_fixture_tests {
 /// `tiny_olmo`: OLMo's LayerNorms without weights and its `clip_qkv`; `tiny_olmo_gguf`:
 /// llama.cpp's `olmo` file, its `clamp_kqv`; made by `make_olmo.py`; `tiny_qwen3_fp8`: an FP8
 /// checkpoint's F8_E4M3 weights times their 16×32 block scales, one linear left in BF16;
-/// `tiny_mistral_fp8`: one scale per weight and a static scheme's activation scales; made by
-/// `make_fp8.py`),
+/// `tiny_mistral_fp8`: one scale per weight and a static scheme's activation scales;
+/// `tiny_llama_ct_fp8`: compressed-tensors' FP8 form, a BF16 scale per output channel, the
+/// product rounded to BF16; made by `make_fp8.py`),
 /// each calling
 /// `$run("<fixture folder>")`. Llama's computation with biases, windows, a clamp: run where the plain
 /// fixtures run.
@@ -283,6 +284,10 @@ macro_rules! llama_variant_fixture_tests {
         #[test]
         fn tiny_mistral_fp8() {
             $run("tiny-mistral-fp8");
+        }
+        #[test]
+        fn tiny_llama_ct_fp8() {
+            $run("tiny-llama-ct-fp8");
         }
         #[test]
         fn tiny_seed_oss() {

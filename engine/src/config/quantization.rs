@@ -1,5 +1,6 @@
 //! A checkpoint's `quantization_config`: FP8 checkpoints (transformers' FineGrainedFP8,
-//! `quant_method: "fp8"`) are read; every other method is refused by name.
+//! `quant_method: "fp8"`, and compressed-tensors' FP8 forms, [`super::compressed_tensors`]) are
+//! read; every other method is refused by name.
 //!
 //! FP8 checkpoints store each quantized linear's `weight` as F8_E4M3 values and a
 //! `weight_scale_inv` beside it (one value, F32 or BF16, per block of `weight_block_size` or per
@@ -24,6 +25,20 @@ pub struct Fp8Quant {
     /// scale per tensor where it has one (transformers derives every block so; vLLM reads an
     /// absent key as per tensor, AutoFP8's case).
     pub block: Option<[usize; 2]>,
+    /// The product is rounded to the scale's stored dtype where that is BF16 or F16, as
+    /// compressed-tensors' `dequantize` forms it (`dtype = scale.dtype`); false for
+    /// FineGrainedFP8, whose `Fp8Dequantize` multiplies in f32 whatever the scale's dtype.
+    pub round_to_scale_dtype: bool,
+}
+
+/// A block size `[rows, columns]`: two positive whole numbers, else `None`.
+pub(super) fn two_sizes(b: &Value) -> Option<[usize; 2]> {
+    match b.as_array()?.as_slice() {
+        [r, c] => {
+            Some([r.as_u64()?, c.as_u64()?].map(|n| n as usize)).filter(|s| s[0] > 0 && s[1] > 0)
+        }
+        _ => None,
+    }
 }
 
 impl Fp8Quant {
@@ -41,9 +56,12 @@ impl Fp8Quant {
             )
         };
         let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("?");
+        if method == "compressed-tensors" {
+            return super::compressed_tensors::read(q, path).map(Some);
+        }
         if method != "fp8" {
             return Err(Error::unsupported(format!(
-                "{}: a quantized checkpoint (`quantization_config`, quant_method `{method}`): this engine reads F32, F16 and BF16 safetensors and FP8 ones (quant_method `fp8`); use the BF16 release, or a GGUF, of the same model",
+                "{}: a quantized checkpoint (`quantization_config`, quant_method `{method}`): this engine reads F32, F16 and BF16 safetensors and FP8 ones (quant_method `fp8`, or `compressed-tensors` with FP8 weights); use the BF16 release, or a GGUF, of the same model",
                 path.display()
             )));
         }
@@ -67,25 +85,13 @@ impl Fp8Quant {
         }
         let block = match q.get("weight_block_size") {
             None | Some(Value::Null) => None,
-            Some(b) => {
-                let sizes: Vec<usize> = (b.as_array().into_iter().flatten())
-                    .filter_map(Value::as_u64)
-                    .filter(|&n| n > 0)
-                    .map(|n| n as usize)
-                    .collect();
-                match sizes[..] {
-                    [rows, cols] if b.as_array().is_some_and(|a| a.len() == 2) => {
-                        Some([rows, cols])
-                    }
-                    _ => {
-                        return Err(bad(
-                            "weight_block_size",
-                            "two positive whole numbers [rows, columns], or null",
-                            b,
-                        ))
-                    }
-                }
-            }
+            Some(b) => Some(two_sizes(b).ok_or_else(|| {
+                bad(
+                    "weight_block_size",
+                    "two positive whole numbers [rows, columns], or null",
+                    b,
+                )
+            })?),
         };
         if let Some(f) = q.get("scale_fmt").filter(|f| !f.is_null()) {
             // ue8m0 scales are powers of two; the stored dtype says how to read them (F32 and
@@ -102,7 +108,10 @@ impl Fp8Quant {
                 )));
             }
         }
-        Ok(Some(Fp8Quant { block }))
+        Ok(Some(Fp8Quant {
+            block,
+            round_to_scale_dtype: false,
+        }))
     }
 
     /// [`Fp8Quant::of_config`] of `dir/config.json` (an HF model directory's; a wrapper's
@@ -150,7 +159,8 @@ mod tests {
         assert_eq!(
             read(qwen3).unwrap(),
             Some(Fp8Quant {
-                block: Some([128, 128])
+                block: Some([128, 128]),
+                round_to_scale_dtype: false,
             })
         );
         // Ministral 3's: one scale per tensor, static activations.
@@ -175,7 +185,7 @@ mod tests {
     fn other_methods_and_bad_values_are_refused() {
         refused(
             json!({"quant_method": "gptq", "bits": 4}),
-            "quant_method `gptq`): this engine reads F32, F16 and BF16 safetensors and FP8",
+            "quant_method `gptq`): this engine reads F32, F16 and BF16 safetensors and FP8 ones (quant_method `fp8`, or `compressed-tensors` with FP8 weights)",
         );
         refused(json!({"bits": 4}), "quant_method `?`");
         refused(

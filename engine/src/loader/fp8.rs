@@ -8,6 +8,7 @@
 //! PyTorch's `float8_e4m3fn` (no infinities; `S.1111.111` is NaN), E5M2 as IEEE half's top
 //! byte, and E8M0 (`float8_e8m0fnu`, DeepSeek's `ue8m0` scales) a bare biased exponent.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::Fp8Quant;
@@ -66,6 +67,35 @@ const CACHE_SCALES: [&str; 5] = [
     ".output_scale",
 ];
 
+/// A scale stored as a 16-bit float: compressed-tensors forms the product in that dtype.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HalfScale {
+    /// BF16.
+    Bf16,
+    /// F16 (IEEE half).
+    F16,
+}
+
+impl HalfScale {
+    /// `v` rounded to this dtype (to nearest, ties to even, as PyTorch rounds a product).
+    fn round(self, v: f32) -> f32 {
+        match self {
+            HalfScale::Bf16 => half::bf16::from_f32(v).to_f32(),
+            HalfScale::F16 => half::f16::from_f32(v).to_f32(),
+        }
+    }
+}
+
+/// How a checkpoint stored the tensors [`dequantize`] reads (the map holds their values as f32
+/// either way): the names of the 8-bit float tensors, and the scales stored as 16-bit floats.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// Tensors stored as F8_E4M3 or F8_E5M2.
+    pub float8: Vec<String>,
+    /// Scales (`*weight_scale*`) stored as BF16 or F16.
+    pub half_scales: HashMap<String, HalfScale>,
+}
+
 /// What [`dequantize`] did, for the load's log line.
 #[derive(Debug, Default, PartialEq)]
 pub struct Dequantized {
@@ -82,9 +112,10 @@ fn file_of<'a>(map: &'a WeightMap, name: &str) -> &'a Path {
     map.file_of(name).unwrap_or(&map.origin)
 }
 
-/// Multiplies out every FP8 weight of `map`: `float8` names the tensors that were stored as an
-/// 8-bit float (now in `map` as their exact f32 values), `quant` is the config's declaration
-/// (`None`: it declared none). Each scale `<stem>.weight_scale_inv` (or `<stem>.weight_scale`)
+/// Multiplies out every FP8 weight of `map`: `stored.float8` names the tensors that were stored
+/// as an 8-bit float (now in `map` as their exact f32 values), `quant` is the config's
+/// declaration (`None`: it declared none). The product is f32, rounded to a 16-bit scale's dtype
+/// where [`Fp8Quant::round_to_scale_dtype`] says so. Each scale `<stem>.weight_scale_inv` (or `<stem>.weight_scale`)
 /// is removed once applied, as are the `activation_scale` / `input_scale` of quantized linears
 /// and the checkpoint's KV-cache scales.
 ///
@@ -99,10 +130,10 @@ fn file_of<'a>(map: &'a WeightMap, name: &str) -> &'a Path {
 pub fn dequantize(
     map: &mut WeightMap,
     quant: Option<&Fp8Quant>,
-    float8: &[String],
+    stored: &Stored,
 ) -> Result<Dequantized> {
     let mut done = Dequantized::default();
-    let mut float8 = float8.to_vec();
+    let mut float8 = stored.float8.clone();
     float8.sort();
     for name in &float8 {
         let Some(quant) = quant else {
@@ -163,10 +194,14 @@ pub fn dequantize(
                 )
             })?
         };
+        let round = (stored.half_scales.get(&scale_name)).filter(|_| quant.round_to_scale_dtype);
         for (r, row) in w.data.chunks_exact_mut(cols.max(1)).enumerate() {
             let scales = &scale.data[(r / block[0]) * grid_cols..];
             for (c, v) in row.iter_mut().enumerate() {
                 *v *= scales[c / block[1]];
+                if let Some(h) = round {
+                    *v = h.round(*v);
+                }
             }
         }
         // Stored values and scales are finite (the map refuses others); their product may not be.
@@ -295,7 +330,17 @@ mod tests {
     const Q: &str = "model.layers.0.self_attn.q_proj.";
 
     fn quant(block: Option<[usize; 2]>) -> Fp8Quant {
-        Fp8Quant { block }
+        Fp8Quant {
+            block,
+            round_to_scale_dtype: false,
+        }
+    }
+
+    fn float8(names: &[String]) -> Stored {
+        Stored {
+            float8: names.to_vec(),
+            half_scales: HashMap::new(),
+        }
     }
 
     /// Blocks of 2 rows × 2 columns over a 3×5 weight (partial blocks at both edges, as
@@ -310,7 +355,7 @@ mod tests {
             ("model.norm.weight".into(), vec![5], vec![1.0; 5]),
         ]);
         let q = quant(Some([2, 2]));
-        let done = dequantize(&mut m, Some(&q), &[format!("{Q}weight")]).unwrap();
+        let done = dequantize(&mut m, Some(&q), &float8(&[format!("{Q}weight")])).unwrap();
         assert_eq!(done.weights, 1);
         let got = &m.get_mut(&format!("{Q}weight")).unwrap().data;
         let want = [
@@ -334,7 +379,8 @@ mod tests {
             (format!("{Q}activation_scale"), vec![], vec![3.0]),
             ("model.layers.0.self_attn.k_scale".into(), vec![], vec![2.0]),
         ]);
-        let done = dequantize(&mut m, Some(&quant(None)), &[format!("{Q}weight")]).unwrap();
+        let done =
+            dequantize(&mut m, Some(&quant(None)), &float8(&[format!("{Q}weight")])).unwrap();
         assert_eq!(
             done,
             Dequantized {
@@ -350,7 +396,7 @@ mod tests {
             (format!("{Q}weight"), vec![2, 4], vec![1.0; 8]),
             (format!("{Q}weight_scale_inv"), vec![1, 2], vec![2.0, 3.0]),
         ]);
-        dequantize(&mut m, Some(&quant(None)), &[format!("{Q}weight")]).unwrap();
+        dequantize(&mut m, Some(&quant(None)), &float8(&[format!("{Q}weight")])).unwrap();
         let got = &m.get_mut(&format!("{Q}weight")).unwrap().data;
         assert_eq!(got[..], [2.0, 2.0, 3.0, 3.0, 2.0, 2.0, 3.0, 3.0]);
         // AutoFP8's names (as vLLM reads them): `weight_scale` and `input_scale`.
@@ -359,19 +405,45 @@ mod tests {
             (format!("{Q}weight_scale"), vec![1], vec![0.5]),
             (format!("{Q}input_scale"), vec![1], vec![0.1]),
         ]);
-        let done = dequantize(&mut m, Some(&quant(None)), &[format!("{Q}weight")]).unwrap();
+        let done =
+            dequantize(&mut m, Some(&quant(None)), &float8(&[format!("{Q}weight")])).unwrap();
         assert_eq!((done.weights, done.activation_scales), (1, 1));
         assert_eq!(m.names().count(), 1);
         assert_eq!(m.get_mut(&format!("{Q}weight")).unwrap().data, [1.0, -2.0]);
     }
 
+    /// compressed-tensors' product in a BF16 scale's dtype: rounded to BF16 (to nearest, ties
+    /// to even); FineGrainedFP8's stays f32 with the same BF16 scale.
+    #[test]
+    fn half_scales_round_the_product_where_asked() {
+        // 1.125 * (1 + 2^-7) = 1.125 + 1.125 * 2^-7: between two BF16 values.
+        let scale = 1.0 + 2f32.powi(-7);
+        let exact = 1.125 * scale;
+        for (round, want) in [(true, half::bf16::from_f32(exact).to_f32()), (false, exact)] {
+            let mut m = map(&[
+                (format!("{Q}weight"), vec![1, 1], vec![1.125]),
+                (format!("{Q}weight_scale"), vec![1, 1], vec![scale]),
+            ]);
+            let mut stored = float8(&[format!("{Q}weight")]);
+            (stored.half_scales).insert(format!("{Q}weight_scale"), HalfScale::Bf16);
+            let q = Fp8Quant {
+                block: None,
+                round_to_scale_dtype: round,
+            };
+            dequantize(&mut m, Some(&q), &stored).unwrap();
+            assert_eq!(m.get_mut(&format!("{Q}weight")).unwrap().data, [want]);
+        }
+        assert_ne!(half::bf16::from_f32(exact).to_f32(), exact);
+        assert_eq!(HalfScale::F16.round(1.0 + 2f32.powi(-12)), 1.0);
+    }
+
     fn refused(tensors: &[Named], q: Option<Fp8Quant>, want: &str) {
         let mut m = map(tensors);
-        let float8: Vec<String> = (tensors.iter())
+        let names: Vec<String> = (tensors.iter())
             .filter(|(n, _, _)| n.ends_with("weight"))
             .map(|(n, _, _)| n.clone())
             .collect();
-        let e = dequantize(&mut m, q.as_ref(), &float8)
+        let e = dequantize(&mut m, q.as_ref(), &float8(&names))
             .unwrap_err()
             .to_string();
         assert!(e.contains(want), "{e}\nwanted: {want}");
@@ -425,12 +497,16 @@ mod tests {
         );
         // A scale beside a weight stored in BF16.
         let mut m = map(&[w(vec![4, 4]), s(vec![], 1.0)]);
-        let e = dequantize(&mut m, block.as_ref(), &[])
+        let e = dequantize(&mut m, block.as_ref(), &Stored::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("belongs to no FP8 weight"), "{e}");
         let mut m = map(&[("model.embed_tokens.bias".into(), vec![2], vec![1.0; 2])]);
-        let e = dequantize(&mut m, block.as_ref(), &["model.embed_tokens.bias".into()]);
+        let e = dequantize(
+            &mut m,
+            block.as_ref(),
+            &float8(&["model.embed_tokens.bias".into()]),
+        );
         assert!(e
             .unwrap_err()
             .to_string()

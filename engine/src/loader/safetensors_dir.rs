@@ -295,7 +295,7 @@ pub fn load_hf_weights(dir: &Path, quant: Option<&Fp8Quant>) -> Result<WeightMap
     let bar = progress_bar(total, "loading weights");
     let mut map = WeightMap::new(dir);
     let (mut vision, mut prediction) = (0, 0);
-    let mut float8_names = Vec::new();
+    let mut stored = super::fp8::Stored::default();
     for file in &files {
         for_each_typed(file, |name, dtype, t| {
             if super::multimodal::vision_tensor(&name) {
@@ -317,14 +317,22 @@ pub fn load_hf_weights(dir: &Path, quant: Option<&Fp8Quant>) -> Result<WeightMap
                 ));
             }
             if float8(dtype) {
-                float8_names.push(name.clone());
+                stored.float8.push(name.clone());
+            }
+            let half = match dtype {
+                Dtype::BF16 => Some(super::fp8::HalfScale::Bf16),
+                Dtype::F16 => Some(super::fp8::HalfScale::F16),
+                _ => None,
+            };
+            if let Some(h) = half.filter(|_| name.contains("weight_scale")) {
+                stored.half_scales.insert(name.clone(), h);
             }
             map.insert(name, t, file)
         })?;
         bar.inc(std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
     }
     bar.finish_and_clear();
-    let done = super::fp8::dequantize(&mut map, quant, &float8_names)?;
+    let done = super::fp8::dequantize(&mut map, quant, &stored)?;
     if let Some(q) = quant.filter(|_| done.weights > 0) {
         let dropped = match done.activation_scales + done.cache_scales {
             0 => String::new(),
