@@ -36,7 +36,10 @@ fn encode(pre: &'static str, tokens: &[&str], merges: &[&str], texts: &[&str]) -
     };
     let dir = std::env::temp_dir().join(format!("dlp-gguf-pre-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(format!("{pre}.gguf"));
+    // A file per call: the tests run side by side and write the same groups.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = dir.join(format!("{pre}-{call}.gguf"));
     std::fs::write(&p, w.bytes()).unwrap();
     let tok = TextTokenizer::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();
     texts.iter().map(|t| tok.encode(t).unwrap()).collect()

@@ -26,12 +26,12 @@ pub(super) fn read(q: &Value, path: &Path) -> Result<Fp8Quant> {
         ))
     };
     let str_of = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
-    let status = str_of(q, "quantization_status");
-    if status.as_deref().is_some_and(|s| s != "compressed") {
-        return Err(refuse(format!(
-            "`quantization_status` `{}` (the weights are not stored compressed)",
-            status.unwrap_or_default()
-        )));
+    if let Some(status) = q.get("quantization_status").filter(|s| !s.is_null()) {
+        if status.as_str() != Some("compressed") {
+            return Err(refuse(format!(
+                "`quantization_status` {status} (the weights are not stored compressed)"
+            )));
+        }
     }
     for key in ["sparsity_config", "transform_config"] {
         // llm-compressor writes `"sparsity_config": {}` for none.
@@ -74,7 +74,9 @@ pub(super) fn read(q: &Value, path: &Path) -> Result<Fp8Quant> {
                 bits.map_or("?".into(), |b| b.to_string())
             )));
         }
-        if w.get("symmetric").and_then(Value::as_bool) == Some(false) {
+        if w.get("symmetric")
+            .is_some_and(|s| !s.is_null() && s.as_bool() != Some(true))
+        {
             return Err(refuse(format!(
                 "config group `{name}`'s asymmetric weights (zero points)"
             )));
@@ -193,13 +195,14 @@ mod tests {
         );
         refused(&w("num_bits", json!(4)), "weights of type float, 4 bits");
         refused(&w("symmetric", json!(false)), "asymmetric weights");
+        refused(&w("symmetric", json!("false")), "asymmetric weights");
         refused(
             &w("strategy", json!("tensor_group")),
             "strategy `tensor_group`",
         );
         refused(
             &edited(&|v| v["quantization_status"] = json!("frozen")),
-            "`quantization_status` `frozen`",
+            "`quantization_status` \"frozen\"",
         );
         refused(
             &edited(&|v| v["sparsity_config"] = json!({"format": "sparse-24-bitmask"})),

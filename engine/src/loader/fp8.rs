@@ -135,6 +135,15 @@ pub fn dequantize(
     let mut done = Dequantized::default();
     let mut float8 = stored.float8.clone();
     float8.sort();
+    if let Some(scale) = float8
+        .iter()
+        .find(|n| SCALES.iter().any(|s| n.ends_with(s)))
+    {
+        return Err(Error::format(
+            file_of(map, scale),
+            format!("scale `{scale}` is stored as an 8-bit float (F8_E4M3 or F8_E5M2): scales are F32, BF16, F16 or F8_E8M0"),
+        ));
+    }
     for name in &float8 {
         let Some(quant) = quant else {
             return Err(Error::format(
@@ -217,6 +226,17 @@ pub fn dequantize(
                 done.activation_scales += 1;
             }
         }
+        // A symmetric scheme's zero points (older llm-compressor wrote them) are all zero; any
+        // other would shift every value, which these weights are not read with.
+        let zero_point = format!("{stem}weight_zero_point");
+        if let Some(z) = map.remove(&zero_point) {
+            if let Some(v) = z.data.iter().find(|v| **v != 0.0) {
+                return Err(Error::format(
+                    &file,
+                    format!("`{zero_point}` holds {v}: asymmetric (zero-point) weights are not read; only symmetric FP8 ones, whose zero points are all 0"),
+                ));
+            }
+        }
     }
     let stray = (map.names()).find_map(|n| {
         let stem = SCALES.iter().find_map(|s| n.strip_suffix(s))?;
@@ -258,7 +278,7 @@ fn block_of(
             }
             _ => {
                 return Err(
-                    "one scale, or a [rows', cols'] grid that divides it (the config gives no weight_block_size)"
+                    "one scale, or a [rows', cols'] grid that divides it (the config gives no one block size for every weight)"
                         .into(),
                 )
             }
@@ -494,6 +514,24 @@ mod tests {
             &[w(vec![4, 4]), s(vec![], 1.0), (format!("{Q}weight_scale"), vec![], vec![1.0])],
             block.clone(),
             "has two scales, `model.layers.0.self_attn.q_proj.weight_scale_inv` and `model.layers.0.self_attn.q_proj.weight_scale`",
+        );
+        let zp = |v: f32| (format!("{Q}weight_zero_point"), vec![], vec![v]);
+        refused(
+            &[w(vec![4, 4]), s(vec![], 1.0), zp(3.0)],
+            block.clone(),
+            "`model.layers.0.self_attn.q_proj.weight_zero_point` holds 3: asymmetric",
+        );
+        let mut m = map(&[w(vec![4, 4]), s(vec![], 1.0), zp(0.0)]);
+        dequantize(&mut m, block.as_ref(), &float8(&[format!("{Q}weight")])).unwrap();
+        assert_eq!(m.names().count(), 1);
+        // A scale stored as an 8-bit float, named as the file holds it.
+        let mut m = map(&[w(vec![4, 4]), s(vec![], 1.0)]);
+        let names = [format!("{Q}weight"), format!("{Q}weight_scale_inv")];
+        let e = dequantize(&mut m, block.as_ref(), &float8(&names)).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("is stored as an 8-bit float"),
+            "{e}"
         );
         // A scale beside a weight stored in BF16.
         let mut m = map(&[w(vec![4, 4]), s(vec![], 1.0)]);

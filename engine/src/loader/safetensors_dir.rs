@@ -319,6 +319,14 @@ pub fn load_hf_weights(dir: &Path, quant: Option<&Fp8Quant>) -> Result<WeightMap
             if float8(dtype) {
                 stored.float8.push(name.clone());
             }
+            // E8M0 holds powers of two: a block scale's form (DeepSeek's ue8m0), no weight's.
+            if dtype == Dtype::F8_E8M0 && !name.ends_with("_scale_inv") && !name.ends_with("_scale")
+            {
+                return Err(Error::format(
+                    file,
+                    format!("tensor `{name}` is F8_E8M0 (powers of two), which only an FP8 checkpoint's scales are stored in"),
+                ));
+            }
             let half = match dtype {
                 Dtype::BF16 => Some(super::fp8::HalfScale::Bf16),
                 Dtype::F16 => Some(super::fp8::HalfScale::F16),
@@ -438,6 +446,17 @@ mod tests {
         );
         let e = for_each_tensor(&p, |_, _| Ok(())).unwrap_err().to_string();
         assert!(e.contains("is an 8-bit float (F8_E4M3)"), "{e}");
+        // In a model folder, E8M0 is read as a scale's form only.
+        std::fs::rename(
+            write("x", ("model.norm.weight", Dtype::F8_E8M0)),
+            dir.join("model.safetensors"),
+        )
+        .unwrap();
+        let e = load_hf_weights(&dir, None).err().unwrap().to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("tensor `model.norm.weight` is F8_E8M0"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
