@@ -231,20 +231,24 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     } else if p.is_dir() {
         // A model this engine cannot run is still described, with the reason (as a GGUF is).
         let described = match ModelConfig::from_hf_dir(p) {
-            Ok(cfg) => config_text(&cfg),
+            // How the weights are stored where the tensor table alone would not say what
+            // they mean.
+            Ok(cfg) => match &cfg.quantization {
+                Some(q) => format!(
+                    "{}\n  weights: {}, dequantized to f32 at load",
+                    config_text(&cfg),
+                    q.describe()
+                ),
+                None => config_text(&cfg),
+            },
             Err(e) if p.join("config.json").is_file() => {
                 format!("{}\n  not loadable as a model: {e}", raw_config_text(p))
             }
             Err(e) => return Err(e.into()),
         };
-        // How the weights are stored where the tensor table alone would not say what they mean.
-        let quant = match dlp_engine::config::Fp8Quant::of_hf_dir(p) {
-            Ok(Some(q)) => format!("\n  weights: {}, dequantized to f32 at load", q.describe()),
-            _ => String::new(),
-        };
         let files = weight_files(p)?;
         format!(
-            "HF model {}\n{described}{quant}\n  weight files: {}\n{}",
+            "HF model {}\n{described}\n  weight files: {}\n{}",
             p.display(),
             files.len(),
             tensor_table(&files)?

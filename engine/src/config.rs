@@ -97,6 +97,10 @@ pub struct ModelConfig {
     /// clamped to `[-c, c]` before anything else reads them ([`crate::Backend::clamp`]);
     /// `None` for no clamp and for the other families.
     pub clip_qkv: Option<f32>,
+    /// How an HF checkpoint stores its weights where they are FP8 (`quantization_config`), for
+    /// the loader, which dequantizes them ([`crate::loader::fp8`]); `None` for unquantized
+    /// checkpoints and GGUF files.
+    pub quantization: Option<Fp8Quant>,
     /// Llama 4's attention temperature (Ministral 3's): queries scaled by position past its
     /// step ([`AttnTemperature`]); `None` for the other families.
     pub attn_temperature: Option<AttnTemperature>,
@@ -238,9 +242,8 @@ impl ModelConfig {
                 format!("expected a JSON object (an HF config.json: model_type, hidden_size, ...), found {v}"),
             ));
         }
-        // Read again by the loader, which dequantizes; checked here so that a config it
-        // cannot load fails before anything else is read.
-        Fp8Quant::of_config(v, path)?;
+        // First: a quantization that cannot be loaded fails before anything else is read.
+        let quantization = Fp8Quant::of_config(v, path)?;
         let f = Fields { v, path };
         let model_type = f.str_or("model_type", "")?;
         let archs: Vec<String> = v
@@ -292,8 +295,12 @@ impl ModelConfig {
             "gemma3_text" => Arch::Gemma3,
             // Text and images (Gemma3ForConditionalGeneration, Mistral3ForConditionalGeneration):
             // the text model.
+            // A wrapper's `quantization_config` (the outer one, as transformers reads it)
+            // applies to the text model.
             t @ ("gemma3" | "mistral3" | "exaone4_5" | "apertus1p5") => {
-                return Self::from_hf_json(&multimodal::text_config(v, t, path)?, path)
+                let mut text = Self::from_hf_json(&multimodal::text_config(v, t, path)?, path)?;
+                text.quantization = quantization.or(text.quantization);
+                return Ok(text);
             }
             "" => {
                 return Err(Error::format(
@@ -489,6 +496,7 @@ impl ModelConfig {
                 _ => f.f64_or("rms_norm_eps", defaults.rms_norm_eps)? as f32,
             },
             clip_qkv: olmo::clip_qkv(v, arch, path)?,
+            quantization,
             rope_theta,
             rope_scaling,
             rope_freq_factors: None,

@@ -230,7 +230,8 @@ fn refusals() {
     let mut v = ministral3_8b();
     v["quantization_config"] = json!({"quant_method": "fp8", "weight_block_size": null,
                                       "activation_scheme": "static"});
-    read(&v).unwrap();
+    let quant = read(&v).unwrap().quantization.unwrap();
+    assert_eq!(quant.block, None);
     v["quantization_config"] = json!({"quant_method": "awq", "bits": 4});
     refused(
         &v,

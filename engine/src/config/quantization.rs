@@ -114,16 +114,6 @@ impl Fp8Quant {
         }))
     }
 
-    /// [`Fp8Quant::of_config`] of `dir/config.json` (an HF model directory's; a wrapper's
-    /// `quantization_config` is its outer one, as transformers reads it).
-    pub fn of_hf_dir(dir: &Path) -> Result<Option<Self>> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
-        Self::of_config(&v, &path)
-    }
-
     /// A short description for logs and `inspect`: `FP8 (e4m3, 128×128 blocks)`.
     pub fn describe(&self) -> String {
         match self.block {

@@ -151,92 +151,8 @@ pub fn dequantize(
                 format!("tensor `{name}` is an 8-bit float, but config.json declares no FP8 `quantization_config` (quant_method `fp8`), so its scales are unknown"),
             ));
         };
-        let Some(stem) = name.strip_suffix("weight") else {
-            return Err(Error::format(
-                file_of(map, name),
-                format!("tensor `{name}` is an 8-bit float but not a layer's `weight`: FP8 checkpoints quantize weights only"),
-            ));
-        };
-        let [inv, plain] = SCALES.map(|s| format!("{stem}{s}"));
-        let scale_name = match (map.contains(&inv), map.contains(&plain)) {
-            (true, false) => inv,
-            (false, true) => plain,
-            (true, true) => {
-                return Err(Error::format(
-                    file_of(map, name),
-                    format!("FP8 weight `{name}` has two scales, `{inv}` and `{plain}`: which one applies is not for the loader to guess"),
-                ))
-            }
-            (false, false) => {
-                return Err(Error::format(
-                    file_of(map, name),
-                    format!("FP8 weight `{name}` has no scale `{inv}` (each quantized weight is stored with its `weight_scale_inv`, or an AutoFP8 checkpoint's `weight_scale`)"),
-                ))
-            }
-        };
-        let Some(scale) = map.remove(&scale_name) else {
-            continue;
-        };
-        let file = file_of(map, name).to_path_buf();
-        let Some(w) = map.get_mut(name) else {
-            continue;
-        };
-        let &[rows, cols] = &w.shape[..] else {
-            return Err(Error::format(
-                &file,
-                format!(
-                    "FP8 weight `{name}` has shape {:?}: expected a matrix [rows, columns]",
-                    w.shape
-                ),
-            ));
-        };
-        let (block, grid_cols) = if scale.data.len() == 1 {
-            ([rows.max(1), cols.max(1)], 1)
-        } else {
-            block_of(&scale.shape, rows, cols, quant.block).map_err(|want| {
-                Error::format(
-                    &file,
-                    format!(
-                        "`{scale_name}` has shape {:?}, but FP8 weight `{name}` [{rows}, {cols}] needs {want}",
-                        scale.shape
-                    ),
-                )
-            })?
-        };
-        let round = (stored.half_scales.get(&scale_name)).filter(|_| quant.round_to_scale_dtype);
-        for (r, row) in w.data.chunks_exact_mut(cols.max(1)).enumerate() {
-            let scales = &scale.data[(r / block[0]) * grid_cols..];
-            for (c, v) in row.iter_mut().enumerate() {
-                *v *= scales[c / block[1]];
-                if let Some(h) = round {
-                    *v = h.round(*v);
-                }
-            }
-        }
-        // Stored values and scales are finite (the map refuses others); their product may not be.
-        if let Some(bad) = w.data.iter().find(|v| !v.is_finite()) {
-            return Err(Error::format(
-                &file,
-                format!("FP8 weight `{name}` times its `{scale_name}` gives {bad}: the scales are corrupt"),
-            ));
-        }
+        done.activation_scales += dequantize_one(map, name, quant, stored)?;
         done.weights += 1;
-        for extra in ["activation_scale", "input_scale"] {
-            if map.remove(&format!("{stem}{extra}")).is_some() {
-                done.activation_scales += 1;
-            }
-        }
-        // A symmetric scheme's zero points (older llm-compressor wrote them) are all zero; any
-        // other would shift every value, which these weights are not read with.
-        let zero_point = format!("{stem}weight_zero_point");
-        if let Some(z) = map.remove(&zero_point) {
-            if let Some(v) = z.data.iter().find(|v| **v != 0.0) {
-                return Err(Error::format(
-                    &file,
-                    format!("`{zero_point}` holds {v}: asymmetric (zero-point) weights are not read; only symmetric FP8 ones, whose zero points are all 0"),
-                ));
-            }
-        }
     }
     let stray = (map.names()).find_map(|n| {
         let stem = SCALES.iter().find_map(|s| n.strip_suffix(s))?;
@@ -259,6 +175,103 @@ pub fn dequantize(
         done.cache_scales = cache.len();
     }
     Ok(done)
+}
+
+/// Multiplies out FP8 weight `name` (as [`dequantize`] says), removing its scale and its
+/// zero points, activation and input scales: the count of the latter two removed.
+fn dequantize_one(
+    map: &mut WeightMap,
+    name: &str,
+    quant: &Fp8Quant,
+    stored: &Stored,
+) -> Result<usize> {
+    let file = file_of(map, name).to_path_buf();
+    let Some(stem) = name.strip_suffix("weight") else {
+        return Err(Error::format(
+            &file,
+            format!("tensor `{name}` is an 8-bit float but not a layer's `weight`: FP8 checkpoints quantize weights only"),
+        ));
+    };
+    let [inv, plain] = SCALES.map(|s| format!("{stem}{s}"));
+    let (scale_name, scale) = match (map.remove(&inv), map.remove(&plain)) {
+        (Some(s), None) => (inv, s),
+        (None, Some(s)) => (plain, s),
+        (Some(_), Some(_)) => {
+            return Err(Error::format(
+                &file,
+                format!("FP8 weight `{name}` has two scales, `{inv}` and `{plain}`: which one applies is not for the loader to guess"),
+            ))
+        }
+        (None, None) => {
+            return Err(Error::format(
+                &file,
+                format!("FP8 weight `{name}` has no scale `{inv}` (each quantized weight is stored with its `weight_scale_inv`, or an AutoFP8 checkpoint's `weight_scale`)"),
+            ))
+        }
+    };
+    // Every name in `stored.float8` was inserted, and only scales are removed before this.
+    let w = map.get_mut(name).ok_or_else(|| {
+        Error::format(
+            &file,
+            format!("FP8 weight `{name}` is not among the tensors read"),
+        )
+    })?;
+    let &[rows, cols] = &w.shape[..] else {
+        return Err(Error::format(
+            &file,
+            format!(
+                "FP8 weight `{name}` has shape {:?}: expected a matrix [rows, columns]",
+                w.shape
+            ),
+        ));
+    };
+    let (block, grid_cols) = if scale.data.len() == 1 {
+        ([rows.max(1), cols.max(1)], 1)
+    } else {
+        block_of(&scale.shape, rows, cols, quant.block).map_err(|want| {
+            Error::format(
+                &file,
+                format!(
+                    "`{scale_name}` has shape {:?}, but FP8 weight `{name}` [{rows}, {cols}] needs {want}",
+                    scale.shape
+                ),
+            )
+        })?
+    };
+    let round = (stored.half_scales.get(&scale_name)).filter(|_| quant.round_to_scale_dtype);
+    for (r, row) in w.data.chunks_exact_mut(cols.max(1)).enumerate() {
+        let scales = &scale.data[(r / block[0]) * grid_cols..];
+        for (c, v) in row.iter_mut().enumerate() {
+            *v *= scales[c / block[1]];
+            if let Some(h) = round {
+                *v = h.round(*v);
+            }
+        }
+    }
+    // Stored values and scales are finite (the map refuses others); their product may not be.
+    if let Some(bad) = w.data.iter().find(|v| !v.is_finite()) {
+        return Err(Error::format(
+            &file,
+            format!(
+                "FP8 weight `{name}` times its `{scale_name}` gives {bad}: the scales are corrupt"
+            ),
+        ));
+    }
+    // A symmetric scheme's zero points (older llm-compressor wrote them) are all zero; any
+    // other would shift every value, which these weights are not read with.
+    let zero_point = format!("{stem}weight_zero_point");
+    if let Some(v) = (map.remove(&zero_point)).and_then(|z| z.data.into_iter().find(|v| *v != 0.0))
+    {
+        return Err(Error::format(
+            &file,
+            format!("`{zero_point}` holds {v}: asymmetric (zero-point) weights are not read; only symmetric FP8 ones, whose zero points are all 0"),
+        ));
+    }
+    let activation = ["activation_scale", "input_scale"]
+        .iter()
+        .filter(|extra| map.remove(&format!("{stem}{extra}")).is_some())
+        .count();
+    Ok(activation)
 }
 
 /// The block `[r, c]` each value of a `[grid rows, grid cols]` scale covers in a `[rows, cols]`

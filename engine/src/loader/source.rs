@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::gguf::GgufFile;
 use super::safetensors_dir::load_hf_weights;
-use crate::config::{Fp8Quant, ModelConfig};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::tensor::WeightMap;
 use crate::tokenizer::TextTokenizer;
@@ -67,8 +67,7 @@ impl ModelFiles {
                 return Err(Error::format(path, not_a_model_dir(path)));
             }
             let config = ModelConfig::from_hf_dir(path)?;
-            let quant = Fp8Quant::of_hf_dir(path)?;
-            let mut weights = load_hf_weights(path, quant.as_ref())?;
+            let mut weights = load_hf_weights(path, config.quantization.as_ref())?;
             // A text-and-image checkpoint's decoder under the model's names, before any step
             // that reads them.
             super::multimodal::text_model(&mut weights);

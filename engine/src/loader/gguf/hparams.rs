@@ -380,6 +380,7 @@ impl GgufFile {
             rope_theta,
             attn_temperature: self.attn_temperature(arch, &key, rope_scaling.as_ref())?,
             clip_qkv: self.clamp_kqv(arch, a)?,
+            quantization: None,
             rope_scaling,
             rope_freq_factors,
             max_position_embeddings: self
